@@ -1,0 +1,116 @@
+"""Loads the model data files once and answers lookups by id or friendly name."""
+
+from __future__ import annotations
+
+import functools
+import re
+import tomllib
+from collections.abc import Iterator
+from importlib import resources
+
+from .spec import ModelSpec, Source
+
+
+class UnknownModelError(LookupError):
+    """A model id or name that the catalogue does not know, with the closest candidates."""
+
+    def __init__(self, name: str, candidates: list[str]) -> None:
+        self.name = name
+        self.candidates = candidates
+        hint = f" Did you mean: {', '.join(candidates)}?" if candidates else ""
+        super().__init__(f"Unknown model {name!r}.{hint} list_models shows every model kie-mcp knows.")
+
+
+class AmbiguousModelError(LookupError):
+    def __init__(self, name: str, candidates: list[str]) -> None:
+        self.name = name
+        self.candidates = candidates
+        super().__init__(f"Model name {name!r} is ambiguous; pick one of: {', '.join(candidates)}.")
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[\s_\-./]+", " ", name.strip().lower()).strip()
+
+
+class Catalog:
+    """Every model kie-mcp can price and validate, keyed by KIE model id."""
+
+    def __init__(self, models: dict[str, ModelSpec]) -> None:
+        self._models = models
+        self._names: dict[str, set[str]] = {}
+        for spec in models.values():
+            for name in (spec.id, spec.title, *spec.aliases):
+                self._names.setdefault(_normalise(name), set()).add(spec.id)
+
+    def __iter__(self) -> Iterator[ModelSpec]:
+        return iter(self._models.values())
+
+    def __len__(self) -> int:
+        return len(self._models)
+
+    def __contains__(self, model_id: object) -> bool:
+        return model_id in self._models
+
+    def get(self, model_id: str) -> ModelSpec | None:
+        return self._models.get(model_id)
+
+    def resolve(self, name: str) -> ModelSpec:
+        """Find a model by exact id, then by friendly name; raise with candidates otherwise."""
+        if name in self._models:
+            return self._models[name]
+        ids = self._names.get(_normalise(name), set())
+        if len(ids) == 1:
+            return self._models[next(iter(ids))]
+        if len(ids) > 1:
+            raise AmbiguousModelError(name, sorted(ids))
+        raise UnknownModelError(name, self._closest(name))
+
+    def _closest(self, name: str) -> list[str]:
+        import difflib
+
+        wanted = _normalise(name)
+        hits = difflib.get_close_matches(wanted, list(self._names), n=5, cutoff=0.5)
+        ids: list[str] = []
+        for hit in hits:
+            for model_id in sorted(self._names[hit]):
+                if model_id not in ids:
+                    ids.append(model_id)
+        return ids[:3]
+
+
+def _load_file(text: str) -> dict[str, ModelSpec]:
+    raw = tomllib.loads(text)
+    sources = {key: Source(**value) for key, value in raw.get("sources", {}).items()}
+    models: dict[str, ModelSpec] = {}
+    for model_id, body in raw.get("models", {}).items():
+        fields = {name: {**value, "name": name} for name, value in body.get("fields", {}).items()}
+        spec = ModelSpec(**{**body, "id": model_id, "fields": fields, "sources": sources})
+        _check_sources(spec)
+        models[model_id] = spec
+    return models
+
+
+def _check_sources(spec: ModelSpec) -> None:
+    """Every fact must name a source defined in its file: provenance is not optional."""
+    keys = [spec.source, *(f.source for f in spec.fields.values()), *(r.source for r in spec.rules)]
+    if spec.images:
+        keys.append(spec.images.source)
+    if spec.price:
+        keys.append(spec.price.source)
+    missing = sorted({k for k in keys if k not in spec.sources})
+    if missing:
+        raise ValueError(f"model {spec.id!r} cites undefined sources: {missing}")
+
+
+@functools.cache
+def load_catalog() -> Catalog:
+    """Read every ``*.toml`` file shipped in ``kie_mcp/catalog/data``."""
+    models: dict[str, ModelSpec] = {}
+    data_dir = resources.files("kie_mcp.catalog") / "data"
+    for entry in sorted(data_dir.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".toml"):
+            for model_id, spec in _load_file(entry.read_text(encoding="utf-8")).items():
+                if model_id in models:
+                    raise ValueError(f"model {model_id!r} is defined twice (second time in {entry.name})")
+                models[model_id] = spec
+    return Catalog(models)

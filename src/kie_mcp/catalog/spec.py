@@ -1,0 +1,127 @@
+"""The shape of a model entry in the catalogue data files (``catalog/data/*.toml``).
+
+Every model is data: its API family, its input fields in KIE's own wire names, the cross-field
+rules, the price table and a source for each fact. Validation and pricing read these objects;
+no model has code of its own.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Family = Literal["market", "veo"]
+Kind = Literal["image", "video"]
+FieldType = Literal["string", "integer", "number", "boolean", "enum", "url", "urls", "strings", "objects"]
+# Common tool arguments a wire field can be filled from.
+CommonArg = Literal["prompt", "aspect_ratio", "resolution", "duration", "audio"]
+Scalar = str | int | float | bool
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Source(_Strict):
+    """Where a fact comes from."""
+
+    kind: Literal["documented", "observed", "inferred"]
+    ref: str
+    date: str
+
+
+class FieldSpec(_Strict):
+    """One input field, named as KIE names it on the wire."""
+
+    name: str = ""
+    type: FieldType
+    arg: CommonArg | None = None
+    required: bool = False
+    default: Scalar | None = None
+    values: list[Scalar] | None = None
+    value_aliases: dict[str, Scalar] = Field(default_factory=dict)
+    min: float | None = None
+    max: float | None = None
+    max_length: int | None = None
+    min_items: int | None = None
+    max_items: int | None = None
+    note: str | None = None
+    source: str
+
+    @property
+    def is_media(self) -> bool:
+        return self.type in ("url", "urls")
+
+
+class ImagesSpec(_Strict):
+    """How the tools' ``images`` argument lands on the wire: one list field, or single fields in order."""
+
+    to: list[str]
+    min: int = 0
+    max: int
+    formats: list[str] = Field(default_factory=list)
+    max_mb: float | None = None
+    source: str
+
+
+class Rule(_Strict):
+    """A cross-field rule. ``when`` matches wire values; ``field#count`` matches a list's length."""
+
+    when: dict[str, Scalar | list[Scalar]] = Field(default_factory=dict)
+    set_default: dict[str, Scalar] = Field(default_factory=dict)
+    force: dict[str, Scalar] = Field(default_factory=dict)
+    allow: dict[str, list[Scalar]] = Field(default_factory=dict)
+    count: dict[str, tuple[int, int]] = Field(default_factory=dict)
+    require: list[str] = Field(default_factory=list)
+    message: str | None = None
+    source: str
+
+
+class Rate(_Strict):
+    when: dict[str, Scalar | list[Scalar]] = Field(default_factory=dict)
+    credits: float
+
+
+class PriceSpec(_Strict):
+    """Credits per task, per clip or per second of output; the first rate whose ``when`` matches applies."""
+
+    unit: Literal["task", "clip", "second"]
+    seconds_field: str | None = None
+    rates: list[Rate]
+    source: str
+    note: str | None = None
+
+
+class ModelSpec(_Strict):
+    id: str = ""
+    title: str
+    family: Family
+    kind: Kind
+    capabilities: list[str]
+    good_for: str
+    aliases: list[str] = Field(default_factory=list)
+    typical_seconds: tuple[int, int]
+    images: ImagesSpec | None = None
+    fields: dict[str, FieldSpec]
+    rules: list[Rule] = Field(default_factory=list)
+    price: PriceSpec | None = None
+    source: str
+    sources: dict[str, Source] = Field(default_factory=dict)
+
+    def field_for_arg(self, arg: str) -> FieldSpec | None:
+        return next((f for f in self.fields.values() if f.arg == arg), None)
+
+    def source_of(self, key: str) -> Source:
+        return self.sources[key]
+
+    def summary(self) -> dict[str, Any]:
+        """A short, JSON-ready description for listings."""
+        return {
+            "id": self.id,
+            "title": self.title,
+            "family": self.family,
+            "kind": self.kind,
+            "capabilities": self.capabilities,
+            "good_for": self.good_for,
+        }

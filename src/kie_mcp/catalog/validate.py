@@ -1,0 +1,277 @@
+"""Turn tool arguments into a model's exact wire input, or say precisely what is wrong.
+
+Two entry points share one set of checks:
+- ``build_input`` maps the tools' common arguments (prompt, images, aspect_ratio, ...) and the
+  model-specific ``options`` onto KIE's field names, applies defaults and rules, then checks.
+- ``check_input`` checks a wire input as KIE would; the simulator uses it to answer with 422s.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .spec import FieldSpec, ModelSpec, Rule, Scalar
+
+
+@dataclass(frozen=True)
+class Problem:
+    field: str
+    message: str
+
+
+class InvalidRequest(ValueError):
+    """One or more arguments do not fit the model; nothing was sent."""
+
+    def __init__(self, model: str, problems: Sequence[Problem]) -> None:
+        self.model = model
+        self.problems = list(problems)
+        lines = "\n".join(f"- {p.field}: {p.message}" for p in self.problems)
+        super().__init__(f"The request does not fit {model} (nothing was sent or charged):\n{lines}")
+
+
+_COMMON_ARGS = ("prompt", "aspect_ratio", "resolution", "duration", "audio")
+
+
+def build_input(
+    spec: ModelSpec,
+    *,
+    prompt: str | None = None,
+    images: Sequence[str] = (),
+    aspect_ratio: str | None = None,
+    resolution: str | None = None,
+    duration: int | None = None,
+    audio: bool | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Return the wire input for ``spec`` or raise ``InvalidRequest`` naming every problem."""
+    problems: list[Problem] = []
+    wire: dict[str, Any] = {}
+
+    for key, value in (options or {}).items():
+        if key not in spec.fields:
+            problems.append(Problem(f"options.{key}", _unknown_option(spec, key)))
+        else:
+            wire[key] = value
+
+    common = {"prompt": prompt, "aspect_ratio": aspect_ratio, "resolution": resolution, "duration": duration}
+    common["audio"] = audio
+    for arg in _COMMON_ARGS:
+        value = common[arg]
+        if value is None or (arg == "prompt" and value == ""):
+            continue
+        target = spec.field_for_arg(arg)
+        if target is None:
+            problems.append(Problem(arg, f"{spec.id} has no {arg} setting; leave it out."))
+        elif target.name in wire and _norm(wire[target.name]) != _norm(value):
+            problems.append(Problem(arg, f"given twice: {arg}={value!r} and options.{target.name}={wire[target.name]!r}."))
+        else:
+            wire[target.name] = value
+
+    problems += _place_images(spec, images, wire)
+    if problems:
+        raise InvalidRequest(spec.id, problems)
+
+    for name, value in list(wire.items()):
+        wire[name] = _coerce(spec.fields[name], value)
+    for rule in spec.rules:
+        if _matches(rule.when, wire):
+            for name, value in rule.set_default.items():
+                wire.setdefault(name, value)
+    for field in spec.fields.values():
+        if field.name not in wire and field.default is not None:
+            wire[field.name] = field.default
+    for rule in spec.rules:
+        if _matches(rule.when, wire):
+            wire.update(rule.force)
+
+    problems = check_input(spec, wire)
+    if problems:
+        raise InvalidRequest(spec.id, problems)
+    return wire
+
+
+def check_input(spec: ModelSpec, wire: Mapping[str, Any]) -> list[Problem]:
+    """Every way ``wire`` breaks the model's documented input contract."""
+    problems: list[Problem] = []
+    for name, value in wire.items():
+        field = spec.fields.get(name)
+        if field is None:
+            problems.append(Problem(name, _unknown_option(spec, name)))
+        elif (message := _check_value(field, value)) is not None:
+            problems.append(Problem(name, message))
+    for field in spec.fields.values():
+        if field.required and _absent(wire.get(field.name)):
+            problems.append(Problem(field.name, _missing(spec, field)))
+    for rule in spec.rules:
+        if _matches(rule.when, wire):
+            problems += _check_rule(rule, wire)
+    return problems
+
+
+# -- images -------------------------------------------------------------------------------
+
+
+def _place_images(spec: ModelSpec, images: Sequence[str], wire: dict[str, Any]) -> list[Problem]:
+    target = spec.images
+    if not images:
+        if target and target.min > 0 and not any(name in wire for name in target.to):
+            return [Problem("images", f"{spec.id} needs at least {target.min} input image(s).")]
+        return []
+    if target is None:
+        return [Problem("images", f"{spec.id} does not take input images; choose an image-to-video or edit model.")]
+    if not target.min <= len(images) <= target.max:
+        return [Problem("images", f"{spec.id} takes {_range_text(target.min, target.max)} image(s); got {len(images)}.")]
+    taken = [name for name in target.to if name in wire]
+    if taken:
+        return [Problem("images", f"images given twice: also set in options.{taken[0]}.")]
+    if len(target.to) == 1 and spec.fields[target.to[0]].type == "urls":
+        wire[target.to[0]] = list(images)
+    else:
+        for name, image in zip(target.to, images, strict=False):
+            wire[name] = image
+    return []
+
+
+# -- single values --------------------------------------------------------------------------
+
+
+def _coerce(field: FieldSpec, value: Any) -> Any:
+    """Accept the obvious spellings: aliases, ints for numeric strings, and back."""
+    if isinstance(value, str) and value in field.value_aliases:
+        return field.value_aliases[value]
+    if field.type == "enum" and field.values:
+        if isinstance(field.values[0], str) and isinstance(value, int | float) and not isinstance(value, bool):
+            as_text = str(int(value)) if float(value).is_integer() else str(value)
+            return as_text if as_text in field.values else value
+        if isinstance(field.values[0], int) and isinstance(value, str) and value.strip().isdigit():
+            return int(value)
+    if field.type == "integer" and isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    return value
+
+
+def _check_value(field: FieldSpec, value: Any) -> str | None:  # noqa: PLR0911
+    kind = field.type
+    if kind == "string" or kind == "url":
+        if not isinstance(value, str):
+            return f"expected text, got {value!r}."
+        if field.max_length is not None and len(value) > field.max_length:
+            return f"is {len(value)} characters long; the limit is {field.max_length}. Shorten it."
+        return None
+    if kind == "boolean":
+        return None if isinstance(value, bool) else f"expected true or false, got {value!r}."
+    if kind in ("integer", "number"):
+        if isinstance(value, bool) or not isinstance(value, int | float) or (kind == "integer" and value != int(value)):
+            return f"expected a{'n integer' if kind == 'integer' else ' number'}, got {value!r}."
+        if (field.min is not None and value < field.min) or (field.max is not None and value > field.max):
+            nearest = min(max(value, field.min if field.min is not None else value), field.max or value)
+            shown = int(nearest) if kind == "integer" else nearest
+            return f"{value!r} is out of range {_range_text(field.min, field.max)}. Nearest allowed: {shown}."
+        return None
+    if kind == "enum":
+        assert field.values is not None
+        if value in field.values and type(value) is type(field.values[0]):
+            return None
+        allowed = ", ".join(str(v) for v in field.values)
+        hint = _nearest(value, field.values)
+        extra = f" Nearest: {hint}." if hint is not None else ""
+        note = f" {field.note}" if field.note else ""
+        return f"{value!r} is not allowed; allowed: {allowed}.{extra}{note}"
+    # lists
+    if not isinstance(value, list):
+        return f"expected a list, got {value!r}."
+    if kind in ("urls", "strings") and not all(isinstance(v, str) for v in value):
+        return "expected a list of text values."
+    if kind == "objects" and not all(isinstance(v, dict) for v in value):
+        return "expected a list of objects."
+    low, high = field.min_items or 0, field.max_items
+    if len(value) < low or (high is not None and len(value) > high):
+        return f"has {len(value)} item(s); allowed {_range_text(low, high)}."
+    return None
+
+
+def _nearest(value: Any, allowed: Sequence[Scalar]) -> Scalar | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        numeric = [v for v in allowed if isinstance(v, int | float) or (isinstance(v, str) and v.isdigit())]
+        if numeric:
+            return min(numeric, key=lambda v: abs(float(v) - value))
+    text = str(value).lower()
+    by_lower = {str(v).lower(): v for v in allowed}
+    if text in by_lower:
+        return by_lower[text]
+    match = difflib.get_close_matches(text, list(by_lower), n=1, cutoff=0.4)
+    return by_lower[match[0]] if match else None
+
+
+# -- rules --------------------------------------------------------------------------------
+
+
+def _matches(when: Mapping[str, Any], wire: Mapping[str, Any]) -> bool:
+    for key, expected in when.items():
+        actual = _count(wire, key[:-6]) if key.endswith("#count") else wire.get(key)
+        options = expected if isinstance(expected, list) else [expected]
+        if not any(_norm(actual) == _norm(option) for option in options):
+            return False
+    return True
+
+
+def _check_rule(rule: Rule, wire: Mapping[str, Any]) -> list[Problem]:
+    problems: list[Problem] = []
+    why = f" {rule.message}" if rule.message else ""
+    for name, allowed in rule.allow.items():
+        if name in wire and not any(_norm(wire[name]) == _norm(a) for a in allowed):
+            shown = ", ".join(str(a) for a in allowed)
+            problems.append(Problem(name, f"{wire[name]!r} is not allowed here; allowed: {shown}.{why}"))
+    for name, (low, high) in rule.count.items():
+        have = _count(wire, name)
+        if not low <= have <= high:
+            problems.append(Problem(name, f"has {have} item(s); allowed {_range_text(low, high)}.{why}"))
+    for name in rule.require:
+        if _absent(wire.get(name)):
+            problems.append(Problem(name, f"is required here.{why}"))
+    return problems
+
+
+def _count(wire: Mapping[str, Any], name: str) -> int:
+    value = wire.get(name)
+    if isinstance(value, list):
+        return len(value)
+    return 0 if _absent(value) else 1
+
+
+# -- wording ------------------------------------------------------------------------------
+
+
+def _norm(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _absent(value: Any) -> bool:
+    return value is None or value == "" or value == []
+
+
+def _range_text(low: float | None, high: float | None) -> str:
+    fmt = lambda v: str(int(v)) if float(v).is_integer() else str(v)  # noqa: E731
+    if low is not None and high is not None:
+        return fmt(low) if low == high else f"{fmt(low)}-{fmt(high)}"
+    if high is not None:
+        return f"at most {fmt(high)}"
+    return f"at least {fmt(low or 0)}"
+
+
+def _unknown_option(spec: ModelSpec, key: str) -> str:
+    names = sorted(spec.fields)
+    close = difflib.get_close_matches(key, names, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return f"{spec.id} has no field {key!r}.{hint} Its fields: {', '.join(names)}."
+
+
+def _missing(spec: ModelSpec, field: FieldSpec) -> str:
+    if field.arg:
+        return f"is required by {spec.id}; pass {field.arg}."
+    if spec.images and field.name in spec.images.to:
+        return f"is required by {spec.id}; pass images."
+    return f"is required by {spec.id}; set options.{field.name}."
