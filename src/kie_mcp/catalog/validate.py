@@ -66,7 +66,9 @@ def build_input(
         if target is None:
             problems.append(Problem(arg, f"{spec.id} has no {arg} setting; leave it out."))
         elif target.name in wire and _norm(wire[target.name]) != _norm(value):
-            problems.append(Problem(arg, f"given twice: {arg}={value!r} and options.{target.name}={wire[target.name]!r}."))
+            problems.append(
+                Problem(arg, f"given twice: {arg}={value!r} and options.{target.name}={wire[target.name]!r}.")
+            )
         else:
             wire[target.name] = value
 
@@ -123,7 +125,9 @@ def _place_images(spec: ModelSpec, images: Sequence[str], wire: dict[str, Any]) 
     if target is None:
         return [Problem("images", f"{spec.id} does not take input images; choose an image-to-video or edit model.")]
     if not target.min <= len(images) <= target.max:
-        return [Problem("images", f"{spec.id} takes {_range_text(target.min, target.max)} image(s); got {len(images)}.")]
+        return [
+            Problem("images", f"{spec.id} takes {_range_text(target.min, target.max)} image(s); got {len(images)}.")
+        ]
     taken = [name for name in target.to if name in wire]
     if taken:
         return [Problem("images", f"images given twice: also set in options.{taken[0]}.")]
@@ -153,9 +157,9 @@ def _coerce(field: FieldSpec, value: Any) -> Any:
     return value
 
 
-def _check_value(field: FieldSpec, value: Any) -> str | None:  # noqa: PLR0911
+def _check_value(field: FieldSpec, value: Any) -> str | None:
     kind = field.type
-    if kind == "string" or kind == "url":
+    if kind in ("string", "url"):
         if not isinstance(value, str):
             return f"expected text, got {value!r}."
         if field.max_length is not None and len(value) > field.max_length:
@@ -250,7 +254,7 @@ def _norm(value: Any) -> str:
 
 
 def _absent(value: Any) -> bool:
-    return value is None or value == "" or value == []
+    return value is None or value in ("", [])
 
 
 def _range_text(low: float | None, high: float | None) -> str:

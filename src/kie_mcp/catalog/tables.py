@@ -1,0 +1,50 @@
+"""The model table, generated from the catalogue data (for resources, list_models and the README)."""
+
+from __future__ import annotations
+
+import json
+
+from .registry import load_catalog
+from .spec import ModelSpec
+
+
+def price_summary(spec: ModelSpec) -> str:
+    """e.g. '8-18 credits per task' or '14-67 credits per second'; 'price unknown' without a table."""
+    if spec.price is None or not spec.price.rates:
+        return "price unknown"
+    credits = sorted({rate.credits for rate in spec.price.rates})
+    span = _fmt(credits[0]) if len(credits) == 1 else f"{_fmt(credits[0])}-{_fmt(credits[-1])}"
+    return f"{span} credits per {spec.price.unit}"
+
+
+def model_table_markdown() -> str:
+    rows = [
+        "# KIE models in kie-mcp",
+        "",
+        "Prices are in KIE credits (1 credit is about $0.005) from dated snapshots of KIE's price list; "
+        "estimate_cost gives the exact price of a request.",
+        "",
+        "| Model id | Kind | API family | Capabilities | Price | Good for |",
+        "|---|---|---|---|---|---|",
+    ]
+    for spec in sorted(load_catalog(), key=lambda s: (s.kind, s.id)):
+        caps = ", ".join(spec.capabilities)
+        rows.append(f"| `{spec.id}` | {spec.kind} | {spec.family} | {caps} | {price_summary(spec)} | {spec.good_for} |")
+    return "\n".join(rows) + "\n"
+
+
+def model_table_json() -> str:
+    models = []
+    for spec in sorted(load_catalog(), key=lambda s: (s.kind, s.id)):
+        data = spec.model_dump(mode="json", exclude={"sources"})
+        data["price_summary"] = price_summary(spec)
+        used = {spec.source, *(f.source for f in spec.fields.values())}
+        if spec.price:
+            used.add(spec.price.source)
+        data["sources"] = {key: spec.sources[key].model_dump() for key in sorted(used)}
+        models.append(data)
+    return json.dumps({"models": models}, indent=2)
+
+
+def _fmt(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"

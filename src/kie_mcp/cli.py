@@ -1,0 +1,91 @@
+"""Command line: serve MCP over stdio (optionally against the simulator), run the demo, or serve the simulator."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from kie_mcp import __version__
+from kie_mcp.config import ConfigError, Settings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kie-mcp",
+        description="MCP stdio server for KIE.ai image and video generation, with confirm-before-spend.",
+        epilog="Configuration comes from environment variables and the workspace .env file; see the README.",
+    )
+    parser.add_argument("--version", action="version", version=f"kie-mcp {__version__}")
+    parser.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="serve against the built-in KIE simulator: no key, no credits, every result marked sandbox",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.add_parser("serve", help="serve MCP over stdio (the default)")
+    commands.add_parser("demo", help="run an offline tour: a sandboxed server driven by a real MCP client")
+    sim = commands.add_parser("sim", help="serve the KIE simulator over HTTP on 127.0.0.1")
+    sim.add_argument("--port", type=int, default=8790, help="port to listen on (default 8790)")
+    sim.add_argument("--speed", type=float, default=30.0, help="simulated seconds per real second (default 30)")
+    sim.add_argument("--balance", type=float, default=5000.0, help="starting credits of the sandbox account")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "demo":
+        from kie_mcp.demo import run_demo
+
+        return run_demo()
+    if args.command == "sim":
+        return _serve_simulator(args.port, args.speed, args.balance)
+    try:
+        settings = Settings.from_env()
+    except ConfigError as err:
+        print(f"kie-mcp: configuration error: {err}", file=sys.stderr)
+        return 2
+    if args.sandbox:
+        settings = settings.for_sandbox()
+    _configure_logging(settings.log_level)
+    from kie_mcp.server import create_server
+
+    logging.getLogger("kie_mcp").info(
+        "kie-mcp %s starting (%s); workspace %s",
+        __version__,
+        "sandbox" if settings.sandbox else settings.base_url,
+        settings.workspace,
+    )
+    create_server(settings).run("stdio")
+    return 0
+
+
+def _configure_logging(level: str) -> None:
+    """Everything goes to stderr: stdout belongs to the MCP protocol."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("kie_mcp")
+    root.handlers[:] = [handler]
+    root.setLevel(getattr(logging, level, logging.INFO))
+    root.propagate = False
+
+
+def _serve_simulator(port: int, speed: float, balance: float) -> int:
+    import uvicorn
+
+    from kie_mcp.sandbox import SANDBOX_API_KEY, SimConfig, Simulator, create_app
+
+    base = f"http://127.0.0.1:{port}"
+    print(
+        f"KIE simulator on {base} (speed x{speed:g}, {balance:g} credits). Point a KIE client at it with:\n"
+        f"  KIE_BASE_URL={base} KIE_UPLOAD_BASE_URL={base} KIE_API_KEY={SANDBOX_API_KEY}\n"
+        f"Test controls: {base}/__sim/state, /__sim/faults, /__sim/clock/advance, ... Ctrl+C stops it.",
+        file=sys.stderr,
+    )
+    sim = Simulator(SimConfig(speed=speed, starting_balance=balance))
+    uvicorn.run(create_app(sim), host="127.0.0.1", port=port, log_level="warning")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,248 @@
+"""The async KIE client: one HTTP client per host, the envelope, pacing and the no-double-spend rules.
+
+Creates are sent once. The only automatic retry is after a 429, which KIE documents as refused,
+not queued and not charged. A create that may have reached KIE without a readable answer raises
+``OutcomeUnknownError`` and is never sent again.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import mimetypes
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+from pydantic import BaseModel
+
+from kie_mcp import __version__
+from kie_mcp.spend.approval import Approval
+
+from .envelope import read_envelope
+from .errors import Category, KieError, NotSentError, OutcomeUnknownError
+from .families import FAMILIES, Family, VeoFamily, family_for_task_id
+from .pacing import SlidingWindow
+from .status import TaskStatus
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = f"kie-mcp/{__version__} (+https://kie.ai) python-httpx2"
+_NOT_SENT = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout, httpx2.UnsupportedProtocol)
+
+
+class UploadedFile(BaseModel):
+    url: str
+    file_name: str
+    size: int | None = None
+    mime_type: str | None = None
+
+
+class KieClient:
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        base_url: str,
+        upload_base_url: str,
+        timeout: float = 30.0,
+        transport: httpx2.AsyncBaseTransport | None = None,
+        rate_limit_backoff: float = 10.0,
+        max_rate_limit_retries: int = 3,
+        create_window: SlidingWindow | None = None,
+        poll_window: SlidingWindow | None = None,
+    ) -> None:
+        auth = {"Authorization": f"Bearer {api_key}", "User-Agent": USER_AGENT, "Accept": "application/json"}
+        limits = httpx2.Timeout(timeout, connect=10.0)
+        self._api = httpx2.AsyncClient(base_url=base_url, headers=auth, timeout=limits, transport=transport)
+        self._uploads = httpx2.AsyncClient(
+            base_url=upload_base_url, headers=auth, timeout=httpx2.Timeout(120.0, connect=10.0), transport=transport
+        )
+        # Result files live on third-party CDNs: they never see the key.
+        self.files = httpx2.AsyncClient(
+            headers={"User-Agent": USER_AGENT},
+            timeout=httpx2.Timeout(120.0, connect=10.0),
+            follow_redirects=True,
+            transport=transport,
+        )
+        self.rate_limit_backoff = rate_limit_backoff
+        self.max_rate_limit_retries = max_rate_limit_retries
+        self._creates = create_window or SlidingWindow(20, 10.0)
+        self._polls = poll_window or SlidingWindow(10, 1.0)
+
+    async def aclose(self) -> None:
+        for client in (self._api, self._uploads, self.files):
+            await client.aclose()
+
+    async def __aenter__(self) -> KieClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- spending ---------------------------------------------------------------------------
+
+    async def create(self, family: Family, body: dict[str, Any], approval: Approval) -> str:
+        """Send one approved create and return KIE's task id."""
+        approval.use_one(str(body.get("model")))
+        return await self._send_create(family.create_path, body)
+
+    async def veo_upgrade_4k(self, task_id: str, approval: Approval, index: int = 0) -> str:
+        """Ask for the 4K version of a Veo clip (a separately charged task); returns the new task id."""
+        approval.use_one("veo-4k")
+        return await self._send_create(VeoFamily.uhd_path, {"taskId": task_id, "index": index})
+
+    async def veo_extend(self, task_id: str, prompt: str, approval: Approval, model: str = "fast") -> str:
+        approval.use_one(f"veo-extend-{model}")
+        return await self._send_create(VeoFamily.extend_path, {"taskId": task_id, "prompt": prompt, "model": model})
+
+    async def _send_create(self, path: str, body: dict[str, Any]) -> str:
+        for attempt in range(self.max_rate_limit_retries + 1):
+            await self._creates.acquire()
+            started = time.monotonic()
+            try:
+                response = await self._api.post(path, json=body)
+            except _NOT_SENT as exc:
+                raise NotSentError(f"could not connect to KIE ({type(exc).__name__})", endpoint=path) from exc
+            except httpx2.TransportError as exc:
+                log.warning("create %s: no answer after sending (%s)", path, type(exc).__name__)
+                raise OutcomeUnknownError(
+                    f"the connection failed after the request was sent ({type(exc).__name__})", endpoint=path
+                ) from exc
+            log.info("POST %s -> HTTP %s in %.2fs", path, response.status_code, time.monotonic() - started)
+            try:
+                data = read_envelope(response, path)
+            except KieError as err:
+                if err.code == 429 and attempt < self.max_rate_limit_retries:
+                    log.warning("create refused with 429 (not charged); retrying in %.0fs", self.rate_limit_backoff)
+                    await anyio.sleep(self.rate_limit_backoff)
+                    continue
+                if err.category is Category.PROTOCOL:
+                    raise OutcomeUnknownError(f"KIE's answer could not be read ({err.message})", endpoint=path) from err
+                raise
+            task_id = data.get("taskId") if isinstance(data, dict) else None
+            if not task_id:
+                raise OutcomeUnknownError("KIE said success but returned no task id", endpoint=path)
+            return str(task_id)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- reading ----------------------------------------------------------------------------
+
+    async def status(self, family: Family, task_id: str) -> TaskStatus:
+        data = await self._get(family.status_path, {"taskId": task_id}, paced=True)
+        if not isinstance(data, dict):
+            raise KieError("KIE returned no task record", code=422, endpoint=family.status_path)
+        return family.parse_status(task_id, data)
+
+    async def find_task(self, task_id: str, family: str | None = None) -> TaskStatus:
+        """Status of any task id; without a known family, ask each family in turn."""
+        candidates = [FAMILIES[family]] if family else family_for_task_id(task_id)
+        last: KieError | None = None
+        for candidate in candidates:
+            try:
+                return await self.status(candidate, task_id)
+            except KieError as err:
+                if err.code not in (404, 422) and not candidate.is_not_visible(err.message):
+                    raise
+                last = err
+        assert last is not None
+        raise last
+
+    async def credits(self) -> float:
+        data = await self._get("/api/v1/chat/credit", None)
+        try:
+            return float(data)
+        except (TypeError, ValueError):
+            raise KieError(f"unexpected credit balance {data!r}", category=Category.PROTOCOL) from None
+
+    async def download_url(self, url: str) -> str:
+        data = await self._post("/api/v1/common/download-url", {"url": url})
+        if not isinstance(data, str):
+            raise KieError("download-url returned no link", category=Category.PROTOCOL)
+        return data
+
+    async def veo_1080p(self, task_id: str, index: int = 0) -> str | None:
+        """The 1080p link of a finished Veo clip, or None while KIE is still preparing it."""
+        try:
+            data = await self._get(VeoFamily.hd_path, {"taskId": task_id, "index": index})
+        except KieError as err:
+            if "processing" in err.message.lower():
+                return None
+            raise
+        url = data.get("resultUrl") if isinstance(data, dict) else None
+        if not url:
+            raise KieError("get-1080p-video returned no link", category=Category.PROTOCOL)
+        return str(url)
+
+    # -- uploads ----------------------------------------------------------------------------
+
+    async def upload_file(self, path: Path, upload_path: str = "kie-mcp", file_name: str | None = None) -> UploadedFile:
+        name = file_name or path.name
+        mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        with path.open("rb") as handle:
+            files = {"file": (name, handle, mime)}
+            data = await self._upload(
+                "/api/file-stream-upload", files=files, data={"uploadPath": upload_path, "fileName": name}
+            )
+        return _uploaded(data, name)
+
+    async def upload_from_url(
+        self, url: str, upload_path: str = "kie-mcp", file_name: str | None = None
+    ) -> UploadedFile:
+        body: dict[str, Any] = {"fileUrl": url, "uploadPath": upload_path}
+        if file_name:
+            body["fileName"] = file_name
+        return _uploaded(await self._upload("/api/file-url-upload", json=body), file_name or url.rsplit("/", 1)[-1])
+
+    async def upload_bytes(self, content: bytes, file_name: str, upload_path: str = "kie-mcp") -> UploadedFile:
+        mime = mimetypes.guess_type(file_name)[0] or "application/octet-stream"
+        payload = f"data:{mime};base64,{base64.b64encode(content).decode()}"
+        body = {"base64Data": payload, "uploadPath": upload_path, "fileName": file_name}
+        return _uploaded(await self._upload("/api/file-base64-upload", json=body), file_name)
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    async def _get(self, path: str, params: dict[str, Any] | None, *, paced: bool = False) -> Any:
+        if paced:
+            await self._polls.acquire()
+        return await self._call(self._api, "GET", path, params=params)
+
+    async def _post(self, path: str, body: dict[str, Any]) -> Any:
+        return await self._call(self._api, "POST", path, json=body)
+
+    async def _upload(self, path: str, **kwargs: Any) -> Any:
+        return await self._call(self._uploads, "POST", path, **kwargs)
+
+    async def _call(self, client: httpx2.AsyncClient, method: str, path: str, **kwargs: Any) -> Any:
+        """A call that creates nothing: safe to report as a plain, retryable network failure."""
+        started = time.monotonic()
+        try:
+            response = await client.request(method, path, **kwargs)
+        except httpx2.TransportError as exc:
+            raise KieError(
+                f"network error talking to KIE ({type(exc).__name__})",
+                category=Category.NETWORK,
+                retryable=True,
+                next_step="Check the network connection and KIE_BASE_URL, then try again.",
+                endpoint=path,
+            ) from exc
+        log.debug("%s %s -> HTTP %s in %.2fs", method, path, response.status_code, time.monotonic() - started)
+        return read_envelope(response, path)
+
+
+def _uploaded(data: Any, fallback_name: str) -> UploadedFile:
+    """Accept both documented upload answers: ``downloadUrl`` (new) and ``fileUrl`` (old)."""
+    if not isinstance(data, dict):
+        raise KieError("the upload answer had no file data", category=Category.PROTOCOL)
+    url = data.get("downloadUrl") or data.get("fileUrl")
+    if not url:
+        raise KieError("the upload answer had no file URL", category=Category.PROTOCOL)
+    size = data.get("fileSize")
+    return UploadedFile(
+        url=str(url),
+        file_name=str(data.get("fileName") or fallback_name),
+        size=int(size) if isinstance(size, int | float) else None,
+        mime_type=data.get("mimeType"),
+    )

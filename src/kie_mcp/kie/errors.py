@@ -1,0 +1,171 @@
+"""KIE's error codes as one typed taxonomy: what happened, whether retrying helps, what to do.
+
+KIE reports most failures inside an HTTP 200 body (``{"code": 402, "msg": ...}``); some arrive as
+real HTTP statuses or as non-JSON proxy pages. Everything ends up as a ``KieError``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+LOGS_URL = "https://kie.ai/logs"
+
+
+class Category(StrEnum):
+    AUTH = "auth"
+    CREDITS = "credits"
+    INPUT = "input"
+    NOT_FOUND = "not_found"
+    UPSTREAM = "upstream"
+    RATE_LIMIT = "rate_limit"
+    QUOTA = "quota"
+    MAINTENANCE = "maintenance"
+    SERVER = "server"
+    GENERATION_FAILED = "generation_failed"
+    DISABLED = "disabled"
+    BLOCKED = "blocked"
+    NETWORK = "network"
+    PROTOCOL = "protocol"
+
+
+@dataclass(frozen=True)
+class CodeInfo:
+    category: Category
+    retryable: bool
+    next_step: str
+
+
+CODES: dict[int, CodeInfo] = {
+    400: CodeInfo(
+        Category.INPUT,
+        False,
+        "KIE rejected the request (invalid input or a content-policy flag). Change the prompt or inputs; "
+        "the same request will be rejected again.",
+    ),
+    401: CodeInfo(
+        Category.AUTH,
+        False,
+        "The KIE API key is missing or wrong. Set KIE_API_KEY (create one at https://kie.ai/api-key) and "
+        "restart the MCP server.",
+    ),
+    402: CodeInfo(
+        Category.CREDITS,
+        False,
+        "The KIE account has too few credits. Top up at https://kie.ai/pricing, or lower the cost "
+        "(fewer variations, lower resolution, a cheaper model).",
+    ),
+    404: CodeInfo(
+        Category.NOT_FOUND,
+        False,
+        "KIE does not know this task or endpoint. Check the task id; tasks older than 2 months are gone.",
+    ),
+    408: CodeInfo(
+        Category.UPSTREAM,
+        True,
+        "The model's provider returned nothing for over 10 minutes, so this task is over. "
+        "Trying again starts a new, separately charged task.",
+    ),
+    422: CodeInfo(
+        Category.INPUT,
+        False,
+        "KIE found the request invalid. Fix the field it names; list_models shows what each model accepts.",
+    ),
+    429: CodeInfo(
+        Category.RATE_LIMIT,
+        True,
+        "KIE's limit of 20 new tasks per 10 seconds was hit. The request was not queued and not charged; "
+        "wait 10 seconds and try again.",
+    ),
+    433: CodeInfo(
+        Category.QUOTA,
+        False,
+        "This API key reached the usage cap set on KIE's API key page. Raise the cap there or wait for it to reset.",
+    ),
+    451: CodeInfo(
+        Category.INPUT,
+        False,
+        "KIE could not fetch an input image. Use a public URL, or pass a local file path so kie-mcp uploads it.",
+    ),
+    455: CodeInfo(Category.MAINTENANCE, True, "KIE is under maintenance. Try again in a few minutes."),
+    500: CodeInfo(
+        Category.SERVER,
+        True,
+        "KIE had an internal error. Try again in a minute; if it keeps happening, check " + LOGS_URL + ".",
+    ),
+    501: CodeInfo(
+        Category.GENERATION_FAILED,
+        False,
+        "The generation failed at the model provider. Trying again is a new charge; adjust the prompt first.",
+    ),
+    505: CodeInfo(Category.DISABLED, False, "KIE has disabled this feature for now. Choose another model."),
+}
+
+_FALLBACK = CodeInfo(Category.SERVER, True, "KIE answered with an unexpected error. Try again later.")
+
+
+class KieError(Exception):
+    """A failure reported by KIE or met on the way to it."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int | None = None,
+        category: Category | None = None,
+        retryable: bool | None = None,
+        next_step: str | None = None,
+        http_status: int | None = None,
+        endpoint: str | None = None,
+    ) -> None:
+        info = CODES.get(code or -1, _FALLBACK)
+        self.message = message
+        self.code = code
+        self.category = category or info.category
+        self.retryable = info.retryable if retryable is None else retryable
+        self.next_step = next_step or info.next_step
+        self.http_status = http_status
+        self.endpoint = endpoint
+        super().__init__(self.describe())
+
+    def describe(self) -> str:
+        label = f"KIE error {self.code}" if self.code is not None else "KIE request failed"
+        detail = f": {self.message}" if self.message else ""
+        return f"{label} ({self.category.value}){detail}. {self.next_step}"
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "code": self.code,
+            "category": self.category.value,
+            "message": self.message,
+            "retryable": self.retryable,
+            "next_step": self.next_step,
+        }
+
+
+class NotSentError(KieError):
+    """The request never reached KIE (connection refused, DNS, pool timeout): nothing happened there."""
+
+    def __init__(self, message: str, *, endpoint: str | None = None) -> None:
+        super().__init__(
+            message,
+            category=Category.NETWORK,
+            retryable=True,
+            next_step="The request did not reach KIE, so nothing was created or charged. Check the network "
+            "connection and KIE_BASE_URL, then try again.",
+            endpoint=endpoint,
+        )
+
+
+class OutcomeUnknownError(KieError):
+    """A create that may have reached KIE without an answer. It must never be resubmitted blindly."""
+
+    def __init__(self, message: str, *, endpoint: str | None = None) -> None:
+        super().__init__(
+            message,
+            category=Category.NETWORK,
+            retryable=False,
+            next_step="The request may have been created and charged on KIE. Do not submit it again: check "
+            f"{LOGS_URL} for a new task in the last minutes, and follow it with check_task if it is there.",
+            endpoint=endpoint,
+        )

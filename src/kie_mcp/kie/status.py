@@ -1,0 +1,73 @@
+"""One task status for every KIE family: each family's vocabulary maps onto ``TaskState``."""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class TaskState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+    @property
+    def finished(self) -> bool:
+        return self in (TaskState.SUCCEEDED, TaskState.FAILED)
+
+
+class TaskStatus(BaseModel):
+    """A task as KIE last described it, in family-neutral terms."""
+
+    task_id: str
+    family: str
+    state: TaskState
+    raw_state: str = Field(description="The family's own status word or flag, for reference.")
+    model: str | None = None
+    progress: float | None = Field(default=None, description="0-1 when KIE reports it.")
+    result_urls: list[str] = Field(default_factory=list)
+    fail_code: str | None = None
+    fail_message: str | None = None
+    credits_charged: float | None = None
+    created_at_ms: int | None = None
+    completed_at_ms: int | None = None
+
+
+def parse_json_text(value: Any) -> Any:
+    """KIE sends some objects as JSON text (``resultJson``, ``param``); accept either form."""
+    if isinstance(value, str):
+        if not value.strip():
+            return None
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def collect_urls(value: Any) -> list[str]:
+    """URLs from a string, a list of strings, or items shaped ``{url}`` / ``{resultUrl}``."""
+    value = parse_json_text(value)
+    if isinstance(value, str):
+        return [value] if value.startswith(("http://", "https://")) else []
+    if isinstance(value, dict):
+        for key in ("url", "resultUrl", "result_url"):
+            if isinstance(value.get(key), str):
+                return [value[key]]
+        return []
+    if isinstance(value, list):
+        return [url for item in value for url in collect_urls(item)]
+    return []
+
+
+def number_or_none(value: Any) -> float | None:
+    if isinstance(value, bool) or value in (None, ""):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,80 @@
+"""Everything one server connection shares: settings, the catalogue, the KIE client and the spend state."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import httpx2
+
+from kie_mcp.catalog import Catalog, load_catalog
+from kie_mcp.config import Settings
+from kie_mcp.kie import KieClient
+from kie_mcp.spend import Caps, Ledger, QuoteBook
+from kie_mcp.tasks import TaskBook
+
+log = logging.getLogger(__name__)
+
+
+class NoKeyError(RuntimeError):
+    def __init__(self) -> None:
+        super().__init__(
+            "KIE_API_KEY is not set, so kie-mcp cannot reach KIE. Put KIE_API_KEY=<your key> in the .env file "
+            "of the workspace or in the env block of this MCP server's client configuration, then restart the "
+            "server. Get a key at https://kie.ai (API Key page). To try everything without a key or credits, "
+            "start the server with --sandbox."
+        )
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    catalog: Catalog
+    quotes: QuoteBook
+    ledger: Ledger
+    tasks: TaskBook
+    kie: KieClient | None
+
+    def require_kie(self) -> KieClient:
+        if self.kie is None:
+            raise NoKeyError()
+        return self.kie
+
+
+@asynccontextmanager
+async def open_runtime(
+    settings: Settings, transport: httpx2.AsyncBaseTransport | None = None
+) -> AsyncIterator[Runtime]:
+    """Build the shared state; in sandbox mode without a given transport, start a private simulator."""
+    if settings.sandbox and transport is None:
+        from kie_mcp.sandbox import SandboxTransport, SimConfig, Simulator
+
+        transport = SandboxTransport(Simulator(SimConfig(speed=30.0)))
+    kie = None
+    if settings.has_key:
+        assert settings.api_key is not None
+        kie = KieClient(
+            api_key=settings.api_key.get_secret_value(),
+            base_url=settings.base_url,
+            upload_base_url=settings.upload_base_url,
+            timeout=settings.http_timeout,
+            transport=transport,
+            rate_limit_backoff=settings.rate_limit_backoff,
+        )
+    else:
+        log.warning("KIE_API_KEY is not set: tools that need KIE will explain how to set it")
+    runtime = Runtime(
+        settings=settings,
+        catalog=load_catalog(),
+        quotes=QuoteBook(settings.quote_ttl_seconds),
+        ledger=Ledger(Caps(settings.max_credits_per_call, settings.max_credits_per_day)),
+        tasks=TaskBook(),
+        kie=kie,
+    )
+    try:
+        yield runtime
+    finally:
+        if kie is not None:
+            await kie.aclose()

@@ -1,0 +1,570 @@
+"""The MCP surface: tools, resources and prompts, each a thin call into the layers below.
+
+No ``from __future__ import annotations`` here: the SDK reads resolver annotations at runtime.
+"""
+
+import contextlib
+import inspect
+import json
+import logging
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import anyio
+import httpx2
+from mcp.server import MCPServer
+from mcp.server.mcpserver import (
+    AcceptedElicitation,
+    Context,
+    DeclinedElicitation,
+    Elicit,
+    ElicitationResult,
+    Resolve,
+)
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.resources import FileResource
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import BaseModel, Field
+
+from kie_mcp import __version__
+from kie_mcp import generation as gen
+from kie_mcp.bundled import bundled_path
+from kie_mcp.catalog import AmbiguousModelError, InvalidRequest, UnknownModelError, load_catalog, usd
+from kie_mcp.catalog.tables import model_table_json, model_table_markdown, price_summary
+from kie_mcp.config import Settings
+from kie_mcp.kie import KieError
+from kie_mcp.media.inputs import local_path
+from kie_mcp.runtime import NoKeyError, Runtime, open_runtime
+from kie_mcp.spend import Approved, Ask, ConfirmSpend, Declined, NeedsConfirmation, Quote, QuoteError, SpendRefused
+from kie_mcp.tasks import TaskRecord, follow, refresh
+
+log = logging.getLogger(__name__)
+
+INSTRUCTIONS = """\
+kie-mcp makes images and videos with KIE.ai models. Every generation costs the user's KIE credits, so the \
+server only spends what the user approved:
+1. Pick a model (list_models, or the kie://models resource). Prompting guidance is in the kie://prompting/... \
+resources.
+2. estimate_cost shows the exact price and returns a quote_id. Show the cost to the user.
+3. generate_image / generate_video with the same arguments. When the client can show confirmation forms, the \
+server asks the user itself. Otherwise the tool answers status=confirmation_required with a quote; after the \
+user approves that cost in the chat, repeat the call with quote_id. Hard caps and the account balance are \
+enforced by the server and no approval overrides them.
+Images usually finish within the call. Videos take minutes: generate_video returns task ids at once; follow \
+them with check_task(task_id, wait_seconds). check_credits shows the balance, today's spend and the caps."""
+
+CANCELLED = (
+    "The confirmation was cancelled or dismissed (if no dialog appeared, this client cannot show MCP "
+    "confirmation forms)."
+)
+
+READ_LOCAL = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
+READ_KIE = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=True)
+SPENDS = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True)
+UPLOADS = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
+
+_USER_ERRORS = (
+    InvalidRequest,
+    UnknownModelError,
+    AmbiguousModelError,
+    KieError,
+    SpendRefused,
+    NoKeyError,
+    QuoteError,
+    FileNotFoundError,
+)
+
+# -- argument types shared by the estimate and generate tools ---------------------------------
+
+Prompt = Annotated[str, Field(description="What to make: one clear paragraph (see the kie://prompting guides).")]
+Images = Annotated[
+    list[str],
+    Field(description="Input images: http(s) URLs or local file paths (uploaded to KIE first). Max per model."),
+]
+AspectRatio = Annotated[str | None, Field(description="e.g. 16:9, 9:16, 1:1; allowed values depend on the model.")]
+Resolution = Annotated[str | None, Field(description="e.g. 1K/2K/4K for images, 720p/1080p/4k for video.")]
+Duration = Annotated[int | None, Field(ge=1, le=60, description="Video length in seconds, where the model has one.")]
+Audio = Annotated[bool | None, Field(description="Video sound on/off, where the model offers a choice.")]
+Options = Annotated[
+    dict[str, Any] | None,
+    Field(description="Model-specific fields in KIE's own names, e.g. {'output_format': 'png'}; see list_models."),
+]
+Variations = Annotated[int, Field(ge=1, le=10, description="How many identical tasks to run (each is charged).")]
+QuoteId = Annotated[
+    str | None, Field(description="The quote_id of a cost the user approved (from estimate_cost or a prior call).")
+]
+
+
+class EstimateResult(BaseModel):
+    quote: Quote
+    within_caps: bool
+    cap_problem: str | None = None
+    auto_approved: bool = Field(description="True when this price is at or under KIE_AUTO_APPROVE_CREDITS.")
+    balance_credits: float | None = None
+    spent_today: float
+    max_credits_per_call: float
+    max_credits_per_day: float
+    message: str
+
+
+class CreditsResult(BaseModel):
+    balance_credits: float
+    balance_usd: float
+    spent_today: float = Field(description="Credits spent through this server today.")
+    max_credits_per_call: float
+    max_credits_per_day: float
+    auto_approve_credits: float
+    sandbox: bool
+    message: str
+
+
+class ModelInfo(BaseModel):
+    id: str
+    title: str
+    family: str
+    kind: str
+    capabilities: list[str]
+    price: str
+    good_for: str
+
+
+class ModelList(BaseModel):
+    models: list[ModelInfo]
+    message: str
+
+
+class TaskResult(BaseModel):
+    task: TaskRecord
+    message: str
+
+
+class UploadResult(BaseModel):
+    url: str
+    file_name: str
+    size: int | None = None
+    mime_type: str | None = None
+    message: str
+
+
+def create_server(settings: Settings | None = None, *, transport: httpx2.AsyncBaseTransport | None = None) -> MCPServer:
+    """Build the server. ``transport`` replaces the network (tests and the sandbox pass the simulator)."""
+    settings = settings or Settings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(_: MCPServer) -> AsyncIterator[Runtime]:
+        async with open_runtime(settings, transport) as runtime:
+            yield runtime
+
+    mcp = MCPServer(
+        "kie-mcp",
+        title="KIE.ai (kie-mcp)" + (" [sandbox]" if settings.sandbox else ""),
+        description="Images and videos from KIE.ai models, with the cost shown and approved before any spend.",
+        instructions=INSTRUCTIONS,
+        website_url="https://kie.ai",
+        version=__version__,
+        lifespan=lifespan,
+    )
+    _register_tools(mcp)
+    _register_resources(mcp, settings)
+    return mcp
+
+
+# -- tools --------------------------------------------------------------------------------------
+
+
+def _register_tools(mcp: MCPServer) -> None:
+    image_prepare, image_approve = _gate("image")
+    video_prepare, video_approve = _gate("video")
+
+    @mcp.tool(title="Estimate cost", annotations=READ_LOCAL)
+    async def estimate_cost(
+        model: Annotated[str, Field(description="KIE model id or friendly name, e.g. veo3_fast, 'nano banana'.")],
+        prompt: Prompt,
+        ctx: Context,
+        images: Images = [],  # noqa: B006 - pydantic copies defaults
+        aspect_ratio: AspectRatio = None,
+        resolution: Resolution = None,
+        duration: Duration = None,
+        audio: Audio = None,
+        options: Options = None,
+        variations: Variations = 1,
+    ) -> Annotated[CallToolResult, EstimateResult]:
+        """Price a generation exactly, without spending anything. Takes the same arguments as generate_image /
+        generate_video and returns a quote (credits, about USD, price source and date) with a quote_id that
+        approves exactly this request once, for 10 minutes. Free."""
+        rt = _runtime(ctx)
+        with _user_errors():
+            args = gen.GenerationArgs(**_args(locals()))
+            plan = gen.plan(rt, args)
+            result = await _estimate(rt, plan)
+        return _tool_result(result, result.message)
+
+    async def generate_image(
+        prompt: Prompt,
+        ctx: Context,
+        plan: Annotated[gen.Plan, Resolve(image_prepare)],
+        approval: Annotated[ElicitationResult[ConfirmSpend], Resolve(image_approve)],
+        model: Annotated[str, Field(description="Image model id or name; see list_models.")] = "nano-banana-2",
+        images: Images = [],  # noqa: B006
+        aspect_ratio: AspectRatio = None,
+        resolution: Resolution = None,
+        options: Options = None,
+        variations: Variations = 1,
+        quote_id: QuoteId = None,
+        wait_seconds: Annotated[float, Field(ge=0, le=50, description="How long to wait for results.")] = 45,
+    ) -> Annotated[CallToolResult, gen.GenerationResult]:
+        """Make images with a KIE model. COSTS CREDITS. The cost must be approved first: the server asks the user
+        through a confirmation form when the client supports it; otherwise it answers
+        status=confirmation_required with a quote, and after the user approves that cost the call is repeated
+        with quote_id. Waits up to wait_seconds (default 45) for the results, reporting progress."""
+        return await _generate(ctx, plan, approval, "generate_image", wait_seconds)
+
+    async def generate_video(
+        prompt: Prompt,
+        ctx: Context,
+        plan: Annotated[gen.Plan, Resolve(video_prepare)],
+        approval: Annotated[ElicitationResult[ConfirmSpend], Resolve(video_approve)],
+        model: Annotated[str, Field(description="Video model id or name; see list_models.")] = "veo3_fast",
+        images: Images = [],  # noqa: B006
+        aspect_ratio: AspectRatio = None,
+        resolution: Resolution = None,
+        duration: Duration = None,
+        audio: Audio = None,
+        options: Options = None,
+        variations: Variations = 1,
+        quote_id: QuoteId = None,
+        wait_seconds: Annotated[float, Field(ge=0, le=50, description="How long to wait (videos take minutes).")] = 0,
+    ) -> Annotated[CallToolResult, gen.GenerationResult]:
+        """Make videos with a KIE model. COSTS CREDITS (tens to hundreds per clip). The cost must be approved
+        first: the server asks the user through a confirmation form when the client supports it; otherwise it
+        answers status=confirmation_required with a quote, and after the user approves that cost the call is
+        repeated with quote_id. Returns task ids at once with an estimated time; follow them with check_task."""
+        return await _generate(ctx, plan, approval, "generate_video", wait_seconds)
+
+    for tool_fn, prepare in ((generate_image, image_prepare), (generate_video, video_prepare)):
+        _bind_to_tool_arguments(prepare, tool_fn)
+    mcp.tool(title="Generate image (spends credits)", annotations=SPENDS)(generate_image)
+    mcp.tool(title="Generate video (spends credits)", annotations=SPENDS)(generate_video)
+
+    @mcp.tool(title="Check task", annotations=READ_KIE)
+    async def check_task(
+        task_id: Annotated[str, Field(min_length=1, description="A KIE task id from any kie-mcp or KIE call.")],
+        ctx: Context,
+        wait_seconds: Annotated[float, Field(ge=0, le=50, description="Wait up to this long for it to finish.")] = 0,
+    ) -> Annotated[CallToolResult, TaskResult]:
+        """Status and results of a KIE task of any kind, with progress while waiting. Free."""
+        rt = _runtime(ctx)
+        with _user_errors():
+            record = await _find_record(rt, task_id.strip())
+            reporter = gen.ProgressReporter(_progress(ctx), 1)
+            await follow(
+                rt.require_kie(),
+                rt.catalog,
+                [record],
+                budget=wait_seconds,
+                min_interval=rt.settings.poll_min_interval,
+                max_interval=rt.settings.poll_max_interval,
+                on_update=reporter,
+            )
+            gen.settle(rt, [record])
+        result = TaskResult(task=record, message=_task_message(record))
+        return _tool_result(result, result.message)
+
+    @mcp.tool(title="Check credits", annotations=READ_KIE)
+    async def check_credits(ctx: Context) -> Annotated[CallToolResult, CreditsResult]:
+        """The KIE balance (credits and about USD), credits spent today through this server, and the caps. Free."""
+        rt = _runtime(ctx)
+        with _user_errors():
+            balance = await rt.require_kie().credits()
+        s, spent = rt.settings, rt.ledger.spent_today()
+        message = (
+            f"Balance: {balance:g} credits (about ${usd(balance):.2f}). Spent today through kie-mcp: {spent:g}. "
+            f"Caps: {s.max_credits_per_call:g} per call, {s.max_credits_per_day:g} per day. "
+            + (
+                f"Auto-approve up to {s.auto_approve_credits:g} credits."
+                if s.auto_approve_credits
+                else "Every spend is confirmed."
+            )
+            + (" SANDBOX: simulated account." if s.sandbox else "")
+        )
+        result = CreditsResult(
+            balance_credits=balance,
+            balance_usd=usd(balance),
+            spent_today=spent,
+            max_credits_per_call=s.max_credits_per_call,
+            max_credits_per_day=s.max_credits_per_day,
+            auto_approve_credits=s.auto_approve_credits,
+            sandbox=s.sandbox,
+            message=message,
+        )
+        return _tool_result(result, message)
+
+    @mcp.tool(title="List models", annotations=READ_LOCAL)
+    async def list_models(
+        kind: Annotated[Literal["image", "video"] | None, Field(description="Only image or video models.")] = None,
+        capability: Annotated[str | None, Field(description="e.g. text-to-video, edit, audio, reference.")] = None,
+        query: Annotated[str | None, Field(description="Words to match in id, name or description.")] = None,
+    ) -> Annotated[CallToolResult, ModelList]:
+        """The KIE models kie-mcp can validate and price, with what each is good at and its price. Free."""
+        words = (query or "").lower().split()
+        models = []
+        for spec in load_catalog():
+            text = " ".join([spec.id, spec.title, spec.good_for, *spec.aliases, *spec.capabilities]).lower()
+            if kind and spec.kind != kind:
+                continue
+            if capability and capability.lower() not in spec.capabilities:
+                continue
+            if any(w not in text for w in words):
+                continue
+            models.append(ModelInfo(**spec.summary(), price=price_summary(spec)))
+        lines = [f"- {m.id} ({m.kind}, {m.price}): {m.good_for}" for m in models]
+        message = f"{len(models)} model(s):\n" + "\n".join(lines) if models else "No model matches those filters."
+        return _tool_result(ModelList(models=models, message=message), message)
+
+    @mcp.tool(title="Upload file", annotations=UPLOADS)
+    async def upload_file(
+        path: Annotated[str, Field(description="A local file (absolute, or relative to the workspace).")],
+        ctx: Context,
+    ) -> Annotated[CallToolResult, UploadResult]:
+        """Upload a local image or video to KIE's file host and return its URL for use as a model input.
+        Free; KIE keeps uploads for about 3 days."""
+        rt = _runtime(ctx)
+        with _user_errors():
+            file = local_path(path, rt.settings.workspace)
+            if not await anyio.Path(file).is_file():
+                raise FileNotFoundError(f"No file at {file}. Give an absolute path or one relative to the workspace.")
+            uploaded = await rt.require_kie().upload_file(file.resolve(), upload_path="kie-mcp/uploads")
+        message = f"Uploaded {uploaded.file_name}: {uploaded.url} (KIE keeps uploads for about 3 days)."
+        result = UploadResult(**uploaded.model_dump(), message=message)
+        return _tool_result(result, message)
+
+
+def _gate(kind: str) -> tuple[Any, Any]:
+    """The two resolvers of a generate tool: prepare (validate, price, caps, balance), then approve."""
+
+    async def prepare(ctx: Context, **arguments: Any) -> gen.Plan:
+        rt = _runtime(ctx)
+        with _user_errors():
+            plan = gen.plan(rt, gen.GenerationArgs(**_args(arguments)), kind)
+            await gen.check_spend(rt, plan)
+        return plan
+
+    async def approve(
+        ctx: Context, plan: Annotated[gen.Plan, Resolve(prepare)]
+    ) -> Approved | NeedsConfirmation | Elicit[ConfirmSpend]:
+        decision = gen.decide_approval(_runtime(ctx), plan, can_ask=_can_elicit(ctx))
+        if isinstance(decision, Ask):
+            return Elicit(decision.message, ConfirmSpend)
+        return decision
+
+    prepare.__qualname__ = f"prepare_{kind}"
+    approve.__qualname__ = f"approve_{kind}"
+    return prepare, approve
+
+
+def _bind_to_tool_arguments(resolver: Any, tool_fn: Any) -> None:
+    """Give ``resolver`` the tool's argument names, so the SDK passes it exactly what the tool received."""
+    params = [inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context)]
+    for name in inspect.signature(tool_fn).parameters:
+        if name in gen.GenerationArgs.model_fields:
+            params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY))
+    resolver.__signature__ = inspect.Signature(params)
+
+
+async def _generate(
+    ctx: Context, plan: gen.Plan, approval: ElicitationResult[ConfirmSpend], tool: str, wait_seconds: float
+) -> CallToolResult:
+    rt = _runtime(ctx)
+    with _user_errors():
+        result = await gen.execute(
+            rt, plan, _decision(approval), tool=tool, wait_seconds=wait_seconds, progress=_progress(ctx)
+        )
+    return _tool_result(result, result.message)
+
+
+def _decision(outcome: ElicitationResult[Any]) -> Approved | Declined | NeedsConfirmation:
+    match outcome:
+        case AcceptedElicitation(data=ConfirmSpend(confirm=True)):
+            return Approved("elicitation")
+        case AcceptedElicitation(data=ConfirmSpend()):
+            return Declined()
+        case AcceptedElicitation(data=Approved() | NeedsConfirmation() as decided):
+            return decided
+        case DeclinedElicitation():
+            return Declined()
+        case _:
+            return NeedsConfirmation(CANCELLED)
+
+
+async def _estimate(rt: Runtime, plan: gen.Plan) -> EstimateResult:
+    quote = rt.quotes.issue(plan.spec.id, plan.digest, plan.price, plan.variations)
+    spent = rt.ledger.spent_today()
+    try:
+        gen.check_caps(plan.total, spent, rt.ledger.caps)
+        cap_problem = None
+    except SpendRefused as err:
+        cap_problem = str(err)
+    balance = await rt.kie.credits() if rt.kie is not None else None
+    auto = quote.price_known and 0 < (quote.credits_total or 0) <= rt.settings.auto_approve_credits
+    cost = (
+        f"{quote.credits_total:g} credits (about ${quote.usd_total:.2f})"
+        if quote.credits_total is not None
+        else "UNKNOWN (no price on file for these settings; it is never auto-approved)"
+    )
+    parts = [
+        f"{plan.spec.title} ({plan.spec.id}) x{plan.variations}: {cost}.",
+        f"Breakdown: {quote.breakdown}. Price source: {quote.price_source} ({quote.price_date or 'undated'}).",
+        gen.settings_text(plan) + ".",
+        f"quote_id={quote.quote_id} approves exactly this request once, until {quote.expires_at}.",
+    ]
+    if cap_problem:
+        parts.append(f"Over a cap: {cap_problem}")
+    if balance is not None and quote.credits_total is not None and balance < quote.credits_total:
+        parts.append(f"The balance ({balance:g} credits) is too low for this request.")
+    return EstimateResult(
+        quote=quote,
+        within_caps=cap_problem is None,
+        cap_problem=cap_problem,
+        auto_approved=auto,
+        balance_credits=balance,
+        spent_today=spent,
+        max_credits_per_call=rt.ledger.caps.per_call,
+        max_credits_per_day=rt.ledger.caps.per_day,
+        message=" ".join(parts),
+    )
+
+
+async def _find_record(rt: Runtime, task_id: str) -> TaskRecord:
+    record = rt.tasks.get(task_id)
+    if record is not None:
+        return record
+    status = await rt.require_kie().find_task(task_id)
+    model = status.model or "unknown"
+    record = TaskRecord(task_id=task_id, model=model, family=status.family, state="queued", sandbox=rt.settings.sandbox)
+    spec = rt.catalog.get(model)
+    record.kind = spec.kind if spec else None
+    record.apply(status, spec.typical_seconds if spec else None)
+    rt.tasks.add(record)
+    return record
+
+
+def _task_message(record: TaskRecord) -> str:
+    head = f"Task {record.task_id} ({record.model}): {record.state}"
+    if record.state == "succeeded":
+        return f"{head}. Results: " + ", ".join(record.result_urls)
+    if record.state == "failed":
+        return f"{head}. {record.error}"
+    eta = f"; about {record.eta_seconds}s left" if record.eta_seconds else ""
+    progress = f" ({record.progress:.0%})" if record.progress is not None else ""
+    return f"{head}{progress}{eta}. Check again later with check_task."
+
+
+# -- resources ------------------------------------------------------------------------------------
+
+
+def _register_resources(mcp: MCPServer, settings: Settings) -> None:
+    @mcp.resource("kie://models", name="models", title="KIE model table", mime_type="text/markdown")
+    def models_markdown() -> str:
+        """Every model kie-mcp knows: kind, capabilities, price and what it is good at."""
+        return model_table_markdown()
+
+    @mcp.resource("kie://models.json", name="models-json", title="KIE model table (JSON)", mime_type="application/json")
+    def models_json() -> str:
+        """The model table as JSON, with each model's fields, rules, price table and sources."""
+        return model_table_json()
+
+    master = settings.workspace / "MASTER_CONTEXT.md"
+
+    @mcp.resource(
+        "kie://workspace/MASTER_CONTEXT.md",
+        name="master-context",
+        title="Workspace MASTER_CONTEXT.md",
+        mime_type="text/markdown",
+    )
+    def master_context() -> str:
+        """The workspace's brand voice, decisions, model preferences and known quirks."""
+        if master.is_file():
+            return master.read_text(encoding="utf-8")
+        template = bundled_path("MASTER_CONTEXT.md")
+        body = template.read_text(encoding="utf-8") if template and template.is_file() else ""
+        return (
+            f"<!-- No MASTER_CONTEXT.md in the workspace yet ({master}). This is kie-mcp's template; "
+            f"save a copy there to keep brand and model decisions between sessions. -->\n\n{body}"
+        )
+
+    @mcp.resource("kie://tasks/{task_id}", name="task", title="A KIE task", mime_type="application/json")
+    async def task(task_id: str, ctx: Context) -> str:
+        """A task's last known state and results (refreshed from KIE when it is still running)."""
+        rt = _runtime(ctx)
+        record = rt.tasks.get(task_id)
+        if record is None:
+            try:
+                record = await _find_record(rt, task_id)
+            except _USER_ERRORS as err:
+                return json.dumps({"task_id": task_id, "error": str(err)})
+        elif rt.kie is not None:
+            await refresh(rt.kie, rt.catalog, record)
+        return record.model_dump_json(indent=2)
+
+    library = bundled_path("prompting")
+    if library and library.is_dir():
+        for file in sorted(library.rglob("*.md")):
+            relative = file.relative_to(library).as_posix()
+            mcp.add_resource(
+                FileResource(
+                    uri=f"kie://prompting/{relative}",
+                    name=f"prompting/{relative}",
+                    title=_title_of(file),
+                    description="Prompt-writing guidance (descriptive reference).",
+                    mime_type="text/markdown",
+                    path=file.resolve(),
+                )
+            )
+
+
+def _title_of(file: Path) -> str:
+    for line in file.read_text(encoding="utf-8").splitlines():
+        if line.startswith("# "):
+            return line[2:].strip()
+    return file.stem.replace("-", " ")
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+
+
+def _runtime(ctx: Context) -> Runtime:
+    return ctx.request_context.lifespan_context
+
+
+def _args(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if k in gen.GenerationArgs.model_fields}
+
+
+def _can_elicit(ctx: Context) -> bool:
+    capabilities = ctx.client_capabilities
+    elicitation = capabilities.elicitation if capabilities is not None else None
+    return elicitation is not None and (elicitation.form is not None or elicitation.url is None)
+
+
+def _progress(ctx: Context) -> gen.Progress:
+    async def send(value: float, total: float, message: str) -> None:
+        await ctx.report_progress(value, total, message)
+
+    return send
+
+
+@contextlib.contextmanager
+def _user_errors() -> Iterator[None]:
+    """Expected failures reach the agent as readable tool errors, never as tracebacks."""
+    try:
+        yield
+    except _USER_ERRORS as err:
+        raise ToolError(str(err)) from err
+
+
+def _tool_result(model: BaseModel, text: str) -> CallToolResult:
+    return CallToolResult(
+        content=[TextContent(type="text", text=text)], structured_content=model.model_dump(mode="json")
+    )

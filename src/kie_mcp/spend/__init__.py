@@ -1,0 +1,28 @@
+"""Spend rules: quotes, the confirmation gate, hard caps and today's ledger."""
+
+from .approval import Approval, ApprovalError
+from .gate import Approved, Ask, ConfirmSpend, Decision, Declined, NeedsConfirmation, decide, grant
+from .ledger import Caps, Ledger, SpendRefused, check_balance, check_caps
+from .quotes import Quote, QuoteBook, QuoteError, request_hash
+
+__all__ = [
+    "Approval",
+    "ApprovalError",
+    "Approved",
+    "Ask",
+    "Caps",
+    "ConfirmSpend",
+    "Decision",
+    "Declined",
+    "Ledger",
+    "NeedsConfirmation",
+    "Quote",
+    "QuoteBook",
+    "QuoteError",
+    "SpendRefused",
+    "check_balance",
+    "check_caps",
+    "decide",
+    "grant",
+    "request_hash",
+]

@@ -1,0 +1,73 @@
+"""The confirm-before-spend decision, in the order the product promises.
+
+1. invalid input -> error (handled before this module is reached)
+2. hard caps -> refused, whatever the approval
+3. balance -> refused
+4. approval: a valid quote for this exact request; else a known price at or under the auto-approve
+   limit; else ask the user when the client can show a form; else hand back a quote to approve.
+An unknown price is never auto-approved.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import BaseModel, Field
+
+from .approval import Approval, ApprovedBy, _issue
+
+
+class ConfirmSpend(BaseModel):
+    """The elicitation form: one required boolean, so no client can auto-accept an empty form."""
+
+    confirm: bool = Field(description="Spend the credits shown and start the generation?")
+
+
+@dataclass(frozen=True)
+class Approved:
+    by: ApprovedBy
+
+
+@dataclass(frozen=True)
+class Ask:
+    """Ask the user through the client's form (elicitation)."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class NeedsConfirmation:
+    """The client cannot ask; the user approves the quote in chat and the call is repeated with quote_id."""
+
+    reason: str | None = None
+
+
+Decision = Approved | Ask | NeedsConfirmation
+
+
+def decide(
+    *,
+    total: float | None,
+    quote_id: str | None,
+    quote_problem: str | None,
+    auto_approve_limit: float,
+    can_ask: bool,
+    question: str,
+) -> Decision:
+    if quote_id and quote_problem is None:
+        return Approved("quote")
+    if total is not None and auto_approve_limit > 0 and total <= auto_approve_limit:
+        return Approved("auto")
+    if can_ask:
+        return Ask(question)
+    return NeedsConfirmation(quote_problem if quote_id else None)
+
+
+def grant(model_id: str, creates: int, by: ApprovedBy, credits: float | None) -> Approval:
+    """Issue the approval the KIE client requires for each create."""
+    return _issue(model_id, creates, by, credits)
+
+
+@dataclass(frozen=True)
+class Declined:
+    """The user said no: nothing is spent and no quote is issued."""

@@ -1,0 +1,176 @@
+"""The catalogue as data: every model loads with sources, validates, and prices exactly."""
+
+import pytest
+
+from kie_mcp.catalog import (
+    AmbiguousModelError,
+    InvalidRequest,
+    UnknownModelError,
+    build_input,
+    check_input,
+    load_catalog,
+    price_input,
+)
+from kie_mcp.catalog.tables import model_table_markdown, price_summary
+
+CATALOG = load_catalog()
+ISSUE_2_MODELS = {
+    "nano-banana-2",
+    "nano-banana-pro",
+    "google/nano-banana-edit",
+    "veo3",
+    "veo3_fast",
+    "kling-3.0/video",
+    "sora-2-text-to-video",
+    "sora-2-image-to-video",
+    "bytedance/seedance-2",
+}
+MINIMAL = {
+    "nano-banana-2": {"prompt": "a red apple"},
+    "nano-banana-pro": {"prompt": "a red apple"},
+    "google/nano-banana-edit": {"prompt": "make it blue", "images": ["https://example.com/a.png"]},
+    "veo3": {"prompt": "waves at dusk"},
+    "veo3_fast": {"prompt": "waves at dusk"},
+    "kling-3.0/video": {"prompt": "a slow pan over a city"},
+    "sora-2-text-to-video": {"prompt": "a cat on a skateboard"},
+    "sora-2-image-to-video": {"prompt": "she waves", "images": ["https://example.com/a.png"]},
+    "bytedance/seedance-2": {"prompt": "a paper boat drifting"},
+}
+
+
+def test_every_required_model_is_in_the_catalogue():
+    assert {spec.id for spec in CATALOG} >= ISSUE_2_MODELS
+
+
+@pytest.mark.parametrize("model_id", sorted(ISSUE_2_MODELS))
+def test_minimal_request_is_valid_and_priced(model_id):
+    spec = CATALOG.get(model_id)
+    wire = build_input(spec, **MINIMAL[model_id])
+    assert check_input(spec, wire) == []
+    price = price_input(spec, wire)
+    assert price.known and price.credits and price.credits > 0
+    assert price.source and price.source_date
+
+
+@pytest.mark.parametrize("model_id", sorted(ISSUE_2_MODELS))
+def test_every_fact_names_a_defined_source(model_id):
+    spec = CATALOG.get(model_id)
+    for field in spec.fields.values():
+        assert spec.source_of(field.source).kind in {"documented", "observed", "inferred"}
+    assert spec.source_of(spec.price.source).date
+
+
+@pytest.mark.parametrize(
+    ("model_id", "kwargs", "credits"),
+    [
+        ("nano-banana-2", {"resolution": "1K"}, 8),
+        ("nano-banana-2", {"resolution": "2K"}, 12),
+        ("nano-banana-2", {"resolution": "4k"}, 18),
+        ("nano-banana-pro", {"resolution": "2K"}, 18),
+        ("nano-banana-pro", {"resolution": "4K"}, 24),
+        ("veo3_fast", {}, 60),
+        ("veo3_fast", {"resolution": "1080p"}, 65),
+        ("veo3", {"resolution": "4K"}, 370),
+        ("kling-3.0/video", {"duration": 10}, 180),  # pro, silent: 18/s
+        ("kling-3.0/video", {"duration": 5, "audio": True, "resolution": "720p"}, 100),  # std + sound: 20/s
+        ("kling-3.0/video", {"duration": 3, "resolution": "4k"}, 201),  # 67/s
+        ("sora-2-text-to-video", {"duration": 15}, 25),
+        ("bytedance/seedance-2", {"duration": 6, "resolution": "1080p"}, 612),
+    ],
+)
+def test_prices_follow_the_table(model_id, kwargs, credits):
+    spec = CATALOG.get(model_id)
+    wire = build_input(spec, prompt="x", **kwargs)
+    assert price_input(spec, wire).credits == credits
+
+
+def test_seedance_with_reference_video_has_no_known_price():
+    spec = CATALOG.get("bytedance/seedance-2")
+    wire = build_input(spec, prompt="x", options={"reference_video_urls": ["https://example.com/v.mp4"]})
+    price = price_input(spec, wire)
+    assert not price.known
+    assert price.credits is None
+
+
+def test_errors_name_field_value_allowed_and_nearest():
+    with pytest.raises(InvalidRequest) as caught:
+        build_input(CATALOG.get("veo3"), prompt="x", duration=5)
+    text = str(caught.value)
+    assert "duration" in text and "5" in text and "4, 6, 8" in text and "Nearest" in text
+    assert "nothing was sent" in text
+
+
+def test_unknown_option_suggests_the_right_name():
+    with pytest.raises(InvalidRequest, match="Did you mean 'output_format'"):
+        build_input(CATALOG.get("nano-banana-2"), prompt="x", options={"outptu_format": "png"})
+
+
+def test_reference_mode_only_exists_on_veo3_fast():
+    build_input(
+        CATALOG.get("veo3_fast"),
+        prompt="x",
+        images=["https://e/a.png"],
+        options={"generationType": "REFERENCE_2_VIDEO"},
+    )
+    with pytest.raises(InvalidRequest, match="REFERENCE_2_VIDEO works only with veo3_fast"):
+        build_input(
+            CATALOG.get("veo3"), prompt="x", images=["https://e/a.png"], options={"generationType": "REFERENCE_2_VIDEO"}
+        )
+
+
+def test_veo_infers_generation_type_from_images():
+    spec = CATALOG.get("veo3_fast")
+    assert build_input(spec, prompt="x")["generationType"] == "TEXT_2_VIDEO"
+    assert (
+        build_input(spec, prompt="x", images=["https://e/a.png"])["generationType"] == "FIRST_AND_LAST_FRAMES_2_VIDEO"
+    )
+
+
+def test_kling_multi_shot_forces_sound():
+    spec = CATALOG.get("kling-3.0/video")
+    shots = [{"prompt": "shot one", "duration": 3}, {"prompt": "shot two", "duration": 2}]
+    wire = build_input(spec, audio=False, options={"multi_shots": True, "multi_prompt": shots})
+    assert wire["sound"] is True
+
+
+def test_sora_accepts_ratio_spelling_and_numeric_duration():
+    wire = build_input(CATALOG.get("sora-2-text-to-video"), prompt="x", aspect_ratio="9:16", duration=15)
+    assert wire["aspect_ratio"] == "portrait"
+    assert wire["n_frames"] == "15"
+
+
+def test_image_count_limits():
+    with pytest.raises(InvalidRequest, match="takes 1 image\\(s\\); got 2"):
+        build_input(CATALOG.get("sora-2-image-to-video"), prompt="x", images=["https://e/a.png", "https://e/b.png"])
+    with pytest.raises(InvalidRequest, match="does not take input images"):
+        build_input(CATALOG.get("sora-2-text-to-video"), prompt="x", images=["https://e/a.png"])
+
+
+def test_prompt_length_limit():
+    with pytest.raises(InvalidRequest, match="the limit is 5000"):
+        build_input(CATALOG.get("veo3"), prompt="x" * 5001)
+
+
+def test_friendly_names():
+    assert CATALOG.resolve("veo 3.1 fast").id == "veo3_fast"
+    assert CATALOG.resolve("nano banana").id == "nano-banana-2"
+    assert CATALOG.resolve("Kling 3.0").id == "kling-3.0/video"
+    with pytest.raises(UnknownModelError, match="nano-banana"):
+        CATALOG.resolve("nano bananna")
+
+
+def test_ambiguous_name_lists_candidates():
+    from kie_mcp.catalog import Catalog
+
+    specs = {s.id: s for s in CATALOG}
+    clash = Catalog({**specs, "x": specs["veo3"].model_copy(update={"id": "x", "aliases": ["veo"]})})
+    with pytest.raises(AmbiguousModelError) as caught:
+        clash.resolve("veo")
+    assert caught.value.candidates == ["veo3_fast", "x"]
+
+
+def test_model_table_is_generated_from_data():
+    table = model_table_markdown()
+    for spec in CATALOG:
+        assert f"`{spec.id}`" in table
+        assert price_summary(spec) in table

@@ -1,0 +1,53 @@
+"""Configuration: environment over .env, the workspace rule, numbers, and a key that never shows."""
+
+from pathlib import Path
+
+import pytest
+
+from kie_mcp.config import DEFAULT_BASE_URL, ConfigError, Settings, read_dotenv, user_data_dir
+
+
+def test_defaults_without_anything(tmp_path):
+    settings = Settings.from_env({}, cwd=tmp_path)
+    assert settings.api_key is None and not settings.has_key
+    assert settings.base_url == DEFAULT_BASE_URL
+    assert settings.auto_approve_credits == 0
+    assert settings.workspace == user_data_dir()
+
+
+def test_workspace_is_cwd_when_it_has_master_context(tmp_path):
+    (tmp_path / "MASTER_CONTEXT.md").write_text("# brand")
+    assert Settings.from_env({}, cwd=tmp_path).workspace == tmp_path.resolve()
+
+
+def test_root_is_never_the_workspace(tmp_path):
+    assert Settings.from_env({}, cwd=Path("/")).workspace != Path("/")
+    with pytest.raises(ConfigError, match="root"):
+        Settings.from_env({"KIE_WORKSPACE": "/"}, cwd=tmp_path)
+
+
+def test_dotenv_in_workspace_is_read_and_env_wins(tmp_path):
+    (tmp_path / ".env").write_text(
+        "# comment\nKIE_API_KEY='from-dotenv'\nexport KIE_MAX_CREDITS_PER_CALL=50 # inline\nKIE_LOG_LEVEL=debug\n"
+    )
+    settings = Settings.from_env({"KIE_WORKSPACE": str(tmp_path), "KIE_LOG_LEVEL": "warning"}, cwd=tmp_path)
+    assert settings.api_key.get_secret_value() == "from-dotenv"
+    assert settings.max_credits_per_call == 50
+    assert settings.log_level == "WARNING"
+
+
+def test_key_never_in_repr(tmp_path):
+    settings = Settings.from_env({"KIE_API_KEY": "sk-very-secret-123"}, cwd=tmp_path)
+    assert "sk-very-secret-123" not in repr(settings)
+    assert "sk-very-secret-123" not in str(settings)
+
+
+def test_bad_numbers_are_explained(tmp_path):
+    with pytest.raises(ConfigError, match="KIE_MAX_CREDITS_PER_DAY"):
+        Settings.from_env({"KIE_MAX_CREDITS_PER_DAY": "lots"}, cwd=tmp_path)
+    with pytest.raises(ConfigError, match="negative"):
+        Settings.from_env({"KIE_AUTO_APPROVE_CREDITS": "-1"}, cwd=tmp_path)
+
+
+def test_read_dotenv_missing_file(tmp_path):
+    assert read_dotenv(tmp_path / "nope") == {}

@@ -1,0 +1,133 @@
+"""Spend rules as pure units: quotes, caps, the ledger, the gate's order, approvals."""
+
+import threading
+from datetime import date
+
+import pytest
+
+from kie_mcp.catalog import ItemPrice
+from kie_mcp.spend import (
+    ApprovalError,
+    Approved,
+    Ask,
+    Caps,
+    Ledger,
+    NeedsConfirmation,
+    QuoteBook,
+    QuoteError,
+    SpendRefused,
+    check_balance,
+    decide,
+    grant,
+    request_hash,
+)
+from kie_mcp.spend.approval import Approval
+
+PRICE = ItemPrice(
+    known=True, credits=8, unit="task", breakdown="8 credits per task", source="snap", source_date="2026-06-30"
+)
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1_000_000.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_hash_binds_model_input_and_count():
+    base = request_hash("m", {"prompt": "a", "n": 1}, 1)
+    assert base == request_hash("m", {"n": 1, "prompt": "a"}, 1)  # key order does not matter
+    assert base != request_hash("m", {"prompt": "b", "n": 1}, 1)
+    assert base != request_hash("m", {"prompt": "a", "n": 1}, 2)
+    assert base != request_hash("m2", {"prompt": "a", "n": 1}, 1)
+
+
+def test_quote_is_single_use_bound_and_expires():
+    clock = Clock()
+    book = QuoteBook(600, clock)
+    quote = book.issue("nano-banana-2", "h1", PRICE, 2)
+    assert quote.credits_total == 16
+    assert quote.usd_total == 0.08
+    assert book.problem(quote.quote_id, "h1") is None
+    assert "different arguments" in book.problem(quote.quote_id, "h2")
+    book.consume(quote.quote_id, "h1")
+    with pytest.raises(QuoteError, match="already used"):
+        book.consume(quote.quote_id, "h1")
+    late = book.issue("nano-banana-2", "h1", PRICE, 1)
+    clock.now += 601
+    assert "expired" in book.problem(late.quote_id, "h1")
+    assert "unknown" in book.problem("q_nope", "h1")
+
+
+def test_only_one_of_two_racing_calls_can_use_a_quote():
+    book = QuoteBook()
+    quote = book.issue("m", "h", PRICE, 1)
+    wins = []
+
+    def use():
+        try:
+            book.consume(quote.quote_id, "h")
+            wins.append(1)
+        except QuoteError:
+            pass
+
+    threads = [threading.Thread(target=use) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(wins) == 1
+
+
+def test_caps_and_balance():
+    ledger = Ledger(Caps(per_call=100, per_day=150))
+    with pytest.raises(SpendRefused, match="per-call cap of 100"):
+        ledger.reserve(101)
+    ledger.reserve(100)
+    with pytest.raises(SpendRefused, match="only 50 of today's cap"):
+        ledger.reserve(60)
+    ledger.adjust(-100)  # a refund
+    ledger.reserve(60)
+    assert ledger.spent_today() == 60
+    with pytest.raises(SpendRefused, match="has 5 credits"):
+        check_balance(8, 5)
+    check_balance(None, 0)  # an unknown price is not refused here: a person must approve it
+
+
+def test_daily_spend_resets_at_midnight():
+    day = [date(2026, 11, 21)]
+    ledger = Ledger(Caps(100, 100), today=lambda: day[0])
+    ledger.reserve(90)
+    day[0] = date(2026, 11, 22)
+    assert ledger.spent_today() == 0
+    ledger.reserve(90)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"quote_id": "q", "quote_problem": None}, Approved("quote")),
+        ({"total": 8, "auto_approve_limit": 10}, Approved("auto")),
+        ({"total": 12, "auto_approve_limit": 10, "can_ask": True}, Ask("?")),
+        ({"total": None, "auto_approve_limit": 1e9}, NeedsConfirmation()),  # unknown price: never auto
+        ({"total": 8, "auto_approve_limit": 0}, NeedsConfirmation()),  # default: always ask
+        ({"quote_id": "q", "quote_problem": "expired"}, NeedsConfirmation("expired")),
+    ],
+)
+def test_gate_decisions(kwargs, expected):
+    args = {"total": 8, "quote_id": None, "quote_problem": None, "auto_approve_limit": 0, "can_ask": False}
+    assert decide(**{**args, **kwargs, "question": "?"}) == expected
+
+
+def test_approval_counts_creates_and_cannot_be_forged():
+    approval = grant("veo3", 2, "quote", 120)
+    approval.use_one("veo3")
+    with pytest.raises(ApprovalError):
+        approval.use_one("veo3_fast")
+    approval.use_one("veo3")
+    with pytest.raises(ApprovalError, match="no creates left"):
+        approval.use_one("veo3")
+    with pytest.raises(ApprovalError, match="only by the spend gate"):
+        Approval("veo3", 1, "auto", 1, _token=object())
