@@ -174,3 +174,12 @@ def test_model_table_is_generated_from_data():
     for spec in CATALOG:
         assert f"`{spec.id}`" in table
         assert price_summary(spec) in table
+
+
+def test_readme_model_table_is_generated_from_the_data():
+    from pathlib import Path
+
+    from kie_mcp.catalog.tables import with_model_table
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    assert readme == with_model_table(readme), "run: uv run python -m kie_mcp.catalog.tables README.md"

@@ -68,6 +68,10 @@ def _configure_logging(level: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(getattr(logging, level, logging.INFO))
     root.propagate = False
+    # Libraries speak up only when asked for DEBUG: their INFO lines (each HTTP request) are noise.
+    quiet = logging.DEBUG if level == "DEBUG" else logging.WARNING
+    for name in ("httpx2", "httpcore2", "httpx", "httpcore", "mcp", "uvicorn"):
+        logging.getLogger(name).setLevel(quiet)
 
 
 def _serve_simulator(port: int, speed: float, balance: float) -> int:

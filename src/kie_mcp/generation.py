@@ -240,7 +240,7 @@ async def execute(
     reporter = ProgressReporter(progress, len(records))
     await follow(
         kie,
-        rt.catalog,
+        rt.typical_seconds,
         records,
         budget=wait_seconds,
         min_interval=rt.settings.poll_min_interval,

@@ -17,6 +17,8 @@ from kie_mcp.tasks import TaskBook
 
 log = logging.getLogger(__name__)
 
+SANDBOX_SPEED = 30.0  # --sandbox: a 4-minute Veo clip takes about 8 seconds
+
 
 class NoKeyError(RuntimeError):
     def __init__(self) -> None:
@@ -36,6 +38,15 @@ class Runtime:
     ledger: Ledger
     tasks: TaskBook
     kie: KieClient | None
+    time_scale: float = 1.0  # simulated seconds per real second (the sandbox runs faster than KIE)
+
+    def typical_seconds(self, model_id: str) -> tuple[int, int] | None:
+        """The model's usual wall-clock duration, in this runtime's time."""
+        spec = self.catalog.get(model_id)
+        if spec is None:
+            return None
+        low, high = spec.typical_seconds
+        return max(int(low / self.time_scale), 1), max(int(high / self.time_scale), 1)
 
     def require_kie(self) -> KieClient:
         if self.kie is None:
@@ -48,10 +59,12 @@ async def open_runtime(
     settings: Settings, transport: httpx2.AsyncBaseTransport | None = None
 ) -> AsyncIterator[Runtime]:
     """Build the shared state; in sandbox mode without a given transport, start a private simulator."""
+    time_scale = 1.0
     if settings.sandbox and transport is None:
         from kie_mcp.sandbox import SandboxTransport, SimConfig, Simulator
 
-        transport = SandboxTransport(Simulator(SimConfig(speed=30.0)))
+        time_scale = SANDBOX_SPEED
+        transport = SandboxTransport(Simulator(SimConfig(speed=SANDBOX_SPEED)))
     kie = None
     if settings.has_key:
         assert settings.api_key is not None
@@ -72,6 +85,7 @@ async def open_runtime(
         ledger=Ledger(Caps(settings.max_credits_per_call, settings.max_credits_per_day)),
         tasks=TaskBook(),
         kie=kie,
+        time_scale=time_scale,
     )
     try:
         yield runtime

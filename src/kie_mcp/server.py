@@ -261,7 +261,7 @@ def _register_tools(mcp: MCPServer) -> None:
             reporter = gen.ProgressReporter(_progress(ctx), 1)
             await follow(
                 rt.require_kie(),
-                rt.catalog,
+                rt.typical_seconds,
                 [record],
                 budget=wait_seconds,
                 min_interval=rt.settings.poll_min_interval,
@@ -445,7 +445,7 @@ async def _find_record(rt: Runtime, task_id: str) -> TaskRecord:
     record = TaskRecord(task_id=task_id, model=model, family=status.family, state="queued", sandbox=rt.settings.sandbox)
     spec = rt.catalog.get(model)
     record.kind = spec.kind if spec else None
-    record.apply(status, spec.typical_seconds if spec else None)
+    record.apply(status, rt.typical_seconds(model))
     rt.tasks.add(record)
     return record
 
@@ -505,7 +505,7 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
             except _USER_ERRORS as err:
                 return json.dumps({"task_id": task_id, "error": str(err)})
         elif rt.kie is not None:
-            await refresh(rt.kie, rt.catalog, record)
+            await refresh(rt.kie, rt.typical_seconds, record)
         return record.model_dump_json(indent=2)
 
     library = bundled_path("prompting")

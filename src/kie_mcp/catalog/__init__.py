@@ -3,7 +3,7 @@
 from .pricing import USD_PER_CREDIT, ItemPrice, price_input, usd
 from .registry import AmbiguousModelError, Catalog, UnknownModelError, load_catalog
 from .spec import ModelSpec
-from .validate import InvalidRequest, Problem, build_input, check_input
+from .validate import InvalidRequest, Problem, apply_defaults, build_input, check_input
 
 __all__ = [
     "USD_PER_CREDIT",
@@ -14,6 +14,7 @@ __all__ = [
     "ModelSpec",
     "Problem",
     "UnknownModelError",
+    "apply_defaults",
     "build_input",
     "check_input",
     "load_catalog",

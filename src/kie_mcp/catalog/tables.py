@@ -48,3 +48,22 @@ def model_table_json() -> str:
 
 def _fmt(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+START, END = "<!-- models:start -->", "<!-- models:end -->"
+
+
+def with_model_table(readme: str) -> str:
+    """``readme`` with the generated model table between its markers."""
+    head, _, rest = readme.partition(START)
+    _, _, tail = rest.partition(END)
+    table = model_table_markdown().split("\n", 2)[2].strip()  # drop the document title
+    return f"{head}{START}\n{table}\n{END}{tail}"
+
+
+if __name__ == "__main__":  # python -m kie_mcp.catalog.tables README.md: refresh the README's model table
+    import sys
+    from pathlib import Path
+
+    target = Path(sys.argv[1] if len(sys.argv) > 1 else "README.md")
+    target.write_text(with_model_table(target.read_text(encoding="utf-8")), encoding="utf-8")

@@ -78,21 +78,28 @@ def build_input(
 
     for name, value in list(wire.items()):
         wire[name] = _coerce(spec.fields[name], value)
-    for rule in spec.rules:
-        if _matches(rule.when, wire):
-            for name, value in rule.set_default.items():
-                wire.setdefault(name, value)
-    for field in spec.fields.values():
-        if field.name not in wire and field.default is not None:
-            wire[field.name] = field.default
-    for rule in spec.rules:
-        if _matches(rule.when, wire):
-            wire.update(rule.force)
+    wire = apply_defaults(spec, wire)
 
     problems = check_input(spec, wire)
     if problems:
         raise InvalidRequest(spec.id, problems)
     return wire
+
+
+def apply_defaults(spec: ModelSpec, wire: Mapping[str, Any]) -> dict[str, Any]:
+    """Fill what the model defaults when a field is omitted: rule-chosen defaults, field defaults, forced values."""
+    out = dict(wire)
+    for rule in spec.rules:
+        if _matches(rule.when, out):
+            for name, value in rule.set_default.items():
+                out.setdefault(name, value)
+    for field in spec.fields.values():
+        if field.name not in out and field.default is not None:
+            out[field.name] = field.default
+    for rule in spec.rules:
+        if _matches(rule.when, out):
+            out.update(rule.force)
+    return out
 
 
 def check_input(spec: ModelSpec, wire: Mapping[str, Any]) -> list[Problem]:

@@ -8,7 +8,6 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 
-from kie_mcp.catalog import Catalog
 from kie_mcp.kie import FAMILIES, KieClient, KieError
 
 from .records import TaskRecord
@@ -19,14 +18,14 @@ log = logging.getLogger(__name__)
 VISIBILITY_GRACE_SECONDS = 30.0
 
 OnUpdate = Callable[[list[TaskRecord]], Awaitable[None]]
+Typical = Callable[[str], tuple[int, int] | None]
 
 
-async def refresh(kie: KieClient, catalog: Catalog, record: TaskRecord) -> None:
+async def refresh(kie: KieClient, typical: Typical, record: TaskRecord) -> None:
     """Ask KIE once about ``record`` and fold the answer in; network hiccups leave it as it was."""
     if record.task_id is None or record.finished:
         return
     family = FAMILIES[record.family]
-    spec = catalog.get(record.model)
     try:
         status = await kie.status(family, record.task_id)
     except KieError as err:
@@ -37,12 +36,12 @@ async def refresh(kie: KieClient, catalog: Catalog, record: TaskRecord) -> None:
             record.note_error(err)
         log.info("status of %s: %s", record.task_id, err.message)
         return
-    record.apply(status, spec.typical_seconds if spec else None)
+    record.apply(status, typical(record.model))
 
 
 async def follow(
     kie: KieClient,
-    catalog: Catalog,
+    typical: Typical,
     records: list[TaskRecord],
     *,
     budget: float,
@@ -56,7 +55,7 @@ async def follow(
     while True:
         async with anyio.create_task_group() as group:
             for record in records:
-                group.start_soon(refresh, kie, catalog, record)
+                group.start_soon(refresh, kie, typical, record)
         await on_update(records)
         left = deadline - time.monotonic()
         if all(r.finished for r in records) or left <= 0:

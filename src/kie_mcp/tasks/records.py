@@ -58,7 +58,7 @@ class TaskRecord(BaseModel):
         self.progress = 1.0 if self.finished else status.progress
         elapsed = time.time() - self.created_at
         if not self.finished and typical:
-            self.eta_seconds = max(int(typical[1] - elapsed), 5)
+            self.eta_seconds = max(int(typical[1] - elapsed), 1)
             if self.progress is None:
                 self.progress = round(min(elapsed / typical[1], 0.95), 3)
         else:

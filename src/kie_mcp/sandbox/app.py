@@ -1,0 +1,221 @@
+"""The simulator's ASGI app: every KIE host's paths on one app, routed by path only.
+
+``create_app`` serves the API host (``/api/v1/...``), the upload host (``/api/file-*-upload``),
+the result-file CDN (``/files/...``, ``/dl/...``) and the test controls (``/__sim/...``).
+Every simulated endpoint runs through ``_run``: request log, Cloudflare User-Agent check,
+scripted faults, bearer auth, then the family handler; ``KieError`` becomes KIE's envelope.
+Run it for real with ``uvicorn.run(create_app(Simulator()), host="127.0.0.1", port=N)``. Over real
+HTTP a ``drop`` fault sends response headers and then aborts: uvicorn logs the exception and
+closes the socket, so clients see a connection cut mid-response (httpx: ``RemoteProtocolError``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import anyio
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from . import controls, market, media, uploads, veo
+from .context import Ctx, DropResponse, envelope, number
+from .errors import FileError, KieError, default_message
+from .faults import CREATE_ONLY, Fault, html_page
+from .routes import SimRoute
+from .state import Blob, SimRequest, Simulator
+
+log = logging.getLogger(__name__)
+
+CREDIT_PATH = "/api/v1/chat/credit"
+DOWNLOAD_URL_PATH = "/api/v1/common/download-url"
+MALFORMED_BODY = b'{"code":200,"msg":"success","data":{"taskId":'
+_ELIDE_KEYS = frozenset({"base64Data"})
+
+
+# -- request log ---------------------------------------------------------------------------
+
+
+def _elided(text: str) -> str:
+    return f"<base64 elided: {len(text)} chars>"
+
+
+def _elide(value: Any) -> Any:
+    """Drop base64 payloads from logged bodies: they are large and may be private."""
+    if isinstance(value, dict):
+        return {k: _elided(v) if k in _ELIDE_KEYS and isinstance(v, str) else _elide(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_elide(v) for v in value]
+    if isinstance(value, str) and value.startswith("data:") and ";base64," in value[:200]:
+        return _elided(value)
+    return value
+
+
+async def _record(sim: Simulator, request: Request) -> SimRequest:
+    body: Any = None
+    if request.method not in ("GET", "HEAD") and "multipart/" not in request.headers.get("content-type", ""):
+        raw = await request.body()
+        if raw:
+            try:
+                body = _elide(json.loads(raw))
+            except ValueError:
+                body = {"bytes": len(raw)}
+    record = SimRequest(
+        method=request.method,
+        path=request.url.path,
+        query=dict(request.query_params),
+        body=body,
+        has_auth="authorization" in request.headers,
+        host=request.headers.get("host", ""),
+        at=sim.now(),
+    )
+    sim.log_request(record)
+    return record
+
+
+# -- faults --------------------------------------------------------------------------------
+
+
+async def _fire(ctx: Ctx, fault: Fault) -> Response | None:
+    """Answer with the fault instead of the endpoint, or return None to go on (``slow``)."""
+    params = fault.params
+    log.info("fault %s on %s %s", fault.kind, ctx.request.method, ctx.request.url.path)
+    if fault.kind == "slow":
+        await anyio.sleep(float(params["seconds"]))
+        return None
+    if fault.kind == "drop":
+        return DropResponse()
+    if fault.kind == "malformed":
+        return Response(MALFORMED_BODY, status_code=200, media_type="application/json")
+    if fault.kind == "html":
+        status = int(params.get("status", 502))
+        return HTMLResponse(html_page(status), status_code=status)
+    code = int(params["code"])
+    msg = str(params.get("msg") or default_message(code))
+    if ctx.category == "files":
+        return PlainTextResponse(msg, status_code=code)
+    return envelope(ctx.sim, code, msg, None, upload=ctx.upload)
+
+
+async def _run(sim: Simulator, route: SimRoute, request: Request) -> Response:
+    record = await _record(sim, request)
+    if (
+        route.category != "files"
+        and sim.config.require_user_agent
+        and not request.headers.get("user-agent", "").strip()
+    ):
+        return PlainTextResponse("error code: 1010", status_code=403)  # Cloudflare browser-integrity check
+    ctx = Ctx(sim=sim, request=request, category=route.category, record=record)
+    fault = sim.faults.peek(route.category)
+    if fault is not None:
+        if fault.kind in CREATE_ONLY:
+            ctx.pending_fault = fault  # consumed only if a task really gets created
+        else:
+            sim.faults.consume(fault)
+            early = await _fire(ctx, fault)
+            if early is not None:
+                return early
+    try:
+        if route.auth:
+            ctx.authenticate()
+        response = await route.handler(ctx)
+    except KieError as err:
+        response = ctx.error(err)
+    if ctx.drop_after:
+        return DropResponse()
+    return response
+
+
+def _endpoint(sim: Simulator, route: SimRoute) -> Route:
+    async def endpoint(request: Request) -> Response:
+        return await _run(sim, route, request)
+
+    endpoint.__name__ = route.handler.__name__
+    return Route(route.path, endpoint, methods=[route.method])
+
+
+# -- common endpoints ----------------------------------------------------------------------
+
+
+async def credit(ctx: Ctx) -> Response:
+    """``data`` is a bare number (KIE docs), fractional when the balance is."""
+    return ctx.ok(number(ctx.sim.balance(ctx.account)))
+
+
+async def download_url(ctx: Ctx) -> Response:
+    """``data`` is a bare string: a fresh link valid ``download_url_ttl_seconds`` (20 min)."""
+    body = await ctx.json_object()
+    url = body.get("url")
+    if not isinstance(url, str) or not url.strip():
+        raise KieError(422, "url is required")
+    target = ctx.sim.resolve_sim_url(url.strip())
+    if target is None and not ctx.sim.config.mint_unknown_urls:
+        raise KieError(422, "The url is not a file generated by KIE; only KIE file URLs are supported")
+    link = ctx.sim.mint_link(target)
+    name = (target or urlsplit(url.strip()).path).rsplit("/", 1)[-1] or "file"
+    return ctx.ok(f"{ctx.base_url}/dl/{link.token}/{quote(name)}")
+
+
+def _blob_response(blob: Blob) -> Response:
+    if blob.data is not None:
+        return Response(blob.data, media_type=blob.mime)
+    return StreamingResponse(
+        media.video_stream(blob.stream_seed or "", blob.size),
+        media_type=blob.mime,
+        headers={"content-length": str(blob.size)},
+    )
+
+
+async def serve_file(ctx: Ctx) -> Response:
+    """Result and upload files: no auth, 403 once the result URL expired, 404 when unknown or deleted."""
+    try:
+        return _blob_response(ctx.sim.lookup_file(ctx.request.url.path))
+    except FileError as err:
+        return PlainTextResponse(err.text, status_code=err.status)
+
+
+async def serve_link(ctx: Ctx) -> Response:
+    """download-url links: 403 after 20 virtual minutes, 404 for links minted for unknown URLs."""
+    link = ctx.sim.links.get(ctx.request.path_params["token"])
+    if link is None:
+        return PlainTextResponse("Not Found", status_code=404)
+    if ctx.sim.now() >= link.expires_at:
+        return PlainTextResponse("Forbidden: the link has expired", status_code=403)
+    if link.target is None:
+        return PlainTextResponse("Not Found", status_code=404)
+    try:
+        return _blob_response(ctx.sim.lookup_file(link.target, check_ttl=False))
+    except FileError as err:
+        return PlainTextResponse(err.text, status_code=err.status)
+
+
+COMMON_ROUTES = [
+    SimRoute(CREDIT_PATH, "GET", "credit", credit),
+    SimRoute(DOWNLOAD_URL_PATH, "POST", "download-url", download_url),
+    SimRoute("/files/{path:path}", "GET", "files", serve_file, auth=False),
+    SimRoute("/dl/{token}/{name:path}", "GET", "files", serve_link, auth=False),
+]
+
+# A new family adds its module's ROUTES here.
+FAMILY_ROUTES: list[SimRoute] = [*market.ROUTES, *veo.ROUTES, *uploads.ROUTES, *COMMON_ROUTES]
+
+
+def create_app(sim: Simulator) -> Starlette:
+    """One ASGI app for all KIE hosts and the ``/__sim`` controls, bound to ``sim``."""
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if request.url.path.startswith("/__sim"):
+            return JSONResponse({"ok": False, "error": exc.detail}, status_code=exc.status_code)
+        await _record(sim, request)
+        key = "message" if sim.config.message_key else "msg"
+        body = {"code": exc.status_code, key: exc.detail, "data": None}
+        return JSONResponse(body, status_code=exc.status_code)  # a real 404/405, whatever strict_http says
+
+    routes = [_endpoint(sim, r) for r in FAMILY_ROUTES] + controls.routes(sim)
+    return Starlette(routes=routes, exception_handlers={HTTPException: http_error})

@@ -1,0 +1,141 @@
+"""Per-request context shared by every simulated endpoint: envelope rendering, auth, task commit.
+
+Family modules (market, veo, ...) only parse their bodies and build ``Task`` objects; charging,
+create-level faults and the KIE envelope quirks live here so a new family stays small.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
+
+from kie_mcp.catalog import Problem
+
+from .errors import UPLOAD_AUTH_MESSAGE, ConnectionDropped, KieError
+from .faults import Fault
+from .state import SimRequest, Simulator, Task
+
+log = logging.getLogger(__name__)
+
+IN_PROCESS_EXTENSION = "kie_sim.in_process"
+
+
+def envelope(sim: Simulator, code: int, msg: str, data: Any, *, upload: bool = False) -> Response:
+    """KIE's ``{code, msg, data}``; HTTP 200 for business errors unless ``strict_http``."""
+    body: dict[str, Any] = {}
+    if upload:
+        body["success"] = code == 200
+    body["code"] = code
+    body["message" if sim.config.message_key else "msg"] = msg
+    body["data"] = data
+    status = 200 if code == 200 or not sim.config.strict_http else code
+    return JSONResponse(body, status_code=status)
+
+
+def number(value: float) -> float | int:
+    """Credits as KIE prints them: 100 rather than 100.0, fractions kept."""
+    return int(value) if float(value).is_integer() else round(value, 4)
+
+
+def describe_problems(model: str, problems: list[Problem]) -> str:
+    details = "; ".join(f"{p.field}: {p.message}" for p in problems)
+    return f"Invalid input for {model}: {details}"
+
+
+class DropResponse(Response):
+    """Cuts the connection instead of answering.
+
+    In process, ``SandboxTransport`` turns the ``ConnectionDropped`` it raises into
+    ``httpx2.RemoteProtocolError("Server disconnected without sending a response.")``. Under uvicorn
+    it first sends response headers announcing a body, then raises: uvicorn logs the exception and
+    closes the socket, so the client sees a connection closed mid-response (also a
+    ``RemoteProtocolError`` for httpx clients) rather than an answer.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(status_code=200)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if IN_PROCESS_EXTENSION not in scope.get("extensions", {}):
+            headers = [(b"content-type", b"application/json"), (b"content-length", b"64")]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+        raise ConnectionDropped("kie-sim fault: connection dropped")
+
+
+@dataclass
+class Ctx:
+    """What a handler needs: the simulator, the request, who is calling, and a queued create fault."""
+
+    sim: Simulator
+    request: Request
+    category: str
+    record: SimRequest
+    key: str = ""
+    account: str = ""
+    pending_fault: Fault | None = None
+    drop_after: bool = False
+    _json: Any = None
+
+    @property
+    def base_url(self) -> str:
+        return str(self.request.base_url).rstrip("/")
+
+    @property
+    def upload(self) -> bool:
+        return self.category == "upload"
+
+    def authenticate(self) -> None:
+        header = self.request.headers.get("authorization", "")
+        scheme, _, key = header.partition(" ")
+        account = self.sim.account_for_key(key.strip()) if scheme.lower() == "bearer" else None
+        if account is None:
+            raise KieError(401, UPLOAD_AUTH_MESSAGE if self.upload else None)
+        self.key, self.account = key.strip(), account
+
+    async def json_object(self) -> dict[str, Any]:
+        """The JSON body as an object, or a 400/422 error the way KIE words them."""
+        if self._json is None:
+            raw = await self.request.body()
+            try:
+                self._json = json.loads(raw) if raw else {}
+            except ValueError:
+                raise KieError(400, "Invalid JSON body") from None
+        if not isinstance(self._json, dict):
+            raise KieError(422, "The request body must be a JSON object")
+        return self._json
+
+    def query(self, name: str) -> str:
+        return self.request.query_params.get(name, "").strip()
+
+    def ok(self, data: Any, msg: str = "success") -> Response:
+        return envelope(self.sim, 200, msg, data, upload=self.upload)
+
+    def error(self, err: KieError) -> Response:
+        return envelope(self.sim, err.code, err.msg, None, upload=self.upload)
+
+    def commit_task(self, task: Task, price: float) -> Task:
+        """Charge, apply a queued create fault, store. Nothing is charged if the charge is refused."""
+        self.sim.charge(self.account, self.key, price)
+        task.charged = price
+        fault = self.pending_fault
+        if fault is not None:
+            self.sim.faults.consume(fault)
+            self.pending_fault = None
+            if fault.kind == "task_fail":
+                self.sim.apply_task_fail(task, fault)
+            elif fault.kind == "drop_after_create":
+                self.drop_after = True
+            log.info("fault %s applied to new task %s", fault.kind, task.id)
+        self.sim.add_task(task)
+        return task
+
+    def poll_visible(self, task: Task) -> bool:
+        """Count a status read; False while the task is still inside its visibility lag."""
+        task.polls += 1
+        return task.polls > self.sim.config.visibility_lag_polls

@@ -1,0 +1,112 @@
+"""Scripted fault injection (kie-api.md S10): a queue of faults, each aimed at one endpoint kind.
+
+Faults are consumed strictly in order per endpoint kind, one fault per request. Kinds that only
+make sense on a create (``task_fail``, ``drop_after_create``) stay queued until a create actually
+succeeds, so a create rejected for bad input does not eat them.
+
+``code``, ``drop``, ``malformed`` and ``html`` answer before the endpoint runs: nothing is created
+or charged. ``slow`` sleeps (real seconds), then the request runs normally. ``drop_after_create``
+and ``task_fail`` create and charge the task first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Endpoint = Literal["create", "status", "credit", "upload", "download-url", "files", "any"]
+ENDPOINTS: tuple[str, ...] = ("create", "status", "credit", "upload", "download-url", "files", "any")
+KINDS: tuple[str, ...] = ("code", "drop", "drop_after_create", "slow", "malformed", "html", "task_fail")
+CREATE_ONLY: frozenset[str] = frozenset({"drop_after_create", "task_fail"})
+
+
+class FaultSpecError(ValueError):
+    """A fault description the simulator cannot use; the message says what to fix."""
+
+
+@dataclass
+class Fault:
+    endpoint: str
+    kind: str
+    params: dict[str, Any] = field(default_factory=dict)
+    times: int = 1  # -1 = until cleared
+
+    def matches(self, category: str) -> bool:
+        if self.kind in CREATE_ONLY and category != "create":
+            return False
+        return self.endpoint in (category, "any")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"endpoint": self.endpoint, "fault": {"kind": self.kind, **self.params}, "times": self.times}
+
+
+def parse_fault(endpoint: Any, fault: Any, times: Any = 1) -> Fault:
+    """Validate a ``/__sim/faults`` body into a ``Fault``."""
+    if endpoint not in ENDPOINTS:
+        raise FaultSpecError(f"endpoint must be one of {', '.join(ENDPOINTS)}; got {endpoint!r}")
+    if not isinstance(fault, dict) or fault.get("kind") not in KINDS:
+        raise FaultSpecError(f"fault must be an object whose kind is one of {', '.join(KINDS)}")
+    if not isinstance(times, int) or isinstance(times, bool) or (times < 1 and times != -1):
+        raise FaultSpecError("times must be a positive integer, or -1 for until cleared")
+    kind = fault["kind"]
+    if kind in CREATE_ONLY and endpoint not in ("create", "any"):
+        raise FaultSpecError(f"{kind} only applies to create endpoints")
+    params = {k: v for k, v in fault.items() if k != "kind"}
+    if kind == "code":
+        code = params.get("code")
+        if not isinstance(code, int) or isinstance(code, bool) or not 100 <= code <= 999:
+            raise FaultSpecError("a code fault needs an integer code, e.g. 402")
+        if "msg" in params and not isinstance(params["msg"], str):
+            raise FaultSpecError("msg must be text")
+    elif kind == "slow":
+        seconds = params.get("seconds")
+        if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds < 0:
+            raise FaultSpecError("a slow fault needs seconds >= 0 (real seconds)")
+    elif kind == "html":
+        status = params.setdefault("status", 502)
+        if not isinstance(status, int) or not 100 <= status <= 599:
+            raise FaultSpecError("html status must be an HTTP status such as 502")
+    elif kind == "task_fail":
+        params["fail_code"] = str(params.get("fail_code", "500"))
+        params["fail_msg"] = str(params.get("fail_msg", "Internal server error"))
+        params["upstream"] = bool(params.get("upstream", False))
+    return Fault(endpoint=str(endpoint), kind=kind, params=params, times=times)
+
+
+class FaultQueue:
+    """Faults waiting to fire, oldest first."""
+
+    def __init__(self) -> None:
+        self.items: list[Fault] = []
+
+    def add(self, fault: Fault) -> None:
+        self.items.append(fault)
+
+    def clear(self) -> None:
+        self.items.clear()
+
+    def peek(self, category: str) -> Fault | None:
+        return next((f for f in self.items if f.matches(category)), None)
+
+    def consume(self, fault: Fault) -> None:
+        if fault.times == -1:
+            return
+        fault.times -= 1
+        if fault.times <= 0 and fault in self.items:
+            self.items.remove(fault)
+
+
+HTML_PAGES: dict[int, str] = {
+    502: "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center>"
+    "<hr><center>cloudflare</center></body></html>",
+    503: "<html><head><title>503 Service Temporarily Unavailable</title></head><body><center>"
+    "<h1>503 Service Temporarily Unavailable</h1></center><hr><center>nginx</center></body></html>",
+    520: "<!DOCTYPE html><html><head><title>api.kie.ai | 520: Web server is returning an unknown error</title>"
+    "</head><body><h1>Web server is returning an unknown error</h1><p>Error code 520</p></body></html>",
+}
+
+
+def html_page(status: int) -> str:
+    return HTML_PAGES.get(
+        status, f"<html><head><title>{status}</title></head><body><h1>Error {status}</h1></body></html>"
+    )

@@ -1,0 +1,156 @@
+"""Market ("jobs") family: ``POST /api/v1/jobs/createTask`` and ``GET /api/v1/jobs/recordInfo`` (kie-api.md §2)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.responses import Response
+
+from kie_mcp.catalog import ModelSpec, apply_defaults, check_input, load_catalog
+
+from .context import Ctx, describe_problems, number
+from .errors import UNKNOWN_MODEL, KieError
+from .routes import SimRoute
+from .state import MediaFile, Simulator, Task
+
+CREATE_PATH = "/api/v1/jobs/createTask"
+STATUS_PATH = "/api/v1/jobs/recordInfo"
+MAX_OUTPUTS = 6
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+def _output_count(wire: dict[str, Any]) -> int:
+    for name in ("num_images", "max_images", "n"):
+        value = wire.get(name)
+        try:
+            count = int(value) if value is not None else 0
+        except (TypeError, ValueError):
+            continue
+        if count > 0:
+            return min(count, MAX_OUTPUTS)
+    return 1
+
+
+def result_files(spec: ModelSpec, wire: dict[str, Any]) -> tuple[dict[str, MediaFile], dict[str, list[str]]]:
+    """The files a task will produce and how they group in ``resultJson``."""
+    aspect = wire.get("aspect_ratio") or wire.get("image_size")
+    aspect_text = str(aspect) if aspect is not None else None
+    if spec.kind == "image":
+        fmt = "jpg" if str(wire.get("output_format", "png")).lower() in ("jpg", "jpeg") else "png"
+        names = [f"{i}.{fmt}" for i in range(_output_count(wire))]
+        return {n: MediaFile("image", fmt, aspect_text) for n in names}, {"resultUrls": names}
+    files = {"0.mp4": MediaFile("video", "mp4", aspect_text)}
+    groups = {"resultUrls": ["0.mp4"]}
+    if wire.get("return_last_frame") is True:
+        files["first-frame.png"] = MediaFile("image", "png", aspect_text)
+        files["last-frame.png"] = MediaFile("image", "png", aspect_text)
+        groups["firstFrameUrl"] = ["first-frame.png"]
+        groups["lastFrameUrl"] = ["last-frame.png"]
+    return files, groups
+
+
+def _result_json(task: Task, base: str) -> str:
+    groups: dict[str, list[str]] = task.meta["groups"]
+    return _json_text({key: [f"{base}/files/{task.id}/{n}" for n in names] for key, names in groups.items()})
+
+
+def record(sim: Simulator, task: Task, base: str) -> dict[str, Any]:
+    """The recordInfo ``data``: JSON-string ``param``/``resultJson``, string ``failCode``, ms timestamps."""
+    now = sim.now()
+    state = task.state(now)
+    done = state in ("success", "fail")
+    data: dict[str, Any] = {
+        "taskId": task.id,
+        "model": task.model,
+        "state": state,
+        "param": _json_text(task.body),
+        "resultJson": _result_json(task, base) if state == "success" else "",
+        "failCode": task.fail_code if state == "fail" else "",
+        "failMsg": task.fail_msg if state == "fail" else "",
+        "costTime": _ms(task.end_at) - _ms(task.created_at) if done else 0,
+        "completeTime": _ms(task.end_at) if done else None,
+        "createTime": _ms(task.created_at),
+        "updateTime": _ms(task.last_change(now)),
+        "creditsConsumed": number(task.credits_consumed),
+    }
+    if task.model.startswith("sora-2"):
+        data["progress"] = task.progress(now)
+    return data
+
+
+def callback_body(sim: Simulator, task: Task) -> dict[str, Any]:
+    """The market callback (F-5 shape): recordInfo fields plus consumeCredits/remainedCredits."""
+    data = record(sim, task, task.base_url)
+    data.pop("creditsConsumed", None)
+    data["consumeCredits"] = number(task.credits_consumed)
+    data["remainedCredits"] = number(sim.accounts[task.account].balance)
+    if task.outcome == "success":
+        return {"code": 200, "msg": "Playground task completed successfully.", "data": data}
+    data.pop("resultJson", None)
+    return {"code": 501, "msg": "Playground task failed.", "data": data}
+
+
+async def create_task(ctx: Ctx) -> Response:
+    body = await ctx.json_object()
+    sim = ctx.sim
+    sim.admit_create(ctx.account)
+    model = body.get("model")
+    spec = load_catalog().get(model) if isinstance(model, str) else None
+    if spec is None or spec.family != "market":
+        raise KieError(422, UNKNOWN_MODEL)
+    raw_input = body.get("input")
+    if not isinstance(raw_input, dict):
+        raise KieError(422, "input is required and must be a JSON object")
+    wire = apply_defaults(spec, raw_input)
+    problems = check_input(spec, wire)
+    if problems:
+        raise KieError(422, describe_problems(spec.id, problems))
+    callback = body.get("callBackUrl")
+    if callback is not None and not isinstance(callback, str):
+        raise KieError(422, "callBackUrl must be a URL")
+    files, groups = result_files(spec, wire)
+    task_id = sim.new_task_id("market", spec.id, spec.kind)
+    low, high = spec.typical_seconds
+    task = Task(
+        id=task_id,
+        family="market",
+        model=spec.id,
+        kind=spec.kind,
+        account=ctx.account,
+        key=ctx.key,
+        body=body,
+        created_at=sim.now(),
+        duration=sim.duration_for(task_id, low, high),
+        base_url=ctx.base_url,
+        callback_url=callback or None,
+        files=files,
+        meta={"groups": groups},
+        callback=callback_body,
+    )
+    ctx.commit_task(task, sim.price(spec, wire))
+    return ctx.ok({"taskId": task.id})
+
+
+async def record_info(ctx: Ctx) -> Response:
+    task_id = ctx.query("taskId")
+    if not task_id:
+        raise KieError(400, "taskId parameter is required")
+    ctx.sim.admit_poll(ctx.key)
+    task = ctx.sim.get_task(task_id, family="market")
+    if task is None or task.account != ctx.account or not ctx.poll_visible(task):
+        raise KieError(422, "recordInfo is null")
+    return ctx.ok(record(ctx.sim, task, ctx.base_url))
+
+
+ROUTES = [
+    SimRoute(CREATE_PATH, "POST", "create", create_task),
+    SimRoute(STATUS_PATH, "GET", "status", record_info),
+]

@@ -1,0 +1,562 @@
+"""The simulator's world: a virtual clock, accounts and their credits, tasks, files, limits and logs.
+
+Task state is never stored as "current state": each task keeps its creation time, its planned
+duration and its outcome, and every read derives the state from the virtual clock. Side effects
+of finishing (refunds, callbacks) are applied lazily, in completion order, by ``settle``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import random
+import re
+import secrets
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
+
+from kie_mcp.catalog import ModelSpec, price_input
+
+from . import media
+from .config import DEFAULT_ACCOUNT, SANDBOX_API_KEY, SimConfig
+from .errors import INSUFFICIENT_CREDITS, RATE_LIMITED, FileError, KieError
+from .faults import Fault, FaultQueue
+
+log = logging.getLogger(__name__)
+
+Outcome = Literal["success", "fail"]
+TERMINAL = ("success", "fail")
+UPLOAD_PREFIX = "/files/uploads/"
+LINK_MEMORY_SECONDS = 86400.0
+MAX_LOGGED_REQUESTS = 100_000  # a long sandbox session must not grow without bound
+
+
+# -- records ---------------------------------------------------------------------------------
+
+
+@dataclass
+class SimRequest:
+    """One request as received; the bearer key itself is never kept, base64 payloads are elided."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    body: Any
+    has_auth: bool
+    host: str
+    at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "path": self.path,
+            "query": self.query,
+            "body": self.body,
+            "has_auth": self.has_auth,
+            "host": self.host,
+            "at": self.at,
+        }
+
+
+@dataclass
+class MediaFile:
+    """One result file of a task. ``ready_at`` is set for files that appear later (Veo 1080p)."""
+
+    kind: Literal["image", "video"]
+    fmt: str
+    aspect: str | None = None
+    ready_at: float | None = None
+
+    @property
+    def mime(self) -> str:
+        return "video/mp4" if self.kind == "video" else media.IMAGE_MIME.get(self.fmt, "image/png")
+
+
+@dataclass
+class Account:
+    name: str
+    balance: float
+
+
+@dataclass
+class Task:
+    """A generation task of any family. Family-specific facts live in ``meta``."""
+
+    id: str
+    family: str
+    model: str
+    kind: str
+    account: str
+    key: str
+    body: dict[str, Any]
+    created_at: float
+    duration: float
+    base_url: str
+    callback_url: str | None = None
+    charged: float = 0.0
+    outcome: Outcome = "success"
+    fail_code: str = ""
+    fail_msg: str = ""
+    forced_at: float | None = None
+    files: dict[str, MediaFile] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+    callback: Callable[[Simulator, Task], dict[str, Any]] | None = None
+    polls: int = 0
+    settled: bool = False
+    refunded: bool = False
+
+    @property
+    def end_at(self) -> float:
+        if self.forced_at is not None:
+            return self.forced_at
+        # Failures come back sooner than successes (field note F-3).
+        return self.created_at + (self.duration if self.outcome == "success" else self.duration * 0.5)
+
+    def is_done(self, now: float) -> bool:
+        return now >= self.end_at
+
+    def state(self, now: float) -> str:
+        """Market vocabulary: waiting -> queuing -> generating -> success | fail."""
+        if self.is_done(now):
+            return self.outcome
+        span = self.end_at - self.created_at
+        elapsed = now - self.created_at
+        if elapsed < 0.1 * span:
+            return "waiting"
+        if elapsed < 0.25 * span:
+            return "queuing"
+        return "generating"
+
+    def last_change(self, now: float) -> float:
+        """When the derived state last changed (for ``updateTime``)."""
+        if self.is_done(now):
+            return self.end_at
+        span = self.end_at - self.created_at
+        elapsed = now - self.created_at
+        for mark in (0.25, 0.1):
+            if elapsed >= mark * span:
+                return self.created_at + mark * span
+        return self.created_at
+
+    def progress(self, now: float) -> int:
+        if self.is_done(now):
+            return 100 if self.outcome == "success" else max(0, min(99, self._fraction(now)))
+        return max(0, min(99, self._fraction(now)))
+
+    def _fraction(self, now: float) -> int:
+        span = max(self.end_at - self.created_at, 1e-9)
+        return int(100 * (now - self.created_at) / span)
+
+    @property
+    def credits_consumed(self) -> float:
+        return 0.0 if self.refunded else self.charged
+
+    def file_ready_at(self, name: str) -> float | None:
+        """When ``name`` became downloadable, or None if it is not (yet) a file of this task."""
+        item = self.files.get(name)
+        if item is None or self.outcome != "success":
+            return None
+        return item.ready_at if item.ready_at is not None else self.end_at
+
+    def summary(self, now: float) -> dict[str, Any]:
+        return {
+            "taskId": self.id,
+            "family": self.family,
+            "variant": self.meta.get("variant", "generate"),
+            "model": self.model,
+            "account": self.account,
+            "state": self.state(now),
+            "createdAt": self.created_at,
+            "endAt": self.end_at,
+            "charged": self.charged,
+            "creditsConsumed": self.credits_consumed,
+            "callBackUrl": self.callback_url,
+            "failCode": self.fail_code,
+            "failMsg": self.fail_msg,
+        }
+
+
+@dataclass
+class StoredUpload:
+    path: str
+    data: bytes
+    mime: str
+    original_name: str
+    file_id: str
+    uploaded_at: float
+    expires_at: float
+
+
+@dataclass
+class Link:
+    """A download-url link: ``target`` is a ``/files/...`` path, or None for a minted link to nothing."""
+
+    token: str
+    target: str | None
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class Blob:
+    """What a file URL serves: small files as bytes, videos as a seeded stream."""
+
+    mime: str
+    size: int
+    data: bytes | None = None
+    stream_seed: str | None = None
+
+
+# -- the simulator ---------------------------------------------------------------------------
+
+
+def _mask(key: str) -> str:
+    """Bearer keys never leave the simulator whole, not even in its own state dump."""
+    return f"{key[:4]}..." if len(key) > 4 else "..."
+
+
+def _stable_fraction(text: str) -> float:
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") / 2**64
+
+
+class Simulator:
+    """An in-memory KIE: drive it through ``create_app`` over HTTP, inspect and steer it from Python."""
+
+    def __init__(self, config: SimConfig | None = None, *, keys: dict[str, str] | None = None) -> None:
+        self.config = config if config is not None else SimConfig()
+        self.keys: dict[str, str] = dict(keys) if keys else {SANDBOX_API_KEY: DEFAULT_ACCOUNT}
+        self.key_caps: dict[str, float] = {}
+        self.price_overrides: dict[str, float] = {}
+        self._init_state()
+
+    def _init_state(self) -> None:
+        self._anchor_real = time.monotonic()
+        self._anchor_virtual = time.time()
+        self._anchor_speed = self.config.speed
+        self.accounts: dict[str, Account] = {}
+        self.key_spent: dict[str, float] = {}
+        self.tasks: dict[str, Task] = {}
+        self.uploads: dict[str, StoredUpload] = {}
+        self.links: dict[str, Link] = {}
+        self.faults = FaultQueue()
+        self.requests: list[SimRequest] = []
+        self.callbacks: list[dict[str, Any]] = []
+        self._create_log: dict[str, deque[float]] = {}
+        self._poll_log: dict[str, deque[float]] = {}
+        self._rng = random.Random(self.config.seed) if self.config.seed is not None else None
+        for account in set(self.keys.values()) | {DEFAULT_ACCOUNT}:
+            self._account(account)
+
+    def reset(self) -> None:
+        """Forget every task, file, fault, log and balance; keep config, keys, caps and prices."""
+        self._init_state()
+
+    # -- clock -----------------------------------------------------------------------------
+
+    def now(self) -> float:
+        """Virtual unix seconds: real time scaled by ``config.speed``, plus every ``advance``."""
+        real = time.monotonic()
+        speed = self.config.speed
+        if speed != self._anchor_speed:  # speed changed since the last read: rebase at this moment
+            self._anchor_virtual += (real - self._anchor_real) * self._anchor_speed
+            self._anchor_real = real
+            self._anchor_speed = speed
+        return self._anchor_virtual + (real - self._anchor_real) * speed
+
+    def advance(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError("the virtual clock only moves forward")
+        self.now()
+        self._anchor_virtual += seconds
+
+    def set_speed(self, speed: float) -> None:
+        self.now()
+        self.config.speed = speed
+        self.now()
+
+    # -- accounts and credits --------------------------------------------------------------
+
+    def _account(self, name: str) -> Account:
+        if name not in self.accounts:
+            self.accounts[name] = Account(name, float(self.config.starting_balance))
+        return self.accounts[name]
+
+    def balance(self, account: str = DEFAULT_ACCOUNT) -> float:
+        self.settle_all()
+        return self._account(account).balance
+
+    def set_balance(self, credits: float, account: str = DEFAULT_ACCOUNT) -> None:
+        self.settle_all()
+        self._account(account).balance = float(credits)
+
+    def add_key(self, key: str, account: str = DEFAULT_ACCOUNT, cap: float | None = None) -> None:
+        """Add a bearer key for ``account``; ``cap`` limits the credits that key may spend (else 433)."""
+        self.keys[key] = account
+        self._account(account)
+        if cap is None:
+            self.key_caps.pop(key, None)
+        else:
+            self.key_caps[key] = float(cap)
+
+    def account_for_key(self, key: str) -> str | None:
+        return self.keys.get(key)
+
+    def price(self, spec: ModelSpec, wire: Mapping[str, Any]) -> float:
+        """Credits for one task: an override, else the catalogue, else ``unknown_price_credits``."""
+        if spec.id in self.price_overrides:
+            return self.price_overrides[spec.id]
+        try:
+            quoted = price_input(spec, wire)
+        except (KeyError, TypeError, ValueError):
+            quoted = None
+        if quoted is None or not quoted.known or quoted.credits is None:
+            return float(self.config.unknown_price_credits)
+        return float(quoted.credits)
+
+    def charge(self, account: str, key: str, credits: float) -> None:
+        """Debit now (KIE charges at submission), or refuse with 433 (key cap) / 402 (balance)."""
+        self.settle_all()
+        cap = self.key_caps.get(key)
+        if cap is not None and self.key_spent.get(key, 0.0) + credits > cap + 1e-9:
+            raise KieError(433)
+        acct = self._account(account)
+        if acct.balance + 1e-9 < credits:
+            raise KieError(402, INSUFFICIENT_CREDITS)
+        acct.balance -= credits
+        self.key_spent[key] = self.key_spent.get(key, 0.0) + credits
+
+    def _refund(self, task: Task) -> None:
+        self._account(task.account).balance += task.charged
+        self.key_spent[task.key] = self.key_spent.get(task.key, 0.0) - task.charged
+        task.refunded = True
+
+    # -- limits ----------------------------------------------------------------------------
+
+    def admit_create(self, account: str) -> None:
+        """Sliding create window per account, then the running-task cap; both refuse with 429."""
+        now = self.now()
+        limit = self.config.create_limit
+        window = self._create_log.setdefault(account, deque())
+        while window and window[0] <= now - self.config.create_window_seconds:
+            window.popleft()
+        if limit > 0 and len(window) >= limit:
+            raise KieError(429, RATE_LIMITED)
+        cap = self.config.max_running_tasks
+        if cap > 0 and self.running_count(account) >= cap:
+            raise KieError(429, f"{RATE_LIMITED}: too many running tasks (limit {cap})")
+        window.append(now)
+
+    def admit_poll(self, key: str) -> None:
+        now = self.now()
+        limit = self.config.poll_limit_per_second
+        window = self._poll_log.setdefault(key, deque())
+        while window and window[0] <= now - 1.0:
+            window.popleft()
+        if limit > 0 and len(window) >= limit:
+            raise KieError(429, RATE_LIMITED)
+        window.append(now)
+
+    def running_count(self, account: str) -> int:
+        now = self.now()
+        return sum(1 for t in self.tasks.values() if t.account == account and not t.is_done(now))
+
+    # -- tasks -----------------------------------------------------------------------------
+
+    def new_task_id(self, family: str, model: str, kind: str) -> str:
+        """Ids in KIE's observed formats: 32-hex (images), ``task_<slug>_<ms>`` (videos), ``veo_task_<hex>``."""
+        hex32 = f"{self._rng.getrandbits(128):032x}" if self._rng else uuid.uuid4().hex
+        if family == "veo":
+            candidate = f"veo_task_{hex32[:20]}"
+        elif kind == "image":
+            candidate = hex32
+        else:
+            slug = re.sub(r"[^A-Za-z0-9.]+", "-", model).strip("-")
+            ms = int(self.now() * 1000)
+            candidate = f"task_{slug}_{ms}"
+            while candidate in self.tasks:
+                ms += 1
+                candidate = f"task_{slug}_{ms}"
+        return candidate
+
+    @staticmethod
+    def duration_for(task_id: str, low: float, high: float) -> float:
+        """Deterministic per task id, spread over [low, high] virtual seconds."""
+        return low + (high - low) * _stable_fraction(task_id)
+
+    def add_task(self, task: Task) -> None:
+        self.tasks[task.id] = task
+        log.debug("task %s (%s %s) created, ends at +%.0fs", task.id, task.family, task.model, task.duration)
+
+    def get_task(self, task_id: str, family: str | None = None) -> Task | None:
+        task = self.tasks.get(task_id)
+        if task is None or (family is not None and task.family != family):
+            return None
+        self.settle(task)
+        return task
+
+    def settle(self, task: Task) -> None:
+        """Apply what finishing means (refund on failure, callback record) once the clock says it is done."""
+        if task.settled or not task.is_done(self.now()):
+            return
+        task.settled = True
+        if task.outcome == "fail" and self.config.refund_on_fail and task.charged > 0:
+            self._refund(task)
+        if task.callback_url and task.callback is not None:
+            self._record_callback(task)
+
+    def settle_all(self) -> None:
+        now = self.now()
+        due = sorted((t for t in self.tasks.values() if not t.settled and t.is_done(now)), key=lambda t: t.end_at)
+        for task in due:
+            self.settle(task)
+
+    def force_task(self, task_id: str, state: str, fail_code: str = "500", fail_msg: str = "") -> Task:
+        """Finish a running task now with the given outcome (test control)."""
+        task = self.tasks.get(task_id)
+        if task is None:
+            raise KeyError(task_id)
+        self.settle(task)
+        if task.settled:
+            raise ValueError(f"task {task_id} already finished ({task.outcome})")
+        if state not in TERMINAL:
+            raise ValueError("state must be success or fail")
+        task.outcome = "success" if state == "success" else "fail"
+        if task.outcome == "fail":
+            task.fail_code = str(fail_code)
+            task.fail_msg = fail_msg or "Internal server error"
+        else:  # forcing success overrides a scripted task_fail
+            task.fail_code = task.fail_msg = ""
+            task.meta.pop("upstream_fail", None)
+        task.forced_at = self.now()
+        self.settle(task)
+        return task
+
+    def apply_task_fail(self, task: Task, fault: Fault) -> None:
+        task.outcome = "fail"
+        task.fail_code = str(fault.params.get("fail_code", "500"))
+        task.fail_msg = str(fault.params.get("fail_msg", "Internal server error"))
+        task.meta["upstream_fail"] = bool(fault.params.get("upstream", False))
+
+    # -- callbacks -------------------------------------------------------------------------
+
+    def _record_callback(self, task: Task) -> None:
+        assert task.callback is not None
+        assert task.callback_url is not None
+        body = task.callback(self, task)
+        headers = {"Content-Type": "application/json"}
+        key = self.config.webhook_hmac_key
+        if key:
+            stamp = str(int(self.now()))
+            digest = hmac.new(key.encode(), f"{task.id}.{stamp}".encode(), hashlib.sha256).digest()
+            headers["X-Webhook-Timestamp"] = stamp
+            headers["X-Webhook-Signature"] = base64.b64encode(digest).decode()
+        self.callbacks.append(
+            {"url": task.callback_url, "taskId": task.id, "at": self.now(), "headers": headers, "body": body}
+        )
+
+    # -- files -----------------------------------------------------------------------------
+
+    def store_upload(self, upload_path: str, file_name: str, data: bytes, mime: str, original: str) -> StoredUpload:
+        """Keep an uploaded file under ``uploadPath/fileName``; the same name overwrites."""
+        now = self.now()
+        for stale in [p for p, item in self.uploads.items() if now >= item.expires_at]:
+            del self.uploads[stale]  # expired uploads are gone for good; free their memory
+        path = f"{upload_path}/{file_name}" if upload_path else file_name
+        item = StoredUpload(
+            path=path,
+            data=data,
+            mime=mime,
+            original_name=original,
+            file_id=uuid.uuid4().hex,
+            uploaded_at=now,
+            expires_at=now + self.config.upload_ttl_seconds,
+        )
+        self.uploads[path] = item
+        return item
+
+    def lookup_file(self, path: str, *, check_ttl: bool = True) -> Blob:
+        """What the decoded ``/files/...`` path serves; ``FileError`` 404 (unknown, deleted) or 403 (expired)."""
+        now = self.now()
+        if path.startswith(UPLOAD_PREFIX):
+            item = self.uploads.get(path[len(UPLOAD_PREFIX) :])
+            if item is None or now >= item.expires_at:
+                raise FileError(404, "Not Found")
+            return Blob(mime=item.mime, size=len(item.data), data=item.data)
+        parts = path.removeprefix("/files/").split("/")
+        if len(parts) != 2:
+            raise FileError(404, "Not Found")
+        task_id, name = parts
+        task = self.get_task(task_id)
+        ready = task.file_ready_at(name) if task is not None else None
+        if task is None or ready is None or now < ready:
+            raise FileError(404, "Not Found")
+        if check_ttl and now >= ready + self.config.result_url_ttl_seconds:
+            raise FileError(403, "Forbidden: the link has expired")
+        item = task.files[name]
+        seed = f"{task.id}/{name}"
+        if item.kind == "video":
+            return Blob(mime=item.mime, size=self.config.video_bytes, stream_seed=seed)
+        data = media.image_bytes(seed, item.fmt, media.image_size(item.aspect))
+        return Blob(mime=item.mime, size=len(data), data=data)
+
+    def file_bytes(self, path: str, *, check_ttl: bool = True) -> tuple[bytes, str]:
+        blob = self.lookup_file(path, check_ttl=check_ttl)
+        if blob.data is not None:
+            return blob.data, blob.mime
+        return media.video_bytes(blob.stream_seed or "", blob.size), blob.mime
+
+    def resolve_sim_url(self, url: str) -> str | None:
+        """The decoded ``/files/...`` path behind a URL this sim issued (any host), or None."""
+        path = unquote(urlsplit(url).path)
+        if path.startswith("/dl/"):
+            link = self.links.get(path.split("/")[2] if path.count("/") >= 2 else "")
+            return link.target if link is not None else None
+        if not path.startswith("/files/"):
+            return None
+        try:
+            self.lookup_file(path, check_ttl=False)
+        except FileError:
+            return None
+        return path
+
+    def mint_link(self, target: str | None) -> Link:
+        now = self.now()
+        for stale in [t for t, link in self.links.items() if now >= link.expires_at + LINK_MEMORY_SECONDS]:
+            del self.links[stale]  # long-dead links may turn from 403 into 404, as CDN keys get purged
+        token = secrets.token_hex(12)
+        link = Link(token=token, target=target, expires_at=now + self.config.download_url_ttl_seconds)
+        self.links[token] = link
+        return link
+
+    # -- inspection ------------------------------------------------------------------------
+
+    def log_request(self, record: SimRequest) -> None:
+        if len(self.requests) >= MAX_LOGGED_REQUESTS:
+            del self.requests[: MAX_LOGGED_REQUESTS // 2]
+        self.requests.append(record)
+
+    def snapshot(self) -> dict[str, Any]:
+        self.settle_all()
+        now = self.now()
+        by_state: dict[str, int] = {}
+        for task in self.tasks.values():
+            state = task.state(now)
+            by_state[state] = by_state.get(state, 0) + 1
+        return {
+            "now": now,
+            "speed": self.config.speed,
+            "balances": {name: acct.balance for name, acct in self.accounts.items()},
+            "keySpent": {_mask(k): v for k, v in self.key_spent.items()},
+            "tasks": {"total": len(self.tasks), "byState": by_state},
+            "uploads": len(self.uploads),
+            "faults": [f.to_dict() for f in self.faults.items],
+            "requests": len(self.requests),
+            "callbacks": len(self.callbacks),
+            "config": self.config.model_dump(),
+        }

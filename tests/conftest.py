@@ -1,0 +1,115 @@
+"""Shared fixtures: a simulator per test, a server wired to it, and an MCP client in either protocol era."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+from mcp import Client
+from mcp.client import ClientRequestContext
+from mcp.types import ElicitRequestParams, ElicitResult
+from pydantic import SecretStr
+
+from kie_mcp.config import Settings
+from kie_mcp.sandbox import SANDBOX_API_KEY, SandboxTransport, SimConfig, Simulator
+from kie_mcp.server import create_server
+
+API = "http://api.kie.test"
+UPLOADS = "http://upload.kie.test"
+
+
+@pytest.fixture(params=["auto", "legacy"], ids=["2026-07-28", "2025-11-25"])
+def mode(request: pytest.FixtureRequest) -> str:
+    """Every protocol test runs in the stateless 2026 era and the handshake era."""
+    return request.param
+
+
+@pytest.fixture
+def sim() -> Simulator:
+    # 1000 simulated seconds per real second: a 60 s image takes 60 ms, a 5 min video 0.3 s.
+    return Simulator(SimConfig(speed=1000.0))
+
+
+@pytest.fixture
+def transport(sim: Simulator) -> SandboxTransport:
+    return SandboxTransport(sim)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        api_key=SecretStr(SANDBOX_API_KEY),
+        base_url=API,
+        upload_base_url=UPLOADS,
+        workspace=tmp_path,
+        poll_min_interval=0.01,
+        poll_max_interval=0.05,
+        rate_limit_backoff=0.01,
+    )
+
+
+class Controls:
+    """The simulator's /__sim/* endpoints, spoken over the same HTTP interface the server uses."""
+
+    def __init__(self, transport: httpx2.AsyncBaseTransport) -> None:
+        self.http = httpx2.AsyncClient(transport=transport, base_url=API, headers={"User-Agent": "tests"})
+
+    async def get(self, path: str) -> Any:
+        response = await self.http.get(f"/__sim/{path}")
+        response.raise_for_status()
+        return response.json()
+
+    async def post(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        response = await self.http.post(f"/__sim/{path}", json=body or {})
+        response.raise_for_status()
+        return response.json()
+
+    async def fault(self, endpoint: str, times: int = 1, **fault: Any) -> None:
+        await self.post("faults", {"endpoint": endpoint, "fault": fault, "times": times})
+
+    async def creates(self) -> list[dict[str, Any]]:
+        requests = await self.get("requests")
+        items = requests if isinstance(requests, list) else requests["requests"]
+        return [r for r in items if r["path"] in ("/api/v1/jobs/createTask", "/api/v1/veo/generate")]
+
+
+@pytest.fixture
+async def controls(transport: SandboxTransport) -> AsyncIterator[Controls]:
+    handle = Controls(transport)
+    yield handle
+    await handle.http.aclose()
+
+
+def answering(action: str = "accept", confirm: bool = True, seen: list[str] | None = None) -> Callable[..., Any]:
+    """An elicitation callback (declaring the capability) that records each question and answers it."""
+
+    async def callback(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+        if seen is not None:
+            seen.append(params.message)
+        if action == "accept":
+            return ElicitResult(action="accept", content={"confirm": confirm})
+        return ElicitResult(action=action)
+
+    return callback
+
+
+@pytest.fixture
+def connect(settings: Settings, transport: SandboxTransport, mode: str) -> Callable[..., Any]:
+    """``async with connect(**overrides) as client``: a fresh server and client for this test's simulator."""
+
+    @asynccontextmanager
+    async def opener(elicitation: Callable[..., Any] | None = None, **overrides: Any) -> AsyncIterator[Client]:
+        server = create_server(replace(settings, **overrides), transport=transport)
+        async with Client(server, mode=mode, elicitation_callback=elicitation) as client:
+            yield client
+
+    return opener
+
+
+def text_of(result: Any) -> str:
+    return "\n".join(getattr(block, "text", "") for block in result.content)

@@ -1,0 +1,458 @@
+"""The server as a client sees it: tools, schemas and results through the SDK ``Client``, in both eras.
+
+KIE is the simulator, reached over its HTTP interface; nothing of ours is mocked.
+"""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from kie_mcp import __version__
+
+from .conftest import answering, text_of
+
+IMAGE = {"prompt": "a red apple on a wooden table", "model": "nano-banana-2"}
+VIDEO = {"prompt": "waves rolling onto a beach at dusk", "model": "veo3_fast"}
+TOOLS = {
+    "estimate_cost",
+    "generate_image",
+    "generate_video",
+    "check_task",
+    "check_credits",
+    "list_models",
+    "upload_file",
+}
+
+
+async def balance(controls) -> float:
+    state = await controls.get("state")
+    balances = state["balances"] if "balances" in state else state["accounts"]
+    value = balances["default"]
+    return value["balance"] if isinstance(value, dict) else value
+
+
+# -- discovery ------------------------------------------------------------------------------
+
+
+async def test_server_identity_and_tools(connect):
+    async with connect() as client:
+        assert client.server_info.name == "kie-mcp"
+        assert client.server_info.version == __version__
+        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+    assert set(tools) == TOOLS
+    for tool in tools.values():
+        assert tool.title, tool.name
+        assert tool.output_schema, tool.name
+        assert tool.description
+    for name in ("generate_image", "generate_video"):
+        hints = tools[name].annotations
+        assert hints.read_only_hint is False
+        assert hints.idempotent_hint is False
+        assert hints.open_world_hint is True
+        assert hints.destructive_hint is False
+        assert "COSTS CREDITS" in tools[name].description
+        schema = tools[name].input_schema["properties"]
+        assert "plan" not in schema and "approval" not in schema and "ctx" not in schema
+        assert schema["variations"]["maximum"] == 10
+    for name in ("estimate_cost", "check_task", "check_credits", "list_models"):
+        assert tools[name].annotations.read_only_hint is True
+        assert tools[name].annotations.idempotent_hint is True
+    assert tools["upload_file"].annotations.read_only_hint is False
+
+
+async def test_list_models_filters(connect):
+    async with connect() as client:
+        everything = (await client.call_tool("list_models", {})).structured_content["models"]
+        videos = (await client.call_tool("list_models", {"kind": "video"})).structured_content["models"]
+        veo = (await client.call_tool("list_models", {"query": "veo"})).structured_content["models"]
+        refs = (await client.call_tool("list_models", {"capability": "reference"})).structured_content["models"]
+    assert len(everything) >= 9
+    assert all(m["kind"] == "video" for m in videos)
+    assert {m["id"] for m in veo} == {"veo3", "veo3_fast"}
+    assert "veo3_fast" in {m["id"] for m in refs}
+    assert all("credits per" in m["price"] for m in everything)
+
+
+# -- estimate ------------------------------------------------------------------------------------
+
+
+async def test_estimate_is_exact_and_free(connect, controls):
+    before = await balance(controls)
+    async with connect() as client:
+        result = await client.call_tool("estimate_cost", {**VIDEO, "resolution": "1080p", "variations": 2})
+    assert not result.is_error
+    quote = result.structured_content["quote"]
+    assert quote["credits_per_item"] == 65
+    assert quote["credits_total"] == 130
+    assert quote["usd_total"] == 0.65
+    assert quote["price_date"] == "2026-06-30"
+    assert quote["quote_id"].startswith("q_")
+    assert quote["expires_at"]
+    assert "130 credits" in text_of(result)
+    assert await balance(controls) == before
+    assert await controls.creates() == []
+
+
+async def test_invalid_argument_is_a_clear_error_and_costs_nothing(connect, controls):
+    async with connect(elicitation=answering()) as client:
+        bad = await client.call_tool("generate_video", {**VIDEO, "duration": 5})
+        unknown = await client.call_tool("generate_image", {**IMAGE, "model": "nano bananna"})
+        wrong_kind = await client.call_tool("generate_image", {**IMAGE, "model": "veo3"})
+        schema = await client.call_tool("generate_image", {**IMAGE, "variations": 99})
+    assert bad.is_error and "duration" in text_of(bad) and "4, 6, 8" in text_of(bad)
+    assert unknown.is_error and "nano-banana-2" in text_of(unknown)
+    assert wrong_kind.is_error and "generate_video" in text_of(wrong_kind)
+    assert schema.is_error and "variations" in text_of(schema)
+    assert "Traceback" not in text_of(bad) + text_of(unknown) + text_of(schema)
+    assert await controls.creates() == []
+
+
+async def test_missing_local_file_is_refused_before_anything(connect, controls):
+    async with connect(elicitation=answering()) as client:
+        result = await client.call_tool("generate_image", {**IMAGE, "images": ["refs/missing.png"]})
+    assert result.is_error
+    assert "missing.png" in text_of(result)
+    assert await controls.creates() == []
+
+
+# -- the gate ----------------------------------------------------------------------------------
+
+
+async def test_elicitation_accept_spends_exactly_the_quote(connect, controls):
+    seen: list[str] = []
+    before = await balance(controls)
+    async with connect(elicitation=answering(seen=seen)) as client:
+        result = await client.call_tool("generate_image", IMAGE)
+        credits = (await client.call_tool("check_credits", {})).structured_content
+    data = result.structured_content
+    assert data["status"] == "completed", text_of(result)
+    assert len(seen) == 1
+    assert "8 credits" in seen[0] and "nano-banana-2" in seen[0] and "$0.04" in seen[0]
+    task = data["tasks"][0]
+    assert task["state"] == "succeeded"
+    assert task["result_urls"][0].startswith("http")
+    assert await balance(controls) == before - 8
+    assert credits["spent_today"] == 8
+    assert len(await controls.creates()) == 1
+
+
+@pytest.mark.parametrize(("action", "confirm"), [("accept", False), ("decline", True)])
+async def test_declined_spends_nothing_and_issues_no_quote(connect, controls, action, confirm):
+    async with connect(elicitation=answering(action, confirm)) as client:
+        result = await client.call_tool("generate_image", IMAGE)
+    assert result.structured_content["status"] == "declined"
+    assert result.structured_content["quote"] is None
+    assert "Nothing was spent" in text_of(result)
+    assert await controls.creates() == []
+
+
+async def test_cancel_returns_a_quote_to_approve(connect, controls):
+    async with connect(elicitation=answering("cancel")) as client:
+        result = await client.call_tool("generate_image", IMAGE)
+    data = result.structured_content
+    assert data["status"] == "confirmation_required"
+    assert data["quote"]["credits_total"] == 8
+    assert "cannot show" in data["message"] and "Nothing was spent" in data["message"]
+    assert await controls.creates() == []
+
+
+async def test_without_elicitation_the_quote_is_the_approval(connect, controls):
+    async with connect() as client:  # no callback: like Claude Desktop
+        first = await client.call_tool("generate_image", IMAGE)
+        assert first.structured_content["status"] == "confirmation_required"
+        assert await controls.creates() == []
+        quote_id = first.structured_content["quote"]["quote_id"]
+        assert quote_id in text_of(first)
+
+        approved = await client.call_tool("generate_image", {**IMAGE, "quote_id": quote_id})
+        assert approved.structured_content["status"] == "completed", text_of(approved)
+        assert len(await controls.creates()) == 1
+
+        reused = await client.call_tool("generate_image", {**IMAGE, "quote_id": quote_id})
+    assert reused.structured_content["status"] == "confirmation_required"
+    assert "already used" in reused.structured_content["message"]
+    assert len(await controls.creates()) == 1
+
+
+async def test_estimate_quote_approves_generate(connect, controls):
+    async with connect() as client:
+        quote = (await client.call_tool("estimate_cost", VIDEO)).structured_content["quote"]
+        result = await client.call_tool("generate_video", {**VIDEO, "quote_id": quote["quote_id"]})
+    data = result.structured_content
+    assert data["status"] == "submitted", text_of(result)
+    assert data["tasks"][0]["task_id"]
+    assert data["tasks"][0]["eta_seconds"] > 0
+    assert "check_task" in data["message"]
+
+
+async def test_changed_arguments_void_the_quote(connect, controls):
+    async with connect() as client:
+        quote = (await client.call_tool("estimate_cost", IMAGE)).structured_content["quote"]
+        changed = await client.call_tool("generate_image", {**IMAGE, "resolution": "4K", "quote_id": quote["quote_id"]})
+    data = changed.structured_content
+    assert data["status"] == "confirmation_required"
+    assert "different arguments" in data["message"]
+    assert data["quote"]["credits_total"] == 18  # the new quote prices the changed request
+    assert await controls.creates() == []
+
+
+async def test_expired_quote_is_refused(connect, controls):
+    async with connect(quote_ttl_seconds=0.05) as client:
+        quote = (await client.call_tool("estimate_cost", IMAGE)).structured_content["quote"]
+        await anyio.sleep(0.1)
+        result = await client.call_tool("generate_image", {**IMAGE, "quote_id": quote["quote_id"]})
+    assert result.structured_content["status"] == "confirmation_required"
+    assert "expired" in result.structured_content["message"]
+    assert await controls.creates() == []
+
+
+async def test_per_call_cap_cannot_be_confirmed_away(connect, controls):
+    seen: list[str] = []
+    async with connect(elicitation=answering(seen=seen), max_credits_per_call=20) as client:
+        result = await client.call_tool("generate_image", {**IMAGE, "variations": 3})
+    assert result.is_error
+    assert "per-call cap of 20" in text_of(result)
+    assert seen == []  # refused before asking
+    assert await controls.creates() == []
+
+
+async def test_daily_cap_counts_what_was_spent(connect, controls):
+    async with connect(elicitation=answering(), max_credits_per_day=20) as client:
+        first = await client.call_tool("generate_image", {**IMAGE, "variations": 2})
+        assert first.structured_content["status"] == "completed"
+        second = await client.call_tool("generate_image", IMAGE)
+    assert second.is_error
+    assert "today's cap" in text_of(second) and "16 spent today" in text_of(second)
+    assert len(await controls.creates()) == 2
+
+
+async def test_low_balance_is_refused(connect, controls):
+    await controls.post("balance", {"credits": 5})
+    async with connect(elicitation=answering()) as client:
+        result = await client.call_tool("generate_image", IMAGE)
+    assert result.is_error
+    assert "has 5 credits" in text_of(result) and "needs 8" in text_of(result)
+    assert await controls.creates() == []
+
+
+async def test_auto_approve_under_the_limit(connect, controls):
+    seen: list[str] = []
+    async with connect(elicitation=answering(seen=seen), auto_approve_credits=10) as client:
+        cheap = await client.call_tool("generate_image", IMAGE)
+        dear = await client.call_tool("generate_image", {**IMAGE, "model": "nano-banana-pro"})
+    assert cheap.structured_content["status"] == "completed"
+    assert len(seen) == 1 and "18 credits" in seen[0]  # only the 18-credit request was asked about
+    assert dear.structured_content["status"] == "completed"
+
+
+async def test_unknown_price_is_never_auto_approved(connect, controls):
+    request = {
+        "prompt": "a paper boat",
+        "model": "bytedance/seedance-2",
+        "options": {"reference_video_urls": ["https://example.com/ref.mp4"]},
+    }
+    async with connect(auto_approve_credits=1_000_000) as client:
+        estimate = await client.call_tool("estimate_cost", request)
+        result = await client.call_tool("generate_video", request)
+    assert estimate.structured_content["quote"]["price_known"] is False
+    assert estimate.structured_content["quote"]["credits_total"] is None
+    assert result.structured_content["status"] == "confirmation_required"
+    assert await controls.creates() == []
+
+
+async def test_unknown_price_is_asked_with_the_word_unknown(connect, controls):
+    seen: list[str] = []
+    request = {
+        "prompt": "a paper boat",
+        "model": "bytedance/seedance-2",
+        "options": {"reference_video_urls": ["https://example.com/ref.mp4"]},
+    }
+    async with connect(elicitation=answering(seen=seen)) as client:
+        result = await client.call_tool("generate_video", request)
+    assert "UNKNOWN" in seen[0]
+    assert result.structured_content["status"] == "submitted"
+
+
+# -- running tasks -----------------------------------------------------------------------------
+
+
+async def test_variations_run_in_parallel_and_are_charged_each(connect, controls):
+    before = await balance(controls)
+    async with connect(elicitation=answering()) as client:
+        result = await client.call_tool("generate_image", {**IMAGE, "variations": 3})
+    tasks = result.structured_content["tasks"]
+    assert len({t["task_id"] for t in tasks}) == 3
+    assert all(t["state"] == "succeeded" for t in tasks)
+    assert len(await controls.creates()) == 3
+    assert await balance(controls) == before - 24
+
+
+async def test_video_then_check_task_with_progress(connect, controls):
+    progress: list[float] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append(value)
+
+    async with connect(elicitation=answering()) as client:
+        submitted = await client.call_tool("generate_video", VIDEO)
+        task_id = submitted.structured_content["tasks"][0]["task_id"]
+        await controls.post("clock/speed", {"speed": 40})  # slow enough to see progress, fast enough for tests
+        done = await client.call_tool(
+            "check_task", {"task_id": task_id, "wait_seconds": 20}, progress_callback=on_progress
+        )
+        await anyio.sleep(0.05)
+    assert done.structured_content["task"]["state"] == "succeeded", text_of(done)
+    assert done.structured_content["task"]["result_urls"]
+    assert len(progress) >= 2
+    assert progress == sorted(progress) and len(set(progress)) == len(progress)
+
+
+async def test_check_task_finds_tasks_created_elsewhere(connect, controls):
+    created = await controls.http.post(
+        "/api/v1/veo/generate",
+        json={"prompt": "x", "model": "veo3_fast"},
+        headers={"Authorization": "Bearer sandbox-key"},
+    )
+    task_id = created.json()["data"]["taskId"]
+    async with connect() as client:
+        result = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 5})
+        missing = await client.call_tool("check_task", {"task_id": "no-such-task"})
+    assert result.structured_content["task"]["family"] == "veo"
+    assert result.structured_content["task"]["state"] == "succeeded"
+    assert missing.is_error and "422" in text_of(missing)
+
+
+async def test_task_failure_reaches_the_user_and_is_refunded(connect, controls):
+    await controls.fault("create", kind="task_fail", fail_code="500", fail_msg="Internal server error")
+    async with connect(elicitation=answering()) as client:
+        result = await client.call_tool("generate_image", IMAGE)
+        credits = (await client.call_tool("check_credits", {})).structured_content
+    data = result.structured_content
+    assert data["status"] == "failed"
+    assert data["tasks"][0]["fail_code"] == "500"
+    assert "Internal server error" in data["tasks"][0]["error"]
+    assert credits["spent_today"] == 0
+
+
+async def test_check_credits(connect, controls):
+    await controls.post("balance", {"credits": 1234.5})
+    async with connect() as client:
+        result = await client.call_tool("check_credits", {})
+    data = result.structured_content
+    assert data["balance_credits"] == 1234.5
+    assert data["balance_usd"] == pytest.approx(6.1725)
+    assert data["max_credits_per_call"] == 600
+    assert data["spent_today"] == 0
+
+
+# -- inputs --------------------------------------------------------------------------------------
+
+
+async def test_local_images_are_uploaded_first(connect, controls, tmp_path):
+    picture = tmp_path / "refs" / "bottle.png"
+    picture.parent.mkdir()
+    picture.write_bytes(b"\x89PNG\r\n\x1a\n" + b"0" * 64)
+    async with connect(elicitation=answering()) as client:
+        result = await client.call_tool(
+            "generate_image", {**IMAGE, "model": "google/nano-banana-edit", "images": ["refs/bottle.png"]}
+        )
+    assert result.structured_content["status"] == "completed", text_of(result)
+    create = (await controls.creates())[0]
+    sent = create["body"]["input"]["image_urls"][0]
+    assert sent.startswith("http") and "bottle" in sent
+
+
+async def test_upload_file_tool(connect, tmp_path):
+    clip = tmp_path / "clip.png"
+    clip.write_bytes(b"\x89PNG\r\n\x1a\n" + b"1" * 32)
+    async with connect() as client:
+        ok = await client.call_tool("upload_file", {"path": str(clip)})
+        missing = await client.call_tool("upload_file", {"path": "nope.png"})
+    assert ok.structured_content["url"].startswith("http")
+    assert missing.is_error and "No file" in text_of(missing)
+
+
+# -- failures on the wire -------------------------------------------------------------------------
+
+
+async def test_dropped_connection_creates_one_task_and_is_never_resubmitted(connect, controls):
+    before = await balance(controls)
+    await controls.fault("create", kind="drop_after_create")
+    async with connect(elicitation=answering()) as client:
+        result = await client.call_tool("generate_image", IMAGE)
+        credits = (await client.call_tool("check_credits", {})).structured_content
+    data = result.structured_content
+    assert data["status"] == "unknown"
+    assert data["tasks"][0]["task_id"] is None
+    assert "may have been created" in data["tasks"][0]["error"]
+    assert "kie.ai/logs" in data["message"]
+    assert len(await controls.creates()) == 1
+    assert await balance(controls) == before - 8  # created and charged on KIE, once
+    assert credits["spent_today"] == 8  # counted against the cap: assume it was charged
+
+
+async def test_rate_limited_create_is_retried_and_charged_once(connect, controls):
+    before = await balance(controls)
+    await controls.fault("create", kind="code", code=429)
+    async with connect(elicitation=answering()) as client:
+        result = await client.call_tool("generate_image", IMAGE)
+    assert result.structured_content["status"] == "completed"
+    assert len(await controls.creates()) == 2
+    assert await balance(controls) == before - 8
+
+
+@pytest.mark.parametrize(
+    ("code", "words"),
+    [
+        (400, "content-policy"),
+        (401, "KIE_API_KEY"),
+        (402, "Top up"),
+        (404, "task id"),
+        (408, "10 minutes"),
+        (422, "invalid"),
+        (433, "usage cap"),
+        (451, "public URL"),
+        (455, "maintenance"),
+        (500, "internal error"),
+        (501, "provider"),
+        (505, "disabled"),
+    ],
+)
+async def test_kie_error_codes_on_create(connect, controls, code, words):
+    await controls.fault("create", kind="code", code=code)
+    async with connect(elicitation=answering()) as client:
+        result = await client.call_tool("generate_image", IMAGE)
+        credits = (await client.call_tool("check_credits", {})).structured_content
+    data = result.structured_content
+    assert data["status"] == "failed"
+    error = data["tasks"][0]["error"]
+    assert f"KIE error {code}" in error
+    assert words.lower() in error.lower()
+    assert credits["spent_today"] == 0  # KIE refused it: not counted
+
+
+async def test_error_codes_on_reads_are_tool_errors(connect, controls):
+    await controls.fault("credit", kind="code", code=455)
+    async with connect() as client:
+        result = await client.call_tool("check_credits", {})
+    assert result.is_error
+    assert "455" in text_of(result) and "maintenance" in text_of(result)
+
+
+# -- configuration -----------------------------------------------------------------------------
+
+
+async def test_without_a_key_tools_explain_how_to_set_it(connect):
+    async with connect(api_key=None) as client:
+        models = await client.call_tool("list_models", {})
+        estimate = await client.call_tool("estimate_cost", IMAGE)
+        generate = await client.call_tool("generate_image", IMAGE)
+        credits = await client.call_tool("check_credits", {})
+    assert not models.is_error
+    assert not estimate.is_error  # pricing is local
+    for result in (generate, credits):
+        assert result.is_error
+        assert (
+            "KIE_API_KEY" in text_of(result) and "--sandbox" in text_of(result) and "https://kie.ai" in text_of(result)
+        )

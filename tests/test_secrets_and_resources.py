@@ -1,0 +1,106 @@
+"""The key never leaves the process; resources describe and are all readable."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import replace
+
+import pytest
+from mcp import Client
+from pydantic import SecretStr
+
+from kie_mcp.sandbox import SandboxTransport, SimConfig, Simulator
+from kie_mcp.server import create_server
+
+from .conftest import answering, text_of
+
+SECRET = "sk-live-TOP-SECRET-0123456789abcdef"
+
+
+async def test_key_never_appears_in_outputs_or_logs(settings, mode, caplog, tmp_path):
+    caplog.set_level(logging.DEBUG)
+    sim = Simulator(SimConfig(speed=1000.0), keys={SECRET: "default"})
+    server = create_server(replace(settings, api_key=SecretStr(SECRET)), transport=SandboxTransport(sim))
+    seen: list[str] = []
+    outputs: list[str] = []
+    async with Client(server, mode=mode, elicitation_callback=answering(seen=seen)) as client:
+        calls = [
+            ("check_credits", {}),
+            ("estimate_cost", {"model": "veo3_fast", "prompt": "x"}),
+            ("generate_image", {"prompt": "an apple"}),
+            ("generate_image", {"prompt": "an apple", "model": "nope"}),
+            ("generate_video", {"prompt": "waves"}),
+            ("check_task", {"task_id": "missing"}),
+            ("upload_file", {"path": "missing.png"}),
+        ]
+        for name, arguments in calls:
+            result = await client.call_tool(name, arguments)
+            outputs.append(text_of(result) + json.dumps(result.structured_content))
+        for resource in (await client.list_resources()).resources:
+            outputs.append(str(await client.read_resource(resource.uri)))
+    assert len(outputs) > len(calls)  # the tool calls plus every resource
+    assert sim.requests  # the key did reach KIE (as a header) ...
+    everything = "\n".join(outputs + seen + [record.getMessage() for record in caplog.records])
+    assert SECRET not in everything  # ... and nowhere else: not in results, questions or log lines
+    assert SECRET[-12:] not in everything
+    assert SECRET not in repr(sim.requests)  # the simulator's own request log keeps no key either
+
+
+async def test_resources_are_listed_and_readable(connect):
+    async with connect() as client:
+        resources = {str(r.uri): r for r in (await client.list_resources()).resources}
+        templates = [t.uri_template for t in (await client.list_resource_templates()).resource_templates]
+        contents = {uri: await client.read_resource(uri) for uri in resources}
+    assert {"kie://models", "kie://models.json", "kie://workspace/MASTER_CONTEXT.md"} <= set(resources)
+    assert "kie://prompting/guide.md" in resources
+    assert "kie://prompting/prompt-library/veo-3-1.md" in resources
+    assert "kie://tasks/{task_id}" in templates
+    table = contents["kie://models"].contents[0].text
+    assert "`veo3_fast`" in table and "credits per clip" in table
+    models = json.loads(contents["kie://models.json"].contents[0].text)["models"]
+    assert {m["id"] for m in models} >= {"veo3", "nano-banana-2"}
+    assert all(m["sources"] for m in models)
+    for uri, content in contents.items():
+        assert content.contents[0].text.strip(), uri
+
+
+async def test_resources_describe_and_never_instruct_spending(connect):
+    async with connect() as client:
+        uris = [str(r.uri) for r in (await client.list_resources()).resources if "prompting" in str(r.uri)]
+        texts = [(await client.read_resource(uri)).contents[0].text for uri in uris]
+    for uri, text in zip(uris, texts, strict=True):
+        lowered = text.lower()
+        for imperative in ("call generate_", "call estimate_cost", "now call", "you must generate", "always generate"):
+            assert imperative not in lowered, (uri, imperative)
+
+
+async def test_master_context_comes_from_the_workspace(connect, tmp_path):
+    (tmp_path / "MASTER_CONTEXT.md").write_text("# Brand: Acme Cold Brew\n")
+    async with connect() as client:
+        own = await client.read_resource("kie://workspace/MASTER_CONTEXT.md")
+    assert "Acme Cold Brew" in own.contents[0].text
+
+
+async def test_master_context_template_when_the_workspace_has_none(connect, tmp_path):
+    async with connect() as client:
+        text = (await client.read_resource("kie://workspace/MASTER_CONTEXT.md")).contents[0].text
+    assert str(tmp_path) in text
+    assert "template" in text
+
+
+async def test_task_resource(connect, controls):
+    async with connect(elicitation=answering()) as client:
+        result = await client.call_tool("generate_image", {"prompt": "an apple"})
+        task_id = result.structured_content["tasks"][0]["task_id"]
+        read = await client.read_resource(f"kie://tasks/{task_id}")
+    task = json.loads(read.contents[0].text)
+    assert task["task_id"] == task_id
+    assert task["state"] == "succeeded"
+
+
+@pytest.mark.parametrize("uri", ["kie://tasks/does-not-exist"])
+async def test_unknown_task_resource_says_so(connect, uri):
+    async with connect() as client:
+        read = await client.read_resource(uri)
+    assert "error" in json.loads(read.contents[0].text)

@@ -1,0 +1,752 @@
+"""HTTP-level tests of the KIE simulator: every behaviour is checked through its real HTTP interface."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import re
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx2
+import pytest
+import uvicorn
+
+from kie_mcp.sandbox import SANDBOX_API_KEY, SandboxTransport, SimConfig, Simulator, create_app
+
+BASE = "http://sandbox.test"
+HEADERS = {"User-Agent": "test", "Authorization": f"Bearer {SANDBOX_API_KEY}"}
+CREATE = "/api/v1/jobs/createTask"
+RECORD = "/api/v1/jobs/recordInfo"
+CREDIT = "/api/v1/chat/credit"
+VEO = "/api/v1/veo"
+PNG = b"\x89PNG\r\n\x1a\n"
+JPEG = b"\xff\xd8\xff"
+
+
+@pytest.fixture
+def sim() -> Simulator:
+    return Simulator(SimConfig(speed=0))
+
+
+@pytest.fixture
+async def client(sim: Simulator) -> AsyncIterator[httpx2.AsyncClient]:
+    async with httpx2.AsyncClient(transport=SandboxTransport(sim), base_url=BASE, headers=HEADERS) as c:
+        yield c
+
+
+async def body(client: httpx2.AsyncClient, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+    response = await client.request(method, path, **kwargs)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def create(client: httpx2.AsyncClient, model: str = "nano-banana-2", **fields: Any) -> dict[str, Any]:
+    return await body(client, "POST", CREATE, json={"model": model, "input": {"prompt": "a red fox", **fields}})
+
+
+async def create_id(client: httpx2.AsyncClient, model: str = "nano-banana-2", **fields: Any) -> str:
+    answer = await create(client, model, **fields)
+    assert answer["code"] == 200, answer
+    return answer["data"]["taskId"]
+
+
+async def record(client: httpx2.AsyncClient, task_id: str) -> dict[str, Any]:
+    return await body(client, "GET", RECORD, params={"taskId": task_id})
+
+
+async def veo_generate(client: httpx2.AsyncClient, **fields: Any) -> str:
+    answer = await body(client, "POST", f"{VEO}/generate", json={"prompt": "a cat surfing", **fields})
+    assert answer["code"] == 200, answer
+    return answer["data"]["taskId"]
+
+
+async def veo_record(client: httpx2.AsyncClient, task_id: str) -> dict[str, Any]:
+    return await body(client, "GET", f"{VEO}/record-info", params={"taskId": task_id})
+
+
+async def add_fault(client: httpx2.AsyncClient, endpoint: str, fault: dict[str, Any], times: int = 1) -> None:
+    answer = await body(client, "POST", "/__sim/faults", json={"endpoint": endpoint, "fault": fault, "times": times})
+    assert answer["ok"] is True
+
+
+# -- auth, envelope, credits ------------------------------------------------------------------
+
+
+async def test_missing_or_unknown_key_is_401_in_a_200(client: httpx2.AsyncClient) -> None:
+    for headers in ({"Authorization": "Bearer nope"}, {"Authorization": ""}):
+        response = await client.get(CREDIT, headers=headers)
+        assert response.status_code == 200
+        assert response.json() == {"code": 401, "msg": "You do not have access permissions", "data": None}
+
+
+async def test_credit_is_a_bare_number_and_can_be_fractional(client: httpx2.AsyncClient, sim: Simulator) -> None:
+    assert await body(client, "GET", CREDIT) == {"code": 200, "msg": "success", "data": 5000}
+    sim.set_balance(12.5)
+    assert (await body(client, "GET", CREDIT))["data"] == 12.5
+
+
+async def test_unknown_path_is_a_404_envelope(client: httpx2.AsyncClient) -> None:
+    response = await client.get("/api/v1/nope")
+    assert response.status_code == 404
+    assert response.json()["code"] == 404
+    assert response.json()["data"] is None
+
+
+async def test_missing_user_agent_gets_cloudflare_1010(client: httpx2.AsyncClient) -> None:
+    request = client.build_request("GET", CREDIT)
+    del request.headers["User-Agent"]
+    response = await client.send(request)
+    assert response.status_code == 403
+    assert response.text == "error code: 1010"
+    assert response.headers["content-type"].startswith("text/plain")
+
+
+async def test_strict_http_and_message_key(client: httpx2.AsyncClient, sim: Simulator) -> None:
+    sim.config.strict_http = True
+    sim.config.message_key = True
+    response = await client.get(CREDIT, headers={"Authorization": "Bearer nope"})
+    assert response.status_code == 401
+    assert response.json() == {"code": 401, "message": "You do not have access permissions", "data": None}
+    sim.set_balance(1)
+    response = await client.post(CREATE, json={"model": "nano-banana-2", "input": {"prompt": "x"}})
+    assert response.status_code == 402
+    assert response.json()["message"] == "The current credits are insufficient. Please top up."
+    assert (await client.get(CREDIT)).status_code == 200
+
+
+# -- market jobs ---------------------------------------------------------------------------
+
+
+async def test_market_task_advances_with_the_clock_to_success(client: httpx2.AsyncClient, sim: Simulator) -> None:
+    request_body = {"model": "nano-banana-2", "input": {"prompt": "a red fox", "output_format": "png"}}
+    answer = await body(client, "POST", CREATE, json=request_body)
+    task_id = answer["data"]["taskId"]
+    assert re.fullmatch(r"[0-9a-f]{32}", task_id)
+    assert await body(client, "GET", CREDIT) == {"code": 200, "msg": "success", "data": 4992}  # 8 credits at 1K
+
+    duration = sim.tasks[task_id].duration
+    low, high = 5, 60  # nano-banana-2 typical_seconds
+    assert low <= duration <= high
+    data = (await record(client, task_id))["data"]
+    assert data["state"] == "waiting"
+    assert data["resultJson"] == ""
+    assert data["completeTime"] is None
+    assert json.loads(data["param"]) == request_body
+    assert data["creditsConsumed"] == 8
+    assert "progress" not in data
+    seen = {data["state"]}
+    for _ in range(20):
+        sim.advance(duration / 20 + 1e-6)
+        seen.add((await record(client, task_id))["data"]["state"])
+    assert seen >= {"waiting", "queuing", "generating", "success"}
+
+    data = (await record(client, task_id))["data"]
+    assert data["state"] == "success"
+    assert data["failCode"] == ""
+    assert data["failMsg"] == ""
+    assert isinstance(data["createTime"], int)
+    assert data["completeTime"] - data["createTime"] == data["costTime"]
+    assert abs(data["costTime"] - duration * 1000) <= 1
+    assert isinstance(data["resultJson"], str)
+    urls = json.loads(data["resultJson"])["resultUrls"]
+    assert urls == [f"{BASE}/files/{task_id}/0.png"]
+
+    async with httpx2.AsyncClient(transport=client._transport) as anonymous:  # result files need no auth
+        image = await anonymous.get(urls[0])
+    assert image.status_code == 200
+    assert image.headers["content-type"] == "image/png"
+    assert image.content.startswith(PNG)
+
+
+async def test_jpg_output_format_makes_jpeg_and_sora_reports_progress(
+    client: httpx2.AsyncClient, sim: Simulator
+) -> None:
+    task_id = await create_id(client, output_format="jpg")
+    sim.advance(60)
+    url = json.loads((await record(client, task_id))["data"]["resultJson"])["resultUrls"][0]
+    assert url.endswith(".jpg")
+    assert (await client.get(url)).content.startswith(JPEG)
+
+    sora = await create_id(client, "sora-2-text-to-video")
+    assert sora.startswith("task_sora-2-text-to-video_")
+    assert (await record(client, sora))["data"]["progress"] == 0
+    sim.advance(sim.tasks[sora].duration / 2)
+    assert 40 <= (await record(client, sora))["data"]["progress"] <= 60
+    sim.advance(300)
+    data = (await record(client, sora))["data"]
+    assert (data["state"], data["progress"]) == ("success", 100)
+    video = await client.get(json.loads(data["resultJson"])["resultUrls"][0])
+    assert video.headers["content-type"] == "video/mp4"
+    assert video.content[4:8] == b"ftyp"
+    assert len(video.content) == sim.config.video_bytes
+
+
+async def test_failed_task_is_refunded(client: httpx2.AsyncClient, sim: Simulator) -> None:
+    await add_fault(client, "create", {"kind": "task_fail", "fail_code": "500", "fail_msg": "Internal server error"})
+    task_id = await create_id(client)
+    assert sim.balance() == 4992
+    data = (await record(client, task_id))["data"]
+    assert data["state"] in ("waiting", "queuing", "generating")
+    assert data["creditsConsumed"] == 8
+    sim.advance(60)
+    data = (await record(client, task_id))["data"]
+    assert data["state"] == "fail"
+    assert (data["failCode"], data["failMsg"], data["resultJson"]) == ("500", "Internal server error", "")
+    assert data["creditsConsumed"] == 0
+    assert (await body(client, "GET", CREDIT))["data"] == 5000
+
+    sim.config.refund_on_fail = False
+    kept = await create_id(client)
+    await body(client, "POST", f"/__sim/tasks/{kept}", json={"state": "fail", "fail_code": "501"})
+    data = (await record(client, kept))["data"]
+    assert (data["state"], data["failCode"], data["creditsConsumed"]) == ("fail", "501", 8)
+    assert sim.balance() == 4992
+
+
+async def test_low_balance_is_402_and_nothing_is_created(client: httpx2.AsyncClient, sim: Simulator) -> None:
+    sim.set_balance(7.5)
+    answer = await create(client)
+    assert answer == {"code": 402, "msg": "The current credits are insufficient. Please top up.", "data": None}
+    assert sim.tasks == {}
+    assert sim.balance() == 7.5
+
+
+async def test_unknown_model_and_invalid_input_are_422(client: httpx2.AsyncClient, sim: Simulator) -> None:
+    answer = await create(client, "no-such-model")
+    assert answer == {"code": 422, "msg": "The page does not exist or is not published", "data": None}
+    answer = await body(
+        client, "POST", CREATE, json={"model": "nano-banana-2", "input": {"aspect_ratio": "7:5", "colour": "red"}}
+    )
+    assert answer["code"] == 422
+    for field in ("prompt", "aspect_ratio", "colour"):
+        assert field in answer["msg"]
+    assert sim.tasks == {}
+    assert sim.balance() == 5000
+
+
+async def test_record_info_errors_and_visibility_lag(client: httpx2.AsyncClient, sim: Simulator) -> None:
+    assert await body(client, "GET", RECORD) == {"code": 400, "msg": "taskId parameter is required", "data": None}
+    assert (await record(client, "nope"))["msg"] == "recordInfo is null"
+    sim.config.visibility_lag_polls = 2
+    task_id = await create_id(client)
+    assert [(await record(client, task_id))["code"] for _ in range(3)] == [422, 422, 200]
+
+
+async def test_create_window_429_then_ok_after_the_window(client: httpx2.AsyncClient, sim: Simulator) -> None:
+    first = await create_id(client)
+    # polls, uploads and credit checks do not count toward the create window
+    for _ in range(5):
+        await record(client, first)
+    for _ in range(3):
+        upload = {"base64Data": "aGk=", "uploadPath": "x"}
+        assert (await body(client, "POST", "/api/file-base64-upload", json=upload))["success"] is True
+    await body(client, "GET", CREDIT)
+    for _ in range(19):
+        await create_id(client)
+    assert sim.balance() == 5000 - 20 * 8
+    answer = await create(client)
+    assert answer == {"code": 429, "msg": "Rate limit exceeded", "data": None}
+    assert len(sim.tasks) == 20
+    assert sim.balance() == 5000 - 20 * 8
+    sim.advance(9.9)
+    assert (await create(client))["code"] == 429
+    sim.advance(0.2)
+    assert (await create(client))["code"] == 200
+
+
+async def test_poll_limit_and_running_task_cap(client: httpx2.AsyncClient, sim: Simulator) -> None:
+    task_id = await create_id(client)
+    codes = [(await record(client, task_id))["code"] for _ in range(11)]
+    assert codes == [200] * 10 + [429]
+    sim.advance(1.01)
+    assert (await record(client, task_id))["code"] == 200
+
+    sim.config.max_running_tasks = 2
+    await create_id(client)
+    answer = await create(client)
+    assert answer["code"] == 429
+    assert len(sim.tasks) == 2
+    sim.advance(120)
+    assert (await create(client))["code"] == 200
+
+
+# -- Veo ------------------------------------------------------------------------------------
+
+
+async def test_veo_generate_and_record_info(client: httpx2.AsyncClient, sim: Simulator) -> None:
+    task_id = await veo_generate(client, aspectRatio="9:16")
+    assert task_id.startswith("veo_task_")
+    assert sim.balance() == 5000 - 60
+    data = (await veo_record(client, task_id))["data"]
+    assert data["successFlag"] == 0
+    assert data["response"] is None
+    assert data["completeTime"] is None
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", data["createTime"])
+    assert json.loads(data["paramJson"]) == {"prompt": "a cat surfing", "aspectRatio": "9:16"}
+    assert data["fallbackFlag"] is False
+    sim.advance(300)
+    data = (await veo_record(client, task_id))["data"]
+    assert data["successFlag"] == 1
+    assert (data["errorCode"], data["errorMessage"]) == (None, "")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", data["completeTime"])
+    response = data["response"]
+    assert response["resultUrls"] == [f"{BASE}/files/{task_id}/0.mp4"]
+    assert response["originUrls"] == [f"{BASE}/files/{task_id}/origin-0.mp4"]
+    assert response["resolution"] == "720p"
+    assert (await client.get(response["resultUrls"][0])).content[4:8] == b"ftyp"
+
+    wide = await veo_generate(client, aspect_ratio="16:9", model="veo3")
+    assert sim.balance() == 5000 - 60 - 250
+    sim.advance(300)
+    assert (await veo_record(client, wide))["data"]["response"]["originUrls"] is None
+    assert (await veo_record(client, "nope"))["msg"] == "record is null"
+    answer = await body(client, "POST", f"{VEO}/generate", json={"prompt": "x", "model": "veo9"})
+    assert answer["code"] == 422
+    answer = await body(client, "POST", f"{VEO}/generate", json={"prompt": "x", "duration": 5})
+    assert answer["code"] == 422
+    assert "duration" in answer["msg"]
+
+
+async def test_veo_1080p_processing_then_ready_and_charged_once(client: httpx2.AsyncClient, sim: Simulator) -> None:
+    task_id = await veo_generate(client)
+    hd = {"taskId": task_id, "index": 0}
+    answer = await body(client, "GET", f"{VEO}/get-1080p-video", params=hd)
+    assert answer == {"code": 422, "msg": "record status is not success", "data": None}
+    sim.advance(300)
+    before = sim.balance()
+    for _ in range(3):
+        answer = await body(client, "GET", f"{VEO}/get-1080p-video", params=hd)
+        assert answer["code"] != 200
+        assert answer["msg"] == "1080P is processing, ready in 1-2 minutes"
+        sim.advance(10)
+    assert sim.balance() == before - 5
+    sim.advance(180)
+    answer = await body(client, "GET", f"{VEO}/get-1080p-video", params=hd)
+    assert answer["code"] == 200
+    url = answer["data"]["resultUrl"]
+    assert url.endswith("/1080p-0.mp4")
+    assert (await client.get(url)).status_code == 200
+    assert sim.balance() == before - 5
+    # an upgraded clip cannot be extended
+    answer = await body(client, "POST", f"{VEO}/extend", json={"taskId": task_id, "prompt": "more"})
+    assert (answer["code"], answer["msg"]) == (422, "Videos upgraded to 1080P cannot be extended")
+
+
+async def test_veo_4k_is_a_new_task(client: httpx2.AsyncClient, sim: Simulator) -> None:
+    task_id = await veo_generate(client)
+    sim.advance(300)
+    answer = await body(client, "POST", f"{VEO}/get-4k-video", json={"taskId": task_id, "index": 0})
+    assert answer["code"] == 200
+    uhd = answer["data"]["taskId"]
+    assert answer["data"] == {"taskId": uhd, "resultUrls": None, "imageUrls": None}
+    assert uhd != task_id
+    assert sim.balance() == 5000 - 60 - 120
+    again = await body(client, "POST", f"{VEO}/get-4k-video", json={"taskId": task_id, "index": 0})
+    assert again["data"]["taskId"] == uhd
+    assert sim.balance() == 5000 - 60 - 120
+    sim.advance(299)
+    assert (await veo_record(client, uhd))["data"]["successFlag"] == 0
+    sim.advance(302)
+    data = (await veo_record(client, uhd))["data"]
+    assert data["successFlag"] == 1
+    assert data["response"]["resolution"] == "4k"
+    assert (await client.get(data["response"]["imageUrls"][0])).content.startswith(JPEG)
+
+
+async def test_veo_extend_rules_and_prices(client: httpx2.AsyncClient, sim: Simulator) -> None:
+    task_id = await veo_generate(client)
+    extend = f"{VEO}/extend"
+    answer = await body(client, "POST", extend, json={"taskId": task_id, "prompt": "and then"})
+    assert (answer["code"], answer["msg"]) == (422, "record status is not success")
+    sim.advance(300)
+    answer = await body(client, "POST", extend, json={"taskId": "nope", "prompt": "and then"})
+    assert (answer["code"], answer["msg"]) == (422, "record is null")
+    answer = await body(client, "POST", extend, json={"taskId": task_id, "prompt": "x", "model": "turbo"})
+    assert answer["code"] == 422
+    before = sim.balance()
+    fast = await body(client, "POST", extend, json={"taskId": task_id, "prompt": "and then"})
+    quality = await body(client, "POST", extend, json={"taskId": task_id, "prompt": "then", "model": "quality"})
+    lite = await body(client, "POST", extend, json={"taskId": task_id, "prompt": "then", "model": "lite"})
+    assert all(a["code"] == 200 for a in (fast, quality, lite))
+    assert sim.balance() == before - 60 - 250 - 30
+    sim.advance(300)
+    response = (await veo_record(client, fast["data"]["taskId"]))["data"]["response"]
+    assert response["fullResultUrls"]
+    uhd = (await body(client, "POST", f"{VEO}/get-4k-video", json={"taskId": task_id}))["data"]["taskId"]
+    sim.advance(600)
+    answer = await body(client, "POST", extend, json={"taskId": uhd, "prompt": "x"})
+    assert answer["code"] == 422
+
+
+# -- files, download-url, uploads --------------------------------------------------------------
+
+
+async def test_download_url_is_a_bare_string_that_expires(client: httpx2.AsyncClient, sim: Simulator) -> None:
+    task_id = await create_id(client)
+    sim.advance(60)
+    url = json.loads((await record(client, task_id))["data"]["resultJson"])["resultUrls"][0]
+    answer = await body(client, "POST", "/api/v1/common/download-url", json={"url": url})
+    assert answer["code"] == 200
+    link = answer["data"]
+    assert isinstance(link, str)
+    assert link.startswith(f"{BASE}/dl/")
+    assert (await client.get(link)).content == (await client.get(url)).content
+    sim.advance(sim.config.download_url_ttl_seconds)
+    assert (await client.get(link)).status_code == 403
+
+    # the result URL itself expires after a day, but a fresh download-url still works
+    sim.advance(sim.config.result_url_ttl_seconds)
+    assert (await client.get(url)).status_code == 403
+    fresh = (await body(client, "POST", "/api/v1/common/download-url", json={"url": url}))["data"]
+    assert (await client.get(fresh)).status_code == 200
+
+    foreign = {"url": "https://example.com/cat.png"}
+    assert (await body(client, "POST", "/api/v1/common/download-url", json=foreign))["code"] == 422
+    sim.config.mint_unknown_urls = True
+    minted = (await body(client, "POST", "/api/v1/common/download-url", json=foreign))["data"]
+    assert (await client.get(minted)).status_code == 404
+    assert (await client.get(f"{BASE}/files/{task_id}/9.png")).status_code == 404
+
+
+async def test_big_video_streams_in_chunks(client: httpx2.AsyncClient, sim: Simulator) -> None:
+    sim.config.video_bytes = 3_000_000
+    task_id = await create_id(client, "sora-2-text-to-video")
+    sim.advance(300)
+    url = json.loads((await record(client, task_id))["data"]["resultJson"])["resultUrls"][0]
+    sizes: list[int] = []
+    head = b""
+    async with client.stream("GET", url) as response:
+        assert response.headers["content-length"] == "3000000"
+        async for chunk in response.aiter_raw():
+            head = head or chunk[:16]
+            sizes.append(len(chunk))
+    assert sum(sizes) == 3_000_000
+    assert len(sizes) > 10
+    assert head[4:12] == b"ftypisom"
+    async with client.stream("GET", url) as response:  # leaving early must not hang
+        async for _ in response.aiter_raw():
+            break
+
+
+async def test_uploads_all_three_ways(client: httpx2.AsyncClient, sim: Simulator) -> None:
+    png = (await client.get(f"{BASE}/files/missing/0.png")).status_code
+    assert png == 404
+    files = {"file": ("cat.png", PNG + b"rest", "image/png")}
+    answer = await body(
+        client, "POST", "/api/file-stream-upload", files=files, data={"uploadPath": "images/u1", "fileName": "a.png"}
+    )
+    assert answer["success"] is True
+    assert (answer["code"], answer["msg"]) == (200, "File uploaded successfully")
+    data = answer["data"]
+    assert set(data) == {"fileName", "filePath", "downloadUrl", "fileSize", "mimeType", "uploadedAt"}
+    assert (data["fileName"], data["filePath"], data["fileSize"], data["mimeType"]) == (
+        "a.png",
+        "images/u1/a.png",
+        12,
+        "image/png",
+    )
+    assert (await client.get(data["downloadUrl"])).content == PNG + b"rest"
+
+    raw = base64.b64encode(b"hello").decode()
+    answer = await body(
+        client, "POST", "/api/file-base64-upload", json={"base64Data": raw, "uploadPath": "t", "fileName": "h.txt"}
+    )
+    assert (await client.get(answer["data"]["downloadUrl"])).content == b"hello"
+    data_url = "data:image/png;base64," + base64.b64encode(PNG + b"x").decode()
+    answer = await body(client, "POST", "/api/file-base64-upload", json={"base64Data": data_url, "uploadPath": "t"})
+    assert answer["data"]["mimeType"] == "image/png"
+    assert answer["data"]["fileName"].endswith(".png")
+    # same name overwrites
+    again = base64.b64encode(b"bye").decode()
+    answer = await body(
+        client, "POST", "/api/file-base64-upload", json={"base64Data": again, "uploadPath": "t", "fileName": "h.txt"}
+    )
+    assert (await client.get(answer["data"]["downloadUrl"])).content == b"bye"
+    logged = [r for r in sim.requests if r.path == "/api/file-base64-upload"]
+    assert all(r.body["base64Data"].startswith("<base64 elided") for r in logged)
+
+    # url upload: a URL the sim served is copied, anything else becomes a placeholder image
+    task_id = await create_id(client, output_format="png")
+    sim.advance(60)
+    result = json.loads((await record(client, task_id))["data"]["resultJson"])["resultUrls"][0]
+    answer = await body(client, "POST", "/api/file-url-upload", json={"fileUrl": result, "uploadPath": "copies"})
+    assert (await client.get(answer["data"]["downloadUrl"])).content == (await client.get(result)).content
+    answer = await body(
+        client, "POST", "/api/file-url-upload", json={"fileUrl": "https://example.com/x.jpg", "uploadPath": "c"}
+    )
+    assert answer["data"]["fileName"] == "x.jpg"
+    assert (await client.get(answer["data"]["downloadUrl"])).content.startswith(PNG)
+
+    # uploads expire after three days
+    sim.advance(sim.config.upload_ttl_seconds)
+    assert (await client.get(answer["data"]["downloadUrl"])).status_code == 404
+
+
+async def test_upload_errors_and_old_shape(client: httpx2.AsyncClient, sim: Simulator) -> None:
+    answer = await body(client, "POST", "/api/file-base64-upload", json={"base64Data": "aGk="})
+    assert answer == {"success": False, "code": 400, "msg": "Missing required parameter: uploadPath", "data": None}
+    answer = await body(
+        client, "POST", "/api/file-base64-upload", json={"base64Data": "@@not base64@@", "uploadPath": "x"}
+    )
+    assert answer == {
+        "success": False,
+        "code": 400,
+        "msg": "Base64 decoding failed: Invalid Base64 format",
+        "data": None,
+    }
+    answer = await body(client, "POST", "/api/file-stream-upload", files={"file": ("a.bin", b"1")})
+    assert (answer["success"], answer["code"]) == (False, 400)
+    answer = await body(
+        client,
+        "POST",
+        "/api/file-url-upload",
+        json={"fileUrl": "https://e.com/a.png", "uploadPath": "x"},
+        headers={"Authorization": "Bearer wrong"},
+    )
+    assert (answer["success"], answer["code"]) == (False, 401)
+
+    sim.config.old_upload_shape = True
+    answer = await body(client, "POST", "/api/file-base64-upload", json={"base64Data": "aGk=", "uploadPath": "x"})
+    assert set(answer["data"]) == {
+        "fileId",
+        "fileName",
+        "originalName",
+        "fileSize",
+        "mimeType",
+        "uploadPath",
+        "fileUrl",
+        "downloadUrl",
+        "uploadTime",
+        "expiresAt",
+    }
+    assert (await client.get(answer["data"]["fileUrl"])).content == b"hi"
+
+
+# -- faults ---------------------------------------------------------------------------------
+
+
+async def test_code_faults_create_and_charge_nothing(client: httpx2.AsyncClient, sim: Simulator) -> None:
+    await add_fault(client, "create", {"kind": "code", "code": 455})
+    await add_fault(client, "create", {"kind": "code", "code": 500, "msg": "boom"})
+    await add_fault(client, "status", {"kind": "code", "code": 408})
+    assert (await create(client))["code"] == 455
+    assert await create(client) == {"code": 500, "msg": "boom", "data": None}
+    assert sim.tasks == {}
+    task_id = await create_id(client)
+    answer = await record(client, task_id)
+    assert answer["code"] == 408
+    assert answer["msg"].startswith("Upstream is currently experiencing service issues")
+    assert (await record(client, task_id))["code"] == 200
+    assert sim.balance() == 4992
+
+
+async def test_drop_and_drop_after_create(client: httpx2.AsyncClient, sim: Simulator) -> None:
+    await add_fault(client, "create", {"kind": "drop"})
+    with pytest.raises(httpx2.RemoteProtocolError, match="Server disconnected without sending a response"):
+        await client.post(CREATE, json={"model": "nano-banana-2", "input": {"prompt": "x"}})
+    assert sim.tasks == {}
+
+    await add_fault(client, "create", {"kind": "drop_after_create"})
+    with pytest.raises(httpx2.RemoteProtocolError, match="Server disconnected without sending a response"):
+        await client.post(CREATE, json={"model": "nano-banana-2", "input": {"prompt": "x"}})
+    assert len(sim.tasks) == 1
+    assert sim.balance() == 4992
+    assert (await body(client, "GET", "/__sim/state"))["faults"] == []
+    # the next create is normal again
+    assert (await create(client))["code"] == 200
+    assert len(sim.tasks) == 2
+
+
+async def test_invalid_create_does_not_consume_a_create_fault(client: httpx2.AsyncClient, sim: Simulator) -> None:
+    await add_fault(client, "any", {"kind": "drop_after_create"})
+    assert (await create(client, "nope"))["code"] == 422
+    assert (await body(client, "GET", CREDIT))["code"] == 200
+    with pytest.raises(httpx2.RemoteProtocolError):
+        await veo_generate(client)
+    assert [t.family for t in sim.tasks.values()] == ["veo"]
+
+
+async def test_slow_malformed_and_html_faults(client: httpx2.AsyncClient, sim: Simulator) -> None:
+    await add_fault(client, "credit", {"kind": "slow", "seconds": 0.2})
+    started = time.monotonic()
+    assert (await body(client, "GET", CREDIT))["code"] == 200
+    assert time.monotonic() - started >= 0.2
+
+    await add_fault(client, "credit", {"kind": "malformed"})
+    response = await client.get(CREDIT)
+    assert response.status_code == 200
+    with pytest.raises(ValueError):  # noqa: PT011 - JSONDecodeError
+        response.json()
+
+    await add_fault(client, "any", {"kind": "html", "status": 502}, times=2)
+    for path in (CREDIT, f"{RECORD}?taskId=x"):
+        response = await client.get(path)
+        assert response.status_code == 502
+        assert response.headers["content-type"].startswith("text/html")
+    assert (await client.get(CREDIT)).status_code == 200
+
+    await add_fault(client, "files", {"kind": "code", "code": 503})
+    assert (await client.get(f"{BASE}/files/x/0.png")).status_code == 503
+
+
+async def test_slow_create_times_out_but_still_creates(client: httpx2.AsyncClient, sim: Simulator) -> None:
+    await add_fault(client, "create", {"kind": "slow", "seconds": 0.3})
+    with pytest.raises(httpx2.ReadTimeout):
+        await client.post(CREATE, json={"model": "nano-banana-2", "input": {"prompt": "x"}}, timeout=0.05)
+    for _ in range(50):
+        if sim.tasks:
+            break
+        await asyncio.sleep(0.02)
+    assert len(sim.tasks) == 1
+    assert sim.balance() == 4992
+
+
+async def test_veo_task_fail_flags(client: httpx2.AsyncClient, sim: Simulator) -> None:
+    await add_fault(client, "create", {"kind": "task_fail", "fail_code": "501", "fail_msg": "Generation failed"})
+    await add_fault(client, "create", {"kind": "task_fail", "upstream": True})
+    failed = await veo_generate(client)
+    upstream = await veo_generate(client)
+    assert sim.balance() == 5000 - 120
+    sim.advance(300)
+    data = (await veo_record(client, failed))["data"]
+    assert (data["successFlag"], data["errorCode"], data["errorMessage"]) == (2, 501, "Generation failed")
+    assert data["response"] is None
+    assert (await veo_record(client, upstream))["data"]["successFlag"] == 3
+    assert sim.balance() == 5000
+
+
+async def test_bad_fault_spec_is_rejected(client: httpx2.AsyncClient) -> None:
+    response = await client.post("/__sim/faults", json={"endpoint": "status", "fault": {"kind": "task_fail"}})
+    assert response.status_code == 400
+    assert response.json()["ok"] is False
+    response = await client.post("/__sim/faults", json={"endpoint": "create", "fault": {"kind": "explode"}})
+    assert response.status_code == 400
+
+
+# -- controls, callbacks, request log --------------------------------------------------------
+
+
+async def test_controls_over_http(client: httpx2.AsyncClient, sim: Simulator) -> None:
+    bare = {"User-Agent": "curl"}
+    state = await body(client, "GET", "/__sim/state", headers=bare)
+    assert state["balances"] == {"default": 5000}
+    await body(client, "POST", "/__sim/balance", json={"credits": 42.5})
+    assert (await body(client, "GET", CREDIT))["data"] == 42.5
+    before = sim.now()
+    await body(client, "POST", "/__sim/clock/advance", json={"seconds": 100})
+    assert sim.now() == pytest.approx(before + 100)
+    config = await body(client, "POST", "/__sim/config", json={"strict_http": True, "create_limit": 5})
+    assert config["config"]["strict_http"] is True
+    assert sim.config.create_limit == 5
+    assert (await client.post("/__sim/config", json={"nope": 1})).status_code == 400
+    await body(client, "POST", "/__sim/clock/speed", json={"speed": 1000})
+    t0 = sim.now()
+    await asyncio.sleep(0.01)
+    assert sim.now() - t0 >= 5
+    await body(client, "POST", "/__sim/clock/speed", json={"speed": 0})
+
+    task_id = await create_id(client)
+    forced = await body(client, "POST", f"/__sim/tasks/{task_id}", json={"state": "success"})
+    assert forced["task"]["state"] == "success"
+    assert (await record(client, task_id))["data"]["state"] == "success"
+    assert (await client.post(f"/__sim/tasks/{task_id}", json={"state": "fail"})).status_code == 400
+    assert (await client.post("/__sim/tasks/nope", json={"state": "fail"})).status_code == 404
+    listed = await body(client, "GET", "/__sim/tasks")
+    assert [t["taskId"] for t in listed["tasks"]] == [task_id]
+
+    logged = (await body(client, "GET", "/__sim/requests"))["requests"]
+    assert logged[0]["path"] == CREDIT
+    assert logged[0]["has_auth"] is True
+    assert SANDBOX_API_KEY not in json.dumps(logged)
+    assert not any(r["path"].startswith("/__sim") for r in logged)
+
+    await body(client, "POST", "/__sim/reset")
+    assert sim.tasks == {}
+    assert sim.requests == []
+    assert sim.balance() == sim.config.starting_balance
+
+
+async def test_keys_accounts_and_sub_key_caps(client: httpx2.AsyncClient, sim: Simulator) -> None:
+    await body(client, "POST", "/__sim/keys", json={"key": "capped", "account": "default", "cap": 10})
+    await body(client, "POST", "/__sim/keys", json={"key": "other", "account": "team"})
+    capped = {"Authorization": "Bearer capped"}
+    other = {"Authorization": "Bearer other"}
+    ok = await body(client, "POST", CREATE, json={"model": "nano-banana-2", "input": {"prompt": "x"}}, headers=capped)
+    assert ok["code"] == 200
+    answer = await body(
+        client, "POST", CREATE, json={"model": "nano-banana-2", "input": {"prompt": "x"}}, headers=capped
+    )
+    assert answer["code"] == 433
+    # tasks are private to their account
+    assert (await body(client, "GET", RECORD, params={"taskId": ok["data"]["taskId"]}, headers=other))["code"] == 422
+    assert (await body(client, "GET", CREDIT, headers=other))["data"] == 5000
+    assert sim.balance("default") == 4992
+
+
+async def test_callbacks_are_recorded_with_hmac(client: httpx2.AsyncClient, sim: Simulator) -> None:
+    sim.config.webhook_hmac_key = "secret"
+    payload = {"model": "nano-banana-2", "input": {"prompt": "x"}, "callBackUrl": "https://hook.test/kie"}
+    market_id = (await body(client, "POST", CREATE, json=payload))["data"]["taskId"]
+    veo_id = await veo_generate(client, callBackUrl="https://hook.test/veo")
+    await add_fault(client, "create", {"kind": "task_fail"})
+    failed_id = (await body(client, "POST", CREATE, json=payload))["data"]["taskId"]
+    assert (await body(client, "GET", "/__sim/callbacks"))["callbacks"] == []
+    sim.advance(400)
+    calls = {c["taskId"]: c for c in (await body(client, "GET", "/__sim/callbacks"))["callbacks"]}
+    assert set(calls) == {market_id, veo_id, failed_id}
+
+    market = calls[market_id]
+    assert market["url"] == "https://hook.test/kie"
+    assert market["body"]["code"] == 200
+    assert market["body"]["data"]["state"] == "success"
+    assert json.loads(market["body"]["data"]["resultJson"])["resultUrls"]
+    assert market["body"]["data"]["consumeCredits"] == 8
+    failed = calls[failed_id]["body"]
+    assert (failed["code"], failed["data"]["state"], failed["data"]["consumeCredits"]) == (501, "fail", 0)
+    veo = calls[veo_id]["body"]
+    assert veo["code"] == 200
+    assert veo["data"]["info"]["resultUrls"]
+
+    import base64 as b64
+    import hashlib
+    import hmac
+
+    headers = market["headers"]
+    expected = hmac.new(b"secret", f"{market_id}.{headers['X-Webhook-Timestamp']}".encode(), hashlib.sha256)
+    assert headers["X-Webhook-Signature"] == b64.b64encode(expected.digest()).decode()
+
+
+# -- over real HTTP --------------------------------------------------------------------------
+
+
+async def test_works_over_real_http_with_uvicorn() -> None:
+    sim = Simulator(SimConfig(speed=0))
+    config = uvicorn.Config(create_app(sim), host="127.0.0.1", port=0, log_level="critical", lifespan="off")
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve())
+    try:
+        for _ in range(200):
+            if server.started:
+                break
+            await asyncio.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        async with httpx2.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=HEADERS) as real:
+            assert (await real.get(CREDIT)).json()["data"] == 5000
+            task_id = (await real.post(CREATE, json={"model": "nano-banana-2", "input": {"prompt": "x"}})).json()[
+                "data"
+            ]["taskId"]
+            await real.post("/__sim/clock/advance", json={"seconds": 60})
+            data = (await real.get(RECORD, params={"taskId": task_id})).json()["data"]
+            url = json.loads(data["resultJson"])["resultUrls"][0]
+            assert url.startswith(f"http://127.0.0.1:{port}/files/")
+            assert (await real.get(url)).content.startswith(JPEG)
+            await real.post("/__sim/faults", json={"endpoint": "credit", "fault": {"kind": "drop"}})
+            with pytest.raises(httpx2.RemoteProtocolError):
+                await real.get(CREDIT)
+            assert (await real.get(CREDIT)).status_code == 200
+    finally:
+        server.should_exit = True
+        await serving
