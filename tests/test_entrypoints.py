@@ -60,3 +60,19 @@ async def test_installed_console_script_over_stdio(mode, tmp_path):
     assert data["sandbox"] is True
     assert "SANDBOX" in data["message"]
     assert any(str(r.uri) == "kie://models" for r in resources)
+
+
+@pytest.mark.stdio
+def test_demo_runs_offline_and_exits_zero(tmp_path):
+    """The README's first command: the whole tour, a real subprocess server over stdio, no key."""
+    env = {"PATH": str(Path(sys.executable).parent), "HOME": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "kie_mcp", "demo"], capture_output=True, text=True, timeout=120, env=env, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "[confirmation form] Spend 8 credits" in out
+    assert "status=completed" in out
+    assert "generate_video with the approved quote -> status=submitted" in out
+    assert "succeeded. Results: http" in out
+    assert "HTTP Request" not in out + done.stderr  # library chatter stays out of the transcript

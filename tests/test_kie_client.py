@@ -1,0 +1,248 @@
+"""The async KIE client against the simulator over HTTP: every family, every error code, every fault."""
+
+from __future__ import annotations
+
+import base64
+
+import httpx2
+import pytest
+
+from kie_mcp.kie import FAMILIES, Category, KieClient, KieError, NotSentError, OutcomeUnknownError, TaskState
+from kie_mcp.kie.pacing import SlidingWindow
+from kie_mcp.sandbox import SANDBOX_API_KEY
+from kie_mcp.spend import ApprovalError, grant
+
+from .conftest import API, UPLOADS
+
+MARKET, VEO = FAMILIES["market"], FAMILIES["veo"]
+IMAGE_BODY = {"model": "nano-banana-2", "input": {"prompt": "a fox", "aspect_ratio": "1:1"}}
+VEO_BODY = {"model": "veo3_fast", "prompt": "waves", "aspect_ratio": "16:9"}
+CODES = [400, 401, 402, 404, 408, 422, 429, 433, 451, 455, 500, 501, 505]
+
+
+@pytest.fixture
+async def kie(transport):
+    client = KieClient(
+        api_key=SANDBOX_API_KEY,
+        base_url=API,
+        upload_base_url=UPLOADS,
+        transport=transport,
+        rate_limit_backoff=0.01,
+        timeout=2.0,
+    )
+    yield client
+    await client.aclose()
+
+
+def approve(model: str, n: int = 1):
+    return grant(model, n, "quote", None)
+
+
+async def test_market_create_and_status(kie, sim):
+    task_id = await kie.create(MARKET, IMAGE_BODY, approve("nano-banana-2"))
+    first = await kie.status(MARKET, task_id)
+    assert first.state in (TaskState.QUEUED, TaskState.RUNNING)
+    sim.advance(120)
+    done = await kie.status(MARKET, task_id)
+    assert done.state is TaskState.SUCCEEDED
+    assert done.result_urls and done.credits_charged == 8
+    download = await kie.files.get(done.result_urls[0])
+    assert download.status_code == 200 and download.content[:3] == b"\xff\xd8\xff"  # jpg by default
+
+
+async def test_veo_create_status_1080p_4k_extend(kie, sim):
+    task_id = await kie.create(VEO, VEO_BODY, approve("veo3_fast"))
+    assert (await kie.status(VEO, task_id)).state is TaskState.RUNNING
+    sim.advance(400)
+    done = await kie.find_task(task_id)
+    assert done.family == "veo" and done.state is TaskState.SUCCEEDED and done.result_urls
+
+    assert await kie.veo_1080p(task_id) is None  # KIE is still preparing it
+    sim.advance(200)
+    assert (await kie.veo_1080p(task_id)).startswith("http")
+
+    other = await kie.create(VEO, VEO_BODY, approve("veo3_fast"))
+    sim.advance(400)
+    uhd = await kie.veo_upgrade_4k(other, approve("veo-4k"))
+    extended = await kie.veo_extend(other, "the camera keeps rising", approve("veo-extend-fast"))
+    sim.advance(700)
+    assert (await kie.status(VEO, uhd)).state is TaskState.SUCCEEDED
+    assert (await kie.status(VEO, extended)).state is TaskState.SUCCEEDED
+
+
+async def test_every_create_needs_a_matching_approval(kie, controls):
+    approval = approve("nano-banana-2")
+    with pytest.raises(ApprovalError):
+        await kie.create(VEO, VEO_BODY, approval)  # wrong model
+    await kie.create(MARKET, IMAGE_BODY, approval)
+    with pytest.raises(ApprovalError):
+        await kie.create(MARKET, IMAGE_BODY, approval)  # used up
+    assert len(await controls.creates()) == 1
+
+
+@pytest.mark.parametrize("family", ["market", "veo"])
+@pytest.mark.parametrize("code", CODES)
+async def test_error_codes_on_create(kie, controls, family, code):
+    body = IMAGE_BODY if family == "market" else VEO_BODY
+    await controls.fault("create", kind="code", code=code, times=-1 if code == 429 else 1)
+    with pytest.raises(KieError) as caught:
+        await kie.create(FAMILIES[family], body, approve(body["model"]))
+    await controls.http.delete("/__sim/faults")
+    err = caught.value
+    assert err.code == code
+    assert err.next_step
+    assert not isinstance(err, OutcomeUnknownError)  # KIE answered: nothing was created
+    if code == 429:
+        assert len(await controls.creates()) == kie.max_rate_limit_retries + 1
+    else:
+        assert len(await controls.creates()) == 1
+
+
+@pytest.mark.parametrize("code", CODES)
+async def test_error_codes_on_reads(kie, controls, code):
+    await controls.fault("status", kind="code", code=code)
+    with pytest.raises(KieError) as caught:
+        await kie.status(MARKET, "any")
+    assert caught.value.code == code
+    await controls.fault("credit", kind="code", code=code)
+    with pytest.raises(KieError) as caught:
+        await kie.credits()
+    assert caught.value.code == code
+
+
+async def test_strict_http_and_message_key(kie, controls):
+    await controls.post("config", {"strict_http": True, "message_key": True})
+    await controls.post("balance", {"credits": 1})
+    with pytest.raises(KieError) as caught:
+        await kie.create(MARKET, IMAGE_BODY, approve("nano-banana-2"))
+    assert caught.value.code == 402 and caught.value.http_status == 402
+    assert "insufficient" in caught.value.message
+
+
+async def test_credit_balance_is_a_bare_number(kie, controls):
+    await controls.post("balance", {"credits": 12.5})
+    assert await kie.credits() == 12.5
+
+
+async def test_unknown_task_and_visibility_lag(kie, controls, sim):
+    with pytest.raises(KieError) as caught:
+        await kie.find_task("nope")
+    assert caught.value.code == 422
+    await controls.post("config", {"visibility_lag_polls": 2})
+    task_id = await kie.create(MARKET, IMAGE_BODY, approve("nano-banana-2"))
+    with pytest.raises(KieError) as caught:
+        await kie.status(MARKET, task_id)
+    assert MARKET.is_not_visible(caught.value.message)
+
+
+@pytest.mark.parametrize(
+    ("fault", "outcome"),
+    [
+        ({"kind": "drop_after_create"}, OutcomeUnknownError),
+        ({"kind": "drop"}, OutcomeUnknownError),
+        ({"kind": "malformed"}, OutcomeUnknownError),
+        ({"kind": "html", "status": 502}, OutcomeUnknownError),
+        ({"kind": "slow", "seconds": 5}, OutcomeUnknownError),
+    ],
+)
+async def test_create_faults_are_never_resubmitted(kie, controls, fault, outcome):
+    kie._api.timeout = httpx2.Timeout(0.3)  # the slow fault outlasts it
+    await controls.fault("create", **fault)
+    with pytest.raises(outcome) as caught:
+        await kie.create(MARKET, IMAGE_BODY, approve("nano-banana-2"))
+    assert "may have been created" in caught.value.next_step
+    assert len(await controls.creates()) == 1
+
+
+async def test_drop_after_create_charged_exactly_once(kie, controls, sim):
+    before = sim.balance()
+    await controls.fault("create", kind="drop_after_create")
+    with pytest.raises(OutcomeUnknownError):
+        await kie.create(MARKET, IMAGE_BODY, approve("nano-banana-2"))
+    tasks = await controls.get("tasks")
+    assert len(tasks if isinstance(tasks, list) else tasks["tasks"]) == 1
+    assert sim.balance() == before - 8
+
+
+async def test_reads_survive_proxy_pages(kie, controls):
+    await controls.fault("status", kind="html", status=502)
+    with pytest.raises(KieError) as caught:
+        await kie.status(MARKET, "x")
+    assert caught.value.category is Category.PROTOCOL and caught.value.retryable
+
+
+async def test_cloudflare_block_without_user_agent(transport):
+    bare = httpx2.AsyncClient(transport=transport, base_url=API)
+    del bare.headers["User-Agent"]  # httpx2 sends its own by default
+    answer = await bare.get("/api/v1/chat/credit", headers={"Authorization": f"Bearer {SANDBOX_API_KEY}"})
+    await bare.aclose()
+    assert answer.status_code == 403 and b"1010" in answer.content
+
+
+async def test_connection_refused_is_not_sent():
+    client = KieClient(api_key="k", base_url="http://127.0.0.1:9", upload_base_url="http://127.0.0.1:9")
+    with pytest.raises(NotSentError, match="nothing was created"):
+        await client.create(MARKET, IMAGE_BODY, approve("nano-banana-2"))
+    await client.aclose()
+
+
+async def test_download_url_is_a_bare_string_and_expires(kie, sim):
+    task_id = await kie.create(MARKET, IMAGE_BODY, approve("nano-banana-2"))
+    sim.advance(120)
+    url = (await kie.status(MARKET, task_id)).result_urls[0]
+    fresh = await kie.download_url(url)
+    assert isinstance(fresh, str) and fresh != url
+    assert (await kie.files.get(fresh)).status_code == 200
+    sim.advance(1201)
+    assert (await kie.files.get(fresh)).status_code == 403
+    with pytest.raises(KieError) as caught:
+        await kie.download_url("https://example.com/not-from-kie.png")
+    assert caught.value.code == 422
+
+
+@pytest.mark.parametrize("old_shape", [False, True])
+async def test_uploads_all_three_endpoints(kie, controls, tmp_path, old_shape):
+    await controls.post("config", {"old_upload_shape": old_shape})
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 40
+    path = tmp_path / "ref.png"
+    path.write_bytes(png)
+    streamed = await kie.upload_file(path)
+    from_bytes = await kie.upload_bytes(png, "ref2.png")
+    from_url = await kie.upload_from_url(streamed.url)
+    for uploaded in (streamed, from_bytes, from_url):
+        assert uploaded.url.startswith("http")
+        assert (await kie.files.get(uploaded.url)).content == png
+
+
+async def test_upload_errors(kie, controls):
+    await controls.fault("upload", kind="code", code=401)
+    with pytest.raises(KieError) as caught:
+        await kie.upload_bytes(b"x", "x.png")
+    assert caught.value.code == 401
+    answer = await kie._uploads.post("/api/file-base64-upload", json={"base64Data": "!!", "uploadPath": "p"})
+    assert answer.json()["success"] is False and "Base64" in answer.json()["msg"]
+    assert base64.b64encode(b"ok")  # the happy path is covered above
+
+
+async def test_429_refusal_is_retried_once_then_succeeds(kie, controls):
+    await controls.fault("create", kind="code", code=429)
+    task_id = await kie.create(MARKET, IMAGE_BODY, approve("nano-banana-2"))
+    assert task_id
+    assert len(await controls.creates()) == 2
+
+
+async def test_simulator_rate_limit_is_real(kie, controls):
+    """The simulator enforces KIE's 20 creates per 10 s (the client's own pacing is unit-tested)."""
+    await controls.post("clock/speed", {"speed": 0})
+    kie._creates = SlidingWindow(100, 10.0)  # let the simulator, not our pacing, say no
+    approval = approve("nano-banana-2", 25)
+    kie.max_rate_limit_retries = 0
+    outcomes = []
+    for _ in range(21):
+        try:
+            await kie.create(MARKET, IMAGE_BODY, approval)
+            outcomes.append("ok")
+        except KieError as err:
+            outcomes.append(err.code)
+    assert outcomes[:20] == ["ok"] * 20
+    assert outcomes[20] == 429
