@@ -20,6 +20,18 @@ from kie_mcp.sandbox import SANDBOX_API_KEY, SandboxTransport, SimConfig, Simula
 from kie_mcp.server import create_server
 
 API = "http://api.kie.test"
+# Every endpoint that creates (and charges for) a task, across all families.
+CREATE_PATHS = {
+    "/api/v1/jobs/createTask",
+    "/api/v1/veo/generate",
+    "/api/v1/veo/extend",
+    "/api/v1/veo/get-4k-video",
+    "/api/v1/runway/generate",
+    "/api/v1/runway/extend",
+    "/api/v1/aleph/generate",
+    "/api/v1/gpt4o-image/generate",
+    "/api/v1/flux/kontext/generate",
+}
 UPLOADS = "http://upload.kie.test"
 
 
@@ -75,7 +87,7 @@ class Controls:
     async def creates(self) -> list[dict[str, Any]]:
         requests = await self.get("requests")
         items = requests if isinstance(requests, list) else requests["requests"]
-        return [r for r in items if r["path"] in ("/api/v1/jobs/createTask", "/api/v1/veo/generate")]
+        return [r for r in items if r["path"] in CREATE_PATHS]
 
 
 @pytest.fixture

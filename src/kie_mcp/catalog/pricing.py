@@ -42,6 +42,10 @@ def price_input(spec: ModelSpec, wire: Mapping[str, Any]) -> ItemPrice:
         else:
             credits = rate.credits
             text = f"{_fmt(rate.credits)} credits per {table.unit} ({condition})"
+        if table.count_field and table.count_field in wire:
+            count = float(wire[table.count_field])
+            credits *= count
+            text += f" x {_fmt(count)} outputs ({table.count_field})"
         return ItemPrice(
             known=True,
             credits=round(credits, 4),

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Family = Literal["market", "veo"]
+Family = Literal["market", "veo", "runway", "aleph", "gpt4o", "flux"]
 Kind = Literal["image", "video"]
 FieldType = Literal["string", "integer", "number", "boolean", "enum", "url", "urls", "strings", "objects"]
 # Common tool arguments a wire field can be filled from.
@@ -88,6 +88,7 @@ class PriceSpec(_Strict):
 
     unit: Literal["task", "clip", "second"]
     seconds_field: str | None = None
+    count_field: str | None = None  # e.g. num_images: the rate is per output, times this field's value
     rates: list[Rate]
     source: str
     note: str | None = None
