@@ -456,3 +456,25 @@ async def test_without_a_key_tools_explain_how_to_set_it(connect):
         assert (
             "KIE_API_KEY" in text_of(result) and "--sandbox" in text_of(result) and "https://kie.ai" in text_of(result)
         )
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments", "unknown"),
+    [
+        ("generate_image", {**IMAGE, "script": "hello"}, "script"),
+        ("generate_image", {**IMAGE, "duration": 8}, "duration"),
+        ("generate_video", {**VIDEO, "n": 2}, "n"),
+        ("estimate_cost", {**IMAGE, "count": 3}, "count"),
+        ("check_task", {"task_id": "t", "wait": 5}, "wait"),
+        ("check_credits", {"verbose": True}, "verbose"),
+        ("list_models", {"type": "video"}, "type"),
+        ("upload_file", {"path": "x.png", "folder": "a"}, "folder"),
+    ],
+)
+async def test_unknown_arguments_are_refused_not_ignored(connect, controls, tool, arguments, unknown):
+    async with connect(elicitation=answering()) as client:
+        result = await client.call_tool(tool, arguments)
+    assert result.is_error
+    assert f"does not take {unknown}" in text_of(result)
+    assert "It takes:" in text_of(result)
+    assert await controls.creates() == []

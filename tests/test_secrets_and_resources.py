@@ -104,3 +104,20 @@ async def test_unknown_task_resource_says_so(connect, uri):
     async with connect() as client:
         read = await client.read_resource(uri)
     assert "error" in json.loads(read.contents[0].text)
+
+
+async def test_model_resource_by_id_and_by_name(connect):
+    from mcp import MCPError
+
+    async with connect() as client:
+        templates = [t.uri_template for t in (await client.list_resource_templates()).resource_templates]
+        kling = json.loads((await client.read_resource("kie://models/kling-3.0/video")).contents[0].text)
+        veo = json.loads((await client.read_resource("kie://models/veo 3.1 fast")).contents[0].text)
+        with pytest.raises(MCPError, match="Unknown model"):
+            await client.read_resource("kie://models/no-such-model")
+    assert "kie://models/{+model_id}" in templates
+    assert kling["id"] == "kling-3.0/video"
+    assert kling["fields"]["mode"]["values"] == ["std", "pro", "4K"]
+    assert kling["price"]["unit"] == "second"
+    assert kling["rules"] and all(rule["source"] in kling["sources"] for rule in kling["rules"])
+    assert veo["id"] == "veo3_fast"

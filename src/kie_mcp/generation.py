@@ -15,6 +15,7 @@ import anyio
 from pydantic import BaseModel, Field
 
 from kie_mcp.catalog import InvalidRequest, ItemPrice, ModelSpec, Problem, build_input, price_input, usd
+from kie_mcp.catalog.script import fit_script, speech_models
 from kie_mcp.kie import FAMILIES, KieError, OutcomeUnknownError
 from kie_mcp.media.inputs import LocalFile, find_local_files, upload_local_files, with_identities
 from kie_mcp.runtime import Runtime
@@ -53,6 +54,7 @@ class GenerationArgs(BaseModel):
     options: dict[str, Any] | None = None
     variations: int = 1
     quote_id: str | None = None
+    script: str | None = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ class Plan:
     variations: int
     digest: str
     quote_id: str | None
+    notes: tuple[str, ...] = ()
 
     @property
     def total(self) -> float | None:
@@ -92,21 +95,29 @@ def plan(rt: Runtime, args: GenerationArgs, kind: str | None = None) -> Plan:
         raise InvalidRequest(spec.id, [Problem("model", hint)])
     if not 1 <= args.variations <= 10:
         raise InvalidRequest(spec.id, [Problem("variations", f"{args.variations} is out of range 1-10.")])
+    prompt, duration, audio, notes = args.prompt, args.duration, args.audio, []
+    if args.script and args.script.strip():
+        if spec.kind != "video":
+            raise InvalidRequest(spec.id, [Problem("script", "scripts are spoken in videos; leave it out for images.")])
+        capability = "image-to-video" if args.images else "text-to-video"
+        fit = fit_script(spec, args.script, prompt, duration, audio, speech_models(list(rt.catalog), capability))
+        prompt, duration, audio, notes = fit.prompt, fit.duration, fit.audio, fit.notes
     wire = build_input(
         spec,
-        prompt=args.prompt,
+        prompt=prompt,
         images=args.images,
         aspect_ratio=args.aspect_ratio,
         resolution=args.resolution,
-        duration=args.duration,
-        audio=args.audio,
+        duration=duration,
+        audio=audio,
         options=args.options,
     )
     files, problems = find_local_files(spec, wire, rt.settings.workspace)
     if problems:
         raise InvalidRequest(spec.id, problems)
     digest = request_hash(spec.id, with_identities(spec, wire, files), args.variations)
-    return Plan(spec, wire, files, price_input(spec, wire), args.variations, digest, args.quote_id)
+    price = price_input(spec, wire)
+    return Plan(spec, wire, files, price, args.variations, digest, args.quote_id, tuple(notes))
 
 
 async def check_spend(rt: Runtime, p: Plan) -> None:
@@ -138,8 +149,9 @@ def question(p: Plan) -> str:
         cost = f"{p.total:g} credits (about ${usd(p.total):.2f})"
     prompt = str(p.wire.get("prompt", ""))
     excerpt = f' Prompt: "{prompt[:90]}{"..." if len(prompt) > 90 else ""}".' if prompt else ""
+    notes = "".join(f" {note}" for note in p.notes)
     return (
-        f"Spend {cost} to make {things} with {spec.title} ({spec.id})? {settings_text(p)}.{excerpt} "
+        f"Spend {cost} to make {things} with {spec.title} ({spec.id})? {settings_text(p)}.{excerpt}{notes} "
         "Nothing is charged unless you confirm."
     )
 
@@ -161,6 +173,7 @@ def confirmation_required(rt: Runtime, p: Plan, tool: str, why: str | None = Non
     cost = "an unknown number of" if quote.credits_total is None else f"{quote.credits_total:g}"
     dollars = "" if quote.usd_total is None else f" (about ${quote.usd_total:.2f})"
     lead = f"{why} " if why else ""
+    lead += "".join(f"{note} " for note in p.notes)
     message = (
         f"{lead}Nothing was spent. This request costs {cost} credits{dollars}: {quote.breakdown}. "
         f"The user must approve this cost first; once they do, call {tool} again with the same arguments and "
@@ -199,7 +212,7 @@ async def execute(
     rt.ledger.reserve(p.total)  # re-checks the caps under a lock: parallel calls cannot overrun them
     approval = grant(p.spec.id, p.variations, decision.by, p.total)
     try:
-        wire, _ = await upload_local_files(kie, p.spec, p.wire, p.files)
+        wire, upload_notes = await upload_local_files(kie, p.spec, p.wire, p.files)
     except KieError as err:
         rt.ledger.adjust(-(p.total or 0.0))
         raise KieError(
@@ -248,7 +261,7 @@ async def execute(
         on_update=reporter,
     )
     settle(rt, records)
-    return summarise(rt, p.spec, records)
+    return summarise(rt, p.spec, records, (*p.notes, *upload_notes))
 
 
 class ProgressReporter:
@@ -286,7 +299,7 @@ def settle(rt: Runtime, records: list[TaskRecord]) -> None:
             record.settled = True
 
 
-def summarise(rt: Runtime, spec: ModelSpec, records: list[TaskRecord]) -> GenerationResult:
+def summarise(rt: Runtime, spec: ModelSpec, records: list[TaskRecord], notes: tuple[str, ...] = ()) -> GenerationResult:
     states = [r.state for r in records]
     created = [r for r in records if r.task_id]
     if all(s == "succeeded" for s in states):
@@ -299,7 +312,7 @@ def summarise(rt: Runtime, spec: ModelSpec, records: list[TaskRecord]) -> Genera
         status = "partial" if any(s in ("failed", "unknown") for s in states) else "submitted"
     else:
         status = "submitted"
-    lines = [_headline(status, spec, records)]
+    lines = [_headline(status, spec, records), *notes]
     for index, record in enumerate(records, 1):
         lines.append(f"{index}. {_describe(record)}")
     if any(r.state == "unknown" for r in records):

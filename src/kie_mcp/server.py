@@ -23,7 +23,7 @@ from mcp.server.mcpserver import (
     ElicitationResult,
     Resolve,
 )
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp.server.mcpserver.resources import FileResource
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
@@ -32,10 +32,11 @@ from kie_mcp import __version__
 from kie_mcp import generation as gen
 from kie_mcp.bundled import bundled_path
 from kie_mcp.catalog import AmbiguousModelError, InvalidRequest, UnknownModelError, load_catalog, usd
-from kie_mcp.catalog.tables import model_table_json, model_table_markdown, price_summary
+from kie_mcp.catalog.tables import model_document, model_table_json, model_table_markdown, price_summary
 from kie_mcp.config import Settings
 from kie_mcp.kie import KieError
 from kie_mcp.media.inputs import local_path
+from kie_mcp.media.prepare import upload_prepared
 from kie_mcp.runtime import NoKeyError, Runtime, open_runtime
 from kie_mcp.spend import Approved, Ask, ConfirmSpend, Declined, NeedsConfirmation, Quote, QuoteError, SpendRefused
 from kie_mcp.tasks import TaskRecord, follow, refresh
@@ -92,6 +93,13 @@ Options = Annotated[
     Field(description="Model-specific fields in KIE's own names, e.g. {'output_format': 'png'}; see list_models."),
 ]
 Variations = Annotated[int, Field(ge=1, le=10, description="How many identical tasks to run (each is charged).")]
+Script = Annotated[
+    str | None,
+    Field(
+        description="Video only: the exact words spoken. Picks the shortest duration that fits (~2.5 words/s) and "
+        "puts the words into the prompt as dialogue; too long a script gets a suggested split."
+    ),
+]
 QuoteId = Annotated[
     str | None, Field(description="The quote_id of a cost the user approved (from estimate_cost or a prior call).")
 ]
@@ -174,11 +182,35 @@ def create_server(settings: Settings | None = None, *, transport: httpx2.AsyncBa
 # -- tools --------------------------------------------------------------------------------------
 
 
+_HIDDEN_PARAMETERS = {"ctx", "plan", "approval"}
+_ACCEPTED: dict[str, list[str]] = {}  # tool name -> the arguments it takes, filled at registration
+
+
+def _accepts(tool_fn: Any) -> Any:
+    """Remember which arguments ``tool_fn`` takes, so unknown ones can be refused instead of ignored."""
+    _ACCEPTED[tool_fn.__name__] = [p for p in inspect.signature(tool_fn).parameters if p not in _HIDDEN_PARAMETERS]
+    return tool_fn
+
+
+def _reject_unknown_arguments(ctx: Context, tool: str) -> None:
+    """The SDK drops arguments a tool does not declare; an agent would think they were used. Refuse them."""
+    params = ctx.request_context.params or {}
+    given = params.get("arguments") or {}
+    unknown = sorted(set(given) - set(_ACCEPTED.get(tool, given)))
+    if unknown:
+        hint = " Scripts and durations belong to generate_video." if tool == "generate_image" else ""
+        raise ToolError(
+            f"{tool} does not take {', '.join(unknown)}; nothing was sent.{hint} "
+            f"It takes: {', '.join(_ACCEPTED[tool])}."
+        )
+
+
 def _register_tools(mcp: MCPServer) -> None:
     image_prepare, image_approve = _gate("image")
     video_prepare, video_approve = _gate("video")
 
     @mcp.tool(title="Estimate cost", annotations=READ_LOCAL)
+    @_accepts
     async def estimate_cost(
         model: Annotated[str, Field(description="KIE model id or friendly name, e.g. veo3_fast, 'nano banana'.")],
         prompt: Prompt,
@@ -190,10 +222,12 @@ def _register_tools(mcp: MCPServer) -> None:
         audio: Audio = None,
         options: Options = None,
         variations: Variations = 1,
+        script: Script = None,
     ) -> Annotated[CallToolResult, EstimateResult]:
         """Price a generation exactly, without spending anything. Takes the same arguments as generate_image /
         generate_video and returns a quote (credits, about USD, price source and date) with a quote_id that
         approves exactly this request once, for 10 minutes. Free."""
+        _reject_unknown_arguments(ctx, "estimate_cost")
         rt = _runtime(ctx)
         with _user_errors():
             args = gen.GenerationArgs(**_args(locals()))
@@ -234,6 +268,7 @@ def _register_tools(mcp: MCPServer) -> None:
         audio: Audio = None,
         options: Options = None,
         variations: Variations = 1,
+        script: Script = None,
         quote_id: QuoteId = None,
         wait_seconds: Annotated[float, Field(ge=0, le=50, description="How long to wait (videos take minutes).")] = 0,
     ) -> Annotated[CallToolResult, gen.GenerationResult]:
@@ -245,16 +280,19 @@ def _register_tools(mcp: MCPServer) -> None:
 
     for tool_fn, prepare in ((generate_image, image_prepare), (generate_video, video_prepare)):
         _bind_to_tool_arguments(prepare, tool_fn)
+        _accepts(tool_fn)
     mcp.tool(title="Generate image (spends credits)", annotations=SPENDS)(generate_image)
     mcp.tool(title="Generate video (spends credits)", annotations=SPENDS)(generate_video)
 
     @mcp.tool(title="Check task", annotations=READ_KIE)
+    @_accepts
     async def check_task(
         task_id: Annotated[str, Field(min_length=1, description="A KIE task id from any kie-mcp or KIE call.")],
         ctx: Context,
         wait_seconds: Annotated[float, Field(ge=0, le=50, description="Wait up to this long for it to finish.")] = 0,
     ) -> Annotated[CallToolResult, TaskResult]:
         """Status and results of a KIE task of any kind, with progress while waiting. Free."""
+        _reject_unknown_arguments(ctx, "check_task")
         rt = _runtime(ctx)
         with _user_errors():
             record = await _find_record(rt, task_id.strip())
@@ -273,8 +311,10 @@ def _register_tools(mcp: MCPServer) -> None:
         return _tool_result(result, result.message)
 
     @mcp.tool(title="Check credits", annotations=READ_KIE)
+    @_accepts
     async def check_credits(ctx: Context) -> Annotated[CallToolResult, CreditsResult]:
         """The KIE balance (credits and about USD), credits spent today through this server, and the caps. Free."""
+        _reject_unknown_arguments(ctx, "check_credits")
         rt = _runtime(ctx)
         with _user_errors():
             balance = await rt.require_kie().credits()
@@ -302,12 +342,15 @@ def _register_tools(mcp: MCPServer) -> None:
         return _tool_result(result, message)
 
     @mcp.tool(title="List models", annotations=READ_LOCAL)
+    @_accepts
     async def list_models(
+        ctx: Context,
         kind: Annotated[Literal["image", "video"] | None, Field(description="Only image or video models.")] = None,
         capability: Annotated[str | None, Field(description="e.g. text-to-video, edit, audio, reference.")] = None,
         query: Annotated[str | None, Field(description="Words to match in id, name or description.")] = None,
     ) -> Annotated[CallToolResult, ModelList]:
         """The KIE models kie-mcp can validate and price, with what each is good at and its price. Free."""
+        _reject_unknown_arguments(ctx, "list_models")
         words = (query or "").lower().split()
         models = []
         for spec in load_catalog():
@@ -324,19 +367,22 @@ def _register_tools(mcp: MCPServer) -> None:
         return _tool_result(ModelList(models=models, message=message), message)
 
     @mcp.tool(title="Upload file", annotations=UPLOADS)
+    @_accepts
     async def upload_file(
         path: Annotated[str, Field(description="A local file (absolute, or relative to the workspace).")],
         ctx: Context,
     ) -> Annotated[CallToolResult, UploadResult]:
         """Upload a local image or video to KIE's file host and return its URL for use as a model input.
         Free; KIE keeps uploads for about 3 days."""
+        _reject_unknown_arguments(ctx, "upload_file")
         rt = _runtime(ctx)
         with _user_errors():
             file = local_path(path, rt.settings.workspace)
             if not await anyio.Path(file).is_file():
                 raise FileNotFoundError(f"No file at {file}. Give an absolute path or one relative to the workspace.")
-            uploaded = await rt.require_kie().upload_file(file.resolve(), upload_path="kie-mcp/uploads")
+            uploaded, note = await upload_prepared(rt.require_kie(), file.resolve(), "kie-mcp/uploads", file.name)
         message = f"Uploaded {uploaded.file_name}: {uploaded.url} (KIE keeps uploads for about 3 days)."
+        message += f" {note}" if note else ""
         result = UploadResult(**uploaded.model_dump(), message=message)
         return _tool_result(result, message)
 
@@ -345,6 +391,7 @@ def _gate(kind: str) -> tuple[Any, Any]:
     """The two resolvers of a generate tool: prepare (validate, price, caps, balance), then approve."""
 
     async def prepare(ctx: Context, **arguments: Any) -> gen.Plan:
+        _reject_unknown_arguments(ctx, f"generate_{kind}")
         rt = _runtime(ctx)
         with _user_errors():
             plan = gen.plan(rt, gen.GenerationArgs(**_args(arguments)), kind)
@@ -415,6 +462,7 @@ async def _estimate(rt: Runtime, plan: gen.Plan) -> EstimateResult:
     )
     parts = [
         f"{plan.spec.title} ({plan.spec.id}) x{plan.variations}: {cost}.",
+        *plan.notes,
         f"Breakdown: {quote.breakdown}. Price source: {quote.price_source} ({quote.price_date or 'undated'}).",
         gen.settings_text(plan) + ".",
         f"quote_id={quote.quote_id} approves exactly this request once, until {quote.expires_at}.",
@@ -474,6 +522,15 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
     def models_json() -> str:
         """The model table as JSON, with each model's fields, rules, price table and sources."""
         return model_table_json()
+
+    @mcp.resource("kie://models/{+model_id}", name="model", title="One KIE model", mime_type="application/json")
+    def model(model_id: str) -> str:
+        """A model's input schema (fields, types, enums, defaults, limits), rules, price table and sources."""
+        try:
+            spec = load_catalog().resolve(model_id)
+        except (UnknownModelError, AmbiguousModelError) as err:
+            raise ResourceError(str(err)) from err
+        return json.dumps(model_document(spec), indent=2)
 
     master = settings.workspace / "MASTER_CONTEXT.md"
 

@@ -97,6 +97,8 @@ def _check_sources(spec: ModelSpec) -> None:
         keys.append(spec.images.source)
     if spec.price:
         keys.append(spec.price.source)
+    if spec.dialogue:
+        keys.append(spec.dialogue.source)
     missing = sorted({k for k in keys if k not in spec.sources})
     if missing:
         raise ValueError(f"model {spec.id!r} cites undefined sources: {missing}")

@@ -94,6 +94,15 @@ class PriceSpec(_Strict):
     note: str | None = None
 
 
+class DialogueSpec(_Strict):
+    """How spoken words go into this model's prompt, and what to do when a script is too long."""
+
+    template: str = '{prompt}\n\nDialogue: "{script}"'
+    overflow: Literal["error", "warn"] = "error"  # warn: the model decides length itself and may cut speech
+    warn_words: int | None = None
+    source: str
+
+
 class ModelSpec(_Strict):
     id: str = ""
     title: str
@@ -107,6 +116,7 @@ class ModelSpec(_Strict):
     fields: dict[str, FieldSpec]
     rules: list[Rule] = Field(default_factory=list)
     price: PriceSpec | None = None
+    dialogue: DialogueSpec | None = None
     source: str
     sources: dict[str, Source] = Field(default_factory=dict)
 

@@ -33,16 +33,20 @@ def model_table_markdown() -> str:
     return "\n".join(rows) + "\n"
 
 
+def model_document(spec: ModelSpec) -> dict[str, object]:
+    """One model's input fields, rules, price table and the sources they cite, JSON-ready."""
+    data = spec.model_dump(mode="json", exclude={"sources"})
+    data["price_summary"] = price_summary(spec)
+    used = {spec.source, *(f.source for f in spec.fields.values()), *(r.source for r in spec.rules)}
+    for part in (spec.images, spec.price, spec.dialogue):
+        if part is not None:
+            used.add(part.source)
+    data["sources"] = {key: spec.sources[key].model_dump() for key in sorted(used)}
+    return data
+
+
 def model_table_json() -> str:
-    models = []
-    for spec in sorted(load_catalog(), key=lambda s: (s.kind, s.id)):
-        data = spec.model_dump(mode="json", exclude={"sources"})
-        data["price_summary"] = price_summary(spec)
-        used = {spec.source, *(f.source for f in spec.fields.values())}
-        if spec.price:
-            used.add(spec.price.source)
-        data["sources"] = {key: spec.sources[key].model_dump() for key in sorted(used)}
-        models.append(data)
+    models = [model_document(spec) for spec in sorted(load_catalog(), key=lambda s: (s.kind, s.id))]
     return json.dumps({"models": models}, indent=2)
 
 

@@ -11,6 +11,8 @@ from typing import Any
 from kie_mcp.catalog import ModelSpec, Problem
 from kie_mcp.kie import KieClient
 
+from .prepare import upload_prepared
+
 _REMOTE = ("http://", "https://")
 
 
@@ -76,14 +78,17 @@ def with_identities(spec: ModelSpec, wire: dict[str, Any], files: dict[str, Loca
 
 async def upload_local_files(
     kie: KieClient, spec: ModelSpec, wire: dict[str, Any], files: dict[str, LocalFile]
-) -> tuple[dict[str, Any], dict[str, str]]:
-    """Upload each local file once and return the wire input pointing at the uploaded URLs."""
+) -> tuple[dict[str, Any], list[str]]:
+    """Upload each local file once (small images upscaled first); return the wire input and what was done."""
     urls: dict[str, str] = {}
+    notes: list[str] = []
     for value, local in files.items():
         name = f"{local.path.stem}-{local.sha256[:10]}{local.path.suffix.lower()}"
-        uploaded = await kie.upload_file(local.path, upload_path="kie-mcp/inputs", file_name=name)
+        uploaded, note = await upload_prepared(kie, local.path, "kie-mcp/inputs", name)
         urls[value] = uploaded.url
-    return _replace(spec, wire, urls), urls
+        if note:
+            notes.append(note)
+    return _replace(spec, wire, urls), notes
 
 
 def _replace(spec: ModelSpec, wire: dict[str, Any], mapping: dict[str, str]) -> dict[str, Any]:

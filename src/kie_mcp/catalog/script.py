@@ -1,0 +1,175 @@
+"""Script to duration: spoken words decide the clip length, and the words go into the prompt as dialogue.
+
+At about 2.5 words per second a script needs ``words / 2.5`` seconds. The shortest duration the model
+allows that fits is chosen; when none fits, the error offers a split at sentence boundaries (each part with
+its duration) and models with longer clips.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from .spec import DialogueSpec, ModelSpec
+from .validate import InvalidRequest, Problem
+
+WORDS_PER_SECOND = 2.5
+_DEFAULT = DialogueSpec(source="")
+
+
+@dataclass
+class ScriptFit:
+    prompt: str
+    duration: int | None
+    audio: bool | None
+    words: int
+    notes: list[str] = field(default_factory=list)
+
+
+def count_words(text: str) -> int:
+    return len(re.findall(r"[\w'’-]+", text))
+
+
+def seconds_for(words: int) -> float:
+    return words / WORDS_PER_SECOND
+
+
+def allowed_durations(spec: ModelSpec) -> list[int]:
+    """Every whole-second duration the model accepts, ascending (empty when it has no duration setting)."""
+    target = spec.field_for_arg("duration")
+    if target is None:
+        return []
+    if target.values:
+        return sorted(int(float(v)) for v in target.values)
+    low, high = int(target.min or 1), int(target.max or target.min or 1)
+    return list(range(low, high + 1))
+
+
+def fit_script(
+    spec: ModelSpec,
+    script: str,
+    prompt: str,
+    duration: int | None,
+    audio: bool | None,
+    alternatives: list[ModelSpec],
+) -> ScriptFit:
+    """Choose the duration for ``script`` and put it into the prompt, or explain why it cannot fit."""
+    script = " ".join(script.split())
+    words = count_words(script)
+    needed = seconds_for(words)
+    if "audio" not in spec.capabilities:
+        others = ", ".join(s.id for s in alternatives[:4]) or "a model with audio"
+        raise InvalidRequest(spec.id, [Problem("script", f"{spec.id} makes silent video; for speech use {others}.")])
+    dialogue = spec.dialogue or _DEFAULT
+    notes = [f"Script: {words} words, about {needed:.1f} s at {WORDS_PER_SECOND:g} words/s."]
+    durations = allowed_durations(spec)
+    chosen = duration
+    if durations:
+        fitting = [d for d in durations if d >= needed]
+        if duration is not None:
+            if duration < needed and dialogue.overflow == "error":
+                raise _too_long(spec, script, words, durations, alternatives, given=duration)
+        elif fitting:
+            chosen = fitting[0]
+            notes.append(f"Duration set to {chosen} s to fit the script.")
+        elif dialogue.overflow == "warn":
+            chosen = durations[-1]
+            notes.append(_warning(spec, words, chosen))
+        else:
+            raise _too_long(spec, script, words, durations, alternatives)
+    if dialogue.warn_words and words > dialogue.warn_words and not any("may cut" in n for n in notes):
+        notes.append(_warning(spec, words, chosen))
+    if audio is None and spec.field_for_arg("audio") is not None:
+        audio = True
+        notes.append("Sound turned on for the dialogue.")
+    text = dialogue.template.format(prompt=prompt.strip(), script=script).strip()
+    return ScriptFit(prompt=text, duration=chosen, audio=audio, words=words, notes=notes)
+
+
+def split_script(script: str, max_seconds: int) -> list[tuple[str, float]]:
+    """Sentences packed into parts that each fit ``max_seconds`` of speech; long sentences break at commas."""
+    limit = max(int(max_seconds * WORDS_PER_SECOND), 1)
+    pieces: list[str] = []
+    for sentence in re.split(r"(?<=[.!?])\s+", script.strip()):
+        if count_words(sentence) <= limit:
+            pieces.append(sentence)
+            continue
+        pieces.extend(_break_long(sentence, limit))
+    parts: list[str] = []
+    for piece in pieces:
+        if parts and count_words(parts[-1]) + count_words(piece) <= limit:
+            parts[-1] = f"{parts[-1]} {piece}"
+        else:
+            parts.append(piece)
+    return [(part, seconds_for(count_words(part))) for part in parts]
+
+
+def _break_long(sentence: str, limit: int) -> list[str]:
+    out: list[str] = []
+    current: list[str] = []
+    for clause in re.split(r"(?<=[,;:])\s+", sentence):
+        for word in clause.split():
+            if len(current) >= limit:
+                out.append(" ".join(current))
+                current = []
+            current.append(word)
+        if len(current) >= limit * 0.6:
+            out.append(" ".join(current))
+            current = []
+    if current:
+        out.append(" ".join(current))
+    return out
+
+
+def _too_long(
+    spec: ModelSpec,
+    script: str,
+    words: int,
+    durations: list[int],
+    alternatives: list[ModelSpec],
+    given: int | None = None,
+) -> InvalidRequest:
+    longest = durations[-1]
+    needed = seconds_for(words)
+    head = (
+        f"the script has {words} words (about {needed:.1f} s spoken) but "
+        + (f"duration={given} s is too short" if given is not None else f"{spec.id} makes at most {longest} s")
+        + "."
+    )
+    parts = split_script(script, longest)
+    lines = [
+        f"  part {i} ({count_words(text)} words, {_pick(durations, secs)} s): {text}"
+        for i, (text, secs) in enumerate(parts, 1)
+    ]
+    longer = [s for s in alternatives if allowed_durations(s) and allowed_durations(s)[-1] >= needed]
+    offer = (
+        " Or use a model with longer clips: "
+        + ", ".join(f"{s.id} (up to {allowed_durations(s)[-1]} s)" for s in longer[:3])
+        + "."
+        if longer
+        else ""
+    )
+    message = (
+        f"{head} Split it into {len(parts)} clips at sentence boundaries (one generation each, then join them):\n"
+        + "\n".join(lines)
+        + f"\n {offer}".rstrip()
+    )
+    return InvalidRequest(spec.id, [Problem("script", message)])
+
+
+def _pick(durations: list[int], seconds: float) -> int:
+    return next((d for d in durations if d >= seconds), durations[-1])
+
+
+def _warning(spec: ModelSpec, words: int, duration: int | None) -> str:
+    length = f"a {duration} s clip" if duration else "one clip"
+    return (
+        f"Warning: {words} words is a lot for {length} of {spec.title}; it may cut or rush the dialogue. "
+        "Consider a shorter script or splitting it into several clips."
+    )
+
+
+def speech_models(catalog_models: list[ModelSpec], kind_capability: str) -> list[ModelSpec]:
+    """Video models with audio that can do ``kind_capability``, longest clips first (split alternatives)."""
+    found = [s for s in catalog_models if s.kind == "video" and {"audio", kind_capability} <= set(s.capabilities)]
+    return sorted(found, key=lambda s: -(allowed_durations(s)[-1] if allowed_durations(s) else 0))

@@ -1,0 +1,58 @@
+"""Reference images too small for the models are upscaled before upload.
+
+Many models reject or degrade small inputs. An image whose longest side is under 1024 px is resized with
+Lanczos so its longest side is 1080 px, and sent as an RGB JPEG (quality 92). Everything else is sent as is.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+from PIL import Image, UnidentifiedImageError
+
+from kie_mcp.kie import KieClient, UploadedFile
+
+MIN_LONG_SIDE = 1024
+TARGET_LONG_SIDE = 1080
+JPEG_QUALITY = 92
+
+
+@dataclass(frozen=True)
+class Prepared:
+    content: bytes | None  # None: upload the file unchanged
+    name: str
+    note: str | None
+
+
+def prepare_image(path: Path, name: str) -> Prepared:
+    """Upscale a small image; leave large images and non-images untouched."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            if max(width, height) >= MIN_LONG_SIDE:
+                return Prepared(None, name, None)
+            scale = TARGET_LONG_SIDE / max(width, height)
+            size = (max(round(width * scale), 1), max(round(height * scale), 1))
+            resized = image.convert("RGB").resize(size, Image.Resampling.LANCZOS)
+    except (UnidentifiedImageError, OSError):
+        return Prepared(None, name, None)  # not an image (a video or audio input): send as is
+    buffer = io.BytesIO()
+    resized.save(buffer, "JPEG", quality=JPEG_QUALITY)
+    jpeg_name = f"{Path(name).stem}.jpg"
+    note = (
+        f"{path.name} was {width}x{height} px; upscaled (Lanczos) to {size[0]}x{size[1]} px and sent as JPEG, "
+        "because small inputs are often rejected or blurry."
+    )
+    return Prepared(buffer.getvalue(), jpeg_name, note)
+
+
+async def upload_prepared(kie: KieClient, path: Path, upload_path: str, name: str) -> tuple[UploadedFile, str | None]:
+    """Upload ``path``, upscaled first when it is a small image; returns the upload and what was done."""
+    prepared = await anyio.to_thread.run_sync(prepare_image, path, name)
+    if prepared.content is None:
+        return await kie.upload_file(path, upload_path=upload_path, file_name=name), None
+    uploaded = await kie.upload_bytes(prepared.content, prepared.name, upload_path=upload_path)
+    return uploaded, prepared.note

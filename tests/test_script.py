@@ -1,0 +1,106 @@
+"""Script to duration: boundaries, the split offer, alternatives, the dialogue in the prompt."""
+
+from __future__ import annotations
+
+import pytest
+
+from kie_mcp.catalog import InvalidRequest, load_catalog
+from kie_mcp.catalog.script import count_words, fit_script, speech_models, split_script
+
+from .conftest import answering, text_of
+
+CATALOG = load_catalog()
+KLING = CATALOG.get("kling-3.0/video")  # 3-15 s, audio toggle
+SORA = CATALOG.get("sora-2-text-to-video")  # 10 or 15 s
+ALTERNATIVES = speech_models(list(CATALOG), "text-to-video")
+
+
+def words(n: int) -> str:
+    return " ".join(["word"] * n) + "."
+
+
+def fit(spec, n, duration=None):
+    return fit_script(spec, words(n), "A woman at a cafe table.", duration, None, ALTERNATIVES)
+
+
+@pytest.mark.parametrize(
+    ("spec", "n", "expected"),
+    [
+        (KLING, 1, 3),  # the shortest allowed
+        (KLING, 7, 3),  # 2.8 s
+        (KLING, 8, 4),  # 3.2 s
+        (KLING, 10, 4),  # exactly 4.0 s
+        (KLING, 11, 5),  # 4.4 s
+        (KLING, 37, 15),  # 14.8 s: the longest
+        (SORA, 25, 10),  # exactly 10 s
+        (SORA, 26, 15),  # 10.4 s
+        (SORA, 37, 15),
+    ],
+)
+def test_shortest_duration_that_fits(spec, n, expected):
+    result = fit(spec, n)
+    assert result.duration == expected
+    assert f"Duration set to {expected} s" in " ".join(result.notes)
+
+
+def test_too_long_offers_a_split_and_longer_models():
+    script = (
+        "Meet the bottle that keeps coffee cold for a full day. It is light enough for any bag. "
+        "The lid locks, so nothing spills on the way. Fill it in the morning and forget about it. "
+        "Cold brew, made slow, ready whenever you are."
+    )
+    assert count_words(script) > 38
+    with pytest.raises(InvalidRequest) as caught:
+        fit_script(SORA, script, "x", None, None, ALTERNATIVES)
+    text = str(caught.value)
+    assert "script" in text and "15 s" in text
+    assert "part 1" in text and "part 2" in text
+    parts = split_script(script, 15)
+    assert " ".join(part for part, _ in parts).split() == script.split()  # nothing lost, order kept
+    assert all(count_words(part) <= 37 for part, _ in parts)
+    assert all(part.rstrip().endswith((".", "!", "?")) for part, _ in parts)  # sentence boundaries
+
+
+def test_a_sentence_longer_than_a_clip_is_broken_at_commas():
+    long_sentence = ", ".join(["this clause has five words"] * 12) + "."
+    parts = split_script(long_sentence, 8)
+    assert all(count_words(part) <= 20 for part, _ in parts)
+    assert " ".join(p for p, _ in parts).split() == long_sentence.split()
+
+
+def test_explicit_duration_too_short_is_refused():
+    with pytest.raises(InvalidRequest, match="duration=5 s is too short"):
+        fit(KLING, 20, duration=5)
+    assert fit(KLING, 10, duration=12).duration == 12
+
+
+def test_dialogue_goes_into_the_prompt_and_sound_turns_on():
+    result = fit_script(KLING, "Cold brew, made slow.", "A barista at the counter.", None, None, ALTERNATIVES)
+    assert result.prompt.startswith("A barista at the counter.")
+    assert "Cold brew, made slow." in result.prompt
+    assert result.audio is True
+
+
+def test_silent_models_refuse_a_script():
+    silent = next((s for s in CATALOG if s.kind == "video" and "audio" not in s.capabilities), None)
+    if silent is None:
+        pytest.skip("no silent video model in the catalogue")
+    with pytest.raises(InvalidRequest, match="silent"):
+        fit_script(silent, "Hello there.", "x", None, None, ALTERNATIVES)
+
+
+async def test_script_through_the_tools(connect, controls):
+    script = "Cold brew, made slow. Ready when you are."
+    async with connect(elicitation=answering()) as client:
+        estimate = await client.call_tool(
+            "estimate_cost", {"model": "kling-3.0/video", "prompt": "A barista smiles.", "script": script}
+        )
+        too_long = await client.call_tool(
+            "generate_video", {"model": "sora-2-text-to-video", "prompt": "x", "script": words(60)}
+        )
+        image = await client.call_tool("generate_image", {"prompt": "x", "script": "hello"})
+    assert "Duration set to 4 s" in text_of(estimate)
+    assert estimate.structured_content["quote"]["credits_total"] == 108  # 4 s x 27/s (pro mode with sound)
+    assert too_long.is_error and "part 1" in text_of(too_long)
+    assert image.is_error and "does not take script" in text_of(image)
+    assert await controls.creates() == []
