@@ -29,6 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--port", type=int, default=8790, help="port to listen on (default 8790)")
     sim.add_argument("--speed", type=float, default=30.0, help="simulated seconds per real second (default 30)")
     sim.add_argument("--balance", type=float, default=5000.0, help="starting credits of the sandbox account")
+    catalog = commands.add_parser("catalog", help="maintain the model catalogue")
+    catalog_commands = catalog.add_subparsers(dest="catalog_command", metavar="ACTION", required=True)
+    catalog_commands.add_parser(
+        "check", help="compare the catalogue with KIE's live model and price lists (needs network and KIE_API_KEY)"
+    )
     return parser
 
 
@@ -40,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_demo()
     if args.command == "sim":
         return _serve_simulator(args.port, args.speed, args.balance)
+    if args.command == "catalog":
+        return _catalog_check()
     try:
         settings = Settings.from_env()
     except ConfigError as err:
@@ -58,6 +65,33 @@ def main(argv: list[str] | None = None) -> int:
     )
     create_server(settings).run("stdio")
     return 0
+
+
+def _catalog_check() -> int:
+    """Print the drift between the catalogue and KIE as a table. 0: none, 1: drift, 2: could not check."""
+    import anyio
+
+    from kie_mcp.catalog import load_catalog
+    from kie_mcp.catalog.drift import Unreachable, compare, fetch_live, render
+    from kie_mcp.kie import KieError
+
+    try:
+        settings = Settings.from_env()
+    except ConfigError as err:
+        print(f"kie-mcp: configuration error: {err}", file=sys.stderr)
+        return 2
+    if not settings.has_key:
+        print("kie-mcp catalog check needs KIE_API_KEY (KIE's model list is behind the key).", file=sys.stderr)
+        return 2
+    assert settings.api_key is not None
+    try:
+        live, prices = anyio.run(fetch_live, settings.base_url, settings.api_key.get_secret_value())
+    except (Unreachable, KieError) as err:
+        print(f"kie-mcp catalog check: {err}. Nothing was compared.", file=sys.stderr)
+        return 2
+    drifts = compare(load_catalog(), live, prices)
+    print(render(drifts))
+    return 1 if drifts else 0
 
 
 def _configure_logging(level: str) -> None:

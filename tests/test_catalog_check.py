@@ -1,0 +1,73 @@
+"""``kie-mcp catalog check``: drift between the catalogue and KIE's lists; a clean failure without network."""
+
+from __future__ import annotations
+
+import json
+
+import httpx2
+
+from kie_mcp.catalog import load_catalog
+from kie_mcp.catalog.drift import compare, fetch_live, render
+from kie_mcp.cli import main
+
+CATALOG = load_catalog()
+# The documented shape of GET /api/v1/models, as KIE answers it.
+LIVE = [
+    {
+        "model": "nano-banana-2",
+        "title": "Nano Banana 2",
+        "pricingDesc": "8 credits for 1K, 12 credits for 2K, and 18 credits for 4K",
+    },
+    {"model": "nano-banana-pro", "title": "Nano Banana Pro", "pricingDesc": "20 credits for 1K-2K, 24 credits for 4K"},
+    {"model": "brand-new/model", "title": "Brand New", "pricingDesc": "3 credits per image"},
+]
+
+
+def test_compare_reports_new_gone_and_changed_prices():
+    drifts = compare(CATALOG, LIVE, [])
+    kinds = {(d.kind, d.model) for d in drifts}
+    assert ("new on KIE", "brand-new/model") in kinds
+    assert ("price", "nano-banana-pro") in kinds  # 18 is no longer stated
+    assert ("price", "nano-banana-2") not in kinds
+    assert ("gone from KIE", "kling-3.0/video") in kinds
+    assert not any(d.model == "veo3_fast" for d in drifts)  # product APIs are not in the market list
+    table = render(drifts)
+    assert "| new on KIE | `brand-new/model` |" in table
+
+
+def test_public_price_records_count_as_stated_prices():
+    records = [
+        {"anchor": "https://kie.ai/market?model=nano-banana-pro", "creditPrice": "18", "creditUnit": "per image"}
+    ]
+    drifts = compare(CATALOG, LIVE, records)
+    assert ("price", "nano-banana-pro") not in {(d.kind, d.model) for d in drifts}
+
+
+async def test_fetch_live_reads_both_lists_over_http():
+    def answer(request: httpx2.Request) -> httpx2.Response:
+        if request.url.path == "/api/v1/models":
+            assert request.headers["Authorization"] == "Bearer k"
+            return httpx2.Response(200, json={"code": 200, "msg": "success", "data": {"total": 3, "models": LIVE}})
+        page = json.loads(request.content)["pageNum"]
+        records = [{"anchor": "?model=z-image", "creditPrice": 0.8, "creditUnit": "per image"}] if page == 1 else []
+        return httpx2.Response(200, json={"code": 200, "msg": "success", "data": {"records": records, "total": 1}})
+
+    models, records = await fetch_live("https://api.kie.test", "k", transport=httpx2.MockTransport(answer))
+    assert [m["model"] for m in models] == [m["model"] for m in LIVE]
+    assert records[0]["creditPrice"] == 0.8
+
+
+def test_without_network_it_says_so_and_exits_non_zero(monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("KIE_API_KEY", "k")
+    monkeypatch.setenv("KIE_BASE_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("KIE_WORKSPACE", str(tmp_path))
+    assert main(["catalog", "check"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot reach KIE" in err and "Traceback" not in err
+
+
+def test_without_a_key_it_says_so(monkeypatch, capsys, tmp_path):
+    monkeypatch.delenv("KIE_API_KEY", raising=False)
+    monkeypatch.setenv("KIE_WORKSPACE", str(tmp_path))
+    assert main(["catalog", "check"]) == 2
+    assert "KIE_API_KEY" in capsys.readouterr().err
