@@ -7,6 +7,7 @@ import contextlib
 import inspect
 import json
 import logging
+import mimetypes
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -37,6 +38,7 @@ from kie_mcp.config import Settings
 from kie_mcp.kie import KieError
 from kie_mcp.media.inputs import local_path
 from kie_mcp.media.prepare import upload_prepared
+from kie_mcp.prompts import register_prompts
 from kie_mcp.runtime import NoKeyError, Runtime, open_runtime
 from kie_mcp.spend import Approved, Ask, ConfirmSpend, Declined, NeedsConfirmation, Quote, QuoteError, SpendRefused
 from kie_mcp.tasks import TaskRecord, follow, refresh
@@ -176,6 +178,7 @@ def create_server(settings: Settings | None = None, *, transport: httpx2.AsyncBa
     )
     _register_tools(mcp)
     _register_resources(mcp, settings)
+    register_prompts(mcp)
     return mcp
 
 
@@ -564,6 +567,22 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
         elif rt.kie is not None:
             await refresh(rt.kie, rt.typical_seconds, record)
         return record.model_dump_json(indent=2)
+
+    references = settings.workspace / "references"
+    if references.is_dir():
+        for file in sorted(p for p in references.rglob("*") if p.is_file() and not p.name.startswith(".")):
+            relative = file.relative_to(settings.workspace).as_posix()
+            mime = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+            mcp.add_resource(
+                FileResource(
+                    uri=f"kie://workspace/{relative}",
+                    name=relative,
+                    title=relative,
+                    description=f"Workspace reference file; pass '{relative}' in images to use it as a model input.",
+                    mime_type=mime,
+                    path=file.resolve(),
+                )
+            )
 
     library = bundled_path("prompting")
     if library and library.is_dir():
