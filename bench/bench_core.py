@@ -81,7 +81,7 @@ async def bench_pacing(creates: int = 30) -> float:
     started = time.perf_counter()
     async with anyio.create_task_group() as group:
         for _ in range(creates):
-            group.start_soon(kie.create, FAMILIES["market"], body, approval)
+            group.start_soon(kie.create, FAMILIES["market"], "nano-banana-2", body, approval)
     await kie.aclose()
     return time.perf_counter() - started
 

@@ -39,7 +39,7 @@ def approve(model: str, n: int = 1):
 
 
 async def test_market_create_and_status(kie, sim):
-    task_id = await kie.create(MARKET, IMAGE_BODY, approve("nano-banana-2"))
+    task_id = await kie.create(MARKET, IMAGE_BODY["model"], IMAGE_BODY, approve("nano-banana-2"))
     first = await kie.status(MARKET, task_id)
     assert first.state in (TaskState.QUEUED, TaskState.RUNNING)
     sim.advance(120)
@@ -51,7 +51,7 @@ async def test_market_create_and_status(kie, sim):
 
 
 async def test_veo_create_status_1080p_4k_extend(kie, sim):
-    task_id = await kie.create(VEO, VEO_BODY, approve("veo3_fast"))
+    task_id = await kie.create(VEO, VEO_BODY["model"], VEO_BODY, approve("veo3_fast"))
     assert (await kie.status(VEO, task_id)).state is TaskState.RUNNING
     sim.advance(400)
     done = await kie.find_task(task_id)
@@ -61,7 +61,7 @@ async def test_veo_create_status_1080p_4k_extend(kie, sim):
     sim.advance(200)
     assert (await kie.veo_1080p(task_id)).startswith("http")
 
-    other = await kie.create(VEO, VEO_BODY, approve("veo3_fast"))
+    other = await kie.create(VEO, VEO_BODY["model"], VEO_BODY, approve("veo3_fast"))
     sim.advance(400)
     uhd = await kie.veo_upgrade_4k(other, approve("veo-4k"))
     extended = await kie.veo_extend(other, "the camera keeps rising", approve("veo-extend-fast"))
@@ -73,10 +73,10 @@ async def test_veo_create_status_1080p_4k_extend(kie, sim):
 async def test_every_create_needs_a_matching_approval(kie, controls):
     approval = approve("nano-banana-2")
     with pytest.raises(ApprovalError):
-        await kie.create(VEO, VEO_BODY, approval)  # wrong model
-    await kie.create(MARKET, IMAGE_BODY, approval)
+        await kie.create(VEO, VEO_BODY["model"], VEO_BODY, approval)  # wrong model
+    await kie.create(MARKET, IMAGE_BODY["model"], IMAGE_BODY, approval)
     with pytest.raises(ApprovalError):
-        await kie.create(MARKET, IMAGE_BODY, approval)  # used up
+        await kie.create(MARKET, IMAGE_BODY["model"], IMAGE_BODY, approval)  # used up
     assert len(await controls.creates()) == 1
 
 
@@ -86,7 +86,7 @@ async def test_error_codes_on_create(kie, controls, family, code):
     body = IMAGE_BODY if family == "market" else VEO_BODY
     await controls.fault("create", kind="code", code=code, times=-1 if code == 429 else 1)
     with pytest.raises(KieError) as caught:
-        await kie.create(FAMILIES[family], body, approve(body["model"]))
+        await kie.create(FAMILIES[family], body["model"], body, approve(body["model"]))
     await controls.http.delete("/__sim/faults")
     err = caught.value
     assert err.code == code
@@ -114,7 +114,7 @@ async def test_strict_http_and_message_key(kie, controls):
     await controls.post("config", {"strict_http": True, "message_key": True})
     await controls.post("balance", {"credits": 1})
     with pytest.raises(KieError) as caught:
-        await kie.create(MARKET, IMAGE_BODY, approve("nano-banana-2"))
+        await kie.create(MARKET, IMAGE_BODY["model"], IMAGE_BODY, approve("nano-banana-2"))
     assert caught.value.code == 402 and caught.value.http_status == 402
     assert "insufficient" in caught.value.message
 
@@ -129,7 +129,7 @@ async def test_unknown_task_and_visibility_lag(kie, controls, sim):
         await kie.find_task("nope")
     assert caught.value.code == 422
     await controls.post("config", {"visibility_lag_polls": 2})
-    task_id = await kie.create(MARKET, IMAGE_BODY, approve("nano-banana-2"))
+    task_id = await kie.create(MARKET, IMAGE_BODY["model"], IMAGE_BODY, approve("nano-banana-2"))
     with pytest.raises(KieError) as caught:
         await kie.status(MARKET, task_id)
     assert MARKET.is_not_visible(caught.value.message)
@@ -149,7 +149,7 @@ async def test_create_faults_are_never_resubmitted(kie, controls, fault, outcome
     kie._api.timeout = httpx2.Timeout(0.3)  # the slow fault outlasts it
     await controls.fault("create", **fault)
     with pytest.raises(outcome) as caught:
-        await kie.create(MARKET, IMAGE_BODY, approve("nano-banana-2"))
+        await kie.create(MARKET, IMAGE_BODY["model"], IMAGE_BODY, approve("nano-banana-2"))
     assert "may have been created" in caught.value.next_step
     assert len(await controls.creates()) == 1
 
@@ -158,7 +158,7 @@ async def test_drop_after_create_charged_exactly_once(kie, controls, sim):
     before = sim.balance()
     await controls.fault("create", kind="drop_after_create")
     with pytest.raises(OutcomeUnknownError):
-        await kie.create(MARKET, IMAGE_BODY, approve("nano-banana-2"))
+        await kie.create(MARKET, IMAGE_BODY["model"], IMAGE_BODY, approve("nano-banana-2"))
     tasks = await controls.get("tasks")
     assert len(tasks if isinstance(tasks, list) else tasks["tasks"]) == 1
     assert sim.balance() == before - 8
@@ -182,12 +182,12 @@ async def test_cloudflare_block_without_user_agent(transport):
 async def test_connection_refused_is_not_sent():
     client = KieClient(api_key="k", base_url="http://127.0.0.1:9", upload_base_url="http://127.0.0.1:9")
     with pytest.raises(NotSentError, match="nothing was created"):
-        await client.create(MARKET, IMAGE_BODY, approve("nano-banana-2"))
+        await client.create(MARKET, "nano-banana-2", IMAGE_BODY, approve("nano-banana-2"))
     await client.aclose()
 
 
 async def test_download_url_is_a_bare_string_and_expires(kie, sim):
-    task_id = await kie.create(MARKET, IMAGE_BODY, approve("nano-banana-2"))
+    task_id = await kie.create(MARKET, IMAGE_BODY["model"], IMAGE_BODY, approve("nano-banana-2"))
     sim.advance(120)
     url = (await kie.status(MARKET, task_id)).result_urls[0]
     fresh = await kie.download_url(url)
@@ -226,7 +226,7 @@ async def test_upload_errors(kie, controls):
 
 async def test_429_refusal_is_retried_once_then_succeeds(kie, controls):
     await controls.fault("create", kind="code", code=429)
-    task_id = await kie.create(MARKET, IMAGE_BODY, approve("nano-banana-2"))
+    task_id = await kie.create(MARKET, IMAGE_BODY["model"], IMAGE_BODY, approve("nano-banana-2"))
     assert task_id
     assert len(await controls.creates()) == 2
 
@@ -240,7 +240,7 @@ async def test_simulator_rate_limit_is_real(kie, controls):
     outcomes = []
     for _ in range(21):
         try:
-            await kie.create(MARKET, IMAGE_BODY, approval)
+            await kie.create(MARKET, IMAGE_BODY["model"], IMAGE_BODY, approval)
             outcomes.append("ok")
         except KieError as err:
             outcomes.append(err.code)

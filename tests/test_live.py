@@ -50,11 +50,8 @@ async def test_live_unknown_task_is_422(live):
 async def test_live_cheapest_image_end_to_end(live):
     import anyio
 
-    body = {"model": "google/nano-banana-edit", "input": {"prompt": "make the sky pink", "image_urls": []}}
-    body["input"]["image_urls"] = [
-        "https://file.aiquickdraw.com/custom-page/akr/section-images/1756223420389w8xa2jfe.png"
-    ]
-    task_id = await live.create(FAMILIES["market"], body, grant("google/nano-banana-edit", 1, "quote", 4))
+    body = {"model": "nano-banana-2", "input": {"prompt": "a red apple on a white table", "resolution": "1K"}}
+    task_id = await live.create(FAMILIES["market"], "nano-banana-2", body, grant("nano-banana-2", 1, "quote", 8))
     for _ in range(60):
         status = await live.status(FAMILIES["market"], task_id)
         if status.state.finished:

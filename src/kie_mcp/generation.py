@@ -237,7 +237,7 @@ async def execute(
             sandbox=rt.settings.sandbox,
         )
         try:
-            record.task_id = await kie.create(family, body, approval)
+            record.task_id = await kie.create(family, p.spec.id, body, approval)
         except OutcomeUnknownError as err:
             record.state, record.error = "unknown", err.describe()
         except KieError as err:

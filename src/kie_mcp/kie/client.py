@@ -84,9 +84,9 @@ class KieClient:
 
     # -- spending ---------------------------------------------------------------------------
 
-    async def create(self, family: Family, body: dict[str, Any], approval: Approval) -> str:
-        """Send one approved create and return KIE's task id."""
-        approval.use_one(str(body.get("model")))
+    async def create(self, family: Family, model_id: str, body: dict[str, Any], approval: Approval) -> str:
+        """Send one approved create of ``model_id`` and return KIE's task id."""
+        approval.use_one(model_id)
         return await self._send_create(family.create_path, body)
 
     async def veo_upgrade_4k(self, task_id: str, approval: Approval, index: int = 0) -> str:

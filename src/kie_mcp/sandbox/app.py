@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from . import controls, market, media, uploads, veo
+from . import aleph, controls, flux, gpt4o, market, media, runway, uploads, veo
 from .context import Ctx, DropResponse, envelope, number
 from .errors import FileError, KieError, default_message
 from .faults import CREATE_ONLY, Fault, html_page
@@ -202,7 +202,16 @@ COMMON_ROUTES = [
 ]
 
 # A new family adds its module's ROUTES here.
-FAMILY_ROUTES: list[SimRoute] = [*market.ROUTES, *veo.ROUTES, *uploads.ROUTES, *COMMON_ROUTES]
+FAMILY_ROUTES: list[SimRoute] = [
+    *market.ROUTES,
+    *veo.ROUTES,
+    *runway.ROUTES,
+    *aleph.ROUTES,
+    *gpt4o.ROUTES,
+    *flux.ROUTES,
+    *uploads.ROUTES,
+    *COMMON_ROUTES,
+]
 
 
 def create_app(sim: Simulator) -> Starlette:

@@ -36,6 +36,8 @@ TERMINAL = ("success", "fail")
 UPLOAD_PREFIX = "/files/uploads/"
 LINK_MEMORY_SECONDS = 86400.0
 MAX_LOGGED_REQUESTS = 100_000  # a long sandbox session must not grow without bound
+# Task id prefix per family, where the simulator marks ids (kie_mcp.kie.families.family_for_task_id reads them).
+TASK_ID_PREFIXES = {"veo": "veo_task_", "runway": "runway_", "aleph": "aleph_", "gpt4o": "4o_", "flux": "flux_"}
 
 
 # -- records ---------------------------------------------------------------------------------
@@ -369,10 +371,14 @@ class Simulator:
     # -- tasks -----------------------------------------------------------------------------
 
     def new_task_id(self, family: str, model: str, kind: str) -> str:
-        """Ids in KIE's observed formats: 32-hex (images), ``task_<slug>_<ms>`` (videos), ``veo_task_<hex>``."""
+        """Ids in KIE's observed formats: 32-hex (images), ``task_<slug>_<ms>`` (videos), ``veo_task_<hex>``.
+
+        The product families (Runway, Aleph, 4o Image, Flux Kontext) get ``<prefix><hex>`` ids from
+        ``TASK_ID_PREFIXES``; KIE's own ids for them are opaque.
+        """
         hex32 = f"{self._rng.getrandbits(128):032x}" if self._rng else uuid.uuid4().hex
-        if family == "veo":
-            candidate = f"veo_task_{hex32[:20]}"
+        if family in TASK_ID_PREFIXES:
+            candidate = f"{TASK_ID_PREFIXES[family]}{hex32[:20]}"
         elif kind == "image":
             candidate = hex32
         else:

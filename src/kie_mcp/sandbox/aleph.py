@@ -1,0 +1,132 @@
+"""Runway Aleph family (kie-api.md §4): video-to-video generate and record-info.
+
+Aleph's record is ambiguous on purpose: ``successFlag`` is 1 on success and 0 both while running and
+after a failure; a failure is told apart only by ``errorCode``/``errorMessage`` (``errorCode`` is 0 on
+success). ``response`` holds ``resultVideoUrl``/``resultImageUrl`` and is null until success.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from starlette.responses import Response
+
+from kie_mcp.catalog import apply_defaults, check_input, load_catalog
+
+from .context import Ctx, describe_problems
+from .errors import KieError
+from .routes import SimRoute
+from .state import MediaFile, Simulator, Task
+
+GENERATE_PATH = "/api/v1/aleph/generate"
+STATUS_PATH = "/api/v1/aleph/record-info"
+
+MODEL = "runway-aleph"
+RECORD_NULL = "record is null"
+
+
+def _stamp(seconds: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds))
+
+
+def _url(base: str, task: Task, name: str) -> str:
+    return f"{base}/files/{task.id}/{name}"
+
+
+def _error_code(task: Task) -> int:
+    return int(task.fail_code) if task.fail_code.isdigit() else 500
+
+
+def record(sim: Simulator, task: Task, base: str) -> dict[str, Any]:
+    """The record-info ``data``: ``successFlag`` 1 or 0, failure only visible in ``errorCode``/``errorMessage``."""
+    now = sim.now()
+    done = task.is_done(now)
+    success = done and task.outcome == "success"
+    failed = done and task.outcome == "fail"
+    response = None
+    if success:
+        response = {
+            "taskId": task.id,
+            "resultVideoUrl": _url(base, task, "0.mp4"),
+            "resultImageUrl": _url(base, task, "cover.jpg"),
+        }
+    return {
+        "taskId": task.id,
+        "paramJson": json.dumps(task.body, ensure_ascii=False, separators=(",", ":")),
+        "response": response,
+        "completeTime": _stamp(task.end_at) if done else None,
+        "createTime": _stamp(task.created_at),
+        "successFlag": 1 if success else 0,
+        "errorCode": 0 if success else (_error_code(task) if failed else None),
+        "errorMessage": task.fail_msg if failed else "",
+    }
+
+
+def callback_body(sim: Simulator, task: Task) -> dict[str, Any]:
+    """The documented page shape: ``taskId`` at the top level, snake_case result keys (kie-api.md §12)."""
+    if task.outcome == "success":
+        data = {
+            "result_video_url": _url(task.base_url, task, "0.mp4"),
+            "result_image_url": _url(task.base_url, task, "cover.jpg"),
+        }
+        return {"code": 200, "msg": "success", "data": data, "taskId": task.id}
+    return {"code": _error_code(task), "msg": task.fail_msg, "data": None, "taskId": task.id}
+
+
+async def generate(ctx: Ctx) -> Response:
+    body = await ctx.json_object()
+    sim = ctx.sim
+    sim.admit_create(ctx.account)
+    spec = load_catalog().get(MODEL)
+    if spec is None:  # pragma: no cover - the catalogue ships runway-aleph
+        raise KieError(500)
+    callback = body.get("callBackUrl")
+    if callback is not None and not isinstance(callback, str):
+        raise KieError(422, "callBackUrl must be a URL")
+    wire = apply_defaults(spec, {k: v for k, v in body.items() if k != "callBackUrl"})
+    problems = check_input(spec, wire)
+    if problems:
+        raise KieError(422, describe_problems(spec.id, problems))
+    aspect = str(wire.get("aspectRatio") or "16:9")
+    task_id = sim.new_task_id("aleph", MODEL, "video")
+    low, high = spec.typical_seconds
+    task = Task(
+        id=task_id,
+        family="aleph",
+        model=MODEL,
+        kind="video",
+        account=ctx.account,
+        key=ctx.key,
+        body=body,
+        created_at=sim.now(),
+        duration=sim.duration_for(task_id, float(low), float(high)),
+        base_url=ctx.base_url,
+        callback_url=callback or None,
+        files={"0.mp4": MediaFile("video", "mp4", aspect), "cover.jpg": MediaFile("image", "jpg", aspect)},
+        meta={"aspect": aspect},
+        callback=callback_body,
+    )
+    ctx.commit_task(task, sim.price(spec, wire))
+    return ctx.ok({"taskId": task.id})
+
+
+async def record_info(ctx: Ctx) -> Response:
+    task_id = ctx.query("taskId")
+    if not task_id:
+        raise KieError(400, "taskId parameter is required")
+    sim = ctx.sim
+    sim.admit_poll(ctx.key)
+    task = sim.get_task(task_id, family="aleph")
+    if task is None or task.account != ctx.account or not ctx.poll_visible(task):
+        raise KieError(422, RECORD_NULL)
+    if sim.now() - task.created_at > sim.config.record_retention_seconds:
+        raise KieError(422, RECORD_NULL)  # expired records answer like unknown ones
+    return ctx.ok(record(sim, task, ctx.base_url))
+
+
+ROUTES = [
+    SimRoute(GENERATE_PATH, "POST", "create", generate),
+    SimRoute(STATUS_PATH, "GET", "status", record_info),
+]

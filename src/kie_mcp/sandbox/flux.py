@@ -1,0 +1,135 @@
+"""Flux Kontext family (kie-api.md §6): generate/edit and record-info.
+
+Like Veo: the body names the model (``flux-kontext-pro`` by default, or ``flux-kontext-max``),
+``successFlag`` 0 running / 1 success / 2 failed / 3 upstream failed, string timestamps, and
+``response`` (``originImageUrl``, ``resultImageUrl``) null until success.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from starlette.responses import Response
+
+from kie_mcp.catalog import apply_defaults, check_input, load_catalog
+
+from .context import Ctx, describe_problems
+from .errors import UNKNOWN_MODEL, KieError
+from .routes import SimRoute
+from .state import MediaFile, Simulator, Task
+
+GENERATE_PATH = "/api/v1/flux/kontext/generate"
+STATUS_PATH = "/api/v1/flux/kontext/record-info"
+
+DEFAULT_MODEL = "flux-kontext-pro"
+RECORD_NULL = "record is null"
+IGNORED_FIELDS = ("model", "callBackUrl")
+
+
+def _stamp(seconds: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds))
+
+
+def _url(base: str, task: Task, name: str) -> str:
+    return f"{base}/files/{task.id}/{name}"
+
+
+def _success_flag(task: Task, now: float) -> int:
+    if not task.is_done(now):
+        return 0
+    if task.outcome == "success":
+        return 1
+    return 3 if task.meta.get("upstream_fail") else 2
+
+
+def _error_code(task: Task) -> int:
+    return int(task.fail_code) if task.fail_code.isdigit() else 500
+
+
+def _response(task: Task, base: str) -> dict[str, Any]:
+    fmt = task.meta["fmt"]
+    return {"originImageUrl": _url(base, task, f"origin.{fmt}"), "resultImageUrl": _url(base, task, f"result.{fmt}")}
+
+
+def record(sim: Simulator, task: Task, base: str) -> dict[str, Any]:
+    """The record-info ``data``: ``successFlag`` 0/1/2/3, string times, ``response`` null until success."""
+    flag = _success_flag(task, sim.now())
+    failed = flag in (2, 3)
+    return {
+        "taskId": task.id,
+        "paramJson": json.dumps(task.body, ensure_ascii=False, separators=(",", ":")),
+        "completeTime": _stamp(task.end_at) if flag else None,
+        "createTime": _stamp(task.created_at),
+        "response": _response(task, base) if flag == 1 else None,
+        "successFlag": flag,
+        "errorCode": _error_code(task) if failed else None,
+        "errorMessage": task.fail_msg if failed else "",
+    }
+
+
+def callback_body(sim: Simulator, task: Task) -> dict[str, Any]:
+    """``data.info`` holds the two image URLs; failures carry ``info`` null (kie-api.md §12)."""
+    if task.outcome == "success":
+        return {"code": 200, "msg": "success", "data": {"taskId": task.id, "info": _response(task, task.base_url)}}
+    return {"code": _error_code(task), "msg": task.fail_msg, "data": {"taskId": task.id, "info": None}}
+
+
+async def generate(ctx: Ctx) -> Response:
+    body = await ctx.json_object()
+    sim = ctx.sim
+    sim.admit_create(ctx.account)
+    model = body.get("model") or DEFAULT_MODEL
+    spec = load_catalog().get(model) if isinstance(model, str) else None
+    if spec is None or spec.family != "flux":
+        raise KieError(422, UNKNOWN_MODEL)
+    callback = body.get("callBackUrl")
+    if callback is not None and not isinstance(callback, str):
+        raise KieError(422, "callBackUrl must be a URL")
+    wire = apply_defaults(spec, {k: v for k, v in body.items() if k not in IGNORED_FIELDS})
+    problems = check_input(spec, wire)
+    if problems:
+        raise KieError(422, describe_problems(spec.id, problems))
+    fmt = "png" if wire.get("outputFormat") == "png" else "jpg"
+    aspect = str(wire.get("aspectRatio", "16:9"))
+    task_id = sim.new_task_id("flux", spec.id, "image")
+    low, high = spec.typical_seconds
+    task = Task(
+        id=task_id,
+        family="flux",
+        model=spec.id,
+        kind="image",
+        account=ctx.account,
+        key=ctx.key,
+        body=body,
+        created_at=sim.now(),
+        duration=sim.duration_for(task_id, float(low), float(high)),
+        base_url=ctx.base_url,
+        callback_url=callback or None,
+        files={f"result.{fmt}": MediaFile("image", fmt, aspect), f"origin.{fmt}": MediaFile("image", fmt, aspect)},
+        meta={"fmt": fmt},
+        callback=callback_body,
+    )
+    ctx.commit_task(task, sim.price(spec, wire))
+    return ctx.ok({"taskId": task.id})
+
+
+async def record_info(ctx: Ctx) -> Response:
+    task_id = ctx.query("taskId")
+    if not task_id:
+        raise KieError(400, "taskId parameter is required")
+    sim = ctx.sim
+    sim.admit_poll(ctx.key)
+    task = sim.get_task(task_id, family="flux")
+    if task is None or task.account != ctx.account or not ctx.poll_visible(task):
+        raise KieError(422, RECORD_NULL)
+    if sim.now() - task.created_at > sim.config.record_retention_seconds:
+        raise KieError(422, RECORD_NULL)  # expired records answer like unknown ones
+    return ctx.ok(record(sim, task, ctx.base_url))
+
+
+ROUTES = [
+    SimRoute(GENERATE_PATH, "POST", "create", generate),
+    SimRoute(STATUS_PATH, "GET", "status", record_info),
+]
