@@ -104,3 +104,21 @@ async def test_script_through_the_tools(connect, controls):
     assert too_long.is_error and "part 1" in text_of(too_long)
     assert image.is_error and "does not take script" in text_of(image)
     assert await controls.creates() == []
+
+
+def test_veo_warns_instead_of_refusing_a_long_script():
+    veo = CATALOG.get("veo3_fast")
+    fits = fit_script(veo, words(20), "A man at a desk.", None, None, ALTERNATIVES)
+    assert fits.duration == 8 and not any("Warning" in n for n in fits.notes)
+    long = fit_script(veo, words(30), "A man at a desk.", None, None, ALTERNATIVES)
+    assert long.duration == 8
+    assert any("Warning: 30 words" in n and "may cut" in n for n in long.notes)
+    assert long.prompt.startswith("A man at a desk. The speaker says: word") and long.prompt.endswith("(no subtitles)")
+
+
+def test_per_second_price_without_its_length_is_unknown_not_a_crash():
+    from kie_mcp.catalog import price_input
+
+    kling = CATALOG.get("kling-3.0/video")
+    price = price_input(kling, {"prompt": "x", "mode": "pro", "sound": False})  # no duration in the request
+    assert price.known is False and price.credits is None

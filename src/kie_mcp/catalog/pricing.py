@@ -36,7 +36,10 @@ def price_input(spec: ModelSpec, wire: Mapping[str, Any]) -> ItemPrice:
         condition = ", ".join(f"{k}={_norm(v)}" for k, v in rate.when.items() if not k.endswith("#count"))
         condition = condition or "any settings"
         if table.unit == "second":
-            seconds = float(wire[table.seconds_field or "duration"])
+            seconds_field = table.seconds_field or "duration"
+            if seconds_field not in wire:
+                break  # priced by a length the request does not state: unknown, never guessed
+            seconds = float(wire[seconds_field])
             credits = rate.credits * seconds
             text = f"{_fmt(rate.credits)} credits/s x {_fmt(seconds)} s ({condition})"
         else:
