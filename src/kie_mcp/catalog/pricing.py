@@ -37,8 +37,18 @@ def price_input(spec: ModelSpec, wire: Mapping[str, Any]) -> ItemPrice:
         condition = condition or "any settings"
         if table.unit == "second":
             seconds_field = table.seconds_field or "duration"
-            if seconds_field not in wire:
-                break  # priced by a length the request does not state: unknown, never guessed
+            if rate.input_seconds or seconds_field not in wire:  # a length the request does not state: no guess
+                what = rate.input_seconds or seconds_field.replace("_", " ")
+                return ItemPrice(
+                    known=False,
+                    credits=None,
+                    unit=table.unit,
+                    breakdown=f"{_fmt(rate.credits)} credits per second of {what} ({condition}); that length is not "
+                    "known before the task runs, so the total is unknown",
+                    source=source.ref,
+                    source_date=source.date,
+                    note=table.note,
+                )
             seconds = float(wire[seconds_field])
             credits = rate.credits * seconds
             text = f"{_fmt(rate.credits)} credits/s x {_fmt(seconds)} s ({condition})"

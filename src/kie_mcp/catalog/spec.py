@@ -47,6 +47,7 @@ class FieldSpec(_Strict):
     min_items: int | None = None
     max_items: int | None = None
     note: str | None = None
+    example: Any = None  # a valid sample value, shown in docs and used by the generic tests
     source: str
 
     @property
@@ -81,6 +82,7 @@ class Rule(_Strict):
 class Rate(_Strict):
     when: dict[str, Scalar | list[Scalar]] = Field(default_factory=dict)
     credits: float
+    input_seconds: str | None = None  # billed per second of this input (e.g. "input video"): unknown until it runs
 
 
 class PriceSpec(_Strict):
