@@ -22,11 +22,12 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import Message, Receive, Scope, Send
 
 from . import aleph, controls, flux, gpt4o, market, media, runway, uploads, veo
 from .context import Ctx, DropResponse, envelope, number
 from .errors import FileError, KieError, default_message
-from .faults import CREATE_ONLY, Fault, html_page
+from .faults import CREATE_ONLY, FILES_ONLY, Fault, html_page
 from .routes import SimRoute
 from .state import Blob, SimRequest, Simulator
 
@@ -102,6 +103,63 @@ async def _fire(ctx: Ctx, fault: Fault) -> Response | None:
     return envelope(ctx.sim, code, msg, None, upload=ctx.upload)
 
 
+class _BodyCut(Exception):
+    """Raised through the wrapped response to stop it once a ``truncate`` fault has ended the body."""
+
+
+def _only_cut(exc: BaseException) -> bool:
+    if isinstance(exc, _BodyCut):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        rest = exc.split(_BodyCut)[1]
+        return rest is None
+    return False
+
+
+class FaultyBody(Response):
+    """A served file whose body misbehaves (``truncate``, ``stall``); headers, incl. Content-Length, stay whole."""
+
+    def __init__(self, inner: Response, fault: Fault) -> None:
+        super().__init__(status_code=inner.status_code)
+        self.inner = inner
+        self.kind = fault.kind
+        after = fault.params.get("after_bytes")
+        if after is None:  # truncate by default: half the file
+            length = inner.headers.get("content-length", "")
+            after = int(length) // 2 if length.isdigit() else 0
+        self.after = int(after)
+        self.seconds = float(fault.params.get("seconds", 0))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        sent = 0
+        tripped = False
+
+        async def faulty_send(message: Message) -> None:
+            nonlocal sent, tripped
+            if message["type"] != "http.response.body" or tripped:
+                await send(message)
+                return
+            body = bytes(message.get("body", b""))
+            room = self.after - sent
+            if len(body) < room or (len(body) == room and message.get("more_body", False) is False):
+                sent += len(body)
+                await send(message)
+                return
+            tripped = True
+            if self.kind == "truncate":
+                await send({"type": "http.response.body", "body": body[:room], "more_body": False})
+                raise _BodyCut
+            await send({"type": "http.response.body", "body": body[:room], "more_body": True})
+            await anyio.sleep(self.seconds)
+            await send({**message, "body": body[room:]})
+
+        try:
+            await self.inner(scope, receive, faulty_send)
+        except BaseException as exc:
+            if not _only_cut(exc):
+                raise
+
+
 async def _run(sim: Simulator, route: SimRoute, request: Request) -> Response:
     record = await _record(sim, request)
     if (
@@ -112,9 +170,13 @@ async def _run(sim: Simulator, route: SimRoute, request: Request) -> Response:
         return PlainTextResponse("error code: 1010", status_code=403)  # Cloudflare browser-integrity check
     ctx = Ctx(sim=sim, request=request, category=route.category, record=record)
     fault = sim.faults.peek(route.category)
+    body_fault: Fault | None = None
     if fault is not None:
         if fault.kind in CREATE_ONLY:
             ctx.pending_fault = fault  # consumed only if a task really gets created
+        elif fault.kind in FILES_ONLY:
+            sim.faults.consume(fault)
+            body_fault = fault  # applied to the body of the file served below
         else:
             sim.faults.consume(fault)
             early = await _fire(ctx, fault)
@@ -128,6 +190,9 @@ async def _run(sim: Simulator, route: SimRoute, request: Request) -> Response:
         response = ctx.error(err)
     if ctx.drop_after:
         return DropResponse()
+    if body_fault is not None and 200 <= response.status_code < 300:
+        log.info("fault %s on the body of %s", body_fault.kind, request.url.path)
+        return FaultyBody(response, body_fault)
     return response
 
 

@@ -7,6 +7,13 @@ succeeds, so a create rejected for bad input does not eat them.
 ``code``, ``drop``, ``malformed`` and ``html`` answer before the endpoint runs: nothing is created
 or charged. ``slow`` sleeps (real seconds), then the request runs normally. ``drop_after_create``
 and ``task_fail`` create and charge the task first.
+
+``truncate`` and ``stall`` only apply to result files (``/files/``, ``/dl/``) and only to a file
+that is really served (a 403/404 answer goes out unchanged, and still uses the fault up): the
+response starts normally with its full ``Content-Length``. ``truncate`` ends the body cleanly after
+``after_bytes`` (default: half the file), so a client that trusts the stream gets a short file;
+over real HTTP the server then closes the connection. ``stall`` pauses ``seconds`` (real seconds)
+after ``after_bytes`` (default 65536), then sends the rest.
 """
 
 from __future__ import annotations
@@ -16,8 +23,19 @@ from typing import Any, Literal
 
 Endpoint = Literal["create", "status", "credit", "upload", "download-url", "files", "any"]
 ENDPOINTS: tuple[str, ...] = ("create", "status", "credit", "upload", "download-url", "files", "any")
-KINDS: tuple[str, ...] = ("code", "drop", "drop_after_create", "slow", "malformed", "html", "task_fail")
+KINDS: tuple[str, ...] = (
+    "code",
+    "drop",
+    "drop_after_create",
+    "slow",
+    "malformed",
+    "html",
+    "task_fail",
+    "truncate",
+    "stall",
+)
 CREATE_ONLY: frozenset[str] = frozenset({"drop_after_create", "task_fail"})
+FILES_ONLY: frozenset[str] = frozenset({"truncate", "stall"})  # faults in a served file's body
 
 
 class FaultSpecError(ValueError):
@@ -33,6 +51,8 @@ class Fault:
 
     def matches(self, category: str) -> bool:
         if self.kind in CREATE_ONLY and category != "create":
+            return False
+        if self.kind in FILES_ONLY and category != "files":
             return False
         return self.endpoint in (category, "any")
 
@@ -51,6 +71,8 @@ def parse_fault(endpoint: Any, fault: Any, times: Any = 1) -> Fault:
     kind = fault["kind"]
     if kind in CREATE_ONLY and endpoint not in ("create", "any"):
         raise FaultSpecError(f"{kind} only applies to create endpoints")
+    if kind in FILES_ONLY and endpoint not in ("files", "any"):
+        raise FaultSpecError(f"{kind} only applies to result files (endpoint files)")
     params = {k: v for k, v in fault.items() if k != "kind"}
     if kind == "code":
         code = params.get("code")
@@ -66,6 +88,15 @@ def parse_fault(endpoint: Any, fault: Any, times: Any = 1) -> Fault:
         status = params.setdefault("status", 502)
         if not isinstance(status, int) or not 100 <= status <= 599:
             raise FaultSpecError("html status must be an HTTP status such as 502")
+    elif kind in FILES_ONLY:
+        after = params.get("after_bytes", None if kind == "truncate" else 65536)
+        if after is not None and (not isinstance(after, int) or isinstance(after, bool) or after < 0):
+            raise FaultSpecError(f"{kind} after_bytes must be an integer >= 0")
+        params["after_bytes"] = after
+        if kind == "stall":
+            seconds = params.get("seconds")
+            if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds < 0:
+                raise FaultSpecError("a stall fault needs seconds >= 0 (real seconds)")
     elif kind == "task_fail":
         params["fail_code"] = str(params.get("fail_code", "500"))
         params["fail_msg"] = str(params.get("fail_msg", "Internal server error"))

@@ -1,0 +1,541 @@
+"""Saving KIE results into the workspace: streamed, verified, atomic.
+
+KIE's result links do not last (``download-url`` links live 20 minutes; result URLs have been seen
+answering 403 after ~40 minutes; the files themselves are kept ~14 days), so results are fetched as
+soon as a task succeeds. ``download`` streams the body into a hidden temporary file beside the
+destination, hashing and counting as it goes (constant memory), refuses bodies that are too big,
+truncated, empty or of the wrong type (an HTML error page, a video where an image was expected),
+names the file after the type its bytes really have, fsyncs it and moves it into place with
+``os.replace``. Whatever goes wrong, including cancellation, no final-looking file and no temporary
+file is left behind.
+
+The helpers build the workspace layout (``outputs/<day>-<slug>/<model>_<task>_<n>.<ext>``), write
+sidecar JSON atomically and make small inline thumbnails of image results.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import mimetypes
+import os
+import re
+import secrets
+import unicodedata
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+import anyio
+import anyio.to_thread
+import httpx2
+
+Expected = Literal["image", "video", "audio"]
+
+SNIFF_BYTES = 64  # enough for every signature below
+WRITE_BATCH = 1024 * 1024  # bytes gathered before one write + hash in a worker thread
+RETENTION_HINT = (
+    "KIE keeps generated files for about 14 days; while the file exists a fresh link can be minted through "
+    "KIE's download-url endpoint (20 minutes valid)."
+)
+_EXPIRED_STATUSES = frozenset({403, 404, 410})
+_RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
+
+# mime -> extensions; the first is the one files get, the others are accepted as already right.
+_EXTENSIONS: dict[str, tuple[str, ...]] = {
+    "image/png": ("png",),
+    "image/jpeg": ("jpg", "jpeg", "jpe"),
+    "image/webp": ("webp",),
+    "image/gif": ("gif",),
+    "image/avif": ("avif",),
+    "image/heic": ("heic", "heif"),
+    "image/bmp": ("bmp",),
+    "image/tiff": ("tif", "tiff"),
+    "video/mp4": ("mp4", "m4v"),
+    "video/quicktime": ("mov", "qt"),
+    "video/webm": ("webm",),
+    "video/x-matroska": ("mkv",),
+    "audio/mpeg": ("mp3",),
+    "audio/wav": ("wav", "wave"),
+    "audio/mp4": ("m4a",),
+    "audio/aac": ("aac",),
+    "audio/ogg": ("ogg", "oga", "opus"),
+    "audio/flac": ("flac",),
+    "text/html": ("html", "htm"),
+    "application/json": ("json",),
+    "text/plain": ("txt",),
+}
+_QUICKTIME_ATOMS = (b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot")
+_HTML_STARTS = (b"<!doctype html", b"<html", b"<head", b"<body", b"<title", b"<?xml", b"<!--", b"<center", b"<h1")
+
+
+# -- types ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SavedFile:
+    path: Path  # absolute final path
+    url: str  # the URL actually downloaded (a re-minted link when the first one had expired)
+    source_url: str  # the original result URL
+    size: int
+    sha256: str
+    mime: str  # sniffed from the bytes
+
+
+class DownloadError(Exception):
+    """A result that could not be saved. The message says what happened and what to do; nothing was left at dest."""
+
+    def __init__(
+        self, message: str, *, url: str = "", status: int | None = None, retryable: bool = False, expired: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.url = url
+        self.status = status
+        self.retryable = retryable
+        self.expired = expired
+
+
+class _Expired(Exception):
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+# -- sniffing ------------------------------------------------------------------------------
+
+
+def sniff_mime(first_bytes: bytes) -> str:
+    """The content type of a file from its first bytes (magic numbers); ``application/octet-stream`` if unknown."""
+    b = first_bytes
+    if b.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if b.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if b[:4] == b"RIFF" and b[8:12] == b"WEBP":
+        return "image/webp"
+    if b[:4] == b"RIFF" and b[8:12] == b"WAVE":
+        return "audio/wav"
+    if b[:6] in (b"GIF87a", b"GIF89a"):
+        return "image/gif"
+    if b[4:8] == b"ftyp":
+        return _ftyp_mime(b[8:12])
+    if b[4:8] in _QUICKTIME_ATOMS and len(b) >= 8:
+        return "video/quicktime"
+    if b.startswith(b"\x1a\x45\xdf\xa3"):  # EBML: WebM is Matroska with the "webm" doctype
+        return "video/webm" if b"webm" in b[:SNIFF_BYTES] else "video/x-matroska"
+    if b.startswith(b"ID3"):
+        return "audio/mpeg"
+    if len(b) >= 2 and b[0] == 0xFF and b[1] & 0xF6 == 0xF0:  # ADTS sync, layer 0
+        return "audio/aac"
+    if len(b) >= 2 and b[0] == 0xFF and b[1] & 0xE0 == 0xE0 and b[1] & 0x06:  # MPEG audio frame sync, layer I-III
+        return "audio/mpeg"
+    if b.startswith(b"OggS"):
+        return "audio/ogg"
+    if b.startswith(b"fLaC"):
+        return "audio/flac"
+    if b.startswith(b"BM") and len(b) >= 14:
+        return "image/bmp"
+    if b[:4] in (b"II*\x00", b"MM\x00*"):
+        return "image/tiff"
+    return _text_mime(b)
+
+
+def _ftyp_mime(brand: bytes) -> str:
+    if brand in (b"avif", b"avis"):
+        return "image/avif"
+    if brand in (b"heic", b"heix", b"mif1", b"msf1", b"heim", b"heis"):
+        return "image/heic"
+    if brand == b"qt  ":
+        return "video/quicktime"
+    if brand in (b"M4A ", b"M4B ", b"M4P "):
+        return "audio/mp4"
+    return "video/mp4"
+
+
+def _text_mime(b: bytes) -> str:
+    text = b.removeprefix(b"\xef\xbb\xbf").lstrip().lower()
+    if text.startswith(_HTML_STARTS):
+        return "text/html"
+    if text[:1] in (b"{", b"["):
+        return "application/json"
+    if text and all(32 <= c < 127 or c in (9, 10, 13) for c in text):
+        return "text/plain"
+    return "application/octet-stream"
+
+
+def mime_to_ext(mime: str) -> str:
+    """The file extension (no dot) for a content type; ``bin`` when nothing fits."""
+    base = mime.split(";", 1)[0].strip().lower()
+    if base in _EXTENSIONS:
+        return _EXTENSIONS[base][0]
+    guessed = mimetypes.guess_extension(base) if base else None
+    return guessed.lstrip(".") if guessed else "bin"
+
+
+def kind_of(mime: str) -> str | None:
+    """``image``, ``video`` or ``audio`` for a media type, else None."""
+    major = mime.split("/", 1)[0]
+    return major if major in ("image", "video", "audio") else None
+
+
+def _with_extension(dest: Path, mime: str) -> Path:
+    """``dest`` renamed to carry the extension of ``mime`` (kept when it already fits or the type is unknown)."""
+    accepted = _EXTENSIONS.get(mime)
+    if accepted is None:
+        return dest
+    if dest.suffix.lower().lstrip(".") in accepted:
+        return dest
+    stem = dest.stem if dest.suffix and dest.stem else dest.name
+    return dest.with_name(f"{stem}.{accepted[0]}")
+
+
+# -- download ------------------------------------------------------------------------------
+
+
+async def download(
+    client: httpx2.AsyncClient,
+    url: str,
+    dest: Path,
+    *,
+    expected: Expected | None = None,
+    max_bytes: int = 2 * 1024**3,
+    remint: Callable[[str], Awaitable[str]] | None = None,
+) -> SavedFile:
+    """Save the file at ``url`` as ``dest`` (its extension fixed to the sniffed type) and describe it.
+
+    403/404/410 means an expired link: with ``remint`` (e.g. ``KieClient.download_url``) a fresh link is
+    fetched once and tried once. Raises ``DownloadError``; on any failure or cancellation nothing is left
+    at ``dest`` and no temporary file remains. An existing identical file is kept as it is.
+    """
+    dest = _prepare(Path(dest), url)
+    try:
+        return await _attempt(client, url, url, dest, expected, max_bytes)
+    except _Expired as first:
+        if remint is None:
+            raise DownloadError(
+                f"The result link has expired (HTTP {first.status}), so nothing was saved. {RETENTION_HINT} "
+                "Fetch a fresh link with download-url and download again.",
+                url=url,
+                status=first.status,
+                expired=True,
+            ) from None
+        try:
+            fresh = await remint(url)
+        except Exception as exc:
+            raise DownloadError(
+                f"The result link has expired (HTTP {first.status}) and KIE did not give a fresh one: {exc}. "
+                f"{RETENTION_HINT} Try again in a minute.",
+                url=url,
+                status=first.status,
+                retryable=True,
+                expired=True,
+            ) from exc
+    try:
+        return await _attempt(client, fresh, url, dest, expected, max_bytes)
+    except _Expired as second:
+        raise DownloadError(
+            f"The result link had expired and the fresh link from download-url was refused too (HTTP "
+            f"{second.status}), so the file is probably gone from KIE (files are kept about 14 days). Nothing "
+            "was saved; generating it again is a new, charged task.",
+            url=fresh,
+            status=second.status,
+            expired=True,
+        ) from None
+
+
+def _prepare(dest: Path, url: str) -> Path:
+    """``dest`` made absolute, its folder created."""
+    if dest.name in ("", ".", ".."):
+        raise ValueError(f"dest must name a file, got {str(dest)!r}")
+    dest = dest.absolute()
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DownloadError(
+            f"Could not create the folder {dest.parent} ({exc.strerror or exc}). Check the workspace path and "
+            "its permissions; the result stays on KIE for about 14 days.",
+            url=url,
+        ) from exc
+    return dest
+
+
+async def _attempt(
+    client: httpx2.AsyncClient, url: str, source_url: str, dest: Path, expected: Expected | None, max_bytes: int
+) -> SavedFile:
+    """One GET of ``url`` into a temporary file, then into place. Raises ``_Expired`` or ``DownloadError``."""
+    tmp: Path | None = None
+    fd: int | None = None
+    try:
+        try:
+            headers = {"Accept-Encoding": "identity"}  # so Content-Length counts the bytes we store
+            async with client.stream("GET", url, headers=headers, follow_redirects=True) as response:
+                _check_status(response, url)
+                declared = _content_length(response)
+                if declared is not None and declared > max_bytes:
+                    raise _too_big(url, max_bytes, declared)
+                fd, tmp = _open_temp(dest)
+                size, sha256, head = await _receive(response, fd, url, expected, max_bytes)
+                wire_bytes = response.num_bytes_downloaded
+        except httpx2.TransportError as exc:
+            raise DownloadError(
+                f"The download was cut off ({type(exc).__name__}: {exc or 'no detail'}); nothing was saved. "
+                f"This is usually temporary: try again. {RETENTION_HINT}",
+                url=url,
+                retryable=True,
+            ) from exc
+        except (httpx2.RequestError, httpx2.InvalidURL, httpx2.StreamError) as exc:
+            raise DownloadError(
+                f"The result could not be fetched ({type(exc).__name__}: {exc}); nothing was saved. Check the URL.",
+                url=url,
+            ) from exc
+
+        if declared is not None and wire_bytes != declared:
+            raise DownloadError(
+                f"The download was truncated: the server announced {declared} bytes but sent {wire_bytes}. "
+                f"Nothing was saved; try again. {RETENTION_HINT}",
+                url=url,
+                retryable=True,
+            )
+        if size == 0:
+            raise DownloadError(
+                "KIE sent an empty file; nothing was saved. Try again in a minute; if it stays empty, check the "
+                "task on https://kie.ai/logs.",
+                url=url,
+                retryable=True,
+            )
+        mime = sniff_mime(head)
+        _check_type(mime, expected, url)  # bodies shorter than SNIFF_BYTES are only sniffed here
+        final = _with_extension(dest, mime)
+        assert fd is not None  # both set once the body started
+        assert tmp is not None
+        await anyio.to_thread.run_sync(os.fsync, fd)
+        os.close(fd)
+        fd = None
+        if await anyio.to_thread.run_sync(_same_file, final, size, sha256):
+            return SavedFile(final, url, source_url, size, sha256, mime)  # finally removes the temp file
+        os.replace(tmp, final)
+        tmp = None
+        _fsync_dir(final.parent)
+        return SavedFile(final, url, source_url, size, sha256, mime)
+    except OSError as exc:
+        raise DownloadError(
+            f"Could not write the result to {dest.parent} ({exc.strerror or exc}). Check free disk space and "
+            f"permissions, then try again. {RETENTION_HINT}",
+            url=url,
+        ) from exc
+    finally:  # synchronous on purpose: runs to the end even when the task is being cancelled
+        if fd is not None:
+            os.close(fd)
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+
+def _check_status(response: httpx2.Response, url: str) -> None:
+    status = response.status_code
+    if 200 <= status < 300:
+        return
+    if status in _EXPIRED_STATUSES:
+        raise _Expired(status)
+    retryable = status in _RETRYABLE_STATUSES or status >= 500
+    advice = "This is usually temporary: try again in a minute." if retryable else "Check the URL."
+    raise DownloadError(
+        f"The file server answered HTTP {status} {response.reason_phrase or ''}".rstrip()
+        + f"; nothing was saved. {advice} {RETENTION_HINT}",
+        url=url,
+        status=status,
+        retryable=retryable,
+    )
+
+
+def _content_length(response: httpx2.Response) -> int | None:
+    value = response.headers.get("content-length", "").strip()
+    return int(value) if value.isdigit() else None
+
+
+def _too_big(url: str, max_bytes: int, seen: int) -> DownloadError:
+    return DownloadError(
+        f"The file is larger than the {max_bytes:,}-byte limit ({seen:,} bytes or more); nothing was saved. "
+        "Raise the limit if this size is expected.",
+        url=url,
+    )
+
+
+def _check_type(mime: str, expected: Expected | None, url: str) -> None:
+    if mime == "text/html":
+        raise DownloadError(
+            "The link answered with a web page instead of the result (an error or login page); nothing was "
+            f"saved. The link has probably expired or the CDN is failing: try again. {RETENTION_HINT}",
+            url=url,
+            retryable=True,
+        )
+    if expected is not None and kind_of(mime) != expected:
+        raise DownloadError(
+            f"Expected {'an' if expected == 'image' else 'a'} {expected} but the file is {mime}; nothing was "
+            "saved. Check that this URL belongs to this result.",
+            url=url,
+        )
+
+
+async def _receive(
+    response: httpx2.Response, fd: int, url: str, expected: Expected | None, max_bytes: int
+) -> tuple[int, str, bytes]:
+    """Stream the body into ``fd``: returns (size, sha256 hex, first bytes). Memory stays about WRITE_BATCH."""
+    digest = hashlib.sha256()
+    pending = bytearray()
+    head = b""
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > max_bytes:
+            raise _too_big(url, max_bytes, size)
+        if len(head) < SNIFF_BYTES:
+            head += chunk[: SNIFF_BYTES - len(head)]
+            if len(head) >= SNIFF_BYTES:  # refuse an error page or a wrong type before fetching all of it
+                _check_type(sniff_mime(head), expected, url)
+        pending += chunk
+        if len(pending) >= WRITE_BATCH:
+            await _hash_and_write(digest, fd, pending)
+            pending.clear()
+    if pending:
+        await _hash_and_write(digest, fd, pending)
+    return size, digest.hexdigest(), head
+
+
+async def _hash_and_write(digest: Any, fd: int, data: bytearray) -> None:
+    """Hash and write one batch in two worker threads at once (both release the GIL); returns when both are done."""
+    async with anyio.create_task_group() as group:
+        group.start_soon(anyio.to_thread.run_sync, digest.update, data)
+        group.start_soon(anyio.to_thread.run_sync, _write_all, fd, data)
+
+
+def _write_all(fd: int, data: bytes | bytearray) -> None:
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        view.release()
+
+
+def _open_temp(dest: Path) -> tuple[int, Path]:
+    """A new hidden file beside ``dest`` (same filesystem, so the final rename is atomic)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
+    for _ in range(10):
+        tmp = dest.with_name(f".{dest.name[:180]}.part-{secrets.token_hex(6)}")  # within NAME_MAX
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a temporary file beside {dest}")
+
+
+def _same_file(path: Path, size: int, sha256: str) -> bool:
+    try:
+        if not path.is_file() or path.is_symlink() or path.stat().st_size != size:
+            return False
+        return _sha256_of(path) == sha256
+    except OSError:
+        return False
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(WRITE_BATCH):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename durable (POSIX); some platforms cannot open folders, which is fine."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# -- workspace layout ----------------------------------------------------------------------
+
+
+def _slug(text: str, max_len: int, allowed: str = "a-z0-9") -> str:
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii").lower()
+    slug = re.sub(f"[^{allowed}]+", "-", ascii_text).strip("-")
+    if len(slug) > max_len:
+        cut = slug[:max_len]
+        slug = cut.rsplit("-", 1)[0] if "-" in cut[max_len // 2 :] else cut
+    return slug.strip("-")
+
+
+def output_folder(workspace: Path, label: str, day: date) -> Path:
+    """``workspace/outputs/YYYY-MM-DD-<slug>``: the slug is lowercase ASCII, at most 40 chars, never empty.
+
+    Deterministic and safe for any label (no separators, no dots, no ``..``). The folder is not created.
+    """
+    return Path(workspace) / "outputs" / f"{day.isoformat()}-{_slug(label or '', 40) or 'untitled'}"
+
+
+def result_name(model_id: str, task_id: str, index: int, ext: str) -> str:
+    """``<model>_<task>_<index>.<ext>``, e.g. ``nano-banana-2_abc123_1.png``; safe for any input.
+
+    ``/`` and other unsafe characters in model ids become ``-``; ``index`` is written as given.
+    """
+    model = re.sub(r"\.{2,}", ".", _slug(model_id, 48, "a-z0-9.")).strip(".-") or "model"
+    task = re.sub(r"[^A-Za-z0-9_-]+", "-", task_id).strip("-_")[:64] or "task"
+    suffix = re.sub(r"[^a-z0-9]+", "", ext.lower())[:8] or "bin"
+    return f"{model}_{task}_{int(index)}.{suffix}"
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` as pretty UTF-8 JSON: temp file beside ``path``, fsync, ``os.replace``. Never half-written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = (json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n").encode("utf-8")
+    fd, tmp = _open_temp(path)
+    try:
+        try:
+            _write_all(fd, payload)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    _fsync_dir(path.parent)
+
+
+def thumbnail(path: Path, max_side: int = 256) -> tuple[bytes, str] | None:
+    """A small JPEG (PNG when the image has transparency) of an image file for inline display; None otherwise."""
+    from PIL import Image, ImageOps
+
+    try:
+        with Path(path).open("rb") as handle:
+            if kind_of(sniff_mime(handle.read(SNIFF_BYTES))) != "image":
+                return None
+            handle.seek(0)
+            with Image.open(handle) as image:
+                image.draft("RGB", (max_side, max_side))  # JPEG: decode at a reduced scale
+                small = ImageOps.exif_transpose(image)
+                small.thumbnail((max_side, max_side))
+                alpha = small.mode in ("RGBA", "LA", "PA") or (small.mode == "P" and "transparency" in small.info)
+                out = io.BytesIO()
+                if alpha:
+                    small.convert("RGBA").save(out, format="PNG", optimize=True)
+                    return out.getvalue(), "image/png"
+                small.convert("RGB").save(out, format="JPEG", quality=80)
+                return out.getvalue(), "image/jpeg"
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return None
