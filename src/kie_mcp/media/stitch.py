@@ -1,0 +1,616 @@
+"""Join several clips into one video, optionally with burned-in timed captions.
+
+ffmpeg comes from the optional ``imageio-ffmpeg`` package (``pip install 'kie-mcp[video]'``), which ships a static
+binary; an ``ffmpeg`` on PATH is used when that package is absent.
+
+How a join is made:
+
+* Every input is probed (``ffmpeg -hide_banner -i FILE``, stderr parsed) for its container, duration, video codec,
+  profile, pixel format, resolution, sample aspect ratio, frame rate, rotation and audio stream.
+* When every clip has the same video and audio parameters and there are no captions, the clips are joined with the
+  concat demuxer and ``-c copy``: fast and lossless. Should that fail (a container that cannot hold the codecs, say),
+  the join is retried with a re-encode.
+* Otherwise the clips are re-encoded with the concat filter to H.264/AAC at the first clip's resolution and frame
+  rate; other clips are scaled to fit and padded (letterboxed) with black. Clips without audio get silence, unless
+  no clip has audio, in which case the output has none either.
+* Captions are written to an SRT file and burned in with the ``subtitles`` filter (libass); a build without it uses
+  one ``drawtext`` filter per caption; a build with neither is refused with a clear error.
+
+ffmpeg always writes to a temporary file beside ``output``, which replaces ``output`` only once ffmpeg has succeeded
+and the result probes as a video, so a failed, timed-out or cancelled join never leaves a half-written file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+from anyio.abc import ByteReceiveStream
+
+INSTALL_HELP = (
+    "Stitching videos needs ffmpeg, and none was found. Install the video extra, which ships a static ffmpeg: "
+    "`pip install 'kie-mcp[video]'` (or `uv tool install 'kie-mcp[video]'`, or run the server with "
+    "`uvx --with imageio-ffmpeg kie-mcp`); alternatively install ffmpeg system-wide so `ffmpeg` is on PATH."
+)
+
+# Output container by file extension (ffmpeg muxer name).
+MUXERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
+# Demuxers that read still images or text, which ffmpeg would otherwise happily report as "video".
+_NOT_VIDEO_FORMATS = {"image2", "tty", "lavfi", "srt", "ass", "webvtt", "subviewer", "microdvd"}
+_IMAGE_CODECS = {"png", "mjpeg", "bmp", "tiff", "webp", "jpegls", "jpeg2000", "ansi", "apng_single", "jpegxl"}
+_NTSC_RATES = {"23.98": "24000/1001", "29.97": "30000/1001", "47.95": "48000/1001", "59.94": "60000/1001"}
+_PROBE_TIMEOUT = 60.0
+_STDERR_TAIL = 12
+_OUTPUT_LIMIT = 256 * 1024
+_AUDIO_RATE = 48000
+
+
+class StitchError(Exception):
+    """Stitching failed; the message says what went wrong and what to do about it."""
+
+
+@dataclass(frozen=True)
+class Caption:
+    start: float  # seconds from the start of the joined video
+    end: float
+    text: str
+
+
+@dataclass(frozen=True)
+class StitchResult:
+    path: Path
+    duration: float | None  # seconds, probed from the written file
+    reencoded: bool
+    inputs: list[Path]
+    note: str  # what was done and why, for a person
+
+
+# --------------------------------------------------------------------------------------------------------- ffmpeg
+
+
+def find_ffmpeg() -> str:
+    """The ffmpeg to use: imageio-ffmpeg's bundled binary, else ``ffmpeg`` on PATH, else StitchError."""
+    try:
+        import imageio_ffmpeg
+    except ImportError:
+        pass
+    else:
+        try:
+            return imageio_ffmpeg.get_ffmpeg_exe()
+        except RuntimeError:  # the package is installed but has no binary for this platform
+            pass
+    exe = shutil.which("ffmpeg")
+    if exe:
+        return exe
+    raise StitchError(INSTALL_HELP)
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    filters: frozenset[str]
+    encoders: frozenset[str]
+
+    @property
+    def subtitles(self) -> bool:
+        return "subtitles" in self.filters
+
+    @property
+    def drawtext(self) -> bool:
+        return "drawtext" in self.filters
+
+
+_capabilities_cache: dict[str, Capabilities] = {}
+
+
+def _listed_names(text: str) -> frozenset[str]:
+    """Names from ``ffmpeg -filters`` / ``-encoders``: lines of flags, a name, then a description."""
+    names = set()
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and re.fullmatch(r"[A-Z.|]{2,8}", parts[0]) and parts[1] != "=":
+            names.add(parts[1])
+    return frozenset(names)
+
+
+async def ffmpeg_capabilities(ffmpeg: str) -> Capabilities:
+    """Which filters and encoders this ffmpeg build has (cached per binary)."""
+    if ffmpeg not in _capabilities_cache:
+        try:
+            with anyio.fail_after(_PROBE_TIMEOUT):
+                filters = await _run([ffmpeg, "-hide_banner", "-filters"])
+                encoders = await _run([ffmpeg, "-hide_banner", "-encoders"])
+        except TimeoutError:
+            raise StitchError(f"{ffmpeg} did not list its filters within {_PROBE_TIMEOUT:g} s.") from None
+        _capabilities_cache[ffmpeg] = Capabilities(
+            _listed_names(filters.stdout.decode(errors="replace")),
+            _listed_names(encoders.stdout.decode(errors="replace")),
+        )
+    return _capabilities_cache[ffmpeg]
+
+
+async def _run(command: Sequence[str], *, cwd: Path | None = None) -> subprocess.CompletedProcess[bytes]:
+    """Run a command without blocking the event loop.
+
+    On cancellation or timeout (the caller's scope) the process is killed and reaped before this returns, so ffmpeg
+    never outlives the call and cannot write after its temporary output has been removed.
+    """
+    try:
+        # Shielded: a spawn cancelled half-way would leave a running process that nobody owns.
+        with anyio.CancelScope(shield=True):
+            process = await anyio.open_process(list(command), stdin=subprocess.DEVNULL, cwd=cwd)
+    except OSError as exc:
+        raise StitchError(f"Could not run ffmpeg ({command[0]}): {exc}. {INSTALL_HELP}") from exc
+    output = [b"", b""]
+
+    async def drain(stream: ByteReceiveStream, index: int) -> None:
+        kept = bytearray()
+        async for chunk in stream:
+            kept += chunk
+            del kept[:-_OUTPUT_LIMIT]  # a corrupt input can make ffmpeg print megabytes; only the end matters
+        output[index] = bytes(kept)
+
+    # Leaving ``process`` by cancellation kills the process and waits for it.
+    async with process, anyio.create_task_group() as group:
+        if process.stdout:
+            group.start_soon(drain, process.stdout, 0)
+        if process.stderr:
+            group.start_soon(drain, process.stderr, 1)
+        returncode = await process.wait()
+    return subprocess.CompletedProcess(list(command), returncode, output[0], output[1])
+
+
+def _tail(stderr: bytes, lines: int = _STDERR_TAIL) -> str:
+    text = [line.strip() for line in stderr.decode(errors="replace").splitlines() if line.strip()]
+    return "\n".join(text[-lines:]) or "(ffmpeg printed nothing)"
+
+
+# --------------------------------------------------------------------------------------------------------- probing
+
+
+@dataclass(frozen=True)
+class _Audio:
+    codec: str
+    profile: str | None
+    sample_rate: int | None
+    channels: str | None
+
+
+@dataclass(frozen=True)
+class Probe:
+    path: Path
+    container: str
+    duration: float | None
+    codec: str
+    profile: str | None
+    pix_fmt: str | None
+    width: int
+    height: int
+    sar: str | None
+    fps: str | None  # as ffmpeg prints it: "24", "29.97"
+    rotation: int
+    audio: _Audio | None
+
+    @property
+    def display_size(self) -> tuple[int, int]:
+        """Width and height as shown, after the rotation ffmpeg applies when decoding."""
+        if self.rotation % 180 == 90:
+            return self.height, self.width
+        return self.width, self.height
+
+    def describe(self) -> str:
+        audio = f"{self.audio.codec} audio" if self.audio else "no audio"
+        fps = f"{self.fps} fps" if self.fps else "unknown fps"
+        return f"{self.codec} {self.width}x{self.height} {fps}, {audio}"
+
+
+def _split_top(text: str) -> list[str]:
+    """Split on commas that are not inside parentheses or brackets."""
+    parts, depth, current = [], 0, []
+    for char in text:
+        if char in "([":
+            depth += 1
+        elif char in ")]":
+            depth = max(depth - 1, 0)
+        if char == "," and depth == 0:
+            parts.append("".join(current).strip())
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current).strip())
+    return parts
+
+
+_STREAM = re.compile(r"^\s*Stream #\d+:\d+\S*: (Video|Audio|Subtitle|Data|Attachment): (.*)$")
+
+
+def parse_probe(path: Path, stderr: str) -> Probe:
+    """Read what ``ffmpeg -hide_banner -i FILE`` printed; raises StitchError when it is not a video."""
+    container_match = re.search(r"^Input #0, (.+?), from ", stderr, re.MULTILINE)
+    if not container_match:
+        reason = _tail(stderr.encode(), 3).replace("\n", " / ")
+        raise StitchError(f"{path} is not a video ffmpeg can read ({reason}).")
+    container = container_match.group(1)
+    duration_match = re.search(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)", stderr)
+    duration = None
+    if duration_match:
+        hours, minutes, seconds = duration_match.groups()
+        duration = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+    video: str | None = None
+    audio: str | None = None
+    rotation = 0
+    current: str | None = None
+    for line in stderr.splitlines():
+        stream = _STREAM.match(line)
+        if stream:
+            kind, spec = stream.groups()
+            current = None
+            if kind == "Video" and video is None and "(attached pic)" not in spec:
+                video, current = spec, "video"
+            elif kind == "Audio" and audio is None:
+                audio = spec
+        elif current == "video" and (rotated := re.search(r"rotation of (-?\d+(?:\.\d+)?) degrees", line)):
+            rotation = round(float(rotated.group(1))) % 360
+    if video is None:
+        what = "audio only" if audio else "no video stream"
+        raise StitchError(f"{path} is not a video ({what}; ffmpeg reads it as {container!r}).")
+
+    parts = _split_top(video)
+    codec_field = parts[0]
+    codec = codec_field.split()[0]
+    profile_match = re.match(r"\S+ \(([^)]*)\)", codec_field)
+    profile = profile_match.group(1) if profile_match and "/" not in profile_match.group(1) else None
+    if container in _NOT_VIDEO_FORMATS or container.endswith("_pipe") or codec in _IMAGE_CODECS:
+        raise StitchError(f"{path} is not a video: ffmpeg reads it as {container!r} ({codec}), a still image or text.")
+    size = re.search(r"\b(\d{1,5})x(\d{1,5})\b", video)
+    if not size:
+        raise StitchError(f"{path}: could not read the video's resolution from ffmpeg's report.")
+    pix_fmt = parts[1].split("(")[0].strip() if len(parts) > 1 and not re.search(r"\d+x\d+", parts[1]) else None
+    sar = re.search(r"\[SAR (\d+:\d+)", video)
+    fps = re.search(r"(\d+(?:\.\d+)?k?) fps", video) or re.search(r"(\d+(?:\.\d+)?k?) tbr", video)
+
+    audio_info = None
+    if audio is not None:
+        audio_parts = _split_top(audio)
+        audio_codec_field = audio_parts[0]
+        audio_profile = re.match(r"\S+ \(([^)]*)\)", audio_codec_field)
+        rate = re.search(r"(\d+) Hz", audio)
+        hz_index = next((i for i, part in enumerate(audio_parts) if part.endswith(" Hz")), None)
+        channels = audio_parts[hz_index + 1] if hz_index is not None and hz_index + 1 < len(audio_parts) else None
+        audio_info = _Audio(
+            codec=audio_codec_field.split()[0],
+            profile=audio_profile.group(1) if audio_profile and "/" not in audio_profile.group(1) else None,
+            sample_rate=int(rate.group(1)) if rate else None,
+            channels=channels,
+        )
+    return Probe(
+        path=path,
+        container=container,
+        duration=duration,
+        codec=codec,
+        profile=profile,
+        pix_fmt=pix_fmt,
+        width=int(size.group(1)),
+        height=int(size.group(2)),
+        sar=sar.group(1) if sar else None,
+        fps=fps.group(1) if fps else None,
+        rotation=rotation,
+        audio=audio_info,
+    )
+
+
+async def probe(ffmpeg: str, path: Path) -> Probe:
+    """Probe one file with ``ffmpeg -i`` (ffmpeg exits non-zero since no output is given; stderr is the report)."""
+    try:
+        with anyio.fail_after(_PROBE_TIMEOUT):
+            result = await _run([ffmpeg, "-hide_banner", "-nostdin", "-i", str(path)])
+    except TimeoutError:
+        raise StitchError(f"ffmpeg took longer than {_PROBE_TIMEOUT:g} s to read {path}.") from None
+    return parse_probe(path, result.stderr.decode(errors="replace"))
+
+
+def copy_mismatch(probes: Sequence[Probe]) -> str | None:
+    """Why the clips cannot be joined by stream copy, or None when they can."""
+    first = probes[0]
+    checks = [
+        ("video codec", lambda p: (p.codec, p.profile)),
+        ("pixel format", lambda p: p.pix_fmt),
+        ("resolution", lambda p: (p.width, p.height)),
+        ("pixel aspect ratio", lambda p: p.sar),
+        ("frame rate", lambda p: p.fps),
+        ("rotation", lambda p: p.rotation),
+        ("audio", lambda p: p.audio is not None),
+        ("audio format", lambda p: p.audio),
+    ]
+    for index, clip in enumerate(probes[1:], start=2):
+        for label, key in checks:
+            if key(clip) != key(first):
+                return (
+                    f"clip {index} ({clip.path.name}: {clip.describe()}) differs from clip 1 "
+                    f"({first.path.name}: {first.describe()}) in {label}"
+                )
+    return None
+
+
+# --------------------------------------------------------------------------------------------------------- commands
+
+
+def _srt_time(seconds: float) -> str:
+    millis = round(seconds * 1000)
+    hours, rest = divmod(millis, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    secs, millis = divmod(rest, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d},{millis:03d}"
+
+
+def _caption_text(text: str) -> str:
+    """Caption text without blank lines (a blank line ends an SRT cue) or surrounding whitespace."""
+    return "\n".join(line.strip() for line in text.strip().splitlines() if line.strip())
+
+
+def write_srt(captions: Sequence[Caption], path: Path) -> None:
+    cues = [
+        f"{number}\n{_srt_time(c.start)} --> {_srt_time(c.end)}\n{_caption_text(c.text)}\n"
+        for number, c in enumerate(sorted(captions, key=lambda c: (c.start, c.end)), start=1)
+    ]
+    path.write_text("\n".join(cues), encoding="utf-8")
+
+
+def concat_list_line(path: Path) -> str:
+    """One line of a concat-demuxer list: the path single-quoted, each ``'`` written as ``'\\''``."""
+    return "file '" + str(path).replace("'", "'\\''") + "'"
+
+
+def _fps_expr(fps: str | None) -> str:
+    if not fps:
+        return "30"
+    if fps in _NTSC_RATES:
+        return _NTSC_RATES[fps]
+    if fps.endswith("k"):
+        return str(round(float(fps[:-1]) * 1000))
+    return fps
+
+
+def _even(value: int) -> int:
+    return max(2, value - value % 2)
+
+
+def _video_encoder(caps: Capabilities) -> tuple[list[str], str]:
+    if "libx264" in caps.encoders:
+        return ["-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p"], "H.264"
+    if "libopenh264" in caps.encoders:
+        return ["-c:v", "libopenh264", "-b:v", "8M", "-pix_fmt", "yuv420p"], "H.264"
+    return ["-c:v", "mpeg4", "-q:v", "3", "-pix_fmt", "yuv420p"], "MPEG-4 Part 2 (this ffmpeg has no H.264 encoder)"
+
+
+def _drawtext_chain(captions: Sequence[Caption], height: int, workdir: Path) -> str:
+    """One drawtext filter per caption; each text sits in its own file so nothing in it needs escaping."""
+    size = max(12, height // 16)
+    filters = []
+    for index, caption in enumerate(captions):
+        name = f"caption_{index}.txt"
+        (workdir / name).write_text(_caption_text(caption.text), encoding="utf-8")
+        filters.append(
+            f"drawtext=textfile={name}:expansion=none:fontcolor=white:fontsize={size}:line_spacing={size // 4}"
+            f":box=1:boxcolor=black@0.55:boxborderw={max(4, size // 3)}:fix_bounds=1"
+            f":x=(w-text_w)/2:y=h-text_h-{max(8, height // 14)}"
+            f":enable='between(t,{caption.start:.3f},{caption.end:.3f})'"
+        )
+    return ",".join(filters)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    args: list[str]
+    note: str
+
+
+def _reencode_plan(
+    probes: Sequence[Probe], captions: Sequence[Caption] | None, caps: Capabilities, workdir: Path, reason: str
+) -> _Plan:
+    first = probes[0]
+    width, height = (_even(v) for v in first.display_size)
+    rate = _fps_expr(first.fps)
+    any_audio = any(p.audio for p in probes)
+    args: list[str] = []
+    graph: list[str] = []
+    segments: list[str] = []
+    silent: list[str] = []
+    for index, clip in enumerate(probes):
+        args += ["-i", str(clip.path)]
+        graph.append(
+            f"[{index}:v:0]scale={width}:{height}:force_original_aspect_ratio=decrease,"
+            f"pad={width}:{height}:(ow-iw)/2:(oh-ih)/2:color=black,setsar=1,fps={rate},format=yuv420p,"
+            f"setpts=PTS-STARTPTS[v{index}]"
+        )
+        segments.append(f"[v{index}]")
+        if not any_audio:
+            continue
+        if clip.audio:
+            graph.append(
+                f"[{index}:a:0]aresample={_AUDIO_RATE},aformat=sample_fmts=fltp:channel_layouts=stereo,"
+                f"asetpts=PTS-STARTPTS[a{index}]"
+            )
+        else:
+            if clip.duration is None:
+                raise StitchError(
+                    f"{clip.path} has no audio and ffmpeg reports no duration for it, so silence of the right "
+                    "length cannot be added; re-export the clip (for example as MP4) and try again."
+                )
+            graph.append(
+                f"anullsrc=r={_AUDIO_RATE}:cl=stereo,atrim=duration={clip.duration:.3f},aformat=sample_fmts=fltp"
+                f"[a{index}]"
+            )
+            silent.append(clip.path.name)
+        segments.append(f"[a{index}]")
+    audio_flag = 1 if any_audio else 0
+    outputs = "[vcat][acat]" if any_audio else "[vcat]"
+    graph.append(f"{''.join(segments)}concat=n={len(probes)}:v=1:a={audio_flag}{outputs}")
+
+    notes: list[str] = []
+    video_label = "[vcat]"
+    if captions:
+        if caps.subtitles:
+            write_srt(captions, workdir / "captions.srt")
+            graph.append("[vcat]subtitles=captions.srt[vout]")
+            notes.append(f"burned in {len(captions)} caption(s) with the subtitles filter (libass)")
+        elif caps.drawtext:
+            graph.append(f"[vcat]{_drawtext_chain(captions, height, workdir)}[vout]")
+            notes.append(
+                f"burned in {len(captions)} caption(s) with drawtext (this ffmpeg has no libass subtitles filter)"
+            )
+        else:
+            raise StitchError(
+                "Captions need an ffmpeg with libass (the `subtitles` filter) or libfreetype (`drawtext`), and this "
+                "one has neither. Install the video extra (`pip install 'kie-mcp[video]'`), whose bundled ffmpeg "
+                "has both, or stitch without captions."
+            )
+        video_label = "[vout]"
+
+    encoder, codec_name = _video_encoder(caps)
+    args += ["-filter_complex", ";".join(graph), "-map", video_label]
+    if any_audio:
+        args += ["-map", "[acat]", "-c:a", "aac", "-b:a", "192k"]
+    args += encoder
+    audio_name = "AAC" if any_audio else "no audio (no clip has any)"
+    notes.insert(
+        0, f"re-encoded to {codec_name}/{audio_name} at {width}x{height}, {first.fps or rate} fps, because {reason}"
+    )
+    if len(probes) > 1 and any(p.display_size != first.display_size for p in probes[1:]):
+        notes.append("clips of another size were scaled to fit and padded with black")
+    if silent:
+        notes.append(f"silence added for clips without audio: {', '.join(silent)}")
+    return _Plan(args, "; ".join(notes))
+
+
+def _copy_plan(probes: Sequence[Probe], workdir: Path) -> _Plan:
+    lines = [concat_list_line(p.path) for p in probes]
+    (workdir / "inputs.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    args = ["-f", "concat", "-safe", "0", "-i", "inputs.txt", "-map", "0:v:0"]
+    if probes[0].audio:
+        args += ["-map", "0:a:0"]
+    args += ["-c", "copy"]
+    return _Plan(args, f"joined losslessly by stream copy (all clips are {probes[0].describe()})")
+
+
+# --------------------------------------------------------------------------------------------------------- stitch
+
+
+def _validate(inputs: Sequence[Path], output: Path, captions: Sequence[Caption] | None) -> tuple[list[Path], Path]:
+    if not inputs:
+        raise StitchError("No clips to stitch: give at least two video files.")
+    if len(inputs) < 2 and not captions:
+        raise StitchError(
+            "Stitching needs at least two clips (a single clip is only accepted when adding captions to it)."
+        )
+    paths = [Path(p).expanduser().resolve() for p in inputs]
+    for given, path in zip(inputs, paths, strict=True):
+        if not path.exists():
+            raise StitchError(f"Input clip not found: {given}")
+        if not path.is_file():
+            raise StitchError(f"Input clip is not a file: {given}")
+        if "\n" in str(path) or "\r" in str(path):
+            raise StitchError(f"Input clip path contains a line break, which ffmpeg cannot take: {given!r}")
+    target = Path(output).expanduser().resolve()
+    if not target.parent.is_dir():
+        raise StitchError(f"Output folder does not exist: {target.parent} (create it first).")
+    if target.is_dir():
+        raise StitchError(f"Output path is a folder, not a file name: {target}")
+    if target.suffix.lower() not in MUXERS:
+        raise StitchError(
+            f"Output file must end in one of {', '.join(sorted(MUXERS))} (got {target.name!r}); .mp4 plays everywhere."
+        )
+    if target in paths:
+        raise StitchError(f"Output {target} is also one of the inputs; choose another output name.")
+    for index, caption in enumerate(captions or [], start=1):
+        if caption.start < 0 or caption.end <= caption.start:
+            raise StitchError(
+                f"Caption {index} has start {caption.start} s and end {caption.end} s; "
+                "it needs 0 <= start < end (seconds from the start of the joined video)."
+            )
+        if not _caption_text(caption.text):
+            raise StitchError(f"Caption {index} (at {caption.start} s) has no text.")
+    return paths, target
+
+
+def _remove(path: Path) -> None:
+    path.unlink(missing_ok=True)
+
+
+async def _encode(ffmpeg: str, plan: _Plan, temp: Path, muxer: str, workdir: Path) -> None:
+    command = [ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", "error", *plan.args]
+    if muxer in {"mp4", "mov"}:
+        command += ["-movflags", "+faststart"]
+    command += ["-f", muxer, str(temp)]
+    result = await _run(command, cwd=workdir)
+    if result.returncode != 0:
+        raise StitchError(f"ffmpeg failed (exit code {result.returncode}):\n{_tail(result.stderr)}")
+
+
+async def stitch(
+    inputs: list[Path],
+    output: Path,
+    *,
+    captions: list[Caption] | None = None,
+    timeout: float = 600,  # noqa: ASYNC109 - the whole job's budget, including the copy attempt and its fallback
+) -> StitchResult:
+    """Join ``inputs`` in order into ``output``, burning in ``captions`` when given.
+
+    Raises StitchError with a readable message on any failure; ``output`` is then left as it was.
+    """
+    paths, target = _validate(inputs, output, captions)
+    ffmpeg = find_ffmpeg()
+    probes = [await probe(ffmpeg, path) for path in paths]
+    caps = await ffmpeg_capabilities(ffmpeg)
+    muxer = MUXERS[target.suffix.lower()]
+    mismatch = "captions are burned in" if captions else copy_mismatch(probes)
+
+    # ffmpeg creates the temporary file itself, so it gets the usual permissions (mkstemp's would be 0600).
+    temp = target.with_name(f".{target.stem}.{uuid.uuid4().hex[:12]}.partial{target.suffix}")
+    try:
+        with tempfile.TemporaryDirectory(prefix="kie-stitch-") as work:
+            workdir = Path(work)
+            with anyio.fail_after(timeout):  # one budget for the whole job, copy attempt and re-encode alike
+                if mismatch is None:
+                    plan = _copy_plan(probes, workdir)
+                    try:
+                        await _encode(ffmpeg, plan, temp, muxer, workdir)
+                        reencoded, note = False, plan.note
+                    except StitchError as copy_error:
+                        reason = str(copy_error).splitlines()[-1]
+                        plan = _reencode_plan(probes, None, caps, workdir, f"stream copy failed ({reason})")
+                        await _encode(ffmpeg, plan, temp, muxer, workdir)
+                        reencoded, note = True, plan.note
+                else:
+                    plan = _reencode_plan(probes, captions, caps, workdir, mismatch)
+                    await _encode(ffmpeg, plan, temp, muxer, workdir)
+                    reencoded, note = True, plan.note
+                written = await probe(ffmpeg, temp)
+        os.replace(temp, target)
+    except TimeoutError:
+        _remove(temp)
+        raise StitchError(
+            f"Stitching did not finish within {timeout:g} s and was stopped; nothing was written to {target}. "
+            "Allow a longer timeout for long or many clips."
+        ) from None
+    except StitchError as exc:
+        _remove(temp)
+        raise StitchError(f"Could not stitch into {target}: {exc}") from exc
+    except BaseException:
+        _remove(temp)
+        raise
+    total = written.duration
+    if captions and total is not None:
+        late = [i for i, c in enumerate(captions, start=1) if c.start >= total]
+        if late:
+            note += f"; caption(s) {', '.join(map(str, late))} start after the video ends ({total:.2f} s)"
+    note = f"Stitched {len(paths)} clip(s) into {target.name}: {note}."
+    return StitchResult(path=target, duration=total, reencoded=reencoded, inputs=paths, note=note)

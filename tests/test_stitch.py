@@ -1,0 +1,395 @@
+"""Stitching clips with the real ffmpeg from imageio-ffmpeg (a dev dependency), on tiny clips it generates itself."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import anyio
+import pytest
+
+from kie_mcp.media import stitch as stitch_mod
+from kie_mcp.media.stitch import (
+    Caption,
+    StitchError,
+    concat_list_line,
+    ffmpeg_capabilities,
+    find_ffmpeg,
+    parse_probe,
+    stitch,
+)
+
+
+def _make(ffmpeg: str, path: Path, *, size: str, rate: int, audio: bool, source: str = "testsrc") -> Path:
+    command = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
+    command += ["-f", "lavfi", "-i", f"{source}=size={size}:rate={rate}:duration=1"]
+    if audio:
+        command += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100:duration=1", "-c:a", "aac"]
+    command += ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-movflags", "+faststart"]
+    subprocess.run([*command, "-shortest", str(path)], check=True, capture_output=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def ffmpeg() -> str:
+    return find_ffmpeg()
+
+
+@pytest.fixture(scope="module")
+def clips(ffmpeg: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """a, b: 320x240 24 fps with audio (same format); c: 256x256 30 fps, no audio; corrupt: valid header, bad frames."""
+    folder = tmp_path_factory.mktemp("clips")
+    made = {
+        "a": _make(ffmpeg, folder / "a.mp4", size="320x240", rate=24, audio=True),
+        "b": _make(ffmpeg, folder / "b.mp4", size="320x240", rate=24, audio=True, source="testsrc2"),
+        "c": _make(ffmpeg, folder / "c.mp4", size="256x256", rate=30, audio=False, source="testsrc2"),
+    }
+    data = bytearray(made["a"].read_bytes())
+    mdat = data.find(b"mdat")  # moov sits before mdat (faststart), so the file still probes as a video
+    data[mdat + 4 :] = bytes(len(data) - mdat - 4)
+    made["corrupt"] = folder / "corrupt.mp4"
+    made["corrupt"].write_bytes(bytes(data))
+    return made
+
+
+def _info(ffmpeg: str, path: Path) -> str:
+    return subprocess.run(
+        [ffmpeg, "-hide_banner", "-nostdin", "-i", str(path)], check=False, capture_output=True, text=True
+    ).stderr
+
+
+def _duration(ffmpeg: str, path: Path) -> float:
+    """The file's duration, read independently of the module under test."""
+    match = re.search(r"Duration: (\d+):(\d+):(\d+\.\d+)", _info(ffmpeg, path))
+    assert match, _info(ffmpeg, path)
+    hours, minutes, seconds = match.groups()
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+def _bottom_band(ffmpeg: str, path: Path, at: float, width: int = 320, height: int = 240) -> bytes:
+    """Grey pixels of the bottom quarter of the frame shown at ``at`` seconds (where captions go)."""
+    grab = ["-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "gray", "-s", f"{width}x{height}", "-"]
+    frame = subprocess.run(
+        [ffmpeg, "-v", "error", "-ss", str(at), "-i", str(path), *grab],
+        capture_output=True,
+        check=True,
+    ).stdout
+    assert len(frame) == width * height
+    return frame[width * height * 3 // 4 :]
+
+
+def _difference(one: bytes, other: bytes) -> float:
+    return sum(abs(x - y) for x, y in zip(one, other, strict=True)) / len(one)
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if ".partial" in p.name)
+
+
+def _processes_writing_to(folder: Path) -> list[str]:
+    """Command lines of live ffmpeg processes that mention ``folder`` (Linux /proc; empty elsewhere)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if str(folder) in text and "ffmpeg" in text:
+            found.append(text)
+    return found
+
+
+# --------------------------------------------------------------------------------------------------------- joining
+
+
+async def test_same_format_clips_are_joined_by_stream_copy(ffmpeg: str, clips: dict[str, Path], tmp_path: Path):
+    output = tmp_path / "joined.mp4"
+    result = await stitch([clips["a"], clips["b"], clips["a"]], output)
+
+    assert result.path == output
+    assert not result.reencoded
+    assert "stream copy" in result.note
+    assert result.inputs == [clips["a"].resolve(), clips["b"].resolve(), clips["a"].resolve()]
+    assert _duration(ffmpeg, output) == pytest.approx(3.0, abs=0.15)
+    assert result.duration == pytest.approx(3.0, abs=0.15)
+    info = _info(ffmpeg, output)
+    assert re.search(r"Video: h264.*320x240", info)
+    assert "Audio: aac" in info
+    assert _leftovers(tmp_path) == []
+
+
+async def test_mixed_formats_are_reencoded_at_the_first_clips_size(ffmpeg: str, clips: dict[str, Path], tmp_path: Path):
+    output = tmp_path / "mixed.mp4"
+    result = await stitch([clips["a"], clips["c"]], output)
+
+    assert result.reencoded
+    assert "resolution" in result.note
+    assert "silence added" in result.note and "c.mp4" in result.note
+    info = _info(ffmpeg, output)
+    assert re.search(r"Video: h264.*320x240", info), info
+    assert "Audio: aac" in info  # the clip without audio got silence, so the whole output has sound
+    assert _duration(ffmpeg, output) == pytest.approx(2.0, abs=0.15)
+
+
+async def test_clips_without_any_audio_give_a_silent_video(ffmpeg: str, clips: dict[str, Path], tmp_path: Path):
+    output = tmp_path / "silent.mkv"
+    result = await stitch([clips["c"], clips["a"]], output)
+
+    assert result.reencoded
+    info = _info(ffmpeg, output)
+    assert re.search(r"Video: h264.*256x256", info), info
+    assert "Audio:" in info  # clip a has audio, so c got silence
+    silent_only = tmp_path / "only-silent.mp4"
+    await stitch([clips["c"], clips["c"]], silent_only)
+    assert "Audio:" not in _info(ffmpeg, silent_only)
+
+
+async def test_paths_with_spaces_and_quotes(ffmpeg: str, clips: dict[str, Path], tmp_path: Path):
+    folder = tmp_path / "it's my folder"
+    folder.mkdir()
+    first = folder / "clip 'one'.mp4"
+    second = folder / 'clip "two" $HOME; rm.mp4'
+    first.write_bytes(clips["a"].read_bytes())
+    second.write_bytes(clips["b"].read_bytes())
+
+    copied = await stitch([first, second], folder / "joined 'final'.mp4")
+    assert not copied.reencoded
+    assert _duration(ffmpeg, copied.path) == pytest.approx(2.0, abs=0.15)
+
+    captioned = await stitch([first], folder / "with 'captions'.mp4", captions=[Caption(0.1, 0.5, "it's: 100%")])
+    assert captioned.reencoded
+    assert captioned.path.exists()
+
+
+def test_concat_list_escapes_single_quotes():
+    assert concat_list_line(Path("/clips/it's here.mp4")) == "file '/clips/it'\\''s here.mp4'"
+
+
+# --------------------------------------------------------------------------------------------------------- captions
+
+
+async def test_captions_are_burned_in_or_refused_clearly(ffmpeg: str, clips: dict[str, Path], tmp_path: Path):
+    caps = await ffmpeg_capabilities(ffmpeg)
+    output = tmp_path / "captioned.mp4"
+    captions = [Caption(0.2, 0.6, "CAPTIONS ARE BURNED IN HERE"), Caption(1.2, 1.8, "Second clip\nsecond line")]
+    if not (caps.subtitles or caps.drawtext):
+        with pytest.raises(StitchError, match="libass"):
+            await stitch([clips["a"], clips["c"]], output, captions=captions)
+        assert not output.exists()
+        return
+
+    result = await stitch([clips["a"], clips["c"]], output, captions=captions)
+    assert result.reencoded
+    assert "caption" in result.note
+    assert _duration(ffmpeg, output) == pytest.approx(2.0, abs=0.15)
+    # Where a caption shows, the bottom of the frame differs a lot from the source; elsewhere it barely does.
+    assert _difference(_bottom_band(ffmpeg, output, 0.4), _bottom_band(ffmpeg, clips["a"], 0.4)) > 3
+    assert _difference(_bottom_band(ffmpeg, output, 0.8), _bottom_band(ffmpeg, clips["a"], 0.8)) < 2
+
+
+async def test_captions_fall_back_to_drawtext_without_libass(
+    ffmpeg: str, clips: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    real = await ffmpeg_capabilities(ffmpeg)
+    if not real.drawtext:
+        pytest.skip("this ffmpeg has no drawtext filter")
+
+    async def without_libass(exe: str) -> stitch_mod.Capabilities:
+        return replace(real, filters=real.filters - {"subtitles", "ass"})
+
+    monkeypatch.setattr(stitch_mod, "ffmpeg_capabilities", without_libass)
+    output = tmp_path / "drawtext.mp4"
+    result = await stitch([clips["a"]], output, captions=[Caption(0.2, 0.6, "100% {odd} 'text': here")])
+    assert "drawtext" in result.note
+    assert _difference(_bottom_band(ffmpeg, output, 0.4), _bottom_band(ffmpeg, clips["a"], 0.4)) > 3
+    assert _difference(_bottom_band(ffmpeg, output, 0.8), _bottom_band(ffmpeg, clips["a"], 0.8)) < 2
+
+
+async def test_captions_without_libass_or_drawtext_are_refused(
+    ffmpeg: str, clips: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    real = await ffmpeg_capabilities(ffmpeg)
+
+    async def bare(exe: str) -> stitch_mod.Capabilities:
+        return replace(real, filters=real.filters - {"subtitles", "ass", "drawtext"})
+
+    monkeypatch.setattr(stitch_mod, "ffmpeg_capabilities", bare)
+    output = tmp_path / "never.mp4"
+    with pytest.raises(StitchError, match=r"Captions need an ffmpeg with libass") as error:
+        await stitch([clips["a"], clips["b"]], output, captions=[Caption(0, 1, "hi")])
+    assert "kie-mcp[video]" in str(error.value)
+    assert not output.exists()
+    assert _leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("caption", "message"),
+    [
+        (Caption(1.0, 1.0, "x"), "0 <= start < end"),
+        (Caption(-1, 1, "x"), "0 <= start < end"),
+        (Caption(0, 1, " \n"), "no text"),
+    ],
+)
+async def test_bad_captions_are_refused(clips: dict[str, Path], tmp_path: Path, caption: Caption, message: str):
+    with pytest.raises(StitchError, match=message):
+        await stitch([clips["a"]], tmp_path / "out.mp4", captions=[caption])
+
+
+# --------------------------------------------------------------------------------------------------------- refusals
+
+
+async def test_missing_input_is_named(clips: dict[str, Path], tmp_path: Path):
+    missing = tmp_path / "no such clip.mp4"
+    with pytest.raises(StitchError, match="not found") as error:
+        await stitch([clips["a"], missing], tmp_path / "out.mp4")
+    assert str(missing) in str(error.value)
+
+
+@pytest.mark.parametrize("kind", ["text", "image", "audio", "garbage"])
+async def test_non_video_input_is_refused(ffmpeg: str, clips: dict[str, Path], tmp_path: Path, kind: str):
+    if kind == "text":
+        bad = tmp_path / "notes.txt"
+        bad.write_text("hello world\n" * 200)  # ffmpeg's tty demuxer would read this as a "video"
+    elif kind == "garbage":
+        bad = tmp_path / "fake.mp4"
+        bad.write_bytes(b"\x00not really an mp4" * 50)
+    else:
+        bad = tmp_path / ("still.png" if kind == "image" else "sound.m4a")
+        source = ["-f", "lavfi", "-i", "testsrc=size=64x64", "-frames:v", "1"]
+        if kind == "audio":
+            source = ["-f", "lavfi", "-i", "sine=duration=1", "-c:a", "aac"]
+        await anyio.run_process([ffmpeg, "-v", "error", "-y", *source, str(bad)])
+    output = tmp_path / "out.mp4"
+    with pytest.raises(StitchError, match="not a video") as error:
+        await stitch([clips["a"], bad], output)
+    assert str(bad) in str(error.value)
+    assert not output.exists()
+
+
+async def test_argument_checks(clips: dict[str, Path], tmp_path: Path):
+    with pytest.raises(StitchError, match="at least two"):
+        await stitch([], tmp_path / "out.mp4")
+    with pytest.raises(StitchError, match="at least two"):
+        await stitch([clips["a"]], tmp_path / "out.mp4")
+    with pytest.raises(StitchError, match="Output folder does not exist"):
+        await stitch([clips["a"], clips["b"]], tmp_path / "nowhere" / "out.mp4")
+    with pytest.raises(StitchError, match=r"must end in one of"):
+        await stitch([clips["a"], clips["b"]], tmp_path / "out.gif")
+    with pytest.raises(StitchError, match="also one of the inputs"):
+        await stitch([clips["a"], clips["b"]], clips["b"])
+
+
+# --------------------------------------------------------------------------------------------------------- failures
+
+
+async def test_ffmpeg_failure_leaves_no_output_and_reports_stderr(clips: dict[str, Path], tmp_path: Path):
+    output = tmp_path / "out.mp4"
+    with pytest.raises(StitchError, match=r"ffmpeg failed \(exit code") as error:
+        await stitch([clips["corrupt"], clips["c"]], output)
+    assert "Invalid data" in str(error.value) or "Nothing was written" in str(error.value)
+    assert not output.exists()
+    assert _leftovers(tmp_path) == []
+
+    output.write_bytes(b"an earlier result")  # an existing file survives a failed attempt untouched
+    with pytest.raises(StitchError):
+        await stitch([clips["corrupt"], clips["c"]], output)
+    assert output.read_bytes() == b"an earlier result"
+    assert _leftovers(tmp_path) == []
+
+
+async def test_timeout_stops_ffmpeg_and_cleans_up(clips: dict[str, Path], tmp_path: Path):
+    output = tmp_path / "out.mp4"
+    with pytest.raises(StitchError, match="did not finish within"):
+        await stitch([clips["a"], clips["c"]], output, timeout=0.001)
+    assert not output.exists()
+    assert _leftovers(tmp_path) == []
+    assert _processes_writing_to(tmp_path) == []  # ffmpeg was killed and reaped, not left running
+
+
+async def test_cancellation_mid_encode_cleans_up(clips: dict[str, Path], tmp_path: Path):
+    output = tmp_path / "out.mp4"
+    finished = []
+
+    async def run() -> None:
+        finished.append(await stitch([clips["a"], clips["c"]], output, captions=[Caption(0, 2, "cancel me")]))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(run)
+        with anyio.fail_after(10):
+            # Poll the folder: once the temporary output exists, ffmpeg is about to run or running.
+            while not _leftovers(tmp_path):  # noqa: ASYNC110
+                await anyio.sleep(0.001)
+        group.cancel_scope.cancel()
+    assert finished == []
+    assert not output.exists()
+    assert _leftovers(tmp_path) == []
+    assert _processes_writing_to(tmp_path) == []
+
+
+# --------------------------------------------------------------------------------------------------------- ffmpeg
+
+
+def test_find_ffmpeg_explains_how_to_install(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # the import fails as if the extra were absent
+    monkeypatch.setattr(stitch_mod.shutil, "which", lambda name: None)
+    with pytest.raises(StitchError) as error:
+        find_ffmpeg()
+    message = str(error.value)
+    assert "pip install 'kie-mcp[video]'" in message
+    assert "uvx --with imageio-ffmpeg kie-mcp" in message
+    assert "PATH" in message
+
+
+async def test_stitch_without_ffmpeg_fails_clearly(clips: dict[str, Path], tmp_path: Path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)
+    monkeypatch.setattr(stitch_mod.shutil, "which", lambda name: None)
+    with pytest.raises(StitchError, match=r"kie-mcp\[video\]"):
+        await stitch([clips["a"], clips["b"]], tmp_path / "out.mp4")
+
+
+def test_find_ffmpeg_falls_back_to_path(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)
+    monkeypatch.setattr(stitch_mod.shutil, "which", lambda name: "/usr/local/bin/ffmpeg" if name == "ffmpeg" else None)
+    assert find_ffmpeg() == "/usr/local/bin/ffmpeg"
+
+
+def test_bundled_ffmpeg_is_preferred(ffmpeg: str):
+    import imageio_ffmpeg
+
+    assert ffmpeg == imageio_ffmpeg.get_ffmpeg_exe()
+
+
+async def test_bundled_ffmpeg_can_do_everything(ffmpeg: str):
+    caps = await ffmpeg_capabilities(ffmpeg)
+    assert {"concat", "scale", "pad", "anullsrc", "fps"} <= caps.filters
+    assert "aac" in caps.encoders
+
+
+# --------------------------------------------------------------------------------------------------------- probing
+
+
+def test_probe_reads_rotation_and_ignores_cover_art():
+    report = """Input #0, mov,mp4,m4a,3gp,3g2,mj2, from 'phone.mov':
+  Duration: 00:00:08.00, start: 0.000000, bitrate: 9000 kb/s
+  Stream #0:0[0x1](und): Video: h264 (High) (avc1 / 0x31637661), yuv420p(tv, bt709, progressive), 1920x1080 [SAR 1:1 DAR 16:9], 8000 kb/s, 29.97 fps, 29.97 tbr, 600 tbn (default)
+      Side data:
+        displaymatrix: rotation of -90.00 degrees
+  Stream #0:1[0x2](und): Audio: aac (LC) (mp4a / 0x6134706D), 48000 Hz, stereo, fltp, 192 kb/s (default)
+"""  # noqa: E501
+    probed = parse_probe(Path("phone.mov"), report)
+    assert (probed.codec, probed.profile, probed.pix_fmt) == ("h264", "High", "yuv420p")
+    assert probed.display_size == (1080, 1920)
+    assert probed.fps == "29.97"
+    assert probed.duration == 8.0
+    assert probed.audio is not None and (probed.audio.sample_rate, probed.audio.channels) == (48000, "stereo")
+
+    song = """Input #0, mp3, from 'song.mp3':
+  Duration: 00:03:00.00, start: 0.025057, bitrate: 320 kb/s
+  Stream #0:0: Audio: mp3 (mp3float), 44100 Hz, stereo, fltp, 320 kb/s
+  Stream #0:1: Video: mjpeg (Baseline), yuvj420p(pc, bt470bg/unknown/unknown), 500x500, 90k tbr, 90k tbn (attached pic)
+"""
+    with pytest.raises(StitchError, match="audio only"):
+        parse_probe(Path("song.mp3"), song)
