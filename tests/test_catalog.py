@@ -183,3 +183,33 @@ def test_readme_model_table_is_generated_from_the_data():
 
     readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
     assert readme == with_model_table(readme), "run: uv run python -m kie_mcp.catalog.tables README.md"
+
+
+@pytest.mark.parametrize(
+    ("model_id", "options", "credits"),
+    [
+        ("gpt-4o-image", {"nVariants": 4}, 24),  # 6 per image x 4 outputs
+        ("gpt-4o-image", {"nVariants": 1}, 6),
+        ("ideogram/v3-remix", {"num_images": "3", "rendering_speed": "TURBO"}, 10.5),  # 3.5 x 3
+    ],
+)
+def test_per_output_multiplier(model_id, options, credits):
+    spec = CATALOG.get(model_id)
+    images = ["https://e/a.png"] if spec.images and spec.images.min else []
+    wire = build_input(spec, prompt="x", images=images, options=options)
+    price = price_input(spec, wire)
+    assert price.credits == credits
+    assert "outputs" in price.breakdown
+
+
+def test_input_length_billing_is_unknown_with_its_rate():
+    spec = CATALOG.get("infinitalk/from-audio")
+    required = {
+        f.name: "https://e/a.mp3" if "audio" in f.name else "https://e/a.png"
+        for f in spec.fields.values()
+        if f.required and f.type == "url"
+    }
+    wire = build_input(spec, prompt="she talks", options=required)
+    price = price_input(spec, wire)
+    assert price.known is False
+    assert "credits per second of" in price.breakdown
