@@ -6,6 +6,7 @@ from datetime import date
 import pytest
 
 from kie_mcp.catalog import ItemPrice
+from kie_mcp.journal import Journal
 from kie_mcp.spend import (
     ApprovalError,
     Approved,
@@ -46,7 +47,7 @@ def test_hash_binds_model_input_and_count():
 
 def test_quote_is_single_use_bound_and_expires():
     clock = Clock()
-    book = QuoteBook(600, clock)
+    book = QuoteBook(Journal(":memory:"), 600, clock)
     quote = book.issue("nano-banana-2", "h1", PRICE, 2)
     assert quote.credits_total == 16
     assert quote.usd_total == 0.08
@@ -62,7 +63,7 @@ def test_quote_is_single_use_bound_and_expires():
 
 
 def test_only_one_of_two_racing_calls_can_use_a_quote():
-    book = QuoteBook()
+    book = QuoteBook(Journal(":memory:"))
     quote = book.issue("m", "h", PRICE, 1)
     wins = []
 
@@ -82,13 +83,13 @@ def test_only_one_of_two_racing_calls_can_use_a_quote():
 
 
 def test_caps_and_balance():
-    ledger = Ledger(Caps(per_call=100, per_day=150))
+    ledger = Ledger(Journal(":memory:"), Caps(per_call=100, per_day=150))
     with pytest.raises(SpendRefused, match="per-call cap of 100"):
         ledger.reserve(101)
     ledger.reserve(100)
     with pytest.raises(SpendRefused, match="only 50 of today's cap"):
         ledger.reserve(60)
-    ledger.adjust(-100)  # a refund
+    ledger.adjust(-100, "refund")
     ledger.reserve(60)
     assert ledger.spent_today() == 60
     with pytest.raises(SpendRefused, match="has 5 credits"):
@@ -98,7 +99,7 @@ def test_caps_and_balance():
 
 def test_daily_spend_resets_at_midnight():
     day = [date(2026, 11, 21)]
-    ledger = Ledger(Caps(100, 100), today=lambda: day[0])
+    ledger = Ledger(Journal(":memory:"), Caps(100, 100), today=lambda: day[0])
     ledger.reserve(90)
     day[0] = date(2026, 11, 22)
     assert ledger.spent_today() == 0
@@ -131,3 +132,25 @@ def test_approval_counts_creates_and_cannot_be_forged():
         approval.use_one("veo3")
     with pytest.raises(ApprovalError, match="only by the spend gate"):
         Approval("veo3", 1, "auto", 1, _token=object())
+
+
+def test_settlement_happens_once_per_task(tmp_path):
+    journal = Journal(tmp_path / "j.sqlite3")
+    ledger = Ledger(journal, Caps(1000, 1000))
+    ledger.reserve(60, "t1")
+    assert ledger.adjust(-60, "refunded: task failed", "t1", once=True)
+    assert not ledger.adjust(-60, "refunded: task failed", "t1", once=True)
+    assert ledger.spent_today() == 0
+
+
+def test_two_processes_share_one_ledger_and_one_quote(tmp_path):
+    """Two journals on one file behave like two server processes on one workspace."""
+    first, second = Journal(tmp_path / "j.sqlite3"), Journal(tmp_path / "j.sqlite3")
+    caps = Caps(100, 100)
+    Ledger(first, caps).reserve(80)
+    with pytest.raises(SpendRefused, match="today's cap"):
+        Ledger(second, caps).reserve(30)
+    quote = QuoteBook(first).issue("m", "h", PRICE, 1)
+    QuoteBook(second).consume(quote.quote_id, "h")
+    with pytest.raises(QuoteError, match="already used"):
+        QuoteBook(first).consume(quote.quote_id, "h")

@@ -209,7 +209,7 @@ async def execute(
             return confirmation_required(rt, p, tool, f"The quote could not be used: {err}")
 
     kie = rt.require_kie()
-    rt.ledger.reserve(p.total)  # re-checks the caps under a lock: parallel calls cannot overrun them
+    rt.ledger.reserve(p.total, p.quote_id)  # re-checks the caps in a transaction: parallel calls cannot overrun
     approval = grant(p.spec.id, p.variations, decision.by, p.total)
     try:
         wire, upload_notes = await upload_local_files(kie, p.spec, p.wire, p.files)
@@ -225,6 +225,7 @@ async def execute(
     family = FAMILIES[p.spec.family]
     body = family.create_body(p.spec.id, wire)
     records: list[TaskRecord] = []
+    prompt = str(p.wire.get("prompt", ""))
 
     async def submit_one() -> None:
         record = TaskRecord(
@@ -236,21 +237,41 @@ async def execute(
             credits_quoted=p.price.credits,
             sandbox=rt.settings.sandbox,
         )
+        attempt = rt.journal.begin_attempt(
+            model=p.spec.id,
+            family=family.name,
+            approved_by=decision.by,
+            quote_id=p.quote_id,
+            prompt=prompt,
+            params=p.wire,
+            credits_quoted=p.price.credits,
+            session=None,
+        )
         try:
             record.task_id = await kie.create(family, p.spec.id, body, approval)
         except OutcomeUnknownError as err:
             record.state, record.error = "unknown", err.describe()
+            rt.journal.finish_attempt(attempt, "unknown", error=err.message)  # still counted as spent
         except KieError as err:
             record.state, record.error = "failed", err.describe()
-            rt.ledger.adjust(-(p.price.credits or 0.0))  # KIE refused it: nothing was charged
+            rt.journal.finish_attempt(attempt, "refused", error=err.message)
+            rt.ledger.adjust(-(p.price.credits or 0.0), "refused by KIE", attempt)  # nothing was charged
+        else:
+            rt.journal.finish_attempt(attempt, "created", task_id=record.task_id)
+            rt.tasks.add(record, attempt_id=attempt, prompt=prompt)
         records.append(record)
-        rt.tasks.add(record)
 
     async with anyio.create_task_group() as group:
         for _ in range(p.variations):
             group.start_soon(submit_one)
 
     reporter = ProgressReporter(progress, len(records))
+
+    async def on_update(current: list[TaskRecord]) -> None:
+        for record in current:
+            rt.tasks.add(record)  # every change reaches the journal before the tool answers
+        await reporter(current)
+
     await follow(
         kie,
         rt.typical_seconds,
@@ -258,7 +279,7 @@ async def execute(
         budget=wait_seconds,
         min_interval=rt.settings.poll_min_interval,
         max_interval=rt.settings.poll_max_interval,
-        on_update=reporter,
+        on_update=on_update,
     )
     settle(rt, records)
     return summarise(rt, p.spec, records, (*p.notes, *upload_notes))
@@ -287,16 +308,15 @@ class ProgressReporter:
 
 
 def settle(rt: Runtime, records: list[TaskRecord]) -> None:
-    """Fold what KIE reported into today's spend: refunds of failed tasks, real charges."""
+    """Fold what KIE reported into the spend: refunds of failed tasks, real charges. Once per task, ever."""
     for record in records:
-        if record.task_id is None or record.credits_quoted is None or record.settled:
+        if record.task_id is None or record.credits_quoted is None:
             continue
         if record.state == "failed":
-            rt.ledger.adjust(-record.credits_quoted)
-            record.settled = True
+            rt.ledger.adjust(-record.credits_quoted, "refunded: task failed", record.task_id, once=True)
         elif record.state == "succeeded" and record.credits_charged is not None:
-            rt.ledger.adjust(record.credits_charged - record.credits_quoted)
-            record.settled = True
+            delta = record.credits_charged - record.credits_quoted
+            rt.ledger.adjust(delta, "charged by KIE", record.task_id, once=True)
 
 
 def summarise(rt: Runtime, spec: ModelSpec, records: list[TaskRecord], notes: tuple[str, ...] = ()) -> GenerationResult:

@@ -11,6 +11,7 @@ import httpx2
 
 from kie_mcp.catalog import Catalog, load_catalog
 from kie_mcp.config import Settings
+from kie_mcp.journal import Journal
 from kie_mcp.kie import KieClient
 from kie_mcp.spend import Caps, Ledger, QuoteBook
 from kie_mcp.tasks import TaskBook
@@ -34,6 +35,7 @@ class NoKeyError(RuntimeError):
 class Runtime:
     settings: Settings
     catalog: Catalog
+    journal: Journal
     quotes: QuoteBook
     ledger: Ledger
     tasks: TaskBook
@@ -78,12 +80,14 @@ async def open_runtime(
         )
     else:
         log.warning("KIE_API_KEY is not set: tools that need KIE will explain how to set it")
+    journal = Journal.for_workspace(settings.workspace)
     runtime = Runtime(
         settings=settings,
         catalog=load_catalog(),
-        quotes=QuoteBook(settings.quote_ttl_seconds),
-        ledger=Ledger(Caps(settings.max_credits_per_call, settings.max_credits_per_day)),
-        tasks=TaskBook(),
+        journal=journal,
+        quotes=QuoteBook(journal, settings.quote_ttl_seconds),
+        ledger=Ledger(journal, Caps(settings.max_credits_per_call, settings.max_credits_per_day)),
+        tasks=TaskBook(journal),
         kie=kie,
         time_scale=time_scale,
     )
@@ -92,3 +96,4 @@ async def open_runtime(
     finally:
         if kie is not None:
             await kie.aclose()
+        journal.close()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
+
+from kie_mcp.journal import Journal
 
 
 class SpendRefused(Exception):
@@ -46,34 +48,41 @@ def check_balance(total: float | None, balance: float) -> None:
 
 
 class Ledger:
-    """Today's spend. Reservations are taken under one lock, so parallel calls cannot both slip under a cap."""
+    """Today's spend through this workspace, from the journal. Reservations and corrections are transactions,
+    so parallel calls, or two server processes, cannot both slip under a cap."""
 
-    def __init__(self, caps: Caps, today: Callable[[], date] = lambda: datetime.now().date()) -> None:
+    def __init__(self, journal: Journal, caps: Caps, today: Callable[[], date] = lambda: datetime.now().date()) -> None:
+        self.journal = journal
         self.caps = caps
         self._today = today
-        self._day = today()
-        self._spent = 0.0
-        self._lock = threading.Lock()
 
     def spent_today(self) -> float:
-        with self._lock:
-            self._roll()
-            return round(self._spent, 4)
+        return round(self.journal.spent_on(self._today()), 4)
 
-    def reserve(self, credits: float | None) -> None:
+    def total_spent(self) -> float:
+        return round(self.journal.total_spent(), 4)
+
+    def reserve(self, credits: float | None, ref: str | None = None) -> None:
         """Count ``credits`` as spent now, if the caps allow; raise ``SpendRefused`` otherwise."""
-        with self._lock:
-            self._roll()
-            check_caps(credits, self._spent, self.caps)
-            self._spent += credits or 0.0
+        day = self._today()
+        with self.journal.transaction() as db:
+            spent = _sum(db, day)
+            check_caps(credits, spent, self.caps)
+            if credits:
+                Journal.add_spend(db, day, credits, "reserved", ref)
 
-    def adjust(self, delta: float) -> None:
-        """Correct today's spend: a refund of a failed task, or KIE's real charge differing from the quote."""
-        with self._lock:
-            self._roll()
-            self._spent = max(self._spent + delta, 0.0)
+    def adjust(self, delta: float, reason: str = "adjusted", ref: str | None = None, *, once: bool = False) -> bool:
+        """Correct today's spend (a refund, or KIE's real charge); with ``once``, at most one entry per ``ref``."""
+        day = self._today()
+        with self.journal.transaction() as db:
+            seen = db.execute("SELECT 1 FROM spend WHERE ref = ? AND reason = ?", (ref, reason)).fetchone()
+            if once and ref and seen:
+                return False
+            spent = _sum(db, day)
+            Journal.add_spend(db, day, max(delta, -spent), reason, ref)
+        return True
 
-    def _roll(self) -> None:
-        today = self._today()
-        if today != self._day:
-            self._day, self._spent = today, 0.0
+
+def _sum(db: Any, day: date) -> float:
+    row = db.execute("SELECT COALESCE(SUM(delta), 0) FROM spend WHERE day = ?", (day.isoformat(),)).fetchone()
+    return max(float(row[0]), 0.0)

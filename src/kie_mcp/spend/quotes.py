@@ -5,16 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from kie_mcp.catalog import ItemPrice, usd
+from kie_mcp.journal import Journal
 
 
 def request_hash(model_id: str, wire_input: dict[str, Any], variations: int) -> str:
@@ -45,27 +44,21 @@ class Quote(BaseModel):
     note: str | None = None
 
 
-@dataclass
-class _Entry:
-    quote: Quote
-    digest: str
-    expires: float
-    used: bool = False
-
-
 class QuoteError(Exception):
     """Why a quote_id cannot approve this request."""
 
 
 class QuoteBook:
-    def __init__(self, ttl_seconds: float = 600.0, clock: Callable[[], float] = time.time) -> None:
+    """Quotes kept in the workspace journal, so they survive a restart within their ten minutes."""
+
+    def __init__(self, journal: Journal, ttl_seconds: float = 600.0, clock: Callable[[], float] = time.time) -> None:
+        self.journal = journal
         self.ttl = ttl_seconds
         self._clock = clock
-        self._entries: dict[str, _Entry] = {}
-        self._lock = threading.Lock()
 
     def issue(self, model_id: str, digest: str, price: ItemPrice, variations: int) -> Quote:
-        expires = self._clock() + self.ttl
+        now = self._clock()
+        expires = now + self.ttl
         total = None if price.credits is None else round(price.credits * variations, 4)
         quote = Quote(
             quote_id="q_" + secrets.token_hex(8),
@@ -81,39 +74,40 @@ class QuoteBook:
             expires_at=datetime.fromtimestamp(expires, UTC).isoformat(timespec="seconds"),
             note=price.note,
         )
-        with self._lock:
-            self._prune()
-            self._entries[quote.quote_id] = _Entry(quote, digest, expires)
+        self.journal.execute(
+            "INSERT INTO quotes (quote_id, model, digest, body, expires, used, created) VALUES (?, ?, ?, ?, ?, 0, ?)",
+            quote.quote_id,
+            model_id,
+            digest,
+            quote.model_dump_json(),
+            expires,
+            now,
+        )
         return quote
 
     def problem(self, quote_id: str, digest: str) -> str | None:
         """None when ``quote_id`` can approve the request with ``digest``; else the reason it cannot."""
-        with self._lock:
-            return self._problem(quote_id, digest)
+        rows = self.journal.query("SELECT * FROM quotes WHERE quote_id = ?", quote_id)
+        return self._problem(quote_id, digest, rows[0] if rows else None)
 
     def consume(self, quote_id: str, digest: str) -> Quote:
-        """Use the quote up, atomically: of two calls racing with one quote, exactly one wins."""
-        with self._lock:
-            reason = self._problem(quote_id, digest)
+        """Use the quote up, atomically: of two calls (or two processes) racing with one quote, one wins."""
+        with self.journal.transaction() as db:
+            row = db.execute("SELECT * FROM quotes WHERE quote_id = ?", (quote_id,)).fetchone()
+            reason = self._problem(quote_id, digest, row)
             if reason:
                 raise QuoteError(reason)
-            entry = self._entries[quote_id]
-            entry.used = True
-            return entry.quote
+            db.execute("UPDATE quotes SET used = 1 WHERE quote_id = ?", (quote_id,))
+        return Quote.model_validate_json(row["body"])
 
-    def _problem(self, quote_id: str, digest: str) -> str | None:
-        entry = self._entries.get(quote_id)
-        if entry is None:
-            return f"quote {quote_id} is unknown to this server (quotes live {self.ttl / 60:g} minutes)."
-        if entry.used:
+    def _problem(self, quote_id: str, digest: str, row: Any) -> str | None:
+        if row is None:
+            return f"quote {quote_id} is unknown to this workspace (quotes live {self.ttl / 60:g} minutes)."
+        if row["used"]:
             return f"quote {quote_id} was already used; a quote approves one request once."
-        if self._clock() > entry.expires:
-            return f"quote {quote_id} expired at {entry.quote.expires_at}."
-        if entry.digest != digest:
+        if self._clock() > row["expires"]:
+            expired = datetime.fromtimestamp(row["expires"], UTC).isoformat(timespec="seconds")
+            return f"quote {quote_id} expired at {expired}."
+        if row["digest"] != digest:
             return f"quote {quote_id} was for different arguments; the request changed after the estimate."
         return None
-
-    def _prune(self) -> None:
-        cutoff = self._clock() - self.ttl
-        for key in [k for k, e in self._entries.items() if e.expires < cutoff]:
-            del self._entries[key]

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 import time
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, PrivateAttr
+from pydantic import BaseModel, Field
 
+from kie_mcp.journal import Journal
 from kie_mcp.kie import KieError, TaskStatus
 
 RecordState = Literal["queued", "running", "succeeded", "failed", "unknown"]
@@ -30,16 +30,6 @@ class TaskRecord(BaseModel):
     fail_code: str | None = None
     created_at: float = Field(default_factory=time.time)
     sandbox: bool = False
-    _settled: bool = PrivateAttr(default=False)
-
-    @property
-    def settled(self) -> bool:
-        """Whether today's spend already reflects this task's final charge."""
-        return self._settled
-
-    @settled.setter
-    def settled(self, value: bool) -> None:
-        self._settled = value
 
     @property
     def finished(self) -> bool:
@@ -69,21 +59,26 @@ class TaskRecord(BaseModel):
 
 
 class TaskBook:
-    """Tasks by id, in memory for the life of the server process."""
+    """Tasks by id, kept in the workspace journal: a restarted or second server knows every one of them."""
 
-    def __init__(self) -> None:
-        self._tasks: dict[str, TaskRecord] = {}
-        self._lock = threading.Lock()
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
 
-    def add(self, record: TaskRecord) -> None:
+    def add(self, record: TaskRecord, **context: Any) -> None:
+        """Save ``record`` (context: attempt_id, prompt, session); records without a task id are not tasks."""
         if record.task_id:
-            with self._lock:
-                self._tasks[record.task_id] = record
+            self.journal.save_task(
+                record.model_dump_json(),
+                task_id=record.task_id,
+                model=record.model,
+                state=record.state,
+                created=record.created_at,
+                **context,
+            )
 
     def get(self, task_id: str) -> TaskRecord | None:
-        with self._lock:
-            return self._tasks.get(task_id)
+        row = self.journal.task_row(task_id)
+        return TaskRecord.model_validate_json(row["record"]) if row else None
 
-    def all(self) -> list[TaskRecord]:
-        with self._lock:
-            return list(self._tasks.values())
+    def find(self, **filters: Any) -> list[TaskRecord]:
+        return [TaskRecord.model_validate_json(row["record"]) for row in self.journal.find_tasks(**filters)]
