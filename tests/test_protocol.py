@@ -5,6 +5,8 @@ KIE is the simulator, reached over its HTTP interface; nothing of ours is mocked
 
 from __future__ import annotations
 
+import json
+
 import anyio
 import pytest
 
@@ -22,6 +24,7 @@ TOOLS = {
     "check_credits",
     "list_models",
     "upload_file",
+    "list_tasks",
 }
 
 
@@ -55,7 +58,7 @@ async def test_server_identity_and_tools(connect):
         schema = tools[name].input_schema["properties"]
         assert "plan" not in schema and "approval" not in schema and "ctx" not in schema
         assert schema["variations"]["maximum"] == 10
-    for name in ("estimate_cost", "check_task", "check_credits", "list_models"):
+    for name in ("estimate_cost", "check_task", "check_credits", "list_models", "list_tasks"):
         assert tools[name].annotations.read_only_hint is True
         assert tools[name].annotations.idempotent_hint is True
     assert tools["upload_file"].annotations.read_only_hint is False
@@ -480,3 +483,41 @@ async def test_unknown_arguments_are_refused_not_ignored(connect, controls, tool
     assert f"does not take {unknown}" in text_of(result)
     assert "It takes:" in text_of(result)
     assert await controls.creates() == []
+
+
+async def test_a_restarted_server_knows_every_task_and_todays_spend(connect, controls):
+    async with connect(elicitation=answering()) as first:
+        video = await first.call_tool("generate_video", VIDEO)
+        image = await first.call_tool("generate_image", IMAGE)
+    video_id = video.structured_content["tasks"][0]["task_id"]
+    async with connect() as second:  # a new server process on the same workspace
+        listed = (await second.call_tool("list_tasks", {})).structured_content
+        found = await second.call_tool("list_tasks", {"text": "apple", "state": "succeeded"})
+        checked = await second.call_tool("check_task", {"task_id": video_id, "wait_seconds": 10})
+        credits = (await second.call_tool("check_credits", {})).structured_content
+        resource = json.loads((await second.read_resource("kie://tasks")).contents[0].text)
+    assert {t["task_id"] for t in listed["tasks"]} == {video_id, image.structured_content["tasks"][0]["task_id"]}
+    assert [t["model"] for t in found.structured_content["tasks"]] == ["nano-banana-2"]
+    assert checked.structured_content["task"]["model"] == "veo3_fast"
+    assert checked.structured_content["task"]["state"] == "succeeded"
+    assert credits["spent_today"] == 68 and credits["spent_total"] == 68
+    assert len(resource["tasks"]) == 2
+
+
+async def test_an_unknown_create_is_journaled_and_listed(connect, controls):
+    await controls.fault("create", kind="drop_after_create")
+    async with connect(elicitation=answering()) as client:
+        await client.call_tool("generate_image", IMAGE)
+    async with connect() as again:
+        listed = (await again.call_tool("list_tasks", {})).structured_content
+        credits = (await again.call_tool("check_credits", {})).structured_content
+    assert listed["unknown_creates"] == 1
+    assert "kie.ai/logs" in listed["message"]
+    assert credits["spent_today"] == 8  # assumed charged, across restarts
+    assert len(await controls.creates()) == 1  # and never resubmitted
+
+
+async def test_list_tasks_rejects_a_bad_date(connect):
+    async with connect() as client:
+        result = await client.call_tool("list_tasks", {"since": "yesterday"})
+    assert result.is_error and "YYYY-MM-DD" in text_of(result)

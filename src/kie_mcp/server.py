@@ -10,6 +10,7 @@ import logging
 import mimetypes
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -27,7 +28,7 @@ from mcp.server.mcpserver import (
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp.server.mcpserver.resources import FileResource
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from kie_mcp import __version__
 from kie_mcp import generation as gen
@@ -35,13 +36,14 @@ from kie_mcp.bundled import bundled_path
 from kie_mcp.catalog import AmbiguousModelError, InvalidRequest, UnknownModelError, load_catalog, usd
 from kie_mcp.catalog.tables import model_document, model_table_json, model_table_markdown, price_summary
 from kie_mcp.config import Settings
+from kie_mcp.journal import Journal
 from kie_mcp.kie import KieError
 from kie_mcp.media.inputs import local_path
 from kie_mcp.media.prepare import upload_prepared
 from kie_mcp.prompts import register_prompts
 from kie_mcp.runtime import NoKeyError, Runtime, open_runtime
 from kie_mcp.spend import Approved, Ask, ConfirmSpend, Declined, NeedsConfirmation, Quote, QuoteError, SpendRefused
-from kie_mcp.tasks import TaskRecord, follow, refresh
+from kie_mcp.tasks import TaskBook, TaskRecord, follow, refresh
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +109,13 @@ QuoteId = Annotated[
 ]
 
 
-class EstimateResult(BaseModel):
+class _Result(BaseModel):
+    """Tool results refuse unknown fields, so a misspelt field fails loudly instead of vanishing."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class EstimateResult(_Result):
     quote: Quote
     within_caps: bool
     cap_problem: str | None = None
@@ -119,10 +127,11 @@ class EstimateResult(BaseModel):
     message: str
 
 
-class CreditsResult(BaseModel):
+class CreditsResult(_Result):
     balance_credits: float
     balance_usd: float
-    spent_today: float = Field(description="Credits spent through this server today.")
+    spent_today: float = Field(description="Credits spent today through this workspace.")
+    spent_total: float = Field(description="Credits spent through this workspace since its journal began.")
     max_credits_per_call: float
     max_credits_per_day: float
     auto_approve_credits: float
@@ -130,7 +139,7 @@ class CreditsResult(BaseModel):
     message: str
 
 
-class ModelInfo(BaseModel):
+class ModelInfo(_Result):
     id: str
     title: str
     family: str
@@ -140,17 +149,23 @@ class ModelInfo(BaseModel):
     good_for: str
 
 
-class ModelList(BaseModel):
+class ModelList(_Result):
     models: list[ModelInfo]
     message: str
 
 
-class TaskResult(BaseModel):
+class TaskList(_Result):
+    tasks: list[TaskRecord]
+    unknown_creates: int = Field(description="Creates whose outcome is unknown (may have been charged).")
+    message: str
+
+
+class TaskResult(_Result):
     task: TaskRecord
     message: str
 
 
-class UploadResult(BaseModel):
+class UploadResult(_Result):
     url: str
     file_name: str
     size: int | None = None
@@ -313,6 +328,40 @@ def _register_tools(mcp: MCPServer) -> None:
         result = TaskResult(task=record, message=_task_message(record))
         return _tool_result(result, result.message)
 
+    @mcp.tool(title="List tasks", annotations=READ_LOCAL)
+    @_accepts
+    async def list_tasks(
+        ctx: Context,
+        state: Annotated[
+            Literal["queued", "running", "succeeded", "failed", "unknown"] | None, Field(description="Only this state.")
+        ] = None,
+        model: Annotated[str | None, Field(description="Only this model id.")] = None,
+        since: Annotated[
+            str | None, Field(description="Only tasks created on or after this date (YYYY-MM-DD).")
+        ] = None,
+        text: Annotated[str | None, Field(description="Words to find in the prompt.")] = None,
+        limit: Annotated[int, Field(ge=1, le=200)] = 50,
+    ) -> Annotated[CallToolResult, TaskList]:
+        """Every task this workspace created, newest first, from the journal (survives restarts). Free."""
+        _reject_unknown_arguments(ctx, "list_tasks")
+        rt = _runtime(ctx)
+        with _user_errors():
+            day = _parse_day(since)
+            found = rt.tasks.find(state=state, model=model, since=day, text=text, limit=limit)
+        unknown = [a["attempt_id"] for a in rt.journal.attempts("unknown")]
+        lines = [
+            f"- {t.task_id} {t.model} {t.state}" + (f": {', '.join(t.result_urls)}" if t.result_urls else "")
+            for t in found
+        ]
+        message = f"{len(found)} task(s)" + (":\n" + "\n".join(lines) if lines else ".")
+        if unknown:
+            message += (
+                f"\n{len(unknown)} create(s) had no answer from KIE and may have been charged; check "
+                "https://kie.ai/logs (they are counted against the daily cap)."
+            )
+        result = TaskList(tasks=found, unknown_creates=len(unknown), message=message)
+        return _tool_result(result, message)
+
     @mcp.tool(title="Check credits", annotations=READ_KIE)
     @_accepts
     async def check_credits(ctx: Context) -> Annotated[CallToolResult, CreditsResult]:
@@ -336,6 +385,7 @@ def _register_tools(mcp: MCPServer) -> None:
             balance_credits=balance,
             balance_usd=usd(balance),
             spent_today=spent,
+            spent_total=rt.ledger.total_spent(),
             max_credits_per_call=s.max_credits_per_call,
             max_credits_per_day=s.max_credits_per_day,
             auto_approve_credits=s.auto_approve_credits,
@@ -501,6 +551,15 @@ async def _find_record(rt: Runtime, task_id: str) -> TaskRecord:
     return record
 
 
+def _parse_day(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.strptime(text.strip(), "%Y-%m-%d")
+    except ValueError:
+        raise ToolError(f"since={text!r} is not a date; use YYYY-MM-DD, e.g. 2026-11-21.") from None
+
+
 def _task_message(record: TaskRecord) -> str:
     head = f"Task {record.task_id} ({record.model}): {record.state}"
     if record.state == "succeeded":
@@ -553,6 +612,16 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
             f"<!-- No MASTER_CONTEXT.md in the workspace yet ({master}). This is kie-mcp's template; "
             f"save a copy there to keep brand and model decisions between sessions. -->\n\n{body}"
         )
+
+    @mcp.resource("kie://tasks", name="tasks", title="Tasks of this workspace", mime_type="application/json")
+    def tasks() -> str:
+        """The workspace's latest tasks (up to 100) from the journal, newest first."""
+        journal = Journal.for_workspace(settings.workspace)
+        try:
+            found = TaskBook(journal).find(limit=100)
+        finally:
+            journal.close()
+        return json.dumps({"tasks": [t.model_dump(mode="json") for t in found]}, indent=2)
 
     @mcp.resource("kie://tasks/{task_id}", name="task", title="A KIE task", mime_type="application/json")
     async def task(task_id: str, ctx: Context) -> str:
