@@ -35,6 +35,7 @@ class Settings:
     max_credits_per_call: float = DEFAULT_MAX_CREDITS_PER_CALL
     max_credits_per_day: float = DEFAULT_MAX_CREDITS_PER_DAY
     log_level: str = "INFO"
+    download: bool = True  # KIE_DOWNLOAD=always|never: save results into outputs/ as soon as they exist
     sandbox: bool = False
     # Timing. Tests shorten these; users rarely need to.
     image_wait_seconds: float = 45.0
@@ -78,6 +79,7 @@ class Settings:
             max_credits_per_call=_number(env, "KIE_MAX_CREDITS_PER_CALL", DEFAULT_MAX_CREDITS_PER_CALL),
             max_credits_per_day=_number(env, "KIE_MAX_CREDITS_PER_DAY", DEFAULT_MAX_CREDITS_PER_DAY),
             log_level=env.get("KIE_LOG_LEVEL", "INFO").upper(),
+            download=_download(env.get("KIE_DOWNLOAD", "always")),
         )
 
 
@@ -92,6 +94,13 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
     if value < 0:
         raise ConfigError(f"{name} cannot be negative (got {raw}).")
     return value
+
+
+def _download(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value not in ("always", "never"):
+        raise ConfigError(f"KIE_DOWNLOAD={raw!r} must be 'always' or 'never'.")
+    return value == "always"
 
 
 def _choose_workspace(env: Mapping[str, str], cwd: Path) -> Path:

@@ -18,6 +18,7 @@ from kie_mcp.catalog import InvalidRequest, ItemPrice, ModelSpec, Problem, build
 from kie_mcp.catalog.script import fit_script, speech_models
 from kie_mcp.kie import FAMILIES, KieError, OutcomeUnknownError
 from kie_mcp.media.inputs import LocalFile, find_local_files, upload_local_files, with_identities
+from kie_mcp.media.results import save_results
 from kie_mcp.runtime import Runtime
 from kie_mcp.spend import (
     Approved,
@@ -55,6 +56,7 @@ class GenerationArgs(BaseModel):
     variations: int = 1
     quote_id: str | None = None
     script: str | None = None
+    session: str | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class Plan:
     digest: str
     quote_id: str | None
     notes: tuple[str, ...] = ()
+    session: str | None = None
 
     @property
     def total(self) -> float | None:
@@ -117,7 +120,7 @@ def plan(rt: Runtime, args: GenerationArgs, kind: str | None = None) -> Plan:
         raise InvalidRequest(spec.id, problems)
     digest = request_hash(spec.id, with_identities(spec, wire, files), args.variations)
     price = price_input(spec, wire)
-    return Plan(spec, wire, files, price, args.variations, digest, args.quote_id, tuple(notes))
+    return Plan(spec, wire, files, price, args.variations, digest, args.quote_id, tuple(notes), args.session)
 
 
 async def check_spend(rt: Runtime, p: Plan) -> None:
@@ -245,7 +248,7 @@ async def execute(
             prompt=prompt,
             params=p.wire,
             credits_quoted=p.price.credits,
-            session=None,
+            session=p.session,
         )
         try:
             record.task_id = await kie.create(family, p.spec.id, body, approval)
@@ -258,7 +261,7 @@ async def execute(
             rt.ledger.adjust(-(p.price.credits or 0.0), "refused by KIE", attempt)  # nothing was charged
         else:
             rt.journal.finish_attempt(attempt, "created", task_id=record.task_id)
-            rt.tasks.add(record, attempt_id=attempt, prompt=prompt)
+            rt.tasks.add(record, attempt_id=attempt, prompt=prompt, session=p.session)
         records.append(record)
 
     async with anyio.create_task_group() as group:
@@ -282,7 +285,8 @@ async def execute(
         on_update=on_update,
     )
     settle(rt, records)
-    return summarise(rt, p.spec, records, (*p.notes, *upload_notes))
+    saved = await save_all(rt, records)
+    return summarise(rt, p.spec, records, (*p.notes, *upload_notes, *saved))
 
 
 class ProgressReporter:
@@ -305,6 +309,19 @@ class ProgressReporter:
         eta = max((r.eta_seconds or 0 for r in running), default=0)
         tail = f"; about {eta}s left" if running and eta else ""
         await self._send(value, self._total, f"{done}/{len(records)} finished{tail}")
+
+
+async def save_all(rt: Runtime, records: list[TaskRecord]) -> list[str]:
+    """Save finished results into the workspace (unless KIE_DOWNLOAD=never); problems come back as lines."""
+    if not rt.settings.download or rt.kie is None:
+        return []
+    problems: list[str] = []
+    for record in records:
+        problems += await save_results(rt.kie, rt.journal, rt.settings.workspace, record)
+        rt.tasks.add(record)
+    if problems:
+        problems.append("The result links still work for a while; check_task saves them on the next try.")
+    return problems
 
 
 def settle(rt: Runtime, records: list[TaskRecord]) -> None:
@@ -364,7 +381,8 @@ def _headline(status: Status, spec: ModelSpec, records: list[TaskRecord]) -> str
 def _describe(record: TaskRecord) -> str:
     ident = record.task_id or "(no task id)"
     if record.state == "succeeded":
-        return f"{ident}: succeeded: " + ", ".join(record.result_urls)
+        where = ", ".join(record.files) if record.files else ", ".join(record.result_urls)
+        return f"{ident}: succeeded: {where}"
     if record.state in ("failed", "unknown"):
         return f"{ident}: {record.state}: {record.error}"
     eta = f", about {record.eta_seconds}s left" if record.eta_seconds else ""

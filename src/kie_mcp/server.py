@@ -3,12 +3,13 @@
 No ``from __future__ import annotations`` here: the SDK reads resolver annotations at runtime.
 """
 
+import base64
 import contextlib
 import inspect
 import json
 import logging
 import mimetypes
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
@@ -27,7 +28,7 @@ from mcp.server.mcpserver import (
 )
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp.server.mcpserver.resources import FileResource
-from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from mcp.types import CallToolResult, ImageContent, ResourceLink, TextContent, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from kie_mcp import __version__
@@ -38,6 +39,7 @@ from kie_mcp.catalog.tables import model_document, model_table_json, model_table
 from kie_mcp.config import Settings
 from kie_mcp.journal import Journal
 from kie_mcp.kie import KieError
+from kie_mcp.media.downloads import thumbnail
 from kie_mcp.media.inputs import local_path
 from kie_mcp.media.prepare import upload_prepared
 from kie_mcp.prompts import register_prompts
@@ -60,6 +62,7 @@ enforced by the server and no approval overrides them.
 Images usually finish within the call. Videos take minutes: generate_video returns task ids at once; follow \
 them with check_task(task_id, wait_seconds). check_credits shows the balance, today's spend and the caps."""
 
+MAX_RESOURCE_BYTES = 50 * 1024 * 1024
 CANCELLED = (
     "The confirmation was cancelled or dismissed (if no dialog appeared, this client cannot show MCP "
     "confirmation forms)."
@@ -103,6 +106,10 @@ Script = Annotated[
         description="Video only: the exact words spoken. Picks the shortest duration that fits (~2.5 words/s) and "
         "puts the words into the prompt as dialogue; too long a script gets a suggested split."
     ),
+]
+Session = Annotated[
+    str | None,
+    Field(description="A short name for this piece of work; results are saved in outputs/{date}-{session}/."),
 ]
 QuoteId = Annotated[
     str | None, Field(description="The quote_id of a cost the user approved (from estimate_cost or a prior call).")
@@ -264,6 +271,7 @@ def _register_tools(mcp: MCPServer) -> None:
         resolution: Resolution = None,
         options: Options = None,
         variations: Variations = 1,
+        session: Session = None,
         quote_id: QuoteId = None,
         wait_seconds: Annotated[float, Field(ge=0, le=50, description="How long to wait for results.")] = 45,
     ) -> Annotated[CallToolResult, gen.GenerationResult]:
@@ -287,6 +295,7 @@ def _register_tools(mcp: MCPServer) -> None:
         options: Options = None,
         variations: Variations = 1,
         script: Script = None,
+        session: Session = None,
         quote_id: QuoteId = None,
         wait_seconds: Annotated[float, Field(ge=0, le=50, description="How long to wait (videos take minutes).")] = 0,
     ) -> Annotated[CallToolResult, gen.GenerationResult]:
@@ -325,8 +334,10 @@ def _register_tools(mcp: MCPServer) -> None:
                 on_update=reporter,
             )
             gen.settle(rt, [record])
-        result = TaskResult(task=record, message=_task_message(record))
-        return _tool_result(result, result.message)
+            problems = await gen.save_all(rt, [record])
+            rt.tasks.add(record)
+        result = TaskResult(task=record, message=" ".join([_task_message(record), *problems]))
+        return _tool_result(result, result.message, [record], rt.settings.workspace)
 
     @mcp.tool(title="List tasks", annotations=READ_LOCAL)
     @_accepts
@@ -481,7 +492,7 @@ async def _generate(
         result = await gen.execute(
             rt, plan, _decision(approval), tool=tool, wait_seconds=wait_seconds, progress=_progress(ctx)
         )
-    return _tool_result(result, result.message)
+    return _tool_result(result, result.message, result.tasks, rt.settings.workspace)
 
 
 def _decision(outcome: ElicitationResult[Any]) -> Approved | Declined | NeedsConfirmation:
@@ -593,6 +604,18 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
         except (UnknownModelError, AmbiguousModelError) as err:
             raise ResourceError(str(err)) from err
         return json.dumps(model_document(spec), indent=2)
+
+    outputs = settings.workspace / "outputs"
+
+    @mcp.resource("kie://outputs/{+path}", name="output", title="A saved result", mime_type="application/octet-stream")
+    def output(path: str) -> bytes:
+        """A result saved in the workspace's outputs/ folder (images, videos, sidecar JSON)."""
+        target = (outputs / path).resolve()
+        if not target.is_relative_to(outputs.resolve()) or not target.is_file():
+            raise ResourceError(f"No saved result at outputs/{path}.")
+        if target.stat().st_size > MAX_RESOURCE_BYTES:
+            raise ResourceError(f"outputs/{path} is too large to send over MCP; open it from the workspace.")
+        return target.read_bytes()
 
     master = settings.workspace / "MASTER_CONTEXT.md"
 
@@ -709,7 +732,28 @@ def _user_errors() -> Iterator[None]:
         raise ToolError(str(err)) from err
 
 
-def _tool_result(model: BaseModel, text: str) -> CallToolResult:
-    return CallToolResult(
-        content=[TextContent(type="text", text=text)], structured_content=model.model_dump(mode="json")
+def _tool_result(
+    model: BaseModel, text: str, tasks: Sequence[TaskRecord] = (), workspace: Path | None = None
+) -> CallToolResult:
+    """Text and structured content; saved results also as resource links, and small image thumbnails."""
+    content: list[Any] = [TextContent(type="text", text=text)]
+    for task in tasks:
+        for relative in task.files:
+            content.append(_output_link(relative, task))
+            if workspace is not None and task.kind == "image":
+                small = thumbnail(workspace / relative)
+                if small is not None:
+                    data, mime = small
+                    content.append(ImageContent(type="image", data=base64.b64encode(data).decode(), mime_type=mime))
+    return CallToolResult(content=content, structured_content=model.model_dump(mode="json"))
+
+
+def _output_link(relative: str, task: TaskRecord) -> ResourceLink:
+    inside = relative.removeprefix("outputs/")
+    return ResourceLink(
+        type="resource_link",
+        uri=f"kie://outputs/{inside}",
+        name=Path(relative).name,
+        description=f"{task.model} result saved at {relative}",
+        mime_type=mimetypes.guess_type(relative)[0],
     )

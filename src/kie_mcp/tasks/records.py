@@ -23,6 +23,7 @@ class TaskRecord(BaseModel):
     state: RecordState
     progress: float | None = Field(default=None, description="0-1, reported or estimated from typical duration.")
     result_urls: list[str] = Field(default_factory=list)
+    files: list[str] = Field(default_factory=list, description="Saved copies, relative to the workspace.")
     credits_quoted: float | None = None
     credits_charged: float | None = None
     eta_seconds: int | None = Field(default=None, description="Rough seconds left, from the model's typical time.")

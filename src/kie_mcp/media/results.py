@@ -1,0 +1,86 @@
+"""Saving a finished task's results into the workspace before KIE's links expire.
+
+Files go to ``outputs/{YYYY-MM-DD}-{slug}/`` (slug from the session name or the prompt), named by model,
+task id and index, each download streamed and atomic, with one sidecar JSON per task. Every saved file is
+recorded in the journal, so a restarted server knows what is already on disk and fetches only what is not.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from kie_mcp.journal import Journal
+from kie_mcp.kie import KieClient
+from kie_mcp.tasks import TaskRecord
+
+from .downloads import DownloadError, SavedFile, download, output_folder, result_name, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+
+async def save_results(
+    kie: KieClient, journal: Journal, workspace: Path, record: TaskRecord, *, max_bytes: int = 2 * 1024**3
+) -> list[str]:
+    """Download what is not on disk yet; return problems as readable lines (empty when all is saved)."""
+    if record.state != "succeeded" or not record.task_id or not record.result_urls:
+        return []
+    row = journal.task_row(record.task_id)
+    label = (row["session"] if row and row["session"] else None) or (row["prompt"] if row else None) or record.model
+    day = datetime.fromtimestamp(record.created_at).date()
+    folder = output_folder(workspace, label, day)
+    have = {f["idx"]: f for f in journal.files_for(record.task_id)}
+    problems: list[str] = []
+    saved: list[SavedFile] = []
+    for index, url in enumerate(record.result_urls, 1):
+        if index in have and (workspace / have[index]["path"]).is_file():
+            continue
+        dest = folder / result_name(record.model, record.task_id, index, _guess_ext(url))
+        try:
+            file = await download(
+                kie.files, url, dest, expected=_expected(record.kind), max_bytes=max_bytes, remint=kie.download_url
+            )
+        except DownloadError as err:
+            problems.append(f"{record.task_id} result {index}: {err}")
+            continue
+        relative = file.path.relative_to(workspace).as_posix()
+        journal.add_file(record.task_id, index, relative, file.sha256, file.size, file.mime, url)
+        saved.append(file)
+    record.files = [f["path"] for f in journal.files_for(record.task_id)]
+    if saved:
+        write_json_atomic(folder / f"{Path(record.files[0]).stem.rsplit('_', 1)[0]}.json", sidecar(journal, record))
+    return problems
+
+
+def sidecar(journal: Journal, record: TaskRecord) -> dict[str, Any]:
+    """Everything needed to know later what a file is and what it cost."""
+    assert record.task_id is not None
+    row = journal.task_row(record.task_id)
+    attempt = journal.query("SELECT * FROM attempts WHERE task_id = ?", record.task_id)
+    return {
+        "task_id": record.task_id,
+        "model": record.model,
+        "family": record.family,
+        "prompt": row["prompt"] if row else None,
+        "parameters": attempt[0]["params"] if attempt else None,
+        "credits_quoted": record.credits_quoted,
+        "credits_charged": record.credits_charged,
+        "created_at": datetime.fromtimestamp(record.created_at).isoformat(timespec="seconds"),
+        "saved_at": datetime.now().isoformat(timespec="seconds"),
+        "sandbox": record.sandbox,
+        "files": [
+            {key: f[key] for key in ("path", "sha256", "size", "mime", "source_url")}
+            for f in journal.files_for(record.task_id)
+        ],
+    }
+
+
+def _expected(kind: str | None) -> Any:
+    return kind if kind in ("image", "video", "audio") else None
+
+
+def _guess_ext(url: str) -> str:
+    tail = url.split("?", 1)[0].rsplit("/", 1)[-1]
+    return tail.rsplit(".", 1)[-1].lower() if "." in tail and len(tail.rsplit(".", 1)[-1]) <= 5 else "bin"

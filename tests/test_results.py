@@ -1,0 +1,106 @@
+"""Results saved into the workspace: dated folder, deterministic names, sidecar, resource links, resumption."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import date
+
+import pytest
+from mcp import MCPError
+
+from .conftest import answering, text_of
+
+IMAGE = {"prompt": "A red apple on a wooden table", "model": "nano-banana-2"}
+VIDEO = {"prompt": "Waves at dusk", "model": "veo3_fast"}
+
+
+def outputs(workspace):
+    return sorted(p.relative_to(workspace).as_posix() for p in (workspace / "outputs").rglob("*") if p.is_file())
+
+
+async def test_image_is_saved_with_sidecar_link_and_thumbnail(connect, tmp_path):
+    async with connect(elicitation=answering()) as client:
+        result = await client.call_tool("generate_image", {**IMAGE, "session": "Spring Launch"})
+        task = result.structured_content["tasks"][0]
+        link = next(block for block in result.content if block.type == "resource_link")
+        read = await client.read_resource(link.uri)
+    folder = f"outputs/{date.today():%Y-%m-%d}-spring-launch"
+    assert task["files"] == [f"{folder}/nano-banana-2_{task['task_id']}_1.jpg"]
+    saved = tmp_path / task["files"][0]
+    assert saved.read_bytes()[:3] == b"\xff\xd8\xff"
+    sidecar = json.loads((tmp_path / folder / f"nano-banana-2_{task['task_id']}.json").read_text())
+    assert sidecar["prompt"] == IMAGE["prompt"] and sidecar["credits_quoted"] == 8
+    assert sidecar["files"][0]["sha256"] == hashlib.sha256(saved.read_bytes()).hexdigest()
+    assert sidecar["files"][0]["source_url"] == task["result_urls"][0]
+    assert any(block.type == "image" for block in result.content)  # a thumbnail the agent can look at
+    assert str(link.uri) == f"kie://outputs/{task['files'][0].removeprefix('outputs/')}"
+    assert read.contents[0].blob
+    assert not [p for p in outputs(tmp_path) if ".part" in p]
+
+
+async def test_folder_slug_from_the_prompt_without_a_session(connect, tmp_path):
+    async with connect(elicitation=answering()) as client:
+        await client.call_tool("generate_image", IMAGE)
+    assert any(p.startswith(f"outputs/{date.today():%Y-%m-%d}-a-red-apple") for p in outputs(tmp_path))
+
+
+async def test_download_never_keeps_links_only(connect, tmp_path):
+    async with connect(elicitation=answering(), download=False) as client:
+        result = await client.call_tool("generate_image", IMAGE)
+    assert result.structured_content["tasks"][0]["files"] == []
+    assert result.structured_content["tasks"][0]["result_urls"]
+    assert not (tmp_path / "outputs").exists()
+
+
+async def test_video_is_saved_when_check_task_sees_it_finish(connect, tmp_path):
+    async with connect(elicitation=answering()) as client:
+        submitted = await client.call_tool("generate_video", VIDEO)
+        task_id = submitted.structured_content["tasks"][0]["task_id"]
+        done = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 10})
+    files = done.structured_content["task"]["files"]
+    assert files and files[0].endswith(".mp4")
+    assert (tmp_path / files[0]).read_bytes()[4:8] == b"ftyp"
+
+
+async def test_expired_link_is_reminted(connect, controls, sim, tmp_path):
+    await controls.post("config", {"result_url_ttl_seconds": 60})
+    async with connect(elicitation=answering()) as client:
+        submitted = await client.call_tool("generate_video", VIDEO)
+        task_id = submitted.structured_content["tasks"][0]["task_id"]
+        sim.advance(4000)  # done long ago: its result link has expired
+        done = await client.call_tool("check_task", {"task_id": task_id})
+    assert done.structured_content["task"]["files"], text_of(done)
+    requests = await controls.get("requests")
+    items = requests if isinstance(requests, list) else requests["requests"]
+    assert any(r["path"] == "/api/v1/common/download-url" for r in items)
+
+
+async def test_a_truncated_download_leaves_no_file_and_resumes_later(connect, controls, tmp_path):
+    await controls.fault("files", kind="truncate")
+    async with connect(elicitation=answering()) as client:
+        first = await client.call_tool("generate_image", IMAGE)
+        task = first.structured_content["tasks"][0]
+        assert task["state"] == "succeeded" and task["files"] == []
+        assert "truncated" in text_of(first).lower() or "cut off" in text_of(first).lower()
+        assert outputs(tmp_path) == []  # no final-looking file, no temp file
+        again = await client.call_tool("check_task", {"task_id": task["task_id"]})
+    assert again.structured_content["task"]["files"]
+
+
+async def test_a_second_server_finishes_the_first_ones_downloads(connect, tmp_path):
+    async with connect(elicitation=answering()) as first:
+        submitted = await first.call_tool("generate_video", VIDEO)
+    task_id = submitted.structured_content["tasks"][0]["task_id"]
+    assert outputs(tmp_path) == []
+    async with connect() as second:
+        done = await second.call_tool("check_task", {"task_id": task_id, "wait_seconds": 10})
+    assert done.structured_content["task"]["files"]
+    assert len([p for p in outputs(tmp_path) if p.endswith(".mp4")]) == 1
+
+
+@pytest.mark.parametrize("path", ["../.kie-mcp/journal.sqlite3", "..%2F..%2Fetc%2Fpasswd", "nothing-here.png"])
+async def test_output_resources_stay_inside_outputs(connect, path):
+    async with connect() as client:
+        with pytest.raises(MCPError):
+            await client.read_resource(f"kie://outputs/{path}")
