@@ -36,6 +36,7 @@ class Settings:
     max_credits_per_day: float = DEFAULT_MAX_CREDITS_PER_DAY
     log_level: str = "INFO"
     download: bool = True  # KIE_DOWNLOAD=always|never: save results into outputs/ as soon as they exist
+    allowed_dirs: tuple[Path, ...] = ()  # KIE_ALLOWED_DIRS: folders besides the workspace that inputs may come from
     sandbox: bool = False
     # Timing. Tests shorten these; users rarely need to.
     image_wait_seconds: float = 45.0
@@ -44,6 +45,11 @@ class Settings:
     rate_limit_backoff: float = 10.0
     http_timeout: float = 30.0
     quote_ttl_seconds: float = 600.0
+
+    @property
+    def input_roots(self) -> tuple[Path, ...]:
+        """The only folders local input files may be read from."""
+        return (self.workspace.resolve(), *self.allowed_dirs)
 
     @property
     def has_key(self) -> bool:
@@ -80,6 +86,9 @@ class Settings:
             max_credits_per_day=_number(env, "KIE_MAX_CREDITS_PER_DAY", DEFAULT_MAX_CREDITS_PER_DAY),
             log_level=env.get("KIE_LOG_LEVEL", "INFO").upper(),
             download=_download(env.get("KIE_DOWNLOAD", "always")),
+            allowed_dirs=tuple(
+                Path(part).expanduser().resolve() for part in env.get("KIE_ALLOWED_DIRS", "").split(os.pathsep) if part
+            ),
         )
 
 

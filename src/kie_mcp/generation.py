@@ -115,7 +115,7 @@ def plan(rt: Runtime, args: GenerationArgs, kind: str | None = None) -> Plan:
         audio=audio,
         options=args.options,
     )
-    files, problems = find_local_files(spec, wire, rt.settings.workspace)
+    files, problems = find_local_files(spec, wire, rt.settings.workspace, rt.settings.input_roots)
     if problems:
         raise InvalidRequest(spec.id, problems)
     digest = request_hash(spec.id, with_identities(spec, wire, files), args.variations)
@@ -215,7 +215,7 @@ async def execute(
     rt.ledger.reserve(p.total, p.quote_id)  # re-checks the caps in a transaction: parallel calls cannot overrun
     approval = grant(p.spec.id, p.variations, decision.by, p.total)
     try:
-        wire, upload_notes = await upload_local_files(kie, p.spec, p.wire, p.files)
+        wire, upload_notes = await upload_local_files(kie, p.spec, p.wire, p.files, rt.journal)
     except KieError as err:
         rt.ledger.adjust(-(p.total or 0.0))
         raise KieError(

@@ -35,6 +35,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     task_id TEXT PRIMARY KEY, attempt_id TEXT, model TEXT NOT NULL, state TEXT NOT NULL, prompt TEXT,
     session TEXT, record TEXT NOT NULL, created REAL NOT NULL, updated REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS tasks_created ON tasks(created);
+CREATE TABLE IF NOT EXISTS uploads (
+    sha256 TEXT PRIMARY KEY, url TEXT NOT NULL, uploaded REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS files (
     task_id TEXT NOT NULL, idx INTEGER NOT NULL, path TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL,
     mime TEXT NOT NULL, source_url TEXT NOT NULL, created REAL NOT NULL, PRIMARY KEY (task_id, idx));
@@ -216,6 +218,18 @@ class Journal:
             source_url,
             time.time(),
         )
+
+    def remember_upload(self, sha256: str, url: str) -> None:
+        self.execute(
+            "INSERT OR REPLACE INTO uploads (sha256, url, uploaded) VALUES (?, ?, ?)", sha256, url, time.time()
+        )
+
+    def live_upload(self, sha256: str, max_age_seconds: float) -> str | None:
+        """The URL of an earlier upload of the same content, while KIE still keeps it."""
+        rows = self.query(
+            "SELECT url FROM uploads WHERE sha256 = ? AND uploaded > ?", sha256, time.time() - max_age_seconds
+        )
+        return rows[0]["url"] if rows else None
 
     def files_for(self, task_id: str) -> list[sqlite3.Row]:
         return self.query("SELECT * FROM files WHERE task_id = ? ORDER BY idx", task_id)

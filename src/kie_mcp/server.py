@@ -40,7 +40,7 @@ from kie_mcp.config import Settings
 from kie_mcp.journal import Journal
 from kie_mcp.kie import KieError
 from kie_mcp.media.downloads import thumbnail
-from kie_mcp.media.inputs import local_path
+from kie_mcp.media.inputs import OutsideAllowedFolders, confined
 from kie_mcp.media.prepare import upload_prepared
 from kie_mcp.prompts import register_prompts
 from kie_mcp.runtime import NoKeyError, Runtime, open_runtime
@@ -82,6 +82,7 @@ _USER_ERRORS = (
     NoKeyError,
     QuoteError,
     FileNotFoundError,
+    OutsideAllowedFolders,
 )
 
 # -- argument types shared by the estimate and generate tools ---------------------------------
@@ -441,7 +442,7 @@ def _register_tools(mcp: MCPServer) -> None:
         _reject_unknown_arguments(ctx, "upload_file")
         rt = _runtime(ctx)
         with _user_errors():
-            file = local_path(path, rt.settings.workspace)
+            file = confined(path, rt.settings.workspace, rt.settings.input_roots)
             if not await anyio.Path(file).is_file():
                 raise FileNotFoundError(f"No file at {file}. Give an absolute path or one relative to the workspace.")
             uploaded, note = await upload_prepared(rt.require_kie(), file.resolve(), "kie-mcp/uploads", file.name)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from kie_mcp.catalog import ModelSpec, Problem
+from kie_mcp.journal import Journal
 from kie_mcp.kie import KieClient
 
 from .prepare import upload_prepared
@@ -31,10 +32,29 @@ def is_remote(value: str) -> bool:
     return value.startswith(_REMOTE)
 
 
+UPLOAD_REUSE_SECONDS = 48 * 3600  # KIE keeps uploads about 3 days: reuse one for 2, to be safe
+
+
+class OutsideAllowedFolders(PermissionError):
+    """A local file outside the workspace and KIE_ALLOWED_DIRS: never read, never uploaded."""
+
+
 def local_path(value: str, workspace: Path) -> Path:
     """Where a local input lives: absolute, ``~``-relative, or relative to the workspace."""
     path = Path(value).expanduser()
     return path if path.is_absolute() else workspace / path
+
+
+def confined(value: str, workspace: Path, roots: tuple[Path, ...]) -> Path:
+    """The real path of a local input, refused when it (or a symlink in it) leads outside the allowed folders."""
+    real = local_path(value, workspace).resolve()
+    if not any(real.is_relative_to(root) for root in roots):
+        allowed = ", ".join(str(root) for root in roots)
+        raise OutsideAllowedFolders(
+            f"{value!r} resolves to {real}, outside the folders kie-mcp may read ({allowed}). Nothing was read or "
+            "uploaded. Move the file into the workspace, or add its folder to KIE_ALLOWED_DIRS."
+        )
+    return real
 
 
 def _media_slots(spec: ModelSpec, wire: dict[str, Any]) -> Iterator[tuple[str, int | None, str]]:
@@ -52,23 +72,45 @@ def _media_slots(spec: ModelSpec, wire: dict[str, Any]) -> Iterator[tuple[str, i
 
 
 def find_local_files(
-    spec: ModelSpec, wire: dict[str, Any], workspace: Path
+    spec: ModelSpec, wire: dict[str, Any], workspace: Path, roots: tuple[Path, ...] | None = None
 ) -> tuple[dict[str, LocalFile], list[Problem]]:
-    """Map each non-URL media value to a readable file, or report it missing."""
+    """Map each non-URL media value to a readable file inside the allowed folders, within the model's limits."""
     found: dict[str, LocalFile] = {}
     problems: list[Problem] = []
     for name, index, value in _media_slots(spec, wire):
         if is_remote(value) or value in found:
             continue
         where = f"{name}[{index}]" if index is not None else name
-        path = local_path(value, workspace)
+        try:
+            path = confined(value, workspace, roots or (workspace.resolve(),))
+        except OutsideAllowedFolders as err:
+            problems.append(Problem(where, str(err)))
+            continue
         if not path.is_file():
             problems.append(
                 Problem(where, f"{value!r} is neither an http(s) URL nor a readable file (looked in {path}).")
             )
             continue
-        found[value] = LocalFile(path.resolve(), _sha256(path))
+        if (limit := _limit_problem(spec, name, path)) is not None:
+            problems.append(Problem(where, limit))
+            continue
+        found[value] = LocalFile(path, _sha256(path))
     return found, problems
+
+
+def _limit_problem(spec: ModelSpec, field: str, path: Path) -> str | None:
+    """The model's documented format and size limits for images, checked before anything is uploaded."""
+    images = spec.images
+    if images is None or field not in images.to:
+        return None
+    size_mb = path.stat().st_size / 1024 / 1024
+    if images.max_mb is not None and size_mb > images.max_mb:
+        return f"{path.name} is {size_mb:.1f} MB; {spec.id} takes images up to {images.max_mb:g} MB."
+    suffix = path.suffix.lower().lstrip(".")
+    formats = {f.lower() for f in images.formats} | ({"jpg"} if "jpeg" in images.formats else set())
+    if formats and suffix not in formats:
+        return f"{path.name} is a .{suffix} file; {spec.id} takes {', '.join(sorted(images.formats))}."
+    return None
 
 
 def with_identities(spec: ModelSpec, wire: dict[str, Any], files: dict[str, LocalFile]) -> dict[str, Any]:
@@ -77,14 +119,21 @@ def with_identities(spec: ModelSpec, wire: dict[str, Any], files: dict[str, Loca
 
 
 async def upload_local_files(
-    kie: KieClient, spec: ModelSpec, wire: dict[str, Any], files: dict[str, LocalFile]
+    kie: KieClient, spec: ModelSpec, wire: dict[str, Any], files: dict[str, LocalFile], journal: Journal
 ) -> tuple[dict[str, Any], list[str]]:
-    """Upload each local file once (small images upscaled first); return the wire input and what was done."""
+    """Upload each local file once (small images upscaled first; a live earlier upload of the same content is
+    reused); return the wire input pointing at the uploaded URLs and what was done."""
     urls: dict[str, str] = {}
     notes: list[str] = []
     for value, local in files.items():
+        earlier = journal.live_upload(local.sha256, UPLOAD_REUSE_SECONDS)
+        if earlier:
+            urls[value] = earlier
+            notes.append(f"{local.path.name} was already uploaded recently; reused {earlier}.")
+            continue
         name = f"{local.path.stem}-{local.sha256[:10]}{local.path.suffix.lower()}"
         uploaded, note = await upload_prepared(kie, local.path, "kie-mcp/inputs", name)
+        journal.remember_upload(local.sha256, uploaded.url)
         urls[value] = uploaded.url
         if note:
             notes.append(note)

@@ -1,0 +1,72 @@
+"""Local inputs: read only inside the allowed folders, checked against the model's limits, uploaded once."""
+
+from __future__ import annotations
+
+import pytest
+
+from .conftest import answering, text_of
+
+EDIT = {"prompt": "make it blue", "model": "google/nano-banana-edit"}
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+
+
+async def uploads(controls) -> list[dict]:
+    requests = await controls.get("requests")
+    items = requests if isinstance(requests, list) else requests["requests"]
+    return [r for r in items if r["path"].startswith("/api/file-")]
+
+
+@pytest.fixture
+def outside(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("elsewhere")
+    (folder / "secret.png").write_bytes(PNG)
+    return folder
+
+
+@pytest.mark.parametrize("how", ["traversal", "absolute", "symlink"])
+async def test_files_outside_the_workspace_are_refused_before_upload(connect, controls, tmp_path, outside, how):
+    if how == "traversal":
+        given = f"../{outside.name}/secret.png"
+        (tmp_path.parent / outside.name).exists() or pytest.skip("temp folders are not siblings here")
+    elif how == "absolute":
+        given = str(outside / "secret.png")
+    else:
+        (tmp_path / "innocent.png").symlink_to(outside / "secret.png")
+        given = "innocent.png"
+    async with connect(elicitation=answering()) as client:
+        generate = await client.call_tool("generate_image", {**EDIT, "images": [given]})
+        upload = await client.call_tool("upload_file", {"path": given})
+    for result in (generate, upload):
+        assert result.is_error
+        assert "outside the folders kie-mcp may read" in text_of(result) and "KIE_ALLOWED_DIRS" in text_of(result)
+    assert await uploads(controls) == []
+    assert await controls.creates() == []
+
+
+async def test_allowed_dirs_open_another_folder(connect, controls, outside):
+    async with connect(elicitation=answering(), allowed_dirs=(outside.resolve(),)) as client:
+        result = await client.call_tool("generate_image", {**EDIT, "images": [str(outside / "secret.png")]})
+    assert result.structured_content["status"] == "completed", text_of(result)
+
+
+async def test_model_limits_are_checked_before_upload(connect, controls, tmp_path):
+    (tmp_path / "clip.gif").write_bytes(b"GIF89a" + b"\x00" * 20)
+    (tmp_path / "huge.png").write_bytes(PNG + b"\x00" * (11 * 1024 * 1024))  # the model takes up to 10 MB
+    async with connect(elicitation=answering()) as client:
+        wrong_type = await client.call_tool("generate_image", {**EDIT, "images": ["clip.gif"]})
+        too_big = await client.call_tool("generate_image", {**EDIT, "images": ["huge.png"]})
+    assert wrong_type.is_error and ".gif" in text_of(wrong_type) and "jpeg" in text_of(wrong_type)
+    assert too_big.is_error and "up to 10 MB" in text_of(too_big)
+    assert await uploads(controls) == []
+
+
+async def test_the_same_file_is_uploaded_once(connect, controls, tmp_path):
+    (tmp_path / "ref.png").write_bytes(PNG)
+    async with connect(elicitation=answering()) as client:
+        first = await client.call_tool("generate_image", {**EDIT, "images": ["ref.png"]})
+        second = await client.call_tool("generate_image", {**EDIT, "prompt": "now green", "images": ["ref.png"]})
+    assert first.structured_content["status"] == second.structured_content["status"] == "completed"
+    assert len(await uploads(controls)) == 1
+    assert "reused" in second.structured_content["message"]
+    creates = await controls.creates()
+    assert creates[0]["body"]["input"]["image_urls"] == creates[1]["body"]["input"]["image_urls"]
