@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
 import anyio
@@ -72,6 +73,7 @@ class Plan:
     quote_id: str | None
     notes: tuple[str, ...] = ()
     session: str | None = None
+    options_key: str | None = None
 
     @property
     def total(self) -> float | None:
@@ -119,8 +121,38 @@ def plan(rt: Runtime, args: GenerationArgs, kind: str | None = None) -> Plan:
     if problems:
         raise InvalidRequest(spec.id, problems)
     digest = request_hash(spec.id, with_identities(spec, wire, files), args.variations)
-    price = price_input(spec, wire)
-    return Plan(spec, wire, files, price, args.variations, digest, args.quote_id, tuple(notes), args.session)
+    options = options_key(spec, wire)
+    price = observed_price(rt, spec, options, price_input(spec, wire))
+    return Plan(spec, wire, files, price, args.variations, digest, args.quote_id, tuple(notes), args.session, options)
+
+
+def options_key(spec: ModelSpec, wire: dict[str, Any]) -> str:
+    """The request minus its prompt and inputs: what decides the price."""
+    options = {k: v for k, v in wire.items() if k != "prompt" and not spec.fields[k].is_media}
+    return request_hash(spec.id, options, 1)
+
+
+def observed_price(rt: Runtime, spec: ModelSpec, options: str, table: ItemPrice) -> ItemPrice:
+    """What KIE actually charged for this model and these options before, when it differs from the table."""
+    history = rt.journal.charged_before(spec.id, options)
+    if not history:
+        return table
+    charged, when = history[0]
+    if table.credits is not None and abs(charged - table.credits) < 1e-9:
+        return table
+    listed = "unknown" if table.credits is None else f"{table.credits:g}"
+    day = datetime.fromtimestamp(when).date().isoformat()
+    return table.model_copy(
+        update={
+            "known": True,
+            "credits": charged,
+            "unit": "task",
+            "breakdown": f"{charged:g} credits per task, as KIE charged for the same model and options on "
+            f"{day} (the price table says {listed})",
+            "source": "charged by KIE in this workspace (journal)",
+            "source_date": day,
+        }
+    )
 
 
 async def check_spend(rt: Runtime, p: Plan) -> None:
@@ -249,6 +281,7 @@ async def execute(
             params=p.wire,
             credits_quoted=p.price.credits,
             session=p.session,
+            options_key=p.options_key,
         )
         try:
             record.task_id = await kie.create(family, p.spec.id, body, approval)

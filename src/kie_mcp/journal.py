@@ -29,7 +29,7 @@ CREATE TABLE IF NOT EXISTS spend (
 CREATE INDEX IF NOT EXISTS spend_day ON spend(day);
 CREATE TABLE IF NOT EXISTS attempts (
     attempt_id TEXT PRIMARY KEY, model TEXT NOT NULL, family TEXT NOT NULL, approved_by TEXT, quote_id TEXT,
-    prompt TEXT, params TEXT, credits_quoted REAL, state TEXT NOT NULL, task_id TEXT, error TEXT,
+    prompt TEXT, params TEXT, options_key TEXT, credits_quoted REAL, state TEXT NOT NULL, task_id TEXT, error TEXT,
     session TEXT, created REAL NOT NULL, updated REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS tasks (
     task_id TEXT PRIMARY KEY, attempt_id TEXT, model TEXT NOT NULL, state TEXT NOT NULL, prompt TEXT,
@@ -116,13 +116,14 @@ class Journal:
         params: dict[str, Any],
         credits_quoted: float | None,
         session: str | None,
+        options_key: str | None = None,
     ) -> str:
         """Written before the create is sent: a crash after this line still leaves a trace of the spend."""
         attempt_id = "a_" + uuid.uuid4().hex[:16]
         now = time.time()
         self.execute(
-            "INSERT INTO attempts (attempt_id, model, family, approved_by, quote_id, prompt, params, credits_quoted,"
-            " state, session, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'sending', ?, ?, ?)",
+            "INSERT INTO attempts (attempt_id, model, family, approved_by, quote_id, prompt, params, options_key,"
+            " credits_quoted, state, session, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'sending', ?, ?, ?)",
             attempt_id,
             model,
             family,
@@ -130,6 +131,7 @@ class Journal:
             quote_id,
             prompt,
             json.dumps(params, ensure_ascii=False),
+            options_key,
             credits_quoted,
             session,
             now,
@@ -202,6 +204,22 @@ class Journal:
             args.append(f"%{text.lower()}%")
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         return self.query(f"SELECT * FROM tasks {where} ORDER BY created DESC LIMIT ?", *args, limit)
+
+    def charged_before(self, model: str, options_key: str, limit: int = 5) -> list[tuple[float, float]]:
+        """(credits charged, when) of recent finished tasks with this model and these options, newest first."""
+        rows = self.query(
+            "SELECT t.record, t.updated FROM tasks t JOIN attempts a ON t.attempt_id = a.attempt_id"
+            " WHERE a.model = ? AND a.options_key = ? AND t.state = 'succeeded' ORDER BY t.updated DESC LIMIT ?",
+            model,
+            options_key,
+            limit,
+        )
+        found = []
+        for row in rows:
+            charged = json.loads(row["record"]).get("credits_charged")
+            if charged is not None:
+                found.append((float(charged), float(row["updated"])))
+        return found
 
     # -- files ---------------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from kie_mcp.catalog import Catalog, load_catalog
 from kie_mcp.config import Settings
 from kie_mcp.journal import Journal
 from kie_mcp.kie import KieClient
+from kie_mcp.kie.calllog import CallLog
 from kie_mcp.spend import Caps, Ledger, QuoteBook
 from kie_mcp.tasks import TaskBook
 
@@ -77,6 +78,7 @@ async def open_runtime(
             timeout=settings.http_timeout,
             transport=transport,
             rate_limit_backoff=settings.rate_limit_backoff,
+            call_log=CallLog(settings.workspace / "logs" / "kie-api.jsonl"),
         )
     else:
         log.warning("KIE_API_KEY is not set: tools that need KIE will explain how to set it")

@@ -8,6 +8,7 @@ not queued and not charged. A create that may have reached KIE without a readabl
 from __future__ import annotations
 
 import base64
+import functools
 import logging
 import mimetypes
 import time
@@ -21,6 +22,7 @@ from pydantic import BaseModel
 from kie_mcp import __version__
 from kie_mcp.spend.approval import Approval
 
+from .calllog import CallLog
 from .envelope import read_envelope
 from .errors import Category, KieError, NotSentError, OutcomeUnknownError
 from .families import FAMILIES, Family, VeoFamily, family_for_task_id
@@ -53,6 +55,7 @@ class KieClient:
         max_rate_limit_retries: int = 3,
         create_window: SlidingWindow | None = None,
         poll_window: SlidingWindow | None = None,
+        call_log: CallLog | None = None,
     ) -> None:
         auth = {"Authorization": f"Bearer {api_key}", "User-Agent": USER_AGENT, "Accept": "application/json"}
         limits = httpx2.Timeout(timeout, connect=10.0)
@@ -69,6 +72,7 @@ class KieClient:
         )
         self.rate_limit_backoff = rate_limit_backoff
         self.max_rate_limit_retries = max_rate_limit_retries
+        self.call_log = call_log
         self._creates = create_window or SlidingWindow(20, 10.0)
         self._polls = poll_window or SlidingWindow(10, 1.0)
 
@@ -87,27 +91,31 @@ class KieClient:
     async def create(self, family: Family, model_id: str, body: dict[str, Any], approval: Approval) -> str:
         """Send one approved create of ``model_id`` and return KIE's task id."""
         approval.use_one(model_id)
-        return await self._send_create(family.create_path, body)
+        return await self._send_create(family.create_path, body, model_id, approval.credits_each)
 
     async def veo_upgrade_4k(self, task_id: str, approval: Approval, index: int = 0) -> str:
         """Ask for the 4K version of a Veo clip (a separately charged task); returns the new task id."""
         approval.use_one("veo-4k")
-        return await self._send_create(VeoFamily.uhd_path, {"taskId": task_id, "index": index})
+        return await self._send_create(VeoFamily.uhd_path, {"taskId": task_id, "index": index}, "veo-4k", None)
 
     async def veo_extend(self, task_id: str, prompt: str, approval: Approval, model: str = "fast") -> str:
         approval.use_one(f"veo-extend-{model}")
-        return await self._send_create(VeoFamily.extend_path, {"taskId": task_id, "prompt": prompt, "model": model})
+        body = {"taskId": task_id, "prompt": prompt, "model": model}
+        return await self._send_create(VeoFamily.extend_path, body, f"veo-extend-{model}", None)
 
-    async def _send_create(self, path: str, body: dict[str, Any]) -> str:
+    async def _send_create(self, path: str, body: dict[str, Any], model: str, quoted: float | None) -> str:
         for attempt in range(self.max_rate_limit_retries + 1):
             await self._creates.acquire()
             started = time.monotonic()
+            log_call = functools.partial(self._log, path, started, model=model, credits_quoted=quoted)
             try:
                 response = await self._api.post(path, json=body)
             except _NOT_SENT as exc:
+                log_call(outcome="not sent", error=type(exc).__name__)
                 raise NotSentError(f"could not connect to KIE ({type(exc).__name__})", endpoint=path) from exc
             except httpx2.TransportError as exc:
                 log.warning("create %s: no answer after sending (%s)", path, type(exc).__name__)
+                log_call(outcome="unknown", error=type(exc).__name__)
                 raise OutcomeUnknownError(
                     f"the connection failed after the request was sent ({type(exc).__name__})", endpoint=path
                 ) from exc
@@ -115,18 +123,26 @@ class KieClient:
             try:
                 data = read_envelope(response, path)
             except KieError as err:
+                if err.category is Category.PROTOCOL:
+                    log_call(outcome="unknown", code=err.http_status, error=err.message)
+                    raise OutcomeUnknownError(f"KIE's answer could not be read ({err.message})", endpoint=path) from err
+                log_call(outcome="refused", code=err.code, error=err.message)
                 if err.code == 429 and attempt < self.max_rate_limit_retries:
                     log.warning("create refused with 429 (not charged); retrying in %.0fs", self.rate_limit_backoff)
                     await anyio.sleep(self.rate_limit_backoff)
                     continue
-                if err.category is Category.PROTOCOL:
-                    raise OutcomeUnknownError(f"KIE's answer could not be read ({err.message})", endpoint=path) from err
                 raise
             task_id = data.get("taskId") if isinstance(data, dict) else None
             if not task_id:
+                log_call(outcome="unknown", error="success without a task id")
                 raise OutcomeUnknownError("KIE said success but returned no task id", endpoint=path)
+            log_call(outcome="created", task_id=str(task_id))
             return str(task_id)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _log(self, endpoint: str, started: float, **entry: Any) -> None:
+        if self.call_log is not None:
+            self.call_log.write(endpoint=endpoint, latency_ms=round((time.monotonic() - started) * 1000, 1), **entry)
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -218,9 +234,12 @@ class KieClient:
     async def _call(self, client: httpx2.AsyncClient, method: str, path: str, **kwargs: Any) -> Any:
         """A call that creates nothing: safe to report as a plain, retryable network failure."""
         started = time.monotonic()
+        params = kwargs.get("params") or {}
+        task_id = params.get("taskId") if isinstance(params, dict) else None
         try:
             response = await client.request(method, path, **kwargs)
         except httpx2.TransportError as exc:
+            self._log(path, started, task_id=task_id, outcome="network error", error=type(exc).__name__)
             raise KieError(
                 f"network error talking to KIE ({type(exc).__name__})",
                 category=Category.NETWORK,
@@ -229,7 +248,21 @@ class KieClient:
                 endpoint=path,
             ) from exc
         log.debug("%s %s -> HTTP %s in %.2fs", method, path, response.status_code, time.monotonic() - started)
-        return read_envelope(response, path)
+        try:
+            data = read_envelope(response, path)
+        except KieError as err:
+            self._log(path, started, task_id=task_id, outcome="error", code=err.code, error=err.message)
+            raise
+        details = data if isinstance(data, dict) else {}
+        self._log(
+            path,
+            started,
+            task_id=task_id,
+            outcome="ok",
+            state=details.get("state") or details.get("status") or details.get("successFlag"),
+            credits_charged=details.get("creditsConsumed"),
+        )
+        return data
 
 
 def _uploaded(data: Any, fallback_name: str) -> UploadedFile:

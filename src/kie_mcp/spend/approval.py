@@ -26,6 +26,7 @@ class Approval:
         self.model_id = model_id
         self.approved_by = approved_by
         self.credits = credits
+        self.credits_each = None if credits is None or creates == 0 else round(credits / creates, 4)
         self._remaining = creates
         self._lock = threading.Lock()
 

@@ -1,0 +1,65 @@
+"""The call log (one line per KIE call, never the key or payloads) and prices learned from real charges."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+from mcp import Client
+from pydantic import SecretStr
+
+from kie_mcp.sandbox import SandboxTransport, SimConfig, Simulator
+from kie_mcp.server import create_server
+
+from .conftest import answering, text_of
+
+SECRET = "sk-live-CALLLOG-SECRET-123456789"
+
+
+def log_lines(workspace):
+    return [json.loads(line) for line in (workspace / "logs" / "kie-api.jsonl").read_text().splitlines()]
+
+
+async def test_one_line_per_call_and_never_the_key(settings, tmp_path):
+    sim = Simulator(SimConfig(speed=1000.0), keys={SECRET: "default"})
+    server = create_server(replace(settings, api_key=SecretStr(SECRET)), transport=SandboxTransport(sim))
+    (tmp_path / "small.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 16)
+    async with Client(server, elicitation_callback=answering()) as client:
+        result = await client.call_tool(
+            "generate_image", {"prompt": "an apple", "model": "google/nano-banana-edit", "images": ["small.png"]}
+        )
+    task_id = result.structured_content["tasks"][0]["task_id"]
+    lines = log_lines(tmp_path)
+    kie_calls = [r for r in sim.requests if not r.path.startswith(("/__sim", "/files", "/dl"))]
+    assert len(lines) == len(kie_calls)  # one line per KIE call, no more, no fewer
+    create = next(line for line in lines if line["endpoint"] == "/api/v1/jobs/createTask")
+    assert create["outcome"] == "created" and create["task_id"] == task_id
+    assert create["model"] == "google/nano-banana-edit" and create["credits_quoted"] == 4
+    assert create["latency_ms"] >= 0 and create["time"]
+    polls = [line for line in lines if line["endpoint"] == "/api/v1/jobs/recordInfo"]
+    assert polls and polls[-1]["state"] == "success" and polls[-1]["credits_charged"] == 4
+    text = (tmp_path / "logs" / "kie-api.jsonl").read_text()
+    assert SECRET not in text and "base64" not in text
+
+
+async def test_failures_are_logged_with_code_and_message(connect, controls, tmp_path):
+    await controls.fault("create", kind="code", code=402)
+    async with connect(elicitation=answering()) as client:
+        await client.call_tool("generate_image", {"prompt": "x"})
+    refused = [line for line in log_lines(tmp_path) if line.get("outcome") == "refused"]
+    assert refused[0]["code"] == 402 and "insufficient" in refused[0]["error"]
+
+
+async def test_estimate_uses_what_kie_really_charged(connect, controls):
+    await controls.post("prices", {"nano-banana-2": 10})
+    request = {"prompt": "an apple", "model": "nano-banana-2"}
+    async with connect(elicitation=answering()) as client:
+        before = (await client.call_tool("estimate_cost", request)).structured_content["quote"]
+        await client.call_tool("generate_image", request)
+        after = await client.call_tool("estimate_cost", {**request, "prompt": "a pear"})
+        other = await client.call_tool("estimate_cost", {**request, "resolution": "2K"})
+    assert before["credits_total"] == 8
+    assert after.structured_content["quote"]["credits_total"] == 10
+    assert "as KIE charged" in text_of(after) and "price table says 8" in text_of(after)
+    assert after.structured_content["quote"]["price_source"].startswith("charged by KIE")
+    assert other.structured_content["quote"]["credits_total"] == 12  # other options: the table still applies
