@@ -25,6 +25,7 @@ TOOLS = {
     "list_models",
     "upload_file",
     "list_tasks",
+    "stitch_videos",
 }
 
 

@@ -39,9 +39,10 @@ from kie_mcp.catalog.tables import model_document, model_table_json, model_table
 from kie_mcp.config import Settings
 from kie_mcp.journal import Journal
 from kie_mcp.kie import KieError
-from kie_mcp.media.downloads import thumbnail
+from kie_mcp.media.downloads import output_folder, thumbnail
 from kie_mcp.media.inputs import OutsideAllowedFolders, confined
 from kie_mcp.media.prepare import upload_prepared
+from kie_mcp.media.stitch import Caption, StitchError, stitch
 from kie_mcp.prompts import register_prompts
 from kie_mcp.runtime import NoKeyError, Runtime, open_runtime
 from kie_mcp.spend import Approved, Ask, ConfirmSpend, Declined, NeedsConfirmation, Quote, QuoteError, SpendRefused
@@ -71,6 +72,7 @@ CANCELLED = (
 READ_LOCAL = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
 READ_KIE = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=True)
 SPENDS = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True)
+LOCAL_WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 UPLOADS = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
 
 _USER_ERRORS = (
@@ -83,6 +85,7 @@ _USER_ERRORS = (
     QuoteError,
     FileNotFoundError,
     OutsideAllowedFolders,
+    StitchError,
 )
 
 # -- argument types shared by the estimate and generate tools ---------------------------------
@@ -159,6 +162,19 @@ class ModelInfo(_Result):
 
 class ModelList(_Result):
     models: list[ModelInfo]
+    message: str
+
+
+class CaptionArg(BaseModel):
+    start: float = Field(ge=0, description="Seconds from the start of the joined video.")
+    end: float = Field(gt=0, description="Seconds from the start; after start.")
+    text: str = Field(min_length=1)
+
+
+class StitchedVideo(_Result):
+    path: str = Field(description="The joined video, relative to the workspace.")
+    duration: float | None
+    reencoded: bool
     message: str
 
 
@@ -339,6 +355,45 @@ def _register_tools(mcp: MCPServer) -> None:
             rt.tasks.add(record)
         result = TaskResult(task=record, message=" ".join([_task_message(record), *problems]))
         return _tool_result(result, result.message, [record], rt.settings.workspace)
+
+    @mcp.tool(title="Stitch videos", annotations=LOCAL_WRITE)
+    @_accepts
+    async def stitch_videos(
+        clips: Annotated[
+            list[str],
+            Field(min_length=1, description="In order: task ids of saved videos, or video paths in the workspace."),
+        ],
+        ctx: Context,
+        output_name: Annotated[str | None, Field(description="File name for the joined video (.mp4).")] = None,
+        session: Session = None,
+        captions: Annotated[
+            list[CaptionArg] | None, Field(description="Timed captions to burn in (seconds from the start).")
+        ] = None,
+    ) -> Annotated[CallToolResult, StitchedVideo]:
+        """Join saved clips into one video in the session folder (re-encoding when formats differ), optionally
+        with burned-in captions. Local and free: needs ffmpeg (pip install 'kie-mcp[video]')."""
+        _reject_unknown_arguments(ctx, "stitch_videos")
+        rt = _runtime(ctx)
+        with _user_errors():
+            paths = [_clip_path(rt, clip) for clip in clips]
+            label = session or output_name or "stitched"
+            folder = output_folder(rt.settings.workspace, label, datetime.now().date())
+            folder.mkdir(parents=True, exist_ok=True)
+            name = Path(output_name or f"stitched-{len(paths)}-clips").stem + ".mp4"
+            parts = [Caption(c.start, c.end, c.text) for c in captions or []]
+            done = await stitch(paths, folder / name, captions=parts or None)
+        relative = done.path.relative_to(rt.settings.workspace).as_posix()
+        message = f"Joined {len(paths)} clip(s) into {relative}. {done.note}"
+        result = StitchedVideo(path=relative, duration=done.duration, reencoded=done.reencoded, message=message)
+        link = ResourceLink(
+            type="resource_link",
+            uri=f"kie://outputs/{relative.removeprefix('outputs/')}",
+            name=done.path.name,
+            mime_type="video/mp4",
+        )
+        call = _tool_result(result, message)
+        call.content.append(link)
+        return call
 
     @mcp.tool(title="List tasks", annotations=READ_LOCAL)
     @_accepts
@@ -561,6 +616,19 @@ async def _find_record(rt: Runtime, task_id: str) -> TaskRecord:
     record.apply(status, rt.typical_seconds(model))
     rt.tasks.add(record)
     return record
+
+
+def _clip_path(rt: Runtime, clip: str) -> Path:
+    """A clip by task id (its saved video) or by workspace path (inside the allowed folders)."""
+    saved = [f for f in rt.journal.files_for(clip) if f["mime"].startswith("video/")]
+    if saved:
+        return rt.settings.workspace / saved[0]["path"]
+    if rt.tasks.get(clip) is not None:
+        raise ToolError(f"Task {clip} has no saved video yet; check_task saves it once it has finished.")
+    path = confined(clip, rt.settings.workspace, rt.settings.input_roots)
+    if not path.is_file():
+        raise ToolError(f"{clip!r} is neither a task id with a saved video nor a video file in the workspace.")
+    return path
 
 
 def _parse_day(text: str | None) -> datetime | None:
