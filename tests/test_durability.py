@@ -1,0 +1,104 @@
+"""Durability across processes: a server killed mid-call loses no task id KIE returned.
+
+KIE is the simulator in its own process (``kie-mcp sim`` on loopback), so it outlives the server we kill.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import anyio
+import httpx2
+import pytest
+from mcp import Client, StdioServerParameters
+
+from .conftest import answering
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def simulator_process():
+    port = free_port()
+    script = shutil.which("kie-mcp", path=str(Path(sys.executable).parent))
+    process = subprocess.Popen(
+        [script, "sim", "--port", str(port), "--speed", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            httpx2.get(f"{base}/__sim/state", timeout=1).raise_for_status()
+            break
+        except httpx2.HTTPError:
+            time.sleep(0.1)
+    yield base
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def server(base: str, workspace: Path, pidfile: Path | None = None) -> StdioServerParameters:
+    script = shutil.which("kie-mcp", path=str(Path(sys.executable).parent))
+    env = {
+        "KIE_BASE_URL": base,
+        "KIE_UPLOAD_BASE_URL": base,
+        "KIE_API_KEY": "sandbox-key",
+        "KIE_WORKSPACE": str(workspace),
+    }
+    if pidfile is None:
+        return StdioServerParameters(command=script, args=[], env=env)
+    return StdioServerParameters(command="/bin/sh", args=["-c", f'echo $$ > "{pidfile}"; exec "{script}"'], env=env)
+
+
+@pytest.mark.stdio
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL and /bin/sh")
+async def test_sigkill_mid_generate_loses_no_task_id(simulator_process, tmp_path):
+    base, pidfile = simulator_process, tmp_path / "server.pid"
+    controls = httpx2.AsyncClient(base_url=base, timeout=5)
+
+    async def polls_seen() -> list[str]:
+        items = (await controls.get("/__sim/requests")).json()
+        items = items if isinstance(items, list) else items["requests"]
+        return [r["query"] for r in items if r["path"] == "/api/v1/jobs/recordInfo"]
+
+    async def kill_once_the_server_has_the_id() -> None:
+        with anyio.fail_after(20):
+            while not await polls_seen():  # noqa: ASYNC110 - another process: nothing to await but its log
+                await anyio.sleep(0.05)
+        os.kill(int(pidfile.read_text()), signal.SIGKILL)
+
+    async def call_until_killed() -> bool:
+        params = server(base, tmp_path, pidfile)
+        try:
+            async with (
+                Client(params, elicitation_callback=answering(), mode="legacy") as doomed,
+                anyio.create_task_group() as group,
+            ):
+                group.start_soon(kill_once_the_server_has_the_id)
+                await doomed.call_tool("generate_image", {"prompt": "an apple", "wait_seconds": 50})
+        except (Exception, BaseExceptionGroup):  # the connection dies with the server, in whatever form
+            return True
+        return False
+
+    assert await call_until_killed(), "the server answered although it was killed"
+    created = (await controls.get("/__sim/tasks")).json()
+    rows = created if isinstance(created, list) else created["tasks"]
+    created_ids = {t["id"] if "id" in t else t["taskId"] for t in rows}
+    assert len(created_ids) == 1
+    async with Client(server(base, tmp_path)) as survivor:
+        listed = (await survivor.call_tool("list_tasks", {})).structured_content
+        credits = (await survivor.call_tool("check_credits", {})).structured_content
+    assert {t["task_id"] for t in listed["tasks"]} == created_ids
+    assert credits["spent_today"] == 8
+    await controls.aclose()
