@@ -93,7 +93,12 @@ async def _tour() -> int:
         credits = await _call(client, "check_credits", {})
         say.step(credits["message"])
 
-    say.title(f"Result files (sandbox): see the URLs above. Finished in {time.monotonic() - started:.1f}s.")
+    saved = sorted(p.relative_to(workspace).as_posix() for p in (workspace / "outputs").rglob("*") if p.is_file())
+    say.title(f"Result files saved in the demo workspace {workspace}:")
+    for path in saved:
+        say.line(f"  {path}")
+    say.line(f"  logs/kie-api.jsonl ({len((workspace / 'logs' / 'kie-api.jsonl').read_text().splitlines())} KIE calls)")
+    say.title(f"Finished in {time.monotonic() - started:.1f}s.")
     ok = image["status"] == "completed" and done["task"]["state"] == "succeeded"
     return 0 if ok else 1
 

@@ -643,7 +643,8 @@ def _parse_day(text: str | None) -> datetime | None:
 def _task_message(record: TaskRecord) -> str:
     head = f"Task {record.task_id} ({record.model}): {record.state}"
     if record.state == "succeeded":
-        return f"{head}. Results: " + ", ".join(record.result_urls)
+        saved = f" Saved: {', '.join(record.files)}." if record.files else ""
+        return f"{head}. Results: " + ", ".join(record.result_urls) + "." + saved
     if record.state == "failed":
         return f"{head}. {record.error}"
     eta = f"; about {record.eta_seconds}s left" if record.eta_seconds else ""
