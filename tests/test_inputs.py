@@ -70,3 +70,28 @@ async def test_the_same_file_is_uploaded_once(connect, controls, tmp_path):
     assert "reused" in second.structured_content["message"]
     creates = await controls.creates()
     assert creates[0]["body"]["input"]["image_urls"] == creates[1]["body"]["input"]["image_urls"]
+
+
+async def test_the_clients_mcp_roots_are_allowed_folders(settings, transport, controls, mode, outside):
+    from mcp import Client
+    from mcp.types import ListRootsResult, Root
+
+    from kie_mcp.server import create_server
+
+    async def shared_folders(context):
+        return ListRootsResult(roots=[Root(uri=outside.resolve().as_uri(), name="shared")])
+
+    server = create_server(settings, transport=transport)
+    picture = str(outside / "secret.png")
+    async with Client(
+        server, mode=mode, elicitation_callback=answering(), list_roots_callback=shared_folders
+    ) as with_roots:
+        generated = await with_roots.call_tool("generate_image", {**EDIT, "images": [picture]})
+        uploaded = await with_roots.call_tool("upload_file", {"path": picture})
+    async with Client(
+        create_server(settings, transport=transport), mode=mode, elicitation_callback=answering()
+    ) as without:
+        refused = await without.call_tool("generate_image", {**EDIT, "images": [picture]})
+    assert generated.structured_content["status"] == "completed", text_of(generated)
+    assert not uploaded.is_error, text_of(uploaded)
+    assert refused.is_error and "MCP root" in text_of(refused)

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Literal
 
 import anyio
@@ -92,7 +93,7 @@ class GenerationResult(BaseModel):
 # -- before anything is asked ---------------------------------------------------------------
 
 
-def plan(rt: Runtime, args: GenerationArgs, kind: str | None = None) -> Plan:
+def plan(rt: Runtime, args: GenerationArgs, kind: str | None = None, shared: tuple[Path, ...] = ()) -> Plan:
     """Validate and price; raises ``InvalidRequest`` (or unknown-model errors) and costs nothing."""
     spec = rt.catalog.resolve(args.model)
     if kind and spec.kind != kind:
@@ -117,7 +118,8 @@ def plan(rt: Runtime, args: GenerationArgs, kind: str | None = None) -> Plan:
         audio=audio,
         options=args.options,
     )
-    files, problems = find_local_files(spec, wire, rt.settings.workspace, rt.settings.input_roots)
+    roots = (*rt.settings.input_roots, *shared)  # the workspace, KIE_ALLOWED_DIRS and the client's MCP roots
+    files, problems = find_local_files(spec, wire, rt.settings.workspace, roots)
     if problems:
         raise InvalidRequest(spec.id, problems)
     digest = request_hash(spec.id, with_identities(spec, wire, files), args.variations)

@@ -14,6 +14,8 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import anyio
 import httpx2
@@ -24,6 +26,7 @@ from mcp.server.mcpserver import (
     DeclinedElicitation,
     Elicit,
     ElicitationResult,
+    ListRoots,
     Resolve,
 )
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
@@ -224,7 +227,7 @@ def create_server(settings: Settings | None = None, *, transport: httpx2.AsyncBa
 # -- tools --------------------------------------------------------------------------------------
 
 
-_HIDDEN_PARAMETERS = {"ctx", "plan", "approval"}
+_HIDDEN_PARAMETERS = {"ctx", "plan", "approval", "roots"}
 _ACCEPTED: dict[str, list[str]] = {}  # tool name -> the arguments it takes, filled at registration
 
 
@@ -491,13 +494,14 @@ def _register_tools(mcp: MCPServer) -> None:
     async def upload_file(
         path: Annotated[str, Field(description="A local file (absolute, or relative to the workspace).")],
         ctx: Context,
+        roots: Roots,
     ) -> Annotated[CallToolResult, UploadResult]:
         """Upload a local image or video to KIE's file host and return its URL for use as a model input.
         Free; KIE keeps uploads for about 3 days."""
         _reject_unknown_arguments(ctx, "upload_file")
         rt = _runtime(ctx)
         with _user_errors():
-            file = confined(path, rt.settings.workspace, rt.settings.input_roots)
+            file = confined(path, rt.settings.workspace, (*rt.settings.input_roots, *_root_folders(roots)))
             if not await anyio.Path(file).is_file():
                 raise FileNotFoundError(f"No file at {file}. Give an absolute path or one relative to the workspace.")
             uploaded, note = await upload_prepared(rt.require_kie(), file.resolve(), "kie-mcp/uploads", file.name)
@@ -507,14 +511,36 @@ def _register_tools(mcp: MCPServer) -> None:
         return _tool_result(result, message)
 
 
+async def client_roots(ctx: Context) -> ListRoots | list[Any]:
+    """Ask for the client's MCP roots (folders the user shared), only when the client declared it has some."""
+    capabilities = ctx.client_capabilities
+    if capabilities is None or capabilities.roots is None:
+        return []
+    return ListRoots()
+
+
+def _root_folders(roots: Any) -> tuple[Path, ...]:
+    """The local folders among the client's roots (file:// URIs), as real paths."""
+    found = []
+    for root in getattr(roots, "roots", None) or []:
+        uri = str(root.uri)
+        if uri.startswith("file://"):
+            found.append(Path(url2pathname(urlparse(uri).path)).resolve())
+    return tuple(found)
+
+
+Roots = Annotated[Any, Resolve(client_roots)]
+
+
 def _gate(kind: str) -> tuple[Any, Any]:
     """The two resolvers of a generate tool: prepare (validate, price, caps, balance), then approve."""
 
     async def prepare(ctx: Context, **arguments: Any) -> gen.Plan:
         _reject_unknown_arguments(ctx, f"generate_{kind}")
         rt = _runtime(ctx)
+        shared = _root_folders(arguments.pop("roots", None))
         with _user_errors():
-            plan = gen.plan(rt, gen.GenerationArgs(**_args(arguments)), kind)
+            plan = gen.plan(rt, gen.GenerationArgs(**_args(arguments)), kind, shared)
             await gen.check_spend(rt, plan)
         return plan
 
@@ -533,11 +559,15 @@ def _gate(kind: str) -> tuple[Any, Any]:
 
 def _bind_to_tool_arguments(resolver: Any, tool_fn: Any) -> None:
     """Give ``resolver`` the tool's argument names, so the SDK passes it exactly what the tool received."""
-    params = [inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context)]
+    params = [
+        inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context),
+        inspect.Parameter("roots", inspect.Parameter.KEYWORD_ONLY, annotation=Roots),
+    ]
     for name in inspect.signature(tool_fn).parameters:
         if name in gen.GenerationArgs.model_fields:
             params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY))
     resolver.__signature__ = inspect.Signature(params)
+    resolver.__annotations__ = {**resolver.__annotations__, "roots": Roots}
 
 
 async def _generate(

@@ -52,7 +52,8 @@ def confined(value: str, workspace: Path, roots: tuple[Path, ...]) -> Path:
         allowed = ", ".join(str(root) for root in roots)
         raise OutsideAllowedFolders(
             f"{value!r} resolves to {real}, outside the folders kie-mcp may read ({allowed}). Nothing was read or "
-            "uploaded. Move the file into the workspace, or add its folder to KIE_ALLOWED_DIRS."
+            "uploaded. Move the file into the workspace, share its folder as an MCP root in the client, or add it "
+            "to KIE_ALLOWED_DIRS."
         )
     return real
 
