@@ -8,14 +8,13 @@ success). ``response`` holds ``resultVideoUrl``/``resultImageUrl`` and is null u
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 from starlette.responses import Response
 
 from kie_mcp.catalog import apply_defaults, check_input, load_catalog
 
-from .context import Ctx, describe_problems
+from .context import Ctx, describe_problems, error_code, file_url, stamp
 from .errors import KieError
 from .routes import SimRoute
 from .state import MediaFile, Simulator, Task
@@ -25,18 +24,6 @@ STATUS_PATH = "/api/v1/aleph/record-info"
 
 MODEL = "runway-aleph"
 RECORD_NULL = "record is null"
-
-
-def _stamp(seconds: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds))
-
-
-def _url(base: str, task: Task, name: str) -> str:
-    return f"{base}/files/{task.id}/{name}"
-
-
-def _error_code(task: Task) -> int:
-    return int(task.fail_code) if task.fail_code.isdigit() else 500
 
 
 def record(sim: Simulator, task: Task, base: str) -> dict[str, Any]:
@@ -49,17 +36,17 @@ def record(sim: Simulator, task: Task, base: str) -> dict[str, Any]:
     if success:
         response = {
             "taskId": task.id,
-            "resultVideoUrl": _url(base, task, "0.mp4"),
-            "resultImageUrl": _url(base, task, "cover.jpg"),
+            "resultVideoUrl": file_url(base, task, "0.mp4"),
+            "resultImageUrl": file_url(base, task, "cover.jpg"),
         }
     return {
         "taskId": task.id,
         "paramJson": json.dumps(task.body, ensure_ascii=False, separators=(",", ":")),
         "response": response,
-        "completeTime": _stamp(task.end_at) if done else None,
-        "createTime": _stamp(task.created_at),
+        "completeTime": stamp(task.end_at) if done else None,
+        "createTime": stamp(task.created_at),
         "successFlag": 1 if success else 0,
-        "errorCode": 0 if success else (_error_code(task) if failed else None),
+        "errorCode": 0 if success else (error_code(task) if failed else None),
         "errorMessage": task.fail_msg if failed else "",
     }
 
@@ -68,11 +55,11 @@ def callback_body(sim: Simulator, task: Task) -> dict[str, Any]:
     """The documented page shape: ``taskId`` at the top level, snake_case result keys (kie-api.md §12)."""
     if task.outcome == "success":
         data = {
-            "result_video_url": _url(task.base_url, task, "0.mp4"),
-            "result_image_url": _url(task.base_url, task, "cover.jpg"),
+            "result_video_url": file_url(task.base_url, task, "0.mp4"),
+            "result_image_url": file_url(task.base_url, task, "cover.jpg"),
         }
         return {"code": 200, "msg": "success", "data": data, "taskId": task.id}
-    return {"code": _error_code(task), "msg": task.fail_msg, "data": None, "taskId": task.id}
+    return {"code": error_code(task), "msg": task.fail_msg, "data": None, "taskId": task.id}
 
 
 async def generate(ctx: Ctx) -> Response:
@@ -113,17 +100,8 @@ async def generate(ctx: Ctx) -> Response:
 
 
 async def record_info(ctx: Ctx) -> Response:
-    task_id = ctx.query("taskId")
-    if not task_id:
-        raise KieError(400, "taskId parameter is required")
-    sim = ctx.sim
-    sim.admit_poll(ctx.key)
-    task = sim.get_task(task_id, family="aleph")
-    if task is None or task.account != ctx.account or not ctx.poll_visible(task):
-        raise KieError(422, RECORD_NULL)
-    if sim.now() - task.created_at > sim.config.record_retention_seconds:
-        raise KieError(422, RECORD_NULL)  # expired records answer like unknown ones
-    return ctx.ok(record(sim, task, ctx.base_url))
+    task = ctx.polled_task("aleph", RECORD_NULL, expired=RECORD_NULL)  # expired records answer like unknown ones
+    return ctx.ok(record(ctx.sim, task, ctx.base_url))
 
 
 ROUTES = [

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +42,33 @@ def envelope(sim: Simulator, code: int, msg: str, data: Any, *, upload: bool = F
 def number(value: float) -> float | int:
     """Credits as KIE prints them: 100 rather than 100.0, fractions kept."""
     return int(value) if float(value).is_integer() else round(value, 4)
+
+
+def stamp(seconds: float) -> str:
+    """A product-API timestamp: "YYYY-MM-DD HH:MM:SS" in UTC (Veo, Flux, Aleph, Runway)."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds))
+
+
+def millis(seconds: float) -> int:
+    """A Market/4o timestamp: unix milliseconds."""
+    return round(seconds * 1000)
+
+
+def file_url(base: str, task: Task, name: str) -> str:
+    return f"{base}/files/{task.id}/{name}"
+
+
+def success_flag(task: Task, now: float) -> int:
+    """0 running, 1 success, 2 failed, 3 created but failed upstream (Veo, Flux)."""
+    if not task.is_done(now):
+        return 0
+    if task.outcome == "success":
+        return 1
+    return 3 if task.meta.get("upstream_fail") else 2
+
+
+def error_code(task: Task) -> int:
+    return int(task.fail_code) if task.fail_code.isdigit() else 500
 
 
 def describe_problems(model: str, problems: list[Problem]) -> str:
@@ -133,6 +161,21 @@ class Ctx:
                 self.drop_after = True
             log.info("fault %s applied to new task %s", fault.kind, task.id)
         self.sim.add_task(task)
+        return task
+
+    def polled_task(self, family: str, not_found: str, *, expired: str | None = None) -> Task:
+        """The task a status read names (``taskId``), counted against the poll limit. KIE answers 400 for a
+        missing id, 422 ``not_found`` for an unknown, foreign or not-yet-visible task and, when ``expired`` is
+        given, 422 ``expired`` for a record past its retention."""
+        task_id = self.query("taskId")
+        if not task_id:
+            raise KieError(400, "taskId parameter is required")
+        self.sim.admit_poll(self.key)
+        task = self.sim.get_task(task_id, family=family)
+        if task is None or task.account != self.account or not self.poll_visible(task):
+            raise KieError(422, not_found)
+        if expired is not None and self.sim.now() - task.created_at > self.sim.config.record_retention_seconds:
+            raise KieError(422, expired)
         return task
 
     def poll_visible(self, task: Task) -> bool:

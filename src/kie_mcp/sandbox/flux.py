@@ -8,14 +8,13 @@ Like Veo: the body names the model (``flux-kontext-pro`` by default, or ``flux-k
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 from starlette.responses import Response
 
 from kie_mcp.catalog import apply_defaults, check_input, load_catalog
 
-from .context import Ctx, describe_problems
+from .context import Ctx, describe_problems, error_code, file_url, stamp, success_flag
 from .errors import UNKNOWN_MODEL, KieError
 from .routes import SimRoute
 from .state import MediaFile, Simulator, Task
@@ -28,43 +27,26 @@ RECORD_NULL = "record is null"
 IGNORED_FIELDS = ("model", "callBackUrl")
 
 
-def _stamp(seconds: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds))
-
-
-def _url(base: str, task: Task, name: str) -> str:
-    return f"{base}/files/{task.id}/{name}"
-
-
-def _success_flag(task: Task, now: float) -> int:
-    if not task.is_done(now):
-        return 0
-    if task.outcome == "success":
-        return 1
-    return 3 if task.meta.get("upstream_fail") else 2
-
-
-def _error_code(task: Task) -> int:
-    return int(task.fail_code) if task.fail_code.isdigit() else 500
-
-
 def _response(task: Task, base: str) -> dict[str, Any]:
     fmt = task.meta["fmt"]
-    return {"originImageUrl": _url(base, task, f"origin.{fmt}"), "resultImageUrl": _url(base, task, f"result.{fmt}")}
+    return {
+        "originImageUrl": file_url(base, task, f"origin.{fmt}"),
+        "resultImageUrl": file_url(base, task, f"result.{fmt}"),
+    }
 
 
 def record(sim: Simulator, task: Task, base: str) -> dict[str, Any]:
     """The record-info ``data``: ``successFlag`` 0/1/2/3, string times, ``response`` null until success."""
-    flag = _success_flag(task, sim.now())
+    flag = success_flag(task, sim.now())
     failed = flag in (2, 3)
     return {
         "taskId": task.id,
         "paramJson": json.dumps(task.body, ensure_ascii=False, separators=(",", ":")),
-        "completeTime": _stamp(task.end_at) if flag else None,
-        "createTime": _stamp(task.created_at),
+        "completeTime": stamp(task.end_at) if flag else None,
+        "createTime": stamp(task.created_at),
         "response": _response(task, base) if flag == 1 else None,
         "successFlag": flag,
-        "errorCode": _error_code(task) if failed else None,
+        "errorCode": error_code(task) if failed else None,
         "errorMessage": task.fail_msg if failed else "",
     }
 
@@ -73,7 +55,7 @@ def callback_body(sim: Simulator, task: Task) -> dict[str, Any]:
     """``data.info`` holds the two image URLs; failures carry ``info`` null (kie-api.md §12)."""
     if task.outcome == "success":
         return {"code": 200, "msg": "success", "data": {"taskId": task.id, "info": _response(task, task.base_url)}}
-    return {"code": _error_code(task), "msg": task.fail_msg, "data": {"taskId": task.id, "info": None}}
+    return {"code": error_code(task), "msg": task.fail_msg, "data": {"taskId": task.id, "info": None}}
 
 
 async def generate(ctx: Ctx) -> Response:
@@ -116,17 +98,8 @@ async def generate(ctx: Ctx) -> Response:
 
 
 async def record_info(ctx: Ctx) -> Response:
-    task_id = ctx.query("taskId")
-    if not task_id:
-        raise KieError(400, "taskId parameter is required")
-    sim = ctx.sim
-    sim.admit_poll(ctx.key)
-    task = sim.get_task(task_id, family="flux")
-    if task is None or task.account != ctx.account or not ctx.poll_visible(task):
-        raise KieError(422, RECORD_NULL)
-    if sim.now() - task.created_at > sim.config.record_retention_seconds:
-        raise KieError(422, RECORD_NULL)  # expired records answer like unknown ones
-    return ctx.ok(record(sim, task, ctx.base_url))
+    task = ctx.polled_task("flux", RECORD_NULL, expired=RECORD_NULL)  # expired records answer like unknown ones
+    return ctx.ok(record(ctx.sim, task, ctx.base_url))
 
 
 ROUTES = [

@@ -15,7 +15,7 @@ from starlette.responses import Response
 
 from kie_mcp.catalog import apply_defaults, check_input, load_catalog
 
-from .context import Ctx, describe_problems
+from .context import Ctx, describe_problems, error_code, file_url, millis
 from .errors import KieError
 from .routes import SimRoute
 from .state import MediaFile, Simulator, Task
@@ -30,18 +30,6 @@ RECORD_NULL = "record is null"
 CREATE_FAILURES = ("400", "451")
 
 
-def _ms(seconds: float) -> int:
-    return round(seconds * 1000)
-
-
-def _url(base: str, task: Task, name: str) -> str:
-    return f"{base}/files/{task.id}/{name}"
-
-
-def _error_code(task: Task) -> int:
-    return int(task.fail_code) if task.fail_code.isdigit() else 500
-
-
 def _status(task: Task, now: float) -> tuple[str, int]:
     if not task.is_done(now):
         return "GENERATING", 0
@@ -51,7 +39,7 @@ def _status(task: Task, now: float) -> tuple[str, int]:
 
 
 def _result_urls(task: Task, base: str) -> list[str]:
-    return [_url(base, task, name) for name in task.meta["names"]]
+    return [file_url(base, task, name) for name in task.meta["names"]]
 
 
 def record(sim: Simulator, task: Task, base: str) -> dict[str, Any]:
@@ -62,13 +50,13 @@ def record(sim: Simulator, task: Task, base: str) -> dict[str, Any]:
     return {
         "taskId": task.id,
         "paramJson": json.dumps(task.body, ensure_ascii=False, separators=(",", ":")),
-        "completeTime": _ms(task.end_at) if done else None,
+        "completeTime": millis(task.end_at) if done else None,
         "response": {"resultUrls": _result_urls(task, base)} if flag == 1 else None,
         "successFlag": flag,
         "status": status,
-        "errorCode": _error_code(task) if flag == 2 else None,
+        "errorCode": error_code(task) if flag == 2 else None,
         "errorMessage": task.fail_msg if flag == 2 else "",
-        "createTime": _ms(task.created_at),
+        "createTime": millis(task.created_at),
         "progress": f"{task.progress(now) / 100:.2f}",
     }
 
@@ -78,7 +66,7 @@ def callback_body(sim: Simulator, task: Task) -> dict[str, Any]:
     if task.outcome == "success":
         info = {"result_urls": _result_urls(task, task.base_url)}
         return {"code": 200, "msg": "success", "data": {"taskId": task.id, "info": info}}
-    return {"code": _error_code(task), "msg": task.fail_msg, "data": {"taskId": task.id, "info": None}}
+    return {"code": error_code(task), "msg": task.fail_msg, "data": {"taskId": task.id, "info": None}}
 
 
 async def generate(ctx: Ctx) -> Response:
@@ -136,11 +124,8 @@ def _visible_task(ctx: Ctx, task_id: str) -> Task:
 
 
 async def record_info(ctx: Ctx) -> Response:
-    task_id = ctx.query("taskId")
-    if not task_id:
-        raise KieError(400, "taskId parameter is required")
-    ctx.sim.admit_poll(ctx.key)
-    return ctx.ok(record(ctx.sim, _visible_task(ctx, task_id), ctx.base_url))
+    task = ctx.polled_task("gpt4o", RECORD_NULL, expired=RECORD_NULL)  # expired records answer like unknown ones
+    return ctx.ok(record(ctx.sim, task, ctx.base_url))
 
 
 async def download_url(ctx: Ctx) -> Response:

@@ -140,13 +140,7 @@ async def create_task(ctx: Ctx) -> Response:
 
 
 async def record_info(ctx: Ctx) -> Response:
-    task_id = ctx.query("taskId")
-    if not task_id:
-        raise KieError(400, "taskId parameter is required")
-    ctx.sim.admit_poll(ctx.key)
-    task = ctx.sim.get_task(task_id, family="market")
-    if task is None or task.account != ctx.account or not ctx.poll_visible(task):
-        raise KieError(422, "recordInfo is null")
+    task = ctx.polled_task("market", "recordInfo is null")
     return ctx.ok(record(ctx.sim, task, ctx.base_url))
 
 

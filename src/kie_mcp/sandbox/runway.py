@@ -8,14 +8,13 @@ required: it must be present, but may be empty (KIE's own examples send "").
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from starlette.responses import Response
 
 from kie_mcp.catalog import apply_defaults, check_input, load_catalog
 
-from .context import Ctx, describe_problems
+from .context import Ctx, describe_problems, file_url, stamp
 from .errors import KieError
 from .routes import SimRoute
 from .state import MediaFile, Simulator, Task
@@ -34,14 +33,6 @@ PROMPT_LIMIT = 1800
 STATES = {"waiting": "wait", "queuing": "queueing", "generating": "generating", "success": "success", "fail": "fail"}
 
 
-def _stamp(seconds: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds))
-
-
-def _url(base: str, task: Task, name: str) -> str:
-    return f"{base}/files/{task.id}/{name}"
-
-
 def _fail_code(task: Task) -> int:
     return int(task.fail_code) if task.fail_code.isdigit() else 500
 
@@ -50,8 +41,8 @@ def _video_info(task: Task, base: str) -> dict[str, Any]:
     return {
         "videoId": task.meta["video_id"],
         "taskId": task.id,
-        "videoUrl": _url(base, task, "0.mp4"),
-        "imageUrl": _url(base, task, "cover.jpg"),
+        "videoUrl": file_url(base, task, "0.mp4"),
+        "imageUrl": file_url(base, task, "cover.jpg"),
     }
 
 
@@ -69,7 +60,7 @@ def record(sim: Simulator, task: Task, base: str) -> dict[str, Any]:
             "expandPrompt": bool(task.body.get("expandPrompt", False)),
         },
         "state": state,
-        "generateTime": _stamp(task.end_at) if state in ("success", "fail") else "",
+        "generateTime": stamp(task.end_at) if state in ("success", "fail") else "",
         "videoInfo": _video_info(task, base) if state == "success" else None,
         "failCode": _fail_code(task) if state == "fail" else None,
         "failMsg": task.fail_msg if state == "fail" else "",
@@ -179,15 +170,8 @@ async def extend(ctx: Ctx) -> Response:
 
 
 async def record_detail(ctx: Ctx) -> Response:
-    task_id = ctx.query("taskId")
-    if not task_id:
-        raise KieError(400, "taskId parameter is required")
-    sim = ctx.sim
-    sim.admit_poll(ctx.key)
-    task = sim.get_task(task_id, family="runway")
-    if task is None or task.account != ctx.account or not ctx.poll_visible(task):
-        raise KieError(422, RECORD_NULL)
-    return ctx.ok(record(sim, task, ctx.base_url))
+    task = ctx.polled_task("runway", RECORD_NULL)
+    return ctx.ok(record(ctx.sim, task, ctx.base_url))
 
 
 ROUTES = [

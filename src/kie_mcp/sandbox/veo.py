@@ -8,14 +8,13 @@ endpoints of their own with their own charges.
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 from starlette.responses import Response
 
 from kie_mcp.catalog import apply_defaults, check_input, load_catalog
 
-from .context import Ctx, describe_problems
+from .context import Ctx, describe_problems, error_code, file_url, stamp, success_flag
 from .errors import UNKNOWN_MODEL, KieError
 from .routes import SimRoute
 from .state import MediaFile, Simulator, Task
@@ -45,59 +44,39 @@ NOT_SUCCESS = "record status is not success"
 RECORD_NULL = "record is null"
 
 
-def _stamp(seconds: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds))
-
-
-def _url(base: str, task: Task, name: str) -> str:
-    return f"{base}/files/{task.id}/{name}"
-
-
-def _success_flag(task: Task, now: float) -> int:
-    if not task.is_done(now):
-        return 0
-    if task.outcome == "success":
-        return 1
-    return 3 if task.meta.get("upstream_fail") else 2
-
-
-def _error_code(task: Task) -> int:
-    return int(task.fail_code) if task.fail_code.isdigit() else 500
-
-
 def _response(task: Task, base: str) -> dict[str, Any]:
     variant = task.meta["variant"]
     if variant == "4k":
         return {
             "taskId": task.id,
-            "resultUrls": [_url(base, task, "0.mp4")],
-            "imageUrls": [_url(base, task, "cover-0.jpg")],
+            "resultUrls": [file_url(base, task, "0.mp4")],
+            "imageUrls": [file_url(base, task, "cover-0.jpg")],
             "resolution": "4k",
         }
     data: dict[str, Any] = {
         "taskId": task.id,
-        "resultUrls": [_url(base, task, "0.mp4")],
-        "originUrls": [_url(base, task, "origin-0.mp4")] if "origin-0.mp4" in task.files else None,
+        "resultUrls": [file_url(base, task, "0.mp4")],
+        "originUrls": [file_url(base, task, "origin-0.mp4")] if "origin-0.mp4" in task.files else None,
         "resolution": task.meta["resolution"],
     }
     if variant == "extend":
-        data["fullResultUrls"] = [_url(base, task, "full-0.mp4")]
+        data["fullResultUrls"] = [file_url(base, task, "full-0.mp4")]
     return data
 
 
 def record(sim: Simulator, task: Task, base: str) -> dict[str, Any]:
     """The record-info ``data``: ``successFlag`` 0/1/2/3, string times, ``response`` null until success."""
     now = sim.now()
-    flag = _success_flag(task, now)
+    flag = success_flag(task, now)
     failed = flag in (2, 3)
     return {
         "taskId": task.id,
         "paramJson": json.dumps(task.body, ensure_ascii=False, separators=(",", ":")),
-        "createTime": _stamp(task.created_at),
-        "completeTime": _stamp(task.end_at) if flag else None,
+        "createTime": stamp(task.created_at),
+        "completeTime": stamp(task.end_at) if flag else None,
         "successFlag": flag,
         "response": _response(task, base) if flag == 1 else None,
-        "errorCode": _error_code(task) if failed else None,
+        "errorCode": error_code(task) if failed else None,
         "errorMessage": task.fail_msg if failed else "",
         "fallbackFlag": False,
     }
@@ -113,7 +92,7 @@ def callback_body(sim: Simulator, task: Task) -> dict[str, Any]:
             "msg": "Veo3 video generated successfully.",
             "data": {"taskId": task.id, "info": info, "fallbackFlag": False},
         }
-    return {"code": _error_code(task), "msg": task.fail_msg, "data": {"taskId": task.id, "fallbackFlag": False}}
+    return {"code": error_code(task), "msg": task.fail_msg, "data": {"taskId": task.id, "fallbackFlag": False}}
 
 
 def uhd_callback_body(sim: Simulator, task: Task) -> dict[str, Any]:
@@ -182,7 +161,7 @@ def _source(ctx: Ctx, task_id: Any) -> Task:
     task = ctx.sim.get_task(task_id, family="veo")
     if task is None or task.account != ctx.account:
         raise KieError(422, RECORD_NULL)
-    if _success_flag(task, ctx.sim.now()) != 1:
+    if success_flag(task, ctx.sim.now()) != 1:
         raise KieError(422, NOT_SUCCESS)
     return task
 
@@ -212,17 +191,8 @@ async def generate(ctx: Ctx) -> Response:
 
 
 async def record_info(ctx: Ctx) -> Response:
-    task_id = ctx.query("taskId")
-    if not task_id:
-        raise KieError(400, "taskId parameter is required")
-    sim = ctx.sim
-    sim.admit_poll(ctx.key)
-    task = sim.get_task(task_id, family="veo")
-    if task is None or task.account != ctx.account or not ctx.poll_visible(task):
-        raise KieError(422, RECORD_NULL)
-    if sim.now() - task.created_at > sim.config.record_retention_seconds:
-        raise KieError(422, "Temporarily supports records within 14 days")
-    return ctx.ok(record(sim, task, ctx.base_url))
+    task = ctx.polled_task("veo", RECORD_NULL, expired="Temporarily supports records within 14 days")
+    return ctx.ok(record(ctx.sim, task, ctx.base_url))
 
 
 def _index(raw: Any) -> int:
@@ -247,7 +217,7 @@ async def get_1080p(ctx: Ctx) -> Response:
     if task.meta["variant"] == "4k":
         raise KieError(422, "1080P is only available for generated or extended videos")
     if task.meta["resolution"] in ("1080p", "4k"):
-        return ctx.ok({"resultUrl": _url(ctx.base_url, task, f"{index}.mp4")})
+        return ctx.ok({"resultUrl": file_url(ctx.base_url, task, f"{index}.mp4")})
     name = f"1080p-{index}.mp4"
     if "hd_started" not in task.meta:
         sim.charge(ctx.account, ctx.key, HD_CREDITS)
@@ -257,7 +227,7 @@ async def get_1080p(ctx: Ctx) -> Response:
         task.files[name] = MediaFile("video", "mp4", task.meta["aspect"], ready_at=ready)
     if sim.now() < (task.files[name].ready_at or 0.0):
         raise KieError(400, HD_PROCESSING)
-    return ctx.ok({"resultUrl": _url(ctx.base_url, task, name)})
+    return ctx.ok({"resultUrl": file_url(ctx.base_url, task, name)})
 
 
 async def get_4k(ctx: Ctx) -> Response:
