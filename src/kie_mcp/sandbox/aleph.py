@@ -77,19 +77,12 @@ async def generate(ctx: Ctx) -> Response:
     if problems:
         raise KieError(422, describe_problems(spec.id, problems))
     aspect = str(wire.get("aspectRatio") or "16:9")
-    task_id = sim.new_task_id("aleph", MODEL, "video")
-    low, high = spec.typical_seconds
-    task = Task(
-        id=task_id,
+    task = ctx.new_task(
         family="aleph",
         model=MODEL,
         kind="video",
-        account=ctx.account,
-        key=ctx.key,
         body=body,
-        created_at=sim.now(),
-        duration=sim.duration_for(task_id, float(low), float(high)),
-        base_url=ctx.base_url,
+        seconds=spec.typical_seconds,
         callback_url=callback or None,
         files={"0.mp4": MediaFile("video", "mp4", aspect), "cover.jpg": MediaFile("image", "jpg", aspect)},
         meta={"aspect": aspect},

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +21,7 @@ from kie_mcp.catalog import Problem
 
 from .errors import UPLOAD_AUTH_MESSAGE, ConnectionDropped, KieError
 from .faults import Fault
-from .state import SimRequest, Simulator, Task
+from .state import MediaFile, SimRequest, Simulator, Task
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +163,39 @@ class Ctx:
             log.info("fault %s applied to new task %s", fault.kind, task.id)
         self.sim.add_task(task)
         return task
+
+    def new_task(
+        self,
+        *,
+        family: str,
+        model: str,
+        kind: str,
+        body: dict[str, Any],
+        seconds: tuple[float, float],
+        callback_url: str | None,
+        files: dict[str, MediaFile] | None = None,
+        meta: dict[str, Any] | None = None,
+        callback: Callable[[Simulator, Task], dict[str, Any]] | None = None,
+    ) -> Task:
+        """A new task of this request's account; its run time is drawn from ``seconds`` on the virtual clock."""
+        sim = self.sim
+        task_id = sim.new_task_id(family, model, kind)
+        return Task(
+            id=task_id,
+            family=family,
+            model=model,
+            kind=kind,
+            account=self.account,
+            key=self.key,
+            body=body,
+            created_at=sim.now(),
+            duration=sim.duration_for(task_id, float(seconds[0]), float(seconds[1])),
+            base_url=self.base_url,
+            callback_url=callback_url or None,
+            files=files or {},
+            meta=meta or {},
+            callback=callback,
+        )
 
     def polled_task(self, family: str, not_found: str, *, expired: str | None = None) -> Task:
         """The task a status read names (``taskId``), counted against the poll limit. KIE answers 400 for a

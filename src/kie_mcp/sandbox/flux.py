@@ -75,19 +75,12 @@ async def generate(ctx: Ctx) -> Response:
         raise KieError(422, describe_problems(spec.id, problems))
     fmt = "png" if wire.get("outputFormat") == "png" else "jpg"
     aspect = str(wire.get("aspectRatio", "16:9"))
-    task_id = sim.new_task_id("flux", spec.id, "image")
-    low, high = spec.typical_seconds
-    task = Task(
-        id=task_id,
+    task = ctx.new_task(
         family="flux",
         model=spec.id,
         kind="image",
-        account=ctx.account,
-        key=ctx.key,
         body=body,
-        created_at=sim.now(),
-        duration=sim.duration_for(task_id, float(low), float(high)),
-        base_url=ctx.base_url,
+        seconds=spec.typical_seconds,
         callback_url=callback or None,
         files={f"result.{fmt}": MediaFile("image", fmt, aspect), f"origin.{fmt}": MediaFile("image", fmt, aspect)},
         meta={"fmt": fmt},

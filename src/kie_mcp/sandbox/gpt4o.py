@@ -91,19 +91,12 @@ async def generate(ctx: Ctx) -> Response:
         raise KieError(422, describe_problems(spec.id, problems))
     size = str(wire["size"])
     names = [f"{i}.png" for i in range(int(wire.get("nVariants", 1)))]
-    task_id = sim.new_task_id("gpt4o", MODEL, "image")
-    low, high = spec.typical_seconds
-    task = Task(
-        id=task_id,
+    task = ctx.new_task(
         family="gpt4o",
         model=MODEL,
         kind="image",
-        account=ctx.account,
-        key=ctx.key,
         body=body,
-        created_at=sim.now(),
-        duration=sim.duration_for(task_id, float(low), float(high)),
-        base_url=ctx.base_url,
+        seconds=spec.typical_seconds,
         callback_url=callback or None,
         files={name: MediaFile("image", "png", size) for name in names},
         meta={"names": names},

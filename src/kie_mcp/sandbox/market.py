@@ -117,19 +117,12 @@ async def create_task(ctx: Ctx) -> Response:
     if callback is not None and not isinstance(callback, str):
         raise KieError(422, "callBackUrl must be a URL")
     files, groups = result_files(spec, wire)
-    task_id = sim.new_task_id("market", spec.id, spec.kind)
-    low, high = spec.typical_seconds
-    task = Task(
-        id=task_id,
+    task = ctx.new_task(
         family="market",
         model=spec.id,
         kind=spec.kind,
-        account=ctx.account,
-        key=ctx.key,
         body=body,
-        created_at=sim.now(),
-        duration=sim.duration_for(task_id, low, high),
-        base_url=ctx.base_url,
+        seconds=spec.typical_seconds,
         callback_url=callback or None,
         files=files,
         meta={"groups": groups},

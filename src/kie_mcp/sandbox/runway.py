@@ -90,26 +90,21 @@ def _callback_url(body: dict[str, Any], *, required: bool) -> str | None:
 
 
 def _new_task(ctx: Ctx, body: dict[str, Any], aspect: str, meta: dict[str, Any]) -> Task:
-    sim = ctx.sim
     spec = load_catalog().get(MODEL)
-    low, high = spec.typical_seconds if spec else (60, 300)
-    task_id = sim.new_task_id("runway", MODEL, "video")
-    return Task(
-        id=task_id,
+    callback_url = meta.pop("callback_url")
+    task = ctx.new_task(
         family="runway",
         model=MODEL,
         kind="video",
-        account=ctx.account,
-        key=ctx.key,
         body=body,
-        created_at=sim.now(),
-        duration=sim.duration_for(task_id, float(low), float(high)),
-        base_url=ctx.base_url,
-        callback_url=meta.pop("callback_url"),
+        seconds=spec.typical_seconds if spec else (60, 300),
+        callback_url=callback_url,
         files={"0.mp4": MediaFile("video", "mp4", aspect), "cover.jpg": MediaFile("image", "jpg", aspect)},
-        meta={"aspect": aspect, "video_id": f"video_{task_id.removeprefix('runway_')}", **meta},
+        meta={"aspect": aspect, **meta},
         callback=callback_body,
     )
+    task.meta["video_id"] = f"video_{task.id.removeprefix('runway_')}"
+    return task
 
 
 async def generate(ctx: Ctx) -> Response:

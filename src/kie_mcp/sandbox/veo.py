@@ -120,20 +120,13 @@ def _callback_url(body: dict[str, Any]) -> str | None:
 def _new_task(
     ctx: Ctx, *, model: str, body: dict[str, Any], seconds: tuple[float, float], meta: dict[str, Any]
 ) -> Task:
-    sim = ctx.sim
-    task_id = sim.new_task_id("veo", model, "video")
     uhd = meta["variant"] == "4k"
-    return Task(
-        id=task_id,
+    return ctx.new_task(
         family="veo",
         model=model,
         kind="video",
-        account=ctx.account,
-        key=ctx.key,
         body=body,
-        created_at=sim.now(),
-        duration=sim.duration_for(task_id, *seconds),
-        base_url=ctx.base_url,
+        seconds=seconds,
         callback_url=_callback_url(body),
         meta=meta,
         callback=uhd_callback_body if uhd else callback_body,
