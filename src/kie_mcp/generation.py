@@ -24,6 +24,7 @@ from kie_mcp.media.results import save_results
 from kie_mcp.runtime import Runtime
 from kie_mcp.spend import (
     Approved,
+    Decision,
     Declined,
     NeedsConfirmation,
     Quote,
@@ -164,7 +165,7 @@ async def check_spend(rt: Runtime, p: Plan) -> None:
     check_balance(p.total, balance)
 
 
-def decide_approval(rt: Runtime, p: Plan, *, can_ask: bool) -> Approved | NeedsConfirmation | Any:
+def decide_approval(rt: Runtime, p: Plan, *, can_ask: bool) -> Decision:
     problem = rt.quotes.problem(p.quote_id, p.digest) if p.quote_id else None
     return decide(
         total=p.total,

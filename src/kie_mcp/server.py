@@ -48,7 +48,17 @@ from kie_mcp.media.prepare import upload_prepared
 from kie_mcp.media.stitch import Caption, StitchError, stitch
 from kie_mcp.prompts import register_prompts
 from kie_mcp.runtime import NoKeyError, Runtime, open_runtime
-from kie_mcp.spend import Approved, Ask, ConfirmSpend, Declined, NeedsConfirmation, Quote, QuoteError, SpendRefused
+from kie_mcp.spend import (
+    Approved,
+    Ask,
+    ConfirmSpend,
+    Declined,
+    NeedsConfirmation,
+    Quote,
+    QuoteError,
+    SpendRefused,
+    check_caps,
+)
 from kie_mcp.tasks import TaskBook, TaskRecord, follow, refresh
 
 log = logging.getLogger(__name__)
@@ -599,7 +609,7 @@ async def _estimate(rt: Runtime, plan: gen.Plan) -> EstimateResult:
     quote = rt.quotes.issue(plan.spec.id, plan.digest, plan.price, plan.variations)
     spent = rt.ledger.spent_today()
     try:
-        gen.check_caps(plan.total, spent, rt.ledger.caps)
+        check_caps(plan.total, spent, rt.ledger.caps)
         cap_problem = None
     except SpendRefused as err:
         cap_problem = str(err)

@@ -17,9 +17,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from kie_mcp.catalog import Problem
+from kie_mcp.catalog import ModelSpec, Problem, load_catalog
 
-from .errors import UPLOAD_AUTH_MESSAGE, ConnectionDropped, KieError
+from .errors import UNKNOWN_MODEL, UPLOAD_AUTH_MESSAGE, ConnectionDropped, KieError
 from .faults import Fault
 from .state import MediaFile, SimRequest, Simulator, Task
 
@@ -70,6 +70,14 @@ def success_flag(task: Task, now: float) -> int:
 
 def error_code(task: Task) -> int:
     return int(task.fail_code) if task.fail_code.isdigit() else 500
+
+
+def model_spec(model: Any, family: str) -> ModelSpec:
+    """The catalogue entry a create names, or KIE's 422 for an unknown model or one of another family."""
+    spec = load_catalog().get(model) if isinstance(model, str) else None
+    if spec is None or spec.family != family:
+        raise KieError(422, UNKNOWN_MODEL)
+    return spec
 
 
 def describe_problems(model: str, problems: list[Problem]) -> str:

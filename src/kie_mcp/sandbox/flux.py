@@ -12,10 +12,10 @@ from typing import Any
 
 from starlette.responses import Response
 
-from kie_mcp.catalog import apply_defaults, check_input, load_catalog
+from kie_mcp.catalog import apply_defaults, check_input
 
-from .context import Ctx, describe_problems, error_code, file_url, stamp, success_flag
-from .errors import UNKNOWN_MODEL, KieError
+from .context import Ctx, describe_problems, error_code, file_url, model_spec, stamp, success_flag
+from .errors import KieError
 from .routes import SimRoute
 from .state import MediaFile, Simulator, Task
 
@@ -63,9 +63,7 @@ async def generate(ctx: Ctx) -> Response:
     sim = ctx.sim
     sim.admit_create(ctx.account)
     model = body.get("model") or DEFAULT_MODEL
-    spec = load_catalog().get(model) if isinstance(model, str) else None
-    if spec is None or spec.family != "flux":
-        raise KieError(422, UNKNOWN_MODEL)
+    spec = model_spec(model, "flux")
     callback = body.get("callBackUrl")
     if callback is not None and not isinstance(callback, str):
         raise KieError(422, "callBackUrl must be a URL")

@@ -7,10 +7,10 @@ from typing import Any
 
 from starlette.responses import Response
 
-from kie_mcp.catalog import ModelSpec, apply_defaults, check_input, load_catalog
+from kie_mcp.catalog import ModelSpec, apply_defaults, check_input
 
-from .context import Ctx, describe_problems, number
-from .errors import UNKNOWN_MODEL, KieError
+from .context import Ctx, describe_problems, model_spec, number
+from .errors import KieError
 from .routes import SimRoute
 from .state import MediaFile, Simulator, Task
 
@@ -103,9 +103,7 @@ async def create_task(ctx: Ctx) -> Response:
     sim = ctx.sim
     sim.admit_create(ctx.account)
     model = body.get("model")
-    spec = load_catalog().get(model) if isinstance(model, str) else None
-    if spec is None or spec.family != "market":
-        raise KieError(422, UNKNOWN_MODEL)
+    spec = model_spec(model, "market")
     raw_input = body.get("input")
     if not isinstance(raw_input, dict):
         raise KieError(422, "input is required and must be a JSON object")

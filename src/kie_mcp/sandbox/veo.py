@@ -14,8 +14,8 @@ from starlette.responses import Response
 
 from kie_mcp.catalog import apply_defaults, check_input, load_catalog
 
-from .context import Ctx, describe_problems, error_code, file_url, stamp, success_flag
-from .errors import UNKNOWN_MODEL, KieError
+from .context import Ctx, describe_problems, error_code, file_url, model_spec, stamp, success_flag
+from .errors import KieError
 from .routes import SimRoute
 from .state import MediaFile, Simulator, Task
 
@@ -164,9 +164,7 @@ async def generate(ctx: Ctx) -> Response:
     sim = ctx.sim
     sim.admit_create(ctx.account)
     model = body.get("model") or DEFAULT_MODEL
-    spec = load_catalog().get(model) if isinstance(model, str) else None
-    if spec is None or spec.family != "veo":
-        raise KieError(422, UNKNOWN_MODEL)
+    spec = model_spec(model, "veo")
     wire = {k: v for k, v in body.items() if k not in IGNORED_FIELDS}
     if "aspectRatio" in wire:  # KIE's docs disagree on the name; accept both
         camel = wire.pop("aspectRatio")
