@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
+from PIL import Image
 
 from .conftest import answering, text_of
 
 EDIT = {"prompt": "make it blue", "model": "google/nano-banana-edit"}
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+
+
+def _image(kind: str, size: tuple[int, int] = (64, 64)) -> bytes:
+    """A real, small image: inputs are judged by their bytes, so the tests use real files."""
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (200, 30, 30)).save(buffer, kind)
+    return buffer.getvalue()
+
+
+PNG = _image("PNG")
 
 
 async def uploads(controls) -> list[dict]:
@@ -50,8 +62,8 @@ async def test_allowed_dirs_open_another_folder(connect, controls, outside):
 
 
 async def test_model_limits_are_checked_before_upload(connect, controls, tmp_path):
-    (tmp_path / "clip.gif").write_bytes(b"GIF89a" + b"\x00" * 20)
-    (tmp_path / "huge.png").write_bytes(PNG + b"\x00" * (11 * 1024 * 1024))  # the model takes up to 10 MB
+    (tmp_path / "clip.gif").write_bytes(_image("GIF"))
+    (tmp_path / "huge.png").write_bytes(PNG + b"\x00" * (11 * 1024 * 1024))  # a real PNG, padded past 10 MB
     async with connect(elicitation=answering()) as client:
         wrong_type = await client.call_tool("generate_image", {**EDIT, "images": ["clip.gif"]})
         too_big = await client.call_tool("generate_image", {**EDIT, "images": ["huge.png"]})

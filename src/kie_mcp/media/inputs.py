@@ -1,8 +1,25 @@
-"""Media inputs: URLs pass through; local files are checked before any spend and uploaded after approval."""
+"""Media inputs: URLs pass through; local files are checked before any spend and uploaded after approval.
+
+A local file is uploaded only when all of this holds (checked in this order, before anything reaches KIE):
+
+1. its path is usable (no NUL byte, not too long for the system, no other OS error);
+2. its real path (symlinks resolved) is inside the workspace, a folder the client shares as an MCP root, or
+   ``KIE_ALLOWED_DIRS``;
+3. that real path is not private: no dotfile or dot-folder relative to the allowed folder it is in (``.env``,
+   ``.kie-mcp/`` with the journal, ``.git/``, ...) and nothing in the workspace's ``logs/``;
+4. its bytes (never its name) are an image, video or audio format that the target field takes
+   (``media.sniff``), in a format the model lists;
+5. it is within the model's size limit (documented, or a conservative bound per kind).
+
+Symlinks are judged by their target: a link named ``ok.png`` that points at ``.env`` is refused.
+"""
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,22 +27,35 @@ from typing import Any
 
 from kie_mcp.catalog import ModelSpec, Problem
 from kie_mcp.journal import Journal
-from kie_mcp.kie import KieClient
+from kie_mcp.kie import Category, KieClient, KieError
 
 from .prepare import upload_prepared
+from .sniff import KINDS, MediaKind, Sniffed, describe, read_head, sniff
 
 _REMOTE = ("http://", "https://")
+
+# Size bounds when the catalogue documents none: 30 MB is the largest image limit any catalogued model documents;
+# 100 MB is KIE's recommended upload ceiling and the largest video/audio limit documented; 10 MB audio is the
+# smallest documented audio limit (infinitalk), kept where a model says nothing.
+DEFAULT_LIMIT_MB: dict[MediaKind, float] = {"image": 30.0, "video": 100.0, "audio": 10.0}
+UPLOAD_LIMIT_MB = 100.0  # the upload_file tool: any image, video or audio up to this size
 
 
 @dataclass(frozen=True)
 class LocalFile:
     path: Path
     sha256: str
+    media: Sniffed
 
     @property
     def identity(self) -> str:
         """How a local file enters a quote: its content, so an edited file needs a new quote."""
         return f"file:{self.sha256}:{self.path.name}"
+
+    @property
+    def upload_name(self) -> str:
+        """The name it is uploaded under: unique per content, with an extension that matches its bytes."""
+        return upload_name(self.path, self.media, f"-{self.sha256[:10]}")
 
 
 def is_remote(value: str) -> bool:
@@ -35,8 +65,47 @@ def is_remote(value: str) -> bool:
 UPLOAD_REUSE_SECONDS = 48 * 3600  # KIE keeps uploads about 3 days: reuse one for 2, to be safe
 
 
-class OutsideAllowedFolders(PermissionError):
+class RefusedInput(PermissionError):
+    """A local input kie-mcp will not read or upload; the message names the file and why."""
+
+
+class OutsideAllowedFolders(RefusedInput):
     """A local file outside the workspace and KIE_ALLOWED_DIRS: never read, never uploaded."""
+
+
+class UnusablePath(OutsideAllowedFolders):
+    """A path the system cannot resolve at all (a NUL byte, too long, an OS error): it cannot be shown to be
+    inside the allowed folders, so it is refused like a path outside them."""
+
+
+class PrivateFile(RefusedInput):
+    """A dotfile, a file in a dot-folder (``.env``, ``.kie-mcp/``) or in the workspace's ``logs/``."""
+
+
+class MissingFile(RefusedInput):
+    """No readable file at that path."""
+
+
+class NotAccepted(RefusedInput):
+    """Not media, or not the kind or format the target takes."""
+
+
+class TooLarge(RefusedInput):
+    """Over the size limit of the target."""
+
+
+@dataclass(frozen=True)
+class Accepts:
+    """What a target takes: kinds of media, image formats (catalogue names; empty: any), a size limit."""
+
+    kinds: frozenset[MediaKind]
+    what: str  # who takes it, for messages: "google/nano-banana-edit's image_urls", "upload_file"
+    formats: frozenset[str] = frozenset()
+    limit_mb: float | None = None  # a documented limit; None: DEFAULT_LIMIT_MB of the field's (or file's) kind
+    urls: bool = True  # whether an http(s) URL would have done too (for the missing-file message)
+
+
+UPLOAD_ACCEPTS = Accepts(frozenset(KINDS), "upload_file", limit_mb=UPLOAD_LIMIT_MB, urls=False)
 
 
 def local_path(value: str, workspace: Path) -> Path:
@@ -45,17 +114,195 @@ def local_path(value: str, workspace: Path) -> Path:
     return path if path.is_absolute() else workspace / path
 
 
+def shown(value: str) -> str:
+    """A path as it appears in messages: quoted, and shortened when long."""
+    text = value if len(value) <= 80 else f"{value[:48]}…{value[-16:]}"
+    return repr(text)
+
+
 def confined(value: str, workspace: Path, roots: tuple[Path, ...]) -> Path:
-    """The real path of a local input, refused when it (or a symlink in it) leads outside the allowed folders."""
-    real = local_path(value, workspace).resolve()
+    """The real path of a local input, refused when it (or a symlink in it) leads outside the allowed folders,
+    or when the path itself is unusable (a NUL byte, too long, another OS error)."""
+    if "\x00" in value:
+        raise UnusablePath(
+            f"{shown(value)} contains a NUL byte (\\x00), which no file path can hold. Nothing was read or "
+            "uploaded. Give the file's real path (absolute, or relative to the workspace)."
+        )
+    try:
+        real = local_path(value, workspace).resolve()
+        real.exists()  # surfaces paths the system refuses (too long, ...) here rather than later
+    except (OSError, ValueError, RuntimeError) as err:  # RuntimeError: a symlink loop (Python 3.11)
+        raise UnusablePath(_path_problem(value, err)) from None
     if not any(real.is_relative_to(root) for root in roots):
         allowed = ", ".join(str(root) for root in roots)
         raise OutsideAllowedFolders(
-            f"{value!r} resolves to {real}, outside the folders kie-mcp may read ({allowed}). Nothing was read or "
+            f"{shown(value)} resolves to {real}, outside the folders kie-mcp may read ({allowed}). Nothing was read or "
             "uploaded. Move the file into the workspace, share its folder as an MCP root in the client, or add it "
             "to KIE_ALLOWED_DIRS."
         )
     return real
+
+
+def _path_problem(value: str, err: BaseException) -> str:
+    code = getattr(err, "errno", None)
+    if code == errno.ENAMETOOLONG:
+        return (
+            f"the path {shown(value)} ({len(value)} characters) is longer than this system allows for a path or a "
+            "file name. Nothing was read or uploaded. Give the file's real path; rename or move the file if its "
+            "name is that long."
+        )
+    if isinstance(err, RuntimeError) or code == errno.ELOOP:
+        return f"the path {shown(value)} is a loop of symbolic links. Nothing was read or uploaded."
+    reason = os.strerror(code) if isinstance(code, int) else str(err)
+    return (
+        f"the path {shown(value)} cannot be used ({reason}). Nothing was read or uploaded. Check the path and "
+        "its permissions."
+    )
+
+
+def private_reason(real: Path, workspace: Path, roots: tuple[Path, ...]) -> str | None:
+    """Why ``real`` (a resolved path) is never uploaded or served, or None.
+
+    Dotfiles and dot-folders count relative to the innermost allowed folder holding the file, so a workspace
+    that itself lives under a dot-folder (``~/.local/share/kie-mcp``) still works.
+    """
+    home = workspace.resolve()
+    if real.is_relative_to(home) and real.relative_to(home).parts[:1] == ("logs",):
+        return (
+            f"{real.relative_to(home).as_posix()} is in the workspace's logs/ folder (kie-mcp's call log), which "
+            "kie-mcp never uploads or serves"
+        )
+    holders = [root for root in (*roots, home) if real.is_relative_to(root)]
+    if not holders:
+        return None
+    root = max(holders, key=lambda r: len(r.parts))
+    relative = real.relative_to(root)
+    if any(part.startswith(".") for part in relative.parts):
+        return (
+            f"{relative.as_posix()} is a dotfile or inside a dot-folder (like .env or .kie-mcp/, where keys and "
+            "the journal live), which kie-mcp never uploads or serves"
+        )
+    return None
+
+
+def inspect_local(value: str, workspace: Path, roots: tuple[Path, ...], accepts: Accepts) -> tuple[Path, Sniffed]:
+    """The real path and media type of a local input that may be uploaded to ``accepts``; ``RefusedInput``
+    (naming the file and why) otherwise. Reads at most the file's first few KB."""
+    real = confined(value, workspace, roots)
+    name = _named(value, real)
+    reason = private_reason(real, workspace, roots)
+    if reason is not None:
+        raise PrivateFile(
+            f"{name} is private: {reason}. Nothing was read or uploaded. Copy the picture, video or sound you mean "
+            "into a normal folder of the workspace (references/ is a good place)."
+        )
+    try:
+        is_file, is_dir = real.is_file(), real.is_dir()
+        head, size = (read_head(real), real.stat().st_size) if is_file else (b"", 0)
+    except OSError as err:
+        raise UnusablePath(_path_problem(value, err)) from None
+    if not is_file:
+        where = "a folder, not a file" if is_dir else "not a regular file" if real.exists() else "nothing there"
+        if accepts.urls:
+            raise MissingFile(
+                f"{shown(value)} is neither an http(s) URL nor a readable file (looked in {real}: {where})."
+            )
+        raise MissingFile(f"No file at {real} ({where}). Give an absolute path or one relative to the workspace.")
+    media = sniff(head)
+    wanted = _kinds_text(accepts.kinds)
+    if media is None:
+        raise NotAccepted(
+            f"{name} is not {wanted} (its bytes are {describe(head)}); {accepts.what} takes {_plural(accepts.kinds)}. "
+            "The type is decided by the file's content, not its name. Nothing was uploaded."
+        )
+    if not media.serves(accepts.kinds):
+        raise NotAccepted(
+            f"{name} is not {wanted} (its bytes are {media.label}, {media.mime}); {accepts.what} takes "
+            f"{_plural(accepts.kinds)}. Nothing was uploaded."
+        )
+    if media.kind == "image" and accepts.formats and not _format_fits(media, accepts.formats):
+        raise NotAccepted(
+            f"{name} is a {media.label} (by its bytes); {accepts.what} takes {', '.join(sorted(accepts.formats))}. "
+            "Convert it to one of those. Nothing was uploaded."
+        )
+    kind = next(iter(accepts.kinds)) if len(accepts.kinds) == 1 else media.kind
+    limit = accepts.limit_mb or DEFAULT_LIMIT_MB[kind]
+    size_mb = size / 1024 / 1024
+    if size_mb > limit:
+        bound = "" if accepts.limit_mb else " (kie-mcp's conservative bound, as the model documents none)"
+        raise TooLarge(
+            f"{name} is {size_mb:.1f} MB; {accepts.what} takes {_plural(accepts.kinds)} up to {limit:g} MB{bound}. "
+            "Nothing was uploaded."
+        )
+    return real, media
+
+
+def _named(value: str, real: Path) -> str:
+    """The file as the caller named it, and where it really leads when that is another name."""
+    given = Path(value).name or value
+    return given if real.name == given else f"{given} (a link to {real})"
+
+
+def _kinds_text(kinds: frozenset[MediaKind]) -> str:
+    if kinds == {"image"}:
+        return "an image"
+    if kinds == {"video"}:
+        return "a video"
+    if kinds == {"audio"}:
+        return "an audio file"
+    return "an image, video or audio file" if len(kinds) == 3 else " or ".join(sorted(kinds)) + " media"
+
+
+def _plural(kinds: frozenset[MediaKind]) -> str:
+    names = {"image": "images", "video": "videos", "audio": "audio"}
+    ordered = [names[k] for k in KINDS if k in kinds]
+    return ordered[0] if len(ordered) == 1 else ", ".join(ordered[:-1]) + " and " + ordered[-1]
+
+
+_FORMAT_NAMES = {"jpeg": {"jpeg", "jpg", "jfif"}, "tiff": {"tiff", "tif"}, "heif": {"heif", "heic"}}
+
+
+def _format_fits(media: Sniffed, formats: frozenset[str]) -> bool:
+    return bool(_FORMAT_NAMES.get(media.format, {media.format}) & {f.lower() for f in formats})
+
+
+# -- what a model field takes ----------------------------------------------------------------------
+
+_AUDIO_WORDS = ("audio", "voice", "speech", "sound", "music", "song")
+_VIDEO_WORDS = ("video", "clip", "footage", "movie")
+_IMAGE_WORDS = ("image", "img", "frame", "mask", "photo", "picture", "logo")
+_MB = re.compile(r"(\d+(?:\.\d+)?)\s*MB\b")
+
+
+def field_kinds(spec: ModelSpec, name: str) -> frozenset[MediaKind]:
+    """The kinds of media a field takes: the model's ``images`` fields take images; otherwise the field's name
+    says (``audio_url``, ``reference_voice``: audio; ``video_urls``: video; ``mask_url``, ``first_frame``:
+    image); a field whose name says nothing takes any of the three."""
+    if spec.images is not None and name in spec.images.to:
+        return frozenset({"image"})
+    lowered = name.lower()
+    for kind, words in (("audio", _AUDIO_WORDS), ("video", _VIDEO_WORDS), ("image", _IMAGE_WORDS)):
+        if any(word in lowered for word in words):
+            return frozenset({kind})
+    return frozenset(KINDS)
+
+
+def field_accepts(spec: ModelSpec, name: str) -> Accepts:
+    """What ``spec``'s field ``name`` takes: kinds, image formats and a size limit, from the catalogue data."""
+    kinds = field_kinds(spec, name)
+    formats: frozenset[str] = frozenset()
+    limit: float | None = None
+    images = spec.images
+    if images is not None and name in images.to:
+        formats = frozenset(images.formats)
+        limit = images.max_mb
+    field = spec.fields.get(name)
+    if limit is None and field is not None and field.note and (match := _MB.search(field.note)):
+        limit = float(match.group(1))  # e.g. "mp4/mov, 3-30 s, up to 100 MB"
+    return Accepts(kinds, f"{spec.id}'s {name}", formats, limit)
+
+
+# -- the request path ------------------------------------------------------------------------------
 
 
 def _media_slots(spec: ModelSpec, wire: dict[str, Any]) -> Iterator[tuple[str, int | None, str]]:
@@ -75,43 +322,23 @@ def _media_slots(spec: ModelSpec, wire: dict[str, Any]) -> Iterator[tuple[str, i
 def find_local_files(
     spec: ModelSpec, wire: dict[str, Any], workspace: Path, roots: tuple[Path, ...] | None = None
 ) -> tuple[dict[str, LocalFile], list[Problem]]:
-    """Map each non-URL media value to a readable file inside the allowed folders, within the model's limits."""
+    """Map each non-URL media value to a real media file inside the allowed folders that its field takes."""
     found: dict[str, LocalFile] = {}
     problems: list[Problem] = []
+    roots = roots or (workspace.resolve(),)
     for name, index, value in _media_slots(spec, wire):
-        if is_remote(value) or value in found:
+        if is_remote(value):
             continue
         where = f"{name}[{index}]" if index is not None else name
-        try:
-            path = confined(value, workspace, roots or (workspace.resolve(),))
-        except OutsideAllowedFolders as err:
+        try:  # every slot is checked, so one file given to two fields must suit both
+            path, media = inspect_local(value, workspace, roots, field_accepts(spec, name))
+            if value not in found:
+                found[value] = LocalFile(path, _sha256(path), media)
+        except RefusedInput as err:
             problems.append(Problem(where, str(err)))
-            continue
-        if not path.is_file():
-            problems.append(
-                Problem(where, f"{value!r} is neither an http(s) URL nor a readable file (looked in {path}).")
-            )
-            continue
-        if (limit := _limit_problem(spec, name, path)) is not None:
-            problems.append(Problem(where, limit))
-            continue
-        found[value] = LocalFile(path, _sha256(path))
+        except OSError as err:
+            problems.append(Problem(where, _path_problem(value, err)))
     return found, problems
-
-
-def _limit_problem(spec: ModelSpec, field: str, path: Path) -> str | None:
-    """The model's documented format and size limits for images, checked before anything is uploaded."""
-    images = spec.images
-    if images is None or field not in images.to:
-        return None
-    size_mb = path.stat().st_size / 1024 / 1024
-    if images.max_mb is not None and size_mb > images.max_mb:
-        return f"{path.name} is {size_mb:.1f} MB; {spec.id} takes images up to {images.max_mb:g} MB."
-    suffix = path.suffix.lower().lstrip(".")
-    formats = {f.lower() for f in images.formats} | ({"jpg"} if "jpeg" in images.formats else set())
-    if formats and suffix not in formats:
-        return f"{path.name} is a .{suffix} file; {spec.id} takes {', '.join(sorted(images.formats))}."
-    return None
 
 
 def with_identities(spec: ModelSpec, wire: dict[str, Any], files: dict[str, LocalFile]) -> dict[str, Any]:
@@ -132,13 +359,36 @@ async def upload_local_files(
             urls[value] = earlier
             notes.append(f"{local.path.name} was already uploaded recently; reused {earlier}.")
             continue
-        name = f"{local.path.stem}-{local.sha256[:10]}{local.path.suffix.lower()}"
-        uploaded, note = await upload_prepared(kie, local.path, "kie-mcp/inputs", name)
+        _still_the_same(local)
+        uploaded, note = await upload_prepared(kie, local.path, "kie-mcp/inputs", local.upload_name, local.media)
         journal.remember_upload(local.sha256, uploaded.url)
         urls[value] = uploaded.url
         if note:
             notes.append(note)
     return _replace(spec, wire, urls), notes
+
+
+def _still_the_same(local: LocalFile) -> None:
+    """A file replaced by something else (or by a symlink) between the check and the upload is not uploaded."""
+    try:
+        now = sniff(read_head(local.path)) if local.path.resolve() == local.path else None
+    except (OSError, RuntimeError):
+        now = None
+    if now != local.media:
+        raise KieError(
+            f"{local.path.name} changed since it was checked (it is no longer {local.media.label}); it was not "
+            "uploaded",
+            category=Category.INPUT,
+            retryable=False,
+            next_step="Check the file and ask again.",
+        )
+
+
+def upload_name(path: Path, media: Sniffed, tag: str = "") -> str:
+    """``path``'s name (with ``tag`` after the stem), its extension set to match its bytes when it does not."""
+    suffix = path.suffix.lower().lstrip(".")
+    extension = suffix if suffix in media.extensions else media.extensions[0]
+    return f"{path.stem}{tag}.{extension}"
 
 
 def _replace(spec: ModelSpec, wire: dict[str, Any], mapping: dict[str, str]) -> dict[str, Any]:

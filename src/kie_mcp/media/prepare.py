@@ -15,6 +15,8 @@ from PIL import Image, UnidentifiedImageError
 
 from kie_mcp.kie import KieClient, UploadedFile
 
+from .sniff import Sniffed
+
 MIN_LONG_SIDE = 1024
 TARGET_LONG_SIDE = 1080
 JPEG_QUALITY = 92
@@ -37,8 +39,10 @@ def prepare_image(path: Path, name: str) -> Prepared:
             scale = TARGET_LONG_SIDE / max(width, height)
             size = (max(round(width * scale), 1), max(round(height * scale), 1))
             resized = image.convert("RGB").resize(size, Image.Resampling.LANCZOS)
-    except (UnidentifiedImageError, OSError):
-        return Prepared(None, name, None)  # not an image (a video or audio input): send as is
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):
+        # Pillow cannot decode it (a format it lacks, such as HEIC, or a huge picture): it is real media by its
+        # bytes, checked before, so it is sent as it is.
+        return Prepared(None, name, None)
     buffer = io.BytesIO()
     resized.save(buffer, "JPEG", quality=JPEG_QUALITY)
     jpeg_name = f"{Path(name).stem}.jpg"
@@ -49,10 +53,19 @@ def prepare_image(path: Path, name: str) -> Prepared:
     return Prepared(buffer.getvalue(), jpeg_name, note)
 
 
-async def upload_prepared(kie: KieClient, path: Path, upload_path: str, name: str) -> tuple[UploadedFile, str | None]:
-    """Upload ``path``, upscaled first when it is a small image; returns the upload and what was done."""
-    prepared = await anyio.to_thread.run_sync(prepare_image, path, name)
-    if prepared.content is None:
-        return await kie.upload_file(path, upload_path=upload_path, file_name=name), None
-    uploaded = await kie.upload_bytes(prepared.content, prepared.name, upload_path=upload_path)
-    return uploaded, prepared.note
+async def upload_prepared(
+    kie: KieClient, path: Path, upload_path: str, name: str, media: Sniffed
+) -> tuple[UploadedFile, str | None]:
+    """Upload ``path``, upscaled first when it is a small image; returns the upload and what was done.
+
+    ``media`` is what the file's bytes are (``media.sniff``), checked by the caller: it is sent as the upload's
+    MIME type, whatever the file's name says.
+    """
+    if media.kind == "image":
+        prepared = await anyio.to_thread.run_sync(prepare_image, path, name)
+        if prepared.content is not None:
+            uploaded = await kie.upload_bytes(
+                prepared.content, prepared.name, upload_path=upload_path, mime="image/jpeg"
+            )
+            return uploaded, prepared.note
+    return await kie.upload_file(path, upload_path=upload_path, file_name=name, mime=media.mime), None

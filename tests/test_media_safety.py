@@ -1,0 +1,453 @@
+"""Secrets never leave the machine: only real media is uploaded, judged by its bytes and its real path.
+
+Every refusal is a readable tool error naming the file and the reason, and nothing reaches KIE's upload or
+create endpoints. Resources follow the same rule: nothing outside the workspace, symlinks included.
+"""
+
+from __future__ import annotations
+
+import wave
+from pathlib import Path
+
+import pytest
+from mcp import Client, MCPError
+from mcp.types import ListRootsResult, Root
+from PIL import Image
+
+from kie_mcp.catalog import load_catalog
+from kie_mcp.media.inputs import field_kinds
+from kie_mcp.media.sniff import describe, sniff
+from kie_mcp.server import create_server
+
+from .conftest import CREATE_PATHS, answering, text_of
+
+EDIT = {"prompt": "make it blue", "model": "google/nano-banana-edit"}  # images -> image_urls, up to 10 MB
+TALK = {"prompt": "a woman speaking", "model": "infinitalk/from-audio"}  # images -> image_url; options audio_url
+MOVE = {"prompt": "", "model": "wan/2-2-animate-move"}  # images -> image_url; options video_url (10 MB)
+UPLOAD_PATHS = {"/api/file-stream-upload", "/api/file-base64-upload", "/api/file-url-upload"}
+SECRET = "KIE_API_KEY=sk-live-NEVER-UPLOADED-0123456789"
+
+
+def png(path: Path, size: tuple[int, int] = (1200, 800)) -> Path:
+    """A real PNG; at least 1024 px so it is uploaded as it is (not upscaled to JPEG)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, (20, 120, 200)).save(path, "PNG")
+    return path
+
+
+def wav(path: Path, seconds: float = 1.0, rate: int = 8000) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(b"\x00\x00" * int(rate * seconds))
+    return path
+
+
+def mp4(path: Path) -> Path:
+    """A minimal ISO base media file: an ftyp box (isom) and an empty free box."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + b"\x00\x00\x00\x08free")
+    return path
+
+
+def grow(path: Path, megabytes: float) -> Path:
+    """Make a real media file this large (sparse: trailing zeros every reader ignores, no disk used)."""
+    with path.open("r+b") as handle:
+        handle.truncate(int(megabytes * 1024 * 1024))
+    return path
+
+
+async def kie_traffic(controls) -> list[str]:
+    """Every request that reached KIE's upload or create endpoints."""
+    requests = await controls.get("requests")
+    items = requests if isinstance(requests, list) else requests["requests"]
+    return [r["path"] for r in items if r["path"] in UPLOAD_PATHS | CREATE_PATHS]
+
+
+def refused(result, *words: str) -> str:
+    text = text_of(result)
+    assert result.is_error, text
+    for word in words:
+        assert word in text, (word, text)
+    assert "Traceback" not in text, text
+    # generate_* refusals come from the SDK's resolver path, which prefixes "Error executing tool <name>: ";
+    # never that prefix alone: the reason follows it.
+    assert text.split(": ", 1)[-1].strip() if text.startswith("Error executing tool") else text, text
+    return text
+
+
+@pytest.fixture
+def outside(tmp_path_factory):
+    return tmp_path_factory.mktemp("elsewhere")
+
+
+# -- the sniffer ---------------------------------------------------------------------------------
+
+
+def _ftyp(major: bytes, *compatible: bytes) -> bytes:
+    body = major + b"\x00\x00\x00\x00" + b"".join(compatible)
+    return (8 + len(body)).to_bytes(4, "big") + b"ftyp" + body
+
+
+def _pillow(kind: str) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(buffer, kind)
+    return buffer.getvalue()
+
+
+def _wav() -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(8000)
+        out.writeframes(b"\x00\x00" * 80)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("head", "kind", "mime"),
+    [
+        (_pillow("JPEG"), "image", "image/jpeg"),
+        (_pillow("PNG"), "image", "image/png"),
+        (_pillow("WEBP"), "image", "image/webp"),
+        (_pillow("GIF"), "image", "image/gif"),
+        (_pillow("BMP"), "image", "image/bmp"),
+        (_pillow("TIFF"), "image", "image/tiff"),
+        (_ftyp(b"heic", b"mif1", b"heic"), "image", "image/heic"),
+        (_ftyp(b"mif1", b"mif1", b"miaf"), "image", "image/heif"),
+        (_ftyp(b"avif", b"avif", b"mif1", b"miaf"), "image", "image/avif"),
+        (_ftyp(b"isom", b"isom", b"iso2", b"avc1", b"mp41"), "video", "video/mp4"),
+        (_ftyp(b"mp42", b"mp42", b"isom"), "video", "video/mp4"),
+        (_ftyp(b"qt  ", b"qt  "), "video", "video/quicktime"),
+        (_ftyp(b"M4V ", b"M4V ", b"mp42"), "video", "video/x-m4v"),
+        (b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01\x42\x82\x84webm", "video", "video/webm"),
+        (b"\x1a\x45\xdf\xa3\xa3\x42\x86\x81\x01\x42\x82\x88matroska", "video", "video/x-matroska"),
+        (b"RIFF\x00\x10\x00\x00AVI LIST", "video", "video/x-msvideo"),
+        (b"ID3\x04\x00\x00\x00\x00\x00\x00" + b"\x00" * 20, "audio", "audio/mpeg"),
+        (b"\xff\xfb\x90\x64" + b"\x00" * 20, "audio", "audio/mpeg"),
+        (_wav(), "audio", "audio/wav"),
+        (_ftyp(b"M4A ", b"M4A ", b"mp42", b"isom"), "audio", "audio/mp4"),
+        (b"\xff\xf1\x50\x80\x02\x1f\xfc", "audio", "audio/aac"),
+        (b"OggS\x00\x02" + b"\x00" * 22 + b"\x01\x1evorbis", "audio", "audio/ogg"),
+        (b"fLaC\x00\x00\x00\x22", "audio", "audio/flac"),
+    ],
+)
+def test_the_sniffer_knows_media_by_its_bytes(head, kind, mime):
+    found = sniff(head)
+    assert found is not None and (found.kind, found.mime) == (kind, mime)
+
+
+@pytest.mark.parametrize(
+    ("head", "words"),
+    [
+        (b"", "empty"),
+        (SECRET.encode() + b"\n", "plain text"),
+        (b"BMW service notes\n", "plain text"),
+        (b"GIF89a is a picture format\n", "plain text"),
+        (b"ID3 tags hold the artist\n", "plain text"),
+        (b"abc ftyp notes about mp4\n", "plain text"),
+        (b"\xff\xfe h\x00i\x00", "binary data"),
+        (b"SQLite format 3\x00" + b"\x00" * 80, "SQLite database"),
+        (b"%PDF-1.7\n", "PDF"),
+        (b"-----BEGIN OPENSSH PRIVATE KEY-----\n", "PEM key"),
+        (b'<svg xmlns="http://www.w3.org/2000/svg"/>', "SVG"),
+        (b"PK\x03\x04" + b"\x00" * 30, "ZIP"),
+    ],
+)
+def test_the_sniffer_refuses_everything_else_and_says_what_it_is(head, words):
+    assert sniff(head) is None
+    assert words in describe(head)
+
+
+def test_every_catalogue_media_field_takes_a_definite_kind():
+    """The kind each media field takes comes from the data: images fields, else the field's name."""
+    unclear = [
+        (spec.id, name)
+        for spec in load_catalog()
+        for name, field in spec.fields.items()
+        if field.is_media and len(field_kinds(spec, name)) != 1
+    ]
+    assert unclear == []
+    talk, move = load_catalog().get("infinitalk/from-audio"), load_catalog().get("kling-2.6/motion-control")
+    assert field_kinds(talk, "audio_url") == {"audio"} and field_kinds(talk, "image_url") == {"image"}
+    assert field_kinds(move, "video_urls") == {"video"} and field_kinds(move, "input_urls") == {"image"}
+
+
+# -- type by content -----------------------------------------------------------------------------
+
+
+async def test_a_text_file_named_png_is_refused_before_upload(connect, controls, tmp_path):
+    (tmp_path / "notes.png").write_text("meeting notes: the launch is on Tuesday\n")
+    async with connect(elicitation=answering()) as client:
+        generated = await client.call_tool("generate_image", {**EDIT, "images": ["notes.png"]})
+        estimated = await client.call_tool("estimate_cost", {**EDIT, "images": ["notes.png"]})
+        uploaded = await client.call_tool("upload_file", {"path": "notes.png"})
+    for result in (generated, estimated):
+        refused(result, "image_urls[0]", "notes.png is not an image", "plain text")
+    refused(uploaded, "path", "notes.png is not an image, video or audio file", "plain text")
+    assert await kie_traffic(controls) == []
+
+
+async def test_audio_given_to_an_image_field_is_refused(connect, controls, tmp_path):
+    wav(tmp_path / "voice.png")
+    png(tmp_path / "face.png")
+    async with connect(elicitation=answering()) as client:
+        as_image = await client.call_tool("generate_image", {**EDIT, "images": ["voice.png"]})
+        picture_as_audio = await client.call_tool(
+            "generate_video", {**TALK, "images": ["face.png"], "options": {"audio_url": "face.png"}}
+        )
+    refused(as_image, "image_urls[0]", "voice.png is not an image", "WAV audio")
+    refused(picture_as_audio, "audio_url", "face.png is not an audio file", "PNG image")
+    assert await kie_traffic(controls) == []
+
+
+async def test_a_text_file_given_as_a_video_option_is_refused(connect, controls, tmp_path):
+    (tmp_path / "moves.mp4").write_text("step left, step right\n")
+    png(tmp_path / "face.png")
+    async with connect(elicitation=answering()) as client:
+        result = await client.call_tool(
+            "generate_video", {**MOVE, "images": ["face.png"], "options": {"video_url": "moves.mp4"}}
+        )
+    refused(result, "video_url", "moves.mp4 is not a video", "plain text")
+    assert await kie_traffic(controls) == []
+
+
+async def test_a_real_png_named_jpg_is_accepted_and_sent_as_png(connect, controls, sim, tmp_path):
+    png(tmp_path / "photo.jpg")
+    async with connect(elicitation=answering()) as client:
+        generated = await client.call_tool("generate_image", {**EDIT, "images": ["photo.jpg"]})
+        uploaded = await client.call_tool("upload_file", {"path": "photo.jpg"})
+    assert generated.structured_content["status"] == "completed", text_of(generated)
+    assert not uploaded.is_error, text_of(uploaded)
+    assert uploaded.structured_content["mime_type"] == "image/png"
+    stored = list(sim.uploads.values())
+    assert len(stored) == 2
+    assert {item.mime for item in stored} == {"image/png"}
+    assert all(item.path.endswith(".png") for item in stored)  # the name follows the bytes too
+
+
+async def test_real_audio_and_video_options_are_uploaded_with_their_sniffed_types(connect, controls, sim, tmp_path):
+    png(tmp_path / "face.png")
+    wav(tmp_path / "voice.bin")
+    mp4(tmp_path / "moves.dat")
+    async with connect(elicitation=answering()) as client:
+        talk = await client.call_tool(
+            "generate_video", {**TALK, "images": ["face.png"], "options": {"audio_url": "voice.bin"}}
+        )
+        move = await client.call_tool(
+            "generate_video", {**MOVE, "images": ["face.png"], "options": {"video_url": "moves.dat"}}
+        )
+    assert talk.structured_content["status"] == "submitted", text_of(talk)
+    assert move.structured_content["status"] == "submitted", text_of(move)
+    mimes = {item.path.rsplit(".", 1)[-1]: item.mime for item in sim.uploads.values()}
+    assert mimes == {"png": "image/png", "wav": "audio/wav", "mp4": "video/mp4"}
+
+
+async def test_a_file_swapped_for_a_secret_after_the_check_is_not_uploaded(connect, controls, tmp_path):
+    picture = png(tmp_path / "face.png")
+    (tmp_path / ".env").write_text(SECRET + "\n")
+
+    async def swap_then_accept(context, params):  # the user approves while the file is replaced by a link to .env
+        picture.unlink()
+        picture.symlink_to(tmp_path / ".env")
+        return await answering()(context, params)
+
+    async with connect(elicitation=swap_then_accept) as client:
+        result = await client.call_tool("generate_image", {**EDIT, "images": ["face.png"]})
+        credits = (await client.call_tool("check_credits", {})).structured_content
+    text = refused(result, "face.png")
+    # The handshake era uploads right after the answer and finds the swap there; the stateless era runs the
+    # checks again when the call is repeated with the answer, and refuses the link to .env there.
+    assert "changed since it was checked" in text or ("(a link to" in text and "is private" in text), text
+    assert "sk-live" not in text
+    assert credits["spent_today"] == 0
+    assert await kie_traffic(controls) == []
+
+
+# -- never uploaded, whatever the caller says ----------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["as-is", "symlink", "renamed", "dot-named-png"])
+async def test_env_file_is_never_uploaded_even_named_as_png(connect, controls, tmp_path, how):
+    env = tmp_path / ".env"
+    env.write_text(SECRET + "\n")
+    if how == "as-is":
+        given, words = ".env", [".env is private", "dotfile"]
+    elif how == "symlink":
+        (tmp_path / "ok.png").symlink_to(env)
+        given, words = "ok.png", ["ok.png (a link to", ".env", "is private"]
+    elif how == "renamed":
+        (tmp_path / "secrets.png").write_text(env.read_text())
+        given, words = "secrets.png", ["secrets.png is not an image", "plain text"]
+    else:  # a dotfile holding a real picture is still never uploaded: the path rule does not look at bytes
+        png(tmp_path / ".env.png")
+        given, words = ".env.png", [".env.png is private", "dotfile"]
+    async with connect(elicitation=answering()) as client:
+        generated = await client.call_tool("generate_image", {**EDIT, "images": [given]})
+        uploaded = await client.call_tool("upload_file", {"path": given})
+    for result in (generated, uploaded):
+        text = refused(result, *words)
+        assert "sk-live" not in text
+    assert await kie_traffic(controls) == []
+
+
+async def test_journal_and_call_log_are_never_uploaded(connect, controls, tmp_path):
+    png(tmp_path / ".kie-mcp" / "cover.png")  # real media in a dot-folder: still private
+    async with connect(elicitation=answering()) as client:
+        await client.call_tool("check_credits", {})  # writes the call log; the journal exists from the start
+        journal, log = tmp_path / ".kie-mcp" / "journal.sqlite3", tmp_path / "logs" / "kie-api.jsonl"
+        assert journal.is_file() and log.is_file()
+        (tmp_path / "calls.png").symlink_to(log)
+        results = {
+            given: (
+                await client.call_tool("generate_image", {**EDIT, "images": [given]}),
+                await client.call_tool("upload_file", {"path": given}),
+            )
+            for given in (".kie-mcp/journal.sqlite3", ".kie-mcp/cover.png", "logs/kie-api.jsonl", "calls.png")
+        }
+    for given, pair in results.items():
+        for result in pair:
+            text = refused(result, Path(given).name, "is private")
+            assert ("logs/ folder" in text) == ("log" in given or "calls" in given), text
+    assert await kie_traffic(controls) == []
+
+
+async def test_files_over_the_size_limit_are_refused(connect, controls, tmp_path):
+    grow(png(tmp_path / "huge.png"), 11)  # nano-banana-edit takes images up to 10 MB
+    grow(wav(tmp_path / "long.wav"), 11)  # infinitalk's audio_url: "up to 10 MB"
+    grow(mp4(tmp_path / "big.mp4"), 11)  # wan animate-move's video_url: "up to 10 MB"
+    grow(mp4(tmp_path / "giant.mp4"), 101)  # upload_file: any media up to 100 MB
+    png(tmp_path / "face.png")
+    async with connect(elicitation=answering()) as client:
+        image = await client.call_tool("generate_image", {**EDIT, "images": ["huge.png"]})
+        audio = await client.call_tool(
+            "generate_video", {**TALK, "images": ["face.png"], "options": {"audio_url": "long.wav"}}
+        )
+        video = await client.call_tool(
+            "generate_video", {**MOVE, "images": ["face.png"], "options": {"video_url": "big.mp4"}}
+        )
+        upload = await client.call_tool("upload_file", {"path": "giant.mp4"})
+    refused(image, "huge.png is 11.0 MB", "up to 10 MB")
+    refused(audio, "audio_url", "long.wav is 11.0 MB", "audio up to 10 MB")
+    refused(video, "video_url", "big.mp4 is 11.0 MB", "videos up to 10 MB")
+    refused(upload, "giant.mp4 is 101.0 MB", "up to 100 MB")
+    assert await kie_traffic(controls) == []
+
+
+async def test_the_same_rules_hold_under_allowed_dirs(connect, controls, outside):
+    (outside / ".env").write_text(SECRET + "\n")
+    (outside / "link.png").symlink_to(outside / ".env")
+    png(outside / ".git" / "hidden.png")
+    (outside / "notes.png").write_text("not a picture\n")
+    picture = png(outside / "picture.png")
+    async with connect(elicitation=answering(), allowed_dirs=(outside.resolve(),)) as client:
+        results = {
+            name: await client.call_tool("upload_file", {"path": str(outside / name)})
+            for name in (".env", "link.png", ".git/hidden.png", "notes.png")
+        }
+        generated = await client.call_tool("generate_image", {**EDIT, "images": [str(outside / "link.png")]})
+        traffic = await kie_traffic(controls)
+        accepted = await client.call_tool("generate_image", {**EDIT, "images": [str(picture)]})
+    for name in (".env", "link.png", ".git/hidden.png"):
+        refused(results[name], Path(name).name, "is private")
+    refused(results["notes.png"], "notes.png is not an image", "plain text")
+    refused(generated, "link.png (a link to", "is private")
+    assert traffic == []
+    assert accepted.structured_content["status"] == "completed", text_of(accepted)
+
+
+async def test_the_same_rules_hold_under_mcp_roots(settings, transport, controls, mode, outside):
+    (outside / ".env").write_text(SECRET + "\n")
+    (outside / "notes.png").write_text("not a picture\n")
+
+    async def shared_folders(context):
+        return ListRootsResult(roots=[Root(uri=outside.resolve().as_uri(), name="shared")])
+
+    server = create_server(settings, transport=transport)
+    async with Client(
+        server, mode=mode, elicitation_callback=answering(), list_roots_callback=shared_folders
+    ) as client:
+        env = await client.call_tool("upload_file", {"path": str(outside / ".env")})
+        notes = await client.call_tool("generate_image", {**EDIT, "images": [str(outside / "notes.png")]})
+    refused(env, ".env is private")
+    refused(notes, "notes.png is not an image", "plain text")
+    assert await kie_traffic(controls) == []
+
+
+# -- unusable paths ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("given", "reason"),
+    [
+        ("bad\x00name.png", "NUL byte"),
+        ("x" * 5000 + ".png", "longer than this system allows"),
+        ("deep/" * 1000 + "a.png", "longer than this system allows"),
+    ],
+    ids=["nul-byte", "5000-char-name", "5000-char-path"],
+)
+async def test_unusable_paths_are_refused_cleanly(connect, controls, tmp_path, given, reason):
+    png(tmp_path / "face.png")
+    async with connect(elicitation=answering()) as client:
+        image = await client.call_tool("generate_image", {**EDIT, "images": [given]})
+        option = await client.call_tool(
+            "generate_video", {**TALK, "images": ["face.png"], "options": {"audio_url": given}}
+        )
+        upload = await client.call_tool("upload_file", {"path": given})
+    for result, argument in ((image, "image_urls[0]"), (option, "audio_url"), (upload, "path")):
+        text = refused(result, argument, reason, "Nothing was read or uploaded")
+        assert len(text) < 2000  # the path is shortened, not echoed whole
+    assert await kie_traffic(controls) == []
+
+
+# -- resources -----------------------------------------------------------------------------------
+
+
+async def test_reference_symlinks_leading_outside_are_not_listed_or_served(connect, tmp_path, outside):
+    (outside / "secret.png").write_text("outside the workspace\n")
+    (tmp_path / ".env").write_text(SECRET + "\n")
+    references = tmp_path / "references"
+    png(references / "ok.png")
+    (references / "escape.png").symlink_to(outside / "secret.png")
+    (references / "env.png").symlink_to(tmp_path / ".env")
+    (references / "outside-folder").symlink_to(outside, target_is_directory=True)
+    png(references / ".hidden.png")
+    png(references / ".drafts" / "draft.png")
+    async with connect() as client:
+        uris = {str(r.uri) for r in (await client.list_resources()).resources}
+        served = await client.read_resource("kie://workspace/references/ok.png")
+        failures = []
+        for name in ("escape.png", "env.png", "outside-folder/secret.png", ".hidden.png", ".drafts/draft.png"):
+            with pytest.raises(MCPError):
+                await client.read_resource(f"kie://workspace/references/{name}")
+            failures.append(name)
+    listed = {uri for uri in uris if uri.startswith("kie://workspace/references/")}
+    assert listed == {"kie://workspace/references/ok.png"}
+    assert served.contents[0].blob
+    assert len(failures) == 5
+
+
+async def test_outputs_resource_refuses_symlink_escapes_and_dotfiles(connect, tmp_path, outside):
+    (outside / "secret.png").write_text("outside the workspace\n")
+    (tmp_path / ".env").write_text(SECRET + "\n")
+    outputs = tmp_path / "outputs" / "2026-01-01-demo"
+    png(outputs / "result.png")
+    (outputs / "escape.png").symlink_to(outside / "secret.png")
+    (outputs / "env.png").symlink_to(tmp_path / ".env")
+    png(outputs / ".partial.png")
+    async with connect() as client:
+        served = await client.read_resource("kie://outputs/2026-01-01-demo/result.png")
+        for name in ("escape.png", "env.png", ".partial.png"):
+            with pytest.raises(MCPError, match="No saved result"):
+                await client.read_resource(f"kie://outputs/2026-01-01-demo/{name}")
+        for uri in ("kie://outputs/../.env", "kie://outputs/%2e%2e/.env", "kie://outputs/2026-01-01-demo/../../.env"):
+            with pytest.raises(MCPError):
+                await client.read_resource(uri)
+    assert served.contents[0].blob
