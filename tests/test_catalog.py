@@ -1,5 +1,7 @@
 """The catalogue as data: every model loads with sources, validates, and prices exactly."""
 
+import math
+
 import pytest
 
 from kie_mcp.catalog import (
@@ -11,6 +13,7 @@ from kie_mcp.catalog import (
     load_catalog,
     price_input,
 )
+from kie_mcp.catalog.spec import DEFAULT_PROMPT_MAX_LENGTH
 from kie_mcp.catalog.tables import model_table_markdown, price_summary
 
 CATALOG = load_catalog()
@@ -213,3 +216,68 @@ def test_input_length_billing_is_unknown_with_its_rate():
     price = price_input(spec, wire)
     assert price.known is False
     assert "credits per second of" in price.breakdown
+
+
+# -- issue 8: bounded prompts, finite numbers ---------------------------------------------------------------
+
+PROMPTED = sorted(spec.id for spec in CATALOG if spec.field_for_arg("prompt"))
+
+
+@pytest.mark.parametrize("model_id", PROMPTED)
+def test_every_prompt_has_a_length_bound_and_one_character_over_is_refused(model_id):
+    from .test_every_model import _build, minimal_arguments
+
+    spec = CATALOG.get(model_id)
+    field = spec.field_for_arg("prompt")
+    limit = field.max_length
+    assert limit is not None and 0 < limit <= 390_000  # documented, or kie-mcp's default
+    assert not field.max_length_default or limit == DEFAULT_PROMPT_MAX_LENGTH
+    arguments = minimal_arguments(spec)
+    assert _build(spec, {**arguments, "prompt": "x" * limit})[field.name] == "x" * limit  # at the limit: accepted
+    with pytest.raises(InvalidRequest) as caught:
+        _build(spec, {**arguments, "prompt": "x" * (limit + 1)})
+    problems = {p.field: p.message for p in caught.value.problems}
+    assert problems[field.name].startswith(f"is {limit + 1} characters long; the limit is {limit}")
+    assert ("kie-mcp's default" in problems[field.name]) == field.max_length_default
+
+
+def test_default_prompt_bound_applies_only_where_kie_documents_none():
+    defaulted = sorted(
+        s.id for s in CATALOG if s.field_for_arg("prompt") and s.field_for_arg("prompt").max_length_default
+    )
+    assert defaulted == [
+        "flux-kontext-max",
+        "flux-kontext-pro",
+        "gpt-4o-image",
+        "gpt-image/1.5-image-to-image",
+        "gpt-image/1.5-text-to-image",
+        "runway-aleph",
+    ]
+    assert CATALOG.get("nano-banana-2").field_for_arg("prompt").max_length == 20000  # documented wins
+    documented = [s.field_for_arg("prompt").max_length for s in CATALOG if s.id in PROMPTED and s.id not in defaulted]
+    assert max(set(documented), key=documented.count) == DEFAULT_PROMPT_MAX_LENGTH  # the most common documented limit
+
+
+def test_validation_refuses_non_finite_numbers_anywhere():
+    qwen, kling = CATALOG.get("qwen/text-to-image"), CATALOG.get("kling-3.0/video")
+    for value in (math.nan, math.inf, -math.inf):
+        for option in ("guidance_scale", "seed", "num_inference_steps", "output_format", "enable_safety_checker"):
+            with pytest.raises(InvalidRequest, match=f"{option}: .* is not a number KIE can take"):
+                build_input(qwen, prompt="x", options={option: value})
+            assert [p.field for p in check_input(qwen, {"prompt": "x", option: value})] == [option]
+        with pytest.raises(InvalidRequest, match=r"multi_prompt\[0\]\.duration: .* Give a finite number"):
+            build_input(kling, prompt="x", options={"multi_shots": True, "multi_prompt": [{"duration": value}]})
+    with pytest.raises(InvalidRequest, match=r"guidance_scale: NaN .* Give a number in 0-20\."):
+        build_input(qwen, prompt="x", options={"guidance_scale": math.nan})
+    deep: object = math.nan
+    for _ in range(10_000):  # no nesting depth crashes the check
+        deep = [deep]
+    with pytest.raises(InvalidRequest, match=r"multi_prompt\[0\]\[0\]"):
+        build_input(kling, prompt="x", options={"multi_shots": True, "multi_prompt": deep})
+
+
+def test_errors_never_echo_a_huge_value():
+    spec = CATALOG.get("nano-banana-2")
+    with pytest.raises(InvalidRequest) as caught:
+        build_input(spec, prompt="x", options={"output_format": "y" * 1_000_000})
+    assert len(str(caught.value)) < 1000 and "1000002 characters" in str(caught.value)

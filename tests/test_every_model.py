@@ -141,7 +141,7 @@ def test_every_fact_has_a_source(model_id):
 @pytest.mark.parametrize("model_id", ALL)
 async def test_round_trip_through_the_server_and_simulator(connect, controls, model_id):
     spec = CATALOG.get(model_id)
-    async with connect(elicitation=answering(), max_credits_per_call=10_000) as client:
+    async with connect(elicitation=answering(), max_credits_per_call=10_000, max_credits_per_day=100_000) as client:
         created = await client.call_tool(_tool(spec), minimal_arguments(spec))
         assert not created.is_error, text_of(created)
         task_id = created.structured_content["tasks"][0]["task_id"]

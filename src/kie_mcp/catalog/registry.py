@@ -7,8 +7,9 @@ import re
 import tomllib
 from collections.abc import Iterator
 from importlib import resources
+from typing import Any
 
-from .spec import ModelSpec, Source
+from .spec import DEFAULT_PROMPT_MAX_LENGTH, ModelSpec, Source
 
 
 class UnknownModelError(LookupError):
@@ -83,11 +84,18 @@ def _load_file(text: str) -> dict[str, ModelSpec]:
     sources = {key: Source(**value) for key, value in raw.get("sources", {}).items()}
     models: dict[str, ModelSpec] = {}
     for model_id, body in raw.get("models", {}).items():
-        fields = {name: {**value, "name": name} for name, value in body.get("fields", {}).items()}
+        fields = {name: _bounded({**value, "name": name}) for name, value in body.get("fields", {}).items()}
         spec = ModelSpec(**{**body, "id": model_id, "fields": fields, "sources": sources})
         _check_sources(spec)
         models[model_id] = spec
     return models
+
+
+def _bounded(field: dict[str, Any]) -> dict[str, Any]:
+    """Every prompt has a length bound: the documented one, else ``DEFAULT_PROMPT_MAX_LENGTH`` (marked as ours)."""
+    if field.get("arg") == "prompt" and field.get("max_length") is None:
+        return {**field, "max_length": DEFAULT_PROMPT_MAX_LENGTH, "max_length_default": True}
+    return field
 
 
 def _check_sources(spec: ModelSpec) -> None:

@@ -9,6 +9,7 @@ Two entry points share one set of checks:
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -67,7 +68,9 @@ def build_input(
             problems.append(Problem(arg, f"{spec.id} has no {arg} setting; leave it out."))
         elif target.name in wire and _norm(wire[target.name]) != _norm(value):
             problems.append(
-                Problem(arg, f"given twice: {arg}={value!r} and options.{target.name}={wire[target.name]!r}.")
+                Problem(
+                    arg, f"given twice: {arg}={_shown(value)} and options.{target.name}={_shown(wire[target.name])}."
+                )
             )
         else:
             wire[target.name] = value
@@ -109,6 +112,9 @@ def check_input(spec: ModelSpec, wire: Mapping[str, Any]) -> list[Problem]:
         field = spec.fields.get(name)
         if field is None:
             problems.append(Problem(name, _unknown_option(spec, name)))
+        elif (bad := _non_finite(value)) is not None:
+            where, number = bad
+            problems.append(Problem(f"{name}{where}", _not_finite(field, number, nested=bool(where))))
         elif (message := _check_value(field, value)) is not None:
             problems.append(Problem(name, message))
     for field in spec.fields.values():
@@ -149,6 +155,52 @@ def _place_images(spec: ModelSpec, images: Sequence[str], wire: dict[str, Any]) 
 # -- single values --------------------------------------------------------------------------
 
 
+def _non_finite(value: Any) -> tuple[str, float] | None:
+    """The first NaN or infinity anywhere in ``value`` (nested lists and objects too), with where it sits.
+
+    KIE's JSON cannot carry NaN or Infinity (Python would write them as bare ``NaN`` literals), so none may go out.
+    Iterative, so no nesting depth can crash it.
+    """
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        where, item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return where, item
+        if isinstance(item, Mapping):
+            stack.extend(reversed([(f"{where}.{key}", inner) for key, inner in item.items()]))
+        elif isinstance(item, list | tuple):
+            stack.extend(reversed([(f"{where}[{index}]", inner) for index, inner in enumerate(item)]))
+    return None
+
+
+def _not_finite(field: FieldSpec, number: float, *, nested: bool) -> str:
+    shown = "NaN" if math.isnan(number) else ("Infinity" if number > 0 else "-Infinity")
+    if nested or field.type not in ("integer", "number"):
+        allowed = "a finite number" if nested else _allowed_text(field)
+    else:
+        kind = "an integer" if field.type == "integer" else "a number"
+        bounds = f" in {_range_text(field.min, field.max)}" if field.min is not None or field.max is not None else ""
+        allowed = f"{kind}{bounds}"
+    return f"{shown} is not a number KIE can take (JSON has no NaN or Infinity). Give {allowed}."
+
+
+def _allowed_text(field: FieldSpec) -> str:
+    if field.type == "enum" and field.values:
+        return "one of: " + ", ".join(str(v) for v in field.values)
+    if field.type == "boolean":
+        return "true or false"
+    return {"string": "text", "url": "a URL"}.get(field.type, "a list of the documented values")
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, cut short: an error must never echo a megabyte back."""
+    try:
+        text = repr(value)
+    except RecursionError:
+        return f"a too deeply nested {type(value).__name__}"
+    return text if len(text) <= limit else f"{text[: limit - 3]}... ({len(text)} characters)"
+
+
 def _coerce(field: FieldSpec, value: Any) -> Any:
     """Accept the obvious spellings: aliases, ints for numeric strings, and back."""
     if isinstance(value, str) and value in field.value_aliases:
@@ -168,15 +220,20 @@ def _check_value(field: FieldSpec, value: Any) -> str | None:
     kind = field.type
     if kind in ("string", "url"):
         if not isinstance(value, str):
-            return f"expected text, got {value!r}."
+            return f"expected text, got {_shown(value)}."
         if field.max_length is not None and len(value) > field.max_length:
-            return f"is {len(value)} characters long; the limit is {field.max_length}. Shorten it."
+            whose = (
+                " (kie-mcp's default bound: KIE documents no limit for this field)" if field.max_length_default else ""
+            )
+            return f"is {len(value)} characters long; the limit is {field.max_length}{whose}. Shorten it."
         return None
     if kind == "boolean":
-        return None if isinstance(value, bool) else f"expected true or false, got {value!r}."
+        return None if isinstance(value, bool) else f"expected true or false, got {_shown(value)}."
     if kind in ("integer", "number"):
+        if isinstance(value, float) and not math.isfinite(value):
+            return _not_finite(field, value, nested=False)
         if isinstance(value, bool) or not isinstance(value, int | float) or (kind == "integer" and value != int(value)):
-            return f"expected a{'n integer' if kind == 'integer' else ' number'}, got {value!r}."
+            return f"expected a{'n integer' if kind == 'integer' else ' number'}, got {_shown(value)}."
         if (field.min is not None and value < field.min) or (field.max is not None and value > field.max):
             nearest = min(max(value, field.min if field.min is not None else value), field.max or value)
             shown = int(nearest) if kind == "integer" else nearest
@@ -190,10 +247,10 @@ def _check_value(field: FieldSpec, value: Any) -> str | None:
         hint = _nearest(value, field.values)
         extra = f" Nearest: {hint}." if hint is not None else ""
         note = f" {field.note}" if field.note else ""
-        return f"{value!r} is not allowed; allowed: {allowed}.{extra}{note}"
+        return f"{_shown(value)} is not allowed; allowed: {allowed}.{extra}{note}"
     # lists
     if not isinstance(value, list):
-        return f"expected a list, got {value!r}."
+        return f"expected a list, got {_shown(value)}."
     if kind in ("urls", "strings") and not all(isinstance(v, str) for v in value):
         return "expected a list of text values."
     if kind == "objects" and not all(isinstance(v, dict) for v in value):
@@ -235,7 +292,7 @@ def _check_rule(rule: Rule, wire: Mapping[str, Any]) -> list[Problem]:
     for name, allowed in rule.allow.items():
         if name in wire and not any(_norm(wire[name]) == _norm(a) for a in allowed):
             shown = ", ".join(str(a) for a in allowed)
-            problems.append(Problem(name, f"{wire[name]!r} is not allowed here; allowed: {shown}.{why}"))
+            problems.append(Problem(name, f"{_shown(wire[name])} is not allowed here; allowed: {shown}.{why}"))
     for name, (low, high) in rule.count.items():
         have = _count(wire, name)
         if not low <= have <= high:

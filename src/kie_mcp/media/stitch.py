@@ -504,6 +504,33 @@ def _copy_plan(probes: Sequence[Probe], workdir: Path) -> _Plan:
 # --------------------------------------------------------------------------------------------------------- stitch
 
 
+MAX_OUTPUT_NAME = 120  # characters; far below every filesystem's NAME_MAX (255 bytes) even with the temp suffix
+
+
+def output_file_name(output_name: str | None, default: str) -> str:
+    """The joined video's file name (always ``.mp4``) from what the caller asked for, or ``default``.
+
+    A name is a plain file name, never a path: separators, ``.``/``..``, control characters (NUL included) and names
+    over ``MAX_OUTPUT_NAME`` characters are refused with a ``StitchError`` saying what to give instead. Anything else
+    becomes a safe slug: ASCII letters, digits, ``.``, ``_`` and ``-`` (others turn into ``-``), no leading dot.
+    """
+    import unicodedata
+
+    given = (output_name or "").strip()
+    fix = "Give a plain file name such as 'final-cut.mp4'; session chooses the folder (outputs/<date>-<session>/)."
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in given):
+        raise StitchError(f"output_name {given[:60]!r} contains a control character (such as NUL). {fix}")
+    if "/" in given or "\\" in given or (given and given.strip(".") == ""):
+        raise StitchError(f"output_name {given[:60]!r} is a path, not a file name. {fix}")
+    if len(given) > MAX_OUTPUT_NAME:
+        raise StitchError(f"output_name is {len(given)} characters long; the limit is {MAX_OUTPUT_NAME}. {fix}")
+    if Path(given).suffix.lower() in MUXERS:
+        given = given[: -len(Path(given).suffix)]
+    ascii_name = unicodedata.normalize("NFKD", given).encode("ascii", "ignore").decode("ascii")
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", ascii_name).strip(".-_")
+    return f"{slug or default}.mp4"
+
+
 def _validate(inputs: Sequence[Path], output: Path, captions: Sequence[Caption] | None) -> tuple[list[Path], Path]:
     if not inputs:
         raise StitchError("No clips to stitch: give at least two video files.")

@@ -2,11 +2,15 @@
 
 Success answers ``{"ok": true, ...}``; a bad control request answers HTTP 400 (404 for an
 unknown task) with ``{"ok": false, "error": "..."}``.
+
+No control may wedge or break the simulator: NaN and Infinity are refused anywhere in a body (Python's
+``json`` would accept the bare literals), and every number that steers time or size is bounded.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,6 +23,13 @@ from .config import DEFAULT_ACCOUNT, SimConfig
 from .faults import FaultSpecError, parse_fault
 from .state import Simulator
 
+MAX_SPEED = 1_000_000.0  # virtual seconds per real second: a real second is then 11.6 virtual days
+MAX_ADVANCE = 10 * 365 * 86400.0  # ten years per call
+MAX_VIRTUAL_TIME = 32_503_680_000.0  # 3000-01-01: later timestamps stop fitting KIE's date formats
+MAX_BALANCE = 1e12  # credits
+MAX_FAULT_SECONDS = 600.0  # real seconds a slow or stall fault may hold one answer
+MAX_VIDEO_BYTES = 4 * 1024**3  # the size of each fake result video
+
 
 class ControlError(Exception):
     def __init__(self, message: str, status: int = 400) -> None:
@@ -28,27 +39,72 @@ class ControlError(Exception):
 
 
 def _ok(**data: Any) -> JSONResponse:
-    return JSONResponse({"ok": True, **data})
+    try:
+        return JSONResponse({"ok": True, **data})
+    except ValueError:  # a logged request body held NaN or Infinity, which JSON cannot carry: show them as text
+        return JSONResponse({"ok": True, **_as_text_if_not_finite(data)})
+
+
+def _as_text_if_not_finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _as_text_if_not_finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_as_text_if_not_finite(item) for item in value]
+    return value
 
 
 async def _body(request: Request) -> dict[str, Any]:
     raw = await request.body()
     try:
-        value = json.loads(raw) if raw.strip() else {}
+        value = json.loads(raw, parse_constant=_no_constant) if raw.strip() else {}
+    except ControlError:
+        raise
     except ValueError:
         raise ControlError("body must be JSON") from None
     if not isinstance(value, dict):
         raise ControlError("body must be a JSON object")
+    where = _non_finite(value)
+    if where is not None:
+        raise ControlError(f"{where} must be a finite number (1e999 overflows to Infinity)")
     return value
 
 
-def _number(body: dict[str, Any], name: str, *, minimum: float | None = None) -> float:
+def _no_constant(name: str) -> Any:
+    raise ControlError(f"{name} is not a number the simulator accepts; give a finite number")
+
+
+def _non_finite(value: Any) -> str | None:
+    """The path of the first infinite (or NaN) number in a parsed body, or None."""
+    stack: list[tuple[str, Any]] = [("body", value)]
+    while stack:
+        where, item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return where
+        if isinstance(item, dict):
+            stack.extend((f"{where}.{key}", inner) for key, inner in item.items())
+        elif isinstance(item, list):
+            stack.extend((f"{where}[{index}]", inner) for index, inner in enumerate(item))
+    return None
+
+
+def _number(body: dict[str, Any], name: str, *, minimum: float | None = None, maximum: float | None = None) -> float:
     value = body.get(name)
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        raise ControlError(f"{name} must be a number")
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        raise ControlError(f"{name} must be a finite number")
     if minimum is not None and value < minimum:
         raise ControlError(f"{name} must be >= {minimum:g}")
+    if maximum is not None and value > maximum:
+        raise ControlError(f"{name} must be <= {maximum:g}")
     return float(value)
+
+
+def _check_fault_body(body: dict[str, Any]) -> None:
+    """Bounds ``parse_fault`` does not know: a slow or stall fault holds an answer for at most MAX_FAULT_SECONDS."""
+    fault = body.get("fault")
+    if isinstance(fault, dict) and fault.get("kind") in ("slow", "stall") and "seconds" in fault:
+        _number(fault, "seconds", minimum=0, maximum=MAX_FAULT_SECONDS)
 
 
 def routes(sim: Simulator) -> list[Route]:
@@ -76,20 +132,29 @@ def routes(sim: Simulator) -> list[Route]:
         account = body.get("account", DEFAULT_ACCOUNT)
         if not isinstance(account, str) or not account:
             raise ControlError("account must be a name")
-        sim.set_balance(_number(body, "credits"), account)
+        sim.set_balance(_number(body, "credits", minimum=-MAX_BALANCE, maximum=MAX_BALANCE), account)
         return _ok(account=account, balance=sim.balance(account))
 
     async def advance(request: Request) -> Response:
-        sim.advance(_number(await _body(request), "seconds", minimum=0))
+        seconds = _number(await _body(request), "seconds", minimum=0, maximum=MAX_ADVANCE)
+        if sim.now() + seconds > MAX_VIRTUAL_TIME:
+            raise ControlError("the virtual clock cannot go past the year 3000; reset the simulator")
+        sim.advance(seconds)
         return _ok(now=sim.now())
 
     async def speed(request: Request) -> Response:
-        sim.set_speed(_number(await _body(request), "speed", minimum=0))
+        sim.set_speed(_number(await _body(request), "speed", minimum=0, maximum=MAX_SPEED))
         return _ok(now=sim.now(), speed=sim.config.speed)
 
     async def config(request: Request) -> Response:
         if request.method == "POST":
             body = await _body(request)
+            if "speed" in body:
+                _number(body, "speed", minimum=0, maximum=MAX_SPEED)
+            if "video_bytes" in body:
+                _number(body, "video_bytes", maximum=MAX_VIDEO_BYTES)
+            if "starting_balance" in body:
+                _number(body, "starting_balance", minimum=-MAX_BALANCE, maximum=MAX_BALANCE)
             try:
                 merged = SimConfig.model_validate({**sim.config.model_dump(), **body})
             except ValidationError as exc:
@@ -105,6 +170,7 @@ def routes(sim: Simulator) -> list[Route]:
             sim.faults.clear()
         elif request.method == "POST":
             body = await _body(request)
+            _check_fault_body(body)
             try:
                 fault = parse_fault(body.get("endpoint", "any"), body.get("fault"), body.get("times", 1))
             except FaultSpecError as exc:
@@ -151,8 +217,8 @@ def routes(sim: Simulator) -> list[Route]:
         key, account, cap = body.get("key"), body.get("account", DEFAULT_ACCOUNT), body.get("cap")
         if not isinstance(key, str) or not key or not isinstance(account, str) or not account:
             raise ControlError("key and account must be non-empty strings")
-        if cap is not None and (not isinstance(cap, int | float) or isinstance(cap, bool)):
-            raise ControlError("cap must be a number or null")
+        if cap is not None and (not isinstance(cap, int | float) or isinstance(cap, bool) or cap < 0):
+            raise ControlError("cap must be a number >= 0 or null")
         sim.add_key(key, account, cap)
         return _ok(keys=len(sim.keys), accounts=sorted(sim.accounts))
 

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import logging
+import math
 import random
 import re
 import secrets
@@ -181,7 +182,7 @@ class Task:
             "creditsConsumed": self.credits_consumed,
             "callBackUrl": self.callback_url,
             "failCode": self.fail_code,
-            "failMsg": self.fail_msg,
+            "failMsg": self.fail_msg.replace(self.key, _mask(self.key)) if self.key else self.fail_msg,
         }
 
 
@@ -272,12 +273,14 @@ class Simulator:
         return self._anchor_virtual + (real - self._anchor_real) * speed
 
     def advance(self, seconds: float) -> None:
-        if seconds < 0:
-            raise ValueError("the virtual clock only moves forward")
+        if not math.isfinite(seconds) or seconds < 0:
+            raise ValueError(f"the virtual clock only moves forward by a finite number of seconds, not {seconds!r}")
         self.now()
         self._anchor_virtual += seconds
 
     def set_speed(self, speed: float) -> None:
+        if not math.isfinite(speed) or speed < 0:
+            raise ValueError(f"speed must be a finite number >= 0 (0 freezes the clock), not {speed!r}")
         self.now()
         self.config.speed = speed
         self.now()
@@ -294,6 +297,8 @@ class Simulator:
         return self._account(account).balance
 
     def set_balance(self, credits: float, account: str = DEFAULT_ACCOUNT) -> None:
+        if not math.isfinite(credits):
+            raise ValueError(f"a balance is a finite number of credits, not {credits!r}")
         self.settle_all()
         self._account(account).balance = float(credits)
 
