@@ -8,6 +8,8 @@ from dataclasses import replace
 from mcp import Client
 from pydantic import SecretStr
 
+from kie_mcp.kie.calllog import CallLog
+from kie_mcp.redact import REDACTED, register_secret
 from kie_mcp.sandbox import SandboxTransport, SimConfig, Simulator
 from kie_mcp.server import create_server
 
@@ -63,3 +65,15 @@ async def test_estimate_uses_what_kie_really_charged(connect, controls):
     assert "as KIE charged" in text_of(after) and "price table says 8" in text_of(after)
     assert after.structured_content["quote"]["price_source"].startswith("charged by KIE")
     assert other.structured_content["quote"]["credits_total"] == 12  # other options: the table still applies
+
+
+def test_every_string_value_is_redacted_before_it_is_written(tmp_path):
+    register_secret(SECRET)
+    log = CallLog(tmp_path / "kie-api.jsonl")
+    echoed = f"Internal Error Authorization: Bearer {SECRET}"
+    log.write(endpoint="/api/v1/chat/credit", error=echoed, seen=[SECRET, {"apiKey": "x"}], where=tmp_path / SECRET)
+    text = (tmp_path / "kie-api.jsonl").read_text()
+    line = json.loads(text)
+    assert SECRET not in text and SECRET[-12:] not in text
+    assert line["error"] == f"Internal Error Authorization: Bearer {REDACTED}"
+    assert line["seen"] == [REDACTED, {"apiKey": REDACTED}] and line["where"].endswith(REDACTED)

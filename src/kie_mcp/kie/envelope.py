@@ -7,6 +7,8 @@ from typing import Any
 
 import httpx2
 
+from kie_mcp.redact import redact
+
 from .errors import Category, KieError
 
 
@@ -17,7 +19,7 @@ def read_envelope(response: httpx2.Response, endpoint: str) -> Any:
     if not isinstance(body, dict):
         raise _non_json_error(response, endpoint)
     code = body.get("code")
-    message = str(body.get("msg") or body.get("message") or "")
+    message = redact(str(body.get("msg") or body.get("message") or ""))  # KIE may echo the Authorization header
     if body.get("success") is False and code == 200:
         code = None  # the upload host's "success": false wins over a copied code
     if 200 <= status < 300 and code == 200:

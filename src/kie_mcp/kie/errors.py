@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from kie_mcp.redact import redact
+
 LOGS_URL = "https://kie.ai/logs"
 
 
@@ -119,11 +121,13 @@ class KieError(Exception):
         endpoint: str | None = None,
     ) -> None:
         info = CODES.get(code or -1, _FALLBACK)
-        self.message = message
+        # Built from KIE's answers, which may echo the request's Authorization header: redacted here, so
+        # every copy (str(err), as_dict(), the journal, tool results) is clean.
+        self.message = redact(message)
         self.code = code
         self.category = category or info.category
         self.retryable = info.retryable if retryable is None else retryable
-        self.next_step = next_step or info.next_step
+        self.next_step = redact(next_step or info.next_step)
         self.http_status = http_status
         self.endpoint = endpoint
         super().__init__(self.describe())

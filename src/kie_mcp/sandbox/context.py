@@ -20,7 +20,7 @@ from starlette.types import Receive, Scope, Send
 from kie_mcp.catalog import ModelSpec, Problem, load_catalog
 
 from .errors import UNKNOWN_MODEL, UPLOAD_AUTH_MESSAGE, ConnectionDropped, KieError
-from .faults import Fault
+from .faults import Fault, auth_echo
 from .state import MediaFile, SimRequest, Simulator, Task
 
 log = logging.getLogger(__name__)
@@ -166,6 +166,8 @@ class Ctx:
             self.pending_fault = None
             if fault.kind == "task_fail":
                 self.sim.apply_task_fail(task, fault)
+                if fault.params.get("echo_auth"):
+                    task.fail_msg += auth_echo(self.request.headers.get("authorization"))
             elif fault.kind == "drop_after_create":
                 self.drop_after = True
             log.info("fault %s applied to new task %s", fault.kind, task.id)
