@@ -87,9 +87,13 @@ async def test_error_codes_on_create(kie, controls, family, code):
         await kie.create(FAMILIES[family], body["model"], body, approve(body["model"]))
     await controls.http.delete("/__sim/faults")
     err = caught.value
-    assert err.code == code
     assert err.next_step
-    assert not isinstance(err, OutcomeUnknownError)  # KIE answered: nothing was created
+    if code == 500:  # a server error does not say the task was not created: never refused, never retried
+        assert isinstance(err, OutcomeUnknownError)
+        assert "kie.ai/logs" in err.next_step and "Do not submit it again" in err.next_step
+    else:
+        assert err.code == code
+        assert not isinstance(err, OutcomeUnknownError)  # KIE answered a clear refusal: nothing was created
     if code == 429:
         assert len(await controls.creates()) == kie.max_rate_limit_retries + 1
     else:
@@ -115,6 +119,17 @@ async def test_strict_http_and_message_key(kie, controls):
         await kie.create(MARKET, IMAGE_BODY["model"], IMAGE_BODY, approve("nano-banana-2"))
     assert caught.value.code == 402 and caught.value.http_status == 402
     assert "insufficient" in caught.value.message
+
+
+@pytest.mark.parametrize("code", [500, 502, 503])
+async def test_create_answered_with_a_server_error_envelope_may_have_been_created(kie, controls, code):
+    await controls.post("config", {"strict_http": True})  # the envelope arrives with HTTP status = its code
+    await controls.fault("create", kind="code", code=code)
+    with pytest.raises(OutcomeUnknownError) as caught:
+        await kie.create(MARKET, IMAGE_BODY["model"], IMAGE_BODY, approve("nano-banana-2"))
+    assert "server error" in caught.value.message
+    assert "kie.ai/logs" in caught.value.next_step
+    assert len(await controls.creates()) == 1  # sent once, never again
 
 
 async def test_credit_balance_is_a_bare_number(kie, controls):

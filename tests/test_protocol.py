@@ -277,6 +277,7 @@ async def test_unknown_price_is_asked_with_the_word_unknown(connect, controls):
     async with connect(elicitation=answering(seen=seen)) as client:
         result = await client.call_tool("generate_video", request)
     assert "UNKNOWN" in seen[0]
+    assert "UP TO 600 credits" in seen[0]  # the per-call cap is reserved for it
     assert result.structured_content["status"] == "submitted"
 
 
@@ -420,7 +421,6 @@ async def test_rate_limited_create_is_retried_and_charged_once(connect, controls
         (433, "usage cap"),
         (451, "public URL"),
         (455, "maintenance"),
-        (500, "internal error"),
         (501, "provider"),
         (505, "disabled"),
     ],
@@ -436,6 +436,18 @@ async def test_kie_error_codes_on_create(connect, controls, code, words):
     assert f"KIE error {code}" in error
     assert words.lower() in error.lower()
     assert credits["spent_today"] == 0  # KIE refused it: not counted
+
+
+async def test_kie_error_500_on_create_may_have_created_the_task(connect, controls):
+    await controls.fault("create", kind="code", code=500)
+    async with connect(elicitation=answering()) as client:
+        result = await client.call_tool("generate_image", IMAGE)
+        credits = (await client.call_tool("check_credits", {})).structured_content
+    data = result.structured_content
+    assert data["status"] == "unknown"
+    assert "server error (500" in data["tasks"][0]["error"] and "kie.ai/logs" in data["tasks"][0]["error"]
+    assert credits["spent_today"] == 8  # it may have been charged: counted, never refunded silently
+    assert len(await controls.creates()) == 1
 
 
 async def test_error_codes_on_reads_are_tool_errors(connect, controls):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import math
 import re
 import time
 from collections.abc import AsyncIterator
@@ -626,6 +627,56 @@ async def test_bad_fault_spec_is_rejected(client: httpx2.AsyncClient) -> None:
     assert response.status_code == 400
 
 
+ECHOED = f"Authorization: Bearer {SANDBOX_API_KEY}"
+
+
+async def test_echo_auth_faults_put_the_real_authorization_header_in_every_kind_of_error(
+    client: httpx2.AsyncClient, sim: Simulator
+) -> None:
+    """A hostile or buggy KIE: the request's own key comes back in the error message (kie-mcp must redact it)."""
+    task_id = await create_id(client)
+    for endpoint in ("create", "status", "credit", "upload", "download-url"):
+        await add_fault(client, endpoint, {"kind": "code", "code": 500, "msg": "boom", "echo_auth": True})
+    answers = {
+        "create": await create(client),
+        "status": await record(client, task_id),
+        "credit": await body(client, "GET", CREDIT),
+        "upload": await body(client, "POST", "/api/file-base64-upload", json={"base64Data": "aGk=", "uploadPath": "x"}),
+        "download-url": await body(client, "POST", "/api/v1/common/download-url", json={"url": "https://x/y.png"}),
+    }
+    for endpoint, answer in answers.items():
+        assert (answer["code"], answer["msg"]) == (500, f"boom {ECHOED}"), endpoint
+    assert answers["upload"]["success"] is False
+    assert len(sim.tasks) == 1  # the echoing create created nothing
+    assert SANDBOX_API_KEY not in repr(sim.requests)  # the request log still keeps no key
+    assert SANDBOX_API_KEY not in json.dumps((await body(client, "GET", "/__sim/requests"))["requests"])
+
+
+async def test_echo_auth_task_fail_puts_the_header_in_the_failed_tasks_message(
+    client: httpx2.AsyncClient, sim: Simulator
+) -> None:
+    await add_fault(client, "create", {"kind": "task_fail", "fail_msg": "Refused.", "echo_auth": True})
+    await add_fault(client, "create", {"kind": "task_fail", "echo_auth": True})
+    market = await create_id(client)
+    veo = await veo_generate(client)
+    sim.advance(600)
+    assert (await record(client, market))["data"]["failMsg"] == f"Refused. {ECHOED}"
+    assert (await veo_record(client, veo))["data"]["errorMessage"] == f"Internal server error {ECHOED}"
+    listed = await body(client, "GET", "/__sim/tasks")  # the simulator's own dump masks the key
+    assert SANDBOX_API_KEY not in json.dumps(listed)
+    assert "Authorization: Bearer sand..." in listed["tasks"][0]["failMsg"]
+
+
+async def test_echo_auth_only_applies_to_code_and_task_fail_faults(client: httpx2.AsyncClient) -> None:
+    for endpoint, fault in (
+        ("any", {"kind": "html", "echo_auth": True}),
+        ("create", {"kind": "code", "code": 500, "echo_auth": "yes"}),
+    ):
+        response = await client.post("/__sim/faults", json={"endpoint": endpoint, "fault": fault})
+        assert response.status_code == 400, fault
+        assert "echo_auth" in response.json()["error"]
+
+
 # -- controls, callbacks, request log --------------------------------------------------------
 
 
@@ -750,3 +801,105 @@ async def test_works_over_real_http_with_uvicorn() -> None:
     finally:
         server.should_exit = True
         await serving
+
+
+# -- controls refuse NaN, Infinity and values that would wedge the simulator ---------------------
+
+
+RAW_BAD_CONTROLS = [
+    ("/__sim/balance", b'{"credits": NaN}'),
+    ("/__sim/balance", b'{"credits": Infinity}'),
+    ("/__sim/balance", b'{"credits": 1e999}'),
+    ("/__sim/clock/advance", b'{"seconds": NaN}'),
+    ("/__sim/clock/advance", b'{"seconds": Infinity}'),
+    ("/__sim/clock/speed", b'{"speed": NaN}'),
+    ("/__sim/clock/speed", b'{"speed": -Infinity}'),
+    ("/__sim/config", b'{"speed": Infinity}'),
+    ("/__sim/config", b'{"starting_balance": NaN}'),
+    ("/__sim/config", b'{"result_url_ttl_seconds": 1e999}'),
+    ("/__sim/faults", b'{"endpoint": "credit", "fault": {"kind": "slow", "seconds": NaN}}'),
+    ("/__sim/faults", b'{"endpoint": "files", "fault": {"kind": "stall", "seconds": Infinity}}'),
+    ("/__sim/keys", b'{"key": "k", "account": "default", "cap": NaN}'),
+    ("/__sim/prices", b'{"nano-banana-2": Infinity}'),
+    ("/__sim/config", b'{"create_limit": 5, "extra": [1, NaN]}'),
+]
+
+
+@pytest.mark.parametrize(("path", "raw"), RAW_BAD_CONTROLS, ids=[f"{p}:{r.decode()}" for p, r in RAW_BAD_CONTROLS])
+async def test_controls_refuse_nan_and_infinity(client: httpx2.AsyncClient, sim: Simulator, path: str, raw: bytes):
+    before = sim.snapshot()
+    response = await client.post(path, content=raw, headers={"content-type": "application/json"})
+    assert response.status_code == 400, response.text
+    answer = response.json()
+    assert answer["ok"] is False
+    assert "finite number" in answer["error"] or "not a number" in answer["error"]
+    after = sim.snapshot()
+    assert (after["balances"], after["config"], after["faults"]) == (before["balances"], before["config"], [])
+    assert sim.price_overrides == {} and "k" not in sim.keys
+    assert (await body(client, "GET", CREDIT))["data"] == 5000  # still answering, with a number
+
+
+@pytest.mark.parametrize(
+    ("path", "payload", "words"),
+    [
+        ("/__sim/clock/speed", {"speed": -1}, ">= 0"),
+        ("/__sim/clock/speed", {"speed": 1e12}, "<= 1e+06"),
+        ("/__sim/config", {"speed": 1e12}, "<= 1e+06"),
+        ("/__sim/config", {"video_bytes": 10**15}, "video_bytes must be <="),
+        ("/__sim/clock/advance", {"seconds": -5}, ">= 0"),
+        ("/__sim/clock/advance", {"seconds": 1e300}, "seconds must be <="),
+        ("/__sim/faults", {"endpoint": "credit", "fault": {"kind": "slow", "seconds": 3600}}, "seconds must be <= 600"),
+        ("/__sim/faults", {"endpoint": "files", "fault": {"kind": "stall", "seconds": 1e9}}, "seconds must be <= 600"),
+        ("/__sim/balance", {"credits": 1e300}, "credits must be <="),
+        ("/__sim/keys", {"key": "k", "cap": -1}, "cap must be a number >= 0"),
+        ("/__sim/balance", {"credits": True}, "finite number"),
+    ],
+)
+async def test_controls_refuse_values_that_would_wedge_the_simulator(
+    client: httpx2.AsyncClient, sim: Simulator, path: str, payload: dict[str, Any], words: str
+) -> None:
+    response = await client.post(path, json=payload)
+    assert response.status_code == 400, response.text
+    assert words in response.json()["error"]
+    assert sim.faults.items == [] and sim.config.speed == 0
+    assert (await body(client, "GET", CREDIT))["data"] == 5000
+
+
+async def test_bounded_controls_still_take_every_sensible_value(client: httpx2.AsyncClient, sim: Simulator) -> None:
+    await body(client, "POST", "/__sim/clock/speed", json={"speed": 0})  # 0 freezes the clock: documented, kept
+    await body(client, "POST", "/__sim/clock/speed", json={"speed": 1_000_000})
+    await body(client, "POST", "/__sim/clock/speed", json={"speed": 0})
+    before = sim.now()
+    await body(client, "POST", "/__sim/clock/advance", json={"seconds": 60 * 86400})  # two months: tasks expire
+    assert sim.now() == pytest.approx(before + 60 * 86400)
+    await add_fault(client, "credit", {"kind": "slow", "seconds": 0})
+    await body(client, "POST", "/__sim/balance", json={"credits": 0})
+    assert (await body(client, "GET", CREDIT))["data"] == 0
+    for _ in range(100):  # ten years a step, the clock still cannot be pushed past the year 3000
+        response = await client.post("/__sim/clock/advance", json={"seconds": 10 * 365 * 86400})
+        if response.status_code == 400:
+            assert "year 3000" in response.json()["error"]
+            break
+    else:
+        pytest.fail("the clock was pushed past the year 3000")
+    assert (await body(client, "GET", "/__sim/state"))["now"] < 32_503_680_000
+
+
+def test_simulator_api_refuses_non_finite_time_speed_and_balance(sim: Simulator) -> None:
+    for bad in (math.nan, math.inf, -math.inf):
+        with pytest.raises(ValueError, match="finite"):
+            sim.advance(bad)
+        with pytest.raises(ValueError, match="finite"):
+            sim.set_speed(bad)
+        with pytest.raises(ValueError, match="finite"):
+            sim.set_balance(bad)
+    assert sim.balance() == 5000 and sim.config.speed == 0
+
+
+async def test_nan_in_a_create_is_a_422_and_the_request_log_still_reads(client: httpx2.AsyncClient) -> None:
+    raw = b'{"model": "qwen/text-to-image", "input": {"prompt": "x", "guidance_scale": NaN, "seed": Infinity}}'
+    answer = await body(client, "POST", CREATE, content=raw, headers={"content-type": "application/json"})
+    assert answer["code"] == 422
+    assert "guidance_scale" in answer["msg"] and "NaN" in answer["msg"]
+    logged = (await body(client, "GET", "/__sim/requests"))["requests"]
+    assert logged[-1]["body"]["input"]["guidance_scale"] == "nan"  # JSON cannot carry it: shown as text

@@ -4,10 +4,23 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 
 from kie_mcp import __version__
 from kie_mcp.config import ConfigError, Settings
+from kie_mcp.redact import install_log_redaction, register_secret
+
+
+def _finite(text: str) -> float:
+    """A number argparse accepts: finite and not negative (``inf`` or ``nan`` would break the simulator)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number >= 0")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,8 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("demo", help="run an offline tour: a sandboxed server driven by a real MCP client")
     sim = commands.add_parser("sim", help="serve the KIE simulator over HTTP on 127.0.0.1")
     sim.add_argument("--port", type=int, default=8790, help="port to listen on (default 8790)")
-    sim.add_argument("--speed", type=float, default=30.0, help="simulated seconds per real second (default 30)")
-    sim.add_argument("--balance", type=float, default=5000.0, help="starting credits of the sandbox account")
+    sim.add_argument("--speed", type=_finite, default=30.0, help="simulated seconds per real second (default 30)")
+    sim.add_argument("--balance", type=_finite, default=5000.0, help="starting credits of the sandbox account")
     catalog = commands.add_parser("catalog", help="maintain the model catalogue")
     catalog_commands = catalog.add_subparsers(dest="catalog_command", metavar="ACTION", required=True)
     catalog_commands.add_parser(
@@ -54,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.sandbox:
         settings = settings.for_sandbox()
+    if settings.api_key is not None:
+        register_secret(settings.api_key.get_secret_value())  # redacted from the first log line on
     _configure_logging(settings.log_level)
     from kie_mcp.server import create_server
 
@@ -95,9 +110,11 @@ def _catalog_check() -> int:
 
 
 def _configure_logging(level: str) -> None:
-    """Everything goes to stderr: stdout belongs to the MCP protocol."""
+    """Everything goes to stderr: stdout belongs to the MCP protocol. No secret reaches it, at any level:
+    every record is redacted when it is created (kie_mcp.redact), and again by the handler's filter."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    install_log_redaction(extra=[h for h in (handler, logging.lastResort) if h is not None])
     root = logging.getLogger("kie_mcp")
     root.handlers[:] = [handler]
     root.setLevel(getattr(logging, level, logging.INFO))

@@ -45,6 +45,7 @@ class Settings:
     rate_limit_backoff: float = 10.0
     http_timeout: float = 30.0
     quote_ttl_seconds: float = 600.0
+    confirm_timeout_seconds: float = 600.0  # a confirmation question unanswered this long ends as cancelled
 
     @property
     def input_roots(self) -> tuple[Path, ...]:

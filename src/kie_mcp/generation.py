@@ -7,8 +7,10 @@ the gate has an answer. Nothing here knows about MCP: progress goes out through 
 from __future__ import annotations
 
 import logging
+import math
+import sqlite3
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -18,22 +20,28 @@ from pydantic import BaseModel, Field
 
 from kie_mcp.catalog import InvalidRequest, ItemPrice, ModelSpec, Problem, build_input, price_input, usd
 from kie_mcp.catalog.script import fit_script, speech_models
-from kie_mcp.kie import FAMILIES, KieError, OutcomeUnknownError
+from kie_mcp.journal import JournalUnavailable
+from kie_mcp.kie import FAMILIES, KieClient, KieError, OutcomeUnknownError
+from kie_mcp.kie.families import Family
 from kie_mcp.media.inputs import LocalFile, find_local_files, upload_local_files, with_identities
 from kie_mcp.media.results import save_results
 from kie_mcp.runtime import Runtime
 from kie_mcp.spend import (
+    Approval,
     Approved,
+    Ask,
     Decision,
     Declined,
     NeedsConfirmation,
     Quote,
     QuoteError,
+    Replay,
     check_balance,
     check_caps,
     decide,
     grant,
     request_hash,
+    reservation,
 )
 from kie_mcp.tasks import TaskRecord, follow
 
@@ -60,6 +68,7 @@ class GenerationArgs(BaseModel):
     quote_id: str | None = None
     script: str | None = None
     session: str | None = None
+    max_credits: float | None = None
 
 
 @dataclass(frozen=True)
@@ -76,10 +85,17 @@ class Plan:
     notes: tuple[str, ...] = ()
     session: str | None = None
     options_key: str | None = None
+    max_credits: float | None = None  # the caller's ceiling for this call
+    reserved: float = 0.0  # what the call counts against the caps: its price, or for an unknown price its ceiling
+    balance: float | None = None  # the balance read before the spend (to measure a charge KIE does not report)
 
     @property
     def total(self) -> float | None:
         return None if self.price.credits is None else round(self.price.credits * self.variations, 4)
+
+    @property
+    def reserved_each(self) -> float:
+        return round(self.reserved / self.variations, 4)
 
 
 class GenerationResult(BaseModel):
@@ -102,6 +118,8 @@ def plan(rt: Runtime, args: GenerationArgs, kind: str | None = None, shared: tup
         raise InvalidRequest(spec.id, [Problem("model", hint)])
     if not 1 <= args.variations <= 10:
         raise InvalidRequest(spec.id, [Problem("variations", f"{args.variations} is out of range 1-10.")])
+    if args.max_credits is not None and not (math.isfinite(args.max_credits) and args.max_credits > 0):
+        raise InvalidRequest(spec.id, [Problem("max_credits", f"{args.max_credits} is not a positive number.")])
     prompt, duration, audio, notes = args.prompt, args.duration, args.audio, []
     if args.script and args.script.strip():
         if spec.kind != "video":
@@ -125,8 +143,24 @@ def plan(rt: Runtime, args: GenerationArgs, kind: str | None = None, shared: tup
         raise InvalidRequest(spec.id, problems)
     digest = request_hash(spec.id, with_identities(spec, wire, files), args.variations)
     options = options_key(spec, wire)
-    price = observed_price(rt, spec, options, price_input(spec, wire))
-    return Plan(spec, wire, files, price, args.variations, digest, args.quote_id, tuple(notes), args.session, options)
+    price, warning = observed_price(rt, spec, options, price_input(spec, wire))
+    if warning:
+        notes.append(warning)
+    total = None if price.credits is None else round(price.credits * args.variations, 4)
+    return Plan(
+        spec,
+        wire,
+        files,
+        price,
+        args.variations,
+        digest,
+        args.quote_id,
+        tuple(notes),
+        args.session,
+        options,
+        max_credits=args.max_credits,
+        reserved=reservation(total, rt.ledger.caps, args.max_credits),
+    )
 
 
 def options_key(spec: ModelSpec, wire: dict[str, Any]) -> str:
@@ -135,62 +169,104 @@ def options_key(spec: ModelSpec, wire: dict[str, Any]) -> str:
     return request_hash(spec.id, options, 1)
 
 
-def observed_price(rt: Runtime, spec: ModelSpec, options: str, table: ItemPrice) -> ItemPrice:
-    """What KIE actually charged for this model and these options before, when it differs from the table."""
+FAR_FROM_TABLE = 2.0  # a charge more than 2x off the table (either way) is reported, never trusted as a price
+
+
+def observed_price(rt: Runtime, spec: ModelSpec, options: str, table: ItemPrice) -> tuple[ItemPrice, str | None]:
+    """The price to quote, given what KIE charged before for this model and these options, and any warning.
+
+    A past charge may raise a quote above the table (KIE raised its price), never lower it. It never prices a
+    request the table cannot price (those depend on an input's length). A charge of 0, or one more than 2x from
+    the table, is reported as a warning and not trusted.
+    """
     history = rt.journal.charged_before(spec.id, options)
     if not history:
-        return table
+        return table, None
     charged, when = history[0]
-    if table.credits is not None and abs(charged - table.credits) < 1e-9:
-        return table
-    listed = "unknown" if table.credits is None else f"{table.credits:g}"
     day = datetime.fromtimestamp(when).date().isoformat()
-    return table.model_copy(
+    if table.credits is None:
+        return table, (
+            f"KIE charged {charged:g} credits for this model and these settings on {day}; that is not used as "
+            "the price, because this price depends on the request's inputs."
+        )
+    if charged <= 0 or not (table.credits / FAR_FROM_TABLE <= charged <= table.credits * FAR_FROM_TABLE):
+        return table, (
+            f"Warning: KIE charged {charged:g} credits for this model and these settings on {day}, far from the "
+            f"price table's {table.credits:g}; the table's price is quoted. Check https://kie.ai/logs."
+        )
+    if charged <= table.credits + 1e-9:
+        return table, None
+    raised = table.model_copy(
         update={
-            "known": True,
             "credits": charged,
-            "unit": "task",
             "breakdown": f"{charged:g} credits per task, as KIE charged for the same model and options on "
-            f"{day} (the price table says {listed})",
+            f"{day} (the price table says {table.credits:g})",
             "source": "charged by KIE in this workspace (journal)",
             "source_date": day,
         }
     )
+    return raised, None
 
 
-async def check_spend(rt: Runtime, p: Plan) -> None:
-    """Hard caps, then the live balance. Either refusal is final for this request."""
-    check_caps(p.total, rt.ledger.spent_today(), rt.ledger.caps)
+async def check_spend(rt: Runtime, p: Plan) -> Plan:
+    """Hard caps, then the live balance. Either refusal is final for this request. Returns the plan with the
+    balance it saw."""
+    check_caps(p.total, rt.ledger.spent_today(), rt.ledger.caps, ceiling=p.max_credits)
     balance = await rt.require_kie().credits()
     check_balance(p.total, balance)
+    return replace(p, balance=balance)
 
 
-def decide_approval(rt: Runtime, p: Plan, *, can_ask: bool) -> Decision:
+UNANSWERED = (
+    "The confirmation got no answer within {minutes:g} minutes, so it was cancelled. Nothing was spent."
+)
+
+
+def decide_approval(rt: Runtime, p: Plan, *, can_ask: bool, answered: bool = False) -> Decision | Replay:
+    """Who approves this request. A question the user is asked is bound to a single-use quote in the journal, so
+    a retried request that carries the same answer again gets the earlier result, never a second create."""
     problem = rt.quotes.problem(p.quote_id, p.digest) if p.quote_id else None
-    return decide(
+    decision = decide(
         total=p.total,
         quote_id=p.quote_id,
         quote_problem=problem,
         auto_approve_limit=rt.settings.auto_approve_credits,
         can_ask=can_ask,
-        question=question(p),
+        question="",
     )
+    if not isinstance(decision, Ask):
+        return decision
+    last = rt.quotes.last_question(p.digest) if answered else None
+    if last is not None:
+        quote_id, used, expired = last
+        if used:
+            return Replay(quote_id)
+        if expired:
+            return NeedsConfirmation(UNANSWERED.format(minutes=rt.settings.confirm_timeout_seconds / 60), True)
+    ask = rt.quotes.open_question(
+        p.spec.id, p.digest, p.price, p.variations, ceiling=p.reserved, ttl=rt.settings.confirm_timeout_seconds
+    )
+    return Ask(question(p, ask.quote_id), ask.quote_id)
 
 
-def question(p: Plan) -> str:
+def question(p: Plan, confirmation: str | None = None) -> str:
     """The confirmation text. Deterministic: the 2026 protocol may ask it twice and compare."""
     spec, n = p.spec, p.variations
     things = f"{n} {spec.kind}{'s' if n > 1 else ''}"
     if p.total is None:
-        cost = "an UNKNOWN number of credits (no price on file for these settings; KIE charges its current rate)"
+        cost = (
+            f"UP TO {p.reserved:g} credits (about ${usd(p.reserved):.2f}): the exact price is UNKNOWN before the "
+            f"task runs and KIE charges its current rate; {p.reserved:g} credits are reserved against today's cap"
+        )
     else:
         cost = f"{p.total:g} credits (about ${usd(p.total):.2f})"
     prompt = str(p.wire.get("prompt", ""))
     excerpt = f' Prompt: "{prompt[:90]}{"..." if len(prompt) > 90 else ""}".' if prompt else ""
     notes = "".join(f" {note}" for note in p.notes)
+    ref = f" (confirmation {confirmation})" if confirmation else ""
     return (
         f"Spend {cost} to make {things} with {spec.title} ({spec.id})? {settings_text(p)}.{excerpt}{notes} "
-        "Nothing is charged unless you confirm."
+        f"Nothing is charged unless you confirm{ref}."
     )
 
 
@@ -206,9 +282,15 @@ def settings_text(p: Plan) -> str:
     return "Settings: " + (", ".join(shown) if shown else "defaults")
 
 
-def confirmation_required(rt: Runtime, p: Plan, tool: str, why: str | None = None) -> GenerationResult:
-    quote = rt.quotes.issue(p.spec.id, p.digest, p.price, p.variations)
-    cost = "an unknown number of" if quote.credits_total is None else f"{quote.credits_total:g}"
+def confirmation_required(
+    rt: Runtime, p: Plan, tool: str, why: str | None = None, status: Status = "confirmation_required"
+) -> GenerationResult:
+    quote = rt.quotes.issue(p.spec.id, p.digest, p.price, p.variations, ceiling=p.reserved)
+    cost = (
+        f"up to {p.reserved:g} (the price is not known before it runs; that much is reserved against the caps)"
+        if quote.credits_total is None
+        else f"{quote.credits_total:g}"
+    )
     dollars = "" if quote.usd_total is None else f" (about ${quote.usd_total:.2f})"
     lead = f"{why} " if why else ""
     lead += "".join(f"{note} " for note in p.notes)
@@ -217,42 +299,39 @@ def confirmation_required(rt: Runtime, p: Plan, tool: str, why: str | None = Non
         f"The user must approve this cost first; once they do, call {tool} again with the same arguments and "
         f"quote_id='{quote.quote_id}' (valid until {quote.expires_at})."
     )
-    return GenerationResult(
-        status="confirmation_required", message=message, model=p.spec.id, quote=quote, sandbox=rt.settings.sandbox
-    )
+    return GenerationResult(status=status, message=message, model=p.spec.id, quote=quote, sandbox=rt.settings.sandbox)
 
 
 # -- after the gate ---------------------------------------------------------------------------
 
 
+JOURNAL_ERRORS = (sqlite3.Error, OSError, JournalUnavailable)
+
+
 async def execute(
     rt: Runtime,
     p: Plan,
-    decision: Approved | Declined | NeedsConfirmation,
+    decision: Approved | Declined | NeedsConfirmation | Replay,
     *,
     tool: str,
     wait_seconds: float,
     progress: Progress,
 ) -> GenerationResult:
-    if isinstance(decision, Declined):
-        message = "The user declined. Nothing was spent and no quote was issued."
-        return GenerationResult(status="declined", message=message, model=p.spec.id, sandbox=rt.settings.sandbox)
-    if isinstance(decision, NeedsConfirmation):
-        return confirmation_required(rt, p, tool, decision.reason)
-    if decision.by == "quote":
-        assert p.quote_id is not None
-        try:
-            rt.quotes.consume(p.quote_id, p.digest)
-        except QuoteError as err:
-            return confirmation_required(rt, p, tool, f"The quote could not be used: {err}")
+    if not isinstance(decision, Approved):
+        return without_spending(rt, p, tool, decision)
+    decision = use_approval(rt, p, decision)
+    if not isinstance(decision, Approved):
+        return without_spending(rt, p, tool, decision)
+    used = decision.quote_id
 
     kie = rt.require_kie()
-    rt.ledger.reserve(p.total, p.quote_id)  # re-checks the caps in a transaction: parallel calls cannot overrun
+    # Re-checks the caps in a transaction, so parallel calls cannot overrun; an unknown price reserves its ceiling.
+    rt.ledger.reserve(p.total, used, ceiling=p.max_credits)
     approval = grant(p.spec.id, p.variations, decision.by, p.total)
     try:
         wire, upload_notes = await upload_local_files(kie, p.spec, p.wire, p.files, rt.journal)
     except KieError as err:
-        rt.ledger.adjust(-(p.total or 0.0))
+        rt.ledger.adjust(-p.reserved, "refunded: upload failed", used)
         raise KieError(
             f"uploading an input file failed before anything was created: {err.message}",
             code=err.code,
@@ -263,6 +342,7 @@ async def execute(
     family = FAMILIES[p.spec.family]
     body = family.create_body(p.spec.id, wire)
     records: list[TaskRecord] = []
+    problems: list[str] = []
     prompt = str(p.wire.get("prompt", ""))
 
     async def submit_one() -> None:
@@ -273,32 +353,14 @@ async def execute(
             kind=p.spec.kind,
             state="queued",
             credits_quoted=p.price.credits,
+            credits_reserved=p.reserved_each,
             sandbox=rt.settings.sandbox,
         )
-        attempt = rt.journal.begin_attempt(
-            model=p.spec.id,
-            family=family.name,
-            approved_by=decision.by,
-            quote_id=p.quote_id,
-            prompt=prompt,
-            params=p.wire,
-            credits_quoted=p.price.credits,
-            session=p.session,
-            options_key=p.options_key,
-        )
-        try:
-            record.task_id = await kie.create(family, p.spec.id, body, approval)
-        except OutcomeUnknownError as err:
-            record.state, record.error = "unknown", err.describe()
-            rt.journal.finish_attempt(attempt, "unknown", error=err.message)  # still counted as spent
-        except KieError as err:
-            record.state, record.error = "failed", err.describe()
-            rt.journal.finish_attempt(attempt, "refused", error=err.message)
-            rt.ledger.adjust(-(p.price.credits or 0.0), "refused by KIE", attempt)  # nothing was charged
-        else:
-            rt.journal.finish_attempt(attempt, "created", task_id=record.task_id)
-            rt.tasks.add(record, attempt_id=attempt, prompt=prompt, session=p.session)
         records.append(record)
+        # Sending a create and recording its answer are one unit: a cancelled call, a host's timeout or a failing
+        # sibling cannot split them, so a task KIE created is always in the journal (or in the answer).
+        with anyio.CancelScope(shield=True):
+            await _submit(rt, kie, family, p, body, approval, record, prompt, used, decision.by, problems)
 
     async with anyio.create_task_group() as group:
         for _ in range(p.variations):
@@ -308,7 +370,7 @@ async def execute(
 
     async def on_update(current: list[TaskRecord]) -> None:
         for record in current:
-            rt.tasks.add(record)  # every change reaches the journal before the tool answers
+            _record(rt, problems, record)  # every change reaches the journal before the tool answers
         await reporter(current)
 
     await follow(
@@ -320,9 +382,154 @@ async def execute(
         max_interval=rt.settings.poll_max_interval,
         on_update=on_update,
     )
-    settle(rt, records)
+    await measure_unreported_charges(rt, p, records)
+    problems += settle(rt, records)
     saved = await save_all(rt, records)
-    return summarise(rt, p.spec, records, (*p.notes, *upload_notes, *saved))
+    return summarise(rt, p.spec, records, (*p.notes, *upload_notes, *problems, *saved))
+
+
+def without_spending(
+    rt: Runtime, p: Plan, tool: str, decision: Declined | NeedsConfirmation | Replay
+) -> GenerationResult:
+    """The answer to a request that will not be sent: declined, to be confirmed, cancelled, or a replay."""
+    if isinstance(decision, Declined):
+        message = (decision.reason or "The user declined.") + " Nothing was spent and no quote was issued."
+        return GenerationResult(status="declined", message=message, model=p.spec.id, sandbox=rt.settings.sandbox)
+    if isinstance(decision, Replay):
+        return replayed(rt, p, tool, decision.quote_id)
+    status: Status = "cancelled" if decision.cancelled else "confirmation_required"
+    return confirmation_required(rt, p, tool, decision.reason, status)
+
+
+def use_approval(rt: Runtime, p: Plan, decision: Approved) -> Approved | NeedsConfirmation | Replay:
+    """Use up the quote behind an approval (a quote_id, or the confirmation question's own quote): one yes, one
+    spend. Returns the approval with the quote it used, or what to answer instead."""
+    if decision.by == "quote":
+        assert p.quote_id is not None
+        try:
+            rt.quotes.consume(p.quote_id, p.digest)
+        except QuoteError as err:
+            return NeedsConfirmation(f"The quote could not be used: {err}")
+        return Approved("quote", p.quote_id)
+    if decision.by != "elicitation":
+        return decision
+    asked = decision.quote_id
+    if asked is None:
+        last = rt.quotes.last_question(p.digest)
+        if last is None:
+            return NeedsConfirmation("The confirmation could not be matched to a question that was asked.")
+        asked, used, expired = last
+        if used:
+            return Replay(asked)
+        if expired:
+            return NeedsConfirmation(UNANSWERED.format(minutes=rt.settings.confirm_timeout_seconds / 60), True)
+    try:
+        rt.quotes.consume(asked, p.digest, kind="ask")
+    except QuoteError:
+        return Replay(asked)
+    return Approved("elicitation", asked)
+
+
+async def _submit(
+    rt: Runtime,
+    kie: KieClient,
+    family: Family,
+    p: Plan,
+    body: dict[str, Any],
+    approval: Approval,
+    record: TaskRecord,
+    prompt: str,
+    quote_id: str | None,
+    approved_by: str,
+    problems: list[str],
+) -> None:
+    """Journal the attempt, send one create, journal its answer. Never raises: every outcome lands in ``record``."""
+    try:
+        attempt = rt.journal.begin_attempt(
+            model=p.spec.id,
+            family=family.name,
+            approved_by=approved_by,
+            quote_id=quote_id,
+            prompt=prompt,
+            params=p.wire,
+            credits_quoted=p.price.credits,
+            session=p.session,
+            options_key=p.options_key,
+        )
+    except JOURNAL_ERRORS as err:
+        record.state = "failed"
+        record.error = f"Not sent: kie-mcp could not record the attempt in its journal first ({err}); nothing created."
+        _refund(rt, problems, p.reserved_each, "refunded: not sent", None)
+        return
+    state, error = "created", None
+    try:
+        record.task_id = await kie.create(family, p.spec.id, body, approval)
+    except OutcomeUnknownError as err:
+        record.state, record.error = "unknown", err.describe()
+        state, error = "unknown", err.message  # still counted as spent
+    except KieError as err:
+        record.state, record.error = "failed", err.describe()
+        state, error = "refused", err.message
+    try:
+        rt.journal.finish_attempt(attempt, state, task_id=record.task_id, error=error)
+        if state == "created":
+            rt.tasks.add(record, attempt_id=attempt, prompt=prompt, session=p.session)
+    except JOURNAL_ERRORS as err:
+        problems.append(_not_recorded(record, err))
+    if state == "refused":
+        _refund(rt, problems, p.reserved_each, "refused by KIE", attempt)  # nothing was charged
+
+
+def _not_recorded(record: TaskRecord, err: BaseException) -> str:
+    what = f"KIE created task {record.task_id}" if record.task_id else "A create's outcome"
+    return (
+        f"{what} but kie-mcp could not record it in its journal ({type(err).__name__}: {err}). Keep this task id: "
+        "it is also in logs/kie-api.jsonl when that could be written. Follow it with check_task."
+    )
+
+
+def _record(rt: Runtime, problems: list[str], record: TaskRecord) -> None:
+    try:
+        rt.tasks.add(record)
+    except JOURNAL_ERRORS as err:
+        line = _not_recorded(record, err)
+        if line not in problems:
+            problems.append(line)
+
+
+def _refund(rt: Runtime, problems: list[str], credits: float, reason: str, ref: str | None) -> None:
+    try:
+        rt.ledger.adjust(-credits, reason, ref)
+    except JOURNAL_ERRORS as err:
+        problems.append(f"The journal could not record a refund of {credits:g} credits ({err}).")
+
+
+def replayed(rt: Runtime, p: Plan, tool: str, quote_id: str) -> GenerationResult:
+    """A confirmation answered again (a retried request): the result of the request it approved, never a new one."""
+    records = [r for r in (rt.tasks.get(t) for t in rt.journal.tasks_for_quote(quote_id)) if r is not None]
+    note = (
+        f"This confirmation ({quote_id}) was already used, so nothing new was created or charged. This is the "
+        "request it approved."
+    )
+    if not records:
+        return confirmation_required(rt, p, tool, note.replace("This is the request it approved.", "").strip())
+    return summarise(rt, p.spec, records, (note,))
+
+
+async def measure_unreported_charges(rt: Runtime, p: Plan, records: list[TaskRecord]) -> None:
+    """For an unknown price that KIE does not report on the task, the balance difference is the charge."""
+    measured = [r for r in records if r.state == "succeeded" and r.credits_charged is None]
+    if p.total is not None or not measured or p.balance is None or not all(r.finished for r in records):
+        return
+    try:
+        after = await rt.require_kie().credits()
+    except KieError:
+        return
+    spent = p.balance - after
+    if not math.isfinite(spent) or spent < 0:
+        return
+    for record in measured:
+        record.credits_charged = round(spent / len(measured), 4)
 
 
 class ProgressReporter:
@@ -353,23 +560,43 @@ async def save_all(rt: Runtime, records: list[TaskRecord]) -> list[str]:
         return []
     problems: list[str] = []
     for record in records:
-        problems += await save_results(rt.kie, rt.journal, rt.settings.workspace, record)
-        rt.tasks.add(record)
+        try:
+            problems += await save_results(rt.kie, rt.journal, rt.settings.workspace, record)
+        except JOURNAL_ERRORS as err:
+            problems.append(f"{record.task_id}: its results could not be saved or recorded ({err}).")
+        _record(rt, problems, record)
     if problems:
         problems.append("The result links still work for a while; check_task saves them on the next try.")
     return problems
 
 
-def settle(rt: Runtime, records: list[TaskRecord]) -> None:
-    """Fold what KIE reported into the spend: refunds of failed tasks, real charges. Once per task, ever."""
+def settle(rt: Runtime, records: list[TaskRecord]) -> list[str]:
+    """Fold what KIE reported into the spend, priced or not: refunds of failed tasks, real charges. Once per task,
+    ever. Returns problems to report."""
+    problems: list[str] = []
     for record in records:
-        if record.task_id is None or record.credits_quoted is None:
+        reserved = record.credits_reserved if record.credits_reserved is not None else record.credits_quoted
+        if record.task_id is None or reserved is None:
             continue
-        if record.state == "failed":
-            rt.ledger.adjust(-record.credits_quoted, "refunded: task failed", record.task_id, once=True)
-        elif record.state == "succeeded" and record.credits_charged is not None:
-            delta = record.credits_charged - record.credits_quoted
-            rt.ledger.adjust(delta, "charged by KIE", record.task_id, once=True)
+        try:
+            if record.state == "failed":
+                delta = (record.credits_charged or 0.0) - reserved
+                rt.ledger.adjust(delta, "refunded: task failed", record.task_id, once=True)
+            elif record.state == "succeeded" and record.credits_charged is not None:
+                delta = record.credits_charged - reserved
+                rt.ledger.adjust(delta, "charged by KIE", record.task_id, once=True)
+        except JOURNAL_ERRORS as err:
+            problems.append(f"The journal could not record what KIE charged for {record.task_id} ({err}).")
+    if (reason := _over_cap(rt)) is not None:
+        problems.append(reason)
+    return problems
+
+
+def _over_cap(rt: Runtime) -> str | None:
+    try:
+        return rt.ledger.over_cap()
+    except JOURNAL_ERRORS:
+        return None
 
 
 def summarise(rt: Runtime, spec: ModelSpec, records: list[TaskRecord], notes: tuple[str, ...] = ()) -> GenerationResult:

@@ -22,7 +22,8 @@ from typing import Any
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS quotes (
     quote_id TEXT PRIMARY KEY, model TEXT NOT NULL, digest TEXT NOT NULL, body TEXT NOT NULL,
-    expires REAL NOT NULL, used INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL);
+    expires REAL NOT NULL, used INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL,
+    kind TEXT NOT NULL DEFAULT 'estimate');
 CREATE TABLE IF NOT EXISTS spend (
     id INTEGER PRIMARY KEY AUTOINCREMENT, day TEXT NOT NULL, delta REAL NOT NULL, reason TEXT NOT NULL,
     ref TEXT, at REAL NOT NULL);
@@ -37,10 +38,76 @@ CREATE TABLE IF NOT EXISTS tasks (
 CREATE INDEX IF NOT EXISTS tasks_created ON tasks(created);
 CREATE TABLE IF NOT EXISTS uploads (
     sha256 TEXT PRIMARY KEY, url TEXT NOT NULL, uploaded REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS attempts_state ON attempts(state);
+CREATE TABLE IF NOT EXISTS answers (
+    task_id TEXT NOT NULL, body TEXT NOT NULL, at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS attempts_quote ON attempts(quote_id);
 CREATE TABLE IF NOT EXISTS files (
     task_id TEXT NOT NULL, idx INTEGER NOT NULL, path TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL,
     mime TEXT NOT NULL, source_url TEXT NOT NULL, created REAL NOT NULL, PRIMARY KEY (task_id, idx));
 """
+
+
+INTERRUPTED = (
+    "the server stopped while this create was being sent, so KIE may have created (and charged) it; check "
+    "https://kie.ai/logs before trying again"
+)
+
+
+def journal_path(workspace: Path) -> Path:
+    return workspace / ".kie-mcp" / "journal.sqlite3"
+
+
+def _is_corrupt(err: sqlite3.DatabaseError) -> bool:
+    text = str(err).lower()
+    return "not a database" in text or "malformed" in text or "corrupt" in text
+
+
+def unavailable_reason(workspace: Path, err: BaseException) -> str:
+    """Why the journal cannot be used, and what the user can do about it."""
+    text = str(err)
+    if "full" in text.lower() or getattr(err, "errno", None) == 28:
+        fix = "The disk is full: free some space"
+    else:
+        fix = f"Make {workspace} a writable folder (or set KIE_WORKSPACE to one)"
+    return (
+        f"kie-mcp cannot use its journal in {workspace / '.kie-mcp'} ({type(err).__name__}: {text}). It keeps every "
+        "quote, spend and task there, so nothing that costs credits can run without it. "
+        f"{fix}, then restart the server. Nothing was spent."
+    )
+
+
+def storage_problem(err: BaseException) -> str:
+    """A failed write to the workspace (journal, logs, outputs), in words that say what to do."""
+    text = str(err)
+    if "full" in text.lower() or getattr(err, "errno", None) == 28:
+        fix = "The disk is full: free some space and try again."
+    elif "readonly" in text.lower() or "read-only" in text.lower() or getattr(err, "errno", None) in (13, 30):
+        fix = "The workspace is read-only or not writable: make it writable (or set KIE_WORKSPACE to a writable one)."
+    else:
+        fix = "Check the workspace folder (free space, permissions), then try again."
+    return (
+        f"kie-mcp could not write to its workspace ({type(err).__name__}: {text}). {fix} Nothing was spent by this "
+        "call unless it returned a task id."
+    )
+
+
+class JournalUnavailable(RuntimeError):
+    """The journal cannot be opened or written; the message says why and what to do."""
+
+
+class UnavailableJournal:
+    """Stands in for a journal that could not be opened: every use explains why, instead of crashing the server."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        self.path = None
+
+    def __getattr__(self, name: str) -> Any:
+        raise JournalUnavailable(self.reason)
+
+    def close(self) -> None:
+        return None
 
 
 class Journal:
@@ -58,10 +125,50 @@ class Journal:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=30000")
             self._db.executescript(SCHEMA)
+            self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring a journal written by an older kie-mcp up to this schema (columns are only ever added)."""
+        columns = {row["name"] for row in self._db.execute("PRAGMA table_info(quotes)")}
+        if "kind" not in columns:
+            self._db.execute("ALTER TABLE quotes ADD COLUMN kind TEXT NOT NULL DEFAULT 'estimate'")
+        self._db.execute("CREATE INDEX IF NOT EXISTS quotes_digest ON quotes(digest, kind)")
 
     @classmethod
     def for_workspace(cls, workspace: Path) -> Journal:
-        return cls(workspace / ".kie-mcp" / "journal.sqlite3")
+        return cls(journal_path(workspace))
+
+    @classmethod
+    def open_for_server(cls, workspace: Path) -> tuple[Journal | None, str | None]:
+        """Open the workspace journal for a server that must start whatever the disk says.
+
+        A corrupt journal is moved aside (kept, and named in the notice) and a fresh one started. A journal that
+        cannot be opened at all (unwritable workspace, full disk) gives ``None`` and the reason, so the server
+        starts and every tool that needs the journal explains.
+        """
+        path = journal_path(workspace)
+        try:
+            return cls(path), None
+        except sqlite3.DatabaseError as err:
+            if not _is_corrupt(err) or not path.is_file():
+                return None, unavailable_reason(workspace, err)
+        except OSError as err:
+            return None, unavailable_reason(workspace, err)
+        kept = path.with_name(f"{path.name}.corrupt-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+        try:
+            for suffix in ("", "-wal", "-shm"):
+                part = path.with_name(path.name + suffix)
+                if part.exists():
+                    part.rename(kept.with_name(kept.name + suffix))
+            journal = cls(path)
+        except (OSError, sqlite3.Error) as err:
+            return None, unavailable_reason(workspace, err)
+        notice = (
+            f"The workspace journal was unreadable (corrupt), so it was moved aside to {kept} and a fresh one was "
+            "started. Tasks, quotes and today's spend recorded before are in that file, not in the new journal: "
+            "check https://kie.ai/logs for today's real spend."
+        )
+        return journal, notice
 
     def close(self) -> None:
         with self._lock:
@@ -150,6 +257,21 @@ class Journal:
             attempt_id,
         )
 
+    def recover_interrupted(self) -> int:
+        """Attempts a crashed process left as being sent may have been created on KIE: they become unknown."""
+        with self.transaction() as db:
+            return db.execute(
+                "UPDATE attempts SET state = 'unknown', updated = ?, error = ? WHERE state = 'sending'",
+                (time.time(), INTERRUPTED),
+            ).rowcount
+
+    def tasks_for_quote(self, quote_id: str) -> list[str]:
+        """Task ids of the creates one quote (or confirmation) approved."""
+        rows = self.query(
+            "SELECT task_id FROM attempts WHERE quote_id = ? AND task_id IS NOT NULL ORDER BY created", quote_id
+        )
+        return [row["task_id"] for row in rows]
+
     def attempts(self, state: str | None = None) -> list[sqlite3.Row]:
         if state is None:
             return self.query("SELECT * FROM attempts ORDER BY created")
@@ -175,6 +297,18 @@ class Journal:
             extra.get("created", now),
             now,
         )
+
+    def keep_answer(self, task_id: str, body: dict[str, Any]) -> None:
+        """Keep KIE's raw answer about a task when it made no sense (success without results), for later study."""
+        self.execute(
+            "INSERT INTO answers (task_id, body, at) VALUES (?, ?, ?)",
+            task_id,
+            json.dumps(body, ensure_ascii=False, default=str),
+            time.time(),
+        )
+
+    def answers_for(self, task_id: str) -> list[dict[str, Any]]:
+        return [json.loads(r["body"]) for r in self.query("SELECT body FROM answers WHERE task_id = ?", task_id)]
 
     def task_row(self, task_id: str) -> sqlite3.Row | None:
         rows = self.query("SELECT * FROM tasks WHERE task_id = ?", task_id)

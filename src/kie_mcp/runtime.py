@@ -11,9 +11,10 @@ import httpx2
 
 from kie_mcp.catalog import Catalog, load_catalog
 from kie_mcp.config import Settings
-from kie_mcp.journal import Journal
+from kie_mcp.journal import Journal, UnavailableJournal
 from kie_mcp.kie import KieClient
 from kie_mcp.kie.calllog import CallLog
+from kie_mcp.media.downloads import sweep_interrupted_downloads
 from kie_mcp.spend import Caps, Ledger, QuoteBook
 from kie_mcp.tasks import TaskBook
 
@@ -42,6 +43,7 @@ class Runtime:
     tasks: TaskBook
     kie: KieClient | None
     time_scale: float = 1.0  # simulated seconds per real second (the sandbox runs faster than KIE)
+    notices: tuple[str, ...] = ()  # what happened at start that the user should hear about (a corrupt journal)
 
     def typical_seconds(self, model_id: str) -> tuple[int, int] | None:
         """The model's usual wall-clock duration, in this runtime's time."""
@@ -55,6 +57,36 @@ class Runtime:
         if self.kie is None:
             raise NoKeyError()
         return self.kie
+
+
+def _open_journal(settings: Settings) -> tuple[Journal | UnavailableJournal, tuple[str, ...]]:
+    """The journal, whatever state the disk is in: the server starts, and tools explain what is wrong.
+
+    Start-up also ends what a crash left half done: creates still marked as being sent become unknown (they may
+    have been created on KIE), and temporary files of interrupted downloads are removed.
+    """
+    journal, notice = Journal.open_for_server(settings.workspace)
+    if journal is None:
+        assert notice is not None
+        log.error("%s", notice)
+        return UnavailableJournal(notice), (notice,)
+    notices = [notice] if notice else []
+    try:
+        interrupted = journal.recover_interrupted()
+    except Exception as err:  # a read-only journal: the tools that write will explain
+        log.warning("could not mark interrupted creates as unknown: %s", err)
+        interrupted = 0
+    if interrupted:
+        notices.append(
+            f"{interrupted} create(s) were being sent when kie-mcp last stopped; they may have been created and "
+            "charged on KIE, so they are counted against the daily cap. Check https://kie.ai/logs."
+        )
+    swept = sweep_interrupted_downloads(settings.workspace / "outputs")
+    if swept:
+        log.info("removed %d unfinished download(s) left by an interrupted server", swept)
+    for line in notices:
+        log.warning("%s", line)
+    return journal, tuple(notices)
 
 
 @asynccontextmanager
@@ -82,7 +114,7 @@ async def open_runtime(
         )
     else:
         log.warning("KIE_API_KEY is not set: tools that need KIE will explain how to set it")
-    journal = Journal.for_workspace(settings.workspace)
+    journal, notices = _open_journal(settings)
     runtime = Runtime(
         settings=settings,
         catalog=load_catalog(),
@@ -92,6 +124,7 @@ async def open_runtime(
         tasks=TaskBook(journal),
         kie=kie,
         time_scale=time_scale,
+        notices=notices,
     )
     try:
         yield runtime

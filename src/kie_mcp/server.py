@@ -9,6 +9,7 @@ import inspect
 import json
 import logging
 import mimetypes
+import sqlite3
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -40,13 +41,22 @@ from kie_mcp.bundled import bundled_path
 from kie_mcp.catalog import AmbiguousModelError, InvalidRequest, UnknownModelError, load_catalog, usd
 from kie_mcp.catalog.tables import model_document, model_table_json, model_table_markdown, price_summary
 from kie_mcp.config import Settings
-from kie_mcp.journal import Journal
+from kie_mcp.journal import Journal, JournalUnavailable, storage_problem, unavailable_reason
 from kie_mcp.kie import KieError
 from kie_mcp.media.downloads import output_folder, thumbnail
-from kie_mcp.media.inputs import OutsideAllowedFolders, confined
+from kie_mcp.media.inputs import (
+    UPLOAD_ACCEPTS,
+    OutsideAllowedFolders,
+    RefusedInput,
+    confined,
+    inspect_local,
+    private_reason,
+    upload_name,
+)
 from kie_mcp.media.prepare import upload_prepared
-from kie_mcp.media.stitch import Caption, StitchError, stitch
+from kie_mcp.media.stitch import Caption, StitchError, output_file_name, stitch
 from kie_mcp.prompts import register_prompts
+from kie_mcp.redact import redact
 from kie_mcp.runtime import NoKeyError, Runtime, open_runtime
 from kie_mcp.spend import (
     Approved,
@@ -56,6 +66,7 @@ from kie_mcp.spend import (
     NeedsConfirmation,
     Quote,
     QuoteError,
+    Replay,
     SpendRefused,
     check_caps,
 )
@@ -89,6 +100,7 @@ LOCAL_WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idem
 UPLOADS = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
 
 _USER_ERRORS = (
+    JournalUnavailable,
     InvalidRequest,
     UnknownModelError,
     AmbiguousModelError,
@@ -110,13 +122,18 @@ Images = Annotated[
 ]
 AspectRatio = Annotated[str | None, Field(description="e.g. 16:9, 9:16, 1:1; allowed values depend on the model.")]
 Resolution = Annotated[str | None, Field(description="e.g. 1K/2K/4K for images, 720p/1080p/4k for video.")]
-Duration = Annotated[int | None, Field(ge=1, le=60, description="Video length in seconds, where the model has one.")]
+Duration = Annotated[
+    int | None,
+    Field(ge=1, le=60, allow_inf_nan=False, description="Video length in seconds, where the model has one."),
+]
 Audio = Annotated[bool | None, Field(description="Video sound on/off, where the model offers a choice.")]
 Options = Annotated[
     dict[str, Any] | None,
     Field(description="Model-specific fields in KIE's own names, e.g. {'output_format': 'png'}; see list_models."),
 ]
-Variations = Annotated[int, Field(ge=1, le=10, description="How many identical tasks to run (each is charged).")]
+Variations = Annotated[
+    int, Field(ge=1, le=10, allow_inf_nan=False, description="How many identical tasks to run (each is charged).")
+]
 Script = Annotated[
     str | None,
     Field(
@@ -127,6 +144,15 @@ Script = Annotated[
 Session = Annotated[
     str | None,
     Field(description="A short name for this piece of work; results are saved in outputs/{date}-{session}/."),
+]
+MaxCredits = Annotated[
+    float | None,
+    Field(
+        gt=0,
+        allow_inf_nan=False,
+        description="The most this call may cost, in credits. A price over it is refused; a price not known before "
+        "the task runs reserves this much (instead of the whole per-call cap) against today's cap.",
+    ),
 ]
 QuoteId = Annotated[
     str | None, Field(description="The quote_id of a cost the user approved (from estimate_cost or a prior call).")
@@ -159,6 +185,12 @@ class CreditsResult(_Result):
     max_credits_per_call: float
     max_credits_per_day: float
     auto_approve_credits: float
+    spending_refused: str | None = Field(
+        default=None, description="Why spends are refused for the rest of today (real charges over the daily cap)."
+    )
+    unknown_creates: int = Field(
+        default=0, description="Creates whose outcome is unknown: they may have been charged; check kie.ai/logs."
+    )
     sandbox: bool
     message: str
 
@@ -179,8 +211,8 @@ class ModelList(_Result):
 
 
 class CaptionArg(BaseModel):
-    start: float = Field(ge=0, description="Seconds from the start of the joined video.")
-    end: float = Field(gt=0, description="Seconds from the start; after start.")
+    start: float = Field(ge=0, allow_inf_nan=False, description="Seconds from the start of the joined video.")
+    end: float = Field(gt=0, allow_inf_nan=False, description="Seconds from the start; after start.")
     text: str = Field(min_length=1)
 
 
@@ -278,6 +310,7 @@ def _register_tools(mcp: MCPServer) -> None:
         options: Options = None,
         variations: Variations = 1,
         script: Script = None,
+        max_credits: MaxCredits = None,
     ) -> Annotated[CallToolResult, EstimateResult]:
         """Price a generation exactly, without spending anything. Takes the same arguments as generate_image /
         generate_video and returns a quote (credits, about USD, price source and date) with a quote_id that
@@ -303,7 +336,10 @@ def _register_tools(mcp: MCPServer) -> None:
         variations: Variations = 1,
         session: Session = None,
         quote_id: QuoteId = None,
-        wait_seconds: Annotated[float, Field(ge=0, le=50, description="How long to wait for results.")] = 45,
+        max_credits: MaxCredits = None,
+        wait_seconds: Annotated[
+            float, Field(ge=0, le=50, allow_inf_nan=False, description="How long to wait for results.")
+        ] = 45,
     ) -> Annotated[CallToolResult, gen.GenerationResult]:
         """Make images with a KIE model. COSTS CREDITS. The cost must be approved first: the server asks the user
         through a confirmation form when the client supports it; otherwise it answers
@@ -327,7 +363,10 @@ def _register_tools(mcp: MCPServer) -> None:
         script: Script = None,
         session: Session = None,
         quote_id: QuoteId = None,
-        wait_seconds: Annotated[float, Field(ge=0, le=50, description="How long to wait (videos take minutes).")] = 0,
+        max_credits: MaxCredits = None,
+        wait_seconds: Annotated[
+            float, Field(ge=0, le=50, allow_inf_nan=False, description="How long to wait (videos take minutes).")
+        ] = 0,
     ) -> Annotated[CallToolResult, gen.GenerationResult]:
         """Make videos with a KIE model. COSTS CREDITS (tens to hundreds per clip). The cost must be approved
         first: the server asks the user through a confirmation form when the client supports it; otherwise it
@@ -346,7 +385,9 @@ def _register_tools(mcp: MCPServer) -> None:
     async def check_task(
         task_id: Annotated[str, Field(min_length=1, description="A KIE task id from any kie-mcp or KIE call.")],
         ctx: Context,
-        wait_seconds: Annotated[float, Field(ge=0, le=50, description="Wait up to this long for it to finish.")] = 0,
+        wait_seconds: Annotated[
+            float, Field(ge=0, le=50, allow_inf_nan=False, description="Wait up to this long for it to finish.")
+        ] = 0,
     ) -> Annotated[CallToolResult, TaskResult]:
         """Status and results of a KIE task of any kind, with progress while waiting. Free."""
         _reject_unknown_arguments(ctx, "check_task")
@@ -388,11 +429,11 @@ def _register_tools(mcp: MCPServer) -> None:
         _reject_unknown_arguments(ctx, "stitch_videos")
         rt = _runtime(ctx)
         with _user_errors():
+            name = output_file_name(output_name, f"stitched-{len(clips)}-clips")  # refuses paths, NUL, overlong
             paths = [_clip_path(rt, clip) for clip in clips]
             label = session or output_name or "stitched"
             folder = output_folder(rt.settings.workspace, label, datetime.now().date())
             folder.mkdir(parents=True, exist_ok=True)
-            name = Path(output_name or f"stitched-{len(paths)}-clips").stem + ".mp4"
             parts = [Caption(c.start, c.end, c.text) for c in captions or []]
             done = await stitch(paths, folder / name, captions=parts or None)
         relative = done.path.relative_to(rt.settings.workspace).as_posix()
@@ -413,7 +454,8 @@ def _register_tools(mcp: MCPServer) -> None:
     async def list_tasks(
         ctx: Context,
         state: Annotated[
-            Literal["queued", "running", "succeeded", "failed", "unknown"] | None, Field(description="Only this state.")
+            Literal["queued", "running", "succeeded", "succeeded_without_results", "failed", "unknown"] | None,
+            Field(description="Only this state."),
         ] = None,
         model: Annotated[str | None, Field(description="Only this model id.")] = None,
         since: Annotated[
@@ -428,17 +470,15 @@ def _register_tools(mcp: MCPServer) -> None:
         with _user_errors():
             day = _parse_day(since)
             found = rt.tasks.find(state=state, model=model, since=day, text=text, limit=limit)
-        unknown = [a["attempt_id"] for a in rt.journal.attempts("unknown")]
+            unknown = [a["attempt_id"] for a in rt.journal.attempts("unknown")]
         lines = [
             f"- {t.task_id} {t.model} {t.state}" + (f": {', '.join(t.result_urls)}" if t.result_urls else "")
             for t in found
         ]
         message = f"{len(found)} task(s)" + (":\n" + "\n".join(lines) if lines else ".")
         if unknown:
-            message += (
-                f"\n{len(unknown)} create(s) had no answer from KIE and may have been charged; check "
-                "https://kie.ai/logs (they are counted against the daily cap)."
-            )
+            message += "\n" + _unknown_creates_text(len(unknown))
+        message += "".join(f"\n{notice}" for notice in rt.notices)
         result = TaskList(tasks=found, unknown_creates=len(unknown), message=message)
         return _tool_result(result, message)
 
@@ -450,7 +490,8 @@ def _register_tools(mcp: MCPServer) -> None:
         rt = _runtime(ctx)
         with _user_errors():
             balance = await rt.require_kie().credits()
-        s, spent = rt.settings, rt.ledger.spent_today()
+            s, spent, total = rt.settings, rt.ledger.spent_today(), rt.ledger.total_spent()
+            blocked, unknown = rt.ledger.over_cap(), len(rt.journal.attempts("unknown"))
         message = (
             f"Balance: {balance:g} credits (about ${usd(balance):.2f}). Spent today through kie-mcp: {spent:g}. "
             f"Caps: {s.max_credits_per_call:g} per call, {s.max_credits_per_day:g} per day. "
@@ -460,12 +501,17 @@ def _register_tools(mcp: MCPServer) -> None:
                 else "Every spend is confirmed."
             )
             + (" SANDBOX: simulated account." if s.sandbox else "")
+            + (f" {blocked}" if blocked else "")
+            + (f" {_unknown_creates_text(unknown)}" if unknown else "")
+            + "".join(f" {notice}" for notice in rt.notices)
         )
         result = CreditsResult(
             balance_credits=balance,
             balance_usd=usd(balance),
             spent_today=spent,
-            spent_total=rt.ledger.total_spent(),
+            spent_total=total,
+            spending_refused=blocked,
+            unknown_creates=unknown,
             max_credits_per_call=s.max_credits_per_call,
             max_credits_per_day=s.max_credits_per_day,
             auto_approve_credits=s.auto_approve_credits,
@@ -506,15 +552,21 @@ def _register_tools(mcp: MCPServer) -> None:
         ctx: Context,
         roots: Roots,
     ) -> Annotated[CallToolResult, UploadResult]:
-        """Upload a local image or video to KIE's file host and return its URL for use as a model input.
+        """Upload a local image, video or audio file to KIE's file host and return its URL for use as a model
+        input. The file's content decides its type; dotfiles, .env, .kie-mcp/ and logs/ are never uploaded.
         Free; KIE keeps uploads for about 3 days."""
         _reject_unknown_arguments(ctx, "upload_file")
         rt = _runtime(ctx)
         with _user_errors():
-            file = confined(path, rt.settings.workspace, (*rt.settings.input_roots, *_root_folders(roots)))
-            if not await anyio.Path(file).is_file():
-                raise FileNotFoundError(f"No file at {file}. Give an absolute path or one relative to the workspace.")
-            uploaded, note = await upload_prepared(rt.require_kie(), file.resolve(), "kie-mcp/uploads", file.name)
+            allowed = (*rt.settings.input_roots, *_root_folders(roots))
+            try:
+                file, media = await anyio.to_thread.run_sync(
+                    inspect_local, path, rt.settings.workspace, allowed, UPLOAD_ACCEPTS
+                )
+            except RefusedInput as err:
+                raise ToolError(f"upload_file refused path: {err}") from None
+            name = upload_name(file, media)
+            uploaded, note = await upload_prepared(rt.require_kie(), file, "kie-mcp/uploads", name, media)
         message = f"Uploaded {uploaded.file_name}: {uploaded.url} (KIE keeps uploads for about 3 days)."
         message += f" {note}" if note else ""
         result = UploadResult(**uploaded.model_dump(), message=message)
@@ -551,20 +603,44 @@ def _gate(kind: str) -> tuple[Any, Any]:
         shared = _root_folders(arguments.pop("roots", None))
         with _user_errors():
             plan = gen.plan(rt, gen.GenerationArgs(**_args(arguments)), kind, shared)
-            await gen.check_spend(rt, plan)
-        return plan
+            return await gen.check_spend(rt, plan)
 
     async def approve(
         ctx: Context, plan: Annotated[gen.Plan, Resolve(prepare)]
-    ) -> Approved | NeedsConfirmation | Elicit[ConfirmSpend]:
-        decision = gen.decide_approval(_runtime(ctx), plan, can_ask=_can_elicit(ctx))
-        if isinstance(decision, Ask):
-            return Elicit(decision.message, ConfirmSpend)
-        return decision
+    ) -> Approved | NeedsConfirmation | Replay | Declined | Elicit[ConfirmSpend]:
+        rt = _runtime(ctx)
+        with _user_errors():
+            decision = gen.decide_approval(rt, plan, can_ask=_can_elicit(ctx), answered=_answers_us(ctx, kind))
+        if not isinstance(decision, Ask):
+            return decision
+        if ctx.protocol_version is not None and ctx.session.can_send_request:
+            return await _ask_with_deadline(ctx, decision, rt.settings.confirm_timeout_seconds)
+        return Elicit(decision.message, ConfirmSpend)  # 2026-07-28: the answer comes back in a retried request
 
     prepare.__qualname__ = f"prepare_{kind}"
     approve.__qualname__ = f"approve_{kind}"
     return prepare, approve
+
+
+def _answers_us(ctx: Context, kind: str) -> bool:
+    """Whether this (2026-07-28, retried) request carries an answer to this tool's confirmation question."""
+    return any(key.split("#")[0].endswith(f":approve_{kind}") for key in ctx.input_responses or {})
+
+
+async def _ask_with_deadline(ctx: Context, ask: Ask, seconds: float) -> Approved | Declined | NeedsConfirmation:
+    """Ask over the back-channel (handshake era), giving up after ``seconds``: an unanswered question ends the
+    call as cancelled, with nothing spent."""
+    with anyio.move_on_after(seconds):
+        try:
+            outcome = await ctx.elicit(ask.message, ConfirmSpend)
+        except ValueError:
+            return Declined("The confirmation answer could not be read, so it is not a yes.")
+        decision = _decision(outcome)
+        if isinstance(decision, Approved):
+            return Approved("elicitation", ask.quote_id)
+        assert not isinstance(decision, Replay)
+        return decision
+    return NeedsConfirmation(gen.UNANSWERED.format(minutes=seconds / 60), cancelled=True)
 
 
 def _bind_to_tool_arguments(resolver: Any, tool_fn: Any) -> None:
@@ -591,13 +667,15 @@ async def _generate(
     return _tool_result(result, result.message, result.tasks, rt.settings.workspace)
 
 
-def _decision(outcome: ElicitationResult[Any]) -> Approved | Declined | NeedsConfirmation:
+def _decision(outcome: ElicitationResult[Any]) -> Approved | Declined | NeedsConfirmation | Replay:
     match outcome:
         case AcceptedElicitation(data=ConfirmSpend(confirm=True)):
             return Approved("elicitation")
+        case AcceptedElicitation(data=ConfirmSpend(not_boolean=True)):
+            return Declined("The confirmation answer was not the boolean true, so it is not a yes.")
         case AcceptedElicitation(data=ConfirmSpend()):
             return Declined()
-        case AcceptedElicitation(data=Approved() | NeedsConfirmation() as decided):
+        case AcceptedElicitation(data=Approved() | NeedsConfirmation() | Replay() | Declined() as decided):
             return decided
         case DeclinedElicitation():
             return Declined()
@@ -606,10 +684,10 @@ def _decision(outcome: ElicitationResult[Any]) -> Approved | Declined | NeedsCon
 
 
 async def _estimate(rt: Runtime, plan: gen.Plan) -> EstimateResult:
-    quote = rt.quotes.issue(plan.spec.id, plan.digest, plan.price, plan.variations)
+    quote = rt.quotes.issue(plan.spec.id, plan.digest, plan.price, plan.variations, ceiling=plan.reserved)
     spent = rt.ledger.spent_today()
     try:
-        check_caps(plan.total, spent, rt.ledger.caps)
+        check_caps(plan.total, spent, rt.ledger.caps, ceiling=plan.max_credits)
         cap_problem = None
     except SpendRefused as err:
         cap_problem = str(err)
@@ -618,7 +696,8 @@ async def _estimate(rt: Runtime, plan: gen.Plan) -> EstimateResult:
     cost = (
         f"{quote.credits_total:g} credits (about ${quote.usd_total:.2f})"
         if quote.credits_total is not None
-        else "UNKNOWN (no price on file for these settings; it is never auto-approved)"
+        else f"UNKNOWN before it runs (never auto-approved); up to {plan.reserved:g} credits are reserved against "
+        "today's cap (the per-call cap, or max_credits when lower)"
     )
     parts = [
         f"{plan.spec.title} ({plan.spec.id}) x{plan.variations}: {cost}.",
@@ -658,6 +737,14 @@ async def _find_record(rt: Runtime, task_id: str) -> TaskRecord:
     return record
 
 
+def _unknown_creates_text(count: int) -> str:
+    return (
+        f"{count} create(s) got no clear answer from KIE (or were being sent when the server stopped) and may have "
+        "been created and charged: they are counted against the daily cap. Check https://kie.ai/logs before "
+        "trying them again."
+    )
+
+
 def _clip_path(rt: Runtime, clip: str) -> Path:
     """A clip by task id (its saved video) or by workspace path (inside the allowed folders)."""
     saved = [f for f in rt.journal.files_for(clip) if f["mime"].startswith("video/")]
@@ -685,7 +772,7 @@ def _task_message(record: TaskRecord) -> str:
     if record.state == "succeeded":
         saved = f" Saved: {', '.join(record.files)}." if record.files else ""
         return f"{head}. Results: " + ", ".join(record.result_urls) + "." + saved
-    if record.state == "failed":
+    if record.state in ("failed", "succeeded_without_results", "unknown"):
         return f"{head}. {record.error}"
     eta = f"; about {record.eta_seconds}s left" if record.eta_seconds else ""
     progress = f" ({record.progress:.0%})" if record.progress is not None else ""
@@ -720,8 +807,14 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
     @mcp.resource("kie://outputs/{+path}", name="output", title="A saved result", mime_type="application/octet-stream")
     def output(path: str) -> bytes:
         """A result saved in the workspace's outputs/ folder (images, videos, sidecar JSON)."""
-        target = (outputs / path).resolve()
-        if not target.is_relative_to(outputs.resolve()) or not target.is_file():
+        home = outputs.resolve()
+        try:  # symlinks are judged by their target: nothing outside outputs/, no dotfiles, no unusable paths
+            target = (outputs / path).resolve()
+            inside = target.is_relative_to(home) and target.is_file()
+        except (OSError, ValueError, RuntimeError):
+            inside = False
+        names = (*Path(path).parts, *(target.relative_to(home).parts if inside else ()))
+        if not inside or any(name.startswith(".") for name in names):
             raise ResourceError(f"No saved result at outputs/{path}.")
         if target.stat().st_size > MAX_RESOURCE_BYTES:
             raise ResourceError(f"outputs/{path} is too large to send over MCP; open it from the workspace.")
@@ -748,13 +841,26 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
 
     @mcp.resource("kie://tasks", name="tasks", title="Tasks of this workspace", mime_type="application/json")
     def tasks() -> str:
-        """The workspace's latest tasks (up to 100) from the journal, newest first."""
-        journal = Journal.for_workspace(settings.workspace)
+        """The workspace's latest tasks (up to 100) from the journal, newest first, and creates whose outcome is
+        unknown (they may have been charged)."""
+        try:
+            journal = Journal.for_workspace(settings.workspace)
+        except (OSError, sqlite3.Error) as err:
+            raise ResourceError(unavailable_reason(settings.workspace, err)) from err
         try:
             found = TaskBook(journal).find(limit=100)
+            unknown = [
+                {"attempt_id": a["attempt_id"], "model": a["model"], "error": a["error"], "created": a["created"]}
+                for a in journal.attempts("unknown")
+            ]
+        except sqlite3.Error as err:
+            raise ResourceError(unavailable_reason(settings.workspace, err)) from err
         finally:
             journal.close()
-        return json.dumps({"tasks": [t.model_dump(mode="json") for t in found]}, indent=2)
+        body: dict[str, Any] = {"tasks": [t.model_dump(mode="json") for t in found], "unknown_creates": unknown}
+        if unknown:
+            body["unknown_creates_note"] = _unknown_creates_text(len(unknown))
+        return json.dumps(body, indent=2)
 
     @mcp.resource("kie://tasks/{task_id}", name="task", title="A KIE task", mime_type="application/json")
     async def task(task_id: str, ctx: Context) -> str:
@@ -772,7 +878,18 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
 
     references = settings.workspace / "references"
     if references.is_dir():
-        for file in sorted(p for p in references.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        home = settings.workspace.resolve()
+        for file in sorted(references.rglob("*")):
+            # Symlinks are judged by their target: never served when it leaves the workspace or is private
+            # (a dotfile, a dot-folder, logs/); dotfiles and dot-folders under references/ are skipped too.
+            try:
+                real = file.resolve(strict=True)
+                usable = real.is_file() and real.is_relative_to(home)
+            except (OSError, RuntimeError):
+                usable = False
+            hidden = any(part.startswith(".") for part in file.relative_to(references).parts)
+            if not usable or hidden or private_reason(real, home, (home,)) is not None:
+                continue
             relative = file.relative_to(settings.workspace).as_posix()
             mime = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
             mcp.add_resource(
@@ -782,7 +899,7 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
                     title=relative,
                     description=f"Workspace reference file; pass '{relative}' in images to use it as a model input.",
                     mime_type=mime,
-                    path=file.resolve(),
+                    path=real,
                 )
             )
 
@@ -835,11 +952,26 @@ def _progress(ctx: Context) -> gen.Progress:
 
 @contextlib.contextmanager
 def _user_errors() -> Iterator[None]:
-    """Expected failures reach the agent as readable tool errors, never as tracebacks."""
+    """Expected failures reach the agent as readable tool errors, never as tracebacks, and never with a secret
+    (KieError redacts itself; this is the last safety net for every other error text)."""
     try:
         yield
     except _USER_ERRORS as err:
-        raise ToolError(str(err)) from err
+        raise ToolError(redact(str(err))) from err
+    except (sqlite3.Error, OSError) as err:
+        log.warning("storage problem: %s", err)
+        raise ToolError(redact(storage_problem(err))) from err
+    except (ToolError, ResourceError):
+        raise
+    except Exception as err:
+        log.exception("unexpected error in a tool")
+        raise ToolError(
+            redact(
+                f"kie-mcp hit an unexpected error ({type(err).__name__}: {err}). Nothing was spent by this call "
+                "unless it returned a task id; list_tasks shows every task this workspace created. Please report "
+                "this at the kie-mcp issue tracker."
+            )
+        ) from err
 
 
 def _tool_result(

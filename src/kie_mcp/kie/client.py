@@ -20,6 +20,7 @@ import httpx2
 from pydantic import BaseModel
 
 from kie_mcp import __version__
+from kie_mcp.redact import redact, redact_value, register_secret
 from kie_mcp.spend.approval import Approval
 
 from .calllog import CallLog
@@ -57,6 +58,7 @@ class KieClient:
         poll_window: SlidingWindow | None = None,
         call_log: CallLog | None = None,
     ) -> None:
+        register_secret(api_key)  # from now on no text or log line of this process shows the key
         auth = {"Authorization": f"Bearer {api_key}", "User-Agent": USER_AGENT, "Accept": "application/json"}
         limits = httpx2.Timeout(timeout, connect=10.0)
         self._api = httpx2.AsyncClient(base_url=base_url, headers=auth, timeout=limits, transport=transport)
@@ -126,6 +128,13 @@ class KieClient:
                 if err.category is Category.PROTOCOL:
                     log_call(outcome="unknown", code=err.http_status, error=err.message)
                     raise OutcomeUnknownError(f"KIE's answer could not be read ({err.message})", endpoint=path) from err
+                if _may_have_created(err):
+                    log_call(outcome="unknown", code=err.code, error=err.message)
+                    raise OutcomeUnknownError(
+                        f"KIE answered with a server error ({err.code}: {err.message}), which does not say whether "
+                        "the task was created",
+                        endpoint=path,
+                    ) from err
                 log_call(outcome="refused", code=err.code, error=err.message)
                 if err.code == 429 and attempt < self.max_rate_limit_retries:
                     log.warning("create refused with 429 (not charged); retrying in %.0fs", self.rate_limit_backoff)
@@ -150,7 +159,7 @@ class KieClient:
         data = await self._get(family.status_path, {"taskId": task_id}, paced=True)
         if not isinstance(data, dict):
             raise KieError("KIE returned no task record", code=422, endpoint=family.status_path)
-        return family.parse_status(task_id, data)
+        return family.parse_status(task_id, data).model_copy(update={"raw": redact_value(data)})
 
     async def find_task(self, task_id: str, family: str | None = None) -> TaskStatus:
         """Status of any task id; without a known family, ask each family in turn."""
@@ -167,11 +176,25 @@ class KieClient:
         raise last
 
     async def credits(self) -> float:
+        """The account balance in credits. Anything but a finite number (NaN, Infinity, true, text) is refused:
+        a spend must never be weighed against a balance that is not one."""
+        import math
+
         data = await self._get("/api/v1/chat/credit", None)
         try:
-            return float(data)
-        except (TypeError, ValueError):
-            raise KieError(f"unexpected credit balance {data!r}", category=Category.PROTOCOL) from None
+            balance = float(data) if not isinstance(data, bool) else math.nan
+        except (TypeError, ValueError, OverflowError):
+            balance = math.nan
+        if not math.isfinite(balance):
+            shown = redact(repr(data))[:200]
+            raise KieError(
+                f"KIE reported a balance that is not a number ({shown}); nothing was spent",
+                category=Category.PROTOCOL,
+                next_step="Check the balance at https://kie.ai and try again in a minute; if KIE keeps answering "
+                "this way, its credit endpoint is misbehaving.",
+                endpoint="/api/v1/chat/credit",
+            ) from None
+        return balance
 
     async def download_url(self, url: str) -> str:
         data = await self._post("/api/v1/common/download-url", {"url": url})
@@ -194,9 +217,12 @@ class KieClient:
 
     # -- uploads ----------------------------------------------------------------------------
 
-    async def upload_file(self, path: Path, upload_path: str = "kie-mcp", file_name: str | None = None) -> UploadedFile:
+    async def upload_file(
+        self, path: Path, upload_path: str = "kie-mcp", file_name: str | None = None, mime: str | None = None
+    ) -> UploadedFile:
+        """Stream a file up. ``mime``: its real type (sniffed from its bytes); otherwise guessed from the name."""
         name = file_name or path.name
-        mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        mime = mime or mimetypes.guess_type(name)[0] or "application/octet-stream"
         with path.open("rb") as handle:
             files = {"file": (name, handle, mime)}
             data = await self._upload(
@@ -212,8 +238,11 @@ class KieClient:
             body["fileName"] = file_name
         return _uploaded(await self._upload("/api/file-url-upload", json=body), file_name or url.rsplit("/", 1)[-1])
 
-    async def upload_bytes(self, content: bytes, file_name: str, upload_path: str = "kie-mcp") -> UploadedFile:
-        mime = mimetypes.guess_type(file_name)[0] or "application/octet-stream"
+    async def upload_bytes(
+        self, content: bytes, file_name: str, upload_path: str = "kie-mcp", mime: str | None = None
+    ) -> UploadedFile:
+        """Upload bytes as base64. ``mime``: their real type; otherwise guessed from the name."""
+        mime = mime or mimetypes.guess_type(file_name)[0] or "application/octet-stream"
         payload = f"data:{mime};base64,{base64.b64encode(content).decode()}"
         body = {"base64Data": payload, "uploadPath": upload_path, "fileName": file_name}
         return _uploaded(await self._upload("/api/file-base64-upload", json=body), file_name)
@@ -263,6 +292,12 @@ class KieClient:
             credits_charged=details.get("creditsConsumed"),
         )
         return data
+
+
+def _may_have_created(err: KieError) -> bool:
+    """A server error (HTTP 5xx, or body code 500) to a create does not say the create was refused: KIE may have
+    created and charged the task before failing. Only clear refusals (4xx-style codes, 429) are refused."""
+    return err.code == 500 or (err.http_status or 0) >= 500
 
 
 def _uploaded(data: Any, fallback_name: str) -> UploadedFile:

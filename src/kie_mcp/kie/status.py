@@ -6,7 +6,9 @@ import json
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
+
+from kie_mcp.redact import redact_value
 
 
 class TaskState(StrEnum):
@@ -35,6 +37,14 @@ class TaskStatus(BaseModel):
     credits_charged: float | None = None
     created_at_ms: int | None = None
     completed_at_ms: int | None = None
+    raw: dict[str, Any] | None = Field(default=None, description="KIE's answer as it came (redacted).")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _redacted(cls, value: Any) -> Any:
+        """Every family's answer is read into this model, so every text from KIE (``failMsg``, ``errorMessage``,
+        state words, URLs) is redacted here, once, whichever family it came from."""
+        return redact_value(value)
 
 
 def parse_json_text(value: Any) -> Any:

@@ -23,6 +23,7 @@ import mimetypes
 import os
 import re
 import secrets
+import time
 import unicodedata
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -409,9 +410,12 @@ async def _receive(
 
 async def _hash_and_write(digest: Any, fd: int, data: bytearray) -> None:
     """Hash and write one batch in two worker threads at once (both release the GIL); returns when both are done."""
-    async with anyio.create_task_group() as group:
-        group.start_soon(anyio.to_thread.run_sync, digest.update, data)
-        group.start_soon(anyio.to_thread.run_sync, _write_all, fd, data)
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(anyio.to_thread.run_sync, digest.update, data)
+            group.start_soon(anyio.to_thread.run_sync, _write_all, fd, data)
+    except ExceptionGroup as failed:  # a failed write (a full disk) reaches the caller as the OSError it is
+        raise failed.exceptions[0] from None
 
 
 def _write_all(fd: int, data: bytes | bytearray) -> None:
@@ -423,11 +427,56 @@ def _write_all(fd: int, data: bytes | bytearray) -> None:
         view.release()
 
 
+_TEMP_NAME = re.compile(r"^\..+\.part-(?:(\d+)-)?[0-9a-f]{12}$")
+_STALE_UNOWNED_SECONDS = 3600.0
+
+
+def sweep_interrupted_downloads(outputs: Path) -> int:
+    """Remove the temporary files of downloads a crashed or killed server left behind; return how many.
+
+    A temporary file names the process writing it: one whose process is gone is removed, one of a live process
+    (another server on the same workspace) is left alone. Unnamed ones (older kie-mcp) go once an hour old.
+    """
+    removed = 0
+    try:
+        candidates = [p for p in outputs.rglob(".*.part-*") if p.is_file() and not p.is_symlink()]
+    except OSError:
+        return 0
+    for path in candidates:
+        match = _TEMP_NAME.match(path.name)
+        if match is None:
+            continue
+        try:
+            if match.group(1) is not None:
+                if _process_alive(int(match.group(1))):
+                    continue
+            elif time.time() - path.stat().st_mtime < _STALE_UNOWNED_SECONDS:
+                continue
+            path.unlink()
+            removed += 1
+        except OSError:
+            continue
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # it exists (owned by someone else) or we cannot tell: leave its file alone
+    return True
+
+
 def _open_temp(dest: Path) -> tuple[int, Path]:
     """A new hidden file beside ``dest`` (same filesystem, so the final rename is atomic)."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
     for _ in range(10):
-        tmp = dest.with_name(f".{dest.name[:180]}.part-{secrets.token_hex(6)}")  # within NAME_MAX
+        # The process id lets a later start tell a crashed download's leftovers from a live one's.
+        tmp = dest.with_name(f".{dest.name[:170]}.part-{os.getpid()}-{secrets.token_hex(6)}")  # within NAME_MAX
         try:
             return os.open(tmp, flags, 0o666), tmp
         except FileExistsError:

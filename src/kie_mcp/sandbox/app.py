@@ -27,7 +27,7 @@ from starlette.types import Message, Receive, Scope, Send
 from . import aleph, controls, flux, gpt4o, market, media, runway, uploads, veo
 from .context import Ctx, DropResponse, envelope, number
 from .errors import FileError, KieError, default_message
-from .faults import CREATE_ONLY, FILES_ONLY, Fault, html_page
+from .faults import CREATE_ONLY, FILES_ONLY, STATUS_ONLY, Fault, auth_echo, html_page, strip_results
 from .routes import SimRoute
 from .state import Blob, SimRequest, Simulator
 
@@ -98,6 +98,8 @@ async def _fire(ctx: Ctx, fault: Fault) -> Response | None:
         return HTMLResponse(html_page(status), status_code=status)
     code = int(params["code"])
     msg = str(params.get("msg") or default_message(code))
+    if params.get("echo_auth"):
+        msg += auth_echo(ctx.request.headers.get("authorization"))
     if ctx.category == "files":
         return PlainTextResponse(msg, status_code=code)
     return envelope(ctx.sim, code, msg, None, upload=ctx.upload)
@@ -174,6 +176,8 @@ async def _run(sim: Simulator, route: SimRoute, request: Request) -> Response:
     if fault is not None:
         if fault.kind in CREATE_ONLY:
             ctx.pending_fault = fault  # consumed only if a task really gets created
+        elif fault.kind in STATUS_ONLY:
+            body_fault = fault  # consumed only by a status answer that reports success
         elif fault.kind in FILES_ONLY:
             sim.faults.consume(fault)
             body_fault = fault  # applied to the body of the file served below
@@ -190,10 +194,25 @@ async def _run(sim: Simulator, route: SimRoute, request: Request) -> Response:
         response = ctx.error(err)
     if ctx.drop_after:
         return DropResponse()
+    if body_fault is not None and body_fault.kind in STATUS_ONLY:
+        return _without_results(sim, response, body_fault)
     if body_fault is not None and 200 <= response.status_code < 300:
         log.info("fault %s on the body of %s", body_fault.kind, request.url.path)
         return FaultyBody(response, body_fault)
     return response
+
+
+def _without_results(sim: Simulator, response: Response, fault: Fault) -> Response:
+    """A ``no_results`` fault: the same success answer, with its result links gone."""
+    try:
+        body = json.loads(bytes(response.body))
+    except ValueError:
+        return response
+    if not isinstance(body, dict) or not strip_results(body.get("data"), fault.params.get("shape", "missing")):
+        return response
+    sim.faults.consume(fault)
+    log.info("fault no_results on a status answer")
+    return JSONResponse(body, status_code=response.status_code)
 
 
 def _endpoint(sim: Simulator, route: SimRoute) -> Route:

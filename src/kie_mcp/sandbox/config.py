@@ -34,6 +34,7 @@ class SimConfig(BaseModel):
     download_url_ttl_seconds: float = 1200.0
     upload_ttl_seconds: float = 3 * 86400.0
     unknown_price_credits: float = 50.0
+    report_credits_consumed: bool = Field(True, description="False: task records carry no creditsConsumed")
     video_bytes: int = Field(256_000, ge=64)
     # Extras beyond the brief.
     record_retention_seconds: float = Field(14 * 86400.0, description="Veo record-info answers 422 after this")

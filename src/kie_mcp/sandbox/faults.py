@@ -14,6 +14,15 @@ response starts normally with its full ``Content-Length``. ``truncate`` ends the
 ``after_bytes`` (default: half the file), so a client that trusts the stream gets a short file;
 over real HTTP the server then closes the connection. ``stall`` pauses ``seconds`` (real seconds)
 after ``after_bytes`` (default 65536), then sends the rest.
+
+``no_results`` (status endpoints only) waits for a status answer that reports success and takes its result
+links away, as KIE has been seen to do: ``shape`` "missing" (no ``resultJson``/``response``, the default),
+"not_json" (text that is not JSON) or "empty" (an empty list). Status answers that are not a success leave it
+queued.
+
+``echo_auth: true`` on a ``code`` or ``task_fail`` fault plays a hostile or buggy upstream: the error's
+``msg`` (for ``task_fail``, the task's ``failMsg``/``errorMessage``) gets `` Authorization: <the request's
+Authorization header>`` appended, the real key included. The simulator's own request log still keeps no key.
 """
 
 from __future__ import annotations
@@ -33,9 +42,13 @@ KINDS: tuple[str, ...] = (
     "task_fail",
     "truncate",
     "stall",
+    "no_results",
 )
 CREATE_ONLY: frozenset[str] = frozenset({"drop_after_create", "task_fail"})
 FILES_ONLY: frozenset[str] = frozenset({"truncate", "stall"})  # faults in a served file's body
+STATUS_ONLY: frozenset[str] = frozenset({"no_results"})  # faults in a successful status answer
+NO_RESULT_SHAPES: tuple[str, ...] = ("missing", "not_json", "empty")
+ECHO_KINDS: tuple[str, ...] = ("code", "task_fail")  # faults that can echo the Authorization header
 
 
 class FaultSpecError(ValueError):
@@ -53,6 +66,8 @@ class Fault:
         if self.kind in CREATE_ONLY and category != "create":
             return False
         if self.kind in FILES_ONLY and category != "files":
+            return False
+        if self.kind in STATUS_ONLY and category != "status":
             return False
         return self.endpoint in (category, "any")
 
@@ -73,7 +88,16 @@ def parse_fault(endpoint: Any, fault: Any, times: Any = 1) -> Fault:
         raise FaultSpecError(f"{kind} only applies to create endpoints")
     if kind in FILES_ONLY and endpoint not in ("files", "any"):
         raise FaultSpecError(f"{kind} only applies to result files (endpoint files)")
+    if kind in STATUS_ONLY and endpoint not in ("status", "any"):
+        raise FaultSpecError(f"{kind} only applies to status answers (endpoint status)")
+    if kind in STATUS_ONLY and fault.get("shape", "missing") not in NO_RESULT_SHAPES:
+        raise FaultSpecError(f"shape must be one of {', '.join(NO_RESULT_SHAPES)}")
     params = {k: v for k, v in fault.items() if k != "kind"}
+    if "echo_auth" in params:
+        if kind not in ECHO_KINDS:
+            raise FaultSpecError(f"echo_auth only applies to {' and '.join(ECHO_KINDS)} faults")
+        if not isinstance(params["echo_auth"], bool):
+            raise FaultSpecError("echo_auth must be true or false")
     if kind == "code":
         code = params.get("code")
         if not isinstance(code, int) or isinstance(code, bool) or not 100 <= code <= 999:
@@ -102,6 +126,31 @@ def parse_fault(endpoint: Any, fault: Any, times: Any = 1) -> Fault:
         params["fail_msg"] = str(params.get("fail_msg", "Internal server error"))
         params["upstream"] = bool(params.get("upstream", False))
     return Fault(endpoint=str(endpoint), kind=kind, params=params, times=times)
+
+
+def strip_results(data: Any, shape: str) -> bool:
+    """Take the result links out of a successful status answer (Market ``resultJson``, Veo ``response``).
+    Returns False, changing nothing, when the answer is not a success."""
+    if not isinstance(data, dict):
+        return False
+    replacement = {"missing": None, "not_json": "<html>result pending</html>", "empty": '{"resultUrls": []}'}[shape]
+    if data.get("state") == "success":
+        key = "resultJson"
+    elif data.get("successFlag") == 1:
+        key = "response"
+        replacement = {"resultUrls": []} if shape == "empty" else replacement
+    else:
+        return False
+    if replacement is None:
+        data.pop(key, None)
+    else:
+        data[key] = replacement
+    return True
+
+
+def auth_echo(header: str | None) -> str:
+    """What an ``echo_auth`` fault appends to its message: the Authorization header as received."""
+    return f" Authorization: {header}" if header else " Authorization: (none sent)"
 
 
 class FaultQueue:

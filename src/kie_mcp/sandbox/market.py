@@ -83,6 +83,8 @@ def record(sim: Simulator, task: Task, base: str) -> dict[str, Any]:
     }
     if task.model.startswith("sora-2"):
         data["progress"] = task.progress(now)
+    if not sim.config.report_credits_consumed:
+        del data["creditsConsumed"]
     return data
 
 

@@ -1,8 +1,8 @@
 """Spend rules: quotes, the confirmation gate, hard caps and today's ledger."""
 
 from .approval import Approval, ApprovalError
-from .gate import Approved, Ask, ConfirmSpend, Decision, Declined, NeedsConfirmation, decide, grant
-from .ledger import Caps, Ledger, SpendRefused, check_balance, check_caps
+from .gate import Approved, Ask, ConfirmSpend, Decision, Declined, NeedsConfirmation, Replay, decide, grant
+from .ledger import Caps, Ledger, SpendRefused, check_balance, check_caps, reservation
 from .quotes import Quote, QuoteBook, QuoteError, request_hash
 
 __all__ = [
@@ -19,10 +19,12 @@ __all__ = [
     "Quote",
     "QuoteBook",
     "QuoteError",
+    "Replay",
     "SpendRefused",
     "check_balance",
     "check_caps",
     "decide",
     "grant",
     "request_hash",
+    "reservation",
 ]

@@ -11,21 +11,36 @@ An unknown price is never auto-approved.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from .approval import Approval, ApprovedBy, _issue
 
 
 class ConfirmSpend(BaseModel):
-    """The elicitation form: one required boolean, so no client can auto-accept an empty form."""
+    """The elicitation form: one required boolean, so no client can auto-accept an empty form.
+
+    Only the JSON boolean ``true`` is a yes. ``"true"``, ``"yes"`` or ``1`` are read as no, with
+    ``not_boolean`` set so the answer can say why nothing was spent.
+    """
 
     confirm: bool = Field(description="Spend the credits shown and start the generation?")
+    not_boolean: SkipJsonSchema[bool] = Field(default=False, exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _strict_yes(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "confirm" in data and not isinstance(data["confirm"], bool):
+            return {"confirm": False, "not_boolean": True}
+        return data
 
 
 @dataclass(frozen=True)
 class Approved:
     by: ApprovedBy
+    quote_id: str | None = None  # the quote this approval uses up (a quote_id, or the question's own quote)
 
 
 @dataclass(frozen=True)
@@ -33,6 +48,7 @@ class Ask:
     """Ask the user through the client's form (elicitation)."""
 
     message: str
+    quote_id: str | None = None  # the single-use quote the question is bound to
 
 
 @dataclass(frozen=True)
@@ -40,6 +56,14 @@ class NeedsConfirmation:
     """The client cannot ask; the user approves the quote in chat and the call is repeated with quote_id."""
 
     reason: str | None = None
+    cancelled: bool = False  # the question went unanswered too long: the call ends as cancelled
+
+
+@dataclass(frozen=True)
+class Replay:
+    """The answer to a confirmation that was already used: show that call's result, never create again."""
+
+    quote_id: str
 
 
 Decision = Approved | Ask | NeedsConfirmation
@@ -71,3 +95,5 @@ def grant(model_id: str, creates: int, by: ApprovedBy, credits: float | None) ->
 @dataclass(frozen=True)
 class Declined:
     """The user said no: nothing is spent and no quote is issued."""
+
+    reason: str | None = None

@@ -20,26 +20,64 @@ class Caps:
     per_day: float
 
 
-def check_caps(total: float | None, spent_today: float, caps: Caps) -> None:
-    """Refuse a known price above the per-call cap or above what is left of today's cap."""
-    if total is None:
-        return  # unknown prices are never auto-approved; a person approves them explicitly
-    if total > caps.per_call:
+def check_caps(total: float | None, spent_today: float, caps: Caps, *, ceiling: float | None = None) -> None:
+    """Refuse a spend above the per-call cap or above what is left of today's cap.
+
+    A known price is checked as it is. An unknown price (``total`` None) is checked, and later reserved, at its
+    ``ceiling``: the per-call cap or a lower ``max_credits`` the caller gave. Caps hold whether or not the price
+    is known.
+    """
+    if spent_today > caps.per_day:
         raise SpendRefused(
-            f"This request costs {total:g} credits, over the per-call cap of {caps.per_call:g} "
+            f"Today's spend through kie-mcp ({spent_today:g} credits) is already over the daily cap of "
+            f"{caps.per_day:g} (KIE_MAX_CREDITS_PER_DAY), because KIE charged more than was quoted. Nothing was "
+            "spent. Further spends are refused until the cap resets at midnight (local time); the user can raise "
+            "KIE_MAX_CREDITS_PER_DAY in the server's configuration."
+        )
+    amount = total if total is not None else (caps.per_call if ceiling is None else min(ceiling, caps.per_call))
+    what = (
+        f"costs {total:g} credits"
+        if total is not None
+        else f"has no price known before it runs, so up to {amount:g} credits are reserved for it"
+    )
+    if total is not None and total > caps.per_call:
+        raise SpendRefused(
+            f"This request {what}, over the per-call cap of {caps.per_call:g} "
             "(KIE_MAX_CREDITS_PER_CALL). Nothing was spent. Ask for fewer variations, a lower resolution or a "
             "cheaper model, or have the user raise KIE_MAX_CREDITS_PER_CALL in the server's configuration."
         )
-    if spent_today + total > caps.per_day:
+    if total is not None and ceiling is not None and total > ceiling:
+        raise SpendRefused(
+            f"This request {what}, over the max_credits ceiling of {ceiling:g} given with it. Nothing was spent. "
+            "Raise max_credits, or ask for fewer variations, a lower resolution or a cheaper model."
+        )
+    if spent_today + amount > caps.per_day:
         left = max(caps.per_day - spent_today, 0)
         raise SpendRefused(
-            f"This request costs {total:g} credits but only {left:g} of today's cap of {caps.per_day:g} "
+            f"This request {what} but only {left:g} of today's cap of {caps.per_day:g} "
             f"(KIE_MAX_CREDITS_PER_DAY) are left ({spent_today:g} spent today). Nothing was spent. The cap resets "
-            "at midnight; the user can raise KIE_MAX_CREDITS_PER_DAY in the server's configuration."
+            "at midnight; "
+            + ("a lower max_credits ceiling reserves less; " if total is None else "")
+            + "the user can raise KIE_MAX_CREDITS_PER_DAY in the server's configuration."
         )
 
 
+def reservation(total: float | None, caps: Caps, ceiling: float | None = None) -> float:
+    """What a request counts against today's cap until KIE's real charge is known."""
+    if total is not None:
+        return total
+    return caps.per_call if ceiling is None else min(ceiling, caps.per_call)
+
+
 def check_balance(total: float | None, balance: float) -> None:
+    """Refuse a spend the balance cannot cover, and any spend at all against a balance that is not a number."""
+    import math
+
+    if isinstance(balance, bool) or not isinstance(balance, int | float) or not math.isfinite(balance):
+        raise SpendRefused(
+            f"KIE reported a balance that is not a number ({balance!r}); nothing was spent. Check the balance at "
+            "https://kie.ai and try again in a minute."
+        )
     if total is not None and balance < total:
         raise SpendRefused(
             f"The KIE account has {balance:g} credits; this request needs {total:g}. Nothing was spent. "
@@ -62,14 +100,27 @@ class Ledger:
     def total_spent(self) -> float:
         return round(self.journal.total_spent(), 4)
 
-    def reserve(self, credits: float | None, ref: str | None = None) -> None:
-        """Count ``credits`` as spent now, if the caps allow; raise ``SpendRefused`` otherwise."""
+    def reserve(self, total: float | None, ref: str | None = None, *, ceiling: float | None = None) -> float:
+        """Count the request as spent now, if the caps allow (raise ``SpendRefused`` otherwise); return the
+        credits reserved: the price, or for an unknown price its ceiling."""
         day = self._today()
         with self.journal.transaction() as db:
             spent = _sum(db, day)
-            check_caps(credits, spent, self.caps)
-            if credits:
-                Journal.add_spend(db, day, credits, "reserved", ref)
+            check_caps(total, spent, self.caps, ceiling=ceiling)
+            amount = reservation(total, self.caps, ceiling)
+            if amount:
+                Journal.add_spend(db, day, amount, "reserved", ref)
+        return amount
+
+    def over_cap(self) -> str | None:
+        """Why spending is refused for the rest of today, when KIE's real charges pushed past the daily cap."""
+        spent = self.spent_today()
+        if spent > self.caps.per_day:
+            return (
+                f"Today's spend ({spent:g} credits) is over the daily cap of {self.caps.per_day:g} because KIE "
+                "charged more than was quoted; further spends are refused until midnight (local time)."
+            )
+        return None
 
     def adjust(self, delta: float, reason: str = "adjusted", ref: str | None = None, *, once: bool = False) -> bool:
         """Correct today's spend (a refund, or KIE's real charge); with ``once``, at most one entry per ``ref``."""

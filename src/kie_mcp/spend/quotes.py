@@ -42,6 +42,11 @@ class Quote(BaseModel):
     price_date: str | None
     expires_at: str = Field(description="ISO 8601 UTC; the quote cannot be used after this.")
     note: str | None = None
+    credits_ceiling: float | None = Field(
+        default=None,
+        description="For a price not known before the task runs: the most this request counts against the caps "
+        "(the per-call cap, or the max_credits given).",
+    )
 
 
 class QuoteError(Exception):
@@ -56,9 +61,20 @@ class QuoteBook:
         self.ttl = ttl_seconds
         self._clock = clock
 
-    def issue(self, model_id: str, digest: str, price: ItemPrice, variations: int) -> Quote:
+    def issue(
+        self,
+        model_id: str,
+        digest: str,
+        price: ItemPrice,
+        variations: int,
+        *,
+        ceiling: float | None = None,
+        kind: str = "estimate",
+        ttl: float | None = None,
+    ) -> Quote:
+        """A new quote. ``kind`` "ask" marks the quote a confirmation question is bound to."""
         now = self._clock()
-        expires = now + self.ttl
+        expires = now + (self.ttl if ttl is None else ttl)
         total = None if price.credits is None else round(price.credits * variations, 4)
         quote = Quote(
             quote_id="q_" + secrets.token_hex(8),
@@ -73,36 +89,71 @@ class QuoteBook:
             price_date=price.source_date,
             expires_at=datetime.fromtimestamp(expires, UTC).isoformat(timespec="seconds"),
             note=price.note,
+            credits_ceiling=ceiling if total is None else None,
         )
         self.journal.execute(
-            "INSERT INTO quotes (quote_id, model, digest, body, expires, used, created) VALUES (?, ?, ?, ?, ?, 0, ?)",
+            "INSERT INTO quotes (quote_id, model, digest, body, expires, used, created, kind)"
+            " VALUES (?, ?, ?, ?, ?, 0, ?, ?)",
             quote.quote_id,
             model_id,
             digest,
             quote.model_dump_json(),
             expires,
             now,
+            kind,
         )
         return quote
+
+    def open_question(
+        self, model_id: str, digest: str, price: ItemPrice, variations: int, *, ceiling: float | None, ttl: float
+    ) -> Quote:
+        """The quote a confirmation question for this exact request is bound to: the unused, unexpired one asked
+        before (so the question reads the same on every round of a retried request), else a new one."""
+        rows = self.journal.query(
+            "SELECT body FROM quotes WHERE digest = ? AND kind = 'ask' AND used = 0 AND expires >= ?"
+            " ORDER BY created DESC LIMIT 1",
+            digest,
+            self._clock(),
+        )
+        if rows:
+            return Quote.model_validate_json(rows[0]["body"])
+        return self.issue(model_id, digest, price, variations, ceiling=ceiling, kind="ask", ttl=ttl)
+
+    def last_question(self, digest: str) -> tuple[str, bool, bool] | None:
+        """(quote_id, used, expired) of the newest confirmation question asked for this exact request."""
+        rows = self.journal.query(
+            "SELECT quote_id, used, expires FROM quotes WHERE digest = ? AND kind = 'ask'"
+            " ORDER BY created DESC LIMIT 1",
+            digest,
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        return row["quote_id"], bool(row["used"]), self._clock() > row["expires"]
 
     def problem(self, quote_id: str, digest: str) -> str | None:
         """None when ``quote_id`` can approve the request with ``digest``; else the reason it cannot."""
         rows = self.journal.query("SELECT * FROM quotes WHERE quote_id = ?", quote_id)
         return self._problem(quote_id, digest, rows[0] if rows else None)
 
-    def consume(self, quote_id: str, digest: str) -> Quote:
+    def consume(self, quote_id: str, digest: str, *, kind: str = "estimate") -> Quote:
         """Use the quote up, atomically: of two calls (or two processes) racing with one quote, one wins."""
         with self.journal.transaction() as db:
             row = db.execute("SELECT * FROM quotes WHERE quote_id = ?", (quote_id,)).fetchone()
-            reason = self._problem(quote_id, digest, row)
+            reason = self._problem(quote_id, digest, row, kind)
             if reason:
                 raise QuoteError(reason)
             db.execute("UPDATE quotes SET used = 1 WHERE quote_id = ?", (quote_id,))
         return Quote.model_validate_json(row["body"])
 
-    def _problem(self, quote_id: str, digest: str, row: Any) -> str | None:
+    def _problem(self, quote_id: str, digest: str, row: Any, kind: str = "estimate") -> str | None:
         if row is None:
             return f"quote {quote_id} is unknown to this workspace (quotes live {self.ttl / 60:g} minutes)."
+        if row["kind"] != kind:
+            return (
+                f"quote {quote_id} belongs to a confirmation question; only the user's answer to that question "
+                "can approve it."
+            )
         if row["used"]:
             return f"quote {quote_id} was already used; a quote approves one request once."
         if self._clock() > row["expires"]:

@@ -5,12 +5,17 @@ from __future__ import annotations
 import time
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 from kie_mcp.journal import Journal
 from kie_mcp.kie import KieError, TaskStatus
 
-RecordState = Literal["queued", "running", "succeeded", "failed", "unknown"]
+# "succeeded_without_results": KIE said success but gave no result link; not done, so it is looked at again.
+RecordState = Literal["queued", "running", "succeeded", "succeeded_without_results", "failed", "unknown"]
+NO_RESULTS = (
+    "KIE reports success but sent no result link (its answer is kept in the journal); kie-mcp looks again on the "
+    "next check_task. If it stays this way, see the task on https://kie.ai/logs."
+)
 
 
 class TaskRecord(BaseModel):
@@ -25,12 +30,16 @@ class TaskRecord(BaseModel):
     result_urls: list[str] = Field(default_factory=list)
     files: list[str] = Field(default_factory=list, description="Saved copies, relative to the workspace.")
     credits_quoted: float | None = None
+    credits_reserved: float | None = Field(
+        default=None, description="What this task counts against the caps until KIE's real charge is known."
+    )
     credits_charged: float | None = None
     eta_seconds: int | None = Field(default=None, description="Rough seconds left, from the model's typical time.")
     error: str | None = None
     fail_code: str | None = None
     created_at: float = Field(default_factory=time.time)
     sandbox: bool = False
+    _raw_answer: dict[str, Any] | None = PrivateAttr(default=None)  # KIE's answer, kept when it made no sense
 
     @property
     def finished(self) -> bool:
@@ -40,12 +49,20 @@ class TaskRecord(BaseModel):
         """Take KIE's latest word on this task."""
         self.state = status.state.value
         self.result_urls = status.result_urls or self.result_urls
+        if self.state == "succeeded" and not self.result_urls:
+            self.state, self.error = "succeeded_without_results", NO_RESULTS
+            self._raw_answer = status.raw
+        elif self.state == "succeeded" and self.error == NO_RESULTS:
+            self.error = None
         if status.credits_charged is not None:
             self.credits_charged = status.credits_charged
         if status.state.value == "failed":
             code = f" (code {status.fail_code})" if status.fail_code else ""
             self.error = f"KIE reports the task failed{code}: {status.fail_message or 'no reason given'}."
             self.fail_code = status.fail_code
+        if self.state == "succeeded_without_results":
+            self.progress, self.eta_seconds = None, None
+            return
         self.progress = 1.0 if self.finished else status.progress
         elapsed = time.time() - self.created_at
         if not self.finished and typical:
@@ -68,6 +85,9 @@ class TaskBook:
     def add(self, record: TaskRecord, **context: Any) -> None:
         """Save ``record`` (context: attempt_id, prompt, session); records without a task id are not tasks."""
         if record.task_id:
+            if record._raw_answer is not None:
+                self.journal.keep_answer(record.task_id, record._raw_answer)
+                record._raw_answer = None
             self.journal.save_task(
                 record.model_dump_json(),
                 task_id=record.task_id,

@@ -1,0 +1,248 @@
+"""Issue 8, promises 2 and 3: caps are hard even when the price is not known; one yes buys one spend.
+
+Everything goes through the real MCP client (both protocol eras, unless a promise only exists in one) and the
+simulator's HTTP interface; nothing of ours is mocked.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+from mcp.client import ClientRequestContext
+from mcp.types import ElicitRequestParams, ElicitResult
+
+from .conftest import answering, text_of
+
+IMAGE = {"prompt": "a red apple on a wooden table", "model": "nano-banana-2"}  # 8 credits
+UNPRICED = {  # KIE bills reference videos by their length: no price is known before the task runs
+    "prompt": "a paper boat",
+    "model": "bytedance/seedance-2",
+    "options": {"reference_video_urls": ["https://example.com/ref.mp4"]},
+}
+
+
+async def spent_today(client) -> float:
+    return (await client.call_tool("check_credits", {})).structured_content["spent_today"]
+
+
+# -- 2. caps hold whether or not the price is known ----------------------------------------------------------
+
+
+async def test_unknown_price_reserves_the_per_call_cap_against_the_daily_cap(connect, controls):
+    seen: list[str] = []
+    async with connect(elicitation=answering(seen=seen), max_credits_per_call=600, max_credits_per_day=1000) as client:
+        first = await client.call_tool("generate_video", UNPRICED)
+        assert first.structured_content["status"] == "submitted", text_of(first)
+        assert "UP TO 600 credits" in seen[0]
+        assert await spent_today(client) == 600  # reserved while KIE has not said what it charged
+        second = await client.call_tool("generate_video", {**UNPRICED, "prompt": "a second boat"})
+    assert second.is_error
+    assert "up to 600 credits are reserved" in text_of(second) and "400" in text_of(second)
+    assert len(seen) == 1  # refused before anyone was asked
+    assert len(await controls.creates()) == 1
+
+
+async def test_max_credits_lowers_what_an_unknown_price_reserves(connect, controls):
+    seen: list[str] = []
+    async with connect(elicitation=answering(seen=seen), max_credits_per_day=1000) as client:
+        estimate = await client.call_tool("estimate_cost", {**UNPRICED, "max_credits": 200})
+        results = [
+            await client.call_tool("generate_video", {**UNPRICED, "prompt": f"boat {n}", "max_credits": 200})
+            for n in range(3)
+        ]
+        spent = await spent_today(client)
+    assert estimate.structured_content["quote"]["credits_ceiling"] == 200
+    assert "UP TO 200 credits" in seen[0]
+    assert [r.structured_content["status"] for r in results] == ["submitted"] * 3
+    assert spent == 600
+    assert len(await controls.creates()) == 3
+
+
+async def test_known_price_over_max_credits_is_refused_before_anything(connect, controls):
+    seen: list[str] = []
+    async with connect(elicitation=answering(seen=seen)) as client:
+        result = await client.call_tool("generate_image", {**IMAGE, "variations": 3, "max_credits": 20})
+    assert result.is_error
+    assert "24 credits" in text_of(result) and "max_credits" in text_of(result)
+    assert seen == [] and await controls.creates() == []
+
+
+async def test_unknown_price_is_refused_when_its_ceiling_does_not_fit_today(connect, controls):
+    async with connect(elicitation=answering(), max_credits_per_call=600, max_credits_per_day=500) as client:
+        refused = await client.call_tool("generate_video", UNPRICED)
+        fits = await client.call_tool("generate_video", {**UNPRICED, "max_credits": 400})
+    assert refused.is_error and "reserved" in text_of(refused)
+    assert fits.structured_content["status"] == "submitted"
+    assert len(await controls.creates()) == 1
+
+
+async def test_what_kie_really_charged_replaces_the_reservation(connect, controls):
+    async with connect(elicitation=answering()) as client:
+        submitted = await client.call_tool("generate_video", UNPRICED)
+        task_id = submitted.structured_content["tasks"][0]["task_id"]
+        assert await spent_today(client) == 600
+        done = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 20})
+        assert done.structured_content["task"]["state"] == "succeeded", text_of(done)
+        charged = done.structured_content["task"]["credits_charged"]
+        assert charged and charged < 600
+        assert await spent_today(client) == charged
+
+
+# -- 3. one yes, one spend ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("answer", ["true", "yes", 1, "1"])
+async def test_only_the_boolean_true_is_a_yes(connect, controls, answer):
+    async def callback(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+        return ElicitResult(action="accept", content={"confirm": answer})
+
+    async with connect(elicitation=callback) as client:
+        result = await client.call_tool("generate_image", IMAGE)
+        spent = await spent_today(client)
+    assert result.structured_content["status"] == "declined", text_of(result)
+    assert "not the boolean true" in text_of(result)
+    assert await controls.creates() == []
+    assert spent == 0
+
+
+async def test_an_unanswered_confirmation_ends_as_cancelled_with_a_quote(connect, controls):
+    async def slow_user(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+        await anyio.sleep(0.6)
+        return ElicitResult(action="accept", content={"confirm": True})
+
+    async with connect(elicitation=slow_user, confirm_timeout_seconds=0.3) as client:
+        result = await client.call_tool("generate_image", IMAGE)
+        spent = await spent_today(client)
+    assert result.structured_content["status"] == "cancelled", text_of(result)
+    assert "no answer within" in text_of(result)
+    assert result.structured_content["quote"]["quote_id"].startswith("q_")
+    assert await controls.creates() == []
+    assert spent == 0
+
+
+async def test_a_replayed_confirmation_never_creates_a_second_task(connect, controls, mode):
+    if mode != "auto":
+        pytest.skip("only the 2026-07-28 era carries the confirmation inside a retried request")
+    async with connect(elicitation=answering()) as client:
+        first = await client.session.call_tool("generate_image", IMAGE, allow_input_required=True)
+        assert first.input_requests, first
+        responses: dict[str, Any] = {
+            key: ElicitResult(action="accept", content={"confirm": True}) for key in first.input_requests
+        }
+        done = await client.call_tool(
+            "generate_image", IMAGE, input_responses=responses, request_state=first.request_state
+        )
+        again = await client.call_tool(
+            "generate_image", IMAGE, input_responses=responses, request_state=first.request_state
+        )
+        spent = await spent_today(client)
+    assert done.structured_content["status"] == "completed", text_of(done)
+    assert len(await controls.creates()) == 1  # the replay created nothing
+    assert "already used" in text_of(again)
+    task_id = done.structured_content["tasks"][0]["task_id"]
+    assert [t["task_id"] for t in again.structured_content["tasks"]] == [task_id]  # the earlier result
+    assert spent == 8
+
+
+async def test_the_question_s_quote_cannot_be_passed_as_quote_id(connect, controls):
+    seen: list[str] = []
+    async with connect(elicitation=answering(action="decline", seen=seen)) as client:
+        await client.call_tool("generate_image", IMAGE)
+    asked = seen[0].rsplit("(confirmation ", 1)[1].split(")", 1)[0]
+    async with connect() as client:  # a client without forms: a quote_id is the only way to approve
+        result = await client.call_tool("generate_image", {**IMAGE, "quote_id": asked})
+    assert result.structured_content["status"] == "confirmation_required"
+    assert "only the user's answer" in text_of(result)
+    assert await controls.creates() == []
+
+
+async def test_one_confirmation_approves_one_call_even_when_two_race(connect, controls):
+    async with connect(elicitation=answering()) as client:
+        results: list[Any] = []
+
+        async def call() -> None:
+            results.append(await client.call_tool("generate_image", IMAGE))
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(call)
+            group.start_soon(call)
+    # Both questions were bound to the same single-use quote: one create, and the other call says so.
+    assert len(await controls.creates()) == 1
+    assert any("already used" in text_of(r) for r in results)
+
+
+# -- 2. what KIE really charged -----------------------------------------------------------------------------
+
+
+async def estimate(client, request: dict[str, Any]) -> dict[str, Any]:
+    return (await client.call_tool("estimate_cost", request)).structured_content
+
+
+async def test_a_real_charge_over_the_daily_cap_refuses_spends_until_tomorrow(connect, controls):
+    await controls.post("prices", {"nano-banana-2": 40})  # KIE charges 40 where the table says 8
+    async with connect(elicitation=answering(), max_credits_per_day=30) as client:
+        first = await client.call_tool("generate_image", IMAGE)
+        second = await client.call_tool("generate_image", {**IMAGE, "prompt": "a green apple"})
+        credits = (await client.call_tool("check_credits", {})).structured_content
+    assert first.structured_content["status"] == "completed"
+    assert "over the daily cap" in text_of(first)
+    assert second.is_error and "over the daily cap" in text_of(second)
+    assert credits["spent_today"] == 40
+    assert "refused until midnight" in credits["spending_refused"]
+    assert "refused until midnight" in credits["message"]
+    assert len(await controls.creates()) == 1
+
+
+async def test_a_past_charge_raises_a_quote_but_never_lowers_it(connect, controls):
+    async with connect(elicitation=answering()) as client:
+        await controls.post("prices", {"nano-banana-2": 12})
+        await client.call_tool("generate_image", IMAGE)
+        raised = await estimate(client, IMAGE)
+        await controls.post("prices", {"nano-banana-2": 6})
+        await client.call_tool("generate_image", {**IMAGE, "quote_id": raised["quote"]["quote_id"]})
+        after_cheaper = await estimate(client, IMAGE)
+    assert raised["quote"]["credits_total"] == 12
+    assert "charged by KIE" in raised["quote"]["price_source"]
+    assert after_cheaper["quote"]["credits_total"] == 8  # the table, never below it
+
+
+@pytest.mark.parametrize("charged", [0, 40, 3])
+async def test_a_zero_or_far_off_charge_is_a_warning_not_a_price(connect, controls, charged):
+    await controls.post("prices", {"nano-banana-2": charged})
+    async with connect(elicitation=answering()) as client:
+        await client.call_tool("generate_image", IMAGE)
+        quoted = await estimate(client, IMAGE)
+    assert quoted["quote"]["credits_total"] == 8
+    assert f"Warning: KIE charged {charged} credits" in quoted["message"]
+
+
+async def test_a_past_charge_never_prices_a_request_that_depends_on_its_inputs(connect, controls):
+    async with connect(elicitation=answering()) as client:
+        submitted = await client.call_tool("generate_video", UNPRICED)
+        task_id = submitted.structured_content["tasks"][0]["task_id"]
+        await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 20})
+        quoted = await estimate(client, UNPRICED)
+    assert quoted["quote"]["credits_total"] is None
+    assert "not used as the price" in quoted["message"]
+
+
+async def test_auto_approval_is_decided_on_the_quote_the_user_would_see(connect, controls):
+    seen: list[str] = []
+    await controls.post("prices", {"nano-banana-2": 12})
+    async with connect(elicitation=answering(seen=seen), auto_approve_credits=10) as client:
+        await client.call_tool("generate_image", IMAGE)  # 8 on the table: auto-approved, KIE charges 12
+        assert seen == []
+        await client.call_tool("generate_image", IMAGE)  # now quoted 12: over the limit, so the user is asked
+    assert len(seen) == 1 and "12 credits" in seen[0]
+
+
+async def test_a_charge_kie_does_not_report_is_measured_from_the_balance(connect, controls):
+    await controls.post("config", {"report_credits_consumed": False})
+    async with connect(elicitation=answering()) as client:
+        result = await client.call_tool("generate_video", {**UNPRICED, "wait_seconds": 20})
+        spent = await spent_today(client)
+    assert result.structured_content["status"] == "completed", text_of(result)
+    assert result.structured_content["tasks"][0]["credits_charged"] == 50  # the simulator's unknown-price charge
+    assert spent == 50
