@@ -232,3 +232,21 @@ async def test_a_corrupt_journal_is_kept_aside_and_the_server_starts_fresh(conne
     assert len(kept) == 1 and kept[0].read_bytes().startswith(b"this is not a database")
     assert str(kept[0]) in text_of(credits)
     assert result.structured_content["status"] == "completed"
+
+
+async def test_a_read_only_journal_does_not_stop_the_server(connect, controls, small_disk):
+    workspace = small_disk / "ws"
+    async with connect(elicitation=answering(), workspace=workspace) as client:
+        await client.call_tool("generate_image", IMAGE)  # the journal exists and holds a task
+    remount = await anyio.run_process(["mount", "-o", "remount,ro", str(small_disk)], check=False)
+    if remount.returncode != 0:
+        pytest.skip(f"cannot remount read-only: {remount.stderr.decode().strip()}")
+    async with connect(elicitation=answering(), workspace=workspace) as client:
+        models = await client.call_tool("list_models", {"kind": "image"})
+        result = await client.call_tool("generate_image", {**IMAGE, "prompt": "a pear"})
+        listed = await client.call_tool("list_tasks", {})
+    assert not models.is_error
+    for answer in (result, listed):
+        assert answer.is_error, text_of(answer)
+        assert "writable" in text_of(answer) and not bare_error(text_of(answer))
+    assert len(await controls.creates()) == 1  # only the one made before the journal became read-only
