@@ -38,7 +38,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from kie_mcp import __version__
 from kie_mcp import generation as gen
 from kie_mcp.bundled import bundled_path
-from kie_mcp.catalog import AmbiguousModelError, InvalidRequest, UnknownModelError, load_catalog, usd
+from kie_mcp.catalog import (
+    AmbiguousModelError,
+    InvalidRequest,
+    UnknownModelError,
+    WithdrawnModelError,
+    load_catalog,
+    usd,
+)
 from kie_mcp.catalog.tables import model_document, model_table_json, model_table_markdown, price_summary
 from kie_mcp.config import Settings
 from kie_mcp.journal import Journal, JournalUnavailable, storage_problem, unavailable_reason
@@ -103,6 +110,7 @@ _USER_ERRORS = (
     JournalUnavailable,
     InvalidRequest,
     UnknownModelError,
+    WithdrawnModelError,
     AmbiguousModelError,
     KieError,
     SpendRefused,
@@ -532,7 +540,7 @@ def _register_tools(mcp: MCPServer) -> None:
         _reject_unknown_arguments(ctx, "list_models")
         words = (query or "").lower().split()
         models = []
-        for spec in load_catalog():
+        for spec in load_catalog().offered():
             text = " ".join([spec.id, spec.title, spec.good_for, *spec.aliases, *spec.capabilities]).lower()
             if kind and spec.kind != kind:
                 continue

@@ -1,7 +1,7 @@
 """The KIE model catalogue: model and price data, lookups, validation and pricing."""
 
 from .pricing import USD_PER_CREDIT, ItemPrice, price_input, usd
-from .registry import AmbiguousModelError, Catalog, UnknownModelError, load_catalog
+from .registry import AmbiguousModelError, Catalog, UnknownModelError, WithdrawnModelError, load_catalog
 from .spec import ModelSpec
 from .validate import InvalidRequest, Problem, apply_defaults, build_input, check_input
 
@@ -14,6 +14,7 @@ __all__ = [
     "ModelSpec",
     "Problem",
     "UnknownModelError",
+    "WithdrawnModelError",
     "apply_defaults",
     "build_input",
     "check_input",

@@ -22,6 +22,16 @@ class UnknownModelError(LookupError):
         super().__init__(f"Unknown model {name!r}.{hint} list_models shows every model kie-mcp knows.")
 
 
+class WithdrawnModelError(LookupError):
+    """A model KIE no longer sells (withdrawn in the data, or gone from KIE's live model list)."""
+
+    def __init__(self, model_id: str, alternatives: list[str], why: str) -> None:
+        self.model_id = model_id
+        self.alternatives = alternatives
+        instead = f" Use instead: {', '.join(alternatives)}." if alternatives else " list_models shows what KIE sells."
+        super().__init__(f"{model_id} is no longer offered by KIE ({why}); nothing was sent.{instead}")
+
+
 class AmbiguousModelError(LookupError):
     def __init__(self, name: str, candidates: list[str]) -> None:
         self.name = name
@@ -46,6 +56,10 @@ class Catalog:
     def __iter__(self) -> Iterator[ModelSpec]:
         return iter(self._models.values())
 
+    def offered(self) -> Iterator[ModelSpec]:
+        """The models KIE still sells (every model but the withdrawn ones)."""
+        return (spec for spec in self._models.values() if spec.withdrawn is None)
+
     def __len__(self) -> int:
         return len(self._models)
 
@@ -56,14 +70,20 @@ class Catalog:
         return self._models.get(model_id)
 
     def resolve(self, name: str) -> ModelSpec:
-        """Find a model by exact id, then by friendly name; raise with candidates otherwise."""
-        if name in self._models:
-            return self._models[name]
-        ids = self._names.get(_normalise(name), set())
-        if len(ids) == 1:
-            return self._models[next(iter(ids))]
-        if len(ids) > 1:
-            raise AmbiguousModelError(name, sorted(ids))
+        """Find a model KIE sells by exact id, then by friendly name; raise with candidates otherwise."""
+        spec = self._models.get(name)
+        if spec is None:
+            ids = self._names.get(_normalise(name), set())
+            live = {i for i in ids if self._models[i].withdrawn is None}
+            ids = live or ids
+            if len(ids) > 1:
+                raise AmbiguousModelError(name, sorted(ids))
+            spec = self._models[next(iter(ids))] if ids else None
+        if spec is not None and spec.withdrawn is not None:
+            gone = spec.withdrawn
+            raise WithdrawnModelError(spec.id, gone.alternatives, f"withdrawn on {gone.date}")
+        if spec is not None:
+            return spec
         raise UnknownModelError(name, self._closest(name))
 
     def _closest(self, name: str) -> list[str]:
@@ -107,6 +127,8 @@ def _check_sources(spec: ModelSpec) -> None:
         keys.append(spec.price.source)
     if spec.dialogue:
         keys.append(spec.dialogue.source)
+    if spec.withdrawn:
+        keys.append(spec.withdrawn.source)
     missing = sorted({k for k in keys if k not in spec.sources})
     if missing:
         raise ValueError(f"model {spec.id!r} cites undefined sources: {missing}")

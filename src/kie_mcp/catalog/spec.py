@@ -89,6 +89,18 @@ class Rate(_Strict):
     when: dict[str, Scalar | list[Scalar]] = Field(default_factory=dict)
     credits: float
     input_seconds: str | None = None  # billed per second of this input (e.g. "input video"): unknown until it runs
+    # The row of KIE's public price feed this rate equals: its ``modelDescription`` (e.g. "gpt image 2,
+    # text-to-image, 4k"). Live sync prices the rate from that row; a rate whose row disappeared is unknown.
+    feed: str | None = None
+
+
+class Withdrawn(_Strict):
+    """A model KIE no longer sells: refused before anything is sent, with what to use instead."""
+
+    date: str
+    source: str
+    alternatives: list[str] = Field(default_factory=list)
+    note: str | None = None
 
 
 class PriceSpec(_Strict):
@@ -125,6 +137,7 @@ class ModelSpec(_Strict):
     rules: list[Rule] = Field(default_factory=list)
     price: PriceSpec | None = None
     dialogue: DialogueSpec | None = None
+    withdrawn: Withdrawn | None = None
     source: str
     sources: dict[str, Source] = Field(default_factory=dict)
 
