@@ -63,7 +63,7 @@ async def test_estimate_uses_what_kie_really_charged(connect, controls):
     assert before["credits_total"] == 8
     assert after.structured_content["quote"]["credits_total"] == 10
     assert "as KIE charged" in text_of(after) and "price table says 8" in text_of(after)
-    assert after.structured_content["quote"]["price_source"].startswith("charged by KIE")
+    assert after.structured_content["quote"]["price_source"].startswith("what KIE charged in this workspace")
     assert other.structured_content["quote"]["credits_total"] == 12  # other options: the table still applies
 
 

@@ -43,6 +43,7 @@ from kie_mcp.spend import (
     request_hash,
     reservation,
 )
+from kie_mcp.spend.quotes import CHARGED_HERE, staleness
 from kie_mcp.tasks import TaskRecord, follow
 
 log = logging.getLogger(__name__)
@@ -144,8 +145,7 @@ def plan(rt: Runtime, args: GenerationArgs, kind: str | None = None, shared: tup
     digest = request_hash(spec.id, with_identities(spec, wire, files), args.variations)
     options = options_key(spec, wire)
     price, warning = observed_price(rt, spec, options, price_input(spec, wire))
-    if warning:
-        notes.append(warning)
+    notes += [line for line in (warning, staleness(price, datetime.now().date())) if line]
     total = None if price.credits is None else round(price.credits * args.variations, 4)
     return Plan(
         spec,
@@ -201,7 +201,7 @@ def observed_price(rt: Runtime, spec: ModelSpec, options: str, table: ItemPrice)
             "credits": charged,
             "breakdown": f"{charged:g} credits per task, as KIE charged for the same model and options on "
             f"{day} (the price table says {table.credits:g})",
-            "source": "charged by KIE in this workspace (journal)",
+            "source": CHARGED_HERE,
             "source_date": day,
         }
     )

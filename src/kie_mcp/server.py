@@ -710,7 +710,7 @@ async def _estimate(rt: Runtime, plan: gen.Plan) -> EstimateResult:
     parts = [
         f"{plan.spec.title} ({plan.spec.id}) x{plan.variations}: {cost}.",
         *plan.notes,
-        f"Breakdown: {quote.breakdown}. Price source: {quote.price_source} ({quote.price_date or 'undated'}).",
+        f"Breakdown: {quote.breakdown}. Price source: {quote.price_source}.",
         gen.settings_text(plan) + ".",
         f"quote_id={quote.quote_id} approves exactly this request once, until {quote.expires_at}.",
     ]

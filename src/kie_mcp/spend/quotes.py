@@ -7,7 +7,7 @@ import json
 import secrets
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -38,14 +38,52 @@ class Quote(BaseModel):
     credits_total: float | None
     usd_total: float | None = Field(description="About USD, at 1 credit = $0.005.")
     breakdown: str
-    price_source: str = Field(description="Where the price comes from, or 'unknown'.")
+    price_source: str = Field(
+        description="Where the price comes from, in words: KIE's live price list of a date, KIE's price list of a "
+        "date bundled with kie-mcp, or what KIE charged in this workspace; 'unknown' when there is none."
+    )
     price_date: str | None
+    price_reference: str | None = Field(default=None, description="The exact document or record behind the price.")
     expires_at: str = Field(description="ISO 8601 UTC; the quote cannot be used after this.")
     note: str | None = None
     credits_ceiling: float | None = Field(
         default=None,
         description="For a price not known before the task runs: the most this request counts against the caps "
         "(the per-call cap, or the max_credits given).",
+    )
+
+
+PRICE_MAX_AGE_DAYS = 30  # KIE changes prices every few weeks: an older price gets a warning
+CHARGED_HERE = "charged by KIE in this workspace (journal)"
+LIVE_PRICE_LIST = "KIE's live price list"
+
+
+def provenance(price: ItemPrice) -> str:
+    """Where a price comes from, in words a user trusts (never a third-party repository's name)."""
+    if price.source is None:
+        return "unknown"
+    day = price.source_date or "an unknown date"
+    if price.source == CHARGED_HERE:
+        return f"what KIE charged in this workspace on {day}"
+    if price.source.startswith(LIVE_PRICE_LIST):
+        return f"{LIVE_PRICE_LIST} of {day}"
+    return f"KIE's price list of {day}, bundled with kie-mcp"
+
+
+def staleness(price: ItemPrice, today: date) -> str | None:
+    """A warning when the price is more than ``PRICE_MAX_AGE_DAYS`` old (or undated)."""
+    if price.source is None or price.credits is None:
+        return None
+    try:
+        seen = date.fromisoformat(price.source_date or "")
+    except ValueError:
+        return "Warning: this price is undated; check https://kie.ai/pricing before a large spend."
+    age = (today - seen).days
+    if age <= PRICE_MAX_AGE_DAYS:
+        return None
+    return (
+        f"Warning: this price is from {seen.isoformat()} ({age} days ago) and KIE changes prices often; "
+        "`kie-mcp catalog sync` refreshes it, https://kie.ai/pricing shows today's."
     )
 
 
@@ -85,8 +123,9 @@ class QuoteBook:
             credits_total=total,
             usd_total=None if total is None else usd(total),
             breakdown=price.breakdown + (f" x {variations} variations" if variations > 1 else ""),
-            price_source=price.source or "unknown",
+            price_source=provenance(price),
             price_date=price.source_date,
+            price_reference=price.source,
             expires_at=datetime.fromtimestamp(expires, UTC).isoformat(timespec="seconds"),
             note=price.note,
             credits_ceiling=ceiling if total is None else None,

@@ -1,0 +1,37 @@
+"""Issue 9, item 6: every quote says where its price comes from, in words a user trusts, and warns when old."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from .conftest import answering
+
+IMAGE = {"prompt": "a red apple on a wooden table", "model": "nano-banana-2"}
+
+
+async def test_a_bundled_price_names_kie_s_price_list_and_its_date(connect):
+    async with connect() as client:
+        result = (await client.call_tool("estimate_cost", IMAGE)).structured_content
+    quote = result["quote"]
+    assert quote["price_source"] == f"KIE's price list of {quote['price_date']}, bundled with kie-mcp"
+    assert "/" not in quote["price_source"]  # no repository or file names, only what the user can trust
+    assert quote["price_reference"]  # the exact document stays available for those who want it
+    age = (date.today() - date.fromisoformat(quote["price_date"])).days
+    assert (f"({age} days ago)" in result["message"]) == (age > 30)
+
+
+async def test_a_price_learned_from_a_charge_says_so(connect, controls):
+    await controls.post("prices", {"nano-banana-2": 12})
+    async with connect(elicitation=answering()) as client:
+        await client.call_tool("generate_image", IMAGE)
+        quote = (await client.call_tool("estimate_cost", IMAGE)).structured_content["quote"]
+    assert quote["price_source"] == f"what KIE charged in this workspace on {date.today().isoformat()}"
+
+
+async def test_an_old_price_is_flagged_in_the_confirmation_too(connect):
+    seen: list[str] = []
+    async with connect(elicitation=answering(action="decline", seen=seen)) as client:
+        quote = (await client.call_tool("estimate_cost", IMAGE)).structured_content["quote"]
+        await client.call_tool("generate_image", IMAGE)
+    if (date.today() - date.fromisoformat(quote["price_date"])).days > 30:
+        assert "Warning: this price is from" in seen[0]
