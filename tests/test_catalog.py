@@ -73,12 +73,18 @@ def test_every_fact_names_a_defined_source(model_id):
         ("nano-banana-pro", {"resolution": "4K"}, 24),
         ("veo3_fast", {}, 60),
         ("veo3_fast", {"resolution": "1080p"}, 65),
-        ("veo3", {"resolution": "4K"}, 370),
+        ("veo3", {"resolution": "4K"}, 380),  # text to video: the 2026-09 feed row says 380
+        ("veo3", {"resolution": "4K", "images": ["https://e/a.png"]}, 370),
         ("kling-3.0/video", {"duration": 10}, 180),  # pro, silent: 18/s
         ("kling-3.0/video", {"duration": 5, "audio": True, "resolution": "720p"}, 100),  # std + sound: 20/s
         ("kling-3.0/video", {"duration": 3, "resolution": "4k"}, 201),  # 67/s
         ("sora-2-text-to-video", {"duration": 15}, 25),
         ("bytedance/seedance-2", {"duration": 6, "resolution": "1080p"}, 612),
+        ("bytedance/seedance-2", {"duration": 5, "resolution": "4k"}, 1040),  # 208/s
+        ("bytedance/seedance-2-fast", {"duration": 10, "resolution": "720p"}, 248),  # cut to 24.8/s in 2026-09
+        ("grok-imagine/text-to-video", {"duration": 10, "resolution": "480p"}, 24),  # 2.4/s since 2026-09
+        ("grok-imagine/text-to-video", {"duration": 10, "resolution": "1080p"}, 80),  # 8/s
+        ("grok-imagine-video-1-5-preview", {"duration": 8, "resolution": "720p"}, 36),  # 4.5/s
     ],
 )
 def test_prices_follow_the_table(model_id, kwargs, credits):
@@ -87,12 +93,14 @@ def test_prices_follow_the_table(model_id, kwargs, credits):
     assert price_input(spec, wire).credits == credits
 
 
-def test_seedance_with_reference_video_has_no_known_price():
-    spec = CATALOG.get("bytedance/seedance-2")
-    wire = build_input(spec, prompt="x", options={"reference_video_urls": ["https://example.com/v.mp4"]})
-    price = price_input(spec, wire)
-    assert not price.known
-    assert price.credits is None
+@pytest.mark.parametrize(("model_id", "rate"), [("bytedance/seedance-2", 25), ("bytedance/seedance-2-fast", 15)])
+def test_seedance_with_reference_video_is_unknown_with_its_lower_rate(model_id, rate):
+    spec = CATALOG.get(model_id)
+    with_video = build_input(spec, prompt="x", options={"reference_video_urls": ["https://example.com/v.mp4"]})
+    price = price_input(spec, with_video)
+    assert not price.known and price.credits is None  # KIE also bills the reference videos' seconds
+    assert price.breakdown.startswith(f"{rate} credits per second of the reference videos plus the output")
+    assert price_input(spec, build_input(spec, prompt="x")).known  # without reference videos: rate x duration
 
 
 def test_errors_name_field_value_allowed_and_nearest():
@@ -174,9 +182,15 @@ def test_ambiguous_name_lists_candidates():
 
 def test_model_table_is_generated_from_data():
     table = model_table_markdown()
+    rows, _, withdrawn = table.partition("Withdrawn by KIE")
+    for spec in CATALOG.offered():
+        assert f"| `{spec.id}` |" in rows
+        assert price_summary(spec) in rows
     for spec in CATALOG:
-        assert f"`{spec.id}`" in table
-        assert price_summary(spec) in table
+        if spec.withdrawn:  # not in the table, only in the short note under it, with what to use instead
+            assert f"`{spec.id}`" not in rows
+            assert f"- `{spec.id}` ({spec.withdrawn.date})" in withdrawn
+            assert all(f"`{alternative}`" in withdrawn for alternative in spec.withdrawn.alternatives)
 
 
 def test_readme_model_table_is_generated_from_the_data():
@@ -191,9 +205,8 @@ def test_readme_model_table_is_generated_from_the_data():
 @pytest.mark.parametrize(
     ("model_id", "options", "credits"),
     [
-        ("gpt-4o-image", {"nVariants": 4}, 24),  # 6 per image x 4 outputs
-        ("gpt-4o-image", {"nVariants": 1}, 6),
         ("ideogram/v3-remix", {"num_images": "3", "rendering_speed": "TURBO"}, 10.5),  # 3.5 x 3
+        ("ideogram/character", {"num_images": "2", "rendering_speed": "QUALITY"}, 48),  # 24 x 2
     ],
 )
 def test_per_output_multiplier(model_id, options, credits):
@@ -251,6 +264,11 @@ def test_default_prompt_bound_applies_only_where_kie_documents_none():
         "gpt-4o-image",
         "gpt-image/1.5-image-to-image",
         "gpt-image/1.5-text-to-image",
+        "grok-imagine-image-2-0/text-to-image",
+        "minimax-h3/image-to-video",
+        "minimax-h3/reference-to-video",
+        "minimax-h3/text-to-video",
+        "nano-banana-2-lite",
         "runway-aleph",
     ]
     assert CATALOG.get("nano-banana-2").field_for_arg("prompt").max_length == 20000  # documented wins
@@ -281,3 +299,95 @@ def test_errors_never_echo_a_huge_value():
     with pytest.raises(InvalidRequest) as caught:
         build_input(spec, prompt="x", options={"output_format": "y" * 1_000_000})
     assert len(str(caught.value)) < 1000 and "1000002 characters" in str(caught.value)
+
+
+# -- issue 9: the data as KIE sells it now (withdrawn models, current fields and prices) ------------------------
+
+WITHDRAWN = sorted(spec.id for spec in CATALOG if spec.withdrawn)
+
+
+def test_the_sora_models_kie_withdrew_are_withdrawn():
+    assert set(WITHDRAWN) >= {
+        "sora-2-text-to-video",
+        "sora-2-image-to-video",
+        "sora-2-pro-text-to-video",
+        "sora-2-pro-image-to-video",
+        "sora-2-pro-storyboard",
+        "sora-watermark-remover",
+    }
+
+
+@pytest.mark.parametrize("model_id", WITHDRAWN)
+def test_withdrawn_models_are_refused_with_offered_alternatives(model_id):
+    from kie_mcp.catalog import WithdrawnModelError
+
+    spec = CATALOG.get(model_id)
+    assert spec.withdrawn.date and spec.source_of(spec.withdrawn.source).kind in {"documented", "observed", "inferred"}
+    with pytest.raises(WithdrawnModelError) as caught:
+        CATALOG.resolve(model_id)
+    assert caught.value.alternatives == spec.withdrawn.alternatives
+    for alternative in spec.withdrawn.alternatives:
+        assert alternative in CATALOG and CATALOG.get(alternative).withdrawn is None, alternative
+        assert CATALOG.get(alternative).kind == spec.kind
+        assert alternative in str(caught.value)
+    assert model_id not in {s.id for s in CATALOG.offered()}
+
+
+def test_friendly_names_skip_withdrawn_models():
+    from kie_mcp.catalog import WithdrawnModelError
+
+    with pytest.raises(WithdrawnModelError, match="veo3_fast"):
+        CATALOG.resolve("sora 2")
+
+
+def test_withdrawn_models_are_left_out_of_the_json_table():
+    import json
+
+    from kie_mcp.catalog.tables import model_table_json
+
+    data = json.loads(model_table_json())
+    assert not {m["id"] for m in data["models"]} & set(WITHDRAWN)
+    assert {w["id"] for w in data["withdrawn"]} == set(WITHDRAWN)
+
+
+def test_rates_name_their_price_feed_row():
+    for spec in CATALOG:
+        for rate in spec.price.rates if spec.price else []:
+            assert rate.feed is None or (rate.feed.strip() == rate.feed and rate.feed), (spec.id, rate.feed)
+    grok = CATALOG.get("grok-imagine/text-to-video").price.rates
+    assert [r.feed for r in grok] == [f"grok-imagine, text-to-video, {p}" for p in ("480p", "720p", "1080p")]
+
+
+def test_gpt_4o_image_no_longer_takes_n_variants_or_a_mask():
+    spec = CATALOG.get("gpt-4o-image")
+    for option in ({"nVariants": 2}, {"maskUrl": "https://e/m.png"}):
+        with pytest.raises(InvalidRequest, match=f"gpt-4o-image has no field '{next(iter(option))}'"):
+            build_input(spec, prompt="x", options=option)
+    assert price_input(spec, build_input(spec, prompt="x")).credits == 6
+
+
+def test_flux_2_flex_text_to_image_has_no_auto_aspect_ratio():
+    with pytest.raises(InvalidRequest, match="aspect_ratio"):
+        build_input(CATALOG.get("flux-2/flex-text-to-image"), prompt="x", aspect_ratio="auto")
+    build_input(CATALOG.get("flux-2/flex-image-to-image"), prompt="x", images=["https://e/a.png"], aspect_ratio="auto")
+
+
+def test_topaz_image_upscale_has_no_8x_and_is_priced_by_output_tier():
+    spec = CATALOG.get("topaz/image-upscale")
+    with pytest.raises(InvalidRequest, match="upscale_factor"):
+        build_input(spec, images=["https://e/a.png"], options={"upscale_factor": "8"})
+    for factor, credits in (("1", 10), ("2", 20), ("4", 40)):
+        wire = build_input(spec, images=["https://e/a.png"], options={"upscale_factor": factor})
+        assert price_input(spec, wire).credits == credits
+
+
+def test_wan_2_7_image_to_video_needs_a_prompt():
+    with pytest.raises(InvalidRequest, match="prompt"):
+        build_input(CATALOG.get("wan/2-7-image-to-video"), images=["https://e/a.png"])
+
+
+def test_grok_image_to_video_takes_one_image_at_1080p():
+    spec = CATALOG.get("grok-imagine/image-to-video")
+    build_input(spec, images=["https://e/a.png"], resolution="1080p")
+    with pytest.raises(InvalidRequest, match="one image at 1080p"):
+        build_input(spec, images=["https://e/a.png", "https://e/b.png"], resolution="1080p")

@@ -2,6 +2,7 @@
 
 For each model: a minimal valid request (built from its own data) is priced, created through the MCP client
 and completes in the simulator; an invalid request is rejected before anything is sent, naming the field.
+Models KIE withdrew are refused through the MCP client before anything is sent, naming what to use instead.
 """
 
 from __future__ import annotations
@@ -11,11 +12,14 @@ from typing import Any
 import pytest
 
 from kie_mcp.catalog import InvalidRequest, ModelSpec, build_input, check_input, load_catalog, price_input
+from kie_mcp.catalog.validate import _matches
 
 from .conftest import answering, text_of
 
 CATALOG = load_catalog()
 ALL = sorted(spec.id for spec in CATALOG)
+OFFERED = sorted(spec.id for spec in CATALOG.offered())
+WITHDRAWN = sorted(spec.id for spec in CATALOG if spec.withdrawn is not None)
 SAMPLE_IMAGE = "https://example.com/input.png"
 SAMPLE_VIDEO = "https://example.com/input.mp4"
 SAMPLE_AUDIO = "https://example.com/input.mp3"
@@ -93,12 +97,13 @@ def _build(spec: ModelSpec, arguments: dict[str, Any]) -> dict[str, Any]:
     return build_input(spec, **{k: v for k, v in arguments.items() if k in keys})
 
 
-def billed_by_input_length(spec: ModelSpec) -> bool:
+def billed_by_input_length(spec: ModelSpec, wire: dict[str, Any]) -> bool:
     """Priced per second of an input file (audio, reference video) whose length the request does not state."""
     table = spec.price
     if table is None or table.unit != "second":
         return False
-    return table.seconds_field not in spec.fields or any(rate.input_seconds for rate in table.rates)
+    rate = next((rate for rate in table.rates if _matches(rate.when, wire)), None)
+    return table.seconds_field not in spec.fields or bool(rate and rate.input_seconds)
 
 
 @pytest.mark.parametrize("model_id", ALL)
@@ -111,7 +116,7 @@ def test_minimal_request_is_valid_and_priced(model_id):
         assert not price.known
         return
     assert spec.source_of(spec.price.source).date
-    if billed_by_input_length(spec):
+    if billed_by_input_length(spec, wire):
         assert not price.known  # quoted as unknown with its rate: a person approves it, never auto
         assert "credits per second of" in price.breakdown
     else:
@@ -138,7 +143,7 @@ def test_every_fact_has_a_source(model_id):
         assert spec.source_of(rule.source)
 
 
-@pytest.mark.parametrize("model_id", ALL)
+@pytest.mark.parametrize("model_id", OFFERED)
 async def test_round_trip_through_the_server_and_simulator(connect, controls, model_id):
     spec = CATALOG.get(model_id)
     async with connect(elicitation=answering(), max_credits_per_call=10_000, max_credits_per_day=100_000) as client:
@@ -153,3 +158,21 @@ async def test_round_trip_through_the_server_and_simulator(connect, controls, mo
     assert done.structured_content["task"]["result_urls"]
     assert rejected.is_error and field in text_of(rejected)
     assert len(await controls.creates()) == 1  # the invalid one never reached KIE
+
+
+@pytest.mark.parametrize("model_id", WITHDRAWN)
+async def test_withdrawn_model_is_refused_with_its_alternatives(connect, controls, model_id):
+    spec = CATALOG.get(model_id)
+    alternatives = spec.withdrawn.alternatives
+    assert all(a in OFFERED for a in alternatives), alternatives  # every suggestion is a model KIE sells
+    async with connect(elicitation=answering(), max_credits_per_call=10_000, max_credits_per_day=100_000) as client:
+        created = await client.call_tool(_tool(spec), minimal_arguments(spec))
+        estimate = await client.call_tool("estimate_cost", minimal_arguments(spec))
+        listed = await client.call_tool("list_models", {})
+    for result in (created, estimate):
+        text = text_of(result)
+        assert result.is_error, text
+        assert "no longer offered" in text and "nothing was sent" in text, text
+        assert all(alternative in text for alternative in alternatives), text
+    assert model_id not in text_of(listed)
+    assert await controls.creates() == []

@@ -58,7 +58,7 @@ CASES = [
         "gpt4o",
         "gpt-4o-image",
         "image",
-        {"prompt": "a fox character sheet", "aspect_ratio": "2:3", "options": {"nVariants": 2}},
+        {"prompt": "a fox character sheet", "aspect_ratio": "2:3", "options": {"isEnhance": True}},
         200,
         "4o_",
         ("size", "16:9"),
@@ -118,7 +118,7 @@ def test_bodies_follow_each_family_wire_format():
     aleph = wire_and_body(CASES[1])[1]
     assert aleph["videoUrl"].endswith(".mp4") and "model" not in aleph
     gpt4o = wire_and_body(CASES[2])[1]
-    assert gpt4o["size"] == "2:3" and gpt4o["nVariants"] == 2 and "model" not in gpt4o
+    assert gpt4o["size"] == "2:3" and "nVariants" not in gpt4o and "model" not in gpt4o
     flux = wire_and_body(CASES[3])[1]
     assert flux["model"] == "flux-kontext-max" and flux["safetyTolerance"] == 2
     assert FAMILIES["runway"].extend_path == "/api/v1/runway/extend"
@@ -130,7 +130,7 @@ def test_prices_follow_the_snapshot():
     assert price_input(runway, build_input(runway, prompt="x")).credits == 12
     assert price_input(runway, build_input(runway, prompt="x", resolution="1080p")).credits == 30
     assert expected_price(CASES[1]) == 110
-    assert expected_price(CASES[2]) == 12  # 6 per image x 2 variants
+    assert expected_price(CASES[2]) == 6  # 6 credits per task (KIE dropped nVariants)
     assert expected_price(CASES[3]) == 10
     pro = CATALOG.get("flux-kontext-pro")
     assert price_input(pro, build_input(pro, prompt="x")).credits == 5
@@ -209,7 +209,7 @@ async def test_create_run_succeed_and_download(kie, sim, case):
     done = await kie.status(family, task_id)
     assert done.state is TaskState.SUCCEEDED, done
     assert done.family == case.family and done.model == case.model
-    assert len(done.result_urls) == (2 if case.family == "gpt4o" else 1)
+    assert len(done.result_urls) == 1
     for url in done.result_urls:
         download = await kie.files.get(url)
         assert download.status_code == 200

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import re
+from fnmatch import fnmatch
+from pathlib import Path
 
 import pytest
 
+from kie_mcp.catalog import load_catalog
 from kie_mcp.prompts import WORKFLOWS
+
+ROOT = Path(__file__).resolve().parents[1]
+LIBRARY = sorted((ROOT / "prompting").rglob("*.md"))
+DOCUMENTS = [*LIBRARY, ROOT / "MASTER_CONTEXT.md"]
+WITHDRAWN_NOTE = ROOT / "prompting" / "prompt-library" / "sora-2.md"
 
 ARGUMENTS = {
     "influencer_recreation": {"reference_image": "references/influencers/mia.jpg", "scene": "a sunny cafe"},
@@ -63,3 +71,45 @@ async def test_reference_files_are_resources_and_inputs(connect, controls, tmp_p
     assert "kie://workspace/references/products/bottle.png" in uris
     assert content.contents[0].blob
     assert result.structured_content["status"] == "completed"
+
+
+@pytest.mark.parametrize("name", sorted(ARGUMENTS))
+def test_workflows_point_to_no_withdrawn_model(name):
+    catalog = load_catalog()
+    withdrawn = {s.id for s in catalog if s.withdrawn is not None}
+    text = WORKFLOWS[name][1](**ARGUMENTS[name])
+    assert "sora" not in text.lower()
+    assert not [model for model in withdrawn if model in text]
+
+
+@pytest.mark.parametrize("path", DOCUMENTS, ids=lambda p: p.name)
+def test_documents_name_only_current_models(path):
+    """Model ids in backticks exist and are on sale; withdrawn ones appear only in the note that says so."""
+    catalog = load_catalog()
+    live = {s.id for s in catalog if s.withdrawn is None}
+    withdrawn = {s.id for s in catalog if s.withdrawn is not None}
+    text = path.read_text(encoding="utf-8")
+    for token in set(re.findall(r"`([^`\s]+)`", text)):
+        if token in withdrawn:
+            assert path == WITHDRAWN_NOTE, (path.name, token)
+        elif "*" in token and not token.startswith("sora"):
+            assert any(fnmatch(model, token) for model in live), (path.name, token)
+    if path != WITHDRAWN_NOTE:  # Sora is named only to say it is gone
+        for match in re.finditer(r"sora", text, flags=re.IGNORECASE):
+            nearby = text[max(match.start() - 200, 0) : match.end() + 200].lower()
+            assert "withdrawn" in nearby, (path.name, nearby)
+
+
+def test_the_sora_note_says_withdrawn_and_names_current_models():
+    text = WITHDRAWN_NOTE.read_text(encoding="utf-8")
+    assert "withdrawn" in text.lower() and "2026-09-24" in text
+    live = {s.id for s in load_catalog() if s.withdrawn is None}
+    named = set(re.findall(r"`([^`\s]+)`", text)) & live
+    assert {"kling-3.0/video", "bytedance/seedance-2", "grok-imagine/text-to-video"} <= named
+
+
+def test_gpt_4o_image_is_documented_as_one_image_per_task():
+    text = (ROOT / "prompting" / "prompt-library" / "gpt-image-2.md").read_text(encoding="utf-8")
+    spec = load_catalog().get("gpt-4o-image")
+    assert "nVariants" not in spec.fields
+    assert "one image" in text and "`nVariants` 1, 2 or 4" not in text

@@ -96,7 +96,7 @@ async def test_script_through_the_tools(connect, controls):
             "estimate_cost", {"model": "kling-3.0/video", "prompt": "A barista smiles.", "script": script}
         )
         too_long = await client.call_tool(
-            "generate_video", {"model": "sora-2-text-to-video", "prompt": "x", "script": words(60)}
+            "generate_video", {"model": "kling-3.0/video", "prompt": "x", "script": words(60)}
         )
         image = await client.call_tool("generate_image", {"prompt": "x", "script": "hello"})
     assert "Duration set to 4 s" in text_of(estimate)

@@ -94,11 +94,13 @@ def ugc_video(product: str, script: str, persona: str = "", model: str = "veo3_f
         [
             f"Workflow: UGC selfie video. Product: {product}. Persona: {persona or 'as in MASTER_CONTEXT.md'}. "
             f'Script: "{script}"',
-            _guide("ugc-selfie-style", "veo-3-1", "sora-2"),
+            _guide("ugc-selfie-style", "veo-3-1", "kling-3"),
             _context(),
             f"1. Write the visual prompt in the UGC style (handheld phone, natural light, imperfections). "
-            f"Estimate {model} with script= the script, 9:16. If kie-mcp says the script is too long, offer "
-            f"the suggested split or the longer model it names. {APPROVAL}",
+            f"Estimate {model} with script= the script, 9:16. If kie-mcp says the script is too long (an error "
+            "with a suggested split and longer models, or Veo's warning that speech may be cut), offer a "
+            "shorter script, the split, or a model with longer takes such as kling-3.0/video (up to 15 s). "
+            f"{APPROVAL}",
             "2. Generate, follow with check_task, and present the clip; offer a variation only as a new, "
             "separately approved spend.",
         ]
@@ -111,9 +113,11 @@ def script_to_video(script: str, visual_style: str, model: str = "veo3_fast") ->
         [
             f"Workflow: script to video. Style: {visual_style}. Model: {model}.",
             f'Script: "{script}"',
-            _guide("veo-3-1", "sora-2", "kling-3"),
+            _guide("veo-3-1", "kling-3", "seedance-2"),
             "1. Call estimate_cost with script= the whole script. If it does not fit one clip, kie-mcp answers "
-            "with a split at sentence boundaries and each part's duration: use those parts.",
+            "with a split at sentence boundaries and each part's duration: use those parts. Veo instead keeps "
+            "8 s and warns that speech may be cut: then split the script at sentence boundaries into parts of "
+            "about 20 words or fewer.",
             "2. Write one prompt per part (same character, wardrobe and setting for continuity). Estimate each "
             f"part and show the user the TOTAL before anything is made. {APPROVAL}",
             "3. Generate the parts, follow them with check_task, and keep the result links in order.",

@@ -27,10 +27,24 @@ def model_table_markdown() -> str:
         "| Model id | Kind | API family | Capabilities | Price | Good for |",
         "|---|---|---|---|---|---|",
     ]
-    for spec in sorted(load_catalog(), key=lambda s: (s.kind, s.id)):
+    for spec in sorted(load_catalog().offered(), key=lambda s: (s.kind, s.id)):
         caps = ", ".join(spec.capabilities)
         rows.append(f"| `{spec.id}` | {spec.kind} | {spec.family} | {caps} | {price_summary(spec)} | {spec.good_for} |")
+    gone = withdrawn_models()
+    if gone:
+        rows += ["", "Withdrawn by KIE (refused before anything is sent; the error names what to use instead):"]
+        rows += [f"- `{spec.id}` ({spec.withdrawn.date}){_instead(spec)}" for spec in gone if spec.withdrawn]
     return "\n".join(rows) + "\n"
+
+
+def withdrawn_models() -> list[ModelSpec]:
+    """The models KIE no longer sells, by id."""
+    return sorted((spec for spec in load_catalog() if spec.withdrawn is not None), key=lambda s: s.id)
+
+
+def _instead(spec: ModelSpec) -> str:
+    alternatives = spec.withdrawn.alternatives if spec.withdrawn else []
+    return ": use " + ", ".join(f"`{a}`" for a in alternatives) if alternatives else ""
 
 
 def model_document(spec: ModelSpec) -> dict[str, object]:
@@ -38,7 +52,7 @@ def model_document(spec: ModelSpec) -> dict[str, object]:
     data = spec.model_dump(mode="json", exclude={"sources"})
     data["price_summary"] = price_summary(spec)
     used = {spec.source, *(f.source for f in spec.fields.values()), *(r.source for r in spec.rules)}
-    for part in (spec.images, spec.price, spec.dialogue):
+    for part in (spec.images, spec.price, spec.dialogue, spec.withdrawn):
         if part is not None:
             used.add(part.source)
     data["sources"] = {key: spec.sources[key].model_dump() for key in sorted(used)}
@@ -46,8 +60,10 @@ def model_document(spec: ModelSpec) -> dict[str, object]:
 
 
 def model_table_json() -> str:
-    models = [model_document(spec) for spec in sorted(load_catalog(), key=lambda s: (s.kind, s.id))]
-    return json.dumps({"models": models}, indent=2)
+    """Every model KIE sells, in full; the withdrawn ones only by id, date and what to use instead."""
+    models = [model_document(spec) for spec in sorted(load_catalog().offered(), key=lambda s: (s.kind, s.id))]
+    withdrawn = [{"id": spec.id, **spec.withdrawn.model_dump()} for spec in withdrawn_models() if spec.withdrawn]
+    return json.dumps({"models": models, "withdrawn": withdrawn}, indent=2)
 
 
 def _fmt(value: float) -> str:

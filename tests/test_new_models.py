@@ -1,0 +1,94 @@
+"""Model-specific checks for the issue 9 additions (the generic ones live in test_every_model.py)."""
+
+import pytest
+
+from kie_mcp.catalog import InvalidRequest, build_input, load_catalog, price_input
+
+CATALOG = load_catalog()
+IMG = "https://example.com/a.png"
+VID = "https://example.com/v.mp4"
+
+
+@pytest.mark.parametrize(
+    ("model_id", "kwargs", "credits"),
+    [
+        ("kling-3.0-omni/text-to-video", {"duration": 5}, 70),  # 720p silent: 14/s
+        ("kling-3.0-omni/text-to-video", {"duration": 10, "resolution": "1080p", "audio": True}, 230),  # 23/s
+        ("kling-3.0-omni/image-to-video", {"images": [IMG], "duration": 3, "resolution": "4K"}, 201),
+        ("bytedance/seedance-2-5", {"duration": 10}, 630),  # 720p 63/s
+        ("bytedance/seedance-2-5", {"duration": 4, "resolution": "1080p"}, 632),
+        ("bytedance/seedance-2-mini", {"duration": 5, "resolution": "480p"}, 19),
+        ("happyhorse-1-1/text-to-video", {"duration": 4, "resolution": "720p"}, 90),
+        ("wan/3-0-video", {"duration": 21}, 672),  # matches a reconciled 1080P receipt
+        ("gemini-omni-video", {"duration": 10, "resolution": "4k"}, 210),
+        ("gemini-omni-video", {}, 63),  # 4 s 720p by default
+        ("minimax-h3/text-to-video", {"resolution": "2K"}, 78),  # 6 s default x 13
+        ("seedream/5-pro-text-to-image", {"resolution": "2K"}, 14),
+        ("seedream/5-pro-image-to-image", {"images": [IMG, IMG, IMG]}, 8),  # 7 + 2 x 0.5
+        ("seedream/5-flash-text-to-image", {"resolution": "2K"}, 3.24),
+        ("qwen3/image-to-image", {"images": [IMG, IMG]}, 5.8),
+        ("qwen3/pro-text-to-image", {"resolution": "2K"}, 12),
+        ("gpt-image-2-5-sunburst-text-to-image", {"aspect_ratio": "16:9", "resolution": "4K"}, 16),
+        ("nano-banana-2-lite", {}, 4),
+    ],
+)
+def test_prices_follow_the_table(model_id, kwargs, credits):
+    spec = CATALOG.get(model_id)
+    wire = build_input(spec, prompt="a calm test scene", **kwargs)
+    price = price_input(spec, wire)
+    assert price.known and price.credits == credits, price.breakdown
+
+
+@pytest.mark.parametrize(
+    ("model_id", "kwargs"),
+    [
+        ("bytedance/seedance-2-5", {"resolution": "1080p", "options": {"reference_video_urls": [VID]}}),
+        ("wan/3-0-video", {"resolution": "480p"}),
+        ("minimax-h3/reference-to-video", {"images": [IMG] * 6}),
+        ("minimax-h3/reference-to-video", {"images": [IMG], "options": {"reference_video_urls": [VID]}}),
+    ],
+)
+def test_prices_not_on_file_stay_unknown(model_id, kwargs):
+    spec = CATALOG.get(model_id)
+    price = price_input(spec, build_input(spec, prompt="a calm test scene", **kwargs))
+    assert not price.known and price.credits is None
+
+
+def test_omnihuman_is_billed_by_audio_length():
+    spec = CATALOG.get("omnihuman-1-5")
+    wire = build_input(spec, images=[IMG], options={"audio_url": "https://example.com/a.mp3"}, resolution="720p")
+    assert wire["output_resolution"] == "720"
+    price = price_input(spec, wire)
+    assert not price.known and "27 credits per second of the input audio" in price.breakdown
+
+
+def test_kling_omni_defaults_to_one_shot_and_checks_multi_shot():
+    spec = CATALOG.get("kling-3.0-omni/text-to-video")
+    assert build_input(spec, prompt="x")["customize_multi_shots"] is False
+    with pytest.raises(InvalidRequest, match="multi_prompt"):
+        build_input(spec, prompt="x", options={"customize_multi_shots": True})
+    both = {"customize_multi_shots": True, "prefer_multi_shots": True, "multi_prompt": [{"prompt": "a", "duration": 5}]}
+    with pytest.raises(InvalidRequest, match="prefer_multi_shots"):
+        build_input(spec, prompt="x", options=both)
+
+
+def test_kling_omni_reference_video_turns_sound_off():
+    spec = CATALOG.get("kling-3.0-omni/reference-to-video")
+    with pytest.raises(InvalidRequest, match="audio"):
+        build_input(spec, prompt="x", images=[IMG], audio=True, options={"video_urls": [VID]})
+    wire = build_input(spec, prompt="x", images=[IMG], resolution="1080p", duration=5, options={"video_urls": [VID]})
+    assert price_input(spec, wire).credits == 135
+
+
+def test_seedance_25_frames_and_references_are_separate_modes():
+    spec = CATALOG.get("bytedance/seedance-2-5")
+    with pytest.raises(InvalidRequest, match="separate modes"):
+        build_input(spec, prompt="x", images=[IMG], options={"reference_image_urls": [IMG]})
+
+
+def test_new_feed_rows_are_named():
+    spec = CATALOG.get("happyhorse-1-1/image-to-video")
+    assert {rate.feed for rate in spec.price.rates} == {
+        "HappyHorse-1.1, image-to-video, 720p",
+        "HappyHorse-1.1, image-to-video, 1080p",
+    }
