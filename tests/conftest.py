@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -62,6 +67,7 @@ def settings(tmp_path: Path) -> Settings:
         poll_min_interval=0.01,
         poll_max_interval=0.05,
         rate_limit_backoff=0.01,
+        catalog_sync=False,  # tests that want the daily background sync of KIE's live catalogue turn it on
     )
 
 
@@ -125,3 +131,29 @@ def connect(settings: Settings, transport: SandboxTransport, mode: str) -> Calla
 
 def text_of(result: Any) -> str:
     return "\n".join(getattr(block, "text", "") for block in result.content)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def simulator_process():
+    port = free_port()
+    script = shutil.which("kie-mcp", path=str(Path(sys.executable).parent))
+    process = subprocess.Popen(
+        [script, "sim", "--port", str(port), "--speed", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            httpx2.get(f"{base}/__sim/state", timeout=1).raise_for_status()
+            break
+        except httpx2.HTTPError:
+            time.sleep(0.1)
+    yield base
+    process.terminate()
+    process.wait(timeout=10)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 
 import httpx2
+import pytest
 
 from kie_mcp.catalog import load_catalog
-from kie_mcp.catalog.drift import compare, fetch_live, render
+from kie_mcp.catalog.drift import compare, compare_cached, fetch_live, render
+from kie_mcp.catalog.live import FeedRow, LiveCatalog, LiveModel
 from kie_mcp.cli import main
 
 CATALOG = load_catalog()
@@ -71,3 +73,53 @@ def test_without_a_key_it_says_so(monkeypatch, capsys, tmp_path):
     monkeypatch.setenv("KIE_WORKSPACE", str(tmp_path))
     assert main(["catalog", "check"]) == 2
     assert "KIE_API_KEY" in capsys.readouterr().err
+
+
+def _feed_rated():
+    return [(s, r) for s in CATALOG.offered() if s.price for r in s.price.rates if r.feed]
+
+
+def test_feed_rows_drift_when_their_price_changes_or_they_disappear():
+    rated = _feed_rated()
+    if len({r.feed for _, r in rated}) < 2:
+        pytest.skip("the bundled data ties fewer than two rates to price-feed rows")
+    (spec, changed) = rated[0]
+    rows = {r.feed: {"modelDescription": r.feed, "creditPrice": str(r.credits)} for _, r in rated}
+    gone = next(r for _, r in rated if r.feed != changed.feed)
+    rows[changed.feed]["creditPrice"] = str(changed.credits + 5)
+    del rows[gone.feed]
+    drifts = compare(CATALOG, [], list(rows.values()))
+    kinds = {(d.kind, d.detail) for d in drifts if d.kind.startswith("feed")}
+    assert any(kind == "feed price" and changed.feed in detail for kind, detail in kinds)
+    assert any(kind == "feed row gone" and gone.feed in detail for kind, detail in kinds)
+    unchanged = compare(CATALOG, [], [{"modelDescription": r.feed, "creditPrice": r.credits} for _, r in rated])
+    assert not any(d.kind.startswith("feed") and d.model == spec.id for d in unchanged)
+
+
+def test_the_cache_is_compared_with_kie_and_used_when_kie_is_away():
+    cache = LiveCatalog(
+        fetched_at="2026-11-01T00:00:00Z",
+        models={m["model"]: LiveModel.from_wire(m) for m in LIVE[:2]},
+        feed=[FeedRow(description="old row", credits=3.0, anchor="?model=z-image")],
+    )
+    drifts = compare(CATALOG, LIVE, [{"modelDescription": "old row", "creditPrice": "4"}], cache=cache)
+    details = [d.detail for d in drifts if d.kind == "cache"]
+    assert any("lacks 1 model(s) KIE lists" in d and "catalog sync" in d for d in details)
+    assert any("1 price-feed row(s)" in d for d in details)
+    assert [d.kind for d in compare(CATALOG, LIVE, [], cache=LiveCatalog()) if d.kind == "cache"] == ["cache"]
+    offline = compare_cached(CATALOG, cache)
+    assert ("new on KIE", "brand-new/model") not in {(d.kind, d.model) for d in offline}  # the cache does not list it
+    assert ("price", "nano-banana-pro") in {(d.kind, d.model) for d in offline}
+
+
+async def test_a_price_feed_kie_will_not_serve_is_a_note_not_a_failure():
+    def answer(request: httpx2.Request) -> httpx2.Response:
+        if request.url.path == "/api/v1/models":
+            return httpx2.Response(200, json={"code": 200, "msg": "success", "data": {"total": 3, "models": LIVE}})
+        assert "authorization" not in request.headers  # the public feed never gets the key
+        return httpx2.Response(200, json={"code": 4030, "msg": "Not supported in the current region.", "data": None})
+
+    notes: list[str] = []
+    models, records = await fetch_live("https://api.kie.test", "k", httpx2.MockTransport(answer), notes)
+    assert len(models) == 3 and records == []
+    assert notes and "Not supported in the current region" in notes[0]

@@ -8,10 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import anyio
@@ -20,32 +17,6 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 from .conftest import answering
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def simulator_process():
-    port = free_port()
-    script = shutil.which("kie-mcp", path=str(Path(sys.executable).parent))
-    process = subprocess.Popen(
-        [script, "sim", "--port", str(port), "--speed", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            httpx2.get(f"{base}/__sim/state", timeout=1).raise_for_status()
-            break
-        except httpx2.HTTPError:
-            time.sleep(0.1)
-    yield base
-    process.terminate()
-    process.wait(timeout=10)
 
 
 def server(base: str, workspace: Path, pidfile: Path | None = None) -> StdioServerParameters:

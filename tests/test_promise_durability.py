@@ -20,7 +20,7 @@ import pytest
 from mcp import Client
 
 from .conftest import answering, text_of
-from .test_durability import server, simulator_process  # noqa: F401 - fixture
+from .test_durability import server
 
 IMAGE = {"prompt": "a red apple on a wooden table", "model": "nano-banana-2"}  # 8 credits
 
@@ -64,7 +64,7 @@ async def test_a_server_error_to_a_create_is_unknown_never_refunded_or_retried(c
 
 @pytest.mark.stdio
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
-async def test_a_create_cut_off_by_a_crash_is_reported_unknown_on_start(simulator_process, tmp_path):  # noqa: F811
+async def test_a_create_cut_off_by_a_crash_is_reported_unknown_on_start(simulator_process, tmp_path):
     base = simulator_process
     import httpx2
 

@@ -224,8 +224,8 @@ async def test_a_past_charge_never_prices_a_request_that_depends_on_its_inputs(c
         task_id = submitted.structured_content["tasks"][0]["task_id"]
         await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 20})
         quoted = await estimate(client, UNPRICED)
-    assert quoted["quote"]["credits_total"] is None
-    assert "not used as the price" in quoted["message"]
+    assert quoted["quote"]["credits_total"] is None  # KIE charged 50 before: not this request's price
+    assert "charged" not in quoted["quote"]["price_source"]
 
 
 async def test_auto_approval_is_decided_on_the_quote_the_user_would_see(connect, controls):

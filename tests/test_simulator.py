@@ -15,6 +15,7 @@ import httpx2
 import pytest
 import uvicorn
 
+from kie_mcp.catalog import load_catalog
 from kie_mcp.sandbox import SANDBOX_API_KEY, SandboxTransport, SimConfig, Simulator, create_app
 
 BASE = "http://sandbox.test"
@@ -903,3 +904,184 @@ async def test_nan_in_a_create_is_a_422_and_the_request_log_still_reads(client: 
     assert "guidance_scale" in answer["msg"] and "NaN" in answer["msg"]
     logged = (await body(client, "GET", "/__sim/requests"))["requests"]
     assert logged[-1]["body"]["input"]["guidance_scale"] == "nan"  # JSON cannot carry it: shown as text
+
+
+# -- the model catalogue and the public price feed ---------------------------------------------------
+
+MODELS = "/api/v1/models"
+FEED = "/client/v1/model-pricing/page"
+
+
+async def lookup(client: httpx2.AsyncClient, sim: Simulator, path: str, **kwargs: Any) -> dict[str, Any]:
+    """A catalogue lookup one simulated second after the last: inside KIE's shared 1/s budget."""
+    sim.advance(1.0)
+    return await body(client, "GET", path, **kwargs)
+
+
+async def feed_page(client: httpx2.AsyncClient, page: int = 1, size: int = 100) -> dict[str, Any]:
+    response = await client.post(FEED, json={"pageNum": page, "pageSize": size}, headers={"Authorization": ""})
+    assert response.status_code == 200
+    return response.json()
+
+
+async def control(client: httpx2.AsyncClient, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+    answer = await body(client, "POST", f"/__sim/catalog/{path}", json=payload)
+    assert answer["ok"] is True
+    return answer["catalog"]
+
+
+async def test_model_list_shape_filters_and_key(client: httpx2.AsyncClient, sim: Simulator) -> None:
+    answer = await lookup(client, sim, MODELS)
+    assert answer["code"] == 200 and answer["data"]["total"] == len(answer["data"]["models"])
+    row = next(m for m in answer["data"]["models"] if m["model"] == "kling/v2-1-pro")
+    assert row["slug"] == "kling/v2-1-pro" and row["provider"] == "Kling"
+    assert "Image to Video" in row["taskType"] and "credits" in row["pricingDesc"]
+    assert not any(m["model"] == "veo3_fast" for m in answer["data"]["models"])  # product APIs: other names
+    videos = (await lookup(client, sim, MODELS, params={"taskType": "Text to Video,Image to Video"}))["data"]
+    assert videos["models"] and all({"Text to Video", "Image to Video"} & set(m["taskType"]) for m in videos["models"])
+    kling = (await lookup(client, sim, MODELS, params={"provider": "kling", "q": "v2-1-pro"}))["data"]
+    assert [m["model"] for m in kling["models"]] == ["kling/v2-1-pro"]
+    assert (await lookup(client, sim, MODELS, params={"q": "nothing like this"}))["data"] == {"total": 0, "models": []}
+    sim.advance(1.0)
+    refused = (await client.get(MODELS, headers={"Authorization": "Bearer nope"})).json()
+    assert refused["code"] == 401
+
+
+async def test_schema_price_and_success_rate_shapes(client: httpx2.AsyncClient, sim: Simulator) -> None:
+    schema = (await lookup(client, sim, f"{MODELS}/kling/v2-1-pro/schema"))["data"]
+    assert schema["model"] == "kling/v2-1-pro"
+    document = schema["openapi"]
+    assert document["openapi"] == "3.1.0"
+    post = document["paths"]["/api/v1/jobs/createTask"]["post"]
+    body_schema = post["requestBody"]["content"]["application/json"]["schema"]
+    assert body_schema["properties"]["input"] == {"$ref": "#/components/schemas/Input"}
+    assert post["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("%20recordId")
+    fields = document["components"]["schemas"]["Input"]["properties"]
+    assert fields["duration"]["enum"] and "prompt" in document["components"]["schemas"]["Input"]["required"]
+
+    price = (await lookup(client, sim, f"{MODELS}/nano-banana-pro/price"))["data"]
+    assert price["model"] == "nano-banana-pro" and "credits per image" in price["pricingDesc"]
+
+    rate = (await lookup(client, sim, f"{MODELS}/nano-banana-pro/success-rate"))["data"]
+    points = rate["points"]
+    assert rate["model"] == "nano-banana-pro" and len(points) == 144
+    assert points[0]["start"].endswith("Z") and points[0]["end"] == points[1]["start"]
+    assert all(p["successRate"] >= 95 and p["isNormal"] for p in points)  # high by default
+
+    unknown = await lookup(client, sim, f"{MODELS}/no/such-model/schema")
+    assert unknown["code"] == 404 and unknown["data"] is None
+
+
+async def test_catalogue_lookups_share_one_request_per_second(client: httpx2.AsyncClient, sim: Simulator) -> None:
+    assert (await lookup(client, sim, MODELS))["code"] == 200
+    too_soon = await body(client, "GET", f"{MODELS}/nano-banana-pro/price")  # same simulated instant
+    assert too_soon["code"] == 429
+    sim.advance(1.0)
+    assert (await body(client, "GET", f"{MODELS}/nano-banana-pro/price"))["code"] == 200
+    for _ in range(3):
+        assert (await feed_page(client))["code"] == 200  # the public feed is not in that budget
+    sim.config.catalog_limit_per_second = 0
+    assert (await body(client, "GET", MODELS))["code"] == 200  # 0 switches the limit off
+
+
+async def test_price_feed_needs_no_key_and_pages_at_most_100(client: httpx2.AsyncClient) -> None:
+    first = await feed_page(client, 1, 500)
+    data = first["data"]
+    assert first["code"] == 200 and len(data["records"]) == 100
+    assert data["pages"] == math.ceil(data["total"] / 100)
+    record = data["records"][0]
+    assert {"modelDescription", "interfaceType", "provider", "creditPrice", "creditUnit", "usdPrice", "anchor"} <= set(
+        record
+    )
+    assert isinstance(record["creditPrice"], str) and float(record["creditPrice"]) >= 0
+    assert "?model=" in record["anchor"]
+    last = (await feed_page(client, data["pages"]))["data"]["records"]
+    assert 0 < len(last) <= 100
+    assert (await feed_page(client, data["pages"] + 1))["data"]["records"] == []
+    rows = [r for p in range(1, data["pages"] + 1) for r in (await feed_page(client, p))["data"]["records"]]
+    assert len(rows) == data["total"] == len({r["modelDescription"] for r in rows})
+    described = {r.feed for s in load_catalog().offered() if s.price for r in s.price.rates if r.feed}
+    assert described <= {r["modelDescription"] for r in rows}  # a rate's feed row is served under that name
+    bad = await client.post(FEED, json={"pageNum": 0, "pageSize": 10})
+    assert bad.json()["code"] == 422
+
+
+async def test_catalog_controls(client: httpx2.AsyncClient, sim: Simulator) -> None:
+    state = await control(client, "withdraw", {"model": "kling/v2-1-pro"})
+    assert state["withdrawn"] == ["kling/v2-1-pro"]
+    models = (await lookup(client, sim, MODELS))["data"]["models"]
+    assert "kling/v2-1-pro" not in {m["model"] for m in models}
+    assert (await lookup(client, sim, f"{MODELS}/kling/v2-1-pro/schema"))["code"] == 404
+    pages = (await feed_page(client))["data"]["pages"]
+    rows = [r for p in range(1, pages + 1) for r in (await feed_page(client, p))["data"]["records"]]
+    assert not any("kling%2Fv2-1-pro" in r["anchor"] for r in rows)  # its prices went with it
+    await control(client, "withdraw", {"model": "kling/v2-1-pro", "withdrawn": False})
+    assert (await lookup(client, sim, f"{MODELS}/kling/v2-1-pro/schema"))["code"] == 200
+
+    await control(client, "schema", {"model": "nano-banana-pro"})
+    assert (await lookup(client, sim, f"{MODELS}/nano-banana-pro/schema"))["data"]["openapi"] is None
+    await control(client, "schema", {"model": "nano-banana-pro", "dropped": False})
+    assert (await lookup(client, sim, f"{MODELS}/nano-banana-pro/schema"))["data"]["openapi"] is not None
+
+    row = (await feed_page(client))["data"]["records"][0]
+    await control(client, "feed", {"description": row["modelDescription"], "credits": 123.5})
+    records = (await feed_page(client))["data"]["records"]
+    changed = next(r for r in records if r["modelDescription"] == row["modelDescription"])
+    assert changed["creditPrice"] == "123.5"
+    await control(client, "feed", {"description": row["modelDescription"], "credits": None})
+    first_page = (await feed_page(client))["data"]["records"]
+    assert row["modelDescription"] not in {r["modelDescription"] for r in first_page}
+    await control(client, "feed", {"regionBlocked": True})
+    blocked = await feed_page(client)
+    assert (blocked["code"], blocked["msg"]) == (4030, "Not supported in the current region.")
+    await control(client, "feed", {"regionBlocked": False})
+
+    await control(client, "success-rate", {"model": "nano-banana-pro", "successRate": 40})
+    points = (await lookup(client, sim, f"{MODELS}/nano-banana-pro/success-rate"))["data"]["points"]
+    assert {(p["successRate"], p["errorRate"], p["isNormal"]) for p in points} == {(40, 60, False)}
+    await control(client, "success-rate", {"model": "nano-banana-pro", "successRate": None})
+    assert (await lookup(client, sim, f"{MODELS}/nano-banana-pro/success-rate"))["data"]["points"] == []
+
+    extra = {
+        "model": "brand/new",
+        "taskType": ["Text to Image"],
+        "pricingDesc": "3 credits per image",
+        "openapi": {"openapi": "3.1.0", "paths": {}},
+    }
+    assert (await control(client, "extra", extra))["extra"] == ["brand/new"]
+    listed = (await lookup(client, sim, MODELS, params={"q": "brand/new"}))["data"]["models"]
+    assert listed == [
+        {
+            "model": "brand/new",
+            "slug": "brand/new",
+            "title": "brand/new",
+            "provider": "Brand",
+            "taskType": ["Text to Image"],
+            "description": None,
+            "pricingDesc": "3 credits per image",
+        }
+    ]
+    assert (await lookup(client, sim, f"{MODELS}/brand/new/schema"))["data"]["openapi"] == extra["openapi"]
+    await control(client, "extra", {"model": "brand/new", "remove": True})
+
+    await body(client, "POST", "/__sim/reset")  # like price overrides, catalogue changes outlive a reset
+    state = (await body(client, "GET", "/__sim/catalog"))["catalog"]
+    assert state["successRates"] == {"nano-banana-pro": None}
+
+
+async def test_catalog_controls_refuse_bad_requests(client: httpx2.AsyncClient) -> None:
+    cases = [
+        ("withdraw", {"model": "no/such"}, 404),
+        ("withdraw", {"model": "veo3_fast"}, 404),  # not a Market model: KIE lists it under another name
+        ("withdraw", {"model": "kling/v2-1-pro", "withdrawn": "yes"}, 400),
+        ("schema", {"model": "kling/v2-1-pro", "dropped": 1}, 400),
+        ("feed", {"description": "no such row", "credits": 1}, 404),
+        ("feed", {"regionBlocked": "yes"}, 400),
+        ("success-rate", {"model": "kling/v2-1-pro", "successRate": 101}, 400),
+        ("extra", {"model": "../x"}, 400),
+        ("extra", {"model": "a/b", "openapi": "text"}, 400),
+    ]
+    for path, payload, status in cases:
+        response = await client.post(f"/__sim/catalog/{path}", json=payload)
+        assert response.status_code == status, (path, payload, response.text)
+        assert response.json()["ok"] is False

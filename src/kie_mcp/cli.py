@@ -47,6 +47,19 @@ def build_parser() -> argparse.ArgumentParser:
     catalog_commands.add_parser(
         "check", help="compare the catalogue with KIE's live model and price lists (needs network and KIE_API_KEY)"
     )
+    sync = catalog_commands.add_parser(
+        "sync",
+        help="read KIE's live models, price feed, schemas and success rates into the workspace cache "
+        "(.kie-mcp/catalog-live.json); needs network and KIE_API_KEY",
+    )
+    sync.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="also fetch this model's schema and success rate (repeatable); by default the models this workspace "
+        "used in the last 30 days",
+    )
     return parser
 
 
@@ -58,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_demo()
     if args.command == "sim":
         return _serve_simulator(args.port, args.speed, args.balance)
+    if args.command == "catalog" and args.catalog_command == "sync":
+        return _catalog_sync(args.model, sandbox=args.sandbox)
     if args.command == "catalog":
         return _catalog_check()
     try:
@@ -83,11 +98,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _catalog_check() -> int:
-    """Print the drift between the catalogue and KIE as a table. 0: none, 1: drift, 2: could not check."""
+    """Print the drift between the catalogue, the workspace's live cache and KIE as a table.
+
+    0: none, 1: drift, 2: could not check KIE (the drift against the cache, when there is one, is still shown).
+    """
     import anyio
 
     from kie_mcp.catalog import load_catalog
-    from kie_mcp.catalog.drift import Unreachable, compare, fetch_live, render
+    from kie_mcp.catalog.drift import Unreachable, compare, compare_cached, fetch_live, render
+    from kie_mcp.catalog.live import LiveCatalog, cache_path
     from kie_mcp.kie import KieError
 
     try:
@@ -99,14 +118,93 @@ def _catalog_check() -> int:
         print("kie-mcp catalog check needs KIE_API_KEY (KIE's model list is behind the key).", file=sys.stderr)
         return 2
     assert settings.api_key is not None
+    path = cache_path(settings.workspace)
+    cache = LiveCatalog.load(path) if path.is_file() else None
+    notes: list[str] = []
     try:
-        live, prices = anyio.run(fetch_live, settings.base_url, settings.api_key.get_secret_value())
+        live, prices = anyio.run(fetch_live, settings.base_url, settings.api_key.get_secret_value(), None, notes)
     except (Unreachable, KieError) as err:
-        print(f"kie-mcp catalog check: {err}. Nothing was compared.", file=sys.stderr)
+        if cache is not None and cache.has_list:
+            when = (cache.fetched_at or "")[:10]
+            print(f"kie-mcp catalog check: {err}. Showing the drift against the cache of {when}.", file=sys.stderr)
+            print(render(compare_cached(load_catalog(), cache)))
+        else:
+            print(f"kie-mcp catalog check: {err}. Nothing was compared.", file=sys.stderr)
         return 2
-    drifts = compare(load_catalog(), live, prices)
+    for note in notes:
+        print(f"kie-mcp catalog check: {note}", file=sys.stderr)
+    drifts = compare(load_catalog(), live, prices, cache=cache)
     print(render(drifts))
     return 1 if drifts else 0
+
+
+def _catalog_sync(models: list[str], *, sandbox: bool = False, transport: object | None = None) -> int:
+    """Sync the workspace's live catalogue cache with KIE and print a short summary.
+
+    0: synced (some lookups may have failed; they are listed). 2: KIE's model list could not be read (offline, no
+    key, refused): one line, nothing changed in the cache but the error it records.
+    """
+    import anyio
+
+    from kie_mcp.catalog import load_catalog
+    from kie_mcp.catalog.live import LiveCatalog, cache_path, models_in_use_from_journal, sync_summary
+    from kie_mcp.kie import KieClient
+
+    try:
+        settings = Settings.from_env()
+    except ConfigError as err:
+        print(f"kie-mcp: configuration error: {err}", file=sys.stderr)
+        return 2
+    if sandbox:
+        from kie_mcp.sandbox import SandboxTransport, SimConfig, Simulator
+
+        settings = settings.for_sandbox()
+        transport = transport or SandboxTransport(Simulator(SimConfig(speed=30.0)))
+    if not settings.has_key:
+        print("kie-mcp catalog sync needs KIE_API_KEY (KIE's model list is behind the key).", file=sys.stderr)
+        return 2
+    assert settings.api_key is not None
+    key = settings.api_key.get_secret_value()
+    register_secret(key)
+    path = cache_path(settings.workspace)
+    previous = LiveCatalog.load(path)
+    in_use = list(dict.fromkeys([*models, *models_in_use_from_journal(settings.workspace), *previous.models_in_use]))
+
+    async def run() -> LiveCatalog:
+        async with KieClient(
+            api_key=key,
+            base_url=settings.base_url,
+            upload_base_url=settings.upload_base_url,
+            timeout=settings.http_timeout,
+            transport=transport,  # type: ignore[arg-type]
+        ) as kie:
+            return await previous.sync(kie, models_in_use=in_use)
+
+    try:
+        new = anyio.run(run)
+    except Exception as err:  # never a traceback: sync itself records KIE trouble; this is anything else
+        print(
+            f"kie-mcp catalog sync: failed ({type(err).__name__}: {err}); the cache was left as it was.",
+            file=sys.stderr,
+        )
+        return 2
+    failed = next((e for e in new.errors if e.endpoint == "/api/v1/models"), None)
+    try:
+        new.save(path)
+    except OSError as err:
+        print(f"kie-mcp catalog sync: cannot write {path} ({err}).", file=sys.stderr)
+        return 2
+    if failed is not None:
+        print(
+            f"kie-mcp catalog sync: cannot read KIE's model list at {settings.base_url} ({failed.message}); "
+            "the cache keeps what it had.",
+            file=sys.stderr,
+        )
+        return 2
+    print(f"KIE live catalogue synced at {new.attempted_at} into {path}")
+    for line in sync_summary(new, load_catalog()):
+        print(f"  {line}")
+    return 0
 
 
 def _configure_logging(level: str) -> None:

@@ -46,6 +46,7 @@ class Settings:
     http_timeout: float = 30.0
     quote_ttl_seconds: float = 600.0
     confirm_timeout_seconds: float = 600.0  # a confirmation question unanswered this long ends as cancelled
+    catalog_sync: bool = True  # KIE_CATALOG_SYNC=auto|off: refresh KIE's live models and prices once a day
 
     @property
     def input_roots(self) -> tuple[Path, ...]:
@@ -87,6 +88,7 @@ class Settings:
             max_credits_per_day=_number(env, "KIE_MAX_CREDITS_PER_DAY", DEFAULT_MAX_CREDITS_PER_DAY),
             log_level=env.get("KIE_LOG_LEVEL", "INFO").upper(),
             download=_download(env.get("KIE_DOWNLOAD", "always")),
+            catalog_sync=_choice(env, "KIE_CATALOG_SYNC", ("auto", "off"), "auto") == "auto",
             allowed_dirs=tuple(
                 Path(part).expanduser().resolve() for part in env.get("KIE_ALLOWED_DIRS", "").split(os.pathsep) if part
             ),
@@ -103,6 +105,13 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
         raise ConfigError(f"{name}={raw!r} is not a number; set it to a credit amount such as 100.") from None
     if value < 0:
         raise ConfigError(f"{name} cannot be negative (got {raw}).")
+    return value
+
+
+def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str) -> str:
+    value = env.get(name, default).strip().lower() or default
+    if value not in allowed:
+        raise ConfigError(f"{name}={value!r} must be one of {', '.join(allowed)}.")
     return value
 
 

@@ -18,11 +18,14 @@ from typing import Any, Literal
 import anyio
 from pydantic import BaseModel, Field
 
-from kie_mcp.catalog import InvalidRequest, ItemPrice, ModelSpec, Problem, build_input, price_input, usd
+from kie_mcp.catalog import InvalidRequest, ItemPrice, ModelSpec, Problem, WithdrawnModelError, build_input, usd
+from kie_mcp.catalog.live import health, is_withdrawn, live_price_input, stricter_problems
+from kie_mcp.catalog.pricing import input_to_measure
 from kie_mcp.catalog.script import fit_script, speech_models
 from kie_mcp.journal import JournalUnavailable
 from kie_mcp.kie import FAMILIES, KieClient, KieError, OutcomeUnknownError
 from kie_mcp.kie.families import Family
+from kie_mcp.media.duration import measure_inputs
 from kie_mcp.media.inputs import LocalFile, find_local_files, upload_local_files, with_identities
 from kie_mcp.media.results import save_results
 from kie_mcp.runtime import Runtime
@@ -111,12 +114,9 @@ class GenerationResult(BaseModel):
 # -- before anything is asked ---------------------------------------------------------------
 
 
-def plan(rt: Runtime, args: GenerationArgs, kind: str | None = None, shared: tuple[Path, ...] = ()) -> Plan:
-    """Validate and price; raises ``InvalidRequest`` (or unknown-model errors) and costs nothing."""
-    spec = rt.catalog.resolve(args.model)
-    if kind and spec.kind != kind:
-        hint = f"{spec.id} makes {spec.kind}s; use generate_{spec.kind} for it."
-        raise InvalidRequest(spec.id, [Problem("model", hint)])
+async def plan(rt: Runtime, args: GenerationArgs, kind: str | None = None, shared: tuple[Path, ...] = ()) -> Plan:
+    """Validate and price; raises ``InvalidRequest`` (or unknown or withdrawn model errors) and costs nothing."""
+    spec = resolve_model(rt, args.model, kind)
     if not 1 <= args.variations <= 10:
         raise InvalidRequest(spec.id, [Problem("variations", f"{args.variations} is out of range 1-10.")])
     if args.max_credits is not None and not (math.isfinite(args.max_credits) and args.max_credits > 0):
@@ -126,7 +126,8 @@ def plan(rt: Runtime, args: GenerationArgs, kind: str | None = None, shared: tup
         if spec.kind != "video":
             raise InvalidRequest(spec.id, [Problem("script", "scripts are spoken in videos; leave it out for images.")])
         capability = "image-to-video" if args.images else "text-to-video"
-        fit = fit_script(spec, args.script, prompt, duration, audio, speech_models(list(rt.catalog), capability))
+        offered = list(rt.catalog.offered())
+        fit = fit_script(spec, args.script, prompt, duration, audio, speech_models(offered, capability))
         prompt, duration, audio, notes = fit.prompt, fit.duration, fit.audio, fit.notes
     wire = build_input(
         spec,
@@ -138,14 +139,18 @@ def plan(rt: Runtime, args: GenerationArgs, kind: str | None = None, shared: tup
         audio=audio,
         options=args.options,
     )
+    if problems := stricter_problems(rt.live, spec, wire):  # KIE's live schema, where it is stricter than ours
+        raise InvalidRequest(spec.id, problems)
     roots = (*rt.settings.input_roots, *shared)  # the workspace, KIE_ALLOWED_DIRS and the client's MCP roots
     files, problems = find_local_files(spec, wire, rt.settings.workspace, roots)
     if problems:
         raise InvalidRequest(spec.id, problems)
-    digest = request_hash(spec.id, with_identities(spec, wire, files), args.variations)
+    measured = await measure_billed_input(rt, spec, wire, files)
+    identity = with_identities(spec, wire, files)
+    if measured:  # a quote binds the measured length too: a different file behind a URL needs a new quote
+        identity = {**identity, "#measured_seconds": measured}
     options = options_key(spec, wire)
-    price, warning = observed_price(rt, spec, options, price_input(spec, wire))
-    notes += [line for line in (warning, staleness(price, datetime.now().date())) if line]
+    price, price_notes = quote_price(rt, spec, wire, options, measured)
     total = None if price.credits is None else round(price.credits * args.variations, 4)
     return Plan(
         spec,
@@ -153,13 +158,83 @@ def plan(rt: Runtime, args: GenerationArgs, kind: str | None = None, shared: tup
         files,
         price,
         args.variations,
-        digest,
+        request_hash(spec.id, identity, args.variations),
         args.quote_id,
-        tuple(notes),
+        (*notes, *price_notes),
         args.session,
         options,
         max_credits=args.max_credits,
         reserved=reservation(total, rt.ledger.caps, args.max_credits),
+    )
+
+
+def resolve_model(rt: Runtime, name: str, kind: str | None = None) -> ModelSpec:
+    """The model KIE sells under ``name``: refused when withdrawn here or gone from KIE's live list."""
+    spec = rt.catalog.resolve(name)
+    alternatives = is_withdrawn(rt.live, spec.id, rt.catalog)
+    if alternatives is not None:
+        day = (rt.live.fetched_at or "")[:10] or "its last sync"
+        raise WithdrawnModelError(spec.id, alternatives, f"gone from KIE's live model list of {day}")
+    if kind and spec.kind != kind:
+        hint = f"{spec.id} makes {spec.kind}s; use generate_{spec.kind} for it."
+        raise InvalidRequest(spec.id, [Problem("model", hint)])
+    return spec
+
+
+async def measure_billed_input(
+    rt: Runtime, spec: ModelSpec, wire: dict[str, Any], files: dict[str, LocalFile]
+) -> dict[str, float] | None:
+    """The length of the input a per-second-of-input price bills (a local file, or a URL within bounds), or None
+    when the price does not depend on one."""
+    if input_to_measure(spec, wire) is None:
+        return None
+    local = {value: found.path for value, found in files.items()}
+    client = rt.kie.files if rt.kie is not None else None
+    return await measure_inputs(spec, wire, local=local, client=client, timeout=MEASURE_SECONDS)
+
+
+def quote_price(
+    rt: Runtime, spec: ModelSpec, wire: dict[str, Any], options: str, measured: dict[str, float] | None
+) -> tuple[ItemPrice, list[str]]:
+    """The price to quote (KIE's live price list where it has the row, else the bundled one; what KIE charged here
+    may raise it) and the notes that go with it: warnings about the price and the model's recent health."""
+    table = live_price_input(rt.live, spec, wire, measured)
+    if measured is not None:
+        price, warning = table, None  # a past charge is for another input's length: never this request's price
+    else:
+        price, warning = observed_price(rt, spec, options, table)
+    notes = [line for line in (warning, staleness(price, datetime.now().date()), health_note(rt, spec.id)) if line]
+    return price, notes
+
+
+def offered_models(
+    rt: Runtime, *, kind: str | None = None, capability: str | None = None, query: str | None = None
+) -> list[tuple[ModelSpec, float | None]]:
+    """The models KIE sells (bundled, and live ones the bundle lacks) matching the filters, each with its recent
+    success rate when that is below ``HEALTHY``."""
+    words = (query or "").lower().split()
+    found = []
+    for spec in rt.catalog.offered():
+        text = " ".join([spec.id, spec.title, spec.good_for, *spec.aliases, *spec.capabilities]).lower()
+        if (kind and spec.kind != kind) or (capability and capability.lower() not in spec.capabilities):
+            continue
+        if any(w not in text for w in words) or is_withdrawn(rt.live, spec.id, rt.catalog) is not None:
+            continue
+        rate = health(rt.live, spec.id)
+        found.append((spec, rate if rate is not None and rate < HEALTHY else None))
+    return found
+
+
+HEALTHY = 0.9  # below this recent success rate, the user hears about it before spending
+
+
+def health_note(rt: Runtime, model_id: str) -> str | None:
+    rate = health(rt.live, model_id)
+    if rate is None or rate >= HEALTHY:
+        return None
+    return (
+        f"Warning: KIE reports a success rate of {rate:.0%} for this model over the last 24 hours; tasks may fail "
+        "(failed tasks are refunded). Another model may be the safer choice right now."
     )
 
 
@@ -169,6 +244,7 @@ def options_key(spec: ModelSpec, wire: dict[str, Any]) -> str:
     return request_hash(spec.id, options, 1)
 
 
+MEASURE_SECONDS = 10.0  # the longest a quote waits to measure an input's length (then the price stays unknown)
 FAR_FROM_TABLE = 2.0  # a charge more than 2x off the table (either way) is reported, never trusted as a price
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import anyio
 import httpx2
 
 from kie_mcp.catalog import Catalog, load_catalog
+from kie_mcp.catalog.live import LiveCatalog, cache_path, extra_models, maybe_sync, models_in_use_from_journal
 from kie_mcp.config import Settings
 from kie_mcp.journal import Journal, UnavailableJournal
 from kie_mcp.kie import KieClient
@@ -44,6 +46,7 @@ class Runtime:
     kie: KieClient | None
     time_scale: float = 1.0  # simulated seconds per real second (the sandbox runs faster than KIE)
     notices: tuple[str, ...] = ()  # what happened at start that the user should hear about (a corrupt journal)
+    live: LiveCatalog = field(default_factory=LiveCatalog)  # KIE's live models, schemas and prices (cached)
 
     def typical_seconds(self, model_id: str) -> tuple[int, int] | None:
         """The model's usual wall-clock duration, in this runtime's time."""
@@ -115,9 +118,11 @@ async def open_runtime(
     else:
         log.warning("KIE_API_KEY is not set: tools that need KIE will explain how to set it")
     journal, notices = _open_journal(settings)
+    live = LiveCatalog.load(cache_path(settings.workspace))
     runtime = Runtime(
         settings=settings,
-        catalog=load_catalog(),
+        catalog=with_live_models(live),
+        live=live,
         journal=journal,
         quotes=QuoteBook(journal, settings.quote_ttl_seconds),
         ledger=Ledger(journal, Caps(settings.max_credits_per_call, settings.max_credits_per_day)),
@@ -127,8 +132,31 @@ async def open_runtime(
         notices=notices,
     )
     try:
-        yield runtime
+        async with anyio.create_task_group() as background:
+            if kie is not None and settings.catalog_sync:
+                background.start_soon(_sync_catalog, runtime, kie)  # never delays start-up or a tool call
+            yield runtime
+            background.cancel_scope.cancel()
     finally:
         if kie is not None:
             await kie.aclose()
         journal.close()
+
+
+def with_live_models(live: LiveCatalog) -> Catalog:
+    """The bundled catalogue plus the live Market image and video models it lacks (validated by their live schema,
+    priced only when KIE's price list prices them exactly)."""
+    bundled = load_catalog()
+    extra = {spec.id: spec for spec in extra_models(live, bundled)} if live.has_list else {}
+    return Catalog({**{spec.id: spec for spec in bundled}, **extra}) if extra else bundled
+
+
+async def _sync_catalog(runtime: Runtime, kie: KieClient) -> None:
+    """At most once a day, in the background: read KIE's live models, schemas, prices and success rates."""
+    path = cache_path(runtime.settings.workspace)
+    in_use = await anyio.to_thread.run_sync(models_in_use_from_journal, runtime.settings.workspace)
+    fresh = await maybe_sync(kie, path, in_use, catalog=load_catalog())
+    if fresh is not None:
+        runtime.live = fresh
+        runtime.catalog = with_live_models(fresh)
+        log.info("KIE's live model list and prices were refreshed (%s)", fresh.fetched_at)

@@ -43,7 +43,6 @@ from kie_mcp.catalog import (
     InvalidRequest,
     UnknownModelError,
     WithdrawnModelError,
-    load_catalog,
     usd,
 )
 from kie_mcp.catalog.tables import model_document, model_table_json, model_table_markdown, price_summary
@@ -211,6 +210,14 @@ class ModelInfo(_Result):
     capabilities: list[str]
     price: str
     good_for: str
+    recent_success_rate: float | None = Field(
+        default=None, description="Set when KIE reports under 90% successful tasks for it in the last 24 hours."
+    )
+
+
+def _health_text(model: "ModelInfo") -> str:
+    rate = model.recent_success_rate
+    return "" if rate is None else f" WARNING: only {rate:.0%} of its tasks succeeded on KIE in the last 24 hours."
 
 
 class ModelList(_Result):
@@ -327,7 +334,7 @@ def _register_tools(mcp: MCPServer) -> None:
         rt = _runtime(ctx)
         with _user_errors():
             args = gen.GenerationArgs(**_args(locals()))
-            plan = gen.plan(rt, args)
+            plan = await gen.plan(rt, args)
             result = await _estimate(rt, plan)
         return _tool_result(result, result.message)
 
@@ -538,18 +545,12 @@ def _register_tools(mcp: MCPServer) -> None:
     ) -> Annotated[CallToolResult, ModelList]:
         """The KIE models kie-mcp can validate and price, with what each is good at and its price. Free."""
         _reject_unknown_arguments(ctx, "list_models")
-        words = (query or "").lower().split()
-        models = []
-        for spec in load_catalog().offered():
-            text = " ".join([spec.id, spec.title, spec.good_for, *spec.aliases, *spec.capabilities]).lower()
-            if kind and spec.kind != kind:
-                continue
-            if capability and capability.lower() not in spec.capabilities:
-                continue
-            if any(w not in text for w in words):
-                continue
-            models.append(ModelInfo(**spec.summary(), price=price_summary(spec)))
-        lines = [f"- {m.id} ({m.kind}, {m.price}): {m.good_for}" for m in models]
+        rt = _runtime(ctx)
+        models = [
+            ModelInfo(**spec.summary(), price=price_summary(spec), recent_success_rate=rate)
+            for spec, rate in gen.offered_models(rt, kind=kind, capability=capability, query=query)
+        ]
+        lines = [f"- {m.id} ({m.kind}, {m.price}): {m.good_for}{_health_text(m)}" for m in models]
         message = f"{len(models)} model(s):\n" + "\n".join(lines) if models else "No model matches those filters."
         return _tool_result(ModelList(models=models, message=message), message)
 
@@ -610,7 +611,7 @@ def _gate(kind: str) -> tuple[Any, Any]:
         rt = _runtime(ctx)
         shared = _root_folders(arguments.pop("roots", None))
         with _user_errors():
-            plan = gen.plan(rt, gen.GenerationArgs(**_args(arguments)), kind, shared)
+            plan = await gen.plan(rt, gen.GenerationArgs(**_args(arguments)), kind, shared)
             return await gen.check_spend(rt, plan)
 
     async def approve(
@@ -802,11 +803,11 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
         return model_table_json()
 
     @mcp.resource("kie://models/{+model_id}", name="model", title="One KIE model", mime_type="application/json")
-    def model(model_id: str) -> str:
+    def model(model_id: str, ctx: Context) -> str:
         """A model's input schema (fields, types, enums, defaults, limits), rules, price table and sources."""
         try:
-            spec = load_catalog().resolve(model_id)
-        except (UnknownModelError, AmbiguousModelError) as err:
+            spec = gen.resolve_model(_runtime(ctx), model_id)
+        except (UnknownModelError, WithdrawnModelError, AmbiguousModelError) as err:
             raise ResourceError(str(err)) from err
         return json.dumps(model_document(spec), indent=2)
 

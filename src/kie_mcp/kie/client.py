@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import base64
 import functools
+import json
 import logging
 import mimetypes
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import anyio
 import httpx2
@@ -34,6 +36,18 @@ log = logging.getLogger(__name__)
 
 USER_AGENT = f"kie-mcp/{__version__} (+https://kie.ai) python-httpx2"
 _NOT_SENT = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout, httpx2.UnsupportedProtocol)
+
+# KIE's model catalogue (kie-models agent skill, docs.kie.ai/ai-agent "Install kie-models" and
+# supercode.sh/en/skills/kie.ai/kie-models, read 2026-12-02): GET /api/v1/models lists every live model,
+# /api/v1/models/{model}/schema|price|success-rate describe one. The four share ONE budget of 1 request per second
+# per account (over it: code 429 in the body); the skill advises spacing them at least 1.1 s apart.
+MODELS_PATH = "/api/v1/models"
+CATALOG_SPACING_SECONDS = 1.1
+# KIE's public price feed (the one behind https://kie.ai/pricing): no key, POST {pageNum, pageSize <= 100} on the
+# API host, the usual envelope with data.records[], total, pages. Seen answering code 4030 "Not supported in the
+# current region." in some regions (public captures 2026-09-24..2026-09-30, see catalog/live.py).
+PRICE_FEED_PATH = "/client/v1/model-pricing/page"
+PRICE_FEED_MAX_PAGE_SIZE = 100
 
 
 class UploadedFile(BaseModel):
@@ -57,6 +71,7 @@ class KieClient:
         create_window: SlidingWindow | None = None,
         poll_window: SlidingWindow | None = None,
         call_log: CallLog | None = None,
+        catalog_window: SlidingWindow | None = None,
     ) -> None:
         register_secret(api_key)  # from now on no text or log line of this process shows the key
         auth = {"Authorization": f"Bearer {api_key}", "User-Agent": USER_AGENT, "Accept": "application/json"}
@@ -77,9 +92,18 @@ class KieClient:
         self.call_log = call_log
         self._creates = create_window or SlidingWindow(20, 10.0)
         self._polls = poll_window or SlidingWindow(10, 1.0)
+        # The model-catalogue lookups share one budget of about 1 request/second per account.
+        self._catalog = catalog_window or SlidingWindow(1, CATALOG_SPACING_SECONDS)
+        # The public price feed needs no key, so it never gets one: a keyless client for the same API host.
+        self._public = httpx2.AsyncClient(
+            base_url=base_url,
+            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+            timeout=limits,
+            transport=transport,
+        )
 
     async def aclose(self) -> None:
-        for client in (self._api, self._uploads, self.files):
+        for client in (self._api, self._uploads, self.files, self._public):
             await client.aclose()
 
     async def __aenter__(self) -> KieClient:
@@ -215,6 +239,92 @@ class KieClient:
             raise KieError("get-1080p-video returned no link", category=Category.PROTOCOL)
         return str(url)
 
+    # -- the model catalogue (read only, paced) ----------------------------------------------
+
+    async def list_models(
+        self, task_type: str | list[str] | None = None, provider: str | None = None, q: str | None = None
+    ) -> list[dict[str, Any]]:
+        """KIE's live model list: ``[{model, slug, title, provider, taskType: [...], description, pricingDesc}]``.
+
+        ``data`` is ``{total, models: [...]}``; filters that match nothing give an empty list, never an error.
+        Several ``task_type`` values are sent comma-separated, as KIE takes them.
+        """
+        params: dict[str, str] = {}
+        if task_type:
+            params["taskType"] = ",".join(task_type) if isinstance(task_type, list) else task_type
+        if provider:
+            params["provider"] = provider
+        if q:
+            params["q"] = q
+        data = await self._catalog_get(MODELS_PATH, params or None)
+        models = data.get("models") if isinstance(data, dict) else data
+        if not isinstance(models, list):
+            raise KieError("KIE's model list had no models array", category=Category.PROTOCOL, endpoint=MODELS_PATH)
+        return [m for m in models if isinstance(m, dict) and isinstance(m.get("model") or m.get("slug"), str)]
+
+    async def model_schema(self, model_id: str) -> dict[str, Any] | None:
+        """The model's OpenAPI 3.1 document (``data.openapi``), or None while KIE has not synced it (``null``)."""
+        path = f"{_model_path(model_id)}/schema"
+        data = await self._catalog_get(path, None)
+        if not isinstance(data, dict):
+            raise KieError("KIE's schema answer had no data", category=Category.PROTOCOL, endpoint=path)
+        document = data.get("openapi")
+        if isinstance(document, str):  # documented as an inline object; tolerate JSON text
+            try:
+                document = json.loads(document)
+            except ValueError:
+                document = None
+        return document if isinstance(document, dict) else None
+
+    async def model_price(self, model_id: str) -> str | None:
+        """The model's ``pricingDesc``: prose that matches what KIE bills (the same text as the model list)."""
+        path = f"{_model_path(model_id)}/price"
+        data = await self._catalog_get(path, None)
+        text = data.get("pricingDesc") if isinstance(data, dict) else None
+        return text if isinstance(text, str) else None
+
+    async def model_success_rate(self, model_id: str) -> list[dict[str, Any]]:
+        """The last 24 h as 10-minute buckets (at most 144): ``{start, end, successRate, errorRate, isNormal}``.
+
+        ``successRate`` is a percentage, ``null`` in a bucket without traffic; an empty list means no monitoring
+        data, not zero success.
+        """
+        path = f"{_model_path(model_id)}/success-rate"
+        data = await self._catalog_get(path, None)
+        points = data.get("points") if isinstance(data, dict) else None
+        return [p for p in points if isinstance(p, dict)] if isinstance(points, list) else []
+
+    async def price_feed_page(self, page_num: int, page_size: int = PRICE_FEED_MAX_PAGE_SIZE) -> dict[str, Any]:
+        """One page of KIE's public price feed, fetched WITHOUT the key: ``{records: [...], total, pages}``.
+
+        Each record: ``modelDescription`` ("gpt image 2, text-to-image, 4k"), ``interfaceType``, ``provider``,
+        ``creditPrice`` and ``usdPrice`` (numbers as text), ``creditUnit`` ("per image", "per second", ...),
+        ``anchor`` (the model's page, often with ``?model=<id>``). A region where KIE does not serve it answers a
+        non-200 code (seen: 4030), raised as ``KieError`` like any other.
+        """
+        size = max(1, min(int(page_size), PRICE_FEED_MAX_PAGE_SIZE))
+        body = {"pageNum": max(1, int(page_num)), "pageSize": size}
+        data = await self._call(self._public, "POST", PRICE_FEED_PATH, json=body)
+        if not isinstance(data, dict) or not isinstance(data.get("records"), list):
+            raise KieError("KIE's price feed had no records", category=Category.PROTOCOL, endpoint=PRICE_FEED_PATH)
+        return {
+            "records": [r for r in data["records"] if isinstance(r, dict)],
+            "total": _int_or_none(data.get("total")),
+            "pages": _int_or_none(data.get("pages")),
+        }
+
+    async def _catalog_get(self, path: str, params: dict[str, Any] | None) -> Any:
+        """A catalogue lookup inside the shared ~1/s budget; a 429 (not counted by KIE) waits and tries again."""
+        for attempt in range(3):
+            await self._catalog.acquire()
+            try:
+                return await self._call(self._api, "GET", path, params=params)
+            except KieError as err:
+                if err.code != 429 or attempt == 2:
+                    raise
+                await anyio.sleep(min(self.rate_limit_backoff, 2.0))
+        raise AssertionError("unreachable")  # pragma: no cover
+
     # -- uploads ----------------------------------------------------------------------------
 
     async def upload_file(
@@ -292,6 +402,22 @@ class KieClient:
             credits_charged=details.get("creditsConsumed"),
         )
         return data
+
+
+def _model_path(model_id: str) -> str:
+    """``/api/v1/models/<id>`` with the id's slash NOT encoded (KIE: ``/api/v1/models/wan/v2-2-t2v/schema``);
+    anything else unsafe is percent-encoded, and ids with empty or dot segments are refused."""
+    parts = model_id.split("/")
+    if not model_id or any(part in ("", ".", "..") for part in parts):
+        raise KieError(f"not a KIE model id: {model_id!r}", category=Category.INPUT, retryable=False)
+    return f"{MODELS_PATH}/{quote(model_id, safe='/')}"
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None and not isinstance(value, bool) else None
+    except (TypeError, ValueError):
+        return None
 
 
 def _may_have_created(err: KieError) -> bool:

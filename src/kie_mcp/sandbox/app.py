@@ -24,7 +24,7 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
-from . import aleph, controls, flux, gpt4o, market, media, runway, uploads, veo
+from . import aleph, controls, flux, gpt4o, market, media, models, runway, uploads, veo
 from .context import Ctx, DropResponse, envelope, number
 from .errors import FileError, KieError, default_message
 from .faults import CREATE_ONLY, FILES_ONLY, STATUS_ONLY, Fault, auth_echo, html_page, strip_results
@@ -294,6 +294,7 @@ FAMILY_ROUTES: list[SimRoute] = [
     *gpt4o.ROUTES,
     *flux.ROUTES,
     *uploads.ROUTES,
+    *models.ROUTES,
     *COMMON_ROUTES,
 ]
 

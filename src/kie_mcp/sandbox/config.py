@@ -27,6 +27,8 @@ class SimConfig(BaseModel):
     create_limit: int = 20
     create_window_seconds: float = Field(10.0, gt=0)
     poll_limit_per_second: int = 10
+    # KIE's model-catalogue lookups (models, schema, price, success-rate) share 1 request/second per account.
+    catalog_limit_per_second: int = 1
     max_running_tasks: int = 100
     require_user_agent: bool = True
     mint_unknown_urls: bool = False

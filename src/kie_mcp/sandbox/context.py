@@ -72,12 +72,36 @@ def error_code(task: Task) -> int:
     return int(task.fail_code) if task.fail_code.isdigit() else 500
 
 
-def model_spec(model: Any, family: str) -> ModelSpec:
-    """The catalogue entry a create names, or KIE's 422 for an unknown model or one of another family."""
+def model_spec(model: Any, family: str, sim: Simulator | None = None) -> ModelSpec:
+    """The catalogue entry a create names (or, for the Market, a model added through ``/__sim/catalog/extra``,
+    read from its OpenAPI schema), or KIE's 422 for an unknown model or one of another family."""
     spec = load_catalog().get(model) if isinstance(model, str) else None
+    if spec is None and sim is not None and family == "market" and isinstance(model, str):
+        spec = _extra_spec(sim, model)
     if spec is None or spec.family != family:
         raise KieError(422, UNKNOWN_MODEL)
     return spec
+
+
+def _extra_spec(sim: Simulator, model: str) -> ModelSpec | None:
+    from kie_mcp.catalog.live import kind_of
+    from kie_mcp.catalog.openapi import spec_from_openapi
+
+    listed = sim.catalog.extra.get(model)
+    if not listed or not isinstance(listed.get("openapi"), dict):
+        return None
+    kind = kind_of(listed["taskType"])
+    if kind is None:
+        return None
+    return spec_from_openapi(
+        model,
+        listed["openapi"],
+        title=listed["title"],
+        kind=kind,
+        task_types=listed["taskType"],
+        description=listed.get("description"),
+        date="simulator",
+    )
 
 
 def describe_problems(model: str, problems: list[Problem]) -> str:

@@ -107,6 +107,29 @@ def _check_fault_body(body: dict[str, Any]) -> None:
         _number(fault, "seconds", minimum=0, maximum=MAX_FAULT_SECONDS)
 
 
+def _catalog_model(sim: Simulator, body: dict[str, Any]) -> str:
+    """The model a catalogue control names: a Market model of the bundled data or an extra live model."""
+    from kie_mcp.catalog import load_catalog
+
+    model = body.get("model")
+    spec = load_catalog().get(model) if isinstance(model, str) else None
+    if not isinstance(model, str) or ((spec is None or spec.family != "market") and model not in sim.catalog.extra):
+        raise ControlError(f"no Market model {model!r} in the simulated catalogue", status=404)
+    return model
+
+
+def _catalog_state(sim: Simulator) -> dict[str, Any]:
+    state = sim.catalog
+    return {
+        "withdrawn": sorted(state.withdrawn),
+        "droppedSchemas": sorted(state.dropped_schemas),
+        "feedPrices": state.feed_prices,
+        "successRates": state.success_rates,
+        "extra": sorted(state.extra),
+        "feedRegionBlocked": state.feed_region_blocked,
+    }
+
+
 def routes(sim: Simulator) -> list[Route]:
     """The control routes bound to ``sim``."""
 
@@ -233,6 +256,87 @@ def routes(sim: Simulator) -> list[Route]:
                     raise ControlError(f"price for {model} must be a number >= 0 or null")
         return _ok(prices=sim.price_overrides)
 
+    async def catalog(request: Request) -> Response:
+        return _ok(catalog=_catalog_state(sim))
+
+    async def catalog_withdraw(request: Request) -> Response:
+        body = await _body(request)
+        model = _catalog_model(sim, body)
+        if body.get("withdrawn", True) is True:
+            sim.catalog.withdrawn.add(model)
+        elif body.get("withdrawn") is False:
+            sim.catalog.withdrawn.discard(model)
+        else:
+            raise ControlError("withdrawn must be true or false")
+        return _ok(catalog=_catalog_state(sim))
+
+    async def catalog_schema(request: Request) -> Response:
+        body = await _body(request)
+        model = _catalog_model(sim, body)
+        if body.get("dropped", True) is True:
+            sim.catalog.dropped_schemas.add(model)
+        elif body.get("dropped") is False:
+            sim.catalog.dropped_schemas.discard(model)
+        else:
+            raise ControlError("dropped must be true or false")
+        return _ok(catalog=_catalog_state(sim))
+
+    async def catalog_feed(request: Request) -> Response:
+        from .models import feed_rows
+
+        body = await _body(request)
+        if "regionBlocked" in body:
+            if not isinstance(body["regionBlocked"], bool):
+                raise ControlError("regionBlocked must be true or false")
+            sim.catalog.feed_region_blocked = body["regionBlocked"]
+        if "description" in body:
+            description = body["description"]
+            known = {row["modelDescription"] for row in feed_rows(sim)} | set(sim.catalog.feed_prices)
+            if not isinstance(description, str) or description not in known:
+                raise ControlError(f"no price-feed row {description!r}", status=404)
+            credits = body.get("credits")
+            if credits is not None:
+                _number(body, "credits", minimum=0, maximum=MAX_BALANCE)
+            sim.catalog.feed_prices[description] = None if credits is None else float(credits)
+        return _ok(catalog=_catalog_state(sim))
+
+    async def catalog_success_rate(request: Request) -> Response:
+        body = await _body(request)
+        model = _catalog_model(sim, body)
+        if body.get("successRate") is None:
+            sim.catalog.success_rates[model] = None  # no monitoring data
+        else:
+            sim.catalog.success_rates[model] = _number(body, "successRate", minimum=0, maximum=100)
+        if body.get("reset") is True:
+            sim.catalog.success_rates.pop(model, None)
+        return _ok(catalog=_catalog_state(sim))
+
+    async def catalog_extra(request: Request) -> Response:
+        body = await _body(request)
+        model = body.get("model")
+        if not isinstance(model, str) or not model.strip() or any(p in ("", ".", "..") for p in model.split("/")):
+            raise ControlError("model must be a model id such as brand/new-model")
+        if body.get("remove") is True:
+            sim.catalog.extra.pop(model, None)
+            return _ok(catalog=_catalog_state(sim))
+        document = body.get("openapi")
+        if document is not None and not isinstance(document, dict):
+            raise ControlError("openapi must be an object or null")
+        task_type = body.get("taskType", ["Text to Image"])
+        if not isinstance(task_type, list) or not all(isinstance(t, str) for t in task_type):
+            raise ControlError("taskType must be a list of text")
+        sim.catalog.extra[model] = {
+            "model": model,
+            "slug": model,
+            "title": str(body.get("title") or model),
+            "provider": str(body.get("provider") or model.split("/")[0].title()),
+            "taskType": task_type,
+            "description": body.get("description") if isinstance(body.get("description"), str) else None,
+            "pricingDesc": str(body.get("pricingDesc") or ""),
+            "openapi": document,
+        }
+        return _ok(catalog=_catalog_state(sim))
+
     table: list[tuple[str, Callable[[Request], Awaitable[Response]], list[str]]] = [
         ("/__sim/reset", reset, ["POST"]),
         ("/__sim/state", state, ["GET"]),
@@ -247,5 +351,11 @@ def routes(sim: Simulator) -> list[Route]:
         ("/__sim/callbacks", callbacks, ["GET"]),
         ("/__sim/keys", keys, ["POST"]),
         ("/__sim/prices", prices, ["GET", "POST"]),
+        ("/__sim/catalog", catalog, ["GET"]),
+        ("/__sim/catalog/withdraw", catalog_withdraw, ["POST"]),
+        ("/__sim/catalog/schema", catalog_schema, ["POST"]),
+        ("/__sim/catalog/feed", catalog_feed, ["POST"]),
+        ("/__sim/catalog/success-rate", catalog_success_rate, ["POST"]),
+        ("/__sim/catalog/extra", catalog_extra, ["POST"]),
     ]
     return [Route(path, wrap(fn), methods=methods) for path, fn, methods in table]

@@ -105,7 +105,7 @@ async def create_task(ctx: Ctx) -> Response:
     sim = ctx.sim
     sim.admit_create(ctx.account)
     model = body.get("model")
-    spec = model_spec(model, "market")
+    spec = model_spec(model, "market", sim)
     raw_input = body.get("input")
     if not isinstance(raw_input, dict):
         raise KieError(422, "input is required and must be a JSON object")

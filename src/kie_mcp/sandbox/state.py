@@ -206,6 +206,23 @@ class Link:
     expires_at: float
 
 
+@dataclass
+class LiveCatalogState:
+    """What the simulated model catalogue changed from the bundled data (``/__sim/catalog/*``; served by models.py).
+
+    Kept across ``reset`` like price overrides. ``feed_prices`` maps a price-feed ``modelDescription`` to new credits
+    (None: the row is gone); ``success_rates`` a model to a percentage (None: no monitoring data); ``extra`` holds
+    live models the bundled catalogue lacks (their list row and OpenAPI document).
+    """
+
+    withdrawn: set[str] = field(default_factory=set)
+    dropped_schemas: set[str] = field(default_factory=set)
+    feed_prices: dict[str, float | None] = field(default_factory=dict)
+    success_rates: dict[str, float | None] = field(default_factory=dict)
+    extra: dict[str, dict[str, Any]] = field(default_factory=dict)
+    feed_region_blocked: bool = False
+
+
 @dataclass(frozen=True)
 class Blob:
     """What a file URL serves: small files as bytes, videos as a seeded stream."""
@@ -236,6 +253,7 @@ class Simulator:
         self.keys: dict[str, str] = dict(keys) if keys else {SANDBOX_API_KEY: DEFAULT_ACCOUNT}
         self.key_caps: dict[str, float] = {}
         self.price_overrides: dict[str, float] = {}
+        self.catalog = LiveCatalogState()
         self._init_state()
 
     def _init_state(self) -> None:
@@ -252,6 +270,7 @@ class Simulator:
         self.callbacks: list[dict[str, Any]] = []
         self._create_log: dict[str, deque[float]] = {}
         self._poll_log: dict[str, deque[float]] = {}
+        self._catalog_log: dict[str, deque[float]] = {}
         self._rng = random.Random(self.config.seed) if self.config.seed is not None else None
         for account in set(self.keys.values()) | {DEFAULT_ACCOUNT}:
             self._account(account)
@@ -363,6 +382,17 @@ class Simulator:
         now = self.now()
         limit = self.config.poll_limit_per_second
         window = self._poll_log.setdefault(key, deque())
+        while window and window[0] <= now - 1.0:
+            window.popleft()
+        if limit > 0 and len(window) >= limit:
+            raise KieError(429, RATE_LIMITED)
+        window.append(now)
+
+    def admit_catalog(self, account: str) -> None:
+        """The model-catalogue lookups' shared budget per account (1/s by default); over it: 429, not counted."""
+        now = self.now()
+        limit = self.config.catalog_limit_per_second
+        window = self._catalog_log.setdefault(account, deque())
         while window and window[0] <= now - 1.0:
             window.popleft()
         if limit > 0 and len(window) >= limit:

@@ -56,6 +56,7 @@ class Quote(BaseModel):
 PRICE_MAX_AGE_DAYS = 30  # KIE changes prices every few weeks: an older price gets a warning
 CHARGED_HERE = "charged by KIE in this workspace (journal)"
 LIVE_PRICE_LIST = "KIE's live price list"
+LIVE_FEED_ROW = "KIE price feed row"  # how live prices name their source (catalog/live.py)
 
 
 def provenance(price: ItemPrice) -> str:
@@ -65,7 +66,7 @@ def provenance(price: ItemPrice) -> str:
     day = price.source_date or "an unknown date"
     if price.source == CHARGED_HERE:
         return f"what KIE charged in this workspace on {day}"
-    if price.source.startswith(LIVE_PRICE_LIST):
+    if price.source.startswith((LIVE_PRICE_LIST, LIVE_FEED_ROW)):
         return f"{LIVE_PRICE_LIST} of {day}"
     return f"KIE's price list of {day}, bundled with kie-mcp"
 

@@ -1,0 +1,850 @@
+"""The live catalogue: what KIE sells right now, cached in the workspace, and what the request path asks of it.
+
+The bundled data (``catalog/data/*.toml``) is dated and sourced; KIE changes models and prices without notice. A
+sync reads what KIE publishes and keeps it in ``<workspace>/.kie-mcp/catalog-live.json``:
+
+- ``GET /api/v1/models`` (key): every live model, ``{model, slug, title, provider, taskType: [...], description,
+  pricingDesc}`` inside ``data = {total, models}``;
+- ``GET /api/v1/models/{model}/schema`` (key): ``data = {model, openapi}``, the model's OpenAPI document or ``null``;
+- ``GET /api/v1/models/{model}/success-rate`` (key): ``data = {model, points: [{start, end, successRate,
+  errorRate, isNormal}]}``, 24 h in 10-minute buckets, ``successRate`` a percentage or ``null`` without traffic;
+- ``POST /client/v1/model-pricing/page`` (no key): ``data = {records, total, pages}``; a record is
+  ``{modelDescription, interfaceType, provider, creditPrice, creditUnit, usdPrice, falPrice, discountRate, anchor}``.
+
+Sources: the kie-models agent skill (supercode.sh/en/skills/kie.ai/kie-models and docs.kie.ai/ai-agent, read
+2026-12-02) for the four keyed lookups, their shapes and their shared budget of 1 request/second per account;
+public captures of the price feed (record shape and ``{records, total, pages}``, checked against KIE 2026-09-28 with
+503 records; a region answering code 4030 "Not supported in the current region.", noted 2026 in a public project
+log) for the feed.
+
+Offline, or on any error, a sync keeps what the cache had and records the error. Everything here that the request
+path calls is a pure function of a loaded ``LiveCatalog``; only ``LiveCatalog.sync``/``refresh_schemas`` and
+``maybe_sync`` talk to KIE.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import logging
+import math
+import os
+import re
+import sqlite3
+import tempfile
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from urllib.parse import parse_qs, urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from . import openapi
+from .pricing import ItemPrice, price_input
+from .spec import ModelSpec, PriceSpec, Rate, Source
+from .validate import Problem, _matches
+
+if TYPE_CHECKING:
+    from kie_mcp.kie import KieClient
+
+    from .registry import Catalog
+
+log = logging.getLogger(__name__)
+
+CACHE_DIR = ".kie-mcp"
+CACHE_NAME = "catalog-live.json"
+DEFAULT_MAX_AGE = timedelta(hours=24)
+RETRY_AFTER = timedelta(hours=1)  # after a failed sync, wait this long before the next automatic one
+MAX_FEED_PAGES = 40  # 503 records fit in 6 pages of 100; a changed feed must not turn into an endless download
+EXTRA_SCHEMAS_PER_SYNC = 30  # schemas of live-only image/video models fetched per sync (about 1.1 s each)
+MAX_ERRORS = 50
+_CREDITS = re.compile(r"(\d+(?:\.\d+)?)\s*credits?\b", re.IGNORECASE)
+_PER_SECOND = re.compile(r"per[\s-]*second|each second|a second|/\s*s(?:ec)?\b", re.IGNORECASE)
+_SOME_SECONDS = re.compile(r"\b\d+(?:\.\d+)?\s*-?\s*(?:s|sec|secs|second|seconds)\b", re.IGNORECASE)
+_COUNT_FIELDS = ("num_images", "n", "max_images", "number_of_images")
+
+
+def cache_path(workspace: Path) -> Path:
+    """Where the live catalogue of a workspace is cached."""
+    return workspace / CACHE_DIR / CACHE_NAME
+
+
+def utc_stamp(moment: datetime) -> str:
+    """ISO 8601 UTC with a ``Z``, to the second."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_stamp(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+# -- what KIE publishes, as cached -----------------------------------------------------------------
+
+
+class _Loose(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class LiveModel(_Loose):
+    """One row of KIE's live model list."""
+
+    model: str
+    title: str = ""
+    provider: str = ""
+    task_types: list[str] = Field(default_factory=list)
+    description: str | None = None
+    pricing_desc: str = ""
+
+    @classmethod
+    def from_wire(cls, row: Mapping[str, Any]) -> LiveModel | None:
+        model_id = row.get("model") or row.get("slug")
+        if not isinstance(model_id, str) or not model_id.strip():
+            return None
+        task_types = row.get("taskType")
+        if isinstance(task_types, str):
+            task_types = task_types.split(",")
+        if not isinstance(task_types, list):
+            task_types = []
+        return cls(
+            model=model_id.strip(),
+            title=_text(row.get("title")),
+            provider=_text(row.get("provider")),
+            task_types=[str(t).strip() for t in task_types if str(t).strip()],
+            description=row.get("description") if isinstance(row.get("description"), str) else None,
+            pricing_desc=_text(row.get("pricingDesc")),
+        )
+
+    @property
+    def kind(self) -> Literal["image", "video"] | None:
+        return kind_of(self.task_types)
+
+
+class FeedRow(_Loose):
+    """One record of KIE's public price feed."""
+
+    description: str
+    interface_type: str = ""
+    provider: str = ""
+    credits: float | None = None
+    unit: str = ""
+    usd: float | None = None
+    anchor: str = ""
+
+    @classmethod
+    def from_wire(cls, row: Mapping[str, Any]) -> FeedRow | None:
+        description = _text(row.get("modelDescription"))
+        if not description:
+            return None
+        return cls(
+            description=description,
+            interface_type=_text(row.get("interfaceType")).lower(),
+            provider=_text(row.get("provider")),
+            credits=_number(row.get("creditPrice")),
+            unit=_text(row.get("creditUnit")),
+            usd=_number(row.get("usdPrice")),
+            anchor=_text(row.get("anchor")),
+        )
+
+    @property
+    def model_id(self) -> str | None:
+        """The model the row's link names (``...?model=kling-2.6%2Ftext-to-video``), if it names one."""
+        values = parse_qs(urlsplit(self.anchor).query).get("model")
+        return values[0] if values else None
+
+
+class SchemaEntry(_Loose):
+    fetched_at: str
+    openapi: dict[str, Any] | None = None  # None: KIE answered ``openapi: null`` (not synced yet)
+
+
+class SuccessPoint(_Loose):
+    start: str = ""
+    end: str = ""
+    success_rate: float | None = None  # percent
+    error_rate: float | None = None
+    is_normal: bool | None = None
+
+    @classmethod
+    def from_wire(cls, row: Mapping[str, Any]) -> SuccessPoint:
+        normal = row.get("isNormal")
+        return cls(
+            start=_text(row.get("start")),
+            end=_text(row.get("end")),
+            success_rate=_number(row.get("successRate")),
+            error_rate=_number(row.get("errorRate")),
+            is_normal=normal if isinstance(normal, bool) else None,
+        )
+
+
+class SuccessEntry(_Loose):
+    fetched_at: str
+    points: list[SuccessPoint] = Field(default_factory=list)
+
+
+class LiveError(_Loose):
+    at: str
+    endpoint: str
+    model: str | None = None
+    code: int | None = None
+    message: str
+
+
+class LivePrice(NamedTuple):
+    """A feed row's live price: credits per ``unit`` ("per image", "per second", ...) as of ``date``."""
+
+    credits: float
+    unit: str
+    date: str
+
+
+@dataclass(frozen=True)
+class RateVerdict:
+    """What to price one bundled rate with. ``credits`` None: unknown (never guess)."""
+
+    state: Literal["bundled", "live", "unknown"]
+    credits: float | None
+    date: str | None
+    detail: str
+
+
+@dataclass(frozen=True)
+class PriceChange:
+    model: str
+    feed: str
+    bundled: float
+    live: float | None  # None: the row is gone from KIE's feed
+
+
+class LiveCatalog(_Loose):
+    """The cached live catalogue. Times are ISO 8601 UTC. A part never read is None (not empty)."""
+
+    version: int = 1
+    attempted_at: str | None = None  # the last sync, whatever its outcome
+    fetched_at: str | None = None  # when KIE's model list was last read
+    models: dict[str, LiveModel] | None = None
+    feed_at: str | None = None  # when the price feed was last read (all pages)
+    feed: list[FeedRow] | None = None
+    schemas: dict[str, SchemaEntry] = Field(default_factory=dict)
+    success: dict[str, SuccessEntry] = Field(default_factory=dict)
+    models_in_use: list[str] = Field(default_factory=list)
+    errors: list[LiveError] = Field(default_factory=list)  # those of the last sync
+
+    # -- state -------------------------------------------------------------------------------
+
+    @property
+    def has_list(self) -> bool:
+        """KIE's model list was read (and was not empty): withdrawals can be judged."""
+        return bool(self.models)
+
+    @property
+    def has_feed(self) -> bool:
+        """KIE's price feed was read: a rate's feed row can be priced, or found gone."""
+        return self.feed is not None
+
+    def age(self, now: datetime | None = None) -> timedelta | None:
+        fetched = parse_stamp(self.fetched_at)
+        return None if fetched is None else (now or datetime.now(UTC)) - fetched
+
+    def schema_of(self, model_id: str) -> dict[str, Any] | None:
+        """The cached OpenAPI document of a model, or None (never fetched, or KIE answered `openapi: null`)."""
+        entry = self.schemas.get(model_id)
+        return entry.openapi if entry is not None else None
+
+    # -- disk --------------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, path: Path) -> LiveCatalog:
+        """The cache at ``path``; an empty catalogue when there is none or it cannot be read (never raises)."""
+        try:
+            raw = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return cls()
+        except OSError as err:
+            log.warning("cannot read the live catalogue cache %s: %s", path, err)
+            return cls()
+        try:
+            return cls.model_validate_json(raw)
+        except (ValidationError, ValueError) as err:
+            log.warning("ignoring an unreadable live catalogue cache %s: %s", path, str(err).splitlines()[0])
+            return cls()
+
+    def save(self, path: Path) -> None:
+        """Write atomically: a temporary file in the same folder, flushed, then renamed over the cache."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed below, renamed or removed
+            "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
+        )
+        try:
+            with handle:
+                handle.write(self.model_dump_json(indent=1))
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(handle.name, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(handle.name)
+            raise
+
+    # -- talking to KIE ----------------------------------------------------------------------
+
+    async def sync(
+        self,
+        kie: KieClient,
+        *,
+        models_in_use: Iterable[str] = (),
+        now: datetime | None = None,
+        catalog: Catalog | None = None,
+        extra_schemas: int = EXTRA_SCHEMAS_PER_SYNC,
+    ) -> LiveCatalog:
+        """Read KIE's model list, the public price feed (every page), the schemas of ``models_in_use`` (and of live
+        image/video models the bundled catalogue lacks, up to ``extra_schemas`` not yet cached) and their success
+        rates. Returns an updated copy; never raises for KIE or network trouble: what fails keeps its cached value
+        and is listed in ``errors``. The keyed lookups go through ``kie``'s ~1/s catalogue pacing."""
+        from kie_mcp.kie import Category, KieError
+
+        from .registry import load_catalog
+
+        stamp = utc_stamp(now or datetime.now(UTC))
+        new = self.model_copy(deep=True)
+        new.attempted_at, new.errors = stamp, []
+        in_use = list(dict.fromkeys(m for m in models_in_use if isinstance(m, str) and m))
+        new.models_in_use = in_use
+
+        list_ok = True
+        try:
+            rows = [m for m in (LiveModel.from_wire(r) for r in await kie.list_models()) if m is not None]
+            if rows:
+                new.models, new.fetched_at = {m.model: m for m in rows}, stamp
+            else:
+                new._error(stamp, "/api/v1/models", None, None, "KIE listed no models; the previous list was kept")
+        except KieError as err:
+            list_ok = False
+            new._error_from(stamp, "/api/v1/models", None, err)
+
+        try:
+            feed = await read_feed(kie)
+            new.feed, new.feed_at = feed, stamp
+        except KieError as err:
+            new._error_from(stamp, "/client/v1/model-pricing/page", None, err)
+
+        if not list_ok:
+            return new  # the key, the network or KIE is failing: per-model lookups would fail the same way
+        live = new.models or {}
+        bundled = catalog if catalog is not None else load_catalog()
+        extras = [
+            m.model
+            for m in sorted(live.values(), key=lambda m: m.model)
+            if m.kind is not None and m.model not in bundled and m.model not in new.schemas
+        ][: max(extra_schemas, 0)]
+        wanted = [m for m in in_use if m in live] + [m for m in extras if m not in in_use]
+        stopped = await new._fetch_schemas(kie, wanted, stamp)
+        if stopped:
+            return new
+        for model_id in (m for m in in_use if m in live):
+            try:
+                points = await kie.model_success_rate(model_id)
+            except KieError as err:
+                new._error_from(stamp, "success-rate", model_id, err)
+                if err.category in (Category.NETWORK, Category.AUTH, Category.BLOCKED):
+                    break
+                continue
+            new.success[model_id] = SuccessEntry(fetched_at=stamp, points=[SuccessPoint.from_wire(p) for p in points])
+        return new
+
+    async def refresh_schemas(
+        self, kie: KieClient, model_ids: Iterable[str], *, now: datetime | None = None
+    ) -> LiveCatalog:
+        """Fetch just these models' schemas (a model asked for that the cache lacks); returns an updated copy."""
+        stamp = utc_stamp(now or datetime.now(UTC))
+        new = self.model_copy(deep=True)
+        await new._fetch_schemas(kie, list(dict.fromkeys(model_ids)), stamp)
+        return new
+
+    async def _fetch_schemas(self, kie: KieClient, model_ids: list[str], stamp: str) -> bool:
+        """Fetch schemas in place; True when a network or auth failure stopped the rest."""
+        from kie_mcp.kie import Category, KieError
+
+        for model_id in model_ids:
+            try:
+                document = await kie.model_schema(model_id)
+            except KieError as err:
+                self._error_from(stamp, "schema", model_id, err)
+                if err.category in (Category.NETWORK, Category.AUTH, Category.BLOCKED):
+                    return True
+                continue
+            self.schemas[model_id] = SchemaEntry(fetched_at=stamp, openapi=document)
+        return False
+
+    def _error(self, at: str, endpoint: str, model: str | None, code: int | None, message: str) -> None:
+        if len(self.errors) < MAX_ERRORS:
+            self.errors.append(LiveError(at=at, endpoint=endpoint, model=model, code=code, message=message))
+        log.info("live catalogue: %s%s: %s", endpoint, f" ({model})" if model else "", message)
+
+    def _error_from(self, at: str, endpoint: str, model: str | None, err: Exception) -> None:
+        code = getattr(err, "code", None)
+        message = getattr(err, "message", None) or str(err)
+        category = getattr(err, "category", None)
+        if category is not None:
+            message = f"{message} ({getattr(category, 'value', category)})"
+        self._error(at, endpoint, model, code, message)
+
+
+async def read_feed(kie: KieClient, *, max_pages: int = MAX_FEED_PAGES) -> list[FeedRow]:
+    """Every row of KIE's public price feed, page by page; raises ``KieError`` unless all pages were read."""
+    from kie_mcp.kie import Category, KieError
+
+    rows: list[FeedRow] = []
+    seen = 0
+    total: int | None = None
+    for page in range(1, max_pages + 1):
+        answer = await kie.price_feed_page(page)
+        records = answer["records"]
+        total = answer["total"] if answer["total"] is not None else total
+        seen += len(records)
+        rows += [r for r in (FeedRow.from_wire(x) for x in records) if r is not None]
+        pages = answer["pages"]
+        if not records or (pages is not None and page >= pages) or (total is not None and seen >= total):
+            break
+    else:
+        raise KieError(f"KIE's price feed has more than {max_pages} pages", category=Category.PROTOCOL)
+    if total is not None and seen < total:
+        raise KieError(
+            f"KIE's price feed ended after {seen} of {total} records", category=Category.PROTOCOL, retryable=True
+        )
+    return rows
+
+
+async def maybe_sync(
+    kie: KieClient,
+    cache_path: Path,
+    models_in_use: Iterable[str],
+    *,
+    max_age: timedelta = DEFAULT_MAX_AGE,
+    retry_after: timedelta = RETRY_AFTER,
+    now: datetime | None = None,
+    catalog: Catalog | None = None,
+) -> LiveCatalog | None:
+    """Sync and save the cache when it is older than ``max_age``; return the new catalogue, or None when nothing was
+    done (fresh cache, a sync already running for this cache in this process, a failed attempt less than
+    ``retry_after`` ago, or any error at all). Never raises (except cancellation): meant to run in a background task
+    so that it never delays start-up or a tool call."""
+    key = str(cache_path)
+    if key in _RUNNING:
+        return None
+    _RUNNING.add(key)
+    try:
+        moment = now or datetime.now(UTC)
+        live = LiveCatalog.load(cache_path)
+        age = live.age(moment)
+        if age is not None and age < max_age:
+            return None
+        attempted = parse_stamp(live.attempted_at)
+        if attempted is not None and moment - attempted < retry_after:
+            return None  # the last attempt failed a moment ago (offline): do not hammer KIE at every start
+        new = await live.sync(kie, models_in_use=models_in_use, now=moment, catalog=catalog)
+        new.save(cache_path)
+        return new
+    except Exception:
+        log.warning("live catalogue sync failed; the cache was left as it was", exc_info=True)
+        return None
+    finally:
+        _RUNNING.discard(key)
+
+
+_RUNNING: set[str] = set()
+
+
+def models_in_use_from_journal(workspace: Path, *, days: int = 30, limit: int = 40) -> list[str]:
+    """Models this workspace quoted or ran in the last ``days`` (newest first), read-only from its journal."""
+    from kie_mcp.journal import journal_path
+
+    path = journal_path(workspace)
+    if not path.is_file():
+        return []
+    since = time.time() - days * 86400
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=2)) as db:
+            rows = db.execute(
+                "SELECT model, MAX(created) AS last FROM ("
+                " SELECT model, created FROM tasks WHERE created >= ?"
+                " UNION ALL SELECT model, created FROM quotes WHERE created >= ?)"
+                " GROUP BY model ORDER BY last DESC LIMIT ?",
+                (since, since, limit),
+            ).fetchall()
+    except sqlite3.Error as err:
+        log.info("cannot read models in use from the journal: %s", err)
+        return []
+    return [str(row[0]) for row in rows if row[0]]
+
+
+# -- what the request path asks --------------------------------------------------------------------
+
+
+def is_withdrawn(live: LiveCatalog, model_id: str, catalog: Catalog | None = None) -> list[str] | None:
+    """None unless KIE's live list no longer has this bundled Market model; then the nearest live alternatives
+    (same kind; ranked by provider, task type and name), best first, possibly empty.
+
+    Product-API models (Veo, Runway, ...) are listed by KIE under other names, so they are never judged here; nor
+    is anything before a model list was read.
+    """
+    from .registry import load_catalog
+
+    if not live.has_list or live.models is None or model_id in live.models:
+        return None
+    bundled = catalog if catalog is not None else load_catalog()
+    spec = bundled.get(model_id)
+    if spec is None or spec.family != "market":
+        return None
+    wanted_types = {_task_key(c) for c in spec.capabilities}
+    provider = _provider_key(model_id)
+    scored: list[tuple[float, str]] = []
+    for candidate in live.models.values():
+        if candidate.kind != spec.kind:
+            continue
+        score = 0.0
+        if provider and (provider == _provider_key(candidate.model) or provider in candidate.provider.lower()):
+            score += 2.0
+        types = {_task_key(t) for t in candidate.task_types}
+        if types and wanted_types:
+            score += 2.0 * len(types & wanted_types) / len(types | wanted_types)
+        score += 2.0 * difflib.SequenceMatcher(None, _name_key(model_id), _name_key(candidate.model)).ratio()
+        title = _name_key(candidate.title)
+        if title:
+            score += difflib.SequenceMatcher(None, _name_key(spec.title), title).ratio()
+        if candidate.model in bundled:
+            score += 0.5  # kie-mcp can price and validate it from its own data
+        scored.append((score, candidate.model))
+    scored.sort(key=lambda item: (-item[0], item[1]))
+    return [model for score, model in scored[:3] if score >= 1.5]
+
+
+def stricter_problems(live: LiveCatalog, spec: ModelSpec, wire: Mapping[str, Any]) -> list[Problem]:
+    """Where ``wire`` (already valid for the bundled data) breaks KIE's live schema of the model: an enum narrowed,
+    a field now required, a tighter minimum/maximum, maxLength or item count. Local ``$ref``s are resolved and a
+    ``oneOf`` input must fit one branch. Empty without a cached schema (or with ``openapi: null``)."""
+    entry = live.schemas.get(spec.id)
+    if entry is None or entry.openapi is None:
+        return []
+    return openapi.check(entry.openapi, wire, label=f"KIE's live schema of {entry.fetched_at[:10]}")
+
+
+def live_rate(live: LiveCatalog, feed_description: str) -> LivePrice | None:
+    """The live price of the feed row named ``feed_description`` (a rate's ``feed``; case and spacing ignored).
+
+    None when the row is not in the cached feed: it disappeared, so the caller treats the price as unknown. Only
+    meaningful when ``live.has_feed``; without a feed nothing is known, and ``effective_rate`` keeps the bundled price.
+    """
+    if live.feed is None:
+        return None
+    wanted = _desc_key(feed_description)
+    for row in live.feed:
+        if _desc_key(row.description) == wanted and row.credits is not None:
+            return LivePrice(row.credits, row.unit, (live.feed_at or "")[:10])
+    return None
+
+
+def effective_rate(live: LiveCatalog, spec: ModelSpec, rate: Rate) -> RateVerdict:
+    """What one bundled rate costs now: the bundled credits when the rate has no ``feed`` row or no feed was read;
+    the live credits when the row is there; unknown (credits None) when the row is gone or its unit changed between
+    per-second and per-item."""
+    if rate.feed is None or not live.has_feed:
+        return RateVerdict("bundled", rate.credits, None, "the bundled price table")
+    found = live_rate(live, rate.feed)
+    date = (live.feed_at or "")[:10] or None
+    if found is None:
+        return RateVerdict(
+            "unknown", None, date, f"KIE's price list of {date} no longer has {rate.feed!r}, so the price is unknown"
+        )
+    per_second = "second" in found.unit.lower()
+    if spec.price is not None and per_second != (spec.price.unit == "second"):
+        return RateVerdict(
+            "unknown", None, date, f"KIE now bills {rate.feed!r} {found.unit.strip()}, so the price is unknown"
+        )
+    if found.credits == rate.credits:
+        return RateVerdict("live", found.credits, date, f"KIE's price list of {date} (unchanged)")
+    return RateVerdict(
+        "live",
+        found.credits,
+        date,
+        f"KIE's price list of {date}: {_fmt(found.credits)} credits (the bundled data said {_fmt(rate.credits)})",
+    )
+
+
+def live_price_input(
+    live: LiveCatalog, spec: ModelSpec, wire: Mapping[str, Any], *args: Any, **kwargs: Any
+) -> ItemPrice:
+    """``pricing.price_input`` with the live price feed applied: when the rate that prices ``wire`` is tied to a feed
+    row, its credits are the row's live credits (every rate sharing that row follows), the source is KIE's price feed
+    and its date; a row gone from the feed (or billed in another unit) makes the price unknown. Without a feed, or
+    for a rate with no ``feed``, it is exactly ``price_input``. Extra arguments go to ``price_input`` unchanged."""
+    base = price_input(spec, wire, *args, **kwargs)
+    table = spec.price
+    rate = None if table is None else next((r for r in table.rates if _matches(r.when, wire)), None)
+    if table is None or rate is None or rate.feed is None:
+        return base
+    verdict = effective_rate(live, spec, rate)
+    if verdict.state == "bundled":
+        return base
+    source = f"KIE price feed row {rate.feed!r}"
+    if verdict.credits is None:
+        return ItemPrice(
+            known=False,
+            credits=None,
+            unit=base.unit,
+            breakdown=f"{verdict.detail}.",
+            source=source,
+            source_date=verdict.date,
+            note=base.note,
+        )
+    live_table = table.model_copy(
+        update={
+            "rates": [
+                r.model_copy(update={"credits": verdict.credits}) if r.feed == rate.feed else r for r in table.rates
+            ]
+        }
+    )
+    priced = price_input(spec.model_copy(update={"price": live_table}), wire, *args, **kwargs)
+    if verdict.credits != rate.credits:
+        priced = priced.model_copy(update={"breakdown": f"{priced.breakdown}; {verdict.detail}"})
+    return priced.model_copy(update={"source": source, "source_date": verdict.date})
+
+
+def price_changes(live: LiveCatalog, catalog: Catalog | None = None) -> list[PriceChange]:
+    """Bundled rates whose feed row has another price in the cached feed, or is gone from it (once per model and
+    row; models KIE's list no longer has are left out: they are withdrawn, not repriced)."""
+    from .registry import load_catalog
+
+    if not live.has_feed:
+        return []
+    bundled = catalog if catalog is not None else load_catalog()
+    changes: list[PriceChange] = []
+    seen: set[tuple[str, str]] = set()
+    for spec in bundled.offered():
+        if spec.price is None or is_withdrawn(live, spec.id, bundled) is not None:
+            continue
+        for rate in spec.price.rates:
+            if rate.feed is None or (spec.id, rate.feed) in seen:
+                continue
+            seen.add((spec.id, rate.feed))
+            found = live_rate(live, rate.feed)
+            if found is None or found.credits != rate.credits:
+                changes.append(PriceChange(spec.id, rate.feed, rate.credits, found.credits if found else None))
+    return changes
+
+
+def health(live: LiveCatalog, model_id: str) -> float | None:
+    """KIE's recent success rate for the model, 0-1: the mean of its last 24 h of 10-minute buckets that had
+    traffic. None without data (never fetched, no points, or no bucket with traffic)."""
+    entry = live.success.get(model_id)
+    if entry is None:
+        return None
+    rates = [p.success_rate for p in entry.points if p.success_rate is not None]
+    if not rates:
+        return None
+    return max(0.0, min(1.0, sum(rates) / len(rates) / 100.0))
+
+
+def extra_models(live: LiveCatalog, catalog: Catalog | None = None) -> list[ModelSpec]:
+    """Live Market image/video models the bundled catalogue lacks and whose live schema is cached, as ``ModelSpec``s
+    (family "market", fields from the schema, price parsed exactly from the feed or ``pricingDesc``, else None)."""
+    from .registry import load_catalog
+
+    if not live.models:
+        return []
+    bundled = catalog if catalog is not None else load_catalog()
+    specs = []
+    for model_id in sorted(live.models):
+        if model_id in bundled:
+            continue
+        spec = spec_from_live(live, model_id)
+        if spec is not None:
+            specs.append(spec)
+    return specs
+
+
+def spec_from_live(live: LiveCatalog, model_id: str) -> ModelSpec | None:
+    """A ``ModelSpec`` for one live model from its cached schema; sources say "KIE live schema of <date>"."""
+    listed = (live.models or {}).get(model_id)
+    entry = live.schemas.get(model_id)
+    if listed is None or entry is None or entry.openapi is None or listed.kind is None:
+        return None
+    date = entry.fetched_at[:10]
+    common = {
+        "title": _short_title(listed.title) or model_id,
+        "kind": listed.kind,
+        "task_types": listed.task_types,
+        "description": listed.description or listed.title,
+        "date": date,
+    }
+    spec = openapi.spec_from_openapi(model_id, entry.openapi, **common)
+    if spec is None:
+        return None
+    priced = _exact_price(live, listed, spec)
+    if priced is None:
+        return spec
+    price, source = priced
+    return openapi.spec_from_openapi(model_id, entry.openapi, **common, price=price, price_source=source)
+
+
+def _exact_price(live: LiveCatalog, listed: LiveModel, spec: ModelSpec) -> tuple[PriceSpec, Source] | None:
+    """One price that holds for every request, from the feed rows naming the model or from ``pricingDesc``; None
+    when the text has several prices or depends on something not in the request (a length it does not state)."""
+    rows = [r for r in live.feed or [] if r.model_id == listed.model and r.credits is not None]
+    from_feed = rows[0] if len(rows) == 1 else None
+    if len(rows) > 1:
+        return None  # several rows: which one applies depends on options kie-mcp cannot map
+    numbers = {float(n) for n in _CREDITS.findall(listed.pricing_desc)}
+    from_text = next(iter(numbers)) if len(numbers) == 1 else None
+    text = listed.pricing_desc
+    if from_feed is not None:
+        if from_text is not None and from_text != from_feed.credits:
+            return None
+        credits, unit_text = from_feed.credits, from_feed.unit
+        ref = f"KIE price feed row {from_feed.description!r} of {(live.feed_at or '')[:10]}"
+        date = (live.feed_at or "")[:10]
+    elif from_text is not None:
+        credits, unit_text = from_text, text
+        date = (live.fetched_at or "")[:10]
+        ref = f"KIE pricingDesc of {date}: {' '.join(text.split())[:160]!r}"
+    else:
+        return None
+    assert credits is not None
+    per_second = bool(_PER_SECOND.search(unit_text))
+    if not per_second and from_feed is None and _SOME_SECONDS.search(text):
+        return None  # "a 5-second video costs 160 credits": other lengths cost otherwise
+    seconds_field = None
+    if per_second:
+        duration = spec.fields.get("duration")
+        if duration is None or duration.type not in ("integer", "number", "enum"):
+            return None
+        seconds_field = "duration"
+    count_field = None
+    if not per_second and spec.kind == "image" and "per image" in unit_text.lower():
+        count_field = next((name for name in _COUNT_FIELDS if name in spec.fields), None)
+    unit: Literal["task", "clip", "second"] = "second" if per_second else ("task" if spec.kind == "image" else "clip")
+    price = PriceSpec(
+        unit=unit,
+        seconds_field=seconds_field,
+        count_field=count_field,
+        rates=[Rate(credits=credits, feed=from_feed.description if from_feed else None)],
+        source="live-price",
+        note="parsed from KIE's live price; only a price that holds for every request is used",
+    )
+    return price, Source(kind="documented", ref=ref, date=date or utc_stamp(datetime.now(UTC))[:10])
+
+
+def sync_summary(live: LiveCatalog, catalog: Catalog | None = None) -> list[str]:
+    """A few lines on what a sync found: models live, withdrawals, price changes, schemas, success rates, errors."""
+    from .registry import load_catalog
+
+    bundled = catalog if catalog is not None else load_catalog()
+    stamp = live.attempted_at
+    lines: list[str] = []
+    models = live.models or {}
+    kinds = [m.kind for m in models.values()]
+    when = f" (read {live.fetched_at})" if live.fetched_at and live.fetched_at != stamp else ""
+    lines.append(
+        f"models live: {len(models)} ({kinds.count('image')} image, {kinds.count('video')} video, "
+        f"{kinds.count(None)} other){when}"
+    )
+    extras = [m for m in models.values() if m.kind is not None and m.model not in bundled]
+    usable = extra_models(live, bundled)
+    lines.append(f"live image/video models the bundled catalogue lacks: {len(extras)} ({len(usable)} usable)")
+    gone = [s.id for s in bundled.offered() if is_withdrawn(live, s.id, bundled) is not None]
+    lines.append(f"withdrawn from the bundled catalogue: {len(gone)}{_some(gone)}")
+    if live.has_feed:
+        changes = price_changes(live, bundled)
+        shown = [
+            f"{c.model} {c.feed!r}: {_fmt(c.bundled)} -> {_fmt(c.live) if c.live is not None else 'gone'}"
+            for c in changes
+        ]
+        lines.append(f"prices changed vs the bundled data: {len(changes)}{_some(shown)}")
+        lines.append(f"price feed: {len(live.feed or [])} rows (read {live.feed_at})")
+    else:
+        lines.append("prices changed vs the bundled data: unknown (KIE's price feed was not read)")
+    fresh = [k for k, v in live.schemas.items() if v.fetched_at == stamp]
+    unsynced = [k for k in fresh if live.schemas[k].openapi is None]
+    lines.append(
+        f"schemas fetched: {len(fresh)}" + (f" ({len(unsynced)} not yet published by KIE)" if unsynced else "")
+    )
+    rates = [k for k, v in live.success.items() if v.fetched_at == stamp]
+    lines.append(f"success rates fetched: {len(rates)}")
+    errors = [f"{e.endpoint}{f' {e.model}' if e.model else ''}: {e.message}" for e in live.errors]
+    lines.append(f"errors: {len(errors)}{_some(errors, 3)}" if errors else "errors: none")
+    return lines
+
+
+def _some(items: list[str], limit: int = 5) -> str:
+    if not items:
+        return ""
+    more = f", and {len(items) - limit} more" if len(items) > limit else ""
+    return f" ({'; '.join(items[:limit])}{more})"
+
+
+# -- small helpers -------------------------------------------------------------------------------
+
+
+def kind_of(task_types: Iterable[str]) -> Literal["image", "video"] | None:
+    """The output kind of KIE task types ("Text to Video" -> video, "Image to Image" -> image); None for others."""
+    kinds = set()
+    for task_type in task_types:
+        text = str(task_type).lower()
+        target = text.rsplit(" to ", 1)[-1] if " to " in text else text
+        if "video" in target:
+            kinds.add("video")
+        elif "image" in target:
+            kinds.add("image")
+    if "video" in kinds:
+        return "video"
+    return "image" if "image" in kinds else None
+
+
+def _task_key(text: str) -> str:
+    return " ".join(text.lower().replace("-", " ").replace("_", " ").split())
+
+
+def _provider_key(model_id: str) -> str:
+    return re.split(r"[/\-_.]", model_id.lower(), maxsplit=1)[0]
+
+
+def _name_key(text: str) -> str:
+    return " ".join(re.sub(r"[\s_\-./]+", " ", text.lower()).split())
+
+
+def _desc_key(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def _short_title(title: str) -> str:
+    """KIE's list titles are page titles ("Affordable Kling 2.1 Master API — Premium ..."): keep the first part."""
+    return re.split(r"\s+[—|–]\s+", title.strip(), maxsplit=1)[0].strip()
+
+
+def _text(value: Any) -> str:
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _number(value: Any) -> float | None:
+    """KIE's numbers arrive as numbers or as text ("14.4"); anything else, or not finite, is None."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value.strip()) if isinstance(value, str) else float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _fmt(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"

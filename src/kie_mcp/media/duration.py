@@ -1,0 +1,861 @@
+"""How long an audio or video input is, measured before a price that depends on it is quoted.
+
+Some models bill per second of an input (an avatar's audio track, a motion-control reference video, the video to
+upscale or edit). Their quote is exact only once that input's length is known, so it is measured here:
+
+* **Pure Python, bounded reads** for the common formats: WAV (RIFF ``fmt``/``data`` chunk sizes, including
+  WAVE_FORMAT_EXTENSIBLE and a ``fact`` sample count for compressed WAV), MP3 (ID3v2 tags skipped; the Xing/Info or
+  VBRI frame count when there is one, else the first frame's bitrate and the audio byte length, like ffprobe),
+  MP4/MOV/M4A (the ``moov/mvhd`` timescale and duration, 32- and 64-bit, ``moov`` at either end; a fragmented file
+  uses ``mvex/mehd`` or is left to ffmpeg) and FLAC (STREAMINFO). Only box, chunk and frame headers are read,
+  never a whole file.
+* **ffmpeg** (the optional ``video`` extra, ``imageio-ffmpeg``, or ``ffmpeg`` on PATH) for every other container
+  (WebM, Matroska, AVI, Ogg, AAC...) and for files the readers above leave open: ``ffmpeg -i`` with a timeout and
+  only the ``file`` protocol allowed; when it prints no duration, a stream-copy pass to the null muxer. Without
+  ffmpeg such files are not measured.
+* **URLs** are fetched with HTTP Range requests when the server honours them (the first 64 KiB, then only the
+  headers the readers ask for, such as an MP4's ``moov`` at the end), else streamed into a temporary file up to a
+  byte cap; everything within a time bound. Redirects are followed only to http(s) URLs. The caller's client must
+  carry no credentials (kie-mcp passes ``KieClient.files``, which never sends the KIE key); one that does is
+  refused.
+
+Every function returns seconds (a float) or None: garbage, truncated or empty files, a server that answers
+wrongly, a body over the cap or a fetch over the time bound all give None, never an exception. A length of zero,
+or over a day, is treated as not measured.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import math
+import os
+import re
+import stat
+import subprocess
+import tempfile
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+import anyio
+import anyio.to_thread
+import httpx2
+
+from kie_mcp.catalog import ModelSpec
+from kie_mcp.catalog.pricing import input_to_measure
+
+from .inputs import field_kinds, is_remote
+from .sniff import HEAD_BYTES, sniff
+from .stitch import StitchError, find_ffmpeg
+
+log = logging.getLogger(__name__)
+
+MAX_SECONDS = 24 * 3600.0  # no KIE model takes an input anywhere near this long: longer means a broken header
+RANGE_CHUNK = 64 * 1024  # the first request, and the smallest later one
+URL_MAX_BYTES = 32 * 1024 * 1024  # most bytes fetched for one URL (all requests together)
+URL_TIMEOUT = 20.0  # seconds for one URL, ffmpeg included
+FFMPEG_TIMEOUT = 15.0  # seconds for one local file's ffmpeg fallback
+MAX_REQUESTS = 12  # range requests for one URL
+MAX_REDIRECTS = 5
+_MAX_READ = 1024 * 1024  # the most one reader call returns
+_MAX_TOP_BOXES = 64  # top-level MP4 boxes walked (a plain file has a handful; a fragmented one is left to ffmpeg)
+_MAX_CHILD_BOXES = 256
+_MAX_CHUNKS = 256  # RIFF chunks walked
+_MP3_SCAN = 64 * 1024  # bytes searched for the first MP3 frame after the ID3 tags
+
+
+# ---------------------------------------------------------------------------------------------- readers of bytes
+
+
+class _Need(Exception):
+    """A remote reader lacks ``size`` bytes at ``offset``: fetch them and parse again."""
+
+    def __init__(self, offset: int, size: int) -> None:
+        super().__init__(offset, size)
+        self.offset = offset
+        self.size = size
+
+
+class _NeedAll(Exception):
+    """The whole file is needed (its size is not known otherwise)."""
+
+
+class _TryFfmpeg(Exception):
+    """The pure readers cannot tell this file's length; ffmpeg, reading the whole file, may."""
+
+
+class _Reader(Protocol):
+    def read(self, offset: int, size: int) -> bytes:
+        """Up to ``size`` bytes at ``offset``: fewer only at the end of the file."""
+        ...
+
+    def size(self) -> int: ...
+
+
+class _FileReader:
+    def __init__(self, handle: IO[bytes], length: int) -> None:
+        self._handle = handle
+        self._length = length
+
+    def read(self, offset: int, size: int) -> bytes:
+        if offset < 0 or offset >= self._length or size <= 0:
+            return b""
+        self._handle.seek(offset)
+        return self._handle.read(min(size, _MAX_READ))
+
+    def size(self) -> int:
+        return self._length
+
+
+class _SpanReader:
+    """Byte ranges fetched from a server that honours Range; ``total`` from Content-Range (None: not given)."""
+
+    def __init__(self, total: int | None) -> None:
+        self.total = total
+        self.spans: list[tuple[int, bytes]] = []
+
+    def read(self, offset: int, size: int) -> bytes:
+        size = min(size, _MAX_READ)
+        end = offset + size if self.total is None else min(offset + size, self.total)
+        if offset < 0 or offset >= end:
+            return b""
+        for start, data in self.spans:
+            if start <= offset and end <= start + len(data):
+                return data[offset - start : end - start]
+        raise _Need(offset, end - offset)
+
+    def size(self) -> int:
+        if self.total is None:
+            raise _NeedAll
+        return self.total
+
+
+class _SpoolReader:
+    """A body streamed (no Range support) into a temporary file, read as far as it has arrived."""
+
+    def __init__(self, handle: IO[bytes], declared: int | None) -> None:
+        self.handle = handle
+        self.declared = declared
+        self.spooled = 0
+        self.eof = False
+
+    def read(self, offset: int, size: int) -> bytes:
+        size = min(size, _MAX_READ)
+        end = offset + size
+        if self.declared is not None:
+            end = min(end, self.declared)
+        if self.eof:
+            end = min(end, self.spooled)
+        if offset < 0 or offset >= end:
+            return b""
+        if end > self.spooled:
+            raise _Need(offset, end - offset)
+        self.handle.seek(offset)
+        return self.handle.read(end - offset)
+
+    def size(self) -> int:
+        if self.declared is not None:
+            return self.declared
+        if self.eof:
+            return self.spooled
+        raise _NeedAll
+
+
+def _u16le(data: bytes, at: int) -> int:
+    return int.from_bytes(data[at : at + 2], "little")
+
+
+def _u32le(data: bytes, at: int) -> int:
+    return int.from_bytes(data[at : at + 4], "little")
+
+
+def _u32(data: bytes, at: int) -> int:
+    return int.from_bytes(data[at : at + 4], "big")
+
+
+def _u64(data: bytes, at: int) -> int:
+    return int.from_bytes(data[at : at + 8], "big")
+
+
+def _valid(seconds: float | None) -> float | None:
+    if seconds is None or not math.isfinite(seconds) or not 0 < seconds <= MAX_SECONDS:
+        return None
+    return float(seconds)
+
+
+# ---------------------------------------------------------------------------------------------------------- WAV
+
+_PCM_TAGS = {1, 3, 6, 7}  # PCM, IEEE float, A-law, mu-law: one block per sample frame
+_EXTENSIBLE = 0xFFFE
+_WAV_PLACEHOLDERS = {0, 0xFFFFFFFF}  # what streaming writers leave in a size they could not go back to
+
+
+def _wav(r: _Reader) -> float | None:
+    head = r.read(0, 12)
+    if len(head) < 12 or head[0:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    offset = 12
+    fmt: tuple[int, int, int, int] | None = None  # format tag, sample rate, byte rate, block align
+    fact: int | None = None
+    for _ in range(_MAX_CHUNKS):
+        header = r.read(offset, 8)
+        if len(header) < 8:
+            return None  # no data chunk
+        chunk, length = header[0:4], _u32le(header, 4)
+        body = offset + 8
+        if chunk == b"fmt ":
+            data = r.read(body, min(length, 40))
+            if length < 16 or len(data) < 16:
+                return None
+            tag = _u16le(data, 0)
+            if tag == _EXTENSIBLE and length >= 40 and len(data) >= 40:
+                tag = _u16le(data, 24)  # the first two bytes of the SubFormat GUID
+            fmt = (tag, _u32le(data, 4), _u32le(data, 8), _u16le(data, 12))
+        elif chunk == b"fact" and length >= 4:
+            data = r.read(body, 4)
+            fact = _u32le(data, 0) if len(data) == 4 else None
+        elif chunk == b"data":
+            if fmt is None:
+                return None
+            size = r.size()
+            if length in _WAV_PLACEHOLDERS:
+                length = size - body
+            elif body + length > size:
+                return None  # truncated: the header promises more sound than the file holds
+            return _wav_seconds(fmt, fact, length)
+        offset = body + length + (length & 1)
+    return None
+
+
+def _wav_seconds(fmt: tuple[int, int, int, int], fact: int | None, length: int) -> float | None:
+    tag, rate, byte_rate, block = fmt
+    if rate <= 0 or length <= 0:
+        return None
+    if tag in _PCM_TAGS and block > 0:
+        return (length // block) / rate
+    if fact:
+        return fact / rate
+    return length / byte_rate if byte_rate > 0 else None
+
+
+# ---------------------------------------------------------------------------------------------------------- MP3
+
+_MP3_KBPS = {
+    (1, 1): (0, 32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448),
+    (1, 2): (0, 32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384),
+    (1, 3): (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+    (2, 1): (0, 32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256),
+    (2, 2): (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+    (2, 3): (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+}
+_MP3_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}  # by version bits
+
+
+@dataclass(frozen=True)
+class _Frame:
+    version: int  # the two version bits: 3 MPEG-1, 2 MPEG-2, 0 MPEG-2.5
+    layer: int
+    rate: int
+    bitrate: int  # bits per second
+    samples: int  # per frame
+    length: int  # bytes
+    mono: bool
+
+
+def _mp3_frame(header: bytes) -> _Frame | None:
+    if len(header) < 4 or header[0] != 0xFF or header[1] & 0xE0 != 0xE0:
+        return None
+    version, layer_bits = (header[1] >> 3) & 3, (header[1] >> 1) & 3
+    index, rate_index, padding = header[2] >> 4, (header[2] >> 2) & 3, (header[2] >> 1) & 1
+    if version == 1 or layer_bits == 0 or index in (0, 15) or rate_index == 3:
+        return None
+    layer, mpeg1 = 4 - layer_bits, version == 3
+    kbps = _MP3_KBPS[(1 if mpeg1 else 2, layer)][index]
+    rate = _MP3_RATES[version][rate_index]
+    if layer == 1:
+        samples, length = 384, (12000 * kbps // rate + padding) * 4
+    else:
+        samples = 1152 if layer == 2 or mpeg1 else 576
+        length = (samples // 8) * 1000 * kbps // rate + padding
+    return _Frame(version, layer, rate, kbps * 1000, samples, length, header[3] >> 6 == 3)
+
+
+def _id3_end(r: _Reader) -> int:
+    """Where the audio starts: after any ID3v2 tags (each 10 bytes, a syncsafe size, an optional footer)."""
+    offset = 0
+    for _ in range(8):
+        tag = r.read(offset, 10)
+        if len(tag) < 10 or tag[0:3] != b"ID3" or tag[3] not in (2, 3, 4) or any(b >= 0x80 for b in tag[6:10]):
+            break
+        size = (tag[6] << 21) | (tag[7] << 14) | (tag[8] << 7) | tag[9]
+        offset += 10 + size + (10 if tag[5] & 0x10 else 0)
+    return offset
+
+
+def _first_frame(r: _Reader, start: int) -> tuple[int, _Frame, bytes] | None:
+    """The first MPEG audio frame at or after ``start`` that is followed by another like it (or by the end)."""
+    window = r.read(start, _MP3_SCAN + 4096)
+    at = window.find(b"\xff")
+    while 0 <= at < min(len(window) - 3, _MP3_SCAN):
+        frame = _mp3_frame(window[at : at + 4])
+        if frame is not None:
+            after = at + frame.length
+            following = _mp3_frame(window[after : after + 4])
+            same = following is not None and (following.version, following.layer, following.rate) == (
+                frame.version,
+                frame.layer,
+                frame.rate,
+            )
+            if same or start + after == r.size():  # or a single frame that ends the file
+                return start + at, frame, window[at : at + frame.length]
+        at = window.find(b"\xff", at + 1)
+    return None
+
+
+_LAME_ENCODERS = (b"LAME", b"Lavf", b"Lavc")  # the encoders whose Info tag carries delay and padding
+
+
+def _gapless_padding(xing: bytes) -> int:
+    """Samples the encoder added (start delay + end padding), from the LAME extension after a Xing/Info header;
+    ffprobe leaves them out of a file's duration, and so does this."""
+    flags = _u32(xing, 4)
+    at = 8 + 4 * bool(flags & 1) + 4 * bool(flags & 2) + 100 * bool(flags & 4) + 4 * bool(flags & 8)
+    lame = xing[at : at + 24]  # encoder (9), revision (1), lowpass (1), replay gain (8), flags (1), bitrate (1), ...
+    if len(lame) < 24 or lame[0:4] not in _LAME_ENCODERS:
+        return 0
+    packed = int.from_bytes(lame[21:24], "big")  # ... then 12 bits of delay and 12 of padding
+    return (packed >> 12) + (packed & 0xFFF)
+
+
+def _mp3(r: _Reader) -> float | None:
+    found = _first_frame(r, _id3_end(r))
+    if found is None:
+        return None
+    offset, frame, data = found
+    side = (17 if frame.mono else 32) if frame.version == 3 else (9 if frame.mono else 17)
+    xing = data[4 + side :]
+    if xing[0:4] in (b"Xing", b"Info") and len(xing) >= 12 and _u32(xing, 4) & 1:
+        frames = _u32(xing, 8)
+        if frames:
+            samples = frames * frame.samples - _gapless_padding(xing)
+            return samples / frame.rate if samples > 0 else None
+    vbri = data[36:54]
+    if vbri[0:4] == b"VBRI" and len(vbri) >= 18:
+        frames = _u32(vbri, 14)
+        if frames:
+            return frames * frame.samples / frame.rate
+    # Constant bitrate: the audio bytes (without an ID3v1 tag at the end) at the first frame's bitrate.
+    end = r.size()
+    if end - 128 > offset and r.read(end - 128, 3) == b"TAG":
+        end -= 128
+    return (end - offset) * 8 / frame.bitrate
+
+
+# ------------------------------------------------------------------------------------------------ MP4, MOV, M4A
+
+
+def _box(r: _Reader, offset: int, limit: int) -> tuple[bytes, int, int] | None:
+    """(type, header length, box length) of the box at ``offset``, which must end by ``limit``."""
+    head = r.read(offset, 16)
+    if len(head) < 8:
+        return None
+    length, kind = _u32(head, 0), head[4:8]
+    if not all(32 <= b < 127 for b in kind):
+        return None
+    header = 8
+    if length == 1:
+        if len(head) < 16:
+            return None
+        length, header = _u64(head, 8), 16
+    elif length == 0:
+        length = limit - offset  # to the end of the enclosing space
+    if length < header or offset + length > limit:
+        return None
+    return kind, header, length
+
+
+def _mp4(r: _Reader) -> float | None:
+    size = r.size()
+    offset, seconds, boxes = 0, None, 0
+    while offset < size:
+        boxes += 1
+        box = _box(r, offset, size) if boxes <= _MAX_TOP_BOXES else None
+        if box is None:
+            return None  # garbage, a truncated file, or too many top-level boxes (fragments)
+        kind, header, length = box
+        if kind == b"moov":
+            if seconds is not None:
+                return None  # two movie headers: not a file to trust
+            seconds = _movie(r, offset + header, offset + length)
+            if seconds is None:
+                return None
+        offset += length
+    return seconds  # only once every top-level box fit in the file: a cut-off download is not measured
+
+
+def _movie(r: _Reader, start: int, end: int) -> float | None:
+    offset, header_of, fragments = start, None, None
+    for _ in range(_MAX_CHILD_BOXES):
+        if offset >= end:
+            break
+        box = _box(r, offset, end)
+        if box is None:
+            return None
+        kind, header, length = box
+        if kind == b"mvhd":
+            header_of = _movie_header(r.read(offset + header, 32))
+        elif kind == b"mvex":
+            fragments = _fragment_duration(r, offset + header, offset + length)
+        offset += length
+    if header_of is None:
+        return None
+    timescale, duration = header_of
+    if timescale == 0:
+        return None
+    if fragments is not None:  # fragmented: mehd holds the whole length; without it, ffmpeg may add them up
+        if fragments > 0:
+            return fragments / timescale
+        raise _TryFfmpeg
+    if duration in (0, 0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF):  # unknown to the writer
+        raise _TryFfmpeg
+    return duration / timescale
+
+
+def _movie_header(body: bytes) -> tuple[int, int] | None:
+    """mvhd: (timescale, duration); version 0 has 32-bit times, version 1 64-bit."""
+    if len(body) < 20:
+        return None
+    if body[0] == 1:
+        return (_u32(body, 20), _u64(body, 24)) if len(body) >= 32 else None
+    if body[0] == 0:
+        return _u32(body, 12), _u32(body, 16)
+    return None
+
+
+def _fragment_duration(r: _Reader, start: int, end: int) -> int:
+    """mvex/mehd's fragment_duration (in the movie timescale), 0 when there is no mehd."""
+    offset = start
+    for _ in range(_MAX_CHILD_BOXES):
+        if offset >= end:
+            break
+        box = _box(r, offset, end)
+        if box is None:
+            return 0
+        kind, header, length = box
+        if kind == b"mehd":
+            body = r.read(offset + header, 12)
+            if len(body) >= 12 and body[0] == 1:
+                return _u64(body, 4)
+            return _u32(body, 4) if len(body) >= 8 and body[0] == 0 else 0
+        offset += length
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------------- FLAC
+
+
+def _flac(r: _Reader) -> float | None:
+    head = r.read(0, 42)
+    if len(head) < 42 or head[0:4] != b"fLaC" or head[4] & 0x7F != 0 or int.from_bytes(head[5:8], "big") < 34:
+        return None
+    info = int.from_bytes(head[18:26], "big")  # 20 bits rate, 3 channels, 5 bits per sample, 36 total samples
+    rate, samples = info >> 44, info & ((1 << 36) - 1)
+    if rate == 0 or samples == 0:
+        raise _TryFfmpeg  # "unknown" in STREAMINFO
+    return samples / rate
+
+
+# ----------------------------------------------------------------------------------------------------- dispatch
+
+_PURE = {"wav": _wav, "mp3": _mp3, "mp4": _mp4, "mov": _mp4, "m4v": _mp4, "m4a": _mp4, "flac": _flac}
+
+
+def _pure(r: _Reader) -> float | None:
+    """The length by a pure-Python reader; ``_TryFfmpeg`` for formats (or files) only ffmpeg can tell."""
+    media = sniff(r.read(0, HEAD_BYTES))
+    if media is None or media.kind == "image":
+        return None
+    reader = _PURE.get(media.format)
+    if reader is None:
+        raise _TryFfmpeg
+    return reader(r)
+
+
+def _with_file(path: Path, read: Any) -> float | None:
+    try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            return None  # a FIFO or device would block or never end
+        with open(path, "rb") as handle:
+            return _valid(read(_FileReader(handle, info.st_size)))
+    except _TryFfmpeg:
+        return None
+    except Exception as exc:  # bad input never raises
+        log.debug("could not measure %s: %s", path, exc)
+        return None
+
+
+def wav_seconds(path: Path) -> float | None:
+    """A WAV file's length from its ``fmt`` and ``data`` chunks, or None."""
+    return _with_file(path, _wav)
+
+
+def mp3_seconds(path: Path) -> float | None:
+    """An MP3 file's length: Xing/Info or VBRI frame count, else first-frame bitrate over the audio bytes; or None."""
+    return _with_file(path, _mp3)
+
+
+def mp4_seconds(path: Path) -> float | None:
+    """An MP4/MOV/M4A file's length from ``moov/mvhd`` (or ``mvex/mehd``), or None (fragmented without one too)."""
+    return _with_file(path, _mp4)
+
+
+def flac_seconds(path: Path) -> float | None:
+    """A FLAC file's length from STREAMINFO, or None."""
+    return _with_file(path, _flac)
+
+
+def measure_local(path: Path, *, timeout: float = FFMPEG_TIMEOUT) -> float | None:
+    """Seconds of the audio or video in ``path``, or None when it cannot be measured.
+
+    Pure-Python readers first (by the file's bytes, never its name); ffmpeg, within ``timeout`` seconds, for other
+    containers and for files those readers leave open. Blocking: run it in a worker thread from async code."""
+    try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        with open(path, "rb") as handle:
+            try:
+                return _valid(_pure(_FileReader(handle, info.st_size)))
+            except _TryFfmpeg:
+                pass
+    except Exception as exc:
+        log.debug("could not measure %s: %s", path, exc)
+        return None
+    return ffmpeg_seconds(path, timeout=timeout)
+
+
+# ------------------------------------------------------------------------------------------------------- ffmpeg
+
+_DURATION = re.compile(r"Duration: (\d+):(\d{2}):(\d{2}(?:\.\d+)?)")
+_NULL_COPY = ("-c", "copy", "-f", "null", "-progress", "pipe:1", "-nostats", "-")
+_OUT_TIME = re.compile(rb"^out_time_us=(\d+)\s*$", re.MULTILINE)
+
+
+def ffmpeg_available() -> bool:
+    try:
+        find_ffmpeg()
+    except StitchError:
+        return False
+    return True
+
+
+def ffmpeg_seconds(path: Path, *, timeout: float = FFMPEG_TIMEOUT) -> float | None:
+    """The length ffmpeg reports for ``path`` (``Duration:``; else the end of a stream-copy pass), within
+    ``timeout`` seconds; None without ffmpeg, on a timeout, or when ffmpeg cannot read it."""
+    try:
+        ffmpeg = find_ffmpeg()
+    except StitchError:
+        return None
+    deadline = time.monotonic() + timeout
+    source = ["-protocol_whitelist", "file", "-i", f"file:{Path(path).absolute()}"]
+    try:
+        probe = subprocess.run(
+            [ffmpeg, "-hide_banner", "-nostdin", *source],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+        report = probe.stderr[-65536:].decode(errors="replace")
+        if "Input #0" not in report:
+            return None
+        match = _DURATION.search(report)
+        if match:
+            hours, minutes, seconds = match.groups()
+            return _valid(int(hours) * 3600 + int(minutes) * 60 + float(seconds))
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return None
+        copy = subprocess.run(  # "Duration: N/A" (a streamed WebM, say): read every packet, decode nothing
+            [ffmpeg, "-hide_banner", "-nostdin", "-v", "error", *source, *_NULL_COPY],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=remaining,
+            check=False,
+        )
+        times = _OUT_TIME.findall(copy.stdout[-65536:])
+        return _valid(int(times[-1]) / 1e6) if copy.returncode == 0 and times else None
+    except (OSError, subprocess.SubprocessError, ValueError) as exc:
+        log.debug("ffmpeg could not measure %s: %s", path, exc)
+        return None
+
+
+# ---------------------------------------------------------------------------------------------------------- URLs
+
+
+class _Refused(Exception):
+    """The server's answer cannot be used (status, size, Range reply); the URL is not measured."""
+
+
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+
+
+def _is_http(url: str) -> bool:
+    try:
+        return httpx2.URL(url).scheme in ("http", "https")
+    except Exception:
+        return False
+
+
+def _carries_credentials(client: httpx2.AsyncClient) -> bool:
+    return "authorization" in client.headers or "cookie" in client.headers or client.auth is not None
+
+
+class _Remote:
+    def __init__(self, client: httpx2.AsyncClient, url: str, max_bytes: int, deadline: float) -> None:
+        self.client = client
+        self.url = httpx2.URL(url)
+        self.max_bytes = max_bytes
+        self.deadline = deadline
+        self.fetched = 0
+        self.requests = 0
+
+    # -- HTTP --------------------------------------------------------------------------------------------
+
+    async def _open(self, stack: contextlib.AsyncExitStack, headers: dict[str, str]) -> httpx2.Response:
+        """A streamed GET of ``self.url`` (redirects followed by hand, http(s) only), closed with ``stack``."""
+        for _ in range(MAX_REDIRECTS + 1):
+            self.requests += 1
+            if self.requests > MAX_REQUESTS:
+                raise _Refused("too many requests")
+            request = self.client.build_request("GET", self.url, headers={"Accept-Encoding": "identity", **headers})
+            response = await self.client.send(request, stream=True, follow_redirects=False)
+            if response.is_redirect and "location" in response.headers:
+                await response.aclose()
+                target = self.url.join(response.headers["location"])
+                if target.scheme not in ("http", "https"):
+                    raise _Refused(f"redirect to a {target.scheme!r} URL")
+                self.url = target
+                continue
+            stack.push_async_callback(response.aclose)
+            encoding = response.headers.get("content-encoding", "identity").strip().lower()
+            if encoding not in ("", "identity"):
+                raise _Refused(f"content-encoding {encoding}")
+            return response
+        raise _Refused("too many redirects")
+
+    async def _body(self, response: httpx2.Response, limit: int) -> bytes:
+        data = bytearray()
+        async for chunk in response.aiter_bytes():
+            data += chunk
+            if len(data) > limit:
+                raise _Refused("the server sent more than it announced")
+        self.fetched += len(data)
+        return bytes(data)
+
+    async def _fetch_range(self, reader: _SpanReader, need: _Need) -> None:
+        start = need.offset
+        length = max(need.size, RANGE_CHUNK)
+        if reader.total is not None:
+            length = min(length, reader.total - start)
+        if length <= 0 or self.fetched + length > self.max_bytes:
+            raise _Refused("over the byte bound")
+        async with contextlib.AsyncExitStack() as stack:
+            response = await self._open(stack, {"Range": f"bytes={start}-{start + length - 1}"})
+            got = _CONTENT_RANGE.fullmatch(response.headers.get("content-range", "").strip())
+            if response.status_code != 206 or got is None or int(got.group(1)) != start:
+                raise _Refused(f"a range request was answered with {response.status_code}")
+            first, last = int(got.group(1)), int(got.group(2))
+            if last < first or last - first + 1 > length:
+                raise _Refused("a longer range than asked for")
+            reader.spans.append((start, await self._body(response, last - first + 1)))
+
+    # -- measuring ---------------------------------------------------------------------------------------
+
+    async def measure(self) -> float | None:
+        async with contextlib.AsyncExitStack() as stack:
+            first = min(RANGE_CHUNK, self.max_bytes)
+            response = await self._open(stack, {"Range": f"bytes=0-{first - 1}"})
+            if response.status_code == 206:
+                got = _CONTENT_RANGE.fullmatch(response.headers.get("content-range", "").strip())
+                if got is None or int(got.group(1)) != 0 or not 0 <= int(got.group(2)) < first:
+                    return None
+                reader = _SpanReader(None if got.group(3) == "*" else int(got.group(3)))
+                reader.spans.append((0, await self._body(response, int(got.group(2)) + 1)))
+                await stack.aclose()
+                return await self._by_ranges(reader)
+            if response.status_code == 200:
+                return await self._by_stream(stack, response)
+            return None  # 416 (an empty file), 403, 404, ...
+
+    async def _by_ranges(self, reader: _SpanReader) -> float | None:
+        for _ in range(MAX_REQUESTS):
+            try:
+                return _pure(reader)
+            except _Need as need:
+                await self._fetch_range(reader, need)
+            except (_NeedAll, _TryFfmpeg) as exc:
+                if isinstance(exc, _TryFfmpeg) and not ffmpeg_available():
+                    return None
+                if reader.total is not None and reader.total > self.max_bytes:
+                    return None
+                async with contextlib.AsyncExitStack() as stack:  # the whole file, then as a local one
+                    response = await self._open(stack, {})
+                    if response.status_code != 200:
+                        return None
+                    return await self._by_stream(stack, response)
+        return None
+
+    async def _by_stream(self, stack: contextlib.AsyncExitStack, response: httpx2.Response) -> float | None:
+        declared = response.headers.get("content-length")
+        size = int(declared) if declared and declared.isdigit() else None
+        if size is not None and size > self.max_bytes:
+            return None
+        folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="kie-mcp-measure-", ignore_cleanup_errors=True))
+        path = Path(folder) / "input"
+        handle = stack.enter_context(open(path, "w+b"))  # noqa: ASYNC230, SIM115 - a new, empty temporary file
+        reader = _SpoolReader(handle, size)
+        chunks = response.aiter_bytes()
+        for _ in range(4 * MAX_REQUESTS):
+            try:
+                return _pure(reader)
+            except _Need as need:
+                await self._spool(reader, chunks, need.offset + max(need.size, RANGE_CHUNK))
+            except _NeedAll:
+                await self._spool(reader, chunks, None)
+            except _TryFfmpeg:
+                if not ffmpeg_available():
+                    return None
+                await self._spool(reader, chunks, None)
+                handle.flush()
+                remaining = self.deadline - anyio.current_time()
+                if remaining <= 0:
+                    return None
+                measure = functools.partial(ffmpeg_seconds, path, timeout=remaining)
+                return await anyio.to_thread.run_sync(measure, abandon_on_cancel=True)
+        return None
+
+    async def _spool(self, reader: _SpoolReader, chunks: AsyncIterator[bytes], until: int | None) -> None:
+        """Receive the body into the spool file up to ``until`` bytes (None: to its end), within the cap."""
+        handle = reader.handle
+        handle.seek(0, os.SEEK_END)
+        while not reader.eof and (until is None or reader.spooled < until):
+            try:
+                chunk = await anext(chunks)
+            except StopAsyncIteration:
+                reader.eof = True
+                if reader.declared is not None and reader.spooled != reader.declared:
+                    raise _Refused("the body is shorter than its Content-Length") from None
+                break
+            reader.spooled += len(chunk)
+            self.fetched += len(chunk)
+            if self.fetched > self.max_bytes or (reader.declared is not None and reader.spooled > reader.declared):
+                raise _Refused("over the byte bound")
+            handle.write(chunk)
+        handle.flush()
+
+
+async def measure_url(
+    client: httpx2.AsyncClient,
+    url: str,
+    *,
+    max_bytes: int = URL_MAX_BYTES,
+    timeout: float = URL_TIMEOUT,  # noqa: ASYNC109 - the whole measurement's budget, ffmpeg included
+) -> float | None:
+    """Seconds of the audio or video at ``url``, or None when it cannot be measured within the bounds.
+
+    Fetches at most ``max_bytes`` (all requests together) within ``timeout`` seconds: Range requests when the
+    server honours them (the first 64 KiB, then only the headers the readers ask for), else the body streamed into
+    a temporary file, removed afterwards. http(s) only, redirects included. ``client`` must carry no credentials
+    (pass ``KieClient.files``): a client with an Authorization or Cookie header, or auth, is refused (None)."""
+    if max_bytes <= 0 or not _is_http(url) or _carries_credentials(client):
+        return None
+    result: float | None = None
+    try:
+        with anyio.move_on_after(timeout) as scope:
+            result = await _Remote(client, url, max_bytes, scope.deadline).measure()
+    except Exception as exc:  # a refused answer, a transport error, bad bytes: not measured, never raised
+        log.debug("could not measure %s: %s (%s)", url, type(exc).__name__, exc)
+        return None
+    return _valid(result)
+
+
+# ---------------------------------------------------------------------------------------------- request inputs
+
+_AUDIO_LABEL = ("audio", "voice", "speech", "sound", "song", "music")
+
+
+def input_field(spec: ModelSpec, label: str) -> str | None:
+    """The wire field holding the input a rate bills by (``Rate.input_seconds``, e.g. "the input video").
+
+    A label that is a media field's name is that field; otherwise "audio"/"voice"/... means the model's one
+    audio field and "video" its one video field (kinds from ``media.inputs.field_kinds``). When a model has
+    several such fields and exactly one is required, that one; otherwise None: no guess."""
+    field = spec.fields.get(label)
+    if field is not None and field.is_media:
+        return label
+    lowered = label.lower()
+    kind = "audio" if any(word in lowered for word in _AUDIO_LABEL) else "video" if "video" in lowered else None
+    if kind is None:
+        return None
+    candidates = [name for name, f in spec.fields.items() if f.is_media and field_kinds(spec, name) == {kind}]
+    if len(candidates) > 1:
+        candidates = [name for name in candidates if spec.fields[name].required]
+    return candidates[0] if len(candidates) == 1 else None
+
+
+async def measure_inputs(
+    spec: ModelSpec,
+    wire: Mapping[str, Any],
+    *,
+    local: Mapping[str, Path],
+    client: httpx2.AsyncClient | None,
+    max_bytes: int = URL_MAX_BYTES,
+    timeout: float = URL_TIMEOUT,  # noqa: ASYNC109 - the budget for every file of the input together
+) -> dict[str, float]:
+    """``{input label: seconds}`` for the input the applicable rate of ``spec`` bills by, when it can be measured.
+
+    The input is ``pricing.input_to_measure``: the one the rate ``price_input`` picks (the first whose ``when``
+    matches ``wire``) bills by. The wire field holding that input comes from ``input_field``. Each value in it is a
+    URL (measured with ``client``, which must carry no credentials) or a key of ``local`` (a local path the request
+    path already resolved and checked; measured in a worker thread). When the field holds several files the
+    billed length is their sum (KIE documents no rule; every per-input-second model takes one file today, and the
+    sum is the most KIE could bill). Any file that cannot be measured leaves the input out: its price stays
+    unknown. Everything within ``timeout`` seconds in all; never raises."""
+    label = input_to_measure(spec, wire)
+    if label is None:
+        return {}
+    name = input_field(spec, label)
+    value = wire.get(name) if name is not None else None
+    values = value if isinstance(value, list) else [value]
+    if not values or not all(isinstance(v, str) and v for v in values):
+        return {}
+    total = 0.0
+    try:
+        with anyio.move_on_after(timeout) as scope:
+            for item in values:
+                remaining = max(scope.deadline - anyio.current_time(), 0.001)
+                seconds = await _measure_one(item, local, client, max_bytes, remaining)
+                if seconds is None:
+                    return {}
+                total += seconds
+            return {label: total}
+    except Exception as exc:  # never raises: an input that cannot be measured is simply not measured
+        log.debug("could not measure %s's input: %s", spec.id, exc)
+    return {}
+
+
+async def _measure_one(
+    value: str, local: Mapping[str, Path], client: httpx2.AsyncClient | None, max_bytes: int, budget: float
+) -> float | None:
+    if value in local:
+        measure = functools.partial(measure_local, Path(local[value]), timeout=budget)
+        return await anyio.to_thread.run_sync(measure, abandon_on_cancel=True)
+    if is_remote(value) and client is not None:
+        return await measure_url(client, value, max_bytes=max_bytes, timeout=budget)
+    return None
