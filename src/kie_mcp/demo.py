@@ -93,7 +93,8 @@ async def _tour() -> int:
         credits = await _call(client, "check_credits", {})
         say.step(credits["message"])
 
-    saved = sorted(p.relative_to(workspace).as_posix() for p in (workspace / "outputs").rglob("*") if p.is_file())
+    files = (workspace / "outputs").rglob("*")
+    saved = sorted(p.relative_to(workspace).as_posix() for p in files if p.is_file() and not p.name.startswith("."))
     say.title(f"Result files saved in the demo workspace {workspace}:")
     for path in saved:
         say.line(f"  {path}")

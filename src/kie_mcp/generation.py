@@ -19,13 +19,11 @@ import anyio
 from pydantic import BaseModel, Field
 
 from kie_mcp.catalog import InvalidRequest, ItemPrice, ModelSpec, Problem, WithdrawnModelError, build_input, usd
-from kie_mcp.catalog.live import health, is_withdrawn, live_price_input, stricter_problems
 from kie_mcp.catalog.pricing import input_to_measure
 from kie_mcp.catalog.script import fit_script, speech_models
 from kie_mcp.journal import JournalUnavailable
 from kie_mcp.kie import FAMILIES, KieClient, KieError, OutcomeUnknownError
 from kie_mcp.kie.families import Family
-from kie_mcp.media.duration import measure_inputs
 from kie_mcp.media.inputs import LocalFile, find_local_files, upload_local_files, with_identities
 from kie_mcp.media.results import save_results
 from kie_mcp.runtime import Runtime
@@ -47,7 +45,7 @@ from kie_mcp.spend import (
     reservation,
 )
 from kie_mcp.spend.quotes import CHARGED_HERE, staleness
-from kie_mcp.tasks import TaskRecord, follow
+from kie_mcp.tasks import TaskRecord
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +137,8 @@ async def plan(rt: Runtime, args: GenerationArgs, kind: str | None = None, share
         audio=audio,
         options=args.options,
     )
+    from kie_mcp.catalog.live import stricter_problems  # the live catalogue loads with the first request
+
     if problems := stricter_problems(rt.live, spec, wire):  # KIE's live schema, where it is stricter than ours
         raise InvalidRequest(spec.id, problems)
     roots = (*rt.settings.input_roots, *shared)  # the workspace, KIE_ALLOWED_DIRS and the client's MCP roots
@@ -170,6 +170,8 @@ async def plan(rt: Runtime, args: GenerationArgs, kind: str | None = None, share
 
 def resolve_model(rt: Runtime, name: str, kind: str | None = None) -> ModelSpec:
     """The model KIE sells under ``name``: refused when withdrawn here or gone from KIE's live list."""
+    from kie_mcp.catalog.live import is_withdrawn
+
     spec = rt.catalog.resolve(name)
     alternatives = is_withdrawn(rt.live, spec.id, rt.catalog)
     if alternatives is not None:
@@ -188,6 +190,8 @@ async def measure_billed_input(
     when the price does not depend on one."""
     if input_to_measure(spec, wire) is None:
         return None
+    from kie_mcp.media.duration import measure_inputs  # loads with the first per-second-of-input price
+
     local = {value: found.path for value, found in files.items()}
     client = rt.kie.files if rt.kie is not None else None
     return await measure_inputs(spec, wire, local=local, client=client, timeout=MEASURE_SECONDS)
@@ -198,6 +202,8 @@ def quote_price(
 ) -> tuple[ItemPrice, list[str]]:
     """The price to quote (KIE's live price list where it has the row, else the bundled one; what KIE charged here
     may raise it) and the notes that go with it: warnings about the price and the model's recent health."""
+    from kie_mcp.catalog.live import live_price_input
+
     table = live_price_input(rt.live, spec, wire, measured)
     if measured is not None:
         price, warning = table, None  # a past charge is for another input's length: never this request's price
@@ -212,6 +218,8 @@ def offered_models(
 ) -> list[tuple[ModelSpec, float | None]]:
     """The models KIE sells (bundled, and live ones the bundle lacks) matching the filters, each with its recent
     success rate when that is below ``HEALTHY``."""
+    from kie_mcp.catalog.live import health, is_withdrawn
+
     words = (query or "").lower().split()
     found = []
     for spec in rt.catalog.offered():
@@ -229,6 +237,8 @@ HEALTHY = 0.9  # below this recent success rate, the user hears about it before 
 
 
 def health_note(rt: Runtime, model_id: str) -> str | None:
+    from kie_mcp.catalog.live import health
+
     rate = health(rt.live, model_id)
     if rate is None or rate >= HEALTHY:
         return None
@@ -288,7 +298,11 @@ async def check_spend(rt: Runtime, p: Plan) -> Plan:
     """Hard caps, then the live balance. Either refusal is final for this request. Returns the plan with the
     balance it saw."""
     check_caps(p.total, rt.ledger.spent_today(), rt.ledger.caps, ceiling=p.max_credits)
-    balance = await rt.require_kie().credits()
+    # A balance read in the last seconds (less what was spent since) when it covers the price twice over; else,
+    # and always for a price not known before the task runs, KIE's answer now.
+    from kie_mcp.spend.balance import balance_cache
+
+    balance = await balance_cache(rt).for_spend(p.total)
     check_balance(p.total, balance)
     return replace(p, balance=balance)
 
@@ -443,25 +457,17 @@ async def execute(
             group.start_soon(submit_one)
 
     reporter = ProgressReporter(progress, len(records))
-
-    async def on_update(current: list[TaskRecord]) -> None:
-        for record in current:
-            _record(rt, problems, record)  # every change reaches the journal before the tool answers
-        await reporter(current)
-
-    await follow(
-        kie,
-        rt.typical_seconds,
-        records,
-        budget=wait_seconds,
-        min_interval=rt.settings.poll_min_interval,
-        max_interval=rt.settings.poll_max_interval,
-        on_update=on_update,
-    )
+    # The follower polls, journals every answer, and settles and saves each task as it ends; this call only waits
+    # on it (progress notifications go out while it does) and gets the problems it met.
+    records, followed = await rt.follower.wait(records, wait_seconds, reporter)
+    charged = [record.credits_charged for record in records]
     await measure_unreported_charges(rt, p, records)
-    problems += settle(rt, records)
-    saved = await save_all(rt, records)
-    return summarise(rt, p.spec, records, (*p.notes, *upload_notes, *problems, *saved))
+    for record, before in zip(records, charged, strict=True):
+        if record.credits_charged != before:
+            _record(rt, problems, record)
+    problems += followed
+    problems += settle(rt, records)  # once per task, ever: a no-op but for a charge measured just now
+    return summarise(rt, p.spec, records, (*p.notes, *upload_notes, *dict.fromkeys(problems)))
 
 
 def without_spending(

@@ -27,7 +27,6 @@ CREATE TABLE IF NOT EXISTS quotes (
 CREATE TABLE IF NOT EXISTS spend (
     id INTEGER PRIMARY KEY AUTOINCREMENT, day TEXT NOT NULL, delta REAL NOT NULL, reason TEXT NOT NULL,
     ref TEXT, at REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS spend_day ON spend(day);
 CREATE TABLE IF NOT EXISTS attempts (
     attempt_id TEXT PRIMARY KEY, model TEXT NOT NULL, family TEXT NOT NULL, approved_by TEXT, quote_id TEXT,
     prompt TEXT, params TEXT, options_key TEXT, credits_quoted REAL, state TEXT NOT NULL, task_id TEXT, error TEXT,
@@ -35,18 +34,51 @@ CREATE TABLE IF NOT EXISTS attempts (
 CREATE TABLE IF NOT EXISTS tasks (
     task_id TEXT PRIMARY KEY, attempt_id TEXT, model TEXT NOT NULL, state TEXT NOT NULL, prompt TEXT,
     session TEXT, record TEXT NOT NULL, created REAL NOT NULL, updated REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS tasks_created ON tasks(created);
 CREATE TABLE IF NOT EXISTS uploads (
     sha256 TEXT PRIMARY KEY, url TEXT NOT NULL, uploaded REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS attempts_state ON attempts(state);
 CREATE TABLE IF NOT EXISTS answers (
     task_id TEXT NOT NULL, body TEXT NOT NULL, at REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS attempts_quote ON attempts(quote_id);
 CREATE TABLE IF NOT EXISTS files (
     task_id TEXT NOT NULL, idx INTEGER NOT NULL, path TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL,
     mime TEXT NOT NULL, source_url TEXT NOT NULL, created REAL NOT NULL, PRIMARY KEY (task_id, idx));
 """
 
+# Every lookup a tool call makes is an index search (tests/test_per_call.py checks the plans), so a call costs the
+# same with 50 or 50,000 tasks in the journal. Each index costs every insert a page write (~40 us): none serves only
+# the daily background reads (quotes by date).
+INDEXES = {
+    "quotes_digest_kind": "quotes(digest, kind, created)",  # the question asked for a request (open/last_question)
+    "spend_day_delta": "spend(day, delta)",  # today's spend, read from the index alone
+    "spend_ref": "spend(ref, reason)",  # a charge or refund is folded in once per task
+    "attempts_state_created": "attempts(state, created)",  # unknown creates, interrupted sends
+    "attempts_quote": "attempts(quote_id)",  # the tasks a quote approved (replays)
+    "attempts_task": "attempts(task_id)",  # a result's sidecar
+    "tasks_created": "tasks(created)",  # list_tasks, newest first
+    "tasks_attempt": "tasks(attempt_id)",
+    "tasks_state_created": "tasks(state, created)",
+    "tasks_model_created": "tasks(model, created)",
+    "tasks_charged": "tasks(model, options_key, updated) WHERE state = 'succeeded'",  # charged_before
+    "answers_task": "answers(task_id)",
+}
+SUPERSEDED = ("spend_day", "attempts_state", "quotes_digest")  # indexes of older journals that the ones above replace
+
+# Kept right by SQLite whoever writes, an older kie-mcp on the same workspace too:
+# - tasks.options_key: the price-deciding options of the attempt that created the task (``charged_before``);
+# - spend_total: the sum of every spend entry (``total_spent``, without adding up the whole table).
+_OPTIONS_OF_ATTEMPT = (
+    "BEGIN UPDATE tasks SET options_key = (SELECT options_key FROM attempts WHERE attempt_id = NEW.attempt_id)"
+    " WHERE task_id = NEW.task_id; END"
+)
+TRIGGERS = {
+    "tasks_options_on_insert": "AFTER INSERT ON tasks WHEN NEW.attempt_id IS NOT NULL AND NEW.options_key IS NULL "
+    + _OPTIONS_OF_ATTEMPT,
+    "tasks_options_on_update": "AFTER UPDATE OF attempt_id ON tasks "
+    "WHEN NEW.attempt_id IS NOT NULL AND NEW.options_key IS NULL " + _OPTIONS_OF_ATTEMPT,
+    "spend_total_on_insert": "AFTER INSERT ON spend BEGIN UPDATE spend_total SET total = total + NEW.delta; END",
+    "spend_total_on_delete": "AFTER DELETE ON spend BEGIN UPDATE spend_total SET total = total - OLD.delta; END",
+    "spend_total_on_update": "AFTER UPDATE OF delta ON spend "
+    "BEGIN UPDATE spend_total SET total = total - OLD.delta + NEW.delta; END",
+}
 
 INTERRUPTED = (
     "the server stopped while this create was being sent, so KIE may have created (and charged) it; check "
@@ -92,6 +124,10 @@ def storage_problem(err: BaseException) -> str:
     )
 
 
+def _columns(db: sqlite3.Connection, table: str) -> set[str]:
+    return {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+
+
 class JournalUnavailable(RuntimeError):
     """The journal cannot be opened or written; the message says why and what to do."""
 
@@ -128,11 +164,38 @@ class Journal:
             self._migrate()
 
     def _migrate(self) -> None:
-        """Bring a journal written by an older kie-mcp up to this schema (columns are only ever added)."""
-        columns = {row["name"] for row in self._db.execute("PRAGMA table_info(quotes)")}
-        if "kind" not in columns:
-            self._db.execute("ALTER TABLE quotes ADD COLUMN kind TEXT NOT NULL DEFAULT 'estimate'")
-        self._db.execute("CREATE INDEX IF NOT EXISTS quotes_digest ON quotes(digest, kind)")
+        """Bring a journal written by an older kie-mcp up to this schema: columns, indexes and triggers are only
+        ever added (and superseded indexes dropped), in one transaction. A journal already up to date is not
+        written to, so a read-only one still opens."""
+        if self._up_to_date():
+            return
+        with self.transaction() as db:
+            if "kind" not in _columns(db, "quotes"):
+                db.execute("ALTER TABLE quotes ADD COLUMN kind TEXT NOT NULL DEFAULT 'estimate'")
+            if "options_key" not in _columns(db, "tasks"):
+                db.execute("ALTER TABLE tasks ADD COLUMN options_key TEXT")
+                db.execute(
+                    "UPDATE tasks SET options_key = (SELECT a.options_key FROM attempts a"
+                    " WHERE a.attempt_id = tasks.attempt_id) WHERE attempt_id IS NOT NULL"
+                )
+            db.execute("CREATE TABLE IF NOT EXISTS spend_total (total REAL NOT NULL)")
+            if db.execute("SELECT COUNT(*) FROM spend_total").fetchone()[0] != 1:
+                db.execute("DELETE FROM spend_total")
+                db.execute("INSERT INTO spend_total (total) SELECT COALESCE(SUM(delta), 0) FROM spend")
+            for name in SUPERSEDED:
+                db.execute(f"DROP INDEX IF EXISTS {name}")
+            for name, definition in INDEXES.items():
+                db.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {definition}")
+            for name, definition in TRIGGERS.items():
+                db.execute(f"CREATE TRIGGER IF NOT EXISTS {name} {definition}")
+
+    def _up_to_date(self) -> bool:
+        names = {row["name"] for row in self._db.execute("SELECT name FROM sqlite_master")}
+        if not names >= {*INDEXES, *TRIGGERS, "spend_total"} or names & set(SUPERSEDED):
+            return False
+        if "kind" not in _columns(self._db, "quotes") or "options_key" not in _columns(self._db, "tasks"):
+            return False
+        return self._db.execute("SELECT COUNT(*) FROM spend_total").fetchone()[0] == 1
 
     @classmethod
     def for_workspace(cls, workspace: Path) -> Journal:
@@ -201,7 +264,17 @@ class Journal:
         return max(float(rows[0]["total"]), 0.0)
 
     def total_spent(self) -> float:
-        return max(float(self.query("SELECT COALESCE(SUM(delta), 0) AS total FROM spend")[0]["total"]), 0.0)
+        rows = self.query("SELECT total FROM spend_total")  # kept by triggers: no sum over the whole table
+        return max(float(rows[0]["total"]), 0.0) if rows else 0.0
+
+    def spend_mark(self) -> int:
+        """The newest spend entry's id: ``spent_since`` counts what came after it."""
+        return int(self.query("SELECT COALESCE(MAX(id), 0) AS mark FROM spend")[0]["mark"])
+
+    def spent_since(self, mark: int) -> float:
+        """Credits reserved or charged (positive entries) after ``mark``; refunds are left out."""
+        rows = self.query("SELECT COALESCE(SUM(delta), 0) AS total FROM spend WHERE id > ? AND delta > 0", mark)
+        return float(rows[0]["total"])
 
     @staticmethod
     def add_spend(db: sqlite3.Connection, day: date, delta: float, reason: str, ref: str | None) -> None:
@@ -314,6 +387,20 @@ class Journal:
         rows = self.query("SELECT * FROM tasks WHERE task_id = ?", task_id)
         return rows[0] if rows else None
 
+    def unfinished_tasks(
+        self, *, since: float, quiet_since: float | None = None, limit: int = 500
+    ) -> list[sqlite3.Row]:
+        """Tasks KIE has not finished yet (queued, running, or success without a result link), created after
+        ``since``, oldest first; with ``quiet_since``, only those nobody recorded anything about after it."""
+        quiet = "" if quiet_since is None else " AND updated <= ?"
+        args: list[Any] = [since] if quiet_since is None else [since, quiet_since]
+        return self.query(
+            "SELECT * FROM tasks WHERE state IN ('queued', 'running', 'succeeded_without_results') AND created >= ?"
+            f"{quiet} ORDER BY created LIMIT ?",
+            *args,
+            limit,
+        )
+
     def find_tasks(
         self,
         *,
@@ -341,9 +428,10 @@ class Journal:
 
     def charged_before(self, model: str, options_key: str, limit: int = 5) -> list[tuple[float, float]]:
         """(credits charged, when) of recent finished tasks with this model and these options, newest first."""
+        # tasks.options_key is the options_key of the task's attempt (kept by a trigger), so this is one index range.
         rows = self.query(
-            "SELECT t.record, t.updated FROM tasks t JOIN attempts a ON t.attempt_id = a.attempt_id"
-            " WHERE a.model = ? AND a.options_key = ? AND t.state = 'succeeded' ORDER BY t.updated DESC LIMIT ?",
+            "SELECT record, updated FROM tasks WHERE model = ? AND options_key = ? AND state = 'succeeded'"
+            " ORDER BY updated DESC LIMIT ?",
             model,
             options_key,
             limit,

@@ -6,19 +6,22 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import anyio
 import httpx2
 
 from kie_mcp.catalog import Catalog, load_catalog
-from kie_mcp.catalog.live import LiveCatalog, cache_path, extra_models, maybe_sync, models_in_use_from_journal
 from kie_mcp.config import Settings
 from kie_mcp.journal import Journal, UnavailableJournal
 from kie_mcp.kie import KieClient
 from kie_mcp.kie.calllog import CallLog
 from kie_mcp.media.downloads import sweep_interrupted_downloads
 from kie_mcp.spend import Caps, Ledger, QuoteBook
-from kie_mcp.tasks import TaskBook
+from kie_mcp.tasks import Follower, TaskBook
+
+if TYPE_CHECKING:
+    from kie_mcp.catalog.live import LiveCatalog
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +41,6 @@ class NoKeyError(RuntimeError):
 @dataclass
 class Runtime:
     settings: Settings
-    catalog: Catalog
     journal: Journal
     quotes: QuoteBook
     ledger: Ledger
@@ -46,7 +48,34 @@ class Runtime:
     kie: KieClient | None
     time_scale: float = 1.0  # simulated seconds per real second (the sandbox runs faster than KIE)
     notices: tuple[str, ...] = ()  # what happened at start that the user should hear about (a corrupt journal)
-    live: LiveCatalog = field(default_factory=LiveCatalog)  # KIE's live models, schemas and prices (cached)
+    follower: Follower = field(default_factory=Follower)  # polls every unfinished task (tasks/follower.py)
+    # Both built on first use: start-up and tools/list neither parse the catalogue nor read the live cache.
+    _live: LiveCatalog | None = field(default=None, repr=False)
+    _catalog: Catalog | None = field(default=None, repr=False)
+
+    @property
+    def live(self) -> LiveCatalog:
+        """KIE's live models, schemas and prices: the workspace's cache of them, read the first time it is needed."""
+        if self._live is None:
+            from kie_mcp.catalog.live import LiveCatalog, cache_path
+
+            self._live = LiveCatalog.load(cache_path(self.settings.workspace))
+        return self._live
+
+    @live.setter
+    def live(self, value: LiveCatalog) -> None:
+        self._live = value
+
+    @property
+    def catalog(self) -> Catalog:
+        """The bundled catalogue plus the live models it lacks, built the first time a tool needs it."""
+        if self._catalog is None:
+            self._catalog = with_live_models(self.live)
+        return self._catalog
+
+    @catalog.setter
+    def catalog(self, value: Catalog) -> None:
+        self._catalog = value
 
     def typical_seconds(self, model_id: str) -> tuple[int, int] | None:
         """The model's usual wall-clock duration, in this runtime's time."""
@@ -118,11 +147,8 @@ async def open_runtime(
     else:
         log.warning("KIE_API_KEY is not set: tools that need KIE will explain how to set it")
     journal, notices = _open_journal(settings)
-    live = LiveCatalog.load(cache_path(settings.workspace))
     runtime = Runtime(
         settings=settings,
-        catalog=with_live_models(live),
-        live=live,
         journal=journal,
         quotes=QuoteBook(journal, settings.quote_ttl_seconds),
         ledger=Ledger(journal, Caps(settings.max_credits_per_call, settings.max_credits_per_day)),
@@ -133,6 +159,7 @@ async def open_runtime(
     )
     try:
         async with anyio.create_task_group() as background:
+            background.start_soon(runtime.follower.run, runtime)  # the one place that polls KIE for task status
             if kie is not None and settings.catalog_sync:
                 background.start_soon(_sync_catalog, runtime, kie)  # never delays start-up or a tool call
             yield runtime
@@ -146,6 +173,8 @@ async def open_runtime(
 def with_live_models(live: LiveCatalog) -> Catalog:
     """The bundled catalogue plus the live Market image and video models it lacks (validated by their live schema,
     priced only when KIE's price list prices them exactly)."""
+    from kie_mcp.catalog.live import extra_models
+
     bundled = load_catalog()
     extra = {spec.id: spec for spec in extra_models(live, bundled)} if live.has_list else {}
     return Catalog({**{spec.id: spec for spec in bundled}, **extra}) if extra else bundled
@@ -153,9 +182,11 @@ def with_live_models(live: LiveCatalog) -> Catalog:
 
 async def _sync_catalog(runtime: Runtime, kie: KieClient) -> None:
     """At most once a day, in the background: read KIE's live models, schemas, prices and success rates."""
+    from kie_mcp.catalog.live import cache_path, maybe_sync, models_in_use_from_journal
+
     path = cache_path(runtime.settings.workspace)
     in_use = await anyio.to_thread.run_sync(models_in_use_from_journal, runtime.settings.workspace)
-    fresh = await maybe_sync(kie, path, in_use, catalog=load_catalog())
+    fresh = await maybe_sync(kie, path, in_use)  # loads the catalogue itself, only when a sync is due
     if fresh is not None:
         runtime.live = fresh
         runtime.catalog = with_live_models(fresh)

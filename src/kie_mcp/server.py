@@ -76,7 +76,8 @@ from kie_mcp.spend import (
     SpendRefused,
     check_caps,
 )
-from kie_mcp.tasks import TaskBook, TaskRecord, follow, refresh
+from kie_mcp.spend.balance import balance_cache
+from kie_mcp.tasks import TaskBook, TaskRecord
 
 log = logging.getLogger(__name__)
 
@@ -408,20 +409,23 @@ def _register_tools(mcp: MCPServer) -> None:
         _reject_unknown_arguments(ctx, "check_task")
         rt = _runtime(ctx)
         with _user_errors():
-            record = await _find_record(rt, task_id.strip())
+            rt.require_kie()
+            rt.follower.attach_client(ctx)  # from now on task updates reach this client (tasks/follower.py)
+            task_id = task_id.strip()
+            record = rt.follower.known(task_id) or rt.tasks.get(task_id)
+            looked = record is None
+            if record is None:  # a task the journal does not know: KIE is asked once, then the follower has it
+                record = await _find_record(rt, task_id)
+            # The follower polls (once for every waiter); this call waits on it, with progress.
             reporter = gen.ProgressReporter(_progress(ctx), 1)
-            await follow(
-                rt.require_kie(),
-                rt.typical_seconds,
-                [record],
-                budget=wait_seconds,
-                min_interval=rt.settings.poll_min_interval,
-                max_interval=rt.settings.poll_max_interval,
-                on_update=reporter,
-            )
-            gen.settle(rt, [record])
-            problems = await gen.save_all(rt, [record])
-            rt.tasks.add(record)
+            checked = await rt.follower.check(record, wait_seconds, reporter, looked=looked)
+            record, problems = checked.record, checked.problems
+            if not checked.held:  # it had ended before this call: fold in its charge once, save what is missing
+                problems = [*gen.settle(rt, [record]), *await gen.save_all(rt, [record])]
+                rt.tasks.add(record)
+            elif checked.saving:
+                problems.append("Its results are being saved now; check_task shows the files in a moment.")
+            await rt.follower.deliver_notices(ctx)
         result = TaskResult(task=record, message=" ".join([_task_message(record), *problems]))
         return _tool_result(result, result.message, [record], rt.settings.workspace)
 
@@ -504,7 +508,8 @@ def _register_tools(mcp: MCPServer) -> None:
         _reject_unknown_arguments(ctx, "check_credits")
         rt = _runtime(ctx)
         with _user_errors():
-            balance = await rt.require_kie().credits()
+            rt.require_kie()
+            balance = await balance_cache(rt).read()  # always fresh, and refreshes the cache spends use
             s, spent, total = rt.settings, rt.ledger.spent_today(), rt.ledger.total_spent()
             blocked, unknown = rt.ledger.over_cap(), len(rt.journal.attempts("unknown"))
         message = (
@@ -673,6 +678,7 @@ async def _generate(
         result = await gen.execute(
             rt, plan, _decision(approval), tool=tool, wait_seconds=wait_seconds, progress=_progress(ctx)
         )
+    await _thumbnails_ready(result.tasks, rt.settings.workspace)  # decoded in a worker thread, never on the loop
     return _tool_result(result, result.message, result.tasks, rt.settings.workspace)
 
 
@@ -693,6 +699,8 @@ def _decision(outcome: ElicitationResult[Any]) -> Approved | Declined | NeedsCon
 
 
 async def _estimate(rt: Runtime, plan: gen.Plan) -> EstimateResult:
+    from kie_mcp.spend.balance import balance_cache
+
     quote = rt.quotes.issue(plan.spec.id, plan.digest, plan.price, plan.variations, ceiling=plan.reserved)
     spent = rt.ledger.spent_today()
     try:
@@ -700,7 +708,7 @@ async def _estimate(rt: Runtime, plan: gen.Plan) -> EstimateResult:
         cap_problem = None
     except SpendRefused as err:
         cap_problem = str(err)
-    balance = await rt.kie.credits() if rt.kie is not None else None
+    balance = await balance_cache(rt).current() if rt.kie is not None else None  # read at most every few seconds
     auto = quote.price_known and 0 < (quote.credits_total or 0) <= rt.settings.auto_approve_credits
     cost = (
         f"{quote.credits_total:g} credits (about ${quote.usd_total:.2f})"
@@ -873,16 +881,21 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
 
     @mcp.resource("kie://tasks/{task_id}", name="task", title="A KIE task", mime_type="application/json")
     async def task(task_id: str, ctx: Context) -> str:
-        """A task's last known state and results (refreshed from KIE when it is still running)."""
+        """A task's last known state and results (kept current by the server while it runs; subscribers are told
+        when it changes)."""
         rt = _runtime(ctx)
-        record = rt.tasks.get(task_id)
+        rt.follower.attach_client(ctx)  # a subscription to this resource is served from now on
+        record = rt.follower.known(task_id)
         if record is None:
             try:
-                record = await _find_record(rt, task_id)
+                record = rt.tasks.get(task_id)
+                looked = record is None
+                if record is None:  # asked of KIE once, then followed
+                    record = await _find_record(rt, task_id)
             except _USER_ERRORS as err:
                 return json.dumps({"task_id": task_id, "error": str(err)})
-        elif rt.kie is not None:
-            await refresh(rt.kie, rt.typical_seconds, record)
+            if not record.finished and rt.kie is not None:
+                record = await rt.follower.follow(record, looked=looked)
         return record.model_dump_json(indent=2)
 
     references = settings.workspace / "references"
@@ -986,17 +999,26 @@ def _user_errors() -> Iterator[None]:
 def _tool_result(
     model: BaseModel, text: str, tasks: Sequence[TaskRecord] = (), workspace: Path | None = None
 ) -> CallToolResult:
-    """Text and structured content; saved results also as resource links, and small image thumbnails."""
+    """Text and structured content; saved results also as resource links, and small image thumbnails (the ones
+    kept beside each image: ``await _thumbnails_ready(tasks, workspace)`` first makes any missing one in a worker
+    thread, so nothing is decoded here, on the event loop)."""
     content: list[Any] = [TextContent(type="text", text=text)]
     for task in tasks:
         for relative in task.files:
             content.append(_output_link(relative, task))
             if workspace is not None and task.kind == "image":
-                small = thumbnail(workspace / relative)
+                small = thumbnail(workspace / relative)  # the kept one; decoded here only if none was made
                 if small is not None:
                     data, mime = small
                     content.append(ImageContent(type="image", data=base64.b64encode(data).decode(), mime_type=mime))
     return CallToolResult(content=content, structured_content=model.model_dump(mode="json"))
+
+
+async def _thumbnails_ready(tasks: Sequence[TaskRecord], workspace: Path) -> None:
+    """Make the kept thumbnails of the tasks' saved images, in a worker thread (once per file)."""
+    from kie_mcp.media.downloads import make_thumbnails
+
+    await make_thumbnails([workspace / relative for task in tasks if task.kind == "image" for relative in task.files])
 
 
 def _output_link(relative: str, task: TaskRecord) -> ResourceLink:

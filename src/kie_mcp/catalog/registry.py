@@ -1,10 +1,10 @@
-"""Loads the model data files once and answers lookups by id or friendly name."""
+"""Loads the model data files once, on first use, and answers lookups by id or friendly name."""
 
 from __future__ import annotations
 
 import functools
 import re
-import tomllib
+import threading
 from collections.abc import Iterator
 from importlib import resources
 from typing import Any
@@ -100,6 +100,8 @@ class Catalog:
 
 
 def _load_file(text: str) -> dict[str, ModelSpec]:
+    import tomllib  # only when the catalogue is first needed: start-up and tools/list never parse it
+
     raw = tomllib.loads(text)
     sources = {key: Source(**value) for key, value in raw.get("sources", {}).items()}
     models: dict[str, ModelSpec] = {}
@@ -134,9 +136,23 @@ def _check_sources(spec: ModelSpec) -> None:
         raise ValueError(f"model {spec.id!r} cites undefined sources: {missing}")
 
 
-@functools.cache
+_LOADING = threading.Lock()
+
+
 def load_catalog() -> Catalog:
-    """Read every ``*.toml`` file shipped in ``kie_mcp/catalog/data``."""
+    """Every model of the ``*.toml`` files shipped in ``kie_mcp/catalog/data``: parsed on the first call, once per
+    process (concurrent first calls wait for the one parse), the same ``Catalog`` afterwards."""
+    with _LOADING:
+        return _parse_catalog()
+
+
+def loaded() -> bool:
+    """Whether this process has parsed the catalogue yet (start-up and ``tools/list`` do not)."""
+    return _parse_catalog.cache_info().currsize > 0
+
+
+@functools.cache
+def _parse_catalog() -> Catalog:
     models: dict[str, ModelSpec] = {}
     data_dir = resources.files("kie_mcp.catalog") / "data"
     for entry in sorted(data_dir.iterdir(), key=lambda e: e.name):

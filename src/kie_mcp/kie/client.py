@@ -12,9 +12,10 @@ import functools
 import json
 import logging
 import mimetypes
+import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
 import anyio
@@ -31,6 +32,9 @@ from .errors import Category, KieError, NotSentError, OutcomeUnknownError
 from .families import FAMILIES, Family, VeoFamily, family_for_task_id
 from .pacing import SlidingWindow
 from .status import TaskStatus
+
+if TYPE_CHECKING:
+    import ssl
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +54,22 @@ PRICE_FEED_PATH = "/client/v1/model-pricing/page"
 PRICE_FEED_MAX_PAGE_SIZE = 100
 
 
+_SSL_LOCK = threading.Lock()
+
+
+@functools.cache
+def _default_ssl_context() -> ssl.SSLContext:
+    return httpx2.create_ssl_context()
+
+
+def shared_ssl_context() -> ssl.SSLContext:
+    """The one TLS context of this process, built on first use exactly as httpx2 builds its default
+    (``httpx2.create_ssl_context()``: ``SSL_CERT_FILE``/``SSL_CERT_DIR`` when set, else the system's trust store,
+    via truststore on macOS and Windows). Loading the CA bundle costs tens of milliseconds: once, not per client."""
+    with _SSL_LOCK:
+        return _default_ssl_context()
+
+
 class UploadedFile(BaseModel):
     url: str
     file_name: str
@@ -58,6 +78,8 @@ class UploadedFile(BaseModel):
 
 
 class KieClient:
+    clients_built: ClassVar[int] = 0  # HTTP clients built by every KieClient of this process (start-up builds none)
+
     def __init__(
         self,
         *,
@@ -76,17 +98,20 @@ class KieClient:
         register_secret(api_key)  # from now on no text or log line of this process shows the key
         auth = {"Authorization": f"Bearer {api_key}", "User-Agent": USER_AGENT, "Accept": "application/json"}
         limits = httpx2.Timeout(timeout, connect=10.0)
-        self._api = httpx2.AsyncClient(base_url=base_url, headers=auth, timeout=limits, transport=transport)
-        self._uploads = httpx2.AsyncClient(
-            base_url=upload_base_url, headers=auth, timeout=httpx2.Timeout(120.0, connect=10.0), transport=transport
-        )
-        # Result files live on third-party CDNs: they never see the key.
-        self.files = httpx2.AsyncClient(
-            headers={"User-Agent": USER_AGENT},
-            timeout=httpx2.Timeout(120.0, connect=10.0),
-            follow_redirects=True,
-            transport=transport,
-        )
+        slow = httpx2.Timeout(120.0, connect=10.0)
+        keyless = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+        # One HTTP client per host, each built on first use (start-up builds none; see ``_client``).
+        self._client_options: dict[str, dict[str, Any]] = {
+            "api": {"base_url": base_url, "headers": auth, "timeout": limits},
+            "uploads": {"base_url": upload_base_url, "headers": auth, "timeout": slow},
+            # Result files live on third-party CDNs: they never see the key.
+            "files": {"headers": {"User-Agent": USER_AGENT}, "timeout": slow, "follow_redirects": True},
+            # The public price feed needs no key, so it never gets one: a keyless client for the same API host.
+            "public": {"base_url": base_url, "headers": keyless, "timeout": limits},
+        }
+        self._transport = transport
+        self._clients: dict[str, httpx2.AsyncClient] = {}
+        self._closed = False
         self.rate_limit_backoff = rate_limit_backoff
         self.max_rate_limit_retries = max_rate_limit_retries
         self.call_log = call_log
@@ -94,16 +119,44 @@ class KieClient:
         self._polls = poll_window or SlidingWindow(10, 1.0)
         # The model-catalogue lookups share one budget of about 1 request/second per account.
         self._catalog = catalog_window or SlidingWindow(1, CATALOG_SPACING_SECONDS)
-        # The public price feed needs no key, so it never gets one: a keyless client for the same API host.
-        self._public = httpx2.AsyncClient(
-            base_url=base_url,
-            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
-            timeout=limits,
-            transport=transport,
-        )
+
+    def _client(self, name: str) -> httpx2.AsyncClient:
+        """The HTTP client for ``name``, built the first time it is needed. Without a test transport every client
+        verifies TLS with the one SSL context of the process (``shared_ssl_context``)."""
+        client = self._clients.get(name)
+        if client is None:
+            if self._closed:
+                raise RuntimeError("Cannot send a request, as the client has been closed.")
+            verify = shared_ssl_context() if self._transport is None else True
+            client = httpx2.AsyncClient(**self._client_options[name], transport=self._transport, verify=verify)
+            self._clients[name] = client
+            KieClient.clients_built += 1
+        return client
+
+    @property
+    def _api(self) -> httpx2.AsyncClient:
+        return self._client("api")
+
+    @property
+    def _uploads(self) -> httpx2.AsyncClient:
+        return self._client("uploads")
+
+    @property
+    def files(self) -> httpx2.AsyncClient:
+        """The client for result files on third-party CDNs: it never carries the key."""
+        return self._client("files")
+
+    @property
+    def _public(self) -> httpx2.AsyncClient:
+        return self._client("public")
+
+    def built_clients(self) -> tuple[str, ...]:
+        """The HTTP clients built so far (``api``, ``uploads``, ``files``, ``public``), in the order they were."""
+        return tuple(self._clients)
 
     async def aclose(self) -> None:
-        for client in (self._api, self._uploads, self.files, self._public):
+        self._closed = True
+        for client in list(self._clients.values()):
             await client.aclose()
 
     async def __aenter__(self) -> KieClient:
@@ -130,47 +183,64 @@ class KieClient:
         return await self._send_create(VeoFamily.extend_path, body, f"veo-extend-{model}", None)
 
     async def _send_create(self, path: str, body: dict[str, Any], model: str, quoted: float | None) -> str:
+        """Send one create, inside KIE's 20-per-10-s window as KIE counts it: on arrival (see ``SlidingWindow``).
+
+        Each attempt holds a slot of the create window from before it is sent until its answer; the slot then
+        stays in the window for its margin and the window's length. A create that was never sent, or that KIE
+        refused with 429 (documented as refused, not counted and not charged), frees its slot at once. After a 429
+        the window pauses until its edge (the moment its oldest answered create leaves it) and the create is sent
+        again then; only a 429 is ever retried.
+        """
         for attempt in range(self.max_rate_limit_retries + 1):
-            await self._creates.acquire()
-            started = time.monotonic()
-            log_call = functools.partial(self._log, path, started, model=model, credits_quoted=quoted)
-            try:
-                response = await self._api.post(path, json=body)
-            except _NOT_SENT as exc:
-                log_call(outcome="not sent", error=type(exc).__name__)
-                raise NotSentError(f"could not connect to KIE ({type(exc).__name__})", endpoint=path) from exc
-            except httpx2.TransportError as exc:
-                log.warning("create %s: no answer after sending (%s)", path, type(exc).__name__)
-                log_call(outcome="unknown", error=type(exc).__name__)
-                raise OutcomeUnknownError(
-                    f"the connection failed after the request was sent ({type(exc).__name__})", endpoint=path
-                ) from exc
-            log.info("POST %s -> HTTP %s in %.2fs", path, response.status_code, time.monotonic() - started)
-            try:
-                data = read_envelope(response, path)
-            except KieError as err:
-                if err.category is Category.PROTOCOL:
-                    log_call(outcome="unknown", code=err.http_status, error=err.message)
-                    raise OutcomeUnknownError(f"KIE's answer could not be read ({err.message})", endpoint=path) from err
-                if _may_have_created(err):
-                    log_call(outcome="unknown", code=err.code, error=err.message)
+            async with self._creates.occupied() as slot:  # left without settling: counted (answered)
+                started = time.monotonic()
+                log_call = functools.partial(self._log, path, started, model=model, credits_quoted=quoted)
+                try:
+                    response = await self._api.post(path, json=body)
+                except _NOT_SENT as exc:
+                    slot.not_counted()  # nothing left this machine: KIE cannot have counted it
+                    log_call(outcome="not sent", error=type(exc).__name__)
+                    raise NotSentError(f"could not connect to KIE ({type(exc).__name__})", endpoint=path) from exc
+                except httpx2.TransportError as exc:
+                    log.warning("create %s: no answer after sending (%s)", path, type(exc).__name__)
+                    log_call(outcome="unknown", error=type(exc).__name__)
                     raise OutcomeUnknownError(
-                        f"KIE answered with a server error ({err.code}: {err.message}), which does not say whether "
-                        "the task was created",
-                        endpoint=path,
-                    ) from err
-                log_call(outcome="refused", code=err.code, error=err.message)
-                if err.code == 429 and attempt < self.max_rate_limit_retries:
-                    log.warning("create refused with 429 (not charged); retrying in %.0fs", self.rate_limit_backoff)
-                    await anyio.sleep(self.rate_limit_backoff)
+                        f"the connection failed after the request was sent ({type(exc).__name__})", endpoint=path
+                    ) from exc
+                log.info("POST %s -> HTTP %s in %.2fs", path, response.status_code, time.monotonic() - started)
+                try:
+                    data = read_envelope(response, path)
+                except KieError as err:
+                    if err.category is Category.PROTOCOL:
+                        log_call(outcome="unknown", code=err.http_status, error=err.message)
+                        raise OutcomeUnknownError(
+                            f"KIE's answer could not be read ({err.message})", endpoint=path
+                        ) from err
+                    if _may_have_created(err):
+                        log_call(outcome="unknown", code=err.code, error=err.message)
+                        raise OutcomeUnknownError(
+                            f"KIE answered with a server error ({err.code}: {err.message}), which does not say "
+                            "whether the task was created",
+                            endpoint=path,
+                        ) from err
+                    log_call(outcome="refused", code=err.code, error=err.message)
+                    if err.code != 429:
+                        raise
+                    pause = slot.rate_limited(self.rate_limit_backoff)
+                    if attempt >= self.max_rate_limit_retries:
+                        raise
+                    log.warning(
+                        "create refused with 429 (not counted, not charged); sending it again in %.1fs, when the "
+                        "oldest create leaves KIE's window",
+                        pause,
+                    )
                     continue
-                raise
-            task_id = data.get("taskId") if isinstance(data, dict) else None
-            if not task_id:
-                log_call(outcome="unknown", error="success without a task id")
-                raise OutcomeUnknownError("KIE said success but returned no task id", endpoint=path)
-            log_call(outcome="created", task_id=str(task_id))
-            return str(task_id)
+                task_id = data.get("taskId") if isinstance(data, dict) else None
+                if not task_id:
+                    log_call(outcome="unknown", error="success without a task id")
+                    raise OutcomeUnknownError("KIE said success but returned no task id", endpoint=path)
+                log_call(outcome="created", task_id=str(task_id))
+                return str(task_id)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _log(self, endpoint: str, started: float, **entry: Any) -> None:
@@ -360,8 +430,9 @@ class KieClient:
     # -- plumbing ---------------------------------------------------------------------------
 
     async def _get(self, path: str, params: dict[str, Any] | None, *, paced: bool = False) -> Any:
-        if paced:
-            await self._polls.acquire()
+        if paced:  # a status read holds its slot from before it is sent until its answer (see SlidingWindow)
+            async with self._polls.occupied():
+                return await self._call(self._api, "GET", path, params=params)
         return await self._call(self._api, "GET", path, params=params)
 
     async def _post(self, path: str, body: dict[str, Any]) -> Any:

@@ -566,12 +566,96 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     _fsync_dir(path.parent)
 
 
-def thumbnail(path: Path, max_side: int = 256) -> tuple[bytes, str] | None:
-    """A small JPEG (PNG when the image has transparency) of an image file for inline display; None otherwise."""
+THUMBNAIL_SIDE = 256  # the longest side of the thumbnails shown inline to the model
+
+
+def thumbnail_path(path: Path, mime: str, max_side: int = THUMBNAIL_SIDE) -> Path:
+    """Where the thumbnail of ``path`` is kept: a hidden sibling, ``.<name>.thumb-<side>.jpg`` (``.png`` with
+    transparency). Hidden files are never served as outputs and never listed as results."""
+    path = Path(path)
+    ext = "png" if mime == "image/png" else "jpg"
+    return path.with_name(f".{path.name[:170]}.thumb-{int(max_side)}.{ext}")
+
+
+def cached_thumbnail(path: Path, max_side: int = THUMBNAIL_SIDE) -> tuple[bytes, str] | None:
+    """The kept thumbnail of ``path``, without decoding anything; None when there is none or the file changed since
+    (a kept thumbnail carries the modification time of the file it was made from)."""
+    try:
+        source = Path(path).stat().st_mtime_ns
+    except OSError:
+        return None
+    for mime in ("image/jpeg", "image/png"):
+        kept = thumbnail_path(path, mime, max_side)
+        try:
+            if kept.is_symlink() or kept.stat().st_mtime_ns != source:
+                continue
+            data = kept.read_bytes()
+        except OSError:
+            continue
+        if data and sniff_mime(data[:SNIFF_BYTES]) == mime:
+            return data, mime
+    return None
+
+
+def thumbnail(path: Path, max_side: int = THUMBNAIL_SIDE) -> tuple[bytes, str] | None:
+    """A small JPEG (PNG when the image has transparency) of an image file for inline display; None otherwise.
+
+    Made once per file and kept beside it (``thumbnail_path``, written atomically), made again when the file
+    changed (is newer) since. Decoding a large image takes a while: call it in a worker thread
+    (``make_thumbnails``); ``cached_thumbnail`` reads the kept one without decoding.
+    """
+    kept = cached_thumbnail(path, max_side)
+    if kept is not None:
+        return kept
+    try:
+        source = Path(path).stat()
+    except OSError:
+        return None
+    made = _make_thumbnail(Path(path), max_side)
+    if made is not None:
+        with contextlib.suppress(OSError):  # a read-only folder: the thumbnail is still shown, just not kept
+            _keep_thumbnail(Path(path), made, max_side, source.st_mtime_ns)
+    return made
+
+
+async def make_thumbnails(paths: list[Path], max_side: int = THUMBNAIL_SIDE) -> None:
+    """Make (or check) the kept thumbnails of ``paths`` in a worker thread, off the event loop."""
+
+    def make_all() -> None:
+        for path in paths:
+            thumbnail(path, max_side)
+
+    if paths:
+        await anyio.to_thread.run_sync(make_all)
+
+
+def _keep_thumbnail(path: Path, made: tuple[bytes, str], max_side: int, source_mtime_ns: int) -> None:
+    """Write the thumbnail beside ``path`` (a temporary file moved into place), dated like the file it shows."""
+    data, mime = made
+    dest = thumbnail_path(path, mime, max_side)
+    fd, tmp = _open_temp(dest)
+    try:
+        try:
+            _write_all(fd, data)
+        finally:
+            os.close(fd)
+        os.utime(tmp, ns=(time.time_ns(), source_mtime_ns))
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    other = thumbnail_path(path, "image/jpeg" if mime == "image/png" else "image/png", max_side)
+    with contextlib.suppress(OSError):
+        other.unlink(missing_ok=True)  # the image lost or gained transparency: one kept thumbnail per size
+
+
+def _make_thumbnail(path: Path, max_side: int) -> tuple[bytes, str] | None:
+    """Decode ``path`` and scale it down (the slow part: hundreds of ms for a 4K PNG)."""
     from PIL import Image, ImageOps
 
     try:
-        with Path(path).open("rb") as handle:
+        with path.open("rb") as handle:
             if kind_of(sniff_mime(handle.read(SNIFF_BYTES))) != "image":
                 return None
             handle.seek(0)

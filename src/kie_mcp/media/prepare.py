@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
-from PIL import Image, UnidentifiedImageError
 
 from kie_mcp.kie import KieClient, UploadedFile
 
@@ -31,6 +30,8 @@ class Prepared:
 
 def prepare_image(path: Path, name: str) -> Prepared:
     """Upscale a small image; leave large images and non-images untouched."""
+    from PIL import Image, UnidentifiedImageError  # Pillow loads with the first image, not at start-up
+
     try:
         with Image.open(path) as image:
             width, height = image.size

@@ -365,7 +365,16 @@ class Simulator:
     # -- limits ----------------------------------------------------------------------------
 
     def admit_create(self, account: str) -> None:
-        """Sliding create window per account, then the running-task cap; both refuse with 429."""
+        """KIE's create window per account, counted on ARRIVAL, then the running-task cap; both refuse with 429.
+
+        Handlers call this as soon as a create's body is read, so a create is stamped with its arrival time on the
+        virtual clock, before it is validated or charged (an invalid create arrived too, and counts). A create is
+        refused when ``create_limit`` creates already arrived in the span ``(now - window, now]``, so any
+        ``create_limit + 1`` counted arrivals span at least ``create_window_seconds``. A refused create is not
+        counted (KIE: refused, not queued, not charged). The window is on the virtual clock, which runs ``speed``
+        times real time: a real-time measurement of pacing runs the simulator at speed 1 and moves no clock by
+        hand, so that a virtual second is a real one.
+        """
         now = self.now()
         limit = self.config.create_limit
         window = self._create_log.setdefault(account, deque())
@@ -379,6 +388,8 @@ class Simulator:
         window.append(now)
 
     def admit_poll(self, key: str) -> None:
+        """Status reads per key, counted on arrival like creates: at most ``poll_limit_per_second`` in the span
+        ``(now - 1, now]`` of virtual seconds; over it, 429 and not counted."""
         now = self.now()
         limit = self.config.poll_limit_per_second
         window = self._poll_log.setdefault(key, deque())

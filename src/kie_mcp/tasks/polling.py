@@ -1,12 +1,15 @@
-"""Following tasks to the end: bounded waits, backoff, and a progress report on every change."""
+"""One look at a task: ask KIE once, fold the answer into the record, and say how it went.
+
+Only the follower (``follower.py``) calls this: it decides when to look, and backs off on what ``refresh``
+reports (a 429, a network error, a refusal).
+"""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
-
-import anyio
+from collections.abc import Callable
+from enum import Enum
 
 from kie_mcp.kie import FAMILIES, KieClient, KieError
 
@@ -17,48 +20,38 @@ log = logging.getLogger(__name__)
 # Right after create, KIE may not show the task yet ("recordInfo is null"); that is not an error.
 VISIBILITY_GRACE_SECONDS = 30.0
 
-OnUpdate = Callable[[list[TaskRecord]], Awaitable[None]]
 Typical = Callable[[str], tuple[int, int] | None]
 
 
-async def refresh(kie: KieClient, typical: Typical, record: TaskRecord) -> None:
-    """Ask KIE once about ``record`` and fold the answer in; network hiccups leave it as it was."""
+class Look(Enum):
+    """How one look at a task went."""
+
+    SKIPPED = "skipped"  # nothing asked: no task id, or already finished
+    SEEN = "seen"  # KIE answered; the record has its answer
+    NOT_VISIBLE = "not visible"  # a young task KIE does not show yet (not an error)
+    RATE_LIMITED = "rate limited"  # KIE answered 429: nothing learnt, slow down
+    FAILED = "failed"  # a network hiccup or server error: try again later
+    REFUSED = "refused"  # KIE refused to say (unknown task, bad key, ...): noted on the record
+
+
+async def refresh(kie: KieClient, typical: Typical, record: TaskRecord) -> tuple[Look, bool]:
+    """Ask KIE once about ``record`` and fold the answer in. Returns how it went, and whether KIE reported the
+    task's progress itself (otherwise the record's progress is an estimate from the model's typical time)."""
     if record.task_id is None or record.finished:
-        return
+        return Look.SKIPPED, False
     family = FAMILIES[record.family]
     try:
         status = await kie.status(family, record.task_id)
     except KieError as err:
         young = time.time() - record.created_at < VISIBILITY_GRACE_SECONDS
         if young and family.is_not_visible(err.message):
-            return
-        if not err.retryable:
-            record.note_error(err)
+            return Look.NOT_VISIBLE, False
         log.info("status of %s: %s", record.task_id, err.message)
-        return
+        if err.code == 429:
+            return Look.RATE_LIMITED, False
+        if err.retryable:
+            return Look.FAILED, False
+        record.note_error(err)
+        return Look.REFUSED, False
     record.apply(status, typical(record.model))
-
-
-async def follow(
-    kie: KieClient,
-    typical: Typical,
-    records: list[TaskRecord],
-    *,
-    budget: float,
-    min_interval: float,
-    max_interval: float,
-    on_update: OnUpdate,
-) -> None:
-    """Poll until every task has finished or ``budget`` seconds have passed (0: look once)."""
-    deadline = time.monotonic() + budget
-    interval = min_interval
-    while True:
-        async with anyio.create_task_group() as group:
-            for record in records:
-                group.start_soon(refresh, kie, typical, record)
-        await on_update(records)
-        left = deadline - time.monotonic()
-        if all(r.finished for r in records) or left <= 0:
-            return
-        await anyio.sleep(min(interval, left))
-        interval = min(interval * 1.5, max_interval)
+    return Look.SEEN, status.progress is not None

@@ -1,0 +1,137 @@
+"""Cold start against the floor (run: uv run python bench/bench_startup.py [N]).
+
+In one run, N times each (interleaved, so drift hits both alike):
+
+- the floor: a bare ``mcp`` SDK ``MCPServer`` with one trivial tool, a script written to a temporary folder and
+  started with this Python (the one ``uv run`` uses);
+- ``kie-mcp``: the installed console script beside this Python, with a temporary ``KIE_WORKSPACE``, a dummy key
+  and ``KIE_CATALOG_SYNC=off``;
+
+each measured from spawn to the answer of ``tools/list`` over stdio with the SDK ``Client``, then its idle RSS
+(``VmRSS`` of ``/proc/<pid>/status``, read just after ``tools/list``). Prints the medians side by side with the
+ratio (and the median of the per-round ratios, steadier on a busy machine), against the targets (spawn ->
+tools/list <= 1.10 x the floor, idle RSS <= the floor + 8 MiB). Asserts nothing. Linux only (``/proc``).
+
+A ``PYTHONPATH`` in the environment is passed to kie-mcp only, so another source tree can be timed against the same
+floor: ``PYTHONPATH=/tmp/old/src uv run python bench/bench_startup.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+from tempfile import TemporaryDirectory
+
+import anyio
+from mcp import Client, StdioServerParameters
+from mcp.client.stdio import stdio_client
+
+FLOOR = '''\
+from mcp.server import MCPServer
+
+mcp = MCPServer("floor")
+
+
+@mcp.tool()
+def echo(text: str) -> str:
+    """Say it back."""
+    return text
+
+
+if __name__ == "__main__":
+    mcp.run("stdio")
+'''
+
+TIME_TARGET = 1.10
+RSS_TARGET_MIB = 8.0
+
+
+def _children() -> set[int]:
+    """The pids of this process's children (every thread's list)."""
+    found: set[int] = set()
+    for task in Path("/proc/self/task").iterdir():
+        with_children = task / "children"
+        if with_children.is_file():
+            found.update(int(pid) for pid in with_children.read_text().split())
+    return found
+
+
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise LookupError(f"no VmRSS for {pid}")
+
+
+async def _one(params: StdioServerParameters, expected_tools: int) -> tuple[float, float]:
+    before = _children()
+    with open(os.devnull, "w") as quiet:  # noqa: ASYNC230 - /dev/null never blocks
+        started = time.perf_counter()
+        async with Client(stdio_client(params, errlog=quiet), read_timeout_seconds=60) as client:
+            tools = (await client.list_tools()).tools
+            elapsed = time.perf_counter() - started
+            new = _children() - before
+            if len(new) != 1:
+                raise RuntimeError(f"expected one server process, found {sorted(new)}")
+            rss = _rss_mib(new.pop())
+    if len(tools) < expected_tools:
+        raise RuntimeError(f"{params.command}: {len(tools)} tools listed, expected at least {expected_tools}")
+    return elapsed, rss
+
+
+async def main(rounds: int) -> None:
+    script = shutil.which("kie-mcp", path=str(Path(sys.executable).parent))
+    if script is None:
+        raise SystemExit("the kie-mcp console script is not installed beside this Python (run with `uv run`)")
+    with TemporaryDirectory() as tmp:
+        floor_path = Path(tmp) / "floor_server.py"
+        floor_path.write_text(FLOOR, encoding="utf-8")
+        workspace = Path(tmp) / "workspace"
+        workspace.mkdir()
+        floor = StdioServerParameters(command=sys.executable, args=[str(floor_path)], cwd=tmp)
+        kie = StdioServerParameters(
+            command=script,
+            env={
+                "KIE_WORKSPACE": str(workspace),
+                "KIE_API_KEY": "bench-dummy-key-0000",
+                "KIE_CATALOG_SYNC": "off",
+                **({"PYTHONPATH": os.environ["PYTHONPATH"]} if os.environ.get("PYTHONPATH") else {}),
+            },
+            cwd=tmp,
+        )
+        await _one(floor, 1)  # warm the page cache and the bytecode caches of both
+        await _one(kie, 9)
+        results: dict[str, list[tuple[float, float]]] = {"floor": [], "kie-mcp": []}
+        for _ in range(rounds):
+            results["floor"].append(await _one(floor, 1))
+            results["kie-mcp"].append(await _one(kie, 9))
+
+    times = {name: statistics.median(t for t, _ in runs) for name, runs in results.items()}
+    rss = {name: statistics.median(r for _, r in runs) for name, runs in results.items()}
+    print(f"cold start, median of {rounds} (Python {sys.version.split()[0]}, {os.cpu_count()} CPUs)")
+    print(f"{'':28}{'floor':>10}{'kie-mcp':>10}{'ratio':>9}   target")
+    ratio = times["kie-mcp"] / times["floor"]
+    print(
+        f"{'spawn -> tools/list (ms)':28}{times['floor'] * 1000:>10.0f}{times['kie-mcp'] * 1000:>10.0f}"
+        f"{ratio:>8.2f}x   <= {TIME_TARGET:.2f}x {'met' if ratio <= TIME_TARGET else 'NOT met'}"
+    )
+    extra = rss["kie-mcp"] - rss["floor"]
+    print(
+        f"{'idle RSS (MiB)':28}{rss['floor']:>10.1f}{rss['kie-mcp']:>10.1f}{extra:>+8.1f}M   "
+        f"<= +{RSS_TARGET_MIB:.0f} MiB {'met' if extra <= RSS_TARGET_MIB else 'NOT met'}"
+    )
+    paired = statistics.median(k / f for (k, _), (f, _) in zip(results["kie-mcp"], results["floor"], strict=True))
+    print(f"{'median of per-round ratios':28}{'':20}{paired:>8.2f}x")
+    spread = {name: (min(t for t, _ in runs), max(t for t, _ in runs)) for name, runs in results.items()}
+    print(
+        "spawn -> tools/list range (ms): "
+        + ", ".join(f"{name} {low * 1000:.0f}-{high * 1000:.0f}" for name, (low, high) in spread.items())
+    )
+
+
+if __name__ == "__main__":
+    anyio.run(main, int(sys.argv[1]) if len(sys.argv) > 1 else 10)

@@ -1,0 +1,531 @@
+"""The follower: one per server process, the only place that asks KIE how a task is doing.
+
+It follows every unfinished task of the workspace (those in the journal when the server starts, those this
+process creates or is asked about, and any the journal shows that nobody has touched for a while) to the end,
+whether or not a tool call is waiting on it:
+
+- **When it looks.** By the model's typical duration ``(low, high)``: a first look at 3/4 of ``low`` (nothing
+  is asked before: KIE rarely finishes sooner), then every 30% of the task's age until the middle of the
+  typical window and every 10% of its age from there on, never closer than ``settings.poll_min_interval`` and
+  never further apart than a minute. A task that ends after the middle of its window (or runs long) is seen
+  within 10% of its duration; one that ends early in the window within about 30%. A 5-minute Veo 3.1 Fast clip
+  costs 10 status calls (``bench/bench_polling.py``), against 49 when every ``check_task`` call polled alone.
+  ``settings.poll_min_interval`` (2 s) is also the schedule's time unit: tests that shorten it to 10 ms run
+  the same schedule 200 times faster.
+- **Backing off.** A 429 pauses every look for ``settings.rate_limit_backoff``, doubling while KIE keeps
+  answering 429 (up to 8x); a network or server error puts that task's next look further out (doubling, up to
+  a minute); a refusal (unknown task, bad key) is noted on the record, and after 8 in a row the task is left
+  alone (the journal keeps it; ``check_task`` can still ask). A young task KIE does not show yet is not an
+  error (``VISIBILITY_GRACE_SECONDS``). Every look goes through the KIE client's poll pacing (10 per second).
+- **When a task ends** it settles the spend (refund of a failed task, KIE's real charge), saves the results
+  into ``outputs/`` at once (unless ``KIE_DOWNLOAD=never``), records everything in the journal, and tells the
+  client (below). Finishing is ``generation.settle`` and ``generation.save_all``, reached through the
+  ``finish`` callback (imported when first used: ``generation`` imports ``runtime``, which imports this).
+- **Waiting.** ``generate_*`` and ``check_task`` never poll themselves: they ``wait`` on the follower. Each
+  watched task has a ``done`` event (set once the task is finished AND settled and saved) and a set of
+  listener events, set after every look; a waiter registers one event with each task it waits on, and also
+  wakes every ``settings.poll_max_interval`` to refresh its progress estimate (progress notifications double
+  as heartbeats). However many calls wait on a task, it is looked at once per scheduled look. ``check_task``
+  with ``wait_seconds=0`` is the one explicit "look now": it asks KIE once (after any look in flight).
+- **Telling the client.** ``check_task`` and the ``kie://tasks/{id}`` resource hand the follower their request
+  context (``attach_client``). From then on, every change of a task's state is published as a resource update
+  of ``kie://tasks/{id}`` on the server's subscription bus (``Context.notify_resource_updated``: the bus is
+  server-wide, so this works outside the request; the SDK delivers it only to ``subscriptions/listen`` streams
+  that subscribed to that URI). A finished task is also logged (stderr) and reported as a
+  ``notifications/message``: at once on the standalone channel to handshake-era clients; 2026-07-28 clients
+  have no channel outside a request, so the line is queued and sent with the next ``check_task`` (delivered
+  when that request opts in to log messages).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sqlite3
+import time
+import warnings
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from pydantic import ValidationError
+
+from kie_mcp.config import Settings
+from kie_mcp.journal import JournalUnavailable
+
+from .polling import Look, refresh
+from .records import TaskRecord
+
+if TYPE_CHECKING:
+    from kie_mcp.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+# The schedule, in schedule seconds (runtime seconds with the default settings; see ``time_unit``).
+FIRST_LOOK = 0.75  # the first look, as a share of the typical low
+FLOOR = 2.0  # the shortest gap between two looks at a task (poll_min_interval, in schedule seconds)
+COARSE = 0.3  # the gap between looks, as a share of the task's age, before the middle of the typical window ...
+FINE = 0.1  # ... and from the middle on: a task is seen within 10% of its duration
+MAX_GAP = 60.0  # the longest gap between two looks at a task
+NO_RESULTS_GAP = 180.0  # KIE said success without a result link: look again after this
+RESCAN = 60.0  # how often the journal is read for unfinished tasks nobody follows
+QUIET = 180.0  # ... adopted when nothing was recorded about them for this long
+GIVE_UP = 8  # refusals in a row after which a task is left alone
+MAX_RATE_LIMIT_FACTOR = 8  # 429s in a row pause every look: rate_limit_backoff, doubled each time, up to 8x
+LOOKS_AT_ONCE = 8  # looks (and the downloads they lead to) running at the same time
+RETENTION_SECONDS = 14 * 86400.0  # KIE deletes results after 14 days: older tasks are not followed
+DEFAULT_TYPICAL = {"image": (5, 60), "video": (60, 300)}  # a model the catalogue does not know
+OTHER_TYPICAL = (30, 300)
+
+JOURNAL_ERRORS = (sqlite3.Error, OSError, JournalUnavailable)
+TASK_STATES_UNFINISHED = ("queued", "running", "succeeded_without_results")
+
+OnUpdate = Callable[[list[TaskRecord]], Awaitable[None]]
+Finish = Callable[["Runtime", list[TaskRecord]], Awaitable[list[str]]]
+
+
+def time_unit(settings: Settings) -> float:
+    """Real seconds per schedule second: ``poll_min_interval`` against its default (2 s). Tests and benchmarks
+    that shorten the poll interval run the whole schedule faster by the same factor."""
+    default = next(f.default for f in dataclasses.fields(Settings) if f.name == "poll_min_interval")
+    assert isinstance(default, float)
+    return settings.poll_min_interval / default
+
+
+def first_look(typical: tuple[float, float]) -> float:
+    """The age (schedule seconds) of a task at its first look."""
+    return FIRST_LOOK * typical[0]
+
+
+def next_gap(age: float, typical: tuple[float, float]) -> float:
+    """Schedule seconds from a look at a task of ``age`` to the next one: 30% of its age before the middle of the
+    typical window (but never past the point where a task ending right at the middle would be seen more than 10%
+    late), 10% after it."""
+    low, high = typical
+    middle = (low + high) / 2
+    gap = min(COARSE * age, (1 + FINE) * middle - age) if age < middle else FINE * age
+    return min(max(gap, FLOOR), MAX_GAP)
+
+
+async def settle_and_save(rt: Runtime, records: list[TaskRecord]) -> list[str]:
+    """The default ``finish``: fold KIE's charge or refund into the spend, then save the results."""
+    from kie_mcp import generation  # generation -> runtime -> tasks: resolved when first used, not at import
+
+    problems = generation.settle(rt, records)
+    problems += await generation.save_all(rt, records)
+    return problems
+
+
+@dataclass(eq=False)
+class Watch:
+    """One followed task."""
+
+    record: TaskRecord
+    typical: tuple[float, float]
+    next_at: float = 0.0  # time.monotonic() of the next look
+    busy: bool = False  # a look (or the finishing after it) is running
+    estimated: bool = True  # the record's progress is our estimate, not KIE's
+    failures: int = 0  # looks in a row that learnt nothing
+    waiters: int = 0
+    problems: list[str] = field(default_factory=list)  # journal, spend and download problems, for the waiters
+    done: anyio.Event = field(default_factory=anyio.Event)  # finished, settled and saved
+    listeners: set[anyio.Event] = field(default_factory=set)  # set after every look
+
+    def tell(self) -> None:
+        for event in list(self.listeners):
+            event.set()
+
+    def note(self, problems: list[str]) -> None:
+        self.problems += [line for line in problems if line not in self.problems]
+
+
+@dataclass
+class Checked:
+    """What ``check`` found."""
+
+    record: TaskRecord
+    problems: list[str]
+    held: bool  # the follower has (or just had) the task: it saves the results, nobody else must
+    saving: bool = False  # finished, and its results are being saved right now
+
+
+class Follower:
+    """Follows every unfinished task of this server process to the end (see the module doc)."""
+
+    def __init__(self, finish: Finish | None = None) -> None:
+        self._finish = finish or settle_and_save
+        self._rt: Runtime | None = None
+        self._unit = 1.0
+        self._watches: dict[str, Watch] = {}
+        self._dropped: set[str] = set()
+        self._wake: anyio.Event | None = None
+        self._bound: anyio.Event | None = None
+        self._limiter: anyio.CapacityLimiter | None = None
+        self._paused_until = 0.0
+        self._rate_limited = 0
+        self._publish: Callable[[str], Awaitable[None]] | None = None
+        self._session: Any = None  # a handshake-era session: it can be told things outside a request
+        self._notices: deque[str] = deque(maxlen=50)
+
+    # -- the loop --------------------------------------------------------------------------------------------
+
+    async def run(self, rt: Runtime) -> None:
+        """Follow tasks until cancelled (the runtime's background task group runs this)."""
+        self._rt = rt
+        self._unit = time_unit(rt.settings)
+        self._limiter = anyio.CapacityLimiter(LOOKS_AT_ONCE)
+        self._bound_event().set()
+        if rt.kie is None:
+            return  # no key: nothing can be followed, and no tool can create or check a task
+        self._adopt(quiet_for=None)  # every unfinished task an earlier process left
+        rescan_at = time.monotonic() + RESCAN * self._unit
+        async with anyio.create_task_group() as group:
+            while True:
+                self._wake = anyio.Event()
+                now = time.monotonic()
+                if now >= rescan_at:
+                    self._adopt(quiet_for=QUIET * self._unit)
+                    rescan_at = now + RESCAN * self._unit
+                if now >= self._paused_until:
+                    for watch in list(self._watches.values()):
+                        if not watch.busy and watch.next_at <= now:
+                            watch.busy = True
+                            group.start_soon(self._look_in_turn, watch)
+                upcoming = [w.next_at for w in self._watches.values() if not w.busy]
+                wake_at = max(min([*upcoming, rescan_at]), self._paused_until)
+                with anyio.move_on_after(max(wake_at - time.monotonic(), 0.0)):
+                    await self._wake.wait()
+
+    def _poke(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    def _bound_event(self) -> anyio.Event:
+        if self._bound is None:
+            self._bound = anyio.Event()
+        return self._bound
+
+    async def _runtime(self) -> Runtime:
+        await self._bound_event().wait()
+        assert self._rt is not None
+        return self._rt
+
+    def _adopt(self, *, quiet_for: float | None) -> None:
+        """Follow the journal's unfinished tasks (all of them, or those nobody recorded anything about lately)."""
+        assert self._rt is not None
+        now = time.time()
+        quiet_since = None if quiet_for is None else now - quiet_for
+        try:
+            rows = self._rt.journal.unfinished_tasks(since=now - RETENTION_SECONDS, quiet_since=quiet_since)
+        except JOURNAL_ERRORS as err:
+            log.warning("could not read unfinished tasks from the journal: %s", err)
+            return
+        for row in rows:
+            if row["task_id"] in self._watches or row["task_id"] in self._dropped:
+                continue
+            try:
+                record = TaskRecord.model_validate_json(row["record"])
+                if record.state in TASK_STATES_UNFINISHED:
+                    log.info("following task %s (%s) left unfinished in the journal", record.task_id, record.model)
+                    self._add(record)
+            except ValidationError as err:
+                log.warning("task %s: its journal record cannot be read (%s)", row["task_id"], err)
+            except Exception:  # one odd row must not stop the follower, which would stop the server
+                log.exception("task %s: could not follow it", row["task_id"])
+
+    # -- watches ---------------------------------------------------------------------------------------------
+
+    def _typical(self, record: TaskRecord) -> tuple[float, float]:
+        assert self._rt is not None
+        found = self._rt.typical_seconds(record.model) if record.model != "unknown" else None
+        return found or DEFAULT_TYPICAL.get(record.kind or "", OTHER_TYPICAL)
+
+    def _age(self, record: TaskRecord) -> float:
+        """The task's age in schedule seconds."""
+        return max(time.time() - record.created_at, 0.0) / self._unit
+
+    def _add(self, record: TaskRecord, *, looked: bool = False) -> Watch | None:
+        """Follow ``record`` (or the copy already followed); None when there is nothing to follow."""
+        if record.task_id is None:
+            return None
+        watch = self._watches.get(record.task_id)
+        if watch is not None:
+            return watch
+        if record.finished:
+            return None
+        self._dropped.discard(record.task_id)
+        watch = Watch(record=record, typical=self._typical(record))
+        now = time.monotonic()
+        if looked:
+            watch.next_at = now + self._gap(watch) * self._unit
+        else:
+            watch.next_at = now + max(first_look(watch.typical) - self._age(record), 0.0) * self._unit
+        self._estimate(watch)
+        self._watches[record.task_id] = watch
+        self._poke()
+        return watch
+
+    def _gap(self, watch: Watch) -> float:
+        if watch.record.state == "succeeded_without_results":
+            return NO_RESULTS_GAP
+        return next_gap(self._age(watch.record), watch.typical)
+
+    def _estimate(self, watch: Watch) -> None:
+        """Progress and time left from the model's typical time, between looks (no call to KIE)."""
+        assert self._rt is not None
+        record = watch.record
+        if record.finished or record.state == "succeeded_without_results":
+            return
+        typical = self._rt.typical_seconds(record.model) or watch.typical
+        elapsed = time.time() - record.created_at
+        record.eta_seconds = max(int(typical[1] - elapsed), 1)
+        if watch.estimated:
+            record.progress = round(min(elapsed / typical[1], 0.95), 3)
+
+    # -- looking ---------------------------------------------------------------------------------------------
+
+    async def _look_in_turn(self, watch: Watch) -> None:
+        assert self._limiter is not None
+        try:
+            async with self._limiter:
+                await self._look(watch)
+        finally:
+            watch.busy = False
+            watch.tell()
+            self._poke()
+
+    async def _look(self, watch: Watch) -> None:
+        """One look (and, when the task has ended, the finishing). Never raises: a bug here must not stop the
+        follower, which would stop the server."""
+        rt = self._rt
+        assert rt is not None
+        assert rt.kie is not None
+        record = watch.record
+        try:
+            if not record.finished:
+                state = record.state
+                outcome, reported = await refresh(rt.kie, rt.typical_seconds, record)
+                if outcome is Look.SEEN:
+                    watch.estimated = not reported
+                self._schedule(watch, outcome)
+                self._journal(watch)
+                if record.state != state and not record.finished:
+                    await self._announce(watch)
+            if record.finished:
+                await self._end(watch)
+        except Exception:
+            log.exception("following task %s failed; trying again later", record.task_id)
+            watch.failures += 1
+            watch.next_at = time.monotonic() + min(FLOOR * 2**watch.failures, MAX_GAP) * self._unit
+
+    def _schedule(self, watch: Watch, outcome: Look) -> None:
+        assert self._rt is not None
+        now = time.monotonic()
+        if outcome is Look.RATE_LIMITED:  # the account's poll budget is spent: every look waits
+            self._rate_limited += 1
+            factor = min(2 ** (self._rate_limited - 1), MAX_RATE_LIMIT_FACTOR)
+            pause = self._rt.settings.rate_limit_backoff * factor
+            log.warning("KIE answered 429 to a status call; looking again in %.1fs", pause)
+            self._paused_until = max(self._paused_until, now + pause)
+            watch.next_at = self._paused_until
+            return
+        if outcome in (Look.SEEN, Look.NOT_VISIBLE):
+            self._rate_limited = 0
+            watch.failures = 0
+        else:
+            watch.failures += 1
+        gap = self._gap(watch)
+        if watch.failures:
+            gap = min(max(gap, FLOOR * 2**watch.failures), MAX_GAP)
+        watch.next_at = now + gap * self._unit
+        if outcome is Look.REFUSED and watch.failures >= GIVE_UP:
+            log.warning(
+                "task %s: KIE refused %d looks in a row (%s); no longer following it (check_task still asks)",
+                watch.record.task_id,
+                watch.failures,
+                watch.record.error,
+            )
+            self._forget(watch, dropped=True)
+
+    def _journal(self, watch: Watch) -> None:
+        """Every change reaches the journal; a journal that cannot take it is reported to the waiters."""
+        assert self._rt is not None
+        try:
+            self._rt.tasks.add(watch.record)
+        except JOURNAL_ERRORS as err:
+            watch.note(
+                [
+                    f"KIE's answer about task {watch.record.task_id} could not be recorded in the journal "
+                    f"({type(err).__name__}: {err}). Keep this task id: it is also in logs/kie-api.jsonl when that "
+                    "could be written. Follow it with check_task."
+                ]
+            )
+
+    async def _end(self, watch: Watch) -> None:
+        """The task has ended: settle, save, record, tell."""
+        assert self._rt is not None
+        record = watch.record
+        try:
+            watch.note(await self._finish(self._rt, [record]))
+        except JOURNAL_ERRORS as err:
+            watch.note([f"{record.task_id}: its results could not be saved or recorded ({err})."])
+        self._journal(watch)
+        self._forget(watch)
+        await self._announce(watch)
+
+    def _forget(self, watch: Watch, *, dropped: bool = False) -> None:
+        task_id = watch.record.task_id
+        assert task_id is not None
+        if self._watches.get(task_id) is watch:
+            del self._watches[task_id]
+        if dropped:
+            self._dropped.add(task_id)
+        watch.done.set()
+        watch.tell()
+
+    # -- telling the client ----------------------------------------------------------------------------------
+
+    def attach_client(self, ctx: Any) -> None:
+        """Remember how to reach the client outside a request: the server's subscription bus, and for a
+        handshake-era client its session. ``ctx`` is the MCP request context of a tool or resource call."""
+        from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
+        self._publish = ctx.notify_resource_updated
+        session = ctx.session
+        self._session = None if session.protocol_version in MODERN_PROTOCOL_VERSIONS else session
+
+    async def _announce(self, watch: Watch) -> None:
+        """A task's state changed: publish the resource update; when it ended, say so in a log message too."""
+        record = watch.record
+        if self._publish is not None:
+            try:
+                await self._publish(f"kie://tasks/{record.task_id}")
+            except Exception as err:  # advisory: a client gone away must not stop the follower
+                log.debug("could not publish the update of task %s: %s", record.task_id, err)
+        if not record.finished:
+            return
+        line = ended_line(record)
+        log.info("%s", line)
+        if self._session is not None:
+            from mcp.types import LoggingMessageNotification, LoggingMessageNotificationParams
+
+            params = LoggingMessageNotificationParams(level="info", data=line, logger="kie-mcp")
+            try:
+                await self._session.send_notification(LoggingMessageNotification(params=params))
+            except Exception as err:
+                log.debug("could not tell the client that task %s ended: %s", record.task_id, err)
+        elif watch.waiters == 0:
+            self._notices.append(line)
+
+    async def deliver_notices(self, ctx: Any) -> None:
+        """Send the queued "task ended" lines as log messages on this request (2026-07-28 clients, which have no
+        channel outside a request; sent only when the request opted in to log messages)."""
+        while self._notices:
+            line = self._notices.popleft()
+            with warnings.catch_warnings():  # logging is deprecated in 2026-07-28 (SEP-2577), still served
+                warnings.simplefilter("ignore")
+                try:
+                    await ctx.log("info", line, logger_name="kie-mcp")
+                except Exception as err:
+                    log.debug("could not send a queued notice: %s", err)
+
+    # -- what tools call -------------------------------------------------------------------------------------
+
+    def known(self, task_id: str) -> TaskRecord | None:
+        """The record of a task being followed (fresher than the journal's), or None."""
+        watch = self._watches.get(task_id)
+        return watch.record if watch is not None else None
+
+    async def follow(self, record: TaskRecord, *, looked: bool = False) -> TaskRecord:
+        """Follow ``record`` from now on (``looked``: KIE was just asked about it). Returns the record as followed
+        (the follower's own copy when it already followed the task)."""
+        await self._runtime()
+        watch = self._add(record, looked=looked)
+        return watch.record if watch is not None else record
+
+    async def wait(
+        self, records: list[TaskRecord], seconds: float, on_update: OnUpdate | None = None
+    ) -> tuple[list[TaskRecord], list[str]]:
+        """Follow ``records`` and wait until they have all ended (and are settled and saved) or ``seconds`` have
+        passed, calling ``on_update`` at the start, after every look and at least every
+        ``settings.poll_max_interval``. Never asks KIE itself. Returns the records as followed and the problems
+        met while finishing them."""
+        rt = await self._runtime()
+        watches = [self._add(record) for record in records]
+        followed = [w for w in watches if w is not None]
+        for watch in followed:
+            watch.waiters += 1
+        deadline = time.monotonic() + seconds
+        try:
+            while True:
+                for watch in followed:
+                    self._estimate(watch)
+                if on_update is not None:
+                    await on_update(_current(records, watches))
+                pending = [w for w in followed if not w.done.is_set()]
+                left = deadline - time.monotonic()
+                if not pending or left <= 0:
+                    break
+                event = anyio.Event()
+                for watch in pending:
+                    watch.listeners.add(event)
+                try:
+                    with anyio.move_on_after(min(left, rt.settings.poll_max_interval)):
+                        await event.wait()
+                finally:
+                    for watch in pending:
+                        watch.listeners.discard(event)
+        finally:
+            for watch in followed:
+                watch.waiters -= 1
+        problems: list[str] = []
+        for watch in followed:
+            problems += [line for line in watch.problems if line not in problems]
+        return _current(records, watches), problems
+
+    async def check(
+        self, record: TaskRecord, seconds: float, on_update: OnUpdate | None = None, *, looked: bool = False
+    ) -> Checked:
+        """``check_task``: wait up to ``seconds`` on the task; with 0, look once now (after any look in flight),
+        unless KIE just said success without a result link (looked at again on the follower's schedule)."""
+        await self._runtime()
+        watch = self._add(record, looked=looked)
+        if watch is None:
+            return Checked(record, [], held=False)
+        if seconds <= 0 and not looked and watch.record.state != "succeeded_without_results":
+            await self._look_now(watch)
+        [current], problems = await self.wait([watch.record], seconds, on_update)
+        return Checked(current, problems, held=True, saving=current.finished and not watch.done.is_set())
+
+    async def _look_now(self, watch: Watch) -> None:
+        while watch.busy:  # one look at a time: wait for the one in flight, then ask again
+            event = anyio.Event()
+            watch.listeners.add(event)
+            try:
+                await event.wait()
+            finally:
+                watch.listeners.discard(event)
+        if watch.done.is_set():
+            return
+        watch.busy = True
+        try:
+            await self._look(watch)
+        finally:
+            watch.busy = False
+            watch.tell()
+            self._poke()
+
+
+def _current(records: list[TaskRecord], watches: list[Watch | None]) -> list[TaskRecord]:
+    return [watch.record if watch is not None else record for record, watch in zip(records, watches, strict=True)]
+
+
+def ended_line(record: TaskRecord) -> str:
+    """One line saying how a task ended, for the log and the client."""
+    head = f"Task {record.task_id} ({record.model}) {record.state}"
+    if record.state == "succeeded":
+        where = ", ".join(record.files) if record.files else ", ".join(record.result_urls)
+        return f"{head}: {where}"
+    return f"{head}: {record.error}" if record.error else head

@@ -1,0 +1,232 @@
+"""Issue 10, item 2: one follower per server process polls every task, waiters only wait on it.
+
+Behaviour, never speed: KIE is the simulator (``sim`` at 1000x), status calls are counted from its request log,
+and the tests shorten ``poll_min_interval`` (conftest), which runs the follower's whole schedule faster.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client
+from mcp.types import LoggingMessageNotificationParams
+
+from kie_mcp.catalog import load_catalog
+from kie_mcp.kie import FAMILIES
+from kie_mcp.tasks.follower import FINE, first_look, next_gap
+
+from .conftest import answering, text_of
+
+IMAGE = {"prompt": "a red apple on a wooden table", "model": "nano-banana-2"}
+VIDEO = {"prompt": "waves rolling onto a beach at dusk", "model": "veo3_fast"}
+STATUS_PATHS = {family.status_path for family in FAMILIES.values()}
+
+
+async def status_calls(controls, task_id: str) -> list[dict[str, Any]]:
+    """The status calls KIE received about ``task_id``, in order (``at`` in the simulator's virtual seconds)."""
+    requests = await controls.get("requests")
+    items = requests if isinstance(requests, list) else requests["requests"]
+    return [r for r in items if r["path"] in STATUS_PATHS and r["query"].get("taskId") == task_id]
+
+
+def saved(workspace: Path, task_id: str) -> list[Path]:
+    outputs = workspace / "outputs"
+    if not outputs.is_dir():
+        return []
+    return [p for p in outputs.rglob(f"*{task_id}*") if p.is_file() and p.suffix != ".json" and ".part" not in p.name]
+
+
+async def until_saved(workspace: Path, task_id: str, seconds: float = 20) -> list[Path]:
+    with anyio.fail_after(seconds):
+        while not (found := saved(workspace, task_id)):  # noqa: ASYNC110 - files on disk: nothing to await
+            await anyio.sleep(0.02)
+    return found
+
+
+async def video_nobody_waits_for(client) -> str:
+    result = await client.call_tool("generate_video", {**VIDEO, "wait_seconds": 0})
+    assert result.structured_content["status"] == "submitted", text_of(result)
+    return result.structured_content["tasks"][0]["task_id"]
+
+
+# -- the schedule -----------------------------------------------------------------------------------------
+
+
+def looks_for(duration: float, typical: tuple[float, float]) -> tuple[int, float]:
+    """Looks at a task that ends after ``duration`` seconds, and how late the last one sees the end."""
+    age, looks = first_look(typical), 1
+    while age < duration:
+        age += next_gap(age, typical)
+        looks += 1
+    return looks, age - duration
+
+
+def test_the_schedule_of_a_five_minute_video_and_a_two_minute_image():
+    catalog = load_catalog()
+    for model, duration, most in (
+        ("veo3_fast", 300, 12),
+        ("kling-3.0/video", 300, 12),
+        ("gpt-image-2-text-to-image", 120, 16),
+    ):
+        typical = catalog.get(model).typical_seconds
+        looks, late = looks_for(duration, typical)
+        assert looks <= most, (model, looks)
+        assert late <= max(2.0, 0.1 * duration), (model, late)
+    # From the middle of its typical window on, a task is seen within 10% of its duration, whenever it ends.
+    low, high = catalog.get("veo3_fast").typical_seconds
+    for duration in range((low + high) // 2, 2 * high, 7):
+        assert looks_for(duration, (low, high))[1] <= FINE * duration + 1e-9
+
+
+# -- following without anyone asking ---------------------------------------------------------------------
+
+
+async def test_a_result_nobody_asked_for_is_saved_and_then_nobody_polls_it(connect, controls, tmp_path):
+    async with connect(elicitation=answering()) as client:
+        task_id = await video_nobody_waits_for(client)
+        files = await until_saved(tmp_path, task_id)  # no check_task: the follower did it
+        polls = len(await status_calls(controls, task_id))
+        await anyio.sleep(1.0)  # several of the longest gaps of the (shortened) schedule
+        later = len(await status_calls(controls, task_id))
+        listed = (await client.call_tool("list_tasks", {})).structured_content["tasks"]
+    assert files[0].suffix == ".mp4" and files[0].read_bytes()[4:8] == b"ftyp"
+    assert polls >= 1
+    assert later == polls  # the task has ended: no more status calls for it
+    assert listed[0]["state"] == "succeeded" and listed[0]["files"]  # in the journal, with its files
+
+
+async def test_a_task_left_by_an_earlier_server_is_followed_and_saved_on_start(connect, controls, tmp_path):
+    await controls.post("clock/speed", {"speed": 0})  # the first server cannot see it end
+    async with connect(elicitation=answering()) as first:
+        task_id = await video_nobody_waits_for(first)
+    assert saved(tmp_path, task_id) == []
+    await controls.post("clock/speed", {"speed": 1000})
+    async with connect() as second:
+        await second.list_tools()  # nothing about the task is asked
+        files = await until_saved(tmp_path, task_id)
+        spent = (await second.call_tool("check_credits", {})).structured_content["spent_today"]
+    assert files[0].suffix == ".mp4"
+    assert spent == 60  # settled once, by whichever process saw it end
+
+
+async def test_a_task_whose_call_was_cancelled_is_still_followed_and_saved(connect, controls, tmp_path):
+    await controls.fault("create", kind="slow", seconds=2.0)
+    async with connect(elicitation=answering()) as client:
+        with anyio.move_on_after(1.0) as scope:
+            await client.call_tool("generate_image", IMAGE)
+        assert scope.cancelled_caught  # the host gave up while the create was on its way; KIE still made it
+        with anyio.fail_after(10):
+            while not (tasks := (await controls.get("tasks"))["tasks"]):  # noqa: ASYNC110 - another party's state
+                await anyio.sleep(0.05)
+        task_id = tasks[0]["taskId"]
+        files = await until_saved(tmp_path, task_id)  # the journal had it, nobody followed it: the follower does
+    assert files[0].suffix == ".jpg"
+
+
+# -- waiting on the follower ------------------------------------------------------------------------------
+
+
+async def test_two_waits_on_one_task_do_not_double_its_status_calls(connect, controls):
+    async with connect(elicitation=answering()) as client:
+        result = await client.call_tool("generate_video", {**VIDEO, "variations": 3, "wait_seconds": 0})
+        await controls.post("clock/speed", {"speed": 0})  # all three keep running while we wait
+        twice, once, alone = (task["task_id"] for task in result.structured_content["tasks"])  # created together
+
+        async def wait_on(task_id: str) -> None:
+            result = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 1.5})
+            assert result.structured_content["task"]["state"] in ("queued", "running"), text_of(result)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(wait_on, twice)
+            group.start_soon(wait_on, twice)
+            group.start_soon(wait_on, once)
+    calls = {task_id: len(await status_calls(controls, task_id)) for task_id in (twice, once, alone)}
+    assert calls[once] >= 2  # it was followed while they waited
+    assert calls[twice] <= calls[once] + 1  # two waiters, one schedule
+    assert abs(calls[once] - calls[alone]) <= 1  # waiting does not change the schedule either
+
+
+async def test_generate_image_waits_with_progress_and_returns_the_files(connect, controls, tmp_path):
+    progress: list[float] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append(value)
+
+    async with connect(elicitation=answering()) as client:
+        result = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 20}, progress_callback=on_progress)
+        await anyio.sleep(0.05)
+    data = result.structured_content
+    assert data["status"] == "completed", text_of(result)
+    task = data["tasks"][0]
+    assert task["state"] == "succeeded" and task["files"]
+    assert (tmp_path / task["files"][0]).is_file()
+    assert progress and progress == sorted(progress) and len(set(progress)) == len(progress)
+    assert len(await status_calls(controls, task["task_id"])) >= 1
+
+
+async def test_check_task_without_waiting_looks_once(connect, controls, sim):
+    async with connect(elicitation=answering()) as client:
+        task_id = await video_nobody_waits_for(client)
+        sim.advance(4000)  # it has ended on KIE; the follower has not looked yet
+        done = await client.call_tool("check_task", {"task_id": task_id})
+    assert done.structured_content["task"]["state"] == "succeeded", text_of(done)
+    assert done.structured_content["task"]["files"]
+
+
+# -- KIE says slow down ------------------------------------------------------------------------------------
+
+
+async def test_a_429_on_status_backs_off(connect, controls, tmp_path):
+    async with connect(elicitation=answering(), rate_limit_backoff=0.5) as client:
+        task_id = await video_nobody_waits_for(client)
+        await controls.fault("status", kind="code", code=429, times=2)
+        await until_saved(tmp_path, task_id)
+    calls = await status_calls(controls, task_id)
+    assert len(calls) >= 3
+    speed = 1000.0  # virtual seconds per real second
+    assert calls[1]["at"] - calls[0]["at"] >= 0.45 * speed  # after the first 429: rate_limit_backoff
+    assert calls[2]["at"] - calls[1]["at"] >= 0.9 * speed  # after the second: twice as long
+
+
+# -- telling the client ----------------------------------------------------------------------------------
+
+
+async def test_subscribers_hear_that_the_task_changed(connect, controls, mode):
+    if mode != "auto":
+        pytest.skip("subscriptions/listen is the 2026-07-28 way to subscribe to a resource")
+    async with connect(elicitation=answering()) as client:
+        await controls.post("clock/speed", {"speed": 0})
+        task_id = await video_nobody_waits_for(client)
+        uri = f"kie://tasks/{task_id}"
+        await client.read_resource(uri)
+        async with client.listen(resource_subscriptions=[uri]) as subscription:
+            await controls.post("clock/speed", {"speed": 1000})
+            with anyio.fail_after(20):
+                event = await anext(aiter(subscription))
+        read = await client.read_resource(uri)
+    assert getattr(event, "uri", None) == uri
+    assert '"task_id"' in read.contents[0].text
+
+
+async def test_a_handshake_client_gets_a_log_message_when_a_task_ends(settings, transport, controls, tmp_path):
+    from kie_mcp.server import create_server
+
+    lines: list[str] = []
+
+    async def on_log(params: LoggingMessageNotificationParams) -> None:
+        lines.append(str(params.data))
+
+    server = create_server(settings, transport=transport)
+    async with Client(server, mode="legacy", elicitation_callback=answering(), logging_callback=on_log) as client:
+        await controls.post("clock/speed", {"speed": 0})
+        task_id = await video_nobody_waits_for(client)
+        await client.call_tool("check_task", {"task_id": task_id})  # the server now knows how to reach us
+        await controls.post("clock/speed", {"speed": 1000})
+        await until_saved(tmp_path, task_id)
+        with anyio.fail_after(10):
+            while not any(task_id in line for line in lines):  # noqa: ASYNC110 - filled by the client's callback
+                await anyio.sleep(0.02)
+    assert any("succeeded" in line and "outputs/" in line for line in lines if task_id in line)

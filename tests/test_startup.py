@@ -1,0 +1,136 @@
+"""Cold start: what start-up and ``tools/list`` do NOT do (behaviour, not speed; bench/bench_startup.py times it).
+
+Building the server and listing its tools parses no catalogue, builds no HTTP client and imports neither Pillow nor
+the simulator; each of those happens on first use. Every HTTP client of the process verifies TLS with one SSL
+context.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import subprocess
+import sys
+import textwrap
+
+import httpx2
+import pytest
+
+from kie_mcp.kie import KieClient
+from kie_mcp.kie.client import shared_ssl_context
+
+# A fresh interpreter: this test process has long since parsed the catalogue and imported Pillow.
+FRESH = textwrap.dedent(
+    """
+    import json, sys, tempfile
+    from pathlib import Path
+
+    import anyio
+    from mcp import Client
+    from pydantic import SecretStr
+
+    from kie_mcp.catalog import registry
+    from kie_mcp.config import Settings
+    from kie_mcp.kie import KieClient
+    from kie_mcp.server import create_server
+
+    def heavy():  # Pillow and the simulator
+        return sorted(m for m in sys.modules if m.split(".")[0] == "PIL" or m.startswith("kie_mcp.sandbox"))
+
+    async def main():
+        settings = Settings(
+            api_key=SecretStr("startup-test-key-0000"),
+            workspace=Path(tempfile.mkdtemp()),
+            catalog_sync=False,
+        )
+        server = create_server(settings)  # the real network settings: nothing may be sent
+        seen = {"after_import": heavy()}
+        async with Client(server, mode="legacy") as client:
+            tools = [t.name for t in (await client.list_tools()).tools]
+            seen["after_list"] = heavy()
+            seen["loaded_after_list"] = registry.loaded()
+            seen["clients_after_list"] = KieClient.clients_built
+            models = (await client.call_tool("list_models", {"kind": "image"})).structured_content["models"]
+            seen["loaded_after_list_models"] = registry.loaded()
+            seen["clients_after_list_models"] = KieClient.clients_built
+        seen["tools"] = len(tools)
+        seen["models"] = len(models)
+        print(json.dumps(seen))
+
+    anyio.run(main)
+    """
+)
+
+
+def _fresh() -> dict:
+    done = subprocess.run([sys.executable, "-c", FRESH], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_start_up_and_tools_list_load_nothing_heavy():
+    seen = _fresh()
+    assert seen["tools"] >= 9  # the whole surface was listed
+    assert seen["after_import"] == [], "imported by kie_mcp.server and create_server"
+    assert seen["after_list"] == [], "imported by start-up or tools/list"
+    assert seen["loaded_after_list"] is False, "the catalogue was parsed before any tool needed it"
+    assert seen["clients_after_list"] == 0, "an HTTP client was built before any tool needed one"
+    # ... and each is there on first use.
+    assert seen["models"] > 0
+    assert seen["loaded_after_list_models"] is True
+    assert seen["clients_after_list_models"] == 0  # listing models reaches no host
+
+
+async def test_http_clients_are_built_on_first_use(connect):
+    before = KieClient.clients_built
+    async with connect() as client:
+        await client.list_tools()
+        assert KieClient.clients_built == before, "start-up or tools/list built an HTTP client"
+        credits = (await client.call_tool("check_credits", {})).structured_content
+        assert credits["balance_credits"] > 0
+        assert KieClient.clients_built == before + 1  # the API host's client only: no upload, CDN or public one
+
+
+def _ssl_context_of(client: httpx2.AsyncClient) -> ssl.SSLContext:
+    """The SSL context httpx2's default transport verifies with (its connection pool's)."""
+    return client._transport._pool._ssl_context  # type: ignore[attr-defined]
+
+
+async def test_every_http_client_shares_one_ssl_context():
+    clients = [
+        KieClient(api_key=f"ssl-test-key-{n}", base_url="https://api.kie.test", upload_base_url="https://up.kie.test")
+        for n in range(2)
+    ]
+    try:
+        assert all(kie.built_clients() == () for kie in clients)
+        http = [c for kie in clients for c in (kie._api, kie._uploads, kie.files, kie._public)]
+        assert clients[0].built_clients() == ("api", "uploads", "files", "public")
+        shared = shared_ssl_context()
+        assert isinstance(shared, ssl.SSLContext)
+        assert shared.verify_mode == ssl.CERT_REQUIRED and shared.check_hostname
+        assert {id(_ssl_context_of(c)) for c in http} == {id(shared)}
+        assert shared_ssl_context() is shared
+        # Built as httpx2 builds its default, with the same trust store.
+        default = httpx2.create_ssl_context()
+        assert shared.get_ca_certs() == default.get_ca_certs()
+        assert (shared.verify_mode, shared.check_hostname, shared.minimum_version, shared.options) == (
+            default.verify_mode,
+            default.check_hostname,
+            default.minimum_version,
+            default.options,
+        )
+    finally:
+        for kie in clients:
+            await kie.aclose()
+
+
+async def test_a_closed_client_builds_no_new_http_client():
+    kie = KieClient(api_key="closed-test-key-0000", base_url="https://api.kie.test", upload_base_url="https://u.test")
+    api = kie._api
+    await kie.aclose()
+    assert api.is_closed
+    assert kie._api is api  # a client built before closing is the same closed client, as before
+    before = KieClient.clients_built
+    with pytest.raises(RuntimeError, match="closed"):
+        _ = kie.files
+    assert KieClient.clients_built == before
