@@ -36,9 +36,17 @@ def bare_error(text: str) -> bool:
 async def test_a_cancelled_call_still_records_the_task_kie_created(connect, controls):
     await controls.fault("create", kind="slow", seconds=0.6)
     async with connect(elicitation=answering()) as client:
-        with anyio.move_on_after(0.2) as scope:
-            await client.call_tool("generate_image", IMAGE)
-        assert scope.cancelled_caught  # the host gave up while the create was on its way
+        async with anyio.create_task_group() as group:
+
+            async def call() -> None:
+                await client.call_tool("generate_image", IMAGE)
+                raise AssertionError("the call finished although the host gave up on it")
+
+            group.start_soon(call)
+            with anyio.fail_after(10):
+                while not await controls.creates():  # noqa: ASYNC110 - the create reached KIE (answer 0.6 s away)
+                    await anyio.sleep(0.02)
+            group.cancel_scope.cancel()  # the host gives up while the create is on its way
         await anyio.sleep(1.0)
         listed = (await client.call_tool("list_tasks", {})).structured_content
         spent = (await client.call_tool("check_credits", {})).structured_content["spent_today"]

@@ -674,6 +674,7 @@ async def _generate(
     ctx: Context, plan: gen.Plan, approval: ElicitationResult[ConfirmSpend], tool: str, wait_seconds: float
 ) -> CallToolResult:
     rt = _runtime(ctx)
+    rt.follower.attach_client(ctx)  # updates of the tasks this call creates reach this client
     with _user_errors():
         result = await gen.execute(
             rt, plan, _decision(approval), tool=tool, wait_seconds=wait_seconds, progress=_progress(ctx)

@@ -13,8 +13,8 @@ from kie_mcp.kie import KieError, TaskStatus
 # "succeeded_without_results": KIE said success but gave no result link; not done, so it is looked at again.
 RecordState = Literal["queued", "running", "succeeded", "succeeded_without_results", "failed", "unknown"]
 NO_RESULTS = (
-    "KIE reports success but sent no result link (its answer is kept in the journal); kie-mcp looks again on the "
-    "next check_task. If it stays this way, see the task on https://kie.ai/logs."
+    "KIE reports success but sent no result link (its answer is kept in the journal); kie-mcp keeps looking in the "
+    "background and check_task looks again. If it stays this way, see the task on https://kie.ai/logs."
 )
 
 
