@@ -33,21 +33,7 @@ import anyio
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
-FLOOR = '''\
-from mcp.server import MCPServer
-
-mcp = MCPServer("floor")
-
-
-@mcp.tool()
-def echo(text: str) -> str:
-    """Say it back."""
-    return text
-
-
-if __name__ == "__main__":
-    mcp.run("stdio")
-'''
+from _floor import FLOOR
 
 TARGET = 1.2
 ESTIMATED = "nano-banana-2"  # the model every estimate asks about (and a tenth of the journal's tasks used)

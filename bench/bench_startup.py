@@ -30,21 +30,7 @@ import anyio
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
-FLOOR = '''\
-from mcp.server import MCPServer
-
-mcp = MCPServer("floor")
-
-
-@mcp.tool()
-def echo(text: str) -> str:
-    """Say it back."""
-    return text
-
-
-if __name__ == "__main__":
-    mcp.run("stdio")
-'''
+from _floor import FLOOR
 
 TIME_TARGET = 1.10
 RSS_TARGET_MIB = 8.0

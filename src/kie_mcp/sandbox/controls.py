@@ -260,25 +260,21 @@ def routes(sim: Simulator) -> list[Route]:
         return _ok(catalog=_catalog_state(sim))
 
     async def catalog_withdraw(request: Request) -> Response:
-        body = await _body(request)
-        model = _catalog_model(sim, body)
-        if body.get("withdrawn", True) is True:
-            sim.catalog.withdrawn.add(model)
-        elif body.get("withdrawn") is False:
-            sim.catalog.withdrawn.discard(model)
-        else:
-            raise ControlError("withdrawn must be true or false")
-        return _ok(catalog=_catalog_state(sim))
+        return await _toggle(request, "withdrawn", sim.catalog.withdrawn)
 
     async def catalog_schema(request: Request) -> Response:
+        return await _toggle(request, "dropped", sim.catalog.dropped_schemas)
+
+    async def _toggle(request: Request, flag: str, members: set[str]) -> Response:
+        """Put a model in ``members`` (``{flag: true}``, the default) or take it out (``{flag: false}``)."""
         body = await _body(request)
         model = _catalog_model(sim, body)
-        if body.get("dropped", True) is True:
-            sim.catalog.dropped_schemas.add(model)
-        elif body.get("dropped") is False:
-            sim.catalog.dropped_schemas.discard(model)
+        if body.get(flag, True) is True:
+            members.add(model)
+        elif body.get(flag) is False:
+            members.discard(model)
         else:
-            raise ControlError("dropped must be true or false")
+            raise ControlError(f"{flag} must be true or false")
         return _ok(catalog=_catalog_state(sim))
 
     async def catalog_feed(request: Request) -> Response:
