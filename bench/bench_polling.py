@@ -16,7 +16,8 @@ received about the task, and how long after the task ended on KIE the first stat
 Time runs SPEED times faster than KIE's (default 40): the simulator's clock and every interval of kie-mcp
 (``poll_min_interval``, ``poll_max_interval``, ``rate_limit_backoff``, the client's poll pacing) are scaled alike,
 so the figures are those of real time, in KIE's seconds. Targets: at most 12 status calls for the 5-minute
-video; the end seen within max(2 s, 10% of the task's duration). Asserts nothing.
+video; the end seen within max(2 s, 10% of the task's duration). The Kling 3.0 row shows the price of the second
+target for a model with a wider typical window (60-300 s): 16 calls. Asserts nothing.
 """
 
 from __future__ import annotations
@@ -138,6 +139,13 @@ async def old_agent(scenario: Scenario) -> Seen:
 # -- the follower: today's server -----------------------------------------------------------------------------
 
 
+def saved(workspace: Path) -> bool:
+    """Whether the run's one task has its media saved (file names are sanitised, so not matched by task id)."""
+    return any(
+        p.is_file() and p.suffix != ".json" and not p.name.startswith(".") for p in (workspace / "outputs").rglob("*")
+    )
+
+
 async def with_follower(scenario: Scenario, *, agent: bool) -> Seen:
     sim, transport = world(scenario)
     with TemporaryDirectory() as folder:
@@ -174,7 +182,7 @@ async def with_follower(scenario: Scenario, *, agent: bool) -> Seen:
                     state = checked.structured_content["task"]["state"]
             else:
                 with anyio.fail_after(3 * scenario.duration / SPEED + 10):
-                    while not any(p.suffix != ".json" for p in (workspace / "outputs").rglob(f"*{task_id}*")):  # noqa: ASYNC110
+                    while not saved(workspace):  # noqa: ASYNC110
                         await anyio.sleep(0.01)
     return seen(sim, task_id)
 
@@ -220,7 +228,7 @@ async def main() -> None:
     logging.disable(logging.INFO)  # the servers' progress lines would drown the table
     scaled_pacing()
     catalog = load_catalog()
-    image, video = "gpt-image-2-text-to-image", "veo3_fast"
+    image, video, wide = "gpt-image-2-text-to-image", "veo3_fast", "kling-3.0/video"
 
     def typical(model: str) -> str:
         low, high = catalog.get(model).typical_seconds
@@ -229,6 +237,7 @@ async def main() -> None:
     main_cases = [
         Scenario(f"2-minute image ({image[:11]}, {typical(image)})", image, "image", 120.0),
         Scenario(f"5-minute video ({video}, {typical(video)})", video, "video", 300.0),
+        Scenario(f"5-minute video ({wide[:9]}, {typical(wide)})", wide, "video", 300.0),
     ]
     sweep = [Scenario(f"image, {d:g} s", image, "image", d) for d in (20, 40, 60, 90, 120, 180)]
     sweep += [Scenario(f"video, {d:g} s", video, "video", d) for d in (100, 150, 200, 250, 300, 400)]
@@ -239,7 +248,10 @@ async def main() -> None:
     lines += header("The two targets")
     lines += [row(s.label, *first[s], s.duration) for s in main_cases]
     video_calls = first[main_cases[1]][1].calls, first[main_cases[1]][2].calls
-    lines.append(f"{'':<40}   5-minute video: follower {max(video_calls)} status calls (target <= 12)")
+    lines.append(f"{'':<40}   5-minute Veo video: follower {max(video_calls)} status calls (target <= 12)")
+    lines.append(
+        f"{'':<40}   (a model whose typical window starts at 60 s needs more looks to keep within 10%)"
+    )
     lines += ["", *header("Sweep over the task's duration")]
     lines += [row(s.label, *second[s], s.duration) for s in sweep]
     lines.append(f"\n({time.monotonic() - started:.0f} s of real time)")

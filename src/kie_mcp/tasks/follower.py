@@ -4,12 +4,12 @@ It follows every unfinished task of the workspace (those in the journal when the
 process creates or is asked about, and any the journal shows that nobody has touched for a while) to the end,
 whether or not a tool call is waiting on it:
 
-- **When it looks.** By the model's typical duration ``(low, high)``: a first look at 3/4 of ``low`` (nothing
-  is asked before: KIE rarely finishes sooner), then every 30% of the task's age until the middle of the
-  typical window and every 10% of its age from there on, never closer than ``settings.poll_min_interval`` and
-  never further apart than a minute. A task that ends after the middle of its window (or runs long) is seen
-  within 10% of its duration; one that ends early in the window within about 30%. A 5-minute Veo 3.1 Fast clip
-  costs 10 status calls (``bench/bench_polling.py``), against 49 when every ``check_task`` call polled alone.
+- **When it looks.** By the model's typical duration ``(low, high)``: a first look at 1.2x ``low`` (nothing
+  is asked before: KIE seldom finishes that early), then every 10% of the task's age, never closer than
+  ``settings.poll_min_interval`` and never further apart than a minute. So a task is seen within
+  max(2 s, 10%) of its duration whenever it ends after 1.1x ``low`` (within 20% if it ends right at ``low``).
+  A 5-minute Veo 3.1 Fast clip costs 12 status calls (``bench/bench_polling.py``), against 49 when every
+  ``check_task`` call polled alone; waiting for the typical end before the first look is what keeps it that low.
   ``settings.poll_min_interval`` (2 s) is also the schedule's time unit: tests that shorten it to 10 ms run
   the same schedule 200 times faster.
 - **Backing off.** A 429 pauses every look for ``settings.rate_limit_backoff``, doubling while KIE keeps
@@ -64,10 +64,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # The schedule, in schedule seconds (runtime seconds with the default settings; see ``time_unit``).
-FIRST_LOOK = 0.75  # the first look, as a share of the typical low
+FIRST_LOOK = 1.2  # the first look, as a share of the typical low
 FLOOR = 2.0  # the shortest gap between two looks at a task (poll_min_interval, in schedule seconds)
-COARSE = 0.3  # the gap between looks, as a share of the task's age, before the middle of the typical window ...
-FINE = 0.1  # ... and from the middle on: a task is seen within 10% of its duration
+FINE = 0.1  # the gap between looks, as a share of the task's age: a task is seen within 10% of its duration
 MAX_GAP = 60.0  # the longest gap between two looks at a task
 NO_RESULTS_GAP = 180.0  # KIE said success without a result link: look again after this
 RESCAN = 60.0  # how often the journal is read for unfinished tasks nobody follows
@@ -99,14 +98,10 @@ def first_look(typical: tuple[float, float]) -> float:
     return FIRST_LOOK * typical[0]
 
 
-def next_gap(age: float, typical: tuple[float, float]) -> float:
-    """Schedule seconds from a look at a task of ``age`` to the next one: 30% of its age before the middle of the
-    typical window (but never past the point where a task ending right at the middle would be seen more than 10%
-    late), 10% after it."""
-    low, high = typical
-    middle = (low + high) / 2
-    gap = min(COARSE * age, (1 + FINE) * middle - age) if age < middle else FINE * age
-    return min(max(gap, FLOOR), MAX_GAP)
+def next_gap(age: float) -> float:
+    """Schedule seconds from a look at a task of ``age`` to the next one: 10% of its age (2 s at least, a minute
+    at most), so a task that ends between two looks is seen within max(2 s, 10%) of its duration."""
+    return min(max(FINE * age, FLOOR), MAX_GAP)
 
 
 async def settle_and_save(rt: Runtime, records: list[TaskRecord]) -> list[str]:
@@ -270,7 +265,7 @@ class Follower:
     def _gap(self, watch: Watch) -> float:
         if watch.record.state == "succeeded_without_results":
             return NO_RESULTS_GAP
-        return next_gap(self._age(watch.record), watch.typical)
+        return next_gap(self._age(watch.record))
 
     def _estimate(self, watch: Watch) -> None:
         """Progress and time left from the model's typical time, between looks (no call to KIE)."""
