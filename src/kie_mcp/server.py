@@ -78,6 +78,7 @@ from kie_mcp.spend import (
 )
 from kie_mcp.spend.balance import balance_cache
 from kie_mcp.tasks import TaskBook, TaskRecord
+from kie_mcp.toolschema import compact
 
 log = logging.getLogger(__name__)
 
@@ -277,9 +278,19 @@ def create_server(settings: Settings | None = None, *, transport: httpx2.AsyncBa
         lifespan=lifespan,
     )
     _register_tools(mcp)
+    _compact_tool_schemas(mcp)
     _register_resources(mcp, settings)
     register_prompts(mcp)
     return mcp
+
+
+def _compact_tool_schemas(mcp: MCPServer) -> None:
+    """Publish leaner schemas (``toolschema.compact``: no derived titles, single-use ``$defs`` inlined), set
+    before anything reads them. The SDK has no public hook for this, hence its tool manager."""
+    for tool in mcp._tool_manager.list_tools():
+        tool.parameters = compact(tool.parameters)
+        if tool.fn_metadata.output_schema is not None:
+            tool.fn_metadata.output_schema = compact(tool.fn_metadata.output_schema)
 
 
 # -- tools --------------------------------------------------------------------------------------

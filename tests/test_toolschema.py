@@ -1,0 +1,94 @@
+"""What tools/list advertises: the SDK's schemas, leaner (fewer tokens in every agent's context), same meaning."""
+
+from __future__ import annotations
+
+from kie_mcp.toolschema import compact
+
+
+def test_derived_titles_go_and_single_use_definitions_are_inlined():
+    schema = {
+        "$defs": {
+            "Quote": {
+                "title": "Quote",
+                "type": "object",
+                "properties": {"title": {"title": "Title", "type": "string"}, "n": {"title": "N", "type": "integer"}},
+            },
+        },
+        "title": "Result",
+        "type": "object",
+        "properties": {"quote": {"$ref": "#/$defs/Quote"}, "note": {"anyOf": [{"type": "string"}, {"type": "null"}]}},
+    }
+    assert compact(schema) == {
+        "type": "object",
+        "properties": {
+            # a property called "title" is a name, not a title: it stays
+            "quote": {"type": "object", "properties": {"title": {"type": "string"}, "n": {"type": "integer"}}},
+            "note": {"anyOf": [{"type": "string"}, {"type": "null"}]},  # hosts that reject type lists still work
+        },
+    }
+
+
+def test_shared_and_recursive_definitions_stay_referenced():
+    schema = {
+        "$defs": {
+            "Clip": {"type": "object", "properties": {"path": {"type": "string"}}},
+            "Node": {"type": "object", "properties": {"child": {"$ref": "#/$defs/Node"}}},
+        },
+        "type": "object",
+        "properties": {
+            "first": {"$ref": "#/$defs/Clip"},
+            "second": {"$ref": "#/$defs/Clip"},
+            "tree": {"$ref": "#/$defs/Node"},
+        },
+    }
+    out = compact(schema)
+    assert out["properties"]["first"] == out["properties"]["second"] == {"$ref": "#/$defs/Clip"}
+    assert out["properties"]["tree"] == {"$ref": "#/$defs/Node"}  # refers to itself: used twice
+    assert set(out["$defs"]) == {"Clip", "Node"}  # every $ref left still resolves
+
+
+async def test_tools_list_is_lean_and_still_describes_every_argument(connect):
+    async with connect() as client:
+        tools = (await client.list_tools()).tools
+    for tool in tools:
+        for schema in (tool.input_schema, tool.output_schema or {}):
+            assert not _titles(schema), (tool.name, _titles(schema))
+            assert all(ref.removeprefix("#/$defs/") in schema.get("$defs", {}) for ref in _refs(schema)), tool.name
+    estimate = next(t for t in tools if t.name == "estimate_cost")
+    assert estimate.input_schema["properties"]["model"]["description"]
+    quote = estimate.output_schema["properties"]["quote"]
+    assert quote["properties"]["quote_id"]["type"] == "string"  # inlined, not behind a $ref
+
+
+async def test_results_still_match_the_published_output_schema(connect):
+    # The SDK client validates structured content against outputSchema: a schema that no longer matched the
+    # result would make this call fail.
+    async with connect() as client:
+        result = await client.call_tool("estimate_cost", {"model": "nano-banana-2", "prompt": "an apple"})
+        listed = await client.call_tool("list_models", {})
+    assert not result.is_error and result.structured_content["quote"]["quote_id"]
+    assert not listed.is_error
+
+
+def _titles(node: object) -> list[str]:
+    """Every title of a schema node (property names, even "title", are not titles)."""
+    if isinstance(node, list):
+        return [t for item in node for t in _titles(item)]
+    if not isinstance(node, dict):
+        return []
+    found = [node["title"]] if isinstance(node.get("title"), str) else []
+    for key, value in node.items():
+        if key == "properties" and isinstance(value, dict):
+            found += [t for sub in value.values() for t in _titles(sub)]
+        elif key != "title":
+            found += _titles(value)
+    return found
+
+
+def _refs(node: object) -> list[str]:
+    if isinstance(node, dict):
+        found = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+        return found + [ref for value in node.values() for ref in _refs(value)]
+    if isinstance(node, list):
+        return [ref for value in node for ref in _refs(value)]
+    return []
