@@ -1,9 +1,11 @@
 """Per-call cost against the floor (run: uv run python bench/bench_calls.py [--calls 300] [--tasks 50000]).
 
-Three stdio servers, started the same way (this Python's console script or a script file, over the SDK's
+Four stdio servers, started the same way (this Python's console script or a script file, over the SDK's
 ``stdio_client``) and called in turn, so drift hits all alike:
 
 - the floor: a bare ``mcp`` SDK ``MCPServer`` with one trivial tool (``echo``);
+- the floor answering with one real ``estimate_cost`` answer, canned (no work: the cost of the answer's size, its
+  serialising, sending and the client's checks of it against nothing but the protocol);
 - ``kie-mcp --sandbox`` on an empty workspace;
 - ``kie-mcp --sandbox`` on a workspace whose journal holds ``--tasks`` tasks (written directly: attempts, tasks,
   files, spend entries and quotes over 100 days, a tenth of them for the very model and options estimated).
@@ -33,7 +35,7 @@ import anyio
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
-from _floor import FLOOR
+from _floor import CANNED_FLOOR, FLOOR
 
 TARGET = 1.2
 ESTIMATED = "nano-banana-2"  # the model every estimate asks about (and a tenth of the journal's tasks used)
@@ -168,7 +170,20 @@ async def latencies(servers: dict[str, StdioServerParameters], calls: int, warmu
 def _call(name: str, i: int) -> tuple[str, dict[str, object]]:
     if name == "floor":
         return "echo", {"text": PROMPT.format(i=i)}
+    if name == "canned":
+        return "canned", {"model": ESTIMATED, "prompt": PROMPT.format(i=i)}
     return "estimate_cost", {"model": ESTIMATED, "prompt": PROMPT.format(i=i)}
+
+
+LABELS = {"floor": "floor: trivial tool (bare SDK)", "canned": "floor: estimate's answer, canned"}
+
+
+async def one_answer(params: StdioServerParameters) -> dict[str, object]:
+    """One real ``estimate_cost`` answer of kie-mcp, as JSON (for the canned floor)."""
+    with open(os.devnull, "w") as quiet:  # noqa: ASYNC230 - /dev/null never blocks
+        async with Client(stdio_client(params, errlog=quiet), read_timeout_seconds=120) as client:
+            result = await client.call_tool("estimate_cost", {"model": ESTIMATED, "prompt": PROMPT.format(i=-1)})
+    return result.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
 def kie_server(script: str, workspace: Path, cwd: str) -> StdioServerParameters:
@@ -227,8 +242,14 @@ async def main(calls: int, tasks: int) -> None:
         started = time.perf_counter()
         fill_journal(full, tasks)
         filled = time.perf_counter() - started
+        answer = root / "answer.json"
+        answer.write_text(json.dumps(await one_answer(kie_server(script, empty, tmp))), encoding="utf-8")
+        (root / "canned_server.py").write_text(CANNED_FLOOR, encoding="utf-8")
         servers = {
             "floor": StdioServerParameters(command=sys.executable, args=[str(root / "floor_server.py")], cwd=tmp),
+            "canned": StdioServerParameters(
+                command=sys.executable, args=[str(root / "canned_server.py"), str(answer)], cwd=tmp
+            ),
             "0 tasks": kie_server(script, empty, tmp),
             f"{tasks:,} tasks": kie_server(script, full, tmp),
         }
@@ -240,10 +261,10 @@ async def main(calls: int, tasks: int) -> None:
           f"{os.cpu_count()} CPUs; journal of {tasks:,} tasks written in {filled:.1f} s)")  # fmt: skip
     print(f"{'':34}{'p50 ms':>9}{'p95 ms':>9}{'p50 / floor':>13}")
     for name, values in found.items():
-        label = "floor: trivial tool (bare SDK)" if name == "floor" else f"kie-mcp estimate_cost, {name}"
+        label = LABELS.get(name, f"kie-mcp estimate_cost, {name}")
         p50, p95 = percentile(values, 0.5), percentile(values, 0.95)
         print(f"{label:34}{p50 * 1000:>9.2f}{p95 * 1000:>9.2f}{p50 / floor50:>12.2f}x")
-    worst = max(percentile(v, 0.5) for name, v in found.items() if name != "floor") / floor50
+    worst = max(percentile(v, 0.5) for name, v in found.items() if name not in LABELS) / floor50
     print(f"target: estimate_cost p50 <= {TARGET:.1f}x the floor at 0 and {tasks:,} tasks: "
           f"{'met' if worst <= TARGET else 'NOT met'} ({worst:.2f}x)")  # fmt: skip
     print(
