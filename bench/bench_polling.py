@@ -249,9 +249,7 @@ async def main() -> None:
     lines += [row(s.label, *first[s], s.duration) for s in main_cases]
     video_calls = first[main_cases[1]][1].calls, first[main_cases[1]][2].calls
     lines.append(f"{'':<40}   5-minute Veo video: follower {max(video_calls)} status calls (target <= 12)")
-    lines.append(
-        f"{'':<40}   (a model whose typical window starts at 60 s needs more looks to keep within 10%)"
-    )
+    lines.append(f"{'':<40}   (a model whose typical window starts at 60 s needs more looks to keep within 10%)")
     lines += ["", *header("Sweep over the task's duration")]
     lines += [row(s.label, *second[s], s.duration) for s in sweep]
     lines.append(f"\n({time.monotonic() - started:.0f} s of real time)")

@@ -24,6 +24,8 @@ from kie_mcp.config import Settings
 from kie_mcp.sandbox import SANDBOX_API_KEY, SandboxTransport, SimConfig, Simulator
 from kie_mcp.server import create_server
 
+from .browser import SKIP_REASON, Browser, find_chromium
+
 API = "http://api.kie.test"
 # Every endpoint that creates (and charges for) a task, across all families.
 CREATE_PATHS = {
@@ -157,3 +159,27 @@ def simulator_process():
     yield base
     process.terminate()
     process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory):
+    """One headless Chromium per test module; the module's browser tests skip, saying why, without one."""
+    executable = find_chromium()
+    if executable is None:
+        pytest.skip(SKIP_REASON)
+    chromium = Browser(executable, tmp_path_factory.mktemp("chromium-profile"))
+    yield chromium
+    chromium.close()
+
+
+async def confirmed_and_replayed(client: Client, tool: str, arguments: dict[str, Any]) -> tuple[Any, Any]:
+    """In the 2026-07-28 era: call ``tool``, answer its confirmation with yes, then send that same answered request
+    again, as a host that retries would. Returns (the answered call, the replay)."""
+    first = await client.session.call_tool(tool, arguments, allow_input_required=True)
+    assert first.input_requests, first
+    responses: dict[str, Any] = {
+        key: ElicitResult(action="accept", content={"confirm": True}) for key in first.input_requests
+    }
+    done = await client.call_tool(tool, arguments, input_responses=responses, request_state=first.request_state)
+    again = await client.call_tool(tool, arguments, input_responses=responses, request_state=first.request_state)
+    return done, again

@@ -320,7 +320,7 @@ async def test_credit_answer_without_a_number_from_the_simulator_refuses_the_spe
     async with connect(elicitation=answering(seen=seen)) as client:
         result = await client.call_tool("generate_image", IMAGE)
         spent = await spent_today(client)
-    await assert_refused_for_free(result, controls, seen, "balance that is not a number (None)", "nothing was spent")
+    await assert_refused_for_free(result, controls, seen, "balance that is not a number (null)", "nothing was spent")
     assert spent == 0
 
 

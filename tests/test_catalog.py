@@ -112,7 +112,7 @@ def test_errors_name_field_value_allowed_and_nearest():
 
 
 def test_unknown_option_suggests_the_right_name():
-    with pytest.raises(InvalidRequest, match="Did you mean 'output_format'"):
+    with pytest.raises(InvalidRequest, match='Did you mean "output_format"'):
         build_input(CATALOG.get("nano-banana-2"), prompt="x", options={"outptu_format": "png"})
 
 
@@ -361,7 +361,7 @@ def test_rates_name_their_price_feed_row():
 def test_gpt_4o_image_no_longer_takes_n_variants_or_a_mask():
     spec = CATALOG.get("gpt-4o-image")
     for option in ({"nVariants": 2}, {"maskUrl": "https://e/m.png"}):
-        with pytest.raises(InvalidRequest, match=f"gpt-4o-image has no field '{next(iter(option))}'"):
+        with pytest.raises(InvalidRequest, match=f'gpt-4o-image has no field "{next(iter(option))}"'):
             build_input(spec, prompt="x", options=option)
     assert price_input(spec, build_input(spec, prompt="x")).credits == 6
 

@@ -26,11 +26,14 @@ def test_version_and_help(capsys):
         assert word in help_text
 
 
-def test_bad_configuration_is_one_line_not_a_traceback(monkeypatch, capsys):
+@pytest.mark.parametrize("command", [["catalog", "sync"], ["catalog", "check"]])
+def test_bad_configuration_stops_a_command_with_one_line_not_a_traceback(command, monkeypatch, capsys):
+    """Commands stop on a broken setting; the server itself starts and explains it (tests/test_first_hour.py)."""
     monkeypatch.setenv("KIE_MAX_CREDITS_PER_CALL", "a lot")
-    assert main([]) == 2
+    assert main(command) == 2
     err = capsys.readouterr().err
     assert "KIE_MAX_CREDITS_PER_CALL" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_python_dash_m():
@@ -76,3 +79,63 @@ def test_demo_runs_offline_and_exits_zero(tmp_path):
     assert "generate_video with the approved quote -> status=submitted" in out
     assert "succeeded. Results: http" in out
     assert "HTTP Request" not in out + done.stderr  # library chatter stays out of the transcript
+
+
+def _demo(
+    tmp_path: Path, *args: str, env_extra: dict[str, str] | None = None
+) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """Run ``kie-mcp demo`` with its temporary folder inside ``tmp_path``; return the run and that folder."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {"PATH": str(Path(sys.executable).parent), "HOME": str(tmp_path), "TMPDIR": str(temp), **(env_extra or {})}
+    done = subprocess.run(
+        [sys.executable, "-m", "kie_mcp", "demo", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done, temp
+
+
+@pytest.mark.stdio
+def test_demo_ends_with_next_steps_and_leaves_no_clutter(tmp_path):
+    done, temp = _demo(tmp_path)
+    out = done.stdout
+    steps = out[out.index("== Next steps") :]
+    assert "kie-mcp demo --keep" in steps  # how to see the files
+    assert '"Use it from your MCP client"' in steps and "claude mcp add kie" in steps  # how to add it to a client
+    assert "uvx kie-mcp" not in steps  # not on PyPI yet: the demo names a command that works today
+    assert "https://kie.ai" in steps and "KIE_API_KEY" in steps  # how to switch to a real key
+    assert "stitch_videos joins the two clips into one -> outputs/" in out  # ffmpeg: a dev dependency
+    assert "4.0 s, joined losslessly by stream copy" in out  # two 2 s sandbox clips of the same format
+    assert not list(temp.glob("kie-mcp-demo-*"))
+
+
+@pytest.mark.stdio
+def test_demo_keep_keeps_the_workspace_and_says_where(tmp_path):
+    done, temp = _demo(tmp_path, "--keep")
+    kept = list(temp.glob("kie-mcp-demo-*"))
+    assert len(kept) == 1
+    workspace = kept[0].resolve()
+    assert f"The files are kept in {workspace}" in done.stdout
+    gallery = next(line for line in done.stdout.splitlines() if "Gallery page" in line).rsplit(": ", 1)[1]
+    assert Path(gallery).is_file() and Path(gallery).name == "index.html"
+    assert Path(gallery).resolve().is_relative_to(workspace)
+    videos = sorted(p.name for p in workspace.rglob("outputs/**/*.mp4"))
+    assert len(videos) == 3 and "stitched-2-clips.mp4" in videos
+    assert list(workspace.rglob("outputs/**/*.jpg"))
+
+
+@pytest.mark.stdio
+def test_demo_without_ffmpeg_skips_stitching_with_the_fix_and_still_succeeds(tmp_path):
+    hidden = tmp_path / "hide"
+    (hidden / "imageio_ffmpeg").mkdir(parents=True)
+    (hidden / "imageio_ffmpeg" / "__init__.py").write_text("raise ImportError('hidden by the test')\n")
+    assert shutil.which("ffmpeg", path=str(Path(sys.executable).parent)) is None  # the demo's PATH has none
+    done, temp = _demo(tmp_path, env_extra={"PYTHONPATH": str(hidden)})
+    assert "stitch_videos skipped: no ffmpeg here: `pip install 'kie-mcp[video]'`" in done.stdout
+    assert "== Next steps" in done.stdout
+    assert not list(temp.glob("kie-mcp-demo-*"))

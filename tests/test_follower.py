@@ -36,7 +36,8 @@ def saved(workspace: Path, task_id: str) -> list[Path]:
     outputs = workspace / "outputs"
     if not outputs.is_dir():
         return []
-    return [p for p in outputs.rglob(f"*{task_id}*") if p.is_file() and p.suffix != ".json" and ".part" not in p.name]
+    found = outputs.rglob(f"*{task_id}*")  # hidden files (thumbnails, posters, temporary files) are not results
+    return [p for p in found if p.is_file() and p.suffix != ".json" and not p.name.startswith(".")]
 
 
 async def until_saved(workspace: Path, task_id: str, seconds: float = 20) -> list[Path]:

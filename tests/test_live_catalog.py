@@ -36,11 +36,12 @@ from kie_mcp.catalog.live import (
     utc_stamp,
 )
 from kie_mcp.catalog.validate import _matches
-from kie_mcp.cli import main
+from kie_mcp.cli import _catalog_sync, main
+from kie_mcp.config import sandbox_area
 from kie_mcp.journal import Journal
 from kie_mcp.kie import KieClient, KieError
 from kie_mcp.kie.pacing import SlidingWindow
-from kie_mcp.sandbox import SANDBOX_API_KEY, SimConfig, Simulator
+from kie_mcp.sandbox import SANDBOX_API_KEY, SandboxTransport, SimConfig, Simulator
 from kie_mcp.sandbox.models import openapi_for
 
 from .conftest import API, UPLOADS
@@ -290,8 +291,8 @@ async def test_stricter_problems_when_kie_narrowed_an_enum(kie):
     document["components"]["schemas"]["Input"]["properties"]["resolution"]["enum"] = ["1K", "2K"]
     problems = stricter_problems(live, spec, wire)
     assert [p.field for p in problems] == ["resolution"]
-    assert "'4K' is not allowed by KIE's live schema of 2026-12-02" in problems[0].message
-    assert "'1K', '2K'" in problems[0].message
+    assert '"4K" is not allowed by KIE\'s live schema of 2026-12-02' in problems[0].message
+    assert "allowed: 1K, 2K." in problems[0].message
 
 
 def schema_doc(input_schema: dict[str, Any], components: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -570,8 +571,9 @@ def test_catalog_sync_in_process_against_the_sandbox(monkeypatch, capsys, tmp_pa
     out = capsys.readouterr().out
     assert "models live:" in out and "withdrawn from the bundled catalogue: 0" in out
     assert "schemas fetched: 1" in out and "errors: none" in out
-    live = LiveCatalog.load(cache_path(tmp_path))
+    live = LiveCatalog.load(cache_path(sandbox_area(tmp_path)))  # the sandbox's own cache
     assert live.has_list and live.has_feed and "nano-banana-pro" in live.schemas
+    assert not cache_path(tmp_path).exists()  # the real workspace's is left alone
 
 
 def test_catalog_sync_offline_is_one_line_and_exit_2(monkeypatch, capsys, tmp_path):
@@ -590,8 +592,8 @@ def test_catalog_sync_offline_is_one_line_and_exit_2(monkeypatch, capsys, tmp_pa
 
 def test_catalog_check_falls_back_to_the_cache_when_kie_is_unreachable(monkeypatch, capsys, tmp_path):
     monkeypatch.setenv("KIE_WORKSPACE", str(tmp_path))
-    monkeypatch.delenv("KIE_API_KEY", raising=False)
-    assert main(["--sandbox", "catalog", "sync"]) == 0
+    monkeypatch.setenv("KIE_API_KEY", SANDBOX_API_KEY)  # an earlier sync of this workspace, against the simulator
+    assert _catalog_sync([], transport=SandboxTransport(Simulator(SimConfig(speed=30.0)))) == 0
     capsys.readouterr()
     monkeypatch.setenv("KIE_API_KEY", "k")
     monkeypatch.setenv("KIE_BASE_URL", "http://127.0.0.1:9")

@@ -61,7 +61,7 @@ async def test_a_price_that_changed_since_the_bundled_data_is_quoted_live(connec
     async with connect() as client:
         quote = (await client.call_tool("estimate_cost", IMAGE)).structured_content["quote"]
     assert quote["credits_total"] == 10
-    assert quote["price_source"].startswith("KIE's live price list of 20")
+    assert quote["price_source"].startswith("KIE live price list of 20")
 
 
 async def test_a_price_row_gone_from_the_feed_makes_the_price_unknown_and_capped(

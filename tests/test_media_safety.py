@@ -191,7 +191,7 @@ async def test_a_text_file_named_png_is_refused_before_upload(connect, controls,
         estimated = await client.call_tool("estimate_cost", {**EDIT, "images": ["notes.png"]})
         uploaded = await client.call_tool("upload_file", {"path": "notes.png"})
     for result in (generated, estimated):
-        refused(result, "image_urls[0]", "notes.png is not an image", "plain text")
+        refused(result, "images[0]", "notes.png is not an image", "plain text")
     refused(uploaded, "path", "notes.png is not an image, video or audio file", "plain text")
     assert await kie_traffic(controls) == []
 
@@ -204,7 +204,7 @@ async def test_audio_given_to_an_image_field_is_refused(connect, controls, tmp_p
         picture_as_audio = await client.call_tool(
             "generate_video", {**TALK, "images": ["face.png"], "options": {"audio_url": "face.png"}}
         )
-    refused(as_image, "image_urls[0]", "voice.png is not an image", "WAV audio")
+    refused(as_image, "images[0]", "voice.png is not an image", "WAV audio")
     refused(picture_as_audio, "audio_url", "face.png is not an audio file", "PNG image")
     assert await kie_traffic(controls) == []
 
@@ -402,7 +402,7 @@ async def test_unusable_paths_are_refused_cleanly(connect, controls, tmp_path, g
             "generate_video", {**TALK, "images": ["face.png"], "options": {"audio_url": given}}
         )
         upload = await client.call_tool("upload_file", {"path": given})
-    for result, argument in ((image, "image_urls[0]"), (option, "audio_url"), (upload, "path")):
+    for result, argument in ((image, "images[0]"), (option, "audio_url"), (upload, "path")):
         text = refused(result, argument, reason, "Nothing was read or uploaded")
         assert len(text) < 2000  # the path is shortened, not echoed whole
     assert await kie_traffic(controls) == []

@@ -324,29 +324,33 @@ def test_a_newer_image_gets_a_new_thumbnail(tmp_path, decodes):
 
 
 async def test_thumbnails_are_made_in_a_worker_thread_and_the_result_does_not_decode(tmp_path, decodes):
+    from kie_mcp.config import Settings
+    from kie_mcp.runtime import open_runtime
     from kie_mcp.server import _thumbnails_ready, _tool_result
 
     (tmp_path / "outputs" / "day").mkdir(parents=True)
     image = big_image(tmp_path / "outputs" / "day" / "shot.png")
     task = TaskRecord(task_id="t", model="m", family="market", kind="image", state="succeeded")
     task.files = ["outputs/day/shot.png"]
-    await _thumbnails_ready([task], tmp_path)
+    settings = Settings(api_key=None, workspace=tmp_path, catalog_sync=False)
+    await _thumbnails_ready([task], tmp_path, settings.preview_px)
     assert len(decodes) == 1 and decodes[0] != threading.main_thread().name
-    result = _tool_result(task, "done", [task], tmp_path)
+    async with open_runtime(settings) as rt:
+        result = _tool_result(task, "done", rt, [task])
     assert [block.type for block in result.content] == ["text", "resource_link", "image"]
     assert len(decodes) == 1  # read back from where it is kept, not decoded on the event loop
-    await make_thumbnails([image])
+    await make_thumbnails([image], settings.preview_px)
     assert len(decodes) == 1
 
 
-async def test_a_result_image_is_decoded_once_across_calls(connect, decodes, tmp_path):
+async def test_a_result_image_is_decoded_once_across_calls(connect, decodes, tmp_path, settings):
     async with connect(elicitation=answering()) as client:
         made = await client.call_tool("generate_image", IMAGE)
         task = made.structured_content["tasks"][0]
         for _ in range(2):
             checked = await client.call_tool("check_task", {"task_id": task["task_id"]})
             assert any(block.type == "image" for block in checked.content)
-        hidden = thumbnail_path(tmp_path / task["files"][0], "image/jpeg")
+        hidden = thumbnail_path(tmp_path / task["files"][0], "image/jpeg", settings.preview_px)
         served = await client.call_tool("list_tasks", {})
         assert hidden.name not in text_of(served)
     assert any(block.type == "image" for block in made.content)

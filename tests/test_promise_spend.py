@@ -13,7 +13,7 @@ import pytest
 from mcp.client import ClientRequestContext
 from mcp.types import ElicitRequestParams, ElicitResult
 
-from .conftest import answering, text_of
+from .conftest import answering, confirmed_and_replayed, text_of
 
 IMAGE = {"prompt": "a red apple on a wooden table", "model": "nano-banana-2"}  # 8 credits
 UNPRICED = {  # KIE bills reference videos by their length: no price is known before the task runs
@@ -126,17 +126,7 @@ async def test_a_replayed_confirmation_never_creates_a_second_task(connect, cont
     if mode != "auto":
         pytest.skip("only the 2026-07-28 era carries the confirmation inside a retried request")
     async with connect(elicitation=answering()) as client:
-        first = await client.session.call_tool("generate_image", IMAGE, allow_input_required=True)
-        assert first.input_requests, first
-        responses: dict[str, Any] = {
-            key: ElicitResult(action="accept", content={"confirm": True}) for key in first.input_requests
-        }
-        done = await client.call_tool(
-            "generate_image", IMAGE, input_responses=responses, request_state=first.request_state
-        )
-        again = await client.call_tool(
-            "generate_image", IMAGE, input_responses=responses, request_state=first.request_state
-        )
+        done, again = await confirmed_and_replayed(client, "generate_image", IMAGE)
         spent = await spent_today(client)
     assert done.structured_content["status"] == "completed", text_of(done)
     assert len(await controls.creates()) == 1  # the replay created nothing

@@ -26,6 +26,7 @@ TOOLS = {
     "upload_file",
     "list_tasks",
     "stitch_videos",
+    "continue_video",
 }
 
 
@@ -77,7 +78,46 @@ async def test_list_models_filters(connect):
     assert not any(m["id"].startswith(("nano", "kling", "sora")) for m in veo)
     assert "veo3_fast" in {m["id"] for m in refs}
     assert all("credits per" in m["price"] or m["price"] == "price unknown" for m in everything)
-    assert sum(m["price"] == "price unknown" for m in everything) <= 2  # only models KIE publishes no price for
+    # only the models KIE publishes no price for (they are confirmed with a reserve instead)
+    unknown = {m["id"] for m in everything if m["price"] == "price unknown"}
+    assert unknown <= {"runway/extend", "wan/2-6-flash-image-to-video", "wan/2-6-flash-video-to-video"}
+
+
+async def test_list_models_typical_prices_are_what_estimate_cost_quotes(connect):
+    """The USD people compare in list_models is the quote they would get for that output at the defaults."""
+    wanted = {
+        "nano-banana-2": [None],
+        "veo3_fast": [8],
+        "kling-3.0/video": [5, 8],
+        "runway-video": [5],
+        "bytedance/seedance-2": [5, 8],
+    }
+    async with connect() as client:
+        listed = (await client.call_tool("list_models", {})).structured_content["models"]
+        listing = text_of(await client.call_tool("list_models", {"query": "veo3_fast"}))
+        typical = {m["id"]: m["typical"] for m in listed if m["id"] in wanted}
+        for model, lengths in wanted.items():
+            assert [t["output"] for t in typical[model]] == [
+                "1 image" if seconds is None else f"{seconds} s clip" for seconds in lengths
+            ]
+            for seconds, shown in zip(lengths, typical[model], strict=True):
+                kind = "image" if seconds is None else "video"
+                arguments = {"prompt": "a lighthouse at dawn", "model": model}
+                if seconds is not None and model != "veo3_fast":
+                    arguments["duration"] = seconds
+                quote = (await client.call_tool("estimate_cost", arguments)).structured_content["quote"]
+                assert (kind, quote["credits_total"], quote["usd_total"]) == (kind, shown["credits"], shown["usd"])
+        table = (await client.read_resource("kie://models")).contents[0].text
+        document = json.loads((await client.read_resource("kie://models.json")).contents[0].text)
+    assert "8 s clip $0.30 at generationType=TEXT_2_VIDEO, resolution=720p" in listing
+    assert "| Typical output (USD) |" in table
+    assert "| 8 s $0.30 (60 cr) at generationType=TEXT_2_VIDEO, resolution=720p |" in table
+    veo = next(m for m in document["models"] if m["id"] == "veo3_fast")
+    assert veo["typical_prices"] == [
+        {"output": "8 s clip", "credits": 60.0, "usd": 0.3, "settings": "generationType=TEXT_2_VIDEO, resolution=720p"}
+    ]
+    unknown = {m["id"] for m in listed if m["price"] == "price unknown"}
+    assert all(not m["typical"] for m in listed if m["id"] in unknown)
 
 
 # -- estimate ------------------------------------------------------------------------------------

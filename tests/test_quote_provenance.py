@@ -13,9 +13,9 @@ async def test_a_bundled_price_names_kie_s_price_list_and_its_date(connect):
     async with connect() as client:
         result = (await client.call_tool("estimate_cost", IMAGE)).structured_content
     quote = result["quote"]
-    assert quote["price_source"] == f"KIE's price list of {quote['price_date']}, bundled with kie-mcp"
+    assert quote["price_source"] == f"KIE price list of {quote['price_date']}"
     assert "/" not in quote["price_source"]  # no repository or file names, only what the user can trust
-    assert quote["price_reference"]  # the exact document stays available for those who want it
+    assert quote["price_reference"] == "https://kie.ai/pricing"  # where to check it; provenance is in kie://models
     age = (date.today() - date.fromisoformat(quote["price_date"])).days
     assert (f"({age} days ago)" in result["message"]) == (age > 30)
 

@@ -258,7 +258,7 @@ import logging, kie_mcp.server
 SECRET = {SECRET!r}
 
 class Server:
-    def run(self, transport):
+    async def run_stdio_async(self):
         logging.getLogger("kie_mcp.kie.client").debug("sent Authorization: Bearer %s", SECRET)
         logging.getLogger("httpx2").warning("echo %s", SECRET)
         logging.getLogger("kie_mcp.tasks").info("api_key=%s", "not-the-key-but-a-value")

@@ -3,13 +3,30 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import math
+import os
+import signal
 import sys
+from types import FrameType
+from typing import TYPE_CHECKING, NoReturn
 
 from kie_mcp import __version__
 from kie_mcp.config import ConfigError, Settings
 from kie_mcp.redact import install_log_redaction, register_secret
+
+if TYPE_CHECKING:
+    from mcp.server import MCPServer
+
+README = "https://github.com/kie-mcp/kie-mcp#use-it-from-your-mcp-client"
+TERMINAL_NOTE = f"""\
+kie-mcp is an MCP server: it waits for an MCP client (Claude Desktop, Claude Code, Cursor, VS Code, Codex, ...)
+to talk to it over stdin/stdout, so nothing more will appear here.
+  Try it without a client:  kie-mcp demo   (an offline tour: no key, no credits)
+  Add it to your client:    see "Use it from your MCP client" in {README}
+Press Ctrl-C to stop."""
+INTERRUPTED = 130  # the shell's code for a program ended by Ctrl-C (128 + SIGINT)
 
 
 def _finite(text: str) -> float:
@@ -37,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.add_parser("serve", help="serve MCP over stdio (the default)")
-    commands.add_parser("demo", help="run an offline tour: a sandboxed server driven by a real MCP client")
+    demo = commands.add_parser("demo", help="run an offline tour: a sandboxed server driven by a real MCP client")
+    demo.add_argument("--keep", action="store_true", help="keep the demo's workspace (its files) and print where")
     sim = commands.add_parser("sim", help="serve the KIE simulator over HTTP on 127.0.0.1")
     sim.add_argument("--port", type=int, default=8790, help="port to listen on (default 8790)")
     sim.add_argument("--speed", type=_finite, default=30.0, help="simulated seconds per real second (default 30)")
@@ -68,33 +86,92 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         from kie_mcp.demo import run_demo
 
-        return run_demo()
+        return run_demo(keep=args.keep)
     if args.command == "sim":
         return _serve_simulator(args.port, args.speed, args.balance)
     if args.command == "catalog" and args.catalog_command == "sync":
         return _catalog_sync(args.model, sandbox=args.sandbox)
     if args.command == "catalog":
         return _catalog_check()
-    try:
-        settings = Settings.from_env()
-    except ConfigError as err:
-        print(f"kie-mcp: configuration error: {err}", file=sys.stderr)
-        return 2
-    if args.sandbox:
+    return _serve(sandbox=args.sandbox)
+
+
+def _serve(*, sandbox: bool) -> int:
+    """Serve MCP over stdio until the client closes stdin.
+
+    Ctrl-C stops it at once with one line (exit 130). Typed in a terminal, it first says what it is and how to
+    try it. A broken setting does not stop it: it serves, and every tool answers with the problem and the fix
+    (the host would otherwise see only "connection closed")."""
+    signal.signal(signal.SIGINT, _stop_now)
+    if _in_terminal():
+        print(TERMINAL_NOTE, file=sys.stderr, flush=True)
+    settings = Settings.load()
+    if sandbox:
         settings = settings.for_sandbox()
     if settings.api_key is not None:
         register_secret(settings.api_key.get_secret_value())  # redacted from the first log line on
     _configure_logging(settings.log_level)
     from kie_mcp.server import create_server
 
-    logging.getLogger("kie_mcp").info(
-        "kie-mcp %s starting (%s); workspace %s",
-        __version__,
-        "sandbox" if settings.sandbox else settings.base_url,
-        settings.workspace,
-    )
-    create_server(settings).run("stdio")
+    log = logging.getLogger("kie_mcp")
+    if settings.config_error is not None:
+        log.error(
+            "configuration error: %s The server runs anyway; every tool answers with this until it is fixed.",
+            settings.config_error,
+        )
+    where = f"workspace {settings.context_folder} ({settings.workspace_reason})"
+    if settings.sandbox:
+        where = f"sandbox area {settings.workspace} of the {where}"
+    log.info("kie-mcp %s starting (%s); %s", __version__, "sandbox" if settings.sandbox else settings.base_url, where)
+    import anyio
+
+    anyio.run(_serve_stdio, create_server(settings))
+    signal.signal(signal.SIGINT, _stop_now)  # the loop has given SIGINT back to Python's default
     return 0
+
+
+async def _serve_stdio(server: MCPServer) -> None:
+    """The stdio session, with Ctrl-C also caught inside the event loop: that wakes the loop at once, even while
+    a thread is blocked reading stdin (which would otherwise hold the exit until Enter)."""
+    import anyio
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(_stop_on_sigint)
+        await server.run_stdio_async()
+        group.cancel_scope.cancel()
+
+
+async def _stop_on_sigint() -> None:
+    import anyio
+
+    try:
+        with anyio.open_signal_receiver(signal.SIGINT) as received:
+            async for _ in received:
+                _stop_now()
+    except NotImplementedError:  # no signal support in this event loop (Windows): the handler of _serve stops it
+        await anyio.sleep_forever()
+
+
+def _stop_now(signum: int = signal.SIGINT, frame: FrameType | None = None) -> NoReturn:
+    """Exit at once with one line, never a traceback. The journal is safe: every write is its own transaction,
+    and what a stop leaves half done (a create being sent, a download) is settled at the next start."""
+    lead = "\n" if _is_terminal(sys.stderr) else ""  # after the terminal's ^C
+    with contextlib.suppress(OSError, ValueError):  # a stderr that is gone: still exit
+        sys.stderr.write(f"{lead}kie-mcp: stopped (Ctrl-C).\n")
+        sys.stderr.flush()
+    os._exit(INTERRUPTED)
+
+
+def _in_terminal() -> bool:
+    """Whether a person typed ``kie-mcp`` in a terminal (stdin is a TTY) rather than a client starting it."""
+    return _is_terminal(sys.stdin)
+
+
+def _is_terminal(stream: object) -> bool:
+    try:
+        return bool(stream is not None and stream.isatty())  # type: ignore[attr-defined]
+    except (AttributeError, ValueError, OSError):
+        return False
 
 
 def _catalog_check() -> int:

@@ -2,13 +2,19 @@
 
 The real environment wins over ``.env``. The API key is held as a ``SecretStr`` so that no
 repr, log line or error message can show it.
+
+A broken setting never stops the server: ``Settings.load`` returns settings that carry the problem
+(``config_error``), with caps of 0, and the server answers every tool with the problem and the fix. A broken
+cap therefore never means "no cap" or "the default cap".
 """
 
 from __future__ import annotations
 
+import math
 import os
 import sys
-from collections.abc import Mapping
+import tomllib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -19,6 +25,9 @@ DEFAULT_UPLOAD_BASE_URL = "https://kieai.redpandaai.co"
 DEFAULT_MAX_CREDITS_PER_CALL = 600.0  # ~$3: two Veo 3.1 Quality clips at 720p fit, a 4K batch does not
 DEFAULT_MAX_CREDITS_PER_DAY = 3000.0  # ~$15 a day through this server
 SANDBOX_BASE_URL = "http://sandbox.kie-mcp.local"
+SANDBOX_AREA = "sandbox"  # --sandbox keeps its journal, ledger, outputs/ and logs/ in <workspace>/sandbox/
+PROJECT_NAME = "kie-mcp"
+CREDITS_EXAMPLE = "a credit amount such as 100"
 
 
 class ConfigError(ValueError):
@@ -38,6 +47,11 @@ class Settings:
     download: bool = True  # KIE_DOWNLOAD=always|never: save results into outputs/ as soon as they exist
     allowed_dirs: tuple[Path, ...] = ()  # KIE_ALLOWED_DIRS: folders besides the workspace that inputs may come from
     sandbox: bool = False
+    # Sandbox only: the real workspace whose sandbox area ``workspace`` is. Its MASTER_CONTEXT.md and references/
+    # are served, and its files may be inputs; its journal, outputs and logs are never touched.
+    real_workspace: Path | None = None
+    workspace_reason: str = ""  # how the workspace was chosen, for the start-up line
+    config_error: str | None = None  # a broken setting: every tool answers with it (see ``config_problem``)
     # Timing. Tests shorten these; users rarely need to.
     image_wait_seconds: float = 45.0
     poll_min_interval: float = 2.0
@@ -47,92 +61,200 @@ class Settings:
     quote_ttl_seconds: float = 600.0
     confirm_timeout_seconds: float = 600.0  # a confirmation question unanswered this long ends as cancelled
     catalog_sync: bool = True  # KIE_CATALOG_SYNC=auto|off: refresh KIE's live models and prices once a day
+    preview_px: int = 768  # KIE_PREVIEW_PX: longest side of image previews and video posters shown inline
 
     @property
     def input_roots(self) -> tuple[Path, ...]:
-        """The only folders local input files may be read from."""
-        return (self.workspace.resolve(), *self.allowed_dirs)
+        """The only folders local input files may be read from (in the sandbox, the real workspace too)."""
+        real = (self.real_workspace.resolve(),) if self.real_workspace is not None else ()
+        return (self.workspace.resolve(), *real, *self.allowed_dirs)
+
+    @property
+    def context_folder(self) -> Path:
+        """Where MASTER_CONTEXT.md and references/ live: the workspace, or in the sandbox the real one."""
+        return self.real_workspace or self.workspace
 
     @property
     def has_key(self) -> bool:
         return self.api_key is not None and bool(self.api_key.get_secret_value())
 
+    @property
+    def config_problem(self) -> str | None:
+        """What every tool answers while a setting is broken: the problem, where to fix it, and that nothing
+        was sent or spent. None when the configuration is fine."""
+        if self.config_error is None:
+            return None
+        return (
+            f"kie-mcp cannot work until its configuration is fixed: {self.config_error} Fix it in the env block "
+            f"of this MCP server in your client's configuration (or in {self.context_folder / '.env'}), then "
+            "restart the server. Nothing was sent to KIE and nothing was spent."
+        )
+
     def for_sandbox(self) -> Settings:
-        """The same settings pointed at the built-in simulator."""
+        """The same settings pointed at the built-in simulator, in the workspace's own sandbox area.
+
+        The sandbox has its own journal, ledger, outputs/ and logs/ (``<workspace>/sandbox/``), so simulated
+        spend never counts against the real caps and simulated tasks never appear among the real ones.
+        """
         from kie_mcp.sandbox import SANDBOX_API_KEY
 
+        if self.sandbox:
+            return self
         return replace(
             self,
             sandbox=True,
-            api_key=SecretStr(SANDBOX_API_KEY),
+            api_key=self.api_key if self.config_error else SecretStr(SANDBOX_API_KEY),
             base_url=SANDBOX_BASE_URL,
             upload_base_url=SANDBOX_BASE_URL,
+            workspace=sandbox_area(self.workspace),
+            real_workspace=self.workspace,
         )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> Settings:
-        env = dict(os.environ if environ is None else environ)
+        """The settings, or ``ConfigError`` naming every broken one (for commands that stop on a bad setting)."""
+        settings = cls.load(environ, cwd)
+        if settings.config_error is not None:
+            raise ConfigError(settings.config_error)
+        return settings
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> Settings:
+        """The settings, never raising: broken ones are collected in ``config_error``, and then nothing can be
+        spent (caps of 0, no catalogue sync) while the server still starts and explains."""
+        given = dict(os.environ if environ is None else environ)
         cwd = cwd or Path.cwd()
-        workspace = _choose_workspace(env, cwd)
-        env = {**read_dotenv(workspace / ".env"), **env}
-        if "KIE_WORKSPACE" in env and "KIE_WORKSPACE" not in (environ if environ is not None else os.environ):
-            workspace = _choose_workspace(env, cwd)
+        problems: list[str] = []
+        workspace, reason = _workspace_or_problem(given, cwd, problems)
+        env = {**read_dotenv(workspace / ".env"), **given}
+        if "KIE_WORKSPACE" in env and "KIE_WORKSPACE" not in given:  # the .env names the workspace
+            problems.clear()
+            workspace, reason = _workspace_or_problem(env, cwd, problems)
+
         key = env.get("KIE_API_KEY", "").strip()
+        number = _number_or_problem(env, problems)
+        auto = number("KIE_AUTO_APPROVE_CREDITS", 0.0)
+        per_call = number("KIE_MAX_CREDITS_PER_CALL", DEFAULT_MAX_CREDITS_PER_CALL)
+        per_day = number("KIE_MAX_CREDITS_PER_DAY", DEFAULT_MAX_CREDITS_PER_DAY)
+        preview = number("KIE_PREVIEW_PX", 768, "a size in pixels such as 768")
+        preview_px = min(max(int(preview), 64), 4096)  # pixels, kept within 64-4096
+        choice = _choice_or_problem(env, problems)
+        download = choice("KIE_DOWNLOAD", ("always", "never"), "always")
+        sync = choice("KIE_CATALOG_SYNC", ("auto", "off"), "auto")
+        broken = " ".join(problems) if problems else None
         return cls(
-            api_key=SecretStr(key) if key else None,
+            api_key=SecretStr(key) if key else None,  # kept for redaction even when broken; never used then
             base_url=env.get("KIE_BASE_URL", DEFAULT_BASE_URL).rstrip("/"),
             upload_base_url=env.get("KIE_UPLOAD_BASE_URL", DEFAULT_UPLOAD_BASE_URL).rstrip("/"),
             workspace=workspace,
-            auto_approve_credits=_number(env, "KIE_AUTO_APPROVE_CREDITS", 0.0),
-            max_credits_per_call=_number(env, "KIE_MAX_CREDITS_PER_CALL", DEFAULT_MAX_CREDITS_PER_CALL),
-            max_credits_per_day=_number(env, "KIE_MAX_CREDITS_PER_DAY", DEFAULT_MAX_CREDITS_PER_DAY),
-            log_level=env.get("KIE_LOG_LEVEL", "INFO").upper(),
-            download=_download(env.get("KIE_DOWNLOAD", "always")),
-            catalog_sync=_choice(env, "KIE_CATALOG_SYNC", ("auto", "off"), "auto") == "auto",
+            workspace_reason=reason,
+            # A broken configuration spends nothing: every cap is 0, not a default.
+            auto_approve_credits=0.0 if broken else auto,
+            max_credits_per_call=0.0 if broken else per_call,
+            max_credits_per_day=0.0 if broken else per_day,
+            log_level=env.get("KIE_LOG_LEVEL", "INFO").strip().upper() or "INFO",
+            download=download != "never",
+            catalog_sync=sync == "auto" and not broken,
+            preview_px=preview_px,
             allowed_dirs=tuple(
                 Path(part).expanduser().resolve() for part in env.get("KIE_ALLOWED_DIRS", "").split(os.pathsep) if part
             ),
+            config_error=broken,
         )
 
 
-def _number(env: Mapping[str, str], name: str, default: float) -> float:
+def sandbox_area(workspace: Path) -> Path:
+    """Where ``--sandbox`` keeps its journal, ledger, outputs/ and logs/ for ``workspace``."""
+    return workspace / SANDBOX_AREA
+
+
+def _number_or_problem(env: Mapping[str, str], problems: list[str]) -> Callable[..., float]:
+    """A reader of number settings that records a broken one in ``problems`` and gives 0 for it (never the
+    default: a broken cap must block spending, not allow the default amount)."""
+
+    def read(name: str, default: float, example: str = CREDITS_EXAMPLE) -> float:
+        try:
+            return _number(env, name, default, example)
+        except ConfigError as err:
+            problems.append(str(err))
+            return 0.0
+
+    return read
+
+
+def _choice_or_problem(env: Mapping[str, str], problems: list[str]) -> Callable[[str, tuple[str, ...], str], str]:
+    """A reader of choice settings that records a broken one in ``problems`` (the value is then unused)."""
+
+    def read(name: str, allowed: tuple[str, ...], default: str) -> str:
+        try:
+            return _choice(env, name, allowed, default)
+        except ConfigError as err:
+            problems.append(str(err))
+            return default
+
+    return read
+
+
+def _number(env: Mapping[str, str], name: str, default: float, example: str = CREDITS_EXAMPLE) -> float:
     raw = env.get(name, "").strip()
     if not raw:
         return default
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number; set it to a credit amount such as 100.") from None
+        raise ConfigError(f"{name}={raw!r} is not a number; set it to {example}.") from None
+    if not math.isfinite(value):
+        raise ConfigError(f"{name}={raw!r} is not a finite number; set it to {example}.")
     if value < 0:
-        raise ConfigError(f"{name} cannot be negative (got {raw}).")
+        raise ConfigError(f"{name} cannot be negative (got {raw}); set it to {example}.")
     return value
 
 
 def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str) -> str:
-    value = env.get(name, default).strip().lower() or default
+    raw = env.get(name, default)
+    value = raw.strip().lower() or default
     if value not in allowed:
-        raise ConfigError(f"{name}={value!r} must be one of {', '.join(allowed)}.")
+        choices = " or ".join(repr(a) for a in allowed)
+        raise ConfigError(f"{name}={raw.strip()!r} must be {choices}.")
     return value
 
 
-def _download(raw: str) -> bool:
-    value = raw.strip().lower()
-    if value not in ("always", "never"):
-        raise ConfigError(f"KIE_DOWNLOAD={raw!r} must be 'always' or 'never'.")
-    return value == "always"
+def _workspace_or_problem(env: Mapping[str, str], cwd: Path, problems: list[str]) -> tuple[Path, str]:
+    try:
+        return _choose_workspace(env, cwd)
+    except ConfigError as err:
+        problems.append(str(err))
+        return user_data_dir(), "the per-user data folder, because KIE_WORKSPACE cannot be used"
 
 
-def _choose_workspace(env: Mapping[str, str], cwd: Path) -> Path:
-    """KIE_WORKSPACE, else the current folder when it holds MASTER_CONTEXT.md, else a per-user folder."""
+def _choose_workspace(env: Mapping[str, str], cwd: Path) -> tuple[Path, str]:
+    """KIE_WORKSPACE, else the current folder when it holds MASTER_CONTEXT.md (and is not kie-mcp's own source
+    checkout, which ships one as a template), else a per-user folder; with how it was chosen."""
     explicit = env.get("KIE_WORKSPACE", "").strip()
     if explicit:
         path = Path(explicit).expanduser().resolve()
         if path == Path(path.anchor):
             raise ConfigError(f"KIE_WORKSPACE={explicit!r} is a filesystem root; point it at a project folder.")
-        return path
-    if (cwd / "MASTER_CONTEXT.md").is_file() and cwd.resolve() != Path(cwd.resolve().anchor):
-        return cwd.resolve()
-    return user_data_dir()
+        return path, "set by KIE_WORKSPACE"
+    here = cwd.resolve()
+    if (here / "MASTER_CONTEXT.md").is_file() and here != Path(here.anchor):
+        if not is_source_checkout(here):
+            return here, "the current folder, which holds MASTER_CONTEXT.md"
+        return user_data_dir(), (
+            f"the per-user data folder: the current folder ({here}) is kie-mcp's own source checkout, which is "
+            "never a workspace; set KIE_WORKSPACE to choose another folder"
+        )
+    return user_data_dir(), "the per-user data folder (set KIE_WORKSPACE to choose another)"
+
+
+def is_source_checkout(folder: Path) -> bool:
+    """Whether ``folder`` is kie-mcp's own source tree (its pyproject.toml names the project kie-mcp)."""
+    try:
+        project = tomllib.loads((folder / "pyproject.toml").read_text(encoding="utf-8")).get("project", {})
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return False
+    name = project.get("name") if isinstance(project, dict) else None
+    return isinstance(name, str) and name.strip().lower().replace("_", "-") == PROJECT_NAME
 
 
 def user_data_dir() -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -24,6 +25,14 @@ VIDEO = {
     ),
     "aspect_ratio": "9:16",
 }
+SECOND_VIDEO = {
+    "model": "veo3_fast",
+    "prompt": (
+        "Close-up: the cold brew bottle on the marble counter, condensation running down the glass. "
+        'A voice says: "Try it cold." (no subtitles)'
+    ),
+    "aspect_ratio": "9:16",
+}
 
 
 def server_command() -> tuple[str, list[str]]:
@@ -34,16 +43,31 @@ def server_command() -> tuple[str, list[str]]:
     return sys.executable, ["-m", "kie_mcp", "--sandbox"]
 
 
-def run_demo() -> int:
+def run_demo(keep: bool = False) -> int:
+    """The tour in a temporary workspace, removed at the end unless ``keep``."""
+    workspace = Path(tempfile.mkdtemp(prefix="kie-mcp-demo-")).resolve()
     try:
-        return anyio.run(_tour)
+        return anyio.run(_tour, workspace, keep)
     except KeyboardInterrupt:
         return 130
+    finally:
+        if not keep:
+            shutil.rmtree(workspace, ignore_errors=True)
 
 
-async def _tour() -> int:
+def _ffmpeg_missing() -> str | None:
+    """Why ``stitch_videos`` cannot run here (the server runs with this same Python), or None when it can."""
+    from kie_mcp.media.stitch import StitchError, find_ffmpeg
+
+    try:
+        find_ffmpeg()
+    except StitchError:
+        return "no ffmpeg here: `pip install 'kie-mcp[video]'` (or `uvx --with imageio-ffmpeg kie-mcp`) adds it"
+    return None
+
+
+async def _tour(workspace: Path, keep: bool) -> int:
     started = time.monotonic()
-    workspace = Path(tempfile.mkdtemp(prefix="kie-mcp-demo-"))
     command, args = server_command()
     env = {"KIE_WORKSPACE": str(workspace), "KIE_LOG_LEVEL": "WARNING", "PATH": os.environ.get("PATH", "")}
     params = StdioServerParameters(command=command, args=args, env=env)
@@ -84,24 +108,92 @@ async def _tour() -> int:
         task_id = video["tasks"][0]["task_id"]
         say.line(f"  task {task_id}, about {video['tasks'][0].get('eta_seconds') or '?'} s (simulated)")
 
+        say.step("generate_video for a second shot (the form asks again):")
+        second = await _call(client, "generate_video", SECOND_VIDEO)
+        second_id = second["tasks"][0]["task_id"]
+        say.line(f"  status={second['status']}, task {second_id}")
+
         say.step(f"check_task({task_id}, wait_seconds=50) with progress:")
         bar = _Bar(say)
         done = await _call(client, "check_task", {"task_id": task_id, "wait_seconds": 50}, progress=bar.update)
         bar.finish()
         say.line("  " + done["message"])
+        second_done = await _call(client, "check_task", {"task_id": second_id, "wait_seconds": 50})
+        say.step(f"check_task({second_id}) -> {second_done['task']['state']}")
+
+        stitched = True
+        missing = _ffmpeg_missing()
+        if missing:
+            say.step(f"stitch_videos skipped: {missing}")
+        else:
+            joined = await client.call_tool("stitch_videos", {"clips": [task_id, second_id], "session": "demo reel"})
+            stitched = not joined.is_error and joined.structured_content is not None
+            if stitched:
+                data = joined.structured_content
+                length = f"{data['duration']:.1f} s, " if data.get("duration") else ""
+                how = "re-encoded" if data["reencoded"] else "joined losslessly by stream copy"
+                say.step(f"stitch_videos joins the two clips into one -> {data['path']} ({length}{how})")
+            else:
+                say.step("stitch_videos failed: " + " ".join(getattr(b, "text", "") for b in joined.content))
 
         credits = await _call(client, "check_credits", {})
         say.step(credits["message"])
 
-    files = (workspace / "outputs").rglob("*")
-    saved = sorted(p.relative_to(workspace).as_posix() for p in files if p.is_file() and not p.name.startswith("."))
-    say.title(f"Result files saved in the demo workspace {workspace}:")
+    area = _files_area(workspace)
+    files = (area / "outputs").rglob("*")
+    saved = sorted(p.relative_to(area).as_posix() for p in files if p.is_file() and not p.name.startswith("."))
+    say.title(f"Result files saved in {area}:")
     for path in saved:
         say.line(f"  {path}")
-    say.line(f"  logs/kie-api.jsonl ({len((workspace / 'logs' / 'kie-api.jsonl').read_text().splitlines())} KIE calls)")
+    call_log = area / "logs" / "kie-api.jsonl"
+    calls = len(call_log.read_text().splitlines()) if call_log.is_file() else 0
+    say.line(f"  logs/kie-api.jsonl ({calls} KIE calls)")
     say.title(f"Finished in {time.monotonic() - started:.1f}s.")
-    ok = image["status"] == "completed" and done["task"]["state"] == "succeeded"
+    _next_steps(say, workspace, area, keep)
+    videos = (done["task"]["state"], second_done["task"]["state"])
+    ok = image["status"] == "completed" and videos == ("succeeded", "succeeded") and stitched
     return 0 if ok else 1
+
+
+def _files_area(workspace: Path) -> Path:
+    """Where the sandboxed server saved its outputs/ and logs/: the workspace's sandbox area when it keeps one
+    (``<workspace>/sandbox``), else the workspace itself."""
+    return next((area for area in (workspace / "sandbox", workspace) if (area / "outputs").is_dir()), workspace)
+
+
+def _server_command() -> str:
+    """The command a client can start this kie-mcp with today: the installed console script, by absolute path
+    (clients do not search the shell's PATH), else ``kie-mcp`` (``uvx kie-mcp`` works only once on PyPI)."""
+    found = shutil.which("kie-mcp")
+    return shlex.quote(str(Path(found).absolute())) if found else "kie-mcp"
+
+
+def _open_command() -> str:
+    return {"darwin": "open", "win32": "start"}.get(sys.platform, "xdg-open")
+
+
+def _next_steps(say: _Printer, workspace: Path, area: Path, keep: bool) -> None:
+    """What to do after the tour: look at the files, add kie-mcp to a client, switch to a real key."""
+    say.title("Next steps")
+    if keep:
+        gallery = area / "outputs" / "index.html"
+        target = gallery if gallery.is_file() else area / "outputs"
+        say.line(f"- The files are kept in {workspace}")
+        if gallery.is_file():
+            say.line(f"  Gallery page (every result, with prompts and credits): {gallery}")
+        say.line(f"  Open them: {_open_command()} {target}")
+        say.line("  (images open in any viewer, the MP4s play in any browser or video player). Delete the folder")
+        say.line("  when you are done.")
+    else:
+        say.line("- This demo's workspace is deleted as the demo ends. To look at the files (labelled SANDBOX")
+        say.line("  images, playable MP4 clips), run `kie-mcp demo --keep`: it keeps them and prints the folder.")
+    say.line("- Add kie-mcp to your MCP client (Claude Desktop, Claude Code, Cursor, VS Code, Codex): the")
+    command = _server_command()
+    say.line('  README\'s "Use it from your MCP client" section has each snippet. In Claude Code, for example:')
+    say.line(f"    claude mcp add kie -- {command} --sandbox      (the simulator: no key, no credits)")
+    say.line("- Switch to a real key: create one at https://kie.ai (API Key page), then drop `--sandbox` and")
+    say.line(f"  pass it in the client's env, e.g. `claude mcp add kie -e KIE_API_KEY=your-key -- {command}`.")
+    say.line("  Every spend is then real and is asked for first; caps per call and per day always apply.")
 
 
 async def _call(client: Client, name: str, arguments: dict[str, Any], progress: Any = None) -> dict[str, Any]:

@@ -21,9 +21,13 @@ from pydantic import BaseModel, Field
 from kie_mcp.catalog import InvalidRequest, ItemPrice, ModelSpec, Problem, WithdrawnModelError, build_input, usd
 from kie_mcp.catalog.pricing import input_to_measure
 from kie_mcp.catalog.script import fit_script, speech_models
+from kie_mcp.catalog.spec import Operation
+from kie_mcp.catalog.validate import argument_name, named_for_user
 from kie_mcp.journal import JournalUnavailable
 from kie_mcp.kie import FAMILIES, KieClient, KieError, OutcomeUnknownError
+from kie_mcp.kie.client import ExistingTaskError
 from kie_mcp.kie.families import Family
+from kie_mcp.media.gallery import refresh as refresh_gallery
 from kie_mcp.media.inputs import LocalFile, find_local_files, upload_local_files, with_identities
 from kie_mcp.media.results import save_results
 from kie_mcp.runtime import Runtime
@@ -46,6 +50,7 @@ from kie_mcp.spend import (
 )
 from kie_mcp.spend.quotes import CHARGED_HERE, staleness
 from kie_mcp.tasks import TaskRecord
+from kie_mcp.words import plain
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +95,8 @@ class Plan:
     max_credits: float | None = None  # the caller's ceiling for this call
     reserved: float = 0.0  # what the call counts against the caps: its price, or for an unknown price its ceiling
     balance: float | None = None  # the balance read before the spend (to measure a charge KIE does not report)
+    parent_task_id: str | None = None  # continue_video: the finished task this request continues (followups.py)
+    operation: Operation | None = None  # continue_video: extend, hd, 4k or upscale
 
     @property
     def total(self) -> float | None:
@@ -112,9 +119,20 @@ class GenerationResult(BaseModel):
 # -- before anything is asked ---------------------------------------------------------------
 
 
-async def plan(rt: Runtime, args: GenerationArgs, kind: str | None = None, shared: tuple[Path, ...] = ()) -> Plan:
-    """Validate and price; raises ``InvalidRequest`` (or unknown or withdrawn model errors) and costs nothing."""
-    spec = resolve_model(rt, args.model, kind)
+async def plan(
+    rt: Runtime,
+    args: GenerationArgs,
+    kind: str | None = None,
+    shared: tuple[Path, ...] = (),
+    *,
+    facts: dict[str, Any] | None = None,
+    continues: tuple[str, Operation] | None = None,
+) -> Plan:
+    """Validate and price; raises ``InvalidRequest`` (or unknown or withdrawn model errors) and costs nothing.
+
+    ``continues`` (source task id, operation) and ``facts`` (the source's settings a price depends on, keys
+    ``source.<name>``) come from ``followups.plan``, the one caller that may plan a follow-up model."""
+    spec = resolve_model(rt, args.model, kind, followup=continues is not None)
     if not 1 <= args.variations <= 10:
         raise InvalidRequest(spec.id, [Problem("variations", f"{args.variations} is out of range 1-10.")])
     if args.max_credits is not None and not (math.isfinite(args.max_credits) and args.max_credits > 0):
@@ -140,17 +158,17 @@ async def plan(rt: Runtime, args: GenerationArgs, kind: str | None = None, share
     from kie_mcp.catalog.live import stricter_problems  # the live catalogue loads with the first request
 
     if problems := stricter_problems(rt.live, spec, wire):  # KIE's live schema, where it is stricter than ours
-        raise InvalidRequest(spec.id, problems)
+        raise InvalidRequest(spec.id, named_for_user(spec, problems, args.options))
     roots = (*rt.settings.input_roots, *shared)  # the workspace, KIE_ALLOWED_DIRS and the client's MCP roots
     files, problems = find_local_files(spec, wire, rt.settings.workspace, roots)
     if problems:
-        raise InvalidRequest(spec.id, problems)
+        raise InvalidRequest(spec.id, named_for_user(spec, problems, args.options))
     measured = await measure_billed_input(rt, spec, wire, files)
     identity = with_identities(spec, wire, files)
     if measured:  # a quote binds the measured length too: a different file behind a URL needs a new quote
         identity = {**identity, "#measured_seconds": measured}
-    options = options_key(spec, wire)
-    price, price_notes = quote_price(rt, spec, wire, options, measured)
+    options = options_key(spec, wire, facts)
+    price, price_notes = quote_price(rt, spec, {**wire, **(facts or {})}, options, measured)
     total = None if price.credits is None else round(price.credits * args.variations, 4)
     return Plan(
         spec,
@@ -165,11 +183,14 @@ async def plan(rt: Runtime, args: GenerationArgs, kind: str | None = None, share
         options,
         max_credits=args.max_credits,
         reserved=reservation(total, rt.ledger.caps, args.max_credits),
+        parent_task_id=continues[0] if continues else None,
+        operation=continues[1] if continues else None,
     )
 
 
-def resolve_model(rt: Runtime, name: str, kind: str | None = None) -> ModelSpec:
-    """The model KIE sells under ``name``: refused when withdrawn here or gone from KIE's live list."""
+def resolve_model(rt: Runtime, name: str, kind: str | None = None, *, followup: bool = False) -> ModelSpec:
+    """The model KIE sells under ``name``: refused when withdrawn here or gone from KIE's live list, and a model
+    that only continues a finished video (``followup`` data) unless ``followup`` (continue_video) asks for it."""
     from kie_mcp.catalog.live import is_withdrawn
 
     spec = rt.catalog.resolve(name)
@@ -179,6 +200,12 @@ def resolve_model(rt: Runtime, name: str, kind: str | None = None) -> ModelSpec:
         raise WithdrawnModelError(spec.id, alternatives, f"gone from KIE's live model list of {day}")
     if kind and spec.kind != kind:
         hint = f"{spec.id} makes {spec.kind}s; use generate_{spec.kind} for it."
+        raise InvalidRequest(spec.id, [Problem("model", hint)])
+    if spec.followup is not None and not spec.followup.standalone and not followup:
+        hint = (
+            f"{spec.id} continues a finished video; use continue_video(task_id=..., "
+            f"operation='{spec.followup.operation}'), or estimate_cost with task_id and operation to price it."
+        )
         raise InvalidRequest(spec.id, [Problem("model", hint)])
     return spec
 
@@ -248,10 +275,10 @@ def health_note(rt: Runtime, model_id: str) -> str | None:
     )
 
 
-def options_key(spec: ModelSpec, wire: dict[str, Any]) -> str:
-    """The request minus its prompt and inputs: what decides the price."""
+def options_key(spec: ModelSpec, wire: dict[str, Any], facts: dict[str, Any] | None = None) -> str:
+    """The request minus its prompt and inputs, plus the source's facts of a follow-up: what decides the price."""
     options = {k: v for k, v in wire.items() if k != "prompt" and not spec.fields[k].is_media}
-    return request_hash(spec.id, options, 1)
+    return request_hash(spec.id, {**options, **(facts or {})}, 1)
 
 
 MEASURE_SECONDS = 10.0  # the longest a quote waits to measure an input's length (then the price stays unknown)
@@ -307,9 +334,7 @@ async def check_spend(rt: Runtime, p: Plan) -> Plan:
     return replace(p, balance=balance)
 
 
-UNANSWERED = (
-    "The confirmation got no answer within {minutes:g} minutes, so it was cancelled. Nothing was spent."
-)
+UNANSWERED = "The confirmation got no answer within {minutes:g} minutes, so it was cancelled. Nothing was spent."
 
 
 def decide_approval(rt: Runtime, p: Plan, *, can_ask: bool, answered: bool = False) -> Decision | Replay:
@@ -361,8 +386,10 @@ def question(p: Plan, confirmation: str | None = None) -> str:
 
 
 def settings_text(p: Plan) -> str:
+    """The request's settings as the user sets them: tool argument names where KIE's field has one (``audio=true``
+    for Kling's ``sound``), KIE's names for options, JSON values."""
     shown = [
-        f"{k}={v}"
+        f"{argument_name(p.spec, k)}={plain(v, quoted=False)}"
         for k, v in p.wire.items()
         if k != "prompt" and not p.spec.fields[k].is_media and not isinstance(v, list | dict)
     ]
@@ -377,15 +404,14 @@ def confirmation_required(
 ) -> GenerationResult:
     quote = rt.quotes.issue(p.spec.id, p.digest, p.price, p.variations, ceiling=p.reserved)
     cost = (
-        f"up to {p.reserved:g} (the price is not known before it runs; that much is reserved against the caps)"
+        f"up to {p.reserved:g} credits (the price is not known before it runs; that much is reserved against the caps)"
         if quote.credits_total is None
-        else f"{quote.credits_total:g}"
+        else f"{quote.credits_total:g} credits (about ${quote.usd_total:.2f})"
     )
-    dollars = "" if quote.usd_total is None else f" (about ${quote.usd_total:.2f})"
     lead = f"{why} " if why else ""
     lead += "".join(f"{note} " for note in p.notes)
     message = (
-        f"{lead}Nothing was spent. This request costs {cost} credits{dollars}: {quote.breakdown}. "
+        f"{lead}Nothing was spent. This request costs {cost}: {quote.breakdown}. "
         f"The user must approve this cost first; once they do, call {tool} again with the same arguments and "
         f"quote_id='{quote.quote_id}' (valid until {quote.expires_at})."
     )
@@ -445,6 +471,8 @@ async def execute(
             credits_quoted=p.price.credits,
             credits_reserved=p.reserved_each,
             sandbox=rt.settings.sandbox,
+            parent_task_id=p.parent_task_id,
+            operation=p.operation,
         )
         records.append(record)
         # Sending a create and recording its answer are one unit: a cancelled call, a host's timeout or a failing
@@ -543,9 +571,12 @@ async def _submit(
         record.error = f"Not sent: kie-mcp could not record the attempt in its journal first ({err}); nothing created."
         _refund(rt, problems, p.reserved_each, "refunded: not sent", None)
         return
-    state, error = "created", None
+    state, error, existing = "created", None, False
     try:
         record.task_id = await kie.create(family, p.spec.id, body, approval)
+    except ExistingTaskError as err:  # KIE already had this task (a repeated Veo 4K): nothing new, not charged
+        record.task_id, error, existing = err.task_id, f"KIE already had it: {err.message}", True
+        record.credits_reserved = 0.0
     except OutcomeUnknownError as err:
         record.state, record.error = "unknown", err.describe()
         state, error = "unknown", err.message  # still counted as spent
@@ -560,6 +591,12 @@ async def _submit(
         problems.append(_not_recorded(record, err))
     if state == "refused":
         _refund(rt, problems, p.reserved_each, "refused by KIE", attempt)  # nothing was charged
+    if existing:
+        _refund(rt, problems, p.reserved_each, "refunded: KIE already had this task", attempt)
+        problems.append(
+            f"KIE already had this task ({record.task_id}) from an earlier request, so nothing new was started or "
+            "charged; it is followed like any other."
+        )
 
 
 def _not_recorded(record: TaskRecord, err: BaseException) -> str:
@@ -647,6 +684,8 @@ async def save_all(rt: Runtime, records: list[TaskRecord]) -> list[str]:
         except JOURNAL_ERRORS as err:
             problems.append(f"{record.task_id}: its results could not be saved or recorded ({err}).")
         _record(rt, problems, record)
+    if any(record.files for record in records):
+        await refresh_gallery(rt.settings.workspace, rt.settings.preview_px)  # outputs/index.html; never raises
     if problems:
         problems.append("The result links still work for a while; check_task saves them on the next try.")
     return problems

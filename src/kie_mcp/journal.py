@@ -33,7 +33,7 @@ CREATE TABLE IF NOT EXISTS attempts (
     session TEXT, created REAL NOT NULL, updated REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS tasks (
     task_id TEXT PRIMARY KEY, attempt_id TEXT, model TEXT NOT NULL, state TEXT NOT NULL, prompt TEXT,
-    session TEXT, record TEXT NOT NULL, created REAL NOT NULL, updated REAL NOT NULL);
+    session TEXT, record TEXT NOT NULL, created REAL NOT NULL, updated REAL NOT NULL, parent_task_id TEXT);
 CREATE TABLE IF NOT EXISTS uploads (
     sha256 TEXT PRIMARY KEY, url TEXT NOT NULL, uploaded REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS answers (
@@ -58,6 +58,7 @@ INDEXES = {
     "tasks_state_created": "tasks(state, created)",
     "tasks_model_created": "tasks(model, created)",
     "tasks_charged": "tasks(model, options_key, updated) WHERE state = 'succeeded'",  # charged_before
+    "tasks_parent": "tasks(parent_task_id, created) WHERE parent_task_id IS NOT NULL",  # a clip's follow-ups
     "answers_task": "answers(task_id)",
 }
 SUPERSEDED = ("spend_day", "attempts_state", "quotes_digest")  # indexes of older journals that the ones above replace
@@ -172,6 +173,8 @@ class Journal:
         with self.transaction() as db:
             if "kind" not in _columns(db, "quotes"):
                 db.execute("ALTER TABLE quotes ADD COLUMN kind TEXT NOT NULL DEFAULT 'estimate'")
+            if "parent_task_id" not in _columns(db, "tasks"):  # follow-ups (continue_video) name their source
+                db.execute("ALTER TABLE tasks ADD COLUMN parent_task_id TEXT")
             if "options_key" not in _columns(db, "tasks"):
                 db.execute("ALTER TABLE tasks ADD COLUMN options_key TEXT")
                 db.execute(
@@ -193,7 +196,9 @@ class Journal:
         names = {row["name"] for row in self._db.execute("SELECT name FROM sqlite_master")}
         if not names >= {*INDEXES, *TRIGGERS, "spend_total"} or names & set(SUPERSEDED):
             return False
-        if "kind" not in _columns(self._db, "quotes") or "options_key" not in _columns(self._db, "tasks"):
+        if "kind" not in _columns(self._db, "quotes") or not {"options_key", "parent_task_id"} <= _columns(
+            self._db, "tasks"
+        ):
             return False
         return self._db.execute("SELECT COUNT(*) FROM spend_total").fetchone()[0] == 1
 
@@ -355,11 +360,12 @@ class Journal:
     def save_task(self, record_json: str, *, task_id: str, model: str, state: str, **extra: Any) -> None:
         now = time.time()
         self.execute(
-            "INSERT INTO tasks (task_id, attempt_id, model, state, prompt, session, record, created, updated)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(task_id) DO UPDATE SET state = excluded.state,"
-            " record = excluded.record, updated = excluded.updated,"
+            "INSERT INTO tasks (task_id, attempt_id, model, state, prompt, session, record, created, updated,"
+            " parent_task_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(task_id) DO UPDATE SET"
+            " state = excluded.state, record = excluded.record, updated = excluded.updated,"
             " prompt = COALESCE(excluded.prompt, tasks.prompt), session = COALESCE(excluded.session, tasks.session),"
-            " attempt_id = COALESCE(excluded.attempt_id, tasks.attempt_id)",
+            " attempt_id = COALESCE(excluded.attempt_id, tasks.attempt_id),"
+            " parent_task_id = COALESCE(excluded.parent_task_id, tasks.parent_task_id)",
             task_id,
             extra.get("attempt_id"),
             model,
@@ -369,6 +375,7 @@ class Journal:
             record_json,
             extra.get("created", now),
             now,
+            extra.get("parent_task_id"),
         )
 
     def keep_answer(self, task_id: str, body: dict[str, Any]) -> None:
@@ -386,6 +393,29 @@ class Journal:
     def task_row(self, task_id: str) -> sqlite3.Row | None:
         rows = self.query("SELECT * FROM tasks WHERE task_id = ?", task_id)
         return rows[0] if rows else None
+
+    def children(self, parent_task_id: str, model: str | None = None) -> list[sqlite3.Row]:
+        """The follow-ups of a task (extensions, 1080p/4K versions, upscales), oldest first; of one model if given."""
+        if model is None:
+            return self.query("SELECT * FROM tasks WHERE parent_task_id = ? ORDER BY created", parent_task_id)
+        return self.query(
+            "SELECT * FROM tasks WHERE parent_task_id = ? AND model = ? ORDER BY created", parent_task_id, model
+        )
+
+    def chain(self, task_id: str, limit: int = 100) -> list[sqlite3.Row]:
+        """The task and every task it continues, back to the first clip: newest first. Stops at a task the journal
+        does not know (or after ``limit`` links, should a hand-edited journal loop)."""
+        rows: list[sqlite3.Row] = []
+        seen: set[str] = set()
+        current: str | None = task_id
+        while current and current not in seen and len(rows) < limit:
+            row = self.task_row(current)
+            if row is None:
+                break
+            rows.append(row)
+            seen.add(current)
+            current = row["parent_task_id"]
+        return rows
 
     def unfinished_tasks(
         self, *, since: float, quiet_since: float | None = None, limit: int = 500

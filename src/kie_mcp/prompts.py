@@ -103,6 +103,10 @@ def ugc_video(product: str, script: str, persona: str = "", model: str = "veo3_f
             f"{APPROVAL}",
             "2. Generate, follow with check_task, and present the clip; offer a variation only as a new, "
             "separately approved spend.",
+            "3. If the take is good but the script needs more time, extend it instead of regenerating: "
+            "continue_video(task_id, operation='extend', prompt= only the next line, same style words) keeps the "
+            "same person and room. For delivery, offer operation='hd' (the 1080p version) on the approved clip. "
+            f"Both are spends: {APPROVAL}",
         ]
     )
 
@@ -120,9 +124,12 @@ def script_to_video(script: str, visual_style: str, model: str = "veo3_fast") ->
             "about 20 words or fewer.",
             "2. Write one prompt per part (same character, wardrobe and setting for continuity). Estimate each "
             f"part and show the user the TOTAL before anything is made. {APPROVAL}",
-            "3. Generate the parts, follow them with check_task, and keep the result links in order.",
-            "4. Join the clips in order (ffmpeg concat; re-encode if the codecs differ) and present both the "
-            "joined video and the parts.",
+            "3. Generate the parts, follow them with check_task, and keep the task ids in order. A part that "
+            "continues the previous one in the same shot can instead extend it (continue_video, "
+            "operation='extend', on Veo 3.1, Runway or Grok Imagine clips), which keeps the person and setting; "
+            f"each extension is its own approved spend. {APPROVAL}",
+            "4. Join the clips in order with stitch_videos (chain=true brings an extended clip's whole chain) and "
+            "present both the joined video and the parts.",
         ]
     )
 

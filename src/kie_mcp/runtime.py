@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
@@ -29,11 +30,12 @@ SANDBOX_SPEED = 30.0  # --sandbox: a 4-minute Veo clip takes about 8 seconds
 
 
 class NoKeyError(RuntimeError):
-    def __init__(self) -> None:
+    def __init__(self, workspace: Path | None = None) -> None:
+        where = f" ({workspace / '.env'})" if workspace is not None else ""
         super().__init__(
             "KIE_API_KEY is not set, so kie-mcp cannot reach KIE. Put KIE_API_KEY=<your key> in the .env file "
-            "of the workspace or in the env block of this MCP server's client configuration, then restart the "
-            "server. Get a key at https://kie.ai (API Key page). To try everything without a key or credits, "
+            f"of the workspace{where} or in the env block of this MCP server's client configuration, then restart "
+            "the server. Get a key at https://kie.ai (API Key page). To try everything without a key or credits, "
             "start the server with --sandbox."
         )
 
@@ -87,7 +89,7 @@ class Runtime:
 
     def require_kie(self) -> KieClient:
         if self.kie is None:
-            raise NoKeyError()
+            raise NoKeyError(self.settings.context_folder)
         return self.kie
 
 
@@ -125,7 +127,13 @@ def _open_journal(settings: Settings) -> tuple[Journal | UnavailableJournal, tup
 async def open_runtime(
     settings: Settings, transport: httpx2.AsyncBaseTransport | None = None
 ) -> AsyncIterator[Runtime]:
-    """Build the shared state; in sandbox mode without a given transport, start a private simulator."""
+    """Build the shared state; in sandbox mode without a given transport, start a private simulator.
+
+    With a broken setting nothing is opened or started: no KIE client, no journal, no follower, no sync. The
+    state exists only so that every tool can answer with the problem (``Settings.config_problem``)."""
+    if settings.config_problem is not None:
+        yield _unconfigured(settings, settings.config_problem)
+        return
     time_scale = 1.0
     if settings.sandbox and transport is None:
         from kie_mcp.sandbox import SandboxTransport, SimConfig, Simulator
@@ -168,6 +176,20 @@ async def open_runtime(
         if kie is not None:
             await kie.aclose()
         journal.close()
+
+
+def _unconfigured(settings: Settings, problem: str) -> Runtime:
+    """State that cannot spend or reach KIE: every journal use explains ``problem``, the caps are 0."""
+    journal = UnavailableJournal(problem)
+    return Runtime(
+        settings=settings,
+        journal=journal,
+        quotes=QuoteBook(journal),
+        ledger=Ledger(journal, Caps(0.0, 0.0)),
+        tasks=TaskBook(journal),
+        kie=None,
+        notices=(problem,),
+    )
 
 
 def with_live_models(live: LiveCatalog) -> Catalog:

@@ -31,12 +31,13 @@ from mcp.server.mcpserver import (
     Resolve,
 )
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
-from mcp.server.mcpserver.resources import FileResource
+from mcp.server.mcpserver.resources import FileResource, FunctionResource, ResourceTemplate
 from mcp.types import CallToolResult, ImageContent, ResourceLink, TextContent, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field
 
-from kie_mcp import __version__
+from kie_mcp import __version__, followups
 from kie_mcp import generation as gen
+from kie_mcp.apps import apps_extension, card_meta, client_supports_apps, gallery_meta, ui_meta
 from kie_mcp.bundled import bundled_path
 from kie_mcp.catalog import (
     AmbiguousModelError,
@@ -45,11 +46,15 @@ from kie_mcp.catalog import (
     WithdrawnModelError,
     usd,
 )
+from kie_mcp.catalog.pricing import TypicalPrice, typical_prices, usd_text
 from kie_mcp.catalog.tables import model_document, model_table_json, model_table_markdown, price_summary
 from kie_mcp.config import Settings
 from kie_mcp.journal import Journal, JournalUnavailable, storage_problem, unavailable_reason
 from kie_mcp.kie import KieError
-from kie_mcp.media.downloads import output_folder, thumbnail
+from kie_mcp.media.downloads import SNIFF_BYTES, THUMBNAIL_SIDE, output_folder, preview, sniff_mime
+from kie_mcp.media.gallery import gallery_path, gallery_uri
+from kie_mcp.media.gallery import read_page as read_gallery_page
+from kie_mcp.media.gallery import refresh as refresh_gallery
 from kie_mcp.media.inputs import (
     UPLOAD_ACCEPTS,
     OutsideAllowedFolders,
@@ -79,6 +84,7 @@ from kie_mcp.spend import (
 from kie_mcp.spend.balance import balance_cache
 from kie_mcp.tasks import TaskBook, TaskRecord
 from kie_mcp.toolschema import compact
+from kie_mcp.words import timestamp
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +99,10 @@ server asks the user itself. Otherwise the tool answers status=confirmation_requ
 user approves that cost in the chat, repeat the call with quote_id. Hard caps and the account balance are \
 enforced by the server and no approval overrides them.
 Images usually finish within the call. Videos take minutes: generate_video returns task ids at once; follow \
-them with check_task(task_id, wait_seconds). check_credits shows the balance, today's spend and the caps."""
+them with check_task(task_id, wait_seconds). check_credits shows the balance, today's spend and the caps.
+A finished video can be continued with continue_video (extend it, its 1080p or 4K version, an upscale), priced and \
+approved the same way; extending a good take is usually cheaper than making a new one."""
+SANDBOX_LABEL = "[sandbox]"  # every text a sandbox server returns starts with it
 
 MAX_RESOURCE_BYTES = 50 * 1024 * 1024
 CANCELLED = (
@@ -166,6 +175,22 @@ MaxCredits = Annotated[
 QuoteId = Annotated[
     str | None, Field(description="The quote_id of a cost the user approved (from estimate_cost or a prior call).")
 ]
+VideoWait = Annotated[
+    float, Field(ge=0, le=50, allow_inf_nan=False, description="How long to wait (videos take minutes).")
+]
+FollowupOperationName = Literal["extend", "hd", "4k", "upscale"]
+FollowupOperation = Annotated[
+    FollowupOperationName,
+    Field(
+        description="extend: continue the scene from the last frame (Veo 3.1, Runway, Grok Imagine); hd: the 1080p "
+        "version (Veo 3.1, Grok Imagine); 4k: the 4K version (Veo 3.1); upscale: an upscaled copy of any video "
+        "(Topaz)."
+    ),
+]
+FollowupTaskId = Annotated[
+    str | None,
+    Field(max_length=200, description="With operation: price a follow-up of this finished video (continue_video)."),
+]
 
 
 class _Result(BaseModel):
@@ -186,6 +211,22 @@ class EstimateResult(_Result):
     message: str
 
 
+class SavedFile(_Result):
+    """A file this server saved, named every way a person or client can open it."""
+
+    task_id: str | None = Field(description="The task it is a result of; null for a joined video.")
+    path: str = Field(description="Relative to the workspace.")
+    absolute_path: str = Field(description="Where it is on this computer.")
+    file_uri: str = Field(description="The same as a file:// URI, to open in a browser or file manager.")
+    resource_uri: str = Field(description="The kie://outputs/... resource serving it over MCP.")
+    mime_type: str | None = None
+
+
+SavedFiles = Annotated[
+    list[SavedFile], Field(description="Every saved file of this result, with its absolute path and file:// URI.")
+]
+
+
 class CreditsResult(_Result):
     balance_credits: float
     balance_usd: float
@@ -201,6 +242,7 @@ class CreditsResult(_Result):
         default=0, description="Creates whose outcome is unknown: they may have been charged; check kie.ai/logs."
     )
     sandbox: bool
+    workspace: str = Field(description="The folder (absolute) holding this server's journal, outputs/ and logs/.")
     message: str
 
 
@@ -211,10 +253,23 @@ class ModelInfo(_Result):
     kind: str
     capabilities: list[str]
     price: str
+    typical: list[TypicalPrice] = Field(
+        default_factory=list,
+        description="One image, or a 5 s and an 8 s clip, at the default settings; empty when the price is unknown.",
+    )
     good_for: str
     recent_success_rate: float | None = Field(
         default=None, description="Set when KIE reports under 90% successful tasks for it in the last 24 hours."
     )
+
+
+def _typical_text(model: "ModelInfo") -> str:
+    """'; 5 s clip $0.35, 8 s clip $0.56 at resolution=720p': what people compare, in the model's list line."""
+    if not model.typical:
+        return ""
+    parts = ", ".join(f"{p.output} {usd_text(p.usd)}" for p in model.typical)
+    settings = model.typical[0].settings
+    return f"; {parts}" + (f" at {settings}" if settings else "")
 
 
 def _health_text(model: "ModelInfo") -> str:
@@ -237,18 +292,29 @@ class StitchedVideo(_Result):
     path: str = Field(description="The joined video, relative to the workspace.")
     duration: float | None
     reencoded: bool
+    saved_files: SavedFiles = Field(default_factory=list)
     message: str
 
 
 class TaskList(_Result):
     tasks: list[TaskRecord]
     unknown_creates: int = Field(description="Creates whose outcome is unknown (may have been charged).")
+    saved_files: SavedFiles = Field(default_factory=list)
+    gallery: str | None = Field(None, description="The gallery page of saved results (absolute path), once one exists.")
+    gallery_uri: str | None = Field(None, description="The gallery page as a file:// URI, to open in a browser.")
     message: str
 
 
 class TaskResult(_Result):
     task: TaskRecord
+    saved_files: SavedFiles = Field(default_factory=list)
     message: str
+
+
+class GenerationOutput(gen.GenerationResult):
+    """What the generate tools return: the generation's result, and its saved files by absolute path."""
+
+    saved_files: SavedFiles = Field(default_factory=list)
 
 
 class UploadResult(_Result):
@@ -272,16 +338,34 @@ def create_server(settings: Settings | None = None, *, transport: httpx2.AsyncBa
         "kie-mcp",
         title="KIE.ai (kie-mcp)" + (" [sandbox]" if settings.sandbox else ""),
         description="Images and videos from KIE.ai models, with the cost shown and approved before any spend.",
-        instructions=INSTRUCTIONS,
+        instructions=_instructions(settings),
         website_url="https://kie.ai",
         version=__version__,
         lifespan=lifespan,
+        extensions=[apps_extension()],  # MCP Apps: the results gallery and the approval card (kie_mcp/apps)
     )
     _register_tools(mcp)
     _compact_tool_schemas(mcp)
     _register_resources(mcp, settings)
     register_prompts(mcp)
     return mcp
+
+
+def _instructions(settings: Settings) -> str:
+    """INSTRUCTIONS plus where this server keeps its files (absolute paths; never a secret)."""
+    where = (
+        f"\nWorkspace: {settings.workspace.absolute()}. Results are saved in its outputs/ folder; every result "
+        "names each saved file by absolute path and file:// URI."
+    )
+    if settings.sandbox:
+        where += (
+            " SANDBOX: this server runs against kie-mcp's built-in KIE simulator, so results are simulated and "
+            f"nothing is spent. That folder is the sandbox area of the workspace {settings.context_folder.absolute()}: "
+            "simulated tasks and spend stay there and never count against the real caps or appear in real task lists."
+        )
+    if settings.config_problem is not None:
+        where += f"\n{settings.config_problem}"
+    return INSTRUCTIONS + where
 
 
 def _compact_tool_schemas(mcp: MCPServer) -> None:
@@ -323,12 +407,19 @@ def _register_tools(mcp: MCPServer) -> None:
     image_prepare, image_approve = _gate("image")
     video_prepare, video_approve = _gate("video")
 
-    @mcp.tool(title="Estimate cost", annotations=READ_LOCAL)
+    @mcp.tool(title="Estimate cost", annotations=READ_LOCAL, meta=ui_meta())
     @_accepts
     async def estimate_cost(
-        model: Annotated[str, Field(description="KIE model id or friendly name, e.g. veo3_fast, 'nano banana'.")],
-        prompt: Prompt,
         ctx: Context,
+        model: Annotated[
+            str | None,
+            Field(description="KIE model id or friendly name, e.g. veo3_fast, 'nano banana' (a follow-up: optional)."),
+        ] = None,
+        prompt: Annotated[str, Field(description="What to make (see the kie://prompting guides).")] = "",
+        task_id: FollowupTaskId = None,
+        operation: Annotated[
+            FollowupOperationName | None, Field(description="With task_id: the follow-up to price (continue_video).")
+        ] = None,
         images: Images = [],  # noqa: B006 - pydantic copies defaults
         aspect_ratio: AspectRatio = None,
         resolution: Resolution = None,
@@ -340,15 +431,28 @@ def _register_tools(mcp: MCPServer) -> None:
         max_credits: MaxCredits = None,
     ) -> Annotated[CallToolResult, EstimateResult]:
         """Price a generation exactly, without spending anything. Takes the same arguments as generate_image /
-        generate_video and returns a quote (credits, about USD, price source and date) with a quote_id that
-        approves exactly this request once, for 10 minutes. Free."""
+        generate_video (or, with task_id and operation, as continue_video) and returns a quote (credits, about USD,
+        price source and date) with a quote_id that approves exactly this request once, for 10 minutes. Free."""
         _reject_unknown_arguments(ctx, "estimate_cost")
         rt = _runtime(ctx)
+        given = dict(locals())
         with _user_errors():
-            args = gen.GenerationArgs(**_args(locals()))
-            plan = await gen.plan(rt, args)
+            if task_id is not None or operation is not None:  # a follow-up of a finished video (continue_video)
+                plan = await followups.plan(rt, _followup_args(given, "estimate_cost"))
+                tool = "continue_video"
+            else:
+                if not model:
+                    raise ToolError(
+                        "estimate_cost needs model (or task_id and operation, to price a follow-up of a finished "
+                        "video with continue_video); nothing was priced."
+                    )
+                plan = await gen.plan(rt, gen.GenerationArgs(**_args(given)))
+                tool = f"generate_{plan.spec.kind}"
             result = await _estimate(rt, plan)
-        return _tool_result(result, result.message)
+        call = _tool_result(result, result.message, rt)
+        if client_supports_apps(ctx):  # MCP Apps hosts: the quote as an approval card
+            call.meta = await _card_meta(ctx, plan, result.quote, tool, result.cap_problem)
+        return call
 
     async def generate_image(
         prompt: Prompt,
@@ -367,7 +471,7 @@ def _register_tools(mcp: MCPServer) -> None:
         wait_seconds: Annotated[
             float, Field(ge=0, le=50, allow_inf_nan=False, description="How long to wait for results.")
         ] = 45,
-    ) -> Annotated[CallToolResult, gen.GenerationResult]:
+    ) -> Annotated[CallToolResult, GenerationOutput]:
         """Make images with a KIE model. COSTS CREDITS. The cost must be approved first: the server asks the user
         through a confirmation form when the client supports it; otherwise it answers
         status=confirmation_required with a quote, and after the user approves that cost the call is repeated
@@ -391,10 +495,8 @@ def _register_tools(mcp: MCPServer) -> None:
         session: Session = None,
         quote_id: QuoteId = None,
         max_credits: MaxCredits = None,
-        wait_seconds: Annotated[
-            float, Field(ge=0, le=50, allow_inf_nan=False, description="How long to wait (videos take minutes).")
-        ] = 0,
-    ) -> Annotated[CallToolResult, gen.GenerationResult]:
+        wait_seconds: VideoWait = 0,
+    ) -> Annotated[CallToolResult, GenerationOutput]:
         """Make videos with a KIE model. COSTS CREDITS (tens to hundreds per clip). The cost must be approved
         first: the server asks the user through a confirmation form when the client supports it; otherwise it
         answers status=confirmation_required with a quote, and after the user approves that cost the call is
@@ -404,10 +506,10 @@ def _register_tools(mcp: MCPServer) -> None:
     for tool_fn, prepare in ((generate_image, image_prepare), (generate_video, video_prepare)):
         _bind_to_tool_arguments(prepare, tool_fn)
         _accepts(tool_fn)
-    mcp.tool(title="Generate image (spends credits)", annotations=SPENDS)(generate_image)
-    mcp.tool(title="Generate video (spends credits)", annotations=SPENDS)(generate_video)
+    mcp.tool(title="Generate image (spends credits)", annotations=SPENDS, meta=ui_meta())(generate_image)
+    mcp.tool(title="Generate video (spends credits)", annotations=SPENDS, meta=ui_meta())(generate_video)
 
-    @mcp.tool(title="Check task", annotations=READ_KIE)
+    @mcp.tool(title="Check task", annotations=READ_KIE, meta=ui_meta())
     @_accepts
     async def check_task(
         task_id: Annotated[str, Field(min_length=1, description="A KIE task id from any kie-mcp or KIE call.")],
@@ -438,7 +540,11 @@ def _register_tools(mcp: MCPServer) -> None:
                 problems.append("Its results are being saved now; check_task shows the files in a moment.")
             await rt.follower.deliver_notices(ctx)
         result = TaskResult(task=record, message=" ".join([_task_message(record), *problems]))
-        return _tool_result(result, result.message, [record], rt.settings.workspace)
+        await _thumbnails_ready([record], rt.settings.workspace, rt.settings.preview_px)  # in a worker thread
+        call = _tool_result(result, result.message, rt, [record])
+        if client_supports_apps(ctx):  # MCP Apps hosts: the gallery
+            call.meta = gallery_meta(rt, [record])
+        return call
 
     @mcp.tool(title="Stitch videos", annotations=LOCAL_WRITE)
     @_accepts
@@ -453,12 +559,22 @@ def _register_tools(mcp: MCPServer) -> None:
         captions: Annotated[
             list[CaptionArg] | None, Field(description="Timed captions to burn in (seconds from the start).")
         ] = None,
+        chain: Annotated[
+            bool,
+            Field(
+                description="True: each task id in clips stands for its whole chain of follow-ups (continue_video), "
+                "from the first clip to it: extensions in order, an upgrade in place of the clip it upgrades."
+            ),
+        ] = False,
     ) -> Annotated[CallToolResult, StitchedVideo]:
         """Join saved clips into one video in the session folder (re-encoding when formats differ), optionally
-        with burned-in captions. Local and free: needs ffmpeg (pip install 'kie-mcp[video]')."""
+        with burned-in captions. With chain=true a task id brings its whole chain of extensions, in order. Local and
+        free: needs ffmpeg (pip install 'kie-mcp[video]')."""
         _reject_unknown_arguments(ctx, "stitch_videos")
         rt = _runtime(ctx)
         with _user_errors():
+            if chain:  # a follow-up stands for the chain that ends with it (followups.chain_clips)
+                clips = [link for clip in clips for link in (followups.chain_clips(rt, clip) or [clip])]
             name = output_file_name(output_name, f"stitched-{len(clips)}-clips")  # refuses paths, NUL, overlong
             paths = [_clip_path(rt, clip) for clip in clips]
             label = session or output_name or "stitched"
@@ -466,20 +582,14 @@ def _register_tools(mcp: MCPServer) -> None:
             folder.mkdir(parents=True, exist_ok=True)
             parts = [Caption(c.start, c.end, c.text) for c in captions or []]
             done = await stitch(paths, folder / name, captions=parts or None)
+        await refresh_gallery(rt.settings.workspace, rt.settings.preview_px)  # the joined video joins the gallery
         relative = done.path.relative_to(rt.settings.workspace).as_posix()
         message = f"Joined {len(paths)} clip(s) into {relative}. {done.note}"
         result = StitchedVideo(path=relative, duration=done.duration, reencoded=done.reencoded, message=message)
-        link = ResourceLink(
-            type="resource_link",
-            uri=f"kie://outputs/{relative.removeprefix('outputs/')}",
-            name=done.path.name,
-            mime_type="video/mp4",
-        )
-        call = _tool_result(result, message)
-        call.content.append(link)
-        return call
+        joined = _saved_file(rt.settings.workspace, relative, None, "video/mp4")
+        return _tool_result(result, message, rt, saved=[joined])
 
-    @mcp.tool(title="List tasks", annotations=READ_LOCAL)
+    @mcp.tool(title="List tasks", annotations=READ_LOCAL, meta=ui_meta())
     @_accepts
     async def list_tasks(
         ctx: Context,
@@ -502,15 +612,25 @@ def _register_tools(mcp: MCPServer) -> None:
             found = rt.tasks.find(state=state, model=model, since=day, text=text, limit=limit)
             unknown = [a["attempt_id"] for a in rt.journal.attempts("unknown")]
         lines = [
-            f"- {t.task_id} {t.model} {t.state}" + (f": {', '.join(t.result_urls)}" if t.result_urls else "")
+            f"- {t.task_id} {t.model} {t.state}{followups.link_text(t)}"
+            + (f": {', '.join(t.result_urls)}" if t.result_urls else "")
             for t in found
         ]
         message = f"{len(found)} task(s)" + (":\n" + "\n".join(lines) if lines else ".")
         if unknown:
             message += "\n" + _unknown_creates_text(len(unknown))
         message += "".join(f"\n{notice}" for notice in rt.notices)
-        result = TaskList(tasks=found, unknown_creates=len(unknown), message=message)
-        return _tool_result(result, message)
+        page = gallery_path(rt.settings.workspace)
+        shown = (str(page.absolute()), gallery_uri(rt.settings.workspace)) if page.is_file() else (None, None)
+        if shown[0]:
+            message += f"\nGallery of saved results: {shown[0]} ({shown[1]})"
+        result = TaskList(
+            tasks=found, unknown_creates=len(unknown), gallery=shown[0], gallery_uri=shown[1], message=message
+        )
+        call = _tool_result(result, message, rt, found, previews=False)
+        if client_supports_apps(ctx):  # MCP Apps hosts: the gallery
+            call.meta = gallery_meta(rt, found)
+        return call
 
     @mcp.tool(title="Check credits", annotations=READ_KIE)
     @_accepts
@@ -532,6 +652,7 @@ def _register_tools(mcp: MCPServer) -> None:
                 else "Every spend is confirmed."
             )
             + (" SANDBOX: simulated account." if s.sandbox else "")
+            + f" {_workspace_text(s)}"
             + (f" {blocked}" if blocked else "")
             + (f" {_unknown_creates_text(unknown)}" if unknown else "")
             + "".join(f" {notice}" for notice in rt.notices)
@@ -547,9 +668,10 @@ def _register_tools(mcp: MCPServer) -> None:
             max_credits_per_day=s.max_credits_per_day,
             auto_approve_credits=s.auto_approve_credits,
             sandbox=s.sandbox,
+            workspace=str(s.workspace.absolute()),
             message=message,
         )
-        return _tool_result(result, message)
+        return _tool_result(result, message, rt)
 
     @mcp.tool(title="List models", annotations=READ_LOCAL)
     @_accepts
@@ -563,12 +685,14 @@ def _register_tools(mcp: MCPServer) -> None:
         _reject_unknown_arguments(ctx, "list_models")
         rt = _runtime(ctx)
         models = [
-            ModelInfo(**spec.summary(), price=price_summary(spec), recent_success_rate=rate)
+            ModelInfo(
+                **spec.summary(), price=price_summary(spec), typical=typical_prices(spec), recent_success_rate=rate
+            )
             for spec, rate in gen.offered_models(rt, kind=kind, capability=capability, query=query)
         ]
-        lines = [f"- {m.id} ({m.kind}, {m.price}): {m.good_for}{_health_text(m)}" for m in models]
+        lines = [f"- {m.id} ({m.kind}, {m.price}{_typical_text(m)}): {m.good_for}{_health_text(m)}" for m in models]
         message = f"{len(models)} model(s):\n" + "\n".join(lines) if models else "No model matches those filters."
-        return _tool_result(ModelList(models=models, message=message), message)
+        return _tool_result(ModelList(models=models, message=message), message, rt)
 
     @mcp.tool(title="Upload file", annotations=UPLOADS)
     @_accepts
@@ -595,7 +719,68 @@ def _register_tools(mcp: MCPServer) -> None:
         message = f"Uploaded {uploaded.file_name}: {uploaded.url} (KIE keeps uploads for about 3 days)."
         message += f" {note}" if note else ""
         result = UploadResult(**uploaded.model_dump(), message=message)
-        return _tool_result(result, message)
+        return _tool_result(result, message, rt)
+
+    # -- continue_video (issue 13): follow-ups of a finished video, through the same gate as a generation -----------
+    followup_prepare, followup_approve = _followup_gate()
+
+    async def continue_video(
+        task_id: Annotated[
+            str,
+            Field(
+                min_length=1,
+                max_length=200,
+                description="The finished video task to continue (from generate_video, check_task or list_tasks).",
+            ),
+        ],
+        operation: FollowupOperation,
+        ctx: Context,
+        plan: Annotated[followups.FollowupPlan, Resolve(followup_prepare)],
+        approval: Annotated[ElicitationResult[ConfirmSpend], Resolve(followup_approve)],
+        prompt: Annotated[
+            str | None,
+            Field(description="extend: what happens next (left out: a neutral 'continue the scene' line is sent)."),
+        ] = None,
+        model: Annotated[
+            str | None,
+            Field(
+                description="The model doing it (default: the one for this task, e.g. veo/extend at the clip's own "
+                "Veo tier, topaz/video-upscale); for a Veo extension also a tier: fast, quality, lite."
+            ),
+        ] = None,
+        resolution: Annotated[
+            str | None, Field(description="Runway extend: 720p/1080p (default: the clip's); Topaz: factor 1, 2, 4.")
+        ] = None,
+        duration: Annotated[
+            int | None, Field(ge=1, le=60, allow_inf_nan=False, description="Grok extend: seconds to add (6 or 10).")
+        ] = None,
+        options: Options = None,
+        session: Session = None,
+        quote_id: QuoteId = None,
+        max_credits: MaxCredits = None,
+        wait_seconds: VideoWait = 0,
+    ) -> Annotated[CallToolResult, GenerationOutput]:
+        """Continue a finished video: extend it, get its 1080p (hd) or 4K version, or upscale it. COSTS CREDITS,
+        priced from KIE's price list and approved like generate_video (a confirmation form, or
+        status=confirmation_required with a quote; estimate_cost with task_id and operation prices it first). A
+        1080p or 4K version is made once per clip: asked again, the earlier one comes back free. The new task names
+        its source (parent_task_id); stitch_videos with chain=true joins a chain in order. Returns at once; follow
+        the task with check_task."""
+        if plan.existing is not None:  # made once per clip, and already made: returned, nothing asked or spent
+            rt = _runtime(ctx)
+            rt.follower.attach_client(ctx)
+            with _user_errors():
+                result = await followups.existing_result(rt, plan)
+            await _thumbnails_ready(result.tasks, rt.settings.workspace, rt.settings.preview_px)
+            output = GenerationOutput(**{name: getattr(result, name) for name in gen.GenerationResult.model_fields})
+            call = _tool_result(output, result.message, rt, result.tasks)
+            if client_supports_apps(ctx):  # MCP Apps hosts: the gallery
+                call.meta = gallery_meta(rt, result.tasks)
+            return call
+        return await _generate(ctx, plan, approval, "continue_video", wait_seconds)
+
+    _accepts(continue_video)
+    mcp.tool(title="Continue a video (spends credits)", annotations=SPENDS, meta=ui_meta())(continue_video)
 
 
 async def client_roots(ctx: Context) -> ListRoots | list[Any]:
@@ -647,6 +832,71 @@ def _gate(kind: str) -> tuple[Any, Any]:
     return prepare, approve
 
 
+def _followup_gate() -> tuple[Any, Any]:
+    """continue_video's two resolvers, as ``_gate`` builds a generate tool's: prepare (find and check the source,
+    validate, price, caps, balance), then approve (the same decision and question as every spend)."""
+
+    async def prepare(
+        ctx: Context,
+        roots: Roots,
+        task_id: str,
+        operation: str,
+        prompt: str | None = None,
+        model: str | None = None,
+        resolution: str | None = None,
+        duration: int | None = None,
+        options: dict[str, Any] | None = None,
+        session: str | None = None,
+        quote_id: str | None = None,
+        max_credits: float | None = None,
+    ) -> followups.FollowupPlan:
+        _reject_unknown_arguments(ctx, "continue_video")
+        rt = _runtime(ctx)
+        with _user_errors():
+            plan = await followups.plan(rt, _followup_args(dict(locals()), "continue_video"), _root_folders(roots))
+            if plan.existing is not None:
+                return plan  # nothing will be spent: no caps or balance to check
+            return await gen.check_spend(rt, plan)
+
+    async def approve(
+        ctx: Context, plan: Annotated[followups.FollowupPlan, Resolve(prepare)]
+    ) -> Approved | NeedsConfirmation | Replay | Declined | Elicit[ConfirmSpend]:
+        if plan.existing is not None:
+            return Declined("Already made; nothing to approve.")  # never asks: continue_video returns it
+        rt = _runtime(ctx)
+        with _user_errors():
+            decision = gen.decide_approval(rt, plan, can_ask=_can_elicit(ctx), answered=_answers_us(ctx, "followup"))
+        if not isinstance(decision, Ask):
+            return decision
+        if ctx.protocol_version is not None and ctx.session.can_send_request:
+            return await _ask_with_deadline(ctx, decision, rt.settings.confirm_timeout_seconds)
+        return Elicit(decision.message, ConfirmSpend)  # 2026-07-28: the answer comes back in a retried request
+
+    prepare.__qualname__ = "prepare_followup"
+    approve.__qualname__ = "approve_followup"
+    return prepare, approve
+
+
+_GENERATION_ONLY = ("images", "aspect_ratio", "audio", "script")
+
+
+def _followup_args(values: dict[str, Any], tool: str) -> followups.FollowupArgs:
+    """continue_video's arguments from a tool call's (estimate_cost's when it prices a follow-up)."""
+    if not values.get("task_id") or not values.get("operation"):
+        missing = "operation" if values.get("task_id") else "task_id"
+        raise ToolError(f"{tool} prices a follow-up with both task_id and operation; {missing} is missing.")
+    extra = [name for name in _GENERATION_ONLY if values.get(name)]
+    if values.get("variations", 1) != 1:
+        extra.append("variations")
+    if extra:
+        raise ToolError(
+            f"A follow-up of a finished video does not take {', '.join(extra)}; nothing was priced or sent. It takes: "
+            "task_id, operation, prompt, model, resolution, duration, options, max_credits."
+        )
+    names = followups.FollowupArgs.model_fields
+    return followups.FollowupArgs(**{k: v for k, v in values.items() if k in names and v is not None})
+
+
 def _answers_us(ctx: Context, kind: str) -> bool:
     """Whether this (2026-07-28, retried) request carries an answer to this tool's confirmation question."""
     return any(key.split("#")[0].endswith(f":approve_{kind}") for key in ctx.input_responses or {})
@@ -690,8 +940,28 @@ async def _generate(
         result = await gen.execute(
             rt, plan, _decision(approval), tool=tool, wait_seconds=wait_seconds, progress=_progress(ctx)
         )
-    await _thumbnails_ready(result.tasks, rt.settings.workspace)  # decoded in a worker thread, never on the loop
-    return _tool_result(result, result.message, result.tasks, rt.settings.workspace)
+    # Previews (scaled images, video posters) are made in a worker thread, never on the loop.
+    await _thumbnails_ready(result.tasks, rt.settings.workspace, rt.settings.preview_px)
+    output = GenerationOutput(**{name: getattr(result, name) for name in gen.GenerationResult.model_fields})
+    call = _tool_result(output, result.message, rt, result.tasks)
+    if client_supports_apps(ctx):  # MCP Apps hosts: a quote as the approval card, results as the gallery
+        quote = result.quote
+        call.meta = await _card_meta(ctx, plan, quote, tool) if quote is not None else gallery_meta(rt, result.tasks)
+    return call
+
+
+async def _card_meta(
+    ctx: Context, plan: gen.Plan, quote: Quote, tool: str, cap_problem: str | None = None
+) -> dict[str, Any] | None:
+    """The approval card's data (MCP Apps hosts): the quoted request as ``tool`` takes it, and whether the server
+    can ask this client itself (then Approve leaves the quote out and the gate asks the person)."""
+    if tool not in _ACCEPTED:
+        return None
+    given = (ctx.request_context.params or {}).get("arguments") or {}
+    arguments = {key: value for key, value in given.items() if key in _ACCEPTED[tool]}
+    return await card_meta(
+        _runtime(ctx), plan, quote, tool=tool, arguments=arguments, can_ask=_can_elicit(ctx), cap_problem=cap_problem
+    )
 
 
 def _decision(outcome: ElicitationResult[Any]) -> Approved | Declined | NeedsConfirmation | Replay:
@@ -766,6 +1036,16 @@ async def _find_record(rt: Runtime, task_id: str) -> TaskRecord:
     return record
 
 
+def _workspace_text(settings: Settings) -> str:
+    """Where this server keeps its journal, outputs/ and logs/, in words (absolute paths)."""
+    if settings.sandbox:
+        return (
+            f"Sandbox area: {settings.workspace.absolute()} (its own journal, outputs/ and logs/, apart from the "
+            f"workspace {settings.context_folder.absolute()}: simulated spend and tasks never count there)."
+        )
+    return f"Workspace: {settings.workspace.absolute()} (journal, outputs/ and logs/)."
+
+
 def _unknown_creates_text(count: int) -> str:
     return (
         f"{count} create(s) got no clear answer from KIE (or were being sent when the server stopped) and may have "
@@ -826,12 +1106,29 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
     def model(model_id: str, ctx: Context) -> str:
         """A model's input schema (fields, types, enums, defaults, limits), rules, price table and sources."""
         try:
-            spec = gen.resolve_model(_runtime(ctx), model_id)
+            spec = gen.resolve_model(_state(ctx), model_id)  # the catalogue: readable even with a broken setting
         except (UnknownModelError, WithdrawnModelError, AmbiguousModelError) as err:
             raise ResourceError(str(err)) from err
         return json.dumps(model_document(spec), indent=2)
 
     outputs = settings.workspace / "outputs"
+
+    # The gallery pages (media/gallery.py) as HTML, registered before the template serving any saved file.
+    @mcp.resource("kie://outputs/index.html", name="gallery", title="Gallery of saved results", mime_type="text/html")
+    def gallery() -> str:
+        """Every saved result by session and date: pictures, videos, prompts, models and credits (open
+        outputs/index.html in a browser to see the pictures)."""
+        return read_gallery_page(outputs, side=settings.preview_px) or ""
+
+    @mcp.resource(
+        "kie://outputs/{session}/index.html", name="session-gallery", title="A session's gallery", mime_type="text/html"
+    )
+    def session_gallery(session: str) -> str:
+        """Every saved result of one session folder, in the order they were made."""
+        page = read_gallery_page(outputs, session)
+        if page is None:
+            raise ResourceError(f"No gallery page at outputs/{session}/index.html.")
+        return page
 
     @mcp.resource("kie://outputs/{+path}", name="output", title="A saved result", mime_type="application/octet-stream")
     def output(path: str) -> bytes:
@@ -849,7 +1146,8 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
             raise ResourceError(f"outputs/{path} is too large to send over MCP; open it from the workspace.")
         return target.read_bytes()
 
-    master = settings.workspace / "MASTER_CONTEXT.md"
+    _serve_with_real_types(mcp, "kie://outputs/{+path}")
+    master = settings.context_folder / "MASTER_CONTEXT.md"  # in the sandbox, the real workspace's
 
     @mcp.resource(
         "kie://workspace/MASTER_CONTEXT.md",
@@ -872,6 +1170,8 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
     def tasks() -> str:
         """The workspace's latest tasks (up to 100) from the journal, newest first, and creates whose outcome is
         unknown (they may have been charged)."""
+        if settings.config_problem is not None:
+            raise ResourceError(settings.config_problem)
         try:
             journal = Journal.for_workspace(settings.workspace)
         except (OSError, sqlite3.Error) as err:
@@ -879,7 +1179,12 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
         try:
             found = TaskBook(journal).find(limit=100)
             unknown = [
-                {"attempt_id": a["attempt_id"], "model": a["model"], "error": a["error"], "created": a["created"]}
+                {
+                    "attempt_id": a["attempt_id"],
+                    "model": a["model"],
+                    "error": a["error"],
+                    "created": timestamp(a["created"]),
+                }
                 for a in journal.attempts("unknown")
             ]
         except sqlite3.Error as err:
@@ -895,7 +1200,9 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
     async def task(task_id: str, ctx: Context) -> str:
         """A task's last known state and results (kept current by the server while it runs; subscribers are told
         when it changes)."""
-        rt = _runtime(ctx)
+        rt = _state(ctx)
+        if rt.settings.config_problem is not None:
+            raise ResourceError(rt.settings.config_problem)
         rt.follower.attach_client(ctx)  # a subscription to this resource is served from now on
         record = rt.follower.known(task_id)
         if record is None:
@@ -910,9 +1217,9 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
                 record = await rt.follower.follow(record, looked=looked)
         return record.model_dump_json(indent=2)
 
-    references = settings.workspace / "references"
+    references = settings.context_folder / "references"  # in the sandbox, the real workspace's
     if references.is_dir():
-        home = settings.workspace.resolve()
+        home = settings.context_folder.resolve()
         for file in sorted(references.rglob("*")):
             # Symlinks are judged by their target: never served when it leaves the workspace or is private
             # (a dotfile, a dot-folder, logs/); dotfiles and dot-folders under references/ are skipped too.
@@ -924,14 +1231,16 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
             hidden = any(part.startswith(".") for part in file.relative_to(references).parts)
             if not usable or hidden or private_reason(real, home, (home,)) is not None:
                 continue
-            relative = file.relative_to(settings.workspace).as_posix()
+            relative = file.relative_to(settings.context_folder).as_posix()
             mime = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+            # In the sandbox, relative paths are read from the sandbox area: name the file by its absolute path.
+            given = str(file.absolute()) if settings.sandbox else relative
             mcp.add_resource(
                 FileResource(
                     uri=f"kie://workspace/{relative}",
                     name=relative,
                     title=relative,
-                    description=f"Workspace reference file; pass '{relative}' in images to use it as a model input.",
+                    description=f"Workspace reference file; pass '{given}' in images to use it as a model input.",
                     mime_type=mime,
                     path=real,
                 )
@@ -953,6 +1262,38 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
             )
 
 
+class _RealTypeTemplate(ResourceTemplate):
+    """A template whose every read carries the content's real MIME type, sniffed from its bytes the way downloads
+    name saved files (a template itself can declare only one type for all its files). Text comes back as text."""
+
+    async def create_resource(self, uri: str, params: dict[str, Any], context: Any) -> Any:
+        resource = await super().create_resource(uri, params, context)
+        if not isinstance(resource, FunctionResource):
+            return resource
+        data = resource.fn()
+        if not isinstance(data, bytes):
+            return resource
+        mime = sniff_mime(data[:SNIFF_BYTES])
+        if mime in ("application/json", "text/plain", "text/html"):
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError:
+                mime = "application/octet-stream"
+            else:
+                return resource.model_copy(update={"mime_type": mime, "fn": lambda: text})
+        return resource.model_copy(update={"mime_type": mime})
+
+
+def _serve_with_real_types(mcp: MCPServer, uri_template: str) -> None:
+    """Make the registered template ``uri_template`` send each file's real MIME type. The SDK has no public hook
+    for a per-read type, hence its resource manager."""
+    templates = mcp._resource_manager._templates
+    registered = templates[uri_template]
+    templates[uri_template] = _RealTypeTemplate(
+        **{name: getattr(registered, name) for name in ResourceTemplate.model_fields}
+    )
+
+
 def _title_of(file: Path) -> str:
     for line in file.read_text(encoding="utf-8").splitlines():
         if line.startswith("# "):
@@ -964,6 +1305,14 @@ def _title_of(file: Path) -> str:
 
 
 def _runtime(ctx: Context) -> Runtime:
+    """This connection's state, for a tool: while a setting is broken, every tool answers with it and the fix."""
+    rt = _state(ctx)
+    if (problem := rt.settings.config_problem) is not None:
+        raise ToolError(redact(problem))
+    return rt
+
+
+def _state(ctx: Context) -> Runtime:
     return ctx.request_context.lifespan_context
 
 
@@ -1009,36 +1358,79 @@ def _user_errors() -> Iterator[None]:
 
 
 def _tool_result(
-    model: BaseModel, text: str, tasks: Sequence[TaskRecord] = (), workspace: Path | None = None
+    model: BaseModel,
+    text: str,
+    rt: Runtime | None = None,
+    tasks: Sequence[TaskRecord] = (),
+    *,
+    saved: Sequence[SavedFile] = (),
+    previews: bool = True,
 ) -> CallToolResult:
-    """Text and structured content; saved results also as resource links, and small image thumbnails (the ones
-    kept beside each image: ``await _thumbnails_ready(tasks, workspace)`` first makes any missing one in a worker
-    thread, so nothing is decoded here, on the event loop)."""
+    """Text and structured content. Every saved file (of ``tasks``, and ``saved``) is named by absolute path and
+    file:// URI in the text and in ``saved_files``; with ``previews`` also as a resource link and a preview image
+    (images scaled to KIE_PREVIEW_PX, a video's poster frame; the one kept beside each file: ``await
+    _thumbnails_ready(tasks, workspace, side)`` first makes any missing one in a worker thread, so nothing is decoded
+    here, on the event loop). A sandbox server's text starts with
+    SANDBOX_LABEL."""
+    files = [*_task_files(rt, tasks), *saved] if rt is not None else list(saved)
+    if files and "saved_files" in type(model).model_fields:
+        model = model.model_copy(update={"saved_files": files})
+    if files:
+        text += "\nSaved on this computer:" + "".join(f"\n- {f.absolute_path} ({f.file_uri})" for f in files)
+    if rt is not None and rt.settings.sandbox:
+        text = f"{SANDBOX_LABEL} {text}"
     content: list[Any] = [TextContent(type="text", text=text)]
-    for task in tasks:
-        for relative in task.files:
-            content.append(_output_link(relative, task))
-            if workspace is not None and task.kind == "image":
-                small = thumbnail(workspace / relative)  # the kept one; decoded here only if none was made
-                if small is not None:
-                    data, mime = small
-                    content.append(ImageContent(type="image", data=base64.b64encode(data).decode(), mime_type=mime))
+    kinds = {relative: task.kind for task in tasks for relative in task.files}
+    side = rt.settings.preview_px if rt is not None else THUMBNAIL_SIDE
+    for file in files if previews else ():
+        content.append(_output_link(file))
+        # The kept preview: an image scaled to KIE_PREVIEW_PX (decoded here only if none was made), a video's poster.
+        small = preview(Path(file.absolute_path), kinds.get(file.path), side)
+        if small is not None:
+            data, mime = small
+            content.append(ImageContent(type="image", data=base64.b64encode(data).decode(), mime_type=mime))
     return CallToolResult(content=content, structured_content=model.model_dump(mode="json"))
 
 
-async def _thumbnails_ready(tasks: Sequence[TaskRecord], workspace: Path) -> None:
-    """Make the kept thumbnails of the tasks' saved images, in a worker thread (once per file)."""
-    from kie_mcp.media.downloads import make_thumbnails
+def _task_files(rt: Runtime, tasks: Sequence[TaskRecord]) -> list[SavedFile]:
+    """The saved files of ``tasks``, each with the type its bytes had when it was saved (from the journal)."""
+    files = []
+    for task in tasks:
+        if not task.files:
+            continue
+        try:
+            types = {row["path"]: row["mime"] for row in rt.journal.files_for(task.task_id)} if task.task_id else {}
+        except (JournalUnavailable, sqlite3.Error):
+            types = {}
+        files += [_saved_file(rt.settings.workspace, path, task.task_id, types.get(path)) for path in task.files]
+    return files
 
-    await make_thumbnails([workspace / relative for task in tasks if task.kind == "image" for relative in task.files])
+
+def _saved_file(workspace: Path, relative: str, task_id: str | None, mime: str | None = None) -> SavedFile:
+    where = (workspace / relative).absolute()
+    return SavedFile(
+        task_id=task_id,
+        path=relative,
+        absolute_path=str(where),
+        file_uri=where.as_uri(),
+        resource_uri=f"kie://outputs/{relative.removeprefix('outputs/')}",
+        mime_type=mime or mimetypes.guess_type(relative)[0],
+    )
 
 
-def _output_link(relative: str, task: TaskRecord) -> ResourceLink:
-    inside = relative.removeprefix("outputs/")
+async def _thumbnails_ready(tasks: Sequence[TaskRecord], workspace: Path, side: int = THUMBNAIL_SIDE) -> None:
+    """Make the kept previews of the tasks' saved results in a worker thread (once per file): images scaled to
+    ``side``, and a poster frame of each video when ffmpeg is available."""
+    from kie_mcp.media.downloads import make_previews
+
+    await make_previews([(workspace / relative, task.kind) for task in tasks for relative in task.files], side)
+
+
+def _output_link(file: SavedFile) -> ResourceLink:
     return ResourceLink(
         type="resource_link",
-        uri=f"kie://outputs/{inside}",
-        name=Path(relative).name,
-        description=f"{task.model} result saved at {relative}",
-        mime_type=mimetypes.guess_type(relative)[0],
+        uri=file.resource_uri,
+        name=Path(file.path).name,
+        description=f"Saved at {file.absolute_path}",
+        mime_type=file.mime_type,
     )

@@ -42,6 +42,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from kie_mcp.words import parse_timestamp, plain, timestamp
+
 from . import openapi
 from .pricing import ItemPrice, price_input
 from .spec import ModelSpec, PriceSpec, Rate, Source
@@ -73,20 +75,12 @@ def cache_path(workspace: Path) -> Path:
 
 
 def utc_stamp(moment: datetime) -> str:
-    """ISO 8601 UTC with a ``Z``, to the second."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """ISO 8601 UTC with a ``Z``, to the second: the one timestamp format of kie-mcp (``words.timestamp``)."""
+    return timestamp(moment)
 
 
 def parse_stamp(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return parse_timestamp(text)
 
 
 # -- what KIE publishes, as cached -----------------------------------------------------------------
@@ -564,20 +558,23 @@ def effective_rate(live: LiveCatalog, spec: ModelSpec, rate: Rate) -> RateVerdic
     date = (live.feed_at or "")[:10] or None
     if found is None:
         return RateVerdict(
-            "unknown", None, date, f"KIE's price list of {date} no longer has {rate.feed!r}, so the price is unknown"
+            "unknown",
+            None,
+            date,
+            f"KIE live price list of {date} no longer has {plain(rate.feed)}, so the price is unknown",
         )
     per_second = "second" in found.unit.lower()
     if spec.price is not None and per_second != (spec.price.unit == "second"):
         return RateVerdict(
-            "unknown", None, date, f"KIE now bills {rate.feed!r} {found.unit.strip()}, so the price is unknown"
+            "unknown", None, date, f"KIE now bills {plain(rate.feed)} {found.unit.strip()}, so the price is unknown"
         )
     if found.credits == rate.credits:
-        return RateVerdict("live", found.credits, date, f"KIE's price list of {date} (unchanged)")
+        return RateVerdict("live", found.credits, date, f"KIE live price list of {date} (unchanged)")
     return RateVerdict(
         "live",
         found.credits,
         date,
-        f"KIE's price list of {date}: {_fmt(found.credits)} credits (the bundled data said {_fmt(rate.credits)})",
+        f"KIE live price list of {date}: {_fmt(found.credits)} credits (the bundled data said {_fmt(rate.credits)})",
     )
 
 

@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote
 
+from kie_mcp.words import listed, plain
+
 from .spec import DEFAULT_PROMPT_MAX_LENGTH, FieldSpec, ImagesSpec, ModelSpec, PriceSpec, Source
 from .validate import Problem
 
@@ -220,7 +222,7 @@ def _check_branch(
         prop = props.get(name)
         if prop is None:
             if schema.get("additionalProperties") is False and props:
-                problems.append(Problem(name, f"{label} has no field {name!r}; KIE would refuse it."))
+                problems.append(Problem(name, f"{label} has no field {plain(name)}; KIE would refuse it."))
             continue
         message = _check_value(document, prop, value, label)
         if message:
@@ -238,8 +240,7 @@ def _check_branch(
 def _check_value(document: Mapping[str, Any], prop: Mapping[str, Any], value: Any, label: str) -> str | None:
     allowed = _enum(document, prop)
     if allowed is not None and not isinstance(value, list) and not _member(value, allowed):
-        shown = ", ".join(_text(v) for v in allowed)
-        return f"{_text(value)} is not allowed by {label}; allowed: {shown}."
+        return f"{plain(value)} is not allowed by {label}; allowed: {listed(allowed)}."
     if isinstance(value, str):
         longest, shortest = _number(prop.get("maxLength")), _number(prop.get("minLength"))
         if longest is not None and len(value) > longest:
@@ -322,11 +323,6 @@ def _number(value: Any) -> float | None:
 
 def _fmt(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
-
-
-def _text(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else f"{text[:57]}... ({len(text)} characters)"
 
 
 def _absent(value: Any) -> bool:

@@ -13,8 +13,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from .spec import ModelSpec, Rate
-from .validate import _matches, _norm
+from kie_mcp.words import plain
+
+from .spec import FieldSpec, ModelSpec, Rate
+from .validate import _check_value, _coerce, _matches, _place_images, apply_defaults, argument_name
 
 # An ``input_seconds`` label ending so ("the reference videos plus the output") bills the measured input's seconds
 # plus the request's own output seconds (``seconds_field``).
@@ -76,8 +78,7 @@ def price_input(spec: ModelSpec, wire: Mapping[str, Any], measured: Mapping[str,
     for rate in table.rates:
         if not _matches(rate.when, wire):
             continue
-        condition = ", ".join(f"{k}={_norm(v)}" for k, v in rate.when.items() if not k.endswith("#count"))
-        condition = condition or "any settings"
+        condition = _condition(spec, rate, wire)
         if table.unit == "second":
             seconds_field = table.seconds_field or "duration"
             billed = billed_input(spec, rate)
@@ -137,6 +138,17 @@ def price_input(spec: ModelSpec, wire: Mapping[str, Any], measured: Mapping[str,
     )
 
 
+def _condition(spec: ModelSpec, rate: Rate, wire: Mapping[str, Any]) -> str:
+    """The settings a rate applies to, as the request has them and named as the user sets them
+    (``resolution=pro, audio=true`` for Kling's ``mode`` and ``sound``)."""
+    parts = [
+        f"{argument_name(spec, key)}={plain(wire.get(key, expected), quoted=False)}"
+        for key, expected in rate.when.items()
+        if not key.endswith("#count")
+    ]
+    return ", ".join(parts) or "any settings"
+
+
 def _measured_length(
     billed: str | None, measured: Mapping[str, float] | None, wire: Mapping[str, Any], seconds_field: str
 ) -> tuple[float, str] | None:
@@ -176,3 +188,74 @@ def usd(credits: float) -> float:
 
 def _fmt(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+# -- typical outputs: what people compare (issue 12) -------------------------------------------------------------
+
+TYPICAL_CLIP_SECONDS = (5, 8)  # the clip lengths ads and UGC reels are made of
+
+
+class TypicalPrice(BaseModel):
+    """What one typical output costs at the model's default settings: one image, or a 5 s or an 8 s clip."""
+
+    output: str  # "1 image", "5 s clip", "8 s clip", "6 s clip" (a model offering neither), "1 clip"
+    credits: float
+    usd: float
+    settings: str  # the defaults it is priced at, as the user names them ("resolution=720p, audio=false"), or ""
+
+
+def typical_prices(spec: ModelSpec) -> list[TypicalPrice]:
+    """The prices of a typical output, priced by ``price_input`` exactly as ``estimate_cost`` would price a request
+    that leaves every setting at its default. Empty when that price is unknown (no table, or billed by the length of
+    an input nobody has measured yet): never a guess."""
+    if spec.price is None:
+        return []
+    if spec.kind == "image":
+        return [price for price in [_typical(spec, "1 image", _default_request(spec))] if price is not None]
+    length = spec.field_for_arg("duration")
+    if length is None:  # the model sets the length itself (an extend, an upscale, Hailuo Pro)
+        return [price for price in [_typical(spec, "1 clip", _default_request(spec))] if price is not None]
+    lengths = [seconds for seconds in TYPICAL_CLIP_SECONDS if _allows(length, seconds)]
+    if not lengths and length.default is not None:  # e.g. Hailuo's 6 or 10 s: show its default length instead
+        lengths = [int(float(length.default))]
+    prices = [
+        _typical(spec, f"{seconds} s clip", _default_request(spec, {length.name: _coerce(length, seconds)}))
+        for seconds in lengths
+    ]
+    return [price for price in prices if price is not None]
+
+
+def _default_request(spec: ModelSpec, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The wire input of a request that sets only ``given``: the fewest input images the model takes (an edit's
+    one picture), one output per task, everything else at the model's defaults."""
+    wire = dict(given or {})
+    if spec.images is not None and spec.images.min:
+        _place_images(spec, [_SAMPLE_INPUT] * spec.images.min, wire)
+    count = spec.price.count_field if spec.price else None
+    if count and count in spec.fields:  # ``n``, ``num_images``: one output, priced per output
+        wire[count] = _coerce(spec.fields[count], 1)
+    return apply_defaults(spec, wire)
+
+
+_SAMPLE_INPUT = "https://example.invalid/input.png"  # only counted by the price table, never sent anywhere
+
+
+def usd_text(dollars: float) -> str:
+    """'$0.35'; a price under a cent keeps its first significant digit ('$0.004'), never '$0.00'."""
+    return f"${dollars:.2f}" if dollars >= 0.01 or dollars == 0 else f"${dollars:.1g}"
+
+
+def _typical(spec: ModelSpec, output: str, wire: dict[str, Any]) -> TypicalPrice | None:
+    price = price_input(spec, wire)
+    if not price.known or price.credits is None:
+        return None
+    assert spec.price is not None
+    rate = next(r for r in spec.price.rates if _matches(r.when, wire))
+    length = spec.field_for_arg("duration")
+    shown = Rate(when={k: v for k, v in rate.when.items() if length is None or k != length.name}, credits=rate.credits)
+    settings = _condition(spec, shown, wire) if shown.when else ""
+    return TypicalPrice(output=output, credits=price.credits, usd=usd(price.credits), settings=settings)
+
+
+def _allows(field: FieldSpec, seconds: int) -> bool:
+    return _check_value(field, _coerce(field, seconds)) is None

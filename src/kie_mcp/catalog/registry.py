@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from importlib import resources
 from typing import Any
 
+from kie_mcp.words import plain
+
 from .spec import DEFAULT_PROMPT_MAX_LENGTH, ModelSpec, Source
 
 
@@ -19,7 +21,9 @@ class UnknownModelError(LookupError):
         self.name = name
         self.candidates = candidates
         hint = f" Did you mean: {', '.join(candidates)}?" if candidates else ""
-        super().__init__(f"Unknown model {name!r}.{hint} list_models shows every model kie-mcp knows.")
+        super().__init__(
+            f"Unknown model {plain(name)}; nothing was sent.{hint} list_models shows every model kie-mcp knows."
+        )
 
 
 class WithdrawnModelError(LookupError):
@@ -36,7 +40,9 @@ class AmbiguousModelError(LookupError):
     def __init__(self, name: str, candidates: list[str]) -> None:
         self.name = name
         self.candidates = candidates
-        super().__init__(f"Model name {name!r} is ambiguous; pick one of: {', '.join(candidates)}.")
+        super().__init__(
+            f"Model name {plain(name)} means several models; nothing was sent. Pick one of: {', '.join(candidates)}."
+        )
 
 
 def _normalise(name: str) -> str:
@@ -86,6 +92,37 @@ class Catalog:
             return spec
         raise UnknownModelError(name, self._closest(name))
 
+    def short_names(self) -> dict[str, list[str]]:
+        """Model id -> the short names that pick it. A family's bare name (``kling``, ``veo``, ``nano banana``)
+        stands for one model of that family, the one whose ``aliases`` in the data hold it, although other models
+        of the family begin with it too. Left out: names with a version number, the ids themselves, and names that
+        extend a shorter one (``kling omni``)."""
+        names = self._offered_names()
+        family: dict[str, str] = {}
+        for name, ids in sorted(names.items()):
+            if len(ids) != 1 or re.search(r"\d", name):
+                continue
+            (model_id,) = ids
+            longer = {i for other, held in names.items() if other.startswith(f"{name} ") for i in held}
+            if longer - {model_id} and name != _normalise(model_id):
+                family[name] = model_id
+        picked: dict[str, list[str]] = {}
+        for name, model_id in family.items():
+            if not any(name.startswith(f"{shorter} ") for shorter in family):
+                picked.setdefault(model_id, []).append(name)
+        return picked
+
+    def shared_names(self) -> dict[str, list[str]]:
+        """Names that several models KIE sells answer to: ``resolve`` refuses them, listing these candidates."""
+        return {name: sorted(ids) for name, ids in sorted(self._offered_names().items()) if len(ids) > 1}
+
+    def _offered_names(self) -> dict[str, set[str]]:
+        names: dict[str, set[str]] = {}
+        for spec in self.offered():
+            for name in (spec.id, spec.title, *spec.aliases):
+                names.setdefault(_normalise(name), set()).add(spec.id)
+        return names
+
     def _closest(self, name: str) -> list[str]:
         import difflib
 
@@ -131,6 +168,8 @@ def _check_sources(spec: ModelSpec) -> None:
         keys.append(spec.dialogue.source)
     if spec.withdrawn:
         keys.append(spec.withdrawn.source)
+    if spec.followup:
+        keys += [spec.followup.source, *(r.source for r in spec.followup.refuse)]
     missing = sorted({k for k in keys if k not in spec.sources})
     if missing:
         raise ValueError(f"model {spec.id!r} cites undefined sources: {missing}")

@@ -11,7 +11,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Family = Literal["market", "veo", "runway", "aleph", "gpt4o", "flux"]
+# The follow-up families (``veo-extend``, ``veo-1080p``, ``veo-4k``, ``runway-extend``) continue a finished task of
+# their base family through its own endpoint (``kie/families.py``); their models carry a ``followup`` table.
+Family = Literal[
+    "market", "veo", "runway", "aleph", "gpt4o", "flux", "veo-extend", "veo-1080p", "veo-4k", "runway-extend"
+]
 Kind = Literal["image", "video"]
 FieldType = Literal["string", "integer", "number", "boolean", "enum", "url", "urls", "strings", "objects"]
 # Common tool arguments a wire field can be filled from.
@@ -123,6 +127,41 @@ class DialogueSpec(_Strict):
     source: str
 
 
+Operation = Literal["extend", "hd", "4k", "upscale"]
+
+
+class Refusal(_Strict):
+    """When a follow-up is refused before anything is sent: the source's facts match ``when`` (keys
+    ``source.<name>``, as in price rates), or the source already has a child made by one of ``after``."""
+
+    when: dict[str, Scalar | list[Scalar]] = Field(default_factory=dict)
+    after: list[str] = Field(default_factory=list)
+    message: str
+    source: str
+
+
+class FollowupSpec(_Strict):
+    """How a model continues a finished video (the ``continue_video`` tool): which operation it performs, on the
+    tasks of which models, where the source goes in its request, and what its result holds."""
+
+    operation: Operation
+    parents: list[str]  # model ids whose finished tasks it continues; "*" takes any video
+    takes: Literal["task", "clip"] = "task"  # the source's task id, or its video (the saved file, else its link)
+    field: str  # the request field the source goes into
+    result: Literal["whole", "part", "same"]  # whole: the source's video and the new part; part: the new part only;
+    # same: the source's clip, upgraded (1080p, 4K, upscaled)
+    gives_resolution: str | None = None  # the resolution its result has (an upgrade), for follow-ups of it
+    once: bool = False  # one per source: asked again, the earlier one is returned and nothing is spent
+    standalone: bool = False  # also usable by generate_video with any input (Topaz takes any video URL)
+    max_age_days: float | None = None  # KIE keeps the source task this long; older ones are refused
+    default_prompt: str | None = None  # sent when the caller gives no prompt and KIE requires one
+    by_parent: dict[str, dict[str, Scalar]] = Field(default_factory=dict)  # option defaults by the source's model
+    from_parent: dict[str, str] = Field(default_factory=dict)  # option <- the source's setting of that name
+    refuse: list[Refusal] = Field(default_factory=list)
+    note: str | None = None
+    source: str
+
+
 class ModelSpec(_Strict):
     id: str = ""
     title: str
@@ -138,6 +177,7 @@ class ModelSpec(_Strict):
     price: PriceSpec | None = None
     dialogue: DialogueSpec | None = None
     withdrawn: Withdrawn | None = None
+    followup: FollowupSpec | None = None  # a follow-up of a finished video (extend, 1080p, 4K, upscale)
     source: str
     sources: dict[str, Source] = Field(default_factory=dict)
 

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from kie_mcp.words import listed, plain
 
 from .spec import FieldSpec, ModelSpec, Rule, Scalar
 
@@ -68,9 +71,7 @@ def build_input(
             problems.append(Problem(arg, f"{spec.id} has no {arg} setting; leave it out."))
         elif target.name in wire and _norm(wire[target.name]) != _norm(value):
             problems.append(
-                Problem(
-                    arg, f"given twice: {arg}={_shown(value)} and options.{target.name}={_shown(wire[target.name])}."
-                )
+                Problem(arg, f"given twice: {arg}={plain(value)} and options.{target.name}={plain(wire[target.name])}.")
             )
         else:
             wire[target.name] = value
@@ -85,7 +86,7 @@ def build_input(
 
     problems = check_input(spec, wire)
     if problems:
-        raise InvalidRequest(spec.id, problems)
+        raise InvalidRequest(spec.id, named_for_user(spec, problems, options))
     return wire
 
 
@@ -186,19 +187,15 @@ def _not_finite(field: FieldSpec, number: float, *, nested: bool) -> str:
 
 def _allowed_text(field: FieldSpec) -> str:
     if field.type == "enum" and field.values:
-        return "one of: " + ", ".join(str(v) for v in field.values)
+        return "one of: " + listed(field.values)
     if field.type == "boolean":
         return "true or false"
     return {"string": "text", "url": "a URL"}.get(field.type, "a list of the documented values")
 
 
-def _shown(value: Any, limit: int = 60) -> str:
-    """``repr(value)``, cut short: an error must never echo a megabyte back."""
-    try:
-        text = repr(value)
-    except RecursionError:
-        return f"a too deeply nested {type(value).__name__}"
-    return text if len(text) <= limit else f"{text[: limit - 3]}... ({len(text)} characters)"
+def _shown(value: Any) -> str:
+    """The value as the user sent it (JSON), cut short: an error must never echo a megabyte back."""
+    return plain(value)
 
 
 def _coerce(field: FieldSpec, value: Any) -> Any:
@@ -237,15 +234,17 @@ def _check_value(field: FieldSpec, value: Any) -> str | None:
         if (field.min is not None and value < field.min) or (field.max is not None and value > field.max):
             nearest = min(max(value, field.min if field.min is not None else value), field.max or value)
             shown = int(nearest) if kind == "integer" else nearest
-            return f"{value!r} is out of range {_range_text(field.min, field.max)}. Nearest allowed: {shown}."
+            return (
+                f"{plain(value)} is out of range {_range_text(field.min, field.max)}. Nearest allowed: {plain(shown)}."
+            )
         return None
     if kind == "enum":
         assert field.values is not None
         if value in field.values and type(value) is type(field.values[0]):
             return None
-        allowed = ", ".join(str(v) for v in field.values)
+        allowed = listed(field.values)
         hint = _nearest(value, field.values)
-        extra = f" Nearest: {hint}." if hint is not None else ""
+        extra = f" Nearest: {plain(hint, quoted=False)}." if hint is not None else ""
         note = f" {field.note}" if field.note else ""
         return f"{_shown(value)} is not allowed; allowed: {allowed}.{extra}{note}"
     # lists
@@ -291,8 +290,9 @@ def _check_rule(rule: Rule, wire: Mapping[str, Any]) -> list[Problem]:
     why = f" {rule.message}" if rule.message else ""
     for name, allowed in rule.allow.items():
         if name in wire and not any(_norm(wire[name]) == _norm(a) for a in allowed):
-            shown = ", ".join(str(a) for a in allowed)
-            problems.append(Problem(name, f"{_shown(wire[name])} is not allowed here; allowed: {shown}.{why}"))
+            problems.append(
+                Problem(name, f"{_shown(wire[name])} is not allowed here; allowed: {listed(allowed)}.{why}")
+            )
     for name, (low, high) in rule.count.items():
         have = _count(wire, name)
         if not low <= have <= high:
@@ -333,13 +333,50 @@ def _range_text(low: float | None, high: float | None) -> str:
 def _unknown_option(spec: ModelSpec, key: str) -> str:
     names = sorted(spec.fields)
     close = difflib.get_close_matches(key, names, n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    return f"{spec.id} has no field {key!r}.{hint} Its fields: {', '.join(names)}."
+    hint = f" Did you mean {plain(close[0])}?" if close else ""
+    return f"{spec.id} has no field {plain(key)}.{hint} Its fields: {', '.join(names)}."
 
 
 def _missing(spec: ModelSpec, field: FieldSpec) -> str:
+    if field.arg or (spec.images and field.name in spec.images.to):
+        return f"is required by {spec.id}."
+    return f"is required by {spec.id}; set it in options."
+
+
+# -- names the user gave ------------------------------------------------------------------------
+
+
+def argument_name(spec: ModelSpec, name: str) -> str:
+    """The tool argument that sets KIE's field ``name``: the common argument it maps from (``resolution`` for
+    Kling's ``mode``, ``audio`` for its ``sound``), ``images`` for an image field, else the field's own name (an
+    option, set in ``options`` under KIE's name)."""
+    field = spec.fields.get(name)
+    if field is not None and field.arg:
+        return field.arg
+    if spec.images and name in spec.images.to:
+        return "images"
+    return name
+
+
+def named_for_user(
+    spec: ModelSpec, problems: Sequence[Problem], options: Mapping[str, Any] | None = None
+) -> list[Problem]:
+    """``problems`` found on the wire input, each under the name the user set it with: the tool argument
+    (``duration``, ``resolution``, ``images[1]``) or ``options.<field>`` (what the user put in ``options``, and
+    fields only ``options`` can set). Problems already named for the user pass through unchanged."""
+    given = set(options or ())
+    return [Problem(_user_field(spec, problem.field, given), problem.message) for problem in problems]
+
+
+def _user_field(spec: ModelSpec, where: str, given: set[str]) -> str:
+    base, rest = re.match(r"([^.\[]*)(.*)", where, re.DOTALL).groups()  # type: ignore[union-attr]
+    if base not in spec.fields:
+        return where
+    if base in given:
+        return f"options.{base}{rest}"
+    field, images = spec.fields[base], spec.images
     if field.arg:
-        return f"is required by {spec.id}; pass {field.arg}."
-    if spec.images and field.name in spec.images.to:
-        return f"is required by {spec.id}; pass images."
-    return f"is required by {spec.id}; set options.{field.name}."
+        return f"{field.arg}{rest}"
+    if images and base in images.to:
+        return f"images[{images.to.index(base)}]{rest}" if len(images.to) > 1 else f"images{rest}"
+    return f"options.{base}{rest}"

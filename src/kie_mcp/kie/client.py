@@ -25,6 +25,7 @@ from pydantic import BaseModel
 from kie_mcp import __version__
 from kie_mcp.redact import redact, redact_value, register_secret
 from kie_mcp.spend.approval import Approval
+from kie_mcp.words import plain
 
 from .calllog import CallLog
 from .envelope import read_envelope
@@ -168,9 +169,10 @@ class KieClient:
     # -- spending ---------------------------------------------------------------------------
 
     async def create(self, family: Family, model_id: str, body: dict[str, Any], approval: Approval) -> str:
-        """Send one approved create of ``model_id`` and return KIE's task id."""
+        """Send one approved create of ``model_id`` and return KIE's task id. A refusal that names a task KIE
+        already has (a repeated Veo 4K request) raises ``ExistingTaskError``: nothing new was started or charged."""
         approval.use_one(model_id)
-        return await self._send_create(family.create_path, body, model_id, approval.credits_each)
+        return await self._send_create(family.create_path, body, model_id, approval.credits_each, family)
 
     async def veo_upgrade_4k(self, task_id: str, approval: Approval, index: int = 0) -> str:
         """Ask for the 4K version of a Veo clip (a separately charged task); returns the new task id."""
@@ -182,7 +184,9 @@ class KieClient:
         body = {"taskId": task_id, "prompt": prompt, "model": model}
         return await self._send_create(VeoFamily.extend_path, body, f"veo-extend-{model}", None)
 
-    async def _send_create(self, path: str, body: dict[str, Any], model: str, quoted: float | None) -> str:
+    async def _send_create(
+        self, path: str, body: dict[str, Any], model: str, quoted: float | None, family: Family | None = None
+    ) -> str:
         """Send one create, inside KIE's 20-per-10-s window as KIE counts it: on arrival (see ``SlidingWindow``).
 
         Each attempt holds a slot of the create window from before it is sent until its answer; the slot then
@@ -196,7 +200,10 @@ class KieClient:
                 started = time.monotonic()
                 log_call = functools.partial(self._log, path, started, model=model, credits_quoted=quoted)
                 try:
-                    response = await self._api.post(path, json=body)
+                    if family is not None and family.create_method == "GET":  # Veo's 1080p: asked with a GET
+                        response = await self._api.get(path, params=body)
+                    else:
+                        response = await self._api.post(path, json=body)
                 except _NOT_SENT as exc:
                     slot.not_counted()  # nothing left this machine: KIE cannot have counted it
                     log_call(outcome="not sent", error=type(exc).__name__)
@@ -223,6 +230,13 @@ class KieClient:
                             "whether the task was created",
                             endpoint=path,
                         ) from err
+                    named = family.refused_but_exists(err.code, err.message, _data(response), body) if family else None
+                    if named is not None and named.charged:  # e.g. Veo 1080p "processing": started, ask again later
+                        log_call(outcome="created", task_id=named.task_id, code=err.code)
+                        return named.task_id
+                    if named is not None:
+                        log_call(outcome="existing", task_id=named.task_id, code=err.code, error=err.message)
+                        raise ExistingTaskError(named.task_id, err.message, endpoint=path) from err
                     log_call(outcome="refused", code=err.code, error=err.message)
                     if err.code != 429:
                         raise
@@ -235,7 +249,10 @@ class KieClient:
                         pause,
                     )
                     continue
-                task_id = data.get("taskId") if isinstance(data, dict) else None
+                if family is not None:
+                    task_id = family.created_id(data, body)
+                else:
+                    task_id = data.get("taskId") if isinstance(data, dict) else None
                 if not task_id:
                     log_call(outcome="unknown", error="success without a task id")
                     raise OutcomeUnknownError("KIE said success but returned no task id", endpoint=path)
@@ -250,7 +267,13 @@ class KieClient:
     # -- reading ----------------------------------------------------------------------------
 
     async def status(self, family: Family, task_id: str) -> TaskStatus:
-        data = await self._get(family.status_path, {"taskId": task_id}, paced=True)
+        try:
+            data = await self._get(family.status_path, family.status_params(task_id), paced=True)
+        except KieError as err:  # some non-200 answers mean "not yet" (Veo 1080p being prepared)
+            waiting = family.status_from_error(task_id, err.message)
+            if waiting is None:
+                raise
+            return waiting
         if not isinstance(data, dict):
             raise KieError("KIE returned no task record", code=422, endpoint=family.status_path)
         return family.parse_status(task_id, data).model_copy(update={"raw": redact_value(data)})
@@ -280,7 +303,7 @@ class KieClient:
         except (TypeError, ValueError, OverflowError):
             balance = math.nan
         if not math.isfinite(balance):
-            shown = redact(repr(data))[:200]
+            shown = redact(plain(data, limit=200))  # as KIE sent it: null, not Python's None
             raise KieError(
                 f"KIE reported a balance that is not a number ({shown}); nothing was spent",
                 category=Category.PROTOCOL,
@@ -489,6 +512,29 @@ def _int_or_none(value: Any) -> int | None:
         return int(value) if value is not None and not isinstance(value, bool) else None
     except (TypeError, ValueError):
         return None
+
+
+class ExistingTaskError(KieError):
+    """A create KIE refused because it already has that task (a repeated Veo 4K request): nothing new was started
+    or charged, and ``task_id`` is the task it has."""
+
+    def __init__(self, task_id: str, message: str, *, endpoint: str | None = None) -> None:
+        super().__init__(
+            message,
+            code=422,
+            next_step=f"KIE already has this task ({task_id}); follow it with check_task. Nothing new was charged.",
+            endpoint=endpoint,
+        )
+        self.task_id = task_id
+
+
+def _data(response: httpx2.Response) -> Any:
+    """``data`` of an answer that is JSON, whatever its code (KIE's 4K refusals carry the task they mean)."""
+    try:
+        body = json.loads(response.content)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return body.get("data") if isinstance(body, dict) else None
 
 
 def _may_have_created(err: KieError) -> bool:

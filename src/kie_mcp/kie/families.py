@@ -6,7 +6,7 @@ an entry in ``FAMILIES``; the client, the poller and the tools stay as they are.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from .status import TaskState, TaskStatus, collect_urls, number_or_none, parse_json_text
 
@@ -14,6 +14,7 @@ from .status import TaskState, TaskStatus, collect_urls, number_or_none, parse_j
 class Family:
     name: ClassVar[str]
     create_path: ClassVar[str]
+    create_method: ClassVar[str] = "POST"  # Veo's 1080p version is asked for with a GET
     status_path: ClassVar[str]
     # Messages meaning "KIE does not show this task (yet)": normal for a few seconds after create.
     not_visible_messages: ClassVar[tuple[str, ...]] = ()
@@ -27,6 +28,30 @@ class Family:
     def is_not_visible(self, message: str) -> bool:
         lowered = message.lower()
         return any(text in lowered for text in self.not_visible_messages)
+
+    def status_params(self, task_id: str) -> dict[str, Any]:
+        """The query that asks KIE about ``task_id``."""
+        return {"taskId": task_id}
+
+    def status_from_error(self, task_id: str, message: str) -> TaskStatus | None:
+        """A non-200 status answer that is no error in this family (Veo 1080p: KIE is still preparing it)."""
+        return None
+
+    def created_id(self, data: Any, body: dict[str, Any]) -> str | None:
+        """The task id a successful create answer names."""
+        task_id = data.get("taskId") if isinstance(data, dict) else None
+        return str(task_id) if task_id else None
+
+    def refused_but_exists(self, code: int | None, message: str, data: Any, body: dict[str, Any]) -> Existing | None:
+        """A create answered with a non-200 code that still names the task it is about (None: a plain refusal)."""
+        return None
+
+
+class Existing(NamedTuple):
+    """A task a refused-looking create answer names: ``charged`` when this very request started it (and paid)."""
+
+    task_id: str
+    charged: bool
 
 
 class MarketFamily(Family):
@@ -96,7 +121,10 @@ class VeoFamily(Family):
             flag_int if flag_int is not None else -1, TaskState.RUNNING
         )
         response = parse_json_text(data.get("response")) or {}
-        urls = collect_urls(response.get("resultUrls")) if isinstance(response, dict) else []
+        urls: list[str] = []
+        if isinstance(response, dict):  # an extended task's whole video (fullResultUrls) first, then the new clip
+            for key in ("fullResultUrls", "resultUrls"):
+                urls += [u for u in collect_urls(response.get(key)) if u not in urls]
         message = data.get("errorMessage") or None
         if flag_int == 3 and not message:
             message = "The task was created but generation failed upstream."
@@ -155,6 +183,82 @@ class RunwayFamily(Family):
             fail_code=_code_or_none(data.get("failCode")) if state is TaskState.FAILED else None,
             fail_message=message if state is TaskState.FAILED else None,
         )
+
+
+class RunwayExtendFamily(RunwayFamily):
+    """``POST /api/v1/runway/extend``: a new Runway task continuing a finished one, followed on record-detail."""
+
+    name = "runway-extend"
+    create_path = RunwayFamily.extend_path
+
+
+class VeoExtendFamily(VeoFamily):
+    """``POST /api/v1/veo/extend``: a new Veo task continuing a finished one, followed on Veo's record-info. The
+    body is the wire input itself (``taskId``, ``prompt``, ``model`` fast/quality/lite, ...)."""
+
+    name = "veo-extend"
+    create_path = VeoFamily.extend_path
+
+    def create_body(self, model_id: str, wire_input: dict[str, Any]) -> dict[str, Any]:
+        return dict(wire_input)
+
+
+class Veo4kFamily(VeoFamily):
+    """``POST /api/v1/veo/get-4k-video``: a 4K task of its own, followed on record-info. Asked again for the same
+    clip, KIE answers 422 ("4k is processing ...", or with the result) naming the 4K task it already has: that
+    request started nothing and was not charged."""
+
+    name = "veo-4k"
+    create_path = VeoFamily.uhd_path
+
+    def create_body(self, model_id: str, wire_input: dict[str, Any]) -> dict[str, Any]:
+        return dict(wire_input)
+
+    def refused_but_exists(self, code: int | None, message: str, data: Any, body: dict[str, Any]) -> Existing | None:
+        task_id = data.get("taskId") if isinstance(data, dict) else None
+        if code == 422 and task_id and task_id != body.get("taskId"):
+            return Existing(str(task_id), charged=False)
+        return None
+
+
+class Veo1080pFamily(VeoFamily):
+    """``GET /api/v1/veo/get-1080p-video?taskId=&index=``: no task of its own, the source's 1080p link. The first
+    ask starts it (and is charged); until it is ready KIE answers non-200 codes ("1080P is processing ...",
+    "record result data is blank"), which mean "ask again later". kie-mcp follows it as ``<source id>-1080p``,
+    each look asking this endpoint again."""
+
+    name = "veo-1080p"
+    create_path = VeoFamily.hd_path
+    create_method = "GET"
+    status_path = VeoFamily.hd_path
+    suffix = "-1080p"
+    preparing_messages = ("processing", "record result data is blank")
+
+    def create_body(self, model_id: str, wire_input: dict[str, Any]) -> dict[str, Any]:
+        return {"taskId": wire_input["taskId"], "index": wire_input.get("index", 0)}
+
+    def created_id(self, data: Any, body: dict[str, Any]) -> str | None:
+        return f"{body['taskId']}{self.suffix}"
+
+    def refused_but_exists(self, code: int | None, message: str, data: Any, body: dict[str, Any]) -> Existing | None:
+        return Existing(f"{body['taskId']}{self.suffix}", charged=True) if self.preparing(message) else None
+
+    def preparing(self, message: str) -> bool:
+        lowered = message.lower()
+        return any(text in lowered for text in self.preparing_messages)
+
+    def status_params(self, task_id: str) -> dict[str, Any]:
+        return {"taskId": task_id.removesuffix(self.suffix), "index": 0}
+
+    def status_from_error(self, task_id: str, message: str) -> TaskStatus | None:
+        if not self.preparing(message):
+            return None
+        return TaskStatus(task_id=task_id, family=self.name, state=TaskState.RUNNING, raw_state=message[:80])
+
+    def parse_status(self, task_id: str, data: dict[str, Any]) -> TaskStatus:
+        urls = collect_urls(data.get("resultUrl") or data.get("resultUrls"))
+        state = TaskState.SUCCEEDED if urls else TaskState.RUNNING
+        return TaskStatus(task_id=task_id, family=self.name, state=state, raw_state=state.value, result_urls=urls)
 
 
 class AlephFamily(Family):
@@ -319,6 +423,10 @@ FAMILIES: dict[str, Family] = {
         AlephFamily(),
         Gpt4oImageFamily(),
         FluxKontextFamily(),
+        VeoExtendFamily(),
+        Veo1080pFamily(),
+        Veo4kFamily(),
+        RunwayExtendFamily(),
     )
 }
 
@@ -332,6 +440,9 @@ _PREFIXES: tuple[tuple[str, str], ...] = (
     ("flux_", "flux"),
 )
 _DEFAULT_ORDER = ("market", "veo", "runway", "aleph", "gpt4o", "flux")
+# Follow-up families (continue_video) are never asked about an id nobody recorded: extend and 4K tasks answer on
+# their base family's endpoint, and asking get-1080p-video about a finished Veo clip would start a charged upgrade.
+FOLLOWUP_FAMILIES = frozenset({"veo-extend", "veo-1080p", "veo-4k", "runway-extend"})
 
 
 def family_for_task_id(task_id: str) -> list[Family]:

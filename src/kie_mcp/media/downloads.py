@@ -10,7 +10,8 @@ names the file after the type its bytes really have, fsyncs it and moves it into
 file is left behind.
 
 The helpers build the workspace layout (``outputs/<day>-<slug>/<model>_<task>_<n>.<ext>``), write
-sidecar JSON atomically and make small inline thumbnails of image results.
+sidecar JSON atomically and make the inline previews: scaled-down images, and a poster frame of each
+video (with ffmpeg), each made once and kept beside the file it shows.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import mimetypes
 import os
 import re
 import secrets
+import subprocess
 import time
 import unicodedata
 from collections.abc import Awaitable, Callable
@@ -550,12 +552,19 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     """Write ``data`` as pretty UTF-8 JSON: temp file beside ``path``, fsync, ``os.replace``. Never half-written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = (json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n").encode("utf-8")
+    write_bytes_atomic(path, (json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n").encode("utf-8"))
+
+
+def write_bytes_atomic(path: Path, payload: bytes, *, durable: bool = True) -> None:
+    """Write ``payload`` to ``path`` through a hidden temporary file beside it (swept like a download's if the
+    process dies) and ``os.replace``: readers see the old file or the new one, never half of one. A symlink at
+    ``path`` is replaced, never followed. ``durable`` also fsyncs the file and its folder."""
     fd, tmp = _open_temp(path)
     try:
         try:
             _write_all(fd, payload)
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, path)
@@ -563,7 +572,8 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    _fsync_dir(path.parent)
+    if durable:
+        _fsync_dir(path.parent)
 
 
 THUMBNAIL_SIDE = 256  # the longest side of the thumbnails shown inline to the model
@@ -585,16 +595,21 @@ def cached_thumbnail(path: Path, max_side: int = THUMBNAIL_SIDE) -> tuple[bytes,
     except OSError:
         return None
     for mime in ("image/jpeg", "image/png"):
-        kept = thumbnail_path(path, mime, max_side)
-        try:
-            if kept.is_symlink() or kept.stat().st_mtime_ns != source:
-                continue
-            data = kept.read_bytes()
-        except OSError:
-            continue
-        if data and sniff_mime(data[:SNIFF_BYTES]) == mime:
-            return data, mime
+        kept = _read_kept(thumbnail_path(path, mime, max_side), source, mime)
+        if kept is not None:
+            return kept
     return None
+
+
+def _read_kept(kept: Path, source_mtime_ns: int, mime: str) -> tuple[bytes, str] | None:
+    """A kept preview, when it is dated like its source (else the source changed since) and has ``mime``."""
+    try:
+        if kept.is_symlink() or kept.stat().st_mtime_ns != source_mtime_ns:
+            return None
+        data = kept.read_bytes()
+    except OSError:
+        return None
+    return (data, mime) if data and sniff_mime(data[:SNIFF_BYTES]) == mime else None
 
 
 def thumbnail(path: Path, max_side: int = THUMBNAIL_SIDE) -> tuple[bytes, str] | None:
@@ -632,19 +647,7 @@ async def make_thumbnails(paths: list[Path], max_side: int = THUMBNAIL_SIDE) -> 
 def _keep_thumbnail(path: Path, made: tuple[bytes, str], max_side: int, source_mtime_ns: int) -> None:
     """Write the thumbnail beside ``path`` (a temporary file moved into place), dated like the file it shows."""
     data, mime = made
-    dest = thumbnail_path(path, mime, max_side)
-    fd, tmp = _open_temp(dest)
-    try:
-        try:
-            _write_all(fd, data)
-        finally:
-            os.close(fd)
-        os.utime(tmp, ns=(time.time_ns(), source_mtime_ns))
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+    _keep_dated(thumbnail_path(path, mime, max_side), data, source_mtime_ns)
     other = thumbnail_path(path, "image/jpeg" if mime == "image/png" else "image/png", max_side)
     with contextlib.suppress(OSError):
         other.unlink(missing_ok=True)  # the image lost or gained transparency: one kept thumbnail per size
@@ -672,3 +675,126 @@ def _make_thumbnail(path: Path, max_side: int) -> tuple[bytes, str] | None:
                 return out.getvalue(), "image/jpeg"
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return None
+
+
+def _keep_dated(dest: Path, data: bytes, source_mtime_ns: int) -> None:
+    """Write ``data`` to ``dest`` atomically, dated like the file it was made from (how staleness is seen)."""
+    fd, tmp = _open_temp(dest)
+    try:
+        try:
+            _write_all(fd, data)
+        finally:
+            os.close(fd)
+        os.utime(tmp, ns=(time.time_ns(), source_mtime_ns))
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+# -- video posters ---------------------------------------------------------------------------
+
+POSTER_TIMEOUT = 30.0  # seconds ffmpeg may take to pick and decode one frame
+_POSTER_SCAN_FRAMES = 24  # ffmpeg's thumbnail filter picks the most typical of the first frames (not a black one)
+_failed_posters: set[tuple[str, int]] = set()  # (video, its mtime_ns) ffmpeg could not read: not tried again
+
+
+def poster_path(path: Path, max_side: int) -> Path:
+    """Where the poster frame of the video ``path`` is kept: a hidden sibling, ``.<name>.poster-<side>.jpg``."""
+    path = Path(path)
+    return path.with_name(f".{path.name[:170]}.poster-{int(max_side)}.jpg")
+
+
+def cached_poster(path: Path, max_side: int) -> tuple[bytes, str] | None:
+    """The kept poster of ``path``, without running ffmpeg; None when there is none or the video changed since."""
+    try:
+        source = Path(path).stat().st_mtime_ns
+    except OSError:
+        return None
+    return _read_kept(poster_path(path, max_side), source, "image/jpeg")
+
+
+def poster(path: Path, max_side: int) -> tuple[bytes, str] | None:
+    """A JPEG still of the video ``path`` (longest side at most ``max_side``), so a person and the agent can see
+    what a clip shows without playing it; None without ffmpeg, or when the file is not a decodable video.
+
+    Made once per video with ffmpeg (``media.stitch.find_ffmpeg``: the ``video`` extra, else ffmpeg on PATH) and
+    kept beside it (``poster_path``). Runs a subprocess: call it in a worker thread (``make_previews``).
+    """
+    kept = cached_poster(path, max_side)
+    if kept is not None:
+        return kept
+    try:
+        source = Path(path).stat()
+        with Path(path).open("rb") as handle:
+            if kind_of(sniff_mime(handle.read(SNIFF_BYTES))) != "video":
+                return None
+    except OSError:
+        return None
+    tried = (str(path), source.st_mtime_ns)
+    made = None if tried in _failed_posters else _make_poster(Path(path), max_side)
+    if made is None:
+        _failed_posters.add(tried)
+        return None
+    with contextlib.suppress(OSError):  # a read-only folder: the poster is still shown, just not kept
+        _keep_dated(poster_path(path, max_side), made[0], source.st_mtime_ns)
+    return made
+
+
+def _make_poster(path: Path, max_side: int) -> tuple[bytes, str] | None:
+    from PIL import Image
+
+    from kie_mcp.media.stitch import StitchError, find_ffmpeg
+
+    try:
+        ffmpeg = find_ffmpeg()
+    except StitchError:
+        return None
+    command = [
+        ffmpeg, "-hide_banner", "-loglevel", "error", "-nostdin", "-i", str(path),
+        "-vf", f"thumbnail=n={_POSTER_SCAN_FRAMES}", "-frames:v", "1", "-an",
+        "-f", "image2pipe", "-c:v", "png", "-",
+    ]  # fmt: skip
+    try:
+        done = subprocess.run(command, capture_output=True, timeout=POSTER_TIMEOUT, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if done.returncode != 0 or not done.stdout:
+        return None
+    try:
+        with Image.open(io.BytesIO(done.stdout)) as frame:
+            frame.thumbnail((max_side, max_side))
+            out = io.BytesIO()
+            frame.convert("RGB").save(out, format="JPEG", quality=82)
+            return out.getvalue(), "image/jpeg"
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return None
+
+
+def scaled_copy(path: Path, max_side: int) -> tuple[bytes, str] | None:
+    """A scaled-down JPEG (PNG with transparency) of an image file, made now and not kept: for files in the user's
+    own folders (input images), where nothing should be written. Decodes: call it in a worker thread."""
+    return _make_thumbnail(Path(path), max_side)
+
+
+def preview(path: Path, kind: str | None, max_side: int) -> tuple[bytes, str] | None:
+    """The kept inline preview of a saved result, without decoding: a scaled image, or a video's poster."""
+    if kind == "video":
+        return cached_poster(path, max_side)
+    return thumbnail(path, max_side) if kind == "image" else None
+
+
+async def make_previews(files: list[tuple[Path, str | None]], max_side: int) -> None:
+    """Make (or check) the kept previews of ``(path, kind)`` pairs in a worker thread, off the event loop: images
+    are scaled down, videos get a poster frame when ffmpeg is available."""
+
+    def make_all() -> None:
+        for path, kind in files:
+            if kind == "image":
+                thumbnail(path, max_side)
+            elif kind == "video":
+                poster(path, max_side)
+
+    if files:
+        await anyio.to_thread.run_sync(make_all)

@@ -15,6 +15,7 @@ from typing import Any
 from kie_mcp.journal import Journal
 from kie_mcp.kie import KieClient
 from kie_mcp.tasks import TaskRecord
+from kie_mcp.words import timestamp
 
 from .downloads import DownloadError, SavedFile, download, output_folder, result_name, write_json_atomic
 
@@ -63,12 +64,14 @@ def sidecar(journal: Journal, record: TaskRecord) -> dict[str, Any]:
         "task_id": record.task_id,
         "model": record.model,
         "family": record.family,
+        "parent_task_id": record.parent_task_id,  # a follow-up (continue_video): the task it continues
+        "operation": record.operation,
         "prompt": row["prompt"] if row else None,
         "parameters": attempt[0]["params"] if attempt else None,
         "credits_quoted": record.credits_quoted,
         "credits_charged": record.credits_charged,
-        "created_at": datetime.fromtimestamp(record.created_at).isoformat(timespec="seconds"),
-        "saved_at": datetime.now().isoformat(timespec="seconds"),
+        "created_at": timestamp(record.created_at),
+        "saved_at": timestamp(),
         "sandbox": record.sandbox,
         "files": [
             {key: f[key] for key in ("path", "sha256", "size", "mime", "source_url")}

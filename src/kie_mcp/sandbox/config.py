@@ -40,5 +40,8 @@ class SimConfig(BaseModel):
     video_bytes: int = Field(256_000, ge=64)
     # Extras beyond the brief.
     record_retention_seconds: float = Field(14 * 86400.0, description="Veo record-info answers 422 after this")
+    hd_blank_seconds: float = Field(
+        0.0, ge=0, description="Veo 1080p answers 422 'record result data is blank' this long after it starts"
+    )
     webhook_hmac_key: str | None = Field(None, description="sign recorded callbacks like KIE's webhookHmacKey")
     seed: int | None = Field(None, description="seed task ids for reproducible runs; None = random ids")

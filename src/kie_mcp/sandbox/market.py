@@ -11,6 +11,7 @@ from kie_mcp.catalog import ModelSpec, apply_defaults, check_input
 
 from .context import Ctx, describe_problems, model_spec, number
 from .errors import KieError
+from .followups import market_source
 from .routes import SimRoute
 from .state import MediaFile, Simulator, Task
 
@@ -116,7 +117,8 @@ async def create_task(ctx: Ctx) -> Response:
     callback = body.get("callBackUrl")
     if callback is not None and not isinstance(callback, str):
         raise KieError(422, "callBackUrl must be a URL")
-    files, groups = result_files(spec, wire)
+    source = market_source(ctx, spec, wire)  # a follow-up job (Grok extend/upscale): its finished source, checked
+    files, groups = result_files(spec, {**wire, **source.shape})
     task = ctx.new_task(
         family="market",
         model=spec.id,
@@ -125,10 +127,10 @@ async def create_task(ctx: Ctx) -> Response:
         seconds=spec.typical_seconds,
         callback_url=callback or None,
         files=files,
-        meta={"groups": groups},
+        meta={"groups": groups, **source.meta},
         callback=callback_body,
     )
-    ctx.commit_task(task, sim.price(spec, wire))
+    ctx.commit_task(task, sim.price(spec, {**wire, **source.facts}))
     return ctx.ok({"taskId": task.id})
 
 

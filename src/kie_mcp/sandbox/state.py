@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
-from kie_mcp.catalog import ModelSpec, price_input
+from kie_mcp.catalog import ModelSpec, load_catalog, price_input
 
 from . import media
 from .config import DEFAULT_ACCOUNT, SANDBOX_API_KEY, SimConfig
@@ -225,12 +225,28 @@ class LiveCatalogState:
 
 @dataclass(frozen=True)
 class Blob:
-    """What a file URL serves: small files as bytes, videos as a seeded stream."""
+    """What a file URL serves: small files as bytes, videos as a shipped clip streamed padded to ``size``."""
 
     mime: str
     size: int
     data: bytes | None = None
-    stream_seed: str | None = None
+    clip: str | None = None
+
+
+def _task_wire(task: Task) -> dict[str, Any]:
+    """The model fields of a create: the Market's ``input``, every other family's body itself."""
+    inner = task.body.get("input")
+    return inner if isinstance(inner, dict) else task.body
+
+
+def _has_sound(task: Task) -> bool:
+    """Whether a video of ``task`` has a sound track: models with the "audio" capability do, unless their sound
+    switch (``sound``, ``generate_audio``, ``audio``) is off in the request (or by default)."""
+    spec = load_catalog().get(task.model)
+    if spec is None or "audio" not in spec.capabilities:
+        return False
+    switch = spec.field_for_arg("audio")
+    return switch is None or _task_wire(task).get(switch.name, switch.default) is True
 
 
 # -- the simulator ---------------------------------------------------------------------------
@@ -551,17 +567,18 @@ class Simulator:
         if check_ttl and now >= ready + self.config.result_url_ttl_seconds:
             raise FileError(403, "Forbidden: the link has expired")
         item = task.files[name]
-        seed = f"{task.id}/{name}"
         if item.kind == "video":
-            return Blob(mime=item.mime, size=self.config.video_bytes, stream_seed=seed)
-        data = media.image_bytes(seed, item.fmt, media.image_size(item.aspect))
+            clip = media.clip_for(item.aspect, _has_sound(task))
+            return Blob(mime=item.mime, size=media.video_size(clip, self.config.video_bytes), clip=clip)
+        caption = media.prompt_label(_task_wire(task).get("prompt"))
+        data = media.image_bytes(f"{task.id}/{name}", item.fmt, media.image_size(item.aspect), caption)
         return Blob(mime=item.mime, size=len(data), data=data)
 
     def file_bytes(self, path: str, *, check_ttl: bool = True) -> tuple[bytes, str]:
         blob = self.lookup_file(path, check_ttl=check_ttl)
         if blob.data is not None:
             return blob.data, blob.mime
-        return media.video_bytes(blob.stream_seed or "", blob.size), blob.mime
+        return media.video_bytes(blob.clip or "", blob.size), blob.mime
 
     def resolve_sim_url(self, url: str) -> str | None:
         """The decoded ``/files/...`` path behind a URL this sim issued (any host), or None."""

@@ -123,7 +123,7 @@ async def url_upload(ctx: Ctx) -> Response:
         except FileError:
             data = None
     if data is None:
-        data, mime = media.placeholder_png(), "image/png"
+        data, mime = media.placeholder_png(original), "image/png"
     name = _file_name(body.get("fileName"), original)
     return _answer(ctx, ctx.sim.store_upload(path, name, data, mime, original))
 

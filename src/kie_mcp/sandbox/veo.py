@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from kie_mcp.catalog import apply_defaults, check_input, load_catalog
 
-from .context import Ctx, describe_problems, error_code, file_url, model_spec, stamp, success_flag
+from .context import Ctx, describe_problems, envelope, error_code, file_url, model_spec, stamp, success_flag
 from .errors import KieError
 from .routes import SimRoute
 from .state import MediaFile, Simulator, Task
@@ -40,8 +40,13 @@ EXTEND_MODELS: dict[str, tuple[str, float]] = {
 IGNORED_FIELDS = ("model", "callBackUrl", "enableFallback")
 
 HD_PROCESSING = "1080P is processing, ready in 1-2 minutes"
+HD_BLANK = "record result data is blank"  # KIE's other "not ready yet" answer (SimConfig.hd_blank_seconds)
+UHD_PROCESSING = "4k is processing. It should be ready in 5-10 minutes. Please check back shortly."
+UHD_DONE = "4k video already generated."
 NOT_SUCCESS = "record status is not success"
 RECORD_NULL = "record is null"
+# The catalogue's follow-up models (catalog/data/followups.toml) price the upgrades and extensions.
+HD_MODEL, UHD_MODEL, EXTEND_MODEL = "veo/get-1080p-video", "veo/get-4k-video", "veo/extend"
 
 
 def _response(task: Task, base: str) -> dict[str, Any]:
@@ -142,6 +147,12 @@ def _video_files(aspect: str, *, extend: bool) -> dict[str, MediaFile]:
     return files
 
 
+def _price(sim: Simulator, model: str, wire: dict[str, Any], fallback: float) -> float:
+    """Credits for a follow-up from its catalogue entry (and any price override), else ``fallback``."""
+    spec = load_catalog().get(model)
+    return sim.price(spec, wire) if spec is not None else fallback
+
+
 def _typical(model: str) -> tuple[float, float]:
     spec = load_catalog().get(model)
     return (float(spec.typical_seconds[0]), float(spec.typical_seconds[1])) if spec else FALLBACK_SECONDS
@@ -211,18 +222,21 @@ async def get_1080p(ctx: Ctx) -> Response:
         return ctx.ok({"resultUrl": file_url(ctx.base_url, task, f"{index}.mp4")})
     name = f"1080p-{index}.mp4"
     if "hd_started" not in task.meta:
-        sim.charge(ctx.account, ctx.key, HD_CREDITS)
+        sim.charge(ctx.account, ctx.key, _price(sim, HD_MODEL, {"taskId": task.id, "index": index}, HD_CREDITS))
         now = sim.now()
         task.meta["hd_started"] = now
         ready = now + sim.duration_for(f"{task.id}/1080p", *HD_SECONDS)
         task.files[name] = MediaFile("video", "mp4", task.meta["aspect"], ready_at=ready)
+    if sim.now() < task.meta["hd_started"] + sim.config.hd_blank_seconds:
+        raise KieError(422, HD_BLANK)  # started (and charged), its record not written yet: ask again later
     if sim.now() < (task.files[name].ready_at or 0.0):
         raise KieError(400, HD_PROCESSING)
     return ctx.ok({"resultUrl": file_url(ctx.base_url, task, name)})
 
 
 async def get_4k(ctx: Ctx) -> Response:
-    """A separate task (120 credits) that finishes in 5-10 min; asking again returns the same task."""
+    """A separate task (120 credits) that finishes in 5-10 min. Asked again for the same clip, KIE answers 422 with
+    the 4K task it has ("4k is processing ...", or with its result once done): nothing new, nothing charged."""
     body = await ctx.json_object()
     sim = ctx.sim
     sim.admit_create(ctx.account)
@@ -230,17 +244,23 @@ async def get_4k(ctx: Ctx) -> Response:
     _index(body.get("index"))
     if source.meta["variant"] == "4k":
         raise KieError(422, "4K is only available for generated or extended videos")
-    existing = source.meta.get("uhd_task")
-    if existing is None:
-        meta = {"variant": "4k", "aspect": source.meta["aspect"], "resolution": "4k", "parent": source.id}
-        task = _new_task(ctx, model=source.model, body=body, seconds=UHD_SECONDS, meta=meta)
-        task.files = {
-            "0.mp4": MediaFile("video", "mp4", source.meta["aspect"]),
-            "cover-0.jpg": MediaFile("image", "jpg", source.meta["aspect"]),
-        }
-        ctx.commit_task(task, UHD_CREDITS)
-        source.meta["uhd_task"] = existing = task.id
-    return ctx.ok({"taskId": existing, "resultUrls": None, "imageUrls": None})
+    existing = sim.get_task(source.meta.get("uhd_task") or "", family="veo")
+    if existing is not None:
+        if success_flag(existing, sim.now()) == 1:
+            info = _response(existing, ctx.base_url)
+            urls = {"resultUrls": info["resultUrls"], "imageUrls": info["imageUrls"]}
+            return envelope(sim, 422, UHD_DONE, {"taskId": existing.id, **urls})
+        if not existing.is_done(sim.now()):
+            return envelope(sim, 422, UHD_PROCESSING, {"taskId": existing.id, "resultUrls": None, "imageUrls": None})
+    meta = {"variant": "4k", "aspect": source.meta["aspect"], "resolution": "4k", "parent": source.id}
+    task = _new_task(ctx, model=source.model, body=body, seconds=UHD_SECONDS, meta=meta)
+    task.files = {
+        "0.mp4": MediaFile("video", "mp4", source.meta["aspect"]),
+        "cover-0.jpg": MediaFile("image", "jpg", source.meta["aspect"]),
+    }
+    ctx.commit_task(task, _price(sim, UHD_MODEL, {"taskId": source.id, "index": 0}, UHD_CREDITS))
+    source.meta["uhd_task"] = task.id
+    return ctx.ok({"taskId": task.id, "resultUrls": None, "imageUrls": None})
 
 
 async def extend(ctx: Ctx) -> Response:
@@ -263,6 +283,7 @@ async def extend(ctx: Ctx) -> Response:
     if "hd_started" in source.meta:
         raise KieError(422, "Videos upgraded to 1080P cannot be extended")
     timing_model, credits = EXTEND_MODELS[choice]
+    credits = _price(sim, EXTEND_MODEL, {"model": choice}, credits)
     meta = {
         "variant": "extend",
         "aspect": source.meta["aspect"],

@@ -8,6 +8,7 @@ from datetime import date, datetime
 from typing import Any
 
 from kie_mcp.journal import Journal
+from kie_mcp.words import plain
 
 
 class SpendRefused(Exception):
@@ -75,7 +76,7 @@ def check_balance(total: float | None, balance: float) -> None:
 
     if isinstance(balance, bool) or not isinstance(balance, int | float) or not math.isfinite(balance):
         raise SpendRefused(
-            f"KIE reported a balance that is not a number ({balance!r}); nothing was spent. Check the balance at "
+            f"KIE reported a balance that is not a number ({plain(balance)}); nothing was spent. Check the balance at "
             "https://kie.ai and try again in a minute."
         )
     if total is not None and balance < total:

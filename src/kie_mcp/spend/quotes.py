@@ -7,13 +7,14 @@ import json
 import secrets
 import time
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from kie_mcp.catalog import ItemPrice, usd
 from kie_mcp.journal import Journal
+from kie_mcp.words import timestamp
 
 
 def request_hash(model_id: str, wire_input: dict[str, Any], variations: int) -> str:
@@ -39,12 +40,17 @@ class Quote(BaseModel):
     usd_total: float | None = Field(description="About USD, at 1 credit = $0.005.")
     breakdown: str
     price_source: str = Field(
-        description="Where the price comes from, in words: KIE's live price list of a date, KIE's price list of a "
-        "date bundled with kie-mcp, or what KIE charged in this workspace; 'unknown' when there is none."
+        description="Where the price comes from, in words: 'KIE price list of <date>' (the prices kie-mcp ships "
+        "with), 'KIE live price list of <date>' (read from KIE since), or 'what KIE charged in this workspace on "
+        "<date>'; 'unknown' when there is none. Each model's full provenance is in kie://models/{id}."
     )
     price_date: str | None
-    price_reference: str | None = Field(default=None, description="The exact document or record behind the price.")
-    expires_at: str = Field(description="ISO 8601 UTC; the quote cannot be used after this.")
+    price_reference: str | None = Field(
+        default=None,
+        description="Where to check the price on KIE: https://kie.ai/pricing, or https://kie.ai/logs for a price "
+        "learned from what KIE charged.",
+    )
+    expires_at: str = Field(description="ISO 8601 UTC (2026-12-02T20:38:03Z); the quote cannot be used after this.")
     note: str | None = None
     credits_ceiling: float | None = Field(
         default=None,
@@ -55,20 +61,32 @@ class Quote(BaseModel):
 
 PRICE_MAX_AGE_DAYS = 30  # KIE changes prices every few weeks: an older price gets a warning
 CHARGED_HERE = "charged by KIE in this workspace (journal)"
-LIVE_PRICE_LIST = "KIE's live price list"
-LIVE_FEED_ROW = "KIE price feed row"  # how live prices name their source (catalog/live.py)
+PRICE_LIST = "KIE price list"  # the prices bundled with kie-mcp, as KIE published them on a date
+LIVE_PRICE_LIST = "KIE live price list"
+# How live prices name their source (catalog/live.py): a row of KIE's price feed, or a model's pricingDesc.
+LIVE_SOURCES = (LIVE_PRICE_LIST, "KIE price feed row", "KIE pricingDesc")
+PRICING_PAGE = "https://kie.ai/pricing"
+CHARGES_PAGE = "https://kie.ai/logs"
 
 
 def provenance(price: ItemPrice) -> str:
-    """Where a price comes from, in words a user trusts (never a third-party repository's name)."""
+    """Where a price comes from, in words a user trusts. Never a third-party repository's name: the full
+    provenance of the bundled data is in the catalogue and ``kie://models/{id}``, not in every quote."""
     if price.source is None:
         return "unknown"
     day = price.source_date or "an unknown date"
     if price.source == CHARGED_HERE:
         return f"what KIE charged in this workspace on {day}"
-    if price.source.startswith((LIVE_PRICE_LIST, LIVE_FEED_ROW)):
+    if price.source.startswith(LIVE_SOURCES):
         return f"{LIVE_PRICE_LIST} of {day}"
-    return f"KIE's price list of {day}, bundled with kie-mcp"
+    return f"{PRICE_LIST} of {day}"
+
+
+def reference(price: ItemPrice) -> str | None:
+    """The KIE page to check a price against: its price list, or its logs for a price learned from a charge."""
+    if price.source is None:
+        return None
+    return CHARGES_PAGE if price.source == CHARGED_HERE else PRICING_PAGE
 
 
 def staleness(price: ItemPrice, today: date) -> str | None:
@@ -126,8 +144,8 @@ class QuoteBook:
             breakdown=price.breakdown + (f" x {variations} variations" if variations > 1 else ""),
             price_source=provenance(price),
             price_date=price.source_date,
-            price_reference=price.source,
-            expires_at=datetime.fromtimestamp(expires, UTC).isoformat(timespec="seconds"),
+            price_reference=reference(price),
+            expires_at=timestamp(expires),
             note=price.note,
             credits_ceiling=ceiling if total is None else None,
         )
@@ -197,8 +215,7 @@ class QuoteBook:
         if row["used"]:
             return f"quote {quote_id} was already used; a quote approves one request once."
         if self._clock() > row["expires"]:
-            expired = datetime.fromtimestamp(row["expires"], UTC).isoformat(timespec="seconds")
-            return f"quote {quote_id} expired at {expired}."
+            return f"quote {quote_id} expired at {timestamp(row['expires'])}."
         if row["digest"] != digest:
             return f"quote {quote_id} was for different arguments; the request changed after the estimate."
         return None

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, PrivateAttr
+from pydantic import BaseModel, BeforeValidator, Field, PlainSerializer, PrivateAttr, SerializationInfo, WithJsonSchema
 
 from kie_mcp.journal import Journal
 from kie_mcp.kie import KieError, TaskStatus
+from kie_mcp.words import parse_timestamp, timestamp
 
 # "succeeded_without_results": KIE said success but gave no result link; not done, so it is looked at again.
 RecordState = Literal["queued", "running", "succeeded", "succeeded_without_results", "failed", "unknown"]
@@ -16,6 +17,29 @@ NO_RESULTS = (
     "KIE reports success but sent no result link (its answer is kept in the journal); kie-mcp keeps looking in the "
     "background and check_task looks again. If it stays this way, see the task on https://kie.ai/logs."
 )
+
+KEEP_EPOCH = {"epoch": True}  # serialisation context of the journal's copy: times stay epoch seconds, exactly
+
+
+def _epoch(value: Any) -> Any:
+    """Epoch seconds from a journal record (a number) or from ISO 8601 text (as shown, or as edited by hand)."""
+    if isinstance(value, str) and (moment := parse_timestamp(value)) is not None:
+        return moment.timestamp()
+    return value
+
+
+def _shown(value: float, info: SerializationInfo) -> float | str:
+    return value if isinstance(info.context, dict) and info.context.get("epoch") else timestamp(value)
+
+
+# A moment: epoch seconds inside (the follower does arithmetic with it, to the microsecond), ISO 8601 UTC wherever
+# a person or agent sees it (tool results, resources); the journal's copy keeps the epoch (``KEEP_EPOCH``).
+Moment = Annotated[
+    float,
+    BeforeValidator(_epoch),
+    PlainSerializer(_shown),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
 
 
 class TaskRecord(BaseModel):
@@ -37,8 +61,14 @@ class TaskRecord(BaseModel):
     eta_seconds: int | None = Field(default=None, description="Rough seconds left, from the model's typical time.")
     error: str | None = None
     fail_code: str | None = None
-    created_at: float = Field(default_factory=time.time)
+    created_at: Moment = Field(default_factory=time.time, description="When the task was created (ISO 8601 UTC).")
     sandbox: bool = False
+    parent_task_id: str | None = Field(
+        default=None, description="The task this one continues (continue_video: extend, hd, 4k, upscale)."
+    )
+    operation: Literal["extend", "hd", "4k", "upscale"] | None = Field(
+        default=None, description="How it continues parent_task_id."
+    )
     _raw_answer: dict[str, Any] | None = PrivateAttr(default=None)  # KIE's answer, kept when it made no sense
 
     @property
@@ -89,11 +119,12 @@ class TaskBook:
                 self.journal.keep_answer(record.task_id, record._raw_answer)
                 record._raw_answer = None
             self.journal.save_task(
-                record.model_dump_json(),
+                record.model_dump_json(context=KEEP_EPOCH),
                 task_id=record.task_id,
                 model=record.model,
                 state=record.state,
                 created=record.created_at,
+                parent_task_id=record.parent_task_id,
                 **context,
             )
 

@@ -1,0 +1,179 @@
+"""MCP Apps (``io.modelcontextprotocol/ui``): the results gallery and the approval card, drawn by the host.
+
+One HTML document (``app.html``: inline JavaScript and CSS, no network, no external origin in its CSP) is served as
+``ui://kie-mcp/results.html`` with the ``text/html;profile=mcp-app`` type, and the tools that make or show results
+(``estimate_cost``, ``generate_image``, ``generate_video``, ``check_task``, ``list_tasks``) name it in
+``_meta.ui.resourceUri``. A host that renders apps shows the tool's result in it: a quote as an approval card (cost,
+caps, model, settings, input pictures, Approve and Decline), results as a gallery (images, playable videos, state and
+progress kept current through ``check_task``). Media reach the view through ``resources/read`` of ``kie://outputs/...``
+and the preview images already in the result, as data URLs.
+
+What the view needs beyond the result (the request's arguments, caps and today's spend, input pictures, prompts) goes
+into the result's ``_meta`` only for a client that declared the extension, so every other client gets exactly the
+result it always got.
+
+The card cannot approve anything the model could not: Approve calls the generate tool, which goes through the
+unchanged spend gate (see README, "The spend gate").
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import sqlite3
+from collections.abc import Sequence
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio.to_thread
+from mcp.server.apps import Apps, ResourceCsp, client_supports_apps
+
+if TYPE_CHECKING:
+    from kie_mcp.generation import Plan
+    from kie_mcp.runtime import Runtime
+    from kie_mcp.spend import Quote
+    from kie_mcp.tasks import TaskRecord
+
+__all__ = [
+    "APP_URI",
+    "CARD_KEY",
+    "GALLERY_KEY",
+    "apps_extension",
+    "card_meta",
+    "client_supports_apps",
+    "gallery_meta",
+    "ui_meta",
+]
+
+APP_URI = "ui://kie-mcp/results.html"
+CARD_KEY = "io.github.kie-mcp/card"  # result _meta: what the approval card shows and which call Approve makes
+GALLERY_KEY = "io.github.kie-mcp/gallery"  # result _meta: what the gallery shows beyond the task records
+INPUT_PICTURE_SIDE = 256  # input images are shown on the card at this size
+MAX_INPUT_PICTURES = 8
+
+
+def ui_meta() -> dict[str, Any]:
+    """The ``_meta`` of a tool whose results the app shows (a fresh copy per tool)."""
+    return {"ui": {"resourceUri": APP_URI}}
+
+
+@cache
+def app_html() -> str:
+    """The app's HTML (read once; it ships inside the package)."""
+    return resources.files(__package__).joinpath("app.html").read_text(encoding="utf-8")
+
+
+def apps_extension() -> Apps:
+    """The MCP Apps extension: advertises ``io.modelcontextprotocol/ui`` and serves the app's ``ui://`` resource.
+
+    The CSP declares no external origin at all (``csp: {}``): the host's restrictive default applies, which allows
+    inline script and style and ``data:`` images and media, and nothing from the network."""
+    apps = Apps()
+    apps.add_html_resource(
+        APP_URI,
+        app_html(),
+        name="results",
+        title="kie-mcp results and approvals",
+        description="Shows kie-mcp's results as a gallery and a quote as an approval card (MCP Apps hosts).",
+        csp=ResourceCsp(),
+        prefers_border=True,
+    )
+    return apps
+
+
+async def card_meta(
+    rt: Runtime,
+    plan: Plan,
+    quote: Quote,
+    *,
+    tool: str,
+    arguments: dict[str, Any],
+    can_ask: bool,
+    cap_problem: str | None = None,
+) -> dict[str, Any]:
+    """What the approval card shows for ``quote``, and the call its Approve button makes.
+
+    ``confirm`` tells the card how Approve asks: ``"form"`` when the server can show this client its confirmation
+    form (Approve then calls the tool *without* the quote, so the gate asks the person in the host's own dialog,
+    which the model cannot answer), ``"quote"`` when it cannot (Approve passes the quote_id, exactly what the model
+    would pass after the person approved the cost in the chat: no power the model does not already hold)."""
+    spec = plan.spec
+    credits = quote.credits_total
+    fields = spec.fields
+    settings = [
+        [key, value]
+        for key, value in plan.wire.items()
+        if key != "prompt"
+        and not (fields.get(key) is not None and fields[key].is_media)
+        and not isinstance(value, list | dict)
+    ]
+    card = {
+        "tool": tool,
+        "arguments": {k: v for k, v in arguments.items() if k != "quote_id"},
+        "confirm": "form" if can_ask else "quote",
+        "quote_id": quote.quote_id,
+        "expires_at": quote.expires_at,
+        "model": {"id": spec.id, "title": spec.title, "kind": spec.kind},
+        "variations": plan.variations,
+        "credits": credits,
+        "usd": quote.usd_total,
+        "price_known": quote.price_known,
+        "reserved": plan.reserved,
+        "breakdown": quote.breakdown,
+        "price_source": quote.price_source,
+        "spent_today": rt.ledger.spent_today(),
+        "max_credits_per_call": rt.ledger.caps.per_call,
+        "max_credits_per_day": rt.ledger.caps.per_day,
+        "auto_approve_credits": rt.settings.auto_approve_credits,
+        "cap_problem": cap_problem,
+        "prompt": str(plan.wire.get("prompt", "")),
+        "settings": settings,
+        "notes": list(plan.notes),
+        "inputs": await _input_pictures(plan),
+        "sandbox": rt.settings.sandbox,
+    }
+    return {CARD_KEY: card}
+
+
+async def _input_pictures(plan: Plan) -> list[dict[str, Any]]:
+    """The request's input files: local images as small pictures (data URLs, made in a worker thread from files
+    the plan already confined and checked); URLs by name only (the app loads nothing from the network)."""
+    from kie_mcp.media.downloads import scaled_copy
+
+    values: list[str] = []
+    for key, value in plan.wire.items():
+        field = plan.spec.fields.get(key)
+        if field is not None and field.is_media:
+            values.extend([value] if isinstance(value, str) else [v for v in value if isinstance(v, str)])
+
+    def pictures() -> list[dict[str, Any]]:
+        shown: list[dict[str, Any]] = []
+        for value in values[:MAX_INPUT_PICTURES]:
+            local = plan.files.get(value)
+            if local is None:
+                shown.append({"name": value, "url": value})
+                continue
+            small = scaled_copy(local.path, INPUT_PICTURE_SIDE)  # never kept: inputs live in the user's folders
+            entry: dict[str, Any] = {"name": Path(value).name}
+            if small is not None:
+                entry["src"] = f"data:{small[1]};base64,{base64.b64encode(small[0]).decode()}"
+            shown.append(entry)
+        return shown
+
+    return await anyio.to_thread.run_sync(pictures) if values else []
+
+
+def gallery_meta(rt: Runtime, tasks: Sequence[TaskRecord]) -> dict[str, Any]:
+    """What the gallery shows beyond the task records: each task's prompt, from the journal."""
+    from kie_mcp.journal import JournalUnavailable
+
+    prompts: dict[str, str] = {}
+    with contextlib.suppress(sqlite3.Error, JournalUnavailable):
+        for task in tasks:
+            if task.task_id and task.task_id not in prompts:
+                row = rt.journal.task_row(task.task_id)
+                if row is not None and row["prompt"]:
+                    prompts[task.task_id] = row["prompt"]
+    return {GALLERY_KEY: {"prompts": prompts, "sandbox": rt.settings.sandbox}}

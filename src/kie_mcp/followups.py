@@ -1,0 +1,440 @@
+"""Follow-ups of a finished video (``continue_video``): extend it, get its 1080p or 4K version, upscale it.
+
+Each operation is a catalogue model with a ``followup`` table (``catalog/data/followups.toml``; Topaz in
+``video_more.toml``) saying which finished tasks it continues and how. This module only finds the source task,
+checks that it can be continued (finished, of a model the operation takes, young enough for KIE to still have it,
+not refused by KIE's rules), picks the model and fills in the request. The request then takes the one straight path
+of every generation: ``generation.plan`` (validate, price) -> ``check_spend`` -> ``decide_approval`` -> ``execute``
+(submit once, follow, save, record), with the source's id kept on the new task (``TaskRecord.parent_task_id``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, fields
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from kie_mcp import generation as gen
+from kie_mcp.catalog import InvalidRequest, ModelSpec, Problem
+from kie_mcp.catalog.registry import AmbiguousModelError, UnknownModelError, WithdrawnModelError
+from kie_mcp.catalog.spec import Operation
+from kie_mcp.catalog.validate import _matches
+from kie_mcp.kie import KieError
+from kie_mcp.runtime import Runtime
+from kie_mcp.tasks import TaskRecord
+from kie_mcp.words import timestamp
+
+TOOL = "continue_video"
+OPERATIONS: dict[str, str] = {
+    "extend": "continue the scene from the clip's last frame",
+    "hd": "the clip's 1080p version",
+    "4k": "the clip's 4K version",
+    "upscale": "an upscaled copy of the clip",
+}
+DAY = 86400.0
+
+
+class FollowupArgs(BaseModel):
+    """What continue_video (and estimate_cost with task_id and operation) takes."""
+
+    task_id: str
+    operation: Operation
+    prompt: str | None = None
+    model: str | None = None
+    resolution: str | None = None
+    duration: int | None = None
+    options: dict[str, Any] | None = None
+    session: str | None = None
+    quote_id: str | None = None
+    max_credits: float | None = Field(default=None)
+
+
+@dataclass(frozen=True)
+class FollowupPlan(gen.Plan):
+    """A planned follow-up: the generation plan, the source task, and an earlier follow-up that makes this one
+    needless (a 1080p or 4K version is made once per clip: asked again, that one is returned, nothing is spent)."""
+
+    source: TaskRecord | None = None
+    existing: TaskRecord | None = None
+
+
+def refused(message: str, argument: str = "task_id") -> InvalidRequest:
+    """An error naming the argument and what to do; nothing was sent or charged."""
+    return InvalidRequest(TOOL, [Problem(argument, message)])
+
+
+# -- planning ----------------------------------------------------------------------------------------------------
+
+
+async def plan(rt: Runtime, args: FollowupArgs, shared: tuple[Any, ...] = ()) -> FollowupPlan:
+    """Validate and price a follow-up of ``args.task_id``; raises ``InvalidRequest`` naming the argument, costs
+    nothing (a look at KIE for a task the journal does not know, or one it still shows as running, is free)."""
+    source = await find_source(rt, args.task_id)
+    spec, chosen = pick_model(rt, source, args)
+    follow = spec.followup
+    assert follow is not None
+    facts = source_facts(rt, source)
+    check_source(rt, source, spec, facts)
+    existing = earlier(rt, source, spec) if follow.once else None
+    options, notes = request_options(rt, source, spec, args, chosen)
+    prompt = args.prompt or ""
+    if prompt.strip() and spec.field_for_arg("prompt") is None:
+        raise refused(f"operation={args.operation} takes no prompt ({spec.title} only upgrades the clip).", "prompt")
+    if not prompt.strip() and spec.field_for_arg("prompt") is not None and follow.default_prompt:
+        prompt = follow.default_prompt
+        notes.append(f'No prompt was given, and KIE requires one: sending "{prompt}"')
+    generation = gen.GenerationArgs(
+        model=spec.id,
+        prompt=prompt,
+        resolution=args.resolution,
+        duration=args.duration,
+        options=options,
+        session=args.session or source_label(rt, source),
+        quote_id=args.quote_id,
+        max_credits=args.max_credits,
+    )
+    p = await gen.plan(rt, generation, shared=shared, facts=facts, continues=(str(source.task_id), args.operation))
+    lead = (
+        f"Continues task {source.task_id} ({title_of(rt, source.model)}, made {timestamp(source.created_at)}): "
+        f"{OPERATIONS[args.operation]} with {spec.title}."
+    )
+    if follow.note:
+        notes.append(follow.note)
+    if existing is not None:
+        notes.append(
+            f"Task {source.task_id} already has this: task {existing.task_id} ({existing.state}); continue_video "
+            "returns it without asking KIE again or spending anything."
+        )
+    values = {f.name: getattr(p, f.name) for f in fields(gen.Plan)}
+    values["notes"] = (lead, *notes, *p.notes)
+    return FollowupPlan(**values, source=source, existing=existing)
+
+
+async def find_source(rt: Runtime, task_id: str) -> TaskRecord:
+    """The task to continue, as fresh as can be: the follower's copy, the journal's, or KIE's answer for a task this
+    workspace does not know yet (recorded from then on). One look at KIE when it is still shown as unfinished."""
+    task_id = task_id.strip()
+    if not task_id:
+        raise refused("is empty; give the id of a finished video task (generate_video, check_task, list_tasks).")
+    record = rt.follower.known(task_id) or rt.tasks.get(task_id)
+    looked = False
+    if record is None:
+        try:
+            status = await rt.require_kie().find_task(task_id)
+        except KieError as err:
+            raise refused(
+                f"KIE knows no task {task_id!r} ({err.message}). Use the id of a video task from generate_video, "
+                "check_task or list_tasks; KIE keeps tasks for 14 days."
+            ) from err
+        model = status.model or "unknown"
+        spec = rt.catalog.get(model)
+        record = TaskRecord(
+            task_id=task_id,
+            model=model,
+            family=status.family,
+            kind=spec.kind if spec else None,
+            state="queued",
+            sandbox=rt.settings.sandbox,
+        )
+        record.apply(status, rt.typical_seconds(model))
+        rt.tasks.add(record)
+        looked = True
+    if not record.finished and rt.kie is not None:
+        record = (await rt.follower.check(record, 0, looked=looked)).record
+    return record
+
+
+def pick_model(rt: Runtime, source: TaskRecord, args: FollowupArgs) -> tuple[ModelSpec, dict[str, Any]]:
+    """The model that performs ``args.operation`` on the source, and option defaults that ``args.model`` implies
+    (``model="veo3"`` for a Veo extension means the quality tier)."""
+    op = args.operation
+    candidates = [s for s in rt.catalog.offered() if s.followup is not None and s.followup.operation == op]
+    fits = sorted((s for s in candidates if takes(s, source)), key=lambda s: "*" in _parents(s))
+    if not fits:
+        raise refused(wrong_source(rt, source, op, candidates), "operation")
+    if not args.model:
+        return fits[0], {}
+    wanted = args.model.strip()
+    try:
+        named = rt.catalog.resolve(wanted)
+    except (UnknownModelError, AmbiguousModelError, WithdrawnModelError):
+        named = None
+    if named is not None and named in fits:
+        return named, {}
+    if named is not None and named in candidates:
+        raise refused(
+            f"{named.id} does operation={op} for tasks of {listing(rt, _parents(named))}, not for "
+            f"{title_of(rt, source.model)}. For this task use model={' or '.join(s.id for s in fits)}.",
+            "model",
+        )
+    for spec in fits:  # a source model or a tier name that picks this model's option (Veo: veo3 -> quality)
+        implied = spec.followup.by_parent.get(named.id) if named is not None and spec.followup else None
+        if implied:
+            return spec, dict(implied)
+        tier = spec.fields.get("model")
+        if tier is not None and tier.values and wanted.lower() in [str(v).lower() for v in tier.values]:
+            return spec, {"model": wanted.lower()}
+    raise refused(
+        f"{wanted!r} does not do operation={op} on this task. Use model={' or '.join(s.id for s in fits)}"
+        + _tiers(fits)
+        + ", or leave model out.",
+        "model",
+    )
+
+
+def takes(spec: ModelSpec, source: TaskRecord) -> bool:
+    """Whether ``spec`` continues tasks like ``source`` (its model is one of the follow-up's sources; "*": any
+    video)."""
+    parents = _parents(spec)
+    return source.model in parents or ("*" in parents and source.kind in ("video", None) and is_video(source))
+
+
+def is_video(source: TaskRecord) -> bool:
+    return source.kind == "video" or any(_is_video_url(u) for u in source.result_urls)
+
+
+def check_source(rt: Runtime, source: TaskRecord, spec: ModelSpec, facts: dict[str, Any]) -> None:
+    """Refuse, naming what to do, a source that cannot be continued: unfinished, failed, too old, or one KIE's
+    rules exclude (a Veo clip upgraded to 1080p cannot be extended, a 1080p clip has no 1080p version ...)."""
+    follow = spec.followup
+    assert follow is not None
+    tid = source.task_id
+    if source.state in ("queued", "running"):
+        left = f" (about {source.eta_seconds}s left)" if source.eta_seconds else ""
+        raise refused(
+            f"task {tid} is still {source.state}{left}; call check_task(task_id='{tid}', wait_seconds=50) until it "
+            "has succeeded, then continue it."
+        )
+    if source.state == "succeeded_without_results":
+        raise refused(
+            f"KIE says task {tid} succeeded but has sent no result link yet; call check_task(task_id='{tid}') again "
+            "in a few minutes, then continue it."
+        )
+    if source.state != "succeeded":
+        why = f" ({source.error})" if source.error else ""
+        raise refused(f"task {tid} {source.state}{why}; there is no video to continue. Make it again instead.")
+    if follow.max_age_days is not None and follow.takes == "task":
+        age = time.time() - source.created_at
+        if age > follow.max_age_days * DAY:
+            raise refused(
+                f"task {tid} was made {age / DAY:.0f} days ago, and KIE keeps a task {follow.max_age_days:g} days, "
+                "so it can no longer be continued there. Use operation=upscale (it works on the saved file), or "
+                "make the clip again."
+            )
+    for rule in follow.refuse:
+        later = [c for c in children(rt, source) if c.model in rule.after and c.state != "failed"]
+        if (rule.after and later) or (rule.when and _matches(rule.when, facts)):
+            raise refused(f"task {tid}: {rule.message}", "operation")
+
+
+def request_options(
+    rt: Runtime, source: TaskRecord, spec: ModelSpec, args: FollowupArgs, chosen: dict[str, Any]
+) -> tuple[dict[str, Any], list[str]]:
+    """The follow-up's options: defaults from the source (its model, its settings), what ``model`` implied, the
+    caller's ``options``, and the source itself in the follow-up's field."""
+    follow = spec.followup
+    assert follow is not None
+    params = source_params(rt, str(source.task_id))
+    defaults: dict[str, Any] = dict(follow.by_parent.get(source.model, {}))
+    for target, name in follow.from_parent.items():
+        field, value = spec.fields.get(target), params.get(name)
+        if field is not None and value is not None and (not field.values or value in field.values):
+            defaults[target] = value
+    defaults.update(chosen)
+    for arg, given in (("resolution", args.resolution), ("duration", args.duration), ("prompt", args.prompt)):
+        target = spec.field_for_arg(arg)
+        if given is not None and target is not None:
+            defaults.pop(target.name, None)  # the caller's argument wins over a default from the source
+    options = {**defaults, **(args.options or {})}
+    if follow.field in (args.options or {}):
+        raise refused(f"continue_video fills {follow.field} in from task_id; leave it out.", f"options.{follow.field}")
+    notes: list[str] = []
+    if follow.takes == "task":
+        options[follow.field] = source.task_id
+    else:
+        options[follow.field], where = source_clip(rt, source)
+        notes.append(f"The source clip goes to {spec.title} as {where}.")
+    return options, notes
+
+
+def source_clip(rt: Runtime, source: TaskRecord) -> tuple[str, str]:
+    """The source's video for a model that takes a clip: its saved file (uploaded after approval), else its link."""
+    for row in rt.journal.files_for(str(source.task_id)):
+        if str(row["mime"]).startswith("video/") and (rt.settings.workspace / row["path"]).is_file():
+            return row["path"], f"the saved file {row['path']} (uploaded to KIE once approved)"
+    videos = [u for u in source.result_urls if _is_video_url(u)] or source.result_urls
+    if videos:
+        return videos[0], "its result link (nothing was saved; links expire, so check_task saves it first)"
+    raise refused(
+        f"task {source.task_id} has no saved video and no result link; call check_task(task_id='{source.task_id}') "
+        "to save it, then continue it."
+    )
+
+
+def source_facts(rt: Runtime, source: TaskRecord) -> dict[str, Any]:
+    """The source's settings a follow-up's price or rules depend on, as ``source.<name>`` (price-table keys)."""
+    resolution = source_resolution(rt, source)
+    return {"source.resolution": resolution} if resolution else {}
+
+
+def source_resolution(rt: Runtime, record: TaskRecord) -> str | None:
+    """The source clip's resolution: an upgrade's own (1080p, 4k), else the setting it was made with, else (for an
+    extension) its own source's; None when it cannot be told."""
+    node: TaskRecord | None = record
+    for _ in range(50):  # a chain is short; a hand-edited journal must not loop forever
+        if node is None or node.task_id is None:
+            return None
+        spec = rt.catalog.get(node.model)
+        follow = spec.followup if spec else None
+        if follow is not None and follow.gives_resolution:
+            return follow.gives_resolution
+        if follow is not None and follow.result == "same":
+            return None  # an upscale by some factor: its resolution is not a setting
+        field = spec.field_for_arg("resolution") if spec else None
+        value = source_params(rt, node.task_id).get(field.name) if field else None
+        if value is not None:
+            return str(value).lower()
+        if follow is None or node.parent_task_id is None:
+            return None
+        node = rt.tasks.get(node.parent_task_id)
+    return None
+
+
+def source_params(rt: Runtime, task_id: str) -> dict[str, Any]:
+    """The request (wire input) kie-mcp sent to create ``task_id``; empty for a task made elsewhere."""
+    rows = rt.journal.query(
+        "SELECT params FROM attempts WHERE task_id = ? AND params IS NOT NULL ORDER BY created DESC LIMIT 1", task_id
+    )
+    try:
+        params = json.loads(rows[0]["params"]) if rows else {}
+    except (TypeError, ValueError):
+        return {}
+    return params if isinstance(params, dict) else {}
+
+
+def source_label(rt: Runtime, source: TaskRecord) -> str | None:
+    """The source's session (or prompt), so its follow-ups are saved in the same folder."""
+    row = rt.journal.task_row(str(source.task_id))
+    if row is None:
+        return None
+    return row["session"] or row["prompt"] or None
+
+
+def children(rt: Runtime, source: TaskRecord, model: str | None = None) -> list[TaskRecord]:
+    """The recorded follow-ups of ``source``, oldest first."""
+    found = []
+    for row in rt.journal.children(str(source.task_id), model):
+        record = rt.follower.known(row["task_id"]) or TaskRecord.model_validate_json(row["record"])
+        found.append(record)
+    return found
+
+
+def earlier(rt: Runtime, source: TaskRecord, spec: ModelSpec) -> TaskRecord | None:
+    """A made-once follow-up (1080p, 4K) the source already has and that did not fail: the newest."""
+    alive = [c for c in children(rt, source, spec.id) if c.state != "failed"]
+    return alive[-1] if alive else None
+
+
+# -- the answer of a follow-up that already exists -----------------------------------------------------------------
+
+
+async def existing_result(rt: Runtime, p: FollowupPlan) -> gen.GenerationResult:
+    """The earlier follow-up, returned instead of a new request: nothing asked, sent or charged."""
+    assert p.existing is not None
+    assert p.source is not None
+    record = p.existing
+    if not record.finished and rt.kie is not None:
+        record = await rt.follower.follow(record)
+    note = (
+        f"Task {p.source.task_id} already has this ({p.spec.title}): task {record.task_id}. Nothing new was "
+        "requested or charged."
+    )
+    return gen.summarise(rt, p.spec, [record], (note,))
+
+
+# -- chains --------------------------------------------------------------------------------------------------------
+
+
+def chain_clips(rt: Runtime, task_id: str) -> list[str]:
+    """The task ids whose saved videos, joined in this order, play the chain that ends with ``task_id``: the first
+    clip, then each extension's new part; an upgrade (1080p, 4K, upscale) in place of the clip it upgrades; an
+    extension whose result holds the whole video so far (Veo) in place of everything before it."""
+    order: list[str] = []
+    node = rt.tasks.get(task_id)
+    seen: set[str] = set()
+    while node is not None and node.task_id is not None and node.task_id not in seen:
+        seen.add(node.task_id)
+        order.insert(0, node.task_id)
+        content = node  # the clip this node's video shows: an upgrade shows the clip it upgrades
+        while _result(rt, content) == "same" and content.parent_task_id:
+            upgraded = rt.tasks.get(content.parent_task_id)
+            if upgraded is None:
+                break
+            content = upgraded
+        if _result(rt, content) != "part" or content.parent_task_id is None:
+            break  # a first clip, or an extension whose video already holds everything before it
+        node = rt.tasks.get(content.parent_task_id)
+    return order
+
+
+def _result(rt: Runtime, record: TaskRecord) -> str | None:
+    spec = rt.catalog.get(record.model)
+    return spec.followup.result if spec is not None and spec.followup is not None else None
+
+
+def link_text(record: TaskRecord) -> str:
+    """How list_tasks shows a chain: " (extend of <id>)" for a follow-up, nothing otherwise."""
+    return f" ({record.operation} of {record.parent_task_id})" if record.parent_task_id and record.operation else ""
+
+
+# -- words ---------------------------------------------------------------------------------------------------------
+
+
+def wrong_source(rt: Runtime, source: TaskRecord, op: str, candidates: list[ModelSpec]) -> str:
+    """Why ``op`` cannot continue ``source``, what it works on, and what this task can do instead."""
+    made_by = title_of(rt, source.model)
+    if source.kind == "image":
+        return (
+            f"task {source.task_id} is an image ({made_by}); continue_video continues videos. To enlarge an image use "
+            "generate_image with an upscale model such as topaz/image-upscale."
+        )
+    works_on = sorted({p for s in candidates for p in _parents(s)})
+    text = f"operation={op} ({OPERATIONS[op]}) needs a task of {listing(rt, works_on)}; task {source.task_id} was "
+    text += f"made by {made_by}."
+    instead = []
+    for other in OPERATIONS:
+        if other == op:
+            continue
+        fitting = [s for s in rt.catalog.offered() if s.followup and s.followup.operation == other and takes(s, source)]
+        if fitting:
+            instead.append(f"operation={other} (model={fitting[0].id})")
+    if instead:
+        text += " For this task use " + " or ".join(instead) + "."
+    return text
+
+
+def listing(rt: Runtime, model_ids: list[str]) -> str:
+    if "*" in model_ids:
+        return "any video model"
+    return ", ".join(title_of(rt, m) for m in model_ids)
+
+
+def title_of(rt: Runtime, model_id: str) -> str:
+    spec = rt.catalog.get(model_id)
+    return f"{spec.title} ({model_id})" if spec is not None else model_id
+
+
+def _parents(spec: ModelSpec) -> list[str]:
+    return spec.followup.parents if spec.followup is not None else []
+
+
+def _tiers(fits: list[ModelSpec]) -> str:
+    tiers = [str(v) for s in fits if (f := s.fields.get("model")) is not None and f.values for v in f.values]
+    return f" (or a tier: {', '.join(tiers)})" if tiers else ""
+
+
+def _is_video_url(url: str) -> bool:
+    return url.split("?", 1)[0].lower().endswith((".mp4", ".mov", ".webm", ".mkv"))

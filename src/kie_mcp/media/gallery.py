@@ -1,0 +1,541 @@
+"""The workspace's gallery: ``outputs/index.html`` and one ``index.html`` per session folder.
+
+A contact sheet a person opens in any browser straight from disk (``file://``, no server, no network): every saved
+result by session and date, with image thumbnails, video posters (or the video itself), the prompt, the model and the
+credits. Every link is relative, so the pages keep working when the ``outputs/`` folder is moved or copied; the CSS is
+inline and there is no script at all (a Content-Security-Policy forbids scripts too, so a prompt holding
+``<script>`` is shown as text, escaped, and could not run even if escaping failed).
+
+**Built from the sidecars, not the journal.** Each saved task has a sidecar JSON beside its files (prompt, model,
+credits quoted and charged, times), written by the same step that saves the files, so the two always agree. The
+gallery describes what is on disk: it survives a reset or corrupt journal, a second server on the workspace and a
+copied ``outputs/`` folder, and reading it needs no database in a worker thread. Media files without a sidecar
+(``stitch_videos`` output, files copied in by hand) are shown too, without a prompt.
+
+**When.** ``refresh`` runs after every saved result (``generation.save_all``, where the follower and ``check_task``
+finish saving). It builds in a worker thread, never on the event loop, and never raises: a gallery that cannot be
+written is logged and the generation goes on. Concurrent refreshes coalesce: a refresh that finds a build running
+waits for it and runs one more build only if none started after it asked. Pages are written atomically (a temporary
+file beside the page, then ``os.replace``) and only when their content changed.
+
+**Previews.** The pages show the previews the tool results show too (``media.downloads``, ``KIE_PREVIEW_PX`` on a
+side, kept beside each file and dated like it, made once if missing): an image's ``.<name>.thumb-<side>.jpg`` and a
+video's poster ``.<name>.poster-<side>.jpg`` (ffmpeg from the optional ``video`` extra). Without ffmpeg the page
+shows the ``<video>`` element itself with ``preload="metadata"``, which browsers draw with its first frame; an image
+whose thumbnail could not be kept (a read-only folder) is shown full size. Hidden files are never results.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import json
+import logging
+import math
+import mimetypes
+import re
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path, PurePosixPath
+from urllib.parse import quote
+
+import anyio.to_thread
+
+from .downloads import THUMBNAIL_SIDE, kind_of, poster, poster_path, thumbnail, thumbnail_path, write_bytes_atomic
+
+log = logging.getLogger(__name__)
+
+PAGE = "index.html"  # the gallery page, in outputs/ and in each session folder
+PER_SESSION_ON_INDEX = 24  # the index shows this many results per session; the session page shows all
+_SIDECAR_MAX_BYTES = 1024 * 1024
+_SESSION_NAME = re.compile(r"^(\d{4}-\d{2}-\d{2})-(.+)$")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+# -- what is on disk -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Item:
+    """One saved file, as a card of the contact sheet."""
+
+    name: str  # the file name inside its session folder
+    kind: str  # image, video, audio or file
+    preview: str | None = None  # the file name of its thumbnail or poster in the same folder
+    prompt: str | None = None
+    model: str | None = None
+    task_id: str | None = None
+    credits: float | None = None  # of the whole task: charged when KIE said, else quoted
+    charged: bool = False
+    created: float = 0.0  # when the task was created (epoch seconds; the file's time when there is no sidecar)
+    sandbox: bool = False
+    index: int = 1  # this file's place among the task's files
+    of: int = 1
+    saved_ns: int = 0  # the file's modification time: orders results made in the same second
+
+
+@dataclass
+class Session:
+    """One ``outputs/<date>-<slug>/`` folder."""
+
+    folder: str
+    items: list[Item] = field(default_factory=list)
+
+    @property
+    def day(self) -> str:
+        match = _SESSION_NAME.match(self.folder)
+        return match.group(1) if match else ""
+
+    @property
+    def title(self) -> str:
+        match = _SESSION_NAME.match(self.folder)
+        return (match.group(2) if match else self.folder).replace("-", " ")
+
+    @property
+    def latest(self) -> float:
+        return max((item.created for item in self.items), default=0.0)
+
+    def credits(self) -> tuple[float, bool]:
+        """Credits of the session's tasks (each counted once) and whether any of them is only a quote."""
+        seen: dict[str, Item] = {}
+        for item in self.items:
+            if item.task_id and item.credits is not None:
+                seen.setdefault(item.task_id, item)
+        return sum(item.credits or 0.0 for item in seen.values()), any(not item.charged for item in seen.values())
+
+
+def gallery_path(workspace: Path) -> Path:
+    """Where the workspace's gallery page is (it exists once a result was saved)."""
+    return Path(workspace) / "outputs" / PAGE
+
+
+def gallery_uri(workspace: Path) -> str:
+    """The gallery page as a ``file://`` URI, to open in a browser."""
+    return gallery_path(workspace).absolute().as_uri()
+
+
+def scan(outputs: Path, side: int = THUMBNAIL_SIDE, *, make_previews: bool = False) -> list[Session]:
+    """Every session folder of ``outputs`` with its results, newest session first, each with its kept preview of
+    ``side`` pixels. With ``make_previews``, missing ones are made (slow: call it in a worker thread)."""
+    try:
+        folders = [p for p in Path(outputs).iterdir() if p.is_dir() and not p.is_symlink() and p.name[:1] != "."]
+    except OSError:
+        return []
+    sessions = [s for s in (_scan_folder(folder, side, make_previews) for folder in folders) if s.items]
+    sessions.sort(key=lambda s: (s.day, s.latest, s.folder), reverse=True)
+    return sessions
+
+
+def _scan_folder(folder: Path, side: int, make_previews: bool) -> Session:
+    session = Session(folder.name)
+    try:
+        entries = {p.name: p for p in folder.iterdir() if p.name[:1] != "." and p.is_file() and not p.is_symlink()}
+    except OSError:
+        return session
+    media = {name: kind for name in entries if (kind := _media_kind(name)) is not None}
+    claimed: set[str] = set()
+    for name in sorted(entries):
+        if name.endswith(".json"):
+            for item in _items_of_sidecar(entries[name], media):
+                if item.name not in claimed:
+                    claimed.add(item.name)
+                    session.items.append(item)
+    session.items += [Item(name=name, kind=media[name]) for name in sorted(set(media) - claimed)]
+    for position, found in enumerate(session.items):
+        saved_ns = _source_mtime(folder / found.name) or 0
+        dated = replace(found, saved_ns=saved_ns, created=found.created or saved_ns / 1e9)
+        session.items[position] = _with_preview(folder, dated, side, make_previews)
+    session.items.sort(key=lambda item: (item.created, item.saved_ns, item.name))
+    return session
+
+
+def _media_kind(name: str) -> str | None:
+    if name == PAGE or ".part" in name:
+        return None
+    return kind_of(mimetypes.guess_type(name)[0] or "")
+
+
+def _items_of_sidecar(path: Path, media: dict[str, str]) -> list[Item]:
+    """The cards a sidecar describes: its files that are in the folder (by name, so a moved folder still works)."""
+    try:
+        if path.stat().st_size > _SIDECAR_MAX_BYTES:
+            return []
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    if not isinstance(data, dict) or not isinstance(data.get("files"), list):
+        return []
+    names = [PurePosixPath(str(entry.get("path", ""))).name for entry in data["files"] if isinstance(entry, dict)]
+    present = [name for name in names if name in media]
+    charged = _number(data.get("credits_charged"))
+    quoted = _number(data.get("credits_quoted"))
+    task = Item(
+        name="",
+        kind="file",
+        prompt=_text(data.get("prompt")),
+        model=_text(data.get("model")),
+        task_id=_text(data.get("task_id")),
+        credits=charged if charged is not None else quoted,
+        charged=charged is not None,
+        created=_epoch(data.get("created_at")),
+        sandbox=data.get("sandbox") is True,
+        of=len(names),
+    )
+    return [replace(task, name=name, kind=media[name], index=names.index(name) + 1) for name in present]
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _epoch(value: object) -> float:
+    """Epoch seconds of a sidecar's ISO time (UTC with ``Z``, or local time without a zone, as older sidecars
+    have it); 0 when it is not one."""
+    try:
+        return datetime.fromisoformat(value).timestamp() if isinstance(value, str) else 0.0
+    except (ValueError, OverflowError, OSError):
+        return 0.0
+
+
+# -- previews ------------------------------------------------------------------------------------------
+
+
+def _source_mtime(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+def _dated_like(kept: Path, source_mtime: int | None) -> bool:
+    """A kept preview is current when it carries the modification time of the file it shows."""
+    try:
+        return source_mtime is not None and not kept.is_symlink() and kept.stat().st_mtime_ns == source_mtime
+    except OSError:
+        return False
+
+
+def _kept_preview(path: Path, kind: str, side: int) -> Path | None:
+    """The preview of ``path`` kept beside it (an image's thumbnail, a video's poster), if current; nothing is made."""
+    source = _source_mtime(path)
+    if kind == "image":
+        candidates = [thumbnail_path(path, mime, side) for mime in ("image/jpeg", "image/png")]
+    elif kind == "video":
+        candidates = [poster_path(path, side)]
+    else:
+        return None
+    return next((kept for kept in candidates if _dated_like(kept, source)), None)
+
+
+def _with_preview(folder: Path, item: Item, side: int, make: bool) -> Item:
+    """The item with its kept preview; with ``make``, one is made first when missing (an image's thumbnail; a
+    video's poster when ffmpeg is there). Nothing kept (a read-only folder, no ffmpeg): the file itself is shown."""
+    path = folder / item.name
+    kept = _kept_preview(path, item.kind, side)
+    if kept is None and make and item.kind in ("image", "video"):
+        if item.kind == "image":
+            thumbnail(path, side)
+        else:
+            poster(path, side)
+        kept = _kept_preview(path, item.kind, side)
+    return replace(item, preview=kept.name if kept is not None else None)
+
+
+# -- pages ---------------------------------------------------------------------------------------------
+
+_CSS = """
+:root { color-scheme: light dark; --bg: #f6f6f4; --card: #fff; --ink: #1c1c1e; --muted: #6b6b70; --line: #e2e2e0;
+  --well: #ececea; --accent: #2f5bd3; --badge: #fde68a; --badge-ink: #5b4300; }
+@media (prefers-color-scheme: dark) { :root { --bg: #141416; --card: #1e1e22; --ink: #ececf0; --muted: #9a9aa3;
+  --line: #2e2e34; --well: #0e0e10; --accent: #8fb0ff; --badge: #5b4a12; --badge-ink: #fde68a; } }
+* { box-sizing: border-box; }
+body { margin: 0; padding: 24px clamp(12px, 3vw, 40px) 48px; background: var(--bg); color: var(--ink);
+  font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
+a { color: var(--accent); text-decoration: none; }
+a:hover { text-decoration: underline; }
+header h1 { margin: 0 0 4px; font-size: 22px; }
+.summary, .meta { color: var(--muted); margin: 0; }
+section { margin-top: 28px; }
+section h2 { margin: 0 0 2px; font-size: 17px; }
+section h2 .day { color: var(--muted); font-weight: 500; margin-right: 8px; font-variant-numeric: tabular-nums; }
+.grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(220px, 1fr)); gap: 14px; margin-top: 10px; }
+figure { margin: 0; background: var(--card); border: 1px solid var(--line); border-radius: 10px; overflow: hidden;
+  display: flex; flex-direction: column; }
+.media { display: block; height: 220px; background: var(--well); }
+.media img, .media video { display: block; width: 100%; height: 100%; object-fit: contain; }
+.media.audio, .media.file { display: flex; align-items: center; justify-content: center; padding: 12px; }
+.media audio { width: 100%; }
+figcaption { padding: 10px 12px 12px; display: flex; flex-direction: column; gap: 6px; }
+.prompt { margin: 0; white-space: pre-wrap; overflow-wrap: anywhere; display: -webkit-box; -webkit-box-orient: vertical;
+  -webkit-line-clamp: 4; line-clamp: 4; overflow: hidden; }
+.session .prompt { display: block; max-height: 16em; overflow: auto; }
+.noprompt { color: var(--muted); font-style: italic; }
+.model { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 12px; }
+.badge { background: var(--badge); color: var(--badge-ink); border-radius: 4px; padding: 0 5px; font-size: 11px; }
+.file { font-size: 12px; word-break: break-all; }
+time { white-space: nowrap; }
+.more { margin: 8px 0 0; }
+.empty { margin-top: 40px; color: var(--muted); }
+"""
+
+# No script may run on these pages, whatever a prompt holds; pictures and clips are local files.
+_CSP = "script-src 'none'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-src 'none'"
+
+
+def _e(text: object) -> str:
+    """Text made safe for HTML content and attribute values (control characters dropped)."""
+    return html.escape(_CONTROL.sub("", str(text)), quote=True)
+
+
+def _href(*parts: str) -> str:
+    """A relative link to a file: each part percent-encoded, then escaped for an attribute."""
+    return _e("/".join(quote(part, safe="") for part in parts))
+
+
+def _credits_text(credits: float, quoted_only: bool) -> str:
+    amount = f"{credits:,.2f}".rstrip("0").rstrip(".")
+    return f"{amount} credit{'' if credits == 1 else 's'}" + (" (quoted)" if quoted_only else "")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _when(epoch: float) -> str:
+    """A time as a person reads it here: local time, to the minute."""
+    try:
+        return datetime.fromtimestamp(epoch).strftime("%Y-%m-%d %H:%M")
+    except (ValueError, OverflowError, OSError):
+        return ""
+
+
+def _media(item: Item, prefix: tuple[str, ...], alt: str) -> str:
+    src = _href(*prefix, item.name)
+    if item.kind == "image":
+        shown = _href(*prefix, item.preview) if item.preview else src
+        return (
+            f'<a class="media image" href="{src}"><img src="{shown}" alt="{alt}" loading="lazy" decoding="async"></a>'
+        )
+    if item.kind == "video":
+        poster = f' poster="{_href(*prefix, item.preview)}"' if item.preview else ""
+        return (
+            f'<div class="media video"><video controls playsinline preload="metadata"{poster} src="{src}"'
+            f' title="{alt}"></video></div>'
+        )
+    if item.kind == "audio":
+        return f'<div class="media audio"><audio controls preload="metadata" src="{src}"></audio></div>'
+    return f'<div class="media file"><a href="{src}">{_e(item.name)}</a></div>'
+
+
+def _card(item: Item, prefix: tuple[str, ...]) -> str:
+    prompt = item.prompt or ""
+    alt = _e(prompt[:200] or item.name)
+    if prompt:
+        words = f'<p class="prompt" title="{_e(prompt[:1000])}">{_e(prompt)}</p>'
+    else:
+        words = '<p class="prompt noprompt">No prompt recorded (made locally or copied in).</p>'
+    facts = []
+    if item.model:
+        facts.append(f'<span class="model">{_e(item.model)}</span>')
+    if item.credits is not None:
+        facts.append(_e(_credits_text(item.credits, not item.charged)) + (" per task" if item.of > 1 else ""))
+    if item.created:
+        facts.append(f"<time>{_e(_when(item.created))}</time>")
+    if item.of > 1:
+        facts.append(f"{item.index}/{item.of}")
+    if item.sandbox:
+        facts.append('<span class="badge">sandbox</span>')
+    link = f'<a href="{_href(*prefix, item.name)}">{_e(item.name)}</a>'
+    return (
+        f'<figure class="card {_e(item.kind)}">{_media(item, prefix, alt)}<figcaption>{words}'
+        f'<p class="meta">{" · ".join(facts)}</p><p class="meta file">{link}</p></figcaption></figure>'
+    )
+
+
+def _page(title: str, body: Iterable[str], css_class: str) -> bytes:
+    text = "\n".join(
+        [
+            "<!doctype html>",
+            '<html lang="en">',
+            "<head>",
+            '<meta charset="utf-8">',
+            f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">',
+            '<meta name="viewport" content="width=device-width, initial-scale=1">',
+            '<meta name="generator" content="kie-mcp">',
+            f"<title>{_e(title)}</title>",
+            f"<style>{_CSS}</style>",
+            "</head>",
+            f'<body class="{css_class}">',
+            *body,
+            "</body>",
+            "</html>",
+            "",
+        ]
+    )
+    return text.encode("utf-8", "replace")  # a lone surrogate from a sidecar becomes "?", never an error
+
+
+def _summary(sessions: list[Session]) -> str:
+    count = sum(len(s.items) for s in sessions)
+    totals = [s.credits() for s in sessions]
+    credits = sum(total for total, _ in totals)
+    quoted = any(q for _, q in totals)
+    parts = [_count(count, "result"), _count(len(sessions), "session")]
+    if credits:
+        parts.append(_credits_text(credits, False) + (", some only quoted" if quoted else ""))
+    return " · ".join(parts)
+
+
+def render_index(sessions: list[Session]) -> bytes:
+    """``outputs/index.html``: every session, newest first, with its first results and a link to its own page."""
+    body = [
+        "<header><h1>kie-mcp gallery</h1>",
+        f'<p class="summary">{_e(_summary(sessions))}. Open a picture or a file name for the full-size file.</p>',
+        "</header>",
+    ]
+    if not sessions:
+        body.append('<p class="empty">No saved results yet: this page fills in as results are saved.</p>')
+    for session in sessions:
+        credits, quoted = session.credits()
+        facts = [_count(len(session.items), "result")]
+        if credits:
+            facts.append(_credits_text(credits, quoted))
+        shown = session.items[-PER_SESSION_ON_INDEX:]  # the newest ones
+        body += [
+            f'<section id="{_e(session.folder)}">',
+            f'<h2><a href="{_href(session.folder, PAGE)}"><span class="day">{_e(session.day)}</span>'
+            f"{_e(session.title)}</a></h2>",
+            f'<p class="meta">{_e(" · ".join(facts))}</p>',
+            '<div class="grid">',
+            *(_card(item, (session.folder,)) for item in shown),
+            "</div>",
+        ]
+        if len(shown) < len(session.items):
+            body.append(
+                f'<p class="more"><a href="{_href(session.folder, PAGE)}">All {len(session.items)} results of this '
+                "session</a></p>"
+            )
+        body.append("</section>")
+    return _page("kie-mcp gallery", body, "index")
+
+
+def render_session(session: Session) -> bytes:
+    """``outputs/<session>/index.html``: every result of one session, in the order they were made."""
+    credits, quoted = session.credits()
+    facts = [_count(len(session.items), "result")]
+    if credits:
+        facts.append(_credits_text(credits, quoted))
+    body = [
+        f'<header><p class="meta"><a href="{_href("..", PAGE)}">All sessions</a></p>',
+        f'<h1><span class="day">{_e(session.day)}</span> {_e(session.title)}</h1>',
+        f'<p class="summary">{_e(" · ".join(facts))}</p></header>',
+        '<section><div class="grid">',
+        *(_card(item, ()) for item in session.items),
+        "</div></section>",
+    ]
+    return _page(f"{session.title} ({session.day}) · kie-mcp gallery", body, "session")
+
+
+# -- writing -------------------------------------------------------------------------------------------
+
+
+def _write_if_changed(path: Path, data: bytes) -> bool:
+    """Write ``data`` to ``path`` atomically unless it already holds exactly that (a page, not a paid result: no
+    fsync). A symlink at ``path`` is replaced, never followed."""
+    with contextlib.suppress(OSError):
+        if not path.is_symlink() and path.is_file() and path.read_bytes() == data:
+            return False
+    write_bytes_atomic(path, data, durable=False)
+    return True
+
+
+def build(outputs: Path, side: int = THUMBNAIL_SIDE) -> list[str]:
+    """Write every gallery page of ``outputs`` (making missing previews of ``side`` pixels, the ones the tool
+    results show too); return what could not be written.
+
+    Slow (thumbnails, ffmpeg, file reads): call it in a worker thread. Nothing is written when ``outputs`` does not
+    exist. Each page is written on its own, so one failure does not keep the others stale.
+    """
+    outputs = Path(outputs)
+    if not outputs.is_dir():
+        return []
+    sessions = scan(outputs, side, make_previews=True)
+    problems: list[str] = []
+    pages = [(outputs / s.folder / PAGE, lambda s=s: render_session(s)) for s in sessions]
+    pages.append((outputs / PAGE, lambda: render_index(sessions)))
+    for path, render in pages:
+        try:
+            _write_if_changed(path, render())
+        except OSError as err:
+            problems.append(f"The gallery page {path} could not be written ({err.strerror or err}).")
+    return problems
+
+
+@dataclass
+class _Builds:
+    """Coalescing of the builds of one outputs folder: requests are numbered, a build covers every request made
+    before it started."""
+
+    running: threading.Lock = field(default_factory=threading.Lock)
+    requested: int = 0
+    covered: int = 0
+
+
+_builds: dict[Path, _Builds] = {}
+_builds_guard = threading.Lock()
+
+
+def _build_coalesced(outputs: Path, side: int) -> list[str]:
+    key = outputs.absolute()
+    with _builds_guard:
+        state = _builds.setdefault(key, _Builds())
+        state.requested += 1
+        ticket = state.requested
+    with state.running:
+        if state.covered >= ticket:  # a build that started after this request has just finished
+            return []
+        with _builds_guard:
+            covering = state.requested
+        problems = build(outputs, side)
+        state.covered = covering
+        return problems
+
+
+async def refresh(workspace: Path, side: int = THUMBNAIL_SIDE) -> None:
+    """Bring the workspace's gallery up to date, in a worker thread (previews of ``side`` pixels: KIE_PREVIEW_PX).
+    Never raises: the gallery is a convenience, and a generation must not fail because a page could not be written
+    (it is logged instead)."""
+    outputs = Path(workspace) / "outputs"
+    try:
+        problems = await anyio.to_thread.run_sync(_build_coalesced, outputs, side)
+    except Exception:
+        log.exception("The gallery in %s could not be updated; the results themselves are saved.", outputs)
+        return
+    for line in problems:
+        log.warning("%s The results themselves are saved.", line)
+
+
+def read_page(outputs: Path, session: str | None = None, side: int = THUMBNAIL_SIDE) -> str | None:
+    """A gallery page's HTML for the ``kie://outputs/.../index.html`` resources: the written page, or for the
+    workspace's page when none was written yet, one made now from what is on disk (no previews are made).
+    None for a session that is not a plain folder name of ``outputs`` or has no page."""
+    outputs = Path(outputs)
+    if session is not None and (session in ("", ".", "..") or session[:1] == "." or "/" in session or "\\" in session):
+        return None
+    path = outputs / session / PAGE if session is not None else outputs / PAGE
+    try:
+        home = outputs.resolve()
+        real = path.resolve()
+        if real.is_relative_to(home) and real.is_file():
+            return real.read_bytes().decode("utf-8", "replace")
+    except (OSError, RuntimeError, ValueError):
+        return None
+    return render_index(scan(outputs, side)).decode("utf-8") if session is None else None

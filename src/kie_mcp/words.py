@@ -1,0 +1,71 @@
+"""How values and times read for people: one rendering for every error, quote, confirmation, record and sidecar.
+
+Agents send JSON, so a value is shown as JSON shows it (``true``, not Python's ``True``; ``null``, not ``None``),
+cut short so an error never echoes a megabyte back. Every timestamp anyone sees is ISO 8601 in UTC with a ``Z``,
+to the second (``2026-12-02T20:38:03Z``); the journal may keep epoch seconds inside.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+SHOWN_LIMIT = 60  # characters of a value an error repeats back
+
+
+def plain(value: Any, *, quoted: bool = True, limit: int = SHOWN_LIMIT) -> str:
+    """``value`` as JSON writes it (text in double quotes unless ``quoted`` is False), at most ``limit`` characters.
+
+    Numbers read as people write them (``5``, not ``5.0``); NaN and infinities, which JSON cannot carry, as
+    ``NaN``, ``Infinity`` and ``-Infinity``."""
+    text = _render(value, quoted)
+    return text if len(text) <= limit else f"{text[: limit - 3]}... ({len(text)} characters)"
+
+
+def listed(values: Any, *, quoted: bool = False) -> str:
+    """Allowed values for a message: ``std, pro, 4K``."""
+    return ", ".join(plain(v, quoted=quoted) for v in values)
+
+
+def timestamp(moment: float | datetime | None = None) -> str:
+    """ISO 8601 UTC with a ``Z``, to the second: ``moment`` as epoch seconds or a datetime (naive means UTC), or
+    now."""
+    if moment is None:
+        moment = datetime.now(UTC)
+    elif not isinstance(moment, datetime):
+        moment = datetime.fromtimestamp(moment, UTC)
+    elif moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_timestamp(text: str | None) -> datetime | None:
+    """A timestamp written by ``timestamp`` (or any ISO 8601 text; without a zone it is read as UTC), else None."""
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _render(value: Any, quoted: bool) -> str:
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "Infinity" if value > 0 else "-Infinity"
+        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False) if quoted else value
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(", ", ": "), default=str)
+    except (RecursionError, ValueError):  # too deep, or a container holding itself
+        return f"a too deeply nested {'list' if isinstance(value, list | tuple) else type(value).__name__}"

@@ -1,0 +1,276 @@
+"""A minimal MCP Apps host for browser tests: a page that iframes kie-mcp's app and a bridge to the real server.
+
+``AppHost`` serves, on 127.0.0.1:
+- ``/host.html``: ``app_host.html``, the host side of the MCP Apps postMessage protocol;
+- ``/app.html``: the app exactly as the server serves it (``resources/read`` of its ``ui://`` URI through the SDK
+  client), under the CSP the MCP Apps spec makes hosts apply when a resource declares no origins;
+- ``/session/<view>``: the tool input and the real ``CallToolResult`` the host hands the view;
+- ``/rpc``: the view's ``tools/call`` and ``resources/read``, relayed to the server through the same SDK client
+  (so confirmation questions reach that client's elicitation callback, as in a real host);
+- ``/event``: every message the view sends, kept in ``events`` for assertions.
+
+``AppView`` drives one host page in headless Chromium (``tests/browser.py``). The app runs in a sandboxed iframe,
+which Chromium puts in its own process: its DevTools session comes from auto-attaching to the page's frames.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import anyio
+import anyio.abc
+from mcp import Client, MCPError
+from mcp.types import CallToolResult
+
+from kie_mcp.apps import APP_URI
+
+from .browser import Browser, BrowserError, Page
+
+HOST_PAGE = Path(__file__).with_name("app_host.html")
+# The CSP a host applies to an app resource that declares no origins (SEP-1865, "Host Behavior").
+DEFAULT_CSP = (
+    "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; media-src 'self' data:; connect-src 'none'; frame-src 'none'; object-src 'none'; "
+    "base-uri 'self'"
+)
+
+
+def dump(result: Any) -> dict[str, Any]:
+    """A protocol result as it travels over the wire (camelCase, ``_meta``)."""
+    return result.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class AppHost:
+    """The bridge between a host page in the browser and the kie-mcp server (through an SDK client)."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.views: dict[str, dict[str, Any]] = {}
+        self.events: list[dict[str, Any]] = []  # every message the view sent the host
+        self.relayed: list[dict[str, Any]] = []  # every tools/call and resources/read relayed to the server
+        self.html = ""
+        self.url = ""
+
+    def show(self, name: str, tool_input: dict[str, Any], result: CallToolResult) -> str:
+        """Register a view of ``result`` (what the host got for a call with ``tool_input``); its page's URL."""
+        self.views[name] = {"toolInput": tool_input, "toolResult": dump(result)}
+        return f"{self.url}/host.html?view={name}"
+
+    def calls(self, tool: str) -> list[dict[str, Any]]:
+        """The arguments of every ``tools/call`` of ``tool`` the view made."""
+        return [r["params"].get("arguments", {}) for r in self.relayed if r["params"].get("name") == tool]
+
+    def sent(self, method: str) -> list[dict[str, Any]]:
+        """The params of every message of that method the view sent."""
+        return [e.get("params", {}) for e in self.events if e.get("method") == method]
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[AppHost]:
+        read = await self.client.read_resource(APP_URI)
+        self.html = read.contents[0].text
+        listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+        port = listener.extra(anyio.abc.SocketAttribute.local_port)
+        self.url = f"http://127.0.0.1:{port}"
+        async with listener, anyio.create_task_group() as group:
+            group.start_soon(listener.serve, self._serve)
+            try:
+                yield self
+            finally:
+                group.cancel_scope.cancel()
+
+    # -- HTTP, just enough for one browser ---------------------------------------------------------------
+
+    async def _serve(self, stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            try:
+                method, path, body = await _read_request(stream)
+            except (anyio.EndOfStream, anyio.BrokenResourceError, ValueError):
+                return
+            status, kind, payload, headers = await self._answer(method, path, body)
+            head = f"HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {len(payload)}\r\n"
+            head += "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+            head += "Cache-Control: no-store\r\nConnection: close\r\n\r\n"
+            try:
+                await stream.send(head.encode() + payload)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                return
+
+    async def _answer(self, method: str, path: str, body: bytes) -> tuple[str, str, bytes, dict[str, str]]:
+        page = path.split("?", 1)[0]
+        if page == "/host.html":
+            return "200 OK", "text/html; charset=utf-8", HOST_PAGE.read_bytes(), {}
+        if page == "/app.html":
+            return "200 OK", "text/html; charset=utf-8", self.html.encode(), {"Content-Security-Policy": DEFAULT_CSP}
+        if page.startswith("/session/"):
+            view = self.views.get(unquote(page.removeprefix("/session/")))
+            if view is None:
+                return "404 Not Found", "application/json", b"{}", {}
+            return "200 OK", "application/json", json.dumps(view).encode(), {}
+        if page == "/event" and method == "POST":
+            self.events.append(json.loads(body))
+            return "200 OK", "application/json", b"{}", {}
+        if page == "/rpc" and method == "POST":
+            message = json.loads(body)
+            self.relayed.append(message)
+            return "200 OK", "application/json", json.dumps(await self._relay(message)).encode(), {}
+        return "404 Not Found", "text/plain", b"not found", {}
+
+    async def _relay(self, message: dict[str, Any]) -> dict[str, Any]:
+        params = message.get("params") or {}
+        try:
+            if message.get("method") == "tools/call":
+                result = await self.client.call_tool(params["name"], params.get("arguments") or {})
+            elif message.get("method") == "resources/read":
+                result = await self.client.read_resource(params["uri"])
+            else:
+                return {"error": {"message": f"the test host does not relay {message.get('method')}"}}
+        except MCPError as err:
+            return {"error": {"message": str(err)}}
+        return {"result": dump(result)}
+
+
+async def _read_request(stream: anyio.abc.SocketStream) -> tuple[str, str, bytes]:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += await stream.receive(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    method, path, _ = lines[0].split(" ", 2)
+    headers = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines[1:])}
+    length = int(headers.get("content-length") or 0)
+    while len(body) < length:
+        body += await stream.receive(65536)
+    return method, path, body
+
+
+class AppView:
+    """One host page in headless Chromium, with a DevTools session inside the app's (out-of-process) iframe.
+
+    Every method blocks: call them through ``anyio.to_thread.run_sync`` so the bridge keeps serving meanwhile."""
+
+    def __init__(self, browser: Browser, url: str, width: int = 760, height: int = 1100) -> None:
+        self.browser = browser
+        self.page: Page = browser.new_page(width, height)
+        self.page.send("Target.setAutoAttach", {"autoAttach": True, "waitForDebuggerOnStart": False, "flatten": True})
+        self.page.goto(url)
+        self.frame = self._frame_session()
+
+    def _frame_session(self, timeout: float = 15.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for event in self.browser.events("Target.attachedToTarget", self.page.session):
+                info = event.get("targetInfo", {})
+                if info.get("type") == "iframe" and info.get("parentId") == self.page.target:
+                    return event["sessionId"]
+            time.sleep(0.05)
+        raise BrowserError("the app's iframe never appeared")
+
+    def evaluate(self, expression: str) -> Any:
+        """The value of a JavaScript expression inside the app (awaited when it is a promise)."""
+        answer = self.browser.send(
+            "Runtime.evaluate",
+            {"expression": expression, "awaitPromise": True, "returnByValue": True},
+            self.frame,
+        )
+        if "exceptionDetails" in answer:
+            raise BrowserError(f"{expression[:80]!r} threw in the app: {answer['exceptionDetails']}")
+        return answer["result"].get("value")
+
+    def wait_for(self, expression: str, timeout: float = 20.0) -> None:
+        """Poll ``expression`` inside the app until it is truthy (in JavaScript)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = self.evaluate(f"!!({expression})")  # an element would come back as {}
+            if value:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not seen within {timeout:g} s: {expression}; the app shows: {self.text()!r}")
+            time.sleep(0.1)
+
+    def text(self) -> str:
+        return self.evaluate("document.body.innerText")
+
+    def box(self, selector: str) -> dict[str, float]:
+        """Where an element of the app is in the window, scrolled into view (the iframe's place plus its own);
+        ``inner_x``/``inner_y``: its centre in the app's own coordinates."""
+        where = (
+            f"(() => {{ const e = document.querySelector({json.dumps(selector)}); if (!e) return null; "
+            "const r = e.getBoundingClientRect(); return {x: r.x, y: r.y, width: r.width, height: r.height}; })()"
+        )
+        inner, deadline = None, time.monotonic() + 5
+        while True:  # pictures still decoding move things: wait until the element stays put
+            before, inner = inner, self.evaluate(where)
+            if inner is None:
+                raise AssertionError(f"{selector} is not in the app; it shows: {self.text()!r}")
+            if inner == before or time.monotonic() > deadline:
+                break
+            time.sleep(0.15)
+        deadline = time.monotonic() + 5  # the host sizes the frame to the app (ui/notifications/size-changed)
+        while self.page.evaluate("document.getElementById('app').clientHeight") < inner["y"] + inner["height"]:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{selector} lies outside the app's frame: the app never reported its size")
+            time.sleep(0.05)
+        outer = self.page.evaluate(  # the host page scrolls so the element is on screen (the app is not scrolled)
+            f"(() => {{ const f = document.getElementById('app'); "
+            f"scrollTo(0, Math.max(0, f.getBoundingClientRect().y + scrollY + {inner['y']} - 200)); "
+            "const r = f.getBoundingClientRect(); return {x: r.x, y: r.y}; })()"
+        )
+        centre = {"inner_x": inner["x"] + inner["width"] / 2, "inner_y": inner["y"] + inner["height"] / 2}
+        return {**inner, **centre, "x": outer["x"] + inner["x"], "y": outer["y"] + inner["y"]}
+
+    def click(self, selector: str) -> None:
+        """Click an element of the app with the mouse, as a person would (once nothing covers or moves it)."""
+        hits = (
+            f"(() => {{ const e = document.querySelector({json.dumps(selector)}); "
+            "const h = document.elementFromPoint(X, Y); return !!e && !!h && (h === e || e.contains(h)); })()"
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            box = self.box(selector)
+            x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+            on_frame = self.page.evaluate(f"document.elementFromPoint({x}, {y}) === document.getElementById('app')")
+            if on_frame and self.evaluate(hits.replace("X", str(box["inner_x"])).replace("Y", str(box["inner_y"]))):
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{selector} cannot be clicked: something else is at its place")
+            time.sleep(0.1)
+        for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
+            event = {"type": kind, "x": x, "y": y, "button": "left", "clickCount": 1}
+            self.page.send("Input.dispatchMouseEvent", event)
+
+    def type_into(self, selector: str, text: str) -> None:
+        """Focus a field of the app and type ``text`` into it."""
+        self.click(selector)
+        self.browser.send("Input.insertText", {"text": text}, self.frame)  # keys go to the app's own frame
+
+    def screenshot(self) -> bytes:
+        """The host page as a person sees it: the app's frame and what is in it (the window is made tall enough for
+        all of it, since a frame's content outside the window is not drawn)."""
+        self.page.evaluate("scrollTo(0, 0)")
+        where = (
+            "(() => { const r = document.querySelector('.frame').getBoundingClientRect(); "
+            "return {x: r.x - 8, y: r.y - 8, width: r.width + 16, height: r.height + 16}; })()"
+        )
+        box = self.page.evaluate(where)
+        size = self.page.evaluate("[innerWidth, innerHeight]")
+        tall = box["y"] + box["height"] > size[1]
+        if tall:
+            self.page.resize(size[0], int(box["y"] + box["height"]) + 1)
+            time.sleep(0.3)  # let the app's frame draw at the new size
+            box = self.page.evaluate(where)
+        try:
+            params = {"format": "png", "clip": {**box, "scale": 1}}
+            return base64.b64decode(self.page.send("Page.captureScreenshot", params)["data"])
+        finally:
+            if tall:
+                self.page.resize(*size)
+
+    def close(self) -> None:
+        self.page.close()

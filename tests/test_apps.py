@@ -1,0 +1,478 @@
+"""Issue 12, parts 1-3: look, don't read. The results gallery and the approval card for MCP Apps hosts, the same
+results as before for every other host, and previews large enough to judge a still.
+
+Protocol tests drive the server through the SDK client, as a host that declares the MCP Apps extension and as one
+that does not. Browser tests load the app in headless Chromium inside a minimal MCP Apps host (``app_host.html`` and
+``app_host.py``) that relays the app's calls to the real server, and assert what a person sees; screenshots go to
+``tests/artifacts/`` and the card's to ``docs/approval-card.png``. They skip when Chromium is not installed.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client
+from mcp.client import advertise
+from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID
+from PIL import Image
+
+from kie_mcp.apps import APP_URI, CARD_KEY, GALLERY_KEY
+from kie_mcp.config import Settings
+from kie_mcp.media.downloads import poster_path, thumbnail_path
+from kie_mcp.media.stitch import StitchError, find_ffmpeg
+from kie_mcp.server import create_server
+
+from .app_host import AppHost, AppView
+from .browser import save_artifact, spread
+from .conftest import answering, text_of
+
+IMAGE = {"prompt": "A red apple on a wooden table", "model": "nano-banana-2"}  # 8 credits
+VIDEO = {"prompt": "Waves rolling in at dusk, slow dolly forward", "model": "veo3_fast"}  # 60 credits
+BOUND_TOOLS = {"estimate_cost", "generate_image", "generate_video", "check_task", "list_tasks"}
+HOSTILE = "Neon sign <img src=x onerror=\"document.title='pwned'\"><script>document.title='pwned'</script> & more"
+DOCS = Path(__file__).parent.parent / "docs"
+
+
+def has_ffmpeg() -> bool:
+    try:
+        find_ffmpeg()
+    except StitchError:
+        return False
+    return True
+
+
+@pytest.fixture
+def connect_app(settings: Settings, transport: Any, mode: str) -> Callable[..., Any]:
+    """``async with connect_app(**overrides) as client``: a client that declares the MCP Apps extension."""
+
+    @asynccontextmanager
+    async def opener(elicitation: Callable[..., Any] | None = None, **overrides: Any) -> AsyncIterator[Client]:
+        server = create_server(replace(settings, **overrides), transport=transport)
+        apps = advertise(EXTENSION_ID, {"mimeTypes": [APP_MIME_TYPE]})
+        async with Client(server, mode=mode, elicitation_callback=elicitation, extensions=[apps]) as client:
+            yield client
+
+    return opener
+
+
+def still(workspace: Path, name: str = "still.png") -> str:
+    """A picture in the workspace's references/, as a generate call names it."""
+    folder = workspace / "references"
+    folder.mkdir(exist_ok=True)
+    picture = Image.new("RGB", (320, 200), (30, 90, 160))
+    for x in range(0, 320, 40):
+        picture.paste((230, 180, 40), (x, 0, x + 20, 200))
+    picture.save(folder / name)
+    return f"references/{name}"
+
+
+def card_of(result: Any) -> dict[str, Any]:
+    assert result.meta and CARD_KEY in result.meta, text_of(result)
+    return result.meta[CARD_KEY]
+
+
+def ours(meta: dict[str, Any] | None) -> set[str]:
+    """The _meta keys kie-mcp adds for the app."""
+    return set(meta or {}) & {CARD_KEY, GALLERY_KEY}
+
+
+# -- the extension, advertised and bound -------------------------------------------------------------------------
+
+
+async def test_an_apps_host_finds_the_app_and_the_tools_that_show_it(connect_app):
+    async with connect_app() as client:
+        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+        resources = {str(r.uri): r for r in (await client.list_resources()).resources}
+        read = await client.read_resource(APP_URI)
+    bound = {name for name, tool in tools.items() if (tool.meta or {}).get("ui", {}).get("resourceUri") == APP_URI}
+    assert bound >= BOUND_TOOLS  # (and continue_video, whose results are generations too)
+    assert not bound & {"check_credits", "list_models", "upload_file", "stitch_videos"}  # no result to show
+    assert resources[APP_URI].mime_type == APP_MIME_TYPE
+    content = read.contents[0]
+    assert content.mime_type == APP_MIME_TYPE
+    assert content.text.lstrip().lower().startswith("<!doctype html>")
+    assert content.meta["ui"]["csp"] == {}  # no origin declared: the host's restrictive default CSP applies
+    assert "http://" not in content.text and "https://" not in content.text  # nothing from the network, no CDN
+
+
+async def test_a_host_without_apps_gets_the_results_it_always_got(connect, connect_app, controls):
+    async with connect(elicitation=answering()) as plain, connect_app(elicitation=answering()) as app:
+        before = {
+            "estimate": await plain.call_tool("estimate_cost", IMAGE),
+            "image": await plain.call_tool("generate_image", IMAGE),
+        }
+        task_id = before["image"].structured_content["tasks"][0]["task_id"]
+        before["check"] = await plain.call_tool("check_task", {"task_id": task_id})
+        before["list"] = await plain.call_tool("list_tasks", {})
+        with_app = {
+            "estimate": await app.call_tool("estimate_cost", IMAGE),
+            "image": await app.call_tool("generate_image", IMAGE),
+            "check": await app.call_tool("check_task", {"task_id": task_id}),
+            "list": await app.call_tool("list_tasks", {}),
+        }
+    async with connect() as no_forms:  # no forms either: the quote comes back to be approved in the chat
+        asked = await no_forms.call_tool("generate_image", {**IMAGE, "prompt": "a green pear"})
+    assert asked.structured_content["status"] == "confirmation_required"
+    assert not ours(asked.meta)
+    for name, result in before.items():
+        assert not ours(result.meta), name  # nothing for an app the host cannot show
+        # the same blocks, in the same order, as an apps host gets: text, then each saved file's link and preview
+        assert [b.type for b in result.content] == [b.type for b in with_app[name].content], name
+        assert set(result.structured_content) == set(with_app[name].structured_content), name
+    assert [b.type for b in before["image"].content] == ["text", "resource_link", "image"]
+    assert ours(with_app["estimate"].meta) == {CARD_KEY} and ours(with_app["list"].meta) == {GALLERY_KEY}
+    assert len(await controls.creates()) == 2
+
+
+# -- the approval card -----------------------------------------------------------------------------------------
+
+
+async def test_the_card_shows_cost_caps_model_settings_and_input_pictures(connect_app, tmp_path):
+    picture = still(tmp_path)
+    request = {**VIDEO, "images": [picture], "aspect_ratio": "16:9"}
+    async with connect_app(elicitation=answering(), max_credits_per_day=400) as client:
+        await client.call_tool("generate_image", IMAGE)  # 8 credits spent today
+        estimate = await client.call_tool("estimate_cost", request)
+    card = card_of(estimate)
+    quote = estimate.structured_content["quote"]
+    assert card["tool"] == "generate_video" and card["arguments"] == request
+    assert (card["quote_id"], card["credits"], card["usd"]) == (quote["quote_id"], 60, quote["usd_total"])
+    assert (card["spent_today"], card["max_credits_per_day"], card["max_credits_per_call"]) == (8, 400, 600)
+    assert card["model"] == {"id": "veo3_fast", "title": card["model"]["title"], "kind": "video"}
+    assert ["aspect_ratio", "16:9"] in card["settings"]
+    assert card["prompt"].startswith(VIDEO["prompt"])
+    [shown] = card["inputs"]
+    assert shown["name"] == "still.png" and shown["src"].startswith("data:image/")
+    assert card["confirm"] == "form"  # this host shows the server's own confirmation form
+
+
+async def test_a_card_over_a_cap_says_so(connect_app):
+    async with connect_app(max_credits_per_call=50) as client:
+        estimate = await client.call_tool("estimate_cost", VIDEO)
+    card = card_of(estimate)
+    assert card["cap_problem"] and "50" in card["cap_problem"]
+
+
+@pytest.mark.parametrize(("action", "creates"), [("accept", 1), ("decline", 0)])
+async def test_approve_on_a_host_with_forms_is_answered_by_the_server_s_own_question(
+    connect_app, controls, action, creates
+):
+    """Approve makes the card's call without the quote: the unchanged gate then asks the person in the host's form,
+    which the model cannot answer. Only that answer spends."""
+    seen: list[str] = []
+    async with connect_app(elicitation=answering(action=action, seen=seen)) as client:
+        card = card_of(await client.call_tool("estimate_cost", IMAGE))
+        assert "quote_id" not in card["arguments"]
+        result = await client.call_tool(card["tool"], card["arguments"])  # what the Approve button sends
+    assert len(seen) == 1 and "8 credits" in seen[0]
+    assert len(await controls.creates()) == creates
+    assert result.structured_content["status"] == ("completed" if creates else "declined")
+
+
+async def test_approve_on_a_host_without_forms_spends_the_quote_once(connect_app, controls):
+    """A host that cannot show forms approves in the chat with the quote_id, as before; the card's Approve passes
+    that same quote, which the model holds anyway: one create, never a second."""
+    async with connect_app() as client:
+        asked = await client.call_tool("generate_image", IMAGE)
+        card = card_of(asked)
+        assert asked.structured_content["status"] == "confirmation_required" and card["confirm"] == "quote"
+        approved = {**card["arguments"], "quote_id": card["quote_id"]}
+        first = await client.call_tool(card["tool"], approved)
+        again = await client.call_tool(card["tool"], approved)
+    assert first.structured_content["status"] == "completed"
+    assert again.structured_content["status"] == "confirmation_required"  # the quote was used up
+    assert len(await controls.creates()) == 1
+
+
+async def test_a_card_s_quote_cannot_buy_a_different_request(connect_app, controls):
+    async with connect_app() as client:
+        card = card_of(await client.call_tool("estimate_cost", IMAGE))
+        widened = {**card["arguments"], "variations": 3, "quote_id": card["quote_id"]}
+        result = await client.call_tool(card["tool"], widened)
+    assert result.structured_content["status"] == "confirmation_required"
+    assert await controls.creates() == []
+
+
+async def test_the_gallery_data_names_each_task_s_prompt(connect_app):
+    async with connect_app(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", IMAGE)
+        task_id = made.structured_content["tasks"][0]["task_id"]
+        listed = await client.call_tool("list_tasks", {})
+        checked = await client.call_tool("check_task", {"task_id": task_id})
+    for result in (made, listed, checked):
+        assert result.meta[GALLERY_KEY]["prompts"][task_id] == IMAGE["prompt"]
+
+
+# -- previews the agent can judge (part 3) ---------------------------------------------------------------------
+
+
+def big_jpeg(path: Path, size: tuple[int, int] = (2400, 1600)) -> None:
+    picture = Image.new("RGB", size, (200, 40, 40))
+    picture.paste((20, 20, 20), (size[0] // 3, size[1] // 3, size[0] // 2, size[1] // 2))
+    picture.save(path, format="JPEG", quality=90)
+    later = path.stat().st_mtime + 10  # newer than any preview kept before, whatever the clock's resolution
+    os.utime(path, (later, later))
+
+
+def image_blocks(result: Any) -> list[Image.Image]:
+    import base64
+
+    return [Image.open(io.BytesIO(base64.b64decode(b.data))) for b in result.content if b.type == "image"]
+
+
+@pytest.mark.parametrize(("overrides", "side"), [({}, 768), ({"preview_px": 512}, 512)])
+async def test_the_agent_sees_a_still_large_enough_to_check_it(connect, tmp_path, overrides, side):
+    async with connect(elicitation=answering(), **overrides) as client:
+        made = await client.call_tool("generate_image", IMAGE)
+        task = made.structured_content["tasks"][0]
+        saved = tmp_path / task["files"][0]
+        big_jpeg(saved)  # as a real 2400 x 1600 result would be
+        checked = await client.call_tool("check_task", {"task_id": task["task_id"]})
+    [preview] = image_blocks(checked)
+    assert max(preview.size) == side and preview.size[0] / preview.size[1] == pytest.approx(1.5, abs=0.01)
+    assert thumbnail_path(saved, "image/jpeg", side).is_file()  # kept beside the image, made once
+
+
+def test_the_preview_size_is_a_setting(tmp_path):
+    assert Settings.load({"KIE_WORKSPACE": str(tmp_path)}).preview_px == 768
+    assert Settings.load({"KIE_WORKSPACE": str(tmp_path), "KIE_PREVIEW_PX": "1024"}).preview_px == 1024
+    assert Settings.load({"KIE_WORKSPACE": str(tmp_path), "KIE_PREVIEW_PX": "8"}).preview_px == 64
+    broken = Settings.load({"KIE_WORKSPACE": str(tmp_path), "KIE_PREVIEW_PX": "big"})
+    assert broken.config_error and "KIE_PREVIEW_PX" in broken.config_error
+
+
+@pytest.mark.skipif(not has_ffmpeg(), reason="no ffmpeg: install the video extra (imageio-ffmpeg)")
+async def test_a_video_result_carries_a_poster_frame_made_once(connect, tmp_path):
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_video", {**VIDEO, "wait_seconds": 20})
+        task = made.structured_content["tasks"][0]
+        kept = poster_path(tmp_path / task["files"][0], 768)
+        made_at = kept.stat().st_mtime_ns
+        checked = await client.call_tool("check_task", {"task_id": task["task_id"]})
+    assert [b.type for b in made.content] == ["text", "resource_link", "image"]
+    [poster] = image_blocks(made)
+    assert poster.format == "JPEG" and max(poster.size) <= 768
+    assert max(Image.open(kept).convert("L").getextrema()) > 0  # a real frame, not black
+    assert [b.type for b in checked.content] == ["text", "resource_link", "image"]
+    assert kept.stat().st_mtime_ns == made_at  # read back, not made again
+
+
+# -- in a real browser -----------------------------------------------------------------------------------------
+
+
+async def in_browser(function: Callable[..., Any], *args: Any) -> Any:
+    """Run a blocking browser step in a worker thread, so the host's bridge keeps serving the app meanwhile."""
+    return await anyio.to_thread.run_sync(function, *args)
+
+
+PICTURES = """(async () => {
+  const images = [...document.querySelectorAll('.media img, .inputs img')];
+  await Promise.all(images.map(i => i.decode().catch(() => null)));
+  return images.map(i => {
+    const canvas = document.createElement('canvas');
+    canvas.width = i.naturalWidth; canvas.height = i.naturalHeight;
+    const g = canvas.getContext('2d');
+    if (!canvas.width) return {width: 0, height: 0, spread: 0};
+    g.drawImage(i, 0, 0);
+    const data = g.getImageData(0, 0, canvas.width, canvas.height).data;
+    let sum = 0, squares = 0, n = 0;
+    for (let p = 0; p < data.length; p += 16) {
+      const v = (data[p] + data[p + 1] + data[p + 2]) / 3;
+      sum += v; squares += v * v; n++;
+    }
+    const mean = sum / n;
+    return {width: i.naturalWidth, height: i.naturalHeight, spread: Math.sqrt(squares / n - mean * mean),
+            shown: i.getBoundingClientRect().width};
+  });
+})()"""
+
+PLAYABLE = """(async () => {
+  const video = document.querySelector('.media video');
+  const deadline = Date.now() + 15000;
+  const loading = () => (!video.src || video.readyState < 1) && !video.error;
+  while (loading() && Date.now() < deadline) await new Promise(r => setTimeout(r, 50));
+  video.muted = true;
+  let played = null;
+  try { await video.play(); played = true; } catch (err) { played = String(err); }
+  while (video.currentTime < 0.2 && Date.now() < deadline) await new Promise(r => setTimeout(r, 20));
+  video.pause();
+  return {readyState: video.readyState, error: video.error && video.error.code, played, time: video.currentTime,
+          duration: video.duration, poster: video.poster.slice(0, 16), src: video.src.slice(0, 16)};
+})()"""
+
+
+def assert_pictures_are_seen(view: AppView, count: int) -> None:
+    pictures = view.evaluate(PICTURES)
+    assert len(pictures) == count, pictures
+    for picture in pictures:
+        assert picture["width"] > 0 and picture["height"] > 0, pictures  # decoded, not a broken image
+        assert picture["spread"] > 10, pictures  # a real picture, not a flat colour
+        assert picture["shown"] >= 200, pictures  # at a useful size
+
+
+@pytest.mark.parametrize("mode", ["legacy"])  # the gallery does not depend on the protocol era: one browser run
+async def test_in_a_browser_the_gallery_shows_the_pictures_and_plays_the_video_as_it_finishes(
+    connect_app, controls, browser
+):
+    async with connect_app(elicitation=answering()) as client:
+        images_call = {**IMAGE, "variations": 2}
+        images = await client.call_tool("generate_image", images_call)
+        video_call = {**VIDEO, "wait_seconds": 0}
+        video = await client.call_tool("generate_video", video_call)
+        assert video.structured_content["tasks"][0]["state"] != "succeeded"  # still running when the call returned
+        video_id = video.structured_content["tasks"][0]["task_id"]
+        async with AppHost(client).running() as host:
+            gallery = await in_browser(AppView, browser, host.show("images", images_call, images))
+            try:
+                await in_browser(gallery.wait_for, "document.querySelectorAll('.tile').length === 2")
+                await in_browser(assert_pictures_are_seen, gallery, 2)
+                shown = await in_browser(gallery.text)
+                assert "nano-banana-2" in shown and IMAGE["prompt"] in shown and "quoted 8" in shown
+                assert "Make a video from this still" in shown
+                save_artifact("app-gallery-images.png", await in_browser(gallery.screenshot))
+            finally:
+                await in_browser(gallery.close)
+
+            clip = await in_browser(AppView, browser, host.show("video", video_call, video))
+            try:
+                # the tile follows the task through the host (check_task) until the clip is there, then plays it
+                await in_browser(clip.wait_for, "document.querySelector('.media video')")
+                played = await in_browser(clip.evaluate, PLAYABLE)
+                assert played["readyState"] >= 1 and played["error"] is None, played
+                assert played["played"] is True and played["time"] > 0, played
+                assert played["src"].startswith("data:video/mp4")  # through resources/read, as a data URL
+                if has_ffmpeg():
+                    assert played["poster"].startswith("data:image/jpeg")  # the poster frame from the result
+                await in_browser(clip.wait_for, "document.querySelector('.state').textContent === 'succeeded'")
+                save_artifact("app-gallery-video.png", await in_browser(clip.screenshot))
+            finally:
+                await in_browser(clip.close)
+    assert {"task_id": video_id, "wait_seconds": 20} in host.calls("check_task")
+    assert all(call["params"]["uri"].startswith("kie://outputs/") for call in host.relayed if "uri" in call["params"])
+    assert len(await controls.creates()) == 3  # two images and a video: the gallery itself spent nothing
+
+
+@pytest.mark.parametrize(("action", "creates"), [("accept", 1), ("decline", 0)])
+async def test_in_a_browser_the_card_shows_the_cost_and_approve_reaches_the_gate(
+    connect_app, controls, browser, tmp_path, mode, action, creates
+):
+    seen: list[str] = []
+    picture = still(tmp_path)
+    request = {**VIDEO, "images": [picture], "aspect_ratio": "16:9"}
+    async with connect_app(elicitation=answering(action=action, seen=seen), max_credits_per_day=400) as client:
+        if action == "accept":  # something spent today, for the bar
+            await client.call_tool("generate_image", IMAGE)
+        before = len(await controls.creates())
+        estimate = await client.call_tool("estimate_cost", request)
+        async with AppHost(client).running() as host:
+            card = await in_browser(AppView, browser, host.show("card", request, estimate))
+            try:
+                await in_browser(card.wait_for, "document.querySelector('.card .approve')")
+                shown = await in_browser(card.text)
+                assert "60 credits" in shown and "about $0.30" in shown and "Veo 3.1 Fast" in shown
+                assert "spent today" in shown and "daily cap 400" in shown
+                assert "aspect_ratio: 16:9" in shown and VIDEO["prompt"] in shown
+                [input_picture] = await in_browser(card.evaluate, PICTURES)
+                assert input_picture["width"] > 0 and input_picture["spread"] > 10  # the still, as a picture
+                shot = await in_browser(card.screenshot)
+                save_artifact(f"app-card-{mode}-{action}.png", shot)
+                assert spread(shot) > 10
+                card_png = DOCS / "approval-card.png"  # the README's picture: made when missing or asked for
+                if (
+                    action == "accept"
+                    and mode == "auto"
+                    and (os.environ.get("KIE_UPDATE_DOCS") or not card_png.exists())
+                ):
+                    DOCS.mkdir(exist_ok=True)
+                    card_png.write_bytes(shot)
+                await in_browser(card.click, ".card .approve")
+                done = "document.querySelector('.gallery') || document.querySelector('.notice')"
+                await in_browser(card.wait_for, done)
+                after = await in_browser(card.text)
+                save_artifact(f"app-card-{mode}-{action}-after.png", await in_browser(card.screenshot))
+            finally:
+                await in_browser(card.close)
+    assert host.calls("generate_video") == [request]  # the card asked for exactly the quoted request, no quote
+    assert len(seen) == (2 if action == "accept" else 1)  # ... and the server asked the person itself
+    assert len(await controls.creates()) - before == creates
+    assert ("1 result" in after) if creates else ("declined" in after.lower())
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_decline_tells_the_assistant_and_spends_nothing(connect_app, controls, browser):
+    async with connect_app() as client:
+        asked = await client.call_tool("generate_image", IMAGE)  # a host without forms: the quote comes back
+        quote_id = card_of(asked)["quote_id"]
+        async with AppHost(client).running() as host:
+            card = await in_browser(AppView, browser, host.show("decline", IMAGE, asked))
+            try:
+                await in_browser(card.wait_for, "document.querySelector('.card .decline')")
+                await in_browser(card.click, ".card .decline")
+                await in_browser(card.wait_for, "document.body.innerText.includes('Nothing was spent')")
+            finally:
+                await in_browser(card.close)
+    [message] = host.sent("ui/message")
+    assert message["role"] == "user" and quote_id in message["content"][0]["text"]
+    assert "decline" in message["content"][0]["text"]
+    assert host.calls("generate_image") == []
+    assert await controls.creates() == []
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_a_still_becomes_a_video_through_the_quote_and_its_approval(connect_app, controls, browser):
+    """On a host without forms: the still's "Make a video" prices the clip (estimate_cost), the card shows it, and
+    Approve spends that quote once."""
+    async with connect_app() as client:
+        asked = await client.call_tool("generate_image", IMAGE)
+        approved = {**IMAGE, "quote_id": asked.structured_content["quote"]["quote_id"]}
+        made = await client.call_tool("generate_image", approved)
+        saved = made.structured_content["tasks"][0]["files"][0]
+        async with AppHost(client).running() as host:
+            view = await in_browser(AppView, browser, host.show("still", approved, made))
+            try:
+                await in_browser(view.wait_for, "document.querySelector('.actions .btn:nth-child(2)')")
+                await in_browser(view.click, ".actions .btn:nth-child(2)")  # Make a video from this still
+                await in_browser(view.type_into, ".follow-up textarea", "The apple rolls slowly off the table")
+                await in_browser(view.click, ".follow-up .price")
+                await in_browser(view.wait_for, "document.querySelector('.nested .card .approve')")
+                shown = await in_browser(view.text)
+                assert "60 credits" in shown
+                await in_browser(view.click, ".nested .card .approve")
+                await in_browser(view.wait_for, "document.querySelector('.nested .gallery')")
+                save_artifact("app-still-to-video.png", await in_browser(view.screenshot))
+            finally:
+                await in_browser(view.close)
+    [estimate] = host.calls("estimate_cost")
+    assert estimate == {"model": "veo3_fast", "prompt": "The apple rolls slowly off the table", "images": [saved]}
+    [generate] = host.calls("generate_video")
+    assert generate["images"] == [saved] and generate["quote_id"].startswith("q_")
+    video_creates = [c for c in await controls.creates() if c["path"] == "/api/v1/veo/generate"]
+    assert len(video_creates) == 1
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_a_hostile_prompt_is_only_text(connect_app, browser):
+    async with connect_app(elicitation=answering()) as client:
+        call = {**IMAGE, "prompt": HOSTILE}
+        made = await client.call_tool("generate_image", call)
+        async with AppHost(client).running() as host:
+            view = await in_browser(AppView, browser, host.show("hostile", call, made))
+            try:
+                await in_browser(view.wait_for, "document.querySelector('.prompt')")
+                prompt = await in_browser(view.evaluate, "document.querySelector('.prompt').textContent")
+                title = await in_browser(view.evaluate, "document.title")
+                planted = await in_browser(
+                    view.evaluate, "document.querySelectorAll('img[src=\"x\"], .tile script').length"
+                )
+            finally:
+                await in_browser(view.close)
+    assert prompt == HOSTILE  # shown as the words it is
+    assert title == "kie-mcp" and planted == 0  # nothing in it became markup or ran

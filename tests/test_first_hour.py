@@ -1,0 +1,314 @@
+"""The first hour with kie-mcp: the sandbox keeps to itself, saved files can be found, and a broken setting is
+explained by every tool instead of killing the server.
+
+Everything goes through the SDK ``Client`` in both protocol eras (the ``connect`` and ``mode`` fixtures); the
+process-level promises (the console script started from a source checkout, or with a broken setting) run the
+installed ``kie-mcp`` over real stdio.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client, MCPError, StdioServerParameters
+from PIL import Image
+
+from kie_mcp.catalog.live import cache_path
+from kie_mcp.cli import _catalog_sync
+from kie_mcp.config import ConfigError, Settings, sandbox_area, user_data_dir
+from kie_mcp.media.downloads import sniff_mime
+from kie_mcp.sandbox import SANDBOX_API_KEY, SandboxTransport, SimConfig, Simulator
+from kie_mcp.server import create_server
+
+from .conftest import answering, text_of
+
+IMAGE = {"prompt": "A red apple on a wooden table", "model": "nano-banana-2"}  # 8 credits
+VIDEO = {"prompt": "Waves at dusk", "model": "veo3_fast"}
+EDIT = {"prompt": "make it blue", "model": "google/nano-banana-edit"}
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def sandboxed(settings: Settings, transport: SandboxTransport, mode: str) -> Any:
+    """``async with sandboxed(**overrides) as client``: a ``--sandbox`` server (``Settings.for_sandbox``) on this
+    test's workspace and simulator."""
+
+    @asynccontextmanager
+    async def opener(**overrides: Any) -> AsyncIterator[Client]:
+        server = create_server(replace(settings.for_sandbox(), **overrides), transport=transport)
+        async with Client(server, mode=mode, elicitation_callback=answering()) as client:
+            yield client
+
+    return opener
+
+
+def first_text(result: Any) -> str:
+    return result.content[0].text
+
+
+# -- sandbox isolation ------------------------------------------------------------------------------------------
+
+
+async def test_sandbox_spend_never_counts_against_the_real_daily_cap(connect, sandboxed):
+    async with sandboxed() as client:
+        simulated = await client.call_tool("generate_image", IMAGE)
+        assert simulated.structured_content["status"] == "completed", text_of(simulated)
+        assert (await client.call_tool("check_credits", {})).structured_content["spent_today"] == 8
+    async with connect(elicitation=answering(), max_credits_per_day=10) as client:
+        credits = (await client.call_tool("check_credits", {})).structured_content
+        estimate = (await client.call_tool("estimate_cost", IMAGE)).structured_content
+        assert credits["spent_today"] == 0
+        assert estimate["within_caps"], estimate["cap_problem"]  # 0 + 8 <= 10: the sandbox's 8 do not count
+        await client.call_tool("generate_image", IMAGE)  # a real 8 credits do count
+        again = (await client.call_tool("estimate_cost", IMAGE)).structured_content
+    assert not again["within_caps"] and "cap" in again["cap_problem"]
+
+
+async def test_sandbox_and_real_tasks_never_appear_in_each_others_lists(connect, sandboxed, tmp_path):
+    async with connect(elicitation=answering()) as client:
+        real = (await client.call_tool("generate_image", IMAGE)).structured_content["tasks"][0]
+    async with sandboxed() as client:
+        simulated = (await client.call_tool("generate_image", IMAGE)).structured_content["tasks"][0]
+        sandbox_list = (await client.call_tool("list_tasks", {})).structured_content
+        sandbox_resource = json.loads((await client.read_resource("kie://tasks")).contents[0].text)
+    async with connect() as client:
+        real_list = (await client.call_tool("list_tasks", {})).structured_content
+        real_resource = json.loads((await client.read_resource("kie://tasks")).contents[0].text)
+    assert [t["task_id"] for t in real_list["tasks"]] == [real["task_id"]]
+    assert [t["task_id"] for t in real_resource["tasks"]] == [real["task_id"]]
+    assert [t["task_id"] for t in sandbox_list["tasks"]] == [simulated["task_id"]]
+    assert [t["task_id"] for t in sandbox_resource["tasks"]] == [simulated["task_id"]]
+    # Their files and journals are apart too: the sandbox keeps everything in <workspace>/sandbox/.
+    assert (tmp_path / real["files"][0]).is_file()
+    assert (sandbox_area(tmp_path) / simulated["files"][0]).is_file()
+    assert not (tmp_path / simulated["files"][0]).exists()
+    assert (sandbox_area(tmp_path) / ".kie-mcp").is_dir() and (sandbox_area(tmp_path) / "logs").is_dir()
+
+
+async def test_every_sandbox_result_says_so_in_its_text(sandboxed, tmp_path):
+    async with sandboxed() as client:
+        results = {
+            "list_models": await client.call_tool("list_models", {"kind": "image"}),
+            "estimate_cost": await client.call_tool("estimate_cost", IMAGE),
+            "generate_image": await client.call_tool("generate_image", IMAGE),
+            "check_credits": await client.call_tool("check_credits", {}),
+            "list_tasks": await client.call_tool("list_tasks", {}),
+        }
+        task_id = results["generate_image"].structured_content["tasks"][0]["task_id"]
+        results["check_task"] = await client.call_tool("check_task", {"task_id": task_id})
+        instructions = client.instructions or ""
+    for name, result in results.items():
+        assert not result.is_error, (name, text_of(result))
+        assert first_text(result).startswith("[sandbox] "), name
+    assert "SANDBOX" in instructions and str(sandbox_area(tmp_path)) in instructions
+
+
+async def test_the_sandbox_reads_inputs_and_references_of_the_real_workspace(sandboxed, tmp_path):
+    """Reference images stay where the user keeps them; the sandbox reads them by absolute path."""
+    reference = tmp_path / "references" / "products" / "bottle.png"
+    reference.parent.mkdir(parents=True)
+    Image.new("RGB", (1200, 1200), (20, 120, 200)).save(reference, "PNG")
+    (tmp_path / "MASTER_CONTEXT.md").write_text("# Brand: Acme Cold Brew\n")
+    async with sandboxed() as client:
+        listed = {str(r.uri): r for r in (await client.list_resources()).resources}
+        master = (await client.read_resource("kie://workspace/MASTER_CONTEXT.md")).contents[0].text
+        made = await client.call_tool("generate_image", {**EDIT, "images": [str(reference)]})
+    described = listed["kie://workspace/references/products/bottle.png"].description or ""
+    assert str(reference) in described
+    assert "Acme Cold Brew" in master
+    assert made.structured_content["status"] == "completed", text_of(made)
+
+
+async def test_catalog_sync_in_the_sandbox_leaves_the_real_cache_alone(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("KIE_WORKSPACE", str(tmp_path))
+    monkeypatch.delenv("KIE_API_KEY", raising=False)
+    transport = SandboxTransport(Simulator(SimConfig(speed=1000.0)))
+    assert await _run_in_thread(_catalog_sync, [], sandbox=True, transport=transport) == 0
+    assert cache_path(sandbox_area(tmp_path)).is_file()
+    assert not cache_path(tmp_path).exists()
+    assert str(sandbox_area(tmp_path)) in capsys.readouterr().out
+
+
+async def _run_in_thread(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """``fn`` runs its own event loop (``anyio.run``), so it cannot run on this test's."""
+    import functools
+
+    import anyio
+
+    return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
+
+
+# -- files people can find ------------------------------------------------------------------------------------
+
+
+async def test_results_name_every_saved_file_by_absolute_path_and_file_uri(connect, tmp_path):
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", IMAGE)
+        task_id = made.structured_content["tasks"][0]["task_id"]
+        checked = await client.call_tool("check_task", {"task_id": task_id})
+        listed = await client.call_tool("list_tasks", {})
+    for result in (made, checked, listed):
+        [saved] = result.structured_content["saved_files"]
+        where = tmp_path / saved["path"]
+        assert where.is_file()
+        assert saved["absolute_path"] == str(where) and Path(saved["absolute_path"]).is_absolute()
+        assert saved["file_uri"] == where.as_uri() and saved["file_uri"].startswith("file:///")
+        assert saved["resource_uri"] == f"kie://outputs/{saved['path'].removeprefix('outputs/')}"
+        assert saved["task_id"] == task_id
+        assert saved["absolute_path"] in first_text(result) and saved["file_uri"] in first_text(result)
+    link = next(block for block in made.content if block.type == "resource_link")
+    assert str(tmp_path / made.structured_content["saved_files"][0]["path"]) in (link.description or "")
+
+
+async def test_saved_files_are_served_with_their_real_mime_type(connect, tmp_path):
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", IMAGE)
+        submitted = await client.call_tool("generate_video", VIDEO)
+        video_id = submitted.structured_content["tasks"][0]["task_id"]
+        finished = await client.call_tool("check_task", {"task_id": video_id, "wait_seconds": 10})
+        links = [b for r in (made, finished) for b in r.content if b.type == "resource_link"]
+        reads = {str(link.uri): await client.read_resource(link.uri) for link in links}
+        image = made.structured_content["tasks"][0]
+        sidecar = f"kie://outputs/{image['files'][0].removeprefix('outputs/').rsplit('_', 1)[0]}.json"
+        side = (await client.read_resource(sidecar)).contents[0]
+    assert len(links) == 2, text_of(finished)
+    for link in links:
+        content = reads[str(link.uri)].contents[0]
+        on_disk = (tmp_path / "outputs" / str(link.uri).removeprefix("kie://outputs/")).read_bytes()
+        assert content.mime_type == sniff_mime(on_disk[:64]) == link.mime_type
+    kinds = {reads[str(link.uri)].contents[0].mime_type for link in links}
+    assert kinds & {"image/jpeg", "image/png"} and "video/mp4" in kinds
+    assert side.mime_type == "application/json" and json.loads(side.text)["task_id"] == image["task_id"]
+
+
+async def test_check_credits_and_instructions_name_the_workspace(connect, tmp_path):
+    async with connect() as client:
+        instructions = client.instructions or ""
+        credits = await client.call_tool("check_credits", {})
+    assert f"Workspace: {tmp_path}" in instructions
+    assert credits.structured_content["workspace"] == str(tmp_path)
+    assert str(tmp_path) in first_text(credits)
+    assert SANDBOX_API_KEY not in instructions + first_text(credits)
+
+
+def test_the_source_checkout_is_never_the_workspace(tmp_path):
+    checkout = tmp_path / "kie-mcp"
+    checkout.mkdir()
+    (checkout / "MASTER_CONTEXT.md").write_text("# template\n")
+    (checkout / "pyproject.toml").write_text('[project]\nname = "kie-mcp"\nversion = "0"\n')
+    settings = Settings.from_env({}, cwd=checkout)
+    assert settings.workspace == user_data_dir()
+    assert "source checkout" in settings.workspace_reason
+    assert Settings.from_env({}, cwd=ROOT).workspace != ROOT  # this very checkout
+    assert Settings.from_env({"KIE_WORKSPACE": str(checkout)}, cwd=tmp_path).workspace == checkout  # asked for
+
+
+def test_a_users_folder_with_master_context_and_a_pyproject_is_still_the_workspace(tmp_path):
+    (tmp_path / "MASTER_CONTEXT.md").write_text("# brand\n")
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "my-shop"\n')
+    settings = Settings.from_env({}, cwd=tmp_path)
+    assert settings.workspace == tmp_path.resolve()
+    assert "MASTER_CONTEXT.md" in settings.workspace_reason
+
+
+def console_script() -> str:
+    script = shutil.which("kie-mcp", path=str(Path(sys.executable).parent))
+    assert script, "the kie-mcp console script is not installed beside this Python"
+    return script
+
+
+@pytest.mark.stdio
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_started_from_the_checkout_the_server_uses_and_names_the_per_user_folder(mode, tmp_path):
+    """``uv run --directory /path/to/checkout kie-mcp``: the checkout does not fill up with outputs."""
+    home = tmp_path / "home"
+    params = StdioServerParameters(
+        command=console_script(),
+        args=["--sandbox"],
+        cwd=str(ROOT),
+        env={"HOME": str(home), "XDG_DATA_HOME": str(home / "data"), "KIE_CATALOG_SYNC": "off"},
+    )
+    async with Client(params, mode=mode, read_timeout_seconds=60) as client:
+        credits = await client.call_tool("check_credits", {})
+    expected = sandbox_area(home / "data" / "kie-mcp")
+    assert credits.structured_content["workspace"] == str(expected), text_of(credits)
+    assert (expected / ".kie-mcp").is_dir()
+
+
+# -- a broken setting -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["abc", "nan", "inf", "-inf", "1e999", "-5"])
+def test_a_broken_cap_never_means_no_cap_or_the_default_cap(value, tmp_path):
+    env = {"KIE_WORKSPACE": str(tmp_path), "KIE_MAX_CREDITS_PER_DAY": value, "KIE_API_KEY": "k"}
+    settings = Settings.load(env, cwd=tmp_path)
+    assert settings.config_error and "KIE_MAX_CREDITS_PER_DAY" in settings.config_error
+    assert (settings.max_credits_per_day, settings.max_credits_per_call, settings.auto_approve_credits) == (0, 0, 0)
+    assert "restart" in (settings.config_problem or "")
+    with pytest.raises(ConfigError, match="KIE_MAX_CREDITS_PER_DAY"):
+        Settings.from_env(env, cwd=tmp_path)
+
+
+def test_every_broken_setting_is_named_at_once(tmp_path):
+    env = {"KIE_WORKSPACE": str(tmp_path), "KIE_MAX_CREDITS_PER_CALL": "lots", "KIE_DOWNLOAD": "sometimes"}
+    problem = Settings.load(env, cwd=tmp_path).config_error or ""
+    assert "KIE_MAX_CREDITS_PER_CALL" in problem and "KIE_DOWNLOAD" in problem
+
+
+async def test_a_broken_setting_leaves_the_server_up_and_every_tool_explains(transport, controls, mode, tmp_path):
+    env = {"KIE_WORKSPACE": str(tmp_path), "KIE_API_KEY": SANDBOX_API_KEY, "KIE_MAX_CREDITS_PER_DAY": "abc"}
+    settings = replace(Settings.load(env, cwd=tmp_path), base_url="http://api.kie.test")
+    calls = {
+        "estimate_cost": IMAGE,
+        "generate_image": IMAGE,
+        "generate_video": VIDEO,
+        "check_task": {"task_id": "task-1"},
+        "check_credits": {},
+        "list_models": {},
+        "list_tasks": {},
+        "upload_file": {"path": "nothing.png"},
+        "stitch_videos": {"clips": ["task-1"]},
+        "continue_video": {"task_id": "task-1", "operation": "extend"},
+    }
+    async with Client(create_server(settings, transport=transport), mode=mode, elicitation_callback=answering()) as c:
+        names = {tool.name for tool in (await c.list_tools()).tools}
+        results = {name: await c.call_tool(name, arguments) for name, arguments in calls.items()}
+        models = (await c.read_resource("kie://models")).contents[0].text
+        prompts = (await c.list_prompts()).prompts
+        with pytest.raises(MCPError, match="KIE_MAX_CREDITS_PER_DAY"):
+            await c.read_resource("kie://tasks")
+        instructions = c.instructions or ""
+    assert names == set(calls), "every tool must be tried: give a new tool its arguments in calls"
+    for name, result in results.items():
+        assert result.is_error, name
+        said = text_of(result)
+        assert "KIE_MAX_CREDITS_PER_DAY='abc' is not a number" in said and "restart" in said, (name, said)
+        assert SANDBOX_API_KEY not in said
+    assert "veo3_fast" in models and prompts  # the catalogue and the workflows still read
+    assert "KIE_MAX_CREDITS_PER_DAY" in instructions
+    assert (await controls.get("requests"))["requests"] == []  # nothing reached KIE
+    assert not (tmp_path / ".kie-mcp").exists()  # no journal opened, nothing written
+
+
+@pytest.mark.stdio
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_a_broken_setting_does_not_kill_the_console_script(mode, tmp_path):
+    """Before: exit code 2 before the handshake, and the host saw only "Connection closed"."""
+    params = StdioServerParameters(
+        command=console_script(),
+        env={"KIE_WORKSPACE": str(tmp_path), "KIE_MAX_CREDITS_PER_DAY": "abc", "KIE_API_KEY": "sk-not-used"},
+    )
+    async with Client(params, mode=mode, read_timeout_seconds=60) as client:
+        tools = (await client.list_tools()).tools
+        result = await client.call_tool("estimate_cost", IMAGE)
+    assert {"generate_image", "check_credits"} <= {tool.name for tool in tools}
+    assert result.is_error and "KIE_MAX_CREDITS_PER_DAY" in text_of(result) and "restart" in text_of(result)
+    assert "sk-not-used" not in text_of(result)

@@ -1,0 +1,512 @@
+"""Issue 13: follow-ups KIE sells on a finished video (continue_video): extend, 1080p and 4K versions, upscale, and
+chains that remember where each clip came from.
+
+Every test drives the server through the real MCP client in both protocol eras against the simulator, and counts
+what reached KIE's endpoints: one approval buys exactly one create, waits are never spends, a repeated 4K request
+is never charged twice.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kie_mcp.catalog import load_catalog
+from kie_mcp.journal import Journal, journal_path
+from kie_mcp.sandbox import SANDBOX_API_KEY
+
+from .conftest import answering, confirmed_and_replayed, text_of
+
+VEO = {"prompt": "slow push-in on waves at dusk, gulls overhead", "model": "veo3_fast"}
+RUNWAY = {"prompt": "a paper boat drifting down a rain gutter", "model": "runway-video"}
+GROK = {"prompt": "a cat jumps onto a sunny windowsill", "model": "grok-imagine/text-to-video", "resolution": "720p"}
+KLING = {"prompt": "a skateboarder kicks up at golden hour", "model": "kling-3.0/video"}
+IMAGE = {"prompt": "a red apple on a wooden table", "model": "nano-banana-2"}
+HD_PATH = "/api/v1/veo/get-1080p-video"
+UHD_PATH = "/api/v1/veo/get-4k-video"
+VEO_EXTEND = "/api/v1/veo/extend"
+RUNWAY_EXTEND = "/api/v1/runway/extend"
+MARKET = "/api/v1/jobs/createTask"
+CATALOG = load_catalog()
+FOLLOWUPS = sorted(spec.id for spec in CATALOG.offered() if spec.followup is not None)
+
+
+async def finished(client: Any, arguments: dict[str, Any]) -> str:
+    """Make a clip and wait for it: the source of a follow-up."""
+    made = await client.call_tool("generate_video", arguments)
+    assert not made.is_error, text_of(made)
+    task_id = made.structured_content["tasks"][0]["task_id"]
+    done = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 30})
+    assert done.structured_content["task"]["state"] == "succeeded", text_of(done)
+    return task_id
+
+
+async def follow(client: Any, task_id: str) -> dict[str, Any]:
+    done = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 40})
+    assert not done.is_error, text_of(done)
+    return done.structured_content["task"]
+
+
+async def requests_to(controls: Any, path: str) -> list[dict[str, Any]]:
+    return [r for r in (await controls.get("requests"))["requests"] if r["path"] == path]
+
+
+async def spent_today(client: Any) -> float:
+    return (await client.call_tool("check_credits", {})).structured_content["spent_today"]
+
+
+async def balance(controls: Any) -> float:
+    return (await controls.get("state"))["balances"]["default"]
+
+
+def kie_auth() -> dict[str, str]:
+    return {"Authorization": f"Bearer {SANDBOX_API_KEY}"}
+
+
+# -- extend ------------------------------------------------------------------------------------------------------
+
+
+async def test_extending_a_veo_clip_sends_one_create_and_the_journal_keeps_the_chain(connect, controls, tmp_path):
+    seen: list[str] = []
+    async with connect(elicitation=answering(seen=seen)) as client:
+        source = await finished(client, VEO)
+        extended = await client.call_tool(
+            "continue_video", {"task_id": source, "operation": "extend", "prompt": "the tide rolls in over the sand"}
+        )
+        assert extended.structured_content["status"] == "submitted", text_of(extended)
+        task = extended.structured_content["tasks"][0]
+        done = await follow(client, task["task_id"])
+        listed = await client.call_tool("list_tasks", {})
+    assert "60 credits" in seen[-1] and source in seen[-1]  # asked, with the catalogue's price for a Fast extension
+    assert (task["parent_task_id"], task["operation"]) == (source, "extend")
+    [create] = await requests_to(controls, VEO_EXTEND)
+    assert create["body"]["taskId"] == source and create["body"]["model"] == "fast"
+    assert create["body"]["prompt"] == "the tide rolls in over the sand"
+    # The extended task's whole video is in fullResultUrls: it comes first, and it is what is saved first.
+    assert done["state"] == "succeeded" and done["result_urls"][0].endswith("/full-0.mp4")
+    assert done["files"][0].endswith("_1.mp4") and len(done["files"]) == 2
+    sidecar = json.loads(next((tmp_path / "outputs").rglob(f"*{done['task_id']}.json")).read_text())
+    assert (sidecar["parent_task_id"], sidecar["operation"]) == (source, "extend")
+    assert f"(extend of {source})" in text_of(listed)
+    rows = {t["task_id"]: t for t in listed.structured_content["tasks"]}
+    assert rows[done["task_id"]]["parent_task_id"] == source
+
+
+async def test_extend_without_a_prompt_sends_kies_required_prompt_at_the_clips_own_tier(connect, controls):
+    seen: list[str] = []
+    async with connect(elicitation=answering(seen=seen)) as client:
+        source = await finished(client, {**VEO, "model": "veo3_lite"})
+        extended = await client.call_tool("continue_video", {"task_id": source, "operation": "extend"})
+    assert extended.structured_content["status"] == "submitted", text_of(extended)
+    [create] = await requests_to(controls, VEO_EXTEND)
+    assert create["body"]["model"] == "lite" and create["body"]["prompt"].startswith("The scene continues")
+    assert "30 credits" in seen[-1]  # the Lite extension's own price
+
+
+async def test_runway_extend_keeps_the_quality_and_its_unknown_price_is_reserved_then_measured(connect, controls):
+    seen: list[str] = []
+    async with connect(elicitation=answering(seen=seen)) as client:
+        source = await finished(client, {**RUNWAY, "resolution": "1080p"})
+        before = await spent_today(client)
+        extended = await client.call_tool(
+            "continue_video",
+            {"task_id": source, "operation": "extend", "prompt": "it tips over a grate", "max_credits": 40},
+        )
+        task = extended.structured_content["tasks"][0]
+        assert await spent_today(client) == before + 40  # an unknown price reserves its ceiling
+        await follow(client, task["task_id"])
+        done = await client.call_tool(
+            "continue_video",
+            {"task_id": task["task_id"], "operation": "extend", "prompt": "and sails on", "wait_seconds": 40},
+        )
+    assert "UP TO 40 credits" in seen[1], seen[1]
+    assert task["parent_task_id"] == source
+    creates = await requests_to(controls, RUNWAY_EXTEND)
+    assert [c["body"]["quality"] for c in creates] == ["1080p", "1080p"]  # the source's quality carries over
+    assert creates[1]["body"]["taskId"] == task["task_id"] and creates[1]["body"]["callBackUrl"] == ""
+    finished_task = done.structured_content["tasks"][0]
+    assert finished_task["state"] == "succeeded", text_of(done)
+    assert finished_task["credits_charged"] == 30  # measured from the balance: the simulator's 5 s 1080p price
+
+
+async def test_grok_extend_is_priced_by_the_source_resolution_and_charged_as_quoted(connect, controls):
+    async with connect(elicitation=answering()) as client:
+        source = await finished(client, GROK)
+        estimate = await client.call_tool(
+            "estimate_cost", {"task_id": source, "operation": "extend", "prompt": "it curls up", "duration": 10}
+        )
+        quote = estimate.structured_content["quote"]
+        extended = await client.call_tool(
+            "continue_video",
+            {
+                "task_id": source,
+                "operation": "extend",
+                "prompt": "it curls up",
+                "duration": 10,
+                "quote_id": quote["quote_id"],
+                "wait_seconds": 40,
+            },
+        )
+    assert quote["credits_total"] == 30 and "source.resolution=720p" in quote["breakdown"]
+    task = extended.structured_content["tasks"][0]
+    assert task["state"] == "succeeded" and task["credits_charged"] == 30, text_of(extended)
+    [create] = [r for r in await requests_to(controls, MARKET) if r["body"]["model"] == "grok-imagine/extend"]
+    assert create["body"]["input"] == {"task_id": source, "prompt": "it curls up", "extend_at": 0, "extend_times": "10"}
+
+
+# -- 1080p: waits are not spends -----------------------------------------------------------------------------------
+
+
+async def test_veo_1080p_processing_is_a_wait_charged_once(connect, controls):
+    await controls.post("config", {"hd_blank_seconds": 20})  # KIE's other "not yet": "record result data is blank"
+    async with connect(elicitation=answering()) as client:
+        source = await finished(client, VEO)
+        paid = await balance(controls)
+        hd = await client.call_tool("continue_video", {"task_id": source, "operation": "hd", "wait_seconds": 40})
+        again = await client.call_tool("continue_video", {"task_id": source, "operation": "hd"})
+        spent = await spent_today(client)
+    result = hd.structured_content
+    assert result["status"] == "completed", text_of(hd)
+    task = result["tasks"][0]
+    assert task["task_id"] == f"{source}-1080p" and task["parent_task_id"] == source and task["operation"] == "hd"
+    assert task["result_urls"][0].endswith("/1080p-0.mp4") and task["files"]
+    asks = await requests_to(controls, HD_PATH)
+    assert len(asks) >= 2  # asked again while KIE prepared it ...
+    assert paid - await balance(controls) == 5  # ... and charged once
+    assert spent == 60 + 5
+    assert again.structured_content["tasks"][0]["task_id"] == task["task_id"]  # made once per clip: returned
+    assert "Nothing new was requested or charged" in text_of(again)
+    assert len(await requests_to(controls, HD_PATH)) == len(asks)  # not even asked again
+
+
+# -- 4K: a repeated request is never charged twice ------------------------------------------------------------------
+
+
+async def test_4k_asked_again_while_processing_returns_the_same_task_and_spends_once(connect, controls):
+    seen: list[str] = []
+    async with connect(elicitation=answering(seen=seen)) as client:
+        source = await finished(client, VEO)
+        first = await client.call_tool("continue_video", {"task_id": source, "operation": "4k"})
+        spent = await spent_today(client)
+        second = await client.call_tool("continue_video", {"task_id": source, "operation": "4k"})
+        estimate = await client.call_tool("estimate_cost", {"task_id": source, "operation": "4k"})
+        done = await follow(client, first.structured_content["tasks"][0]["task_id"])
+        spent_after = await spent_today(client)
+    uhd = first.structured_content["tasks"][0]["task_id"]
+    assert second.structured_content["tasks"][0]["task_id"] == uhd
+    assert len(await requests_to(controls, UHD_PATH)) == 1
+    assert len(seen) == 2  # the clip and the first 4K: the repeat asked nobody
+    assert spent == spent_after == 60 + 120
+    assert "already has this" in text_of(estimate)
+    assert done["state"] == "succeeded" and done["result_urls"] and done["parent_task_id"] == source
+
+
+async def test_a_4k_kie_already_has_is_followed_and_not_charged_again(connect, controls):
+    async with connect(elicitation=answering()) as client:
+        source = await finished(client, VEO)
+        # Someone else (another tool, kie.ai) asked for this clip's 4K version: KIE answers our request with 422.
+        made = (await controls.http.post(UHD_PATH, json={"taskId": source, "index": 0}, headers=kie_auth())).json()
+        before, paid = await spent_today(client), await balance(controls)
+        result = await client.call_tool("continue_video", {"task_id": source, "operation": "4k"})
+        after = await spent_today(client)
+        done = await follow(client, made["data"]["taskId"])
+    task = result.structured_content["tasks"][0]
+    assert task["task_id"] == made["data"]["taskId"] and task["credits_reserved"] == 0, text_of(result)
+    assert "KIE already had this task" in text_of(result)
+    assert after == before and await balance(controls) == paid  # reserved, then refunded; KIE charged nothing
+    assert done["state"] == "succeeded" and done["result_urls"]
+
+
+async def test_a_4k_kie_already_generated_yields_its_result(connect, controls):
+    async with connect(elicitation=answering()) as client:
+        source = await finished(client, VEO)
+        made = (await controls.http.post(UHD_PATH, json={"taskId": source, "index": 0}, headers=kie_auth())).json()
+        await controls.post("clock/advance", {"seconds": 700})
+        paid = await balance(controls)
+        result = await client.call_tool("continue_video", {"task_id": source, "operation": "4k", "wait_seconds": 40})
+    answer = (await requests_to(controls, UHD_PATH))[-1]
+    assert answer["body"] == {"taskId": source, "index": 0}
+    task = result.structured_content["tasks"][0]
+    assert task["task_id"] == made["data"]["taskId"] and task["state"] == "succeeded", text_of(result)
+    assert task["files"] and await balance(controls) == paid
+
+
+# -- upscale and hd of other families ------------------------------------------------------------------------------
+
+
+async def test_grok_hd_is_its_upscale_priced_by_the_source_resolution(connect, controls):
+    seen: list[str] = []
+    async with connect(elicitation=answering(seen=seen)) as client:
+        source = await finished(client, GROK)
+        hd = await client.call_tool("continue_video", {"task_id": source, "operation": "hd", "wait_seconds": 40})
+    task = hd.structured_content["tasks"][0]
+    assert task["state"] == "succeeded" and task["model"] == "grok-imagine/upscale", text_of(hd)
+    assert "20 credits" in seen[-1]  # 720p -> 1080p
+    [create] = [r for r in await requests_to(controls, MARKET) if r["body"]["model"] == "grok-imagine/upscale"]
+    assert create["body"]["input"] == {"task_id": source}
+
+
+async def test_upscale_sends_the_saved_clip_of_any_video_to_topaz(connect, controls):
+    seen: list[str] = []
+    async with connect(elicitation=answering(seen=seen)) as client:
+        source = await finished(client, KLING)
+        upscaled = await client.call_tool(
+            "continue_video", {"task_id": source, "operation": "upscale", "resolution": "4", "wait_seconds": 40}
+        )
+    task = upscaled.structured_content["tasks"][0]
+    assert task["state"] == "succeeded" and task["model"] == "topaz/video-upscale", text_of(upscaled)
+    assert "Spend 28 credits" in seen[-1] and "the saved file outputs/" in seen[-1]  # 14 credits/s x 2 s measured
+    [create] = [r for r in await requests_to(controls, MARKET) if r["body"]["model"] == "topaz/video-upscale"]
+    assert create["body"]["input"]["upscale_factor"] == "4"
+    assert "/files/uploads/" in create["body"]["input"]["video_url"]  # the saved file, uploaded after approval
+
+
+# -- refusals: nothing sent, nobody asked, the error names the argument and what to do -----------------------------
+
+
+async def test_a_task_that_is_still_running_is_refused_with_what_to_do(connect, controls):
+    seen: list[str] = []
+    async with connect(elicitation=answering(seen=seen)) as client:
+        made = await client.call_tool("generate_video", VEO)
+        task_id = made.structured_content["tasks"][0]["task_id"]
+        refused = await client.call_tool("continue_video", {"task_id": task_id, "operation": "extend"})
+        estimate = await client.call_tool("estimate_cost", {"task_id": task_id, "operation": "4k"})
+    for result in (refused, estimate):
+        assert result.is_error
+        text = text_of(result)
+        assert "- task_id: " in text and "still" in text and f"check_task(task_id='{task_id}'" in text, text
+    assert len(seen) == 1 and await requests_to(controls, VEO_EXTEND) == []
+
+
+async def test_a_task_of_the_wrong_family_is_refused_naming_what_fits(connect, controls):
+    async with connect(elicitation=answering()) as client:
+        source = await finished(client, KLING)
+        uhd = await client.call_tool("continue_video", {"task_id": source, "operation": "4k"})
+        extend = await client.call_tool("continue_video", {"task_id": source, "operation": "extend"})
+        wrong_model = await client.call_tool(
+            "continue_video", {"task_id": source, "operation": "upscale", "model": "veo/get-4k-video"}
+        )
+    text = text_of(uhd)
+    assert uhd.is_error and "- operation: " in text and "Veo 3.1" in text and "Kling 3.0" in text, text
+    assert "operation=upscale (model=topaz/video-upscale)" in text
+    assert extend.is_error and "operation=upscale" in text_of(extend)
+    assert wrong_model.is_error and "- model: " in text_of(wrong_model)
+    assert [r for r in await requests_to(controls, MARKET) if r["body"]["model"] != KLING["model"]] == []
+
+
+async def test_an_image_a_failed_task_and_an_unknown_id_are_refused(connect, controls):
+    async with connect(elicitation=answering()) as client:
+        image = (await client.call_tool("generate_image", IMAGE)).structured_content["tasks"][0]["task_id"]
+        made = await client.call_tool("generate_video", VEO)
+        failed = made.structured_content["tasks"][0]["task_id"]
+        await controls.post(f"tasks/{failed}", {"state": "fail", "fail_msg": "upstream timeout"})
+        await follow(client, failed)
+        results = [
+            await client.call_tool("continue_video", {"task_id": task_id, "operation": "upscale"})
+            for task_id in (image, failed, "no-such-task")
+        ]
+    assert all(r.is_error for r in results)
+    assert "is an image" in text_of(results[0]) and "topaz/image-upscale" in text_of(results[0])
+    assert "failed" in text_of(results[1]) and "no video to continue" in text_of(results[1])
+    assert "KIE knows no task 'no-such-task'" in text_of(results[2])
+
+
+async def test_a_clip_older_than_kie_keeps_it_is_refused(connect, controls, settings):
+    async with connect(elicitation=answering()) as client:
+        source = await finished(client, VEO)
+        journal = Journal(journal_path(settings.workspace))
+        row = journal.task_row(source)
+        record = json.loads(row["record"])
+        record["created_at"] = time.time() - 15 * 86400
+        journal.execute("UPDATE tasks SET record = ? WHERE task_id = ?", json.dumps(record), source)
+        journal.close()
+        refused = await client.call_tool("continue_video", {"task_id": source, "operation": "extend"})
+    assert refused.is_error and "15 days ago" in text_of(refused) and "KIE keeps a task 14 days" in text_of(refused)
+    assert await requests_to(controls, VEO_EXTEND) == []
+
+
+async def test_a_veo_clip_upgraded_to_1080p_cannot_be_extended(connect, controls):
+    async with connect(elicitation=answering()) as client:
+        source = await finished(client, VEO)
+        await client.call_tool("continue_video", {"task_id": source, "operation": "hd", "wait_seconds": 40})
+        refused = await client.call_tool("continue_video", {"task_id": source, "operation": "extend"})
+    assert refused.is_error and "after its 1080p version" in text_of(refused), text_of(refused)
+    assert await requests_to(controls, VEO_EXTEND) == []
+
+
+async def test_a_clip_made_at_1080p_has_no_separate_1080p_version(connect, controls):
+    async with connect(elicitation=answering()) as client:
+        source = await finished(client, {**VEO, "resolution": "1080p"})
+        refused = await client.call_tool("continue_video", {"task_id": source, "operation": "hd"})
+    assert refused.is_error and "already made at 1080p" in text_of(refused)
+    assert await requests_to(controls, HD_PATH) == []
+
+
+async def test_generate_video_refuses_a_follow_up_model_and_points_to_continue_video(connect, controls):
+    async with connect(elicitation=answering()) as client:
+        refused = await client.call_tool(
+            "generate_video", {"prompt": "more", "model": "veo/extend", "options": {"taskId": "x"}}
+        )
+        no_model = await client.call_tool("estimate_cost", {"prompt": "waves"})
+        half = await client.call_tool("estimate_cost", {"task_id": "x"})
+    assert refused.is_error and "continue_video(task_id=..., operation='extend')" in text_of(refused)
+    assert no_model.is_error and "needs model" in text_of(no_model)
+    assert half.is_error and "operation is missing" in text_of(half)
+    assert await controls.creates() == []
+
+
+# -- the gate: quotes, single use, no question without a form ------------------------------------------------------
+
+
+async def test_an_approved_quote_buys_exactly_one_create(connect, controls):
+    async with connect(elicitation=answering()) as client:
+        source = await finished(client, VEO)
+    async with connect() as client:  # a client that cannot show forms
+        asked = await client.call_tool("continue_video", {"task_id": source, "operation": "extend", "prompt": "dusk"})
+        quote = asked.structured_content["quote"]
+        arguments = {"task_id": source, "operation": "extend", "prompt": "dusk", "quote_id": quote["quote_id"]}
+        done = await client.call_tool("continue_video", arguments)
+        replay = await client.call_tool("continue_video", arguments)
+        changed = await client.call_tool("continue_video", {**arguments, "prompt": "night"})
+    assert asked.structured_content["status"] == "confirmation_required" and quote["credits_total"] == 60
+    assert "call continue_video again" in text_of(asked)
+    assert done.structured_content["status"] == "submitted", text_of(done)
+    assert replay.structured_content["status"] == "confirmation_required"  # a quote is good for one request, once
+    assert changed.structured_content["status"] == "confirmation_required"  # and for that exact request only
+    assert len(await requests_to(controls, VEO_EXTEND)) == 1
+
+
+async def test_a_replayed_confirmation_of_a_follow_up_never_creates_it_twice(connect, controls, mode):
+    if mode != "auto":
+        pytest.skip("only the 2026-07-28 era carries the confirmation inside a retried request")
+    async with connect(elicitation=answering()) as client:
+        source = await finished(client, VEO)
+        arguments = {"task_id": source, "operation": "extend", "prompt": "night falls"}
+        done, again = await confirmed_and_replayed(client, "continue_video", arguments)
+    task_id = done.structured_content["tasks"][0]["task_id"]
+    assert done.structured_content["status"] == "submitted", text_of(done)
+    assert [t["task_id"] for t in again.structured_content["tasks"]] == [task_id]  # the earlier result
+    assert "already used" in text_of(again)
+    assert len(await requests_to(controls, VEO_EXTEND)) == 1
+
+
+async def test_a_follow_up_that_may_have_reached_kie_is_not_resubmitted(connect, controls):
+    async with connect(elicitation=answering()) as client:
+        source = await finished(client, VEO)
+        await controls.fault("create", kind="drop_after_create")
+        result = await client.call_tool("continue_video", {"task_id": source, "operation": "extend"})
+        listed = await client.call_tool("list_tasks", {})
+    assert result.structured_content["status"] == "unknown", text_of(result)
+    assert "NOT resubmitted" in text_of(result)
+    assert listed.structured_content["unknown_creates"] == 1
+    assert len(await requests_to(controls, VEO_EXTEND)) == 1
+
+
+# -- chains: stitch_videos takes one in order ---------------------------------------------------------------------
+
+
+async def test_stitch_videos_joins_a_chain_of_extensions_in_order(connect, controls):
+    async with connect(elicitation=answering()) as client:
+        source = await finished(client, RUNWAY)
+        first = await client.call_tool(
+            "continue_video",
+            {"task_id": source, "operation": "extend", "max_credits": 30, "wait_seconds": 40},
+        )
+        one = first.structured_content["tasks"][0]["task_id"]
+        second = await client.call_tool(
+            "continue_video", {"task_id": one, "operation": "extend", "max_credits": 30, "wait_seconds": 40}
+        )
+        two = second.structured_content["tasks"][0]["task_id"]
+        chain = await client.call_tool("stitch_videos", {"clips": [two], "chain": True, "output_name": "chain"})
+        veo = await finished(client, VEO)
+        whole = await client.call_tool("continue_video", {"task_id": veo, "operation": "extend", "wait_seconds": 40})
+        extended = whole.structured_content["tasks"][0]["task_id"]
+        twice = await client.call_tool(
+            "stitch_videos", {"clips": [extended, extended], "chain": True, "output_name": "veo"}
+        )
+    assert not chain.is_error, text_of(chain)
+    assert "Joined 3 clip(s)" in text_of(chain)  # the first clip, then each extension's new part
+    assert chain.structured_content["duration"] > 5
+    # Veo's extended video already holds the clip it continues: its chain is that one video.
+    assert not twice.is_error and "Joined 2 clip(s)" in text_of(twice), text_of(twice)
+
+
+# -- the journal ---------------------------------------------------------------------------------------------------
+
+
+def test_an_older_journal_gains_the_parent_column_and_keeps_its_tasks(tmp_path: Path):
+    path = journal_path(tmp_path)
+    path.parent.mkdir(parents=True)
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE tasks (task_id TEXT PRIMARY KEY, attempt_id TEXT, model TEXT NOT NULL, state TEXT NOT NULL,"
+        " prompt TEXT, session TEXT, record TEXT NOT NULL, created REAL NOT NULL, updated REAL NOT NULL);"
+        "INSERT INTO tasks VALUES ('old', NULL, 'veo3_fast', 'succeeded', 'waves', NULL, '{}', 1, 1);"
+    )
+    db.commit()
+    db.close()
+    journal = Journal(path)
+    journal.save_task("{}", task_id="new", model="veo/extend", state="queued", parent_task_id="old")
+    assert [r["task_id"] for r in journal.children("old")] == ["new"]
+    assert [r["task_id"] for r in journal.chain("new")] == ["new", "old"]
+    assert journal.task_row("old")["prompt"] == "waves"
+    journal.close()
+
+
+# -- every follow-up in the catalogue, generically ----------------------------------------------------------------
+
+
+def source_arguments(model_id: str) -> dict[str, Any]:
+    """A clip a follow-up model takes, from its data: its first source model, made with minimal arguments."""
+    spec = CATALOG.get(model_id)
+    first = next(p for p in spec.followup.parents if p == "*" or CATALOG.get(p).followup is None)
+    if first == "*":
+        return VEO
+    arguments = {"prompt": "a calm test scene", "model": first}
+    if first == "runway-video":
+        arguments["prompt"] = RUNWAY["prompt"]
+    return arguments
+
+
+@pytest.mark.parametrize("model_id", FOLLOWUPS)
+async def test_every_follow_up_continues_a_clip_of_its_first_source(connect, controls, model_id):
+    spec = CATALOG.get(model_id)
+    async with connect(elicitation=answering(), max_credits_per_call=10_000, max_credits_per_day=100_000) as client:
+        source = await finished(client, source_arguments(model_id))
+        arguments = {"task_id": source, "operation": spec.followup.operation, "model": model_id, "wait_seconds": 40}
+        if spec.price is None:
+            arguments["max_credits"] = 100
+        result = await client.call_tool("continue_video", arguments)
+    task = result.structured_content["tasks"][0]
+    assert task["state"] == "succeeded" and task["result_urls"], text_of(result)
+    assert task["model"] == model_id and task["parent_task_id"] == source
+    creates = await controls.creates()
+    assert len(creates) == (1 if spec.family == "veo-1080p" else 2)  # the source, and exactly one follow-up
+
+
+# -- the simulator's follow-up jobs answer as KIE does ----------------------------------------------------------
+
+
+async def test_the_simulator_refuses_a_grok_follow_up_of_a_wrong_or_unfinished_source(controls, sim):
+    async def create(body: dict[str, Any]) -> dict[str, Any]:
+        return (await controls.http.post(MARKET, json=body, headers=kie_auth())).json()
+
+    grok = await create({"model": GROK["model"], "input": {"prompt": "a cat", "aspect_ratio": "9:16"}})
+    veo = (await controls.http.post("/api/v1/veo/generate", json={"prompt": "waves"}, headers=kie_auth())).json()
+    paid = await balance(controls)
+    early = await create({"model": "grok-imagine/upscale", "input": {"task_id": grok["data"]["taskId"]}})
+    sim.advance(400)
+    wrong = await create({"model": "grok-imagine/upscale", "input": {"task_id": veo["data"]["taskId"]}})
+    unknown = await create({"model": "grok-imagine/upscale", "input": {"task_id": "nope"}})
+    assert (early["code"], early["msg"]) == (422, "record status is not success")
+    assert wrong["code"] == 422 and "only takes tasks of" in wrong["msg"]
+    assert (unknown["code"], unknown["msg"]) == (422, "recordInfo is null")
+    assert await balance(controls) == paid  # refused before any charge
+    upscaled = await create({"model": "grok-imagine/upscale", "input": {"task_id": grok["data"]["taskId"]}})
+    assert upscaled["code"] == 200
+    assert await balance(controls) == paid - 30  # 480p source -> 1080p, as KIE bills it

@@ -1,0 +1,253 @@
+"""The gallery of saved results: outputs/index.html and a page per session, written after every saved result, seen
+in a real browser (headless Chromium, skipped when it is not installed)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from datetime import date
+from pathlib import Path
+
+import anyio
+import pytest
+
+from kie_mcp.media.downloads import poster_path
+
+from .browser import Page, save_artifact, spread
+from .conftest import answering, text_of
+
+TODAY = f"{date.today():%Y-%m-%d}"
+HOSTILE = "Neon sign <script>document.title='pwned'</script><img src=x onerror=\"document.title='pwned'\"> & more"
+IMAGE = {"prompt": "A red apple on a wooden table", "model": "nano-banana-2"}
+VIDEO = {"prompt": "Waves at dusk, slow dolly", "model": "veo3_fast", "wait_seconds": 20}
+
+
+async def make_results(client) -> dict[str, dict]:
+    """Two images (one with a hostile prompt) in one session and a video in another, all saved."""
+    made = {
+        "apple": await client.call_tool("generate_image", {**IMAGE, "session": "Spring Launch"}),
+        "hostile": await client.call_tool("generate_image", {**IMAGE, "prompt": HOSTILE, "session": "Spring Launch"}),
+        "video": await client.call_tool("generate_video", {**VIDEO, "session": "Teaser"}),
+    }
+    tasks = {}
+    for name, result in made.items():
+        task = result.structured_content["tasks"][0]
+        assert task["files"], text_of(result)
+        tasks[name] = task
+    return tasks
+
+
+def page_of(workspace: Path, session: str | None = None) -> str:
+    folder = workspace / "outputs" / (f"{TODAY}-{session}" if session else "")
+    return (folder / "index.html").read_text(encoding="utf-8")
+
+
+# -- the pages -----------------------------------------------------------------------------------------
+
+
+async def test_the_gallery_shows_every_saved_result_by_session_with_prompt_model_and_credits(
+    connect, tmp_path, settings
+):
+    async with connect(elicitation=answering()) as client:
+        tasks = await make_results(client)
+        listed = await client.call_tool("list_tasks", {})
+        index_resource = await client.read_resource("kie://outputs/index.html")
+        session_resource = await client.read_resource(f"kie://outputs/{TODAY}-spring-launch/index.html")
+    index = page_of(tmp_path)
+    spring, teaser = page_of(tmp_path, "spring-launch"), page_of(tmp_path, "teaser")
+    for name, task in tasks.items():
+        file_name = Path(task["files"][0]).name
+        folder = Path(task["files"][0]).parent.name
+        assert f'href="{folder}/{file_name}"' in index, name  # relative links: works from file:// and when moved
+        assert f'href="{file_name}"' in (teaser if name == "video" else spring), name
+    assert index.index("teaser") < index.index("spring launch") or TODAY not in index  # newest session first
+    assert "A red apple on a wooden table" in index and "Waves at dusk, slow dolly" in spring + teaser + index
+    assert "nano-banana-2" in index and "veo3_fast" in index
+    assert "8 credits" in index and "60 credits" in index
+    assert 'poster="' in teaser  # ffmpeg (a dev dependency) made a poster for the video
+    assert poster_path(tmp_path / tasks["video"]["files"][0], settings.preview_px).is_file()
+    assert "https://" not in index and "http://" not in index  # nothing from the network: no CDN, no KIE links
+
+    # list_tasks says where the gallery is, as a path and as a file:// URI
+    gallery = tmp_path / "outputs" / "index.html"
+    assert listed.structured_content["gallery"] == str(gallery)
+    assert listed.structured_content["gallery_uri"] == gallery.as_uri()
+    assert str(gallery) in text_of(listed) and gallery.as_uri() in text_of(listed)
+
+    # ... and the pages are resources, served as HTML
+    assert index_resource.contents[0].mime_type == "text/html"
+    assert index_resource.contents[0].text == index
+    assert session_resource.contents[0].mime_type == "text/html"
+    assert session_resource.contents[0].text == spring
+
+
+async def test_a_prompt_with_html_and_script_is_shown_as_text(connect, tmp_path):
+    async with connect(elicitation=answering()) as client:
+        await client.call_tool("generate_image", {**IMAGE, "prompt": HOSTILE, "session": "Spring Launch"})
+    for page in (page_of(tmp_path), page_of(tmp_path, "spring-launch")):
+        assert "&lt;script&gt;document.title=&#x27;pwned&#x27;&lt;/script&gt;" in page
+        assert "<script" not in page.lower()  # the page has no script at all, and the prompt cannot add one
+        assert "onerror=" not in page.replace("onerror=&quot;", "")  # only as escaped text
+        assert "script-src 'none'" in page  # and a policy that would stop one anyway
+
+
+async def test_the_gallery_is_up_to_date_after_a_burst_of_results(connect, tmp_path):
+    sessions = ["one", "two", "three", "four"]
+    async with connect(elicitation=answering()) as client, anyio.create_task_group() as group:
+        for session in sessions:
+            request = {**IMAGE, "prompt": f"{IMAGE['prompt']}, take {session}", "session": session}
+            group.start_soon(client.call_tool, "generate_image", request)
+    index = page_of(tmp_path)
+    for session in sessions:
+        assert f'href="{TODAY}-{session}/index.html"' in index
+        assert "nano-banana-2_" in page_of(tmp_path, session)
+    assert index.count('<figure class="card image">') == len(sessions)
+
+
+async def test_a_stitched_video_joins_its_session_page_without_a_prompt(connect, tmp_path):
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_video", {**VIDEO, "session": "Teaser"})
+        task_id = made.structured_content["tasks"][0]["task_id"]
+        joined = await client.call_tool("stitch_videos", {"clips": [task_id, task_id], "session": "Teaser"})
+    assert not joined.is_error, text_of(joined)
+    teaser = page_of(tmp_path, "teaser")
+    assert 'href="stitched-2-clips.mp4"' in teaser and "No prompt recorded" in teaser
+    assert teaser.count('<figure class="card video">') == 2
+    assert f'href="{TODAY}-teaser/stitched-2-clips.mp4"' in page_of(tmp_path)
+
+
+async def test_a_gallery_that_cannot_be_written_does_not_fail_the_generation(connect, tmp_path, caplog):
+    (tmp_path / "outputs" / "index.html").mkdir(parents=True)  # a folder squats where the page goes
+    caplog.set_level(logging.WARNING, logger="kie_mcp.media.gallery")
+    async with connect(elicitation=answering()) as client:
+        result = await client.call_tool("generate_image", {**IMAGE, "session": "Spring Launch"})
+        listed = await client.call_tool("list_tasks", {})
+    assert result.structured_content["status"] == "completed", text_of(result)
+    saved = result.structured_content["tasks"][0]["files"]
+    assert saved and (tmp_path / saved[0]).is_file()
+    assert "nano-banana-2_" in page_of(tmp_path, "spring-launch")  # the other pages are still written
+    assert any("gallery" in record.getMessage() and "index.html" in record.getMessage() for record in caplog.records)
+    assert listed.structured_content["gallery"] is None  # no page to point at
+    assert "Traceback" not in text_of(result)
+
+
+async def test_without_a_saved_result_there_is_no_gallery_and_the_resource_says_so(connect, tmp_path):
+    async with connect(elicitation=answering(), download=False) as client:
+        await client.call_tool("generate_image", IMAGE)
+        listed = await client.call_tool("list_tasks", {})
+        read = await client.read_resource("kie://outputs/index.html")
+    assert not (tmp_path / "outputs").exists()
+    assert listed.structured_content["gallery"] is None and "Gallery" not in text_of(listed)
+    assert read.contents[0].mime_type == "text/html"
+    assert "No saved results yet" in read.contents[0].text
+
+
+# -- in a real browser ---------------------------------------------------------------------------------
+
+
+def rects(page: Page, selector: str) -> list[dict[str, float]]:
+    """The page-coordinate boxes of the elements matching ``selector``."""
+    script = (
+        f"[...document.querySelectorAll({json.dumps(selector)})].map(e => {{ const r = e.getBoundingClientRect(); "
+        "return {x: r.x + scrollX, y: r.y + scrollY, width: r.width, height: r.height}; })"
+    )
+    return page.evaluate(script)
+
+
+PICTURES = """(async () => {  // lazy pictures arrive after the load event: wait for them as a person would
+  const deadline = Date.now() + 10000;
+  const waiting = () => [...document.images].some(i => !i.complete);
+  while (waiting() && Date.now() < deadline) await new Promise(r => setTimeout(r, 20));
+  return [...document.images].map(i => [i.complete, i.naturalWidth, i.naturalHeight]);
+})()"""
+
+
+def assert_pictures_are_seen(page: Page, count: int) -> None:
+    """Every picture decoded (not a broken image) and not blank on screen."""
+    images = page.evaluate(PICTURES)
+    assert len(images) == count
+    assert all(complete and width > 0 and height > 0 for complete, width, height in images), images
+    for box in rects(page, "img"):
+        assert spread(page.screenshot(box)) > 10, box  # a real picture, not a flat colour
+
+
+PLAY = """(async () => {
+  const video = document.querySelector('video');
+  video.muted = true;
+  await video.play();
+  const deadline = Date.now() + 10000;
+  while (video.currentTime < 0.25 && Date.now() < deadline) await new Promise(r => setTimeout(r, 20));
+  video.pause();
+  return {error: video.error && video.error.code, readyState: video.readyState, width: video.videoWidth,
+          duration: video.duration, time: video.currentTime};
+})()"""
+
+
+FIRST_FRAME = """(async () => {
+  const video = document.querySelector('video');
+  const deadline = Date.now() + 10000;
+  while (video.readyState < 2 && !video.error && Date.now() < deadline) await new Promise(r => setTimeout(r, 20));
+  return {readyState: video.readyState, error: video.error && video.error.code};
+})()"""
+
+
+@pytest.mark.parametrize("mode", ["legacy"])  # the pages do not depend on the protocol era: one browser run
+async def test_in_a_browser_the_moved_gallery_shows_pictures_plays_the_video_and_runs_no_script(
+    connect, tmp_path, browser
+):
+    async with connect(elicitation=answering()) as client:
+        tasks = await make_results(client)
+    moved = tmp_path / "elsewhere" / "my results"  # the folder moved, with a space in its name
+    shutil.copytree(tmp_path / "outputs", moved)
+    shutil.rmtree(tmp_path / "outputs")
+    page = browser.new_page(1200, 900)
+    try:
+        page.goto((moved / "index.html").as_uri())
+        assert page.evaluate("document.title") == "kie-mcp gallery"  # the hostile prompt changed nothing
+        assert page.evaluate("document.scripts.length") == 0
+        prompts = page.evaluate("[...document.querySelectorAll('.prompt')].map(p => p.textContent)")
+        assert HOSTILE in prompts  # shown as the text it is
+        assert_pictures_are_seen(page, count=2)  # the two images; the prompt's <img> is text, not an element
+        assert page.evaluate("document.querySelector('video').getAttribute('poster')")
+        assert spread(page.screenshot(rects(page, "video")[0])) > 10  # its poster is on screen
+        played = page.evaluate(PLAY)
+        assert played["error"] is None and played["width"] > 0 and played["time"] >= 0.25, played
+        shot = page.screenshot(full_page=True)
+        save_artifact("gallery-index.png", shot)
+        assert spread(shot) > 10
+
+        page.goto(page.evaluate("document.querySelector('section h2 a[href$=\"spring-launch/index.html\"]').href"))
+        assert_pictures_are_seen(page, count=2)
+        save_artifact("gallery-session.png", page.screenshot(full_page=True))
+        assert page.evaluate("document.querySelector('header a').href") == (moved / "index.html").as_uri()
+        requested = page.requested_urls()
+    finally:
+        page.close()
+    assert any(Path(tasks["apple"]["files"][0]).name in url for url in requested)
+    assert all(url.startswith(("file:", "data:")) for url in requested), requested  # no network at all
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_without_ffmpeg_the_video_shows_its_first_frame(
+    connect, tmp_path, settings, browser, monkeypatch
+):
+    monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", str(tmp_path / "no-ffmpeg-here"))  # ffmpeg absent at runtime
+    monkeypatch.setenv("PATH", "/nonexistent")
+    async with connect(elicitation=answering()) as client:
+        result = await client.call_tool("generate_video", {**VIDEO, "session": "Teaser"})
+    video = tmp_path / result.structured_content["tasks"][0]["files"][0]
+    assert not poster_path(video, settings.preview_px).exists()
+    assert 'preload="metadata"' in page_of(tmp_path, "teaser") and "poster=" not in page_of(tmp_path, "teaser")
+    page = browser.new_page(1200, 900)
+    try:
+        page.goto((tmp_path / "outputs" / f"{TODAY}-teaser" / "index.html").as_uri())
+        state = page.evaluate(FIRST_FRAME)
+        assert state["readyState"] >= 2 and state["error"] is None, state  # its first frame is decoded ...
+        shot = page.screenshot(rects(page, "video")[0])
+        save_artifact("gallery-video-without-poster.png", shot)
+        assert spread(shot) > 10  # ... and on screen
+        played = page.evaluate(PLAY)
+        assert played["error"] is None and played["time"] >= 0.25, played
+    finally:
+        page.close()

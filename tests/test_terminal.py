@@ -1,0 +1,147 @@
+"""``kie-mcp`` typed in a terminal: it says what it is and how to try it, and Ctrl-C stops it at once.
+
+The console script runs on a real pseudo-terminal that is its controlling terminal, so Ctrl-C is the terminal's
+own: the byte ^C written to the terminal becomes SIGINT for the server. Before, the server looked hung, ignored
+Ctrl-C until Enter (a thread blocked reading stdin) and then printed tracebacks.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = [
+    pytest.mark.stdio,
+    pytest.mark.skipif(sys.platform == "win32", reason="POSIX pseudo-terminals and signals"),
+]
+
+PING = b'{"jsonrpc": "2.0", "id": 7, "method": "ping"}\n'
+STOPPED = "kie-mcp: stopped (Ctrl-C)."
+WAIT = 30.0  # a generous bound for a slow machine; the promise is "at once", never timed here
+
+
+def console_script() -> str:
+    script = shutil.which("kie-mcp", path=str(Path(sys.executable).parent))
+    assert script, "the kie-mcp console script is not installed beside this Python"
+    return script
+
+
+def environment(tmp_path: Path) -> dict[str, str]:
+    return {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(tmp_path),
+        "KIE_WORKSPACE": str(tmp_path / "workspace"),
+        "KIE_LOG_LEVEL": "WARNING",
+        "KIE_CATALOG_SYNC": "off",
+    }
+
+
+def read_until(fd: int, wanted: bytes, seen: bytearray) -> bytes:
+    """Read ``fd`` into ``seen`` until ``wanted`` appears (or WAIT passes); return what was read."""
+    deadline = time.monotonic() + WAIT
+    while wanted not in seen and time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:  # the terminal closed
+                break
+            if not chunk:
+                break
+            seen += chunk
+    return bytes(seen)
+
+
+def wait_and_read_rest(process: subprocess.Popen[bytes], fd: int, seen: bytearray) -> int | None:
+    """The exit code once ``process`` ends within WAIT (None if it does not), with its stderr read to the end."""
+    try:
+        code = process.wait(timeout=WAIT)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        code = None
+    read_until(fd, b"\0never\0", seen)  # drains what is left (EOF ends it)
+    return code
+
+
+def test_in_a_terminal_it_says_it_waits_for_a_client_and_ctrl_c_stops_it_at_once(tmp_path):
+    import fcntl
+    import pty
+    import termios
+
+    controller, terminal = pty.openpty()
+    attributes = termios.tcgetattr(terminal)
+    attributes[3] &= ~termios.ECHO  # what the test types is not echoed back; ^C still becomes SIGINT (ISIG)
+    termios.tcsetattr(terminal, termios.TCSANOW, attributes)
+
+    def take_the_terminal() -> None:  # the server's own session, with the pseudo-terminal as its terminal
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    process = subprocess.Popen(
+        [console_script(), "--sandbox"],
+        stdin=terminal,
+        stdout=terminal,
+        stderr=subprocess.PIPE,
+        env=environment(tmp_path),
+        start_new_session=True,
+        preexec_fn=take_the_terminal,  # noqa: PLW1509 - only setsid and TIOCSCTTY, nothing that could deadlock
+    )
+    os.close(terminal)
+    assert process.stderr is not None
+    errors, screen = bytearray(), bytearray()
+    try:
+        note = read_until(process.stderr.fileno(), b"Press Ctrl-C to stop.", errors).decode()
+        os.write(controller, PING)  # proves it now serves, waiting on the terminal for the next line
+        answer = read_until(controller, b'"id":7', screen)
+        before_ctrl_c = len(errors)
+        os.write(controller, b"\x03")  # Ctrl-C, typed
+        code = wait_and_read_rest(process, process.stderr.fileno(), errors)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(controller)
+        process.stderr.close()
+    assert "kie-mcp is an MCP server" in note and "waits for an MCP client" in note
+    assert "kie-mcp demo" in note and "Use it from your MCP client" in note
+    assert b'"id":7' in answer
+    assert code == 130, errors.decode()
+    after = errors[before_ctrl_c:].decode()
+    assert [line for line in after.splitlines() if line.strip()] == [STOPPED]
+    assert "Traceback" not in errors.decode()
+
+
+def test_started_by_a_client_it_says_nothing_and_sigint_stops_it_with_one_line(tmp_path):
+    """No terminal: no note on stderr (a client's log shows only what matters), and SIGINT still ends it at once."""
+    process = subprocess.Popen(
+        [console_script(), "--sandbox"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=environment(tmp_path),
+    )
+    assert process.stdin is not None and process.stdout is not None and process.stderr is not None
+    seen, errors = bytearray(), bytearray()
+    try:
+        process.stdin.write(PING)
+        process.stdin.flush()
+        answer = read_until(process.stdout.fileno(), b'"id":7', seen)
+        process.send_signal(signal.SIGINT)
+        code = wait_and_read_rest(process, process.stderr.fileno(), errors)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        for stream in (process.stdin, process.stdout, process.stderr):
+            stream.close()
+    assert b'"id":7' in answer
+    assert code == 130, errors.decode()
+    assert [line for line in errors.decode().splitlines() if line.strip()] == [STOPPED]

@@ -1,0 +1,215 @@
+"""Issue 11, item 8: words for people.
+
+Errors and confirmations name the tool's arguments (``resolution``, not Kling's ``mode``) and show JSON values
+(``true``, not ``True``); a price source reads "KIE price list of <date>"; every timestamp anyone sees is ISO 8601
+UTC with a ``Z``; a short model name behaves as the README says. Everything through the real MCP client, in both
+protocol eras, against the simulator.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from kie_mcp.catalog import load_catalog
+
+from .conftest import answering, text_of
+from .test_every_model import minimal_arguments
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+PYTHON_WORDS = re.compile(r"\b(True|False|None)\b")
+KLING = {"model": "kling-3.0/video", "prompt": "a slow dolly shot of a lighthouse at dusk"}
+IMAGE = {"model": "nano-banana-2", "prompt": "a red apple on a wooden table"}
+
+
+async def error_text(client: Any, tool: str, arguments: dict[str, Any]) -> str:
+    result = await client.call_tool(tool, arguments)
+    assert result.is_error, text_of(result)
+    return text_of(result)
+
+
+# -- argument names, not KIE's field names ------------------------------------------------------------
+
+
+async def test_an_error_names_the_argument_the_user_gave_not_kies_field(connect, controls):
+    async with connect() as client:
+        mode = await error_text(client, "estimate_cost", {**KLING, "resolution": "hd"})
+        sound = await error_text(client, "estimate_cost", {**KLING, "options": {"sound": "yes"}})
+        size = await error_text(
+            client, "estimate_cost", {"model": "gpt-4o-image", "prompt": "x", "aspect_ratio": "16:9"}
+        )
+        refs = await error_text(
+            client,
+            "generate_video",
+            {"model": "veo3_fast", "prompt": "x", "options": {"generationType": "REFERENCE_2_VIDEO"}},
+        )
+    assert '- resolution: "hd" is not allowed' in mode and "mode:" not in mode  # Kling calls it mode
+    assert '- options.sound: expected true or false, got "yes"' in sound  # what the user put in options
+    assert '- aspect_ratio: "16:9" is not allowed' in size and "- size:" not in size  # gpt-4o-image calls it size
+    assert "- images: has 0 item(s); allowed 1-3" in refs and "imageUrls" not in refs  # Veo calls it imageUrls
+    assert await controls.creates() == []
+
+
+async def test_a_local_file_problem_names_the_image_the_user_gave(connect, controls):
+    async with connect() as client:
+        text = await error_text(client, "estimate_cost", {**KLING, "images": ["https://example.com/a.png", "nope.png"]})
+    assert "- images[1]:" in text and "image_urls" not in text  # Kling's field is image_urls
+    assert await controls.creates() == []
+
+
+# -- JSON values, not Python ones -------------------------------------------------------------------------
+
+
+async def test_errors_quotes_and_confirmations_show_json_values_not_python_ones(connect, controls):
+    seen: list[str] = []
+    async with connect(elicitation=answering(action="decline", seen=seen)) as client:
+        twice = await error_text(client, "estimate_cost", {**KLING, "audio": True, "options": {"sound": False}})
+        estimate = await client.call_tool("estimate_cost", {**KLING, "audio": True, "resolution": "1080p"})
+        await client.call_tool("generate_video", {**KLING, "audio": True, "resolution": "1080p"})
+    message, quote = estimate.structured_content["message"], estimate.structured_content["quote"]
+    assert "given twice: audio=true and options.sound=false." in twice
+    assert quote["breakdown"] == "27 credits/s x 5 s (resolution=pro, audio=true)"  # Kling's mode and sound
+    settings = set(message.split("Settings: ", 1)[1].split(". ", 1)[0].split(", "))
+    assert settings == {"resolution=pro", "duration=5", "audio=true", "aspect_ratio=16:9", "multi_shots=false"}
+    assert "audio=true" in seen[0] and "multi_shots=false" in seen[0]  # the confirmation question
+    for text in (twice, message, seen[0]):
+        assert not PYTHON_WORDS.search(text), text
+    for text in (message, seen[0]):
+        assert "sound=" not in text and "mode=" not in text, text  # named as the user sets them
+    assert await controls.creates() == []
+
+
+async def test_a_confirmation_to_approve_in_chat_reads_as_a_sentence(connect):
+    async with connect() as client:  # no confirmation forms: the quote comes back to approve in chat
+        result = await client.call_tool(
+            "generate_video",
+            {"model": "kling/ai-avatar-standard", "prompt": "hi", "images": ["https://example.com/face.png"]}
+            | {"options": {"audio_url": "https://example.com/missing.mp3"}},
+        )
+    data = result.structured_content
+    assert data["status"] == "confirmation_required", text_of(result)
+    assert "costs up to 600 credits (the price is not known before it runs" in data["message"]
+
+
+# -- price sources in words a user trusts -------------------------------------------------------------------
+
+
+async def test_a_quote_names_kie_s_price_list_and_links_kie_and_the_provenance_stays_in_the_model(connect):
+    async with connect() as client:
+        result = (await client.call_tool("estimate_cost", KLING)).structured_content
+        document = json.loads((await client.read_resource("kie://models/kling-3.0/video")).contents[0].text)
+    quote = result["quote"]
+    assert quote["price_source"] == f"KIE price list of {quote['price_date']}"
+    assert quote["price_reference"] == "https://kie.ai/pricing"
+    assert f"Price source: KIE price list of {quote['price_date']}." in result["message"]
+    assert "github" not in json.dumps(result).lower() and "capture" not in json.dumps(result)
+    price_source = document["sources"][document["price"]["source"]]
+    assert price_source["date"] == quote["price_date"] and len(price_source["ref"]) > 40  # the full provenance
+
+
+# -- timestamps ----------------------------------------------------------------------------------------------
+
+
+def timestamps_and_epochs(value: Any, where: str = "") -> tuple[list[tuple[str, str]], list[str]]:
+    """Every value under a key that names a time, and every number that looks like epoch seconds, anywhere."""
+    stamps: list[tuple[str, str]] = []
+    epochs: list[str] = []
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            if isinstance(inner, str | int | float) and (key.endswith("_at") or key in ("created", "saved")):
+                stamps.append((f"{where}.{key}", inner))
+            found, old = timestamps_and_epochs(inner, f"{where}.{key}")
+            stamps += found
+            epochs += old
+    elif isinstance(value, list):
+        for index, inner in enumerate(value):
+            found, old = timestamps_and_epochs(inner, f"{where}[{index}]")
+            stamps += found
+            epochs += old
+    elif isinstance(value, int | float) and not isinstance(value, bool) and 1e9 < value < 1e10:
+        epochs.append(where)
+    return stamps, epochs
+
+
+async def test_every_timestamp_anyone_sees_is_iso_8601_utc(connect, controls, tmp_path):
+    await controls.fault("create", kind="drop_after_create")  # an unknown create: kie://tasks lists it with a time
+    async with connect(elicitation=answering()) as client:
+        unknown = await client.call_tool("generate_image", IMAGE)
+        made = await client.call_tool("generate_image", IMAGE)
+        task_id = made.structured_content["tasks"][0]["task_id"]
+        seen: dict[str, Any] = {
+            "unknown": unknown.structured_content,
+            "made": made.structured_content,
+            "estimate": (await client.call_tool("estimate_cost", IMAGE)).structured_content,
+            "check_task": (await client.call_tool("check_task", {"task_id": task_id})).structured_content,
+            "list_tasks": (await client.call_tool("list_tasks", {})).structured_content,
+            "tasks": json.loads((await client.read_resource("kie://tasks")).contents[0].text),
+            "task": json.loads((await client.read_resource(f"kie://tasks/{task_id}")).contents[0].text),
+        }
+    seen["sidecars"] = [json.loads(path.read_text()) for path in sorted((tmp_path / "outputs").rglob("*.json"))]
+    stamps, epochs = timestamps_and_epochs(seen)
+    assert seen["sidecars"] and seen["tasks"]["unknown_creates"], seen
+    names = {where.rsplit(".", 1)[-1] for where, _ in stamps}
+    assert {"created_at", "expires_at", "saved_at", "created"} <= names, names
+    assert [(where, v) for where, v in stamps if not (isinstance(v, str) and STAMP.fullmatch(v))] == []
+    assert epochs == []
+
+
+async def test_a_task_keeps_its_exact_creation_time_across_a_restart(connect):
+    async with connect(elicitation=answering()) as client:
+        made = (await client.call_tool("generate_image", IMAGE)).structured_content["tasks"][0]
+    async with connect() as again:  # read back from the journal by a new server
+        listed = (await again.call_tool("list_tasks", {})).structured_content["tasks"][0]
+    assert listed["created_at"] == made["created_at"] and STAMP.fullmatch(made["created_at"])
+
+
+# -- short model names behave as the README says -----------------------------------------------------------
+
+
+def readme_names() -> tuple[dict[str, str], dict[str, list[str]]]:
+    """The short names (name -> model id) and the shared names (name -> candidates) the README documents."""
+    text = " ".join(README.read_text(encoding="utf-8").split())
+    short_part = text.split("A family's short name picks one model of that family: ", 1)[1].split(". ", 1)[0]
+    short: dict[str, str] = {}
+    for entry in short_part.split("; "):
+        names, model_id = entry.split(" → ")
+        for name in re.findall(r"`([^`]+)`", names):
+            short[name] = model_id.strip("`")
+    shared_part = text.split("is refused with the candidates, and nothing is sent: ", 1)[1].split(" | Model id")[0]
+    shared = {name: re.findall(r"`([^`]+)`", ids) for name, ids in re.findall(r"`([^`]+)` \(([^)]*)\)", shared_part)}
+    return short, shared
+
+
+def test_the_readme_documents_the_short_names_kling_veo_seedance_and_nano_banana():
+    short, shared = readme_names()
+    assert short["kling"] == "kling-3.0/video" and short["veo"] == "veo3_fast"
+    assert short["seedance"] == "bytedance/seedance-2" and short["nano banana"] == "nano-banana-2"
+    assert shared["flux 2"] == ["flux-2/flex-text-to-image", "flux-2/pro-text-to-image"]
+
+
+async def test_a_short_name_picks_the_model_the_readme_names(connect, controls):
+    short, _ = readme_names()
+    catalog = load_catalog()
+    async with connect() as client:
+        for name, model_id in short.items():
+            arguments = {**minimal_arguments(catalog.get(model_id)), "model": name}
+            result = await client.call_tool("estimate_cost", arguments)
+            assert not result.is_error, (name, text_of(result))
+            assert result.structured_content["quote"]["model"] == model_id, name
+            assert f"({model_id})" in result.structured_content["message"]  # the answer says which model it is
+    assert await controls.creates() == []
+
+
+async def test_a_name_several_models_share_is_refused_with_the_candidates(connect, controls):
+    _, shared = readme_names()
+    assert shared
+    async with connect(elicitation=answering()) as client:
+        for name, candidates in shared.items():
+            kind = load_catalog().get(candidates[0]).kind
+            text = await error_text(client, f"generate_{kind}", {"model": name, "prompt": "a lighthouse"})
+            assert "means several models; nothing was sent" in text, text
+            assert all(candidate in text for candidate in candidates), text
+    assert await controls.creates() == []
