@@ -213,3 +213,75 @@ async def test_a_name_several_models_share_is_refused_with_the_candidates(connec
             assert "means several models; nothing was sent" in text, text
             assert all(candidate in text for candidate in candidates), text
     assert await controls.creates() == []
+
+
+# -- arguments that do not fit a tool's schema --------------------------------------------------------------------
+
+
+async def test_arguments_that_do_not_fit_the_schema_are_explained_in_the_tools_words(connect, controls):
+    """Not pydantic's text: the argument's name as the agent wrote it, JSON values, what is allowed, and that
+    nothing was sent; every problem of the call at once."""
+    async with connect(elicitation=answering()) as client:
+        image = await client.call_tool(
+            "generate_image", {"model": "nano-banana-2", "variations": 99, "options": "bad", "wait_seconds": "soon"}
+        )
+        captions = await client.call_tool(
+            "stitch_videos", {"clips": ["a", "b"], "captions": [{"start": "x", "end": -1, "text": 5}]}
+        )
+        kind = await client.call_tool("list_models", {"kind": "audio"})
+        operation = await client.call_tool("continue_video", {"task_id": "t", "operation": "8k"})
+    text = text_of(image)
+    assert image.is_error and text.startswith("generate_image: some arguments do not fit; nothing was sent or spent.")
+    assert "- prompt: required" in text
+    assert "- variations: must be at most 10 (got 99)" in text
+    assert '- options: must be an object (got "bad")' in text
+    assert '- wait_seconds: must be a number (got "soon")' in text
+    assert '- captions[0].start: must be a number (got "x")' in text_of(captions)
+    assert "- captions[0].end: must be more than 0 (got -1)" in text_of(captions)
+    assert "- captions[0].text: must be text (got 5)" in text_of(captions)
+    assert '- kind: must be one of "image" or "video" (got "audio")' in text_of(kind)
+    assert '- operation: must be one of "extend", "hd", "4k" or "upscale" (got "8k")' in text_of(operation)
+    for result in (image, captions, kind, operation):
+        shown = text_of(result)
+        assert "pydantic" not in shown and "input_type" not in shown and "Arguments" not in shown
+        assert "None" not in shown and "True" not in shown and "'" not in shown  # JSON values, not Python's
+    assert await controls.creates() == []
+
+
+def test_argument_problems_name_nested_places_and_read_values_as_json():
+    from kie_mcp.words import argument_problems
+
+    errors = [
+        {"type": "missing", "loc": ("prompt",), "msg": "Field required", "input": {}},
+        {"type": "bool_type", "loc": ("audio",), "msg": "Input should be a valid boolean", "input": None},
+        {
+            "type": "finite_number",
+            "loc": ("duration", "float"),
+            "msg": "Input should be a finite number",
+            "input": float("nan"),
+        },
+        {
+            "type": "string_too_long",
+            "loc": ("task_id",),
+            "msg": "String should have at most 200 characters",
+            "ctx": {"max_length": 200},
+            "input": "x" * 300,
+        },
+        {
+            "type": "too_long",
+            "loc": ("clips",),
+            "msg": "List should have at most 20 items",
+            "ctx": {"max_length": 20},
+            "input": [],
+        },
+        {"type": "some_new_type", "loc": ("captions", 2, "end"), "msg": "Something else.", "input": True},
+        {"type": "missing", "loc": ("prompt",), "msg": "Field required", "input": {}},
+    ]
+    assert argument_problems(errors) == [
+        "prompt: required",
+        "audio: must be true or false (got null)",
+        "duration: must be a finite number (not NaN or Infinity) (got NaN)",
+        "task_id: must be at most 200 characters long",
+        "clips: must have at most 20 items",
+        "captions[2].end: Something else (got true)",
+    ]

@@ -30,10 +30,10 @@ from mcp.server.mcpserver import (
     ListRoots,
     Resolve,
 )
-from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from mcp.server.mcpserver.exceptions import ResourceError, ToolError, UnexpectedToolError
 from mcp.server.mcpserver.resources import FileResource, FunctionResource, ResourceTemplate
-from mcp.types import CallToolResult, ImageContent, ResourceLink, TextContent, ToolAnnotations
-from pydantic import BaseModel, ConfigDict, Field
+from mcp.types import CallToolResult, ImageContent, InputRequiredResult, ResourceLink, TextContent, ToolAnnotations
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from kie_mcp import __version__, followups
 from kie_mcp import generation as gen
@@ -84,7 +84,7 @@ from kie_mcp.spend import (
 from kie_mcp.spend.balance import balance_cache
 from kie_mcp.tasks import TaskBook, TaskRecord
 from kie_mcp.toolschema import compact
-from kie_mcp.words import timestamp
+from kie_mcp.words import argument_problems, timestamp
 
 log = logging.getLogger(__name__)
 
@@ -334,7 +334,7 @@ def create_server(settings: Settings | None = None, *, transport: httpx2.AsyncBa
         async with open_runtime(settings, transport) as runtime:
             yield runtime
 
-    mcp = MCPServer(
+    mcp = _Server(
         "kie-mcp",
         title="KIE.ai (kie-mcp)" + (" [sandbox]" if settings.sandbox else ""),
         description="Images and videos from KIE.ai models, with the cost shown and approved before any spend.",
@@ -349,6 +349,25 @@ def create_server(settings: Settings | None = None, *, transport: httpx2.AsyncBa
     _register_resources(mcp, settings)
     register_prompts(mcp)
     return mcp
+
+
+class _Server(MCPServer):
+    """The SDK's server, with arguments that do not fit a tool's schema explained in the tool's words (argument
+    names, JSON values, what to change) instead of pydantic's text, Python reprs and links."""
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as err:
+            cause = err.__cause__
+            if isinstance(err, UnexpectedToolError) or not isinstance(cause, ValidationError):
+                raise
+            problems = "\n".join(f"- {line}" for line in argument_problems(cause.errors(include_url=False)))
+            raise ToolError(
+                f"{name}: some arguments do not fit; nothing was sent or spent. Fix these and call again:\n{problems}"
+            ) from cause
 
 
 def _instructions(settings: Settings) -> str:

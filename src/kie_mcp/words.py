@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,6 +51,73 @@ def parse_timestamp(text: str | None) -> datetime | None:
     except ValueError:
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def argument_problems(errors: list[Any]) -> list[str]:
+    """Pydantic's errors for a tool's arguments (``ValidationError.errors()``), one line each in the tool's own
+    words: ``variations: must be at most 10 (got 99)``, ``prompt: required``. Values read as JSON, never as Python."""
+    lines = []
+    for error in errors:
+        where = _where(error.get("loc", ()))
+        lines.append(f"{where}: {_problem(error)}" if where else _problem(error))
+    return list(dict.fromkeys(lines))  # a union's members may repeat one problem
+
+
+def _where(loc: Any) -> str:
+    """``("captions", 0, "start")`` as ``captions[0].start``; a union member's type name is left out."""
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif isinstance(part, str) and not _TYPE_STEP.match(part):
+            text += f".{part}" if text else part
+    return text
+
+
+_TYPE_STEP = re.compile(r"^(?:str|int|float|bool|none|list\[.*\]|dict\[.*\]|literal\[.*\]|function-.*|tagged-union.*)$")
+_BOUNDS = {
+    "less_than_equal": ("le", "at most"),
+    "greater_than_equal": ("ge", "at least"),
+    "less_than": ("lt", "less than"),
+    "greater_than": ("gt", "more than"),
+}
+_KINDS = {
+    "int": "a whole number",
+    "float": "a number",
+    "string": "text",
+    "bool": "true or false",
+    "list": "a list",
+    "dict": "an object",
+    "model": "an object",
+    "model_attributes": "an object",
+}
+
+
+def _problem(error: dict[str, Any]) -> str:
+    kind, context = str(error.get("type", "")), error.get("ctx") or {}
+    got = f" (got {plain(error['input'])})" if "input" in error and kind != "missing" else ""
+    if kind == "missing":
+        return "required"
+    if kind in _BOUNDS:
+        key, words = _BOUNDS[kind]
+        return f"must be {words} {plain(context.get(key))}{got}"
+    if kind == "finite_number":
+        return f"must be a finite number (not NaN or Infinity){got}"
+    if kind in ("string_too_long", "too_long"):
+        if kind.startswith("string"):
+            return f"must be at most {context.get('max_length')} characters long"
+        return f"must have at most {context.get('max_length')} items"
+    if kind in ("string_too_short", "too_short"):
+        if kind.startswith("string"):
+            return f"must be at least {context.get('min_length')} characters long"
+        return f"must have at least {context.get('min_length')} items"
+    if kind == "literal_error":
+        expected = str(context.get("expected", "")).replace("'", '"')
+        return f"must be one of {expected}{got}"
+    stem = kind.removesuffix("_type").removesuffix("_parsing")
+    if stem in _KINDS and kind != stem:
+        return f"must be {_KINDS[stem]}{got}"
+    return f"{str(error.get('msg', 'not allowed')).rstrip('.')}{got}"
 
 
 def _render(value: Any, quoted: bool) -> str:
