@@ -123,9 +123,11 @@ def connect(settings: Settings, transport: SandboxTransport, mode: str) -> Calla
     """``async with connect(**overrides) as client``: a fresh server and client for this test's simulator."""
 
     @asynccontextmanager
-    async def opener(elicitation: Callable[..., Any] | None = None, **overrides: Any) -> AsyncIterator[Client]:
+    async def opener(
+        elicitation: Callable[..., Any] | None = None, *, extensions: list[Any] | None = None, **overrides: Any
+    ) -> AsyncIterator[Client]:
         server = create_server(replace(settings, **overrides), transport=transport)
-        async with Client(server, mode=mode, elicitation_callback=elicitation) as client:
+        async with Client(server, mode=mode, elicitation_callback=elicitation, extensions=extensions) as client:
             yield client
 
     return opener

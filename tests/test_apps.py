@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from dataclasses import replace
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
-from mcp import Client
 from mcp.client import advertise
 from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID
 from PIL import Image
@@ -28,7 +25,6 @@ from kie_mcp.apps import APP_URI, CARD_KEY, GALLERY_KEY
 from kie_mcp.config import Settings
 from kie_mcp.media.downloads import poster_path, thumbnail_path
 from kie_mcp.media.stitch import StitchError, find_ffmpeg
-from kie_mcp.server import create_server
 
 from .app_host import AppHost, AppView
 from .browser import save_artifact, spread
@@ -50,17 +46,10 @@ def has_ffmpeg() -> bool:
 
 
 @pytest.fixture
-def connect_app(settings: Settings, transport: Any, mode: str) -> Callable[..., Any]:
+def connect_app(connect: Callable[..., Any]) -> Callable[..., Any]:
     """``async with connect_app(**overrides) as client``: a client that declares the MCP Apps extension."""
-
-    @asynccontextmanager
-    async def opener(elicitation: Callable[..., Any] | None = None, **overrides: Any) -> AsyncIterator[Client]:
-        server = create_server(replace(settings, **overrides), transport=transport)
-        apps = advertise(EXTENSION_ID, {"mimeTypes": [APP_MIME_TYPE]})
-        async with Client(server, mode=mode, elicitation_callback=elicitation, extensions=[apps]) as client:
-            yield client
-
-    return opener
+    apps = advertise(EXTENSION_ID, {"mimeTypes": [APP_MIME_TYPE]})
+    return lambda elicitation=None, **overrides: connect(elicitation, extensions=[apps], **overrides)
 
 
 def still(workspace: Path, name: str = "still.png") -> str:

@@ -285,3 +285,35 @@ def test_argument_problems_name_nested_places_and_read_values_as_json():
         "clips: must have at most 20 items",
         "captions[2].end: Something else (got true)",
     ]
+
+
+async def test_a_tools_own_error_caused_by_a_validation_error_keeps_its_words(settings, transport):
+    """Only the SDK's refusal of the arguments is reworded; a tool's own error (here one caused by a pydantic
+    ValidationError inside the tool, as when KIE answers garbage) reaches the agent as the tool wrote it."""
+    from mcp import Client
+    from mcp.server.mcpserver.exceptions import ToolError
+    from pydantic import BaseModel, ValidationError
+
+    from kie_mcp.server import create_server
+
+    class Answer(BaseModel):
+        credits: float
+
+    server = create_server(settings, transport=transport)
+
+    @server.tool()
+    def broken(count: int) -> str:
+        try:
+            Answer.model_validate({"credits": "lots"})
+        except ValidationError as err:
+            raise ToolError("KIE answered something unreadable; nothing was spent.") from err
+        return "unreachable"
+
+    async with Client(server) as client:
+        own = await client.call_tool("broken", {"count": 1})
+        refused = await client.call_tool("broken", {"count": "one"})
+    assert (
+        own.is_error
+        and text_of(own) == "Error executing tool broken: KIE answered something unreadable; nothing was spent."
+    )
+    assert refused.is_error and '- count: must be a whole number (got "one")' in text_of(refused)

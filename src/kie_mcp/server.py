@@ -30,7 +30,7 @@ from mcp.server.mcpserver import (
     ListRoots,
     Resolve,
 )
-from mcp.server.mcpserver.exceptions import ResourceError, ToolError, UnexpectedToolError
+from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp.server.mcpserver.resources import FileResource, FunctionResource, ResourceTemplate
 from mcp.types import CallToolResult, ImageContent, InputRequiredResult, ResourceLink, TextContent, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -362,8 +362,8 @@ class _Server(MCPServer):
             return await super().call_tool(name, arguments, context)
         except ToolError as err:
             cause = err.__cause__
-            if isinstance(err, UnexpectedToolError) or not isinstance(cause, ValidationError):
-                raise
+            if not isinstance(cause, ValidationError) or str(err) != f"Error executing tool {name}: {cause}":
+                raise  # not the SDK refusing the arguments (e.g. a tool's own error caused by a ValidationError)
             problems = "\n".join(f"- {line}" for line in argument_problems(cause.errors(include_url=False)))
             raise ToolError(
                 f"{name}: some arguments do not fit; nothing was sent or spent. Fix these and call again:\n{problems}"
