@@ -55,14 +55,21 @@ async def test_veo_create_status_1080p_4k_extend(kie, sim):
     done = await kie.find_task(task_id)
     assert done.family == "veo" and done.state is TaskState.SUCCEEDED and done.result_urls
 
-    assert await kie.veo_1080p(task_id) is None  # KIE is still preparing it
+    hd = FAMILIES["veo-1080p"]
+    hd_id = await kie.create(hd, "veo/get-1080p-video", {"taskId": task_id}, approve("veo/get-1080p-video"))
+    assert hd_id == f"{task_id}-1080p"
+    assert (await kie.status(hd, hd_id)).state is TaskState.RUNNING  # KIE is still preparing it: ask again later
     sim.advance(200)
-    assert (await kie.veo_1080p(task_id)).startswith("http")
+    ready = await kie.status(hd, hd_id)
+    assert ready.state is TaskState.SUCCEEDED and ready.result_urls[0].startswith("http")
 
     other = await kie.create(VEO, VEO_BODY["model"], VEO_BODY, approve("veo3_fast"))
     sim.advance(400)
-    uhd = await kie.veo_upgrade_4k(other, approve("veo-4k"))
-    extended = await kie.veo_extend(other, "the camera keeps rising", approve("veo-extend-fast"))
+    uhd = await kie.create(
+        FAMILIES["veo-4k"], "veo/get-4k-video", {"taskId": other, "index": 0}, approve("veo/get-4k-video")
+    )
+    body = {"taskId": other, "prompt": "the camera keeps rising", "model": "fast"}
+    extended = await kie.create(FAMILIES["veo-extend"], "veo/extend", body, approve("veo/extend"))
     sim.advance(700)
     assert (await kie.status(VEO, uhd)).state is TaskState.SUCCEEDED
     assert (await kie.status(VEO, extended)).state is TaskState.SUCCEEDED

@@ -30,7 +30,7 @@ from kie_mcp.words import plain
 from .calllog import CallLog
 from .envelope import read_envelope
 from .errors import Category, KieError, NotSentError, OutcomeUnknownError
-from .families import FAMILIES, Family, VeoFamily, family_for_task_id
+from .families import FAMILIES, Family, family_for_task_id
 from .pacing import SlidingWindow
 from .status import TaskStatus
 
@@ -174,16 +174,6 @@ class KieClient:
         approval.use_one(model_id)
         return await self._send_create(family.create_path, body, model_id, approval.credits_each, family)
 
-    async def veo_upgrade_4k(self, task_id: str, approval: Approval, index: int = 0) -> str:
-        """Ask for the 4K version of a Veo clip (a separately charged task); returns the new task id."""
-        approval.use_one("veo-4k")
-        return await self._send_create(VeoFamily.uhd_path, {"taskId": task_id, "index": index}, "veo-4k", None)
-
-    async def veo_extend(self, task_id: str, prompt: str, approval: Approval, model: str = "fast") -> str:
-        approval.use_one(f"veo-extend-{model}")
-        body = {"taskId": task_id, "prompt": prompt, "model": model}
-        return await self._send_create(VeoFamily.extend_path, body, f"veo-extend-{model}", None)
-
     async def _send_create(
         self, path: str, body: dict[str, Any], model: str, quoted: float | None, family: Family | None = None
     ) -> str:
@@ -318,19 +308,6 @@ class KieClient:
         if not isinstance(data, str):
             raise KieError("download-url returned no link", category=Category.PROTOCOL)
         return data
-
-    async def veo_1080p(self, task_id: str, index: int = 0) -> str | None:
-        """The 1080p link of a finished Veo clip, or None while KIE is still preparing it."""
-        try:
-            data = await self._get(VeoFamily.hd_path, {"taskId": task_id, "index": index})
-        except KieError as err:
-            if "processing" in err.message.lower():
-                return None
-            raise
-        url = data.get("resultUrl") if isinstance(data, dict) else None
-        if not url:
-            raise KieError("get-1080p-video returned no link", category=Category.PROTOCOL)
-        return str(url)
 
     # -- the model catalogue (read only, paced) ----------------------------------------------
 
