@@ -251,6 +251,24 @@ async def test_grok_hd_is_its_upscale_priced_by_the_source_resolution(connect, c
     assert create["body"]["input"] == {"task_id": source}
 
 
+async def test_a_grok_clip_made_elsewhere_is_never_priced_by_a_guessed_resolution(connect, controls, sim):
+    """A clip this workspace did not make has no recorded resolution (it may be 1080p, which KIE lists no price
+    for): the follow-up's price is unknown, reserved and asked for, even under a generous auto-approve limit."""
+    made = await controls.http.post(
+        MARKET, json={"model": GROK["model"], "input": {"prompt": "a cat", "resolution": "720p"}}, headers=kie_auth()
+    )
+    source = made.json()["data"]["taskId"]
+    sim.advance(600)
+    seen: list[str] = []
+    async with connect(elicitation=answering(seen=seen), auto_approve_credits=100) as client:
+        quote = (await client.call_tool("estimate_cost", {"task_id": source, "operation": "hd"})).structured_content
+        hd = await client.call_tool("continue_video", {"task_id": source, "operation": "hd", "max_credits": 40})
+    assert quote["quote"]["price_known"] is False and quote["quote"]["credits_total"] is None
+    assert not quote["auto_approved"]
+    assert not hd.is_error and seen, text_of(hd)  # the person was asked: no auto-approval of an unknown price
+    assert "UP TO 40 credits" in seen[-1] and "UNKNOWN" in seen[-1]
+
+
 async def test_upscale_sends_the_saved_clip_of_any_video_to_topaz(connect, controls):
     seen: list[str] = []
     async with connect(elicitation=answering(seen=seen)) as client:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from kie_mcp.catalog import ModelSpec
+from kie_mcp.catalog import ModelSpec, load_catalog
 
 from .context import Ctx
 from .errors import KieError
@@ -59,7 +59,11 @@ def market_source(ctx: Ctx, spec: ModelSpec, wire: dict[str, Any]) -> Source:
 
 
 def _resolution(task: Task) -> str | None:
+    """The source clip's resolution: what it was made at, or (as KIE does) its model's default when not asked."""
     value = task.meta.get("resolution") or _inputs(task).get("resolution")
+    if not value and (spec := load_catalog().get(task.model)) is not None:
+        field = spec.field_for_arg("resolution")
+        value = field.default if field is not None else None
     return str(value).lower() if value else None
 
 
