@@ -120,6 +120,10 @@ def test_minimal_request_is_valid_and_priced(model_id):
         assert not price.known
         return
     assert spec.source_of(spec.price.source).date
+    facts = {k: v for k, v in spec.price.rates[0].when.items() if k.startswith("source.")}
+    if facts:  # priced by the source clip (a follow-up): unknown until the source is known, never guessed
+        assert not price.known
+        price = price_input(spec, {**wire, **facts})
     if billed_by_input_length(spec, wire):
         assert not price.known  # quoted as unknown with its rate: a person approves it, never auto
         assert "credits per second of" in price.breakdown
