@@ -263,6 +263,39 @@ def test_every_broken_setting_is_named_at_once(tmp_path):
     assert "KIE_MAX_CREDITS_PER_CALL" in problem and "KIE_DOWNLOAD" in problem
 
 
+def _loop(folder: Path) -> str:
+    (folder / "a").symlink_to(folder / "b")
+    (folder / "b").symlink_to(folder / "a")
+    return str(folder / "a" / "inside")
+
+
+@pytest.mark.parametrize("broken", ["workspace is a file", "workspace loops", "allowed dir loops", ".env not UTF-8"])
+def test_a_setting_the_filesystem_breaks_is_a_named_problem_not_a_crash(broken, tmp_path):
+    env = {"KIE_WORKSPACE": str(tmp_path), "KIE_API_KEY": "k"}
+    if broken == "workspace is a file":
+        (tmp_path / "afile").write_text("x")
+        env["KIE_WORKSPACE"], named = str(tmp_path / "afile"), "is a file, not a folder"
+    elif broken == "workspace loops":
+        env["KIE_WORKSPACE"], named = _loop(tmp_path), "KIE_WORKSPACE"
+    elif broken == "allowed dir loops":
+        env["KIE_ALLOWED_DIRS"], named = _loop(tmp_path), "KIE_ALLOWED_DIRS"
+    else:
+        (tmp_path / ".env").write_bytes(b"KIE_API_KEY=\xff\xfe\n")
+        named = ".env is not UTF-8 text"
+    settings = Settings.load(env, cwd=tmp_path)  # never raises
+    assert settings.config_error and named in settings.config_error, settings.config_error
+    assert (settings.max_credits_per_day, settings.max_credits_per_call, settings.auto_approve_credits) == (0, 0, 0)
+
+
+@pytest.mark.stdio
+async def test_a_workspace_that_is_a_file_does_not_kill_the_console_script(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    env = {"KIE_WORKSPACE": str(tmp_path / "afile"), "KIE_API_KEY": "sk-not-used", "HOME": str(tmp_path)}
+    async with Client(StdioServerParameters(command=console_script(), env=env), read_timeout_seconds=60) as client:
+        result = await client.call_tool("check_credits", {})
+    assert result.is_error and "is a file, not a folder" in text_of(result), text_of(result)
+
+
 async def test_a_broken_setting_leaves_the_server_up_and_every_tool_explains(transport, controls, mode, tmp_path):
     env = {"KIE_WORKSPACE": str(tmp_path), "KIE_API_KEY": SANDBOX_API_KEY, "KIE_MAX_CREDITS_PER_DAY": "abc"}
     settings = replace(Settings.load(env, cwd=tmp_path), base_url="http://api.kie.test")

@@ -20,6 +20,8 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from kie_mcp.words import plain
+
 DEFAULT_BASE_URL = "https://api.kie.ai"
 DEFAULT_UPLOAD_BASE_URL = "https://kieai.redpandaai.co"
 DEFAULT_MAX_CREDITS_PER_CALL = 600.0  # ~$3: two Veo 3.1 Quality clips at 720p fit, a 4K batch does not
@@ -126,7 +128,12 @@ class Settings:
         cwd = cwd or Path.cwd()
         problems: list[str] = []
         workspace, reason = _workspace_or_problem(given, cwd, problems)
-        env = {**read_dotenv(workspace / ".env"), **given}
+        try:
+            dotenv = read_dotenv(workspace / ".env")
+        except ConfigError as err:
+            problems.append(str(err))
+            dotenv = {}
+        env = {**dotenv, **given}
         if "KIE_WORKSPACE" in env and "KIE_WORKSPACE" not in given:  # the .env names the workspace
             problems.clear()
             workspace, reason = _workspace_or_problem(env, cwd, problems)
@@ -141,6 +148,7 @@ class Settings:
         choice = _choice_or_problem(env, problems)
         download = choice("KIE_DOWNLOAD", ("always", "never"), "always")
         sync = choice("KIE_CATALOG_SYNC", ("auto", "off"), "auto")
+        allowed = _allowed_dirs_or_problem(env, problems)
         broken = " ".join(problems) if problems else None
         return cls(
             api_key=SecretStr(key) if key else None,  # kept for redaction even when broken; never used then
@@ -156,9 +164,7 @@ class Settings:
             download=download != "never",
             catalog_sync=sync == "auto" and not broken,
             preview_px=preview_px,
-            allowed_dirs=tuple(
-                Path(part).expanduser().resolve() for part in env.get("KIE_ALLOWED_DIRS", "").split(os.pathsep) if part
-            ),
+            allowed_dirs=allowed,
             config_error=broken,
         )
 
@@ -219,6 +225,18 @@ def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default
     return value
 
 
+def _allowed_dirs_or_problem(env: Mapping[str, str], problems: list[str]) -> tuple[Path, ...]:
+    """KIE_ALLOWED_DIRS as real folders; one that cannot be resolved (a symlink loop) is a problem, not a crash."""
+    folders = []
+    for part in env.get("KIE_ALLOWED_DIRS", "").split(os.pathsep):
+        if part:
+            try:
+                folders.append(Path(part).expanduser().resolve())
+            except (OSError, RuntimeError) as err:
+                problems.append(f"KIE_ALLOWED_DIRS entry {plain(part)} cannot be used ({err}).")
+    return tuple(folders)
+
+
 def _workspace_or_problem(env: Mapping[str, str], cwd: Path, problems: list[str]) -> tuple[Path, str]:
     try:
         return _choose_workspace(env, cwd)
@@ -232,9 +250,14 @@ def _choose_workspace(env: Mapping[str, str], cwd: Path) -> tuple[Path, str]:
     checkout, which ships one as a template), else a per-user folder; with how it was chosen."""
     explicit = env.get("KIE_WORKSPACE", "").strip()
     if explicit:
-        path = Path(explicit).expanduser().resolve()
+        try:
+            path = Path(explicit).expanduser().resolve()
+        except (OSError, RuntimeError) as err:  # a symlink loop, an unreadable parent
+            raise ConfigError(f"KIE_WORKSPACE={plain(explicit)} cannot be used ({err}).") from None
         if path == Path(path.anchor):
             raise ConfigError(f"KIE_WORKSPACE={explicit!r} is a filesystem root; point it at a project folder.")
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"KIE_WORKSPACE={plain(explicit)} is a file, not a folder; point it at a project folder.")
         return path, "set by KIE_WORKSPACE"
     here = cwd.resolve()
     if (here / "MASTER_CONTEXT.md").is_file() and here != Path(here.anchor):
@@ -269,11 +292,15 @@ def user_data_dir() -> Path:
 
 
 def read_dotenv(path: Path) -> dict[str, str]:
-    """Parse KEY=VALUE lines; ignore comments, blanks and ``export``; strip matching quotes."""
+    """Parse KEY=VALUE lines; ignore comments, blanks and ``export``; strip matching quotes. No file is no settings;
+    a file that is there but cannot be read as text is a ``ConfigError`` (it may hold the key)."""
     try:
         text = path.read_text(encoding="utf-8")
-    except (FileNotFoundError, IsADirectoryError, PermissionError):
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         return {}
+    except (OSError, UnicodeDecodeError) as err:
+        why = "is not UTF-8 text" if isinstance(err, UnicodeDecodeError) else f"cannot be read ({err.strerror or err})"
+        raise ConfigError(f"{path} {why}; fix or remove it.") from None
     values: dict[str, str] = {}
     for raw_line in text.splitlines():
         line = raw_line.strip()
