@@ -112,7 +112,8 @@ async def test_every_sandbox_result_says_so_in_its_text(sandboxed, tmp_path):
 
 
 async def test_the_sandbox_reads_inputs_and_references_of_the_real_workspace(sandboxed, tmp_path):
-    """Reference images stay where the user keeps them; the sandbox reads them by absolute path."""
+    """Reference images stay where the user keeps them; the sandbox reads them by absolute path, and by the path
+    relative to the workspace the README and MASTER_CONTEXT.md give (its own results stay readable relatively)."""
     reference = tmp_path / "references" / "products" / "bottle.png"
     reference.parent.mkdir(parents=True)
     Image.new("RGB", (1200, 1200), (20, 120, 200)).save(reference, "PNG")
@@ -121,6 +122,13 @@ async def test_the_sandbox_reads_inputs_and_references_of_the_real_workspace(san
         listed = {str(r.uri): r for r in (await client.list_resources()).resources}
         master = (await client.read_resource("kie://workspace/MASTER_CONTEXT.md")).contents[0].text
         made = await client.call_tool("generate_image", {**EDIT, "images": [str(reference)]})
+        relative = await client.call_tool("generate_image", {**EDIT, "images": ["references/products/bottle.png"]})
+        uploaded = await client.call_tool("upload_file", {"path": "references/products/bottle.png"})
+        saved = made.structured_content["tasks"][0]["files"][0]  # the sandbox's own result, relative
+        again = await client.call_tool("generate_image", {**EDIT, "images": [saved]})
+    assert relative.structured_content["status"] == "completed", text_of(relative)
+    assert not uploaded.is_error, text_of(uploaded)
+    assert not saved.startswith("/") and again.structured_content["status"] == "completed", text_of(again)
     described = listed["kie://workspace/references/products/bottle.png"].description or ""
     assert str(reference) in described
     assert "Acme Cold Brew" in master

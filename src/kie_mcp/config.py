@@ -72,6 +72,12 @@ class Settings:
         return (self.workspace.resolve(), *real, *self.allowed_dirs)
 
     @property
+    def input_bases(self) -> tuple[Path, ...]:
+        """Where a relative input path is looked up: the workspace (in the sandbox its sandbox area, where the
+        sandbox's results are), then in the sandbox the real workspace (its references/)."""
+        return (self.workspace,) if self.real_workspace is None else (self.workspace, self.real_workspace)
+
+    @property
     def context_folder(self) -> Path:
         """Where MASTER_CONTEXT.md and references/ live: the workspace, or in the sandbox the real one."""
         return self.real_workspace or self.workspace

@@ -160,7 +160,7 @@ async def plan(
     if problems := stricter_problems(rt.live, spec, wire):  # KIE's live schema, where it is stricter than ours
         raise InvalidRequest(spec.id, named_for_user(spec, problems, args.options))
     roots = (*rt.settings.input_roots, *shared)  # the workspace, KIE_ALLOWED_DIRS and the client's MCP roots
-    files, problems = find_local_files(spec, wire, rt.settings.workspace, roots)
+    files, problems = find_local_files(spec, wire, rt.settings.input_bases, roots)
     if problems:
         raise InvalidRequest(spec.id, named_for_user(spec, problems, args.options))
     measured = await measure_billed_input(rt, spec, wire, files)

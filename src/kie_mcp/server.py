@@ -729,7 +729,7 @@ def _register_tools(mcp: MCPServer) -> None:
             allowed = (*rt.settings.input_roots, *_root_folders(roots))
             try:
                 file, media = await anyio.to_thread.run_sync(
-                    inspect_local, path, rt.settings.workspace, allowed, UPLOAD_ACCEPTS
+                    inspect_local, path, rt.settings.input_bases, allowed, UPLOAD_ACCEPTS
                 )
             except RefusedInput as err:
                 raise ToolError(f"upload_file refused path: {err}") from None

@@ -108,10 +108,14 @@ class Accepts:
 UPLOAD_ACCEPTS = Accepts(frozenset(KINDS), "upload_file", limit_mb=UPLOAD_LIMIT_MB, urls=False)
 
 
-def local_path(value: str, workspace: Path) -> Path:
-    """Where a local input lives: absolute, ``~``-relative, or relative to the workspace."""
+def local_path(value: str, workspace: Path | tuple[Path, ...]) -> Path:
+    """Where a local input lives: absolute, ``~``-relative, or relative to the workspace. Given several bases (the
+    sandbox area, then the real workspace), the first that holds the path; none holding it, the first."""
     path = Path(value).expanduser()
-    return path if path.is_absolute() else workspace / path
+    if path.is_absolute():
+        return path
+    bases = workspace if isinstance(workspace, tuple) else (workspace,)
+    return next((base / path for base in bases if (base / path).exists()), bases[0] / path)
 
 
 def shown(value: str) -> str:
@@ -120,7 +124,7 @@ def shown(value: str) -> str:
     return repr(text)
 
 
-def confined(value: str, workspace: Path, roots: tuple[Path, ...]) -> Path:
+def confined(value: str, workspace: Path | tuple[Path, ...], roots: tuple[Path, ...]) -> Path:
     """The real path of a local input, refused when it (or a symlink in it) leads outside the allowed folders,
     or when the path itself is unusable (a NUL byte, too long, another OS error)."""
     if "\x00" in value:
@@ -160,19 +164,21 @@ def _path_problem(value: str, err: BaseException) -> str:
     )
 
 
-def private_reason(real: Path, workspace: Path, roots: tuple[Path, ...]) -> str | None:
+def private_reason(real: Path, workspace: Path | tuple[Path, ...], roots: tuple[Path, ...]) -> str | None:
     """Why ``real`` (a resolved path) is never uploaded or served, or None.
 
     Dotfiles and dot-folders count relative to the innermost allowed folder holding the file, so a workspace
-    that itself lives under a dot-folder (``~/.local/share/kie-mcp``) still works.
+    that itself lives under a dot-folder (``~/.local/share/kie-mcp``) still works. Every workspace's logs/ (in the
+    sandbox: the sandbox area's and the real workspace's) is private.
     """
-    home = workspace.resolve()
-    if real.is_relative_to(home) and real.relative_to(home).parts[:1] == ("logs",):
-        return (
-            f"{real.relative_to(home).as_posix()} is in the workspace's logs/ folder (kie-mcp's call log), which "
-            "kie-mcp never uploads or serves"
-        )
-    holders = [root for root in (*roots, home) if real.is_relative_to(root)]
+    homes = tuple(base.resolve() for base in (workspace if isinstance(workspace, tuple) else (workspace,)))
+    for home in homes:
+        if real.is_relative_to(home) and real.relative_to(home).parts[:1] == ("logs",):
+            return (
+                f"{real.relative_to(home).as_posix()} is in the workspace's logs/ folder (kie-mcp's call log), which "
+                "kie-mcp never uploads or serves"
+            )
+    holders = [root for root in (*roots, *homes) if real.is_relative_to(root)]
     if not holders:
         return None
     root = max(holders, key=lambda r: len(r.parts))
@@ -185,7 +191,9 @@ def private_reason(real: Path, workspace: Path, roots: tuple[Path, ...]) -> str 
     return None
 
 
-def inspect_local(value: str, workspace: Path, roots: tuple[Path, ...], accepts: Accepts) -> tuple[Path, Sniffed]:
+def inspect_local(
+    value: str, workspace: Path | tuple[Path, ...], roots: tuple[Path, ...], accepts: Accepts
+) -> tuple[Path, Sniffed]:
     """The real path and media type of a local input that may be uploaded to ``accepts``; ``RefusedInput``
     (naming the file and why) otherwise. Reads at most the file's first few KB."""
     real = confined(value, workspace, roots)
@@ -320,12 +328,12 @@ def _media_slots(spec: ModelSpec, wire: dict[str, Any]) -> Iterator[tuple[str, i
 
 
 def find_local_files(
-    spec: ModelSpec, wire: dict[str, Any], workspace: Path, roots: tuple[Path, ...] | None = None
+    spec: ModelSpec, wire: dict[str, Any], workspace: Path | tuple[Path, ...], roots: tuple[Path, ...] | None = None
 ) -> tuple[dict[str, LocalFile], list[Problem]]:
     """Map each non-URL media value to a real media file inside the allowed folders that its field takes."""
     found: dict[str, LocalFile] = {}
     problems: list[Problem] = []
-    roots = roots or (workspace.resolve(),)
+    roots = roots or tuple(base.resolve() for base in (workspace if isinstance(workspace, tuple) else (workspace,)))
     for name, index, value in _media_slots(spec, wire):
         if is_remote(value):
             continue
