@@ -46,6 +46,30 @@ def page_of(workspace: Path, session: str | None = None) -> str:
 # -- the pages -----------------------------------------------------------------------------------------
 
 
+async def test_the_gallery_is_rebuilt_only_when_a_result_is_saved_with_previews_of_only_the_new_files(
+    connect, tmp_path, monkeypatch
+):
+    """A check_task of a result already saved writes no page and makes no preview (it sits on the call's path);
+    a new result makes its own previews, not the whole tree's."""
+    from kie_mcp.media import gallery
+
+    builds: list[list[str]] = []
+    real_build = gallery.build
+
+    def counted(outputs, side=gallery.THUMBNAIL_SIDE, fresh=()):
+        builds.append(sorted(Path(path).name for path, _ in fresh))
+        return real_build(outputs, side, fresh)
+
+    monkeypatch.setattr(gallery, "build", counted)
+    async with connect(elicitation=answering()) as client:
+        first = (await client.call_tool("generate_image", IMAGE)).structured_content["tasks"][0]
+        for _ in range(3):
+            await client.call_tool("check_task", {"task_id": first["task_id"]})
+        second = (await client.call_tool("generate_image", {**IMAGE, "prompt": "A green pear"})).structured_content
+    assert builds == [[Path(first["files"][0]).name], [Path(second["tasks"][0]["files"][0]).name]]
+    assert "A green pear" in page_of(tmp_path)
+
+
 async def test_the_gallery_shows_every_saved_result_by_session_with_prompt_model_and_credits(
     connect, tmp_path, settings
 ):

@@ -678,14 +678,17 @@ async def save_all(rt: Runtime, records: list[TaskRecord]) -> list[str]:
     if not rt.settings.download or rt.kie is None:
         return []
     problems: list[str] = []
+    fresh: list[tuple[Path, str | None]] = []
     for record in records:
+        had = set(record.files)
         try:
             problems += await save_results(rt.kie, rt.journal, rt.settings.workspace, record)
         except JOURNAL_ERRORS as err:
             problems.append(f"{record.task_id}: its results could not be saved or recorded ({err}).")
         _record(rt, problems, record)
-    if any(record.files for record in records):
-        await refresh_gallery(rt.settings.workspace, rt.settings.preview_px)  # outputs/index.html; never raises
+        fresh += [(rt.settings.workspace / path, record.kind) for path in record.files if path not in had]
+    if fresh:  # only when something new was saved: outputs/index.html and its session's page; never raises
+        await refresh_gallery(rt.settings.workspace, rt.settings.preview_px, fresh)
     if problems:
         problems.append("The result links still work for a while; check_task saves them on the next try.")
     return problems

@@ -601,7 +601,8 @@ def _register_tools(mcp: MCPServer) -> None:
             folder.mkdir(parents=True, exist_ok=True)
             parts = [Caption(c.start, c.end, c.text) for c in captions or []]
             done = await stitch(paths, folder / name, captions=parts or None)
-        await refresh_gallery(rt.settings.workspace, rt.settings.preview_px)  # the joined video joins the gallery
+        joined_video = [(done.path, "video")]
+        await refresh_gallery(rt.settings.workspace, rt.settings.preview_px, joined_video)  # joins the gallery
         relative = done.path.relative_to(rt.settings.workspace).as_posix()
         message = f"Joined {len(paths)} clip(s) into {relative}. {done.note}"
         result = StitchedVideo(path=relative, duration=done.duration, reencoded=done.reencoded, message=message)

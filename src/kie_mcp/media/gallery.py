@@ -35,7 +35,7 @@ import math
 import mimetypes
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path, PurePosixPath
@@ -116,19 +116,19 @@ def gallery_uri(workspace: Path) -> str:
     return gallery_path(workspace).absolute().as_uri()
 
 
-def scan(outputs: Path, side: int = THUMBNAIL_SIDE, *, make_previews: bool = False) -> list[Session]:
+def scan(outputs: Path, side: int = THUMBNAIL_SIDE) -> list[Session]:
     """Every session folder of ``outputs`` with its results, newest session first, each with its kept preview of
-    ``side`` pixels. With ``make_previews``, missing ones are made (slow: call it in a worker thread)."""
+    ``side`` pixels (nothing is made here)."""
     try:
         folders = [p for p in Path(outputs).iterdir() if p.is_dir() and not p.is_symlink() and p.name[:1] != "."]
     except OSError:
         return []
-    sessions = [s for s in (_scan_folder(folder, side, make_previews) for folder in folders) if s.items]
+    sessions = [s for s in (_scan_folder(folder, side) for folder in folders) if s.items]
     sessions.sort(key=lambda s: (s.day, s.latest, s.folder), reverse=True)
     return sessions
 
 
-def _scan_folder(folder: Path, side: int, make_previews: bool) -> Session:
+def _scan_folder(folder: Path, side: int) -> Session:
     session = Session(folder.name)
     try:
         entries = {p.name: p for p in folder.iterdir() if p.name[:1] != "." and p.is_file() and not p.is_symlink()}
@@ -146,7 +146,8 @@ def _scan_folder(folder: Path, side: int, make_previews: bool) -> Session:
     for position, found in enumerate(session.items):
         saved_ns = _source_mtime(folder / found.name) or 0
         dated = replace(found, saved_ns=saved_ns, created=found.created or saved_ns / 1e9)
-        session.items[position] = _with_preview(folder, dated, side, make_previews)
+        kept = _kept_preview(folder / dated.name, dated.kind, side)
+        session.items[position] = replace(dated, preview=kept.name if kept is not None else None)
     session.items.sort(key=lambda item: (item.created, item.saved_ns, item.name))
     return session
 
@@ -233,20 +234,6 @@ def _kept_preview(path: Path, kind: str, side: int) -> Path | None:
     else:
         return None
     return next((kept for kept in candidates if _dated_like(kept, source)), None)
-
-
-def _with_preview(folder: Path, item: Item, side: int, make: bool) -> Item:
-    """The item with its kept preview; with ``make``, one is made first when missing (an image's thumbnail; a
-    video's poster when ffmpeg is there). Nothing kept (a read-only folder, no ffmpeg): the file itself is shown."""
-    path = folder / item.name
-    kept = _kept_preview(path, item.kind, side)
-    if kept is None and make and item.kind in ("image", "video"):
-        if item.kind == "image":
-            thumbnail(path, side)
-        else:
-            poster(path, side)
-        kept = _kept_preview(path, item.kind, side)
-    return replace(item, preview=kept.name if kept is not None else None)
 
 
 # -- pages ---------------------------------------------------------------------------------------------
@@ -457,9 +444,10 @@ def _write_if_changed(path: Path, data: bytes) -> bool:
     return True
 
 
-def build(outputs: Path, side: int = THUMBNAIL_SIDE) -> list[str]:
-    """Write every gallery page of ``outputs`` (making missing previews of ``side`` pixels, the ones the tool
-    results show too); return what could not be written.
+def build(outputs: Path, side: int = THUMBNAIL_SIDE, fresh: Sequence[tuple[Path, str | None]] = ()) -> list[str]:
+    """Write every gallery page of ``outputs``, first making the previews of ``side`` pixels (the ones the tool
+    results show too) of the ``fresh`` files just saved, as ``(path, kind)``; return what could not be written.
+    Older files keep the previews they have: a file without one is shown itself.
 
     Slow (thumbnails, ffmpeg, file reads): call it in a worker thread. Nothing is written when ``outputs`` does not
     exist. Each page is written on its own, so one failure does not keep the others stale.
@@ -467,7 +455,12 @@ def build(outputs: Path, side: int = THUMBNAIL_SIDE) -> list[str]:
     outputs = Path(outputs)
     if not outputs.is_dir():
         return []
-    sessions = scan(outputs, side, make_previews=True)
+    for path, kind in fresh:
+        if kind == "image":
+            thumbnail(path, side)
+        elif kind == "video":
+            poster(path, side)
+    sessions = scan(outputs, side)
     problems: list[str] = []
     pages = [(outputs / s.folder / PAGE, lambda s=s: render_session(s)) for s in sessions]
     pages.append((outputs / PAGE, lambda: render_index(sessions)))
@@ -487,35 +480,39 @@ class _Builds:
     running: threading.Lock = field(default_factory=threading.Lock)
     requested: int = 0
     covered: int = 0
+    fresh: list[tuple[Path, str | None]] = field(default_factory=list)  # files whose previews the next build makes
 
 
 _builds: dict[Path, _Builds] = {}
 _builds_guard = threading.Lock()
 
 
-def _build_coalesced(outputs: Path, side: int) -> list[str]:
+def _build_coalesced(outputs: Path, side: int, fresh: Sequence[tuple[Path, str | None]]) -> list[str]:
     key = outputs.absolute()
     with _builds_guard:
         state = _builds.setdefault(key, _Builds())
         state.requested += 1
+        state.fresh += fresh
         ticket = state.requested
     with state.running:
         if state.covered >= ticket:  # a build that started after this request has just finished
             return []
         with _builds_guard:
             covering = state.requested
-        problems = build(outputs, side)
+            taken, state.fresh = state.fresh, []
+        problems = build(outputs, side, taken)
         state.covered = covering
         return problems
 
 
-async def refresh(workspace: Path, side: int = THUMBNAIL_SIDE) -> None:
-    """Bring the workspace's gallery up to date, in a worker thread (previews of ``side`` pixels: KIE_PREVIEW_PX).
-    Never raises: the gallery is a convenience, and a generation must not fail because a page could not be written
-    (it is logged instead)."""
+async def refresh(workspace: Path, side: int = THUMBNAIL_SIDE, fresh: Sequence[tuple[Path, str | None]] = ()) -> None:
+    """Bring the workspace's gallery up to date after ``fresh`` files, as ``(path, kind)``, were saved: their
+    previews of ``side`` pixels (KIE_PREVIEW_PX) are made, then the pages rewritten, in a worker thread. Never raises:
+    the gallery is a convenience, and a generation must not fail because a page could not be written (it is logged
+    instead)."""
     outputs = Path(workspace) / "outputs"
     try:
-        problems = await anyio.to_thread.run_sync(_build_coalesced, outputs, side)
+        problems = await anyio.to_thread.run_sync(_build_coalesced, outputs, side, list(fresh))
     except Exception:
         log.exception("The gallery in %s could not be updated; the results themselves are saved.", outputs)
         return
