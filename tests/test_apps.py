@@ -396,6 +396,27 @@ async def test_in_a_browser_the_card_shows_the_cost_and_approve_reaches_the_gate
 
 
 @pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_the_card_says_when_approve_runs_at_once_under_auto_approve(connect_app, controls, browser):
+    """Under KIE_AUTO_APPROVE_CREDITS the gate asks nothing more: the card must not promise a second question."""
+    seen: list[str] = []
+    async with connect_app(elicitation=answering(seen=seen), auto_approve_credits=100) as client:
+        estimate = await client.call_tool("estimate_cost", VIDEO)
+        async with AppHost(client).running() as host:
+            card = await in_browser(AppView, browser, host.show("card", VIDEO, estimate))
+            try:
+                await in_browser(card.wait_for, "document.querySelector('.card .approve')")
+                shown = await in_browser(card.text)
+                await in_browser(card.click, ".card .approve")
+                await in_browser(
+                    card.wait_for, "document.querySelector('.gallery') || document.querySelector('.notice')"
+                )
+            finally:
+                await in_browser(card.close)
+    assert "within your auto-approve limit" in shown and "own dialog" not in shown
+    assert seen == [] and len(await controls.creates()) == 1  # run at once, as the card said
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
 async def test_in_a_browser_decline_tells_the_assistant_and_spends_nothing(connect_app, controls, browser):
     async with connect_app() as client:
         asked = await client.call_tool("generate_image", IMAGE)  # a host without forms: the quote comes back

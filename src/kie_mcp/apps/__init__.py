@@ -2,7 +2,7 @@
 
 One HTML document (``app.html``: inline JavaScript and CSS, no network, no external origin in its CSP) is served as
 ``ui://kie-mcp/results.html`` with the ``text/html;profile=mcp-app`` type, and the tools that make or show results
-(``estimate_cost``, ``generate_image``, ``generate_video``, ``check_task``, ``list_tasks``) name it in
+(``estimate_cost``, ``generate_image``, ``generate_video``, ``continue_video``, ``check_task``, ``list_tasks``) name it in
 ``_meta.ui.resourceUri``. A host that renders apps shows the tool's result in it: a quote as an approval card (cost,
 caps, model, settings, input pictures, Approve and Decline), results as a gallery (images, playable videos, state and
 progress kept current through ``check_task``). Media reach the view through ``resources/read`` of ``kie://outputs/...``
