@@ -16,6 +16,8 @@ from mcp import Client, StdioServerParameters
 from mcp.client import ClientRequestContext
 from mcp.types import ElicitRequestParams, ElicitResult
 
+from kie_mcp.config import sandbox_area
+
 IMAGE = {"model": "nano-banana-2", "prompt": "A glass bottle of cold brew on a sunlit marble counter, soft shadows"}
 VIDEO = {
     "model": "veo3_fast",
@@ -156,16 +158,15 @@ async def _tour(workspace: Path, keep: bool) -> int:
 
 
 def _files_area(workspace: Path) -> Path:
-    """Where the sandboxed server saved its outputs/ and logs/: the workspace's sandbox area when it keeps one
-    (``<workspace>/sandbox``), else the workspace itself."""
-    return next((area for area in (workspace / "sandbox", workspace) if (area / "outputs").is_dir()), workspace)
+    """Where the sandboxed server saved its outputs/ and logs/: the workspace's sandbox area."""
+    return sandbox_area(workspace)
 
 
-def _server_command() -> str:
-    """The command a client can start this kie-mcp with today: the installed console script, by absolute path
-    (clients do not search the shell's PATH), else ``kie-mcp`` (``uvx kie-mcp`` works only once on PyPI)."""
-    found = shutil.which("kie-mcp")
-    return shlex.quote(str(Path(found).absolute())) if found else "kie-mcp"
+def _client_command() -> str:
+    """The command a client can start this kie-mcp with today (the one the tour just ran, by absolute path: clients
+    do not search the shell's PATH; ``uvx kie-mcp`` works only once kie-mcp is on PyPI)."""
+    command, arguments = server_command()
+    return shlex.join([command, *arguments[:-1]])  # without the tour's --sandbox, which the caller adds
 
 
 def _open_command() -> str:
@@ -188,7 +189,7 @@ def _next_steps(say: _Printer, workspace: Path, area: Path, keep: bool) -> None:
         say.line("- This demo's workspace is deleted as the demo ends. To look at the files (labelled SANDBOX")
         say.line("  images, playable MP4 clips), run `kie-mcp demo --keep`: it keeps them and prints the folder.")
     say.line("- Add kie-mcp to your MCP client (Claude Desktop, Claude Code, Cursor, VS Code, Codex): the")
-    command = _server_command()
+    command = _client_command()
     say.line('  README\'s "Use it from your MCP client" section has each snippet. In Claude Code, for example:')
     say.line(f"    claude mcp add kie -- {command} --sandbox      (the simulator: no key, no credits)")
     say.line("- Switch to a real key: create one at https://kie.ai (API Key page), then drop `--sandbox` and")
