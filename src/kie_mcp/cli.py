@@ -106,10 +106,10 @@ def _serve(*, sandbox: bool) -> int:
     if _in_terminal():
         print(TERMINAL_NOTE, file=sys.stderr, flush=True)
     settings = Settings.load()
+    if settings.api_key is not None:  # the real key, also in the sandbox (it may be echoed): redacted from the start
+        register_secret(settings.api_key.get_secret_value())
     if sandbox:
         settings = settings.for_sandbox()
-    if settings.api_key is not None:
-        register_secret(settings.api_key.get_secret_value())  # redacted from the first log line on
     _configure_logging(settings.log_level)
     from kie_mcp.server import create_server
 

@@ -111,7 +111,7 @@ class Settings:
         return replace(
             self,
             sandbox=True,
-            api_key=self.api_key if self.config_error else SecretStr(SANDBOX_API_KEY),
+            api_key=SecretStr(SANDBOX_API_KEY),
             base_url=SANDBOX_BASE_URL,
             upload_base_url=SANDBOX_BASE_URL,
             workspace=sandbox_area(self.workspace),
