@@ -60,8 +60,11 @@ async def test_a_price_that_changed_since_the_bundled_data_is_quoted_live(connec
     await sync(transport, controls, tmp_path)
     async with connect() as client:
         quote = (await client.call_tool("estimate_cost", IMAGE)).structured_content["quote"]
+        listed = (await client.call_tool("list_models", {"query": "nano-banana-2"})).structured_content["models"]
     assert quote["credits_total"] == 10
     assert quote["price_source"].startswith("KIE live price list of 20")
+    [model] = [m for m in listed if m["id"] == "nano-banana-2"]
+    assert [(t["output"], t["credits"], t["usd"]) for t in model["typical"]] == [("1 image", 10, 0.05)]  # as quoted
 
 
 async def test_a_price_row_gone_from_the_feed_makes_the_price_unknown_and_capped(

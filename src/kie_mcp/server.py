@@ -5,6 +5,7 @@ No ``from __future__ import annotations`` here: the SDK reads resolver annotatio
 
 import base64
 import contextlib
+import functools
 import inspect
 import json
 import logging
@@ -704,9 +705,15 @@ def _register_tools(mcp: MCPServer) -> None:
         """The KIE models kie-mcp can validate and price, with what each is good at and its price. Free."""
         _reject_unknown_arguments(ctx, "list_models")
         rt = _runtime(ctx)
+        from kie_mcp.catalog.live import live_price_input  # the live catalogue loads with the first request
+
+        live_pricer = functools.partial(live_price_input, rt.live)  # what estimate_cost quotes, also here
         models = [
             ModelInfo(
-                **spec.summary(), price=price_summary(spec), typical=typical_prices(spec), recent_success_rate=rate
+                **spec.summary(),
+                price=price_summary(spec),
+                typical=typical_prices(spec, live_pricer),
+                recent_success_rate=rate,
             )
             for spec, rate in gen.offered_models(rt, kind=kind, capability=capability, query=query)
         ]

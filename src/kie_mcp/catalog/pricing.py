@@ -8,7 +8,7 @@ exactly once that input's length has been measured (``media.duration.measure_inp
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic import BaseModel
@@ -204,25 +204,26 @@ class TypicalPrice(BaseModel):
     settings: str  # the defaults it is priced at, as the user names them ("resolution=720p, audio=false"), or ""
 
 
-def typical_prices(spec: ModelSpec) -> list[TypicalPrice]:
-    """The prices of a typical output, priced by ``price_input`` exactly as ``estimate_cost`` would price a request
-    that leaves every setting at its default. Empty when that price is unknown (no table, or billed by the length of
-    an input nobody has measured yet): never a guess."""
+def typical_prices(spec: ModelSpec, price: Callable[..., ItemPrice] | None = None) -> list[TypicalPrice]:
+    """The prices of a typical output: a request that leaves every setting at its default, priced by ``price``
+    (``price_input``, the bundled list, by default; the server passes the live one ``estimate_cost`` uses). Empty
+    when that price is unknown (no table, or billed by the length of an input nobody has measured yet): never a
+    guess."""
     if spec.price is None:
         return []
     if spec.kind == "image":
-        return [price for price in [_typical(spec, "1 image", _default_request(spec))] if price is not None]
+        return [found for found in [_typical(spec, "1 image", _default_request(spec), price)] if found is not None]
     length = spec.field_for_arg("duration")
     if length is None:  # the model sets the length itself (an extend, an upscale, Hailuo Pro)
-        return [price for price in [_typical(spec, "1 clip", _default_request(spec))] if price is not None]
+        return [found for found in [_typical(spec, "1 clip", _default_request(spec), price)] if found is not None]
     lengths = [seconds for seconds in TYPICAL_CLIP_SECONDS if _allows(length, seconds)]
     if not lengths and length.default is not None:  # e.g. Hailuo's 6 or 10 s: show its default length instead
         lengths = [int(float(length.default))]
     prices = [
-        _typical(spec, f"{seconds} s clip", _default_request(spec, {length.name: _coerce(length, seconds)}))
+        _typical(spec, f"{seconds} s clip", _default_request(spec, {length.name: _coerce(length, seconds)}), price)
         for seconds in lengths
     ]
-    return [price for price in prices if price is not None]
+    return [found for found in prices if found is not None]
 
 
 def _default_request(spec: ModelSpec, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -245,8 +246,10 @@ def usd_text(dollars: float) -> str:
     return f"${dollars:.2f}" if dollars >= 0.01 or dollars == 0 else f"${dollars:.1g}"
 
 
-def _typical(spec: ModelSpec, output: str, wire: dict[str, Any]) -> TypicalPrice | None:
-    price = price_input(spec, wire)
+def _typical(
+    spec: ModelSpec, output: str, wire: dict[str, Any], pricer: Callable[..., ItemPrice] | None
+) -> TypicalPrice | None:
+    price = (pricer or price_input)(spec, wire)
     if not price.known or price.credits is None:
         return None
     assert spec.price is not None
