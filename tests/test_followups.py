@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from kie_mcp.catalog import load_catalog
@@ -204,6 +205,29 @@ async def test_4k_asked_again_while_processing_returns_the_same_task_and_spends_
     assert spent == spent_after == 60 + 120
     assert "already has this" in text_of(estimate)
     assert done["state"] == "succeeded" and done["result_urls"] and done["parent_task_id"] == source
+
+
+async def test_two_4k_requests_at_once_record_one_task_with_its_reserve(connect, controls):
+    """Both calls pass the "already made?" check before either is recorded, so KIE sees two requests; the second
+    answers 422 naming the first's task. One task, one charge, and the first's record (its reserve) stands."""
+    async with connect(elicitation=answering(), auto_approve_credits=200) as client:
+        source = await finished(client, VEO)
+        results: list[Any] = []
+
+        async def ask() -> None:
+            results.append(await client.call_tool("continue_video", {"task_id": source, "operation": "4k"}))
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(ask)
+            group.start_soon(ask)
+        spent = await spent_today(client)
+    [task_id] = {r.structured_content["tasks"][0]["task_id"] for r in results}
+    async with connect() as client:  # a restart: what the journal kept, not the live follower's copy
+        checked = (await client.call_tool("list_tasks", {})).structured_content["tasks"]
+    [checked] = [t for t in checked if t["task_id"] == task_id]
+    assert len(await requests_to(controls, UHD_PATH)) == 2
+    assert spent == 60 + 120
+    assert checked["credits_reserved"] == 120 and checked["parent_task_id"] == source
 
 
 async def test_a_4k_kie_already_has_is_followed_and_not_charged_again(connect, controls):

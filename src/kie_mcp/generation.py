@@ -585,7 +585,11 @@ async def _submit(
         state, error = "refused", err.message
     try:
         rt.journal.finish_attempt(attempt, state, task_id=record.task_id, error=error)
-        if state == "created":
+        kept = rt.tasks.get(record.task_id) if existing and record.task_id else None
+        if kept is not None:  # the task KIE already had is this workspace's: its record (reserve, charge) stands
+            for name in type(record).model_fields:
+                setattr(record, name, getattr(kept, name))
+        elif state == "created":
             rt.tasks.add(record, attempt_id=attempt, prompt=prompt, session=p.session)
     except JOURNAL_ERRORS as err:
         problems.append(_not_recorded(record, err))
