@@ -135,7 +135,7 @@ async def test_the_card_shows_cost_caps_model_settings_and_input_pictures(connec
     assert card["tool"] == "generate_video" and card["arguments"] == request
     assert (card["quote_id"], card["credits"], card["usd"]) == (quote["quote_id"], 60, quote["usd_total"])
     assert (card["spent_today"], card["max_credits_per_day"], card["max_credits_per_call"]) == (8, 400, 600)
-    assert card["model"] == {"id": "veo3_fast", "title": card["model"]["title"], "kind": "video"}
+    assert card["model"] == {"id": "veo3_fast", "title": "Veo 3.1 Fast", "kind": "video"}
     assert ["aspect_ratio", "16:9"] in card["settings"]
     assert card["prompt"].startswith(VIDEO["prompt"])
     [shown] = card["inputs"]

@@ -33,7 +33,6 @@ from kie_mcp.catalog.live import (
     price_changes,
     spec_from_live,
     stricter_problems,
-    utc_stamp,
 )
 from kie_mcp.catalog.validate import _matches
 from kie_mcp.cli import _catalog_sync, main
@@ -43,6 +42,7 @@ from kie_mcp.kie import KieClient, KieError
 from kie_mcp.kie.pacing import SlidingWindow
 from kie_mcp.sandbox import SANDBOX_API_KEY, SandboxTransport, SimConfig, Simulator
 from kie_mcp.sandbox.models import openapi_for
+from kie_mcp.words import timestamp
 
 from .conftest import API, UPLOADS
 from .test_every_model import minimal_arguments
@@ -138,7 +138,7 @@ async def test_a_429_from_the_shared_budget_is_waited_out(kie, controls, sim):
 async def test_sync_reads_the_list_the_feed_the_schemas_and_the_success_rates(kie):
     live = await synced(kie)
     assert live.errors == []
-    assert live.fetched_at == live.feed_at == live.attempted_at == utc_stamp(NOW)
+    assert live.fetched_at == live.feed_at == live.attempted_at == timestamp(NOW)
     assert {"nano-banana-pro", "kling/v2-1-pro"} <= set(live.models)
     assert "veo3_fast" not in live.models  # product APIs are listed by KIE under other names
     assert set(live.schemas) == {"nano-banana-pro", "kling/v2-1-pro"}  # only models in use (no extras here)
@@ -236,7 +236,7 @@ async def test_unreachable_kie_keeps_what_the_cache_had(kie):
     async with KieClient(api_key="k", base_url="http://127.0.0.1:9", upload_base_url="http://127.0.0.1:9") as offline:
         kept = await live.sync(offline, models_in_use=IN_USE, now=later)
     assert kept.models == live.models and kept.feed == live.feed and kept.schemas == live.schemas
-    assert kept.fetched_at == live.fetched_at and kept.attempted_at == utc_stamp(later)
+    assert kept.fetched_at == live.fetched_at and kept.attempted_at == timestamp(later)
     assert {e.endpoint for e in kept.errors} == {"/api/v1/models", "/client/v1/model-pricing/page"}
     assert all("network" in e.message for e in kept.errors)
 
@@ -254,7 +254,7 @@ async def test_a_region_that_gets_no_price_feed_keeps_the_old_feed(kie, controls
     await controls.post("catalog/feed", {"regionBlocked": True})
     kept = await live.sync(kie, models_in_use=IN_USE, now=NOW + timedelta(days=1))
     assert kept.feed == live.feed and kept.feed_at == live.feed_at
-    assert kept.fetched_at == utc_stamp(NOW + timedelta(days=1))  # the model list still came through
+    assert kept.fetched_at == timestamp(NOW + timedelta(days=1))  # the model list still came through
     assert [(e.endpoint, e.code) for e in kept.errors] == [("/client/v1/model-pricing/page", 4030)]
 
 
@@ -535,7 +535,7 @@ async def test_maybe_sync_only_when_the_cache_is_a_day_old(kie, sim, tmp_path):
     assert await maybe_sync(kie, path, IN_USE, now=NOW + timedelta(hours=23)) is None
     assert len(sim.requests) == count  # a fresh cache: KIE is not asked
     later = await maybe_sync(kie, path, IN_USE, now=NOW + timedelta(hours=25))
-    assert later is not None and later.fetched_at == utc_stamp(NOW + timedelta(hours=25))
+    assert later is not None and later.fetched_at == timestamp(NOW + timedelta(hours=25))
 
 
 async def test_maybe_sync_never_raises_and_does_not_hammer_when_offline(tmp_path, monkeypatch):

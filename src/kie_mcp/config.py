@@ -141,7 +141,6 @@ class Settings:
             dotenv = {}
         env = {**dotenv, **given}
         if "KIE_WORKSPACE" in env and "KIE_WORKSPACE" not in given:  # the .env names the workspace
-            problems.clear()
             workspace, reason = _workspace_or_problem(env, cwd, problems)
 
         key = env.get("KIE_API_KEY", "").strip()

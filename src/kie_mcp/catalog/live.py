@@ -74,15 +74,6 @@ def cache_path(workspace: Path) -> Path:
     return workspace / CACHE_DIR / CACHE_NAME
 
 
-def utc_stamp(moment: datetime) -> str:
-    """ISO 8601 UTC with a ``Z``, to the second: the one timestamp format of kie-mcp (``words.timestamp``)."""
-    return timestamp(moment)
-
-
-def parse_stamp(text: str | None) -> datetime | None:
-    return parse_timestamp(text)
-
-
 # -- what KIE publishes, as cached -----------------------------------------------------------------
 
 
@@ -247,7 +238,7 @@ class LiveCatalog(_Loose):
         return self.feed is not None
 
     def age(self, now: datetime | None = None) -> timedelta | None:
-        fetched = parse_stamp(self.fetched_at)
+        fetched = parse_timestamp(self.fetched_at)
         return None if fetched is None else (now or datetime.now(UTC)) - fetched
 
     def schema_of(self, model_id: str) -> dict[str, Any] | None:
@@ -309,7 +300,7 @@ class LiveCatalog(_Loose):
 
         from .registry import load_catalog
 
-        stamp = utc_stamp(now or datetime.now(UTC))
+        stamp = timestamp(now or datetime.now(UTC))
         new = self.model_copy(deep=True)
         new.attempted_at, new.errors = stamp, []
         in_use = list(dict.fromkeys(m for m in models_in_use if isinstance(m, str) and m))
@@ -360,7 +351,7 @@ class LiveCatalog(_Loose):
         self, kie: KieClient, model_ids: Iterable[str], *, now: datetime | None = None
     ) -> LiveCatalog:
         """Fetch just these models' schemas (a model asked for that the cache lacks); returns an updated copy."""
-        stamp = utc_stamp(now or datetime.now(UTC))
+        stamp = timestamp(now or datetime.now(UTC))
         new = self.model_copy(deep=True)
         await new._fetch_schemas(kie, list(dict.fromkeys(model_ids)), stamp)
         return new
@@ -443,7 +434,7 @@ async def maybe_sync(
         age = live.age(moment)
         if age is not None and age < max_age:
             return None
-        attempted = parse_stamp(live.attempted_at)
+        attempted = parse_timestamp(live.attempted_at)
         if attempted is not None and moment - attempted < retry_after:
             return None  # the last attempt failed a moment ago (offline): do not hammer KIE at every start
         new = await live.sync(kie, models_in_use=models_in_use, now=moment, catalog=catalog)
@@ -738,7 +729,7 @@ def _exact_price(live: LiveCatalog, listed: LiveModel, spec: ModelSpec) -> tuple
         source="live-price",
         note="parsed from KIE's live price; only a price that holds for every request is used",
     )
-    return price, Source(kind="documented", ref=ref, date=date or utc_stamp(datetime.now(UTC))[:10])
+    return price, Source(kind="documented", ref=ref, date=date or timestamp(datetime.now(UTC))[:10])
 
 
 def sync_summary(live: LiveCatalog, catalog: Catalog | None = None) -> list[str]:

@@ -193,11 +193,6 @@ def _allowed_text(field: FieldSpec) -> str:
     return {"string": "text", "url": "a URL"}.get(field.type, "a list of the documented values")
 
 
-def _shown(value: Any) -> str:
-    """The value as the user sent it (JSON), cut short: an error must never echo a megabyte back."""
-    return plain(value)
-
-
 def _coerce(field: FieldSpec, value: Any) -> Any:
     """Accept the obvious spellings: aliases, ints for numeric strings, and back."""
     if isinstance(value, str) and value in field.value_aliases:
@@ -217,7 +212,7 @@ def _check_value(field: FieldSpec, value: Any) -> str | None:
     kind = field.type
     if kind in ("string", "url"):
         if not isinstance(value, str):
-            return f"expected text, got {_shown(value)}."
+            return f"expected text, got {plain(value)}."
         if field.max_length is not None and len(value) > field.max_length:
             whose = (
                 " (kie-mcp's default bound: KIE documents no limit for this field)" if field.max_length_default else ""
@@ -225,12 +220,12 @@ def _check_value(field: FieldSpec, value: Any) -> str | None:
             return f"is {len(value)} characters long; the limit is {field.max_length}{whose}. Shorten it."
         return None
     if kind == "boolean":
-        return None if isinstance(value, bool) else f"expected true or false, got {_shown(value)}."
+        return None if isinstance(value, bool) else f"expected true or false, got {plain(value)}."
     if kind in ("integer", "number"):
         if isinstance(value, float) and not math.isfinite(value):
             return _not_finite(field, value, nested=False)
         if isinstance(value, bool) or not isinstance(value, int | float) or (kind == "integer" and value != int(value)):
-            return f"expected a{'n integer' if kind == 'integer' else ' number'}, got {_shown(value)}."
+            return f"expected a{'n integer' if kind == 'integer' else ' number'}, got {plain(value)}."
         if (field.min is not None and value < field.min) or (field.max is not None and value > field.max):
             nearest = min(max(value, field.min if field.min is not None else value), field.max or value)
             shown = int(nearest) if kind == "integer" else nearest
@@ -246,10 +241,10 @@ def _check_value(field: FieldSpec, value: Any) -> str | None:
         hint = _nearest(value, field.values)
         extra = f" Nearest: {plain(hint, quoted=False)}." if hint is not None else ""
         note = f" {field.note}" if field.note else ""
-        return f"{_shown(value)} is not allowed; allowed: {allowed}.{extra}{note}"
+        return f"{plain(value)} is not allowed; allowed: {allowed}.{extra}{note}"
     # lists
     if not isinstance(value, list):
-        return f"expected a list, got {_shown(value)}."
+        return f"expected a list, got {plain(value)}."
     if kind in ("urls", "strings") and not all(isinstance(v, str) for v in value):
         return "expected a list of text values."
     if kind == "objects" and not all(isinstance(v, dict) for v in value):
@@ -290,9 +285,7 @@ def _check_rule(rule: Rule, wire: Mapping[str, Any]) -> list[Problem]:
     why = f" {rule.message}" if rule.message else ""
     for name, allowed in rule.allow.items():
         if name in wire and not any(_norm(wire[name]) == _norm(a) for a in allowed):
-            problems.append(
-                Problem(name, f"{_shown(wire[name])} is not allowed here; allowed: {listed(allowed)}.{why}")
-            )
+            problems.append(Problem(name, f"{plain(wire[name])} is not allowed here; allowed: {listed(allowed)}.{why}"))
     for name, (low, high) in rule.count.items():
         have = _count(wire, name)
         if not low <= have <= high:

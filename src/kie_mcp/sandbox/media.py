@@ -33,7 +33,6 @@ IMAGE_MIME = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "we
 CLIP_ASPECTS = {"16x9": 16 / 9, "9x16": 9 / 16, "1x1": 1.0}
 DEFAULT_CLIP_ASPECT = "16x9"  # "auto", "adaptive" or no aspect at all: most video models default to 16:9
 _FREE_HEADER = 8
-_FREE_HEADER_64 = 16
 
 
 def _digest(seed: str) -> bytes:
