@@ -1,8 +1,9 @@
 """Cold start: what start-up and ``tools/list`` do NOT do (behaviour, not speed; bench/bench_startup.py times it).
 
-Building the server and listing its tools parses no catalogue, builds no HTTP client and imports neither Pillow nor
-the simulator; each of those happens on first use. Every HTTP client of the process verifies TLS with one SSL
-context.
+Building the server and listing its tools parses no catalogue, builds no HTTP client and imports neither Pillow,
+the stitcher nor the simulator; each of those happens on first use. Every HTTP client of the process verifies TLS
+with one SSL context. A later start in the same workspace lists the tools from the listing the first one kept
+(``toolcache``), only while it matches the code, and builds each tool on its first call.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ import textwrap
 import httpx2
 import pytest
 
+from kie_mcp import toolcache
 from kie_mcp.kie import KieClient
 from kie_mcp.kie.client import shared_ssl_context
+from tests.conftest import text_of
 
 # A fresh interpreter: this test process has long since parsed the catalogue and imported Pillow.
 FRESH = textwrap.dedent(
@@ -34,8 +37,11 @@ FRESH = textwrap.dedent(
     from kie_mcp.kie import KieClient
     from kie_mcp.server import create_server
 
-    def heavy():  # Pillow and the simulator
-        return sorted(m for m in sys.modules if m.split(".")[0] == "PIL" or m.startswith("kie_mcp.sandbox"))
+    def heavy():  # Pillow, the stitcher and the simulator
+        return sorted(
+            m for m in sys.modules
+            if m.split(".")[0] == "PIL" or m.startswith("kie_mcp.sandbox") or m == "kie_mcp.media.stitch"
+        )
 
     async def main():
         settings = Settings(
@@ -134,3 +140,65 @@ async def test_a_closed_client_builds_no_new_http_client():
     with pytest.raises(RuntimeError, match="closed"):
         _ = kie.files
     assert KieClient.clients_built == before
+
+
+# -- the kept tool listing -------------------------------------------------------------------------------
+
+
+def _listing(tools) -> list[dict]:
+    return [tool.model_dump(mode="json", by_alias=True, exclude_none=True) for tool in tools]
+
+
+async def test_a_later_start_lists_the_same_tools_and_every_tool_still_works(connect, settings, controls):
+    async with connect() as first:
+        built = _listing((await first.list_tools()).tools)
+    assert toolcache.cache_path(settings.workspace).is_file()
+    async with connect() as second:
+        assert _listing((await second.list_tools()).tools) == built  # the kept listing, exactly what was built
+        quote = await second.call_tool("estimate_cost", {"model": "nano-banana-2", "prompt": "a red apple"})
+        assert not quote.is_error and quote.structured_content["quote"]["credits_total"] > 0
+        # Arguments are checked by the model built from the code, not by anything read from the kept file.
+        refused = await second.call_tool(
+            "generate_image", {"model": "nano-banana-2", "prompt": "a red apple", "variations": 99}
+        )
+        assert refused.is_error
+        assert "variations: must be at most 10 (got 99)" in text_of(refused)
+        unknown = await second.call_tool("generate_image", {"model": "nano-banana-2", "prompt": "x", "colour": "red"})
+        assert unknown.is_error and "does not take colour" in text_of(unknown)
+    assert await controls.creates() == []
+
+
+async def test_the_kept_listing_is_used_only_while_it_matches_the_code(connect, settings):
+    async with connect() as first:
+        built = _listing((await first.list_tools()).tools)
+    path = toolcache.cache_path(settings.workspace)
+    kept = json.loads(path.read_text(encoding="utf-8"))
+
+    marked = json.loads(json.dumps(kept))
+    marked["tools"][0]["description"] = "MARKED"
+    path.write_text(json.dumps(marked), encoding="utf-8")
+    async with connect() as client:  # same code, same libraries: the kept listing is what is served
+        assert (await client.list_tools()).tools[0].description == "MARKED"
+
+    stale = json.loads(json.dumps(marked))
+    stale["fingerprint"] = "0" * 64  # built by other code or other library versions
+    other_tools = json.loads(json.dumps(marked))
+    other_tools["tools"] = other_tools["tools"][1:]  # a listing of another set of tools
+    for content in (json.dumps(stale), json.dumps(other_tools), "{not json", "", json.dumps({"tools": 1})):
+        path.write_text(content, encoding="utf-8")
+        async with connect() as client:
+            assert _listing((await client.list_tools()).tools) == built, content[:40]
+        assert json.loads(path.read_text(encoding="utf-8")) == kept  # rebuilt and kept again
+
+
+async def test_a_listing_that_cannot_be_kept_costs_nothing_but_time(connect, settings):
+    path = toolcache.cache_path(settings.workspace)
+    path.mkdir(parents=True)  # a folder where the file would go: it cannot be written or read
+    for _ in range(2):
+        async with connect() as client:
+            tools = (await client.list_tools()).tools
+            assert len(tools) >= 10
+            quote = await client.call_tool("estimate_cost", {"model": "nano-banana-2", "prompt": "a red apple"})
+            assert not quote.is_error
+    assert path.is_dir() and list(path.iterdir()) == []
+    assert [p.name for p in path.parent.iterdir() if p.name.startswith(".")] == []  # no temporary file left

@@ -37,7 +37,7 @@ OPERATIONS: dict[str, str] = {
 DAY = 86400.0
 
 
-class FollowupArgs(BaseModel):
+class FollowupArgs(BaseModel, defer_build=True):
     """What continue_video (and estimate_cost with task_id and operation) takes."""
 
     task_id: str

@@ -60,7 +60,7 @@ Status = Literal[
 Progress = Callable[[float, float, str], Awaitable[None]]
 
 
-class GenerationArgs(BaseModel):
+class GenerationArgs(BaseModel, defer_build=True):
     """The arguments shared by estimate_cost, generate_image and generate_video."""
 
     model: str
@@ -107,7 +107,7 @@ class Plan:
         return round(self.reserved / self.variations, 4)
 
 
-class GenerationResult(BaseModel):
+class GenerationResult(BaseModel, defer_build=True):
     status: Status = Field(description="completed, submitted, partial, failed, unknown, confirmation_required, ...")
     message: str
     model: str

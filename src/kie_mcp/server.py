@@ -11,7 +11,7 @@ import json
 import logging
 import mimetypes
 import sqlite3
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
@@ -34,9 +34,13 @@ from mcp.server.mcpserver import (
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp.server.mcpserver.resources import FileResource, FunctionResource, ResourceTemplate
 from mcp.types import CallToolResult, ImageContent, InputRequiredResult, ResourceLink, TextContent, ToolAnnotations
+from mcp.types import Prompt as MCPPrompt
+from mcp.types import Resource as MCPResource
+from mcp.types import ResourceTemplate as MCPResourceTemplate
+from mcp.types import Tool as MCPTool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from kie_mcp import __version__, followups
+from kie_mcp import __version__, followups, toolcache
 from kie_mcp import generation as gen
 from kie_mcp.apps import apps_extension, card_meta, client_supports_apps, gallery_meta, ui_meta
 from kie_mcp.bundled import bundled_path
@@ -66,7 +70,6 @@ from kie_mcp.media.inputs import (
     upload_name,
 )
 from kie_mcp.media.prepare import upload_prepared
-from kie_mcp.media.stitch import Caption, StitchError, output_file_name, stitch
 from kie_mcp.prompts import register_prompts
 from kie_mcp.redact import redact
 from kie_mcp.runtime import NoKeyError, Runtime, open_runtime
@@ -129,7 +132,6 @@ _USER_ERRORS = (
     QuoteError,
     FileNotFoundError,
     OutsideAllowedFolders,
-    StitchError,
 )
 
 # -- argument types shared by the estimate and generate tools ---------------------------------
@@ -195,9 +197,10 @@ FollowupTaskId = Annotated[
 
 
 class _Result(BaseModel):
-    """Tool results refuse unknown fields, so a misspelt field fails loudly instead of vanishing."""
+    """Tool results refuse unknown fields, so a misspelt field fails loudly instead of vanishing. Built on first
+    use (``defer_build``), as every model of kie-mcp is: a start then pays only for what it uses."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class EstimateResult(_Result):
@@ -283,7 +286,7 @@ class ModelList(_Result):
     message: str
 
 
-class CaptionArg(BaseModel):
+class CaptionArg(BaseModel, defer_build=True):
     start: float = Field(ge=0, allow_inf_nan=False, description="Seconds from the start of the joined video.")
     end: float = Field(gt=0, allow_inf_nan=False, description="Seconds from the start; after start.")
     text: str = Field(min_length=1)
@@ -336,6 +339,7 @@ def create_server(settings: Settings | None = None, *, transport: httpx2.AsyncBa
             yield runtime
 
     mcp = _Server(
+        None if settings.config_error is not None else toolcache.cache_path(settings.workspace),
         "kie-mcp",
         title="KIE.ai (kie-mcp)" + (" [sandbox]" if settings.sandbox else ""),
         description="Images and videos from KIE.ai models, with the cost shown and approved before any spend.",
@@ -346,19 +350,106 @@ def create_server(settings: Settings | None = None, *, transport: httpx2.AsyncBa
         extensions=[apps_extension()],  # MCP Apps: the results gallery and the approval card (kie_mcp/apps)
     )
     _register_tools(mcp)
-    _compact_tool_schemas(mcp)
-    _register_resources(mcp, settings)
-    register_prompts(mcp)
+    mcp.defer(functools.partial(_register_resources, mcp, settings))  # reads the workspace's references/ and the
+    mcp.defer(functools.partial(register_prompts, mcp))  # prompt library: done when a client first asks
     return mcp
 
 
 class _Server(MCPServer):
-    """The SDK's server, with arguments that do not fit a tool's schema explained in the tool's words (argument
-    names, JSON values, what to change) instead of pydantic's text, Python reprs and links."""
+    """The SDK's server, with two changes:
+
+    - Tools are built when first needed: ``tools/list`` is answered from the listing kept by an earlier start
+      (``toolcache``) when it still matches the code, and a tool is built on its first call; without a kept
+      listing the first ``tools/list`` builds every tool and keeps the listing. Building is most of a start's cost.
+    - Resources and prompts are registered when a client first lists or reads one (``defer``).
+    - Arguments that do not fit a tool's schema are explained in the tool's words (argument names, JSON values,
+      what to change) instead of pydantic's text, Python reprs and links.
+    """
+
+    def __init__(self, listing_path: Path | None, *args: Any, **kwargs: Any) -> None:
+        self._unbuilt: dict[str, dict[str, Any]] = {}  # tool name -> how it was registered, until it is built
+        self._order: list[str] = []  # every tool's name, in registration order (the order of tools/list)
+        self._listing: list[MCPTool] | None = None
+        self._listing_path = listing_path
+        self._deferred: list[Callable[[], None]] = []
+        super().__init__(*args, **kwargs)
+
+    def defer(self, register: Callable[[], None]) -> None:
+        """Run ``register`` (it adds resources or prompts) before the first request that lists or reads either."""
+        self._deferred.append(register)
+
+    def _register_deferred(self) -> None:
+        while self._deferred:
+            self._deferred.pop(0)()
+
+    async def list_resources(self) -> list[MCPResource]:
+        self._register_deferred()
+        return await super().list_resources()
+
+    async def list_resource_templates(self) -> list[MCPResourceTemplate]:
+        self._register_deferred()
+        return await super().list_resource_templates()
+
+    async def read_resource(self, uri: Any, context: Context[Any, Any] | None = None) -> Any:
+        self._register_deferred()
+        return await super().read_resource(uri, context)
+
+    async def list_prompts(self) -> list[MCPPrompt]:
+        self._register_deferred()
+        return await super().list_prompts()
+
+    async def get_prompt(
+        self, name: str, arguments: dict[str, Any] | None = None, context: Context[Any, Any] | None = None
+    ) -> Any:
+        self._register_deferred()
+        return await super().get_prompt(name, arguments, context)
+
+    def add_tool(self, fn: Any, name: str | None = None, **options: Any) -> None:
+        """Register now, build on first need (``_build``)."""
+        name = name or fn.__name__
+        if name in self._order:
+            raise ValueError(f"tool {name} is registered twice")
+        self._unbuilt[name] = {"fn": fn, "name": name, **options}
+        self._order.append(name)
+        self._listing = None
+
+    def remove_tool(self, name: str) -> None:
+        if self._unbuilt.pop(name, None) is None:
+            super().remove_tool(name)
+        self._order.remove(name)
+        self._listing = None
+
+    def _build(self, name: str) -> None:
+        """Build tool ``name`` if it is not built yet, with the leaner published schemas (``toolschema.compact``;
+        the SDK has no public hook for them, hence its tool manager)."""
+        options = self._unbuilt.pop(name, None)
+        if options is None:
+            return
+        super().add_tool(**options)
+        tool = self._tool_manager.get_tool(name)
+        assert tool is not None
+        tool.parameters = compact(tool.parameters)
+        if tool.fn_metadata.output_schema is not None:
+            tool.fn_metadata.output_schema = compact(tool.fn_metadata.output_schema)
+
+    async def list_tools(self) -> list[MCPTool]:
+        if self._listing is None:
+            self._listing = toolcache.read(self._listing_path, self._order)
+        if self._listing is None:
+            for name in self._order:
+                self._build(name)
+            self._listing = await super().list_tools()
+            toolcache.write(self._listing_path, self._listing)
+        return self._listing
+
+    def _tool_input_schema(self, name: str) -> dict[str, Any] | None:
+        self._build(name)  # the SDK reads it (HTTP transport) before the call
+        return super()._tool_input_schema(name)
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
     ) -> CallToolResult | InputRequiredResult:
+        self._build(name)
         try:
             return await super().call_tool(name, arguments, context)
         except ToolError as err:
@@ -386,15 +477,6 @@ def _instructions(settings: Settings) -> str:
     if settings.config_problem is not None:
         where += f"\n{settings.config_problem}"
     return INSTRUCTIONS + where
-
-
-def _compact_tool_schemas(mcp: MCPServer) -> None:
-    """Publish leaner schemas (``toolschema.compact``: no derived titles, single-use ``$defs`` inlined), set
-    before anything reads them. The SDK has no public hook for this, hence its tool manager."""
-    for tool in mcp._tool_manager.list_tools():
-        tool.parameters = compact(tool.parameters)
-        if tool.fn_metadata.output_schema is not None:
-            tool.fn_metadata.output_schema = compact(tool.fn_metadata.output_schema)
 
 
 # -- tools --------------------------------------------------------------------------------------
@@ -591,17 +673,20 @@ def _register_tools(mcp: MCPServer) -> None:
         with burned-in captions. With chain=true a task id brings its whole chain of extensions, in order. Local and
         free: needs ffmpeg (pip install 'kie-mcp[video]')."""
         _reject_unknown_arguments(ctx, "stitch_videos")
+        from kie_mcp.media import stitch as stitching  # loaded on the first stitch: start-up does not need ffmpeg's
+
         rt = _runtime(ctx)
-        with _user_errors():
+        with _user_errors(stitching.StitchError):
             if chain:  # a follow-up stands for the chain that ends with it (followups.chain_clips)
                 clips = [link for clip in clips for link in (followups.chain_clips(rt, clip) or [clip])]
-            name = output_file_name(output_name, f"stitched-{len(clips)}-clips")  # refuses paths, NUL, overlong
+            # output_file_name refuses paths, NUL and overlong names
+            name = stitching.output_file_name(output_name, f"stitched-{len(clips)}-clips")
             paths = [_clip_path(rt, clip) for clip in clips]
             label = session or output_name or "stitched"
             folder = output_folder(rt.settings.workspace, label, datetime.now().date())
             folder.mkdir(parents=True, exist_ok=True)
-            parts = [Caption(c.start, c.end, c.text) for c in captions or []]
-            done = await stitch(paths, folder / name, captions=parts or None)
+            parts = [stitching.Caption(c.start, c.end, c.text) for c in captions or []]
+            done = await stitching.stitch(paths, folder / name, captions=parts or None)
         joined_video = [(done.path, "video")]
         await refresh_gallery(rt.settings.workspace, rt.settings.preview_px, joined_video)  # joins the gallery
         relative = done.path.relative_to(rt.settings.workspace).as_posix()
@@ -1361,12 +1446,13 @@ def _progress(ctx: Context) -> gen.Progress:
 
 
 @contextlib.contextmanager
-def _user_errors() -> Iterator[None]:
-    """Expected failures reach the agent as readable tool errors, never as tracebacks, and never with a secret
-    (KieError redacts itself; this is the last safety net for every other error text)."""
+def _user_errors(*expected: type[Exception]) -> Iterator[None]:
+    """Expected failures (``_USER_ERRORS`` and ``expected``) reach the agent as readable tool errors, never as
+    tracebacks, and never with a secret (KieError redacts itself; this is the last safety net for every other
+    error text)."""
     try:
         yield
-    except _USER_ERRORS as err:
+    except (*_USER_ERRORS, *expected) as err:
         raise ToolError(redact(str(err))) from err
     except (sqlite3.Error, OSError) as err:
         log.warning("storage problem: %s", err)

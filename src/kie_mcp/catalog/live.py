@@ -78,7 +78,7 @@ def cache_path(workspace: Path) -> Path:
 
 
 class _Loose(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
 
 class LiveModel(_Loose):

@@ -25,7 +25,7 @@ PLUS_OUTPUT = " plus the output"
 USD_PER_CREDIT = 0.005  # 200 credits = $1 (KIE model pages: "4 credits = $0.02")
 
 
-class ItemPrice(BaseModel):
+class ItemPrice(BaseModel, defer_build=True):
     """What one task of this request costs, and why."""
 
     known: bool
@@ -195,7 +195,7 @@ def _fmt(value: float) -> str:
 TYPICAL_CLIP_SECONDS = (5, 8)  # the clip lengths ads and UGC reels are made of
 
 
-class TypicalPrice(BaseModel):
+class TypicalPrice(BaseModel, defer_build=True):
     """What one typical output costs at the model's default settings: one image, or a 5 s or an 8 s clip."""
 
     output: str  # "1 image", "5 s clip", "8 s clip", "6 s clip" (a model offering neither), "1 clip"

@@ -29,7 +29,7 @@ DEFAULT_PROMPT_MAX_LENGTH = 5000
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class Source(_Strict):

@@ -71,7 +71,7 @@ def shared_ssl_context() -> ssl.SSLContext:
         return _default_ssl_context()
 
 
-class UploadedFile(BaseModel):
+class UploadedFile(BaseModel, defer_build=True):
     url: str
     file_name: str
     size: int | None = None

@@ -22,7 +22,7 @@ class TaskState(StrEnum):
         return self in (TaskState.SUCCEEDED, TaskState.FAILED)
 
 
-class TaskStatus(BaseModel):
+class TaskStatus(BaseModel, defer_build=True):
     """A task as KIE last described it, in family-neutral terms."""
 
     task_id: str

@@ -19,7 +19,7 @@ from pydantic.json_schema import SkipJsonSchema
 from .approval import Approval, ApprovedBy, _issue
 
 
-class ConfirmSpend(BaseModel):
+class ConfirmSpend(BaseModel, defer_build=True):
     """The elicitation form: one required boolean, so no client can auto-accept an empty form.
 
     Only the JSON boolean ``true`` is a yes. ``"true"``, ``"yes"`` or ``1`` are read as no, with

@@ -28,7 +28,7 @@ def request_hash(model_id: str, wire_input: dict[str, Any], variations: int) -> 
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-class Quote(BaseModel):
+class Quote(BaseModel, defer_build=True):
     """What a request will cost, as shown to the user before any spend."""
 
     quote_id: str = Field(description="Pass this back as quote_id to approve exactly this request.")

@@ -42,7 +42,7 @@ Moment = Annotated[
 ]
 
 
-class TaskRecord(BaseModel):
+class TaskRecord(BaseModel, defer_build=True):
     """One KIE task as the tools report it."""
 
     task_id: str | None = Field(description="KIE's task id; null only when the create's outcome is unknown.")
