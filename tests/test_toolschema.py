@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+from jsonschema.validators import validator_for
+
 from kie_mcp.toolschema import compact
 
 
@@ -47,6 +50,46 @@ def test_shared_and_recursive_definitions_stay_referenced():
     assert set(out["$defs"]) == {"Clip", "Node"}  # every $ref left still resolves
 
 
+NULLABLE_CASES = [
+    # (a nullable value as pydantic writes it, values to check it with)
+    ({"anyOf": [{"type": "number", "minimum": 0}, {"type": "null"}], "default": None}, [None, 0, 2.5, -1, "3"]),
+    ({"anyOf": [{"type": "string"}, {"type": "null"}], "description": "why"}, [None, "", "x", 3, ["x"]]),
+    ({"anyOf": [{"type": "array", "items": {"type": "string"}}, {"type": "null"}]}, [None, [], ["a"], [1], "a"]),
+    ({"anyOf": [{"enum": ["a", "b"], "type": "string"}, {"type": "null"}]}, [None, "a", "c", 1]),  # enum: stays
+    ({"anyOf": [{"const": 3}, {"type": "null"}]}, [None, 3, 4]),  # no "type": stays
+    ({"anyOf": [{"type": "integer"}, {"type": "string"}]}, [None, 1, "1", 1.5]),  # no null: stays
+    (  # an object: its keywords apply only to objects
+        {
+            "anyOf": [
+                {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]},
+                {"type": "null"},
+            ]
+        },
+        [None, {"n": 1}, {}, {"n": "1"}, 5],
+    ),
+]
+
+
+@pytest.mark.parametrize(("nullable", "values"), NULLABLE_CASES)
+def test_output_schemas_say_nullable_as_a_type_list_with_the_same_meaning(nullable, values):
+    schema = {"type": "object", "properties": {"value": nullable}}
+    published = compact(schema, output=True)
+    value = published["properties"]["value"]
+    branches = nullable["anyOf"]
+    mergeable = {"type": "null"} in branches and all(
+        isinstance(b.get("type"), str) and "enum" not in b and "const" not in b for b in branches
+    )
+    if mergeable:
+        assert "anyOf" not in value and "null" in value["type"]  # one step for a validator
+    else:
+        assert value["anyOf"] == branches
+    check = validator_for(schema)(schema)
+    check_published = validator_for(published)(published)
+    for item in values:
+        assert check.is_valid({"value": item}) == check_published.is_valid({"value": item}), item
+    assert compact(schema) == {"type": "object", "properties": {"value": nullable}}  # inputs keep anyOf
+
+
 async def test_tools_list_is_lean_and_still_describes_every_argument(connect):
     async with connect() as client:
         tools = (await client.list_tools()).tools
@@ -56,6 +99,8 @@ async def test_tools_list_is_lean_and_still_describes_every_argument(connect):
             assert all(ref.removeprefix("#/$defs/") in schema.get("$defs", {}) for ref in _refs(schema)), tool.name
     estimate = next(t for t in tools if t.name == "estimate_cost")
     assert estimate.input_schema["properties"]["model"]["description"]
+    assert estimate.input_schema["properties"]["model"]["anyOf"] == [{"type": "string"}, {"type": "null"}]
+    assert estimate.output_schema["properties"]["balance_credits"]["type"] == ["number", "null"]
     quote = estimate.output_schema["properties"]["quote"]
     assert quote["properties"]["quote_id"]["type"] == "string"  # inlined, not behind a $ref
 

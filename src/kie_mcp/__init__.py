@@ -1,10 +1,7 @@
 """kie-mcp: an MCP server for KIE.ai that never spends a credit the user did not approve."""
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("kie-mcp")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
-    __version__ = "0.0.0+unknown"
+# Written out, not read from the installed metadata (that lookup costs every start a few milliseconds); a release
+# bumps it with pyproject.toml, server.json and mcpb/manifest.json (tests/test_packaging.py checks they agree).
+__version__ = "0.1.0"
 
 __all__ = ["__version__"]

@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 import os
 import sys
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -278,8 +277,14 @@ def _choose_workspace(env: Mapping[str, str], cwd: Path) -> tuple[Path, str]:
 def is_source_checkout(folder: Path) -> bool:
     """Whether ``folder`` is kie-mcp's own source tree (its pyproject.toml names the project kie-mcp)."""
     try:
-        project = tomllib.loads((folder / "pyproject.toml").read_text(encoding="utf-8")).get("project", {})
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        text = (folder / "pyproject.toml").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    import tomllib  # only when there is a pyproject.toml to read: most starts never need a TOML parser
+
+    try:
+        project = tomllib.loads(text).get("project", {})
+    except tomllib.TOMLDecodeError:
         return False
     name = project.get("name") if isinstance(project, dict) else None
     return isinstance(name, str) and name.strip().lower().replace("_", "-") == PROJECT_NAME

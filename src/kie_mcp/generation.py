@@ -159,7 +159,10 @@ async def plan(
 
     if problems := stricter_problems(rt.live, spec, wire):  # KIE's live schema, where it is stricter than ours
         raise InvalidRequest(spec.id, named_for_user(spec, problems, args.options))
-    roots = (*rt.settings.input_roots, *shared)  # the workspace, KIE_ALLOWED_DIRS and the client's MCP roots
+
+    def roots() -> tuple[Path, ...]:  # the workspace, KIE_ALLOWED_DIRS and the client's MCP roots
+        return (*rt.settings.input_roots, *shared)
+
     files, problems = find_local_files(spec, wire, rt.settings.input_bases, roots)
     if problems:
         raise InvalidRequest(spec.id, named_for_user(spec, problems, args.options))

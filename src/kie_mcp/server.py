@@ -430,7 +430,7 @@ class _Server(MCPServer):
         assert tool is not None
         tool.parameters = compact(tool.parameters)
         if tool.fn_metadata.output_schema is not None:
-            tool.fn_metadata.output_schema = compact(tool.fn_metadata.output_schema)
+            tool.fn_metadata.output_schema = compact(tool.fn_metadata.output_schema, output=True)
 
     async def list_tools(self) -> list[MCPTool]:
         if self._listing is None:
@@ -1374,7 +1374,7 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
             )
 
 
-class _RealTypeTemplate(ResourceTemplate):
+class _RealTypeTemplate(ResourceTemplate, defer_build=True):
     """A template whose every read carries the content's real MIME type, sniffed from its bytes the way downloads
     name saved files (a template itself can declare only one type for all its files). Text comes back as text."""
 

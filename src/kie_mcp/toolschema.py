@@ -3,9 +3,12 @@
 Every agent carries ``tools/list`` in its context on every turn, so its size is paid in tokens again and again.
 The SDK publishes pydantic's schemas as they are: a ``title`` on every property (``"quote_id"`` gets
 ``"Quote Id"``) and nested models behind ``$ref``/``$defs``. ``compact`` drops the titles pydantic derived from
-names and inlines definitions used once (some hosts resolve ``$ref`` poorly); what a value may be is untouched
-(``anyOf`` with ``null`` stays: several hosts reject ``"type": [..., "null"]``). Validation does not use these
-schemas (the SDK validates arguments with the pydantic model), so only what is advertised changes.
+names and inlines definitions used once (some hosts resolve ``$ref`` poorly); what a value may be is untouched.
+In input schemas ``anyOf`` with ``null`` stays (several hosts hand them to model APIs that reject
+``"type": [..., "null"]``); in output schemas, which clients use to check results, a nullable value becomes the
+equivalent type list, which a validator checks in one step instead of trying two branches (on every call).
+Validation of arguments does not use these schemas (the SDK validates them with the pydantic model), so only what
+is advertised changes.
 """
 
 from __future__ import annotations
@@ -15,8 +18,21 @@ from typing import Any
 _DEFS = "#/$defs/"
 
 
-def compact(schema: dict[str, Any]) -> dict[str, Any]:
-    """``schema`` without derived titles, with single-use ``$defs`` inlined (recursive ones kept)."""
+# Keywords that constrain only values of their own type (or only annotate): a branch made of these and a "type"
+# means the same inside a type list with "null". "enum" and "const" are not among them (they would refuse null).
+_TYPE_SPECIFIC = frozenset(
+    {
+        "type", "description", "default", "examples", "format", "pattern", "minLength", "maxLength", "minimum",
+        "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "items", "prefixItems", "minItems",
+        "maxItems", "uniqueItems", "properties", "additionalProperties", "required", "minProperties",
+        "maxProperties",
+    }
+)  # fmt: skip
+
+
+def compact(schema: dict[str, Any], *, output: bool = False) -> dict[str, Any]:
+    """``schema`` without derived titles, with single-use ``$defs`` inlined (recursive ones kept); with ``output``
+    (a tool's output schema), nullable values as type lists."""
     defs: dict[str, Any] = schema.get("$defs", {})
     uses: dict[str, int] = {}
     _count_refs(schema, uses)
@@ -39,7 +55,7 @@ def compact(schema: dict[str, Any]) -> dict[str, Any]:
                 out[key] = {field: walk(sub, inlining) for field, sub in value.items()}  # keys are names
             else:
                 out[key] = walk(value, inlining)
-        return out
+        return _as_type_list(out) if output else out  # after its branches are inlined
 
     result = walk(schema, ())
     kept = {name: walk(d, (name,)) for name, d in defs.items() if uses.get(name, 0) != 1 or _recursive(name, d)}
@@ -72,3 +88,22 @@ def _recursive(name: str, definition: Any) -> bool:
     found: dict[str, int] = {}
     _count_refs(definition, found)
     return name in found
+
+
+def _as_type_list(node: dict[str, Any]) -> dict[str, Any]:
+    """``{"anyOf": [{"type": T, ...}, {"type": "null"}], ...}`` as ``{"type": [T, "null"], ...}`` when that means
+    the same (the other branch is one plain type with type-specific keywords that the node does not repeat)."""
+    branches = node.get("anyOf")
+    if not isinstance(branches, list) or len(branches) != 2 or {"type": "null"} not in branches:
+        return node
+    other = branches[0] if branches[1] == {"type": "null"} else branches[1]
+    if (
+        not isinstance(other, dict)
+        or not isinstance(other.get("type"), str)
+        or other["type"] == "null"
+        or not set(other) <= _TYPE_SPECIFIC
+        or set(other) & (set(node) - {"anyOf"})
+    ):
+        return node
+    merged = {key: value for key, value in node.items() if key != "anyOf"}
+    return {**merged, **other, "type": [other["type"], "null"]}

@@ -14,7 +14,6 @@ from .spec import DialogueSpec, ModelSpec
 from .validate import InvalidRequest, Problem
 
 WORDS_PER_SECOND = 2.5
-_DEFAULT = DialogueSpec(source="")
 
 
 @dataclass
@@ -60,7 +59,7 @@ def fit_script(
     if "audio" not in spec.capabilities:
         others = ", ".join(s.id for s in alternatives[:4]) or "a model with audio"
         raise InvalidRequest(spec.id, [Problem("script", f"{spec.id} makes silent video; for speech use {others}.")])
-    dialogue = spec.dialogue or _DEFAULT
+    dialogue = spec.dialogue or DialogueSpec(source="")  # the default way (built here: models build on use)
     notes = [f"Script: {words} words, about {needed:.1f} s at {WORDS_PER_SECOND:g} words/s."]
     durations = allowed_durations(spec)
     chosen = duration

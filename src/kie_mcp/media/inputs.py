@@ -20,7 +20,7 @@ import errno
 import hashlib
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -328,18 +328,25 @@ def _media_slots(spec: ModelSpec, wire: dict[str, Any]) -> Iterator[tuple[str, i
 
 
 def find_local_files(
-    spec: ModelSpec, wire: dict[str, Any], workspace: Path | tuple[Path, ...], roots: tuple[Path, ...] | None = None
+    spec: ModelSpec,
+    wire: dict[str, Any],
+    workspace: Path | tuple[Path, ...],
+    roots: Callable[[], tuple[Path, ...]] | None = None,
 ) -> tuple[dict[str, LocalFile], list[Problem]]:
-    """Map each non-URL media value to a real media file inside the allowed folders that its field takes."""
+    """Map each non-URL media value to a real media file inside the allowed folders that its field takes.
+    ``roots`` gives those folders (resolved): asked for only when a local file is named, so a request without one
+    touches no file system."""
     found: dict[str, LocalFile] = {}
     problems: list[Problem] = []
-    roots = roots or tuple(base.resolve() for base in (workspace if isinstance(workspace, tuple) else (workspace,)))
-    for name, index, value in _media_slots(spec, wire):
-        if is_remote(value):
-            continue
+    local = [(name, index, value) for name, index, value in _media_slots(spec, wire) if not is_remote(value)]
+    if not local:
+        return found, problems
+    bases = workspace if isinstance(workspace, tuple) else (workspace,)
+    allowed = roots() if roots is not None else tuple(base.resolve() for base in bases)
+    for name, index, value in local:
         where = f"{name}[{index}]" if index is not None else name
         try:  # every slot is checked, so one file given to two fields must suit both
-            path, media = inspect_local(value, workspace, roots, field_accepts(spec, name))
+            path, media = inspect_local(value, workspace, allowed, field_accepts(spec, name))
             if value not in found:
                 found[value] = LocalFile(path, _sha256(path), media)
         except RefusedInput as err:
