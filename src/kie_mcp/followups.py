@@ -8,7 +8,7 @@ of every generation: ``generation.plan`` (validate, price) -> ``check_spend`` ->
 (submit once, follow, save, record), with the source's id kept on the new task (``TaskRecord.parent_task_id``).
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations``: pydantic would compile each field's annotation string on import.
 
 import json
 import time

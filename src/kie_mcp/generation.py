@@ -4,7 +4,7 @@
 the gate has an answer. Nothing here knows about MCP: progress goes out through a callback.
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations``: pydantic would compile each field's annotation string on import.
 
 import logging
 import math

@@ -57,16 +57,18 @@ def fingerprint() -> str | None:
     parts = [str(FORMAT), __version__, f"{sys.version_info[:2]}", pydantic.VERSION, pydantic_core.__version__]
     try:
         parts.append(metadata.version("mcp"))
-        for folder, _, names in sorted(os.walk(_PACKAGE)):
-            for name in sorted(names):
+        sources = []
+        for folder, subfolders, names in os.walk(_PACKAGE):
+            subfolders[:] = [sub for sub in subfolders if sub != "__pycache__"]
+            for name in names:
                 if name.endswith(".py"):
                     stat = os.stat(os.path.join(folder, name))
-                    parts.append(f"{os.path.relpath(folder, _PACKAGE)}/{name}:{stat.st_size}:{stat.st_mtime_ns}")
+                    sources.append(f"{os.path.relpath(folder, _PACKAGE)}/{name}:{stat.st_size}:{stat.st_mtime_ns}")
     except (OSError, metadata.PackageNotFoundError):
         return None
-    if len(parts) < 7:  # no source file found (e.g. imported from a zip): nothing to stamp a listing with
+    if not sources:  # no source file found (e.g. imported from a zip): nothing to stamp a listing with
         return None
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()
+    return hashlib.sha256("|".join(parts + sorted(sources)).encode()).hexdigest()
 
 
 def read(path: Path | None, names: list[str]) -> list[MCPTool] | None:

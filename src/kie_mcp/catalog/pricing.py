@@ -5,7 +5,7 @@ exactly once that input's length has been measured (``media.duration.measure_inp
 ``measured``); without a measurement it stays unknown, with its per-second rate.
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations``: pydantic would compile each field's annotation string on import.
 
 import math
 from collections.abc import Callable, Mapping

@@ -5,7 +5,7 @@ rules, the price table and a source for each fact. Validation and pricing read t
 no model has code of its own.
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations``: pydantic would compile each field's annotation string on import.
 
 from typing import Any, Literal
 

@@ -1,6 +1,6 @@
 """One task status for every KIE family: each family's vocabulary maps onto ``TaskState``."""
 
-from __future__ import annotations
+# No ``from __future__ import annotations``: pydantic would compile each field's annotation string on import.
 
 import json
 from enum import StrEnum

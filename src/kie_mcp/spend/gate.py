@@ -8,7 +8,7 @@
 An unknown price is never auto-approved.
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations``: pydantic would compile each field's annotation string on import.
 
 from dataclasses import dataclass
 from typing import Any

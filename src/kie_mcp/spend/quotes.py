@@ -1,6 +1,6 @@
 """Quotes: a price bound by hash to one exact request, for ten minutes, usable once."""
 
-from __future__ import annotations
+# No ``from __future__ import annotations``: pydantic would compile each field's annotation string on import.
 
 import hashlib
 import json

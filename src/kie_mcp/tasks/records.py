@@ -1,6 +1,6 @@
 """What this server knows about each task it created or was asked about."""
 
-from __future__ import annotations
+# No ``from __future__ import annotations``: pydantic would compile each field's annotation string on import.
 
 import time
 from typing import Annotated, Any, Literal
