@@ -49,5 +49,23 @@ def test_bad_numbers_are_explained(tmp_path):
         Settings.from_env({"KIE_AUTO_APPROVE_CREDITS": "-1"}, cwd=tmp_path)
 
 
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("KIE_MAX_CREDITS_PER_CALL", "9" * 5000 + "x"),  # a pasted blob: not echoed whole into every tool error
+        ("KIE_MAX_CREDITS_PER_DAY", "-" + "1" * 5000),
+        ("KIE_DOWNLOAD", "sometimes " * 1000),
+        ("KIE_MAX_CREDITS_PER_CALL", "nan"),
+    ],
+)
+def test_a_bad_setting_is_shown_short_and_as_written(tmp_path, name, raw):
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({name: raw}, cwd=tmp_path)
+    said = str(caught.value)
+    assert name in said
+    assert len(said) < 250, said
+    assert "'" not in said.replace("don't", "")  # JSON's double quotes, not Python's repr
+
+
 def test_read_dotenv_missing_file(tmp_path):
     assert read_dotenv(tmp_path / "nope") == {}

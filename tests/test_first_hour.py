@@ -331,7 +331,7 @@ async def test_a_broken_setting_leaves_the_server_up_and_every_tool_explains(tra
     for name, result in results.items():
         assert result.is_error, name
         said = text_of(result)
-        assert "KIE_MAX_CREDITS_PER_DAY='abc' is not a number" in said and "restart" in said, (name, said)
+        assert 'KIE_MAX_CREDITS_PER_DAY="abc" is not a number' in said and "restart" in said, (name, said)
         assert SANDBOX_API_KEY not in said
     assert "veo3_fast" in models and prompts  # the catalogue and the workflows still read
     assert "KIE_MAX_CREDITS_PER_DAY" in instructions

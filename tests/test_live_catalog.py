@@ -42,7 +42,7 @@ from kie_mcp.kie import KieClient, KieError
 from kie_mcp.kie.pacing import SlidingWindow
 from kie_mcp.sandbox import SANDBOX_API_KEY, SandboxTransport, SimConfig, Simulator
 from kie_mcp.sandbox.models import openapi_for
-from kie_mcp.words import timestamp
+from kie_mcp.words import plain, timestamp
 
 from .conftest import API, UPLOADS
 from .test_every_model import minimal_arguments
@@ -404,7 +404,7 @@ async def test_live_rate_follows_a_changed_price_and_loses_a_removed_row(kie, co
     bundled = price_input(spec, changed_wire)
     quoted = live_price_input(live, spec, changed_wire)
     assert quoted.known and quoted.credits == pytest.approx(bundled.credits / changed.credits * (changed.credits + 7))
-    assert quoted.source == f"KIE price feed row {changed.feed!r}" and quoted.source_date == "2026-12-02"
+    assert quoted.source == f"KIE price feed row {plain(changed.feed)}" and quoted.source_date == "2026-12-02"
     assert "the bundled data said" in quoted.breakdown
     lost = live_price_input(live, gone_spec, gone_wire)
     assert not lost.known and lost.credits is None and "no longer has" in lost.breakdown

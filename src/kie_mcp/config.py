@@ -212,11 +212,11 @@ def _number(env: Mapping[str, str], name: str, default: float, example: str = CR
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number; set it to {example}.") from None
+        raise ConfigError(f"{name}={plain(raw)} is not a number; set it to {example}.") from None
     if not math.isfinite(value):
-        raise ConfigError(f"{name}={raw!r} is not a finite number; set it to {example}.")
+        raise ConfigError(f"{name}={plain(raw)} is not a finite number; set it to {example}.")
     if value < 0:
-        raise ConfigError(f"{name} cannot be negative (got {raw}); set it to {example}.")
+        raise ConfigError(f"{name} cannot be negative (got {plain(raw, quoted=False)}); set it to {example}.")
     return value
 
 
@@ -224,8 +224,8 @@ def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default
     raw = env.get(name, default)
     value = raw.strip().lower() or default
     if value not in allowed:
-        choices = " or ".join(repr(a) for a in allowed)
-        raise ConfigError(f"{name}={raw.strip()!r} must be {choices}.")
+        choices = " or ".join(plain(a) for a in allowed)
+        raise ConfigError(f"{name}={plain(raw.strip())} must be {choices}.")
     return value
 
 
@@ -259,7 +259,7 @@ def _choose_workspace(env: Mapping[str, str], cwd: Path) -> tuple[Path, str]:
         except (OSError, RuntimeError) as err:  # a symlink loop, an unreadable parent
             raise ConfigError(f"KIE_WORKSPACE={plain(explicit)} cannot be used ({err}).") from None
         if path == Path(path.anchor):
-            raise ConfigError(f"KIE_WORKSPACE={explicit!r} is a filesystem root; point it at a project folder.")
+            raise ConfigError(f"KIE_WORKSPACE={plain(explicit)} is a filesystem root; point it at a project folder.")
         if path.exists() and not path.is_dir():
             raise ConfigError(f"KIE_WORKSPACE={plain(explicit)} is a file, not a folder; point it at a project folder.")
         return path, "set by KIE_WORKSPACE"

@@ -584,7 +584,7 @@ def live_price_input(
     verdict = effective_rate(live, spec, rate)
     if verdict.state == "bundled":
         return base
-    source = f"KIE price feed row {rate.feed!r}"
+    source = f"KIE price feed row {plain(rate.feed)}"
     if verdict.credits is None:
         return ItemPrice(
             known=False,
@@ -699,12 +699,12 @@ def _exact_price(live: LiveCatalog, listed: LiveModel, spec: ModelSpec) -> tuple
         if from_text is not None and from_text != from_feed.credits:
             return None
         credits, unit_text = from_feed.credits, from_feed.unit
-        ref = f"KIE price feed row {from_feed.description!r} of {(live.feed_at or '')[:10]}"
+        ref = f"KIE price feed row {plain(from_feed.description)} of {(live.feed_at or '')[:10]}"
         date = (live.feed_at or "")[:10]
     elif from_text is not None:
         credits, unit_text = from_text, text
         date = (live.fetched_at or "")[:10]
-        ref = f"KIE pricingDesc of {date}: {' '.join(text.split())[:160]!r}"
+        ref = f"KIE pricingDesc of {date}: {plain(' '.join(text.split()), limit=160)}"
     else:
         return None
     assert credits is not None

@@ -35,6 +35,8 @@ from pathlib import Path
 import anyio
 from anyio.abc import ByteReceiveStream
 
+from kie_mcp.words import plain
+
 INSTALL_HELP = (
     "Stitching videos needs ffmpeg, and none was found. Install the video extra, which ships a static ffmpeg: "
     "`pip install 'kie-mcp[video]'` (or `uv tool install 'kie-mcp[video]'`, or run the server with "
@@ -519,9 +521,9 @@ def output_file_name(output_name: str | None, default: str) -> str:
     given = (output_name or "").strip()
     fix = "Give a plain file name such as 'final-cut.mp4'; session chooses the folder (outputs/<date>-<session>/)."
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in given):
-        raise StitchError(f"output_name {given[:60]!r} contains a control character (such as NUL). {fix}")
+        raise StitchError(f"output_name {plain(given)} contains a control character (such as NUL). {fix}")
     if "/" in given or "\\" in given or (given and given.strip(".") == ""):
-        raise StitchError(f"output_name {given[:60]!r} is a path, not a file name. {fix}")
+        raise StitchError(f"output_name {plain(given)} is a path, not a file name. {fix}")
     if len(given) > MAX_OUTPUT_NAME:
         raise StitchError(f"output_name is {len(given)} characters long; the limit is {MAX_OUTPUT_NAME}. {fix}")
     if Path(given).suffix.lower() in MUXERS:
@@ -545,7 +547,7 @@ def _validate(inputs: Sequence[Path], output: Path, captions: Sequence[Caption] 
         if not path.is_file():
             raise StitchError(f"Input clip is not a file: {given}")
         if "\n" in str(path) or "\r" in str(path):
-            raise StitchError(f"Input clip path contains a line break, which ffmpeg cannot take: {given!r}")
+            raise StitchError(f"Input clip path contains a line break, which ffmpeg cannot take: {plain(given)}")
     target = Path(output).expanduser().resolve()
     if not target.parent.is_dir():
         raise StitchError(f"Output folder does not exist: {target.parent} (create it first).")
@@ -553,7 +555,8 @@ def _validate(inputs: Sequence[Path], output: Path, captions: Sequence[Caption] 
         raise StitchError(f"Output path is a folder, not a file name: {target}")
     if target.suffix.lower() not in MUXERS:
         raise StitchError(
-            f"Output file must end in one of {', '.join(sorted(MUXERS))} (got {target.name!r}); .mp4 plays everywhere."
+            f"Output file must end in one of {', '.join(sorted(MUXERS))} (got {plain(target.name)}); "
+            ".mp4 plays everywhere."
         )
     if target in paths:
         raise StitchError(f"Output {target} is also one of the inputs; choose another output name.")
