@@ -891,6 +891,7 @@ def _register_tools(mcp: MCPServer) -> None:
             return call
         return await _generate(ctx, plan, approval, "continue_video", wait_seconds)
 
+    _bind_to_tool_arguments(followup_prepare, continue_video, followups.FollowupArgs.model_fields)
     _accepts(continue_video)
     mcp.tool(title="Continue a video (spends credits)", annotations=SPENDS, meta=ui_meta())(continue_video)
 
@@ -930,14 +931,7 @@ def _gate(kind: str) -> tuple[Any, Any]:
     async def approve(
         ctx: Context, plan: Annotated[gen.Plan, Resolve(prepare)]
     ) -> Approved | NeedsConfirmation | Replay | Declined | Elicit[ConfirmSpend]:
-        rt = _runtime(ctx)
-        with _user_errors():
-            decision = gen.decide_approval(rt, plan, can_ask=_can_elicit(ctx), answered=_answers_us(ctx, kind))
-        if not isinstance(decision, Ask):
-            return decision
-        if ctx.protocol_version is not None and ctx.session.can_send_request:
-            return await _ask_with_deadline(ctx, decision, rt.settings.confirm_timeout_seconds)
-        return Elicit(decision.message, ConfirmSpend)  # 2026-07-28: the answer comes back in a retried request
+        return await _decide(ctx, plan, kind)
 
     prepare.__qualname__ = f"prepare_{kind}"
     approve.__qualname__ = f"approve_{kind}"
@@ -948,24 +942,12 @@ def _followup_gate() -> tuple[Any, Any]:
     """continue_video's two resolvers, as ``_gate`` builds a generate tool's: prepare (find and check the source,
     validate, price, caps, balance), then approve (the same decision and question as every spend)."""
 
-    async def prepare(
-        ctx: Context,
-        roots: Roots,
-        task_id: str,
-        operation: str,
-        prompt: str | None = None,
-        model: str | None = None,
-        resolution: str | None = None,
-        duration: int | None = None,
-        options: dict[str, Any] | None = None,
-        session: str | None = None,
-        quote_id: str | None = None,
-        max_credits: float | None = None,
-    ) -> followups.FollowupPlan:
+    async def prepare(ctx: Context, **arguments: Any) -> followups.FollowupPlan:
         _reject_unknown_arguments(ctx, "continue_video")
         rt = _runtime(ctx)
+        shared = _root_folders(arguments.pop("roots", None))
         with _user_errors():
-            plan = await followups.plan(rt, _followup_args(dict(locals()), "continue_video"), _root_folders(roots))
+            plan = await followups.plan(rt, _followup_args(arguments, "continue_video"), shared)
             if plan.existing is not None:
                 return plan  # nothing will be spent: no caps or balance to check
             return await gen.check_spend(rt, plan)
@@ -975,18 +957,26 @@ def _followup_gate() -> tuple[Any, Any]:
     ) -> Approved | NeedsConfirmation | Replay | Declined | Elicit[ConfirmSpend]:
         if plan.existing is not None:
             return Declined("Already made; nothing to approve.")  # never asks: continue_video returns it
-        rt = _runtime(ctx)
-        with _user_errors():
-            decision = gen.decide_approval(rt, plan, can_ask=_can_elicit(ctx), answered=_answers_us(ctx, "followup"))
-        if not isinstance(decision, Ask):
-            return decision
-        if ctx.protocol_version is not None and ctx.session.can_send_request:
-            return await _ask_with_deadline(ctx, decision, rt.settings.confirm_timeout_seconds)
-        return Elicit(decision.message, ConfirmSpend)  # 2026-07-28: the answer comes back in a retried request
+        return await _decide(ctx, plan, "followup")
 
     prepare.__qualname__ = "prepare_followup"
     approve.__qualname__ = "approve_followup"
     return prepare, approve
+
+
+async def _decide(
+    ctx: Context, plan: gen.Plan, kind: str
+) -> Approved | NeedsConfirmation | Replay | Declined | Elicit[ConfirmSpend]:
+    """The gate's decision on ``plan``, shared by every spending tool: approved (quote, auto-approve), refused, or
+    a question (the form asked now, or, in the 2026-07-28 era, returned for the client to answer in a retry)."""
+    rt = _runtime(ctx)
+    with _user_errors():
+        decision = gen.decide_approval(rt, plan, can_ask=_can_elicit(ctx), answered=_answers_us(ctx, kind))
+    if not isinstance(decision, Ask):
+        return decision
+    if ctx.protocol_version is not None and ctx.session.can_send_request:
+        return await _ask_with_deadline(ctx, decision, rt.settings.confirm_timeout_seconds)
+    return Elicit(decision.message, ConfirmSpend)  # 2026-07-28: the answer comes back in a retried request
 
 
 _GENERATION_ONLY = ("images", "aspect_ratio", "audio", "script")
@@ -1030,14 +1020,15 @@ async def _ask_with_deadline(ctx: Context, ask: Ask, seconds: float) -> Approved
     return NeedsConfirmation(gen.UNANSWERED.format(minutes=seconds / 60), cancelled=True)
 
 
-def _bind_to_tool_arguments(resolver: Any, tool_fn: Any) -> None:
-    """Give ``resolver`` the tool's argument names, so the SDK passes it exactly what the tool received."""
+def _bind_to_tool_arguments(resolver: Any, tool_fn: Any, fields: Any = gen.GenerationArgs.model_fields) -> None:
+    """Give ``resolver`` the tool's argument names that are ``fields`` (the plan's arguments), so the SDK passes it
+    exactly what the tool received, and the client's roots."""
     params = [
         inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context),
         inspect.Parameter("roots", inspect.Parameter.KEYWORD_ONLY, annotation=Roots),
     ]
     for name in inspect.signature(tool_fn).parameters:
-        if name in gen.GenerationArgs.model_fields:
+        if name in fields:
             params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY))
     resolver.__signature__ = inspect.Signature(params)
     resolver.__annotations__ = {**resolver.__annotations__, "roots": Roots}
