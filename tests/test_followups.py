@@ -313,7 +313,9 @@ async def test_upscale_sends_the_saved_clip_of_any_video_to_topaz(connect, contr
 
 async def test_a_task_that_is_still_running_is_refused_with_what_to_do(connect, controls):
     seen: list[str] = []
-    await controls.post("clock/speed", {"speed": 0})  # the clock stands still: the task is running, however slow the host
+    await controls.post(
+        "clock/speed", {"speed": 0}
+    )  # the clock stands still: the task is running, however slow the host
     async with connect(elicitation=answering(seen=seen)) as client:
         made = await client.call_tool("generate_video", VEO)
         task_id = made.structured_content["tasks"][0]["task_id"]

@@ -31,7 +31,7 @@ from mcp.server.mcpserver import (
     ListRoots,
     Resolve,
 )
-from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 from mcp.server.mcpserver.resources import FileResource, FunctionResource, ResourceTemplate
 from mcp.types import CallToolResult, ImageContent, InputRequiredResult, ResourceLink, TextContent, ToolAnnotations
 from mcp.types import Prompt as MCPPrompt
@@ -88,7 +88,7 @@ from kie_mcp.spend import (
 from kie_mcp.spend.balance import balance_cache
 from kie_mcp.tasks import TaskBook, TaskRecord
 from kie_mcp.toolschema import compact
-from kie_mcp.words import argument_problems, timestamp
+from kie_mcp.words import argument_problems, plain, timestamp
 
 log = logging.getLogger(__name__)
 
@@ -1221,7 +1221,10 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
     def gallery() -> str:
         """Every saved result by session and date: pictures, videos, prompts, models and credits (open
         outputs/index.html in a browser to see the pictures)."""
-        return read_gallery_page(outputs, side=settings.preview_px) or ""
+        try:
+            return read_gallery_page(outputs, side=settings.preview_px) or ""
+        except (OSError, ValueError, RecursionError) as err:  # a full disk, an unreadable folder: said, not hidden
+            raise ResourceError(redact(f"The gallery page could not be made ({err}).")) from err
 
     @mcp.resource(
         "kie://outputs/{session}/index.html", name="session-gallery", title="A session's gallery", mime_type="text/html"
@@ -1230,7 +1233,7 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
         """Every saved result of one session folder, in the order they were made."""
         page = read_gallery_page(outputs, session)
         if page is None:
-            raise ResourceError(f"No gallery page at outputs/{session}/index.html.")
+            raise ResourceNotFoundError(f"No gallery page for the session folder {plain(session)} in outputs/.")
         return page
 
     @mcp.resource("kie://outputs/{+path}", name="output", title="A saved result", mime_type="application/octet-stream")

@@ -229,7 +229,10 @@ class KieClient:
                         raise ExistingTaskError(named.task_id, err.message, endpoint=path) from err
                     log_call(outcome="refused", code=err.code, error=err.message)
                     if err.code != 429:
-                        raise
+                        step = family.refusal_step(err.code, err.message, body) if family else None
+                        if step is None:
+                            raise
+                        raise err.with_next_step(step) from err
                     pause = slot.rate_limited(self.rate_limit_backoff)
                     if attempt >= self.max_rate_limit_retries:
                         raise

@@ -137,6 +137,19 @@ class KieError(Exception):
         detail = f": {self.message}" if self.message else ""
         return f"{label} ({self.category.value}){detail}. {self.next_step}"
 
+    def with_next_step(self, next_step: str) -> KieError:
+        """The same refusal with advice that fits where it happened: KIE's advice for a code is written for a
+        generation ("fix the field", "change the prompt") and can mislead on a follow-up endpoint."""
+        return KieError(
+            self.message,
+            code=self.code,
+            category=self.category,
+            retryable=self.retryable,
+            next_step=next_step,
+            http_status=self.http_status,
+            endpoint=self.endpoint,
+        )
+
     def as_dict(self) -> dict[str, object]:
         return {
             "code": self.code,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, NamedTuple
 
+from .errors import LOGS_URL
 from .status import TaskState, TaskStatus, collect_urls, number_or_none, parse_json_text
 
 
@@ -44,6 +45,11 @@ class Family:
 
     def refused_but_exists(self, code: int | None, message: str, data: Any, body: dict[str, Any]) -> Existing | None:
         """A create answered with a non-200 code that still names the task it is about (None: a plain refusal)."""
+        return None
+
+    def refusal_step(self, code: int | None, message: str, body: dict[str, Any]) -> str | None:
+        """What to do after a plain refusal of a create, when KIE's advice for ``code`` (written for a generation:
+        "fix the field", "change the prompt") does not fit this endpoint; None keeps that advice."""
         return None
 
 
@@ -214,11 +220,31 @@ class Veo4kFamily(VeoFamily):
     def create_body(self, model_id: str, wire_input: dict[str, Any]) -> dict[str, Any]:
         return dict(wire_input)
 
+    # KIE's 422 to a repeated request for the same clip: its 4K version is being made, or is done.
+    repeat_messages = ("processing", "already generated")
+
     def refused_but_exists(self, code: int | None, message: str, data: Any, body: dict[str, Any]) -> Existing | None:
         task_id = data.get("taskId") if isinstance(data, dict) else None
         if code == 422 and task_id and task_id != body.get("taskId"):
             return Existing(str(task_id), charged=False)
         return None
+
+    def refusal_step(self, code: int | None, message: str, body: dict[str, Any]) -> str | None:
+        """KIE's "4k is processing" (or "already generated") without the 4K task in ``data``: the 4K version exists,
+        but there is no task id to follow. Say so, and where to find it, rather than "fix the field"."""
+        lowered = message.lower()
+        if code != 422 or not any(text in lowered for text in self.repeat_messages):
+            return None
+        source = body.get("taskId")
+        made = "has already been made" if "already generated" in lowered else "is already being made"
+        return (
+            f"A 4K version of task {source} {made} (asked for earlier, by kie-mcp, another tool or on kie.ai), and "
+            "KIE's answer did not say which task it is. This request started nothing, and nothing was charged. Find "
+            f"the 4K task with list_tasks (it shows '(4k of {source})' when this workspace asked for it) or at "
+            f"{LOGS_URL}, then follow it with check_task(task_id=<its id>). Or call continue_video(task_id="
+            f"'{source}', operation='4k') again in a few minutes: when KIE names its 4K task, kie-mcp follows it "
+            "and charges nothing."
+        )
 
 
 class Veo1080pFamily(VeoFamily):
@@ -232,7 +258,9 @@ class Veo1080pFamily(VeoFamily):
     create_method = "GET"
     status_path = VeoFamily.hd_path
     suffix = "-1080p"
-    preparing_messages = ("processing", "record result data is blank")
+    # KIE's "not ready yet" answers (docs.kie.ai get-veo-3-1080-p-video): 400 "1080P is processing ...", 422
+    # "record result data is blank" / "... is empty". Anything else is a refusal: KIE started nothing.
+    preparing_messages = ("processing", "record result data is blank", "record result data is empty")
 
     def create_body(self, model_id: str, wire_input: dict[str, Any]) -> dict[str, Any]:
         return {"taskId": wire_input["taskId"], "index": wire_input.get("index", 0)}
@@ -242,6 +270,18 @@ class Veo1080pFamily(VeoFamily):
 
     def refused_but_exists(self, code: int | None, message: str, data: Any, body: dict[str, Any]) -> Existing | None:
         return Existing(f"{body['taskId']}{self.suffix}", charged=True) if self.preparing(message) else None
+
+    def refusal_step(self, code: int | None, message: str, body: dict[str, Any]) -> str | None:
+        """Any other refusal of the first ask (not "processing", not "blank"): KIE started nothing. Point at the clip,
+        not at a prompt or a field the caller never gave."""
+        if code not in (400, 404, 422):  # auth, credits, quota, limits and maintenance keep KIE's own advice
+            return None
+        source = body.get("taskId")
+        return (
+            f"KIE did not start the 1080p version of task {source}, so nothing was charged. Check the clip with "
+            f"check_task(task_id='{source}'): KIE makes a 1080p version only of a successful Veo 3.1 clip it still "
+            "keeps (14 days). For a sharper copy of it anyway, use operation=upscale, which works on the saved file."
+        )
 
     def preparing(self, message: str) -> bool:
         lowered = message.lower()

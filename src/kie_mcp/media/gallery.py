@@ -33,6 +33,7 @@ import json
 import logging
 import math
 import mimetypes
+import os
 import re
 import threading
 from collections.abc import Iterable, Sequence
@@ -164,7 +165,7 @@ def _items_of_sidecar(path: Path, media: dict[str, str]) -> list[Item]:
         if path.stat().st_size > _SIDECAR_MAX_BYTES:
             return []
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: nesting too deep for the parser (a few KB do)
         return []
     if not isinstance(data, dict) or not isinstance(data.get("files"), list):
         return []
@@ -188,9 +189,14 @@ def _items_of_sidecar(path: Path, media: dict[str, str]) -> list[Item]:
 
 
 def _number(value: object) -> float | None:
+    """A finite number of a sidecar, else None (an integer too large for a float is not one: no OverflowError)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value) if math.isfinite(value) else None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _text(value: object) -> str | None:
@@ -284,7 +290,16 @@ def _e(text: object) -> str:
 
 def _href(*parts: str) -> str:
     """A relative link to a file: each part percent-encoded, then escaped for an attribute."""
-    return _e("/".join(quote(part, safe="") for part in parts))
+    return _e("/".join(quote(_name_bytes(part), safe="") for part in parts))
+
+
+def _name_bytes(name: str) -> bytes:
+    """A file name's bytes as the filesystem has them, for its link: a name that is not UTF-8 (Linux keeps its
+    bytes as lone surrogates) links to that very file instead of failing the page."""
+    try:
+        return os.fsencode(name)
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "replace")
 
 
 def _credits_text(credits: float, quoted_only: bool) -> str:
