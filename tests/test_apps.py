@@ -138,6 +138,12 @@ async def test_the_card_shows_cost_caps_model_settings_and_input_pictures(connec
     assert card["model"] == {"id": "veo3_fast", "title": "Veo 3.1 Fast", "kind": "video"}
     assert ["aspect_ratio", "16:9"] in card["settings"]
     assert card["prompt"].startswith(VIDEO["prompt"])
+    # Named as the tool's arguments, as in the confirmation text: Kling's "sound" is set with audio.
+    async with connect_app(elicitation=answering()) as client:
+        kling = await client.call_tool("estimate_cost", {"model": "kling-3.0/video", "prompt": "waves", "audio": True})
+    kling_card = card_of(kling)
+    assert ["audio", True] in kling_card["settings"] and "sound" not in {name for name, _ in kling_card["settings"]}
+    assert "audio=true" in text_of(kling)
     [shown] = card["inputs"]
     assert shown["name"] == "still.png" and shown["src"].startswith("data:image/")
     assert card["confirm"] == "form"  # this host shows the server's own confirmation form

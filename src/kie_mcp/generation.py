@@ -388,14 +388,20 @@ def question(p: Plan, confirmation: str | None = None) -> str:
     )
 
 
-def settings_text(p: Plan) -> str:
-    """The request's settings as the user sets them: tool argument names where KIE's field has one (``audio=true``
-    for Kling's ``sound``), KIE's names for options, JSON values."""
-    shown = [
-        f"{argument_name(p.spec, k)}={plain(v, quoted=False)}"
+def settings_shown(p: Plan) -> list[tuple[str, Any]]:
+    """The request's settings as the user sets them, for the confirmation text and the approval card alike: tool
+    argument names where KIE's field has one (``audio`` for Kling's ``sound``), KIE's names for options; without
+    the prompt, input files and structured values."""
+    return [
+        (argument_name(p.spec, k), v)
         for k, v in p.wire.items()
         if k != "prompt" and not p.spec.fields[k].is_media and not isinstance(v, list | dict)
     ]
+
+
+def settings_text(p: Plan) -> str:
+    """``settings_shown`` in words, JSON values, and how many input files."""
+    shown = [f"{name}={plain(value, quoted=False)}" for name, value in settings_shown(p)]
     images = sum(1 if isinstance(v, str) else len(v) for k, v in p.wire.items() if p.spec.fields[k].is_media)
     if images:
         shown.append(f"{images} input file(s)")

@@ -99,16 +99,10 @@ async def card_meta(
     form (Approve then calls the tool *without* the quote, so the gate asks the person in the host's own dialog,
     which the model cannot answer), ``"quote"`` when it cannot (Approve passes the quote_id, exactly what the model
     would pass after the person approved the cost in the chat: no power the model does not already hold)."""
+    from kie_mcp.generation import settings_shown  # the same list (and names) as the confirmation text
+
     spec = plan.spec
     credits = quote.credits_total
-    fields = spec.fields
-    settings = [
-        [key, value]
-        for key, value in plan.wire.items()
-        if key != "prompt"
-        and not (fields.get(key) is not None and fields[key].is_media)
-        and not isinstance(value, list | dict)
-    ]
     card = {
         "tool": tool,
         "arguments": {k: v for k, v in arguments.items() if k != "quote_id"},
@@ -129,7 +123,7 @@ async def card_meta(
         "auto_approve_credits": rt.settings.auto_approve_credits,
         "cap_problem": cap_problem,
         "prompt": str(plan.wire.get("prompt", "")),
-        "settings": settings,
+        "settings": [[name, value] for name, value in settings_shown(plan)],
         "notes": list(plan.notes),
         "inputs": await _input_pictures(plan),
         "sandbox": rt.settings.sandbox,

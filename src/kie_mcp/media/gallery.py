@@ -164,7 +164,7 @@ def _items_of_sidecar(path: Path, media: dict[str, str]) -> list[Item]:
     try:
         if path.stat().st_size > _SIDECAR_MAX_BYTES:
             return []
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"))  # a BOM (an editor saved it) is not garbage
     except (OSError, ValueError, RecursionError):  # RecursionError: nesting too deep for the parser (a few KB do)
         return []
     if not isinstance(data, dict) or not isinstance(data.get("files"), list):
