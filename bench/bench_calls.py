@@ -191,6 +191,7 @@ def kie_server(script: str, workspace: Path, cwd: str) -> StdioServerParameters:
         "KIE_WORKSPACE": str(workspace),
         "KIE_CATALOG_SYNC": "off",
         "KIE_LOG_LEVEL": "WARNING",
+        "KIE_CACHE_DIR": str(Path(cwd) / "cache"),  # the kept tool listing, in the run's own folder
         "PATH": os.environ.get("PATH", ""),
     }
     if "PYTHONPATH" in os.environ:  # e.g. another checkout's src/, to compare

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -25,6 +27,10 @@ from kie_mcp.sandbox import SANDBOX_API_KEY, SandboxTransport, SimConfig, Simula
 from kie_mcp.server import create_server
 
 from .browser import SKIP_REASON, Browser, find_chromium
+
+# What kie-mcp keeps per user (the tool listing, toolcache) goes to a folder of this test run, for every server
+# the tests start (in process or as a child process), never to the user's real cache.
+os.environ["KIE_CACHE_DIR"] = tempfile.mkdtemp(prefix="kie-mcp-test-cache-")
 
 API = "http://api.kie.test"
 # Every endpoint that creates (and charges for) a task, across all families.

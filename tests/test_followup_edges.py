@@ -131,12 +131,15 @@ async def test_a_refused_1080p_costs_nothing_says_what_to_do_and_is_not_asked_ag
     assert "Change the prompt" not in text and "Fix the field" not in text, text
 
 
-async def test_a_1080p_answered_record_result_data_is_empty_is_followed_as_started(connect, controls, tmp_path):
-    """KIE's other documented "not ready yet" wording: the upgrade started (and is charged), so it is followed until
+@pytest.mark.parametrize("message", ["record result data is empty", "record result data not exist"])
+async def test_a_1080p_answered_record_result_data_is_empty_is_followed_as_started(
+    connect, controls, tmp_path, message
+):
+    """KIE's other documented "not ready yet" wordings: the upgrade started (and is charged), so it is followed until
     its file is saved, never treated as a refusal (that would release its reserve and lose the task)."""
     async with connect(elicitation=answering()) as client:
         source = await finished(client, VEO)
-        await controls.fault("status", kind="code", code=422, msg="record result data is empty")
+        await controls.fault("status", kind="code", code=422, msg=message)
         hd = await client.call_tool("continue_video", {"task_id": source, "operation": "hd", "wait_seconds": 30})
     task = hd.structured_content["tasks"][0]
     assert task["task_id"] == f"{source}-1080p" and task["state"] == "succeeded", text_of(hd)

@@ -2,7 +2,7 @@
 
 Building the server and listing its tools parses no catalogue, builds no HTTP client and imports neither Pillow,
 the stitcher nor the simulator; each of those happens on first use. Every HTTP client of the process verifies TLS
-with one SSL context. A later start in the same workspace lists the tools from the listing the first one kept
+with one SSL context. A later start lists the tools from the listing the first one kept in the user's cache folder
 (``toolcache``), only while it matches the code, and builds each tool on its first call.
 """
 
@@ -149,10 +149,20 @@ def _listing(tools) -> list[dict]:
     return [tool.model_dump(mode="json", by_alias=True, exclude_none=True) for tool in tools]
 
 
-async def test_a_later_start_lists_the_same_tools_and_every_tool_still_works(connect, settings, controls):
+@pytest.fixture
+def kept(tmp_path, monkeypatch):
+    """A cache folder of this test's own: where the listing is kept (no other test's listing in it)."""
+    folder = tmp_path / "user-cache"
+    monkeypatch.setenv("KIE_CACHE_DIR", str(folder))
+    return folder
+
+
+async def test_a_later_start_lists_the_same_tools_and_every_tool_still_works(connect, settings, controls, kept):
     async with connect() as first:
         built = _listing((await first.list_tools()).tools)
-    assert toolcache.cache_path(settings.workspace).is_file()
+    path = toolcache.listing_path()
+    assert path is not None and path.parent == kept and path.is_file()
+    assert not (settings.workspace / ".kie-mcp" / "tools.json").exists()  # never in the workspace an agent writes
     async with connect() as second:
         assert _listing((await second.list_tools()).tools) == built  # the kept listing, exactly what was built
         quote = await second.call_tool("estimate_cost", {"model": "nano-banana-2", "prompt": "a red apple"})
@@ -168,13 +178,13 @@ async def test_a_later_start_lists_the_same_tools_and_every_tool_still_works(con
     assert await controls.creates() == []
 
 
-async def test_the_kept_listing_is_used_only_while_it_matches_the_code(connect, settings):
+async def test_the_kept_listing_is_used_only_while_it_matches_the_code(connect, kept):
     async with connect() as first:
         built = _listing((await first.list_tools()).tools)
-    path = toolcache.cache_path(settings.workspace)
-    kept = json.loads(path.read_text(encoding="utf-8"))
+    path = toolcache.listing_path()
+    kept_listing = json.loads(path.read_text(encoding="utf-8"))
 
-    marked = json.loads(json.dumps(kept))
+    marked = json.loads(json.dumps(kept_listing))
     marked["tools"][0]["description"] = "MARKED"
     path.write_text(json.dumps(marked), encoding="utf-8")
     async with connect() as client:  # same code, same libraries: the kept listing is what is served
@@ -184,15 +194,16 @@ async def test_the_kept_listing_is_used_only_while_it_matches_the_code(connect, 
     stale["fingerprint"] = "0" * 64  # built by other code or other library versions
     other_tools = json.loads(json.dumps(marked))
     other_tools["tools"] = other_tools["tools"][1:]  # a listing of another set of tools
-    for content in (json.dumps(stale), json.dumps(other_tools), "{not json", "", json.dumps({"tools": 1})):
+    garbage = ("{not json", "", json.dumps({"tools": 1}), "[" * 200_000)  # the last: nested too deep to parse
+    for content in (json.dumps(stale), json.dumps(other_tools), *garbage):
         path.write_text(content, encoding="utf-8")
         async with connect() as client:
             assert _listing((await client.list_tools()).tools) == built, content[:40]
-        assert json.loads(path.read_text(encoding="utf-8")) == kept  # rebuilt and kept again
+        assert json.loads(path.read_text(encoding="utf-8")) == kept_listing  # rebuilt and kept again
 
 
-async def test_a_listing_that_cannot_be_kept_costs_nothing_but_time(connect, settings):
-    path = toolcache.cache_path(settings.workspace)
+async def test_a_listing_that_cannot_be_kept_costs_nothing_but_time(connect, kept):
+    path = toolcache.listing_path()
     path.mkdir(parents=True)  # a folder where the file would go: it cannot be written or read
     for _ in range(2):
         async with connect() as client:
@@ -202,3 +213,20 @@ async def test_a_listing_that_cannot_be_kept_costs_nothing_but_time(connect, set
             assert not quote.is_error
     assert path.is_dir() and list(path.iterdir()) == []
     assert [p.name for p in path.parent.iterdir() if p.name.startswith(".")] == []  # no temporary file left
+
+
+async def test_tools_list_keeps_registration_order_whatever_was_called_first(connect, kept):
+    async with connect() as client:
+        await client.call_tool("list_models", {"kind": "image"})  # built before anything was listed
+        names = [tool.name for tool in (await client.list_tools()).tools]
+    assert names[:3] == ["estimate_cost", "generate_image", "generate_video"] and names.index("list_models") > 3
+    async with connect() as client:  # and the listing kept in that order is the one the next start uses
+        assert [tool.name for tool in (await client.list_tools()).tools] == names
+
+
+def test_the_fingerprint_covers_how_python_runs_and_what_the_sources_say(tmp_path):
+    """-OO drops the docstrings that are the tools' descriptions: its listing is another one."""
+    script = "from kie_mcp import toolcache; print(toolcache.fingerprint())"
+    plain = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    optimised = subprocess.run([sys.executable, "-OO", "-c", script], capture_output=True, text=True, check=True)
+    assert plain.strip() and optimised.stdout.strip() and plain != optimised.stdout

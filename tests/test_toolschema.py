@@ -58,6 +58,13 @@ NULLABLE_CASES = [
     ({"anyOf": [{"enum": ["a", "b"], "type": "string"}, {"type": "null"}]}, [None, "a", "c", 1]),  # enum: stays
     ({"anyOf": [{"const": 3}, {"type": "null"}]}, [None, 3, 4]),  # no "type": stays
     ({"anyOf": [{"type": "integer"}, {"type": "string"}]}, [None, 1, "1", 1.5]),  # no null: stays
+    (  # keywords beside anyOf that interact with the branch's: stays
+        {
+            "anyOf": [{"type": "object", "additionalProperties": False}, {"type": "null"}],
+            "properties": {"n": {"type": "integer"}},
+        },
+        [None, {}, {"n": 1}, {"m": 1}],
+    ),
     (  # an object: its keywords apply only to objects
         {
             "anyOf": [
@@ -76,8 +83,10 @@ def test_output_schemas_say_nullable_as_a_type_list_with_the_same_meaning(nullab
     published = compact(schema, output=True)
     value = published["properties"]["value"]
     branches = nullable["anyOf"]
-    mergeable = {"type": "null"} in branches and all(
-        isinstance(b.get("type"), str) and "enum" not in b and "const" not in b for b in branches
+    mergeable = (
+        {"type": "null"} in branches
+        and all(isinstance(b.get("type"), str) and "enum" not in b and "const" not in b for b in branches)
+        and set(nullable) - {"anyOf"} <= {"description", "default"}
     )
     if mergeable:
         assert "anyOf" not in value and "null" in value["type"]  # one step for a validator

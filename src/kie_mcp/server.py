@@ -339,7 +339,7 @@ def create_server(settings: Settings | None = None, *, transport: httpx2.AsyncBa
             yield runtime
 
     mcp = _Server(
-        None if settings.config_error is not None else toolcache.cache_path(settings.workspace),
+        toolcache.listing_path(),
         "kie-mcp",
         title="KIE.ai (kie-mcp)" + (" [sandbox]" if settings.sandbox else ""),
         description="Images and videos from KIE.ai models, with the cost shown and approved before any spend.",
@@ -356,7 +356,7 @@ def create_server(settings: Settings | None = None, *, transport: httpx2.AsyncBa
 
 
 class _Server(MCPServer):
-    """The SDK's server, with two changes:
+    """The SDK's server, with three changes:
 
     - Tools are built when first needed: ``tools/list`` is answered from the listing kept by an earlier start
       (``toolcache``) when it still matches the code, and a tool is built on its first call; without a kept
@@ -380,7 +380,8 @@ class _Server(MCPServer):
 
     def _register_deferred(self) -> None:
         while self._deferred:
-            self._deferred.pop(0)()
+            self._deferred[0]()  # if it fails, the request says so and the next one tries again
+            self._deferred.pop(0)
 
     async def list_resources(self) -> list[MCPResource]:
         self._register_deferred()
@@ -422,10 +423,11 @@ class _Server(MCPServer):
     def _build(self, name: str) -> None:
         """Build tool ``name`` if it is not built yet, with the leaner published schemas (``toolschema.compact``;
         the SDK has no public hook for them, hence its tool manager)."""
-        options = self._unbuilt.pop(name, None)
+        options = self._unbuilt.get(name)
         if options is None:
             return
-        super().add_tool(**options)
+        super().add_tool(**options)  # if building fails, the call says so and the next one tries again
+        del self._unbuilt[name]
         tool = self._tool_manager.get_tool(name)
         assert tool is not None
         tool.parameters = compact(tool.parameters)
@@ -438,7 +440,8 @@ class _Server(MCPServer):
         if self._listing is None:
             for name in self._order:
                 self._build(name)
-            self._listing = await super().list_tools()
+            built = {tool.name: tool for tool in await super().list_tools()}
+            self._listing = [built[name] for name in self._order]  # registration order, whatever was called first
             toolcache.write(self._listing_path, self._listing)
         return self._listing
 

@@ -2,13 +2,15 @@
 
 Building a tool in the SDK (its argument model and its input and output JSON Schemas, from the function's
 signature) is most of what a start costs beyond importing: ten tools, about 60 ms on a small machine, paid again
-by every start for a listing that only changes when the code or the libraries change. The first ``tools/list`` in
-a workspace builds every tool as before and keeps the listing in ``.kie-mcp/tools.json``; later starts answer
-``tools/list`` from it and build each tool only when it is first called (its arguments are then checked by the
-model the SDK builds from the code, never by anything read from the file).
+by every start for a listing that only changes when the code or the libraries change. The first ``tools/list`` of
+this code builds every tool as before and keeps the listing in the user's cache folder (``cache_folder``); later
+starts answer ``tools/list`` from it and build each tool only when it is first called (its arguments are then
+checked by the model the SDK builds from the code, never by anything read from the file).
 
-The kept listing carries a fingerprint of everything it was built from (kie-mcp's version and source files, the
-``mcp``, ``pydantic`` and ``pydantic-core`` versions, the Python version); a listing with another fingerprint,
+The listing is kept per user, not in the workspace: an agent that can write the project's files cannot rewrite the
+descriptions, hints or output schemas other sessions are shown. Its file is named after a fingerprint of
+everything it was built from (kie-mcp's version and source files, the ``mcp``, ``pydantic`` and ``pydantic-core``
+versions, the Python version and optimisation level), which it also carries; a listing with another fingerprint,
 another set of tools or anything unreadable is ignored and rebuilt. It holds only the public listing (names,
 descriptions, schemas): nothing secret, nothing from a user.
 """
@@ -20,6 +22,7 @@ import hashlib
 import json
 import logging
 import os
+import stat
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -30,45 +33,69 @@ from kie_mcp.media.downloads import write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1  # bump when what is kept changes shape
+FORMAT = 2  # bump when what is kept changes shape
 _PACKAGE = Path(__file__).resolve().parent
-_LIBRARIES = ("mcp", "pydantic", "pydantic-core")
 MAX_BYTES = 1_000_000  # a listing is about 45 KB; anything far bigger is not ours
+KEPT_LISTINGS = 4  # listings of other code states kept beside the current one (several installs share the folder)
+_CLAMPED_MTIME = 946_684_800  # 2000-01-01: a file time before it was set by a build, not by an edit (Nix: 1)
 
 
-def cache_path(workspace: Path) -> Path:
-    """Where a workspace keeps its tool listing (beside its journal)."""
-    return workspace / ".kie-mcp" / "tools.json"
+def cache_folder() -> Path:
+    """The user's cache folder for kie-mcp: ``KIE_CACHE_DIR`` when set, else ``$XDG_CACHE_HOME/kie-mcp``
+    (``~/.cache/kie-mcp``), on macOS ``~/Library/Caches/kie-mcp``, on Windows ``%LOCALAPPDATA%\\kie-mcp\\Cache``."""
+    if os.environ.get("KIE_CACHE_DIR"):
+        return Path(os.environ["KIE_CACHE_DIR"]).expanduser()
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+        return base / "kie-mcp" / "Cache"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "kie-mcp"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kie-mcp"
+
+
+def listing_path() -> Path | None:
+    """Where the listing of this code is kept (None when the code cannot be fingerprinted)."""
+    stamp = fingerprint()
+    return None if stamp is None else cache_folder() / f"tools-{stamp[:32]}.json"
 
 
 @functools.cache
 def fingerprint() -> str | None:
-    """What a kept listing must have been built from to be used: kie-mcp's version and the name, size and
+    """What a kept listing must have been built from to be used: kie-mcp's version; the name, size and
     modification time of each of its source files (every ``.py`` of the package, so a tool's signature,
-    descriptions and result models are all covered; an edit changes the time, a release the version), and the
-    ``mcp`` (which pins ``mcp-types``), ``pydantic``, ``pydantic-core`` and Python versions. Reading the file
-    times instead of the files keeps this under a millisecond. None when the sources cannot be found (then
-    nothing is kept or read)."""
+    descriptions and result models are all covered; an edit changes the time, a release the version), or their
+    contents when a build has clamped the times; the ``mcp`` (which pins ``mcp-types``), ``pydantic``,
+    ``pydantic-core`` and Python versions; and the optimisation level (``-OO`` drops the docstrings that are the
+    tools' descriptions). None when the sources cannot be found (then nothing is kept or read)."""
     import pydantic
     import pydantic_core
 
     from kie_mcp import __version__
 
-    parts = [str(FORMAT), __version__, f"{sys.version_info[:2]}", pydantic.VERSION, pydantic_core.__version__]
+    parts = [str(FORMAT), __version__, f"{sys.version_info[:2]}", f"O{sys.flags.optimize}"]
+    parts += [pydantic.VERSION, pydantic_core.__version__]
     try:
         parts.append(metadata.version("mcp"))
-        sources = []
+        sources: list[tuple[str, os.stat_result]] = []
         for folder, subfolders, names in os.walk(_PACKAGE):
             subfolders[:] = [sub for sub in subfolders if sub != "__pycache__"]
-            for name in names:
-                if name.endswith(".py"):
-                    stat = os.stat(os.path.join(folder, name))
-                    sources.append(f"{os.path.relpath(folder, _PACKAGE)}/{name}:{stat.st_size}:{stat.st_mtime_ns}")
+            sources += [
+                (os.path.join(folder, name), os.stat(os.path.join(folder, name)))
+                for name in names
+                if name.endswith(".py")
+            ]
+        if not sources:  # no source file found (e.g. imported from a zip): nothing to stamp a listing with
+            return None
+        clamped = any(found.st_mtime < _CLAMPED_MTIME for _, found in sources)
+        for path, found in sorted(sources):
+            name = os.path.relpath(path, _PACKAGE)
+            if clamped:  # the times say nothing: the contents do
+                parts.append(f"{name}:{hashlib.sha256(Path(path).read_bytes()).hexdigest()}")
+            else:
+                parts.append(f"{name}:{found.st_size}:{found.st_mtime_ns}")
     except (OSError, metadata.PackageNotFoundError):
         return None
-    if not sources:  # no source file found (e.g. imported from a zip): nothing to stamp a listing with
-        return None
-    return hashlib.sha256("|".join(parts + sorted(sources)).encode()).hexdigest()
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()
 
 
 def read(path: Path | None, names: list[str]) -> list[MCPTool] | None:
@@ -77,6 +104,8 @@ def read(path: Path | None, names: list[str]) -> list[MCPTool] | None:
     if path is None or stamp is None:
         return None
     try:
+        if not stat.S_ISREG(path.stat().st_mode):  # a folder, a FIFO (opening one would block the server)
+            return None
         with path.open("rb") as handle:
             raw = handle.read(MAX_BYTES + 1)
         if len(raw) > MAX_BYTES:
@@ -85,7 +114,7 @@ def read(path: Path | None, names: list[str]) -> list[MCPTool] | None:
         if not isinstance(kept, dict) or kept.get("fingerprint") != stamp:
             return None
         tools = [MCPTool.model_validate(item) for item in kept["tools"]]
-    except (OSError, ValueError, KeyError, TypeError):  # missing, unreadable, not JSON, not a listing
+    except Exception:  # missing, unreadable, not JSON, nested too deep, not a listing: build it again
         return None
     if [tool.name for tool in tools] != names:
         return None
@@ -93,8 +122,8 @@ def read(path: Path | None, names: list[str]) -> list[MCPTool] | None:
 
 
 def write(path: Path | None, tools: list[MCPTool]) -> None:
-    """Keep ``tools`` for the next start. Best effort: a workspace that cannot be written (read-only, full) only
-    means the next start builds the tools again."""
+    """Keep ``tools`` for the next start, and drop all but the newest few listings of other code states. Best
+    effort: a cache folder that cannot be written (read-only, full) only means the next start builds again."""
     stamp = fingerprint()
     if path is None or stamp is None:
         return
@@ -106,5 +135,10 @@ def write(path: Path | None, tools: list[MCPTool]) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(path, json.dumps(body, ensure_ascii=False).encode("utf-8"), durable=False)
+        others = sorted(
+            (p for p in path.parent.glob("tools-*.json") if p != path), key=lambda p: p.stat().st_mtime, reverse=True
+        )
+        for old in others[KEPT_LISTINGS:]:
+            old.unlink(missing_ok=True)
     except OSError as err:
         log.debug("could not keep the tool listing in %s (%s); the next start builds it again", path, err)

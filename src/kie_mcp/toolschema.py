@@ -30,6 +30,9 @@ _TYPE_SPECIFIC = frozenset(
 )  # fmt: skip
 
 
+_ANNOTATIONS = frozenset({"description", "default", "examples", "title"})
+
+
 def compact(schema: dict[str, Any], *, output: bool = False) -> dict[str, Any]:
     """``schema`` without derived titles, with single-use ``$defs`` inlined (recursive ones kept); with ``output``
     (a tool's output schema), nullable values as type lists."""
@@ -92,7 +95,8 @@ def _recursive(name: str, definition: Any) -> bool:
 
 def _as_type_list(node: dict[str, Any]) -> dict[str, Any]:
     """``{"anyOf": [{"type": T, ...}, {"type": "null"}], ...}`` as ``{"type": [T, "null"], ...}`` when that means
-    the same (the other branch is one plain type with type-specific keywords that the node does not repeat)."""
+    the same: the other branch is one plain type with type-specific keywords, and the node has only annotations
+    beside its ``anyOf`` (a ``properties`` beside a branch's ``additionalProperties`` would change its meaning)."""
     branches = node.get("anyOf")
     if not isinstance(branches, list) or len(branches) != 2 or {"type": "null"} not in branches:
         return node
@@ -102,7 +106,7 @@ def _as_type_list(node: dict[str, Any]) -> dict[str, Any]:
         or not isinstance(other.get("type"), str)
         or other["type"] == "null"
         or not set(other) <= _TYPE_SPECIFIC
-        or set(other) & (set(node) - {"anyOf"})
+        or not set(node) - {"anyOf"} <= _ANNOTATIONS  # anything else beside anyOf could interact with the branch
     ):
         return node
     merged = {key: value for key, value in node.items() if key != "anyOf"}

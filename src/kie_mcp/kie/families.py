@@ -259,8 +259,8 @@ class Veo1080pFamily(VeoFamily):
     status_path = VeoFamily.hd_path
     suffix = "-1080p"
     # KIE's "not ready yet" answers (docs.kie.ai get-veo-3-1080-p-video): 400 "1080P is processing ...", 422
-    # "record result data is blank" / "... is empty". Anything else is a refusal: KIE started nothing.
-    preparing_messages = ("processing", "record result data is blank", "record result data is empty")
+    # "record result data is blank" / "... is empty" / "... not exist". Anything else is a refusal: nothing started.
+    preparing_messages = ("processing", "record result data")
 
     def create_body(self, model_id: str, wire_input: dict[str, Any]) -> dict[str, Any]:
         return {"taskId": wire_input["taskId"], "index": wire_input.get("index", 0)}
@@ -278,7 +278,8 @@ class Veo1080pFamily(VeoFamily):
             return None
         source = body.get("taskId")
         return (
-            f"KIE did not start the 1080p version of task {source}, so nothing was charged. Check the clip with "
+            f"KIE did not start the 1080p version of task {source}, so nothing was charged ({LOGS_URL} lists every "
+            "charge). Check the clip with "
             f"check_task(task_id='{source}'): KIE makes a 1080p version only of a successful Veo 3.1 clip it still "
             "keeps (14 days). For a sharper copy of it anyway, use operation=upscale, which works on the saved file."
         )
