@@ -1,9 +1,9 @@
 """Cold start: what start-up and ``tools/list`` do NOT do (behaviour, not speed; bench/bench_startup.py times it).
 
 Building the server and listing its tools parses no catalogue, builds no HTTP client and imports neither Pillow,
-the stitcher nor the simulator; each of those happens on first use. Every HTTP client of the process verifies TLS
-with one SSL context. A later start lists the tools from the listing the first one kept in the user's cache folder
-(``toolcache``), only while it matches the code, and builds each tool on its first call.
+the stitcher, the gallery nor the simulator; each of those happens on first use. Every HTTP client of the process
+verifies TLS with one SSL context. A later start lists the tools from the listing the first one kept in the user's
+cache folder (``toolcache``), only while it matches the code, and builds each tool on its first call.
 """
 
 from __future__ import annotations
@@ -37,10 +37,11 @@ FRESH = textwrap.dedent(
     from kie_mcp.kie import KieClient
     from kie_mcp.server import create_server
 
-    def heavy():  # Pillow, the stitcher and the simulator
+    def heavy():  # Pillow, the stitcher, the gallery and the simulator
         return sorted(
             m for m in sys.modules
-            if m.split(".")[0] == "PIL" or m.startswith("kie_mcp.sandbox") or m == "kie_mcp.media.stitch"
+            if m.split(".")[0] == "PIL" or m.startswith("kie_mcp.sandbox")
+            or m in ("kie_mcp.media.stitch", "kie_mcp.media.gallery")
         )
 
     async def main():

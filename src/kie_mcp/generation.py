@@ -27,7 +27,6 @@ from kie_mcp.journal import JournalUnavailable
 from kie_mcp.kie import FAMILIES, KieClient, KieError, OutcomeUnknownError
 from kie_mcp.kie.client import ExistingTaskError
 from kie_mcp.kie.families import Family
-from kie_mcp.media.gallery import refresh as refresh_gallery
 from kie_mcp.media.inputs import LocalFile, find_local_files, upload_local_files, with_identities
 from kie_mcp.media.results import save_results
 from kie_mcp.runtime import Runtime
@@ -701,6 +700,8 @@ async def save_all(rt: Runtime, records: list[TaskRecord]) -> list[str]:
         _record(rt, problems, record)
         fresh += [(rt.settings.workspace / path, record.kind) for path in record.files if path not in had]
     if fresh:  # only when something new was saved: outputs/index.html and its session's page; never raises
+        from kie_mcp.media.gallery import refresh as refresh_gallery  # loaded with the first saved result
+
         await refresh_gallery(rt.settings.workspace, rt.settings.preview_px, fresh)
     if problems:
         problems.append("The result links still work for a while; check_task saves them on the next try.")

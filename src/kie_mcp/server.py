@@ -57,9 +57,6 @@ from kie_mcp.config import Settings
 from kie_mcp.journal import Journal, JournalUnavailable, storage_problem, unavailable_reason
 from kie_mcp.kie import KieError
 from kie_mcp.media.downloads import SNIFF_BYTES, THUMBNAIL_SIDE, output_folder, preview, sniff_mime
-from kie_mcp.media.gallery import gallery_path, gallery_uri
-from kie_mcp.media.gallery import read_page as read_gallery_page
-from kie_mcp.media.gallery import refresh as refresh_gallery
 from kie_mcp.media.inputs import (
     UPLOAD_ACCEPTS,
     OutsideAllowedFolders,
@@ -676,7 +673,8 @@ def _register_tools(mcp: MCPServer) -> None:
         with burned-in captions. With chain=true a task id brings its whole chain of extensions, in order. Local and
         free: needs ffmpeg (pip install 'kie-mcp[video]')."""
         _reject_unknown_arguments(ctx, "stitch_videos")
-        from kie_mcp.media import stitch as stitching  # loaded on the first stitch: start-up does not need ffmpeg's
+        from kie_mcp.media import gallery as pages  # the gallery and ffmpeg's plumbing load on first use
+        from kie_mcp.media import stitch as stitching
 
         rt = _runtime(ctx)
         with _user_errors(stitching.StitchError):
@@ -691,7 +689,7 @@ def _register_tools(mcp: MCPServer) -> None:
             parts = [stitching.Caption(c.start, c.end, c.text) for c in captions or []]
             done = await stitching.stitch(paths, folder / name, captions=parts or None)
         joined_video = [(done.path, "video")]
-        await refresh_gallery(rt.settings.workspace, rt.settings.preview_px, joined_video)  # joins the gallery
+        await pages.refresh(rt.settings.workspace, rt.settings.preview_px, joined_video)  # joins the gallery
         relative = done.path.relative_to(rt.settings.workspace).as_posix()
         message = f"Joined {len(paths)} clip(s) into {relative}. {done.note}"
         result = StitchedVideo(path=relative, duration=done.duration, reencoded=done.reencoded, message=message)
@@ -715,6 +713,8 @@ def _register_tools(mcp: MCPServer) -> None:
     ) -> Annotated[CallToolResult, TaskList]:
         """Every task this workspace created, newest first, from the journal (survives restarts). Free."""
         _reject_unknown_arguments(ctx, "list_tasks")
+        from kie_mcp.media import gallery as pages  # loaded on first use
+
         rt = _runtime(ctx)
         with _user_errors():
             day = _parse_day(since)
@@ -729,8 +729,8 @@ def _register_tools(mcp: MCPServer) -> None:
         if unknown:
             message += "\n" + _unknown_creates_text(len(unknown))
         message += "".join(f"\n{notice}" for notice in rt.notices)
-        page = gallery_path(rt.settings.workspace)
-        shown = (str(page.absolute()), gallery_uri(rt.settings.workspace)) if page.is_file() else (None, None)
+        page = pages.gallery_path(rt.settings.workspace)
+        shown = (str(page.absolute()), pages.gallery_uri(rt.settings.workspace)) if page.is_file() else (None, None)
         if shown[0]:
             message += f"\nGallery of saved results: {shown[0]} ({shown[1]})"
         result = TaskList(
@@ -1198,6 +1198,8 @@ def _task_message(record: TaskRecord) -> str:
 
 
 def _register_resources(mcp: MCPServer, settings: Settings) -> None:
+    from kie_mcp.media import gallery as pages  # resources are registered on first need (``_Server.defer``)
+
     @mcp.resource("kie://models", name="models", title="KIE model table", mime_type="text/markdown")
     def models_markdown() -> str:
         """Every model kie-mcp knows: kind, capabilities, price and what it is good at."""
@@ -1225,7 +1227,7 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
         """Every saved result by session and date: pictures, videos, prompts, models and credits (open
         outputs/index.html in a browser to see the pictures)."""
         try:
-            return read_gallery_page(outputs, side=settings.preview_px) or ""
+            return pages.read_page(outputs, side=settings.preview_px) or ""
         except (OSError, ValueError, RecursionError) as err:  # a full disk, an unreadable folder: said, not hidden
             raise ResourceError(redact(f"The gallery page could not be made ({err}).")) from err
 
@@ -1234,7 +1236,7 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
     )
     def session_gallery(session: str) -> str:
         """Every saved result of one session folder, in the order they were made."""
-        page = read_gallery_page(outputs, session)
+        page = pages.read_page(outputs, session)
         if page is None:
             raise ResourceNotFoundError(f"No gallery page for the session folder {plain(session)} in outputs/.")
         return page
