@@ -250,8 +250,8 @@ class Veo4kFamily(VeoFamily):
 class Veo1080pFamily(VeoFamily):
     """``GET /api/v1/veo/get-1080p-video?taskId=&index=``: no task of its own, the source's 1080p link. The first
     ask starts it (and is charged); until it is ready KIE answers non-200 codes ("1080P is processing ...",
-    "record result data is blank"), which mean "ask again later". kie-mcp follows it as ``<source id>-1080p``,
-    each look asking this endpoint again."""
+    "record result data is blank" and its kin), which mean "ask again later". kie-mcp follows it as
+    ``<source id>-1080p``, each look asking this endpoint again."""
 
     name = "veo-1080p"
     create_path = VeoFamily.hd_path
@@ -272,8 +272,8 @@ class Veo1080pFamily(VeoFamily):
         return Existing(f"{body['taskId']}{self.suffix}", charged=True) if self.preparing(message) else None
 
     def refusal_step(self, code: int | None, message: str, body: dict[str, Any]) -> str | None:
-        """Any other refusal of the first ask (not "processing", not "blank"): KIE started nothing. Point at the clip,
-        not at a prompt or a field the caller never gave."""
+        """Any other refusal of the first ask (not "processing", not "record result data ..."): KIE started
+        nothing. Point at the clip, not at a prompt or a field the caller never gave."""
         if code not in (400, 404, 422):  # auth, credits, quota, limits and maintenance keep KIE's own advice
             return None
         source = body.get("taskId")
