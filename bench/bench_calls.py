@@ -1,20 +1,22 @@
 """Per-call cost against the floor (run: uv run python bench/bench_calls.py [--calls 300] [--tasks 50000]).
 
-Four stdio servers, started the same way (this Python's console script or a script file, over the SDK's
+Five stdio servers, started the same way (this Python's console script or a script file, over the SDK's
 ``stdio_client``) and called in turn, so drift hits all alike:
 
 - the floor: a bare ``mcp`` SDK ``MCPServer`` with one trivial tool (``echo``);
 - the floor answering with one real ``estimate_cost`` answer, canned (no work: the cost of the answer's size, its
   serialising, sending and the client's checks of it against nothing but the protocol);
+- the same canned answer published under ``estimate_cost``'s real output schema, so the SDK client checks the
+  structured answer against it as it checks kie-mcp's (what any server answering with this schema pays);
 - ``kie-mcp --sandbox`` on an empty workspace;
 - ``kie-mcp --sandbox`` on a workspace whose journal holds ``--tasks`` tasks (written directly: attempts, tasks,
   files, spend entries and quotes over 100 days, a tenth of them for the very model and options estimated).
 
 Each call to kie-mcp is an ``estimate_cost`` (a new prompt every time: validate, price, look up past charges,
 issue a quote, read today's spend and the balance). Prints p50/p95 of each next to the floor's trivial tool,
-against the target (estimate_cost p50 <= 1.2 x the floor, flat from 0 to ``--tasks`` tasks). Then the thumbnail of
-a 4K PNG: made (decoded in a worker thread, kept beside the file) and then read back from where it is kept.
-Asserts nothing.
+against the target (estimate_cost p50 <= 1.2 x the floor, flat from 0 to ``--tasks`` tasks), and kie-mcp's own
+share: its p50 over the canned answer with the same schema. Then the thumbnail of a 4K PNG: made (decoded in a
+worker thread, kept beside the file) and then read back from where it is kept. Asserts nothing.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import anyio
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
-from _floor import CANNED_FLOOR, FLOOR
+from _floor import CANNED_FLOOR, CANNED_SCHEMA_FLOOR, FLOOR
 
 TARGET = 1.2
 ESTIMATED = "nano-banana-2"  # the model every estimate asks about (and a tenth of the journal's tasks used)
@@ -170,20 +172,29 @@ async def latencies(servers: dict[str, StdioServerParameters], calls: int, warmu
 def _call(name: str, i: int) -> tuple[str, dict[str, object]]:
     if name == "floor":
         return "echo", {"text": PROMPT.format(i=i)}
-    if name == "canned":
+    if name in ("canned", "schema"):
         return "canned", {"model": ESTIMATED, "prompt": PROMPT.format(i=i)}
     return "estimate_cost", {"model": ESTIMATED, "prompt": PROMPT.format(i=i)}
 
 
-LABELS = {"floor": "floor: trivial tool (bare SDK)", "canned": "floor: estimate's answer, canned"}
+LABELS = {
+    "floor": "floor: trivial tool (bare SDK)",
+    "canned": "floor: estimate's answer, canned",
+    "schema": "floor: the same, with its schema",
+}
 
 
 async def one_answer(params: StdioServerParameters) -> dict[str, object]:
-    """One real ``estimate_cost`` answer of kie-mcp, as JSON (for the canned floor)."""
+    """One real ``estimate_cost`` answer of kie-mcp and the tool's listed output schema, as JSON (for the canned
+    floors)."""
     with open(os.devnull, "w") as quiet:  # noqa: ASYNC230 - /dev/null never blocks
         async with Client(stdio_client(params, errlog=quiet), read_timeout_seconds=120) as client:
+            listed = {tool.name: tool for tool in (await client.list_tools()).tools}
             result = await client.call_tool("estimate_cost", {"model": ESTIMATED, "prompt": PROMPT.format(i=-1)})
-    return result.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return {
+        "answer": result.model_dump(mode="json", by_alias=True, exclude_none=True),
+        "output_schema": listed["estimate_cost"].output_schema,
+    }
 
 
 def kie_server(script: str, workspace: Path, cwd: str) -> StdioServerParameters:
@@ -243,13 +254,19 @@ async def main(calls: int, tasks: int) -> None:
         started = time.perf_counter()
         fill_journal(full, tasks)
         filled = time.perf_counter() - started
-        answer = root / "answer.json"
-        answer.write_text(json.dumps(await one_answer(kie_server(script, empty, tmp))), encoding="utf-8")
+        saved = await one_answer(kie_server(script, empty, tmp))
+        answer, with_schema = root / "answer.json", root / "answer-and-schema.json"
+        answer.write_text(json.dumps(saved["answer"]), encoding="utf-8")
+        with_schema.write_text(json.dumps(saved), encoding="utf-8")
         (root / "canned_server.py").write_text(CANNED_FLOOR, encoding="utf-8")
+        (root / "canned_schema_server.py").write_text(CANNED_SCHEMA_FLOOR, encoding="utf-8")
         servers = {
             "floor": StdioServerParameters(command=sys.executable, args=[str(root / "floor_server.py")], cwd=tmp),
             "canned": StdioServerParameters(
                 command=sys.executable, args=[str(root / "canned_server.py"), str(answer)], cwd=tmp
+            ),
+            "schema": StdioServerParameters(
+                command=sys.executable, args=[str(root / "canned_schema_server.py"), str(with_schema)], cwd=tmp
             ),
             "0 tasks": kie_server(script, empty, tmp),
             f"{tasks:,} tasks": kie_server(script, full, tmp),
@@ -268,6 +285,10 @@ async def main(calls: int, tasks: int) -> None:
     worst = max(percentile(v, 0.5) for name, v in found.items() if name not in LABELS) / floor50
     print(f"target: estimate_cost p50 <= {TARGET:.1f}x the floor at 0 and {tasks:,} tasks: "
           f"{'met' if worst <= TARGET else 'NOT met'} ({worst:.2f}x)")  # fmt: skip
+    schema50 = percentile(found["schema"], 0.5)
+    own = max(percentile(v, 0.5) for name, v in found.items() if name not in LABELS) / schema50
+    print(f"of which the client checking the structured answer against its schema: {schema50 / floor50:.2f}x; "
+          f"kie-mcp's own work: {own:.2f}x the canned answer with the same schema")  # fmt: skip
     print(
         f"thumbnail of a 4K PNG ({png_bytes / 1e6:.1f} MB): made {made * 1000:.1f} ms (in a worker thread, off the "
         f"event loop), kept one read back {again * 1000:.2f} ms"
