@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -373,6 +374,26 @@ async def test_a_clip_older_than_kie_keeps_it_is_refused(connect, controls, sett
         refused = await client.call_tool("continue_video", {"task_id": source, "operation": "extend"})
     assert refused.is_error and "15 days ago" in text_of(refused) and "KIE keeps a task 14 days" in text_of(refused)
     assert await requests_to(controls, VEO_EXTEND) == []
+
+
+async def test_a_clip_made_outside_kie_mcp_is_as_old_as_kie_says(connect, controls, sim):
+    """A Market clip made elsewhere (another tool, KIE's site) 15 days ago: check_task records it with KIE's own
+    creation time, so list_tasks dates it right and a follow-up is refused before any create, as KIE would."""
+    made = await controls.http.post(
+        MARKET, json={"model": GROK["model"], "input": {"prompt": "a cat"}}, headers=kie_auth()
+    )
+    task_id = made.json()["data"]["taskId"]
+    sim.tasks[task_id].created_at -= 15 * 86400
+    async with connect(elicitation=answering()) as client:
+        found = await client.call_tool("check_task", {"task_id": task_id})
+        listed = await client.call_tool("list_tasks", {})
+        refused = await client.call_tool("continue_video", {"task_id": task_id, "operation": "extend"})
+    assert found.structured_content["task"]["state"] == "succeeded", text_of(found)
+    [row] = [t for t in listed.structured_content["tasks"] if t["task_id"] == task_id]
+    age = time.time() - datetime.fromisoformat(row["created_at"].replace("Z", "+00:00")).timestamp()
+    assert 14.9 * 86400 < age < 15.1 * 86400
+    assert refused.is_error and "15 days ago" in text_of(refused) and "KIE keeps a task 14 days" in text_of(refused)
+    assert [r for r in await requests_to(controls, MARKET) if r["body"]["model"] == "grok-imagine/extend"] == []
 
 
 async def test_a_veo_clip_upgraded_to_1080p_cannot_be_extended(connect, controls):

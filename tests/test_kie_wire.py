@@ -80,6 +80,46 @@ def test_market_status_parses_json_strings():
     assert status.fail_code is None
 
 
+NOW = 1_780_000_000.0  # 2026-05-28
+
+
+@pytest.mark.parametrize(
+    ("create_time", "created_at"),
+    [
+        (1_779_000_000_000, 1_779_000_000.0),  # milliseconds, as Market documents: the task's real age
+        ("1779000000000", 1_779_000_000.0),  # the same as text
+        (None, None),  # not said
+        ("2026-05-17 06:40:00", None),  # zone-less text (other families): no age can be read from it
+        (0, None),  # before KIE existed: garbage, not a task's age
+        (1_779_000_000, None),  # seconds where milliseconds belong (1970)
+        ((NOW + 86_400) * 1000, None),  # in the future
+        ("1e400", None),  # not a finite number
+    ],
+)
+def test_a_task_is_as_old_as_kie_says_when_that_can_be_true(create_time, created_at):
+    status = FAMILIES["market"].parse_status("t", {"state": "success", "createTime": create_time})
+    assert status.created_at(NOW) == created_at
+
+
+@pytest.mark.parametrize("garbage", ["1e400", "-1e400", "nan", "inf", "Infinity"])
+def test_a_number_kie_sends_as_infinity_or_nan_is_no_number(garbage):
+    """JSON's 1e400 reads as infinity: never an infinite charge, progress or time, and never a crash."""
+    value = json.loads(garbage) if garbage[0].isdigit() or garbage[0] == "-" else garbage
+    status = FAMILIES["market"].parse_status(
+        "t",
+        {"state": "success", "creditsConsumed": value, "progress": value, "createTime": value, "completeTime": value},
+    )
+    assert status.credits_charged is None and status.progress is None
+    assert status.created_at_ms is None and status.completed_at_ms is None
+
+
+def test_a_price_feed_page_count_of_infinity_is_no_count():
+    from kie_mcp.kie.client import _int_or_none
+
+    assert _int_or_none(json.loads("1e400")) is None  # was OverflowError: the whole catalogue sync stopped
+    assert _int_or_none("12") == 12 and _int_or_none(True) is None
+
+
 def test_market_failure_and_states():
     market = FAMILIES["market"]
     failed = market.parse_status("t", {"state": "fail", "resultJson": "", "failCode": "500", "failMsg": "boom"})

@@ -306,6 +306,25 @@ def schema_doc(input_schema: dict[str, Any], components: dict[str, Any] | None =
     }
 
 
+def test_a_bound_no_number_can_hold_leaves_the_other_bounds_in_force():
+    """A live schema with a 400-digit integer for one bound: that bound is ignored, the rest still apply (it used
+    to void the whole check, so KIE's narrower limits were no longer seen before the spend)."""
+    huge = 10**400
+    document = schema_doc(
+        {
+            "type": "object",
+            "properties": {
+                "prompt": {"type": "string", "maxLength": 10, "minLength": huge},
+                "steps": {"type": "integer", "minimum": 1, "maximum": huge},
+                "seed": {"type": "integer", "maximum": 99},
+            },
+        }
+    )
+    problems = {p.field: p.message for p in oa.check(document, {"prompt": "x" * 11, "steps": 5, "seed": 100})}
+    assert set(problems) == {"prompt", "seed"}
+    assert "at most 10" in problems["prompt"] and "maximum 99" in problems["seed"]
+
+
 def test_stricter_checks_required_limits_refs_and_one_of():
     document = schema_doc(
         {"$ref": "#/components/schemas/Input%20"},  # percent-encoded, and a key ending in a space
@@ -487,6 +506,13 @@ async def test_extra_models_build_a_usable_model_spec(kie, controls):
     video = specs["brand/new-video"]
     assert video.kind == "video" and video.price is None  # two prices in the text: unknown, never guessed
     assert not price_input(video, {"prompt": "x"}).known
+
+
+async def test_a_listed_price_too_large_to_be_a_number_prices_nothing(kie, controls):
+    await controls.post("catalog/extra", {**EXTRA, "pricingDesc": f"Each image costs {'9' * 400} credits."})
+    live = await synced(kie, models_in_use=[])
+    [spec] = extra_models(live)
+    assert spec.price is None and not price_input(spec, {"prompt": "x"}).known  # unknown, never "inf credits"
 
 
 def test_a_bundled_model_survives_the_round_trip_through_its_live_schema():

@@ -11,6 +11,7 @@ import json
 import logging
 import mimetypes
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -1134,7 +1135,15 @@ async def _find_record(rt: Runtime, task_id: str) -> TaskRecord:
         return record
     status = await rt.require_kie().find_task(task_id)
     model = status.model or "unknown"
-    record = TaskRecord(task_id=task_id, model=model, family=status.family, state="queued", sandbox=rt.settings.sandbox)
+    now = time.time()
+    record = TaskRecord(  # a task made elsewhere: as old as KIE says, so the 14-day limit of follow-ups applies
+        task_id=task_id,
+        model=model,
+        family=status.family,
+        state="queued",
+        sandbox=rt.settings.sandbox,
+        created_at=status.created_at(now) or now,
+    )
     spec = rt.catalog.get(model)
     record.kind = spec.kind if spec else None
     record.apply(status, rt.typical_seconds(model))

@@ -693,6 +693,8 @@ def _exact_price(live: LiveCatalog, listed: LiveModel, spec: ModelSpec) -> tuple
     if len(rows) > 1:
         return None  # several rows: which one applies depends on options kie-mcp cannot map
     numbers = {float(n) for n in _CREDITS.findall(listed.pricing_desc)}
+    if not all(map(math.isfinite, numbers)):
+        return None  # a 400-digit "price" reads as infinity: garbage, never a quote
     from_text = next(iter(numbers)) if len(numbers) == 1 else None
     text = listed.pricing_desc
     if from_feed is not None:

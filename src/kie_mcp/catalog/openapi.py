@@ -316,9 +316,15 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    """A bound or default the document states as a finite number; None for anything else (a 400-digit integer, which
+    no float holds, included: it would otherwise void every other bound of the document)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _fmt(value: float) -> str:

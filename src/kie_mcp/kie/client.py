@@ -490,7 +490,7 @@ def _model_path(model_id: str) -> str:
 def _int_or_none(value: Any) -> int | None:
     try:
         return int(value) if value is not None and not isinstance(value, bool) else None
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: JSON's 1e400 reads as infinity
         return None
 
 

@@ -3,6 +3,7 @@
 # No ``from __future__ import annotations``: pydantic would compile each field's annotation string on import.
 
 import json
+import math
 from enum import StrEnum
 from typing import Any
 
@@ -22,6 +23,9 @@ class TaskState(StrEnum):
         return self in (TaskState.SUCCEEDED, TaskState.FAILED)
 
 
+EARLIEST_TASK = 1_672_531_200.0  # 2023-01-01 UTC: a creation time before it is garbage, not a task's age
+
+
 class TaskStatus(BaseModel, defer_build=True):
     """A task as KIE last described it, in family-neutral terms."""
 
@@ -38,6 +42,15 @@ class TaskStatus(BaseModel, defer_build=True):
     created_at_ms: int | None = None
     completed_at_ms: int | None = None
     raw: dict[str, Any] | None = Field(default=None, description="KIE's answer as it came (redacted).")
+
+    def created_at(self, now: float) -> float | None:
+        """When KIE says the task was created, in epoch seconds: None when it does not say in milliseconds (Market,
+        GPT-4o Image; other families send zone-less text), or says what no task can be (before 2023, or later than
+        an hour from ``now``)."""
+        if self.created_at_ms is None:
+            return None
+        seconds = self.created_at_ms / 1000
+        return seconds if EARLIEST_TASK <= seconds <= now + 3600 else None
 
     @field_validator("*", mode="before")
     @classmethod
@@ -75,9 +88,12 @@ def collect_urls(value: Any) -> list[str]:
 
 
 def number_or_none(value: Any) -> float | None:
+    """A number KIE sent (or its text); None for anything else, ``NaN`` and infinities included (JSON's ``1e400``
+    reads as infinity): no charge, progress or time is ever infinite."""
     if isinstance(value, bool) or value in (None, ""):
         return None
     try:
-        return float(value)
+        number = float(value)
     except (TypeError, ValueError):
         return None
+    return number if math.isfinite(number) else None
