@@ -226,10 +226,20 @@ class AppView:
         return {**inner, **centre, "x": outer["x"] + inner["x"], "y": outer["y"] + inner["y"]}
 
     def click(self, selector: str) -> None:
-        """Click an element of the app with the mouse, as a person would (once nothing covers or moves it)."""
+        """Click an element of the app with the mouse, as a person would (once nothing covers or moves it).
+
+        The app reports where the click landed: a click that reached no element of the app (the page moved
+        between aiming and pressing, e.g. the frame was resized) is aimed again; one that hit another element fails
+        the test, since that element may have acted."""
         hits = (
             f"(() => {{ const e = document.querySelector({json.dumps(selector)}); "
             "const h = document.elementFromPoint(X, Y); return !!e && !!h && (h === e || e.contains(h)); })()"
+        )
+        watch = (  # in the capture phase, before the app's own handlers can replace the element
+            "(() => { if (window.__kieWatch) document.removeEventListener('click', window.__kieWatch, true); "
+            "window.__kieClick = null; window.__kieWatch = (event) => { window.__kieClick = "
+            f"event.target.closest({json.dumps(selector)}) ? 'hit' : String(event.target.outerHTML).slice(0, 120); }}; "
+            "document.addEventListener('click', window.__kieWatch, true); return true; })()"
         )
         deadline = time.monotonic() + 10
         while True:
@@ -237,13 +247,22 @@ class AppView:
             x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
             on_frame = self.page.evaluate(f"document.elementFromPoint({x}, {y}) === document.getElementById('app')")
             if on_frame and self.evaluate(hits.replace("X", str(box["inner_x"])).replace("Y", str(box["inner_y"]))):
-                break
+                self.evaluate(watch)
+                for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
+                    event = {"type": kind, "x": x, "y": y, "button": "left", "clickCount": 1}
+                    self.page.send("Input.dispatchMouseEvent", event)
+                landed, seen_by = None, time.monotonic() + 1.0
+                while landed is None and time.monotonic() < seen_by:
+                    landed = self.evaluate("window.__kieClick")
+                    if landed is None:
+                        time.sleep(0.05)
+                if landed == "hit":
+                    return
+                if landed is not None:
+                    raise AssertionError(f"the click meant for {selector} landed on {landed}")
             if time.monotonic() > deadline:
                 raise AssertionError(f"{selector} cannot be clicked: something else is at its place")
             time.sleep(0.1)
-        for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
-            event = {"type": kind, "x": x, "y": y, "button": "left", "clickCount": 1}
-            self.page.send("Input.dispatchMouseEvent", event)
 
     def type_into(self, selector: str, text: str) -> None:
         """Focus a field of the app and type ``text`` into it."""

@@ -326,7 +326,7 @@ def test_a_newer_image_gets_a_new_thumbnail(tmp_path, decodes):
 async def test_thumbnails_are_made_in_a_worker_thread_and_the_result_does_not_decode(tmp_path, decodes):
     from kie_mcp.config import Settings
     from kie_mcp.runtime import open_runtime
-    from kie_mcp.server import _thumbnails_ready, _tool_result
+    from kie_mcp.surface import _thumbnails_ready, _tool_result
 
     (tmp_path / "outputs" / "day").mkdir(parents=True)
     image = big_image(tmp_path / "outputs" / "day" / "shot.png")

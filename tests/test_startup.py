@@ -9,10 +9,12 @@ cache folder (``toolcache``), only while it matches the code, and builds each to
 from __future__ import annotations
 
 import json
+import os
 import ssl
 import subprocess
 import sys
 import textwrap
+from contextlib import asynccontextmanager
 
 import httpx2
 import pytest
@@ -20,6 +22,7 @@ import pytest
 from kie_mcp import toolcache
 from kie_mcp.kie import KieClient
 from kie_mcp.kie.client import shared_ssl_context
+from kie_mcp.server import TOOL_NAMES
 from tests.conftest import text_of
 
 # A fresh interpreter: this test process has long since parsed the catalogue and imported Pillow.
@@ -231,3 +234,92 @@ def test_the_fingerprint_covers_how_python_runs_and_what_the_sources_say(tmp_pat
     plain = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
     optimised = subprocess.run([sys.executable, "-OO", "-c", script], capture_output=True, text=True, check=True)
     assert plain.strip() and optimised.stdout.strip() and plain != optimised.stdout
+
+
+# -- the runtime opens after the handshake ------------------------------------------------------------------
+
+# One start of a server on a workspace (argv[1]): what it has imported of the runtime after tools/list, and a moment
+# later with no request at all.
+A_START = textwrap.dedent(
+    """
+    import json, sys
+    from pathlib import Path
+
+    import anyio
+    from mcp import Client
+    from pydantic import SecretStr
+
+    from kie_mcp.config import Settings
+    from kie_mcp.server import OPEN_AFTER_SECONDS, create_server
+
+    RUNTIME = ("kie_mcp.surface", "kie_mcp.runtime", "kie_mcp.journal", "kie_mcp.tasks.follower", "kie_mcp.spend")
+
+    def loaded():
+        return [m for m in RUNTIME if m in sys.modules]
+
+    async def main():
+        settings = Settings(api_key=SecretStr("startup-test-key-0000"), workspace=Path(sys.argv[1]), catalog_sync=False)
+        seen = {}
+        async with Client(create_server(settings), mode="legacy") as client:
+            seen["tools"] = [t.name for t in (await client.list_tools()).tools]
+            seen["after_list"] = loaded()
+            await anyio.sleep(OPEN_AFTER_SECONDS + 1.0)  # no request: the runtime opens by itself
+            seen["a_moment_later"] = loaded()
+            seen["journal"] = (Path(sys.argv[1]) / ".kie-mcp").is_dir()
+        print(json.dumps(seen))
+
+    anyio.run(main)
+    """
+)
+
+
+def test_the_handshake_and_a_kept_listing_wait_for_no_runtime(tmp_path):
+    """A later start answers tools/list having loaded none of the runtime (journal, follower, spend gate, the
+    tools themselves), then opens it by itself: the follower resumes unfinished tasks without any request."""
+    env = {**os.environ, "KIE_CACHE_DIR": str(tmp_path / "cache")}
+
+    def start() -> dict:
+        done = subprocess.run(
+            [sys.executable, "-c", A_START, str(tmp_path / "workspace")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            env=env,
+        )
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    first, later = start(), start()  # the first start builds every tool and keeps the listing
+    assert first["tools"] == later["tools"] == list(TOOL_NAMES)
+    assert later["after_list"] == [], "loaded before tools/list was answered"
+    assert {"kie_mcp.runtime", "kie_mcp.journal", "kie_mcp.tasks.follower"} <= set(later["a_moment_later"])
+    assert "kie_mcp.surface" not in later["a_moment_later"]  # the tools load on the first call, not before
+    assert later["journal"]  # opened: the workspace journal is there
+
+
+async def test_a_runtime_that_cannot_open_answers_every_call_with_why(connect, controls, monkeypatch):
+    from mcp import MCPError
+
+    @asynccontextmanager
+    async def cannot_open(settings, transport=None):
+        raise OSError("the journal is on a dead disk (Authorization: Bearer sk-live-abcdefgh12345678)")
+        yield
+
+    monkeypatch.setattr("kie_mcp.runtime.open_runtime", cannot_open)
+    async with connect(elicitation=None) as client:
+        assert [t.name for t in (await client.list_tools()).tools] == list(TOOL_NAMES)  # the listing still works
+        answers = [
+            await client.call_tool("estimate_cost", {"model": "nano-banana-2", "prompt": "a red apple"}),
+            await client.call_tool("generate_image", {"model": "nano-banana-2", "prompt": "a red apple"}),
+            await client.call_tool("check_credits", {}),
+        ]
+        with pytest.raises(MCPError, match="could not start") as resource:
+            await client.read_resource("kie://models")
+    for answer in answers:
+        text = text_of(answer)
+        assert answer.is_error and "kie-mcp could not start (OSError: the journal is on a dead disk" in text
+        assert "nothing was sent or spent" in text and "Traceback" not in text
+        assert "sk-live-abcdefgh12345678" not in text
+    assert "sk-live-abcdefgh12345678" not in str(resource.value)
+    assert await controls.creates() == []

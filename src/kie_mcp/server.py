@@ -1,92 +1,41 @@
-"""The MCP surface: tools, resources and prompts, each a thin call into the layers below.
+"""The server a host starts: it answers the handshake and ``tools/list`` without loading the rest of kie-mcp.
 
-No ``from __future__ import annotations`` here: the SDK reads resolver annotations at runtime.
+``tools/list`` is answered from the listing an earlier start kept (``toolcache``) while it matches the code. The
+tools, resources and prompts (``surface``) load on the first request that needs one. The runtime (journal, KIE
+client, spend gate, follower: ``runtime``) opens on the first request that needs it, or ``OPEN_AFTER_SECONDS``
+after start-up, whichever is first (``RuntimeHolder``), so the follower resumes unfinished tasks within a second.
 """
 
-import base64
-import contextlib
-import functools
-import inspect
-import json
+from __future__ import annotations
+
 import logging
-import mimetypes
-import sqlite3
-import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
-from urllib.parse import urlparse
-from urllib.request import url2pathname
+from typing import TYPE_CHECKING, Any
 
 import anyio
-import httpx2
 from mcp.server import MCPServer
-from mcp.server.mcpserver import (
-    AcceptedElicitation,
-    Context,
-    DeclinedElicitation,
-    Elicit,
-    ElicitationResult,
-    ListRoots,
-    Resolve,
-)
-from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
-from mcp.server.mcpserver.resources import FileResource, FunctionResource, ResourceTemplate
-from mcp.types import CallToolResult, ImageContent, InputRequiredResult, ResourceLink, TextContent, ToolAnnotations
-from mcp.types import Prompt as MCPPrompt
-from mcp.types import Resource as MCPResource
-from mcp.types import ResourceTemplate as MCPResourceTemplate
-from mcp.types import Tool as MCPTool
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from pydantic import ValidationError
 
-from kie_mcp import __version__, followups, toolcache
-from kie_mcp import generation as gen
-from kie_mcp.apps import apps_extension, card_meta, client_supports_apps, gallery_meta, ui_meta
-from kie_mcp.bundled import bundled_path
-from kie_mcp.catalog import (
-    AmbiguousModelError,
-    InvalidRequest,
-    UnknownModelError,
-    WithdrawnModelError,
-    usd,
-)
-from kie_mcp.catalog.pricing import TypicalPrice, typical_prices, usd_text
-from kie_mcp.catalog.tables import model_document, model_table_json, model_table_markdown, price_summary
+from kie_mcp import __version__, toolcache
+from kie_mcp.apps import apps_extension
 from kie_mcp.config import Settings
-from kie_mcp.journal import Journal, JournalUnavailable, storage_problem, unavailable_reason
-from kie_mcp.kie import KieError
-from kie_mcp.media.downloads import SNIFF_BYTES, THUMBNAIL_SIDE, output_folder, preview, sniff_mime
-from kie_mcp.media.inputs import (
-    UPLOAD_ACCEPTS,
-    OutsideAllowedFolders,
-    RefusedInput,
-    confined,
-    inspect_local,
-    private_reason,
-    upload_name,
-)
-from kie_mcp.media.prepare import upload_prepared
-from kie_mcp.prompts import register_prompts
 from kie_mcp.redact import redact
-from kie_mcp.runtime import NoKeyError, Runtime, open_runtime
-from kie_mcp.spend import (
-    Approved,
-    Ask,
-    ConfirmSpend,
-    Declined,
-    NeedsConfirmation,
-    Quote,
-    QuoteError,
-    Replay,
-    SpendRefused,
-    check_caps,
-)
-from kie_mcp.spend.balance import balance_cache
-from kie_mcp.tasks import TaskBook, TaskRecord
 from kie_mcp.toolschema import compact
-from kie_mcp.words import argument_problems, plain, timestamp
+from kie_mcp.words import argument_problems
+
+if TYPE_CHECKING:
+    import httpx2
+    from mcp.server.mcpserver import Context
+    from mcp.types import CallToolResult, InputRequiredResult
+    from mcp.types import Prompt as MCPPrompt
+    from mcp.types import Resource as MCPResource
+    from mcp.types import ResourceTemplate as MCPResourceTemplate
+    from mcp.types import Tool as MCPTool
+
+    from kie_mcp.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -104,227 +53,21 @@ Images usually finish within the call. Videos take minutes: generate_video retur
 them with check_task(task_id, wait_seconds). check_credits shows the balance, today's spend and the caps.
 A finished video can be continued with continue_video (extend it, its 1080p or 4K version, an upscale), priced and \
 approved the same way; extending a good take is usually cheaper than making a new one."""
-SANDBOX_LABEL = "[sandbox]"  # every text a sandbox server returns starts with it
 
-MAX_RESOURCE_BYTES = 50 * 1024 * 1024
-CANCELLED = (
-    "The confirmation was cancelled or dismissed (if no dialog appeared, this client cannot show MCP "
-    "confirmation forms)."
+# Every tool, in the order of tools/list: what a kept listing must list. ``surface.register`` adds exactly these.
+TOOL_NAMES = (
+    "estimate_cost",
+    "generate_image",
+    "generate_video",
+    "check_task",
+    "stitch_videos",
+    "list_tasks",
+    "check_credits",
+    "list_models",
+    "upload_file",
+    "continue_video",
 )
-
-READ_LOCAL = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
-READ_KIE = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=True)
-SPENDS = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True)
-LOCAL_WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
-UPLOADS = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
-
-_USER_ERRORS = (
-    JournalUnavailable,
-    InvalidRequest,
-    UnknownModelError,
-    WithdrawnModelError,
-    AmbiguousModelError,
-    KieError,
-    SpendRefused,
-    NoKeyError,
-    QuoteError,
-    FileNotFoundError,
-    OutsideAllowedFolders,
-)
-
-# -- argument types shared by the estimate and generate tools ---------------------------------
-
-Prompt = Annotated[str, Field(description="What to make: one clear paragraph (see the kie://prompting guides).")]
-Images = Annotated[
-    list[str],
-    Field(description="Input images: http(s) URLs or local file paths (uploaded to KIE first). Max per model."),
-]
-AspectRatio = Annotated[str | None, Field(description="e.g. 16:9, 9:16, 1:1; allowed values depend on the model.")]
-Resolution = Annotated[str | None, Field(description="e.g. 1K/2K/4K for images, 720p/1080p/4k for video.")]
-Duration = Annotated[
-    int | None,
-    Field(ge=1, le=60, allow_inf_nan=False, description="Video length in seconds, where the model has one."),
-]
-Audio = Annotated[bool | None, Field(description="Video sound on/off, where the model offers a choice.")]
-Options = Annotated[
-    dict[str, Any] | None,
-    Field(description="Model-specific fields in KIE's own names, e.g. {'output_format': 'png'}; see list_models."),
-]
-Variations = Annotated[
-    int, Field(ge=1, le=10, allow_inf_nan=False, description="How many identical tasks to run (each is charged).")
-]
-Script = Annotated[
-    str | None,
-    Field(
-        description="Video only: the exact words spoken. Picks the shortest duration that fits (~2.5 words/s) and "
-        "puts the words into the prompt as dialogue; too long a script gets a suggested split."
-    ),
-]
-Session = Annotated[
-    str | None,
-    Field(description="A short name for this piece of work; results are saved in outputs/{date}-{session}/."),
-]
-MaxCredits = Annotated[
-    float | None,
-    Field(
-        gt=0,
-        allow_inf_nan=False,
-        description="The most this call may cost, in credits. A price over it is refused; a price not known before "
-        "the task runs reserves this much (instead of the whole per-call cap) against today's cap.",
-    ),
-]
-QuoteId = Annotated[
-    str | None, Field(description="The quote_id of a cost the user approved (from estimate_cost or a prior call).")
-]
-VideoWait = Annotated[
-    float, Field(ge=0, le=50, allow_inf_nan=False, description="How long to wait (videos take minutes).")
-]
-FollowupOperationName = Literal["extend", "hd", "4k", "upscale"]
-FollowupOperation = Annotated[
-    FollowupOperationName,
-    Field(
-        description="extend: continue the scene from the last frame (Veo 3.1, Runway, Grok Imagine); hd: the 1080p "
-        "version (Veo 3.1, Grok Imagine); 4k: the 4K version (Veo 3.1); upscale: an upscaled copy of any video "
-        "(Topaz)."
-    ),
-]
-FollowupTaskId = Annotated[
-    str | None,
-    Field(max_length=200, description="With operation: price a follow-up of this finished video (continue_video)."),
-]
-
-
-class _Result(BaseModel):
-    """Tool results refuse unknown fields, so a misspelt field fails loudly instead of vanishing. Built on first
-    use (``defer_build``), as every model of kie-mcp is: a start then pays only for what it uses."""
-
-    model_config = ConfigDict(extra="forbid", defer_build=True)
-
-
-class EstimateResult(_Result):
-    quote: Quote
-    within_caps: bool
-    cap_problem: str | None = None
-    auto_approved: bool = Field(description="True when this price is at or under KIE_AUTO_APPROVE_CREDITS.")
-    balance_credits: float | None = None
-    spent_today: float
-    max_credits_per_call: float
-    max_credits_per_day: float
-    message: str
-
-
-class SavedFile(_Result):
-    """A file this server saved, named every way a person or client can open it."""
-
-    task_id: str | None = Field(description="The task it is a result of; null for a joined video.")
-    path: str = Field(description="Relative to the workspace.")
-    absolute_path: str = Field(description="Where it is on this computer.")
-    file_uri: str = Field(description="The same as a file:// URI, to open in a browser or file manager.")
-    resource_uri: str = Field(description="The kie://outputs/... resource serving it over MCP.")
-    mime_type: str | None = None
-
-
-SavedFiles = Annotated[
-    list[SavedFile], Field(description="Every saved file of this result, with its absolute path and file:// URI.")
-]
-
-
-class CreditsResult(_Result):
-    balance_credits: float
-    balance_usd: float
-    spent_today: float = Field(description="Credits spent today through this workspace.")
-    spent_total: float = Field(description="Credits spent through this workspace since its journal began.")
-    max_credits_per_call: float
-    max_credits_per_day: float
-    auto_approve_credits: float
-    spending_refused: str | None = Field(
-        default=None, description="Why spends are refused for the rest of today (real charges over the daily cap)."
-    )
-    unknown_creates: int = Field(
-        default=0, description="Creates whose outcome is unknown: they may have been charged; check kie.ai/logs."
-    )
-    sandbox: bool
-    workspace: str = Field(description="The folder (absolute) holding this server's journal, outputs/ and logs/.")
-    message: str
-
-
-class ModelInfo(_Result):
-    id: str
-    title: str
-    family: str
-    kind: str
-    capabilities: list[str]
-    price: str
-    typical: list[TypicalPrice] = Field(
-        default_factory=list,
-        description="One image, or a 5 s and an 8 s clip, at the default settings; empty when the price is unknown.",
-    )
-    good_for: str
-    recent_success_rate: float | None = Field(
-        default=None, description="Set when KIE reports under 90% successful tasks for it in the last 24 hours."
-    )
-
-
-def _typical_text(model: "ModelInfo") -> str:
-    """'; 5 s clip $0.35, 8 s clip $0.56 at resolution=720p': what people compare, in the model's list line."""
-    if not model.typical:
-        return ""
-    parts = ", ".join(f"{p.output} {usd_text(p.usd)}" for p in model.typical)
-    settings = model.typical[0].settings
-    return f"; {parts}" + (f" at {settings}" if settings else "")
-
-
-def _health_text(model: "ModelInfo") -> str:
-    rate = model.recent_success_rate
-    return "" if rate is None else f" WARNING: only {rate:.0%} of its tasks succeeded on KIE in the last 24 hours."
-
-
-class ModelList(_Result):
-    models: list[ModelInfo]
-    message: str
-
-
-class CaptionArg(BaseModel, defer_build=True):
-    start: float = Field(ge=0, allow_inf_nan=False, description="Seconds from the start of the joined video.")
-    end: float = Field(gt=0, allow_inf_nan=False, description="Seconds from the start; after start.")
-    text: str = Field(min_length=1)
-
-
-class StitchedVideo(_Result):
-    path: str = Field(description="The joined video, relative to the workspace.")
-    duration: float | None
-    reencoded: bool
-    saved_files: SavedFiles = Field(default_factory=list)
-    message: str
-
-
-class TaskList(_Result):
-    tasks: list[TaskRecord]
-    unknown_creates: int = Field(description="Creates whose outcome is unknown (may have been charged).")
-    saved_files: SavedFiles = Field(default_factory=list)
-    gallery: str | None = Field(None, description="The gallery page of saved results (absolute path), once one exists.")
-    gallery_uri: str | None = Field(None, description="The gallery page as a file:// URI, to open in a browser.")
-    message: str
-
-
-class TaskResult(_Result):
-    task: TaskRecord
-    saved_files: SavedFiles = Field(default_factory=list)
-    message: str
-
-
-class GenerationOutput(gen.GenerationResult):
-    """What the generate tools return: the generation's result, and its saved files by absolute path."""
-
-    saved_files: SavedFiles = Field(default_factory=list)
-
-
-class UploadResult(_Result):
-    url: str
-    file_name: str
-    size: int | None = None
-    mime_type: str | None = None
-    message: str
+OPEN_AFTER_SECONDS = 0.5  # a host sends the handshake and tools/list at once: the runtime opens after them
 
 
 def create_server(settings: Settings | None = None, *, transport: httpx2.AsyncBaseTransport | None = None) -> MCPServer:
@@ -332,12 +75,22 @@ def create_server(settings: Settings | None = None, *, transport: httpx2.AsyncBa
     settings = settings or Settings.from_env()
 
     @asynccontextmanager
-    async def lifespan(_: MCPServer) -> AsyncIterator[Runtime]:
-        async with open_runtime(settings, transport) as runtime:
-            yield runtime
+    async def lifespan(_: MCPServer) -> AsyncIterator[RuntimeHolder]:
+        holder = RuntimeHolder(settings, transport)
+        async with anyio.create_task_group() as group:
+            group.start_soon(holder.keep_open)
+            yield holder
+            group.cancel_scope.cancel()
+
+    def register() -> None:
+        from kie_mcp import surface
+
+        surface.register(mcp, settings)
 
     mcp = _Server(
         toolcache.listing_path(),
+        TOOL_NAMES,
+        register,
         "kie-mcp",
         title="KIE.ai (kie-mcp)" + (" [sandbox]" if settings.sandbox else ""),
         description="Images and videos from KIE.ai models, with the cost shown and approved before any spend.",
@@ -347,39 +100,127 @@ def create_server(settings: Settings | None = None, *, transport: httpx2.AsyncBa
         lifespan=lifespan,
         extensions=[apps_extension()],  # MCP Apps: the results gallery and the approval card (kie_mcp/apps)
     )
-    _register_tools(mcp)
-    mcp.defer(functools.partial(_register_resources, mcp, settings))  # reads the workspace's references/ and the
-    mcp.defer(functools.partial(register_prompts, mcp))  # prompt library: done when a client first asks
     return mcp
 
 
+class RuntimeUnavailable(Exception):
+    """The runtime could not be opened; the message says why (redacted) and that nothing was sent or spent."""
+
+
+class RuntimeHolder:
+    """A connection's runtime, opened once: by the first request that needs it (``get``), or ``OPEN_AFTER_SECONDS``
+    after start-up, whichever comes first; held open until the server stops."""
+
+    def __init__(self, settings: Settings, transport: httpx2.AsyncBaseTransport | None) -> None:
+        self._settings = settings
+        self._transport = transport
+        self._wanted = anyio.Event()
+        self._ready = anyio.Event()
+        self._runtime: Runtime | None = None
+        self._failure: str | None = None
+
+    async def keep_open(self) -> None:
+        with anyio.move_on_after(OPEN_AFTER_SECONDS):
+            await self._wanted.wait()
+        from kie_mcp.runtime import open_runtime
+
+        try:
+            async with open_runtime(self._settings, self._transport) as runtime:
+                self._runtime = runtime
+                self._ready.set()
+                await anyio.sleep_forever()
+        except Exception as err:
+            if self._runtime is not None:
+                raise  # closing at shutdown failed: reported as before
+            self._failure = redact(f"{type(err).__name__}: {err}")
+            log.error("kie-mcp could not open its workspace journal and KIE client: %s", self._failure)
+            self._ready.set()
+
+    async def get(self) -> Runtime:
+        """The runtime, opened now if it is not yet."""
+        self._wanted.set()
+        await self._ready.wait()
+        if self._runtime is None:
+            raise RuntimeUnavailable(
+                f"kie-mcp could not start ({self._failure}); nothing was sent or spent. Restart it after fixing that."
+            )
+        return self._runtime
+
+    @property
+    def current(self) -> Runtime:
+        """The open runtime, for code that runs after ``get`` (every tool and resource does)."""
+        if self._runtime is None:
+            raise RuntimeError("the runtime is not open: a request reached the surface before RuntimeHolder.get")
+        return self._runtime
+
+
 class _Server(MCPServer):
-    """The SDK's server, with three changes:
+    """The SDK's server, with four changes:
 
     - Tools are built when first needed: ``tools/list`` is answered from the listing kept by an earlier start
       (``toolcache``) when it still matches the code, and a tool is built on its first call; without a kept
       listing the first ``tools/list`` builds every tool and keeps the listing. Building is most of a start's cost.
-    - Resources and prompts are registered when a client first lists or reads one (``defer``).
+    - The surface (``register``: tools, resources, prompts) loads on the first request that needs it, and
+      resources and prompts are registered when a client first lists or reads one (``defer``).
+    - A tool call or a resource read waits for the runtime (``RuntimeHolder``) before it runs.
     - Arguments that do not fit a tool's schema are explained in the tool's words (argument names, JSON values,
       what to change) instead of pydantic's text, Python reprs and links.
     """
 
-    def __init__(self, listing_path: Path | None, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        listing_path: Path | None,
+        tool_names: tuple[str, ...],
+        register: Callable[[], None],
+        *args: Any,
+        **kwargs: Any,
+    ) -> None:
         self._unbuilt: dict[str, dict[str, Any]] = {}  # tool name -> how it was registered, until it is built
-        self._order: list[str] = []  # every tool's name, in registration order (the order of tools/list)
+        self._order: list[str] = list(tool_names)  # every tool's name, in the order of tools/list
+        self._register = register
+        self._registered = False
         self._listing: list[MCPTool] | None = None
         self._listing_path = listing_path
         self._deferred: list[Callable[[], None]] = []
         super().__init__(*args, **kwargs)
+
+    def _ensure_registered(self) -> None:
+        """Load the surface and register its tools (deferring its resources and prompts), once. A registration
+        that fails is undone, so the next request tries again."""
+        if self._registered:
+            return
+        before, deferred = set(self._unbuilt), len(self._deferred)
+        try:
+            self._register()
+            missing = [name for name in self._order if name not in self._unbuilt]
+            if missing:
+                raise RuntimeError(f"TOOL_NAMES lists {', '.join(missing)}, which the surface does not register")
+        except BaseException:
+            for name in set(self._unbuilt) - before:
+                del self._unbuilt[name]
+            del self._deferred[deferred:]
+            raise
+        self._registered = True
 
     def defer(self, register: Callable[[], None]) -> None:
         """Run ``register`` (it adds resources or prompts) before the first request that lists or reads either."""
         self._deferred.append(register)
 
     def _register_deferred(self) -> None:
+        self._ensure_registered()
         while self._deferred:
             self._deferred[0]()  # if it fails, the request says so and the next one tries again
             self._deferred.pop(0)
+
+    @staticmethod
+    async def _open_runtime(context: Context[Any, Any] | None) -> None:
+        """Wait for this connection's runtime (``RuntimeHolder``) before anything that may use it runs."""
+        try:
+            holder = context.request_context.lifespan_context if context is not None else None
+        except ValueError:  # a context outside any request: no connection, nothing to open
+            return
+        if isinstance(holder, RuntimeHolder):
+            await holder.get()
 
     async def list_resources(self) -> list[MCPResource]:
         self._register_deferred()
@@ -391,6 +232,10 @@ class _Server(MCPServer):
 
     async def read_resource(self, uri: Any, context: Context[Any, Any] | None = None) -> Any:
         self._register_deferred()
+        try:
+            await self._open_runtime(context)
+        except RuntimeUnavailable as err:
+            raise ResourceError(str(err)) from None
         return await super().read_resource(uri, context)
 
     async def list_prompts(self) -> list[MCPPrompt]:
@@ -406,13 +251,15 @@ class _Server(MCPServer):
     def add_tool(self, fn: Any, name: str | None = None, **options: Any) -> None:
         """Register now, build on first need (``_build``)."""
         name = name or fn.__name__
-        if name in self._order:
+        if name in self._unbuilt or self._tool_manager.get_tool(name) is not None:
             raise ValueError(f"tool {name} is registered twice")
         self._unbuilt[name] = {"fn": fn, "name": name, **options}
-        self._order.append(name)
-        self._listing = None
+        if name not in self._order:  # a tool added besides kie-mcp's own (by code embedding this server)
+            self._order.append(name)
+            self._listing = None
 
     def remove_tool(self, name: str) -> None:
+        self._ensure_registered()
         if self._unbuilt.pop(name, None) is None:
             super().remove_tool(name)
         self._order.remove(name)
@@ -421,6 +268,7 @@ class _Server(MCPServer):
     def _build(self, name: str) -> None:
         """Build tool ``name`` if it is not built yet, with the leaner published schemas (``toolschema.compact``;
         the SDK has no public hook for them, hence its tool manager)."""
+        self._ensure_registered()
         options = self._unbuilt.get(name)
         if options is None:
             return
@@ -450,6 +298,10 @@ class _Server(MCPServer):
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
     ) -> CallToolResult | InputRequiredResult:
+        try:
+            await self._open_runtime(context)
+        except RuntimeUnavailable as err:
+            raise ToolError(str(err)) from None
         self._build(name)
         try:
             return await super().call_tool(name, arguments, context)
@@ -478,1080 +330,3 @@ def _instructions(settings: Settings) -> str:
     if settings.config_problem is not None:
         where += f"\n{settings.config_problem}"
     return INSTRUCTIONS + where
-
-
-# -- tools --------------------------------------------------------------------------------------
-
-
-_HIDDEN_PARAMETERS = {"ctx", "plan", "approval", "roots"}
-_ACCEPTED: dict[str, list[str]] = {}  # tool name -> the arguments it takes, filled at registration
-
-
-def _accepts(tool_fn: Any) -> Any:
-    """Remember which arguments ``tool_fn`` takes, so unknown ones can be refused instead of ignored."""
-    _ACCEPTED[tool_fn.__name__] = [p for p in inspect.signature(tool_fn).parameters if p not in _HIDDEN_PARAMETERS]
-    return tool_fn
-
-
-def _reject_unknown_arguments(ctx: Context, tool: str) -> None:
-    """The SDK drops arguments a tool does not declare; an agent would think they were used. Refuse them."""
-    params = ctx.request_context.params or {}
-    given = params.get("arguments") or {}
-    unknown = sorted(set(given) - set(_ACCEPTED.get(tool, given)))
-    if unknown:
-        hint = " Scripts and durations belong to generate_video." if tool == "generate_image" else ""
-        raise ToolError(
-            f"{tool} does not take {', '.join(unknown)}; nothing was sent.{hint} "
-            f"It takes: {', '.join(_ACCEPTED[tool])}."
-        )
-
-
-def _register_tools(mcp: MCPServer) -> None:
-    image_prepare, image_approve = _gate("image")
-    video_prepare, video_approve = _gate("video")
-
-    @mcp.tool(title="Estimate cost", annotations=READ_LOCAL, meta=ui_meta())
-    @_accepts
-    async def estimate_cost(
-        ctx: Context,
-        model: Annotated[
-            str | None,
-            Field(description="KIE model id or friendly name, e.g. veo3_fast, 'nano banana' (a follow-up: optional)."),
-        ] = None,
-        prompt: Annotated[str, Field(description="What to make (see the kie://prompting guides).")] = "",
-        task_id: FollowupTaskId = None,
-        operation: Annotated[
-            FollowupOperationName | None, Field(description="With task_id: the follow-up to price (continue_video).")
-        ] = None,
-        images: Images = [],  # noqa: B006 - pydantic copies defaults
-        aspect_ratio: AspectRatio = None,
-        resolution: Resolution = None,
-        duration: Duration = None,
-        audio: Audio = None,
-        options: Options = None,
-        variations: Variations = 1,
-        script: Script = None,
-        max_credits: MaxCredits = None,
-    ) -> Annotated[CallToolResult, EstimateResult]:
-        """Price a generation exactly, without spending anything. Takes the same arguments as generate_image /
-        generate_video (or, with task_id and operation, as continue_video) and returns a quote (credits, about USD,
-        price source and date) with a quote_id that approves exactly this request once, for 10 minutes. Free."""
-        _reject_unknown_arguments(ctx, "estimate_cost")
-        rt = _runtime(ctx)
-        given = dict(locals())
-        with _user_errors():
-            if task_id is not None or operation is not None:  # a follow-up of a finished video (continue_video)
-                plan = await followups.plan(rt, _followup_args(given, "estimate_cost"))
-                tool = "continue_video"
-            else:
-                if not model:
-                    raise ToolError(
-                        "estimate_cost needs model (or task_id and operation, to price a follow-up of a finished "
-                        "video with continue_video); nothing was priced."
-                    )
-                plan = await gen.plan(rt, gen.GenerationArgs(**_args(given)))
-                tool = f"generate_{plan.spec.kind}"
-            result = await _estimate(rt, plan)
-        call = _tool_result(result, result.message, rt)
-        if client_supports_apps(ctx):  # MCP Apps hosts: the quote as an approval card
-            call.meta = await _card_meta(ctx, plan, result.quote, tool, result.cap_problem)
-        return call
-
-    async def generate_image(
-        prompt: Prompt,
-        ctx: Context,
-        plan: Annotated[gen.Plan, Resolve(image_prepare)],
-        approval: Annotated[ElicitationResult[ConfirmSpend], Resolve(image_approve)],
-        model: Annotated[str, Field(description="Image model id or name; see list_models.")] = "nano-banana-2",
-        images: Images = [],  # noqa: B006
-        aspect_ratio: AspectRatio = None,
-        resolution: Resolution = None,
-        options: Options = None,
-        variations: Variations = 1,
-        session: Session = None,
-        quote_id: QuoteId = None,
-        max_credits: MaxCredits = None,
-        wait_seconds: Annotated[
-            float, Field(ge=0, le=50, allow_inf_nan=False, description="How long to wait for results.")
-        ] = 45,
-    ) -> Annotated[CallToolResult, GenerationOutput]:
-        """Make images with a KIE model. COSTS CREDITS. The cost must be approved first: the server asks the user
-        through a confirmation form when the client supports it; otherwise it answers
-        status=confirmation_required with a quote, and after the user approves that cost the call is repeated
-        with quote_id. Waits up to wait_seconds (default 45) for the results, reporting progress."""
-        return await _generate(ctx, plan, approval, "generate_image", wait_seconds)
-
-    async def generate_video(
-        prompt: Prompt,
-        ctx: Context,
-        plan: Annotated[gen.Plan, Resolve(video_prepare)],
-        approval: Annotated[ElicitationResult[ConfirmSpend], Resolve(video_approve)],
-        model: Annotated[str, Field(description="Video model id or name; see list_models.")] = "veo3_fast",
-        images: Images = [],  # noqa: B006
-        aspect_ratio: AspectRatio = None,
-        resolution: Resolution = None,
-        duration: Duration = None,
-        audio: Audio = None,
-        options: Options = None,
-        variations: Variations = 1,
-        script: Script = None,
-        session: Session = None,
-        quote_id: QuoteId = None,
-        max_credits: MaxCredits = None,
-        wait_seconds: VideoWait = 0,
-    ) -> Annotated[CallToolResult, GenerationOutput]:
-        """Make videos with a KIE model. COSTS CREDITS (tens to hundreds per clip). The cost must be approved
-        first: the server asks the user through a confirmation form when the client supports it; otherwise it
-        answers status=confirmation_required with a quote, and after the user approves that cost the call is
-        repeated with quote_id. Returns task ids at once with an estimated time; follow them with check_task."""
-        return await _generate(ctx, plan, approval, "generate_video", wait_seconds)
-
-    for tool_fn, prepare in ((generate_image, image_prepare), (generate_video, video_prepare)):
-        _bind_to_tool_arguments(prepare, tool_fn)
-        _accepts(tool_fn)
-    mcp.tool(title="Generate image (spends credits)", annotations=SPENDS, meta=ui_meta())(generate_image)
-    mcp.tool(title="Generate video (spends credits)", annotations=SPENDS, meta=ui_meta())(generate_video)
-
-    @mcp.tool(title="Check task", annotations=READ_KIE, meta=ui_meta())
-    @_accepts
-    async def check_task(
-        task_id: Annotated[str, Field(min_length=1, description="A KIE task id from any kie-mcp or KIE call.")],
-        ctx: Context,
-        wait_seconds: Annotated[
-            float, Field(ge=0, le=50, allow_inf_nan=False, description="Wait up to this long for it to finish.")
-        ] = 0,
-    ) -> Annotated[CallToolResult, TaskResult]:
-        """Status and results of a KIE task of any kind, with progress while waiting. Free."""
-        _reject_unknown_arguments(ctx, "check_task")
-        rt = _runtime(ctx)
-        with _user_errors():
-            rt.require_kie()
-            rt.follower.attach_client(ctx)  # from now on task updates reach this client (tasks/follower.py)
-            task_id = task_id.strip()
-            record = rt.follower.known(task_id) or rt.tasks.get(task_id)
-            looked = record is None
-            if record is None:  # a task the journal does not know: KIE is asked once, then the follower has it
-                record = await _find_record(rt, task_id)
-            # The follower polls (once for every waiter); this call waits on it, with progress.
-            reporter = gen.ProgressReporter(_progress(ctx), 1)
-            checked = await rt.follower.check(record, wait_seconds, reporter, looked=looked)
-            record, problems = checked.record, checked.problems
-            if not checked.held:  # it had ended before this call: fold in its charge once, save what is missing
-                problems = [*gen.settle(rt, [record]), *await gen.save_all(rt, [record])]
-                rt.tasks.add(record)
-            elif checked.saving:
-                problems.append("Its results are being saved now; check_task shows the files in a moment.")
-            await rt.follower.deliver_notices(ctx)
-        result = TaskResult(task=record, message=" ".join([_task_message(record), *problems]))
-        await _thumbnails_ready([record], rt.settings.workspace, rt.settings.preview_px)  # in a worker thread
-        call = _tool_result(result, result.message, rt, [record])
-        if client_supports_apps(ctx):  # MCP Apps hosts: the gallery
-            call.meta = gallery_meta(rt, [record])
-        return call
-
-    @mcp.tool(title="Stitch videos", annotations=LOCAL_WRITE)
-    @_accepts
-    async def stitch_videos(
-        clips: Annotated[
-            list[str],
-            Field(min_length=1, description="In order: task ids of saved videos, or video paths in the workspace."),
-        ],
-        ctx: Context,
-        output_name: Annotated[str | None, Field(description="File name for the joined video (.mp4).")] = None,
-        session: Session = None,
-        captions: Annotated[
-            list[CaptionArg] | None, Field(description="Timed captions to burn in (seconds from the start).")
-        ] = None,
-        chain: Annotated[
-            bool,
-            Field(
-                description="True: each task id in clips stands for its whole chain of follow-ups (continue_video), "
-                "from the first clip to it: extensions in order, an upgrade in place of the clip it upgrades."
-            ),
-        ] = False,
-    ) -> Annotated[CallToolResult, StitchedVideo]:
-        """Join saved clips into one video in the session folder (re-encoding when formats differ), optionally
-        with burned-in captions. With chain=true a task id brings its whole chain of extensions, in order. Local and
-        free: needs ffmpeg (pip install 'kie-mcp[video]')."""
-        _reject_unknown_arguments(ctx, "stitch_videos")
-        from kie_mcp.media import gallery as pages  # the gallery and ffmpeg's plumbing load on first use
-        from kie_mcp.media import stitch as stitching
-
-        rt = _runtime(ctx)
-        with _user_errors(stitching.StitchError):
-            if chain:  # a follow-up stands for the chain that ends with it (followups.chain_clips)
-                clips = [link for clip in clips for link in (followups.chain_clips(rt, clip) or [clip])]
-            # output_file_name refuses paths, NUL and overlong names
-            name = stitching.output_file_name(output_name, f"stitched-{len(clips)}-clips")
-            paths = [_clip_path(rt, clip) for clip in clips]
-            label = session or output_name or "stitched"
-            folder = output_folder(rt.settings.workspace, label, datetime.now().date())
-            folder.mkdir(parents=True, exist_ok=True)
-            parts = [stitching.Caption(c.start, c.end, c.text) for c in captions or []]
-            done = await stitching.stitch(paths, folder / name, captions=parts or None)
-        joined_video = [(done.path, "video")]
-        await pages.refresh(rt.settings.workspace, rt.settings.preview_px, joined_video)  # joins the gallery
-        relative = done.path.relative_to(rt.settings.workspace).as_posix()
-        message = f"Joined {len(paths)} clip(s) into {relative}. {done.note}"
-        result = StitchedVideo(path=relative, duration=done.duration, reencoded=done.reencoded, message=message)
-        joined = _saved_file(rt.settings.workspace, relative, None, "video/mp4")
-        return _tool_result(result, message, rt, saved=[joined])
-
-    @mcp.tool(title="List tasks", annotations=READ_LOCAL, meta=ui_meta())
-    @_accepts
-    async def list_tasks(
-        ctx: Context,
-        state: Annotated[
-            Literal["queued", "running", "succeeded", "succeeded_without_results", "failed", "unknown"] | None,
-            Field(description="Only this state."),
-        ] = None,
-        model: Annotated[str | None, Field(description="Only this model id.")] = None,
-        since: Annotated[
-            str | None, Field(description="Only tasks created on or after this date (YYYY-MM-DD).")
-        ] = None,
-        text: Annotated[str | None, Field(description="Words to find in the prompt.")] = None,
-        limit: Annotated[int, Field(ge=1, le=200)] = 50,
-    ) -> Annotated[CallToolResult, TaskList]:
-        """Every task this workspace created, newest first, from the journal (survives restarts). Free."""
-        _reject_unknown_arguments(ctx, "list_tasks")
-        from kie_mcp.media import gallery as pages  # loaded on first use
-
-        rt = _runtime(ctx)
-        with _user_errors():
-            day = _parse_day(since)
-            found = rt.tasks.find(state=state, model=model, since=day, text=text, limit=limit)
-            unknown = [a["attempt_id"] for a in rt.journal.attempts("unknown")]
-        lines = [
-            f"- {t.task_id} {t.model} {t.state}{followups.link_text(t)}"
-            + (f": {', '.join(t.result_urls)}" if t.result_urls else "")
-            for t in found
-        ]
-        message = f"{len(found)} task(s)" + (":\n" + "\n".join(lines) if lines else ".")
-        if unknown:
-            message += "\n" + _unknown_creates_text(len(unknown))
-        message += "".join(f"\n{notice}" for notice in rt.notices)
-        page = pages.gallery_path(rt.settings.workspace)
-        shown = (str(page.absolute()), pages.gallery_uri(rt.settings.workspace)) if page.is_file() else (None, None)
-        if shown[0]:
-            message += f"\nGallery of saved results: {shown[0]} ({shown[1]})"
-        result = TaskList(
-            tasks=found, unknown_creates=len(unknown), gallery=shown[0], gallery_uri=shown[1], message=message
-        )
-        call = _tool_result(result, message, rt, found, previews=False)
-        if client_supports_apps(ctx):  # MCP Apps hosts: the gallery
-            call.meta = gallery_meta(rt, found)
-        return call
-
-    @mcp.tool(title="Check credits", annotations=READ_KIE)
-    @_accepts
-    async def check_credits(ctx: Context) -> Annotated[CallToolResult, CreditsResult]:
-        """The KIE balance (credits and about USD), credits spent today through this server, and the caps. Free."""
-        _reject_unknown_arguments(ctx, "check_credits")
-        rt = _runtime(ctx)
-        with _user_errors():
-            rt.require_kie()
-            balance = await balance_cache(rt).read()  # always fresh, and refreshes the cache spends use
-            s, spent, total = rt.settings, rt.ledger.spent_today(), rt.ledger.total_spent()
-            blocked, unknown = rt.ledger.over_cap(), len(rt.journal.attempts("unknown"))
-        message = (
-            f"Balance: {balance:g} credits (about ${usd(balance):.2f}). Spent today through kie-mcp: {spent:g}. "
-            f"Caps: {s.max_credits_per_call:g} per call, {s.max_credits_per_day:g} per day. "
-            + (
-                f"Auto-approve up to {s.auto_approve_credits:g} credits."
-                if s.auto_approve_credits
-                else "Every spend is confirmed."
-            )
-            + (" SANDBOX: simulated account." if s.sandbox else "")
-            + f" {_workspace_text(s)}"
-            + (f" {blocked}" if blocked else "")
-            + (f" {_unknown_creates_text(unknown)}" if unknown else "")
-            + "".join(f" {notice}" for notice in rt.notices)
-        )
-        result = CreditsResult(
-            balance_credits=balance,
-            balance_usd=usd(balance),
-            spent_today=spent,
-            spent_total=total,
-            spending_refused=blocked,
-            unknown_creates=unknown,
-            max_credits_per_call=s.max_credits_per_call,
-            max_credits_per_day=s.max_credits_per_day,
-            auto_approve_credits=s.auto_approve_credits,
-            sandbox=s.sandbox,
-            workspace=str(s.workspace.absolute()),
-            message=message,
-        )
-        return _tool_result(result, message, rt)
-
-    @mcp.tool(title="List models", annotations=READ_LOCAL)
-    @_accepts
-    async def list_models(
-        ctx: Context,
-        kind: Annotated[Literal["image", "video"] | None, Field(description="Only image or video models.")] = None,
-        capability: Annotated[str | None, Field(description="e.g. text-to-video, edit, audio, reference.")] = None,
-        query: Annotated[str | None, Field(description="Words to match in id, name or description.")] = None,
-    ) -> Annotated[CallToolResult, ModelList]:
-        """The KIE models kie-mcp can validate and price, with what each is good at and its price. Free."""
-        _reject_unknown_arguments(ctx, "list_models")
-        rt = _runtime(ctx)
-        from kie_mcp.catalog.live import live_price_input  # the live catalogue loads with the first request
-
-        live_pricer = functools.partial(live_price_input, rt.live)  # what estimate_cost quotes, also here
-        models = [
-            ModelInfo(
-                **spec.summary(),
-                price=price_summary(spec),
-                typical=typical_prices(spec, live_pricer),
-                recent_success_rate=rate,
-            )
-            for spec, rate in gen.offered_models(rt, kind=kind, capability=capability, query=query)
-        ]
-        lines = [f"- {m.id} ({m.kind}, {m.price}{_typical_text(m)}): {m.good_for}{_health_text(m)}" for m in models]
-        message = f"{len(models)} model(s):\n" + "\n".join(lines) if models else "No model matches those filters."
-        return _tool_result(ModelList(models=models, message=message), message, rt)
-
-    @mcp.tool(title="Upload file", annotations=UPLOADS)
-    @_accepts
-    async def upload_file(
-        path: Annotated[str, Field(description="A local file (absolute, or relative to the workspace).")],
-        ctx: Context,
-        roots: Roots,
-    ) -> Annotated[CallToolResult, UploadResult]:
-        """Upload a local image, video or audio file to KIE's file host and return its URL for use as a model
-        input. The file's content decides its type; dotfiles, .env, .kie-mcp/ and logs/ are never uploaded.
-        Free; KIE keeps uploads for about 3 days."""
-        _reject_unknown_arguments(ctx, "upload_file")
-        rt = _runtime(ctx)
-        with _user_errors():
-            allowed = (*rt.settings.input_roots, *_root_folders(roots))
-            try:
-                file, media = await anyio.to_thread.run_sync(
-                    inspect_local, path, rt.settings.input_bases, allowed, UPLOAD_ACCEPTS
-                )
-            except RefusedInput as err:
-                raise ToolError(f"upload_file refused path: {err}") from None
-            name = upload_name(file, media)
-            uploaded, note = await upload_prepared(rt.require_kie(), file, "kie-mcp/uploads", name, media)
-        message = f"Uploaded {uploaded.file_name}: {uploaded.url} (KIE keeps uploads for about 3 days)."
-        message += f" {note}" if note else ""
-        result = UploadResult(**uploaded.model_dump(), message=message)
-        return _tool_result(result, message, rt)
-
-    # -- continue_video (issue 13): follow-ups of a finished video, through the same gate as a generation -----------
-    followup_prepare, followup_approve = _followup_gate()
-
-    async def continue_video(
-        task_id: Annotated[
-            str,
-            Field(
-                min_length=1,
-                max_length=200,
-                description="The finished video task to continue (from generate_video, check_task or list_tasks).",
-            ),
-        ],
-        operation: FollowupOperation,
-        ctx: Context,
-        plan: Annotated[followups.FollowupPlan, Resolve(followup_prepare)],
-        approval: Annotated[ElicitationResult[ConfirmSpend], Resolve(followup_approve)],
-        prompt: Annotated[
-            str | None,
-            Field(description="extend: what happens next (left out: a neutral 'continue the scene' line is sent)."),
-        ] = None,
-        model: Annotated[
-            str | None,
-            Field(
-                description="The model doing it (default: the one for this task, e.g. veo/extend at the clip's own "
-                "Veo tier, topaz/video-upscale); for a Veo extension also a tier: fast, quality, lite."
-            ),
-        ] = None,
-        resolution: Annotated[
-            str | None, Field(description="Runway extend: 720p/1080p (default: the clip's); Topaz: factor 1, 2, 4.")
-        ] = None,
-        duration: Annotated[
-            int | None, Field(ge=1, le=60, allow_inf_nan=False, description="Grok extend: seconds to add (6 or 10).")
-        ] = None,
-        options: Options = None,
-        session: Session = None,
-        quote_id: QuoteId = None,
-        max_credits: MaxCredits = None,
-        wait_seconds: VideoWait = 0,
-    ) -> Annotated[CallToolResult, GenerationOutput]:
-        """Continue a finished video: extend it, get its 1080p (hd) or 4K version, or upscale it. COSTS CREDITS,
-        priced from KIE's price list and approved like generate_video (a confirmation form, or
-        status=confirmation_required with a quote; estimate_cost with task_id and operation prices it first). A
-        1080p or 4K version is made once per clip: asked again, the earlier one comes back free. The new task names
-        its source (parent_task_id); stitch_videos with chain=true joins a chain in order. Returns at once; follow
-        the task with check_task."""
-        if plan.existing is not None:  # made once per clip, and already made: returned, nothing asked or spent
-            rt = _runtime(ctx)
-            rt.follower.attach_client(ctx)
-            with _user_errors():
-                result = await followups.existing_result(rt, plan)
-            await _thumbnails_ready(result.tasks, rt.settings.workspace, rt.settings.preview_px)
-            output = GenerationOutput(**{name: getattr(result, name) for name in gen.GenerationResult.model_fields})
-            call = _tool_result(output, result.message, rt, result.tasks)
-            if client_supports_apps(ctx):  # MCP Apps hosts: the gallery
-                call.meta = gallery_meta(rt, result.tasks)
-            return call
-        return await _generate(ctx, plan, approval, "continue_video", wait_seconds)
-
-    _bind_to_tool_arguments(followup_prepare, continue_video, followups.FollowupArgs.model_fields)
-    _accepts(continue_video)
-    mcp.tool(title="Continue a video (spends credits)", annotations=SPENDS, meta=ui_meta())(continue_video)
-
-
-async def client_roots(ctx: Context) -> ListRoots | list[Any]:
-    """Ask for the client's MCP roots (folders the user shared), only when the client declared it has some."""
-    capabilities = ctx.client_capabilities
-    if capabilities is None or capabilities.roots is None:
-        return []
-    return ListRoots()
-
-
-def _root_folders(roots: Any) -> tuple[Path, ...]:
-    """The local folders among the client's roots (file:// URIs), as real paths."""
-    found = []
-    for root in getattr(roots, "roots", None) or []:
-        uri = str(root.uri)
-        if uri.startswith("file://"):
-            found.append(Path(url2pathname(urlparse(uri).path)).resolve())
-    return tuple(found)
-
-
-Roots = Annotated[Any, Resolve(client_roots)]
-
-
-def _gate(kind: str) -> tuple[Any, Any]:
-    """The two resolvers of a generate tool: prepare (validate, price, caps, balance), then approve."""
-
-    async def prepare(ctx: Context, **arguments: Any) -> gen.Plan:
-        _reject_unknown_arguments(ctx, f"generate_{kind}")
-        rt = _runtime(ctx)
-        shared = _root_folders(arguments.pop("roots", None))
-        with _user_errors():
-            plan = await gen.plan(rt, gen.GenerationArgs(**_args(arguments)), kind, shared)
-            return await gen.check_spend(rt, plan)
-
-    async def approve(
-        ctx: Context, plan: Annotated[gen.Plan, Resolve(prepare)]
-    ) -> Approved | NeedsConfirmation | Replay | Declined | Elicit[ConfirmSpend]:
-        return await _decide(ctx, plan, kind)
-
-    prepare.__qualname__ = f"prepare_{kind}"
-    approve.__qualname__ = f"approve_{kind}"
-    return prepare, approve
-
-
-def _followup_gate() -> tuple[Any, Any]:
-    """continue_video's two resolvers, as ``_gate`` builds a generate tool's: prepare (find and check the source,
-    validate, price, caps, balance), then approve (the same decision and question as every spend)."""
-
-    async def prepare(ctx: Context, **arguments: Any) -> followups.FollowupPlan:
-        _reject_unknown_arguments(ctx, "continue_video")
-        rt = _runtime(ctx)
-        shared = _root_folders(arguments.pop("roots", None))
-        with _user_errors():
-            plan = await followups.plan(rt, _followup_args(arguments, "continue_video"), shared)
-            if plan.existing is not None:
-                return plan  # nothing will be spent: no caps or balance to check
-            return await gen.check_spend(rt, plan)
-
-    async def approve(
-        ctx: Context, plan: Annotated[followups.FollowupPlan, Resolve(prepare)]
-    ) -> Approved | NeedsConfirmation | Replay | Declined | Elicit[ConfirmSpend]:
-        if plan.existing is not None:
-            return Declined("Already made; nothing to approve.")  # never asks: continue_video returns it
-        return await _decide(ctx, plan, "followup")
-
-    prepare.__qualname__ = "prepare_followup"
-    approve.__qualname__ = "approve_followup"
-    return prepare, approve
-
-
-async def _decide(
-    ctx: Context, plan: gen.Plan, kind: str
-) -> Approved | NeedsConfirmation | Replay | Declined | Elicit[ConfirmSpend]:
-    """The gate's decision on ``plan``, shared by every spending tool: approved (quote, auto-approve), refused, or
-    a question (the form asked now, or, in the 2026-07-28 era, returned for the client to answer in a retry)."""
-    rt = _runtime(ctx)
-    with _user_errors():
-        decision = gen.decide_approval(rt, plan, can_ask=_can_elicit(ctx), answered=_answers_us(ctx, kind))
-    if not isinstance(decision, Ask):
-        return decision
-    if ctx.protocol_version is not None and ctx.session.can_send_request:
-        return await _ask_with_deadline(ctx, decision, rt.settings.confirm_timeout_seconds)
-    return Elicit(decision.message, ConfirmSpend)  # 2026-07-28: the answer comes back in a retried request
-
-
-_GENERATION_ONLY = ("images", "aspect_ratio", "audio", "script")
-
-
-def _followup_args(values: dict[str, Any], tool: str) -> followups.FollowupArgs:
-    """continue_video's arguments from a tool call's (estimate_cost's when it prices a follow-up)."""
-    if not values.get("task_id") or not values.get("operation"):
-        missing = "operation" if values.get("task_id") else "task_id"
-        raise ToolError(f"{tool} prices a follow-up with both task_id and operation; {missing} is missing.")
-    extra = [name for name in _GENERATION_ONLY if values.get(name)]
-    if values.get("variations", 1) != 1:
-        extra.append("variations")
-    if extra:
-        raise ToolError(
-            f"A follow-up of a finished video does not take {', '.join(extra)}; nothing was priced or sent. It takes: "
-            "task_id, operation, prompt, model, resolution, duration, options, max_credits."
-        )
-    names = followups.FollowupArgs.model_fields
-    return followups.FollowupArgs(**{k: v for k, v in values.items() if k in names and v is not None})
-
-
-def _answers_us(ctx: Context, kind: str) -> bool:
-    """Whether this (2026-07-28, retried) request carries an answer to this tool's confirmation question."""
-    return any(key.split("#")[0].endswith(f":approve_{kind}") for key in ctx.input_responses or {})
-
-
-async def _ask_with_deadline(ctx: Context, ask: Ask, seconds: float) -> Approved | Declined | NeedsConfirmation:
-    """Ask over the back-channel (handshake era), giving up after ``seconds``: an unanswered question ends the
-    call as cancelled, with nothing spent."""
-    with anyio.move_on_after(seconds):
-        try:
-            outcome = await ctx.elicit(ask.message, ConfirmSpend)
-        except ValueError:
-            return Declined("The confirmation answer could not be read, so it is not a yes.")
-        decision = _decision(outcome)
-        if isinstance(decision, Approved):
-            return Approved("elicitation", ask.quote_id)
-        assert not isinstance(decision, Replay)
-        return decision
-    return NeedsConfirmation(gen.UNANSWERED.format(minutes=seconds / 60), cancelled=True)
-
-
-def _bind_to_tool_arguments(resolver: Any, tool_fn: Any, fields: Any = gen.GenerationArgs.model_fields) -> None:
-    """Give ``resolver`` the tool's argument names that are ``fields`` (the plan's arguments), so the SDK passes it
-    exactly what the tool received, and the client's roots."""
-    params = [
-        inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context),
-        inspect.Parameter("roots", inspect.Parameter.KEYWORD_ONLY, annotation=Roots),
-    ]
-    for name in inspect.signature(tool_fn).parameters:
-        if name in fields:
-            params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY))
-    resolver.__signature__ = inspect.Signature(params)
-    resolver.__annotations__ = {**resolver.__annotations__, "roots": Roots}
-
-
-async def _generate(
-    ctx: Context, plan: gen.Plan, approval: ElicitationResult[ConfirmSpend], tool: str, wait_seconds: float
-) -> CallToolResult:
-    rt = _runtime(ctx)
-    rt.follower.attach_client(ctx)  # updates of the tasks this call creates reach this client
-    with _user_errors():
-        result = await gen.execute(
-            rt, plan, _decision(approval), tool=tool, wait_seconds=wait_seconds, progress=_progress(ctx)
-        )
-    # Previews (scaled images, video posters) are made in a worker thread, never on the loop.
-    await _thumbnails_ready(result.tasks, rt.settings.workspace, rt.settings.preview_px)
-    output = GenerationOutput(**{name: getattr(result, name) for name in gen.GenerationResult.model_fields})
-    call = _tool_result(output, result.message, rt, result.tasks)
-    if client_supports_apps(ctx):  # MCP Apps hosts: a quote as the approval card, results as the gallery
-        quote = result.quote
-        call.meta = await _card_meta(ctx, plan, quote, tool) if quote is not None else gallery_meta(rt, result.tasks)
-    return call
-
-
-async def _card_meta(
-    ctx: Context, plan: gen.Plan, quote: Quote, tool: str, cap_problem: str | None = None
-) -> dict[str, Any] | None:
-    """The approval card's data (MCP Apps hosts): the quoted request as ``tool`` takes it, and whether the server
-    can ask this client itself (then Approve leaves the quote out and the gate asks the person)."""
-    if tool not in _ACCEPTED:
-        return None
-    given = (ctx.request_context.params or {}).get("arguments") or {}
-    arguments = {key: value for key, value in given.items() if key in _ACCEPTED[tool]}
-    return await card_meta(
-        _runtime(ctx), plan, quote, tool=tool, arguments=arguments, can_ask=_can_elicit(ctx), cap_problem=cap_problem
-    )
-
-
-def _decision(outcome: ElicitationResult[Any]) -> Approved | Declined | NeedsConfirmation | Replay:
-    match outcome:
-        case AcceptedElicitation(data=ConfirmSpend(confirm=True)):
-            return Approved("elicitation")
-        case AcceptedElicitation(data=ConfirmSpend(not_boolean=True)):
-            return Declined("The confirmation answer was not the boolean true, so it is not a yes.")
-        case AcceptedElicitation(data=ConfirmSpend()):
-            return Declined()
-        case AcceptedElicitation(data=Approved() | NeedsConfirmation() | Replay() | Declined() as decided):
-            return decided
-        case DeclinedElicitation():
-            return Declined()
-        case _:
-            return NeedsConfirmation(CANCELLED)
-
-
-async def _estimate(rt: Runtime, plan: gen.Plan) -> EstimateResult:
-    from kie_mcp.spend.balance import balance_cache
-
-    quote = rt.quotes.issue(plan.spec.id, plan.digest, plan.price, plan.variations, ceiling=plan.reserved)
-    spent = rt.ledger.spent_today()
-    try:
-        check_caps(plan.total, spent, rt.ledger.caps, ceiling=plan.max_credits)
-        cap_problem = None
-    except SpendRefused as err:
-        cap_problem = str(err)
-    balance = await balance_cache(rt).current() if rt.kie is not None else None  # read at most every few seconds
-    auto = quote.price_known and 0 < (quote.credits_total or 0) <= rt.settings.auto_approve_credits
-    cost = (
-        f"{quote.credits_total:g} credits (about ${quote.usd_total:.2f})"
-        if quote.credits_total is not None
-        else f"UNKNOWN before it runs (never auto-approved); up to {plan.reserved:g} credits are reserved against "
-        "today's cap (the per-call cap, or max_credits when lower)"
-    )
-    parts = [
-        f"{plan.spec.title} ({plan.spec.id}) x{plan.variations}: {cost}.",
-        *plan.notes,
-        f"Breakdown: {quote.breakdown}. Price source: {quote.price_source}.",
-        gen.settings_text(plan) + ".",
-        f"quote_id={quote.quote_id} approves exactly this request once, until {quote.expires_at}.",
-    ]
-    if cap_problem:
-        parts.append(f"Over a cap: {cap_problem}")
-    if balance is not None and quote.credits_total is not None and balance < quote.credits_total:
-        parts.append(f"The balance ({balance:g} credits) is too low for this request.")
-    return EstimateResult(
-        quote=quote,
-        within_caps=cap_problem is None,
-        cap_problem=cap_problem,
-        auto_approved=auto,
-        balance_credits=balance,
-        spent_today=spent,
-        max_credits_per_call=rt.ledger.caps.per_call,
-        max_credits_per_day=rt.ledger.caps.per_day,
-        message=" ".join(parts),
-    )
-
-
-async def _find_record(rt: Runtime, task_id: str) -> TaskRecord:
-    record = rt.tasks.get(task_id)
-    if record is not None:
-        return record
-    status = await rt.require_kie().find_task(task_id)
-    model = status.model or "unknown"
-    now = time.time()
-    record = TaskRecord(  # a task made elsewhere: as old as KIE says, so the 14-day limit of follow-ups applies
-        task_id=task_id,
-        model=model,
-        family=status.family,
-        state="queued",
-        sandbox=rt.settings.sandbox,
-        created_at=status.created_at(now) or now,
-    )
-    spec = rt.catalog.get(model)
-    record.kind = spec.kind if spec else None
-    record.apply(status, rt.typical_seconds(model))
-    rt.tasks.add(record)
-    return record
-
-
-def _workspace_text(settings: Settings) -> str:
-    """Where this server keeps its journal, outputs/ and logs/, in words (absolute paths)."""
-    if settings.sandbox:
-        return (
-            f"Sandbox area: {settings.workspace.absolute()} (its own journal, outputs/ and logs/, apart from the "
-            f"workspace {settings.context_folder.absolute()}: simulated spend and tasks never count there)."
-        )
-    return f"Workspace: {settings.workspace.absolute()} (journal, outputs/ and logs/)."
-
-
-def _unknown_creates_text(count: int) -> str:
-    return (
-        f"{count} create(s) got no clear answer from KIE (or were being sent when the server stopped) and may have "
-        "been created and charged: they are counted against the daily cap. Check https://kie.ai/logs before "
-        "trying them again."
-    )
-
-
-def _clip_path(rt: Runtime, clip: str) -> Path:
-    """A clip by task id (its saved video) or by workspace path (inside the allowed folders)."""
-    saved = [f for f in rt.journal.files_for(clip) if f["mime"].startswith("video/")]
-    if saved:
-        return rt.settings.workspace / saved[0]["path"]
-    if rt.tasks.get(clip) is not None:
-        raise ToolError(f"Task {clip} has no saved video yet; check_task saves it once it has finished.")
-    path = confined(clip, rt.settings.workspace, rt.settings.input_roots)
-    if not path.is_file():
-        raise ToolError(f"{clip!r} is neither a task id with a saved video nor a video file in the workspace.")
-    return path
-
-
-def _parse_day(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.strptime(text.strip(), "%Y-%m-%d")
-    except ValueError:
-        raise ToolError(f"since={text!r} is not a date; use YYYY-MM-DD, e.g. 2026-11-21.") from None
-
-
-def _task_message(record: TaskRecord) -> str:
-    head = f"Task {record.task_id} ({record.model}): {record.state}"
-    if record.state == "succeeded":
-        saved = f" Saved: {', '.join(record.files)}." if record.files else ""
-        return f"{head}. Results: " + ", ".join(record.result_urls) + "." + saved
-    if record.state in ("failed", "succeeded_without_results", "unknown"):
-        return f"{head}. {record.error}"
-    eta = f"; about {record.eta_seconds}s left" if record.eta_seconds else ""
-    progress = f" ({record.progress:.0%})" if record.progress is not None else ""
-    return f"{head}{progress}{eta}. Check again later with check_task."
-
-
-# -- resources ------------------------------------------------------------------------------------
-
-
-def _register_resources(mcp: MCPServer, settings: Settings) -> None:
-    from kie_mcp.media import gallery as pages  # resources are registered on first need (``_Server.defer``)
-
-    @mcp.resource("kie://models", name="models", title="KIE model table", mime_type="text/markdown")
-    def models_markdown() -> str:
-        """Every model kie-mcp knows: kind, capabilities, price and what it is good at."""
-        return model_table_markdown()
-
-    @mcp.resource("kie://models.json", name="models-json", title="KIE model table (JSON)", mime_type="application/json")
-    def models_json() -> str:
-        """The model table as JSON, with each model's fields, rules, price table and sources."""
-        return model_table_json()
-
-    @mcp.resource("kie://models/{+model_id}", name="model", title="One KIE model", mime_type="application/json")
-    def model(model_id: str, ctx: Context) -> str:
-        """A model's input schema (fields, types, enums, defaults, limits), rules, price table and sources."""
-        try:
-            spec = gen.resolve_model(_state(ctx), model_id)  # the catalogue: readable even with a broken setting
-        except (UnknownModelError, WithdrawnModelError, AmbiguousModelError) as err:
-            raise ResourceError(str(err)) from err
-        return json.dumps(model_document(spec), indent=2)
-
-    outputs = settings.workspace / "outputs"
-
-    # The gallery pages (media/gallery.py) as HTML, registered before the template serving any saved file.
-    @mcp.resource("kie://outputs/index.html", name="gallery", title="Gallery of saved results", mime_type="text/html")
-    def gallery() -> str:
-        """Every saved result by session and date: pictures, videos, prompts, models and credits (open
-        outputs/index.html in a browser to see the pictures)."""
-        try:
-            return pages.read_page(outputs, side=settings.preview_px) or ""
-        except (OSError, ValueError, RecursionError) as err:  # a full disk, an unreadable folder: said, not hidden
-            raise ResourceError(redact(f"The gallery page could not be made ({err}).")) from err
-
-    @mcp.resource(
-        "kie://outputs/{session}/index.html", name="session-gallery", title="A session's gallery", mime_type="text/html"
-    )
-    def session_gallery(session: str) -> str:
-        """Every saved result of one session folder, in the order they were made."""
-        page = pages.read_page(outputs, session)
-        if page is None:
-            raise ResourceNotFoundError(f"No gallery page for the session folder {plain(session)} in outputs/.")
-        return page
-
-    @mcp.resource("kie://outputs/{+path}", name="output", title="A saved result", mime_type="application/octet-stream")
-    def output(path: str) -> bytes:
-        """A result saved in the workspace's outputs/ folder (images, videos, sidecar JSON)."""
-        home = outputs.resolve()
-        try:  # symlinks are judged by their target: nothing outside outputs/, no dotfiles, no unusable paths
-            target = (outputs / path).resolve()
-            inside = target.is_relative_to(home) and target.is_file()
-        except (OSError, ValueError, RuntimeError):
-            inside = False
-        names = (*Path(path).parts, *(target.relative_to(home).parts if inside else ()))
-        if not inside or any(name.startswith(".") for name in names):
-            raise ResourceError(f"No saved result at outputs/{path}.")
-        if target.stat().st_size > MAX_RESOURCE_BYTES:
-            raise ResourceError(f"outputs/{path} is too large to send over MCP; open it from the workspace.")
-        return target.read_bytes()
-
-    _serve_with_real_types(mcp, "kie://outputs/{+path}")
-    master = settings.context_folder / "MASTER_CONTEXT.md"  # in the sandbox, the real workspace's
-
-    @mcp.resource(
-        "kie://workspace/MASTER_CONTEXT.md",
-        name="master-context",
-        title="Workspace MASTER_CONTEXT.md",
-        mime_type="text/markdown",
-    )
-    def master_context() -> str:
-        """The workspace's brand voice, decisions, model preferences and known quirks."""
-        if master.is_file():
-            return master.read_text(encoding="utf-8")
-        template = bundled_path("MASTER_CONTEXT.md")
-        body = template.read_text(encoding="utf-8") if template and template.is_file() else ""
-        return (
-            f"<!-- No MASTER_CONTEXT.md in the workspace yet ({master}). This is kie-mcp's template; "
-            f"save a copy there to keep brand and model decisions between sessions. -->\n\n{body}"
-        )
-
-    @mcp.resource("kie://tasks", name="tasks", title="Tasks of this workspace", mime_type="application/json")
-    def tasks() -> str:
-        """The workspace's latest tasks (up to 100) from the journal, newest first, and creates whose outcome is
-        unknown (they may have been charged)."""
-        if settings.config_problem is not None:
-            raise ResourceError(settings.config_problem)
-        try:
-            journal = Journal.for_workspace(settings.workspace)
-        except (OSError, sqlite3.Error) as err:
-            raise ResourceError(unavailable_reason(settings.workspace, err)) from err
-        try:
-            found = TaskBook(journal).find(limit=100)
-            unknown = [
-                {
-                    "attempt_id": a["attempt_id"],
-                    "model": a["model"],
-                    "error": a["error"],
-                    "created": timestamp(a["created"]),
-                }
-                for a in journal.attempts("unknown")
-            ]
-        except sqlite3.Error as err:
-            raise ResourceError(unavailable_reason(settings.workspace, err)) from err
-        finally:
-            journal.close()
-        body: dict[str, Any] = {"tasks": [t.model_dump(mode="json") for t in found], "unknown_creates": unknown}
-        if unknown:
-            body["unknown_creates_note"] = _unknown_creates_text(len(unknown))
-        return json.dumps(body, indent=2)
-
-    @mcp.resource("kie://tasks/{task_id}", name="task", title="A KIE task", mime_type="application/json")
-    async def task(task_id: str, ctx: Context) -> str:
-        """A task's last known state and results (kept current by the server while it runs; subscribers are told
-        when it changes)."""
-        rt = _state(ctx)
-        if rt.settings.config_problem is not None:
-            raise ResourceError(rt.settings.config_problem)
-        rt.follower.attach_client(ctx)  # a subscription to this resource is served from now on
-        record = rt.follower.known(task_id)
-        if record is None:
-            try:
-                record = rt.tasks.get(task_id)
-                looked = record is None
-                if record is None:  # asked of KIE once, then followed
-                    record = await _find_record(rt, task_id)
-            except _USER_ERRORS as err:
-                return json.dumps({"task_id": task_id, "error": str(err)})
-            if not record.finished and rt.kie is not None:
-                record = await rt.follower.follow(record, looked=looked)
-        return record.model_dump_json(indent=2)
-
-    references = settings.context_folder / "references"  # in the sandbox, the real workspace's
-    if references.is_dir():
-        home = settings.context_folder.resolve()
-        for file in sorted(references.rglob("*")):
-            # Symlinks are judged by their target: never served when it leaves the workspace or is private
-            # (a dotfile, a dot-folder, logs/); dotfiles and dot-folders under references/ are skipped too.
-            try:
-                real = file.resolve(strict=True)
-                usable = real.is_file() and real.is_relative_to(home)
-            except (OSError, RuntimeError):
-                usable = False
-            hidden = any(part.startswith(".") for part in file.relative_to(references).parts)
-            if not usable or hidden or private_reason(real, home, (home,)) is not None:
-                continue
-            relative = file.relative_to(settings.context_folder).as_posix()
-            mime = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
-            # In the sandbox, relative paths are read from the sandbox area: name the file by its absolute path.
-            given = str(file.absolute()) if settings.sandbox else relative
-            mcp.add_resource(
-                FileResource(
-                    uri=f"kie://workspace/{relative}",
-                    name=relative,
-                    title=relative,
-                    description=f"Workspace reference file; pass '{given}' in images to use it as a model input.",
-                    mime_type=mime,
-                    path=real,
-                )
-            )
-
-    library = bundled_path("prompting")
-    if library and library.is_dir():
-        for file in sorted(library.rglob("*.md")):
-            relative = file.relative_to(library).as_posix()
-            mcp.add_resource(
-                FileResource(
-                    uri=f"kie://prompting/{relative}",
-                    name=f"prompting/{relative}",
-                    title=_title_of(file),
-                    description="Prompt-writing guidance (descriptive reference).",
-                    mime_type="text/markdown",
-                    path=file.resolve(),
-                )
-            )
-
-
-class _RealTypeTemplate(ResourceTemplate, defer_build=True):
-    """A template whose every read carries the content's real MIME type, sniffed from its bytes the way downloads
-    name saved files (a template itself can declare only one type for all its files). Text comes back as text."""
-
-    async def create_resource(self, uri: str, params: dict[str, Any], context: Any) -> Any:
-        resource = await super().create_resource(uri, params, context)
-        if not isinstance(resource, FunctionResource):
-            return resource
-        data = resource.fn()
-        if not isinstance(data, bytes):
-            return resource
-        mime = sniff_mime(data[:SNIFF_BYTES])
-        if mime in ("application/json", "text/plain", "text/html"):
-            try:
-                text = data.decode("utf-8")
-            except UnicodeDecodeError:
-                mime = "application/octet-stream"
-            else:
-                return resource.model_copy(update={"mime_type": mime, "fn": lambda: text})
-        return resource.model_copy(update={"mime_type": mime})
-
-
-def _serve_with_real_types(mcp: MCPServer, uri_template: str) -> None:
-    """Make the registered template ``uri_template`` send each file's real MIME type. The SDK has no public hook
-    for a per-read type, hence its resource manager."""
-    templates = mcp._resource_manager._templates
-    registered = templates[uri_template]
-    templates[uri_template] = _RealTypeTemplate(
-        **{name: getattr(registered, name) for name in ResourceTemplate.model_fields}
-    )
-
-
-def _title_of(file: Path) -> str:
-    for line in file.read_text(encoding="utf-8").splitlines():
-        if line.startswith("# "):
-            return line[2:].strip()
-    return file.stem.replace("-", " ")
-
-
-# -- helpers ----------------------------------------------------------------------------------------
-
-
-def _runtime(ctx: Context) -> Runtime:
-    """This connection's state, for a tool: while a setting is broken, every tool answers with it and the fix."""
-    rt = _state(ctx)
-    if (problem := rt.settings.config_problem) is not None:
-        raise ToolError(redact(problem))
-    return rt
-
-
-def _state(ctx: Context) -> Runtime:
-    return ctx.request_context.lifespan_context
-
-
-def _args(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in values.items() if k in gen.GenerationArgs.model_fields}
-
-
-def _can_elicit(ctx: Context) -> bool:
-    capabilities = ctx.client_capabilities
-    elicitation = capabilities.elicitation if capabilities is not None else None
-    return elicitation is not None and (elicitation.form is not None or elicitation.url is None)
-
-
-def _progress(ctx: Context) -> gen.Progress:
-    async def send(value: float, total: float, message: str) -> None:
-        await ctx.report_progress(value, total, message)
-
-    return send
-
-
-@contextlib.contextmanager
-def _user_errors(*expected: type[Exception]) -> Iterator[None]:
-    """Expected failures (``_USER_ERRORS`` and ``expected``) reach the agent as readable tool errors, never as
-    tracebacks, and never with a secret (KieError redacts itself; this is the last safety net for every other
-    error text)."""
-    try:
-        yield
-    except (*_USER_ERRORS, *expected) as err:
-        raise ToolError(redact(str(err))) from err
-    except (sqlite3.Error, OSError) as err:
-        log.warning("storage problem: %s", err)
-        raise ToolError(redact(storage_problem(err))) from err
-    except (ToolError, ResourceError):
-        raise
-    except Exception as err:
-        log.exception("unexpected error in a tool")
-        raise ToolError(
-            redact(
-                f"kie-mcp hit an unexpected error ({type(err).__name__}: {err}). Nothing was spent by this call "
-                "unless it returned a task id; list_tasks shows every task this workspace created. Please report "
-                "this at the kie-mcp issue tracker."
-            )
-        ) from err
-
-
-def _tool_result(
-    model: BaseModel,
-    text: str,
-    rt: Runtime | None = None,
-    tasks: Sequence[TaskRecord] = (),
-    *,
-    saved: Sequence[SavedFile] = (),
-    previews: bool = True,
-) -> CallToolResult:
-    """Text and structured content. Every saved file (of ``tasks``, and ``saved``) is named by absolute path and
-    file:// URI in the text and in ``saved_files``; with ``previews`` also as a resource link and a preview image
-    (images scaled to KIE_PREVIEW_PX, a video's poster frame; the one kept beside each file: ``await
-    _thumbnails_ready(tasks, workspace, side)`` first makes any missing one in a worker thread, so nothing is decoded
-    here, on the event loop). A sandbox server's text starts with
-    SANDBOX_LABEL."""
-    files = [*_task_files(rt, tasks), *saved] if rt is not None else list(saved)
-    if files and "saved_files" in type(model).model_fields:
-        model = model.model_copy(update={"saved_files": files})
-    if files:
-        text += "\nSaved on this computer:" + "".join(f"\n- {f.absolute_path} ({f.file_uri})" for f in files)
-    if rt is not None and rt.settings.sandbox:
-        text = f"{SANDBOX_LABEL} {text}"
-    content: list[Any] = [TextContent(type="text", text=text)]
-    kinds = {relative: task.kind for task in tasks for relative in task.files}
-    side = rt.settings.preview_px if rt is not None else THUMBNAIL_SIDE
-    for file in files if previews else ():
-        content.append(_output_link(file))
-        # The kept preview: an image scaled to KIE_PREVIEW_PX (decoded here only if none was made), a video's poster.
-        small = preview(Path(file.absolute_path), kinds.get(file.path), side)
-        if small is not None:
-            data, mime = small
-            content.append(ImageContent(type="image", data=base64.b64encode(data).decode(), mime_type=mime))
-    return CallToolResult(content=content, structured_content=model.model_dump(mode="json"))
-
-
-def _task_files(rt: Runtime, tasks: Sequence[TaskRecord]) -> list[SavedFile]:
-    """The saved files of ``tasks``, each with the type its bytes had when it was saved (from the journal)."""
-    files = []
-    for task in tasks:
-        if not task.files:
-            continue
-        try:
-            types = {row["path"]: row["mime"] for row in rt.journal.files_for(task.task_id)} if task.task_id else {}
-        except (JournalUnavailable, sqlite3.Error):
-            types = {}
-        files += [_saved_file(rt.settings.workspace, path, task.task_id, types.get(path)) for path in task.files]
-    return files
-
-
-def _saved_file(workspace: Path, relative: str, task_id: str | None, mime: str | None = None) -> SavedFile:
-    where = (workspace / relative).absolute()
-    return SavedFile(
-        task_id=task_id,
-        path=relative,
-        absolute_path=str(where),
-        file_uri=where.as_uri(),
-        resource_uri=f"kie://outputs/{relative.removeprefix('outputs/')}",
-        mime_type=mime or mimetypes.guess_type(relative)[0],
-    )
-
-
-async def _thumbnails_ready(tasks: Sequence[TaskRecord], workspace: Path, side: int = THUMBNAIL_SIDE) -> None:
-    """Make the kept previews of the tasks' saved results in a worker thread (once per file): images scaled to
-    ``side``, and a poster frame of each video when ffmpeg is available."""
-    from kie_mcp.media.downloads import make_previews
-
-    await make_previews([(workspace / relative, task.kind) for task in tasks for relative in task.files], side)
-
-
-def _output_link(file: SavedFile) -> ResourceLink:
-    return ResourceLink(
-        type="resource_link",
-        uri=file.resource_uri,
-        name=Path(file.path).name,
-        description=f"Saved at {file.absolute_path}",
-        mime_type=file.mime_type,
-    )

@@ -29,8 +29,6 @@ from pathlib import Path
 
 from mcp.types import Tool as MCPTool
 
-from kie_mcp.media.downloads import write_bytes_atomic
-
 log = logging.getLogger(__name__)
 
 FORMAT = 2  # bump when what is kept changes shape
@@ -134,6 +132,8 @@ def write(path: Path | None, tools: list[MCPTool]) -> None:
     }
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        from kie_mcp.media.downloads import write_bytes_atomic  # only the first start of a kie-mcp writes one
+
         write_bytes_atomic(path, json.dumps(body, ensure_ascii=False).encode("utf-8"), durable=False)
         others = sorted(
             (p for p in path.parent.glob("tools-*.json") if p != path), key=lambda p: p.stat().st_mtime, reverse=True

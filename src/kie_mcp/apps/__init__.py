@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import sqlite3
 from collections.abc import Sequence
 from functools import cache
 from importlib import resources
@@ -161,6 +160,8 @@ async def _input_pictures(plan: Plan) -> list[dict[str, Any]]:
 
 def gallery_meta(rt: Runtime, tasks: Sequence[TaskRecord]) -> dict[str, Any]:
     """What the gallery shows beyond the task records: each task's prompt, from the journal."""
+    import sqlite3  # imported here: the server's start-up imports this module, not the journal
+
     from kie_mcp.journal import JournalUnavailable
 
     prompts: dict[str, str] = {}
