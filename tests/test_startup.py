@@ -18,11 +18,13 @@ from contextlib import asynccontextmanager
 
 import httpx2
 import pytest
+from mcp import Client
 
 from kie_mcp import toolcache
+from kie_mcp.journal import journal_path
 from kie_mcp.kie import KieClient
 from kie_mcp.kie.client import shared_ssl_context
-from kie_mcp.server import TOOL_NAMES
+from kie_mcp.server import TOOL_NAMES, create_server
 from tests.conftest import text_of
 
 # A fresh interpreter: this test process has long since parsed the catalogue and imported Pillow.
@@ -323,3 +325,37 @@ async def test_a_runtime_that_cannot_open_answers_every_call_with_why(connect, c
         assert "sk-live-abcdefgh12345678" not in text
     assert "sk-live-abcdefgh12345678" not in str(resource.value)
     assert await controls.creates() == []
+
+
+async def test_shutdown_closes_the_journal_whether_or_not_the_runtime_opened(connect, settings):
+    wal = journal_path(settings.workspace).with_name("journal.sqlite3-wal")
+    async with connect() as client:
+        await client.list_tools()  # stopped at once: nothing needed the runtime, so it never opened
+    assert not journal_path(settings.workspace).exists()
+    async with connect() as client:
+        assert not (await client.call_tool("list_tasks", {})).is_error  # opened, journal and all
+        assert wal.exists()
+    assert journal_path(settings.workspace).exists() and not wal.exists()  # closed: SQLite folded its log back
+
+
+async def test_a_tool_added_with_one_of_kie_mcps_names_is_refused_at_once(settings, transport):
+    """Code embedding this server can add tools; one named like kie-mcp's own is refused when it is added, and
+    kie-mcp's tools go on working (it was accepted and broke every later request)."""
+    server = create_server(settings, transport=transport)
+
+    def list_models() -> str:
+        return "not kie-mcp's"
+
+    def my_tool() -> str:
+        """One of the embedding code's own."""
+        return "mine"
+
+    with pytest.raises(ValueError, match="list_models is registered twice"):
+        server.add_tool(list_models)
+    server.add_tool(my_tool)
+    async with Client(server) as client:
+        assert [t.name for t in (await client.list_tools()).tools] == [*TOOL_NAMES, "my_tool"]
+        models = await client.call_tool("list_models", {"kind": "image"})
+        mine = await client.call_tool("my_tool", {})
+    assert not models.is_error and models.structured_content["models"]
+    assert text_of(mine) == "mine"

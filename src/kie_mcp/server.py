@@ -79,8 +79,10 @@ def create_server(settings: Settings | None = None, *, transport: httpx2.AsyncBa
         holder = RuntimeHolder(settings, transport)
         async with anyio.create_task_group() as group:
             group.start_soon(holder.keep_open)
-            yield holder
-            group.cancel_scope.cancel()
+            try:
+                yield holder
+            finally:
+                holder.stop()  # closed as before: the journal and KIE client close outside any cancelled scope
 
     def register() -> None:
         from kie_mcp import surface
@@ -116,25 +118,34 @@ class RuntimeHolder:
         self._transport = transport
         self._wanted = anyio.Event()
         self._ready = anyio.Event()
+        self._stopped = anyio.Event()
         self._runtime: Runtime | None = None
         self._failure: str | None = None
 
     async def keep_open(self) -> None:
+        """Open the runtime when wanted (or after the grace) and hold it open until ``stop``."""
         with anyio.move_on_after(OPEN_AFTER_SECONDS):
             await self._wanted.wait()
+        if self._stopped.is_set():  # the server stopped before anything needed the runtime
+            return
         from kie_mcp.runtime import open_runtime
 
         try:
             async with open_runtime(self._settings, self._transport) as runtime:
                 self._runtime = runtime
                 self._ready.set()
-                await anyio.sleep_forever()
+                await self._stopped.wait()
         except Exception as err:
             if self._runtime is not None:
                 raise  # closing at shutdown failed: reported as before
             self._failure = redact(f"{type(err).__name__}: {err}")
-            log.error("kie-mcp could not open its workspace journal and KIE client: %s", self._failure)
+            log.error("kie-mcp could not open its workspace journal and KIE client: %s", self._failure, exc_info=True)
             self._ready.set()
+
+    def stop(self) -> None:
+        """Let ``keep_open`` close the runtime (or not open it at all) and return."""
+        self._stopped.set()
+        self._wanted.set()
 
     async def get(self) -> Runtime:
         """The runtime, opened now if it is not yet."""
@@ -179,6 +190,7 @@ class _Server(MCPServer):
         self._order: list[str] = list(tool_names)  # every tool's name, in the order of tools/list
         self._register = register
         self._registered = False
+        self._registering = False
         self._listing: list[MCPTool] | None = None
         self._listing_path = listing_path
         self._deferred: list[Callable[[], None]] = []
@@ -190,6 +202,7 @@ class _Server(MCPServer):
         if self._registered:
             return
         before, deferred = set(self._unbuilt), len(self._deferred)
+        self._registering = True
         try:
             self._register()
             missing = [name for name in self._order if name not in self._unbuilt]
@@ -200,6 +213,8 @@ class _Server(MCPServer):
                 del self._unbuilt[name]
             del self._deferred[deferred:]
             raise
+        finally:
+            self._registering = False
         self._registered = True
 
     def defer(self, register: Callable[[], None]) -> None:
@@ -251,6 +266,8 @@ class _Server(MCPServer):
     def add_tool(self, fn: Any, name: str | None = None, **options: Any) -> None:
         """Register now, build on first need (``_build``)."""
         name = name or fn.__name__
+        if not self._registering:  # a tool added by code embedding this server: kie-mcp's own come first
+            self._ensure_registered()
         if name in self._unbuilt or self._tool_manager.get_tool(name) is not None:
             raise ValueError(f"tool {name} is registered twice")
         self._unbuilt[name] = {"fn": fn, "name": name, **options}
