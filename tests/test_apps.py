@@ -433,9 +433,9 @@ async def test_in_a_browser_decline_tells_the_assistant_and_spends_nothing(conne
                 await in_browser(card.wait_for, "document.querySelector('.card .decline')")
                 await in_browser(card.click, ".card .decline")
                 await in_browser(card.wait_for, "document.body.innerText.includes('Nothing was spent')")
+                [message] = await host.until_sent("ui/message")
             finally:
                 await in_browser(card.close)
-    [message] = host.sent("ui/message")
     assert message["role"] == "user" and quote_id in message["content"][0]["text"]
     assert "decline" in message["content"][0]["text"]
     assert host.calls("generate_image") == []
