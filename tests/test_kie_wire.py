@@ -114,10 +114,10 @@ def test_a_number_kie_sends_as_infinity_or_nan_is_no_number(garbage):
 
 
 def test_a_price_feed_page_count_of_infinity_is_no_count():
-    from kie_mcp.kie.client import _int_or_none
+    from kie_mcp.kie.status import int_or_none  # what the price feed's client reads its counts with
 
-    assert _int_or_none(json.loads("1e400")) is None  # was OverflowError: the whole catalogue sync stopped
-    assert _int_or_none("12") == 12 and _int_or_none(True) is None
+    assert int_or_none(json.loads("1e400")) is None  # was OverflowError: the whole catalogue sync stopped
+    assert int_or_none("12") == 12 and int_or_none(True) is None
 
 
 def test_market_failure_and_states():

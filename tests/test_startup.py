@@ -252,7 +252,9 @@ A_START = textwrap.dedent(
     from pydantic import SecretStr
 
     from kie_mcp.config import Settings
-    from kie_mcp.server import OPEN_AFTER_SECONDS, create_server
+    from kie_mcp import server
+
+    server.OPEN_AFTER_SECONDS = 3.0  # longer than any tools/list takes on a loaded machine, so the order is certain
 
     RUNTIME = ("kie_mcp.surface", "kie_mcp.runtime", "kie_mcp.journal", "kie_mcp.tasks.follower", "kie_mcp.spend")
 
@@ -262,10 +264,10 @@ A_START = textwrap.dedent(
     async def main():
         settings = Settings(api_key=SecretStr("startup-test-key-0000"), workspace=Path(sys.argv[1]), catalog_sync=False)
         seen = {}
-        async with Client(create_server(settings), mode="legacy") as client:
+        async with Client(server.create_server(settings), mode="legacy") as client:
             seen["tools"] = [t.name for t in (await client.list_tools()).tools]
             seen["after_list"] = loaded()
-            await anyio.sleep(OPEN_AFTER_SECONDS + 1.0)  # no request: the runtime opens by itself
+            await anyio.sleep(server.OPEN_AFTER_SECONDS + 1.0)  # no request: the runtime opens by itself
             seen["a_moment_later"] = loaded()
             seen["journal"] = (Path(sys.argv[1]) / ".kie-mcp").is_dir()
         print(json.dumps(seen))
@@ -327,10 +329,12 @@ async def test_a_runtime_that_cannot_open_answers_every_call_with_why(connect, c
     assert await controls.creates() == []
 
 
-async def test_shutdown_closes_the_journal_whether_or_not_the_runtime_opened(connect, settings):
+async def test_shutdown_closes_the_journal_whether_or_not_the_runtime_opened(connect, settings, monkeypatch):
     wal = journal_path(settings.workspace).with_name("journal.sqlite3-wal")
-    async with connect() as client:
-        await client.list_tools()  # stopped at once: nothing needed the runtime, so it never opened
+    with monkeypatch.context() as later:
+        later.setattr("kie_mcp.server.OPEN_AFTER_SECONDS", 60.0)  # so it is certain the first never opened
+        async with connect() as client:
+            await client.list_tools()  # stopped at once: nothing needed the runtime, so it never opened
     assert not journal_path(settings.workspace).exists()
     async with connect() as client:
         assert not (await client.call_tool("list_tasks", {})).is_error  # opened, journal and all

@@ -32,7 +32,7 @@ from .envelope import read_envelope
 from .errors import Category, KieError, NotSentError, OutcomeUnknownError
 from .families import FAMILIES, Family, family_for_task_id
 from .pacing import SlidingWindow
-from .status import TaskStatus
+from .status import TaskStatus, int_or_none
 
 if TYPE_CHECKING:
     import ssl
@@ -382,8 +382,8 @@ class KieClient:
             raise KieError("KIE's price feed had no records", category=Category.PROTOCOL, endpoint=PRICE_FEED_PATH)
         return {
             "records": [r for r in data["records"] if isinstance(r, dict)],
-            "total": _int_or_none(data.get("total")),
-            "pages": _int_or_none(data.get("pages")),
+            "total": int_or_none(data.get("total")),
+            "pages": int_or_none(data.get("pages")),
         }
 
     async def _catalog_get(self, path: str, params: dict[str, Any] | None) -> Any:
@@ -485,13 +485,6 @@ def _model_path(model_id: str) -> str:
     if not model_id or any(part in ("", ".", "..") for part in parts):
         raise KieError(f"not a KIE model id: {model_id!r}", category=Category.INPUT, retryable=False)
     return f"{MODELS_PATH}/{quote(model_id, safe='/')}"
-
-
-def _int_or_none(value: Any) -> int | None:
-    try:
-        return int(value) if value is not None and not isinstance(value, bool) else None
-    except (TypeError, ValueError, OverflowError):  # OverflowError: JSON's 1e400 reads as infinity
-        return None
 
 
 class ExistingTaskError(KieError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, NamedTuple
 
 from .errors import LOGS_URL
-from .status import TaskState, TaskStatus, collect_urls, number_or_none, parse_json_text
+from .status import TaskState, TaskStatus, collect_urls, int_or_none, number_or_none, parse_json_text
 
 
 class Family:
@@ -101,8 +101,8 @@ class MarketFamily(Family):
             fail_code=str(data["failCode"]) if data.get("failCode") not in (None, "") else None,
             fail_message=data.get("failMsg") or None,
             credits_charged=credits,
-            created_at_ms=_int_or_none(data.get("createTime")),
-            completed_at_ms=_int_or_none(data.get("completeTime")),
+            created_at_ms=int_or_none(data.get("createTime")),
+            completed_at_ms=int_or_none(data.get("completeTime")),
         )
 
 
@@ -386,8 +386,8 @@ class Gpt4oImageFamily(Family):
             result_urls=urls if state is TaskState.SUCCEEDED else [],
             fail_code=_code_or_none(data.get("errorCode"), ok=("0", "200")) if state is TaskState.FAILED else None,
             fail_message=message if state is TaskState.FAILED else None,
-            created_at_ms=_int_or_none(data.get("createTime")),
-            completed_at_ms=_int_or_none(data.get("completeTime")),
+            created_at_ms=int_or_none(data.get("createTime")),
+            completed_at_ms=int_or_none(data.get("completeTime")),
         )
 
 
@@ -448,11 +448,6 @@ def _code_or_none(value: Any, ok: tuple[str, ...] = ("0",)) -> str | None:
         return None
     text = str(value).strip()
     return None if not text or text in ok else text
-
-
-def _int_or_none(value: Any) -> int | None:
-    number = number_or_none(value)
-    return None if number is None else int(number)
 
 
 FAMILIES: dict[str, Family] = {

@@ -97,3 +97,9 @@ def number_or_none(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return number if math.isfinite(number) else None
+
+
+def int_or_none(value: Any) -> int | None:
+    """``number_or_none`` as a whole number (counts, millisecond times)."""
+    number = number_or_none(value)
+    return None if number is None else int(number)
