@@ -261,6 +261,32 @@ async def test_a_4k_kie_already_generated_yields_its_result(connect, controls):
     assert task["files"] and await balance(controls) == paid
 
 
+async def test_a_4k_answer_naming_the_source_clip_keeps_the_clip_and_finds_the_4k_when_asked_again(connect, controls):
+    """KIE's documented example answer of get-4k-video names the source clip's task id. Taken as the 4K task, the
+    clip's own result was reported (and saved) as its 4K version and the clip's record overwritten."""
+    async with connect(elicitation=answering()) as client:
+        source = await finished(client, VEO)
+        await controls.post("config", {"uhd_names_source": True})
+        first = await client.call_tool("continue_video", {"task_id": source, "operation": "4k", "wait_seconds": 40})
+        spent = await spent_today(client)
+        again = await client.call_tool("continue_video", {"task_id": source, "operation": "4k", "wait_seconds": 40})
+        spent_again, paid = await spent_today(client), await balance(controls)
+    asked = first.structured_content
+    assert asked["status"] == "unknown", text_of(first)
+    assert asked["tasks"][0]["task_id"] is None and not asked["saved_files"]
+    assert f"continue_video(task_id='{source}', operation='4k') again" in text_of(first)
+    assert spent == 60 + 120  # KIE probably charged it: counted against the caps
+    uhd = again.structured_content["tasks"][0]
+    assert uhd["task_id"] not in (None, source) and uhd["state"] == "succeeded" and uhd["files"], text_of(again)
+    assert uhd["parent_task_id"] == source and "nothing new was started or charged" in text_of(again)
+    assert spent_again == 60 + 120 and paid == 5000 - 60 - 120  # the second ask cost nothing
+    async with connect() as client:  # a restart: what the journal kept
+        tasks = {t["task_id"]: t for t in (await client.call_tool("list_tasks", {})).structured_content["tasks"]}
+    assert tasks[source]["model"] == "veo3_fast" and tasks[source]["parent_task_id"] is None
+    assert tasks[uhd["task_id"]]["operation"] == "4k"
+    assert len(await requests_to(controls, UHD_PATH)) == 2
+
+
 # -- upscale and hd of other families ------------------------------------------------------------------------------
 
 

@@ -75,6 +75,29 @@ async def test_veo_create_status_1080p_4k_extend(kie, sim):
     assert (await kie.status(VEO, extended)).state is TaskState.SUCCEEDED
 
 
+@pytest.mark.parametrize("family", ["veo-4k", "veo-extend", "runway-extend"])
+def test_a_follow_up_answer_naming_its_source_is_no_new_task(family):
+    """Following the source's id as the new task would take the source's result for it and overwrite its record."""
+    continued = FAMILIES[family]
+    assert continued.created_id({"taskId": "src1"}, {"taskId": "src1", "index": 0}) is None
+    assert continued.created_id({"taskId": "new2"}, {"taskId": "src1", "index": 0}) == "new2"
+    message, _ = continued.unnamed({"taskId": "src1"}, {"taskId": "src1"})
+    assert "named the task this one continues (src1)" in message
+    assert MARKET.created_id({"taskId": "t9"}, IMAGE_BODY) == "t9"  # a first generation's body names no source
+
+
+async def test_a_4k_create_answered_with_the_source_id_is_an_unknown_outcome(kie, sim, controls):
+    await controls.post("config", {"uhd_names_source": True})
+    source = await kie.create(VEO, VEO_BODY["model"], VEO_BODY, approve("veo3_fast"))
+    sim.advance(400)
+    body = {"taskId": source, "index": 0}
+    with pytest.raises(OutcomeUnknownError) as caught:
+        await kie.create(FAMILIES["veo-4k"], "veo/get-4k-video", body, approve("veo/get-4k-video"))
+    assert f"named the task this one continues ({source})" in caught.value.message
+    assert f"continue_video(task_id='{source}', operation='4k') again" in caught.value.next_step
+    assert len([c for c in await controls.creates() if c["path"].endswith("get-4k-video")]) == 1  # never resent
+
+
 async def test_every_create_needs_a_matching_approval(kie, controls):
     approval = approve("nano-banana-2")
     with pytest.raises(ApprovalError):

@@ -247,8 +247,11 @@ class KieClient:
                 else:
                     task_id = data.get("taskId") if isinstance(data, dict) else None
                 if not task_id:
-                    log_call(outcome="unknown", error="success without a task id")
-                    raise OutcomeUnknownError("KIE said success but returned no task id", endpoint=path)
+                    message, step = (
+                        family.unnamed(data, body) if family else ("KIE said success but returned no task id", None)
+                    )
+                    log_call(outcome="unknown", error=message)
+                    raise OutcomeUnknownError(message, endpoint=path, next_step=step)
                 log_call(outcome="created", task_id=str(task_id))
                 return str(task_id)
         raise AssertionError("unreachable")  # pragma: no cover

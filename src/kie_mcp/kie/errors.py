@@ -177,12 +177,13 @@ class NotSentError(KieError):
 class OutcomeUnknownError(KieError):
     """A create that may have reached KIE without an answer. It must never be resubmitted blindly."""
 
-    def __init__(self, message: str, *, endpoint: str | None = None) -> None:
+    def __init__(self, message: str, *, endpoint: str | None = None, next_step: str | None = None) -> None:
         super().__init__(
             message,
             category=Category.NETWORK,
             retryable=False,
-            next_step="The request may have been created and charged on KIE. Do not submit it again: check "
+            next_step=next_step
+            or "The request may have been created and charged on KIE. Do not submit it again: check "
             f"{LOGS_URL} for a new task in the last minutes, and follow it with check_task if it is there.",
             endpoint=endpoint,
         )

@@ -39,9 +39,25 @@ class Family:
         return None
 
     def created_id(self, data: Any, body: dict[str, Any]) -> str | None:
-        """The task id a successful create answer names."""
+        """The task id a successful create answer names. None when it names none, or names the very task a
+        follow-up continues (KIE's own example answer of get-4k-video does): that is no new task, and following it
+        would take the source's result for the new one and overwrite the source's record."""
         task_id = data.get("taskId") if isinstance(data, dict) else None
-        return str(task_id) if task_id else None
+        if not task_id or _is_source(task_id, body):
+            return None
+        return str(task_id)
+
+    def unnamed(self, data: Any, body: dict[str, Any]) -> tuple[str, str | None]:
+        """Why a successful create answer gave no task to follow, and what to do (None: the advice for any create
+        whose outcome is unknown: do not submit it again, look at KIE's logs)."""
+        task_id = data.get("taskId") if isinstance(data, dict) else None
+        if task_id and _is_source(task_id, body):
+            return (
+                f"KIE said success but named the task this one continues ({task_id}), not a new task of its own, so "
+                "the new task cannot be followed",
+                None,
+            )
+        return "KIE said success but returned no task id", None
 
     def refused_but_exists(self, code: int | None, message: str, data: Any, body: dict[str, Any]) -> Existing | None:
         """A create answered with a non-200 code that still names the task it is about (None: a plain refusal)."""
@@ -209,6 +225,11 @@ class VeoExtendFamily(VeoFamily):
         return dict(wire_input)
 
 
+def _is_source(task_id: Any, body: dict[str, Any]) -> bool:
+    source = body.get("taskId")  # the clip a follow-up continues; a first generation's body has none
+    return source is not None and str(task_id) == str(source)
+
+
 class Veo4kFamily(VeoFamily):
     """``POST /api/v1/veo/get-4k-video``: a 4K task of its own, followed on record-info. Asked again for the same
     clip, KIE answers 422 ("4k is processing ...", or with the result) naming the 4K task it already has: that
@@ -228,6 +249,18 @@ class Veo4kFamily(VeoFamily):
         if code == 422 and task_id and task_id != body.get("taskId"):
             return Existing(str(task_id), charged=False)
         return None
+
+    def unnamed(self, data: Any, body: dict[str, Any]) -> tuple[str, str | None]:
+        """A 4K request KIE took without naming its 4K task: it is made once per clip, and asked again KIE answers
+        with that task (422, nothing new, not charged), so asking again is how to find it."""
+        message, _ = super().unnamed(data, body)
+        source = body.get("taskId")
+        return message, (
+            f"KIE probably started (and charged) the 4K version of task {source}. Do not look for it by this answer: "
+            f"KIE makes one 4K version per clip, so in a few minutes call continue_video(task_id='{source}', "
+            "operation='4k') again: KIE answers with the 4K task it has, without charging again, and kie-mcp follows "
+            f"and saves it. {LOGS_URL} lists the charge."
+        )
 
     def refusal_step(self, code: int | None, message: str, body: dict[str, Any]) -> str | None:
         """KIE's "4k is processing" (or "already generated") without the 4K task in ``data``: the 4K version exists,

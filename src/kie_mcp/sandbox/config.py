@@ -43,5 +43,10 @@ class SimConfig(BaseModel):
     hd_blank_seconds: float = Field(
         0.0, ge=0, description="Veo 1080p answers 422 'record result data is blank' this long after it starts"
     )
+    uhd_names_source: bool = Field(
+        False,
+        description="get-4k-video answers a new 4K request with the source clip's taskId (as KIE's documented "
+        "example answer does, docs.kie.ai/veo3-api/get-veo-3-4k-video) instead of the 4K task's own",
+    )
     webhook_hmac_key: str | None = Field(None, description="sign recorded callbacks like KIE's webhookHmacKey")
     seed: int | None = Field(None, description="seed task ids for reproducible runs; None = random ids")

@@ -260,7 +260,8 @@ async def get_4k(ctx: Ctx) -> Response:
     }
     ctx.commit_task(task, _price(sim, UHD_MODEL, {"taskId": source.id, "index": 0}, UHD_CREDITS))
     source.meta["uhd_task"] = task.id
-    return ctx.ok({"taskId": task.id, "resultUrls": None, "imageUrls": None})
+    named = source.id if sim.config.uhd_names_source else task.id
+    return ctx.ok({"taskId": named, "resultUrls": None, "imageUrls": None})
 
 
 async def extend(ctx: Ctx) -> Response:
