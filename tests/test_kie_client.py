@@ -94,6 +94,7 @@ async def test_a_4k_create_answered_with_the_source_id_is_an_unknown_outcome(kie
     with pytest.raises(OutcomeUnknownError) as caught:
         await kie.create(FAMILIES["veo-4k"], "veo/get-4k-video", body, approve("veo/get-4k-video"))
     assert f"named the task this one continues ({source})" in caught.value.message
+    assert caught.value.category is Category.PROTOCOL  # KIE answered: not a network failure
     assert f"continue_video(task_id='{source}', operation='4k') again" in caught.value.next_step
     assert len([c for c in await controls.creates() if c["path"].endswith("get-4k-video")]) == 1  # never resent
 
@@ -119,7 +120,7 @@ async def test_error_codes_on_create(kie, controls, family, code):
     err = caught.value
     assert err.next_step
     if code == 500:  # a server error does not say the task was not created: never refused, never retried
-        assert isinstance(err, OutcomeUnknownError)
+        assert isinstance(err, OutcomeUnknownError) and err.category is Category.SERVER
         assert "kie.ai/logs" in err.next_step and "Do not submit it again" in err.next_step
     else:
         assert err.code == code

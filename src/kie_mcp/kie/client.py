@@ -211,7 +211,7 @@ class KieClient:
                     if err.category is Category.PROTOCOL:
                         log_call(outcome="unknown", code=err.http_status, error=err.message)
                         raise OutcomeUnknownError(
-                            f"KIE's answer could not be read ({err.message})", endpoint=path
+                            f"KIE's answer could not be read ({err.message})", endpoint=path, category=Category.PROTOCOL
                         ) from err
                     if _may_have_created(err):
                         log_call(outcome="unknown", code=err.code, error=err.message)
@@ -219,6 +219,7 @@ class KieClient:
                             f"KIE answered with a server error ({err.code}: {err.message}), which does not say "
                             "whether the task was created",
                             endpoint=path,
+                            category=Category.SERVER,
                         ) from err
                     named = family.refused_but_exists(err.code, err.message, _data(response), body) if family else None
                     if named is not None and named.charged:  # e.g. Veo 1080p "processing": started, ask again later
@@ -251,7 +252,7 @@ class KieClient:
                         family.unnamed(data, body) if family else ("KIE said success but returned no task id", None)
                     )
                     log_call(outcome="unknown", error=message)
-                    raise OutcomeUnknownError(message, endpoint=path, next_step=step)
+                    raise OutcomeUnknownError(message, endpoint=path, next_step=step, category=Category.PROTOCOL)
                 log_call(outcome="created", task_id=str(task_id))
                 return str(task_id)
         raise AssertionError("unreachable")  # pragma: no cover

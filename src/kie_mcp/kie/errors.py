@@ -177,10 +177,17 @@ class NotSentError(KieError):
 class OutcomeUnknownError(KieError):
     """A create that may have reached KIE without an answer. It must never be resubmitted blindly."""
 
-    def __init__(self, message: str, *, endpoint: str | None = None, next_step: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        endpoint: str | None = None,
+        next_step: str | None = None,
+        category: Category = Category.NETWORK,
+    ) -> None:
         super().__init__(
             message,
-            category=Category.NETWORK,
+            category=category,  # network: no answer; protocol: an answer that says nothing clear; server: a 5xx
             retryable=False,
             next_step=next_step
             or "The request may have been created and charged on KIE. Do not submit it again: check "
