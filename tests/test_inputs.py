@@ -107,3 +107,26 @@ async def test_the_clients_mcp_roots_are_allowed_folders(settings, transport, co
     assert generated.structured_content["status"] == "completed", text_of(generated)
     assert not uploaded.is_error, text_of(uploaded)
     assert refused.is_error and "MCP root" in text_of(refused)
+
+
+@pytest.mark.parametrize("model", ["flux-kontext-pro", "flux-kontext-max"])
+async def test_a_flux_kontext_edit_keeps_its_photos_shape_unless_asked(connect, controls, tmp_path, model):
+    """KIE: an edit without aspectRatio keeps the input image's ratio; 16:9 is text-to-image's default. Sending 16:9
+    with every edit cropped or padded each portrait or square photo."""
+    (tmp_path / "portrait.png").write_bytes(_image("PNG", (48, 64)))
+    async with connect(elicitation=answering()) as client:
+        edit = await client.call_tool(
+            "generate_image", {"prompt": "make it blue", "model": model, "images": ["portrait.png"]}
+        )
+        drawn = await client.call_tool("generate_image", {"prompt": "a blue fox", "model": model})
+        asked = await client.call_tool(
+            "generate_image",
+            {"prompt": "make it red", "model": model, "images": ["portrait.png"], "aspect_ratio": "1:1"},
+        )
+    for result in (edit, drawn, asked):
+        assert not result.is_error, text_of(result)
+    bodies = [create["body"] for create in await controls.creates()]
+    assert "aspectRatio" not in bodies[0] and bodies[0]["inputImage"].startswith("http")
+    assert bodies[1]["aspectRatio"] == "16:9" and "inputImage" not in bodies[1]
+    assert bodies[2]["aspectRatio"] == "1:1"
+    assert "aspect_ratio=16:9" not in text_of(edit)

@@ -72,7 +72,7 @@ async def generate(ctx: Ctx) -> Response:
     if problems:
         raise KieError(422, describe_problems(spec.id, problems))
     fmt = "png" if wire.get("outputFormat") == "png" else "jpg"
-    aspect = str(wire.get("aspectRatio", "16:9"))
+    aspect = str(wire.get("aspectRatio", "auto"))  # an edit without one keeps its input's shape (drawn square)
     task = ctx.new_task(
         family="flux",
         model=spec.id,
