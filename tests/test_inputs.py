@@ -130,3 +130,20 @@ async def test_a_flux_kontext_edit_keeps_its_photos_shape_unless_asked(connect, 
     assert bodies[1]["aspectRatio"] == "16:9" and "inputImage" not in bodies[1]
     assert bodies[2]["aspectRatio"] == "1:1"
     assert "aspect_ratio=16:9" not in text_of(edit)
+
+
+async def test_two_different_files_with_one_name_get_two_urls(connect, controls, tmp_path):
+    """KIE overwrites a file uploaded again under the same name: two photos both called photo.png used to get one
+    URL, which then showed the second photo, to every task given the first."""
+    for folder, colour in (("a", (200, 30, 30)), ("b", (30, 30, 200))):
+        (tmp_path / folder).mkdir()
+        Image.new("RGB", (1200, 900), colour).save(tmp_path / folder / "photo.png")
+    async with connect() as client:
+        first = await client.call_tool("upload_file", {"path": "a/photo.png"})
+        second = await client.call_tool("upload_file", {"path": "b/photo.png"})
+        again = await client.call_tool("upload_file", {"path": "a/photo.png"})
+    urls = [r.structured_content["url"] for r in (first, second, again)]
+    assert urls[0] != urls[1] and urls[2] == urls[0], urls
+    shown = await controls.http.get(urls[0])
+    assert Image.open(io.BytesIO(shown.content)).getpixel((0, 0)) == (200, 30, 30)  # still the first photo
+    assert "photo" in first.structured_content["file_name"]

@@ -59,8 +59,8 @@ from kie_mcp.media.inputs import (
     RefusedInput,
     confined,
     inspect_local,
+    local_file,
     private_reason,
-    upload_name,
 )
 from kie_mcp.media.prepare import upload_prepared
 from kie_mcp.prompts import register_prompts
@@ -668,8 +668,10 @@ def _register_tools(mcp: MCPServer) -> None:
                 )
             except RefusedInput as err:
                 raise ToolError(f"upload_file refused path: {err}") from None
-            name = upload_name(file, media)
-            uploaded, note = await upload_prepared(rt.require_kie(), file, "kie-mcp/uploads", name, media)
+            # Named by content: KIE overwrites a file uploaded again under the same name, so a plain name would
+            # swap what an earlier URL (and any task given it) shows.
+            local = await anyio.to_thread.run_sync(local_file, file, media)
+            uploaded, note = await upload_prepared(rt.require_kie(), file, "kie-mcp/uploads", local.upload_name, media)
         message = f"Uploaded {uploaded.file_name}: {uploaded.url} (KIE keeps uploads for about 3 days)."
         message += f" {note}" if note else ""
         result = UploadResult(**uploaded.model_dump(), message=message)

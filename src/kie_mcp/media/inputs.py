@@ -348,7 +348,7 @@ def find_local_files(
         try:  # every slot is checked, so one file given to two fields must suit both
             path, media = inspect_local(value, workspace, allowed, field_accepts(spec, name))
             if value not in found:
-                found[value] = LocalFile(path, _sha256(path), media)
+                found[value] = local_file(path, media)
         except RefusedInput as err:
             problems.append(Problem(where, str(err)))
         except OSError as err:
@@ -415,6 +415,11 @@ def _replace(spec: ModelSpec, wire: dict[str, Any], mapping: dict[str, str]) -> 
             else:
                 out[name] = [mapping.get(v, v) if isinstance(v, str) else v for v in wire[name]]
     return out
+
+
+def local_file(path: Path, media: Sniffed) -> LocalFile:
+    """``path`` with its content's hash: reads the whole file (call it in a worker thread)."""
+    return LocalFile(path, _sha256(path), media)
 
 
 def _sha256(path: Path) -> str:
