@@ -15,10 +15,14 @@ from mcp import Client
 from mcp.types import LoggingMessageNotificationParams
 
 from kie_mcp.catalog import load_catalog
-from kie_mcp.kie import FAMILIES
+from kie_mcp.kie import FAMILIES, KieClient
+from kie_mcp.sandbox import SANDBOX_API_KEY
+from kie_mcp.spend import grant
 from kie_mcp.tasks.follower import FINE, first_look, next_gap
+from kie_mcp.tasks.polling import Look, refresh
+from kie_mcp.tasks.records import TaskRecord
 
-from .conftest import answering, text_of
+from .conftest import API, UPLOADS, answering, text_of
 
 IMAGE = {"prompt": "a red apple on a wooden table", "model": "nano-banana-2"}
 VIDEO = {"prompt": "waves rolling onto a beach at dusk", "model": "veo3_fast"}
@@ -237,3 +241,37 @@ async def test_a_handshake_client_gets_a_log_message_when_a_task_ends(settings, 
             while not any(task_id in line for line in lines):  # noqa: ASYNC110 - filled by the client's callback
                 await anyio.sleep(0.02)
     assert any("succeeded" in line and "outputs/" in line for line in lines if task_id in line)
+
+
+# -- what a task's error says ----------------------------------------------------------------------------------
+
+
+async def test_a_refused_status_check_is_forgotten_once_kie_answers_again(connect, controls):
+    """A refusal noted on a task described it only until KIE answered about it again; it used to stay on the
+    task, finished or not, for good."""
+    await controls.fault("status", kind="code", code=422, msg="The record is being synchronized", times=2)
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", IMAGE)
+        task_id = made.structured_content["tasks"][0]["task_id"]
+        checked = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 0})
+    assert len(await status_calls(controls, task_id)) >= 3  # two refusals, then answers
+    for result in (made, checked):
+        task = result.structured_content.get("task") or result.structured_content["tasks"][0]
+        assert task["state"] == "succeeded" and task["error"] is None, text_of(result)
+
+
+async def test_a_young_task_kie_answers_task_not_found_is_not_refused(transport, controls, sim):
+    """KIE's docs now answer an unknown task with 404 "Task not found": for a task created seconds ago that means
+    "not visible yet", as "recordInfo is null" does, not "KIE does not know this task"."""
+    kie = KieClient(api_key=SANDBOX_API_KEY, base_url=API, upload_base_url=UPLOADS, transport=transport)
+    body = {"model": "nano-banana-2", "input": {"prompt": "a fox"}}
+    task_id = await kie.create(FAMILIES["market"], "nano-banana-2", body, grant("nano-banana-2", 1, "quote", None))
+    record = TaskRecord(task_id=task_id, model="nano-banana-2", family="market", state="queued")
+    await controls.fault("status", kind="code", code=404, msg="Task not found")
+    look, _ = await refresh(kie, lambda model: (5, 60), record)
+    assert look is Look.NOT_VISIBLE and record.error is None and record.state == "queued"
+    record.created_at -= 3600  # an hour old: "Task not found" now means what it says
+    await controls.fault("status", kind="code", code=404, msg="Task not found")
+    look, _ = await refresh(kie, lambda model: (5, 60), record)
+    assert look is Look.REFUSED and "404" in (record.error or "")
+    await kie.aclose()

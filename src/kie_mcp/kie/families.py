@@ -82,7 +82,9 @@ class MarketFamily(Family):
     name = "market"
     create_path = "/api/v1/jobs/createTask"
     status_path = "/api/v1/jobs/recordInfo"
-    not_visible_messages = ("recordinfo is null",)
+    # Field reports: "recordInfo is null" for a few seconds after create; KIE's docs now answer an unknown task
+    # with 404 "Task not found" (docs.kie.ai/market/common/get-task-detail, 2026-12).
+    not_visible_messages = ("recordinfo is null", "task not found")
     _STATES: ClassVar[dict[str, TaskState]] = {
         "waiting": TaskState.QUEUED,
         "queuing": TaskState.QUEUED,

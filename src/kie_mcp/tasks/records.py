@@ -13,6 +13,8 @@ from kie_mcp.words import parse_timestamp, timestamp
 
 # "succeeded_without_results": KIE said success but gave no result link; not done, so it is looked at again.
 RecordState = Literal["queued", "running", "succeeded", "succeeded_without_results", "failed", "unknown"]
+# A status call KIE refused is noted on the record under this lead, and the note is dropped when KIE next answers.
+STATUS_REFUSED = "KIE refused the last status check: "
 NO_RESULTS = (
     "KIE reports success but sent no result link (its answer is kept in the journal); kie-mcp keeps looking in the "
     "background and check_task looks again. If it stays this way, see the task on https://kie.ai/logs."
@@ -77,6 +79,8 @@ class TaskRecord(BaseModel, defer_build=True):
 
     def apply(self, status: TaskStatus, typical: tuple[int, int] | None) -> None:
         """Take KIE's latest word on this task."""
+        if self.error is not None and self.error.startswith(STATUS_REFUSED):
+            self.error = None  # KIE answers about it again: an earlier refusal no longer describes it
         self.state = status.state.value
         self.result_urls = status.result_urls or self.result_urls
         if self.state == "succeeded" and not self.result_urls:
@@ -103,7 +107,8 @@ class TaskRecord(BaseModel, defer_build=True):
             self.eta_seconds = None
 
     def note_error(self, err: KieError) -> None:
-        self.error = err.describe()
+        """A status call KIE refused: kept until KIE answers about the task again."""
+        self.error = STATUS_REFUSED + err.describe()
 
 
 class TaskBook:
