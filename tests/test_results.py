@@ -104,3 +104,21 @@ async def test_output_resources_stay_inside_outputs(connect, path):
     async with connect() as client:
         with pytest.raises(MCPError):
             await client.read_resource(f"kie://outputs/{path}")
+
+
+async def test_a_fresh_link_kie_refuses_for_good_is_not_called_worth_retrying(connect, controls, sim):
+    """KIE's download-url answers 422 for a link it will never renew (one not from its own services); "try again in
+    a minute" sent the user round a loop that cannot end."""
+    await controls.post("config", {"result_url_ttl_seconds": 60})
+    refusal = "Only generated file URLs from kie.ai services are supported"
+    await controls.fault("download-url", kind="code", code=422, msg=refusal, times=-1)
+    async with connect(elicitation=answering()) as client:
+        submitted = await client.call_tool("generate_video", VIDEO)
+        task_id = submitted.structured_content["tasks"][0]["task_id"]
+        sim.advance(4000)  # done long ago: its result link has expired
+        done = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 5})
+    said = text_of(done)
+    assert not done.structured_content["task"]["files"]
+    assert refusal in said and "kie.ai/logs" in said, said
+    for wrong in ("Try again in a minute", "Fix the field", "still work for a while"):
+        assert wrong not in said, said

@@ -28,7 +28,7 @@ from kie_mcp.kie import FAMILIES, KieClient, KieError, OutcomeUnknownError
 from kie_mcp.kie.client import ExistingTaskError
 from kie_mcp.kie.families import Family
 from kie_mcp.media.inputs import LocalFile, find_local_files, upload_local_files, with_identities
-from kie_mcp.media.results import save_results
+from kie_mcp.media.results import LINKS_STILL_WORK, save_results
 from kie_mcp.runtime import Runtime
 from kie_mcp.spend import (
     Approval,
@@ -696,16 +696,14 @@ async def save_all(rt: Runtime, records: list[TaskRecord]) -> list[str]:
         try:
             problems += await save_results(rt.kie, rt.journal, rt.settings.workspace, record)
         except JOURNAL_ERRORS as err:
-            problems.append(f"{record.task_id}: its results could not be saved or recorded ({err}).")
+            problems += [f"{record.task_id}: its results could not be saved or recorded ({err}).", LINKS_STILL_WORK]
         _record(rt, problems, record)
         fresh += [(rt.settings.workspace / path, record.kind) for path in record.files if path not in had]
     if fresh:  # only when something new was saved: outputs/index.html and its session's page; never raises
         from kie_mcp.media.gallery import refresh as refresh_gallery  # loaded with the first saved result
 
         await refresh_gallery(rt.settings.workspace, rt.settings.preview_px, fresh)
-    if problems:
-        problems.append("The result links still work for a while; check_task saves them on the next try.")
-    return problems
+    return list(dict.fromkeys(problems))  # the advice once, after the first problem it follows
 
 
 def settle(rt: Runtime, records: list[TaskRecord]) -> list[str]:

@@ -45,6 +45,7 @@ RETENTION_HINT = (
     "KIE keeps generated files for about 14 days; while the file exists a fresh link can be minted through "
     "KIE's download-url endpoint (20 minutes valid)."
 )
+LOGS_HINT = "https://kie.ai/logs shows the task, with its files, while KIE keeps them."
 _EXPIRED_STATUSES = frozenset({403, 404, 410})
 _RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
 
@@ -230,12 +231,21 @@ async def download(
         try:
             fresh = await remint(url)
         except Exception as exc:
+            # KIE's own word on it (a KieError's message and whether asking again can help), not its generic
+            # advice for the code, which is written for a generation ("fix the field it names").
+            retry = bool(getattr(exc, "retryable", True))
+            reason = str(getattr(exc, "message", exc))
+            then = (
+                "Try again in a minute."
+                if retry
+                else f"KIE will not renew this link, so kie-mcp cannot save the file; {LOGS_HINT}"
+            )
             raise DownloadError(
-                f"The result link has expired (HTTP {first.status}) and KIE did not give a fresh one: {exc}. "
-                f"{RETENTION_HINT} Try again in a minute.",
+                f"The result link has expired (HTTP {first.status}) and KIE did not give a fresh one ({reason}). "
+                f"{RETENTION_HINT} {then}",
                 url=url,
                 status=first.status,
-                retryable=True,
+                retryable=retry,
                 expired=True,
             ) from exc
     try:

@@ -21,6 +21,9 @@ from .downloads import DownloadError, SavedFile, download, output_folder, result
 
 log = logging.getLogger(__name__)
 
+# After a failed download whose link still works: the follower and check_task try again.
+LINKS_STILL_WORK = "The result links still work for a while; check_task saves them on the next try."
+
 
 async def save_results(
     kie: KieClient, journal: Journal, workspace: Path, record: TaskRecord, *, max_bytes: int = 2 * 1024**3
@@ -45,6 +48,8 @@ async def save_results(
             )
         except DownloadError as err:
             problems.append(f"{record.task_id} result {index}: {err}")
+            if not err.expired and LINKS_STILL_WORK not in problems:  # an expired link's error says what to do
+                problems.append(LINKS_STILL_WORK)
             continue
         relative = file.path.relative_to(workspace).as_posix()
         journal.add_file(record.task_id, index, relative, file.sha256, file.size, file.mime, url)
