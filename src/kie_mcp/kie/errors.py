@@ -105,6 +105,34 @@ CODES: dict[int, CodeInfo] = {
 
 _FALLBACK = CodeInfo(Category.SERVER, True, "KIE answered with an unexpected error. Try again later.")
 
+# A 422 is KIE's code for a request it found invalid, and also for content the model's provider refused (Veo:
+# "Your request was rejected by Flow ..."): "fix the field it names" sends the user after a field that is fine.
+_CONTENT_REFUSED = CodeInfo(
+    Category.INPUT,
+    False,
+    "KIE (or the model's provider) refused what the request shows or asks for, so nothing was created or charged. "
+    "Change the prompt or the input images (real people, brands, logos and violence are often refused) and ask "
+    "again; the same request is refused again.",
+)
+# Words of a content refusal that no field problem uses ("safetyTolerance", "case-sensitive" must not match).
+_CONTENT_WORDS = (
+    "rejected by",
+    "flagged",
+    "content polic",
+    "usage polic",
+    "sensitive content",
+    "prohibited",
+    "nsfw",
+    "inappropriate",
+)
+
+
+def _code_info(code: int | None, message: str) -> CodeInfo:
+    lowered = message.lower()
+    if code == 422 and any(word in lowered for word in _CONTENT_WORDS):
+        return _CONTENT_REFUSED
+    return CODES.get(code or -1, _FALLBACK)
+
 
 class KieError(Exception):
     """A failure reported by KIE or met on the way to it."""
@@ -120,7 +148,7 @@ class KieError(Exception):
         http_status: int | None = None,
         endpoint: str | None = None,
     ) -> None:
-        info = CODES.get(code or -1, _FALLBACK)
+        info = _code_info(code, message)
         # Built from KIE's answers, which may echo the request's Authorization header: redacted here, so
         # every copy (str(err), as_dict(), the journal, tool results) is clean.
         self.message = redact(message)
