@@ -20,6 +20,7 @@ import pytest
 
 from kie_mcp.catalog import load_catalog
 from kie_mcp.journal import Journal, journal_path
+from kie_mcp.kie import FAMILIES
 from kie_mcp.sandbox import SANDBOX_API_KEY
 
 from .conftest import answering, confirmed_and_replayed, text_of
@@ -285,6 +286,33 @@ async def test_a_4k_answer_naming_the_source_clip_keeps_the_clip_and_finds_the_4
     assert tasks[source]["model"] == "veo3_fast" and tasks[source]["parent_task_id"] is None
     assert tasks[uhd["task_id"]]["operation"] == "4k"
     assert len(await requests_to(controls, UHD_PATH)) == 2
+
+
+async def test_a_veo_clip_whose_kie_record_names_no_model_can_be_continued(connect, controls):
+    """KIE's documented record-info example shows paramJson without a model. A Veo clip made on kie.ai (or by
+    another tool) was then 'made by unknown', and every Veo follow-up refused it before asking anyone."""
+    made = await controls.http.post("/api/v1/veo/generate", json={"prompt": "gulls at dusk"}, headers=kie_auth())
+    source = made.json()["data"]["taskId"]
+    await controls.post("clock/advance", {"seconds": 600})
+    async with connect(elicitation=answering()) as client:
+        uhd = await client.call_tool("continue_video", {"task_id": source, "operation": "4k", "wait_seconds": 40})
+        extended = await client.call_tool(
+            "continue_video", {"task_id": source, "operation": "extend", "prompt": "the gulls land", "wait_seconds": 40}
+        )
+    for result in (uhd, extended):
+        task = result.structured_content["tasks"][0]
+        assert task["state"] == "succeeded" and task["files"] and task["parent_task_id"] == source, text_of(result)
+    assert len(await requests_to(controls, UHD_PATH)) == 1 and len(await requests_to(controls, VEO_EXTEND)) == 1
+    assert "a Veo 3.1 clip; KIE's record of it does not name the model" in text_of(uhd)
+
+
+def test_a_veo_records_parameters_name_its_model():
+    def model(param: dict[str, Any]) -> str | None:
+        return FAMILIES["veo"].parse_status("t", {"successFlag": 1, "paramJson": json.dumps(param)}).model
+
+    assert model({"model": "veo3", "prompt": "x"}) == "veo3"
+    assert model({"taskId": "src", "model": "fast", "prompt": "x"}) == "veo/extend"  # an extend names its tier
+    assert model({"prompt": "x"}) is None and model({"taskId": "src", "index": 0}) is None
 
 
 # -- upscale and hd of other families ------------------------------------------------------------------------------

@@ -98,7 +98,7 @@ async def plan(rt: Runtime, args: FollowupArgs, shared: tuple[Any, ...] = ()) ->
     )
     p = await gen.plan(rt, generation, shared=shared, facts=facts, continues=(str(source.task_id), args.operation))
     lead = (
-        f"Continues task {source.task_id} ({title_of(rt, source.model)}, made {timestamp(source.created_at)}): "
+        f"Continues task {source.task_id} ({_made_by(rt, source)}, made {timestamp(source.created_at)}): "
         f"{OPERATIONS[args.operation]} with {spec.title}."
     )
     if follow.note:
@@ -187,9 +187,14 @@ def pick_model(rt: Runtime, source: TaskRecord, args: FollowupArgs) -> tuple[Mod
 
 def takes(spec: ModelSpec, source: TaskRecord) -> bool:
     """Whether ``spec`` continues tasks like ``source`` (its model is one of the follow-up's sources; "*": any
-    video)."""
+    video). A Veo clip made outside kie-mcp whose record does not name its model (KIE's record-info shows the
+    request's parameters, which need not name it) is taken by a follow-up of Veo clips only: it is one of them,
+    and KIE refuses, free, what it cannot continue."""
     parents = _parents(spec)
-    return source.model in parents or ("*" in parents and source.kind in ("video", None) and is_video(source))
+    if source.model in parents or ("*" in parents and source.kind in ("video", None) and is_video(source)):
+        return True
+    unnamed_veo = source.model == "unknown" and source.family == "veo"
+    return unnamed_veo and bool(parents) and all(parent in VEO_CLIPS for parent in parents)
 
 
 def is_video(source: TaskRecord) -> bool:
@@ -425,6 +430,15 @@ def listing(rt: Runtime, model_ids: list[str]) -> str:
 def title_of(rt: Runtime, model_id: str) -> str:
     spec = rt.catalog.get(model_id)
     return f"{spec.title} ({model_id})" if spec is not None else model_id
+
+
+def _made_by(rt: Runtime, source: TaskRecord) -> str:
+    if source.model == "unknown" and source.family == "veo":
+        return "a Veo 3.1 clip; KIE's record of it does not name the model"
+    return title_of(rt, source.model)
+
+
+VEO_CLIPS = frozenset({"veo3", "veo3_fast", "veo3_lite", "veo/extend"})  # what KIE's Veo record-info describes
 
 
 def _parents(spec: ModelSpec) -> list[str]:

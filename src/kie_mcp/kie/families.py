@@ -158,7 +158,7 @@ class VeoFamily(Family):
             family=self.name,
             state=state,
             raw_state=f"successFlag={flag}",
-            model=param.get("model") if isinstance(param, dict) else None,
+            model=_veo_model(param),
             result_urls=urls,
             fail_code=str(data["errorCode"]) if data.get("errorCode") not in (None, "", 0) else None,
             fail_message=message if state is TaskState.FAILED else None,
@@ -225,6 +225,15 @@ class VeoExtendFamily(VeoFamily):
 
     def create_body(self, model_id: str, wire_input: dict[str, Any]) -> dict[str, Any]:
         return dict(wire_input)
+
+
+def _veo_model(param: Any) -> str | None:
+    """The model a Veo record's parameters name: an extend's body names its tier (fast, quality, lite) beside the
+    task it continues, which is the extend model; a generation names its model; anything else names none."""
+    if not isinstance(param, dict) or not isinstance(param.get("model"), str):
+        return None
+    model = param["model"]
+    return "veo/extend" if param.get("taskId") and model in ("fast", "quality", "lite") else model
 
 
 def _is_source(task_id: Any, body: dict[str, Any]) -> bool:
