@@ -356,6 +356,8 @@ async def test_veo_4k_is_a_new_task(client: httpx2.AsyncClient, sim: Simulator) 
     assert data["successFlag"] == 1
     assert data["response"]["resolution"] == "4k"
     assert (await client.get(data["response"]["imageUrls"][0])).content.startswith(JPEG)
+    assert "fallbackFlag" not in data  # KIE: 4K tasks do not include it; a generation's record does
+    assert (await veo_record(client, task_id))["data"]["fallbackFlag"] is False
 
 
 async def test_veo_extend_rules_and_prices(client: httpx2.AsyncClient, sim: Simulator) -> None:

@@ -74,7 +74,7 @@ def record(sim: Simulator, task: Task, base: str) -> dict[str, Any]:
     now = sim.now()
     flag = success_flag(task, now)
     failed = flag in (2, 3)
-    return {
+    data = {
         "taskId": task.id,
         "paramJson": json.dumps(task.body, ensure_ascii=False, separators=(",", ":")),
         "createTime": stamp(task.created_at),
@@ -85,6 +85,9 @@ def record(sim: Simulator, task: Task, base: str) -> dict[str, Any]:
         "errorMessage": task.fail_msg if failed else "",
         "fallbackFlag": False,
     }
+    if task.meta.get("variant") == "4k":  # KIE: "4K video generation tasks do not include this field"
+        del data["fallbackFlag"]
+    return data
 
 
 def callback_body(sim: Simulator, task: Task) -> dict[str, Any]:
