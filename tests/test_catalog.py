@@ -137,11 +137,15 @@ def test_veo_infers_generation_type_from_images():
     )
 
 
-def test_kling_multi_shot_forces_sound():
-    spec = CATALOG.get("kling-3.0/video")
-    shots = [{"prompt": "shot one", "duration": 3}, {"prompt": "shot two", "duration": 2}]
-    wire = build_input(spec, audio=False, options={"multi_shots": True, "multi_prompt": shots})
-    assert wire["sound"] is True
+def test_kling_multi_shot_always_has_sound_and_refuses_audio_false():
+    """Multi-shot Kling 3.0 always has sound, and is billed with it: audio=false used to be sent as sound=true."""
+    kling = CATALOG.get("kling-3.0/video")
+    shots = {"multi_shots": True, "multi_prompt": [{"prompt": "a", "duration": 3}, {"prompt": "b", "duration": 2}]}
+    assert build_input(kling, options=shots)["sound"] is True  # left out: the forced value
+    assert build_input(kling, audio=True, options=shots)["sound"] is True
+    with pytest.raises(InvalidRequest, match="audio: cannot be false here: it is always true"):
+        build_input(kling, audio=False, options=shots)
+    assert build_input(kling, prompt="x", audio=False)["sound"] is False  # a single shot may be silent
 
 
 def test_sora_accepts_ratio_spelling_and_numeric_duration():

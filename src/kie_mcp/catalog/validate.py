@@ -82,9 +82,10 @@ def build_input(
 
     for name, value in list(wire.items()):
         wire[name] = _coerce(spec.fields[name], value)
-    wire = apply_defaults(spec, wire)
+    given = wire
+    wire = apply_defaults(spec, given)
 
-    problems = check_input(spec, wire)
+    problems = check_input(spec, wire) + _overridden(spec, given, wire)
     if problems:
         raise InvalidRequest(spec.id, named_for_user(spec, problems, options))
     return wire
@@ -104,6 +105,20 @@ def apply_defaults(spec: ModelSpec, wire: Mapping[str, Any]) -> dict[str, Any]:
         if _matches(rule.when, out):
             out.update(rule.force)
     return out
+
+
+def _overridden(spec: ModelSpec, given: Mapping[str, Any], wire: Mapping[str, Any]) -> list[Problem]:
+    """A value the caller set that a rule forces to another (Kling 3.0's multi-shot always has sound): refused, not
+    silently replaced, because the forced value is what KIE makes and bills."""
+    problems: list[Problem] = []
+    for rule in spec.rules:
+        if not rule.force or not _matches(rule.when, wire):
+            continue
+        why = f" {rule.message}" if rule.message else ""
+        for name, value in rule.force.items():
+            if name in given and _norm(given[name]) != _norm(value):
+                problems.append(Problem(name, f"cannot be {plain(given[name])} here: it is always {plain(value)}.{why}"))
+    return problems
 
 
 def check_input(spec: ModelSpec, wire: Mapping[str, Any]) -> list[Problem]:
