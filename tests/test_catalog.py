@@ -395,3 +395,11 @@ def test_grok_image_to_video_takes_one_image_at_1080p():
     build_input(spec, images=["https://e/a.png"], resolution="1080p")
     with pytest.raises(InvalidRequest, match="one image at 1080p"):
         build_input(spec, images=["https://e/a.png", "https://e/b.png"], resolution="1080p")
+
+
+def test_seedream_5_lite_text_to_image_refuses_4k_instead_of_making_3k():
+    """KIE's page for it: basic is 2K, high is 3K. "4K" used to be read as high, a 3K image with no word said."""
+    lite = CATALOG.get("seedream/5-lite-text-to-image")
+    assert build_input(lite, prompt="a red apple", resolution="3K")["quality"] == "high"
+    with pytest.raises(InvalidRequest, match="4K is refused here rather than answered with a 3K image"):
+        build_input(lite, prompt="a red apple", resolution="4K")
