@@ -397,9 +397,15 @@ def test_grok_image_to_video_takes_one_image_at_1080p():
         build_input(spec, images=["https://e/a.png", "https://e/b.png"], resolution="1080p")
 
 
-def test_seedream_5_lite_text_to_image_refuses_4k_instead_of_making_3k():
-    """KIE's page for it: basic is 2K, high is 3K. "4K" used to be read as high, a 3K image with no word said."""
+def test_seedream_5_lite_refuses_the_resolution_its_high_is_not():
+    """KIE's pages: text-to-image's high is 3K, image-to-image's is 4K. Each read the other's size as high, so the
+    user got another size than asked with no word said."""
     lite = CATALOG.get("seedream/5-lite-text-to-image")
     assert build_input(lite, prompt="a red apple", resolution="3K")["quality"] == "high"
     with pytest.raises(InvalidRequest, match="4K is refused here rather than answered with a 3K image"):
         build_input(lite, prompt="a red apple", resolution="4K")
+    edit = CATALOG.get("seedream/5-lite-image-to-image")
+    photo = ["https://e/a.png"]
+    assert build_input(edit, prompt="make it red", images=photo, resolution="4K")["quality"] == "high"
+    with pytest.raises(InvalidRequest, match="3K is refused here rather than answered with a 4K image"):
+        build_input(edit, prompt="make it red", images=photo, resolution="3K")

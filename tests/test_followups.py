@@ -275,7 +275,8 @@ async def test_a_4k_answer_naming_the_source_clip_keeps_the_clip_and_finds_the_4
     asked = first.structured_content
     assert asked["status"] == "unknown", text_of(first)
     assert asked["tasks"][0]["task_id"] is None and not asked["saved_files"]
-    assert f"continue_video(task_id='{source}', operation='4k') again" in text_of(first)
+    assert f"continue_video(task_id='{source}', operation='4k') in a few minutes" in text_of(first)
+    assert "do not ask a third time" in text_of(first)
     assert spent == 60 + 120  # KIE probably charged it: counted against the caps
     uhd = again.structured_content["tasks"][0]
     assert uhd["task_id"] not in (None, source) and uhd["state"] == "succeeded" and uhd["files"], text_of(again)
@@ -312,7 +313,26 @@ def test_a_veo_records_parameters_name_its_model():
 
     assert model({"model": "veo3", "prompt": "x"}) == "veo3"
     assert model({"taskId": "src", "model": "fast", "prompt": "x"}) == "veo/extend"  # an extend names its tier
-    assert model({"prompt": "x"}) is None and model({"taskId": "src", "index": 0}) is None
+    assert model({"taskId": "src", "prompt": "x"}) == "veo/extend"
+    assert model({"taskId": "src", "index": 0}) == "veo/get-4k-video"  # the 4K request's body
+    assert model({"prompt": "x"}) is None  # KIE's documented example: a generation that names no model
+
+
+async def test_a_4k_made_elsewhere_is_not_taken_for_a_clip_to_continue(connect, controls):
+    """Its record names no model either; read as 'some Veo clip', it was offered for extend and for another 4K,
+    which KIE's rules refuse (a 4K version cannot be extended or upgraded)."""
+    made = await controls.http.post("/api/v1/veo/generate", json={"prompt": "gulls at dusk"}, headers=kie_auth())
+    await controls.post("clock/advance", {"seconds": 600})
+    uhd = await controls.http.post(
+        UHD_PATH, json={"taskId": made.json()["data"]["taskId"], "index": 0}, headers=kie_auth()
+    )
+    await controls.post("clock/advance", {"seconds": 700})
+    async with connect(elicitation=answering()) as client:
+        extend = await client.call_tool(
+            "continue_video", {"task_id": uhd.json()["data"]["taskId"], "operation": "extend", "prompt": "on"}
+        )
+    assert extend.is_error and "Veo 3.1 4K version" in text_of(extend), text_of(extend)
+    assert len(await requests_to(controls, VEO_EXTEND)) == 0
 
 
 # -- upscale and hd of other families ------------------------------------------------------------------------------

@@ -83,6 +83,7 @@ def test_a_follow_up_answer_naming_its_source_is_no_new_task(family):
     assert continued.created_id({"taskId": "new2"}, {"taskId": "src1", "index": 0}) == "new2"
     message, _ = continued.unnamed({"taskId": "src1"}, {"taskId": "src1"})
     assert "named the task this one continues (src1)" in message
+    assert continued.unnamed({}, {})[1] is None  # no source named: the advice for any unknown create
     assert MARKET.created_id({"taskId": "t9"}, IMAGE_BODY) == "t9"  # a first generation's body names no source
 
 
@@ -95,7 +96,7 @@ async def test_a_4k_create_answered_with_the_source_id_is_an_unknown_outcome(kie
         await kie.create(FAMILIES["veo-4k"], "veo/get-4k-video", body, approve("veo/get-4k-video"))
     assert f"named the task this one continues ({source})" in caught.value.message
     assert caught.value.category is Category.PROTOCOL  # KIE answered: not a network failure
-    assert f"continue_video(task_id='{source}', operation='4k') again" in caught.value.next_step
+    assert f"continue_video(task_id='{source}', operation='4k') in a few minutes" in caught.value.next_step
     assert len([c for c in await controls.creates() if c["path"].endswith("get-4k-video")]) == 1  # never resent
 
 

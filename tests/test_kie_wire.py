@@ -26,12 +26,14 @@ def test_success_needs_2xx_and_code_200():
 
 def test_a_422_refusing_content_says_to_change_the_content_not_a_field():
     refused = "Your request was rejected by Flow (content policy). Please try a different prompt."
+    assert "Change the prompt" in KieError("The image was judged NSFW.", code=422).next_step
     with pytest.raises(KieError) as caught:
         read_envelope(answer(200, {"code": 422, "msg": refused, "data": None}), "/api/v1/veo/generate")
     advice = caught.value.next_step
     assert "Change the prompt or the input images" in advice and "nothing was created or charged" in advice
     assert "Fix the field" not in advice and not caught.value.retryable
-    for invalid in ("aspect_ratio must be one of 16:9, 9:16", "safetyTolerance must be 0-2 for edits"):
+    fields = ("aspect_ratio must be one of 16:9, 9:16", "safetyTolerance must be 0-2", "nsfw_checker must be a boolean")
+    for invalid in fields:
         assert "Fix the field it names" in KieError(invalid, code=422).next_step  # an invalid field keeps its advice
 
 

@@ -122,3 +122,17 @@ async def test_a_fresh_link_kie_refuses_for_good_is_not_called_worth_retrying(co
     assert refusal in said and "kie.ai/logs" in said, said
     for wrong in ("Try again in a minute", "Fix the field", "still work for a while"):
         assert wrong not in said, said
+
+
+async def test_a_fresh_link_refused_for_the_key_keeps_kies_advice(connect, controls, sim):
+    """A download-url refused for a reason the user can fix (here the key) is not 'will not renew': the link renews
+    once that is fixed, so KIE's own advice stays."""
+    await controls.post("config", {"result_url_ttl_seconds": 60})
+    await controls.fault("download-url", kind="code", code=401, msg="Unauthorized", times=-1)
+    async with connect(elicitation=answering()) as client:
+        submitted = await client.call_tool("generate_video", VIDEO)
+        task_id = submitted.structured_content["tasks"][0]["task_id"]
+        sim.advance(4000)
+        done = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 5})
+    said = text_of(done)
+    assert "KIE_API_KEY" in said and "will not renew" not in said, said

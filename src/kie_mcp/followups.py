@@ -193,8 +193,7 @@ def takes(spec: ModelSpec, source: TaskRecord) -> bool:
     parents = _parents(spec)
     if source.model in parents or ("*" in parents and source.kind in ("video", None) and is_video(source)):
         return True
-    unnamed_veo = source.model == "unknown" and source.family == "veo"
-    return unnamed_veo and bool(parents) and all(parent in VEO_CLIPS for parent in parents)
+    return _unnamed_veo(source) and spec.family in VEO_FOLLOWUPS
 
 
 def is_video(source: TaskRecord) -> bool:
@@ -433,12 +432,17 @@ def title_of(rt: Runtime, model_id: str) -> str:
 
 
 def _made_by(rt: Runtime, source: TaskRecord) -> str:
-    if source.model == "unknown" and source.family == "veo":
+    if _unnamed_veo(source):
         return "a Veo 3.1 clip; KIE's record of it does not name the model"
     return title_of(rt, source.model)
 
 
-VEO_CLIPS = frozenset({"veo3", "veo3_fast", "veo3_lite", "veo/extend"})  # what KIE's Veo record-info describes
+VEO_FOLLOWUPS = frozenset({"veo-extend", "veo-1080p", "veo-4k"})  # the API families continuing a Veo clip
+
+
+def _unnamed_veo(source: TaskRecord) -> bool:
+    """A Veo generation made outside kie-mcp whose record names no model (a 4K or extend is named by its body)."""
+    return source.model == "unknown" and source.family == "veo"
 
 
 def _parents(spec: ModelSpec) -> list[str]:

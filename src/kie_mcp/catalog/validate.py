@@ -117,7 +117,8 @@ def _overridden(spec: ModelSpec, given: Mapping[str, Any], wire: Mapping[str, An
         why = f" {rule.message}" if rule.message else ""
         for name, value in rule.force.items():
             if name in given and _norm(given[name]) != _norm(value):
-                problems.append(Problem(name, f"cannot be {plain(given[name])} here: it is always {plain(value)}.{why}"))
+                always = f"cannot be {plain(given[name])} here: it is always {plain(value)}."
+                problems.append(Problem(name, always + why))
     return problems
 
 

@@ -6,6 +6,7 @@ real HTTP statuses or as non-JSON proxy pages. Everything ends up as a ``KieErro
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -114,22 +115,15 @@ _CONTENT_REFUSED = CodeInfo(
     "Change the prompt or the input images (real people, brands, logos and violence are often refused) and ask "
     "again; the same request is refused again.",
 )
-# Words of a content refusal that no field problem uses ("safetyTolerance", "case-sensitive" must not match).
-_CONTENT_WORDS = (
-    "rejected by",
-    "flagged",
-    "content polic",
-    "usage polic",
-    "sensitive content",
-    "prohibited",
-    "nsfw",
-    "inappropriate",
+# Words of a content refusal that no field problem uses ("safetyTolerance", "case-sensitive" and the field
+# nsfw_checker must not match).
+_CONTENT_REFUSAL = re.compile(
+    r"rejected by|flagged|content polic|usage polic|sensitive content|prohibited|inappropriate|\bnsfw\b(?!_)"
 )
 
 
 def _code_info(code: int | None, message: str) -> CodeInfo:
-    lowered = message.lower()
-    if code == 422 and any(word in lowered for word in _CONTENT_WORDS):
+    if code == 422 and _CONTENT_REFUSAL.search(message.lower()):
         return _CONTENT_REFUSED
     return CODES.get(code or -1, _FALLBACK)
 

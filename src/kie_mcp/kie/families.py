@@ -228,12 +228,18 @@ class VeoExtendFamily(VeoFamily):
 
 
 def _veo_model(param: Any) -> str | None:
-    """The model a Veo record's parameters name: an extend's body names its tier (fast, quality, lite) beside the
-    task it continues, which is the extend model; a generation names its model; anything else names none."""
-    if not isinstance(param, dict) or not isinstance(param.get("model"), str):
+    """The model a Veo record's parameters name. A follow-up's body names the clip it continues (``taskId``): with a
+    prompt it is an extend (its ``model`` is a tier: fast, quality, lite), without one the 4K request
+    (``{taskId, index}``). A generation names its model, or (KIE's documented example) none."""
+    if not isinstance(param, dict):
         return None
-    model = param["model"]
-    return "veo/extend" if param.get("taskId") and model in ("fast", "quality", "lite") else model
+    model = param.get("model") if isinstance(param.get("model"), str) else None
+    if param.get("taskId"):
+        if param.get("prompt") and model in (None, "fast", "quality", "lite"):
+            return "veo/extend"
+        if model is None:
+            return "veo/get-4k-video"
+    return model
 
 
 def _is_source(task_id: Any, body: dict[str, Any]) -> bool:
@@ -266,11 +272,14 @@ class Veo4kFamily(VeoFamily):
         with that task (422, nothing new, not charged), so asking again is how to find it."""
         message, _ = super().unnamed(data, body)
         source = body.get("taskId")
+        if not source:
+            return message, None
         return message, (
-            f"KIE probably started (and charged) the 4K version of task {source}. Do not look for it by this answer: "
-            f"KIE makes one 4K version per clip, so in a few minutes call continue_video(task_id='{source}', "
-            "operation='4k') again: KIE answers with the 4K task it has, without charging again, and kie-mcp follows "
-            f"and saves it. {LOGS_URL} lists the charge."
+            f"KIE probably started (and charged) the 4K version of task {source}. Find that 4K task at {LOGS_URL} and "
+            "follow it with check_task(task_id=<its id>). KIE makes one 4K version per clip and answers a repeated "
+            f"request with the one it has, so continue_video(task_id='{source}', operation='4k') in a few minutes "
+            "also finds it: it is quoted and approved like any request, and the reservation is returned when KIE "
+            "names its 4K task. If that answer again names no 4K task, do not ask a third time: use the logs."
         )
 
     def refusal_step(self, code: int | None, message: str, body: dict[str, Any]) -> str | None:

@@ -231,15 +231,18 @@ async def download(
         try:
             fresh = await remint(url)
         except Exception as exc:
-            # KIE's own word on it (a KieError's message and whether asking again can help), not its generic
-            # advice for the code, which is written for a generation ("fix the field it names").
+            # KIE's own word on it (a KieError's message and whether asking again can help). A refusal of this very
+            # link (400/404/422: not one of KIE's files, or gone) is final; KIE's generic advice for those codes is
+            # written for a generation ("fix the field it names"). Any other refusal (the key, credits, a quota)
+            # keeps KIE's advice: once that is fixed, the link renews.
             retry = bool(getattr(exc, "retryable", True))
             reason = str(getattr(exc, "message", exc))
-            then = (
-                "Try again in a minute."
-                if retry
-                else f"KIE will not renew this link, so kie-mcp cannot save the file; {LOGS_HINT}"
-            )
+            if retry:
+                then = "Try again in a minute."
+            elif getattr(exc, "code", None) in (400, 404, 422):
+                then = f"KIE will not renew this link, so kie-mcp cannot save the file; {LOGS_HINT}"
+            else:
+                then = f"{getattr(exc, 'next_step', '')} Then check_task saves it.".strip()
             raise DownloadError(
                 f"The result link has expired (HTTP {first.status}) and KIE did not give a fresh one ({reason}). "
                 f"{RETENTION_HINT} {then}",
