@@ -72,6 +72,18 @@ def test_kling_omni_defaults_to_one_shot_and_checks_multi_shot():
         build_input(spec, prompt="x", options=both)
 
 
+def test_kling_omni_image_to_video_goes_from_a_first_to_a_last_frame():
+    """KIE's page: image_urls takes exactly 1 (the first frame) or 2 (first and last); the catalogue took 1, so a
+    transition between two product shots was refused before anything was asked."""
+    spec = CATALOG.get("kling-3.0-omni/image-to-video")
+    last = "https://example.com/b.png"
+    wire = build_input(spec, prompt="the bottle turns to face us", images=[IMG, last])
+    assert wire["image_urls"] == [IMG, last]  # in order: first, then last
+    assert price_input(spec, wire).credits == price_input(spec, build_input(spec, prompt="x", images=[IMG])).credits
+    with pytest.raises(InvalidRequest, match="takes 1-2 image"):
+        build_input(spec, prompt="x", images=[IMG, last, "https://example.com/c.png"])
+
+
 def test_kling_omni_reference_video_turns_sound_off():
     spec = CATALOG.get("kling-3.0-omni/reference-to-video")
     with pytest.raises(InvalidRequest, match="audio"):
