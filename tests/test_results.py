@@ -136,3 +136,19 @@ async def test_a_fresh_link_refused_for_the_key_keeps_kies_advice(connect, contr
         done = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 5})
     said = text_of(done)
     assert "KIE_API_KEY" in said and "will not renew" not in said, said
+
+
+async def test_a_result_that_could_not_be_saved_is_said_by_the_look_that_found_it_done(connect, controls, sim):
+    """check_task with wait_seconds=0 (its default) looks once; when that look finds the task done and its result
+    cannot be saved, the answer said only "succeeded", with no file and no word why."""
+    await controls.post("config", {"result_url_ttl_seconds": 60})
+    refusal = "Only generated file URLs from kie.ai services are supported"
+    await controls.fault("download-url", kind="code", code=422, msg=refusal, times=-1)
+    # Real-time looks (a first look a minute after create): only this call's own look sees the task end.
+    async with connect(elicitation=answering(), poll_min_interval=2.0, poll_max_interval=5.0) as client:
+        submitted = await client.call_tool("generate_video", {**VIDEO, "wait_seconds": 0})
+        task_id = submitted.structured_content["tasks"][0]["task_id"]
+        sim.advance(4000)
+        done = await client.call_tool("check_task", {"task_id": task_id})
+    assert done.structured_content["task"]["state"] == "succeeded" and not done.structured_content["task"]["files"]
+    assert refusal in text_of(done), text_of(done)

@@ -492,6 +492,9 @@ class Follower:
         if seconds <= 0 and not looked and watch.record.state != "succeeded_without_results":
             await self._look_now(watch)
         [current], problems = await self.wait([watch.record], seconds, on_update)
+        # A task that ended in this call's own look is finished and forgotten before ``wait`` starts: its problems
+        # (a result that could not be saved) are on this watch only.
+        problems = [*watch.problems, *(line for line in problems if line not in watch.problems)]
         return Checked(current, problems, held=True, saving=current.finished and not watch.done.is_set())
 
     async def _look_now(self, watch: Watch) -> None:
