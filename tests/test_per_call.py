@@ -17,7 +17,7 @@ from PIL import Image
 
 from kie_mcp.journal import Journal, journal_path
 from kie_mcp.kie import KieClient
-from kie_mcp.media import downloads
+from kie_mcp.media import downloads, inputs
 from kie_mcp.media.downloads import make_thumbnails, thumbnail, thumbnail_path
 from kie_mcp.sandbox import SANDBOX_API_KEY
 from kie_mcp.spend.balance import BalanceCache
@@ -356,3 +356,26 @@ async def test_a_result_image_is_decoded_once_across_calls(connect, decodes, tmp
     assert any(block.type == "image" for block in made.content)
     assert len(decodes) == 1
     assert hidden.is_file()
+
+
+# -- local inputs -------------------------------------------------------------------------------------------
+
+
+async def test_local_inputs_are_read_and_hashed_in_a_worker_thread(connect, controls, tmp_path, monkeypatch):
+    """A local input (up to 100 MB of video) is hashed for the quote; on the event loop that stalled every other
+    request and the follower. A request naming no local file does not hop to a thread at all."""
+    threads: list[str] = []
+    original = inputs._sha256
+
+    def counted(path: Path) -> str:
+        threads.append(threading.current_thread().name)
+        return original(path)
+
+    monkeypatch.setattr(inputs, "_sha256", counted)
+    big_image(tmp_path / "product.png")
+    edit = {"prompt": "make it blue", "model": "google/nano-banana-edit"}
+    async with connect() as client:
+        local = await client.call_tool("estimate_cost", {**edit, "images": ["product.png"]})
+        remote = await client.call_tool("estimate_cost", {**edit, "images": ["https://example.com/a.png"]})
+    assert not local.is_error and not remote.is_error, text_of(local)
+    assert len(threads) == 1 and threads[0] != threading.main_thread().name

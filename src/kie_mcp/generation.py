@@ -27,7 +27,13 @@ from kie_mcp.journal import JournalUnavailable
 from kie_mcp.kie import FAMILIES, KieClient, KieError, OutcomeUnknownError
 from kie_mcp.kie.client import ExistingTaskError
 from kie_mcp.kie.families import Family
-from kie_mcp.media.inputs import LocalFile, find_local_files, upload_local_files, with_identities
+from kie_mcp.media.inputs import (
+    LocalFile,
+    find_local_files,
+    names_local_files,
+    upload_local_files,
+    with_identities,
+)
 from kie_mcp.media.results import LINKS_STILL_WORK, save_results
 from kie_mcp.runtime import Runtime
 from kie_mcp.spend import (
@@ -162,9 +168,11 @@ async def plan(
     def roots() -> tuple[Path, ...]:  # the workspace, KIE_ALLOWED_DIRS and the client's MCP roots
         return (*rt.settings.input_roots, *shared)
 
-    files, problems = find_local_files(spec, wire, rt.settings.input_bases, roots)
-    if problems:
-        raise InvalidRequest(spec.id, named_for_user(spec, problems, args.options))
+    files: dict[str, LocalFile] = {}
+    if names_local_files(spec, wire):  # reading and hashing them (up to 100 MB) stays off the event loop
+        files, problems = await anyio.to_thread.run_sync(find_local_files, spec, wire, rt.settings.input_bases, roots)
+        if problems:
+            raise InvalidRequest(spec.id, named_for_user(spec, problems, args.options))
     measured = await measure_billed_input(rt, spec, wire, files)
     identity = with_identities(spec, wire, files)
     if measured:  # a quote binds the measured length too: a different file behind a URL needs a new quote

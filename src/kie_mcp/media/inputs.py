@@ -327,6 +327,15 @@ def _media_slots(spec: ModelSpec, wire: dict[str, Any]) -> Iterator[tuple[str, i
             yield name, None, value
 
 
+def _local_slots(spec: ModelSpec, wire: dict[str, Any]) -> list[tuple[str, int | None, str]]:
+    return [(name, index, value) for name, index, value in _media_slots(spec, wire) if not is_remote(value)]
+
+
+def names_local_files(spec: ModelSpec, wire: dict[str, Any]) -> bool:
+    """Whether ``wire`` names a local file (``find_local_files`` then reads and hashes it: a worker thread's job)."""
+    return bool(_local_slots(spec, wire))
+
+
 def find_local_files(
     spec: ModelSpec,
     wire: dict[str, Any],
@@ -338,7 +347,7 @@ def find_local_files(
     touches no file system."""
     found: dict[str, LocalFile] = {}
     problems: list[Problem] = []
-    local = [(name, index, value) for name, index, value in _media_slots(spec, wire) if not is_remote(value)]
+    local = _local_slots(spec, wire)
     if not local:
         return found, problems
     bases = workspace if isinstance(workspace, tuple) else (workspace,)
