@@ -209,6 +209,23 @@ async def test_wrong_types_and_error_pages_are_refused(
     assert listing(tmp_path) == []
 
 
+async def test_a_web_page_in_place_of_the_file_is_fetched_again_through_a_fresh_link(
+    controls: Controls, sim: Simulator, kie: KieClient, tmp_path: Path
+) -> None:
+    [url] = await finished(controls, sim, output_format="png")
+    await controls.fault("files", kind="html", status=200)  # a CDN's "link expired" page, answered with 200
+    saved = await download(kie.files, url, tmp_path / "a.png", expected="image", remint=kie.download_url)
+    assert "/dl/" in saved.url and saved.source_url == url  # saved from the fresh link KIE gave
+    assert saved.mime == "image/png" and listing(tmp_path) == ["a.png"]
+
+    await controls.fault("files", kind="html", status=200, times=2)  # the fresh link serves the page too
+    with pytest.raises(DownloadError) as caught:
+        await download(kie.files, url, tmp_path / "b.png", expected="image", remint=kie.download_url)
+    assert caught.value.retryable and not caught.value.expired  # the CDN failing: trying later may work
+    assert "web page" in str(caught.value) and "fresh link" in str(caught.value)
+    assert listing(tmp_path) == ["a.png"]
+
+
 async def test_max_bytes_is_enforced(controls: Controls, sim: Simulator, kie: KieClient, tmp_path: Path) -> None:
     url = await video_url(controls, sim, 1_000_000)
     with pytest.raises(DownloadError, match="limit"):  # announced by Content-Length: refused before reading

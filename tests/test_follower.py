@@ -6,6 +6,7 @@ and the tests shorten ``poll_min_interval`` (conftest), which runs the follower'
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +120,67 @@ async def test_a_task_left_by_an_earlier_server_is_followed_and_saved_on_start(c
         spent = (await second.call_tool("check_credits", {})).structured_content["spent_today"]
     assert files[0].suffix == ".mp4"
     assert spent == 60  # settled once, by whichever process saw it end
+
+
+def file_gets(requests: Any) -> list[str]:
+    """The downloads of result files the simulator received, in order."""
+    items = requests if isinstance(requests, list) else requests["requests"]
+    return [r["path"] for r in items if r["path"].startswith("/files/")]
+
+
+async def test_a_result_whose_download_failed_is_saved_again_without_anyone_asking(connect, controls, tmp_path):
+    await controls.fault("files", kind="code", code=503, times=1)  # the CDN fails once, as CDNs do
+    async with connect(elicitation=answering()) as client:
+        task_id = await video_nobody_waits_for(client)
+        files = await until_saved(tmp_path, task_id)  # no check_task: the follower tried again
+        listed = (await client.call_tool("list_tasks", {})).structured_content["tasks"]
+        gets = file_gets(await controls.get("requests"))
+        await anyio.sleep(1.0)  # past several retry gaps of the (shortened) schedule
+        again = file_gets(await controls.get("requests"))
+    assert files[0].suffix == ".mp4" and files[0].read_bytes()[4:8] == b"ftyp"
+    assert len(gets) == 2 and gets[0] == gets[1]  # the failed download (503), then the one that saved it
+    assert again == gets  # once saved, nothing more is fetched
+    assert listed[0]["files"]
+
+
+async def test_results_a_stopped_server_was_saving_are_saved_on_the_next_start(connect, controls, tmp_path):
+    await controls.fault("files", kind="stall", seconds=3.0, after_bytes=1000)
+    async with connect(elicitation=answering()) as first:
+        task_id = await video_nobody_waits_for(first)
+        with anyio.fail_after(20):
+            while not file_gets(await controls.get("requests")):  # noqa: ASYNC110 - the simulator's log: nothing to await
+                await anyio.sleep(0.02)
+    # The host closed the server mid-download: the journal says succeeded, nothing is on disk.
+    assert saved(tmp_path, task_id) == []
+    async with connect() as second:
+        await second.list_tools()  # nothing about the task is asked
+        files = await until_saved(tmp_path, task_id)
+    assert files[0].suffix == ".mp4" and files[0].read_bytes()[4:8] == b"ftyp"
+    assert not list((tmp_path / "outputs").rglob(".*part*"))  # no temporary file of the cut download is left
+
+
+def test_the_journal_names_finished_tasks_with_results_not_all_saved(tmp_path):
+    from kie_mcp.journal import Journal
+    from kie_mcp.tasks.records import TaskBook
+
+    journal = Journal.for_workspace(tmp_path)
+    book = TaskBook(journal)
+    urls = ["https://cdn.example/a.png", "https://cdn.example/b.png"]
+
+    def task(task_id: str, state: str, files: int, age_days: float = 0.0) -> None:
+        book.add(TaskRecord(task_id=task_id, model="nano-banana-2", family="market", state=state,
+                            result_urls=urls, created_at=time.time() - age_days * 86400))  # fmt: skip
+        for index in range(1, files + 1):
+            journal.add_file(task_id, index, f"outputs/{task_id}_{index}.png", "0" * 64, 1, "image/png", urls[0])
+
+    task("none-saved", "succeeded", 0)
+    task("one-of-two", "succeeded", 1)
+    task("all-saved", "succeeded", 2)  # a file the user deleted later keeps its row: not fetched again
+    task("still-running", "running", 0)
+    task("too-old", "succeeded", 0, age_days=20)
+    found = [row["task_id"] for row in journal.unsaved_tasks(since=time.time() - 14 * 86400)]
+    journal.close()
+    assert found == ["none-saved", "one-of-two"]
 
 
 async def test_a_task_whose_call_was_cancelled_is_still_followed_and_saved(connect, controls, tmp_path):

@@ -63,6 +63,24 @@ async def test_video_is_saved_when_check_task_sees_it_finish(connect, tmp_path):
     assert (tmp_path / files[0]).read_bytes()[4:8] == b"ftyp"
 
 
+async def test_a_video_and_the_frames_kie_sends_with_it_are_all_saved(connect, tmp_path):
+    request = {
+        "model": "bytedance/seedance-2",
+        "prompt": "a cat walking along a garden fence",
+        "options": {"return_last_frame": True},  # KIE adds lastFrameUrl (an image) to the video's results
+    }
+    async with connect(elicitation=answering()) as client:
+        submitted = await client.call_tool("generate_video", {**request, "wait_seconds": 0})
+        task_id = submitted.structured_content["tasks"][0]["task_id"]
+        done = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 20})
+    task = done.structured_content["task"]
+    assert len(task["result_urls"]) == 3, task  # the video, its first frame and its last frame
+    assert sorted(name.rsplit(".", 1)[-1] for name in task["files"]) == ["mp4", "png", "png"], text_of(done)
+    assert "Expected a video" not in text_of(done)
+    frame = next(name for name in task["files"] if name.endswith(".png"))
+    assert (tmp_path / frame).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 async def test_expired_link_is_reminted(connect, controls, sim, tmp_path):
     await controls.post("config", {"result_url_ttl_seconds": 60})
     async with connect(elicitation=answering()) as client:

@@ -431,6 +431,26 @@ class Journal:
             limit,
         )
 
+    def unsaved_tasks(self, *, since: float, limit: int = 100) -> list[sqlite3.Row]:
+        """Succeeded tasks created after ``since`` with fewer saved files than result links, oldest first: results
+        that a failed download or a stop left on KIE only (a file the user deleted later still has its row)."""
+        try:
+            return self.query(
+                "SELECT * FROM tasks t WHERE state = 'succeeded' AND created >= ? AND (SELECT COUNT(*) FROM files f"
+                " WHERE f.task_id = t.task_id) < json_array_length(record, '$.result_urls') ORDER BY created LIMIT ?",
+                since,
+                limit,
+            )
+        except sqlite3.OperationalError as err:
+            if "json" not in str(err).lower():
+                raise
+            return self.query(  # an SQLite built without JSON functions: the tasks with no file saved at all
+                "SELECT * FROM tasks t WHERE state = 'succeeded' AND created >= ? AND NOT EXISTS (SELECT 1 FROM"
+                " files f WHERE f.task_id = t.task_id) ORDER BY created LIMIT ?",
+                since,
+                limit,
+            )
+
     def find_tasks(
         self,
         *,

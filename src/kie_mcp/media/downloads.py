@@ -37,7 +37,8 @@ import anyio
 import anyio.to_thread
 import httpx2
 
-Expected = Literal["image", "video", "audio"]
+MediaKind = Literal["image", "video", "audio"]
+Expected = MediaKind | tuple[MediaKind, ...]  # the kind (or kinds) of file a result link must serve
 
 SNIFF_BYTES = 64  # enough for every signature below
 WRITE_BATCH = 1024 * 1024  # bytes gathered before one write + hash in a worker thread
@@ -105,9 +106,24 @@ class DownloadError(Exception):
 
 
 class _Expired(Exception):
-    def __init__(self, status: int) -> None:
+    """A link that no longer serves its file: an expiry status (403/404/410), or (``page``) a web page answered
+    in place of the file (a CDN's login or "link expired" page, often with 200)."""
+
+    def __init__(self, status: int, *, page: bool = False) -> None:
         super().__init__(status)
         self.status = status
+        self.page = page
+
+    def what(self) -> str:
+        if self.page:
+            return "answered with a web page instead of the file (an error or login page: it has probably expired)"
+        return f"has expired (HTTP {self.status})"
+
+
+WEB_PAGE = (
+    "The link answered with a web page instead of the result (an error or login page); nothing was saved. The "
+    "link has probably expired or the CDN is failing: try again."
+)
 
 
 # -- sniffing ------------------------------------------------------------------------------
@@ -187,6 +203,13 @@ def kind_of(mime: str) -> str | None:
     return major if major in ("image", "video", "audio") else None
 
 
+def kind_of_file(path: Path, fallback: str | None = None) -> str | None:
+    """What a saved file is, by its extension (which the download fixed to the sniffed type): a video task's
+    results may include an image (its first or last frame). ``fallback`` when the extension says nothing."""
+    mime, _ = mimetypes.guess_type(path.name)
+    return kind_of(mime or "") or fallback
+
+
 def _with_extension(dest: Path, mime: str) -> Path:
     """``dest`` renamed to carry the extension of ``mime`` (kept when it already fits or the type is unknown)."""
     accepted = _EXTENSIONS.get(mime)
@@ -220,6 +243,8 @@ async def download(
     try:
         return await _attempt(client, url, url, dest, expected, max_bytes)
     except _Expired as first:
+        if remint is None and first.page:
+            raise DownloadError(f"{WEB_PAGE} {RETENTION_HINT}", url=url, retryable=True) from None
         if remint is None:
             raise DownloadError(
                 f"The result link has expired (HTTP {first.status}), so nothing was saved. {RETENTION_HINT} "
@@ -244,8 +269,7 @@ async def download(
             else:
                 then = f"{getattr(exc, 'next_step', '')} Then check_task saves it.".strip()
             raise DownloadError(
-                f"The result link has expired (HTTP {first.status}) and KIE did not give a fresh one ({reason}). "
-                f"{RETENTION_HINT} {then}",
+                f"The result link {first.what()} and KIE did not give a fresh one ({reason}). {RETENTION_HINT} {then}",
                 url=url,
                 status=first.status,
                 retryable=retry,
@@ -254,6 +278,12 @@ async def download(
     try:
         return await _attempt(client, fresh, url, dest, expected, max_bytes)
     except _Expired as second:
+        if second.page:  # a fresh link served a web page too: more likely the CDN failing than the file gone
+            raise DownloadError(
+                f"{WEB_PAGE} (A fresh link from download-url answered the same.) {RETENTION_HINT}",
+                url=fresh,
+                retryable=True,
+            ) from None
         raise DownloadError(
             f"The result link had expired and the fresh link from download-url was refused too (HTTP "
             f"{second.status}), so the file is probably gone from KIE (files are kept about 14 days). Nothing "
@@ -384,16 +414,12 @@ def _too_big(url: str, max_bytes: int, seen: int) -> DownloadError:
 
 def _check_type(mime: str, expected: Expected | None, url: str) -> None:
     if mime == "text/html":
+        raise _Expired(200, page=True)  # ``download`` asks KIE for a fresh link once
+    kinds = (expected,) if isinstance(expected, str) else expected
+    if kinds is not None and kind_of(mime) not in kinds:
+        wanted = " or ".join(f"{'an' if kind in ('image', 'audio') else 'a'} {kind}" for kind in kinds)
         raise DownloadError(
-            "The link answered with a web page instead of the result (an error or login page); nothing was "
-            f"saved. The link has probably expired or the CDN is failing: try again. {RETENTION_HINT}",
-            url=url,
-            retryable=True,
-        )
-    if expected is not None and kind_of(mime) != expected:
-        raise DownloadError(
-            f"Expected {'an' if expected == 'image' else 'a'} {expected} but the file is {mime}; nothing was "
-            "saved. Check that this URL belongs to this result.",
+            f"Expected {wanted} but the file is {mime}; nothing was saved. Check that this URL belongs to this result.",
             url=url,
         )
 
@@ -803,7 +829,8 @@ async def make_previews(files: list[tuple[Path, str | None]], max_side: int) -> 
     are scaled down, videos get a poster frame when ffmpeg is available."""
 
     def make_all() -> None:
-        for path, kind in files:
+        for path, given in files:
+            kind = kind_of_file(path, given)
             if kind == "image":
                 thumbnail(path, max_side)
             elif kind == "video":

@@ -44,7 +44,16 @@ from urllib.parse import quote
 
 import anyio.to_thread
 
-from .downloads import THUMBNAIL_SIDE, kind_of, poster, poster_path, thumbnail, thumbnail_path, write_bytes_atomic
+from .downloads import (
+    THUMBNAIL_SIDE,
+    kind_of,
+    kind_of_file,
+    poster,
+    poster_path,
+    thumbnail,
+    thumbnail_path,
+    write_bytes_atomic,
+)
 
 log = logging.getLogger(__name__)
 
@@ -470,7 +479,8 @@ def build(outputs: Path, side: int = THUMBNAIL_SIDE, fresh: Sequence[tuple[Path,
     outputs = Path(outputs)
     if not outputs.is_dir():
         return []
-    for path, kind in fresh:
+    for path, given in fresh:
+        kind = kind_of_file(path, given)
         if kind == "image":
             thumbnail(path, side)
         elif kind == "video":

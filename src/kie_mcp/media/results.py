@@ -21,8 +21,11 @@ from .downloads import DownloadError, SavedFile, download, output_folder, result
 
 log = logging.getLogger(__name__)
 
-# After a failed download whose link still works: the follower and check_task try again.
-LINKS_STILL_WORK = "The result links still work for a while; check_task saves them on the next try."
+# After a failed download whose link still works: the follower tries again in the background, check_task at once.
+LINKS_STILL_WORK = (
+    "The result links still work for a while; kie-mcp tries again in the background (for about 50 minutes, "
+    "and after a restart), and check_task tries at once."
+)
 
 
 async def save_results(
@@ -86,7 +89,11 @@ def sidecar(journal: Journal, record: TaskRecord) -> dict[str, Any]:
 
 
 def _expected(kind: str | None) -> Any:
-    return kind if kind in ("image", "video", "audio") else None
+    """What a task's result links may serve: a video task's include its first or last frame (an image) when the
+    request asked for them (e.g. Seedance's ``return_last_frame``; KIE's ``firstFrameUrl``/``lastFrameUrl``)."""
+    if kind == "video":
+        return ("video", "image")
+    return kind if kind in ("image", "audio") else ("image", "video", "audio")  # a model kie-mcp does not know
 
 
 def _guess_ext(url: str) -> str:

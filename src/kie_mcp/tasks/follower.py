@@ -19,7 +19,10 @@ whether or not a tool call is waiting on it:
   error (``VISIBILITY_GRACE_SECONDS``). Every look goes through the KIE client's poll pacing (10 per second).
 - **When a task ends** it settles the spend (refund of a failed task, KIE's real charge), saves the results
   into ``outputs/`` at once (unless ``KIE_DOWNLOAD=never``), records everything in the journal, and tells the
-  client (below). Finishing is ``generation.settle`` and ``generation.save_all``, reached through the
+  client (below). Results a download missed (a CDN error, a cut-off body, the server stopped while saving) are
+  tried again on ``SAVE_AGAIN``'s schedule (30 s, then longer gaps up to half an hour: seven tries in about 50
+  minutes) and, after a restart, at once for every task the journal shows succeeded with fewer saved files than
+  result links. Finishing is ``generation.settle`` and ``generation.save_all``, reached through the
   ``finish`` callback (imported when first used: ``generation`` imports ``runtime``, which imports this).
 - **Waiting.** ``generate_*`` and ``check_task`` never poll themselves: they ``wait`` on the follower. Each
   watched task has a ``done`` event (set once the task is finished AND settled and saved) and a set of
@@ -75,6 +78,7 @@ GIVE_UP = 8  # refusals in a row after which a task is left alone
 MAX_RATE_LIMIT_FACTOR = 8  # 429s in a row pause every look: rate_limit_backoff, doubled each time, up to 8x
 LOOKS_AT_ONCE = 8  # looks (and the downloads they lead to) running at the same time
 RETENTION_SECONDS = 14 * 86400.0  # KIE deletes results after 14 days: older tasks are not followed
+SAVE_AGAIN = (30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)  # gaps between tries to save results a download missed
 DEFAULT_TYPICAL = {"image": (5, 60), "video": (60, 300)}  # a model the catalogue does not know
 OTHER_TYPICAL = (30, 300)
 
@@ -83,6 +87,7 @@ TASK_STATES_UNFINISHED = ("queued", "running", "succeeded_without_results")
 
 OnUpdate = Callable[[list[TaskRecord]], Awaitable[None]]
 Finish = Callable[["Runtime", list[TaskRecord]], Awaitable[list[str]]]
+Save = Callable[["Runtime", list[TaskRecord]], Awaitable[list[str]]]
 
 
 def time_unit(settings: Settings) -> float:
@@ -113,6 +118,13 @@ async def settle_and_save(rt: Runtime, records: list[TaskRecord]) -> list[str]:
     return problems
 
 
+async def save_again(rt: Runtime, records: list[TaskRecord]) -> list[str]:
+    """The default ``save``: fetch the results a finished task still lacks (``generation.save_all``)."""
+    from kie_mcp import generation
+
+    return await generation.save_all(rt, records)
+
+
 @dataclass(eq=False)
 class Watch:
     """One followed task."""
@@ -136,6 +148,16 @@ class Watch:
         self.problems += [line for line in problems if line not in self.problems]
 
 
+@dataclass(eq=False)
+class Unsaved:
+    """A finished task whose results are not all saved yet: tried again on ``SAVE_AGAIN``'s schedule."""
+
+    record: TaskRecord
+    next_at: float
+    tries: int = 0
+    busy: bool = False
+
+
 @dataclass
 class Checked:
     """What ``check`` found."""
@@ -149,11 +171,13 @@ class Checked:
 class Follower:
     """Follows every unfinished task of this server process to the end (see the module doc)."""
 
-    def __init__(self, finish: Finish | None = None) -> None:
+    def __init__(self, finish: Finish | None = None, save: Save | None = None) -> None:
         self._finish = finish or settle_and_save
+        self._save = save or save_again
         self._rt: Runtime | None = None
         self._unit = 1.0
         self._watches: dict[str, Watch] = {}
+        self._unsaved: dict[str, Unsaved] = {}
         self._dropped: set[str] = set()
         self._wake: anyio.Event | None = None
         self._bound: anyio.Event | None = None
@@ -175,6 +199,7 @@ class Follower:
         if rt.kie is None:
             return  # no key: nothing can be followed, and no tool can create or check a task
         self._adopt(quiet_for=None)  # every unfinished task an earlier process left
+        self._adopt_unsaved()  # and every finished one whose results it could not save
         rescan_at = time.monotonic() + RESCAN * self._unit
         async with anyio.create_task_group() as group:
             while True:
@@ -188,7 +213,12 @@ class Follower:
                         if not watch.busy and watch.next_at <= now:
                             watch.busy = True
                             group.start_soon(self._look_in_turn, watch)
+                for unsaved in list(self._unsaved.values()):  # downloads: not paused by KIE's 429s on status calls
+                    if not unsaved.busy and unsaved.next_at <= now:
+                        unsaved.busy = True
+                        group.start_soon(self._save_in_turn, unsaved)
                 upcoming = [w.next_at for w in self._watches.values() if not w.busy]
+                upcoming += [u.next_at for u in self._unsaved.values() if not u.busy]
                 wake_at = max(min([*upcoming, rescan_at]), self._paused_until)
                 with anyio.move_on_after(max(wake_at - time.monotonic(), 0.0)):
                     await self._wake.wait()
@@ -229,6 +259,77 @@ class Follower:
                 log.warning("task %s: its journal record cannot be read (%s)", row["task_id"], err)
             except Exception:  # one odd row must not stop the follower, which would stop the server
                 log.exception("task %s: could not follow it", row["task_id"])
+
+    def _adopt_unsaved(self) -> None:
+        """Save again what the journal shows finished but not saved (a download failed, or the server stopped
+        while saving): KIE keeps results 14 days, and nobody may ask for them before that."""
+        assert self._rt is not None
+        if not self._rt.settings.download:
+            return
+        try:
+            rows = self._rt.journal.unsaved_tasks(since=time.time() - RETENTION_SECONDS)
+        except JOURNAL_ERRORS as err:
+            log.warning("could not read unsaved results from the journal: %s", err)
+            return
+        for row in rows:
+            try:
+                record = TaskRecord.model_validate_json(row["record"])
+            except ValidationError as err:
+                log.warning("task %s: its journal record cannot be read (%s)", row["task_id"], err)
+                continue
+            log.info("saving the results of task %s (%s), left unsaved in the journal", record.task_id, record.model)
+            self._save_later(record, at=time.monotonic())
+
+    def _unsaved_results(self, record: TaskRecord) -> bool:
+        assert self._rt is not None
+        return (
+            self._rt.settings.download
+            and record.state == "succeeded"
+            and record.task_id is not None
+            and len(record.files) < len(record.result_urls)
+        )
+
+    def _save_later(self, record: TaskRecord, *, at: float | None = None) -> None:
+        assert record.task_id is not None
+        if record.task_id not in self._unsaved:
+            first = time.monotonic() + SAVE_AGAIN[0] * self._unit if at is None else at
+            self._unsaved[record.task_id] = Unsaved(record, first)
+            self._poke()
+
+    async def _save_in_turn(self, unsaved: Unsaved) -> None:
+        assert self._limiter is not None
+        try:
+            async with self._limiter:
+                await self._save_again(unsaved)
+        finally:
+            unsaved.busy = False
+            self._poke()
+
+    async def _save_again(self, unsaved: Unsaved) -> None:
+        """One more try at saving a finished task's results. Never raises (see ``_look``)."""
+        assert self._rt is not None
+        record = unsaved.record
+        assert record.task_id is not None
+        try:
+            problems = await self._save(self._rt, [record])
+        except Exception as err:
+            log.exception("saving the results of task %s failed", record.task_id)
+            problems = [f"{type(err).__name__}: {err}"]
+        if not self._unsaved_results(record):
+            del self._unsaved[record.task_id]
+            await self._announce(record)
+            return
+        unsaved.tries += 1
+        if unsaved.tries >= len(SAVE_AGAIN):
+            del self._unsaved[record.task_id]
+            log.warning(
+                "task %s: its results could not be saved after %d tries (%s); check_task tries again",
+                record.task_id,
+                unsaved.tries + 1,
+                " ".join(problems) or "no reason given",
+            )
+            return
+        unsaved.next_at = time.monotonic() + SAVE_AGAIN[unsaved.tries] * self._unit
 
     # -- watches ---------------------------------------------------------------------------------------------
 
@@ -307,7 +408,7 @@ class Follower:
                 self._schedule(watch, outcome)
                 self._journal(watch)
                 if record.state != state and not record.finished:
-                    await self._announce(watch)
+                    await self._announce(record)
             if record.finished:
                 await self._end(watch)
         except Exception:
@@ -368,7 +469,9 @@ class Follower:
             watch.note([f"{record.task_id}: its results could not be saved or recorded ({err})."])
         self._journal(watch)
         self._forget(watch)
-        await self._announce(watch)
+        if self._unsaved_results(record):  # a download failed (or was cut off): tried again in the background
+            self._save_later(record)
+        await self._announce(record, waiters=watch.waiters)
 
     def _forget(self, watch: Watch, *, dropped: bool = False) -> None:
         task_id = watch.record.task_id
@@ -391,9 +494,9 @@ class Follower:
         session = ctx.session
         self._session = None if session.protocol_version in MODERN_PROTOCOL_VERSIONS else session
 
-    async def _announce(self, watch: Watch) -> None:
-        """A task's state changed: publish the resource update; when it ended, say so in a log message too."""
-        record = watch.record
+    async def _announce(self, record: TaskRecord, *, waiters: int = 0) -> None:
+        """A task's state changed (or its results were saved on a later try): publish the resource update; when
+        it ended, say so in a log message too (queued for the next check_task when nobody waits on it)."""
         if self._publish is not None:
             try:
                 await self._publish(f"kie://tasks/{record.task_id}")
@@ -411,7 +514,7 @@ class Follower:
                 await self._session.send_notification(LoggingMessageNotification(params=params))
             except Exception as err:
                 log.debug("could not tell the client that task %s ended: %s", record.task_id, err)
-        elif watch.waiters == 0:
+        elif waiters == 0:
             self._notices.append(line)
 
     async def deliver_notices(self, ctx: Any) -> None:
