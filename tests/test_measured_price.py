@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import wave
 
+import pytest
+from mcp.types import ElicitResult
 from PIL import Image
+
+from kie_mcp.journal import Journal, journal_path
 
 from .conftest import answering, text_of
 
@@ -61,3 +66,29 @@ async def test_an_input_that_cannot_be_measured_leaves_the_price_unknown(connect
     async with connect() as client:
         quote = (await client.call_tool("estimate_cost", remote)).structured_content["quote"]
     assert quote["credits_total"] is None and quote["credits_ceiling"] == 600
+
+
+async def test_an_input_replaced_while_the_user_reads_the_question_is_not_sent(connect, controls, sim, tmp_path, mode):
+    """The handshake era asks inside the call, after the inputs were hashed and priced: a file replaced (same
+    name and type, other content) before the user answers is refused, never uploaded as the approved one."""
+    if mode != "legacy":
+        pytest.skip("the 2026-07-28 era re-plans (and re-prices) the request when the answer comes back")
+    asked = request(tmp_path, 3.0)
+    priced = hashlib.sha256((tmp_path / "line.wav").read_bytes()).hexdigest()
+
+    async def replace_then_accept(context, params):  # an agent's file tool rewrites it while the question is open
+        speech(tmp_path / "line.wav", 60.0)  # 480 credits at KIE's 8 per second; 24 were approved
+        return ElicitResult(action="accept", content={"confirm": True})
+
+    async with connect(elicitation=replace_then_accept, max_credits_per_call=100) as client:
+        result = await client.call_tool("generate_video", asked)
+        spent = (await client.call_tool("check_credits", {})).structured_content["spent_today"]
+    assert "changed since it was priced" in text_of(result)
+    assert await controls.creates() == []
+    assert not [u for u in sim.uploads.values() if u.mime.startswith("audio")]  # nothing of it reached KIE
+    assert spent == 0  # the reservation was returned
+    journal = Journal(journal_path(tmp_path))
+    try:
+        assert journal.live_upload(priced, 3600) is None  # the priced bytes' hash names no other file's upload
+    finally:
+        journal.close()

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
+
 from kie_mcp.catalog import ModelSpec, Problem
 from kie_mcp.journal import Journal
 from kie_mcp.kie import Category, KieClient, KieError
@@ -383,7 +385,7 @@ async def upload_local_files(
             urls[value] = earlier
             notes.append(f"{local.path.name} was already uploaded recently; reused {earlier}.")
             continue
-        _still_the_same(local)
+        await anyio.to_thread.run_sync(_still_the_same, local)  # reads the whole file: off the event loop
         uploaded, note = await upload_prepared(kie, local.path, "kie-mcp/inputs", local.upload_name, local.media)
         journal.remember_upload(local.sha256, uploaded.url)
         urls[value] = uploaded.url
@@ -393,9 +395,14 @@ async def upload_local_files(
 
 
 def _still_the_same(local: LocalFile) -> None:
-    """A file replaced by something else (or by a symlink) between the check and the upload is not uploaded."""
+    """A file replaced (by other bytes, another type or a symlink) between the check that priced it and its upload
+    is not uploaded: the approval was for the bytes that were priced (a longer audio file bills more), and the
+    upload would be remembered under the priced bytes' hash and reused for them."""
+    digest = None
     try:
         now = sniff(read_head(local.path)) if local.path.resolve() == local.path else None
+        if now == local.media:
+            digest = _sha256(local.path)
     except (OSError, RuntimeError):
         now = None
     if now != local.media:
@@ -405,6 +412,13 @@ def _still_the_same(local: LocalFile) -> None:
             category=Category.INPUT,
             retryable=False,
             next_step="Check the file and ask again.",
+        )
+    if digest != local.sha256:
+        raise KieError(
+            f"{local.path.name} changed since it was priced (its content is not the one approved); it was not uploaded",
+            category=Category.INPUT,
+            retryable=False,
+            next_step="Ask again: the new file is priced and approved on its own.",
         )
 
 
