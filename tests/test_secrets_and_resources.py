@@ -82,6 +82,15 @@ async def test_master_context_comes_from_the_workspace(connect, tmp_path):
     assert "Acme Cold Brew" in own.contents[0].text
 
 
+async def test_a_master_context_that_is_not_utf8_says_how_to_fix_it(connect, tmp_path):
+    from mcp import MCPError
+
+    (tmp_path / "MASTER_CONTEXT.md").write_bytes("Brand: Caf\xe9 \x93Cold Brew\x94\n".encode("latin-1"))  # old editor
+    async with connect() as client:
+        with pytest.raises(MCPError, match="save it as UTF-8"):
+            await client.read_resource("kie://workspace/MASTER_CONTEXT.md")
+
+
 async def test_master_context_template_when_the_workspace_has_none(connect, tmp_path):
     async with connect() as client:
         text = (await client.read_resource("kie://workspace/MASTER_CONTEXT.md")).contents[0].text

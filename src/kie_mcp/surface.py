@@ -1085,7 +1085,10 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
     )
     def session_gallery(session: str) -> str:
         """Every saved result of one session folder, in the order they were made."""
-        page = pages.read_page(outputs, session)
+        try:
+            page = pages.read_page(outputs, session)
+        except (OSError, ValueError, RecursionError) as err:  # as for the gallery: said, with what to check
+            raise ResourceError(redact(f"The session's gallery page could not be made ({err}).")) from err
         if page is None:
             raise ResourceNotFoundError(f"No gallery page for the session folder {plain(session)} in outputs/.")
         return page
@@ -1102,9 +1105,15 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
         names = (*Path(path).parts, *(target.relative_to(home).parts if inside else ()))
         if not inside or any(name.startswith(".") for name in names):
             raise ResourceError(f"No saved result at outputs/{path}.")
-        if target.stat().st_size > MAX_RESOURCE_BYTES:
-            raise ResourceError(f"outputs/{path} is too large to send over MCP; open it from the workspace.")
-        return target.read_bytes()
+        try:
+            if target.stat().st_size > MAX_RESOURCE_BYTES:
+                raise ResourceError(f"outputs/{path} is too large to send over MCP; open it from the workspace.")
+            return target.read_bytes()
+        except OSError as err:  # removed or made unreadable since it was found
+            raise ResourceError(
+                f"outputs/{path} could not be read ({err.strerror or type(err).__name__}); check that the file is "
+                "still there and readable."
+            ) from err
 
     _serve_with_real_types(mcp, "kie://outputs/{+path}")
     master = settings.context_folder / "MASTER_CONTEXT.md"  # in the sandbox, the real workspace's
@@ -1118,7 +1127,17 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
     def master_context() -> str:
         """The workspace's brand voice, decisions, model preferences and known quirks."""
         if master.is_file():
-            return master.read_text(encoding="utf-8")
+            try:
+                return master.read_text(encoding="utf-8")
+            except UnicodeDecodeError as err:
+                raise ResourceError(
+                    f"{master} is not UTF-8 text (byte {err.start} cannot be read); save it as UTF-8 (most editors "
+                    "offer it under Save As / Encoding)."
+                ) from err
+            except OSError as err:
+                raise ResourceError(
+                    f"{master} could not be read ({err.strerror or type(err).__name__}); check its permissions."
+                ) from err
         template = bundled_path("MASTER_CONTEXT.md")
         body = template.read_text(encoding="utf-8") if template and template.is_file() else ""
         return (
