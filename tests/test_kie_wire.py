@@ -1,13 +1,22 @@
-"""The envelope and error taxonomy on raw HTTP answers, and the family adapters on documented shapes."""
+"""The envelope and error taxonomy on raw HTTP answers, and the family adapters on documented shapes; upstream
+garbage (too deep, wrong types, half an emoji, another task's answer) through the MCP client and the simulator."""
 
 import json
+import sqlite3
+from collections.abc import Callable
+from typing import Any
 
 import httpx2
 import pytest
+from PIL import Image
 
-from kie_mcp.kie import CODES, FAMILIES, Category, KieError, TaskState
+from kie_mcp.kie import CODES, FAMILIES, Category, KieClient, KieError, TaskState
 from kie_mcp.kie.envelope import read_envelope
 from kie_mcp.kie.pacing import SlidingWindow
+from kie_mcp.sandbox import SANDBOX_API_KEY, SandboxTransport, Simulator
+from kie_mcp.spend import grant
+
+from .conftest import API, UPLOADS, answering, text_of
 
 
 def answer(status, body):
@@ -163,3 +172,206 @@ async def test_sliding_window_paces_without_real_time():
         assert await window.acquire() == 0
     assert await window.acquire() == 10.0
     assert slept == [10.0]
+
+
+# -- upstream garbage, through the MCP client and the simulator ------------------------------------------------------
+
+
+class Rewriting(httpx2.AsyncBaseTransport):
+    """The simulator, with some answers rewritten as a misbehaving KIE might send them. ``rewrites`` maps a path to a
+    function of the answer's JSON body returning the new body (an object, or raw bytes), or None to leave it be.
+
+    The request still reaches the simulator (auth, charges, faults, request log); only its answer changes.
+    """
+
+    def __init__(self, inner: SandboxTransport) -> None:
+        self.inner = inner
+        self.rewrites: dict[str, Callable[[dict[str, Any]], Any]] = {}
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        response = await self.inner.handle_async_request(request)
+        rewrite = self.rewrites.get(request.url.path)
+        if rewrite is None:
+            return response
+        content = await response.aread()
+        changed = rewrite(json.loads(content))
+        if changed is not None:
+            content = changed if isinstance(changed, bytes) else json.dumps(changed).encode()
+        headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+        return httpx2.Response(response.status_code, headers=headers, content=content)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@pytest.fixture
+def transport(sim: Simulator) -> Rewriting:
+    """Overrides conftest's: the tests here talk to the simulator through ``Rewriting``."""
+    return Rewriting(SandboxTransport(sim))
+
+
+IMAGE = {"prompt": "a red apple on a wooden table", "model": "nano-banana-2"}
+CREATE, RECORD, CREDIT = "/api/v1/jobs/createTask", "/api/v1/jobs/recordInfo", "/api/v1/chat/credit"
+OTHER = "https://cdn.example/someone-else/0.png"
+UPLOAD_PATHS = ("/api/file-stream-upload", "/api/file-base64-upload", "/api/file-url-upload")
+DEEP = b'{"code":200,"msg":"success","data":' + b"[" * 5000 + b"]" * 5000 + b"}"  # ~10 KB: RecursionError to read
+
+
+def test_an_answer_nested_too_deep_to_read_is_a_clear_error_never_a_crash():
+    with pytest.raises(KieError) as caught:
+        read_envelope(answer(200, DEEP), "/x")  # json.loads itself raises RecursionError
+    assert caught.value.category is Category.PROTOCOL and caught.value.retryable
+    readable_but_deep = {"code": 200, "msg": "success", "data": json.loads("[" * 300 + "]" * 300)}
+    with pytest.raises(KieError) as caught:
+        read_envelope(answer(200, readable_but_deep), "/x")  # read, but deeper than any walk over it may go
+    assert caught.value.category is Category.PROTOCOL
+    deep_text = {"state": "success", "resultJson": "[" * 5000 + "]" * 5000, "param": "{" * 3000}
+    assert FAMILIES["market"].parse_status("t", deep_text).result_urls == []  # JSON inside data: text, no crash
+
+
+async def test_a_create_answered_with_json_too_deep_to_read_is_unknown_counted_and_never_resent(
+    connect, controls, transport
+):
+    """The simulator creates (and charges) the task; its answer is ~10 KB of ``[[[[``. Never "nothing was spent"."""
+    transport.rewrites[CREATE] = lambda body: DEEP
+    async with connect(elicitation=answering()) as client:
+        result = await client.call_tool("generate_image", IMAGE)
+        transport.rewrites[CREDIT] = lambda body: DEEP
+        balance = await client.call_tool("check_credits", {})
+        del transport.rewrites[CREDIT]
+        credits = (await client.call_tool("check_credits", {})).structured_content
+    data = result.structured_content
+    assert data["status"] == "unknown", text_of(result)
+    assert "may have been created" in text_of(result) and "kie.ai/logs" in text_of(result)
+    assert len(await controls.creates()) == 1  # never sent again
+    assert credits["spent_today"] == 8 and credits["unknown_creates"] == 1  # counted against the caps
+    assert balance.is_error and "not readable JSON" in text_of(balance)  # a read: a clear KieError
+    assert "unexpected error" not in text_of(result) + text_of(balance)
+
+
+FAMILY_TEXT_SHAPES = [
+    ("market", {"state": "fail", "failMsg": {"code": "E1", "message": "nope"}}, '{"code": "E1", "message": "nope"}'),
+    ("market", {"state": "fail", "failMsg": 42, "failCode": 7}, "42"),
+    ("veo", {"successFlag": 2, "errorMessage": {"a": [1, None]}}, '{"a": [1, null]}'),
+    ("aleph", {"successFlag": 0, "errorMessage": 3.5}, "3.5"),
+    ("gpt4o", {"status": "GENERATE_FAILED", "errorMessage": ["x"]}, '["x"]'),
+    ("flux", {"successFlag": 2, "errorMessage": True}, "true"),
+    ("runway", {"state": "fail", "failMsg": {"detail": "x"}}, '{"detail": "x"}'),
+]
+
+
+@pytest.mark.parametrize(("family", "data", "message"), FAMILY_TEXT_SHAPES)
+def test_every_family_takes_a_number_or_object_where_kie_should_send_text(family, data, message):
+    status = FAMILIES[family].parse_status("t", data)
+    assert status.state is TaskState.FAILED and status.fail_message == message
+    named = FAMILIES["market"].parse_status("t", {"state": "success", "model": 7, "resultJson": "{}"})
+    assert named.state is TaskState.SUCCEEDED and named.model is None  # a number names no model
+
+
+async def test_a_status_with_a_number_or_object_where_text_belongs_is_taken_not_retried_forever(
+    connect, controls, transport, tmp_path
+):
+    """A charged success whose ``model`` is a number is saved, and a failure whose ``failMsg`` is an object is
+    reported (and refunded): before, each look raised a ValidationError and the task stayed queued."""
+
+    def model_is_a_number(body: dict[str, Any]) -> dict[str, Any]:
+        body["data"]["model"] = 7
+        return body
+
+    transport.rewrites[RECORD] = model_is_a_number
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 10})
+        await controls.fault("create", kind="task_fail", fail_msg="nope")
+
+        def fail_msg_is_an_object(body: dict[str, Any]) -> dict[str, Any]:
+            if body["data"]["state"] == "fail":
+                body["data"]["failMsg"] = {"code": "E1", "message": body["data"]["failMsg"]}
+            return body
+
+        transport.rewrites[RECORD] = fail_msg_is_an_object
+        failed = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 10})
+        credits = (await client.call_tool("check_credits", {})).structured_content
+    assert made.structured_content["status"] == "completed", text_of(made)
+    assert made.structured_content["tasks"][0]["files"]
+    [task] = failed.structured_content["tasks"]
+    assert task["state"] == "failed" and '{"code": "E1", "message": "nope"}' in task["error"], text_of(failed)
+    assert credits["spent_today"] == 8  # the success only: the failure's reservation was returned
+
+
+async def test_half_an_emoji_from_kie_is_kept_as_a_replacement_character_and_the_task_is_recorded(
+    connect, controls, transport, tmp_path
+):
+    """JSON's ``\\ud83d`` alone (an emoji cut in two) reads as a lone surrogate, which no UTF-8 writer takes: the
+    journal's write failed at every look and the failed task stayed queued, its reservation never returned."""
+
+    await controls.fault("create", kind="task_fail", fail_code="500", fail_msg="content flagged XSURR")
+    transport.rewrites[RECORD] = lambda body: json.dumps(body).replace("XSURR", "\\ud83d").encode()
+    async with connect(elicitation=answering()) as client:
+        failed = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 10})
+        transport.rewrites[CREDIT] = lambda body: b'{"code": 500, "msg": "busy \\ud83d", "data": null}'
+        refused = await client.call_tool("check_credits", {})
+        del transport.rewrites[CREDIT]
+        credits = (await client.call_tool("check_credits", {})).structured_content
+    db = sqlite3.connect(tmp_path / ".kie-mcp" / "journal.sqlite3")
+    assert db.execute("SELECT state FROM tasks").fetchall() == [("failed",)]
+    assert credits["spent_today"] == 0  # the failure was recorded, so its reservation was returned
+    assert refused.is_error and "busy \ufffd" in text_of(refused)  # an error's message too (and the call log)
+    [task] = failed.structured_content["tasks"]
+    assert task["state"] == "failed" and "content flagged \ufffd" in task["error"], text_of(failed)
+    assert "busy \ufffd" in (tmp_path / "logs" / "kie-api.jsonl").read_text(encoding="utf-8")
+
+
+async def test_a_status_answer_about_another_task_is_never_taken_for_this_one(connect, controls, transport, tmp_path):
+    """KIE (or a cache in front of it) answering about another task: its success, links and charge are not this
+    task's. The look counts as failed, and the task is followed on until KIE answers about it."""
+
+    def about_another_task(body: dict[str, Any]) -> dict[str, Any]:
+        body["data"].update(
+            taskId="someone-elses-task", state="success", resultJson=json.dumps({"resultUrls": [OTHER]})
+        )
+        return body
+
+    transport.rewrites[RECORD] = about_another_task
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 1})
+        [task] = made.structured_content["tasks"]
+        looked = await client.call_tool("check_task", {"task_id": task["task_id"], "wait_seconds": 0})
+        del transport.rewrites[RECORD]
+        done = await client.call_tool("check_task", {"task_id": task["task_id"], "wait_seconds": 10})
+    assert task["state"] != "succeeded" and OTHER not in text_of(made), text_of(made)
+    assert OTHER not in text_of(looked) and looked.structured_content["task"]["state"] != "succeeded"
+    assert done.structured_content["task"]["state"] == "succeeded", text_of(done)
+    assert OTHER not in json.dumps(done.structured_content) and done.structured_content["task"]["files"]
+    assert len(await controls.creates()) == 1
+
+
+async def test_the_client_refuses_a_status_naming_another_task_as_a_protocol_error(transport, sim):
+    transport.rewrites[RECORD] = lambda body: {**body, "data": {**body["data"], "taskId": "another"}}
+    async with KieClient(api_key=SANDBOX_API_KEY, base_url=API, upload_base_url=UPLOADS, transport=transport) as kie:
+        task_id = await kie.create(
+            FAMILIES["market"],
+            "nano-banana-2",
+            {"model": "nano-banana-2", "input": {"prompt": "a fox"}},
+            grant("nano-banana-2", 1, "quote", None),
+        )
+        with pytest.raises(KieError) as caught:
+            await kie.status(FAMILIES["market"], task_id)
+        assert caught.value.category is Category.PROTOCOL and caught.value.retryable
+        assert task_id in caught.value.message and "another" in caught.value.message
+        transport.rewrites[RECORD] = lambda body: {**body, "data": {**body["data"], "taskId": None}}
+        assert (await kie.status(FAMILIES["market"], task_id)).task_id == task_id  # not named: it is this task
+
+
+async def test_an_upload_answer_with_a_mime_type_or_size_that_is_not_text_still_uploads(connect, transport, tmp_path):
+    Image.new("RGB", (1200, 900), (200, 60, 40)).save(tmp_path / "photo.png")
+
+    def odd_types(body: dict[str, Any]) -> dict[str, Any]:
+        body["data"].update(mimeType=0, fileSize=json.loads("1e400"), fileName={"x": 1})
+        return body
+
+    for path in UPLOAD_PATHS:
+        transport.rewrites[path] = odd_types
+    async with connect() as client:
+        result = await client.call_tool("upload_file", {"path": "photo.png"})
+    assert not result.is_error, text_of(result)
+    assert "unexpected error" not in text_of(result) and "http://upload.kie.test/" in text_of(result)

@@ -22,12 +22,15 @@ from mcp import Client
 from PIL import Image
 from pydantic import SecretStr
 
-from kie_mcp.kie import KieError, TaskStatus
+from kie_mcp.catalog.live import LiveCatalog, LiveModel, cache_path
+from kie_mcp.kie import KieClient, KieError, TaskStatus
+from kie_mcp.kie.pacing import SlidingWindow
 from kie_mcp.redact import REDACTED, install_log_redaction, redact, redact_value, register_secret
 from kie_mcp.sandbox import SandboxTransport, SimConfig, Simulator
 from kie_mcp.server import create_server
 
-from .conftest import Controls, answering, text_of
+from .conftest import API, UPLOADS, Controls, answering, text_of
+from .test_kie_wire import Rewriting
 
 SECRET = "sk-live-ECHOED-SECRET-0123456789abcdef"
 TAIL = SECRET[-12:]
@@ -167,6 +170,148 @@ async def test_key_echoed_by_kie_in_a_failed_tasks_message_never_reaches_the_age
     echo, _ = await run_scenario(settings, mode, caplog, tmp_path, scenario)
     task = json.loads(echo.shown[-1])  # kie://tasks/{id}, read last
     assert f"Authorization: Bearer {REDACTED}" in task["error"]
+
+
+# -- a key KIE echoes in a successful answer: redacted where every answer is read --------------------------------
+
+# Shaped as KIE's keys are (32 hex characters): nothing but being the key gets it redacted.
+KIE_KEY = "3f9a0c1e5b7d2f4a6c8e0b1d3f5a7c9e"
+
+
+@asynccontextmanager
+async def kie_echoing_in_answers(settings: Any, mode: str) -> AsyncIterator[tuple[Client, Rewriting, Controls]]:
+    """The server with the key ``KIE_KEY``, talking to the simulator through ``Rewriting`` (answers to change)."""
+    sim = Simulator(SimConfig(speed=1000.0), keys={KIE_KEY: "default"})
+    transport = Rewriting(SandboxTransport(sim))
+    server = create_server(replace(settings, api_key=SecretStr(KIE_KEY)), transport=transport)
+    controls = Controls(transport)
+    try:
+        async with Client(server, mode=mode, elicitation_callback=answering()) as client:
+            yield client, transport, controls
+    finally:
+        await controls.http.aclose()
+
+
+def holding_the_key(workspace: Path, key: str = KIE_KEY) -> list[str]:
+    """Files of the workspace that hold the key, or its first 12 characters."""
+    files = [path for path in workspace.rglob("*") if path.is_file()]
+    return [str(path) for path in files if key[:12].encode() in path.read_bytes()]
+
+
+async def test_a_key_kie_echoes_in_its_model_list_or_schema_is_never_cached_or_shown(settings, mode, tmp_path):
+    """The live catalogue keeps KIE's model list and schemas in the workspace and shows them (list_models,
+    kie://models...): an echoed key was written to catalog-live.json and shown to the agent."""
+    schema = {
+        "openapi": "3.1.0",
+        "info": {"title": "echo", "description": f"Your key {KIE_KEY}"},
+        "paths": {
+            "/api/v1/jobs/createTask": {
+                "post": {
+                    "requestBody": {
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "model": {"type": "string"},
+                                        "input": {
+                                            "type": "object",
+                                            "properties": {
+                                                "prompt": {"type": "string", "description": f"key={KIE_KEY}"}
+                                            },
+                                            "required": ["prompt"],
+                                        },
+                                    },
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    }
+    sim = Simulator(SimConfig(speed=1000.0), keys={KIE_KEY: "default"})
+    transport = SandboxTransport(sim)
+    controls = Controls(transport)
+    await controls.post("config", {"catalog_limit_per_second": 0})
+    await controls.post(
+        "catalog/extra",
+        {
+            "model": "brand/echo-image",
+            "title": f"Echo Image {KIE_KEY}",
+            "taskType": ["Text to Image"],
+            "description": f"Try it: curl -H 'X-Key: {KIE_KEY}' ...",
+            "pricingDesc": f"4 credits per image ({KIE_KEY})",
+            "openapi": schema,
+        },
+    )
+    window = SlidingWindow(1000, 1.0)
+    kie = KieClient(api_key=KIE_KEY, base_url=API, upload_base_url=UPLOADS, transport=transport, catalog_window=window)
+    async with kie:
+        live = await LiveCatalog().sync(kie)
+    live.save(cache_path(tmp_path))
+    server = create_server(replace(settings, api_key=SecretStr(KIE_KEY)), transport=transport)
+    async with Client(server, mode=mode) as client:
+        listed = await client.call_tool("list_models", {"query": "echo"})
+        shown = [text_of(listed), json.dumps(listed.structured_content)]
+        for uri in ("kie://models/brand/echo-image", "kie://models.json", "kie://models"):
+            shown += [getattr(c, "text", "") for c in (await client.read_resource(uri)).contents]
+    await controls.http.aclose()
+    assert "brand/echo-image" in shown[0] and f"X-Key: {REDACTED}" in shown[0]  # the echo happened, redacted
+    assert not [text for text in shown if KIE_KEY[:12] in text]
+    assert holding_the_key(tmp_path) == []
+
+
+async def test_a_live_catalogue_cached_before_answers_were_redacted_is_redacted_when_read(settings, mode, tmp_path):
+    """A cache written by an earlier kie-mcp (version 1) may hold a key KIE echoed: it is never shown."""
+    register_secret(KIE_KEY)  # as the command line does at start-up
+    echoed = LiveModel(model="brand/old-image", title="Old Image", task_types=["Text to Image"], description=KIE_KEY)
+    LiveCatalog(version=1, models={echoed.model: echoed}, fetched_at="2026-12-01T00:00:00Z").save(cache_path(tmp_path))
+    assert KIE_KEY in cache_path(tmp_path).read_text()
+    assert LiveCatalog.load(cache_path(tmp_path)).models["brand/old-image"].description == REDACTED
+    assert KIE_KEY not in cache_path(tmp_path).read_text()  # cleaned once and kept so, not cleaned on every start
+    assert json.loads(cache_path(tmp_path).read_text())["version"] == 2
+    async with kie_echoing_in_answers(settings, mode) as (client, _, _):
+        listed = await client.call_tool("list_models", {"query": "old"})
+        read = await client.read_resource("kie://models.json")
+    assert KIE_KEY[:12] not in text_of(listed) + json.dumps(listed.structured_content) + read.contents[0].text
+
+
+async def test_a_key_kie_echoes_in_an_upload_answer_is_never_shown_kept_or_sent_to_a_create(
+    settings, mode, caplog, tmp_path
+):
+    """A file link holding the key is no link to use: the upload is refused, clearly, before anything is spent."""
+    Image.new("RGB", (1200, 900), (200, 60, 40)).save(tmp_path / "photo.png")
+
+    def echo(body: dict[str, Any]) -> dict[str, Any]:
+        body["data"].update(
+            downloadUrl=f"https://tempfile.redpandaai.co/kieai/{KIE_KEY}/kie-mcp/photo.png", fileName=KIE_KEY
+        )
+        return body
+
+    caplog.set_level(logging.DEBUG)
+    async with kie_echoing_in_answers(settings, mode) as (client, transport, controls):
+        for path in ("/api/file-stream-upload", "/api/file-base64-upload", "/api/file-url-upload"):
+            transport.rewrites[path] = echo
+        uploaded = await client.call_tool("upload_file", {"path": "photo.png"})
+        made = await client.call_tool("generate_image", {"prompt": "make it blue", "images": ["photo.png"]})
+        creates = await controls.creates()
+    shown = text_of(uploaded) + json.dumps(uploaded.structured_content) + text_of(made)
+    assert uploaded.is_error and "holds a credential" in text_of(uploaded) and REDACTED in text_of(uploaded)
+    assert made.is_error and "Nothing was spent" in text_of(made) and creates == []
+    assert "unexpected error" not in shown and KIE_KEY[:12] not in shown
+    assert KIE_KEY[:12] not in caplog.text and holding_the_key(tmp_path) == []
+
+
+async def test_a_key_kie_echoes_in_a_balance_is_redacted_before_the_answer_is_cut(settings, mode, tmp_path):
+    """A balance that is not a number is shown, cut to 200 characters: cut first, the key's first 15 characters
+    crossed the cut and were shown, no longer whole enough to be recognised as the key."""
+    async with kie_echoing_in_answers(settings, mode) as (client, transport, _):
+        transport.rewrites["/api/v1/chat/credit"] = lambda body: {**body, "data": "x" * 180 + " " + KIE_KEY}
+        result = await client.call_tool("check_credits", {})
+    assert result.is_error and "not a number" in text_of(result) and REDACTED in text_of(result)
+    assert KIE_KEY[:8] not in text_of(result)
+    assert holding_the_key(tmp_path, KIE_KEY[:8]) == []
 
 
 # -- the redaction point itself ---------------------------------------------------------------

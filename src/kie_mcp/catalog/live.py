@@ -58,6 +58,8 @@ log = logging.getLogger(__name__)
 
 CACHE_DIR = ".kie-mcp"
 CACHE_NAME = "catalog-live.json"
+# 2: everything in the cache came from KIE's answers as cleaned when read (kie.envelope); 1: as KIE sent them.
+CACHE_VERSION = 2
 DEFAULT_MAX_AGE = timedelta(hours=24)
 RETRY_AFTER = timedelta(hours=1)  # after a failed sync, wait this long before the next automatic one
 MAX_FEED_PAGES = 40  # 503 records fit in 6 pages of 100; a changed feed must not turn into an endless download
@@ -214,7 +216,7 @@ class PriceChange:
 class LiveCatalog(_Loose):
     """The cached live catalogue. Times are ISO 8601 UTC. A part never read is None (not empty)."""
 
-    version: int = 1
+    version: int = CACHE_VERSION
     attempted_at: str | None = None  # the last sync, whatever its outcome
     fetched_at: str | None = None  # when KIE's model list was last read
     models: dict[str, LiveModel] | None = None
@@ -258,9 +260,21 @@ class LiveCatalog(_Loose):
         except OSError as err:
             log.warning("cannot read the live catalogue cache %s: %s", path, err)
             return cls()
+        from kie_mcp.kie.envelope import clean
+
         try:
-            return cls.model_validate_json(raw)
-        except (ValidationError, ValueError) as err:
+            live = cls.model_validate_json(raw)
+            if live.version >= CACHE_VERSION:
+                return live
+            # Written before KIE's answers were cleaned as they are read (redacted, valid Unicode): it may hold a key
+            # KIE echoed, which list_models would show. Cleaned once (about 0.3 s on a full cache) and kept so.
+            cleaned = cls.model_validate({**clean(live.model_dump()), "version": CACHE_VERSION})
+            try:
+                cleaned.save(path)
+            except OSError as err:  # a read-only workspace: cleaned again on the next start
+                log.warning("could not rewrite the live catalogue cache %s: %s", path, err)
+            return cleaned
+        except (ValidationError, ValueError, RecursionError) as err:
             log.warning("ignoring an unreadable live catalogue cache %s: %s", path, str(err).splitlines()[0])
             return cls()
 

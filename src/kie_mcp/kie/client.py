@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import functools
-import json
 import logging
 import mimetypes
 import threading
@@ -23,16 +22,16 @@ import httpx2
 from pydantic import BaseModel
 
 from kie_mcp import __version__
-from kie_mcp.redact import redact, redact_value, register_secret
+from kie_mcp.redact import REDACTED, register_secret
 from kie_mcp.spend.approval import Approval
-from kie_mcp.words import plain
 
 from .calllog import CallLog
-from .envelope import read_envelope
+from .envelope import clean, json_or_none, loads_or_none, read_envelope
 from .errors import Category, KieError, NotSentError, OutcomeUnknownError
 from .families import FAMILIES, Family, family_for_task_id
 from .pacing import SlidingWindow
 from .status import TaskStatus, int_or_none
+from .text import as_text, text_or_none
 
 if TYPE_CHECKING:
     import ssl
@@ -264,8 +263,11 @@ class KieClient:
     # -- reading ----------------------------------------------------------------------------
 
     async def status(self, family: Family, task_id: str) -> TaskStatus:
+        """KIE's word on ``task_id``. An answer naming another task is refused (a protocol error, retried like an
+        unreadable answer): taking it would give this task another's state, results and charge."""
+        asked = family.status_params(task_id)
         try:
-            data = await self._get(family.status_path, family.status_params(task_id), paced=True)
+            data = await self._get(family.status_path, asked, paced=True)
         except KieError as err:  # some non-200 answers mean "not yet" (Veo 1080p being prepared)
             waiting = family.status_from_error(task_id, err.message)
             if waiting is None:
@@ -273,7 +275,16 @@ class KieClient:
             return waiting
         if not isinstance(data, dict):
             raise KieError("KIE returned no task record", code=422, endpoint=family.status_path)
-        return family.parse_status(task_id, data).model_copy(update={"raw": redact_value(data)})
+        named, wanted = data.get("taskId"), asked.get("taskId")
+        if named not in (None, "") and str(named) != str(wanted):
+            raise KieError(
+                f"KIE answered a status check of task {wanted} about another task ({as_text(named, limit=80)})",
+                category=Category.PROTOCOL,
+                retryable=True,
+                next_step="Nothing from that answer was taken. Reads are safe to repeat; kie-mcp asks again.",
+                endpoint=family.status_path,
+            )
+        return family.parse_status(task_id, data).model_copy(update={"raw": data})  # redacted as it was read
 
     async def find_task(self, task_id: str, family: str | None = None) -> TaskStatus:
         """Status of any task id; without a known family, ask each family in turn."""
@@ -300,7 +311,7 @@ class KieClient:
         except (TypeError, ValueError, OverflowError):
             balance = math.nan
         if not math.isfinite(balance):
-            shown = redact(plain(data, limit=200))  # as KIE sent it: null, not Python's None
+            shown = as_text(data, limit=200)  # as KIE sent it: null, not Python's None
             raise KieError(
                 f"KIE reported a balance that is not a number ({shown}); nothing was spent",
                 category=Category.PROTOCOL,
@@ -346,11 +357,8 @@ class KieClient:
         if not isinstance(data, dict):
             raise KieError("KIE's schema answer had no data", category=Category.PROTOCOL, endpoint=path)
         document = data.get("openapi")
-        if isinstance(document, str):  # documented as an inline object; tolerate JSON text
-            try:
-                document = json.loads(document)
-            except ValueError:
-                document = None
+        if isinstance(document, str):  # documented as an inline object; tolerate JSON text (cleaned once read)
+            document = clean(loads_or_none(document))
         return document if isinstance(document, dict) else None
 
     async def model_price(self, model_id: str) -> str | None:
@@ -506,12 +514,10 @@ class ExistingTaskError(KieError):
 
 
 def _data(response: httpx2.Response) -> Any:
-    """``data`` of an answer that is JSON, whatever its code (KIE's 4K refusals carry the task they mean)."""
-    try:
-        body = json.loads(response.content)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return body.get("data") if isinstance(body, dict) else None
+    """``data`` of an answer that is JSON, whatever its code (KIE's 4K refusals carry the task they mean), made safe
+    to keep as ``read_envelope`` makes it; None when the body cannot be read."""
+    body = json_or_none(response)
+    return clean(body.get("data")) if isinstance(body, dict) else None
 
 
 def _may_have_created(err: KieError) -> bool:
@@ -524,13 +530,20 @@ def _uploaded(data: Any, fallback_name: str) -> UploadedFile:
     """Accept both documented upload answers: ``downloadUrl`` (new) and ``fileUrl`` (old)."""
     if not isinstance(data, dict):
         raise KieError("the upload answer had no file data", category=Category.PROTOCOL)
-    url = data.get("downloadUrl") or data.get("fileUrl")
+    url = text_or_none(data.get("downloadUrl")) or text_or_none(data.get("fileUrl"))
     if not url:
         raise KieError("the upload answer had no file URL", category=Category.PROTOCOL)
-    size = data.get("fileSize")
+    if REDACTED in url:  # ``data`` is redacted as it is read: this link held a credential, and cannot be used
+        raise KieError(
+            f"the upload answer's file URL holds a credential ({url}), so it is not used",
+            category=Category.PROTOCOL,
+            retryable=False,
+            next_step="KIE's upload host put a credential into the file's link; nothing was generated or charged. "
+            "Pass a public URL of the file instead, or try again later.",
+        )
     return UploadedFile(
-        url=str(url),
-        file_name=str(data.get("fileName") or fallback_name),
-        size=int(size) if isinstance(size, int | float) else None,
-        mime_type=data.get("mimeType"),
+        url=url,
+        file_name=text_or_none(data.get("fileName")) or fallback_name,
+        size=int_or_none(data.get("fileSize")),
+        mime_type=text_or_none(data.get("mimeType")),
     )

@@ -1,4 +1,10 @@
-"""Reading KIE's ``{code, msg, data}`` envelope. Success means HTTP 2xx AND body ``code == 200``."""
+"""Reading KIE's ``{code, msg, data}`` envelope. Success means HTTP 2xx AND body ``code == 200``.
+
+Every answer of KIE's is read here, so this is where its text is made safe to keep, once for every caller: ``data``
+is redacted (KIE may echo the key into a model list, a schema, an upload's link or a task's message; a result link
+that holds a credential must not be saved either) and its text made valid Unicode (``text.valid_value``). A body
+nested deeper than any answer of KIE's is unreadable, as a body that is not JSON is.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +13,20 @@ from typing import Any
 
 import httpx2
 
-from kie_mcp.redact import redact
+from kie_mcp.redact import redact, redact_value
 
 from .errors import Category, KieError
+from .text import valid_value
+
+# Far deeper than any answer of KIE's (a model's OpenAPI schema answer nests about 13 levels), far below Python's
+# recursion limit: a deeper body would make ``json.loads`` or any later walk over it (redaction, the journal's JSON)
+# raise RecursionError.
+MAX_DEPTH = 100
 
 
 def read_envelope(response: httpx2.Response, endpoint: str) -> Any:
     """Return ``data`` of a successful answer, or raise the ``KieError`` the answer describes."""
-    body = _json_or_none(response)
+    body = json_or_none(response)
     status = response.status_code
     if not isinstance(body, dict):
         raise _non_json_error(response, endpoint)
@@ -23,18 +35,49 @@ def read_envelope(response: httpx2.Response, endpoint: str) -> Any:
     if body.get("success") is False and code == 200:
         code = None  # the upload host's "success": false wins over a copied code
     if 200 <= status < 300 and code == 200:
-        return body.get("data")
+        return clean(body.get("data"))
     effective = code if isinstance(code, int) and code != 200 else status
     if effective == 200:
         effective = 500
     raise KieError(message or f"HTTP {status}", code=effective, http_status=status, endpoint=endpoint)
 
 
-def _json_or_none(response: httpx2.Response) -> Any:
+def clean(value: Any) -> Any:
+    """A value read from KIE's JSON, redacted and valid Unicode. Also for JSON that KIE sends as text inside
+    ``data``: its escapes (``\\u0033f9a...``, ``\\ud83d``) were not yet read when ``data`` was cleaned."""
+    return redact_value(valid_value(value))
+
+
+def json_or_none(response: httpx2.Response) -> Any:
+    """The body as JSON, or None (``loads_or_none``)."""
+    return loads_or_none(response.content)
+
+
+def loads_or_none(content: str | bytes) -> Any:
+    """``content`` read as JSON; None when it is not JSON, or nests deeper than ``MAX_DEPTH`` (``json.loads`` itself
+    raises RecursionError on a few kilobytes of ``[[[[``: upstream garbage, never a crash)."""
     try:
-        return json.loads(response.content)
-    except (ValueError, UnicodeDecodeError):
+        value = json.loads(content)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
+    return None if too_deep(value) else value
+
+
+def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether lists and objects nest more than ``limit`` levels; a loop, not recursion, so depth cannot break it."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def _non_json_error(response: httpx2.Response, endpoint: str) -> KieError:
@@ -52,7 +95,7 @@ def _non_json_error(response: httpx2.Response, endpoint: str) -> KieError:
         )
     if status == 429:
         return KieError("rate limit exceeded", code=429, http_status=status, endpoint=endpoint)
-    message = "a body that is not valid JSON" if 200 <= status < 300 else f"HTTP {status} with a non-JSON page"
+    message = "a body that is not readable JSON" if 200 <= status < 300 else f"HTTP {status} with a non-JSON page"
     return KieError(
         f"KIE answered with {message} (often a proxy or gateway error)",
         category=Category.PROTOCOL,

@@ -12,6 +12,8 @@ from enum import StrEnum
 
 from kie_mcp.redact import redact
 
+from .text import valid_text
+
 LOGS_URL = "https://kie.ai/logs"
 
 
@@ -143,13 +145,14 @@ class KieError(Exception):
         endpoint: str | None = None,
     ) -> None:
         info = _code_info(code, message)
-        # Built from KIE's answers, which may echo the request's Authorization header: redacted here, so
-        # every copy (str(err), as_dict(), the journal, tool results) is clean.
-        self.message = redact(message)
+        # Built from KIE's answers, which may echo the request's Authorization header (or end in half an emoji):
+        # redacted and made valid Unicode here, so every copy (str(err), as_dict(), the journal, tool results) is
+        # clean and can be written.
+        self.message = redact(valid_text(message))
         self.code = code
         self.category = category or info.category
         self.retryable = info.retryable if retryable is None else retryable
-        self.next_step = redact(next_step or info.next_step)
+        self.next_step = redact(valid_text(next_step or info.next_step))
         self.http_status = http_status
         self.endpoint = endpoint
         super().__init__(self.describe())

@@ -7,9 +7,12 @@ import math
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from kie_mcp.redact import redact_value
+
+from .envelope import too_deep
+from .text import as_text, valid_value
 
 
 class TaskState(StrEnum):
@@ -24,6 +27,9 @@ class TaskState(StrEnum):
 
 
 EARLIEST_TASK = 1_672_531_200.0  # 2023-01-01 UTC: a creation time before it is garbage, not a task's age
+TEXT_LIMIT = 2000  # characters kept of a number or object KIE sent where text belongs
+# Fields that hold text; KIE sends numbers or objects in some (``failMsg: {"code": ..}``), which are kept as text.
+_TEXT_FIELDS = frozenset({"task_id", "family", "raw_state", "fail_code", "fail_message"})
 
 
 class TaskStatus(BaseModel, defer_build=True):
@@ -54,21 +60,33 @@ class TaskStatus(BaseModel, defer_build=True):
 
     @field_validator("*", mode="before")
     @classmethod
-    def _redacted(cls, value: Any) -> Any:
+    def _redacted(cls, value: Any, info: ValidationInfo) -> Any:
         """Every family's answer is read into this model, so every text from KIE (``failMsg``, ``errorMessage``,
-        state words, URLs) is redacted here, once, whichever family it came from."""
-        return redact_value(value)
+        state words, URLs) is redacted here, once, whichever family it came from, and made valid Unicode (a lone
+        surrogate would fail the journal's write, leaving the task unrecorded). A number or object where text
+        belongs is kept as its JSON text, and a model that is not text names none: a status that cannot be built
+        would be a look that never succeeds, even after KIE charged."""
+        value = redact_value(valid_value(value))
+        if value is None or isinstance(value, str):
+            return value
+        if info.field_name == "model":
+            return None
+        if info.field_name in _TEXT_FIELDS:
+            return as_text(value, limit=TEXT_LIMIT)
+        return value
 
 
 def parse_json_text(value: Any) -> Any:
-    """KIE sends some objects as JSON text (``resultJson``, ``param``); accept either form."""
+    """KIE sends some objects as JSON text (``resultJson``, ``param``); accept either form. Text that does not read
+    as JSON, or nests too deeply to walk (a few KB of ``[[[[`` raise RecursionError), stays text."""
     if isinstance(value, str):
         if not value.strip():
             return None
         try:
-            return json.loads(value)
-        except ValueError:
+            parsed = json.loads(value)
+        except (ValueError, RecursionError):
             return value
+        return value if too_deep(parsed) else parsed
     return value
 
 

@@ -1,0 +1,51 @@
+"""KIE's text made fit to keep: valid Unicode whatever JSON escapes KIE sent, text where text belongs.
+
+JSON may carry a lone UTF-16 surrogate (``"\\ud83d"``, an emoji cut in half); ``json.loads`` accepts it, but no
+UTF-8 writer does (the journal, the call log, a tool result), so such text would fail where it is saved, long after
+it was read. Each lone surrogate becomes U+FFFD, the replacement character, where KIE's answers are read.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from typing import Any
+
+from kie_mcp.redact import redact
+from kie_mcp.words import plain
+
+REPLACEMENT = "\ufffd"
+# A pair that JSON escaped (``\ud83d\ude00``) is one character once read, so any surrogate left in a str is alone.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def valid_text(text: str) -> str:
+    """``text`` with every lone surrogate replaced by U+FFFD; ASCII (nearly all of KIE's text) costs one check."""
+    if text.isascii():
+        return text
+    return _SURROGATE.sub(REPLACEMENT, text)
+
+
+def valid_value(value: Any) -> Any:
+    """A copy of a JSON-like value with ``valid_text`` applied to every string in it, dict keys included."""
+    if isinstance(value, str):
+        return valid_text(value)
+    if isinstance(value, dict):
+        return {valid_value(key): valid_value(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [valid_value(item) for item in value]
+    if isinstance(value, tuple):
+        return tuple(valid_value(item) for item in value)
+    return value
+
+
+def text_or_none(value: Any) -> str | None:
+    """Text KIE sent, stripped; None for empty text and for anything else (a number or an object is no name, type
+    or link)."""
+    return value.strip() or None if isinstance(value, str) else None
+
+
+def as_text(value: Any, *, limit: int) -> str:
+    """``value`` as JSON writes it, redacted whole and only then cut to ``limit`` characters: cut first, a key
+    crossing the cut would be shown in part, which redaction no longer recognises."""
+    return plain(redact(plain(value, limit=sys.maxsize)), quoted=False, limit=limit)
