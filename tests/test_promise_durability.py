@@ -13,6 +13,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import anyio
@@ -141,14 +142,23 @@ async def test_unfinished_downloads_of_a_dead_process_are_swept_on_start(connect
     dead = await anyio.run_process(["sh", "-c", "echo $$"])
     leftover = folder / f".nano_t1_1.png.part-{int(dead.stdout)}-0123456789ab"
     live = folder / f".nano_t2_1.png.part-{os.getppid()}-0123456789ab"  # a live process: not ours to remove
-    leftover.write_bytes(b"half a picture")
+    from kie_mcp.media.downloads import _HOST  # this machine's tag in a temporary file's name
+
+    ours = folder / f".nano_t3_1.png.part-{_HOST}-{int(dead.stdout)}-0123456789ab"
+    # A workspace on shared storage: another machine's download, whose process id means nothing here.
+    elsewhere = folder / f".nano_t4_1.png.part-0badc0de-{int(dead.stdout)}-0123456789ab"
+    abandoned = folder / f".nano_t5_1.png.part-0badc0de-{int(dead.stdout)}-0123456789ab"
+    for path in (leftover, ours, elsewhere, abandoned):
+        path.write_bytes(b"half a picture")
     live.write_bytes(b"still downloading")
+    two_hours_ago = time.time() - 7200
+    os.utime(abandoned, (two_hours_ago, two_hours_ago))
     async with connect() as client:
         await client.list_tools()  # no request needs the runtime: it opens by itself right after start-up
         with anyio.fail_after(5):
-            while leftover.exists():  # noqa: ASYNC110 - the server's work, seen on disk
+            while leftover.exists() or ours.exists() or abandoned.exists():  # noqa: ASYNC110 - seen on disk
                 await anyio.sleep(0.05)
-    assert live.exists()
+    assert live.exists() and elsewhere.exists()
 
 
 # -- a broken disk or journal -----------------------------------------------------------------------

@@ -24,6 +24,7 @@ import mimetypes
 import os
 import re
 import secrets
+import socket
 import subprocess
 import time
 import unicodedata
@@ -468,15 +469,20 @@ def _write_all(fd: int, data: bytes | bytearray) -> None:
         view.release()
 
 
-_TEMP_NAME = re.compile(r"^\..+\.part-(?:(\d+)-)?[0-9a-f]{12}$")
+# ``.name.part-<host>-<pid>-<random>``; older kie-mcp wrote ``-<pid>-`` alone, or neither.
+_TEMP_NAME = re.compile(r"^\..+\.part-(?:(?:([0-9a-f]{8})-)?(\d+)-)?[0-9a-f]{12}$")
 _STALE_UNOWNED_SECONDS = 3600.0
+# This machine, in a temporary file's name: a workspace on shared storage may be written by servers on other
+# machines (or containers), whose process ids mean nothing here.
+_HOST = hashlib.sha256(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:8]
 
 
 def sweep_interrupted_downloads(outputs: Path) -> int:
     """Remove the temporary files of downloads a crashed or killed server left behind; return how many.
 
-    A temporary file names the process writing it: one whose process is gone is removed, one of a live process
-    (another server on the same workspace) is left alone. Unnamed ones (older kie-mcp) go once an hour old.
+    A temporary file names the machine and process writing it: one of this machine whose process is gone is
+    removed, one of a live process (another server on the same workspace) is left alone. Those of another machine
+    (a workspace on shared storage) or unnamed (older kie-mcp) go once an hour old.
     """
     removed = 0
     try:
@@ -488,8 +494,9 @@ def sweep_interrupted_downloads(outputs: Path) -> int:
         if match is None:
             continue
         try:
-            if match.group(1) is not None:
-                if _process_alive(int(match.group(1))):
+            host, pid = match.group(1), match.group(2)
+            if pid is not None and host in (None, _HOST):
+                if _process_alive(int(pid)):
                     continue
             elif time.time() - path.stat().st_mtime < _STALE_UNOWNED_SECONDS:
                 continue
@@ -516,8 +523,8 @@ def _open_temp(dest: Path) -> tuple[int, Path]:
     """A new hidden file beside ``dest`` (same filesystem, so the final rename is atomic)."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
     for _ in range(10):
-        # The process id lets a later start tell a crashed download's leftovers from a live one's.
-        tmp = dest.with_name(f".{dest.name[:170]}.part-{os.getpid()}-{secrets.token_hex(6)}")  # within NAME_MAX
+        # Machine and process id let a later start tell a crashed download's leftovers from a live one's.
+        tmp = dest.with_name(f".{dest.name[:160]}.part-{_HOST}-{os.getpid()}-{secrets.token_hex(6)}")  # < NAME_MAX
         try:
             return os.open(tmp, flags, 0o666), tmp
         except FileExistsError:
