@@ -14,6 +14,7 @@ from mcp.client import ClientRequestContext
 from mcp.types import ElicitRequestParams, ElicitResult
 
 from .conftest import answering, confirmed_and_replayed, text_of
+from .test_live_wiring import feed_row, sync
 
 IMAGE = {"prompt": "a red apple on a wooden table", "model": "nano-banana-2"}  # 8 credits
 UNPRICED = {  # KIE bills reference videos by their length: no price is known before the task runs
@@ -31,6 +32,7 @@ async def spent_today(client) -> float:
 
 
 async def test_unknown_price_reserves_the_per_call_cap_against_the_daily_cap(connect, controls):
+    await controls.post("clock/speed", {"speed": 0})  # the first task keeps running: KIE has not said what it charged
     seen: list[str] = []
     async with connect(elicitation=answering(seen=seen), max_credits_per_call=600, max_credits_per_day=1000) as client:
         first = await client.call_tool("generate_video", UNPRICED)
@@ -236,3 +238,125 @@ async def test_a_charge_kie_does_not_report_is_measured_from_the_balance(connect
     assert result.structured_content["status"] == "completed", text_of(result)
     assert result.structured_content["tasks"][0]["credits_charged"] == 50  # the simulator's unknown-price charge
     assert spent == 50
+
+
+# -- a price of 0 is no price; a quote approves the price it showed; a cap of 0 holds for unknown prices -------
+
+
+async def test_a_price_of_zero_in_kie_s_live_list_is_never_auto_approved_and_reserves_its_ceiling(
+    connect, controls, transport, tmp_path
+):
+    await controls.post("catalog/feed", {"description": feed_row("nano-banana-2"), "credits": 0})
+    await sync(transport, controls, tmp_path)
+    async with connect(auto_approve_credits=10) as client:  # no forms: only a quote_id could approve it
+        estimate = (await client.call_tool("estimate_cost", IMAGE)).structured_content
+        unasked = await client.call_tool("generate_image", IMAGE)
+    async with connect(elicitation=answering(), auto_approve_credits=10, max_credits_per_day=20) as client:
+        racing: list[Any] = []
+
+        async def call(n: int) -> None:
+            racing.append(await client.call_tool("generate_image", {**IMAGE, "prompt": f"apple {n}"}))
+
+        async with anyio.create_task_group() as group:
+            for n in range(5):
+                group.start_soon(call, n)
+    seen: list[str] = []
+    async with connect(elicitation=answering(seen=seen), auto_approve_credits=10, max_credits_per_day=1000) as client:
+        asked = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 0})
+    assert estimate["quote"]["price_known"] is False and estimate["quote"]["credits_total"] is None
+    assert estimate["auto_approved"] is False and estimate["quote"]["credits_ceiling"] == 600
+    assert "not a real price" in estimate["quote"]["breakdown"]
+    assert unasked.structured_content["status"] == "confirmation_required", text_of(unasked)
+    assert asked.structured_content["status"] == "submitted" and "UP TO 600 credits" in seen[0]
+    assert asked.structured_content["tasks"][0]["credits_reserved"] == 600  # like any unknown price, never 0
+    assert all(r.is_error and "up to 600 credits are reserved" in text_of(r) for r in racing)  # daily cap: 20
+    assert len(await controls.creates()) == 1
+
+
+async def test_a_quote_does_not_approve_a_price_that_went_up_and_stays_unused(connect, controls, transport, tmp_path):
+    row = feed_row("nano-banana-2")
+    async with connect() as client:  # no forms: the quote_id is the approval
+        old = (await estimate(client, IMAGE))["quote"]
+    await controls.post("catalog/feed", {"description": row, "credits": 12})
+    await sync(transport, controls, tmp_path)
+    seen: list[str] = []
+    async with connect() as client:
+        raised = await client.call_tool("generate_image", {**IMAGE, "quote_id": old["quote_id"]})
+        spent = await spent_today(client)
+    async with connect(elicitation=answering(action="decline", seen=seen)) as client:
+        await client.call_tool("generate_image", {**IMAGE, "quote_id": old["quote_id"]})
+    assert old["credits_total"] == 8
+    assert raised.structured_content["status"] == "confirmation_required", text_of(raised)
+    assert "The price changed since quote" in text_of(raised) and "now costs 12 credits" in text_of(raised)
+    assert raised.structured_content["quote"]["credits_total"] == 12  # the new price, to approve again
+    assert raised.structured_content["quote"]["quote_id"] != old["quote_id"]
+    assert seen[0].startswith("The price changed since quote") and "Spend 12 credits" in seen[0]  # a form asks again
+    assert spent == 0 and await controls.creates() == []
+    # Refused, the old quote was not used up: back at its price, it approves its request once.
+    await controls.post("catalog/feed", {"description": row, "credits": 8})
+    await sync(transport, controls, tmp_path)
+    async with connect() as client:
+        used = await client.call_tool("generate_image", {**IMAGE, "quote_id": old["quote_id"]})
+        spent = await spent_today(client)
+    assert used.structured_content["status"] == "completed", text_of(used)
+    assert spent == 8
+
+
+async def test_a_quote_does_not_approve_a_price_that_became_unknown(connect, controls, transport, tmp_path):
+    async with connect() as client:
+        old = (await estimate(client, IMAGE))["quote"]
+    await controls.post("catalog/feed", {"description": feed_row("nano-banana-2"), "credits": None})
+    await sync(transport, controls, tmp_path)
+    async with connect() as client:
+        result = await client.call_tool("generate_image", {**IMAGE, "quote_id": old["quote_id"], "wait_seconds": 0})
+        spent = await spent_today(client)
+    assert result.structured_content["status"] == "confirmation_required", text_of(result)
+    assert "no price known before it runs" in text_of(result) and "up to 600" in text_of(result)
+    assert result.structured_content["quote"]["price_known"] is False
+    assert spent == 0 and await controls.creates() == []
+
+
+async def test_a_quote_does_not_approve_a_price_a_past_charge_raised(connect, controls):
+    await controls.post("prices", {"nano-banana-2": 12})  # KIE charges 12 where the table says 8
+    async with connect() as client:
+        old = (await estimate(client, IMAGE))["quote"]
+        other = {**IMAGE, "prompt": "a green pear"}
+        learn = (await estimate(client, other))["quote"]
+        await client.call_tool("generate_image", {**other, "quote_id": learn["quote_id"]})  # charged 12: learned
+        before = await spent_today(client)
+        result = await client.call_tool("generate_image", {**IMAGE, "quote_id": old["quote_id"], "wait_seconds": 0})
+        after = await spent_today(client)
+    assert old["credits_total"] == 8
+    assert result.structured_content["status"] == "confirmation_required", text_of(result)
+    assert "now costs 12 credits" in text_of(result)
+    assert after == before and len(await controls.creates()) == 1
+
+
+async def test_a_quote_approves_a_price_that_went_down_and_reserves_the_lower_one(
+    connect, controls, transport, tmp_path
+):
+    async with connect() as client:
+        old = (await estimate(client, IMAGE))["quote"]
+    await controls.post("catalog/feed", {"description": feed_row("nano-banana-2"), "credits": 6})
+    await controls.post("prices", {"nano-banana-2": 6})  # and KIE charges it
+    await sync(transport, controls, tmp_path)
+    async with connect() as client:
+        result = await client.call_tool("generate_image", {**IMAGE, "quote_id": old["quote_id"], "wait_seconds": 0})
+        spent = await spent_today(client)
+    assert old["credits_total"] == 8
+    assert result.structured_content["status"] == "submitted", text_of(result)
+    assert result.structured_content["tasks"][0]["credits_reserved"] == 6
+    assert spent == 6
+
+
+async def test_an_unknown_price_is_refused_under_a_per_call_cap_of_zero(connect, controls):
+    seen: list[str] = []
+    async with connect(elicitation=answering(seen=seen), max_credits_per_call=0, max_credits_per_day=1000) as client:
+        known = await client.call_tool("generate_image", IMAGE)
+        unknown = await client.call_tool("generate_video", UNPRICED)
+        spent = await spent_today(client)
+    assert known.is_error and "per-call cap of 0" in text_of(known)
+    assert unknown.is_error, text_of(unknown)
+    assert "no price known before it runs" in text_of(unknown) and "KIE_MAX_CREDITS_PER_CALL" in text_of(unknown)
+    assert seen == [] and spent == 0  # refused before anyone was asked, costing nothing
+    assert await controls.creates() == []

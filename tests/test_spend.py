@@ -1,11 +1,13 @@
 """Spend rules as pure units: quotes, caps, the ledger, the gate's order, approvals."""
 
 import threading
-from datetime import date
+from datetime import date, datetime
+from types import SimpleNamespace
 
 import pytest
 
 from kie_mcp.catalog import ItemPrice
+from kie_mcp.generation import settle
 from kie_mcp.journal import Journal
 from kie_mcp.spend import (
     ApprovalError,
@@ -23,6 +25,7 @@ from kie_mcp.spend import (
     request_hash,
 )
 from kie_mcp.spend.approval import Approval
+from kie_mcp.tasks import TaskRecord
 
 PRICE = ItemPrice(
     known=True, credits=8, unit="task", breakdown="8 credits per task", source="snap", source_date="2026-06-30"
@@ -114,6 +117,8 @@ def test_daily_spend_resets_at_midnight():
         ({"total": 12, "auto_approve_limit": 10, "can_ask": True}, Ask("?")),
         ({"total": None, "auto_approve_limit": 1e9}, NeedsConfirmation()),  # unknown price: never auto
         ({"total": 8, "auto_approve_limit": 0}, NeedsConfirmation()),  # default: always ask
+        ({"total": 0, "auto_approve_limit": 10}, NeedsConfirmation()),  # a price of 0 is a broken list: never auto
+        ({"total": -5, "auto_approve_limit": 10}, NeedsConfirmation()),
         ({"quote_id": "q", "quote_problem": "expired"}, NeedsConfirmation("expired")),
     ],
 )
@@ -154,3 +159,45 @@ def test_two_processes_share_one_ledger_and_one_quote(tmp_path):
     QuoteBook(second).consume(quote.quote_id, "h")
     with pytest.raises(QuoteError, match="already used"):
         QuoteBook(first).consume(quote.quote_id, "h")
+
+
+@pytest.mark.parametrize("price", [0, -8, float("nan")])
+def test_a_price_of_zero_or_less_is_reserved_as_unknown(price):
+    ledger = Ledger(Journal(":memory:"), Caps(per_call=600, per_day=1000))
+    assert ledger.reserve(price).credits == 600  # the per-call cap, as for any unknown price; never 0
+    assert ledger.spent_today() == 600
+    with pytest.raises(SpendRefused, match="up to 600 credits are reserved"):
+        ledger.reserve(price)
+
+
+def test_an_unknown_price_is_refused_when_the_caps_leave_nothing_to_reserve():
+    ledger = Ledger(Journal(":memory:"), Caps(per_call=0, per_day=1000))
+    with pytest.raises(SpendRefused, match=r"per-call cap of 0 \(KIE_MAX_CREDITS_PER_CALL\) leaves nothing"):
+        ledger.reserve(None)
+    with pytest.raises(SpendRefused, match="max_credits ceiling of 0 given with it leaves nothing"):
+        Ledger(Journal(":memory:"), Caps(per_call=600, per_day=1000)).reserve(None, ceiling=0)
+    assert ledger.spent_today() == 0
+
+
+def test_a_task_reserved_before_midnight_is_settled_on_its_own_day(tmp_path):
+    day = [date(2026, 11, 21)]
+    ledger = Ledger(Journal(tmp_path / "j.sqlite3"), Caps(per_call=600, per_day=1000), today=lambda: day[0])
+    assert ledger.reserve(None, "q_late").day == date(2026, 11, 21)  # 23:59, an unknown price: 600 reserved
+    record = TaskRecord(
+        task_id="t1",
+        model="m",
+        family="market",
+        kind="video",
+        state="running",
+        credits_reserved=600.0,
+        created_at=datetime(2026, 11, 21, 23, 59).timestamp(),
+    )
+    day[0] = date(2026, 11, 22)  # midnight passes while the task runs
+    ledger.reserve(500, "q_today")
+    record.state, record.credits_charged = "succeeded", 50.0  # KIE charged 50 of the 600 reserved
+    settle(SimpleNamespace(ledger=ledger), [record])
+    assert ledger.spent_today() == 500  # today's spend is untouched: the refund went to the 21st
+    assert ledger.journal.spent_on(date(2026, 11, 21)) == 50
+    ledger.reserve(500, "q_more")
+    with pytest.raises(SpendRefused, match="today's cap"):
+        ledger.reserve(500, "q_over")

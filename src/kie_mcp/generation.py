@@ -11,7 +11,7 @@ import math
 import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -50,6 +50,7 @@ from kie_mcp.spend import (
     check_caps,
     decide,
     grant,
+    priced,
     request_hash,
     reservation,
 )
@@ -102,6 +103,7 @@ class Plan:
     balance: float | None = None  # the balance read before the spend (to measure a charge KIE does not report)
     parent_task_id: str | None = None  # continue_video: the finished task this request continues (followups.py)
     operation: Operation | None = None  # continue_video: extend, hd, 4k or upscale
+    reserved_on: date | None = None  # the day the reservation was booked on: its refunds go to that day
 
     @property
     def total(self) -> float | None:
@@ -241,13 +243,29 @@ def quote_price(
     may raise it) and the notes that go with it: warnings about the price and the model's recent health."""
     from kie_mcp.catalog.live import live_price_input
 
-    table = live_price_input(rt.live, spec, wire, measured)
+    table = not_free(live_price_input(rt.live, spec, wire, measured))
     if measured is not None:
         price, warning = table, None  # a past charge is for another input's length: never this request's price
     else:
         price, warning = observed_price(rt, spec, options, table)
     notes = [line for line in (warning, staleness(price, datetime.now().date()), health_note(rt, spec.id)) if line]
     return price, notes
+
+
+def not_free(price: ItemPrice) -> ItemPrice:
+    """``price``, or an unknown price when its credits are 0 or less (or not a number): KIE sells nothing for free,
+    so such a number is a broken price list. As for a row gone from KIE's live list, the price is then unknown:
+    never auto-approved, and the request reserves its ceiling against the caps."""
+    if price.credits is None or priced(price.credits) is not None:
+        return price
+    return price.model_copy(
+        update={
+            "known": False,
+            "credits": None,
+            "breakdown": f"{price.breakdown}; {price.credits:g} credits is not a real price (KIE sells nothing for "
+            "free), so the price is unknown",
+        }
+    )
 
 
 def offered_models(
@@ -351,10 +369,11 @@ def decide_approval(rt: Runtime, p: Plan, *, can_ask: bool, answered: bool = Fal
     """Who approves this request. A question the user is asked is bound to a single-use quote in the journal, so
     a retried request that carries the same answer again gets the earlier result, never a second create."""
     problem = rt.quotes.problem(p.quote_id, p.digest) if p.quote_id else None
+    changed = price_change(rt, p) if p.quote_id and problem is None else None
     decision = decide(
         total=p.total,
         quote_id=p.quote_id,
-        quote_problem=problem,
+        quote_problem=problem or changed,
         auto_approve_limit=rt.settings.auto_approve_credits,
         can_ask=can_ask,
         question="",
@@ -371,11 +390,49 @@ def decide_approval(rt: Runtime, p: Plan, *, can_ask: bool, answered: bool = Fal
     ask = rt.quotes.open_question(
         p.spec.id, p.digest, p.price, p.variations, ceiling=p.reserved, ttl=rt.settings.confirm_timeout_seconds
     )
-    return Ask(question(p, ask.quote_id), ask.quote_id)
+    return Ask(question(p, ask.quote_id, changed), ask.quote_id)
 
 
-def question(p: Plan, confirmation: str | None = None) -> str:
-    """The confirmation text. Deterministic: the 2026 protocol may ask it twice and compare."""
+def price_change(rt: Runtime, p: Plan) -> str | None:
+    """Why the quote given with the request (``p.quote_id``) no longer approves it: the request now costs more
+    than the quote said, or its price became unknown, or (for a quote of an unknown price) it would reserve more
+    than the quote's ceiling. None when the quote covers the request: the same price, or a lower one (the lower
+    price is then what is reserved). The user approved the quoted number, never whatever the price became."""
+    quote = rt.quotes.quote(p.quote_id) if p.quote_id else None
+    if quote is None:
+        return None  # an unknown quote_id: ``QuoteBook.problem`` says so
+    was = quote.credits_total
+    if was is not None and p.total is not None:
+        if p.total <= was + 1e-9:
+            return None
+        now = f"now costs {p.total:g} credits"
+    elif was is not None:
+        now = f"now has no price known before it runs (up to {p.reserved:g} credits would be reserved for it)"
+    else:  # the quote was for an unknown price, approved up to its ceiling
+        limit = quote.credits_ceiling
+        cost = p.total if p.total is not None else p.reserved
+        if limit is not None and cost <= limit + 1e-9:
+            return None
+        now = (
+            f"now costs {p.total:g} credits"
+            if p.total is not None
+            else f"would now reserve up to {p.reserved:g} credits"
+        )
+    if was is not None:
+        said = f"{was:g} credits"
+    elif quote.credits_ceiling is not None:
+        said = f"an unknown price, up to {quote.credits_ceiling:g} credits"
+    else:
+        said = "an unknown price"
+    return (
+        f"The price changed since quote {quote.quote_id} was given: it said {said}, and this request {now}. "
+        "That quote does not approve the new price and was not used."
+    )
+
+
+def question(p: Plan, confirmation: str | None = None, why: str | None = None) -> str:
+    """The confirmation text, led by ``why`` it is asked again (a quote whose price changed). Deterministic: the
+    2026 protocol may ask it twice and compare."""
     spec, n = p.spec, p.variations
     things = f"{n} {spec.kind}{'s' if n > 1 else ''}"
     if p.total is None:
@@ -389,8 +446,9 @@ def question(p: Plan, confirmation: str | None = None) -> str:
     excerpt = f' Prompt: "{prompt[:90]}{"..." if len(prompt) > 90 else ""}".' if prompt else ""
     notes = "".join(f" {note}" for note in p.notes)
     ref = f" (confirmation {confirmation})" if confirmation else ""
+    lead = f"{why} " if why else ""
     return (
-        f"Spend {cost} to make {things} with {spec.title} ({spec.id})? {settings_text(p)}.{excerpt}{notes} "
+        f"{lead}Spend {cost} to make {things} with {spec.title} ({spec.id})? {settings_text(p)}.{excerpt}{notes} "
         f"Nothing is charged unless you confirm{ref}."
     )
 
@@ -458,12 +516,13 @@ async def execute(
 
     kie = rt.require_kie()
     # Re-checks the caps in a transaction, so parallel calls cannot overrun; an unknown price reserves its ceiling.
-    rt.ledger.reserve(p.total, used, ceiling=p.max_credits)
+    booked = rt.ledger.reserve(p.total, used, ceiling=p.max_credits)
+    p = replace(p, reserved_on=booked.day)
     approval = grant(p.spec.id, p.variations, decision.by, p.total)
     try:
         wire, upload_notes = await upload_local_files(kie, p.spec, p.wire, p.files, rt.journal)
     except KieError as err:
-        rt.ledger.adjust(-p.reserved, "refunded: upload failed", used)
+        rt.ledger.adjust(-p.reserved, "refunded: upload failed", used, day=p.reserved_on)
         raise KieError(
             f"uploading an input file failed before anything was created: {err.message}",
             code=err.code,
@@ -532,6 +591,8 @@ def use_approval(rt: Runtime, p: Plan, decision: Approved) -> Approved | NeedsCo
     spend. Returns the approval with the quote it used, or what to answer instead."""
     if decision.by == "quote":
         assert p.quote_id is not None
+        if (changed := price_change(rt, p)) is not None:  # checked before use: the quote stays unused
+            return NeedsConfirmation(changed)
         try:
             rt.quotes.consume(p.quote_id, p.digest)
         except QuoteError as err:
@@ -585,7 +646,7 @@ async def _submit(
     except JOURNAL_ERRORS as err:
         record.state = "failed"
         record.error = f"Not sent: kie-mcp could not record the attempt in its journal first ({err}); nothing created."
-        _refund(rt, problems, p.reserved_each, "refunded: not sent", None)
+        _refund(rt, problems, p, "refunded: not sent", None)
         return
     state, error, existing = "created", None, False
     try:
@@ -610,9 +671,9 @@ async def _submit(
     except JOURNAL_ERRORS as err:
         problems.append(_not_recorded(record, err))
     if state == "refused":
-        _refund(rt, problems, p.reserved_each, "refused by KIE", attempt)  # nothing was charged
+        _refund(rt, problems, p, "refused by KIE", attempt)  # nothing was charged
     if existing:
-        _refund(rt, problems, p.reserved_each, "refunded: KIE already had this task", attempt)
+        _refund(rt, problems, p, "refunded: KIE already had this task", attempt)
         problems.append(
             f"KIE already had this task ({record.task_id}) from an earlier request, so nothing new was started or "
             "charged; it is followed like any other."
@@ -636,11 +697,12 @@ def _record(rt: Runtime, problems: list[str], record: TaskRecord) -> None:
             problems.append(line)
 
 
-def _refund(rt: Runtime, problems: list[str], credits: float, reason: str, ref: str | None) -> None:
+def _refund(rt: Runtime, problems: list[str], p: Plan, reason: str, ref: str | None) -> None:
+    """Give back one create's share of the reservation, on the day the reservation was booked."""
     try:
-        rt.ledger.adjust(-credits, reason, ref)
+        rt.ledger.adjust(-p.reserved_each, reason, ref, day=p.reserved_on)
     except JOURNAL_ERRORS as err:
-        problems.append(f"The journal could not record a refund of {credits:g} credits ({err}).")
+        problems.append(f"The journal could not record a refund of {p.reserved_each:g} credits ({err}).")
 
 
 def replayed(rt: Runtime, p: Plan, tool: str, quote_id: str) -> GenerationResult:
@@ -716,19 +778,21 @@ async def save_all(rt: Runtime, records: list[TaskRecord]) -> list[str]:
 
 def settle(rt: Runtime, records: list[TaskRecord]) -> list[str]:
     """Fold what KIE reported into the spend, priced or not: refunds of failed tasks, real charges. Once per task,
-    ever. Returns problems to report."""
+    ever, and on the day the task was reserved (its record's creation day), never the day it ends: a task reserved
+    before midnight and refunded after it must not reopen today's cap. Returns problems to report."""
     problems: list[str] = []
     for record in records:
         reserved = record.credits_reserved if record.credits_reserved is not None else record.credits_quoted
         if record.task_id is None or reserved is None:
             continue
         try:
+            day = rt.ledger.day_of(record.created_at)
             if record.state == "failed":
                 delta = (record.credits_charged or 0.0) - reserved
-                rt.ledger.adjust(delta, "refunded: task failed", record.task_id, once=True)
+                rt.ledger.adjust(delta, "refunded: task failed", record.task_id, once=True, day=day)
             elif record.state == "succeeded" and record.credits_charged is not None:
                 delta = record.credits_charged - reserved
-                rt.ledger.adjust(delta, "charged by KIE", record.task_id, once=True)
+                rt.ledger.adjust(delta, "charged by KIE", record.task_id, once=True, day=day)
         except JOURNAL_ERRORS as err:
             problems.append(f"The journal could not record what KIE charged for {record.task_id} ({err}).")
     if (reason := _over_cap(rt)) is not None:

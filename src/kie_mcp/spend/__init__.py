@@ -2,7 +2,7 @@
 
 from .approval import Approval, ApprovalError
 from .gate import Approved, Ask, ConfirmSpend, Decision, Declined, NeedsConfirmation, Replay, decide, grant
-from .ledger import Caps, Ledger, SpendRefused, check_balance, check_caps, reservation
+from .ledger import Caps, Ledger, Reservation, SpendRefused, check_balance, check_caps, priced, reservation
 from .quotes import Quote, QuoteBook, QuoteError, request_hash
 
 __all__ = [
@@ -20,11 +20,13 @@ __all__ = [
     "QuoteBook",
     "QuoteError",
     "Replay",
+    "Reservation",
     "SpendRefused",
     "check_balance",
     "check_caps",
     "decide",
     "grant",
+    "priced",
     "request_hash",
     "reservation",
 ]

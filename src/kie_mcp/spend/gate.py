@@ -3,9 +3,11 @@
 1. invalid input -> error (handled before this module is reached)
 2. hard caps -> refused, whatever the approval
 3. balance -> refused
-4. approval: a valid quote for this exact request; else a known price at or under the auto-approve
-   limit; else ask the user when the client can show a form; else hand back a quote to approve.
-An unknown price is never auto-approved.
+4. approval: a valid quote for this exact request, at no more than the price it showed (``quote_problem``
+   says why not); else a known price above 0 and at or under the auto-approve limit; else ask the user
+   when the client can show a form; else hand back a quote to approve.
+An unknown price is never auto-approved, nor is a "price" of 0 or less: that is a broken price list, not a
+free request.
 """
 
 # No ``from __future__ import annotations``: pydantic would compile each field's annotation string on import.
@@ -17,6 +19,7 @@ from pydantic import BaseModel, Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from .approval import Approval, ApprovedBy, _issue
+from .ledger import priced
 
 
 class ConfirmSpend(BaseModel, defer_build=True):
@@ -80,7 +83,8 @@ def decide(
 ) -> Decision:
     if quote_id and quote_problem is None:
         return Approved("quote")
-    if total is not None and auto_approve_limit > 0 and total <= auto_approve_limit:
+    total = priced(total)
+    if total is not None and total <= auto_approve_limit:
         return Approved("auto")
     if can_ask:
         return Ask(question)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -21,13 +22,31 @@ class Caps:
     per_day: float
 
 
+@dataclass(frozen=True)
+class Reservation:
+    """Credits counted against the caps for one request, and the day they count on."""
+
+    credits: float
+    day: date
+
+
+def priced(total: float | None) -> float | None:
+    """``total`` when it is a price the caps can weigh (a finite number above 0), else None. A price of 0 or less
+    comes from a broken price list, never from KIE's real rates: it is checked, reserved and approved as unknown, so
+    it can neither slip past the caps nor be auto-approved."""
+    if total is None or isinstance(total, bool) or not math.isfinite(total) or total <= 0:
+        return None
+    return float(total)
+
+
 def check_caps(total: float | None, spent_today: float, caps: Caps, *, ceiling: float | None = None) -> None:
     """Refuse a spend above the per-call cap or above what is left of today's cap.
 
-    A known price is checked as it is. An unknown price (``total`` None) is checked, and later reserved, at its
-    ``ceiling``: the per-call cap or a lower ``max_credits`` the caller gave. Caps hold whether or not the price
-    is known.
+    A known price is checked as it is. An unknown price (``total`` None, or not above 0) is checked, and later
+    reserved, at its ``ceiling``: the per-call cap or a lower ``max_credits`` the caller gave. Caps hold whether or
+    not the price is known; an unknown price with nothing to reserve (a per-call cap of 0) is refused.
     """
+    total = priced(total)
     if spent_today > caps.per_day:
         raise SpendRefused(
             f"Today's spend through kie-mcp ({spent_today:g} credits) is already over the daily cap of "
@@ -35,7 +54,18 @@ def check_caps(total: float | None, spent_today: float, caps: Caps, *, ceiling: 
             "spent. Further spends are refused until the cap resets at midnight (local time); the user can raise "
             "KIE_MAX_CREDITS_PER_DAY in the server's configuration."
         )
-    amount = total if total is not None else (caps.per_call if ceiling is None else min(ceiling, caps.per_call))
+    amount = reservation(total, caps, ceiling)
+    if total is None and amount <= 0:
+        limit = (
+            f"the max_credits ceiling of {ceiling:g} given with it"
+            if ceiling is not None and ceiling < caps.per_call
+            else f"the per-call cap of {caps.per_call:g} (KIE_MAX_CREDITS_PER_CALL)"
+        )
+        raise SpendRefused(
+            f"This request has no price known before it runs, so it needs credits reserved up to a limit, and "
+            f"{limit} leaves nothing to reserve. Nothing was spent. Choose a model or settings with a known price "
+            "(estimate_cost shows it), or have the user raise KIE_MAX_CREDITS_PER_CALL in the server's configuration."
+        )
     what = (
         f"costs {total:g} credits"
         if total is not None
@@ -64,7 +94,9 @@ def check_caps(total: float | None, spent_today: float, caps: Caps, *, ceiling: 
 
 
 def reservation(total: float | None, caps: Caps, ceiling: float | None = None) -> float:
-    """What a request counts against today's cap until KIE's real charge is known."""
+    """What a request counts against today's cap until KIE's real charge is known: its price, or for an unknown
+    price (or one not above 0) its ceiling."""
+    total = priced(total)
     if total is not None:
         return total
     return caps.per_call if ceiling is None else min(ceiling, caps.per_call)
@@ -72,8 +104,6 @@ def reservation(total: float | None, caps: Caps, ceiling: float | None = None) -
 
 def check_balance(total: float | None, balance: float) -> None:
     """Refuse a spend the balance cannot cover, and any spend at all against a balance that is not a number."""
-    import math
-
     if isinstance(balance, bool) or not isinstance(balance, int | float) or not math.isfinite(balance):
         raise SpendRefused(
             f"KIE reported a balance that is not a number ({plain(balance)}); nothing was spent. Check the balance at "
@@ -95,15 +125,23 @@ class Ledger:
         self.caps = caps
         self._today = today
 
+    def today(self) -> date:
+        return self._today()
+
+    def day_of(self, moment: float) -> date:
+        """The ledger day of an epoch ``moment`` (local time, as the daily cap), never later than today."""
+        return min(datetime.fromtimestamp(moment).date(), self._today())
+
     def spent_today(self) -> float:
         return round(self.journal.spent_on(self._today()), 4)
 
     def total_spent(self) -> float:
         return round(self.journal.total_spent(), 4)
 
-    def reserve(self, total: float | None, ref: str | None = None, *, ceiling: float | None = None) -> float:
+    def reserve(self, total: float | None, ref: str | None = None, *, ceiling: float | None = None) -> Reservation:
         """Count the request as spent now, if the caps allow (raise ``SpendRefused`` otherwise); return the
-        credits reserved: the price, or for an unknown price its ceiling."""
+        credits reserved (the price, or for an unknown price its ceiling) and the day they were booked on, which
+        every later correction of this spend must use."""
         day = self._today()
         with self.journal.transaction() as db:
             spent = _sum(db, day)
@@ -111,7 +149,7 @@ class Ledger:
             amount = reservation(total, self.caps, ceiling)
             if amount:
                 Journal.add_spend(db, day, amount, "reserved", ref)
-        return amount
+        return Reservation(amount, day)
 
     def over_cap(self) -> str | None:
         """Why spending is refused for the rest of today, when KIE's real charges pushed past the daily cap."""
@@ -123,9 +161,21 @@ class Ledger:
             )
         return None
 
-    def adjust(self, delta: float, reason: str = "adjusted", ref: str | None = None, *, once: bool = False) -> bool:
-        """Correct today's spend (a refund, or KIE's real charge); with ``once``, at most one entry per ``ref``."""
-        day = self._today()
+    def adjust(
+        self,
+        delta: float,
+        reason: str = "adjusted",
+        ref: str | None = None,
+        *,
+        once: bool = False,
+        day: date | None = None,
+    ) -> bool:
+        """Correct a day's spend (a refund, or KIE's real charge); with ``once``, at most one entry per ``ref``.
+
+        ``day`` is the day the corrected spend was reserved on (default today): a task reserved before midnight
+        and settled after it is corrected on its own day, so its refund cannot reopen today's cap."""
+        today = self._today()
+        day = today if day is None else min(day, today)
         with self.journal.transaction() as db:
             seen = db.execute("SELECT 1 FROM spend WHERE ref = ? AND reason = ?", (ref, reason)).fetchone()
             if once and ref and seen:
