@@ -127,7 +127,8 @@ class FakeKie:
         now = self.clock.now
         if request.url.path.endswith("recordInfo"):
             self.reads.append(now)
-            payload: dict[str, Any] = {"code": 200, "msg": "success", "data": {"taskId": "t", "state": "generating"}}
+            asked = request.url.params.get("taskId")  # KIE answers about the task asked
+            payload: dict[str, Any] = {"code": 200, "msg": "success", "data": {"taskId": asked, "state": "generating"}}
         elif forced == "429" or sum(1 for t in self.arrivals if t >= now - self.window) >= self.limit:
             self.refused += 1
             payload = RATE_LIMITED
