@@ -226,6 +226,18 @@ async def test_a_web_page_in_place_of_the_file_is_fetched_again_through_a_fresh_
     assert listing(tmp_path) == ["a.png"]
 
 
+async def test_a_video_tasks_first_result_must_be_a_video_and_only_later_ones_may_be_its_frames(
+    controls: Controls, sim: Simulator, kie: KieClient, tmp_path: Path
+) -> None:
+    from kie_mcp.media.results import _expected  # what save_results asks of the n-th link of a task
+
+    [url] = await finished(controls, sim, output_format="png")  # a picture where a video task's video should be
+    with pytest.raises(DownloadError, match="Expected a video but the file is image/png"):
+        await download(kie.files, url, tmp_path / "clip.mp4", expected=_expected("video", 1))
+    frame = await download(kie.files, url, tmp_path / "last-frame.png", expected=_expected("video", 2))
+    assert frame.mime == "image/png" and listing(tmp_path) == ["last-frame.png"]
+
+
 async def test_max_bytes_is_enforced(controls: Controls, sim: Simulator, kie: KieClient, tmp_path: Path) -> None:
     url = await video_url(controls, sim, 1_000_000)
     with pytest.raises(DownloadError, match="limit"):  # announced by Content-Length: refused before reading

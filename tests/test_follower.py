@@ -183,6 +183,22 @@ def test_the_journal_names_finished_tasks_with_results_not_all_saved(tmp_path):
     assert found == ["none-saved", "one-of-two"]
 
 
+async def test_a_result_check_task_could_not_save_is_saved_again_in_the_background(connect, controls, sim, tmp_path):
+    """A task made elsewhere (KIE's site, another tool) and finished before anyone here asked: check_task saves it
+    itself, and when that download fails, the follower tries again without being asked."""
+    from .test_downloads import AUTH
+
+    body = {"model": "nano-banana-2", "input": {"prompt": "a red fox"}}
+    task_id = (await controls.http.post("/api/v1/jobs/createTask", json=body, headers=AUTH)).json()["data"]["taskId"]
+    sim.advance(1800)  # finished at KIE before kie-mcp hears of it
+    await controls.fault("files", kind="code", code=503, times=1)
+    async with connect() as client:
+        checked = await client.call_tool("check_task", {"task_id": task_id})
+        assert checked.structured_content["task"]["files"] == [], text_of(checked)  # its own try failed
+        files = await until_saved(tmp_path, task_id)  # no second check_task
+    assert files[0].suffix == ".jpg"  # nano-banana-2 answers JPEG by default
+
+
 async def test_a_task_whose_call_was_cancelled_is_still_followed_and_saved(connect, controls, tmp_path):
     await controls.fault("create", kind="slow", seconds=2.0)
     async with connect(elicitation=answering()) as client:

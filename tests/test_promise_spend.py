@@ -302,6 +302,29 @@ async def test_a_quote_does_not_approve_a_price_that_went_up_and_stays_unused(co
     assert spent == 8
 
 
+async def test_the_question_about_a_changed_price_reads_the_same_once_the_old_quote_expired(
+    connect, controls, transport, tmp_path
+):
+    """The 2026-07-28 protocol asks a question again when its answer comes back and compares the two: the price
+    change that leads it must still be said when the old quote expired in between, or the user is asked again."""
+    import sqlite3
+
+    row = feed_row("nano-banana-2")
+    async with connect() as client:
+        old = (await estimate(client, IMAGE))["quote"]
+    await controls.post("catalog/feed", {"description": row, "credits": 12})
+    await sync(transport, controls, tmp_path)
+    asked: list[str] = []
+    async with connect(elicitation=answering(action="decline", seen=asked)) as client:
+        await client.call_tool("generate_image", {**IMAGE, "quote_id": old["quote_id"]})
+        with sqlite3.connect(tmp_path / ".kie-mcp" / "journal.sqlite3") as db:  # ten minutes later
+            db.execute("UPDATE quotes SET expires = 0 WHERE quote_id = ?", (old["quote_id"],))
+        await client.call_tool("generate_image", {**IMAGE, "quote_id": old["quote_id"]})
+    assert len(asked) == 2 and asked[0] == asked[1], asked
+    assert asked[0].startswith("The price changed since quote")
+    assert await controls.creates() == []
+
+
 async def test_a_quote_does_not_approve_a_price_that_became_unknown(connect, controls, transport, tmp_path):
     async with connect() as client:
         old = (await estimate(client, IMAGE))["quote"]

@@ -179,6 +179,29 @@ def test_an_unknown_price_is_refused_when_the_caps_leave_nothing_to_reserve():
     assert ledger.spent_today() == 0
 
 
+def test_a_task_sent_after_midnight_is_settled_on_the_day_its_reservation_was_booked(tmp_path):
+    """Reserved at 23:59:30, created at 00:00:30 after a minute's upload: its record is of the 22nd, its
+    reservation counts on the 21st, and KIE's charge corrects the 21st."""
+    day = [date(2026, 11, 21)]
+    ledger = Ledger(Journal(tmp_path / "j.sqlite3"), Caps(per_call=600, per_day=1000), today=lambda: day[0])
+    booked = ledger.reserve(None, "q_late")
+    day[0] = date(2026, 11, 22)
+    ledger.reserve(500, "q_today")
+    record = TaskRecord(
+        task_id="t1",
+        model="m",
+        family="market",
+        kind="video",
+        state="succeeded",
+        credits_reserved=600.0,
+        credits_charged=50.0,
+        reserved_on=booked.day,
+        created_at=datetime(2026, 11, 22, 0, 0, 30).timestamp(),
+    )
+    settle(SimpleNamespace(ledger=ledger), [record])
+    assert ledger.spent_today() == 500 and ledger.journal.spent_on(date(2026, 11, 21)) == 50
+
+
 def test_a_task_reserved_before_midnight_is_settled_on_its_own_day(tmp_path):
     day = [date(2026, 11, 21)]
     ledger = Ledger(Journal(tmp_path / "j.sqlite3"), Caps(per_call=600, per_day=1000), today=lambda: day[0])

@@ -369,7 +369,9 @@ def decide_approval(rt: Runtime, p: Plan, *, can_ask: bool, answered: bool = Fal
     """Who approves this request. A question the user is asked is bound to a single-use quote in the journal, so
     a retried request that carries the same answer again gets the earlier result, never a second create."""
     problem = rt.quotes.problem(p.quote_id, p.digest) if p.quote_id else None
-    changed = price_change(rt, p) if p.quote_id and problem is None else None
+    # Said whether or not the quote has expired since: the 2026-07-28 protocol asks the same question again when
+    # the answer comes back, and a question whose text changed in between would be asked a third time.
+    changed = price_change(rt, p) if p.quote_id else None
     decision = decide(
         total=p.total,
         quote_id=p.quote_id,
@@ -398,9 +400,9 @@ def price_change(rt: Runtime, p: Plan) -> str | None:
     than the quote said, or its price became unknown, or (for a quote of an unknown price) it would reserve more
     than the quote's ceiling. None when the quote covers the request: the same price, or a lower one (the lower
     price is then what is reserved). The user approved the quoted number, never whatever the price became."""
-    quote = rt.quotes.quote(p.quote_id) if p.quote_id else None
+    quote = rt.quotes.quote(p.quote_id, p.digest) if p.quote_id else None
     if quote is None:
-        return None  # an unknown quote_id: ``QuoteBook.problem`` says so
+        return None  # an unknown quote_id, or one for another request: ``QuoteBook.problem`` says so
     was = quote.credits_total
     if was is not None and p.total is not None:
         if p.total <= was + 1e-9:
@@ -426,7 +428,7 @@ def price_change(rt: Runtime, p: Plan) -> str | None:
         said = "an unknown price"
     return (
         f"The price changed since quote {quote.quote_id} was given: it said {said}, and this request {now}. "
-        "That quote does not approve the new price and was not used."
+        "That quote does not approve the new price; it was left as it was."
     )
 
 
@@ -545,6 +547,7 @@ async def execute(
             state="queued",
             credits_quoted=p.price.credits,
             credits_reserved=p.reserved_each,
+            reserved_on=p.reserved_on,
             sandbox=rt.settings.sandbox,
             parent_task_id=p.parent_task_id,
             operation=p.operation,
@@ -778,15 +781,16 @@ async def save_all(rt: Runtime, records: list[TaskRecord]) -> list[str]:
 
 def settle(rt: Runtime, records: list[TaskRecord]) -> list[str]:
     """Fold what KIE reported into the spend, priced or not: refunds of failed tasks, real charges. Once per task,
-    ever, and on the day the task was reserved (its record's creation day), never the day it ends: a task reserved
-    before midnight and refunded after it must not reopen today's cap. Returns problems to report."""
+    ever, and on the day the task was reserved (``reserved_on``), never the day it ends: a task reserved before
+    midnight and refunded after it must not reopen today's cap. Returns problems to report."""
     problems: list[str] = []
     for record in records:
         reserved = record.credits_reserved if record.credits_reserved is not None else record.credits_quoted
         if record.task_id is None or reserved is None:
             continue
         try:
-            day = rt.ledger.day_of(record.created_at)
+            # The reservation's own day; records of an older kie-mcp have none: the day the task was created.
+            day = record.reserved_on or rt.ledger.day_of(record.created_at)
             if record.state == "failed":
                 delta = (record.credits_charged or 0.0) - reserved
                 rt.ledger.adjust(delta, "refunded: task failed", record.task_id, once=True, day=day)

@@ -52,7 +52,7 @@ from kie_mcp.catalog.tables import model_document, model_table_json, model_table
 from kie_mcp.config import Settings
 from kie_mcp.journal import Journal, JournalUnavailable, storage_problem, unavailable_reason
 from kie_mcp.kie import KieError
-from kie_mcp.media.downloads import SNIFF_BYTES, THUMBNAIL_SIDE, output_folder, preview, sniff_mime
+from kie_mcp.media.downloads import SNIFF_BYTES, THUMBNAIL_SIDE, kind_of_file, output_folder, preview, sniff_mime
 from kie_mcp.media.inputs import (
     UPLOAD_ACCEPTS,
     OutsideAllowedFolders,
@@ -477,6 +477,7 @@ def _register_tools(mcp: MCPServer) -> None:
             if not checked.held:  # it had ended before this call: fold in its charge once, save what is missing
                 problems = [*gen.settle(rt, [record]), *await gen.save_all(rt, [record])]
                 rt.tasks.add(record)
+                rt.follower.save_later(record)  # what this save missed is tried again in the background
             elif checked.saving:
                 problems.append("Its results are being saved now; check_task shows the files in a moment.")
             await rt.follower.deliver_notices(ctx)
@@ -1365,7 +1366,8 @@ def _tool_result(
     for file in files if previews else ():
         content.append(_output_link(file))
         # The kept preview: an image scaled to KIE_PREVIEW_PX (decoded here only if none was made), a video's poster.
-        small = preview(Path(file.absolute_path), kinds.get(file.path), side)
+        path = Path(file.absolute_path)  # by its own type: a video task's results may include its frames (images)
+        small = preview(path, kind_of_file(path, kinds.get(file.path)), side)
         if small is not None:
             data, mime = small
             content.append(ImageContent(type="image", data=base64.b64encode(data).decode(), mime_type=mime))

@@ -46,9 +46,8 @@ async def save_results(
             continue
         dest = folder / result_name(record.model, record.task_id, index, _guess_ext(url))
         try:
-            file = await download(
-                kie.files, url, dest, expected=_expected(record.kind), max_bytes=max_bytes, remint=kie.download_url
-            )
+            expected = _expected(record.kind, index)
+            file = await download(kie.files, url, dest, expected=expected, max_bytes=max_bytes, remint=kie.download_url)
         except DownloadError as err:
             problems.append(f"{record.task_id} result {index}: {err}")
             if not err.expired and LINKS_STILL_WORK not in problems:  # an expired link's error says what to do
@@ -88,11 +87,12 @@ def sidecar(journal: Journal, record: TaskRecord) -> dict[str, Any]:
     }
 
 
-def _expected(kind: str | None) -> Any:
-    """What a task's result links may serve: a video task's include its first or last frame (an image) when the
-    request asked for them (e.g. Seedance's ``return_last_frame``; KIE's ``firstFrameUrl``/``lastFrameUrl``)."""
+def _expected(kind: str | None, index: int) -> Any:
+    """What a task's ``index``-th result link may serve. A video task's first link is its video; the links after
+    it may be its first or last frame (images) when the request asked for them (e.g. Seedance's
+    ``return_last_frame``; KIE's ``firstFrameUrl``/``lastFrameUrl`` come after the videos)."""
     if kind == "video":
-        return ("video", "image")
+        return "video" if index == 1 else ("video", "image")
     return kind if kind in ("image", "audio") else ("image", "video", "audio")  # a model kie-mcp does not know
 
 

@@ -194,10 +194,13 @@ class QuoteBook:
         rows = self.journal.query("SELECT * FROM quotes WHERE quote_id = ?", quote_id)
         return self._problem(quote_id, digest, rows[0] if rows else None)
 
-    def quote(self, quote_id: str) -> Quote | None:
-        """The quote as it was issued (its price never changes), used or not; None when unknown."""
-        rows = self.journal.query("SELECT body FROM quotes WHERE quote_id = ?", quote_id)
-        return Quote.model_validate_json(rows[0]["body"]) if rows else None
+    def quote(self, quote_id: str, digest: str | None = None) -> Quote | None:
+        """The quote as it was issued (its price never changes), used or expired or not; None when unknown, or
+        (with ``digest``) when it was for another request."""
+        rows = self.journal.query("SELECT body, digest FROM quotes WHERE quote_id = ?", quote_id)
+        if not rows or (digest is not None and rows[0]["digest"] != digest):
+            return None
+        return Quote.model_validate_json(rows[0]["body"])
 
     def consume(self, quote_id: str, digest: str, *, kind: str = "estimate") -> Quote:
         """Use the quote up, atomically: of two calls (or two processes) racing with one quote, one wins."""

@@ -77,6 +77,7 @@ QUIET = 180.0  # ... adopted when nothing was recorded about them for this long
 GIVE_UP = 8  # refusals in a row after which a task is left alone
 MAX_RATE_LIMIT_FACTOR = 8  # 429s in a row pause every look: rate_limit_backoff, doubled each time, up to 8x
 LOOKS_AT_ONCE = 8  # looks (and the downloads they lead to) running at the same time
+SAVES_AT_ONCE = 2  # background tries at saving missed results: apart from the looks, so they never hold those up
 RETENTION_SECONDS = 14 * 86400.0  # KIE deletes results after 14 days: older tasks are not followed
 SAVE_AGAIN = (30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)  # gaps between tries to save results a download missed
 DEFAULT_TYPICAL = {"image": (5, 60), "video": (60, 300)}  # a model the catalogue does not know
@@ -182,6 +183,7 @@ class Follower:
         self._wake: anyio.Event | None = None
         self._bound: anyio.Event | None = None
         self._limiter: anyio.CapacityLimiter | None = None
+        self._save_limiter: anyio.CapacityLimiter | None = None
         self._paused_until = 0.0
         self._rate_limited = 0
         self._publish: Callable[[str], Awaitable[None]] | None = None
@@ -195,6 +197,7 @@ class Follower:
         self._rt = rt
         self._unit = time_unit(rt.settings)
         self._limiter = anyio.CapacityLimiter(LOOKS_AT_ONCE)
+        self._save_limiter = anyio.CapacityLimiter(SAVES_AT_ONCE)
         self._bound_event().set()
         if rt.kie is None:
             return  # no key: nothing can be followed, and no tool can create or check a task
@@ -278,7 +281,7 @@ class Follower:
                 log.warning("task %s: its journal record cannot be read (%s)", row["task_id"], err)
                 continue
             log.info("saving the results of task %s (%s), left unsaved in the journal", record.task_id, record.model)
-            self._save_later(record, at=time.monotonic())
+            self.save_later(record, at=time.monotonic())
 
     def _unsaved_results(self, record: TaskRecord) -> bool:
         assert self._rt is not None
@@ -289,7 +292,11 @@ class Follower:
             and len(record.files) < len(record.result_urls)
         )
 
-    def _save_later(self, record: TaskRecord, *, at: float | None = None) -> None:
+    def save_later(self, record: TaskRecord, *, at: float | None = None) -> None:
+        """Try again later to save what ``record``'s results still lack (``SAVE_AGAIN``'s schedule); nothing when
+        they are all saved, or downloads are off."""
+        if self._rt is None or not self._unsaved_results(record):
+            return
         assert record.task_id is not None
         if record.task_id not in self._unsaved:
             first = time.monotonic() + SAVE_AGAIN[0] * self._unit if at is None else at
@@ -297,9 +304,9 @@ class Follower:
             self._poke()
 
     async def _save_in_turn(self, unsaved: Unsaved) -> None:
-        assert self._limiter is not None
+        assert self._save_limiter is not None
         try:
-            async with self._limiter:
+            async with self._save_limiter:
                 await self._save_again(unsaved)
         finally:
             unsaved.busy = False
@@ -469,8 +476,7 @@ class Follower:
             watch.note([f"{record.task_id}: its results could not be saved or recorded ({err})."])
         self._journal(watch)
         self._forget(watch)
-        if self._unsaved_results(record):  # a download failed (or was cut off): tried again in the background
-            self._save_later(record)
+        self.save_later(record)  # a download failed (or was cut off): tried again in the background
         await self._announce(record, waiters=watch.waiters)
 
     def _forget(self, watch: Watch, *, dropped: bool = False) -> None:

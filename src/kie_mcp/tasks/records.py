@@ -3,6 +3,7 @@
 # No ``from __future__ import annotations``: pydantic would compile each field's annotation string on import.
 
 import time
+from datetime import date
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, Field, PlainSerializer, PrivateAttr, SerializationInfo, WithJsonSchema
@@ -58,6 +59,9 @@ class TaskRecord(BaseModel, defer_build=True):
     credits_quoted: float | None = None
     credits_reserved: float | None = Field(
         default=None, description="What this task counts against the caps until KIE's real charge is known."
+    )
+    reserved_on: date | None = Field(
+        default=None, description="The day (local) the reservation counts on: KIE's charge or refund corrects it."
     )
     credits_charged: float | None = None
     eta_seconds: int | None = Field(default=None, description="Rough seconds left, from the model's typical time.")
