@@ -251,6 +251,7 @@ async def test_a_price_of_zero_in_kie_s_live_list_is_never_auto_approved_and_res
     async with connect(auto_approve_credits=10) as client:  # no forms: only a quote_id could approve it
         estimate = (await client.call_tool("estimate_cost", IMAGE)).structured_content
         unasked = await client.call_tool("generate_image", IMAGE)
+        listed = await client.call_tool("list_models", {"query": "nano banana 2"})
     async with connect(elicitation=answering(), auto_approve_credits=10, max_credits_per_day=20) as client:
         racing: list[Any] = []
 
@@ -271,6 +272,8 @@ async def test_a_price_of_zero_in_kie_s_live_list_is_never_auto_approved_and_res
     assert asked.structured_content["tasks"][0]["credits_reserved"] == 600  # like any unknown price, never 0
     assert all(r.is_error and "up to 600 credits are reserved" in text_of(r) for r in racing)  # daily cap: 20
     assert len(await controls.creates()) == 1
+    [line] = [line for line in text_of(listed).splitlines() if line.startswith("- nano-banana-2 ")]
+    assert " 0 credits" not in line and "$0.00" not in line  # never shown as a price either
 
 
 async def test_a_quote_does_not_approve_a_price_that_went_up_and_stays_unused(connect, controls, transport, tmp_path):

@@ -50,7 +50,6 @@ from kie_mcp.spend import (
     check_caps,
     decide,
     grant,
-    priced,
     request_hash,
     reservation,
 )
@@ -243,29 +242,13 @@ def quote_price(
     may raise it) and the notes that go with it: warnings about the price and the model's recent health."""
     from kie_mcp.catalog.live import live_price_input
 
-    table = not_free(live_price_input(rt.live, spec, wire, measured))
+    table = live_price_input(rt.live, spec, wire, measured)
     if measured is not None:
         price, warning = table, None  # a past charge is for another input's length: never this request's price
     else:
         price, warning = observed_price(rt, spec, options, table)
     notes = [line for line in (warning, staleness(price, datetime.now().date()), health_note(rt, spec.id)) if line]
     return price, notes
-
-
-def not_free(price: ItemPrice) -> ItemPrice:
-    """``price``, or an unknown price when its credits are 0 or less (or not a number): KIE sells nothing for free,
-    so such a number is a broken price list. As for a row gone from KIE's live list, the price is then unknown:
-    never auto-approved, and the request reserves its ceiling against the caps."""
-    if price.credits is None or priced(price.credits) is not None:
-        return price
-    return price.model_copy(
-        update={
-            "known": False,
-            "credits": None,
-            "breakdown": f"{price.breakdown}; {price.credits:g} credits is not a real price (KIE sells nothing for "
-            "free), so the price is unknown",
-        }
-    )
 
 
 def offered_models(

@@ -568,6 +568,14 @@ def effective_rate(live: LiveCatalog, spec: ModelSpec, rate: Rate) -> RateVerdic
             date,
             f"KIE live price list of {date} no longer has {plain(rate.feed)}, so the price is unknown",
         )
+    if not found.credits > 0:  # KIE sells nothing for free: 0 or less is a broken price list, not a price
+        return RateVerdict(
+            "unknown",
+            None,
+            date,
+            f"KIE live price list of {date} gives {plain(rate.feed)} {_fmt(found.credits)} credits, which is not a "
+            "real price, so the price is unknown",
+        )
     per_second = "second" in found.unit.lower()
     if spec.price is not None and per_second != (spec.price.unit == "second"):
         return RateVerdict(
