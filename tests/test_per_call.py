@@ -12,6 +12,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from PIL import Image
 
@@ -379,3 +380,25 @@ async def test_local_inputs_are_read_and_hashed_in_a_worker_thread(connect, cont
         remote = await client.call_tool("estimate_cost", {**edit, "images": ["https://example.com/a.png"]})
     assert not local.is_error and not remote.is_error, text_of(local)
     assert len(threads) == 1 and threads[0] != threading.main_thread().name
+
+
+# -- the follower's start ---------------------------------------------------------------------------------------
+
+
+async def test_the_startup_search_for_unsaved_results_runs_in_a_worker_thread(connect, monkeypatch):
+    """It reads every finished task of the last 14 days (about 50 ms at 50,000 tasks): on the event loop it would
+    hold up the first requests of every start."""
+    threads: list[str] = []
+    original = Journal.unsaved_tasks
+
+    def counted(self: Journal, **kwargs: Any) -> Any:
+        threads.append(threading.current_thread().name)
+        return original(self, **kwargs)
+
+    monkeypatch.setattr(Journal, "unsaved_tasks", counted)
+    async with connect() as client:
+        await client.call_tool("list_tasks", {})  # opens the runtime, which starts the follower
+        with anyio.fail_after(5):
+            while not threads:  # noqa: ASYNC110 - the follower's own start, seen from outside
+                await anyio.sleep(0.02)
+    assert threads and threads[0] != threading.main_thread().name

@@ -43,6 +43,7 @@ whether or not a tool call is waiting on it:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import sqlite3
 import time
@@ -202,7 +203,7 @@ class Follower:
         if rt.kie is None:
             return  # no key: nothing can be followed, and no tool can create or check a task
         self._adopt(quiet_for=None)  # every unfinished task an earlier process left
-        self._adopt_unsaved()  # and every finished one whose results it could not save
+        await self._adopt_unsaved()  # and every finished one whose results it could not save
         rescan_at = time.monotonic() + RESCAN * self._unit
         async with anyio.create_task_group() as group:
             while True:
@@ -263,14 +264,17 @@ class Follower:
             except Exception:  # one odd row must not stop the follower, which would stop the server
                 log.exception("task %s: could not follow it", row["task_id"])
 
-    def _adopt_unsaved(self) -> None:
+    async def _adopt_unsaved(self) -> None:
         """Save again what the journal shows finished but not saved (a download failed, or the server stopped
-        while saving): KIE keeps results 14 days, and nobody may ask for them before that."""
+        while saving): KIE keeps results 14 days, and nobody may ask for them before that. The query reads every
+        finished task of those 14 days (about 50 ms at 50,000 tasks): in a worker thread, off the event loop."""
         assert self._rt is not None
         if not self._rt.settings.download:
             return
         try:
-            rows = self._rt.journal.unsaved_tasks(since=time.time() - RETENTION_SECONDS)
+            rows = await anyio.to_thread.run_sync(
+                functools.partial(self._rt.journal.unsaved_tasks, since=time.time() - RETENTION_SECONDS)
+            )
         except JOURNAL_ERRORS as err:
             log.warning("could not read unsaved results from the journal: %s", err)
             return
