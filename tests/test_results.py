@@ -79,6 +79,8 @@ async def test_a_video_and_the_frames_kie_sends_with_it_are_all_saved(connect, t
     assert "Expected a video" not in text_of(done)
     frame = next(name for name in task["files"] if name.endswith(".png"))
     assert (tmp_path / frame).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    pictures = [c for c in done.content if c.type == "image"]
+    assert len(pictures) >= 2  # each frame has its own preview (a video poster too, where ffmpeg is installed)
 
 
 async def test_expired_link_is_reminted(connect, controls, sim, tmp_path):

@@ -52,7 +52,7 @@ from kie_mcp.catalog.tables import model_document, model_table_json, model_table
 from kie_mcp.config import Settings
 from kie_mcp.journal import Journal, JournalUnavailable, storage_problem, unavailable_reason
 from kie_mcp.kie import KieError
-from kie_mcp.media.downloads import SNIFF_BYTES, THUMBNAIL_SIDE, kind_of_file, output_folder, preview, sniff_mime
+from kie_mcp.media.downloads import SNIFF_BYTES, THUMBNAIL_SIDE, output_folder, preview, sniff_mime
 from kie_mcp.media.inputs import (
     UPLOAD_ACCEPTS,
     OutsideAllowedFolders,
@@ -1366,8 +1366,7 @@ def _tool_result(
     for file in files if previews else ():
         content.append(_output_link(file))
         # The kept preview: an image scaled to KIE_PREVIEW_PX (decoded here only if none was made), a video's poster.
-        path = Path(file.absolute_path)  # by its own type: a video task's results may include its frames (images)
-        small = preview(path, kind_of_file(path, kinds.get(file.path)), side)
+        small = preview(Path(file.absolute_path), kinds.get(file.path), side)
         if small is not None:
             data, mime = small
             content.append(ImageContent(type="image", data=base64.b64encode(data).decode(), mime_type=mime))

@@ -825,7 +825,9 @@ def scaled_copy(path: Path, max_side: int) -> tuple[bytes, str] | None:
 
 
 def preview(path: Path, kind: str | None, max_side: int) -> tuple[bytes, str] | None:
-    """The kept inline preview of a saved result, without decoding: a scaled image, or a video's poster."""
+    """The kept inline preview of a saved result, without decoding: a scaled image, or a video's poster. The file's
+    own type decides (``kind_of_file``); ``kind``, its task's, only when the extension says nothing."""
+    kind = kind_of_file(path, kind)
     if kind == "video":
         return cached_poster(path, max_side)
     return thumbnail(path, max_side) if kind == "image" else None

@@ -17,7 +17,7 @@ from kie_mcp.kie import KieClient
 from kie_mcp.tasks import TaskRecord
 from kie_mcp.words import timestamp
 
-from .downloads import DownloadError, SavedFile, download, output_folder, result_name, write_json_atomic
+from .downloads import DownloadError, Expected, SavedFile, download, output_folder, result_name, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def sidecar(journal: Journal, record: TaskRecord) -> dict[str, Any]:
     }
 
 
-def _expected(kind: str | None, index: int) -> Any:
+def _expected(kind: str | None, index: int) -> Expected:
     """What a task's ``index``-th result link may serve. A video task's first link is its video; the links after
     it may be its first or last frame (images) when the request asked for them (e.g. Seedance's
     ``return_last_frame``; KIE's ``firstFrameUrl``/``lastFrameUrl`` come after the videos)."""
