@@ -179,6 +179,12 @@ def test_an_unknown_price_is_refused_when_the_caps_leave_nothing_to_reserve():
     assert ledger.spent_today() == 0
 
 
+def video_task(state: str, created: datetime, **fields: object) -> TaskRecord:
+    """A video task with 600 credits reserved (an unknown price under a per-call cap of 600)."""
+    return TaskRecord(task_id="t1", model="m", family="market", kind="video", state=state, credits_reserved=600.0,
+                      created_at=created.timestamp(), **fields)  # fmt: skip
+
+
 def test_a_task_sent_after_midnight_is_settled_on_the_day_its_reservation_was_booked(tmp_path):
     """Reserved at 23:59:30, created at 00:00:30 after a minute's upload: its record is of the 22nd, its
     reservation counts on the 21st, and KIE's charge corrects the 21st."""
@@ -187,17 +193,7 @@ def test_a_task_sent_after_midnight_is_settled_on_the_day_its_reservation_was_bo
     booked = ledger.reserve(None, "q_late")
     day[0] = date(2026, 11, 22)
     ledger.reserve(500, "q_today")
-    record = TaskRecord(
-        task_id="t1",
-        model="m",
-        family="market",
-        kind="video",
-        state="succeeded",
-        credits_reserved=600.0,
-        credits_charged=50.0,
-        reserved_on=booked.day,
-        created_at=datetime(2026, 11, 22, 0, 0, 30).timestamp(),
-    )
+    record = video_task("succeeded", datetime(2026, 11, 22, 0, 0, 30), credits_charged=50.0, reserved_on=booked.day)
     settle(SimpleNamespace(ledger=ledger), [record])
     assert ledger.spent_today() == 500 and ledger.journal.spent_on(date(2026, 11, 21)) == 50
 
@@ -206,15 +202,7 @@ def test_a_task_reserved_before_midnight_is_settled_on_its_own_day(tmp_path):
     day = [date(2026, 11, 21)]
     ledger = Ledger(Journal(tmp_path / "j.sqlite3"), Caps(per_call=600, per_day=1000), today=lambda: day[0])
     assert ledger.reserve(None, "q_late").day == date(2026, 11, 21)  # 23:59, an unknown price: 600 reserved
-    record = TaskRecord(
-        task_id="t1",
-        model="m",
-        family="market",
-        kind="video",
-        state="running",
-        credits_reserved=600.0,
-        created_at=datetime(2026, 11, 21, 23, 59).timestamp(),
-    )
+    record = video_task("running", datetime(2026, 11, 21, 23, 59))
     day[0] = date(2026, 11, 22)  # midnight passes while the task runs
     ledger.reserve(500, "q_today")
     record.state, record.credits_charged = "succeeded", 50.0  # KIE charged 50 of the 600 reserved
