@@ -65,6 +65,29 @@ def transport(sim: Simulator) -> SandboxTransport:
     return SandboxTransport(sim)
 
 
+@asynccontextmanager
+async def served_over_tcp(sim: Simulator) -> AsyncIterator[str]:
+    """``sim`` served by uvicorn on a free loopback port, as ``kie-mcp sim`` serves it; yields its base URL."""
+    import asyncio
+
+    import uvicorn
+
+    from kie_mcp.sandbox import create_app
+
+    config = uvicorn.Config(create_app(sim), host="127.0.0.1", port=0, log_level="critical", lifespan="off")
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve())
+    try:
+        for _ in range(500):
+            if server.started:
+                break
+            await asyncio.sleep(0.01)
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await serving
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(

@@ -3,6 +3,7 @@ garbage (too deep, wrong types, half an emoji, another task's answer) through th
 
 import json
 import sqlite3
+import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
@@ -11,12 +12,13 @@ import pytest
 from PIL import Image
 
 from kie_mcp.kie import CODES, FAMILIES, Category, KieClient, KieError, TaskState
+from kie_mcp.kie.client import MAX_ANSWER_BYTES
 from kie_mcp.kie.envelope import read_envelope
 from kie_mcp.kie.pacing import SlidingWindow
-from kie_mcp.sandbox import SANDBOX_API_KEY, SandboxTransport, Simulator
+from kie_mcp.sandbox import SANDBOX_API_KEY, SandboxTransport, SimConfig, Simulator, parse_fault
 from kie_mcp.spend import grant
 
-from .conftest import API, UPLOADS, answering, text_of
+from .conftest import API, UPLOADS, answering, served_over_tcp, text_of
 
 
 def answer(status, body):
@@ -187,6 +189,7 @@ class Rewriting(httpx2.AsyncBaseTransport):
     def __init__(self, inner: SandboxTransport) -> None:
         self.inner = inner
         self.rewrites: dict[str, Callable[[dict[str, Any]], Any]] = {}
+        self.encoding: dict[str, str] = {}  # a path whose rewritten answer claims this Content-Encoding
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         response = await self.inner.handle_async_request(request)
@@ -198,7 +201,9 @@ class Rewriting(httpx2.AsyncBaseTransport):
         if changed is not None:
             content = changed if isinstance(changed, bytes) else json.dumps(changed).encode()
         headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
-        return httpx2.Response(response.status_code, headers=headers, content=content)
+        if request.url.path in self.encoding:
+            headers["content-encoding"] = self.encoding[request.url.path]
+        return httpx2.Response(response.status_code, headers=headers, stream=httpx2.ByteStream(content))
 
     async def aclose(self) -> None:
         await self.inner.aclose()
@@ -375,3 +380,66 @@ async def test_an_upload_answer_with_a_mime_type_or_size_that_is_not_text_still_
         result = await client.call_tool("upload_file", {"path": "photo.png"})
     assert not result.is_error, text_of(result)
     assert "unexpected error" not in text_of(result) and "http://upload.kie.test/" in text_of(result)
+
+
+# -- answers too long to hold ------------------------------------------------------------------------------------
+
+ENDLESS = MAX_ANSWER_BYTES + 1024**2  # a well-formed success envelope, a megabyte past the limit
+
+
+async def test_a_create_answered_without_end_is_unknown_counted_never_resent_and_never_read_whole(
+    connect, controls, sim
+):
+    await controls.fault("create", kind="huge", bytes=ENDLESS)
+    async with connect(elicitation=answering()) as client:
+        result = await client.call_tool("generate_image", IMAGE)
+        credits = (await client.call_tool("check_credits", {})).structured_content
+    assert result.structured_content["status"] == "unknown", text_of(result)
+    assert "longer than 16 MiB" in text_of(result) and "may have been created" in text_of(result)
+    assert len(await controls.creates()) == 1  # never sent again
+    assert credits["spent_today"] == 8 and credits["unknown_creates"] == 1  # counted against the caps
+
+
+@pytest.mark.parametrize("compressed", [False, True], ids=["plain", "gzip bomb"])
+async def test_a_read_answered_without_end_is_a_clear_error_and_the_next_read_works(connect, controls, compressed):
+    """A gzip bomb (256 MiB of padding in about 250 KB on the wire) is stopped at the limit after decompression."""
+    await controls.fault("credit", kind="huge", bytes=ENDLESS if not compressed else 256 * 1024**2, gzip=compressed)
+    async with connect() as client:
+        refused = await client.call_tool("check_credits", {})
+        again = await client.call_tool("check_credits", {})
+    assert refused.is_error and "longer than 16 MiB" in text_of(refused) and "try again" in text_of(refused)
+    assert "unexpected error" not in text_of(refused)
+    assert not again.is_error and again.structured_content["balance_credits"] == 5000
+
+
+async def test_a_create_answered_with_broken_compression_is_unknown_and_never_resent(connect, controls, transport):
+    def broken_gzip(body: dict[str, Any]) -> bytes:
+        return b"\x1f\x8b\x08\x00garbage, not gzip"
+
+    transport.rewrites[CREATE] = broken_gzip
+    transport.encoding[CREATE] = "gzip"
+    async with connect(elicitation=answering()) as client:
+        result = await client.call_tool("generate_image", IMAGE)
+    assert result.structured_content["status"] == "unknown", text_of(result)
+    assert "could not be decompressed" in text_of(result) and "may have been created" in text_of(result)
+    assert len(await controls.creates()) == 1
+
+
+async def test_over_real_tcp_an_endless_answer_is_never_held_whole_in_memory():
+    """256 MiB offered over loopback: the client reads to the limit and drops the connection; its memory stays near
+    the limit (reading it all would hold at least the 256 MiB)."""
+    sim = Simulator(SimConfig(speed=0))
+    async with served_over_tcp(sim) as base:
+        sim.faults.add(parse_fault("credit", {"kind": "huge", "bytes": 256 * 1024**2}))
+        kie = KieClient(api_key=SANDBOX_API_KEY, base_url=base, upload_base_url=base)
+        tracemalloc.start()
+        try:
+            with pytest.raises(KieError) as caught:
+                await kie.credits()
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert await kie.credits() == 5000  # the connection it dropped is not reused half-read
+        await kie.aclose()
+    assert caught.value.category is Category.PROTOCOL and caught.value.retryable
+    assert peak < MAX_ANSWER_BYTES + 32 * 1024**2, f"{peak / 1024**2:.0f} MiB"

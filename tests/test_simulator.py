@@ -13,10 +13,11 @@ from typing import Any
 
 import httpx2
 import pytest
-import uvicorn
 
 from kie_mcp.catalog import load_catalog
-from kie_mcp.sandbox import SANDBOX_API_KEY, SandboxTransport, SimConfig, Simulator, create_app
+from kie_mcp.sandbox import SANDBOX_API_KEY, SandboxTransport, SimConfig, Simulator
+
+from .conftest import served_over_tcp
 
 BASE = "http://sandbox.test"
 HEADERS = {"User-Agent": "test", "Authorization": f"Bearer {SANDBOX_API_KEY}"}
@@ -596,6 +597,21 @@ async def test_slow_malformed_and_html_faults(client: httpx2.AsyncClient, sim: S
     assert (await client.get(f"{BASE}/files/x/0.png")).status_code == 503
 
 
+async def test_a_huge_fault_answers_a_whole_envelope_of_the_size_asked_plain_or_gzipped(
+    client: httpx2.AsyncClient, sim: Simulator
+) -> None:
+    for gzipped in (False, True):
+        await add_fault(client, "credit", {"kind": "huge", "bytes": 3 * 1024**2 + 5, "gzip": gzipped})
+        response = await client.get(CREDIT)
+        assert response.headers.get("content-encoding") == ("gzip" if gzipped else None)
+        assert len(response.content) == 3 * 1024**2 + 5  # decoded
+        assert response.json()["code"] == 200 and set(response.json()["data"]) == {"padding"}
+    assert (await body(client, "GET", CREDIT))["data"] == 5000  # used up: the next answer is normal
+    for endpoint, fault in [("files", {}), ("credit", {"bytes": 10}), ("credit", {"bytes": 5 * 1024**3})]:
+        refused = await client.post("/__sim/faults", json={"endpoint": endpoint, "fault": {"kind": "huge", **fault}})
+        assert refused.status_code == 400 and refused.json()["ok"] is False
+
+
 async def test_slow_create_times_out_but_still_creates(client: httpx2.AsyncClient, sim: Simulator) -> None:
     await add_fault(client, "create", {"kind": "slow", "seconds": 0.3})
     with pytest.raises(httpx2.ReadTimeout):
@@ -778,32 +794,20 @@ async def test_callbacks_are_recorded_with_hmac(client: httpx2.AsyncClient, sim:
 
 async def test_works_over_real_http_with_uvicorn() -> None:
     sim = Simulator(SimConfig(speed=0))
-    config = uvicorn.Config(create_app(sim), host="127.0.0.1", port=0, log_level="critical", lifespan="off")
-    server = uvicorn.Server(config)
-    serving = asyncio.create_task(server.serve())
-    try:
-        for _ in range(200):
-            if server.started:
-                break
-            await asyncio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        async with httpx2.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=HEADERS) as real:
-            assert (await real.get(CREDIT)).json()["data"] == 5000
-            task_id = (await real.post(CREATE, json={"model": "nano-banana-2", "input": {"prompt": "x"}})).json()[
-                "data"
-            ]["taskId"]
-            await real.post("/__sim/clock/advance", json={"seconds": 60})
-            data = (await real.get(RECORD, params={"taskId": task_id})).json()["data"]
-            url = json.loads(data["resultJson"])["resultUrls"][0]
-            assert url.startswith(f"http://127.0.0.1:{port}/files/")
-            assert (await real.get(url)).content.startswith(JPEG)
-            await real.post("/__sim/faults", json={"endpoint": "credit", "fault": {"kind": "drop"}})
-            with pytest.raises(httpx2.RemoteProtocolError):
-                await real.get(CREDIT)
-            assert (await real.get(CREDIT)).status_code == 200
-    finally:
-        server.should_exit = True
-        await serving
+    async with served_over_tcp(sim) as base, httpx2.AsyncClient(base_url=base, headers=HEADERS) as real:
+        assert (await real.get(CREDIT)).json()["data"] == 5000
+        task_id = (await real.post(CREATE, json={"model": "nano-banana-2", "input": {"prompt": "x"}})).json()["data"][
+            "taskId"
+        ]
+        await real.post("/__sim/clock/advance", json={"seconds": 60})
+        data = (await real.get(RECORD, params={"taskId": task_id})).json()["data"]
+        url = json.loads(data["resultJson"])["resultUrls"][0]
+        assert url.startswith(f"{base}/files/")
+        assert (await real.get(url)).content.startswith(JPEG)
+        await real.post("/__sim/faults", json={"endpoint": "credit", "fault": {"kind": "drop"}})
+        with pytest.raises(httpx2.RemoteProtocolError):
+            await real.get(CREDIT)
+        assert (await real.get(CREDIT)).status_code == 200
 
 
 # -- controls refuse NaN, Infinity and values that would wedge the simulator ---------------------

@@ -52,6 +52,10 @@ CATALOG_SPACING_SECONDS = 1.1
 # current region." in some regions (public captures 2026-09-24..2026-09-30, see catalog/live.py).
 PRICE_FEED_PATH = "/client/v1/model-pricing/page"
 PRICE_FEED_MAX_PAGE_SIZE = 100
+# The longest API answer read (after decompression). KIE's largest answers (its model list, a model's OpenAPI schema,
+# a 100-row page of the price feed) are well under a megabyte; a longer body is garbage from a broken or hostile
+# upstream (or a compression bomb) and is never held whole in memory.
+MAX_ANSWER_BYTES = 16 * 1024 * 1024
 
 
 _SSL_LOCK = threading.Lock()
@@ -190,9 +194,12 @@ class KieClient:
                 log_call = functools.partial(self._log, path, started, model=model, credits_quoted=quoted)
                 try:
                     if family is not None and family.create_method == "GET":  # Veo's 1080p: asked with a GET
-                        response = await self._api.get(path, params=body)
+                        response = await _answer(self._api, "GET", path, params=body)
                     else:
-                        response = await self._api.post(path, json=body)
+                        response = await _answer(self._api, "POST", path, json=body)
+                except UnreadableAnswer as exc:
+                    log_call(outcome="unknown", error=str(exc))
+                    raise OutcomeUnknownError(str(exc), endpoint=path, category=Category.PROTOCOL) from exc
                 except _NOT_SENT as exc:
                     slot.not_counted()  # nothing left this machine: KIE cannot have counted it
                     log_call(outcome="not sent", error=type(exc).__name__)
@@ -462,7 +469,16 @@ class KieClient:
         params = kwargs.get("params") or {}
         task_id = params.get("taskId") if isinstance(params, dict) else None
         try:
-            response = await client.request(method, path, **kwargs)
+            response = await _answer(client, method, path, **kwargs)
+        except UnreadableAnswer as exc:
+            self._log(path, started, task_id=task_id, outcome="error", error=str(exc))
+            raise KieError(
+                str(exc),
+                category=Category.PROTOCOL,
+                retryable=True,
+                next_step="KIE's answer could not be read. Reads are safe to repeat; try again shortly.",
+                endpoint=path,
+            ) from exc
         except httpx2.TransportError as exc:
             self._log(path, started, task_id=task_id, outcome="network error", error=type(exc).__name__)
             raise KieError(
@@ -488,6 +504,40 @@ class KieClient:
             credits_charged=details.get("creditsConsumed"),
         )
         return data
+
+
+class UnreadableAnswer(Exception):
+    """An API answer longer than ``MAX_ANSWER_BYTES`` (reading stopped there) or whose compression is broken."""
+
+
+async def _answer(client: httpx2.AsyncClient, method: str, path: str, **kwargs: Any) -> httpx2.Response:
+    """The answer to one request with its body read, decompressed, up to ``MAX_ANSWER_BYTES`` (``UnreadableAnswer``
+    past that, the connection closed), so that no answer of KIE's, however long, is held whole in memory. A body
+    whose compression is broken is ``UnreadableAnswer`` too."""
+    request = client.build_request(method, path, **kwargs)
+    response = await client.send(request, stream=True)
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > MAX_ANSWER_BYTES:
+                raise UnreadableAnswer(
+                    f"KIE's answer was longer than {MAX_ANSWER_BYTES // 1024**2} MiB (HTTP {response.status_code}), "
+                    "far longer than any answer of KIE's, and was not read"
+                )
+            chunks.append(chunk)
+    except httpx2.DecodingError as exc:
+        raise UnreadableAnswer(f"KIE's answer could not be decompressed (HTTP {response.status_code}): {exc}") from exc
+    finally:
+        await response.aclose()
+    headers = [
+        (name, value) for name, value in response.headers.multi_items() if name.lower() not in _BODY_FRAMING
+    ]  # the body below is already decoded and whole
+    return httpx2.Response(response.status_code, headers=headers, content=b"".join(chunks), request=request)
+
+
+_BODY_FRAMING = frozenset({"content-encoding", "content-length", "transfer-encoding"})
 
 
 def _model_path(model_id: str) -> str:

@@ -27,7 +27,7 @@ from starlette.types import Message, Receive, Scope, Send
 from . import aleph, controls, flux, gpt4o, market, media, models, runway, uploads, veo
 from .context import Ctx, DropResponse, envelope, number
 from .errors import FileError, KieError, default_message
-from .faults import CREATE_ONLY, FILES_ONLY, STATUS_ONLY, Fault, auth_echo, html_page, strip_results
+from .faults import CREATE_ONLY, FILES_ONLY, STATUS_ONLY, Fault, auth_echo, html_page, huge_body, strip_results
 from .routes import SimRoute
 from .state import Blob, SimRequest, Simulator
 
@@ -96,6 +96,9 @@ async def _fire(ctx: Ctx, fault: Fault) -> Response | None:
     if fault.kind == "html":
         status = int(params.get("status", 502))
         return HTMLResponse(html_page(status), status_code=status)
+    if fault.kind == "huge":
+        headers = {"content-encoding": "gzip"} if params["gzip"] else None
+        return StreamingResponse(huge_body(fault), media_type="application/json", headers=headers)
     code = int(params["code"])
     msg = str(params.get("msg") or default_message(code))
     if params.get("echo_auth"):

@@ -20,6 +20,10 @@ links away, as KIE has been seen to do: ``shape`` "missing" (no ``resultJson``/`
 "not_json" (text that is not JSON) or "empty" (an empty list). Status answers that are not a success leave it
 queued.
 
+``huge`` (any endpoint but result files) answers before the endpoint runs with a well-formed success envelope
+``bytes`` long (default 64 MiB, at most 4 GiB), streamed as it is made, so the simulator never holds it; with
+``gzip: true`` it is sent gzip-compressed (a compression bomb: a few hundred kilobytes on the wire).
+
 ``echo_auth: true`` on a ``code`` or ``task_fail`` fault plays a hostile or buggy upstream: the error's
 ``msg`` (for ``task_fail``, the task's ``failMsg``/``errorMessage``) gets `` Authorization: <the request's
 Authorization header>`` appended, the real key included. The simulator's own request log still keeps no key.
@@ -27,6 +31,8 @@ Authorization header>`` appended, the real key included. The simulator's own req
 
 from __future__ import annotations
 
+import zlib
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -43,12 +49,15 @@ KINDS: tuple[str, ...] = (
     "truncate",
     "stall",
     "no_results",
+    "huge",
 )
 CREATE_ONLY: frozenset[str] = frozenset({"drop_after_create", "task_fail"})
 FILES_ONLY: frozenset[str] = frozenset({"truncate", "stall"})  # faults in a served file's body
 STATUS_ONLY: frozenset[str] = frozenset({"no_results"})  # faults in a successful status answer
 NO_RESULT_SHAPES: tuple[str, ...] = ("missing", "not_json", "empty")
 ECHO_KINDS: tuple[str, ...] = ("code", "task_fail")  # faults that can echo the Authorization header
+HUGE_DEFAULT_BYTES = 64 * 1024**2
+HUGE_MAX_BYTES = 4 * 1024**3
 
 
 class FaultSpecError(ValueError):
@@ -121,6 +130,14 @@ def parse_fault(endpoint: Any, fault: Any, times: Any = 1) -> Fault:
             seconds = params.get("seconds")
             if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds < 0:
                 raise FaultSpecError("a stall fault needs seconds >= 0 (real seconds)")
+    elif kind == "huge":
+        if endpoint == "files":
+            raise FaultSpecError("huge applies to API answers, not result files (use truncate or stall there)")
+        size = params.setdefault("bytes", HUGE_DEFAULT_BYTES)
+        if not isinstance(size, int) or isinstance(size, bool) or not 64 <= size <= HUGE_MAX_BYTES:
+            raise FaultSpecError(f"huge bytes must be an integer from 64 to {HUGE_MAX_BYTES}")
+        if not isinstance(params.setdefault("gzip", False), bool):
+            raise FaultSpecError("gzip must be true or false")
     elif kind == "task_fail":
         params["fail_code"] = str(params.get("fail_code", "500"))
         params["fail_msg"] = str(params.get("fail_msg", "Internal server error"))
@@ -146,6 +163,32 @@ def strip_results(data: Any, shape: str) -> bool:
     else:
         data[key] = replacement
     return True
+
+
+async def huge_body(fault: Fault) -> AsyncIterator[bytes]:
+    """A ``huge`` fault's body: a valid success envelope of ``bytes`` bytes, made 1 MiB at a time (gzip-compressed
+    on the fly with ``gzip``)."""
+    packer = zlib.compressobj(1, zlib.DEFLATED, 31) if fault.params.get("gzip") else None
+    for part in _huge_parts(int(fault.params["bytes"])):
+        out = packer.compress(part) if packer is not None else part
+        if out:
+            yield out
+    if packer is not None:
+        yield packer.flush()
+
+
+def _huge_parts(size: int) -> Iterator[bytes]:
+    head, tail = b'{"code":200,"msg":"success","data":{"padding":"', b'"}}'
+    yield head
+    left = max(size - len(head) - len(tail), 0)
+    while left > 0:
+        step = min(left, _PADDING_CHUNK)
+        yield b"x" * step
+        left -= step
+    yield tail
+
+
+_PADDING_CHUNK = 1024 * 1024
 
 
 def auth_echo(header: str | None) -> str:
