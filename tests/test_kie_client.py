@@ -246,12 +246,10 @@ async def test_download_url_is_a_bare_string_and_expires(kie, sim):
 
 
 @pytest.mark.parametrize("old_shape", [False, True])
-async def test_uploads_all_three_endpoints(kie, controls, tmp_path, old_shape):
+async def test_uploads_all_three_endpoints(kie, controls, old_shape):
     await controls.post("config", {"old_upload_shape": old_shape})
     png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 40
-    path = tmp_path / "ref.png"
-    path.write_bytes(png)
-    streamed = await kie.upload_file(path)
+    streamed = await kie.upload_file(png, "ref.png")
     from_bytes = await kie.upload_bytes(png, "ref2.png")
     from_url = await kie.upload_from_url(streamed.url)
     for uploaded in (streamed, from_bytes, from_url):

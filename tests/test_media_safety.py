@@ -6,9 +6,11 @@ create endpoints. Resources follow the same rule: nothing outside the workspace,
 
 from __future__ import annotations
 
+import os
 import wave
 from pathlib import Path
 
+import anyio
 import pytest
 from mcp import Client, MCPError
 from mcp.types import ListRootsResult, Root
@@ -270,6 +272,87 @@ async def test_a_file_swapped_for_a_secret_after_the_check_is_not_uploaded(conne
     assert "sk-live" not in text
     assert credits["spent_today"] == 0
     assert await kie_traffic(controls) == []
+
+
+# An attacker (another process, or the agent's own file tool) swaps a checked file just before the upload: for a
+# link to a secret outside the allowed folders, a parent folder for a link to another folder, or a FIFO that would
+# block a reader forever. What is sent is only ever the bytes that were checked (and, for a spend, approved).
+
+
+def _swap(kind: str, target: Path, outside: Path) -> None:
+    """Replace ``target`` (a WAV in references/) as an attacker would, leaving its path in place."""
+    if kind == "link to a secret":
+        (outside / "id_rsa").write_bytes(b"RIFF" + b"-----BEGIN OPENSSH PRIVATE KEY-----" * 40)
+        target.unlink()
+        target.symlink_to(outside / "id_rsa")
+    elif kind == "folder for a link":
+        wav(outside / "private" / target.name, seconds=3.0)  # the same name, other (private) bytes
+        (outside / "private" / target.name).write_bytes((outside / "private" / target.name).read_bytes() + b"SECRET")
+        target.parent.rename(target.parent.with_name("references-moved"))
+        target.parent.symlink_to(outside / "private", target_is_directory=True)
+    else:  # a FIFO nobody writes to
+        target.unlink()
+        os.mkfifo(target)
+
+
+SWAPS = ["link to a secret", "folder for a link", "fifo"]
+
+
+@pytest.mark.parametrize("kind", SWAPS)
+async def test_upload_file_sends_only_the_bytes_it_checked_when_the_file_is_swapped_after_the_check(
+    connect, controls, sim, tmp_path, outside, monkeypatch, kind
+):
+    import kie_mcp.surface
+
+    voice = wav(tmp_path / "references" / "voice.wav")
+    real_check = kie_mcp.surface.inspect_local
+
+    def check_then_swap(*args, **kwargs):
+        found = real_check(*args, **kwargs)
+        _swap(kind, voice, outside)
+        return found
+
+    monkeypatch.setattr(kie_mcp.surface, "inspect_local", check_then_swap)
+    async with connect() as client:
+        with anyio.fail_after(20):  # a FIFO opened for reading without a writer would block forever
+            result = await client.call_tool("upload_file", {"path": "references/voice.wav"})
+    refused(result, "voice.wav changed while it was being read", "Nothing was uploaded")
+    assert "PRIVATE KEY" not in text_of(result)
+    assert all(b"PRIVATE KEY" not in item.data and b"SECRET" not in item.data for item in sim.uploads.values())
+    assert await kie_traffic(controls) == []
+
+
+@pytest.mark.parametrize("tool", ["upload_file", "generate_video"])
+async def test_a_file_swapped_just_before_its_upload_is_never_read_again_by_name(
+    connect, controls, sim, tmp_path, outside, monkeypatch, tool
+):
+    """The last moment: the file is checked, hashed and (for a spend) approved, then swapped right before the upload
+    starts. The bytes sent are the ones checked, never the file opened again by name."""
+    import kie_mcp.media.inputs
+    import kie_mcp.surface
+
+    face, voice = png(tmp_path / "face.png"), wav(tmp_path / "references" / "voice.wav")
+    checked = voice.read_bytes()
+    module = kie_mcp.surface if tool == "upload_file" else kie_mcp.media.inputs
+    real_upload = module.upload_prepared
+
+    async def swap_then_upload(*args, **kwargs):
+        if voice.is_file() and not voice.is_symlink():
+            _swap("link to a secret", voice, outside)
+        return await real_upload(*args, **kwargs)
+
+    monkeypatch.setattr(module, "upload_prepared", swap_then_upload)
+    async with connect(elicitation=answering()) as client:
+        if tool == "upload_file":
+            result = await client.call_tool("upload_file", {"path": "references/voice.wav"})
+        else:
+            asked = {**TALK, "images": ["face.png"], "options": {"audio_url": "references/voice.wav"}}
+            result = await client.call_tool("generate_video", asked)
+    assert not result.is_error, text_of(result)
+    sent = [item.data for item in sim.uploads.values() if item.mime == "audio/wav"]
+    assert sent == [checked]  # the checked bytes, not the secret now behind the path
+    assert all(b"PRIVATE KEY" not in item.data for item in sim.uploads.values())
+    assert face.exists()
 
 
 # -- never uploaded, whatever the caller says ----------------------------------------------------

@@ -366,13 +366,13 @@ async def test_local_inputs_are_read_and_hashed_in_a_worker_thread(connect, cont
     """A local input (up to 100 MB of video) is hashed for the quote; on the event loop that stalled every other
     request and the follower. A request naming no local file does not hop to a thread at all."""
     threads: list[str] = []
-    original = inputs._sha256
+    original = inputs._read_judged
 
-    def counted(path: Path) -> str:
+    def counted(*args: Any, **kwargs: Any) -> tuple[str, int, bytes | None]:
         threads.append(threading.current_thread().name)
-        return original(path)
+        return original(*args, **kwargs)
 
-    monkeypatch.setattr(inputs, "_sha256", counted)
+    monkeypatch.setattr(inputs, "_read_judged", counted)
     big_image(tmp_path / "product.png")
     edit = {"prompt": "make it blue", "model": "google/nano-banana-edit"}
     async with connect() as client:

@@ -17,7 +17,7 @@ def picture(path, size, mode="RGBA"):
 
 
 def test_small_image_is_upscaled_to_1080_rgb_jpeg(tmp_path):
-    prepared = prepare_image(picture(tmp_path / "logo.png", (640, 480)), "logo-abc.png")
+    prepared = prepare_image(picture(tmp_path / "logo.png", (640, 480)).read_bytes(), "logo-abc.png", "logo.png")
     assert prepared.name == "logo-abc.jpg"
     with Image.open(io.BytesIO(prepared.content)) as image:
         assert image.format == "JPEG"
@@ -27,15 +27,15 @@ def test_small_image_is_upscaled_to_1080_rgb_jpeg(tmp_path):
 
 
 def test_boundary_1023_upscaled_1024_untouched(tmp_path):
-    assert prepare_image(picture(tmp_path / "a.png", (1023, 300), "RGB"), "a.png").content is not None
-    big = prepare_image(picture(tmp_path / "b.png", (300, 1024), "RGB"), "b.png")
+    assert prepare_image(picture(tmp_path / "a.png", (1023, 300), "RGB").read_bytes(), "a.png", "a.png").content is not None
+    big = prepare_image(picture(tmp_path / "b.png", (300, 1024), "RGB").read_bytes(), "b.png", "b.png")
     assert big.content is None and big.note is None
 
 
 def test_non_images_are_sent_as_they_are(tmp_path):
     clip = tmp_path / "clip.mp4"
     clip.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 100)
-    assert prepare_image(clip, "clip.mp4").content is None
+    assert prepare_image(clip.read_bytes(), "clip.mp4", "clip.mp4").content is None
 
 
 async def test_small_local_image_is_upscaled_before_upload(connect, controls, transport, tmp_path):

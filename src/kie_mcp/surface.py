@@ -55,12 +55,13 @@ from kie_mcp.kie import KieError
 from kie_mcp.media.downloads import SNIFF_BYTES, THUMBNAIL_SIDE, output_folder, preview, sniff_mime
 from kie_mcp.media.inputs import (
     UPLOAD_ACCEPTS,
+    UPLOAD_LIMIT_BYTES,
     OutsideAllowedFolders,
     RefusedInput,
     confined,
     inspect_local,
-    local_file,
     private_reason,
+    snapshot,
 )
 from kie_mcp.media.prepare import upload_prepared
 from kie_mcp.prompts import register_prompts
@@ -669,10 +670,16 @@ def _register_tools(mcp: MCPServer) -> None:
                 )
             except RefusedInput as err:
                 raise ToolError(f"upload_file refused path: {err}") from None
-            # Named by content: KIE overwrites a file uploaded again under the same name, so a plain name would
-            # swap what an earlier URL (and any task given it) shows.
-            local = await anyio.to_thread.run_sync(local_file, file, media)
-            uploaded, note = await upload_prepared(rt.require_kie(), file, "kie-mcp/uploads", local.upload_name, media)
+            # What is sent is the bytes read and checked once (never the file opened again by name). Named by
+            # content: KIE overwrites a file uploaded again under the same name, so a plain name would swap what an
+            # earlier URL (and any task given it) shows.
+            try:
+                local, content = await anyio.to_thread.run_sync(snapshot, file, media, UPLOAD_LIMIT_BYTES)
+            except RefusedInput as err:
+                raise ToolError(f"upload_file refused path: {err}") from None
+            uploaded, note = await upload_prepared(
+                rt.require_kie(), content, "kie-mcp/uploads", local.upload_name, file.name, media
+            )
         message = f"Uploaded {uploaded.file_name}: {uploaded.url} (KIE keeps uploads for about 3 days)."
         message += f" {note}" if note else ""
         result = UploadResult(**uploaded.model_dump(), message=message)

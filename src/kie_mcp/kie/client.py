@@ -13,7 +13,6 @@ import logging
 import mimetypes
 import threading
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
@@ -420,17 +419,16 @@ class KieClient:
     # -- uploads ----------------------------------------------------------------------------
 
     async def upload_file(
-        self, path: Path, upload_path: str = "kie-mcp", file_name: str | None = None, mime: str | None = None
+        self, content: bytes, file_name: str, upload_path: str = "kie-mcp", mime: str | None = None
     ) -> UploadedFile:
-        """Stream a file up. ``mime``: its real type (sniffed from its bytes); otherwise guessed from the name."""
-        name = file_name or path.name
-        mime = mime or mimetypes.guess_type(name)[0] or "application/octet-stream"
-        with path.open("rb") as handle:
-            files = {"file": (name, handle, mime)}
-            data = await self._upload(
-                "/api/file-stream-upload", files=files, data={"uploadPath": upload_path, "fileName": name}
-            )
-        return _uploaded(data, name)
+        """Upload a file's bytes as a multipart stream (the bytes read and checked, never a file opened again by
+        name). ``mime``: their real type (sniffed from the bytes); otherwise guessed from the name."""
+        mime = mime or mimetypes.guess_type(file_name)[0] or "application/octet-stream"
+        files = {"file": (file_name, content, mime)}
+        data = await self._upload(
+            "/api/file-stream-upload", files=files, data={"uploadPath": upload_path, "fileName": file_name}
+        )
+        return _uploaded(data, file_name)
 
     async def upload_from_url(
         self, url: str, upload_path: str = "kie-mcp", file_name: str | None = None

@@ -12,14 +12,21 @@ A local file is uploaded only when all of this holds (checked in this order, bef
 5. it is within the model's size limit (documented, or a conservative bound per kind).
 
 Symlinks are judged by their target: a link named ``ok.png`` that points at ``.env`` is refused.
+
+What is hashed (for the quote) and what is uploaded are read from one open file each, checked to be the file that
+was judged (``_open_judged``: a regular file, its path still free of symlinks and naming the same file), and the
+upload sends the bytes it read and checked against the approved hash, never a file opened again by name: a file
+swapped between the checks and the upload (for a link to ``~/.ssh/id_rsa``, or other bytes) is never sent.
 """
 
 from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import os
 import re
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +39,7 @@ from kie_mcp.journal import Journal
 from kie_mcp.kie import Category, KieClient, KieError
 
 from .prepare import upload_prepared
-from .sniff import KINDS, MediaKind, Sniffed, describe, read_head, sniff
+from .sniff import HEAD_BYTES, KINDS, MediaKind, Sniffed, describe, sniff
 
 _REMOTE = ("http://", "https://")
 
@@ -41,6 +48,7 @@ _REMOTE = ("http://", "https://")
 # smallest documented audio limit (infinitalk), kept where a model says nothing.
 DEFAULT_LIMIT_MB: dict[MediaKind, float] = {"image": 30.0, "video": 100.0, "audio": 10.0}
 UPLOAD_LIMIT_MB = 100.0  # the upload_file tool: any image, video or audio up to this size
+UPLOAD_LIMIT_BYTES = int(UPLOAD_LIMIT_MB * 1024 * 1024)
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,7 @@ class LocalFile:
     path: Path
     sha256: str
     media: Sniffed
+    size: int  # bytes hashed: the most an upload of it may read
 
     @property
     def identity(self) -> str:
@@ -208,7 +217,7 @@ def inspect_local(
         )
     try:
         is_file, is_dir = real.is_file(), real.is_dir()
-        head, size = (read_head(real), real.stat().st_size) if is_file else (b"", 0)
+        head, size = _head_and_size(real) if is_file else (b"", 0)
     except OSError as err:
         raise UnusablePath(_path_problem(value, err)) from None
     if not is_file:
@@ -385,8 +394,10 @@ async def upload_local_files(
             urls[value] = earlier
             notes.append(f"{local.path.name} was already uploaded recently; reused {earlier}.")
             continue
-        await anyio.to_thread.run_sync(_still_the_same, local)  # reads the whole file: off the event loop
-        uploaded, note = await upload_prepared(kie, local.path, "kie-mcp/inputs", local.upload_name, local.media)
+        content = await anyio.to_thread.run_sync(approved_bytes, local)  # reads the whole file: off the event loop
+        uploaded, note = await upload_prepared(
+            kie, content, "kie-mcp/inputs", local.upload_name, local.path.name, local.media
+        )
         journal.remember_upload(local.sha256, uploaded.url)
         urls[value] = uploaded.url
         if note:
@@ -394,32 +405,103 @@ async def upload_local_files(
     return _replace(spec, wire, urls), notes
 
 
-def _still_the_same(local: LocalFile) -> None:
-    """A file replaced (by other bytes, another type or a symlink) between the check that priced it and its upload
-    is not uploaded: the approval was for the bytes that were priced (a longer audio file bills more), and the
-    upload would be remembered under the priced bytes' hash and reused for them."""
-    digest = None
+def approved_bytes(local: LocalFile) -> bytes:
+    """The bytes to upload for ``local``: read once from the file that was judged, and only when they are the ones
+    that were priced and approved. A file replaced since (by other bytes, another type, a symlink) is not uploaded:
+    the approval was for the bytes that were priced (a longer audio file bills more), and the upload would be
+    remembered under the priced bytes' hash and reused for them."""
     try:
-        now = sniff(read_head(local.path)) if local.path.resolve() == local.path else None
-        if now == local.media:
-            digest = _sha256(local.path)
-    except (OSError, RuntimeError):
-        now = None
-    if now != local.media:
-        raise KieError(
-            f"{local.path.name} changed since it was checked (it is no longer {local.media.label}); it was not "
-            "uploaded",
-            category=Category.INPUT,
-            retryable=False,
-            next_step="Check the file and ask again.",
-        )
-    if digest != local.sha256:
+        digest, _, content = _read_judged(local.path, local.media, most=local.size, keep=True)
+    except ChangedFile as err:
+        if err.longer:
+            digest, content = "", None  # other bytes: refused below, as a changed content
+        else:
+            raise KieError(
+                f"{local.path.name} changed since it was checked ({err.what}); it was not uploaded",
+                category=Category.INPUT,
+                retryable=False,
+                next_step="Check the file and ask again.",
+            ) from None
+    if digest != local.sha256 or content is None:
         raise KieError(
             f"{local.path.name} changed since it was priced (its content is not the one approved); it was not uploaded",
             category=Category.INPUT,
             retryable=False,
             next_step="Ask again: the new file is priced and approved on its own.",
         )
+    return content
+
+
+class ChangedFile(RefusedInput):
+    """The file at a judged path is no longer the one judged: swapped, linked, grown (``longer``) or of another
+    type."""
+
+    def __init__(self, path: Path, what: str, *, longer: bool = False) -> None:
+        super().__init__(
+            f"{path.name} changed while it was being read ({what}). Nothing was uploaded. Check the file and ask again."
+        )
+        self.what = what
+        self.longer = longer
+
+
+def _read_judged(path: Path, media: Sniffed, *, most: int | None, keep: bool) -> tuple[str, int, bytes | None]:
+    """SHA-256 and size of the file at ``path`` (a real path judged by ``inspect_local``) and, with ``keep``, its
+    content, read from one open file that is still the judged one and still ``media`` by its bytes; ``ChangedFile``
+    when it is not, or holds more than ``most`` bytes."""
+    with _open_judged(path) as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if most is not None and size > most:
+            raise ChangedFile(path, f"it is {size:,} bytes now, {most:,} when it was checked", longer=True)
+        digest = hashlib.sha256()
+        kept: list[bytes] = []
+        seen = 0
+        head = handle.read(HEAD_BYTES)
+        if sniff(head) != media:
+            raise ChangedFile(path, f"it is no longer {media.label}")
+        chunk = head
+        while chunk:
+            seen += len(chunk)
+            if most is not None and seen > most:
+                raise ChangedFile(path, f"it grew past the {most:,} bytes it had when it was checked", longer=True)
+            digest.update(chunk)
+            if keep:
+                kept.append(chunk)
+            chunk = handle.read(1 << 20)
+    return digest.hexdigest(), seen, b"".join(kept) if keep else None
+
+
+def _head_and_size(path: Path) -> tuple[bytes, int]:
+    """The first bytes and the size of a regular file, read without blocking on a FIFO swapped in for it."""
+    with _open_judged(path) as handle:
+        return handle.read(HEAD_BYTES), os.fstat(handle.fileno()).st_size
+
+
+def _open_judged(path: Path) -> io.BufferedReader:
+    """``path`` opened for reading when it is still what was judged: a regular file (never a FIFO or device, which
+    could block or never end), not a symlink, and the same file the path names now with no symlink in it. A file
+    swapped for a link (to ``~/.ssh/id_rsa``) in any part of its path, before or while it is opened, is refused."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as err:
+        what = "it is a symbolic link now" if err.errno == errno.ELOOP else os.strerror(err.errno or 0).lower()
+        raise ChangedFile(path, what) from None
+    handle = os.fdopen(fd, "rb")
+    try:
+        opened = os.fstat(fd)
+        if not stat.S_ISREG(opened.st_mode):
+            raise ChangedFile(path, "it is not a regular file now")
+        try:
+            named = os.stat(path)
+            unlinked = os.path.realpath(path) == os.fspath(path)
+        except OSError:
+            named, unlinked = None, False
+        if not unlinked or named is None or (named.st_dev, named.st_ino) != (opened.st_dev, opened.st_ino):
+            raise ChangedFile(path, "its path leads to another file now")
+    except BaseException:
+        handle.close()
+        raise
+    return handle
 
 
 def upload_name(path: Path, media: Sniffed, tag: str = "") -> str:
@@ -441,13 +523,14 @@ def _replace(spec: ModelSpec, wire: dict[str, Any], mapping: dict[str, str]) -> 
 
 
 def local_file(path: Path, media: Sniffed) -> LocalFile:
-    """``path`` with its content's hash: reads the whole file (call it in a worker thread)."""
-    return LocalFile(path, _sha256(path), media)
+    """``path`` (judged by ``inspect_local``) with its content's hash: reads the whole file from one open file that
+    is still the judged one (call it in a worker thread)."""
+    digest, size, _ = _read_judged(path, media, most=None, keep=False)
+    return LocalFile(path, digest, media, size)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def snapshot(path: Path, media: Sniffed, most: int) -> tuple[LocalFile, bytes]:
+    """``local_file`` and the bytes it hashed (at most ``most``), for an upload that sends exactly what was
+    checked (call it in a worker thread)."""
+    digest, size, content = _read_judged(path, media, most=most, keep=True)
+    return LocalFile(path, digest, media, size), content or b""

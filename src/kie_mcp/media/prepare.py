@@ -28,12 +28,13 @@ class Prepared:
     note: str | None
 
 
-def prepare_image(path: Path, name: str) -> Prepared:
-    """Upscale a small image; leave large images and non-images untouched."""
+def prepare_image(content: bytes, name: str, source: str) -> Prepared:
+    """Upscale a small image (``content``, read from the file named ``source``); leave large images and
+    non-images untouched."""
     from PIL import Image, UnidentifiedImageError  # Pillow loads with the first image, not at start-up
 
     try:
-        with Image.open(path) as image:
+        with Image.open(io.BytesIO(content)) as image:
             width, height = image.size
             if max(width, height) >= MIN_LONG_SIDE:
                 return Prepared(None, name, None)
@@ -48,25 +49,26 @@ def prepare_image(path: Path, name: str) -> Prepared:
     resized.save(buffer, "JPEG", quality=JPEG_QUALITY)
     jpeg_name = f"{Path(name).stem}.jpg"
     note = (
-        f"{path.name} was {width}x{height} px; upscaled (Lanczos) to {size[0]}x{size[1]} px and sent as JPEG, "
+        f"{source} was {width}x{height} px; upscaled (Lanczos) to {size[0]}x{size[1]} px and sent as JPEG, "
         "because small inputs are often rejected or blurry."
     )
     return Prepared(buffer.getvalue(), jpeg_name, note)
 
 
 async def upload_prepared(
-    kie: KieClient, path: Path, upload_path: str, name: str, media: Sniffed
+    kie: KieClient, content: bytes, upload_path: str, name: str, source: str, media: Sniffed
 ) -> tuple[UploadedFile, str | None]:
-    """Upload ``path``, upscaled first when it is a small image; returns the upload and what was done.
+    """Upload ``content`` (the checked bytes of the file named ``source``) as ``name``, upscaled first when it is a
+    small image; returns the upload and what was done.
 
-    ``media`` is what the file's bytes are (``media.sniff``), checked by the caller: it is sent as the upload's
-    MIME type, whatever the file's name says.
+    ``media`` is what the bytes are (``media.sniff``), checked by the caller: it is sent as the upload's MIME type,
+    whatever the file's name says.
     """
     if media.kind == "image":
-        prepared = await anyio.to_thread.run_sync(prepare_image, path, name)
+        prepared = await anyio.to_thread.run_sync(prepare_image, content, name, source)
         if prepared.content is not None:
             uploaded = await kie.upload_bytes(
                 prepared.content, prepared.name, upload_path=upload_path, mime="image/jpeg"
             )
             return uploaded, prepared.note
-    return await kie.upload_file(path, upload_path=upload_path, file_name=name, mime=media.mime), None
+    return await kie.upload_file(content, name, upload_path=upload_path, mime=media.mime), None
