@@ -56,9 +56,10 @@ from kie_mcp.media.downloads import SNIFF_BYTES, THUMBNAIL_SIDE, output_folder, 
 from kie_mcp.media.inputs import (
     UPLOAD_ACCEPTS,
     UPLOAD_LIMIT_BYTES,
+    Accepts,
+    MissingFile,
     OutsideAllowedFolders,
     RefusedInput,
-    confined,
     inspect_local,
     private_reason,
     snapshot,
@@ -269,8 +270,13 @@ class ModelList(_Result):
 
 
 class CaptionArg(BaseModel, defer_build=True):
-    start: float = Field(ge=0, allow_inf_nan=False, description="Seconds from the start of the joined video.")
-    end: float = Field(gt=0, allow_inf_nan=False, description="Seconds from the start; after start.")
+    # At most a day (stitch.MAX_CAPTION_SECONDS): larger times are mistakes, and 1e308 overflows the SRT clock.
+    start: float = Field(
+        ge=0, le=86400, allow_inf_nan=False, description="Seconds from the start of the joined video (at most 86400)."
+    )
+    end: float = Field(
+        gt=0, le=86400, allow_inf_nan=False, description="Seconds from the start; after start (at most 86400)."
+    )
     text: str = Field(min_length=1)
 
 
@@ -494,13 +500,21 @@ def _register_tools(mcp: MCPServer) -> None:
     async def stitch_videos(
         clips: Annotated[
             list[str],
-            Field(min_length=1, description="In order: task ids of saved videos, or video paths in the workspace."),
+            Field(
+                min_length=1,
+                max_length=200,  # stitch.MAX_CLIPS: every clip goes on one ffmpeg command line
+                description="In order (at most 200): task ids of saved videos, or video paths in the workspace.",
+            ),
         ],
         ctx: Context,
-        output_name: Annotated[str | None, Field(description="File name for the joined video (.mp4).")] = None,
+        output_name: Annotated[
+            str | None,
+            Field(description="File name for the joined video (.mp4); an existing file is never replaced."),
+        ] = None,
         session: Session = None,
         captions: Annotated[
-            list[CaptionArg] | None, Field(description="Timed captions to burn in (seconds from the start).")
+            list[CaptionArg] | None,
+            Field(max_length=200, description="Timed captions to burn in (seconds from the start; at most 200)."),
         ] = None,
         chain: Annotated[
             bool,
@@ -510,9 +524,11 @@ def _register_tools(mcp: MCPServer) -> None:
             ),
         ] = False,
     ) -> Annotated[CallToolResult, StitchedVideo]:
-        """Join saved clips into one video in the session folder (re-encoding when formats differ), optionally
-        with burned-in captions. With chain=true a task id brings its whole chain of extensions, in order. Local and
-        free: needs ffmpeg (pip install 'kie-mcp[video]')."""
+        """Join saved clips (at most 200; single video files: MP4, MOV, WebM, MKV, AVI, Ogg) into one video in the
+        session folder (re-encoding when formats differ), optionally with burned-in captions. With chain=true a task
+        id brings its whole chain of extensions, in order. An existing file is never replaced: the join then gets
+        the next free name (name-2.mp4). Dotfiles, .env, .kie-mcp/ and logs/ are never read. Local and free: needs
+        ffmpeg (pip install 'kie-mcp[video]')."""
         _reject_unknown_arguments(ctx, "stitch_videos")
         from kie_mcp.media import gallery as pages  # the gallery and ffmpeg's plumbing load on first use
         from kie_mcp.media import stitch as stitching
@@ -521,9 +537,10 @@ def _register_tools(mcp: MCPServer) -> None:
         with _user_errors(stitching.StitchError):
             if chain:  # a follow-up stands for the chain that ends with it (followups.chain_clips)
                 clips = [link for clip in clips for link in (followups.chain_clips(rt, clip) or [clip])]
+            stitching.check_clip_count(len(clips))  # chains can grow past the argument's limit
             # output_file_name refuses paths, NUL and overlong names
             name = stitching.output_file_name(output_name, f"stitched-{len(clips)}-clips")
-            paths = [_clip_path(rt, clip) for clip in clips]
+            paths = [await _clip_path(rt, clip) for clip in clips]
             label = session or output_name or "stitched"
             folder = output_folder(rt.settings.workspace, label, datetime.now().date())
             folder.mkdir(parents=True, exist_ok=True)
@@ -1017,16 +1034,29 @@ def _unknown_creates_text(count: int) -> str:
     )
 
 
-def _clip_path(rt: Runtime, clip: str) -> Path:
-    """A clip by task id (its saved video) or by workspace path (inside the allowed folders)."""
+# stitch_videos' clips: any video by its bytes, of any size (nothing is uploaded, so no upload limit applies).
+_CLIP_ACCEPTS = Accepts(frozenset({"video"}), "stitch_videos", limit_mb=float("inf"), urls=False)
+
+
+async def _clip_path(rt: Runtime, clip: str) -> Path:
+    """A clip by task id (its saved video) or by path, judged by upload_file's rules before ffmpeg sees it: inside
+    the allowed folders, never private (.env, dotfiles, .kie-mcp/, logs/), and a video by its bytes; the stitched
+    file lands in outputs/, which kie://outputs/ serves, so anything read here could otherwise leak through it."""
     saved = [f for f in rt.journal.files_for(clip) if f["mime"].startswith("video/")]
     if saved:
         return rt.settings.workspace / saved[0]["path"]
     if rt.tasks.get(clip) is not None:
         raise ToolError(f"Task {clip} has no saved video yet; check_task saves it once it has finished.")
-    path = confined(clip, rt.settings.workspace, rt.settings.input_roots)
-    if not path.is_file():
-        raise ToolError(f"{clip!r} is neither a task id with a saved video nor a video file in the workspace.")
+    try:  # reads the file's first bytes: in a worker thread
+        path, _ = await anyio.to_thread.run_sync(
+            inspect_local, clip, rt.settings.input_bases, rt.settings.input_roots, _CLIP_ACCEPTS
+        )
+    except MissingFile:
+        raise ToolError(
+            f"{clip!r} is neither a task id with a saved video nor a video file in the workspace."
+        ) from None
+    except RefusedInput as err:
+        raise ToolError(f"stitch_videos refused clip {clip!r}: {err}") from None
     return path
 
 

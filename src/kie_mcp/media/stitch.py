@@ -5,6 +5,10 @@ binary; an ``ffmpeg`` on PATH is used when that package is absent.
 
 How a join is made:
 
+* Every input must be one video file, by its bytes (MP4/MOV/M4V, WebM/Matroska, AVI, Ogg video: ``media.sniff``),
+  never a playlist or a list of other files. ffmpeg reads inputs with ``-protocol_whitelist file`` and
+  ``-format_whitelist`` limited to those containers (the copy join's own list adds ``concat``), so a file that
+  changes into an HLS playlist or a concat list after the check still cannot make ffmpeg read other files.
 * Every input is probed (``ffmpeg -hide_banner -i FILE``, stderr parsed) for its container, duration, video codec,
   profile, pixel format, resolution, sample aspect ratio, frame rate, rotation and audio stream.
 * When every clip has the same video and audio parameters and there are no captions, the clips are joined with the
@@ -16,25 +20,31 @@ How a join is made:
 * Captions are written to an SRT file and burned in with the ``subtitles`` filter (libass); a build without it uses
   one ``drawtext`` filter per caption; a build with neither is refused with a clear error.
 
-ffmpeg always writes to a temporary file beside ``output``, which replaces ``output`` only once ffmpeg has succeeded
-and the result probes as a video, so a failed, timed-out or cancelled join never leaves a half-written file.
+ffmpeg always writes to a temporary file beside ``output``, which takes ``output``'s name only once ffmpeg has
+succeeded and the result probes as a video, so a failed, timed-out or cancelled join never leaves a half-written file.
+An existing file is never replaced (it may be another task's paid result): the join then takes the first free name
+``<name>-2.mp4``, ``<name>-3.mp4``, ... and its note says so.
 """
 
 from __future__ import annotations
 
+import errno
+import math
 import os
 import re
 import shutil
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
+import anyio.to_thread
 from anyio.abc import ByteReceiveStream
 
+from kie_mcp.media.sniff import describe, read_head, sniff
 from kie_mcp.words import plain
 
 INSTALL_HELP = (
@@ -53,6 +63,13 @@ _PROBE_TIMEOUT = 60.0
 _STDERR_TAIL = 12
 _OUTPUT_LIMIT = 256 * 1024
 _AUDIO_RATE = 48000
+MAX_CLIPS = 200  # one ffmpeg command line holds every clip; far more would not fit the system's argument limit
+MAX_CAPTIONS = 200  # without libass each caption is a filter on the command line (about 200 characters)
+MAX_CAPTION_SECONDS = 86400.0  # a day: any real video is shorter, and SRT times stay small integers
+# ffmpeg demuxers of the single-file video formats media.sniff recognises; nothing else is ever opened.
+_VIDEO_DEMUXERS = ("mov", "matroska", "avi", "ogg")
+_SINGLE_FILE = ["-protocol_whitelist", "file", "-format_whitelist", ",".join(_VIDEO_DEMUXERS)]
+_FORMATS_TAKEN = "Stitching takes single video files: MP4, MOV, M4V, WebM, Matroska (MKV), AVI or Ogg video."
 
 
 class StitchError(Exception):
@@ -148,8 +165,13 @@ async def _run(command: Sequence[str], *, cwd: Path | None = None) -> subprocess
         # Shielded: a spawn cancelled half-way would leave a running process that nobody owns.
         with anyio.CancelScope(shield=True):
             process = await anyio.open_process(list(command), stdin=subprocess.DEVNULL, cwd=cwd)
-    except OSError as exc:
+    except FileNotFoundError as exc:  # only a missing binary calls for installing one
         raise StitchError(f"Could not run ffmpeg ({command[0]}): {exc}. {INSTALL_HELP}") from exc
+    except OSError as exc:
+        hint = ""
+        if exc.errno == errno.E2BIG:
+            hint = " The command line was too long for this system: join fewer clips at a time, or shorter paths."
+        raise StitchError(f"Could not run ffmpeg ({command[0]}): {exc}.{hint}") from exc
     output = [b"", b""]
 
     async def drain(stream: ByteReceiveStream, index: int) -> None:
@@ -272,6 +294,8 @@ def parse_probe(path: Path, stderr: str) -> Probe:
     profile = profile_match.group(1) if profile_match and "/" not in profile_match.group(1) else None
     if container in _NOT_VIDEO_FORMATS or container.endswith("_pipe") or codec in _IMAGE_CODECS:
         raise StitchError(f"{path} is not a video: ffmpeg reads it as {container!r} ({codec}), a still image or text.")
+    if container.split(",")[0] not in _VIDEO_DEMUXERS:  # a playlist or list would make ffmpeg read other files
+        raise StitchError(f"{path} is not a single video file: ffmpeg reads it as {container!r}. {_FORMATS_TAKEN}")
     size = re.search(r"\b(\d{1,5})x(\d{1,5})\b", video)
     if not size:
         raise StitchError(f"{path}: could not read the video's resolution from ffmpeg's report.")
@@ -313,7 +337,7 @@ async def probe(ffmpeg: str, path: Path) -> Probe:
     """Probe one file with ``ffmpeg -i`` (ffmpeg exits non-zero since no output is given; stderr is the report)."""
     try:
         with anyio.fail_after(_PROBE_TIMEOUT):
-            result = await _run([ffmpeg, "-hide_banner", "-nostdin", "-i", str(path)])
+            result = await _run([ffmpeg, "-hide_banner", "-nostdin", *_SINGLE_FILE, "-i", str(path)])
     except TimeoutError:
         raise StitchError(f"ffmpeg took longer than {_PROBE_TIMEOUT:g} s to read {path}.") from None
     return parse_probe(path, result.stderr.decode(errors="replace"))
@@ -427,7 +451,7 @@ def _reencode_plan(
     segments: list[str] = []
     silent: list[str] = []
     for index, clip in enumerate(probes):
-        args += ["-i", str(clip.path)]
+        args += [*_SINGLE_FILE, "-i", str(clip.path)]
         graph.append(
             f"[{index}:v:0]scale={width}:{height}:force_original_aspect_ratio=decrease,"
             f"pad={width}:{height}:(ow-iw)/2:(oh-ih)/2:color=black,setsar=1,fps={rate},format=yuv420p,"
@@ -496,7 +520,9 @@ def _reencode_plan(
 def _copy_plan(probes: Sequence[Probe], workdir: Path) -> _Plan:
     lines = [concat_list_line(p.path) for p in probes]
     (workdir / "inputs.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    args = ["-f", "concat", "-safe", "0", "-i", "inputs.txt", "-map", "0:v:0"]
+    # The list is ours; the whitelists reach the files it names too (ffmpeg's concat demuxer passes them on).
+    whitelist = ["-protocol_whitelist", "file", "-format_whitelist", ",".join(("concat", *_VIDEO_DEMUXERS))]
+    args = [*whitelist, "-f", "concat", "-safe", "0", "-i", "inputs.txt", "-map", "0:v:0"]
     if probes[0].audio:
         args += ["-map", "0:a:0"]
     args += ["-c", "copy"]
@@ -533,13 +559,40 @@ def output_file_name(output_name: str | None, default: str) -> str:
     return f"{slug or default}.mp4"
 
 
+def _single_video(given: Path, path: Path) -> None:
+    """Refuse what is not one video file by its bytes: a playlist or concat list would make ffmpeg read other
+    files, wherever they are."""
+    try:
+        head = read_head(path)
+    except OSError as exc:
+        raise StitchError(f"Input clip {given} cannot be read: {exc.strerror or exc}.") from None
+    media = sniff(head)
+    if media is None or media.kind != "video":
+        what = media.label if media is not None else describe(head)
+        raise StitchError(f"{path} is not a video (its bytes are {what}). {_FORMATS_TAKEN}")
+
+
+def check_clip_count(count: int) -> None:
+    """Refuse more clips than one ffmpeg command line holds, saying how to get there in parts."""
+    if count > MAX_CLIPS:
+        raise StitchError(
+            f"{count} clips is more than one join takes (at most {MAX_CLIPS}). Join them in parts of up to "
+            f"{MAX_CLIPS}, then join the parts."
+        )
+
+
 def _validate(inputs: Sequence[Path], output: Path, captions: Sequence[Caption] | None) -> tuple[list[Path], Path]:
+    """Check everything that can be checked before ffmpeg runs (reads each input's first bytes: a worker thread's
+    job)."""
     if not inputs:
         raise StitchError("No clips to stitch: give at least two video files.")
     if len(inputs) < 2 and not captions:
         raise StitchError(
             "Stitching needs at least two clips (a single clip is only accepted when adding captions to it)."
         )
+    check_clip_count(len(inputs))
+    if captions and len(captions) > MAX_CAPTIONS:
+        raise StitchError(f"{len(captions)} captions is more than one join takes (at most {MAX_CAPTIONS}).")
     paths = [Path(p).expanduser().resolve() for p in inputs]
     for given, path in zip(inputs, paths, strict=True):
         if not path.exists():
@@ -548,6 +601,7 @@ def _validate(inputs: Sequence[Path], output: Path, captions: Sequence[Caption] 
             raise StitchError(f"Input clip is not a file: {given}")
         if "\n" in str(path) or "\r" in str(path):
             raise StitchError(f"Input clip path contains a line break, which ffmpeg cannot take: {plain(given)}")
+        _single_video(given, path)
     target = Path(output).expanduser().resolve()
     if not target.parent.is_dir():
         raise StitchError(f"Output folder does not exist: {target.parent} (create it first).")
@@ -561,6 +615,12 @@ def _validate(inputs: Sequence[Path], output: Path, captions: Sequence[Caption] 
     if target in paths:
         raise StitchError(f"Output {target} is also one of the inputs; choose another output name.")
     for index, caption in enumerate(captions or [], start=1):
+        times = (caption.start, caption.end)
+        if not all(math.isfinite(t) and t <= MAX_CAPTION_SECONDS for t in times):
+            raise StitchError(
+                f"Caption {index} has start {caption.start} s and end {caption.end} s; caption times must be finite "
+                f"and at most {MAX_CAPTION_SECONDS:g} s (24 hours) from the start of the joined video."
+            )
         if caption.start < 0 or caption.end <= caption.start:
             raise StitchError(
                 f"Caption {index} has start {caption.start} s and end {caption.end} s; "
@@ -575,6 +635,37 @@ def _remove(path: Path) -> None:
     path.unlink(missing_ok=True)
 
 
+def _free_names(target: Path) -> Iterator[Path]:
+    """``target``, then ``<stem>-2<suffix>``, ``<stem>-3<suffix>``, ..."""
+    yield target
+    for number in range(2, 10_000):
+        yield target.with_name(f"{target.stem}-{number}{target.suffix}")
+
+
+def _place(temp: Path, target: Path) -> Path:
+    """Give ``temp`` the first free name from ``target`` on and return it. An existing file is never replaced: it
+    may be another task's saved (paid) result, whose bytes the journal's hash vouches for. A hard link claims the
+    name atomically; where links are not supported, an exclusively created placeholder claims it instead."""
+    for candidate in _free_names(target):
+        try:
+            os.link(temp, candidate)
+        except FileExistsError:
+            continue
+        except OSError:  # no hard links on this file system
+            try:
+                os.close(os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+            except FileExistsError:
+                continue
+            os.replace(temp, candidate)  # replaces only the placeholder created just now
+            return candidate
+        _remove(temp)
+        return candidate
+    raise StitchError(
+        f"{target.name} and every numbered variant up to {target.stem}-9999{target.suffix} already exist; choose "
+        "another output name."
+    )
+
+
 async def _encode(ffmpeg: str, plan: _Plan, temp: Path, muxer: str, workdir: Path) -> None:
     command = [ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", "error", *plan.args]
     if muxer in {"mp4", "mov"}:
@@ -583,6 +674,8 @@ async def _encode(ffmpeg: str, plan: _Plan, temp: Path, muxer: str, workdir: Pat
     result = await _run(command, cwd=workdir)
     if result.returncode != 0:
         raise StitchError(f"ffmpeg failed (exit code {result.returncode}):\n{_tail(result.stderr)}")
+    if b"Impossible to open" in result.stderr:  # the concat demuxer skips a clip it cannot open and exits 0
+        raise StitchError(f"ffmpeg left out a clip it could not open:\n{_tail(result.stderr)}")
 
 
 async def stitch(
@@ -596,7 +689,7 @@ async def stitch(
 
     Raises StitchError with a readable message on any failure; ``output`` is then left as it was.
     """
-    paths, target = _validate(inputs, output, captions)
+    paths, target = await anyio.to_thread.run_sync(_validate, inputs, output, captions)
     ffmpeg = find_ffmpeg()
     probes = [await probe(ffmpeg, path) for path in paths]
     caps = await ffmpeg_capabilities(ffmpeg)
@@ -624,7 +717,7 @@ async def stitch(
                     await _encode(ffmpeg, plan, temp, muxer, workdir)
                     reencoded, note = True, plan.note
                 written = await probe(ffmpeg, temp)
-        os.replace(temp, target)
+        placed = await anyio.to_thread.run_sync(_place, temp, target)
     except TimeoutError:
         _remove(temp)
         raise StitchError(
@@ -642,5 +735,7 @@ async def stitch(
         late = [i for i, c in enumerate(captions, start=1) if c.start >= total]
         if late:
             note += f"; caption(s) {', '.join(map(str, late))} start after the video ends ({total:.2f} s)"
-    note = f"Stitched {len(paths)} clip(s) into {target.name}: {note}."
-    return StitchResult(path=target, duration=total, reencoded=reencoded, inputs=paths, note=note)
+    if placed != target:
+        note += f"; {target.name} already exists and was kept as it was, so this join is {placed.name}"
+    note = f"Stitched {len(paths)} clip(s) into {placed.name}: {note}."
+    return StitchResult(path=placed, duration=total, reencoded=reencoded, inputs=paths, note=note)

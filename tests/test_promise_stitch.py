@@ -1,0 +1,234 @@
+"""stitch_videos keeps upload_file's promises: no private file and nothing outside the allowed folders reaches its
+output, no saved result is ever replaced, and bad input gets an error that says what is wrong."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kie_mcp.media import stitch as stitch_mod
+from kie_mcp.media.stitch import Caption, StitchError, find_ffmpeg, parse_probe, probe, stitch
+
+from .conftest import answering, text_of
+
+
+@pytest.fixture
+def ffmpeg() -> str:
+    try:
+        return find_ffmpeg()
+    except StitchError as err:
+        pytest.skip(str(err))
+
+
+def _clip(ffmpeg: str, path: Path, *, size: str = "64x64", seconds: int = 1, container: str = "mp4") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    command = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i"]
+    command += [f"testsrc=size={size}:rate=10:duration={seconds}", "-c:v", "libx264", "-preset", "ultrafast"]
+    subprocess.run([*command, "-pix_fmt", "yuv420p", "-f", container, str(path)], check=True, capture_output=True)
+    return path
+
+
+def _videos_in(folder: Path) -> list[Path]:
+    return sorted((folder / "outputs").rglob("*.mp4")) if (folder / "outputs").exists() else []
+
+
+def _duration(ffmpeg: str, path: Path) -> float:
+    command = [ffmpeg, "-hide_banner", "-i", str(path)]
+    report = subprocess.run(command, check=False, capture_output=True, text=True).stderr
+    hours, minutes, seconds = report.split("Duration: ")[1].split(",")[0].split(":")
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+# -- 1. private files are never read ---------------------------------------------------------------------------
+
+
+async def test_stitch_never_reads_private_files(connect, ffmpeg, tmp_path):
+    _clip(ffmpeg, tmp_path / ".private" / "secret.mp4")
+    _clip(ffmpeg, tmp_path / "logs" / "screen.mp4")
+    _clip(ffmpeg, tmp_path / "ok.mp4")
+    (tmp_path / ".env").write_text("KIE_API_KEY=sk-live-SECRET\n")
+    (tmp_path / "innocent.mp4").symlink_to(tmp_path / ".private" / "secret.mp4")  # judged by its target
+    async with connect() as client:
+        results = {
+            clip: await client.call_tool("stitch_videos", {"clips": ["ok.mp4", clip], "session": "x"})
+            for clip in (".private/secret.mp4", "logs/screen.mp4", ".env", "innocent.mp4")
+        }
+    for clip, result in results.items():
+        assert result.is_error, (clip, text_of(result))
+        assert "is private" in text_of(result) and "never uploads or serves" in text_of(result), text_of(result)
+    assert "sk-live-SECRET" not in "".join(text_of(r) for r in results.values())
+    assert _videos_in(tmp_path) == []
+
+
+# -- 2. only single video files: no playlist reaches ffmpeg --------------------------------------------------------
+
+
+@pytest.fixture
+def outside(ffmpeg: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 3-second video outside every allowed folder (the workspace is another tmp_path)."""
+    return _clip(ffmpeg, tmp_path_factory.mktemp("outside") / "private.ts", size="96x96", seconds=3, container="mpegts")
+
+
+def _playlist(path: Path, target: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"#EXTM3U\n#EXT-X-TARGETDURATION:3\n#EXTINF:3,\nfile://{target}\n#EXT-X-ENDLIST\n")
+    return path
+
+
+async def test_stitch_takes_only_single_video_files_never_playlists(connect, ffmpeg, tmp_path, outside):
+    _clip(ffmpeg, tmp_path / "ok.mp4")
+    _playlist(tmp_path / "references" / "reel.m3u8", outside)
+    _playlist(tmp_path / "references" / "reel.mp4", outside)  # a video's name does not make it one
+    (tmp_path / "references" / "list.mp4").write_text(f"ffconcat version 1.0\nfile '{outside}'\n")
+    async with connect() as client:
+        results = [
+            await client.call_tool("stitch_videos", {"clips": ["ok.mp4", clip]})
+            for clip in ("references/reel.m3u8", "references/reel.mp4", "references/list.mp4")
+        ]
+    for result in results:
+        assert result.is_error, text_of(result)
+        assert "is not a video (its bytes are plain text)" in text_of(result), text_of(result)
+    assert _videos_in(tmp_path) == []
+
+
+@pytest.mark.parametrize("join", ["copy", "reencode"])
+async def test_ffmpeg_never_follows_a_playlist_that_passed_the_check(ffmpeg, tmp_path, outside, monkeypatch, join):
+    """A file swapped for a playlist after its bytes were checked still cannot make ffmpeg read other files: ffmpeg
+    opens only local single-file video formats, in the probe, the re-encode and the copy join's list alike."""
+    playlist = _playlist(tmp_path / "reel.m3u8", outside)  # ffmpeg reads a playlist as one only by that name
+    clip = _clip(ffmpeg, tmp_path / "ok.mp4")
+    with pytest.raises(StitchError, match=r"reel.m3u8 is not a video \(its bytes are plain text\)"):
+        await stitch([clip, playlist], tmp_path / "checked.mp4")
+    with pytest.raises(StitchError, match="not a video ffmpeg can read"):
+        await probe(ffmpeg, playlist)
+
+    monkeypatch.setattr(stitch_mod, "_single_video", lambda given, path: None, raising=False)  # the swap
+    real_probe = stitch_mod.probe
+
+    async def probed_before_the_swap(exe: str, path: Path) -> stitch_mod.Probe:
+        if path != playlist:
+            return await real_probe(exe, path)
+        return replace(await real_probe(exe, clip), path=path, fps="10" if join == "copy" else "25")
+
+    monkeypatch.setattr(stitch_mod, "probe", probed_before_the_swap)
+    output = tmp_path / "joined.mp4"
+    with pytest.raises(StitchError, match="ffmpeg failed"):  # copy: the list's clip is refused, then the re-encode
+        await stitch([clip, playlist], output)
+    assert not output.exists()
+
+
+def test_a_probe_that_reads_a_playlist_is_refused():
+    report = """Input #0, hls, from 'reel.m3u8':
+  Duration: 00:00:03.00, start: 1.400000, bitrate: 0 kb/s
+  Stream #0:0: Video: h264 (High) ([27][0][0][0] / 0x001B), yuv420p(progressive), 96x96, 10 fps, 10 tbr, 90k tbn
+"""
+    with pytest.raises(StitchError, match=r"not a single video file: ffmpeg reads it as 'hls'"):
+        parse_probe(Path("reel.m3u8"), report)
+
+
+# -- 3. a saved result is never replaced ---------------------------------------------------------------------------
+
+
+async def _saved_video(client: Any, session: str) -> tuple[str, str]:
+    made = await client.call_tool("generate_video", {"prompt": "waves", "model": "veo3_fast", "session": session})
+    task_id = made.structured_content["tasks"][0]["task_id"]
+    done = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 30})
+    return task_id, done.structured_content["task"]["files"][0]
+
+
+async def test_stitch_never_replaces_a_saved_result(connect, controls, tmp_path):
+    async with connect(elicitation=answering()) as client:
+        first, _ = await _saved_video(client, "reel")
+        paid, paid_file = await _saved_video(client, "reel")
+        before = hashlib.sha256((tmp_path / paid_file).read_bytes()).hexdigest()
+        name = Path(paid_file).stem
+        joins = [
+            await client.call_tool("stitch_videos", {"clips": [first, first], "session": "reel", "output_name": name})
+            for _ in range(2)
+        ]
+        again = await client.call_tool("stitch_videos", {"clips": [paid, paid], "session": "reel"})  # still its file
+    assert hashlib.sha256((tmp_path / paid_file).read_bytes()).hexdigest() == before
+    folder = Path(paid_file).parent.as_posix()
+    assert [j.structured_content["path"] for j in joins] == [f"{folder}/{name}-2.mp4", f"{folder}/{name}-3.mp4"]
+    assert "already exists and was kept as it was" in text_of(joins[0])
+    assert not again.is_error, text_of(again)
+
+
+async def test_a_join_never_replaces_a_file_without_hard_links(ffmpeg, tmp_path, monkeypatch):
+    clip = _clip(ffmpeg, tmp_path / "a.mp4")
+    target = tmp_path / "joined.mp4"
+    target.write_bytes(b"an earlier result")
+
+    def no_links(source: Any, destination: Any) -> None:
+        raise PermissionError(errno.EPERM, "hard links not supported")
+
+    monkeypatch.setattr(stitch_mod.os, "link", no_links)
+    done = await stitch([clip, clip], target)
+    assert target.read_bytes() == b"an earlier result"
+    assert done.path == tmp_path / "joined-2.mp4" and _duration(ffmpeg, done.path) == pytest.approx(2.0, abs=0.2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mp4", "joined-2.mp4", "joined.mp4"]  # no leftovers
+
+
+# -- 4. bad input gets an error that says what is wrong -----------------------------------------------------------
+
+
+async def test_more_than_200_clips_are_refused_with_the_limit(connect, ffmpeg, tmp_path):
+    _clip(ffmpeg, tmp_path / "a.mp4")
+    async with connect() as client:
+        many = await client.call_tool("stitch_videos", {"clips": ["a.mp4"] * 201})
+    assert many.is_error and "at most 200" in text_of(many), text_of(many)
+    with pytest.raises(StitchError, match=r"201 clips is more than one join takes \(at most 200\)"):
+        await stitch([tmp_path / "a.mp4"] * 201, tmp_path / "out.mp4")
+    assert _videos_in(tmp_path) == [] and not (tmp_path / "out.mp4").exists()
+
+
+async def test_ffmpeg_that_cannot_start_is_reported_as_such_not_as_missing(tmp_path, monkeypatch):
+    async def too_long(command: Any, **kwargs: Any) -> Any:
+        raise OSError(errno.E2BIG, os.strerror(errno.E2BIG))
+
+    monkeypatch.setattr(stitch_mod.anyio, "open_process", too_long)
+    with pytest.raises(StitchError) as error:
+        await stitch_mod._run([sys.executable, "-c", "pass"])
+    assert "none was found" not in str(error.value) and "kie-mcp[video]" not in str(error.value)
+    assert "command line was too long" in str(error.value)
+
+    async def missing(command: Any, **kwargs: Any) -> Any:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT))
+
+    monkeypatch.setattr(stitch_mod.anyio, "open_process", missing)
+    with pytest.raises(StitchError, match=r"kie-mcp\[video\]"):  # a missing binary still gets the install hint
+        await stitch_mod._run(["/no/such/ffmpeg"])
+
+
+@pytest.mark.parametrize(("start", "end"), [(1e12, 1e13), (1e300, 1.5e300), (0, 1e308), (0, 86400.5)])
+async def test_caption_times_beyond_a_day_are_refused_clearly(connect, ffmpeg, tmp_path, start, end):
+    _clip(ffmpeg, tmp_path / "a.mp4")
+    captions = [{"start": start, "end": end, "text": "hi"}]
+    async with connect() as client:
+        result = await client.call_tool("stitch_videos", {"clips": ["a.mp4"], "captions": captions})
+    assert result.is_error and "at most 86400" in text_of(result), text_of(result)
+    assert "captions[0]" in text_of(result)  # refused with the arguments, before any file is read
+    assert "unexpected error" not in text_of(result)
+    with pytest.raises(StitchError, match=r"finite and at most 86400 s"):
+        await stitch([tmp_path / "a.mp4"], tmp_path / "out.mp4", captions=[Caption(start, end, "hi")])
+    with pytest.raises(StitchError, match=r"finite and at most 86400 s"):
+        await stitch([tmp_path / "a.mp4"], tmp_path / "out.mp4", captions=[Caption(0, float("inf"), "hi")])
+    assert _videos_in(tmp_path) == [] and not (tmp_path / "out.mp4").exists()
+
+
+async def test_a_caption_near_the_day_limit_is_still_taken(connect, ffmpeg, tmp_path):
+    _clip(ffmpeg, tmp_path / "a.mp4")
+    captions = [{"start": 0.1, "end": 86400, "text": "all day"}]
+    async with connect() as client:
+        result = await client.call_tool("stitch_videos", {"clips": ["a.mp4"], "captions": captions, "session": "d"})
+    assert not result.is_error, text_of(result)
+    assert result.structured_content["path"] == f"outputs/{date.today():%Y-%m-%d}-d/stitched-1-clips.mp4"
