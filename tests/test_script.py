@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from kie_mcp.catalog import InvalidRequest, load_catalog
@@ -66,6 +68,31 @@ def test_a_sentence_longer_than_a_clip_is_broken_at_commas():
     parts = split_script(long_sentence, 8)
     assert all(count_words(part) <= 20 for part, _ in parts)
     assert " ".join(p for p, _ in parts).split() == long_sentence.split()
+
+
+COMMA_JOINED = "Buy,now,and,save,big,today,on,every,single,item,in,the,shop,this,weekend,only," * 6 + "."  # 96 words
+
+
+def test_every_offered_part_fits_its_clip_when_words_are_joined_by_commas():
+    """A split is offered so each part fits: parts are cut between the words count_words counts, not at spaces."""
+    assert count_words(COMMA_JOINED) == 96
+    parts = split_script(COMMA_JOINED, 8)
+    assert len(parts) > 1
+    assert all(count_words(part) <= 20 for part, _ in parts)
+    assert [w for p, _ in parts for w in p.replace(",", " ").split()] == COMMA_JOINED.replace(",", " ").split()
+
+
+async def test_the_split_offered_through_the_tools_fits_every_part(connect, controls):
+    async with connect() as client:
+        result = await client.call_tool(
+            "estimate_cost", {"model": "kling-3.0/video", "prompt": "A host talks.", "script": COMMA_JOINED}
+        )
+    text = text_of(result)
+    assert result.is_error and "Split it into" in text
+    offered = re.findall(r"part \d+ \((\d+) words, (\d+) s\)", text)
+    assert len(offered) > 1
+    assert all(int(words) / 2.5 <= int(seconds) for words, seconds in offered), offered
+    assert await controls.creates() == []
 
 
 def test_explicit_duration_too_short_is_refused():

@@ -22,7 +22,7 @@ from kie_mcp.catalog import InvalidRequest, ModelSpec, Problem
 from kie_mcp.catalog.registry import AmbiguousModelError, UnknownModelError, WithdrawnModelError
 from kie_mcp.catalog.spec import Operation
 from kie_mcp.catalog.validate import _matches
-from kie_mcp.kie import KieError
+from kie_mcp.kie import KieError, TaskStatus
 from kie_mcp.runtime import Runtime
 from kie_mcp.tasks import TaskRecord
 from kie_mcp.words import timestamp
@@ -129,21 +129,31 @@ async def find_source(rt: Runtime, task_id: str) -> TaskRecord:
                 f"KIE knows no task {task_id!r} ({err.message}). Use the id of a video task from generate_video, "
                 "check_task or list_tasks; KIE keeps tasks for 14 days."
             ) from err
-        model = status.model or "unknown"
-        spec = rt.catalog.get(model)
-        record = TaskRecord(
-            task_id=task_id,
-            model=model,
-            family=status.family,
-            kind=spec.kind if spec else None,
-            state="queued",
-            sandbox=rt.settings.sandbox,
-        )
-        record.apply(status, rt.typical_seconds(model))
+        record = made_elsewhere(rt, task_id, status)
         rt.tasks.add(record)
         looked = True
     if not record.finished and rt.kie is not None:
         record = (await rt.follower.check(record, 0, looked=looked)).record
+    return record
+
+
+def made_elsewhere(rt: Runtime, task_id: str, status: TaskStatus) -> TaskRecord:
+    """The record of a task this workspace did not create, as KIE describes it: dated when KIE says it was made (so
+    the 14-day limit of follow-ups holds for it, and the journal keeps KIE's date, not the day it was first looked
+    up), or now when KIE's answer carries no usable time. The one construction of such a record (check_task's too)."""
+    model = status.model or "unknown"
+    spec = rt.catalog.get(model)
+    now = time.time()
+    record = TaskRecord(
+        task_id=task_id,
+        model=model,
+        family=status.family,
+        kind=spec.kind if spec else None,
+        state="queued",
+        sandbox=rt.settings.sandbox,
+        created_at=status.created_at(now) or now,
+    )
+    record.apply(status, rt.typical_seconds(model))
     return record
 
 

@@ -9,7 +9,8 @@ the gate has an answer. Nothing here knows about MCP: progress goes out through 
 import logging
 import math
 import sqlite3
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from pathlib import Path
@@ -100,6 +101,7 @@ class Plan:
     max_credits: float | None = None  # the caller's ceiling for this call
     reserved: float = 0.0  # what the call counts against the caps: its price, or for an unknown price its ceiling
     balance: float | None = None  # the balance read before the spend (to measure a charge KIE does not report)
+    balance_at: float | None = None  # when that read was sent (epoch seconds): the start of the measuring window
     parent_task_id: str | None = None  # continue_video: the finished task this request continues (followups.py)
     operation: Operation | None = None  # continue_video: extend, hd, 4k or upscale
     reserved_on: date | None = None  # the day the reservation was booked on: its refunds go to that day
@@ -340,9 +342,10 @@ async def check_spend(rt: Runtime, p: Plan) -> Plan:
     # and always for a price not known before the task runs, KIE's answer now.
     from kie_mcp.spend.balance import balance_cache
 
+    read_at = time.time()
     balance = await balance_cache(rt).for_spend(p.total)
     check_balance(p.total, balance)
-    return replace(p, balance=balance)
+    return replace(p, balance=balance, balance_at=read_at)
 
 
 UNANSWERED = "The confirmation got no answer within {minutes:g} minutes, so it was cancelled. Nothing was spent."
@@ -518,6 +521,7 @@ async def execute(
     family = FAMILIES[p.spec.family]
     body = family.create_body(p.spec.id, wire)
     records: list[TaskRecord] = []
+    attempts: list[str] = []  # this call's create attempts (the journal's ids)
     problems: list[str] = []
     prompt = str(p.wire.get("prompt", ""))
 
@@ -539,7 +543,9 @@ async def execute(
         # Sending a create and recording its answer are one unit: a cancelled call, a host's timeout or a failing
         # sibling cannot split them, so a task KIE created is always in the journal (or in the answer).
         with anyio.CancelScope(shield=True):
-            await _submit(rt, kie, family, p, body, approval, record, prompt, used, decision.by, problems)
+            attempt = await _submit(rt, kie, family, p, body, approval, record, prompt, used, decision.by, problems)
+        if attempt is not None:
+            attempts.append(attempt)
 
     async with anyio.create_task_group() as group:
         for _ in range(p.variations):
@@ -550,7 +556,7 @@ async def execute(
     # on it (progress notifications go out while it does) and gets the problems it met.
     records, followed = await rt.follower.wait(records, wait_seconds, reporter)
     charged = [record.credits_charged for record in records]
-    await measure_unreported_charges(rt, p, records)
+    problems += await measure_unreported_charges(rt, p, records, attempts)
     for record, before in zip(records, charged, strict=True):
         if record.credits_charged != before:
             _record(rt, problems, record)
@@ -615,8 +621,9 @@ async def _submit(
     quote_id: str | None,
     approved_by: str,
     problems: list[str],
-) -> None:
-    """Journal the attempt, send one create, journal its answer. Never raises: every outcome lands in ``record``."""
+) -> str | None:
+    """Journal the attempt, send one create, journal its answer. Never raises: every outcome lands in ``record``.
+    Returns the attempt's id in the journal (None when it could not be recorded, and nothing was sent)."""
     try:
         attempt = rt.journal.begin_attempt(
             model=p.spec.id,
@@ -633,7 +640,7 @@ async def _submit(
         record.state = "failed"
         record.error = f"Not sent: kie-mcp could not record the attempt in its journal first ({err}); nothing created."
         _refund(rt, problems, p, "refunded: not sent", None)
-        return
+        return None
     state, error, existing = "created", None, False
     try:
         record.task_id = await kie.create(family, p.spec.id, body, approval)
@@ -649,11 +656,14 @@ async def _submit(
     try:
         rt.journal.finish_attempt(attempt, state, task_id=record.task_id, error=error)
         kept = rt.tasks.get(record.task_id) if existing and record.task_id else None
+        if kept is None and state == "created":
+            # A create answered with a task this workspace already holds live (two asks for one Veo 1080p version at
+            # once: KIE answers the second "processing" about the first's task) is that task, not a new charge.
+            kept = rt.tasks.claim(record, attempt_id=attempt, prompt=prompt, session=p.session)
+            existing = existing or kept is not None
         if kept is not None:  # the task KIE already had is this workspace's: its record (reserve, charge) stands
             for name in type(record).model_fields:
                 setattr(record, name, getattr(kept, name))
-        elif state == "created":
-            rt.tasks.add(record, attempt_id=attempt, prompt=prompt, session=p.session)
     except JOURNAL_ERRORS as err:
         problems.append(_not_recorded(record, err))
     if state == "refused":
@@ -664,6 +674,7 @@ async def _submit(
             f"KIE already had this task ({record.task_id}) from an earlier request, so nothing new was started or "
             "charged; it is followed like any other."
         )
+    return attempt
 
 
 def _not_recorded(record: TaskRecord, err: BaseException) -> str:
@@ -703,20 +714,107 @@ def replayed(rt: Runtime, p: Plan, tool: str, quote_id: str) -> GenerationResult
     return summarise(rt, p.spec, records, (note,))
 
 
-async def measure_unreported_charges(rt: Runtime, p: Plan, records: list[TaskRecord]) -> None:
-    """For an unknown price that KIE does not report on the task, the balance difference is the charge."""
+async def measure_unreported_charges(
+    rt: Runtime, p: Plan, records: list[TaskRecord], attempts: Sequence[str] = ()
+) -> list[str]:
+    """For an unknown price that KIE does not report on the task, the balance difference around the call is the
+    charge, but only when nothing else can have moved the balance in between, so the ledger never counts less than
+    KIE charged: no other task of this workspace (this process, another call, another kie-mcp process on the same
+    journal) was being created, running, or ended while the balance was read twice (``moved_by_others``), and the
+    difference is a plausible charge (``implausible``). Otherwise the charge stays unmeasured and the reservation,
+    the request's ceiling, stays counted as spent. Returns the notes to show."""
     measured = [r for r in records if r.state == "succeeded" and r.credits_charged is None]
     if p.total is not None or not measured or p.balance is None or not all(r.finished for r in records):
-        return
+        return []
     try:
         after = await rt.require_kie().credits()
     except KieError:
-        return
+        return []
+    read_at = time.time()
     spent = p.balance - after
-    if not math.isfinite(spent) or spent < 0:
-        return
+    each = round(spent / len(measured), 4) if math.isfinite(spent) else math.nan
+    ours = [r.task_id for r in records if r.task_id]
+    try:
+        why = moved_by_others(rt, p.balance_at, read_at, ours, list(attempts)) or implausible(rt, p, each)
+    except JOURNAL_ERRORS as err:
+        why = f"the journal could not be read to rule out other balance movements ({err})"
+    if why is not None:
+        return [
+            f"KIE does not report what it charged for {', '.join(r.task_id or '?' for r in measured)}, and its "
+            f"charge cannot be measured from the balance: {why}. The {p.reserved_each:g} credits reserved for each "
+            "stay counted as spent; https://kie.ai/logs shows the real charge."
+        ]
     for record in measured:
-        record.credits_charged = round(spent / len(measured), 4)
+        record.credits_charged = each
+    return []
+
+
+SETTLE_MARGIN = 300.0  # a failed task's refund may land this long after kie-mcp saw it fail (seconds)
+KEPT_DAYS = 15  # KIE keeps a task 14 days: an older one no longer moves the balance
+
+
+def moved_by_others(
+    rt: Runtime, since: float | None, until: float, task_ids: list[str], attempt_ids: list[str]
+) -> str | None:
+    """Why the balance may have moved between ``since`` and ``until`` for other reasons than this call's tasks,
+    as far as this workspace's journal (shared by every kie-mcp process on it) can tell: another create being sent
+    or answered, another task unfinished, or ending (a failed one refunded) in that window. None when nothing did.
+    A top-up, or tasks of another workspace or tool on the same key, leave no trace here (``implausible``)."""
+    if since is None:
+        return "the balance before the task was not read"
+    tasks = _placeholders(task_ids)
+    live = rt.journal.query(
+        "SELECT task_id FROM tasks WHERE state IN ('queued', 'running', 'succeeded_without_results', 'unknown')"
+        f" AND created BETWEEN ? AND ? AND task_id NOT IN ({tasks}) LIMIT 1",
+        since - KEPT_DAYS * 86400,
+        until,
+        *task_ids,
+    )
+    ended = rt.journal.query(
+        "SELECT task_id FROM tasks WHERE created BETWEEN ? AND ?"
+        " AND updated >= ? - CASE WHEN state = 'failed' THEN ? ELSE 0 END"
+        f" AND task_id NOT IN ({tasks}) LIMIT 1",
+        since - KEPT_DAYS * 86400,
+        until,
+        since,
+        SETTLE_MARGIN,
+        *task_ids,
+    )
+    sent = rt.journal.query(
+        "SELECT attempt_id FROM attempts WHERE state IN ('sending', 'created', 'refused', 'unknown')"
+        " AND created BETWEEN ? AND ? AND (state = 'sending' OR updated >= ?)"
+        f" AND attempt_id NOT IN ({_placeholders(attempt_ids)}) LIMIT 1",
+        since - 86400,
+        until,
+        since,
+        *attempt_ids,
+    )
+    if live or ended:
+        other = (live or ended)[0]["task_id"]
+        return f"another task of this workspace ({other}) was running or ended meanwhile, and moved the balance too"
+    if sent:
+        return "another create was sent from this workspace meanwhile, and moved the balance too"
+    return None
+
+
+def implausible(rt: Runtime, p: Plan, each: float) -> str | None:
+    """Why ``each`` credits per task, measured from the balance, cannot be what KIE charged: nothing, or less (a
+    top-up, a refund of a task made elsewhere), or far less than KIE charged here before for this model and these
+    options. None when it can be."""
+    if not math.isfinite(each) or each <= 0:
+        return "the balance did not go down (a top-up or a refund of another task may have landed meanwhile)"
+    history = rt.journal.charged_before(p.spec.id, p.options_key or "")
+    lowest = min((charged for charged, _ in history if charged > 0), default=None)
+    if lowest is not None and each < lowest / FAR_FROM_TABLE:
+        return (
+            f"the balance went down {each:g} credits per task, far less than the {lowest:g} KIE charged here before "
+            "for this model and these settings (a top-up or a refund may have landed meanwhile)"
+        )
+    return None
+
+
+def _placeholders(values: list[str]) -> str:
+    return ", ".join("?" for _ in values) or "''"  # never an empty list, and never NULL (NOT IN (NULL) is never true)
 
 
 class ProgressReporter:

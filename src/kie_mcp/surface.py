@@ -12,7 +12,6 @@ import json
 import logging
 import mimetypes
 import sqlite3
-import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -999,19 +998,7 @@ async def _find_record(rt: Runtime, task_id: str) -> TaskRecord:
     if record is not None:
         return record
     status = await rt.require_kie().find_task(task_id)
-    model = status.model or "unknown"
-    now = time.time()
-    record = TaskRecord(  # a task made elsewhere: as old as KIE says, so the 14-day limit of follow-ups applies
-        task_id=task_id,
-        model=model,
-        family=status.family,
-        state="queued",
-        sandbox=rt.settings.sandbox,
-        created_at=status.created_at(now) or now,
-    )
-    spec = rt.catalog.get(model)
-    record.kind = spec.kind if spec else None
-    record.apply(status, rt.typical_seconds(model))
+    record = followups.made_elsewhere(rt, task_id, status)  # as old as KIE says: the 14-day limit applies
     rt.tasks.add(record)
     return record
 

@@ -25,8 +25,12 @@ class ScriptFit:
     notes: list[str] = field(default_factory=list)
 
 
+WORD = re.compile(r"[\w'’-]+")  # a spoken word, as counted; splits break between these, never inside
+CLAUSE_END = re.compile(r"[,;:]\s")  # between two words: the end of a clause, where a long sentence breaks first
+
+
 def count_words(text: str) -> int:
-    return len(re.findall(r"[\w'’-]+", text))
+    return len(WORD.findall(text))
 
 
 def seconds_for(words: int) -> float:
@@ -104,20 +108,19 @@ def split_script(script: str, max_seconds: int) -> list[tuple[str, float]]:
 
 
 def _break_long(sentence: str, limit: int) -> list[str]:
+    """``sentence`` in pieces of at most ``limit`` words as ``count_words`` counts them (so "Buy,now,save" is three,
+    and may be cut between its commas), each closed at a clause end once it holds 60 % of the limit."""
     out: list[str] = []
-    current: list[str] = []
-    for clause in re.split(r"(?<=[,;:])\s+", sentence):
-        for word in clause.split():
-            if len(current) >= limit:
-                out.append(" ".join(current))
-                current = []
-            current.append(word)
-        if len(current) >= limit * 0.6:
-            out.append(" ".join(current))
-            current = []
-    if current:
-        out.append(" ".join(current))
-    return out
+    start, count, previous_end = 0, 0, 0
+    for word in WORD.finditer(sentence):
+        at_clause = CLAUSE_END.search(sentence, previous_end, word.start()) is not None
+        if count >= limit or (at_clause and count >= limit * 0.6):
+            out.append(sentence[start : word.start()].strip())
+            start, count = word.start(), 0
+        count += 1
+        previous_end = word.end()
+    out.append(sentence[start:].strip())
+    return [piece for piece in out if piece]
 
 
 def _too_long(

@@ -137,6 +137,21 @@ class TaskBook:
                 **context,
             )
 
+    def claim(self, record: TaskRecord, **context: Any) -> TaskRecord | None:
+        """Record a task a create just answered with, unless the journal already holds a live (not failed) task of
+        that id: KIE answered this create with the task an earlier request started (a second ask for a Veo clip's
+        1080p version while the first is processing). Then that task's record is returned, unchanged, and this
+        request is not a new task. One write transaction: two requests, in one process or two, cannot both claim
+        the same task as new."""
+        if not record.task_id:
+            return None
+        with self.journal.transaction():
+            kept = self.get(record.task_id)
+            if kept is not None and kept.state != "failed":
+                return kept
+            self.add(record, **context)
+        return None
+
     def get(self, task_id: str) -> TaskRecord | None:
         row = self.journal.task_row(task_id)
         return TaskRecord.model_validate_json(row["record"]) if row else None

@@ -1,0 +1,208 @@
+"""Promises of continue_video and the charges it cannot see, each kept against the simulator through the real MCP
+client in both protocol eras:
+
+- a charge KIE does not report, measured from the balance, never counts less than KIE charged (a refund of another
+  task, another kie-mcp process's task, or a top-up landing meanwhile leaves the reservation counted as spent);
+- a clip made elsewhere is as old as KIE says, so one older than the 14 days KIE keeps it is refused before anything
+  is sent, by estimate_cost too, and the journal keeps KIE's date;
+- two asks at once for one Veo clip's 1080p version are one task and one charge: the second reservation is returned.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Any
+
+import anyio
+
+from .conftest import answering, text_of
+from .test_followups import GROK, HD_PATH, MARKET, RUNWAY, VEO, balance, finished, kie_auth, requests_to, spent_today
+
+IMAGE = {"prompt": "an apple", "model": "nano-banana-2", "wait_seconds": 0}
+EXTEND = {"operation": "extend", "prompt": "it tips over a grate", "max_credits": 40, "wait_seconds": 40}
+
+
+async def extend_while(client: Any, controls: Any, source: str, meanwhile: Any) -> dict[str, Any]:
+    """Extend ``source`` (a Runway clip: its price is unknown and KIE does not report the charge) with the simulated
+    clock stopped, do ``meanwhile`` once the call is under way, then let the clock run and return its task."""
+    await controls.post("clock/speed", {"speed": 0})
+    out: dict[str, Any] = {}
+
+    async def extend() -> None:
+        out["result"] = await client.call_tool("continue_video", {"task_id": source, **EXTEND})
+
+    async def then() -> None:
+        await anyio.sleep(1.0)
+        await meanwhile()
+        await controls.post("clock/speed", {"speed": 1000})
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(extend)
+        group.start_soon(then)
+    result = out["result"]
+    assert not result.is_error, text_of(result)
+    task = result.structured_content["tasks"][0]
+    assert task["state"] == "succeeded", text_of(result)
+    return {"task": task, "text": text_of(result)}
+
+
+async def test_a_charge_measured_from_the_balance_never_counts_less_than_kie_charged(connect, controls):
+    """Another task of this workspace fails (and is refunded) while the extension runs: the balance difference is
+    not the extension's charge, so the 40 reserved stay counted, never the smaller difference."""
+    async with connect(elicitation=answering()) as client:
+        source = await finished(client, {**RUNWAY, "resolution": "1080p"})
+        await controls.post("clock/speed", {"speed": 0})  # the image stays running until the extension runs
+        await controls.fault("create", kind="task_fail")
+        image = await client.call_tool("generate_image", IMAGE)  # reserved 8; fails later and is refunded
+        image_id = image.structured_content["tasks"][0]["task_id"]
+        start_spent, start_balance = await spent_today(client), await balance(controls)
+
+        async def nothing() -> None:
+            return None
+
+        extended = await extend_while(client, controls, source, nothing)
+        await client.call_tool("check_task", {"task_id": image_id, "wait_seconds": 10})
+        end_spent, end_balance = await spent_today(client), await balance(controls)
+    charged = start_balance - end_balance  # KIE: the extension's 30, less the image's refunded 8
+    assert charged == 30 - 8
+    assert end_spent - start_spent >= charged, (end_spent - start_spent, charged)
+    assert extended["task"]["credits_charged"] is None  # not measured: the difference is not its charge
+    assert end_spent - start_spent == 40 - 8  # its reservation stands; the image's refund is its own
+    assert "cannot be measured from the balance" in extended["text"] and image_id in extended["text"]
+
+
+async def test_a_task_of_another_kie_mcp_on_the_same_workspace_is_not_counted_out_of_a_measured_charge(
+    connect, controls
+):
+    """Two servers on one workspace (one journal): the second's image fails and is refunded while the first's
+    extension runs. The first sees it in the journal and keeps its reservation."""
+    async with connect(elicitation=answering()) as first, connect(elicitation=answering()) as second:
+        source = await finished(first, {**RUNWAY, "resolution": "1080p"})
+        start_spent, start_balance = await spent_today(first), await balance(controls)
+
+        async def image_elsewhere() -> None:
+            await controls.fault("create", kind="task_fail")
+            await second.call_tool("generate_image", IMAGE)
+
+        extended = await extend_while(first, controls, source, image_elsewhere)
+        await anyio.sleep(0.5)
+        end_spent, end_balance = await spent_today(first), await balance(controls)
+    assert start_balance - end_balance == 30  # KIE: the extension's 30 (the image was charged and refunded)
+    assert extended["task"]["credits_charged"] is None
+    assert end_spent - start_spent >= 40  # the extension's reservation stands
+
+
+async def test_a_top_up_during_an_unreported_charge_never_lowers_what_is_counted(connect, controls):
+    """A top-up leaves no trace in the journal. One as large as the charge leaves the balance where it was: that is
+    no charge of 0 (which would refund the whole reservation), and the reservation stays counted."""
+    async with connect(elicitation=answering()) as client:
+        source = await finished(client, {**RUNWAY, "resolution": "1080p"})
+        start_spent = await spent_today(client)
+
+        async def top_up() -> None:
+            await controls.post("balance", {"credits": await balance(controls) + 30})
+
+        extended = await extend_while(client, controls, source, top_up)
+        end_spent = await spent_today(client)
+    assert extended["task"]["credits_charged"] is None
+    assert end_spent - start_spent == 40
+    assert "the balance did not go down" in extended["text"]
+
+
+async def test_a_measured_charge_far_below_what_kie_charged_before_is_not_taken(connect, controls):
+    """KIE charged 30 for this extension before (measured with nothing else moving the balance). A top-up of 20
+    while the same request runs again makes the balance drop only 10: not a plausible charge (KIE charged 30 for the
+    same model and settings), so its reservation stays."""
+    async with connect(elicitation=answering()) as client:
+        source = await finished(client, {**RUNWAY, "resolution": "1080p"})
+
+        async def nothing() -> None:
+            return None
+
+        first = await extend_while(client, controls, source, nothing)
+        assert first["task"]["credits_charged"] == 30
+        start_spent = await spent_today(client)
+
+        async def top_up() -> None:
+            await controls.post("balance", {"credits": await balance(controls) + 20})
+
+        second = await extend_while(client, controls, source, top_up)  # the same request again
+        end_spent = await spent_today(client)
+    assert second["task"]["credits_charged"] is None
+    assert end_spent - start_spent == 40
+    assert "far less than the 30 KIE charged here before" in second["text"]
+
+
+async def test_a_charge_measured_with_nothing_else_moving_the_balance_is_kept(connect, controls):
+    """The counterpart: alone, the balance difference is the charge, and it replaces the reservation."""
+    async with connect(elicitation=answering()) as client:
+        source = await finished(client, {**RUNWAY, "resolution": "1080p"})
+        start_spent = await spent_today(client)
+
+        async def nothing() -> None:
+            return None
+
+        extended = await extend_while(client, controls, source, nothing)
+        end_spent = await spent_today(client)
+    assert extended["task"]["credits_charged"] == 30
+    assert end_spent - start_spent == 30
+
+
+# -- a clip made elsewhere is as old as KIE says --------------------------------------------------------------------
+
+
+async def test_a_clip_made_elsewhere_15_days_ago_is_refused_before_anything_is_sent(connect, controls, sim):
+    """Continued directly (no check_task first): estimate_cost, which records the clip, keeps KIE's date, and both
+    it and continue_video refuse it as KIE would; nothing reaches a create endpoint."""
+    made = await controls.http.post(
+        MARKET, json={"model": GROK["model"], "input": {"prompt": "a cat"}}, headers=kie_auth()
+    )
+    task_id = made.json()["data"]["taskId"]
+    sim.tasks[task_id].created_at -= 15 * 86400
+    async with connect(elicitation=answering()) as client:
+        estimate = await client.call_tool("estimate_cost", {"task_id": task_id, "operation": "extend"})
+        refused = await client.call_tool(
+            "continue_video", {"task_id": task_id, "operation": "extend", "max_credits": 30}
+        )
+        listed = await client.call_tool("list_tasks", {})
+    for answer in (estimate, refused):
+        assert answer.is_error, text_of(answer)
+        assert "15 days ago" in text_of(answer) and "KIE keeps a task 14 days" in text_of(answer)
+    [row] = [t for t in listed.structured_content["tasks"] if t["task_id"] == task_id]
+    age = time.time() - datetime.fromisoformat(row["created_at"].replace("Z", "+00:00")).timestamp()
+    assert 14.9 * 86400 < age < 15.1 * 86400
+    assert [r for r in await requests_to(controls, MARKET) if r["body"]["model"] == "grok-imagine/extend"] == []
+
+
+# -- 1080p asked twice at once ------------------------------------------------------------------------------------
+
+
+async def test_two_1080p_asks_at_once_are_one_task_and_one_charge(connect, controls):
+    """Both calls pass the "already made?" check before either is recorded, so KIE is asked twice; it answers the
+    second "processing" about the first's task. One task, one charge: the second reservation is returned and the
+    first's record stands."""
+    async with connect(elicitation=answering(), auto_approve_credits=100) as client:
+        source = await finished(client, VEO)
+        paid, base = await balance(controls), await spent_today(client)
+        results: list[Any] = []
+
+        async def ask() -> None:
+            results.append(
+                await client.call_tool("continue_video", {"task_id": source, "operation": "hd", "wait_seconds": 30})
+            )
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(ask)
+            group.start_soon(ask)
+        spent = await spent_today(client)
+    async with connect() as client:  # a restart: what the journal kept
+        listed = (await client.call_tool("list_tasks", {})).structured_content["tasks"]
+    assert len(await requests_to(controls, HD_PATH)) >= 2  # KIE was asked twice (and again while preparing)
+    [task_id] = {r.structured_content["tasks"][0]["task_id"] for r in results}
+    assert task_id == f"{source}-1080p"
+    assert paid - await balance(controls) == 5  # KIE charged once ...
+    assert spent - base == 5  # ... and the ledger counts it once
+    [kept] = [t for t in listed if t["task_id"] == task_id]
+    assert kept["credits_reserved"] == 5 and kept["parent_task_id"] == source and kept["operation"] == "hd"
+    assert any("KIE already had this task" in text_of(r) for r in results)
