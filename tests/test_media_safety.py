@@ -518,6 +518,45 @@ async def test_reference_symlinks_leading_outside_are_not_listed_or_served(conne
     assert len(failures) == 5
 
 
+@pytest.mark.parametrize("swap", ["link to .env", "link outside", "fifo", "folder for a link"])
+async def test_a_reference_swapped_after_it_was_listed_is_judged_again_when_read(connect, tmp_path, outside, swap):
+    """The listing is made at start-up; a reference replaced since is read only if it still passes the rules (a FIFO
+    nobody writes to would block the read for good)."""
+    (tmp_path / ".env").write_text(SECRET + "\n")
+    (outside / "logo.png").write_bytes(b"outside the workspace: PRIVATE")
+    logo = png(tmp_path / "references" / "logo.png")
+    async with connect() as client:
+        first = await client.read_resource("kie://workspace/references/logo.png")
+        if swap == "folder for a link":
+            logo.parent.rename(tmp_path / "moved")
+            logo.parent.symlink_to(outside, target_is_directory=True)
+        else:
+            logo.unlink()
+            if swap == "fifo":
+                os.mkfifo(logo)
+            else:
+                logo.symlink_to(tmp_path / ".env" if swap == "link to .env" else outside / "logo.png")
+        with anyio.fail_after(20), pytest.raises(MCPError) as caught:
+            await client.read_resource("kie://workspace/references/logo.png")
+    assert first.contents[0].blob
+    message = str(caught.value)
+    assert "logo.png" in message and "Nothing was read" in message, message
+    assert "sk-live" not in message and "PRIVATE" not in message
+
+
+@pytest.mark.parametrize("target", ["key outside", ".env"])
+async def test_master_context_linked_to_a_file_it_may_not_serve_is_refused(connect, tmp_path, outside, target):
+    (outside / "id_rsa").write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nOUTSIDE-SECRET\n")
+    (tmp_path / ".env").write_text(SECRET + "\n")
+    (tmp_path / "MASTER_CONTEXT.md").symlink_to(outside / "id_rsa" if target == "key outside" else tmp_path / ".env")
+    async with connect() as client:
+        with pytest.raises(MCPError) as caught:
+            await client.read_resource("kie://workspace/MASTER_CONTEXT.md")
+    message = str(caught.value)
+    assert "MASTER_CONTEXT.md" in message and "plain file in the workspace" in message, message
+    assert "OUTSIDE-SECRET" not in message and "sk-live" not in message
+
+
 async def test_outputs_resource_refuses_symlink_escapes_and_dotfiles(connect, tmp_path, outside):
     (outside / "secret.png").write_text("outside the workspace\n")
     (tmp_path / ".env").write_text(SECRET + "\n")

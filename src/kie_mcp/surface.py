@@ -61,6 +61,7 @@ from kie_mcp.media.inputs import (
     RefusedInput,
     inspect_local,
     private_reason,
+    read_inside,
     snapshot,
 )
 from kie_mcp.media.prepare import upload_prepared
@@ -1149,16 +1150,19 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
         title="Workspace MASTER_CONTEXT.md",
         mime_type="text/markdown",
     )
-    def master_context() -> str:
+    async def master_context() -> str:
         """The workspace's brand voice, decisions, model preferences and known quirks."""
-        if master.is_file():
+        if master.is_file():  # a link leading outside the workspace, a FIFO or a device is not served
             try:
-                return master.read_text(encoding="utf-8")
+                content = await anyio.to_thread.run_sync(read_inside, master, master.parent, MAX_RESOURCE_BYTES)
+                return content.decode("utf-8")
             except UnicodeDecodeError as err:
                 raise ResourceError(
                     f"{master} is not UTF-8 text (byte {err.start} cannot be read); save it as UTF-8 (most editors "
                     "offer it under Save As / Encoding)."
                 ) from err
+            except RefusedInput as err:
+                raise ResourceError(f"{err} Keep MASTER_CONTEXT.md as a plain file in the workspace.") from err
             except OSError as err:
                 raise ResourceError(
                     f"{master} could not be read ({err.strerror or type(err).__name__}); check its permissions."
@@ -1240,13 +1244,14 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
             # In the sandbox, relative paths are read from the sandbox area: name the file by its absolute path.
             given = str(file.absolute()) if settings.sandbox else relative
             mcp.add_resource(
-                FileResource(
+                _WorkspaceFile(
                     uri=f"kie://workspace/{relative}",
                     name=relative,
                     title=relative,
                     description=f"Workspace reference file; pass '{given}' in images to use it as a model input.",
                     mime_type=mime,
-                    path=real,
+                    path=file.absolute(),
+                    home=home,
                 )
             )
 
@@ -1264,6 +1269,25 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
                     path=file.resolve(),
                 )
             )
+
+
+class _WorkspaceFile(FileResource, defer_build=True):
+    """A file of the workspace listed as a resource, judged again on every read (``read_inside``): the file listed at
+    start-up may since have been swapped for a link to ``.env`` or outside the workspace, a FIFO or a device."""
+
+    home: Path
+
+    async def read(self) -> str | bytes:
+        try:
+            content = await anyio.to_thread.run_sync(read_inside, self.path, self.home, MAX_RESOURCE_BYTES)
+            return content.decode(self.encoding) if self.encoding is not None else content
+        except RefusedInput as err:
+            raise ResourceError(f"{err} Nothing was read.") from err
+        except UnicodeDecodeError as err:
+            problem = f"{self.name} is not text in {self.encoding} (byte {err.start}); save it as UTF-8."
+            raise ResourceError(problem) from err
+        except OSError as err:
+            raise ResourceError(f"{self.name} could not be read ({err.strerror or type(err).__name__}).") from err
 
 
 class _RealTypeTemplate(ResourceTemplate, defer_build=True):

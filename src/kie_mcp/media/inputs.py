@@ -470,6 +470,30 @@ def _read_judged(path: Path, media: Sniffed, *, most: int | None, keep: bool) ->
     return digest.hexdigest(), seen, b"".join(kept) if keep else None
 
 
+def read_inside(path: Path, home: Path, most: int) -> bytes:
+    """The bytes of ``path`` for a resource: its real path inside ``home`` (symlinks judged by their target) and not
+    private there, a regular file of at most ``most`` bytes, read from one open file that is that file. A link
+    swapped in since the file was listed, a FIFO (which would block the read for good) or a device is refused.
+    Raises ``RefusedInput`` (``MissingFile``, ``OutsideAllowedFolders``, ``PrivateFile``, ``TooLarge``,
+    ``ChangedFile``); call it in a worker thread."""
+    home = home.resolve()
+    try:
+        real = path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        raise MissingFile(f"No file at {path}.") from None
+    if not real.is_relative_to(home):
+        raise OutsideAllowedFolders(f"{path.name} leads outside the workspace ({home}), which kie-mcp never serves.")
+    reason = private_reason(real, home, (home,))
+    if reason is not None:
+        raise PrivateFile(f"{path.name} is private: {reason}.")
+    with _open_judged(real) as handle:
+        size = os.fstat(handle.fileno()).st_size
+        content = handle.read(most + 1) if size <= most else b""
+    if size > most or len(content) > most:
+        raise TooLarge(f"{path.name} is larger than {most // 1024 // 1024} MB, too large to send over MCP.")
+    return content
+
+
 def _head_and_size(path: Path) -> tuple[bytes, int]:
     """The first bytes and the size of a regular file, read without blocking on a FIFO swapped in for it."""
     with _open_judged(path) as handle:
