@@ -36,6 +36,27 @@ def test_bad_configuration_stops_a_command_with_one_line_not_a_traceback(command
     assert len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("port", ["99999", "-1", "65536", "http"])
+def test_sim_refuses_a_port_that_is_not_one_with_one_line_not_a_traceback(port, capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["sim", "--port", port])
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert "--port" in err and "Traceback" not in err
+    assert "from 0 to 65535" in err or "whole number" in err
+
+
+def test_catalog_check_honours_sandbox_as_sync_does(monkeypatch, capsys, tmp_path):
+    """``--sandbox catalog check`` compares with the simulator: no key needed and the real KIE is never contacted."""
+    monkeypatch.delenv("KIE_API_KEY", raising=False)
+    monkeypatch.setenv("KIE_BASE_URL", "http://127.0.0.1:9")  # the real KIE, were it contacted: unreachable
+    monkeypatch.setenv("KIE_WORKSPACE", str(tmp_path))
+    assert main(["--sandbox", "catalog", "check"]) in (0, 1)
+    out, err = capsys.readouterr()
+    assert "KIE_API_KEY" not in err and "cannot reach" not in err, err
+    assert "difference(s)" in out or "No drift" in out, out
+
+
 def test_python_dash_m():
     out = subprocess.run([sys.executable, "-m", "kie_mcp", "--version"], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == f"kie-mcp {__version__}"

@@ -113,3 +113,65 @@ def test_gpt_4o_image_is_documented_as_one_image_per_task():
     spec = load_catalog().get("gpt-4o-image")
     assert "nVariants" not in spec.fields
     assert "one image" in text and "`nVariants` 1, 2 or 4" not in text
+
+
+@pytest.mark.parametrize(
+    ("name", "argument", "value", "allowed"),
+    [
+        ("character_sheet", "angles", "-3", "from 1 to 24"),
+        ("character_sheet", "angles", "0", "from 1 to 24"),
+        ("character_sheet", "angles", "abc", "from 1 to 24"),
+        ("character_sheet", "angles", "9" * 5000, "from 1 to 24"),
+        ("animated_ad", "beats", "1e3", "from 1 to 20"),
+        ("animated_ad", "beats", "21", "from 1 to 20"),
+    ],
+)
+async def test_a_bad_count_in_a_prompt_is_refused_naming_the_argument_and_its_range(
+    connect, name, argument, value, allowed
+):
+    """Not "Error rendering prompt" (or, in the 2026 era, "Internal server error"): what to change."""
+    from mcp import MCPError
+    from mcp.types import INVALID_PARAMS
+
+    async with connect() as client:
+        with pytest.raises(MCPError) as refused:
+            await client.get_prompt(name, {**ARGUMENTS[name], argument: value})
+    said = refused.value.error.message
+    assert refused.value.error.code == INVALID_PARAMS
+    assert argument in said and allowed in said, said
+    assert len(said) < 200, said  # a pasted blob is not echoed back whole
+
+
+async def test_a_count_in_a_prompt_is_taken_as_text_and_used(connect):
+    async with connect() as client:
+        sheet = await client.get_prompt("character_sheet", {**ARGUMENTS["character_sheet"], "angles": " 4 "})
+        ad = await client.get_prompt("animated_ad", {**ARGUMENTS["animated_ad"], "beats": "3"})
+    assert "Estimate the 4 remaining angles" in sheet.messages[0].content.text
+    assert "Estimate the 3 storyboard stills" in ad.messages[0].content.text
+
+
+@pytest.mark.parametrize(
+    ("name", "arguments", "said"),
+    [
+        ("no_such_workflow", {}, 'no prompt named "no_such_workflow"'),
+        ("ugc_video", {"product": "p"}, "script: required"),
+        ("ugc_video", {"product": "p", "script": "s", "bogus": "1"}, "bogus: not an argument"),
+    ],
+)
+async def test_a_wrong_prompt_request_is_refused_saying_what_is_wrong(connect, name, arguments, said):
+    from mcp import MCPError
+    from mcp.types import INVALID_PARAMS
+
+    async with connect() as client:
+        with pytest.raises(MCPError) as refused:
+            await client.get_prompt(name, arguments)
+    assert refused.value.error.code == INVALID_PARAMS
+    assert said in refused.value.error.message, refused.value.error.message
+
+
+async def test_the_listing_says_each_counts_range(connect):
+    async with connect() as client:
+        prompts = {p.name: p for p in (await client.list_prompts()).prompts}
+    described = {(name, a.name): a.description or "" for name, p in prompts.items() for a in p.arguments}
+    assert "from 1 to 24" in described["character_sheet", "angles"]
+    assert "from 1 to 20" in described["animated_ad", "beats"]

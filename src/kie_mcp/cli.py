@@ -13,6 +13,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, NoReturn
 
 from kie_mcp import __version__
+from kie_mcp.config import LOG_LEVELS as LEVEL_NAMES
 from kie_mcp.config import ConfigError, Settings
 from kie_mcp.redact import install_log_redaction, register_secret
 
@@ -26,6 +27,7 @@ to talk to it over stdin/stdout, so nothing more will appear here.
   Try it without a client:  kie-mcp demo   (an offline tour: no key, no credits)
   Add it to your client:    see "Use it from your MCP client" in {README}
 Press Ctrl-C to stop."""
+LOG_LEVELS = {name: getattr(logging, name) for name in LEVEL_NAMES}
 INTERRUPTED = 130  # the shell's code for a program ended by Ctrl-C (128 + SIGINT)
 
 
@@ -37,6 +39,17 @@ def _finite(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not math.isfinite(value) or value < 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be a finite number >= 0")
+    return value
+
+
+def _port(text: str) -> int:
+    """A TCP port argparse accepts: a whole number from 0 to 65535 (0: any free port)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port: use a number from 0 to 65535")
     return value
 
 
@@ -57,13 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run an offline tour: a sandboxed server driven by a real MCP client")
     demo.add_argument("--keep", action="store_true", help="keep the demo's workspace (its files) and print where")
     sim = commands.add_parser("sim", help="serve the KIE simulator over HTTP on 127.0.0.1")
-    sim.add_argument("--port", type=int, default=8790, help="port to listen on (default 8790)")
+    sim.add_argument("--port", type=_port, default=8790, help="port to listen on (default 8790)")
     sim.add_argument("--speed", type=_finite, default=30.0, help="simulated seconds per real second (default 30)")
     sim.add_argument("--balance", type=_finite, default=5000.0, help="starting credits of the sandbox account")
     catalog = commands.add_parser("catalog", help="maintain the model catalogue")
     catalog_commands = catalog.add_subparsers(dest="catalog_command", metavar="ACTION", required=True)
     catalog_commands.add_parser(
-        "check", help="compare the catalogue with KIE's live model and price lists (needs network and KIE_API_KEY)"
+        "check",
+        help="compare the catalogue with KIE's live model and price lists (needs network and "
+        "KIE_API_KEY; with --sandbox, the built-in simulator)",
     )
     sync = catalog_commands.add_parser(
         "sync",
@@ -92,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "catalog" and args.catalog_command == "sync":
         return _catalog_sync(args.model, sandbox=args.sandbox)
     if args.command == "catalog":
-        return _catalog_check()
+        return _catalog_check(sandbox=args.sandbox)
     return _serve(sandbox=args.sandbox)
 
 
@@ -174,8 +189,9 @@ def _is_terminal(stream: object) -> bool:
         return False
 
 
-def _catalog_check() -> int:
-    """Print the drift between the catalogue, the workspace's live cache and KIE as a table.
+def _catalog_check(*, sandbox: bool = False, transport: object | None = None) -> int:
+    """Print the drift between the catalogue, the workspace's live cache and KIE as a table. With ``sandbox``, KIE
+    is the built-in simulator and the cache is the sandbox area's (as ``catalog sync --sandbox``): no key needed.
 
     0: none, 1: drift, 2: could not check KIE (the drift against the cache, when there is one, is still shown).
     """
@@ -191,6 +207,11 @@ def _catalog_check() -> int:
     except ConfigError as err:
         print(f"kie-mcp: configuration error: {err}", file=sys.stderr)
         return 2
+    if sandbox:
+        from kie_mcp.sandbox import SandboxTransport, SimConfig, Simulator
+
+        settings = settings.for_sandbox()
+        transport = transport or SandboxTransport(Simulator(SimConfig(speed=30.0)))
     if not settings.has_key:
         print("kie-mcp catalog check needs KIE_API_KEY (KIE's model list is behind the key).", file=sys.stderr)
         return 2
@@ -199,7 +220,8 @@ def _catalog_check() -> int:
     cache = LiveCatalog.load(path) if path.is_file() else None
     notes: list[str] = []
     try:
-        live, prices = anyio.run(fetch_live, settings.base_url, settings.api_key.get_secret_value(), None, notes)
+        key = settings.api_key.get_secret_value()
+        live, prices = anyio.run(fetch_live, settings.base_url, key, transport, notes)
     except (Unreachable, KieError) as err:
         if cache is not None and cache.has_list:
             when = (cache.fetched_at or "")[:10]
@@ -292,7 +314,7 @@ def _configure_logging(level: str) -> None:
     install_log_redaction(extra=[h for h in (handler, logging.lastResort) if h is not None])
     root = logging.getLogger("kie_mcp")
     root.handlers[:] = [handler]
-    root.setLevel(getattr(logging, level, logging.INFO))
+    root.setLevel(LOG_LEVELS.get(level, logging.INFO))  # a level name only, never another attribute of logging
     root.propagate = False
     # Libraries speak up only when asked for DEBUG: their INFO lines (each HTTP request) are noise.
     quiet = logging.DEBUG if level == "DEBUG" else logging.WARNING

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from kie_mcp.redact import MIN_SECRET_LENGTH, redact, register_secret
 from kie_mcp.words import plain
 
 DEFAULT_BASE_URL = "https://api.kie.ai"
@@ -29,6 +30,23 @@ SANDBOX_BASE_URL = "http://sandbox.kie-mcp.local"
 SANDBOX_AREA = "sandbox"  # --sandbox keeps its journal, ledger, outputs/ and logs/ in <workspace>/sandbox/
 PROJECT_NAME = "kie-mcp"
 CREDITS_EXAMPLE = "a credit amount such as 100"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")  # KIE_LOG_LEVEL: these names only
+# Every setting kie-mcp reads from a workspace .env; a name there that is nearly one of these (a typo) would silently
+# change nothing, perhaps leave a cap at its default: it is reported as a broken setting.
+KNOWN_SETTINGS = (
+    "KIE_API_KEY",
+    "KIE_BASE_URL",
+    "KIE_UPLOAD_BASE_URL",
+    "KIE_WORKSPACE",
+    "KIE_AUTO_APPROVE_CREDITS",
+    "KIE_MAX_CREDITS_PER_CALL",
+    "KIE_MAX_CREDITS_PER_DAY",
+    "KIE_DOWNLOAD",
+    "KIE_ALLOWED_DIRS",
+    "KIE_CATALOG_SYNC",
+    "KIE_LOG_LEVEL",
+    "KIE_PREVIEW_PX",
+)
 
 
 class ConfigError(ValueError):
@@ -91,7 +109,7 @@ class Settings:
         was sent or spent. None when the configuration is fine."""
         if self.config_error is None:
             return None
-        return (
+        return redact(  # a setting may hold the key (pasted into a cap, or a .env line without its newline)
             f"kie-mcp cannot work until its configuration is fixed: {self.config_error} Fix it in the env block "
             f"of this MCP server in your client's configuration (or in {self.context_folder / '.env'}), then "
             "restart the server. Nothing was sent to KIE and nothing was spent."
@@ -129,20 +147,27 @@ class Settings:
     def load(cls, environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> Settings:
         """The settings, never raising: broken ones are collected in ``config_error``, and then nothing can be
         spent (caps of 0, no catalogue sync) while the server still starts and explains."""
-        given = dict(os.environ if environ is None else environ)
+        # An empty or blank value counts as absent (an unset ${env:...} in a client's env block expands to ""): it
+        # never hides the .env's value, so a cap set there never ends at the looser default.
+        given = _present(os.environ if environ is None else environ)
         cwd = cwd or Path.cwd()
         problems: list[str] = []
         workspace, reason = _workspace_or_problem(given, cwd, problems)
         try:
-            dotenv = read_dotenv(workspace / ".env")
+            dotenv = _present(read_dotenv(workspace / ".env"))
         except ConfigError as err:
             problems.append(str(err))
             dotenv = {}
+        problems += _unknown_settings(dotenv, workspace / ".env")
         env = {**dotenv, **given}
         if "KIE_WORKSPACE" in env and "KIE_WORKSPACE" not in given:  # the .env names the workspace
             workspace, reason = _workspace_or_problem(env, cwd, problems)
 
         key = env.get("KIE_API_KEY", "").strip()
+        register_secret(key)  # from now on no message, log line or answer can show it (a broken one included)
+        if "KIE_WORKSPACE" in env and len(key) >= MIN_SECRET_LENGTH and key in str(workspace):
+            problems.append("KIE_WORKSPACE holds the KIE API key (pasted into the wrong field?); point it at a folder.")
+            workspace, reason = user_data_dir(), "the per-user data folder, because KIE_WORKSPACE cannot be used"
         number = _number_or_problem(env, problems)
         auto = number("KIE_AUTO_APPROVE_CREDITS", 0.0)
         per_call = number("KIE_MAX_CREDITS_PER_CALL", DEFAULT_MAX_CREDITS_PER_CALL)
@@ -152,8 +177,12 @@ class Settings:
         choice = _choice_or_problem(env, problems)
         download = choice("KIE_DOWNLOAD", ("always", "never"), "always")
         sync = choice("KIE_CATALOG_SYNC", ("auto", "off"), "auto")
+        log_level = _log_level_or_problem(env, problems)
         allowed = _allowed_dirs_or_problem(env, problems)
-        broken = " ".join(problems) if problems else None
+        if len(key) >= MIN_SECRET_LENGTH and any(key in str(folder) for folder in allowed):
+            problems.append("KIE_ALLOWED_DIRS holds the KIE API key (pasted into the wrong field?); list folders only.")
+            allowed = ()
+        broken = redact(" ".join(problems)) if problems else None
         return cls(
             api_key=SecretStr(key) if key else None,  # kept for redaction even when broken; never used then
             base_url=env.get("KIE_BASE_URL", DEFAULT_BASE_URL).rstrip("/"),
@@ -164,13 +193,50 @@ class Settings:
             auto_approve_credits=0.0 if broken else auto,
             max_credits_per_call=0.0 if broken else per_call,
             max_credits_per_day=0.0 if broken else per_day,
-            log_level=env.get("KIE_LOG_LEVEL", "INFO").strip().upper() or "INFO",
+            log_level=log_level,
             download=download != "never",
             catalog_sync=sync == "auto" and not broken,
             preview_px=preview_px,
             allowed_dirs=allowed,
             config_error=broken,
         )
+
+
+def _present(values: Mapping[str, str]) -> dict[str, str]:
+    """``values`` without the empty and blank ones: a setting given as "" is a setting not given."""
+    return {name: value for name, value in values.items() if value.strip()}
+
+
+def _unknown_settings(dotenv: Mapping[str, str], path: Path) -> list[str]:
+    """The names in the .env that look like a misspelt setting of kie-mcp's, as a problem: KIE_MAX_CREDIT_PER_DAY
+    would otherwise leave that cap at its looser default without a word. Other names, KIE_* ones included, belong to
+    other tools sharing the file (KIE_SMOKE_*, KIE_LIVE_TESTS) and are left alone."""
+    import difflib
+
+    problems = []
+    for name in dotenv:
+        if name in KNOWN_SETTINGS:
+            continue
+        close = difflib.get_close_matches(name.upper(), KNOWN_SETTINGS, n=1, cutoff=TYPO_LIKENESS)
+        if close:
+            problems.append(
+                f"{path} sets {plain(name, quoted=False, limit=40)}, which kie-mcp does not read; did you mean "
+                f"{close[0]}?"
+            )
+    return problems
+
+
+TYPO_LIKENESS = 0.85  # KIE_MAX_CREDIT_PER_DAY is 0.98 like KIE_MAX_CREDITS_PER_DAY; KIE_API is 0.78 like KIE_API_KEY
+
+
+def _log_level_or_problem(env: Mapping[str, str], problems: list[str]) -> str:
+    """KIE_LOG_LEVEL as one of ``LOG_LEVELS`` (WARN is read as WARNING); anything else is a problem and INFO."""
+    raw = env.get("KIE_LOG_LEVEL", "INFO").strip()
+    level = {"WARN": "WARNING"}.get(raw.upper(), raw.upper())
+    if level in LOG_LEVELS:
+        return level
+    problems.append(f"KIE_LOG_LEVEL={plain(raw)} must be {' or '.join(LOG_LEVELS)}.")
+    return "INFO"
 
 
 def sandbox_area(workspace: Path) -> Path:
@@ -236,7 +302,7 @@ def _allowed_dirs_or_problem(env: Mapping[str, str], problems: list[str]) -> tup
         if part:
             try:
                 folders.append(Path(part).expanduser().resolve())
-            except (OSError, RuntimeError) as err:
+            except (OSError, RuntimeError, ValueError) as err:  # a symlink loop, a NUL byte
                 problems.append(f"KIE_ALLOWED_DIRS entry {plain(part)} cannot be used ({err}).")
     return tuple(folders)
 
@@ -256,7 +322,7 @@ def _choose_workspace(env: Mapping[str, str], cwd: Path) -> tuple[Path, str]:
     if explicit:
         try:
             path = Path(explicit).expanduser().resolve()
-        except (OSError, RuntimeError) as err:  # a symlink loop, an unreadable parent
+        except (OSError, RuntimeError, ValueError) as err:  # a symlink loop, an unreadable parent, a NUL byte
             raise ConfigError(f"KIE_WORKSPACE={plain(explicit)} cannot be used ({err}).") from None
         if path == Path(path.anchor):
             raise ConfigError(f"KIE_WORKSPACE={plain(explicit)} is a filesystem root; point it at a project folder.")
@@ -305,7 +371,7 @@ def read_dotenv(path: Path) -> dict[str, str]:
     """Parse KEY=VALUE lines; ignore comments, blanks and ``export``; strip matching quotes. No file is no settings;
     a file that is there but cannot be read as text is a ``ConfigError`` (it may hold the key)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (Notepad's "UTF-8 with BOM") is not text
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         return {}
     except (OSError, UnicodeDecodeError) as err:

@@ -8,14 +8,42 @@ video is made from it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Annotated
 
+from mcp import MCPError
 from mcp.server import MCPServer
+from mcp.types import INVALID_PARAMS
+from pydantic import Field
+
+from kie_mcp.words import plain
+
+ANGLES = (1, 24)  # character_sheet: angles after the hero
+BEATS = (1, 20)  # animated_ad: storyboard beats
+# Prompt arguments arrive as text: counts are taken as text and checked here (``_count``), and say their range.
+Angles = Annotated[
+    str, Field(description=f"angles after the hero portrait: a whole number from {ANGLES[0]} to {ANGLES[1]}")
+]
+Beats = Annotated[str, Field(description=f"storyboard beats: a whole number from {BEATS[0]} to {BEATS[1]}")]
 
 APPROVAL = (
     "Before every generation, call estimate_cost with the exact arguments, show the user the credits and "
     "about-USD figure, and only generate after they say yes (pass the quote_id, or confirm in the dialog if the "
     "client shows one). Never resubmit a task whose result was 'unknown'; check it with check_task first."
 )
+
+
+def _count(name: str, value: str | int, allowed: tuple[int, int]) -> int:
+    """A whole-number prompt argument (arguments arrive as text) within ``allowed``, or an error the client shows:
+    the argument, what was given and the range. The SDK would say only "Error rendering prompt"."""
+    low, high = allowed
+    text = str(value).strip()
+    number = int(text) if text.isascii() and text.isdigit() and len(text) <= 6 else None
+    if number is None or not low <= number <= high:
+        raise MCPError(
+            code=INVALID_PARAMS,
+            message=f"{name} must be a whole number from {low} to {high} (got {plain(str(value))}).",
+        )
+    return number
 
 
 def _guide(*names: str) -> str:
@@ -72,8 +100,9 @@ def product_showcase(product_image: str, person: str, pitch: str = "", video_mod
     )
 
 
-def character_sheet(description: str, angles: int = 9, model: str = "nano-banana-2") -> str:
-    """A consistent character: a hero portrait first, approved, then the other angles from it."""
+def character_sheet(description: str, angles: Angles = "9", model: str = "nano-banana-2") -> str:
+    """A consistent character: a hero portrait first, approved, then the other angles from it (angles: 1-24)."""
+    angles = str(_count("angles", angles, ANGLES))
     return "\n".join(
         [
             f"Workflow: character sheet. Character: {description}. Angles after the hero: {angles}.",
@@ -134,8 +163,9 @@ def script_to_video(script: str, visual_style: str, model: str = "veo3_fast") ->
     )
 
 
-def animated_ad(product: str, story: str, style: str = "3D-animated", beats: int = 6) -> str:
-    """Storyboard stills for each beat, approved, then image-to-video per beat, then stitched."""
+def animated_ad(product: str, story: str, style: str = "3D-animated", beats: Beats = "6") -> str:
+    """Storyboard stills for each beat, approved, then image-to-video per beat, then stitched (beats: 1-20)."""
+    beats = str(_count("beats", beats, BEATS))
     library = "claymation-ad" if "clay" in style.lower() else "pixar-style-ad"
     return "\n".join(
         [

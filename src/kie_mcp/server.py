@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
+from mcp import MCPError
 from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from mcp.types import INVALID_PARAMS
 from pydantic import ValidationError
 
 from kie_mcp import __version__, toolcache
@@ -24,7 +26,7 @@ from kie_mcp.apps import apps_extension
 from kie_mcp.config import Settings
 from kie_mcp.redact import redact
 from kie_mcp.toolschema import compact
-from kie_mcp.words import argument_problems
+from kie_mcp.words import argument_problems, plain
 
 if TYPE_CHECKING:
     import httpx2
@@ -261,6 +263,7 @@ class _Server(MCPServer):
         self, name: str, arguments: dict[str, Any] | None = None, context: Context[Any, Any] | None = None
     ) -> Any:
         self._register_deferred()
+        _check_prompt_arguments(self._prompt_manager.get_prompt(name), name, arguments)
         return await super().get_prompt(name, arguments, context)
 
     def add_tool(self, fn: Any, name: str | None = None, **options: Any) -> None:
@@ -332,8 +335,27 @@ class _Server(MCPServer):
             ) from cause
 
 
+def _check_prompt_arguments(prompt: Any, name: str, arguments: dict[str, Any] | None) -> None:
+    """An unknown prompt, a missing or an unexpected argument, as an invalid-parameters error that names it (the
+    SDK says "Error rendering prompt", or in the 2026 era only "Internal server error")."""
+    if prompt is None:
+        raise MCPError(code=INVALID_PARAMS, message=f"There is no prompt named {plain(name)}; see prompts/list.")
+    declared = [argument.name for argument in prompt.arguments or ()]
+    given = set(arguments or {})
+    missing = [argument.name for argument in prompt.arguments or () if argument.required and argument.name not in given]
+    unexpected = sorted(given - set(declared))
+    problems = [f"{plain(n, quoted=False)}: required" for n in missing]
+    problems += [f"{plain(n, quoted=False, limit=40)}: not an argument of this prompt" for n in unexpected[:5]]
+    if problems:
+        raise MCPError(
+            code=INVALID_PARAMS,
+            message=f"Prompt {name}: {'; '.join(problems)}. Its arguments are {', '.join(declared) or 'none'}.",
+        )
+
+
 def _instructions(settings: Settings) -> str:
-    """INSTRUCTIONS plus where this server keeps its files (absolute paths; never a secret)."""
+    """INSTRUCTIONS plus where this server keeps its files (absolute paths) and any configuration problem; never a
+    secret (a setting may hold the key: all of it is redacted)."""
     where = (
         f"\nWorkspace: {settings.workspace.absolute()}. Results are saved in its outputs/ folder; every result "
         "names each saved file by absolute path and file:// URI."
@@ -346,4 +368,4 @@ def _instructions(settings: Settings) -> str:
         )
     if settings.config_problem is not None:
         where += f"\n{settings.config_problem}"
-    return INSTRUCTIONS + where
+    return INSTRUCTIONS + redact(where)

@@ -1,0 +1,243 @@
+"""Promises about configuration that a user or a client can see: the key never comes back through a broken setting,
+an empty variable never loosens a cap, a .env is read as the user wrote it, and no setting crashes the server.
+
+What a client sees goes through the SDK ``Client`` in both protocol eras (``mode``); what a user sees when the
+console script starts runs the installed ``kie-mcp`` over real stdio.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from mcp import Client, MCPError, StdioServerParameters
+
+from kie_mcp.config import Settings
+from kie_mcp.sandbox import SANDBOX_API_KEY, SandboxTransport
+from kie_mcp.server import create_server
+
+from .conftest import text_of
+
+
+def fresh_key() -> str:
+    """A key no earlier test registered for redaction: only this process's handling of it can hide it."""
+    return secrets.token_hex(16)
+
+
+async def everything_a_client_sees(settings: Settings, transport: SandboxTransport, mode: str) -> str:
+    """The instructions, a tool answer and the kie://tasks answers of a server with ``settings``, as one text."""
+    server = create_server(replace(settings, base_url="http://api.kie.test"), transport=transport)
+    seen: list[str] = []
+    async with Client(server, mode=mode) as client:
+        seen.append(client.instructions or "")
+        for tool in ("check_credits", "list_tasks"):
+            seen.append(text_of(await client.call_tool(tool, {})))
+        for uri in ("kie://tasks", "kie://tasks/task-1"):
+            with pytest.raises(MCPError) as refused:
+                await client.read_resource(uri)
+            seen.append(refused.value.error.message)
+    return "\n".join(seen)
+
+
+# -- the key never comes back through a configuration error ------------------------------------------------------
+
+
+async def test_a_key_run_into_a_cap_by_a_missing_newline_never_reaches_the_client(transport, mode, tmp_path):
+    """`echo KIE_API_KEY=... >> .env` after a last line without its newline: the key sits in a broken cap."""
+    key = fresh_key()
+    (tmp_path / ".env").write_text(f"KIE_MAX_CREDITS_PER_DAY=3000KIE_API_KEY={key}\n")
+    settings = Settings.load({"KIE_WORKSPACE": str(tmp_path)}, cwd=tmp_path)
+    seen = await everything_a_client_sees(settings, transport, mode)
+    assert "KIE_MAX_CREDITS_PER_DAY" in seen  # the problem is still named, where to fix it too
+    assert key not in seen
+    assert key not in (settings.config_error or "")
+
+
+async def test_a_key_pasted_into_a_cap_never_reaches_the_client(transport, mode, tmp_path):
+    """The key set as KIE_API_KEY and also pasted into the wrong field (a cap) of the client's settings."""
+    key = fresh_key()
+    env = {"KIE_WORKSPACE": str(tmp_path), "KIE_API_KEY": key, "KIE_MAX_CREDITS_PER_CALL": key}
+    settings = Settings.load(env, cwd=tmp_path)
+    seen = await everything_a_client_sees(settings, transport, mode)
+    assert "KIE_MAX_CREDITS_PER_CALL" in seen
+    assert key not in seen
+
+
+async def test_a_workspace_path_holding_the_key_is_refused_and_never_shown(transport, mode, tmp_path):
+    key = fresh_key()
+    env = {"KIE_WORKSPACE": str(tmp_path / key), "KIE_API_KEY": key}
+    settings = Settings.load(env, cwd=tmp_path)
+    assert settings.config_error and "KIE_WORKSPACE" in settings.config_error
+    assert settings.max_credits_per_day == 0 and settings.max_credits_per_call == 0
+    seen = await everything_a_client_sees(settings, transport, mode)
+    assert "KIE_WORKSPACE" in seen
+    assert key not in seen
+
+
+def test_a_registered_key_is_never_in_the_instructions(tmp_path):
+    """Whatever the settings hold (a folder named after the key here), the instructions never show the key."""
+    from kie_mcp.redact import register_secret
+    from kie_mcp.server import _instructions
+
+    key = fresh_key()
+    register_secret(key)
+    settings = Settings(api_key=None, workspace=tmp_path / key, config_error=f"KIE_MAX_CREDITS_PER_DAY={key} ...")
+    assert key not in _instructions(settings)
+
+
+# -- an empty variable is an absent variable -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("empty", ["", "  "])
+def test_an_empty_env_var_never_loosens_a_cap_set_in_dotenv(empty, tmp_path):
+    """Cursor and VS Code expand an unset ${env:...} to "": that must not replace the .env's cap with the default."""
+    (tmp_path / ".env").write_text("KIE_MAX_CREDITS_PER_CALL=50\nKIE_MAX_CREDITS_PER_DAY=100\n")
+    env = {
+        "KIE_WORKSPACE": str(tmp_path),
+        "KIE_MAX_CREDITS_PER_CALL": empty,
+        "KIE_MAX_CREDITS_PER_DAY": empty,
+        "KIE_AUTO_APPROVE_CREDITS": empty,
+    }
+    settings = Settings.load(env, cwd=tmp_path)
+    assert settings.config_error is None
+    assert (settings.max_credits_per_call, settings.max_credits_per_day, settings.auto_approve_credits) == (50, 100, 0)
+
+
+async def test_the_server_enforces_the_dotenv_caps_when_the_client_passes_them_empty(transport, mode, tmp_path):
+    (tmp_path / ".env").write_text("KIE_MAX_CREDITS_PER_CALL=50\nKIE_MAX_CREDITS_PER_DAY=100\n")
+    env = {
+        "KIE_WORKSPACE": str(tmp_path),
+        "KIE_API_KEY": SANDBOX_API_KEY,
+        "KIE_MAX_CREDITS_PER_CALL": "",
+        "KIE_MAX_CREDITS_PER_DAY": "",
+    }
+    settings = replace(Settings.load(env, cwd=tmp_path), base_url="http://api.kie.test", catalog_sync=False)
+    async with Client(create_server(settings, transport=transport), mode=mode) as client:
+        credits = (await client.call_tool("check_credits", {})).structured_content
+    assert (credits["max_credits_per_call"], credits["max_credits_per_day"]) == (50, 100)
+
+
+# -- the .env is read as written ----------------------------------------------------------------------------------
+
+
+def test_a_dotenv_saved_with_a_byte_order_mark_keeps_its_first_setting(tmp_path):
+    """Notepad's "UTF-8 with BOM": the cap on the first line must not silently fall back to the default."""
+    (tmp_path / ".env").write_bytes(
+        "KIE_MAX_CREDITS_PER_DAY=100\r\nKIE_MAX_CREDITS_PER_CALL=50\r\n".encode("utf-8-sig")
+    )
+    settings = Settings.load({"KIE_WORKSPACE": str(tmp_path)}, cwd=tmp_path)
+    assert settings.config_error is None
+    assert (settings.max_credits_per_day, settings.max_credits_per_call) == (100, 50)
+
+
+def test_a_misspelt_setting_in_dotenv_is_a_named_problem_not_a_silent_default(tmp_path):
+    """KIE_MAX_CREDIT_PER_DAY (no S) would leave the daily cap at 3000 without a word; it stops spending instead."""
+    (tmp_path / ".env").write_text("KIE_MAX_CREDIT_PER_DAY=100\nOTHER_TOOL=1\nKIE_SMOKE_ALLOW_SUBMIT=1\n")
+    settings = Settings.load({"KIE_WORKSPACE": str(tmp_path)}, cwd=tmp_path)
+    assert settings.config_error and "KIE_MAX_CREDIT_PER_DAY" in settings.config_error
+    assert "KIE_MAX_CREDITS_PER_DAY" in settings.config_error  # the right name is offered
+    assert "OTHER_TOOL" not in settings.config_error  # another program's setting is not kie-mcp's business
+    assert "KIE_SMOKE" not in settings.config_error  # nor another KIE tool's (the seeds' smoke tests)
+    assert (settings.max_credits_per_day, settings.max_credits_per_call) == (0, 0)
+
+
+def test_settings_of_other_kie_tools_in_a_shared_dotenv_leave_kie_mcp_working(tmp_path):
+    (tmp_path / ".env").write_text("KIE_API=https://api.kie.ai\nKIE_RUN_LIVE_SMOKE=1\nKIE_CACHE_DIR=/tmp/x\n")
+    settings = Settings.load({"KIE_WORKSPACE": str(tmp_path)}, cwd=tmp_path)
+    assert settings.config_error is None
+
+
+# -- no setting crashes the server --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["KIE_ALLOWED_DIRS", "KIE_WORKSPACE"])
+def test_a_nul_byte_in_a_path_setting_is_a_named_problem_not_a_crash(name, tmp_path):
+    (tmp_path / ".env").write_text(f"{name}=/tmp/a\0b\n")
+    (tmp_path / "MASTER_CONTEXT.md").write_text("# brand")
+    settings = Settings.load({}, cwd=tmp_path)  # never raises
+    assert settings.config_error and name in settings.config_error, settings.config_error
+    assert (settings.max_credits_per_day, settings.max_credits_per_call) == (0, 0)
+
+
+@pytest.mark.parametrize("level", ["BASIC_FORMAT", "_STYLES", "Logger", "loud", "5"])
+def test_a_log_level_that_is_not_a_level_is_a_named_problem_not_a_crash(level, tmp_path):
+    settings = Settings.load({"KIE_WORKSPACE": str(tmp_path), "KIE_LOG_LEVEL": level}, cwd=tmp_path)
+    assert settings.config_error and "KIE_LOG_LEVEL" in settings.config_error
+    assert settings.log_level == "INFO"
+
+
+@pytest.mark.parametrize(("given", "level"), [("debug", "DEBUG"), (" Warning ", "WARNING"), ("warn", "WARNING")])
+def test_the_standard_log_levels_are_read_in_any_case(given, level, tmp_path):
+    settings = Settings.load({"KIE_WORKSPACE": str(tmp_path), "KIE_LOG_LEVEL": given}, cwd=tmp_path)
+    assert settings.config_error is None and settings.log_level == level
+
+
+def test_logging_set_up_with_a_name_that_is_not_a_level_uses_info():
+    """Settings built in code may carry any text: logging is still set up, at INFO."""
+    import logging
+
+    from kie_mcp.cli import _configure_logging
+
+    root = logging.getLogger("kie_mcp")
+    handlers, propagate = root.handlers[:], root.propagate
+    touched = ["kie_mcp", "httpx2", "httpcore2", "httpx", "httpcore", "mcp", "uvicorn"]  # it sets these levels
+    levels = {name: logging.getLogger(name).level for name in touched}
+    try:
+        _configure_logging("BASIC_FORMAT")
+        assert root.level == logging.INFO
+    finally:
+        root.handlers[:], root.propagate = handlers, propagate
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def console_script() -> str:
+    script = shutil.which("kie-mcp", path=str(Path(sys.executable).parent))
+    assert script, "the kie-mcp console script is not installed beside this Python"
+    return script
+
+
+@pytest.mark.stdio
+@pytest.mark.parametrize(
+    ("line", "named"),
+    [
+        ("KIE_ALLOWED_DIRS=/tmp/a\0b", "KIE_ALLOWED_DIRS"),
+        ("KIE_WORKSPACE=/tmp/a\0b", "KIE_WORKSPACE"),
+        ("KIE_LOG_LEVEL=BASIC_FORMAT", "KIE_LOG_LEVEL"),
+    ],
+    ids=["nul-in-allowed-dirs", "nul-in-workspace", "log-level-not-a-level"],
+)
+async def test_a_broken_dotenv_setting_leaves_the_console_script_up_and_explained(line, named, tmp_path):
+    """A broken setting never stops the server: it starts, lists its tools and every tool names the setting."""
+    workspace = tmp_path / "project"
+    workspace.mkdir()
+    (workspace / "MASTER_CONTEXT.md").write_text("# brand")
+    (workspace / ".env").write_text(line + "\n")
+    env = {"HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path / "data")}  # the per-user folder stays in the test
+    params = StdioServerParameters(command=console_script(), env=env, cwd=workspace)
+    async with Client(params, read_timeout_seconds=60) as client:
+        tools = (await client.list_tools()).tools
+        result = await client.call_tool("check_credits", {})
+    assert tools
+    assert result.is_error and named in text_of(result) and "restart" in text_of(result), text_of(result)
+
+
+@pytest.mark.stdio
+async def test_the_console_script_never_shows_a_key_run_into_a_cap(tmp_path):
+    key = fresh_key()
+    (tmp_path / ".env").write_text(f"KIE_MAX_CREDITS_PER_DAY=3000KIE_API_KEY={key}\n")
+    env = {"HOME": str(tmp_path), "KIE_WORKSPACE": str(tmp_path)}
+    params = StdioServerParameters(command=console_script(), env=env)
+    async with Client(params, read_timeout_seconds=60) as client:
+        instructions = client.instructions or ""
+        result = await client.call_tool("check_credits", {})
+        with pytest.raises(MCPError) as refused:
+            await client.read_resource("kie://tasks")
+    seen = json.dumps([instructions, text_of(result), refused.value.error.message])
+    assert "KIE_MAX_CREDITS_PER_DAY" in seen
+    assert key not in seen
