@@ -143,6 +143,9 @@ async def open_runtime(
     kie = None
     if settings.has_key:
         assert settings.api_key is not None
+        from kie_mcp.media.addresses import trust_endpoints
+
+        trust_endpoints(settings.base_url, settings.upload_base_url)  # `kie-mcp sim --port` serves from 127.0.0.1
         kie = KieClient(
             api_key=settings.api_key.get_secret_value(),
             base_url=settings.base_url,

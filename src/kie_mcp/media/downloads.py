@@ -7,7 +7,8 @@ destination, hashing and counting as it goes (constant memory), refuses bodies t
 truncated, empty or of the wrong type (an HTML error page, a video where an image was expected),
 names the file after the type its bytes really have, fsyncs it and moves it into place with
 ``os.replace``. Whatever goes wrong, including cancellation, no final-looking file and no temporary
-file is left behind.
+file is left behind. A link (or a redirect) to this machine or a private network is never fetched
+(``addresses``): KIE's results are on public servers, so such a link is a broken or hostile answer.
 
 The helpers build the workspace layout (``outputs/<day>-<slug>/<model>_<task>_<n>.<ext>``), write
 sidecar JSON atomically and make the inline previews: scaled-down images, and a poster frame of each
@@ -28,7 +29,7 @@ import socket
 import subprocess
 import time
 import unicodedata
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -37,6 +38,8 @@ from typing import Any, Literal
 import anyio
 import anyio.to_thread
 import httpx2
+
+from .addresses import PrivateAddress, check_peer, check_url
 
 MediaKind = Literal["image", "video", "audio"]
 Expected = MediaKind | tuple[MediaKind, ...]  # the kind (or kinds) of file a result link must serve
@@ -96,7 +99,14 @@ class DownloadError(Exception):
     """A result that could not be saved. The message says what happened and what to do; nothing was left at dest."""
 
     def __init__(
-        self, message: str, *, url: str = "", status: int | None = None, retryable: bool = False, expired: bool = False
+        self,
+        message: str,
+        *,
+        url: str = "",
+        status: int | None = None,
+        retryable: bool = False,
+        expired: bool = False,
+        refused: bool = False,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -104,6 +114,7 @@ class DownloadError(Exception):
         self.status = status
         self.retryable = retryable
         self.expired = expired
+        self.refused = refused  # the link points at this machine or a private network: never fetched
 
 
 class _Expired(Exception):
@@ -319,8 +330,7 @@ async def _attempt(
     fd: int | None = None
     try:
         try:
-            headers = {"Accept-Encoding": "identity"}  # so Content-Length counts the bytes we store
-            async with client.stream("GET", url, headers=headers, follow_redirects=True) as response:
+            async with _get(client, url) as response:
                 _check_status(response, url)
                 declared = _content_length(response)
                 if declared is not None and declared > max_bytes:
@@ -340,6 +350,13 @@ async def _attempt(
                 f"The result could not be fetched ({type(exc).__name__}: {exc}); nothing was saved. Check the URL.",
                 url=url,
             ) from exc
+        except PrivateAddress as exc:
+            raise DownloadError(
+                f"The result link {exc.message}, so kie-mcp did not fetch it and nothing was saved. KIE serves "
+                f"results from public servers: this link is broken or was tampered with. {LOGS_HINT}",
+                url=url,
+                refused=True,
+            ) from None
 
         if declared is not None and wire_bytes != declared:
             raise DownloadError(
@@ -381,6 +398,32 @@ async def _attempt(
         if tmp is not None:
             with contextlib.suppress(OSError):
                 tmp.unlink()
+
+
+@contextlib.asynccontextmanager
+async def _get(client: httpx2.AsyncClient, url: str) -> AsyncIterator[httpx2.Response]:
+    """A streamed GET of ``url``, redirects followed by hand so that every hop is checked before it is requested
+    (``check_url``) and its answer before it is read (``check_peer``)."""
+    headers = {"Accept-Encoding": "identity"}  # so Content-Length counts the bytes we store
+    request = client.build_request("GET", url, headers=headers)
+    for _ in range(client.max_redirects + 1):
+        await check_url(client, request.url, first=url)
+        response = await client.send(request, stream=True, follow_redirects=False)
+        try:
+            check_peer(client, request.url, response, first=url)
+        except BaseException:
+            await response.aclose()
+            raise
+        if response.next_request is None:
+            break
+        await response.aclose()
+        request = response.next_request
+    else:
+        raise httpx2.TooManyRedirects("Exceeded maximum allowed redirects.", request=request)
+    try:
+        yield response
+    finally:
+        await response.aclose()
 
 
 def _check_status(response: httpx2.Response, url: str) -> None:

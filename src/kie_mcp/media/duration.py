@@ -17,11 +17,12 @@ upscale or edit). Their quote is exact only once that input's length is known, s
   headers the readers ask for, such as an MP4's ``moov`` at the end), else streamed into a temporary file up to a
   byte cap; everything within a time bound. Redirects are followed only to http(s) URLs. The caller's client must
   carry no credentials (kie-mcp passes ``KieClient.files``, which never sends the KIE key); one that does is
-  refused.
+  refused. A URL (or a redirect) to this machine or a private network is never fetched (``addresses``): KIE
+  could not fetch it either, so the request is refused with a clear error instead of being priced.
 
 Every function returns seconds (a float) or None: garbage, truncated or empty files, a server that answers
-wrongly, a body over the cap or a fetch over the time bound all give None, never an exception. A length of zero,
-or over a day, is treated as not measured.
+wrongly, a body over the cap or a fetch over the time bound all give None, never an exception (a private
+address, above, is the one exception). A length of zero, or over a day, is treated as not measured.
 """
 
 from __future__ import annotations
@@ -47,7 +48,9 @@ import httpx2
 
 from kie_mcp.catalog import ModelSpec
 from kie_mcp.catalog.pricing import input_to_measure
+from kie_mcp.catalog.validate import InvalidRequest, Problem, named_for_user
 
+from .addresses import PrivateAddress, check_peer, check_url
 from .inputs import field_kinds, is_remote
 from .sniff import HEAD_BYTES, sniff
 from .stitch import StitchError, find_ffmpeg
@@ -619,6 +622,7 @@ def _carries_credentials(client: httpx2.AsyncClient) -> bool:
 class _Remote:
     def __init__(self, client: httpx2.AsyncClient, url: str, max_bytes: int, deadline: float) -> None:
         self.client = client
+        self.first = url  # the URL as given: named when one of its redirects is refused
         self.url = httpx2.URL(url)
         self.max_bytes = max_bytes
         self.deadline = deadline
@@ -633,8 +637,14 @@ class _Remote:
             self.requests += 1
             if self.requests > MAX_REQUESTS:
                 raise _Refused("too many requests")
+            await check_url(self.client, self.url, first=self.first)  # every hop: not this machine, no private network
             request = self.client.build_request("GET", self.url, headers={"Accept-Encoding": "identity", **headers})
             response = await self.client.send(request, stream=True, follow_redirects=False)
+            try:
+                check_peer(self.client, self.url, response, first=self.first)  # DNS changed its answer meanwhile
+            except PrivateAddress:
+                await response.aclose()
+                raise
             if response.is_redirect and "location" in response.headers:
                 await response.aclose()
                 target = self.url.join(response.headers["location"])
@@ -772,13 +782,18 @@ async def measure_url(
     Fetches at most ``max_bytes`` (all requests together) within ``timeout`` seconds: Range requests when the
     server honours them (the first 64 KiB, then only the headers the readers ask for), else the body streamed into
     a temporary file, removed afterwards. http(s) only, redirects included. ``client`` must carry no credentials
-    (pass ``KieClient.files``): a client with an Authorization or Cookie header, or auth, is refused (None)."""
+    (pass ``KieClient.files``): a client with an Authorization or Cookie header, or auth, is refused (None).
+
+    Raises ``PrivateAddress`` (nothing fetched from there) when ``url``, or a redirect, points at this machine or
+    a private network: KIE could not fetch it either, so the caller refuses the request rather than price it."""
     if max_bytes <= 0 or not _is_http(url) or _carries_credentials(client):
         return None
     result: float | None = None
     try:
         with anyio.move_on_after(timeout) as scope:
             result = await _Remote(client, url, max_bytes, scope.deadline).measure()
+    except PrivateAddress:
+        raise
     except Exception as exc:  # a refused answer, a transport error, bad bytes: not measured, never raised
         log.debug("could not measure %s: %s (%s)", url, type(exc).__name__, exc)
         return None
@@ -826,25 +841,37 @@ async def measure_inputs(
     path already resolved and checked; measured in a worker thread). When the field holds several files the
     billed length is their sum (KIE documents no rule; every per-input-second model takes one file today, and the
     sum is the most KIE could bill). Any file that cannot be measured leaves the input out: its price stays
-    unknown. Everything within ``timeout`` seconds in all; never raises."""
+    unknown. Everything within ``timeout`` seconds in all. Raises only ``InvalidRequest``, naming the field, for a
+    URL (or its redirect) to this machine or a private network: nothing is fetched from it, and KIE could not
+    fetch it either."""
     label = input_to_measure(spec, wire)
     if label is None:
         return {}
     name = input_field(spec, label)
     value = wire.get(name) if name is not None else None
     values = value if isinstance(value, list) else [value]
-    if not values or not all(isinstance(v, str) and v for v in values):
+    if name is None or not values or not all(isinstance(v, str) and v for v in values):
         return {}
     total = 0.0
     try:
         with anyio.move_on_after(timeout) as scope:
-            for item in values:
+            for index, item in enumerate(values):
                 remaining = max(scope.deadline - anyio.current_time(), 0.001)
-                seconds = await _measure_one(item, local, client, max_bytes, remaining)
+                try:
+                    seconds = await _measure_one(item, local, client, max_bytes, remaining)
+                except PrivateAddress as refused:
+                    where = f"{name}[{index}]" if isinstance(value, list) else name
+                    hint = (
+                        f"{refused.message}, which KIE cannot reach either; pass a public URL or a local file path "
+                        "(it will be uploaded)."
+                    )
+                    raise InvalidRequest(spec.id, named_for_user(spec, [Problem(where, hint)])) from None
                 if seconds is None:
                     return {}
                 total += seconds
             return {label: total}
+    except InvalidRequest:
+        raise
     except Exception as exc:  # never raises: an input that cannot be measured is simply not measured
         log.debug("could not measure %s's input: %s", spec.id, exc)
     return {}

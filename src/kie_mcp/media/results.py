@@ -50,7 +50,7 @@ async def save_results(
             file = await download(kie.files, url, dest, expected=expected, max_bytes=max_bytes, remint=kie.download_url)
         except DownloadError as err:
             problems.append(f"{record.task_id} result {index}: {err}")
-            if not err.expired and LINKS_STILL_WORK not in problems:  # an expired link's error says what to do
+            if not (err.expired or err.refused) and LINKS_STILL_WORK not in problems:  # their errors say what to do
                 problems.append(LINKS_STILL_WORK)
             continue
         relative = file.path.relative_to(workspace).as_posix()

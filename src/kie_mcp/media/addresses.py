@@ -1,0 +1,233 @@
+"""Which URLs this machine may fetch for an agent's input or a link in KIE's answers (no SSRF).
+
+kie-mcp fetches URLs itself in two places: measuring the length of an input a price bills by
+(``duration.measure_url``) and saving results (``downloads.download``). Both URLs come from outside (the agent,
+or KIE's status answers), so neither may make this machine reach what only it can reach: loopback, private,
+link-local (169.254.169.254, the cloud metadata service), shared, reserved, multicast or unspecified addresses.
+KIE fetches inputs from the internet, so it could never read such a URL either: refusing it costs nothing.
+
+``check_url`` runs before the first request and before every redirect hop. It refuses IP literals (IPv4 in every
+form the resolver reads, ``127.1``, ``0x7f.1``, ``2130706433``, ``017700000001``; IPv6, IPv4-mapped, 6to4 and
+NAT64 forms of them), ``localhost`` and ``*.localhost``, and names that resolve (in a worker thread) to such an
+address. ``check_peer`` then looks at the address the connection really reached before anything of the answer
+is read, so a name that resolves differently the second time (DNS rebinding) reveals nothing, although that one
+request may have been sent.
+
+Exceptions: the configured KIE endpoints (``trust_endpoints``: ``kie-mcp sim --port`` serves result files from
+127.0.0.1), and the in-process sandbox (``SandboxTransport`` never touches the network; no DNS lookup is made
+for it). A transport that is neither httpx2's network transport nor the sandbox (a test's) gets the checks that
+need no DNS.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio.to_thread
+import httpx2
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_TRUSTED: set[tuple[str, int | None]] = set()  # (host, port) of the configured KIE endpoints
+
+
+class PrivateAddress(Exception):
+    """``url`` points at this machine or a private network: it was not fetched (nothing was sent)."""
+
+    def __init__(self, url: str, why: str, *, first: str | None = None) -> None:
+        self.url = url
+        self.why = why
+        where = f"{first} redirects to {url}, which points" if first and first != url else f"{url} points"
+        self.message = f"{where} at this machine or a private network ({why})"
+        super().__init__(self.message)
+
+
+# -- the configured KIE endpoints --------------------------------------------------------------------------
+
+
+def _origin(url: httpx2.URL) -> tuple[str, int | None]:
+    return _normal_host(url.host), url.port or _DEFAULT_PORTS.get(url.scheme)
+
+
+def _normal_host(host: str) -> str:
+    return host.lower().removesuffix(".").replace("%25", "%")
+
+
+def trust_endpoints(*urls: str) -> None:
+    """Let ``urls``' hosts (with their ports) be fetched unchecked: the KIE endpoints the user configured
+    (``Settings.base_url``, ``upload_base_url``), which may be a simulator on 127.0.0.1."""
+    for url in urls:
+        try:
+            _TRUSTED.add(_origin(httpx2.URL(url)))
+        except Exception:  # a setting that is not a URL trusts nothing
+            continue
+
+
+def is_trusted(url: httpx2.URL) -> bool:
+    return _origin(url) in _TRUSTED
+
+
+# -- addresses ---------------------------------------------------------------------------------------------
+
+
+def _ipv4_number(part: str) -> int | None:
+    """One part of an IPv4 literal as ``inet_aton`` reads it: decimal, octal (leading 0) or hex (0x)."""
+    if re.fullmatch(r"0[xX][0-9a-fA-F]*", part):
+        return int(part[2:] or "0", 16)
+    if re.fullmatch(r"0[0-7]*", part):
+        return int(part, 8)
+    if re.fullmatch(r"[1-9][0-9]*", part):
+        return int(part)
+    return None
+
+
+def _inet_aton(host: str) -> ipaddress.IPv4Address | None:
+    """The IPv4 address ``host`` means to the C resolver (1 to 4 parts, the last filling the remaining bytes)."""
+    parts = host.split(".")
+    if not 1 <= len(parts) <= 4:
+        return None
+    numbers = [_ipv4_number(part) for part in parts]
+    if any(n is None for n in numbers):
+        return None
+    *head, last = [n for n in numbers if n is not None]
+    if any(n > 255 for n in head) or last >= 256 ** (4 - len(head)):
+        return None
+    value = 0
+    for n in head:
+        value = value << 8 | n
+    return ipaddress.IPv4Address(value << 8 * (4 - len(head)) | last)
+
+
+def literal_address(host: str) -> IPAddress | None:
+    """The address ``host`` (a URL's host, without brackets) names when it is an IP literal, else None."""
+    host = _normal_host(host)
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    return _inet_aton(host) if re.fullmatch(r"[0-9a-fx.]+", host) and host[0].isdigit() else None
+
+
+def refusal(address: IPAddress) -> str | None:
+    """Why this machine may not fetch from ``address`` (a short phrase), or None for a public address."""
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = address.ipv4_mapped or (address.sixtofour if address.sixtofour else None)
+        if embedded is None and address in _NAT64:
+            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if embedded is not None and (why := refusal(embedded)):
+            return why
+    checks = (
+        ("loopback", address.is_loopback),
+        ("unspecified", address.is_unspecified),
+        ("link-local", address.is_link_local),
+        ("multicast", address.is_multicast),
+        ("private", address.is_private),
+        ("reserved", address.is_reserved),
+        ("site-local", isinstance(address, ipaddress.IPv6Address) and address.is_site_local),
+    )
+    for why, hit in checks:
+        if hit:
+            return f"a {why} address, {address}"
+    return None if address.is_global else f"a non-public address, {address}"
+
+
+async def _getaddrinfo(host: str, port: int | None) -> list[str]:
+    infos = await anyio.to_thread.run_sync(
+        socket.getaddrinfo, host, port, 0, socket.SOCK_STREAM, abandon_on_cancel=True
+    )
+    return [str(info[4][0]) for info in infos]
+
+
+# The resolver ``check_url`` asks (replaced in tests): every address ``host`` resolves to; OSError if none.
+resolve_host: Callable[[str, int | None], Awaitable[list[str]]] = _getaddrinfo
+
+
+# -- transports --------------------------------------------------------------------------------------------
+
+
+def _transport(client: httpx2.AsyncClient, url: httpx2.URL) -> Any:
+    find = getattr(client, "_transport_for_url", None)
+    return find(url) if find is not None else getattr(client, "_transport", None)
+
+
+def _in_process(transport: Any) -> bool:
+    """The simulator's in-process transport: nothing it is given leaves the process."""
+    module = sys.modules.get("kie_mcp.sandbox.transport")  # never loaded: no transport can be one
+    return module is not None and isinstance(transport, module.SandboxTransport)
+
+
+def _network(transport: Any) -> bool:
+    return isinstance(transport, httpx2.AsyncHTTPTransport)
+
+
+def _direct(transport: Any) -> bool:
+    """httpx2's network transport without a proxy: the peer of its connections is the URL's host."""
+    import httpcore2  # loaded by httpx2's network transport when it is built, not at start-up
+
+    return _network(transport) and type(getattr(transport, "_pool", None)) is httpcore2.AsyncConnectionPool
+
+
+# -- the checks --------------------------------------------------------------------------------------------
+
+
+async def check_url(client: httpx2.AsyncClient, url: httpx2.URL | str, *, first: str | None = None) -> None:
+    """Raise ``PrivateAddress`` unless ``client`` may fetch ``url`` from this machine (see the module's doc);
+    ``first`` is the URL whose redirect led here, for the message."""
+    url = httpx2.URL(url)
+    if url.scheme not in _DEFAULT_PORTS:  # the transports refuse every other scheme
+        return
+    if is_trusted(url) or _in_process(transport := _transport(client, url)):
+        return
+
+    def refused(why: str) -> PrivateAddress:
+        return PrivateAddress(str(url), why, first=first)
+
+    host = _normal_host(url.host)
+    if not host:
+        raise refused("no host")
+    if host == "localhost" or host.endswith(".localhost"):
+        raise refused("localhost")
+    address = literal_address(host)
+    if address is not None:
+        if why := refusal(address):
+            raise refused(why)
+        return
+    if not _network(transport):  # a test's transport decides itself where a request goes: no DNS from here
+        return
+    try:
+        found = await resolve_host(host, url.port or _DEFAULT_PORTS.get(url.scheme))
+    except OSError:  # not resolved here: the request fails the same way (or a proxy resolves it)
+        return
+    for text in found:
+        try:
+            resolved = ipaddress.ip_address(text.split("%", 1)[0])
+        except ValueError:
+            continue
+        if why := refusal(resolved):
+            raise refused(f"{host} resolves to {why}")
+
+
+def check_peer(
+    client: httpx2.AsyncClient, url: httpx2.URL, response: httpx2.Response, *, first: str | None = None
+) -> None:
+    """Raise ``PrivateAddress`` when the connection that answered ``url`` reached a non-public address (the name
+    resolved to another address when connecting than when checked). Read nothing of ``response`` before."""
+    if is_trusted(url) or not _direct(_transport(client, url)):
+        return
+    stream = response.extensions.get("network_stream")
+    peer = stream.get_extra_info("server_addr") if stream is not None else None
+    if not isinstance(peer, tuple) or not peer:
+        return
+    try:
+        address = ipaddress.ip_address(str(peer[0]).split("%", 1)[0])
+    except ValueError:
+        return
+    if why := refusal(address):
+        raise PrivateAddress(str(url), f"the connection reached {why}", first=first)

@@ -1,0 +1,450 @@
+"""Promise: kie-mcp never fetches this machine or a private network for a URL it was given (no SSRF).
+
+Measuring an input's length (per-second-of-input prices) and saving results are the two places kie-mcp fetches
+URLs itself. A URL, or a redirect, to loopback, private, link-local (cloud metadata), reserved or multicast
+addresses is refused before any request, with a clear error; the configured KIE endpoints and the in-process
+sandbox are the exceptions. Real-network cases use a local HTTP server on 127.0.0.1 that must see no request;
+"a public name resolving to a private address" uses an injected resolver, never real DNS.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import threading
+import wave
+from collections.abc import AsyncIterator, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+from mcp import Client
+from PIL import Image
+from pydantic import SecretStr
+
+from kie_mcp.config import Settings
+from kie_mcp.media import addresses
+from kie_mcp.media.addresses import PrivateAddress, check_peer, check_url, literal_address, trust_endpoints
+from kie_mcp.media.downloads import DownloadError, download
+from kie_mcp.media.duration import measure_url
+from kie_mcp.sandbox import SANDBOX_API_KEY, SandboxTransport, SimConfig, Simulator
+from kie_mcp.server import create_server
+
+from .conftest import answering, served_over_tcp, text_of
+
+AVATAR = "kling/ai-avatar-standard"  # 8 credits per second of the input audio
+
+
+def wav_bytes(seconds: float, rate: int = 16000) -> bytes:
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(b"\0\0" * int(seconds * rate))
+    return buf.getvalue()
+
+
+async def streamed(data: bytes) -> AsyncIterator[bytes]:
+    """A body the client counts as it arrives (a MockTransport's in-memory content is not counted)."""
+    yield data
+
+
+def png_bytes() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), "red").save(buf, "PNG")
+    return buf.getvalue()
+
+
+class Internal:
+    """An "internal-only" HTTP server on 127.0.0.1: records every request; /redirect?to=URL answers 302."""
+
+    def __init__(self, body: bytes, mime: str, host: str = "127.0.0.1") -> None:
+        self.hits: list[str] = []
+        hits, payload = self.hits, body
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                hits.append(self.path)
+                if self.path.startswith("/redirect?to="):
+                    self.send_response(302)
+                    self.send_header("Location", self.path.removeprefix("/redirect?to="))
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", mime)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer((host, 0), Handler)
+        self.port = self.httpd.server_port
+        self.base = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture(autouse=True)
+def isolated(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """A fresh set of trusted endpoints, and a resolver that records lookups and fails (no real DNS here)."""
+    monkeypatch.setattr(addresses, "_TRUSTED", set())
+    looked_up: list[str] = []
+
+    async def no_dns(host: str, port: int | None) -> list[str]:
+        looked_up.append(host)
+        raise socket.gaierror(socket.EAI_NONAME, "no DNS in tests")
+
+    monkeypatch.setattr(addresses, "resolve_host", no_dns)
+    return looked_up
+
+
+@pytest.fixture
+def internal() -> Iterator[Internal]:
+    server = Internal(wav_bytes(7.0), "audio/wav")
+    yield server
+    server.close()
+
+
+def resolving_to(monkeypatch: pytest.MonkeyPatch, table: dict[str, list[str]]) -> None:
+    async def resolve(host: str, port: int | None) -> list[str]:
+        if host not in table:
+            raise socket.gaierror(socket.EAI_NONAME, host)
+        return table[host]
+
+    monkeypatch.setattr(addresses, "resolve_host", resolve)
+
+
+# -- the rule ----------------------------------------------------------------------------------------------
+
+PRIVATE_HOSTS = [
+    "127.0.0.1",
+    "127.1",  # the short forms the C resolver reads as 127.0.0.1
+    "0x7f.1",
+    "0x7f000001",
+    "2130706433",
+    "017700000001",
+    "0177.1",
+    "0x7f.0.0.1",
+    "127.0.0.1.",
+    "[::1]",
+    "[::ffff:127.0.0.1]",
+    "[::ffff:a9fe:a9fe]",  # 169.254.169.254, IPv4-mapped
+    "[2002:a9fe:a9fe::]",  # 6to4
+    "[64:ff9b::a9fe:a9fe]",  # NAT64
+    "169.254.169.254",
+    "[fe80::1]",
+    "10.0.0.1",
+    "172.16.5.4",
+    "192.168.1.1",
+    "100.64.0.1",
+    "[fc00::1]",
+    "0.0.0.0",
+    "0",
+    "[::]",
+    "224.0.0.1",
+    "[ff02::1]",
+    "255.255.255.255",
+    "240.0.0.1",
+    "localhost",
+    "LOCALHOST.",
+    "api.localhost",
+]
+
+
+@pytest.mark.parametrize("host", PRIVATE_HOSTS)
+async def test_loopback_private_link_local_reserved_and_multicast_hosts_are_refused_without_dns(
+    host: str, isolated: list[str]
+) -> None:
+    async with httpx2.AsyncClient() as client:  # httpx2's network transport, as kie-mcp uses outside the sandbox
+        with pytest.raises(PrivateAddress) as refused:
+            await check_url(client, f"http://{host}:8080/a.wav")
+    assert "points at this machine or a private network" in refused.value.message
+    assert isolated == []  # a literal (or localhost) needs no lookup
+
+
+@pytest.mark.parametrize("host", ["8.8.8.8", "93.184.216.34", "[2606:4700::1]", "1.1"])
+async def test_public_addresses_pass(host: str) -> None:
+    async with httpx2.AsyncClient() as client:
+        await check_url(client, f"https://{host}/a.wav")
+
+
+def test_ip_literals_are_read_as_the_resolver_reads_them() -> None:
+    assert str(literal_address("0x7f.1")) == "127.0.0.1"
+    assert str(literal_address("2130706433")) == "127.0.0.1"
+    assert str(literal_address("0251.0376.0251.0376")) == "169.254.169.254"
+    assert str(literal_address("10.1")) == "10.0.0.1"
+    assert literal_address("cdn.example.com") is None and literal_address("123abc.de") is None
+    assert literal_address("256.1.1.1") is None  # not an address: a name (looked up like any other)
+
+
+async def test_a_public_name_that_resolves_to_a_private_address_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    resolving_to(
+        monkeypatch,
+        {
+            "metadata.example": ["169.254.169.254"],
+            "mixed.example": ["93.184.216.34", "10.0.0.7"],
+            "public.example": ["93.184.216.34", "2606:2800:220:1::"],
+        },
+    )
+    async with httpx2.AsyncClient() as client:
+        with pytest.raises(PrivateAddress, match=r"metadata\.example resolves to a link-local address"):
+            await check_url(client, "http://metadata.example/latest/meta-data/")
+        with pytest.raises(PrivateAddress, match=r"10\.0\.0\.7"):
+            await check_url(client, "https://mixed.example/a.mp4")
+        await check_url(client, "https://public.example/a.mp4")
+        await check_url(client, "https://unresolvable.example/a.mp4")  # fails the same way when fetched
+
+
+async def test_the_configured_kie_endpoints_and_the_sandbox_are_fetched_without_checks_or_dns(
+    isolated: list[str],
+) -> None:
+    trust_endpoints("http://127.0.0.1:8790", "http://127.0.0.1:8790/")  # kie-mcp sim --port 8790
+    async with httpx2.AsyncClient() as client:
+        await check_url(client, "http://127.0.0.1:8790/files/t1/0.png")
+        with pytest.raises(PrivateAddress):  # only that port: other services on this machine stay out of reach
+            await check_url(client, "http://127.0.0.1:8791/files/t1/0.png")
+    sandbox = SandboxTransport(Simulator(SimConfig(speed=0)))
+    async with httpx2.AsyncClient(transport=sandbox) as client:
+        await check_url(client, "http://10.0.0.1/x.wav")  # never leaves the process
+        await check_url(client, "https://cdn.example/x.wav")
+    assert isolated == []
+
+
+async def test_an_answer_from_a_connection_that_reached_a_private_address_is_not_read() -> None:
+    """DNS rebinding: the name was public when checked, private when connected. The peer is checked before any
+    byte of the answer is read."""
+
+    class Stream:
+        def get_extra_info(self, info: str) -> Any:
+            return ("127.0.0.1", 8080) if info == "server_addr" else None
+
+    url = httpx2.URL("https://rebind.example/a.wav")
+    response = httpx2.Response(200, extensions={"network_stream": Stream()})
+    async with httpx2.AsyncClient() as client:
+        with pytest.raises(PrivateAddress, match="the connection reached a loopback address"):
+            check_peer(client, url, response)
+
+
+# -- measuring an input's length ---------------------------------------------------------------------------
+
+
+async def test_measuring_never_requests_a_private_url(internal: Internal) -> None:
+    async with httpx2.AsyncClient() as client:
+        for url in (f"{internal.base}/admin/secret.wav", f"http://localhost:{internal.port}/admin/secret.wav"):
+            with pytest.raises(PrivateAddress):
+                await measure_url(client, url)
+    assert internal.hits == []
+
+
+async def test_measuring_never_follows_a_redirect_to_a_private_url(internal: Internal) -> None:
+    """The first hop is allowed (a configured endpoint here); its redirect to another loopback port is not."""
+    other = Internal(wav_bytes(7.0), "audio/wav")
+    try:
+        trust_endpoints(other.base)
+        secret = f"{internal.base}/admin/secret.wav"
+        async with httpx2.AsyncClient() as client:
+            with pytest.raises(PrivateAddress) as refused:
+                await measure_url(client, f"{other.base}/redirect?to={secret}")
+            assert await measure_url(client, f"{other.base}/line.wav") == pytest.approx(7.0)  # trusted: measured
+    finally:
+        other.close()
+    assert f"redirects to {secret}" in refused.value.message
+    assert internal.hits == []
+
+
+async def test_measuring_reads_nothing_from_a_name_that_resolves_elsewhere_when_connecting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """DNS rebinding over real TCP: the check sees a public address, the connection lands on this machine."""
+    name = socket.gethostname()
+    try:
+        real = {info[4][0] for info in socket.getaddrinfo(name, 80, 0, socket.SOCK_STREAM)}
+    except OSError:
+        pytest.skip("this machine's name does not resolve")
+    if not real or any(literal_address(a.split("%")[0]) and not addresses.refusal(literal_address(a)) for a in real):
+        pytest.skip("this machine's name does not resolve to a private address")
+    server = Internal(wav_bytes(7.0), "audio/wav", host="")
+    resolving_to(monkeypatch, {name.lower(): ["93.184.216.34"]})
+    try:
+        async with httpx2.AsyncClient() as client:
+            with pytest.raises(PrivateAddress, match="the connection reached"):
+                await measure_url(client, f"http://{name}:{server.port}/secret.wav")
+    finally:
+        server.close()
+
+
+class Routing(httpx2.AsyncBaseTransport):
+    """KIE's hosts (*.kie.test) go to the in-process simulator, every other host to the real network (as the
+    auditor's repro). ``result`` (when set) replaces the result links of every Market status answer: a hostile
+    or broken upstream."""
+
+    def __init__(self, sim: Simulator) -> None:
+        self.sandbox = SandboxTransport(sim)
+        self.real = httpx2.AsyncHTTPTransport()
+        self.result: str | None = None
+        self.sent: list[str] = []
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        if not request.url.host.endswith("kie.test"):
+            self.sent.append(str(request.url))
+            return await self.real.handle_async_request(request)
+        response = await self.sandbox.handle_async_request(request)
+        if self.result is None or not request.url.path.endswith("/jobs/recordInfo"):
+            return response
+        answer = json.loads(await response.aread())
+        data = answer.get("data") or {}
+        if data.get("resultJson"):
+            data["resultJson"] = json.dumps({"resultUrls": [self.result]})
+        return httpx2.Response(response.status_code, json=answer)
+
+
+def served(tmp_path: Path, transport: httpx2.AsyncBaseTransport) -> Any:
+    settings = Settings(
+        api_key=SecretStr(SANDBOX_API_KEY),
+        base_url="http://api.kie.test",
+        upload_base_url="http://upload.kie.test",
+        workspace=tmp_path,
+        poll_min_interval=0.01,
+        poll_max_interval=0.05,
+        catalog_sync=False,
+    )
+    return create_server(settings, transport=transport)
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"], ids=["2026-07-28", "2025-11-25"])
+async def test_a_private_input_url_is_refused_before_pricing_or_asking(
+    internal: Internal, tmp_path: Path, mode: str
+) -> None:
+    """The auditor's repro: estimate_cost and generate_video with an audio_url on this machine, a redirect to
+    it, or the cloud metadata address. Each is refused, naming the field; nothing is requested, asked or sent."""
+    Image.new("RGB", (1200, 1200), "tan").save(tmp_path / "face.png")
+    sim = Simulator(SimConfig(speed=1000.0))
+    transport = Routing(sim)
+    asked: list[str] = []
+    urls = (
+        f"{internal.base}/admin/secret.wav",
+        f"http://localhost:{internal.port}/redirect",
+        "http://169.254.169.254/latest/meta-data/iam/security-credentials/",
+        "http://[::ffff:7f00:1]/admin/secret.wav",
+    )
+    async with Client(served(tmp_path, transport), mode=mode, elicitation_callback=answering(seen=asked)) as client:
+        for url in urls:
+            args = {"model": AVATAR, "prompt": "a presenter", "options": {"image_url": "face.png", "audio_url": url}}
+            for tool in ("estimate_cost", "generate_video"):
+                result = await client.call_tool(tool, args)
+                text = text_of(result)
+                assert result.is_error, text
+                assert "audio_url" in text and url in text, text
+                assert "points at this machine or a private network" in text, text
+                assert "pass a public URL or a local file path" in text, text
+    assert internal.hits == [] and transport.sent == [] and asked == []
+    assert not [r for r in sim.requests if r.path.endswith("createTask")]
+
+
+# -- saving results ----------------------------------------------------------------------------------------
+
+
+async def test_a_result_link_redirecting_to_a_private_address_is_not_followed(tmp_path: Path) -> None:
+    seen: list[str] = []
+
+    def cdn(request: httpx2.Request) -> httpx2.Response:
+        seen.append(str(request.url))
+        if request.url.host == "cdn.example":
+            return httpx2.Response(302, headers={"Location": "http://169.254.169.254/latest/meta-data/"})
+        return httpx2.Response(200, content=streamed(png_bytes()))
+
+    async with httpx2.AsyncClient(transport=httpx2.MockTransport(cdn)) as client:
+        with pytest.raises(DownloadError) as refused:
+            await download(client, "https://cdn.example/r.png", tmp_path / "r.png", expected="image")
+        saved = await download(client, "https://cdn2.example/r.png", tmp_path / "ok.png", expected="image")
+    assert seen == ["https://cdn.example/r.png", "https://cdn2.example/r.png"]
+    assert refused.value.refused and not refused.value.retryable and not refused.value.expired
+    assert "redirects to http://169.254.169.254/latest/meta-data/" in refused.value.message
+    assert saved.path.name == "ok.png"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.png"]  # noqa: ASYNC240
+
+
+async def test_a_reminted_link_to_a_private_address_is_not_fetched(internal: Internal, tmp_path: Path) -> None:
+    """An expired link is renewed through KIE's download-url; the fresh link is checked like the first."""
+
+    def cdn(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(403)
+
+    async def remint(url: str) -> str:
+        return f"{internal.base}/r.png"
+
+    async with httpx2.AsyncClient(transport=httpx2.MockTransport(cdn)) as client:
+        with pytest.raises(DownloadError) as refused:
+            await download(client, "https://cdn.example/r.png", tmp_path / "r.png", remint=remint)
+    assert refused.value.refused and "points at this machine or a private network" in refused.value.message
+    assert internal.hits == [] and list(tmp_path.iterdir()) == []  # noqa: ASYNC240
+
+
+async def test_a_result_link_from_the_configured_kie_endpoint_is_saved(tmp_path: Path) -> None:
+    """kie-mcp sim --port serves result files from 127.0.0.1: the configured endpoint keeps working."""
+    server = Internal(png_bytes(), "image/png")
+    try:
+        trust_endpoints(server.base)
+        async with httpx2.AsyncClient() as client:
+            saved = await download(client, f"{server.base}/files/t1/0.png", tmp_path / "r.png", expected="image")
+    finally:
+        server.close()
+    assert saved.mime == "image/png" and server.hits == ["/files/t1/0.png"]
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"], ids=["2026-07-28", "2025-11-25"])
+async def test_a_status_answer_pointing_at_a_private_address_is_not_saved_and_keeps_the_task(
+    tmp_path: Path, mode: str
+) -> None:
+    """A hostile or broken upstream names an internal URL as the result: nothing is fetched or saved, the answer
+    says why, and the task (id, state, link) is kept."""
+    server = Internal(png_bytes(), "image/png")
+    sim = Simulator(SimConfig(speed=1000.0))
+    transport = Routing(sim)
+    transport.result = f"{server.base}/internal/secret.png"
+    try:
+        async with Client(served(tmp_path, transport), mode=mode, elicitation_callback=answering()) as client:
+            result = await client.call_tool("generate_image", {"prompt": "A red apple", "model": "nano-banana-2"})
+            task = result.structured_content["tasks"][0]
+            listed = await client.call_tool("list_tasks", {})
+    finally:
+        server.close()
+    text = text_of(result)
+    assert task["task_id"] and task["state"] == "succeeded", text
+    assert task["result_urls"] == [transport.result] and task["files"] == []
+    assert "points at this machine or a private network" in text, text
+    assert "tries again in the background" not in text  # a refused link is not a passing failure
+    assert task["task_id"] in text_of(listed)
+    assert server.hits == [] and transport.sent == []
+    assert not (tmp_path / "outputs").exists() or not [p for p in (tmp_path / "outputs").rglob("*") if p.is_file()]
+
+
+async def test_a_server_pointed_at_kie_mcp_sim_on_loopback_saves_its_results(tmp_path: Path, monkeypatch) -> None:
+    """`kie-mcp sim --port` on 127.0.0.1 with KIE_BASE_URL pointing at it, over real TCP: the configured endpoint is
+    trusted by the server itself (nothing trusted beforehand), so its result files are saved."""
+    monkeypatch.setattr(addresses, "_TRUSTED", set())
+    sim = Simulator(SimConfig(speed=1000.0))
+    async with served_over_tcp(sim) as base:
+        settings = Settings(
+            api_key=SecretStr(SANDBOX_API_KEY),
+            base_url=base,
+            upload_base_url=base,
+            workspace=tmp_path,
+            poll_min_interval=0.01,
+            poll_max_interval=0.05,
+            catalog_sync=False,
+        )
+        async with Client(create_server(settings), elicitation_callback=answering()) as client:
+            result = await client.call_tool("generate_image", {"prompt": "A red apple", "model": "nano-banana-2"})
+    task = result.structured_content["tasks"][0]
+    assert task["state"] == "succeeded" and task["files"], text_of(result)
+    assert (tmp_path / task["files"][0]).is_file()
