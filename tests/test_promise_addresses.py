@@ -15,6 +15,7 @@ import socket
 import threading
 import wave
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -428,22 +429,16 @@ async def test_a_status_answer_pointing_at_a_private_address_is_not_saved_and_ke
     assert not (tmp_path / "outputs").exists() or not [p for p in (tmp_path / "outputs").rglob("*") if p.is_file()]
 
 
-async def test_a_server_pointed_at_kie_mcp_sim_on_loopback_saves_its_results(tmp_path: Path, monkeypatch) -> None:
+async def test_a_server_pointed_at_kie_mcp_sim_on_loopback_saves_its_results(
+    tmp_path: Path, settings: Settings, monkeypatch
+) -> None:
     """`kie-mcp sim --port` on 127.0.0.1 with KIE_BASE_URL pointing at it, over real TCP: the configured endpoint is
     trusted by the server itself (nothing trusted beforehand), so its result files are saved."""
     monkeypatch.setattr(addresses, "_TRUSTED", set())
     sim = Simulator(SimConfig(speed=1000.0))
     async with served_over_tcp(sim) as base:
-        settings = Settings(
-            api_key=SecretStr(SANDBOX_API_KEY),
-            base_url=base,
-            upload_base_url=base,
-            workspace=tmp_path,
-            poll_min_interval=0.01,
-            poll_max_interval=0.05,
-            catalog_sync=False,
-        )
-        async with Client(create_server(settings), elicitation_callback=answering()) as client:
+        pointed = replace(settings, base_url=base, upload_base_url=base)  # no transport: real TCP to the simulator
+        async with Client(create_server(pointed), elicitation_callback=answering()) as client:
             result = await client.call_tool("generate_image", {"prompt": "A red apple", "model": "nano-banana-2"})
     task = result.structured_content["tasks"][0]
     assert task["state"] == "succeeded" and task["files"], text_of(result)
