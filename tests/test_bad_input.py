@@ -29,7 +29,7 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
-from mcp import Client, types
+from mcp import Client, MCPError, types
 from mcp.shared._context_streams import create_context_streams
 from mcp.shared.memory import create_client_server_memory_streams
 from mcp.shared.message import SessionMessage
@@ -400,3 +400,26 @@ async def test_hostile_session_name_saves_inside_the_workspace(connect, controls
         assert saved.is_relative_to(outputs) and saved.is_file()
         assert saved.parent.name.startswith(date.today().isoformat() + "-evil-")
     assert len(await controls.creates()) == 1
+
+
+@pytest.mark.parametrize(
+    ("task_id", "words"),
+    [("   ", "is not a task id"), ("x" * 300, "200"), ("x" * 70_000, "200"), ("abc\ndef", "is not a task id")],
+    ids=["blank", "300-chars", "70000-chars", "line-break"],
+)
+async def test_a_task_id_that_cannot_be_one_is_refused_without_asking_kie(connect, controls, task_id, words):
+    """A blank id used to be sent to KIE as an empty taskId (answered "change the prompt"), a 70,000-character one
+    ended in "unexpected error (InvalidURL)"; the task resource reads them the same way."""
+    async with connect() as client:
+        checked = await client.call_tool("check_task", {"task_id": task_id})
+        try:  # the SDK may refuse the URI itself (too long for its template); else kie-mcp answers with the error
+            resource = await client.read_resource(f"kie://tasks/{task_id.strip() or '%20'}")
+            read = json.loads(resource.contents[0].text)
+        except MCPError as err:
+            read = {"error": str(err)[:500]}
+    assert checked.is_error and words in text_of(checked), text_of(checked)[:500]
+    assert "unexpected error" not in text_of(checked) and "Traceback" not in text_of(checked)
+    assert "error" in read and "unexpected" not in read["error"]
+    requests = await controls.get("requests")
+    items = requests if isinstance(requests, list) else requests["requests"]
+    assert not [r for r in items if "record" in r["path"] or "Details" in r["path"]], items

@@ -50,7 +50,7 @@ from kie_mcp.catalog.pricing import TypicalPrice, typical_prices, usd_text
 from kie_mcp.catalog.tables import model_document, model_table_json, model_table_markdown, price_summary
 from kie_mcp.config import Settings
 from kie_mcp.journal import Journal, JournalUnavailable, storage_problem, unavailable_reason
-from kie_mcp.kie import KieError
+from kie_mcp.kie import Category, KieError
 from kie_mcp.media.downloads import SNIFF_BYTES, THUMBNAIL_SIDE, output_folder, preview, sniff_mime
 from kie_mcp.media.inputs import (
     UPLOAD_ACCEPTS,
@@ -460,7 +460,9 @@ def _register_tools(mcp: MCPServer) -> None:
     @mcp.tool(title="Check task", annotations=READ_KIE, meta=ui_meta())
     @_accepts
     async def check_task(
-        task_id: Annotated[str, Field(min_length=1, description="A KIE task id from any kie-mcp or KIE call.")],
+        task_id: Annotated[
+            str, Field(min_length=1, max_length=200, description="A KIE task id from any kie-mcp or KIE call.")
+        ],
         ctx: Context,
         wait_seconds: Annotated[
             float, Field(ge=0, le=50, allow_inf_nan=False, description="Wait up to this long for it to finish.")
@@ -998,6 +1000,14 @@ async def _find_record(rt: Runtime, task_id: str) -> TaskRecord:
     record = rt.tasks.get(task_id)
     if record is not None:
         return record
+    if not task_id.strip() or len(task_id) > 200 or not task_id.isprintable():
+        raise KieError(  # never sent: KIE's ids are short printable text, and an empty one would ask about nothing
+            f"{plain(task_id)} is not a task id (blank, over 200 characters, or with control characters); nothing "
+            "was asked of KIE",
+            category=Category.INPUT,
+            retryable=False,
+            next_step="Use a task id from generate_image, generate_video, list_tasks or KIE's logs.",
+        )
     status = await rt.require_kie().find_task(task_id)
     record = followups.made_elsewhere(rt, task_id, status)  # as old as KIE says: the 14-day limit applies
     rt.tasks.add(record)
