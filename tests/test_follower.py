@@ -159,6 +159,32 @@ async def test_results_a_stopped_server_was_saving_are_saved_on_the_next_start(c
     assert not list((tmp_path / "outputs").rglob(".*part*"))  # no temporary file of the cut download is left
 
 
+def test_tasks_the_follower_already_has_never_hide_newer_unfinished_ones_behind_a_page(tmp_path):
+    """1,200 unfinished tasks (many made in the same second): the scan reads them all, each once, page by page; the
+    first 500 alone (followed already, or given up on) used to be all a scan saw, so newer tasks waited for a
+    restart."""
+    from types import SimpleNamespace
+
+    from kie_mcp.journal import Journal
+    from kie_mcp.tasks.follower import ADOPT_PAGE, Follower
+    from kie_mcp.tasks.records import TaskBook
+
+    journal = Journal.for_workspace(tmp_path)
+    book = TaskBook(journal)
+    now = time.time()
+    with journal.transaction():
+        for n in range(1200):
+            book.add(TaskRecord(task_id=f"task-{n:04d}", model="nano-banana-2", family="market", state="queued",
+                                created_at=now - 3600 + n // 7))  # fmt: skip
+    follower = Follower()
+    follower._rt = SimpleNamespace(journal=journal)
+    seen = [row["task_id"] for row in follower._unfinished_rows(since=now - 86400, quiet_since=None)]
+    first_page = journal.unfinished_tasks(since=now - 86400, limit=ADOPT_PAGE)
+    journal.close()
+    assert len(first_page) == ADOPT_PAGE
+    assert sorted(seen) == [f"task-{n:04d}" for n in range(1200)] and len(set(seen)) == 1200
+
+
 def test_the_journal_names_finished_tasks_with_results_not_all_saved(tmp_path):
     from kie_mcp.journal import Journal
     from kie_mcp.tasks.records import TaskBook

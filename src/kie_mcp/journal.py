@@ -418,18 +418,25 @@ class Journal:
         return rows
 
     def unfinished_tasks(
-        self, *, since: float, quiet_since: float | None = None, limit: int = 500
+        self,
+        *,
+        since: float,
+        quiet_since: float | None = None,
+        after: tuple[float, str] | None = None,
+        limit: int = 500,
     ) -> list[sqlite3.Row]:
         """Tasks KIE has not finished yet (queued, running, or success without a result link), created after
-        ``since``, oldest first; with ``quiet_since``, only those nobody recorded anything about after it."""
-        quiet = "" if quiet_since is None else " AND updated <= ?"
-        args: list[Any] = [since] if quiet_since is None else [since, quiet_since]
-        return self.query(
-            "SELECT * FROM tasks WHERE state IN ('queued', 'running', 'succeeded_without_results') AND created >= ?"
-            f"{quiet} ORDER BY created LIMIT ?",
-            *args,
-            limit,
-        )
+        ``since``, oldest first (by creation, then id); with ``quiet_since``, only those nobody recorded anything
+        about after it; with ``after`` (the creation time and id of the last row of a page), the next page."""
+        where = "state IN ('queued', 'running', 'succeeded_without_results') AND created >= ?"
+        args: list[Any] = [since]
+        if quiet_since is not None:
+            where += " AND updated <= ?"
+            args.append(quiet_since)
+        if after is not None:
+            where += " AND (created > ? OR (created = ? AND task_id > ?))"
+            args += [after[0], after[0], after[1]]
+        return self.query(f"SELECT * FROM tasks WHERE {where} ORDER BY created, task_id LIMIT ?", *args, limit)
 
     def unsaved_tasks(self, *, since: float, limit: int = 100) -> list[sqlite3.Row]:
         """Succeeded tasks created after ``since`` with fewer saved files than result links, oldest first: results

@@ -49,7 +49,7 @@ import sqlite3
 import time
 import warnings
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -74,6 +74,8 @@ FINE = 0.1  # the gap between looks, as a share of the task's age: a task is see
 MAX_GAP = 60.0  # the longest gap between two looks at a task
 NO_RESULTS_GAP = 180.0  # KIE said success without a result link: look again after this
 RESCAN = 60.0  # how often the journal is read for unfinished tasks nobody follows
+ADOPT_PAGE = 500  # unfinished tasks read from the journal at a time (the journal's default page)
+ADOPT_PAGES = 20  # pages a scan reads at most: 10,000 unfinished tasks
 QUIET = 180.0  # ... adopted when nothing was recorded about them for this long
 GIVE_UP = 8  # refusals in a row after which a task is left alone
 MAX_RATE_LIMIT_FACTOR = 8  # 429s in a row pause every look: rate_limit_backoff, doubled each time, up to 8x
@@ -246,12 +248,7 @@ class Follower:
         assert self._rt is not None
         now = time.time()
         quiet_since = None if quiet_for is None else now - quiet_for
-        try:
-            rows = self._rt.journal.unfinished_tasks(since=now - RETENTION_SECONDS, quiet_since=quiet_since)
-        except JOURNAL_ERRORS as err:
-            log.warning("could not read unfinished tasks from the journal: %s", err)
-            return
-        for row in rows:
+        for row in self._unfinished_rows(since=now - RETENTION_SECONDS, quiet_since=quiet_since):
             if row["task_id"] in self._watches or row["task_id"] in self._dropped:
                 continue
             try:
@@ -263,6 +260,24 @@ class Follower:
                 log.warning("task %s: its journal record cannot be read (%s)", row["task_id"], err)
             except Exception:  # one odd row must not stop the follower, which would stop the server
                 log.exception("task %s: could not follow it", row["task_id"])
+
+    def _unfinished_rows(self, *, since: float, quiet_since: float | None) -> Iterator[sqlite3.Row]:
+        """The journal's unfinished tasks, page by page, oldest first: tasks already followed or given up on do not
+        hide newer ones behind a page's limit (up to ``ADOPT_PAGES`` pages a scan)."""
+        assert self._rt is not None
+        after: tuple[float, str] | None = None
+        for _ in range(ADOPT_PAGES):
+            try:
+                rows = self._rt.journal.unfinished_tasks(
+                    since=since, quiet_since=quiet_since, after=after, limit=ADOPT_PAGE
+                )
+            except JOURNAL_ERRORS as err:
+                log.warning("could not read unfinished tasks from the journal: %s", err)
+                return
+            yield from rows
+            if len(rows) < ADOPT_PAGE:
+                return
+            after = (rows[-1]["created"], rows[-1]["task_id"])
 
     async def _adopt_unsaved(self) -> None:
         """Save again what the journal shows finished but not saved (a download failed, or the server stopped
