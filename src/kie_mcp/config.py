@@ -211,12 +211,12 @@ def _unknown_settings(dotenv: Mapping[str, str], path: Path) -> list[str]:
     """The names in the .env that look like a misspelt setting of kie-mcp's, as a problem: KIE_MAX_CREDIT_PER_DAY
     would otherwise leave that cap at its looser default without a word. Other names, KIE_* ones included, belong to
     other tools sharing the file (KIE_SMOKE_*, KIE_LIVE_TESTS) and are left alone."""
-    import difflib
-
     problems = []
     for name in dotenv:
         if name in KNOWN_SETTINGS:
             continue
+        import difflib  # only for a .env that names something else
+
         close = difflib.get_close_matches(name.upper(), KNOWN_SETTINGS, n=1, cutoff=TYPO_LIKENESS)
         if close:
             problems.append(
