@@ -149,6 +149,18 @@ async def test_the_card_shows_cost_caps_model_settings_and_input_pictures(connec
     assert card["confirm"] == "form"  # this host shows the server's own confirmation form
 
 
+async def test_the_card_names_every_input_its_approve_sends(connect_app, tmp_path):
+    """Twelve pictures: the first eight drawn, the rest named (they used to be left off the card, though Approve
+    sent them all)."""
+    pictures = [still(tmp_path, f"p{n:02d}.png") for n in range(12)]
+    request = {"model": "nano-banana-2", "prompt": "a collage", "images": pictures}
+    async with connect_app(elicitation=answering()) as client:
+        card = card_of(await client.call_tool("estimate_cost", request))
+    assert [shown["name"] for shown in card["inputs"]] == [f"p{n:02d}.png" for n in range(12)]
+    assert [("src" in shown) for shown in card["inputs"]] == [True] * 8 + [False] * 4
+    assert card["arguments"]["images"] == pictures
+
+
 async def test_a_card_over_a_cap_says_so(connect_app):
     async with connect_app(max_credits_per_call=50) as client:
         estimate = await client.call_tool("estimate_cost", VIDEO)
@@ -492,3 +504,22 @@ async def test_in_a_browser_a_hostile_prompt_is_only_text(connect_app, browser):
                 await in_browser(view.close)
     assert prompt == HOSTILE  # shown as the words it is
     assert title == "kie-mcp" and planted == 0  # nothing in it became markup or ran
+
+
+async def test_in_a_browser_only_web_links_are_ever_opened(connect_app, browser):
+    """A result whose links are not http(s) (a hostile upstream's javascript: or file:) gets no button for them,
+    and the app never asks the host to open one."""
+    async with connect_app(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", IMAGE)
+        task = made.structured_content["tasks"][0]
+        task["files"], task["result_urls"] = [], ["javascript:alert(1)//", "file:///etc/passwd", "https://cdn.kie/x"]
+        async with AppHost(client).running() as host:
+            view = await in_browser(AppView, browser, host.show("links", IMAGE, made))
+            try:
+                await in_browser(view.wait_for, "document.querySelector('.placeholder button')")
+                buttons = await in_browser(view.evaluate, "document.querySelectorAll('.placeholder button').length")
+                await in_browser(view.click, ".placeholder button")
+                [opened] = await host.until_sent("ui/open-link")
+            finally:
+                await in_browser(view.close)
+    assert buttons == 1 and opened["url"] == "https://cdn.kie/x"

@@ -144,6 +144,13 @@ def test_a_price_feed_page_count_of_infinity_is_no_count():
     assert int_or_none("12") == 12 and int_or_none(True) is None
 
 
+def test_a_result_link_is_http_or_nothing_in_every_shape_kie_sends():
+    links = ["javascript:alert(1)//", "file:///etc/passwd", "data:text/html,x", "https://cdn.kie.ai/a.png"]
+    for shaped in (links, [{"url": u} for u in links], [{"resultUrl": u} for u in links], json.dumps(links)):
+        status = FAMILIES["market"].parse_status("t", {"state": "success", "resultJson": {"resultUrls": shaped}})
+        assert status.result_urls == ["https://cdn.kie.ai/a.png"], shaped
+
+
 def test_market_failure_and_states():
     market = FAMILIES["market"]
     failed = market.parse_status("t", {"state": "fail", "resultJson": "", "failCode": "500", "failMsg": "boom"})

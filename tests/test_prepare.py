@@ -27,7 +27,8 @@ def test_small_image_is_upscaled_to_1080_rgb_jpeg(tmp_path):
 
 
 def test_boundary_1023_upscaled_1024_untouched(tmp_path):
-    assert prepare_image(picture(tmp_path / "a.png", (1023, 300), "RGB").read_bytes(), "a.png", "a.png").content is not None
+    small = prepare_image(picture(tmp_path / "a.png", (1023, 300), "RGB").read_bytes(), "a.png", "a.png")
+    assert small.content is not None
     big = prepare_image(picture(tmp_path / "b.png", (300, 1024), "RGB").read_bytes(), "b.png", "b.png")
     assert big.content is None and big.note is None
 

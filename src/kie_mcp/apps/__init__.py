@@ -131,8 +131,9 @@ async def card_meta(
 
 
 async def _input_pictures(plan: Plan) -> list[dict[str, Any]]:
-    """The request's input files: local images as small pictures (data URLs, made in a worker thread from files
-    the plan already confined and checked); URLs by name only (the app loads nothing from the network)."""
+    """Every input file of the request: local images as small pictures (data URLs, made in a worker thread from
+    files the plan already confined and checked; the first ``MAX_INPUT_PICTURES``, the rest by name); URLs by name
+    only (the app loads nothing from the network)."""
     from kie_mcp.media.downloads import scaled_copy
 
     values: list[str] = []
@@ -143,13 +144,15 @@ async def _input_pictures(plan: Plan) -> list[dict[str, Any]]:
 
     def pictures() -> list[dict[str, Any]]:
         shown: list[dict[str, Any]] = []
-        for value in values[:MAX_INPUT_PICTURES]:
+        for index, value in enumerate(values):  # every input is named: Approve sends them all
             local = plan.files.get(value)
             if local is None:
                 shown.append({"name": value, "url": value})
                 continue
-            small = scaled_copy(local.path, INPUT_PICTURE_SIDE)  # never kept: inputs live in the user's folders
             entry: dict[str, Any] = {"name": Path(value).name}
+            small = None
+            if index < MAX_INPUT_PICTURES:  # past them, by name only (a card stays small and quick)
+                small = scaled_copy(local.path, INPUT_PICTURE_SIDE)  # never kept: inputs live in the user's folders
             if small is not None:
                 entry["src"] = f"data:{small[1]};base64,{base64.b64encode(small[0]).decode()}"
             shown.append(entry)

@@ -95,10 +95,10 @@ def collect_urls(value: Any) -> list[str]:
     value = parse_json_text(value)
     if isinstance(value, str):
         return [value] if value.startswith(("http://", "https://")) else []
-    if isinstance(value, dict):
+    if isinstance(value, dict):  # its link is held to the same rule: http(s) only, never javascript: or file:
         for key in ("url", "resultUrl", "result_url"):
             if isinstance(value.get(key), str):
-                return [value[key]]
+                return collect_urls(value[key])
         return []
     if isinstance(value, list):
         return [url for item in value for url in collect_urls(item)]
