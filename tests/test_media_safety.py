@@ -355,6 +355,53 @@ async def test_a_file_swapped_just_before_its_upload_is_never_read_again_by_name
     assert face.exists()
 
 
+@pytest.mark.parametrize("mode", ["legacy"])  # the handshake era uploads right after the answer, in one call
+async def test_a_file_that_cannot_be_read_at_upload_time_costs_nothing_and_says_so(
+    connect, controls, tmp_path, monkeypatch
+):
+    """The disk fails (or another program locks the file, as on Windows) once the user has approved: a clear
+    error, no create, and the reservation returned (it used to escape as an unexpected error, credits reserved)."""
+    import errno
+
+    from kie_mcp.media import inputs
+
+    png(tmp_path / "face.png")
+    wav(tmp_path / "references" / "voice.wav")
+    real_open = inputs._open_judged
+    disk = {"failing": False}
+
+    class FailingDisk:
+        def __init__(self, handle):
+            self.handle = handle
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+        def fileno(self):
+            return self.handle.fileno()
+
+        def read(self, size=-1):
+            if disk["failing"]:
+                raise OSError(errno.EIO, "Input/output error")
+            return self.handle.read(size)
+
+    async def approve_then_fail(context, params):
+        disk["failing"] = True
+        return await answering()(context, params)
+
+    monkeypatch.setattr(inputs, "_open_judged", lambda path: FailingDisk(real_open(path)))
+    asked = {**TALK, "images": ["face.png"], "options": {"audio_url": "references/voice.wav"}}
+    async with connect(elicitation=approve_then_fail) as client:
+        result = await client.call_tool("generate_video", asked)
+        spent = (await client.call_tool("check_credits", {})).structured_content["spent_today"]
+    text = refused(result, "could not be read", "Input/output error")
+    assert "unexpected error" not in text
+    assert spent == 0 and await controls.creates() == []
+
+
 # -- never uploaded, whatever the caller says ----------------------------------------------------
 
 

@@ -443,3 +443,21 @@ async def test_a_server_pointed_at_kie_mcp_sim_on_loopback_saves_its_results(
     task = result.structured_content["tasks"][0]
     assert task["state"] == "succeeded" and task["files"], text_of(result)
     assert (tmp_path / task["files"][0]).is_file()
+
+
+@pytest.mark.parametrize(
+    ("address", "refused"),
+    [
+        ("64:ff9b::808:808", False),  # DNS64 (IPv6-only networks): a public IPv4 host, reached through NAT64
+        ("64:ff9b::7f00:1", True),  # ... and 127.0.0.1 the same way
+        ("::ffff:8.8.8.8", False),
+        ("::ffff:10.0.0.1", True),
+        ("198.18.0.7", False),  # a fake-IP proxy's answer (Clash, Surge): every name resolves in 198.18.0.0/15
+    ],
+)
+def test_an_ipv6_form_of_a_public_address_and_a_fake_ip_proxy_answer_are_fetched(address, refused):
+    """Every result link used to be refused on an IPv6-only network with DNS64 (64:ff9b::/96 is "reserved") and
+    behind a proxy in fake-IP mode (198.18.0.0/15 is "private"): paid results never saved."""
+    import ipaddress
+
+    assert (addresses.refusal(ipaddress.ip_address(address)) is not None) is refused

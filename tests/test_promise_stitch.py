@@ -178,6 +178,24 @@ async def test_a_join_never_replaces_a_file_without_hard_links(ffmpeg, tmp_path,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mp4", "joined-2.mp4", "joined.mp4"]  # no leftovers
 
 
+async def test_a_join_that_cannot_take_its_name_leaves_no_empty_file_behind(ffmpeg, tmp_path, monkeypatch):
+    """No hard links, and the move onto the claimed name fails (an antivirus holding it, on Windows): the empty
+    placeholder that claimed the name must not stay behind looking like a finished join."""
+    clip = _clip(ffmpeg, tmp_path / "a.mp4")
+
+    def no_links(source: Any, destination: Any) -> None:
+        raise PermissionError(errno.EPERM, "hard links not supported")
+
+    def held(source: Any, destination: Any) -> None:
+        raise PermissionError(errno.EACCES, "the file is in use by another process")
+
+    monkeypatch.setattr(stitch_mod.os, "link", no_links)
+    monkeypatch.setattr(stitch_mod.os, "replace", held)
+    with pytest.raises((StitchError, PermissionError)):
+        await stitch([clip, clip], tmp_path / "joined.mp4")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mp4"]  # no placeholder, no temporary file
+
+
 # -- 4. bad input gets an error that says what is wrong -----------------------------------------------------------
 
 

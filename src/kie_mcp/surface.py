@@ -696,6 +696,11 @@ def _register_tools(mcp: MCPServer) -> None:
                 local, content = await anyio.to_thread.run_sync(snapshot, file, media, UPLOAD_LIMIT_BYTES)
             except RefusedInput as err:
                 raise ToolError(f"upload_file refused path: {err}") from None
+            except OSError as err:  # locked by another program, no permission: nothing was sent
+                raise ToolError(
+                    f"upload_file could not read {file.name} ({err.strerror or type(err).__name__}); nothing was "
+                    "uploaded. Check that it is readable and not open exclusively in another program."
+                ) from None
             uploaded, note = await upload_prepared(
                 rt.require_kie(), content, "kie-mcp/uploads", local.upload_name, file.name, media
             )

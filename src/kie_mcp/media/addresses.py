@@ -35,6 +35,9 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+# The benchmarking range, where proxies in "fake IP" mode (Clash, Surge, sing-box TUN) answer every name so that
+# they can route it: refusing it would refuse every download behind such a proxy, and no service lives there.
+_FAKE_IP = ipaddress.IPv4Network("198.18.0.0/15")
 _TRUSTED: set[tuple[str, int | None]] = set()  # (host, port) of the configured KIE endpoints
 
 
@@ -121,8 +124,10 @@ def refusal(address: IPAddress) -> str | None:
         embedded = address.ipv4_mapped or (address.sixtofour if address.sixtofour else None)
         if embedded is None and address in _NAT64:
             embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-        if embedded is not None and (why := refusal(embedded)):
-            return why
+        if embedded is not None:  # the IPv4 address it carries decides (DNS64 networks answer 64:ff9b::a.b.c.d)
+            return refusal(embedded)
+    if isinstance(address, ipaddress.IPv4Address) and address in _FAKE_IP:
+        return None
     checks = (
         ("loopback", address.is_loopback),
         ("unspecified", address.is_unspecified),

@@ -412,16 +412,22 @@ def approved_bytes(local: LocalFile) -> bytes:
     remembered under the priced bytes' hash and reused for them."""
     try:
         digest, _, content = _read_judged(local.path, local.media, most=local.size, keep=True)
-    except ChangedFile as err:
-        if err.longer:
-            digest, content = "", None  # other bytes: refused below, as a changed content
-        else:
+    except ChangedFile as err:  # before OSError: a refusal is a PermissionError too
+        if not err.longer:
             raise KieError(
                 f"{local.path.name} changed since it was checked ({err.what}); it was not uploaded",
                 category=Category.INPUT,
                 retryable=False,
                 next_step="Check the file and ask again.",
             ) from None
+        digest, content = "", None  # other bytes: refused below, as a changed content
+    except OSError as err:  # locked by another program, no permission, a failing disk: nothing was sent
+        raise KieError(
+            f"{local.path.name} could not be read ({err.strerror or type(err).__name__}); it was not uploaded",
+            category=Category.INPUT,
+            retryable=False,
+            next_step="Check that the file is readable (not open exclusively in another program) and ask again.",
+        ) from None
     if digest != local.sha256 or content is None:
         raise KieError(
             f"{local.path.name} changed since it was priced (its content is not the one approved); it was not uploaded",
@@ -452,8 +458,14 @@ def _read_judged(path: Path, media: Sniffed, *, most: int | None, keep: bool) ->
         size = os.fstat(handle.fileno()).st_size
         if most is not None and size > most:
             raise ChangedFile(path, f"it is {size:,} bytes now, {most:,} when it was checked", longer=True)
+        if keep:  # read whole at once: one copy in memory (a 100 MB video is 100 MB, not twice that)
+            content = handle.read(size + 1)
+            if len(content) > size:
+                raise ChangedFile(path, "it grew while it was being read", longer=True)
+            if sniff(content[:HEAD_BYTES]) != media:
+                raise ChangedFile(path, f"it is no longer {media.label}")
+            return hashlib.sha256(content).hexdigest(), len(content), content
         digest = hashlib.sha256()
-        kept: list[bytes] = []
         seen = 0
         head = handle.read(HEAD_BYTES)
         if sniff(head) != media:
@@ -461,13 +473,9 @@ def _read_judged(path: Path, media: Sniffed, *, most: int | None, keep: bool) ->
         chunk = head
         while chunk:
             seen += len(chunk)
-            if most is not None and seen > most:
-                raise ChangedFile(path, f"it grew past the {most:,} bytes it had when it was checked", longer=True)
             digest.update(chunk)
-            if keep:
-                kept.append(chunk)
             chunk = handle.read(1 << 20)
-    return digest.hexdigest(), seen, b"".join(kept) if keep else None
+    return digest.hexdigest(), seen, None
 
 
 def read_inside(path: Path, home: Path, most: int) -> bytes:
@@ -494,6 +502,12 @@ def read_inside(path: Path, home: Path, most: int) -> bytes:
     return content
 
 
+def read_judged_head(path: Path) -> bytes:
+    """The first bytes of a regular file at a resolved ``path`` (``_open_judged``): never blocks on a FIFO or a
+    device swapped in for it."""
+    return _head_and_size(path)[0]
+
+
 def _head_and_size(path: Path) -> tuple[bytes, int]:
     """The first bytes and the size of a regular file, read without blocking on a FIFO swapped in for it."""
     with _open_judged(path) as handle:
@@ -507,9 +521,12 @@ def _open_judged(path: Path) -> io.BufferedReader:
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     try:
         fd = os.open(path, flags)
-    except OSError as err:
-        what = "it is a symbolic link now" if err.errno == errno.ELOOP else os.strerror(err.errno or 0).lower()
-        raise ChangedFile(path, what) from None
+    except OSError as err:  # a link or nothing in its place: changed; anything else (locked, no permission): OSError
+        if err.errno == errno.ELOOP:
+            raise ChangedFile(path, "it is a symbolic link now") from None
+        if err.errno in (errno.ENOENT, errno.ENOTDIR):
+            raise ChangedFile(path, "it is not there any more") from None
+        raise
     handle = os.fdopen(fd, "rb")
     try:
         opened = os.fstat(fd)

@@ -44,7 +44,8 @@ import anyio
 import anyio.to_thread
 from anyio.abc import ByteReceiveStream
 
-from kie_mcp.media.sniff import describe, read_head, sniff
+from kie_mcp.media.inputs import RefusedInput, read_judged_head
+from kie_mcp.media.sniff import describe, sniff
 from kie_mcp.words import plain
 
 INSTALL_HELP = (
@@ -563,7 +564,9 @@ def _single_video(given: Path, path: Path) -> None:
     """Refuse what is not one video file by its bytes: a playlist or concat list would make ffmpeg read other
     files, wherever they are."""
     try:
-        head = read_head(path)
+        head = read_judged_head(path)  # never blocks on a FIFO swapped in since the clip was checked
+    except RefusedInput as exc:
+        raise StitchError(f"Input clip {given} changed since it was checked: {exc}") from None
     except OSError as exc:
         raise StitchError(f"Input clip {given} cannot be read: {exc.strerror or exc}.") from None
     media = sniff(head)
@@ -656,7 +659,11 @@ def _place(temp: Path, target: Path) -> Path:
                 os.close(os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
             except FileExistsError:
                 continue
-            os.replace(temp, candidate)  # replaces only the placeholder created just now
+            try:
+                os.replace(temp, candidate)  # replaces only the placeholder created just now
+            except BaseException:
+                _remove(candidate)  # an empty placeholder must never be left looking like a join
+                raise
             return candidate
         _remove(temp)
         return candidate
