@@ -236,3 +236,17 @@ def check_peer(
         return
     if why := refusal(address):
         raise PrivateAddress(str(url), f"the connection reached {why}", first=first)
+
+
+async def send_checked(client: httpx2.AsyncClient, request: httpx2.Request, *, first: str) -> httpx2.Response:
+    """One hop of a fetch from this machine, streamed, redirects not followed: its URL checked before it is
+    requested (``check_url``), the connection's peer before anything of the answer is read (``check_peer``).
+    ``first`` is the URL the fetch began with, for the message."""
+    await check_url(client, request.url, first=first)
+    response = await client.send(request, stream=True, follow_redirects=False)
+    try:
+        check_peer(client, request.url, response, first=first)
+    except BaseException:
+        await response.aclose()
+        raise
+    return response

@@ -39,7 +39,7 @@ import anyio
 import anyio.to_thread
 import httpx2
 
-from .addresses import PrivateAddress, check_peer, check_url
+from .addresses import PrivateAddress, send_checked
 
 MediaKind = Literal["image", "video", "audio"]
 Expected = MediaKind | tuple[MediaKind, ...]  # the kind (or kinds) of file a result link must serve
@@ -407,13 +407,7 @@ async def _get(client: httpx2.AsyncClient, url: str) -> AsyncIterator[httpx2.Res
     headers = {"Accept-Encoding": "identity"}  # so Content-Length counts the bytes we store
     request = client.build_request("GET", url, headers=headers)
     for _ in range(client.max_redirects + 1):
-        await check_url(client, request.url, first=url)
-        response = await client.send(request, stream=True, follow_redirects=False)
-        try:
-            check_peer(client, request.url, response, first=url)
-        except BaseException:
-            await response.aclose()
-            raise
+        response = await send_checked(client, request, first=url)
         if response.next_request is None:
             break
         await response.aclose()

@@ -50,7 +50,7 @@ from kie_mcp.catalog import ModelSpec
 from kie_mcp.catalog.pricing import input_to_measure
 from kie_mcp.catalog.validate import InvalidRequest, Problem, named_for_user
 
-from .addresses import PrivateAddress, check_peer, check_url
+from .addresses import PrivateAddress, send_checked
 from .inputs import field_kinds, is_remote
 from .sniff import HEAD_BYTES, sniff
 from .stitch import StitchError, find_ffmpeg
@@ -637,14 +637,8 @@ class _Remote:
             self.requests += 1
             if self.requests > MAX_REQUESTS:
                 raise _Refused("too many requests")
-            await check_url(self.client, self.url, first=self.first)  # every hop: not this machine, no private network
             request = self.client.build_request("GET", self.url, headers={"Accept-Encoding": "identity", **headers})
-            response = await self.client.send(request, stream=True, follow_redirects=False)
-            try:
-                check_peer(self.client, self.url, response, first=self.first)  # DNS changed its answer meanwhile
-            except PrivateAddress:
-                await response.aclose()
-                raise
+            response = await send_checked(self.client, request, first=self.first)  # never this machine or a LAN
             if response.is_redirect and "location" in response.headers:
                 await response.aclose()
                 target = self.url.join(response.headers["location"])
