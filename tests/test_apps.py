@@ -208,6 +208,45 @@ async def test_a_card_s_quote_cannot_buy_a_different_request(connect_app, contro
     assert await controls.creates() == []
 
 
+def repaint(workspace: Path, name: str = "still.png") -> None:
+    """The same picture file, drawn over with other colours (same size and format, so the same price)."""
+    path = workspace / "references" / name
+    picture = Image.open(path).convert("RGB")
+    picture.paste((200, 30, 30), (0, 0, picture.width // 2, picture.height))
+    picture.save(path)
+
+
+@pytest.mark.parametrize("swapped", [False, True])
+async def test_with_approval_form_approve_is_bound_to_the_pictures_the_card_showed(
+    connect_app, controls, tmp_path, swapped
+):
+    """KIE_APPROVAL=form, a host with forms: Approve sends the card's quote_id too, which there only binds. The
+    request as drawn goes on to the person's form; a picture replaced after the card was drawn is refused before
+    anyone is asked, and the card comes back saying why."""
+    seen: list[str] = []
+    request = {**VIDEO, "images": [still(tmp_path)]}
+    async with connect_app(elicitation=answering(seen=seen), approval="form") as client:
+        card = card_of(await client.call_tool("estimate_cost", request))
+        assert card["confirm"] == "form" and card["binds"] is True
+        if swapped:
+            repaint(tmp_path)
+        result = await client.call_tool(card["tool"], {**card["arguments"], "quote_id": card["quote_id"]})
+    if swapped:
+        assert result.structured_content["status"] == "confirmation_required", text_of(result)
+        again = card_of(result)
+        assert "different arguments" in again["why"] and again["quote_id"] != card["quote_id"]
+        assert seen == [] and await controls.creates() == []
+    else:
+        assert result.structured_content["status"] == "submitted", text_of(result)
+        assert len(seen) == 1 and len(await controls.creates()) == 1
+
+
+async def test_by_default_a_card_on_a_host_with_forms_sends_no_quote(connect_app):
+    async with connect_app(elicitation=answering()) as client:
+        card = card_of(await client.call_tool("estimate_cost", IMAGE))
+    assert card["confirm"] == "form" and card["binds"] is False and card["why"] is None
+
+
 async def test_the_gallery_data_names_each_task_s_prompt(connect_app):
     async with connect_app(elicitation=answering()) as client:
         made = await client.call_tool("generate_image", IMAGE)
@@ -411,6 +450,40 @@ async def test_in_a_browser_the_card_shows_the_cost_and_approve_reaches_the_gate
     assert len(seen) == (2 if action == "accept" else 1)  # ... and the server asked the person itself
     assert len(await controls.creates()) - before == creates
     assert ("1 result" in after) if creates else ("declined" in after.lower())
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_with_approval_form_a_picture_replaced_after_the_card_is_not_sent(
+    connect_app, controls, browser, tmp_path
+):
+    """The card drew a picture; it is replaced before Approve. Nothing is sent and nobody is asked to approve a
+    request that would read the same; the card comes back saying why, and its Approve then asks the person."""
+    seen: list[str] = []
+    request = {**VIDEO, "images": [still(tmp_path)]}
+    async with connect_app(elicitation=answering(seen=seen), approval="form") as client:
+        estimate = await client.call_tool("estimate_cost", request)
+        quote_id = card_of(estimate)["quote_id"]
+        async with AppHost(client).running() as host:
+            card = await in_browser(AppView, browser, host.show("bound", request, estimate))
+            try:
+                await in_browser(card.wait_for, "document.querySelector('.card .approve')")
+                shown = await in_browser(card.text)
+                repaint(tmp_path)
+                await in_browser(card.click, ".card .approve")
+                await in_browser(card.wait_for, "document.querySelector('.card .why')")
+                refused = await in_browser(card.text)
+                save_artifact("app-card-bound-refused.png", await in_browser(card.screenshot))
+                assert seen == [] and await controls.creates() == []
+                await in_browser(card.click, ".card .approve")  # the card for the picture there now
+                await in_browser(card.wait_for, "document.querySelector('.gallery')")
+            finally:
+                await in_browser(card.close)
+    assert "if anything in it changed since this card was drawn" in shown
+    assert "Not run:" in refused and "different arguments" in refused
+    first, second = host.calls("generate_video")
+    assert first == {**request, "quote_id": quote_id}  # the card's quote, bound to the picture it drew
+    assert second["quote_id"] != quote_id and {k: v for k, v in second.items() if k != "quote_id"} == request
+    assert len(seen) == 1 and len(await controls.creates()) == 1  # the person was asked once, and said yes
 
 
 @pytest.mark.parametrize("mode", ["legacy"])

@@ -67,5 +67,16 @@ def test_a_bad_setting_is_shown_short_and_as_written(tmp_path, name, raw):
     assert "'" not in said.replace("don't", "")  # JSON's double quotes, not Python's repr
 
 
+def test_approval_is_any_unless_form_is_asked_for(tmp_path):
+    assert Settings.from_env({}, cwd=tmp_path).approval == "any"
+    assert Settings.from_env({"KIE_APPROVAL": " Form "}, cwd=tmp_path).approval == "form"
+    broken = Settings.load({"KIE_WORKSPACE": str(tmp_path), "KIE_APPROVAL": "always"})
+    assert broken.config_error and '"any" or "form"' in broken.config_error
+    assert broken.max_credits_per_call == 0  # a broken setting spends nothing, whichever way it was meant
+    (tmp_path / ".env").write_text("KIE_APPROVALS=form\n")  # a typo would leave quote approvals on, silently
+    misspelt = Settings.load({"KIE_WORKSPACE": str(tmp_path)})
+    assert misspelt.config_error and "did you mean KIE_APPROVAL?" in misspelt.config_error
+
+
 def test_read_dotenv_missing_file(tmp_path):
     assert read_dotenv(tmp_path / "nope") == {}

@@ -165,6 +165,74 @@ async def test_one_confirmation_approves_one_call_even_when_two_race(connect, co
     assert any("already used" in text_of(r) for r in results)
 
 
+# -- KIE_APPROVAL=form: on a client with forms, only the person's answer spends ---------------------------------
+
+
+@pytest.mark.parametrize(("approval", "asked", "creates"), [("any", 0, 1), ("form", 1, 0)])
+async def test_with_approval_form_an_agent_s_own_quote_never_spends_without_the_person(
+    connect, controls, approval, asked, creates
+):
+    """The agent estimates and passes its own quote_id. By default that approves (the user said yes in chat); with
+    KIE_APPROVAL=form on a client that shows forms, the person is asked and their "no" holds."""
+    seen: list[str] = []
+    async with connect(elicitation=answering(action="decline", seen=seen), approval=approval) as client:
+        quote = (await client.call_tool("estimate_cost", IMAGE)).structured_content["quote"]
+        result = await client.call_tool("generate_image", {**IMAGE, "quote_id": quote["quote_id"]})
+        spent = await spent_today(client)
+    assert len(seen) == asked
+    assert len(await controls.creates()) == creates
+    assert result.structured_content["status"] == ("completed" if creates else "declined"), text_of(result)
+    assert spent == 8 * creates
+
+
+async def test_with_approval_form_the_person_s_yes_spends_once(connect, controls):
+    seen: list[str] = []
+    async with connect(elicitation=answering(seen=seen), approval="form") as client:
+        quote = (await client.call_tool("estimate_cost", IMAGE)).structured_content["quote"]
+        result = await client.call_tool("generate_image", {**IMAGE, "quote_id": quote["quote_id"]})
+    assert result.structured_content["status"] == "completed", text_of(result)
+    assert len(seen) == 1 and "8 credits" in seen[0]
+    assert len(await controls.creates()) == 1
+
+
+async def test_with_approval_form_a_quote_binds_the_request_to_the_file_it_priced(connect, controls, tmp_path):
+    """A reference picture replaced after the estimate (same size, same price): the quote no longer matches, so
+    nothing runs and the person is not asked to approve a request that reads the same but is not the quoted one."""
+    folder = tmp_path / "references"
+    folder.mkdir()
+    (folder / "look.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"a" * 64)
+    request = {**IMAGE, "images": ["references/look.png"]}
+    seen: list[str] = []
+    async with connect(elicitation=answering(seen=seen), approval="form") as client:
+        quote = (await client.call_tool("estimate_cost", request)).structured_content["quote"]
+        (folder / "look.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"b" * 64)
+        result = await client.call_tool("generate_image", {**request, "quote_id": quote["quote_id"]})
+    assert result.structured_content["status"] == "confirmation_required", text_of(result)
+    assert "different arguments" in text_of(result) and "KIE_APPROVAL=form" in text_of(result)
+    assert result.structured_content["quote"]["quote_id"] != quote["quote_id"]  # a new quote, for what is there now
+    assert seen == [] and await controls.creates() == []
+
+
+async def test_with_approval_form_a_replayed_answer_still_creates_once(connect, controls, mode):
+    if mode != "auto":
+        pytest.skip("only the 2026-07-28 era carries the confirmation inside a retried request")
+    async with connect(elicitation=answering(), approval="form") as client:
+        quote = (await client.call_tool("estimate_cost", IMAGE)).structured_content["quote"]
+        done, again = await confirmed_and_replayed(client, "generate_image", {**IMAGE, "quote_id": quote["quote_id"]})
+    assert done.structured_content["status"] == "completed", text_of(done)
+    assert "already used" in text_of(again)
+    assert len(await controls.creates()) == 1
+
+
+async def test_with_approval_form_a_client_without_forms_still_approves_with_the_quote(connect, controls):
+    """There is no form to ask: the quote the user approved in chat is the only way, as without the setting."""
+    async with connect(approval="form") as client:
+        quote = (await client.call_tool("estimate_cost", IMAGE)).structured_content["quote"]
+        result = await client.call_tool("generate_image", {**IMAGE, "quote_id": quote["quote_id"]})
+    assert result.structured_content["status"] == "completed", text_of(result)
+    assert len(await controls.creates()) == 1
+
+
 # -- 2. what KIE really charged -----------------------------------------------------------------------------
 
 

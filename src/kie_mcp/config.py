@@ -46,6 +46,7 @@ KNOWN_SETTINGS = (
     "KIE_CATALOG_SYNC",
     "KIE_LOG_LEVEL",
     "KIE_PREVIEW_PX",
+    "KIE_APPROVAL",
 )
 
 
@@ -81,6 +82,9 @@ class Settings:
     confirm_timeout_seconds: float = 600.0  # a confirmation question unanswered this long ends as cancelled
     catalog_sync: bool = True  # KIE_CATALOG_SYNC=auto|off: refresh KIE's live models and prices once a day
     preview_px: int = 768  # KIE_PREVIEW_PX: longest side of image previews and video posters shown inline
+    # KIE_APPROVAL=any|form. "form": on a client that can show the confirmation form, only the person's answer there
+    # approves a spend (a quote_id binds the request, never approves it); "any": a quote_id approves too.
+    approval: str = "any"
 
     @property
     def input_roots(self) -> tuple[Path, ...]:
@@ -177,6 +181,7 @@ class Settings:
         choice = _choice_or_problem(env, problems)
         download = choice("KIE_DOWNLOAD", ("always", "never"), "always")
         sync = choice("KIE_CATALOG_SYNC", ("auto", "off"), "auto")
+        approval = choice("KIE_APPROVAL", ("any", "form"), "any")
         log_level = _log_level_or_problem(env, problems)
         allowed = _allowed_dirs_or_problem(env, problems)
         if len(key) >= MIN_SECRET_LENGTH and any(key in str(folder) for folder in allowed):
@@ -197,6 +202,7 @@ class Settings:
             download=download != "never",
             catalog_sync=sync == "auto" and not broken,
             preview_px=preview_px,
+            approval=approval,
             allowed_dirs=allowed,
             config_error=broken,
         )

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import anyio
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 from kie_mcp.catalog import InvalidRequest, ItemPrice, ModelSpec, Problem, WithdrawnModelError, build_input, usd
 from kie_mcp.catalog.pricing import input_to_measure
@@ -122,6 +122,11 @@ class GenerationResult(BaseModel, defer_build=True):
     quote: Quote | None = Field(default=None, description="Present when the user must approve this cost.")
     tasks: list[TaskRecord] = Field(default_factory=list)
     sandbox: bool = False
+    _why: str | None = PrivateAttr(default=None)  # why a request was not run (for the approval card, not the schema)
+
+    @property
+    def why(self) -> str | None:
+        return self._why
 
 
 # -- before anything is asked ---------------------------------------------------------------
@@ -349,18 +354,29 @@ async def check_spend(rt: Runtime, p: Plan) -> Plan:
 
 
 UNANSWERED = "The confirmation got no answer within {minutes:g} minutes, so it was cancelled. Nothing was spent."
+FORM_APPROVES = (
+    "On this client only the user's answer in the confirmation form approves a spend (KIE_APPROVAL=form): a "
+    "quote_id binds the call to the quoted request, and the server asks the user when the call is repeated."
+)
 
 
 def decide_approval(rt: Runtime, p: Plan, *, can_ask: bool, answered: bool = False) -> Decision | Replay:
     """Who approves this request. A question the user is asked is bound to a single-use quote in the journal, so
-    a retried request that carries the same answer again gets the earlier result, never a second create."""
+    a retried request that carries the same answer again gets the earlier result, never a second create.
+
+    With ``KIE_APPROVAL=form`` and a client that can show the form, a quote_id only binds: the request must be the
+    quoted one (an input file changed since, a quote used or expired: refused, with a new quote), and the person
+    still answers the form. An agent's own estimate is then never an approval."""
     problem = rt.quotes.problem(p.quote_id, p.digest) if p.quote_id else None
+    binds_only = can_ask and rt.settings.approval == "form"
+    if binds_only and problem is not None:
+        return NeedsConfirmation(f"{problem} {FORM_APPROVES}")
     # Said whether or not the quote has expired since: the 2026-07-28 protocol asks the same question again when
     # the answer comes back, and a question whose text changed in between would be asked a third time.
     changed = price_change(rt, p) if p.quote_id else None
     decision = decide(
         total=p.total,
-        quote_id=p.quote_id,
+        quote_id=None if binds_only else p.quote_id,
         quote_problem=problem or changed,
         auto_approve_limit=rt.settings.auto_approve_credits,
         can_ask=can_ask,
@@ -477,7 +493,9 @@ def confirmation_required(
         f"The user must approve this cost first; once they do, call {tool} again with the same arguments and "
         f"quote_id='{quote.quote_id}' (valid until {quote.expires_at})."
     )
-    return GenerationResult(status=status, message=message, model=p.spec.id, quote=quote, sandbox=rt.settings.sandbox)
+    result = GenerationResult(status=status, message=message, model=p.spec.id, quote=quote, sandbox=rt.settings.sandbox)
+    result._why = why
+    return result
 
 
 # -- after the gate ---------------------------------------------------------------------------

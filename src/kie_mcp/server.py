@@ -366,6 +366,11 @@ def _instructions(settings: Settings) -> str:
             f"nothing is spent. That folder is the sandbox area of the workspace {settings.context_folder.absolute()}: "
             "simulated tasks and spend stay there and never count against the real caps or appear in real task lists."
         )
+    if settings.approval == "form":
+        where += (
+            "\nKIE_APPROVAL=form: when this client can show confirmation forms, only the user's answer in the form "
+            "approves a spend; a quote_id does not replace it (it only binds the call to the quoted request)."
+        )
     if settings.config_problem is not None:
         where += f"\n{settings.config_problem}"
     return INSTRUCTIONS + redact(where)

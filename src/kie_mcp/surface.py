@@ -620,6 +620,7 @@ def _register_tools(mcp: MCPServer) -> None:
                 if s.auto_approve_credits
                 else "Every spend is confirmed."
             )
+            + (" On clients that show forms, only in the form (KIE_APPROVAL=form)." if s.approval == "form" else "")
             + (" SANDBOX: simulated account." if s.sandbox else "")
             + f" {_workspace_text(s)}"
             + (f" {blocked}" if blocked else "")
@@ -925,12 +926,15 @@ async def _generate(
     call = _tool_result(output, result.message, rt, result.tasks)
     if client_supports_apps(ctx):  # MCP Apps hosts: a quote as the approval card, results as the gallery
         quote = result.quote
-        call.meta = await _card_meta(ctx, plan, quote, tool) if quote is not None else gallery_meta(rt, result.tasks)
+        if quote is not None:  # not run: the card again, saying why when there was a reason
+            call.meta = await _card_meta(ctx, plan, quote, tool, why=result.why)
+        else:
+            call.meta = gallery_meta(rt, result.tasks)
     return call
 
 
 async def _card_meta(
-    ctx: Context, plan: gen.Plan, quote: Quote, tool: str, cap_problem: str | None = None
+    ctx: Context, plan: gen.Plan, quote: Quote, tool: str, cap_problem: str | None = None, *, why: str | None = None
 ) -> dict[str, Any] | None:
     """The approval card's data (MCP Apps hosts): the quoted request as ``tool`` takes it, and whether the server
     can ask this client itself (then Approve leaves the quote out and the gate asks the person)."""
@@ -939,7 +943,14 @@ async def _card_meta(
     given = (ctx.request_context.params or {}).get("arguments") or {}
     arguments = {key: value for key, value in given.items() if key in _ACCEPTED[tool]}
     return await card_meta(
-        _runtime(ctx), plan, quote, tool=tool, arguments=arguments, can_ask=_can_elicit(ctx), cap_problem=cap_problem
+        _runtime(ctx),
+        plan,
+        quote,
+        tool=tool,
+        arguments=arguments,
+        can_ask=_can_elicit(ctx),
+        cap_problem=cap_problem,
+        why=why,
     )
 
 

@@ -91,13 +91,17 @@ async def card_meta(
     arguments: dict[str, Any],
     can_ask: bool,
     cap_problem: str | None = None,
+    why: str | None = None,
 ) -> dict[str, Any]:
-    """What the approval card shows for ``quote``, and the call its Approve button makes.
+    """What the approval card shows for ``quote``, and the call its Approve button makes; ``why`` says why a call
+    was not run and the card is shown again (a quote that no longer matches, a price that changed, a form dismissed).
 
     ``confirm`` tells the card how Approve asks: ``"form"`` when the server can show this client its confirmation
     form (Approve then calls the tool *without* the quote, so the gate asks the person in the host's own dialog,
     which the model cannot answer), ``"quote"`` when it cannot (Approve passes the quote_id, exactly what the model
-    would pass after the person approved the cost in the chat: no power the model does not already hold)."""
+    would pass after the person approved the cost in the chat: no power the model does not already hold).
+    ``binds`` (``KIE_APPROVAL=form``, a client with the form): Approve passes the quote_id as well, which there only
+    binds the call to the request drawn on the card (an input file replaced since is refused) and never approves."""
     from kie_mcp.generation import settings_shown  # the same list (and names) as the confirmation text
 
     spec = plan.spec
@@ -106,6 +110,7 @@ async def card_meta(
         "tool": tool,
         "arguments": {k: v for k, v in arguments.items() if k != "quote_id"},
         "confirm": "form" if can_ask else "quote",
+        "binds": can_ask and rt.settings.approval == "form",
         "quote_id": quote.quote_id,
         "expires_at": quote.expires_at,
         "model": {"id": spec.id, "title": spec.title, "kind": spec.kind},
@@ -121,6 +126,7 @@ async def card_meta(
         "max_credits_per_day": rt.ledger.caps.per_day,
         "auto_approve_credits": rt.settings.auto_approve_credits,
         "cap_problem": cap_problem,
+        "why": why,
         "prompt": str(plan.wire.get("prompt", "")),
         "settings": [[name, value] for name, value in settings_shown(plan)],
         "notes": list(plan.notes),
