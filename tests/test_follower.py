@@ -159,25 +159,33 @@ async def test_results_a_stopped_server_was_saving_are_saved_on_the_next_start(c
     assert not list((tmp_path / "outputs").rglob(".*part*"))  # no temporary file of the cut download is left
 
 
-def test_tasks_the_follower_already_has_never_hide_newer_unfinished_ones_behind_a_page(tmp_path):
-    """1,200 unfinished tasks (many made in the same second): the scan reads them all, each once, page by page; the
-    first 500 alone (followed already, or given up on) used to be all a scan saw, so newer tasks waited for a
-    restart."""
+def journal_of_many(tmp_path: Path, count: int, fields: Any) -> tuple[Any, Any]:
+    """A workspace journal holding ``count`` tasks (``fields(n)`` for the n-th), and a follower reading it."""
     from types import SimpleNamespace
 
     from kie_mcp.journal import Journal
-    from kie_mcp.tasks.follower import ADOPT_PAGE, Follower
+    from kie_mcp.tasks.follower import Follower
     from kie_mcp.tasks.records import TaskBook
 
     journal = Journal.for_workspace(tmp_path)
     book = TaskBook(journal)
-    now = time.time()
     with journal.transaction():
-        for n in range(1200):
-            book.add(TaskRecord(task_id=f"task-{n:04d}", model="nano-banana-2", family="market", state="queued",
-                                created_at=now - 3600 + n // 7))  # fmt: skip
+        for n in range(count):
+            book.add(TaskRecord(task_id=f"task-{n:04d}", model="nano-banana-2", family="market", **fields(n)))
     follower = Follower()
-    follower._rt = SimpleNamespace(journal=journal)
+    follower._rt = SimpleNamespace(journal=journal, settings=SimpleNamespace(download=True))
+    return journal, follower
+
+
+def test_tasks_the_follower_already_has_never_hide_newer_unfinished_ones_behind_a_page(tmp_path):
+    """1,200 unfinished tasks (many made in the same second): the scan reads them all, each once, page by page; the
+    first 500 alone (followed already, or given up on) used to be all a scan saw, so newer tasks waited for a
+    restart."""
+    from kie_mcp.tasks.follower import ADOPT_PAGE
+
+    now = time.time()
+    queued = {"state": "queued"}
+    journal, follower = journal_of_many(tmp_path, 1200, lambda n: {**queued, "created_at": now - 3600 + n // 7})
     seen = [row["task_id"] for row in follower._unfinished_rows(since=now - 86400, quiet_since=None)]
     first_page = journal.unfinished_tasks(since=now - 86400, limit=ADOPT_PAGE)
     journal.close()
@@ -207,6 +215,19 @@ def test_the_journal_names_finished_tasks_with_results_not_all_saved(tmp_path):
     found = [row["task_id"] for row in journal.unsaved_tasks(since=time.time() - 14 * 86400)]
     journal.close()
     assert found == ["none-saved", "one-of-two"]
+
+
+async def test_every_unsaved_result_of_the_last_14_days_is_tried_again_after_a_restart(tmp_path):
+    """150 finished tasks with nothing saved (their links failed, or refused): the start-up search took the 100
+    oldest, so results that could still be saved waited behind ones that never could, restart after restart."""
+    now = time.time()
+    journal, follower = journal_of_many(
+        tmp_path, 150, lambda n: {"state": "succeeded", "result_urls": [f"https://cdn.example/{n}.png"],
+                                  "created_at": now - 3600 + n}
+    )  # fmt: skip
+    await follower._adopt_unsaved()
+    journal.close()
+    assert sorted(follower._unsaved) == [f"task-{n:04d}" for n in range(150)]
 
 
 async def test_a_result_check_task_could_not_save_is_saved_again_in_the_background(connect, controls, sim, tmp_path):

@@ -20,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx2
 import pytest
 from mcp import Client
@@ -308,6 +309,18 @@ class Routing(httpx2.AsyncBaseTransport):
         return httpx2.Response(response.status_code, json=answer)
 
 
+class SeenAsTheNetwork(httpx2.AsyncHTTPTransport):
+    """``Routing`` as kie-mcp sees httpx2's own network transport: names in result links are resolved (with the
+    test's resolver) and judged, as they would be on a real network."""
+
+    def __init__(self, inner: Routing) -> None:
+        super().__init__()
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        return await self.inner.handle_async_request(request)
+
+
 def served(tmp_path: Path, transport: httpx2.AsyncBaseTransport) -> Any:
     settings = Settings(
         api_key=SecretStr(SANDBOX_API_KEY),
@@ -427,6 +440,30 @@ async def test_a_status_answer_pointing_at_a_private_address_is_not_saved_and_ke
     assert task["task_id"] in text_of(listed)
     assert server.hits == [] and transport.sent == []
     assert not (tmp_path / "outputs").exists() or not [p for p in (tmp_path / "outputs").rglob("*") if p.is_file()]
+
+
+async def test_a_result_link_refused_once_is_not_tried_again_in_the_background(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A result link whose host resolves to a private address is refused for good: the follower's background saves
+    (seven tries over 50 minutes, here scaled to about 15 s) would only look it up and refuse it again."""
+    looked_up: list[str] = []
+
+    async def resolve(host: str, port: int | None) -> list[str]:
+        looked_up.append(host)
+        return ["10.0.0.5"]
+
+    monkeypatch.setattr(addresses, "resolve_host", resolve)
+    sim = Simulator(SimConfig(speed=1000.0))
+    transport = Routing(sim)
+    transport.result = "http://results.internal.example/secret.png"
+    async with Client(served(tmp_path, SeenAsTheNetwork(transport)), elicitation_callback=answering()) as client:
+        result = await client.call_tool("generate_image", {"prompt": "A red apple", "model": "nano-banana-2"})
+        assert "points at this machine or a private network" in text_of(result), text_of(result)
+        tried = len(looked_up)
+        await anyio.sleep(1.0)  # the first three background tries would have come at 0.15, 0.45 and 1.05 s
+    assert tried >= 1 and len(looked_up) == tried
+    assert transport.sent == []
 
 
 async def test_a_server_pointed_at_kie_mcp_sim_on_loopback_saves_its_results(

@@ -50,6 +50,8 @@ async def save_results(
             file = await download(kie.files, url, dest, expected=expected, max_bytes=max_bytes, remint=kie.download_url)
         except DownloadError as err:
             problems.append(f"{record.task_id} result {index}: {err}")
+            if err.refused:  # never fetched, now or later: not tried again in the background
+                record.refuse_link(url)
             if not (err.expired or err.refused) and LINKS_STILL_WORK not in problems:  # their errors say what to do
                 problems.append(LINKS_STILL_WORK)
             continue

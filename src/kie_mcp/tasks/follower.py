@@ -21,9 +21,10 @@ whether or not a tool call is waiting on it:
   into ``outputs/`` at once (unless ``KIE_DOWNLOAD=never``), records everything in the journal, and tells the
   client (below). Results a download missed (a CDN error, a cut-off body, the server stopped while saving) are
   tried again on ``SAVE_AGAIN``'s schedule (30 s, then longer gaps up to half an hour: seven tries in about 50
-  minutes) and, after a restart, at once for every task the journal shows succeeded with fewer saved files than
-  result links. Finishing is ``generation.settle`` and ``generation.save_all``, reached through the
-  ``finish`` callback (imported when first used: ``generation`` imports ``runtime``, which imports this).
+  minutes) and, after a restart, at once for every task of the last 14 days the journal shows succeeded with fewer
+  saved files than result links (up to 10,000). A link refused for pointing at this machine or a private network
+  is never tried again by this process. Finishing is ``generation.settle`` and ``generation.save_all``, reached
+  through the ``finish`` callback (imported when first used: ``generation`` imports ``runtime``, which imports this).
 - **Waiting.** ``generate_*`` and ``check_task`` never poll themselves: they ``wait`` on the follower. Each
   watched task has a ``done`` event (set once the task is finished AND settled and saved) and a set of
   listener events, set after every look; a waiter registers one event with each task it waits on, and also
@@ -282,13 +283,15 @@ class Follower:
     async def _adopt_unsaved(self) -> None:
         """Save again what the journal shows finished but not saved (a download failed, or the server stopped
         while saving): KIE keeps results 14 days, and nobody may ask for them before that. The query reads every
-        finished task of those 14 days (about 50 ms at 50,000 tasks): in a worker thread, off the event loop."""
+        finished task of those 14 days (about 50 ms at 50,000 tasks): in a worker thread, off the event loop. Up to
+        10,000 of them: results that can never be saved (refused links) must not hide ones that still can."""
         assert self._rt is not None
         if not self._rt.settings.download:
             return
         try:
+            since, most = time.time() - RETENTION_SECONDS, ADOPT_PAGE * ADOPT_PAGES
             rows = await anyio.to_thread.run_sync(
-                functools.partial(self._rt.journal.unsaved_tasks, since=time.time() - RETENTION_SECONDS)
+                functools.partial(self._rt.journal.unsaved_tasks, since=since, limit=most)
             )
         except JOURNAL_ERRORS as err:
             log.warning("could not read unsaved results from the journal: %s", err)
@@ -308,7 +311,7 @@ class Follower:
             self._rt.settings.download
             and record.state == "succeeded"
             and record.task_id is not None
-            and len(record.files) < len(record.result_urls)
+            and record.unsaved_links > 0  # a link refused for pointing at a private network is never tried again
         )
 
     def save_later(self, record: TaskRecord, *, at: float | None = None) -> None:

@@ -76,10 +76,22 @@ class TaskRecord(BaseModel, defer_build=True):
         default=None, description="How it continues parent_task_id."
     )
     _raw_answer: dict[str, Any] | None = PrivateAttr(default=None)  # KIE's answer, kept when it made no sense
+    # Result links never to be fetched (they point at this machine or a private network): not tried again.
+    _refused_links: set[str] = PrivateAttr(default_factory=set)
 
     @property
     def finished(self) -> bool:
         return self.state in ("succeeded", "failed", "unknown")
+
+    def refuse_link(self, url: str) -> None:
+        """A result link that will never be fetched: saving it again is pointless (see ``unsaved_links``)."""
+        self._refused_links.add(url)
+
+    @property
+    def unsaved_links(self) -> int:
+        """How many result links still wait for a saved file: all of them less those saved and those refused."""
+        refused = sum(1 for url in self.result_urls if url in self._refused_links)
+        return max(len(self.result_urls) - len(self.files) - refused, 0)
 
     def apply(self, status: TaskStatus, typical: tuple[int, int] | None) -> None:
         """Take KIE's latest word on this task."""
