@@ -69,7 +69,14 @@ MAX_CAPTIONS = 200  # without libass each caption is a filter on the command lin
 MAX_CAPTION_SECONDS = 86400.0  # a day: any real video is shorter, and SRT times stay small integers
 # ffmpeg demuxers of the single-file video formats media.sniff recognises; nothing else is ever opened.
 _VIDEO_DEMUXERS = ("mov", "matroska", "avi", "ogg")
-_SINGLE_FILE = ["-protocol_whitelist", "file", "-format_whitelist", ",".join(_VIDEO_DEMUXERS)]
+
+
+def _whitelist(*formats: str) -> list[str]:
+    """ffmpeg input options that let it open local files only, read with ``formats`` only."""
+    return ["-protocol_whitelist", "file", "-format_whitelist", ",".join(formats)]
+
+
+_SINGLE_FILE = _whitelist(*_VIDEO_DEMUXERS)
 _FORMATS_TAKEN = "Stitching takes single video files: MP4, MOV, M4V, WebM, Matroska (MKV), AVI or Ogg video."
 
 
@@ -522,8 +529,7 @@ def _copy_plan(probes: Sequence[Probe], workdir: Path) -> _Plan:
     lines = [concat_list_line(p.path) for p in probes]
     (workdir / "inputs.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     # The list is ours; the whitelists reach the files it names too (ffmpeg's concat demuxer passes them on).
-    whitelist = ["-protocol_whitelist", "file", "-format_whitelist", ",".join(("concat", *_VIDEO_DEMUXERS))]
-    args = [*whitelist, "-f", "concat", "-safe", "0", "-i", "inputs.txt", "-map", "0:v:0"]
+    args = [*_whitelist("concat", *_VIDEO_DEMUXERS), "-f", "concat", "-safe", "0", "-i", "inputs.txt", "-map", "0:v:0"]
     if probes[0].audio:
         args += ["-map", "0:a:0"]
     args += ["-c", "copy"]
