@@ -284,6 +284,104 @@ async def test_measuring_reads_nothing_from_a_name_that_resolves_elsewhere_when_
         server.close()
 
 
+# -- the address connected to is the address judged (result files over the network) ------------------------
+
+
+class Sockets:
+    """The socket layer under httpx2 (httpcore2's backend), recorded: where each connection was asked to go. No
+    connection leaves this machine: an address in ``answering`` gets a canned HTTP answer, any other fails."""
+
+    def __init__(self, answering: dict[str, bytes]) -> None:
+        self.asked: list[tuple[str, int]] = []
+        self.answering = answering
+
+    async def connect_tcp(self, host: str, port: int, **_: Any) -> Any:
+        import httpcore2
+
+        self.asked.append((host, port))
+        if host not in self.answering:
+            raise httpcore2.ConnectError(f"{host} does not answer (tests reach no network)")
+        body = self.answering[host]
+        head = f"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        return httpcore2.AsyncMockStream([head, body])
+
+
+@pytest.fixture
+def sockets(monkeypatch: pytest.MonkeyPatch) -> Sockets:
+    import httpcore2
+
+    recorded = Sockets({"1.1.1.1": png_bytes()})
+
+    async def connect_tcp(_: Any, host: str, port: int, **options: Any) -> Any:
+        return await recorded.connect_tcp(host, port, **options)
+
+    monkeypatch.setattr(httpcore2.AnyIOBackend, "connect_tcp", connect_tcp)
+    return recorded
+
+
+def rebinding(monkeypatch: pytest.MonkeyPatch, first: list[str], then: list[str]) -> list[str]:
+    """A resolver answering ``first`` to the first lookup of each name and ``then`` to every later one; returns
+    the names looked up, in order."""
+    looked_up: list[str] = []
+
+    async def resolve(host: str, port: int | None) -> list[str]:
+        looked_up.append(host)
+        return first if looked_up.count(host) == 1 else then
+
+    monkeypatch.setattr(addresses, "resolve_host", resolve)
+    return looked_up
+
+
+@pytest.fixture
+async def kie_files() -> AsyncIterator[httpx2.AsyncClient]:
+    """The client kie-mcp saves results and measures inputs with, on the real network stack."""
+    from kie_mcp.kie.client import KieClient
+
+    kie = KieClient(api_key="sk-test", base_url="https://api.kie.test", upload_base_url="https://upload.kie.test")
+    try:
+        yield kie.files
+    finally:
+        await kie.aclose()
+
+
+async def test_a_result_file_is_fetched_from_the_very_address_that_was_judged_public(
+    monkeypatch: pytest.MonkeyPatch, sockets: Sockets, kie_files: httpx2.AsyncClient, tmp_path: Path
+) -> None:
+    """DNS rebinding: a name public when looked up and this machine the next time is looked up once, and the
+    connection goes to the address judged, never to the name (whose next lookup would lead here). An address that
+    does not answer is passed over for the next."""
+    looked_up = rebinding(monkeypatch, ["2606:4700:4700::1111", "1.1.1.1"], ["127.0.0.1"])
+    saved = await download(kie_files, "https://cdn.test/r/a.png", tmp_path / "a.png", expected="image")
+    assert sockets.asked == [("2606:4700:4700::1111", 443), ("1.1.1.1", 443)]
+    assert looked_up == ["cdn.test"]
+    assert saved.mime == "image/png" and (tmp_path / "a.png").read_bytes() == png_bytes()
+
+
+async def test_a_name_resolving_to_a_private_address_when_connecting_is_never_connected_to(
+    monkeypatch: pytest.MonkeyPatch, sockets: Sockets, kie_files: httpx2.AsyncClient, tmp_path: Path
+) -> None:
+    rebinding(monkeypatch, ["1.1.1.1", "10.0.0.7"], ["1.1.1.1"])
+    url = "https://cdn.test/r/a.png"
+    with pytest.raises(DownloadError) as refused:
+        await download(kie_files, url, tmp_path / "a.png", expected="image")
+    assert sockets.asked == []
+    assert refused.value.refused
+    assert f"{url} points at this machine or a private network (cdn.test resolves to a private address, 10.0.0.7)" in (
+        str(refused.value)
+    )
+    assert not (tmp_path / "a.png").exists()
+
+
+async def test_the_configured_kie_endpoint_is_connected_to_by_name(
+    sockets: Sockets, kie_files: httpx2.AsyncClient, tmp_path: Path, isolated: list[str]
+) -> None:
+    """``kie-mcp sim --port`` on 127.0.0.1, or a KIE host whose name the system resolves: not judged here."""
+    trust_endpoints("https://api.kie.test")
+    with pytest.raises(DownloadError):
+        await download(kie_files, "https://api.kie.test/files/a.png", tmp_path / "a.png", expected="image")
+    assert sockets.asked == [("api.kie.test", 443)] and isolated == []
+
+
 class Routing(httpx2.AsyncBaseTransport):
     """KIE's hosts (*.kie.test) go to the in-process simulator, every other host to the real network (as the
     auditor's repro). ``result`` (when set) replaces the result links of every Market status answer: a hostile

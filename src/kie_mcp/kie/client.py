@@ -125,13 +125,19 @@ class KieClient:
 
     def _client(self, name: str) -> httpx2.AsyncClient:
         """The HTTP client for ``name``, built the first time it is needed. Without a test transport every client
-        verifies TLS with the one SSL context of the process (``shared_ssl_context``)."""
+        verifies TLS with the one SSL context of the process (``shared_ssl_context``), and the one for result files
+        connects only to public addresses (``addresses.public_transport``)."""
         client = self._clients.get(name)
         if client is None:
             if self._closed:
                 raise RuntimeError("Cannot send a request, as the client has been closed.")
             verify = shared_ssl_context() if self._transport is None else True
-            client = httpx2.AsyncClient(**self._client_options[name], transport=self._transport, verify=verify)
+            transport = self._transport
+            if transport is None and name == "files":  # URLs from outside: connected to only where judged public
+                from kie_mcp.media.addresses import public_transport
+
+                transport = public_transport(verify)
+            client = httpx2.AsyncClient(**self._client_options[name], transport=transport, verify=verify)
             self._clients[name] = client
             KieClient.clients_built += 1
         return client

@@ -9,9 +9,12 @@ KIE fetches inputs from the internet, so it could never read such a URL either: 
 ``check_url`` runs before the first request and before every redirect hop. It refuses IP literals (IPv4 in every
 form the resolver reads, ``127.1``, ``0x7f.1``, ``2130706433``, ``017700000001``; IPv6, IPv4-mapped, 6to4 and
 NAT64 forms of them), ``localhost`` and ``*.localhost``, and names that resolve (in a worker thread) to such an
-address. ``check_peer`` then looks at the address the connection really reached before anything of the answer
-is read, so a name that resolves differently the second time (DNS rebinding) reveals nothing, although that one
-request may have been sent.
+address. The HTTP client that fetches results and measured inputs (``public_transport``) connects only where
+``PublicOnly`` allows: it looks the name up once, refuses when an address is not public, and connects to exactly
+the addresses it judged, so a name cannot resolve to a public address for the check and to this machine for the
+connection (DNS rebinding): nothing is sent. ``check_peer`` then looks at the address the connection really
+reached before anything of the answer is read: for any other transport the last line (there one request may have
+been sent before a rebinding shows).
 
 Exceptions: the configured KIE endpoints (``trust_endpoints``: ``kie-mcp sim --port`` serves result files from
 127.0.0.1), and the in-process sandbox (``SandboxTransport`` never touches the network; no DNS lookup is made
@@ -154,6 +157,40 @@ async def _getaddrinfo(host: str, port: int | None) -> list[str]:
 resolve_host: Callable[[str, int | None], Awaitable[list[str]]] = _getaddrinfo
 
 
+class _NotPublic(Exception):
+    """A host this machine may not fetch from; ``why`` says why (a short phrase)."""
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+        super().__init__(why)
+
+
+def _named_address(host: str) -> IPAddress | None:
+    """The address ``host`` (normalised) names by itself (an IP literal), else None; ``_NotPublic`` for
+    ``localhost`` and for a literal that is not public."""
+    if host == "localhost" or host.endswith(".localhost"):
+        raise _NotPublic("localhost")
+    address = literal_address(host)
+    if address is not None and (why := refusal(address)):
+        raise _NotPublic(why)
+    return address
+
+
+async def _public_addresses(host: str, port: int | None) -> list[IPAddress]:
+    """Every address the name ``host`` resolves to (OSError when none); ``_NotPublic`` when any is not public."""
+    found: list[IPAddress] = []
+    for text in await resolve_host(host, port):
+        try:
+            address = ipaddress.ip_address(text.split("%", 1)[0])
+        except ValueError:
+            continue
+        if why := refusal(address):
+            raise _NotPublic(f"{host} resolves to {why}")
+        if address not in found:
+            found.append(address)
+    return found
+
+
 # -- transports --------------------------------------------------------------------------------------------
 
 
@@ -179,6 +216,78 @@ def _direct(transport: Any) -> bool:
     return _network(transport) and type(getattr(transport, "_pool", None)) is httpcore2.AsyncConnectionPool
 
 
+# -- connecting where the check looked ------------------------------------------------------------------
+
+TRY_SECONDS = 3.0  # an address that does not answer (an IPv6 route to nowhere) before the next one is tried
+
+
+class PublicOnly:
+    """The network backend of ``public_transport``'s connections (httpcore2's interface): it looks the name up
+    itself, refuses (``_NotPublic``) when an address is not public, and connects to exactly the addresses it
+    judged, in the resolver's order, so no second lookup can lead elsewhere. The configured KIE endpoints are
+    connected to by name, unjudged."""
+
+    def __init__(self, network: Any) -> None:
+        self._network = network
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore2's interface
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> Any:
+        import httpcore2
+
+        options = {"port": port, "local_address": local_address, "socket_options": socket_options}
+        name = _normal_host(host)
+        if (name, port) in _TRUSTED:
+            return await self._network.connect_tcp(host, timeout=timeout, **options)
+        literal = _named_address(name)
+        try:
+            with anyio.fail_after(timeout):  # as a lookup inside the connect would be
+                addresses = [literal] if literal is not None else await _public_addresses(name, port)
+        except TimeoutError as err:
+            raise httpcore2.ConnectTimeout(f"looking up {name} timed out") from err
+        except OSError as err:
+            raise httpcore2.ConnectError(f"{name}: {err}") from err
+        if not addresses:
+            raise httpcore2.ConnectError(f"{name} has no address")
+        *others, last = addresses
+        for address in others:
+            try:
+                wait = TRY_SECONDS if timeout is None else min(timeout, TRY_SECONDS)
+                return await self._network.connect_tcp(str(address), timeout=wait, **options)
+            except (httpcore2.ConnectError, httpcore2.ConnectTimeout):
+                continue
+        return await self._network.connect_tcp(str(last), timeout=timeout, **options)
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore2's interface
+        socket_options: Any = None,
+    ) -> Any:
+        return await self._network.connect_unix_socket(path, timeout=timeout, socket_options=socket_options)
+
+    async def sleep(self, seconds: float) -> None:
+        await self._network.sleep(seconds)
+
+
+def public_transport(verify: Any = True) -> httpx2.AsyncHTTPTransport:
+    """httpx2's network transport with its connections made by ``PublicOnly``: the transport of every fetch from
+    this machine for a URL from outside."""
+    transport = httpx2.AsyncHTTPTransport(verify=verify)
+    pool = transport._pool  # httpcore2's pool takes its backend only when built, and httpx2 builds it
+    pool._network_backend = PublicOnly(pool._network_backend)
+    return transport
+
+
+def _pinned(transport: Any) -> bool:
+    return isinstance(getattr(getattr(transport, "_pool", None), "_network_backend", None), PublicOnly)
+
+
 # -- the checks --------------------------------------------------------------------------------------------
 
 
@@ -197,26 +306,16 @@ async def check_url(client: httpx2.AsyncClient, url: httpx2.URL | str, *, first:
     host = _normal_host(url.host)
     if not host:
         raise refused("no host")
-    if host == "localhost" or host.endswith(".localhost"):
-        raise refused("localhost")
-    address = literal_address(host)
-    if address is not None:
-        if why := refusal(address):
-            raise refused(why)
-        return
-    if not _network(transport):  # a test's transport decides itself where a request goes: no DNS from here
-        return
     try:
-        found = await resolve_host(host, url.port or _DEFAULT_PORTS.get(url.scheme))
+        if _named_address(host) is not None:
+            return
+        if not _network(transport) or _pinned(transport):  # a test's transport decides itself where a request
+            return  # goes; the pinned one judges what it resolves when it connects: one lookup, no DNS from here
+        await _public_addresses(host, url.port or _DEFAULT_PORTS.get(url.scheme))
+    except _NotPublic as err:
+        raise refused(err.why) from None
     except OSError:  # not resolved here: the request fails the same way (or a proxy resolves it)
         return
-    for text in found:
-        try:
-            resolved = ipaddress.ip_address(text.split("%", 1)[0])
-        except ValueError:
-            continue
-        if why := refusal(resolved):
-            raise refused(f"{host} resolves to {why}")
 
 
 def check_peer(
@@ -240,10 +339,14 @@ def check_peer(
 
 async def send_checked(client: httpx2.AsyncClient, request: httpx2.Request, *, first: str) -> httpx2.Response:
     """One hop of a fetch from this machine, streamed, redirects not followed: its URL checked before it is
-    requested (``check_url``), the connection's peer before anything of the answer is read (``check_peer``).
+    requested (``check_url``), the address connected to when connecting (``PublicOnly``, on the transport of
+    ``public_transport``), the connection's peer before anything of the answer is read (``check_peer``).
     ``first`` is the URL the fetch began with, for the message."""
     await check_url(client, request.url, first=first)
-    response = await client.send(request, stream=True, follow_redirects=False)
+    try:
+        response = await client.send(request, stream=True, follow_redirects=False)
+    except _NotPublic as err:  # refused by ``PublicOnly`` when connecting: nothing was sent
+        raise PrivateAddress(str(request.url), err.why, first=first) from None
     try:
         check_peer(client, request.url, response, first=first)
     except BaseException:
