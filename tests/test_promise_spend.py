@@ -454,3 +454,41 @@ async def test_an_unknown_price_is_refused_under_a_per_call_cap_of_zero(connect,
     assert "no price known before it runs" in text_of(unknown) and "KIE_MAX_CREDITS_PER_CALL" in text_of(unknown)
     assert seen == [] and spent == 0  # refused before anyone was asked, costing nothing
     assert await controls.creates() == []
+
+
+# -- estimate_cost prices what the generate call would send, also from the client's MCP roots ------------------
+
+
+async def test_a_file_in_a_shared_mcp_root_is_priced_and_its_quote_approves_the_generate_call(
+    settings, transport, controls, mode, tmp_path_factory
+):
+    """A picture in a folder the client shared as an MCP root: generate_image reads it, so estimate_cost prices it
+    (it answered "outside the folders kie-mcp may read ... share its folder as an MCP root", though it was one),
+    and its quote approves exactly that call, once."""
+    import io
+
+    from mcp import Client
+    from mcp.types import ListRootsResult, Root
+    from PIL import Image
+
+    from kie_mcp.server import create_server
+
+    shared = tmp_path_factory.mktemp("shared")
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), "red").save(buffer, "PNG")
+    (shared / "face.png").write_bytes(buffer.getvalue())
+    edit = {"prompt": "make it blue", "model": "google/nano-banana-edit", "images": [str(shared / "face.png")]}
+
+    async def shared_folders(_: Any) -> ListRootsResult:
+        return ListRootsResult(roots=[Root(uri=shared.resolve().as_uri(), name="shared")])
+
+    server = create_server(settings, transport=transport)
+    async with Client(server, mode=mode, list_roots_callback=shared_folders) as client:  # no forms: quote approves
+        estimate = await client.call_tool("estimate_cost", edit)
+        assert not estimate.is_error, text_of(estimate)
+        quote_id = estimate.structured_content["quote"]["quote_id"]
+        made = await client.call_tool("generate_image", {**edit, "quote_id": quote_id})
+        again = await client.call_tool("generate_image", {**edit, "quote_id": quote_id})
+    assert made.structured_content["status"] == "completed", text_of(made)
+    assert again.structured_content["status"] == "confirmation_required"
+    assert len(await controls.creates()) == 1

@@ -69,6 +69,60 @@ async def test_stitch_never_reads_private_files(connect, ffmpeg, tmp_path):
     assert _videos_in(tmp_path) == []
 
 
+async def test_a_saved_video_swapped_for_a_link_outside_is_never_joined_by_task_id(
+    connect, ffmpeg, tmp_path, tmp_path_factory
+):
+    """A task's saved video is judged like a clip given by path: replaced in outputs/ by a link to a video outside
+    the allowed folders, it is refused, never read, never served back through kie://outputs/."""
+    secret = _clip(ffmpeg, tmp_path_factory.mktemp("private-videos") / "family.mp4", size="96x96")
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_video", {"prompt": "waves", "model": "veo3_fast"})
+        task_id = made.structured_content["tasks"][0]["task_id"]
+        done = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 10})
+        saved = tmp_path / next(f for f in done.structured_content["task"]["files"] if f.endswith(".mp4"))
+        saved.unlink()
+        saved.symlink_to(secret)  # the swap
+        joined = await client.call_tool("stitch_videos", {"clips": [task_id, task_id]})
+    assert joined.is_error and "outside the folders kie-mcp may read" in text_of(joined), text_of(joined)
+    assert [video for video in _videos_in(tmp_path) if "stitched" in video.name] == []
+
+
+async def test_a_clip_swapped_for_a_link_after_its_check_is_never_read(ffmpeg, tmp_path, outside, monkeypatch):
+    """Race: the clip is replaced by a link to a file outside after it was checked and opened. ffmpeg reads the
+    file that was checked (held open, given to ffmpeg by descriptor), never what the name leads to by then."""
+    clip = _clip(ffmpeg, tmp_path / "clip.mp4", size="64x64", seconds=1)
+    moved = tmp_path / "clip-before.mp4"
+    real_hold = stitch_mod._hold
+
+    def held_then_swapped(paths: list[Path]) -> Any:
+        held = real_hold(paths)
+        clip.rename(moved)
+        clip.symlink_to(outside)  # 96x96, 3 seconds, outside every allowed folder
+        return held
+
+    monkeypatch.setattr(stitch_mod, "_hold", held_then_swapped)
+    done = await stitch([clip, clip], tmp_path / "joined.mp4")
+    joined = await probe(ffmpeg, done.path)
+    assert (joined.width, joined.height) == (64, 64)  # the checked clip's frames, not the 96x96 file outside
+    assert joined.duration == pytest.approx(2.0, abs=0.3)  # two 1-second clips, not 3-second ones
+
+
+async def test_a_clip_swapped_for_a_link_before_it_is_opened_is_refused(ffmpeg, tmp_path, outside, monkeypatch):
+    clip = _clip(ffmpeg, tmp_path / "clip.mp4")
+    real_validate = stitch_mod._validate
+
+    def checked_then_swapped(*args: Any) -> Any:
+        checked = real_validate(*args)
+        clip.unlink()
+        clip.symlink_to(outside)
+        return checked
+
+    monkeypatch.setattr(stitch_mod, "_validate", checked_then_swapped)
+    with pytest.raises(StitchError, match=r"changed since it was checked.*symbolic link"):
+        await stitch([clip, clip], tmp_path / "joined.mp4")
+    assert not (tmp_path / "joined.mp4").exists()
+
+
 # -- 2. only single video files: no playlist reaches ffmpeg --------------------------------------------------------
 
 
@@ -114,10 +168,11 @@ async def test_ffmpeg_never_follows_a_playlist_that_passed_the_check(ffmpeg, tmp
     monkeypatch.setattr(stitch_mod, "_single_video", lambda given, path: None, raising=False)  # the swap
     real_probe = stitch_mod.probe
 
-    async def probed_before_the_swap(exe: str, path: Path) -> stitch_mod.Probe:
+    async def probed_before_the_swap(exe: str, path: Path, **held: Any) -> stitch_mod.Probe:
         if path != playlist:
-            return await real_probe(exe, path)
-        return replace(await real_probe(exe, clip), path=path, fps="10" if join == "copy" else "25")
+            return await real_probe(exe, path, **held)
+        source = held["held"].sources[held["position"]]  # what ffmpeg opens for it: its held descriptor
+        return replace(await real_probe(exe, clip), path=path, source=source, fps="10" if join == "copy" else "25")
 
     monkeypatch.setattr(stitch_mod, "probe", probed_before_the_swap)
     output = tmp_path / "joined.mp4"

@@ -377,6 +377,7 @@ def _register_tools(mcp: MCPServer) -> None:
         variations: Variations = 1,
         script: Script = None,
         max_credits: MaxCredits = None,
+        roots: Roots = None,
     ) -> Annotated[CallToolResult, EstimateResult]:
         """Price a generation exactly, without spending anything. Takes the same arguments as generate_image /
         generate_video (or, with task_id and operation, as continue_video) and returns a quote (credits, about USD,
@@ -384,9 +385,10 @@ def _register_tools(mcp: MCPServer) -> None:
         _reject_unknown_arguments(ctx, "estimate_cost")
         rt = _runtime(ctx)
         given = dict(locals())
+        shared = _root_folders(roots)  # the folders the client shared: priced as the generate call reads them
         with _user_errors():
             if task_id is not None or operation is not None:  # a follow-up of a finished video (continue_video)
-                plan = await followups.plan(rt, _followup_args(given, "estimate_cost"))
+                plan = await followups.plan(rt, _followup_args(given, "estimate_cost"), shared)
                 tool = "continue_video"
             else:
                 if not model:
@@ -394,7 +396,7 @@ def _register_tools(mcp: MCPServer) -> None:
                         "estimate_cost needs model (or task_id and operation, to price a follow-up of a finished "
                         "video with continue_video); nothing was priced."
                     )
-                plan = await gen.plan(rt, gen.GenerationArgs(**_args(given)))
+                plan = await gen.plan(rt, gen.GenerationArgs(**_args(given)), shared=shared)
                 tool = f"generate_{plan.spec.kind}"
             result = await _estimate(rt, plan)
         call = _tool_result(result, result.message, rt)
@@ -1057,15 +1059,16 @@ async def _clip_path(rt: Runtime, clip: str) -> Path:
     the allowed folders, never private (.env, dotfiles, .kie-mcp/, logs/), and a video by its bytes; the stitched
     file lands in outputs/, which kie://outputs/ serves, so anything read here could otherwise leak through it."""
     saved = [f for f in rt.journal.files_for(clip) if f["mime"].startswith("video/")]
-    if saved:
-        return rt.settings.workspace / saved[0]["path"]
-    if rt.tasks.get(clip) is not None:
+    if not saved and rt.tasks.get(clip) is not None:
         raise ToolError(f"Task {clip} has no saved video yet; check_task saves it once it has finished.")
+    given = str(rt.settings.workspace / saved[0]["path"]) if saved else clip  # a saved file is judged the same way
     try:  # reads the file's first bytes: in a worker thread
         path, _ = await anyio.to_thread.run_sync(
-            inspect_local, clip, rt.settings.input_bases, rt.settings.input_roots, _CLIP_ACCEPTS
+            inspect_local, given, rt.settings.input_bases, rt.settings.input_roots, _CLIP_ACCEPTS
         )
     except MissingFile:
+        if saved:
+            raise ToolError(f"Task {clip}'s saved video {saved[0]['path']} is not there any more.") from None
         raise ToolError(
             f"{clip!r} is neither a task id with a saved video nor a video file in the workspace."
         ) from None

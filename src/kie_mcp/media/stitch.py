@@ -9,6 +9,10 @@ How a join is made:
   never a playlist or a list of other files. ffmpeg reads inputs with ``-protocol_whitelist file`` and
   ``-format_whitelist`` limited to those containers (the copy join's own list adds ``concat``), so a file that
   changes into an HLS playlist or a concat list after the check still cannot make ffmpeg read other files.
+* The clips are opened once, as judged (``inputs.open_judged``: a regular file, no symbolic link anywhere in its
+  path), and held open for the whole join: ffmpeg reads those very files through ``/dev/fd`` (each clip position
+  its own descriptor), so a clip swapped for a link to another file after it was checked is never read. Where
+  ``/dev/fd`` is missing (Windows) ffmpeg gets the checked names.
 * Every input is probed (``ffmpeg -hide_banner -i FILE``, stderr parsed) for its container, duration, video codec,
   profile, pixel format, resolution, sample aspect ratio, frame rate, rotation and audio stream.
 * When every clip has the same video and audio parameters and there are no captions, the clips are joined with the
@@ -37,14 +41,16 @@ import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import BinaryIO
 
 import anyio
 import anyio.to_thread
 from anyio.abc import ByteReceiveStream
 
 from kie_mcp.media.inputs import RefusedInput, read_judged_head
+from kie_mcp.media.inputs import _open_judged as open_judged  # TODO: public name
 from kie_mcp.media.sniff import describe, sniff
 from kie_mcp.words import plain
 
@@ -69,6 +75,7 @@ MAX_CAPTIONS = 200  # without libass each caption is a filter on the command lin
 MAX_CAPTION_SECONDS = 86400.0  # a day: any real video is shorter, and SRT times stay small integers
 # ffmpeg demuxers of the single-file video formats media.sniff recognises; nothing else is ever opened.
 _VIDEO_DEMUXERS = ("mov", "matroska", "avi", "ogg")
+_FD_FOLDER = Path("/dev/fd")  # an open descriptor by name: how ffmpeg is given the clips that were checked
 
 
 def _whitelist(*formats: str) -> list[str]:
@@ -163,8 +170,10 @@ async def ffmpeg_capabilities(ffmpeg: str) -> Capabilities:
     return _capabilities_cache[ffmpeg]
 
 
-async def _run(command: Sequence[str], *, cwd: Path | None = None) -> subprocess.CompletedProcess[bytes]:
-    """Run a command without blocking the event loop.
+async def _run(
+    command: Sequence[str], *, cwd: Path | None = None, held: _Held | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    """Run a command without blocking the event loop, with the ``held`` clips' descriptors (rewound) passed on.
 
     On cancellation or timeout (the caller's scope) the process is killed and reaped before this returns, so ffmpeg
     never outlives the call and cannot write after its temporary output has been removed.
@@ -172,7 +181,8 @@ async def _run(command: Sequence[str], *, cwd: Path | None = None) -> subprocess
     try:
         # Shielded: a spawn cancelled half-way would leave a running process that nobody owns.
         with anyio.CancelScope(shield=True):
-            process = await anyio.open_process(list(command), stdin=subprocess.DEVNULL, cwd=cwd)
+            fds = held.rewound() if held is not None else ()
+            process = await anyio.open_process(list(command), stdin=subprocess.DEVNULL, cwd=cwd, pass_fds=fds)
     except FileNotFoundError as exc:  # only a missing binary calls for installing one
         raise StitchError(f"Could not run ffmpeg ({command[0]}): {exc}. {INSTALL_HELP}") from exc
     except OSError as exc:
@@ -229,6 +239,11 @@ class Probe:
     fps: str | None  # as ffmpeg prints it: "24", "29.97"
     rotation: int
     audio: _Audio | None
+    source: str | None = None  # what ffmpeg opens for this clip (its held descriptor), when not ``path``
+
+    @property
+    def input(self) -> str:
+        return self.source or str(self.path)
 
     @property
     def display_size(self) -> tuple[int, int]:
@@ -341,14 +356,18 @@ def parse_probe(path: Path, stderr: str) -> Probe:
     )
 
 
-async def probe(ffmpeg: str, path: Path) -> Probe:
-    """Probe one file with ``ffmpeg -i`` (ffmpeg exits non-zero since no output is given; stderr is the report)."""
+async def probe(ffmpeg: str, path: Path, *, held: _Held | None = None, position: int = 0) -> Probe:
+    """Probe one file with ``ffmpeg -i`` (ffmpeg exits non-zero since no output is given; stderr is the report);
+    with ``held``, the clip at ``position`` read through its held descriptor."""
+    source = held.sources[position] if held is not None else None
     try:
         with anyio.fail_after(_PROBE_TIMEOUT):
-            result = await _run([ffmpeg, "-hide_banner", "-nostdin", *_SINGLE_FILE, "-i", str(path)])
+            command = [ffmpeg, "-hide_banner", "-nostdin", *_SINGLE_FILE, "-i", source or str(path)]
+            result = await _run(command, held=held)
     except TimeoutError:
         raise StitchError(f"ffmpeg took longer than {_PROBE_TIMEOUT:g} s to read {path}.") from None
-    return parse_probe(path, result.stderr.decode(errors="replace"))
+    report = result.stderr.decode(errors="replace")
+    return replace(parse_probe(path, held.named(report) if held is not None else report), source=source)
 
 
 def copy_mismatch(probes: Sequence[Probe]) -> str | None:
@@ -398,7 +417,7 @@ def write_srt(captions: Sequence[Caption], path: Path) -> None:
     path.write_text("\n".join(cues), encoding="utf-8")
 
 
-def concat_list_line(path: Path) -> str:
+def concat_list_line(path: Path | str) -> str:
     """One line of a concat-demuxer list: the path single-quoted, each ``'`` written as ``'\\''``."""
     return "file '" + str(path).replace("'", "'\\''") + "'"
 
@@ -459,7 +478,7 @@ def _reencode_plan(
     segments: list[str] = []
     silent: list[str] = []
     for index, clip in enumerate(probes):
-        args += [*_SINGLE_FILE, "-i", str(clip.path)]
+        args += [*_SINGLE_FILE, "-i", clip.input]
         graph.append(
             f"[{index}:v:0]scale={width}:{height}:force_original_aspect_ratio=decrease,"
             f"pad={width}:{height}:(ow-iw)/2:(oh-ih)/2:color=black,setsar=1,fps={rate},format=yuv420p,"
@@ -526,7 +545,7 @@ def _reencode_plan(
 
 
 def _copy_plan(probes: Sequence[Probe], workdir: Path) -> _Plan:
-    lines = [concat_list_line(p.path) for p in probes]
+    lines = [concat_list_line(p.input) for p in probes]
     (workdir / "inputs.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     # The list is ours; the whitelists reach the files it names too (ffmpeg's concat demuxer passes them on).
     args = [*_whitelist("concat", *_VIDEO_DEMUXERS), "-f", "concat", "-safe", "0", "-i", "inputs.txt", "-map", "0:v:0"]
@@ -679,16 +698,64 @@ def _place(temp: Path, target: Path) -> Path:
     )
 
 
-async def _encode(ffmpeg: str, plan: _Plan, temp: Path, muxer: str, workdir: Path) -> None:
+class _Held:
+    """The clips of one join, each position opened once as judged (``open_judged``) and held until the join ends:
+    ffmpeg reads them as ``/dev/fd/N``, the very files that were checked, whatever their names lead to by then."""
+
+    def __init__(self, paths: Sequence[Path]) -> None:
+        self.paths = list(paths)
+        self._handles: list[BinaryIO] = []
+        try:
+            for path in self.paths:
+                self._handles.append(open_judged(path))
+        except BaseException:
+            self.close()
+            raise
+        by_descriptor = _FD_FOLDER.is_dir() and os.name != "nt"
+        self.fds = tuple(handle.fileno() for handle in self._handles) if by_descriptor else ()
+        self.sources = [f"{_FD_FOLDER}/{fd}" for fd in self.fds] if by_descriptor else [str(p) for p in self.paths]
+
+    def rewound(self) -> tuple[int, ...]:
+        """The descriptors to pass, each at its start (where opening ``/dev/fd/N`` shares the offset: macOS)."""
+        for fd in self.fds:
+            os.lseek(fd, 0, os.SEEK_SET)
+        return self.fds
+
+    def named(self, text: str) -> str:
+        """ffmpeg's words with each ``/dev/fd/N`` replaced by the clip's name."""
+        if not self.fds:
+            return text
+        for source, path in sorted(zip(self.sources, self.paths, strict=True), key=lambda pair: -len(pair[0])):
+            text = text.replace(source, path.name)  # the longest first: /dev/fd/12 before /dev/fd/1
+        return text
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.close()
+        self._handles = []
+
+
+def _hold(paths: Sequence[Path]) -> _Held:
+    """``_Held`` for ``paths``; a clip that is no longer what was checked is a ``StitchError`` (a worker thread's
+    job: it opens files)."""
+    try:
+        return _Held(paths)
+    except RefusedInput as exc:
+        raise StitchError(f"An input clip changed since it was checked: {exc}") from None
+    except OSError as exc:
+        raise StitchError(f"An input clip cannot be read: {exc.strerror or exc}.") from None
+
+
+async def _encode(ffmpeg: str, plan: _Plan, temp: Path, muxer: str, workdir: Path, held: _Held) -> None:
     command = [ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", "error", *plan.args]
     if muxer in {"mp4", "mov"}:
         command += ["-movflags", "+faststart"]
     command += ["-f", muxer, str(temp)]
-    result = await _run(command, cwd=workdir)
+    result = await _run(command, cwd=workdir, held=held)
     if result.returncode != 0:
-        raise StitchError(f"ffmpeg failed (exit code {result.returncode}):\n{_tail(result.stderr)}")
+        raise StitchError(f"ffmpeg failed (exit code {result.returncode}):\n{held.named(_tail(result.stderr))}")
     if b"Impossible to open" in result.stderr:  # the concat demuxer skips a clip it cannot open and exits 0
-        raise StitchError(f"ffmpeg left out a clip it could not open:\n{_tail(result.stderr)}")
+        raise StitchError(f"ffmpeg left out a clip it could not open:\n{held.named(_tail(result.stderr))}")
 
 
 async def stitch(
@@ -704,7 +771,23 @@ async def stitch(
     """
     paths, target = await anyio.to_thread.run_sync(_validate, inputs, output, captions)
     ffmpeg = find_ffmpeg()
-    probes = [await probe(ffmpeg, path) for path in paths]
+    held = await anyio.to_thread.run_sync(_hold, paths)
+    try:
+        return await _join(ffmpeg, held, target, captions, timeout)
+    finally:
+        held.close()
+
+
+async def _join(
+    ffmpeg: str,
+    held: _Held,
+    target: Path,
+    captions: list[Caption] | None,
+    timeout: float,  # noqa: ASYNC109 - the whole job's budget
+) -> StitchResult:
+    """``stitch`` once the clips are checked and held."""
+    paths = held.paths
+    probes = [await probe(ffmpeg, path, held=held, position=n) for n, path in enumerate(paths)]
     caps = await ffmpeg_capabilities(ffmpeg)
     muxer = MUXERS[target.suffix.lower()]
     mismatch = "captions are burned in" if captions else copy_mismatch(probes)
@@ -718,16 +801,16 @@ async def stitch(
                 if mismatch is None:
                     plan = _copy_plan(probes, workdir)
                     try:
-                        await _encode(ffmpeg, plan, temp, muxer, workdir)
+                        await _encode(ffmpeg, plan, temp, muxer, workdir, held)
                         reencoded, note = False, plan.note
                     except StitchError as copy_error:
                         reason = str(copy_error).splitlines()[-1]
                         plan = _reencode_plan(probes, None, caps, workdir, f"stream copy failed ({reason})")
-                        await _encode(ffmpeg, plan, temp, muxer, workdir)
+                        await _encode(ffmpeg, plan, temp, muxer, workdir, held)
                         reencoded, note = True, plan.note
                 else:
                     plan = _reencode_plan(probes, captions, caps, workdir, mismatch)
-                    await _encode(ffmpeg, plan, temp, muxer, workdir)
+                    await _encode(ffmpeg, plan, temp, muxer, workdir, held)
                     reencoded, note = True, plan.note
                 written = await probe(ffmpeg, temp)
         placed = await anyio.to_thread.run_sync(_place, temp, target)
