@@ -26,12 +26,15 @@ from kie_mcp.media.duration import (
     flac_seconds,
     input_field,
     measure_inputs,
+    measure_judged,
     measure_local,
     measure_url,
     mp3_seconds,
     mp4_seconds,
     wav_seconds,
 )
+from kie_mcp.media.inputs import ChangedFile, FileStamp, LocalFile
+from kie_mcp.media.sniff import HEAD_BYTES, sniff
 from kie_mcp.media.stitch import StitchError, find_ffmpeg
 
 CATALOG = load_catalog()
@@ -172,6 +175,14 @@ def mp3s(ffmpeg: str, media: dict[str, Path]) -> dict[str, Path]:
     return made
 
 
+def hashed(path: Path) -> LocalFile:
+    """``path`` as the request path hands it to measuring: judged, hashed and stamped (here: stamped now)."""
+    real = path.resolve()
+    media = sniff(real.read_bytes()[:HEAD_BYTES]) or sniff(bytes(_wav_extensible(frames=1)))
+    assert media is not None
+    return LocalFile(real, "0" * 64, media, real.stat().st_size, FileStamp.of(real.stat()))
+
+
 # -- local files ---------------------------------------------------------------------------------------------------
 
 
@@ -252,6 +263,43 @@ def test_without_ffmpeg_only_other_containers_stay_unmeasured(media, monkeypatch
     assert measure_local(media["voice.ogg"]) is None
     assert measure_local(media["voice.wav"]) == pytest.approx(2.5)
     assert measure_local(media["end.mp4"]) == pytest.approx(2.5, abs=0.05)
+
+
+# -- a request's input: measured from the file that was hashed ----------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["voice.wav", "end.mp4", "clip.webm", "voice.ogg", "streamed.webm"])
+def test_a_hashed_input_is_measured_from_that_file_with_or_without_ffmpeg(media, ffmpeg, tmp_path, name):
+    """The pure readers read the judged open file; ffmpeg reads it too (as /dev/fd/N), WebM and Ogg included."""
+    copy = tmp_path / name
+    copy.write_bytes(media[name].read_bytes())
+    assert measure_judged(hashed(copy)) == pytest.approx(measure_local(media[name]), abs=0.011)
+    assert measure_judged(hashed(copy)) is not None
+
+
+@pytest.mark.parametrize("how", ["replaced", "rewritten in place", "replaced while ffmpeg reads it"])
+def test_a_hashed_input_changed_before_its_measuring_ends_is_refused(media, ffmpeg, tmp_path, monkeypatch, how):
+    """The length priced is the hashed file's: one swapped (another inode) or rewritten (same inode: its size, mtime
+    and ctime change) between the hash and the end of the measuring is ``ChangedFile``, never another length."""
+    name = "clip.webm" if how.endswith("ffmpeg reads it") else "voice.wav"
+    voice = tmp_path / name
+    voice.write_bytes(media[name].read_bytes())
+    local = hashed(voice)
+    short = _wav(tmp_path / "short.wav", frames=800)  # 0.1 s
+    if how == "replaced":
+        short.replace(voice)
+    elif how == "rewritten in place":
+        voice.write_bytes(short.read_bytes())
+    else:
+        real_ffmpeg = duration_mod.ffmpeg_seconds
+
+        def swap_then_measure(*args: Any, **kwargs: Any) -> float | None:
+            short.replace(voice)
+            return real_ffmpeg(*args, **kwargs)
+
+        monkeypatch.setattr(duration_mod, "ffmpeg_seconds", swap_then_measure)
+    with pytest.raises(ChangedFile, match=name):
+        measure_judged(local)
 
 
 def _damaged(media: dict[str, Path]) -> dict[str, bytes]:
@@ -520,7 +568,7 @@ LIP_SYNC = _spec(
 async def test_a_lip_sync_price_is_exact_once_the_audio_is_measured(media):
     wire = {"image_url": "https://e/a.png", "audio_url": "voice.wav", "prompt": "hello"}
     async with httpx2.AsyncClient() as client:
-        measured = await measure_inputs(LIP_SYNC, wire, local={"voice.wav": media["voice.wav"]}, client=client)
+        measured = await measure_inputs(LIP_SYNC, wire, local={"voice.wav": hashed(media["voice.wav"])}, client=client)
     assert measured == {"the input audio": pytest.approx(2.5)}
     price = price_input(LIP_SYNC, wire, measured)
     assert price.known is True
@@ -609,7 +657,7 @@ async def test_several_files_in_one_field_are_billed_as_their_sum(media, served)
     )
     wire = {"video_urls": [f"{BASE}/end.mp4", "clip.mp4"], "audio_url": f"{BASE}/voice.wav"}
     async with _client(Server(served)) as client:
-        measured = await measure_inputs(spec, wire, local={"clip.mp4": media["fast.mp4"]}, client=client)
+        measured = await measure_inputs(spec, wire, local={"clip.mp4": hashed(media["fast.mp4"])}, client=client)
         assert measured == {"the input videos": pytest.approx(5.0, abs=0.1)}
         unreadable = {**wire, "video_urls": [f"{BASE}/end.mp4", f"{BASE}/missing.mp4"]}
         assert await measure_inputs(spec, unreadable, local={}, client=client) == {}  # one unknown: all unknown
@@ -626,7 +674,7 @@ async def test_an_input_that_cannot_be_measured_leaves_the_price_unknown(tmp_pat
         {},
     ]
     for wire in wires:
-        measured = await measure_inputs(LIP_SYNC, wire, local={"noise.wav": garbage}, client=None)
+        measured = await measure_inputs(LIP_SYNC, wire, local={"noise.wav": hashed(garbage)}, client=None)
         assert measured == {}
         assert price_input(LIP_SYNC, wire, measured).known is False
     async with _client(Server({})) as client:  # a URL that answers 404

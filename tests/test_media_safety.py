@@ -367,7 +367,7 @@ async def test_a_file_that_cannot_be_read_at_upload_time_costs_nothing_and_says_
 
     png(tmp_path / "face.png")
     wav(tmp_path / "references" / "voice.wav")
-    real_open = inputs._open_judged
+    real_open = inputs.open_judged
     disk = {"failing": False}
 
     class FailingDisk:
@@ -392,7 +392,7 @@ async def test_a_file_that_cannot_be_read_at_upload_time_costs_nothing_and_says_
         disk["failing"] = True
         return await answering()(context, params)
 
-    monkeypatch.setattr(inputs, "_open_judged", lambda path: FailingDisk(real_open(path)))
+    monkeypatch.setattr(inputs, "open_judged", lambda path: FailingDisk(real_open(path)))
     asked = {**TALK, "images": ["face.png"], "options": {"audio_url": "references/voice.wav"}}
     async with connect(elicitation=approve_then_fail) as client:
         result = await client.call_tool("generate_video", asked)

@@ -232,14 +232,14 @@ async def measure_billed_input(
     rt: Runtime, spec: ModelSpec, wire: dict[str, Any], files: dict[str, LocalFile]
 ) -> dict[str, float] | None:
     """The length of the input a per-second-of-input price bills (a local file, or a URL within bounds), or None
-    when the price does not depend on one."""
+    when the price does not depend on one. A local file is measured from the very file that was hashed (its bytes
+    are what is approved and uploaded); one swapped or rewritten since is refused (``InvalidRequest``)."""
     if input_to_measure(spec, wire) is None:
         return None
     from kie_mcp.media.duration import measure_inputs  # loads with the first per-second-of-input price
 
-    local = {value: found.path for value, found in files.items()}
     client = rt.kie.files if rt.kie is not None else None
-    return await measure_inputs(spec, wire, local=local, client=client, timeout=MEASURE_SECONDS)
+    return await measure_inputs(spec, wire, local=files, client=client, timeout=MEASURE_SECONDS)
 
 
 def quote_price(

@@ -31,6 +31,7 @@ from mcp.server.apps import Apps, ResourceCsp, client_supports_apps
 
 if TYPE_CHECKING:
     from kie_mcp.generation import Plan
+    from kie_mcp.media.inputs import LocalFile
     from kie_mcp.runtime import Runtime
     from kie_mcp.spend import Quote
     from kie_mcp.tasks import TaskRecord
@@ -138,10 +139,8 @@ async def card_meta(
 
 async def _input_pictures(plan: Plan) -> list[dict[str, Any]]:
     """Every input file of the request: local images as small pictures (data URLs, made in a worker thread from
-    files the plan already confined and checked; the first ``MAX_INPUT_PICTURES``, the rest by name); URLs by name
-    only (the app loads nothing from the network)."""
-    from kie_mcp.media.downloads import scaled_copy
-
+    the very files the plan confined, checked and hashed; the first ``MAX_INPUT_PICTURES``, the rest by name); URLs
+    by name only (the app loads nothing from the network)."""
     values: list[str] = []
     for key, value in plan.wire.items():
         field = plan.spec.fields.get(key)
@@ -158,13 +157,30 @@ async def _input_pictures(plan: Plan) -> list[dict[str, Any]]:
             entry: dict[str, Any] = {"name": Path(value).name}
             small = None
             if index < MAX_INPUT_PICTURES:  # past them, by name only (a card stays small and quick)
-                small = scaled_copy(local.path, INPUT_PICTURE_SIDE)  # never kept: inputs live in the user's folders
+                small = _picture_of(local)  # never kept: inputs live in the user's folders
             if small is not None:
                 entry["src"] = f"data:{small[1]};base64,{base64.b64encode(small[0]).decode()}"
             shown.append(entry)
         return shown
 
     return await anyio.to_thread.run_sync(pictures) if values else []
+
+
+def _picture_of(local: LocalFile) -> tuple[bytes, str] | None:
+    """A small picture of the input file ``local``, made from the very file that was hashed, opened through the
+    judged opener (``still_hashed``); None when it is not an image, or is no longer that file (swapped for a link to
+    a picture outside the allowed folders, a FIFO, other bytes): the card then names it only, and never opens the
+    name again."""
+    from kie_mcp.media.downloads import scaled_copy
+    from kie_mcp.media.inputs import still_hashed
+
+    if local.media.kind != "image":
+        return None
+    try:
+        with still_hashed(local) as handle:
+            return scaled_copy(handle, INPUT_PICTURE_SIDE)
+    except OSError:  # ChangedFile (a refusal), or no longer readable: shown by name
+        return None
 
 
 def gallery_meta(rt: Runtime, tasks: Sequence[TaskRecord]) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 import anyio
 import anyio.to_thread
@@ -738,25 +738,10 @@ def _keep_thumbnail(path: Path, made: tuple[bytes, str], max_side: int, source_m
 
 def _make_thumbnail(path: Path, max_side: int) -> tuple[bytes, str] | None:
     """Decode ``path`` and scale it down (the slow part: hundreds of ms for a 4K PNG)."""
-    from PIL import Image, ImageOps
-
     try:
         with path.open("rb") as handle:
-            if kind_of(sniff_mime(handle.read(SNIFF_BYTES))) != "image":
-                return None
-            handle.seek(0)
-            with Image.open(handle) as image:
-                image.draft("RGB", (max_side, max_side))  # JPEG: decode at a reduced scale
-                small = ImageOps.exif_transpose(image)
-                small.thumbnail((max_side, max_side))
-                alpha = small.mode in ("RGBA", "LA", "PA") or (small.mode == "P" and "transparency" in small.info)
-                out = io.BytesIO()
-                if alpha:
-                    small.convert("RGBA").save(out, format="PNG", optimize=True)
-                    return out.getvalue(), "image/png"
-                small.convert("RGB").save(out, format="JPEG", quality=80)
-                return out.getvalue(), "image/jpeg"
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+            return scaled_copy(handle, max_side)
+    except OSError:
         return None
 
 
@@ -855,10 +840,30 @@ def _make_poster(path: Path, max_side: int) -> tuple[bytes, str] | None:
         return None
 
 
-def scaled_copy(path: Path, max_side: int) -> tuple[bytes, str] | None:
-    """A scaled-down JPEG (PNG with transparency) of an image file, made now and not kept: for files in the user's
-    own folders (input images), where nothing should be written. Decodes: call it in a worker thread."""
-    return _make_thumbnail(Path(path), max_side)
+def scaled_copy(source: IO[bytes], max_side: int) -> tuple[bytes, str] | None:
+    """A scaled-down JPEG (PNG with transparency) of the image in ``source``, an open file, made now and not kept:
+    for files in the user's own folders (input images), where nothing should be written, and which are read only as
+    they were opened and checked, never opened again by name. None when it is not an image Pillow can decode.
+    Decodes: call it in a worker thread."""
+    from PIL import Image, ImageOps
+
+    try:
+        if kind_of(sniff_mime(source.read(SNIFF_BYTES))) != "image":
+            return None
+        source.seek(0)
+        with Image.open(source) as image:
+            image.draft("RGB", (max_side, max_side))  # JPEG: decode at a reduced scale
+            small = ImageOps.exif_transpose(image)
+            small.thumbnail((max_side, max_side))
+            alpha = small.mode in ("RGBA", "LA", "PA") or (small.mode == "P" and "transparency" in small.info)
+            out = io.BytesIO()
+            if alpha:
+                small.convert("RGBA").save(out, format="PNG", optimize=True)
+                return out.getvalue(), "image/png"
+            small.convert("RGB").save(out, format="JPEG", quality=80)
+            return out.getvalue(), "image/jpeg"
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return None
 
 
 def preview(path: Path, kind: str | None, max_side: int) -> tuple[bytes, str] | None:

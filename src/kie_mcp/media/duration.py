@@ -13,6 +13,11 @@ upscale or edit). Their quote is exact only once that input's length is known, s
   (WebM, Matroska, AVI, Ogg, AAC...) and for files the readers above leave open: ``ffmpeg -i`` with a timeout and
   only the ``file`` protocol allowed; when it prints no duration, a stream-copy pass to the null muxer. Without
   ffmpeg such files are not measured.
+* **A request's local input** is measured from the file that was hashed for its quote (``measure_judged``): opened
+  through the judged opener (``inputs.still_hashed``) and checked to be that very file when it is opened and again
+  once it is measured; the readers read that open file and ffmpeg reads it as ``/dev/fd/N`` (its checked name where
+  there is no ``/dev/fd``: Windows). A file swapped or rewritten between the hash and the end of the measuring is
+  ``ChangedFile``, and the request is refused: the price is always that of the bytes that are uploaded.
 * **URLs** are fetched with HTTP Range requests when the server honours them (the first 64 KiB, then only the
   headers the readers ask for, such as an MP4's ``moov`` at the end), else streamed into a temporary file up to a
   byte cap; everything within a time bound. Redirects are followed only to http(s) URLs. The caller's client must
@@ -51,9 +56,9 @@ from kie_mcp.catalog.pricing import input_to_measure
 from kie_mcp.catalog.validate import InvalidRequest, Problem, named_for_user
 
 from .addresses import PrivateAddress, send_checked
-from .inputs import field_kinds, is_remote
+from .inputs import ChangedFile, LocalFile, field_kinds, is_remote, still_hashed
 from .sniff import HEAD_BYTES, sniff
-from .stitch import StitchError, find_ffmpeg
+from .stitch import FD_FOLDER, StitchError, find_ffmpeg
 
 log = logging.getLogger(__name__)
 
@@ -526,20 +531,53 @@ def measure_local(path: Path, *, timeout: float = FFMPEG_TIMEOUT) -> float | Non
     """Seconds of the audio or video in ``path``, or None when it cannot be measured.
 
     Pure-Python readers first (by the file's bytes, never its name); ffmpeg, within ``timeout`` seconds, for other
-    containers and for files those readers leave open. Blocking: run it in a worker thread from async code."""
+    containers and for files those readers leave open. Blocking: run it in a worker thread from async code. A
+    request's input, hashed for its quote, is measured with ``measure_judged`` instead."""
     try:
         info = os.stat(path)
         if not stat.S_ISREG(info.st_mode):
             return None
         with open(path, "rb") as handle:
-            try:
-                return _valid(_pure(_FileReader(handle, info.st_size)))
-            except _TryFfmpeg:
-                pass
+            return _measure_open(handle, Path(path), timeout)
     except Exception as exc:
         log.debug("could not measure %s: %s", path, exc)
         return None
-    return ffmpeg_seconds(path, timeout=timeout)
+
+
+def measure_judged(local: LocalFile, *, timeout: float = FFMPEG_TIMEOUT) -> float | None:
+    """Seconds of the audio or video ``local`` hashed, or None when it cannot be measured; ``ChangedFile`` when the
+    file at its path is no longer the one hashed (checked as it is opened and again once it is measured), so a quote
+    never prices other bytes than the ones approved and uploaded. Blocking: run it in a worker thread."""
+    with still_hashed(local) as handle:
+        return _measure_open(handle, local.path, timeout)
+
+
+def _measure_open(handle: IO[bytes], path: Path, timeout: float) -> float | None:
+    """Seconds of the open file ``handle`` (``path`` is its checked name, for ffmpeg where ``/dev/fd`` is missing
+    and for logs); never raises."""
+    try:
+        size = os.fstat(handle.fileno()).st_size
+        return _valid(_pure(_FileReader(handle, size)))
+    except _TryFfmpeg:
+        pass
+    except Exception as exc:
+        log.debug("could not measure %s: %s", path, exc)
+        return None
+    return _ffmpeg_open(handle, path, timeout)
+
+
+def _ffmpeg_open(handle: IO[bytes], path: Path, timeout: float) -> float | None:
+    """ffmpeg's length of the open file ``handle``, read as ``/dev/fd/N`` (where ``/dev/fd`` exists), so a name
+    swapped for another file meanwhile is never what is measured; elsewhere its checked name."""
+    if os.name == "nt" or not FD_FOLDER.is_dir():
+        return ffmpeg_seconds(path, timeout=timeout)
+    try:
+        fd = handle.fileno()
+        os.lseek(fd, 0, os.SEEK_SET)  # where opening /dev/fd/N shares the offset (macOS): from the start
+    except (OSError, ValueError) as exc:
+        log.debug("could not measure %s: %s", path, exc)
+        return None
+    return ffmpeg_seconds(FD_FOLDER / str(fd), timeout=timeout, pass_fds=(fd,))
 
 
 # ------------------------------------------------------------------------------------------------------- ffmpeg
@@ -557,9 +595,10 @@ def ffmpeg_available() -> bool:
     return True
 
 
-def ffmpeg_seconds(path: Path, *, timeout: float = FFMPEG_TIMEOUT) -> float | None:
+def ffmpeg_seconds(path: Path, *, timeout: float = FFMPEG_TIMEOUT, pass_fds: tuple[int, ...] = ()) -> float | None:
     """The length ffmpeg reports for ``path`` (``Duration:``; else the end of a stream-copy pass), within
-    ``timeout`` seconds; None without ffmpeg, on a timeout, or when ffmpeg cannot read it."""
+    ``timeout`` seconds; None without ffmpeg, on a timeout, or when ffmpeg cannot read it. ``pass_fds``: the
+    descriptors ffmpeg inherits, for a ``path`` in ``/dev/fd``."""
     try:
         ffmpeg = find_ffmpeg()
     except StitchError:
@@ -573,6 +612,7 @@ def ffmpeg_seconds(path: Path, *, timeout: float = FFMPEG_TIMEOUT) -> float | No
             capture_output=True,
             timeout=timeout,
             check=False,
+            pass_fds=pass_fds,
         )
         report = probe.stderr[-65536:].decode(errors="replace")
         if "Input #0" not in report:
@@ -590,6 +630,7 @@ def ffmpeg_seconds(path: Path, *, timeout: float = FFMPEG_TIMEOUT) -> float | No
             capture_output=True,
             timeout=remaining,
             check=False,
+            pass_fds=pass_fds,
         )
         times = _OUT_TIME.findall(copy.stdout[-65536:])
         return _valid(int(times[-1]) / 1e6) if copy.returncode == 0 and times else None
@@ -822,7 +863,7 @@ async def measure_inputs(
     spec: ModelSpec,
     wire: Mapping[str, Any],
     *,
-    local: Mapping[str, Path],
+    local: Mapping[str, LocalFile],
     client: httpx2.AsyncClient | None,
     max_bytes: int = URL_MAX_BYTES,
     timeout: float = URL_TIMEOUT,  # noqa: ASYNC109 - the budget for every file of the input together
@@ -831,13 +872,14 @@ async def measure_inputs(
 
     The input is ``pricing.input_to_measure``: the one the rate ``price_input`` picks (the first whose ``when``
     matches ``wire``) bills by. The wire field holding that input comes from ``input_field``. Each value in it is a
-    URL (measured with ``client``, which must carry no credentials) or a key of ``local`` (a local path the request
-    path already resolved and checked; measured in a worker thread). When the field holds several files the
-    billed length is their sum (KIE documents no rule; every per-input-second model takes one file today, and the
-    sum is the most KIE could bill). Any file that cannot be measured leaves the input out: its price stays
-    unknown. Everything within ``timeout`` seconds in all. Raises only ``InvalidRequest``, naming the field, for a
-    URL (or its redirect) to this machine or a private network: nothing is fetched from it, and KIE could not
-    fetch it either."""
+    URL (measured with ``client``, which must carry no credentials) or a key of ``local`` (a local file the request
+    path already resolved, checked and hashed; measured from that very file, in a worker thread). When the field
+    holds several files the billed length is their sum (KIE documents no rule; every per-input-second model takes
+    one file today, and the sum is the most KIE could bill). Any file that cannot be measured leaves the input out:
+    its price stays unknown. Everything within ``timeout`` seconds in all. Raises only ``InvalidRequest``, naming
+    the field: for a URL (or its redirect) to this machine or a private network (nothing is fetched from it, and KIE
+    could not fetch it either), and for a local file that changed between its hash and the end of its measuring
+    (the price would be another file's)."""
     label = input_to_measure(spec, wire)
     if label is None:
         return {}
@@ -851,15 +893,17 @@ async def measure_inputs(
         with anyio.move_on_after(timeout) as scope:
             for index, item in enumerate(values):
                 remaining = max(scope.deadline - anyio.current_time(), 0.001)
+                where = f"{name}[{index}]" if isinstance(value, list) else name
                 try:
                     seconds = await _measure_one(item, local, client, max_bytes, remaining)
                 except PrivateAddress as refused:
-                    where = f"{name}[{index}]" if isinstance(value, list) else name
                     hint = (
                         f"{refused.message}, which KIE cannot reach either; pass a public URL or a local file path "
                         "(it will be uploaded)."
                     )
                     raise InvalidRequest(spec.id, named_for_user(spec, [Problem(where, hint)])) from None
+                except ChangedFile as changed:
+                    raise InvalidRequest(spec.id, named_for_user(spec, [Problem(where, _changed(changed))])) from None
                 if seconds is None:
                     return {}
                 total += seconds
@@ -871,11 +915,18 @@ async def measure_inputs(
     return {}
 
 
+def _changed(changed: ChangedFile) -> str:
+    return (
+        f"{changed.path.name} changed while it was being read ({changed.what}), so its length could "
+        "not be priced as the file that would be uploaded. Nothing was sent or spent; call again."
+    )
+
+
 async def _measure_one(
-    value: str, local: Mapping[str, Path], client: httpx2.AsyncClient | None, max_bytes: int, budget: float
+    value: str, local: Mapping[str, LocalFile], client: httpx2.AsyncClient | None, max_bytes: int, budget: float
 ) -> float | None:
     if value in local:
-        measure = functools.partial(measure_local, Path(local[value]), timeout=budget)
+        measure = functools.partial(measure_judged, local[value], timeout=budget)
         return await anyio.to_thread.run_sync(measure, abandon_on_cancel=True)
     if is_remote(value) and client is not None:
         return await measure_url(client, value, max_bytes=max_bytes, timeout=budget)

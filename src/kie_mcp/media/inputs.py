@@ -14,9 +14,15 @@ A local file is uploaded only when all of this holds (checked in this order, bef
 Symlinks are judged by their target: a link named ``ok.png`` that points at ``.env`` is refused.
 
 What is hashed (for the quote) and what is uploaded are read from one open file each, checked to be the file that
-was judged (``_open_judged``: a regular file, its path still free of symlinks and naming the same file), and the
+was judged (``open_judged``: a regular file, its path still free of symlinks and naming the same file), and the
 upload sends the bytes it read and checked against the approved hash, never a file opened again by name: a file
 swapped between the checks and the upload (for a link to ``~/.ssh/id_rsa``, or other bytes) is never sent.
+
+The hash reads at most the target's size limit: a file that grows past it after the size check is ``TooLarge``. What
+else reads a hashed file later (the length a per-second price measures, the approval card's picture) opens it through
+``still_hashed``: the judged opener, and the very file that was hashed (same device, inode, size, modification and
+change times, compared when it is opened and again when it is done); a file swapped or rewritten since is
+``ChangedFile``, never read by name.
 """
 
 from __future__ import annotations
@@ -24,13 +30,16 @@ from __future__ import annotations
 import errno
 import hashlib
 import io
+import math
 import os
 import re
 import stat
+import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import anyio.to_thread
 
@@ -51,12 +60,28 @@ UPLOAD_LIMIT_MB = 100.0  # the upload_file tool: any image, video or audio up to
 UPLOAD_LIMIT_BYTES = int(UPLOAD_LIMIT_MB * 1024 * 1024)
 
 
+class FileStamp(NamedTuple):
+    """Which file, and which state of it: a file replaced (another inode) or rewritten (size, mtime, and ctime, which
+    no user can set back) since the stamp was taken has another stamp."""
+
+    device: int
+    inode: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+
+    @classmethod
+    def of(cls, info: os.stat_result) -> FileStamp:
+        return cls(info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+
+
 @dataclass(frozen=True)
 class LocalFile:
     path: Path
     sha256: str
     media: Sniffed
     size: int  # bytes hashed: the most an upload of it may read
+    stamp: FileStamp  # the file as it was when hashed: what a later read of it (measuring, the card) must find
 
     @property
     def identity(self) -> str:
@@ -121,12 +146,31 @@ UPLOAD_ACCEPTS = Accepts(frozenset(KINDS), "upload_file", limit_mb=UPLOAD_LIMIT_
 
 def local_path(value: str, workspace: Path | tuple[Path, ...]) -> Path:
     """Where a local input lives: absolute, ``~``-relative, or relative to the workspace. Given several bases (the
-    sandbox area, then the real workspace), the first that holds the path; none holding it, the first."""
-    path = Path(value).expanduser()
+    sandbox area, then the real workspace), the first that holds the path; none holding it, the first. ``UnusablePath``
+    for a ``~user`` whose home folder this system does not know."""
+    path = _home_expanded(value)
     if path.is_absolute():
         return path
     bases = workspace if isinstance(workspace, tuple) else (workspace,)
     return next((base / path for base in bases if (base / path).exists()), bases[0] / path)
+
+
+def _home_expanded(value: str) -> Path:
+    """``value`` with a leading ``~`` or ``~user`` expanded (``Path.expanduser`` raises RuntimeError, the same error
+    a symlink loop gives, for a user it cannot find): an unknown user is said to be one."""
+    try:
+        return Path(value).expanduser()
+    except RuntimeError:
+        user = value[1:].replace(os.altsep or os.sep, os.sep).split(os.sep, 1)[0]  # as expanduser reads it
+        where = (
+            f"names the home folder of user {shown(user)}, a user this system does not know"
+            if user
+            else "starts with ~, but this system has no home folder set"
+        )
+        raise UnusablePath(
+            f"the path {shown(value)} {where}, so it leads nowhere. Nothing was read or uploaded. Give the file's "
+            "real path (absolute, or relative to the workspace)."
+        ) from None
 
 
 def shown(value: str) -> str:
@@ -146,14 +190,17 @@ def confined(value: str, workspace: Path | tuple[Path, ...], roots: tuple[Path, 
     try:
         real = local_path(value, workspace).resolve()
         real.exists()  # surfaces paths the system refuses (too long, ...) here rather than later
+    except UnusablePath:  # an unknown ~user, said as such
+        raise
     except (OSError, ValueError, RuntimeError) as err:  # RuntimeError: a symlink loop (Python 3.11)
         raise UnusablePath(_path_problem(value, err)) from None
     if not any(real.is_relative_to(root) for root in roots):
+        # Where it leads is not said: that would show what lies outside (another user's files, a process id).
         allowed = ", ".join(str(root) for root in roots)
         raise OutsideAllowedFolders(
-            f"{shown(value)} resolves to {real}, outside the folders kie-mcp may read ({allowed}). Nothing was read or "
-            "uploaded. Move the file into the workspace, share its folder as an MCP root in the client, or add it "
-            "to KIE_ALLOWED_DIRS."
+            f"{shown(value)} leads outside the folders kie-mcp may read ({allowed}). Nothing was read or uploaded. "
+            "Move the file into the workspace, share its folder as an MCP root in the client, or add it to "
+            "KIE_ALLOWED_DIRS."
         )
     return real
 
@@ -244,16 +291,31 @@ def inspect_local(
             f"{name} is a {media.label} (by its bytes); {accepts.what} takes {', '.join(sorted(accepts.formats))}. "
             "Convert it to one of those. Nothing was uploaded."
         )
-    kind = next(iter(accepts.kinds)) if len(accepts.kinds) == 1 else media.kind
-    limit = accepts.limit_mb or DEFAULT_LIMIT_MB[kind]
-    size_mb = size / 1024 / 1024
-    if size_mb > limit:
-        bound = "" if accepts.limit_mb else " (kie-mcp's conservative bound, as the model documents none)"
-        raise TooLarge(
-            f"{name} is {size_mb:.1f} MB; {accepts.what} takes {_plural(accepts.kinds)} up to {limit:g} MB{bound}. "
-            "Nothing was uploaded."
-        )
+    if size > limit_bytes(accepts, media):
+        raise TooLarge(_too_large(name, size, accepts, media))
     return real, media
+
+
+def _limit_mb(accepts: Accepts, media: Sniffed) -> float:
+    kind = next(iter(accepts.kinds)) if len(accepts.kinds) == 1 else media.kind
+    return accepts.limit_mb or DEFAULT_LIMIT_MB[kind]
+
+
+def limit_bytes(accepts: Accepts, media: Sniffed) -> int:
+    """The most bytes ``accepts`` takes of ``media``: what the hash (and so the upload) may read of it. No limit
+    (``inf``: stitch_videos' clips, read by ffmpeg here) reads to the end."""
+    limit = _limit_mb(accepts, media)
+    return int(limit * 1024 * 1024) if math.isfinite(limit) else sys.maxsize
+
+
+def _too_large(name: str, size: int, accepts: Accepts, media: Sniffed, *, grew: bool = False) -> str:
+    limit = _limit_mb(accepts, media)
+    bound = "" if accepts.limit_mb else " (kie-mcp's conservative bound, as the model documents none)"
+    now = " now (it grew after its size was checked)" if grew else ""
+    return (
+        f"{name} is {size / 1024 / 1024:.1f} MB{now}; {accepts.what} takes {_plural(accepts.kinds)} up to "
+        f"{limit:g} MB{bound}. Nothing was uploaded."
+    )
 
 
 def _named(value: str, real: Path) -> str:
@@ -366,14 +428,28 @@ def find_local_files(
     for name, index, value in local:
         where = f"{name}[{index}]" if index is not None else name
         try:  # every slot is checked, so one file given to two fields must suit both
-            path, media = inspect_local(value, workspace, allowed, field_accepts(spec, name))
+            accepts = field_accepts(spec, name)
+            path, media = inspect_local(value, workspace, allowed, accepts)
             if value not in found:
-                found[value] = local_file(path, media)
+                found[value] = _hashed_within(value, path, media, accepts)
+            if found[value].size > limit_bytes(accepts, media):  # hashed for a field with a higher limit
+                raise TooLarge(_too_large(_named(value, path), found[value].size, accepts, media))
         except RefusedInput as err:
             problems.append(Problem(where, str(err)))
         except OSError as err:
             problems.append(Problem(where, _path_problem(value, err)))
     return found, problems
+
+
+def _hashed_within(value: str, path: Path, media: Sniffed, accepts: Accepts) -> LocalFile:
+    """``local_file`` read no further than ``accepts``' size limit: a file grown past it since its size was checked
+    is ``TooLarge``, never hashed (and so never approved or uploaded) whole."""
+    try:
+        return local_file(path, media, most=limit_bytes(accepts, media))
+    except ChangedFile as err:
+        if not err.longer:
+            raise
+        raise TooLarge(_too_large(_named(value, path), err.size, accepts, media, grew=True)) from None
 
 
 def with_identities(spec: ModelSpec, wire: dict[str, Any], files: dict[str, LocalFile]) -> dict[str, Any]:
@@ -411,7 +487,7 @@ def approved_bytes(local: LocalFile) -> bytes:
     the approval was for the bytes that were priced (a longer audio file bills more), and the upload would be
     remembered under the priced bytes' hash and reused for them."""
     try:
-        digest, _, content = _read_judged(local.path, local.media, most=local.size, keep=True)
+        digest, _, content, _ = _read_judged(local.path, local.media, most=local.size, keep=True)
     except ChangedFile as err:  # before OSError: a refusal is a PermissionError too
         if not err.longer:
             raise KieError(
@@ -442,40 +518,84 @@ class ChangedFile(RefusedInput):
     """The file at a judged path is no longer the one judged: swapped, linked, grown (``longer``) or of another
     type."""
 
-    def __init__(self, path: Path, what: str, *, longer: bool = False) -> None:
+    def __init__(self, path: Path, what: str, *, longer: bool = False, size: int = 0) -> None:
         super().__init__(
             f"{path.name} changed while it was being read ({what}). Nothing was uploaded. Check the file and ask again."
         )
+        self.path = path
         self.what = what
         self.longer = longer
+        self.size = size  # with ``longer``: how many bytes it held at least
 
 
-def _read_judged(path: Path, media: Sniffed, *, most: int | None, keep: bool) -> tuple[str, int, bytes | None]:
-    """SHA-256 and size of the file at ``path`` (a real path judged by ``inspect_local``) and, with ``keep``, its
-    content, read from one open file that is still the judged one and still ``media`` by its bytes; ``ChangedFile``
-    when it is not, or holds more than ``most`` bytes."""
-    with _open_judged(path) as handle:
-        size = os.fstat(handle.fileno()).st_size
-        if most is not None and size > most:
-            raise ChangedFile(path, f"it is {size:,} bytes now, {most:,} when it was checked", longer=True)
-        if keep:  # read whole at once: one copy in memory (a 100 MB video is 100 MB, not twice that)
-            content = handle.read(size + 1)
-            if len(content) > size:
-                raise ChangedFile(path, "it grew while it was being read", longer=True)
-            if sniff(content[:HEAD_BYTES]) != media:
-                raise ChangedFile(path, f"it is no longer {media.label}")
-            return hashlib.sha256(content).hexdigest(), len(content), content
-        digest = hashlib.sha256()
-        seen = 0
-        head = handle.read(HEAD_BYTES)
-        if sniff(head) != media:
+class _Judged(NamedTuple):
+    """What one read of a judged file found."""
+
+    sha256: str
+    size: int
+    content: bytes | None
+    stamp: FileStamp
+
+
+def _read_judged(path: Path, media: Sniffed, *, most: int, keep: bool) -> _Judged:
+    """SHA-256, size and stamp of the file at ``path`` (a real path judged by ``inspect_local``) and, with ``keep``,
+    its content, read from one open file that is still the judged one, still ``media`` by its bytes and not changed
+    while it was read; ``ChangedFile`` when it is not, or holds more than ``most`` bytes (``longer``)."""
+    with open_judged(path) as handle:
+        before = FileStamp.of(os.fstat(handle.fileno()))
+        if before.size > most:
+            why = f"it is {before.size:,} bytes now, more than the {most:,} it may hold"
+            raise ChangedFile(path, why, longer=True, size=before.size)
+        digest, seen, content = _hash_open(path, handle, media, before.size, most, keep=keep)
+        after = FileStamp.of(os.fstat(handle.fileno()))
+    if after != before or seen != after.size:
+        raise ChangedFile(path, "it was written to while it was being read")
+    return _Judged(digest, seen, content, after)
+
+
+def _hash_open(
+    path: Path, handle: io.BufferedReader, media: Sniffed, size: int, most: int, *, keep: bool
+) -> tuple[str, int, bytes | None]:
+    """SHA-256 and length of what ``handle`` (``size`` bytes when opened) holds and, with ``keep``, the bytes; a file
+    that grows while it is read (past ``size`` with ``keep``, past ``most`` without) is ``ChangedFile``."""
+    if keep:  # read whole at once: one copy in memory (a 100 MB video is 100 MB, not twice that)
+        content = handle.read(size + 1)
+        if len(content) > size:
+            raise ChangedFile(path, "it grew while it was being read", longer=True, size=len(content))
+        if sniff(content[:HEAD_BYTES]) != media:
             raise ChangedFile(path, f"it is no longer {media.label}")
-        chunk = head
-        while chunk:
-            seen += len(chunk)
-            digest.update(chunk)
-            chunk = handle.read(1 << 20)
+        return hashlib.sha256(content).hexdigest(), len(content), content
+    digest = hashlib.sha256()
+    seen = 0
+    head = handle.read(HEAD_BYTES)
+    if sniff(head) != media:
+        raise ChangedFile(path, f"it is no longer {media.label}")
+    chunk = head
+    while chunk:
+        seen += len(chunk)
+        if seen > most:
+            raise ChangedFile(path, "it grew while it was being read", longer=True, size=seen)
+        digest.update(chunk)
+        chunk = handle.read(1 << 20)
     return digest.hexdigest(), seen, None
+
+
+@contextmanager
+def still_hashed(local: LocalFile) -> Iterator[io.BufferedReader]:
+    """``local``'s file opened through the judged opener, and the very file that was hashed: what is read from it (a
+    length to price, a picture to show) is what was approved. ``ChangedFile`` when it is another file or was written
+    to since it was hashed, checked as it is opened and again, with its path, once the caller is done."""
+    with open_judged(local.path) as handle:
+        _same_as_hashed(local, handle)
+        yield handle
+        _same_as_hashed(local, handle)
+    with open_judged(local.path) as again:  # the path still leads to it, with no symlink swapped in
+        _same_as_hashed(local, again)
+
+
+def _same_as_hashed(local: LocalFile, handle: io.BufferedReader) -> None:
+    if FileStamp.of(os.fstat(handle.fileno())) != local.stamp:
+        raise ChangedFile(local.path, "it is not the file that was hashed any more")
 
 
 def read_inside(path: Path, home: Path, most: int) -> bytes:
@@ -494,7 +614,7 @@ def read_inside(path: Path, home: Path, most: int) -> bytes:
     reason = private_reason(real, home, (home,))
     if reason is not None:
         raise PrivateFile(f"{path.name} is private: {reason}.")
-    with _open_judged(real) as handle:
+    with open_judged(real) as handle:
         size = os.fstat(handle.fileno()).st_size
         content = handle.read(most + 1) if size <= most else b""
     if size > most or len(content) > most:
@@ -503,18 +623,18 @@ def read_inside(path: Path, home: Path, most: int) -> bytes:
 
 
 def read_judged_head(path: Path) -> bytes:
-    """The first bytes of a regular file at a resolved ``path`` (``_open_judged``): never blocks on a FIFO or a
+    """The first bytes of a regular file at a resolved ``path`` (``open_judged``): never blocks on a FIFO or a
     device swapped in for it."""
     return _head_and_size(path)[0]
 
 
 def _head_and_size(path: Path) -> tuple[bytes, int]:
     """The first bytes and the size of a regular file, read without blocking on a FIFO swapped in for it."""
-    with _open_judged(path) as handle:
+    with open_judged(path) as handle:
         return handle.read(HEAD_BYTES), os.fstat(handle.fileno()).st_size
 
 
-def _open_judged(path: Path) -> io.BufferedReader:
+def open_judged(path: Path) -> io.BufferedReader:
     """``path`` opened for reading when it is still what was judged: a regular file (never a FIFO or device, which
     could block or never end), not a symlink, and the same file the path names now with no symlink in it. A file
     swapped for a link (to ``~/.ssh/id_rsa``) in any part of its path, before or while it is opened, is refused."""
@@ -563,15 +683,16 @@ def _replace(spec: ModelSpec, wire: dict[str, Any], mapping: dict[str, str]) -> 
     return out
 
 
-def local_file(path: Path, media: Sniffed) -> LocalFile:
-    """``path`` (judged by ``inspect_local``) with its content's hash: reads the whole file from one open file that
-    is still the judged one (call it in a worker thread)."""
-    digest, size, _ = _read_judged(path, media, most=None, keep=False)
-    return LocalFile(path, digest, media, size)
+def local_file(path: Path, media: Sniffed, *, most: int) -> LocalFile:
+    """``path`` (judged by ``inspect_local``) with its content's hash: reads the whole file, at most ``most`` bytes
+    (more is ``ChangedFile`` with ``longer``), from one open file that is still the judged one (call it in a worker
+    thread)."""
+    digest, size, _, stamp = _read_judged(path, media, most=most, keep=False)
+    return LocalFile(path, digest, media, size, stamp)
 
 
 def snapshot(path: Path, media: Sniffed, most: int) -> tuple[LocalFile, bytes]:
     """``local_file`` and the bytes it hashed (at most ``most``), for an upload that sends exactly what was
     checked (call it in a worker thread)."""
-    digest, size, content = _read_judged(path, media, most=most, keep=True)
-    return LocalFile(path, digest, media, size), content or b""
+    digest, size, content, stamp = _read_judged(path, media, most=most, keep=True)
+    return LocalFile(path, digest, media, size, stamp), content or b""

@@ -49,8 +49,7 @@ import anyio
 import anyio.to_thread
 from anyio.abc import ByteReceiveStream
 
-from kie_mcp.media.inputs import RefusedInput, read_judged_head
-from kie_mcp.media.inputs import _open_judged as open_judged  # TODO: public name
+from kie_mcp.media.inputs import RefusedInput, open_judged, read_judged_head
 from kie_mcp.media.sniff import describe, sniff
 from kie_mcp.words import plain
 
@@ -75,7 +74,7 @@ MAX_CAPTIONS = 200  # without libass each caption is a filter on the command lin
 MAX_CAPTION_SECONDS = 86400.0  # a day: any real video is shorter, and SRT times stay small integers
 # ffmpeg demuxers of the single-file video formats media.sniff recognises; nothing else is ever opened.
 _VIDEO_DEMUXERS = ("mov", "matroska", "avi", "ogg")
-_FD_FOLDER = Path("/dev/fd")  # an open descriptor by name: how ffmpeg is given the clips that were checked
+FD_FOLDER = Path("/dev/fd")  # an open descriptor by name: how ffmpeg is given the clips that were checked
 
 
 def _whitelist(*formats: str) -> list[str]:
@@ -711,9 +710,9 @@ class _Held:
         except BaseException:
             self.close()
             raise
-        by_descriptor = _FD_FOLDER.is_dir() and os.name != "nt"
+        by_descriptor = FD_FOLDER.is_dir() and os.name != "nt"
         self.fds = tuple(handle.fileno() for handle in self._handles) if by_descriptor else ()
-        self.sources = [f"{_FD_FOLDER}/{fd}" for fd in self.fds] if by_descriptor else [str(p) for p in self.paths]
+        self.sources = [f"{FD_FOLDER}/{fd}" for fd in self.fds] if by_descriptor else [str(p) for p in self.paths]
 
     def rewound(self) -> tuple[int, ...]:
         """The descriptors to pass, each at its start (where opening ``/dev/fd/N`` shares the offset: macOS)."""
