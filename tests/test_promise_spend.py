@@ -6,12 +6,23 @@ simulator's HTTP interface; nothing of ours is mocked.
 
 from __future__ import annotations
 
+import json
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 import anyio
+import httpx2
 import pytest
+from mcp import Client
 from mcp.client import ClientRequestContext
 from mcp.types import ElicitRequestParams, ElicitResult
+
+from kie_mcp.journal import journal_path
+from kie_mcp.server import create_server
 
 from .conftest import answering, confirmed_and_replayed, text_of
 from .test_live_wiring import feed_row, sync
@@ -268,7 +279,7 @@ async def test_a_past_charge_raises_a_quote_but_never_lowers_it(connect, control
     assert after_cheaper["quote"]["credits_total"] == 8  # the table, never below it
 
 
-@pytest.mark.parametrize("charged", [0, 40, 3])
+@pytest.mark.parametrize("charged", [40, 3])  # a charge of 0 is no charge at all: see the section at the end
 async def test_a_zero_or_far_off_charge_is_a_warning_not_a_price(connect, controls, charged):
     await controls.post("prices", {"nano-banana-2": charged})
     async with connect(elicitation=answering()) as client:
@@ -492,3 +503,259 @@ async def test_a_file_in_a_shared_mcp_root_is_priced_and_its_quote_approves_the_
     assert made.structured_content["status"] == "completed", text_of(made)
     assert again.structured_content["status"] == "confirmation_required"
     assert len(await controls.creates()) == 1
+
+
+# -- the spend gate against a buggy upstream, a retrying host and a slow answer -------------------------------
+
+MARKET_CREATE, MARKET_STATUS = "/api/v1/jobs/createTask", "/api/v1/jobs/recordInfo"
+Hook = Callable[[dict[str, Any]], None]
+
+
+class Upstream(httpx2.AsyncBaseTransport):
+    """The simulator behind a buggy upstream (a proxy, or KIE on a bad day): ``hooks`` may change the JSON answers of
+    a path; with ``held``, a Market create waits there (``arrived`` is set) until ``held`` is set: still being sent."""
+
+    def __init__(
+        self, inner: httpx2.AsyncBaseTransport, hooks: dict[str, Hook] | None = None, held: anyio.Event | None = None
+    ) -> None:
+        self.inner, self.hooks, self.held, self.arrived = inner, hooks or {}, held, anyio.Event()
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        if self.held is not None and request.url.path == MARKET_CREATE:
+            self.arrived.set()
+            await self.held.wait()
+        response = await self.inner.handle_async_request(request)
+        hook = self.hooks.get(request.url.path)
+        if hook is None:
+            return response
+        body = json.loads(await response.aread())
+        hook(body)
+        return httpx2.Response(
+            response.status_code, headers={"content-type": "application/json"}, content=json.dumps(body).encode()
+        )
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@asynccontextmanager
+async def served(
+    settings: Any, upstream: httpx2.AsyncBaseTransport, mode: str, elicitation: Any = None, **overrides: Any
+) -> AsyncIterator[Client]:
+    """A server whose KIE is ``upstream``, and a real MCP client on it."""
+    server = create_server(replace(settings, **overrides), transport=upstream)
+    async with Client(server, mode=mode, elicitation_callback=elicitation) as client:
+        yield client
+
+
+class ReportedCharge:
+    """Hooks that make KIE report ``charge`` as what its ``nth`` created task cost (0: the first; the simulator
+    charged the real price), once that task has ended in ``state``."""
+
+    def __init__(self, charge: float, state: str = "success", nth: int = 1) -> None:
+        self.charge, self.state, self.nth, self.created = charge, state, nth, []
+
+    def hooks(self) -> dict[str, Hook]:
+        return {MARKET_CREATE: self.on_create, MARKET_STATUS: self.on_status}
+
+    def on_create(self, body: dict[str, Any]) -> None:
+        self.created.append((body.get("data") or {}).get("taskId"))
+
+    def on_status(self, body: dict[str, Any]) -> None:
+        data = body.get("data") or {}
+        if self.created[self.nth : self.nth + 1] == [data.get("taskId")] and data.get("state") == self.state:
+            data["creditsConsumed"] = self.charge
+
+
+@pytest.mark.parametrize("charge", [0, -1000])
+async def test_a_charge_of_zero_or_less_kie_reports_never_reopens_the_daily_cap(
+    settings, transport, controls, mode, charge
+):
+    """KIE charged 8 for each image, and reports 0 (or -1000) for the second: that is no charge, so its reservation
+    stays counted, the record says why, and the first task's real charge is not erased. A cap of 16 holds two."""
+    upstream = Upstream(transport, (charges := ReportedCharge(charge)).hooks())
+    async with served(settings, upstream, mode, auto_approve_credits=10, max_credits_per_day=16) as client:
+        made = [
+            await client.call_tool("generate_image", {**IMAGE, "prompt": f"apple {n}", "wait_seconds": 20})
+            for n in range(3)
+        ]
+        spent = await spent_today(client)
+    first, second = (result.structured_content["tasks"][0] for result in made[:2])
+    assert [r.structured_content["status"] for r in made[:2]] == ["completed"] * 2, text_of(made[1])
+    assert first["credits_charged"] == 8
+    assert second["credits_charged"] is None and "charge for this task could not be read" in second["error"]
+    assert made[2].is_error and "today's cap" in text_of(made[2])
+    assert spent == 16 and len(await controls.creates()) == 2 == len(charges.created)
+
+
+async def test_a_failed_task_s_refund_never_takes_back_more_than_it_reserved(settings, transport, controls, mode):
+    """The second task fails and KIE reports a charge of -1000 for it: its own 8 credits come back, never the 8 the
+    first task really cost."""
+    upstream = Upstream(transport, ReportedCharge(-1000, state="fail").hooks())
+    async with served(settings, upstream, mode, auto_approve_credits=10) as client:
+        done = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 20})
+        await controls.fault("create", kind="task_fail")
+        failed = await client.call_tool("generate_image", {**IMAGE, "prompt": "a pear", "wait_seconds": 20})
+        spent = await spent_today(client)
+    assert done.structured_content["status"] == "completed", text_of(done)
+    assert failed.structured_content["status"] == "failed", text_of(failed)
+    assert spent == 8
+
+
+async def test_a_charge_of_zero_for_an_unknown_price_keeps_its_reservation(settings, transport, controls, mode):
+    """KIE reports 0 for a task whose price was not known: no charge, and not one to measure from the balance
+    either; the reservation (the per-call cap) stays counted."""
+    upstream = Upstream(transport, ReportedCharge(0, nth=0).hooks())
+    async with served(settings, upstream, mode, elicitation=answering()) as client:
+        made = await client.call_tool("generate_video", {**UNPRICED, "wait_seconds": 20})
+        spent = await spent_today(client)
+    [task] = made.structured_content["tasks"]
+    assert task["state"] == "succeeded" and task["credits_charged"] is None, text_of(made)
+    assert task["credits_reserved"] == 600 and spent == 600
+
+
+async def test_a_charge_of_zero_is_said_on_the_answer_and_never_becomes_a_price(connect, controls):
+    await controls.post("prices", {"nano-banana-2": 0})  # KIE charges, and reports, 0
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 20})
+        quoted = await estimate(client, IMAGE)
+        spent = await spent_today(client)
+    assert made.structured_content["status"] == "completed", text_of(made)
+    assert "could not be read: KIE reported 0 credits" in text_of(made)
+    assert quoted["quote"]["credits_total"] == 8 and "charged" not in quoted["quote"]["price_source"]
+    assert spent == 8  # the reservation stays counted: https://kie.ai/logs has the real charge
+
+
+def repeat_first_create_answer() -> Hook:
+    """A hook under which the second Market create is answered with the first one's task id (KIE made a second)."""
+    first: list[Any] = []
+
+    def hook(body: dict[str, Any]) -> None:
+        data = body.get("data") or {}
+        if first:
+            data["taskId"] = first[0]
+        else:
+            first.append(data.get("taskId"))
+
+    return hook
+
+
+async def test_a_create_answered_with_a_task_already_in_the_journal_stays_counted_and_is_reported_unknown(
+    settings, transport, controls, mode
+):
+    """Only a Veo 1080p ask may name a task an earlier request started. A new image create answered with the first
+    image's task id may have made (and been charged for) a second one: unknown, counted, never sent again, and the
+    first task's record stands."""
+    upstream = Upstream(transport, {MARKET_CREATE: repeat_first_create_answer()})
+    async with served(settings, upstream, mode, auto_approve_credits=10, max_credits_per_day=16) as client:
+        first = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 20})
+        second = await client.call_tool("generate_image", {**IMAGE, "prompt": "a pear", "wait_seconds": 20})
+        third = await client.call_tool("generate_image", {**IMAGE, "prompt": "a plum", "wait_seconds": 20})
+        credits = (await client.call_tool("check_credits", {})).structured_content
+        listed = (await client.call_tool("list_tasks", {})).structured_content["tasks"]
+    task_id = first.structured_content["tasks"][0]["task_id"]
+    assert first.structured_content["status"] == "completed", text_of(first)
+    assert second.structured_content["status"] == "unknown", text_of(second)
+    [unknown] = second.structured_content["tasks"]
+    assert unknown["task_id"] is None and task_id in unknown["error"] and "https://kie.ai/logs" in text_of(second)
+    assert "already had" not in text_of(second)
+    assert third.is_error and "today's cap" in text_of(third)  # the second create stays counted: 16 of 16
+    assert credits["spent_today"] == 16 and credits["unknown_creates"] == 1
+    assert [(t["task_id"], t["state"], t["credits_charged"]) for t in listed] == [(task_id, "succeeded", 8)]
+    assert len(await controls.creates()) == 2  # never sent again
+
+
+async def test_a_used_quote_whose_create_may_have_reached_kie_gets_that_answer_not_a_new_quote(connect, controls):
+    """The connection dropped after the quote's create was sent; the host sends the same call again. The answer is
+    that create's unknown outcome (counted, see https://kie.ai/logs), never a fresh quote to pay for it twice."""
+    await controls.fault("create", kind="drop_after_create")
+    async with connect() as client:
+        quote = (await estimate(client, IMAGE))["quote"]["quote_id"]
+        first = await client.call_tool("generate_image", {**IMAGE, "quote_id": quote})
+        again = await client.call_tool("generate_image", {**IMAGE, "quote_id": quote})
+        spent = await spent_today(client)
+    assert first.structured_content["status"] == "unknown", text_of(first)
+    assert again.structured_content["status"] == "unknown", text_of(again)
+    assert again.structured_content["quote"] is None and "quote_id=" not in text_of(again)
+    assert "already used" in text_of(again) and "https://kie.ai/logs" in text_of(again)
+    assert spent == 8 and len(await controls.creates()) == 1
+
+
+async def test_a_replayed_answer_whose_create_may_have_reached_kie_gets_that_answer_not_a_new_quote(
+    connect, controls, mode
+):
+    if mode != "auto":
+        pytest.skip("only the 2026-07-28 era carries the confirmation inside a retried request")
+    await controls.fault("create", kind="drop_after_create")
+    async with connect(elicitation=answering()) as client:
+        done, again = await confirmed_and_replayed(client, "generate_image", IMAGE)
+        spent = await spent_today(client)
+    assert done.structured_content["status"] == "unknown", text_of(done)
+    assert again.structured_content["status"] == "unknown", text_of(again)
+    assert again.structured_content["quote"] is None and "https://kie.ai/logs" in text_of(again)
+    assert spent == 8 and len(await controls.creates()) == 1
+
+
+async def test_a_used_quote_back_while_its_create_is_still_being_sent_gets_no_new_quote(
+    settings, transport, controls, mode
+):
+    held = anyio.Event()
+    upstream = Upstream(transport, held=held)
+    results: list[Any] = []
+    async with served(settings, upstream, mode) as client:
+        quote = (await estimate(client, IMAGE))["quote"]["quote_id"]
+
+        async def first() -> None:
+            results.append(await client.call_tool("generate_image", {**IMAGE, "quote_id": quote, "wait_seconds": 20}))
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(first)
+            await upstream.arrived.wait()  # the create is on its way to KIE, its answer not back
+            again = await client.call_tool("generate_image", {**IMAGE, "quote_id": quote})
+            held.set()
+        spent = await spent_today(client)
+    assert again.structured_content["status"] == "unknown", text_of(again)
+    assert again.structured_content["quote"] is None
+    assert "still being sent" in text_of(again) and "https://kie.ai/logs" in text_of(again)
+    assert results[0].structured_content["status"] == "completed", text_of(results[0])
+    assert spent == 8 and len(await controls.creates()) == 1
+
+
+def expire_questions(settings: Any, at: float) -> None:
+    """Move every confirmation question's expiry to ``at`` (epoch seconds), as time passing would."""
+    with sqlite3.connect(journal_path(settings.workspace)) as db:
+        db.execute("UPDATE quotes SET expires = ? WHERE kind = 'ask'", (at,))
+
+
+def answering_after(seconds: float, before: Callable[[], None] = lambda: None) -> Callable[..., Any]:
+    """A user who takes ``seconds`` to say yes (``before`` runs as they answer)."""
+
+    async def callback(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+        await anyio.sleep(seconds)
+        before()
+        return ElicitResult(action="accept", content={"confirm": True})
+
+    return callback
+
+
+async def test_a_question_asked_again_gets_its_full_time_to_be_answered(connect, controls, settings):
+    """An earlier call's question about the same request, declined, is asked again (the same confirmation) with
+    little of its time left: the new question has the full time, so a yes within it runs the request once."""
+    async with connect(elicitation=answering(action="decline")) as client:
+        declined = await client.call_tool("generate_image", IMAGE)
+    expire_questions(settings, time.time() + 1.0)  # the old question ends in a second
+    async with connect(elicitation=answering_after(2.0), confirm_timeout_seconds=60) as client:
+        result = await client.call_tool("generate_image", IMAGE)
+        spent = await spent_today(client)
+    assert declined.structured_content["status"] == "declined"
+    assert result.structured_content["status"] == "completed", text_of(result)
+    assert spent == 8 and len(await controls.creates()) == 1
+
+
+async def test_a_yes_after_its_question_expired_is_cancelled_not_called_already_used(connect, controls, settings):
+    async with connect(elicitation=answering_after(0, lambda: expire_questions(settings, 0))) as client:
+        result = await client.call_tool("generate_image", IMAGE)
+        spent = await spent_today(client)
+    assert result.structured_content["status"] == "cancelled", text_of(result)
+    assert "no answer within" in text_of(result) and "already used" not in text_of(result)
+    assert spent == 0 and await controls.creates() == []

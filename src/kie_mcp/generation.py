@@ -51,6 +51,7 @@ from kie_mcp.spend import (
     check_caps,
     decide,
     grant,
+    priced,
     request_hash,
     reservation,
 )
@@ -367,7 +368,10 @@ def decide_approval(rt: Runtime, p: Plan, *, can_ask: bool, answered: bool = Fal
     With ``KIE_APPROVAL=form`` and a client that can show the form, a quote_id only binds: the request must be the
     quoted one (an input file changed since, a quote used or expired: refused, with a new quote), and the person
     still answers the form. An agent's own estimate is then never an approval."""
-    problem = rt.quotes.problem(p.quote_id, p.digest) if p.quote_id else None
+    refusal = rt.quotes.refusal(p.quote_id, p.digest) if p.quote_id else None
+    if p.quote_id and refusal is not None and (replay := unsettled_replay(rt, p.quote_id, p.digest, refusal)):
+        return replay
+    problem = None if refusal is None else str(refusal)
     binds_only = can_ask and rt.settings.approval == "form"
     if binds_only and problem is not None:
         return NeedsConfirmation(f"{problem} {FORM_APPROVES}")
@@ -395,6 +399,29 @@ def decide_approval(rt: Runtime, p: Plan, *, can_ask: bool, answered: bool = Fal
         p.spec.id, p.digest, p.price, p.variations, ceiling=p.reserved, ttl=rt.settings.confirm_timeout_seconds
     )
     return Ask(question(p, ask.quote_id, changed), ask.quote_id)
+
+
+UNSETTLED = ("unknown", "sending")  # create attempts that may have reached KIE, with no answer (yet)
+
+
+def unsettled_replay(rt: Runtime, quote_id: str, digest: str, refusal: QuoteError) -> Replay | None:
+    """A used quote back for the request it approved while that request's create may have reached KIE (its outcome
+    unknown, or still being sent): the answer is that create (``replayed``), never a fresh quote to pay twice."""
+    if refusal.why != "used" or rt.quotes.quote(quote_id, digest) is None:
+        return None
+    if any(attempt["state"] in UNSETTLED for attempt in rt.journal.attempts_for_quote(quote_id)):
+        return Replay(quote_id)
+    return None
+
+
+def refused_answer(rt: Runtime, quote_id: str, refusal: QuoteError) -> NeedsConfirmation | Replay:
+    """What a yes whose question's quote cannot be used means: a used quote is a replay (show what it bought), an
+    expired one an answer that came too late (nothing spent, ask again), anything else the reason as it is."""
+    if refusal.why == "used":
+        return Replay(quote_id)
+    if refusal.why == "expired":
+        return NeedsConfirmation(UNANSWERED.format(minutes=rt.settings.confirm_timeout_seconds / 60), True)
+    return NeedsConfirmation(f"The confirmation could not be used: {refusal}")
 
 
 def price_change(rt: Runtime, p: Plan) -> str | None:
@@ -528,7 +555,7 @@ async def execute(
     try:
         wire, upload_notes = await upload_local_files(kie, p.spec, p.wire, p.files, rt.journal)
     except KieError as err:
-        rt.ledger.adjust(-p.reserved, "refunded: upload failed", used, day=p.reserved_on)
+        rt.ledger.adjust(-p.reserved, "refunded: upload failed", used, day=p.reserved_on, reserved=p.reserved)
         raise KieError(
             f"uploading an input file failed before anything was created: {err.message}",
             code=err.code,
@@ -606,7 +633,8 @@ def use_approval(rt: Runtime, p: Plan, decision: Approved) -> Approved | NeedsCo
         try:
             rt.quotes.consume(p.quote_id, p.digest)
         except QuoteError as err:
-            return NeedsConfirmation(f"The quote could not be used: {err}")
+            replay = unsettled_replay(rt, p.quote_id, p.digest, err)
+            return replay or NeedsConfirmation(f"The quote could not be used: {err}")
         return Approved("quote", p.quote_id)
     if decision.by != "elicitation":
         return decision
@@ -622,8 +650,8 @@ def use_approval(rt: Runtime, p: Plan, decision: Approved) -> Approved | NeedsCo
             return NeedsConfirmation(UNANSWERED.format(minutes=rt.settings.confirm_timeout_seconds / 60), True)
     try:
         rt.quotes.consume(asked, p.digest, kind="ask")
-    except QuoteError:
-        return Replay(asked)
+    except QuoteError as err:
+        return refused_answer(rt, asked, err)
     return Approved("elicitation", asked)
 
 
@@ -671,17 +699,13 @@ async def _submit(
     except KieError as err:
         record.state, record.error = "failed", err.describe()
         state, error = "refused", err.message
+    context = {"attempt_id": attempt, "prompt": prompt, "session": p.session}
     try:
-        rt.journal.finish_attempt(attempt, state, task_id=record.task_id, error=error)
-        kept = rt.tasks.get(record.task_id) if existing and record.task_id else None
-        if kept is None and state == "created":
-            # A create answered with a task this workspace already holds live (two asks for one Veo 1080p version at
-            # once: KIE answers the second "processing" about the first's task) is that task, not a new charge.
-            kept = rt.tasks.claim(record, attempt_id=attempt, prompt=prompt, session=p.session)
-            existing = existing or kept is not None
-        if kept is not None:  # the task KIE already had is this workspace's: its record (reserve, charge) stands
-            for name in type(record).model_fields:
-                setattr(record, name, getattr(kept, name))
+        if state == "created" and not existing and not shared_by_design(family, body, record.task_id):
+            enter_new_task(rt, record, attempt, context)
+        else:
+            rt.journal.finish_attempt(attempt, state, task_id=record.task_id, error=error)
+            existing = take_existing_task(rt, record, existing=existing, created=state == "created", context=context)
     except JOURNAL_ERRORS as err:
         problems.append(_not_recorded(record, err))
     if state == "refused":
@@ -693,6 +717,53 @@ async def _submit(
             "charged; it is followed like any other."
         )
     return attempt
+
+
+def shared_by_design(family: Family, body: dict[str, Any], task_id: str | None) -> bool:
+    """Whether KIE answers every ask for this create with one task: an id the family derives from the request itself
+    (Veo's 1080p version of a clip, ``<clip>-1080p``), so a second ask names the task the first one started. Only
+    then may a create's answer name a task already in the journal; for any other create that proves nothing."""
+    return task_id is not None and task_id == family.created_id({}, body)
+
+
+def enter_new_task(rt: Runtime, record: TaskRecord, attempt: str, context: dict[str, Any]) -> None:
+    """Record the task a create was answered with, and its attempt as created, in one transaction (two creates, in
+    one process or two, cannot both take one id). KIE names every new task with a new id, so an id the journal
+    already holds says nothing about what this create did: it becomes ``unknown``, its reservation stays, nothing
+    resubmits it, and the task recorded before is left as it was."""
+    task_id = record.task_id
+    with rt.journal.transaction():
+        if task_id is not None and rt.journal.task_row(task_id) is not None:
+            record.task_id, record.state, record.error = None, "unknown", answered_with_known_task(task_id)
+            rt.journal.finish_attempt(attempt, "unknown", error=record.error)
+            return
+        rt.journal.finish_attempt(attempt, "created", task_id=task_id)
+        rt.tasks.add(record, **context)
+
+
+def answered_with_known_task(task_id: str) -> str:
+    return (
+        f"KIE answered this create with task {task_id}, which this workspace already has from an earlier request, "
+        "so whether KIE created (and charged) a new task for it is unknown. It was NOT sent again, and its "
+        "reservation stays counted against today's cap; check https://kie.ai/logs."
+    )
+
+
+def take_existing_task(
+    rt: Runtime, record: TaskRecord, *, existing: bool, created: bool, context: dict[str, Any]
+) -> bool:
+    """Record an answer that may name a task an earlier request started: a Veo 4K KIE already has
+    (``ExistingTaskError``), or two asks for one clip's 1080p version at once (KIE answers the second about the
+    first's task). That task's record (reserve, charge) then stands for this one. Returns whether it was such a
+    task: this request started nothing new."""
+    kept = rt.tasks.get(record.task_id) if existing and record.task_id else None
+    if kept is None and created:
+        kept = rt.tasks.claim(record, **context)
+        existing = existing or kept is not None
+    if kept is not None:
+        for name in type(record).model_fields:
+            setattr(record, name, getattr(kept, name))
+    return existing
 
 
 def _not_recorded(record: TaskRecord, err: BaseException) -> str:
@@ -715,21 +786,51 @@ def _record(rt: Runtime, problems: list[str], record: TaskRecord) -> None:
 def _refund(rt: Runtime, problems: list[str], p: Plan, reason: str, ref: str | None) -> None:
     """Give back one create's share of the reservation, on the day the reservation was booked."""
     try:
-        rt.ledger.adjust(-p.reserved_each, reason, ref, day=p.reserved_on)
+        rt.ledger.adjust(-p.reserved_each, reason, ref, day=p.reserved_on, reserved=p.reserved_each)
     except JOURNAL_ERRORS as err:
         problems.append(f"The journal could not record a refund of {p.reserved_each:g} credits ({err}).")
 
 
 def replayed(rt: Runtime, p: Plan, tool: str, quote_id: str) -> GenerationResult:
-    """A confirmation answered again (a retried request): the result of the request it approved, never a new one."""
-    records = [r for r in (rt.tasks.get(t) for t in rt.journal.tasks_for_quote(quote_id)) if r is not None]
-    note = (
-        f"This confirmation ({quote_id}) was already used, so nothing new was created or charged. This is the "
-        "request it approved."
-    )
+    """A confirmation answered again (a retried request), or a used quote_id back: what it approved, never a new
+    create. Every create attempt of that approval counts, whatever became of it: one whose outcome is unknown, or
+    that is still being sent, may have been created and charged, so the answer says so and offers no fresh quote."""
+    attempts = rt.journal.attempts_for_quote(quote_id)
+    records = [record for record in (approved_task(rt, p, row) for row in attempts) if record is not None]
+    used = f"This approval ({quote_id}) was already used, so this call created and charged nothing new."
     if not records:
-        return confirmation_required(rt, p, tool, note.replace("This is the request it approved.", "").strip())
-    return summarise(rt, p.spec, records, (note,))
+        return confirmation_required(rt, p, tool, used)
+    return summarise(rt, p.spec, records, (f"{used} This is the request it approved.",))
+
+
+def approved_task(rt: Runtime, p: Plan, attempt: sqlite3.Row) -> TaskRecord | None:
+    """What one create attempt of an approval left: its task, a create that may have reached KIE, or None (KIE
+    refused it, or its task could not be recorded)."""
+    if attempt["state"] in UNSETTLED:
+        return unsettled_create(rt, p, attempt)
+    return rt.tasks.get(attempt["task_id"]) if attempt["task_id"] else None
+
+
+def unsettled_create(rt: Runtime, p: Plan, attempt: sqlite3.Row) -> TaskRecord:
+    """A create attempt with no answer (yet), as the record a replay reports: state unknown, and why."""
+    if attempt["state"] == "sending":
+        what = "is still being sent"
+    else:
+        what = f"got no clear answer ({attempt['error'] or 'no reason recorded'})"
+    return TaskRecord(
+        task_id=None,
+        model=attempt["model"],
+        family=attempt["family"],
+        kind=p.spec.kind,
+        state="unknown",
+        credits_quoted=attempt["credits_quoted"],
+        created_at=attempt["created"],
+        sandbox=rt.settings.sandbox,
+        error=(
+            f"The create this approval sent {what}: KIE may have created and charged it. It counts against today's "
+            "cap as spent; check https://kie.ai/logs before asking for it again."
+        ),
+    )
 
 
 async def measure_unreported_charges(
@@ -741,7 +842,7 @@ async def measure_unreported_charges(
     journal) was being created, running, or ended while the balance was read twice (``moved_by_others``), and the
     difference is a plausible charge (``implausible``). Otherwise the charge stays unmeasured and the reservation,
     the request's ceiling, stays counted as spent. Returns the notes to show."""
-    measured = [r for r in records if r.state == "succeeded" and r.credits_charged is None]
+    measured = [r for r in records if r.state == "succeeded" and r.credits_charged is None and not unreadable(r)]
     if p.total is not None or not measured or p.balance is None or not all(r.finished for r in records):
         return []
     try:
@@ -888,19 +989,49 @@ def settle(rt: Runtime, records: list[TaskRecord]) -> list[str]:
         if record.task_id is None or reserved is None:
             continue
         try:
-            # The reservation's own day; records of an older kie-mcp have none: the day the task was created.
-            day = record.reserved_on or rt.ledger.day_of(record.created_at)
-            if record.state == "failed":
-                delta = (record.credits_charged or 0.0) - reserved
-                rt.ledger.adjust(delta, "refunded: task failed", record.task_id, once=True, day=day)
-            elif record.state == "succeeded" and record.credits_charged is not None:
-                delta = record.credits_charged - reserved
-                rt.ledger.adjust(delta, "charged by KIE", record.task_id, once=True, day=day)
+            problems += settle_one(rt, record, record.task_id, reserved)
         except JOURNAL_ERRORS as err:
             problems.append(f"The journal could not record what KIE charged for {record.task_id} ({err}).")
     if (reason := _over_cap(rt)) is not None:
         problems.append(reason)
     return problems
+
+
+def settle_one(rt: Runtime, record: TaskRecord, task_id: str, reserved: float) -> list[str]:
+    """One ended task's correction: a failed one gives its reservation back (less a charge KIE reports for it), a
+    succeeded one books KIE's charge in place of it. The ledger never takes off more than the task reserved."""
+    # The reservation's own day; records of an older kie-mcp have none: the day the task was created.
+    day = record.reserved_on or rt.ledger.day_of(record.created_at)
+    if record.state == "failed":
+        charged = priced(record.credits_charged) or 0.0  # a "charge" that is no number or below 0: none
+        rt.ledger.settle_task(task_id, reserved, charged, "refunded: task failed", day=day)
+    elif record.state == "succeeded" and record.credits_charged is not None:
+        charged = priced(record.credits_charged)
+        if charged is None:
+            return [unreadable_charge(record, reserved)]
+        rt.ledger.settle_task(task_id, reserved, charged, "charged by KIE", day=day)
+    return []
+
+
+UNREADABLE_CHARGE = "KIE's charge for this task could not be read"
+
+
+def unreadable_charge(record: TaskRecord, reserved: float) -> str:
+    """A charge KIE reports for a finished task that cannot be what it charged (0 or less, or not a number: KIE
+    charges for every task it completes) is no charge: the reservation stays counted as spent (it is not measured
+    from the balance either), and the record says why. Returns the line to show."""
+    said = record.credits_charged
+    record.credits_charged = None
+    record.error = (
+        f"{UNREADABLE_CHARGE}: KIE reported {said:g} credits. The {reserved:g} credits reserved for it stay counted "
+        "as spent; https://kie.ai/logs shows the real charge."
+    )
+    return f"{record.task_id}: {record.error}"
+
+
+def unreadable(record: TaskRecord) -> bool:
+    """Whether KIE reported a charge for this task that could not be read (``unreadable_charge``)."""
+    return record.error is not None and record.error.startswith(UNREADABLE_CHARGE)
 
 
 def _over_cap(rt: Runtime) -> str | None:

@@ -350,6 +350,11 @@ class Journal:
         )
         return [row["task_id"] for row in rows]
 
+    def attempts_for_quote(self, quote_id: str) -> list[sqlite3.Row]:
+        """Every create one quote (or confirmation) approved, whatever became of it: created, refused, unknown, or
+        still being sent."""
+        return self.query("SELECT * FROM attempts WHERE quote_id = ? ORDER BY created", quote_id)
+
     def attempts(self, state: str | None = None) -> list[sqlite3.Row]:
         if state is None:
             return self.query("SELECT * FROM attempts ORDER BY created")

@@ -169,20 +169,36 @@ class Ledger:
         *,
         once: bool = False,
         day: date | None = None,
+        reserved: float | None = None,
     ) -> bool:
         """Correct a day's spend (a refund, or KIE's real charge); with ``once``, at most one entry per ``ref``.
 
         ``day`` is the day the corrected spend was reserved on (default today): a task reserved before midnight
-        and settled after it is corrected on its own day, so its refund cannot reopen today's cap."""
+        and settled after it is corrected on its own day, so its refund cannot reopen today's cap. ``reserved`` is
+        what the corrected request reserved: a correction never takes off more than that (KIE reporting a charge
+        of -1000 for one task cannot erase what other tasks spent), nor more than the day holds. A correction that
+        is not a number is not booked: the reservation stands."""
+        if not math.isfinite(delta):
+            return False
         today = self._today()
         day = today if day is None else min(day, today)
         with self.journal.transaction() as db:
             seen = db.execute("SELECT 1 FROM spend WHERE ref = ? AND reason = ?", (ref, reason)).fetchone()
             if once and ref and seen:
                 return False
-            spent = _sum(db, day)
-            Journal.add_spend(db, day, max(delta, -spent), reason, ref)
+            floor = -_sum(db, day) if reserved is None else -min(_sum(db, day), _refundable(reserved))
+            Journal.add_spend(db, day, max(delta, floor), reason, ref)
         return True
+
+    def settle_task(self, task_id: str, reserved: float, charged: float, reason: str, *, day: date | None) -> bool:
+        """Replace one task's reservation by what KIE charged for it (0 for a failed task), once per task ever, on
+        the reservation's ``day``; never taking off more than that task reserved."""
+        return self.adjust(charged - reserved, reason, task_id, once=True, day=day, reserved=reserved)
+
+
+def _refundable(amount: float) -> float:
+    """The most a correction of a reservation of ``amount`` may give back: a finite number, at least 0."""
+    return amount if math.isfinite(amount) and amount > 0 else 0.0
 
 
 def _sum(db: Any, day: date) -> float:

@@ -8,7 +8,7 @@ import secrets
 import time
 from collections.abc import Callable
 from datetime import date
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -106,8 +106,17 @@ def staleness(price: ItemPrice, today: date) -> str | None:
     )
 
 
+# Which rule refused a quote: only "used" means the request it approved may already have run.
+QuoteRefusal = Literal["unknown", "question", "used", "expired", "other request"]
+
+
 class QuoteError(Exception):
-    """Why a quote_id cannot approve this request."""
+    """Why a quote_id cannot approve this request; ``why`` names the rule, so a caller can tell a used quote (show
+    what it bought) from an expired one (nothing was spent: ask again) or any other."""
+
+    def __init__(self, message: str, why: QuoteRefusal) -> None:
+        super().__init__(message)
+        self.why: QuoteRefusal = why
 
 
 class QuoteBook:
@@ -166,16 +175,19 @@ class QuoteBook:
         self, model_id: str, digest: str, price: ItemPrice, variations: int, *, ceiling: float | None, ttl: float
     ) -> Quote:
         """The quote a confirmation question for this exact request is bound to: the unused, unexpired one asked
-        before (so the question reads the same on every round of a retried request), else a new one."""
-        rows = self.journal.query(
-            "SELECT body FROM quotes WHERE digest = ? AND kind = 'ask' AND used = 0 AND expires >= ?"
-            " ORDER BY created DESC LIMIT 1",
-            digest,
-            self._clock(),
-        )
-        if rows:
-            return Quote.model_validate_json(rows[0]["body"])
-        return self.issue(model_id, digest, price, variations, ceiling=ceiling, kind="ask", ttl=ttl)
+        before (so the question reads the same on every round of a retried request), else a new one. Asked again,
+        a question gets its full ``ttl`` from now: one left by an earlier call (declined, cancelled) would otherwise
+        expire while this call's user is still answering, and a yes in time would read as too late."""
+        now = self._clock()
+        with self.journal.transaction() as db:
+            row = db.execute(
+                "SELECT quote_id, body, expires FROM quotes WHERE digest = ? AND kind = 'ask' AND used = 0"
+                " AND expires >= ? ORDER BY created DESC LIMIT 1",
+                (digest, now),
+            ).fetchone()
+            if row is None:
+                return self.issue(model_id, digest, price, variations, ceiling=ceiling, kind="ask", ttl=ttl)
+            return _extended(db, row, max(row["expires"], now + ttl))
 
     def last_question(self, digest: str) -> tuple[str, bool, bool] | None:
         """(quote_id, used, expired) of the newest confirmation question asked for this exact request."""
@@ -191,8 +203,13 @@ class QuoteBook:
 
     def problem(self, quote_id: str, digest: str) -> str | None:
         """None when ``quote_id`` can approve the request with ``digest``; else the reason it cannot."""
+        refusal = self.refusal(quote_id, digest)
+        return None if refusal is None else str(refusal)
+
+    def refusal(self, quote_id: str, digest: str) -> QuoteError | None:
+        """None when ``quote_id`` can approve the request with ``digest``; else why not, with the rule's name."""
         rows = self.journal.query("SELECT * FROM quotes WHERE quote_id = ?", quote_id)
-        return self._problem(quote_id, digest, rows[0] if rows else None)
+        return self._refusal(quote_id, digest, rows[0] if rows else None)
 
     def quote(self, quote_id: str, digest: str | None = None) -> Quote | None:
         """The quote as it was issued (its price never changes), used or expired or not; None when unknown, or
@@ -206,24 +223,40 @@ class QuoteBook:
         """Use the quote up, atomically: of two calls (or two processes) racing with one quote, one wins."""
         with self.journal.transaction() as db:
             row = db.execute("SELECT * FROM quotes WHERE quote_id = ?", (quote_id,)).fetchone()
-            reason = self._problem(quote_id, digest, row, kind)
-            if reason:
-                raise QuoteError(reason)
+            refusal = self._refusal(quote_id, digest, row, kind)
+            if refusal is not None:
+                raise refusal
             db.execute("UPDATE quotes SET used = 1 WHERE quote_id = ?", (quote_id,))
         return Quote.model_validate_json(row["body"])
 
-    def _problem(self, quote_id: str, digest: str, row: Any, kind: str = "estimate") -> str | None:
+    def _refusal(self, quote_id: str, digest: str, row: Any, kind: str = "estimate") -> QuoteError | None:
         if row is None:
-            return f"quote {quote_id} is unknown to this workspace (quotes live {self.ttl / 60:g} minutes)."
+            return QuoteError(
+                f"quote {quote_id} is unknown to this workspace (quotes live {self.ttl / 60:g} minutes).", "unknown"
+            )
         if row["kind"] != kind:
-            return (
+            return QuoteError(
                 f"quote {quote_id} belongs to a confirmation question; only the user's answer to that question "
-                "can approve it."
+                "can approve it.",
+                "question",
             )
         if row["used"]:
-            return f"quote {quote_id} was already used; a quote approves one request once."
+            return QuoteError(f"quote {quote_id} was already used; a quote approves one request once.", "used")
         if self._clock() > row["expires"]:
-            return f"quote {quote_id} expired at {timestamp(row['expires'])}."
+            return QuoteError(f"quote {quote_id} expired at {timestamp(row['expires'])}.", "expired")
         if row["digest"] != digest:
-            return f"quote {quote_id} was for different arguments; the request changed after the estimate."
+            return QuoteError(
+                f"quote {quote_id} was for different arguments; the request changed after the estimate.",
+                "other request",
+            )
         return None
+
+
+def _extended(db: Any, row: Any, expires: float) -> Quote:
+    """The quote of ``row`` with its expiry moved to ``expires``, in the journal and in the quote it shows."""
+    quote = Quote.model_validate_json(row["body"]).model_copy(update={"expires_at": timestamp(expires)})
+    db.execute(
+        "UPDATE quotes SET expires = ?, body = ? WHERE quote_id = ?",
+        (expires, quote.model_dump_json(), row["quote_id"]),
+    )
+    return quote
