@@ -223,6 +223,7 @@ def transport(sim: Simulator) -> Rewriting:
 
 
 IMAGE = {"prompt": "a red apple on a wooden table", "model": "nano-banana-2"}
+VIDEO = {"prompt": "waves rolling onto a beach at dusk", "model": "veo3_fast"}
 CREATE, RECORD, CREDIT = "/api/v1/jobs/createTask", "/api/v1/jobs/recordInfo", "/api/v1/chat/credit"
 OTHER = "https://cdn.example/someone-else/0.png"
 UPLOAD_PATHS = ("/api/file-stream-upload", "/api/file-base64-upload", "/api/file-url-upload")
@@ -372,6 +373,91 @@ async def test_the_client_refuses_a_status_naming_another_task_as_a_protocol_err
         assert task_id in caught.value.message and "another" in caught.value.message
         transport.rewrites[RECORD] = lambda body: {**body, "data": {**body["data"], "taskId": None}}
         assert (await kie.status(FAMILIES["market"], task_id)).task_id == task_id  # not named: it is this task
+
+
+HUGE = 10**400  # valid JSON, and an int no float can hold: float() raises OverflowError on it
+
+
+@pytest.mark.parametrize("field", ["creditsConsumed", "progress", "createTime"])
+async def test_a_number_too_large_for_a_float_in_a_status_answer_is_unknown_and_the_result_still_saved(
+    connect, controls, transport, tmp_path, field
+):
+    """Each look used to raise OverflowError, outside every guard: the task stayed "queued" for good, looked at
+    again and again, and its (charged) result was never saved."""
+    transport.rewrites[RECORD] = lambda body: {**body, "data": {**body["data"], field: HUGE}}
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 10})
+    [task] = made.structured_content["tasks"]
+    assert task["state"] == "succeeded" and task["files"], text_of(made)
+    assert (tmp_path / task["files"][0]).is_file()
+    if field == "creditsConsumed":
+        assert task["credits_charged"] is None  # no charge KIE could have meant: unknown, the estimate stands
+
+
+@pytest.mark.parametrize("family", ["veo", "aleph", "gpt4o", "flux"])
+@pytest.mark.parametrize("flag", ["²", "①", " ", "1.0", "-1"])
+def test_a_success_flag_that_is_no_decimal_number_is_no_state_and_never_an_error(family, flag):
+    """``"²".isdigit()`` is true and ``int("²")`` raises: the whole answer was unreadable. Now the flag is unknown."""
+    status = FAMILIES[family].parse_status("t", {"successFlag": flag, "state": "generating"})
+    assert status.state in (TaskState.RUNNING, TaskState.QUEUED)
+
+
+async def test_a_veo_task_answered_with_an_odd_success_flag_is_running_and_saved_once_kie_says_more(
+    connect, controls, transport, tmp_path
+):
+    """While KIE sends ``successFlag: "²"`` the task is running (its flag is unknown), not stuck unread as queued;
+    once KIE sends a flag that means something, the video is saved."""
+    veo = FAMILIES["veo"].status_path
+    transport.rewrites[veo] = lambda body: {**body, "data": {**body["data"], "successFlag": "²"}}
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_video", {**VIDEO, "wait_seconds": 0})
+        task_id = made.structured_content["tasks"][0]["task_id"]
+        odd = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 0})
+        del transport.rewrites[veo]
+        done = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 20})
+    assert odd.structured_content["task"]["state"] == "running", text_of(odd)
+    assert odd.structured_content["task"]["error"] is None
+    assert done.structured_content["task"]["state"] == "succeeded" and done.structured_content["task"]["files"]
+
+
+async def test_a_status_answer_no_reader_foresaw_is_a_protocol_error_that_repeats_no_value(transport, sim):
+    """Whatever a family's reader raises on an answer becomes a retryable protocol error that says what to do; a
+    plain exception escaped every guard and the task was asked about at full rate forever. The answer's values
+    (which could echo a secret) are never repeated."""
+
+    class Unforeseen(type(FAMILIES["market"])):  # a reader meeting garbage nobody foresaw
+        def parse_status(self, task_id: str, data: dict[str, Any]) -> Any:
+            raise ValueError(f"cannot read {data.get('secret')}")
+
+    transport.rewrites[RECORD] = lambda body: {**body, "data": {**body["data"], "secret": "sk-do-not-repeat"}}
+    async with KieClient(api_key=SANDBOX_API_KEY, base_url=API, upload_base_url=UPLOADS, transport=transport) as kie:
+        body = {"model": "nano-banana-2", "input": {"prompt": "a fox"}}
+        task_id = await kie.create(FAMILIES["market"], "nano-banana-2", body, grant("nano-banana-2", 1, "quote", None))
+        with pytest.raises(KieError) as caught:
+            await kie.status(Unforeseen(), task_id)
+    err = caught.value
+    assert err.category is Category.PROTOCOL and err.retryable and err.code is None
+    assert task_id in err.message and "could not be read" in err.message
+    assert "asks again" in err.next_step and "kie.ai/logs" in err.next_step
+    assert "sk-do-not-repeat" not in str(err)
+
+
+async def test_a_task_whose_status_answers_cannot_be_used_says_why_and_stays_followed(connect, transport):
+    """An answer that cannot be used leaves the task as it was (never failed, never refunded on a guess), with a
+    note saying why that check_task shows; the task is looked at again and the note goes once KIE answers."""
+    transport.rewrites[RECORD] = lambda body: {**body, "data": {**body["data"], "taskId": "someone-elses-task"}}
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 0})
+        task_id = made.structured_content["tasks"][0]["task_id"]
+        stuck = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 0})
+        listed = (await client.call_tool("list_tasks", {})).structured_content["tasks"]
+        del transport.rewrites[RECORD]
+        done = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 10})
+    task = stuck.structured_content["task"]
+    assert task["state"] in ("queued", "running") and not stuck.is_error, text_of(stuck)
+    assert task["error"].startswith("KIE's last status answer could not be used: ") and task["error"] in text_of(stuck)
+    assert listed[0]["error"] == task["error"]  # in the journal too
+    assert done.structured_content["task"]["state"] == "succeeded" and done.structured_content["task"]["error"] is None
 
 
 async def test_an_upload_answer_with_a_mime_type_or_size_that_is_not_text_still_uploads(connect, transport, tmp_path):

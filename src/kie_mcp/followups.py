@@ -11,11 +11,12 @@ of every generation: ``generation.plan`` (validate, price) -> ``check_spend`` ->
 # No ``from __future__ import annotations``: pydantic would compile each field's annotation string on import.
 
 import json
+import logging
 import time
 from dataclasses import dataclass, fields
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from kie_mcp import generation as gen
 from kie_mcp.catalog import InvalidRequest, ModelSpec, Problem
@@ -26,6 +27,8 @@ from kie_mcp.kie import KieError, TaskStatus
 from kie_mcp.runtime import Runtime
 from kie_mcp.tasks import TaskRecord
 from kie_mcp.words import timestamp
+
+log = logging.getLogger(__name__)
 
 TOOL = "continue_video"
 OPERATIONS: dict[str, str] = {
@@ -132,6 +135,8 @@ async def find_source(rt: Runtime, task_id: str) -> TaskRecord:
         record = made_elsewhere(rt, task_id, status)
         rt.tasks.add(record)
         looked = True
+        if record.finished:  # made elsewhere and done: the follower saves its results, as for kie://tasks/{id}
+            return await rt.follower.follow(record, looked=True)
     if not record.finished and rt.kie is not None:
         record = (await rt.follower.check(record, 0, looked=looked)).record
     return record
@@ -341,7 +346,11 @@ def children(rt: Runtime, source: TaskRecord, model: str | None = None) -> list[
     """The recorded follow-ups of ``source``, oldest first."""
     found = []
     for row in rt.journal.children(str(source.task_id), model):
-        record = rt.follower.known(row["task_id"]) or TaskRecord.model_validate_json(row["record"])
+        try:
+            record = rt.follower.known(row["task_id"]) or TaskRecord.model_validate_json(row["record"])
+        except ValidationError:  # a row this kie-mcp cannot read (a newer one wrote it): not one of these
+            log.warning("skipped follow-up %s of %s: its journal row cannot be read", row["task_id"], source.task_id)
+            continue
         found.append(record)
     return found
 

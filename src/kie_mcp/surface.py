@@ -483,14 +483,18 @@ def _register_tools(mcp: MCPServer) -> None:
                 record = await _find_record(rt, task_id)
             # The follower polls (once for every waiter); this call waits on it, with progress.
             reporter = gen.ProgressReporter(_progress(ctx), 1)
-            checked = await rt.follower.check(record, wait_seconds, reporter, looked=looked)
-            record, problems = checked.record, checked.problems
-            if not checked.held:  # it had ended before this call: fold in its charge once, save what is missing
-                problems = [*gen.settle(rt, [record]), *await gen.save_all(rt, [record])]
-                rt.tasks.add(record)
-                rt.follower.save_later(record)  # what this save missed is tried again in the background
-            elif checked.saving:
-                problems.append("Its results are being saved now; check_task shows the files in a moment.")
+            try:
+                checked = await rt.follower.check(record, wait_seconds, reporter, looked=looked)
+                record, problems = checked.record, checked.problems
+                if not checked.held:  # it had ended before this call: fold in its charge once, save what is missing
+                    problems = [*gen.settle(rt, [record]), *await gen.save_all(rt, [record])]
+                    rt.tasks.add(record)
+                elif checked.saving:
+                    problems.append("Its results are being saved now; check_task shows the files in a moment.")
+            finally:  # no await: runs even when the call is cancelled mid-download (a client timeout, a cancel)
+                rt.follower.save_later(record)  # what this call did not save, the follower saves in the background
+            if record.error and record.state in ("queued", "running"):  # why it does not move (a status note)
+                problems.insert(0, record.error)
             await rt.follower.deliver_notices(ctx)
         result = TaskResult(task=record, message=" ".join([_task_message(record), *problems]))
         await _thumbnails_ready([record], rt.settings.workspace, rt.settings.preview_px)  # in a worker thread
@@ -580,14 +584,17 @@ def _register_tools(mcp: MCPServer) -> None:
         rt = _runtime(ctx)
         with _user_errors():
             day = _parse_day(since)
-            found = rt.tasks.find(state=state, model=model, since=day, text=text, limit=limit)
+            search = rt.tasks.find(state=state, model=model, since=day, text=text, limit=limit)
             unknown = [a["attempt_id"] for a in rt.journal.attempts("unknown")]
+        found = search.records
         lines = [
             f"- {t.task_id} {t.model} {t.state}{followups.link_text(t)}"
             + (f": {', '.join(t.result_urls)}" if t.result_urls else "")
             for t in found
         ]
         message = f"{len(found)} task(s)" + (":\n" + "\n".join(lines) if lines else ".")
+        if search.unreadable:  # rows a newer kie-mcp wrote (or a hand edit): named, never a failed listing
+            message += f"\n{search.unreadable_note}"
         if unknown:
             message += "\n" + _unknown_creates_text(len(unknown))
         message += "".join(f"\n{notice}" for notice in rt.notices)
@@ -1214,7 +1221,7 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
         except (OSError, sqlite3.Error) as err:
             raise ResourceError(unavailable_reason(settings.workspace, err)) from err
         try:
-            found = TaskBook(journal).find(limit=100)
+            search = TaskBook(journal).find(limit=100)
             unknown = [
                 {
                     "attempt_id": a["attempt_id"],
@@ -1228,7 +1235,13 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
             raise ResourceError(unavailable_reason(settings.workspace, err)) from err
         finally:
             journal.close()
-        body: dict[str, Any] = {"tasks": [t.model_dump(mode="json") for t in found], "unknown_creates": unknown}
+        body: dict[str, Any] = {
+            "tasks": [t.model_dump(mode="json") for t in search.records],
+            "unknown_creates": unknown,
+        }
+        if search.unreadable:  # rows a newer kie-mcp wrote (or a hand edit): named, never a failed read
+            body["unreadable_tasks"] = search.unreadable
+            body["unreadable_tasks_note"] = search.unreadable_note
         if unknown:
             body["unknown_creates_note"] = _unknown_creates_text(len(unknown))
         return json.dumps(body, indent=2)
@@ -1250,7 +1263,9 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
                     record = await _find_record(rt, task_id)
             except _USER_ERRORS as err:
                 return json.dumps({"task_id": task_id, "error": str(err)})
-            if not record.finished and rt.kie is not None:
+            # The follower has it from now on: one still running is followed; one first seen finished here (made
+            # elsewhere) has its results saved in the background, as nobody else would save them.
+            if rt.kie is not None and (looked or not record.finished):
                 record = await rt.follower.follow(record, looked=looked)
         return record.model_dump_json(indent=2)
 

@@ -26,7 +26,7 @@ from kie_mcp.spend.approval import Approval
 
 from .calllog import CallLog
 from .envelope import clean, json_or_none, loads_or_none, read_envelope
-from .errors import Category, KieError, NotSentError, OutcomeUnknownError
+from .errors import LOGS_URL, Category, KieError, NotSentError, OutcomeUnknownError
 from .families import FAMILIES, Family, family_for_task_id
 from .pacing import SlidingWindow
 from .status import TaskStatus, int_or_none
@@ -296,7 +296,7 @@ class KieClient:
                 next_step="Nothing from that answer was taken. Reads are safe to repeat; kie-mcp asks again.",
                 endpoint=family.status_path,
             )
-        return family.parse_status(task_id, data).model_copy(update={"raw": data})  # redacted as it was read
+        return _read_status(family, task_id, data)
 
     async def find_task(self, task_id: str, family: str | None = None) -> TaskStatus:
         """Status of any task id; without a known family, ask each family in turn."""
@@ -601,3 +601,23 @@ def _uploaded(data: Any, fallback_name: str) -> UploadedFile:
         size=int_or_none(data.get("fileSize")),
         mime_type=text_or_none(data.get("mimeType")),
     )
+
+
+def _read_status(family: Family, task_id: str, data: dict[str, Any]) -> TaskStatus:
+    """``family``'s reading of a status answer. Whatever that reading raises (garbage KIE sent that no parser
+    foresaw) is a protocol error, retried with backoff like any unreadable answer and noted on the task: a plain
+    exception escaped as a bug, and the task stayed "queued", silently, with its result unsaved. The error names
+    the task and the kind of failure only, never a value from the answer (which could echo a secret)."""
+    try:
+        return family.parse_status(task_id, data).model_copy(update={"raw": data})  # redacted as it was read
+    except Exception as err:
+        log.warning("status answer of task %s could not be read (%s)", task_id, type(err).__name__)
+        raise KieError(
+            f"KIE's status answer about task {task_id} could not be read ({type(err).__name__})",
+            category=Category.PROTOCOL,
+            retryable=True,
+            next_step="Nothing from that answer was taken and nothing was changed on KIE. kie-mcp asks again, less "
+            "often while KIE keeps answering this way; check_task asks at once. If it persists, see the task on "
+            f"{LOGS_URL}.",
+            endpoint=family.status_path,
+        ) from err

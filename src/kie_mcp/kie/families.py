@@ -140,7 +140,7 @@ class VeoFamily(Family):
 
     def parse_status(self, task_id: str, data: dict[str, Any]) -> TaskStatus:
         flag = data.get("successFlag")
-        flag_int = int(flag) if isinstance(flag, int | str) and str(flag).isdigit() else None
+        flag_int = _flag(flag)
         state = {0: TaskState.RUNNING, 1: TaskState.SUCCEEDED, 2: TaskState.FAILED, 3: TaskState.FAILED}.get(
             flag_int if flag_int is not None else -1, TaskState.RUNNING
         )
@@ -485,14 +485,19 @@ class FluxKontextFamily(Family):
 
 
 def _flag(value: Any) -> int | None:
-    """A ``successFlag`` as an int, whether KIE sent 1 or "1"."""
+    """A ``successFlag`` as an int, whether KIE sent 1 or "1"; None for anything else. Text is read only when it
+    is decimal digits that ``int`` takes: ``"²"`` passes ``isdigit`` and then makes ``int`` raise, which would
+    leave the whole answer unreadable and the task unfinished for good."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().isdigit():
+    if not isinstance(value, str) or not value.strip().isdecimal():
+        return None
+    try:
         return int(value.strip())
-    return None
+    except ValueError:
+        return None
 
 
 def _code_or_none(value: Any, ok: tuple[str, ...] = ("0",)) -> str | None:

@@ -107,12 +107,14 @@ def collect_urls(value: Any) -> list[str]:
 
 def number_or_none(value: Any) -> float | None:
     """A number KIE sent (or its text); None for anything else, ``NaN`` and infinities included (JSON's ``1e400``
-    reads as infinity): no charge, progress or time is ever infinite."""
+    reads as infinity) and whole numbers too large for a float (JSON's ``10**400`` reads as an int, and ``float``
+    raises on it): no charge, progress or time is ever infinite, and garbage in one field must not make the whole
+    answer unreadable."""
     if isinstance(value, bool) or value in (None, ""):
         return None
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     return number if math.isfinite(number) else None
 

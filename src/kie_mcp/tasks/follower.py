@@ -13,7 +13,8 @@ whether or not a tool call is waiting on it:
   ``settings.poll_min_interval`` (2 s) is also the schedule's time unit: tests that shorten it to 10 ms run
   the same schedule 200 times faster.
 - **Backing off.** A 429 pauses every look for ``settings.rate_limit_backoff``, doubling while KIE keeps
-  answering 429 (up to 8x); a network or server error puts that task's next look further out (doubling, up to
+  answering 429 (up to 8x); a network or server error, or an answer that cannot be used (garbage no parser
+  foresaw: noted on the record until KIE answers sensibly), puts that task's next look further out (doubling, up to
   a minute); a refusal (unknown task, bad key) is noted on the record, and after 8 in a row the task is left
   alone (the journal keeps it; ``check_task`` can still ask). A young task KIE does not show yet is not an
   error (``VISIBILITY_GRACE_SECONDS``). Every look goes through the KIE client's poll pacing (10 per second).
@@ -22,9 +23,12 @@ whether or not a tool call is waiting on it:
   client (below). Results a download missed (a CDN error, a cut-off body, the server stopped while saving) are
   tried again on ``SAVE_AGAIN``'s schedule (30 s, then longer gaps up to half an hour: seven tries in about 50
   minutes) and, after a restart, at once for every task of the last 14 days the journal shows succeeded with fewer
-  saved files than result links (up to 10,000). A link refused for pointing at this machine or a private network
-  is never tried again by this process. Finishing is ``generation.settle`` and ``generation.save_all``, reached
-  through the ``finish`` callback (imported when first used: ``generation`` imports ``runtime``, which imports this).
+  saved files than result links (up to 10,000). A task first seen already finished through ``kie://tasks/{id}``
+  (made elsewhere) has its results saved the same way, at once (``follow``); what a ``check_task`` that saved
+  itself missed, or left when it was cancelled mid-download, is handed over the same way (``save_later``). A link
+  refused for pointing at this machine or a private network is never tried again by this process. Finishing is
+  ``generation.settle`` and ``generation.save_all``, reached through the ``finish`` callback (imported when first
+  used: ``generation`` imports ``runtime``, which imports this).
 - **Waiting.** ``generate_*`` and ``check_task`` never poll themselves: they ``wait`` on the follower. Each
   watched task has a ``done`` event (set once the task is finished AND settled and saved) and a set of
   listener events, set after every look; a waiter registers one event with each task it waits on, and also
@@ -316,8 +320,9 @@ class Follower:
 
     def save_later(self, record: TaskRecord, *, at: float | None = None) -> None:
         """Try again later to save what ``record``'s results still lack (``SAVE_AGAIN``'s schedule); nothing when
-        they are all saved, or downloads are off."""
-        if self._rt is None or not self._unsaved_results(record):
+        they are all saved, or downloads are off, or the task is still followed (its finishing saves it, and hands
+        over what that misses)."""
+        if self._rt is None or record.task_id in self._watches or not self._unsaved_results(record):
             return
         assert record.task_id is not None
         if record.task_id not in self._unsaved:
@@ -566,10 +571,15 @@ class Follower:
 
     async def follow(self, record: TaskRecord, *, looked: bool = False) -> TaskRecord:
         """Follow ``record`` from now on (``looked``: KIE was just asked about it). Returns the record as followed
-        (the follower's own copy when it already followed the task)."""
+        (the follower's own copy when it already followed the task). A task first seen already finished (made
+        elsewhere and done before anyone here asked) has nothing left to follow: its unsaved results are saved in
+        the background at once, so whoever found it (the ``kie://tasks/{id}`` resource) never saves them itself."""
         await self._runtime()
         watch = self._add(record, looked=looked)
-        return watch.record if watch is not None else record
+        if watch is None:
+            self.save_later(record, at=time.monotonic())
+            return record
+        return watch.record
 
     async def wait(
         self, records: list[TaskRecord], seconds: float, on_update: OnUpdate | None = None

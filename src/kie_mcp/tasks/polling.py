@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from enum import Enum
 
-from kie_mcp.kie import FAMILIES, KieClient, KieError
+from kie_mcp.kie import FAMILIES, Category, KieClient, KieError
 
 from .records import TaskRecord
 
@@ -30,7 +30,7 @@ class Look(Enum):
     SEEN = "seen"  # KIE answered; the record has its answer
     NOT_VISIBLE = "not visible"  # a young task KIE does not show yet (not an error)
     RATE_LIMITED = "rate limited"  # KIE answered 429: nothing learnt, slow down
-    FAILED = "failed"  # a network hiccup or server error: try again later
+    FAILED = "failed"  # a network hiccup, server error or unreadable answer: try again later
     REFUSED = "refused"  # KIE refused to say (unknown task, bad key, ...): noted on the record
 
 
@@ -50,7 +50,9 @@ async def refresh(kie: KieClient, typical: Typical, record: TaskRecord) -> tuple
         if err.code == 429:
             return Look.RATE_LIMITED, False
         if err.retryable:
-            return Look.FAILED, False
+            if err.category is Category.PROTOCOL:  # an answer that could not be read: the task does not move, say why
+                record.note_error(err)
+            return Look.FAILED, False  # looked at again later, backing off while it lasts
         record.note_error(err)
         return Look.REFUSED, False
     record.apply(status, typical(record.model))

@@ -2,20 +2,36 @@
 
 # No ``from __future__ import annotations``: pydantic would compile each field's annotation string on import.
 
+import logging
 import time
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, Field, PlainSerializer, PrivateAttr, SerializationInfo, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    Field,
+    PlainSerializer,
+    PrivateAttr,
+    SerializationInfo,
+    ValidationError,
+    WithJsonSchema,
+)
 
-from kie_mcp.journal import Journal
-from kie_mcp.kie import KieError, TaskStatus
+from kie_mcp.journal import Journal, JournalUnavailable
+from kie_mcp.kie import Category, KieError, TaskStatus
 from kie_mcp.words import parse_timestamp, timestamp
+
+log = logging.getLogger(__name__)
 
 # "succeeded_without_results": KIE said success but gave no result link; not done, so it is looked at again.
 RecordState = Literal["queued", "running", "succeeded", "succeeded_without_results", "failed", "unknown"]
 # A status call KIE refused is noted on the record under this lead, and the note is dropped when KIE next answers.
 STATUS_REFUSED = "KIE refused the last status check: "
+# A status answer that could not be used (garbage no parser foresaw, an answer about another task) is noted under
+# this lead while the task is looked at again, backing off; the note is dropped the same way.
+STATUS_UNUSABLE = "KIE's last status answer could not be used: "
 NO_RESULTS = (
     "KIE reports success but sent no result link (its answer is kept in the journal); kie-mcp keeps looking in the "
     "background and check_task looks again. If it stays this way, see the task on https://kie.ai/logs."
@@ -95,7 +111,7 @@ class TaskRecord(BaseModel, defer_build=True):
 
     def apply(self, status: TaskStatus, typical: tuple[int, int] | None) -> None:
         """Take KIE's latest word on this task."""
-        if self.error is not None and self.error.startswith(STATUS_REFUSED):
+        if self.error is not None and self.error.startswith((STATUS_REFUSED, STATUS_UNUSABLE)):
             self.error = None  # KIE answers about it again: an earlier refusal no longer describes it
         self.state = status.state.value
         self.result_urls = status.result_urls or self.result_urls
@@ -123,8 +139,51 @@ class TaskRecord(BaseModel, defer_build=True):
             self.eta_seconds = None
 
     def note_error(self, err: KieError) -> None:
-        """A status call KIE refused: kept until KIE answers about the task again."""
-        self.error = STATUS_REFUSED + err.describe()
+        """A status call KIE refused, or answered with what could not be used: kept until KIE answers about the
+        task again, so whoever looks at a task that does not move sees why."""
+        lead = STATUS_UNUSABLE if err.category is Category.PROTOCOL else STATUS_REFUSED
+        self.error = lead + err.describe()
+
+
+class UnreadableRecord(JournalUnavailable):
+    """A task's journal row this kie-mcp cannot read (written by a newer kie-mcp sharing the workspace, or edited by
+    hand): a user-level error naming the task, never a crash of the tool that met it."""
+
+    def __init__(self, task_id: str, err: Exception) -> None:
+        self.task_id = task_id
+        super().__init__(
+            f"Task {task_id} is in this workspace's journal, but this kie-mcp cannot read its record "
+            f"({_what_is_wrong(err)}): a newer kie-mcp sharing this workspace may have written it, or it was edited "
+            "by hand. Nothing was asked of KIE and nothing was changed. Update kie-mcp to follow this task; its saved "
+            "results, if any, are in outputs/, and https://kie.ai/logs shows it."
+        )
+
+
+def _what_is_wrong(err: Exception) -> str:
+    """The fields a record failed on, by name only: a row's values are never repeated in an error."""
+    if isinstance(err, ValidationError):
+        fields = sorted({".".join(str(part) for part in error["loc"]) or "the record" for error in err.errors()})
+        return "unreadable field(s): " + ", ".join(fields[:5])
+    return type(err).__name__
+
+
+@dataclass
+class Found:
+    """What a search of the journal found: the records, and the ids of rows this kie-mcp could not read (skipped,
+    so one odd row never hides the others)."""
+
+    records: list[TaskRecord]
+    unreadable: list[str] = field(default_factory=list)
+
+    @property
+    def unreadable_note(self) -> str:
+        """What a listing says about the rows it skipped: how many, which, why, and what to do."""
+        shown = ", ".join(self.unreadable[:20]) + (", ..." if len(self.unreadable) > 20 else "")
+        return (
+            f"{len(self.unreadable)} task(s) of the journal could not be read by this kie-mcp and are not listed: "
+            f"{shown}. A newer kie-mcp sharing this workspace may have written them, or they were edited by hand; "
+            "update kie-mcp to see them."
+        )
 
 
 class TaskBook:
@@ -165,8 +224,24 @@ class TaskBook:
         return None
 
     def get(self, task_id: str) -> TaskRecord | None:
+        """The task's record, or None when the journal does not know it. Raises ``UnreadableRecord`` when it does
+        but this kie-mcp cannot read the row."""
         row = self.journal.task_row(task_id)
-        return TaskRecord.model_validate_json(row["record"]) if row else None
+        if row is None:
+            return None
+        try:
+            return TaskRecord.model_validate_json(row["record"])
+        except (ValueError, TypeError) as err:  # pydantic's ValidationError is a ValueError
+            raise UnreadableRecord(task_id, err) from None
 
-    def find(self, **filters: Any) -> list[TaskRecord]:
-        return [TaskRecord.model_validate_json(row["record"]) for row in self.journal.find_tasks(**filters)]
+    def find(self, **filters: Any) -> Found:
+        """Records matching ``filters`` (``Journal.find_tasks``), newest first; rows that cannot be read are skipped
+        and named in ``Found.unreadable``."""
+        found = Found(records=[])
+        for row in self.journal.find_tasks(**filters):
+            try:
+                found.records.append(TaskRecord.model_validate_json(row["record"]))
+            except (ValueError, TypeError) as err:
+                log.warning("task %s: its journal record cannot be read (%s)", row["task_id"], _what_is_wrong(err))
+                found.unreadable.append(row["task_id"])
+        return found
