@@ -35,13 +35,15 @@ def outside(tmp_path_factory):
     return folder
 
 
-@pytest.mark.parametrize("how", ["traversal", "absolute", "symlink"])
+@pytest.mark.parametrize("how", ["traversal", "absolute", "file URI", "symlink"])
 async def test_files_outside_the_workspace_are_refused_before_upload(connect, controls, tmp_path, outside, how):
     if how == "traversal":
         given = f"../{outside.name}/secret.png"
         (tmp_path.parent / outside.name).exists() or pytest.skip("temp folders are not siblings here")
     elif how == "absolute":
         given = str(outside / "secret.png")
+    elif how == "file URI":
+        given = (outside / "secret.png").as_uri()
     else:
         (tmp_path / "innocent.png").symlink_to(outside / "secret.png")
         given = "innocent.png"
@@ -53,6 +55,20 @@ async def test_files_outside_the_workspace_are_refused_before_upload(connect, co
         assert "outside the folders kie-mcp may read" in text_of(result) and "KIE_ALLOWED_DIRS" in text_of(result)
     assert await uploads(controls) == []
     assert await controls.creates() == []
+
+
+async def test_a_file_uri_names_the_local_file_it_points_at(connect, controls, tmp_path):
+    """Clients and file managers hand over ``file://`` URIs: one of a workspace file is that file (percent-escapes
+    decoded; it was looked for as a file named "file:" in the workspace); one of another machine is refused."""
+    (tmp_path / "my photos").mkdir()
+    (tmp_path / "my photos" / "red apple.png").write_bytes(PNG)
+    given = (tmp_path / "my photos" / "red apple.png").as_uri()
+    async with connect(elicitation=answering()) as client:
+        generated = await client.call_tool("generate_image", {**EDIT, "images": [given]})
+        elsewhere = await client.call_tool("upload_file", {"path": "file://studio-mac/Users/me/apple.png"})
+    assert generated.structured_content["status"] == "completed", text_of(generated)
+    assert len(await uploads(controls)) == 1
+    assert elsewhere.is_error and "a file on another machine ('studio-mac')" in text_of(elsewhere), text_of(elsewhere)
 
 
 async def test_allowed_dirs_open_another_folder(connect, controls, outside):

@@ -208,7 +208,7 @@ async def test_every_journal_lookup_of_a_tool_call_uses_an_index(connect, contro
         await client.call_tool("stitch_videos", {"clips": [task_id]})  # refused: an image; looks up files
         await client.read_resource("kie://tasks")
     journal = Journal.for_workspace(tmp_path)  # the lookups these flows did not reach: a replay, odd answers
-    journal.tasks_for_quote(quote["quote_id"])
+    journal.attempts_for_quote(quote["quote_id"])
     journal.answers_for(task_id)
     journal.live_upload("0" * 64, 3600)
     journal.close()

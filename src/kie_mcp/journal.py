@@ -343,13 +343,6 @@ class Journal:
                 (time.time(), INTERRUPTED),
             ).rowcount
 
-    def tasks_for_quote(self, quote_id: str) -> list[str]:
-        """Task ids of the creates one quote (or confirmation) approved."""
-        rows = self.query(
-            "SELECT task_id FROM attempts WHERE quote_id = ? AND task_id IS NOT NULL ORDER BY created", quote_id
-        )
-        return [row["task_id"] for row in rows]
-
     def attempts_for_quote(self, quote_id: str) -> list[sqlite3.Row]:
         """Every create one quote (or confirmation) approved, whatever became of it: created, refused, unknown, or
         still being sent."""

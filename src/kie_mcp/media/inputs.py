@@ -40,6 +40,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 import anyio.to_thread
 
@@ -145,14 +147,26 @@ UPLOAD_ACCEPTS = Accepts(frozenset(KINDS), "upload_file", limit_mb=UPLOAD_LIMIT_
 
 
 def local_path(value: str, workspace: Path | tuple[Path, ...]) -> Path:
-    """Where a local input lives: absolute, ``~``-relative, or relative to the workspace. Given several bases (the
-    sandbox area, then the real workspace), the first that holds the path; none holding it, the first. ``UnusablePath``
-    for a ``~user`` whose home folder this system does not know."""
-    path = _home_expanded(value)
+    """Where a local input lives: absolute, ``~``-relative, a ``file://`` URI (as clients and file managers give
+    them), or relative to the workspace. Given several bases (the sandbox area, then the real workspace), the first
+    that holds the path; none holding it, the first. ``UnusablePath`` for a ``~user`` whose home folder this system
+    does not know, and for a ``file://`` URI naming another machine."""
+    path = _file_uri_path(value) if value[:7].lower() == "file://" else _home_expanded(value)
     if path.is_absolute():
         return path
     bases = workspace if isinstance(workspace, tuple) else (workspace,)
     return next((base / path for base in bases if (base / path).exists()), bases[0] / path)
+
+
+def _file_uri_path(value: str) -> Path:
+    """The local path a ``file://`` URI names (percent-escapes decoded); judged afterwards like any other path."""
+    parts = urlsplit(value)
+    if parts.netloc not in ("", "localhost"):
+        raise UnusablePath(
+            f"{shown(value)} is a file on another machine ({shown(parts.netloc)}), which kie-mcp cannot read. "
+            "Nothing was read or uploaded. Copy the file to this machine, into the workspace."
+        )
+    return Path(url2pathname(parts.path))
 
 
 def _home_expanded(value: str) -> Path:
