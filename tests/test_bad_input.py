@@ -423,3 +423,39 @@ async def test_a_task_id_that_cannot_be_one_is_refused_without_asking_kie(connec
     requests = await controls.get("requests")
     items = requests if isinstance(requests, list) else requests["requests"]
     assert not [r for r in items if "record" in r["path"] or "Details" in r["path"]], items
+
+
+# -- the audit of the surface: a failed balance read, odd dates, an id KIE does not know -----------------------
+
+
+async def test_an_estimate_is_given_when_the_balance_cannot_be_read_and_the_spend_still_needs_it(connect, controls):
+    """estimate_cost is free and local: KIE's balance endpoint failing made it an error, with no quote at all."""
+    await controls.fault("credit", kind="code", code=500, times=-1)
+    async with connect(elicitation=answering()) as client:
+        estimate = await client.call_tool("estimate_cost", IMAGE)
+        generated = await client.call_tool("generate_image", IMAGE)
+    assert not estimate.is_error, text_of(estimate)
+    assert estimate.structured_content["quote"]["credits_total"] == 8
+    assert estimate.structured_content["balance_credits"] is None
+    assert "The balance could not be read" in text_of(estimate)
+    assert generated.is_error and await controls.creates() == []  # no spend without a balance
+
+
+@pytest.mark.parametrize("since", ["0001-01-01", "1969-12-31"])
+async def test_list_tasks_since_a_day_before_any_task_lists_them_all(connect, since):
+    """A year before 1970 has no timestamp: "unexpected error (ValueError: year 0 is out of range)"."""
+    async with connect(elicitation=answering()) as client:
+        await client.call_tool("generate_image", IMAGE)
+        listed = await client.call_tool("list_tasks", {"since": since})
+    assert not listed.is_error, text_of(listed)
+    assert len(listed.structured_content["tasks"]) == 1
+
+
+async def test_check_task_of_an_id_kie_does_not_know_says_so(connect):
+    """KIE answers a lookup of an unknown id "422 record is null"; the advice was to fix a field of the request."""
+    async with connect() as client:
+        result = await client.call_tool("check_task", {"task_id": "not-a-task-anywhere"})
+    said = text_of(result)
+    assert result.is_error
+    assert 'KIE knows no task "not-a-task-anywhere"' in said and "14 days" in said, said
+    assert "Fix the field" not in said

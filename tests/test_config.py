@@ -78,5 +78,33 @@ def test_approval_is_any_unless_form_is_asked_for(tmp_path):
     assert misspelt.config_error and "did you mean KIE_APPROVAL?" in misspelt.config_error
 
 
+@pytest.mark.parametrize("name", ["KIE_MAX_CREDIT_PER_DAY", "KIE_MAX_CREDITS_PER_DAY ", "KIE_APPROVALS"])
+def test_a_misspelt_setting_in_the_clients_env_block_is_a_broken_setting(tmp_path, name):
+    """The env block is how every client snippet configures kie-mcp: a typo there left the cap at its looser
+    default (or quote approvals on) without a word."""
+    settings = Settings.load({"KIE_WORKSPACE": str(tmp_path), name: "100", "KIE_SMOKE_MODEL": "x"})
+    assert (
+        settings.config_error
+        and "The environment has" in settings.config_error
+        and "did you mean" in (settings.config_error)
+    )
+    assert settings.max_credits_per_day == 0  # spends nothing until fixed
+    assert "KIE_SMOKE_MODEL" not in settings.config_error  # other tools' KIE_* settings are left alone
+
+
+def test_a_blank_line_later_in_the_dotenv_does_not_undo_a_cap_set_before(tmp_path):
+    (tmp_path / ".env").write_text("KIE_MAX_CREDITS_PER_DAY=100\nKIE_MAX_CREDITS_PER_DAY=\n")
+    assert Settings.load({"KIE_WORKSPACE": str(tmp_path)}).max_credits_per_day == 100
+
+
+@pytest.mark.parametrize("url", ["https://api.kie.ai:443x", "http://[::1", "ftp://api.kie.ai", "api.kie.ai"])
+def test_an_endpoint_that_is_not_an_http_url_is_a_broken_setting(tmp_path, url):
+    """Accepted as it was, it made every KIE call fail as "unexpected error (InvalidURL)"."""
+    for name in ("KIE_BASE_URL", "KIE_UPLOAD_BASE_URL"):
+        settings = Settings.load({"KIE_WORKSPACE": str(tmp_path), name: url})
+        assert settings.config_error and f"{name}=" in settings.config_error and "http(s) URL" in settings.config_error
+        assert settings.max_credits_per_call == 0
+
+
 def test_read_dotenv_missing_file(tmp_path):
     assert read_dotenv(tmp_path / "nope") == {}

@@ -175,3 +175,14 @@ async def test_the_listing_says_each_counts_range(connect):
     described = {(name, a.name): a.description or "" for name, p in prompts.items() for a in p.arguments}
     assert "from 1 to 24" in described["character_sheet", "angles"]
     assert "from 1 to 20" in described["animated_ad", "beats"]
+
+
+async def test_optional_prompt_arguments_left_blank_take_their_defaults(connect):
+    """A client's form sends "" for an optional field left empty: it failed ("beats must be a whole number") or
+    read "Workflow: animated ad, . Product ..."."""
+    async with connect() as client:
+        ad = await client.get_prompt("animated_ad", {**ARGUMENTS["animated_ad"], "beats": "", "style": " "})
+        sheet = await client.get_prompt("character_sheet", {**ARGUMENTS["character_sheet"], "angles": ""})
+    assert "Workflow: animated ad, 3D-animated." in ad.messages[0].content.text
+    assert "Estimate the 6 storyboard stills" in ad.messages[0].content.text
+    assert "Estimate the 9 remaining angles" in sheet.messages[0].content.text

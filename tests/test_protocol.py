@@ -367,7 +367,7 @@ async def test_check_task_finds_tasks_created_elsewhere(connect, controls):
         missing = await client.call_tool("check_task", {"task_id": "no-such-task"})
     assert result.structured_content["task"]["family"] == "veo"
     assert result.structured_content["task"]["state"] == "succeeded"
-    assert missing.is_error and "422" in text_of(missing)
+    assert missing.is_error and "KIE knows no task" in text_of(missing)
 
 
 async def test_task_failure_reaches_the_user_and_is_refunded(connect, controls):

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
@@ -162,7 +163,8 @@ class Settings:
         except ConfigError as err:
             problems.append(str(err))
             dotenv = {}
-        problems += _unknown_settings(dotenv, workspace / ".env")
+        problems += _unknown_settings(dotenv, f"{workspace / '.env'} sets")
+        problems += _unknown_settings({n: v for n, v in given.items() if n[:3].upper() == "KIE"}, "The environment has")
         env = {**dotenv, **given}
         if "KIE_WORKSPACE" in env and "KIE_WORKSPACE" not in given:  # the .env names the workspace
             workspace, reason = _workspace_or_problem(env, cwd, problems)
@@ -183,6 +185,8 @@ class Settings:
         sync = choice("KIE_CATALOG_SYNC", ("auto", "off"), "auto")
         approval = choice("KIE_APPROVAL", ("any", "form"), "any")
         log_level = _log_level_or_problem(env, problems)
+        base_url = _url_or_problem(env, "KIE_BASE_URL", DEFAULT_BASE_URL, problems)
+        upload_base_url = _url_or_problem(env, "KIE_UPLOAD_BASE_URL", DEFAULT_UPLOAD_BASE_URL, problems)
         allowed = _allowed_dirs_or_problem(env, problems)
         if len(key) >= MIN_SECRET_LENGTH and any(key in str(folder) for folder in allowed):
             problems.append("KIE_ALLOWED_DIRS holds the KIE API key (pasted into the wrong field?); list folders only.")
@@ -190,8 +194,8 @@ class Settings:
         broken = redact(" ".join(problems)) if problems else None
         return cls(
             api_key=SecretStr(key) if key else None,  # kept for redaction even when broken; never used then
-            base_url=env.get("KIE_BASE_URL", DEFAULT_BASE_URL).rstrip("/"),
-            upload_base_url=env.get("KIE_UPLOAD_BASE_URL", DEFAULT_UPLOAD_BASE_URL).rstrip("/"),
+            base_url=base_url,
+            upload_base_url=upload_base_url,
             workspace=workspace,
             workspace_reason=reason,
             # A broken configuration spends nothing: every cap is 0, not a default.
@@ -213,26 +217,39 @@ def _present(values: Mapping[str, str]) -> dict[str, str]:
     return {name: value for name, value in values.items() if value.strip()}
 
 
-def _unknown_settings(dotenv: Mapping[str, str], path: Path) -> list[str]:
-    """The names in the .env that look like a misspelt setting of kie-mcp's, as a problem: KIE_MAX_CREDIT_PER_DAY
-    would otherwise leave that cap at its looser default without a word. Other names, KIE_* ones included, belong to
-    other tools sharing the file (KIE_SMOKE_*, KIE_LIVE_TESTS) and are left alone."""
+def _unknown_settings(names: Mapping[str, str], where: str) -> list[str]:
+    """The names (of the .env, or the client's env block) that look like a misspelt setting of kie-mcp's, as a
+    problem: KIE_MAX_CREDIT_PER_DAY, or a name with a space after it, would otherwise leave that cap at its looser
+    default without a word. Other names, KIE_* ones included, belong to other tools (KIE_SMOKE_*, KIE_LIVE_TESTS)
+    and are left alone."""
     problems = []
-    for name in dotenv:
+    for name in names:
         if name in KNOWN_SETTINGS:
             continue
-        import difflib  # only for a .env that names something else
+        import difflib  # only for settings that name something else
 
-        close = difflib.get_close_matches(name.upper(), KNOWN_SETTINGS, n=1, cutoff=TYPO_LIKENESS)
+        close = difflib.get_close_matches(name.strip().upper(), KNOWN_SETTINGS, n=1, cutoff=TYPO_LIKENESS)
         if close:
-            problems.append(
-                f"{path} sets {plain(name, quoted=False, limit=40)}, which kie-mcp does not read; did you mean "
-                f"{close[0]}?"
-            )
+            problems.append(f"{where} {plain(name, limit=40)}, which kie-mcp does not read; did you mean {close[0]}?")
     return problems
 
 
 TYPO_LIKENESS = 0.85  # KIE_MAX_CREDIT_PER_DAY is 0.98 like KIE_MAX_CREDITS_PER_DAY; KIE_API is 0.78 like KIE_API_KEY
+
+
+def _url_or_problem(env: Mapping[str, str], name: str, default: str, problems: list[str]) -> str:
+    """An endpoint setting as an http(s) URL with a host (and a port that is a number); anything else is a problem
+    (every KIE call would otherwise fail as "unexpected error") and the default."""
+    raw = env.get(name, default).strip().rstrip("/")
+    try:
+        parts = urlsplit(raw)
+        usable = parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port or 0) >= 0
+    except ValueError:  # a port that is no number, an unclosed [IPv6 address
+        usable = False
+    if not usable:
+        problems.append(f"{name}={plain(raw, limit=80)} is not an http(s) URL such as {default}.")
+        return default
+    return raw
 
 
 def _log_level_or_problem(env: Mapping[str, str], problems: list[str]) -> str:
@@ -394,5 +411,6 @@ def read_dotenv(path: Path) -> dict[str, str]:
             value = value[1:-1]
         elif " #" in value:
             value = value.split(" #", 1)[0].rstrip()
-        values[key.strip()] = value
+        if value.strip() or key.strip() not in values:  # a blank line later never undoes a value set before
+            values[key.strip()] = value
     return values

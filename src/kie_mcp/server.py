@@ -263,8 +263,9 @@ class _Server(MCPServer):
         self, name: str, arguments: dict[str, Any] | None = None, context: Context[Any, Any] | None = None
     ) -> Any:
         self._register_deferred()
-        _check_prompt_arguments(self._prompt_manager.get_prompt(name), name, arguments)
-        return await super().get_prompt(name, arguments, context)
+        prompt = self._prompt_manager.get_prompt(name)
+        _check_prompt_arguments(prompt, name, arguments)
+        return await super().get_prompt(name, _without_blank_optionals(prompt, arguments), context)
 
     def add_tool(self, fn: Any, name: str | None = None, **options: Any) -> None:
         """Register now, build on first need (``_build``)."""
@@ -333,6 +334,16 @@ class _Server(MCPServer):
             raise ToolError(
                 f"{name}: some arguments do not fit; nothing was sent or spent. Fix these and call again:\n{problems}"
             ) from cause
+
+
+def _without_blank_optionals(prompt: Any, arguments: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``arguments`` without the optional ones left blank (a client's form sends "" for a field left empty): those
+    take their defaults, as a blank setting does, instead of failing ("beats must be a whole number") or reading
+    "Workflow: animated ad, . Product ..."."""
+    if not arguments or prompt is None:
+        return arguments
+    optional = {argument.name for argument in prompt.arguments or () if not argument.required}
+    return {k: v for k, v in arguments.items() if k not in optional or not isinstance(v, str) or v.strip()}
 
 
 def _check_prompt_arguments(prompt: Any, name: str, arguments: dict[str, Any] | None) -> None:

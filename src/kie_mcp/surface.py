@@ -989,7 +989,12 @@ async def _estimate(rt: Runtime, plan: gen.Plan) -> EstimateResult:
         cap_problem = None
     except SpendRefused as err:
         cap_problem = str(err)
-    balance = await balance_cache(rt).current() if rt.kie is not None else None  # read at most every few seconds
+    try:  # read at most every few seconds; an estimate is free and offline-safe, so a failed read is no error
+        balance = await balance_cache(rt).current() if rt.kie is not None else None
+        unread = None
+    except KieError as err:
+        balance = None
+        unread = f"The balance could not be read ({err.message}); generating reads it first, or spends nothing."
     auto = quote.price_known and 0 < (quote.credits_total or 0) <= rt.settings.auto_approve_credits
     cost = (
         f"{quote.credits_total:g} credits (about ${quote.usd_total:.2f})"
@@ -1008,6 +1013,8 @@ async def _estimate(rt: Runtime, plan: gen.Plan) -> EstimateResult:
         parts.append(f"Over a cap: {cap_problem}")
     if balance is not None and quote.credits_total is not None and balance < quote.credits_total:
         parts.append(f"The balance ({balance:g} credits) is too low for this request.")
+    if unread:
+        parts.append(unread)
     return EstimateResult(
         quote=quote,
         within_caps=cap_problem is None,
@@ -1033,7 +1040,18 @@ async def _find_record(rt: Runtime, task_id: str) -> TaskRecord:
             retryable=False,
             next_step="Use a task id from generate_image, generate_video, list_tasks or KIE's logs.",
         )
-    status = await rt.require_kie().find_task(task_id)
+    try:
+        status = await rt.require_kie().find_task(task_id)
+    except KieError as err:
+        if err.retryable or err.category not in (Category.INPUT, Category.NOT_FOUND):
+            raise
+        raise KieError(  # a lookup has no field to fix: KIE's "invalid request" means it has no such task
+            f"KIE knows no task {plain(task_id)} ({err.message})",
+            category=Category.INPUT,
+            retryable=False,
+            next_step="Use a task id from generate_image, generate_video, list_tasks or https://kie.ai/logs; KIE "
+            "keeps tasks for 14 days.",
+        ) from None
     record = followups.made_elsewhere(rt, task_id, status)  # as old as KIE says: the 14-day limit applies
     rt.tasks.add(record)
     return record
@@ -1088,9 +1106,13 @@ def _parse_day(text: str | None) -> datetime | None:
     if not text:
         return None
     try:
-        return datetime.strptime(text.strip(), "%Y-%m-%d")
+        day = datetime.strptime(text.strip(), "%Y-%m-%d")
     except ValueError:
         raise ToolError(f"since={text!r} is not a date; use YYYY-MM-DD, e.g. 2026-11-21.") from None
+    return day if day.year > EARLIEST_YEAR else None  # every task is later (and a year 1 has no timestamp)
+
+
+EARLIEST_YEAR = 1970  # "since" a day before any task: no filter
 
 
 def _task_message(record: TaskRecord) -> str:
