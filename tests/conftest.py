@@ -134,6 +134,24 @@ async def controls(transport: SandboxTransport) -> AsyncIterator[Controls]:
     await handle.http.aclose()
 
 
+@pytest.fixture
+def decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The thread of each image decode made for a thumbnail."""
+    import threading
+
+    from kie_mcp.media import downloads
+
+    threads: list[str] = []
+    original = downloads._make_thumbnail
+
+    def counted(path: Path, max_side: int) -> Any:
+        threads.append(threading.current_thread().name)
+        return original(path, max_side)
+
+    monkeypatch.setattr(downloads, "_make_thumbnail", counted)
+    return threads
+
+
 def answering(action: str = "accept", confirm: bool = True, seen: list[str] | None = None) -> Callable[..., Any]:
     """An elicitation callback (declaring the capability) that records each question and answers it."""
 

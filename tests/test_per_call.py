@@ -18,7 +18,7 @@ from PIL import Image
 
 from kie_mcp.journal import Journal, journal_path
 from kie_mcp.kie import KieClient
-from kie_mcp.media import downloads, inputs
+from kie_mcp.media import inputs
 from kie_mcp.media.downloads import make_thumbnails, thumbnail, thumbnail_path
 from kie_mcp.sandbox import SANDBOX_API_KEY
 from kie_mcp.spend.balance import BalanceCache
@@ -276,20 +276,6 @@ def test_an_older_journal_gets_the_indexes_and_keeps_its_history(tmp_path):
 
 
 # -- thumbnails -------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def decodes(monkeypatch) -> list[str]:
-    """The thread of each image decode made for a thumbnail."""
-    threads: list[str] = []
-    original = downloads._make_thumbnail
-
-    def counted(path: Path, max_side: int) -> Any:
-        threads.append(threading.current_thread().name)
-        return original(path, max_side)
-
-    monkeypatch.setattr(downloads, "_make_thumbnail", counted)
-    return threads
 
 
 def big_image(path: Path, mode: str = "RGB") -> Path:

@@ -19,6 +19,8 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from kie_mcp.redact import redact, redact_value
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS quotes (
     quote_id TEXT PRIMARY KEY, model TEXT NOT NULL, digest TEXT NOT NULL, body TEXT NOT NULL,
@@ -303,7 +305,8 @@ class Journal:
         session: str | None,
         options_key: str | None = None,
     ) -> str:
-        """Written before the create is sent: a crash after this line still leaves a trace of the spend."""
+        """Written before the create is sent: a crash after this line still leaves a trace of the spend. The prompt
+        and parameters are kept redacted: the API key typed into either is never written to this file."""
         attempt_id = "a_" + uuid.uuid4().hex[:16]
         now = time.time()
         self.execute(
@@ -314,8 +317,8 @@ class Journal:
             family,
             approved_by,
             quote_id,
-            prompt,
-            json.dumps(params, ensure_ascii=False),
+            redact(prompt),
+            json.dumps(redact_value(params), ensure_ascii=False),
             options_key,
             credits_quoted,
             session,
@@ -368,7 +371,7 @@ class Journal:
             extra.get("attempt_id"),
             model,
             state,
-            extra.get("prompt"),
+            redact(extra["prompt"]) if extra.get("prompt") else None,
             extra.get("session"),
             record_json,
             extra.get("created", now),

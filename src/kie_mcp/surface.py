@@ -1479,7 +1479,8 @@ def _tool_result(
     side = rt.settings.preview_px if rt is not None else THUMBNAIL_SIDE
     for file in files if previews else ():
         content.append(_output_link(file))
-        # The kept preview: an image scaled to KIE_PREVIEW_PX (decoded here only if none was made), a video's poster.
+        # The kept preview, never decoded here (made in a worker thread first): an image scaled to KIE_PREVIEW_PX,
+        # a video's poster.
         small = preview(Path(file.absolute_path), kinds.get(file.path), side)
         if small is not None:
             data, mime = small

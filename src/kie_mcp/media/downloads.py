@@ -21,6 +21,7 @@ import contextlib
 import hashlib
 import io
 import json
+import logging
 import mimetypes
 import os
 import re
@@ -39,7 +40,11 @@ import anyio
 import anyio.to_thread
 import httpx2
 
+from kie_mcp.redact import redact
+
 from .addresses import PrivateAddress, send_checked
+
+log = logging.getLogger(__name__)  # stderr only, through the server's logging set-up
 
 MediaKind = Literal["image", "video", "audio"]
 Expected = MediaKind | tuple[MediaKind, ...]  # the kind (or kinds) of file a result link must serve
@@ -615,9 +620,11 @@ def _slug(text: str, max_len: int, allowed: str = "a-z0-9") -> str:
 def output_folder(workspace: Path, label: str, day: date) -> Path:
     """``workspace/outputs/YYYY-MM-DD-<slug>``: the slug is lowercase ASCII, at most 40 chars, never empty.
 
-    Deterministic and safe for any label (no separators, no dots, no ``..``). The folder is not created.
+    Deterministic and safe for any label (no separators, no dots, no ``..``). The folder is not created. The label
+    (a session name or a prompt) is redacted first: the API key never becomes a folder name.
     """
-    return Path(workspace) / "outputs" / f"{day.isoformat()}-{_slug(label or '', 40) or 'untitled'}"
+    slug = _slug(redact(label or ""), 40) or "untitled"
+    return Path(workspace) / "outputs" / f"{day.isoformat()}-{slug}"
 
 
 def result_name(model_id: str, task_id: str, index: int, ext: str) -> str:
@@ -660,6 +667,11 @@ def write_bytes_atomic(path: Path, payload: bytes, *, durable: bool = True) -> N
 
 
 THUMBNAIL_SIDE = 256  # the longest side of the thumbnails shown inline to the model
+# Images with more pixels get no preview, refused before any decode: a small crafted PNG can declare 13000x13000
+# (~700 MB decoded, far more while scaling), and Pillow itself only refuses above twice its own limit. An 8K image
+# is 33 million pixels.
+PREVIEW_MAX_PIXELS = 64_000_000
+_failed_thumbnails: set[tuple[str, int, int]] = set()  # (image, its mtime_ns, side) that could not be scaled
 
 
 def thumbnail_path(path: Path, mime: str, max_side: int = THUMBNAIL_SIDE) -> Path:
@@ -699,8 +711,9 @@ def thumbnail(path: Path, max_side: int = THUMBNAIL_SIDE) -> tuple[bytes, str] |
     """A small JPEG (PNG when the image has transparency) of an image file for inline display; None otherwise.
 
     Made once per file and kept beside it (``thumbnail_path``, written atomically), made again when the file
-    changed (is newer) since. Decoding a large image takes a while: call it in a worker thread
-    (``make_thumbnails``); ``cached_thumbnail`` reads the kept one without decoding.
+    changed (is newer) since. A file that could not be scaled is remembered (until it changes) and not decoded again.
+    Decoding a large image takes a while: call it in a worker thread (``make_thumbnails``); ``cached_thumbnail``
+    reads the kept one without decoding.
     """
     kept = cached_thumbnail(path, max_side)
     if kept is not None:
@@ -709,10 +722,15 @@ def thumbnail(path: Path, max_side: int = THUMBNAIL_SIDE) -> tuple[bytes, str] |
         source = Path(path).stat()
     except OSError:
         return None
+    tried = (str(path), source.st_mtime_ns, int(max_side))
+    if tried in _failed_thumbnails:
+        return None
     made = _make_thumbnail(Path(path), max_side)
-    if made is not None:
-        with contextlib.suppress(OSError):  # a read-only folder: the thumbnail is still shown, just not kept
-            _keep_thumbnail(Path(path), made, max_side, source.st_mtime_ns)
+    if made is None:
+        _failed_thumbnails.add(tried)
+        return None
+    with contextlib.suppress(OSError):  # a read-only folder: the thumbnail is still shown, just not kept
+        _keep_thumbnail(Path(path), made, max_side, source.st_mtime_ns)
     return made
 
 
@@ -721,7 +739,7 @@ async def make_thumbnails(paths: list[Path], max_side: int = THUMBNAIL_SIDE) -> 
 
     def make_all() -> None:
         for path in paths:
-            thumbnail(path, max_side)
+            _best_effort(thumbnail, path, max_side)
 
     if paths:
         await anyio.to_thread.run_sync(make_all)
@@ -832,47 +850,95 @@ def _make_poster(path: Path, max_side: int) -> tuple[bytes, str] | None:
         return None
     try:
         with Image.open(io.BytesIO(done.stdout)) as frame:
+            if _too_many_pixels(frame):
+                return None
             frame.thumbnail((max_side, max_side))
             out = io.BytesIO()
             frame.convert("RGB").save(out, format="JPEG", quality=82)
             return out.getvalue(), "image/jpeg"
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+    except Exception as exc:  # a poster is best effort: any failure of the decoder means no poster
+        log.debug("No poster for %s: %s: %s", path, type(exc).__name__, exc)
         return None
 
 
 def scaled_copy(source: IO[bytes], max_side: int) -> tuple[bytes, str] | None:
     """A scaled-down JPEG (PNG with transparency) of the image in ``source``, an open file, made now and not kept:
     for files in the user's own folders (input images), where nothing should be written, and which are read only as
-    they were opened and checked, never opened again by name. None when it is not an image Pillow can decode.
-    Decodes: call it in a worker thread."""
-    from PIL import Image, ImageOps
+    they were opened and checked, never opened again by name. None when it is not an image Pillow can decode, or
+    has more than ``PREVIEW_MAX_PIXELS`` (refused from its header, before any decode). A preview is best effort: any
+    error of the decoder on a crafted file means no preview, never a failed tool. Decodes: call it in a worker
+    thread."""
+    from PIL import Image
 
     try:
         if kind_of(sniff_mime(source.read(SNIFF_BYTES))) != "image":
             return None
         source.seek(0)
         with Image.open(source) as image:
-            image.draft("RGB", (max_side, max_side))  # JPEG: decode at a reduced scale
-            small = ImageOps.exif_transpose(image)
-            small.thumbnail((max_side, max_side))
-            alpha = small.mode in ("RGBA", "LA", "PA") or (small.mode == "P" and "transparency" in small.info)
-            out = io.BytesIO()
-            if alpha:
-                small.convert("RGBA").save(out, format="PNG", optimize=True)
-                return out.getvalue(), "image/png"
-            small.convert("RGB").save(out, format="JPEG", quality=80)
-            return out.getvalue(), "image/jpeg"
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+            if _too_many_pixels(image):
+                return None
+            return _encode_small(_scaled_upright(image, max_side))
+    except Exception as exc:
+        log.debug("No preview of an image: %s: %s", type(exc).__name__, exc)
         return None
 
 
+def _too_many_pixels(image: Any) -> bool:
+    """Whether an opened (not yet decoded) image declares more pixels than a preview may decode."""
+    width, height = image.size
+    if width * height <= PREVIEW_MAX_PIXELS:
+        return False
+    log.debug("No preview: the image is %dx%d, over %d pixels.", width, height, PREVIEW_MAX_PIXELS)
+    return True
+
+
+def _scaled_upright(image: Any, max_side: int) -> Any:
+    """``image`` scaled down first (JPEG decoded at a reduced scale), then turned as its EXIF says: turning first
+    would copy the full-size image."""
+    from PIL import ImageOps
+
+    image.draft("RGB", (max_side, max_side))
+    image.thumbnail((max_side, max_side))
+    return ImageOps.exif_transpose(image)
+
+
+def _encode_small(small: Any) -> tuple[bytes, str]:
+    """A scaled image as PNG when it has transparency, else JPEG."""
+    alpha = small.mode in ("RGBA", "LA", "PA") or (small.mode == "P" and "transparency" in small.info)
+    out = io.BytesIO()
+    if alpha:
+        small.convert("RGBA").save(out, format="PNG", optimize=True)
+        return out.getvalue(), "image/png"
+    small.convert("RGB").save(out, format="JPEG", quality=80)
+    return out.getvalue(), "image/jpeg"
+
+
 def preview(path: Path, kind: str | None, max_side: int) -> tuple[bytes, str] | None:
-    """The kept inline preview of a saved result, without decoding: a scaled image, or a video's poster. The file's
-    own type decides (``kind_of_file``); ``kind``, its task's, only when the extension says nothing."""
+    """The kept inline preview of a saved result: a scaled image, or a video's poster. Never decodes (it runs on the
+    event loop): previews are made by ``make_previews`` in a worker thread, and a file that got none has none. The
+    file's own type decides (``kind_of_file``); ``kind``, its task's, only when the extension says nothing."""
     kind = kind_of_file(path, kind)
     if kind == "video":
         return cached_poster(path, max_side)
-    return thumbnail(path, max_side) if kind == "image" else None
+    return cached_thumbnail(path, max_side) if kind == "image" else None
+
+
+def make_preview(path: Path, kind: str | None, max_side: int) -> None:
+    """Make (or check) the kept preview of one saved result, best effort: an error means no preview for that file,
+    logged, never an error of the tool that saved it (the result is paid for and on disk). Decodes: worker thread."""
+    kind = kind_of_file(path, kind)
+    if kind == "image":
+        _best_effort(thumbnail, path, max_side)
+    elif kind == "video":
+        _best_effort(poster, path, max_side)
+
+
+def _best_effort(make: Callable[[Path, int], object], path: Path, max_side: int) -> None:
+    """Run a preview maker; any error is logged and leaves the file without a preview."""
+    try:
+        make(path, max_side)
+    except Exception:
+        log.warning("No preview could be made of %s; the file itself is saved.", path, exc_info=True)
 
 
 async def make_previews(files: list[tuple[Path, str | None]], max_side: int) -> None:
@@ -881,11 +947,7 @@ async def make_previews(files: list[tuple[Path, str | None]], max_side: int) -> 
 
     def make_all() -> None:
         for path, given in files:
-            kind = kind_of_file(path, given)
-            if kind == "image":
-                thumbnail(path, max_side)
-            elif kind == "video":
-                poster(path, max_side)
+            make_preview(path, given, max_side)
 
     if files:
         await anyio.to_thread.run_sync(make_all)

@@ -44,13 +44,13 @@ from urllib.parse import quote
 
 import anyio.to_thread
 
+from kie_mcp.redact import redact
+
 from .downloads import (
     THUMBNAIL_SIDE,
     kind_of,
-    kind_of_file,
-    poster,
+    make_preview,
     poster_path,
-    thumbnail,
     thumbnail_path,
     write_bytes_atomic,
 )
@@ -185,7 +185,7 @@ def _items_of_sidecar(path: Path, media: dict[str, str]) -> list[Item]:
     task = Item(
         name="",
         kind="file",
-        prompt=_text(data.get("prompt")),
+        prompt=_redacted(_text(data.get("prompt"))),
         model=_text(data.get("model")),
         task_id=_text(data.get("task_id")),
         credits=charged if charged is not None else quoted,
@@ -210,6 +210,12 @@ def _number(value: object) -> float | None:
 
 def _text(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
+
+
+def _redacted(text: str | None) -> str | None:
+    """A sidecar's prompt as a page may show it: the API key (and anything shaped like a credential) never reaches a
+    page, even from a sidecar written before sidecars were redacted."""
+    return redact(text) if text else text
 
 
 def _epoch(value: object) -> float:
@@ -480,11 +486,7 @@ def build(outputs: Path, side: int = THUMBNAIL_SIDE, fresh: Sequence[tuple[Path,
     if not outputs.is_dir():
         return []
     for path, given in fresh:
-        kind = kind_of_file(path, given)
-        if kind == "image":
-            thumbnail(path, side)
-        elif kind == "video":
-            poster(path, side)
+        make_preview(path, given, side)  # best effort, file by file: a crafted file only goes without a preview
     sessions = scan(outputs, side)
     problems: list[str] = []
     pages = [(outputs / s.folder / PAGE, lambda s=s: render_session(s)) for s in sessions]

@@ -14,6 +14,7 @@ from typing import Any
 
 from kie_mcp.journal import Journal
 from kie_mcp.kie import KieClient
+from kie_mcp.redact import redact_value
 from kie_mcp.tasks import TaskRecord
 from kie_mcp.words import timestamp
 
@@ -65,7 +66,8 @@ async def save_results(
 
 
 def sidecar(journal: Journal, record: TaskRecord) -> dict[str, Any]:
-    """Everything needed to know later what a file is and what it cost."""
+    """Everything needed to know later what a file is and what it cost. The prompt and parameters are redacted: the
+    API key, typed into a prompt or a parameter, is never written to a file."""
     assert record.task_id is not None
     row = journal.task_row(record.task_id)
     attempt = journal.query("SELECT * FROM attempts WHERE task_id = ?", record.task_id)
@@ -75,8 +77,8 @@ def sidecar(journal: Journal, record: TaskRecord) -> dict[str, Any]:
         "family": record.family,
         "parent_task_id": record.parent_task_id,  # a follow-up (continue_video): the task it continues
         "operation": record.operation,
-        "prompt": row["prompt"] if row else None,
-        "parameters": attempt[0]["params"] if attempt else None,
+        "prompt": redact_value(row["prompt"]) if row else None,
+        "parameters": redact_value(attempt[0]["params"]) if attempt else None,
         "credits_quoted": record.credits_quoted,
         "credits_charged": record.credits_charged,
         "created_at": timestamp(record.created_at),
