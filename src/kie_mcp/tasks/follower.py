@@ -23,12 +23,12 @@ whether or not a tool call is waiting on it:
   client (below). Results a download missed (a CDN error, a cut-off body, the server stopped while saving) are
   tried again on ``SAVE_AGAIN``'s schedule (30 s, then longer gaps up to half an hour: seven tries in about 50
   minutes) and, after a restart, at once for every task of the last 14 days the journal shows succeeded with fewer
-  saved files than result links (up to 10,000). A task first seen already finished through ``kie://tasks/{id}``
-  (made elsewhere) has its results saved the same way, at once (``follow``); what a ``check_task`` that saved
-  itself missed, or left when it was cancelled mid-download, is handed over the same way (``save_later``). A link
-  refused for pointing at this machine or a private network is never tried again by this process. Finishing is
-  ``generation.settle`` and ``generation.save_all``, reached through the ``finish`` callback (imported when first
-  used: ``generation`` imports ``runtime``, which imports this).
+  saved files than result links (up to 10,000). A task made elsewhere and first seen already finished (through
+  ``kie://tasks/{id}``, or as a follow-up's source) has its results saved the same way, at once (``follow``);
+  what a ``check_task`` that saved itself missed, or left when it was cancelled mid-download, is handed over the
+  same way (``save_later``). A link refused for pointing at this machine or a private network is never tried
+  again by this process. Finishing is ``generation.settle`` and ``generation.save_all``, reached through the
+  ``finish`` callback (imported when first used: ``generation`` imports ``runtime``, which imports this).
 - **Waiting.** ``generate_*`` and ``check_task`` never poll themselves: they ``wait`` on the follower. Each
   watched task has a ``done`` event (set once the task is finished AND settled and saved) and a set of
   listener events, set after every look; a waiter registers one event with each task it waits on, and also
@@ -573,7 +573,8 @@ class Follower:
         """Follow ``record`` from now on (``looked``: KIE was just asked about it). Returns the record as followed
         (the follower's own copy when it already followed the task). A task first seen already finished (made
         elsewhere and done before anyone here asked) has nothing left to follow: its unsaved results are saved in
-        the background at once, so whoever found it (the ``kie://tasks/{id}`` resource) never saves them itself."""
+        the background at once, so whoever found it (the ``kie://tasks/{id}`` resource, a follow-up's source) never
+        saves them itself."""
         await self._runtime()
         watch = self._add(record, looked=looked)
         if watch is None:
