@@ -534,8 +534,17 @@ async def test_unknown_arguments_are_refused_not_ignored(connect, controls, tool
         result = await client.call_tool(tool, arguments)
     assert result.is_error
     assert f"does not take {unknown}" in text_of(result)
-    assert "It takes:" in text_of(result)
+    assert "It takes:" in text_of(result) and "It takes: ." not in text_of(result)
+    assert ("belong to generate_video" in text_of(result)) == (unknown in ("script", "duration"))
     assert await controls.creates() == []
+
+
+async def test_an_unknown_argument_to_an_image_call_gets_the_video_hint_only_when_it_is_a_video_argument(connect):
+    async with connect() as client:
+        odd = await client.call_tool("generate_image", {**IMAGE, "colour": "red"})
+        no_args = await client.call_tool("check_credits", {"verbose": True})
+    assert "generate_video" not in text_of(odd)
+    assert "It takes: no arguments." in text_of(no_args), text_of(no_args)
 
 
 async def test_a_restarted_server_knows_every_task_and_todays_spend(connect, controls):

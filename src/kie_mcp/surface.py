@@ -344,11 +344,14 @@ def _reject_unknown_arguments(ctx: Context, tool: str) -> None:
     given = params.get("arguments") or {}
     unknown = sorted(set(given) - set(_ACCEPTED.get(tool, given)))
     if unknown:
-        hint = " Scripts and durations belong to generate_video." if tool == "generate_image" else ""
-        raise ToolError(
-            f"{tool} does not take {', '.join(unknown)}; nothing was sent.{hint} "
-            f"It takes: {', '.join(_ACCEPTED[tool])}."
-        )
+        video_only = tool == "generate_image" and set(unknown) & _VIDEO_ONLY
+        hint = " Scripts, durations and audio belong to generate_video." if video_only else ""
+        named = ", ".join(plain(name, quoted=False, limit=40) for name in unknown[:10])
+        takes = ", ".join(_ACCEPTED[tool]) or "no arguments"
+        raise ToolError(f"{tool} does not take {named}; nothing was sent.{hint} It takes: {takes}.")
+
+
+_VIDEO_ONLY = {"script", "duration", "audio"}  # generate_video's own arguments: the hint to an image call
 
 
 def _register_tools(mcp: MCPServer) -> None:
