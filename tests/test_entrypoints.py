@@ -46,15 +46,25 @@ def test_sim_refuses_a_port_that_is_not_one_with_one_line_not_a_traceback(port, 
     assert "from 0 to 65535" in err or "whole number" in err
 
 
-def test_catalog_check_honours_sandbox_as_sync_does(monkeypatch, capsys, tmp_path):
-    """``--sandbox catalog check`` compares with the simulator: no key needed and the real KIE is never contacted."""
+@pytest.mark.parametrize("argv", [["--sandbox", "catalog", "check"], ["catalog", "check", "--sandbox"]])
+def test_catalog_check_honours_sandbox_as_sync_does(monkeypatch, capsys, tmp_path, argv):
+    """``--sandbox catalog check`` compares with the simulator: no key needed and the real KIE is never contacted.
+    ``--sandbox`` after the command reads the same (it was "unrecognized arguments")."""
     monkeypatch.delenv("KIE_API_KEY", raising=False)
     monkeypatch.setenv("KIE_BASE_URL", "http://127.0.0.1:9")  # the real KIE, were it contacted: unreachable
     monkeypatch.setenv("KIE_WORKSPACE", str(tmp_path))
-    assert main(["--sandbox", "catalog", "check"]) in (0, 1)
+    assert main(argv) in (0, 1)
     out, err = capsys.readouterr()
     assert "KIE_API_KEY" not in err and "cannot reach" not in err, err
     assert "difference(s)" in out or "No drift" in out, out
+
+
+@pytest.mark.parametrize(
+    ("argv", "sandbox"),
+    [(["serve", "--sandbox"], True), (["--sandbox", "serve"], True), (["serve"], False), ([], False)],
+)
+def test_sandbox_may_follow_the_command(argv, sandbox):
+    assert build_parser().parse_args(argv).sandbox is sandbox
 
 
 def test_python_dash_m():

@@ -60,13 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Configuration comes from environment variables and the workspace .env file; see the README.",
     )
     parser.add_argument("--version", action="version", version=f"kie-mcp {__version__}")
-    parser.add_argument(
-        "--sandbox",
-        action="store_true",
-        help="serve against the built-in KIE simulator: no key, no credits, every result marked sandbox",
-    )
+    sandbox_help = "serve against the built-in KIE simulator: no key, no credits, every result marked sandbox"
+    parser.add_argument("--sandbox", action="store_true", help=sandbox_help)
+    # ``kie-mcp serve --sandbox`` reads as naturally as ``kie-mcp --sandbox serve``: the commands it applies to
+    # take it after their name too (SUPPRESS: absent there, the value given before the command stands).
+    after = argparse.ArgumentParser(add_help=False)
+    after.add_argument("--sandbox", action="store_true", default=argparse.SUPPRESS, help=sandbox_help)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.add_parser("serve", help="serve MCP over stdio (the default)")
+    commands.add_parser("serve", parents=[after], help="serve MCP over stdio (the default)")
     demo = commands.add_parser("demo", help="run an offline tour: a sandboxed server driven by a real MCP client")
     demo.add_argument("--keep", action="store_true", help="keep the demo's workspace (its files) and print where")
     sim = commands.add_parser("sim", help="serve the KIE simulator over HTTP on 127.0.0.1")
@@ -77,11 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
     catalog_commands = catalog.add_subparsers(dest="catalog_command", metavar="ACTION", required=True)
     catalog_commands.add_parser(
         "check",
+        parents=[after],
         help="compare the catalogue with KIE's live model and price lists (needs network and "
         "KIE_API_KEY; with --sandbox, the built-in simulator)",
     )
     sync = catalog_commands.add_parser(
         "sync",
+        parents=[after],
         help="read KIE's live models, price feed, schemas and success rates into the workspace cache "
         "(.kie-mcp/catalog-live.json); needs network and KIE_API_KEY",
     )
