@@ -54,15 +54,15 @@ def test_quote_is_single_use_bound_and_expires():
     quote = book.issue("nano-banana-2", "h1", PRICE, 2)
     assert quote.credits_total == 16
     assert quote.usd_total == 0.08
-    assert book.problem(quote.quote_id, "h1") is None
-    assert "different arguments" in book.problem(quote.quote_id, "h2")
+    assert book.refusal(quote.quote_id, "h1") is None
+    assert "different arguments" in str(book.refusal(quote.quote_id, "h2"))
     book.consume(quote.quote_id, "h1")
     with pytest.raises(QuoteError, match="already used"):
         book.consume(quote.quote_id, "h1")
     late = book.issue("nano-banana-2", "h1", PRICE, 1)
     clock.now += 601
-    assert "expired" in book.problem(late.quote_id, "h1")
-    assert "unknown" in book.problem("q_nope", "h1")
+    assert "expired" in str(book.refusal(late.quote_id, "h1"))
+    assert "unknown" in str(book.refusal("q_nope", "h1"))
 
 
 def test_only_one_of_two_racing_calls_can_use_a_quote():

@@ -58,7 +58,7 @@ from kie_mcp.catalog.validate import InvalidRequest, Problem, named_for_user
 from .addresses import PrivateAddress, send_checked
 from .inputs import ChangedFile, LocalFile, field_kinds, is_remote, still_hashed
 from .sniff import HEAD_BYTES, sniff
-from .stitch import FD_FOLDER, StitchError, find_ffmpeg
+from .stitch import FD_FOLDER, StitchError, by_descriptor, find_ffmpeg
 
 log = logging.getLogger(__name__)
 
@@ -569,7 +569,7 @@ def _measure_open(handle: IO[bytes], path: Path, timeout: float) -> float | None
 def _ffmpeg_open(handle: IO[bytes], path: Path, timeout: float) -> float | None:
     """ffmpeg's length of the open file ``handle``, read as ``/dev/fd/N`` (where ``/dev/fd`` exists), so a name
     swapped for another file meanwhile is never what is measured; elsewhere its checked name."""
-    if os.name == "nt" or not FD_FOLDER.is_dir():
+    if not by_descriptor():
         return ffmpeg_seconds(path, timeout=timeout)
     try:
         fd = handle.fileno()

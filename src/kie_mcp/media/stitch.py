@@ -74,7 +74,13 @@ MAX_CAPTIONS = 200  # without libass each caption is a filter on the command lin
 MAX_CAPTION_SECONDS = 86400.0  # a day: any real video is shorter, and SRT times stay small integers
 # ffmpeg demuxers of the single-file video formats media.sniff recognises; nothing else is ever opened.
 _VIDEO_DEMUXERS = ("mov", "matroska", "avi", "ogg")
-FD_FOLDER = Path("/dev/fd")  # an open descriptor by name: how ffmpeg is given the clips that were checked
+FD_FOLDER = Path("/dev/fd")  # an open descriptor by name: how ffmpeg is given the files that were checked
+
+
+def by_descriptor() -> bool:
+    """Whether ffmpeg can be given an open file as ``/dev/fd/N`` (with the descriptor passed on): not on Windows,
+    which has no ``/dev/fd``; there it gets the checked name."""
+    return os.name != "nt" and FD_FOLDER.is_dir()
 
 
 def _whitelist(*formats: str) -> list[str]:
@@ -710,9 +716,9 @@ class _Held:
         except BaseException:
             self.close()
             raise
-        by_descriptor = FD_FOLDER.is_dir() and os.name != "nt"
-        self.fds = tuple(handle.fileno() for handle in self._handles) if by_descriptor else ()
-        self.sources = [f"{FD_FOLDER}/{fd}" for fd in self.fds] if by_descriptor else [str(p) for p in self.paths]
+        passed = by_descriptor()
+        self.fds = tuple(handle.fileno() for handle in self._handles) if passed else ()
+        self.sources = [f"{FD_FOLDER}/{fd}" for fd in self.fds] if passed else [str(p) for p in self.paths]
 
     def rewound(self) -> tuple[int, ...]:
         """The descriptors to pass, each at its start (where opening ``/dev/fd/N`` shares the offset: macOS)."""

@@ -201,11 +201,6 @@ class QuoteBook:
         row = rows[0]
         return row["quote_id"], bool(row["used"]), self._clock() > row["expires"]
 
-    def problem(self, quote_id: str, digest: str) -> str | None:
-        """None when ``quote_id`` can approve the request with ``digest``; else the reason it cannot."""
-        refusal = self.refusal(quote_id, digest)
-        return None if refusal is None else str(refusal)
-
     def refusal(self, quote_id: str, digest: str) -> QuoteError | None:
         """None when ``quote_id`` can approve the request with ``digest``; else why not, with the rule's name."""
         rows = self.journal.query("SELECT * FROM quotes WHERE quote_id = ?", quote_id)
