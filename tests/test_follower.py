@@ -122,6 +122,41 @@ async def test_a_task_left_by_an_earlier_server_is_followed_and_saved_on_start(c
     assert spent == 60  # settled once, by whichever process saw it end
 
 
+async def test_a_task_kie_calls_unfinished_for_longer_than_it_keeps_results_is_not_followed_for_ever(
+    connect, controls, tmp_path
+):
+    """A restart does not adopt a task older than 14 days; a server that stays up used to look at one KIE kept
+    calling unfinished for as long as it ran (a status call a minute, for ever)."""
+    import json
+
+    from kie_mcp.journal import Journal
+    from kie_mcp.tasks.follower import RETENTION_SECONDS
+
+    await controls.post("clock/speed", {"speed": 0})  # KIE never finishes it
+    async with connect(elicitation=answering()) as first:
+        task_id = await video_nobody_waits_for(first)
+    created = time.time() - RETENTION_SECONDS + 1.0  # adopted on start, 14 days old a second later
+    journal = Journal.for_workspace(tmp_path)
+    with journal.transaction() as db:
+        (record,) = db.execute("SELECT record FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
+        moved = json.dumps({**json.loads(record), "created_at": created})
+        db.execute("UPDATE tasks SET record = ?, created = ? WHERE task_id = ?", (moved, created, task_id))
+    journal.close()
+    async with connect() as second:
+        await second.list_tools()
+        with anyio.fail_after(10):
+            while not await status_calls(controls, task_id):  # noqa: ASYNC110 - the simulator's log
+                await anyio.sleep(0.02)
+        await anyio.sleep(3.0)  # past 14 days, and several of the longest gaps of the (shortened) schedule
+        looked = len(await status_calls(controls, task_id))
+        await anyio.sleep(1.5)
+        later = len(await status_calls(controls, task_id))
+        checked = await second.call_tool("check_task", {"task_id": task_id, "wait_seconds": 0})
+    assert later == looked  # no longer followed
+    assert checked.structured_content["task"]["state"] in ("queued", "running")  # check_task still asks KIE
+    assert len(await status_calls(controls, task_id)) == later + 1
+
+
 def file_gets(requests: Any) -> list[str]:
     """The downloads of result files the simulator received, in order."""
     items = requests if isinstance(requests, list) else requests["requests"]

@@ -16,8 +16,10 @@ whether or not a tool call is waiting on it:
   answering 429 (up to 8x); a network or server error, or an answer that cannot be used (garbage no parser
   foresaw: noted on the record until KIE answers sensibly), puts that task's next look further out (doubling, up to
   a minute); a refusal (unknown task, bad key) is noted on the record, and after 8 in a row the task is left
-  alone (the journal keeps it; ``check_task`` can still ask). A young task KIE does not show yet is not an
-  error (``VISIBILITY_GRACE_SECONDS``). Every look goes through the KIE client's poll pacing (10 per second).
+  alone (the journal keeps it; ``check_task`` can still ask), as is one KIE still calls unfinished 14 days after
+  it was created (``RETENTION_SECONDS``: KIE deletes results then, and a restart would not adopt it). A young
+  task KIE does not show yet is not an error (``VISIBILITY_GRACE_SECONDS``). Every look goes through the KIE
+  client's poll pacing (10 per second).
 - **When a task ends** it settles the spend (refund of a failed task, KIE's real charge), saves the results
   into ``outputs/`` at once (unless ``KIE_DOWNLOAD=never``), records everything in the journal, and tells the
   client (below). Results a download missed (a CDN error, a cut-off body, the server stopped while saving) are
@@ -478,6 +480,14 @@ class Follower:
                 watch.record.error,
             )
             self._forget(watch, dropped=True)
+        elif time.time() - watch.record.created_at > RETENTION_SECONDS:  # as a restart would: not for ever
+            log.warning(
+                "task %s: still unfinished %d days after it was created, longer than KIE keeps results; no longer "
+                "following it (check_task still asks)",
+                watch.record.task_id,
+                RETENTION_SECONDS // 86400,
+            )
+            self._forget(watch, dropped=True)
 
     def _journal(self, watch: Watch) -> None:
         """Every change reaches the journal; a journal that cannot take it is reported to the waiters."""
@@ -589,8 +599,13 @@ class Follower:
         passed, calling ``on_update`` at the start, after every look and at least every
         ``settings.poll_max_interval``. Never asks KIE itself. Returns the records as followed and the problems
         met while finishing them."""
+        await self._runtime()
+        return await self._wait_on(records, [self._add(record) for record in records], seconds, on_update)
+
+    async def _wait_on(
+        self, records: list[TaskRecord], watches: list[Watch | None], seconds: float, on_update: OnUpdate | None
+    ) -> tuple[list[TaskRecord], list[str]]:
         rt = await self._runtime()
-        watches = [self._add(record) for record in records]
         followed = [w for w in watches if w is not None]
         for watch in followed:
             watch.waiters += 1
@@ -633,9 +648,10 @@ class Follower:
             return Checked(record, [], held=False)
         if seconds <= 0 and not looked and watch.record.state != "succeeded_without_results":
             await self._look_now(watch)
-        [current], problems = await self.wait([watch.record], seconds, on_update)
-        # A task that ended in this call's own look is finished and forgotten before ``wait`` starts: its problems
-        # (a result that could not be saved) are on this watch only.
+        # This very watch, even if this call's own look ended the task or left it alone (a task no longer followed is
+        # not followed again by waiting on it). A task that ended in that look is finished and forgotten before
+        # waiting starts: its problems (a result that could not be saved) are on this watch only.
+        [current], problems = await self._wait_on([watch.record], [watch], seconds, on_update)
         problems = [*watch.problems, *(line for line in problems if line not in watch.problems)]
         return Checked(current, problems, held=True, saving=current.finished and not watch.done.is_set())
 
