@@ -178,6 +178,25 @@ async def test_a_result_whose_download_failed_is_saved_again_without_anyone_aski
     assert listed[0]["files"]
 
 
+async def test_a_check_task_during_the_background_save_of_its_results_does_not_download_them_again(
+    connect, controls, tmp_path
+):
+    """The follower's background try and a check_task used to fetch the same file at the same time (a video of
+    hundreds of megabytes, twice); the check now waits for the save in flight and names what it saved."""
+    await controls.fault("files", kind="code", code=503, times=1)  # the first download fails
+    await controls.fault("files", kind="stall", seconds=2.0, after_bytes=1000)  # the background try is slow
+    async with connect(elicitation=answering()) as client:
+        task_id = await video_nobody_waits_for(client)
+        with anyio.fail_after(20):
+            while len(file_gets(await controls.get("requests"))) < 2:  # noqa: ASYNC110 - the simulator's log
+                await anyio.sleep(0.02)
+        checked = await client.call_tool("check_task", {"task_id": task_id})  # while the background try runs
+        gets = file_gets(await controls.get("requests"))
+    assert len(gets) == 2  # the failed download and the background try: check_task fetched nothing itself
+    assert checked.structured_content["task"]["files"], text_of(checked)  # it names the file the try saved
+    assert saved(tmp_path, task_id)[0].read_bytes()[4:8] == b"ftyp"
+
+
 async def test_results_a_stopped_server_was_saving_are_saved_on_the_next_start(connect, controls, tmp_path):
     await controls.fault("files", kind="stall", seconds=3.0, after_bytes=1000)
     async with connect(elicitation=answering()) as first:

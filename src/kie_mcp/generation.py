@@ -967,7 +967,8 @@ async def save_all(rt: Runtime, records: list[TaskRecord]) -> list[str]:
     for record in records:
         had = set(record.files)
         try:
-            problems += await save_results(rt.kie, rt.journal, rt.settings.workspace, record)
+            async with rt.saving.hold(record.task_id or ""):  # a save of this task in flight elsewhere ends first
+                problems += await save_results(rt.kie, rt.journal, rt.settings.workspace, record)
         except JOURNAL_ERRORS as err:
             problems += [f"{record.task_id}: its results could not be saved or recorded ({err}).", LINKS_STILL_WORK]
         _record(rt, problems, record)

@@ -40,6 +40,30 @@ class NoKeyError(RuntimeError):
         )
 
 
+class TaskLocks:
+    """One lock per task id, held while the task's results are saved: two savers of one task (a ``check_task`` and
+    the follower's background try) take turns, and the second finds in the journal what the first saved instead
+    of downloading it again."""
+
+    def __init__(self) -> None:
+        self._held: dict[str, tuple[anyio.Lock, int]] = {}  # task id -> its lock, and how many hold or wait for it
+
+    @asynccontextmanager
+    async def hold(self, task_id: str) -> AsyncIterator[None]:
+        lock, users = self._held.get(task_id, (None, 0))
+        lock = lock or anyio.Lock()
+        self._held[task_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            users = self._held[task_id][1] - 1
+            if users:
+                self._held[task_id] = (lock, users)
+            else:
+                del self._held[task_id]
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -51,6 +75,7 @@ class Runtime:
     time_scale: float = 1.0  # simulated seconds per real second (the sandbox runs faster than KIE)
     notices: tuple[str, ...] = ()  # what happened at start that the user should hear about (a corrupt journal)
     follower: Follower = field(default_factory=Follower)  # polls every unfinished task (tasks/follower.py)
+    saving: TaskLocks = field(default_factory=TaskLocks)  # one saver of a task's results at a time
     # Both built on first use: start-up and tools/list neither parse the catalogue nor read the live cache.
     _live: LiveCatalog | None = field(default=None, repr=False)
     _catalog: Catalog | None = field(default=None, repr=False)
