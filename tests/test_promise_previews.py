@@ -144,6 +144,22 @@ async def test_a_preview_on_the_event_loop_only_reads_what_a_worker_made(tmp_pat
     assert shown is not None and shown[1] == "image/jpeg" and len(decodes) == 1
 
 
+def test_the_files_that_could_not_be_previewed_are_remembered_up_to_a_bound(
+    tmp_path: Path, decodes: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server up for weeks remembered every failed preview for good; now the most recent ones, up to a bound."""
+    from kie_mcp.media import downloads
+
+    monkeypatch.setattr(downloads, "_failed_thumbnails", downloads._Failures())
+    monkeypatch.setattr(downloads, "FAILURES_REMEMBERED", 3)
+    images = [truncated_png(tmp_path / f"cut-{n}.png") for n in range(5)]
+    for image in images:
+        assert thumbnail(image) is None
+    assert len(decodes) == 5 and len(downloads._failed_thumbnails) == 3
+    assert thumbnail(images[-1]) is None and len(decodes) == 5  # a recent failure: still not decoded again
+    assert thumbnail(images[0]) is None and len(decodes) == 6  # the oldest was forgotten: tried once more
+
+
 # -- 3. an image over the pixel cap is refused from its header ----------------------------------------------------
 
 
@@ -164,6 +180,25 @@ def test_an_image_over_the_pixel_cap_gets_no_preview_and_is_never_decoded(
     with image.open("rb") as handle:
         assert scaled_copy(handle, 256) is None
     assert loads == []  # refused from the header: no pixel was decoded
+
+
+def test_an_image_over_pillows_own_limit_leaves_no_warning_on_stderr(tmp_path: Path) -> None:
+    """Pillow warns (DecompressionBombWarning) on opening an image of over 89 million pixels; kie-mcp refuses it
+    from its header anyway, so the warning only alarmed whoever read the server's log."""
+    import subprocess
+    import sys
+
+    image = huge_png(tmp_path / "huge.png", 10_000, 9_500)  # 95 million pixels
+    script = (
+        "import io, sys; from pathlib import Path; from kie_mcp.media.downloads import scaled_copy, thumbnail; "
+        "from kie_mcp.media.prepare import prepare_image; path = Path(sys.argv[1]); "
+        "assert thumbnail(path) is None; assert scaled_copy(io.BytesIO(path.read_bytes()), 256) is None; "
+        "assert prepare_image(path.read_bytes(), 'huge.png', 'huge.png').content is None"
+    )
+    command = [sys.executable, "-c", script, str(image)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
 
 
 def test_a_turned_photo_is_scaled_first_then_shown_upright(tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ import re
 import secrets
 import socket
 import subprocess
+import threading
 import time
 import unicodedata
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -43,6 +44,7 @@ import httpx2
 from kie_mcp.redact import redact
 
 from .addresses import PrivateAddress, send_checked
+from .sniff import pillow
 
 log = logging.getLogger(__name__)  # stderr only, through the server's logging set-up
 
@@ -671,7 +673,31 @@ THUMBNAIL_SIDE = 256  # the longest side of the thumbnails shown inline to the m
 # (~700 MB decoded, far more while scaling), and Pillow itself only refuses above twice its own limit. An 8K image
 # is 33 million pixels.
 PREVIEW_MAX_PIXELS = 64_000_000
-_failed_thumbnails: set[tuple[str, int, int]] = set()  # (image, its mtime_ns, side) that could not be scaled
+FAILURES_REMEMBERED = 4096  # previews that could not be made, remembered per process (the oldest forgotten first)
+
+
+class _Failures:
+    """Files that could not be previewed, each under a key naming the file's version (so a changed file is tried
+    again), at most ``FAILURES_REMEMBERED``: a process that runs for weeks must not grow with every failure."""
+
+    def __init__(self) -> None:
+        self._keys: dict[tuple[Any, ...], None] = {}  # in the order they failed
+        self._lock = threading.Lock()  # previews are made in worker threads
+
+    def __contains__(self, key: tuple[Any, ...]) -> bool:
+        return key in self._keys
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def add(self, key: tuple[Any, ...]) -> None:
+        with self._lock:
+            self._keys[key] = None
+            while len(self._keys) > FAILURES_REMEMBERED:
+                del self._keys[next(iter(self._keys))]
+
+
+_failed_thumbnails = _Failures()  # (image, its mtime_ns, side) that could not be scaled
 
 
 def thumbnail_path(path: Path, mime: str, max_side: int = THUMBNAIL_SIDE) -> Path:
@@ -783,7 +809,7 @@ def _keep_dated(dest: Path, data: bytes, source_mtime_ns: int) -> None:
 
 POSTER_TIMEOUT = 30.0  # seconds ffmpeg may take to pick and decode one frame
 _POSTER_SCAN_FRAMES = 24  # ffmpeg's thumbnail filter picks the most typical of the first frames (not a black one)
-_failed_posters: set[tuple[str, int]] = set()  # (video, its mtime_ns) ffmpeg could not read: not tried again
+_failed_posters = _Failures()  # (video, its mtime_ns) ffmpeg could not read: not tried again
 
 
 def poster_path(path: Path, max_side: int) -> Path:
@@ -829,8 +855,6 @@ def poster(path: Path, max_side: int) -> tuple[bytes, str] | None:
 
 
 def _make_poster(path: Path, max_side: int) -> tuple[bytes, str] | None:
-    from PIL import Image
-
     from kie_mcp.media.stitch import StitchError, find_ffmpeg
 
     try:
@@ -849,7 +873,7 @@ def _make_poster(path: Path, max_side: int) -> tuple[bytes, str] | None:
     if done.returncode != 0 or not done.stdout:
         return None
     try:
-        with Image.open(io.BytesIO(done.stdout)) as frame:
+        with pillow().open(io.BytesIO(done.stdout)) as frame:
             if _too_many_pixels(frame):
                 return None
             frame.thumbnail((max_side, max_side))
@@ -868,13 +892,11 @@ def scaled_copy(source: IO[bytes], max_side: int) -> tuple[bytes, str] | None:
     has more than ``PREVIEW_MAX_PIXELS`` (refused from its header, before any decode). A preview is best effort: any
     error of the decoder on a crafted file means no preview, never a failed tool. Decodes: call it in a worker
     thread."""
-    from PIL import Image
-
     try:
         if kind_of(sniff_mime(source.read(SNIFF_BYTES))) != "image":
             return None
         source.seek(0)
-        with Image.open(source) as image:
+        with pillow().open(source) as image:
             if _too_many_pixels(image):
                 return None
             return _encode_small(_scaled_upright(image, max_side))

@@ -14,7 +14,7 @@ import anyio
 
 from kie_mcp.kie import KieClient, UploadedFile
 
-from .sniff import Sniffed
+from .sniff import Sniffed, pillow
 
 MIN_LONG_SIDE = 1024
 TARGET_LONG_SIDE = 1080
@@ -31,8 +31,9 @@ class Prepared:
 def prepare_image(content: bytes, name: str, source: str) -> Prepared:
     """Upscale a small image (``content``, read from the file named ``source``); leave large images and
     non-images untouched."""
-    from PIL import Image, UnidentifiedImageError  # Pillow loads with the first image, not at start-up
+    from PIL import UnidentifiedImageError
 
+    Image = pillow()  # Pillow, loaded with the first image, not at start-up
     try:
         with Image.open(io.BytesIO(content)) as image:
             width, height = image.size

@@ -7,13 +7,26 @@ media: ``sniff`` returns None and ``describe`` says in a few words what the byte
 
 from __future__ import annotations
 
+import functools
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 MediaKind = Literal["image", "video", "audio"]
 KINDS: tuple[MediaKind, ...] = ("image", "video", "audio")
 HEAD_BYTES = 8192  # enough for every signature below, and for telling text from binary
+
+
+@functools.cache
+def pillow() -> Any:
+    """Pillow's ``Image`` module, imported on first use (not at start-up), its decompression-bomb warning silenced:
+    every caller refuses an image that large from its header before decoding it (``PREVIEW_MAX_PIXELS``) or sends
+    it unchanged, so the warning Pillow prints on stderr for it said nothing anyone could act on."""
+    from PIL import Image
+
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+    return Image
 
 
 @dataclass(frozen=True)
