@@ -46,6 +46,43 @@ def test_sim_refuses_a_port_that_is_not_one_with_one_line_not_a_traceback(port, 
     assert "from 0 to 65535" in err or "whole number" in err
 
 
+def test_sim_on_port_0_names_the_port_it_listens_on(tmp_path):
+    """``--port 0`` (any free port) printed http://127.0.0.1:0, an address nothing could use."""
+    import re
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import httpx2
+
+    script = shutil.which("kie-mcp", path=str(Path(sys.executable).parent))
+    assert script is not None
+    process = subprocess.Popen([script, "sim", "--port", "0"], stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        assert process.stderr is not None
+        first = process.stderr.readline()
+        found = re.search(r"http://127\.0\.0\.1:(\d+)", first)
+        assert found and found.group(1) != "0", first
+        answer = httpx2.get(f"{found.group(0)}/__sim/state", timeout=10)
+        assert answer.status_code == 200
+    finally:
+        process.terminate()
+        process.communicate(timeout=10)  # waits, and closes the pipe
+
+
+def test_sim_on_a_port_in_use_says_so_in_one_line(capsys):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        assert main(["sim", "--port", str(taken.getsockname()[1])]) == 2
+    err = capsys.readouterr().err
+    assert "cannot listen on 127.0.0.1:" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize("argv", [["--sandbox", "catalog", "check"], ["catalog", "check", "--sandbox"]])
 def test_catalog_check_honours_sandbox_as_sync_does(monkeypatch, capsys, tmp_path, argv):
     """``--sandbox catalog check`` compares with the simulator: no key needed and the real KIE is never contacted.

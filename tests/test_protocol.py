@@ -232,6 +232,20 @@ async def test_estimate_quote_approves_generate(connect, controls):
     assert "check_task" in data["message"]
 
 
+async def test_estimate_cost_prices_a_generate_calls_own_arguments_unchanged(connect, controls):
+    """The tools and the prompts tell an agent to price "the exact arguments" of its generate call; a session name,
+    a wait or an earlier quote_id among them made estimate_cost refuse the call."""
+    call = {**VIDEO, "session": "beach ad", "wait_seconds": 30}
+    async with connect() as client:
+        priced = await client.call_tool("estimate_cost", {**call, "quote_id": "q_from_an_earlier_call"})
+        assert not priced.is_error, text_of(priced)
+        quote = priced.structured_content["quote"]
+        made = await client.call_tool("generate_video", {**call, "quote_id": quote["quote_id"]})
+    assert quote["credits_total"] == 60
+    assert made.structured_content["status"] == "completed", text_of(made)  # waited 30 s: the sandbox clip is done
+    assert len(await controls.creates()) == 1
+
+
 async def test_changed_arguments_void_the_quote(connect, controls):
     async with connect() as client:
         quote = (await client.call_tool("estimate_cost", IMAGE)).structured_content["quote"]
@@ -514,6 +528,8 @@ async def test_without_a_key_tools_explain_how_to_set_it(connect):
         assert (
             "KIE_API_KEY" in text_of(result) and "--sandbox" in text_of(result) and "https://kie.ai" in text_of(result)
         )
+        assert "Set KIE_API_KEY to your key" in text_of(result)  # the instruction itself, not "[redacted] key>"
+        assert "[redacted]" not in text_of(result)
 
 
 @pytest.mark.parametrize(

@@ -326,19 +326,32 @@ def _configure_logging(level: str) -> None:
 
 
 def _serve_simulator(port: int, speed: float, balance: float) -> int:
+    import socket
+
     import uvicorn
 
     from kie_mcp.sandbox import SANDBOX_API_KEY, SimConfig, Simulator, create_app
 
-    base = f"http://127.0.0.1:{port}"
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:  # bound before anything is printed: the address shown is the one served (port 0: the port picked)
+        if os.name != "nt":  # Windows' SO_REUSEADDR would let a second simulator take a port in use
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", port))
+    except OSError as err:
+        listener.close()
+        print(f"kie-mcp sim: cannot listen on 127.0.0.1:{port} ({err.strerror or err}); pick another --port.",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    base = f"http://127.0.0.1:{listener.getsockname()[1]}"
     print(
         f"KIE simulator on {base} (speed x{speed:g}, {balance:g} credits). Point a KIE client at it with:\n"
         f"  KIE_BASE_URL={base} KIE_UPLOAD_BASE_URL={base} KIE_API_KEY={SANDBOX_API_KEY}\n"
         f"Test controls: {base}/__sim/state, /__sim/faults, /__sim/clock/advance, ... Ctrl+C stops it.",
         file=sys.stderr,
+        flush=True,
     )
     sim = Simulator(SimConfig(speed=speed, starting_balance=balance))
-    uvicorn.run(create_app(sim), host="127.0.0.1", port=port, log_level="warning")
+    uvicorn.Server(uvicorn.Config(create_app(sim), log_level="warning")).run(sockets=[listener])
     return 0
 
 

@@ -33,7 +33,7 @@ class NoKeyError(RuntimeError):
     def __init__(self, workspace: Path | None = None) -> None:
         where = f" ({workspace / '.env'})" if workspace is not None else ""
         super().__init__(
-            "KIE_API_KEY is not set, so kie-mcp cannot reach KIE. Put KIE_API_KEY=<your key> in the .env file "
+            "KIE_API_KEY is not set, so kie-mcp cannot reach KIE. Set KIE_API_KEY to your key in the .env file "
             f"of the workspace{where} or in the env block of this MCP server's client configuration, then restart "
             "the server. Get a key at https://kie.ai (API Key page). To try everything without a key or credits, "
             "start the server with --sandbox."

@@ -161,6 +161,8 @@ MaxCredits = Annotated[
 QuoteId = Annotated[
     str | None, Field(description="The quote_id of a cost the user approved (from estimate_cost or a prior call).")
 ]
+NOT_PRICED = "Taken so that a generate call's arguments can be priced unchanged; it does not change the price."
+NotPriced = Annotated[str | None, Field(description=NOT_PRICED)]
 VideoWait = Annotated[
     float, Field(ge=0, le=50, allow_inf_nan=False, description="How long to wait (videos take minutes).")
 ]
@@ -380,6 +382,9 @@ def _register_tools(mcp: MCPServer) -> None:
         variations: Variations = 1,
         script: Script = None,
         max_credits: MaxCredits = None,
+        session: NotPriced = None,
+        quote_id: NotPriced = None,
+        wait_seconds: Annotated[float | None, Field(ge=0, le=50, allow_inf_nan=False, description=NOT_PRICED)] = None,
         roots: Roots = None,
     ) -> Annotated[CallToolResult, EstimateResult]:
         """Price a generation exactly, without spending anything. Takes the same arguments as generate_image /
@@ -387,7 +392,7 @@ def _register_tools(mcp: MCPServer) -> None:
         price source and date) with a quote_id that approves exactly this request once, for 10 minutes. Free."""
         _reject_unknown_arguments(ctx, "estimate_cost")
         rt = _runtime(ctx)
-        given = dict(locals())
+        given = {k: v for k, v in locals().items() if k not in ("session", "quote_id", "wait_seconds")}
         shared = _root_folders(roots)  # the folders the client shared: priced as the generate call reads them
         with _user_errors():
             if task_id is not None or operation is not None:  # a follow-up of a finished video (continue_video)
