@@ -90,10 +90,39 @@ def test_catalog_check_honours_sandbox_as_sync_does(monkeypatch, capsys, tmp_pat
     monkeypatch.delenv("KIE_API_KEY", raising=False)
     monkeypatch.setenv("KIE_BASE_URL", "http://127.0.0.1:9")  # the real KIE, were it contacted: unreachable
     monkeypatch.setenv("KIE_WORKSPACE", str(tmp_path))
-    assert main(argv) in (0, 1)
+    assert main(argv) == 0  # the simulator serves the catalogue: no drift (withdrawn models were "gone from KIE")
     out, err = capsys.readouterr()
     assert "KIE_API_KEY" not in err and "cannot reach" not in err, err
-    assert "difference(s)" in out or "No drift" in out, out
+    assert "No drift" in out, out
+
+
+def test_catalog_sync_names_each_model_asked_for_that_it_could_not_fetch(monkeypatch, capsys, tmp_path):
+    """``--model ID`` of a model KIE does not list, or of a product API model, printed "schemas fetched: 0 ...
+    errors: none": nothing said it was skipped."""
+    monkeypatch.setenv("KIE_WORKSPACE", str(tmp_path))
+    argv = ["--sandbox", "catalog", "sync", "--model", "nope-model", "--model", "veo3_fast", "--model", "nano-banana-2"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "--model nope-model: skipped (not in KIE's model list)" in out, out
+    assert "--model veo3_fast: skipped (served by KIE's veo API" in out, out
+    assert "--model nano-banana-2" not in out  # fetched
+
+
+@pytest.mark.parametrize("argv", [["--sandbox", "sim"], ["--sandbox", "demo"]])
+def test_sandbox_before_a_command_it_does_not_apply_to_is_refused_not_ignored(argv, capsys):
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert f"--sandbox does not apply to {argv[1]}" in err and "Traceback" not in err
+
+
+def test_the_catalog_commands_describe_their_own_sandbox(capsys):
+    for command in ("check", "sync"):
+        with pytest.raises(SystemExit):
+            main(["catalog", command, "--help"])
+        shown = " ".join(capsys.readouterr().out.split())
+        assert "the built-in KIE simulator instead of KIE" in shown and "serve against" not in shown
 
 
 @pytest.mark.parametrize(
@@ -170,7 +199,10 @@ def _demo(
 
 @pytest.mark.stdio
 def test_demo_ends_with_next_steps_and_leaves_no_clutter(tmp_path):
-    done, temp = _demo(tmp_path)
+    cache = tmp_path / "my-cache"
+    done, temp = _demo(tmp_path, env_extra={"KIE_CACHE_DIR": str(cache)})
+    assert list(cache.glob("*.json"))  # the server's kept tool listing went where KIE_CACHE_DIR says ...
+    assert not (tmp_path / ".cache").exists()  # ... not to the default folder under HOME
     out = done.stdout
     steps = out[out.index("== Next steps") :]
     assert "kie-mcp demo --keep" in steps  # how to see the files
@@ -204,6 +236,7 @@ def test_demo_without_ffmpeg_skips_stitching_with_the_fix_and_still_succeeds(tmp
     (hidden / "imageio_ffmpeg" / "__init__.py").write_text("raise ImportError('hidden by the test')\n")
     assert shutil.which("ffmpeg", path=str(Path(sys.executable).parent)) is None  # the demo's PATH has none
     done, temp = _demo(tmp_path, env_extra={"PYTHONPATH": str(hidden)})
-    assert "stitch_videos skipped: no ffmpeg here: `pip install 'kie-mcp[video]'`" in done.stdout
+    assert "stitch_videos skipped: no ffmpeg here: kie-mcp's video extra" in done.stdout
+    assert "uv tool install '/path/to/kie-mcp[video]'" in done.stdout  # a command that works before PyPI
     assert "== Next steps" in done.stdout
     assert not list(temp.glob("kie-mcp-demo-*"))

@@ -230,6 +230,18 @@ async def test_tools_list_keeps_registration_order_whatever_was_called_first(con
         assert [tool.name for tool in (await client.list_tools()).tools] == names
 
 
+def test_a_blank_cache_folder_setting_counts_as_not_set(monkeypatch, tmp_path):
+    """KIE_CACHE_DIR="  " made a folder named by two spaces in the current folder, for the tool listing."""
+    from kie_mcp.toolcache import cache_folder
+
+    monkeypatch.setenv("KIE_CACHE_DIR", "  ")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("LOCALAPPDATA", str(tmp_path / "local"))
+    assert cache_folder().is_absolute() and cache_folder().name.strip() != ""
+    monkeypatch.setenv("KIE_CACHE_DIR", f"  {tmp_path / 'mine'} ")
+    assert cache_folder() == tmp_path / "mine"
+
+
 def test_the_fingerprint_covers_how_python_runs_and_what_the_sources_say(tmp_path):
     """-OO drops the docstrings that are the tools' descriptions: its listing is another one."""
     script = "from kie_mcp import toolcache; print(toolcache.fingerprint())"

@@ -338,8 +338,9 @@ def test_find_ffmpeg_explains_how_to_install(monkeypatch: pytest.MonkeyPatch):
     with pytest.raises(StitchError) as error:
         find_ffmpeg()
     message = str(error.value)
-    assert "pip install 'kie-mcp[video]'" in message
-    assert "uvx --with imageio-ffmpeg kie-mcp" in message
+    assert "uv tool install '/path/to/kie-mcp[video]'" in message  # kie-mcp is not on PyPI yet: no pip/uvx line
+    assert "uv sync --extra video" in message
+    assert "pip install" not in message and "uvx" not in message
     assert "PATH" in message
 
 

@@ -66,6 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     # take it after their name too (SUPPRESS: absent there, the value given before the command stands).
     after = argparse.ArgumentParser(add_help=False)
     after.add_argument("--sandbox", action="store_true", default=argparse.SUPPRESS, help=sandbox_help)
+    catalog_after = argparse.ArgumentParser(add_help=False)
+    catalog_after.add_argument(
+        "--sandbox",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="ask the built-in KIE simulator instead of KIE (no key needed) and use the sandbox area's cache",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.add_parser("serve", parents=[after], help="serve MCP over stdio (the default)")
     demo = commands.add_parser("demo", help="run an offline tour: a sandboxed server driven by a real MCP client")
@@ -78,13 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
     catalog_commands = catalog.add_subparsers(dest="catalog_command", metavar="ACTION", required=True)
     catalog_commands.add_parser(
         "check",
-        parents=[after],
+        parents=[catalog_after],
         help="compare the catalogue with KIE's live model and price lists (needs network and "
         "KIE_API_KEY; with --sandbox, the built-in simulator)",
     )
     sync = catalog_commands.add_parser(
         "sync",
-        parents=[after],
+        parents=[catalog_after],
         help="read KIE's live models, price feed, schemas and success rates into the workspace cache "
         "(.kie-mcp/catalog-live.json); needs network and KIE_API_KEY",
     )
@@ -100,7 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.sandbox and args.command in ("demo", "sim"):  # it was accepted and silently meant nothing
+        parser.error(f"--sandbox does not apply to {args.command}: it runs offline, without KIE or a key, already")
     if args.command == "demo":
         from kie_mcp.demo import run_demo
 
@@ -306,6 +316,15 @@ def _catalog_sync(models: list[str], *, sandbox: bool = False, transport: object
     print(f"KIE live catalogue synced at {new.attempted_at} into {path}")
     for line in sync_summary(new, load_catalog()):
         print(f"  {line}")
+    for model_id in dict.fromkeys(models):  # asked for by name, and nothing fetched: say why, never skip silently
+        if model_id not in (new.models or {}):
+            known = load_catalog().get(model_id)
+            why = (
+                f"served by KIE's {known.family} API, which publishes no schema or success rate"
+                if known is not None and known.family != "market"
+                else "not in KIE's model list"
+            )
+            print(f"  --model {model_id}: skipped ({why})")
     return 0
 
 

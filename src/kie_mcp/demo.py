@@ -59,20 +59,30 @@ def run_demo(keep: bool = False) -> int:
 
 def _ffmpeg_missing() -> str | None:
     """Why ``stitch_videos`` cannot run here (the server runs with this same Python), or None when it can."""
-    from kie_mcp.media.stitch import StitchError, find_ffmpeg
+    from kie_mcp.media.stitch import VIDEO_EXTRA, StitchError, find_ffmpeg
 
     try:
         find_ffmpeg()
     except StitchError:
-        return "no ffmpeg here: `pip install 'kie-mcp[video]'` (or `uvx --with imageio-ffmpeg kie-mcp`) adds it"
+        return f"no ffmpeg here: {VIDEO_EXTRA} adds it"
     return None
+
+
+CACHE_SETTINGS = ("KIE_CACHE_DIR", "XDG_CACHE_HOME", "LOCALAPPDATA")  # where the server keeps its tool listing
+
+
+def server_env(workspace: Path) -> dict[str, str]:
+    """The demo server's environment: its own workspace, quiet logs, and the user's cache folder settings (the kept
+    tool listing goes where the user said, not to the default folder)."""
+    env = {"KIE_WORKSPACE": str(workspace), "KIE_LOG_LEVEL": "WARNING", "PATH": os.environ.get("PATH", "")}
+    env.update({name: os.environ[name] for name in CACHE_SETTINGS if os.environ.get(name)})
+    return env
 
 
 async def _tour(workspace: Path, keep: bool) -> int:
     started = time.monotonic()
     command, args = server_command()
-    env = {"KIE_WORKSPACE": str(workspace), "KIE_LOG_LEVEL": "WARNING", "PATH": os.environ.get("PATH", "")}
-    params = StdioServerParameters(command=command, args=args, env=env)
+    params = StdioServerParameters(command=command, args=args, env=server_env(workspace))
     say = _Printer()
     say.title("kie-mcp demo: a sandboxed server (built-in KIE simulator, no key, no credits) over real stdio")
 

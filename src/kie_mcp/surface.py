@@ -544,7 +544,7 @@ def _register_tools(mcp: MCPServer) -> None:
         session folder (re-encoding when formats differ), optionally with burned-in captions. With chain=true a task
         id brings its whole chain of extensions, in order. An existing file is never replaced: the join then gets
         the next free name (name-2.mp4). Dotfiles, .env, .kie-mcp/ and logs/ are never read. Local and free: needs
-        ffmpeg (pip install 'kie-mcp[video]')."""
+        ffmpeg (kie-mcp's video extra, or ffmpeg on PATH)."""
         _reject_unknown_arguments(ctx, "stitch_videos")
         from kie_mcp.media import gallery as pages  # the gallery and ffmpeg's plumbing load on first use
         from kie_mcp.media import stitch as stitching

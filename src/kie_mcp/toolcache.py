@@ -41,8 +41,9 @@ _CLAMPED_MTIME = 946_684_800  # 2000-01-01: a file time before it was set by a b
 def cache_folder() -> Path:
     """The user's cache folder for kie-mcp: ``KIE_CACHE_DIR`` when set, else ``$XDG_CACHE_HOME/kie-mcp``
     (``~/.cache/kie-mcp``), on macOS ``~/Library/Caches/kie-mcp``, on Windows ``%LOCALAPPDATA%\\kie-mcp\\Cache``."""
-    if os.environ.get("KIE_CACHE_DIR"):
-        return Path(os.environ["KIE_CACHE_DIR"]).expanduser()
+    chosen = os.environ.get("KIE_CACHE_DIR", "").strip()  # blank counts as not set, as for every setting
+    if chosen:
+        return Path(chosen).expanduser()
     if sys.platform == "win32":
         base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
         return base / "kie-mcp" / "Cache"

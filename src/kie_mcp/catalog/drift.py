@@ -115,8 +115,8 @@ def _compare_lists(
         title = live[model_id].get("title") or ""
         drifts.append(Drift("new on KIE", model_id, f"{title}: not in the catalogue, so kie-mcp cannot price it"))
     for spec in catalog:
-        if spec.family != "market":
-            continue  # product APIs (Veo, Runway, ...) are listed under other names
+        if spec.family != "market" or spec.withdrawn is not None:
+            continue  # product APIs (Veo, Runway, ...) are listed under other names; withdrawn ones are known gone
         if spec.id not in live:
             drifts.append(Drift("gone from KIE", spec.id, "in the catalogue but not in KIE's model list"))
             continue

@@ -1,7 +1,7 @@
 """Join several clips into one video, optionally with burned-in timed captions.
 
-ffmpeg comes from the optional ``imageio-ffmpeg`` package (``pip install 'kie-mcp[video]'``), which ships a static
-binary; an ``ffmpeg`` on PATH is used when that package is absent.
+ffmpeg comes from the optional ``imageio-ffmpeg`` package (kie-mcp's ``video`` extra, ``VIDEO_EXTRA``), which ships a
+static binary; an ``ffmpeg`` on PATH is used when that package is absent.
 
 How a join is made:
 
@@ -53,10 +53,14 @@ from kie_mcp.media.inputs import RefusedInput, open_judged, read_judged_head
 from kie_mcp.media.sniff import describe, sniff
 from kie_mcp.words import plain
 
+# How to get the bundled ffmpeg while kie-mcp is installed from a checkout or a wheel (it is not on PyPI yet).
+VIDEO_EXTRA = (
+    "kie-mcp's video extra, which ships a static ffmpeg (`uv tool install '/path/to/kie-mcp[video]'` from a "
+    "checkout, or `uv sync --extra video` inside one)"
+)
 INSTALL_HELP = (
-    "Stitching videos needs ffmpeg, and none was found. Install the video extra, which ships a static ffmpeg: "
-    "`pip install 'kie-mcp[video]'` (or `uv tool install 'kie-mcp[video]'`, or run the server with "
-    "`uvx --with imageio-ffmpeg kie-mcp`); alternatively install ffmpeg system-wide so `ffmpeg` is on PATH."
+    f"Stitching videos needs ffmpeg, and none was found. Install {VIDEO_EXTRA}; alternatively install ffmpeg "
+    "system-wide so `ffmpeg` is on PATH."
 )
 
 # Output container by file extension (ffmpeg muxer name).
@@ -528,8 +532,7 @@ def _reencode_plan(
         else:
             raise StitchError(
                 "Captions need an ffmpeg with libass (the `subtitles` filter) or libfreetype (`drawtext`), and this "
-                "one has neither. Install the video extra (`pip install 'kie-mcp[video]'`), whose bundled ffmpeg "
-                "has both, or stitch without captions."
+                f"one has neither. Install {VIDEO_EXTRA}: it has both; or stitch without captions."
             )
         video_label = "[vout]"
 
