@@ -271,8 +271,6 @@ def test_default_prompt_bound_applies_only_where_kie_documents_none():
         "grok-imagine-image-2-0/text-to-image",
         "minimax-h3/image-to-video",
         "minimax-h3/reference-to-video",
-        "minimax-h3/text-to-video",
-        "nano-banana-2-lite",
         "runway-aleph",
     ]
     assert CATALOG.get("nano-banana-2").field_for_arg("prompt").max_length == 20000  # documented wins
@@ -397,15 +395,15 @@ def test_grok_image_to_video_takes_one_image_at_1080p():
         build_input(spec, images=["https://e/a.png", "https://e/b.png"], resolution="1080p")
 
 
-def test_seedream_5_lite_refuses_the_resolution_its_high_is_not():
-    """KIE's pages: text-to-image's high is 3K, image-to-image's is 4K. Each read the other's size as high, so the
-    user got another size than asked with no word said."""
-    lite = CATALOG.get("seedream/5-lite-text-to-image")
-    assert build_input(lite, prompt="a red apple", resolution="3K")["quality"] == "high"
-    with pytest.raises(InvalidRequest, match="4K is refused here rather than answered with a 3K image"):
-        build_input(lite, prompt="a red apple", resolution="4K")
-    edit = CATALOG.get("seedream/5-lite-image-to-image")
+def test_seedream_5_lite_offers_2k_3k_and_4k_as_basic_high_and_ultra():
+    """KIE's pages (2026-07-31 and later): basic is 2K, high 3K and ultra 4K on text-to-image and image-to-image alike.
+    The older pages gave high as 3K on one and 4K on the other; the sizes now ask for the tier that makes them."""
     photo = ["https://e/a.png"]
-    assert build_input(edit, prompt="make it red", images=photo, resolution="4K")["quality"] == "high"
-    with pytest.raises(InvalidRequest, match="3K is refused here rather than answered with a 4K image"):
-        build_input(edit, prompt="make it red", images=photo, resolution="3K")
+    for model_id, images in (("seedream/5-lite-text-to-image", []), ("seedream/5-lite-image-to-image", photo)):
+        spec = CATALOG.get(model_id)
+        for size, quality in (("2K", "basic"), ("3K", "high"), ("4K", "ultra")):
+            wire = build_input(spec, prompt="a red apple", images=images, resolution=size)
+            assert wire["quality"] == quality, (model_id, size)
+            assert price_input(spec, wire).credits == 5.5  # one price for every tier
+        with pytest.raises(InvalidRequest, match="resolution"):
+            build_input(spec, prompt="a red apple", images=images, resolution="8K")

@@ -155,9 +155,9 @@ async def test_grok_extend_is_priced_by_the_source_resolution_and_charged_as_quo
                 "wait_seconds": 40,
             },
         )
-    assert quote["credits_total"] == 30 and "source.resolution=720p" in quote["breakdown"]
+    assert quote["credits_total"] == 45 and "source.resolution=720p" in quote["breakdown"]  # 2026-09 feed: 10 s 720p
     task = extended.structured_content["tasks"][0]
-    assert task["state"] == "succeeded" and task["credits_charged"] == 30, text_of(extended)
+    assert task["state"] == "succeeded" and task["credits_charged"] == 45, text_of(extended)
     [create] = [r for r in await requests_to(controls, MARKET) if r["body"]["model"] == "grok-imagine/extend"]
     assert create["body"]["input"] == {"task_id": source, "prompt": "it curls up", "extend_at": 0, "extend_times": "10"}
 
@@ -347,7 +347,7 @@ async def test_grok_hd_is_its_upscale_priced_by_the_source_resolution(connect, c
     assert task["state"] == "succeeded" and task["model"] == "grok-imagine/upscale", text_of(hd)
     assert "20 credits" in seen[-1]  # 720p -> 1080p
     [create] = [r for r in await requests_to(controls, MARKET) if r["body"]["model"] == "grok-imagine/upscale"]
-    assert create["body"]["input"] == {"task_id": source}
+    assert create["body"]["input"] == {"task_id": source, "resolution": "1080p"}  # KIE's default target is 720p
 
 
 async def test_a_grok_clip_made_elsewhere_is_never_priced_by_a_guessed_resolution(connect, controls, sim):

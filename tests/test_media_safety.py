@@ -176,8 +176,13 @@ def test_every_catalogue_media_field_takes_a_definite_kind():
         for name, field in spec.fields.items()
         if field.is_media and len(field_kinds(spec, name)) != 1
     ]
-    # Wan 3.0 also takes a document or a web page by URL: not media, so a local file there is never uploaded.
-    assert unclear == [("wan/3-0-video", "reference_file_urls"), ("wan/3-0-video", "reference_link_urls")]
+    # Wan 3.0 (and Prime) also take a document or a web page by URL: not media, so a local file there is never uploaded.
+    assert unclear == [
+        ("wan/3-0-video", "reference_file_urls"),
+        ("wan/3-0-video", "reference_link_urls"),
+        ("wan/3-0-video-prime", "reference_file_urls"),
+        ("wan/3-0-video-prime", "reference_link_urls"),
+    ]
     talk, move = load_catalog().get("infinitalk/from-audio"), load_catalog().get("kling-2.6/motion-control")
     assert field_kinds(talk, "audio_url") == {"audio"} and field_kinds(talk, "image_url") == {"image"}
     assert field_kinds(move, "video_urls") == {"video"} and field_kinds(move, "input_urls") == {"image"}

@@ -2,7 +2,7 @@
 
 import pytest
 
-from kie_mcp.catalog import InvalidRequest, build_input, load_catalog, price_input
+from kie_mcp.catalog import InvalidRequest, apply_defaults, build_input, check_input, load_catalog, price_input
 
 CATALOG = load_catalog()
 IMG = "https://example.com/a.png"
@@ -20,9 +20,20 @@ VID = "https://example.com/v.mp4"
         ("bytedance/seedance-2-mini", {"duration": 5, "resolution": "480p"}, 19),
         ("happyhorse-1-1/text-to-video", {"duration": 4, "resolution": "720p"}, 90),
         ("wan/3-0-video", {"duration": 21}, 672),  # matches a reconciled 1080P receipt
+        ("wan/3-0-video", {"duration": 5, "resolution": "480p"}, 40),  # 8/s (2026-09 feed)
+        ("wan/3-0-video-prime", {"duration": 5, "resolution": "720p"}, 126),  # 25.2/s
+        ("google/gemini-omni-flash-1-1", {"duration": 8, "resolution": "360p"}, 105),  # 360p priced as 720p
+        ("pixverse-v6/text-to-video", {"duration": 5}, 36),  # 720p silent: 7.2/s
+        ("pixverse-v6/text-to-video", {"duration": 10, "resolution": "1080p", "audio": True}, 184),  # 18.4/s
+        ("pixverse-v6/image-to-video", {"images": [IMG], "duration": 4, "resolution": "360p"}, 16),
+        ("happyhorse/reference-to-video", {"images": [IMG], "duration": 5, "resolution": "720p"}, 140),
+        ("qwen2-1/text-to-image", {"resolution": "2K"}, 8),
+        ("qwen2-1/image-to-image", {"images": [IMG, IMG]}, 4),
+        ("grok-imagine-image-2-0/image-edit", {"images": [IMG]}, 4),
         ("gemini-omni-video", {"duration": 10, "resolution": "4k"}, 210),
         ("gemini-omni-video", {}, 63),  # 4 s 720p by default
         ("minimax-h3/text-to-video", {"resolution": "2K"}, 78),  # 6 s default x 13
+        ("qwen/image-edit", {"images": [IMG]}, 3.93),  # 5 credits/MP x 0.79 MP (landscape_4_3, the default)
         ("seedream/5-pro-text-to-image", {"resolution": "2K"}, 14),
         ("seedream/5-pro-image-to-image", {"images": [IMG, IMG, IMG]}, 8),  # 7 + 2 x 0.5
         ("seedream/5-flash-text-to-image", {"resolution": "2K"}, 3.24),
@@ -43,7 +54,8 @@ def test_prices_follow_the_table(model_id, kwargs, credits):
     ("model_id", "kwargs"),
     [
         ("bytedance/seedance-2-5", {"resolution": "1080p", "options": {"reference_video_urls": [VID]}}),
-        ("wan/3-0-video", {"resolution": "480p"}),
+        ("wan/3-0-video", {"resolution": "480p", "options": {"reference_video_urls": [VID]}}),
+        ("wan/3-0-video-prime", {"options": {"reference_video_urls": [VID]}}),
         ("minimax-h3/reference-to-video", {"images": [IMG] * 6}),
         ("minimax-h3/reference-to-video", {"images": [IMG], "options": {"reference_video_urls": [VID]}}),
     ],
@@ -104,3 +116,41 @@ def test_new_feed_rows_are_named():
         "HappyHorse-1.1, image-to-video, 720p",
         "HappyHorse-1.1, image-to-video, 1080p",
     }
+
+
+def test_gpt_image_2_5_ratios_are_its_own_and_only_four_are_capped_at_1k():
+    spec = CATALOG.get("gpt-image-2-5-flare-text-to-image")
+    assert price_input(spec, build_input(spec, prompt="x", aspect_ratio="auto", resolution="4K")).credits == 16
+    build_input(spec, prompt="x", aspect_ratio="27:16")
+    with pytest.raises(InvalidRequest, match="1K only"):
+        build_input(spec, prompt="x", aspect_ratio="9:8", resolution="2K")
+    with pytest.raises(InvalidRequest, match="aspect_ratio"):
+        build_input(spec, prompt="x", aspect_ratio="2:1")  # a GPT Image 2 ratio
+
+
+def test_kie_schema_fixes_of_the_2026_12_audit():
+    lite = CATALOG.get("nano-banana-2-lite")
+    assert build_input(lite, prompt="x" * 20000)["aspect_ratio"] == "auto"  # required, KIE's default sent
+    with pytest.raises(InvalidRequest, match="aspect_ratio"):
+        build_input(CATALOG.get("minimax-h3/text-to-video"), prompt="x", aspect_ratio="adaptive")
+    upscale = CATALOG.get("grok-imagine/upscale")
+    assert build_input(upscale, options={"task_id": "t"})["resolution"] == "1080p"  # KIE's default would be 720p
+    wan = CATALOG.get("wan/2-6-text-to-video")
+    assert build_input(wan, prompt="x")["multi_shots"] is False
+
+
+def test_kling_omni_reference_takes_a_video_alone_with_auto_shape():
+    spec = CATALOG.get("kling-3.0-omni/reference-to-video")
+    alone = apply_defaults(spec, {"prompt": "x", "video_urls": [VID]})
+    assert check_input(spec, alone) == [] and alone["aspect_ratio"] == "auto" and alone["audio"] is False
+    assert check_input(spec, apply_defaults(spec, {"prompt": "x"}))  # neither images nor a video
+    with pytest.raises(InvalidRequest, match="aspect_ratio"):
+        build_input(spec, prompt="x", images=[IMG], aspect_ratio="auto")
+
+
+def test_happyhorse_video_edit_is_billed_for_its_input_and_equal_output():
+    spec = CATALOG.get("happyhorse/video-edit")
+    wire = build_input(spec, prompt="make it night", options={"video_url": VID}, resolution="720p")
+    price = price_input(spec, wire)
+    assert not price.known and "56 credits per second of the input video" in price.breakdown
+    assert price_input(spec, wire, {"the input video": 10.0}).credits == 560
