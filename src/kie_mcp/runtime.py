@@ -161,10 +161,11 @@ async def open_runtime(
         return
     time_scale = 1.0
     if settings.sandbox and transport is None:
-        from kie_mcp.sandbox import SandboxTransport, SimConfig, Simulator
+        from kie_mcp.sandbox import SandboxTransport, SimConfig, Simulator, state_path
 
-        time_scale = SANDBOX_SPEED
-        transport = SandboxTransport(Simulator(SimConfig(speed=SANDBOX_SPEED)))
+        time_scale = SANDBOX_SPEED  # its tasks, uploads and balance are kept in the sandbox area across restarts
+        sim = Simulator(SimConfig(speed=SANDBOX_SPEED), state_path=state_path(settings.workspace))
+        transport = SandboxTransport(sim)
     kie = None
     if settings.has_key:
         assert settings.api_key is not None

@@ -9,6 +9,7 @@ from .app import create_app
 from .config import SANDBOX_API_KEY, SimConfig
 from .errors import ConnectionDropped, KieError
 from .faults import Fault, parse_fault
+from .persist import state_path
 from .state import SimRequest, Simulator, Task
 from .transport import SandboxTransport
 
@@ -24,4 +25,5 @@ __all__ = [
     "Task",
     "create_app",
     "parse_fault",
+    "state_path",
 ]

@@ -220,7 +220,10 @@ def _without_results(sim: Simulator, response: Response, fault: Fault) -> Respon
 
 def _endpoint(sim: Simulator, route: SimRoute) -> Route:
     async def endpoint(request: Request) -> Response:
-        return await _run(sim, route, request)
+        response = await _run(sim, route, request)
+        if route.category != "files":
+            sim.persist()  # a simulator with a state file keeps what this request changed (persist.py)
+        return response
 
     endpoint.__name__ = route.handler.__name__
     return Route(route.path, endpoint, methods=[route.method])

@@ -20,7 +20,8 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import unquote, urlsplit
 
 from kie_mcp.catalog import ModelSpec, load_catalog, price_input
@@ -29,6 +30,9 @@ from . import media
 from .config import DEFAULT_ACCOUNT, SANDBOX_API_KEY, SimConfig
 from .errors import INSUFFICIENT_CREDITS, RATE_LIMITED, FileError, KieError
 from .faults import Fault, FaultQueue
+
+if TYPE_CHECKING:
+    from .persist import SimStore
 
 log = logging.getLogger(__name__)
 
@@ -262,15 +266,42 @@ def _stable_fraction(text: str) -> float:
 
 
 class Simulator:
-    """An in-memory KIE: drive it through ``create_app`` over HTTP, inspect and steer it from Python."""
+    """An in-memory KIE: drive it through ``create_app`` over HTTP, inspect and steer it from Python.
 
-    def __init__(self, config: SimConfig | None = None, *, keys: dict[str, str] | None = None) -> None:
+    With ``state_path`` (``kie-mcp --sandbox``: ``persist.state_path`` of its sandbox area) it also keeps its tasks,
+    uploads, links, balances and clock in that file across restarts (persist.py); without, it starts empty.
+    """
+
+    def __init__(
+        self,
+        config: SimConfig | None = None,
+        *,
+        keys: dict[str, str] | None = None,
+        state_path: Path | str | None = None,
+    ) -> None:
         self.config = config if config is not None else SimConfig()
         self.keys: dict[str, str] = dict(keys) if keys else {SANDBOX_API_KEY: DEFAULT_ACCOUNT}
         self.key_caps: dict[str, float] = {}
         self.price_overrides: dict[str, float] = {}
         self.catalog = LiveCatalogState()
         self._init_state()
+        self.store: SimStore | None = None
+        if state_path is not None:
+            from .persist import SimStore
+
+            self.store = SimStore(Path(state_path))
+            self.store.load(self)
+
+    def persist(self, *, force: bool = False) -> None:
+        """Save the state to ``state_path`` if it changed (no-op without one); never raises.
+
+        The app calls it after every API request, the transport with ``force`` when it closes."""
+        if self.store is None:
+            return
+        try:
+            self.store.save(self, force=force)
+        except Exception:  # a bug in saving must never fail the request that was answered
+            log.exception("the sandbox simulator could not save its state")
 
     def _init_state(self) -> None:
         self._anchor_real = time.monotonic()

@@ -105,6 +105,11 @@ class SandboxTransport(httpx2.AsyncBaseTransport):
                 raise httpx2.RemoteProtocolError(DISCONNECTED, request=request) from None
             raise
 
+    async def aclose(self) -> None:
+        """The client closes (the server stops): a simulator with a state file saves it with its clock. The
+        transport stays usable: tests share one across several clients."""
+        self.sim.persist(force=True)
+
     def _keep(self, work: asyncio.Future[Any]) -> None:
         self._background.add(work)
 
