@@ -453,6 +453,29 @@ async def test_in_a_browser_the_card_shows_the_cost_and_approve_reaches_the_gate
 
 
 @pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_a_card_of_an_unknown_price_never_reads_as_a_ceiling(connect_app, browser):
+    """The reservation of an unknown price read "Approve up to 600 credits", though KIE charges its own rate."""
+    request = {
+        "prompt": "a paper boat",
+        "model": "bytedance/seedance-2",
+        "options": {"reference_video_urls": ["https://example.com/ref.mp4"]},
+    }
+    async with connect_app() as client:
+        estimate = await client.call_tool("estimate_cost", request)
+        async with AppHost(client).running() as host:
+            card = await in_browser(AppView, browser, host.show("unknown", request, estimate))
+            try:
+                await in_browser(card.wait_for, "document.querySelector('.card .approve')")
+                shown = await in_browser(card.text)
+                button = await in_browser(card.evaluate, "document.querySelector('.card .approve').textContent")
+            finally:
+                await in_browser(card.close)
+    assert button == "Approve an unknown price"
+    assert "600 credits are reserved against today's cap" in shown and "which may be more" in shown
+    assert "up to 600" not in shown.lower()
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
 async def test_in_a_browser_with_approval_form_a_picture_replaced_after_the_card_is_not_sent(
     connect_app, controls, browser, tmp_path
 ):

@@ -407,3 +407,64 @@ def test_seedream_5_lite_offers_2k_3k_and_4k_as_basic_high_and_ultra():
             assert price_input(spec, wire).credits == 5.5  # one price for every tier
         with pytest.raises(InvalidRequest, match="resolution"):
             build_input(spec, prompt="a red apple", images=images, resolution="8K")
+
+
+# -- from the 2026-12 UX audit: errors that point the right way ----------------------------------------------------
+
+
+@pytest.mark.parametrize("model_id", ["veo3_fast", "veo3_lite"])
+def test_three_images_on_veo_name_the_reference_mode(model_id):
+    """Three images default to FIRST_AND_LAST_FRAMES_2_VIDEO (1-2 frames); the error names REFERENCE_2_VIDEO, which
+    takes 1-3, and where to set it."""
+    three = ["https://e/a.png", "https://e/b.png", "https://e/c.png"]
+    with pytest.raises(InvalidRequest) as caught:
+        build_input(CATALOG.get(model_id), prompt="x", images=three)
+    (problem,) = caught.value.problems
+    assert problem.field == "images"
+    assert "REFERENCE_2_VIDEO" in problem.message and "options.generationType" in problem.message
+    build_input(CATALOG.get(model_id), prompt="x", images=three, options={"generationType": "REFERENCE_2_VIDEO"})
+
+
+@pytest.mark.parametrize(
+    ("model_id", "capability", "kind"),
+    [
+        ("google/imagen4", "edit", "image"),
+        ("z-image", "edit", "image"),
+        ("kling-2.6/text-to-video", "image-to-video", "video"),
+    ],
+)
+def test_a_model_without_input_images_points_to_models_of_its_kind_that_take_them(model_id, capability, kind):
+    """An image model names image edit models (not image-to-video ones); a video model names image-to-video models."""
+    import re
+
+    with pytest.raises(InvalidRequest) as caught:
+        build_input(CATALOG.get(model_id), prompt="x", images=["https://e/a.png"])
+    (problem,) = caught.value.problems
+    named = re.search(r"such as (.*) \(list_models", problem.message).group(1).split(", ")
+    assert named
+    for other in named:
+        spec = CATALOG.get(other)
+        assert spec.kind == kind and capability in spec.capabilities and spec.images and not spec.withdrawn, other
+    assert ("image-to-video" in problem.message) == (kind == "video")
+
+
+def test_google_imagen_with_images_names_the_nano_banana_edit_models():
+    with pytest.raises(InvalidRequest) as caught:
+        build_input(CATALOG.get("google/imagen4"), prompt="x", images=["https://e/a.png"])
+    assert "nano-banana-2" in str(caught.value) and "google/nano-banana-edit" in str(caught.value)
+
+
+@pytest.mark.parametrize("model_id", ["veo3_fast", "veo3_lite", "veo3"])
+def test_veo_errors_carry_no_provenance_remarks(model_id):
+    """ "KIE's docs disagree on aspect_ratio vs aspectRatio" is where the fact comes from, not advice: it lives in
+    the source entry, and the error says only what is allowed."""
+    spec = CATALOG.get(model_id)
+    with pytest.raises(InvalidRequest) as caught:
+        build_input(spec, prompt="x", aspect_ratio="1:1")
+    text = str(caught.value)
+    assert "16:9, 9:16, Auto" in text
+    assert "docs" not in text and "aspectRatio" not in text
+    field = spec.field_for_arg("aspect_ratio")
+    assert field.note is None or "docs" not in field.note
+    if model_id != "veo3":
+        assert "aspectRatio" in spec.source_of(field.source).ref  # the remark kept as provenance

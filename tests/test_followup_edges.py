@@ -131,6 +131,24 @@ async def test_a_refused_1080p_costs_nothing_says_what_to_do_and_is_not_asked_ag
     assert "Change the prompt" not in text and "Fix the field" not in text, text
 
 
+@pytest.mark.parametrize("operation", ["extend", "4k"])
+async def test_a_follow_up_of_a_task_kie_does_not_know_says_so_not_fix_a_field(connect, controls, operation):
+    """KIE answers a follow-up of a task it has no record of (another account's key, older than 14 days, a sandbox
+    restarted) with "record is null": there is no field to fix, and nothing was started or charged."""
+    async with connect(elicitation=answering()) as client:
+        source = await finished(client, VEO)
+        before = await spent_today(client)
+        await controls.fault("create", kind="code", code=422, msg="record is null")
+        prompt = {"prompt": "the gulls fly off"} if operation == "extend" else {}
+        result = await client.call_tool("continue_video", {"task_id": source, "operation": operation, **prompt})
+        after = await spent_today(client)
+    text = text_of(result)
+    assert result.structured_content["status"] == "failed", text
+    assert f"KIE does not know task {source} under the current API key" in text, text
+    assert "Nothing was started or charged" in text and "Fix the field" not in text, text
+    assert after == before
+
+
 @pytest.mark.parametrize("message", ["record result data is empty", "record result data not exist"])
 async def test_a_1080p_answered_record_result_data_is_empty_is_followed_as_started(
     connect, controls, tmp_path, message

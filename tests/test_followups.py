@@ -127,7 +127,7 @@ async def test_runway_extend_keeps_the_quality_and_its_unknown_price_is_reserved
             "continue_video",
             {"task_id": task["task_id"], "operation": "extend", "prompt": "and sails on", "wait_seconds": 40},
         )
-    assert "UP TO 40 credits" in seen[1], seen[1]
+    assert "(40 reserved against today's cap" in seen[1], seen[1]
     assert task["parent_task_id"] == source
     creates = await requests_to(controls, RUNWAY_EXTEND)
     assert [c["body"]["quality"] for c in creates] == ["1080p", "1080p"]  # the source's quality carries over
@@ -365,7 +365,7 @@ async def test_a_grok_clip_made_elsewhere_is_never_priced_by_a_guessed_resolutio
     assert quote["quote"]["price_known"] is False and quote["quote"]["credits_total"] is None
     assert not quote["auto_approved"]
     assert not hd.is_error and seen, text_of(hd)  # the person was asked: no auto-approval of an unknown price
-    assert "UP TO 40 credits" in seen[-1] and "UNKNOWN" in seen[-1]
+    assert "(40 reserved against today's cap" in seen[-1] and "UNKNOWN" in seen[-1]
 
 
 async def test_upscale_sends_the_saved_clip_of_any_video_to_topaz(connect, controls):

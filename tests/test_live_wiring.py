@@ -77,7 +77,7 @@ async def test_a_price_row_gone_from_the_feed_makes_the_price_unknown_and_capped
         quote = (await client.call_tool("estimate_cost", IMAGE)).structured_content["quote"]
         await client.call_tool("generate_image", IMAGE)
     assert quote["credits_total"] is None  # the row is gone from the feed: never auto-approved, capped as unknown
-    assert quote["credits_ceiling"] == 600 and "UP TO 600" in seen[0]
+    assert quote["credits_ceiling"] == 600 and "(600 reserved against today's cap" in seen[0]
 
 
 async def test_a_failing_model_is_flagged_before_anyone_spends_on_it(connect, controls, transport, tmp_path):

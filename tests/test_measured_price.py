@@ -42,7 +42,7 @@ async def test_a_lip_sync_quote_is_exact_once_its_audio_is_measured(connect, con
     quote = estimate.structured_content["quote"]
     assert quote["price_known"] and quote["credits_total"] == 24  # 8 credits/s x 3.0 s
     assert "measured" in quote["breakdown"]
-    assert "24 credits" in seen[0] and "UP TO" not in seen[0]
+    assert "24 credits" in seen[0] and "UNKNOWN" not in seen[0]
     assert result.structured_content["status"] in ("submitted", "completed"), text_of(result)
 
 

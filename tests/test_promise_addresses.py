@@ -462,6 +462,36 @@ async def test_a_private_input_url_is_refused_before_pricing_or_asking(
     assert not [r for r in sim.requests if r.path.endswith("createTask")]
 
 
+@pytest.mark.parametrize("mode", ["auto", "legacy"], ids=["2026-07-28", "2025-11-25"])
+async def test_an_input_link_kie_cannot_reach_is_refused_before_anyone_is_asked(tmp_path: Path, mode: str) -> None:
+    """An image link to this machine or the local network was priced, approved and sent: KIE cannot fetch it, so
+    the paid task could only fail. Refused from the link alone (no DNS lookup), naming the field."""
+    sim = Simulator(SimConfig(speed=1000.0))
+    transport = Routing(sim)
+    asked: list[str] = []
+    links = (
+        "http://localhost:8080/x.png",
+        "http://192.168.1.20/x.png",
+        "http://[::1]/x.png",
+        "http://nas/x.png",
+        "http://printer.local/x.png",
+        "https://files.home.arpa/x.png",
+    )
+    async with Client(served(tmp_path, transport), mode=mode, elicitation_callback=answering(seen=asked)) as client:
+        for link in links:
+            args = {"model": "google/nano-banana-edit", "prompt": "make it blue", "images": [link]}
+            for tool in ("estimate_cost", "generate_image"):
+                result = await client.call_tool(tool, args)
+                assert result.is_error and link in text_of(result), text_of(result)
+                assert "KIE cannot reach either; pass a public URL or a local file path" in text_of(result)
+        public = await client.call_tool(
+            "estimate_cost",
+            {"model": "google/nano-banana-edit", "prompt": "x", "images": ["https://example.com/x.png"]},
+        )
+    assert not public.is_error, text_of(public)  # a public name passes: how KIE resolves it is KIE's to say
+    assert asked == [] and not [r for r in sim.requests if r.path.endswith("createTask")]
+
+
 # -- saving results ----------------------------------------------------------------------------------------
 
 

@@ -48,7 +48,7 @@ async def test_unknown_price_reserves_the_per_call_cap_against_the_daily_cap(con
     async with connect(elicitation=answering(seen=seen), max_credits_per_call=600, max_credits_per_day=1000) as client:
         first = await client.call_tool("generate_video", UNPRICED)
         assert first.structured_content["status"] == "submitted", text_of(first)
-        assert "UP TO 600 credits" in seen[0]
+        assert "(600 reserved against today's cap" in seen[0]
         assert await spent_today(client) == 600  # reserved while KIE has not said what it charged
         second = await client.call_tool("generate_video", {**UNPRICED, "prompt": "a second boat"})
     assert second.is_error
@@ -67,7 +67,7 @@ async def test_max_credits_lowers_what_an_unknown_price_reserves(connect, contro
         ]
         spent = await spent_today(client)
     assert estimate.structured_content["quote"]["credits_ceiling"] == 200
-    assert "UP TO 200 credits" in seen[0]
+    assert "(200 reserved against today's cap" in seen[0]
     assert [r.structured_content["status"] for r in results] == ["submitted"] * 3
     assert spent == 600
     assert len(await controls.creates()) == 3
@@ -347,7 +347,7 @@ async def test_a_price_of_zero_in_kie_s_live_list_is_never_auto_approved_and_res
     assert estimate["auto_approved"] is False and estimate["quote"]["credits_ceiling"] == 600
     assert "not a real price" in estimate["quote"]["breakdown"]
     assert unasked.structured_content["status"] == "confirmation_required", text_of(unasked)
-    assert asked.structured_content["status"] == "submitted" and "UP TO 600 credits" in seen[0]
+    assert asked.structured_content["status"] == "submitted" and "(600 reserved against today's cap" in seen[0]
     assert asked.structured_content["tasks"][0]["credits_reserved"] == 600  # like any unknown price, never 0
     assert all(r.is_error and "up to 600 credits are reserved" in text_of(r) for r in racing)  # daily cap: 20
     assert len(await controls.creates()) == 1

@@ -321,6 +321,27 @@ async def test_unknown_price_is_never_auto_approved(connect, controls):
     assert await controls.creates() == []
 
 
+async def test_estimate_cost_without_a_model_names_the_generate_tools_defaults(connect, controls):
+    async with connect() as client:
+        result = await client.call_tool("estimate_cost", {"prompt": "a red apple", "variations": 3})
+    assert result.is_error
+    assert "model='nano-banana-2' (generate_image)" in text_of(result)
+    assert "model='veo3_fast' (generate_video)" in text_of(result)
+
+
+async def test_every_result_says_what_it_cost_and_who_approved_it(connect, controls):
+    """A result said "Done: 1 image ..." and nothing of its cost, auto-approved or not."""
+    async with connect(auto_approve_credits=10) as client:
+        auto = await client.call_tool("generate_image", IMAGE)
+    async with connect(elicitation=answering()) as client:
+        asked = await client.call_tool("generate_image", IMAGE)
+        video = await client.call_tool("generate_video", VIDEO)
+    assert "Cost: 8 credits charged by KIE (auto-approved: at or under KIE_AUTO_APPROVE_CREDITS=10)." in text_of(auto)
+    assert "Cost: 8 credits charged by KIE (approved in the confirmation form)." in text_of(asked)
+    assert video.structured_content["status"] == "submitted"
+    assert "Cost: 60 credits quoted and reserved (approved in the confirmation form)" in text_of(video)
+
+
 async def test_unknown_price_is_asked_with_the_word_unknown(connect, controls):
     seen: list[str] = []
     request = {
@@ -331,7 +352,8 @@ async def test_unknown_price_is_asked_with_the_word_unknown(connect, controls):
     async with connect(elicitation=answering(seen=seen)) as client:
         result = await client.call_tool("generate_video", request)
     assert "UNKNOWN" in seen[0]
-    assert "UP TO 600 credits" in seen[0]  # the per-call cap is reserved for it
+    assert "(600 reserved against today's cap" in seen[0]  # the per-call cap is reserved for it
+    assert "may be more" in seen[0] and "UP TO" not in seen[0]  # a reservation, never a promised ceiling
     assert result.structured_content["status"] == "submitted"
 
 

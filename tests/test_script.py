@@ -149,3 +149,102 @@ def test_per_second_price_without_its_length_is_unknown_not_a_crash():
     kling = CATALOG.get("kling-3.0/video")
     price = price_input(kling, {"prompt": "x", "mode": "pro", "sound": False})  # no duration in the request
     assert price.known is False and price.credits is None
+
+
+# -- from the 2026-12 UX audit: a script on Veo --------------------------------------------------------------------
+
+VEO = CATALOG.get("veo3_fast")
+PHOTO = "https://example.com/serum.png"
+REFERENCE = {
+    "model": "veo3_fast",
+    "prompt": "a woman holds the serum bottle",
+    "images": [PHOTO],
+    "script": "Two drops. That's it.",
+    "options": {"generationType": "REFERENCE_2_VIDEO"},
+}
+
+
+async def test_a_script_gets_the_shortest_duration_the_requests_rules_allow(connect, controls):
+    """REFERENCE_2_VIDEO makes 8 s clips only: a 4-word script is fitted to 8 s there (it was fitted to 4 s, then
+    refused for a duration the caller never set), and to 4 s where the mode allows it."""
+    async with connect(elicitation=answering()) as client:
+        reference = await client.call_tool("estimate_cost", REFERENCE)
+        frames = await client.call_tool("estimate_cost", {**REFERENCE, "options": {}})
+        made = await client.call_tool("generate_video", REFERENCE)
+    text = text_of(reference)
+    assert not reference.is_error, text
+    assert "duration=8" in text and "Duration set to 8 s: the script fits in 4 s" in text
+    assert "REFERENCE_2_VIDEO" in text and "not allowed" not in text
+    assert "duration=4" in text_of(frames) and "Duration set to 4 s to fit the script." in text_of(frames)
+    assert not made.is_error, text_of(made)
+    (create,) = await controls.creates()
+    assert create["body"]["duration"] == 8 and create["body"]["generationType"] == "REFERENCE_2_VIDEO"
+
+
+def test_a_script_no_allowed_duration_fits_says_the_script_chose_it_and_what_to_pass():
+    """When the request's rules allow no duration that fits the words, the error says the script (not the caller)
+    chose the duration, and which one to pass."""
+    from kie_mcp.catalog import build_input
+    from kie_mcp.catalog.spec import Rule
+
+    six_only = Rule(
+        when={"generationType": "REFERENCE_2_VIDEO"}, allow={"duration": [6]}, message="Six only.", source="doc-veo"
+    )
+    strict = VEO.model_copy(
+        update={
+            "rules": [*(r for r in VEO.rules if "duration" not in r.allow), six_only],
+            "dialogue": VEO.dialogue.model_copy(update={"overflow": "error"}),
+        }
+    )
+    fitted = fit_script(strict, words(17), "A host talks.", None, None, ALTERNATIVES)  # 6.8 s: 8 s fits
+    assert fitted.duration == 8
+    with pytest.raises(InvalidRequest) as caught:
+        build_input(
+            strict,
+            prompt=fitted.prompt,
+            images=[PHOTO],
+            duration=fitted.duration,
+            options={"generationType": "REFERENCE_2_VIDEO"},
+            scripted=fitted.request,
+        )
+    (problem,) = caught.value.problems
+    assert problem.field == "duration"
+    assert problem.message.startswith("the script chose 8 s (its 17 words take about 6.8 s to say)")
+    assert "allows only 6 s" in problem.message and "Six only." in problem.message
+    assert "Pass duration=6, and shorten the script" in problem.message
+
+
+async def test_a_script_on_veo_is_sent_untranslated_unless_the_caller_asks(connect, controls):
+    """KIE's enableTranslation translates the prompt to English, dialogue too: with a script it goes out false (and
+    the quote shows it) unless the caller set it; without a script nothing changes."""
+    spanish = {"model": "veo3_fast", "prompt": "Una mujer sonríe", "script": "Este sérum cambió mis mañanas."}
+    async with connect(elicitation=answering()) as client:
+        scripted = await client.call_tool("estimate_cost", spanish)
+        asked = await client.call_tool("estimate_cost", {**spanish, "options": {"enableTranslation": True}})
+        plain_prompt = await client.call_tool("estimate_cost", {"model": "veo3_fast", "prompt": "Una mujer sonríe"})
+        made = await client.call_tool("generate_video", spanish)
+    assert "enableTranslation=false" in text_of(scripted) and "Sent enableTranslation=false" in text_of(scripted)
+    assert "enableTranslation=true" in text_of(asked) and "Sent enableTranslation" not in text_of(asked)
+    assert "enableTranslation=true" in text_of(plain_prompt)
+    assert not made.is_error, text_of(made)
+    (create,) = await controls.creates()
+    assert create["body"]["enableTranslation"] is False
+    assert create["body"]["prompt"].startswith("Una mujer sonríe. The speaker says: Este sérum")
+
+
+@pytest.mark.parametrize(
+    ("prompt", "starts"),
+    [
+        ("a woman in her bathroom, morning light", "a woman in her bathroom, morning light. The speaker says:"),
+        ("a woman in her bathroom, morning light,", "a woman in her bathroom, morning light. The speaker says:"),
+        ("Is she smiling?", "Is she smiling? The speaker says:"),
+        ('She reads the label: "Glow."', 'She reads the label: "Glow." The speaker says:'),
+        ("A host talks.  ", "A host talks. The speaker says:"),
+    ],
+)
+def test_the_script_starts_a_new_sentence_after_the_prompt(prompt, starts):
+    """ "...morning light The speaker says: ..." ran the dialogue into the scene: a prompt without end punctuation
+    gets a full stop, in whatever template the model's dialogue uses."""
+    assert fit_script(VEO, "Two drops.", prompt, None, None, ALTERNATIVES).prompt.startswith(starts)
+    kling = fit_script(KLING, "Two drops.", "A barista at the counter", None, None, ALTERNATIVES)
+    assert kling.prompt.startswith("A barista at the counter.\n")

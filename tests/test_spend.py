@@ -179,6 +179,23 @@ def test_an_unknown_price_is_refused_when_the_caps_leave_nothing_to_reserve():
     assert ledger.spent_today() == 0
 
 
+@pytest.mark.parametrize(
+    ("per_call", "ceiling", "named", "not_named"),
+    [
+        (20, 10, "max_credits ceiling of 10", "KIE_MAX_CREDITS_PER_CALL"),  # raising the cap would not help
+        (10, 30, "per-call cap of 10", "max_credits ceiling"),
+        (10, 15, "per-call cap of 10 (KIE_MAX_CREDITS_PER_CALL) (and over the max_credits ceiling of 15", None),
+    ],
+)
+def test_a_refusal_names_the_tighter_of_the_per_call_cap_and_max_credits(per_call, ceiling, named, not_named):
+    ledger = Ledger(Journal(":memory:"), Caps(per_call=per_call, per_day=1000))
+    with pytest.raises(SpendRefused) as refused:
+        ledger.reserve(24, ceiling=ceiling)
+    assert named in str(refused.value)
+    assert not_named is None or not_named not in str(refused.value)
+    assert ledger.spent_today() == 0
+
+
 def video_task(state: str, created: datetime, **fields: object) -> TaskRecord:
     """A video task with 600 credits reserved (an unknown price under a per-call cap of 600)."""
     return TaskRecord(task_id="t1", model="m", family="market", kind="video", state=state, credits_reserved=600.0,

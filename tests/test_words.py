@@ -91,7 +91,10 @@ async def test_a_confirmation_to_approve_in_chat_reads_as_a_sentence(connect):
         )
     data = result.structured_content
     assert data["status"] == "confirmation_required", text_of(result)
-    assert "costs up to 600 credits (the price is not known before it runs" in data["message"]
+    assert (
+        "costs an UNKNOWN number of credits (the price is not known before it runs: 600 credits are reserved"
+        in data["message"]
+    )
 
 
 # -- price sources in words a user trusts -------------------------------------------------------------------

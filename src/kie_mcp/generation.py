@@ -32,6 +32,7 @@ from kie_mcp.media.inputs import (
     LocalFile,
     find_local_files,
     names_local_files,
+    unreachable_links,
     upload_local_files,
     with_identities,
 )
@@ -55,6 +56,7 @@ from kie_mcp.spend import (
     request_hash,
     reservation,
 )
+from kie_mcp.spend.approval import ApprovedBy
 from kie_mcp.spend.quotes import CHARGED_HERE, staleness
 from kie_mcp.tasks import TaskRecord
 from kie_mcp.words import plain
@@ -151,14 +153,14 @@ async def plan(
         raise InvalidRequest(spec.id, [Problem("variations", f"{args.variations} is out of range 1-10.")])
     if args.max_credits is not None and not (math.isfinite(args.max_credits) and args.max_credits > 0):
         raise InvalidRequest(spec.id, [Problem("max_credits", f"{args.max_credits} is not a positive number.")])
-    prompt, duration, audio, notes = args.prompt, args.duration, args.audio, []
+    prompt, duration, audio, notes, scripted = args.prompt, args.duration, args.audio, [], None
     if args.script and args.script.strip():
         if spec.kind != "video":
             raise InvalidRequest(spec.id, [Problem("script", "scripts are spoken in videos; leave it out for images.")])
         capability = "image-to-video" if args.images else "text-to-video"
         offered = list(rt.catalog.offered())
         fit = fit_script(spec, args.script, prompt, duration, audio, speech_models(offered, capability))
-        prompt, duration, audio, notes = fit.prompt, fit.duration, fit.audio, fit.notes
+        prompt, duration, audio, notes, scripted = fit.prompt, fit.duration, fit.audio, fit.notes, fit.request
     wire = build_input(
         spec,
         prompt=prompt,
@@ -168,10 +170,14 @@ async def plan(
         duration=duration,
         audio=audio,
         options=args.options,
+        scripted=scripted,  # the durations that suit the script, settled by the request's rules (notes updated)
     )
     from kie_mcp.catalog.live import stricter_problems  # the live catalogue loads with the first request
 
     if problems := stricter_problems(rt.live, spec, wire):  # KIE's live schema, where it is stricter than ours
+        raise InvalidRequest(spec.id, named_for_user(spec, problems, args.options))
+
+    if problems := unreachable_links(spec, wire):  # a link to this machine or a private network: KIE cannot fetch it
         raise InvalidRequest(spec.id, named_for_user(spec, problems, args.options))
 
     def roots() -> tuple[Path, ...]:  # the workspace, KIE_ALLOWED_DIRS and the client's MCP roots
@@ -468,8 +474,9 @@ def question(p: Plan, confirmation: str | None = None, why: str | None = None) -
     things = f"{n} {spec.kind}{'s' if n > 1 else ''}"
     if p.total is None:
         cost = (
-            f"UP TO {p.reserved:g} credits (about ${usd(p.reserved):.2f}): the exact price is UNKNOWN before the "
-            f"task runs and KIE charges its current rate; {p.reserved:g} credits are reserved against today's cap"
+            f"an UNKNOWN number of credits ({p.reserved:g} reserved against today's cap, about "
+            f"${usd(p.reserved):.2f}; the price is not known before the task runs, and KIE charges its current rate, "
+            "which may be more than that)"
         )
     else:
         cost = f"{p.total:g} credits (about ${usd(p.total):.2f})"
@@ -509,14 +516,15 @@ def confirmation_required(
 ) -> GenerationResult:
     quote = rt.quotes.issue(p.spec.id, p.digest, p.price, p.variations, ceiling=p.reserved)
     cost = (
-        f"up to {p.reserved:g} credits (the price is not known before it runs; that much is reserved against the caps)"
+        f"an UNKNOWN number of credits (the price is not known before it runs: {p.reserved:g} credits are reserved "
+        "against the caps for it, and KIE charges its current rate, which may be more than that)"
         if quote.credits_total is None
         else f"{quote.credits_total:g} credits (about ${quote.usd_total:.2f})"
     )
     lead = f"{why} " if why else ""
     lead += "".join(f"{note} " for note in p.notes)
     message = (
-        f"{lead}Nothing was spent. This request costs {cost}: {quote.breakdown}. "
+        f"{lead}Nothing was spent. This request costs {cost}: {quote.breakdown.rstrip('.')}. "
         f"The user must approve this cost first; once they do, call {tool} again with the same arguments and "
         f"quote_id='{quote.quote_id}' (valid until {quote.expires_at})."
     )
@@ -607,7 +615,29 @@ async def execute(
             _record(rt, problems, record)
     problems += followed
     problems += settle(rt, records)  # once per task, ever: a no-op but for a charge measured just now
-    return summarise(rt, p.spec, records, (*p.notes, *upload_notes, *dict.fromkeys(problems)))
+    notes = (cost_line(rt, p, records, decision.by), *p.notes, *upload_notes, *dict.fromkeys(problems))
+    return summarise(rt, p.spec, records, notes)
+
+
+def cost_line(rt: Runtime, p: Plan, records: list[TaskRecord], by: ApprovedBy) -> str:
+    """What the spend came to and who approved it, in one line: a result should say what it cost."""
+    how = {
+        "auto": f"auto-approved: at or under KIE_AUTO_APPROVE_CREDITS={rt.settings.auto_approve_credits:g}",
+        "elicitation": "approved in the confirmation form",
+        "quote": "approved with its quote",
+    }[by]
+    made = [r for r in records if r.task_id]
+    charged = [priced(r.credits_charged) for r in made if r.state == "succeeded"]
+    if made and all(r.state == "failed" for r in made):
+        return f"Cost: nothing charged (the tasks failed; their reservation was returned). It was {how}."
+    if made and all(r.state in ("succeeded", "failed") for r in made) and None not in charged:
+        return f"Cost: {sum(c for c in charged if c is not None):g} credits charged by KIE ({how})."
+    if p.total is not None:
+        return f"Cost: {p.total:g} credits quoted and reserved ({how}); KIE's charge is recorded as each task ends."
+    return (
+        f"Cost: the price is unknown; {p.reserved:g} credits are reserved ({how}); KIE's charge is recorded as each "
+        "task ends."
+    )
 
 
 def without_spending(

@@ -127,6 +127,27 @@ def storage_problem(err: BaseException) -> str:
     )
 
 
+def _task_filter(
+    *, state: str | None, model: str | None, since: datetime | None, text: str | None
+) -> tuple[str, list[Any]]:
+    """The WHERE clause (and its values) of a search of the tasks (``find_tasks``, ``count_tasks``)."""
+    clauses: list[str] = []
+    args: list[Any] = []
+    if state:
+        clauses.append("state = ?")
+        args.append(state)
+    if model:
+        clauses.append("model = ?")
+        args.append(model)
+    if since:
+        clauses.append("created >= ?")
+        args.append(since.timestamp())
+    if text:
+        clauses.append("LOWER(COALESCE(prompt, '')) LIKE ?")
+        args.append(f"%{text.lower()}%")
+    return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), args
+
+
 def _columns(db: sqlite3.Connection, table: str) -> set[str]:
     return {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
 
@@ -468,21 +489,20 @@ class Journal:
         text: str | None = None,
         limit: int = 50,
     ) -> list[sqlite3.Row]:
-        clauses, args = [], []
-        if state:
-            clauses.append("state = ?")
-            args.append(state)
-        if model:
-            clauses.append("model = ?")
-            args.append(model)
-        if since:
-            clauses.append("created >= ?")
-            args.append(since.timestamp())
-        if text:
-            clauses.append("LOWER(COALESCE(prompt, '')) LIKE ?")
-            args.append(f"%{text.lower()}%")
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        where, args = _task_filter(state=state, model=model, since=since, text=text)
         return self.query(f"SELECT * FROM tasks {where} ORDER BY created DESC LIMIT ?", *args, limit)
+
+    def count_tasks(
+        self,
+        *,
+        state: str | None = None,
+        model: str | None = None,
+        since: datetime | None = None,
+        text: str | None = None,
+    ) -> int:
+        """How many tasks ``find_tasks`` with these filters would find without a limit."""
+        where, args = _task_filter(state=state, model=model, since=since, text=text)
+        return int(self.query(f"SELECT COUNT(*) FROM tasks {where}", *args)[0][0])
 
     def charged_before(self, model: str, options_key: str, limit: int = 5) -> list[tuple[float, float]]:
         """(credits charged, when) of recent finished tasks with this model and these options, newest first."""

@@ -82,6 +82,7 @@ from kie_mcp.spend import (
 )
 from kie_mcp.spend.balance import balance_cache
 from kie_mcp.tasks import TaskBook, TaskRecord
+from kie_mcp.tasks.records import PROMPT_SHOWN, ModelFilterError
 from kie_mcp.words import plain, timestamp
 
 if TYPE_CHECKING:
@@ -161,6 +162,8 @@ MaxCredits = Annotated[
 QuoteId = Annotated[
     str | None, Field(description="The quote_id of a cost the user approved (from estimate_cost or a prior call).")
 ]
+DEFAULT_IMAGE_MODEL = "nano-banana-2"  # generate_image's model when none is named
+DEFAULT_VIDEO_MODEL = "veo3_fast"  # generate_video's
 NOT_PRICED = "Taken so that a generate call's arguments can be priced unchanged; it does not change the price."
 NotPriced = Annotated[str | None, Field(description=NOT_PRICED)]
 VideoWait = Annotated[
@@ -292,6 +295,7 @@ class StitchedVideo(_Result):
 
 class TaskList(_Result):
     tasks: list[TaskRecord]
+    total: int = Field(description="How many tasks match the filters; more than listed when limit cut the list.")
     unknown_creates: int = Field(description="Creates whose outcome is unknown (may have been charged).")
     saved_files: SavedFiles = Field(default_factory=list)
     gallery: str | None = Field(None, description="The gallery page of saved results (absolute path), once one exists.")
@@ -401,8 +405,10 @@ def _register_tools(mcp: MCPServer) -> None:
             else:
                 if not model:
                     raise ToolError(
-                        "estimate_cost needs model (or task_id and operation, to price a follow-up of a finished "
-                        "video with continue_video); nothing was priced."
+                        f"estimate_cost needs model: the generate tools' defaults are model='{DEFAULT_IMAGE_MODEL}' "
+                        f"(generate_image) and model='{DEFAULT_VIDEO_MODEL}' (generate_video); pass the one the "
+                        "generate call will use (or task_id and operation, to price a follow-up of a finished video "
+                        "with continue_video). Nothing was priced."
                     )
                 plan = await gen.plan(rt, gen.GenerationArgs(**_args(given)), shared=shared)
                 tool = f"generate_{plan.spec.kind}"
@@ -417,7 +423,7 @@ def _register_tools(mcp: MCPServer) -> None:
         ctx: Context,
         plan: Annotated[gen.Plan, Resolve(image_prepare)],
         approval: Annotated[ElicitationResult[ConfirmSpend], Resolve(image_approve)],
-        model: Annotated[str, Field(description="Image model id or name; see list_models.")] = "nano-banana-2",
+        model: Annotated[str, Field(description="Image model id or name; see list_models.")] = DEFAULT_IMAGE_MODEL,
         images: Images = [],  # noqa: B006
         aspect_ratio: AspectRatio = None,
         resolution: Resolution = None,
@@ -441,7 +447,7 @@ def _register_tools(mcp: MCPServer) -> None:
         ctx: Context,
         plan: Annotated[gen.Plan, Resolve(video_prepare)],
         approval: Annotated[ElicitationResult[ConfirmSpend], Resolve(video_approve)],
-        model: Annotated[str, Field(description="Video model id or name; see list_models.")] = "veo3_fast",
+        model: Annotated[str, Field(description="Video model id or name; see list_models.")] = DEFAULT_VIDEO_MODEL,
         images: Images = [],  # noqa: B006
         aspect_ratio: AspectRatio = None,
         resolution: Resolution = None,
@@ -501,8 +507,9 @@ def _register_tools(mcp: MCPServer) -> None:
                     problems.append("Its results are being saved now; check_task shows the files in a moment.")
             finally:  # no await: runs even when the call is cancelled mid-download (a client timeout, a cancel)
                 rt.follower.save_later(record)  # what this call did not save, the follower saves in the background
-            if record.error and record.state in ("queued", "running"):  # why it does not move (a status note)
-                problems.insert(0, record.error)
+            if record.error and record.state in ("queued", "running") and not record.unknown_to_kie:
+                problems.insert(0, record.error)  # why it does not move (one KIE does not know: _task_message)
+            rt.tasks.label(record)  # its prompt, session and folder, from the journal
             await rt.follower.deliver_notices(ctx)
         result = TaskResult(task=record, message=" ".join([_task_message(record), *problems]))
         await _thumbnails_ready([record], rt.settings.workspace, rt.settings.preview_px)  # in a worker thread
@@ -578,29 +585,39 @@ def _register_tools(mcp: MCPServer) -> None:
             Literal["queued", "running", "succeeded", "succeeded_without_results", "failed", "unknown"] | None,
             Field(description="Only this state."),
         ] = None,
-        model: Annotated[str | None, Field(description="Only this model id.")] = None,
+        model: Annotated[
+            str | None,
+            Field(description="Only this model: its id or a friendly name, as the generate tools take it."),
+        ] = None,
         since: Annotated[
             str | None, Field(description="Only tasks created on or after this date (YYYY-MM-DD).")
         ] = None,
         text: Annotated[str | None, Field(description="Words to find in the prompt.")] = None,
-        limit: Annotated[int, Field(ge=1, le=200)] = 50,
+        limit: Annotated[int, Field(ge=1, le=LIST_LIMIT)] = 50,
     ) -> Annotated[CallToolResult, TaskList]:
         """Every task this workspace created, newest first, from the journal (survives restarts). Free."""
         _reject_unknown_arguments(ctx, "list_tasks")
         from kie_mcp.media import gallery as pages  # loaded on first use
 
         rt = _runtime(ctx)
-        with _user_errors():
+        with _user_errors(ModelFilterError):
             day = _parse_day(since)
-            search = rt.tasks.find(state=state, model=model, since=day, text=text, limit=limit)
+            model_id = rt.tasks.model_filter(model, rt.catalog) if model and model.strip() else None
+            search = rt.tasks.find(state=state, model=model_id, since=day, text=text, limit=limit)
             unknown = [a["attempt_id"] for a in rt.journal.attempts("unknown")]
         found = search.records
         lines = [
-            f"- {t.task_id} {t.model} {t.state}{followups.link_text(t)}"
+            f"- {t.task_id} {t.model} {t.state}{followups.link_text(t)}{_labels_text(t, ' [', ']')}"
+            + (" (KIE does not know it under the current API key; check_task says more)" if t.unknown_to_kie else "")
             + (f": {', '.join(t.result_urls)}" if t.result_urls else "")
             for t in found
         ]
-        message = f"{len(found)} task(s)" + (":\n" + "\n".join(lines) if lines else ".")
+        of = f" of {model_id}" if model_id else ""
+        message = f"{len(found)} task(s){of}"
+        if search.cut:
+            more = "raise limit to see more" if limit < LIST_LIMIT else "narrow it with state, model, since or text"
+            message = f"{search.total} task(s){of} match; showing {len(found)} of {search.total}; {more}"
+        message += ":\n" + "\n".join(lines) if lines else "."
         if search.unreadable:  # rows a newer kie-mcp wrote (or a hand edit): named, never a failed listing
             message += f"\n{search.unreadable_note}"
         if unknown:
@@ -611,7 +628,12 @@ def _register_tools(mcp: MCPServer) -> None:
         if shown[0]:
             message += f"\nGallery of saved results: {shown[0]} ({shown[1]})"
         result = TaskList(
-            tasks=found, unknown_creates=len(unknown), gallery=shown[0], gallery_uri=shown[1], message=message
+            tasks=found,
+            total=search.total,
+            unknown_creates=len(unknown),
+            gallery=shown[0],
+            gallery_uri=shown[1],
+            message=message,
         )
         call = _tool_result(result, message, rt, found, previews=False)
         if client_supports_apps(ctx):  # MCP Apps hosts: the gallery
@@ -1007,13 +1029,14 @@ async def _estimate(rt: Runtime, plan: gen.Plan) -> EstimateResult:
     cost = (
         f"{quote.credits_total:g} credits (about ${quote.usd_total:.2f})"
         if quote.credits_total is not None
-        else f"UNKNOWN before it runs (never auto-approved); up to {plan.reserved:g} credits are reserved against "
-        "today's cap (the per-call cap, or max_credits when lower)"
+        else f"UNKNOWN before it runs (never auto-approved); {plan.reserved:g} credits are reserved against "
+        "today's cap (the per-call cap, or max_credits when lower), and KIE charges its current rate, which may be "
+        "more than that"
     )
     parts = [
         f"{plan.spec.title} ({plan.spec.id}) x{plan.variations}: {cost}.",
         *plan.notes,
-        f"Breakdown: {quote.breakdown}. Price source: {quote.price_source}.",
+        f"Breakdown: {quote.breakdown.rstrip('.')}. Price source: {quote.price_source}.",
         gen.settings_text(plan) + ".",
         f"quote_id={quote.quote_id} approves exactly this request once, until {quote.expires_at}.",
     ]
@@ -1110,6 +1133,10 @@ async def _clip_path(rt: Runtime, clip: str) -> Path:
     return path
 
 
+LIST_LIMIT = 200  # the most tasks one list_tasks call shows
+RESOURCE_TASKS = 100  # the latest tasks kie://tasks shows
+
+
 def _parse_day(text: str | None) -> datetime | None:
     if not text:
         return None
@@ -1123,8 +1150,22 @@ def _parse_day(text: str | None) -> datetime | None:
 EARLIEST_YEAR = 1970  # "since" a day before any task: no filter
 
 
+def _labels_text(record: TaskRecord, opening: str = "; ", closing: str = "") -> str:
+    """What tells a task from its neighbours: its prompt (as the record shows it: shortened, redacted), session and
+    output folder, e.g. ' [prompt "a fox at dawn"; session "scene-1"; folder outputs/2026-12-03-scene-1]'."""
+    parts = [f"prompt {plain(record.prompt, limit=PROMPT_SHOWN + 20)}"] if record.prompt else []
+    if record.session:
+        parts.append(f"session {plain(record.session, limit=80)}")
+    if record.folder:
+        parts.append(f"folder {record.folder}")
+    return f"{opening}{'; '.join(parts)}{closing}" if parts else ""
+
+
 def _task_message(record: TaskRecord) -> str:
-    head = f"Task {record.task_id} ({record.model}): {record.state}"
+    task = f"Task {record.task_id} ({record.model}{_labels_text(record)})"
+    if record.unknown_to_kie:  # no progress or time left to tell: KIE has no such task under this key
+        return f"{task}, last recorded {record.state}: {record.error}"
+    head = f"{task}: {record.state}"
     if record.state == "succeeded":
         saved = f" Saved: {', '.join(record.files)}." if record.files else ""
         return f"{head}. Results: " + ", ".join(record.result_urls) + "." + saved
@@ -1251,7 +1292,7 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
         except (OSError, sqlite3.Error) as err:
             raise ResourceError(unavailable_reason(settings.workspace, err)) from err
         try:
-            search = TaskBook(journal).find(limit=100)
+            search = TaskBook(journal).find(limit=RESOURCE_TASKS)
             unknown = [
                 {
                     "attempt_id": a["attempt_id"],
@@ -1267,8 +1308,14 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
             journal.close()
         body: dict[str, Any] = {
             "tasks": [t.model_dump(mode="json") for t in search.records],
+            "total": search.total,
             "unknown_creates": unknown,
         }
+        if search.cut:
+            body["total_note"] = (
+                f"The latest {RESOURCE_TASKS} of {search.total} tasks; list_tasks finds the others (since, text, "
+                "model, state)."
+            )
         if search.unreadable:  # rows a newer kie-mcp wrote (or a hand edit): named, never a failed read
             body["unreadable_tasks"] = search.unreadable
             body["unreadable_tasks_note"] = search.unreadable_note
@@ -1297,6 +1344,7 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
             # elsewhere) has its results saved in the background, as nobody else would save them.
             if rt.kie is not None and (looked or not record.finished):
                 record = await rt.follower.follow(record, looked=looked)
+        rt.tasks.label(record)  # its prompt, session and folder, from the journal
         return record.model_dump_json(indent=2)
 
     references = settings.context_folder / "references"  # in the sandbox, the real workspace's

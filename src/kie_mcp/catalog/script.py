@@ -2,7 +2,9 @@
 
 At about 2.5 words per second a script needs ``words / 2.5`` seconds. The shortest duration the model
 allows that fits is chosen; when none fits, the error offers a split at sentence boundaries (each part with
-its duration) and models with longer clips.
+its duration) and models with longer clips. The request's cross-field rules (Veo's REFERENCE_2_VIDEO makes 8 s
+clips only) and the fields a script sets (``dialogue.set_default``) are applied by ``build_input``, which sees the
+whole request: ``ScriptFit.request`` carries the durations that suit the words there.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 
 from .spec import DialogueSpec, ModelSpec
-from .validate import InvalidRequest, Problem
+from .validate import InvalidRequest, Problem, ScriptedRequest
 
 WORDS_PER_SECOND = 2.5
 
@@ -23,10 +25,14 @@ class ScriptFit:
     audio: bool | None
     words: int
     notes: list[str] = field(default_factory=list)
+    request: ScriptedRequest | None = None  # for ``build_input(scripted=...)``: what the request's rules settle
 
 
 WORD = re.compile(r"[\w'’-]+")  # a spoken word, as counted; splits break between these, never inside
 CLAUSE_END = re.compile(r"[,;:]\s")  # between two words: the end of a clause, where a long sentence breaks first
+# A prompt ending a sentence (closing quotes or brackets may follow); one that does not gets a full stop before the
+# script part, so the dialogue is not run into the scene ("...morning light The speaker says: ...").
+SENTENCE_END = re.compile(r"[.!?…。！？][\"'”’»)\]]*$")
 
 
 def count_words(text: str) -> int:
@@ -67,16 +73,18 @@ def fit_script(
     notes = [f"Script: {words} words, about {needed:.1f} s at {WORDS_PER_SECOND:g} words/s."]
     durations = allowed_durations(spec)
     chosen = duration
+    candidates: list[int] = []  # when the script chooses: the durations that suit it, best first (rules pick)
+    duration_note: int | None = None
     if durations:
         fitting = [d for d in durations if d >= needed]
         if duration is not None:
             if duration < needed and dialogue.overflow == "error":
                 raise _too_long(spec, script, words, durations, alternatives, given=duration)
         elif fitting:
-            chosen = fitting[0]
+            chosen, candidates, duration_note = fitting[0], fitting, len(notes)
             notes.append(f"Duration set to {chosen} s to fit the script.")
         elif dialogue.overflow == "warn":
-            chosen = durations[-1]
+            chosen, candidates = durations[-1], [durations[-1]]
             notes.append(_warning(spec, words, chosen))
         else:
             raise _too_long(spec, script, words, durations, alternatives)
@@ -85,8 +93,26 @@ def fit_script(
     if audio is None and spec.field_for_arg("audio") is not None:
         audio = True
         notes.append("Sound turned on for the dialogue.")
-    text = dialogue.template.format(prompt=prompt.strip(), script=script).strip()
-    return ScriptFit(prompt=text, duration=chosen, audio=audio, words=words, notes=notes)
+    text = dialogue.template.format(prompt=closed(prompt), script=script).strip()
+    request = ScriptedRequest(
+        notes=notes,
+        words=words,
+        seconds=needed,
+        durations=tuple(candidates),
+        choices=tuple(durations),
+        duration_note=duration_note,
+        defaults=dialogue.set_default,
+        why=dialogue.set_default_note,
+    )
+    return ScriptFit(prompt=text, duration=chosen, audio=audio, words=words, notes=notes, request=request)
+
+
+def closed(prompt: str) -> str:
+    """``prompt`` as a finished sentence, so the script part that follows it starts a new one."""
+    text = prompt.strip()
+    if not text or SENTENCE_END.search(text):
+        return text
+    return text.rstrip(",;: ") + "."
 
 
 def split_script(script: str, max_seconds: int) -> list[tuple[str, float]]:

@@ -124,6 +124,10 @@ class DialogueSpec(_Strict):
     template: str = '{prompt}\n\nDialogue: "{script}"'
     overflow: Literal["error", "warn"] = "error"  # warn: the model decides length itself and may cut speech
     warn_words: int | None = None
+    # Fields sent with a script unless the caller set them (Veo: enableTranslation=false, so KIE does not translate
+    # the spoken words), and why, shown in the quote.
+    set_default: dict[str, Scalar] = Field(default_factory=dict)
+    set_default_note: str | None = None
     source: str
 
 

@@ -13,6 +13,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import Any
 
 from kie_mcp.words import listed, plain
@@ -39,6 +40,31 @@ class InvalidRequest(ValueError):
 _COMMON_ARGS = ("prompt", "aspect_ratio", "resolution", "duration", "audio")
 
 
+@dataclass
+class ScriptedRequest:
+    """What the script fitter (``script.py``) leaves to the whole request, which ``build_input`` settles.
+
+    The fitter sees the prompt, duration and sound, not ``options`` or ``images``, so it cannot apply the model's
+    cross-field rules (Veo's REFERENCE_2_VIDEO makes 8 s clips only); ``build_input(scripted=...)`` does, from this:
+
+    - ``durations``: when the script, not the caller, chose the duration, the ones that suit its words, best first;
+      the first one the request's rules allow is sent, and when none is, the error says the script chose it.
+    - ``choices``: every duration the model has (to name the ones this request allows).
+    - ``defaults``: fields a script sets unless the caller did (the model's ``dialogue.set_default``), and ``why``.
+    - ``notes``: the fitter's own list of notes, which the quote shows (``build_input`` adds to it and may reword
+      the one ``duration_note`` indexes, the one naming the duration).
+    """
+
+    notes: list[str]
+    words: int = 0
+    seconds: float = 0.0
+    durations: tuple[int, ...] = ()
+    choices: tuple[int, ...] = ()
+    duration_note: int | None = None
+    defaults: Mapping[str, Scalar] = dataclass_field(default_factory=dict)
+    why: str | None = None
+
+
 def build_input(
     spec: ModelSpec,
     *,
@@ -49,8 +75,10 @@ def build_input(
     duration: int | None = None,
     audio: bool | None = None,
     options: Mapping[str, Any] | None = None,
+    scripted: ScriptedRequest | None = None,
 ) -> dict[str, Any]:
-    """Return the wire input for ``spec`` or raise ``InvalidRequest`` naming every problem."""
+    """Return the wire input for ``spec`` or raise ``InvalidRequest`` naming every problem. ``scripted``: what a
+    fitted script (``script.fit_script``) leaves to the request's rules."""
     problems: list[Problem] = []
     wire: dict[str, Any] = {}
 
@@ -84,8 +112,14 @@ def build_input(
         wire[name] = _coerce(spec.fields[name], value)
     given = wire
     wire = apply_defaults(spec, given)
+    refused: Problem | None = None
+    if scripted is not None:
+        wire, refused = _fit_script_to_rules(spec, scripted, given)
+        given = {name: value for name, value in given.items() if name not in _script_set(spec, scripted)}
 
     problems = check_input(spec, wire) + _overridden(spec, given, wire)
+    if refused is not None:  # the script's duration refused by a rule: say so, not "4 is not allowed here"
+        problems = [refused, *(p for p in problems if p.field != refused.field)]
     if problems:
         raise InvalidRequest(spec.id, named_for_user(spec, problems, options))
     return wire
@@ -105,6 +139,61 @@ def apply_defaults(spec: ModelSpec, wire: Mapping[str, Any]) -> dict[str, Any]:
         if _matches(rule.when, out):
             out.update(rule.force)
     return out
+
+
+def _fit_script_to_rules(
+    spec: ModelSpec, scripted: ScriptedRequest, given: Mapping[str, Any]
+) -> tuple[dict[str, Any], Problem | None]:
+    """The wire input with what a script leaves to the request: its field defaults (unless the caller set them),
+    and of the durations that suit its words the first the request's rules allow; or the problem when none is."""
+    base = dict(given)
+    without = apply_defaults(spec, base)
+    for name, value in scripted.defaults.items():
+        if name in spec.fields and name not in given:
+            base[name] = value
+            if _norm(without.get(name)) != _norm(value):
+                why = f" {scripted.why}" if scripted.why else ""
+                scripted.notes.append(f"Sent {name}={plain(value)} with the script.{why} Set options.{name} to choose.")
+    target = spec.field_for_arg("duration")
+    if target is None or not scripted.durations or target.name not in given:
+        return apply_defaults(spec, base), None
+
+    def refusals(duration: int) -> list[Problem]:
+        trial = apply_defaults(spec, {**base, target.name: _coerce(target, duration)})
+        return [p for p in check_input(spec, trial) if p.field == target.name]
+
+    chosen = scripted.durations[0]
+    wire = apply_defaults(spec, {**base, target.name: _coerce(target, chosen)})
+    why = "".join(  # the rules limiting the duration of this request, in their own words
+        f" {rule.message}"
+        for rule in spec.rules
+        if rule.message and target.name in rule.allow and _matches(rule.when, wire)
+    )
+    for rank, duration in enumerate(scripted.durations):
+        if not refusals(duration):
+            if rank and scripted.duration_note is not None:
+                scripted.notes[scripted.duration_note] = (
+                    f"Duration set to {duration} s: the script fits in {chosen} s, but this request allows "
+                    f"{listed([d for d in scripted.choices if not refusals(d)])} s.{why}"
+                )
+            return apply_defaults(spec, {**base, target.name: _coerce(target, duration)}), None
+    allowed = [d for d in scripted.choices if not refusals(d)]
+    if not allowed:
+        return wire, None  # nothing this request allows: the checks say why
+    fits = [d for d in allowed if d >= scripted.seconds]
+    use = fits[0] if fits else allowed[-1]
+    short = "" if fits else f", and shorten the script to about {use} s of speech"
+    message = (
+        f"the script chose {chosen} s (its {scripted.words} words take about {scripted.seconds:.1f} s to say), but "
+        f"this request allows only {listed(allowed)} s.{why} Pass duration={use}{short}."
+    )
+    return wire, Problem(target.name, message)
+
+
+def _script_set(spec: ModelSpec, scripted: ScriptedRequest) -> set[str]:
+    """The fields the script set rather than the caller (a rule forcing another value is no conflict then)."""
+    target = spec.field_for_arg("duration")
+    return {target.name} if target is not None and scripted.durations else set()
 
 
 def _overridden(spec: ModelSpec, given: Mapping[str, Any], wire: Mapping[str, Any]) -> list[Problem]:
@@ -153,7 +242,7 @@ def _place_images(spec: ModelSpec, images: Sequence[str], wire: dict[str, Any]) 
             return [Problem("images", f"{spec.id} needs at least {target.min} input image(s).")]
         return []
     if target is None:
-        return [Problem("images", f"{spec.id} does not take input images; choose an image-to-video or edit model.")]
+        return [Problem("images", f"{spec.id} does not take input images; {_models_taking_images(spec)}")]
     if not target.min <= len(images) <= target.max:
         return [
             Problem("images", f"{spec.id} takes {_range_text(target.min, target.max)} image(s); got {len(images)}.")
@@ -167,6 +256,30 @@ def _place_images(spec: ModelSpec, images: Sequence[str], wire: dict[str, Any]) 
         for name, image in zip(target.to, images, strict=False):
             wire[name] = image
     return []
+
+
+def _models_taking_images(spec: ModelSpec) -> str:
+    """Models of ``spec``'s kind that work from input images: image edit models for an image model, image-to-video
+    models for a video model. From the catalogue's capabilities: ``spec``'s own siblings first (the same maker, the
+    longest shared id first), then the models a family's bare name picks (``nano banana``, ``veo``)."""
+    from .registry import load_catalog  # only on this error; the catalogue is loaded by then
+
+    capability, kind = ("edit", "image edit") if spec.kind == "image" else ("image-to-video", "image-to-video")
+    catalog = load_catalog()
+    flagships = set(catalog.short_names())
+    maker = re.split(r"[/-]", spec.id, maxsplit=1)[0]
+    found = [s for s in catalog.offered() if s.kind == spec.kind and s.images and capability in s.capabilities]
+
+    def rank(other: ModelSpec) -> tuple[int, int]:
+        pairs = zip(spec.id, other.id, strict=False)
+        shared = next((i for i, (a, b) in enumerate(pairs) if a != b), len(other.id))
+        if re.split(r"[/-]", other.id, maxsplit=1)[0] == maker:
+            return (0, -shared)
+        return (1, 0) if other.id in flagships else (2, 0)
+
+    picked = [s.id for s in sorted(found, key=rank)[:3]]  # sorted is stable: catalogue order within a rank
+    named = f" such as {', '.join(picked)}" if picked else ""
+    return f"choose an {kind} model{named} (list_models shows them all)."
 
 
 # -- single values --------------------------------------------------------------------------

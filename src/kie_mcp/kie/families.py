@@ -66,7 +66,24 @@ class Family:
     def refusal_step(self, code: int | None, message: str, body: dict[str, Any]) -> str | None:
         """What to do after a plain refusal of a create, when KIE's advice for ``code`` (written for a generation:
         "fix the field", "change the prompt") does not fit this endpoint; None keeps that advice."""
+        return unknown_source_step(message, body)
+
+
+# KIE's answer when it has no task of that id under the key ("record is null" and the like, in any family).
+UNKNOWN_TASK_MESSAGES = ("record is null", "recordinfo is null", "recorddetail is null", "task not found")
+
+
+def unknown_source_step(message: str, body: dict[str, Any]) -> str | None:
+    """A follow-up's create (it names the task it continues) refused because KIE has no such task: there is no
+    field to fix. Say which task KIE does not know, and why that happens."""
+    source = body.get("taskId") or (body.get("input") or {}).get("task_id")
+    if not source or not any(text in message.lower() for text in UNKNOWN_TASK_MESSAGES):
         return None
+    return (
+        f"KIE does not know task {source} under the current API key: it was made with another account's key, or KIE "
+        f"no longer keeps it (KIE keeps tasks for 14 days). Nothing was started or charged. {LOGS_URL} shows the "
+        "tasks of the account whose key is set; continue a video from there, or make a new one."
+    )
 
 
 class Existing(NamedTuple):
@@ -287,7 +304,7 @@ class Veo4kFamily(VeoFamily):
         but there is no task id to follow. Say so, and where to find it, rather than "fix the field"."""
         lowered = message.lower()
         if code != 422 or not any(text in lowered for text in self.repeat_messages):
-            return None
+            return unknown_source_step(message, body)
         source = body.get("taskId")
         made = "has already been made" if "already generated" in lowered else "is already being made"
         return (
@@ -329,6 +346,8 @@ class Veo1080pFamily(VeoFamily):
         nothing. Point at the clip, not at a prompt or a field the caller never gave."""
         if code not in (400, 404, 422):  # auth, credits, quota, limits and maintenance keep KIE's own advice
             return None
+        if (unknown := unknown_source_step(message, body)) is not None:
+            return unknown
         source = body.get("taskId")
         return (
             f"KIE did not start the 1080p version of task {source}, so nothing was charged ({LOGS_URL} lists every "

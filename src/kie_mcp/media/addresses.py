@@ -55,6 +55,14 @@ class PrivateAddress(Exception):
         super().__init__(self.message)
 
 
+def kie_cannot_reach(refused: PrivateAddress) -> str:
+    """What to tell the caller about an input link to this machine or a private network: KIE cannot fetch it."""
+    return (
+        f"{refused.message}, which KIE cannot reach either; pass a public URL or a local file path (it will be "
+        "uploaded)."
+    )
+
+
 # -- the configured KIE endpoints --------------------------------------------------------------------------
 
 

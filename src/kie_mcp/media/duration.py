@@ -55,7 +55,7 @@ from kie_mcp.catalog import ModelSpec
 from kie_mcp.catalog.pricing import input_to_measure
 from kie_mcp.catalog.validate import InvalidRequest, Problem, named_for_user
 
-from .addresses import PrivateAddress, send_checked
+from .addresses import PrivateAddress, kie_cannot_reach, send_checked
 from .inputs import ChangedFile, LocalFile, field_kinds, is_remote, still_hashed
 from .sniff import HEAD_BYTES, sniff
 from .stitch import FD_FOLDER, StitchError, by_descriptor, find_ffmpeg
@@ -897,10 +897,7 @@ async def measure_inputs(
                 try:
                     seconds = await _measure_one(item, local, client, max_bytes, remaining)
                 except PrivateAddress as refused:
-                    hint = (
-                        f"{refused.message}, which KIE cannot reach either; pass a public URL or a local file path "
-                        "(it will be uploaded)."
-                    )
+                    hint = kie_cannot_reach(refused)
                     raise InvalidRequest(spec.id, named_for_user(spec, [Problem(where, hint)])) from None
                 except ChangedFile as changed:
                     raise InvalidRequest(spec.id, named_for_user(spec, [Problem(where, _changed(changed))])) from None

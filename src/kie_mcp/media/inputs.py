@@ -44,6 +44,7 @@ from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
 import anyio.to_thread
+import httpx2
 
 from kie_mcp.catalog import ModelSpec, Problem
 from kie_mcp.journal import Journal
@@ -416,6 +417,44 @@ def _media_slots(spec: ModelSpec, wire: dict[str, Any]) -> Iterator[tuple[str, i
 
 def _local_slots(spec: ModelSpec, wire: dict[str, Any]) -> list[tuple[str, int | None, str]]:
     return [(name, index, value) for name, index, value in _media_slots(spec, wire) if not is_remote(value)]
+
+
+# Names no public DNS answers: this machine (RFC 6761), the local network's mDNS (RFC 6762), home networks (RFC 8375)
+# and private use (.internal); a name without a dot is a local network's too.
+_LOCAL_NAMES = ("localhost", ".localhost", ".local", ".home.arpa", ".internal")
+
+
+def unreachable_links(spec: ModelSpec, wire: dict[str, Any]) -> list[Problem]:
+    """Input links KIE's servers cannot fetch: this machine or a private network, by an IP literal or a local name
+    (no DNS lookup: how this machine resolves a name says little of how KIE does). Sending one would spend credits
+    on a task that fails. The KIE endpoints the user configured (a simulator on 127.0.0.1) are exempt."""
+    from .addresses import PrivateAddress, is_trusted, kie_cannot_reach, literal_address, refusal
+
+    problems: list[Problem] = []
+    for name, index, value in _media_slots(spec, wire):
+        if not is_remote(value):
+            continue
+        try:
+            url = httpx2.URL(value)
+            host = url.host.lower().removesuffix(".")
+        except Exception:  # not a URL httpx can read: KIE's own check answers it
+            continue
+        if not host or is_trusted(url):
+            continue
+        address = literal_address(host)
+        why = (
+            refusal(address)
+            if address is not None
+            else "localhost"
+            if host == "localhost" or host.endswith(".localhost")
+            else "a local network's name"
+            if "." not in host or host.endswith(_LOCAL_NAMES)
+            else None
+        )
+        if why:
+            where = f"{name}[{index}]" if index is not None else name
+            problems.append(Problem(where, kie_cannot_reach(PrivateAddress(value, why))))
+    return problems
 
 
 def names_local_files(spec: ModelSpec, wire: dict[str, Any]) -> bool:

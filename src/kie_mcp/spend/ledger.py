@@ -71,13 +71,16 @@ def check_caps(total: float | None, spent_today: float, caps: Caps, *, ceiling: 
         if total is not None
         else f"has no price known before it runs, so up to {amount:g} credits are reserved for it"
     )
-    if total is not None and total > caps.per_call:
-        raise SpendRefused(
+    over_ceiling = total is not None and ceiling is not None and total > ceiling
+    if total is not None and total > caps.per_call and not (over_ceiling and ceiling <= caps.per_call):
+        also = f" (and over the max_credits ceiling of {ceiling:g} given with it)" if over_ceiling else ""
+        raise SpendRefused(  # the per-call cap is the tighter limit: the one to name
             f"This request {what}, over the per-call cap of {caps.per_call:g} "
-            "(KIE_MAX_CREDITS_PER_CALL). Nothing was spent. Ask for fewer variations, a lower resolution or a "
+            f"(KIE_MAX_CREDITS_PER_CALL){also}. Nothing was spent. Ask for fewer variations, a lower resolution or a "
             "cheaper model, or have the user raise KIE_MAX_CREDITS_PER_CALL in the server's configuration."
         )
-    if total is not None and ceiling is not None and total > ceiling:
+    if over_ceiling:
+        assert ceiling is not None
         raise SpendRefused(
             f"This request {what}, over the max_credits ceiling of {ceiling:g} given with it. Nothing was spent. "
             "Raise max_credits, or ask for fewer variations, a lower resolution or a cheaper model."

@@ -17,7 +17,9 @@ from .records import TaskRecord
 
 log = logging.getLogger(__name__)
 
-# Right after create, KIE may not show the task yet ("recordInfo is null"); that is not an error.
+# Right after create, KIE may not show the task yet ("recordInfo is null"); that is not an error. Later the same
+# answer means KIE does not know the task under this key (another account's key, or older than KIE keeps tasks):
+# the record says so (``TaskRecord.note_unknown``), and is neither failed nor refunded on it.
 VISIBILITY_GRACE_SECONDS = 30.0
 
 Typical = Callable[[str], tuple[int, int] | None]
@@ -31,7 +33,7 @@ class Look(Enum):
     NOT_VISIBLE = "not visible"  # a young task KIE does not show yet (not an error)
     RATE_LIMITED = "rate limited"  # KIE answered 429: nothing learnt, slow down
     FAILED = "failed"  # a network hiccup, server error or unreadable answer: try again later
-    REFUSED = "refused"  # KIE refused to say (unknown task, bad key, ...): noted on the record
+    REFUSED = "refused"  # KIE refused to say (a task it does not know, bad key, ...): noted on the record
 
 
 async def refresh(kie: KieClient, typical: Typical, record: TaskRecord) -> tuple[Look, bool]:
@@ -44,9 +46,13 @@ async def refresh(kie: KieClient, typical: Typical, record: TaskRecord) -> tuple
         status = await kie.status(family, record.task_id)
     except KieError as err:
         young = time.time() - record.created_at < VISIBILITY_GRACE_SECONDS
-        if young and family.is_not_visible(err.message):
+        not_visible = family.is_not_visible(err.message)
+        if young and not_visible:
             return Look.NOT_VISIBLE, False
         log.info("status of %s: %s", record.task_id, err.message)
+        if not_visible and not err.retryable:  # past the grace: KIE has no such task (another key, or too old)
+            record.note_unknown(err)
+            return Look.REFUSED, False
         if err.code == 429:
             return Look.RATE_LIMITED, False
         if err.retryable:

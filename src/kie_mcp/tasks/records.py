@@ -3,10 +3,11 @@
 # No ``from __future__ import annotations``: pydantic would compile each field's annotation string on import.
 
 import logging
+import sqlite3
 import time
 from dataclasses import dataclass, field
-from datetime import date
-from typing import Annotated, Any, Literal
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -17,11 +18,17 @@ from pydantic import (
     SerializationInfo,
     ValidationError,
     WithJsonSchema,
+    field_serializer,
 )
 
 from kie_mcp.journal import Journal, JournalUnavailable
 from kie_mcp.kie import Category, KieError, TaskStatus
-from kie_mcp.words import parse_timestamp, timestamp
+from kie_mcp.kie.errors import LOGS_URL
+from kie_mcp.redact import redact
+from kie_mcp.words import parse_timestamp, plain, timestamp
+
+if TYPE_CHECKING:
+    from kie_mcp.catalog import Catalog
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +39,19 @@ STATUS_REFUSED = "KIE refused the last status check: "
 # A status answer that could not be used (garbage no parser foresaw, an answer about another task) is noted under
 # this lead while the task is looked at again, backing off; the note is dropped the same way.
 STATUS_UNUSABLE = "KIE's last status answer could not be used: "
+# KIE answers a status check of a task it does not know ("record is null") the way it answers one of a task too
+# young to show yet; past the visibility grace (polling.py) the record says so under this lead, with no time left.
+UNKNOWN_TO_KIE = "KIE does not know this task under the current API key"
 NO_RESULTS = (
     "KIE reports success but sent no result link (its answer is kept in the journal); kie-mcp keeps looking in the "
     "background and check_task looks again. If it stays this way, see the task on https://kie.ai/logs."
 )
 
 KEEP_EPOCH = {"epoch": True}  # serialisation context of the journal's copy: times stay epoch seconds, exactly
+# What a record shows of the journal's own columns (tasks.prompt, tasks.session): filled when it is read from the
+# journal (``TaskBook``), never kept in the record's JSON, so the columns stay the one copy.
+LABELS = frozenset({"prompt", "session", "folder"})
+PROMPT_SHOWN = 120  # characters of a prompt a task view shows
 
 
 def _epoch(value: Any) -> Any:
@@ -91,6 +105,17 @@ class TaskRecord(BaseModel, defer_build=True):
     operation: Literal["extend", "hd", "4k", "upscale"] | None = Field(
         default=None, description="How it continues parent_task_id."
     )
+    prompt: str | None = Field(
+        default=None,
+        description=f"The prompt it was made from, first {PROMPT_SHOWN} characters (secrets redacted); null when "
+        "this workspace did not make it.",
+    )
+    session: str | None = Field(default=None, description="The session name it was made under, if one was given.")
+    folder: str | None = Field(
+        default=None,
+        description="The folder its results are (or will be) saved in, relative to the workspace: "
+        "outputs/{date}-{session, or the prompt's first words}.",
+    )
     _raw_answer: dict[str, Any] | None = PrivateAttr(default=None)  # KIE's answer, kept when it made no sense
     # Result links never to be fetched (they point at this machine or a private network): not tried again.
     _refused_links: set[str] = PrivateAttr(default_factory=set)
@@ -98,6 +123,44 @@ class TaskRecord(BaseModel, defer_build=True):
     @property
     def finished(self) -> bool:
         return self.state in ("succeeded", "failed", "unknown")
+
+    @property
+    def unknown_to_kie(self) -> bool:
+        """KIE's last status answer said it does not know this task (past the visibility grace): no time is left
+        to estimate. The record is kept as it was (never failed, never refunded on it)."""
+        return not self.finished and self.error is not None and self.error.startswith(UNKNOWN_TO_KIE)
+
+    @field_serializer("eta_seconds")
+    def _no_eta_when_unknown(self, value: int | None) -> int | None:
+        return None if self.unknown_to_kie else value  # the follower's estimate, for a task KIE does not have
+
+    @field_serializer("progress")
+    def _no_progress_when_unknown(self, value: float | None) -> float | None:
+        return None if self.unknown_to_kie else value
+
+    def label(self, prompt: str | None, session: str | None) -> None:
+        """Show the journal's prompt (shortened, redacted) and session, and the folder the results go to."""
+        if prompt:
+            shown = " ".join(redact(prompt).split())  # redacted whole, then shortened: no key is ever cut in half
+            self.prompt = shown if len(shown) <= PROMPT_SHOWN else shown[: PROMPT_SHOWN - 3] + "..."
+        if session:
+            self.session = redact(session)
+        self.folder = self._folder(prompt, session)
+
+    def _folder(self, prompt: str | None, session: str | None) -> str | None:
+        if self.files:
+            return self.files[0].rpartition("/")[0]
+        if self.state in ("failed", "unknown"):  # nothing will be saved
+            return None
+        from pathlib import Path
+
+        from kie_mcp.media.downloads import output_folder  # media/results.py names it the same way
+
+        try:
+            day = datetime.fromtimestamp(self.created_at).date()
+        except (OverflowError, OSError, ValueError):  # a hand-edited time no calendar has: no folder to name
+            return None
+        return output_folder(Path(), session or prompt or self.model, day).as_posix()
 
     def refuse_link(self, url: str) -> None:
         """A result link that will never be fetched: saving it again is pointless (see ``unsaved_links``)."""
@@ -111,7 +174,7 @@ class TaskRecord(BaseModel, defer_build=True):
 
     def apply(self, status: TaskStatus, typical: tuple[int, int] | None) -> None:
         """Take KIE's latest word on this task."""
-        if self.error is not None and self.error.startswith((STATUS_REFUSED, STATUS_UNUSABLE)):
+        if self.error is not None and self.error.startswith((STATUS_REFUSED, STATUS_UNUSABLE, UNKNOWN_TO_KIE)):
             self.error = None  # KIE answers about it again: an earlier refusal no longer describes it
         self.state = status.state.value
         self.result_urls = status.result_urls or self.result_urls
@@ -144,6 +207,18 @@ class TaskRecord(BaseModel, defer_build=True):
         lead = STATUS_UNUSABLE if err.category is Category.PROTOCOL else STATUS_REFUSED
         self.error = lead + err.describe()
 
+    def note_unknown(self, err: KieError) -> None:
+        """KIE answered that it has no such task, past the time a new task takes to show: say so plainly, with no
+        advice about fields (a status check sends none) and no time left. Kept until KIE answers about it again;
+        the task is not marked failed and nothing is refunded on this alone."""
+        said = f"KIE error {err.code}" if err.code is not None else "KIE"
+        self.error = (
+            f"{UNKNOWN_TO_KIE} ({said}: {err.message or 'no such task'}): it was made with another account's key, "
+            "or KIE no longer keeps it (KIE keeps tasks for 14 days). kie-mcp keeps its record as it was: not "
+            f"marked failed, nothing refunded. {LOGS_URL} shows the tasks of the account whose key is set."
+        )
+        self.eta_seconds = None
+
 
 class UnreadableRecord(JournalUnavailable):
     """A task's journal row this kie-mcp cannot read (written by a newer kie-mcp sharing the workspace, or edited by
@@ -174,6 +249,12 @@ class Found:
 
     records: list[TaskRecord]
     unreadable: list[str] = field(default_factory=list)
+    total: int = 0  # how many tasks match the filters: more than were read when the limit cut the list
+
+    @property
+    def cut(self) -> bool:
+        """Whether more tasks match than the limit let through."""
+        return self.total > len(self.records) + len(self.unreadable)
 
     @property
     def unreadable_note(self) -> str:
@@ -193,13 +274,16 @@ class TaskBook:
         self.journal = journal
 
     def add(self, record: TaskRecord, **context: Any) -> None:
-        """Save ``record`` (context: attempt_id, prompt, session); records without a task id are not tasks."""
+        """Save ``record`` (context: attempt_id, prompt, session); records without a task id are not tasks. The
+        prompt and session go to the journal's columns, and the record shows them (``TaskRecord.label``)."""
         if record.task_id:
             if record._raw_answer is not None:
                 self.journal.keep_answer(record.task_id, record._raw_answer)
                 record._raw_answer = None
+            if context.get("prompt") or context.get("session"):
+                record.label(context.get("prompt"), context.get("session"))
             self.journal.save_task(
-                record.model_dump_json(context=KEEP_EPOCH),
+                record.model_dump_json(context=KEEP_EPOCH, exclude=set(LABELS)),
                 task_id=record.task_id,
                 model=record.model,
                 state=record.state,
@@ -230,18 +314,70 @@ class TaskBook:
         if row is None:
             return None
         try:
-            return TaskRecord.model_validate_json(row["record"])
+            return _from_row(row)
         except (ValueError, TypeError) as err:  # pydantic's ValidationError is a ValueError
             raise UnreadableRecord(task_id, err) from None
 
-    def find(self, **filters: Any) -> Found:
-        """Records matching ``filters`` (``Journal.find_tasks``), newest first; rows that cannot be read are skipped
-        and named in ``Found.unreadable``."""
+    def label(self, record: TaskRecord) -> TaskRecord:
+        """``record`` (a copy the follower holds, or one just found on KIE) showing the prompt and session the
+        journal keeps for it, and its output folder. Returned for convenience: the record itself is labelled. A
+        journal that cannot be read leaves it as it is: a label never costs a task's status."""
+        try:
+            row = self.journal.task_row(record.task_id) if record.task_id else None
+        except (JournalUnavailable, sqlite3.Error) as err:
+            log.warning("task %s: its prompt and session could not be read (%s)", record.task_id, err)
+            return record
+        record.label(row["prompt"] if row else None, row["session"] if row else None)
+        return record
+
+    def find(self, *, limit: int = 50, **filters: Any) -> Found:
+        """Records matching ``filters`` (``Journal.find_tasks``), newest first, at most ``limit``; rows that cannot
+        be read are skipped and named in ``Found.unreadable``. ``Found.total`` counts every match (the journal is
+        counted only when the limit was reached)."""
         found = Found(records=[])
-        for row in self.journal.find_tasks(**filters):
+        rows = self.journal.find_tasks(limit=limit, **filters)
+        for row in rows:
             try:
-                found.records.append(TaskRecord.model_validate_json(row["record"]))
+                found.records.append(_from_row(row))
             except (ValueError, TypeError) as err:
                 log.warning("task %s: its journal record cannot be read (%s)", row["task_id"], _what_is_wrong(err))
                 found.unreadable.append(row["task_id"])
+        found.total = self.journal.count_tasks(**filters) if len(rows) >= limit else len(rows)
         return found
+
+    def model_filter(self, name: str, catalog: "Catalog") -> str:
+        """The model id ``name`` stands for in a search: an id the journal holds tasks of (a model KIE has since
+        withdrawn, or one the catalogue does not know), else what the generate tools resolve it to (a friendly
+        name or alias). A name the catalogue does not know, or that means several models, is refused with the
+        candidates (``ModelFilterError``)."""
+        from kie_mcp.catalog import AmbiguousModelError, UnknownModelError, WithdrawnModelError
+
+        name = name.strip()
+        if self.journal.find_tasks(model=name, limit=1):
+            return name
+        try:
+            return catalog.resolve(name).id
+        except WithdrawnModelError as err:  # its tasks are still this workspace's tasks
+            return err.model_id
+        except AmbiguousModelError as err:
+            raise ModelFilterError(
+                f"Model name {plain(name)} means several models; no task was listed. Pick one of: "
+                f"{', '.join(err.candidates)}."
+            ) from None
+        except UnknownModelError as err:
+            hint = f" Did you mean: {', '.join(err.candidates)}?" if err.candidates else ""
+            raise ModelFilterError(
+                f"No model is called {plain(name)} and no task of this workspace has that model id; no task was "
+                f"listed.{hint} list_models shows every model kie-mcp knows."
+            ) from None
+
+
+class ModelFilterError(LookupError):
+    """A model filter that names no model (or several): the message lists the candidates."""
+
+
+def _from_row(row: Any) -> TaskRecord:
+    """The record a journal row keeps, showing the row's prompt and session (``TaskRecord.label``)."""
+    record = TaskRecord.model_validate_json(row["record"])
+    record.label(row["prompt"], row["session"])
+    return record

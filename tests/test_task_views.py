@@ -1,0 +1,196 @@
+"""What list_tasks, check_task and the kie://tasks resources tell an agent about the workspace's tasks.
+
+Through the real MCP client in both protocol eras; KIE is the simulator. Tasks an earlier server (or an earlier
+simulator) left are written into the journal as that server would have written them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from kie_mcp.catalog import load_catalog
+from kie_mcp.journal import Journal
+from kie_mcp.tasks import TaskBook, TaskRecord
+
+from .conftest import answering, text_of
+
+LOGS = "https://kie.ai/logs"
+SECRET = "Bearer Zq8xW3kLmN4pR7sT1vY6uB2eH5jD9fGc"  # credential-shaped: redacted wherever it would leave the server
+
+
+def journaled(workspace: Path, *tasks: tuple[TaskRecord, str | None, str | None]) -> None:
+    """Write tasks (record, prompt, session) into the workspace's journal, as the server that made them did."""
+    journal = Journal.for_workspace(workspace)
+    try:
+        book = TaskBook(journal)
+        for record, prompt, session in tasks:
+            book.add(record, prompt=prompt, session=session)
+    finally:
+        journal.close()
+
+
+def task(task_id: str, model: str, *, state: str = "failed", age: float = 600.0, **fields: Any) -> TaskRecord:
+    family = "veo" if model.startswith("veo") else "market"
+    kind = "video" if family == "veo" else "image"
+    if state == "failed":
+        fields.setdefault("error", "KIE reports the task failed: no reason given.")
+    return TaskRecord(
+        task_id=task_id, model=model, family=family, kind=kind, state=state, created_at=time.time() - age, **fields
+    )
+
+
+def spend_rows(workspace: Path) -> list[Any]:
+    journal = Journal.for_workspace(workspace)
+    try:
+        return journal.query("SELECT * FROM spend")
+    finally:
+        journal.close()
+
+
+# -- M2: a task KIE does not know -----------------------------------------------------------------------------------
+
+
+async def test_a_task_kie_does_not_know_is_named_so_with_no_time_left_and_no_field_to_fix(connect, tmp_path):
+    """KIE answers "record is null" for a journaled task it does not have (another account's key, a task it no longer
+    keeps): check_task used to say "queued (95%); about 1s left ... Fix the field it names" for ever."""
+    gone = task("veo_task_gone0000000000001", "veo3_fast", state="queued", credits_reserved=60.0)
+    journaled(tmp_path, (gone, "scene 1: the woman turns to the sea", "launch"))
+    async with connect() as client:
+        looked = await client.call_tool("check_task", {"task_id": gone.task_id, "wait_seconds": 0})
+        waited = await client.call_tool("check_task", {"task_id": gone.task_id, "wait_seconds": 0.3})
+        listed = await client.call_tool("list_tasks", {})
+        resource = json.loads((await client.read_resource(f"kie://tasks/{gone.task_id}")).contents[0].text)
+    for result in (looked, waited):
+        text = text_of(result)
+        assert not result.is_error, text
+        assert "KIE does not know this task under the current API key" in text, text
+        assert "another account's key" in text and LOGS in text
+        assert "Fix the field" not in text and "list_models" not in text
+        assert "left" not in text.split("KIE does not know")[0] and "%" not in text, text  # no ETA, no progress
+        shown = result.structured_content["task"]
+        assert shown["state"] == "queued"  # never marked failed on a guess
+        assert shown["eta_seconds"] is None and shown["progress"] is None, shown
+        assert (shown["prompt"], shown["session"]) == ("scene 1: the woman turns to the sea", "launch")  # followed
+    assert resource["eta_seconds"] is None and resource["progress"] is None
+    assert (resource["prompt"], resource["session"]) == ("scene 1: the woman turns to the sea", "launch")
+    assert resource["error"].startswith("KIE does not know this task")
+    assert listed.structured_content["tasks"][0]["state"] == "queued"
+    assert "KIE does not know it under the current API key" in text_of(listed)
+    kept = TaskBook(Journal.for_workspace(tmp_path)).get(gone.task_id)
+    assert kept is not None and kept.state == "queued" and kept.credits_reserved == 60.0
+    assert spend_rows(tmp_path) == []  # nothing refunded (or charged) on it
+
+
+async def test_a_young_task_kie_does_not_show_yet_is_still_a_wait(connect, tmp_path):
+    """Right after create KIE answers "record is null" too: inside the visibility grace that is a wait, not news."""
+    young = task("veo_task_young000000000001", "veo3_fast", state="queued", age=1.0)
+    journaled(tmp_path, (young, "scene 2: waves", None))
+    async with connect() as client:
+        looked = await client.call_tool("check_task", {"task_id": young.task_id, "wait_seconds": 0})
+    text = text_of(looked)
+    assert "does not know" not in text and "Check again later" in text, text
+    assert looked.structured_content["task"]["error"] is None
+    assert looked.structured_content["task"]["eta_seconds"] > 0
+
+
+# -- M4: the model filter ------------------------------------------------------------------------------------------
+
+
+async def test_list_tasks_finds_a_model_by_the_names_the_generate_tools_take(connect, tmp_path):
+    journaled(
+        tmp_path,
+        *[(task(f"nb{i}", "nano-banana-2", age=600.0 + i), f"picture {i}", None) for i in range(3)],
+        (task("veo1", "veo3_fast"), "a clip", None),
+        (task("other1", "someone/not-in-the-catalogue"), "made elsewhere", None),
+    )
+    async with connect() as client:
+        by_name = await client.call_tool("list_tasks", {"model": "nano banana"})
+        by_title = await client.call_tool("list_tasks", {"model": "Nano Banana 2"})
+        by_id = await client.call_tool("list_tasks", {"model": "nano-banana-2"})
+        journal_only = await client.call_tool("list_tasks", {"model": "someone/not-in-the-catalogue"})
+        misspelt = await client.call_tool("list_tasks", {"model": "nano bananna"})
+        (shared, candidates), *_ = load_catalog().shared_names().items()
+        ambiguous = await client.call_tool("list_tasks", {"model": shared})
+    for result in (by_name, by_title, by_id):
+        assert not result.is_error, text_of(result)
+        assert [t["task_id"] for t in result.structured_content["tasks"]] == ["nb0", "nb1", "nb2"], text_of(result)
+        assert "3 task(s) of nano-banana-2" in text_of(result)
+    assert [t["task_id"] for t in journal_only.structured_content["tasks"]] == ["other1"]
+    assert misspelt.is_error and "nano-banana-2" in text_of(misspelt) and "Did you mean" in text_of(misspelt)
+    assert ambiguous.is_error and all(c in text_of(ambiguous) for c in candidates), text_of(ambiguous)
+
+
+# -- M5: the total -------------------------------------------------------------------------------------------------
+
+
+async def test_list_tasks_says_how_many_match_when_the_limit_cuts_the_list(connect, tmp_path):
+    journaled(
+        tmp_path,
+        *[(task(f"pool{i:02}", "nano-banana-2", age=600.0 + i), f"poolside serum shot {i}", None) for i in range(12)],
+        (task("beach", "nano-banana-2"), "serum on the beach", None),
+    )
+    async with connect() as client:
+        cut = await client.call_tool("list_tasks", {"text": "poolside", "limit": 2})
+        whole = await client.call_tool("list_tasks", {"text": "poolside"})
+        resource = json.loads((await client.read_resource("kie://tasks")).contents[0].text)
+    assert len(cut.structured_content["tasks"]) == 2 and cut.structured_content["total"] == 12
+    assert "showing 2 of 12; raise limit to see more" in text_of(cut), text_of(cut)
+    assert len(whole.structured_content["tasks"]) == 12 and whole.structured_content["total"] == 12
+    assert "showing" not in text_of(whole) and text_of(whole).startswith("12 task(s)")
+    assert resource["total"] == 13 and len(resource["tasks"]) == 13
+
+
+# -- M6: prompt and session ----------------------------------------------------------------------------------------
+
+
+async def test_every_task_view_shows_the_prompt_and_session_shortened_and_redacted(connect, tmp_path):
+    """After a restart an agent tells scene 1 from scene 2 by prompt and session, never by guessing task ids."""
+    long_prompt = f"scene 1: the woman turns and smiles at the camera {SECRET} " + "in warm morning light " * 20
+    journaled(
+        tmp_path,
+        (task("scene1", "veo3_fast", age=700.0), "placeholder", "launch-film"),
+        (task("scene2", "veo3_fast", age=600.0), "scene 2: she walks to the window", "launch-film"),
+    )
+    journal = Journal.for_workspace(tmp_path)  # a prompt as an older kie-mcp (or a hand edit) left it: unredacted
+    journal.execute("UPDATE tasks SET prompt = ? WHERE task_id = 'scene1'", long_prompt)
+    journal.close()
+    async with connect() as client:
+        listed = await client.call_tool("list_tasks", {})
+        checked = await client.call_tool("check_task", {"task_id": "scene1"})
+        resource = json.loads((await client.read_resource("kie://tasks")).contents[0].text)
+        one = json.loads((await client.read_resource("kie://tasks/scene2")).contents[0].text)
+    views = {t["task_id"]: t for t in listed.structured_content["tasks"]}
+    for shown in (views["scene1"], checked.structured_content["task"], resource["tasks"][1]):
+        assert shown["prompt"].startswith("scene 1: the woman turns and smiles"), shown
+        assert len(shown["prompt"]) <= 120 and shown["prompt"].endswith("...")
+        assert shown["session"] == "launch-film"
+        assert shown["folder"] is None  # failed: nothing is saved anywhere
+    assert views["scene2"]["prompt"] == one["prompt"] == "scene 2: she walks to the window"
+    assert one["session"] == "launch-film"
+    for text in (text_of(listed), text_of(checked)):
+        assert '"scene 1: the woman turns and smiles' in text and 'session "launch-film"' in text, text
+    assert '"scene 2: she walks to the window"' in text_of(listed)
+    everything = text_of(listed) + text_of(checked) + json.dumps(resource) + json.dumps(one)
+    everything += json.dumps(listed.structured_content) + json.dumps(checked.structured_content)
+    assert "Zq8xW3kLmN4pR7sT1vY6uB2eH5jD9fGc" not in everything
+    assert "[redacted]" in views["scene1"]["prompt"]
+
+
+async def test_a_generated_task_shows_its_session_folder(connect, tmp_path):
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool(
+            "generate_image", {"prompt": "a red apple on a table", "model": "nano-banana-2", "session": "Scene 3"}
+        )
+        task_id = made.structured_content["tasks"][0]["task_id"]
+        checked = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 5})
+        listed = await client.call_tool("list_tasks", {"model": "nano banana"})
+    shown = checked.structured_content["task"]
+    assert shown["state"] == "succeeded", text_of(checked)
+    assert shown["session"] == "Scene 3" and shown["prompt"] == "a red apple on a table"
+    assert shown["folder"].startswith("outputs/") and shown["folder"].endswith("-scene-3")
+    assert all(path.startswith(shown["folder"] + "/") for path in shown["files"])
+    assert f"folder {shown['folder']}" in text_of(listed) and f"folder {shown['folder']}" in text_of(checked)
+    assert listed.structured_content["tasks"][0]["folder"] == shown["folder"]
