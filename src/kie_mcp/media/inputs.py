@@ -441,20 +441,21 @@ def unreachable_links(spec: ModelSpec, wire: dict[str, Any]) -> list[Problem]:
             continue
         if not host or is_trusted(url):
             continue
-        address = literal_address(host)
-        why = (
-            refusal(address)
-            if address is not None
-            else "localhost"
-            if host == "localhost" or host.endswith(".localhost")
-            else "a local network's name"
-            if "." not in host or host.endswith(_LOCAL_NAMES)
-            else None
-        )
-        if why:
+        if why := _unreachable_host(host, literal_address(host), refusal):
             where = f"{name}[{index}]" if index is not None else name
             problems.append(Problem(where, kie_cannot_reach(PrivateAddress(value, why))))
     return problems
+
+
+def _unreachable_host(host: str, address: Any, refusal: Callable[[Any], str | None]) -> str | None:
+    """Why KIE cannot reach ``host`` (an IP literal's ``address`` judged by ``refusal``), or None."""
+    if address is not None:
+        return refusal(address)
+    if host == "localhost" or host.endswith(".localhost"):
+        return "localhost"
+    if "." not in host or host.endswith(_LOCAL_NAMES):
+        return "a local network's name"
+    return None
 
 
 def names_local_files(spec: ModelSpec, wire: dict[str, Any]) -> bool:

@@ -7,6 +7,7 @@ import sqlite3
 import time
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
@@ -152,8 +153,6 @@ class TaskRecord(BaseModel, defer_build=True):
             return self.files[0].rpartition("/")[0]
         if self.state in ("failed", "unknown"):  # nothing will be saved
             return None
-        from pathlib import Path
-
         from kie_mcp.media.downloads import output_folder  # media/results.py names it the same way
 
         try:
