@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -12,6 +13,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +184,36 @@ def connect(settings: Settings, transport: SandboxTransport, mode: str) -> Calla
 
 def text_of(result: Any) -> str:
     return "\n".join(getattr(block, "text", "") for block in result.content)
+
+
+# Results are saved under the local day their task was created (outputs/YYYY-MM-DD-<slug>). A run may cross
+# midnight, so tests compare folder dates with every day the run has spanned, never with a date taken once.
+RUN_STARTED = date.today()
+DATED = re.compile(r"(?<![^/])(\d{4}-\d{2}-\d{2})-")
+
+
+def run_days() -> set[str]:
+    """Every local date from the start of this test run until now, as folder names write them."""
+    span = (date.today() - RUN_STARTED).days
+    return {(RUN_STARTED + timedelta(days=n)).isoformat() for n in range(span + 1)}
+
+
+def dated(path: str) -> str:
+    """``path`` with its dated folder's date written ``TODAY``, once that date is checked to be a day of this run:
+    ``outputs/2026-12-04-teaser/a.mp4`` -> ``outputs/TODAY-teaser/a.mp4``."""
+    found = DATED.search(path)
+    assert found, f"no dated folder in {path!r}"
+    assert found[1] in run_days(), f"{path!r} is dated {found[1]}, not a day of this run ({sorted(run_days())})"
+    return path[: found.start(1)] + "TODAY" + path[found.end(1) :]
+
+
+def session_folder(workspace: Path, slug: str) -> Path:
+    """The one folder a session's results went to during this run: ``workspace/outputs/YYYY-MM-DD-<slug>``."""
+    named = re.compile(rf"\d{{4}}-\d{{2}}-\d{{2}}-{re.escape(slug)}")
+    found = [p for p in (Path(workspace) / "outputs").iterdir() if named.fullmatch(p.name)]
+    assert len(found) == 1, f"expected one folder for session {slug!r}, found {found}"
+    dated(found[0].name)  # ... and dated on a day of this run
+    return found[0]
 
 
 def free_port() -> int:

@@ -44,7 +44,7 @@ from kie_mcp.server import create_server
 from kie_mcp.spend import SpendRefused
 from kie_mcp.spend.ledger import check_balance
 
-from .conftest import API, UPLOADS, answering, text_of
+from .conftest import API, UPLOADS, answering, dated, text_of
 
 # Markers a test puts where a number goes; StdioWire writes them as the bare literals Python's json module writes.
 NAN = "\x00NaN\x00"
@@ -398,7 +398,7 @@ async def test_hostile_session_name_saves_inside_the_workspace(connect, controls
     for relative in files:
         saved = (Path(settings.workspace) / relative).resolve()
         assert saved.is_relative_to(outputs) and saved.is_file()
-        assert saved.parent.name.startswith(date.today().isoformat() + "-evil-")
+        assert dated(saved.parent.name).startswith("TODAY-evil-")
     assert len(await controls.creates()) == 1
 
 

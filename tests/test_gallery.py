@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from datetime import date
 from pathlib import Path
 
 import anyio
@@ -15,9 +14,8 @@ import pytest
 from kie_mcp.media.downloads import poster_path
 
 from .browser import Page, save_artifact, spread
-from .conftest import answering, text_of
+from .conftest import answering, session_folder, text_of
 
-TODAY = f"{date.today():%Y-%m-%d}"
 HOSTILE = "Neon sign <script>document.title='pwned'</script><img src=x onerror=\"document.title='pwned'\"> & more"
 IMAGE = {"prompt": "A red apple on a wooden table", "model": "nano-banana-2"}
 VIDEO = {"prompt": "Waves at dusk, slow dolly", "model": "veo3_fast", "wait_seconds": 20}
@@ -39,7 +37,7 @@ async def make_results(client) -> dict[str, dict]:
 
 
 def page_of(workspace: Path, session: str | None = None) -> str:
-    folder = workspace / "outputs" / (f"{TODAY}-{session}" if session else "")
+    folder = session_folder(workspace, session) if session else workspace / "outputs"
     return (folder / "index.html").read_text(encoding="utf-8")
 
 
@@ -77,7 +75,8 @@ async def test_the_gallery_shows_every_saved_result_by_session_with_prompt_model
         tasks = await make_results(client)
         listed = await client.call_tool("list_tasks", {})
         index_resource = await client.read_resource("kie://outputs/index.html")
-        session_resource = await client.read_resource(f"kie://outputs/{TODAY}-spring-launch/index.html")
+        spring_folder = session_folder(tmp_path, "spring-launch").name
+        session_resource = await client.read_resource(f"kie://outputs/{spring_folder}/index.html")
     index = page_of(tmp_path)
     spring, teaser = page_of(tmp_path, "spring-launch"), page_of(tmp_path, "teaser")
     for name, task in tasks.items():
@@ -124,7 +123,7 @@ async def test_the_gallery_is_up_to_date_after_a_burst_of_results(connect, tmp_p
             group.start_soon(client.call_tool, "generate_image", request)
     index = page_of(tmp_path)
     for session in sessions:
-        assert f'href="{TODAY}-{session}/index.html"' in index
+        assert f'href="{session_folder(tmp_path, session).name}/index.html"' in index
         assert "nano-banana-2_" in page_of(tmp_path, session)
     assert index.count('<figure class="card image">') == len(sessions)
 
@@ -138,7 +137,7 @@ async def test_a_stitched_video_joins_its_session_page_without_a_prompt(connect,
     teaser = page_of(tmp_path, "teaser")
     assert 'href="stitched-2-clips.mp4"' in teaser and "No prompt recorded" in teaser
     assert teaser.count('<figure class="card video">') == 2
-    assert f'href="{TODAY}-teaser/stitched-2-clips.mp4"' in page_of(tmp_path)
+    assert f'href="{session_folder(tmp_path, "teaser").name}/stitched-2-clips.mp4"' in page_of(tmp_path)
 
 
 async def test_a_gallery_that_cannot_be_written_does_not_fail_the_generation(connect, tmp_path, caplog):
@@ -265,7 +264,7 @@ async def test_in_a_browser_without_ffmpeg_the_video_shows_its_first_frame(
     assert 'preload="metadata"' in page_of(tmp_path, "teaser") and "poster=" not in page_of(tmp_path, "teaser")
     page = browser.new_page(1200, 900)
     try:
-        page.goto((tmp_path / "outputs" / f"{TODAY}-teaser" / "index.html").as_uri())
+        page.goto((session_folder(tmp_path, "teaser") / "index.html").as_uri())
         state = page.evaluate(FIRST_FRAME)
         assert state["readyState"] >= 2 and state["error"] is None, state  # its first frame is decoded ...
         shot = page.screenshot(rects(page, "video")[0])

@@ -27,8 +27,6 @@ from kie_mcp.media import gallery
 
 from .conftest import answering, text_of
 
-TODAY = f"{date.today():%Y-%m-%d}"
-SESSION = f"{TODAY}-spring-launch"  # where generate_image(session="Spring Launch") saves today
 MODEL = "nano-banana-2"
 SECRET = "OUTSIDE-SECRET-5d1c9e"  # held only by files outside the workspace (or outside outputs/)
 GOOD = "A good red apple on a wooden table"
@@ -204,7 +202,8 @@ GARBAGE: dict[str, Callable[[dict[str, Any]], bytes]] = {
 def plant_hostile(outputs: Path, outside: Path) -> dict[str, Any]:
     """Hostile sidecars, hostile file names and links that lead outside the workspace, beside good results.
     Returns what the tests look for."""
-    folder = outputs / SESSION
+    today = date.today().isoformat()  # where generate_image(session="Spring Launch") saves today
+    folder = outputs / f"{today}-spring-launch"
     good = save(folder, "neighbour", sidecar(folder, "neighbour", NEIGHBOUR, created_at="2099-01-01T00:00:00Z"))
     for kind, make in GARBAGE.items():
         save(folder, kind, make(sidecar(folder, kind)))
@@ -247,13 +246,15 @@ def plant_hostile(outputs: Path, outside: Path) -> dict[str, Any]:
     (folder / "a-folder.json").mkdir()
     elsewhere = outside / "session"
     save(elsewhere, "elsewhere", sidecar(elsewhere, "elsewhere", SECRET))
-    (outputs / f"{TODAY}-linked-session").symlink_to(elsewhere, target_is_directory=True)
+    linked_session = f"{today}-linked-session"
+    (outputs / linked_session).symlink_to(elsewhere, target_is_directory=True)
 
     # Hostile session folders, each with a good result.
     for session in ('2026-01-02-<img src=x onerror=alert(1)> "q" &amp;', os.fsdecode(b"2026-01-03-\xff\xfe")):
         save(outputs / session, "in-hostile-folder", sidecar(outputs / session, "in-hostile-folder"))
     return {
         "folder": folder,
+        "linked_session": linked_session,
         "good": good,
         "media": [
             good,
@@ -342,7 +343,7 @@ async def test_nothing_outside_the_workspace_is_read_shown_linked_or_written(tmp
         assert_only_text(text, page.parent, outputs)  # no SECRET, no /etc/passwd, every link inside outputs/
         for name in planted["not_shown"]:
             assert name not in text
-        assert f"{TODAY}-linked-session" not in text
+        assert planted["linked_session"] not in text
     assert NEIGHBOUR in pages[1].read_text(encoding="utf-8")  # the linked sidecar did not claim its card
     assert not (planted["elsewhere"] / gallery.PAGE).exists()  # nothing written through the linked folder
     assert {p: p.read_bytes() for p in planted["outside"].rglob("*") if p.is_file()} == before
@@ -422,7 +423,7 @@ async def test_the_gallery_resources_and_a_real_generation_survive_garbage_and_h
         early = await client.read_resource("kie://outputs/index.html")
         made = await client.call_tool("generate_image", {"prompt": "A ripe yellow lemon", "session": "Spring Launch"})
         index = await client.read_resource("kie://outputs/index.html")
-        session = await client.read_resource(f"kie://outputs/{SESSION}/index.html")
+        session = await client.read_resource(f"kie://outputs/{planted['folder'].name}/index.html")
 
     early_facts = assert_only_text(early.contents[0].text, outputs, outputs, pages_written=False)
     assert GOOD in early_facts.text and NEIGHBOUR in early_facts.text
@@ -432,7 +433,9 @@ async def test_the_gallery_resources_and_a_real_generation_survive_garbage_and_h
     index_facts = assert_only_text(index.contents[0].text, outputs, outputs)
     session_facts = assert_only_text(session.contents[0].text, planted["folder"], outputs)
     assert "A ripe yellow lemon" in session_facts.text  # the index shows only a session's newest 24, in a tie here
-    assert f"{SESSION}/{gallery.PAGE}".encode() in {unquote_to_bytes(target) for target in index_facts.targets}
+    assert f"{planted['folder'].name}/{gallery.PAGE}".encode() in {
+        unquote_to_bytes(target) for target in index_facts.targets
+    }
     assert GOOD in index_facts.text and NEIGHBOUR in session_facts.text and HOSTILE in session_facts.text
     assert {os.fsencode(name) for name in [*planted["media"], new]} <= linked_names(session_facts)
     assert index.contents[0].text == (outputs / gallery.PAGE).read_text(encoding="utf-8")  # served as written

@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 from dataclasses import replace
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import pytest
 from kie_mcp.media import stitch as stitch_mod
 from kie_mcp.media.stitch import Caption, StitchError, find_ffmpeg, parse_probe, probe, stitch
 
-from .conftest import answering, text_of
+from .conftest import answering, dated, text_of
 
 
 @pytest.fixture
@@ -304,4 +303,4 @@ async def test_a_caption_near_the_day_limit_is_still_taken(connect, ffmpeg, tmp_
     async with connect() as client:
         result = await client.call_tool("stitch_videos", {"clips": ["a.mp4"], "captions": captions, "session": "d"})
     assert not result.is_error, text_of(result)
-    assert result.structured_content["path"] == f"outputs/{date.today():%Y-%m-%d}-d/stitched-1-clips.mp4"
+    assert dated(result.structured_content["path"]) == "outputs/TODAY-d/stitched-1-clips.mp4"

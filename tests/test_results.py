@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import date
 
 import pytest
 from mcp import MCPError
 
-from .conftest import answering, text_of
+from .conftest import answering, dated, session_folder, text_of
 
 IMAGE = {"prompt": "A red apple on a wooden table", "model": "nano-banana-2"}
 VIDEO = {"prompt": "Waves at dusk", "model": "veo3_fast"}
@@ -25,8 +24,10 @@ async def test_image_is_saved_with_sidecar_link_and_thumbnail(connect, tmp_path)
         task = result.structured_content["tasks"][0]
         link = next(block for block in result.content if block.type == "resource_link")
         read = await client.read_resource(link.uri)
-    folder = f"outputs/{date.today():%Y-%m-%d}-spring-launch"
-    assert task["files"] == [f"{folder}/nano-banana-2_{task['task_id']}_1.jpg"]
+    assert [dated(path) for path in task["files"]] == [
+        f"outputs/TODAY-spring-launch/nano-banana-2_{task['task_id']}_1.jpg"
+    ]
+    folder = task["files"][0].rpartition("/")[0]
     saved = tmp_path / task["files"][0]
     assert saved.read_bytes()[:3] == b"\xff\xd8\xff"
     sidecar = json.loads((tmp_path / folder / f"nano-banana-2_{task['task_id']}.json").read_text())
@@ -42,7 +43,7 @@ async def test_image_is_saved_with_sidecar_link_and_thumbnail(connect, tmp_path)
 async def test_folder_slug_from_the_prompt_without_a_session(connect, tmp_path):
     async with connect(elicitation=answering()) as client:
         await client.call_tool("generate_image", IMAGE)
-    assert any(p.startswith(f"outputs/{date.today():%Y-%m-%d}-a-red-apple") for p in outputs(tmp_path))
+    assert any(session_folder(tmp_path, "a-red-apple-on-a-wooden-table").iterdir())
 
 
 async def test_download_never_keeps_links_only(connect, tmp_path):

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import shutil
-from datetime import date
 
 from kie_mcp.media.stitch import find_ffmpeg
 
-from .conftest import answering, text_of
+from .conftest import answering, dated, text_of
 from .test_stitch import _make
 
 
@@ -27,7 +26,7 @@ async def test_joins_workspace_clips_into_the_session_folder(connect, tmp_path):
         )
     data = result.structured_content
     assert not result.is_error, text_of(result)
-    assert data["path"] == f"outputs/{date.today():%Y-%m-%d}-launch-reel/final.mp4"
+    assert dated(data["path"]) == "outputs/TODAY-launch-reel/final.mp4"
     assert (tmp_path / data["path"]).stat().st_size > 0
     assert data["reencoded"] is True
     assert any(block.type == "resource_link" for block in result.content)
