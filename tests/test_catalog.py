@@ -1,6 +1,7 @@
 """The catalogue as data: every model loads with sources, validates, and prices exactly."""
 
 import math
+import re
 
 import pytest
 
@@ -468,3 +469,16 @@ def test_veo_errors_carry_no_provenance_remarks(model_id):
     assert field.note is None or "docs" not in field.note
     if model_id != "veo3":
         assert "aspectRatio" in spec.source_of(field.source).ref  # the remark kept as provenance
+
+
+PROVENANCE = re.compile(r"\b20\d\d-\d\d\b|schema|English|Chinese|kie-api\.md|\bpage\b|\bdocs\b|field note", re.I)
+
+
+@pytest.mark.parametrize("model_id", [spec.id for spec in CATALOG])
+def test_option_notes_shown_in_errors_are_advice_not_provenance(model_id):
+    """An option's note ends the error for a refused value ("... allowed: 1K, 2K. For 4K use ..."): it tells the
+    user what to do. Where a fact comes from (which capture, which page said what) lives in its source entry and in
+    comments of the data file, never in what the user reads."""
+    for name, field in CATALOG.get(model_id).fields.items():
+        if field.type == "enum" and field.note:
+            assert not PROVENANCE.search(field.note), f"{model_id}.{name}: {field.note}"
