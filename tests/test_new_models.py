@@ -4,6 +4,8 @@ import pytest
 
 from kie_mcp.catalog import InvalidRequest, apply_defaults, build_input, check_input, load_catalog, price_input
 
+from .conftest import answering, text_of
+
 CATALOG = load_catalog()
 IMG = "https://example.com/a.png"
 VID = "https://example.com/v.mp4"
@@ -146,6 +148,33 @@ def test_kling_omni_reference_takes_a_video_alone_with_auto_shape():
     assert check_input(spec, apply_defaults(spec, {"prompt": "x"}))  # neither images nor a video
     with pytest.raises(InvalidRequest, match="aspect_ratio"):
         build_input(spec, prompt="x", images=[IMG], aspect_ratio="auto")
+    # ... and so do the tools: the video in options, no images argument
+    wire = build_input(spec, prompt="x", duration=5, options={"video_urls": [VID]})
+    assert "image_urls" not in wire and wire["aspect_ratio"] == "auto"
+    assert price_input(spec, wire).credits == 100  # 20 credits/s at 720p with a reference video
+    with pytest.raises(InvalidRequest, match=r"at least 1 input image\(s\), or options.video_urls"):
+        build_input(spec, prompt="x")
+
+
+async def test_kling_omni_reference_to_video_from_a_reference_video_alone_through_the_tools(connect, controls):
+    """generate_video with only options.video_urls: created as KIE's video-only form (no image_urls, aspect_ratio
+    auto, sound off) at the reference-video price, and it completes."""
+    arguments = {
+        "model": "kling-3.0-omni/reference-to-video",
+        "prompt": "the dancer from @Video1 on a rooftop at dusk",
+        "options": {"video_urls": [VID]},
+        "duration": 5,
+        "wait_seconds": 30,
+    }
+    async with connect(elicitation=answering()) as client:
+        quote = await client.call_tool("estimate_cost", arguments)
+        made = await client.call_tool("generate_video", arguments)
+    assert not quote.is_error and quote.structured_content["quote"]["credits_total"] == 100, text_of(quote)
+    assert made.structured_content["status"] == "completed", text_of(made)
+    [create] = await controls.creates()
+    sent = create["body"]["input"]
+    assert "image_urls" not in sent and sent["video_urls"] == [VID]
+    assert sent["aspect_ratio"] == "auto" and sent["audio"] is False
 
 
 def test_happyhorse_video_edit_is_billed_for_its_input_and_equal_output():

@@ -71,6 +71,9 @@ class ImagesSpec(_Strict):
     to: list[str]
     min: int = 0
     max: int
+    # Fields that stand in for the images: given one of them (a reference video), no image is needed and the
+    # model's rules say what the request then takes. ``min`` stays what a minimal request sends.
+    unless: list[str] = Field(default_factory=list)
     formats: list[str] = Field(default_factory=list)
     max_mb: float | None = None
     source: str

@@ -238,8 +238,9 @@ def check_input(spec: ModelSpec, wire: Mapping[str, Any]) -> list[Problem]:
 def _place_images(spec: ModelSpec, images: Sequence[str], wire: dict[str, Any]) -> list[Problem]:
     target = spec.images
     if not images:
-        if target and target.min > 0 and not any(name in wire for name in target.to):
-            return [Problem("images", f"{spec.id} needs at least {target.min} input image(s).")]
+        if target and target.min > 0 and not any(name in wire for name in [*target.to, *target.unless]):
+            instead = f", or {' or '.join(f'options.{name}' for name in target.unless)}" if target.unless else ""
+            return [Problem("images", f"{spec.id} needs at least {target.min} input image(s){instead}.")]
         return []
     if target is None:
         return [Problem("images", f"{spec.id} does not take input images; {_models_taking_images(spec)}")]
