@@ -209,6 +209,30 @@ async def test_failed_task_is_refunded(client: httpx2.AsyncClient, sim: Simulato
     assert sim.balance() == 4992
 
 
+async def test_a_record_that_says_failed_also_says_refunded_whenever_the_clock_turns(
+    client: httpx2.AsyncClient, sim: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The virtual clock runs while a status read is answered. When it passes the task's end between finding the
+    task and writing the answer, the answer must still be one instant: "fail" with the credits refunded, never
+    "fail" with them consumed (kie-mcp would then book no refund: a flaky test under load showed it)."""
+    await add_fault(client, "create", {"kind": "task_fail"})
+    task_id = await create_id(client)
+    end = sim.tasks[task_id].end_at
+    clock = {"now": end - 0.001}
+    monkeypatch.setattr(sim, "now", lambda: clock["now"])
+    found = sim.get_task
+
+    def found_then_the_clock_turns(*args: Any, **kwargs: Any) -> Any:
+        task = found(*args, **kwargs)
+        clock["now"] = end + 0.001
+        return task
+
+    monkeypatch.setattr(sim, "get_task", found_then_the_clock_turns)
+    data = (await record(client, task_id))["data"]
+    assert data["state"] == "fail"
+    assert data["creditsConsumed"] == 0 and sim.balance() == 5000
+
+
 async def test_low_balance_is_402_and_nothing_is_created(client: httpx2.AsyncClient, sim: Simulator) -> None:
     sim.set_balance(7.5)
     answer = await create(client)

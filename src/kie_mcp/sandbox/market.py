@@ -66,6 +66,7 @@ def _result_json(task: Task, base: str) -> str:
 def record(sim: Simulator, task: Task, base: str) -> dict[str, Any]:
     """The recordInfo ``data``: JSON-string ``param``/``resultJson``, string ``failCode``, ms timestamps."""
     now = sim.now()
+    sim.settle(task, now)  # one instant for the whole answer: a task failed at ``now`` is refunded at ``now``
     state = task.state(now)
     done = state in ("success", "fail")
     data: dict[str, Any] = {

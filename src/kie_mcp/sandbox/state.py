@@ -499,9 +499,10 @@ class Simulator:
         self.settle(task)
         return task
 
-    def settle(self, task: Task) -> None:
-        """Apply what finishing means (refund on failure, callback record) once the clock says it is done."""
-        if task.settled or not task.is_done(self.now()):
+    def settle(self, task: Task, now: float | None = None) -> None:
+        """Apply what finishing means (refund on failure, callback record) once the clock says it is done. ``now``:
+        the instant an answer describes, so that a record read as failed at ``now`` is also refunded at ``now``."""
+        if task.settled or not task.is_done(self.now() if now is None else now):
             return
         task.settled = True
         if task.outcome == "fail" and self.config.refund_on_fail and task.charged > 0:
