@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import select
 import shutil
 import subprocess
 import sys
@@ -10,7 +13,7 @@ from pathlib import Path
 import pytest
 from mcp import Client, StdioServerParameters
 
-from kie_mcp import __version__
+from kie_mcp import __version__, stdio
 from kie_mcp.cli import build_parser, main
 
 from .conftest import answering
@@ -160,6 +163,67 @@ async def test_installed_console_script_over_stdio(mode, tmp_path):
     assert data["sandbox"] is True
     assert "SANDBOX" in data["message"]
     assert any(str(r.uri) == "kie://models" for r in resources)
+
+
+@pytest.mark.parametrize(
+    ("line", "mended"),
+    [
+        (r'{"p": "apple \ud83d"}', r'{"p": "apple \ufffd"}'),  # a high half alone
+        (r'{"p": "\udc00 x"}', r'{"p": "\ufffd x"}'),  # a low half alone
+        (r'{"p": "\uD83D\uDE00"}', r'{"p": "\uD83D\uDE00"}'),  # a pair stays
+        (r'{"p": "\ud83d\ud83d\ude00"}', r'{"p": "\ufffd\ud83d\ude00"}'),  # a lone half before a pair
+        (r'{"p": "\\ud83d"}', r'{"p": "\\ud83d"}'),  # an escaped backslash, then text: no escape at all
+        (r'{"p": "\\\ud83d"}', r'{"p": "\\\ufffd"}'),  # an escaped backslash, then a lone half
+        (r'{"p": "\u00e9 \n"}', r'{"p": "\u00e9 \n"}'),  # other escapes stay
+    ],
+)
+def test_lone_surrogate_escapes_are_mended_and_nothing_else(line, mended):
+    assert stdio.mend_line(line) == mended
+    json.loads(stdio.mend_line(line))
+
+
+@pytest.mark.stdio
+def test_a_line_with_a_lone_surrogate_escape_is_answered_not_dropped_over_stdio(tmp_path):
+    """JSON may escape half of an emoji alone (``\\ud83d``); the SDK's transport drops such a line unanswered, so
+    the host would wait for ever. kie-mcp mends it first: the call is answered, and the server goes on. While it
+    serves, fd 0 is the null device (a child such as ffmpeg never reads the protocol)."""
+    script = shutil.which("kie-mcp", path=str(Path(sys.executable).parent))
+    assert script
+    env = {**os.environ, "KIE_WORKSPACE": str(tmp_path)}
+    server = subprocess.Popen(
+        [script, "--sandbox"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env
+    )
+    assert server.stdin is not None and server.stdout is not None
+
+    def ask(message: dict) -> dict:
+        server.stdin.write(json.dumps(message).encode() + b"\n")  # ensure_ascii: "\ud83d" goes as an escape
+        server.stdin.flush()
+        ready, _, _ = select.select([server.stdout], [], [], 30)
+        assert ready, f"no answer to {message['method']}"
+        return json.loads(server.stdout.readline())
+
+    def call(number: int, tool: str, arguments: dict) -> dict:
+        request = {"name": tool, "arguments": arguments}
+        return ask({"jsonrpc": "2.0", "id": number, "method": "tools/call", "params": request})["result"]
+
+    try:
+        hello = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
+        ask({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": hello})
+        server.stdin.write(b'{"jsonrpc": "2.0", "method": "notifications/initialized"}\n')
+        cut = "a red apple \ud83d"  # an emoji cut in half
+        quote = call(2, "estimate_cost", {"model": "nano-banana-2", "prompt": cut})
+        assert quote["isError"] is False and quote["structuredContent"]["quote"]["credits_total"] == 8
+        refused = call(3, "check_credits", {"note": "\udc00 alone"})
+        assert refused["isError"] is True and "does not take note" in refused["content"][0]["text"]
+        paired = call(4, "check_credits", {"note": "\\ud83d is text, \ud83d\ude00 a pair"})  # untouched
+        assert paired["isError"] is True
+        if sys.platform == "linux":
+            assert os.readlink(f"/proc/{server.pid}/fd/0") == os.devnull
+    finally:
+        server.stdin.close()
+        exited = server.wait(timeout=30)
+        server.stdout.close()
+    assert exited == 0  # stdin closed: a clean exit
 
 
 @pytest.mark.stdio

@@ -163,9 +163,11 @@ async def _serve_stdio(server: MCPServer) -> None:
     a thread is blocked reading stdin (which would otherwise hold the exit until Enter)."""
     import anyio
 
+    from kie_mcp import stdio
+
     async with anyio.create_task_group() as group:
         group.start_soon(_stop_on_sigint)
-        await server.run_stdio_async()
+        await stdio.serve(server)  # the SDK's stdio transport, reading lines it would drop mended (stdio.py)
         group.cancel_scope.cancel()
 
 
