@@ -6,6 +6,7 @@ the gate has an answer. Nothing here knows about MCP: progress goes out through 
 
 # No ``from __future__ import annotations``: pydantic would compile each field's annotation string on import.
 
+import contextlib
 import logging
 import math
 import sqlite3
@@ -24,7 +25,7 @@ from kie_mcp.catalog.pricing import input_to_measure
 from kie_mcp.catalog.script import fit_script, speech_models
 from kie_mcp.catalog.spec import Operation
 from kie_mcp.catalog.validate import argument_name, named_for_user
-from kie_mcp.journal import JournalUnavailable
+from kie_mcp.journal import CALL_ANSWERED, CALL_CUT_OFF, JournalUnavailable
 from kie_mcp.kie import FAMILIES, KieClient, KieError, OutcomeUnknownError
 from kie_mcp.kie.client import ExistingTaskError
 from kie_mcp.kie.families import Family
@@ -59,7 +60,7 @@ from kie_mcp.spend import (
 from kie_mcp.spend.approval import ApprovedBy
 from kie_mcp.spend.quotes import CHARGED_HERE, staleness
 from kie_mcp.tasks import TaskRecord
-from kie_mcp.words import plain
+from kie_mcp.words import plain, timestamp
 
 log = logging.getLogger(__name__)
 
@@ -373,11 +374,16 @@ def decide_approval(rt: Runtime, p: Plan, *, can_ask: bool, answered: bool = Fal
 
     With ``KIE_APPROVAL=form`` and a client that can show the form, a quote_id only binds: the request must be the
     quoted one (an input file changed since, a quote used or expired: refused, with a new quote), and the person
-    still answers the form. An agent's own estimate is then never an approval."""
+    still answers the form. An agent's own estimate is then never an approval.
+
+    A request whose earlier call was cut off after it created (the host cancelled it, timed out, or lost the
+    server) is answered with what that call made: a host's retry never creates twice."""
+    if (retry := retried_call(rt, p)) is not None:
+        return retry
     refusal = rt.quotes.refusal(p.quote_id, p.digest) if p.quote_id else None
     if p.quote_id and refusal is not None and (replay := unsettled_replay(rt, p.quote_id, p.digest, refusal)):
         return replay
-    problem = None if refusal is None else str(refusal)
+    problem = None if refusal is None else str(refusal) + made_with(rt, refusal, p.quote_id)
     binds_only = can_ask and rt.settings.approval == "form"
     if binds_only and problem is not None:
         return NeedsConfirmation(f"{problem} {FORM_APPROVES}")
@@ -408,6 +414,22 @@ def decide_approval(rt: Runtime, p: Plan, *, can_ask: bool, answered: bool = Fal
 
 
 UNSETTLED = ("unknown", "sending")  # create attempts that may have reached KIE, with no answer (yet)
+# How long after a call was cut off sending the same request again counts as retrying it: a host retries within
+# minutes. After that the same request is a new one (asked, approved and created as usual).
+RETRY_WINDOW = 900.0
+
+
+def retried_call(rt: Runtime, p: Plan) -> Replay | None:
+    """The create attempts of this very request (same digest) whose call's answer never reached the client, made in
+    the last ``RETRY_WINDOW``: the call was cut off (cancelled, timed out) or its server is gone. A call still
+    running in a live process is no such one: two identical calls at once are two requests."""
+    try:
+        rows = rt.journal.unanswered_attempts(p.digest, time.time() - RETRY_WINDOW)
+    except JOURNAL_ERRORS:
+        return None
+    if not rows:
+        return None
+    return Replay(rows[-1]["quote_id"], tuple(row["attempt_id"] for row in rows))
 
 
 def unsettled_replay(rt: Runtime, quote_id: str, digest: str, refusal: QuoteError) -> Replay | None:
@@ -418,6 +440,18 @@ def unsettled_replay(rt: Runtime, quote_id: str, digest: str, refusal: QuoteErro
     if any(attempt["state"] in UNSETTLED for attempt in rt.journal.attempts_for_quote(quote_id)):
         return Replay(quote_id)
     return None
+
+
+def made_with(rt: Runtime, refusal: QuoteError, quote_id: str | None) -> str:
+    """For a used quote: what it was used for (`` It made task t_1.``), so "nothing was spent" reads as what it
+    is, nothing spent by this call."""
+    if refusal.why != "used" or quote_id is None:
+        return ""
+    try:
+        made = [row["task_id"] for row in rt.journal.attempts_for_quote(quote_id) if row["task_id"]]
+    except JOURNAL_ERRORS:
+        return ""
+    return f" It made task {', '.join(made)} (check_task shows it)." if made else ""
 
 
 def refused_answer(rt: Runtime, quote_id: str, refusal: QuoteError) -> NeedsConfirmation | Replay:
@@ -556,20 +590,22 @@ async def execute(
     used = decision.quote_id
 
     kie = rt.require_kie()
-    # Re-checks the caps in a transaction, so parallel calls cannot overrun; an unknown price reserves its ceiling.
-    booked = rt.ledger.reserve(p.total, used, ceiling=p.max_credits)
-    p = replace(p, reserved_on=booked.day)
-    approval = grant(p.spec.id, p.variations, decision.by, p.total)
+    # Input files go up before anything is reserved: an upload spends nothing, and a call cancelled (or a process
+    # killed) while one is under way must leave no reservation behind that no task will ever settle.
     try:
         wire, upload_notes = await upload_local_files(kie, p.spec, p.wire, p.files, rt.journal)
     except KieError as err:
-        rt.ledger.adjust(-p.reserved, "refunded: upload failed", used, day=p.reserved_on, reserved=p.reserved)
         raise KieError(
             f"uploading an input file failed before anything was created: {err.message}",
             code=err.code,
             category=err.category,
             next_step="Nothing was spent. " + err.next_step,
         ) from err
+    # Re-checks the caps in a transaction, so parallel calls cannot overrun; an unknown price reserves its ceiling.
+    # From here to each create's attempt in the journal nothing waits, so nothing can cut in between.
+    booked = rt.ledger.reserve(p.total, used, ceiling=p.max_credits)
+    p = replace(p, reserved_on=booked.day)
+    approval = grant(p.spec.id, p.variations, decision.by, p.total)
 
     family = FAMILIES[p.spec.family]
     body = family.create_body(p.spec.id, wire)
@@ -600,23 +636,36 @@ async def execute(
         if attempt is not None:
             attempts.append(attempt)
 
-    async with anyio.create_task_group() as group:
-        for _ in range(p.variations):
-            group.start_soon(submit_one)
+    try:
+        async with anyio.create_task_group() as group:
+            for _ in range(p.variations):
+                group.start_soon(submit_one)
 
-    reporter = ProgressReporter(progress, len(records))
-    # The follower polls, journals every answer, and settles and saves each task as it ends; this call only waits
-    # on it (progress notifications go out while it does) and gets the problems it met.
-    records, followed = await rt.follower.wait(records, wait_seconds, reporter)
-    charged = [record.credits_charged for record in records]
-    problems += await measure_unreported_charges(rt, p, records, attempts)
-    for record, before in zip(records, charged, strict=True):
-        if record.credits_charged != before:
-            _record(rt, problems, record)
-    problems += followed
-    problems += settle(rt, records)  # once per task, ever: a no-op but for a charge measured just now
-    notes = (cost_line(rt, p, records, decision.by), *p.notes, *upload_notes, *dict.fromkeys(problems))
-    return summarise(rt, p.spec, records, notes)
+        reporter = ProgressReporter(progress, len(records))
+        # The follower polls, journals every answer, and settles and saves each task as it ends; this call only
+        # waits on it (progress notifications go out while it does) and gets the problems it met.
+        records, followed = await rt.follower.wait(records, wait_seconds, reporter)
+        charged = [record.credits_charged for record in records]
+        problems += await measure_unreported_charges(rt, p, records, attempts)
+        for record, before in zip(records, charged, strict=True):
+            if record.credits_charged != before:
+                _record(rt, problems, record)
+        problems += followed
+        problems += settle(rt, records)  # once per task, ever: a no-op but for a charge measured just now
+        notes = (cost_line(rt, p, records, decision.by), *p.notes, *upload_notes, *dict.fromkeys(problems))
+        result = summarise(rt, p.spec, records, notes)
+    except BaseException:  # cancelled by the host, or failed: this answer never reaches the client
+        _answered(rt, attempts, CALL_CUT_OFF)
+        raise
+    _answered(rt, attempts, CALL_ANSWERED)
+    return result
+
+
+def _answered(rt: Runtime, attempts: list[str], answered: int) -> None:
+    """Note whether this call's answer reached the client (``journal.mark_answered``); a journal that cannot take
+    it only loses the retry protection of ``retried_call``."""
+    with contextlib.suppress(*JOURNAL_ERRORS):
+        rt.journal.mark_answered(attempts, answered=answered)
 
 
 def cost_line(rt: Runtime, p: Plan, records: list[TaskRecord], by: ApprovedBy) -> str:
@@ -648,7 +697,7 @@ def without_spending(
         message = (decision.reason or "The user declined.") + " Nothing was spent and no quote was issued."
         return GenerationResult(status="declined", message=message, model=p.spec.id, sandbox=rt.settings.sandbox)
     if isinstance(decision, Replay):
-        return replayed(rt, p, tool, decision.quote_id)
+        return replayed(rt, p, tool, decision)
     status: Status = "cancelled" if decision.cancelled else "confirmation_required"
     return confirmation_required(rt, p, tool, decision.reason, status)
 
@@ -664,7 +713,7 @@ def use_approval(rt: Runtime, p: Plan, decision: Approved) -> Approved | NeedsCo
             rt.quotes.consume(p.quote_id, p.digest)
         except QuoteError as err:
             replay = unsettled_replay(rt, p.quote_id, p.digest, err)
-            return replay or NeedsConfirmation(f"The quote could not be used: {err}")
+            return replay or NeedsConfirmation(f"The quote could not be used: {err}{made_with(rt, err, p.quote_id)}")
         return Approved("quote", p.quote_id)
     if decision.by != "elicitation":
         return decision
@@ -711,6 +760,7 @@ async def _submit(
             credits_quoted=p.price.credits,
             session=p.session,
             options_key=p.options_key,
+            digest=p.digest,
         )
     except JOURNAL_ERRORS as err:
         record.state = "failed"
@@ -821,16 +871,31 @@ def _refund(rt: Runtime, problems: list[str], p: Plan, reason: str, ref: str | N
         problems.append(f"The journal could not record a refund of {p.reserved_each:g} credits ({err}).")
 
 
-def replayed(rt: Runtime, p: Plan, tool: str, quote_id: str) -> GenerationResult:
-    """A confirmation answered again (a retried request), or a used quote_id back: what it approved, never a new
-    create. Every create attempt of that approval counts, whatever became of it: one whose outcome is unknown, or
-    that is still being sent, may have been created and charged, so the answer says so and offers no fresh quote."""
-    attempts = rt.journal.attempts_for_quote(quote_id)
+def replayed(rt: Runtime, p: Plan, tool: str, replay: Replay) -> GenerationResult:
+    """A confirmation answered again (a retried request), a used quote_id back, or a call sent again after its
+    answer was cut off: what was approved and made, never a new create. Every create attempt counts, whatever
+    became of it: one whose outcome is unknown, or that is still being sent, may have been created and charged, so
+    the answer says so and offers no fresh quote. Once shown, a cut-off call's attempts count as answered: the
+    same request sent after this one is a new request."""
+    if replay.attempts:
+        attempts = rt.journal.attempts_by_id(replay.attempts)
+        when = timestamp(attempts[0]["created"]) if attempts else "minutes ago"
+        used = (
+            f"This same request was sent at {when} and its call was cut off before its answer reached you (cancelled "
+            "or timed out), after KIE had been asked to create it. This call created and charged nothing new: here "
+            f"is what that call made. To make another, call {tool} again."
+        )
+    else:
+        assert replay.quote_id is not None
+        attempts = rt.journal.attempts_for_quote(replay.quote_id)
+        used = f"This approval ({replay.quote_id}) was already used, so this call created and charged nothing new."
     records = [record for record in (approved_task(rt, p, row) for row in attempts) if record is not None]
-    used = f"This approval ({quote_id}) was already used, so this call created and charged nothing new."
+    with contextlib.suppress(*JOURNAL_ERRORS):
+        rt.journal.mark_answered([row["attempt_id"] for row in attempts])
     if not records:
         return confirmation_required(rt, p, tool, used)
-    return summarise(rt, p.spec, records, (f"{used} This is the request it approved.",))
+    lead = used if replay.attempts else f"{used} This is the request it approved."
+    return summarise(rt, p.spec, records, (lead,))
 
 
 def approved_task(rt: Runtime, p: Plan, attempt: sqlite3.Row) -> TaskRecord | None:

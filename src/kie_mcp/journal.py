@@ -13,12 +13,13 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from kie_mcp import processes
 from kie_mcp.redact import redact, redact_value
 
 SCHEMA = """
@@ -32,7 +33,8 @@ CREATE TABLE IF NOT EXISTS spend (
 CREATE TABLE IF NOT EXISTS attempts (
     attempt_id TEXT PRIMARY KEY, model TEXT NOT NULL, family TEXT NOT NULL, approved_by TEXT, quote_id TEXT,
     prompt TEXT, params TEXT, options_key TEXT, credits_quoted REAL, state TEXT NOT NULL, task_id TEXT, error TEXT,
-    session TEXT, created REAL NOT NULL, updated REAL NOT NULL);
+    session TEXT, created REAL NOT NULL, updated REAL NOT NULL, digest TEXT, owner TEXT,
+    answered INTEGER NOT NULL DEFAULT 1);
 CREATE TABLE IF NOT EXISTS tasks (
     task_id TEXT PRIMARY KEY, attempt_id TEXT, model TEXT NOT NULL, state TEXT NOT NULL, prompt TEXT,
     session TEXT, record TEXT NOT NULL, created REAL NOT NULL, updated REAL NOT NULL, parent_task_id TEXT);
@@ -55,6 +57,7 @@ INDEXES = {
     "attempts_state_created": "attempts(state, created)",  # unknown creates, interrupted sends
     "attempts_quote": "attempts(quote_id)",  # the tasks a quote approved (replays)
     "attempts_task": "attempts(task_id)",  # a result's sidecar
+    "attempts_digest": "attempts(digest, created)",  # a host's retry of a call whose answer it never got
     "tasks_created": "tasks(created)",  # list_tasks, newest first
     "tasks_attempt": "tasks(attempt_id)",
     "tasks_state_created": "tasks(state, created)",
@@ -64,6 +67,11 @@ INDEXES = {
     "answers_task": "answers(task_id)",
 }
 SUPERSEDED = ("spend_day", "attempts_state", "quotes_digest")  # indexes of older journals that the ones above replace
+# Columns of create attempts added since the first journal: the request's digest and the process sending it (whose
+# death makes a create "being sent" an unknown one), and whether the call's answer reached the client (a host that
+# retries a call it cancelled gets what the first one made, never a second create).
+ATTEMPT_COLUMNS = {"digest": "TEXT", "owner": "TEXT", "answered": "INTEGER NOT NULL DEFAULT 1"}
+CALL_RUNNING, CALL_ANSWERED, CALL_CUT_OFF = 0, 1, 2  # attempts.answered
 
 # Kept right by SQLite whoever writes, an older kie-mcp on the same workspace too:
 # - tasks.options_key: the price-deciding options of the attempt that created the task (``charged_before``);
@@ -83,6 +91,9 @@ TRIGGERS = {
     "BEGIN UPDATE spend_total SET total = total - OLD.delta + NEW.delta; END",
 }
 
+# A create "being sent" by a process this machine cannot check (another machine's, or an older kie-mcp that named no
+# process) is taken as interrupted once older than this: far longer than a create waits for KIE's window and answer.
+SEND_LIMIT = 600.0
 INTERRUPTED = (
     "the server stopped while this create was being sent, so KIE may have created (and charged) it; check "
     "https://kie.ai/logs before trying again"
@@ -196,6 +207,9 @@ class Journal:
         with self.transaction() as db:
             if "kind" not in _columns(db, "quotes"):
                 db.execute("ALTER TABLE quotes ADD COLUMN kind TEXT NOT NULL DEFAULT 'estimate'")
+            attempt_columns = _columns(db, "attempts")
+            for column in set(ATTEMPT_COLUMNS) - attempt_columns:  # an older kie-mcp's attempts were all answered
+                db.execute(f"ALTER TABLE attempts ADD COLUMN {column} {ATTEMPT_COLUMNS[column]}")
             if "parent_task_id" not in _columns(db, "tasks"):  # follow-ups (continue_video) name their source
                 db.execute("ALTER TABLE tasks ADD COLUMN parent_task_id TEXT")
             if "options_key" not in _columns(db, "tasks"):
@@ -222,6 +236,8 @@ class Journal:
         if "kind" not in _columns(self._db, "quotes") or not {"options_key", "parent_task_id"} <= _columns(
             self._db, "tasks"
         ):
+            return False
+        if not set(ATTEMPT_COLUMNS) <= _columns(self._db, "attempts"):
             return False
         return self._db.execute("SELECT COUNT(*) FROM spend_total").fetchone()[0] == 1
 
@@ -325,6 +341,7 @@ class Journal:
         credits_quoted: float | None,
         session: str | None,
         options_key: str | None = None,
+        digest: str | None = None,
     ) -> str:
         """Written before the create is sent: a crash after this line still leaves a trace of the spend. The prompt
         and parameters are kept redacted: the API key typed into either is never written to this file."""
@@ -332,7 +349,8 @@ class Journal:
         now = time.time()
         self.execute(
             "INSERT INTO attempts (attempt_id, model, family, approved_by, quote_id, prompt, params, options_key,"
-            " credits_quoted, state, session, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'sending', ?, ?, ?)",
+            " credits_quoted, state, session, created, updated, digest, owner, answered)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'sending', ?, ?, ?, ?, ?, ?)",
             attempt_id,
             model,
             family,
@@ -345,6 +363,9 @@ class Journal:
             session,
             now,
             now,
+            digest,
+            processes.this_process(),
+            CALL_RUNNING,
         )
         return attempt_id
 
@@ -360,17 +381,52 @@ class Journal:
         )
 
     def recover_interrupted(self) -> int:
-        """Attempts a crashed process left as being sent may have been created on KIE: they become unknown."""
+        """Attempts a crashed process left as being sent may have been created on KIE: they become unknown. Those a
+        live process is sending (another server on this workspace) are left to it; another machine's, and those of
+        an older kie-mcp that named no process, once they are older than any create takes."""
+        now = time.time()
         with self.transaction() as db:
-            return db.execute(
-                "UPDATE attempts SET state = 'unknown', updated = ?, error = ? WHERE state = 'sending'",
-                (time.time(), INTERRUPTED),
-            ).rowcount
+            sending = db.execute("SELECT attempt_id, owner, created FROM attempts WHERE state = 'sending'").fetchall()
+            ended = [
+                row["attempt_id"]
+                for row in sending
+                if (gone := processes.owner_gone(row["owner"])) or (gone is None and now - row["created"] > SEND_LIMIT)
+            ]
+            for attempt_id in ended:
+                db.execute(
+                    "UPDATE attempts SET state = 'unknown', updated = ?, error = ? WHERE attempt_id = ?",
+                    (now, INTERRUPTED, attempt_id),
+                )
+            return len(ended)
+
+    def mark_answered(self, attempt_ids: list[str], *, answered: int = CALL_ANSWERED) -> None:
+        """Whether the answer of the call that made these attempts reached the client (``CALL_ANSWERED``) or the
+        call was cut off before it (``CALL_CUT_OFF``: cancelled by the host, or failed)."""
+        for attempt_id in attempt_ids:
+            self.execute("UPDATE attempts SET answered = ? WHERE attempt_id = ?", answered, attempt_id)
+
+    def unanswered_attempts(self, digest: str, since: float) -> list[sqlite3.Row]:
+        """Create attempts for the request ``digest`` since ``since`` that may have created a task (not refused by
+        KIE) and whose call's answer never reached the client: cut off, or left running by a process that is gone.
+        A call still running in a live process is not one."""
+        rows = self.query(
+            "SELECT * FROM attempts WHERE digest = ? AND created >= ? AND answered != ? AND state != 'refused'"
+            " ORDER BY created",
+            digest,
+            since,
+            CALL_ANSWERED,
+        )
+        return [row for row in rows if row["answered"] == CALL_CUT_OFF or processes.owner_gone(row["owner"])]
 
     def attempts_for_quote(self, quote_id: str) -> list[sqlite3.Row]:
         """Every create one quote (or confirmation) approved, whatever became of it: created, refused, unknown, or
         still being sent."""
         return self.query("SELECT * FROM attempts WHERE quote_id = ? ORDER BY created", quote_id)
+
+    def attempts_by_id(self, attempt_ids: Iterable[str]) -> list[sqlite3.Row]:
+        """The attempts named, oldest first."""
+        rows = [row for a in attempt_ids for row in self.query("SELECT * FROM attempts WHERE attempt_id = ?", a)]
+        return sorted(rows, key=lambda row: row["created"])
 
     def attempts(self, state: str | None = None) -> list[sqlite3.Row]:
         if state is None:

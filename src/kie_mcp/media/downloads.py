@@ -26,7 +26,6 @@ import mimetypes
 import os
 import re
 import secrets
-import socket
 import subprocess
 import threading
 import time
@@ -41,6 +40,7 @@ import anyio
 import anyio.to_thread
 import httpx2
 
+from kie_mcp import processes
 from kie_mcp.redact import redact
 
 from .addresses import PrivateAddress, send_checked
@@ -516,9 +516,7 @@ def _write_all(fd: int, data: bytes | bytearray) -> None:
 # ``.name.part-<host>-<pid>-<random>``; older kie-mcp wrote ``-<pid>-`` alone, or neither.
 _TEMP_NAME = re.compile(r"^\..+\.part-(?:(?:([0-9a-f]{8})-)?(\d+)-)?[0-9a-f]{12}$")
 _STALE_UNOWNED_SECONDS = 3600.0
-# This machine, in a temporary file's name: a workspace on shared storage may be written by servers on other
-# machines (or containers), whose process ids mean nothing here.
-_HOST = hashlib.sha256(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:8]
+_HOST = processes.HOST  # this machine, in a temporary file's name (processes.py)
 
 
 def sweep_interrupted_downloads(outputs: Path) -> int:
@@ -540,7 +538,7 @@ def sweep_interrupted_downloads(outputs: Path) -> int:
         try:
             host, pid = match.group(1), match.group(2)
             if pid is not None and host in (None, _HOST):
-                if _process_alive(int(pid)):
+                if processes.alive(int(pid)):
                     continue
             elif time.time() - path.stat().st_mtime < _STALE_UNOWNED_SECONDS:
                 continue
@@ -549,18 +547,6 @@ def sweep_interrupted_downloads(outputs: Path) -> int:
         except OSError:
             continue
     return removed
-
-
-def _process_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True  # it exists (owned by someone else) or we cannot tell: leave its file alone
-    return True
 
 
 def _open_temp(dest: Path) -> tuple[int, Path]:

@@ -64,9 +64,12 @@ class NeedsConfirmation:
 
 @dataclass(frozen=True)
 class Replay:
-    """The answer to a confirmation that was already used: show that call's result, never create again."""
+    """The answer to a confirmation that was already used, or to a call sent again after its answer was cut off:
+    show what the earlier call made, never create again. ``attempts``: its create attempts, when they are not the
+    quote's."""
 
-    quote_id: str
+    quote_id: str | None
+    attempts: tuple[str, ...] = ()
 
 
 Decision = Approved | Ask | NeedsConfirmation

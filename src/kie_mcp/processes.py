@@ -1,0 +1,39 @@
+"""Which process wrote something: this machine's tag and a process id, so a later start can tell what a crashed
+server left half done from what a live one (another server on the same workspace) is still doing."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+
+# This machine, in a temporary file's name or a create attempt's owner: a workspace on shared storage may be written
+# by servers on other machines (or containers), whose process ids mean nothing here.
+HOST = hashlib.sha256(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:8]
+
+
+def this_process() -> str:
+    """``<host>-<pid>``: the owner tag of what this process writes."""
+    return f"{HOST}-{os.getpid()}"
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` of this machine still runs (or cannot be ruled out: owned by another user)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # it exists (owned by someone else) or we cannot tell: treat it as alive
+    return True
+
+
+def owner_gone(owner: str | None) -> bool | None:
+    """For an owner tag (``this_process``): True when that process of this machine is gone, False when it runs,
+    None when this machine cannot tell (another machine's, or no tag)."""
+    host, _, pid = (owner or "").partition("-")
+    if host != HOST or not pid.isdigit():
+        return None
+    return not alive(int(pid))

@@ -1,0 +1,146 @@
+"""Promises to a host that cancels a call and sends it again, kept through the real MCP client in both eras:
+
+- a call cut off while its input file uploads leaves nothing reserved (uploads spend nothing; the reservation is
+  made after them);
+- a call cut off after KIE was asked to create is answered, when sent again, with what it made: never a second
+  create, whether it was approved by a quote, a form or auto-approval; once that answer is given, the same request
+  is a new one again;
+- two identical calls at once are two requests (only a call whose answer was cut off is replayed);
+- a used quote says what it made;
+- a second server starting on the workspace leaves the first one's create in flight alone.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+from PIL import Image
+
+from .conftest import answering, text_of
+
+IMAGE = {"prompt": "a red apple on a wooden table", "model": "nano-banana-2"}
+EDIT = {"prompt": "make it blue", "model": "google/nano-banana-edit", "images": ["references/face.png"]}
+
+
+def picture(workspace: Path) -> None:
+    folder = workspace / "references"
+    folder.mkdir(exist_ok=True)
+    buffer = io.BytesIO()
+    Image.new("RGB", (512, 512), "red").save(buffer, "PNG")
+    (folder / "face.png").write_bytes(buffer.getvalue())
+
+
+async def cut_off(call: Callable[[], Awaitable[Any]], started: Callable[[], Awaitable[bool]]) -> None:
+    """Start ``call`` and cancel it, as a host that gives up does, once ``started`` says it reached KIE."""
+    async with anyio.create_task_group() as group:
+        group.start_soon(call)
+        with anyio.fail_after(10):
+            while not await started():  # noqa: ASYNC110 - the simulator's log: nothing to await but its answer
+                await anyio.sleep(0.02)
+        group.cancel_scope.cancel()
+
+
+async def spent_today(client: Any) -> float:
+    return (await client.call_tool("check_credits", {})).structured_content["spent_today"]
+
+
+async def test_a_call_cut_off_while_its_input_uploads_leaves_nothing_reserved(connect, controls, tmp_path):
+    picture(tmp_path)
+    await controls.fault("upload", kind="slow", seconds=1.0)
+
+    async def uploading() -> bool:
+        return any("upload" in r["path"].lower() for r in (await controls.get("requests"))["requests"])
+
+    async with connect(elicitation=answering(), max_credits_per_day=4) as client:
+        await cut_off(lambda: client.call_tool("generate_image", EDIT), uploading)
+        await anyio.sleep(1.5)  # the slow upload ends on the simulator's side
+        before = await spent_today(client)
+        again = await client.call_tool("generate_image", EDIT)
+    assert before == 0  # nothing was created, so nothing may stay reserved
+    assert not again.is_error and again.structured_content["status"] == "completed", text_of(again)
+    assert len(await controls.creates()) == 1
+
+
+async def test_a_host_retry_with_the_quote_after_a_cut_off_create_gets_the_task_it_made(connect, controls):
+    await controls.fault("create", kind="slow", seconds=0.6)
+    async with connect() as client:  # no forms: the quote_id is the approval
+        quote = (await client.call_tool("estimate_cost", IMAGE)).structured_content["quote"]["quote_id"]
+        call = {**IMAGE, "quote_id": quote}
+        await cut_off(lambda: client.call_tool("generate_image", call), controls.creates)
+        await anyio.sleep(1.0)
+        again = await client.call_tool("generate_image", call)
+        [task] = (await client.call_tool("list_tasks", {})).structured_content["tasks"]
+    assert len(await controls.creates()) == 1
+    assert again.structured_content["tasks"][0]["task_id"] == task["task_id"], text_of(again)
+    assert "created and charged nothing new" in text_of(again) and "cut off" in text_of(again)
+    assert again.structured_content.get("quote") is None  # no fresh quote to pay twice
+
+
+async def test_a_host_retry_after_a_cut_off_create_never_creates_twice_then_the_request_is_new(connect, controls):
+    """Approved in the form: the retry is not asked again, it is answered with the task the first call made. The
+    same request after that answer is a new one: asked and created as usual."""
+    await controls.fault("create", kind="slow", seconds=0.6)
+    asked: list[str] = []
+    async with connect(elicitation=answering(seen=asked)) as client:
+        await cut_off(lambda: client.call_tool("generate_image", IMAGE), controls.creates)
+        await anyio.sleep(1.0)
+        questions = len(asked)
+        again = await client.call_tool("generate_image", IMAGE)
+        assert len(await controls.creates()) == 1 and len(asked) == questions  # not asked, not created again
+        [task] = (await client.call_tool("list_tasks", {})).structured_content["tasks"]
+        assert again.structured_content["tasks"][0]["task_id"] == task["task_id"], text_of(again)
+        another = await client.call_tool("generate_image", IMAGE)
+    assert another.structured_content["status"] == "completed", text_of(another)
+    assert len(await controls.creates()) == 2 and len(asked) == questions + 1
+
+
+async def test_an_auto_approved_call_cut_off_after_its_create_is_not_created_again(connect, controls):
+    await controls.fault("create", kind="slow", seconds=0.6)
+    async with connect(auto_approve_credits=10) as client:
+        await cut_off(lambda: client.call_tool("generate_image", IMAGE), controls.creates)
+        await anyio.sleep(1.0)
+        again = await client.call_tool("generate_image", IMAGE)
+        spent = await spent_today(client)
+    assert len(await controls.creates()) == 1 and spent == 8
+    assert again.structured_content["tasks"][0]["task_id"], text_of(again)
+
+
+async def test_two_identical_calls_at_once_are_two_requests(connect, controls):
+    async with connect(auto_approve_credits=10) as client, anyio.create_task_group() as group:
+        for _ in range(2):
+            group.start_soon(client.call_tool, "generate_image", {**IMAGE, "wait_seconds": 5})
+    assert len(await controls.creates()) == 2
+
+
+async def test_a_used_quote_says_what_it_made(connect, controls):
+    async with connect() as client:
+        quote = (await client.call_tool("estimate_cost", IMAGE)).structured_content["quote"]["quote_id"]
+        made = await client.call_tool("generate_image", {**IMAGE, "quote_id": quote})
+        reused = await client.call_tool("generate_image", {**IMAGE, "quote_id": quote})
+    task_id = made.structured_content["tasks"][0]["task_id"]
+    assert reused.structured_content["status"] == "confirmation_required"
+    assert f"already used; a quote approves one request once. It made task {task_id}" in text_of(reused)
+    assert len(await controls.creates()) == 1
+
+
+async def test_a_second_server_on_the_workspace_leaves_a_live_create_alone(connect, controls):
+    """Server B starting while server A sends a create does not call A's create interrupted: A is alive."""
+    await controls.fault("create", kind="slow", seconds=1.0)
+    made: list[Any] = []
+    async with connect(elicitation=answering()) as first, anyio.create_task_group() as group:
+
+        async def call() -> None:
+            made.append(await first.call_tool("generate_image", {**IMAGE, "wait_seconds": 20}))
+
+        group.start_soon(call)
+        with anyio.fail_after(10):
+            while not await controls.creates():  # noqa: ASYNC110 - the create reached KIE (answer 1 s away)
+                await anyio.sleep(0.02)
+        async with connect() as second:
+            during = await second.call_tool("check_credits", {})
+    assert "last stopped" not in text_of(during) and during.structured_content["unknown_creates"] == 0
+    assert made[0].structured_content["status"] == "completed", text_of(made[0])
