@@ -13,6 +13,7 @@ from kie_mcp.catalog import (
     check_input,
     load_catalog,
     price_input,
+    validate,
 )
 from kie_mcp.catalog.spec import DEFAULT_PROMPT_MAX_LENGTH
 from kie_mcp.catalog.tables import model_table_markdown, price_summary
@@ -336,6 +337,15 @@ def test_withdrawn_models_are_refused_with_offered_alternatives(model_id):
     assert model_id not in {s.id for s in CATALOG.offered()}
 
 
+@pytest.mark.parametrize("name", ["sora2/text-to-video", "sora-2-text-to-vid", "sora2 pro storyboard"])
+def test_a_misspelt_withdrawn_model_suggests_what_kie_offers_instead_never_the_withdrawn_one(name):
+    with pytest.raises(UnknownModelError) as caught:
+        CATALOG.resolve(name)
+    suggested = caught.value.candidates
+    assert suggested and all(CATALOG.get(s).withdrawn is None for s in suggested), suggested
+    assert "sora" not in str(caught.value).replace(name, "")
+
+
 def test_friendly_names_skip_withdrawn_models():
     from kie_mcp.catalog import WithdrawnModelError
 
@@ -482,3 +492,40 @@ def test_option_notes_shown_in_errors_are_advice_not_provenance(model_id):
     for name, field in CATALOG.get(model_id).fields.items():
         if field.type == "enum" and field.note:
             assert not PROVENANCE.search(field.note), f"{model_id}.{name}: {field.note}"
+
+
+@pytest.mark.parametrize(
+    ("model_id", "asked", "nearest"),
+    [
+        ("gpt-4o-image", "9:16", "2:3"),  # no 9:16 on this endpoint: the tall one, never the square
+        ("gpt-image/1.5-text-to-image", "4:3", "3:2"),
+        ("z-image", "4:5", "3:4"),
+        ("z-image", "2:3", "3:4"),
+    ],
+)
+def test_the_nearest_aspect_ratio_offered_is_nearest_in_shape_not_in_spelling(model_id, asked, nearest):
+    spec = CATALOG.get(model_id)
+    with pytest.raises(InvalidRequest) as caught:
+        build_input(spec, prompt="x", aspect_ratio=asked)
+    assert f"Nearest: {nearest}." in str(caught.value)
+
+
+RATIOS = ["9:16", "4:5", "2:3", "3:4", "1:1", "4:3", "3:2", "16:9", "21:9", "9:21", "5:4"]
+
+
+@pytest.mark.parametrize("model_id", [spec.id for spec in CATALOG.offered() if spec.field_for_arg("aspect_ratio")])
+def test_a_refused_aspect_ratio_never_suggests_the_other_orientation(model_id):
+    """A tall request (9:16 for a reel) refused by a model is never pointed at a wide frame when the model offers a
+    tall or square one, and the other way round."""
+    field = CATALOG.get(model_id).field_for_arg("aspect_ratio")
+    if field.type != "enum":
+        return
+    shapes = {value: validate._shape(value) for value in field.values}
+    for asked in RATIOS:
+        if asked in field.values or asked == "1:1":
+            continue
+        tall = validate._shape(asked) < 1
+        nearest = validate._nearest(asked, field.values)
+        flipped = [v for v, shape in shapes.items() if shape and shape != 1 and (shape < 1) != tall]
+        if set(shapes.values()) - {None, *(shapes[v] for v in flipped)}:  # its own orientation, or square, exists
+            assert nearest not in flipped, (asked, nearest, field.values)

@@ -124,6 +124,8 @@ class Catalog:
         return names
 
     def _closest(self, name: str) -> list[str]:
+        """Up to three models KIE sells whose names are like ``name``. A name nearest a withdrawn model's (an id
+        from an old guide) is answered with what KIE offers instead of it, never with the withdrawn model."""
         import difflib
 
         wanted = _normalise(name)
@@ -131,8 +133,9 @@ class Catalog:
         ids: list[str] = []
         for hit in hits:
             for model_id in sorted(self._names[hit]):
-                if model_id not in ids:
-                    ids.append(model_id)
+                spec = self._models[model_id]
+                instead = [spec.id] if spec.withdrawn is None else spec.withdrawn.alternatives
+                ids += [i for i in instead if i not in ids and i in self._models and self._models[i].withdrawn is None]
         return ids[:3]
 
 

@@ -390,12 +390,40 @@ def _nearest(value: Any, allowed: Sequence[Scalar]) -> Scalar | None:
         numeric = [v for v in allowed if isinstance(v, int | float) or (isinstance(v, str) and v.isdigit())]
         if numeric:
             return min(numeric, key=lambda v: abs(float(v) - value))
+    # A shape (9:16, 4:5, portrait_16_9) is nearest by its proportions, never by its spelling: 9:16 on a model
+    # offering 1:1, 3:2 and 2:3 is nearest 2:3, not 1:1 (which the text of "9:16" resembles more).
+    wanted = _shape(value)
+    shapes = {v: shape for v in allowed if (shape := _shape(v)) is not None}
+    if wanted is not None and shapes:
+        return min(shapes, key=lambda v: abs(math.log(shapes[v] / wanted)))
     text = str(value).lower()
     by_lower = {str(v).lower(): v for v in allowed}
     if text in by_lower:
         return by_lower[text]
     match = difflib.get_close_matches(text, list(by_lower), n=1, cutoff=0.4)
     return by_lower[match[0]] if match else None
+
+
+_RATIO = re.compile(r"\s*(\d+(?:\.\d+)?)\s*[:x/]\s*(\d+(?:\.\d+)?)\s*")
+_NAMED_SHAPE = re.compile(r"(portrait|landscape)_(\d+)_(\d+)")
+
+
+def _shape(value: Any) -> float | None:
+    """Width over height of an aspect ratio value: ``16:9``, ``1024x768``, KIE's named sizes (``portrait_4_3`` is
+    3:4, ``square_hd`` 1:1); None for anything else (``auto``, a number)."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip().lower()
+    if text.startswith("square"):
+        return 1.0
+    if found := _NAMED_SHAPE.fullmatch(text):
+        long, short = float(found[2]), float(found[3])
+        ratio = long / short if long and short else None
+        return None if ratio is None else (ratio if found[1] == "landscape" else 1 / ratio)
+    if found := _RATIO.fullmatch(text):
+        width, height = float(found[1]), float(found[2])
+        return width / height if width > 0 and height > 0 else None
+    return None
 
 
 # -- rules --------------------------------------------------------------------------------
