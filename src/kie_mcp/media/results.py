@@ -1,20 +1,21 @@
 """Saving a finished task's results into the workspace before KIE's links expire.
 
 Files go to ``outputs/{YYYY-MM-DD}-{slug}/`` (slug from the session name or the prompt), named by model,
-task id and index, each download streamed and atomic, with one sidecar JSON per task. Every saved file is
-recorded in the journal, so a restarted server knows what is already on disk and fetches only what is not.
+task id and index, each download streamed and atomic, with one sidecar JSON per task beside them (written again
+whenever it is missing: a full disk may refuse it after the files are saved). Every saved file is recorded in the
+journal, so a restarted server knows what is already on disk and fetches only what is not.
 """
 
 from __future__ import annotations
 
 import logging
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from kie_mcp.journal import Journal
 from kie_mcp.kie import KieClient
-from kie_mcp.redact import redact_value
+from kie_mcp.redact import redact, redact_value
 from kie_mcp.tasks import TaskRecord
 from kie_mcp.words import timestamp
 
@@ -60,9 +61,53 @@ async def save_results(
         journal.add_file(record.task_id, index, relative, file.sha256, file.size, file.mime, url)
         saved.append(file)
     record.files = [f["path"] for f in journal.files_for(record.task_id)]
-    if saved:
-        write_json_atomic(folder / f"{Path(record.files[0]).stem.rsplit('_', 1)[0]}.json", sidecar(journal, record))
+    path = sidecar_path(workspace, record)
+    # Written after new files, and whenever it is missing (a full disk refused it last time): one stat otherwise.
+    try:
+        if path is not None and (saved or not path.exists()):
+            write_json_atomic(path, sidecar(journal, record))  # never half-written: its temporary file is removed
+    except OSError as err:
+        assert path is not None
+        problems.append(sidecar_unwritten(record, path, err))
     return problems
+
+
+def sidecar_path(workspace: Path, record: TaskRecord) -> Path | None:
+    """Where the sidecar of ``record``'s saved files is: ``<model>_<task>.json`` beside its first file; None when no
+    file is saved, or the journal's path for it is not one kie-mcp writes (absolute, or leaving the workspace)."""
+    if not record.files:
+        return None
+    first = PurePosixPath(record.files[0])
+    if first.is_absolute() or ".." in first.parts or "\\" in record.files[0] or ":" in record.files[0]:
+        return None
+    return Path(workspace) / first.parent / f"{first.stem.rsplit('_', 1)[0]}.json"
+
+
+def sidecar_missing(workspace: Path, record: TaskRecord) -> bool:
+    """True when ``record``'s saved files are all on disk and their sidecar is not (a full disk refused it): one
+    stat when it is there. Files the user deleted are not a reason to save anything again."""
+    path = sidecar_path(workspace, record)
+    try:
+        if path is None or path.exists():
+            return False
+        return all((Path(workspace) / name).is_file() for name in record.files)
+    except OSError:  # a folder it may not look into: nothing it could write there either
+        return False
+
+
+def sidecar_unwritten(record: TaskRecord, path: Path, err: OSError) -> str:
+    """The line for a sidecar the disk refused. True about the files: only the sidecar is missing."""
+    kept = (
+        "its result files are saved"
+        if record.unsaved_links == 0
+        else f"the {len(record.files)} result file(s) downloaded so far are saved"
+    )
+    why = redact(err.strerror or str(err))
+    return (
+        f"{record.task_id}: {kept}; their sidecar {path.name} (prompt, model, cost) could not be written ({why}). "
+        "kie-mcp writes it again in the background, and check_task writes it at once; free some disk space if it "
+        "is full."
+    )
 
 
 def sidecar(journal: Journal, record: TaskRecord) -> dict[str, Any]:

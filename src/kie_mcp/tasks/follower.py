@@ -312,13 +312,15 @@ class Follower:
             self.save_later(record, at=time.monotonic())
 
     def _unsaved_results(self, record: TaskRecord) -> bool:
+        """Results still to save: a link with no file yet, or saved files whose sidecar a full disk refused."""
         assert self._rt is not None
-        return (
-            self._rt.settings.download
-            and record.state == "succeeded"
-            and record.task_id is not None
-            and record.unsaved_links > 0  # a link refused for pointing at a private network is never tried again
-        )
+        if not (self._rt.settings.download and record.state == "succeeded" and record.task_id is not None):
+            return False
+        if record.unsaved_links > 0:  # a link refused for pointing at a private network is never tried again
+            return True
+        from kie_mcp.media.results import sidecar_missing  # media -> tasks: resolved when first used
+
+        return sidecar_missing(self._rt.settings.workspace, record)  # one stat
 
     def save_later(self, record: TaskRecord, *, at: float | None = None) -> None:
         """Try again later to save what ``record``'s results still lack (``SAVE_AGAIN``'s schedule); nothing when

@@ -1,0 +1,198 @@
+"""A full disk loses nothing a paid task left: the sidecar beside its saved files, and the call log that keeps its
+task id.
+
+Through the real MCP client, in both protocol eras, against the simulator. The disk fills for real where a small
+tmpfs can be mounted (root); elsewhere the kernel cuts writes short the same way through a file size limit, or the
+fault is injected where the sidecar's temporary file is made or written.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import anyio
+import pytest
+
+from kie_mcp.kie.calllog import CallLog
+from kie_mcp.media.results import LINKS_STILL_WORK
+
+from . import test_promise_durability as durability
+from .conftest import answering, text_of
+
+IMAGE = {"prompt": "a red apple on a wooden table", "model": "nano-banana-2", "wait_seconds": 20}
+FULL = os.strerror(errno.ENOSPC)
+bare_error = durability.bare_error
+small_disk = durability.small_disk  # a fixture: a 4 MiB tmpfs, so the disk really fills (root only)
+
+
+# -- the sidecar beside a saved result -------------------------------------------------------------------------
+
+
+class FullForSidecars:
+    """While ``full``, the disk refuses every sidecar: at the creation of its temporary file (``open``), or after
+    half of it was written (``midway``: a short write, then ENOSPC), as a filling disk does."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+        self.full = True
+        self.refused = 0
+        self._where = where
+        self._temps: set[int] = set()
+        self._open, self._write = os.open, os.write
+        monkeypatch.setattr(os, "open", self.open)
+        monkeypatch.setattr(os, "write", self.write)
+
+    def open(self, path, flags, mode=0o777, *args, **kwargs):
+        sidecar = ".json.part-" in os.fspath(path)
+        if sidecar and self.full and self._where == "open":
+            self.refused += 1
+            raise OSError(errno.ENOSPC, FULL)
+        fd = self._open(path, flags, mode, *args, **kwargs)
+        self._temps.discard(fd)
+        if sidecar and self.full:
+            self._temps.add(fd)
+        return fd
+
+    def write(self, fd, data):
+        if fd not in self._temps:
+            return self._write(fd, data)
+        self._temps.discard(fd)  # half of it fits; the next write finds the disk full
+        self.refused += 1
+        self._write(fd, bytes(data[: len(data) // 2]))
+        raise OSError(errno.ENOSPC, FULL)
+
+
+def sidecars(workspace: Path) -> list[Path]:
+    return sorted((workspace / "outputs").rglob("*.json"))
+
+
+def temporaries(workspace: Path) -> list[Path]:
+    return [p for p in (workspace / "outputs").rglob(".*") if ".part-" in p.name]
+
+
+def says_only_the_sidecar_is_missing(text: str) -> None:
+    assert "sidecar" in text and "could not be written" in text and FULL in text, text
+    assert "its result files are saved" in text, text
+    assert "could not be saved or recorded" not in text and LINKS_STILL_WORK not in text, text  # no download is due
+    assert not bare_error(text)
+
+
+@pytest.mark.parametrize("where", ["open", "midway"])
+async def test_a_sidecar_a_full_disk_refused_is_written_in_the_background_once_there_is_room(
+    connect, controls, tmp_path, monkeypatch, where
+):
+    """The answer said the results could not be saved and that kie-mcp tried again; nothing was retried (every
+    file was saved) and the sidecar (prompt, model, cost) never appeared, even after space came back."""
+    disk = FullForSidecars(monkeypatch, where)
+    async with connect(elicitation=answering()) as client:
+        result = await client.call_tool("generate_image", IMAGE)
+        data = result.structured_content
+        assert data["status"] == "completed", text_of(result)
+        task = data["tasks"][0]
+        says_only_the_sidecar_is_missing(text_of(result))
+        assert task["files"] and all((tmp_path / name).is_file() for name in task["files"])
+        assert disk.refused >= 1 and sidecars(tmp_path) == [] and temporaries(tmp_path) == []
+        disk.full = False  # space is freed; nobody calls anything
+        with anyio.fail_after(10):
+            while not sidecars(tmp_path):  # noqa: ASYNC110 - a file on disk: nothing to await
+                await anyio.sleep(0.02)
+        [path] = sidecars(tmp_path)
+        written = json.loads(path.read_text(encoding="utf-8"))
+        checked = await client.call_tool("check_task", {"task_id": task["task_id"]})
+    assert path.parent == (tmp_path / task["files"][0]).parent  # beside the files it describes
+    assert written["task_id"] == task["task_id"] and written["model"] == "nano-banana-2"
+    assert written["prompt"] == IMAGE["prompt"] and written["credits_quoted"] == 8
+    assert [f["path"] for f in written["files"]] == task["files"]
+    assert temporaries(tmp_path) == []
+    assert "could not be written" not in text_of(checked)
+
+
+async def test_a_sidecar_a_full_disk_refused_is_written_by_check_task_after_a_restart(
+    connect, controls, tmp_path, monkeypatch
+):
+    """The server stopped while the disk was still full: the next check_task writes the sidecar at once."""
+    disk = FullForSidecars(monkeypatch, "open")
+    async with connect(elicitation=answering()) as client:
+        result = await client.call_tool("generate_image", IMAGE)
+        task = result.structured_content["tasks"][0]
+        says_only_the_sidecar_is_missing(text_of(result))
+    assert sidecars(tmp_path) == []
+    disk.full = False
+    async with connect(elicitation=answering()) as client:
+        checked = await client.call_tool("check_task", {"task_id": task["task_id"]})
+        [path] = sidecars(tmp_path)  # written by the call itself, before it answered
+    assert checked.structured_content["task"]["files"] == task["files"]
+    assert json.loads(path.read_text(encoding="utf-8"))["prompt"] == IMAGE["prompt"]
+    assert "could not be written" not in text_of(checked) and temporaries(tmp_path) == []
+
+
+# -- the call log, the fallback copy of task ids ------------------------------------------------------------
+
+
+def log_records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_bytes().decode("utf-8").splitlines()]  # every line whole
+
+
+async def test_every_call_log_line_is_whole_after_the_disk_filled_and_was_freed(connect, controls, small_disk):
+    """A full disk cut a line short, and the next call's line ran into it: an unreadable line in the log the
+    server's own errors name as the copy of a task id."""
+    workspace = small_disk / "ws"
+    log = workspace / "logs" / "kie-api.jsonl"
+    async with connect(elicitation=answering(), workspace=workspace) as client:
+        await client.call_tool("check_credits", {})
+        filler = durability.fill(small_disk)
+        for _ in range(60):  # a few fill what room the log's last block had left; the rest are refused
+            await client.call_tool("check_credits", {})
+        tried = 61
+        filler.unlink()
+        await client.call_tool("check_credits", {})
+    records = log_records(log)
+    assert 1 < len(records) < tried + 1  # some calls could not be logged: the disk really was full
+    assert records[-1]["endpoint"].endswith("/chat/credit")  # the call after the disk was freed
+
+
+def test_a_record_after_a_line_a_crash_cut_short_starts_a_line_of_its_own(tmp_path):
+    path = tmp_path / "kie-api.jsonl"
+    path.write_bytes(b'{"time": "2026-01-01T00:00:00.000+00:00", "endpoint": "/api/v1/jobs/createTask"}\n{"time": "20')
+    CallLog(path).write(endpoint="/api/v1/jobs/recordInfo", task_id="t-after-the-crash")
+    lines = path.read_bytes().decode("utf-8").splitlines()
+    assert json.loads(lines[0])["endpoint"] == "/api/v1/jobs/createTask"
+    assert lines[1] == '{"time": "20'  # the crash's half line stays what it was, on its own
+    assert json.loads(lines[2])["task_id"] == "t-after-the-crash"
+
+
+CUT_SHORT = textwrap.dedent(
+    """
+    import json, resource, signal, sys
+    from pathlib import Path
+    from kie_mcp.kie.calllog import CallLog
+
+    path = Path(sys.argv[1])
+    log = CallLog(path)
+    log.write(endpoint="/api/v1/jobs/createTask", task_id="t-before")
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit are cut short, then fail (EFBIG)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (path.stat().st_size + 150, hard))
+    for n in range(5):
+        log.write(endpoint="/api/v1/jobs/recordInfo", task_id=f"t-{n}", note="x" * 60)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    log.write(endpoint="/api/v1/jobs/recordInfo", task_id="t-after")
+    """
+)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX")
+def test_a_call_log_record_the_system_cut_short_is_not_left_half_written(tmp_path):
+    """No root needed: a file size limit makes the kernel cut a write short and fail the rest, as a full disk
+    does."""
+    path = tmp_path / "kie-api.jsonl"
+    subprocess.run([sys.executable, "-c", CUT_SHORT, str(path)], check=True, timeout=60)
+    records = log_records(path)
+    ids = [record["task_id"] for record in records]
+    assert ids[0] == "t-before" and ids[-1] == "t-after"
+    assert len(ids) < 7  # the limit refused some records whole
