@@ -491,7 +491,7 @@ async def test_rate_limited_create_is_retried_and_charged_once(connect, controls
         (400, "content-policy"),
         (401, "KIE_API_KEY"),
         (402, "Top up"),
-        (404, "task id"),
+        (404, "list_models"),
         (408, "10 minutes"),
         (422, "invalid"),
         (433, "usage cap"),

@@ -25,8 +25,8 @@ from kie_mcp.redact import REDACTED, register_secret
 from kie_mcp.spend.approval import Approval
 
 from .calllog import CallLog
-from .envelope import clean, json_or_none, loads_or_none, read_envelope
-from .errors import LOGS_URL, Category, KieError, NotSentError, OutcomeUnknownError
+from .envelope import clean, json_or_none, loads_or_none, read_envelope, refused_before_api
+from .errors import CREATE_NOT_FOUND, LOGS_URL, Category, KieError, NotSentError, OutcomeUnknownError
 from .families import FAMILIES, Family, family_for_task_id
 from .pacing import SlidingWindow
 from .status import TaskStatus, int_or_none
@@ -219,6 +219,9 @@ class KieClient:
                 try:
                     data = read_envelope(response, path)
                 except KieError as err:
+                    if err.category is Category.PROTOCOL and refused_before_api(err.http_status):
+                        log_call(outcome="refused", code=err.http_status, error=err.message)
+                        raise _refused_page(err) from err  # HTTP 4xx before the API: nothing was created
                     if err.category is Category.PROTOCOL:
                         log_call(outcome="unknown", code=err.http_status, error=err.message)
                         raise OutcomeUnknownError(
@@ -242,6 +245,8 @@ class KieClient:
                     log_call(outcome="refused", code=err.code, error=err.message)
                     if err.code != 429:
                         step = family.refusal_step(err.code, err.message, body) if family else None
+                        if step is None and err.code == 404:  # a create names no task: the endpoint or model
+                            step = CREATE_NOT_FOUND
                         if step is None:
                             raise
                         raise err.with_next_step(step) from err
@@ -285,8 +290,8 @@ class KieClient:
             if waiting is None:
                 raise
             return waiting
-        if not isinstance(data, dict):
-            raise KieError("KIE returned no task record", code=422, endpoint=family.status_path)
+        if not isinstance(data, dict):  # "success" without a record: an answer that says nothing, asked again
+            raise NoTaskRecord(task_id, family.status_path)
         named, wanted = data.get("taskId"), asked.get("taskId")
         if named not in (None, "") and str(named) != str(wanted):
             raise KieError(
@@ -306,7 +311,8 @@ class KieClient:
             try:
                 return await self.status(candidate, task_id)
             except KieError as err:
-                if err.code not in (404, 422) and not candidate.is_not_visible(err.message):
+                unknown_here = err.code in (404, 422) or isinstance(err, NoTaskRecord)
+                if not unknown_here and not candidate.is_not_visible(err.message):
                     raise
                 last = err
         assert last is not None
@@ -565,6 +571,47 @@ class ExistingTaskError(KieError):
             endpoint=endpoint,
         )
         self.task_id = task_id
+
+
+class NoTaskRecord(KieError):
+    """A status check KIE answered "success" with no task record (``data`` null or not an object): nothing to read,
+    and no refusal either (no field to fix). Retried with backoff like any unreadable answer, and noted on the task;
+    ``find_task`` asks the next family, as for a task this one does not know."""
+
+    def __init__(self, task_id: str, endpoint: str) -> None:
+        super().__init__(
+            f"KIE answered a status check of task {task_id} with success but no task record",
+            category=Category.PROTOCOL,
+            retryable=True,
+            next_step="Nothing was taken from that answer and nothing was changed on KIE. kie-mcp asks again, less "
+            "often while KIE keeps answering this way; check_task asks at once. If it persists, see the task on "
+            f"{LOGS_URL}.",
+            endpoint=endpoint,
+        )
+
+
+def _refused_page(err: KieError) -> KieError:
+    """A create answered HTTP 4xx (not 408, 409, 425 or 429) with a page that is not KIE's JSON: something between
+    this machine and KIE's API (a proxy, VPN, firewall or CDN), or a server that is not KIE's API (KIE_BASE_URL
+    pointing elsewhere), refused it before the API acted on it. Nothing was created or charged; not retried."""
+    status = err.http_status
+    too_large = (
+        " HTTP 413, 414 and 431 say the request was too large for it: a shorter prompt, or large inputs passed as "
+        "files or links, may get through."
+        if status in (413, 414, 431)
+        else ""
+    )
+    return KieError(
+        err.message,
+        category=Category.BLOCKED,
+        retryable=False,
+        next_step=f"The request was refused (HTTP {status}) before KIE's API acted on it, so nothing was created or "
+        "charged. The likely cause is a proxy, VPN or firewall between this machine and KIE, or KIE_BASE_URL "
+        "pointing somewhere other than KIE's API (leave it unset for https://api.kie.ai). Check those, then try "
+        f"again.{too_large}",
+        http_status=status,
+        endpoint=err.endpoint,
+    )
 
 
 def _data(response: httpx2.Response) -> Any:

@@ -9,6 +9,7 @@ nested deeper than any answer of KIE's is unreadable, as a body that is not JSON
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import httpx2
@@ -30,7 +31,7 @@ def read_envelope(response: httpx2.Response, endpoint: str) -> Any:
     status = response.status_code
     if not isinstance(body, dict):
         raise _non_json_error(response, endpoint)
-    code = body.get("code")
+    code = whole_code(body.get("code"))
     message = redact(str(body.get("msg") or body.get("message") or ""))  # KIE may echo the Authorization header
     if body.get("success") is False and code == 200:
         code = None  # the upload host's "success": false wins over a copied code
@@ -39,7 +40,27 @@ def read_envelope(response: httpx2.Response, endpoint: str) -> Any:
     effective = code if isinstance(code, int) and code != 200 else status
     if effective == 200:
         effective = 500
-    raise KieError(message or f"HTTP {status}", code=effective, http_status=status, endpoint=endpoint)
+    if not message and not 200 <= status < 300:
+        message = f"HTTP {status}"
+    # No ``msg`` in an HTTP 2xx answer: the message stays empty, and the error reads as its code's own meaning and
+    # advice ("KIE error 402 (credits). The KIE account has too few credits. ..."), never "HTTP 200".
+    raise KieError(message, code=effective, http_status=status, endpoint=endpoint)
+
+
+_WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+")
+
+
+def whole_code(code: Any) -> Any:
+    """``code`` as an int when it is a whole number however KIE sent it: ``200``, ``"200"`` (text, spaces around
+    allowed), ``200.0``. Anything else is returned unchanged (and not taken for a code: the HTTP status stands in
+    for it); a boolean is no code either (``True == 1`` in Python)."""
+    if isinstance(code, bool):
+        return None
+    if isinstance(code, float) and code.is_integer():
+        return int(code)
+    if isinstance(code, str) and _WHOLE_NUMBER.fullmatch(code.strip()):
+        return int(code.strip())
+    return code
 
 
 def clean(value: Any) -> Any:
@@ -80,10 +101,24 @@ def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
     return False
 
 
+# HTTP 4xx statuses that, on a page that is not KIE's JSON, say nothing about whether the request was acted on:
+# a timeout (408), a conflict (409), "too early" (425), and 429 (retried as KIE's documented rate limit).
+_NOT_A_REFUSAL = frozenset({408, 409, 425, 429})
+# Cloudflare's "error code 1010" (a request refused for its browser signature), anywhere in its page.
+_CLOUDFLARE_1010 = re.compile(rb"(?<![0-9])1010(?![0-9])")
+
+
+def refused_before_api(status: int | None) -> bool:
+    """Whether a non-JSON answer with this HTTP status means the request was refused before KIE's API acted on it
+    (a proxy, VPN, firewall or CDN in between, or KIE_BASE_URL pointing elsewhere): HTTP 4xx except 408, 409, 425
+    and 429. Such a page to a create means nothing was created."""
+    return status is not None and 400 <= status < 500 and status not in _NOT_A_REFUSAL
+
+
 def _non_json_error(response: httpx2.Response, endpoint: str) -> KieError:
     status = response.status_code
-    snippet = response.content[:120].decode("utf-8", "replace").strip()
-    if status == 403 and "1010" in snippet:
+    # The whole body (already bounded by the client): the code can sit anywhere in a Cloudflare page.
+    if status == 403 and _CLOUDFLARE_1010.search(response.content):
         return KieError(
             "blocked by KIE's firewall (error code 1010)",
             category=Category.BLOCKED,
@@ -95,6 +130,17 @@ def _non_json_error(response: httpx2.Response, endpoint: str) -> KieError:
         )
     if status == 429:
         return KieError("rate limit exceeded", code=429, http_status=status, endpoint=endpoint)
+    if refused_before_api(status):  # a create turns this into a refusal (client._send_create)
+        return KieError(
+            f"HTTP {status} with a page that is not KIE's JSON: refused before KIE's API read the request (a proxy, "
+            "VPN, firewall, or KIE_BASE_URL pointing elsewhere)",
+            category=Category.PROTOCOL,
+            retryable=True,
+            next_step="Check for a proxy, VPN or firewall between this machine and KIE, and that KIE_BASE_URL (when "
+            "set) points at KIE's API. Reads are safe to repeat; try again shortly.",
+            http_status=status,
+            endpoint=endpoint,
+        )
     message = "a body that is not readable JSON" if 200 <= status < 300 else f"HTTP {status} with a non-JSON page"
     return KieError(
         f"KIE answered with {message} (often a proxy or gateway error)",

@@ -106,6 +106,12 @@ CODES: dict[int, CodeInfo] = {
     505: CodeInfo(Category.DISABLED, False, "KIE has disabled this feature for now. Choose another model."),
 }
 
+# A 404 to a create: a create names no task, so KIE's advice for 404 ("check the task id") does not fit it.
+CREATE_NOT_FOUND = (
+    "KIE does not (or no longer) offer this endpoint or model at this address, so nothing was created or charged. "
+    "Check the model with list_models or on https://kie.ai, and that KIE_BASE_URL (when set) points at KIE's API."
+)
+
 _FALLBACK = CodeInfo(Category.SERVER, True, "KIE answered with an unexpected error. Try again later.")
 
 # A 422 is KIE's code for a request it found invalid, and also for content the model's provider refused (Veo:

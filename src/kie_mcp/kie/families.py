@@ -17,7 +17,9 @@ class Family:
     create_path: ClassVar[str]
     create_method: ClassVar[str] = "POST"  # Veo's 1080p version is asked for with a GET
     status_path: ClassVar[str]
-    # Messages meaning "KIE does not show this task (yet)": normal for a few seconds after create.
+    # Messages meaning "KIE does not show this task (yet)": normal for a few seconds after create. Every family's
+    # list holds KIE's 404 "Task not found" (documented for Market and Aleph; the other status endpoints list a 404
+    # too, and the words mean nothing else there) beside the field-reported "... is null".
     not_visible_messages: ClassVar[tuple[str, ...]] = ()
 
     def create_body(self, model_id: str, wire_input: dict[str, Any]) -> dict[str, Any]:
@@ -147,7 +149,7 @@ class VeoFamily(Family):
     name = "veo"
     create_path = "/api/v1/veo/generate"
     status_path = "/api/v1/veo/record-info"
-    not_visible_messages = ("record is null", "recordinfo is null")
+    not_visible_messages = ("record is null", "recordinfo is null", "task not found")
     hd_path = "/api/v1/veo/get-1080p-video"
     uhd_path = "/api/v1/veo/get-4k-video"
     extend_path = "/api/v1/veo/extend"
@@ -190,7 +192,7 @@ class RunwayFamily(Family):
     create_path = "/api/v1/runway/generate"
     status_path = "/api/v1/runway/record-detail"
     extend_path = "/api/v1/runway/extend"
-    not_visible_messages = ("recorddetail is null", "record is null", "recordinfo is null")
+    not_visible_messages = ("recorddetail is null", "record is null", "recordinfo is null", "task not found")
     _STATES: ClassVar[dict[str, TaskState]] = {
         "wait": TaskState.QUEUED,
         "queueing": TaskState.QUEUED,
@@ -382,7 +384,9 @@ class AlephFamily(Family):
     model_id = "runway-aleph"
     create_path = "/api/v1/aleph/generate"
     status_path = "/api/v1/aleph/record-info"
-    not_visible_messages = ("record is null", "recordinfo is null")
+    # KIE's docs answer an unknown (or not yet visible) task with 404 "Task not found"
+    # (docs.kie.ai/runway-api/get-aleph-video-details).
+    not_visible_messages = ("record is null", "recordinfo is null", "task not found")
 
     def create_body(self, model_id: str, wire_input: dict[str, Any]) -> dict[str, Any]:
         return dict(wire_input)
@@ -422,7 +426,7 @@ class Gpt4oImageFamily(Family):
     create_path = "/api/v1/gpt4o-image/generate"
     status_path = "/api/v1/gpt4o-image/record-info"
     download_path = "/api/v1/gpt4o-image/download-url"
-    not_visible_messages = ("record is null", "recordinfo is null")
+    not_visible_messages = ("record is null", "recordinfo is null", "task not found")
     _STATUSES: ClassVar[dict[str, TaskState]] = {
         "GENERATING": TaskState.RUNNING,
         "SUCCESS": TaskState.SUCCEEDED,
@@ -470,7 +474,7 @@ class FluxKontextFamily(Family):
     name = "flux"
     create_path = "/api/v1/flux/kontext/generate"
     status_path = "/api/v1/flux/kontext/record-info"
-    not_visible_messages = ("record is null", "recordinfo is null")
+    not_visible_messages = ("record is null", "recordinfo is null", "task not found")
     default_model = "flux-kontext-pro"
 
     def create_body(self, model_id: str, wire_input: dict[str, Any]) -> dict[str, Any]:

@@ -58,6 +58,8 @@ async def refresh(kie: KieClient, typical: Typical, record: TaskRecord) -> tuple
         if err.retryable:
             if err.category is Category.PROTOCOL:  # an answer that could not be read: the task does not move, say why
                 record.note_error(err)
+            else:  # maintenance, a server error, a network failure or timeout: say so too, and keep asking
+                record.note_failure(err)
             return Look.FAILED, False  # looked at again later, backing off while it lasts
         record.note_error(err)
         return Look.REFUSED, False

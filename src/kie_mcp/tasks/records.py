@@ -40,9 +40,15 @@ STATUS_REFUSED = "KIE refused the last status check: "
 # A status answer that could not be used (garbage no parser foresaw, an answer about another task) is noted under
 # this lead while the task is looked at again, backing off; the note is dropped the same way.
 STATUS_UNUSABLE = "KIE's last status answer could not be used: "
+# A status check that failed in a way worth retrying (KIE's maintenance 455, a server error, a network failure or
+# timeout) is noted under this lead while the task is looked at again, backing off; dropped the same way. A 429 is
+# pacing, and is never noted.
+STATUS_FAILED = "KIE's last status check failed: "
 # KIE answers a status check of a task it does not know ("record is null") the way it answers one of a task too
 # young to show yet; past the visibility grace (polling.py) the record says so under this lead, with no time left.
 UNKNOWN_TO_KIE = "KIE does not know this task under the current API key"
+# Every note a status check leaves on a record: each is dropped when KIE next answers about the task.
+STATUS_NOTES = (STATUS_REFUSED, STATUS_UNUSABLE, STATUS_FAILED, UNKNOWN_TO_KIE)
 NO_RESULTS = (
     "KIE reports success but sent no result link (its answer is kept in the journal); kie-mcp keeps looking in the "
     "background and check_task looks again. If it stays this way, see the task on https://kie.ai/logs."
@@ -173,7 +179,7 @@ class TaskRecord(BaseModel, defer_build=True):
 
     def apply(self, status: TaskStatus, typical: tuple[int, int] | None) -> None:
         """Take KIE's latest word on this task."""
-        if self.error is not None and self.error.startswith((STATUS_REFUSED, STATUS_UNUSABLE, UNKNOWN_TO_KIE)):
+        if self.error is not None and self.error.startswith(STATUS_NOTES):
             self.error = None  # KIE answers about it again: an earlier refusal no longer describes it
         self.state = status.state.value
         self.result_urls = status.result_urls or self.result_urls
@@ -205,6 +211,16 @@ class TaskRecord(BaseModel, defer_build=True):
         task again, so whoever looks at a task that does not move sees why."""
         lead = STATUS_UNUSABLE if err.category is Category.PROTOCOL else STATUS_REFUSED
         self.error = lead + err.describe()
+
+    def note_failure(self, err: KieError) -> None:
+        """A status check that failed in a way worth retrying (maintenance, a server error, a network failure): the
+        task is asked about again, backing off, and whoever looks at it meanwhile sees why it does not move. Kept
+        until KIE answers about the task again. The message is KIE's (or the network's), already redacted."""
+        said = f"KIE error {err.code} ({err.category.value})" if err.code is not None else ""
+        what = ": ".join(part for part in (said, err.message) if part) or err.category.value
+        self.error = (
+            f"{STATUS_FAILED}{what}; kie-mcp keeps asking (less often while this lasts; check_task asks at once)."
+        )
 
     def note_unknown(self, err: KieError) -> None:
         """KIE answered that it has no such task, past the time a new task takes to show: say so plainly, with no

@@ -1,0 +1,327 @@
+"""Wire edges a real KIE (or what stands between it and this machine) sends, each against a promise: a task id is
+never lost, a refused create releases its reservation and is never resent, a create that may have reached KIE is
+never resent, a task that does not move says why, and errors say what to do. Driven through the MCP client and the
+simulator; answers the simulator has no fault for are rewritten on their way back (``Rewriting``)."""
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import httpx2
+import pytest
+
+from kie_mcp.kie import FAMILIES, Category, KieClient, KieError
+from kie_mcp.kie.envelope import read_envelope
+from kie_mcp.sandbox import SANDBOX_API_KEY, SandboxTransport, Simulator
+from kie_mcp.sandbox.state import TASK_ID_PREFIXES
+from kie_mcp.spend import grant
+from kie_mcp.tasks.polling import Look, refresh
+from kie_mcp.tasks.records import TaskRecord
+
+from .conftest import API, UPLOADS, answering, text_of
+
+IMAGE = {"prompt": "a red apple on a wooden table", "model": "nano-banana-2"}
+VIDEO = {"prompt": "waves rolling onto a beach at dusk", "model": "veo3_fast"}
+CREATE, RECORD, CREDIT = "/api/v1/jobs/createTask", "/api/v1/jobs/recordInfo", "/api/v1/chat/credit"
+
+
+class Rewriting(httpx2.AsyncBaseTransport):
+    """The simulator, with chosen answers changed on their way back. ``rewrites``: path -> function of the answer's
+    JSON body returning the body to send instead. ``edge``: path -> a list of answers given in front of the
+    simulator, one per request while any are left (a proxy's or CDN's page: the simulator never sees the request).
+    ``sent`` counts every request per path, answered here or by the simulator."""
+
+    def __init__(self, inner: SandboxTransport) -> None:
+        self.inner = inner
+        self.rewrites: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+        self.edge: dict[str, list[Callable[[httpx2.Request], httpx2.Response]]] = {}
+        self.sent: dict[str, int] = {}
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        path = request.url.path
+        self.sent[path] = self.sent.get(path, 0) + 1
+        if self.edge.get(path):
+            return self.edge[path].pop(0)(request)
+        response = await self.inner.handle_async_request(request)
+        rewrite = self.rewrites.get(path)
+        if rewrite is None:
+            return response
+        body = rewrite(json.loads(await response.aread()))
+        headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+        return httpx2.Response(response.status_code, headers=headers, content=json.dumps(body).encode())
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@pytest.fixture
+def transport(sim: Simulator) -> Rewriting:
+    """Overrides conftest's: the server and the controls talk to the simulator through ``Rewriting``."""
+    return Rewriting(SandboxTransport(sim))
+
+
+def page(status: int, text: str) -> Callable[[httpx2.Request], httpx2.Response]:
+    return lambda request: httpx2.Response(status, text=text, headers={"content-type": "text/html"}, request=request)
+
+
+def code_as(shape: Callable[[int], Any]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    return lambda body: {**body, "code": shape(body["code"])}
+
+
+async def spent_today(client: Any) -> float:
+    return (await client.call_tool("check_credits", {})).structured_content["spent_today"]
+
+
+# -- 1. a code sent as text or as a whole float is the code ----------------------------------------------------------
+
+
+def answer(body: dict[str, Any], status: int = 200) -> httpx2.Response:
+    return httpx2.Response(status, content=json.dumps(body).encode())
+
+
+@pytest.mark.parametrize("code", ["200", " 200 ", "+200", 200.0])
+def test_a_success_code_sent_as_text_or_a_whole_float_is_success(code):
+    assert read_envelope(answer({"code": code, "msg": "success", "data": {"taskId": "t1"}}), "/x") == {"taskId": "t1"}
+
+
+@pytest.mark.parametrize(("code", "read"), [("402", 402), (" 429", 429), (433.0, 433), ("2e2", 500), ("200.5", 500)])
+def test_a_refusal_code_sent_as_text_keeps_its_meaning_and_anything_else_is_a_server_error(code, read):
+    with pytest.raises(KieError) as caught:
+        read_envelope(answer({"code": code, "msg": "m", "data": None}), "/x")
+    assert caught.value.code == read
+
+
+@pytest.mark.parametrize("shape", [str, lambda code: f" {code} ", float], ids=["text", "spaced", "float"])
+async def test_a_create_answered_with_its_code_as_text_is_created_and_its_task_id_never_lost(
+    connect, controls, transport, tmp_path, shape
+):
+    """KIE's "code": "200" (or 200.0) to a create and to every status check: the task is recorded under its id,
+    followed, and its result saved. Before, the create read as a server error: "unknown", the task id lost."""
+    transport.rewrites[CREATE] = code_as(shape)
+    transport.rewrites[RECORD] = code_as(shape)
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 10})
+        listed = (await client.call_tool("list_tasks", {})).structured_content["tasks"]
+    [task] = made.structured_content["tasks"]
+    assert made.structured_content["status"] == "completed", text_of(made)
+    assert task["task_id"] and task["files"] and (tmp_path / task["files"][0]).is_file()
+    assert [t["task_id"] for t in listed] == [task["task_id"]]
+    assert len(await controls.creates()) == 1
+
+
+async def test_a_create_refused_with_its_code_as_text_is_refused_and_releases_its_reservation(
+    connect, controls, transport
+):
+    """ "402" as text is KIE's refusal for credits (not a server error that keeps the reservation); "429" as text is
+    KIE's rate limit, sent again as KIE documents (refused, not charged)."""
+    transport.rewrites[CREATE] = code_as(str)
+    await controls.fault("create", kind="code", code=402)
+    async with connect(elicitation=answering()) as client:
+        refused = await client.call_tool("generate_image", IMAGE)
+        after_refusal = await spent_today(client)
+        await controls.fault("create", kind="code", code=429)
+        paced = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 10})
+    [task] = refused.structured_content["tasks"]
+    assert refused.structured_content["status"] == "failed", text_of(refused)
+    assert "KIE error 402 (credits)" in task["error"] and "Top up" in task["error"]
+    assert after_refusal == 0
+    assert paced.structured_content["status"] == "completed", text_of(paced)
+    assert len(await controls.creates()) == 3  # the 402, then the 429 and its one resend
+
+
+async def test_a_refusal_without_a_message_reads_as_its_code_never_as_http_200(connect, controls, transport):
+    transport.rewrites[CREATE] = lambda body: {**body, "msg": None}
+    await controls.fault("create", kind="code", code=402)
+    async with connect(elicitation=answering()) as client:
+        refused = await client.call_tool("generate_image", IMAGE)
+        spent = await spent_today(client)
+    error = refused.structured_content["tasks"][0]["error"]
+    assert error.startswith("KIE error 402 (credits). The KIE account has too few credits"), error
+    assert "HTTP 200" not in error and spent == 0
+
+
+# -- 2. a page that is not KIE's JSON, refusing a create before KIE's API --------------------------------------------
+
+EDGE_REFUSALS = [400, 401, 403, 404, 405, 413, 414, 415, 421, 431, 451]
+UNKNOWN_OUTCOMES = [408, 409, 425, 502]
+
+
+@pytest.mark.parametrize("status", EDGE_REFUSALS + UNKNOWN_OUTCOMES)
+async def test_a_create_refused_by_a_page_before_kie_creates_nothing_and_releases_its_reservation(
+    connect, controls, transport, status
+):
+    """HTTP 4xx with an HTML page (a proxy, VPN, firewall, CDN, or KIE_BASE_URL pointing elsewhere): refused before
+    KIE's API acted, so refused, the reservation released, never resent. 408, 409, 425 and 5xx say nothing about
+    that: the create may have reached KIE, so it is unknown, counted, and never resent either."""
+    transport.edge[CREATE] = [page(status, f"<html><body><h1>{status}</h1><hr>nginx</body></html>")]
+    async with connect(elicitation=answering()) as client:
+        result = await client.call_tool("generate_image", IMAGE)
+        spent = await spent_today(client)
+    [task] = result.structured_content["tasks"]
+    assert transport.sent[CREATE] == 1  # never sent again
+    if status in EDGE_REFUSALS:
+        assert result.structured_content["status"] == "failed", text_of(result)
+        assert spent == 0
+        for words in ("nothing was created", "proxy, VPN or firewall", "KIE_BASE_URL", f"HTTP {status}"):
+            assert words in task["error"], task["error"]
+        assert "may have been created" not in task["error"]
+    else:
+        assert result.structured_content["status"] == "unknown", text_of(result)
+        assert spent == 8 and "may have been created" in task["error"]
+
+
+CLOUDFLARE_1010 = (
+    '<!DOCTYPE html>\n<!--[if lt IE 7]> <html class="no-js ie6 oldie" lang="en-US"> <![endif]-->\n'
+    "<head>\n<title>Access denied | api.kie.ai used Cloudflare to restrict access</title>\n"
+    '<meta charset="UTF-8" />\n</head><body><div id="cf-wrapper"><div id="cf-error-details">'
+    '<h1 data-translate="block_headline">Access denied</h1><span class="cf-error-code">Error code 1010</span>'
+    "<p>The owner of this website (api.kie.ai) has banned your access based on your browser's signature.</p>"
+    "</div></div></body></html>"
+)
+
+
+async def test_cloudflares_error_1010_is_named_wherever_it_stands_in_its_page(connect, controls, transport):
+    """The code stands far past the first 120 bytes of Cloudflare's page: a read says what to check (a VPN or
+    proxy), not "try again shortly"; a create is refused, nothing created, its reservation released."""
+    assert CLOUDFLARE_1010.index("1010") > 120
+    transport.edge[CREDIT] = [page(403, CLOUDFLARE_1010)]
+    transport.edge[CREATE] = [page(403, CLOUDFLARE_1010)]
+    async with connect(elicitation=answering()) as client:
+        read = await client.call_tool("check_credits", {})
+        made = await client.call_tool("generate_image", IMAGE)
+        spent = await spent_today(client)
+    assert read.is_error and "error code 1010" in text_of(read) and "VPN or proxy" in text_of(read), text_of(read)
+    error = made.structured_content["tasks"][0]["error"]
+    assert made.structured_content["status"] == "failed" and "error code 1010" in error, error
+    assert spent == 0 and transport.sent[CREATE] == 1
+
+
+# -- 3. a status check that keeps failing says so --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fault", "said"),
+    [
+        ({"kind": "code", "code": 455}, "KIE error 455 (maintenance)"),
+        ({"kind": "code", "code": 500}, "KIE error 500 (server)"),
+        ({"kind": "drop"}, "network"),
+        ({"kind": "code", "code": 429}, None),  # pacing, not a failure: never noted
+    ],
+    ids=["455", "500", "dropped", "429"],
+)
+async def test_a_task_whose_status_checks_keep_failing_says_why_and_is_still_followed(connect, controls, fault, said):
+    """check_task (even "look now", wait_seconds=0) shows why the task does not move, and kie-mcp keeps asking;
+    once KIE answers, the note goes and the task finishes. Before, it said "queued; about 57s left", no word more."""
+    await controls.fault("status", times=-1, **fault)
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 0})
+        task_id = made.structured_content["tasks"][0]["task_id"]
+        looked = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 0})
+        await controls.http.delete("/__sim/faults")
+        done = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 10})
+    task = looked.structured_content["task"]
+    assert task["state"] in ("queued", "running") and not looked.is_error, text_of(looked)
+    if said is None:
+        assert task["error"] is None, task["error"]
+    else:
+        assert task["error"].startswith("KIE's last status check failed: ") and said in task["error"], task["error"]
+        assert task["error"].endswith("kie-mcp keeps asking (less often while this lasts; check_task asks at once).")
+        assert task["error"] in text_of(looked)
+        assert SANDBOX_API_KEY not in text_of(looked)
+    assert done.structured_content["task"]["state"] == "succeeded", text_of(done)
+    assert done.structured_content["task"]["error"] is None
+
+
+# -- 4. "success" with no task record --------------------------------------------------------------------------------
+
+
+async def test_a_task_kie_answers_with_no_record_is_followed_until_kie_says_more(connect, controls):
+    """``{"code": 200, "data": null}`` to every status check: an answer that says nothing, asked again (backing
+    off) and noted, never a refusal ("fix the field it names") after 8 of which the follower left the task."""
+    await controls.fault("status", kind="code", code=200, msg="success", times=-1)
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 0})
+        task_id = made.structured_content["tasks"][0]["task_id"]
+        looked = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 0})
+        deadline = time.monotonic() + 20
+        while await status_checks(controls) < 12:  # past the 8 refusals after which the follower gave up
+            assert time.monotonic() < deadline, "the follower stopped asking about the task"
+            await anyio.sleep(0.1)
+        await controls.http.delete("/__sim/faults")
+        deadline = time.monotonic() + 20
+        while (await client.call_tool("list_tasks", {})).structured_content["tasks"][0]["state"] != "succeeded":
+            assert time.monotonic() < deadline, "the follower did not finish the task once KIE answered"
+            await anyio.sleep(0.1)
+    error = looked.structured_content["task"]["error"]
+    assert error.startswith("KIE's last status answer could not be used: ") and "no task record" in error, error
+    assert "Fix the field" not in error and "KIE error 422" not in error
+
+
+async def status_checks(controls: Any) -> int:
+    requests = await controls.get("requests")
+    items = requests if isinstance(requests, list) else requests["requests"]
+    return sum(1 for r in items if r["path"] == RECORD)
+
+
+async def test_a_status_answer_with_no_record_is_retried_and_a_lookup_still_asks_every_family(
+    transport, sim, monkeypatch
+):
+    """The client: no record is a retryable protocol error (not KIE's 422), and ``find_task`` still goes on to the
+    next family when one answers that way (ids are opaque: a Flux Kontext task is first asked about on Market)."""
+    monkeypatch.setitem(TASK_ID_PREFIXES, "flux", "")  # as KIE's own ids: no prefix naming the family
+    transport.rewrites[RECORD] = lambda body: {"code": 200, "msg": "success", "data": None}
+    async with KieClient(api_key=SANDBOX_API_KEY, base_url=API, upload_base_url=UPLOADS, transport=transport) as kie:
+        body = {"model": "flux-kontext-pro", "prompt": "a fox", "aspectRatio": "1:1"}
+        approval = grant("flux-kontext-pro", 1, "quote", None)
+        task_id = await kie.create(FAMILIES["flux"], "flux-kontext-pro", body, approval)
+        with pytest.raises(KieError) as caught:
+            await kie.status(FAMILIES["market"], task_id)
+        found = await kie.find_task(task_id)
+    err = caught.value
+    assert err.category is Category.PROTOCOL and err.retryable and err.code is None, err
+    assert task_id in err.message and "asks again" in err.next_step
+    assert found.family == "flux" and transport.sent[RECORD] == 2
+
+
+# -- 5. a 404 to a create names the endpoint or model, not a task id -------------------------------------------------
+
+
+@pytest.mark.parametrize("request_", [("generate_image", IMAGE), ("generate_video", VIDEO)], ids=["market", "veo"])
+async def test_a_create_kie_answers_404_says_the_model_or_endpoint_is_not_offered_not_to_check_a_task_id(
+    connect, controls, request_
+):
+    tool, arguments = request_
+    await controls.fault("create", kind="code", code=404, msg="Not Found")
+    async with connect(elicitation=answering()) as client:
+        refused = await client.call_tool(tool, arguments)
+        spent = await spent_today(client)
+    error = refused.structured_content["tasks"][0]["error"]
+    assert refused.structured_content["status"] == "failed" and error.startswith("KIE error 404"), error
+    assert "task id" not in error.lower() and "list_models" in error and "KIE_BASE_URL" in error
+    assert spent == 0 and len(await controls.creates()) == 1
+
+
+# -- 6. "Task not found" from a family's status endpoint, for a task too young to show ---------------------------------
+
+
+@pytest.mark.parametrize("family", ["veo", "runway", "aleph", "gpt4o", "flux", "market"])
+async def test_a_young_task_answered_task_not_found_is_not_yet_visible_in_every_family(transport, controls, family):
+    """KIE documents 404 "Task not found" for its status endpoints (Aleph, Market): right after a create that means
+    "not visible yet", in every family, never a refusal noted on the task."""
+    await controls.fault("status", kind="code", code=404, msg="Task not found")
+    record = TaskRecord(task_id="a-new-task", model="m", family=family, state="queued")
+    async with KieClient(api_key=SANDBOX_API_KEY, base_url=API, upload_base_url=UPLOADS, transport=transport) as kie:
+        look, _ = await refresh(kie, lambda model: None, record)
+    assert look is Look.NOT_VISIBLE and record.error is None, record.error
+
+
+async def test_a_young_veo_video_answered_task_not_found_shows_no_refusal(connect, controls):
+    await controls.fault("status", kind="code", code=404, msg="Task not found", times=-1)
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_video", {**VIDEO, "wait_seconds": 0})
+        task_id = made.structured_content["tasks"][0]["task_id"]
+        looked = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 0})
+    task = looked.structured_content["task"]
+    assert task["state"] in ("queued", "running") and task["error"] is None, text_of(looked)
