@@ -47,3 +47,16 @@ async def test_task_ids_and_bad_clips_are_explained(connect, controls, tmp_path,
     assert not joined.is_error, text_of(joined)
     assert outside.is_error and "outside the folders" in text_of(outside)
     assert missing.is_error and "neither a task id" in text_of(missing)
+
+
+async def test_a_caption_style_is_refused_never_silently_dropped(connect, tmp_path):
+    """Captions take start, end and text. A style, font or position would be ignored by the join: the call is
+    refused naming the field, and nothing is written."""
+    _make(find_ffmpeg(), tmp_path / "one.mp4", size="320x240", rate=24, audio=False)
+    caption = {"start": 0.1, "end": 0.9, "text": "Cold brew", "style": "Montserrat, yellow"}
+    async with connect() as client:
+        result = await client.call_tool("stitch_videos", {"clips": ["one.mp4"], "captions": [caption]})
+    assert result.is_error
+    assert "captions" in text_of(result) and "style" in text_of(result), text_of(result)
+    assert "Traceback" not in text_of(result)
+    assert not (tmp_path / "outputs").exists() or not list((tmp_path / "outputs").rglob("*.mp4"))

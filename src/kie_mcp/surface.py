@@ -274,7 +274,9 @@ class ModelList(_Result):
     message: str
 
 
-class CaptionArg(BaseModel, defer_build=True):
+class CaptionArg(BaseModel):
+    # Only start, end and text: a style, font or position is refused, never silently dropped (no styling exists).
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     # At most a day (stitch.MAX_CAPTION_SECONDS): larger times are mistakes, and 1e308 overflows the SRT clock.
     start: float = Field(
         ge=0, le=86400, allow_inf_nan=False, description="Seconds from the start of the joined video (at most 86400)."
