@@ -130,3 +130,46 @@ async def test_model_resource_by_id_and_by_name(connect):
     assert kling["price"]["unit"] == "second"
     assert kling["rules"] and all(rule["source"] in kling["sources"] for rule in kling["rules"])
     assert veo["id"] == "veo3_fast"
+
+
+def _git(folder, *args):
+    import subprocess
+
+    subprocess.run(["git", "-C", str(folder), *args], check=True, capture_output=True)
+
+
+@pytest.mark.skipif(__import__("shutil").which("git") is None, reason="git is not installed")
+async def test_check_credits_warns_while_the_dotenv_holding_the_key_would_be_committed(connect, tmp_path):
+    """The key lives in the workspace's .env; in a git repository that does not ignore it, the next 'git add .'
+    publishes it. check_credits (an agent's first call) says so with the fix, and stops once .env is ignored; a
+    .env git already tracks is named as committed. The key itself is never in the answer."""
+    key = "kie-test-key-0123456789abcdef"
+    (tmp_path / ".env").write_text(f"KIE_API_KEY={key}\n")
+
+    async def warning() -> str:
+        async with connect() as client:
+            text = text_of(await client.call_tool("check_credits", {}))
+        assert key not in text
+        return text
+
+    assert "Warning" not in await warning()  # no repository around it: nothing to commit it to
+    _git(tmp_path, "init", "-q")
+    assert "no .gitignore excludes it" in await warning() and "Add a line '.env'" in await warning()
+    (tmp_path / ".gitignore").write_text(".env\n")
+    assert "Warning" not in await warning()
+    _git(tmp_path, "add", "-f", ".env")
+    assert "is committed to git" in await warning() and "git rm --cached .env" in await warning()
+
+
+@pytest.mark.skipif(__import__("shutil").which("git") is None, reason="git is not installed")
+async def test_asking_git_about_the_dotenv_never_runs_a_program_the_workspace_config_names(connect, tmp_path):
+    """A workspace cloned from anywhere may set core.fsmonitor, a command git runs while reading its index."""
+    (tmp_path / ".env").write_text("KIE_API_KEY=kie-test-key-0123456789abcdef\n")
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "add", "-f", ".env")
+    ran = tmp_path / "ran"
+    _git(tmp_path, "config", "core.fsmonitor", f"touch {ran}")
+    async with connect() as client:
+        text = text_of(await client.call_tool("check_credits", {}))
+    assert "is committed to git" in text
+    assert not ran.exists()

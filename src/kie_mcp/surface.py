@@ -35,7 +35,7 @@ from mcp.server.mcpserver.resources import FileResource, FunctionResource, Resou
 from mcp.types import CallToolResult, ImageContent, ResourceLink, TextContent, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field
 
-from kie_mcp import followups
+from kie_mcp import exposure, followups
 from kie_mcp import generation as gen
 from kie_mcp.apps import card_meta, client_supports_apps, gallery_meta, ui_meta
 from kie_mcp.bundled import bundled_path
@@ -653,6 +653,7 @@ def _register_tools(mcp: MCPServer) -> None:
             balance = await balance_cache(rt).read()  # always fresh, and refreshes the cache spends use
             s, spent, total = rt.settings, rt.ledger.spent_today(), rt.ledger.total_spent()
             blocked, unknown = rt.ledger.over_cap(), len(rt.journal.attempts("unknown"))
+        exposed = await anyio.to_thread.run_sync(exposure.dotenv_exposure, rt.settings.context_folder)
         message = (
             f"Balance: {balance:g} credits (about ${usd(balance):.2f}). Spent today through kie-mcp: {spent:g}. "
             f"Caps: {s.max_credits_per_call:g} per call, {s.max_credits_per_day:g} per day. "
@@ -667,6 +668,7 @@ def _register_tools(mcp: MCPServer) -> None:
             + (f" {blocked}" if blocked else "")
             + (f" {_unknown_creates_text(unknown)}" if unknown else "")
             + "".join(f" {notice}" for notice in rt.notices)
+            + (f" {exposed}" if exposed else "")
         )
         result = CreditsResult(
             balance_credits=balance,
