@@ -879,9 +879,9 @@ def replayed(rt: Runtime, p: Plan, tool: str, replay: Replay) -> GenerationResul
     same request sent after this one is a new request."""
     if replay.attempts:
         attempts = rt.journal.attempts_by_id(replay.attempts)
-        when = timestamp(attempts[0]["created"]) if attempts else "minutes ago"
+        when = f"at {timestamp(attempts[0]['created'])}" if attempts else "earlier"
         used = (
-            f"This same request was sent at {when} and its call was cut off before its answer reached you (cancelled "
+            f"This same request was sent {when} and its call was cut off before its answer reached you (cancelled "
             "or timed out), after KIE had been asked to create it. This call created and charged nothing new: here "
             f"is what that call made. To make another, call {tool} again."
         )
