@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from fnmatch import fnmatch
 from pathlib import Path
@@ -10,6 +11,8 @@ import pytest
 
 from kie_mcp.catalog import load_catalog
 from kie_mcp.prompts import WORKFLOWS
+
+from .conftest import text_of
 
 ROOT = Path(__file__).resolve().parents[1]
 LIBRARY = sorted((ROOT / "prompting").rglob("*.md"))
@@ -20,6 +23,11 @@ ARGUMENTS = {
     "influencer_recreation": {"reference_image": "references/influencers/mia.jpg", "scene": "a sunny cafe"},
     "product_showcase": {"product_image": "references/products/bottle.png", "person": "a runner in her 30s"},
     "character_sheet": {"description": "a freckled skateboarder with a yellow beanie"},
+    "ugc_product_selfie": {
+        "creator_image": "references/influencers/maya/01-hero-front.png",
+        "product_image": "references/products/sage-bottle-front.jpg",
+        "setting": "a parked car at golden hour",
+    },
     "ugc_video": {"product": "cold brew bottle", "script": "I stopped buying coffee on the way to work."},
     "script_to_video": {"script": "One. Two. Three.", "visual_style": "warm documentary"},
     "animated_ad": {"product": "oat milk", "story": "a carton saves breakfast", "style": "claymation"},
@@ -47,7 +55,7 @@ async def test_workflow_text_has_the_approval_points_and_real_guides(connect, na
     assert guides and all(readable)
     for value in ARGUMENTS[name].values():
         assert str(value) in text
-    if name in ("influencer_recreation", "product_showcase", "animated_ad", "character_sheet"):
+    if name in ("influencer_recreation", "product_showcase", "animated_ad", "character_sheet", "ugc_product_selfie"):
         assert "APPROVAL POINT" in text
 
 
@@ -186,3 +194,323 @@ async def test_optional_prompt_arguments_left_blank_take_their_defaults(connect)
     assert "Workflow: animated ad, 3D-animated." in ad.messages[0].content.text
     assert "Estimate the 6 storyboard stills" in ad.messages[0].content.text
     assert "Estimate the 9 remaining angles" in sheet.messages[0].content.text
+
+
+# -- what an agent following a workflow does: the calls it is told to make must work the first time ---------------
+
+NANO_BANANA = "Use default Nano Banana 2, or Nano Banana Pro?"  # seed 000's question before the first image
+STILL_WORKFLOWS = ("influencer_recreation", "product_showcase", "character_sheet", "animated_ad", "ugc_product_selfie")
+VIDEO_WORKFLOWS = ("influencer_recreation", "product_showcase", "ugc_video", "script_to_video", "animated_ad")
+# Renderings through the other branches of the text: a text-to-image model for the sheet, one beat, the optional
+# arguments given.
+VARIANTS = [
+    *ARGUMENTS.items(),
+    ("character_sheet", {**ARGUMENTS["character_sheet"], "model": "gpt-image-2-text-to-image"}),
+    ("character_sheet", {**ARGUMENTS["character_sheet"], "model": "nano-banana-pro", "angles": "2"}),
+    ("animated_ad", {**ARGUMENTS["animated_ad"], "style": "3D-animated", "beats": "1"}),
+    ("influencer_recreation", {**ARGUMENTS["influencer_recreation"], "script": "Hi.", "video_model": "veo3"}),
+    ("product_showcase", {**ARGUMENTS["product_showcase"], "pitch": "It works.", "video_model": "kling-3.0/video"}),
+    ("ugc_video", {**ARGUMENTS["ugc_video"], "persona": "a barista", "model": "kling-3.0/video"}),
+    (
+        "ugc_product_selfie",
+        {**ARGUMENTS["ugc_product_selfie"], "style_image": "references/aesthetics/gold.jpg", "aspect_ratio": "4:5"},
+    ),
+]
+MODEL_TOKEN = re.compile(r"(?<![\w./-])[a-z][a-z0-9_]*(?:[-./][a-z0-9_*]+)*(?![\w/*-])")
+OPENS, CLOSES = "([{", ")]}"
+
+
+async def _render(client, name: str, arguments: dict[str, str]) -> str:
+    result = await client.get_prompt(name, {k: str(v) for k, v in arguments.items()})
+    return "\n".join(message.content.text for message in result.messages)
+
+
+async def _rendered(client) -> list[tuple[str, str]]:
+    return [(name, await _render(client, name, arguments)) for name, arguments in VARIANTS]
+
+
+def _tool_schemas(tools) -> dict[str, dict]:
+    return {tool.name: tool.input_schema for tool in tools}
+
+
+def _calls(text: str, tools) -> list[tuple[str, list[str]]]:
+    """Every ``tool(...)`` written in ``text``: the tool and its top-level arguments as written."""
+    found = []
+    for match in re.finditer(r"\b(" + "|".join(sorted(tools)) + r")\(", text):
+        depth, start, parts, at = 1, match.end(), [], match.end()
+        while at < len(text) and depth:
+            char = text[at]
+            if char in OPENS:
+                depth += 1
+            elif char in CLOSES:
+                depth -= 1
+            if (depth == 1 and char == ",") or depth == 0:
+                parts.append(text[start:at].strip())
+                start = at + 1
+            at += 1
+        found.append((match.group(1), [p for p in parts if p]))
+    return found
+
+
+def _argument(part: str) -> str | None:
+    """The argument a written call part names: ``name=...`` or a bare ``name``; None for prose ("...")."""
+    named = re.match(r"(\w+)\s*=", part)
+    if named:
+        return named.group(1)
+    return part if re.fullmatch(r"\w+", part) else None
+
+
+def _literal(part: str) -> str | None:
+    """The first quoted value of ``name='value'`` (``model='x'``), or None when the value is prose."""
+    value = re.match(r"\w+\s*=\s*(['\"])([^'\"]+)\1", part)
+    return value.group(2) if value else None
+
+
+def _balanced(text: str, start: int) -> str:
+    depth = 0
+    for at in range(start, len(text)):
+        depth += (text[at] in OPENS) - (text[at] in CLOSES)
+        if depth == 0:
+            return text[start : at + 1]
+    return text[start:]
+
+
+def _model_mentions(text: str) -> set[str]:
+    """The model ids a text names: lowercase tokens of a catalogue family (``veo3_fast``, ``kling-3.0/video``,
+    ``seedance-2-mini``), file names left out."""
+    ids = {spec.id for spec in load_catalog()}
+    families = {re.split(r"[-./]", model)[0] for model in ids} | {"seedance"}
+    found = set()
+    for match in MODEL_TOKEN.finditer(text):
+        token = match.group(0)
+        if re.search(r"\.(md|png|jpe?g|mp4|json)$", token):
+            continue
+        if re.split(r"[-./]", token)[0] in families and (re.search(r"[-./_]", token) or token in ids):
+            found.add(token)
+    return found
+
+
+def _sections(markdown: str) -> list[str]:
+    """The text under each heading; ``#`` lines inside fenced code blocks are not headings."""
+    sections, fenced = [[]], False
+    for line in markdown.splitlines():
+        fenced ^= line.startswith("```")
+        if not fenced and re.match(r"#{1,6} ", line):
+            sections.append([])
+        sections[-1].append(line)
+    return ["\n".join(lines) for lines in sections]
+
+
+def _named_wrongly(where: str, text: str, schemas: dict[str, dict]) -> list[str]:
+    """What ``text`` names that the server does not offer: model ids, tool arguments, caption keys, options
+    fields; and a written call giving input images to a model that takes none."""
+    catalog = load_catalog()
+    on_sale = {spec.id for spec in catalog.offered()}
+    withdrawn = {spec.id for spec in catalog if spec.withdrawn is not None}
+    fields = {name for spec in catalog for name in spec.fields}
+    caption_keys = set(schemas["stitch_videos"]["properties"]["captions"]["anyOf"][0]["items"]["properties"])
+    wrong = []
+    for token in _model_mentions(text):
+        if any(fnmatch(model, token) for model in withdrawn):
+            continue  # named only to say it is withdrawn: test_documents_name_only_current_models
+        if not (any(fnmatch(model, token) for model in on_sale) if "*" in token else token in on_sale):
+            wrong.append(f"{where}: model {token!r} is not an id kie-mcp offers")
+    for tool, parts in _calls(text, schemas):
+        takes = set(schemas[tool]["properties"])
+        for part in parts:
+            name = _argument(part)
+            if name is not None and name not in takes:
+                wrong.append(f"{where}: {tool} does not take {name!r}")
+            if name == "captions" and "{" in part:
+                keys = _balanced(part, part.index("{"))[1:-1]
+                given = set(re.findall(r'"(\w+)"\s*:', keys)) if ":" in keys else {k.strip() for k in keys.split(",")}
+                if given != caption_keys:
+                    wrong.append(f"{where}: {tool} captions are {sorted(caption_keys)}, not {sorted(given)}")
+        model = next((_literal(p) for p in parts if _argument(p) == "model"), None)
+        spec = catalog.get(model) if model else None
+        if spec is not None and spec.images is None and any(_argument(p) == "images" for p in parts):
+            wrong.append(f"{where}: {tool} gives images to {model}, which takes no input images")
+    for match in re.finditer(r"options\.(\w+)", text):
+        if match.group(1) not in fields:
+            wrong.append(f"{where}: options.{match.group(1)} is no model's field")
+    for match in re.finditer(r"options`?\s*[:=]\s*`?\{", text):
+        try:
+            given = json.loads(_balanced(text, match.end() - 1))
+        except ValueError:
+            continue
+        wrong += [f"{where}: options field {key!r} is no model's field" for key in given if key not in fields]
+    return wrong
+
+
+async def test_every_model_and_tool_argument_the_workflows_and_library_name_is_real(connect):
+    """Model ids (exact ids, not shorthand such as ``seedance-2``), tool arguments, caption keys and options fields,
+    as the server offers them; and no written call gives images to a text-to-image model."""
+    async with connect() as client:
+        schemas = _tool_schemas((await client.list_tools()).tools)
+        texts = [(f"prompt {name}", text) for name, text in await _rendered(client)]
+    texts += [(path.name, path.read_text(encoding="utf-8")) for path in DOCUMENTS]
+    wrong = [problem for where, text in texts for problem in _named_wrongly(where, text, schemas)]
+    assert not wrong, "\n".join(wrong)
+
+
+async def test_no_workflow_asks_a_model_without_input_images_for_a_reference(connect):
+    """The audit: animated_ad asked for "gpt-image-2-text-to-image, each beat with the previous still as a
+    reference", which kie-mcp refuses (that model takes no input images)."""
+    no_images = {spec.id for spec in load_catalog().offered() if spec.kind == "image" and spec.images is None}
+    async with connect() as client:
+        rendered = await _rendered(client)
+    wrong = []
+    for name, text in rendered:
+        for clause in re.split(r"(?<=[.;:])\s|\n", text):
+            named = [model for model in no_images if re.search(rf"(?<![\w/-]){re.escape(model)}(?![\w/-])", clause)]
+            asks = re.search(r"reference|previous still|first frame|images=", clause, flags=re.IGNORECASE)
+            if named and asks and "no input images" not in clause:
+                wrong.append(f"{name}: {clause!r}")
+    assert not wrong, "\n".join(wrong)
+    ad = dict(rendered)["animated_ad"]
+    assert "model='gpt-image-2-text-to-image'" in ad and "model='gpt-image-2-image-to-image'" in ad
+
+
+async def test_the_calls_written_in_the_workflows_are_accepted_as_written(connect, tmp_path):
+    """Every estimate_cost with a literal model that a still workflow writes out, made as written (a real file in
+    images where it names images): none is refused, so the agent's first call is right."""
+    from PIL import Image
+
+    Image.new("RGB", (1080, 1080), (200, 120, 40)).save(tmp_path / "still.png")
+    async with connect() as client:
+        schemas = _tool_schemas((await client.list_tools()).tools)
+        tried, refused = [], []
+        for name, text in await _rendered(client):
+            calls = [parts for tool, parts in _calls(text, schemas) if tool == "estimate_cost"]
+            literal = [parts for parts in calls if any(_argument(p) == "model" and _literal(p) for p in parts)]
+            if name in STILL_WORKFLOWS:
+                assert literal, f"{name} writes out no estimate_cost call with its model"
+            for parts in literal:
+                arguments = {"prompt": "a test frame"}
+                for part in parts:
+                    argument, value = _argument(part), _literal(part)
+                    if argument in ("model", "aspect_ratio", "resolution") and value:
+                        arguments[argument] = value
+                    elif argument == "images":
+                        arguments["images"] = ["still.png"]
+                    elif argument == "variations":
+                        arguments["variations"] = 2
+                    elif argument == "script":
+                        arguments["script"] = "This is the line."
+                    elif argument == "session":
+                        arguments["session"] = "prompt-test"
+                result = await client.call_tool("estimate_cost", arguments)
+                tried.append(arguments["model"])
+                if result.is_error:
+                    refused.append(f"{name}: {arguments} -> {text_of(result)}")
+    assert not refused, "\n".join(refused)
+    assert {"gpt-image-2-text-to-image", "gpt-image-2-image-to-image", "bytedance/seedance-2"} <= set(tried)
+
+
+async def test_every_workflow_that_makes_a_still_asks_how_many_and_which_model_first(connect):
+    """Seed 000 asks both before spending: how many variations (passed as ``variations``) and "Use default Nano
+    Banana 2, or Nano Banana Pro?"."""
+    async with connect() as client:
+        rendered = [(name, text) for name, text in await _rendered(client) if name in STILL_WORKFLOWS]
+        defaults = {name: await _render(client, name, ARGUMENTS[name]) for name in STILL_WORKFLOWS}
+    assert {name for name, _ in rendered} == set(STILL_WORKFLOWS)
+    for name, text in rendered:
+        first_estimate = text.find("estimate_cost(")
+        assert first_estimate >= 0, f"{name} writes out no estimate_cost call"
+        asked = text.lower().find("how many variations")
+        assert 0 <= asked < first_estimate, name
+        assert "variations=N" in text and "generate_image" in text, name
+        assert 0 <= text.find('or Nano Banana Pro?"') < first_estimate, name  # the model question, asked first
+        assert "nano-banana-pro" in text, name
+    for name, text in defaults.items():  # every Nano Banana workflow asks seed 000's own question
+        if name != "animated_ad":  # storyboards: "Use GPT Image 2 (the default for storyboards), or Nano Banana Pro?"
+            assert f'"{NANO_BANANA}"' in text, name
+    for guide in ("influencer-recreation", "product-showcase", "character-sheet", "ugc-product-selfie", "nano-banana"):
+        text = " ".join((ROOT / "prompting" / "prompt-library" / f"{guide}.md").read_text(encoding="utf-8").split())
+        assert NANO_BANANA in text and "variations" in text, guide
+
+
+async def test_workflows_join_and_caption_with_stitch_videos_never_a_shell(connect):
+    """Claude Desktop has no shell: joining and captions go through stitch_videos, with its real arguments."""
+    async with connect() as client:
+        rendered = await _rendered(client)
+        tools = (await client.list_tools()).tools
+    stitch = set(_tool_schemas(tools)["stitch_videos"]["properties"])
+    for name, text in rendered:
+        assert "ffmpeg" not in text.lower(), name
+        if name in VIDEO_WORKFLOWS:
+            assert "stitch_videos(" in text and "captions=[{start, end, text}" in text, name
+        if name in ("script_to_video", "animated_ad"):
+            calls = [parts for tool, parts in _calls(text, {"stitch_videos"}) if tool == "stitch_videos"]
+            named = {_argument(part) for parts in calls for part in parts}
+            assert {"clips", "captions", "session", "output_name"} <= named <= stitch, (name, named)
+
+
+def test_the_library_joins_and_captions_with_stitch_videos_and_ffmpeg_only_as_a_shell_aside():
+    wrong = []
+    for path in DOCUMENTS:
+        text = path.read_text(encoding="utf-8")
+        if "ffmpeg" in text and "stitch_videos" not in text:
+            wrong.append(f"{path.name}: mentions ffmpeg but never stitch_videos")
+        for section in _sections(text):
+            if re.search(r"ffmpeg -|ffmpeg`|-f concat", section) and "shell" not in section:
+                wrong.append(f"{path.name}: an ffmpeg command outside a with-a-shell aside: {section[:80]!r}")
+    assert not wrong, "\n".join(wrong)
+    for guide in ("caption-video", "pixar-style-ad", "claymation-ad"):
+        text = (ROOT / "prompting" / "prompt-library" / f"{guide}.md").read_text(encoding="utf-8")
+        assert re.search(r"stitch_videos\(clips=\[[^)]*captions=\[", text, flags=re.DOTALL), guide
+    caption = (ROOT / "prompting" / "prompt-library" / "caption-video.md").read_text(encoding="utf-8")
+    assert "None of kie-mcp's generate tools" not in caption and "`output_name`" in caption
+
+
+async def test_every_workflow_reads_master_context_first(connect):
+    """script_to_video skipped it; the other workflows read brand voice and model preferences from it."""
+    async with connect() as client:
+        rendered = await _rendered(client)
+        context = await client.read_resource("kie://workspace/MASTER_CONTEXT.md")
+    assert context.contents[0].text
+    for name, text in rendered:
+        assert "kie://workspace/MASTER_CONTEXT.md" in text, name
+        assert text.index("kie://workspace/MASTER_CONTEXT.md") < text.index("1. "), name
+
+
+async def test_the_ugc_product_selfie_workflow_is_offered_with_its_arguments(connect):
+    """Seed 000's decision-tree row: the creator's hero, the product photo and an optional style image in one
+    still, estimated, approved, saved in the session folder."""
+    arguments = {**ARGUMENTS["ugc_product_selfie"], "style_image": "references/aesthetics/gold.jpg"}
+    async with connect() as client:
+        prompts = {p.name: p for p in (await client.list_prompts()).prompts}
+        text = await _render(client, "ugc_product_selfie", arguments)
+    prompt = prompts["ugc_product_selfie"]
+    given = {a.name: a for a in prompt.arguments}
+    assert prompt.title and set(given) == {"creator_image", "product_image", "setting", "style_image", "aspect_ratio"}
+    assert {n for n, a in given.items() if a.required} == {"creator_image", "product_image", "setting"}
+    assert all(a.description for a in given.values())
+    images = [arguments["creator_image"], arguments["product_image"], arguments["style_image"]]
+    assert f"images={images!r}" in text  # the roles' order: creator, product, style
+    assert "kie://prompting/prompt-library/ugc-product-selfie.md" in text
+    for expected in ("variations=N", "nano-banana-2", "nano-banana-pro", "APPROVAL POINT", "session=", "check_task"):
+        assert expected in text, expected
+    assert "outputs/<date>-<session>/" in text and "only generate after they say yes" in text
+
+
+async def test_workflows_say_where_results_are_and_that_no_tool_writes_references(connect):
+    """character_sheet said to save under references/ and guides passed references/... files that no tool had
+    written: results are in outputs/<date>-<session>/ and go into images by the path the tools return."""
+    async with connect() as client:
+        rendered = await _rendered(client)
+    for name, text in rendered:
+        assert "outputs/<date>-<session>/" in text and "saved path" in text, name
+        assert "No tool writes to references/" in text, name
+    wrong = []
+    # Guides whose later steps take what an earlier step made (the hero, the cast sheet, the previous beat): those
+    # inputs are the saved results, never references/ files that nothing wrote.
+    made_here = ("character-sheet", "character-sheet-gpt-image-2", "pixar-style-ad", "claymation-ad", "gpt-image-2")
+    for guide in made_here:
+        text = (ROOT / "prompting" / "prompt-library" / f"{guide}.md").read_text(encoding="utf-8")
+        for made in re.findall(r"references/[\w/<>-]*(?:/\d\d-[\w-]+\.png|cast[\w-]*\.png)", text):
+            wrong.append(f"{guide}.md passes {made}, which no tool writes")
+    for path in LIBRARY:
+        if re.search(r"(beat|still)-\w*-?approved\.png|still-v\d\.png", path.read_text(encoding="utf-8")):
+            wrong.append(f"{path.name}: names a result file kie-mcp never writes")
+    assert not wrong, "\n".join(wrong)

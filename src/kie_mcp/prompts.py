@@ -58,6 +58,72 @@ def _context() -> str:
     )
 
 
+NANO_BANANA = "Use default Nano Banana 2, or Nano Banana Pro?"  # seed 000 asks it before the first image call
+CHOSEN = "'nano-banana-2' (or 'nano-banana-pro' if the user picked Pro)"  # the answer, as estimate_cost's model
+
+
+def _session(example: str) -> str:
+    return (
+        f"Pick a short session name with the user (e.g. {example!r}) and pass session= that name to every "
+        "estimate_cost, generate_image, generate_video and stitch_videos call: every result is then saved in "
+        "outputs/<date>-<session>/ in the workspace."
+    )
+
+
+SAVED = (
+    "Where results are: generate_image, generate_video and check_task name every saved file (saved_files: path "
+    "relative to the workspace, e.g. outputs/<date>-<session>/<model>_<task id>_1.png, and absolute_path). No "
+    "tool writes to references/. To use a result as an input (a reference or a first frame), pass its saved path, "
+    "as returned, in images (or its result URL); the kie://outputs/... resource link is for viewing, not an input."
+)
+
+FOLLOW = (
+    "generate_image waits up to 45 s; generate_video returns at once. Follow any task that is not finished with "
+    "check_task(task_id, wait_seconds=50) until it has succeeded."
+)
+
+
+NB_CHOICE = "model='nano-banana-2' unless they pick Pro: model='nano-banana-pro'"
+
+
+def _still_questions(what: str, question: str = NANO_BANANA, choice: str = NB_CHOICE) -> str:
+    """The two questions seed 000 asks before the first image is paid for: how many, and which model."""
+    return (
+        f"Before estimating {what}, ask the user: how many variations they want (default 1; each is a separate "
+        f'charged task, passed as variations=N to estimate_cost and generate_image), and "{question}" ({choice}).'
+    )
+
+
+def _captions(clips: str) -> str:
+    return (
+        f"For burned-in captions, call stitch_videos(clips={clips}, captions=[{{start, end, text}}, ...], "
+        "session=..., output_name='<name>.mp4'): free and local, no shell needed; start and end are seconds "
+        "from the start of the joined video (see kie://prompting/prompt-library/caption-video.md for phrasing and "
+        "timing). Its answer names the new file."
+    )
+
+
+def _with_images(model: str) -> str | None:
+    """The model for a request with input images: ``model`` when it takes them, else its image-to-image or edit
+    twin in the catalogue (``gpt-image-2-text-to-image`` -> ``gpt-image-2-image-to-image``), None when it has
+    none; the model as given when the catalogue does not know it (estimate_cost then says what is wrong)."""
+    from kie_mcp.catalog import load_catalog
+
+    catalog = load_catalog()
+    try:
+        spec = catalog.resolve(model)
+    except LookupError:
+        return model
+    if spec.images is not None:
+        return model
+    twins = [spec.id.replace("text-to-image", kind) for kind in ("image-to-image", "image-edit", "edit")]
+    for twin in (*twins, f"{spec.id}-edit"):
+        found = catalog.get(twin)
+        if twin != spec.id and found is not None and found.withdrawn is None and found.images is not None:
+            return twin
+    return None
+
+
 def influencer_recreation(reference_image: str, scene: str, script: str = "", video_model: str = "veo3_fast") -> str:
     """Recreate a person from a reference photo as a still, get it approved, then animate it."""
     speech = f' They say: "{script}"' if script else " No dialogue."
@@ -66,16 +132,22 @@ def influencer_recreation(reference_image: str, scene: str, script: str = "", vi
             f"Workflow: influencer recreation. Reference photo: {reference_image}. Scene: {scene}.{speech}",
             _guide("influencer-recreation", "nano-banana", "veo-3-1"),
             _context(),
-            "1. Write a Nano Banana 2 prompt that keeps the person's identity and places them in the scene. "
-            f"Estimate a still with model nano-banana-2 and images=[{reference_image!r}]. {APPROVAL}",
-            "2. Generate the still. Inspect it with the QA checklist (hands, face, merged objects, text). "
-            "Show it to the user. APPROVAL POINT: do not make any video until the user approves this still; "
-            "a fix is a new, separately approved generation.",
-            f"3. With the approved still's URL as the first frame, estimate {video_model} "
-            + ("with script=... (kie-mcp picks the duration) " if script else "")
-            + "and describe only the motion, camera and sound in the prompt. "
+            _session("lena-cafe"),
+            "1. " + _still_questions("the still"),
+            "2. Write a Nano Banana prompt that keeps the person's identity and places them in the scene, in the "
+            f"video's aspect ratio. Estimate: estimate_cost(model={CHOSEN}, prompt=..., "
+            f"images=[{reference_image!r}], aspect_ratio=..., variations=N, session=...). {APPROVAL}",
+            "3. generate_image with the same arguments. Inspect each still with the QA checklist (hands, face, "
+            "merged objects, text) and show them numbered. APPROVAL POINT: do not make any video until the user "
+            "approves one still; a fix is a new, separately approved generation.",
+            f"4. Estimate the video: estimate_cost(model={video_model!r}, images=[the approved still's saved path] "
+            "(one image: the first frame), "
+            + ("script= the words above (kie-mcp picks the duration), " if script else "")
+            + "prompt= only the motion, camera and sound, session=...). "
             + APPROVAL,
-            "4. Generate the video, follow it with check_task, and give the user the result links.",
+            f"5. generate_video with the same arguments. {FOLLOW} Give the user the saved file and the result link.",
+            "6. " + _captions("[the video's task id]"),
+            SAVED,
         ]
     )
 
@@ -88,14 +160,25 @@ def product_showcase(product_image: str, person: str, pitch: str = "", video_mod
             f"Workflow: product showcase. Product image: {product_image}. Person: {person}.{speech}",
             _guide("product-showcase", "nano-banana", "veo-3-1"),
             _context(),
-            "1. Write a Nano Banana 2 prompt for the starting frame: the person holding or using the product, "
-            f"product label readable. Estimate with images=[{product_image!r}]. {APPROVAL}",
-            "2. Generate it and QA it (the product must match the reference; hands and label intact). "
-            "APPROVAL POINT: the user approves the still before any video.",
-            f"3. Estimate {video_model} with the approved still as the first frame"
-            + (" and script= the pitch" if pitch else "")
-            + f". {APPROVAL}",
-            "4. Generate, follow with check_task, and present the clip.",
+            _session("balm-showcase"),
+            "1. "
+            + _still_questions(
+                "the starting frame",
+                choice=f"{NB_CHOICE}, better for small label text",
+            ),
+            "2. Write a Nano Banana prompt for the starting frame: the person holding or using the product, label "
+            f"readable, in the video's aspect ratio. Estimate: estimate_cost(model={CHOSEN}, prompt=..., "
+            f"images=[{product_image!r}], aspect_ratio=..., variations=N, session=...). {APPROVAL}",
+            "3. generate_image with the same arguments and QA each still (the product must match the reference; "
+            "hands and label intact); show them numbered. APPROVAL POINT: the user approves one still before any "
+            "video.",
+            f"4. Estimate the video: estimate_cost(model={video_model!r}, images=[the approved still's saved path] "
+            "(one image: the first frame), prompt= motion, camera and sound only"
+            + (", script= the pitch" if pitch else "")
+            + f", session=...). {APPROVAL}",
+            f"5. generate_video with the same arguments. {FOLLOW} Present the clip (its saved file and link).",
+            "6. " + _captions("[the video's task id]"),
+            SAVED,
         ]
     )
 
@@ -103,16 +186,83 @@ def product_showcase(product_image: str, person: str, pitch: str = "", video_mod
 def character_sheet(description: str, angles: Angles = "9", model: str = "nano-banana-2") -> str:
     """A consistent character: a hero portrait first, approved, then the other angles from it (angles: 1-24)."""
     angles = str(_count("angles", angles, ANGLES))
+    variations = "the guide suggests 2-4 hero variations to choose from"
+    if model == "nano-banana-2":
+        ask = _still_questions("the hero", choice=f"{NB_CHOICE}, more skin detail; {variations}")
+        hero = angle = CHOSEN
+        twin = ""
+    else:
+        ask = _still_questions(
+            "the hero",
+            question=f"Use {model} as asked, or Nano Banana 2, or Nano Banana Pro?",
+            choice=f"with Nano Banana, model='nano-banana-2' or 'nano-banana-pro' for the hero and every angle; "
+            f"{variations}",
+        )
+        hero, twin = repr(model), _with_images(model)
+        angle = repr(twin) if twin else "an image edit model (list_models(kind='image', capability='edit'))"
+        twin = "" if twin == model else f" ({model} takes no input images; with Nano Banana, the hero's model)"
     return "\n".join(
         [
             f"Workflow: character sheet. Character: {description}. Angles after the hero: {angles}.",
             _guide("character-sheet", "character-sheet-gpt-image-2", "nano-banana"),
             _context(),
-            f"1. Write the hero front portrait prompt and estimate it with {model}. {APPROVAL}",
-            "2. Generate and QA the hero. APPROVAL POINT: the user approves the hero before any other angle.",
-            f"3. Estimate the {angles} remaining angles with the hero URL in images (variations or one call per "
-            f"angle, as the guide suggests) and show the total cost. {APPROVAL}",
-            "4. Generate the angles, QA each, and suggest saving them under references/influencers/<name>/.",
+            _session("maya-sheet"),
+            "1. " + ask,
+            f"2. Write the hero front portrait prompt and estimate it: estimate_cost(model={hero}, prompt=..., "
+            f"aspect_ratio='3:4', resolution='2K', variations=N, session=...). {APPROVAL}",
+            "3. generate_image with the same arguments; QA each hero and show them numbered. APPROVAL POINT: the "
+            "user approves one hero before any other angle.",
+            f"4. Estimate the {angles} remaining angles: one call per angle (each angle has its own prompt; "
+            f"variations only repeat the same prompt), each estimate_cost(model={angle}, prompt= that angle's view, "
+            "images=[the approved hero's saved path, plus approved angles as the set grows, within the model's "
+            f"input limit], aspect_ratio='3:4' (heads) or '9:16' (full body), resolution='2K', session=...){twin}. "
+            f"Show the total cost of all of them. {APPROVAL}",
+            "5. Generate the angles, QA each, and show the set. Tell the user where the files are (the session "
+            "folder outputs/<date>-<session>/, by the paths generate_image returned): later workflows take them "
+            "in images by those paths. Copying the approved set into references/influencers/<name>/ is for the "
+            "user to do if they want a permanent library; no tool writes there.",
+            SAVED,
+        ]
+    )
+
+
+def ugc_product_selfie(
+    creator_image: Annotated[
+        str, Field(description="The creator's hero image: a workspace path (references/... or outputs/...) or URL.")
+    ],
+    product_image: Annotated[str, Field(description="A clean product photo: a workspace path or URL.")],
+    setting: Annotated[str, Field(description="Where the selfie is taken, e.g. 'a parked car at golden hour'.")],
+    style_image: Annotated[
+        str, Field(description="Optional mood photo for light and color (a path or URL; best without people).")
+    ] = "",
+    aspect_ratio: Annotated[str, Field(description="9:16 for stories or a video frame, 4:5 for feed.")] = "9:16",
+) -> str:
+    """A creator holding your product in a phone-selfie still, with the imperfections of a real photo."""
+    images = [creator_image, product_image, *([style_image] if style_image else [])]
+    roles = "image 1 the creator, image 2 the product" + (", image 3 only light and color" if style_image else "")
+    return "\n".join(
+        [
+            f"Workflow: UGC product selfie. Creator: {creator_image}. Product: {product_image}. Setting: {setting}."
+            + (f" Style reference: {style_image}." if style_image else ""),
+            _guide("ugc-product-selfie", "nano-banana", "ugc-selfie-style"),
+            _context(),
+            _session("sage-selfie"),
+            "1. "
+            + _still_questions(
+                "the selfie",
+                choice=f"{NB_CHOICE}, better for label text; gpt-image-2-image-to-image suits a more editorial look",
+            ),
+            f"2. Write the selfie prompt with the guide's formula and its imperfection block; state each image's "
+            f"role ({roles}). Estimate: estimate_cost(model='nano-banana-2' (or the one the user picked: "
+            f"'nano-banana-pro', 'gpt-image-2-image-to-image'), prompt=..., images={images!r}, "
+            f"aspect_ratio={aspect_ratio!r}, resolution='2K', variations=N, session=...). {APPROVAL}",
+            "3. generate_image with the same arguments. QA each variation with the guide's checklist (identity, "
+            "product and label, hands, front-camera or mirror logic, the real-phone look) and show them numbered. "
+            "APPROVAL POINT: the user picks or approves a still; a fix is a new, separately approved generation.",
+            "4. If the user wants it as a video, the approved still's saved path goes in images as the first "
+            "frame of a separately estimated and approved generate_video (see the ugc_video or product_showcase "
+            "workflow); nothing is animated before this approval.",
+            f"{FOLLOW} {SAVED}",
         ]
     )
 
@@ -125,17 +275,24 @@ def ugc_video(product: str, script: str, persona: str = "", model: str = "veo3_f
             f'Script: "{script}"',
             _guide("ugc-selfie-style", "veo-3-1", "kling-3"),
             _context(),
-            f"1. Write the visual prompt in the UGC style (handheld phone, natural light, imperfections). "
-            f"Estimate {model} with script= the script, 9:16. If kie-mcp says the script is too long (an error "
+            _session("cold-brew-ugc"),
+            "1. Ask how many takes the user wants (default 1; variations=N makes N charged clips). If they have an "
+            "approved still of the creator (for example from the ugc_product_selfie workflow), its saved path goes "
+            "in images as the first frame.",
+            f"2. Write the visual prompt in the UGC style (handheld phone, natural light, imperfections). "
+            f"Estimate: estimate_cost(model={model!r}, prompt=..., script= the script, aspect_ratio='9:16', "
+            "variations=N, session=...). If kie-mcp says the script is too long (an error "
             "with a suggested split and longer models, or Veo's warning that speech may be cut), offer a "
             "shorter script, the split, or a model with longer takes such as kling-3.0/video (up to 15 s). "
             f"{APPROVAL}",
-            "2. Generate, follow with check_task, and present the clip; offer a variation only as a new, "
-            "separately approved spend.",
-            "3. If the take is good but the script needs more time, extend it instead of regenerating: "
+            f"3. generate_video with the same arguments. {FOLLOW} Present the clip; offer a variation only as a "
+            "new, separately approved spend.",
+            "4. If the take is good but the script needs more time, extend it instead of regenerating: "
             "continue_video(task_id, operation='extend', prompt= only the next line, same style words) keeps the "
             "same person and room. For delivery, offer operation='hd' (the 1080p version) on the approved clip. "
             f"Both are spends: {APPROVAL}",
+            "5. " + _captions("[the task id] (with chain=true for an extended clip)"),
+            SAVED,
         ]
     )
 
@@ -146,19 +303,26 @@ def script_to_video(script: str, visual_style: str, model: str = "veo3_fast") ->
         [
             f"Workflow: script to video. Style: {visual_style}. Model: {model}.",
             f'Script: "{script}"',
-            _guide("veo-3-1", "kling-3", "seedance-2"),
-            "1. Call estimate_cost with script= the whole script. If it does not fit one clip, kie-mcp answers "
-            "with a split at sentence boundaries and each part's duration: use those parts. Veo instead keeps "
-            "8 s and warns that speech may be cut: then split the script at sentence boundaries into parts of "
-            "about 20 words or fewer.",
+            _guide("veo-3-1", "kling-3", "seedance-2", "caption-video"),
+            _context(),
+            _session("launch-explainer"),
+            "1. Call estimate_cost(model=..., prompt=..., script= the whole script, session=...). If it does not fit "
+            "one clip, kie-mcp answers with a split at sentence boundaries and each part's duration: use those "
+            "parts. Veo instead keeps 8 s and warns that speech may be cut: then split the script at sentence "
+            "boundaries into parts of about 20 words or fewer.",
             "2. Write one prompt per part (same character, wardrobe and setting for continuity). Estimate each "
-            f"part and show the user the TOTAL before anything is made. {APPROVAL}",
-            "3. Generate the parts, follow them with check_task, and keep the task ids in order. A part that "
+            f"part (script= that part) and show the user the TOTAL before anything is made. {APPROVAL}",
+            f"3. generate_video for the parts. {FOLLOW} Keep the task ids in order. A part that "
             "continues the previous one in the same shot can instead extend it (continue_video, "
             "operation='extend', on Veo 3.1, Runway or Grok Imagine clips), which keeps the person and setting; "
             f"each extension is its own approved spend. {APPROVAL}",
-            "4. Join the clips in order with stitch_videos (chain=true brings an extended clip's whole chain) and "
-            "present both the joined video and the parts.",
+            "4. Join the clips in order with stitch_videos(clips=[the task ids in order], captions=[{start, end, "
+            "text}, ...], session=..., output_name='<name>.mp4'); chain=true brings an extended clip's whole chain. "
+            "The script is known, so the same call burns in captions if the user wants them (leave captions out "
+            "otherwise): seconds from the start of the joined video, each part's lines offset by the durations of "
+            "the parts before it (see kie://prompting/prompt-library/caption-video.md). Free and local, no shell "
+            "needed. Present both the joined video and the parts.",
+            SAVED,
         ]
     )
 
@@ -167,20 +331,51 @@ def animated_ad(product: str, story: str, style: str = "3D-animated", beats: Bea
     """Storyboard stills for each beat, approved, then image-to-video per beat, then stitched (beats: 1-20)."""
     beats = str(_count("beats", beats, BEATS))
     library = "claymation-ad" if "clay" in style.lower() else "pixar-style-ad"
+    later = (
+        f"5. Beats 2 to {beats}, in order (each needs the previous approved still): estimate_cost("
+        "model='gpt-image-2-image-to-image', prompt=..., images=[the cast image if any, the previous beat's "
+        "approved still: its saved path from generate_image or check_task], same aspect_ratio and resolution, "
+        f"variations=N, session=...); with Nano Banana Pro, model='nano-banana-pro' and the same images. {APPROVAL} "
+        "Generate each, QA it (on-model, continuity with the previous beat) and show it."
+        if beats != "1"
+        else "5. (One beat only: nothing more to storyboard.)"
+    )
     return "\n".join(
         [
             f"Workflow: animated ad, {style}. Product: {product}. Story: {story}. Beats: {beats}.",
             _guide(library, "gpt-image-2", "seedance-2", "caption-video"),
             _context(),
+            _session("oat-milk-ad"),
             "1. Lock a cast sheet (characters, palette, product look) and a beat list with one line of "
-            "narration per beat. Show it to the user.",
-            f"2. Estimate the {beats} storyboard stills (gpt-image-2-text-to-image, each beat with the previous "
-            f"still as a reference for consistency) and show the total. {APPROVAL}",
-            "3. Generate and QA the stills. APPROVAL POINT: the user approves every still before any video.",
-            f"4. Estimate image-to-video per beat (bytedance/seedance-2 with the approved still as the first "
-            f"frame; prompts describe motion only) and show the total. {APPROVAL}",
-            "5. Generate, follow with check_task, then join the beats in order and burn the captions "
-            "(see caption-video).",
+            "narration per beat and each beat's length (5-8 s; at most 2.5 spoken words per second). Show it to "
+            "the user. An approved cast image (a character_sheet hero by its saved path, or a file in references/) "
+            "goes first in images for every beat.",
+            "2. "
+            + _still_questions(
+                "any still",
+                question="Use GPT Image 2 (the default for storyboards), or Nano Banana Pro?",
+                choice="Nano Banana Pro often keeps clay and fine texture better in close-ups",
+            ),
+            f"3. Estimate the {beats} storyboard stills one at a time, in order, and first show the expected total "
+            "(list_models gives each model's price per image). Beat 1: estimate_cost("
+            "model='gpt-image-2-text-to-image', prompt=..., aspect_ratio='9:16' or '16:9', resolution='2K', "
+            "variations=N, session=...). That model takes no input images; with a cast image, beat 1 uses "
+            "model='gpt-image-2-image-to-image' and images=[the cast image] instead, and with Nano Banana Pro "
+            f"model='nano-banana-pro'. {APPROVAL}",
+            "4. Generate beat 1 and QA it. APPROVAL POINT: the user approves (picks) beat 1's still before the "
+            "next beat is made from it.",
+            later,
+            "6. APPROVAL POINT: the user approves every still before any video.",
+            "7. Estimate image-to-video per beat: estimate_cost(model='bytedance/seedance-2', images=[the beat's "
+            "approved still's saved path] (the first frame), prompt= motion, camera and sound only, script= the "
+            "beat's line, duration= the beat's length, same aspect_ratio, resolution='720p', session=...), and "
+            f"show the total. {APPROVAL}",
+            f"8. generate_video per beat. {FOLLOW} Keep the task ids in beat order.",
+            "9. Join the beats and burn the captions in one call: stitch_videos(clips=[the beat task ids in order], "
+            "captions=[{start, end, text} per narration line; seconds from the start of the joined video, each "
+            "beat's lines offset by the lengths of the beats before it], session=..., output_name='<name>.mp4'). "
+            "Free and local, no shell needed; see caption-video for phrasing. Present the joined ad and the beats.",
+            SAVED,
         ]
     )
 
@@ -189,6 +384,7 @@ WORKFLOWS: dict[str, tuple[str, Callable[..., str]]] = {
     "influencer_recreation": ("Influencer recreation: photo, still, video", influencer_recreation),
     "product_showcase": ("Product showcase: a person with your product, then video", product_showcase),
     "character_sheet": ("Character sheet: hero portrait, then angles", character_sheet),
+    "ugc_product_selfie": ("UGC product selfie: your creator holding the product", ugc_product_selfie),
     "ugc_video": ("UGC selfie-style video with a script", ugc_video),
     "script_to_video": ("Long script to several clips, joined", script_to_video),
     "animated_ad": ("Animated ad: storyboard stills, then a clip per beat", animated_ad),
