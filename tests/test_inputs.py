@@ -71,6 +71,23 @@ async def test_a_file_uri_names_the_local_file_it_points_at(connect, controls, t
     assert elsewhere.is_error and "a file on another machine ('studio-mac')" in text_of(elsewhere), text_of(elsewhere)
 
 
+async def test_a_saved_results_resource_link_is_an_input_as_its_file(connect, controls, tmp_path, outside):
+    """Results hand back ``kie://outputs/...`` resource links; passed as images they are the saved files (the
+    still approved, used as the next beat's reference), never "neither a URL nor a file". The link stays inside
+    outputs/: a way out of it is refused like any path leading outside."""
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", {"prompt": "a red apple", "model": "nano-banana-2"})
+        link = next(block.uri for block in made.content if block.type == "resource_link")
+        edited = await client.call_tool("generate_image", {**EDIT, "images": [str(link)]})
+        escaped = await client.call_tool("upload_file", {"path": f"kie://outputs/../../{outside.name}/secret.png"})
+        rooted = await client.call_tool("upload_file", {"path": f"kie://outputs/{outside / 'secret.png'}"})
+    assert str(link).startswith("kie://outputs/")
+    assert edited.structured_content["status"] == "completed", text_of(edited)
+    assert len(await uploads(controls)) == 1 and len(await controls.creates()) == 2
+    for refused in (escaped, rooted):
+        assert refused.is_error and "secret" not in str(refused.structured_content or ""), text_of(refused)
+
+
 async def test_allowed_dirs_open_another_folder(connect, controls, outside):
     async with connect(elicitation=answering(), allowed_dirs=(outside.resolve(),)) as client:
         result = await client.call_tool("generate_image", {**EDIT, "images": [str(outside / "secret.png")]})

@@ -74,7 +74,7 @@ SAVED = (
     "Where results are: generate_image, generate_video and check_task name every saved file (saved_files: path "
     "relative to the workspace, e.g. outputs/<date>-<session>/<model>_<task id>_1.png, and absolute_path). No "
     "tool writes to references/. To use a result as an input (a reference or a first frame), pass its saved path, "
-    "as returned, in images (or its result URL); the kie://outputs/... resource link is for viewing, not an input."
+    "as returned, in images (its kie://outputs/... resource link, or its result URL, work too)."
 )
 
 FOLLOW = (

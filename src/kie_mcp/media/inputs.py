@@ -38,9 +38,9 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
 import anyio.to_thread
@@ -147,12 +147,23 @@ class Accepts:
 UPLOAD_ACCEPTS = Accepts(frozenset(KINDS), "upload_file", limit_mb=UPLOAD_LIMIT_MB, urls=False)
 
 
+# The resource link of a saved result (``kie://outputs/<date>-<session>/<file>``): the file in the workspace's outputs/.
+OUTPUTS_URI = "kie://outputs/"
+
+
 def local_path(value: str, workspace: Path | tuple[Path, ...]) -> Path:
     """Where a local input lives: absolute, ``~``-relative, a ``file://`` URI (as clients and file managers give
-    them), or relative to the workspace. Given several bases (the sandbox area, then the real workspace), the first
-    that holds the path; none holding it, the first. ``UnusablePath`` for a ``~user`` whose home folder this system
-    does not know, and for a ``file://`` URI naming another machine."""
-    path = _file_uri_path(value) if value[:7].lower() == "file://" else _home_expanded(value)
+    them), a saved result's ``kie://outputs/...`` resource link, or relative to the workspace. Given several bases
+    (the sandbox area, then the real workspace), the first that holds the path; none holding it, the first.
+    ``UnusablePath`` for a ``~user`` whose home folder this system does not know, and for a ``file://`` URI naming
+    another machine."""
+    if value[: len(OUTPUTS_URI)].lower() == OUTPUTS_URI:  # a saved result's resource link, as results give them
+        parts = PurePosixPath(unquote(value[len(OUTPUTS_URI) :])).parts
+        path = Path("outputs", *(part for part in parts if part != "/"))  # always under outputs/ (then confined)
+    elif value[:7].lower() == "file://":
+        path = _file_uri_path(value)
+    else:
+        path = _home_expanded(value)
     if path.is_absolute():
         return path
     bases = workspace if isinstance(workspace, tuple) else (workspace,)
