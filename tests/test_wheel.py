@@ -60,5 +60,5 @@ async def test_installed_wheel_serves_every_resource_and_prompt(installed_script
     assert len(library) >= 16
     assert all(getattr(content, "text", "").strip() for content in texts.values())
     assert "template" in texts["kie://workspace/MASTER_CONTEXT.md"].text  # the packaged template
-    assert len(rendered) == 6 and all(r.messages for r in rendered)
+    assert len(rendered) == len(ARGUMENTS) == 7 and all(r.messages for r in rendered)
     assert "veo3_fast" in model.contents[0].text

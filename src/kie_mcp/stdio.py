@@ -84,7 +84,12 @@ async def serve(server: MCPServer) -> None:
     """Run ``server`` over stdio with the mended input (the SDK's ``run_stdio_async`` with another stdin)."""
     from mcp.server.stdio import stdio_server
 
-    lowlevel = server._lowlevel_server  # run_stdio_async takes no stdin; this is what it runs
+    # run_stdio_async takes no stdin; this is what it runs. A server without it (an SDK that renamed it, a test's
+    # stand-in) serves through its own run_stdio_async, unmended.
+    lowlevel = getattr(server, "_lowlevel_server", None)
+    if lowlevel is None:
+        await server.run_stdio_async()
+        return
     with claimed_stdin() as stdin:
         async with stdio_server(stdin=stdin) as (read_stream, write_stream):
             await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
