@@ -81,11 +81,16 @@ async def test_a_saved_results_resource_link_is_an_input_as_its_file(connect, co
         edited = await client.call_tool("generate_image", {**EDIT, "images": [str(link)]})
         escaped = await client.call_tool("upload_file", {"path": f"kie://outputs/../../{outside.name}/secret.png"})
         rooted = await client.call_tool("upload_file", {"path": f"kie://outputs/{outside / 'secret.png'}"})
+        (tmp_path / "references").mkdir()
+        (tmp_path / "references" / "face.png").write_bytes(PNG)
+        sideways = await client.call_tool("upload_file", {"path": "kie://outputs/%2e%2e/references/face.png"})
     assert str(link).startswith("kie://outputs/")
     assert edited.structured_content["status"] == "completed", text_of(edited)
     assert len(await uploads(controls)) == 1 and len(await controls.creates()) == 2
-    for refused in (escaped, rooted):
+    for refused in (escaped, rooted, sideways):
         assert refused.is_error and "secret" not in str(refused.structured_content or ""), text_of(refused)
+    assert "leads out of outputs/" in text_of(sideways)
+    assert len(await uploads(controls)) == 1
 
 
 async def test_allowed_dirs_open_another_folder(connect, controls, outside):

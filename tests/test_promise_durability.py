@@ -118,6 +118,22 @@ async def test_a_create_cut_off_by_a_crash_is_reported_unknown_on_start(simulato
     assert '"unknown_creates_note"' in resource.contents[0].text
 
 
+def test_a_create_being_sent_by_a_live_process_is_left_to_it_until_no_create_could_take_that_long(tmp_path):
+    """Another server on the workspace may be sending a create right now: left alone. One "being sent" for longer
+    than any create takes (its process id reused after a restart, another machine's, an older kie-mcp's) was
+    interrupted: unknown, counted as spent."""
+    from kie_mcp.journal import SEND_LIMIT, Journal
+
+    journal = Journal.for_workspace(tmp_path)
+    attempt = dict(model="m", family="market", approved_by="quote", quote_id=None, prompt="p", params={})
+    live = journal.begin_attempt(**attempt, credits_quoted=8, session=None)  # owned by this (live) process
+    stale = journal.begin_attempt(**attempt, credits_quoted=8, session=None)
+    journal.execute("UPDATE attempts SET created = ? WHERE attempt_id = ?", time.time() - SEND_LIMIT - 1, stale)
+    assert journal.recover_interrupted() == 1
+    states = {row["attempt_id"]: row["state"] for row in journal.attempts()}
+    assert states == {live: "sending", stale: "unknown"}
+
+
 @pytest.mark.parametrize("shape", ["missing", "not_json", "empty"])
 async def test_success_without_a_result_link_is_not_done_and_is_looked_at_again(connect, controls, tmp_path, shape):
     await controls.fault("status", kind="no_results", shape=shape)

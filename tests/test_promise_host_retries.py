@@ -109,6 +109,21 @@ async def test_an_auto_approved_call_cut_off_after_its_create_is_not_created_aga
     assert again.structured_content["tasks"][0]["task_id"], text_of(again)
 
 
+async def test_a_retry_is_replayed_even_when_the_first_calls_reservation_left_too_little_under_the_cap(
+    connect, controls
+):
+    """The first call's 8 credits leave 4 of a cap of 12: the retry spends nothing, so it is not refused over the
+    cap (which would hide the task it made), it is answered with that task."""
+    await controls.fault("create", kind="slow", seconds=0.6)
+    async with connect(auto_approve_credits=10, max_credits_per_day=12) as client:
+        await cut_off(lambda: client.call_tool("generate_image", IMAGE), controls.creates)
+        await anyio.sleep(1.0)
+        again = await client.call_tool("generate_image", IMAGE)
+    assert not again.is_error and again.structured_content["tasks"][0]["task_id"], text_of(again)
+    assert "created and charged nothing new" in text_of(again)
+    assert len(await controls.creates()) == 1
+
+
 async def test_two_identical_calls_at_once_are_two_requests(connect, controls):
     async with connect(auto_approve_credits=10) as client, anyio.create_task_group() as group:
         for _ in range(2):

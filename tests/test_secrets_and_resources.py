@@ -154,6 +154,9 @@ async def test_check_credits_warns_while_the_dotenv_holding_the_key_would_be_com
 
     assert "Warning" not in await warning()  # no repository around it: nothing to commit it to
     _git(tmp_path, "init", "-q")
+    (tmp_path / ".env").write_text("# KIE_API_KEY=put-it-here\nKIE_API_KEY=\n")  # .env.example's lines: no key
+    assert "Warning" not in await warning()
+    (tmp_path / ".env").write_text(f"KIE_API_KEY={key}\n")
     assert "no .gitignore excludes it" in await warning() and "Add a line '.env'" in await warning()
     (tmp_path / ".gitignore").write_text(".env\n")
     assert "Warning" not in await warning()

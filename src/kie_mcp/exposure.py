@@ -9,12 +9,15 @@ with the fix. Asked of git itself (``check-ignore`` knows every ignore file and 
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
 _READ_AT_MOST = 64 * 1024  # a .env is a few lines; a huge file is read no further
 _GIT_SECONDS = 5.0
+# A line that sets the key to something (not a comment, not ``KIE_API_KEY=`` left empty as in .env.example).
+_KEY_SET = re.compile(rb"^[ \t]*(?:export[ \t]+)?KIE_API_KEY[ \t]*=[ \t]*['\"]?[^\s'\"#]", re.MULTILINE)
 
 
 def dotenv_exposure(folder: Path) -> str | None:
@@ -24,7 +27,7 @@ def dotenv_exposure(folder: Path) -> str | None:
     dotenv = folder / ".env"
     try:
         with dotenv.open("rb") as handle:
-            if b"KIE_API_KEY" not in handle.read(_READ_AT_MOST):
+            if not _KEY_SET.search(handle.read(_READ_AT_MOST)):
                 return None
     except OSError:
         return None

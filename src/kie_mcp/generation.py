@@ -349,7 +349,10 @@ def observed_price(rt: Runtime, spec: ModelSpec, options: str, table: ItemPrice)
 
 async def check_spend(rt: Runtime, p: Plan) -> Plan:
     """Hard caps, then the live balance. Either refusal is final for this request. Returns the plan with the
-    balance it saw."""
+    balance it saw. A request that will be answered with what an earlier call made (``replay_of``) spends nothing:
+    its caps and balance are not checked (the earlier call's reservation would refuse it)."""
+    if replay_of(rt, p) is not None:
+        return p
     check_caps(p.total, rt.ledger.spent_today(), rt.ledger.caps, ceiling=p.max_credits)
     # A balance read in the last seconds (less what was spent since) when it covers the price twice over; else,
     # and always for a price not known before the task runs, KIE's answer now.
@@ -430,6 +433,17 @@ def retried_call(rt: Runtime, p: Plan) -> Replay | None:
     if not rows:
         return None
     return Replay(rows[-1]["quote_id"], tuple(row["attempt_id"] for row in rows))
+
+
+def replay_of(rt: Runtime, p: Plan) -> Replay | None:
+    """Whether ``p`` is answered with an earlier call's tasks, creating nothing: a call cut off after its create and
+    sent again (``retried_call``), or a used quote whose create may have reached KIE (``unsettled_replay``)."""
+    if (retry := retried_call(rt, p)) is not None:
+        return retry
+    refusal = rt.quotes.refusal(p.quote_id, p.digest) if p.quote_id else None
+    if p.quote_id and refusal is not None:
+        return unsettled_replay(rt, p.quote_id, p.digest, refusal)
+    return None
 
 
 def unsettled_replay(rt: Runtime, quote_id: str, digest: str, refusal: QuoteError) -> Replay | None:

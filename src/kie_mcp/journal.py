@@ -91,8 +91,9 @@ TRIGGERS = {
     "BEGIN UPDATE spend_total SET total = total - OLD.delta + NEW.delta; END",
 }
 
-# A create "being sent" by a process this machine cannot check (another machine's, or an older kie-mcp that named no
-# process) is taken as interrupted once older than this: far longer than a create waits for KIE's window and answer.
+# A create "being sent" for longer than this was interrupted, whoever named itself its sender (a process id can be
+# reused after a restart; another machine's, or an older kie-mcp's, cannot be checked): far longer than a create
+# waits for KIE's window and answer.
 SEND_LIMIT = 600.0
 INTERRUPTED = (
     "the server stopped while this create was being sent, so KIE may have created (and charged) it; check "
@@ -382,15 +383,16 @@ class Journal:
 
     def recover_interrupted(self) -> int:
         """Attempts a crashed process left as being sent may have been created on KIE: they become unknown. Those a
-        live process is sending (another server on this workspace) are left to it; another machine's, and those of
-        an older kie-mcp that named no process, once they are older than any create takes."""
+        live process is sending (another server on this workspace) are left to it, until they are older than any
+        create takes (a process id reused after a restart looks alive); another machine's, and those of an older
+        kie-mcp that named no process, at that age too."""
         now = time.time()
         with self.transaction() as db:
             sending = db.execute("SELECT attempt_id, owner, created FROM attempts WHERE state = 'sending'").fetchall()
             ended = [
                 row["attempt_id"]
                 for row in sending
-                if (gone := processes.owner_gone(row["owner"])) or (gone is None and now - row["created"] > SEND_LIMIT)
+                if processes.owner_gone(row["owner"]) or now - row["created"] > SEND_LIMIT
             ]
             for attempt_id in ended:
                 db.execute(

@@ -159,7 +159,12 @@ def local_path(value: str, workspace: Path | tuple[Path, ...]) -> Path:
     another machine."""
     if value[: len(OUTPUTS_URI)].lower() == OUTPUTS_URI:  # a saved result's resource link, as results give them
         parts = PurePosixPath(unquote(value[len(OUTPUTS_URI) :])).parts
-        path = Path("outputs", *(part for part in parts if part != "/"))  # always under outputs/ (then confined)
+        if ".." in parts:
+            raise UnusablePath(
+                f"{shown(value)} is not a saved result's link: '..' leads out of outputs/. Nothing was read or "
+                "uploaded. Pass the link as a result gave it, or the file's path."
+            )
+        path = Path("outputs", *(part for part in parts if part != "/"))  # under outputs/, then confined
     elif value[:7].lower() == "file://":
         path = _file_uri_path(value)
     else:
