@@ -123,7 +123,10 @@ _USER_ERRORS = (
 Prompt = Annotated[str, Field(description="What to make: one clear paragraph (see the kie://prompting guides).")]
 Images = Annotated[
     list[str],
-    Field(description="Input images: http(s) URLs or local file paths (uploaded to KIE first). Max per model."),
+    Field(
+        description="Input images: http(s) URLs, local file paths, or saved results' kie://outputs/... links "
+        "(local files are uploaded to KIE after approval). Max per model."
+    ),
 ]
 AspectRatio = Annotated[str | None, Field(description="e.g. 16:9, 9:16, 1:1; allowed values depend on the model.")]
 Resolution = Annotated[str | None, Field(description="e.g. 1K/2K/4K for images, 720p/1080p/4k for video.")]
@@ -716,7 +719,13 @@ def _register_tools(mcp: MCPServer) -> None:
     @mcp.tool(title="Upload file", annotations=UPLOADS)
     @_accepts
     async def upload_file(
-        path: Annotated[str, Field(description="A local file (absolute, or relative to the workspace).")],
+        path: Annotated[
+            str,
+            Field(
+                description="A local file: absolute, relative to the workspace, ~/..., file://, or a saved "
+                "result's kie://outputs/... link."
+            ),
+        ],
         ctx: Context,
         roots: Roots,
     ) -> Annotated[CallToolResult, UploadResult]:
