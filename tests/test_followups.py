@@ -576,6 +576,23 @@ async def test_stitch_videos_joins_a_chain_of_extensions_in_order(connect, contr
     assert not twice.is_error and "Joined 2 clip(s)" in text_of(twice), text_of(twice)
 
 
+async def test_stitch_videos_never_plays_footage_twice_and_names_an_extension_left_out(connect, controls):
+    """A Veo extension's video is the whole video before it: listing the clip it extends beside it would play that
+    clip twice (refused, nothing written); listing the clip without its extension ends the join early (said)."""
+    async with connect(elicitation=answering()) as client:
+        first = await finished(client, VEO)
+        second = await finished(client, VEO)
+        made = await client.call_tool("continue_video", {"task_id": second, "operation": "extend", "wait_seconds": 40})
+        extended = made.structured_content["tasks"][0]["task_id"]
+        twice = await client.call_tool("stitch_videos", {"clips": [first, second, extended], "output_name": "a"})
+        short = await client.call_tool("stitch_videos", {"clips": [first, second], "chain": True, "output_name": "b"})
+        right = await client.call_tool("stitch_videos", {"clips": [first, extended], "output_name": "c"})
+    assert twice.is_error and f"{second} is already in {extended}" in text_of(twice), text_of(twice)
+    assert "Nothing was written" in text_of(twice)
+    assert not short.is_error and f"{second} was extended later ({extended})" in text_of(short), text_of(short)
+    assert not right.is_error and "extended later" not in text_of(right) and "Joined 2 clip(s)" in text_of(right)
+
+
 # -- the journal ---------------------------------------------------------------------------------------------------
 
 

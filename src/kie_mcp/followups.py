@@ -403,6 +403,62 @@ def chain_clips(rt: Runtime, task_id: str) -> list[str]:
     return order
 
 
+def join_check(rt: Runtime, clips: list[str]) -> tuple[str | None, list[str]]:
+    """What joining ``clips`` (as ``stitch_videos`` gets them) would get wrong about follow-ups, by task id: a clip
+    whose footage another listed clip already holds (a Veo extension's video is the whole video before it; an
+    upgrade is its clip) would play twice: the refusal. A listed clip extended later, with no extension of it in
+    the join, ends the join before that extension: a note naming it. ``(None, [])`` for paths and plain clips."""
+    listed = [record for clip in dict.fromkeys(clips) if (record := rt.tasks.get(clip)) is not None]
+    ids = {str(record.task_id) for record in listed}
+    for record in listed:
+        held = _held(rt, record) & ids
+        if held:
+            inside = ", ".join(sorted(held))
+            return (
+                f"{inside} is already in {record.task_id}: its video holds the footage before it (an extension "
+                f"that returns the whole video so far, or an upgrade of that clip), so joining both would play it "
+                f"twice. Leave {inside} out, and pass {record.task_id} in its place. Nothing was written.",
+                [],
+            )
+    notes = []
+    for record in listed:
+        later = [c.task_id for c in children(rt, record) if c.operation == "extend" and c.state != "failed"]
+        if later and not any(str(c) in ids or _descends(rt, ids, str(c)) for c in later):
+            notes.append(
+                f"{record.task_id} was extended later ({', '.join(map(str, later))}), and no extension of it is in "
+                "this join, so the join ends with its footage. To include an extension, pass the last task id of "
+                "the chain instead (with chain=true when each extension holds only its new part)."
+            )
+    return None, notes
+
+
+def _held(rt: Runtime, record: TaskRecord) -> set[str]:
+    """The ancestors whose footage ``record``'s video already holds: each parent of an extension that returns the
+    whole video, or of an upgrade, up the chain."""
+    held: set[str] = set()
+    node = record
+    while node.parent_task_id and _result(rt, node) in ("whole", "same") and node.parent_task_id not in held:
+        held.add(node.parent_task_id)
+        parent = rt.tasks.get(node.parent_task_id)
+        if parent is None:
+            break
+        node = parent
+    return held
+
+
+def _descends(rt: Runtime, ids: set[str], task_id: str) -> bool:
+    """Whether some listed clip is a follow-up (at any depth) of ``task_id``."""
+    for listed in ids:
+        node = rt.tasks.get(listed)
+        seen: set[str] = set()
+        while node is not None and node.parent_task_id and node.parent_task_id not in seen:
+            if node.parent_task_id == task_id:
+                return True
+            seen.add(node.parent_task_id)
+            node = rt.tasks.get(node.parent_task_id)
+    return False
+
+
 def _result(rt: Runtime, record: TaskRecord) -> str | None:
     spec = rt.catalog.get(record.model)
     return spec.followup.result if spec is not None and spec.followup is not None else None

@@ -565,6 +565,9 @@ def _register_tools(mcp: MCPServer) -> None:
         with _user_errors(stitching.StitchError):
             if chain:  # a follow-up stands for the chain that ends with it (followups.chain_clips)
                 clips = [link for clip in clips for link in (followups.chain_clips(rt, clip) or [clip])]
+            overlap, notes = followups.join_check(rt, clips)  # footage twice, or an extension left out
+            if overlap is not None:
+                raise stitching.StitchError(overlap)
             stitching.check_clip_count(len(clips))  # chains can grow past the argument's limit
             # output_file_name refuses paths, NUL and overlong names
             name = stitching.output_file_name(output_name, f"stitched-{len(clips)}-clips")
@@ -577,7 +580,7 @@ def _register_tools(mcp: MCPServer) -> None:
         joined_video = [(done.path, "video")]
         await pages.refresh(rt.settings.workspace, rt.settings.preview_px, joined_video)  # joins the gallery
         relative = done.path.relative_to(rt.settings.workspace).as_posix()
-        message = f"Joined {len(paths)} clip(s) into {relative}. {done.note}"
+        message = " ".join([*notes, f"Joined {len(paths)} clip(s) into {relative}. {done.note}"])
         result = StitchedVideo(path=relative, duration=done.duration, reencoded=done.reencoded, message=message)
         joined = _saved_file(rt.settings.workspace, relative, None, "video/mp4")
         return _tool_result(result, message, rt, saved=[joined])
