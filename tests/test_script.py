@@ -101,6 +101,16 @@ def test_explicit_duration_too_short_is_refused():
     assert fit(KLING, 10, duration=12).duration == 12
 
 
+def test_a_duration_too_short_for_the_script_points_to_the_models_own_longer_duration_not_a_split():
+    """23 words need about 9.2 s; with duration=5 on a model that takes up to 15 s the fix is duration=10 (or none),
+    not one "part" to split into, nor another model."""
+    with pytest.raises(InvalidRequest) as caught:
+        fit(KLING, 23, duration=5)
+    text = str(caught.value)
+    assert "Pass duration=10" in text and "leave duration out" in text
+    assert "Split it into" not in text and "Or use a model" not in text
+
+
 def test_dialogue_goes_into_the_prompt_and_sound_turns_on():
     result = fit_script(KLING, "Cold brew, made slow.", "A barista at the counter.", None, None, ALTERNATIVES)
     assert result.prompt.startswith("A barista at the counter.")

@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from kie_mcp.words import listed
+
 from .spec import DialogueSpec, ModelSpec
 from .validate import InvalidRequest, Problem, ScriptedRequest
 
@@ -159,6 +161,14 @@ def _too_long(
 ) -> InvalidRequest:
     longest = durations[-1]
     needed = seconds_for(words)
+    fits = [d for d in durations if d >= needed]
+    if given is not None and fits:  # this very model takes a length that fits: that is the fix, not a split
+        message = (
+            f"the script has {words} words (about {needed:.1f} s spoken) but duration={given} s is too short. Pass "
+            f"duration={fits[0]} ({spec.id} takes {listed(durations)} s), or leave duration out and kie-mcp picks "
+            "the length that fits."
+        )
+        return InvalidRequest(spec.id, [Problem("script", message)])
     head = (
         f"the script has {words} words (about {needed:.1f} s spoken) but "
         + (f"duration={given} s is too short" if given is not None else f"{spec.id} makes at most {longest} s")
