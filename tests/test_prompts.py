@@ -42,6 +42,8 @@ async def test_every_workflow_is_listed_with_its_arguments(connect):
         assert prompt.title
         required = {a.name for a in prompt.arguments if a.required}
         assert required <= set(ARGUMENTS[name]), name
+        # Clients show each argument's description beside its field: what to type there, never a bare name.
+        assert all(argument.description for argument in prompt.arguments), (name, prompt.arguments)
 
 
 @pytest.mark.parametrize("name", sorted(ARGUMENTS))
@@ -514,3 +516,28 @@ async def test_workflows_say_where_results_are_and_that_no_tool_writes_reference
         if re.search(r"(beat|still)-\w*-?approved\.png|still-v\d\.png", path.read_text(encoding="utf-8")):
             wrong.append(f"{path.name}: names a result file kie-mcp never writes")
     assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.parametrize("name", ["influencer_recreation", "product_showcase"])
+async def test_a_video_made_from_an_approved_still_is_asked_in_the_stills_shape(connect, name):
+    """Without aspect_ratio a vertical still became a 16:9 video (Veo's default), charged and in the wrong format."""
+    async with connect() as client:
+        result = await client.get_prompt(name, {k: str(v) for k, v in ARGUMENTS[name].items()})
+    text = result.messages[0].content.text
+    video_step = next(line for line in text.splitlines() if line.startswith("4. Estimate the video"))
+    assert "aspect_ratio= the still's" in video_step
+
+
+async def test_the_selfie_workflow_says_gpt_image_2_makes_4_5_at_1k_only(connect):
+    async with connect() as client:
+        result = await client.get_prompt(
+            "ugc_product_selfie", {**ARGUMENTS["ugc_product_selfie"], "aspect_ratio": "4:5"}
+        )
+    assert "4:5 and 5:4 at '1K' only" in result.messages[0].content.text
+
+
+async def test_workflows_join_an_extended_clip_by_the_last_task_id_of_its_chain(connect):
+    async with connect() as client:
+        for name in ("ugc_video", "script_to_video"):
+            result = await client.get_prompt(name, {k: str(v) for k, v in ARGUMENTS[name].items()})
+            assert "last task id" in result.messages[0].content.text, name

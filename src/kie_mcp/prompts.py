@@ -24,6 +24,22 @@ Angles = Annotated[
     str, Field(description=f"angles after the hero portrait: a whole number from {ANGLES[0]} to {ANGLES[1]}")
 ]
 Beats = Annotated[str, Field(description=f"storyboard beats: a whole number from {BEATS[0]} to {BEATS[1]}")]
+# What every other argument is, as clients show it beside the field.
+_PLACE = "a workspace path (references/... or outputs/...), a kie://outputs/... link, or a URL"
+ReferenceImage = Annotated[str, Field(description=f"A photo of the person to recreate: {_PLACE}.")]
+ProductImage = Annotated[str, Field(description=f"A photo of the product: {_PLACE}.")]
+Scene = Annotated[str, Field(description="Where the person is and what they do, in a sentence.")]
+Person = Annotated[str, Field(description="Who holds or uses the product (age, look, setting).")]
+Words = Annotated[str, Field(description="The exact words spoken, if any.")]
+Script = Annotated[str, Field(description="The exact words spoken.")]
+VideoModel = Annotated[str, Field(description="The video model id (see list_models); veo3_fast by default.")]
+ImageModel = Annotated[str, Field(description="The image model id (see list_models); nano-banana-2 by default.")]
+Description = Annotated[str, Field(description="The character: looks, age, clothes, style.")]
+Product = Annotated[str, Field(description="The product: what it is, and a photo's workspace path if there is one.")]
+Persona = Annotated[str, Field(description="Who speaks to the camera (age, look, tone).")]
+VisualStyle = Annotated[str, Field(description="The look of every clip: setting, light, camera, mood.")]
+Story = Annotated[str, Field(description="The ad's story in a few sentences, beat by beat if you have them.")]
+Style = Annotated[str, Field(description="The animation style, e.g. 3D-animated, claymation, anime.")]
 
 APPROVAL = (
     "Before every generation, call estimate_cost with the exact arguments, show the user the credits and "
@@ -124,7 +140,9 @@ def _with_images(model: str) -> str | None:
     return None
 
 
-def influencer_recreation(reference_image: str, scene: str, script: str = "", video_model: str = "veo3_fast") -> str:
+def influencer_recreation(
+    reference_image: ReferenceImage, scene: Scene, script: Words = "", video_model: VideoModel = "veo3_fast"
+) -> str:
     """Recreate a person from a reference photo as a still, get it approved, then animate it."""
     speech = f' They say: "{script}"' if script else " No dialogue."
     return "\n".join(
@@ -141,7 +159,8 @@ def influencer_recreation(reference_image: str, scene: str, script: str = "", vi
             "merged objects, text) and show them numbered. APPROVAL POINT: do not make any video until the user "
             "approves one still; a fix is a new, separately approved generation.",
             f"4. Estimate the video: estimate_cost(model={video_model!r}, images=[the approved still's saved path] "
-            "(one image: the first frame), "
+            "(one image: the first frame), aspect_ratio= the still's (9:16 for a vertical still: without it the "
+            "video may come out 16:9), "
             + ("script= the words above (kie-mcp picks the duration), " if script else "")
             + "prompt= only the motion, camera and sound, session=...). "
             + APPROVAL,
@@ -152,7 +171,9 @@ def influencer_recreation(reference_image: str, scene: str, script: str = "", vi
     )
 
 
-def product_showcase(product_image: str, person: str, pitch: str = "", video_model: str = "veo3_fast") -> str:
+def product_showcase(
+    product_image: ProductImage, person: Person, pitch: Words = "", video_model: VideoModel = "veo3_fast"
+) -> str:
     """An AI person holds or uses the product (an approved still), then talks about it on video."""
     speech = f' Spoken pitch: "{pitch}"' if pitch else ""
     return "\n".join(
@@ -173,7 +194,8 @@ def product_showcase(product_image: str, person: str, pitch: str = "", video_mod
             "hands and label intact); show them numbered. APPROVAL POINT: the user approves one still before any "
             "video.",
             f"4. Estimate the video: estimate_cost(model={video_model!r}, images=[the approved still's saved path] "
-            "(one image: the first frame), prompt= motion, camera and sound only"
+            "(one image: the first frame), aspect_ratio= the still's (9:16 for a vertical still: without it the "
+            "video may come out 16:9), prompt= motion, camera and sound only"
             + (", script= the pitch" if pitch else "")
             + f", session=...). {APPROVAL}",
             f"5. generate_video with the same arguments. {FOLLOW} Present the clip (its saved file and link).",
@@ -183,7 +205,7 @@ def product_showcase(product_image: str, person: str, pitch: str = "", video_mod
     )
 
 
-def character_sheet(description: str, angles: Angles = "9", model: str = "nano-banana-2") -> str:
+def character_sheet(description: Description, angles: Angles = "9", model: ImageModel = "nano-banana-2") -> str:
     """A consistent character: a hero portrait first, approved, then the other angles from it (angles: 1-24)."""
     angles = str(_count("angles", angles, ANGLES))
     variations = "the guide suggests 2-4 hero variations to choose from"
@@ -255,7 +277,8 @@ def ugc_product_selfie(
             f"2. Write the selfie prompt with the guide's formula and its imperfection block; state each image's "
             f"role ({roles}). Estimate: estimate_cost(model='nano-banana-2' (or the one the user picked: "
             f"'nano-banana-pro', 'gpt-image-2-image-to-image'), prompt=..., images={images!r}, "
-            f"aspect_ratio={aspect_ratio!r}, resolution='2K', variations=N, session=...). {APPROVAL}",
+            f"aspect_ratio={aspect_ratio!r}, resolution='2K' (GPT Image 2 makes 4:5 and 5:4 at '1K' only), "
+            f"variations=N, session=...). {APPROVAL}",
             "3. generate_image with the same arguments. QA each variation with the guide's checklist (identity, "
             "product and label, hands, front-camera or mirror logic, the real-phone look) and show them numbered. "
             "APPROVAL POINT: the user picks or approves a still; a fix is a new, separately approved generation.",
@@ -267,7 +290,7 @@ def ugc_product_selfie(
     )
 
 
-def ugc_video(product: str, script: str, persona: str = "", model: str = "veo3_fast") -> str:
+def ugc_video(product: Product, script: Script, persona: Persona = "", model: VideoModel = "veo3_fast") -> str:
     """A selfie-style UGC reel with a script, phone-camera look."""
     return "\n".join(
         [
@@ -291,13 +314,13 @@ def ugc_video(product: str, script: str, persona: str = "", model: str = "veo3_f
             "continue_video(task_id, operation='extend', prompt= only the next line, same style words) keeps the "
             "same person and room. For delivery, offer operation='hd' (the 1080p version) on the approved clip. "
             f"Both are spends: {APPROVAL}",
-            "5. " + _captions("[the task id] (with chain=true for an extended clip)"),
+            "5. " + _captions("[the last task id of the chain: an extension's, when the clip was extended]"),
             SAVED,
         ]
     )
 
 
-def script_to_video(script: str, visual_style: str, model: str = "veo3_fast") -> str:
+def script_to_video(script: Script, visual_style: VisualStyle, model: VideoModel = "veo3_fast") -> str:
     """A long script becomes several clips that fit the model, generated and then joined."""
     return "\n".join(
         [
@@ -317,7 +340,9 @@ def script_to_video(script: str, visual_style: str, model: str = "veo3_fast") ->
             "operation='extend', on Veo 3.1, Runway or Grok Imagine clips), which keeps the person and setting; "
             f"each extension is its own approved spend. {APPROVAL}",
             "4. Join the clips in order with stitch_videos(clips=[the task ids in order], captions=[{start, end, "
-            "text}, ...], session=..., output_name='<name>.mp4'); chain=true brings an extended clip's whole chain. "
+            "text}, ...], session=..., output_name='<name>.mp4'): for a part that was extended, list only the last "
+            "task id of its chain (add chain=true when extensions hold only their new part, as Runway's and Grok's "
+            "do; a Veo extension's video is already the whole clip). "
             "The script is known, so the same call burns in captions if the user wants them (leave captions out "
             "otherwise): seconds from the start of the joined video, each part's lines offset by the durations of "
             "the parts before it (see kie://prompting/prompt-library/caption-video.md). Free and local, no shell "
@@ -327,7 +352,7 @@ def script_to_video(script: str, visual_style: str, model: str = "veo3_fast") ->
     )
 
 
-def animated_ad(product: str, story: str, style: str = "3D-animated", beats: Beats = "6") -> str:
+def animated_ad(product: Product, story: Story, style: Style = "3D-animated", beats: Beats = "6") -> str:
     """Storyboard stills for each beat, approved, then image-to-video per beat, then stitched (beats: 1-20)."""
     beats = str(_count("beats", beats, BEATS))
     library = "claymation-ad" if "clay" in style.lower() else "pixar-style-ad"
