@@ -194,3 +194,18 @@ async def test_a_generated_task_shows_its_session_folder(connect, tmp_path):
     assert all(path.startswith(shown["folder"] + "/") for path in shown["files"])
     assert f"folder {shown['folder']}" in text_of(listed) and f"folder {shown['folder']}" in text_of(checked)
     assert listed.structured_content["tasks"][0]["folder"] == shown["folder"]
+
+
+async def test_check_task_of_a_finished_video_says_what_it_cost(connect, controls):
+    """A video is followed with check_task after generate_video returned at once: its finished view says the cost,
+    KIE's charge when KIE reports it (market models), else the price it was quoted at (Veo reports none)."""
+    async with connect(elicitation=answering()) as client:
+        views = {}
+        for model in ("bytedance/seedance-2", "veo3_fast"):
+            made = await client.call_tool("generate_video", {"prompt": "waves at dusk", "model": model})
+            task_id = made.structured_content["tasks"][0]["task_id"]
+            views[model] = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 40})
+    seedance, veo = (text_of(views[m]) for m in ("bytedance/seedance-2", "veo3_fast"))
+    charged = views["bytedance/seedance-2"].structured_content["task"]["credits_charged"]
+    assert "succeeded" in seedance and f"Cost: {charged:g} credits charged by KIE." in seedance, seedance
+    assert "succeeded" in veo and "Cost: 60 credits quoted and counted" in veo, veo

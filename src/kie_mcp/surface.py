@@ -79,6 +79,7 @@ from kie_mcp.spend import (
     Replay,
     SpendRefused,
     check_caps,
+    priced,
 )
 from kie_mcp.spend.balance import balance_cache
 from kie_mcp.tasks import TaskBook, TaskRecord
@@ -1184,12 +1185,26 @@ def _task_message(record: TaskRecord) -> str:
     head = f"{task}: {record.state}"
     if record.state == "succeeded":
         saved = f" Saved: {', '.join(record.files)}." if record.files else ""
-        return f"{head}. Results: " + ", ".join(record.result_urls) + "." + saved
+        return f"{head}. Results: " + ", ".join(record.result_urls) + "." + saved + _task_cost(record)
     if record.state in ("failed", "succeeded_without_results", "unknown"):
         return f"{head}. {record.error}"
     eta = f"; about {record.eta_seconds}s left" if record.eta_seconds else ""
     progress = f" ({record.progress:.0%})" if record.progress is not None else ""
     return f"{head}{progress}{eta}. Check again later with check_task."
+
+
+def _task_cost(record: TaskRecord) -> str:
+    """What a finished task cost, as a result should say: KIE's charge, else the price it was quoted at."""
+    charged = priced(record.credits_charged)
+    if charged is not None:
+        return f" Cost: {charged:g} credits charged by KIE."
+    quoted = record.credits_reserved if record.credits_reserved is not None else record.credits_quoted
+    if quoted:
+        return (
+            f" Cost: {quoted:g} credits quoted and counted; KIE does not report this task's charge "
+            "(https://kie.ai/logs shows it)."
+        )
+    return ""
 
 
 # -- resources ------------------------------------------------------------------------------------
