@@ -570,11 +570,11 @@ def confirmation_required(
         else f"{quote.credits_total:g} credits (about ${quote.usd_total:.2f})"
     )
     lead = f"{why} " if why else ""
-    lead += "".join(f"{note} " for note in p.notes)
+    notes = "".join(f" {note}" for note in p.notes)  # after the cost and the next step, which come first
     message = (
         f"{lead}Nothing was spent. This request costs {cost}: {quote.breakdown.rstrip('.')}. "
         f"The user must approve this cost first; once they do, call {tool} again with the same arguments and "
-        f"quote_id='{quote.quote_id}' (valid until {quote.expires_at})."
+        f"quote_id='{quote.quote_id}' (valid until {quote.expires_at}).{notes}"
     )
     result = GenerationResult(status=status, message=message, model=p.spec.id, quote=quote, sandbox=rt.settings.sandbox)
     result._why = why
