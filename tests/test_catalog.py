@@ -529,3 +529,10 @@ def test_a_refused_aspect_ratio_never_suggests_the_other_orientation(model_id):
         flipped = [v for v, shape in shapes.items() if shape and shape != 1 and (shape < 1) != tall]
         if set(shapes.values()) - {None, *(shapes[v] for v in flipped)}:  # its own orientation, or square, exists
             assert nearest not in flipped, (asked, nearest, field.values)
+
+
+@pytest.mark.parametrize("asked", ["1:" + "9" * 400, "9" * 400 + ":1", "0:1", "1:0"])
+def test_an_aspect_ratio_no_shape_can_have_is_refused_plainly(asked):
+    """A ratio of digits too long for a float (zero or infinite) once crashed the nearest-shape suggestion."""
+    with pytest.raises(InvalidRequest, match=r"aspect_ratio|size"):
+        build_input(CATALOG.get("gpt-4o-image"), prompt="x", aspect_ratio=asked)

@@ -196,3 +196,27 @@ def test_a_call_log_record_the_system_cut_short_is_not_left_half_written(tmp_pat
     ids = [record["task_id"] for record in records]
     assert ids[0] == "t-before" and ids[-1] == "t-after"
     assert len(ids) < 7  # the limit refused some records whole
+
+
+def test_a_failed_call_log_append_never_cuts_another_servers_line(tmp_path, monkeypatch):
+    """Two servers share the workspace's log. When this one's append fails, cutting the file back to the size it
+    saw must not take the line the other server wrote meanwhile (it may hold the only copy of a task id)."""
+    from kie_mcp.kie import calllog
+
+    path = tmp_path / "kie-api.jsonl"
+    log = CallLog(path)
+    log.write(endpoint="/a", outcome="ok")
+    real_write = os.write
+
+    def other_server_then_full(fd: int, data: bytes) -> int:
+        other = os.open(path, os.O_WRONLY | os.O_APPEND)
+        real_write(other, b'{"outcome": "created", "task_id": "t_other"}\n')
+        os.close(other)
+        raise OSError(errno.ENOSPC, FULL)
+
+    monkeypatch.setattr(calllog.os, "write", other_server_then_full)
+    log.write(endpoint="/b", outcome="created", task_id="t_ours")
+    monkeypatch.setattr(calllog.os, "write", real_write)
+    log.write(endpoint="/c", outcome="ok")
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [r.get("task_id") for r in records] == [None, "t_other", None]

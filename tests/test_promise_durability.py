@@ -118,6 +118,16 @@ async def test_a_create_cut_off_by_a_crash_is_reported_unknown_on_start(simulato
     assert '"unknown_creates_note"' in resource.contents[0].text
 
 
+async def test_a_temporary_file_named_with_no_real_process_id_does_not_stop_the_server(connect, tmp_path):
+    """A cloned workspace may hold any name: a process id too large for the system once failed every start."""
+    folder = tmp_path / "outputs" / "x"
+    folder.mkdir(parents=True)
+    (folder / ".a.png.part-99999999999999999999-0123456789ab").write_bytes(b"x")
+    async with connect() as client:
+        credits = await client.call_tool("check_credits", {})
+    assert not credits.is_error, text_of(credits)
+
+
 def test_a_create_being_sent_by_a_live_process_is_left_to_it_until_no_create_could_take_that_long(tmp_path):
     """Another server on the workspace may be sending a create right now: left alone. One "being sent" for longer
     than any create takes (its process id reused after a restart, another machine's, an older kie-mcp's) was

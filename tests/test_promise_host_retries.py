@@ -159,3 +159,30 @@ async def test_a_second_server_on_the_workspace_leaves_a_live_create_alone(conne
             during = await second.call_tool("check_credits", {})
     assert "last stopped" not in text_of(during) and during.structured_content["unknown_creates"] == 0
     assert made[0].structured_content["status"] == "completed", text_of(made[0])
+
+
+async def test_a_call_cut_off_while_its_previews_are_made_is_replayed_not_created_again(connect, controls, monkeypatch):
+    """The tasks exist and are journaled, but the host gives up while the answer's previews are made (a 4K image
+    or a video poster takes real time): that answer never reached it, so the same request again is a replay."""
+    from kie_mcp import surface
+
+    made = surface._thumbnails_ready
+    started = anyio.Event()
+    slow_once: list[int] = []
+
+    async def slow_first(*args: Any, **kwargs: Any) -> Any:
+        if not slow_once:
+            slow_once.append(1)
+            started.set()
+            await anyio.sleep(5)
+        return await made(*args, **kwargs)
+
+    monkeypatch.setattr(surface, "_thumbnails_ready", slow_first)
+    async with connect(auto_approve_credits=10) as client:
+        async with anyio.create_task_group() as group:
+            group.start_soon(client.call_tool, "generate_image", IMAGE)
+            await started.wait()
+            group.cancel_scope.cancel()
+        again = await client.call_tool("generate_image", IMAGE)
+    assert "created and charged nothing new" in text_of(again), text_of(again)
+    assert len(await controls.creates()) == 1

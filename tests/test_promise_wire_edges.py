@@ -93,6 +93,29 @@ def test_a_refusal_code_sent_as_text_keeps_its_meaning_and_anything_else_is_a_se
     assert caught.value.code == read
 
 
+@pytest.mark.parametrize("code", ["0" * 4400 + "200", "9" * 20, 1e300])
+def test_a_code_no_number_type_holds_is_a_server_error_never_a_crash(code):
+    """Python refuses to read digit strings over 4300 long: such a "code" once escaped as a ValueError."""
+    with pytest.raises(KieError) as caught:
+        read_envelope(answer({"code": code, "msg": "m", "data": {"taskId": "t1"}}), "/x")
+    assert caught.value.code == 500
+
+
+async def test_a_create_answered_with_a_code_no_number_holds_is_an_unknown_outcome_never_lost(
+    connect, controls, transport
+):
+    """The create reached KIE (created, charged): the answer says it may have been, the attempt is journaled as
+    unknown (not left "being sent"), counted, and never sent again."""
+    transport.rewrites[CREATE] = lambda body: {**body, "code": "0" * 4400 + "200"}
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", IMAGE)
+        credits = (await client.call_tool("check_credits", {})).structured_content
+    assert not made.is_error and made.structured_content["status"] == "unknown", text_of(made)
+    assert "kie.ai/logs" in text_of(made) and "Traceback" not in text_of(made)
+    assert credits["unknown_creates"] == 1 and credits["spent_today"] == 8
+    assert len(await controls.creates()) == 1
+
+
 @pytest.mark.parametrize("shape", [str, lambda code: f" {code} ", float], ids=["text", "spaced", "float"])
 async def test_a_create_answered_with_its_code_as_text_is_created_and_its_task_id_never_lost(
     connect, controls, transport, tmp_path, shape

@@ -127,6 +127,9 @@ class GenerationResult(BaseModel, defer_build=True):
     tasks: list[TaskRecord] = Field(default_factory=list)
     sandbox: bool = False
     _why: str | None = PrivateAttr(default=None)  # why a request was not run (for the approval card, not the schema)
+    # The create attempts this answer reports as made by its call (or by the cut-off call it replays): marked
+    # answered once the answer is handed to the client (``delivered``), cut off when it never is.
+    _attempts: list[str] = PrivateAttr(default_factory=list)
 
     @property
     def why(self) -> str | None:
@@ -671,13 +674,21 @@ async def execute(
     except BaseException:  # cancelled by the host, or failed: this answer never reaches the client
         _answered(rt, attempts, CALL_CUT_OFF)
         raise
-    _answered(rt, attempts, CALL_ANSWERED)
+    result._attempts = attempts  # answered once the tool hands the answer over (``delivered``)
     return result
 
 
+def delivered(rt: Runtime, result: GenerationResult, *, handed_over: bool) -> None:
+    """Whether ``result`` was handed to the client (the tool built its whole answer) or its call was cut off first
+    (cancelled or failed while previews were made): a request sent again after a cut-off gets ``retried_call``."""
+    _answered(rt, result._attempts, CALL_ANSWERED if handed_over else CALL_CUT_OFF)
+
+
 def _answered(rt: Runtime, attempts: list[str], answered: int) -> None:
-    """Note whether this call's answer reached the client (``journal.mark_answered``); a journal that cannot take
-    it only loses the retry protection of ``retried_call``."""
+    """Note whether a call's answer reached the client (``journal.mark_answered``); a journal that cannot take it
+    only loses the retry protection of ``retried_call``."""
+    if not attempts:
+        return
     with contextlib.suppress(*JOURNAL_ERRORS):
         rt.journal.mark_answered(attempts, answered=answered)
 
@@ -793,6 +804,14 @@ async def _submit(
     except KieError as err:
         record.state, record.error = "failed", err.describe()
         state, error = "refused", err.message
+    except Exception as err:  # a bug or an answer nothing foresaw, after the create may have left: never lost
+        log.exception("a create of %s ended in an unexpected error", p.spec.id)
+        error = f"kie-mcp hit an unexpected error while sending this create ({type(err).__name__})"
+        record.state, state = "unknown", "unknown"
+        record.error = (
+            f"{error}, so whether KIE created (and charged) it is unknown. It was NOT sent again, and its "
+            "reservation stays counted against today's cap; check https://kie.ai/logs before asking for it again."
+        )
     context = {"attempt_id": attempt, "prompt": prompt, "session": p.session}
     try:
         if state == "created" and not existing and not shared_by_design(family, body, record.task_id):
@@ -904,12 +923,13 @@ def replayed(rt: Runtime, p: Plan, tool: str, replay: Replay) -> GenerationResul
         attempts = rt.journal.attempts_for_quote(replay.quote_id)
         used = f"This approval ({replay.quote_id}) was already used, so this call created and charged nothing new."
     records = [record for record in (approved_task(rt, p, row) for row in attempts) if record is not None]
-    with contextlib.suppress(*JOURNAL_ERRORS):
-        rt.journal.mark_answered([row["attempt_id"] for row in attempts])
     if not records:
-        return confirmation_required(rt, p, tool, used)
-    lead = used if replay.attempts else f"{used} This is the request it approved."
-    return summarise(rt, p.spec, records, (lead,))
+        result = confirmation_required(rt, p, tool, used)
+    else:
+        lead = used if replay.attempts else f"{used} This is the request it approved."
+        result = summarise(rt, p.spec, records, (lead,))
+    result._attempts = [row["attempt_id"] for row in attempts]  # answered once this answer reaches the client
+    return result
 
 
 def approved_task(rt: Runtime, p: Plan, attempt: sqlite3.Row) -> TaskRecord | None:

@@ -23,7 +23,7 @@ def alive(pid: int) -> bool:
         return True
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # gone, or no process id at all (a crafted name)
         return False
     except (PermissionError, OSError):
         return True  # it exists (owned by someone else) or we cannot tell: treat it as alive

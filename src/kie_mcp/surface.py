@@ -976,16 +976,21 @@ async def _generate(
         result = await gen.execute(
             rt, plan, _decision(approval), tool=tool, wait_seconds=wait_seconds, progress=_progress(ctx)
         )
-    # Previews (scaled images, video posters) are made in a worker thread, never on the loop.
-    await _thumbnails_ready(result.tasks, rt.settings.workspace, rt.settings.preview_px)
-    output = GenerationOutput(**{name: getattr(result, name) for name in gen.GenerationResult.model_fields})
-    call = _tool_result(output, result.message, rt, result.tasks)
-    if client_supports_apps(ctx):  # MCP Apps hosts: a quote as the approval card, results as the gallery
-        quote = result.quote
-        if quote is not None:  # not run: the card again, saying why when there was a reason
-            call.meta = await _card_meta(ctx, plan, quote, tool, why=result.why)
-        else:
-            call.meta = gallery_meta(rt, result.tasks)
+    try:
+        # Previews (scaled images, video posters) are made in a worker thread, never on the loop.
+        await _thumbnails_ready(result.tasks, rt.settings.workspace, rt.settings.preview_px)
+        output = GenerationOutput(**{name: getattr(result, name) for name in gen.GenerationResult.model_fields})
+        call = _tool_result(output, result.message, rt, result.tasks)
+        if client_supports_apps(ctx):  # MCP Apps hosts: a quote as the approval card, results as the gallery
+            quote = result.quote
+            if quote is not None:  # not run: the card again, saying why when there was a reason
+                call.meta = await _card_meta(ctx, plan, quote, tool, why=result.why)
+            else:
+                call.meta = gallery_meta(rt, result.tasks)
+    except BaseException:  # the host gave up while the answer was being made: the tasks were never shown
+        gen.delivered(rt, result, handed_over=False)
+        raise
+    gen.delivered(rt, result, handed_over=True)
     return call
 
 

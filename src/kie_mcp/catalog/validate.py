@@ -419,10 +419,13 @@ def _shape(value: Any) -> float | None:
     if found := _NAMED_SHAPE.fullmatch(text):
         long, short = float(found[2]), float(found[3])
         ratio = long / short if long and short else None
-        return None if ratio is None else (ratio if found[1] == "landscape" else 1 / ratio)
+        if ratio is None or not math.isfinite(ratio) or ratio <= 0:
+            return None
+        return ratio if found[1] == "landscape" else 1 / ratio
     if found := _RATIO.fullmatch(text):
         width, height = float(found[1]), float(found[2])
-        return width / height if width > 0 and height > 0 else None
+        ratio = width / height if width > 0 and height > 0 else None
+        return ratio if ratio is not None and math.isfinite(ratio) and ratio > 0 else None
     return None
 
 

@@ -54,19 +54,34 @@ def _append_whole(path: Path, record: bytes) -> None:
     except PermissionError:  # a log one may append to but not read: appended to all the same
         fd, readable = os.open(path, flags | os.O_WRONLY, 0o666), False
     try:
+        _lock(fd)  # another kie-mcp on the workspace appends between our size and our cut: it waits instead
         size = os.fstat(fd).st_size
         if size and readable and not _ends_a_line(fd, size):
             record = b"\n" + record
+        written = 0
         try:
             written = os.write(fd, record)
             if written != len(record):
                 raise OSError(errno.ENOSPC, f"only {written} of {len(record)} bytes could be written")
         except OSError:
             with contextlib.suppress(OSError):
-                os.ftruncate(fd, size)  # no half line left for the next record to run into
+                if os.fstat(fd).st_size == size + written:  # only our own bytes since: cut them off
+                    os.ftruncate(fd, size)  # no half line left for the next record to run into
+                elif written:  # someone else wrote too (no lock on this system): end our half line instead
+                    os.write(fd, b"\n")
             raise
     finally:
-        os.close(fd)
+        os.close(fd)  # releases the lock
+
+
+def _lock(fd: int) -> None:
+    """An exclusive lock on the call log while a line is appended (POSIX; elsewhere the cut checks its size)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        return
+    with contextlib.suppress(OSError):
+        fcntl.flock(fd, fcntl.LOCK_EX)
 
 
 def _ends_a_line(fd: int, size: int) -> bool:

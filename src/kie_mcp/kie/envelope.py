@@ -47,7 +47,7 @@ def read_envelope(response: httpx2.Response, endpoint: str) -> Any:
     raise KieError(message, code=effective, http_status=status, endpoint=endpoint)
 
 
-_WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+")
+_WHOLE_NUMBER = re.compile(r"[+-]?[0-9]{1,9}")  # a code; longer digit runs are no code
 
 
 def whole_code(code: Any) -> Any:
@@ -56,7 +56,7 @@ def whole_code(code: Any) -> Any:
     for it); a boolean is no code either (``True == 1`` in Python)."""
     if isinstance(code, bool):
         return None
-    if isinstance(code, float) and code.is_integer():
+    if isinstance(code, float) and code.is_integer() and abs(code) < 1e9:
         return int(code)
     if isinstance(code, str) and _WHOLE_NUMBER.fullmatch(code.strip()):
         return int(code.strip())
