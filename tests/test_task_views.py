@@ -209,3 +209,14 @@ async def test_check_task_of_a_finished_video_says_what_it_cost(connect, control
     charged = views["bytedance/seedance-2"].structured_content["task"]["credits_charged"]
     assert "succeeded" in seedance and f"Cost: {charged:g} credits charged by KIE." in seedance, seedance
     assert "succeeded" in veo and "Cost: 60 credits quoted and counted" in veo, veo
+
+
+async def test_a_quote_id_given_to_check_task_is_named_as_one_and_never_asked_of_kie(connect, controls):
+    async with connect() as client:
+        quote = (
+            await client.call_tool("estimate_cost", {"prompt": "an apple", "model": "nano-banana-2"})
+        ).structured_content["quote"]
+        checked = await client.call_tool("check_task", {"task_id": quote["quote_id"]})
+    assert checked.is_error and "is a quote id" in text_of(checked) and "quote_id" in text_of(checked)
+    assert "record is null" not in text_of(checked)
+    assert not [r for r in (await controls.get("requests"))["requests"] if "record" in r["path"].lower()]

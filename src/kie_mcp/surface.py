@@ -11,6 +11,7 @@ import inspect
 import json
 import logging
 import mimetypes
+import re
 import sqlite3
 from collections.abc import Iterator, Sequence
 from datetime import datetime
@@ -1081,6 +1082,9 @@ async def _estimate(rt: Runtime, plan: gen.Plan) -> EstimateResult:
     )
 
 
+QUOTE_ID = re.compile(r"q_[0-9a-f]{16}")  # spend/quotes.py issues them so
+
+
 async def _find_record(rt: Runtime, task_id: str) -> TaskRecord:
     record = rt.tasks.get(task_id)
     if record is not None:
@@ -1092,6 +1096,15 @@ async def _find_record(rt: Runtime, task_id: str) -> TaskRecord:
             category=Category.INPUT,
             retryable=False,
             next_step="Use a task id from generate_image, generate_video, list_tasks or KIE's logs.",
+        )
+    if QUOTE_ID.fullmatch(task_id):  # an agent's easy mix-up: never asked of KIE, which would say "record is null"
+        raise KieError(
+            f"{task_id} is a quote id (from estimate_cost or confirmation_required), not a task id; nothing was asked "
+            "of KIE",
+            category=Category.INPUT,
+            retryable=False,
+            next_step="Pass it as quote_id to the generate call it priced, once the user approved the cost; "
+            "check_task takes the task_id that call returns.",
         )
     try:
         status = await rt.require_kie().find_task(task_id)
