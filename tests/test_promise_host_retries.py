@@ -186,3 +186,15 @@ async def test_a_call_cut_off_while_its_previews_are_made_is_replayed_not_create
         again = await client.call_tool("generate_image", IMAGE)
     assert "created and charged nothing new" in text_of(again), text_of(again)
     assert len(await controls.creates()) == 1
+
+
+async def test_a_generate_call_without_the_estimates_quote_names_that_quote(connect, controls):
+    """The agent priced the request, the user said yes in chat, and the agent forgot quote_id: the answer names the
+    estimate's quote as the approval it may pass, instead of only a new one to ask the user about again."""
+    async with connect() as client:
+        quote = (await client.call_tool("estimate_cost", IMAGE)).structured_content["quote"]["quote_id"]
+        forgot = await client.call_tool("generate_image", IMAGE)
+        passed = await client.call_tool("generate_image", {**IMAGE, "quote_id": quote})
+    assert forgot.structured_content["status"] == "confirmation_required"
+    assert f"pass quote_id='{quote}' instead" in text_of(forgot)
+    assert passed.structured_content["status"] == "completed" and len(await controls.creates()) == 1

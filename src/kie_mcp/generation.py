@@ -565,6 +565,7 @@ def settings_text(p: Plan) -> str:
 def confirmation_required(
     rt: Runtime, p: Plan, tool: str, why: str | None = None, status: Status = "confirmation_required"
 ) -> GenerationResult:
+    earlier = rt.quotes.open_estimate(p.digest) if p.quote_id is None else None  # before this one is issued
     quote = rt.quotes.issue(p.spec.id, p.digest, p.price, p.variations, ceiling=p.reserved)
     cost = (
         f"an UNKNOWN number of credits (the price is not known before it runs: {p.reserved:g} credits are reserved "
@@ -577,7 +578,14 @@ def confirmation_required(
     message = (
         f"{lead}Nothing was spent. This request costs {cost}: {quote.breakdown.rstrip('.')}. "
         f"The user must approve this cost first; once they do, call {tool} again with the same arguments and "
-        f"quote_id='{quote.quote_id}' (valid until {quote.expires_at}).{notes}"
+        f"quote_id='{quote.quote_id}' (valid until {quote.expires_at})."
+        + (
+            f" If the user already approved estimate_cost's quote {earlier} for this very request, that one "
+            f"approves it too: pass quote_id='{earlier}' instead."
+            if earlier
+            else ""
+        )
+        + notes
     )
     result = GenerationResult(status=status, message=message, model=p.spec.id, quote=quote, sandbox=rt.settings.sandbox)
     result._why = why

@@ -201,6 +201,17 @@ class QuoteBook:
         row = rows[0]
         return row["quote_id"], bool(row["used"]), self._clock() > row["expires"]
 
+    def open_estimate(self, digest: str) -> str | None:
+        """The newest estimate quote for this exact request still unused and unexpired, if any."""
+        rows = self.journal.query(
+            "SELECT quote_id, used, expires FROM quotes WHERE digest = ? AND kind = 'estimate'"
+            " ORDER BY created DESC LIMIT 1",
+            digest,
+        )
+        if not rows or rows[0]["used"] or self._clock() > rows[0]["expires"]:
+            return None
+        return str(rows[0]["quote_id"])
+
     def refusal(self, quote_id: str, digest: str) -> QuoteError | None:
         """None when ``quote_id`` can approve the request with ``digest``; else why not, with the rule's name."""
         rows = self.journal.query("SELECT * FROM quotes WHERE quote_id = ?", quote_id)
