@@ -173,3 +173,15 @@ async def test_a_result_that_could_not_be_saved_is_said_by_the_look_that_found_i
         done = await client.call_tool("check_task", {"task_id": task_id})
     assert done.structured_content["task"]["state"] == "succeeded" and not done.structured_content["task"]["files"]
     assert refusal in text_of(done), text_of(done)
+
+
+async def test_a_saved_video_says_how_long_it_is(connect, tmp_path):
+    """Caption times and joins add up the clips' real lengths (a model may make a clip shorter or longer than
+    asked): every saved video says its length, measured from the file, in the structured answer and the text."""
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_video", {"prompt": "waves", "model": "veo3_fast", "wait_seconds": 30})
+        image = await client.call_tool("generate_image", IMAGE)
+    [video] = made.structured_content["saved_files"]
+    assert video["duration_seconds"] and video["duration_seconds"] > 0.5
+    assert f", {video['duration_seconds']:g} s" in text_of(made)
+    assert image.structured_content["saved_files"][0]["duration_seconds"] is None

@@ -344,8 +344,9 @@ def script_to_video(script: Script, visual_style: VisualStyle, model: VideoModel
             "task id of its chain (add chain=true when extensions hold only their new part, as Runway's and Grok's "
             "do; a Veo extension's video is already the whole clip). "
             "The script is known, so the same call burns in captions if the user wants them (leave captions out "
-            "otherwise): seconds from the start of the joined video, each part's lines offset by the durations of "
-            "the parts before it (see kie://prompting/prompt-library/caption-video.md). Free and local, no shell "
+            "otherwise): seconds from the start of the joined video, each part's lines offset by the lengths of "
+            "the parts before it (duration_seconds of each saved clip in check_task's saved_files; see "
+            "kie://prompting/prompt-library/caption-video.md). Free and local, no shell "
             "needed. Present both the joined video and the parts.",
             SAVED,
         ]
@@ -398,7 +399,8 @@ def animated_ad(product: Product, story: Story, style: Style = "3D-animated", be
             f"8. generate_video per beat. {FOLLOW} Keep the task ids in beat order.",
             "9. Join the beats and burn the captions in one call: stitch_videos(clips=[the beat task ids in order], "
             "captions=[{start, end, text} per narration line; seconds from the start of the joined video, each "
-            "beat's lines offset by the lengths of the beats before it], session=..., output_name='<name>.mp4'). "
+            "beat's lines offset by the lengths of the beats before it: duration_seconds of each saved clip in "
+            "check_task's saved_files], session=..., output_name='<name>.mp4'). "
             "Free and local, no shell needed; see caption-video for phrasing. Present the joined ad and the beats.",
             SAVED,
         ]

@@ -217,6 +217,9 @@ class SavedFile(_Result):
     file_uri: str = Field(description="The same as a file:// URI, to open in a browser or file manager.")
     resource_uri: str = Field(description="The kie://outputs/... resource serving it over MCP.")
     mime_type: str | None = None
+    duration_seconds: float | None = Field(
+        default=None, description="A video's length as saved (caption times and joins add these up); null otherwise."
+    )
 
 
 SavedFiles = Annotated[
@@ -1576,7 +1579,10 @@ def _tool_result(
     if files and "saved_files" in type(model).model_fields:
         model = model.model_copy(update={"saved_files": files})
     if files:
-        text += "\nSaved on this computer:" + "".join(f"\n- {f.absolute_path} ({f.file_uri})" for f in files)
+        text += "\nSaved on this computer:" + "".join(
+            f"\n- {f.absolute_path} ({f.file_uri})" + (f", {f.duration_seconds:g} s" if f.duration_seconds else "")
+            for f in files
+        )
     if rt is not None and rt.settings.sandbox:
         text = f"{SANDBOX_LABEL} {text}"
     content: list[Any] = [TextContent(type="text", text=text)]
@@ -1609,14 +1615,26 @@ def _task_files(rt: Runtime, tasks: Sequence[TaskRecord]) -> list[SavedFile]:
 
 def _saved_file(workspace: Path, relative: str, task_id: str | None, mime: str | None = None) -> SavedFile:
     where = (workspace / relative).absolute()
+    mime = mime or mimetypes.guess_type(relative)[0]
     return SavedFile(
         task_id=task_id,
         path=relative,
         absolute_path=str(where),
         file_uri=where.as_uri(),
         resource_uri=f"kie://outputs/{relative.removeprefix('outputs/')}",
-        mime_type=mime or mimetypes.guess_type(relative)[0],
+        mime_type=mime,
+        duration_seconds=_video_seconds(where, mime),
     )
+
+
+def _video_seconds(path: Path, mime: str | None) -> float | None:
+    """An MP4/MOV video's length from its header (a few small reads, no decoding), rounded to the millisecond."""
+    if not (mime or "").startswith("video/"):
+        return None
+    from kie_mcp.media.duration import mp4_seconds
+
+    seconds = mp4_seconds(path)
+    return round(seconds, 3) if seconds is not None else None
 
 
 async def _thumbnails_ready(tasks: Sequence[TaskRecord], workspace: Path, side: int = THUMBNAIL_SIDE) -> None:
