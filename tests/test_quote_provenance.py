@@ -35,3 +35,17 @@ async def test_an_old_price_is_flagged_in_the_confirmation_too(connect):
         await client.call_tool("generate_image", IMAGE)
     if (date.today() - date.fromisoformat(quote["price_date"])).days > 30:
         assert "Warning: this price is from" in seen[0]
+
+
+def test_a_stale_price_warning_points_the_agent_to_kies_prices_and_the_user_to_the_refresh():
+    """The agent cannot run a command (Claude Desktop has no shell): the warning gives it KIE's price page, and says
+    the refresh is the user's, in a terminal."""
+    from kie_mcp.catalog import ItemPrice
+    from kie_mcp.spend.quotes import staleness
+
+    price = ItemPrice(
+        known=True, credits=8, unit="task", breakdown="8 credits", source="price-feed", source_date="2026-01-01"
+    )
+    warning = staleness(price, date(2026, 12, 4))
+    assert warning.startswith("Warning: this price is from 2026-01-01")
+    assert "https://kie.ai/pricing shows today's" in warning and "the user can refresh" in warning

@@ -102,7 +102,8 @@ def staleness(price: ItemPrice, today: date) -> str | None:
         return None
     return (
         f"Warning: this price is from {seen.isoformat()} ({age} days ago) and KIE changes prices often; "
-        "`kie-mcp catalog sync` refreshes it, https://kie.ai/pricing shows today's."
+        "https://kie.ai/pricing shows today's (the user can refresh kie-mcp's prices by running `kie-mcp catalog "
+        "sync` in a terminal)."
     )
 
 
