@@ -384,11 +384,9 @@ def decide_approval(rt: Runtime, p: Plan, *, can_ask: bool, answered: bool = Fal
 
     A request whose earlier call was cut off after it created (the host cancelled it, timed out, or lost the
     server) is answered with what that call made: a host's retry never creates twice."""
-    if (retry := retried_call(rt, p)) is not None:
-        return retry
-    refusal = rt.quotes.refusal(p.quote_id, p.digest) if p.quote_id else None
-    if p.quote_id and refusal is not None and (replay := unsettled_replay(rt, p.quote_id, p.digest, refusal)):
+    if (replay := replay_of(rt, p)) is not None:
         return replay
+    refusal = rt.quotes.refusal(p.quote_id, p.digest) if p.quote_id else None
     problem = None if refusal is None else str(refusal) + made_with(rt, refusal, p.quote_id)
     binds_only = can_ask and rt.settings.approval == "form"
     if binds_only and problem is not None:

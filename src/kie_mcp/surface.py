@@ -11,7 +11,6 @@ import inspect
 import json
 import logging
 import mimetypes
-import re
 import sqlite3
 from collections.abc import Iterator, Sequence
 from datetime import datetime
@@ -83,6 +82,7 @@ from kie_mcp.spend import (
     priced,
 )
 from kie_mcp.spend.balance import balance_cache
+from kie_mcp.spend.quotes import QUOTE_ID
 from kie_mcp.tasks import TaskBook, TaskRecord
 from kie_mcp.tasks.records import PROMPT_SHOWN, ModelFilterError
 from kie_mcp.words import plain, timestamp
@@ -1083,9 +1083,6 @@ async def _estimate(rt: Runtime, plan: gen.Plan) -> EstimateResult:
         max_credits_per_day=rt.ledger.caps.per_day,
         message=" ".join(parts),
     )
-
-
-QUOTE_ID = re.compile(r"q_[0-9a-f]{16}")  # spend/quotes.py issues them so
 
 
 async def _find_record(rt: Runtime, task_id: str) -> TaskRecord:

@@ -4,6 +4,7 @@
 
 import hashlib
 import json
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -15,6 +16,9 @@ from pydantic import BaseModel, Field
 from kie_mcp.catalog import ItemPrice, usd
 from kie_mcp.journal import Journal
 from kie_mcp.words import timestamp
+
+# What every quote id looks like (``issue``): told apart from a task id given to check_task by mistake.
+QUOTE_ID = re.compile(r"q_[0-9a-f]{16}")
 
 
 def request_hash(model_id: str, wire_input: dict[str, Any], variations: int) -> str:
@@ -144,7 +148,7 @@ class QuoteBook:
         expires = now + (self.ttl if ttl is None else ttl)
         total = None if price.credits is None else round(price.credits * variations, 4)
         quote = Quote(
-            quote_id="q_" + secrets.token_hex(8),
+            quote_id="q_" + secrets.token_hex(8),  # QUOTE_ID
             model=model_id,
             variations=variations,
             price_known=price.known,
