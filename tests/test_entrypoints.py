@@ -274,7 +274,7 @@ def test_demo_ends_with_next_steps_and_leaves_no_clutter(tmp_path):
     assert "uvx kie-mcp" not in steps  # not on PyPI yet: the demo names a command that works today
     assert "https://kie.ai" in steps and "KIE_API_KEY" in steps  # how to switch to a real key
     assert "stitch_videos joins the two clips into one -> outputs/" in out  # ffmpeg: a dev dependency
-    assert "4.0 s, joined losslessly by stream copy" in out  # two 2 s sandbox clips of the same format
+    assert "16.0 s, joined losslessly by stream copy" in out  # two 8 s sandbox Veo clips of the same format
     assert not list(temp.glob("kie-mcp-demo-*"))
 
 

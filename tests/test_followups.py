@@ -377,7 +377,7 @@ async def test_upscale_sends_the_saved_clip_of_any_video_to_topaz(connect, contr
         )
     task = upscaled.structured_content["tasks"][0]
     assert task["state"] == "succeeded" and task["model"] == "topaz/video-upscale", text_of(upscaled)
-    assert "Spend 28 credits" in seen[-1] and "the saved file outputs/" in seen[-1]  # 14 credits/s x 2 s measured
+    assert "Spend 70 credits" in seen[-1] and "the saved file outputs/" in seen[-1]  # 14 credits/s x 5 s measured
     [create] = [r for r in await requests_to(controls, MARKET) if r["body"]["model"] == "topaz/video-upscale"]
     assert create["body"]["input"]["upscale_factor"] == "4"
     assert "/files/uploads/" in create["body"]["input"]["video_url"]  # the saved file, uploaded after approval

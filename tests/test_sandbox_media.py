@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import subprocess
 import zipfile
@@ -21,6 +22,7 @@ from PIL import Image
 from kie_mcp.media.duration import mp4_seconds
 from kie_mcp.media.stitch import find_ffmpeg, probe
 from kie_mcp.sandbox import SANDBOX_API_KEY, media
+from kie_mcp.sandbox.looping import Unloopable, loop_clip
 
 from .conftest import UPLOADS, answering, text_of
 
@@ -60,6 +62,17 @@ def decode_errors(ffmpeg: str, path: Path) -> str:
     return done.stderr.strip() or ("" if done.returncode == 0 else f"exit {done.returncode}")
 
 
+def decoded_frames(ffmpeg: str, path: Path) -> int:
+    """How many video frames ffmpeg decodes from ``path`` (its edit list honoured)."""
+    done = subprocess.run(
+        [ffmpeg, "-hide_banner", "-nostdin", "-i", str(path), "-map", "0:v", "-f", "null", "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(re.findall(r"frame=\s*(\d+)", done.stderr)[-1])
+
+
 async def saved_video(client: Any, request: dict[str, Any], workspace: Path) -> tuple[str, Path]:
     """Generate one sandbox video, wait for it, return its task id and the saved file."""
     submitted = await client.call_tool("generate_video", request)
@@ -75,20 +88,21 @@ async def saved_video(client: Any, request: dict[str, Any], workspace: Path) -> 
 
 
 @pytest.mark.parametrize(
-    ("request_fields", "width_over_height", "sound"),
+    ("request_fields", "width_over_height", "sound", "seconds"),
     [
-        ({"model": "veo3_fast", "aspect_ratio": "9:16"}, 9 / 16, True),  # Veo always makes sound
-        ({"model": "veo3_fast", "aspect_ratio": "16:9"}, 16 / 9, True),
-        ({"model": "kling-3.0/video", "aspect_ratio": "1:1", "audio": False}, 1.0, False),
-        ({"model": "kling-3.0/video", "aspect_ratio": "1:1", "audio": True}, 1.0, True),
-        ({"model": "runway-video", "aspect_ratio": "4:3"}, 16 / 9, False),  # no sound; 4:3 -> closest landscape
-        ({"model": "runway-video", "aspect_ratio": "3:4"}, 9 / 16, False),
+        ({"model": "veo3_fast", "aspect_ratio": "9:16"}, 9 / 16, True, 8),  # Veo always makes sound; 8 s by default
+        ({"model": "veo3_fast", "aspect_ratio": "16:9", "duration": 4}, 16 / 9, True, 4),
+        ({"model": "kling-3.0/video", "aspect_ratio": "1:1", "audio": False, "duration": 3}, 1.0, False, 3),
+        ({"model": "kling-3.0/video", "aspect_ratio": "1:1", "audio": True, "duration": 13}, 1.0, True, 13),
+        ({"model": "runway-video", "aspect_ratio": "4:3"}, 16 / 9, False, 5),  # no sound; 4:3 -> closest landscape
+        ({"model": "runway-video", "aspect_ratio": "3:4", "duration": 10}, 9 / 16, False, 10),
     ],
     ids=["veo-9:16", "veo-16:9", "kling-1:1-silent", "kling-1:1-sound", "runway-4:3", "runway-3:4"],
 )
-async def test_a_sandbox_video_is_a_playable_clip_in_the_requested_aspect_with_sound_as_asked(
-    connect, tmp_path, ffmpeg, request_fields, width_over_height, sound
+async def test_a_sandbox_video_is_a_playable_clip_in_the_requested_aspect_and_length_with_sound_as_asked(
+    connect, tmp_path, ffmpeg, request_fields, width_over_height, sound, seconds
 ):
+    """The shipped clips are 2 s; what is served plays as long as the request asked (or its model's default)."""
     async with connect(elicitation=answering()) as client:
         _, path = await saved_video(client, {"prompt": "waves at dusk", **request_fields}, tmp_path)
     data = path.read_bytes()
@@ -99,13 +113,14 @@ async def test_a_sandbox_video_is_a_playable_clip_in_the_requested_aspect_with_s
     assert info.codec == "h264"
     assert info.width / info.height == pytest.approx(width_over_height, rel=0.02)
     assert (info.audio is not None) == sound
-    assert mp4_seconds(path) == pytest.approx(2.0, abs=0.1)
+    assert mp4_seconds(path) == seconds
+    assert decoded_frames(ffmpeg, path) == seconds * 24  # every frame of every play decodes, none past the trim
 
 
 async def test_two_sandbox_videos_stitch_end_to_end(connect, tmp_path, ffmpeg):
     shots = [
-        {"model": "veo3_fast", "prompt": "a barista slides the bottle", "aspect_ratio": "9:16"},
-        {"model": "veo3_fast", "prompt": "a close-up of the bottle", "aspect_ratio": "9:16"},
+        {"model": "veo3_fast", "prompt": "a barista slides the bottle", "aspect_ratio": "9:16", "duration": 4},
+        {"model": "veo3_fast", "prompt": "a close-up of the bottle", "aspect_ratio": "9:16", "duration": 4},
         {"model": "kling-3.0/video", "prompt": "the bottle on a shelf", "aspect_ratio": "1:1", "audio": False},
     ]
     async with connect(elicitation=answering()) as client:
@@ -117,10 +132,10 @@ async def test_two_sandbox_videos_stitch_end_to_end(connect, tmp_path, ffmpeg):
     assert not mixed.is_error, text_of(mixed)
     assert same.structured_content["reencoded"] is False  # identical formats: joined by stream copy
     assert mixed.structured_content["reencoded"] is True  # 9:16 with sound + 1:1 silent
-    for result in (same, mixed):
+    for result, seconds in ((same, 4 + 4), (mixed, 4 + 5)):  # Kling 3.0's default: 5 s
         output = tmp_path / result.structured_content["path"]
         assert b"moov" in top_boxes(output.read_bytes())
-        assert mp4_seconds(output) == pytest.approx(4.0, abs=0.25)
+        assert mp4_seconds(output) == pytest.approx(seconds, abs=0.25)
         assert decode_errors(ffmpeg, output) == ""
         info = await probe(ffmpeg, output)
         assert (info.width, info.height) == (180, 320) and info.audio is not None
@@ -128,7 +143,7 @@ async def test_two_sandbox_videos_stitch_end_to_end(connect, tmp_path, ffmpeg):
 
 async def test_a_padded_video_is_served_at_the_configured_size_and_still_plays(controls, sim, tmp_path, ffmpeg):
     """``video_bytes`` (benchmarks pull big files) pads the clip without breaking it, whatever the gap."""
-    clip = len(media.clip_bytes("16x9-sound.mp4"))
+    clip = len(media.clip_bytes("16x9-sound.mp4", 8.0))  # Veo's default length
     for size, expected in [(3_000_000, 3_000_000), (clip + 3, clip + 3), (clip + 8, clip + 8), (64, clip)]:
         await controls.post("config", {"video_bytes": size})
         body = {"prompt": "waves", "model": "veo3_fast", "aspectRatio": "16:9"}
@@ -140,9 +155,9 @@ async def test_a_padded_video_is_served_at_the_configured_size_and_still_plays(c
         assert int(response.headers["content-length"]) == len(response.content) == expected
         path = tmp_path / f"{size}.mp4"
         path.write_bytes(response.content)
-        moov_and_all_before = media.clip_bytes("16x9-sound.mp4").split(b"mdat")[0][:-4]
+        moov_and_all_before = media.clip_bytes("16x9-sound.mp4", 8.0).split(b"mdat")[0][:-4]
         assert response.content.startswith(moov_and_all_before)
-        assert mp4_seconds(path) == pytest.approx(2.0, abs=0.1)
+        assert mp4_seconds(path) == 8.0
         assert decode_errors(ffmpeg, path) == ""
 
 
@@ -181,6 +196,34 @@ def test_padding_of_any_size_is_one_valid_free_box(total):
 def test_each_aspect_gets_the_closest_clip(aspect, clip):
     assert media.clip_for(aspect, sound=False) == f"{clip}.mp4"
     assert media.clip_for(aspect, sound=True) == f"{clip}-sound.mp4"
+
+
+@pytest.mark.parametrize("seconds", [0.5, 2, 3, 7.5, 30])
+@pytest.mark.parametrize("name", CLIPS)
+def test_a_clip_plays_for_the_length_asked_and_every_frame_decodes(ffmpeg, tmp_path, name, seconds):
+    """A shipped 2 s clip repeated and trimmed (looping.py): exactly that long, 24 frames a second, no decode error
+    in the video or the sound."""
+    path = tmp_path / name
+    path.write_bytes(media.clip_bytes(name, seconds))
+    assert mp4_seconds(path) == seconds
+    assert decode_errors(ffmpeg, path) == ""
+    assert decoded_frames(ffmpeg, path) == round(seconds * 24)
+
+
+def test_a_clip_that_cannot_be_played_that_long_is_served_as_shipped():
+    shipped = media.clip_bytes("1x1-sound.mp4")
+    assert media.clip_bytes("1x1-sound.mp4", 3600.0) == shipped  # more plays than any KIE model makes
+    for length in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(Unloopable):
+            loop_clip(shipped, length)
+    boxes, offset = [], 0
+    while offset < len(shipped):
+        size = int.from_bytes(shipped[offset : offset + 4], "big")
+        boxes.append(shipped[offset : offset + size])
+        offset += size
+    media_first = b"".join(box for box in boxes if box[4:8] != b"moov") + next(b for b in boxes if b[4:8] == b"moov")
+    with pytest.raises(Unloopable, match="moov must come before"):
+        loop_clip(media_first, 4.0)
 
 
 # -- images ----------------------------------------------------------------------------------

@@ -255,7 +255,7 @@ def _blob_response(blob: Blob) -> Response:
     if blob.data is not None:
         return Response(blob.data, media_type=blob.mime)
     return StreamingResponse(
-        media.video_stream(blob.clip or "", blob.size),
+        media.video_stream(blob.clip or "", blob.size, blob.seconds),
         media_type=blob.mime,
         headers={"content-length": str(blob.size)},
     )

@@ -3,8 +3,9 @@
 Images are drawn with Pillow (seeded colours, deterministic per seed) and labelled "SANDBOX" with the prompt's
 first words, so nobody mistakes a simulated result for a real one. Videos are tiny H.264 clips (AAC sound where the
 request has sound) shipped in ``clips/``, made once by ``clips/make_clips.py``; the simulator needs no ffmpeg. A
-clip is served padded to ``SimConfig.video_bytes`` with a trailing ``free`` box, which MP4 players skip, and
-streamed in chunks that are never held in memory whole, so a benchmark can pull hundreds of MB through the sim.
+clip plays as long as its request asked (``looping.py``: its samples repeated, then trimmed) and is served padded
+to ``SimConfig.video_bytes`` with a trailing ``free`` box, which MP4 players skip, and streamed in chunks that are
+never held in memory whole, so a benchmark can pull hundreds of MB through the sim.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import logging
 import math
 import mimetypes
 import re
@@ -20,6 +22,10 @@ from collections.abc import AsyncIterator, Iterator
 from importlib import resources
 
 from PIL import Image, ImageDraw, ImageFont
+
+from .looping import Unloopable, loop_clip
+
+log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 64 * 1024
 _LONG_SIDE = 256
@@ -179,14 +185,27 @@ def clip_for(aspect: object, sound: bool) -> str:
 
 
 @functools.cache
-def clip_bytes(name: str) -> bytes:
-    """A shipped clip (a few KB), read once."""
+def _shipped(name: str) -> bytes:
     return (resources.files(__package__) / "clips" / name).read_bytes()
 
 
-def video_size(name: str, requested: int) -> int:
+@functools.lru_cache(maxsize=32)
+def clip_bytes(name: str, seconds: float | None = None) -> bytes:
+    """A shipped clip (a few KB, 2 s), read once; with ``seconds``, one that plays that long (the shipped clip
+    when it cannot be: a length past what looping.py makes)."""
+    shipped = _shipped(name)
+    if seconds is None:
+        return shipped
+    try:
+        return loop_clip(shipped, seconds)
+    except Unloopable as err:
+        log.debug("serving %s as shipped: %s", name, err)
+        return shipped
+
+
+def video_size(name: str, requested: int, seconds: float | None = None) -> int:
     """What a video URL serves: ``requested`` bytes (``SimConfig.video_bytes``), never less than the clip."""
-    return max(requested, len(clip_bytes(name)))
+    return max(requested, len(clip_bytes(name, seconds)))
 
 
 def _grown_last_box(clip: bytes, extra: int) -> bytes:
@@ -206,9 +225,9 @@ def _grown_last_box(clip: bytes, extra: int) -> bytes:
     return clip[:last] + struct.pack(">I", length + extra) + clip[last + 4 :]
 
 
-def _head(name: str, total: int) -> bytes:
+def _head(name: str, total: int, seconds: float | None) -> bytes:
     """The clip and the header of the padding after it; the rest of the ``total`` bytes are zeros."""
-    clip = clip_bytes(name)
+    clip = clip_bytes(name, seconds)
     gap = total - len(clip)
     if gap <= 0:
         return clip
@@ -219,10 +238,10 @@ def _head(name: str, total: int) -> bytes:
     return clip + struct.pack(">I4sQ", 1, b"free", gap)  # over 4 GiB: a 64-bit box size
 
 
-def video_chunks(name: str, total: int, chunk: int = CHUNK_BYTES) -> Iterator[bytes]:
-    """Clip ``name`` padded to ``total`` bytes (at least the clip), in ``chunk``-sized pieces."""
-    total = video_size(name, total)
-    head = _head(name, total)
+def video_chunks(name: str, total: int, chunk: int = CHUNK_BYTES, seconds: float | None = None) -> Iterator[bytes]:
+    """Clip ``name`` (``seconds`` long) padded to ``total`` bytes (at least the clip), in ``chunk``-sized pieces."""
+    total = video_size(name, total, seconds)
+    head = _head(name, total, seconds)
     for start in range(0, len(head), chunk):
         yield head[start : start + chunk]
     zeros = bytes(chunk)
@@ -233,14 +252,14 @@ def video_chunks(name: str, total: int, chunk: int = CHUNK_BYTES) -> Iterator[by
         yield piece
 
 
-async def video_stream(name: str, total: int) -> AsyncIterator[bytes]:
+async def video_stream(name: str, total: int, seconds: float | None = None) -> AsyncIterator[bytes]:
     """Async form of ``video_chunks`` for ``StreamingResponse``."""
-    for piece in video_chunks(name, total):
+    for piece in video_chunks(name, total, seconds=seconds):
         yield piece
 
 
-def video_bytes(name: str, total: int) -> bytes:
-    return b"".join(video_chunks(name, total))
+def video_bytes(name: str, total: int, seconds: float | None = None) -> bytes:
+    return b"".join(video_chunks(name, total, seconds=seconds))
 
 
 # -- types -----------------------------------------------------------------------------------

@@ -229,12 +229,14 @@ class LiveCatalogState:
 
 @dataclass(frozen=True)
 class Blob:
-    """What a file URL serves: small files as bytes, videos as a shipped clip streamed padded to ``size``."""
+    """What a file URL serves: small files as bytes, videos as a shipped clip (played ``seconds`` long) streamed
+    padded to ``size``."""
 
     mime: str
     size: int
     data: bytes | None = None
     clip: str | None = None
+    seconds: float | None = None
 
 
 def _task_wire(task: Task) -> dict[str, Any]:
@@ -251,6 +253,20 @@ def _has_sound(task: Task) -> bool:
         return False
     switch = spec.field_for_arg("audio")
     return switch is None or _task_wire(task).get(switch.name, switch.default) is True
+
+
+def _clip_seconds(task: Task) -> float | None:
+    """How long a video of ``task`` plays: the request's duration, or its model's default; None (the shipped
+    clip's 2 s) when the model sets the length itself (an upscale, a Veo extension) or the value is no length."""
+    spec = load_catalog().get(task.model)
+    length = spec.field_for_arg("duration") if spec is not None else None
+    if length is None:
+        return None
+    try:
+        seconds = float(_task_wire(task).get(length.name, length.default))
+    except (TypeError, ValueError):
+        return None
+    return seconds if math.isfinite(seconds) and seconds > 0 else None
 
 
 # -- the simulator ---------------------------------------------------------------------------
@@ -600,8 +616,9 @@ class Simulator:
             raise FileError(403, "Forbidden: the link has expired")
         item = task.files[name]
         if item.kind == "video":
-            clip = media.clip_for(item.aspect, _has_sound(task))
-            return Blob(mime=item.mime, size=media.video_size(clip, self.config.video_bytes), clip=clip)
+            clip, seconds = media.clip_for(item.aspect, _has_sound(task)), _clip_seconds(task)
+            size = media.video_size(clip, self.config.video_bytes, seconds)
+            return Blob(mime=item.mime, size=size, clip=clip, seconds=seconds)
         caption = media.prompt_label(_task_wire(task).get("prompt"))
         data = media.image_bytes(f"{task.id}/{name}", item.fmt, media.image_size(item.aspect), caption)
         return Blob(mime=item.mime, size=len(data), data=data)
@@ -610,7 +627,7 @@ class Simulator:
         blob = self.lookup_file(path, check_ttl=check_ttl)
         if blob.data is not None:
             return blob.data, blob.mime
-        return media.video_bytes(blob.clip or "", blob.size), blob.mime
+        return media.video_bytes(blob.clip or "", blob.size, blob.seconds), blob.mime
 
     def resolve_sim_url(self, url: str) -> str | None:
         """The decoded ``/files/...`` path behind a URL this sim issued (any host), or None."""

@@ -3,7 +3,8 @@
 Run: uv run python src/kie_mcp/sandbox/clips/make_clips.py
 
 Needs ffmpeg from ``imageio-ffmpeg`` (in the dev dependency group); the simulator itself never runs ffmpeg, it only
-serves these files. Each clip is 2 s at 24 fps, H.264 (Main profile, yuv420p) with the ``moov`` box first
+serves these files, played as long as a request asks (``looping.py``). Each clip is 2 s at 24 fps, H.264 (Main
+profile, yuv420p, one group of pictures, so it can be played again from its start) with the ``moov`` box first
 (faststart), so browsers and players start it at once; the ``-sound`` variants carry a soft AAC tick every half
 second. Frames are drawn with Pillow (no font file needed by ffmpeg): a "SANDBOX" label, the aspect and whether
 there is sound, and a bar that fills over the two seconds. Not imported by kie-mcp.
