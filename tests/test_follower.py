@@ -6,6 +6,7 @@ and the tests shorten ``poll_min_interval`` (conftest), which runs the follower'
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import anyio
 import pytest
 from mcp import Client
+from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp.types import LoggingMessageNotificationParams
 
 from kie_mcp.catalog import load_catalog
@@ -422,6 +424,28 @@ async def test_subscribers_hear_that_the_task_changed(connect, controls, mode):
     assert '"task_id"' in read.contents[0].text
 
 
+async def test_subscribers_hear_of_a_task_an_earlier_server_made_and_of_the_task_list(connect, controls, mode):
+    """After a restart, a client that subscribes before asking anything hears when a task left by the earlier server
+    ends; a subscriber to the task list hears it too (its content changed)."""
+    if mode != "auto":
+        pytest.skip("subscriptions/listen is the 2026-07-28 way to subscribe to a resource")
+    await controls.post("clock/speed", {"speed": 0})
+    async with connect(elicitation=answering()) as client:
+        task_id = await video_nobody_waits_for(client)
+    async with connect(elicitation=answering()) as client:
+        uris = [f"kie://tasks/{task_id}", "kie://tasks"]
+        async with client.listen(resource_subscriptions=uris) as subscription:
+            await controls.post("clock/speed", {"speed": 1000})
+            heard: set[str] = set()
+            with anyio.fail_after(20):
+                async for event in subscription:
+                    heard.add(str(getattr(event, "uri", "")))
+                    if heard >= set(uris):
+                        break
+        read = json.loads((await client.read_resource(f"kie://tasks/{task_id}")).contents[0].text)
+    assert read["state"] == "succeeded"
+
+
 async def test_a_handshake_client_gets_a_log_message_when_a_task_ends(settings, transport, controls, tmp_path):
     from kie_mcp.server import create_server
 
@@ -441,6 +465,33 @@ async def test_a_handshake_client_gets_a_log_message_when_a_task_ends(settings, 
             while not any(task_id in line for line in lines):  # noqa: ASYNC110 - filled by the client's callback
                 await anyio.sleep(0.02)
     assert any("succeeded" in line and "outputs/" in line for line in lines if task_id in line)
+
+
+async def test_a_handshake_client_that_sets_a_higher_log_level_is_not_sent_task_messages(
+    settings, transport, controls, tmp_path
+):
+    """A server that sends log messages declares logging and honours logging/setLevel (the spec's MUST): a client
+    that asked for errors only is not sent "task ended" (info)."""
+    from kie_mcp.server import create_server
+
+    lines: list[str] = []
+
+    async def on_log(params: LoggingMessageNotificationParams) -> None:
+        lines.append(str(params.data))
+
+    server = create_server(settings, transport=transport)
+    async with Client(server, mode="legacy", elicitation_callback=answering(), logging_callback=on_log) as client:
+        assert client.server_capabilities.logging is not None
+        with pytest.warns(MCPDeprecationWarning):  # logging is deprecated in 2026-07-28, still a handshake-era call
+            await client.set_logging_level("error")
+        await controls.post("clock/speed", {"speed": 0})
+        task_id = await video_nobody_waits_for(client)
+        await client.call_tool("check_task", {"task_id": task_id})  # the server now knows how to reach us
+        await controls.post("clock/speed", {"speed": 1000})
+        await until_saved(tmp_path, task_id)
+        await anyio.sleep(0.5)  # the test above hears the same message within this time at the default level
+        await client.call_tool("list_tasks", {})  # and anything sent before this answer has arrived by now
+    assert not [line for line in lines if task_id in line]
 
 
 # -- what a task's error says ----------------------------------------------------------------------------------

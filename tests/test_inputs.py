@@ -147,6 +147,50 @@ async def test_the_clients_mcp_roots_are_allowed_folders(settings, transport, co
     assert refused.is_error and "MCP root" in text_of(refused)
 
 
+@pytest.mark.parametrize("answer", ["an error", "no answer"])
+async def test_a_client_whose_roots_list_fails_or_never_answers_still_gets_its_answers(
+    settings, transport, controls, mode, tmp_path, answer
+):
+    """Some clients declare roots and then answer roots/list with an error, or never. Roots only widen where inputs
+    may come from: a call naming no local file never asks, and one that does is answered from the workspace once the
+    client failed or the deadline passed (handshake era; in the 2026-07-28 era the question rides on the retried
+    request)."""
+    from dataclasses import replace
+
+    import anyio
+    from mcp import Client
+    from mcp.types import ErrorData
+
+    from kie_mcp.server import create_server
+
+    asked: list[str] = []
+
+    async def broken_roots(context):
+        asked.append("roots/list")
+        if answer == "no answer":
+            await anyio.sleep(3600)
+        return ErrorData(code=-32601, message="Method not found")
+
+    (tmp_path / "ref.png").write_bytes(PNG)
+    server = create_server(replace(settings, roots_timeout_seconds=0.5), transport=transport)
+    async with Client(server, mode=mode, elicitation_callback=answering(), list_roots_callback=broken_roots) as client:
+        with anyio.fail_after(20):
+            priced = await client.call_tool("estimate_cost", {"model": "nano-banana-2", "prompt": "a red apple"})
+            linked = await client.call_tool("estimate_cost", {**EDIT, "images": ["https://example.com/a.png"]})
+            styled = await client.call_tool(
+                "estimate_cost", {"model": "nano-banana-2", "prompt": "a fox", "options": {"output_format": "png"}}
+            )
+            assert asked == []  # nothing named a local file: the client was not asked
+            if mode == "legacy":
+                local = await client.call_tool("generate_image", {**EDIT, "images": ["ref.png"]})
+                uploaded = await client.call_tool("upload_file", {"path": "ref.png"})
+                assert local.structured_content["status"] == "completed", text_of(local)
+                assert not uploaded.is_error, text_of(uploaded)
+                assert asked == ["roots/list", "roots/list"]
+    for result in (priced, linked, styled):
+        assert not result.is_error and result.structured_content["quote"]["quote_id"], text_of(result)
+
+
 @pytest.mark.parametrize("model", ["flux-kontext-pro", "flux-kontext-max"])
 async def test_a_flux_kontext_edit_keeps_its_photos_shape_unless_asked(connect, controls, tmp_path, model):
     """KIE: an edit without aspectRatio keeps the input image's ratio; 16:9 is text-to-image's default. Sending 16:9

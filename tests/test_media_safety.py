@@ -13,7 +13,7 @@ from pathlib import Path
 import anyio
 import pytest
 from mcp import Client, MCPError
-from mcp.types import ListRootsResult, Root
+from mcp.types import INVALID_PARAMS, ListRootsResult, Root
 from PIL import Image
 
 from kie_mcp.catalog import load_catalog
@@ -607,6 +607,16 @@ async def test_master_context_linked_to_a_file_it_may_not_serve_is_refused(conne
     message = str(caught.value)
     assert "MASTER_CONTEXT.md" in message and "plain file in the workspace" in message, message
     assert "OUTSIDE-SECRET" not in message and "sk-live" not in message
+
+
+async def test_a_resource_that_is_not_there_is_not_found_not_a_server_fault(connect):
+    """A model or saved result that does not exist is the reader's mistake (invalid params, as the SDK answers an
+    unknown resource), never "internal error", which clients show as the server failing."""
+    async with connect() as client:
+        for uri in ("kie://models/no-such-model", "kie://outputs/missing.jpg", "kie://outputs/2026-01-01-x/a.png"):
+            with pytest.raises(MCPError) as caught:
+                await client.read_resource(uri)
+            assert caught.value.code == INVALID_PARAMS, (uri, caught.value)
 
 
 async def test_outputs_resource_refuses_symlink_escapes_and_dotfiles(connect, tmp_path, outside):

@@ -19,7 +19,7 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.client import ClientRequestContext
-from mcp.types import ElicitRequestParams, ElicitResult
+from mcp.types import ElicitRequestParams, ElicitResult, ErrorData
 
 from kie_mcp.journal import journal_path
 from kie_mcp.server import create_server
@@ -118,6 +118,40 @@ async def test_only_the_boolean_true_is_a_yes(connect, controls, answer):
     assert "not the boolean true" in text_of(result)
     assert await controls.creates() == []
     assert spent == 0
+
+
+async def test_a_client_that_refuses_its_own_form_gets_the_quote_and_nothing_is_spent(connect, controls, mode):
+    """A client that declares forms and then answers elicitation/create with an error (handshake era) is treated as
+    a client without forms: confirmation_required with the quote, which approves the call once repeated."""
+
+    async def refusing(context: ClientRequestContext, params: ElicitRequestParams) -> ErrorData:
+        return ErrorData(code=-32601, message="Method not found")
+
+    if mode != "legacy":
+        pytest.skip("in the 2026-07-28 era the form travels with the answer; the client fails its own call")
+    async with connect(elicitation=refusing) as client:
+        asked = await client.call_tool("generate_image", IMAGE)
+        assert asked.structured_content["status"] == "confirmation_required", text_of(asked)
+        assert "could not show the confirmation form" in text_of(asked) and "Method not found" in text_of(asked)
+        assert await controls.creates() == []
+        quote_id = asked.structured_content["quote"]["quote_id"]
+        made = await client.call_tool("generate_image", {**IMAGE, "quote_id": quote_id})
+    assert made.structured_content["status"] == "completed", text_of(made)
+    assert len(await controls.creates()) == 1
+
+
+@pytest.mark.parametrize("content", [None, {}, {"confirm": "maybe"}])
+async def test_an_accepted_form_with_nothing_or_the_wrong_fields_is_no_yes_and_says_so(
+    connect, controls, mode, content
+):
+    async def sloppy(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+        return ElicitResult(action="accept", content=content)
+
+    async with connect(elicitation=sloppy) as client:
+        result = await client.call_tool("generate_image", IMAGE)
+    assert "Resolver" not in text_of(result) and "kie_mcp" not in text_of(result), text_of(result)
+    assert "not a yes" in text_of(result) or result.structured_content["status"] == "declined", text_of(result)
+    assert await controls.creates() == []
 
 
 async def test_an_unanswered_confirmation_ends_as_cancelled_with_a_quote(connect, controls):

@@ -166,6 +166,8 @@ async def test_a_count_in_a_prompt_is_taken_as_text_and_used(connect):
         ("no_such_workflow", {}, 'no prompt named "no_such_workflow"'),
         ("ugc_video", {"product": "p"}, "script: required"),
         ("ugc_video", {"product": "p", "script": "s", "bogus": "1"}, "bogus: not an argument"),
+        ("character_sheet", {"description": "  "}, "description: required"),  # rendered "Character: ."
+        ("ugc_video", {"product": "p", "script": ""}, "script: required"),
     ],
 )
 async def test_a_wrong_prompt_request_is_refused_saying_what_is_wrong(connect, name, arguments, said):

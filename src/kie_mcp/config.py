@@ -81,6 +81,7 @@ class Settings:
     http_timeout: float = 30.0
     quote_ttl_seconds: float = 600.0
     confirm_timeout_seconds: float = 600.0  # a confirmation question unanswered this long ends as cancelled
+    roots_timeout_seconds: float = 5.0  # a client's roots/list unanswered this long: no shared folders
     catalog_sync: bool = True  # KIE_CATALOG_SYNC=auto|off: refresh KIE's live models and prices once a day
     preview_px: int = 768  # KIE_PREVIEW_PX: longest side of image previews and video posters shown inline
     # KIE_APPROVAL=any|form. "form": on a client that can show the confirmation form, only the person's answer there

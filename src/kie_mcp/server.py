@@ -8,6 +8,7 @@ after start-up, whichever is first (``RuntimeHolder``), so the follower resumes 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -18,7 +19,8 @@ import anyio
 from mcp import MCPError
 from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
-from mcp.types import INVALID_PARAMS
+from mcp.server.subscriptions import InMemorySubscriptionBus, SubscriptionBus
+from mcp.types import INVALID_PARAMS, EmptyResult, SetLevelRequestParams
 from pydantic import ValidationError
 
 from kie_mcp import __version__, toolcache
@@ -75,10 +77,11 @@ OPEN_AFTER_SECONDS = 0.5  # a host sends the handshake and tools/list at once: t
 def create_server(settings: Settings | None = None, *, transport: httpx2.AsyncBaseTransport | None = None) -> MCPServer:
     """Build the server. ``transport`` replaces the network (tests and the sandbox pass the simulator)."""
     settings = settings or Settings.from_env()
+    bus = InMemorySubscriptionBus()  # subscriptions/listen: the follower publishes task updates on it
 
     @asynccontextmanager
     async def lifespan(_: MCPServer) -> AsyncIterator[RuntimeHolder]:
-        holder = RuntimeHolder(settings, transport)
+        holder = RuntimeHolder(settings, transport, bus)
         async with anyio.create_task_group() as group:
             group.start_soon(holder.keep_open)
             try:
@@ -102,6 +105,7 @@ def create_server(settings: Settings | None = None, *, transport: httpx2.AsyncBa
         website_url="https://kie.ai",
         version=__version__,
         lifespan=lifespan,
+        subscriptions=bus,
         extensions=[apps_extension()],  # MCP Apps: the results gallery and the approval card (kie_mcp/apps)
     )
     return mcp
@@ -115,9 +119,12 @@ class RuntimeHolder:
     """A connection's runtime, opened once: by the first request that needs it (``get``), or ``OPEN_AFTER_SECONDS``
     after start-up, whichever comes first; held open until the server stops."""
 
-    def __init__(self, settings: Settings, transport: httpx2.AsyncBaseTransport | None) -> None:
+    def __init__(
+        self, settings: Settings, transport: httpx2.AsyncBaseTransport | None, bus: SubscriptionBus | None = None
+    ) -> None:
         self._settings = settings
         self._transport = transport
+        self._bus = bus
         self._wanted = anyio.Event()
         self._ready = anyio.Event()
         self._stopped = anyio.Event()
@@ -134,6 +141,8 @@ class RuntimeHolder:
 
         try:
             async with open_runtime(self._settings, self._transport) as runtime:
+                if self._bus is not None:  # before the follower's first look: an update of any task reaches
+                    runtime.follower.publish_to(self._bus)  # subscribers, whoever made it and whenever
                 self._runtime = runtime
                 self._ready.set()
                 await self._stopped.wait()
@@ -167,6 +176,15 @@ class RuntimeHolder:
         return self._runtime
 
 
+async def _set_client_log_level(ctx: Any, params: SetLevelRequestParams) -> EmptyResult:
+    """logging/setLevel: log messages below ``params.level`` are no longer sent to this client."""
+    holder = ctx.lifespan_context
+    if isinstance(holder, RuntimeHolder):
+        with contextlib.suppress(RuntimeUnavailable):  # unavailable: nothing runs that could send a log message
+            (await holder.get()).follower.client_level = params.level
+    return EmptyResult()
+
+
 class _Server(MCPServer):
     """The SDK's server, with four changes:
 
@@ -197,6 +215,9 @@ class _Server(MCPServer):
         self._listing_path = listing_path
         self._deferred: list[Callable[[], None]] = []
         super().__init__(*args, **kwargs)
+        # The follower sends log messages (a task ended); a server that does declares logging and honours the
+        # level a client sets (handshake era; 2026-07-28 clients opt in per request).
+        self._lowlevel_server.add_request_handler("logging/setLevel", SetLevelRequestParams, _set_client_log_level)
 
     def _ensure_registered(self) -> None:
         """Load the surface and register its tools (deferring its resources and prompts), once. A registration
@@ -327,6 +348,12 @@ class _Server(MCPServer):
         try:
             return await super().call_tool(name, arguments, context)
         except ToolError as err:
+            if "Resolver '" in str(err) and "elicitation" in str(err):  # the SDK's words for an unreadable answer
+                raise ToolError(
+                    f"{name}: the answer to the confirmation form could not be read (accepted with nothing filled "
+                    "in, or with fields the form did not ask), so it is not a yes; nothing was sent or spent. Call "
+                    "again to be asked again."
+                ) from None
             cause = err.__cause__
             if not isinstance(cause, ValidationError) or str(err) != f"Error executing tool {name}: {cause}":
                 raise  # not the SDK refusing the arguments (e.g. a tool's own error caused by a ValidationError)
@@ -347,13 +374,15 @@ def _without_blank_optionals(prompt: Any, arguments: dict[str, Any] | None) -> d
 
 
 def _check_prompt_arguments(prompt: Any, name: str, arguments: dict[str, Any] | None) -> None:
-    """An unknown prompt, a missing or an unexpected argument, as an invalid-parameters error that names it (the
-    SDK says "Error rendering prompt", or in the 2026 era only "Internal server error")."""
+    """An unknown prompt, a missing (or blank) required argument or an unexpected one, as an invalid-parameters error
+    that names it (the SDK says "Error rendering prompt", or in the 2026 era only "Internal server error"; a blank
+    one rendered "Character: .")."""
     if prompt is None:
         raise MCPError(code=INVALID_PARAMS, message=f"There is no prompt named {plain(name)}; see prompts/list.")
     declared = [argument.name for argument in prompt.arguments or ()]
-    given = set(arguments or {})
+    given = {name for name, value in (arguments or {}).items() if not isinstance(value, str) or value.strip()}
     missing = [argument.name for argument in prompt.arguments or () if argument.required and argument.name not in given]
+    given |= set(arguments or {})  # a blank argument the prompt does not take is still named as unexpected
     unexpected = sorted(given - set(declared))
     problems = [f"{plain(n, quoted=False)}: required" for n in missing]
     problems += [f"{plain(n, quoted=False, limit=40)}: not an argument of this prompt" for n in unexpected[:5]]

@@ -16,10 +16,9 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
-from urllib.parse import urlparse
-from urllib.request import url2pathname
 
 import anyio
+from mcp import MCPError
 from mcp.server import MCPServer
 from mcp.server.mcpserver import (
     AcceptedElicitation,
@@ -27,7 +26,6 @@ from mcp.server.mcpserver import (
     DeclinedElicitation,
     Elicit,
     ElicitationResult,
-    ListRoots,
     Resolve,
 )
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
@@ -48,6 +46,7 @@ from kie_mcp.catalog import (
 )
 from kie_mcp.catalog.pricing import TypicalPrice, typical_prices, usd_text
 from kie_mcp.catalog.tables import model_document, model_table_json, model_table_markdown, price_summary
+from kie_mcp.clientroots import root_folders, roots_resolver
 from kie_mcp.config import Settings
 from kie_mcp.journal import Journal, JournalUnavailable, storage_problem, unavailable_reason
 from kie_mcp.kie import Category, KieError
@@ -399,7 +398,7 @@ def _register_tools(mcp: MCPServer) -> None:
         session: NotPriced = None,
         quote_id: NotPriced = None,
         wait_seconds: Annotated[float | None, Field(ge=0, le=50, allow_inf_nan=False, description=NOT_PRICED)] = None,
-        roots: Roots = None,
+        roots: InputRoots = None,
     ) -> Annotated[CallToolResult, EstimateResult]:
         """Price a generation exactly, without spending anything. Takes the same arguments as generate_image /
         generate_video (or, with task_id and operation, as continue_video) and returns a quote (credits, about USD,
@@ -407,7 +406,7 @@ def _register_tools(mcp: MCPServer) -> None:
         _reject_unknown_arguments(ctx, "estimate_cost")
         rt = _runtime(ctx)
         given = {k: v for k, v in locals().items() if k not in ("session", "quote_id", "wait_seconds")}
-        shared = _root_folders(roots)  # the folders the client shared: priced as the generate call reads them
+        shared = root_folders(roots)  # the folders the client shared: priced as the generate call reads them
         with _user_errors():
             if task_id is not None or operation is not None:  # a follow-up of a finished video (continue_video)
                 plan = await followups.plan(rt, _followup_args(given, "estimate_cost"), shared)
@@ -735,7 +734,7 @@ def _register_tools(mcp: MCPServer) -> None:
             ),
         ],
         ctx: Context,
-        roots: Roots,
+        roots: PathRoots,
     ) -> Annotated[CallToolResult, UploadResult]:
         """Upload a local image, video or audio file to KIE's file host and return its URL for use as a model
         input. The file's content decides its type; dotfiles, .env, .kie-mcp/ and logs/ are never uploaded.
@@ -743,7 +742,7 @@ def _register_tools(mcp: MCPServer) -> None:
         _reject_unknown_arguments(ctx, "upload_file")
         rt = _runtime(ctx)
         with _user_errors():
-            allowed = (*rt.settings.input_roots, *_root_folders(roots))
+            allowed = (*rt.settings.input_roots, *root_folders(roots))
             try:
                 file, media = await anyio.to_thread.run_sync(
                     inspect_local, path, rt.settings.input_bases, allowed, UPLOAD_ACCEPTS
@@ -828,30 +827,15 @@ def _register_tools(mcp: MCPServer) -> None:
             return call
         return await _generate(ctx, plan, approval, "continue_video", wait_seconds)
 
-    _bind_to_tool_arguments(followup_prepare, continue_video, followups.FollowupArgs.model_fields)
+    _bind_to_tool_arguments(followup_prepare, continue_video, followups.FollowupArgs.model_fields, OptionRoots)
     _accepts(continue_video)
     mcp.tool(title="Continue a video (spends credits)", annotations=SPENDS, meta=ui_meta())(continue_video)
 
 
-async def client_roots(ctx: Context) -> ListRoots | list[Any]:
-    """Ask for the client's MCP roots (folders the user shared), only when the client declared it has some."""
-    capabilities = ctx.client_capabilities
-    if capabilities is None or capabilities.roots is None:
-        return []
-    return ListRoots()
-
-
-def _root_folders(roots: Any) -> tuple[Path, ...]:
-    """The local folders among the client's roots (file:// URIs), as real paths."""
-    found = []
-    for root in getattr(roots, "roots", None) or []:
-        uri = str(root.uri)
-        if uri.startswith("file://"):
-            found.append(Path(url2pathname(urlparse(uri).path)).resolve())
-    return tuple(found)
-
-
-Roots = Annotated[Any, Resolve(client_roots)]
+# The client's MCP roots, asked for only when these arguments may name a local file (clientroots.py).
+InputRoots = roots_resolver("images", "options")
+PathRoots = roots_resolver("path")
+OptionRoots = roots_resolver("options")
 
 
 def _gate(kind: str) -> tuple[Any, Any]:
@@ -860,7 +844,7 @@ def _gate(kind: str) -> tuple[Any, Any]:
     async def prepare(ctx: Context, **arguments: Any) -> gen.Plan:
         _reject_unknown_arguments(ctx, f"generate_{kind}")
         rt = _runtime(ctx)
-        shared = _root_folders(arguments.pop("roots", None))
+        shared = root_folders(arguments.pop("roots", None))
         with _user_errors():
             plan = await gen.plan(rt, gen.GenerationArgs(**_args(arguments)), kind, shared)
             return await gen.check_spend(rt, plan)
@@ -882,7 +866,7 @@ def _followup_gate() -> tuple[Any, Any]:
     async def prepare(ctx: Context, **arguments: Any) -> followups.FollowupPlan:
         _reject_unknown_arguments(ctx, "continue_video")
         rt = _runtime(ctx)
-        shared = _root_folders(arguments.pop("roots", None))
+        shared = root_folders(arguments.pop("roots", None))
         with _user_errors():
             plan = await followups.plan(rt, _followup_args(arguments, "continue_video"), shared)
             if plan.existing is not None:
@@ -949,6 +933,8 @@ async def _ask_with_deadline(ctx: Context, ask: Ask, seconds: float) -> Approved
             outcome = await ctx.elicit(ask.message, ConfirmSpend)
         except ValueError:
             return Declined("The confirmation answer could not be read, so it is not a yes.")
+        except MCPError as err:  # the client declared forms but refused this one: as a client without forms
+            return NeedsConfirmation(f"The client could not show the confirmation form ({plain(err.message)}).")
         decision = _decision(outcome)
         if isinstance(decision, Approved):
             return Approved("elicitation", ask.quote_id)
@@ -957,18 +943,20 @@ async def _ask_with_deadline(ctx: Context, ask: Ask, seconds: float) -> Approved
     return NeedsConfirmation(gen.UNANSWERED.format(minutes=seconds / 60), cancelled=True)
 
 
-def _bind_to_tool_arguments(resolver: Any, tool_fn: Any, fields: Any = gen.GenerationArgs.model_fields) -> None:
+def _bind_to_tool_arguments(
+    resolver: Any, tool_fn: Any, fields: Any = gen.GenerationArgs.model_fields, roots: Any = InputRoots
+) -> None:
     """Give ``resolver`` the tool's argument names that are ``fields`` (the plan's arguments), so the SDK passes it
-    exactly what the tool received, and the client's roots."""
+    exactly what the tool received, and the client's ``roots``."""
     params = [
         inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context),
-        inspect.Parameter("roots", inspect.Parameter.KEYWORD_ONLY, annotation=Roots),
+        inspect.Parameter("roots", inspect.Parameter.KEYWORD_ONLY, annotation=roots),
     ]
     for name in inspect.signature(tool_fn).parameters:
         if name in fields:
             params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY))
     resolver.__signature__ = inspect.Signature(params)
-    resolver.__annotations__ = {**resolver.__annotations__, "roots": Roots}
+    resolver.__annotations__ = {**resolver.__annotations__, "roots": roots}
 
 
 async def _generate(
@@ -1246,8 +1234,8 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
         """A model's input schema (fields, types, enums, defaults, limits), rules, price table and sources."""
         try:
             spec = gen.resolve_model(_state(ctx), model_id)  # the catalogue: readable even with a broken setting
-        except (UnknownModelError, WithdrawnModelError, AmbiguousModelError) as err:
-            raise ResourceError(str(err)) from err
+        except (UnknownModelError, WithdrawnModelError, AmbiguousModelError) as err:  # the reader's mistake
+            raise ResourceNotFoundError(str(err)) from err
         return json.dumps(model_document(spec), indent=2)
 
     outputs = settings.workspace / "outputs"
@@ -1286,7 +1274,7 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
             inside = False
         names = (*Path(path).parts, *(target.relative_to(home).parts if inside else ()))
         if not inside or any(name.startswith(".") for name in names):
-            raise ResourceError(f"No saved result at outputs/{path}.")
+            raise ResourceNotFoundError(f"No saved result at outputs/{path}.")
         try:
             if target.stat().st_size > MAX_RESOURCE_BYTES:
                 raise ResourceError(f"outputs/{path} is too large to send over MCP; open it from the workspace.")

@@ -85,6 +85,7 @@ ADOPT_PAGE = 500  # unfinished tasks read from the journal at a time (the journa
 ADOPT_PAGES = 20  # pages a scan reads at most: 10,000 unfinished tasks
 QUIET = 180.0  # ... adopted when nothing was recorded about them for this long
 GIVE_UP = 8  # refusals in a row after which a task is left alone
+LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")  # MCP's, ascending
 MAX_RATE_LIMIT_FACTOR = 8  # 429s in a row pause every look: rate_limit_backoff, doubled each time, up to 8x
 LOOKS_AT_ONCE = 8  # looks (and the downloads they lead to) running at the same time
 SAVES_AT_ONCE = 2  # background tries at saving missed results: apart from the looks, so they never hold those up
@@ -199,6 +200,7 @@ class Follower:
         self._publish: Callable[[str], Awaitable[None]] | None = None
         self._session: Any = None  # a handshake-era session: it can be told things outside a request
         self._notices: deque[str] = deque(maxlen=50)
+        self.client_level = "info"  # logging/setLevel: "a task ended" (info) is sent unless the client set higher
 
     # -- the loop --------------------------------------------------------------------------------------------
 
@@ -530,27 +532,43 @@ class Follower:
 
     # -- telling the client ----------------------------------------------------------------------------------
 
+    def publish_to(self, bus: Any) -> None:
+        """Publish every task's updates on the server's subscription bus (``subscriptions/listen``), from the
+        start: a task an earlier process left, or one nobody asked about since, is announced too."""
+        from mcp.shared.subscriptions import ResourceUpdated
+
+        async def publish(uri: str) -> None:
+            await bus.publish(ResourceUpdated(uri=uri))
+
+        self._publish = publish
+
     def attach_client(self, ctx: Any) -> None:
-        """Remember how to reach the client outside a request: the server's subscription bus, and for a
-        handshake-era client its session. ``ctx`` is the MCP request context of a tool or resource call."""
+        """Remember how to reach the client outside a request: the server's subscription bus (when it was not
+        given at start), and for a handshake-era client its session. ``ctx`` is the MCP request context of a tool
+        or resource call."""
         from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-        self._publish = ctx.notify_resource_updated
+        if self._publish is None:
+            self._publish = ctx.notify_resource_updated
         session = ctx.session
         self._session = None if session.protocol_version in MODERN_PROTOCOL_VERSIONS else session
 
     async def _announce(self, record: TaskRecord, *, waiters: int = 0) -> None:
-        """A task's state changed (or its results were saved on a later try): publish the resource update; when
-        it ended, say so in a log message too (queued for the next check_task when nobody waits on it)."""
+        """A task's state changed (or its results were saved on a later try): publish the updates of its
+        resource and of the task list; when it ended, say so in a log message too (queued for the next check_task
+        when nobody waits on it)."""
         if self._publish is not None:
             try:
                 await self._publish(f"kie://tasks/{record.task_id}")
+                await self._publish("kie://tasks")
             except Exception as err:  # advisory: a client gone away must not stop the follower
                 log.debug("could not publish the update of task %s: %s", record.task_id, err)
         if not record.finished:
             return
         line = ended_line(record)
         log.info("%s", line)
+        if not self._client_hears("info"):
+            return
         if self._session is not None:
             from mcp.types import LoggingMessageNotification, LoggingMessageNotificationParams
 
@@ -561,6 +579,9 @@ class Follower:
                 log.debug("could not tell the client that task %s ended: %s", record.task_id, err)
         elif waiters == 0:
             self._notices.append(line)
+
+    def _client_hears(self, level: str) -> bool:
+        return LOG_LEVELS.index(level) >= LOG_LEVELS.index(self.client_level)
 
     async def deliver_notices(self, ctx: Any) -> None:
         """Send the queued "task ended" lines as log messages on this request (2026-07-28 clients, which have no
