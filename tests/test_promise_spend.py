@@ -73,6 +73,25 @@ async def test_max_credits_lowers_what_an_unknown_price_reserves(connect, contro
     assert len(await controls.creates()) == 3
 
 
+async def test_an_unknown_price_never_reserves_less_than_it_surely_costs(connect, controls):
+    """Seedance 2 bills its reference videos' seconds plus the output's: with the reference unmeasured the price is
+    unknown, but the 5 s output alone costs 125 credits a task. Ten variations, or a tiny max_credits, reserved a
+    single ceiling (600, or 0.01) and let KIE charge 1250 past both caps in one approved call."""
+    await controls.post("prices", {"bytedance/seedance-2": 125})
+    async with connect(max_credits_per_call=600, max_credits_per_day=700) as client:
+        many = await client.call_tool("estimate_cost", {**UNPRICED, "variations": 10})
+        sent_many = await client.call_tool("generate_video", {**UNPRICED, "variations": 10})
+        tiny = await client.call_tool("generate_video", {**UNPRICED, "max_credits": 0.01})
+        one = await client.call_tool("estimate_cost", UNPRICED)
+        spent = await spent_today(client)
+    assert many.structured_content["within_caps"] is False
+    assert "at least 1250 credits" in many.structured_content["cap_problem"]
+    assert sent_many.is_error and "at least 1250 credits" in text_of(sent_many) and "per-call cap" in text_of(sent_many)
+    assert tiny.is_error and "at least 125 credits" in text_of(tiny) and "max_credits" in text_of(tiny)
+    assert one.structured_content["within_caps"] is True and one.structured_content["quote"]["credits_total"] is None
+    assert await controls.creates() == [] and spent == 0
+
+
 async def test_known_price_over_max_credits_is_refused_before_anything(connect, controls):
     seen: list[str] = []
     async with connect(elicitation=answering(seen=seen)) as client:
@@ -713,6 +732,30 @@ async def test_a_used_quote_whose_create_may_have_reached_kie_gets_that_answer_n
     assert again.structured_content["quote"] is None and "quote_id=" not in text_of(again)
     assert "already used" in text_of(again) and "https://kie.ai/logs" in text_of(again)
     assert spent == 8 and len(await controls.creates()) == 1
+
+
+async def test_the_same_request_after_an_unknown_create_is_never_auto_approved_and_says_it_may_pay_twice(
+    connect, controls
+):
+    """A create whose outcome is unknown may have reached KIE and been charged. The same request sent again (its
+    call answered, so no host retry) is a new spend: it must be asked, never auto-approved, and every answer about
+    it (estimate, question, confirmation_required) leads with that warning."""
+    await controls.fault("create", kind="drop_after_create")
+    seen: list[str] = []
+    async with connect(auto_approve_credits=10) as client:
+        first = await client.call_tool("generate_image", IMAGE)  # auto-approved (8 credits): sent, outcome unknown
+        priced = await estimate(client, IMAGE)
+        again = await client.call_tool("generate_image", IMAGE)
+        other = await client.call_tool("generate_image", {**IMAGE, "prompt": "a green pear"})  # not the same one
+    async with connect(auto_approve_credits=10, elicitation=answering(seen=seen)) as asking:
+        await asking.call_tool("generate_image", IMAGE)
+    assert first.structured_content["status"] == "unknown", text_of(first)
+    assert priced["auto_approved"] is False and "may have been created and charged" in priced["message"]
+    assert again.structured_content["status"] == "confirmation_required", text_of(again)
+    assert text_of(again).count("https://kie.ai/logs") >= 1 and "paid twice" in text_of(again)
+    assert other.structured_content["status"] == "completed", text_of(other)
+    assert seen and seen[0].startswith("WARNING: this exact request was already sent to KIE"), seen
+    assert len(await controls.creates()) == 3  # the first, the pear, and the one the user said yes to after the warning
 
 
 async def test_a_replayed_answer_whose_create_may_have_reached_kie_gets_that_answer_not_a_new_quote(

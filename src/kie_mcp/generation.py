@@ -109,6 +109,8 @@ class Plan:
     parent_task_id: str | None = None  # continue_video: the finished task this request continues (followups.py)
     operation: Operation | None = None  # continue_video: extend, hd, 4k or upscale
     reserved_on: date | None = None  # the day the reservation was booked on: its refunds go to that day
+    unsettled: bool = False  # the same request was sent lately and its outcome is unknown: never auto-approved
+    least: float = 0.0  # an unknown price: the least the call can cost (``least_credits`` x variations)
 
     @property
     def total(self) -> float | None:
@@ -199,21 +201,61 @@ async def plan(
     options = options_key(spec, wire, facts)
     price, price_notes = quote_price(rt, spec, {**wire, **(facts or {})}, options, measured)
     total = None if price.credits is None else round(price.credits * args.variations, 4)
+    least = round(least_credits(rt, spec, {**wire, **(facts or {})}) * args.variations, 4) if total is None else 0.0
+    digest = request_hash(spec.id, identity, args.variations)
+    twin = unsettled_twin(rt, digest)
     return Plan(
         spec,
         wire,
         files,
         price,
         args.variations,
-        request_hash(spec.id, identity, args.variations),
+        digest,
         args.quote_id,
-        (*notes, *price_notes),
+        (*([twin] if twin else []), *notes, *price_notes),
         args.session,
         options,
         max_credits=args.max_credits,
-        reserved=reservation(total, rt.ledger.caps, args.max_credits),
+        reserved=reservation(total, rt.ledger.caps, args.max_credits, least),
         parent_task_id=continues[0] if continues else None,
         operation=continues[1] if continues else None,
+        unsettled=twin is not None,
+        least=least,
+    )
+
+
+def least_credits(rt: Runtime, spec: ModelSpec, wire: dict[str, Any]) -> float:
+    """What one task of a request whose price depends on an input's length that could not be measured costs at
+    least: its rate with that input 0 s long (Seedance 2 bills reference videos' seconds plus the output's: the
+    output's). 0 when nothing is known."""
+    label = input_to_measure(spec, wire)
+    if label is None:
+        return 0.0
+    from kie_mcp.catalog.live import live_price_input
+
+    least = live_price_input(rt.live, spec, wire, {label: 1e-6})  # a priced length must be above 0: the least one
+    return math.floor(least.credits * 100) / 100 if least.known and least.credits else 0.0  # ... to the cent below
+
+
+UNSETTLED_WINDOW = 24 * 3600.0  # an identical request sent this recently with its outcome unknown is warned about
+
+
+def unsettled_twin(rt: Runtime, digest: str) -> str | None:
+    """The warning for a request identical to one sent in the last day whose create's outcome is unknown (it may
+    have reached KIE and been charged): led with, and never auto-approved, so nobody pays twice unawares. A call
+    cut off and sent again by its host is answered with what it made instead (``retried_call``)."""
+    try:
+        rows = rt.journal.unsettled_attempts(digest, time.time() - UNSETTLED_WINDOW)
+    except JOURNAL_ERRORS:
+        return None
+    if not rows:
+        return None
+    when = timestamp(rows[-1]["created"])
+    made = [row["task_id"] for row in rows if row["task_id"]]
+    which = f" (task {', '.join(made)})" if made else ""
+    return (
+        f"WARNING: this exact request was already sent to KIE at {when}{which} and its outcome is unknown: it may "
+        "have been created and charged. Check https://kie.ai/logs before sending it again, or it may be paid twice."
     )
 
 
@@ -356,7 +398,7 @@ async def check_spend(rt: Runtime, p: Plan) -> Plan:
     its caps and balance are not checked (the earlier call's reservation would refuse it)."""
     if replay_of(rt, p) is not None:
         return p
-    check_caps(p.total, rt.ledger.spent_today(), rt.ledger.caps, ceiling=p.max_credits)
+    check_caps(p.total, rt.ledger.spent_today(), rt.ledger.caps, ceiling=p.max_credits, least=p.least)
     # A balance read in the last seconds (less what was spent since) when it covers the price twice over; else,
     # and always for a price not known before the task runs, KIE's answer now.
     from kie_mcp.spend.balance import balance_cache
@@ -398,7 +440,7 @@ def decide_approval(rt: Runtime, p: Plan, *, can_ask: bool, answered: bool = Fal
         total=p.total,
         quote_id=None if binds_only else p.quote_id,
         quote_problem=problem or changed,
-        auto_approve_limit=rt.settings.auto_approve_credits,
+        auto_approve_limit=0.0 if p.unsettled else rt.settings.auto_approve_credits,
         can_ask=can_ask,
         question="",
     )
@@ -531,9 +573,10 @@ def question(p: Plan, confirmation: str | None = None, why: str | None = None) -
         cost = f"{p.total:g} credits (about ${usd(p.total):.2f})"
     prompt = str(p.wire.get("prompt", ""))
     excerpt = f' Prompt: "{prompt[:90]}{"..." if len(prompt) > 90 else ""}".' if prompt else ""
-    notes = "".join(f" {note}" for note in p.notes)
+    warned = p.notes[:1] if p.unsettled else ()  # the same request's unknown outcome (``unsettled_twin``) leads
+    notes = "".join(f" {note}" for note in p.notes[len(warned) :])
     ref = f" (confirmation {confirmation})" if confirmation else ""
-    lead = f"{why} " if why else ""
+    lead = "".join(f"{text} " for text in (*warned, why) if text)
     return (
         f"{lead}Spend {cost} to make {things} with {spec.title} ({spec.id})? {settings_text(p)}.{excerpt}{notes} "
         f"Nothing is charged unless you confirm{ref}."
@@ -626,7 +669,7 @@ async def execute(
         ) from err
     # Re-checks the caps in a transaction, so parallel calls cannot overrun; an unknown price reserves its ceiling.
     # From here to each create's attempt in the journal nothing waits, so nothing can cut in between.
-    booked = rt.ledger.reserve(p.total, used, ceiling=p.max_credits)
+    booked = rt.ledger.reserve(p.total, used, ceiling=p.max_credits, least=p.least)
     p = replace(p, reserved_on=booked.day)
     approval = grant(p.spec.id, p.variations, decision.by, p.total)
 

@@ -420,6 +420,15 @@ class Journal:
         )
         return [row for row in rows if row["answered"] == CALL_CUT_OFF or processes.owner_gone(row["owner"])]
 
+    def unsettled_attempts(self, digest: str, since: float) -> list[sqlite3.Row]:
+        """Create attempts for the request ``digest`` since ``since`` whose outcome is unknown (they may have created
+        a task and been charged), oldest first."""
+        return self.query(
+            "SELECT * FROM attempts WHERE digest = ? AND created >= ? AND state = 'unknown' ORDER BY created",
+            digest,
+            since,
+        )
+
     def attempts_for_quote(self, quote_id: str) -> list[sqlite3.Row]:
         """Every create one quote (or confirmation) approved, whatever became of it: created, refused, unknown, or
         still being sent."""

@@ -1029,7 +1029,7 @@ async def _estimate(rt: Runtime, plan: gen.Plan) -> EstimateResult:
     quote = rt.quotes.issue(plan.spec.id, plan.digest, plan.price, plan.variations, ceiling=plan.reserved)
     spent = rt.ledger.spent_today()
     try:
-        check_caps(plan.total, spent, rt.ledger.caps, ceiling=plan.max_credits)
+        check_caps(plan.total, spent, rt.ledger.caps, ceiling=plan.max_credits, least=plan.least)
         cap_problem = None
     except SpendRefused as err:
         cap_problem = str(err)
@@ -1039,7 +1039,9 @@ async def _estimate(rt: Runtime, plan: gen.Plan) -> EstimateResult:
     except KieError as err:
         balance = None
         unread = f"The balance could not be read ({err.message}); generating reads it first, or spends nothing."
-    auto = quote.price_known and 0 < (quote.credits_total or 0) <= rt.settings.auto_approve_credits
+    auto = (
+        not plan.unsettled and quote.price_known and 0 < (quote.credits_total or 0) <= rt.settings.auto_approve_credits
+    )
     cost = (
         f"{quote.credits_total:g} credits (about ${quote.usd_total:.2f})"
         if quote.credits_total is not None

@@ -39,14 +39,20 @@ def priced(total: float | None) -> float | None:
     return float(total)
 
 
-def check_caps(total: float | None, spent_today: float, caps: Caps, *, ceiling: float | None = None) -> None:
+def check_caps(
+    total: float | None, spent_today: float, caps: Caps, *, ceiling: float | None = None, least: float = 0.0
+) -> None:
     """Refuse a spend above the per-call cap or above what is left of today's cap.
 
     A known price is checked as it is. An unknown price (``total`` None, or not above 0) is checked, and later
-    reserved, at its ``ceiling``: the per-call cap or a lower ``max_credits`` the caller gave. Caps hold whether or
-    not the price is known; an unknown price with nothing to reserve (a per-call cap of 0) is refused.
+    reserved, at its ``ceiling``: the per-call cap or a lower ``max_credits`` the caller gave, never less than the
+    ``least`` the request can cost (its rates with billed inputs of no length), which must fit under both. Caps
+    hold whether or not the price is known; an unknown price with nothing to reserve (a per-call cap of 0) is
+    refused.
     """
     total = priced(total)
+    if total is None and least > 0:
+        _check_least(least, caps, ceiling)
     if spent_today > caps.per_day:
         raise SpendRefused(
             f"Today's spend through kie-mcp ({spent_today:g} credits) is already over the daily cap of "
@@ -54,7 +60,7 @@ def check_caps(total: float | None, spent_today: float, caps: Caps, *, ceiling: 
             "spent. Further spends are refused until the cap resets at midnight (local time); the user can raise "
             "KIE_MAX_CREDITS_PER_DAY in the server's configuration."
         )
-    amount = reservation(total, caps, ceiling)
+    amount = reservation(total, caps, ceiling, least)
     if total is None and amount <= 0:
         limit = (
             f"the max_credits ceiling of {ceiling:g} given with it"
@@ -96,13 +102,32 @@ def check_caps(total: float | None, spent_today: float, caps: Caps, *, ceiling: 
         )
 
 
-def reservation(total: float | None, caps: Caps, ceiling: float | None = None) -> float:
+def reservation(total: float | None, caps: Caps, ceiling: float | None = None, least: float = 0.0) -> float:
     """What a request counts against today's cap until KIE's real charge is known: its price, or for an unknown
-    price (or one not above 0) its ceiling."""
+    price (or one not above 0) its ceiling, and never less than the ``least`` it can cost."""
     total = priced(total)
     if total is not None:
         return total
-    return caps.per_call if ceiling is None else min(ceiling, caps.per_call)
+    return max(caps.per_call if ceiling is None else min(ceiling, caps.per_call), least)
+
+
+def _check_least(least: float, caps: Caps, ceiling: float | None) -> None:
+    """An unknown price that costs at least ``least`` (a rate billed for an input's seconds plus the output's, the
+    output alone known): a ceiling below that would count less than KIE is sure to charge."""
+    what = (
+        f"This request has no price known before it runs, but it costs at least {least:g} credits (its rates with "
+        "the billed inputs taken as 0 s long)"
+    )
+    if ceiling is not None and ceiling < least and ceiling <= caps.per_call:
+        raise SpendRefused(
+            f"{what}, over the max_credits ceiling of {ceiling:g} given with it. Nothing was spent. Pass a max_credits "
+            f"of at least {least:g}, or ask for fewer variations or a shorter output."
+        )
+    if least > caps.per_call:
+        raise SpendRefused(
+            f"{what}, over the per-call cap of {caps.per_call:g} (KIE_MAX_CREDITS_PER_CALL). Nothing was spent. Ask "
+            "for fewer variations or a shorter output, or have the user raise KIE_MAX_CREDITS_PER_CALL."
+        )
 
 
 def check_balance(total: float | None, balance: float) -> None:
@@ -141,15 +166,17 @@ class Ledger:
     def total_spent(self) -> float:
         return round(self.journal.total_spent(), 4)
 
-    def reserve(self, total: float | None, ref: str | None = None, *, ceiling: float | None = None) -> Reservation:
+    def reserve(
+        self, total: float | None, ref: str | None = None, *, ceiling: float | None = None, least: float = 0.0
+    ) -> Reservation:
         """Count the request as spent now, if the caps allow (raise ``SpendRefused`` otherwise); return the
         credits reserved (the price, or for an unknown price its ceiling) and the day they were booked on, which
         every later correction of this spend must use."""
         day = self._today()
         with self.journal.transaction() as db:
             spent = _sum(db, day)
-            check_caps(total, spent, self.caps, ceiling=ceiling)
-            amount = reservation(total, self.caps, ceiling)
+            check_caps(total, spent, self.caps, ceiling=ceiling, least=least)
+            amount = reservation(total, self.caps, ceiling, least)
             if amount:
                 Journal.add_spend(db, day, amount, "reserved", ref)
         return Reservation(amount, day)
