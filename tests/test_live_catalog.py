@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import os
@@ -506,6 +507,56 @@ async def test_extra_models_build_a_usable_model_spec(kie, controls):
     video = specs["brand/new-video"]
     assert video.kind == "video" and video.price is None  # two prices in the text: unknown, never guessed
     assert not price_input(video, {"prompt": "x"}).known
+
+
+INT = {"type": "integer", "minimum": 1, "maximum": 4, "default": 1}
+
+
+def with_counts(price: str, **counts: dict[str, Any]) -> dict[str, Any]:
+    """``EXTRA`` with its ``num_images`` replaced by ``counts`` (name: JSON schema) and the price text ``price``."""
+    document = copy.deepcopy(EXTRA_DOC)
+    fields = document["components"]["schemas"]["Input"]["properties"]
+    del fields["num_images"]
+    fields.update(counts)
+    return {**EXTRA, "pricingDesc": price, "openapi": document}
+
+
+@pytest.mark.parametrize(
+    ("model", "options", "credits"),
+    [
+        # not output counts: the price holds whatever they are
+        (with_counts("4 credits per image.", num_inference_steps={"type": "integer", "default": 28}), {}, 4),
+        (with_counts("4 credits per image.", seed={"type": "integer"}), {"seed": 42}, 4),
+        (with_counts("4 credits per image.", n_frames={"type": "string", "enum": ["10", "15"]}), {"n_frames": "15"}, 4),
+        # a documented count name, whole numbers, per-image wording: price x count
+        (with_counts("4 credits per image.", n={"type": "string", "enum": ["1", "2", "4"]}), {"n": "4"}, 16),
+        (with_counts("Each image costs 4 credits", num_images=INT), {"num_images": 3}, 12),
+        # anything else that looks like a count: unknown above 1, known at 1
+        (with_counts("4 credits per image.", batch_size=INT), {"batch_size": 2}, None),
+        (with_counts("4 credits per image.", imageCount=INT), {"imageCount": 3}, None),
+        (with_counts("4 credits per image.", imageCount=INT), {"imageCount": 1}, 4),
+        (with_counts("4 credits per image.", variants=INT), {"variants": 2}, None),
+        (with_counts("4 credits per image.", num_images={"type": "number"}), {"num_images": 2}, None),
+        (with_counts("4 credits per image generation", num_images=INT), {"num_images": 2}, None),
+        (with_counts("Each image-to-image request costs 4 credits", num_images=INT), {"num_images": 2}, None),
+        (with_counts("4 credits per video", num_images=INT), {"num_images": 2}, None),  # not this model's output
+        (with_counts("4 credits per request", num_images={**INT, "default": 2}), {}, None),  # its default is 2
+        (with_counts("4 credits per image.", num_images=INT, batch_size=INT), {"num_images": 2}, None),  # which?
+        (with_counts("4 credits per image.", num_images=INT, batch_size=INT), {"batch_size": 2}, None),
+        (with_counts("4 credits per image.", num_images=INT, batch_size=INT), {"num_images": 1, "batch_size": 1}, 4),
+        # a video model: "per video" is per output, "per image" is not its output
+        ({**with_counts("20 credits per video", n=INT), "taskType": ["Text to Video"]}, {"n": 2}, 40),
+        ({**with_counts("20 credits per image", n=INT), "taskType": ["Text to Video"]}, {"n": 2}, None),
+        ({**with_counts("20 credits per image", n=INT), "taskType": ["Text to Video"]}, {"n": 1}, 20),
+    ],
+)
+async def test_a_live_only_price_multiplies_only_a_count_it_can_read_and_is_unknown_for_any_other(
+    kie, controls, model, options, credits
+):
+    await controls.post("catalog/extra", model)
+    [spec] = extra_models(await synced(kie, models_in_use=[]))
+    quote = live_price_input(LiveCatalog(), spec, build_input(spec, prompt="a red fox", options=options))
+    assert (quote.known, quote.credits) == (credits is not None, credits), quote.breakdown
 
 
 async def test_a_listed_price_too_large_to_be_a_number_prices_nothing(kie, controls):

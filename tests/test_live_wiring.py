@@ -6,9 +6,12 @@ a model, change or remove a price-feed row, lower a model's success rate or add 
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
+from typing import Any
 
 import anyio
+import pytest
 
 from kie_mcp.catalog import load_catalog
 from kie_mcp.catalog.live import LiveCatalog, cache_path
@@ -17,6 +20,7 @@ from kie_mcp.kie.pacing import SlidingWindow
 from kie_mcp.sandbox import SANDBOX_API_KEY
 
 from .conftest import API, UPLOADS, answering, text_of
+from .test_live_catalog import EXTRA, EXTRA_DOC
 
 IMAGE = {"prompt": "a red apple on a wooden table", "model": "nano-banana-2"}
 
@@ -149,6 +153,84 @@ async def test_a_live_model_the_bundle_lacks_is_offered_and_validated_by_its_liv
     assert made.structured_content["status"] == "completed", text_of(made)
     assert made.structured_content["tasks"][0]["files"]
     assert len(await controls.creates()) == 1  # the invalid request never reached KIE
+
+
+def counted(field: str, price: str) -> dict[str, Any]:
+    """The live-only image model ``brand/new-image`` (``EXTRA``), its output count named ``field`` (1-4, default 1)
+    and its price text ``price``."""
+    document = copy.deepcopy(EXTRA_DOC)
+    fields = document["components"]["schemas"]["Input"]["properties"]
+    fields[field] = fields.pop("num_images")
+    return {**EXTRA, "pricingDesc": price, "openapi": document}
+
+
+async def offer_counted(controls, transport, workspace: Path, field: str, price: str, charged: float) -> None:
+    await controls.post("catalog/extra", counted(field, price))
+    await sync(transport, controls, workspace)
+    await controls.post("prices", {"brand/new-image": charged})  # what KIE charges per task, whatever the count
+
+
+# A count KIE's price text cannot be applied to: a count field of another name than the documented ones (camelCase,
+# "outputs"), or a price per request.
+UNRECOGNISED = [("numImages", "4 credits per image."), ("num_outputs", "4 credits per image.")]
+UNRECOGNISED += [("num_images", "4 credits per request")]
+
+
+@pytest.mark.parametrize(("field", "price"), UNRECOGNISED)
+async def test_a_live_only_model_s_unrecognised_count_field_makes_its_price_unknown_not_one_output(
+    connect, controls, transport, tmp_path, field, price
+):
+    """It was quoted as one output's known 4 credits and auto-approved; KIE charged 16 for 4 images, past the cap."""
+    await offer_counted(controls, transport, tmp_path, field, price, charged=16)
+    args = {"model": "brand/new-image", "prompt": "a red fox", "options": {field: 4}, "wait_seconds": 20}
+    async with connect(auto_approve_credits=5, max_credits_per_day=10) as client:
+        estimate = (await client.call_tool("estimate_cost", args)).structured_content
+        capped = await client.call_tool("generate_image", args)
+    seen: list[str] = []
+    async with connect(answering(action="decline", seen=seen), auto_approve_credits=5) as client:
+        asked = await client.call_tool("generate_image", args)
+    quote = estimate["quote"]
+    assert (quote["price_known"], quote["credits_total"], estimate["auto_approved"]) == (False, None, False)
+    assert f"does not say what {field}=4 costs" in quote["breakdown"]
+    assert quote["credits_ceiling"] == 600 and not estimate["within_caps"]  # a ceiling is reserved: over the cap
+    assert capped.is_error and "no price known before it runs" in text_of(capped)
+    assert seen and "UNKNOWN" in seen[0] and "(600 reserved against today's cap" in seen[0]  # asked, not approved
+    assert asked.structured_content["status"] == "declined", text_of(asked)
+    assert await controls.creates() == []
+
+
+@pytest.mark.parametrize(("field", "price"), UNRECOGNISED)
+@pytest.mark.parametrize("count", [1, None])
+async def test_a_live_only_model_s_unrecognised_count_field_at_one_keeps_its_known_price(
+    connect, controls, transport, tmp_path, field, price, count
+):
+    await offer_counted(controls, transport, tmp_path, field, price, charged=4)
+    options = {} if count is None else {field: count}  # None: left at its default of 1
+    args = {"model": "brand/new-image", "prompt": "a red fox", "options": options, "wait_seconds": 20}
+    async with connect(auto_approve_credits=5, max_credits_per_day=10) as client:
+        estimate = (await client.call_tool("estimate_cost", args)).structured_content
+        made = await client.call_tool("generate_image", args)
+    quote = estimate["quote"]
+    assert (quote["price_known"], quote["credits_total"], estimate["auto_approved"]) == (True, 4, True)
+    assert made.structured_content["status"] == "completed", text_of(made)
+    assert len(await controls.creates()) == 1
+
+
+@pytest.mark.parametrize("price", ["4 credits per image.", "4 credits for each image generated", "4 credits/output"])
+async def test_a_live_only_model_priced_per_image_costs_its_count_of_images_and_the_cap_holds(
+    connect, controls, transport, tmp_path, price
+):
+    """Only the words "per image" used to be read as per image: "for each image generated" was one image's price."""
+    await offer_counted(controls, transport, tmp_path, "num_images", price, charged=16)
+    args = {"model": "brand/new-image", "prompt": "a red fox", "options": {"num_images": 4}, "wait_seconds": 20}
+    async with connect(auto_approve_credits=5, max_credits_per_day=10) as client:
+        estimate = (await client.call_tool("estimate_cost", args)).structured_content
+        capped = await client.call_tool("generate_image", args)
+    quote = estimate["quote"]
+    assert (quote["price_known"], quote["credits_total"], estimate["auto_approved"]) == (True, 16, False)
+    assert "x 4 outputs (num_images)" in quote["breakdown"]
+    assert capped.is_error and "costs 16 credits but only 10 of today's cap of 10" in text_of(capped)
+    assert await controls.creates() == []
 
 
 async def test_the_server_syncs_in_the_background_once_a_day(connect, controls, tmp_path):

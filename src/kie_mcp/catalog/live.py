@@ -46,7 +46,7 @@ from kie_mcp.words import parse_timestamp, plain, timestamp
 
 from . import openapi
 from .pricing import ItemPrice, price_input
-from .spec import ModelSpec, PriceSpec, Rate, Source
+from .spec import FieldSpec, ModelSpec, PriceSpec, Rate, Scalar, Source
 from .validate import Problem, _matches
 
 if TYPE_CHECKING:
@@ -68,7 +68,44 @@ MAX_ERRORS = 50
 _CREDITS = re.compile(r"(\d+(?:\.\d+)?)\s*credits?\b", re.IGNORECASE)
 _PER_SECOND = re.compile(r"per[\s-]*second|each second|a second|/\s*s(?:ec)?\b", re.IGNORECASE)
 _SOME_SECONDS = re.compile(r"\b\d+(?:\.\d+)?\s*-?\s*(?:s|sec|secs|second|seconds)\b", re.IGNORECASE)
+# -- a live-only model's output count ------------------------------------------------------------------------
+# KIE's price text prices one request or one output; a field asking for several outputs changes what a request
+# costs. A field LOOKS LIKE AN OUTPUT COUNT when it holds whole numbers (integer, number, or an enum of whole
+# numbers) and its name, split into words (snake_case, camelCase, kebab-case; "of" dropped), is
+#   - a bare count word: n, num, number, count;
+#   - batch, alone or followed by size/count/n/num/number or output nouns (batch, batch_size, batchCount);
+#   - only count words (n, num, number, count, total, max) and output nouns (image, picture, photo, video, clip,
+#     output, variant, variation, sample, generation, result; singular or plural), with at least one noun and
+#     either a count word or a plural noun (numImages, num_outputs, image_count, number_of_images, variants).
+# Not counts: num_inference_steps, num_frames, n_frames, max_image_size, output_quality (words outside the sets).
+# Such a field MULTIPLIES the price (price x count) only when all of these hold:
+#   - it is the model's only count-like field, and it holds integers (or an enum of whole numbers);
+#   - its exact name is one of _COUNT_FIELDS, the names KIE's documented models use for the number of images
+#     billed per image (bundled catalogue data), so its meaning is known;
+#   - the price is not per second, and its wording is per output (_PER_OUTPUT: "per image", "for each image",
+#     "each image", "per output", "/video", ...) of the model's own kind ("output" suits both), with no
+#     per-request wording beside it (_PER_REQUEST: "per request", "per image generation", ...).
+# Any other count-like field keeps the price only while it is left out or 1: above 1 the price is unknown (never
+# one output's price for several, never a guess at how KIE bills them).
 _COUNT_FIELDS = ("num_images", "n", "max_images", "number_of_images")
+_COUNT_WORDS = frozenset({"n", "num", "number", "count", "total", "max"})
+_BATCH_TAIL = frozenset({"size", "count", "n", "num", "number"})
+_IMAGE_NOUNS = frozenset({"image", "picture", "photo"})
+_VIDEO_NOUNS = frozenset({"video", "clip"})
+_OUTPUT_NOUNS = frozenset(
+    {"image", "picture", "photo", "video", "clip", "output", "variant", "variation", "sample", "generation", "result"}
+)
+_NOT_PER_OUTPUT = r"(?:request|generation|task|call|job|run|batch|set|edit|prompt|submission|pair|group)s?\b"
+_PER_OUTPUT = re.compile(
+    r"(?:\bper|\bfor\s+each|\bfor\s+every|\beach|/)\s*(?:generated\s+|output\s+)?"
+    r"(image|picture|photo|video|clip|output)s?(?![\w-])"  # not "each image-to-image request"
+    rf"(?!\s+{_NOT_PER_OUTPUT})",  # not "per image generation"
+    re.IGNORECASE,
+)
+_PER_REQUEST = re.compile(
+    rf"(?:\bper|\bfor\s+each|\bfor\s+every|\beach|/)\s*(?:[\w-]+\s+)?{_NOT_PER_OUTPUT}", re.IGNORECASE
+)
+MAX_GUARDED_COUNTS = 3  # more count-like fields than this: no price at all (2^n rates would be needed)
 
 
 def cache_path(workspace: Path) -> Path:
@@ -601,6 +638,13 @@ def live_price_input(
     base = price_input(spec, wire, *args, **kwargs)
     table = spec.price
     rate = None if table is None else next((r for r in table.rates if _matches(r.when, wire)), None)
+    if table is not None and rate is None and not base.known and (over := _counts_over_one(table, wire)):
+        asked = ", ".join(f"{name}={plain(wire[name], quoted=False)}" for name in over)
+        breakdown = (
+            f"KIE's live price of {spec.id} holds for one output, and its price text does not say what {asked} "
+            "costs, so the price is unknown"
+        )
+        return base.model_copy(update={"breakdown": breakdown})
     if table is None or rate is None or rate.feed is None:
         return base
     verdict = effective_rate(live, spec, rate)
@@ -628,6 +672,19 @@ def live_price_input(
     if verdict.credits != rate.credits:
         priced = priced.model_copy(update={"breakdown": f"{priced.breakdown}; {verdict.detail}"})
     return priced.model_copy(update={"source": source, "source_date": verdict.date})
+
+
+def _counts_over_one(table: PriceSpec, wire: Mapping[str, Any]) -> list[str]:
+    """The count-like fields of a live-only price that holds for one output (``_one_output_each``) that ``wire``
+    sets to something else than 1."""
+    if table.source != "live-price" or len(table.rates) < 2:
+        return []
+    guarded = set.intersection(*({key.removesuffix("#count") for key in r.when} for r in table.rates))
+    return [
+        name
+        for name in sorted(guarded)
+        if not _matches({name: [1, 1.0]}, wire) and not _matches({f"{name}#count": 0}, wire)
+    ]
 
 
 def price_changes(live: LiveCatalog, catalog: Catalog | None = None) -> list[PriceChange]:
@@ -709,7 +766,10 @@ def spec_from_live(live: LiveCatalog, model_id: str) -> ModelSpec | None:
 
 def _exact_price(live: LiveCatalog, listed: LiveModel, spec: ModelSpec) -> tuple[PriceSpec, Source] | None:
     """One price that holds for every request, from the feed rows naming the model or from ``pricingDesc``; None
-    when the text has several prices or depends on something not in the request (a length it does not state)."""
+    when the text has several prices or depends on something not in the request (a length it does not state).
+
+    A field that looks like an output count (the rule above ``_COUNT_FIELDS``) either multiplies the price, or,
+    when the text cannot be applied to it, limits the price to requests that leave it out or set it to 1."""
     rows = [r for r in live.feed or [] if r.model_id == listed.model and r.credits is not None]
     from_feed = rows[0] if len(rows) == 1 else None
     if len(rows) > 1:
@@ -741,19 +801,88 @@ def _exact_price(live: LiveCatalog, listed: LiveModel, spec: ModelSpec) -> tuple
         if duration is None or duration.type not in ("integer", "number", "enum"):
             return None
         seconds_field = "duration"
-    count_field = None
-    if not per_second and spec.kind == "image" and "per image" in unit_text.lower():
-        count_field = next((name for name in _COUNT_FIELDS if name in spec.fields), None)
+    counts = [name for name, field in spec.fields.items() if looks_like_count(name, field)]
+    readable = len(counts) == 1 and counts[0] in _COUNT_FIELDS and _whole(spec.fields[counts[0]], integers=True)
+    count_field = counts[0] if readable and not per_second and _per_output(unit_text, spec.kind) else None
+    guarded = [name for name in counts if name != count_field]  # unknown above 1
+    if len(guarded) > MAX_GUARDED_COUNTS:
+        return None
     unit: Literal["task", "clip", "second"] = "second" if per_second else ("task" if spec.kind == "image" else "clip")
+    feed = from_feed.description if from_feed else None
+    note = "parsed from KIE's live price; only a price that holds for every request is used"
+    if guarded:
+        named, which = (guarded[0], "it") if len(guarded) == 1 else (" or ".join(guarded), "one of them")
+        note = (
+            f"parsed from KIE's live price, which holds for one output: KIE's price text does not say how {named} "
+            f"changes it, so a request setting {which} above 1 is priced unknown"
+        )
     price = PriceSpec(
         unit=unit,
         seconds_field=seconds_field,
         count_field=count_field,
-        rates=[Rate(credits=credits, feed=from_feed.description if from_feed else None)],
+        rates=[Rate(when=when, credits=credits, feed=feed) for when in _one_output_each(guarded)],
         source="live-price",
-        note="parsed from KIE's live price; only a price that holds for every request is used",
+        note=note,
     )
     return price, Source(kind="documented", ref=ref, date=date or timestamp(datetime.now(UTC))[:10])
+
+
+def looks_like_count(name: str, field: FieldSpec) -> bool:
+    """Whether a live field looks like a number of outputs (the rule above ``_COUNT_FIELDS``)."""
+    if not _whole(field, integers=False):
+        return False
+    words = _words(name)
+    if words in (["n"], ["num"], ["number"], ["count"]):
+        return True
+    if words and words[0] == "batch":
+        return all(w in _BATCH_TAIL or _noun(w) in _OUTPUT_NOUNS for w in words[1:])
+    nouns = [w for w in words if _noun(w) in _OUTPUT_NOUNS]
+    if not nouns or not all(w in _COUNT_WORDS or _noun(w) in _OUTPUT_NOUNS for w in words):
+        return False
+    return len(nouns) < len(words) or any(w != _noun(w) for w in nouns)  # a count word, or a plural ("variants")
+
+
+def _words(name: str) -> list[str]:
+    """A field name's words, lower case: ``numberOfImages`` and ``number_of_images`` are ["number", "images"]."""
+    spaced = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1 \2", re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name))
+    return [w for w in re.split(r"[^a-z0-9]+", spaced.lower()) if w and w != "of"]
+
+
+def _noun(word: str) -> str:
+    return word[:-1] if word.endswith("s") and word[:-1] in _OUTPUT_NOUNS else word
+
+
+def _whole(field: FieldSpec, *, integers: bool) -> bool:
+    """The field holds whole numbers: an integer, an enum of whole numbers (``2`` or ``"2"``), or (unless
+    ``integers``) any number."""
+    if field.type == "integer" or (field.type == "number" and not integers):
+        return True
+    if field.type != "enum" or not field.values:
+        return False
+    return all(
+        (isinstance(v, int | float) and not isinstance(v, bool) and float(v).is_integer())
+        or (isinstance(v, str) and v.strip().isdigit())
+        for v in field.values
+    )
+
+
+def _per_output(text: str, kind: str) -> bool:
+    """The price wording is per output of this model's kind ("per image", "for each image generated", "each
+    video", "per output", "/image"), and nothing in it is per request ("per request", "per image generation")."""
+    found = {_noun(m.lower()) for m in _PER_OUTPUT.findall(text)}
+    if not found or _PER_REQUEST.search(text):
+        return False
+    own = _IMAGE_NOUNS if kind == "image" else _VIDEO_NOUNS
+    return found <= own | {"output"}
+
+
+def _one_output_each(guarded: list[str]) -> list[dict[str, Scalar | list[Scalar]]]:
+    """The ``when`` of every rate a price that holds for one output needs: each guarded field left out (``#count``
+    0) or 1. A request setting one above 1 matches no rate, so ``price_input`` prices it unknown."""
+    whens: list[dict[str, Scalar | list[Scalar]]] = [{}]
+    for name in guarded:
+        whens = [{**when, **choice} for when in whens for choice in ({name: [1, 1.0]}, {f"{name}#count": 0})]
+    return whens
 
 
 def sync_summary(live: LiveCatalog, catalog: Catalog | None = None) -> list[str]:
