@@ -7,6 +7,7 @@ The simulator's ``echo_auth`` faults play a hostile or buggy upstream that puts 
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import subprocess
@@ -16,6 +17,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from mcp import Client
@@ -30,7 +32,7 @@ from kie_mcp.sandbox import SandboxTransport, SimConfig, Simulator
 from kie_mcp.server import create_server
 
 from .conftest import API, UPLOADS, Controls, answering, text_of
-from .test_kie_wire import Rewriting
+from .test_kie_wire import CREDIT, RECORD, Rewriting
 
 SECRET = "sk-live-ECHOED-SECRET-0123456789abcdef"
 TAIL = SECRET[-12:]
@@ -425,3 +427,142 @@ raise SystemExit(main([]))
     assert "sent Authorization: Bearer [redacted]" in err and "echo [redacted]" in err
     assert "api_key=[redacted]" in err and "RuntimeError: KIE said [redacted]" in err
     assert SECRET not in err and TAIL not in err and "not-the-key-but-a-value" not in err
+
+
+# -- the key in another letter case or in base64: redacted all the same ---------------------------------------------
+# An upstream may echo the key upper-cased, or base64-encoded: alone, as HTTP Basic or Bearer credentials, or inside
+# a longer base64 text (a request dump, a token), where its encoding depends on its offset modulo 3.
+
+MIXED_CASE = "".join(ch.upper() if i % 2 else ch for i, ch in enumerate(KIE_KEY))
+
+
+def _b64(data: bytes, *, urlsafe: bool = False) -> str:
+    return (base64.urlsafe_b64encode if urlsafe else base64.b64encode)(data).decode("ascii")
+
+
+def key_in_every_form() -> dict[str, str]:
+    """Every form of ``KIE_KEY`` an upstream may echo, by name."""
+    key = KIE_KEY.encode()
+    forms = {
+        "upper case": KIE_KEY.upper(),
+        "mixed case": MIXED_CASE,
+        "base64": _b64(key),
+        "base64 unpadded": _b64(key).rstrip("="),
+        "base64url": _b64(key, urlsafe=True).rstrip("="),
+        "upper case in a URL": f"https://api.kie.ai/x?key={quote(KIE_KEY.upper())}&n=1",
+        "HTTP Basic, no user": "Basic " + _b64(b":" + key),
+        "HTTP Basic, key as user": "Basic " + _b64(key + b":"),
+        "HTTP Basic, a user": "Basic " + _b64(b"kie-user:" + key),
+        "Bearer in base64": _b64(b"Bearer " + key),
+        "Bearer in base64url": _b64(b"Bearer " + key, urlsafe=True),
+    }
+    for lead in range(3):  # inside a longer base64 text, at each offset modulo 3, in both alphabets
+        blob = b"\xfb\xff\xbf" * 4 + bytes(range(200, 200 + lead)) + key + b"\xff\xfe\xfd" * 4
+        forms[f"inside base64, offset {lead}"] = _b64(blob)
+        forms[f"inside base64url, offset {lead}"] = _b64(blob, urlsafe=True).rstrip("=")
+    return forms
+
+
+def _key_parts() -> list[str]:
+    """What only the key makes in each of its forms: its characters (compared in lower case) and, for each offset
+    modulo 3 in a base64 text and each alphabet, the 36 encoded characters that depend on the key alone."""
+    key = KIE_KEY.encode()
+    parts = [KIE_KEY]
+    for lead in range(3):
+        parts += [_b64(bytes(lead) + key)[4:40], _b64(bytes(lead) + key, urlsafe=True)[4:40]]
+    return parts
+
+
+def key_leaks(text: str) -> list[str]:
+    """The 16-character runs of the key's forms found in ``text`` (empty when none of it is there)."""
+    lowered = text.lower()
+    found = []
+    for part in _key_parts():
+        for start in range(len(part) - 15):
+            run = part[start : start + 16]
+            if (run in lowered) if part == KIE_KEY else (run in text):
+                found.append(run)
+    return found
+
+
+def test_the_key_in_any_case_or_base64_form_is_redacted():
+    register_secret(KIE_KEY)
+    for name, form in key_in_every_form().items():
+        assert key_leaks(form), name  # the checker finds the key in each form, else these tests would prove nothing
+        said = f"upstream said: bad key {form} (retry)"
+        clean = redact(said)
+        assert key_leaks(clean) == [], (name, clean)
+        assert clean.startswith("upstream said: bad key ") and clean.endswith(" (retry)") and REDACTED in clean
+        assert redact(clean) == clean  # stable
+    assert redact(_b64(KIE_KEY.encode())) == REDACTED  # a whole encoding goes whole, padding too
+    assert redact("Basic " + _b64(b":" + KIE_KEY.encode())) == f"Basic {REDACTED}"
+    assert redact(MIXED_CASE) == REDACTED
+
+
+def test_ordinary_text_is_not_redacted_by_the_keys_many_forms():
+    """Hex colours, other keys' and pictures' base64, ids and prose stay as they are: only the key's own forms,
+    long enough never to occur by chance, are redacted."""
+    register_secret(KIE_KEY)
+    register_secret(SECRET)
+    random = __import__("random").Random(7)
+    other_key = f"{random.getrandbits(128):032x}"
+    picture = _b64(bytes(random.getrandbits(8) for _ in range(30_000)))
+    ordinary = [
+        "A poster in #3F9A0C and #3f9a0c1e, accents #FFFFFF and #5b7d2f; a fox at dawn, 35mm, f/1.8.",
+        f"key fragment {KIE_KEY[:12]} and {KIE_KEY[-12:].upper()} is not the key",  # parts of it are not it
+        f"another account's key {other_key} / {other_key.upper()} / {_b64(other_key.encode())}",
+        f"data:image/png;base64,{picture}",
+        f"data:image/png;base64,{_b64(bytes(range(256)) * 40, urlsafe=True)}",
+        "Basic dXNlcjpwYXNzd29yZA== is how one writes user:password",
+        "M2Y5YTBj is the start of a base64 text, and so is TTJZNVlU",
+        "task_3f9a0c1e5b7d2f4a 0123456789ABCDEF0123456789abcdef nano-banana-2",
+    ]
+    for text in ordinary:
+        assert redact(text) == text, text
+
+
+def leaks_in_workspace(workspace: Path) -> dict[str, list[str]]:
+    """Every file of the workspace whose name or bytes hold a form of the key (the journal, its WAL, the call log,
+    sidecars, gallery pages, previews), with what was found."""
+    found: dict[str, list[str]] = {}
+    for path in workspace.rglob("*"):
+        name = path.relative_to(workspace).as_posix()
+        leaks = key_leaks(name) + (key_leaks(path.read_bytes().decode("latin-1")) if path.is_file() else [])
+        if leaks:
+            found[name] = leaks
+    return found
+
+
+async def test_the_key_kie_echoes_in_another_case_or_in_base64_never_reaches_an_answer_a_log_or_a_file(
+    settings, mode, caplog, tmp_path
+):
+    """A task's failMsg and a balance error echo the key upper-cased, mixed-case and base64-encoded in every way:
+    redacted in the tool answers, the task resources, every log record, the call log, the journal and every file."""
+    echoed = " | ".join(key_in_every_form().values())
+
+    def failed(body: dict[str, Any]) -> dict[str, Any]:
+        body["data"].update(state="fail", failCode="401", failMsg=f"Invalid key {echoed}", resultJson="")
+        return body
+
+    caplog.set_level(logging.DEBUG)
+    shown: list[str] = []
+    async with kie_echoing_in_answers(settings, mode) as (client, transport, _):
+        transport.rewrites[RECORD] = failed
+        made = await client.call_tool("generate_image", {"prompt": "an apple"})
+        [task] = made.structured_content["tasks"]
+        listed = await client.call_tool("list_tasks", {})
+        transport.rewrites[CREDIT] = lambda body: {"code": 401, "msg": f"bad key {echoed}"}
+        credits = await client.call_tool("check_credits", {})
+        for result in (made, listed, credits):
+            shown.append(text_of(result) + "\n" + json.dumps(result.structured_content))
+        for uri in ("kie://tasks", f"kie://tasks/{task['task_id']}"):
+            shown += [getattr(c, "text", "") for c in (await client.read_resource(uri)).contents]
+    assert task["state"] == "failed" and f"Invalid key {REDACTED} | {REDACTED}" in task["error"], task
+    assert credits.is_error and f"bad key {REDACTED}" in text_of(credits), text_of(credits)
+    assert [key_leaks(text) for text in shown] == [[]] * len(shown)
+    logged = [record.getMessage() for record in caplog.records]
+    assert any(REDACTED in line for line in logged)  # the echo was logged, redacted
+    assert key_leaks("\n".join(logged) + caplog.text) == []
+    assert any(REDACTED in error for error in call_log_errors(tmp_path))
+    assert (tmp_path / ".kie-mcp" / "journal.sqlite3").is_file()
+    assert leaks_in_workspace(tmp_path) == {}

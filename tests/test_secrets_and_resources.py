@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
+import sqlite3
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from mcp import Client
 from pydantic import SecretStr
 
+from kie_mcp.media.stitch import find_ffmpeg
 from kie_mcp.sandbox import SandboxTransport, SimConfig, Simulator
 from kie_mcp.server import create_server
 
-from .conftest import answering, text_of
+from .conftest import answering, dated, text_of
+from .test_redaction import KIE_KEY, key_in_every_form, key_leaks, kie_echoing_in_answers, leaks_in_workspace
+from .test_stitch import _make
 
 SECRET = "sk-live-TOP-SECRET-0123456789abcdef"
 
@@ -176,3 +182,90 @@ async def test_asking_git_about_the_dotenv_never_runs_a_program_the_workspace_co
         text = text_of(await client.call_tool("check_credits", {}))
     assert "is committed to git" in text
     assert not ran.exists()
+
+
+# -- the key pasted into a parameter: sent only to KIE, never written to a file, a folder name or a page ----------
+
+
+async def _shown_and_pages(client: Client, task_ids: list[str]) -> list[str]:
+    """What the agent reads back: the task list, each task, and the gallery pages (made as results were saved)."""
+    listed = await client.call_tool("list_tasks", {})
+    shown = [text_of(listed), json.dumps(listed.structured_content)]
+    for uri in ["kie://tasks", "kie://outputs/index.html", *[f"kie://tasks/{task_id}" for task_id in task_ids]]:
+        shown += [getattr(c, "text", "") for c in (await client.read_resource(uri)).contents]
+    return shown
+
+
+def _journal(workspace: Path) -> list[tuple[str, str, str | None]]:
+    """The journal's sessions and prompts, as written: (table, session, prompt) for every create and task."""
+    with sqlite3.connect(workspace / ".kie-mcp" / "journal.sqlite3") as db:
+        return [
+            (table, session, prompt)
+            for table in ("attempts", "tasks")
+            for session, prompt in db.execute(f"SELECT session, prompt FROM {table}")
+        ]
+
+
+async def test_the_key_pasted_into_a_session_or_prompt_in_any_form_never_reaches_the_journal_a_file_or_a_page(
+    settings, mode, caplog, tmp_path
+):
+    """A session named after the key (as typed, upper-cased, base64) and a prompt holding every form of it: the
+    journal's rows, the sidecars, the gallery pages, the folder names, the log and the answers show [redacted]."""
+    caplog.set_level(logging.DEBUG)
+    forms = " ".join(key_in_every_form().values())
+    calls = [
+        {"prompt": "a fox at dawn, #3f9a0c", "session": f"s {KIE_KEY}"},
+        {"prompt": f"a fox at dawn; my key is {forms}", "session": f"S {KIE_KEY.upper()}"},
+        {"prompt": "a fox at dusk", "session": f"b {base64.b64encode(KIE_KEY.encode()).decode()}"},
+    ]
+    async with kie_echoing_in_answers(settings, mode) as (client, _, _):
+        made = [await client.call_tool("generate_image", arguments) for arguments in calls]
+        task_ids = [result.structured_content["tasks"][0]["task_id"] for result in made]
+        shown = [text_of(result) + json.dumps(result.structured_content) for result in made]
+        shown += await _shown_and_pages(client, task_ids)
+    assert all(result.structured_content["status"] == "completed" for result in made), [text_of(m) for m in made]
+    rows = _journal(tmp_path)
+    assert len(rows) == 6 and all(
+        session.startswith(("s [redacted]", "S [redacted]", "b [redacted]")) for _, session, _ in rows
+    )
+    assert [row for row in rows if key_leaks(repr(row))] == []
+    sidecars = list((tmp_path / "outputs").rglob("*.json"))
+    pages = list((tmp_path / "outputs").rglob("index.html"))
+    assert len(sidecars) == 3 and len(pages) == 3  # outputs/index.html and one page per session folder
+    assert sorted(path.parent.name[11:] for path in sidecars) == ["b-redacted", "s-redacted", "s-redacted"]
+    assert [text for text in shown if key_leaks(text)] == []
+    assert key_leaks(caplog.text) == []
+    assert leaks_in_workspace(tmp_path) == {}
+
+
+async def test_the_key_pasted_into_a_stitch_output_name_never_names_a_file_or_shows_on_a_page(
+    settings, mode, caplog, tmp_path
+):
+    """The joined video's name, its poster and the gallery pages that list it: [redacted] where the key was typed
+    (as it is, upper-cased or in full-width letters), never the key."""
+    caplog.set_level(logging.DEBUG)
+    ffmpeg = find_ffmpeg()
+    _make(ffmpeg, tmp_path / "one.mp4", size="320x240", rate=24, audio=False)
+    _make(ffmpeg, tmp_path / "two.mp4", size="320x240", rate=24, audio=False)
+    full_width = "".join(chr(ord(ch) + 0xFEE0) for ch in KIE_KEY)  # NFKD makes it the key again
+    names = [
+        {"output_name": f"o{KIE_KEY}"},
+        {"output_name": f"cut {KIE_KEY.upper()}.mp4", "session": f"s {KIE_KEY}"},
+        {"output_name": f"w{full_width}", "session": "reel"},
+    ]
+    async with kie_echoing_in_answers(settings, mode) as (client, _, _):
+        joined = [await client.call_tool("stitch_videos", {"clips": ["one.mp4", "two.mp4"], **n}) for n in names]
+        shown = [text_of(result) + json.dumps(result.structured_content) for result in joined]
+        shown += await _shown_and_pages(client, [])
+    assert not any(result.is_error for result in joined), shown
+    paths = [dated(result.structured_content["path"]) for result in joined]
+    assert paths == [
+        "outputs/TODAY-o-redacted/o-redacted.mp4",
+        "outputs/TODAY-s-redacted/cut-redacted.mp4",
+        "outputs/TODAY-reel/w-redacted.mp4",
+    ]
+    pages = list((tmp_path / "outputs").rglob("index.html"))
+    assert len(pages) == 4 and all("redacted.mp4" in page.read_text() for page in pages)
+    assert [text for text in shown if key_leaks(text)] == []
+    assert key_leaks(caplog.text) == []
+    assert leaks_in_workspace(tmp_path) == {}

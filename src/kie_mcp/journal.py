@@ -344,8 +344,8 @@ class Journal:
         options_key: str | None = None,
         digest: str | None = None,
     ) -> str:
-        """Written before the create is sent: a crash after this line still leaves a trace of the spend. The prompt
-        and parameters are kept redacted: the API key typed into either is never written to this file."""
+        """Written before the create is sent: a crash after this line still leaves a trace of the spend. The prompt,
+        parameters and session are kept redacted: the API key typed into any of them is never written to this file."""
         attempt_id = "a_" + uuid.uuid4().hex[:16]
         now = time.time()
         self.execute(
@@ -361,7 +361,7 @@ class Journal:
             json.dumps(redact_value(params), ensure_ascii=False),
             options_key,
             credits_quoted,
-            session,
+            redact(session) if session else session,
             now,
             now,
             digest,
@@ -460,7 +460,7 @@ class Journal:
             model,
             state,
             redact(extra["prompt"]) if extra.get("prompt") else None,
-            extra.get("session"),
+            redact(extra["session"]) if extra.get("session") else None,
             record_json,
             extra.get("created", now),
             now,

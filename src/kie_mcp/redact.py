@@ -1,9 +1,10 @@
 """The one owner of redaction: secrets never leave the process in text.
 
 ``redact(text)`` replaces with ``[redacted]`` every registered secret (the KIE key is registered when a
-``KieClient`` is built) and anything shaped like a credential: ``Bearer <token>``, ``Authorization: <value>``,
-``api_key=<value>`` / ``"apiKey": "<value>"`` and friends, JWTs, ``sk-...`` keys and the password in
-``scheme://user:password@host``. Ordinary words, URLs without credentials and task ids are left alone.
+``KieClient`` is built) in any letter case, URL-encoded or base64-encoded (alone, as HTTP Basic or Bearer
+credentials, or anywhere inside a longer base64 text), and anything shaped like a credential: ``Bearer <token>``,
+``Authorization: <value>``, ``api_key=<value>`` / ``"apiKey": "<value>"`` and friends, JWTs, ``sk-...`` keys and the
+password in ``scheme://user:password@host``. Ordinary words, URLs without credentials and task ids are left alone.
 
 Logging is covered by a log-record factory (``install_log_redaction``): every record of every logger is
 cleaned when it is created, before pytest's ``caplog``, a client's handler or stderr sees it. A filter on a
@@ -14,6 +15,7 @@ case other code replaces the record factory without chaining ours.
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 import threading
@@ -72,20 +74,84 @@ _TOKEN_SHAPES = re.compile(
 
 
 def register_secret(value: str | None) -> None:
-    """Redact ``value`` (and its URL-encoded form) from now on, process-wide. Idempotent.
+    """Redact ``value`` from now on, process-wide, in any letter case, URL-encoded, and base64-encoded (see
+    ``_encoded_forms``). Idempotent.
 
     Also installs the log-record factory, so a process that holds a key never logs it.
     """
     if not value or len(value) < MIN_SECRET_LENGTH:
         return
     install_log_redaction(handlers=False)
-    variants = {value, quote(value, safe="")}
+    # Any case: an upstream may echo the key upper-cased (KIE's keys are hex: the case carries no meaning).
+    # Exact case: base64, where the case is the content (a case-folded match would only match more, never less).
+    variants = {(form, True) for form in (value, quote(value, safe=""))}
+    variants |= {(form, False) for form in _encoded_forms(value) if len(form) >= MIN_SECRET_LENGTH}
     with _registry.lock:
         if variants <= _registry.secrets:
             return
         _registry.secrets.update(variants)
-        ordered = sorted(_registry.secrets, key=len, reverse=True)  # longest first: a secret containing another
-        _registry.pattern = re.compile("|".join(re.escape(s) for s in ordered))
+        _registry.pattern = re.compile(_alternation(_registry.secrets))
+
+
+def _encoded_forms(value: str) -> set[str]:
+    """The base64 forms of ``value`` an upstream may echo: the key encoded alone, as HTTP Basic credentials (``:key``,
+    ``key:``) and as ``Bearer key``, in the standard and URL-safe alphabets, with and without padding; and, for
+    the key inside any longer base64 text, the part of its encoding that depends on the key alone.
+
+    Base64 writes 3 bytes as 4 characters, so text around the key changes the characters at its edges, and the key
+    encodes three ways depending on its offset modulo 3. For each offset only the characters whose 6 bits all come
+    from the key are kept (0-3 characters fewer at each end): found wherever the key sits in a longer blob. Each
+    is about 4/3 as long as the key (10 characters or more for the shortest secret registered, 8 characters): long
+    enough never to match anything else by chance.
+    """
+    raw = value.encode("utf-8")
+    forms: set[str] = set()
+    for whole in (raw, b":" + raw, raw + b":", b"Bearer " + raw):
+        encoded = base64.b64encode(whole).decode("ascii")
+        forms |= {encoded, encoded.rstrip("=")}
+    for lead in range(3):  # the key at offset 0, 1 or 2 modulo 3 of a longer blob
+        encoded = base64.b64encode(bytes(lead) + raw).decode("ascii")
+        first = -(-lead * 8 // 6)  # the first character with no bit of what comes before
+        end = (lead + len(raw)) * 8 // 6  # past the last character with no bit of what comes after
+        forms.add(encoded[first:end])
+    return forms | {form.translate(_URLSAFE) for form in forms}  # base64url: - and _ for + and /
+
+
+_URLSAFE = str.maketrans("+/", "-_")
+
+_Trie = dict[str, "_Trie"]
+
+
+def _alternation(forms: Iterable[tuple[str, bool]]) -> str:
+    """One pattern for every ``(text, any_case)`` form, written as a trie (``(?:M2Y5(?:YTBj...|...)``): a regex
+    alternation of literals tries each of them at every position of the text, the trie only the few that start
+    with the text's next characters, so redaction costs about as much with twenty forms of a key as with two. At a
+    position the longest form wins (a secret containing another is taken whole)."""
+    root: _Trie = {}
+    for text, folded in sorted(forms, key=lambda form: len(form[0]), reverse=True):  # longest first: tried first
+        node = root
+        for ch in text:
+            node = node.setdefault(_char(ch, folded), {})
+        node[""] = {}  # a form ends here
+    return _branches(root)
+
+
+def _char(ch: str, folded: bool) -> str:
+    if folded and ch.lower() != ch.upper():
+        return f"[{re.escape(ch.lower())}{re.escape(ch.upper())}]"
+    return re.escape(ch)
+
+
+def _branches(node: _Trie) -> str:
+    run = []
+    while len(node) == 1 and "" not in node:  # a stretch no form branches off: written as it is
+        ch, node = next(iter(node.items()))
+        run.append(ch)
+    ways = [ch + _branches(rest) for ch, rest in node.items() if ch]
+    tail = ways[0] if len(ways) == 1 else f"(?:{'|'.join(ways)})" if ways else ""
+    if tail and "" in node:  # a form ends here and longer ones go on: greedy, the longer is tried first
+        tail = f"(?:{tail})?"
+    return "".join(run) + tail
 
 
 def _bearer(match: re.Match[str]) -> str:

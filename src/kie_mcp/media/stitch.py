@@ -51,6 +51,7 @@ from anyio.abc import ByteReceiveStream
 
 from kie_mcp.media.inputs import RefusedInput, open_judged, read_judged_head
 from kie_mcp.media.sniff import describe, sniff
+from kie_mcp.redact import redact
 from kie_mcp.words import plain
 
 # How to get the bundled ffmpeg while kie-mcp is installed from a checkout or a wheel (it is not on PyPI yet).
@@ -574,7 +575,8 @@ def output_file_name(output_name: str | None, default: str) -> str:
 
     A name is a plain file name, never a path: separators, ``.``/``..``, control characters (NUL included) and names
     over ``MAX_OUTPUT_NAME`` characters are refused with a ``StitchError`` saying what to give instead. Anything else
-    becomes a safe slug: ASCII letters, digits, ``.``, ``_`` and ``-`` (others turn into ``-``), no leading dot.
+    becomes a safe slug: ASCII letters, digits, ``.``, ``_`` and ``-`` (others turn into ``-``), no leading dot, with
+    any secret redacted (the API key pasted into the name becomes ``redacted``).
     """
     import unicodedata
 
@@ -589,7 +591,8 @@ def output_file_name(output_name: str | None, default: str) -> str:
     if Path(given).suffix.lower() in MUXERS:
         given = given[: -len(Path(given).suffix)]
     ascii_name = unicodedata.normalize("NFKD", given).encode("ascii", "ignore").decode("ascii")
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", ascii_name).strip(".-_")
+    # redacted as ASCII: the API key typed into the name (in any form, full-width letters too) is never a file name
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", redact(ascii_name)).strip(".-_")
     return f"{slug or default}.mp4"
 
 
