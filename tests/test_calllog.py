@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
+import sys
 from dataclasses import replace
 
+import pytest
 from mcp import Client
 from pydantic import SecretStr
 
@@ -77,3 +80,37 @@ def test_every_string_value_is_redacted_before_it_is_written(tmp_path):
     assert SECRET not in text and SECRET[-12:] not in text
     assert line["error"] == f"Internal Error Authorization: Bearer {REDACTED}"
     assert line["seen"] == [REDACTED, {"apiKey": REDACTED}] and line["where"].endswith(REDACTED)
+
+
+HOSTILE = "$(touch /tmp/kie-mcp-pwned) `id`"  # a message from upstream that a shell would run if it read it
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="symlinks")
+@pytest.mark.parametrize("link", ["the log file", "the logs folder"])
+async def test_a_call_log_linked_outside_the_workspace_is_never_written_through(
+    connect, controls, tmp_path, tmp_path_factory, caplog, link
+):
+    """logs/kie-api.jsonl (or logs/ itself) a symlink out of the workspace, as a cloned repository can carry one: a
+    KIE call never appends its line (part of which upstream writes) to the file it leads to, such as ~/.bashrc. The
+    calls still answer; the log line is skipped, with one warning on stderr."""
+    home = tmp_path_factory.mktemp("home")
+    bashrc = home / ".bashrc"
+    bashrc.write_text("export PATH=$HOME/bin:$PATH\n")
+    if link == "the log file":
+        (tmp_path / "logs").mkdir()
+        (tmp_path / "logs" / "kie-api.jsonl").symlink_to(bashrc)
+    else:
+        (tmp_path / "logs").symlink_to(home, target_is_directory=True)
+        (home / "kie-api.jsonl").symlink_to(bashrc)  # the name the log is written under, leading on to ~/.bashrc
+    await controls.fault("credit", kind="code", code=500, msg=HOSTILE)
+    with caplog.at_level(logging.WARNING, logger="kie_mcp.kie.calllog"):
+        async with connect() as client:
+            refused = await client.call_tool("check_credits", {})
+            answered = await client.call_tool("check_credits", {})
+    assert bashrc.read_text() == "export PATH=$HOME/bin:$PATH\n"
+    planted = [".bashrc", "kie-api.jsonl"] if link == "the logs folder" else [".bashrc"]
+    assert sorted(p.name for p in home.iterdir()) == planted  # nothing new beside ~/.bashrc either
+    assert refused.is_error and "500" in text_of(refused)  # the hostile answer reached the agent, not the shell file
+    assert not answered.is_error and answered.structured_content["balance_credits"] > 0
+    warnings = [r.getMessage() for r in caplog.records if "call log" in r.getMessage()]
+    assert len(warnings) == 1 and "symbolic link" in warnings[0], warnings

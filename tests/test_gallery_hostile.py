@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import re
+import sys
 import threading
 from collections.abc import Callable
 from datetime import date
@@ -563,3 +564,41 @@ async def test_gallery_resource_never_serves_an_index_symlinked_outside(
     assert read.contents[0].mime_type == "text/html"
     facts = assert_only_text(read.contents[0].text, outputs, outputs, pages_written=False)
     assert GOOD in facts.text and "kie-mcp gallery" in facts.text
+
+
+# -- a page swapped between its check and its read -----------------------------------------------------------------
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="symlinks and FIFOs")
+@pytest.mark.parametrize("swap", ["link to .env", "fifo"])
+@pytest.mark.parametrize("page", ["session page", "index page"])
+async def test_a_gallery_page_swapped_between_check_and_read_is_never_served_or_waited_on(
+    connect: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, page: str, swap: str
+) -> None:
+    """A page checked (inside outputs/, a regular file), then swapped before it is read: for a link to .env, the key
+    is never served; for a FIFO nobody writes to, the read never waits and the server answers other requests
+    meanwhile. The session page is then no page; the index is made afresh from outputs/."""
+    from .test_media_safety import read_while_swapped, swap_once_checked
+
+    workspace, _ = plant_escapes(tmp_path)
+    outputs = workspace / "outputs"
+    target = outputs / "2026-01-01-real" / gallery.PAGE if page == "session page" else outputs / gallery.PAGE
+    uri = "kie://outputs/2026-01-01-real/index.html" if page == "session page" else "kie://outputs/index.html"
+
+    def replace() -> None:
+        target.unlink()
+        if swap == "fifo":
+            os.mkfifo(target)
+        else:
+            target.symlink_to(workspace / ".env")
+
+    async with connect(workspace=workspace) as client:
+        swapped = swap_once_checked(monkeypatch, target, replace)
+        answer, released = await read_while_swapped(client, uri, swapped, target)
+    assert not released, "the read waited on the FIFO until a writer came: it opened the page by name"
+    assert SECRET not in answer
+    if page == "session page":
+        assert answer.startswith("error: ") and "No gallery page" in answer, answer
+    else:
+        facts = assert_only_text(answer.removeprefix("served: "), outputs, outputs, pages_written=False)
+        assert GOOD in facts.text and "kie-mcp gallery" in facts.text

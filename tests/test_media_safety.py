@@ -6,8 +6,14 @@ create endpoints. Resources follow the same rule: nothing outside the workspace,
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import sys
+import threading
 import wave
+from collections.abc import Callable
+from datetime import date, timedelta
 from pathlib import Path
 
 import anyio
@@ -26,6 +32,7 @@ from .conftest import CREATE_PATHS, answering, text_of
 EDIT = {"prompt": "make it blue", "model": "google/nano-banana-edit"}  # images -> image_urls, up to 10 MB
 TALK = {"prompt": "a woman speaking", "model": "infinitalk/from-audio"}  # images -> image_url; options audio_url
 MOVE = {"prompt": "", "model": "wan/2-2-animate-move"}  # images -> image_url; options video_url (10 MB)
+IMAGE_REQUEST = {"prompt": "A red apple on a wooden table", "model": "nano-banana-2"}  # no inputs: saved as a JPEG
 UPLOAD_PATHS = {"/api/file-stream-upload", "/api/file-base64-upload", "/api/file-url-upload"}
 SECRET = "KIE_API_KEY=sk-live-NEVER-UPLOADED-0123456789"
 
@@ -636,3 +643,137 @@ async def test_outputs_resource_refuses_symlink_escapes_and_dotfiles(connect, tm
             with pytest.raises(MCPError):
                 await client.read_resource(uri)
     assert served.contents[0].blob
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="symlinks")
+async def test_a_session_folder_linked_outside_never_receives_a_result_and_the_result_is_kept(
+    connect, tmp_path, outside
+):
+    """outputs/<day>-<session> a symlink to a folder outside the workspace (a cloned repository can carry one, named
+    for a session an agent is told to use): the paid result, its sidecar and its thumbnail are never written there.
+    They are saved in a real folder of outputs/ with another name (outputs/<day>-<session>_2), named in the answer and
+    journaled, so nothing is lost; check_task finds them there."""
+    (tmp_path / "outputs").mkdir()
+    for day in {date.today(), date.today() + timedelta(days=1)}:  # the run may cross midnight
+        (tmp_path / "outputs" / f"{day.isoformat()}-demo").symlink_to(outside, target_is_directory=True)
+    async with connect(elicitation=answering()) as client:
+        result = await client.call_tool("generate_image", {**IMAGE_REQUEST, "session": "demo"})
+        task = result.structured_content["tasks"][0]
+        checked = await client.call_tool("check_task", {"task_id": task["task_id"]})
+    assert sorted(outside.iterdir()) == []
+    [saved] = task["files"]
+    folder = (tmp_path / saved).parent
+    assert folder.name.endswith("-demo_2") and folder.parent == tmp_path / "outputs", saved
+    assert folder.is_dir() and not folder.is_symlink()
+    assert (tmp_path / saved).read_bytes()[:3] == b"\xff\xd8\xff"
+    sidecar = json.loads((folder / f"nano-banana-2_{task['task_id']}.json").read_text())
+    assert sidecar["files"][0]["path"] == saved
+    assert saved in text_of(result)  # the answer says where the result is
+    assert checked.structured_content["task"]["files"] == [saved]
+
+
+async def test_a_joined_video_is_never_written_into_a_session_folder_linked_outside(connect, tmp_path, outside):
+    """stitch_videos with session "reel" while outputs/<day>-reel is a symlink leading outside: the joined video goes
+    to a real folder beside it (outputs/<day>-reel_2), never through the link."""
+    from kie_mcp.sandbox import media
+
+    pytest.importorskip("imageio_ffmpeg")  # the video extra: stitching needs ffmpeg
+    (tmp_path / "clips").mkdir()
+    for name in ("a.mp4", "b.mp4"):
+        (tmp_path / "clips" / name).write_bytes(media.clip_bytes("1x1.mp4"))
+    (tmp_path / "outputs").mkdir()
+    for day in {date.today(), date.today() + timedelta(days=1)}:  # the run may cross midnight
+        (tmp_path / "outputs" / f"{day.isoformat()}-reel").symlink_to(outside, target_is_directory=True)
+    async with connect() as client:
+        joined = await client.call_tool("stitch_videos", {"clips": ["clips/a.mp4", "clips/b.mp4"], "session": "reel"})
+    assert not joined.is_error, text_of(joined)
+    assert sorted(outside.iterdir()) == []
+    made = tmp_path / joined.structured_content["path"]
+    assert made.parent.name.endswith("-reel_2") and not made.parent.is_symlink() and made.stat().st_size > 0
+
+
+def swap_once_checked(monkeypatch: pytest.MonkeyPatch, target: Path, swap: Callable[[], None]) -> threading.Event:
+    """Run ``swap`` right after the server first finds ``target`` to be a regular file (``Path.is_file``, the check
+    before its read): the file is replaced between the check and the read every time, not by a race that may lose.
+    Returns an event set once it ran."""
+    checked = Path.is_file
+    wanted = os.path.realpath(target)
+    swapped = threading.Event()  # set in the server's worker thread, waited for by the test
+
+    def is_file(self: Path) -> bool:
+        found = checked(self)
+        if found and not swapped.is_set() and os.path.realpath(self) == wanted:
+            swap()
+            swapped.set()
+        return found
+
+    monkeypatch.setattr(Path, "is_file", is_file)
+    return swapped
+
+
+async def release_readers_after(fifo: Path, seconds: float, released: list[bool]) -> None:
+    """After ``seconds``, open ``fifo`` for writing and close it, so a reader blocked on it (a regression) gets an
+    empty file and the test fails instead of hanging the suite (a blocked worker thread cannot be cancelled)."""
+    await anyio.sleep(seconds)
+    released.append(True)
+    with contextlib.suppress(OSError):
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+
+
+async def read_while_swapped(client: Client, uri: str, swapped: threading.Event, fifo: Path) -> tuple[str, bool]:
+    """Read ``uri`` (whose file is swapped during the read) and, once the swap is done, another resource meanwhile:
+    what the first read gave (``served: `` its content, or ``error: `` its error) and whether a reader blocked on
+    the FIFO had to be released."""
+    outcome: list[str] = []
+    released: list[bool] = []
+
+    async def read_swapped() -> None:
+        try:
+            read = await client.read_resource(uri)
+        except MCPError as err:
+            outcome.append(f"error: {err}")
+        else:
+            outcome.append(
+                "served: " + "".join(getattr(c, "text", "") or getattr(c, "blob", "") for c in read.contents)
+            )
+
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as watchdog:
+            watchdog.start_soon(release_readers_after, fifo, 20, released)
+            async with anyio.create_task_group() as requests:
+                requests.start_soon(read_swapped)
+                assert await anyio.to_thread.run_sync(swapped.wait, 20), "the swap never ran: move the hook"
+                other = await client.read_resource("kie://models")  # the server answers others meanwhile
+            watchdog.cancel_scope.cancel()
+    assert other.contents[0].text
+    return outcome[0], bool(released)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="symlinks and FIFOs")
+@pytest.mark.parametrize("swap", ["link to .env", "fifo"])
+async def test_a_saved_result_swapped_between_check_and_read_is_never_served_or_waited_on(
+    connect, tmp_path, monkeypatch, swap
+):
+    """kie://outputs/... checks the file, then reads it: swapped in between for a link to .env, the key is never
+    served; for a FIFO nobody writes to, the read fails at once and never holds up the server (another request is
+    answered meanwhile). What is read is the very file that was judged, opened once."""
+    (tmp_path / ".env").write_text(SECRET + "\n")
+    result = png(tmp_path / "outputs" / "2026-01-01-demo" / "result.png")
+
+    def replace() -> None:
+        result.unlink()
+        if swap == "fifo":
+            os.mkfifo(result)
+        else:
+            result.symlink_to(tmp_path / ".env")
+
+    async with connect() as client:
+        served = await client.read_resource("kie://outputs/2026-01-01-demo/result.png")  # served before the swap
+        swapped = swap_once_checked(monkeypatch, result, replace)
+        outcome, released = await read_while_swapped(
+            client, "kie://outputs/2026-01-01-demo/result.png", swapped, result
+        )
+    assert served.contents[0].blob
+    assert not released, "the read waited on the FIFO until a writer came: it opened it by name"
+    assert outcome.startswith("error: ") and "outputs/2026-01-01-demo/result.png" in outcome, outcome
+    assert "sk-live" not in outcome

@@ -566,3 +566,17 @@ async def test_the_key_kie_echoes_in_another_case_or_in_base64_never_reaches_an_
     assert any(REDACTED in error for error in call_log_errors(tmp_path))
     assert (tmp_path / ".kie-mcp" / "journal.sqlite3").is_file()
     assert leaks_in_workspace(tmp_path) == {}
+
+
+def test_a_key_typed_in_full_width_letters_never_names_a_folder():
+    """A session name is made ASCII for its folder: the key typed in full-width letters became the plain key there."""
+    from datetime import date
+
+    from kie_mcp.media.downloads import output_folder
+
+    key = "9c1e5b7d2f4a6c8e0b1d3f5a7c9e3f0a"
+    register_secret(key)
+    wide = "".join(chr(ord(c) + 0xFEE0) for c in key)  # U+FF10... : what an IME or a copy from a PDF may give
+    folder = output_folder(Path("/w"), f"s {wide}", date(2026, 12, 4)).name
+    assert key not in folder.lower() and "redacted" in folder, folder
+    assert output_folder(Path("/w"), "Summer Sale", date(2026, 12, 4)).name == "2026-12-04-summer-sale"

@@ -50,14 +50,16 @@ from kie_mcp.clientroots import root_folders, roots_resolver
 from kie_mcp.config import Settings
 from kie_mcp.journal import Journal, JournalUnavailable, storage_problem, unavailable_reason
 from kie_mcp.kie import Category, KieError
-from kie_mcp.media.downloads import SNIFF_BYTES, THUMBNAIL_SIDE, output_folder, preview, sniff_mime
+from kie_mcp.media.downloads import SNIFF_BYTES, THUMBNAIL_SIDE, output_folder, preview, real_folder, sniff_mime
 from kie_mcp.media.inputs import (
     UPLOAD_ACCEPTS,
     UPLOAD_LIMIT_BYTES,
     Accepts,
+    ChangedFile,
     MissingFile,
     OutsideAllowedFolders,
     RefusedInput,
+    TooLarge,
     inspect_local,
     private_reason,
     read_inside,
@@ -577,8 +579,8 @@ def _register_tools(mcp: MCPServer) -> None:
             name = stitching.output_file_name(output_name, f"stitched-{len(clips)}-clips")
             paths = [await _clip_path(rt, clip) for clip in clips]
             label = session or output_name or "stitched"
-            folder = output_folder(rt.settings.workspace, label, datetime.now().date())
-            folder.mkdir(parents=True, exist_ok=True)
+            # never through a link: a session folder that is one is left alone for a real one beside it
+            folder = real_folder(output_folder(rt.settings.workspace, label, datetime.now().date()))
             parts = [stitching.Caption(c.start, c.end, c.text) for c in captions or []]
             done = await stitching.stitch(paths, folder / name, captions=parts or None)
         joined_video = [(done.path, "video")]
@@ -1255,10 +1257,10 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
     @mcp.resource(
         "kie://outputs/{session}/index.html", name="session-gallery", title="A session's gallery", mime_type="text/html"
     )
-    def session_gallery(session: str) -> str:
+    async def session_gallery(session: str) -> str:
         """Every saved result of one session folder, in the order they were made."""
-        try:
-            page = pages.read_page(outputs, session)
+        try:  # in a worker thread: reading the page never holds up the server
+            page = await anyio.to_thread.run_sync(pages.read_page, outputs, session)
         except (OSError, ValueError, RecursionError) as err:  # as for the gallery: said, with what to check
             raise ResourceError(redact(f"The session's gallery page could not be made ({err}).")) from err
         if page is None:
@@ -1266,21 +1268,33 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
         return page
 
     @mcp.resource("kie://outputs/{+path}", name="output", title="A saved result", mime_type="application/octet-stream")
-    def output(path: str) -> bytes:
+    async def output(path: str) -> bytes:
         """A result saved in the workspace's outputs/ folder (images, videos, sidecar JSON)."""
-        home = outputs.resolve()
-        try:  # symlinks are judged by their target: nothing outside outputs/, no dotfiles, no unusable paths
-            target = (outputs / path).resolve()
-            inside = target.is_relative_to(home) and target.is_file()
-        except (OSError, ValueError, RuntimeError):
-            inside = False
-        names = (*Path(path).parts, *(target.relative_to(home).parts if inside else ()))
-        if not inside or any(name.startswith(".") for name in names):
-            raise ResourceNotFoundError(f"No saved result at outputs/{path}.")
-        try:
-            if target.stat().st_size > MAX_RESOURCE_BYTES:
-                raise ResourceError(f"outputs/{path} is too large to send over MCP; open it from the workspace.")
-            return target.read_bytes()
+
+        def judged() -> bytes:
+            home = outputs.resolve()
+            try:  # symlinks are judged by their target: nothing outside outputs/, no dotfiles, no unusable paths
+                target = (outputs / path).resolve()
+                inside = target.is_relative_to(home) and target.is_file()
+            except (OSError, ValueError, RuntimeError):
+                inside = False
+            names = (*Path(path).parts, *(target.relative_to(home).parts if inside else ()))
+            if not inside or any(name.startswith(".") for name in names):
+                raise ResourceNotFoundError(f"No saved result at outputs/{path}.")
+            # Judged again as it is opened, and read from that one open file, never by name again: a link swapped in
+            # since the check above (to .env, outside) is refused, a FIFO is not waited on, the size is the file's.
+            return read_inside(outputs / path, outputs, MAX_RESOURCE_BYTES)
+
+        try:  # in a worker thread: no file, whatever it became, holds up the server
+            return await anyio.to_thread.run_sync(judged)
+        except TooLarge as err:
+            raise ResourceError(f"outputs/{path} is too large to send over MCP; open it from the workspace.") from err
+        except ChangedFile as err:
+            raise ResourceError(
+                f"outputs/{path} changed while it was being read ({err.what}); nothing was sent."
+            ) from err
+        except RefusedInput as err:  # a link swapped in since the check now leads outside outputs/, or to a dotfile
+            raise ResourceNotFoundError(f"No saved result at outputs/{path}.") from err
         except OSError as err:  # removed or made unreadable since it was found
             raise ResourceError(
                 f"outputs/{path} could not be read ({err.strerror or type(err).__name__}); check that the file is "

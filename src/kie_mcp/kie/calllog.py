@@ -5,6 +5,12 @@ code and message. Request bodies are never written, so neither the key nor base6
 every string value is redacted before it is written (an error message may echo the Authorization header). Each
 line is written whole or not at all, so a full disk never leaves half a record for the next one to run into: the
 server's errors point to this log as the copy of task ids the journal could not keep.
+
+The log is only ever written inside the workspace: ``logs/`` must be a real folder (not a symbolic link, which a
+cloned repository can carry) and the log a regular file in it with no other name, opened without following a link
+(``O_NOFOLLOW``) and checked once open to be the file its path names. A log that leads anywhere else (``~/.bashrc``,
+where a shell would run what upstream wrote into a line) is never written: the line is skipped, with one warning,
+like any other write the log cannot make; the KIE call itself goes on.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import errno
 import json
 import logging
 import os
+import stat
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,11 +43,13 @@ class CallLog:
         record = (json.dumps(line, ensure_ascii=False, default=_text) + "\n").encode("utf-8", "replace")
         with self._lock:
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                if not os.path.lexists(self.path.parent):  # a link there (even a broken one) is judged, not made
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
                 _append_whole(self.path, record)
-            except OSError as err:  # a full disk or an unwritable workspace must not turn a paid answer into an error
+            except OSError as err:  # a full disk, an unwritable workspace, a log leading outside: the call goes on
                 if not self._warned:
-                    log.warning("cannot write the call log %s (%s); KIE calls go on without it", self.path, err)
+                    reason = err.strerror if isinstance(err, LogOutside) else err
+                    log.warning("cannot write the call log %s (%s); KIE calls go on without it", self.path, reason)
                     self._warned = True
 
 
@@ -48,11 +57,7 @@ def _append_whole(path: Path, record: bytes) -> None:
     """Append one line, whole or not at all: a single write on an O_APPEND descriptor, and after a short write or
     an error (a full disk) the file is cut back to its size before it. A line an earlier crash left unfinished is
     ended first, so the new record starts a line of its own and stays readable."""
-    flags = os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0)
-    try:
-        fd, readable = os.open(path, flags | os.O_RDWR, 0o666), True
-    except PermissionError:  # a log one may append to but not read: appended to all the same
-        fd, readable = os.open(path, flags | os.O_WRONLY, 0o666), False
+    fd, readable = _open_inside(path)
     try:
         _lock(fd)  # another kie-mcp on the workspace appends between our size and our cut: it waits instead
         size = os.fstat(fd).st_size
@@ -72,6 +77,66 @@ def _append_whole(path: Path, record: bytes) -> None:
             raise
     finally:
         os.close(fd)  # releases the lock
+
+
+class LogOutside(OSError):
+    """The call log's path leads out of its folder (a symbolic link, a hard link, not a regular file): never written."""
+
+
+def _open_inside(path: Path) -> tuple[int, bool]:
+    """The call log opened to append (and to read, when allowed), only when it is a regular file with no other name in
+    a real folder: neither the file nor ``logs/`` is a symbolic link (checked without following them, and again once
+    the file is open, so a link swapped in between is caught), and the file is not a FIFO (opened without blocking).
+    ``LogOutside`` otherwise. Windows has no ``O_NOFOLLOW``: there the checks before and after the open hold."""
+    folder = path.parent
+    _real_folder(folder)
+    if _is_link(path):  # where O_NOFOLLOW is 0 (Windows); elsewhere the open refuses it too
+        raise LogOutside(errno.ELOOP, f"{path.name} is a symbolic link, which kie-mcp never writes through")
+    nofollow = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)  # a FIFO never blocks the open
+    flags = os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0) | nofollow
+    try:
+        try:
+            fd, readable = os.open(path, flags | os.O_RDWR, 0o666), True
+        except PermissionError:  # a log one may append to but not read: appended to all the same
+            fd, readable = os.open(path, flags | os.O_WRONLY, 0o666), False
+    except OSError as err:
+        if err.errno != errno.ELOOP:
+            raise
+        linked = LogOutside(errno.ELOOP, f"{path.name} is a symbolic link, which kie-mcp never writes through")
+        raise linked from None  # O_NOFOLLOW met a link swapped in since the check
+    try:
+        opened = os.fstat(fd)
+        if not stat.S_ISREG(opened.st_mode):
+            raise LogOutside(errno.EINVAL, f"{path.name} is not a regular file")
+        if opened.st_nlink > 1:  # a hard link: the same file has a name outside logs/ too
+            raise LogOutside(errno.EMLINK, f"{path.name} has other names (a hard link), which kie-mcp never writes to")
+        _real_folder(folder)  # logs/ swapped for a link while the file was opened
+        named = os.lstat(path)
+        if (named.st_dev, named.st_ino) != (opened.st_dev, opened.st_ino):
+            raise LogOutside(errno.EINVAL, f"{path.name} was replaced while it was opened")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, readable
+
+
+def _real_folder(folder: Path) -> None:
+    """``LogOutside`` unless ``folder`` is a real folder, judged without following a link."""
+    try:
+        found = os.lstat(folder)
+    except FileNotFoundError:
+        raise LogOutside(errno.ENOENT, f"{folder.name}/ is not there any more") from None
+    if stat.S_ISLNK(found.st_mode):
+        raise LogOutside(errno.ELOOP, f"{folder.name}/ is a symbolic link, which kie-mcp never writes through")
+    if not stat.S_ISDIR(found.st_mode):
+        raise LogOutside(errno.ENOTDIR, f"{folder.name}/ is not a folder")
+
+
+def _is_link(path: Path) -> bool:
+    try:
+        return stat.S_ISLNK(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return False
 
 
 def _lock(fd: int) -> None:

@@ -13,11 +13,17 @@ file is left behind. A link (or a redirect) to this machine or a private network
 The helpers build the workspace layout (``outputs/<day>-<slug>/<model>_<task>_<n>.<ext>``), write
 sidecar JSON atomically and make the inline previews: scaled-down images, and a poster frame of each
 video (with ffmpeg), each made once and kept beside the file it shows.
+
+A result is only ever written into a real folder: a session folder that is a symbolic link (a cloned repository can
+carry one, named for the session an agent is told to use, leading anywhere) is never written through. The result goes
+to a real folder beside it with another name (``real_folder``), so a paid result is still saved and the answer names
+where; a sidecar whose folder became a link is refused (``write_json_atomic``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import json
@@ -26,6 +32,7 @@ import mimetypes
 import os
 import re
 import secrets
+import stat
 import subprocess
 import threading
 import time
@@ -314,19 +321,73 @@ async def download(
 
 
 def _prepare(dest: Path, url: str) -> Path:
-    """``dest`` made absolute, its folder created."""
+    """``dest`` made absolute, in a real folder (``real_folder``: created when missing; when its folder is a link,
+    the real folder beside it that takes its place)."""
     if dest.name in ("", ".", ".."):
         raise ValueError(f"dest must name a file, got {str(dest)!r}")
     dest = dest.absolute()
     try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        return real_folder(dest.parent) / dest.name
     except OSError as exc:
         raise DownloadError(
             f"Could not create the folder {dest.parent} ({exc.strerror or exc}). Check the workspace path and "
             "its permissions; the result stays on KIE for about 14 days.",
             url=url,
         ) from exc
-    return dest
+
+
+FOLDER_NAMES_TRIED = 100  # <name>, <name>_2 ... <name>_100: a folder taken by links that often is refused
+
+
+def real_folder(folder: Path) -> Path:
+    """``folder`` as a real folder to write into, created when missing, and never through a symbolic link: a session
+    folder that is a link (a cloned repository can carry one, leading anywhere) or not a folder is left alone, and the
+    first of ``<name>_2``, ``<name>_3``, ... that is a real folder or can be made one is used instead (no session's
+    own folder has ``_`` in its name), the same one every time, so every result of a task and its sidecar land
+    together and a paid result is always saved. The folder holding it (``outputs/``, which may be a link to another
+    disk the user chose) is created when missing, and followed. ``OSError`` when none can be made."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    for n in range(1, FOLDER_NAMES_TRIED + 1):
+        candidate = folder if n == 1 else folder.with_name(f"{folder.name}_{n}")
+        try:
+            os.mkdir(candidate)  # never through a link: a link there, even a broken one, is "exists"
+        except FileExistsError:
+            if not _is_real_folder(candidate):
+                continue
+        if n > 1:
+            log.warning(
+                "%s is a symbolic link or not a folder, which kie-mcp never writes into; results meant for it are "
+                "saved in %s.",
+                folder,
+                candidate.name,
+            )
+        return candidate
+    raise OSError(
+        errno.EEXIST,
+        f"{folder.name} and the {FOLDER_NAMES_TRIED - 1} names after it are symbolic links or not folders, which "
+        "kie-mcp never writes into; move them away",
+    )
+
+
+def _is_real_folder(folder: Path) -> bool:
+    """Whether ``folder`` is a folder itself, judged without following a link."""
+    try:
+        found = os.lstat(folder)
+    except OSError:
+        return False
+    return stat.S_ISDIR(found.st_mode) and not stat.S_ISLNK(found.st_mode)
+
+
+def _still_in_real_folder(tmp: Path, written: os.stat_result) -> None:
+    """Before a result is moved into place: the temporary file written is still there, in a real folder (not one
+    swapped for a link since it was made). ``OSError`` otherwise: nothing is moved."""
+    try:
+        named = os.lstat(tmp)
+    except FileNotFoundError:
+        named = None
+    same = named is not None and (named.st_dev, named.st_ino) == (written.st_dev, written.st_ino)
+    if not same or not _is_real_folder(tmp.parent):
+        raise OSError(errno.ELOOP, f"{tmp.parent.name} was replaced while the result was being saved")
 
 
 async def _attempt(
@@ -385,10 +446,12 @@ async def _attempt(
         assert fd is not None  # both set once the body started
         assert tmp is not None
         await anyio.to_thread.run_sync(os.fsync, fd)
+        written = os.fstat(fd)
         os.close(fd)
         fd = None
         if await anyio.to_thread.run_sync(_same_file, final, size, sha256):
             return SavedFile(final, url, source_url, size, sha256, mime)  # finally removes the temp file
+        _still_in_real_folder(tmp, written)
         os.replace(tmp, final)
         tmp = None
         _fsync_dir(final.parent)
@@ -609,9 +672,10 @@ def output_folder(workspace: Path, label: str, day: date) -> Path:
     """``workspace/outputs/YYYY-MM-DD-<slug>``: the slug is lowercase ASCII, at most 40 chars, never empty.
 
     Deterministic and safe for any label (no separators, no dots, no ``..``). The folder is not created. The label
-    (a session name or a prompt) is redacted first: the API key never becomes a folder name.
+    (a session name or a prompt) is redacted, as typed and with full-width or other compatibility letters made
+    plain: the API key never becomes a folder name.
     """
-    slug = _slug(redact(label or ""), 40) or "untitled"
+    slug = _slug(redact(unicodedata.normalize("NFKC", redact(label or ""))), 40) or "untitled"
     return Path(workspace) / "outputs" / f"{day.isoformat()}-{slug}"
 
 
@@ -627,9 +691,15 @@ def result_name(model_id: str, task_id: str, index: int, ext: str) -> str:
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` as pretty UTF-8 JSON: temp file beside ``path``, fsync, ``os.replace``. Never half-written."""
+    """Write ``data`` as pretty UTF-8 JSON: temp file beside ``path``, fsync, ``os.replace``. Never half-written, and
+    never into a folder that is a symbolic link (a sidecar's folder swapped for one since its files were saved):
+    ``OSError`` then."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not os.path.lexists(path.parent):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    if not _is_real_folder(path.parent):
+        why = f"{path.parent.name} is a symbolic link or not a folder, which kie-mcp never writes into"
+        raise OSError(errno.ELOOP, why)
     write_bytes_atomic(path, (json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n").encode("utf-8"))
 
 

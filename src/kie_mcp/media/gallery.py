@@ -54,12 +54,14 @@ from .downloads import (
     thumbnail_path,
     write_bytes_atomic,
 )
+from .inputs import RefusedInput, read_inside
 
 log = logging.getLogger(__name__)
 
 PAGE = "index.html"  # the gallery page, in outputs/ and in each session folder
 PER_SESSION_ON_INDEX = 24  # the index shows this many results per session; the session page shows all
 _SIDECAR_MAX_BYTES = 1024 * 1024
+PAGE_MAX_BYTES = 50 * 1024 * 1024  # the most a page read for a resource may hold (the resources' own limit)
 _SESSION_NAME = re.compile(r"^(\d{4}-\d{2}-\d{2})-(.+)$")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
@@ -549,8 +551,12 @@ async def refresh(workspace: Path, side: int = THUMBNAIL_SIDE, fresh: Sequence[t
 
 def read_page(outputs: Path, session: str | None = None, side: int = THUMBNAIL_SIDE) -> str | None:
     """A gallery page's HTML for the ``kie://outputs/.../index.html`` resources: the written page, or for the
-    workspace's page when none was written yet, one made now from what is on disk (no previews are made).
-    None for a session that is not a plain folder name of ``outputs`` or has no page."""
+    workspace's page when none was written yet (or it is not a page kie-mcp serves), one made now from what is on
+    disk (no previews are made). None for a session that is not a plain folder name of ``outputs`` or has no page.
+
+    The page is read from one open file judged again as it is opened (``inputs.read_inside``): inside ``outputs``, a
+    regular file, no link swapped in since the check (to ``.env`` or outside), never a FIFO to block on (opened
+    without blocking). Reads files: call it in a worker thread."""
     outputs = Path(outputs)
     if session is not None and (session in ("", ".", "..") or session[:1] == "." or "/" in session or "\\" in session):
         return None
@@ -559,7 +565,9 @@ def read_page(outputs: Path, session: str | None = None, side: int = THUMBNAIL_S
         home = outputs.resolve()
         real = path.resolve()
         if real.is_relative_to(home) and real.is_file():
-            return real.read_bytes().decode("utf-8", "replace")
+            return read_inside(path, outputs, PAGE_MAX_BYTES).decode("utf-8", "replace")
+    except RefusedInput:  # swapped since the check (a link leading out, a FIFO) or too large: not a page served
+        pass
     except (OSError, RuntimeError, ValueError):
         return None
     return render_index(scan(outputs, side)).decode("utf-8") if session is None else None
