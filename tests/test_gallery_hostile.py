@@ -578,20 +578,14 @@ async def test_a_gallery_page_swapped_between_check_and_read_is_never_served_or_
     """A page checked (inside outputs/, a regular file), then swapped before it is read: for a link to .env, the key
     is never served; for a FIFO nobody writes to, the read never waits and the server answers other requests
     meanwhile. The session page is then no page; the index is made afresh from outputs/."""
-    from .test_media_safety import read_while_swapped, swap_once_checked
+    from .test_media_safety import read_while_swapped, replacer, swap_once_checked
 
     workspace, _ = plant_escapes(tmp_path)
     outputs = workspace / "outputs"
     target = outputs / "2026-01-01-real" / gallery.PAGE if page == "session page" else outputs / gallery.PAGE
     uri = "kie://outputs/2026-01-01-real/index.html" if page == "session page" else "kie://outputs/index.html"
 
-    def replace() -> None:
-        target.unlink()
-        if swap == "fifo":
-            os.mkfifo(target)
-        else:
-            target.symlink_to(workspace / ".env")
-
+    replace = replacer(target, swap, workspace / ".env")
     async with connect(workspace=workspace) as client:
         swapped = swap_once_checked(monkeypatch, target, replace)
         answer, released = await read_while_swapped(client, uri, swapped, target)

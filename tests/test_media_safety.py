@@ -692,6 +692,19 @@ async def test_a_joined_video_is_never_written_into_a_session_folder_linked_outs
     assert made.parent.name.endswith("-reel_2") and not made.parent.is_symlink() and made.stat().st_size > 0
 
 
+def replacer(target: Path, swap: str, secret: Path) -> Callable[[], None]:
+    """What ``swap_once_checked`` runs: ``target`` replaced by a FIFO (``swap`` "fifo") or by a link to ``secret``."""
+
+    def replace() -> None:
+        target.unlink()
+        if swap == "fifo":
+            os.mkfifo(target)
+        else:
+            target.symlink_to(secret)
+
+    return replace
+
+
 def swap_once_checked(monkeypatch: pytest.MonkeyPatch, target: Path, swap: Callable[[], None]) -> threading.Event:
     """Run ``swap`` right after the server first finds ``target`` to be a regular file (``Path.is_file``, the check
     before its read): the file is replaced between the check and the read every time, not by a race that may lose.
@@ -760,13 +773,7 @@ async def test_a_saved_result_swapped_between_check_and_read_is_never_served_or_
     (tmp_path / ".env").write_text(SECRET + "\n")
     result = png(tmp_path / "outputs" / "2026-01-01-demo" / "result.png")
 
-    def replace() -> None:
-        result.unlink()
-        if swap == "fifo":
-            os.mkfifo(result)
-        else:
-            result.symlink_to(tmp_path / ".env")
-
+    replace = replacer(result, swap, tmp_path / ".env")
     async with connect() as client:
         served = await client.read_resource("kie://outputs/2026-01-01-demo/result.png")  # served before the swap
         swapped = swap_once_checked(monkeypatch, result, replace)
