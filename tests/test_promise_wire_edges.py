@@ -12,7 +12,7 @@ import anyio
 import httpx2
 import pytest
 
-from kie_mcp.kie import FAMILIES, Category, KieClient, KieError
+from kie_mcp.kie import FAMILIES, Category, KieClient, KieError, OutcomeUnknownError
 from kie_mcp.kie.envelope import read_envelope
 from kie_mcp.sandbox import SANDBOX_API_KEY, SandboxTransport, Simulator
 from kie_mcp.sandbox.state import TASK_ID_PREFIXES
@@ -114,6 +114,55 @@ async def test_a_create_answered_with_a_code_no_number_holds_is_an_unknown_outco
     assert "kie.ai/logs" in text_of(made) and "Traceback" not in text_of(made)
     assert credits["unknown_creates"] == 1 and credits["spent_today"] == 8
     assert len(await controls.creates()) == 1
+
+
+@pytest.mark.parametrize(
+    ("code", "msg"), [(502, "Bad Gateway"), (503, "Service Unavailable"), (504, "Gateway Timeout")]
+)
+async def test_a_create_answered_with_an_undocumented_server_error_code_in_a_200_body_may_have_been_created(
+    connect, controls, code, msg
+):
+    """KIE answers errors inside HTTP 200 bodies. A body code of 500 and up that KIE does not document as a refusal
+    (only 501 and 505 are) says its server failed, not that it refused: the create may have been made and charged.
+    Unknown, counted against the caps, journaled, never "try again", and the same request is never sent again
+    without a warning. Before, it read as a clean refusal: "failed", "Try again later", the reservation refunded."""
+    await controls.fault("create", kind="code", code=code, msg=msg)
+    seen: list[str] = []
+    async with connect(auto_approve_credits=10, elicitation=answering(action="decline", seen=seen)) as client:
+        made = await client.call_tool("generate_image", IMAGE)  # auto-approved (8 credits): sent once
+        again = await client.call_tool("generate_image", IMAGE)  # the same request: asked with a warning, declined
+        credits = (await client.call_tool("check_credits", {})).structured_content
+        listed = (await client.call_tool("list_tasks", {})).structured_content
+    [task] = made.structured_content["tasks"]
+    assert not made.is_error and made.structured_content["status"] == "unknown", text_of(made)
+    assert f"server error ({code}" in task["error"] and "may have been created" in task["error"]
+    assert "kie.ai/logs" in text_of(made) and "Do not submit it again" in text_of(made)
+    assert "try again" not in text_of(made).lower() and "unexpected error" not in text_of(made)
+    assert credits["spent_today"] == 8 and credits["unknown_creates"] == 1  # counted against the caps
+    assert listed["unknown_creates"] == 1 and "kie.ai/logs" in listed["message"]  # journaled
+    assert seen and seen[0].startswith("WARNING: this exact request was already sent to KIE"), seen
+    assert again.structured_content["status"] == "declined", text_of(again)
+    assert len(await controls.creates()) == 1  # never sent again
+
+
+@pytest.mark.parametrize(
+    ("code", "refused"),
+    [(403, True), (430, True), (501, True), (505, True), (201, False), (302, False), (531, False), (550, False)],
+)
+async def test_only_a_4xx_or_kies_documented_501_and_505_in_a_200_body_refuse_a_create(
+    transport, controls, code, refused
+):
+    """A 4xx body code is a refusal (KIE's documented ones, and by HTTP's meaning any other), as are 501 (generation
+    failed, not charged) and 505 (feature disabled). A code KIE documents nowhere as a create's refusal (a 2xx or
+    3xx that is not 200, Suno's callback code 531, the 550 in 4o's code list) says nothing clear: unknown."""
+    await controls.fault("create", kind="code", code=code, msg="m")
+    async with KieClient(api_key=SANDBOX_API_KEY, base_url=API, upload_base_url=UPLOADS, transport=transport) as kie:
+        with pytest.raises(KieError) as caught:
+            await kie.create(FAMILIES["market"], IMAGE["model"], IMAGE, grant(IMAGE["model"], 1, "quote", None))
+    assert isinstance(caught.value, OutcomeUnknownError) is not refused, caught.value
+    if not refused:
+        assert "Do not submit it again" in caught.value.next_step and "try again" not in str(caught.value).lower()
+    assert transport.sent[CREATE] == 1  # never sent again
 
 
 @pytest.mark.parametrize("shape", [str, lambda code: f" {code} ", float], ids=["text", "spaced", "float"])

@@ -229,11 +229,12 @@ class KieClient:
                         ) from err
                     if _may_have_created(err):
                         log_call(outcome="unknown", code=err.code, error=err.message)
+                        server = (err.code or 0) >= 500 or (err.http_status or 0) >= 500
                         raise OutcomeUnknownError(
-                            f"KIE answered with a server error ({err.code}: {err.message}), which does not say "
-                            "whether the task was created",
+                            f"KIE answered with {'a server error' if server else 'an undocumented code'} "
+                            f"({err.code}: {err.message}), which does not say whether the task was created",
                             endpoint=path,
-                            category=Category.SERVER,
+                            category=Category.SERVER if server else Category.PROTOCOL,
                         ) from err
                     named = family.refused_but_exists(err.code, err.message, _data(response), body) if family else None
                     if named is not None and named.charged:  # e.g. Veo 1080p "processing": started, ask again later
@@ -621,10 +622,29 @@ def _data(response: httpx2.Response) -> Any:
     return clean(body.get("data")) if isinstance(body, dict) else None
 
 
+# KIE's documented body codes of 500 and up that end a create with nothing charged: 501 (the generation failed at
+# the model's provider; KIE charges no failed task) and 505 (the feature is disabled). Every other code of 500 and up
+# says KIE failed, not that it refused: 500 (internal error), 502 and 503 (a gateway or overloaded server behind an
+# HTTP 200), KIE's 531 (documented only for Suno callbacks) and 550 (in a code list, with no meaning of its own).
+_REFUSED_SERVER_CODES = frozenset({501, 505})
+
+
 def _may_have_created(err: KieError) -> bool:
-    """A server error (HTTP 5xx, or body code 500) to a create does not say the create was refused: KIE may have
-    created and charged the task before failing. Only clear refusals (4xx-style codes, 429) are refused."""
-    return err.code == 500 or (err.http_status or 0) >= 500
+    """Whether KIE's error answer to a create leaves open that the task was created (and charged) before it failed.
+
+    KIE answers errors inside HTTP 200 bodies, so the body's code decides, not the HTTP status alone. A clear refusal
+    (nothing created, the reservation released): a code in 400-499 (KIE documents 400 input or content, 401 key, 402
+    credits, 404, 408, 422 validation, 429 rate limit, 433 key cap, 451 input fetch, 455 maintenance; an undocumented
+    4xx such as 403 or 430 is a refusal by HTTP's own meaning), or 501 or 505 (``_REFUSED_SERVER_CODES``). Anything
+    else may have created the task: HTTP 5xx whatever the body says, any other body code of 500 and up (500, 502,
+    503, ...), and a code KIE does not document outside those classes (0, 201, 302, ...), which says nothing clear.
+    Those are unknown outcomes: counted, journaled, never sent again."""
+    if (err.http_status or 0) >= 500:
+        return True
+    code = err.code if err.code is not None else err.http_status  # no body code (a firewall's page): its HTTP status
+    if code is None:
+        return True
+    return not (400 <= code < 500 or code in _REFUSED_SERVER_CODES)
 
 
 def _uploaded(data: Any, fallback_name: str) -> UploadedFile:
