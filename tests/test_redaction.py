@@ -580,3 +580,17 @@ def test_a_key_typed_in_full_width_letters_never_names_a_folder():
     folder = output_folder(Path("/w"), f"s {wide}", date(2026, 12, 4)).name
     assert key not in folder.lower() and "redacted" in folder, folder
     assert output_folder(Path("/w"), "Summer Sale", date(2026, 12, 4)).name == "2026-12-04-summer-sale"
+
+
+def test_a_key_pasted_into_a_caption_is_never_written_or_burned_in(tmp_path):
+    """Captions are written to the files ffmpeg burns into the joined video: the key pasted into one is redacted
+    there, so it never ends up in a file kie-mcp makes."""
+    from kie_mcp.media.stitch import Caption, write_srt
+
+    key = "5b7d2f4a6c8e0b1d3f5a7c9e3f0a9c1e"
+    register_secret(key)
+    srt = tmp_path / "captions.srt"
+    write_srt([Caption(0.0, 2.0, f"Use the key {key.upper()} today"), Caption(2.0, 3.0, "Cold brew, made slow")], srt)
+    written = srt.read_text(encoding="utf-8")
+    assert key not in written.lower() and REDACTED in written
+    assert "Cold brew, made slow" in written

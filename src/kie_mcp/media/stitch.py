@@ -415,8 +415,9 @@ def _srt_time(seconds: float) -> str:
 
 
 def _caption_text(text: str) -> str:
-    """Caption text without blank lines (a blank line ends an SRT cue) or surrounding whitespace."""
-    return "\n".join(line.strip() for line in text.strip().splitlines() if line.strip())
+    """Caption text without blank lines (a blank line ends an SRT cue) or surrounding whitespace, and with any secret
+    redacted: the API key pasted into a caption is never burned into a video or written to a caption file."""
+    return "\n".join(line.strip() for line in redact(text).strip().splitlines() if line.strip())
 
 
 def write_srt(captions: Sequence[Caption], path: Path) -> None:
