@@ -186,7 +186,7 @@ async def _set_client_log_level(ctx: Any, params: SetLevelRequestParams) -> Empt
 
 
 class _Server(MCPServer):
-    """The SDK's server, with four changes:
+    """The SDK's server, with these changes:
 
     - Tools are built when first needed: ``tools/list`` is answered from the listing kept by an earlier start
       (``toolcache``) when it still matches the code, and a tool is built on its first call; without a kept
@@ -195,7 +195,9 @@ class _Server(MCPServer):
       resources and prompts are registered when a client first lists or reads one (``defer``).
     - A tool call or a resource read waits for the runtime (``RuntimeHolder``) before it runs.
     - Arguments that do not fit a tool's schema are explained in the tool's words (argument names, JSON values,
-      what to change) instead of pydantic's text, Python reprs and links.
+      what to change) instead of pydantic's text, Python reprs and links; so is a confirmation answer the SDK
+      cannot read.
+    - ``logging/setLevel`` is served (so ``logging`` is declared): the follower's log messages honour it.
     """
 
     def __init__(
