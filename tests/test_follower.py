@@ -342,14 +342,15 @@ async def test_a_task_whose_call_was_cancelled_is_still_followed_and_saved(conne
 
 async def test_two_waits_on_one_task_do_not_double_its_status_calls(connect, controls):
     await controls.post("clock/speed", {"speed": 0})  # the three tasks keep running while we wait
-    # A slower schedule than the other tests' (looks about half a second apart), so a busy machine's jitter
-    # cannot add or drop a look.
+    # A slower schedule than the other tests': Veo 3.1 Fast's first look 2.7 s after the create, then every ~0.3 s.
+    # The waits last 4 s, so at least two looks fall inside them with a second to spare (with 3 s the second look
+    # came ~30 ms before the waits ended, and a busy machine's jitter dropped it: calls[once] was 1).
     async with connect(elicitation=answering(), poll_min_interval=0.05, poll_max_interval=0.25) as client:
         result = await client.call_tool("generate_video", {**VIDEO, "variations": 3, "wait_seconds": 0})
         twice, once, alone = (task["task_id"] for task in result.structured_content["tasks"])  # created together
 
         async def wait_on(task_id: str) -> None:
-            result = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 3})
+            result = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 4})
             assert result.structured_content["task"]["state"] in ("queued", "running"), text_of(result)
 
         async with anyio.create_task_group() as group:
