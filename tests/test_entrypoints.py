@@ -50,9 +50,12 @@ def test_sim_refuses_a_port_that_is_not_one_with_one_line_not_a_traceback(port, 
 
 
 def test_sim_on_port_0_names_the_port_it_listens_on(tmp_path):
-    """``--port 0`` (any free port) printed http://127.0.0.1:0, an address nothing could use."""
+    """``--port 0`` (any free port) printed http://127.0.0.1:0, an address nothing could use. And the address
+    takes connections the moment it is printed: a script that connects at once was refused while the simulator
+    was still being built (the port was bound, not yet listening)."""
     import re
     import shutil
+    import socket
     import subprocess
     import sys
     from pathlib import Path
@@ -67,6 +70,7 @@ def test_sim_on_port_0_names_the_port_it_listens_on(tmp_path):
         first = process.stderr.readline()
         found = re.search(r"http://127\.0\.0\.1:(\d+)", first)
         assert found and found.group(1) != "0", first
+        socket.create_connection(("127.0.0.1", int(found.group(1))), timeout=10).close()  # at once: never refused
         answer = httpx2.get(f"{found.group(0)}/__sim/state", timeout=10)
         assert answer.status_code == 200
     finally:

@@ -354,10 +354,14 @@ def _serve_simulator(port: int, speed: float, balance: float) -> int:
     from kie_mcp.sandbox import SANDBOX_API_KEY, SimConfig, Simulator, create_app
 
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:  # bound before anything is printed: the address shown is the one served (port 0: the port picked)
+    # Bound and listening before anything is printed: the address shown is the one served (port 0: the port
+    # picked), and a client that connects the moment it reads it waits in the backlog until the app starts,
+    # never refused.
+    try:
         if os.name != "nt":  # Windows' SO_REUSEADDR would let a second simulator take a port in use
             listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(("127.0.0.1", port))
+        listener.listen(128)
     except OSError as err:
         listener.close()
         print(f"kie-mcp sim: cannot listen on 127.0.0.1:{port} ({err.strerror or err}); pick another --port.",
