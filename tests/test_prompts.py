@@ -211,6 +211,10 @@ VARIANTS = [
     *ARGUMENTS.items(),
     ("character_sheet", {**ARGUMENTS["character_sheet"], "model": "gpt-image-2-text-to-image"}),
     ("character_sheet", {**ARGUMENTS["character_sheet"], "model": "nano-banana-pro", "angles": "2"}),
+    # Models without a resolution setting, or without 3:4: the sheet asked every model for 3:4 at 2K (refused).
+    ("character_sheet", {**ARGUMENTS["character_sheet"], "model": "gpt-4o-image"}),
+    ("character_sheet", {**ARGUMENTS["character_sheet"], "model": "flux-kontext-pro"}),
+    ("character_sheet", {**ARGUMENTS["character_sheet"], "model": "z-image"}),
     ("animated_ad", {**ARGUMENTS["animated_ad"], "style": "3D-animated", "beats": "1"}),
     ("influencer_recreation", {**ARGUMENTS["influencer_recreation"], "script": "Hi.", "video_model": "veo3"}),
     ("product_showcase", {**ARGUMENTS["product_showcase"], "pitch": "It works.", "video_model": "kling-3.0/video"}),
@@ -543,3 +547,28 @@ async def test_workflows_join_an_extended_clip_by_the_last_task_id_of_its_chain(
         for name in ("ugc_video", "script_to_video"):
             result = await client.get_prompt(name, {k: str(v) for k, v in ARGUMENTS[name].items()})
             assert "last task id" in result.messages[0].content.text, name
+
+
+@pytest.mark.parametrize("model", ["veo3_fast", "kling-3.0/video", "runway-video"])
+async def test_the_follow_ups_ugc_video_offers_are_ones_its_models_clips_take(connect, model):
+    """The audit: ugc_video told the agent to extend the take and offer its 1080p version whatever the model, and
+    continue_video refuses both for a Kling clip. Every operation the workflow names for ``model`` is estimated on a
+    real finished clip of that model, as the agent would, and none is refused."""
+    from .conftest import answering
+    from .test_followups import finished
+
+    async with connect(elicitation=answering()) as client:
+        text = await _render(client, "ugc_video", {**ARGUMENTS["ugc_video"], "model": model})
+        operations = re.findall(r"operation='(\w+)'", text)
+        assert operations, text
+        clip = await finished(client, {"prompt": "a barista hands over a cold brew", "model": model})
+        refused = []
+        for operation in dict.fromkeys(operations):
+            asked = {"task_id": clip, "operation": operation}
+            if operation == "extend":  # the workflow's extend takes the next line; an upgrade takes no prompt
+                asked["prompt"] = "and she smiles at the camera"
+            estimate = await client.call_tool("estimate_cost", asked)
+            if estimate.is_error:
+                refused.append(f"{operation}: {text_of(estimate)}")
+    assert not refused, "\n".join(refused)
+    assert ("extend" in operations) == (model != "kling-3.0/video")

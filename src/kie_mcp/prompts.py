@@ -140,6 +140,66 @@ def _with_images(model: str) -> str | None:
     return None
 
 
+HEADS = ("3:4", "2:3", "4:5", "9:16", "1:1")  # a portrait frame for a head, tallest-but-one first
+FULL_BODY = ("9:16", "2:3", "3:4", "1:1")  # a standing figure: the tallest frame the model takes
+
+
+def _takes(model: str, arg: str, value: str) -> bool:
+    """Whether the catalogue's fields and rules take ``arg=value`` for ``model`` (problems with other arguments,
+    such as images an edit model requires, are not this one's). A model the catalogue does not know: assumed, and
+    estimate_cost then says what is wrong."""
+    from kie_mcp.catalog import InvalidRequest, build_input, load_catalog
+
+    try:
+        spec = load_catalog().resolve(model)
+    except LookupError:
+        return True
+    try:
+        build_input(spec, prompt="a portrait", **{arg: value})
+    except InvalidRequest as err:
+        return all(problem.field != arg for problem in err.problems)
+    return True
+
+
+def _frame(model: str, ratios: tuple[str, ...]) -> str | None:
+    """The first of ``ratios`` that ``model`` takes, as an argument (``aspect_ratio='3:4'``), or None."""
+    found = next((ratio for ratio in ratios if _takes(model, "aspect_ratio", ratio)), None)
+    return None if found is None else f"aspect_ratio={found!r}"
+
+
+def _still_settings(model: str, *, full_body: bool = False) -> str:
+    """The portrait settings a workflow asks ``model`` for, only those it takes: a head-and-shoulders frame (or,
+    with ``full_body``, the alternative for a standing figure too) and 2K where it has a resolution setting. A
+    recipe that prescribed 3:4 and 2K for every model sent the agent into refusals (gpt-4o-image takes 1:1, 3:2
+    and 2:3, and no resolution)."""
+    heads = _frame(model, HEADS)
+    body = _frame(model, FULL_BODY) if full_body else None
+    parts = []
+    if heads and body and body != heads:
+        parts.append(f"{heads} (heads) or {body.removeprefix('aspect_ratio=')} (full body)")
+    elif heads:
+        parts.append(heads)
+    if _takes(model, "resolution", "2K"):
+        parts.append("resolution='2K'")
+    return "".join(f"{part}, " for part in parts)
+
+
+def _followups(model: str) -> set[str]:
+    """The continue_video operations the catalogue offers for ``model``'s clips (``upscale`` takes any video)."""
+    from kie_mcp.catalog import load_catalog
+
+    catalog = load_catalog()
+    try:
+        spec_id = catalog.resolve(model).id
+    except LookupError:
+        return set()
+    return {
+        spec.followup.operation
+        for spec in catalog.offered()
+        if spec.followup is not None and (spec_id in spec.followup.parents or "*" in spec.followup.parents)
+    }
+
+
 def influencer_recreation(
     reference_image: ReferenceImage, scene: Scene, script: Words = "", video_model: VideoModel = "veo3_fast"
 ) -> str:
@@ -212,7 +272,7 @@ def character_sheet(description: Description, angles: Angles = "9", model: Image
     if model == "nano-banana-2":
         ask = _still_questions("the hero", choice=f"{NB_CHOICE}, more skin detail; {variations}")
         hero = angle = CHOSEN
-        twin = ""
+        twin, hero_settings, angle_settings = "", _still_settings(model), _still_settings(model, full_body=True)
     else:
         ask = _still_questions(
             "the hero",
@@ -222,7 +282,14 @@ def character_sheet(description: Description, angles: Angles = "9", model: Image
         )
         hero, twin = repr(model), _with_images(model)
         angle = repr(twin) if twin else "an image edit model (list_models(kind='image', capability='edit'))"
+        hero_settings = _still_settings(model)
+        angle_settings = (
+            _still_settings(twin, full_body=True) if twin else "the aspect ratio and resolution that model takes, "
+        )
         twin = "" if twin == model else f" ({model} takes no input images; with Nano Banana, the hero's model)"
+        nano = _still_settings("nano-banana-2", full_body=True)
+        if {hero_settings, angle_settings} != {_still_settings("nano-banana-2"), nano}:
+            twin += f"; with Nano Banana: {nano.removesuffix(', ')}"
     return "\n".join(
         [
             f"Workflow: character sheet. Character: {description}. Angles after the hero: {angles}.",
@@ -231,13 +298,13 @@ def character_sheet(description: Description, angles: Angles = "9", model: Image
             _session("maya-sheet"),
             "1. " + ask,
             f"2. Write the hero front portrait prompt and estimate it: estimate_cost(model={hero}, prompt=..., "
-            f"aspect_ratio='3:4', resolution='2K', variations=N, session=...). {APPROVAL}",
+            f"{hero_settings}variations=N, session=...). {APPROVAL}",
             "3. generate_image with the same arguments; QA each hero and show them numbered. APPROVAL POINT: the "
             "user approves one hero before any other angle.",
             f"4. Estimate the {angles} remaining angles: one call per angle (each angle has its own prompt; "
             f"variations only repeat the same prompt), each estimate_cost(model={angle}, prompt= that angle's view, "
             "images=[the approved hero's saved path, plus approved angles as the set grows, within the model's "
-            f"input limit], aspect_ratio='3:4' (heads) or '9:16' (full body), resolution='2K', session=...){twin}. "
+            f"input limit], {angle_settings}session=...){twin}. "
             f"Show the total cost of all of them. {APPROVAL}",
             "5. Generate the angles, QA each, and show the set. Tell the user where the files are (the session "
             "folder outputs/<date>-<session>/, by the paths generate_image returned): later workflows take them "
@@ -290,6 +357,28 @@ def ugc_product_selfie(
     )
 
 
+def _more_of_a_take(model: str) -> str:
+    """What a good take can become, as the catalogue offers it for ``model``: extended, its 1080p version, or
+    upscaled; never an operation continue_video refuses for that model's clips."""
+    ops = _followups(model)
+    if "extend" in ops:
+        more = (
+            "If the take is good but the script needs more time, extend it instead of regenerating: "
+            "continue_video(task_id, operation='extend', prompt= only the next line, same style words) keeps the "
+            "same person and room."
+        )
+    else:
+        more = (
+            f"{model}'s clips cannot be extended: if the script needs more time, make the next line a new, "
+            "separately approved clip and join the clips with stitch_videos (free)."
+        )
+    if "hd" in ops:
+        more += " For delivery, offer operation='hd' (the 1080p version) on the approved clip."
+    elif "upscale" in ops:
+        more += " For delivery, offer operation='upscale' (a sharper, larger version) on the approved clip."
+    return f"{more} Each is a spend: {APPROVAL}"
+
+
 def ugc_video(product: Product, script: Script, persona: Persona = "", model: VideoModel = "veo3_fast") -> str:
     """A selfie-style UGC reel with a script, phone-camera look."""
     return "\n".join(
@@ -310,10 +399,7 @@ def ugc_video(product: Product, script: Script, persona: Persona = "", model: Vi
             f"{APPROVAL}",
             f"3. generate_video with the same arguments. {FOLLOW} Present the clip; offer a variation only as a "
             "new, separately approved spend.",
-            "4. If the take is good but the script needs more time, extend it instead of regenerating: "
-            "continue_video(task_id, operation='extend', prompt= only the next line, same style words) keeps the "
-            "same person and room. For delivery, offer operation='hd' (the 1080p version) on the approved clip. "
-            f"Both are spends: {APPROVAL}",
+            "4. " + _more_of_a_take(model),
             "5. " + _captions("[the last task id of the chain: an extension's, when the clip was extended]"),
             SAVED,
         ]
