@@ -11,6 +11,7 @@ from kie_mcp.catalog import load_catalog
 from kie_mcp.catalog.drift import compare, compare_cached, fetch_live, render
 from kie_mcp.catalog.live import FeedRow, LiveCatalog, LiveModel
 from kie_mcp.cli import main
+from kie_mcp.sandbox import SANDBOX_API_KEY
 
 CATALOG = load_catalog()
 # The documented shape of GET /api/v1/models, as KIE answers it.
@@ -66,6 +67,18 @@ def test_without_network_it_says_so_and_exits_non_zero(monkeypatch, capsys, tmp_
     assert main(["catalog", "check"]) == 2
     err = capsys.readouterr().err
     assert "cannot reach KIE" in err and "Traceback" not in err
+
+
+def test_a_wrong_base_url_path_is_named_as_the_address_not_a_task(monkeypatch, capsys, tmp_path, simulator_process):
+    """The audit: KIE_BASE_URL with a wrong path answered 404 to the model list, and catalog check passed on KIE's
+    advice for a 404 ("Check the task id; tasks older than 2 months are gone..", with two full stops)."""
+    monkeypatch.setenv("KIE_API_KEY", SANDBOX_API_KEY)
+    monkeypatch.setenv("KIE_BASE_URL", f"{simulator_process}/not-kie")
+    monkeypatch.setenv("KIE_WORKSPACE", str(tmp_path))
+    assert main(["catalog", "check"]) == 2
+    err = capsys.readouterr().err
+    assert "does not serve KIE's model list (404)" in err and "KIE_BASE_URL" in err, err
+    assert "task id" not in err and ".." not in err and len(err.strip().splitlines()) == 1
 
 
 def test_without_a_key_it_says_so(monkeypatch, capsys, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -627,6 +628,31 @@ async def test_maybe_sync_never_raises_and_does_not_hammer_when_offline(tmp_path
 
         monkeypatch.setattr(LiveCatalog, "sync", boom)
         assert await maybe_sync(offline, path, [], now=NOW + timedelta(hours=2)) is None
+
+
+async def test_a_background_sync_that_failed_is_logged_as_failed(tmp_path, caplog):
+    """The audit: offline, the server logged "KIE's live model list and prices were refreshed (None)"."""
+    from types import SimpleNamespace
+
+    from kie_mcp.runtime import _sync_catalog
+
+    runtime = SimpleNamespace(settings=SimpleNamespace(workspace=tmp_path), live=None, catalog=None)
+    async with KieClient(api_key="k", base_url="http://127.0.0.1:9", upload_base_url="http://127.0.0.1:9") as offline:
+        with caplog.at_level(logging.INFO, logger="kie_mcp"):
+            await _sync_catalog(runtime, offline)  # type: ignore[arg-type]
+    said = [record.getMessage() for record in caplog.records if record.name == "kie_mcp.runtime"]
+    assert said and "could not be refreshed" in said[0] and "/api/v1/models" in said[0], said
+    assert not any("were refreshed" in line for line in said)
+
+
+async def test_a_sync_that_cannot_be_saved_is_one_warning_without_a_traceback(kie, tmp_path, caplog):
+    """A workspace kie-mcp cannot write (read-only, a full disk): the sync is not kept, said in one line."""
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the cache's folder should be")
+    with caplog.at_level(logging.WARNING, logger="kie_mcp"):
+        assert await maybe_sync(kie, blocked / "catalog-live.json", IN_USE, now=NOW) is None
+    warned = [record for record in caplog.records if "could not be saved" in record.getMessage()]
+    assert warned and warned[0].exc_info is None
 
 
 def test_models_in_use_come_from_the_journal(tmp_path):

@@ -122,6 +122,76 @@ async def test_the_server_enforces_the_dotenv_caps_when_the_client_passes_them_e
     assert (credits["max_credits_per_call"], credits["max_credits_per_day"]) == (50, 100)
 
 
+# -- a .env that names the workspace: the workspace's own .env is read too ----------------------------------------
+
+
+def chosen_by_another_dotenv(tmp_path: Path, own: str) -> tuple[Path, Path]:
+    """A project whose .env holds ``own``, chosen by KIE_WORKSPACE in the .env of the folder the server starts in
+    (the per-user folder, or a folder holding MASTER_CONTEXT.md)."""
+    start, project = tmp_path / "start", tmp_path / "project"
+    start.mkdir()
+    project.mkdir()
+    (start / "MASTER_CONTEXT.md").write_text("# brand")
+    (start / ".env").write_text(f"KIE_WORKSPACE={project}\n")
+    (project / ".env").write_text(own)
+    return start, project
+
+
+async def test_caps_in_the_chosen_workspaces_own_dotenv_hold(transport, mode, tmp_path):
+    """The audit: KIE_WORKSPACE set in one .env moved the server to a project whose own .env was never read: the
+    caps written there (50 per call, 100 a day) became the defaults (600 and 3000) without a word."""
+    start, project = chosen_by_another_dotenv(
+        tmp_path, f"KIE_API_KEY={SANDBOX_API_KEY}\nKIE_MAX_CREDITS_PER_CALL=50\nKIE_MAX_CREDITS_PER_DAY=100\n"
+    )
+    loaded = Settings.load({}, cwd=start)
+    assert loaded.config_error is None and loaded.workspace == project.resolve()
+    settings = replace(loaded, base_url="http://api.kie.test", catalog_sync=False)
+    async with Client(create_server(settings, transport=transport), mode=mode) as client:
+        credits = await client.call_tool("check_credits", {})
+    assert not credits.is_error, text_of(credits)  # the key in the project's .env is read, too
+    assert (credits.structured_content["max_credits_per_call"], credits.structured_content["max_credits_per_day"]) == (
+        50,
+        100,
+    )
+
+
+def test_the_environment_still_wins_over_the_chosen_workspaces_dotenv(tmp_path):
+    start, _ = chosen_by_another_dotenv(tmp_path, "KIE_MAX_CREDITS_PER_CALL=50\n")
+    (start / ".env").write_text((start / ".env").read_text() + "KIE_MAX_CREDITS_PER_DAY=70\n")
+    settings = Settings.load({"KIE_MAX_CREDITS_PER_CALL": "20"}, cwd=start)
+    assert (settings.max_credits_per_call, settings.max_credits_per_day) == (20, 70)
+
+
+def test_a_chosen_workspaces_dotenv_cannot_choose_another_workspace(tmp_path):
+    """One hop only: a second KIE_WORKSPACE elsewhere is a named problem (nothing spent), never a silent chain."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    start, project = chosen_by_another_dotenv(tmp_path, f"KIE_WORKSPACE={elsewhere}\n")
+    settings = Settings.load({}, cwd=start)
+    assert settings.workspace == project.resolve()
+    assert settings.config_error and "cannot choose another" in settings.config_error
+    assert settings.max_credits_per_call == 0
+    (project / ".env").write_text(f"KIE_WORKSPACE={project}\nKIE_MAX_CREDITS_PER_DAY=90\n")  # itself: fine
+    settings = Settings.load({}, cwd=start)
+    assert settings.config_error is None and settings.max_credits_per_day == 90
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["\u201ckie_test_SECRET123456789\u201d", "sandbox-key-123\u200b", "kie test SECRET123456789"],
+    ids=["curly-quotes", "zero-width-space", "inner-space"],
+)
+async def test_a_key_with_a_character_no_key_has_is_named_and_never_shown(transport, mode, tmp_path, key):
+    """The audit: a key in curly quotes (TextEdit) or with a zero-width space (copied from a page) made every call
+    an "unexpected error, please report" (an HTTP header takes ASCII only). Now a named setting, nothing spent."""
+    (tmp_path / ".env").write_text(f"KIE_API_KEY={key}\n", encoding="utf-8")
+    settings = Settings.load({"KIE_WORKSPACE": str(tmp_path)}, cwd=tmp_path)
+    assert settings.config_error and "KIE_API_KEY" in settings.config_error
+    seen = await everything_a_client_sees(settings, transport, mode)
+    assert "paste the key again as plain text" in seen and "unexpected" not in seen
+    assert key.strip("\u201c\u201d\u200b") not in seen
+
+
 # -- the .env is read as written ----------------------------------------------------------------------------------
 
 

@@ -38,8 +38,10 @@ async def test_an_old_price_is_flagged_in_the_confirmation_too(connect):
 
 
 def test_a_stale_price_warning_points_the_agent_to_kies_prices_and_the_user_to_the_refresh():
-    """The agent cannot run a command (Claude Desktop has no shell): the warning gives it KIE's price page, and says
-    the refresh is the user's, in a terminal."""
+    """The agent cannot run a command (Claude Desktop has no shell): the warning gives it KIE's price page. It
+    told the user to run `kie-mcp catalog sync` in a terminal, which a bundle user has no command for and which,
+    with the key in the client's settings, fails or refreshes another workspace; the server refreshes by itself,
+    so the warning says why this price was not."""
     from kie_mcp.catalog import ItemPrice
     from kie_mcp.spend.quotes import staleness
 
@@ -48,4 +50,5 @@ def test_a_stale_price_warning_points_the_agent_to_kies_prices_and_the_user_to_t
     )
     warning = staleness(price, date(2026, 12, 4))
     assert warning.startswith("Warning: this price is from 2026-01-01")
-    assert "https://kie.ai/pricing shows today's" in warning and "the user can refresh" in warning
+    assert "https://kie.ai/pricing shows today's" in warning and "once a day by itself" in warning
+    assert "KIE_CATALOG_SYNC is off" in warning and "terminal" not in warning

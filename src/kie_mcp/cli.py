@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, NoReturn
 from kie_mcp import __version__
 from kie_mcp.config import LOG_LEVELS as LEVEL_NAMES
 from kie_mcp.config import ConfigError, Settings
-from kie_mcp.redact import install_log_redaction, register_secret
+from kie_mcp.redact import install_log_redaction, redact, register_secret
 
 if TYPE_CHECKING:
     from mcp.server import MCPServer
@@ -237,13 +237,16 @@ def _catalog_check(*, sandbox: bool = False, transport: object | None = None) ->
     try:
         key = settings.api_key.get_secret_value()
         live, prices = anyio.run(fetch_live, settings.base_url, key, transport, notes)
-    except (Unreachable, KieError) as err:
+    except Exception as err:  # never a traceback: KIE's trouble, or anything else, is one line and exit 2
+        why = redact(
+            str(err).rstrip(". ") if isinstance(err, Unreachable | KieError) else f"{type(err).__name__}: {err}"
+        )
         if cache is not None and cache.has_list:
             when = (cache.fetched_at or "")[:10]
-            print(f"kie-mcp catalog check: {err}. Showing the drift against the cache of {when}.", file=sys.stderr)
+            print(f"kie-mcp catalog check: {why}. Showing the drift against the cache of {when}.", file=sys.stderr)
             print(render(compare_cached(load_catalog(), cache)))
         else:
-            print(f"kie-mcp catalog check: {err}. Nothing was compared.", file=sys.stderr)
+            print(f"kie-mcp catalog check: {why}. Nothing was compared.", file=sys.stderr)
         return 2
     for note in notes:
         print(f"kie-mcp catalog check: {note}", file=sys.stderr)
@@ -298,7 +301,7 @@ def _catalog_sync(models: list[str], *, sandbox: bool = False, transport: object
         new = anyio.run(run)
     except Exception as err:  # never a traceback: sync itself records KIE trouble; this is anything else
         print(
-            f"kie-mcp catalog sync: failed ({type(err).__name__}: {err}); the cache was left as it was.",
+            f"kie-mcp catalog sync: failed ({redact(f'{type(err).__name__}: {err}')}); the cache was left as it was.",
             file=sys.stderr,
         )
         return 2

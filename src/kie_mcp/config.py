@@ -159,19 +159,33 @@ class Settings:
         cwd = cwd or Path.cwd()
         problems: list[str] = []
         workspace, reason = _workspace_or_problem(given, cwd, problems)
-        try:
-            dotenv = _present(read_dotenv(workspace / ".env"))
-        except ConfigError as err:
-            problems.append(str(err))
-            dotenv = {}
-        problems += _unknown_settings(dotenv, f"{workspace / '.env'} sets")
+        dotenv = _settings_file(workspace, problems)
         problems += _unknown_settings({n: v for n, v in given.items() if n[:3].upper() == "KIE"}, "The environment has")
         env = {**dotenv, **given}
         if "KIE_WORKSPACE" in env and "KIE_WORKSPACE" not in given:  # the .env names the workspace
-            workspace, reason = _workspace_or_problem(env, cwd, problems)
+            named, reason = _workspace_or_problem(env, cwd, problems)
+            if not _same_folder(named, workspace):
+                # That workspace's own .env holds its settings (its caps, its key): read too, and over the .env
+                # that pointed here; the environment still wins. It never moves the workspace again.
+                own = _settings_file(named, problems)
+                moved = own.pop("KIE_WORKSPACE", None)
+                if moved is not None and not _same_folder(
+                    _workspace_or_problem({"KIE_WORKSPACE": moved}, cwd, [])[0], named
+                ):
+                    problems.append(
+                        f"{named / '.env'} sets KIE_WORKSPACE to another folder, but {workspace / '.env'} already "
+                        f"chose {named}; a workspace's .env cannot choose another. Remove the line from one of them."
+                    )
+                env = {**dotenv, **own, **given}
+            workspace = named
 
         key = env.get("KIE_API_KEY", "").strip()
         register_secret(key)  # from now on no message, log line or answer can show it (a broken one included)
+        if key and not _plain_key(key):
+            problems.append(
+                "KIE_API_KEY holds a character no KIE key has (a curly quote, a space or an invisible character "
+                "copied with it?); paste the key again as plain text, from https://kie.ai/api-key."
+            )
         if "KIE_WORKSPACE" in env and len(key) >= MIN_SECRET_LENGTH and key in str(workspace):
             problems.append("KIE_WORKSPACE holds the KIE API key (pasted into the wrong field?); point it at a folder.")
             workspace, reason = user_data_dir(), "the per-user data folder, because KIE_WORKSPACE cannot be used"
@@ -211,6 +225,29 @@ class Settings:
             allowed_dirs=allowed,
             config_error=broken,
         )
+
+
+def _settings_file(workspace: Path, problems: list[str]) -> dict[str, str]:
+    """The settings in ``workspace``'s .env (blank ones left out); an unreadable file or a misspelt name is a
+    problem."""
+    try:
+        values = _present(read_dotenv(workspace / ".env"))
+    except ConfigError as err:
+        problems.append(str(err))
+        return {}
+    problems += _unknown_settings(values, f"{workspace / '.env'} sets")
+    return values
+
+
+def _same_folder(one: Path, other: Path) -> bool:
+    return os.path.realpath(one) == os.path.realpath(other)
+
+
+def _plain_key(key: str) -> bool:
+    """Whether ``key`` could be a KIE key: printable ASCII without spaces. A curly quote from a text editor or a
+    zero-width space copied from a web page would otherwise fail every call as an "unexpected error" (an HTTP
+    header takes ASCII only)."""
+    return key.isascii() and key.isprintable() and not any(char.isspace() for char in key)
 
 
 def _present(values: Mapping[str, str]) -> dict[str, str]:

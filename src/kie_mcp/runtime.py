@@ -241,4 +241,8 @@ async def _sync_catalog(runtime: Runtime, kie: KieClient) -> None:
     if fresh is not None:
         runtime.live = fresh
         runtime.catalog = with_live_models(fresh)
-        log.info("KIE's live model list and prices were refreshed (%s)", fresh.fetched_at)
+        if fresh.fetched_at == fresh.attempted_at:
+            log.info("KIE's live model list and prices were refreshed (%s)", fresh.fetched_at)
+        else:  # KIE or the network failed: what was cached is kept, and the next try is in a while
+            failed = "; ".join(f"{error.endpoint}: {error.message}" for error in fresh.errors[:3]) or "no model list"
+            log.warning("KIE's live model list could not be refreshed (%s); the last one read is kept", failed)

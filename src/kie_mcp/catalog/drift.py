@@ -56,6 +56,11 @@ async def fetch_live(
         except KieError as err:
             if err.category is Category.NETWORK:
                 raise Unreachable(f"cannot reach KIE at {base_url} ({err.message})") from err
+            if err.code == 404:  # KIE's advice for a 404 is about task ids; here the address is what is wrong
+                raise Unreachable(
+                    f"{base_url} does not serve KIE's model list (404): check that KIE_BASE_URL, when set, points at "
+                    "KIE's API"
+                ) from err
             raise
         records: list[dict[str, Any]] = []
         try:

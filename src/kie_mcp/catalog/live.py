@@ -491,6 +491,9 @@ async def maybe_sync(
         new = await live.sync(kie, models_in_use=models_in_use, now=moment, catalog=catalog)
         new.save(cache_path)
         return new
+    except OSError as err:  # the cache could not be written (a read-only workspace, a full disk): no traceback
+        log.warning("live catalogue sync could not be saved in %s (%s); it was not kept", cache_path, err)
+        return None
     except Exception:
         log.warning("live catalogue sync failed; the cache was left as it was", exc_info=True)
         return None

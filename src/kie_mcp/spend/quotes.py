@@ -106,8 +106,9 @@ def staleness(price: ItemPrice, today: date) -> str | None:
         return None
     return (
         f"Warning: this price is from {seen.isoformat()} ({age} days ago) and KIE changes prices often; "
-        "https://kie.ai/pricing shows today's (the user can refresh kie-mcp's prices by running `kie-mcp catalog "
-        "sync` in a terminal)."
+        "https://kie.ai/pricing shows today's. (kie-mcp refreshes its prices from KIE's price list once a day by "
+        "itself; this one was not refreshed because KIE's list lacks it, or KIE_CATALOG_SYNC is off, or the refresh "
+        "is failing: the server's log says which.)"
     )
 
 
