@@ -9,16 +9,21 @@ that does not. Browser tests load the app in headless Chromium inside a minimal 
 
 from __future__ import annotations
 
+import base64
 import io
 import os
+import stat
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
+from mcp import MCPError
 from mcp.client import advertise
 from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID
+from mcp.types import INVALID_PARAMS
 from PIL import Image
 
 from kie_mcp.apps import APP_URI, CARD_KEY, GALLERY_KEY
@@ -269,8 +274,6 @@ def big_jpeg(path: Path, size: tuple[int, int] = (2400, 1600)) -> None:
 
 
 def image_blocks(result: Any) -> list[Image.Image]:
-    import base64
-
     return [Image.open(io.BytesIO(base64.b64decode(b.data))) for b in result.content if b.type == "image"]
 
 
@@ -619,3 +622,178 @@ async def test_in_a_browser_only_web_links_are_ever_opened(connect_app, browser)
             finally:
                 await in_browser(view.close)
     assert buttons == 1 and opened["url"] == "https://cdn.kie/x"
+
+
+# -- a long list: previews first, the full file when asked for ------------------------------------------------
+
+
+def reads(host: AppHost) -> list[str]:
+    """The URI of every resources/read the view made through the host, in order."""
+    return [r["params"]["uri"] for r in host.relayed if r.get("method") == "resources/read"]
+
+
+def redraw(path: Path, size: tuple[int, int]) -> None:
+    """A saved result drawn again at ``size``, in its own format, newer than any preview kept of it."""
+    picture = Image.new("RGB", size, (200, 40, 40))
+    picture.paste((20, 20, 20), (size[0] // 3, size[1] // 3, size[0] // 2, size[1] // 2))
+    picture.save(path)
+    later = path.stat().st_mtime + 10
+    os.utime(path, (later, later))
+
+
+VIDEO_STATE = """(() => {
+  const video = document.querySelector('.media video');
+  return video && {src: video.src.slice(0, 16), poster: video.poster.slice(0, 16), paused: video.paused,
+                   time: video.currentTime, error: video.error && video.error.code};
+})()"""
+
+
+@pytest.mark.parametrize("mode", ["legacy"])  # the gallery does not depend on the protocol era: one browser run
+async def test_in_a_browser_a_task_list_reads_only_previews_until_a_file_is_asked_for(connect_app, browser, tmp_path):
+    """list_tasks carries no inline previews (up to 200 tasks): each tile used to read its whole saved file through
+    the host (hundreds of MB for real 4K stills and clips). Now each reads the small kept preview (an image's
+    thumbnail, a video's poster frame); the full image when it is clicked, the video when its play is clicked."""
+    async with connect_app(elicitation=answering()) as client:
+        images = await client.call_tool("generate_image", {**IMAGE, "variations": 3})
+        video = await client.call_tool("generate_video", {**VIDEO, "wait_seconds": 20})
+        stills = [path for task in images.structured_content["tasks"] for path in task["files"]]
+        [clip] = video.structured_content["tasks"][0]["files"]
+        assert len(stills) == 3 and video.structured_content["tasks"][0]["state"] == "succeeded"
+        redraw(tmp_path / stills[0], (3000, 2000))  # as large as a real result: its preview is made again on read
+        listed = await client.call_tool("list_tasks", {})
+        assert "image" not in [b.type for b in listed.content]  # nothing inline: what the app reads is all it shows
+        async with AppHost(client).running() as host:
+            view = await in_browser(AppView, browser, host.show("list", {}, listed))
+            try:
+                await in_browser(view.wait_for, "document.querySelectorAll('.tile').length === 4")
+                pictures = "[...document.querySelectorAll('.media > img')]"
+                await in_browser(
+                    view.wait_for, f"{pictures}.length === 3 && {pictures}.every(i => i.complete && i.src)"
+                )
+                if has_ffmpeg():  # the poster frame on the play button
+                    await in_browser(view.wait_for, "document.querySelector('.media .play img')")
+                shown = await in_browser(view.evaluate, PICTURES)
+                await anyio.sleep(0.5)  # anything else the view would read has had its time
+                before = reads(host)
+                save_artifact("app-gallery-list.png", await in_browser(view.screenshot))
+                big = f"img[alt='Result image {Path(stills[0]).name}']"
+                await in_browser(view.click, big)  # widen it: the full picture
+                await in_browser(view.wait_for, f"document.querySelector({big!r}).dataset.full === 'yes'")
+                widened = await in_browser(
+                    view.evaluate,
+                    f"(i => i.decode().then(() => i.naturalWidth))(document.querySelector({big!r}))",
+                )
+                assert await in_browser(view.evaluate, "document.querySelector('.media video')") is None
+                await in_browser(view.click, ".media .play")  # play the clip: only now is it read
+                await in_browser(view.wait_for, "document.querySelector('.media video')?.src.startsWith('data:video/')")
+                await in_browser(
+                    view.wait_for, "(v => v && !v.paused && v.currentTime > 0)(document.querySelector('.media video'))"
+                )
+                played = await in_browser(view.evaluate, VIDEO_STATE)
+            finally:
+                await in_browser(view.close)
+    outputs = [f"outputs/{uri.removeprefix('kie://previews/')}" for uri in before]
+    assert before and all(uri.startswith("kie://previews/") for uri in before), before  # never a full file
+    assert sorted(outputs) == sorted([*stills, clip]), before  # one each (a video's poster tried even without ffmpeg)
+    assert all(max(p["width"], p["height"]) <= 768 and p["spread"] > 10 for p in shown), shown  # real pictures
+    assert widened == 3000  # the full picture, once asked for
+    after = reads(host)[len(before) :]
+    assert after == [
+        f"kie://outputs/{stills[0].removeprefix('outputs/')}",
+        f"kie://outputs/{clip.removeprefix('outputs/')}",
+    ]
+    assert played["error"] is None and played["time"] > 0, played
+    if has_ffmpeg():
+        assert played["poster"].startswith("data:image/jpeg")  # the poster it was started from
+
+
+async def test_the_preview_resource_refuses_what_the_outputs_resource_refuses(connect, tmp_path_factory, tmp_path):
+    """kie://previews/<path> serves the kept preview of what kie://outputs/<path> serves, judged the same way:
+    nothing outside outputs/, no dotfile (the kept previews themselves are dotfiles: served only as previews), no
+    link leading out; and "not found" when there is no preview to make."""
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    Image.new("RGB", (900, 600), (200, 30, 30)).save(elsewhere / "secret.png")
+    (tmp_path / ".env").write_text("KIE_API_KEY=sk-live-not-for-you\n")
+    folder = tmp_path / "outputs" / "2026-01-01-demo"
+    folder.mkdir(parents=True)
+    big_jpeg(folder / "result.jpg")
+    Image.new("RGB", (900, 600), (20, 120, 200)).save(folder / ".partial.png")
+    (folder / "escape.png").symlink_to(elsewhere / "secret.png")
+    (folder / "env.png").symlink_to(tmp_path / ".env")
+    (folder / "result.json").write_text('{"task_id": "t1"}\n')
+    kept = thumbnail_path(folder / "result.jpg", "image/jpeg", 768)
+    refused = [
+        "2026-01-01-demo/escape.png",
+        "2026-01-01-demo/env.png",
+        "2026-01-01-demo/.partial.png",
+        f"2026-01-01-demo/{kept.name}",  # a kept preview is never a saved result, through either resource
+        "2026-01-01-demo/missing.png",
+        "../.env",
+        "%2e%2e/.env",
+        "2026-01-01-demo/../../.env",
+        "../../" + str(elsewhere.relative_to(elsewhere.anchor)) + "/secret.png",
+    ]
+    async with connect() as client:
+        served = await client.read_resource("kie://previews/2026-01-01-demo/result.jpg")
+        again = await client.read_resource("kie://previews/2026-01-01-demo/result.jpg")
+        for path in refused:
+            for scheme in ("outputs", "previews"):
+                with pytest.raises(MCPError) as caught:
+                    await client.read_resource(f"kie://{scheme}/{path}")
+                assert caught.value.code == INVALID_PARAMS, (scheme, path, caught.value)
+                assert "sk-live" not in str(caught.value)
+        with pytest.raises(MCPError, match="No preview") as caught:  # served as a file, but not a picture
+            await client.read_resource("kie://previews/2026-01-01-demo/result.json")
+        assert caught.value.code == INVALID_PARAMS
+    [content] = served.contents
+    picture = Image.open(io.BytesIO(base64.b64decode(content.blob)))
+    assert content.mime_type == "image/jpeg" and picture.size == (768, 512)  # KIE_PREVIEW_PX, not the 2400 px file
+    assert again.contents[0].blob == content.blob and kept.is_file()  # made once, kept beside the result
+
+
+@pytest.mark.skipif(os.name == "nt", reason="FIFOs")
+async def test_a_preview_resource_is_never_held_up_by_a_fifo_in_place_of_a_kept_preview(connect, tmp_path):
+    """A FIFO planted where the kept preview goes (dated like the result, as a kept preview is) is no kept preview:
+    never waited on; the preview is made again in its place."""
+    folder = tmp_path / "outputs" / "2026-01-01-demo"
+    folder.mkdir(parents=True)
+    big_jpeg(folder / "result.jpg")
+    kept = thumbnail_path(folder / "result.jpg", "image/jpeg", 768)
+    os.mkfifo(kept)
+    stamp = (folder / "result.jpg").stat().st_mtime_ns
+    os.utime(kept, ns=(stamp, stamp))
+    waited: list[bool] = []
+
+    def release() -> None:  # a reader stuck on the FIFO is let go after a while, so a failure fails, never hangs
+        if stat.S_ISFIFO(os.lstat(kept).st_mode):
+            waited.append(True)
+            os.close(os.open(kept, os.O_WRONLY | os.O_NONBLOCK))
+
+    watchdog = threading.Timer(5.0, release)
+    watchdog.start()
+    try:
+        async with connect() as client:
+            served = await client.read_resource("kie://previews/2026-01-01-demo/result.jpg")
+    finally:
+        watchdog.cancel()
+    assert not waited  # the FIFO was never read from
+    assert served.contents[0].mime_type == "image/jpeg" and kept.is_file()  # a real kept preview took its place
+
+
+async def test_a_video_without_a_poster_has_no_preview_and_says_so(connect, tmp_path, monkeypatch):
+    """No ffmpeg: a video gets no poster frame, and its preview resource answers "not found", as a missing file."""
+    from kie_mcp.media import stitch
+
+    def no_ffmpeg() -> str:
+        raise StitchError("no ffmpeg here")
+
+    monkeypatch.setattr(stitch, "find_ffmpeg", no_ffmpeg)
+    folder = tmp_path / "outputs" / "2026-01-01-demo"
+    folder.mkdir(parents=True)
+    (folder / "clip.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + b"\x00" * 64)
+    async with connect() as client:
+        with pytest.raises(MCPError, match="No preview") as caught:
+            await client.read_resource("kie://previews/2026-01-01-demo/clip.mp4")
+        full = await client.read_resource("kie://outputs/2026-01-01-demo/clip.mp4")  # the file itself is served
+    assert caught.value.code == INVALID_PARAMS
+    assert full.contents[0].mime_type == "video/mp4"

@@ -1267,20 +1267,26 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
             raise ResourceNotFoundError(f"No gallery page for the session folder {plain(session)} in outputs/.")
         return page
 
+    def saved_result(path: str) -> Path:
+        """The real path of the saved result ``outputs/<path>``, or ``ResourceNotFoundError``: symlinks are judged by
+        their target, nothing outside outputs/, no dotfiles (the kept previews among them), no unusable paths."""
+        home = outputs.resolve()
+        try:
+            target = (outputs / path).resolve()
+            inside = target.is_relative_to(home) and target.is_file()
+        except (OSError, ValueError, RuntimeError):
+            inside = False
+        names = (*Path(path).parts, *(target.relative_to(home).parts if inside else ()))
+        if not inside or any(name.startswith(".") for name in names):
+            raise ResourceNotFoundError(f"No saved result at outputs/{path}.")
+        return target
+
     @mcp.resource("kie://outputs/{+path}", name="output", title="A saved result", mime_type="application/octet-stream")
     async def output(path: str) -> bytes:
         """A result saved in the workspace's outputs/ folder (images, videos, sidecar JSON)."""
 
         def judged() -> bytes:
-            home = outputs.resolve()
-            try:  # symlinks are judged by their target: nothing outside outputs/, no dotfiles, no unusable paths
-                target = (outputs / path).resolve()
-                inside = target.is_relative_to(home) and target.is_file()
-            except (OSError, ValueError, RuntimeError):
-                inside = False
-            names = (*Path(path).parts, *(target.relative_to(home).parts if inside else ()))
-            if not inside or any(name.startswith(".") for name in names):
-                raise ResourceNotFoundError(f"No saved result at outputs/{path}.")
+            saved_result(path)
             # Judged again as it is opened, and read from that one open file, never by name again: a link swapped in
             # since the check above (to .env, outside) is refused, a FIFO is not waited on, the size is the file's.
             return read_inside(outputs / path, outputs, MAX_RESOURCE_BYTES)
@@ -1302,6 +1308,24 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
             ) from err
 
     _serve_with_real_types(mcp, "kie://outputs/{+path}")
+
+    @mcp.resource(
+        "kie://previews/{+path}", name="output-preview", title="A saved result's preview", mime_type="image/jpeg"
+    )
+    async def output_preview(path: str) -> bytes:
+        """The preview of the saved result kie://outputs/<path>: an image scaled to KIE_PREVIEW_PX, or a video's
+        poster frame, small enough to show many (the one kept beside the file, made once when missing)."""
+        from kie_mcp.media.downloads import make_preview
+
+        def made() -> bytes:
+            small = make_preview(saved_result(path), None, settings.preview_px)  # decodes: in this worker thread
+            if small is None:  # not an image or a video, too many pixels, a video without ffmpeg
+                raise ResourceNotFoundError(f"No preview of outputs/{path}.")
+            return small[0]
+
+        return await anyio.to_thread.run_sync(made)
+
+    _serve_with_real_types(mcp, "kie://previews/{+path}")
     master = settings.context_folder / "MASTER_CONTEXT.md"  # in the sandbox, the real workspace's
 
     @mcp.resource(

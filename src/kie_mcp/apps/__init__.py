@@ -5,8 +5,10 @@ One HTML document (``app.html``: inline JavaScript and CSS, no network, no exter
 (``estimate_cost``, ``generate_image``, ``generate_video``, ``continue_video``, ``check_task``, ``list_tasks``) name
 it in ``_meta.ui.resourceUri``. A host that renders apps shows the tool's result in it: a quote as an approval card
 (cost, caps, model, settings, input pictures, Approve and Decline), results as a gallery (images, playable videos,
-state and progress kept current through ``check_task``). Media reach the view through ``resources/read`` of
-``kie://outputs/...`` and the preview images already in the result, as data URLs.
+state and progress kept current through ``check_task``). Media reach the view as data URLs: the preview images already
+in the result, else (``list_tasks`` carries none) the small kept preview through ``resources/read`` of
+``kie://previews/...`` (an image's thumbnail, a video's poster frame), and the full file, ``kie://outputs/...``, when
+the person asks for it (a picture clicked to widen, a video's play).
 
 What the view needs beyond the result (the request's arguments, caps and today's spend, input pictures, prompts) goes
 into the result's ``_meta`` only for a client that declared the extension, so every other client gets exactly the

@@ -779,12 +779,17 @@ def cached_thumbnail(path: Path, max_side: int = THUMBNAIL_SIDE) -> tuple[bytes,
 
 
 def _read_kept(kept: Path, source_mtime_ns: int, mime: str) -> tuple[bytes, str] | None:
-    """A kept preview, when it is dated like its source (else the source changed since) and has ``mime``."""
+    """A kept preview, when it is dated like its source (else the source changed since) and has ``mime``: read from
+    one open file that is a regular file reached with no symlink in its name (``open_judged``: a link or a FIFO in its
+    place is no kept preview, and is never waited on)."""
+    from kie_mcp.media.inputs import open_judged
+
     try:
-        if kept.is_symlink() or kept.stat().st_mtime_ns != source_mtime_ns:
-            return None
-        data = kept.read_bytes()
-    except OSError:
+        with open_judged(kept.parent.resolve() / kept.name) as handle:
+            if os.fstat(handle.fileno()).st_mtime_ns != source_mtime_ns:
+                return None
+            data = handle.read()
+    except (OSError, RuntimeError):  # RuntimeError: a loop of links in its folder's path
         return None
     return (data, mime) if data and sniff_mime(data[:SNIFF_BYTES]) == mime else None
 
@@ -1001,22 +1006,27 @@ def preview(path: Path, kind: str | None, max_side: int) -> tuple[bytes, str] | 
     return cached_thumbnail(path, max_side) if kind == "image" else None
 
 
-def make_preview(path: Path, kind: str | None, max_side: int) -> None:
-    """Make (or check) the kept preview of one saved result, best effort: an error means no preview for that file,
-    logged, never an error of the tool that saved it (the result is paid for and on disk). Decodes: worker thread."""
+def make_preview(path: Path, kind: str | None, max_side: int) -> tuple[bytes, str] | None:
+    """Make (or check) the kept preview of one saved result, and return it, best effort: an error means no preview
+    for that file (None), logged, never an error of the tool that saved it (the result is paid for and on disk).
+    Decodes: worker thread."""
     kind = kind_of_file(path, kind)
     if kind == "image":
-        _best_effort(thumbnail, path, max_side)
-    elif kind == "video":
-        _best_effort(poster, path, max_side)
+        return _best_effort(thumbnail, path, max_side)
+    if kind == "video":
+        return _best_effort(poster, path, max_side)
+    return None
 
 
-def _best_effort(make: Callable[[Path, int], object], path: Path, max_side: int) -> None:
+def _best_effort(
+    make: Callable[[Path, int], tuple[bytes, str] | None], path: Path, max_side: int
+) -> tuple[bytes, str] | None:
     """Run a preview maker; any error is logged and leaves the file without a preview."""
     try:
-        make(path, max_side)
+        return make(path, max_side)
     except Exception:
         log.warning("No preview could be made of %s; the file itself is saved.", path, exc_info=True)
+        return None
 
 
 async def make_previews(files: list[tuple[Path, str | None]], max_side: int) -> None:
