@@ -73,3 +73,28 @@ async def test_sigkill_mid_generate_loses_no_task_id(simulator_process, tmp_path
     assert {t["task_id"] for t in listed["tasks"]} == created_ids
     assert credits["spent_today"] == 8
     await controls.aclose()
+
+
+@pytest.mark.stdio
+@pytest.mark.skipif(sys.platform == "win32", reason="/bin/sh")
+async def test_a_second_server_leaves_a_live_servers_new_task_to_it(simulator_process, tmp_path):
+    """The audit: a second server on the workspace (another client) adopted every unfinished task at start, also
+    those the first server, alive, was following: both polled KIE and both downloaded every result. It sees the
+    task (list_tasks) but leaves following it to its creator while that one is alive and keeps recording it."""
+    base = simulator_process
+    log = tmp_path / "second.log"
+    second = server(base, tmp_path)
+    second.env = {**(second.env or {}), "KIE_LOG_LEVEL": "INFO"}
+    second = StdioServerParameters(
+        command="/bin/sh", args=["-c", f'exec "{second.command}" 2> "{log}"'], env=second.env
+    )
+    async with Client(server(base, tmp_path), elicitation_callback=answering(), mode="legacy") as first:
+        made = await first.call_tool("generate_video", {"prompt": "waves at dusk", "model": "veo3_fast"})
+        task_id = made.structured_content["tasks"][0]["task_id"]
+        async with Client(second, mode="legacy") as other:
+            listed = await other.call_tool("list_tasks", {})
+            await anyio.sleep(1.5)  # the second server's follower has started and read the journal
+        said = log.read_text()
+    assert task_id in str(listed.structured_content["tasks"])
+    assert str(tmp_path) in said  # its log is read (the first line names the workspace)
+    assert f"following task {task_id}" not in said, said

@@ -300,3 +300,51 @@ async def test_a_read_only_journal_does_not_stop_the_server(connect, controls, s
         assert answer.is_error, text_of(answer)
         assert "writable" in text_of(answer) and not bare_error(text_of(answer))
     assert len(await controls.creates()) == 1  # only the one made before the journal became read-only
+
+
+async def test_a_create_another_server_was_sending_when_it_died_is_unknown_to_a_running_server(connect, tmp_path):
+    """The audit: server B kept running while server A died mid-create on the same workspace; B never reported the
+    unknown create (only a new start looked), and the same request sent through B after the retry window was
+    auto-approved without a word. B's follower now looks every minute."""
+    from kie_mcp.journal import Journal
+    from kie_mcp.processes import HOST
+
+    ran = await anyio.run_process([sys.executable, "-c", "import os; print(os.getpid())"])
+    gone = int(ran.stdout)  # a process id that is gone
+    async with connect(elicitation=answering()) as client:
+        before = (await client.call_tool("check_credits", {})).structured_content
+        journal = Journal.for_workspace(tmp_path)
+        attempt = journal.begin_attempt(
+            model="nano-banana-2", family="market", approved_by="quote", quote_id=None, prompt="p", params={},
+            credits_quoted=8, session=None,
+        )  # fmt: skip
+        journal.execute("UPDATE attempts SET owner = ? WHERE attempt_id = ?", f"{HOST}-{gone}", attempt)
+        with anyio.fail_after(10):
+            while (await client.call_tool("check_credits", {})).structured_content["unknown_creates"] == 0:  # noqa: ASYNC110 - the follower's minute, shortened in tests
+                await anyio.sleep(0.1)
+        after = (await client.call_tool("check_credits", {})).structured_content
+    assert before["unknown_creates"] == 0 and after["unknown_creates"] == 1
+
+
+def test_a_finished_task_never_reads_unfinished_again_in_the_journal(tmp_path):
+    """The audit: two servers on one workspace: one wrote "succeeded", the other then wrote the "queued" it had seen
+    before, and the clip could no longer be extended or upscaled. A finished task's state is kept; its record may
+    still change (what was saved, what was charged)."""
+    from kie_mcp.journal import Journal
+
+    journal = Journal.for_workspace(tmp_path)
+    journal.save_task('{"state": "queued"}', task_id="t1", model="m", state="queued")
+    journal.save_task('{"state": "succeeded"}', task_id="t1", model="m", state="succeeded")
+    journal.save_task('{"state": "queued", "stale": true}', task_id="t1", model="m", state="queued")
+    assert (journal.task_row("t1")["state"], journal.task_row("t1")["record"]) == (
+        "succeeded",
+        '{"state": "succeeded"}',
+    )
+    journal.save_task('{"state": "succeeded", "files": 1}', task_id="t1", model="m", state="succeeded")
+    assert journal.task_row("t1")["record"] == '{"state": "succeeded", "files": 1}'
+    journal.save_task('{"state": "failed"}', task_id="t2", model="m", state="failed")
+    journal.save_task('{"state": "running"}', task_id="t2", model="m", state="running")
+    assert journal.task_row("t2")["state"] == "failed"
+    journal.save_task('{"state": "unknown"}', task_id="t3", model="m", state="unknown")
+    journal.save_task('{"state": "running"}', task_id="t3", model="m", state="running")  # found after all
+    assert journal.task_row("t3")["state"] == "running"

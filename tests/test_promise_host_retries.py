@@ -5,6 +5,9 @@
 - a call cut off after KIE was asked to create is answered, when sent again, with what it made: never a second
   create, whether it was approved by a quote, a form or auto-approval; once that answer is given, the same request
   is a new one again;
+- a call cut off while its create is still on its way to KIE is known at once: its retry waits for the create to land
+  and gets what it made (or, when the create takes too long, is refused without sending anything);
+- a quote whose call was cut off before any create (while an input uploaded) is given back;
 - two identical calls at once are two requests (only a call whose answer was cut off is replayed);
 - a used quote says what it made;
 - a second server starting on the workspace leaves the first one's create in flight alone.
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import pytest
 from PIL import Image
 
 from .conftest import answering, text_of
@@ -198,3 +202,70 @@ async def test_a_generate_call_without_the_estimates_quote_names_that_quote(conn
     assert forgot.structured_content["status"] == "confirmation_required"
     assert f"pass quote_id='{quote}' instead" in text_of(forgot)
     assert passed.structured_content["status"] == "completed" and len(await controls.creates()) == 1
+
+
+# -- a retry that arrives while the cut-off call's create is still on its way to KIE -------------------------------
+
+
+@pytest.mark.parametrize("approval", ["auto", "form", "quote"])
+async def test_a_retry_while_the_cut_off_create_is_still_in_flight_never_creates_twice(connect, controls, approval):
+    """The audit: the host gave up while the create was being sent (slow, or waiting for a pacing slot) and sent the
+    same request at once. The first call's attempt still read "running in a live process", so the retry was a new
+    request: two creates, two charges (and, with the form, the user asked twice). Now the retry waits for the
+    cut-off create to land and is answered with what it made."""
+    await controls.fault("create", kind="slow", seconds=1.5)
+    asked: list[str] = []
+    overrides = {"auto": {"auto_approve_credits": 10}, "form": {"elicitation": answering(seen=asked)}, "quote": {}}
+    async with connect(**overrides[approval]) as client:
+        call = dict(IMAGE)
+        if approval == "quote":
+            call["quote_id"] = (await client.call_tool("estimate_cost", IMAGE)).structured_content["quote"]["quote_id"]
+        await cut_off(lambda: client.call_tool("generate_image", call), controls.creates)
+        again = await client.call_tool("generate_image", call)  # at once: the first create is still in flight
+        [task] = (await client.call_tool("list_tasks", {})).structured_content["tasks"]
+        spent = await spent_today(client)
+    assert len(await controls.creates()) == 1 and spent == 8
+    assert not again.is_error and again.structured_content["tasks"][0]["task_id"] == task["task_id"], text_of(again)
+    assert "created and charged nothing new" in text_of(again)
+    assert len(asked) == (1 if approval == "form" else 0)
+
+
+async def test_a_retry_that_cannot_wait_for_the_cut_off_create_sends_nothing(connect, controls, monkeypatch, mode):
+    """A create that takes longer than a retry waits for it: the retry is refused, nothing sent, and says why; once
+    the create has landed, the same request is answered with what it made."""
+    if mode != "legacy":
+        pytest.skip("the in-process client of the 2026-07-28 era sees the slowed create only once it has landed")
+    from kie_mcp.spend import inflight
+
+    monkeypatch.setattr(inflight, "LANDING_WAIT", 0.3)
+    await controls.fault("create", kind="slow", seconds=2.0)
+    async with connect(auto_approve_credits=10) as client:
+        await cut_off(lambda: client.call_tool("generate_image", IMAGE), controls.creates)
+        refused = await client.call_tool("generate_image", IMAGE)
+        assert len(await controls.creates()) == 1
+        await anyio.sleep(2.2)
+        later = await client.call_tool("generate_image", IMAGE)
+    assert refused.is_error, text_of(refused)
+    assert "still on its way to KIE" in text_of(refused) and "nothing new was sent" in text_of(refused)
+    assert "created and charged nothing new" in text_of(later), text_of(later)
+    assert len(await controls.creates()) == 1
+
+
+async def test_a_quote_whose_call_was_cut_off_before_any_create_is_still_good(connect, controls, tmp_path):
+    """The audit: a call cut off while its input uploaded had used its quote: the retry with the same quote_id was
+    told "already used" although it bought nothing. A quote that bought nothing is given back."""
+    picture(tmp_path)
+    await controls.fault("upload", kind="slow", seconds=1.0)
+
+    async def uploading() -> bool:
+        return any("upload" in r["path"].lower() for r in (await controls.get("requests"))["requests"])
+
+    async with connect() as client:
+        quote = (await client.call_tool("estimate_cost", EDIT)).structured_content["quote"]["quote_id"]
+        call = {**EDIT, "quote_id": quote}
+        await cut_off(lambda: client.call_tool("generate_image", call), uploading)
+        again = await client.call_tool("generate_image", call)
+        reused = await client.call_tool("generate_image", call)
+    assert not again.is_error and again.structured_content["status"] == "completed", text_of(again)
+    assert reused.structured_content["status"] == "confirmation_required"  # and then it is used: one quote, one spend
+    assert len(await controls.creates()) == 1

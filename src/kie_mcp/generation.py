@@ -49,6 +49,7 @@ from kie_mcp.spend import (
     Quote,
     QuoteError,
     Replay,
+    SpendRefused,
     check_balance,
     check_caps,
     decide,
@@ -392,10 +393,20 @@ def observed_price(rt: Runtime, spec: ModelSpec, options: str, table: ItemPrice)
     return raised, None
 
 
+STILL_SENDING = (
+    "This same request was sent a moment ago and its call was cut off while its create was still on its way to KIE, "
+    "so nothing new was sent: sending it again could pay twice. Ask again in a minute: the answer will then be what "
+    "that create made (list_tasks shows it too)."
+)
+
+
 async def check_spend(rt: Runtime, p: Plan) -> Plan:
     """Hard caps, then the live balance. Either refusal is final for this request. Returns the plan with the
     balance it saw. A request that will be answered with what an earlier call made (``replay_of``) spends nothing:
-    its caps and balance are not checked (the earlier call's reservation would refuse it)."""
+    its caps and balance are not checked (the earlier call's reservation would refuse it). The same request cut off
+    by its host while its creates were being sent is waited for first (``rt.spending``), so that it is one."""
+    if not await rt.spending.wait_for_cut_off(p.digest):
+        raise SpendRefused(STILL_SENDING)
     if replay_of(rt, p) is not None:
         return p
     check_caps(p.total, rt.ledger.spent_today(), rt.ledger.caps, ceiling=p.max_credits, least=p.least)
@@ -656,20 +667,24 @@ async def execute(
     used = decision.quote_id
 
     kie = rt.require_kie()
-    # Input files go up before anything is reserved: an upload spends nothing, and a call cancelled (or a process
-    # killed) while one is under way must leave no reservation behind that no task will ever settle.
     try:
-        wire, upload_notes = await upload_local_files(kie, p.spec, p.wire, p.files, rt.journal)
-    except KieError as err:
-        raise KieError(
-            f"uploading an input file failed before anything was created: {err.message}",
-            code=err.code,
-            category=err.category,
-            next_step="Nothing was spent. " + err.next_step,
-        ) from err
-    # Re-checks the caps in a transaction, so parallel calls cannot overrun; an unknown price reserves its ceiling.
-    # From here to each create's attempt in the journal nothing waits, so nothing can cut in between.
-    booked = rt.ledger.reserve(p.total, used, ceiling=p.max_credits, least=p.least)
+        # Input files go up before anything is reserved: an upload spends nothing, and a call cancelled (or a
+        # process killed) while one is under way must leave no reservation behind that no task will ever settle.
+        try:
+            wire, upload_notes = await upload_local_files(kie, p.spec, p.wire, p.files, rt.journal)
+        except KieError as err:
+            raise KieError(
+                f"uploading an input file failed before anything was created: {err.message}",
+                code=err.code,
+                category=err.category,
+                next_step="Nothing was spent. " + err.next_step,
+            ) from err
+        # Re-checks the caps in a transaction, so parallel calls cannot overrun; an unknown price reserves its
+        # ceiling. From here to each create's attempt in the journal nothing waits, so nothing can cut in between.
+        booked = rt.ledger.reserve(p.total, used, ceiling=p.max_credits, least=p.least)
+    except BaseException:  # cut off, an upload failed or a cap refused: nothing was sent, the approval stays good
+        _give_back(rt, used)
+        raise
     p = replace(p, reserved_on=booked.day)
     approval = grant(p.spec.id, p.variations, decision.by, p.total)
 
@@ -702,27 +717,30 @@ async def execute(
         if attempt is not None:
             attempts.append(attempt)
 
-    try:
-        async with anyio.create_task_group() as group:
-            for _ in range(p.variations):
-                group.start_soon(submit_one)
+    # A host that cuts this call off is known at once (``rt.spending``), while the shielded creates still run: its
+    # retry of the same request waits for them to land and gets what they made, never a second create.
+    async with rt.spending.spending(p.digest):
+        try:
+            async with anyio.create_task_group() as group:
+                for _ in range(p.variations):
+                    group.start_soon(submit_one)
 
-        reporter = ProgressReporter(progress, len(records))
-        # The follower polls, journals every answer, and settles and saves each task as it ends; this call only
-        # waits on it (progress notifications go out while it does) and gets the problems it met.
-        records, followed = await rt.follower.wait(records, wait_seconds, reporter)
-        charged = [record.credits_charged for record in records]
-        problems += await measure_unreported_charges(rt, p, records, attempts)
-        for record, before in zip(records, charged, strict=True):
-            if record.credits_charged != before:
-                _record(rt, problems, record)
-        problems += followed
-        problems += settle(rt, records)  # once per task, ever: a no-op but for a charge measured just now
-        notes = (cost_line(rt, p, records, decision.by), *p.notes, *upload_notes, *dict.fromkeys(problems))
-        result = summarise(rt, p.spec, records, notes)
-    except BaseException:  # cancelled by the host, or failed: this answer never reaches the client
-        _answered(rt, attempts, CALL_CUT_OFF)
-        raise
+            reporter = ProgressReporter(progress, len(records))
+            # The follower polls, journals every answer, and settles and saves each task as it ends; this call only
+            # waits on it (progress notifications go out while it does) and gets the problems it met.
+            records, followed = await rt.follower.wait(records, wait_seconds, reporter)
+            charged = [record.credits_charged for record in records]
+            problems += await measure_unreported_charges(rt, p, records, attempts)
+            for record, before in zip(records, charged, strict=True):
+                if record.credits_charged != before:
+                    _record(rt, problems, record)
+            problems += followed
+            problems += settle(rt, records)  # once per task, ever: a no-op but for a charge measured just now
+            notes = (cost_line(rt, p, records, decision.by), *p.notes, *upload_notes, *dict.fromkeys(problems))
+            result = summarise(rt, p.spec, records, notes)
+        except BaseException:  # cancelled by the host, or failed: this answer never reaches the client
+            _answered(rt, attempts, CALL_CUT_OFF)
+            raise
     result._attempts = attempts  # answered once the tool hands the answer over (``delivered``)
     return result
 
@@ -731,6 +749,14 @@ def delivered(rt: Runtime, result: GenerationResult, *, handed_over: bool) -> No
     """Whether ``result`` was handed to the client (the tool built its whole answer) or its call was cut off first
     (cancelled or failed while previews were made): a request sent again after a cut-off gets ``retried_call``."""
     _answered(rt, result._attempts, CALL_ANSWERED if handed_over else CALL_CUT_OFF)
+
+
+def _give_back(rt: Runtime, quote_id: str | None) -> None:
+    """The quote (or confirmation) this call used, unused again: the call sent nothing, so the same request may
+    still be sent once with it. A journal that cannot take it leaves the quote used (a new estimate is needed)."""
+    if quote_id is not None:
+        with contextlib.suppress(*JOURNAL_ERRORS):
+            rt.quotes.give_back(quote_id)
 
 
 def _answered(rt: Runtime, attempts: list[str], answered: int) -> None:

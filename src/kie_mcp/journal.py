@@ -385,21 +385,26 @@ class Journal:
         """Attempts a crashed process left as being sent may have been created on KIE: they become unknown. Those a
         live process is sending (another server on this workspace) are left to it, until they are older than any
         create takes (a process id reused after a restart looks alive); another machine's, and those of an older
-        kie-mcp that named no process, at that age too."""
+        kie-mcp that named no process, at that age too. Run at start-up and by the follower every minute (another
+        server on this workspace may die while this one runs). Returns how many became unknown."""
         now = time.time()
+        sending = self.query("SELECT attempt_id, owner, created FROM attempts WHERE state = 'sending'")
+        ended = [
+            row["attempt_id"]
+            for row in sending
+            if processes.owner_gone(row["owner"]) or now - row["created"] > SEND_LIMIT
+        ]
+        if not ended:  # nearly always: no write, so the follower can ask every minute for nothing
+            return 0
+        marked = 0
         with self.transaction() as db:
-            sending = db.execute("SELECT attempt_id, owner, created FROM attempts WHERE state = 'sending'").fetchall()
-            ended = [
-                row["attempt_id"]
-                for row in sending
-                if processes.owner_gone(row["owner"]) or now - row["created"] > SEND_LIMIT
-            ]
-            for attempt_id in ended:
-                db.execute(
-                    "UPDATE attempts SET state = 'unknown', updated = ?, error = ? WHERE attempt_id = ?",
+            for attempt_id in ended:  # still being sent: its owner may have recorded KIE's answer since it was read
+                marked += db.execute(
+                    "UPDATE attempts SET state = 'unknown', updated = ?, error = ? WHERE attempt_id = ? AND"
+                    " state = 'sending'",
                     (now, INTERRUPTED, attempt_id),
-                )
-            return len(ended)
+                ).rowcount
+        return marked
 
     def mark_answered(self, attempt_ids: list[str], *, answered: int = CALL_ANSWERED) -> None:
         """Whether the answer of the call that made these attempts reached the client (``CALL_ANSWERED``) or the
@@ -454,7 +459,11 @@ class Journal:
             " state = excluded.state, record = excluded.record, updated = excluded.updated,"
             " prompt = COALESCE(excluded.prompt, tasks.prompt), session = COALESCE(excluded.session, tasks.session),"
             " attempt_id = COALESCE(excluded.attempt_id, tasks.attempt_id),"
-            " parent_task_id = COALESCE(excluded.parent_task_id, tasks.parent_task_id)",
+            " parent_task_id = COALESCE(excluded.parent_task_id, tasks.parent_task_id)"
+            # A finished task never reads unfinished again: another server on this workspace (or a slow look of
+            # this one) may write what it saw before the task ended, after the task's end was recorded.
+            " WHERE NOT (tasks.state IN ('succeeded', 'failed') AND"
+            " excluded.state IN ('queued', 'running', 'succeeded_without_results'))",
             task_id,
             extra.get("attempt_id"),
             model,

@@ -19,6 +19,7 @@ from kie_mcp.kie import KieClient
 from kie_mcp.kie.calllog import CallLog
 from kie_mcp.media.downloads import sweep_interrupted_downloads
 from kie_mcp.spend import Caps, Ledger, QuoteBook
+from kie_mcp.spend.inflight import SpendingCalls
 from kie_mcp.tasks import Follower, TaskBook
 
 if TYPE_CHECKING:
@@ -76,6 +77,7 @@ class Runtime:
     notices: tuple[str, ...] = ()  # what happened at start that the user should hear about (a corrupt journal)
     follower: Follower = field(default_factory=Follower)  # polls every unfinished task (tasks/follower.py)
     saving: TaskLocks = field(default_factory=TaskLocks)  # one saver of a task's results at a time
+    spending: SpendingCalls = field(default_factory=SpendingCalls)  # calls sending creates now (spend/inflight.py)
     # Both built on first use: start-up and tools/list neither parse the catalogue nor read the live cache.
     _live: LiveCatalog | None = field(default=None, repr=False)
     _catalog: Catalog | None = field(default=None, repr=False)

@@ -241,6 +241,15 @@ class QuoteBook:
             db.execute("UPDATE quotes SET used = 1 WHERE quote_id = ?", (quote_id,))
         return Quote.model_validate_json(row["body"])
 
+    def give_back(self, quote_id: str) -> None:
+        """Unuse a quote that bought nothing: its call ended (cut off, an upload failed, a cap refused it) before any
+        create was recorded for it. A quote any create attempt names stays used, whatever became of the attempt."""
+        self.journal.execute(
+            "UPDATE quotes SET used = 0 WHERE quote_id = ? AND NOT EXISTS (SELECT 1 FROM attempts WHERE quote_id = ?)",
+            quote_id,
+            quote_id,
+        )
+
     def _refusal(self, quote_id: str, digest: str, row: Any, kind: str = "estimate") -> QuoteError | None:
         if row is None:
             return QuoteError(

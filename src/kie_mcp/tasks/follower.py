@@ -63,8 +63,10 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from pydantic import ValidationError
 
+from kie_mcp import processes
 from kie_mcp.config import Settings
 from kie_mcp.journal import JournalUnavailable
+from kie_mcp.processes import this_process
 
 from .polling import Look, refresh
 from .records import TaskRecord
@@ -221,6 +223,7 @@ class Follower:
                 self._wake = anyio.Event()
                 now = time.monotonic()
                 if now >= rescan_at:
+                    self._recover_interrupted()
                     self._adopt(quiet_for=QUIET * self._unit)
                     rescan_at = now + RESCAN * self._unit
                 if now >= self._paused_until:
@@ -252,6 +255,22 @@ class Follower:
         assert self._rt is not None
         return self._rt
 
+    def _recover_interrupted(self) -> None:
+        """Creates another server on this workspace was sending when it died become unknown now, not at this
+        server's next start: counted against the cap, and a retry of the same request is never auto-approved."""
+        assert self._rt is not None
+        try:
+            ended = self._rt.journal.recover_interrupted()
+        except JOURNAL_ERRORS as err:
+            log.warning("could not check for creates an ended kie-mcp left unfinished: %s", err)
+            return
+        if ended:
+            log.warning(
+                "%d create(s) another kie-mcp on this workspace was sending when it stopped may have been created and "
+                "charged on KIE: they are now unknown (counted against the daily cap; check https://kie.ai/logs)",
+                ended,
+            )
+
     def _adopt(self, *, quiet_for: float | None) -> None:
         """Follow the journal's unfinished tasks (all of them, or those nobody recorded anything about lately)."""
         assert self._rt is not None
@@ -260,6 +279,8 @@ class Follower:
         for row in self._unfinished_rows(since=now - RETENTION_SECONDS, quiet_since=quiet_since):
             if row["task_id"] in self._watches or row["task_id"] in self._dropped:
                 continue
+            if quiet_for is None and self._followed_elsewhere(row, now):
+                continue  # adopted by the rescan once it goes quiet (that server stopped following it)
             try:
                 record = TaskRecord.model_validate_json(row["record"])
                 if record.state in TASK_STATES_UNFINISHED:
@@ -269,6 +290,18 @@ class Follower:
                 log.warning("task %s: its journal record cannot be read (%s)", row["task_id"], err)
             except Exception:  # one odd row must not stop the follower, which would stop the server
                 log.exception("task %s: could not follow it", row["task_id"])
+
+    def _followed_elsewhere(self, row: sqlite3.Row, now: float) -> bool:
+        """Whether another server on this workspace, alive, created this task and recorded something about it lately:
+        it follows and saves it, so this one does not poll KIE and download its results a second time."""
+        assert self._rt is not None
+        if not row["attempt_id"] or now - row["updated"] > QUIET * self._unit:
+            return False
+        try:
+            owners = [attempt["owner"] for attempt in self._rt.journal.attempts_by_id([row["attempt_id"]])]
+        except JOURNAL_ERRORS:
+            return False
+        return any(owner != this_process() and processes.owner_gone(owner) is False for owner in owners)
 
     def _unfinished_rows(self, *, since: float, quiet_since: float | None) -> Iterator[sqlite3.Row]:
         """The journal's unfinished tasks, page by page, oldest first: tasks already followed or given up on do not

@@ -1,0 +1,82 @@
+"""Spending calls whose creates may be on their way to KIE right now, in this process.
+
+A host that gives up on a call (it cancels it, or times out) and sends the same request again at once must get
+what the first call made, never a second create. The journal tells a retry which of a request's attempts were cut
+off (``retried_call``), but only once the cut-off call has recorded KIE's answer to its creates: a create is sent
+and recorded as one shielded unit, and that can take seconds (an HTTP round trip, a pacing slot, a 429's wait).
+A retry that arrived in those seconds found the first call's attempt "still running in a live process", which is
+how two identical calls at once look, and sent a second create. Here a call is known to be cut off the moment the
+host cuts it, and a retry of it waits for its creates to land before the gate decides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import anyio
+
+# How long a retry waits for a cut-off call's creates to land before answering without spending. A create's HTTP
+# round trip is seconds; a pacing slot or a 429's wait adds up to about 10 s.
+LANDING_WAIT = 20.0
+
+
+@dataclass(eq=False)
+class _Call:
+    digest: str
+    cut_off: bool = False
+    landed: anyio.Event = field(default_factory=anyio.Event)
+
+
+class SpendingCalls:
+    """The spending calls of one server, by request digest: which were cut off while sending, and when they end."""
+
+    def __init__(self) -> None:
+        self._calls: dict[str, list[_Call]] = {}
+
+    @asynccontextmanager
+    async def spending(self, digest: str) -> AsyncIterator[None]:
+        """Run a call's sends and waits in this block. A cancellation of the call (by its host) marks it cut off at
+        once, while shielded creates still run; leaving the block (after the call recorded what its creates made)
+        lets a retry of it go on."""
+        call = _Call(digest)
+        self._calls.setdefault(digest, []).append(call)
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(_mark_when_cut_off, call)
+                try:
+                    yield
+                finally:
+                    call.landed.set()  # the body ended (answered, failed or cut off): the watcher stands down
+                    group.cancel_scope.cancel()
+        except BaseExceptionGroup as raised:  # the body's own error, as it raised it (the watcher only ends cancelled)
+            error = raised.exceptions[0] if len(raised.exceptions) == 1 else raised
+            raise error from error.__cause__
+        finally:
+            call.landed.set()
+            calls = self._calls.get(digest, [])
+            if call in calls:
+                calls.remove(call)
+            if not calls:
+                self._calls.pop(digest, None)
+
+    async def wait_for_cut_off(self, digest: str, seconds: float | None = None) -> bool:
+        """Wait (up to ``seconds``, by default ``LANDING_WAIT``) until no call of this request that its host cut off
+        is still sending. True when none is (the journal then says what they made); False when one still is."""
+        pending = [call for call in self._calls.get(digest, ()) if call.cut_off and not call.landed.is_set()]
+        if not pending:
+            return True
+        with anyio.move_on_after(LANDING_WAIT if seconds is None else seconds):
+            for call in pending:
+                await call.landed.wait()
+        return all(call.landed.is_set() for call in pending)
+
+
+async def _mark_when_cut_off(call: _Call) -> None:
+    """Sleep beside the call's body; cancelled before the body ended means the host cut the call off."""
+    try:
+        await anyio.sleep_forever()
+    finally:
+        if not call.landed.is_set():
+            call.cut_off = True
