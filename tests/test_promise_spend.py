@@ -836,3 +836,72 @@ async def test_a_yes_after_its_question_expired_is_cancelled_not_called_already_
     assert result.structured_content["status"] == "cancelled", text_of(result)
     assert "no answer within" in text_of(result) and "already used" not in text_of(result)
     assert spent == 0 and await controls.creates() == []
+
+
+# -- the Cost line says what was spent, also when a create got no clear answer -------------------------------------
+
+
+async def balance_spent(controls) -> float:
+    return 5000.0 - (await controls.get("state"))["balances"]["default"]
+
+
+@pytest.mark.parametrize("other", ["task_fail", "succeeds"])
+async def test_a_create_with_no_clear_answer_is_never_reported_as_nothing_charged(connect, controls, other):
+    """The audit: two variations, one create dropped after KIE created (and charged) it, the other failed: the
+    answer said "Cost: nothing charged" and "Partly done" while KIE had charged 8; with the other succeeding it said
+    8 charged for the 16 KIE took. The line names the create with no clear answer, and what it may have cost."""
+    await controls.fault("create", kind="drop_after_create")
+    if other == "task_fail":
+        await controls.fault("create", kind="task_fail")
+    async with connect(auto_approve_credits=100) as client:
+        result = await client.call_tool("generate_image", {**IMAGE, "variations": 2, "wait_seconds": 10})
+        spent = await spent_today(client)
+    text = text_of(result)
+    assert "nothing charged (the tasks failed" not in text, text
+    assert "1 create got no clear answer and may have been charged (up to 8 credits" in text, text
+    assert await balance_spent(controls) == spent == (8 if other == "task_fail" else 16)
+    if other == "task_fail":
+        assert result.structured_content["status"] == "unknown" and "Unclear" in text  # nothing made, 8 maybe paid
+        assert "nothing charged for the other task (failed" in text
+    else:
+        assert "8 credits charged by KIE for the other task" in text
+
+
+@pytest.mark.parametrize("code", [402, 422, 455])
+async def test_a_create_kie_refused_costs_nothing_and_says_so(connect, controls, code):
+    """The audit: a refused create (nothing created, the reservation released) read "Cost: 8 credits quoted and
+    reserved; KIE's charge is recorded as each task ends", with 8 credits reserved on the task."""
+    await controls.fault("create", kind="code", code=code)
+    async with connect(auto_approve_credits=100) as client:
+        result = await client.call_tool("generate_image", IMAGE)
+        spent = await spent_today(client)
+    text = text_of(result)
+    assert "Cost: nothing charged (KIE created nothing; the reservation was released)" in text, text
+    assert "quoted and reserved" not in text and spent == 0
+    assert result.structured_content["tasks"][0]["credits_reserved"] == 0
+
+
+async def test_a_quote_whose_every_create_kie_refused_is_still_good(connect, controls):
+    """KIE refused the create (maintenance, 455: "try again in a few minutes"): the quote bought nothing, so the
+    same request with the same quote_id goes through when tried again; it was "already used" before."""
+    await controls.fault("create", kind="code", code=455)
+    async with connect() as client:
+        quote = (await client.call_tool("estimate_cost", IMAGE)).structured_content["quote"]["quote_id"]
+        refused = await client.call_tool("generate_image", {**IMAGE, "quote_id": quote})
+        again = await client.call_tool("generate_image", {**IMAGE, "quote_id": quote})
+        once_more = await client.call_tool("generate_image", {**IMAGE, "quote_id": quote})
+    assert refused.structured_content["status"] == "failed", text_of(refused)
+    assert again.structured_content["status"] == "completed", text_of(again)
+    assert once_more.structured_content["status"] == "confirmation_required"  # then used: one quote, one spend
+    assert len(await controls.creates()) == 2  # the refused one and the one that went through
+
+
+async def test_a_task_waiting_on_a_refused_status_check_says_why_in_the_text(connect, controls):
+    """The audit: while KIE refused every status check (maintenance), generate_image's text said only "queued,
+    about 58s left"; the reason was in the structured content alone, where agents rarely look."""
+    async with connect(auto_approve_credits=100) as client:
+        await controls.fault("status", times=-1, kind="code", code=455)
+        result = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 1})
+    task = result.structured_content["tasks"][0]
+    assert task["state"] in ("queued", "running") and task["error"], task
+    assert task["error"] in text_of(result), text_of(result)

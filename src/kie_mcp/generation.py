@@ -736,6 +736,8 @@ async def execute(
                     _record(rt, problems, record)
             problems += followed
             problems += settle(rt, records)  # once per task, ever: a no-op but for a charge measured just now
+            if all(r.state == "failed" and r.task_id is None for r in records):  # KIE refused every create
+                _give_back(rt, used)
             notes = (cost_line(rt, p, records, decision.by), *p.notes, *upload_notes, *dict.fromkeys(problems))
             result = summarise(rt, p.spec, records, notes)
         except BaseException:  # cancelled by the host, or failed: this answer never reaches the client
@@ -769,24 +771,48 @@ def _answered(rt: Runtime, attempts: list[str], answered: int) -> None:
 
 
 def cost_line(rt: Runtime, p: Plan, records: list[TaskRecord], by: ApprovedBy) -> str:
-    """What the spend came to and who approved it, in one line: a result should say what it cost."""
+    """What the spend came to and who approved it, in one line: a result should say what it cost. Creates KIE
+    refused cost nothing; creates with no clear answer may have been charged (their reservation stays counted), and
+    the line says so whatever became of the others."""
     how = {
         "auto": f"auto-approved: at or under KIE_AUTO_APPROVE_CREDITS={rt.settings.auto_approve_credits:g}",
         "elicitation": "approved in the confirmation form",
         "quote": "approved with its quote",
     }[by]
-    made = [r for r in records if r.task_id]
-    charged = [priced(r.credits_charged) for r in made if r.state == "succeeded"]
-    if made and all(r.state == "failed" for r in made):
+    made = [r for r in records if r.task_id and r.state != "unknown"]
+    unsure = [r for r in records if r.state == "unknown"]
+    if not made and not unsure:
+        return f"Cost: nothing charged (KIE created nothing; the reservation was released). It was {how}."
+    if not unsure and all(r.state == "failed" for r in made):
         return f"Cost: nothing charged (the tasks failed; their reservation was returned). It was {how}."
-    if made and all(r.state in ("succeeded", "failed") for r in made) and None not in charged:
-        return f"Cost: {sum(c for c in charged if c is not None):g} credits charged by KIE ({how})."
-    if p.total is not None:
-        return f"Cost: {p.total:g} credits quoted and reserved ({how}); KIE's charge is recorded as each task ends."
-    return (
-        f"Cost: the price is unknown; {p.reserved:g} credits are reserved ({how}); KIE's charge is recorded as each "
-        "task ends."
-    )
+    parts = []
+    if unsure:
+        held = sum(priced(r.credits_reserved) or 0.0 for r in unsure)
+        parts.append(
+            f"{len(unsure)} create{'s' if len(unsure) > 1 else ''} got no clear answer and may have been charged "
+            f"(up to {held:g} credits, counted against today's cap; https://kie.ai/logs shows what KIE did)"
+        )
+    amount, pending = _made_cost(p, made, others=bool(unsure)) if made else ("", False)
+    if amount:
+        parts.append(amount)
+    tail = "; KIE's charge is recorded as each task ends" if pending else ""
+    return f"Cost: {'; '.join(parts)} ({how}){tail}."
+
+
+def _made_cost(p: Plan, made: list[TaskRecord], *, others: bool) -> tuple[str, bool]:
+    """What the tasks KIE created cost (``others``: beside creates with no clear answer), and whether some charge
+    is still to come."""
+    them = (" for the other tasks" if len(made) > 1 else " for the other task") if others else ""
+    if all(r.state == "failed" for r in made):
+        return f"nothing charged{them} (failed; the reservation was returned)", False
+    charged = [priced(r.credits_charged) for r in made if r.state == "succeeded"]
+    if all(r.state in ("succeeded", "failed") for r in made) and None not in charged:
+        return f"{sum(c for c in charged if c is not None):g} credits charged by KIE{them}", False
+    running = [r for r in made if r.state != "failed"]
+    if p.price.credits is not None:
+        return f"{sum(r.credits_quoted or 0.0 for r in running):g} credits quoted and reserved{them}", True
+    reserved = sum(priced(r.credits_reserved) or 0.0 for r in running)
+    return f"the price is unknown; {reserved:g} credits are reserved{them}", True
 
 
 def without_spending(
@@ -863,7 +889,7 @@ async def _submit(
             digest=p.digest,
         )
     except JOURNAL_ERRORS as err:
-        record.state = "failed"
+        record.state, record.credits_reserved = "failed", 0.0
         record.error = f"Not sent: kie-mcp could not record the attempt in its journal first ({err}); nothing created."
         _refund(rt, problems, p, "refunded: not sent", None)
         return None
@@ -878,6 +904,7 @@ async def _submit(
         state, error = "unknown", err.message  # still counted as spent
     except KieError as err:
         record.state, record.error = "failed", err.describe()
+        record.credits_reserved = 0.0  # released below: KIE created nothing
         state, error = "refused", err.message
     except Exception as err:  # a bug or an answer nothing foresaw, after the create may have left: never lost
         log.exception("a create of %s ended in an unexpected error", p.spec.id)
@@ -1253,7 +1280,7 @@ def summarise(rt: Runtime, spec: ModelSpec, records: list[TaskRecord], notes: tu
         status: Status = "completed"
     elif all(s == "failed" for s in states):
         status = "failed"
-    elif all(s == "unknown" for s in states):
+    elif all(s in ("failed", "unknown") for s in states):  # nothing made, and a create may have been charged
         status = "unknown"
     elif any(s in ("failed", "unknown") for s in states) or any(s == "succeeded" for s in states):
         status = "partial" if any(s in ("failed", "unknown") for s in states) else "submitted"
@@ -1296,4 +1323,5 @@ def _describe(record: TaskRecord) -> str:
     if record.state in ("failed", "unknown"):
         return f"{ident}: {record.state}: {record.error}"
     eta = f", about {record.eta_seconds}s left" if record.eta_seconds else ""
-    return f"{ident}: {record.state}{eta}"
+    note = f" ({record.error})" if record.error else ""  # e.g. KIE refused the last status check: why it waits
+    return f"{ident}: {record.state}{eta}{note}"

@@ -243,9 +243,11 @@ class QuoteBook:
 
     def give_back(self, quote_id: str) -> None:
         """Unuse a quote that bought nothing: its call ended (cut off, an upload failed, a cap refused it) before any
-        create was recorded for it. A quote any create attempt names stays used, whatever became of the attempt."""
+        create was sent, or KIE refused every create it approved. A quote with any create that may have reached KIE
+        (created, unknown, or still being sent) stays used."""
         self.journal.execute(
-            "UPDATE quotes SET used = 0 WHERE quote_id = ? AND NOT EXISTS (SELECT 1 FROM attempts WHERE quote_id = ?)",
+            "UPDATE quotes SET used = 0 WHERE quote_id = ? AND NOT EXISTS"
+            " (SELECT 1 FROM attempts WHERE quote_id = ? AND state != 'refused')",
             quote_id,
             quote_id,
         )
