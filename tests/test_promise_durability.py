@@ -8,6 +8,7 @@ garbage, the workspace cannot be created, KIE answers 5xx or success without res
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -282,6 +283,45 @@ async def test_a_corrupt_journal_is_kept_aside_and_the_server_starts_fresh(conne
     assert len(kept) == 1 and kept[0].read_bytes().startswith(b"this is not a database")
     assert str(kept[0]) in text_of(credits)
     assert result.structured_content["status"] == "completed"
+
+
+async def test_todays_spend_outlives_a_corrupt_journal_so_the_daily_cap_holds(connect, controls, tmp_path):
+    """A fresh journal started today's spend at 0: after a corruption the whole daily cap could be spent again.
+    What the call log says today's creates cost is counted against it."""
+    async with connect(auto_approve_credits=10, max_credits_per_day=20) as client:
+        for prompt in ("an apple", "a pear"):
+            made = await client.call_tool("generate_image", {**IMAGE, "prompt": prompt})
+            assert made.structured_content["status"] == "completed", text_of(made)
+    journal = tmp_path / ".kie-mcp" / "journal.sqlite3"
+    for part in journal.parent.glob("journal.sqlite3*"):
+        part.unlink()
+    journal.write_bytes(b"this is not a database" * 100)
+    async with connect(auto_approve_credits=10, max_credits_per_day=20) as client:
+        credits = await client.call_tool("check_credits", {})
+        over = await client.call_tool("generate_image", {**IMAGE, "prompt": "a plum"})
+    assert credits.structured_content["spent_today"] == 16, text_of(credits)
+    assert "Today's spend before that, 16 credits by the call log" in text_of(credits)
+    assert over.is_error and "16 spent today" in text_of(over), text_of(over)  # 16 + 8 > 20: refused, as before
+    assert len(await controls.creates()) == 2
+
+
+def test_the_call_log_counts_only_todays_creates_that_may_have_been_charged(tmp_path):
+    from datetime import UTC, datetime, timedelta
+
+    from kie_mcp.kie.calllog import spent_on
+
+    now, log = datetime.now(UTC), tmp_path / "kie-api.jsonl"
+    lines = [
+        {"time": now.isoformat(), "endpoint": "/c", "outcome": "created", "task_id": "a", "credits_quoted": 8},
+        {"time": now.isoformat(), "endpoint": "/s", "outcome": "ok", "task_id": "a", "credits_charged": 12},
+        {"time": now.isoformat(), "endpoint": "/c", "outcome": "unknown", "credits_quoted": 30},
+        {"time": now.isoformat(), "endpoint": "/c", "outcome": "refused", "credits_quoted": 50},
+        {"time": now.isoformat(), "endpoint": "/c", "outcome": "created", "task_id": "b"},  # price unknown: 0
+        {"time": (now - timedelta(days=2)).isoformat(), "endpoint": "/c", "outcome": "created", "credits_quoted": 99},
+    ]
+    log.write_text("\n".join(json.dumps(line) for line in lines) + "\nnot json\n", encoding="utf-8")
+    assert spent_on(log, datetime.now().date()) == 12 + 30
+    assert spent_on(tmp_path / "missing.jsonl", datetime.now().date()) == 0
 
 
 async def test_a_read_only_journal_does_not_stop_the_server(connect, controls, small_disk):

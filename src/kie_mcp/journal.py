@@ -187,6 +187,7 @@ class Journal:
 
     def __init__(self, path: Path | str) -> None:
         self.path = path
+        self.reset_from: Path | None = None  # the corrupt journal this fresh one replaced (``open_for_server``)
         if isinstance(path, Path):
             path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(path), timeout=30.0, check_same_thread=False, isolation_level=None)
@@ -271,6 +272,7 @@ class Journal:
             journal = cls(path)
         except (OSError, sqlite3.Error) as err:
             return None, unavailable_reason(workspace, err)
+        journal.reset_from = kept
         notice = (
             f"The workspace journal was unreadable (corrupt), so it was moved aside to {kept} and a fresh one was "
             "started. Tasks, quotes and today's spend recorded before are in that file, not in the new journal: "

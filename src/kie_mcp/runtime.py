@@ -132,6 +132,8 @@ def _open_journal(settings: Settings) -> tuple[Journal | UnavailableJournal, tup
         log.error("%s", notice)
         return UnavailableJournal(notice), (notice,)
     notices = [notice] if notice else []
+    if journal.reset_from is not None:
+        notices += _carry_over_todays_spend(journal, settings.workspace)
     try:
         interrupted = journal.recover_interrupted()
     except Exception as err:  # a read-only journal: the tools that write will explain
@@ -148,6 +150,29 @@ def _open_journal(settings: Settings) -> tuple[Journal | UnavailableJournal, tup
     for line in notices:
         log.warning("%s", line)
     return journal, tuple(notices)
+
+
+def _carry_over_todays_spend(journal: Journal, workspace: Path) -> list[str]:
+    """A fresh journal (the last one was corrupt) would start today's spend at 0 and let the daily cap be spent
+    again: what the call log says today's creates cost is counted against it instead."""
+    from datetime import datetime
+
+    from kie_mcp.kie.calllog import CALL_LOG, spent_on
+
+    today = datetime.now().date()
+    carried = spent_on(workspace / CALL_LOG, today)
+    if carried <= 0:
+        return []
+    try:
+        with journal.transaction() as db:
+            Journal.add_spend(db, today, carried, "carried over from the call log after a journal reset", None)
+    except Exception as err:  # a journal that cannot be written: the tools that write will explain
+        log.warning("could not count today's earlier spend against the cap: %s", err)
+        return []
+    return [
+        f"Today's spend before that, {carried:g} credits by the call log ({CALL_LOG.as_posix()}), is counted against "
+        "the daily cap."
+    ]
 
 
 @asynccontextmanager

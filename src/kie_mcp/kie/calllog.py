@@ -19,10 +19,11 @@ import contextlib
 import errno
 import json
 import logging
+import math
 import os
 import stat
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,46 @@ class CallLog:
                     reason = err.strerror if isinstance(err, LogOutside) else err
                     log.warning("cannot write the call log %s (%s); KIE calls go on without it", self.path, reason)
                     self._warned = True
+
+
+CALL_LOG = Path("logs") / "kie-api.jsonl"  # in the workspace
+CHARGING = ("created", "unknown")  # create outcomes that may have been charged
+
+
+def spent_on(path: Path, day: date, *, most_bytes: int = 64 * 1024 * 1024) -> float:
+    """What the creates of ``day`` (local time) that may have been charged (created, or with no clear answer) cost by
+    the call log's last ``most_bytes``: each its quoted price, or what KIE charged for it when a status answer of
+    that day said more (a price unknown before it ran counts only that). Today's spend when the journal that counted
+    it is lost. Lines that cannot be read are skipped; no log is 0."""
+    quoted: dict[str, float] = {}  # by task id (or line, for a create with no id)
+    charged: dict[str, float] = {}
+    try:
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            handle.seek(max(size - most_bytes, 0))
+            lines = handle.read().splitlines()
+    except OSError:
+        return 0.0
+    for number, raw in enumerate(lines):
+        try:
+            line = json.loads(raw)
+            when = datetime.fromisoformat(line["time"]).astimezone().date()
+        except (ValueError, KeyError, TypeError):
+            continue
+        if when != day or not isinstance(line, dict):
+            continue
+        task = str(line.get("task_id") or f"line {number}")
+        if line.get("outcome") in CHARGING:
+            quoted[task] = _number(line.get("credits_quoted")) or 0.0
+        if _number(line.get("credits_charged")) is not None:
+            charged[task] = _number(line.get("credits_charged")) or 0.0
+    return sum(max(credits, charged.get(task, 0.0)) for task, credits in quoted.items())
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+        return None
+    return float(value)
 
 
 def _append_whole(path: Path, record: bytes) -> None:
