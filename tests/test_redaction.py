@@ -300,7 +300,7 @@ async def test_a_key_kie_echoes_in_an_upload_answer_is_never_shown_kept_or_sent_
         creates = await controls.creates()
     shown = text_of(uploaded) + json.dumps(uploaded.structured_content) + text_of(made)
     assert uploaded.is_error and "holds a credential" in text_of(uploaded) and REDACTED in text_of(uploaded)
-    assert made.is_error and "Nothing was spent" in text_of(made) and creates == []
+    assert made.is_error and "nothing was charged" in text_of(made) and creates == []
     assert "unexpected error" not in shown and KIE_KEY[:12] not in shown
     assert KIE_KEY[:12] not in caplog.text and holding_the_key(tmp_path) == []
 

@@ -23,7 +23,9 @@ from kie_mcp.catalog import InvalidRequest, ModelSpec, Problem
 from kie_mcp.catalog.registry import AmbiguousModelError, UnknownModelError, WithdrawnModelError
 from kie_mcp.catalog.spec import Operation
 from kie_mcp.catalog.validate import _matches
-from kie_mcp.kie import KieError, TaskStatus
+from kie_mcp.kie import FAMILIES, KieError, TaskStatus
+from kie_mcp.kie.client import NoTaskRecord
+from kie_mcp.kie.errors import LOGS_URL, any_request_step
 from kie_mcp.runtime import Runtime
 from kie_mcp.tasks import TaskRecord
 from kie_mcp.words import timestamp
@@ -128,6 +130,8 @@ async def find_source(rt: Runtime, task_id: str) -> TaskRecord:
         try:
             status = await rt.require_kie().find_task(task_id)
         except KieError as err:
+            if not unknown_to_kie(err):  # the look failed (a server error, the key): that, not "no such task"
+                raise lookup_failed(task_id, err) from err
             raise refused(
                 f"KIE knows no task {task_id!r} ({err.message}). Use the id of a video task from generate_video, "
                 "check_task or list_tasks; KIE keeps tasks for 14 days."
@@ -140,6 +144,37 @@ async def find_source(rt: Runtime, task_id: str) -> TaskRecord:
     if not record.finished and rt.kie is not None:
         record = (await rt.follower.check(record, 0, looked=looked)).record
     return record
+
+
+def unknown_to_kie(err: KieError) -> bool:
+    """Whether KIE's answer to a status check says it has no such task: a refusal with 404 or 422 ("record is
+    null"), an answer of "success" with no record (``NoTaskRecord``), or a refusal in the words KIE uses for a task
+    it does not show. Anything else (a server error, maintenance, the key, the network) is a failed look."""
+    if isinstance(err, NoTaskRecord):
+        return True
+    if err.retryable:
+        return False
+    return err.code in (404, 422) or any(family.is_not_visible(err.message) for family in FAMILIES.values())
+
+
+def lookup_failed(task_id: str, err: KieError) -> KieError:
+    """A status check of ``task_id`` that failed, in words for it: what KIE answered, that nothing was sent or
+    charged, and what to do (the key or its cap when KIE says so; otherwise to try again)."""
+    then = any_request_step(err) or (
+        err.next_step
+        if err.code is None  # the network, a proxy's page, an answer that could not be read: its own advice
+        else f"Try again in a minute; if it keeps failing, see the task on {LOGS_URL}."
+    )
+    return KieError(
+        err.message,
+        code=err.code,
+        category=err.category,
+        retryable=err.retryable,
+        next_step=f"KIE's status check of task {task_id} failed, so the task could not be looked up; nothing was "
+        f"sent or charged. {then}",
+        http_status=err.http_status,
+        endpoint=err.endpoint,
+    )
 
 
 def made_elsewhere(rt: Runtime, task_id: str, status: TaskStatus) -> TaskRecord:

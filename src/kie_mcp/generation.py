@@ -27,7 +27,7 @@ from kie_mcp.catalog.spec import Operation
 from kie_mcp.catalog.validate import argument_name, named_for_user
 from kie_mcp.journal import CALL_ANSWERED, CALL_CUT_OFF, JournalUnavailable
 from kie_mcp.kie import FAMILIES, KieClient, KieError, OutcomeUnknownError
-from kie_mcp.kie.client import ExistingTaskError
+from kie_mcp.kie.client import UPLOAD_FAILED, ExistingTaskError
 from kie_mcp.kie.families import Family
 from kie_mcp.media.inputs import (
     LocalFile,
@@ -677,7 +677,9 @@ async def execute(
                 f"uploading an input file failed before anything was created: {err.message}",
                 code=err.code,
                 category=err.category,
-                next_step="Nothing was spent. " + err.next_step,
+                next_step=err.next_step
+                if err.next_step.startswith(UPLOAD_FAILED)  # the upload's own words say nothing was charged
+                else "Nothing was spent. " + err.next_step,
             ) from err
         # Re-checks the caps in a transaction, so parallel calls cannot overrun; an unknown price reserves its
         # ceiling. From here to each create's attempt in the journal nothing waits, so nothing can cut in between.

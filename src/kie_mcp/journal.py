@@ -112,6 +112,18 @@ def _is_corrupt(err: sqlite3.DatabaseError) -> bool:
 
 def unavailable_reason(workspace: Path, err: BaseException) -> str:
     """Why the journal cannot be used, and what the user can do about it."""
+    folder = workspace / ".kie-mcp"
+    try:
+        not_a_folder = folder.exists() and not folder.is_dir()  # a file (or a link to one) where the folder goes
+    except OSError:  # a workspace it may not look into: the reason below says so
+        not_a_folder = False
+    if not_a_folder:
+        return (
+            f"kie-mcp cannot use its journal: {folder} is a file, and kie-mcp keeps its journal in a folder of that "
+            "name. It keeps every quote, spend and task there, so nothing that costs credits can run without it. "
+            "Rename or remove that file (or set KIE_WORKSPACE to another folder), then restart the server. Nothing "
+            "was spent."
+        )
     text = str(err)
     if "full" in text.lower() or getattr(err, "errno", None) == 28:
         fix = "The disk is full: free some space"

@@ -26,7 +26,15 @@ from kie_mcp.spend.approval import Approval
 
 from .calllog import CallLog
 from .envelope import clean, json_or_none, loads_or_none, read_envelope, refused_before_api
-from .errors import CREATE_NOT_FOUND, LOGS_URL, Category, KieError, NotSentError, OutcomeUnknownError
+from .errors import (
+    CREATE_NOT_FOUND,
+    LOGS_URL,
+    Category,
+    KieError,
+    NotSentError,
+    OutcomeUnknownError,
+    any_request_step,
+)
 from .families import FAMILIES, Family, family_for_task_id
 from .pacing import SlidingWindow
 from .status import TaskStatus, int_or_none
@@ -438,10 +446,9 @@ class KieClient:
         name). ``mime``: their real type (sniffed from the bytes); otherwise guessed from the name."""
         mime = mime or mimetypes.guess_type(file_name)[0] or "application/octet-stream"
         files = {"file": (file_name, content, mime)}
-        data = await self._upload(
-            "/api/file-stream-upload", files=files, data={"uploadPath": upload_path, "fileName": file_name}
+        return await self._upload(
+            "/api/file-stream-upload", file_name, files=files, data={"uploadPath": upload_path, "fileName": file_name}
         )
-        return _uploaded(data, file_name)
 
     async def upload_from_url(
         self, url: str, upload_path: str = "kie-mcp", file_name: str | None = None
@@ -449,7 +456,7 @@ class KieClient:
         body: dict[str, Any] = {"fileUrl": url, "uploadPath": upload_path}
         if file_name:
             body["fileName"] = file_name
-        return _uploaded(await self._upload("/api/file-url-upload", json=body), file_name or url.rsplit("/", 1)[-1])
+        return await self._upload("/api/file-url-upload", file_name or url.rsplit("/", 1)[-1], json=body)
 
     async def upload_bytes(
         self, content: bytes, file_name: str, upload_path: str = "kie-mcp", mime: str | None = None
@@ -458,7 +465,7 @@ class KieClient:
         mime = mime or mimetypes.guess_type(file_name)[0] or "application/octet-stream"
         payload = f"data:{mime};base64,{base64.b64encode(content).decode()}"
         body = {"base64Data": payload, "uploadPath": upload_path, "fileName": file_name}
-        return _uploaded(await self._upload("/api/file-base64-upload", json=body), file_name)
+        return await self._upload("/api/file-base64-upload", file_name, json=body)
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -471,8 +478,13 @@ class KieClient:
     async def _post(self, path: str, body: dict[str, Any]) -> Any:
         return await self._call(self._api, "POST", path, json=body)
 
-    async def _upload(self, path: str, **kwargs: Any) -> Any:
-        return await self._call(self._uploads, "POST", path, **kwargs)
+    async def _upload(self, path: str, fallback_name: str, **kwargs: Any) -> UploadedFile:
+        """One upload to KIE's upload host (``KIE_UPLOAD_BASE_URL``), and its answer read; a failure says so in
+        words for an upload (``_upload_failed``)."""
+        try:
+            return _uploaded(await self._call(self._uploads, "POST", path, **kwargs), fallback_name)
+        except KieError as err:
+            raise _upload_failed(err) from err
 
     async def _call(self, client: httpx2.AsyncClient, method: str, path: str, **kwargs: Any) -> Any:
         """A call that creates nothing: safe to report as a plain, retryable network failure."""
@@ -645,6 +657,56 @@ def _may_have_created(err: KieError) -> bool:
     if code is None:
         return True
     return not (400 <= code < 500 or code in _REFUSED_SERVER_CODES)
+
+
+UPLOAD_FAILED = "The upload failed, and nothing was charged (uploads are free)."
+# A failure with a code of KIE's whose advice (written for a create) does not fit an upload, in words for one.
+_UPLOAD_STEPS: dict[int, str] = {
+    405: "KIE's upload host did not take this request: check that KIE_UPLOAD_BASE_URL (when set) points at it "
+    "(leave it unset for KIE's own), then try again.",
+    413: "KIE's upload host refused the file, often for its size: a smaller file (or a public link to it, passed "
+    "in place of the file) may get through.",
+}
+
+
+def _upload_failed(err: KieError) -> KieError:
+    """An upload KIE's upload host refused or that failed on the way, in words for an upload: that it failed and
+    nothing was charged, the upload's own address setting (``KIE_UPLOAD_BASE_URL``, never ``KIE_BASE_URL``), and
+    advice that fits it (the key, its cap, maintenance, pacing; ``_UPLOAD_STEPS``). KIE's advice per code is written
+    for a create ("change the prompt", "a cheaper model", "check the task id"). A refusal kie-mcp itself made with
+    its own advice (a link holding a credential, a firewall's refusal) keeps that advice."""
+    if err.code is not None:
+        then = (
+            any_request_step(err)
+            or _UPLOAD_STEPS.get(err.code)
+            or "Try again in a minute; if it keeps failing, pass a public link to the file instead."
+        )
+    elif err.category is Category.NETWORK:
+        then = (
+            "Check the network connection and KIE_UPLOAD_BASE_URL (when set; leave it unset for KIE's own upload "
+            "host), then try again."
+        )
+    elif err.retryable:  # an answer that could not be read: the file's link is unknown, and uploading again is safe
+        then = (
+            "Its answer could not be used, so kie-mcp has no link to the file; uploading it again is safe. Try again "
+            "shortly; if it keeps happening, check KIE_UPLOAD_BASE_URL (when set) or pass a public link to the file."
+        )
+    else:
+        then = err.next_step
+    return KieError(
+        _upload_address(err.message),
+        code=err.code,
+        category=err.category,
+        retryable=err.retryable,
+        next_step=_upload_address(f"{UPLOAD_FAILED} {then}"),
+        http_status=err.http_status,
+        endpoint=err.endpoint,
+    )
+
+
+def _upload_address(text: str) -> str:
+    """``text`` naming the upload host's setting where a shared message names the API's."""
+    return text.replace("KIE_BASE_URL", "KIE_UPLOAD_BASE_URL")
 
 
 def _uploaded(data: Any, fallback_name: str) -> UploadedFile:

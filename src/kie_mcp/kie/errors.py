@@ -63,7 +63,7 @@ CODES: dict[int, CodeInfo] = {
     404: CodeInfo(
         Category.NOT_FOUND,
         False,
-        "KIE does not know this task or endpoint. Check the task id; tasks older than 2 months are gone.",
+        "KIE does not know this task or endpoint. Check the task id; KIE keeps tasks for 14 days.",
     ),
     408: CodeInfo(
         Category.UPSTREAM,
@@ -106,13 +106,44 @@ CODES: dict[int, CodeInfo] = {
     505: CodeInfo(Category.DISABLED, False, "KIE has disabled this feature for now. Choose another model."),
 }
 
+# KIE's advice that fits any request, whatever it asked: the key, its cap, maintenance, pacing. The rest of CODES is
+# written for a create ("change the prompt", "fix the field it names", "a cheaper model", "check the task id") and
+# misleads on a request that creates nothing: a status check, a balance check, an upload.
+ANY_REQUEST_STEPS: dict[int, str] = {
+    401: CODES[401].next_step,
+    429: "KIE asked kie-mcp to slow down (too many requests); wait 10 seconds and try again.",
+    433: CODES[433].next_step,
+    455: CODES[455].next_step,
+}
+
+
+def any_request_step(err: KieError) -> str | None:
+    """KIE's advice for ``err`` when it fits any request (``ANY_REQUEST_STEPS``); None for a code whose advice is
+    written for a create, or for a failure without a code of KIE's."""
+    return ANY_REQUEST_STEPS.get(err.code) if err.code is not None else None
+
+
 # A 404 to a create: a create names no task, so KIE's advice for 404 ("check the task id") does not fit it.
 CREATE_NOT_FOUND = (
     "KIE does not (or no longer) offer this endpoint or model at this address, so nothing was created or charged. "
     "Check the model with list_models or on https://kie.ai, and that KIE_BASE_URL (when set) points at KIE's API."
 )
 
-_FALLBACK = CodeInfo(Category.SERVER, True, "KIE answered with an unexpected error. Try again later.")
+# A failure without a code of KIE's (an answer kie-mcp could not use): no advice of a code fits it.
+_FALLBACK = CodeInfo(
+    Category.SERVER, True, f"Try again later; if it keeps happening, see what KIE shows on {LOGS_URL}."
+)
+
+
+def _unknown_code(code: int) -> CodeInfo:
+    """A code KIE documents nowhere kie-mcp knows: named as such, never called "unexpected"."""
+    return CodeInfo(
+        Category.SERVER,
+        True,
+        f"KIE answered with error {code}, which kie-mcp does not know. Try again later; if it keeps happening, "
+        f"see what KIE shows on {LOGS_URL}.",
+    )
+
 
 # A 422 is KIE's code for a request it found invalid, and also for content the model's provider refused (Veo:
 # "Your request was rejected by Flow ..."): "fix the field it names" sends the user after a field that is fine.
@@ -133,7 +164,9 @@ _CONTENT_REFUSAL = re.compile(
 def _code_info(code: int | None, message: str) -> CodeInfo:
     if code == 422 and _CONTENT_REFUSAL.search(message.lower()):
         return _CONTENT_REFUSED
-    return CODES.get(code or -1, _FALLBACK)
+    if code is None:
+        return _FALLBACK
+    return CODES.get(code) or _unknown_code(code)
 
 
 class KieError(Exception):
@@ -166,7 +199,8 @@ class KieError(Exception):
     def describe(self) -> str:
         label = f"KIE error {self.code}" if self.code is not None else "KIE request failed"
         detail = f": {self.message}" if self.message else ""
-        return f"{label} ({self.category.value}){detail}. {self.next_step}"
+        stop = "" if detail.endswith((".", "!", "?")) else "."  # KIE's "Please top up." gets no second one
+        return f"{label} ({self.category.value}){detail}{stop} {self.next_step}"
 
     def with_next_step(self, next_step: str) -> KieError:
         """The same refusal with advice that fits where it happened: KIE's advice for a code is written for a

@@ -311,13 +311,53 @@ async def download(
                 retryable=True,
             ) from None
         raise DownloadError(
-            f"The result link had expired and the fresh link from download-url was refused too (HTTP "
-            f"{second.status}), so the file is probably gone from KIE (files are kept about 14 days). Nothing "
-            "was saved; generating it again is a new, charged task.",
-            url=fresh,
-            status=second.status,
-            expired=True,
+            _refused_twice(second.status, _age_days(dest)), url=fresh, status=second.status, expired=True
         ) from None
+
+
+KEPT_DAYS = 14  # how long KIE keeps a task's files
+_DATED_FOLDER = re.compile(r"(\d{4}-\d{2}-\d{2})-")
+
+
+def _refused_twice(status: int, age_days: int | None) -> str:
+    """A result link refused, and the fresh one download-url gave refused too. Only a task older than the days KIE
+    keeps files is "probably gone"; a younger one (or one whose age is not known) is a refusal that may pass, tried
+    again before anyone is told to pay for the result again."""
+    refused = (
+        f"The result link was refused, and so was a fresh link from download-url (HTTP {status}); nothing was saved"
+    )
+    if age_days is not None and age_days > KEPT_DAYS:
+        return (
+            f"{refused}. The task was made {age_days} days ago and KIE keeps files about {KEPT_DAYS} days, so the file "
+            f"is probably gone from KIE. {LOGS_HINT} If it is gone there too, generating it again is a new, charged "
+            "task."
+        )
+    kept = (
+        f"this task was made {_days_ago(age_days)} and KIE keeps files about {KEPT_DAYS} days, so the file should "
+        "still be there"
+        if age_days is not None
+        else f"KIE keeps files about {KEPT_DAYS} days, so a younger task's file should still be there"
+    )
+    return (
+        f"{refused} yet: {kept}. kie-mcp tries again in the background, and check_task tries at once. If it keeps "
+        f"failing, {LOGS_HINT}"
+    )
+
+
+def _days_ago(days: int) -> str:
+    return "today" if days <= 0 else "yesterday" if days == 1 else f"{days} days ago"
+
+
+def _age_days(dest: Path) -> int | None:
+    """Whole days since the task of a result saved as ``dest`` was made: its folder is dated by the day the task was
+    created (``output_folder``: ``outputs/YYYY-MM-DD-<slug>``). None for a file saved anywhere else."""
+    dated = _DATED_FOLDER.match(dest.parent.name)
+    if dated is None or dest.parent.parent.name != "outputs":
+        return None
+    try:
+        return (date.today() - date.fromisoformat(dated[1])).days
+    except ValueError:
+        return None
 
 
 def _prepare(dest: Path, url: str) -> Path:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from kie_mcp.kie import KieClient, KieError
+from kie_mcp.kie.errors import any_request_step
 
 if TYPE_CHECKING:
     from kie_mcp.journal import Journal
@@ -100,6 +101,9 @@ class BalanceCache:
             self.reads += 1
             try:
                 value = await read_balance()
+            except KieError as err:
+                self.invalidate()
+                raise balance_failed(err) from err
             except BaseException:
                 self.invalidate()
                 raise
@@ -126,6 +130,23 @@ class BalanceCache:
             return self._journal.spend_mark()
         except Exception:  # no journal (unwritable workspace): nothing is kept, every call reads
             return None
+
+
+BALANCE_FAILED = "KIE's balance check failed, so nothing was sent or charged."
+BALANCE_PAGE = "https://kie.ai"  # where the account's balance shows
+
+
+def balance_failed(err: KieError) -> KieError:
+    """A balance read KIE refused or that failed, in words for it: every read of the balance passes here (check_credits,
+    a generate's check before anything is sent, an estimate). KIE's advice per code is written for a create ("change
+    the prompt", "fix the field it names"); a balance check has the key, its cap, maintenance and pacing, or its own
+    advice when it met no code of KIE's (the network, an answer that could not be read), and otherwise a retry."""
+    then = any_request_step(err) or (
+        err.next_step
+        if err.code is None
+        else f"Try again in a minute; if it keeps failing, the balance is on {BALANCE_PAGE}."
+    )
+    return err.with_next_step(f"{BALANCE_FAILED} {then}")
 
 
 def balance_cache(rt: Runtime) -> BalanceCache:

@@ -23,7 +23,7 @@ from pydantic import (
 )
 
 from kie_mcp.journal import Journal, JournalUnavailable
-from kie_mcp.kie import Category, KieError, TaskStatus
+from kie_mcp.kie import CODES, Category, KieError, TaskStatus
 from kie_mcp.kie.errors import LOGS_URL
 from kie_mcp.redact import redact
 from kie_mcp.words import parse_timestamp, plain, timestamp
@@ -208,18 +208,28 @@ class TaskRecord(BaseModel, defer_build=True):
 
     def note_error(self, err: KieError) -> None:
         """A status call KIE refused, or answered with what could not be used: kept until KIE answers about the
-        task again, so whoever looks at a task that does not move sees why."""
-        lead = STATUS_UNUSABLE if err.category is Category.PROTOCOL else STATUS_REFUSED
-        self.error = lead + err.describe()
+        task again, so whoever looks at a task that does not move sees why. A refusal with a code of KIE's reads as
+        one of a status check: the code and KIE's message, that the task is unaffected and kie-mcp keeps asking, and
+        advice only where it fits (``STATUS_ADVICE``); KIE's advice per code is written for a create ("change the
+        prompt", "fix the field it names"). An answer that could not be used, or a failure without a code (a proxy's
+        page, a firewall), keeps its own advice, written for any request."""
+        if err.category is Category.PROTOCOL or err.code is None:
+            lead = STATUS_UNUSABLE if err.category is Category.PROTOCOL else STATUS_REFUSED
+            self.error = lead + err.describe()
+            return
+        self.error = (
+            f"{STATUS_REFUSED}{_status_said(err)}.{_status_advice(err)} The task itself is unaffected (a status "
+            "check changes nothing on KIE); kie-mcp keeps asking for a while (less often while this lasts; "
+            "check_task asks at once)."
+        )
 
     def note_failure(self, err: KieError) -> None:
         """A status check that failed in a way worth retrying (maintenance, a server error, a network failure): the
         task is asked about again, backing off, and whoever looks at it meanwhile sees why it does not move. Kept
         until KIE answers about the task again. The message is KIE's (or the network's), already redacted."""
-        said = f"KIE error {err.code} ({err.category.value})" if err.code is not None else ""
-        what = ": ".join(part for part in (said, err.message) if part) or err.category.value
         self.error = (
-            f"{STATUS_FAILED}{what}; kie-mcp keeps asking (less often while this lasts; check_task asks at once)."
+            f"{STATUS_FAILED}{_status_said(err)}.{_status_advice(err)} The task itself is unaffected; kie-mcp keeps "
+            "asking (less often while this lasts; check_task asks at once)."
         )
 
     def note_unknown(self, err: KieError) -> None:
@@ -233,6 +243,26 @@ class TaskRecord(BaseModel, defer_build=True):
             f"marked failed, nothing refunded. {LOGS_URL} shows the tasks of the account whose key is set."
         )
         self.eta_seconds = None
+
+
+# Advice for a status check KIE refused or failed, where advice fits one (a status check sends no prompt or field):
+# the key, its cap, maintenance. Every other code is said with KIE's message only.
+STATUS_ADVICE: dict[int, str] = {
+    401: CODES[401].next_step,
+    433: CODES[433].next_step,
+    455: "KIE is under maintenance, which usually lasts a few minutes.",
+}
+
+
+def _status_said(err: KieError) -> str:
+    """What a failed status check met: KIE's code and message (or the network's), without a closing full stop."""
+    said = f"KIE error {err.code} ({err.category.value})" if err.code is not None else ""
+    return ": ".join(part for part in (said, err.message.rstrip(". ")) if part) or err.category.value
+
+
+def _status_advice(err: KieError) -> str:
+    advice = STATUS_ADVICE.get(err.code) if err.code is not None else None
+    return f" {advice}" if advice else ""
 
 
 class UnreadableRecord(JournalUnavailable):
