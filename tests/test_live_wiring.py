@@ -233,6 +233,55 @@ async def test_a_live_only_model_priced_per_image_costs_its_count_of_images_and_
     assert await controls.creates() == []
 
 
+async def test_a_server_that_stays_up_syncs_again_when_its_cache_is_a_day_old(connect, controls, tmp_path, monkeypatch):
+    """The audit: the live catalogue was synced only at start-up; a host keeps the server up for weeks, so its prices
+    and withdrawn models stayed as they were that day. The server looks every hour (here every 0.1 s)."""
+    from kie_mcp import runtime
+
+    monkeypatch.setattr(runtime, "CATALOG_CHECK_EVERY", 0.1)
+    await controls.post("config", {"catalog_limit_per_second": 0})
+
+    async def model_lists() -> int:
+        return sum(r["path"] == "/api/v1/models" for r in (await controls.get("requests"))["requests"])
+
+    async with connect(catalog_sync=True) as client:
+        await client.list_tools()
+        with anyio.fail_after(30):
+            while not cache_path(tmp_path).is_file():  # noqa: ASYNC110 - the server's background task writes it
+                await anyio.sleep(0.1)
+        await anyio.sleep(0.5)
+        assert await model_lists() == 1  # a fresh cache is not synced again
+        aged = LiveCatalog.load(cache_path(tmp_path))
+        aged.fetched_at = aged.attempted_at = "2026-01-01T00:00:00Z"
+        aged.save(cache_path(tmp_path))
+        with anyio.fail_after(30):
+            while await model_lists() < 2:  # noqa: ASYNC110 - the server's background task asks KIE
+                await anyio.sleep(0.1)
+        while LiveCatalog.load(cache_path(tmp_path)).fetched_at == "2026-01-01T00:00:00Z":  # noqa: ASYNC110
+            await anyio.sleep(0.1)
+    assert LiveCatalog.load(cache_path(tmp_path)).fetched_at > "2026-12"
+
+
+async def test_a_running_server_takes_a_newer_cache_another_server_wrote(
+    connect, controls, transport, tmp_path, monkeypatch
+):
+    """Another server (or `kie-mcp catalog sync`) on the workspace read KIE's prices after this one started: within
+    the hour this one quotes them too, not the prices it read at its own start."""
+    from kie_mcp import runtime
+
+    monkeypatch.setattr(runtime, "CATALOG_CHECK_EVERY", 0.1)
+    await sync(transport, controls, tmp_path)
+    async with connect(catalog_sync=True) as client:
+        before = (await client.call_tool("estimate_cost", IMAGE)).structured_content["quote"]["credits_total"]
+        await controls.post("catalog/feed", {"description": feed_row("nano-banana-2"), "credits": 10})
+        await anyio.sleep(1.1)  # the cache's time stamps are to the second
+        await sync(transport, controls, tmp_path)  # the other writer
+        with anyio.fail_after(10):
+            while (await client.call_tool("estimate_cost", IMAGE)).structured_content["quote"]["credits_total"] != 10:  # noqa: ASYNC110
+                await anyio.sleep(0.1)
+    assert before == 8
+
+
 async def test_the_server_syncs_in_the_background_once_a_day(connect, controls, tmp_path):
     await controls.post("config", {"catalog_limit_per_second": 0})
     async with connect(catalog_sync=True) as client:

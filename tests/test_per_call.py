@@ -56,6 +56,16 @@ async def test_a_spend_far_under_the_cached_balance_does_not_read_it_again(conne
     assert await credit_reads(controls) == 1  # 5000 credits kept cover 2 x 8
 
 
+async def test_parallel_spends_without_a_kept_balance_share_one_read(connect, controls):
+    """The audit: twenty generates at once with no balance kept (the first calls, or after its few seconds) each
+    read the balance: twenty reads of /chat/credit, one per create. They share one read now."""
+    async with connect(auto_approve_credits=10) as client, anyio.create_task_group() as group:
+        for n in range(10):
+            group.start_soon(client.call_tool, "generate_image", {**IMAGE, "prompt": f"shot {n}", "wait_seconds": 0})
+    assert len(await controls.creates()) == 10
+    assert await credit_reads(controls) == 1
+
+
 async def test_a_spend_close_to_the_cached_balance_reads_it_again_and_is_refused_when_too_low(connect, controls):
     await controls.post("balance", {"credits": 12})  # under 2 x 8: close
     async with connect() as client:

@@ -225,7 +225,7 @@ async def open_runtime(
         async with anyio.create_task_group() as background:
             background.start_soon(runtime.follower.run, runtime)  # the one place that polls KIE for task status
             if kie is not None and settings.catalog_sync:
-                background.start_soon(_sync_catalog, runtime, kie)  # never delays start-up or a tool call
+                background.start_soon(_keep_catalog_current, runtime, kie)  # never delays start-up or a tool call
             yield runtime
             background.cancel_scope.cancel()
     finally:
@@ -258,6 +258,18 @@ def with_live_models(live: LiveCatalog) -> Catalog:
     return Catalog({**{spec.id: spec for spec in bundled}, **extra}) if extra else bundled
 
 
+CATALOG_CHECK_EVERY = 3600.0  # seconds between looks at whether KIE's live catalogue is due a sync
+
+
+async def _keep_catalog_current(runtime: Runtime, kie: KieClient) -> None:
+    """For as long as the server runs (a host keeps it up for weeks), every hour: sync KIE's live models and prices
+    when the cache is a day old (``maybe_sync`` waits an hour after a failed try), and take a newer cache another
+    server on this workspace wrote. A sync only at start-up left prices and withdrawn models as they were that day."""
+    while True:
+        await _sync_catalog(runtime, kie)
+        await anyio.sleep(CATALOG_CHECK_EVERY)
+
+
 async def _sync_catalog(runtime: Runtime, kie: KieClient) -> None:
     """At most once a day, in the background: read KIE's live models, schemas, prices and success rates."""
     from kie_mcp.catalog.live import cache_path, maybe_sync, models_in_use_from_journal
@@ -265,11 +277,19 @@ async def _sync_catalog(runtime: Runtime, kie: KieClient) -> None:
     path = cache_path(runtime.settings.workspace)
     in_use = await anyio.to_thread.run_sync(models_in_use_from_journal, runtime.settings.workspace)
     fresh = await maybe_sync(kie, path, in_use)  # loads the catalogue itself, only when a sync is due
-    if fresh is not None:
-        runtime.live = fresh
-        runtime.catalog = with_live_models(fresh)
-        if fresh.fetched_at == fresh.attempted_at:
-            log.info("KIE's live model list and prices were refreshed (%s)", fresh.fetched_at)
-        else:  # KIE or the network failed: what was cached is kept, and the next try is in a while
-            failed = "; ".join(f"{error.endpoint}: {error.message}" for error in fresh.errors[:3]) or "no model list"
-            log.warning("KIE's live model list could not be refreshed (%s); the last one read is kept", failed)
+    if fresh is None:  # not due: the cache may still be newer than what this server holds (another server wrote it)
+        from kie_mcp.catalog.live import LiveCatalog
+
+        kept = await anyio.to_thread.run_sync(LiveCatalog.load, path)
+        if kept.fetched_at is not None and kept.fetched_at != runtime.live.fetched_at:
+            runtime.live = kept
+            runtime.catalog = with_live_models(kept)
+            log.info("KIE's live model list and prices were taken from the cache of %s", kept.fetched_at)
+        return
+    runtime.live = fresh
+    runtime.catalog = with_live_models(fresh)
+    if fresh.fetched_at == fresh.attempted_at:
+        log.info("KIE's live model list and prices were refreshed (%s)", fresh.fetched_at)
+    else:  # KIE or the network failed: what was cached is kept, and the next try is in a while
+        failed = "; ".join(f"{error.endpoint}: {error.message}" for error in fresh.errors[:3]) or "no model list"
+        log.warning("KIE's live model list could not be refreshed (%s); the last one read is kept", failed)

@@ -72,10 +72,16 @@ class BalanceCache:
     async def for_spend(self, total: float | None) -> float:
         """The balance to weigh a spend of ``total`` credits against (None: a price not known before it runs).
 
-        The kept balance when it covers ``CLOSE_FACTOR`` x ``total``; otherwise KIE's answer now."""
+        The kept balance when it covers ``CLOSE_FACTOR`` x ``total``; otherwise KIE's answer now. Parallel spends
+        that find no kept balance share one read (twenty creates at once were twenty reads)."""
         if total is not None and math.isfinite(total):
             kept = self._kept()
-            if kept is not None and kept >= CLOSE_FACTOR * total:
+            if kept is None:
+                async with self._lock:
+                    kept = self._kept()
+                    if kept is None:
+                        return await self.read()
+            if kept >= CLOSE_FACTOR * total:
                 return kept
         return await self.read()
 
