@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from pathlib import Path
 
 import anyio
 import pytest
 
+from kie_mcp.media import gallery
 from kie_mcp.media.downloads import poster_path
 
 from .browser import Page, save_artifact, spread
 from .conftest import answering, session_folder, text_of
+from .test_gallery_hostile import MODEL, save, sidecar
 
 HOSTILE = "Neon sign <script>document.title='pwned'</script><img src=x onerror=\"document.title='pwned'\"> & more"
 IMAGE = {"prompt": "A red apple on a wooden table", "model": "nano-banana-2"}
@@ -164,6 +167,178 @@ async def test_without_a_saved_result_there_is_no_gallery_and_the_resource_says_
     assert listed.structured_content["gallery"] is None and "Gallery" not in text_of(listed)
     assert read.contents[0].mime_type == "text/html"
     assert "No saved results yet" in read.contents[0].text
+
+
+# -- a refresh keeps what did not change -------------------------------------------------------------
+
+
+@pytest.fixture
+def trusting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kept scans trusted at once (``RECENT_NS`` 0): a refresh then knows of a change only by the folder's stat, as
+    for a folder last written more than two seconds before, so these tests do not wait."""
+    monkeypatch.setattr(gallery, "RECENT_NS", 0)
+
+
+def scans(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The session folders each build from now on scans (reads the files of), in order."""
+    scanned: list[str] = []
+    real = gallery._scan_folder
+
+    def counted(folder: Path, side: int) -> gallery.Session:
+        scanned.append(folder.name)
+        return real(folder, side)
+
+    monkeypatch.setattr(gallery, "_scan_folder", counted)
+    return scanned
+
+
+def settle(outputs: Path) -> None:
+    """Build until a build writes nothing: the first one's pages date their folders, so the next scans them again."""
+    for _ in range(2):
+        assert gallery.build(outputs) == []
+
+
+def pages(outputs: Path, folder: Path) -> tuple[str, str]:
+    return (outputs / gallery.PAGE).read_text(encoding="utf-8"), (folder / gallery.PAGE).read_text(encoding="utf-8")
+
+
+async def test_each_saved_result_shows_on_its_session_page_and_the_index_with_scans_kept(connect, tmp_path, trusting):
+    """Results saved one after another, into one session, another, and the first again: after each, the index and
+    the session's page show every result so far (a refresh that served the first session as kept would miss the
+    third)."""
+    made: dict[str, list[str]] = {"spring-launch": [], "teaser": []}
+    async with connect(elicitation=answering()) as client:
+        for prompt, session in (
+            ("A red apple", "Spring Launch"),
+            ("A green pear", "Teaser"),
+            ("A lemon", "Spring Launch"),
+        ):
+            result = await client.call_tool("generate_image", {**IMAGE, "prompt": prompt, "session": session})
+            assert result.structured_content["status"] == "completed", text_of(result)
+            made[session.lower().replace(" ", "-")].append(prompt)
+            for slug, prompts in made.items():
+                if prompts:
+                    index, page = pages(tmp_path / "outputs", session_folder(tmp_path, slug))
+                    assert all(p in index and p in page for p in prompts), (slug, prompts)
+                    assert f"{len(prompts)} result{'s' if len(prompts) > 1 else ''}" in page
+    assert f"{len(made['spring-launch']) + len(made['teaser'])} results · 2 sessions" in index
+
+
+def test_a_refresh_scans_only_the_folders_that_changed_and_shows_a_result_saved_in_an_old_session(
+    tmp_path, monkeypatch, trusting
+):
+    outputs = tmp_path / "outputs"
+    old, new = outputs / "2026-01-01-old-session", outputs / "2026-01-05-new-session"
+    for folder in (old, new):
+        save(folder, "first", sidecar(folder, "first", f"The first of {folder.name}"))
+    settle(outputs)
+    scanned = scans(monkeypatch)
+    assert gallery.build(outputs) == [] and scanned == []  # nothing changed: nothing read again
+
+    late = sidecar(old, "late", "A late result in the old session", created_at="2026-01-01T11:00:00Z")
+    dated = old.stat()
+    save(old, "late", late)
+    os.utime(old, ns=(dated.st_atime_ns, dated.st_mtime_ns))  # dated back (as rsync -a does): only ctime tells
+    assert gallery.build(outputs) == []
+    assert scanned == [old.name]  # the old session only: the newest was not read again
+    index, page = pages(outputs, old)
+    assert "A late result in the old session" in index and "A late result in the old session" in page
+    assert "2 results" in page and "3 results · 2 sessions" in index
+    assert "The first of 2026-01-05-new-session" in index  # the kept session is still on the index
+
+    scanned.clear()
+    assert gallery.build(outputs) == []
+    assert scanned == [old.name]  # once more: its new page dated it, and a build cannot tell that from a new file
+    scanned.clear()
+    save(new, "second", sidecar(new, "second", "A second result in the newest session"))
+    assert gallery.build(outputs) == []
+    assert scanned == [new.name]
+    index, page = pages(outputs, new)
+    assert "A second result in the newest session" in index and "A second result in the newest session" in page
+    assert "4 results · 2 sessions" in index
+
+
+def test_a_sidecar_rewritten_in_place_in_the_same_tick_shows_at_the_next_refresh(tmp_path, monkeypatch):
+    """A file rewritten in place does not date its folder, and on a coarse clock neither does a second change in
+    the same tick: a folder that changed within ``RECENT_NS`` of its scan is scanned again, whatever its stat."""
+    outputs = tmp_path / "outputs"
+    folder = outputs / "2026-01-01-tick"
+    save(folder, "task", sidecar(folder, "task", "The first words"))
+    settle(outputs)  # the second build scanned a folder dated just now (by the first build's page)
+    before = folder.stat()
+    (folder / f"{MODEL}_task.json").write_text(json.dumps(sidecar(folder, "task", "The second words, longer")))
+    after = folder.stat()
+    assert (after.st_mtime_ns, after.st_ctime_ns, after.st_ino) == (
+        before.st_mtime_ns,
+        before.st_ctime_ns,
+        before.st_ino,
+    )
+    scanned = scans(monkeypatch)
+
+    assert gallery.build(outputs) == []
+    assert scanned == [folder.name]
+    for page in pages(outputs, folder):
+        assert "The second words, longer" in page and "The first words" not in page
+
+
+def test_a_removed_result_and_a_removed_session_leave_the_pages(tmp_path, trusting):
+    outputs = tmp_path / "outputs"
+    kept, gone = outputs / "2026-01-01-kept", outputs / "2026-01-02-gone"
+    first = save(kept, "first", sidecar(kept, "first", "The result that stays"))
+    second = save(kept, "second", sidecar(kept, "second", "The result that is deleted"))
+    save(gone, "only", sidecar(gone, "only", "The session that is deleted"))
+    settle(outputs)
+
+    (kept / second).unlink()
+    (kept / f"{MODEL}_second.json").unlink()
+    shutil.rmtree(gone)
+    assert gallery.build(outputs) == []
+    index, page = pages(outputs, kept)
+    for text in (index, page):
+        assert "The result that stays" in text and first in text
+        assert "The result that is deleted" not in text and second not in text
+    assert "The session that is deleted" not in index and gone.name not in index
+    assert "1 result · 1 session" in index
+
+
+def test_a_session_page_spoiled_in_place_is_written_again_though_its_folder_looks_unchanged(tmp_path, trusting):
+    outputs = tmp_path / "outputs"
+    folder = outputs / "2026-01-01-spoiled"
+    save(folder, "task", sidecar(folder, "task", "A picture worth keeping"))
+    settle(outputs)
+    page = folder / gallery.PAGE
+    good = page.read_bytes()
+    before = folder.stat().st_mtime_ns
+    with page.open("r+b") as handle:  # the same file, edited where it is: its folder is not dated
+        handle.write(b"<p>half a page")
+        handle.truncate()
+    assert folder.stat().st_mtime_ns == before
+
+    assert gallery.build(outputs) == []
+    assert page.read_bytes() == good
+
+
+def test_kept_pages_are_the_pages_a_full_build_writes(tmp_path, trusting):
+    """Byte for byte: after changes in several sessions, the pages a refresh put together from kept scans are the
+    pages a build with nothing kept writes."""
+    outputs = tmp_path / "outputs"
+    folders = [outputs / f"2026-01-0{n}-session-{n}" for n in range(1, 5)]
+    for n, folder in enumerate(folders):
+        for t in range(n + 2):
+            save(folder, f"t{t}", sidecar(folder, f"t{t}", f"Prompt {n}.{t}", credits_charged=[None, 1.5, 8][t % 3]))
+    settle(outputs)
+    save(folders[0], "late", sidecar(folders[0], "late", "A late one", created_at="2026-01-09T10:00:00Z"))
+    (folders[2] / f"{MODEL}_t0_1.png").unlink()
+    (folders[3] / "stitched.mp4").write_bytes(b"\x00" * 64)
+    assert gallery.build(outputs) == []
+    kept = {p: p.read_bytes() for p in outputs.rglob(gallery.PAGE)}
+
+    gallery._caches.clear()  # a new process: nothing kept
+    for page in kept:
+        page.unlink()
+    assert gallery.build(outputs) == []
+    assert {p: p.read_bytes() for p in outputs.rglob(gallery.PAGE)} == kept
+    assert os.fsencode("A late one") in kept[outputs / gallery.PAGE]
 
 
 # -- in a real browser ---------------------------------------------------------------------------------

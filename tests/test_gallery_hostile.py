@@ -407,6 +407,75 @@ def test_a_page_is_written_whole_while_readers_watch(tmp_path: Path) -> None:
     assert not leftovers
 
 
+# -- 1a. what a refresh keeps between builds is never served for what changed under it -----------------------------
+
+
+@pytest.fixture
+def trusting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kept scans trusted at once (``RECENT_NS`` 0), as for folders last written more than two seconds before."""
+    monkeypatch.setattr(gallery, "RECENT_NS", 0)
+
+
+def settled(outputs: Path) -> None:
+    for _ in range(2):  # the first build's pages date their folders, so the second scans them again
+        assert gallery.build(outputs) == []
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="symlinks")
+@pytest.mark.parametrize("target", ["a look-alike outside", "a folder of outputs"])
+def test_a_kept_session_folder_that_became_a_symlink_is_dropped_never_served_or_written_through(
+    tmp_path: Path, trusting: None, target: str
+) -> None:
+    """A session folder scanned and kept, then swapped for a link (to a folder outside holding the same file names
+    and a secret, or to another session of outputs/): the next refresh neither shows the kept results nor follows
+    the link, and writes nothing through it."""
+    outputs = tmp_path / "ws" / "outputs"
+    swapped, other = outputs / "2026-01-02-swapped", outputs / "2026-01-01-other"
+    save(swapped, "good", sidecar(swapped, "good", "The result of the swapped session"))
+    save(other, "good", sidecar(other, "good"))
+    settled(outputs)
+    assert "The result of the swapped session" in (outputs / gallery.PAGE).read_text()
+
+    if target == "a look-alike outside":
+        elsewhere = tmp_path / "outside" / swapped.name
+        save(elsewhere, "good", sidecar(elsewhere, "good", SECRET))
+    else:
+        elsewhere = other
+    for child in swapped.iterdir():
+        child.unlink()
+    swapped.rmdir()
+    swapped.symlink_to(elsewhere, target_is_directory=True)
+    before = {p: p.read_bytes() for p in elsewhere.iterdir()}
+
+    assert gallery.build(outputs) == []
+    index = (outputs / gallery.PAGE).read_bytes()
+    facts = assert_only_text(index, outputs, outputs)  # no SECRET, every link a file inside outputs/
+    assert "The result of the swapped session" not in facts.text and swapped.name not in facts.text
+    assert GOOD in facts.text and "1 result · 1 session" in facts.text
+    assert {p: p.read_bytes() for p in elsewhere.iterdir()} == before  # no page written through the link
+    if target == "a look-alike outside":
+        assert gallery.read_page(outputs, swapped.name) is None  # the resource serves nothing from there either
+
+
+def test_a_secret_registered_after_a_scan_was_kept_never_reaches_a_page(tmp_path: Path, trusting: None) -> None:
+    """A sidecar written before redaction holds a key registered only later (a key set while the server runs): the
+    next refresh makes the pages again from the sidecar, redacted, rather than serving the kept scan."""
+    from kie_mcp.redact import register_secret
+
+    late_key = "gallery-late-key-8c41d07e93b2"  # unique to this test: registering it is for the whole process
+    outputs = tmp_path / "outputs"
+    folder = outputs / "2026-01-01-poster"
+    save(folder, "task", sidecar(folder, "task", f"{late_key} on a poster"))
+    settled(outputs)
+    assert late_key in (folder / gallery.PAGE).read_text()  # not a secret yet: the prompt as written
+
+    register_secret(late_key)
+    assert gallery.build(outputs) == []
+    for page in (folder / gallery.PAGE, outputs / gallery.PAGE):
+        text = page.read_text(encoding="utf-8")
+        assert late_key not in text and "[redacted] on a poster" in text
+
+
 # -- 1b. the same through the MCP client and a real generation ------------------------------------------------------
 
 

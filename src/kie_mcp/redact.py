@@ -93,6 +93,12 @@ def register_secret(value: str | None) -> None:
         _registry.pattern = re.compile(_alternation(_registry.secrets))
 
 
+def secrets_version() -> object:
+    """Changes whenever a secret is registered: what was redacted before it may show that secret, so anything kept
+    across calls (the gallery's scanned folders) is made again."""
+    return _registry.pattern
+
+
 def _encoded_forms(value: str) -> set[str]:
     """The base64 forms of ``value`` an upstream may echo: the key encoded alone, as HTTP Basic credentials (``:key``,
     ``key:``) and as ``Bearer key``, in the standard and URL-safe alphabets, with and without padding; and, for

@@ -16,7 +16,11 @@ copied ``outputs/`` folder, and reading it needs no database in a worker thread.
 finish saving). It builds in a worker thread, never on the event loop, and never raises: a gallery that cannot be
 written is logged and the generation goes on. Concurrent refreshes coalesce: a refresh that finds a build running
 waits for it and runs one more build only if none started after it asked. Pages are written atomically (a temporary
-file beside the page, then ``os.replace``) and only when their content changed.
+file beside the page, then ``os.replace``) and only when their content changed. A build reads again only the session
+folders that changed since the last one (``_Cache``: a folder's stat, a page not the one written, a folder changed
+within two seconds of its scan), so its cost follows the folder that got the new result, not the size of
+``outputs/``; the index is put together from what was kept of the others. The first build of a process reads them
+all.
 
 **Previews.** The pages show the previews the tool results show too (``media.downloads``, ``KIE_PREVIEW_PX`` on a
 side, kept beside each file and dated like it, made once if missing): an image's ``.<name>.thumb-<side>.jpg`` and a
@@ -36,7 +40,8 @@ import mimetypes
 import os
 import re
 import threading
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path, PurePosixPath
@@ -44,7 +49,7 @@ from urllib.parse import quote
 
 import anyio.to_thread
 
-from kie_mcp.redact import redact
+from kie_mcp.redact import redact, secrets_version
 
 from .downloads import (
     THUMBNAIL_SIDE,
@@ -131,10 +136,7 @@ def gallery_uri(workspace: Path) -> str:
 def scan(outputs: Path, side: int = THUMBNAIL_SIDE) -> list[Session]:
     """Every session folder of ``outputs`` with its results, newest session first, each with its kept preview of
     ``side`` pixels (nothing is made here)."""
-    try:
-        folders = [p for p in Path(outputs).iterdir() if p.is_dir() and not p.is_symlink() and p.name[:1] != "."]
-    except OSError:
-        return []
+    folders = [Path(outputs) / name for name, _ in _session_folders(Path(outputs))]
     sessions = [s for s in (_scan_folder(folder, side) for folder in folders) if s.items]
     sessions.sort(key=lambda s: (s.day, s.latest, s.folder), reverse=True)
     return sessions
@@ -402,33 +404,25 @@ def _page(title: str, body: Iterable[str], css_class: str) -> bytes:
     return text.encode("utf-8", "replace")  # a lone surrogate from a sidecar becomes "?", never an error
 
 
-def _summary(sessions: list[Session]) -> str:
-    count = sum(len(s.items) for s in sessions)
-    totals = [s.credits() for s in sessions]
-    credits = sum(total for total, _ in totals)
-    quoted = any(q for _, q in totals)
-    parts = [_count(count, "result"), _count(len(sessions), "session")]
-    if credits:
-        parts.append(_credits_text(credits, False) + (", some only quoted" if quoted else ""))
-    return " · ".join(parts)
+@dataclass(frozen=True)
+class _Shown:
+    """What the index shows of one session: its place, its totals and its part of the page, kept between builds
+    (``_Kept``) so that a session folder that did not change is neither scanned nor rendered again."""
 
+    order: tuple[str, float, str]  # newest session first: (day, latest result, folder), descending
+    results: int
+    credits: float
+    quoted: bool  # some of its tasks are only quoted
+    section: str  # its ``<section>`` of the index page
 
-def render_index(sessions: list[Session]) -> bytes:
-    """``outputs/index.html``: every session, newest first, with its first results and a link to its own page."""
-    body = [
-        "<header><h1>kie-mcp gallery</h1>",
-        f'<p class="summary">{_e(_summary(sessions))}. Open a picture or a file name for the full-size file.</p>',
-        "</header>",
-    ]
-    if not sessions:
-        body.append('<p class="empty">No saved results yet: this page fills in as results are saved.</p>')
-    for session in sessions:
+    @classmethod
+    def of(cls, session: Session) -> _Shown:
         credits, quoted = session.credits()
         facts = [_count(len(session.items), "result")]
         if credits:
             facts.append(_credits_text(credits, quoted))
         shown = session.items[-PER_SESSION_ON_INDEX:]  # the newest ones
-        body += [
+        lines = [
             f'<section id="{_e(session.folder)}">',
             f'<h2><a href="{_href(session.folder, PAGE)}"><span class="day">{_e(session.day)}</span>'
             f"{_e(session.title)}</a></h2>",
@@ -438,11 +432,40 @@ def render_index(sessions: list[Session]) -> bytes:
             "</div>",
         ]
         if len(shown) < len(session.items):
-            body.append(
+            lines.append(
                 f'<p class="more"><a href="{_href(session.folder, PAGE)}">All {len(session.items)} results of this '
                 "session</a></p>"
             )
-        body.append("</section>")
+        lines.append("</section>")
+        order = (session.day, session.latest, session.folder)
+        return cls(order, len(session.items), credits, quoted, "\n".join(lines))
+
+
+def _summary(sessions: Sequence[_Shown]) -> str:
+    count = sum(s.results for s in sessions)
+    credits = sum(s.credits for s in sessions)
+    quoted = any(s.quoted for s in sessions)
+    parts = [_count(count, "result"), _count(len(sessions), "session")]
+    if credits:
+        parts.append(_credits_text(credits, False) + (", some only quoted" if quoted else ""))
+    return " · ".join(parts)
+
+
+def render_index(sessions: list[Session]) -> bytes:
+    """``outputs/index.html``: every session, newest first, with its first results and a link to its own page."""
+    return _index_page([_Shown.of(session) for session in sessions])
+
+
+def _index_page(sessions: Sequence[_Shown]) -> bytes:
+    """The index of ``sessions`` (newest first), from what is kept of each."""
+    body = [
+        "<header><h1>kie-mcp gallery</h1>",
+        f'<p class="summary">{_e(_summary(sessions))}. Open a picture or a file name for the full-size file.</p>',
+        "</header>",
+    ]
+    if not sessions:
+        body.append('<p class="empty">No saved results yet: this page fills in as results are saved.</p>')
+    body += [session.section for session in sessions]
     return _page("kie-mcp gallery", body, "index")
 
 
@@ -477,28 +500,146 @@ def _write_if_changed(path: Path, data: bytes) -> bool:
 
 
 def build(outputs: Path, side: int = THUMBNAIL_SIDE, fresh: Sequence[tuple[Path, str | None]] = ()) -> list[str]:
-    """Write every gallery page of ``outputs``, first making the previews of ``side`` pixels (the ones the tool
-    results show too) of the ``fresh`` files just saved, as ``(path, kind)``; return what could not be written.
-    Older files keep the previews they have: a file without one is shown itself.
+    """Bring every gallery page of ``outputs`` up to date, first making the previews of ``side`` pixels (the ones
+    the tool results show too) of the ``fresh`` files just saved, as ``(path, kind)``; return what could not be
+    written. Older files keep the previews they have: a file without one is shown itself.
 
-    Slow (thumbnails, ffmpeg, file reads): call it in a worker thread. Nothing is written when ``outputs`` does not
-    exist. Each page is written on its own, so one failure does not keep the others stale.
+    Only the session folders that changed since the last build are scanned again and get their page rendered
+    (``_Cache``); the index is put together from what is kept of the others. Slow all the same (thumbnails, ffmpeg,
+    file reads): call it in a worker thread. Nothing is written when ``outputs`` does not exist. Each page is written
+    on its own, so one failure does not keep the others stale.
     """
     outputs = Path(outputs)
     if not outputs.is_dir():
         return []
     for path, given in fresh:
         make_preview(path, given, side)  # best effort, file by file: a crafted file only goes without a preview
-    sessions = scan(outputs, side)
-    problems: list[str] = []
-    pages = [(outputs / s.folder / PAGE, lambda s=s: render_session(s)) for s in sessions]
-    pages.append((outputs / PAGE, lambda: render_index(sessions)))
-    for path, render in pages:
-        try:
-            _write_if_changed(path, render())
-        except OSError as err:
-            problems.append(f"The gallery page {path} could not be written ({err.strerror or err}).")
-    return problems
+    cache = _cache_of(outputs, side)
+    with cache.lock:
+        return cache.update(outputs, side)
+
+
+def _write_page(path: Path, render: Callable[[], bytes], problems: list[str]) -> bool:
+    try:
+        _write_if_changed(path, render())
+    except OSError as err:
+        problems.append(f"The gallery page {path} could not be written ({err.strerror or err}).")
+        return False
+    return True
+
+
+# -- what is kept between builds -----------------------------------------------------------------------
+
+# A folder changed this recently is scanned again at every build whatever its stat says: a filesystem whose clock
+# ticks coarsely (a second, two on FAT) can date a second change like the first, and a file rewritten in place does
+# not date its folder at all (kie-mcp itself always writes by renaming, which does).
+RECENT_NS = 2_000_000_000
+_CACHES_KEPT = 4  # outputs folders whose scans are kept at once (one per workspace a process serves)
+
+
+@dataclass(frozen=True)
+class _Kept:
+    """One session folder as the last build left it."""
+
+    folder: tuple[int, ...] | None  # its stat before that scan (``_folder_key``); None: too recent to be trusted
+    page: tuple[int, ...] | None  # its page's stat once written; None: not written (or no results, no page)
+    shown: _Shown | None  # None: no results (no page, not on the index)
+
+
+@dataclass
+class _Cache:
+    """The scans of one ``outputs`` folder's sessions, kept between builds, so that the cost of a build follows what
+    changed, not how much ``outputs`` holds. A session folder is scanned again and its page rendered again when its
+    stat changed (a result, sidecar or preview saved, renamed or removed in it), when it changed within ``RECENT_NS``
+    of its last scan, or when its page is not the one last written; a folder that is gone, became a link or a file
+    is forgotten. Everything is dropped when a new secret is registered (``redact``), so a page never shows one a
+    kept scan predates. Used under ``lock``: one build at a time.
+
+    Not seen: a file of an older folder edited in place (no rename), which does not date its folder: it shows once
+    the folder changes again, or at the first build of the next process. kie-mcp itself never writes that way."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    folders: dict[str, _Kept] = field(default_factory=dict)
+    redaction: object = None  # the redaction pattern the kept scans were made with
+
+    def update(self, outputs: Path, side: int) -> list[str]:
+        current = secrets_version()  # a new secret makes a new pattern
+        if current is not self.redaction:
+            self.folders, self.redaction = {}, current
+        problems: list[str] = []
+        kept: dict[str, _Kept] = {}
+        now = time.time_ns()
+        for name, stat in _session_folders(outputs):
+            folder = outputs / name
+            known = self.folders.get(name)
+            key = _folder_key(stat, now)
+            if known is not None and _still(known, key, folder):
+                kept[name] = known
+                continue
+            session = _scan_folder(folder, side)
+            if not session.items:
+                kept[name] = _Kept(key, None, None)
+                continue
+            written = _write_page(folder / PAGE, lambda session=session: render_session(session), problems)
+            kept[name] = _Kept(key, _page_stat(folder / PAGE) if written else None, _Shown.of(session))
+        self.folders = kept
+        shown = sorted((k.shown for k in kept.values() if k.shown is not None), key=lambda s: s.order, reverse=True)
+        _write_page(outputs / PAGE, lambda: _index_page(shown), problems)
+        return problems
+
+
+def _still(known: _Kept, key: tuple[int, ...] | None, folder: Path) -> bool:
+    """Whether a folder's kept scan still holds: its stat is the one it was made at (a trusted one) and its page is
+    the one last written there."""
+    if known.folder is None or known.folder != key:
+        return False
+    return known.shown is None or (known.page is not None and known.page == _page_stat(folder / PAGE))
+
+
+_caches: dict[tuple[Path, int], _Cache] = {}
+_caches_guard = threading.Lock()
+
+
+def _cache_of(outputs: Path, side: int) -> _Cache:
+    key = (outputs.absolute(), side)
+    with _caches_guard:
+        cache = _caches.pop(key, None) or _Cache()
+        _caches[key] = cache  # the most recently used last
+        while len(_caches) > _CACHES_KEPT:
+            del _caches[next(iter(_caches))]
+        return cache
+
+
+def _session_folders(outputs: Path) -> list[tuple[str, os.stat_result]]:
+    """The session folders of ``outputs`` with their own stat: real folders (never a link), not hidden. One that
+    goes while it is listed is left out, not the whole listing."""
+    folders = []
+    try:
+        with os.scandir(outputs) as entries:
+            for entry in entries:
+                with contextlib.suppress(OSError):
+                    if entry.name[:1] != "." and entry.is_dir(follow_symlinks=False):
+                        folders.append((entry.name, entry.stat(follow_symlinks=False)))
+    except OSError:
+        return []
+    return folders
+
+
+def _folder_key(stat: os.stat_result, now: int) -> tuple[int, ...] | None:
+    """What tells a session folder changed: its identity and times (a file saved, renamed or removed in a folder
+    dates it, both times; its change time cannot be set back); None when it changed too recently to tell
+    (``RECENT_NS``)."""
+    if now - max(stat.st_mtime_ns, stat.st_ctime_ns) < RECENT_NS:
+        return None
+    return (stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size)
+
+
+def _page_stat(path: Path) -> tuple[int, ...] | None:
+    try:
+        stat = path.lstat()
+    except OSError:
+        return None
+    return (stat.st_ino, stat.st_mode, stat.st_size, stat.st_mtime_ns)
 
 
 @dataclass
