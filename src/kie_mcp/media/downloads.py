@@ -316,7 +316,6 @@ async def download(
 
 
 KEPT_DAYS = 14  # how long KIE keeps a task's files
-_DATED_FOLDER = re.compile(r"(\d{4}-\d{2}-\d{2})-")
 
 
 def _refused_twice(status: int, age_days: int | None) -> str:
@@ -351,7 +350,7 @@ def _days_ago(days: int) -> str:
 def _age_days(dest: Path) -> int | None:
     """Whole days since the task of a result saved as ``dest`` was made: its folder is dated by the day the task was
     created (``output_folder``: ``outputs/YYYY-MM-DD-<slug>``). None for a file saved anywhere else."""
-    dated = _DATED_FOLDER.match(dest.parent.name)
+    dated = SESSION_FOLDER.match(dest.parent.name)
     if dated is None or dest.parent.parent.name != "outputs":
         return None
     try:
@@ -706,6 +705,9 @@ def _slug(text: str, max_len: int, allowed: str = "a-z0-9") -> str:
         cut = slug[:max_len]
         slug = cut.rsplit("-", 1)[0] if "-" in cut[max_len // 2 :] else cut
     return slug.strip("-")
+
+
+SESSION_FOLDER = re.compile(r"^(\d{4}-\d{2}-\d{2})-(.+)$")  # the name output_folder gives: its day, its slug
 
 
 def output_folder(workspace: Path, label: str, day: date) -> Path:

@@ -52,6 +52,7 @@ import anyio.to_thread
 from kie_mcp.redact import redact, secrets_version
 
 from .downloads import (
+    SESSION_FOLDER,
     THUMBNAIL_SIDE,
     kind_of,
     make_preview,
@@ -67,7 +68,6 @@ PAGE = "index.html"  # the gallery page, in outputs/ and in each session folder
 PER_SESSION_ON_INDEX = 24  # the index shows this many results per session; the session page shows all
 _SIDECAR_MAX_BYTES = 1024 * 1024
 PAGE_MAX_BYTES = 50 * 1024 * 1024  # the most a page read for a resource may hold (the resources' own limit)
-_SESSION_NAME = re.compile(r"^(\d{4}-\d{2}-\d{2})-(.+)$")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
@@ -102,12 +102,12 @@ class Session:
 
     @property
     def day(self) -> str:
-        match = _SESSION_NAME.match(self.folder)
+        match = SESSION_FOLDER.match(self.folder)
         return match.group(1) if match else ""
 
     @property
     def title(self) -> str:
-        match = _SESSION_NAME.match(self.folder)
+        match = SESSION_FOLDER.match(self.folder)
         return (match.group(2) if match else self.folder).replace("-", " ")
 
     @property
