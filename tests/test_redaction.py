@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import httpx2
 import pytest
 from mcp import Client
 from PIL import Image
@@ -34,7 +36,7 @@ from kie_mcp.server import create_server
 from .conftest import API, UPLOADS, Controls, answering, text_of
 from .test_kie_wire import CREDIT, RECORD, Rewriting
 
-SECRET = "sk-live-ECHOED-SECRET-0123456789abcdef"
+SECRET = "sk-live-ECHOED-SECRET-7f3e9b2c5a8d1046"
 TAIL = SECRET[-12:]
 
 
@@ -460,6 +462,19 @@ def key_in_every_form() -> dict[str, str]:
         blob = b"\xfb\xff\xbf" * 4 + bytes(range(200, 200 + lead)) + key + b"\xff\xfe\xfd" * 4
         forms[f"inside base64, offset {lead}"] = _b64(blob)
         forms[f"inside base64url, offset {lead}"] = _b64(blob, urlsafe=True).rstrip("=")
+        # MIME wraps base64 every 76 characters (57 bytes): the key's encoding here runs across the break
+        wrapped = base64.encodebytes(b'{"error": "unauthorized", "token": "' + bytes(8 + lead) + key + b'"}').decode()
+        assert _b64(bytes(lead) + key)[4:40] not in wrapped  # the key's characters are broken over two lines
+        forms[f"inside base64 wrapped over lines, offset {lead}"] = wrapped.strip()
+    groups = [KIE_KEY[:8], KIE_KEY[8:12], KIE_KEY[12:16], KIE_KEY[16:20], KIE_KEY[20:]]
+    forms |= {
+        "cut short by one": KIE_KEY[:-1],
+        "its first character cut": KIE_KEY[1:],
+        "as a UUID": "-".join(groups),
+        "as an upper-case UUID": "-".join(groups).upper(),
+        "in groups of four": " ".join(KIE_KEY[at : at + 4] for at in range(0, len(KIE_KEY), 4)),
+        "broken over two lines": f"{KIE_KEY[:16]}\n{KIE_KEY[16:]}",
+    }
     return forms
 
 
@@ -474,14 +489,16 @@ def _key_parts() -> list[str]:
 
 
 def key_leaks(text: str) -> list[str]:
-    """The 16-character runs of the key's forms found in ``text`` (empty when none of it is there)."""
-    lowered = text.lower()
+    """The 16-character runs of the key's forms found in ``text`` (empty when none of it is there), also with the
+    dashes, spaces and line breaks (as they are or JSON-escaped) that may stand between their characters."""
     found = []
-    for part in _key_parts():
-        for start in range(len(part) - 15):
-            run = part[start : start + 16]
-            if (run in lowered) if part == KIE_KEY else (run in text):
-                found.append(run)
+    for seen in (text, re.sub(r"\\[rn]|[-\s]", "", text)):
+        lowered = seen.lower()
+        for part in _key_parts():
+            for start in range(len(part) - 15):
+                run = part[start : start + 16]
+                if ((run in lowered) if part == KIE_KEY else (run in seen)) and run not in found:
+                    found.append(run)
     return found
 
 
@@ -515,7 +532,10 @@ def test_ordinary_text_is_not_redacted_by_the_keys_many_forms():
         f"data:image/png;base64,{_b64(bytes(range(256)) * 40, urlsafe=True)}",
         "Basic dXNlcjpwYXNzd29yZA== is how one writes user:password",
         "M2Y5YTBj is the start of a base64 text, and so is TTJZNVlU",
-        "task_3f9a0c1e5b7d2f4a 0123456789ABCDEF0123456789abcdef nano-banana-2",
+        "task_3f9a0c1e5b7d2f4 0123456789ABCDEF0123456789abcdef nano-banana-2",  # 15 of its characters
+        f"request {other_key[:8]}-{other_key[8:12]}-{other_key[12:16]}-{other_key[16:20]}-{other_key[20:]}",
+        " ".join(other_key[at : at + 4] for at in range(0, 32, 4)),
+        base64.encodebytes(bytes(random.getrandbits(8) for _ in range(3_000))).decode(),  # wrapped, not the key
     ]
     for text in ordinary:
         assert redact(text) == text, text
@@ -565,6 +585,41 @@ async def test_the_key_kie_echoes_in_another_case_or_in_base64_never_reaches_an_
     assert key_leaks("\n".join(logged) + caplog.text) == []
     assert any(REDACTED in error for error in call_log_errors(tmp_path))
     assert (tmp_path / ".kie-mcp" / "journal.sqlite3").is_file()
+    assert leaks_in_workspace(tmp_path) == {}
+
+
+class FileHostEchoingTheKey(httpx2.AsyncBaseTransport):
+    """The host a result link points at (not KIE's API) refuses every download with an error whose reason phrase
+    holds the key, as a hostile or broken upstream may; everything else reaches the simulator."""
+
+    def __init__(self, inner: httpx2.AsyncBaseTransport) -> None:
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        if request.url.path.startswith("/files/"):
+            phrase = f"Bad token {KIE_KEY}".encode()
+            return httpx2.Response(500, content=b"oops", extensions={"reason_phrase": phrase})
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_a_key_the_file_host_echoes_in_its_reason_phrase_never_reaches_an_answer(
+    settings, mode, caplog, tmp_path
+):
+    """A result that cannot be saved is named in generate_image's and check_task's answers with the file host's
+    own words (HTTP 500 and its reason phrase): the key in them is shown as [redacted], never as it is."""
+    caplog.set_level(logging.DEBUG)
+    async with kie_echoing_in_answers(settings, mode) as (client, transport, _):
+        transport.inner = FileHostEchoingTheKey(transport.inner)
+        made = await client.call_tool("generate_image", {"prompt": "an apple"})
+        [task] = made.structured_content["tasks"]
+        checked = await client.call_tool("check_task", {"task_id": task["task_id"]})
+    shown = [text_of(result) + "\n" + json.dumps(result.structured_content) for result in (made, checked)]
+    assert all(f"HTTP 500 Bad token {REDACTED}" in text for text in shown), shown
+    assert [key_leaks(text) for text in shown] == [[], []]
+    assert key_leaks("\n".join(record.getMessage() for record in caplog.records) + caplog.text) == []
     assert leaks_in_workspace(tmp_path) == {}
 
 

@@ -23,10 +23,12 @@ from mcp import Client
 
 from kie_mcp import runtime
 from kie_mcp.config import Settings, sandbox_area
+from kie_mcp.redact import REDACTED, register_secret
 from kie_mcp.sandbox import SANDBOX_API_KEY, SandboxTransport, SimConfig, Simulator, state_path
 from kie_mcp.server import create_server
 
 from .conftest import answering, text_of
+from .test_redaction import KIE_KEY, key_leaks
 
 IMAGE = {"prompt": "A red apple on a wooden table", "model": "nano-banana-2"}  # 8 credits
 VIDEO = {"prompt": "Waves at dusk, gulls overhead", "model": "veo3_fast"}
@@ -194,3 +196,15 @@ async def test_tasks_kie_would_have_dropped_are_not_kept(tmp_path):
     saved["tasks"][0]["kept_since"] -= 15 * 86400  # first saved 15 days ago
     path.write_text(json.dumps(saved))
     assert list(Simulator(SimConfig(speed=1000.0), state_path=path).tasks) == ids[1:]
+
+
+async def test_a_key_pasted_into_a_prompt_is_never_kept_in_the_sandbox_state(restartable, tmp_path):
+    """``kie-mcp --sandbox`` with the real key in its environment (registered for redaction at start, as cli.main
+    does): a key pasted into a prompt is [redacted] in the simulator's saved state as in every file kie-mcp writes;
+    ``git add .`` in the workspace would otherwise commit it."""
+    register_secret(KIE_KEY)
+    async with restartable() as client:
+        await made(client, "generate_image", {**IMAGE, "prompt": f"A red apple, note {KIE_KEY.upper()}"})
+    kept = saved_state(tmp_path).read_text()
+    assert f"note {REDACTED}" in kept
+    assert key_leaks(kept) == []

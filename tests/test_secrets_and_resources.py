@@ -21,7 +21,7 @@ from .conftest import answering, dated, text_of
 from .test_redaction import KIE_KEY, key_in_every_form, key_leaks, kie_echoing_in_answers, leaks_in_workspace
 from .test_stitch import _make
 
-SECRET = "sk-live-TOP-SECRET-0123456789abcdef"
+SECRET = "sk-live-TOP-SECRET-4c9e1a7f3b6d2085"
 
 
 async def test_key_never_appears_in_outputs_or_logs(settings, mode, caplog, tmp_path):
@@ -149,7 +149,7 @@ async def test_check_credits_warns_while_the_dotenv_holding_the_key_would_be_com
     """The key lives in the workspace's .env; in a git repository that does not ignore it, the next 'git add .'
     publishes it. check_credits (an agent's first call) says so with the fix, and stops once .env is ignored; a
     .env git already tracks is named as committed. The key itself is never in the answer."""
-    key = "kie-test-key-0123456789abcdef"
+    key = "kie-test-key-8e2b6f0d4a9c7135"
     (tmp_path / ".env").write_text(f"KIE_API_KEY={key}\n")
 
     async def warning() -> str:
@@ -173,7 +173,7 @@ async def test_check_credits_warns_while_the_dotenv_holding_the_key_would_be_com
 @pytest.mark.skipif(__import__("shutil").which("git") is None, reason="git is not installed")
 async def test_asking_git_about_the_dotenv_never_runs_a_program_the_workspace_config_names(connect, tmp_path):
     """A workspace cloned from anywhere may set core.fsmonitor, a command git runs while reading its index."""
-    (tmp_path / ".env").write_text("KIE_API_KEY=kie-test-key-0123456789abcdef\n")
+    (tmp_path / ".env").write_text("KIE_API_KEY=kie-test-key-8e2b6f0d4a9c7135\n")
     _git(tmp_path, "init", "-q")
     _git(tmp_path, "add", "-f", ".env")
     ran = tmp_path / "ran"

@@ -2,7 +2,9 @@
 
 ``redact(text)`` replaces with ``[redacted]`` every registered secret (the KIE key is registered when a
 ``KieClient`` is built) in any letter case, URL-encoded or base64-encoded (alone, as HTTP Basic or Bearer
-credentials, or anywhere inside a longer base64 text), and anything shaped like a credential: ``Bearer <token>``,
+credentials, or anywhere inside a longer base64 text, also when wrapped over lines as MIME wraps it), any run of 16
+or more of its characters (the key cut short, or with dashes, spaces or line breaks between its characters: a
+UUID, hex in groups, a wrapped line), and anything shaped like a credential: ``Bearer <token>``,
 ``Authorization: <value>``, ``api_key=<value>`` / ``"apiKey": "<value>"`` and friends, JWTs, ``sk-...`` keys and the
 password in ``scheme://user:password@host``. Ordinary words, URLs without credentials and task ids are left alone.
 
@@ -20,12 +22,17 @@ import logging
 import re
 import threading
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 REDACTED = "[redacted]"
 # Shorter "secrets" (test keys such as "k") cannot be replaced without mangling ordinary text.
 MIN_SECRET_LENGTH = 8
+# A run this long of a secret's characters is redacted wherever it was cut: a key cut by a character or two is
+# guessed in a few tries, but 16 characters left out (16 hex digits: 2**64 tries) are not.
+FRAGMENT = 16
+_BETWEEN = r"(?:-|\s{1,2})?"  # between a secret's characters: a UUID's dashes, hex in groups, a broken line
+_WRAPPED = r"(?:\r?\n|\\r\\n|\\n)?"  # between base64 characters: MIME's line breaks, as they are or JSON-escaped
 
 
 class _Registry:
@@ -33,8 +40,12 @@ class _Registry:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.secrets: set[str] = set()
+        self.secrets: set[_Form] = set()
         self.pattern: re.Pattern[str] | None = None
+        self.runs: re.Pattern[str] | None = None  # a run of FRAGMENT or more characters any secret is made of
+        # Each FRAGMENT-long piece of a secret (lower case): (the secret, where), apart for secrets with a dash in
+        # them, where a dash is one of their characters and not something put between them.
+        self.pieces: dict[bool, dict[str, tuple[str, int]]] = {False: {}, True: {}}
         self.factory_installed = False
 
 
@@ -75,7 +86,8 @@ _TOKEN_SHAPES = re.compile(
 
 def register_secret(value: str | None) -> None:
     """Redact ``value`` from now on, process-wide, in any letter case, URL-encoded, and base64-encoded (see
-    ``_encoded_forms``). Idempotent.
+    ``_encoded_forms``), and any run of ``FRAGMENT`` or more of its characters in any letter case, with or without
+    a dash, a space or a line break between them (``_cut_pieces``). Idempotent.
 
     Also installs the log-record factory, so a process that holds a key never logs it.
     """
@@ -84,13 +96,23 @@ def register_secret(value: str | None) -> None:
     install_log_redaction(handlers=False)
     # Any case: an upstream may echo the key upper-cased (KIE's keys are hex: the case carries no meaning).
     # Exact case: base64, where the case is the content (a case-folded match would only match more, never less).
-    variants = {(form, True) for form in (value, quote(value, safe=""))}
-    variants |= {(form, False) for form in _encoded_forms(value) if len(form) >= MIN_SECRET_LENGTH}
+    variants = {_Form(form, True) for form in (value, quote(value, safe=""))}
+    variants |= {_Form(form, False) for form in _encoded_forms(value) if len(form) >= MIN_SECRET_LENGTH}
+    variants |= {_Form(form, False, True) for form in _wrapped_forms(value) if len(form) >= MIN_SECRET_LENGTH}
     with _registry.lock:
         if variants <= _registry.secrets:
             return
         _registry.secrets.update(variants)
         _registry.pattern = re.compile(_alternation(_registry.secrets))
+        folded = value.lower()
+        pieces = _registry.pieces["-" in folded]
+        for start in range(len(folded) - FRAGMENT + 1):
+            pieces.setdefault(folded[start : start + FRAGMENT], (folded, start))
+        every = [piece for kept in _registry.pieces.values() for piece in kept]
+        if every:
+            letters = "".join(sorted({ch for piece in every for ch in piece + piece.upper()}))
+            made_of = f"[{re.escape(letters)}]"  # re.escape: "-", "]", "^" and "\\" are literal in the set too
+            _registry.runs = re.compile(f"{made_of}(?:{_BETWEEN}{made_of}){{{FRAGMENT - 1},}}")
 
 
 def secrets_version() -> object:
@@ -115,12 +137,21 @@ def _encoded_forms(value: str) -> set[str]:
     for whole in (raw, b":" + raw, raw + b":", b"Bearer " + raw):
         encoded = base64.b64encode(whole).decode("ascii")
         forms |= {encoded, encoded.rstrip("=")}
-    for lead in range(3):  # the key at offset 0, 1 or 2 modulo 3 of a longer blob
+    forms |= _wrapped_forms(value)
+    return forms | {form.translate(_URLSAFE) for form in forms}  # base64url: - and _ for + and /
+
+
+def _wrapped_forms(value: str) -> set[str]:
+    """The key inside a longer base64 text, at offset 0, 1 or 2 modulo 3: only the characters whose 6 bits all
+    come from the key. A long text may be wrapped over lines (MIME breaks a line every 76 characters), so these
+    are matched with a line break allowed anywhere between their characters (``_WRAPPED``)."""
+    raw, forms = value.encode("utf-8"), set()
+    for lead in range(3):
         encoded = base64.b64encode(bytes(lead) + raw).decode("ascii")
         first = -(-lead * 8 // 6)  # the first character with no bit of what comes before
         end = (lead + len(raw)) * 8 // 6  # past the last character with no bit of what comes after
         forms.add(encoded[first:end])
-    return forms | {form.translate(_URLSAFE) for form in forms}  # base64url: - and _ for + and /
+    return forms
 
 
 _URLSAFE = str.maketrans("+/", "-_")
@@ -128,16 +159,25 @@ _URLSAFE = str.maketrans("+/", "-_")
 _Trie = dict[str, "_Trie"]
 
 
-def _alternation(forms: Iterable[tuple[str, bool]]) -> str:
+class _Form(NamedTuple):
+    """One form of a secret as matched: its text, whether in any letter case (not base64, where the case is the
+    content), and whether a line break may stand anywhere between its characters (base64 a MIME text wraps)."""
+
+    text: str
+    any_case: bool
+    wrapped: bool = False
+
+
+def _alternation(forms: Iterable[_Form]) -> str:
     """One pattern for every ``(text, any_case)`` form, written as a trie (``(?:M2Y5(?:YTBj...|...)``): a regex
     alternation of literals tries each of them at every position of the text, the trie only the few that start
     with the text's next characters, so redaction costs about as much with twenty forms of a key as with two. At a
     position the longest form wins (a secret containing another is taken whole)."""
     root: _Trie = {}
-    for text, folded in sorted(forms, key=lambda form: len(form[0]), reverse=True):  # longest first: tried first
+    for text, folded, wrapped in sorted(forms, key=lambda form: len(form.text), reverse=True):  # longest first
         node = root
-        for ch in text:
-            node = node.setdefault(_char(ch, folded), {})
+        for depth, ch in enumerate(text):
+            node = node.setdefault((_WRAPPED if wrapped and depth else "") + _char(ch, folded), {})
         node[""] = {}  # a form ends here
     return _branches(root)
 
@@ -160,6 +200,46 @@ def _branches(node: _Trie) -> str:
     return "".join(run) + tail
 
 
+def _cut_pieces(match: re.Match[str]) -> str:
+    """A run of a secret's characters with every stretch of ``FRAGMENT`` or more of them that is a piece of a
+    secret (in order, any letter case, whatever stands between them) replaced by ``[redacted]``; the rest (a task
+    id, a hash made of the same letters) as it is."""
+    run = match.group(0)
+    for dashed, pieces in _registry.pieces.items():
+        if pieces:
+            run = _cut(run, pieces, dashed)
+    return run
+
+
+def _cut(run: str, pieces: dict[str, tuple[str, int]], dashed: bool) -> str:
+    letters = [(at, _lower(ch)) for at, ch in enumerate(run) if not (ch.isspace() or (ch == "-" and not dashed))]
+    folded = "".join(ch for _, ch in letters)
+    if not any(folded[at : at + FRAGMENT] in pieces for at in range(len(folded) - FRAGMENT + 1)):
+        return run  # a task id, a hash: the common case
+    cuts: list[tuple[int, int]] = []
+    at = 0
+    while at <= len(folded) - FRAGMENT:
+        found = pieces.get(folded[at : at + FRAGMENT])
+        if found is None:
+            at += 1
+            continue
+        secret, start = found
+        end = at + FRAGMENT
+        while end < len(folded) and start + end - at < len(secret) and folded[end] == secret[start + end - at]:
+            end += 1  # the piece goes on as the secret does
+        cuts.append((letters[at][0], letters[end - 1][0] + 1))
+        at = end
+    for begin, end in reversed(cuts):
+        run = run[:begin] + REDACTED + run[end:]
+    return run
+
+
+def _lower(ch: str) -> str:
+    """``ch`` in lower case, one character for one (a few letters lower to two, which would shift the cuts)."""
+    lowered = ch.lower()
+    return lowered if len(lowered) == 1 else ch
+
+
 def _bearer(match: re.Match[str]) -> str:
     token = match.group(3)
     if len(token) >= 20 or any(c.isdigit() for c in token):
@@ -171,9 +251,11 @@ def redact(text: str) -> str:
     """``text`` with every registered secret and every credential-shaped value replaced by ``[redacted]``."""
     if not text:
         return text
-    pattern = _registry.pattern
+    pattern, runs = _registry.pattern, _registry.runs
     if pattern is not None:
         text = pattern.sub(REDACTED, text)
+    if runs is not None:
+        text = runs.sub(_cut_pieces, text)
     for regex, replacement in _PATTERNS:
         text = regex.sub(replacement, text)
     text = _BEARER.sub(_bearer, text)

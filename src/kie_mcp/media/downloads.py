@@ -110,7 +110,8 @@ class SavedFile:
 
 
 class DownloadError(Exception):
-    """A result that could not be saved. The message says what happened and what to do; nothing was left at dest."""
+    """A result that could not be saved. The message says what happened and what to do; nothing was left at dest.
+    It may quote the file host (its reason phrase, what it sent instead of a file), so it redacts itself."""
 
     def __init__(
         self,
@@ -122,6 +123,7 @@ class DownloadError(Exception):
         expired: bool = False,
         refused: bool = False,
     ) -> None:
+        message, url = redact(message), redact(url)
         super().__init__(message)
         self.message = message
         self.url = url

@@ -34,7 +34,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kie_mcp.redact import redact
+from kie_mcp.redact import redact, redact_value
 
 if TYPE_CHECKING:
     from .state import Simulator, StoredUpload, Task
@@ -399,11 +399,11 @@ class SimStore:
             "model": task.model,
             "kind": task.kind,
             "account": task.account,
-            "body": task.body,
+            "body": redact_value(task.body),  # a key pasted into a prompt or an option is never written here
             "created_at": task.created_at,
             "duration": task.duration,
             "base_url": task.base_url,
-            "callback_url": task.callback_url,
+            "callback_url": redact(task.callback_url) if task.callback_url else task.callback_url,
             "charged": task.charged,
             "outcome": task.outcome,
             "fail_code": task.fail_code,
