@@ -15,6 +15,26 @@ def test_defaults_without_anything(tmp_path):
     assert settings.workspace == user_data_dir()
 
 
+@pytest.mark.skipif(__import__("sys").platform in ("win32", "darwin"), reason="the XDG folders are Linux's")
+@pytest.mark.parametrize("given", ["", "relative/data"])
+def test_an_empty_or_relative_xdg_folder_is_ignored_as_the_spec_says(monkeypatch, tmp_path, given):
+    """XDG_DATA_HOME="" put the default workspace (results, journal, call log) in the current folder, as
+    ./kie-mcp; XDG_CACHE_HOME="relative" the tool listing. Both are ignored, as the XDG spec says; an absolute
+    one is used."""
+    from kie_mcp.toolcache import cache_folder
+
+    monkeypatch.delenv("KIE_CACHE_DIR", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_DATA_HOME", given)
+    monkeypatch.setenv("XDG_CACHE_HOME", given)
+    assert user_data_dir() == tmp_path / ".local" / "share" / "kie-mcp"
+    assert cache_folder() == tmp_path / ".cache" / "kie-mcp"
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert user_data_dir() == tmp_path / "data" / "kie-mcp"
+    assert cache_folder() == tmp_path / "cache" / "kie-mcp"
+
+
 def test_workspace_is_cwd_when_it_has_master_context(tmp_path):
     (tmp_path / "MASTER_CONTEXT.md").write_text("# brand")
     assert Settings.from_env({}, cwd=tmp_path).workspace == tmp_path.resolve()

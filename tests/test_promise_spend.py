@@ -229,6 +229,24 @@ async def test_one_confirmation_approves_one_call_even_when_two_race(connect, co
     assert any("already used" in text_of(r) for r in results)
 
 
+@pytest.mark.parametrize("approval", ["any", "form"])
+async def test_a_client_that_declines_forms_on_its_own_is_told_how_to_approve_in_the_chat(connect, controls, approval):
+    """Codex with approval_policy "never" declines every form without showing it: the answer says the dialog was
+    declined and, as the user may have seen nothing, how to approve in the chat (estimate_cost's quote_id), which
+    then spends once; under KIE_APPROVAL=form, that only the client's dialog approves there."""
+    async with connect(elicitation=answering(action="decline"), approval=approval) as client:
+        declined = await client.call_tool("generate_image", IMAGE)
+        assert declined.structured_content["status"] == "declined", text_of(declined)
+        assert "confirmation dialog was declined" in text_of(declined) and "Codex" in text_of(declined)
+        assert "estimate_cost" in text_of(declined) and "quote_id" in text_of(declined)
+        assert ("KIE_APPROVAL=form" in text_of(declined)) == (approval == "form")
+        quote = (await client.call_tool("estimate_cost", IMAGE)).structured_content["quote"]
+        followed = await client.call_tool("generate_image", {**IMAGE, "quote_id": quote["quote_id"]})
+    expected = "completed" if approval == "any" else "declined"
+    assert followed.structured_content["status"] == expected, text_of(followed)
+    assert len(await controls.creates()) == (approval == "any")
+
+
 # -- KIE_APPROVAL=form: on a client with forms, only the person's answer spends ---------------------------------
 
 

@@ -64,6 +64,8 @@ async def test_server_identity_and_tools(connect):
         assert tools[name].annotations.read_only_hint is True
         assert tools[name].annotations.idempotent_hint is True
     assert tools["upload_file"].annotations.read_only_hint is False
+    stitch = tools["stitch_videos"].annotations  # each call writes a new file beside the last: not idempotent
+    assert stitch.read_only_hint is False and stitch.idempotent_hint is False and stitch.open_world_hint is False
 
 
 async def test_list_models_filters(connect):

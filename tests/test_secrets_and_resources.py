@@ -104,6 +104,26 @@ async def test_master_context_template_when_the_workspace_has_none(connect, tmp_
     assert "template" in text
 
 
+async def test_the_references_guide_master_context_points_at_is_served_until_the_workspace_has_its_own(
+    connect, tmp_path
+):
+    """MASTER_CONTEXT.md and the prompt guide send the agent to references/README.md: a workspace without one is
+    served kie-mcp's guide at kie://workspace/references/README.md (said to be the template); one with its own
+    gets its own."""
+    async with connect() as client:
+        listed = {str(r.uri) for r in (await client.list_resources()).resources}
+        shipped = (await client.read_resource("kie://workspace/references/README.md")).contents[0].text
+        master = (await client.read_resource("kie://workspace/MASTER_CONTEXT.md")).contents[0].text
+    assert "kie://workspace/references/README.md" in listed
+    assert "kie://workspace/references/README.md" in master  # where the template sends the agent
+    assert "No references/README.md in the workspace yet" in shipped and "## What goes where" in shipped
+    (tmp_path / "references").mkdir()
+    (tmp_path / "references" / "README.md").write_text("# Our references\nMaya is the hero.\n")
+    async with connect() as client:
+        own = (await client.read_resource("kie://workspace/references/README.md")).contents[0].text
+    assert own == "# Our references\nMaya is the hero.\n"
+
+
 async def test_task_resource(connect, controls):
     async with connect(elicitation=answering()) as client:
         result = await client.call_tool("generate_image", {"prompt": "an apple"})

@@ -420,12 +420,16 @@ def is_source_checkout(folder: Path) -> bool:
 def user_data_dir() -> Path:
     home = Path.home()
     if sys.platform == "win32":
-        base = Path(os.environ.get("APPDATA", home / "AppData" / "Roaming"))
+        base = _absolute(os.environ.get("APPDATA")) or home / "AppData" / "Roaming"
     elif sys.platform == "darwin":
         base = home / "Library" / "Application Support"
-    else:
-        base = Path(os.environ.get("XDG_DATA_HOME", home / ".local" / "share"))
+    else:  # an empty or relative XDG_DATA_HOME is ignored, as the XDG spec says (it would land in the current folder)
+        base = _absolute(os.environ.get("XDG_DATA_HOME")) or home / ".local" / "share"
     return base / "kie-mcp"
+
+
+def _absolute(value: str | None) -> Path | None:
+    return Path(value) if value and Path(value).is_absolute() else None
 
 
 def read_dotenv(path: Path) -> dict[str, str]:

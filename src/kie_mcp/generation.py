@@ -817,12 +817,28 @@ def _made_cost(p: Plan, made: list[TaskRecord], *, others: bool) -> tuple[str, b
     return f"the price is unknown; {reserved:g} credits are reserved{them}", True
 
 
+# Some clients decline every form without showing it (Codex with approval_policy = "never"): the user saw nothing.
+DECLINED_UNSEEN = (
+    "If the user saw no dialog (a client that declines forms on its own, such as Codex with approval_policy "
+    '"never"), ask them in the chat; with their yes, call estimate_cost and pass its quote_id.'
+)
+DECLINED_UNSEEN_FORM = (
+    "If the user saw no dialog (a client that declines forms on its own, such as Codex with approval_policy "
+    '"never"): this server spends only with a yes in the client\'s dialog (KIE_APPROVAL=form), so use a client '
+    "that shows forms, or have the user set KIE_APPROVAL=any to approve in the chat with estimate_cost's quote_id."
+)
+
+
 def without_spending(
     rt: Runtime, p: Plan, tool: str, decision: Declined | NeedsConfirmation | Replay
 ) -> GenerationResult:
     """The answer to a request that will not be sent: declined, to be confirmed, cancelled, or a replay."""
     if isinstance(decision, Declined):
         message = (decision.reason or "The user declined.") + " Nothing was spent and no quote was issued."
+        if decision.dialog:
+            message = "The confirmation dialog was declined. Nothing was spent and no quote was issued. " + (
+                DECLINED_UNSEEN_FORM if rt.settings.approval == "form" else DECLINED_UNSEEN
+            )
         return GenerationResult(status="declined", message=message, model=p.spec.id, sandbox=rt.settings.sandbox)
     if isinstance(decision, Replay):
         return replayed(rt, p, tool, decision)

@@ -104,7 +104,10 @@ CANCELLED = (
 READ_LOCAL = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
 READ_KIE = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=True)
 SPENDS = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True)
-LOCAL_WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
+# Not idempotent: a second identical call writes a second file beside the first (never replacing it: <name>-2.mp4).
+LOCAL_WRITE = ToolAnnotations(
+    read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False
+)
 UPLOADS = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
 
 _USER_ERRORS = (
@@ -1020,7 +1023,7 @@ def _decision(outcome: ElicitationResult[Any]) -> Approved | Declined | NeedsCon
         case AcceptedElicitation(data=Approved() | NeedsConfirmation() | Replay() | Declined() as decided):
             return decided
         case DeclinedElicitation():
-            return Declined()
+            return Declined(dialog=True)
         case _:
             return NeedsConfirmation(CANCELLED)
 
@@ -1452,6 +1455,23 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
                     path=file.absolute(),
                     home=home,
                 )
+            )
+
+    guide, shipped = references / "README.md", bundled_path("references/README.md")
+    if not guide.is_file() and shipped is not None and shipped.is_file():  # pointed at by MASTER_CONTEXT and guide.md
+
+        @mcp.resource(
+            "kie://workspace/references/README.md",
+            name="references/README.md",
+            title="references/README.md",
+            mime_type="text/markdown",
+        )
+        def references_guide() -> str:
+            """What goes in the workspace's references/ folder and how its files reach the models (kie-mcp's guide,
+            until the workspace has a references/README.md of its own)."""
+            return (
+                f"<!-- No references/README.md in the workspace yet ({guide}). This is kie-mcp's guide to the "
+                f"folder; save a copy there to keep notes of your own. -->\n\n{shipped.read_text(encoding='utf-8')}"
             )
 
     library = bundled_path("prompting")

@@ -49,7 +49,8 @@ def cache_folder() -> Path:
         return base / "kie-mcp" / "Cache"
     if sys.platform == "darwin":
         return Path.home() / "Library" / "Caches" / "kie-mcp"
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kie-mcp"
+    chosen = os.environ.get("XDG_CACHE_HOME", "")  # an empty or relative one is ignored, as the XDG spec says
+    return (Path(chosen) if Path(chosen).is_absolute() else Path.home() / ".cache") / "kie-mcp"
 
 
 def listing_path() -> Path | None:

@@ -101,6 +101,8 @@ def grant(model_id: str, creates: int, by: ApprovedBy, credits: float | None) ->
 
 @dataclass(frozen=True)
 class Declined:
-    """The user said no: nothing is spent and no quote is issued."""
+    """The user said no: nothing is spent and no quote is issued. ``dialog``: the client's dialog was declined, by
+    the person or by a client that declines every form on its own without showing it."""
 
     reason: str | None = None
+    dialog: bool = False
