@@ -282,6 +282,21 @@ def test_demo_ends_with_next_steps_and_leaves_no_clutter(tmp_path):
     assert not list(temp.glob("kie-mcp-demo-*"))
 
 
+def test_the_demo_run_by_uvx_names_the_uvx_command_not_a_path_in_uv_s_cache(monkeypatch):
+    """Run as `uvx --from /path/to/kie-mcp kie-mcp demo`, the tour's Python lives in uv's cache (archive-v0/<hash>):
+    a client told to start that path runs the old code after a pull and fails once uv prunes its cache. The next
+    steps name the same uvx command, with where kie-mcp was installed from (here: this checkout)."""
+    from kie_mcp import demo
+
+    monkeypatch.setattr(sys, "prefix", "/home/me/.cache/uv/archive-v0/7HT-LNfxDZLmNhQt")
+    command = demo._client_command()
+    assert "archive-v0" not in command
+    assert command.endswith(f"--from {Path(__file__).resolve().parents[1]} kie-mcp"), command
+    assert command.split()[0].endswith("uvx")
+    monkeypatch.setattr(sys, "prefix", str(Path(sys.executable).parents[1]))  # an ordinary environment
+    assert demo._client_command() == demo.server_command()[0]
+
+
 @pytest.mark.stdio
 def test_demo_keep_keeps_the_workspace_and_says_where(tmp_path):
     done, temp = _demo(tmp_path, "--keep")

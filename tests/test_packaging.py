@@ -107,7 +107,8 @@ def test_classifiers_name_every_supported_python_and_what_the_project_is():
 
 def test_sdist_ships_the_publishing_files():
     included = set(pyproject()["tool"]["hatch"]["build"]["targets"]["sdist"]["include"])
-    assert {"CHANGELOG.md", "LICENSE", ".env.example", "server.json", "mcpb"} <= included
+    publishing = {"CHANGELOG.md", "LICENSE", ".env.example", "server.json", "mcpb", "uv.lock"}  # mcpb packs uv.lock
+    assert publishing <= included
 
 
 # --- the MCP registry entry --------------------------------------------------------------------------------

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import json
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -10,6 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 import anyio
 from mcp import Client, StdioServerParameters
@@ -174,9 +178,34 @@ def _files_area(workspace: Path) -> Path:
 
 def _client_command() -> str:
     """The command a client can start this kie-mcp with today (the one the tour just ran, by absolute path: clients
-    do not search the shell's PATH; ``uvx kie-mcp`` works only once kie-mcp is on PyPI)."""
+    do not search the shell's PATH; ``uvx kie-mcp`` works only once kie-mcp is on PyPI). Run by ``uvx --from``,
+    the tour ran in a throwaway environment in uv's cache (gone at the next ``uv cache prune``, and still the old
+    code after a ``git pull``): then the same ``uvx --from`` command, which builds anew when the source changes."""
     command, arguments = server_command()
+    if _in_uv_cache(Path(sys.prefix)):
+        source = _installed_from()
+        return shlex.join([shutil.which("uvx") or "uvx", *(["--from", source] if source else []), "kie-mcp"])
     return shlex.join([command, *arguments[:-1]])  # without the tour's --sandbox, which the caller adds
+
+
+_UV_CACHE_FOLDER = re.compile(r"(?:archive|builds|environments)-v\d+")  # uv's cache: archive-v0/<hash>/...
+
+
+def _in_uv_cache(prefix: Path) -> bool:
+    return any(_UV_CACHE_FOLDER.fullmatch(part) for part in prefix.parts)
+
+
+def _installed_from() -> str | None:
+    """Where this kie-mcp was installed from, as ``uvx --from`` takes it (a checkout's or a wheel's path, a git
+    URL), read from the install's record (PEP 610's direct_url.json); None for an index install."""
+    try:
+        record = json.loads(importlib.metadata.distribution("kie-mcp").read_text("direct_url.json") or "null")
+        url = str(record["url"])
+    except (importlib.metadata.PackageNotFoundError, ValueError, KeyError, TypeError):
+        return None
+    if url.startswith("file://"):
+        return unquote(urlparse(url).path)
+    return f"git+{url}" if "vcs_info" in record else url
 
 
 def _open_command() -> str:
