@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import os
+import re
 from collections.abc import AsyncIterator
 from datetime import date
 from pathlib import Path
@@ -303,7 +304,8 @@ def test_output_folder_is_deterministic_and_safe(tmp_path: Path) -> None:
         assert folder.name.startswith("2026-03-09-") and len(folder.name) > len("2026-03-09-"), hostile
         assert "/" not in folder.name and "\\" not in folder.name and ".." not in folder.name
         assert folder == output_folder(tmp_path, hostile, day)
-    assert output_folder(tmp_path, "🦊", day).name == "2026-03-09-untitled"
+    assert re.fullmatch(r"2026-03-09-[0-9a-f]{8}", output_folder(tmp_path, "🦊", day).name)
+    assert output_folder(tmp_path, "🦊", day) != output_folder(tmp_path, "🐻", day)
     assert output_folder(tmp_path, "../../etc", day).name == "2026-03-09-etc"
     long = output_folder(tmp_path, "a very long prompt about " * 10, day).name
     assert len(long) <= len("2026-03-09-") + 40 and not long.endswith("-")

@@ -87,7 +87,7 @@ async def test_the_gallery_shows_every_saved_result_by_session_with_prompt_model
         folder = Path(task["files"][0]).parent.name
         assert f'href="{folder}/{file_name}"' in index, name  # relative links: works from file:// and when moved
         assert f'href="{file_name}"' in (teaser if name == "video" else spring), name
-    assert index.index("teaser") < index.index("spring launch")  # newest session first
+    assert index.index("teaser") < index.index("Spring Launch")  # newest session first, headed by its name as typed
     assert "A red apple on a wooden table" in index and "Waves at dusk, slow dolly" in spring + teaser + index
     assert "nano-banana-2" in index and "veo3_fast" in index
     assert "8 credits" in index and "60 credits" in index
@@ -106,6 +106,24 @@ async def test_the_gallery_shows_every_saved_result_by_session_with_prompt_model
     assert index_resource.contents[0].text == index
     assert session_resource.contents[0].mime_type == "text/html"
     assert session_resource.contents[0].text == spring
+
+
+async def test_sessions_named_in_any_script_keep_their_own_folders_and_names(connect, tmp_path):
+    """Two campaigns named 夏季活动 and 冬季活动, and a Russian prompt without a session, all went into one
+    ``<day>-untitled`` folder and one gallery section headed "untitled": ASCII could spell none of their letters."""
+    async with connect(elicitation=answering()) as client:
+        summer = await client.call_tool("generate_image", {**IMAGE, "session": "夏季活动"})
+        winter = await client.call_tool("generate_image", {**IMAGE, "session": "冬季活动"})
+        cat = await client.call_tool("generate_image", {**IMAGE, "prompt": "Кот на крыше, закат"})
+        listed = await client.call_tool("list_tasks", {})
+    folders = [Path(result.structured_content["tasks"][0]["files"][0]).parent for result in (summer, winter, cat)]
+    assert len(set(folders)) == 3 and not any("untitled" in folder.name for folder in folders), folders
+    assert {task["folder"] for task in listed.structured_content["tasks"]} == {f"outputs/{f.name}" for f in folders}
+    index = page_of(tmp_path)
+    assert "夏季活动" in index and "冬季活动" in index and "Кот на крыше, закат" in index
+    for folder, name in zip(folders, ("夏季活动", "冬季活动", "Кот на крыше, закат"), strict=True):
+        page = (tmp_path / "outputs" / folder.name / "index.html").read_text(encoding="utf-8")
+        assert f"<title>{name} (" in page, page[:400]
 
 
 async def test_a_prompt_with_html_and_script_is_shown_as_text(connect, tmp_path):

@@ -143,6 +143,27 @@ async def test_list_tasks_says_how_many_match_when_the_limit_cuts_the_list(conne
     assert resource["total"] == 13 and len(resource["tasks"]) == 13
 
 
+async def test_list_tasks_finds_words_in_any_letter_case_and_unicode_form_and_never_as_wildcards(connect, tmp_path):
+    """SQLite's LOWER folds ASCII only: "Кот" found nothing, not even typed as in the prompt, nor did "Über" or
+    "ÉTÉ"; a café typed on a Mac (NFD) was not found by "café"; and "50%" matched every prompt with a 50 in it."""
+    prompts = {
+        "cat": "Кот на крыше Москвы",
+        "roof": "Über den Dächern von München",
+        "summer": "ÉTÉ à Paris",
+        "cafe": "Un cafe\u0301 en terrasse",  # NFD, as macOS types it
+        "istanbul": "İstanbul at dusk",
+        "sale": "Poster: 50% off",
+        "fifty": "A 50 mm lens, 50 cm away",
+    }
+    journaled(tmp_path, *[(task(key, "nano-banana-2"), prompt, None) for key, prompt in prompts.items()])
+    searches = {"Кот": {"cat"}, "кот": {"cat"}, "über": {"roof"}, "ÜBER": {"roof"}, "été": {"summer"}}
+    searches |= {"ÉTÉ": {"summer"}, "café": {"cafe"}, "İstanbul": {"istanbul"}, "50%": {"sale"}, "München": {"roof"}}
+    async with connect() as client:
+        for text, expected in searches.items():
+            found = await client.call_tool("list_tasks", {"text": text})
+            assert {t["task_id"] for t in found.structured_content["tasks"]} == expected, (text, text_of(found))
+
+
 # -- M6: prompt and session ----------------------------------------------------------------------------------------
 
 

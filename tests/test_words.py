@@ -13,7 +13,10 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from kie_mcp.catalog import load_catalog
+from kie_mcp.words import plain, shortened
 
 from .conftest import answering, text_of
 from .test_every_model import minimal_arguments
@@ -320,3 +323,27 @@ async def test_a_tools_own_error_caused_by_a_validation_error_keeps_its_words(se
         and text_of(own) == "Error executing tool broken: KIE answered something unreadable; nothing was spent."
     )
     assert refused.is_error and '- count: must be a whole number (got "one")' in text_of(refused)
+
+
+@pytest.mark.parametrize(
+    ("tail", "kept"),
+    [
+        ("कॉफ़ी का स्वाद", "कॉ"),  # the vowel sign ॉ stays with क (cut before it, क alone is another syllable)
+        ("क्षत्रिय वंश", ""),  # क् joins ष (virama): the conjunct goes whole
+        ("e\u0301tait la", "e\u0301"),  # an accent typed on a Mac (NFD) stays on its letter
+        ("👩\u200d💻 at work", ""),  # the woman technologist, never a lone woman
+        ("👍🏽 great", "👍🏽"),  # a thumb with its skin tone
+        ("🇯🇵🇫🇷🇩🇪 flags", "🇯🇵"),  # flags whole, never a lone regional letter (a boxed J)
+        ("قَهْوَة باردة", "قَ"),  # Arabic harakat stay on their letter
+    ],
+)
+def test_a_shortened_text_never_cuts_inside_a_character_as_a_reader_sees_it(tail, kept):
+    """list_tasks shows a prompt in 120 characters and the confirmation form quotes 90: cut by code point, "कॉफ़ी"
+    showed "क" (another syllable), 🇯🇵 a boxed J and 👩‍💻 a lone 👩."""
+    text = "x" * 115 + tail  # the cut falls after the tail's second character
+    cut = shortened(text, 120)
+    assert cut == "x" * 115 + kept + "...", repr(cut)
+    assert len(cut) <= 120
+    assert shortened("short", 120) == "short"
+    echoed = plain("y" * 55 + "👩\u200d💻 and more words", limit=60)  # an error repeating a value back
+    assert echoed.startswith('"' + "y" * 55 + "... (") and "👩" not in echoed, echoed

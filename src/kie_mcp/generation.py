@@ -61,7 +61,7 @@ from kie_mcp.spend import (
 from kie_mcp.spend.approval import ApprovedBy
 from kie_mcp.spend.quotes import CHARGED_HERE, staleness
 from kie_mcp.tasks import TaskRecord
-from kie_mcp.words import plain, timestamp
+from kie_mcp.words import plain, shortened, timestamp
 
 log = logging.getLogger(__name__)
 
@@ -583,7 +583,7 @@ def question(p: Plan, confirmation: str | None = None, why: str | None = None) -
     else:
         cost = f"{p.total:g} credits (about ${usd(p.total):.2f})"
     prompt = str(p.wire.get("prompt", ""))
-    excerpt = f' Prompt: "{prompt[:90]}{"..." if len(prompt) > 90 else ""}".' if prompt else ""
+    excerpt = f' Prompt: "{shortened(prompt, 93)}".' if prompt else ""
     warned = p.notes[:1] if p.unsettled else ()  # the same request's unknown outcome (``unsettled_twin``) leads
     notes = "".join(f" {note}" for note in p.notes[len(warned) :])
     ref = f" (confirmation {confirmation})" if confirmation else ""

@@ -12,6 +12,7 @@ import json
 import sqlite3
 import threading
 import time
+import unicodedata
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -166,10 +167,16 @@ def _task_filter(
     if since:
         clauses.append("created >= ?")
         args.append(since.timestamp())
-    if text:
-        clauses.append("LOWER(COALESCE(prompt, '')) LIKE ?")
-        args.append(f"%{text.lower()}%")
+    if text:  # in any letter case and Unicode form, every character as itself ("50%" is no wildcard)
+        clauses.append("instr(kie_fold(prompt), ?) > 0")
+        args.append(folded(text))
     return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), args
+
+
+def folded(text: str | None) -> str:
+    """``text`` as searches compare it: NFKC and case-folded, so "Кот" finds "кот", "Über" finds "über", "ÉTÉ"
+    finds "été" and a café typed on a Mac (NFD) finds one typed elsewhere. SQLite's own LOWER folds ASCII only."""
+    return unicodedata.normalize("NFKC", text or "").casefold()
 
 
 def _columns(db: sqlite3.Connection, table: str) -> set[str]:
@@ -204,6 +211,7 @@ class Journal:
             path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(path), timeout=30.0, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
+        self._db.create_function("kie_fold", 1, folded, deterministic=True)  # the task search's letter case
         self._lock = threading.RLock()
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")

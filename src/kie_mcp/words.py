@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import unicodedata
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,7 +23,51 @@ def plain(value: Any, *, quoted: bool = True, limit: int = SHOWN_LIMIT) -> str:
     Numbers read as people write them (``5``, not ``5.0``); NaN and infinities, which JSON cannot carry, as
     ``NaN``, ``Infinity`` and ``-Infinity``."""
     text = _render(value, quoted)
-    return text if len(text) <= limit else f"{text[: limit - 3]}... ({len(text)} characters)"
+    return text if len(text) <= limit else f"{text[: cut_point(text, limit - 3)]}... ({len(text)} characters)"
+
+
+def shortened(text: str, limit: int) -> str:
+    """``text`` in at most ``limit`` characters: cut short with "..." where it is longer, never inside a character
+    as a reader sees it (see ``cut_point``)."""
+    return text if len(text) <= limit else text[: cut_point(text, limit - 3)] + "..."
+
+
+_JOINERS = {"\u200d", "\u034f"}  # zero width joiner, combining grapheme joiner
+_VIRAMA = 9  # the canonical combining class of a virama (Devanagari ्): it joins the letter after it to its own
+
+
+def cut_point(text: str, at: int) -> int:
+    """Where to cut ``text`` at or before ``at`` so that no character as a reader sees it is split: not before a
+    combining mark (Hindi's vowel signs, Arabic's harakat, an accent typed on a Mac), a variation selector or a skin
+    tone; not after a virama; not on either side of a zero width joiner (an emoji such as 👩‍💻); not between the two
+    halves of a flag (🇯🇵)."""
+    at = max(0, min(at, len(text)))
+    while 0 < at < len(text) and _splits(text, at):
+        at -= 1
+    return at
+
+
+def _splits(text: str, at: int) -> bool:
+    before, after = text[at - 1], text[at]
+    if unicodedata.category(after) in ("Mn", "Mc", "Me") or after in _JOINERS or before in _JOINERS:
+        return True
+    if unicodedata.combining(before) == _VIRAMA or "\U0001f3fb" <= after <= "\U0001f3ff":  # a skin tone modifier
+        return True
+    if "\U000e0020" <= after <= "\U000e007f":  # the tag characters of a subdivision flag (🏴 England)
+        return True
+    return _regional(after) and _regional(before) and _regional_run(text, at) % 2 == 1
+
+
+def _regional(ch: str) -> bool:
+    return "\U0001f1e6" <= ch <= "\U0001f1ff"  # the regional indicator letters two of which make a flag
+
+
+def _regional_run(text: str, at: int) -> int:
+    """How many regional indicators stand just before ``at``: an odd count ends inside a flag."""
+    count = 0
+    while at - count > 0 and _regional(text[at - count - 1]):
+        count += 1
+    return count
 
 
 def listed(values: Any, *, quoted: bool = False) -> str:

@@ -700,8 +700,19 @@ def _fsync_dir(folder: Path) -> None:
 # -- workspace layout ----------------------------------------------------------------------
 
 
+# Latin letters that no decomposition makes ASCII (NFKD leaves them whole): as they are usually written in ASCII.
+_LATIN_PLAIN = str.maketrans(
+    {"ß": "ss", "ẞ": "SS", "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE", "ø": "o", "Ø": "O", "đ": "d", "Đ": "D"}
+    | {"ł": "l", "Ł": "L", "þ": "th", "Þ": "TH", "ð": "d", "Ð": "D", "ı": "i", "ħ": "h", "Ħ": "H"}
+)
+
+
+def _ascii(text: str) -> str:
+    return unicodedata.normalize("NFKD", text.translate(_LATIN_PLAIN)).encode("ascii", "ignore").decode("ascii")
+
+
 def _slug(text: str, max_len: int, allowed: str = "a-z0-9") -> str:
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii").lower()
+    ascii_text = _ascii(text).lower()
     slug = re.sub(f"[^{allowed}]+", "-", ascii_text).strip("-")
     if len(slug) > max_len:
         cut = slug[:max_len]
@@ -717,10 +728,21 @@ def output_folder(workspace: Path, label: str, day: date) -> Path:
 
     Deterministic and safe for any label (no separators, no dots, no ``..``). The folder is not created. The label
     (a session name or a prompt) is redacted, as typed and with full-width or other compatibility letters made
-    plain: the API key never becomes a folder name.
+    plain: the API key never becomes a folder name. Letters ASCII cannot spell (Chinese, Arabic, Cyrillic, ...)
+    and labels of emoji alone add 8 hex characters of the label's hash, so two such sessions of a day never share
+    one folder (夏季活动 and 冬季活动 were both ``untitled``); the gallery heads them with the session's own name.
     """
-    slug = _slug(redact(unicodedata.normalize("NFKC", redact(label or ""))), 40) or "untitled"
-    return Path(workspace) / "outputs" / f"{day.isoformat()}-{slug}"
+    plain_label = redact(unicodedata.normalize("NFKC", redact(label or "")))
+    slug = _slug(plain_label, 40)
+    if plain_label.strip() and (not slug or _spelled_in_part(plain_label)):
+        digest = hashlib.sha256(unicodedata.normalize("NFC", plain_label.strip()).encode("utf-8")).hexdigest()[:8]
+        slug = "-".join(part for part in (_slug(plain_label, 31), digest) if part)
+    return Path(workspace) / "outputs" / f"{day.isoformat()}-{slug or 'untitled'}"
+
+
+def _spelled_in_part(label: str) -> bool:
+    """Whether ``label`` holds a letter or digit that ASCII cannot spell (its slug would lose it)."""
+    return any(unicodedata.category(ch)[0] in "LN" and not _ascii(ch).strip() for ch in label)
 
 
 def result_name(model_id: str, task_id: str, index: int, ext: str) -> str:

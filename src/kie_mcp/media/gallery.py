@@ -50,6 +50,7 @@ from urllib.parse import quote
 import anyio.to_thread
 
 from kie_mcp.redact import redact, secrets_version
+from kie_mcp.words import shortened
 
 from .downloads import (
     SESSION_FOLDER,
@@ -65,6 +66,7 @@ from .inputs import RefusedInput, read_inside
 log = logging.getLogger(__name__)
 
 PAGE = "index.html"  # the gallery page, in outputs/ and in each session folder
+_HASHED = re.compile(r"(?:^|-)[0-9a-f]{8}$")  # a slug output_folder ended with its label's hash
 PER_SESSION_ON_INDEX = 24  # the index shows this many results per session; the session page shows all
 _SIDECAR_MAX_BYTES = 1024 * 1024
 PAGE_MAX_BYTES = 50 * 1024 * 1024  # the most a page read for a resource may hold (the resources' own limit)
@@ -82,6 +84,7 @@ class Item:
     kind: str  # image, video, audio or file
     preview: str | None = None  # the file name of its thumbnail or poster in the same folder
     prompt: str | None = None
+    session: str | None = None  # the session name as the user typed it (the folder's slug may have lost letters)
     model: str | None = None
     task_id: str | None = None
     credits: float | None = None  # of the whole task: charged when KIE said, else quoted
@@ -107,8 +110,17 @@ class Session:
 
     @property
     def title(self) -> str:
+        """The session's name as typed; else the folder's slug, or, when the slug had to stand in for letters ASCII
+        cannot spell (it ends in 8 hex characters of a hash: ``output_folder``), the prompt it was named after."""
+        named = next((item.session for item in self.items if item.session), None)
+        if named:
+            return " ".join(named.split())
         match = SESSION_FOLDER.match(self.folder)
-        return (match.group(2) if match else self.folder).replace("-", " ")
+        slug = match.group(2) if match else self.folder
+        prompt = next((item.prompt for item in self.items if item.prompt), None)
+        if prompt and _HASHED.search(slug):
+            return shortened(" ".join(prompt.split()), 80)
+        return slug.replace("-", " ")
 
     @property
     def latest(self) -> float:
@@ -190,6 +202,7 @@ def _items_of_sidecar(path: Path, media: dict[str, str]) -> list[Item]:
         name="",
         kind="file",
         prompt=_redacted(_text(data.get("prompt"))),
+        session=_redacted(_text(data.get("session"))),
         model=_text(data.get("model")),
         task_id=_text(data.get("task_id")),
         credits=charged if charged is not None else quoted,

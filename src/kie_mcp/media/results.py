@@ -123,6 +123,7 @@ def sidecar(journal: Journal, record: TaskRecord) -> dict[str, Any]:
         "parent_task_id": record.parent_task_id,  # a follow-up (continue_video): the task it continues
         "operation": record.operation,
         "prompt": redact_value(row["prompt"]) if row else None,
+        "session": redact_value(row["session"]) if row and row["session"] else None,  # as typed: the gallery's heading
         "parameters": redact_value(attempt[0]["params"]) if attempt else None,
         "credits_quoted": record.credits_quoted,
         "credits_charged": record.credits_charged,

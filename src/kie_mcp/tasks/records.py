@@ -26,7 +26,7 @@ from kie_mcp.journal import Journal, JournalUnavailable
 from kie_mcp.kie import CODES, Category, KieError, TaskStatus
 from kie_mcp.kie.errors import LOGS_URL
 from kie_mcp.redact import redact
-from kie_mcp.words import parse_timestamp, plain, timestamp
+from kie_mcp.words import parse_timestamp, plain, shortened, timestamp
 
 if TYPE_CHECKING:
     from kie_mcp.catalog import Catalog
@@ -149,7 +149,7 @@ class TaskRecord(BaseModel, defer_build=True):
         """Show the journal's prompt (shortened, redacted) and session, and the folder the results go to."""
         if prompt:
             shown = " ".join(redact(prompt).split())  # redacted whole, then shortened: no key is ever cut in half
-            self.prompt = shown if len(shown) <= PROMPT_SHOWN else shown[: PROMPT_SHOWN - 3] + "..."
+            self.prompt = shortened(shown, PROMPT_SHOWN)
         if session:
             self.session = redact(session)
         self.folder = self._folder(prompt, session)
