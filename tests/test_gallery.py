@@ -409,6 +409,27 @@ FIRST_FRAME = """(async () => {
 
 
 @pytest.mark.parametrize("mode", ["legacy"])  # the pages do not depend on the protocol era: one browser run
+async def test_in_a_browser_an_arabic_or_hebrew_prompt_and_session_read_right_to_left(connect, tmp_path, browser):
+    """A right-to-left prompt or session name on the English page read left to right (its punctuation and any
+    Latin word in it out of place): each is laid out in its own direction."""
+    async with connect(elicitation=answering()) as client:
+        await client.call_tool(
+            "generate_image", {**IMAGE, "prompt": "قطة على السطح عند الغروب، 35mm", "session": "حملة"}
+        )
+        await client.call_tool("generate_image", {**IMAGE, "session": "Spring Launch"})
+    page = browser.new_page(1200, 900)
+    try:
+        page.goto((tmp_path / "outputs" / "index.html").as_uri())
+        directions = page.evaluate(
+            "[...document.querySelectorAll('.prompt, h2 bdi')].map(e => [e.textContent, getComputedStyle(e).direction])"
+        )
+    finally:
+        page.close()
+    assert ["قطة على السطح عند الغروب، 35mm", "rtl"] in directions and ["حملة", "rtl"] in directions, directions
+    assert ["A red apple on a wooden table", "ltr"] in directions and ["Spring Launch", "ltr"] in directions
+
+
+@pytest.mark.parametrize("mode", ["legacy"])  # the pages do not depend on the protocol era: one browser run
 async def test_in_a_browser_the_moved_gallery_shows_pictures_plays_the_video_and_runs_no_script(
     connect, tmp_path, browser
 ):

@@ -373,7 +373,7 @@ def _card(item: Item, prefix: tuple[str, ...]) -> str:
     prompt = item.prompt or ""
     alt = _e(prompt[:200] or item.name)
     if prompt:
-        words = f'<p class="prompt" title="{_e(prompt[:1000])}">{_e(prompt)}</p>'
+        words = f'<p class="prompt" dir="auto" title="{_e(prompt[:1000])}">{_e(prompt)}</p>'
     else:
         words = '<p class="prompt noprompt">No prompt recorded (made locally or copied in).</p>'
     facts = []
@@ -438,7 +438,7 @@ class _Shown:
         lines = [
             f'<section id="{_e(session.folder)}">',
             f'<h2><a href="{_href(session.folder, PAGE)}"><span class="day">{_e(session.day)}</span>'
-            f"{_e(session.title)}</a></h2>",
+            f'<bdi dir="auto">{_e(session.title)}</bdi></a></h2>',  # an Arabic or Hebrew name reads right to left
             f'<p class="meta">{_e(" · ".join(facts))}</p>',
             '<div class="grid">',
             *(_card(item, (session.folder,)) for item in shown),
@@ -490,7 +490,7 @@ def render_session(session: Session) -> bytes:
         facts.append(_credits_text(credits, quoted))
     body = [
         f'<header><p class="meta"><a href="{_href("..", PAGE)}">All sessions</a></p>',
-        f'<h1><span class="day">{_e(session.day)}</span> {_e(session.title)}</h1>',
+        f'<h1><span class="day">{_e(session.day)}</span> <bdi dir="auto">{_e(session.title)}</bdi></h1>',
         f'<p class="summary">{_e(" · ".join(facts))}</p></header>',
         '<section><div class="grid">',
         *(_card(item, ()) for item in session.items),
