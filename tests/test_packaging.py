@@ -139,6 +139,20 @@ def test_registry_name_is_the_one_the_readme_marker_claims():
     assert markers == [server_json()["name"]] == ["io.github.kie-mcp/kie-mcp"]
 
 
+def test_the_readme_links_work_where_pypi_shows_it():
+    """The README is the package's PyPI description, where a relative link or picture (``docs/gallery.png``,
+    ``.env.example``) leads nowhere: every link is absolute, to the repository the project names, and names a file
+    the repository holds."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    source = pyproject()["project"]["urls"]["Source"].removeprefix("https://github.com/")
+    targets = re.findall(r"\]\(([^)\s]+)\)", readme)
+    assert targets and not [t for t in targets if not re.match(r"(https?|mailto):|#", t)], targets
+    for target in targets:
+        for prefix in (f"https://github.com/{source}/blob/main/", f"https://raw.githubusercontent.com/{source}/main/"):
+            if target.startswith(prefix):
+                assert (ROOT / target.removeprefix(prefix)).is_file(), target
+
+
 def test_registry_variables_are_settings_the_server_reads_with_their_real_defaults(tmp_path):
     """Each variable the registry lists changes the settings when set, and its stated default changes nothing."""
     baseline = settings_read_from({}, tmp_path)
