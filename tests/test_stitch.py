@@ -85,6 +85,21 @@ def _difference(one: bytes, other: bytes) -> float:
     return sum(abs(x - y) for x, y in zip(one, other, strict=True)) / len(one)
 
 
+def _libass_has_fonts_for(ffmpeg: str, text: str, folder: Path) -> bool:
+    """Whether libass finds a font for every character of ``text`` on this computer, asked of ffmpeg directly (not of
+    the module under test): it warns "failed to find any fallback with glyph" for each one it cannot draw."""
+    (folder / "font-check.srt").write_text(f"1\n00:00:00,000 --> 00:00:01,000\n{text}\n", encoding="utf-8")
+    command = [ffmpeg, "-hide_banner", "-nostdin", "-v", "warning", "-f", "lavfi", "-i", "color=size=64x64:rate=1:d=1"]
+    command += ["-vf", "subtitles=font-check.srt", "-f", "null", "-"]
+    report = subprocess.run(command, cwd=folder, capture_output=True, text=True, check=True).stderr
+    return "failed to find any fallback" not in report
+
+
+async def _skip_without_libass(ffmpeg: str) -> None:
+    if not (await ffmpeg_capabilities(ffmpeg)).subtitles:
+        pytest.skip("this ffmpeg has no libass subtitles filter")
+
+
 def _leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if ".partial" in p.name)
 
@@ -225,6 +240,67 @@ async def test_captions_without_libass_or_drawtext_are_refused(
     assert _leftovers(tmp_path) == []
 
 
+async def test_caption_characters_no_font_has_are_named_and_the_video_is_kept(
+    ffmpeg: str, clips: dict[str, Path], tmp_path: Path
+):
+    await _skip_without_libass(ffmpeg)
+    private = "\U0010fffd"  # a private-use character: no font made for text has it
+    if _libass_has_fonts_for(ffmpeg, private, tmp_path):
+        pytest.skip("a font on this computer maps the private-use character U+10FFFD")
+    output = tmp_path / "boxes.mp4"
+    captions = [Caption(0.1, 0.4, "Fresh coffee"), Caption(0.5, 0.9, f"Today {private} only")]
+    result = await stitch([clips["a"]], output, captions=captions)
+
+    assert "could not be drawn" in result.note
+    assert "U+10FFFD" in result.note
+    assert "(caption 2)" in result.note  # where the boxes are
+    assert "install a font that has them, then stitch again" in result.note
+    assert "the video was saved with empty boxes" in result.note  # what the kept file holds
+    assert result.path == output and output.exists()
+    assert result.missing_glyphs == (private,)
+
+
+@pytest.mark.parametrize(
+    ("text", "undrawn", "advice"),
+    [
+        ("新鲜咖啡", "新鲜咖啡", ["Noto Sans CJK", "sudo apt install fonts-noto-cjk", "macOS and Windows"]),
+        ("ताज़ी कॉफ़ी", "ताज़ी", ["Noto Sans Devanagari", "fonts-noto-core"]),
+        ("Coffee 🍩", "🍩", ["Noto Emoji or Symbola", "fonts-symbola", "cannot draw colour emoji"]),
+    ],
+    ids=["chinese", "hindi", "emoji"],
+)
+async def test_captions_in_a_script_no_font_has_name_the_font_to_install(
+    ffmpeg: str, clips: dict[str, Path], tmp_path: Path, text: str, undrawn: str, advice: list[str]
+):
+    await _skip_without_libass(ffmpeg)
+    if _libass_has_fonts_for(ffmpeg, text, tmp_path):
+        pytest.skip(f"this computer has a font for {text!r}, so nothing is left undrawn to report")
+    result = await stitch([clips["a"]], tmp_path / "script.mp4", captions=[Caption(0.1, 0.9, text)])
+
+    assert f"no font on this computer has {undrawn}" in result.note
+    for words in advice:
+        assert words in result.note
+    assert result.path.exists()
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Café crème, naïve façade: 100% «fresh» — all day", "قهوة طازجة طوال اليوم", "קפה טרי כל היום"],
+    ids=["latin", "arabic", "hebrew"],
+)
+async def test_captions_every_font_is_found_for_give_no_missing_font_warning(
+    ffmpeg: str, clips: dict[str, Path], tmp_path: Path, text: str
+):
+    await _skip_without_libass(ffmpeg)
+    if not _libass_has_fonts_for(ffmpeg, text, tmp_path):
+        pytest.skip(f"this computer has no font for some of {text!r}")
+    result = await stitch([clips["a"]], tmp_path / "drawn.mp4", captions=[Caption(0.1, 0.9, text)])
+
+    assert "could not be drawn" not in result.note
+    assert "install" not in result.note
+    assert result.missing_glyphs == ()  # checked, and every character had a font
+
+
 @pytest.mark.parametrize(
     ("caption", "message"),
     [
@@ -290,6 +366,15 @@ async def test_ffmpeg_failure_leaves_no_output_and_reports_stderr(clips: dict[st
     with pytest.raises(StitchError, match=r"ffmpeg failed \(exit code") as error:
         await stitch([clips["corrupt"], clips["c"]], output)
     assert "Invalid data" in str(error.value) or "Nothing was written" in str(error.value)
+    assert not output.exists()
+    assert _leftovers(tmp_path) == []
+
+    # Captions make ffmpeg log warnings too (libass's missing fonts among them); the error still shows errors only.
+    with pytest.raises(StitchError, match=r"ffmpeg failed \(exit code") as error:
+        await stitch([clips["corrupt"], clips["c"]], output, captions=[Caption(0, 2, "新 \U0010fffd")])
+    assert "Invalid data" in str(error.value) or "Nothing was written" in str(error.value)
+    for leaked in ("fontselect", "[warning]", "[error]", "[fatal]"):
+        assert leaked not in str(error.value)
     assert not output.exists()
     assert _leftovers(tmp_path) == []
 

@@ -22,7 +22,10 @@ How a join is made:
   rate; other clips are scaled to fit and padded (letterboxed) with black. Clips without audio get silence, unless
   no clip has audio, in which case the output has none either.
 * Captions are written to an SRT file and burned in with the ``subtitles`` filter (libass); a build without it uses
-  one ``drawtext`` filter per caption; a build with neither is refused with a clear error.
+  one ``drawtext`` filter per caption; a build with neither is refused with a clear error. libass names each
+  character no font on this computer has (``fontselect: failed to find any fallback with glyph 0x...``, a warning),
+  which it draws as an empty box: that encode runs at ``-loglevel level+warning`` so those reports can be read, and
+  the note then names the characters and the fonts to install (``glyphs``). The video is kept, boxes and all.
 
 ffmpeg always writes to a temporary file beside ``output``, which takes ``output``'s name only once ffmpeg has
 succeeded and the result probes as a video, so a failed, timed-out or cancelled join never leaves a half-written file.
@@ -40,7 +43,7 @@ import shutil
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
@@ -49,6 +52,7 @@ import anyio
 import anyio.to_thread
 from anyio.abc import ByteReceiveStream
 
+from kie_mcp.media import glyphs
 from kie_mcp.media.inputs import RefusedInput, open_judged, read_judged_head
 from kie_mcp.media.sniff import describe, sniff
 from kie_mcp.redact import redact
@@ -115,6 +119,9 @@ class StitchResult:
     reencoded: bool
     inputs: list[Path]
     note: str  # what was done and why, for a person
+    # Caption characters no font on this computer has (drawn as empty boxes), in caption order: () when libass drew
+    # every one, None when that was not checked (no captions, drawtext, or an ffmpeg without log level tags).
+    missing_glyphs: tuple[str, ...] | None = None
 
 
 # --------------------------------------------------------------------------------------------------------- ffmpeg
@@ -181,9 +188,16 @@ async def ffmpeg_capabilities(ffmpeg: str) -> Capabilities:
 
 
 async def _run(
-    command: Sequence[str], *, cwd: Path | None = None, held: _Held | None = None
+    command: Sequence[str],
+    *,
+    cwd: Path | None = None,
+    held: _Held | None = None,
+    sieve: Callable[[bytes], bytes | None] | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
     """Run a command without blocking the event loop, with the ``held`` clips' descriptors (rewound) passed on.
+
+    With ``sieve``, each stderr line (without its line break) goes through it as it arrives and only what it
+    returns is kept: a long encode can print far more than is kept, and what matters may come early.
 
     On cancellation or timeout (the caller's scope) the process is killed and reaped before this returns, so ffmpeg
     never outlives the call and cannot write after its temporary output has been removed.
@@ -202,19 +216,30 @@ async def _run(
         raise StitchError(f"Could not run ffmpeg ({command[0]}): {exc}.{hint}") from exc
     output = [b"", b""]
 
-    async def drain(stream: ByteReceiveStream, index: int) -> None:
+    async def drain(stream: ByteReceiveStream, index: int, sieve: Callable[[bytes], bytes | None] | None) -> None:
         kept = bytearray()
+        partial = b""
         async for chunk in stream:
-            kept += chunk
+            if sieve is None:
+                kept += chunk
+            else:
+                *lines, partial = (partial + chunk).split(b"\n")
+                if len(partial) > _OUTPUT_LIMIT:  # a "line" this long is not a log line; let the sieve judge it now
+                    lines.append(partial)
+                    partial = b""
+                sifted = (sieve(line.rstrip(b"\r")) for line in lines)
+                kept += b"".join(line + b"\n" for line in sifted if line is not None)
             del kept[:-_OUTPUT_LIMIT]  # a corrupt input can make ffmpeg print megabytes; only the end matters
+        if sieve is not None and partial and (last := sieve(partial.rstrip(b"\r"))) is not None:
+            kept += last
         output[index] = bytes(kept)
 
     # Leaving ``process`` by cancellation kills the process and waits for it.
     async with process, anyio.create_task_group() as group:
         if process.stdout:
-            group.start_soon(drain, process.stdout, 0)
+            group.start_soon(drain, process.stdout, 0, None)
         if process.stderr:
-            group.start_soon(drain, process.stderr, 1)
+            group.start_soon(drain, process.stderr, 1, sieve)
         returncode = await process.wait()
     return subprocess.CompletedProcess(list(command), returncode, output[0], output[1])
 
@@ -475,6 +500,7 @@ def _drawtext_chain(captions: Sequence[Caption], height: int, workdir: Path) -> 
 class _Plan:
     args: list[str]
     note: str
+    burns_with_libass: bool = False  # then the encode reads libass's reports of characters no font has
 
 
 def _reencode_plan(
@@ -551,7 +577,7 @@ def _reencode_plan(
         notes.append("clips of another size were scaled to fit and padded with black")
     if silent:
         notes.append(f"silence added for clips without audio: {', '.join(silent)}")
-    return _Plan(args, "; ".join(notes))
+    return _Plan(args, "; ".join(notes), burns_with_libass=bool(captions) and caps.subtitles)
 
 
 def _copy_plan(probes: Sequence[Probe], workdir: Path) -> _Plan:
@@ -758,16 +784,28 @@ def _hold(paths: Sequence[Path]) -> _Held:
         raise StitchError(f"An input clip cannot be read: {exc.strerror or exc}.") from None
 
 
-async def _encode(ffmpeg: str, plan: _Plan, temp: Path, muxer: str, workdir: Path, held: _Held) -> None:
-    command = [ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", "error", *plan.args]
-    if muxer in {"mp4", "mov"}:
-        command += ["-movflags", "+faststart"]
-    command += ["-f", muxer, str(temp)]
-    result = await _run(command, cwd=workdir, held=held)
+async def _encode(
+    ffmpeg: str, plan: _Plan, temp: Path, muxer: str, workdir: Path, held: _Held
+) -> tuple[int, ...] | None:
+    """Run ``plan`` into ``temp``. Returns the code points libass found no font for when the plan burns captions with
+    libass (then ffmpeg logs warnings too, and ``glyphs.CaptionLog`` keeps only its errors), else None."""
+
+    def command(log_level: str) -> list[str]:
+        faststart = ["-movflags", "+faststart"] if muxer in {"mp4", "mov"} else []
+        return [ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", log_level, *plan.args, *faststart, "-f", muxer]
+
+    log = glyphs.CaptionLog() if plan.burns_with_libass else None
+    if log is not None:
+        result = await _run([*command("level+warning"), str(temp)], cwd=workdir, held=held, sieve=log)
+        if result.returncode != 0 and b"Invalid loglevel" in result.stderr:  # before ffmpeg 4.0: no level tags
+            log = None
+    if log is None:
+        result = await _run([*command("error"), str(temp)], cwd=workdir, held=held)
     if result.returncode != 0:
         raise StitchError(f"ffmpeg failed (exit code {result.returncode}):\n{held.named(_tail(result.stderr))}")
     if b"Impossible to open" in result.stderr:  # the concat demuxer skips a clip it cannot open and exits 0
         raise StitchError(f"ffmpeg left out a clip it could not open:\n{held.named(_tail(result.stderr))}")
+    return tuple(log.missing) if log is not None else None
 
 
 async def stitch(
@@ -800,6 +838,7 @@ async def _join(
     """``stitch`` once the clips are checked and held."""
     paths = held.paths
     probes = [await probe(ffmpeg, path, held=held, position=n) for n, path in enumerate(paths)]
+    unfound: tuple[int, ...] | None = None  # code points libass found no font for, when it burned the captions
     caps = await ffmpeg_capabilities(ffmpeg)
     muxer = MUXERS[target.suffix.lower()]
     mismatch = "captions are burned in" if captions else copy_mismatch(probes)
@@ -822,7 +861,7 @@ async def _join(
                         reencoded, note = True, plan.note
                 else:
                     plan = _reencode_plan(probes, captions, caps, workdir, mismatch)
-                    await _encode(ffmpeg, plan, temp, muxer, workdir, held)
+                    unfound = await _encode(ffmpeg, plan, temp, muxer, workdir, held)
                     reencoded, note = True, plan.note
                 written = await probe(ffmpeg, temp)
         placed = await anyio.to_thread.run_sync(_place, temp, target)
@@ -846,4 +885,12 @@ async def _join(
     if placed != target:
         note += f"; {target.name} already exists and was kept as it was, so this join is {placed.name}"
     note = f"Stitched {len(paths)} clip(s) into {placed.name}: {note}."
-    return StitchResult(path=placed, duration=total, reencoded=reencoded, inputs=paths, note=note)
+    missing = None
+    if captions and unfound is not None:
+        undrawn = glyphs.undrawn([_caption_text(c.text) for c in captions], unfound)
+        missing = undrawn.characters
+        if missing:
+            note += f" {glyphs.font_advice(undrawn)}"
+    return StitchResult(
+        path=placed, duration=total, reencoded=reencoded, inputs=paths, note=note, missing_glyphs=missing
+    )
