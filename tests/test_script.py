@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
 import pytest
 
 from kie_mcp.catalog import InvalidRequest, load_catalog
-from kie_mcp.catalog.script import count_words, fit_script, speech_models, split_script
+from kie_mcp.catalog.script import count_words, fit_script, measure, speech_models, split_script
+from kie_mcp.catalog.validate import Problem
 
 from .conftest import answering, text_of
 
@@ -82,13 +84,18 @@ def test_every_offered_part_fits_its_clip_when_words_are_joined_by_commas():
     assert [w for p, _ in parts for w in p.replace(",", " ").split()] == COMMA_JOINED.replace(",", " ").split()
 
 
-async def test_the_split_offered_through_the_tools_fits_every_part(connect, controls):
+async def split_offered(connect, prompt: str, script: str) -> str:
+    """The error ``estimate_cost`` answers for a script too long for any Kling 3.0 clip: it offers a split."""
     async with connect() as client:
         result = await client.call_tool(
-            "estimate_cost", {"model": "kling-3.0/video", "prompt": "A host talks.", "script": COMMA_JOINED}
+            "estimate_cost", {"model": "kling-3.0/video", "prompt": prompt, "script": script}
         )
-    text = text_of(result)
-    assert result.is_error and "Split it into" in text
+    assert result.is_error and "Split it into" in text_of(result), text_of(result)
+    return text_of(result)
+
+
+async def test_the_split_offered_through_the_tools_fits_every_part(connect, controls):
+    text = await split_offered(connect, "A host talks.", COMMA_JOINED)
     offered = re.findall(r"part \d+ \((\d+) words, (\d+) s\)", text)
     assert len(offered) > 1
     assert all(int(words) / 2.5 <= int(seconds) for words, seconds in offered), offered
@@ -191,22 +198,27 @@ async def test_a_script_gets_the_shortest_duration_the_requests_rules_allow(conn
     assert create["body"]["duration"] == 8 and create["body"]["generationType"] == "REFERENCE_2_VIDEO"
 
 
-def test_a_script_no_allowed_duration_fits_says_the_script_chose_it_and_what_to_pass():
-    """When the request's rules allow no duration that fits the words, the error says the script (not the caller)
-    chose the duration, and which one to pass."""
-    from kie_mcp.catalog import build_input
+def veo_allowing_six_seconds_only_with_references():
+    """Veo as if REFERENCE_2_VIDEO made 6 s clips only, and refusing (not warning about) a script too long."""
     from kie_mcp.catalog.spec import Rule
 
     six_only = Rule(
         when={"generationType": "REFERENCE_2_VIDEO"}, allow={"duration": [6]}, message="Six only.", source="doc-veo"
     )
-    strict = VEO.model_copy(
+    return VEO.model_copy(
         update={
             "rules": [*(r for r in VEO.rules if "duration" not in r.allow), six_only],
             "dialogue": VEO.dialogue.model_copy(update={"overflow": "error"}),
         }
     )
-    fitted = fit_script(strict, words(17), "A host talks.", None, None, ALTERNATIVES)  # 6.8 s: 8 s fits
+
+
+def refused_by_the_requests_rules(script: str) -> Problem:
+    """The problem ``build_input`` reports when ``script`` chose 8 s but a request with references allows 6 s only."""
+    from kie_mcp.catalog import build_input
+
+    strict = veo_allowing_six_seconds_only_with_references()
+    fitted = fit_script(strict, script, "A host talks.", None, None, ALTERNATIVES)
     assert fitted.duration == 8
     with pytest.raises(InvalidRequest) as caught:
         build_input(
@@ -218,6 +230,13 @@ def test_a_script_no_allowed_duration_fits_says_the_script_chose_it_and_what_to_
             scripted=fitted.request,
         )
     (problem,) = caught.value.problems
+    return problem
+
+
+def test_a_script_no_allowed_duration_fits_says_the_script_chose_it_and_what_to_pass():
+    """When the request's rules allow no duration that fits the words, the error says the script (not the caller)
+    chose the duration, and which one to pass."""
+    problem = refused_by_the_requests_rules(words(17))  # 6.8 s: 8 s fits
     assert problem.field == "duration"
     assert problem.message.startswith("the script chose 8 s (its 17 words take about 6.8 s to say)")
     assert "allows only 6 s" in problem.message and "Six only." in problem.message
@@ -258,3 +277,169 @@ def test_the_script_starts_a_new_sentence_after_the_prompt(prompt, starts):
     assert fit_script(VEO, "Two drops.", prompt, None, None, ALTERNATIVES).prompt.startswith(starts)
     kling = fit_script(KLING, "Two drops.", "A barista at the counter", None, None, ALTERNATIVES)
     assert kling.prompt.startswith("A barista at the counter.\n")
+
+
+# -- scripts in every writing system: what is spoken, timed the way it is read --------------------------------------
+
+CHINESE = (  # 59 characters, about 15 s spoken: the same ad as the English one above
+    "这款保温杯可以让你的咖啡整整一天保持冰凉。它非常轻巧，可以放进任何包里。"
+    "杯盖可以锁紧，路上不会洒出来。早上装满，然后就可以忘记它了。"
+)
+JAPANESE = (  # 73 characters (kanji and kana)
+    "このボトルはコーヒーを一日中冷たく保ちます。とても軽いので、どんなバッグにも入ります。"
+    "ふたはしっかり閉まるので、こぼれません。朝に入れて、あとは忘れてください。"
+)
+THAI = (  # 92 letters (vowel and tone marks not counted) in four phrases parted by spaces, as Thai is written
+    "ขวดนี้เก็บกาแฟให้เย็นได้ตลอดทั้งวัน มันเบามากใส่กระเป๋าไหนก็ได้ ฝาล็อกแน่นไม่หกระหว่างทาง เติมตอนเช้าแล้วลืมมันไปได้เลย"
+)
+HINDI = "यह बोतल आपकी कॉफ़ी को पूरे दिन ठंडा रखती है।"  # 10 words, their vowel signs and nukta marks inside them
+ARABIC = "هَذِهِ الزُّجَاجَةُ تُحَافِظُ عَلَى قَهْوَتِكَ بَارِدَةً طَوَالَ اليَوْمِ؟"  # 8 words, fully vowelled (harakat)
+FRENCH = "Un café crème, préparé à la française, élégant et léger."  # 10 words
+MIXED = "这款iPhone 15的电池可以用一整天。"  # 2 words and 11 characters
+
+
+def test_chinese_is_timed_by_its_characters_not_by_the_runs_between_punctuation():
+    fitted = fit_script(KLING, CHINESE, "A host talks.", None, None, ALTERNATIVES)
+    assert fitted.notes[0] == "Script: 59 characters, about 14.8 s at 4 characters/s."
+    assert fitted.duration == 15  # 59 / 4 = 14.75 s; it was 3 s, which cut the speech
+    spoken = measure(CHINESE)
+    assert (spoken.chinese, spoken.words) == (59, 0)
+
+
+def test_japanese_kanji_and_kana_are_timed_at_the_japanese_rate():
+    fitted = fit_script(KLING, JAPANESE, "A host talks.", None, None, ALTERNATIVES)
+    assert fitted.notes[0] == "Script: 73 characters, about 14.6 s at 5 characters/s."
+    assert fitted.duration == 15
+    spoken = measure(JAPANESE)
+    assert (spoken.japanese, spoken.chinese, spoken.words) == (73, 0, 0)
+
+
+def test_thai_is_timed_by_its_letters_without_their_vowel_and_tone_marks():
+    fitted = fit_script(KLING, THAI, "A host talks.", None, None, ALTERNATIVES)
+    assert fitted.notes[0].startswith("Script: 92 letters, about 9.2 s at 10 letters/s")
+    assert fitted.duration == 10
+    spoken = measure(THAI)
+    assert (spoken.letters, spoken.words) == (92, 0)
+
+
+@pytest.mark.parametrize(("script", "expected"), [(HINDI, 10), (ARABIC, 8)], ids=["hindi", "vowelled-arabic"])
+def test_hindi_and_vowelled_arabic_words_count_once_each(script, expected):
+    """A combining mark (a Devanagari vowel sign, an Arabic haraka) belongs to its word: it split words in two."""
+    assert count_words(script) == expected
+    fitted = fit_script(KLING, script, "A host talks.", None, None, ALTERNATIVES)
+    assert fitted.notes[0] == f"Script: {expected} words, about {expected / 2.5:.1f} s at 2.5 words/s."
+
+
+def test_accents_typed_on_a_mac_count_once_and_the_script_is_sent_composed():
+    """macOS types "é" as "e" and a combining accent (NFD): the script is counted and sent in NFC."""
+    typed = unicodedata.normalize("NFD", FRENCH)
+    assert count_words(typed) == 10
+    fitted = fit_script(VEO, typed, "A chef smiles.", None, None, ALTERNATIVES)
+    assert fitted.duration == 4 and fitted.words == 10
+    assert FRENCH in fitted.prompt and unicodedata.is_normalized("NFC", fitted.prompt)
+
+
+def test_latin_words_inside_chinese_add_their_time_to_the_characters():
+    fitted = fit_script(KLING, MIXED, "A host talks.", None, None, ALTERNATIVES)
+    assert fitted.notes[0] == "Script: 2 words and 11 characters, about 3.5 s at 2.5 words/s and 4 characters/s."
+    assert fitted.duration == 4
+    spoken = measure(MIXED)
+    assert (spoken.words, spoken.chinese) == (2, 11)
+
+
+def test_veo_warns_that_a_chinese_script_longer_than_its_clip_may_be_cut():
+    """The warning compared a word count with warn_words (20): a 15 s Chinese script, "7 words", got none."""
+    fitted = fit_script(VEO, CHINESE, "A host talks.", None, None, ALTERNATIVES)
+    assert fitted.duration == 8
+    assert any(n.startswith("Warning: 59 characters is a lot for a 8 s clip") and "may cut" in n for n in fitted.notes)
+
+
+def test_a_chinese_script_no_allowed_duration_fits_is_refused_with_its_time_not_a_word_count():
+    """30 characters take 7.5 s to say (they were "3 words", 1.2 s, and went into a 6 s clip unrefused)."""
+    problem = refused_by_the_requests_rules(CHINESE[:32])  # up to "任": 30 characters
+    expected = "the script chose 8 s (its 30 characters take about 7.5 s to say), but this request allows"
+    assert problem.message.startswith(expected), problem.message
+
+
+def test_a_long_chinese_script_splits_at_full_stops_into_parts_that_each_fit():
+    script = CHINESE * 6  # about 89 s
+    parts = split_script(script, 15)
+    assert len(parts) == 6
+    assert "".join(part for part, _ in parts) == script  # no spaces put between Chinese parts, nothing lost
+    assert all(part.endswith("。") and seconds <= 15 for part, seconds in parts)
+    assert all(seconds == measure(part).seconds for part, seconds in parts)
+
+
+def test_a_japanese_sentence_longer_than_a_clip_breaks_at_its_commas_into_even_pieces():
+    parts = split_script(JAPANESE, 3)
+    assert "".join(part for part, _ in parts) == JAPANESE
+    assert all(seconds <= 3 for _, seconds in parts)
+    assert "とても軽いので、" in [part for part, _ in parts]  # a clause end where one falls in the sentence
+    assert parts[0] == ("このボトルはコーヒーを", 2.2)  # 4.2 s in two even pieces, not 3 s and a last 1.2 s
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3])
+def test_japanese_is_never_cut_before_a_small_kana_or_a_long_vowel_mark(limit):
+    """A small kana or "ー" ends the sound of the kana before it: a part starting with one cuts a sound in two."""
+    script = "きょうはちょっとしゃしんをとりましょう、コーヒーショップでチーズケーキをたべましょう。"
+    parts = split_script(script, limit)
+    assert len(parts) > 1 and "".join(part for part, _ in parts) == script
+    assert not [part for part, _ in parts if part[0] in "ぁぃぅぇぉっゃゅょァィゥェォッャュョー"]
+
+
+@pytest.mark.parametrize(
+    ("sentence", "end", "expected"), [(HINDI, "।", 3), (ARABIC, "؟", 2)], ids=["hindi-danda", "arabic-question"]
+)
+def test_hindi_and_arabic_scripts_split_at_their_own_sentence_ends_never_inside_a_word(sentence, end, expected):
+    script = " ".join([sentence] * 5)  # 50 Hindi words (20 s: 2 sentences a part), 40 Arabic words (16 s: 3 a part)
+    parts = split_script(script, 10)
+    assert len(parts) == expected
+    assert " ".join(part for part, _ in parts).split() == script.split()  # every word whole, in order
+    assert all(part.endswith(end) and seconds <= 10 for part, seconds in parts)
+
+
+def test_thai_is_cut_only_at_the_spaces_between_its_phrases():
+    parts = split_script(THAI, 5)
+    phrases = THAI.split()
+    assert all(set(part.split()) <= set(phrases) for part, _ in parts)  # whole phrases only
+    assert " ".join(part for part, _ in parts) == THAI
+    assert all(seconds <= 5 for _, seconds in parts)
+
+
+def test_a_thai_script_with_no_space_to_cut_at_is_refused_whole_not_cut_inside_its_words():
+    run_on = THAI.replace(" ", "") * 2  # 184 letters, about 18.4 s, with no space or punctuation in it
+    with pytest.raises(InvalidRequest) as caught:
+        fit_script(KLING, run_on, "A host talks.", None, None, ALTERNATIVES)
+    text = str(caught.value)
+    assert "the script has 184 letters (about 18.4 s spoken)" in text
+    assert "no sentence end, clause end or space to split it at" in text and "Split it into" not in text
+
+
+async def test_a_chinese_script_through_the_tools_gets_a_clip_long_enough_to_say_it(connect, controls):
+    async with connect(elicitation=answering()) as client:
+        kling = await client.call_tool(
+            "estimate_cost", {"model": "kling-3.0/video", "prompt": "主持人", "script": CHINESE}
+        )
+        veo = await client.call_tool("estimate_cost", {"model": "veo3_fast", "prompt": "主持人", "script": CHINESE})
+        made = await client.call_tool(
+            "generate_video", {"model": "kling-3.0/video", "prompt": "主持人", "script": CHINESE}
+        )
+    assert "Script: 59 characters, about 14.8 s at 4 characters/s." in text_of(kling)
+    assert "Duration set to 15 s to fit the script." in text_of(kling)
+    assert "Warning: 59 characters is a lot for a 8 s clip" in text_of(veo) and "may cut" in text_of(veo)
+    assert not made.is_error, text_of(made)
+    (create,) = await controls.creates()
+    assert str(create["body"]["input"]["duration"]) == "15" and CHINESE in create["body"]["input"]["prompt"]
+
+
+async def test_a_long_chinese_script_through_the_tools_is_offered_as_parts_cut_at_full_stops_that_each_fit(
+    connect, controls
+):
+    text = await split_offered(connect, "主持人", CHINESE * 6)
+    assert "the script has 354 characters (about 88.5 s spoken)" in text
+    offered = re.findall(r"part \d+ \((\d+) characters, (\d+) s\): (\S+)", text)
+    assert len(offered) == 6
+    assert all(int(count) / 4 <= int(seconds) <= 15 for count, seconds, _ in offered), offered
+    assert all(part.endswith("。") for _, _, part in offered)
+    assert "".join(part for _, _, part in offered) == CHINESE * 6
+    assert await controls.creates() == []

@@ -151,8 +151,9 @@ Variations = Annotated[
 Script = Annotated[
     str | None,
     Field(
-        description="Video only: the exact words spoken. Picks the shortest duration that fits (~2.5 words/s) and "
-        "puts the words into the prompt as dialogue; too long a script gets a suggested split."
+        description="Video only: the exact words spoken. Picks the shortest duration that fits (~2.5 words/s; "
+        "Chinese, Japanese and Thai by characters) and puts the words into the prompt as dialogue; too long a script "
+        "gets a suggested split."
     ),
 ]
 Session = Annotated[

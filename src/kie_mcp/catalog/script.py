@@ -1,23 +1,111 @@
-"""Script to duration: spoken words decide the clip length, and the words go into the prompt as dialogue.
+"""Script to duration: the spoken script decides the clip length, and goes into the prompt as dialogue.
 
-At about 2.5 words per second a script needs ``words / 2.5`` seconds. The shortest duration the model
-allows that fits is chosen; when none fits, the error offers a split at sentence boundaries (each part with
-its duration) and models with longer clips. The request's cross-field rules (Veo's REFERENCE_2_VIDEO makes 8 s
-clips only) and the fields a script sets (``dialogue.set_default``) are applied by ``build_input``, which sees the
-whole request: ``ScriptFit.request`` carries the durations that suit the words there.
+A script needs ``words / 2.5`` seconds at about 2.5 words per second. Scripts written without spaces between words
+are timed by their characters instead, each at its own speaking rate: Chinese, Japanese (kanji and kana), and Thai
+with Lao, Khmer and Burmese (letters, not their vowel and tone marks). The script is normalised to NFC first, so an
+accent typed on a Mac is one letter; a word is letters, marks and digits, so Hindi and vowelled Arabic words count
+once each. The shortest duration the model allows that fits is chosen; when none fits, the error offers a split at
+sentence boundaries (each part with its duration) and models with longer clips. The request's cross-field rules
+(Veo's REFERENCE_2_VIDEO makes 8 s clips only) and the fields a script sets (``dialogue.set_default``) are applied by
+``build_input``, which sees the whole request: ``ScriptFit.request`` carries the durations that suit the script there.
 """
 
 from __future__ import annotations
 
+import math
 import re
+import unicodedata
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 from kie_mcp.words import listed
 
 from .spec import DialogueSpec, ModelSpec
 from .validate import InvalidRequest, Problem, ScriptedRequest
 
+# An unhurried English delivery (150 words a minute), a little below newsreading pace.
 WORDS_PER_SECOND = 2.5
+# One syllable a character. Chinese newsreaders are reported at 250-300 characters a minute (CNR's morning news
+# 250-270, CCTV's Xinwen Lianbo about 300); like the English rate, this takes the unhurried end, 240 a minute.
+CHINESE_CHARACTERS_PER_SECOND = 4.0
+# NHK writes news for 300 characters (kanji and kana together) a minute; other broadcasters read 350-400. A kanji
+# carries more than one mora, so this is fewer than the 7-8 morae a second of read Japanese (Pellegrino et al. 2011).
+JAPANESE_CHARACTERS_PER_SECOND = 5.0
+# An estimate, not a measured figure: about 4 syllables a second (conversational Thai is put at 5-6) at about 2.4
+# letters a syllable (vowel and tone marks not counted) in sample ad copy. Used for Lao, Khmer and Burmese too.
+THAI_LETTERS_PER_SECOND = 10.0
+
+# Writing systems timed per character, as (first, last) code points.
+_HAN = ((0x3005, 0x3007), (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x323AF))
+_KANA = ((0x3040, 0x309F), (0x30A0, 0x30FF), (0x31F0, 0x31FF), (0xFF66, 0xFF9F), (0x1B000, 0x1B16F))
+_THAI_LIKE = (  # Thai, Lao, Myanmar (and its extensions), Khmer (and its symbols)
+    (0x0E00, 0x0E7F),
+    (0x0E80, 0x0EFF),
+    (0x1000, 0x109F),
+    (0xA9E0, 0xA9FF),
+    (0xAA60, 0xAA7F),
+    (0x1780, 0x17FF),
+    (0x19E0, 0x19FF),
+)
+# Inside a word between its letters: apostrophes, hyphens, and the zero-width (non-)joiners of Indic and Persian.
+_INNER = frozenset("'’-‐\u200c\u200d")
+# Kana that never start a piece (a cut before them splits a sound): small kana, the long-vowel mark, iteration marks.
+_CANNOT_START = frozenset("ぁぃぅぇぉっゃゅょゎゕゖァィゥェォッャュョヮヵヶーｰ々ゝゞヽヾ")
+_CLOSERS = "\"'”’»)\\]）」』】〕〉》"
+_NO_SPACES = "".join(f"{chr(a)}-{chr(b)}" for a, b in (*_HAN, *_KANA, *_THAI_LIKE))
+# The end of a sentence: a full-width stop always (Chinese and Japanese put no space after it); ". ! ? … ؟ । ॥" when
+# a space, the end, or a character of a script without spaces follows (so "3.5" and "kie.ai" stay whole).
+SENTENCE_BREAK = re.compile(rf"[。！？]+[{_CLOSERS}]*|[.!?…؟।॥]+[{_CLOSERS}]*(?=\s|$|[{_NO_SPACES}])")
+# Between two words: the end of a clause, where a long sentence breaks first (CJK and Arabic marks need no space).
+CLAUSE_END = re.compile(r"[,;:]\s|[，、；：،؛]")
+# A prompt ending a sentence (closing quotes or brackets may follow); one that does not gets a full stop before the
+# script part, so the dialogue is not run into the scene ("...morning light The speaker says: ...").
+SENTENCE_END = re.compile(rf"[.!?…。！？؟।॥][{_CLOSERS}]*$")
+
+
+@dataclass(frozen=True)
+class Spoken:
+    """What a script has to say, counted the way each writing system is read aloud, and how long that takes."""
+
+    words: int = 0  # words of scripts written with spaces: letters, marks and digits, with inner ' and -
+    chinese: int = 0  # Chinese characters (in a script without kana)
+    japanese: int = 0  # kanji and kana (in a script with kana)
+    letters: int = 0  # Thai, Lao, Khmer and Burmese letters, their vowel and tone marks not counted
+
+    @property
+    def characters(self) -> int:
+        return self.chinese + self.japanese
+
+    @property
+    def seconds(self) -> float:
+        return (
+            self.words / WORDS_PER_SECOND
+            + self.chinese / CHINESE_CHARACTERS_PER_SECOND
+            + self.japanese / JAPANESE_CHARACTERS_PER_SECOND
+            + self.letters / THAI_LETTERS_PER_SECOND
+        )
+
+    def _counts(self) -> list[tuple[int, str, float]]:
+        """(count, unit, rate) of each kind the script has; words alone when it has nothing (``0 words``)."""
+        rate = JAPANESE_CHARACTERS_PER_SECOND if self.japanese else CHINESE_CHARACTERS_PER_SECOND
+        counts = [
+            (self.words, "words", WORDS_PER_SECOND),
+            (self.characters, "characters", rate),
+            (self.letters, "letters", THAI_LETTERS_PER_SECOND),
+        ]
+        return [c for c in counts if c[0]] or counts[:1]
+
+    @property
+    def amount(self) -> str:
+        """``30 words``, ``66 characters``, ``3 words and 40 characters``: what was counted, in the script's terms."""
+        return " and ".join(f"{count} {unit}" for count, unit, _ in self._counts())
+
+    def describe(self) -> str:
+        """The amount, the time it takes to say, and the rates used (``..., about 12.0 s at 2.5 words/s``)."""
+        rates = " and ".join(f"{rate:g} {unit}/s" for _, unit, rate in self._counts())
+        marks = " (vowel and tone marks not counted)" if self.letters else ""
+        return f"{self.amount}, about {self.seconds:.1f} s at {rates}{marks}"
 
 
 @dataclass
@@ -25,20 +113,94 @@ class ScriptFit:
     prompt: str
     duration: int | None
     audio: bool | None
-    words: int
+    words: int  # the words counted (scripts with spaces); ``spoken`` has the characters of scripts without
     notes: list[str] = field(default_factory=list)
     request: ScriptedRequest | None = None  # for ``build_input(scripted=...)``: what the request's rules settle
+    spoken: Spoken = field(default_factory=Spoken)
 
 
-WORD = re.compile(r"[\w'’-]+")  # a spoken word, as counted; splits break between these, never inside
-CLAUSE_END = re.compile(r"[,;:]\s")  # between two words: the end of a clause, where a long sentence breaks first
-# A prompt ending a sentence (closing quotes or brackets may follow); one that does not gets a full stop before the
-# script part, so the dialogue is not run into the scene ("...morning light The speaker says: ...").
-SENTENCE_END = re.compile(r"[.!?…。！？][\"'”’»)\]]*$")
+def _writing(ch: str) -> str | None:
+    """``han``, ``kana`` or ``thai`` for a character of a script written without spaces, else None."""
+    point = ord(ch)
+    for name, ranges in (("han", _HAN), ("kana", _KANA), ("thai", _THAI_LIKE)):
+        if any(first <= point <= last for first, last in ranges):
+            return name
+    return None
+
+
+def _spoken_char(ch: str) -> bool:
+    return unicodedata.category(ch)[0] in "LN"
+
+
+def _word_char(ch: str) -> bool:
+    return unicodedata.category(ch)[0] in "LMN" and _writing(ch) is None
+
+
+def has_kana(text: str) -> bool:
+    """Whether ``text`` is Japanese (has kana), so its kanji are read at the Japanese rate, not the Chinese one."""
+    return any(_writing(ch) == "kana" and _spoken_char(ch) for ch in text)
+
+
+def _atoms(text: str, start: int = 0, end: int | None = None) -> Iterator[tuple[int, int, str]]:
+    """The spoken units of ``text[start:end]`` as ``(start, end, kind)``; a split cuts between these, never inside.
+
+    ``word``: a word of a script with spaces (its marks and inner apostrophes or hyphens included). ``cjk``: one
+    Chinese character or kana, with the marks and small kana that belong to it. ``thai``: a run of Thai (Lao, Khmer,
+    Burmese) up to a space or punctuation, since its words are written together and only a dictionary could part them.
+    """
+    end = len(text) if end is None else end
+    i = start
+    while i < end:
+        ch = text[i]
+        writing, category = _writing(ch), unicodedata.category(ch)[0]
+        j = i + 1
+        if writing == "thai" and category in "LMN":
+            while j < end and _writing(text[j]) == "thai" and unicodedata.category(text[j])[0] in "LMN":
+                j += 1
+            yield i, j, "thai"
+        elif writing in ("han", "kana") and category in "LN":
+            while j < end and (text[j] in _CANNOT_START or unicodedata.category(text[j])[0] == "M"):
+                j += 1
+            yield i, j, "cjk"
+        elif writing is None and category in "LMN":
+            while j < end:
+                if _word_char(text[j]):
+                    j += 1
+                    continue
+                k = j
+                while k < end and text[k] in _INNER:
+                    k += 1
+                if k in (j, end) or not _word_char(text[k]):
+                    break
+                j = k
+            yield i, j, "word"
+        i = j
+
+
+def _tally(text: str, atoms: Iterable[tuple[int, int, str]], japanese: bool) -> Spoken:
+    words = characters = letters = 0
+    for start, end, kind in atoms:
+        if kind == "word":
+            words += 1
+        elif kind == "cjk":
+            characters += sum(_spoken_char(ch) for ch in text[start:end])
+        else:
+            letters += sum(_spoken_char(ch) for ch in text[start:end])
+    if japanese:
+        return Spoken(words=words, japanese=characters, letters=letters)
+    return Spoken(words=words, chinese=characters, letters=letters)
+
+
+def measure(text: str, japanese: bool | None = None) -> Spoken:
+    """How much ``text`` says and how long it takes. ``japanese``: whether its kanji are Japanese (default: whether
+    it has kana; a part of a split passes the whole script's answer)."""
+    text = unicodedata.normalize("NFC", text)
+    return _tally(text, _atoms(text), has_kana(text) if japanese is None else japanese)
 
 
 def count_words(text: str) -> int:
-    return len(WORD.findall(text))
+    """The words of ``text`` (scripts written with spaces; see ``measure`` for the characters of those without)."""
+    return measure(text).words
 
 
 def seconds_for(words: int) -> float:
@@ -65,14 +227,14 @@ def fit_script(
     alternatives: list[ModelSpec],
 ) -> ScriptFit:
     """Choose the duration for ``script`` and put it into the prompt, or explain why it cannot fit."""
-    script = " ".join(script.split())
-    words = count_words(script)
-    needed = seconds_for(words)
+    script = unicodedata.normalize("NFC", " ".join(script.split()))
+    spoken = measure(script)
+    needed = spoken.seconds
     if "audio" not in spec.capabilities:
         others = ", ".join(s.id for s in alternatives[:4]) or "a model with audio"
         raise InvalidRequest(spec.id, [Problem("script", f"{spec.id} makes silent video; for speech use {others}.")])
     dialogue = spec.dialogue or DialogueSpec(source="")  # the default way (built here: models build on use)
-    notes = [f"Script: {words} words, about {needed:.1f} s at {WORDS_PER_SECOND:g} words/s."]
+    notes = [f"Script: {spoken.describe()}."]
     durations = allowed_durations(spec)
     chosen = duration
     candidates: list[int] = []  # when the script chooses: the durations that suit it, best first (rules pick)
@@ -81,24 +243,26 @@ def fit_script(
         fitting = [d for d in durations if d >= needed]
         if duration is not None:
             if duration < needed and dialogue.overflow == "error":
-                raise _too_long(spec, script, words, durations, alternatives, given=duration)
+                raise _too_long(spec, script, spoken, durations, alternatives, given=duration)
         elif fitting:
             chosen, candidates, duration_note = fitting[0], fitting, len(notes)
             notes.append(f"Duration set to {chosen} s to fit the script.")
         elif dialogue.overflow == "warn":
             chosen, candidates = durations[-1], [durations[-1]]
-            notes.append(_warning(spec, words, chosen))
+            notes.append(_warning(spec, spoken, chosen))
         else:
-            raise _too_long(spec, script, words, durations, alternatives)
-    if dialogue.warn_words and words > dialogue.warn_words and not any("may cut" in n for n in notes):
-        notes.append(_warning(spec, words, chosen))
+            raise _too_long(spec, script, spoken, durations, alternatives)
+    # ``warn_words`` is in words; a script counted in characters is compared by the time it takes to say.
+    too_long_to_say = dialogue.warn_words and needed > seconds_for(dialogue.warn_words)
+    if too_long_to_say and not any("may cut" in n for n in notes):
+        notes.append(_warning(spec, spoken, chosen))
     if audio is None and spec.field_for_arg("audio") is not None:
         audio = True
         notes.append("Sound turned on for the dialogue.")
     text = dialogue.template.format(prompt=closed(prompt), script=script).strip()
     request = ScriptedRequest(
         notes=notes,
-        words=words,
+        amount=spoken.amount,
         seconds=needed,
         durations=tuple(candidates),
         choices=tuple(durations),
@@ -106,7 +270,9 @@ def fit_script(
         defaults=dialogue.set_default,
         why=dialogue.set_default_note,
     )
-    return ScriptFit(prompt=text, duration=chosen, audio=audio, words=words, notes=notes, request=request)
+    return ScriptFit(
+        prompt=text, duration=chosen, audio=audio, words=spoken.words, notes=notes, request=request, spoken=spoken
+    )
 
 
 def closed(prompt: str) -> str:
@@ -118,66 +284,96 @@ def closed(prompt: str) -> str:
 
 
 def split_script(script: str, max_seconds: int) -> list[tuple[str, float]]:
-    """Sentences packed into parts that each fit ``max_seconds`` of speech; long sentences break at commas."""
-    limit = max(int(max_seconds * WORDS_PER_SECOND), 1)
-    pieces: list[str] = []
-    for sentence in re.split(r"(?<=[.!?])\s+", script.strip()):
-        if count_words(sentence) <= limit:
-            pieces.append(sentence)
-            continue
-        pieces.extend(_break_long(sentence, limit))
-    parts: list[str] = []
-    for piece in pieces:
-        if parts and count_words(parts[-1]) + count_words(piece) <= limit:
-            parts[-1] = f"{parts[-1]} {piece}"
+    """Sentences packed into parts that each fit ``max_seconds`` of speech; long sentences break at clause ends.
+
+    Each part is a stretch of the script as written (so Chinese or Japanese parts get no spaces added), and its
+    seconds are counted as ``measure`` counts the whole script."""
+    text = unicodedata.normalize("NFC", script).strip()
+    japanese = has_kana(text)
+
+    def seconds(start: int, end: int) -> float:
+        return _tally(text, _atoms(text, start, end), japanese).seconds
+
+    def fits(start: int, end: int) -> bool:
+        return seconds(start, end) <= max_seconds + 1e-9
+
+    pieces: list[tuple[int, int]] = []
+    for start, end in _sentences(text):
+        pieces.extend([(start, end)] if fits(start, end) else _break_long(text, start, end, max_seconds, japanese))
+    parts: list[tuple[int, int]] = []
+    for start, end in pieces:
+        if parts and fits(parts[-1][0], end):
+            parts[-1] = (parts[-1][0], end)
         else:
-            parts.append(piece)
-    return [(part, seconds_for(count_words(part))) for part in parts]
+            parts.append((start, end))
+    return [(text[start:end].strip(), seconds(start, end)) for start, end in parts if text[start:end].strip()]
 
 
-def _break_long(sentence: str, limit: int) -> list[str]:
-    """``sentence`` in pieces of at most ``limit`` words as ``count_words`` counts them (so "Buy,now,save" is three,
-    and may be cut between its commas), each closed at a clause end once it holds 60 % of the limit."""
-    out: list[str] = []
-    start, count, previous_end = 0, 0, 0
-    for word in WORD.finditer(sentence):
-        at_clause = CLAUSE_END.search(sentence, previous_end, word.start()) is not None
-        if count >= limit or (at_clause and count >= limit * 0.6):
-            out.append(sentence[start : word.start()].strip())
-            start, count = word.start(), 0
-        count += 1
-        previous_end = word.end()
-    out.append(sentence[start:].strip())
-    return [piece for piece in out if piece]
+def _sentences(text: str) -> list[tuple[int, int]]:
+    """``text`` cut after each sentence end, as consecutive ``(start, end)`` spans covering it."""
+    cuts = [match.end() for match in SENTENCE_BREAK.finditer(text)]
+    bounds = [0, *(cut for cut in cuts if 0 < cut < len(text)), len(text)]
+    return [(a, b) for a, b in pairwise(bounds) if a < b]
+
+
+def _break_long(text: str, start: int, end: int, limit: float, japanese: bool) -> list[tuple[int, int]]:
+    """The sentence ``text[start:end]`` in pieces of at most ``limit`` seconds, cut between the units ``_atoms``
+    yields (so "Buy,now,save" is three words and may be cut between its commas). The pieces are about even (a 4.2 s
+    sentence in 4 s clips is two of about 2.1 s, not 4 s and a last word), each closed at a clause end once it holds
+    60 % of its share. A single unit longer than the limit (Thai written without a space) stays whole."""
+    atoms = [(a, b, _tally(text, [(a, b, kind)], japanese).seconds) for a, b, kind in _atoms(text, start, end)]
+    total = sum(length for _, _, length in atoms)
+    share = total / max(math.ceil(total / limit - 1e-9), 1)
+    out: list[tuple[int, int]] = []
+    piece_start, held, previous_end = start, 0.0, start
+    for atom_start, atom_end, length in atoms:
+        at_clause = CLAUSE_END.search(text, previous_end, atom_start) is not None
+        full = held + length > limit + 1e-9 or held >= share - 1e-9
+        if held and (full or (at_clause and held >= share * 0.6)):
+            cut = _cut_before(text, previous_end, atom_start)
+            out.append((piece_start, cut))
+            piece_start, held = cut, 0.0
+        held += length
+        previous_end = atom_end
+    out.append((piece_start, end))
+    return out
+
+
+def _cut_before(text: str, previous_end: int, at: int) -> int:
+    """Where to cut before the unit at ``at``: before the spaces and opening quotes or brackets that lead into it."""
+    while at > previous_end and (text[at - 1].isspace() or unicodedata.category(text[at - 1]) in ("Ps", "Pi")):
+        at -= 1
+    return at
 
 
 def _too_long(
     spec: ModelSpec,
     script: str,
-    words: int,
+    spoken: Spoken,
     durations: list[int],
     alternatives: list[ModelSpec],
     given: int | None = None,
 ) -> InvalidRequest:
     longest = durations[-1]
-    needed = seconds_for(words)
+    needed = spoken.seconds
     fits = [d for d in durations if d >= needed]
     if given is not None and fits:  # this very model takes a length that fits: that is the fix, not a split
         message = (
-            f"the script has {words} words (about {needed:.1f} s spoken) but duration={given} s is too short. Pass "
+            f"the script has {spoken.amount} (about {needed:.1f} s spoken) but duration={given} s is too short. Pass "
             f"duration={fits[0]} ({spec.id} takes {listed(durations)} s), or leave duration out and kie-mcp picks "
             "the length that fits."
         )
         return InvalidRequest(spec.id, [Problem("script", message)])
     head = (
-        f"the script has {words} words (about {needed:.1f} s spoken) but "
+        f"the script has {spoken.amount} (about {needed:.1f} s spoken) but "
         + (f"duration={given} s is too short" if given is not None else f"{spec.id} makes at most {longest} s")
         + "."
     )
+    japanese = has_kana(script)
     parts = split_script(script, longest)
     lines = [
-        f"  part {i} ({count_words(text)} words, {_pick(durations, secs)} s): {text}"
-        for i, (text, secs) in enumerate(parts, 1)
+        f"  part {i} ({_part_length(measure(text, japanese), durations)}): {text}"
+        for i, (text, _) in enumerate(parts, 1)
     ]
     longer = [s for s in alternatives if allowed_durations(s) and allowed_durations(s)[-1] >= needed]
     offer = (
@@ -187,22 +383,35 @@ def _too_long(
         if longer
         else ""
     )
+    if len(parts) == 1:  # one run of Thai (Lao, Khmer, Burmese) with no space: cutting it would cut a word
+        message = (
+            f"{head} It has no sentence end, clause end or space to split it at (Thai, Lao, Khmer and Burmese are cut "
+            f"only at spaces): shorten it, or put spaces between its phrases.{offer}"
+        )
+        return InvalidRequest(spec.id, [Problem("script", message)])
     message = (
-        f"{head} Split it into {len(parts)} clips at sentence boundaries (one generation each, then join them):\n"
+        f"{head} Split it into {len(lines)} clips at sentence boundaries (one generation each, then join them):\n"
         + "\n".join(lines)
         + f"\n {offer}".rstrip()
     )
     return InvalidRequest(spec.id, [Problem("script", message)])
 
 
+def _part_length(spoken: Spoken, durations: list[int]) -> str:
+    """``37 words, 15 s``: a part's amount and the clip it takes; one with no place to cut says it is too long."""
+    if spoken.seconds > durations[-1]:
+        return f"{spoken.amount}, about {spoken.seconds:.1f} s: longer than {durations[-1]} s, with no break to cut at"
+    return f"{spoken.amount}, {_pick(durations, spoken.seconds)} s"
+
+
 def _pick(durations: list[int], seconds: float) -> int:
     return next((d for d in durations if d >= seconds), durations[-1])
 
 
-def _warning(spec: ModelSpec, words: int, duration: int | None) -> str:
+def _warning(spec: ModelSpec, spoken: Spoken, duration: int | None) -> str:
     length = f"a {duration} s clip" if duration else "one clip"
     return (
-        f"Warning: {words} words is a lot for {length} of {spec.title}; it may cut or rush the dialogue. "
+        f"Warning: {spoken.amount} is a lot for {length} of {spec.title}; it may cut or rush the dialogue. "
         "Consider a shorter script or splitting it into several clips."
     )
 

@@ -56,7 +56,7 @@ class ScriptedRequest:
     """
 
     notes: list[str]
-    words: int = 0
+    amount: str = ""  # what the script says, as counted: "30 words", "59 characters"
     seconds: float = 0.0
     durations: tuple[int, ...] = ()
     choices: tuple[int, ...] = ()
@@ -184,7 +184,8 @@ def _fit_script_to_rules(
     use = fits[0] if fits else allowed[-1]
     short = "" if fits else f", and shorten the script to about {use} s of speech"
     message = (
-        f"the script chose {chosen} s (its {scripted.words} words take about {scripted.seconds:.1f} s to say), but "
+        f"the script chose {chosen} s ({f'its {scripted.amount} take' if scripted.amount else 'it takes'} about "
+        f"{scripted.seconds:.1f} s to say), but "
         f"this request allows only {listed(allowed)} s.{why} Pass duration={use}{short}."
     )
     return wire, Problem(target.name, message)
