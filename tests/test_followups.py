@@ -111,6 +111,25 @@ async def test_extend_without_a_prompt_sends_kies_required_prompt_at_the_clips_o
     assert "30 credits" in seen[-1]  # the Lite extension's own price
 
 
+@pytest.mark.parametrize(
+    "prompt",
+    ['{"scene": "the cat leaps onto the windowsill", "camera": "slow dolly in"}', "null", '["beat 1", "beat 2"]'],
+)
+async def test_an_extend_prompt_that_reads_as_json_is_sent_as_the_text_it_is(connect, controls, prompt):
+    """The SDK decodes a string argument typed other than plain str as JSON: a JSON-style Veo prompt (a common way
+    of writing them) became a dict and was refused as "must be text" after estimate_cost had priced it, and "null"
+    became no prompt at all."""
+    async with connect(elicitation=answering()) as client:
+        source = await finished(client, VEO)
+        arguments = {"task_id": source, "operation": "extend", "prompt": prompt}
+        quoted = await client.call_tool("estimate_cost", arguments)
+        extended = await client.call_tool("continue_video", arguments)
+    assert not quoted.is_error, text_of(quoted)
+    assert extended.structured_content["status"] == "submitted", text_of(extended)
+    [create] = await requests_to(controls, VEO_EXTEND)
+    assert create["body"]["prompt"] == prompt
+
+
 async def test_runway_extend_keeps_the_quality_and_its_unknown_price_is_reserved_then_measured(connect, controls):
     seen: list[str] = []
     async with connect(elicitation=answering(seen=seen)) as client:

@@ -164,6 +164,20 @@ async def test_list_tasks_finds_words_in_any_letter_case_and_unicode_form_and_ne
             assert {t["task_id"] for t in found.structured_content["tasks"]} == expected, (text, text_of(found))
 
 
+async def test_list_tasks_searches_for_the_words_sent_even_when_they_read_as_json(connect, tmp_path):
+    """The SDK decoded the search text "null" as JSON (no search: every task listed) and "[draft]"-style text too."""
+    journaled(
+        tmp_path,
+        (task("nullish", "nano-banana-2"), "A sign that reads null and void", None),
+        (task("listed", "nano-banana-2"), 'Caption ["sale", "new"] in bold', None),
+        (task("other", "nano-banana-2"), "A red apple", None),
+    )
+    async with connect() as client:
+        for text, expected in {"null": {"nullish"}, '["sale", "new"]': {"listed"}}.items():
+            found = await client.call_tool("list_tasks", {"text": text})
+            assert {t["task_id"] for t in found.structured_content["tasks"]} == expected, (text, text_of(found))
+
+
 # -- M6: prompt and session ----------------------------------------------------------------------------------------
 
 

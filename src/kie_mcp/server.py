@@ -27,7 +27,7 @@ from kie_mcp import __version__, toolcache
 from kie_mcp.apps import apps_extension
 from kie_mcp.config import Settings
 from kie_mcp.redact import redact
-from kie_mcp.toolschema import compact
+from kie_mcp.toolschema import compact, keep_free_text
 from kie_mcp.words import argument_problems, plain
 
 if TYPE_CHECKING:
@@ -321,6 +321,7 @@ class _Server(MCPServer):
         tool = self._tool_manager.get_tool(name)
         assert tool is not None
         tool.parameters = compact(tool.parameters)
+        keep_free_text(tool.fn_metadata)
         if tool.fn_metadata.output_schema is not None:
             tool.fn_metadata.output_schema = compact(tool.fn_metadata.output_schema, output=True)
 

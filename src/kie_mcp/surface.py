@@ -86,6 +86,7 @@ from kie_mcp.spend.balance import balance_cache
 from kie_mcp.spend.quotes import QUOTE_ID
 from kie_mcp.tasks import TaskBook, TaskRecord
 from kie_mcp.tasks.records import PROMPT_SHOWN, ModelFilterError
+from kie_mcp.toolschema import FREE_TEXT
 from kie_mcp.words import plain, timestamp
 
 if TYPE_CHECKING:
@@ -150,6 +151,7 @@ Variations = Annotated[
 ]
 Script = Annotated[
     str | None,
+    FREE_TEXT,
     Field(
         description="Video only: the exact words spoken. Picks the shortest duration that fits (~2.5 words/s; "
         "Chinese, Japanese and Thai by characters) and puts the words into the prompt as dialogue; too long a script "
@@ -158,6 +160,7 @@ Script = Annotated[
 ]
 Session = Annotated[
     str | None,
+    FREE_TEXT,
     Field(description="A short name for this piece of work; results are saved in outputs/{date}-{session}/."),
 ]
 MaxCredits = Annotated[
@@ -547,6 +550,7 @@ def _register_tools(mcp: MCPServer) -> None:
         ctx: Context,
         output_name: Annotated[
             str | None,
+            FREE_TEXT,
             Field(description="File name for the joined video (.mp4); an existing file is never replaced."),
         ] = None,
         session: Session = None,
@@ -610,7 +614,7 @@ def _register_tools(mcp: MCPServer) -> None:
         since: Annotated[
             str | None, Field(description="Only tasks created on or after this date (YYYY-MM-DD).")
         ] = None,
-        text: Annotated[str | None, Field(description="Words to find in the prompt.")] = None,
+        text: Annotated[str | None, FREE_TEXT, Field(description="Words to find in the prompt.")] = None,
         limit: Annotated[int, Field(ge=1, le=LIST_LIMIT)] = 50,
     ) -> Annotated[CallToolResult, TaskList]:
         """Every task this workspace created, newest first, from the journal (survives restarts). Free."""
@@ -708,7 +712,7 @@ def _register_tools(mcp: MCPServer) -> None:
         ctx: Context,
         kind: Annotated[Literal["image", "video"] | None, Field(description="Only image or video models.")] = None,
         capability: Annotated[str | None, Field(description="e.g. text-to-video, edit, audio, reference.")] = None,
-        query: Annotated[str | None, Field(description="Words to match in id, name or description.")] = None,
+        query: Annotated[str | None, FREE_TEXT, Field(description="Words to match in id, name or description.")] = None,
     ) -> Annotated[CallToolResult, ModelList]:
         """The KIE models kie-mcp can validate and price, with what each is good at and its price. Free."""
         _reject_unknown_arguments(ctx, "list_models")
@@ -793,6 +797,7 @@ def _register_tools(mcp: MCPServer) -> None:
         approval: Annotated[ElicitationResult[ConfirmSpend], Resolve(followup_approve)],
         prompt: Annotated[
             str | None,
+            FREE_TEXT,
             Field(description="extend: what happens next (left out: a neutral 'continue the scene' line is sent)."),
         ] = None,
         model: Annotated[

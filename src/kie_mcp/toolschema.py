@@ -111,3 +111,31 @@ def _as_type_list(node: dict[str, Any]) -> dict[str, Any]:
         return node
     merged = {key: value for key, value in node.items() if key != "anyOf"}
     return {**merged, **other, "type": [other["type"], "null"]}
+
+
+class FreeText:
+    """Marks a tool argument that is the user's own text (``Annotated[str | None, FREE_TEXT, Field(...)]``): its
+    string reaches the tool as it was sent. The SDK decodes a string argument typed anything but ``str`` as JSON
+    first (clients send lists as JSON text), so the prompt ``{"scene": "a cat", "camera": "dolly in"}`` became a
+    dict and was refused as "must be text", and ``null`` became no prompt at all."""
+
+
+FREE_TEXT = FreeText()
+
+
+def keep_free_text(metadata: Any) -> None:
+    """Make the SDK's argument pre-parsing (``FuncMetadata.pre_parse_json``, which has no per-field switch) leave the
+    ``FREE_TEXT`` arguments' strings as they were sent."""
+    fields = metadata.arg_model.model_fields
+    free = {name for name, info in fields.items() if any(isinstance(m, FreeText) for m in info.metadata)}
+    free |= {fields[name].alias for name in free if fields[name].alias}
+    if not free:
+        return
+    decode = metadata.pre_parse_json
+
+    def pre_parse_json(data: dict[str, Any]) -> dict[str, Any]:
+        parsed = decode(data)
+        sent_as_text = {key: value for key, value in data.items() if key in free and isinstance(value, str)}
+        return {**parsed, **sent_as_text}
+
+    object.__setattr__(metadata, "pre_parse_json", pre_parse_json)  # a pydantic model: set past its field checks
