@@ -314,6 +314,18 @@ def test_japanese_kanji_and_kana_are_timed_at_the_japanese_rate():
     assert (spoken.japanese, spoken.chinese, spoken.words) == (73, 0, 0)
 
 
+def test_korean_is_timed_by_its_syllables_not_its_long_words():
+    """Korean has spaces, but a word is a phrase of several syllables: 10 words (4 s at 2.5 words/s) are 38
+    syllables, about 8.4 s to say, and a 4 s clip cut the speech in half."""
+    script = "오늘 아침 신선한 콜드브루 커피를 만나보세요. 하루 종일 시원하고 부드러운 맛이 계속됩니다."
+    spoken = measure(script)
+    assert (spoken.words, spoken.syllables) == (0, 38)
+    fitted = fit_script(KLING, script, "A barista smiles.", None, None, ALTERNATIVES)
+    assert fitted.duration == 9
+    assert fitted.notes[0] == "Script: 38 syllables, about 8.4 s at 4.5 syllables/s."
+    assert measure("Try 콜드브루 today").describe().startswith("2 words and 4 syllables")
+
+
 def test_thai_is_timed_by_its_letters_without_their_vowel_and_tone_marks():
     fitted = fit_script(KLING, THAI, "A host talks.", None, None, ALTERNATIVES)
     assert fitted.notes[0].startswith("Script: 92 letters, about 9.2 s at 10 letters/s")

@@ -154,8 +154,8 @@ Script = Annotated[
     FREE_TEXT,
     Field(
         description="Video only: the exact words spoken. Picks the shortest duration that fits (~2.5 words/s; "
-        "Chinese, Japanese and Thai by characters) and puts the words into the prompt as dialogue; too long a script "
-        "gets a suggested split."
+        "Chinese, Japanese and Thai by characters, Korean by syllables) and puts the words into the prompt as "
+        "dialogue; too long a script gets a suggested split."
     ),
 ]
 Session = Annotated[
