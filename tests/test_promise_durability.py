@@ -285,6 +285,22 @@ async def test_a_corrupt_journal_is_kept_aside_and_the_server_starts_fresh(conne
     assert result.structured_content["status"] == "completed"
 
 
+async def test_the_first_answer_after_a_journal_reset_says_so_whatever_tool_it_is(connect, controls, tmp_path):
+    """Only list_tasks and check_credits named the corrupt journal set aside (and the tasks list starting empty): an
+    agent whose first call was a generation never told the user. The first answer of any tool says it, once."""
+    journal = tmp_path / ".kie-mcp" / "journal.sqlite3"
+    journal.parent.mkdir()
+    journal.write_bytes(b"this is not a database" * 100)
+    async with connect(elicitation=answering()) as client:
+        first = await client.call_tool("generate_image", IMAGE)
+        second = await client.call_tool("generate_image", {**IMAGE, "prompt": "a pear"})
+        credits = await client.call_tool("check_credits", {})
+    [kept] = [p for p in journal.parent.iterdir() if ".corrupt-" in p.name]
+    assert first.structured_content["status"] == "completed" and str(kept) in text_of(first), text_of(first)
+    assert str(kept) not in text_of(second)  # said once ...
+    assert str(kept) in text_of(credits)  # ... and still there where the account's state is asked for
+
+
 async def test_todays_spend_outlives_a_corrupt_journal_so_the_daily_cap_holds(connect, controls, tmp_path):
     """A fresh journal started today's spend at 0: after a corruption the whole daily cap could be spent again.
     What the call log says today's creates cost is counted against it."""

@@ -75,12 +75,21 @@ class Runtime:
     kie: KieClient | None
     time_scale: float = 1.0  # simulated seconds per real second (the sandbox runs faster than KIE)
     notices: tuple[str, ...] = ()  # what happened at start that the user should hear about (a corrupt journal)
+    notices_told: bool = False  # the first tool answer carried them (``untold_notices``)
     follower: Follower = field(default_factory=Follower)  # polls every unfinished task (tasks/follower.py)
     saving: TaskLocks = field(default_factory=TaskLocks)  # one saver of a task's results at a time
     spending: SpendingCalls = field(default_factory=SpendingCalls)  # calls sending creates now (spend/inflight.py)
     # Both built on first use: start-up and tools/list neither parse the catalogue nor read the live cache.
     _live: LiveCatalog | None = field(default=None, repr=False)
     _catalog: Catalog | None = field(default=None, repr=False)
+
+    def untold_notices(self) -> tuple[str, ...]:
+        """The start-up notices, the first time a tool answer asks: whatever the agent calls first after a start
+        that reset the journal (a generation, most likely), the user hears of it once."""
+        if self.notices_told:
+            return ()
+        self.notices_told = True
+        return self.notices
 
     @property
     def live(self) -> LiveCatalog:

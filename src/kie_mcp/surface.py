@@ -1634,6 +1634,8 @@ def _tool_result(
             f"\n- {f.absolute_path} ({f.file_uri})" + (f", {f.duration_seconds:g} s" if f.duration_seconds else "")
             for f in files
         )
+    if rt is not None:  # what happened at start (a corrupt journal set aside), in the first answer of any tool
+        text += "".join(f"\n{notice}" for notice in rt.untold_notices() if notice not in text)
     if rt is not None and rt.settings.sandbox:
         text = f"{SANDBOX_LABEL} {text}"
     content: list[Any] = [TextContent(type="text", text=text)]
