@@ -314,6 +314,22 @@ def test_japanese_kanji_and_kana_are_timed_at_the_japanese_rate():
     assert (spoken.japanese, spoken.chinese, spoken.words) == (73, 0, 0)
 
 
+async def test_a_line_the_prompt_already_says_is_not_added_to_it_again(connect, controls):
+    """The prompt library's examples wrote the spoken line into the prompt and into ``script``, and kie-mcp added
+    the script to the prompt too: the model was sent the line twice (repeated or rushed speech, paid for)."""
+    line = "I used to carry three bottles. Now I carry one."
+    prompt = 'A hiker on a ridge at dawn. She says, upbeat: "I used to carry three bottles… now I carry ONE!"'
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_video", {"model": "veo3_fast", "prompt": prompt, "script": line})
+        other = await client.call_tool("generate_video", {"model": "veo3_fast", "prompt": "A hiker.", "script": line})
+    assert not made.is_error and not other.is_error, text_of(made) + text_of(other)
+    first, second = [create["body"]["prompt"] for create in await controls.creates()]
+    assert first == prompt and "not added to it again" in text_of(made)  # once, as the prompt says it
+    assert second.count(line) == 1 and "not added" not in text_of(other)  # a prompt without it gets it, once
+    short = fit_script(KLING, "Hello there", "A hello there moment in the city.", None, None, ALTERNATIVES)
+    assert short.prompt.count("Hello there") == 1 and short.prompt.endswith('"Hello there"')  # too short to judge
+
+
 def test_korean_is_timed_by_its_syllables_not_its_long_words():
     """Korean has spaces, but a word is a phrase of several syllables: 10 words (4 s at 2.5 words/s) are 38
     syllables, about 8.4 s to say, and a 4 s clip cut the speech in half."""

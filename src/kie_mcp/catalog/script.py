@@ -268,7 +268,11 @@ def fit_script(
     if audio is None and spec.field_for_arg("audio") is not None:
         audio = True
         notes.append("Sound turned on for the dialogue.")
-    text = dialogue.template.format(prompt=closed(prompt), script=script).strip()
+    if _already_says(prompt, script):  # the words written into the prompt too: the model would hear them twice
+        text = prompt.strip()
+        notes.append("The script's words are already in the prompt, so they were not added to it again.")
+    else:
+        text = dialogue.template.format(prompt=closed(prompt), script=script).strip()
     request = ScriptedRequest(
         notes=notes,
         amount=spoken.amount,
@@ -282,6 +286,17 @@ def fit_script(
     return ScriptFit(
         prompt=text, duration=chosen, audio=audio, words=spoken.words, notes=notes, request=request, spoken=spoken
     )
+
+
+def _already_says(prompt: str, script: str) -> bool:
+    """Whether ``prompt`` holds the script's words, in order (any letter case, quotes or punctuation around them):
+    then the line is not added again. A script of a word or two may stand in the prompt for another reason."""
+    said, written = _plain_words(script), _plain_words(prompt)
+    return len(said) >= 12 and f" {said} " in f" {written} "
+
+
+def _plain_words(text: str) -> str:
+    return " ".join(re.sub(r"[\W_]+", " ", unicodedata.normalize("NFC", text).casefold()).split())
 
 
 def closed(prompt: str) -> str:
