@@ -40,7 +40,7 @@ PNG = b"\x89PNG\r\n\x1a\n" + bytes(64)  # the gallery goes by names and sidecars
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 TAGS = {  # every element the gallery itself writes; anything else was injected
     *("html", "head", "meta", "title", "style", "body", "header", "h1", "h2", "p", "a", "span", "section", "div"),
-    *("figure", "figcaption", "img", "video", "audio", "time"),
+    *("figure", "figcaption", "img", "video", "audio", "time", "bdi"),
 }
 LINKING = {"href", "src", "poster", "srcset", "action", "formaction", "data", "xlink:href", "background"}
 
