@@ -306,6 +306,7 @@ def test_output_folder_is_deterministic_and_safe(tmp_path: Path) -> None:
         assert folder == output_folder(tmp_path, hostile, day)
     assert re.fullmatch(r"2026-03-09-[0-9a-f]{8}", output_folder(tmp_path, "🦊", day).name)
     assert output_folder(tmp_path, "🦊", day) != output_folder(tmp_path, "🐻", day)
+    assert output_folder(tmp_path, "Tokyo 東京", day) == output_folder(tmp_path, "tokyo  東京", day)  # as ASCII names
     assert output_folder(tmp_path, "../../etc", day).name == "2026-03-09-etc"
     long = output_folder(tmp_path, "a very long prompt about " * 10, day).name
     assert len(long) <= len("2026-03-09-") + 40 and not long.endswith("-")

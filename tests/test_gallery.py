@@ -7,13 +7,14 @@ import json
 import logging
 import os
 import shutil
+from datetime import date
 from pathlib import Path
 
 import anyio
 import pytest
 
 from kie_mcp.media import gallery
-from kie_mcp.media.downloads import poster_path
+from kie_mcp.media.downloads import output_folder, poster_path
 
 from .browser import Page, save_artifact, spread
 from .conftest import answering, session_folder, text_of
@@ -124,6 +125,34 @@ async def test_sessions_named_in_any_script_keep_their_own_folders_and_names(con
     for folder, name in zip(folders, ("夏季活动", "冬季活动", "Кот на крыше, закат"), strict=True):
         page = (tmp_path / "outputs" / folder.name / "index.html").read_text(encoding="utf-8")
         assert f"<title>{name} (" in page, page[:400]
+
+
+def test_a_session_whose_own_name_ends_in_eight_hex_characters_keeps_it_as_its_heading():
+    """A folder named by its session ``shoot-20250601`` (written before sidecars kept the session) was headed by its
+    first prompt, as if the slug were a hash standing in for letters ASCII cannot spell."""
+    item = gallery.Item(name="a.png", kind="image", prompt="A red apple on a wooden table")
+    assert gallery.Session("2026-12-04-shoot-20250601", [item]).title == "shoot 20250601"
+    assert gallery.Session("2026-12-04-promo-v2-cafebabe", [item]).title == "promo v2 cafebabe"
+    named_by_prompt = output_folder(Path(), "Кот на крыше", date(2026, 12, 4)).name  # a hash: the prompt heads it
+    cat = gallery.Item(name="b.png", kind="image", prompt="Кот на крыше")
+    assert gallery.Session(named_by_prompt, [cat]).title == "Кот на крыше"
+
+
+async def test_a_joined_video_in_a_session_ascii_cannot_spell_is_headed_by_that_name(connect, tmp_path):
+    """stitch_videos in session "Итог кампании" saved into a folder named by a hash and left no sidecar, so the
+    gallery headed it "2bb4ebe3"; the joined video's sidecar keeps its session and the clips it joined."""
+    async with connect(elicitation=answering()) as client:
+        clips = []
+        for prompt in ("Waves at dusk", "Gulls over the pier"):
+            made = await client.call_tool("generate_video", {"prompt": prompt, "model": "veo3_fast"})
+            clips.append(made.structured_content["tasks"][0]["task_id"])
+            await client.call_tool("check_task", {"task_id": clips[-1], "wait_seconds": 30})
+        joined = await client.call_tool("stitch_videos", {"clips": clips, "session": "Итог кампании"})
+    assert not joined.is_error, text_of(joined)
+    video = tmp_path / joined.structured_content["path"]
+    sidecar = json.loads(video.with_suffix(".json").read_text(encoding="utf-8"))
+    assert sidecar["session"] == "Итог кампании" and sidecar["joined_from"] == clips
+    assert '<bdi dir="auto">Итог кампании</bdi>' in page_of(tmp_path)
 
 
 async def test_a_prompt_with_html_and_script_is_shown_as_text(connect, tmp_path):

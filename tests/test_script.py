@@ -328,6 +328,12 @@ async def test_a_line_the_prompt_already_says_is_not_added_to_it_again(connect, 
     assert second.count(line) == 1 and "not added" not in text_of(other)  # a prompt without it gets it, once
     short = fit_script(KLING, "Hello there", "A hello there moment in the city.", None, None, ALTERNATIVES)
     assert short.prompt.count("Hello there") == 1 and short.prompt.endswith('"Hello there"')  # too short to judge
+    for seen, words in [
+        ('A neon sign reading "Open all night" glows above a diner; a waitress looks up.', "Open all night"),
+        ("A cake iced with the words Happy birthday Anna; grandma leans in and smiles.", "Happy birthday Anna"),
+    ]:  # the same words as something seen, not said: the line is still spoken
+        fitted = fit_script(VEO, words, seen, None, None, ALTERNATIVES)
+        assert fitted.prompt.endswith(f"The speaker says: {words} (no subtitles)"), fitted.prompt
 
 
 def test_korean_is_timed_by_its_syllables_not_its_long_words():

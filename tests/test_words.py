@@ -347,3 +347,11 @@ def test_a_shortened_text_never_cuts_inside_a_character_as_a_reader_sees_it(tail
     assert shortened("short", 120) == "short"
     echoed = plain("y" * 55 + "👩\u200d💻 and more words", limit=60)  # an error repeating a value back
     assert echoed.startswith('"' + "y" * 55 + "... (") and "👩" not in echoed, echoed
+
+
+def test_text_that_is_one_long_cluster_is_still_shown_not_cut_to_nothing():
+    """Stepping back to a character boundary over a letter under 300 marks (or a chain of viramas) reached the
+    start: list_tasks and the confirmation showed only "..."."""
+    for text in ("Z" + "\u0336" * 300 + " rest", "क्" * 100 + "ष"):
+        cut = shortened(text, 120)
+        assert len(cut) == 120 and cut.endswith("...") and text.startswith(cut[:-3]), repr(cut[:20])

@@ -114,9 +114,9 @@ def register_secret(value: str | None) -> None:
         for start in range(len(folded) - FRAGMENT + 1):
             pieces.setdefault(folded[start : start + FRAGMENT], (folded, start))
         every = [piece for kept in _registry.pieces.values() for piece in kept]
-        if every:
-            letters = "".join(sorted({ch for piece in every for ch in piece + piece.upper()}))
-            made_of = f"[{re.escape(letters)}]"  # re.escape: "-", "]", "^" and "\\" are literal in the set too
+        if every:  # a dash only ever between them (in _BETWEEN): as a letter too, a row of dashes backtracked
+            letters = "".join(sorted({ch for piece in every for ch in piece + piece.upper()} - {"-"}))
+            made_of = f"[{re.escape(letters)}]"  # re.escape: "]", "^" and "\\" are literal in the set too
             _registry.runs = re.compile(f"{made_of}(?:{_BETWEEN}{made_of}){{{FRAGMENT - 1},}}")
 
 

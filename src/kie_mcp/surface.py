@@ -66,6 +66,7 @@ from kie_mcp.media.inputs import (
     snapshot,
 )
 from kie_mcp.media.prepare import upload_prepared
+from kie_mcp.media.results import write_joined_sidecar
 from kie_mcp.prompts import register_prompts
 from kie_mcp.redact import redact
 from kie_mcp.runtime import NoKeyError, Runtime
@@ -591,6 +592,7 @@ def _register_tools(mcp: MCPServer) -> None:
             folder = real_folder(output_folder(rt.settings.workspace, label, datetime.now().date()))
             parts = [stitching.Caption(c.start, c.end, c.text) for c in captions or []]
             done = await stitching.stitch(paths, folder / name, captions=parts or None)
+        await anyio.to_thread.run_sync(write_joined_sidecar, done.path, rt.settings.workspace, session, clips)
         joined_video = [(done.path, "video")]
         await pages.refresh(rt.settings.workspace, rt.settings.preview_px, joined_video)  # joins the gallery
         relative = done.path.relative_to(rt.settings.workspace).as_posix()

@@ -40,11 +40,16 @@ def cut_point(text: str, at: int) -> int:
     """Where to cut ``text`` at or before ``at`` so that no character as a reader sees it is split: not before a
     combining mark (Hindi's vowel signs, Arabic's harakat, an accent typed on a Mac), a variation selector or a skin
     tone; not after a virama; not on either side of a zero width joiner (an emoji such as 👩‍💻); not between the two
-    halves of a flag (🇯🇵)."""
+    halves of a flag (🇯🇵). Text that is all one long cluster (a letter under 300 marks) is cut where asked: half
+    of a cluster reads better than nothing."""
     at = max(0, min(at, len(text)))
-    while 0 < at < len(text) and _splits(text, at):
-        at -= 1
-    return at
+    cut = at
+    while 0 < cut < len(text) and _splits(text, cut) and cut > at - _LONGEST_CLUSTER:
+        cut -= 1
+    return cut if cut > at - _LONGEST_CLUSTER else at
+
+
+_LONGEST_CLUSTER = 32  # more characters than any cluster people write (a family emoji is 11, a Hindi conjunct 6)
 
 
 def _splits(text: str, at: int) -> bool:

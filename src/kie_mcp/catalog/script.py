@@ -288,11 +288,25 @@ def fit_script(
     )
 
 
+# Words that introduce a spoken line ("She says, upbeat:", "Dialogue:", "voice-over", 她说).
+_SPEECH_CUE = re.compile(
+    r"(?i)\b(?:says?|said|saying|speaks?|asks?|answers?|repl(?:y|ies|ied)|whispers?|shouts?|yells?|sings?"
+    r"|narrat\w*|dialogue|voice-?over|vo)\b|[说說]"
+)
+
+
 def _already_says(prompt: str, script: str) -> bool:
-    """Whether ``prompt`` holds the script's words, in order (any letter case, quotes or punctuation around them):
-    then the line is not added again. A script of a word or two may stand in the prompt for another reason."""
-    said, written = _plain_words(script), _plain_words(prompt)
-    return len(said) >= 12 and f" {said} " in f" {written} "
+    """Whether ``prompt`` already has the script spoken: its words, in order (any letter case, quotes or
+    punctuation), right after a word that introduces speech ("She says, upbeat: ..."). The same words elsewhere
+    (a sign reading "Open all night", a cake iced with a name) are something seen, and the line is still added."""
+    said = _plain_words(script)
+    if len(said) < 12:  # a word or two may stand in the prompt for another reason
+        return False
+    for cue in _SPEECH_CUE.finditer(prompt):
+        following = _plain_words(prompt[cue.end() : cue.end() + len(script) + 60])
+        if f" {said} " in f" {following} ":
+            return True
+    return False
 
 
 def _plain_words(text: str) -> str:

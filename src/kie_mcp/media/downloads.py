@@ -735,7 +735,9 @@ def output_folder(workspace: Path, label: str, day: date) -> Path:
     plain_label = redact(unicodedata.normalize("NFKC", redact(label or "")))
     slug = _slug(plain_label, 40)
     if plain_label.strip() and (not slug or _spelled_in_part(plain_label)):
-        digest = hashlib.sha256(unicodedata.normalize("NFC", plain_label.strip()).encode("utf-8")).hexdigest()[:8]
+        # "Tokyo 東京" and "tokyo  東京" share a folder, as ASCII names in any letter case do
+        named = " ".join(plain_label.casefold().split())
+        digest = hashlib.sha256(named.encode("utf-8")).hexdigest()[:8]
         slug = "-".join(part for part in (_slug(plain_label, 31), digest) if part)
     return Path(workspace) / "outputs" / f"{day.isoformat()}-{slug or 'untitled'}"
 

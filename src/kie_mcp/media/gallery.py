@@ -43,7 +43,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote
 
@@ -57,6 +57,7 @@ from .downloads import (
     THUMBNAIL_SIDE,
     kind_of,
     make_preview,
+    output_folder,
     poster_path,
     thumbnail_path,
     write_bytes_atomic,
@@ -118,7 +119,7 @@ class Session:
         match = SESSION_FOLDER.match(self.folder)
         slug = match.group(2) if match else self.folder
         prompt = next((item.prompt for item in self.items if item.prompt), None)
-        if prompt and _HASHED.search(slug):
+        if prompt and match and _HASHED.search(slug) and _named_by(prompt, match.group(1), self.folder):
             return shortened(" ".join(prompt.split()), 80)
         return slug.replace("-", " ")
 
@@ -133,6 +134,15 @@ class Session:
             if item.task_id and item.credits is not None:
                 seen.setdefault(item.task_id, item)
         return sum(item.credits or 0.0 for item in seen.values()), any(not item.charged for item in seen.values())
+
+
+def _named_by(prompt: str, day: str, folder: str) -> bool:
+    """Whether ``folder`` is the one ``output_folder`` names for ``prompt`` on ``day`` (not a session's own name that
+    happens to end in eight hex characters, such as shoot-20250601)."""
+    try:
+        return output_folder(Path(), prompt, date.fromisoformat(day)).name == folder
+    except ValueError:
+        return False
 
 
 def gallery_path(workspace: Path) -> Path:

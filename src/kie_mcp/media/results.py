@@ -9,6 +9,8 @@ journal, so a restarted server knows what is already on disk and fetches only wh
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -70,6 +72,25 @@ async def save_results(
         assert path is not None
         problems.append(sidecar_unwritten(record, path, err))
     return problems
+
+
+def write_joined_sidecar(video: Path, workspace: Path, session: str | None, clips: Sequence[str]) -> None:
+    """A joined video's sidecar (``<name>.json`` beside it): its session as typed, which heads its gallery section
+    when the folder's name could not spell it, and the clips it joined. Never replaces a file; a disk that refuses
+    it costs only the sidecar (logged)."""
+    path = video.with_suffix(".json")
+    if os.path.lexists(path):
+        return
+    body = {
+        "session": redact(session) if session else None,
+        "joined_from": [redact(clip) for clip in clips],
+        "files": [{"path": video.relative_to(workspace).as_posix()}],
+        "saved_at": timestamp(),
+    }
+    try:
+        write_json_atomic(path, body)
+    except OSError as err:
+        log.warning("could not write the joined video's sidecar %s: %s", path, err)
 
 
 def sidecar_path(workspace: Path, record: TaskRecord) -> Path | None:
