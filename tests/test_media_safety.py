@@ -572,7 +572,8 @@ async def test_reference_symlinks_leading_outside_are_not_listed_or_served(conne
                 await client.read_resource(f"kie://workspace/references/{name}")
             failures.append(name)
     listed = {uri for uri in uris if uri.startswith("kie://workspace/references/")}
-    assert listed == {"kie://workspace/references/ok.png"}
+    # ok.png, and kie-mcp's own guide to the folder (the workspace has no references/README.md of its own)
+    assert listed == {"kie://workspace/references/ok.png", "kie://workspace/references/README.md"}
     assert served.contents[0].blob
     assert len(failures) == 5
 
