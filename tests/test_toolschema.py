@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from jsonschema.validators import validator_for
 
 from kie_mcp.toolschema import compact
+
+from .conftest import answering, text_of
 
 
 def test_derived_titles_go_and_single_use_definitions_are_inlined():
@@ -112,6 +116,23 @@ async def test_tools_list_is_lean_and_still_describes_every_argument(connect):
     assert estimate.output_schema["properties"]["balance_credits"]["type"] == ["number", "null"]
     quote = estimate.output_schema["properties"]["quote"]
     assert quote["properties"]["quote_id"]["type"] == "string"  # inlined, not behind a $ref
+
+
+async def test_no_published_schema_says_additional_properties_true_and_options_still_take_any_field(connect, controls):
+    """``additionalProperties: true`` says only what an object allows anyway, and hosts that hand schemas to Gemini's
+    function declarations are refused the keyword (it was on generate's ``options``): it is not published, and
+    ``options`` still takes any of the model's fields."""
+    async with connect(elicitation=answering()) as client:
+        tools = (await client.list_tools()).tools
+        made = await client.call_tool(
+            "generate_image", {"prompt": "an apple", "model": "nano-banana-2", "options": {"output_format": "png"}}
+        )
+    published = json.dumps([[tool.input_schema, tool.output_schema] for tool in tools])
+    assert '"additionalProperties": true' not in published
+    generate = next(t for t in tools if t.name == "generate_image")
+    assert {"type": "object"} in generate.input_schema["properties"]["options"]["anyOf"]
+    assert made.structured_content["status"] == "completed", text_of(made)
+    assert (await controls.creates())[0]["body"]["input"]["output_format"] == "png"
 
 
 async def test_results_still_match_the_published_output_schema(connect):

@@ -3,10 +3,12 @@
 Every agent carries ``tools/list`` in its context on every turn, so its size is paid in tokens again and again.
 The SDK publishes pydantic's schemas as they are: a ``title`` on every property (``"quote_id"`` gets
 ``"Quote Id"``) and nested models behind ``$ref``/``$defs``. ``compact`` drops the titles pydantic derived from
-names and inlines definitions used once (some hosts resolve ``$ref`` poorly); what a value may be is untouched.
-In input schemas ``anyOf`` with ``null`` stays (several hosts hand them to model APIs that reject
-``"type": [..., "null"]``); in output schemas, which clients use to check results, a nullable value becomes the
-equivalent type list, which a validator checks in one step instead of trying two branches (on every call).
+names and ``additionalProperties: true`` (what an object allows anyway; hosts that hand schemas to Gemini's
+function declarations are refused the keyword), and inlines definitions used once (some hosts resolve ``$ref``
+poorly); what a value may be is untouched. In input schemas ``anyOf`` with ``null`` stays (several hosts hand them
+to model APIs that reject ``"type": [..., "null"]``); in output schemas, which clients use to check results, a
+nullable value becomes the equivalent type list, which a validator checks in one step instead of trying two
+branches (on every call).
 Validation of arguments does not use these schemas (the SDK validates them with the pydantic model), so only what
 is advertised changes.
 """
@@ -54,6 +56,8 @@ def compact(schema: dict[str, Any], *, output: bool = False) -> dict[str, Any]:
                 continue
             if key == "title" and isinstance(value, str):
                 continue  # pydantic's "Quote Id" for quote_id, or a model's class name: no client reads it
+            if key == "additionalProperties" and value is True:
+                continue  # what an object allows anyway; hosts that hand schemas to Gemini's API refuse the keyword
             if key == "properties" and isinstance(value, dict):
                 out[key] = {field: walk(sub, inlining) for field, sub in value.items()}  # keys are names
             else:
