@@ -109,6 +109,23 @@ def test_daily_spend_resets_at_midnight():
     ledger.reserve(90)
 
 
+def test_a_refund_goes_to_its_reservations_day_even_when_the_local_date_now_reads_earlier():
+    """Reserved on the 5th (a server in UTC+14), settled when the date read the 4th (restarted in UTC-12, or the
+    clock set back): the refund was booked on the 4th, cut to the nothing it held, never retried, and the 5th kept
+    the failed task's 8 credits against its cap; with spend on the 4th, it reopened the 4th's cap instead."""
+    day = [date(2026, 12, 5)]
+    journal = Journal(":memory:")
+    ledger = Ledger(journal, Caps(10, 10), today=lambda: day[0])
+    reservation = ledger.reserve(8)
+    day[0] = date(2026, 12, 4)
+    ledger.reserve(8)  # real spend on the 4th
+    assert ledger.settle_task("t1", reservation.credits, 0.0, "refunded: task failed", day=reservation.day)
+    assert journal.spent_on(date(2026, 12, 4)) == 8  # the 4th's cap is not reopened by another day's refund
+    assert journal.spent_on(date(2026, 12, 5)) == 0  # the failed task's day gets its credits back
+    later = datetime(2026, 12, 5, 12).timestamp()
+    assert ledger.day_of(later) == date(2026, 12, 5)  # an older record's day: when it was made, not clamped to today
+
+
 @pytest.mark.parametrize(
     ("kwargs", "expected"),
     [

@@ -157,8 +157,9 @@ class Ledger:
         return self._today()
 
     def day_of(self, moment: float) -> date:
-        """The ledger day of an epoch ``moment`` (local time, as the daily cap), never later than today."""
-        return min(datetime.fromtimestamp(moment).date(), self._today())
+        """The ledger day of an epoch ``moment`` (local time, as the daily cap): the day a reservation made then was
+        booked on, even when the local date now reads earlier (the clock set back, the server moved west)."""
+        return datetime.fromtimestamp(moment).date()
 
     def spent_today(self) -> float:
         return round(self.journal.spent_on(self._today()), 4)
@@ -207,11 +208,12 @@ class Ledger:
         and settled after it is corrected on its own day, so its refund cannot reopen today's cap. ``reserved`` is
         what the corrected request reserved: a correction never takes off more than that (KIE reporting a charge
         of -1000 for one task cannot erase what other tasks spent), nor more than the day holds. A correction that
-        is not a number is not booked: the reservation stands."""
+        is not a number is not booked: the reservation stands. The reservation's day holds even when the local
+        date now reads earlier (a server restarted further west, or a clock set back): booked on that earlier day, a
+        refund was cut to what it held (often nothing, and never again) or reopened its cap."""
         if not math.isfinite(delta):
             return False
-        today = self._today()
-        day = today if day is None else min(day, today)
+        day = self._today() if day is None else day
         with self.journal.transaction() as db:
             seen = db.execute("SELECT 1 FROM spend WHERE ref = ? AND reason = ?", (ref, reason)).fetchone()
             if once and ref and seen:
