@@ -34,7 +34,7 @@ _NOTO_CORE_SCRIPTS = frozenset(
 
 
 class CaptionLog:
-    """Sieve (see ``_run``) for the stderr of an encode that burns captions with libass at ``-loglevel
+    """Sieve (see ``stitch._run``) for the stderr of an encode that burns captions with libass at ``-loglevel
     level+warning``.
 
     Collects the characters libass found no font for (repeated on every frame, so never kept) and keeps only error
