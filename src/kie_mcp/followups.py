@@ -25,7 +25,7 @@ from kie_mcp.catalog.spec import Operation
 from kie_mcp.catalog.validate import _matches
 from kie_mcp.kie import FAMILIES, KieError, TaskStatus
 from kie_mcp.kie.client import NoTaskRecord
-from kie_mcp.kie.errors import LOGS_URL, any_request_step
+from kie_mcp.kie.errors import LOGS_URL, creates_nothing
 from kie_mcp.runtime import Runtime
 from kie_mcp.tasks import TaskRecord
 from kie_mcp.words import timestamp
@@ -160,20 +160,11 @@ def unknown_to_kie(err: KieError) -> bool:
 def lookup_failed(task_id: str, err: KieError) -> KieError:
     """A status check of ``task_id`` that failed, in words for it: what KIE answered, that nothing was sent or
     charged, and what to do (the key or its cap when KIE says so; otherwise to try again)."""
-    then = any_request_step(err) or (
-        err.next_step
-        if err.code is None  # the network, a proxy's page, an answer that could not be read: its own advice
-        else f"Try again in a minute; if it keeps failing, see the task on {LOGS_URL}."
-    )
-    return KieError(
-        err.message,
-        code=err.code,
-        category=err.category,
-        retryable=err.retryable,
-        next_step=f"KIE's status check of task {task_id} failed, so the task could not be looked up; nothing was "
-        f"sent or charged. {then}",
-        http_status=err.http_status,
-        endpoint=err.endpoint,
+    return creates_nothing(
+        err,
+        f"KIE's status check of task {task_id} failed, so the task could not be looked up; nothing was sent or "
+        "charged.",
+        f"Try again in a minute; if it keeps failing, see the task on {LOGS_URL}.",
     )
 
 

@@ -818,13 +818,12 @@ def _made_cost(p: Plan, made: list[TaskRecord], *, others: bool) -> tuple[str, b
 
 
 # Some clients decline every form without showing it (Codex with approval_policy = "never"): the user saw nothing.
-DECLINED_UNSEEN = (
-    "If the user saw no dialog (a client that declines forms on its own, such as Codex with approval_policy "
-    '"never"), ask them in the chat; with their yes, call estimate_cost and pass its quote_id.'
+_UNSEEN = (
+    'If the user saw no dialog (a client that declines forms on its own, such as Codex with approval_policy "never")'
 )
+DECLINED_UNSEEN = f"{_UNSEEN}, ask them in the chat; with their yes, call estimate_cost and pass its quote_id."
 DECLINED_UNSEEN_FORM = (
-    "If the user saw no dialog (a client that declines forms on its own, such as Codex with approval_policy "
-    '"never"): this server spends only with a yes in the client\'s dialog (KIE_APPROVAL=form), so use a client '
+    f"{_UNSEEN}: this server spends only with a yes in the client's dialog (KIE_APPROVAL=form), so use a client "
     "that shows forms, or have the user set KIE_APPROVAL=any to approve in the chat with estimate_cost's quote_id."
 )
 

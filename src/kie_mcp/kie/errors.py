@@ -123,6 +123,14 @@ def any_request_step(err: KieError) -> str | None:
     return ANY_REQUEST_STEPS.get(err.code) if err.code is not None else None
 
 
+def creates_nothing(err: KieError, said: str, retry: str) -> KieError:
+    """``err`` of a request that creates nothing (a balance or status check) with advice in words for it: ``said``
+    (what failed, and that nothing was sent or charged), then KIE's advice where it fits any request, a failure's
+    own advice when it met no code of KIE's (the network, an answer that could not be read), or else ``retry``."""
+    then = any_request_step(err) or (err.next_step if err.code is None else retry)
+    return err.with_next_step(f"{said} {then}")
+
+
 # A 404 to a create: a create names no task, so KIE's advice for 404 ("check the task id") does not fit it.
 CREATE_NOT_FOUND = (
     "KIE does not (or no longer) offer this endpoint or model at this address, so nothing was created or charged. "

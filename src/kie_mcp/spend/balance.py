@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from kie_mcp.kie import KieClient, KieError
-from kie_mcp.kie.errors import any_request_step
+from kie_mcp.kie.errors import creates_nothing
 
 if TYPE_CHECKING:
     from kie_mcp.journal import Journal
@@ -147,12 +147,9 @@ def balance_failed(err: KieError) -> KieError:
     a generate's check before anything is sent, an estimate). KIE's advice per code is written for a create ("change
     the prompt", "fix the field it names"); a balance check has the key, its cap, maintenance and pacing, or its own
     advice when it met no code of KIE's (the network, an answer that could not be read), and otherwise a retry."""
-    then = any_request_step(err) or (
-        err.next_step
-        if err.code is None
-        else f"Try again in a minute; if it keeps failing, the balance is on {BALANCE_PAGE}."
+    return creates_nothing(
+        err, BALANCE_FAILED, f"Try again in a minute; if it keeps failing, the balance is on {BALANCE_PAGE}."
     )
-    return err.with_next_step(f"{BALANCE_FAILED} {then}")
 
 
 def balance_cache(rt: Runtime) -> BalanceCache:
