@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import io
 import os
+import re
 import stat
 import threading
 from collections.abc import Callable
@@ -464,18 +465,32 @@ async def test_in_a_browser_a_card_of_an_unknown_price_never_reads_as_a_ceiling(
         "options": {"reference_video_urls": ["https://example.com/ref.mp4"]},
     }
     async with connect_app() as client:
-        estimate = await client.call_tool("estimate_cost", request)
-        async with AppHost(client).running() as host:
-            card = await in_browser(AppView, browser, host.show("unknown", request, estimate))
-            try:
-                await in_browser(card.wait_for, "document.querySelector('.card .approve')")
-                shown = await in_browser(card.text)
-                button = await in_browser(card.evaluate, "document.querySelector('.card .approve').textContent")
-            finally:
-                await in_browser(card.close)
+        shown, button = await card_shown(client, browser, "unknown", request)
     assert button == "Approve an unknown price"
     assert "600 credits are reserved against today's cap" in shown and "which may be more" in shown
     assert "up to 600" not in shown.lower()
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_a_card_under_a_cent_never_reads_as_zero_dollars(connect_app, browser):
+    """z-image costs 0.8 credits: the card said "about $0.00", as if it were free."""
+    async with connect_app() as client:
+        shown, _ = await card_shown(client, browser, "card", {"prompt": "a paper boat", "model": "z-image"})
+    assert "about $0.004" in shown and not re.search(r"\$0\.00(?!\d)", shown)
+
+
+async def card_shown(client: Any, browser: Any, name: str, request: dict[str, Any]) -> tuple[str, str]:
+    """The approval card of ``request``'s estimate, in the browser: its text, and its approve button's."""
+    estimate = await client.call_tool("estimate_cost", request)
+    async with AppHost(client).running() as host:
+        card = await in_browser(AppView, browser, host.show(name, request, estimate))
+        try:
+            await in_browser(card.wait_for, "document.querySelector('.card .approve')")
+            shown = await in_browser(card.text)
+            button = await in_browser(card.evaluate, "document.querySelector('.card .approve').textContent")
+        finally:
+            await in_browser(card.close)
+    return shown, button
 
 
 @pytest.mark.parametrize("mode", ["legacy"])

@@ -134,23 +134,27 @@ def test_minimal_request_is_valid_and_priced(model_id):
 
 @pytest.mark.parametrize("model_id", OFFERED)
 def test_typical_prices_are_the_price_of_a_default_request(model_id):
-    """list_models' typical output (one image; a 5 s and an 8 s clip) is what the minimal request for one output of
-    that length is priced at, and shown exactly when that price is known."""
+    """list_models' typical output (one image, and a default request's images when it makes several; a 5 s and an
+    8 s clip) is what the minimal request for that many outputs or that length is priced at, and shown exactly when
+    that price is known."""
     spec = CATALOG.get(model_id)
     length = spec.field_for_arg("duration")
     count = spec.price.count_field if spec.price else None
     expected = []
     if spec.kind == "image" or length is None:
-        requests = [("1 image" if spec.kind == "image" else "1 clip", None)]
+        requests = [("1 image" if spec.kind == "image" else "1 clip", None, 1)]
+        if count and count in spec.fields and spec.fields[count].default not in (None, 1, "1"):
+            many = int(float(spec.fields[count].default))
+            requests.append((f"{many} images", None, many))  # unasked, it makes that many (Wan 2.7: 4)
     else:
         seconds = [s for s in TYPICAL_CLIP_SECONDS if _allows(length, s)] or [int(float(length.default))]
-        requests = [(f"{s} s clip", s) for s in seconds]
-    for output, seconds in requests:
+        requests = [(f"{s} s clip", s, 1) for s in seconds]
+    for output, seconds, outputs in requests:
         arguments = minimal_arguments(spec)
         if seconds is not None:
             arguments["duration"] = seconds
         if count and count in spec.fields and spec.fields[count].arg is None:
-            arguments.setdefault("options", {})[count] = 1
+            arguments.setdefault("options", {})[count] = outputs
         price = price_input(spec, _build(spec, arguments))
         if price.known:
             expected.append((output, price.credits, round(price.credits * 0.005, 4)))

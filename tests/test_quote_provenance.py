@@ -48,7 +48,7 @@ def test_a_stale_price_warning_points_the_agent_to_kies_prices_and_the_user_to_t
     price = ItemPrice(
         known=True, credits=8, unit="task", breakdown="8 credits", source="price-feed", source_date="2026-01-01"
     )
-    warning = staleness(price, date(2026, 12, 4))
+    warning = staleness(price, date(2026, 12, 4), "KIE_CATALOG_SYNC is off")
     assert warning.startswith("Warning: this price is from 2026-01-01")
     assert "https://kie.ai/pricing shows today's" in warning and "once a day by itself" in warning
-    assert "KIE_CATALOG_SYNC is off" in warning and "terminal" not in warning
+    assert "not refreshed: KIE_CATALOG_SYNC is off." in warning and "terminal" not in warning

@@ -300,6 +300,17 @@ def _log_level_or_problem(env: Mapping[str, str], problems: list[str]) -> str:
     return "INFO"
 
 
+def no_key_advice(workspace: Path | None = None) -> str:
+    """What a server without a key tells the user to do (every KIE tool's error, the instructions, a quote)."""
+    where = f" ({workspace / '.env'})" if workspace is not None else ""
+    return (
+        "KIE_API_KEY is not set, so kie-mcp cannot reach KIE. Set KIE_API_KEY to your key in the .env file "
+        f"of the workspace{where} or in the env block of this MCP server's client configuration, then restart "
+        "the server. Get a key at https://kie.ai (API Key page). To try everything without a key or credits, "
+        "start the server with --sandbox."
+    )
+
+
 def sandbox_area(workspace: Path) -> Path:
     """Where ``--sandbox`` keeps its journal, ledger, outputs/ and logs/ for ``workspace``."""
     return workspace / SANDBOX_AREA

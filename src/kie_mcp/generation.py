@@ -21,7 +21,7 @@ import anyio
 from pydantic import BaseModel, Field, PrivateAttr
 
 from kie_mcp.catalog import InvalidRequest, ItemPrice, ModelSpec, Problem, WithdrawnModelError, build_input, usd
-from kie_mcp.catalog.pricing import input_to_measure
+from kie_mcp.catalog.pricing import input_to_measure, usd_text
 from kie_mcp.catalog.script import fit_script, speech_models
 from kie_mcp.catalog.spec import Operation
 from kie_mcp.catalog.validate import argument_name, named_for_user
@@ -308,8 +308,26 @@ def quote_price(
         price, warning = table, None  # a past charge is for another input's length: never this request's price
     else:
         price, warning = observed_price(rt, spec, options, table)
-    notes = [line for line in (warning, staleness(price, datetime.now().date()), health_note(rt, spec.id)) if line]
+    stale = staleness(price, datetime.now().date(), why_not_refreshed(rt))
+    notes = [line for line in (warning, stale, health_note(rt, spec.id)) if line]
     return price, notes
+
+
+def why_not_refreshed(rt: Runtime) -> str:
+    """Why a quoted price is not from today's KIE price list: only the reason that holds now, so an agent never
+    relays a wrong cause (the first quote of a fresh workspace used to blame a sync that was still running)."""
+    if not rt.settings.catalog_sync:
+        return "KIE_CATALOG_SYNC is off"
+    if rt.kie is None:
+        return "no KIE key is set, so KIE's price list cannot be read"
+    if rt.catalog_syncing:
+        return "kie-mcp is reading KIE's price list right now; estimate again in a few seconds for today's price"
+    live = rt.live
+    if live.attempted_at is None:
+        return "KIE's price list has not been read yet in this workspace"
+    if live.feed_at != live.attempted_at:
+        return "the last read of KIE's price list failed (the server's log says why); it is tried again within the hour"
+    return "KIE's price list has no row for this model and these settings"
 
 
 def offered_models(
@@ -577,11 +595,11 @@ def question(p: Plan, confirmation: str | None = None, why: str | None = None) -
     if p.total is None:
         cost = (
             f"an UNKNOWN number of credits ({p.reserved:g} reserved against today's cap, about "
-            f"${usd(p.reserved):.2f}; the price is not known before the task runs, and KIE charges its current rate, "
-            "which may be more than that)"
+            f"{usd_text(usd(p.reserved))}; the price is not known before the task runs, and KIE charges its current "
+            "rate, which may be more than that)"
         )
     else:
-        cost = f"{p.total:g} credits (about ${usd(p.total):.2f})"
+        cost = f"{p.total:g} credits (about {usd_text(usd(p.total))})"
     prompt = str(p.wire.get("prompt", ""))
     excerpt = f' Prompt: "{shortened(prompt, 93)}".' if prompt else ""
     warned = p.notes[:1] if p.unsettled else ()  # the same request's unknown outcome (``unsettled_twin``) leads
@@ -623,7 +641,7 @@ def confirmation_required(
         f"an UNKNOWN number of credits (the price is not known before it runs: {p.reserved:g} credits are reserved "
         "against the caps for it, and KIE charges its current rate, which may be more than that)"
         if quote.credits_total is None
-        else f"{quote.credits_total:g} credits (about ${quote.usd_total:.2f})"
+        else f"{quote.credits_total:g} credits (about {usd_text(quote.usd_total or 0)})"
     )
     lead = f"{why} " if why else ""
     notes = "".join(f" {note}" for note in p.notes)  # after the cost and the next step, which come first

@@ -13,7 +13,7 @@ import anyio
 import httpx2
 
 from kie_mcp.catalog import Catalog, load_catalog
-from kie_mcp.config import Settings
+from kie_mcp.config import Settings, no_key_advice
 from kie_mcp.journal import Journal, UnavailableJournal
 from kie_mcp.kie import KieClient
 from kie_mcp.kie.calllog import CallLog
@@ -32,13 +32,7 @@ SANDBOX_SPEED = 30.0  # --sandbox: a 4-minute Veo clip takes about 8 seconds
 
 class NoKeyError(RuntimeError):
     def __init__(self, workspace: Path | None = None) -> None:
-        where = f" ({workspace / '.env'})" if workspace is not None else ""
-        super().__init__(
-            "KIE_API_KEY is not set, so kie-mcp cannot reach KIE. Set KIE_API_KEY to your key in the .env file "
-            f"of the workspace{where} or in the env block of this MCP server's client configuration, then restart "
-            "the server. Get a key at https://kie.ai (API Key page). To try everything without a key or credits, "
-            "start the server with --sandbox."
-        )
+        super().__init__(no_key_advice(workspace))
 
 
 class TaskLocks:
@@ -79,6 +73,7 @@ class Runtime:
     follower: Follower = field(default_factory=Follower)  # polls every unfinished task (tasks/follower.py)
     saving: TaskLocks = field(default_factory=TaskLocks)  # one saver of a task's results at a time
     spending: SpendingCalls = field(default_factory=SpendingCalls)  # calls sending creates now (spend/inflight.py)
+    catalog_syncing: bool = False  # a look at KIE's live models and prices is under way (quotes say so)
     # Both built on first use: start-up and tools/list neither parse the catalogue nor read the live cache.
     _live: LiveCatalog | None = field(default=None, repr=False)
     _catalog: Catalog | None = field(default=None, repr=False)
@@ -234,6 +229,7 @@ async def open_runtime(
         async with anyio.create_task_group() as background:
             background.start_soon(runtime.follower.run, runtime)  # the one place that polls KIE for task status
             if kie is not None and settings.catalog_sync:
+                runtime.catalog_syncing = True  # from now: a quote made before the first look ends says so
                 background.start_soon(_keep_catalog_current, runtime, kie)  # never delays start-up or a tool call
             yield runtime
             background.cancel_scope.cancel()
@@ -275,7 +271,11 @@ async def _keep_catalog_current(runtime: Runtime, kie: KieClient) -> None:
     when the cache is a day old (``maybe_sync`` waits an hour after a failed try), and take a newer cache another
     server on this workspace wrote. A sync only at start-up left prices and withdrawn models as they were that day."""
     while True:
-        await _sync_catalog(runtime, kie)
+        runtime.catalog_syncing = True
+        try:
+            await _sync_catalog(runtime, kie)
+        finally:
+            runtime.catalog_syncing = False
         await anyio.sleep(CATALOG_CHECK_EVERY)
 
 

@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from kie_mcp import __version__, toolcache
 from kie_mcp.apps import apps_extension
-from kie_mcp.config import Settings
+from kie_mcp.config import Settings, no_key_advice
 from kie_mcp.redact import redact
 from kie_mcp.toolschema import compact, keep_free_text
 from kie_mcp.words import argument_problems, plain
@@ -416,4 +416,7 @@ def _instructions(settings: Settings) -> str:
         )
     if settings.config_problem is not None:
         where += f"\n{settings.config_problem}"
+    elif not settings.has_key:  # estimates still work; say so before the agent asks the user to approve a spend
+        where += f"\n{no_key_advice(settings.context_folder)} Until then estimate_cost prices requests, but nothing "
+        where += "can be generated."
     return INSTRUCTIONS + redact(where)

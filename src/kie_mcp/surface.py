@@ -47,7 +47,7 @@ from kie_mcp.catalog import (
 from kie_mcp.catalog.pricing import TypicalPrice, typical_prices, usd_text
 from kie_mcp.catalog.tables import model_document, model_table_json, model_table_markdown, price_summary
 from kie_mcp.clientroots import root_folders, roots_resolver
-from kie_mcp.config import Settings
+from kie_mcp.config import Settings, no_key_advice
 from kie_mcp.journal import Journal, JournalUnavailable, storage_problem, unavailable_reason
 from kie_mcp.kie import Category, KieError
 from kie_mcp.media.downloads import SNIFF_BYTES, THUMBNAIL_SIDE, output_folder, preview, real_folder, sniff_mime
@@ -128,7 +128,13 @@ _USER_ERRORS = (
 
 # -- argument types shared by the estimate and generate tools ---------------------------------
 
-Prompt = Annotated[str, Field(description="What to make: one clear paragraph (see the kie://prompting guides).")]
+Prompt = Annotated[
+    str,
+    Field(
+        description="What to make: one clear paragraph (see the kie://prompting guides). Leave it out for a model "
+        "that takes none (background removal, upscale)."
+    ),
+]
 Images = Annotated[
     list[str],
     Field(
@@ -142,10 +148,16 @@ Duration = Annotated[
     int | None,
     Field(ge=1, le=60, allow_inf_nan=False, description="Video length in seconds, where the model has one."),
 ]
-Audio = Annotated[bool | None, Field(description="Video sound on/off, where the model offers a choice.")]
+Audio = Annotated[
+    bool | None,
+    Field(description="Video sound on/off, where the model offers a choice (true is fine where it always has sound)."),
+]
 Options = Annotated[
     dict[str, Any] | None,
-    Field(description="Model-specific fields in KIE's own names, e.g. {'output_format': 'png'}; see list_models."),
+    Field(
+        description="Model-specific fields in KIE's own names, e.g. {'output_format': 'png'}; each model's are in "
+        "kie://models/{id}."
+    ),
 ]
 Variations = Annotated[
     int, Field(ge=1, le=10, allow_inf_nan=False, description="How many identical tasks to run (each is charged).")
@@ -264,7 +276,8 @@ class ModelInfo(_Result):
     price: str
     typical: list[TypicalPrice] = Field(
         default_factory=list,
-        description="One image, or a 5 s and an 8 s clip, at the default settings; empty when the price is unknown.",
+        description="One image (and a default request's images, when it makes several), or a 5 s and an 8 s clip, "
+        "at the default settings; empty when the price is unknown.",
     )
     good_for: str
     recent_success_rate: float | None = Field(
@@ -391,7 +404,7 @@ def _register_tools(mcp: MCPServer) -> None:
             str | None,
             Field(description="KIE model id or friendly name, e.g. veo3_fast, 'nano banana' (a follow-up: optional)."),
         ] = None,
-        prompt: Annotated[str, Field(description="What to make (see the kie://prompting guides).")] = "",
+        prompt: Prompt = "",
         task_id: FollowupTaskId = None,
         operation: Annotated[
             FollowupOperationName | None, Field(description="With task_id: the follow-up to price (continue_video).")
@@ -438,10 +451,10 @@ def _register_tools(mcp: MCPServer) -> None:
         return call
 
     async def generate_image(
-        prompt: Prompt,
         ctx: Context,
         plan: Annotated[gen.Plan, Resolve(image_prepare)],
         approval: Annotated[ElicitationResult[ConfirmSpend], Resolve(image_approve)],
+        prompt: Prompt = "",
         model: Annotated[str, Field(description="Image model id or name; see list_models.")] = DEFAULT_IMAGE_MODEL,
         images: Images = [],  # noqa: B006
         aspect_ratio: AspectRatio = None,
@@ -462,10 +475,10 @@ def _register_tools(mcp: MCPServer) -> None:
         return await _generate(ctx, plan, approval, "generate_image", wait_seconds)
 
     async def generate_video(
-        prompt: Prompt,
         ctx: Context,
         plan: Annotated[gen.Plan, Resolve(video_prepare)],
         approval: Annotated[ElicitationResult[ConfirmSpend], Resolve(video_approve)],
+        prompt: Prompt = "",
         model: Annotated[str, Field(description="Video model id or name; see list_models.")] = DEFAULT_VIDEO_MODEL,
         images: Images = [],  # noqa: B006
         aspect_ratio: AspectRatio = None,
@@ -677,7 +690,7 @@ def _register_tools(mcp: MCPServer) -> None:
             blocked, unknown = rt.ledger.over_cap(), len(rt.journal.attempts("unknown"))
         exposed = await anyio.to_thread.run_sync(exposure.dotenv_exposure, rt.settings.context_folder)
         message = (
-            f"Balance: {balance:g} credits (about ${usd(balance):.2f}). Spent today through kie-mcp: {spent:g}. "
+            f"Balance: {balance:g} credits (about {usd_text(usd(balance))}). Spent today through kie-mcp: {spent:g}. "
             f"Caps: {s.max_credits_per_call:g} per call, {s.max_credits_per_day:g} per day. "
             + (
                 f"Auto-approve up to {s.auto_approve_credits:g} credits."
@@ -1056,7 +1069,7 @@ async def _estimate(rt: Runtime, plan: gen.Plan) -> EstimateResult:
         not plan.unsettled and quote.price_known and 0 < (quote.credits_total or 0) <= rt.settings.auto_approve_credits
     )
     cost = (
-        f"{quote.credits_total:g} credits (about ${quote.usd_total:.2f})"
+        f"{quote.credits_total:g} credits (about {usd_text(quote.usd_total or 0)})"
         if quote.credits_total is not None
         else f"UNKNOWN before it runs (never auto-approved); {plan.reserved:g} credits are reserved against "
         "today's cap (the per-call cap, or max_credits when lower), and KIE charges its current rate, which may be "
@@ -1075,6 +1088,8 @@ async def _estimate(rt: Runtime, plan: gen.Plan) -> EstimateResult:
         parts.append(f"The balance ({balance:g} credits) is too low for this request.")
     if unread:
         parts.append(unread)
+    if rt.kie is None:  # the quote is real, but nothing can run until a key is set
+        parts.append(f"Nothing can be generated yet: {no_key_advice(rt.settings.context_folder)}")
     return EstimateResult(
         quote=quote,
         within_caps=cap_problem is None,

@@ -196,9 +196,12 @@ TYPICAL_CLIP_SECONDS = (5, 8)  # the clip lengths ads and UGC reels are made of
 
 
 class TypicalPrice(BaseModel, defer_build=True):
-    """What one typical output costs at the model's default settings: one image, or a 5 s or an 8 s clip."""
+    """What one typical output costs at the model's default settings: one image (or the several a default request
+    makes), or a 5 s or an 8 s clip."""
 
-    output: str  # "1 image", "5 s clip", "8 s clip", "6 s clip" (a model offering neither), "1 clip"
+    # "1 image", "4 images" (Wan 2.7's default n), "5 s clip", "8 s clip", "6 s clip" (a model offering neither),
+    # "1 clip"
+    output: str
     credits: float
     usd: float
     settings: str  # the defaults it is priced at, as the user names them ("resolution=720p, audio=false"), or ""
@@ -212,7 +215,11 @@ def typical_prices(spec: ModelSpec, price: Callable[..., ItemPrice] | None = Non
     if spec.price is None:
         return []
     if spec.kind == "image":
-        return [found for found in [_typical(spec, "1 image", _default_request(spec), price)] if found is not None]
+        typical = [_typical(spec, "1 image", _default_request(spec), price)]
+        many = default_count(spec)
+        if many > 1:  # Wan 2.7's default request makes 4: its price is shown too, never only one image's
+            typical.append(_typical(spec, f"{many} images", _default_request(spec, count=many), price))
+        return [found for found in typical if found is not None]
     length = spec.field_for_arg("duration")
     if length is None:  # the model sets the length itself (an extend, an upscale, Hailuo Pro)
         return [found for found in [_typical(spec, "1 clip", _default_request(spec), price)] if found is not None]
@@ -226,16 +233,26 @@ def typical_prices(spec: ModelSpec, price: Callable[..., ItemPrice] | None = Non
     return [found for found in prices if found is not None]
 
 
-def _default_request(spec: ModelSpec, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def _default_request(spec: ModelSpec, given: Mapping[str, Any] | None = None, count: int = 1) -> dict[str, Any]:
     """The wire input of a request that sets only ``given``: the fewest input images the model takes (an edit's
-    one picture), one output per task, everything else at the model's defaults."""
+    one picture), ``count`` outputs per task, everything else at the model's defaults."""
     wire = dict(given or {})
     if spec.images is not None and spec.images.min:
         _place_images(spec, [_SAMPLE_INPUT] * spec.images.min, wire)
-    count = spec.price.count_field if spec.price else None
-    if count and count in spec.fields:  # ``n``, ``num_images``: one output, priced per output
-        wire[count] = _coerce(spec.fields[count], 1)
+    field = spec.price.count_field if spec.price else None
+    if field and field in spec.fields:  # ``n``, ``num_images``: priced per output
+        wire[field] = _coerce(spec.fields[field], count)
     return apply_defaults(spec, wire)
+
+
+def default_count(spec: ModelSpec) -> int:
+    """How many outputs a request that leaves the model's count (``n``, ``num_images``) alone makes: 1 when the
+    price is not per output or KIE documents no default."""
+    field = spec.fields.get(spec.price.count_field) if spec.price and spec.price.count_field else None
+    try:
+        return max(int(float(field.default)), 1) if field is not None and field.default is not None else 1
+    except (TypeError, ValueError):
+        return 1
 
 
 _SAMPLE_INPUT = "https://example.invalid/input.png"  # only counted by the price table, never sent anywhere

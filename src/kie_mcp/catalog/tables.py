@@ -10,12 +10,14 @@ from .spec import ModelSpec
 
 
 def price_summary(spec: ModelSpec) -> str:
-    """e.g. '8-18 credits per task' or '14-67 credits per second'; 'price unknown' without a table."""
+    """e.g. '8-18 credits per task', '14-67 credits per second' or, priced per output (``n``), '4.8 credits per
+    image'; 'price unknown' without a table."""
     if spec.price is None or not spec.price.rates:
         return "price unknown"
     credits = sorted({rate.credits for rate in spec.price.rates})
     span = _fmt(credits[0]) if len(credits) == 1 else f"{_fmt(credits[0])}-{_fmt(credits[-1])}"
-    return f"{span} credits per {spec.price.unit}"
+    unit = spec.kind if spec.price.count_field and spec.price.unit == "task" else spec.price.unit
+    return f"{span} credits per {unit}"
 
 
 def typical_cell(spec: ModelSpec) -> str:
@@ -32,9 +34,10 @@ def model_table_markdown() -> str:
         "# KIE models in kie-mcp",
         "",
         "Prices are in KIE credits (1 credit is about $0.005) from dated snapshots of KIE's price list; "
-        "estimate_cost gives the exact price of a request. *Typical output* is one image, or a 5 s and an 8 s clip "
-        "(the model's own length when it offers neither), at the model's default settings; blank when the price "
-        "depends on an input's length or KIE publishes none.",
+        "estimate_cost gives the exact price of a request. *Typical output* is one image (and what a request makes "
+        "by default, when that is several), or a 5 s and an 8 s clip (the model's own length when it offers "
+        "neither), at the model's default settings; blank when the price depends on an input's length or KIE "
+        "publishes none.",
         "",
         names_text(),
         "",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from typing import Any
@@ -78,13 +78,19 @@ def build_input(
     scripted: ScriptedRequest | None = None,
 ) -> dict[str, Any]:
     """Return the wire input for ``spec`` or raise ``InvalidRequest`` naming every problem. ``scripted``: what a
-    fitted script (``script.fit_script``) leaves to the request's rules."""
+    fitted script (``script.fit_script``) leaves to the request's rules.
+
+    Two stages: placing the arguments on KIE's fields, then checking the placed values. When placing fails, the
+    values that could be placed are still checked, so one answer names what would otherwise take a call each."""
     problems: list[Problem] = []
     wire: dict[str, Any] = {}
+    refused: set[str] = set()  # fields whose value stage 1 refused: stage 2 cannot judge them
+    guesses: list[str] = []  # the fields unknown options were likely meant for
 
     for key, value in (options or {}).items():
         if key not in spec.fields:
             problems.append(Problem(f"options.{key}", _unknown_option(spec, key)))
+            guesses += difflib.get_close_matches(key, sorted(spec.fields), n=1)
         else:
             wire[key] = value
 
@@ -95,19 +101,41 @@ def build_input(
         if value is None or (arg == "prompt" and value == ""):
             continue
         target = spec.field_for_arg(arg)
-        if target is None:
+        if target is None and arg == "audio":
+            if (refusal := _fixed_sound(spec, value)) is not None:
+                problems.append(Problem(arg, refusal))
+        elif target is None:
             problems.append(Problem(arg, f"{spec.id} has no {arg} setting; leave it out."))
         elif target.name in wire and _norm(wire[target.name]) != _norm(value):
             problems.append(
                 Problem(arg, f"given twice: {arg}={plain(value)} and options.{target.name}={plain(wire[target.name])}.")
             )
+            refused.add(target.name)
         else:
             wire[target.name] = value
 
-    problems += _place_images(spec, images, wire)
+    if image_problems := _place_images(spec, images, wire):
+        problems += image_problems
+        refused.update([*spec.images.to, *spec.images.unless] if spec.images else ())
+    if problems:
+        refused.update(name for name in guesses if name not in wire)  # a misspelt field is absent, not missing
+        raise InvalidRequest(spec.id, [*problems, *_also_wrong(spec, wire, scripted, options, refused, problems)])
+
+    wire, problems = _settle(spec, wire, scripted, options)
     if problems:
         raise InvalidRequest(spec.id, problems)
+    return wire
 
+
+def _settle(
+    spec: ModelSpec,
+    wire: dict[str, Any],
+    scripted: ScriptedRequest | None,
+    options: Mapping[str, Any] | None,
+    unsure: Collection[str] = (),
+) -> tuple[dict[str, Any], list[Problem]]:
+    """Stage 2 of ``build_input``: coerce the placed values, apply defaults, rules and the script, and check. The
+    wire input and its problems, named for the user; none about the ``unsure`` fields (see ``_unsure``)."""
     for name, value in list(wire.items()):
         wire[name] = _coerce(spec.fields[name], value)
     given = wire
@@ -117,12 +145,49 @@ def build_input(
         wire, refused = _fit_script_to_rules(spec, scripted, given)
         given = {name: value for name, value in given.items() if name not in _script_set(spec, scripted)}
 
-    problems = check_input(spec, wire) + _overridden(spec, given, wire)
-    if refused is not None:  # the script's duration refused by a rule: say so, not "4 is not allowed here"
-        problems = [refused, *(p for p in problems if p.field != refused.field)]
-    if problems:
-        raise InvalidRequest(spec.id, named_for_user(spec, problems, options))
-    return wire
+    problems = _checked(spec, wire, unsure) + _overridden(spec, given, wire, unsure)
+    if refused is not None and refused.field not in unsure:  # the script's duration refused by a rule: say so,
+        problems = [refused, *(p for p in problems if p.field != refused.field)]  # not "4 is not allowed here"
+    return wire, named_for_user(spec, problems, options)
+
+
+def _also_wrong(
+    spec: ModelSpec,
+    wire: dict[str, Any],
+    scripted: ScriptedRequest | None,
+    options: Mapping[str, Any] | None,
+    refused: set[str],
+    first: Sequence[Problem],
+) -> list[Problem]:
+    """What stage 2 finds in the part of a request stage 1 could place (``estimate_cost(veo3_fast, audio=false,
+    duration=10)`` names the duration too, not only on the next call). Nothing that only follows from a stage 1
+    refusal: no problem about a refused field, from a rule that reads one, or about an argument already named."""
+    try:
+        _, later = _settle(spec, dict(wire), scripted, options, _unsure(spec, refused, wire))
+    except Exception:  # an extra: it must never turn a clear refusal into a crash
+        return []
+    named = {problem.field for problem in first}
+    return [problem for problem in later if problem.field not in named]
+
+
+def _unsure(spec: ModelSpec, refused: Collection[str], given: Mapping[str, Any]) -> set[str]:
+    """The fields a partial wire cannot judge: those stage 1 refused, and those a rule reading one of them would
+    set (Veo's generationType follows from the images: with the images refused, its default means nothing)."""
+    unsure = set(refused)
+    grew = True
+    while grew:
+        before = len(unsure)
+        for rule in spec.rules:
+            if _reads(rule.when, unsure):
+                unsure.update(name for name in rule.set_default if name not in given)
+                unsure.update(rule.force)
+        grew = len(unsure) > before
+    return unsure
+
+
+def _reads(when: Mapping[str, Any], names: Collection[str]) -> bool:
+    """Whether a rule's ``when`` looks at any of ``names`` (``image_urls#count`` looks at ``image_urls``)."""
+    return any(key.removesuffix("#count") in names for key in when)
 
 
 def apply_defaults(spec: ModelSpec, wire: Mapping[str, Any]) -> dict[str, Any]:
@@ -197,16 +262,18 @@ def _script_set(spec: ModelSpec, scripted: ScriptedRequest) -> set[str]:
     return {target.name} if target is not None and scripted.durations else set()
 
 
-def _overridden(spec: ModelSpec, given: Mapping[str, Any], wire: Mapping[str, Any]) -> list[Problem]:
+def _overridden(
+    spec: ModelSpec, given: Mapping[str, Any], wire: Mapping[str, Any], unsure: Collection[str] = ()
+) -> list[Problem]:
     """A value the caller set that a rule forces to another (Kling 3.0's multi-shot always has sound): refused, not
-    silently replaced, because the forced value is what KIE makes and bills."""
+    silently replaced, because the forced value is what KIE makes and bills. ``unsure``: as in ``_checked``."""
     problems: list[Problem] = []
     for rule in spec.rules:
-        if not rule.force or not _matches(rule.when, wire):
+        if not rule.force or _reads(rule.when, unsure) or not _matches(rule.when, wire):
             continue
         why = f" {rule.message}" if rule.message else ""
         for name, value in rule.force.items():
-            if name in given and _norm(given[name]) != _norm(value):
+            if name in given and name not in unsure and _norm(given[name]) != _norm(value):
                 always = f"cannot be {plain(given[name])} here: it is always {plain(value)}."
                 problems.append(Problem(name, always + why))
     return problems
@@ -214,8 +281,16 @@ def _overridden(spec: ModelSpec, given: Mapping[str, Any], wire: Mapping[str, An
 
 def check_input(spec: ModelSpec, wire: Mapping[str, Any]) -> list[Problem]:
     """Every way ``wire`` breaks the model's documented input contract."""
+    return _checked(spec, wire)
+
+
+def _checked(spec: ModelSpec, wire: Mapping[str, Any], unsure: Collection[str] = ()) -> list[Problem]:
+    """``check_input``, silent about the ``unsure`` fields and the rules that read them: on a wire missing a value
+    stage 1 refused, they would only echo that refusal ("image_urls is required")."""
     problems: list[Problem] = []
     for name, value in wire.items():
+        if name in unsure:
+            continue
         field = spec.fields.get(name)
         if field is None:
             problems.append(Problem(name, _unknown_option(spec, name)))
@@ -225,12 +300,60 @@ def check_input(spec: ModelSpec, wire: Mapping[str, Any]) -> list[Problem]:
         elif (message := _check_value(field, value)) is not None:
             problems.append(Problem(name, message))
     for field in spec.fields.values():
-        if field.required and _absent(wire.get(field.name)):
+        if field.required and field.name not in unsure and _absent(wire.get(field.name)):
             problems.append(Problem(field.name, _missing(spec, field)))
     for rule in spec.rules:
-        if _matches(rule.when, wire):
-            problems += _check_rule(rule, wire)
+        if not _reads(rule.when, unsure) and _matches(rule.when, wire):
+            problems += [p for p in _check_rule(rule, wire) if p.field not in unsure]
     return problems
+
+
+# -- sound --------------------------------------------------------------------------------
+
+
+def _fixed_sound(spec: ModelSpec, audio: bool) -> str | None:
+    """Why ``audio`` cannot be asked of a model with no sound setting, or None when it asks for what the model makes
+    anyway. Veo has no setting because it always has sound: "no audio setting" read as "no sound", and refused a
+    request for sound for nothing."""
+    if spec.kind != "video":
+        return f"{spec.id} makes images, which have no sound; leave audio out (it is for video models)."
+    if "audio" in spec.capabilities:
+        if audio:
+            return None
+        return (
+            f"cannot be false: {spec.id} always makes sound. Leave audio out, or pick a model whose sound can be "
+            f"turned off{_such_as(_sound_models(spec, switchable=True))}."
+        )
+    if not audio:
+        return None
+    return (
+        f"cannot be true: {spec.id} makes silent videos. Leave audio out, or pick a model with the audio capability, "
+        f"which makes sound{_such_as(_sound_models(spec, switchable=False))} (list_models shows capabilities)."
+    )
+
+
+def _sound_models(spec: ModelSpec, *, switchable: bool) -> list[str]:
+    """Up to three video models that can stand in for ``spec`` with sound: ones whose sound can be turned off
+    (``switchable``), else ones that make sound; those sharing ``spec``'s way of working (text- or image-to-video)
+    first, in catalogue order."""
+    from .registry import load_catalog  # only on this error; the catalogue is loaded by then
+
+    ways = {"text-to-video", "image-to-video"} & set(spec.capabilities)
+    found = [
+        other
+        for other in load_catalog().offered()
+        if other.kind == "video"
+        and other.followup is None
+        and other.id != spec.id
+        and "audio" in other.capabilities
+        and (other.field_for_arg("audio") is not None or not switchable)
+    ]
+    return [other.id for other in sorted(found, key=lambda other: not ways & set(other.capabilities))[:3]]
+
+
+def _such_as(names: Sequence[str]) -> str:
+    """Named examples, so the agent can act on the advice without another lookup."""
+    return f", such as {', '.join(names)}" if names else ""
 
 
 # -- images -------------------------------------------------------------------------------

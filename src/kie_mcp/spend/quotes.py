@@ -93,8 +93,9 @@ def reference(price: ItemPrice) -> str | None:
     return CHARGES_PAGE if price.source == CHARGED_HERE else PRICING_PAGE
 
 
-def staleness(price: ItemPrice, today: date) -> str | None:
-    """A warning when the price is more than ``PRICE_MAX_AGE_DAYS`` old (or undated)."""
+def staleness(price: ItemPrice, today: date, why: str) -> str | None:
+    """A warning when the price is more than ``PRICE_MAX_AGE_DAYS`` old (or undated), with ``why`` it was not
+    refreshed (the one reason that holds: the caller knows the live catalogue's state)."""
     if price.source is None or price.credits is None:
         return None
     try:
@@ -106,9 +107,8 @@ def staleness(price: ItemPrice, today: date) -> str | None:
         return None
     return (
         f"Warning: this price is from {seen.isoformat()} ({age} days ago) and KIE changes prices often; "
-        "https://kie.ai/pricing shows today's. (kie-mcp refreshes its prices from KIE's price list once a day by "
-        "itself; this one was not refreshed because KIE's list lacks it, or KIE_CATALOG_SYNC is off, or the refresh "
-        "is failing: the server's log says which.)"
+        f"https://kie.ai/pricing shows today's. (kie-mcp refreshes its prices from KIE's price list once a day by "
+        f"itself; this one was not refreshed: {why}.)"
     )
 
 

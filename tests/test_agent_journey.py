@@ -1,0 +1,197 @@
+"""An agent that knows only what the server says gets each call right the first time: found by playing a marketer's
+first hour through the MCP client (product shots, a UGC reel, a user with no key, a stale price), each a promise.
+
+Driven through the SDK ``Client`` in both protocol eras against the simulator."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+import pytest
+from PIL import Image
+
+from kie_mcp.catalog.live import LiveCatalog, cache_path
+from kie_mcp.sandbox import SandboxTransport, Simulator
+from kie_mcp.spend import quotes
+
+from .conftest import answering, text_of
+
+IMAGE = {"prompt": "a green ceramic mug on a wooden table", "model": "nano-banana-2"}
+STALE = "Warning: this price is from"
+
+
+class HeldCatalog(httpx2.AsyncBaseTransport):
+    """The simulator, with KIE's model list held until ``release`` is set: a catalogue sync that is still running."""
+
+    def __init__(self, inner: SandboxTransport) -> None:
+        self.inner = inner
+        self.release = anyio.Event()
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        if request.url.path == "/api/v1/models":
+            await self.release.wait()
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@pytest.fixture
+def transport(sim: Simulator) -> HeldCatalog:
+    return HeldCatalog(SandboxTransport(sim))
+
+
+@pytest.fixture
+def old_prices(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every price not read from KIE's list today or yesterday is old (the bundled ones always are)."""
+    monkeypatch.setattr(quotes, "PRICE_MAX_AGE_DAYS", 1)
+
+
+def picture(folder: Path) -> str:
+    path = folder / "mug.png"
+    Image.new("RGB", (64, 64), (40, 140, 60)).save(path)
+    return str(path)
+
+
+# -- a model that takes no prompt ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("tool", "model"),
+    [("generate_image", "recraft/remove-background"), ("generate_video", "grok-imagine/image-to-video")],
+)
+async def test_a_model_that_takes_no_prompt_runs_with_the_prompt_left_out(
+    connect, controls, transport, tmp_path, tool, model
+):
+    """Background removal and upscales have no prompt, image-to-video may go without: the answer said "leave it out",
+    and leaving it out was refused as "prompt: required" by the generate tools, though estimate_cost took the same
+    arguments."""
+    transport.release.set()
+    request = {"model": model, "images": [picture(tmp_path)]}
+    async with connect() as client:
+        estimate = await client.call_tool("estimate_cost", request)
+        quote_id = estimate.structured_content["quote"]["quote_id"]
+        made = await client.call_tool(tool, {**request, "quote_id": quote_id})
+    assert not made.is_error, text_of(made)
+    assert made.structured_content["status"] in ("completed", "submitted"), text_of(made)
+    assert len(await controls.creates()) == 1
+
+
+@pytest.mark.parametrize("tool", ["generate_image", "generate_video"])
+async def test_a_model_that_needs_a_prompt_says_so_when_it_is_left_out_and_sends_nothing(
+    connect, controls, transport, tool
+):
+    transport.release.set()
+    model = "nano-banana-2" if tool == "generate_image" else "veo3_fast"
+    async with connect(elicitation=answering()) as client:
+        refused = await client.call_tool(tool, {"model": model})
+    assert refused.is_error and "prompt" in text_of(refused), text_of(refused)
+    assert await controls.creates() == []
+
+
+# -- prices in words -------------------------------------------------------------------------------------------------
+
+
+async def test_a_price_under_a_cent_is_never_shown_as_zero_dollars(connect, transport):
+    """z-image costs 0.8 credits ($0.004): the quote and the confirmation said "about $0.00"."""
+    transport.release.set()
+    request = {"prompt": "a mug", "model": "z-image"}
+    async with connect() as client:
+        estimate = await client.call_tool("estimate_cost", request)
+        asked = await client.call_tool("generate_image", request)
+    for answer in (estimate, asked):
+        text = text_of(answer)
+        assert "(about $0.004)" in text and "$0.00)" not in text, text
+    assert asked.structured_content["status"] == "confirmation_required"
+
+
+async def test_a_model_that_makes_several_images_by_default_is_listed_at_that_price(connect, transport):
+    """Wan 2.7 makes 4 images per task unless told otherwise: its list line said "4.8 credits per task" and "1 image
+    $0.02", a quarter of what the default request costs."""
+    transport.release.set()
+    async with connect() as client:
+        listed = await client.call_tool("list_models", {"query": "wan 2.7 image"})
+        quote = (await client.call_tool("estimate_cost", {**IMAGE, "model": "wan/2-7-image"})).structured_content
+    [wan] = [m for m in listed.structured_content["models"] if m["id"] == "wan/2-7-image"]
+    assert wan["price"] == "4.8 credits per image"
+    assert [(p["output"], p["credits"]) for p in wan["typical"]] == [("1 image", 4.8), ("4 images", 19.2)]
+    assert quote["quote"]["credits_total"] == 19.2  # what the list now shows for a default request
+    assert "4 images $0.10" in text_of(listed)
+
+
+# -- no key ----------------------------------------------------------------------------------------------------------
+
+
+async def test_without_a_key_the_agent_learns_before_asking_for_approval_that_nothing_can_run(
+    connect, controls, transport, tmp_path
+):
+    """A user with no key asked for an image: the quote read like any other ("approves exactly this request"), so the
+    agent asked the user to approve a spend that could not happen."""
+    transport.release.set()
+    async with connect(api_key=None) as client:
+        instructions = client.instructions or ""
+        estimate = await client.call_tool("estimate_cost", IMAGE)
+    for text in (instructions, text_of(estimate)):
+        assert "KIE_API_KEY is not set" in text and str(tmp_path / ".env") in text, text
+    assert "nothing can be generated" in instructions
+    assert text_of(estimate).index("quote_id=") < text_of(estimate).index("Nothing can be generated yet")
+    assert await controls.creates() == []
+
+
+async def test_with_a_key_neither_the_instructions_nor_a_quote_talk_of_a_missing_key(connect, transport):
+    transport.release.set()
+    async with connect() as client:
+        instructions = client.instructions or ""
+        estimate = await client.call_tool("estimate_cost", IMAGE)
+    assert "KIE_API_KEY is not set" not in instructions + text_of(estimate)
+
+
+# -- why a price is old ----------------------------------------------------------------------------------------------
+
+
+def reason(answer: Any) -> str:
+    found = re.search(r"this one was not refreshed: (.*?)\.\)", text_of(answer))
+    assert found, text_of(answer)
+    return found.group(1)
+
+
+async def test_an_old_price_with_the_sync_off_says_only_that(connect, transport, old_prices):
+    transport.release.set()
+    async with connect() as client:  # tests' settings turn the daily sync off
+        estimate = await client.call_tool("estimate_cost", IMAGE)
+    assert reason(estimate) == "KIE_CATALOG_SYNC is off"
+
+
+async def test_the_first_quote_while_kies_prices_are_being_read_says_so_and_the_next_is_fresh(
+    connect, transport, tmp_path, old_prices
+):
+    """The first quote of a fresh workspace blamed KIE's list, the setting or a failing refresh, all three untrue:
+    the sync was still running, and a moment later the same quote had today's price and no warning."""
+    async with connect(catalog_sync=True) as client:
+        first = await client.call_tool("estimate_cost", IMAGE)
+        transport.release.set()
+        with anyio.fail_after(30):
+            while not cache_path(tmp_path).is_file():  # noqa: ASYNC110 - the server's background task writes it
+                await anyio.sleep(0.05)
+            while STALE in text_of(later := await client.call_tool("estimate_cost", IMAGE)):  # noqa: ASYNC110
+                await anyio.sleep(0.05)
+    assert reason(first).startswith("kie-mcp is reading KIE's price list right now"), reason(first)
+    assert later.structured_content["quote"]["price_source"].startswith("KIE live price list of")
+
+
+async def test_an_old_price_after_a_failed_read_of_kies_list_says_it_failed(
+    connect, controls, transport, tmp_path, old_prices
+):
+    transport.release.set()
+    await controls.fault("any", times=-1, kind="code", code=500)
+    async with connect(catalog_sync=True) as client:
+        with anyio.fail_after(30):
+            while LiveCatalog.load(cache_path(tmp_path)).attempted_at is None:  # noqa: ASYNC110 - written by the sync
+                await anyio.sleep(0.05)
+            await anyio.sleep(0.1)  # the server takes the failed sync in as it saves it
+        estimate = await client.call_tool("estimate_cost", IMAGE)
+    assert reason(estimate).startswith("the last read of KIE's price list failed"), reason(estimate)

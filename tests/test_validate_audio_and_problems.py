@@ -1,0 +1,214 @@
+"""``audio`` on models with no sound setting, and one answer naming every problem (the 2026-12 client audit).
+
+An agent asked ``estimate_cost(model="veo3_fast", audio=true, duration=10)`` was told "veo3_fast has no audio
+setting" (read: no sound; Veo always has sound), then, after dropping audio, that 10 s is not allowed: three calls
+for one request. Now a model that always has sound takes ``audio=true`` as what it does anyway, a silent one takes
+``audio=false``, each refuses the other in words that say why, and a refusal while placing the arguments still
+comes with what the checks of the rest of the request find.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from kie_mcp.catalog import InvalidRequest, ModelSpec, build_input, load_catalog, price_input
+
+from .conftest import answering, text_of
+from .test_every_model import invalid_arguments, minimal_arguments
+
+CATALOG = load_catalog()
+OFFERED = [s for s in CATALOG.offered() if s.followup is None or s.followup.standalone]
+ALWAYS_SOUND = sorted(
+    s.id for s in OFFERED if s.kind == "video" and "audio" in s.capabilities and s.field_for_arg("audio") is None
+)
+SILENT = sorted(
+    s.id for s in OFFERED if s.kind == "video" and "audio" not in s.capabilities and s.field_for_arg("audio") is None
+)
+SILENT_VIDEO = "bytedance/v1-pro-text-to-video"
+IMAGE_MODELS = ["nano-banana-2", "google/imagen4", "gpt-image-2-text-to-image"]
+IMG = "https://example.com/a.png"
+ARGS = ("prompt", "images", "aspect_ratio", "resolution", "duration", "audio", "options")
+
+
+def _build(spec: ModelSpec, arguments: dict[str, Any]) -> dict[str, Any]:
+    return build_input(spec, **{k: v for k, v in arguments.items() if k in ARGS})
+
+
+def _problems(spec: ModelSpec, **arguments: Any) -> list[tuple[str, str]]:
+    with pytest.raises(InvalidRequest) as caught:
+        build_input(spec, **arguments)
+    return [(p.field, p.message) for p in caught.value.problems]
+
+
+# -- audio on a model with no sound setting --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model_id", ALWAYS_SOUND)
+def test_audio_true_on_a_model_that_always_has_sound_changes_nothing(model_id):
+    """Asking for the sound the model always makes sends and costs exactly what leaving audio out does."""
+    spec = CATALOG.get(model_id)
+    arguments = minimal_arguments(spec)
+    without = _build(spec, arguments)
+    with_sound = _build(spec, {**arguments, "audio": True})
+    assert with_sound == without
+    assert price_input(spec, with_sound) == price_input(spec, without)
+
+
+def test_veo_audio_true_is_quoted_as_without_it():
+    assert "veo3_fast" in ALWAYS_SOUND and len(ALWAYS_SOUND) >= 10 and SILENT_VIDEO in SILENT  # no vacuous lists
+    spec = CATALOG.get("veo3_fast")
+    plain = build_input(spec, prompt="a talking dog", duration=8)
+    with_sound = build_input(spec, prompt="a talking dog", duration=8, audio=True)
+    assert with_sound == plain and "audio" not in with_sound
+    assert price_input(spec, with_sound).credits == price_input(spec, plain).credits == 60
+
+
+@pytest.mark.parametrize("model_id", ALWAYS_SOUND)
+def test_audio_false_on_a_model_that_always_has_sound_is_refused_saying_it_always_has_sound(model_id):
+    spec = CATALOG.get(model_id)
+    with pytest.raises(InvalidRequest) as caught:
+        _build(spec, {**minimal_arguments(spec), "audio": False})
+    (problem,) = caught.value.problems
+    assert problem.field == "audio"
+    assert problem.message.startswith(f"cannot be false: {model_id} always makes sound. Leave audio out, or pick ")
+    assert "no audio setting" not in problem.message
+
+
+def test_the_models_named_instead_of_veo_can_turn_their_sound_off():
+    (problem,) = _problems(CATALOG.get("veo3_fast"), prompt="a quiet lake", audio=False)
+    assert problem[1].startswith("cannot be false: veo3_fast always makes sound. Leave audio out, or pick a model ")
+    named = problem[1].split("such as ", 1)[1].rstrip(".").split(", ")
+    assert named
+    for other in named:
+        spec = CATALOG.get(other)
+        assert spec.kind == "video" and spec.field_for_arg("audio") is not None and not spec.withdrawn, other
+
+
+@pytest.mark.parametrize("model_id", SILENT)
+def test_a_silent_video_model_takes_audio_false_and_refuses_audio_true(model_id):
+    spec = CATALOG.get(model_id)
+    arguments = minimal_arguments(spec)
+    assert _build(spec, {**arguments, "audio": False}) == _build(spec, arguments)
+    with pytest.raises(InvalidRequest) as caught:
+        _build(spec, {**arguments, "audio": True})
+    (problem,) = caught.value.problems
+    assert problem.field == "audio"
+    assert problem.message.startswith(f"cannot be true: {model_id} makes silent videos. Leave audio out, or pick ")
+    assert "audio capability, which makes sound" in problem.message and "list_models" in problem.message
+    for other in problem.message.split("such as ", 1)[1].split(" (", 1)[0].split(", "):
+        assert "audio" in CATALOG.get(other).capabilities, other
+
+
+@pytest.mark.parametrize("audio", [True, False])
+@pytest.mark.parametrize("model_id", IMAGE_MODELS)
+def test_an_image_model_refuses_any_audio_value_saying_images_have_no_sound(model_id, audio):
+    (problem,) = _problems(CATALOG.get(model_id), prompt="a red apple", audio=audio)
+    assert problem == (
+        "audio",
+        f"{model_id} makes images, which have no sound; leave audio out (it is for video models).",
+    )
+
+
+# -- one answer names every problem -------------------------------------------------------------------------------
+
+
+def test_one_answer_names_the_refused_audio_and_the_refused_duration():
+    """The audit's request: both problems at once, the placing one first."""
+    problems = _problems(CATALOG.get("veo3_fast"), prompt="a dog barks", audio=False, duration=10)
+    assert [field for field, _ in problems] == ["audio", "duration"]
+    assert problems[0][1].startswith("cannot be false: veo3_fast always makes sound.")
+    assert problems[1][1].startswith("10 is not allowed; allowed: 4, 6, 8")
+
+
+@pytest.mark.parametrize("model_id", sorted(s.id for s in OFFERED))
+def test_an_unknown_option_comes_with_every_other_problem_of_the_request(model_id):
+    """Across the catalogue: an option the model does not have (nothing like any field) no longer hides the
+    checks of the rest; their problems follow it, exactly as the request without it gets them."""
+    spec = CATALOG.get(model_id)
+    arguments, _ = invalid_arguments(spec)
+    if "no_such_field" in (arguments.get("options") or {}):
+        pytest.skip("no checkable setting: its invalid request is an unknown option already")
+    with pytest.raises(InvalidRequest) as alone:
+        _build(spec, arguments)
+    options = {**(arguments.get("options") or {}), "zzzz_qqqq": 1}
+    with pytest.raises(InvalidRequest) as both:
+        _build(spec, {**arguments, "options": options})
+    first, *rest = both.value.problems
+    assert first.field == "options.zzzz_qqqq"
+    assert rest == alone.value.problems
+
+
+def test_missing_images_are_not_echoed_as_a_missing_field_and_the_ratio_is_still_checked():
+    """grok-imagine/image-to-video needs an image: the answer says so once (not also "image_urls is required" or
+    "has 0 items"), and names the aspect ratio it does not take; audio=true (it always has sound) is no problem."""
+    spec = CATALOG.get("grok-imagine/image-to-video")
+    problems = _problems(spec, prompt="x", aspect_ratio="4:3", resolution="1080p", audio=True)
+    assert [field for field, _ in problems] == ["images", "aspect_ratio"]
+    assert "needs at least 1 input image" in problems[0][1]
+    assert problems[1][1].startswith('"4:3" is not allowed')
+
+
+def test_a_value_given_twice_is_named_once_and_the_rest_is_still_checked():
+    """duration given twice is one problem (its options value is not judged again as options.duration); the bad
+    resolution beside it is named in the same answer."""
+    problems = _problems(CATALOG.get("veo3_fast"), prompt="x", duration=10, resolution="8k", options={"duration": 5})
+    assert [field for field, _ in problems] == ["duration", "resolution"]
+    assert problems[0][1] == "given twice: duration=10 and options.duration=5."
+
+
+def test_a_misspelt_required_option_is_not_also_reported_missing():
+    """options.promt for Veo's required prompt: "Did you mean prompt?" once, not also "prompt is required"; the bad
+    duration is named with it."""
+    problems = _problems(CATALOG.get("veo3_fast"), options={"promt": "a dog"}, duration=10)
+    assert [field for field, _ in problems] == ["options.promt", "duration"]
+    assert 'Did you mean "prompt"?' in problems[0][1]
+
+
+def test_refused_images_do_not_bring_problems_of_the_rules_that_read_them():
+    """Four images on Veo (it takes 0-3): no "images: has 4 items" from the rules counting imageUrls too; a rule
+    that does not read the images (REFERENCE_2_VIDEO makes 8 s clips) still judges the duration."""
+    problems = _problems(
+        CATALOG.get("veo3_fast"),
+        prompt="x",
+        images=[IMG] * 4,
+        duration=4,
+        options={"generationType": "REFERENCE_2_VIDEO"},
+    )
+    assert [field for field, _ in problems] == ["images", "duration"]
+    assert problems[0][1] == "veo3_fast takes 0-3 image(s); got 4."
+    assert "8 s clips only" in problems[1][1]
+
+
+# -- through the MCP client ---------------------------------------------------------------------------------------
+
+
+async def test_veo_with_sound_is_quoted_as_without_and_a_silent_veo_is_refused_with_every_problem(connect, controls):
+    """Through the real client, in both protocol eras: audio=true on veo3_fast quotes the same price as no audio;
+    audio=false is refused saying Veo always makes sound, with the duration it does not take in the same answer,
+    and nothing is created or asked."""
+    seen: list[str] = []
+    request = {"model": "veo3_fast", "prompt": "a dog barks at the mailman"}
+    async with connect(elicitation=answering(seen=seen)) as client:
+        without = await client.call_tool("estimate_cost", request)
+        with_sound = await client.call_tool("estimate_cost", {**request, "audio": True})
+        refused = await client.call_tool("estimate_cost", {**request, "audio": False, "duration": 10})
+        generated = await client.call_tool("generate_video", {**request, "audio": False})
+        silent = await client.call_tool("estimate_cost", {"model": SILENT_VIDEO, "prompt": "x", "audio": True})
+        quiet = await client.call_tool("estimate_cost", {"model": SILENT_VIDEO, "prompt": "x", "audio": False})
+    assert not without.is_error and not with_sound.is_error, text_of(with_sound)
+    quoted, plain = with_sound.structured_content["quote"], without.structured_content["quote"]
+    assert quoted["credits_total"] == plain["credits_total"] == 60
+    assert quoted["breakdown"] == plain["breakdown"]
+    text = text_of(refused)
+    assert refused.is_error, text
+    assert "- audio: cannot be false: veo3_fast always makes sound. Leave audio out" in text
+    assert "- duration: 10 is not allowed; allowed: 4, 6, 8" in text
+    assert text.index("- audio:") < text.index("- duration:")
+    assert "no audio setting" not in text
+    assert generated.is_error and "always makes sound" in text_of(generated)
+    assert silent.is_error and f"- audio: cannot be true: {SILENT_VIDEO} makes silent videos" in text_of(silent)
+    assert not quiet.is_error, text_of(quiet)
+    assert seen == []  # no confirmation was asked
+    assert await controls.creates() == []
