@@ -273,6 +273,23 @@ async def test_nan_nested_in_an_option_is_refused_before_any_approval(wire, cont
     assert spent == 0
 
 
+@pytest.mark.parametrize(
+    ("model", "option"), [("veo3_fast", "duration"), ("nano-banana-2", "output_format"), ("wan/2-7-image", "n")]
+)
+async def test_an_option_larger_than_any_number_is_refused_by_name_not_as_a_crash(connect, controls, model, option):
+    """JSON's integers have no bound: 10**400 overflowed the first float() that met it, and the answer was kie-mcp's
+    "unexpected error, please report this" instead of the option's name."""
+    seen: list[str] = []
+    tool = "generate_video" if model == "veo3_fast" else "generate_image"
+    request = {"model": model, "prompt": "a mug", "options": {option: 10**400}}
+    async with connect(elicitation=answering(seen=seen)) as client:
+        result = await client.call_tool(tool, request)
+        quote = await client.call_tool("estimate_cost", request)
+    for answer in (result, quote):
+        text = await assert_refused_for_free(answer, controls, seen, f"options.{option}: ", "larger than any number")
+        assert "unexpected error" not in text and len(text) < 1000
+
+
 # -- prompt length -----------------------------------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
+import sys
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
@@ -91,6 +92,9 @@ def build_input(
         if key not in spec.fields:
             problems.append(Problem(f"options.{key}", _unknown_option(spec, key)))
             guesses += difflib.get_close_matches(key, sorted(spec.fields), n=1)
+        elif _past_floats(value):  # JSON's integers have no bound: 10**400 would overflow every later check
+            problems.append(Problem(f"options.{key}", f"{plain(value)} is larger than any number KIE takes."))
+            refused.add(key)
         else:
             wire[key] = value
 
@@ -306,6 +310,13 @@ def _checked(spec: ModelSpec, wire: Mapping[str, Any], unsure: Collection[str] =
         if not _reads(rule.when, unsure) and _matches(rule.when, wire):
             problems += [p for p in _check_rule(rule, wire) if p.field not in unsure]
     return problems
+
+
+def _past_floats(value: Any) -> bool:
+    """An integer (or a list's item) too large for a float, which no KIE field takes: the checks that compare a
+    value or a list's items as numbers would overflow on it. Deeper values are never read as numbers here."""
+    items = value if isinstance(value, list) else [value]
+    return any(isinstance(v, int) and not isinstance(v, bool) and abs(v) > sys.float_info.max for v in items)
 
 
 # -- sound --------------------------------------------------------------------------------
