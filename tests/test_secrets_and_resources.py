@@ -13,6 +13,7 @@ import pytest
 from mcp import Client
 from pydantic import SecretStr
 
+from kie_mcp.catalog import load_catalog
 from kie_mcp.media.stitch import find_ffmpeg
 from kie_mcp.sandbox import SandboxTransport, SimConfig, Simulator
 from kie_mcp.server import create_server
@@ -141,6 +142,9 @@ async def test_unknown_task_resource_says_so(connect, uri):
     assert "error" in json.loads(read.contents[0].text)
 
 
+FOLLOWUPS = {spec.id for spec in load_catalog().offered() if spec.followup is not None}
+
+
 async def test_model_resource_by_id_and_by_name(connect):
     from mcp import MCPError
 
@@ -156,6 +160,17 @@ async def test_model_resource_by_id_and_by_name(connect):
     assert kling["price"]["unit"] == "second"
     assert kling["rules"] and all(rule["source"] in kling["sources"] for rule in kling["rules"])
     assert veo["id"] == "veo3_fast"
+
+
+@pytest.mark.parametrize("model_id", sorted(FOLLOWUPS))
+async def test_every_model_list_models_lists_has_its_document_follow_ups_too(connect, model_id):
+    """A continue_video quote points to kie://models/{id} for its provenance: for veo/extend and the other follow-ups
+    the read was an internal error (-32603), though list_models lists them."""
+    async with connect() as client:
+        listed = {m["id"] for m in (await client.call_tool("list_models", {})).structured_content["models"]}
+        document = json.loads((await client.read_resource(f"kie://models/{model_id}")).contents[0].text)
+    assert model_id in listed
+    assert document["id"] == model_id and document["sources"]
 
 
 def _git(folder, *args):

@@ -1263,7 +1263,9 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
     def model(model_id: str, ctx: Context) -> str:
         """A model's input schema (fields, types, enums, defaults, limits), rules, price table and sources."""
         try:
-            spec = gen.resolve_model(_state(ctx), model_id)  # the catalogue: readable even with a broken setting
+            # The catalogue, readable even with a broken setting; a follow-up (veo/extend) is documented like any
+            # model: reading its document is not generating with it.
+            spec = gen.resolve_model(_state(ctx), model_id, followup=True)
         except (UnknownModelError, WithdrawnModelError, AmbiguousModelError) as err:  # the reader's mistake
             raise ResourceNotFoundError(str(err)) from err
         return json.dumps(model_document(spec), indent=2)
