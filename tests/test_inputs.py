@@ -93,6 +93,25 @@ async def test_a_saved_results_resource_link_is_an_input_as_its_file(connect, co
     assert len(await uploads(controls)) == 1
 
 
+async def test_a_reference_files_resource_link_is_an_input_as_its_file(connect, controls, tmp_path, outside):
+    """resources/list names the workspace's references as ``kie://workspace/references/...``: passed as images they
+    were looked for as a folder named "kie:" ("looked in .../kie:/workspace/..."). They are the files; a way out of
+    the workspace, or to a private file, is refused like any path."""
+    (tmp_path / "references").mkdir()
+    (tmp_path / "references" / "face.png").write_bytes(PNG)
+    (tmp_path / ".env").write_text("KIE_API_KEY=not-for-upload\n")
+    async with connect(elicitation=answering()) as client:
+        listed = [str(r.uri) for r in (await client.list_resources()).resources]
+        edited = await client.call_tool("generate_image", {**EDIT, "images": ["kie://workspace/references/face.png"]})
+        escaped = await client.call_tool("upload_file", {"path": f"kie://workspace/../{outside.name}/secret.png"})
+        private = await client.call_tool("upload_file", {"path": "kie://workspace/.env"})
+    assert "kie://workspace/references/face.png" in listed
+    assert edited.structured_content["status"] == "completed", text_of(edited)
+    assert "leads out of the workspace" in text_of(escaped)
+    assert private.is_error and "not-for-upload" not in text_of(private), text_of(private)
+    assert len(await uploads(controls)) == 1
+
+
 async def test_allowed_dirs_open_another_folder(connect, controls, outside):
     async with connect(elicitation=answering(), allowed_dirs=(outside.resolve(),)) as client:
         result = await client.call_tool("generate_image", {**EDIT, "images": [str(outside / "secret.png")]})

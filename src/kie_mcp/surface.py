@@ -138,8 +138,8 @@ Prompt = Annotated[
 Images = Annotated[
     list[str],
     Field(
-        description="Input images: http(s) URLs, local file paths, or saved results' kie://outputs/... links "
-        "(local files are uploaded to KIE after approval). Max per model."
+        description="Input images: http(s) URLs, local file paths, or kie://outputs/... and kie://workspace/... "
+        "resource links (local files are uploaded to KIE after approval). Max per model."
     ),
 ]
 AspectRatio = Annotated[str | None, Field(description="e.g. 16:9, 9:16, 1:1; allowed values depend on the model.")]
@@ -754,8 +754,8 @@ def _register_tools(mcp: MCPServer) -> None:
         path: Annotated[
             str,
             Field(
-                description="A local file: absolute, relative to the workspace, ~/..., file://, or a saved "
-                "result's kie://outputs/... link."
+                description="A local file: absolute, relative to the workspace, ~/..., file://, or a "
+                "kie://outputs/... or kie://workspace/... resource link."
             ),
         ],
         ctx: Context,

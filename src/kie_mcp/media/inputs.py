@@ -149,22 +149,31 @@ UPLOAD_ACCEPTS = Accepts(frozenset(KINDS), "upload_file", limit_mb=UPLOAD_LIMIT_
 
 # The resource link of a saved result (``kie://outputs/<date>-<session>/<file>``): the file in the workspace's outputs/.
 OUTPUTS_URI = "kie://outputs/"
+# The resource link of a workspace file (``kie://workspace/references/<file>``, as resources/list names them).
+WORKSPACE_URI = "kie://workspace/"
+# Each resource link an input may be, the folder it names, and what it is called in messages.
+_LINKS = (
+    (OUTPUTS_URI, ("outputs",), "a saved result's link", "outputs/"),
+    (WORKSPACE_URI, (), "a workspace file's link", "the workspace"),
+)
 
 
 def local_path(value: str, workspace: Path | tuple[Path, ...]) -> Path:
     """Where a local input lives: absolute, ``~``-relative, a ``file://`` URI (as clients and file managers give
-    them), a saved result's ``kie://outputs/...`` resource link, or relative to the workspace. Given several bases
-    (the sandbox area, then the real workspace), the first that holds the path; none holding it, the first.
-    ``UnusablePath`` for a ``~user`` whose home folder this system does not know, and for a ``file://`` URI naming
-    another machine."""
-    if value[: len(OUTPUTS_URI)].lower() == OUTPUTS_URI:  # a saved result's resource link, as results give them
-        parts = PurePosixPath(unquote(value[len(OUTPUTS_URI) :])).parts
+    them), a saved result's ``kie://outputs/...`` or a reference's ``kie://workspace/...`` resource link, or
+    relative to the workspace. Given several bases (the sandbox area, then the real workspace), the first that
+    holds the path; none holding it, the first. ``UnusablePath`` for a ``~user`` whose home folder this system does
+    not know, and for a ``file://`` URI naming another machine."""
+    link = next((found for found in _LINKS if value[: len(found[0])].lower() == found[0]), None)
+    if link is not None:  # a resource link, as results and resources/list give them
+        prefix, folder, what, inside = link
+        parts = PurePosixPath(unquote(value[len(prefix) :])).parts
         if ".." in parts:
             raise UnusablePath(
-                f"{shown(value)} is not a saved result's link: '..' leads out of outputs/. Nothing was read or "
-                "uploaded. Pass the link as a result gave it, or the file's path."
+                f"{shown(value)} is not {what}: '..' leads out of {inside}. Nothing was read or uploaded. Pass the "
+                "link as it was given, or the file's path."
             )
-        path = Path("outputs", *(part for part in parts if part != "/"))  # under outputs/, then confined
+        path = Path(*folder, *(part for part in parts if part != "/"))  # then judged like any relative path
     elif value[:7].lower() == "file://":
         path = _file_uri_path(value)
     else:
