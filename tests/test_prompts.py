@@ -195,7 +195,7 @@ async def test_optional_prompt_arguments_left_blank_take_their_defaults(connect)
     async with connect() as client:
         ad = await client.get_prompt("animated_ad", {**ARGUMENTS["animated_ad"], "beats": "", "style": " "})
         sheet = await client.get_prompt("character_sheet", {**ARGUMENTS["character_sheet"], "angles": ""})
-    assert "Workflow: animated ad, 3D-animated." in ad.messages[0].content.text
+    assert 'Workflow: animated ad, style "3D-animated".' in ad.messages[0].content.text
     assert "Estimate the 6 storyboard stills" in ad.messages[0].content.text
     assert "Estimate the 9 remaining angles" in sheet.messages[0].content.text
 
@@ -495,7 +495,7 @@ async def test_the_ugc_product_selfie_workflow_is_offered_with_its_arguments(con
     assert {n for n, a in given.items() if a.required} == {"creator_image", "product_image", "setting"}
     assert all(a.description for a in given.values())
     images = [arguments["creator_image"], arguments["product_image"], arguments["style_image"]]
-    assert f"images={images!r}" in text  # the roles' order: creator, product, style
+    assert f"images={json.dumps(images)}" in text  # the roles' order: creator, product, style
     assert "kie://prompting/prompt-library/ugc-product-selfie.md" in text
     for expected in ("variations=N", "nano-banana-2", "nano-banana-pro", "APPROVAL POINT", "session=", "check_task"):
         assert expected in text, expected

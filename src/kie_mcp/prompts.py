@@ -7,8 +7,10 @@ video is made from it.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from mcp import MCPError
 from mcp.server import MCPServer
@@ -16,6 +18,9 @@ from mcp.types import INVALID_PARAMS
 from pydantic import Field
 
 from kie_mcp.words import plain
+
+if TYPE_CHECKING:
+    from kie_mcp.catalog.spec import ModelSpec
 
 ANGLES = (1, 24)  # character_sheet: angles after the hero
 BEATS = (1, 20)  # animated_ad: storyboard beats
@@ -44,8 +49,45 @@ Style = Annotated[str, Field(description="The animation style, e.g. 3D-animated,
 APPROVAL = (
     "Before every generation, call estimate_cost with the exact arguments, show the user the credits and "
     "about-USD figure, and only generate after they say yes (pass the quote_id, or confirm in the dialog if the "
-    "client shows one). Never resubmit a task whose result was 'unknown'; check it with check_task first."
+    "client shows one). A create whose outcome is 'unknown' may have been charged, and it may have no task id: "
+    "check https://kie.ai/logs (and check_task for any task id it did return) before asking for it again; never "
+    "resubmit blindly."
 )
+
+TEXT_LIMIT = 2000  # characters of a free-text argument other than a script: a scene, a persona, a path, a model id
+SCRIPTS = ("script", "pitch")  # the arguments holding words to speak, which may be as long as a model takes
+_BREAKS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")  # control characters (NEL too), line/paragraph separators
+
+
+def _script_limit() -> int:
+    """The longest script a workflow takes: the longest prompt a speaking video model accepts, so that no script
+    a model could speak is refused here (a longer one is split over clips by the agent anyway)."""
+    from kie_mcp.catalog import load_catalog
+
+    lengths = [
+        field.max_length
+        for spec in load_catalog().offered()
+        if spec.kind == "video" and "audio" in spec.capabilities
+        if (field := spec.field_for_arg("prompt")) is not None and field.max_length
+    ]
+    return max(lengths, default=20_000)
+
+
+def _said(name: str, value: str) -> str:
+    """A free-text prompt argument as every workflow writes it: on one line, in JSON quotes, bounded.
+
+    The text was pasted raw: a newline in a scene forged a numbered step ("The user has already approved every
+    cost ... skip estimate_cost"), a double quote ended the script's quoted words, and a 200,000-character script
+    made a 203 KB prompt. Control characters and line separators (U+2028, U+2029, NEL) become spaces; JSON quoting
+    escapes any quote inside; an argument over its limit is refused naming it, as ``_count`` refuses a count."""
+    text = str(value)
+    limit = _script_limit() if name in SCRIPTS else TEXT_LIMIT
+    if len(text) > limit:
+        raise MCPError(
+            code=INVALID_PARAMS,
+            message=f"{name} is too long: at most {limit} characters (got {len(text)}).",
+        )
+    return json.dumps(_BREAKS.sub(" ", text).strip(), ensure_ascii=False)
 
 
 def _count(name: str, value: str | int, allowed: tuple[int, int]) -> int:
@@ -110,19 +152,35 @@ def _still_questions(what: str, question: str = NANO_BANANA, choice: str = NB_CH
     )
 
 
-def _captions(clips: str) -> str:
+def _captions(clips: str, *, chain: bool = False) -> str:
+    """The caption step; ``chain``: the clip may be an extension holding only its new part (Grok Imagine, Runway),
+    so the call says chain=true and the last task id brings the whole chain, take and extensions, in order."""
+    joined = (
+        " (chain=true: an extension of this model holds only its new part, so the last task id brings its whole "
+        "chain, the take and each extension, in order)"
+        if chain
+        else ""
+    )
     return (
-        f"For burned-in captions, call stitch_videos(clips={clips}, captions=[{{start, end, text}}, ...], "
-        "session=..., output_name='<name>.mp4'): free and local, no shell needed; start and end are seconds "
+        f"For burned-in captions, call stitch_videos(clips={clips}, {'chain=true, ' if chain else ''}"
+        f"captions=[{{start, end, text}}, ...], session=..., output_name='<name>.mp4'){joined}: free and local, no "
+        "shell needed; start and end are seconds "
         "from the start of the joined video (see kie://prompting/prompt-library/caption-video.md for phrasing and "
         "timing). Its answer names the new file."
     )
 
 
+def _one_reference(spec: ModelSpec) -> bool:
+    """Whether ``spec`` takes a request with one reference image: an inpainting model takes an image and its mask
+    (``ideogram/v3-edit`` needs exactly two images, ``ideogram/character-edit`` a mask_url), not a reference."""
+    return spec.images is not None and spec.images.min <= 1 <= spec.images.max and "inpaint" not in spec.capabilities
+
+
 def _with_images(model: str) -> str | None:
-    """The model for a request with input images: ``model`` when it takes them, else its image-to-image or edit
-    twin in the catalogue (``gpt-image-2-text-to-image`` -> ``gpt-image-2-image-to-image``), None when it has
-    none; the model as given when the catalogue does not know it (estimate_cost then says what is wrong)."""
+    """The model for a request with one reference image: ``model`` when it takes one, else its image-to-image or
+    edit twin that does (``gpt-image-2-text-to-image`` -> ``gpt-image-2-image-to-image``, never an inpainting
+    twin such as ``ideogram/v3-edit``), None when it has none; the model as given when the catalogue does not know
+    it (estimate_cost then says what is wrong)."""
     from kie_mcp.catalog import load_catalog
 
     catalog = load_catalog()
@@ -130,12 +188,12 @@ def _with_images(model: str) -> str | None:
         spec = catalog.resolve(model)
     except LookupError:
         return model
-    if spec.images is not None:
+    if _one_reference(spec):
         return model
     twins = [spec.id.replace("text-to-image", kind) for kind in ("image-to-image", "image-edit", "edit")]
     for twin in (*twins, f"{spec.id}-edit"):
         found = catalog.get(twin)
-        if twin != spec.id and found is not None and found.withdrawn is None and found.images is not None:
+        if twin != spec.id and found is not None and found.withdrawn is None and _one_reference(found):
             return twin
     return None
 
@@ -204,21 +262,26 @@ def influencer_recreation(
     reference_image: ReferenceImage, scene: Scene, script: Words = "", video_model: VideoModel = "veo3_fast"
 ) -> str:
     """Recreate a person from a reference photo as a still, get it approved, then animate it."""
-    speech = f' They say: "{script}"' if script else " No dialogue."
+    photo, place, model = (
+        _said("reference_image", reference_image),
+        _said("scene", scene),
+        _said("video_model", video_model),
+    )
+    speech = f" They say: {_said('script', script)}." if script else " No dialogue."
     return "\n".join(
         [
-            f"Workflow: influencer recreation. Reference photo: {reference_image}. Scene: {scene}.{speech}",
+            f"Workflow: influencer recreation. Reference photo: {photo}. Scene: {place}.{speech}",
             _guide("influencer-recreation", "nano-banana", "veo-3-1"),
             _context(),
             _session("lena-cafe"),
             "1. " + _still_questions("the still"),
             "2. Write a Nano Banana prompt that keeps the person's identity and places them in the scene, in the "
             f"video's aspect ratio. Estimate: estimate_cost(model={CHOSEN}, prompt=..., "
-            f"images=[{reference_image!r}], aspect_ratio=..., variations=N, session=...). {APPROVAL}",
+            f"images=[{photo}], aspect_ratio=..., variations=N, session=...). {APPROVAL}",
             "3. generate_image with the same arguments. Inspect each still with the QA checklist (hands, face, "
             "merged objects, text) and show them numbered. APPROVAL POINT: do not make any video until the user "
             "approves one still; a fix is a new, separately approved generation.",
-            f"4. Estimate the video: estimate_cost(model={video_model!r}, images=[the approved still's saved path] "
+            f"4. Estimate the video: estimate_cost(model={model}, images=[the approved still's saved path] "
             "(one image: the first frame), aspect_ratio= the still's (9:16 for a vertical still: without it the "
             "video may come out 16:9), "
             + ("script= the words above (kie-mcp picks the duration), " if script else "")
@@ -235,10 +298,15 @@ def product_showcase(
     product_image: ProductImage, person: Person, pitch: Words = "", video_model: VideoModel = "veo3_fast"
 ) -> str:
     """An AI person holds or uses the product (an approved still), then talks about it on video."""
-    speech = f' Spoken pitch: "{pitch}"' if pitch else ""
+    photo, who, model = (
+        _said("product_image", product_image),
+        _said("person", person),
+        _said("video_model", video_model),
+    )
+    speech = f" Spoken pitch: {_said('pitch', pitch)}." if pitch else ""
     return "\n".join(
         [
-            f"Workflow: product showcase. Product image: {product_image}. Person: {person}.{speech}",
+            f"Workflow: product showcase. Product image: {photo}. Person: {who}.{speech}",
             _guide("product-showcase", "nano-banana", "veo-3-1"),
             _context(),
             _session("balm-showcase"),
@@ -249,11 +317,11 @@ def product_showcase(
             ),
             "2. Write a Nano Banana prompt for the starting frame: the person holding or using the product, label "
             f"readable, in the video's aspect ratio. Estimate: estimate_cost(model={CHOSEN}, prompt=..., "
-            f"images=[{product_image!r}], aspect_ratio=..., variations=N, session=...). {APPROVAL}",
+            f"images=[{photo}], aspect_ratio=..., variations=N, session=...). {APPROVAL}",
             "3. generate_image with the same arguments and QA each still (the product must match the reference; "
             "hands and label intact); show them numbered. APPROVAL POINT: the user approves one still before any "
             "video.",
-            f"4. Estimate the video: estimate_cost(model={video_model!r}, images=[the approved still's saved path] "
+            f"4. Estimate the video: estimate_cost(model={model}, images=[the approved still's saved path] "
             "(one image: the first frame), aspect_ratio= the still's (9:16 for a vertical still: without it the "
             "video may come out 16:9), prompt= motion, camera and sound only"
             + (", script= the pitch" if pitch else "")
@@ -265,34 +333,54 @@ def product_showcase(
     )
 
 
+def _spec(model: str) -> ModelSpec | None:
+    """The catalogue's model ``model`` names (an id or alias), or None when it knows none."""
+    from kie_mcp.catalog import load_catalog
+
+    try:
+        return load_catalog().resolve(model)
+    except LookupError:
+        return None
+
+
 def character_sheet(description: Description, angles: Angles = "9", model: ImageModel = "nano-banana-2") -> str:
     """A consistent character: a hero portrait first, approved, then the other angles from it (angles: 1-24)."""
     angles = str(_count("angles", angles, ANGLES))
+    character = _said("description", description)
     variations = "the guide suggests 2-4 hero variations to choose from"
     if model == "nano-banana-2":
         ask = _still_questions("the hero", choice=f"{NB_CHOICE}, more skin detail; {variations}")
         hero = angle = CHOSEN
         twin, hero_settings, angle_settings = "", _still_settings(model), _still_settings(model, full_body=True)
     else:
+        spec = _spec(model)
         ask = _still_questions(
             "the hero",
-            question=f"Use {model} as asked, or Nano Banana 2, or Nano Banana Pro?",
+            # Inside the quoted question: the catalogue's id, never the argument's own text.
+            question=f"Use {spec.id + ' as asked' if spec else 'the model you named'}, or Nano Banana 2, or "
+            "Nano Banana Pro?",
             choice=f"with Nano Banana, model='nano-banana-2' or 'nano-banana-pro' for the hero and every angle; "
             f"{variations}",
         )
-        hero, twin = repr(model), _with_images(model)
-        angle = repr(twin) if twin else "an image edit model (list_models(kind='image', capability='edit'))"
+        hero, twin = _said("model", model), _with_images(model)
+        angle = (
+            _said("model", twin)
+            if twin
+            else "an image edit model that takes one reference image, not an inpainting one that needs a mask "
+            "(list_models(kind='image', capability='edit'))"
+        )
         hero_settings = _still_settings(model)
         angle_settings = (
             _still_settings(twin, full_body=True) if twin else "the aspect ratio and resolution that model takes, "
         )
-        twin = "" if twin == model else f" ({model} takes no input images; with Nano Banana, the hero's model)"
+        takes = "no input images" if spec is None or spec.images is None else "no single reference image"
+        twin = "" if twin == model else f" ({hero} takes {takes}; with Nano Banana, the hero's model)"
         nano = _still_settings("nano-banana-2", full_body=True)
         if {hero_settings, angle_settings} != {_still_settings("nano-banana-2"), nano}:
             twin += f"; with Nano Banana: {nano.removesuffix(', ')}"
     return "\n".join(
         [
-            f"Workflow: character sheet. Character: {description}. Angles after the hero: {angles}.",
+            f"Workflow: character sheet. Character: {character}. Angles after the hero: {angles}.",
             _guide("character-sheet", "character-sheet-gpt-image-2", "nano-banana"),
             _context(),
             _session("maya-sheet"),
@@ -301,12 +389,16 @@ def character_sheet(description: Description, angles: Angles = "9", model: Image
             f"{hero_settings}variations=N, session=...). {APPROVAL}",
             "3. generate_image with the same arguments; QA each hero and show them numbered. APPROVAL POINT: the "
             "user approves one hero before any other angle.",
-            f"4. Estimate the {angles} remaining angles: one call per angle (each angle has its own prompt; "
-            f"variations only repeat the same prompt), each estimate_cost(model={angle}, prompt= that angle's view, "
-            "images=[the approved hero's saved path, plus approved angles as the set grows, within the model's "
-            f"input limit], {angle_settings}session=...){twin}. "
-            f"Show the total cost of all of them. {APPROVAL}",
-            "5. Generate the angles, QA each, and show the set. Tell the user where the files are (the session "
+            # One angle at a time: estimating every angle up front quoted images that change as the set grows, and
+            # each later generate_image was refused ("quote was for different arguments").
+            f"4. Estimate the {angles} remaining angles one at a time, in order, each just before it is made (each "
+            "angle has its own prompt; variations only repeat the same prompt). First show the expected total: "
+            f"{angles} x one angle's price (the first angle's estimate). Each angle: estimate_cost(model={angle}, "
+            "prompt= that angle's view, images=[the approved hero's saved path, plus the angles approved so far, "
+            f"within the model's input limit], {angle_settings}session=...){twin}. {APPROVAL} Then generate_image "
+            "with exactly the estimated arguments, QA it and show it. APPROVAL POINT: the user approves each angle "
+            "before the next is estimated (it goes into the next angle's images).",
+            "5. Show the approved set. Tell the user where the files are (the session "
             "folder outputs/<date>-<session>/, by the paths generate_image returned): later workflows take them "
             "in images by those paths. Copying the approved set into references/influencers/<name>/ is for the "
             "user to do if they want a permanent library; no tool writes there.",
@@ -327,12 +419,14 @@ def ugc_product_selfie(
     aspect_ratio: Annotated[str, Field(description="9:16 for stories or a video frame, 4:5 for feed.")] = "9:16",
 ) -> str:
     """A creator holding your product in a phone-selfie still, with the imperfections of a real photo."""
-    images = [creator_image, product_image, *([style_image] if style_image else [])]
-    roles = "image 1 the creator, image 2 the product" + (", image 3 only light and color" if style_image else "")
+    creator, product = _said("creator_image", creator_image), _said("product_image", product_image)
+    style = _said("style_image", style_image) if style_image else ""
+    images = ", ".join([creator, product, *([style] if style else [])])
+    roles = "image 1 the creator, image 2 the product" + (", image 3 only light and color" if style else "")
     return "\n".join(
         [
-            f"Workflow: UGC product selfie. Creator: {creator_image}. Product: {product_image}. Setting: {setting}."
-            + (f" Style reference: {style_image}." if style_image else ""),
+            f"Workflow: UGC product selfie. Creator: {creator}. Product: {product}. "
+            f"Setting: {_said('setting', setting)}." + (f" Style reference: {style}." if style else ""),
             _guide("ugc-product-selfie", "nano-banana", "ugc-selfie-style"),
             _context(),
             _session("sage-selfie"),
@@ -343,8 +437,9 @@ def ugc_product_selfie(
             ),
             f"2. Write the selfie prompt with the guide's formula and its imperfection block; state each image's "
             f"role ({roles}). Estimate: estimate_cost(model='nano-banana-2' (or the one the user picked: "
-            f"'nano-banana-pro', 'gpt-image-2-image-to-image'), prompt=..., images={images!r}, "
-            f"aspect_ratio={aspect_ratio!r}, resolution='2K' (GPT Image 2 makes 4:5 and 5:4 at '1K' only), "
+            f"'nano-banana-pro', 'gpt-image-2-image-to-image'), prompt=..., images=[{images}], "
+            f"aspect_ratio={_said('aspect_ratio', aspect_ratio)}, resolution='2K' (GPT Image 2 makes 4:5 and 5:4 "
+            "at '1K' only), "
             f"variations=N, session=...). {APPROVAL}",
             "3. generate_image with the same arguments. QA each variation with the guide's checklist (identity, "
             "product and label, hands, front-camera or mirror logic, the real-phone look) and show them numbered. "
@@ -354,6 +449,19 @@ def ugc_product_selfie(
             "workflow); nothing is animated before this approval.",
             f"{FOLLOW} {SAVED}",
         ]
+    )
+
+
+def _extensions_hold_part(model: str) -> bool:
+    """Whether an extension of ``model``'s clips holds only its new part (the catalogue's follow-up result "part":
+    Grok Imagine, Runway): joining the chain then needs chain=true. A Veo extension holds the whole video so far."""
+    from kie_mcp.catalog import load_catalog
+
+    spec = _spec(model)
+    return spec is not None and any(
+        other.followup.operation == "extend" and other.followup.result == "part"
+        for other in load_catalog().offered()
+        if other.followup is not None and spec.id in other.followup.parents
     )
 
 
@@ -369,8 +477,8 @@ def _more_of_a_take(model: str) -> str:
         )
     else:
         more = (
-            f"{model}'s clips cannot be extended: if the script needs more time, make the next line a new, "
-            "separately approved clip and join the clips with stitch_videos (free)."
+            f"Clips of {_said('model', model)} cannot be extended: if the script needs more time, make the next "
+            "line a new, separately approved clip and join the clips with stitch_videos (free)."
         )
     if "hd" in ops:
         more += " For delivery, offer operation='hd' (the 1080p version) on the approved clip."
@@ -381,10 +489,11 @@ def _more_of_a_take(model: str) -> str:
 
 def ugc_video(product: Product, script: Script, persona: Persona = "", model: VideoModel = "veo3_fast") -> str:
     """A selfie-style UGC reel with a script, phone-camera look."""
+    who = _said("persona", persona) if persona else "as in MASTER_CONTEXT.md"
     return "\n".join(
         [
-            f"Workflow: UGC selfie video. Product: {product}. Persona: {persona or 'as in MASTER_CONTEXT.md'}. "
-            f'Script: "{script}"',
+            f"Workflow: UGC selfie video. Product: {_said('product', product)}. Persona: {who}. "
+            f"Script: {_said('script', script)}",
             _guide("ugc-selfie-style", "veo-3-1", "kling-3"),
             _context(),
             _session("cold-brew-ugc"),
@@ -392,7 +501,8 @@ def ugc_video(product: Product, script: Script, persona: Persona = "", model: Vi
             "approved still of the creator (for example from the ugc_product_selfie workflow), its saved path goes "
             "in images as the first frame.",
             f"2. Write the visual prompt in the UGC style (handheld phone, natural light, imperfections). "
-            f"Estimate: estimate_cost(model={model!r}, prompt=..., script= the script, aspect_ratio='9:16', "
+            f"Estimate: estimate_cost(model={_said('model', model)}, prompt=..., script= the script, "
+            "aspect_ratio='9:16', "
             "variations=N, session=...). If kie-mcp says the script is too long (an error "
             "with a suggested split and longer models, or Veo's warning that speech may be cut), offer a "
             "shorter script, the split, or a model with longer takes such as kling-3.0/video (up to 15 s). "
@@ -400,9 +510,26 @@ def ugc_video(product: Product, script: Script, persona: Persona = "", model: Vi
             f"3. generate_video with the same arguments. {FOLLOW} Present the clip; offer a variation only as a "
             "new, separately approved spend.",
             "4. " + _more_of_a_take(model),
-            "5. " + _captions("[the last task id of the chain: an extension's, when the clip was extended]"),
+            "5. "
+            + _captions(
+                "[the last task id of the chain: an extension's, when the clip was extended]",
+                chain=_extensions_hold_part(model),
+            ),
             SAVED,
         ]
+    )
+
+
+def _fits_today(fewer: str) -> str:
+    """The check before a series' first paid clip: its TOTAL against what is left of today's cap. Twenty beats at
+    205 credits each (4,100) were shown as a total and made until the 3,000-credit default cap refused beat 15,
+    with 14 clips paid for and the ad unfinished."""
+    return (
+        "Before the first paid clip, compare that TOTAL with what is left of today's cap: max_credits_per_day minus "
+        "spent_today, both in estimate_cost's answer (and in check_credits'). If it does not fit, say so before "
+        f"anything is made and offer: splitting the work over days (the cap resets at midnight), {fewer}, cheaper "
+        "drafts first (a lower resolution or a cheaper model), or raising KIE_MAX_CREDITS_PER_DAY in the server's "
+        "configuration."
     )
 
 
@@ -410,8 +537,8 @@ def script_to_video(script: Script, visual_style: VisualStyle, model: VideoModel
     """A long script becomes several clips that fit the model, generated and then joined."""
     return "\n".join(
         [
-            f"Workflow: script to video. Style: {visual_style}. Model: {model}.",
-            f'Script: "{script}"',
+            f"Workflow: script to video. Style: {_said('visual_style', visual_style)}. Model: {_said('model', model)}.",
+            f"Script: {_said('script', script)}",
             _guide("veo-3-1", "kling-3", "seedance-2", "caption-video"),
             _context(),
             _session("launch-explainer"),
@@ -420,7 +547,9 @@ def script_to_video(script: Script, visual_style: VisualStyle, model: VideoModel
             "parts. Veo instead keeps 8 s and warns that speech may be cut: then split the script at sentence "
             "boundaries into parts of about 20 words or fewer.",
             "2. Write one prompt per part (same character, wardrobe and setting for continuity). Estimate each "
-            f"part (script= that part) and show the user the TOTAL before anything is made. {APPROVAL}",
+            "part (script= that part) and show the user the TOTAL before anything is made. "
+            + _fits_today("a shorter script (fewer or shorter parts)")
+            + f" {APPROVAL}",
             f"3. generate_video for the parts. {FOLLOW} Keep the task ids in order. A part that "
             "continues the previous one in the same shot can instead extend it (continue_video, "
             "operation='extend', on Veo 3.1, Runway or Grok Imagine clips), which keeps the person and setting; "
@@ -443,6 +572,12 @@ def animated_ad(product: Product, story: Story, style: Style = "3D-animated", be
     """Storyboard stills for each beat, approved, then image-to-video per beat, then stitched (beats: 1-20)."""
     beats = str(_count("beats", beats, BEATS))
     library = "claymation-ad" if "clay" in style.lower() else "pixar-style-ad"
+    total = (
+        f"First show the expected total: {beats} x beat 1's price, from its estimate below at exactly these "
+        "settings (every beat uses the same aspect_ratio and resolution)."
+        if beats != "1"
+        else "Beat 1's estimate below is the storyboard's cost."
+    )
     later = (
         f"5. Beats 2 to {beats}, in order (each needs the previous approved still): estimate_cost("
         "model='gpt-image-2-image-to-image', prompt=..., images=[the cast image if any, the previous beat's "
@@ -454,7 +589,8 @@ def animated_ad(product: Product, story: Story, style: Style = "3D-animated", be
     )
     return "\n".join(
         [
-            f"Workflow: animated ad, {style}. Product: {product}. Story: {story}. Beats: {beats}.",
+            f"Workflow: animated ad, style {_said('style', style)}. Product: {_said('product', product)}. "
+            f"Story: {_said('story', story)}. Beats: {beats}.",
             _guide(library, "gpt-image-2", "seedance-2", "caption-video"),
             _context(),
             _session("oat-milk-ad"),
@@ -468,8 +604,8 @@ def animated_ad(product: Product, story: Story, style: Style = "3D-animated", be
                 question="Use GPT Image 2 (the default for storyboards), or Nano Banana Pro?",
                 choice="Nano Banana Pro often keeps clay and fine texture better in close-ups",
             ),
-            f"3. Estimate the {beats} storyboard stills one at a time, in order, and first show the expected total "
-            "(list_models gives each model's price per image). Beat 1: estimate_cost("
+            # Not list_models' price: it is the 1K price (6 credits), and the storyboard is made at 2K (10).
+            f"3. Estimate the {beats} storyboard stills one at a time, in order. {total} Beat 1: estimate_cost("
             "model='gpt-image-2-text-to-image', prompt=..., aspect_ratio='9:16' or '16:9', resolution='2K', "
             "variations=N, session=...). That model takes no input images; with a cast image, beat 1 uses "
             "model='gpt-image-2-image-to-image' and images=[the cast image] instead, and with Nano Banana Pro "
@@ -481,7 +617,7 @@ def animated_ad(product: Product, story: Story, style: Style = "3D-animated", be
             "7. Estimate image-to-video per beat: estimate_cost(model='bytedance/seedance-2', images=[the beat's "
             "approved still's saved path] (the first frame), prompt= motion, camera and sound only, script= the "
             "beat's line, duration= the beat's length, same aspect_ratio, resolution='720p', session=...), and "
-            f"show the total. {APPROVAL}",
+            "show the TOTAL. " + _fits_today("fewer or shorter beats") + f" {APPROVAL}",
             f"8. generate_video per beat. {FOLLOW} Keep the task ids in beat order.",
             "9. Join the beats and burn the captions in one call: stitch_videos(clips=[the beat task ids in order], "
             "captions=[{start, end, text} per narration line; seconds from the start of the joined video, each "
