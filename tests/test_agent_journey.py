@@ -25,15 +25,19 @@ STALE = "Warning: this price is from"
 
 
 class HeldCatalog(httpx2.AsyncBaseTransport):
-    """The simulator, with KIE's model list held until ``release`` is set: a catalogue sync that is still running."""
+    """The simulator, with KIE's model list held until ``release`` is set (a catalogue sync that is still running),
+    and the paths in ``failing`` answered with a server error."""
 
     def __init__(self, inner: SandboxTransport) -> None:
         self.inner = inner
         self.release = anyio.Event()
+        self.failing: set[str] = set()
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         if request.url.path == "/api/v1/models":
             await self.release.wait()
+        if request.url.path in self.failing:
+            return httpx2.Response(500, json={"code": 500, "msg": "internal error"})
         return await self.inner.handle_async_request(request)
 
     async def aclose(self) -> None:
@@ -82,13 +86,16 @@ async def test_a_model_that_takes_no_prompt_runs_with_the_prompt_left_out(
 
 
 @pytest.mark.parametrize("tool", ["generate_image", "generate_video"])
+@pytest.mark.parametrize("prompt", [None, "", "   ", "\n\t"])
 async def test_a_model_that_needs_a_prompt_says_so_when_it_is_left_out_and_sends_nothing(
-    connect, controls, transport, tool
+    connect, controls, transport, tool, prompt
 ):
+    """Left out, empty or only spaces: no prompt, refused by name (a blank prompt was sent, and charged)."""
     transport.release.set()
     model = "nano-banana-2" if tool == "generate_image" else "veo3_fast"
+    request = {"model": model} if prompt is None else {"model": model, "prompt": prompt}
     async with connect(elicitation=answering()) as client:
-        refused = await client.call_tool(tool, {"model": model})
+        refused = await client.call_tool(tool, request)
     assert refused.is_error and "prompt" in text_of(refused), text_of(refused)
     assert await controls.creates() == []
 
@@ -107,6 +114,18 @@ async def test_a_price_under_a_cent_is_never_shown_as_zero_dollars(connect, tran
         text = text_of(answer)
         assert "(about $0.004)" in text and "$0.00)" not in text, text
     assert asked.structured_content["status"] == "confirmation_required"
+
+
+def test_a_negative_amount_reads_in_dollars_and_cents():
+    """A balance KIE reports below zero read "$-2e+02": every negative amount took the under-a-cent branch."""
+    from kie_mcp.catalog.pricing import usd_text
+
+    assert (usd_text(-150), usd_text(-0.5), usd_text(-0.004), usd_text(0.004)) == (
+        "$-150.00",
+        "$-0.50",
+        "$-0.004",
+        "$0.004",
+    )
 
 
 async def test_a_model_that_makes_several_images_by_default_is_listed_at_that_price(connect, transport):
@@ -195,3 +214,21 @@ async def test_an_old_price_after_a_failed_read_of_kies_list_says_it_failed(
             await anyio.sleep(0.1)  # the server takes the failed sync in as it saves it
         estimate = await client.call_tool("estimate_cost", IMAGE)
     assert reason(estimate).startswith("the last read of KIE's price list failed"), reason(estimate)
+
+
+async def test_an_old_price_after_only_kies_price_list_failed_says_when_it_is_read_again(
+    connect, transport, tmp_path, old_prices
+):
+    """The model list read, the price feed not: the quote promised a new read "within the hour", but the next sync
+    comes with the next daily refresh (the list is fresh), so for a day the agent promised a correction that never
+    came."""
+    transport.release.set()
+    transport.failing.add("/client/v1/model-pricing/page")
+    async with connect(catalog_sync=True) as client:
+        with anyio.fail_after(30):
+            while LiveCatalog.load(cache_path(tmp_path)).attempted_at is None:  # noqa: ASYNC110 - written by the sync
+                await anyio.sleep(0.05)
+        estimate = await client.call_tool("estimate_cost", IMAGE)
+    live = LiveCatalog.load(cache_path(tmp_path))
+    assert live.fetched_at == live.attempted_at and live.feed_at is None  # the list was read, the feed was not
+    assert reason(estimate).endswith("it is read again with the next daily refresh"), reason(estimate)

@@ -338,3 +338,13 @@ async def test_normal_non_english_arguments_render_unchanged(connect):
     first = text.splitlines()[0]
     for value in arguments.values():
         assert f'"{value}"' in first, value
+
+
+async def test_a_scripts_lines_stay_lines_inside_its_quotes(connect):
+    """A script written one spoken line per row, with no end punctuation: its line breaks became spaces, so the
+    step "split the script at sentence boundaries" had none left and the model spoke a run-on line. They are kept,
+    escaped inside the quotes (still one line of the plan)."""
+    script = "Meet Maya\nShe runs every morning\nNow she never skips her cold brew"
+    async with connect() as client:
+        text = await _render(client, "script_to_video", {"script": script, "visual_style": "bright, handheld"})
+    assert 'Script: "Meet Maya\\nShe runs every morning\\nNow she never skips her cold brew"' in text, text

@@ -325,8 +325,9 @@ def why_not_refreshed(rt: Runtime) -> str:
     live = rt.live
     if live.attempted_at is None:
         return "KIE's price list has not been read yet in this workspace"
-    if live.feed_at != live.attempted_at:
-        return "the last read of KIE's price list failed (the server's log says why); it is tried again within the hour"
+    if live.feed_at != live.attempted_at:  # the model list decides when to read again: failed, within the hour
+        again = "within the hour" if live.fetched_at != live.attempted_at else "with the next daily refresh"
+        return f"the last read of KIE's price list failed (the server's log says why); it is read again {again}"
     return "KIE's price list has no row for this model and these settings"
 
 

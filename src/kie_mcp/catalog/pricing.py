@@ -260,7 +260,7 @@ _SAMPLE_INPUT = "https://example.invalid/input.png"  # only counted by the price
 
 def usd_text(dollars: float) -> str:
     """'$0.35'; a price under a cent keeps its first significant digit ('$0.004'), never '$0.00'."""
-    return f"${dollars:.2f}" if dollars >= 0.01 or dollars == 0 else f"${dollars:.1g}"
+    return f"${dollars:.2f}" if abs(dollars) >= 0.01 or dollars == 0 else f"${dollars:.1g}"
 
 
 def _typical(

@@ -102,7 +102,7 @@ def build_input(
     common["audio"] = audio
     for arg in _COMMON_ARGS:
         value = common[arg]
-        if value is None or (arg == "prompt" and value == ""):
+        if value is None or (arg == "prompt" and not value.strip()):
             continue
         target = spec.field_for_arg(arg)
         if target is None and arg == "audio":
@@ -607,7 +607,8 @@ def _norm(value: Any) -> str:
 
 
 def _absent(value: Any) -> bool:
-    return value is None or value in ("", [])
+    """No value: None, an empty list, or text with nothing but spaces (a "   " prompt is no prompt)."""
+    return value is None or value == [] or (isinstance(value, str) and not value.strip())
 
 
 def _range_text(low: float | None, high: float | None) -> str:
