@@ -15,6 +15,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -187,6 +188,28 @@ async def test_unfinished_downloads_of_a_dead_process_are_swept_on_start(connect
             while leftover.exists() or ours.exists() or abandoned.exists():  # noqa: ASYNC110 - seen on disk
                 await anyio.sleep(0.05)
     assert live.exists() and elsewhere.exists()
+
+
+async def test_requests_are_answered_while_the_start_sweeps_a_large_outputs_folder(connect, monkeypatch):
+    """The sweep walks every result ever saved (0.5 s at 81,000 files): on the event loop it held up every request
+    of the start, pings included. It runs in a worker thread: a call is answered while it is still walking."""
+    from kie_mcp import runtime
+
+    walking, release, finished = threading.Event(), threading.Event(), threading.Event()
+
+    def slow_sweep(outputs):
+        walking.set()
+        release.wait(5)
+        finished.set()
+        return 0
+
+    monkeypatch.setattr(runtime, "sweep_interrupted_downloads", slow_sweep)
+    async with connect() as client:
+        credits = await client.call_tool("check_credits", {})
+        answered_first = not finished.is_set()
+        release.set()
+    assert not credits.is_error, text_of(credits)
+    assert walking.is_set() and answered_first
 
 
 # -- a broken disk or journal -----------------------------------------------------------------------
