@@ -18,9 +18,11 @@ written is logged and the generation goes on. Concurrent refreshes coalesce: a r
 waits for it and runs one more build only if none started after it asked. Pages are written atomically (a temporary
 file beside the page, then ``os.replace``) and only when their content changed. A build reads again only the session
 folders that changed since the last one (``_Cache``: a folder's stat, a page not the one written, a folder changed
-within two seconds of its scan), so its cost follows the folder that got the new result, not the size of
-``outputs/``; the index is put together from what was kept of the others. The first build of a process reads them
-all.
+within two seconds of its scan), so reading follows the folder that got the new result, not the number of results
+in ``outputs/``; the index is put together from what was kept of the others. The first build of a process reads them
+all. Still in step with the number of session folders: each build checks every folder's page and writes an index
+listing every session (a generation without ``session`` makes a folder of its own, so an agent that never names one
+makes thousands: 0.5 s per build and a 29 MB index at 27,000 folders).
 
 **Previews.** The pages show the previews the tool results show too (``media.downloads``, ``KIE_PREVIEW_PX`` on a
 side, kept beside each file and dated like it, made once if missing): an image's ``.<name>.thumb-<side>.jpg`` and a
