@@ -304,15 +304,15 @@ async def _sync_catalog(runtime: Runtime, kie: KieClient) -> None:
         return
     runtime.live = fresh
     runtime.catalog = with_live_models(fresh)
+    failed = "; ".join(f"{error.endpoint}: {error.message}" for error in fresh.errors[:3])
     if fresh.fetched_at == fresh.attempted_at == fresh.feed_at:
         log.info("KIE's live model list and prices were refreshed (%s)", fresh.fetched_at)
     elif fresh.fetched_at == fresh.attempted_at:  # the list, but not the prices (KIE's feed failed, or 4030)
-        failed = "; ".join(f"{error.endpoint}: {error.message}" for error in fresh.errors[:3]) or "no price feed"
         log.warning(
-            "KIE's live model list was refreshed but its prices could not be (%s); the last read are kept "
+            "KIE's live model list was refreshed but its prices could not be (%s); the prices read before are kept "
             "until the next daily refresh",
-            failed,
+            failed or "no price feed",
         )
     else:  # KIE or the network failed: what was cached is kept, and the next try is in a while
-        failed = "; ".join(f"{error.endpoint}: {error.message}" for error in fresh.errors[:3]) or "no model list"
+        failed = failed or "no model list"
         log.warning("KIE's live model list could not be refreshed (%s); the last one read is kept", failed)

@@ -239,16 +239,21 @@ def _default_request(spec: ModelSpec, given: Mapping[str, Any] | None = None, co
     wire = dict(given or {})
     if spec.images is not None and spec.images.min:
         _place_images(spec, [_SAMPLE_INPUT] * spec.images.min, wire)
-    field = spec.price.count_field if spec.price else None
-    if field and field in spec.fields:  # ``n``, ``num_images``: priced per output
-        wire[field] = _coerce(spec.fields[field], count)
+    field = _count_field(spec)
+    if field is not None:  # ``n``, ``num_images``: priced per output
+        wire[field.name] = _coerce(field, count)
     return apply_defaults(spec, wire)
+
+
+def _count_field(spec: ModelSpec) -> FieldSpec | None:
+    """The field that sets how many outputs a task makes when the price is per output (``n``, ``num_images``)."""
+    return spec.fields.get(spec.price.count_field) if spec.price and spec.price.count_field else None
 
 
 def default_count(spec: ModelSpec) -> int:
     """How many outputs a request that leaves the model's count (``n``, ``num_images``) alone makes: 1 when the
     price is not per output or KIE documents no default."""
-    field = spec.fields.get(spec.price.count_field) if spec.price and spec.price.count_field else None
+    field = _count_field(spec)
     try:
         return max(int(float(field.default)), 1) if field is not None and field.default is not None else 1
     except (TypeError, ValueError):
