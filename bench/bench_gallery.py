@@ -1,9 +1,12 @@
 """Cost of the gallery refresh that follows every saved result, as ``outputs/`` grows.
 
-Run: uv run python bench/bench_gallery.py [--results 1000 6000 36000] [--per-session 200] [--repeats 3]
+Run: uv run python bench/bench_gallery.py [--results 1000 6000 36000] [--per-session 200] [--folders-a-day 1]
+[--repeats 3]; many sessions (generations without ``session``): ``--results 300 3000 27000 --per-session 1
+--folders-a-day 30``.
 
-For each size, a synthetic ``outputs/`` of that many saved results, ``--per-session`` per session folder (200
-tasks a day: 6,000 results is a month, 36,000 six months), laid out as ``media.results`` saves them: real small
+For each size, a synthetic ``outputs/`` of that many saved results, ``--per-session`` per session folder and
+``--folders-a-day`` session folders a day (200 tasks a day in one folder: 6,000 results is a month, 36,000 six
+months), laid out as ``media.results`` saves them: real small
 PNG and JPEG results with their kept thumbnails, one video in ten (its bytes are not a real clip: a refresh only
 looks at its name, its date and its poster, a real JPEG) and one sidecar JSON per task, written as
 ``write_json_atomic`` writes it. Result and preview files are hard links of a few originals, so 36,000 results
@@ -18,9 +21,12 @@ has it made):
   every page rendered), reimplemented here from the module's own ``scan`` and renderers;
 - ``gallery.build`` keeping its scans (only the folders that changed scanned and rendered again), after a result
   in the newest session and after a result in the oldest one;
-- ``gallery.build``'s first refresh in a process (nothing kept yet: the cost of a full rebuild, once).
+- ``gallery.build``'s first refresh in a process (nothing kept yet: the cost of a full rebuild, once);
+- ``gallery.build`` keeping its scans with every session on the index (``SESSIONS_ON_INDEX`` unbounded: the index as
+  it was before it showed only the newest sessions and listed the rest by month), after a result in the newest
+  session.
 
-Best of ``--repeats`` for each. Also the size of ``outputs/index.html``. Asserts nothing.
+Best of ``--repeats`` for each. Also the size of ``outputs/index.html``, both ways. Asserts nothing.
 """
 
 from __future__ import annotations
@@ -115,14 +121,16 @@ def sidecar(folder: str, task: str, model: str, files: list[tuple[str, str]], cr
     return (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
-def lay_out(outputs: Path, results: int, per_session: int, base: dict[str, tuple[Path, Path]]) -> list[Path]:
-    """``results`` saved results in session folders of ``per_session``, one a day back from today; returns the
-    session folders, newest first."""
+def lay_out(
+    outputs: Path, results: int, per_session: int, base: dict[str, tuple[Path, Path]], a_day: int = 1
+) -> list[Path]:
+    """``results`` saved results in session folders of ``per_session``, ``a_day`` of them a day back from today;
+    returns the session folders, newest first."""
     folders = []
     today = date.today()
     for day in range(-(-results // per_session)):
-        when = today - timedelta(days=day)
-        folder = outputs / f"{when.isoformat()}-campaign-{day % 7}"
+        when = today - timedelta(days=day // a_day)
+        folder = outputs / f"{when.isoformat()}-campaign-{day % 7}-{day % a_day}"
         folder.mkdir(parents=True)
         folders.append(folder)
         for k in range(min(per_session, results - day * per_session)):
@@ -173,11 +181,11 @@ def timed(refresh: Callable[[Path, int, Fresh], list[str]], outputs: Path, side:
     return time.perf_counter() - started
 
 
-def one_size(root: Path, results: int, per_session: int, repeats: int, side: int) -> dict[str, float]:
+def one_size(root: Path, results: int, per_session: int, repeats: int, side: int, a_day: int) -> dict[str, float]:
     base = originals(root / "originals", side)
     outputs = root / "ws" / "outputs"
     started = time.perf_counter()
-    folders = lay_out(outputs, results, per_session, base)
+    folders = lay_out(outputs, results, per_session, base, a_day)
     laid_out = time.perf_counter() - started
     newest, oldest = folders[0], folders[-1]
     full_rebuild(outputs, side, [])  # every page written once, as a workspace that has been in use
@@ -190,6 +198,17 @@ def one_size(root: Path, results: int, per_session: int, repeats: int, side: int
         new.append(timed(gallery.build, outputs, side, new_result(newest, 3 * turn + 2)))
         new_old_session.append(timed(gallery.build, outputs, side, new_result(oldest, 3 * turn + 3)))
     index = (outputs / gallery.PAGE).stat().st_size
+    cards = (outputs / gallery.PAGE).read_bytes().count(b"<figure ")
+    shown, gallery.SESSIONS_ON_INDEX = gallery.SESSIONS_ON_INDEX, 10**9  # every session on the index, as before
+    try:
+        gallery._caches.clear()
+        gallery.build(outputs, side, new_result(newest, 3 * repeats + 1))  # the first build in this mode: not timed
+        every = [
+            timed(gallery.build, outputs, side, new_result(newest, 3 * repeats + 2 + turn)) for turn in range(repeats)
+        ]
+        every_index = (outputs / gallery.PAGE).stat().st_size
+    finally:
+        gallery.SESSIONS_ON_INDEX = shown
     return {
         "results": results,
         "sessions": len(folders),
@@ -199,7 +218,9 @@ def one_size(root: Path, results: int, per_session: int, repeats: int, side: int
         "new_old_session": min(new_old_session),
         "first": first,
         "index_mb": index / 1e6,
-        "cards": (outputs / gallery.PAGE).read_bytes().count(b"<figure "),
+        "cards": cards,
+        "every": min(every),
+        "every_index_mb": every_index / 1e6,
     }
 
 
@@ -207,6 +228,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--results", type=int, nargs="+", default=[1000, 6000])
     parser.add_argument("--per-session", type=int, default=200)
+    parser.add_argument("--folders-a-day", type=int, default=1, help="session folders laid out per day")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--side", type=int, default=gallery.THUMBNAIL_SIDE, help="KIE_PREVIEW_PX")
     parser.add_argument("--dir", type=Path, default=None, help="where to lay out outputs/ (default: a temp folder)")
@@ -215,25 +237,28 @@ def main() -> None:
     rows = []
     for results in args.results:
         with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
-            rows.append(one_size(Path(tmp), results, args.per_session, args.repeats, args.side))
+            rows.append(one_size(Path(tmp), results, args.per_session, args.repeats, args.side, args.folders_a_day))
 
     print(
         f"one gallery refresh after one new result, best of {args.repeats} (Python {sys.version.split()[0]}, "
-        f"{args.per_session} results a session)"
+        f"{args.per_session} results a session, {args.folders_a_day} session folder(s) a day)"
     )
     print(
-        f"{'results':>8} {'sessions':>9} {'full rebuild':>13} {'kept: newest':>13} {'kept: oldest':>13} "
-        f"{'speed-up':>9} {'1st in process':>15} {'index.html':>11} {'cards':>6}"
+        f"{'results':>8} {'sessions':>9} {'full rebuild':>13} {'all on index':>13} {'kept: newest':>13} "
+        f"{'kept: oldest':>13} {'speed-up':>9} {'1st in process':>15} {'index before':>13} {'index.html':>11} "
+        f"{'cards':>6}"
     )
     for r in rows:
         print(
-            f"{r['results']:>8,} {r['sessions']:>9} {r['old'] * 1000:>11.1f}ms {r['new'] * 1000:>11.1f}ms "
-            f"{r['new_old_session'] * 1000:>11.1f}ms {r['old'] / r['new']:>8.1f}x {r['first'] * 1000:>13.1f}ms "
-            f"{r['index_mb']:>9.2f}MB {r['cards']:>6}"
+            f"{r['results']:>8,} {r['sessions']:>9} {r['old'] * 1000:>11.1f}ms {r['every'] * 1000:>11.1f}ms "
+            f"{r['new'] * 1000:>11.1f}ms {r['new_old_session'] * 1000:>11.1f}ms {r['old'] / r['new']:>8.1f}x "
+            f"{r['first'] * 1000:>13.1f}ms {r['every_index_mb']:>11.2f}MB {r['index_mb']:>9.2f}MB {r['cards']:>6}"
         )
     print(
-        "full rebuild: every folder scanned and every page rendered (the old build); kept: only changed folders "
-        "scanned (a result in the newest session, or in the oldest one); 1st in process: nothing kept yet."
+        "full rebuild: every folder scanned and every page rendered (the first build); all on index: kept scans, "
+        "every session on the index (the build before the month pages); kept: only changed folders scanned (a "
+        "result in the newest session, or in the oldest one), the newest sessions on the index and the rest by month; "
+        "1st in process: nothing kept yet. speed-up: full rebuild / kept: newest."
     )
     print("laid out in " + ", ".join(f"{r['laid_out']:.1f}s ({r['results']:,})" for r in rows))
 

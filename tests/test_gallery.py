@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 from datetime import date
 from pathlib import Path
@@ -388,6 +389,126 @@ def test_kept_pages_are_the_pages_a_full_build_writes(tmp_path, trusting):
     assert os.fsencode("A late one") in kept[outputs / gallery.PAGE]
 
 
+# -- many sessions: the newest on the index, every one on its month's page ------------------------------
+
+
+def month_sessions(outputs: Path, month: str) -> list[str]:
+    """The session folders a month page links to, in the order it shows them."""
+    page = (outputs / gallery.month_page(month)).read_text(encoding="utf-8")
+    return [href.split("/")[0] for href in re.findall(r'<p><a href="([^"]+/index\.html)"', page)]
+
+
+def index_sessions(outputs: Path) -> list[str]:
+    """The sessions the index shows in full, in its order."""
+    found = re.findall(r'<section id="([^"]+)">', (outputs / gallery.PAGE).read_text(encoding="utf-8"))
+    return [name for name in found if name != "by-month"]
+
+
+def test_past_the_newest_sessions_the_index_links_a_page_per_month_listing_every_session(
+    tmp_path, monkeypatch, trusting
+):
+    """Thousands of sessions (an agent that never names one) made a 29 MB index: the index shows the newest in
+    full, and each month's page lists every session of its month, newest first, each linking to its own page."""
+    monkeypatch.setattr(gallery, "SESSIONS_ON_INDEX", 3)
+    outputs = tmp_path / "outputs"
+    days = ["2026-01-05", "2026-01-20", "2026-02-01", "2026-02-02", "2026-02-03"]
+    for n, day in enumerate(days):
+        folder = outputs / f"{day}-shoot-{n}"
+        save(folder, f"t{n}", sidecar(folder, f"t{n}", f"Prompt of shoot {n}", created_at=f"{day}T10:00:00Z"))
+    settle(outputs)
+
+    index = (outputs / gallery.PAGE).read_text(encoding="utf-8")
+    assert index_sessions(outputs) == ["2026-02-03-shoot-4", "2026-02-02-shoot-3", "2026-02-01-shoot-2"]
+    assert "Prompt of shoot 1" not in index and "Prompt of shoot 4" in index
+    assert "5 results · 5 sessions" in index  # the totals stay the whole gallery's
+    assert '<a href="index-2026-02.html">February 2026</a> · 3 sessions · 3 results' in index
+    assert '<a href="index-2026-01.html">January 2026</a> · 2 sessions · 2 results' in index
+    assert month_sessions(outputs, "2026-01") == ["2026-01-20-shoot-1", "2026-01-05-shoot-0"]
+    assert month_sessions(outputs, "2026-02") == ["2026-02-03-shoot-4", "2026-02-02-shoot-3", "2026-02-01-shoot-2"]
+    january = (outputs / gallery.month_page("2026-01")).read_text(encoding="utf-8")
+    assert "<h1>January 2026</h1>" in january and '<a href="index.html">All sessions</a>' in january
+    assert f'src="2026-01-05-shoot-0/{MODEL}_t0_1.png"' in january  # its picture (no preview was kept for it)
+    assert "shoot 0" in january and "1 result · 8 credits" in january
+
+
+def test_a_month_page_is_written_again_only_when_a_session_on_it_changed(tmp_path, monkeypatch, trusting):
+    monkeypatch.setattr(gallery, "SESSIONS_ON_INDEX", 1)
+    outputs = tmp_path / "outputs"
+    old, new = outputs / "2026-01-05-old", outputs / "2026-02-05-new"
+    for folder in (old, new):
+        save(folder, "first", sidecar(folder, "first", f"The first of {folder.name}"))
+    settle(outputs)
+    january, february = outputs / gallery.month_page("2026-01"), outputs / gallery.month_page("2026-02")
+    before = january.stat()
+
+    save(new, "second", sidecar(new, "second", "A second result in February"))
+    assert gallery.build(outputs) == []
+    assert (january.stat().st_ino, january.stat().st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert "2 results" in february.read_text(encoding="utf-8")
+
+    save(old, "second", sidecar(old, "second", "A second result in January"))
+    assert gallery.build(outputs) == []
+    assert "2 results" in january.read_text(encoding="utf-8")
+
+    january.write_text("<p>spoiled</p>")  # a month page edited by hand: written again, as a session page is
+    assert gallery.build(outputs) == []
+    assert "2026-01-05-old/index.html" in january.read_text(encoding="utf-8")
+
+
+def test_month_pages_go_when_the_index_shows_every_session_again_and_a_page_of_the_users_stays(
+    tmp_path, monkeypatch, trusting
+):
+    monkeypatch.setattr(gallery, "SESSIONS_ON_INDEX", 2)
+    outputs = tmp_path / "outputs"
+    folders = [outputs / f"2026-0{n}-01-shoot" for n in (1, 2, 3)]
+    for folder in folders:
+        save(folder, "t", sidecar(folder, "t", f"Prompt of {folder.name}"))
+    (outputs / "index-2025-12.html").write_text("<p>notes of my own</p>")  # the user's, named like a month page
+    settle(outputs)
+    assert {p.name for p in outputs.glob("index-*.html")} == {
+        "index-2025-12.html",
+        *(gallery.month_page(f"2026-0{n}") for n in (1, 2, 3)),
+    }
+
+    shutil.rmtree(folders[0])  # two sessions left: the index shows them both
+    assert gallery.build(outputs) == []
+    assert {p.name for p in outputs.glob("index-*.html")} == {"index-2025-12.html"}
+    assert (outputs / "index-2025-12.html").read_text() == "<p>notes of my own</p>"
+    index = (outputs / gallery.PAGE).read_text(encoding="utf-8")
+    assert index_sessions(outputs) == [folders[2].name, folders[1].name] and "by-month" not in index
+
+
+def test_a_session_that_moves_back_onto_the_index_shows_its_results_as_a_full_build_does(
+    tmp_path, monkeypatch, trusting
+):
+    """Sessions off the index keep only their tiles: when newer ones are removed, an older one moves up and is read
+    again, and every page is the page a build with nothing kept writes, byte for byte."""
+    monkeypatch.setattr(gallery, "SESSIONS_ON_INDEX", 2)
+    outputs = tmp_path / "outputs"
+    folders = [outputs / f"2026-01-0{n}-shoot-{n}" for n in range(1, 7)]
+    for n, folder in enumerate(folders):
+        for t in range(n % 3 + 1):
+            save(
+                folder, f"t{t}", sidecar(folder, f"t{t}", f"Prompt {n}.{t}", created_at=f"2026-01-0{n + 1}T10:0{t}:00Z")
+            )
+    (outputs / "hand-made").mkdir()  # a folder not named by a day: on the page of undated sessions
+    save(outputs / "hand-made", "t", sidecar(outputs / "hand-made", "t", "Copied in by hand"))
+    settle(outputs)
+    assert month_sessions(outputs, "undated") == ["hand-made"]
+    for folder in folders[-3:]:
+        shutil.rmtree(folder)
+    assert gallery.build(outputs) == []
+    assert index_sessions(outputs) == [folders[2].name, folders[1].name]
+    assert "Prompt 2.2" in (outputs / gallery.PAGE).read_text(encoding="utf-8")  # read again for the index
+    kept = {p: p.read_bytes() for p in outputs.rglob("index*.html")}
+
+    gallery._caches.clear()  # a new process: nothing kept
+    for page in kept:
+        page.unlink()
+    assert gallery.build(outputs) == []
+    assert {p: p.read_bytes() for p in outputs.rglob("index*.html")} == kept
+
+
 # -- in a real browser ---------------------------------------------------------------------------------
 
 
@@ -491,6 +612,36 @@ async def test_in_a_browser_the_moved_gallery_shows_pictures_plays_the_video_and
     finally:
         page.close()
     assert any(Path(tasks["apple"]["files"][0]).name in url for url in requested)
+    assert all(url.startswith(("file:", "data:")) for url in requested), requested  # no network at all
+
+
+@pytest.mark.parametrize("mode", ["legacy"])  # the pages do not depend on the protocol era: one browser run
+async def test_in_a_browser_the_index_leads_to_a_month_page_showing_every_session_and_on_to_each_one(
+    connect, tmp_path, browser, monkeypatch
+):
+    monkeypatch.setattr(gallery, "SESSIONS_ON_INDEX", 1)
+    sessions = ["Spring Launch", "Teaser", "Summer Sale"]
+    async with connect(elicitation=answering()) as client:
+        for n, session in enumerate(sessions):
+            prompt = f"A red apple, shot {n}"
+            result = await client.call_tool("generate_image", {**IMAGE, "prompt": prompt, "session": session})
+            assert result.structured_content["status"] == "completed", text_of(result)
+    page = browser.new_page(1200, 900)
+    try:
+        page.goto((tmp_path / "outputs" / "index.html").as_uri())
+        assert page.evaluate("document.querySelectorAll('section h2 bdi').length") == 1  # the newest, in full
+        page.goto(page.evaluate("document.querySelector('#by-month a').href"))
+        assert page.evaluate("document.scripts.length") == 0
+        names = page.evaluate("[...document.querySelectorAll('figcaption bdi')].map(e => e.textContent)")
+        assert names == list(reversed(sessions))  # every session of the month, newest first
+        assert_pictures_are_seen(page, count=3)  # each session's newest picture (its kept preview)
+        save_artifact("gallery-month.png", page.screenshot(full_page=True))
+        page.goto(page.evaluate("[...document.querySelectorAll('figcaption a')].at(-1).href"))  # the oldest one
+        assert page.evaluate("document.querySelector('h1 bdi').textContent") == "Spring Launch"
+        assert_pictures_are_seen(page, count=1)
+        requested = page.requested_urls()
+    finally:
+        page.close()
     assert all(url.startswith(("file:", "data:")) for url in requested), requested  # no network at all
 
 

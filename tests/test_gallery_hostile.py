@@ -329,6 +329,32 @@ async def test_hostile_text_in_sidecars_and_file_names_is_only_text_on_the_page(
         assert os.fsencode(session_name) in {unquote_to_bytes(t).split(b"/")[0] for t in index.targets}
 
 
+async def test_hostile_session_names_and_prompts_are_only_text_on_the_month_pages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the sessions the index shows, every session is a tile on its month's page: hostile names and prompts
+    are text there too, and every link leads to a real page or picture inside outputs/."""
+    monkeypatch.setattr(gallery, "SESSIONS_ON_INDEX", 0)
+    outputs = tmp_path / "ws" / "outputs"
+    planted = plant_hostile(outputs, tmp_path / "outside")
+
+    await gallery.refresh(tmp_path / "ws")
+
+    months = sorted(outputs.glob("index-*.html"))
+    assert months, "no month page was written"
+    linked: set[bytes] = set()
+    text = ""
+    for page in months:
+        facts = assert_only_text(page.read_bytes(), outputs, outputs)
+        linked |= {unquote_to_bytes(target).split(b"/")[0] for target in facts.targets}
+        text += facts.text
+    hostile_sessions = ('2026-01-02-<img src=x onerror=alert(1)> "q" &amp;', os.fsdecode(b"2026-01-03-\xff\xfe"))
+    for session_name in (planted["folder"].name, *hostile_sessions):
+        assert os.fsencode(session_name) in linked  # each session has its tile, linking to its page
+    assert '<img src=x onerror=alert(1)> "q" &amp;' in text  # the hostile session's name, as text
+    assert planted["linked_session"] not in text  # a session folder that is a link leads nowhere
+
+
 async def test_nothing_outside_the_workspace_is_read_shown_linked_or_written(tmp_path: Path) -> None:
     """Symlinked sidecars, results, previews and session folders that lead outside: none of what they hold
     reaches a page, no page links them, and no page is written into the outside folder."""
