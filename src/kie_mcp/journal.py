@@ -8,6 +8,7 @@ spend under a cap) run in ``BEGIN IMMEDIATE`` transactions, so two processes can
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -618,6 +619,43 @@ class Journal:
             if charged is not None:
                 found.append((float(charged), float(row["updated"])))
         return found
+
+    # -- quotes --------------------------------------------------------------------------------
+
+    def forget_quotes(self, expired_before: float, batch: int = 500) -> int:
+        """Delete the quotes that expired before ``expired_before`` and that no create attempt names (a quote that
+        approved a create stays as long as its task: replays and the approval trail read it); return how many.
+
+        Slow on a large journal, so it runs in a worker thread on a connection of its own: the rows are looked for
+        outside any lock (WAL: readers never wait), then deleted ``batch`` (at most 500) at a time, each batch a
+        short write transaction that checks them again, so a tool call's write waits for one batch at most."""
+        find = (
+            "SELECT rowid FROM quotes WHERE rowid > ? AND expires < ? AND NOT EXISTS"
+            " (SELECT 1 FROM attempts a WHERE a.quote_id = quotes.quote_id) ORDER BY rowid LIMIT ?"
+        )
+        shared = str(self.path) == ":memory:"  # a journal of one connection (tests): that one, under its lock
+        db = self._db if shared else sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)
+        removed, after = 0, 0
+        try:
+            with self._lock if shared else contextlib.nullcontext():
+                db.execute("PRAGMA busy_timeout=30000")
+                while rows := [row[0] for row in db.execute(find, (after, expired_before, min(batch, 500)))]:
+                    after = rows[-1]
+                    forget = (
+                        f"DELETE FROM quotes WHERE rowid IN ({','.join('?' * len(rows))}) AND expires < ?"
+                        " AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.quote_id = quotes.quote_id)"
+                    )
+                    db.execute("BEGIN IMMEDIATE")
+                    try:
+                        removed += db.execute(forget, (*rows, expired_before)).rowcount
+                    except BaseException:
+                        db.execute("ROLLBACK")
+                        raise
+                    db.execute("COMMIT")
+        finally:
+            if not shared:
+                db.close()
+        return removed
 
     # -- files ---------------------------------------------------------------------------------
 

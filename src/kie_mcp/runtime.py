@@ -162,6 +162,26 @@ async def _sweep_downloads(outputs: Path) -> None:
         log.info("removed %d unfinished download(s) left by an interrupted server", swept)
 
 
+FORGET_QUOTES_AFTER = 60.0  # seconds after start-up before the first clear-out of long-expired quotes
+FORGET_QUOTES_EVERY = 86400.0  # seconds between two clear-outs
+
+
+async def _forget_old_quotes(runtime: Runtime) -> None:
+    """A minute after start-up (the start's own work done) and then daily, in a worker thread: the quotes that
+    expired a month ago and approved nothing are deleted (``QuoteBook.forget_expired``). A journal that cannot be
+    written only keeps them."""
+    await anyio.sleep(FORGET_QUOTES_AFTER)
+    while True:
+        try:
+            forgotten = await anyio.to_thread.run_sync(runtime.quotes.forget_expired)
+        except Exception as err:  # a locked, read-only or full journal: tried again tomorrow
+            log.info("old quotes could not be cleared from the journal: %s", err)
+        else:
+            if forgotten:
+                log.info("cleared %d quote(s) that expired over a month ago and approved nothing", forgotten)
+        await anyio.sleep(FORGET_QUOTES_EVERY)
+
+
 def _carry_over_todays_spend(journal: Journal, workspace: Path) -> list[str]:
     """A fresh journal (the last one was corrupt) would start today's spend at 0 and let the daily cap be spent
     again: what the call log says today's creates cost is counted against it instead."""
@@ -235,6 +255,7 @@ async def open_runtime(
         async with anyio.create_task_group() as background:
             background.start_soon(runtime.follower.run, runtime)  # the one place that polls KIE for task status
             background.start_soon(_sweep_downloads, settings.workspace / "outputs")
+            background.start_soon(_forget_old_quotes, runtime)
             if kie is not None and settings.catalog_sync:
                 runtime.catalog_syncing = True  # from now: a quote made before the first look ends says so
                 background.start_soon(_keep_catalog_current, runtime, kie)  # never delays start-up or a tool call

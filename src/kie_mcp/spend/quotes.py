@@ -125,6 +125,12 @@ class QuoteError(Exception):
         self.why: QuoteRefusal = why
 
 
+# How long a quote that approved nothing is kept after it expired: past its ten minutes it can approve nothing,
+# but the daily catalogue sync reads the models quoted in the last 30 days, and "expired" says more than "unknown"
+# to an agent that comes back the same month. A quote that approved a create is kept with its task.
+KEEP_EXPIRED_DAYS = 30
+
+
 class QuoteBook:
     """Quotes kept in the workspace journal, so they survive a restart within their ten minutes."""
 
@@ -240,6 +246,12 @@ class QuoteBook:
                 raise refusal
             db.execute("UPDATE quotes SET used = 1 WHERE quote_id = ?", (quote_id,))
         return Quote.model_validate_json(row["body"])
+
+    def forget_expired(self, keep_days: float = KEEP_EXPIRED_DAYS) -> int:
+        """Delete the quotes that expired more than ``keep_days`` ago and approved nothing (every estimate is a
+        quote: about 0.7 KB each, which a busy agent adds by the thousand), so the journal stops growing with
+        them. Slow on a large journal: call it in a worker thread."""
+        return self.journal.forget_quotes(self._clock() - keep_days * 86400)
 
     def give_back(self, quote_id: str) -> None:
         """Unuse a quote that bought nothing: its call ended (cut off, an upload failed, a cap refused it) before any
