@@ -135,6 +135,28 @@ async def test_no_published_schema_says_additional_properties_true_and_options_s
     assert (await controls.creates())[0]["body"]["input"]["output_format"] == "png"
 
 
+async def test_no_input_schema_has_an_exclusive_bound_and_the_strict_bound_still_holds(connect, controls):
+    """Gemini's function declarations have no ``exclusiveMinimum`` and refuse the whole request over it
+    (modelcontextprotocol/servers#1624): ``max_credits`` (more than 0) and a caption's ``end`` are published with
+    ``minimum``, and 0 is still refused by name, with nothing created."""
+    async with connect(elicitation=answering()) as client:
+        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+        zero = await client.call_tool(
+            "generate_image", {"prompt": "an apple", "model": "nano-banana-2", "max_credits": 0}
+        )
+    published = json.dumps([tool.input_schema for tool in tools.values()])
+    assert "exclusiveMinimum" not in published and "exclusiveMaximum" not in published
+    max_credits = tools["generate_image"].input_schema["properties"]["max_credits"]["anyOf"][0]
+    assert max_credits == {"type": "number", "minimum": 0}
+    end = tools["stitch_videos"].input_schema["properties"]["captions"]["anyOf"][0]["items"]["properties"]["end"]
+    assert end["minimum"] == 0 and end["maximum"] == 86400
+    assert zero.is_error and "max_credits: must be more than 0" in text_of(zero), text_of(zero)
+    assert await controls.creates() == []
+    compacted = compact({"type": "number", "exclusiveMinimum": 0, "minimum": 1})
+    assert compacted == {"type": "number", "exclusiveMinimum": 0, "minimum": 1}  # a bound of its own stays as it is
+    assert compact({"type": "number", "exclusiveMaximum": 5}, output=True) == {"type": "number", "exclusiveMaximum": 5}
+
+
 async def test_results_still_match_the_published_output_schema(connect):
     # The SDK client validates structured content against outputSchema: a schema that no longer matched the
     # result would make this call fail.

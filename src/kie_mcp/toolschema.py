@@ -3,12 +3,14 @@
 Every agent carries ``tools/list`` in its context on every turn, so its size is paid in tokens again and again.
 The SDK publishes pydantic's schemas as they are: a ``title`` on every property (``"quote_id"`` gets
 ``"Quote Id"``) and nested models behind ``$ref``/``$defs``. ``compact`` drops the titles pydantic derived from
-names and ``additionalProperties: true`` (what an object allows anyway; hosts that hand schemas to Gemini's
-function declarations are refused the keyword), and inlines definitions used once (some hosts resolve ``$ref``
-poorly); what a value may be is untouched. In input schemas ``anyOf`` with ``null`` stays (several hosts hand them
-to model APIs that reject ``"type": [..., "null"]``); in output schemas, which clients use to check results, a
-nullable value becomes the equivalent type list, which a validator checks in one step instead of trying two
-branches (on every call).
+names and ``additionalProperties: true`` (what an object allows anyway), and inlines definitions used once (some
+hosts resolve ``$ref`` poorly); what a value may be is untouched, with one exception below. In input schemas
+``anyOf`` with ``null`` stays (several hosts hand them to model APIs that reject ``"type": [..., "null"]``), and a
+bound pydantic writes as ``exclusiveMinimum``/``exclusiveMaximum`` (``gt=0``) is published as ``minimum``/
+``maximum``: Gemini's function declarations (``parameters``, an OpenAPI subset) have no such field and refuse the
+whole request over it (modelcontextprotocol/servers#1624, firebase/firebase-tools#9237), and the argument is still
+checked against the strict bound. In output schemas, which clients use to check results, a nullable value becomes
+the equivalent type list, which a validator checks in one step instead of trying two branches (on every call).
 Validation of arguments does not use these schemas (the SDK validates them with the pydantic model), so only what
 is advertised changes.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 _DEFS = "#/$defs/"
+_EXCLUSIVE = {"exclusiveMinimum": "minimum", "exclusiveMaximum": "maximum"}  # published in input schemas as these
 
 
 # Keywords that constrain only values of their own type (or only annotate): a branch made of these and a "type"
@@ -37,7 +40,7 @@ _ANNOTATIONS = frozenset({"description", "default", "examples", "title"})
 
 def compact(schema: dict[str, Any], *, output: bool = False) -> dict[str, Any]:
     """``schema`` without derived titles, with single-use ``$defs`` inlined (recursive ones kept); with ``output``
-    (a tool's output schema), nullable values as type lists."""
+    (a tool's output schema), nullable values as type lists, else exclusive bounds as inclusive ones."""
     defs: dict[str, Any] = schema.get("$defs", {})
     uses: dict[str, int] = {}
     _count_refs(schema, uses)
@@ -57,7 +60,10 @@ def compact(schema: dict[str, Any], *, output: bool = False) -> dict[str, Any]:
             if key == "title" and isinstance(value, str):
                 continue  # pydantic's "Quote Id" for quote_id, or a model's class name: no client reads it
             if key == "additionalProperties" and value is True:
-                continue  # what an object allows anyway; hosts that hand schemas to Gemini's API refuse the keyword
+                continue  # what an object allows anyway
+            if key in _EXCLUSIVE and not output and isinstance(value, int | float) and _EXCLUSIVE[key] not in node:
+                out[_EXCLUSIVE[key]] = value  # Gemini's parameters refuse the keyword; the argument is checked exactly
+                continue
             if key == "properties" and isinstance(value, dict):
                 out[key] = {field: walk(sub, inlining) for field, sub in value.items()}  # keys are names
             else:
