@@ -269,3 +269,37 @@ async def test_a_quote_whose_call_was_cut_off_before_any_create_is_still_good(co
     assert not again.is_error and again.structured_content["status"] == "completed", text_of(again)
     assert reused.structured_content["status"] == "confirmation_required"  # and then it is used: one quote, one spend
     assert len(await controls.creates()) == 1
+
+
+async def test_a_quote_sent_again_while_its_first_call_uploads_is_told_a_create_is_on_its_way(
+    connect, controls, tmp_path
+):
+    """The audit: the same quote_id sent again while the first call's input file was still going up (its quote used,
+    no create attempt in the journal yet) was answered with a fresh quote and "Nothing was spent": approving that
+    one paid twice. It is now told a create is on its way, with no new quote, and the first call makes its task."""
+    picture(tmp_path)
+    await controls.fault("upload", kind="slow", seconds=1.0)
+
+    async def uploading() -> bool:
+        return any("upload" in r["path"].lower() for r in (await controls.get("requests"))["requests"])
+
+    answers: dict[str, Any] = {}
+    async with connect() as client:
+        quote = (await client.call_tool("estimate_cost", EDIT)).structured_content["quote"]["quote_id"]
+        call = {**EDIT, "quote_id": quote, "wait_seconds": 20}
+
+        async def first() -> None:
+            answers["first"] = await client.call_tool("generate_image", call)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(first)
+            with anyio.fail_after(10):
+                while not await uploading():  # noqa: ASYNC110 - the simulator's log: nothing to await but its answer
+                    await anyio.sleep(0.02)
+            answers["again"] = await client.call_tool("generate_image", call)
+    again, made = answers["again"], answers["first"]
+    assert made.structured_content["status"] == "completed", text_of(made)
+    assert again.structured_content["status"] == "unknown", text_of(again)
+    assert again.structured_content["quote"] is None and "Nothing was spent" not in text_of(again)
+    assert "sending the create this approval approved right now" in text_of(again)
+    assert len(await controls.creates()) == 1

@@ -524,6 +524,8 @@ def unsettled_replay(rt: Runtime, quote_id: str, digest: str, refusal: QuoteErro
     unknown, or still being sent): the answer is that create (``replayed``), never a fresh quote to pay twice."""
     if refusal.why != "used" or rt.quotes.quote(quote_id, digest) is None:
         return None
+    if rt.spending.sending(digest):  # the call that used it is still uploading or sending (``execute``)
+        return Replay(quote_id)
     if any(attempt["state"] in UNSETTLED for attempt in rt.journal.attempts_for_quote(quote_id)):
         return Replay(quote_id)
     return None
@@ -683,8 +685,19 @@ async def execute(
     decision = use_approval(rt, p, decision)
     if not isinstance(decision, Approved):
         return without_spending(rt, p, tool, decision)
-    used = decision.quote_id
+    # From the moment its approval is used (nothing is awaited in between), this call is known to be sending
+    # (``rt.spending``): the same request sent meanwhile, while this one's input files go up, is told a create is
+    # on its way (``in_flight``), never handed a fresh quote with "nothing was spent". A host that cuts this call
+    # off is known at once, while the shielded creates still run: its retry waits for them and gets what they made.
+    async with rt.spending.spending(p.digest):
+        return await _spend(rt, p, decision, tool=tool, wait_seconds=wait_seconds, progress=progress)
 
+
+async def _spend(
+    rt: Runtime, p: Plan, decision: Approved, *, tool: str, wait_seconds: float, progress: Progress
+) -> GenerationResult:
+    """Upload, reserve, create and follow: the spend of an approval ``execute`` used."""
+    used = decision.quote_id
     kie = rt.require_kie()
     try:
         # Input files go up before anything is reserved: an upload spends nothing, and a call cancelled (or a
@@ -738,32 +751,29 @@ async def execute(
         if attempt is not None:
             attempts.append(attempt)
 
-    # A host that cuts this call off is known at once (``rt.spending``), while the shielded creates still run: its
-    # retry of the same request waits for them to land and gets what they made, never a second create.
-    async with rt.spending.spending(p.digest):
-        try:
-            async with anyio.create_task_group() as group:
-                for _ in range(p.variations):
-                    group.start_soon(submit_one)
+    try:
+        async with anyio.create_task_group() as group:
+            for _ in range(p.variations):
+                group.start_soon(submit_one)
 
-            reporter = ProgressReporter(progress, len(records))
-            # The follower polls, journals every answer, and settles and saves each task as it ends; this call only
-            # waits on it (progress notifications go out while it does) and gets the problems it met.
-            records, followed = await rt.follower.wait(records, wait_seconds, reporter)
-            charged = [record.credits_charged for record in records]
-            problems += await measure_unreported_charges(rt, p, records, attempts)
-            for record, before in zip(records, charged, strict=True):
-                if record.credits_charged != before:
-                    _record(rt, problems, record)
-            problems += followed
-            problems += settle(rt, records)  # once per task, ever: a no-op but for a charge measured just now
-            if all(r.state == "failed" and r.task_id is None for r in records):  # KIE refused every create
-                _give_back(rt, used)
-            notes = (cost_line(rt, p, records, decision.by), *p.notes, *upload_notes, *dict.fromkeys(problems))
-            result = summarise(rt, p.spec, records, notes)
-        except BaseException:  # cancelled by the host, or failed: this answer never reaches the client
-            _answered(rt, attempts, CALL_CUT_OFF)
-            raise
+        reporter = ProgressReporter(progress, len(records))
+        # The follower polls, journals every answer, and settles and saves each task as it ends; this call only
+        # waits on it (progress notifications go out while it does) and gets the problems it met.
+        records, followed = await rt.follower.wait(records, wait_seconds, reporter)
+        charged = [record.credits_charged for record in records]
+        problems += await measure_unreported_charges(rt, p, records, attempts)
+        for record, before in zip(records, charged, strict=True):
+            if record.credits_charged != before:
+                _record(rt, problems, record)
+        problems += followed
+        problems += settle(rt, records)  # once per task, ever: a no-op but for a charge measured just now
+        if all(r.state == "failed" and r.task_id is None for r in records):  # KIE refused every create
+            _give_back(rt, used)
+        notes = (cost_line(rt, p, records, decision.by), *p.notes, *upload_notes, *dict.fromkeys(problems))
+        result = summarise(rt, p.spec, records, notes)
+    except BaseException:  # cancelled by the host, or failed: this answer never reaches the client
+        _answered(rt, attempts, CALL_CUT_OFF)
+        raise
     result._attempts = attempts  # answered once the tool hands the answer over (``delivered``)
     return result
 
@@ -1061,6 +1071,8 @@ def replayed(rt: Runtime, p: Plan, tool: str, replay: Replay) -> GenerationResul
         attempts = rt.journal.attempts_for_quote(replay.quote_id)
         used = f"This approval ({replay.quote_id}) was already used, so this call created and charged nothing new."
     records = [record for record in (approved_task(rt, p, row) for row in attempts) if record is not None]
+    if not records and rt.spending.sending(p.digest):  # its call is still uploading: no attempt in the journal yet
+        records = [in_flight_create(rt, p) for _ in range(p.variations)]
     if not records:
         result = confirmation_required(rt, p, tool, used)
     else:
@@ -1076,6 +1088,25 @@ def approved_task(rt: Runtime, p: Plan, attempt: sqlite3.Row) -> TaskRecord | No
     if attempt["state"] in UNSETTLED:
         return unsettled_create(rt, p, attempt)
     return rt.tasks.get(attempt["task_id"]) if attempt["task_id"] else None
+
+
+def in_flight_create(rt: Runtime, p: Plan) -> TaskRecord:
+    """A create another call of this very request is about to send or sending right now (its approval used, its
+    input files going up), as the record a replay reports: state unknown, and why."""
+    return TaskRecord(
+        task_id=None,
+        model=p.spec.id,
+        family=p.spec.family,
+        kind=p.spec.kind,
+        state="unknown",
+        credits_quoted=p.price.credits,
+        sandbox=rt.settings.sandbox,
+        error=(
+            "Another call of this same request is sending the create this approval approved right now: KIE may "
+            "create and charge it. It counts against today's cap as spent; ask again in a minute (list_tasks shows "
+            "what it made) instead of approving it again."
+        ),
+    )
 
 
 def unsettled_create(rt: Runtime, p: Plan, attempt: sqlite3.Row) -> TaskRecord:

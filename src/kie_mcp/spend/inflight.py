@@ -61,6 +61,11 @@ class SpendingCalls:
             if not calls:
                 self._calls.pop(digest, None)
 
+    def sending(self, digest: str) -> bool:
+        """Whether a call of this request is under way in this process after using its approval: its creates are on
+        their way (or about to be, its input files still uploading) and not yet all in the journal."""
+        return any(not call.landed.is_set() for call in self._calls.get(digest, ()))
+
     async def wait_for_cut_off(self, digest: str, seconds: float | None = None) -> bool:
         """Wait (up to ``seconds``, by default ``LANDING_WAIT``) until no call of this request that its host cut off
         is still sending. True when none is (the journal then says what they made); False when one still is."""
