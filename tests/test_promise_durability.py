@@ -344,6 +344,34 @@ async def test_todays_spend_outlives_a_corrupt_journal_so_the_daily_cap_holds(co
     assert len(await controls.creates()) == 2
 
 
+async def test_a_running_task_of_unknown_price_still_counts_its_reservation_after_a_corrupt_journal(
+    connect, controls, tmp_path
+):
+    """The audit: a create whose price is not known before it runs reserves its ceiling (here the per-call cap), but
+    the call log kept only quoted prices, so after a journal reset the running task counted 0 and the daily cap
+    could be spent again (1,200 reserved against 1,000). The log keeps what each create reserved."""
+    unpriced = {
+        "prompt": "a paper boat",
+        "model": "bytedance/seedance-2",
+        "options": {"reference_video_urls": ["https://example.com/ref.mp4"]},
+    }
+    caps = {"max_credits_per_call": 600, "max_credits_per_day": 1000}
+    await controls.post("clock/speed", {"speed": 0})  # KIE has not finished (or charged) it yet
+    async with connect(elicitation=answering(), **caps) as client:
+        first = await client.call_tool("generate_video", unpriced)
+        assert first.structured_content["status"] == "submitted", text_of(first)
+    journal = tmp_path / ".kie-mcp" / "journal.sqlite3"
+    for part in journal.parent.glob("journal.sqlite3*"):
+        part.unlink()
+    journal.write_bytes(b"this is not a database" * 100)
+    async with connect(elicitation=answering(), **caps) as client:
+        credits = await client.call_tool("check_credits", {})
+        second = await client.call_tool("generate_video", {**unpriced, "prompt": "a second boat"})
+    assert credits.structured_content["spent_today"] == 600, text_of(credits)
+    assert second.is_error and "600 spent today" in text_of(second), text_of(second)
+    assert len(await controls.creates()) == 1
+
+
 def test_the_call_log_counts_only_todays_creates_that_may_have_been_charged(tmp_path):
     from datetime import UTC, datetime, timedelta
 
@@ -355,11 +383,12 @@ def test_the_call_log_counts_only_todays_creates_that_may_have_been_charged(tmp_
         {"time": now.isoformat(), "endpoint": "/s", "outcome": "ok", "task_id": "a", "credits_charged": 12},
         {"time": now.isoformat(), "endpoint": "/c", "outcome": "unknown", "credits_quoted": 30},
         {"time": now.isoformat(), "endpoint": "/c", "outcome": "refused", "credits_quoted": 50},
-        {"time": now.isoformat(), "endpoint": "/c", "outcome": "created", "task_id": "b"},  # price unknown: 0
+        {"time": now.isoformat(), "endpoint": "/c", "outcome": "created", "task_id": "b", "credits_reserved": 600},
+        {"time": now.isoformat(), "endpoint": "/c", "outcome": "created", "task_id": "c"},  # written before: nothing
         {"time": (now - timedelta(days=2)).isoformat(), "endpoint": "/c", "outcome": "created", "credits_quoted": 99},
     ]
     log.write_text("\n".join(json.dumps(line) for line in lines) + "\nnot json\n", encoding="utf-8")
-    assert spent_on(log, datetime.now().date()) == 12 + 30
+    assert spent_on(log, datetime.now().date()) == 12 + 30 + 600  # an unknown price counts what it reserved
     assert spent_on(tmp_path / "missing.jsonl", datetime.now().date()) == 0
 
 

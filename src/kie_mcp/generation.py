@@ -720,7 +720,7 @@ async def _spend(
         _give_back(rt, used)
         raise
     p = replace(p, reserved_on=booked.day)
-    approval = grant(p.spec.id, p.variations, decision.by, p.total)
+    approval = grant(p.spec.id, p.variations, decision.by, p.total, reserved=p.reserved)
 
     family = FAMILIES[p.spec.family]
     body = family.create_body(p.spec.id, wire)

@@ -1,10 +1,11 @@
 """``logs/kie-api.jsonl``: one line per KIE call, to trace cost and history later.
 
-Each line has the time, endpoint, model, task id, outcome, credits quoted and charged, latency and any error
-code and message. Request bodies are never written, so neither the key nor base64 payloads can end up here, and
-every string value is redacted before it is written (an error message may echo the Authorization header). Each
-line is written whole or not at all, so a full disk never leaves half a record for the next one to run into: the
-server's errors point to this log as the copy of task ids the journal could not keep.
+Each line has the time, endpoint, model, task id, outcome, credits quoted, reserved (a create's share of what
+its call counts against the caps: its price, or for a price not known before it runs, the ceiling) and charged,
+latency and any error code and message. Request bodies are never written, so neither the key nor base64
+payloads can end up here, and every string value is redacted before it is written (an error message may echo the
+Authorization header). Each line is written whole or not at all, so a full disk never leaves half a record for the
+next one to run into: the server's errors point to this log as the copy of task ids the journal could not keep.
 
 The log is only ever written inside the workspace: ``logs/`` must be a real folder (not a symbolic link, which a
 cloned repository can carry) and the log a regular file in it with no other name, opened without following a link
@@ -60,9 +61,10 @@ CHARGING = ("created", "unknown")  # create outcomes that may have been charged
 
 def spent_on(path: Path, day: date, *, most_bytes: int = 64 * 1024 * 1024) -> float:
     """What the creates of ``day`` (local time) that may have been charged (created, or with no clear answer) cost by
-    the call log's last ``most_bytes``: each its quoted price, or what KIE charged for it when a status answer of
-    that day said more (a price unknown before it ran counts only that). Today's spend when the journal that counted
-    it is lost. Lines that cannot be read are skipped; no log is 0."""
+    the call log's last ``most_bytes``: each what it counted against the caps (its quoted price, or for a price not
+    known before it ran the ceiling it reserved), or what KIE charged for it when a status answer of that day said
+    more. Today's spend when the journal that counted it is lost. Lines that cannot be read are skipped; no log is
+    0."""
     quoted: dict[str, float] = {}  # by task id (or line, for a create with no id)
     charged: dict[str, float] = {}
     try:
@@ -82,7 +84,8 @@ def spent_on(path: Path, day: date, *, most_bytes: int = 64 * 1024 * 1024) -> fl
             continue
         task = str(line.get("task_id") or f"line {number}")
         if line.get("outcome") in CHARGING:
-            quoted[task] = _number(line.get("credits_quoted")) or 0.0
+            counted = (_number(line.get("credits_quoted")) or 0.0, _number(line.get("credits_reserved")) or 0.0)
+            quoted[task] = max(counted)
         if _number(line.get("credits_charged")) is not None:
             charged[task] = _number(line.get("credits_charged")) or 0.0
     return sum(max(credits, charged.get(task, 0.0)) for task, credits in quoted.items())

@@ -188,10 +188,20 @@ class KieClient:
         """Send one approved create of ``model_id`` and return KIE's task id. A refusal that names a task KIE
         already has (a repeated Veo 4K request) raises ``ExistingTaskError``: nothing new was started or charged."""
         approval.use_one(model_id)
-        return await self._send_create(family.create_path, body, model_id, approval.credits_each, family)
+        reserved = approval.reserved_each
+        return await self._send_create(
+            family.create_path, body, model_id, approval.credits_each, family, reserved=reserved
+        )
 
     async def _send_create(
-        self, path: str, body: dict[str, Any], model: str, quoted: float | None, family: Family | None = None
+        self,
+        path: str,
+        body: dict[str, Any],
+        model: str,
+        quoted: float | None,
+        family: Family | None = None,
+        *,
+        reserved: float | None = None,
     ) -> str:
         """Send one create, inside KIE's 20-per-10-s window as KIE counts it: on arrival (see ``SlidingWindow``).
 
@@ -204,7 +214,9 @@ class KieClient:
         for attempt in range(self.max_rate_limit_retries + 1):
             async with self._creates.occupied() as slot:  # left without settling: counted (answered)
                 started = time.monotonic()
-                log_call = functools.partial(self._log, path, started, model=model, credits_quoted=quoted)
+                log_call = functools.partial(
+                    self._log, path, started, model=model, credits_quoted=quoted, credits_reserved=reserved
+                )
                 try:
                     if family is not None and family.create_method == "GET":  # Veo's 1080p: asked with a GET
                         response = await _answer(self._api, "GET", path, params=body)

@@ -20,13 +20,25 @@ class ApprovalError(RuntimeError):
 
 
 class Approval:
-    def __init__(self, model_id: str, creates: int, approved_by: ApprovedBy, credits: float | None, *, _token: object):
+    def __init__(
+        self,
+        model_id: str,
+        creates: int,
+        approved_by: ApprovedBy,
+        credits: float | None,
+        *,
+        reserved: float | None = None,
+        _token: object,
+    ):
         if _token is not _GATE_TOKEN:
             raise ApprovalError("Approvals are issued only by the spend gate.")
         self.model_id = model_id
         self.approved_by = approved_by
         self.credits = credits
         self.credits_each = None if credits is None or creates == 0 else round(credits / creates, 4)
+        # What each create counts against the caps (its price, or a share of the ceiling of an unknown price): the
+        # call log keeps it, so today's spend rebuilt from the log after a journal reset counts it too.
+        self.reserved_each = None if reserved is None or creates == 0 else round(reserved / creates, 4)
         self._remaining = creates
         self._lock = threading.Lock()
 
@@ -44,5 +56,7 @@ class Approval:
             self._remaining -= 1
 
 
-def _issue(model_id: str, creates: int, approved_by: ApprovedBy, credits: float | None) -> Approval:
-    return Approval(model_id, creates, approved_by, credits, _token=_GATE_TOKEN)
+def _issue(
+    model_id: str, creates: int, approved_by: ApprovedBy, credits: float | None, reserved: float | None = None
+) -> Approval:
+    return Approval(model_id, creates, approved_by, credits, reserved=reserved, _token=_GATE_TOKEN)

@@ -94,9 +94,11 @@ def decide(
     return NeedsConfirmation(quote_problem if quote_id else None)
 
 
-def grant(model_id: str, creates: int, by: ApprovedBy, credits: float | None) -> Approval:
-    """Issue the approval the KIE client requires for each create."""
-    return _issue(model_id, creates, by, credits)
+def grant(
+    model_id: str, creates: int, by: ApprovedBy, credits: float | None, *, reserved: float | None = None
+) -> Approval:
+    """Issue the approval the KIE client requires for each create; ``reserved``: what they count against the caps."""
+    return _issue(model_id, creates, by, credits, reserved)
 
 
 @dataclass(frozen=True)
