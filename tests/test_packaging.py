@@ -9,6 +9,7 @@ gives a ``kie-mcp`` command that starts and serves over stdio.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import re
@@ -71,6 +72,23 @@ def uv_offline_first(args: list[str], env: dict[str, str]) -> subprocess.Complet
 
 
 # --- versions and project metadata -------------------------------------------------------------------------
+
+
+def test_a_checkout_run_with_uvx_is_rebuilt_when_any_file_the_wheel_ships_changes():
+    """``uvx --from <checkout>`` reuses its build while uv's cache keys are unchanged: a file the wheel carries that
+    no key watches (references/README.md was one) stayed stale after a pull."""
+    keys = [entry["file"] for entry in pyproject()["tool"]["uv"]["cache-keys"]]
+    watched = {Path(found) for key in keys for found in glob.glob(key, root_dir=ROOT, recursive=True)}
+    wheel = pyproject()["tool"]["hatch"]["build"]["targets"]["wheel"]
+    shipped = ["src", *wheel.get("force-include", {})]  # the package, and what is copied into it
+    files = [
+        found.relative_to(ROOT)
+        for path in shipped
+        for found in ([ROOT / path] if (ROOT / path).is_file() else (ROOT / path).rglob("*"))
+        if found.is_file() and "__pycache__" not in found.parts and not found.name.startswith(".")
+    ]
+    unwatched = sorted(str(path) for path in files if path not in watched)
+    assert files and not unwatched, unwatched
 
 
 def test_every_published_version_is_the_package_version():

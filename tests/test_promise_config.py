@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from mcp import Client, MCPError, StdioServerParameters
 
-from kie_mcp.config import Settings
+from kie_mcp.config import Settings, read_dotenv
 from kie_mcp.sandbox import SANDBOX_API_KEY, SandboxTransport
 from kie_mcp.server import create_server
 
@@ -178,8 +178,13 @@ def test_a_chosen_workspaces_dotenv_cannot_choose_another_workspace(tmp_path):
 
 @pytest.mark.parametrize(
     "key",
-    ["\u201ckie_test_SECRET123456789\u201d", "sandbox-key-123\u200b", "kie test SECRET123456789"],
-    ids=["curly-quotes", "zero-width-space", "inner-space"],
+    [
+        "\u201ckie_test_SECRET123456789\u201d",
+        "sandbox-key-123\u200b",
+        "kie test SECRET123456789",
+        '"kie_test_SECRET123456789',  # a quote left unmatched
+    ],
+    ids=["curly-quotes", "zero-width-space", "inner-space", "straight-quote"],
 )
 async def test_a_key_with_a_character_no_key_has_is_named_and_never_shown(transport, mode, tmp_path, key):
     """The audit: a key in curly quotes (TextEdit) or with a zero-width space (copied from a page) made every call
@@ -189,10 +194,38 @@ async def test_a_key_with_a_character_no_key_has_is_named_and_never_shown(transp
     assert settings.config_error and "KIE_API_KEY" in settings.config_error
     seen = await everything_a_client_sees(settings, transport, mode)
     assert "paste the key again as plain text" in seen and "unexpected" not in seen
-    assert key.strip("\u201c\u201d\u200b") not in seen
+    assert key.strip('\u201c\u201d\u200b"') not in seen
 
 
 # -- the .env is read as written ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        'KIE_API_KEY="sandbox-key"  # my KIE key',
+        "KIE_API_KEY='sandbox-key' # my KIE key",
+        'KIE_API_KEY="sandbox-key"#note',
+        'KIE_API_KEY="sandbox-key"',
+        "KIE_API_KEY=sandbox-key # my KIE key",
+    ],
+)
+def test_a_quoted_dotenv_value_with_a_comment_after_it_loses_its_quotes(tmp_path, line):
+    """The audit: ``KEY="value"  # note`` kept its quotes (only a value ending in its quote was unquoted), so a right
+    key failed every call as "missing or wrong" and a quoted KIE_WORKSPACE became a folder named '"' under the
+    client's working folder."""
+    (tmp_path / ".env").write_text(f'{line}\nKIE_MAX_CREDITS_PER_DAY="200"   # a day\n', encoding="utf-8")
+    settings = Settings.load({"KIE_WORKSPACE": str(tmp_path)}, cwd=tmp_path)
+    assert settings.config_error is None, settings.config_error
+    assert settings.api_key is not None and settings.api_key.get_secret_value() == "sandbox-key"
+    assert settings.max_credits_per_day == 200
+
+
+def test_a_quoted_workspace_with_a_comment_is_the_folder_named(tmp_path):
+    chosen = tmp_path / "my ws"
+    chosen.mkdir()
+    (tmp_path / ".env").write_text(f'KIE_WORKSPACE="{chosen}"   # the brand project\n', encoding="utf-8")
+    assert read_dotenv(tmp_path / ".env") == {"KIE_WORKSPACE": str(chosen)}
 
 
 def test_a_dotenv_saved_with_a_byte_order_mark_keeps_its_first_setting(tmp_path):

@@ -183,7 +183,7 @@ class Settings:
         register_secret(key)  # from now on no message, log line or answer can show it (a broken one included)
         if key and not _plain_key(key):
             problems.append(
-                "KIE_API_KEY holds a character no KIE key has (a curly quote, a space or an invisible character "
+                "KIE_API_KEY holds a character no KIE key has (a quote, a space or an invisible character "
                 "copied with it?); paste the key again as plain text, from https://kie.ai/api-key."
             )
         if "KIE_WORKSPACE" in env and len(key) >= MIN_SECRET_LENGTH and key in str(workspace):
@@ -247,7 +247,7 @@ def _plain_key(key: str) -> bool:
     """Whether ``key`` could be a KIE key: printable ASCII without spaces. A curly quote from a text editor or a
     zero-width space copied from a web page would otherwise fail every call as an "unexpected error" (an HTTP
     header takes ASCII only)."""
-    return key.isascii() and key.isprintable() and not any(char.isspace() for char in key)
+    return key.isascii() and key.isprintable() and not any(char.isspace() or char in "\"'" for char in key)
 
 
 def _present(values: Mapping[str, str]) -> dict[str, str]:
@@ -443,6 +443,19 @@ def _absolute(value: str | None) -> Path | None:
     return Path(value) if value and Path(value).is_absolute() else None
 
 
+def _unquoted(value: str) -> str:
+    """A ``.env`` value as meant: the text between matching quotes (``KEY="value"  # a note``: the note after them
+    too is left out, else the quotes became part of the key or the workspace's path), or unquoted text up to a
+    `` #`` comment."""
+    if value[:1] in ("'", '"'):
+        end = value.find(value[0], 1)
+        if end > 0 and value[end + 1 :].strip()[:1] in ("", "#"):
+            return value[1:end]
+    if " #" in value:
+        return value.split(" #", 1)[0].rstrip()
+    return value
+
+
 def read_dotenv(path: Path) -> dict[str, str]:
     """Parse KEY=VALUE lines; ignore comments, blanks and ``export``; strip matching quotes. No file is no settings;
     a file that is there but cannot be read as text is a ``ConfigError`` (it may hold the key)."""
@@ -459,11 +472,7 @@ def read_dotenv(path: Path) -> dict[str, str]:
         if not line or line.startswith("#") or "=" not in line:
             continue
         key, _, value = line.removeprefix("export ").partition("=")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-            value = value[1:-1]
-        elif " #" in value:
-            value = value.split(" #", 1)[0].rstrip()
+        value = _unquoted(value.strip())
         if value.strip() or key.strip() not in values:  # a blank line later never undoes a value set before
             values[key.strip()] = value
     return values
