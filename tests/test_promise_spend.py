@@ -923,3 +923,27 @@ async def test_a_task_waiting_on_a_refused_status_check_says_why_in_the_text(con
     task = result.structured_content["tasks"][0]
     assert task["state"] in ("queued", "running") and task["error"], task
     assert task["error"] in text_of(result), text_of(result)
+
+
+@pytest.mark.parametrize("mode", ["legacy"])  # the 2026-07-28 era answers in a retried request, priced afresh
+async def test_a_yes_to_a_form_whose_price_rose_while_it_was_open_spends_nothing(connect, controls):
+    """The audit: the form asked "Spend 8 credits?"; while the user read it, another call on the workspace was
+    charged 16 for the same model and settings, so later quotes said 16. The yes was spent at 8 with no new
+    question. The yes approves the price it showed: a higher one now is a new quote, with nothing sent."""
+    await controls.post("prices", {"nano-banana-2": 16})  # KIE now charges 16 where the price table says 8
+    asked: list[str] = []
+    async with connect(auto_approve_credits=20) as other:
+
+        async def meanwhile(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+            asked.append(params.message)
+            made = await other.call_tool("generate_image", {**IMAGE, "prompt": "another apple", "wait_seconds": 20})
+            assert made.structured_content["tasks"][0]["credits_charged"] == 16, text_of(made)
+            return ElicitResult(action="accept", content={"confirm": True})
+
+        async with connect(elicitation=meanwhile) as client:
+            answered = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 20})
+    assert len(asked) == 1 and "Spend 8 credits" in asked[0]
+    assert answered.structured_content["status"] == "confirmation_required", text_of(answered)
+    assert "The price changed while the confirmation was open: it said 8 credits" in text_of(answered)
+    assert answered.structured_content["quote"]["credits_total"] == 16  # the new quote is for the new price
+    assert len(await controls.creates()) == 1  # the other call's only

@@ -12,7 +12,7 @@ import math
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -112,6 +112,8 @@ class Plan:
     reserved_on: date | None = None  # the day the reservation was booked on: its refunds go to that day
     unsettled: bool = False  # the same request was sent lately and its outcome is unknown: never auto-approved
     least: float = 0.0  # an unknown price: the least the call can cost (``least_credits`` x variations)
+    priced_input: dict[str, Any] = field(default_factory=dict)  # what the price was read for (wire and facts)
+    measured: dict[str, float] | None = None  # the input lengths the price depends on, as measured
 
     @property
     def total(self) -> float | None:
@@ -222,7 +224,18 @@ async def plan(
         operation=continues[1] if continues else None,
         unsettled=twin is not None,
         least=least,
+        priced_input={**wire, **(facts or {})},
+        measured=measured,
     )
+
+
+def repriced(rt: Runtime, p: Plan) -> Plan:
+    """``p`` priced again now: a form question's price may have moved while the user read it (KIE charged more for
+    the same model and options meanwhile, or KIE's price list was read again)."""
+    price, _ = quote_price(rt, p.spec, p.priced_input, p.options_key or "", p.measured)
+    total = None if price.credits is None else round(price.credits * p.variations, 4)
+    least = round(least_credits(rt, p.spec, p.priced_input) * p.variations, 4) if total is None else 0.0
+    return replace(p, price=price, reserved=reservation(total, rt.ledger.caps, p.max_credits, least), least=least)
 
 
 def least_credits(rt: Runtime, spec: ModelSpec, wire: dict[str, Any]) -> float:
@@ -553,11 +566,12 @@ def refused_answer(rt: Runtime, quote_id: str, refusal: QuoteError) -> NeedsConf
     return NeedsConfirmation(f"The confirmation could not be used: {refusal}")
 
 
-def price_change(rt: Runtime, p: Plan) -> str | None:
+def price_change(rt: Runtime, p: Plan, *, asked: bool = False) -> str | None:
     """Why the quote given with the request (``p.quote_id``) no longer approves it: the request now costs more
     than the quote said, or its price became unknown, or (for a quote of an unknown price) it would reserve more
     than the quote's ceiling. None when the quote covers the request: the same price, or a lower one (the lower
-    price is then what is reserved). The user approved the quoted number, never whatever the price became."""
+    price is then what is reserved). The user approved the quoted number, never whatever the price became.
+    ``asked``: the quote is a form question's, answered yes (said as the question, not as a quote)."""
     quote = rt.quotes.quote(p.quote_id, p.digest) if p.quote_id else None
     if quote is None:
         return None  # an unknown quote_id, or one for another request: ``QuoteBook.problem`` says so
@@ -584,6 +598,11 @@ def price_change(rt: Runtime, p: Plan) -> str | None:
         said = f"an unknown price, up to {quote.credits_ceiling:g} credits"
     else:
         said = "an unknown price"
+    if asked:
+        return (
+            f"The price changed while the confirmation was open: it said {said}, and this request {now}. That yes "
+            "does not approve the new price, so nothing was sent."
+        )
     return (
         f"The price changed since quote {quote.quote_id} was given: it said {said}, and this request {now}. "
         "That quote does not approve the new price; it was left as it was."
@@ -682,6 +701,10 @@ async def execute(
 ) -> GenerationResult:
     if not isinstance(decision, Approved):
         return without_spending(rt, p, tool, decision)
+    if decision.by == "elicitation" and decision.quote_id is not None:  # a yes to a form asked in this very call
+        p = repriced(rt, p)  # the user took their time: the yes approves the price they read, never a higher one
+        if (changed := price_change(rt, replace(p, quote_id=decision.quote_id), asked=True)) is not None:
+            return without_spending(rt, p, tool, NeedsConfirmation(changed))
     decision = use_approval(rt, p, decision)
     if not isinstance(decision, Approved):
         return without_spending(rt, p, tool, decision)
