@@ -431,6 +431,20 @@ def test_past_the_newest_sessions_the_index_links_a_page_per_month_listing_every
     assert "shoot 0" in january and "1 result · 8 credits" in january
 
 
+def test_an_index_made_on_read_with_no_month_pages_written_shows_every_session(tmp_path, monkeypatch):
+    """The review: where no build ran (a copied outputs/, a server that has saved nothing yet) the index is made
+    when it is read, and it linked month pages nobody wrote, so older sessions could not be reached. It shows them
+    all instead."""
+    monkeypatch.setattr(gallery, "SESSIONS_ON_INDEX", 2)
+    outputs = tmp_path / "outputs"
+    for n in range(1, 5):
+        folder = outputs / f"2026-0{n}-01-shoot-{n}"
+        save(folder, "t", sidecar(folder, "t", f"Prompt of shoot {n}"))
+    page = gallery.read_page(outputs)
+    assert page is not None and "by-month" not in page and not list(outputs.glob("index*.html"))
+    assert all(f"Prompt of shoot {n}" in page for n in range(1, 5))
+
+
 def test_a_month_page_is_written_again_only_when_a_session_on_it_changed(tmp_path, monkeypatch, trusting):
     monkeypatch.setattr(gallery, "SESSIONS_ON_INDEX", 1)
     outputs = tmp_path / "outputs"

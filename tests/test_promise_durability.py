@@ -384,11 +384,14 @@ def test_the_call_log_counts_only_todays_creates_that_may_have_been_charged(tmp_
         {"time": now.isoformat(), "endpoint": "/c", "outcome": "unknown", "credits_quoted": 30},
         {"time": now.isoformat(), "endpoint": "/c", "outcome": "refused", "credits_quoted": 50},
         {"time": now.isoformat(), "endpoint": "/c", "outcome": "created", "task_id": "b", "credits_reserved": 600},
+        {"time": now.isoformat(), "endpoint": "/c", "outcome": "created", "task_id": "d", "credits_reserved": 600},
+        {"time": now.isoformat(), "endpoint": "/s", "outcome": "ok", "task_id": "d", "credits_charged": 50},
         {"time": now.isoformat(), "endpoint": "/c", "outcome": "created", "task_id": "c"},  # written before: nothing
         {"time": (now - timedelta(days=2)).isoformat(), "endpoint": "/c", "outcome": "created", "credits_quoted": 99},
     ]
     log.write_text("\n".join(json.dumps(line) for line in lines) + "\nnot json\n", encoding="utf-8")
-    assert spent_on(log, datetime.now().date()) == 12 + 30 + 600  # an unknown price counts what it reserved
+    # an unknown price counts what it reserved while no charge is known (b), then what KIE charged (d)
+    assert spent_on(log, datetime.now().date()) == 12 + 30 + 600 + 50
     assert spent_on(tmp_path / "missing.jsonl", datetime.now().date()) == 0
 
 

@@ -61,11 +61,12 @@ CHARGING = ("created", "unknown")  # create outcomes that may have been charged
 
 def spent_on(path: Path, day: date, *, most_bytes: int = 64 * 1024 * 1024) -> float:
     """What the creates of ``day`` (local time) that may have been charged (created, or with no clear answer) cost by
-    the call log's last ``most_bytes``: each what it counted against the caps (its quoted price, or for a price not
-    known before it ran the ceiling it reserved), or what KIE charged for it when a status answer of that day said
-    more. Today's spend when the journal that counted it is lost. Lines that cannot be read are skipped; no log is
-    0."""
+    the call log's last ``most_bytes``: each its quoted price, or what KIE charged for it when a status answer of
+    that day said more; while no charge is known, what it reserved when that is more (the ceiling of a price not
+    known before it runs). Today's spend when the journal that counted it is lost. Lines that cannot be read are
+    skipped; no log is 0."""
     quoted: dict[str, float] = {}  # by task id (or line, for a create with no id)
+    reserved: dict[str, float] = {}
     charged: dict[str, float] = {}
     try:
         with open(path, "rb") as handle:
@@ -84,11 +85,11 @@ def spent_on(path: Path, day: date, *, most_bytes: int = 64 * 1024 * 1024) -> fl
             continue
         task = str(line.get("task_id") or f"line {number}")
         if line.get("outcome") in CHARGING:
-            counted = (_number(line.get("credits_quoted")) or 0.0, _number(line.get("credits_reserved")) or 0.0)
-            quoted[task] = max(counted)
+            quoted[task] = _number(line.get("credits_quoted")) or 0.0
+            reserved[task] = _number(line.get("credits_reserved")) or 0.0
         if _number(line.get("credits_charged")) is not None:
             charged[task] = _number(line.get("credits_charged")) or 0.0
-    return sum(max(credits, charged.get(task, 0.0)) for task, credits in quoted.items())
+    return sum(max(credits, charged[task] if task in charged else reserved[task]) for task, credits in quoted.items())
 
 
 def _number(value: Any) -> float | None:

@@ -546,15 +546,16 @@ def _summary(sessions: Sequence[_Shown]) -> str:
     return " · ".join(parts)
 
 
-def render_index(sessions: list[Session]) -> bytes:
+def render_index(sessions: list[Session], *, every: bool = False) -> bytes:
     """``outputs/index.html``: the newest sessions (``SESSIONS_ON_INDEX``), newest first, with their newest results
-    and a link to each one's own page; with more sessions, a link to each month's page, which lists them all."""
-    return _index_page([_Shown.of(session) for session in sessions])
+    and a link to each one's own page; with more sessions, a link to each month's page, which lists them all.
+    ``every``: all of them in full, no month links (an index made where no build wrote the month pages)."""
+    return _index_page([_Shown.of(session) for session in sessions], every=every)
 
 
-def _index_page(sessions: Sequence[_Shown]) -> bytes:
+def _index_page(sessions: Sequence[_Shown], *, every: bool = False) -> bytes:
     """The index of ``sessions`` (newest first, the first ``SESSIONS_ON_INDEX`` with their sections), from what is
-    kept of each: the same size at 60 sessions and at 60,000."""
+    kept of each: the same size at 60 sessions and at 60,000. ``every``: see ``render_index``."""
     body = [
         "<header><h1>kie-mcp gallery</h1>",
         f'<p class="summary">{_e(_summary(sessions))}. Open a picture or a file name for the full-size file.</p>',
@@ -562,8 +563,9 @@ def _index_page(sessions: Sequence[_Shown]) -> bytes:
     ]
     if not sessions:
         body.append('<p class="empty">No saved results yet: this page fills in as results are saved.</p>')
-    body += [session.section or "" for session in sessions[:SESSIONS_ON_INDEX]]
-    if len(sessions) > SESSIONS_ON_INDEX:
+    shown = sessions if every else sessions[:SESSIONS_ON_INDEX]
+    body += [session.section or "" for session in shown]
+    if len(shown) < len(sessions):
         body.append(_by_month(sessions))
     return _page("kie-mcp gallery", body, "index")
 
@@ -912,4 +914,5 @@ def read_page(outputs: Path, session: str | None = None, side: int = THUMBNAIL_S
         pass
     except (OSError, RuntimeError, ValueError):
         return None
-    return render_index(scan(outputs, side)).decode("utf-8") if session is None else None
+    # No build wrote the month pages this index would link: every session is shown on it instead.
+    return render_index(scan(outputs, side), every=True).decode("utf-8") if session is None else None
