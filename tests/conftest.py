@@ -17,6 +17,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx2
 import pytest
 from mcp import Client
@@ -180,6 +181,19 @@ def connect(settings: Settings, transport: SandboxTransport, mode: str) -> Calla
             yield client
 
     return opener
+
+
+async def twice_at_once(client: Client, tool: str, arguments: dict[str, Any]) -> list[Any]:
+    """The answers of two calls of ``tool`` with the same ``arguments`` sent at once, in the order they came."""
+    results: list[Any] = []
+
+    async def call() -> None:
+        results.append(await client.call_tool(tool, arguments))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(call)
+        group.start_soon(call)
+    return results
 
 
 def text_of(result: Any) -> str:

@@ -229,8 +229,9 @@ async def test_4k_asked_again_while_processing_returns_the_same_task_and_spends_
 
 
 async def test_two_4k_requests_at_once_record_one_task_with_its_reserve(connect, controls):
-    """Both calls pass the "already made?" check before either is recorded, so KIE sees two requests; the second
-    answers 422 naming the first's task. One task, one charge, and the first's record (its reserve) stands."""
+    """Both calls pass the "already made?" check of their plans before either is recorded; the second, once
+    approved, waits for the first's task and answers with it, so KIE sees one request. One task, one charge, and the
+    first's record (its reserve) stands. (KIE's own 422 naming an existing 4K task: the test after this one.)"""
     async with connect(elicitation=answering(), auto_approve_credits=200) as client:
         source = await finished(client, VEO)
         results: list[Any] = []
@@ -246,7 +247,7 @@ async def test_two_4k_requests_at_once_record_one_task_with_its_reserve(connect,
     async with connect() as client:  # a restart: what the journal kept, not the live follower's copy
         checked = (await client.call_tool("list_tasks", {})).structured_content["tasks"]
     [checked] = [t for t in checked if t["task_id"] == task_id]
-    assert len(await requests_to(controls, UHD_PATH)) == 2
+    assert len(await requests_to(controls, UHD_PATH)) == 1
     assert spent == 60 + 120
     assert checked["credits_reserved"] == 120 and checked["parent_task_id"] == source
 

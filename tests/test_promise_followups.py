@@ -15,8 +15,9 @@ from datetime import datetime
 from typing import Any
 
 import anyio
+import pytest
 
-from .conftest import answering, text_of
+from .conftest import answering, text_of, twice_at_once
 from .test_followups import GROK, HD_PATH, MARKET, RUNWAY, VEO, balance, finished, kie_auth, requests_to, spent_today
 
 IMAGE = {"prompt": "an apple", "model": "nano-banana-2", "wait_seconds": 0}
@@ -178,31 +179,56 @@ async def test_a_clip_made_elsewhere_15_days_ago_is_refused_before_anything_is_s
 # -- 1080p asked twice at once ------------------------------------------------------------------------------------
 
 
-async def test_two_1080p_asks_at_once_are_one_task_and_one_charge(connect, controls):
-    """Both calls pass the "already made?" check before either is recorded, so KIE is asked twice; it answers the
-    second "processing" about the first's task. One task, one charge: the second reservation is returned and the
-    first's record stands."""
+@pytest.mark.parametrize(("clip", "charge"), [(VEO, 5), (GROK, 20)], ids=["veo", "grok"])
+async def test_two_1080p_asks_at_once_are_one_task_and_one_charge(connect, controls, clip, charge):
+    """Both calls pass the "already made?" check of their plans before either is recorded: the second, once
+    approved, waits for the first's task and answers with it, asking KIE nothing. One task, one charge, one
+    reservation. (The audit: KIE makes a Grok upscale, an ordinary Market task, every time it is asked, so two asks
+    at once were two upscales and two charges; for Veo, KIE's own answer kept it to one.)"""
     async with connect(elicitation=answering(), auto_approve_credits=100) as client:
-        source = await finished(client, VEO)
+        source = await finished(client, clip)
         paid, base = await balance(controls), await spent_today(client)
-        results: list[Any] = []
-
-        async def ask() -> None:
-            results.append(
-                await client.call_tool("continue_video", {"task_id": source, "operation": "hd", "wait_seconds": 30})
-            )
-
-        async with anyio.create_task_group() as group:
-            group.start_soon(ask)
-            group.start_soon(ask)
+        hd = {"task_id": source, "operation": "hd", "wait_seconds": 30}
+        results = await twice_at_once(client, "continue_video", hd)
         spent = await spent_today(client)
     async with connect() as client:  # a restart: what the journal kept
         listed = (await client.call_tool("list_tasks", {})).structured_content["tasks"]
-    assert len(await requests_to(controls, HD_PATH)) >= 2  # KIE was asked twice (and again while preparing)
     [task_id] = {r.structured_content["tasks"][0]["task_id"] for r in results}
-    assert task_id == f"{source}-1080p"
-    assert paid - await balance(controls) == 5  # KIE charged once ...
-    assert spent - base == 5  # ... and the ledger counts it once
+    assert task_id and {r.structured_content["status"] for r in results} <= {"completed", "submitted"}
+    assert any("made while this call waited" in text_of(r) for r in results), [text_of(r) for r in results]
+    assert paid - await balance(controls) == charge  # KIE charged once ...
+    assert spent - base == charge  # ... and the ledger counts it once
     [kept] = [t for t in listed if t["task_id"] == task_id]
-    assert kept["credits_reserved"] == 5 and kept["parent_task_id"] == source and kept["operation"] == "hd"
-    assert any("KIE already had this task" in text_of(r) for r in results)
+    assert kept["credits_reserved"] == charge and kept["parent_task_id"] == source and kept["operation"] == "hd"
+    upscales = [r for r in await requests_to(controls, MARKET) if r["body"]["model"] == "grok-imagine/upscale"]
+    assert len(upscales) == (1 if clip is GROK else 0)
+
+
+async def test_a_grok_hd_at_another_resolution_is_refused_so_the_1080p_version_stays_possible(connect, controls):
+    """The audit: hd with options.resolution=720p made a 720p upscale, and every later hd returned it as "already
+    has this": the clip's 1080p version could never be made. hd stands for 1080p: another resolution is refused."""
+    async with connect(elicitation=answering()) as client:
+        source = await finished(client, {**GROK, "resolution": "480p"})
+        refused = await client.call_tool(
+            "continue_video", {"task_id": source, "operation": "hd", "options": {"resolution": "720p"}}
+        )
+        made = await client.call_tool("continue_video", {"task_id": source, "operation": "hd", "wait_seconds": 30})
+    assert refused.is_error and "makes the clip's 1080p version, once" in text_of(refused), text_of(refused)
+    assert made.structured_content["status"] == "completed", text_of(made)
+    upscales = [r for r in await requests_to(controls, MARKET) if r["body"]["model"] == "grok-imagine/upscale"]
+    assert [r["body"]["input"]["resolution"] for r in upscales] == ["1080p"]
+
+
+async def test_a_veo_extension_kie_refuses_says_why_and_what_to_do_not_fix_a_field(connect, controls):
+    """The audit: a clip whose 1080p version was asked for elsewhere cannot be extended; KIE's 422 came back as
+    "Fix the field it names", and there is no field. The answer now says the clip cannot be extended, that nothing
+    was charged, and what can be done instead."""
+    async with connect(elicitation=answering()) as client:
+        source = await finished(client, VEO)
+        await controls.http.get(HD_PATH, params={"taskId": source, "index": 0}, headers=kie_auth())  # elsewhere
+        paid = await balance(controls)
+        refused = await client.call_tool("continue_video", {**EXTEND, "task_id": source, "max_credits": 100})
+    text = text_of(refused)
+    assert f"KIE will not extend task {source}" in text and "Nothing was started or charged" in text, text
+    assert "Fix the field" not in text
+    assert await balance(controls) == paid

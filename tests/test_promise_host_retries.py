@@ -271,12 +271,14 @@ async def test_a_quote_whose_call_was_cut_off_before_any_create_is_still_good(co
     assert len(await controls.creates()) == 1
 
 
+@pytest.mark.parametrize("server", ["same", "another"])
 async def test_a_quote_sent_again_while_its_first_call_uploads_is_told_a_create_is_on_its_way(
-    connect, controls, tmp_path
+    connect, controls, tmp_path, server
 ):
     """The audit: the same quote_id sent again while the first call's input file was still going up (its quote used,
     no create attempt in the journal yet) was answered with a fresh quote and "Nothing was spent": approving that
-    one paid twice. It is now told a create is on its way, with no new quote, and the first call makes its task."""
+    one paid twice. It is now told a create is on its way, with no new quote, and the first call makes its task;
+    also when it reaches another server on the workspace (the journal keeps which live process used the quote)."""
     picture(tmp_path)
     await controls.fault("upload", kind="slow", seconds=1.0)
 
@@ -284,7 +286,8 @@ async def test_a_quote_sent_again_while_its_first_call_uploads_is_told_a_create_
         return any("upload" in r["path"].lower() for r in (await controls.get("requests"))["requests"])
 
     answers: dict[str, Any] = {}
-    async with connect() as client:
+    async with connect() as client, connect() as elsewhere:
+        again_by = client if server == "same" else elsewhere
         quote = (await client.call_tool("estimate_cost", EDIT)).structured_content["quote"]["quote_id"]
         call = {**EDIT, "quote_id": quote, "wait_seconds": 20}
 
@@ -296,10 +299,10 @@ async def test_a_quote_sent_again_while_its_first_call_uploads_is_told_a_create_
             with anyio.fail_after(10):
                 while not await uploading():  # noqa: ASYNC110 - the simulator's log: nothing to await but its answer
                     await anyio.sleep(0.02)
-            answers["again"] = await client.call_tool("generate_image", call)
+            answers["again"] = await again_by.call_tool("generate_image", call)
     again, made = answers["again"], answers["first"]
     assert made.structured_content["status"] == "completed", text_of(made)
     assert again.structured_content["status"] == "unknown", text_of(again)
     assert again.structured_content["quote"] is None and "Nothing was spent" not in text_of(again)
-    assert "sending the create this approval approved right now" in text_of(again)
+    assert "Another call of this same request is sending its create" in text_of(again)
     assert len(await controls.creates()) == 1

@@ -24,7 +24,7 @@ from mcp.types import ElicitRequestParams, ElicitResult, ErrorData
 from kie_mcp.journal import journal_path
 from kie_mcp.server import create_server
 
-from .conftest import answering, confirmed_and_replayed, text_of
+from .conftest import answering, confirmed_and_replayed, text_of, twice_at_once
 from .test_live_wiring import feed_row, sync
 
 IMAGE = {"prompt": "a red apple on a wooden table", "model": "nano-banana-2"}  # 8 credits
@@ -216,14 +216,7 @@ async def test_the_question_s_quote_cannot_be_passed_as_quote_id(connect, contro
 
 async def test_one_confirmation_approves_one_call_even_when_two_race(connect, controls):
     async with connect(elicitation=answering()) as client:
-        results: list[Any] = []
-
-        async def call() -> None:
-            results.append(await client.call_tool("generate_image", IMAGE))
-
-        async with anyio.create_task_group() as group:
-            group.start_soon(call)
-            group.start_soon(call)
+        results = await twice_at_once(client, "generate_image", IMAGE)
     # Both questions were bound to the same single-use quote: one create, and the other call says so.
     assert len(await controls.creates()) == 1
     assert any("already used" in text_of(r) for r in results)
@@ -947,3 +940,29 @@ async def test_a_yes_to_a_form_whose_price_rose_while_it_was_open_spends_nothing
     assert "The price changed while the confirmation was open: it said 8 credits" in text_of(answered)
     assert answered.structured_content["quote"]["credits_total"] == 16  # the new quote is for the new price
     assert len(await controls.creates()) == 1  # the other call's only
+
+
+@pytest.mark.parametrize("mode", ["legacy"])  # the form asked inside the call
+async def test_a_form_asked_again_after_the_price_rose_approves_the_price_it_shows(connect, controls):
+    """The review: a form declined at 8 left its question's quote open; asked again once the price was 16, the form
+    said 16 but stayed bound to the old quote at 8, so every yes was refused as "the price changed". A question at
+    another price gets a quote of its own: the yes to "Spend 16" spends 16."""
+    asked: list[str] = []
+
+    async def user(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+        asked.append(params.message)
+        if len(asked) == 1:
+            return ElicitResult(action="decline")
+        return ElicitResult(action="accept", content={"confirm": True})
+
+    async with connect(elicitation=user) as client:
+        declined = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 20})
+        await controls.post("prices", {"nano-banana-2": 16})  # KIE now charges 16 ...
+        async with connect(auto_approve_credits=20) as other:  # ... and kie-mcp learns it from another call
+            await other.call_tool("generate_image", {**IMAGE, "prompt": "another apple", "wait_seconds": 20})
+        made = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 20})
+    assert declined.structured_content["status"] == "declined"
+    assert "Spend 8 credits" in asked[0] and "Spend 16 credits" in asked[1]
+    assert made.structured_content["status"] == "completed", text_of(made)
+    assert made.structured_content["tasks"][0]["credits_quoted"] == 16
+    assert len(await controls.creates()) == 2  # the other call's and this one

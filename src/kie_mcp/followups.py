@@ -102,6 +102,7 @@ async def plan(rt: Runtime, args: FollowupArgs, shared: tuple[Any, ...] = ()) ->
         max_credits=args.max_credits,
     )
     p = await gen.plan(rt, generation, shared=shared, facts=facts, continues=(str(source.task_id), args.operation))
+    pinned_resolution(spec, p.wire, args.operation)
     lead = (
         f"Continues task {source.task_id} ({_made_by(rt, source)}, made {timestamp(source.created_at)}): "
         f"{OPERATIONS[args.operation]} with {spec.title}."
@@ -370,12 +371,16 @@ def source_label(rt: Runtime, source: TaskRecord) -> str | None:
 
 def children(rt: Runtime, source: TaskRecord, model: str | None = None) -> list[TaskRecord]:
     """The recorded follow-ups of ``source``, oldest first."""
+    return _children_of(rt, str(source.task_id), model)
+
+
+def _children_of(rt: Runtime, source_id: str, model: str | None = None) -> list[TaskRecord]:
     found = []
-    for row in rt.journal.children(str(source.task_id), model):
+    for row in rt.journal.children(source_id, model):
         try:
             record = rt.follower.known(row["task_id"]) or TaskRecord.model_validate_json(row["record"])
         except ValidationError:  # a row this kie-mcp cannot read (a newer one wrote it): not one of these
-            log.warning("skipped follow-up %s of %s: its journal row cannot be read", row["task_id"], source.task_id)
+            log.warning("skipped follow-up %s of %s: its journal row cannot be read", row["task_id"], source_id)
             continue
         found.append(record)
     return found
@@ -383,8 +388,29 @@ def children(rt: Runtime, source: TaskRecord, model: str | None = None) -> list[
 
 def earlier(rt: Runtime, source: TaskRecord, spec: ModelSpec) -> TaskRecord | None:
     """A made-once follow-up (1080p, 4K) the source already has and that did not fail: the newest."""
-    alive = [c for c in children(rt, source, spec.id) if c.state != "failed"]
+    return made_before(rt, str(source.task_id), spec.id)
+
+
+def made_before(rt: Runtime, source_id: str, model: str) -> TaskRecord | None:
+    """The newest recorded follow-up of ``source_id`` by ``model`` that did not fail."""
+    alive = [c for c in _children_of(rt, source_id, model) if c.state != "failed"]
     return alive[-1] if alive else None
+
+
+def pinned_resolution(spec: ModelSpec, wire: dict[str, Any], operation: str) -> None:
+    """A made-once upgrade stands for one resolution (``gives_resolution``: hd is the 1080p version): asked for at
+    another, it would be made once in the clip's place and the real one never could be. Refused by name."""
+    follow = spec.followup
+    target = spec.field_for_arg("resolution") or spec.fields.get("resolution")
+    if follow is None or not follow.once or not follow.gives_resolution or target is None:
+        return
+    given = wire.get(target.name)
+    if given is not None and str(given).lower() != follow.gives_resolution.lower():
+        raise refused(
+            f"operation={operation} makes the clip's {follow.gives_resolution} version, once; {target.name}={given} "
+            f"would be another. Leave {target.name} out.",
+            "resolution",
+        )
 
 
 # -- the answer of a follow-up that already exists -----------------------------------------------------------------

@@ -537,7 +537,7 @@ def unsettled_replay(rt: Runtime, quote_id: str, digest: str, refusal: QuoteErro
     unknown, or still being sent): the answer is that create (``replayed``), never a fresh quote to pay twice."""
     if refusal.why != "used" or rt.quotes.quote(quote_id, digest) is None:
         return None
-    if rt.spending.sending(digest):  # the call that used it is still uploading or sending (``execute``)
+    if rt.spending.sending(digest) or rt.quotes.being_used(quote_id):  # its call is uploading or sending
         return Replay(quote_id)
     if any(attempt["state"] in UNSETTLED for attempt in rt.journal.attempts_for_quote(quote_id)):
         return Replay(quote_id)
@@ -708,11 +708,20 @@ async def execute(
     decision = use_approval(rt, p, decision)
     if not isinstance(decision, Approved):
         return without_spending(rt, p, tool, decision)
+    try:
+        made = await made_once(rt, p)
+    except BaseException:  # cut off while it waited for another call: nothing was sent, the approval stays good
+        _give_back(rt, decision.quote_id)
+        raise
+    if made is not None:
+        _give_back(rt, decision.quote_id)
+        return made
     # From the moment its approval is used (nothing is awaited in between), this call is known to be sending
     # (``rt.spending``): the same request sent meanwhile, while this one's input files go up, is told a create is
-    # on its way (``in_flight``), never handed a fresh quote with "nothing was spent". A host that cuts this call
-    # off is known at once, while the shielded creates still run: its retry waits for them and gets what they made.
-    async with rt.spending.spending(p.digest):
+    # on its way (``in_flight_create``), never handed a fresh quote with "nothing was spent". A host that cuts this
+    # call off is known at once, while the shielded creates still run: its retry waits for them and gets what they
+    # made.
+    async with rt.spending.spending(p.digest, *once_key(p)):
         return await _spend(rt, p, decision, tool=tool, wait_seconds=wait_seconds, progress=progress)
 
 
@@ -1094,7 +1103,8 @@ def replayed(rt: Runtime, p: Plan, tool: str, replay: Replay) -> GenerationResul
         attempts = rt.journal.attempts_for_quote(replay.quote_id)
         used = f"This approval ({replay.quote_id}) was already used, so this call created and charged nothing new."
     records = [record for record in (approved_task(rt, p, row) for row in attempts) if record is not None]
-    if not records and rt.spending.sending(p.digest):  # its call is still uploading: no attempt in the journal yet
+    if not records and (rt.spending.sending(p.digest) or (replay.quote_id and rt.quotes.being_used(replay.quote_id))):
+        # its call (here, or in another server on the workspace) is still uploading: no attempt in the journal yet
         records = [in_flight_create(rt, p) for _ in range(p.variations)]
     if not records:
         result = confirmation_required(rt, p, tool, used)
@@ -1113,6 +1123,45 @@ def approved_task(rt: Runtime, p: Plan, attempt: sqlite3.Row) -> TaskRecord | No
     return rt.tasks.get(attempt["task_id"]) if attempt["task_id"] else None
 
 
+def once_key(p: Plan) -> tuple[str, ...]:
+    """What a follow-up made once per clip (1080p, 4K: ``followup.once``) is known by while it is being made: its
+    clip and model, whatever else its request says."""
+    follow = p.spec.followup
+    if follow is None or not follow.once or p.parent_task_id is None:
+        return ()
+    return (f"once:{p.parent_task_id}:{p.spec.id}",)
+
+
+async def made_once(rt: Runtime, p: Plan) -> GenerationResult | None:
+    """A follow-up made once per clip that another call is making right now (its task, once the journal has it, is
+    the answer), or that was made since this call was planned (two calls at once each found none then; a form may
+    have stayed open a while): that one is the answer, and nothing is sent. Checked once the approval is used;
+    nothing is awaited between the last look and this call's registration (``execute``)."""
+    key = once_key(p)
+    if not key:
+        return None
+    from kie_mcp.followups import made_before  # followups is built on this module
+    from kie_mcp.spend.inflight import LANDING_WAIT
+
+    deadline = anyio.current_time() + LANDING_WAIT
+    while (record := made_before(rt, str(p.parent_task_id), p.spec.id)) is None and rt.spending.sending(key[0]):
+        if anyio.current_time() >= deadline:  # its create is slow to answer: say so rather than wait on
+            note = (
+                f"Another call is making this {p.spec.title} of task {p.parent_task_id} right now; it is made once "
+                "per clip, so this call sent nothing and charged nothing. Ask again in a minute: continue_video "
+                "then returns it."
+            )
+            return summarise(rt, p.spec, [in_flight_create(rt, p)], (note,))
+        await anyio.sleep(0.1)  # rare (two asks at once): the other call records its task as KIE answers
+    if record is None:
+        return None
+    note = (
+        f"Task {p.parent_task_id} already has this ({p.spec.title}): task {record.task_id}, made while this call "
+        "waited. Nothing new was requested or charged."
+    )
+    return summarise(rt, p.spec, [record], (note,))
+
+
 def in_flight_create(rt: Runtime, p: Plan) -> TaskRecord:
     """A create another call of this very request is about to send or sending right now (its approval used, its
     input files going up), as the record a replay reports: state unknown, and why."""
@@ -1125,9 +1174,9 @@ def in_flight_create(rt: Runtime, p: Plan) -> TaskRecord:
         credits_quoted=p.price.credits,
         sandbox=rt.settings.sandbox,
         error=(
-            "Another call of this same request is sending the create this approval approved right now: KIE may "
-            "create and charge it. It counts against today's cap as spent; ask again in a minute (list_tasks shows "
-            "what it made) instead of approving it again."
+            "Another call of this same request is sending its create (or about to, once its input files are up): "
+            "KIE may create and charge it. Ask again in a minute (list_tasks shows what it made) instead of "
+            "approving it again."
         ),
     )
 

@@ -28,7 +28,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS quotes (
     quote_id TEXT PRIMARY KEY, model TEXT NOT NULL, digest TEXT NOT NULL, body TEXT NOT NULL,
     expires REAL NOT NULL, used INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL,
-    kind TEXT NOT NULL DEFAULT 'estimate');
+    kind TEXT NOT NULL DEFAULT 'estimate', used_by TEXT, used_at REAL);
 CREATE TABLE IF NOT EXISTS spend (
     id INTEGER PRIMARY KEY AUTOINCREMENT, day TEXT NOT NULL, delta REAL NOT NULL, reason TEXT NOT NULL,
     ref TEXT, at REAL NOT NULL);
@@ -73,6 +73,9 @@ SUPERSEDED = ("spend_day", "attempts_state", "quotes_digest")  # indexes of olde
 # death makes a create "being sent" an unknown one), and whether the call's answer reached the client (a host that
 # retries a call it cancelled gets what the first one made, never a second create).
 ATTEMPT_COLUMNS = {"digest": "TEXT", "owner": "TEXT", "answered": "INTEGER NOT NULL DEFAULT 1"}
+# Columns of quotes added since: the process that used a quote, and when (a call whose create is not in the journal
+# yet, its input files still uploading, is known to be under way in another process too).
+QUOTE_COLUMNS = {"used_by": "TEXT", "used_at": "REAL"}
 CALL_RUNNING, CALL_ANSWERED, CALL_CUT_OFF = 0, 1, 2  # attempts.answered
 
 # Kept right by SQLite whoever writes, an older kie-mcp on the same workspace too:
@@ -230,6 +233,8 @@ class Journal:
         with self.transaction() as db:
             if "kind" not in _columns(db, "quotes"):
                 db.execute("ALTER TABLE quotes ADD COLUMN kind TEXT NOT NULL DEFAULT 'estimate'")
+            for column in set(QUOTE_COLUMNS) - _columns(db, "quotes"):
+                db.execute(f"ALTER TABLE quotes ADD COLUMN {column} {QUOTE_COLUMNS[column]}")
             attempt_columns = _columns(db, "attempts")
             for column in set(ATTEMPT_COLUMNS) - attempt_columns:  # an older kie-mcp's attempts were all answered
                 db.execute(f"ALTER TABLE attempts ADD COLUMN {column} {ATTEMPT_COLUMNS[column]}")
@@ -261,6 +266,8 @@ class Journal:
         ):
             return False
         if not set(ATTEMPT_COLUMNS) <= _columns(self._db, "attempts"):
+            return False
+        if not set(QUOTE_COLUMNS) <= _columns(self._db, "quotes"):
             return False
         return self._db.execute("SELECT COUNT(*) FROM spend_total").fetchone()[0] == 1
 

@@ -36,12 +36,15 @@ class SpendingCalls:
         self._calls: dict[str, list[_Call]] = {}
 
     @asynccontextmanager
-    async def spending(self, digest: str) -> AsyncIterator[None]:
+    async def spending(self, digest: str, *also: str) -> AsyncIterator[None]:
         """Run a call's sends and waits in this block. A cancellation of the call (by its host) marks it cut off at
         once, while shielded creates still run; leaving the block (after the call recorded what its creates made)
-        lets a retry of it go on."""
+        lets a retry of it go on. ``also``: further keys ``sending`` knows the call by (a follow-up made once per
+        clip, whatever else its request says)."""
         call = _Call(digest)
-        self._calls.setdefault(digest, []).append(call)
+        keys = (digest, *also)
+        for key in keys:
+            self._calls.setdefault(key, []).append(call)
         try:
             async with anyio.create_task_group() as group:
                 group.start_soon(_mark_when_cut_off, call)
@@ -55,16 +58,18 @@ class SpendingCalls:
             raise error from error.__cause__
         finally:
             call.landed.set()
-            calls = self._calls.get(digest, [])
-            if call in calls:
-                calls.remove(call)
-            if not calls:
-                self._calls.pop(digest, None)
+            for key in keys:
+                calls = self._calls.get(key, [])
+                if call in calls:
+                    calls.remove(call)
+                if not calls:
+                    self._calls.pop(key, None)
 
-    def sending(self, digest: str) -> bool:
-        """Whether a call of this request is under way in this process after using its approval: its creates are on
-        their way (or about to be, its input files still uploading) and not yet all in the journal."""
-        return any(not call.landed.is_set() for call in self._calls.get(digest, ()))
+    def sending(self, key: str) -> bool:
+        """Whether a call of this request (its digest, or another key it was registered under) is under way in this
+        process after using its approval: its creates are on their way (or about to be, its input files still
+        uploading) and not yet all in the journal."""
+        return any(not call.landed.is_set() for call in self._calls.get(key, ()))
 
     async def wait_for_cut_off(self, digest: str, seconds: float | None = None) -> bool:
         """Wait (up to ``seconds``, by default ``LANDING_WAIT``) until no call of this request that its host cut off

@@ -14,7 +14,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from kie_mcp.catalog import ItemPrice, usd
-from kie_mcp.journal import Journal
+from kie_mcp.journal import SEND_LIMIT, Journal
+from kie_mcp.processes import owner_gone, this_process
 from kie_mcp.words import timestamp
 
 # What every quote id looks like (``issue``): told apart from a task id given to check_task by mistake.
@@ -187,17 +188,20 @@ class QuoteBook:
         self, model_id: str, digest: str, price: ItemPrice, variations: int, *, ceiling: float | None, ttl: float
     ) -> Quote:
         """The quote a confirmation question for this exact request is bound to: the unused, unexpired one asked
-        before (so the question reads the same on every round of a retried request), else a new one. Asked again,
+        before at this very price (so the question reads the same on every round of a retried request), else a new
+        one (the price moved: a yes to the new question approves the new price, never the old quote's). Asked again,
         a question gets its full ``ttl`` from now: one left by an earlier call (declined, cancelled) would otherwise
         expire while this call's user is still answering, and a yes in time would read as too late."""
         now = self._clock()
+        total = None if price.credits is None else round(price.credits * variations, 4)
         with self.journal.transaction() as db:
             row = db.execute(
                 "SELECT quote_id, body, expires FROM quotes WHERE digest = ? AND kind = 'ask' AND used = 0"
                 " AND expires >= ? ORDER BY created DESC LIMIT 1",
                 (digest, now),
             ).fetchone()
-            if row is None:
+            asked = Quote.model_validate_json(row["body"]) if row is not None else None
+            if asked is None or (asked.credits_total, asked.credits_ceiling) != (total, None if total else ceiling):
                 return self.issue(model_id, digest, price, variations, ceiling=ceiling, kind="ask", ttl=ttl)
             return _extended(db, row, max(row["expires"], now + ttl))
 
@@ -244,8 +248,23 @@ class QuoteBook:
             refusal = self._refusal(quote_id, digest, row, kind)
             if refusal is not None:
                 raise refusal
-            db.execute("UPDATE quotes SET used = 1 WHERE quote_id = ?", (quote_id,))
+            db.execute(
+                "UPDATE quotes SET used = 1, used_by = ?, used_at = ? WHERE quote_id = ?",
+                (this_process(), self._clock(), quote_id),
+            )
         return Quote.model_validate_json(row["body"])
+
+    def being_used(self, quote_id: str) -> bool:
+        """Whether a call that used this quote is under way, in this process or another live one, without a create
+        in the journal yet (its input files still uploading): used in the last ``SEND_LIMIT`` seconds by a process
+        still running, and no create attempt names it. A replay is then told a create is on its way."""
+        rows = self.journal.query(
+            "SELECT used_by, used_at FROM quotes WHERE quote_id = ? AND used = 1 AND used_at > ? AND NOT EXISTS"
+            " (SELECT 1 FROM attempts a WHERE a.quote_id = quotes.quote_id)",
+            quote_id,
+            self._clock() - SEND_LIMIT,
+        )
+        return bool(rows) and (rows[0]["used_by"] == this_process() or owner_gone(rows[0]["used_by"]) is False)
 
     def forget_expired(self, keep_days: float = KEEP_EXPIRED_DAYS) -> int:
         """Delete the quotes that expired more than ``keep_days`` ago and approved nothing (every estimate is a
@@ -258,7 +277,7 @@ class QuoteBook:
         create was sent, or KIE refused every create it approved. A quote with any create that may have reached KIE
         (created, unknown, or still being sent) stays used."""
         self.journal.execute(
-            "UPDATE quotes SET used = 0 WHERE quote_id = ? AND NOT EXISTS"
+            "UPDATE quotes SET used = 0, used_by = NULL, used_at = NULL WHERE quote_id = ? AND NOT EXISTS"
             " (SELECT 1 FROM attempts WHERE quote_id = ? AND state != 'refused')",
             quote_id,
             quote_id,
