@@ -613,6 +613,33 @@ async def test_stitch_videos_never_plays_footage_twice_and_names_an_extension_le
     assert not right.is_error and "extended later" not in text_of(right) and "Joined 2 clip(s)" in text_of(right)
 
 
+async def test_stitch_videos_refuses_two_chains_sharing_a_clip_and_an_upgrade_beside_an_extension_holding_it(
+    connect, controls
+):
+    """The audit: chain=true with two links of one chain played its first clip twice (A, A, E1, E2), and the 4K
+    version of a clip beside that clip's Veo extension (which holds the clip) played it twice too. Both are
+    refused, nothing written; one chain, or the extension alone, joins."""
+    extend = {"operation": "extend", "max_credits": 30, "wait_seconds": 40}
+    async with connect(elicitation=answering(), auto_approve_credits=200) as client:
+        source = await finished(client, RUNWAY)
+        one = (await client.call_tool("continue_video", {**extend, "task_id": source})).structured_content
+        one_id = one["tasks"][0]["task_id"]
+        two = (await client.call_tool("continue_video", {**extend, "task_id": one_id})).structured_content
+        two_id = two["tasks"][0]["task_id"]
+        shared = await client.call_tool("stitch_videos", {"clips": [one_id, two_id], "chain": True})
+        chained = await client.call_tool("stitch_videos", {"clips": [two_id], "chain": True})
+        veo = await finished(client, VEO)
+        uhd = await client.call_tool("continue_video", {"task_id": veo, "operation": "4k", "wait_seconds": 40})
+        uhd_id = uhd.structured_content["tasks"][0]["task_id"]
+        longer = await client.call_tool("continue_video", {"task_id": veo, "operation": "extend", "wait_seconds": 40})
+        longer_id = longer.structured_content["tasks"][0]["task_id"]
+        beside = await client.call_tool("stitch_videos", {"clips": [uhd_id, longer_id]})
+    assert shared.is_error and f"{source} is in the chains of both {one_id} and {two_id}" in text_of(shared)
+    assert not chained.is_error and "Joined 3 clip(s)" in text_of(chained), text_of(chained)
+    assert beside.is_error and f"{uhd_id} is already in {longer_id}" in text_of(beside), text_of(beside)
+    assert "Nothing was written" in text_of(shared) and "Nothing was written" in text_of(beside)
+
+
 # -- the journal ---------------------------------------------------------------------------------------------------
 
 

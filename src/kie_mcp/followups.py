@@ -443,29 +443,58 @@ def chain_clips(rt: Runtime, task_id: str) -> list[str]:
     while node is not None and node.task_id is not None and node.task_id not in seen:
         seen.add(node.task_id)
         order.insert(0, node.task_id)
-        content = node  # the clip this node's video shows: an upgrade shows the clip it upgrades
-        while _result(rt, content) == "same" and content.parent_task_id:
-            upgraded = rt.tasks.get(content.parent_task_id)
-            if upgraded is None:
-                break
-            content = upgraded
+        content = footage_of(rt, node)
         if _result(rt, content) != "part" or content.parent_task_id is None:
             break  # a first clip, or an extension whose video already holds everything before it
         node = rt.tasks.get(content.parent_task_id)
     return order
 
 
+def footage_of(rt: Runtime, record: TaskRecord) -> TaskRecord:
+    """The clip whose footage ``record``'s video shows: an upgrade (1080p, 4K, upscale) shows the clip it upgrades,
+    up through upgrades of upgrades; anything else, itself."""
+    content, seen = record, {record.task_id}
+    while _result(rt, content) == "same" and content.parent_task_id and content.parent_task_id not in seen:
+        upgraded = rt.tasks.get(content.parent_task_id)
+        if upgraded is None:
+            break
+        seen.add(upgraded.task_id)
+        content = upgraded
+    return content
+
+
+def chain_overlap(chains: list[tuple[str, list[str]]]) -> str | None:
+    """With chain=true, a task id two listed clips' chains both bring (``chains``: each listed clip with its chain,
+    from ``chain_clips``) would play twice: the refusal, naming it and what to list instead. A clip listed twice on
+    purpose plays twice."""
+    seen: dict[str, str] = {}
+    for listed, chain in chains:
+        for link in chain:
+            if link in seen and seen[link] != listed:
+                return (
+                    f"With chain=true each task id brings its whole chain, and {link} is in the chains of both "
+                    f"{seen[link]} and {listed}, so it would play twice. List only the last task id of each chain. "
+                    "Nothing was written."
+                )
+            seen.setdefault(link, listed)
+    return None
+
+
 def join_check(rt: Runtime, clips: list[str]) -> tuple[str | None, list[str]]:
     """What joining ``clips`` (as ``stitch_videos`` gets them) would get wrong about follow-ups, by task id: a clip
     whose footage another listed clip already holds (a Veo extension's video is the whole video before it; an
-    upgrade is its clip) would play twice: the refusal. A listed clip extended later, with no extension of it in
-    the join, ends the join before that extension: a note naming it. ``(None, [])`` for paths and plain clips."""
+    upgrade is its clip, so the 4K version of a clip is held by that clip's Veo extension too) would play twice:
+    the refusal. A listed clip extended later, with no extension of it in the join, ends the join before that
+    extension: a note naming it. ``(None, [])`` for paths and plain clips."""
     listed = [record for clip in dict.fromkeys(clips) if (record := rt.tasks.get(clip)) is not None]
     ids = {str(record.task_id) for record in listed}
+    shows = {str(record.task_id): str(footage_of(rt, record).task_id) for record in listed}
     for record in listed:
-        held = _held(rt, record) & ids
-        if held:
-            inside = ", ".join(sorted(held))
+        own = str(record.task_id)
+        held = _held(rt, record)
+        twice = {clip for clip, footage in shows.items() if clip != own and (clip in held or footage in held)}
+        if twice:
+            inside = ", ".join(sorted(twice))
             return (
                 f"{inside} is already in {record.task_id}: its video holds the footage before it (an extension "
                 f"that returns the whole video so far, or an upgrade of that clip), so joining both would play it "

@@ -592,7 +592,10 @@ def _register_tools(mcp: MCPServer) -> None:
         rt = _runtime(ctx)
         with _user_errors(stitching.StitchError):
             if chain:  # a follow-up stands for the chain that ends with it (followups.chain_clips)
-                clips = [link for clip in clips for link in (followups.chain_clips(rt, clip) or [clip])]
+                chains = [(clip, followups.chain_clips(rt, clip) or [clip]) for clip in clips]
+                if (overlap := followups.chain_overlap(chains)) is not None:  # two chains sharing a clip
+                    raise stitching.StitchError(overlap)
+                clips = [link for _, links in chains for link in links]
             overlap, notes = followups.join_check(rt, clips)  # footage twice, or an extension left out
             if overlap is not None:
                 raise stitching.StitchError(overlap)
