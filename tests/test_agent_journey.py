@@ -232,3 +232,30 @@ async def test_an_old_price_after_only_kies_price_list_failed_says_when_it_is_re
     live = LiveCatalog.load(cache_path(tmp_path))
     assert live.fetched_at == live.attempted_at and live.feed_at is None  # the list was read, the feed was not
     assert reason(estimate).endswith("it is read again with the next daily refresh"), reason(estimate)
+
+
+@pytest.mark.parametrize("mode", ["auto"])  # the question is asked again when its answer comes back
+async def test_a_question_answered_while_kies_prices_were_read_is_asked_once(
+    connect, controls, transport, tmp_path, old_prices
+):
+    """The audit: the form said "kie-mcp is reading KIE's price list right now"; by the time the person answered,
+    the read had ended, so the question asked again with the answer read differently, the yes was dropped and the
+    person was shown a second form for the same spend. A question reads as it was shown."""
+    shown: list[str] = []
+
+    async def person(context: Any, params: Any) -> Any:
+        from mcp.types import ElicitResult
+
+        shown.append(params.message)
+        transport.release.set()  # KIE's list arrives while the person reads the form
+        with anyio.fail_after(30):
+            while not cache_path(tmp_path).is_file():  # noqa: ASYNC110 - the server's background task writes it
+                await anyio.sleep(0.05)
+        await anyio.sleep(0.2)  # and the server takes it in
+        return ElicitResult(action="accept", content={"confirm": True})
+
+    async with connect(catalog_sync=True, elicitation=person) as client:
+        made = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 20})
+    assert made.structured_content["status"] == "completed", text_of(made)
+    assert len(shown) == 1 and "reading KIE's price list right now" in shown[0], shown
+    assert len(await controls.creates()) == 1

@@ -232,3 +232,39 @@ async def test_a_veo_extension_kie_refuses_says_why_and_what_to_do_not_fix_a_fie
     assert f"KIE will not extend task {source}" in text and "Nothing was started or charged" in text, text
     assert "Fix the field" not in text
     assert await balance(controls) == paid
+
+
+async def test_a_veo_extension_whose_prompt_kie_flags_keeps_kies_advice_to_change_the_prompt(connect, controls):
+    """The review: every 400/422 refusal of an extension was said to be the clip's, so a prompt KIE flagged told the
+    person to give up on the clip. Only KIE's refusals of the clip itself are; a flagged prompt is the prompt's."""
+    async with connect(elicitation=answering()) as client:
+        source = await finished(client, VEO)
+        flagged = "Your prompt was flagged by Website as violating content policies."
+        await controls.fault("create", kind="code", code=400, msg=flagged)
+        refused = await client.call_tool("continue_video", {**EXTEND, "task_id": source, "max_credits": 100})
+        again = await client.call_tool(
+            "continue_video", {**EXTEND, "prompt": "the waves calm down", "task_id": source, "max_credits": 100}
+        )
+    assert flagged in text_of(refused) and "KIE will not extend" not in text_of(refused), text_of(refused)
+    assert again.structured_content["status"] in ("completed", "submitted"), text_of(again)
+
+
+async def test_a_720p_grok_upscale_an_older_kie_mcp_made_does_not_stand_for_the_1080p_version(
+    connect, controls, tmp_path
+):
+    """The review: refusing hd at 720p did not free a clip an older kie-mcp had already stuck with a 720p upscale:
+    every hd still returned it. Only an upscale made at 1080p is the clip's hd."""
+    from kie_mcp.journal import Journal
+
+    async with connect(elicitation=answering(), auto_approve_credits=100) as client:
+        source = await finished(client, {**GROK, "resolution": "480p"})
+        first = await client.call_tool("continue_video", {"task_id": source, "operation": "hd", "wait_seconds": 30})
+        made = first.structured_content["tasks"][0]["task_id"]
+        journal = Journal.for_workspace(tmp_path)
+        journal.execute(  # as an older kie-mcp recorded its 720p upscale
+            "UPDATE attempts SET params = json_set(params, '$.resolution', '720p') WHERE task_id = ?", made
+        )
+        journal.close()
+        again = await client.call_tool("continue_video", {"task_id": source, "operation": "hd", "wait_seconds": 30})
+    upscales = [r for r in await requests_to(controls, MARKET) if r["body"]["model"] == "grok-imagine/upscale"]
+    assert len(upscales) == 2 and again.structured_content["tasks"][0]["task_id"] != made, text_of(again)

@@ -306,3 +306,26 @@ async def test_a_quote_sent_again_while_its_first_call_uploads_is_told_a_create_
     assert again.structured_content["quote"] is None and "Nothing was spent" not in text_of(again)
     assert "Another call of this same request is sending its create" in text_of(again)
     assert len(await controls.creates()) == 1
+
+
+async def test_a_quote_another_machine_is_using_is_told_a_create_is_on_its_way(connect, controls, tmp_path):
+    """The review: a quote used by a server on another machine sharing the workspace (a network drive), whose
+    liveness cannot be checked from here, read as not in use: its replay got a fresh quote and "Nothing was spent".
+    Another machine's use counts as under way for the ten minutes a create may take, as its create attempts do."""
+    import time
+
+    from kie_mcp.journal import Journal
+
+    async with connect() as client:
+        quote = (await client.call_tool("estimate_cost", IMAGE)).structured_content["quote"]["quote_id"]
+        journal = Journal.for_workspace(tmp_path)
+        journal.execute(  # used a moment ago by a kie-mcp on another machine, still uploading
+            "UPDATE quotes SET used = 1, used_by = 'another-machine-4242', used_at = ? WHERE quote_id = ?",
+            time.time(),
+            quote,
+        )
+        journal.close()
+        again = await client.call_tool("generate_image", {**IMAGE, "quote_id": quote})
+    assert again.structured_content["status"] == "unknown", text_of(again)
+    assert again.structured_content["quote"] is None and "Nothing was spent" not in text_of(again)
+    assert await controls.creates() == []

@@ -182,7 +182,7 @@ async def test_an_unanswered_confirmation_ends_as_cancelled_with_a_quote(connect
         result = await client.call_tool("generate_image", IMAGE)
         spent = await spent_today(client)
     assert result.structured_content["status"] == "cancelled", text_of(result)
-    assert "no answer within" in text_of(result)
+    assert "no answer within" in text_of(result) and text_of(result).count("Nothing was spent") == 1
     assert result.structured_content["quote"]["quote_id"].startswith("q_")
     assert await controls.creates() == []
     assert spent == 0
@@ -966,3 +966,45 @@ async def test_a_form_asked_again_after_the_price_rose_approves_the_price_it_sho
     assert made.structured_content["status"] == "completed", text_of(made)
     assert made.structured_content["tasks"][0]["credits_quoted"] == 16
     assert len(await controls.creates()) == 2  # the other call's and this one
+
+
+@pytest.mark.parametrize("mode", ["auto"])  # the answer comes back sealed in a retried request
+async def test_a_confirmation_answered_late_gets_kie_mcps_own_answer_not_an_expired_state_error(
+    connect, controls, monkeypatch
+):
+    """The audit: the SDK's seal on a question's state lived exactly as long as the question (600 s), so an answer
+    near or after the deadline was a bare JSON-RPC error ("Invalid or expired requestState") instead of kie-mcp's
+    own answer. The seal outlives the question: the answer is read, and kie-mcp decides."""
+    import time
+
+    async with connect(elicitation=answering()) as client:
+        first = await client.session.call_tool("generate_image", IMAGE, allow_input_required=True)
+        assert first.input_requests, first
+        real = time.time
+        monkeypatch.setattr(time, "time", lambda: real() + 601)  # the seal's clock: 10 minutes and a second later
+        yes = {key: ElicitResult(action="accept", content={"confirm": True}) for key in first.input_requests}
+        answered = await client.call_tool(
+            "generate_image", IMAGE, input_responses=yes, request_state=first.request_state
+        )
+    assert not answered.is_error, text_of(answered)
+    assert answered.structured_content["status"] in ("completed", "cancelled"), text_of(answered)
+
+
+@pytest.mark.parametrize("mode", ["auto"])  # the binding quote is checked again when the answer comes back
+async def test_with_form_approval_a_yes_in_time_spends_though_the_binding_quote_expired_meanwhile(connect, controls):
+    """The audit: with KIE_APPROVAL=form the estimate's quote only binds the form; the 2026-07-28 answer comes back
+    in a retried request, which checked the binding again, so a yes given in time was refused when the quote had
+    expired while the form was open. The binding held when the form was asked; the yes spends."""
+    shown: list[str] = []
+
+    async def person(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+        shown.append(params.message)
+        await anyio.sleep(1.5)  # the estimate's quote (1 s) expires while the person reads the form
+        return ElicitResult(action="accept", content={"confirm": True})
+
+    async with connect(elicitation=person, approval="form", quote_ttl_seconds=1.0) as client:
+        quote = (await client.call_tool("estimate_cost", IMAGE)).structured_content["quote"]["quote_id"]
+        made = await client.call_tool("generate_image", {**IMAGE, "quote_id": quote, "wait_seconds": 20})
+    assert made.structured_content["status"] == "completed", text_of(made)
+    assert len(shown) == 1
+    assert len(await controls.creates()) == 1

@@ -184,14 +184,17 @@ KIE_KEY = "3f9a0c1e5b7d2f4a6c8e0b1d3f5a7c9e"
 
 
 @asynccontextmanager
-async def kie_echoing_in_answers(settings: Any, mode: str) -> AsyncIterator[tuple[Client, Rewriting, Controls]]:
-    """The server with the key ``KIE_KEY``, talking to the simulator through ``Rewriting`` (answers to change)."""
+async def kie_echoing_in_answers(
+    settings: Any, mode: str, asked: list[str] | None = None
+) -> AsyncIterator[tuple[Client, Rewriting, Controls]]:
+    """The server with the key ``KIE_KEY``, talking to the simulator through ``Rewriting`` (answers to change);
+    ``asked`` collects every confirmation question the client was shown."""
     sim = Simulator(SimConfig(speed=1000.0), keys={KIE_KEY: "default"})
     transport = Rewriting(SandboxTransport(sim))
     server = create_server(replace(settings, api_key=SecretStr(KIE_KEY)), transport=transport)
     controls = Controls(transport)
     try:
-        async with Client(server, mode=mode, elicitation_callback=answering()) as client:
+        async with Client(server, mode=mode, elicitation_callback=answering(seen=asked)) as client:
             yield client, transport, controls
     finally:
         await controls.http.aclose()

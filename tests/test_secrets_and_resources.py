@@ -245,7 +245,8 @@ async def test_the_key_pasted_into_a_session_or_prompt_in_any_form_never_reaches
     settings, mode, caplog, tmp_path
 ):
     """A session named after the key (as typed, upper-cased, base64) and a prompt holding every form of it: the
-    journal's rows, the sidecars, the gallery pages, the folder names, the log and the answers show [redacted]."""
+    journal's rows, the sidecars, the gallery pages, the folder names, the log, the confirmation forms and the
+    answers show [redacted]."""
     caplog.set_level(logging.DEBUG)
     forms = " ".join(key_in_every_form().values())
     calls = [
@@ -253,10 +254,11 @@ async def test_the_key_pasted_into_a_session_or_prompt_in_any_form_never_reaches
         {"prompt": f"a fox at dawn; my key is {forms}", "session": f"S {KIE_KEY.upper()}"},
         {"prompt": "a fox at dusk", "session": f"b {base64.b64encode(KIE_KEY.encode()).decode()}"},
     ]
-    async with kie_echoing_in_answers(settings, mode) as (client, _, _):
+    asked: list[str] = []
+    async with kie_echoing_in_answers(settings, mode, asked) as (client, _, _):
         made = [await client.call_tool("generate_image", arguments) for arguments in calls]
         task_ids = [result.structured_content["tasks"][0]["task_id"] for result in made]
-        shown = [text_of(result) + json.dumps(result.structured_content) for result in made]
+        shown = [text_of(result) + json.dumps(result.structured_content) for result in made] + asked
         shown += await _shown_and_pages(client, task_ids)
     assert all(result.structured_content["status"] == "completed" for result in made), [text_of(m) for m in made]
     rows = _journal(tmp_path)
@@ -268,7 +270,7 @@ async def test_the_key_pasted_into_a_session_or_prompt_in_any_form_never_reaches
     pages = list((tmp_path / "outputs").rglob("index.html"))
     assert len(sidecars) == 3 and len(pages) == 3  # outputs/index.html and one page per session folder
     assert sorted(path.parent.name[11:] for path in sidecars) == ["b-redacted", "s-redacted", "s-redacted"]
-    assert [text for text in shown if key_leaks(text)] == []
+    assert len(asked) >= 3 and [text for text in shown if key_leaks(text)] == []  # the forms asked too
     assert key_leaks(caplog.text) == []
     assert leaks_in_workspace(tmp_path) == {}
 

@@ -388,13 +388,23 @@ def _children_of(rt: Runtime, source_id: str, model: str | None = None) -> list[
 
 def earlier(rt: Runtime, source: TaskRecord, spec: ModelSpec) -> TaskRecord | None:
     """A made-once follow-up (1080p, 4K) the source already has and that did not fail: the newest."""
-    return made_before(rt, str(source.task_id), spec.id)
+    return made_before(rt, str(source.task_id), spec)
 
 
-def made_before(rt: Runtime, source_id: str, model: str) -> TaskRecord | None:
-    """The newest recorded follow-up of ``source_id`` by ``model`` that did not fail."""
-    alive = [c for c in _children_of(rt, source_id, model) if c.state != "failed"]
+def made_before(rt: Runtime, source_id: str, spec: ModelSpec) -> TaskRecord | None:
+    """The newest recorded follow-up of ``source_id`` by ``spec`` that did not fail and was made at the resolution
+    it stands for (a Grok upscale asked at 720p, as older kie-mcp allowed, is not the clip's 1080p version)."""
+    alive = [c for c in _children_of(rt, source_id, spec.id) if c.state != "failed" and _made_as_meant(rt, c, spec)]
     return alive[-1] if alive else None
+
+
+def _made_as_meant(rt: Runtime, record: TaskRecord, spec: ModelSpec) -> bool:
+    follow = spec.followup
+    target = spec.field_for_arg("resolution") or spec.fields.get("resolution")
+    if follow is None or not follow.gives_resolution or target is None or record.task_id is None:
+        return True
+    sent = source_params(rt, record.task_id).get(target.name)
+    return sent is None or str(sent).lower() == follow.gives_resolution.lower()
 
 
 def pinned_resolution(spec: ModelSpec, wire: dict[str, Any], operation: str) -> None:

@@ -38,6 +38,7 @@ from kie_mcp.media.inputs import (
     with_identities,
 )
 from kie_mcp.media.results import LINKS_STILL_WORK, save_results
+from kie_mcp.redact import redact
 from kie_mcp.runtime import Runtime
 from kie_mcp.spend import (
     Approval,
@@ -452,7 +453,7 @@ async def check_spend(rt: Runtime, p: Plan) -> Plan:
     return replace(p, balance=balance, balance_at=read_at)
 
 
-UNANSWERED = "The confirmation got no answer within {minutes:g} minutes, so it was cancelled. Nothing was spent."
+UNANSWERED = "The confirmation got no answer within {minutes:g} minutes, so it was cancelled."  # then: nothing spent
 FORM_APPROVES = (
     "On this client only the user's answer in the confirmation form approves a spend (KIE_APPROVAL=form): a "
     "quote_id binds the call to the quoted request, and the server asks the user when the call is repeated."
@@ -472,6 +473,8 @@ def decide_approval(rt: Runtime, p: Plan, *, can_ask: bool, answered: bool = Fal
     if (replay := replay_of(rt, p)) is not None:
         return replay
     refusal = rt.quotes.refusal(p.quote_id, p.digest) if p.quote_id else None
+    if refusal is not None and refusal.why == "expired" and answered and question_open(rt, p.digest):
+        refusal = None  # the quote bound the question when it was asked, and this answer to it is in time
     problem = None if refusal is None else str(refusal) + made_with(rt, refusal, p.quote_id)
     binds_only = can_ask and rt.settings.approval == "form"
     if binds_only and problem is not None:
@@ -499,7 +502,19 @@ def decide_approval(rt: Runtime, p: Plan, *, can_ask: bool, answered: bool = Fal
     ask = rt.quotes.open_question(
         p.spec.id, p.digest, p.price, p.variations, ceiling=p.reserved, ttl=rt.settings.confirm_timeout_seconds
     )
-    return Ask(question(p, ask.quote_id, changed), ask.quote_id)
+    # Asked again with its answer (2026-07-28), the question must read as it was shown, word for word, or the answer
+    # is dropped and the person asked twice: its notes (a price list being read, a success rate) may have changed.
+    shown = rt.quotes.asked_text(ask.quote_id) if answered else None
+    if shown is None:  # redacted: the key pasted into a prompt is neither shown in the form nor kept in the journal
+        shown = redact(question(p, ask.quote_id, changed))
+        rt.quotes.keep_asked_text(ask.quote_id, shown)
+    return Ask(shown, ask.quote_id)
+
+
+def question_open(rt: Runtime, digest: str) -> bool:
+    """Whether a confirmation question asked for this request is still waiting for its answer: not used, in time."""
+    last = rt.quotes.last_question(digest)
+    return last is not None and not last[1] and not last[2]
 
 
 UNSETTLED = ("unknown", "sending")  # create attempts that may have reached KIE, with no answer (yet)
@@ -1144,7 +1159,7 @@ async def made_once(rt: Runtime, p: Plan) -> GenerationResult | None:
     from kie_mcp.spend.inflight import LANDING_WAIT
 
     deadline = anyio.current_time() + LANDING_WAIT
-    while (record := made_before(rt, str(p.parent_task_id), p.spec.id)) is None and rt.spending.sending(key[0]):
+    while (record := made_before(rt, str(p.parent_task_id), p.spec)) is None and rt.spending.sending(key[0]):
         if anyio.current_time() >= deadline:  # its create is slow to answer: say so rather than wait on
             note = (
                 f"Another call is making this {p.spec.title} of task {p.parent_task_id} right now; it is made once "

@@ -28,7 +28,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS quotes (
     quote_id TEXT PRIMARY KEY, model TEXT NOT NULL, digest TEXT NOT NULL, body TEXT NOT NULL,
     expires REAL NOT NULL, used INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL,
-    kind TEXT NOT NULL DEFAULT 'estimate', used_by TEXT, used_at REAL);
+    kind TEXT NOT NULL DEFAULT 'estimate', used_by TEXT, used_at REAL, asked TEXT);
 CREATE TABLE IF NOT EXISTS spend (
     id INTEGER PRIMARY KEY AUTOINCREMENT, day TEXT NOT NULL, delta REAL NOT NULL, reason TEXT NOT NULL,
     ref TEXT, at REAL NOT NULL);
@@ -74,8 +74,9 @@ SUPERSEDED = ("spend_day", "attempts_state", "quotes_digest")  # indexes of olde
 # retries a call it cancelled gets what the first one made, never a second create).
 ATTEMPT_COLUMNS = {"digest": "TEXT", "owner": "TEXT", "answered": "INTEGER NOT NULL DEFAULT 1"}
 # Columns of quotes added since: the process that used a quote, and when (a call whose create is not in the journal
-# yet, its input files still uploading, is known to be under way in another process too).
-QUOTE_COLUMNS = {"used_by": "TEXT", "used_at": "REAL"}
+# yet, its input files still uploading, is known to be under way in another process too); a question's text as it
+# was shown (the 2026-07-28 protocol asks it again when the answer comes back and compares the two).
+QUOTE_COLUMNS = {"used_by": "TEXT", "used_at": "REAL", "asked": "TEXT"}
 CALL_RUNNING, CALL_ANSWERED, CALL_CUT_OFF = 0, 1, 2  # attempts.answered
 
 # Kept right by SQLite whoever writes, an older kie-mcp on the same workspace too:

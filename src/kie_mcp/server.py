@@ -19,6 +19,7 @@ import anyio
 from mcp import MCPError
 from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from mcp.server.request_state import RequestStateSecurity
 from mcp.server.subscriptions import InMemorySubscriptionBus, SubscriptionBus
 from mcp.types import INVALID_PARAMS, EmptyResult, SetLevelRequestParams
 from pydantic import ValidationError
@@ -71,6 +72,7 @@ TOOL_NAMES = (
     "upload_file",
     "continue_video",
 )
+ANSWER_GRACE = 300.0  # seconds a sealed confirmation answer stays readable after its question ended
 OPEN_AFTER_SECONDS = 0.5  # a host sends the handshake and tools/list at once: the runtime opens after them
 
 
@@ -107,6 +109,9 @@ def create_server(settings: Settings | None = None, *, transport: httpx2.AsyncBa
         lifespan=lifespan,
         subscriptions=bus,
         extensions=[apps_extension()],  # MCP Apps: the results gallery and the approval card (kie_mcp/apps)
+        # 2026-07-28: a confirmation's answer comes back sealed in the retried request. The seal outlives the
+        # question (10 minutes), so a late answer is kie-mcp's own "cancelled, with a quote", not "expired state".
+        request_state_security=RequestStateSecurity.ephemeral(ttl=settings.confirm_timeout_seconds + ANSWER_GRACE),
     )
     return mcp
 

@@ -205,6 +205,14 @@ class QuoteBook:
                 return self.issue(model_id, digest, price, variations, ceiling=ceiling, kind="ask", ttl=ttl)
             return _extended(db, row, max(row["expires"], now + ttl))
 
+    def asked_text(self, quote_id: str) -> str | None:
+        """The text a confirmation question bound to ``quote_id`` was shown with (``keep_asked_text``), if any."""
+        rows = self.journal.query("SELECT asked FROM quotes WHERE quote_id = ? AND kind = 'ask'", quote_id)
+        return rows[0]["asked"] if rows and rows[0]["asked"] else None
+
+    def keep_asked_text(self, quote_id: str, text: str) -> None:
+        self.journal.execute("UPDATE quotes SET asked = ? WHERE quote_id = ? AND kind = 'ask'", text, quote_id)
+
     def last_question(self, digest: str) -> tuple[str, bool, bool] | None:
         """(quote_id, used, expired) of the newest confirmation question asked for this exact request."""
         rows = self.journal.query(
@@ -257,14 +265,15 @@ class QuoteBook:
     def being_used(self, quote_id: str) -> bool:
         """Whether a call that used this quote is under way, in this process or another live one, without a create
         in the journal yet (its input files still uploading): used in the last ``SEND_LIMIT`` seconds by a process
-        still running, and no create attempt names it. A replay is then told a create is on its way."""
+        still running (or of another machine, which cannot be told: taken as running, as create attempts are), and
+        no create attempt names it. A replay is then told a create is on its way."""
         rows = self.journal.query(
             "SELECT used_by, used_at FROM quotes WHERE quote_id = ? AND used = 1 AND used_at > ? AND NOT EXISTS"
             " (SELECT 1 FROM attempts a WHERE a.quote_id = quotes.quote_id)",
             quote_id,
             self._clock() - SEND_LIMIT,
         )
-        return bool(rows) and (rows[0]["used_by"] == this_process() or owner_gone(rows[0]["used_by"]) is False)
+        return bool(rows) and owner_gone(rows[0]["used_by"]) is not True  # this process: alive, so in use
 
     def forget_expired(self, keep_days: float = KEEP_EXPIRED_DAYS) -> int:
         """Delete the quotes that expired more than ``keep_days`` ago and approved nothing (every estimate is a
