@@ -1008,3 +1008,25 @@ async def test_with_form_approval_a_yes_in_time_spends_though_the_binding_quote_
     assert made.structured_content["status"] == "completed", text_of(made)
     assert len(shown) == 1
     assert len(await controls.creates()) == 1
+
+
+@pytest.mark.parametrize("mode", ["auto"])
+@pytest.mark.parametrize("answer", ["accept", "decline"])
+async def test_an_expired_quote_id_is_asked_about_and_the_answer_decides(connect, controls, answer):
+    """Without KIE_APPROVAL=form, an expired quote_id approves nothing: the person is asked, and their answer (which
+    comes back with the retried request) decides: a yes spends once, a no is declined with no quote. The expired
+    quote is never taken as the approval (a review found the answer ignored for it)."""
+    shown: list[str] = []
+
+    async with connect(elicitation=answering(action=answer, seen=shown), quote_ttl_seconds=0.5) as client:
+        quote = (await client.call_tool("estimate_cost", IMAGE)).structured_content["quote"]["quote_id"]
+        await anyio.sleep(0.8)
+        made = await client.call_tool("generate_image", {**IMAGE, "quote_id": quote, "wait_seconds": 20})
+    assert len(shown) == 1
+    if answer == "accept":
+        assert made.structured_content["status"] == "completed", text_of(made)
+        assert "approved in the confirmation form" in text_of(made)
+        assert len(await controls.creates()) == 1
+    else:
+        assert made.structured_content["status"] == "declined", text_of(made)
+        assert made.structured_content["quote"] is None and await controls.creates() == []

@@ -473,11 +473,12 @@ def decide_approval(rt: Runtime, p: Plan, *, can_ask: bool, answered: bool = Fal
     if (replay := replay_of(rt, p)) is not None:
         return replay
     refusal = rt.quotes.refusal(p.quote_id, p.digest) if p.quote_id else None
-    if refusal is not None and refusal.why == "expired" and answered and question_open(rt, p.digest):
-        refusal = None  # the quote bound the question when it was asked, and this answer to it is in time
     problem = None if refusal is None else str(refusal) + made_with(rt, refusal, p.quote_id)
     binds_only = can_ask and rt.settings.approval == "form"
-    if binds_only and problem is not None:
+    # A quote that only binds (KIE_APPROVAL=form) bound the question when it was asked: its answer, in time, is
+    # not refused because the quote expired while the form was open.
+    bound = binds_only and answered and refusal is not None and refusal.why == "expired" and question_open(rt, p.digest)
+    if binds_only and problem is not None and not bound:
         return NeedsConfirmation(f"{problem} {FORM_APPROVES}")
     # Said whether or not the quote has expired since: the 2026-07-28 protocol asks the same question again when
     # the answer comes back, and a question whose text changed in between would be asked a third time.
