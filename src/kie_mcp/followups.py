@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field, ValidationError
 from kie_mcp import generation as gen
 from kie_mcp.catalog import InvalidRequest, ModelSpec, Problem
 from kie_mcp.catalog.registry import AmbiguousModelError, UnknownModelError, WithdrawnModelError
-from kie_mcp.catalog.spec import Operation
+from kie_mcp.catalog.spec import FieldSpec, Operation
 from kie_mcp.catalog.validate import _matches
 from kie_mcp.kie import FAMILIES, KieError, TaskStatus
 from kie_mcp.kie.client import NoTaskRecord
@@ -398,9 +398,14 @@ def made_before(rt: Runtime, source_id: str, spec: ModelSpec) -> TaskRecord | No
     return alive[-1] if alive else None
 
 
+def _resolution_field(spec: ModelSpec) -> FieldSpec | None:
+    """The field a follow-up's target resolution is sent in (the ``resolution`` argument's, else one so named)."""
+    return spec.field_for_arg("resolution") or spec.fields.get("resolution")
+
+
 def _made_as_meant(rt: Runtime, record: TaskRecord, spec: ModelSpec) -> bool:
     follow = spec.followup
-    target = spec.field_for_arg("resolution") or spec.fields.get("resolution")
+    target = _resolution_field(spec)
     if follow is None or not follow.gives_resolution or target is None or record.task_id is None:
         return True
     sent = source_params(rt, record.task_id).get(target.name)
@@ -411,7 +416,7 @@ def pinned_resolution(spec: ModelSpec, wire: dict[str, Any], operation: str) -> 
     """A made-once upgrade stands for one resolution (``gives_resolution``: hd is the 1080p version): asked for at
     another, it would be made once in the clip's place and the real one never could be. Refused by name."""
     follow = spec.followup
-    target = spec.field_for_arg("resolution") or spec.fields.get("resolution")
+    target = _resolution_field(spec)
     if follow is None or not follow.once or not follow.gives_resolution or target is None:
         return
     given = wire.get(target.name)

@@ -201,7 +201,8 @@ class QuoteBook:
                 (digest, now),
             ).fetchone()
             asked = Quote.model_validate_json(row["body"]) if row is not None else None
-            if asked is None or (asked.credits_total, asked.credits_ceiling) != (total, None if total else ceiling):
+            priced = (total, ceiling if total is None else None)  # as ``issue`` keeps them
+            if asked is None or (asked.credits_total, asked.credits_ceiling) != priced:
                 return self.issue(model_id, digest, price, variations, ceiling=ceiling, kind="ask", ttl=ttl)
             return _extended(db, row, max(row["expires"], now + ttl))
 
