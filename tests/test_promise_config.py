@@ -176,6 +176,39 @@ def test_a_chosen_workspaces_dotenv_cannot_choose_another_workspace(tmp_path):
     assert settings.config_error is None and settings.max_credits_per_day == 90
 
 
+def test_a_relative_path_in_a_dotenv_is_read_from_that_dotenvs_folder(tmp_path, monkeypatch):
+    """A .env beside the brand's folders says ``KIE_WORKSPACE=project``: that is the project next to the .env, not a
+    folder of that name wherever the client started the server (a desktop client starts it in / or in its own
+    folder, where the workspace became a stranger's folder or one that cannot be made). The same for
+    KIE_ALLOWED_DIRS, and in the chosen workspace's own .env."""
+    start = tmp_path / "start"
+    (start / "project" / "shots").mkdir(parents=True)
+    (start / "MASTER_CONTEXT.md").write_text("# brand")
+    (start / ".env").write_text("KIE_WORKSPACE=project\nKIE_ALLOWED_DIRS=../assets\n")
+    (start / "project" / ".env").write_text("KIE_WORKSPACE=.\nKIE_ALLOWED_DIRS=shots\n")
+    elsewhere = tmp_path / "client"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the process's own folder is not where the .env is
+    settings = Settings.load({}, cwd=start)
+    assert settings.config_error is None, settings.config_error
+    assert settings.workspace == (start / "project").resolve()
+    assert settings.allowed_dirs == ((start / "project" / "shots").resolve(),)  # the project's own .env wins
+    (start / "project" / ".env").write_text("")
+    settings = Settings.load({}, cwd=start)
+    assert settings.allowed_dirs == ((tmp_path / "assets").resolve(),)  # read from the .env that wrote it
+
+
+def test_a_relative_path_in_the_environment_is_read_from_the_current_folder_and_said_so(tmp_path, monkeypatch):
+    (tmp_path / "brand").mkdir()
+    monkeypatch.chdir(tmp_path / "brand")  # the current folder as the server was given it (Settings.load's cwd) wins
+    settings = Settings.load({"KIE_WORKSPACE": "ws", "KIE_ALLOWED_DIRS": "shots"}, cwd=tmp_path)
+    assert settings.workspace == (tmp_path / "ws").resolve()
+    assert settings.allowed_dirs == ((tmp_path / "shots").resolve(),)
+    assert str(tmp_path) in settings.workspace_reason and "relative" in settings.workspace_reason
+    absolute = Settings.load({"KIE_WORKSPACE": str(tmp_path / "ws")}, cwd=tmp_path)
+    assert absolute.workspace_reason == "set by KIE_WORKSPACE"
+
+
 @pytest.mark.parametrize(
     "key",
     [

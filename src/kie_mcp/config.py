@@ -162,21 +162,25 @@ class Settings:
         dotenv = _settings_file(workspace, problems)
         problems += _unknown_settings({n: v for n, v in given.items() if n[:3].upper() == "KIE"}, "The environment has")
         env = {**dotenv, **given}
+        # A relative path is read from where it was written: the environment's from the current folder, a .env's
+        # from that .env's folder (never from wherever the client happened to start the server).
+        folder_of = {name: workspace for name in dotenv} | {name: cwd for name in given}
         if "KIE_WORKSPACE" in env and "KIE_WORKSPACE" not in given:  # the .env names the workspace
-            named, reason = _workspace_or_problem(env, cwd, problems)
+            named, reason = _workspace_or_problem(env, workspace, problems)
             if not _same_folder(named, workspace):
                 # That workspace's own .env holds its settings (its caps, its key): read too, and over the .env
                 # that pointed here; the environment still wins. It never moves the workspace again.
                 own = _settings_file(named, problems)
                 moved = own.pop("KIE_WORKSPACE", None)
                 if moved is not None and not _same_folder(
-                    _workspace_or_problem({"KIE_WORKSPACE": moved}, cwd, [])[0], named
+                    _workspace_or_problem({"KIE_WORKSPACE": moved}, named, [])[0], named
                 ):
                     problems.append(
                         f"{named / '.env'} sets KIE_WORKSPACE to another folder, but {workspace / '.env'} already "
                         f"chose {named}; a workspace's .env cannot choose another. Remove the line from one of them."
                     )
                 env = {**dotenv, **own, **given}
+                folder_of |= {name: named for name in own if name not in given}
             workspace = named
 
         key = env.get("KIE_API_KEY", "").strip()
@@ -202,7 +206,7 @@ class Settings:
         log_level = _log_level_or_problem(env, problems)
         base_url = _url_or_problem(env, "KIE_BASE_URL", DEFAULT_BASE_URL, problems)
         upload_base_url = _url_or_problem(env, "KIE_UPLOAD_BASE_URL", DEFAULT_UPLOAD_BASE_URL, problems)
-        allowed = _allowed_dirs_or_problem(env, problems)
+        allowed = _allowed_dirs_or_problem(env, folder_of.get("KIE_ALLOWED_DIRS", cwd), problems)
         if len(key) >= MIN_SECRET_LENGTH and any(key in str(folder) for folder in allowed):
             problems.append("KIE_ALLOWED_DIRS holds the KIE API key (pasted into the wrong field?); list folders only.")
             allowed = ()
@@ -367,40 +371,45 @@ def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default
     return value
 
 
-def _allowed_dirs_or_problem(env: Mapping[str, str], problems: list[str]) -> tuple[Path, ...]:
-    """KIE_ALLOWED_DIRS as real folders; one that cannot be resolved (a symlink loop) is a problem, not a crash."""
+def _allowed_dirs_or_problem(env: Mapping[str, str], base: Path, problems: list[str]) -> tuple[Path, ...]:
+    """KIE_ALLOWED_DIRS as real folders (a relative one read from ``base``, the folder of the .env that set it or
+    the current folder); one that cannot be resolved (a symlink loop) is a problem, not a crash."""
     folders = []
     for part in env.get("KIE_ALLOWED_DIRS", "").split(os.pathsep):
         if part:
             try:
-                folders.append(Path(part).expanduser().resolve())
+                folders.append((base / Path(part).expanduser()).resolve())
             except (OSError, RuntimeError, ValueError) as err:  # a symlink loop, a NUL byte
                 problems.append(f"KIE_ALLOWED_DIRS entry {plain(part)} cannot be used ({err}).")
     return tuple(folders)
 
 
-def _workspace_or_problem(env: Mapping[str, str], cwd: Path, problems: list[str]) -> tuple[Path, str]:
+def _workspace_or_problem(env: Mapping[str, str], base: Path, problems: list[str]) -> tuple[Path, str]:
     try:
-        return _choose_workspace(env, cwd)
+        return _choose_workspace(env, base)
     except ConfigError as err:
         problems.append(str(err))
         return user_data_dir(), "the per-user data folder, because KIE_WORKSPACE cannot be used"
 
 
 def _choose_workspace(env: Mapping[str, str], cwd: Path) -> tuple[Path, str]:
-    """KIE_WORKSPACE, else the current folder when it holds MASTER_CONTEXT.md (and is not kie-mcp's own source
-    checkout, which ships one as a template), else a per-user folder; with how it was chosen."""
+    """KIE_WORKSPACE (a relative one read from ``cwd``: the current folder, or the folder of the .env that set it),
+    else the current folder when it holds MASTER_CONTEXT.md (and is not kie-mcp's own source checkout, which ships
+    one as a template), else a per-user folder; with how it was chosen."""
     explicit = env.get("KIE_WORKSPACE", "").strip()
     if explicit:
         try:
-            path = Path(explicit).expanduser().resolve()
+            written = Path(explicit).expanduser()
+            path = (cwd / written).resolve()
         except (OSError, RuntimeError, ValueError) as err:  # a symlink loop, an unreadable parent, a NUL byte
             raise ConfigError(f"KIE_WORKSPACE={plain(explicit)} cannot be used ({err}).") from None
         if path == Path(path.anchor):
             raise ConfigError(f"KIE_WORKSPACE={plain(explicit)} is a filesystem root; point it at a project folder.")
         if path.exists() and not path.is_dir():
             raise ConfigError(f"KIE_WORKSPACE={plain(explicit)} is a file, not a folder; point it at a project folder.")
-        return path, "set by KIE_WORKSPACE"
+        if written.is_absolute():
+            return path, "set by KIE_WORKSPACE"
+        return path, f"set by KIE_WORKSPACE, a relative path read from {cwd}"
     here = cwd.resolve()
     if (here / "MASTER_CONTEXT.md").is_file() and here != Path(here.anchor):
         if not is_source_checkout(here):
