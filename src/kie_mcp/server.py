@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,7 +20,7 @@ from mcp import MCPError
 from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp.server.request_state import RequestStateSecurity
-from mcp.server.subscriptions import InMemorySubscriptionBus, SubscriptionBus
+from mcp.server.subscriptions import InMemorySubscriptionBus, ResourcesListChanged, SubscriptionBus
 from mcp.types import INVALID_PARAMS, EmptyResult, SetLevelRequestParams
 from pydantic import ValidationError
 
@@ -221,6 +221,7 @@ class _Server(MCPServer):
         self._listing: list[MCPTool] | None = None
         self._listing_path = listing_path
         self._deferred: list[Callable[[], None]] = []
+        self._kept_current: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {}  # URI prefix -> its listing now
         super().__init__(*args, **kwargs)
         # The follower sends log messages (a task ended); a server that does declares logging and honours the
         # level a client sets (handshake era; 2026-07-28 clients opt in per request).
@@ -251,6 +252,39 @@ class _Server(MCPServer):
         """Run ``register`` (it adds resources or prompts) before the first request that lists or reads either."""
         self._deferred.append(register)
 
+    def keep_current(self, prefix: str, current: Callable[[], Awaitable[dict[str, Any]]]) -> None:
+        """The resources under ``prefix`` are read again (``current``: by URI) before every list, and before a
+        read of one under it that the listing does not hold (or of ``references.GUIDE_URI``)."""
+        self._kept_current[prefix] = current
+
+    async def _bring_up_to_date(self, reading: str | None = None) -> None:
+        """Replace the resources under each kept prefix with what ``current`` says; a change is announced on the
+        subscription bus (2026-07-28 clients that listen list again)."""
+        from kie_mcp.references import GUIDE_URI, same_resources
+
+        held = self._resource_manager._resources  # the SDK offers no removal; its order is kept
+        changed = False
+        for prefix, current in list(self._kept_current.items()):
+            if reading is not None and (not reading.startswith(prefix) or (reading in held and reading != GUIDE_URI)):
+                continue
+            wanted = await current()
+            old = {uri: resource for uri, resource in held.items() if uri.startswith(prefix)}
+            if same_resources(old, wanted):
+                continue
+            rebuilt: dict[str, Any] = {}
+            for uri, resource in held.items():
+                if uri.startswith(prefix):
+                    rebuilt.update(wanted)  # where the first of them was
+                    continue
+                rebuilt[uri] = resource
+            rebuilt.update(wanted)
+            held.clear()
+            held.update(rebuilt)
+            changed = True
+        publish = getattr(self._subscriptions, "publish", None)
+        if changed and publish is not None:
+            await publish(ResourcesListChanged())
+
     def _register_deferred(self) -> None:
         self._ensure_registered()
         while self._deferred:
@@ -269,6 +303,7 @@ class _Server(MCPServer):
 
     async def list_resources(self) -> list[MCPResource]:
         self._register_deferred()
+        await self._bring_up_to_date()
         return await super().list_resources()
 
     async def list_resource_templates(self) -> list[MCPResourceTemplate]:
@@ -276,7 +311,11 @@ class _Server(MCPServer):
         return await super().list_resource_templates()
 
     async def read_resource(self, uri: Any, context: Context[Any, Any] | None = None) -> Any:
+        from kie_mcp.references import canonical_uri
+
         self._register_deferred()
+        uri = canonical_uri(str(uri))  # a reference's path percent-encoded as listed, or written plainly
+        await self._bring_up_to_date(reading=uri)
         try:
             await self._open_runtime(context)
         except RuntimeUnavailable as err:

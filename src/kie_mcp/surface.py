@@ -33,7 +33,7 @@ from mcp.server.mcpserver.resources import FileResource, FunctionResource, Resou
 from mcp.types import CallToolResult, ImageContent, ResourceLink, TextContent, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field
 
-from kie_mcp import exposure, followups
+from kie_mcp import exposure, followups, references
 from kie_mcp import generation as gen
 from kie_mcp.apps import card_meta, client_supports_apps, gallery_meta, ui_meta
 from kie_mcp.bundled import bundled_path
@@ -61,7 +61,6 @@ from kie_mcp.media.inputs import (
     RefusedInput,
     TooLarge,
     inspect_local,
-    private_reason,
     read_inside,
     snapshot,
 )
@@ -69,6 +68,7 @@ from kie_mcp.media.prepare import upload_prepared
 from kie_mcp.media.results import write_joined_sidecar
 from kie_mcp.prompts import register_prompts
 from kie_mcp.redact import redact
+from kie_mcp.references import MAX_RESOURCE_BYTES, ReferenceListing
 from kie_mcp.runtime import NoKeyError, Runtime
 from kie_mcp.spend import (
     Approved,
@@ -97,7 +97,6 @@ log = logging.getLogger(__name__)
 
 SANDBOX_LABEL = "[sandbox]"  # every text a sandbox server returns starts with it
 
-MAX_RESOURCE_BYTES = 50 * 1024 * 1024
 CANCELLED = (
     "The confirmation was cancelled or dismissed (if no dialog appeared, this client cannot show MCP "
     "confirmation forms)."
@@ -1370,7 +1369,7 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
         if master.is_file():  # a link leading outside the workspace, a FIFO or a device is not served
             try:
                 content = await anyio.to_thread.run_sync(read_inside, master, master.parent, MAX_RESOURCE_BYTES)
-                return content.decode("utf-8")
+                return redact(content.decode("utf-8"))  # a key pasted into the brand notes is never shown back
             except UnicodeDecodeError as err:
                 raise ResourceError(
                     f"{master} is not UTF-8 text (byte {err.start} cannot be read); save it as UTF-8 (most editors "
@@ -1455,52 +1454,11 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
         rt.tasks.label(record)  # its prompt, session and folder, from the journal
         return record.model_dump_json(indent=2)
 
-    references = settings.context_folder / "references"  # in the sandbox, the real workspace's
-    if references.is_dir():
-        home = settings.context_folder.resolve()
-        for file in sorted(references.rglob("*")):
-            # Symlinks are judged by their target: never served when it leaves the workspace or is private
-            # (a dotfile, a dot-folder, logs/); dotfiles and dot-folders under references/ are skipped too.
-            try:
-                real = file.resolve(strict=True)
-                usable = real.is_file() and real.is_relative_to(home)
-            except (OSError, RuntimeError):
-                usable = False
-            hidden = any(part.startswith(".") for part in file.relative_to(references).parts)
-            if not usable or hidden or private_reason(real, home, (home,)) is not None:
-                continue
-            relative = file.relative_to(settings.context_folder).as_posix()
-            mime = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
-            # In the sandbox, relative paths are read from the sandbox area: name the file by its absolute path.
-            given = str(file.absolute()) if settings.sandbox else relative
-            mcp.add_resource(
-                _WorkspaceFile(
-                    uri=f"kie://workspace/{relative}",
-                    name=relative,
-                    title=relative,
-                    description=f"Workspace reference file; pass '{given}' in images to use it as a model input.",
-                    mime_type=mime,
-                    path=file.absolute(),
-                    home=home,
-                )
-            )
-
-    guide, shipped = references / "README.md", bundled_path("references/README.md")
-    if not guide.is_file() and shipped is not None and shipped.is_file():  # pointed at by MASTER_CONTEXT and guide.md
-
-        @mcp.resource(
-            "kie://workspace/references/README.md",
-            name="references/README.md",
-            title="references/README.md",
-            mime_type="text/markdown",
-        )
-        def references_guide() -> str:
-            """What goes in the workspace's references/ folder and how its files reach the models (kie-mcp's guide,
-            until the workspace has a references/README.md of its own)."""
-            return (
-                f"<!-- No references/README.md in the workspace yet ({guide}). This is kie-mcp's guide to the "
-                f"folder; save a copy there to keep notes of your own. -->\n\n{shipped.read_text(encoding='utf-8')}"
-            )
+    # references/: listed as the folder is now, and kept current before every list (``references.py``)
+    listing = ReferenceListing(settings)
+    for resource in listing.now().values():
+        mcp.add_resource(resource)
+    mcp.keep_current(references.PREFIX, listing.current)
 
     library = bundled_path("prompting")
     if library and library.is_dir():
@@ -1516,25 +1474,6 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
                     path=file.resolve(),
                 )
             )
-
-
-class _WorkspaceFile(FileResource, defer_build=True):
-    """A file of the workspace listed as a resource, judged again on every read (``read_inside``): the file listed at
-    start-up may since have been swapped for a link to ``.env`` or outside the workspace, a FIFO or a device."""
-
-    home: Path
-
-    async def read(self) -> str | bytes:
-        try:
-            content = await anyio.to_thread.run_sync(read_inside, self.path, self.home, MAX_RESOURCE_BYTES)
-            return content.decode(self.encoding) if self.encoding is not None else content
-        except RefusedInput as err:
-            raise ResourceError(f"{err} Nothing was read.") from err
-        except UnicodeDecodeError as err:
-            problem = f"{self.name} is not text in {self.encoding} (byte {err.start}); save it as UTF-8."
-            raise ResourceError(problem) from err
-        except OSError as err:
-            raise ResourceError(f"{self.name} could not be read ({err.strerror or type(err).__name__}).") from err
 
 
 class _RealTypeTemplate(ResourceTemplate, defer_build=True):

@@ -1,0 +1,112 @@
+"""Promise: the workspace's references/ are listed as they are now, readable under the URI listed, typed by their
+bytes, and never show the key (``kie_mcp/references.py``)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import anyio
+import pytest
+from mcp import Client, MCPError
+from mcp.shared.subscriptions import ResourcesListChanged
+
+from kie_mcp.config import Settings
+from kie_mcp.server import create_server
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
+KEY = "kie-live-7f3a9c1e5b2d4068a1c3e5f7"
+
+
+async def listed(client: Client) -> dict[str, str | None]:
+    return {str(r.uri): r.mime_type for r in (await client.list_resources()).resources}
+
+
+async def test_references_added_or_removed_after_the_first_listing_are_seen_without_a_restart(connect, tmp_path):
+    """The audit: the listing was made once, at the first list. A product shot dropped into references/ while the
+    agent worked was never listed and its read was "Unknown resource"; a deleted one stayed listed; a
+    references/README.md written later stayed hidden behind kie-mcp's guide."""
+    async with connect() as client:
+        first = await listed(client)
+        guide = (await client.read_resource("kie://workspace/references/README.md")).contents[0].text
+        folder = tmp_path / "references" / "products"
+        folder.mkdir(parents=True)
+        (folder / "bottle.png").write_bytes(PNG)
+        (folder / "old.png").write_bytes(PNG)
+        read = await client.read_resource("kie://workspace/references/products/bottle.png")  # before any list
+        second = await listed(client)
+        (folder / "old.png").unlink()
+        (tmp_path / "references" / "README.md").write_text("# Our references\nMaya is the hero.\n")
+        third = await listed(client)
+        own = (await client.read_resource("kie://workspace/references/README.md")).contents[0].text
+    assert "kie://workspace/references/products/bottle.png" not in first
+    assert "No references/README.md in the workspace yet" in guide
+    assert read.contents[0].blob
+    assert {"kie://workspace/references/products/bottle.png", "kie://workspace/references/products/old.png"} <= set(
+        second
+    )
+    assert "kie://workspace/references/products/old.png" not in third
+    assert "kie://workspace/references/products/bottle.png" in third
+    assert own == "# Our references\nMaya is the hero.\n"
+    assert "kie://workspace/MASTER_CONTEXT.md" in third and "kie://tasks" in third  # the rest of the listing stays
+
+
+async def test_a_listener_hears_that_the_references_changed(connect, tmp_path, mode):
+    if mode != "auto":
+        pytest.skip("subscriptions/listen is the 2026-07-28 way to hear of a changed list")
+    async with connect() as client:
+        await listed(client)
+        async with client.listen(resources_list_changed=True) as subscription:
+            (tmp_path / "references").mkdir()
+            (tmp_path / "references" / "logo.png").write_bytes(PNG)
+            await client.read_resource("kie://workspace/references/logo.png")
+            with anyio.fail_after(10):
+                event = await anext(aiter(subscription))
+    assert isinstance(event, ResourcesListChanged)
+
+
+async def test_a_reference_with_a_space_is_listed_as_a_valid_uri_and_read_either_way(connect, tmp_path):
+    """The audit: ``my photo.png`` was listed as ``kie://workspace/references/my photo.png`` (not a valid URI), and
+    the form a client that normalises URIs asks for (``my%20photo.png``) was "Unknown resource"."""
+    (tmp_path / "references").mkdir()
+    for name in ("my photo.png", "shot #1.png", "café.png"):
+        (tmp_path / "references" / name).write_bytes(PNG)
+    async with connect() as client:
+        uris = set(await listed(client))
+        encoded = "kie://workspace/references/my%20photo.png"
+        by_listed = await client.read_resource(encoded)
+        by_plain = await client.read_resource("kie://workspace/references/my photo.png")
+        others = [await client.read_resource(uri) for uri in sorted(uris) if "%23" in uri or "caf%C3%A9" in uri]
+        with pytest.raises(MCPError):
+            await client.read_resource("kie://workspace/references/%2E%2E/.env")
+    assert {encoded, "kie://workspace/references/shot%20%231.png", "kie://workspace/references/caf%C3%A9.png"} <= uris
+    assert by_listed.contents[0].blob and by_plain.contents[0].blob == by_listed.contents[0].blob
+    assert len(others) == 2 and all(o.contents[0].blob for o in others)
+
+
+async def test_a_reference_is_typed_by_its_bytes_not_its_name(connect, tmp_path):
+    (tmp_path / "references").mkdir()
+    (tmp_path / "references" / "photo.jpg").write_bytes(PNG)  # a PNG saved under a .jpg name
+    (tmp_path / "references" / "notes.md").write_text("# Notes\n")
+    async with connect() as client:
+        types = await listed(client)
+        read = await client.read_resource("kie://workspace/references/photo.jpg")
+        note = await client.read_resource("kie://workspace/references/notes.md")
+    assert types["kie://workspace/references/photo.jpg"] == "image/png"
+    assert read.contents[0].mime_type == "image/png"
+    assert types["kie://workspace/references/notes.md"] == "text/markdown" and note.contents[0].text == "# Notes\n"
+
+
+async def test_a_key_pasted_into_the_brand_notes_or_a_reference_note_is_never_served(transport, mode, tmp_path):
+    """The audit: every other answer redacts the key, but MASTER_CONTEXT.md and a text file in references/ were
+    served as written, key included."""
+    (tmp_path / ".env").write_text(f"KIE_API_KEY={KEY}\n")
+    (tmp_path / "MASTER_CONTEXT.md").write_text(f"# Brand\nOur KIE key is {KEY} (do not share).\n")
+    (tmp_path / "references").mkdir()
+    (tmp_path / "references" / "setup.md").write_text(f"curl -H 'Authorization: Bearer {KEY}'\n")
+    settings = replace(Settings.load({"KIE_WORKSPACE": str(tmp_path)}, cwd=tmp_path), catalog_sync=False)
+    assert settings.config_error is None, settings.config_error
+    async with Client(create_server(settings, transport=transport), mode=mode) as client:
+        brand = (await client.read_resource("kie://workspace/MASTER_CONTEXT.md")).contents[0].text
+        note = (await client.read_resource("kie://workspace/references/setup.md")).contents[0].text
+    assert KEY not in brand and KEY[:16] not in brand and "[redacted]" in brand and "do not share" in brand
+    assert KEY not in note and KEY[:16] not in note and "curl" in note
