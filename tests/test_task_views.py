@@ -255,3 +255,25 @@ async def test_a_quote_id_given_to_check_task_is_named_as_one_and_never_asked_of
     assert checked.is_error and "is a quote id" in text_of(checked) and "quote_id" in text_of(checked)
     assert "record is null" not in text_of(checked)
     assert not [r for r in (await controls.get("requests"))["requests"] if "record" in r["path"].lower()]
+
+
+async def test_the_task_list_names_the_latest_creates_of_unknown_outcome_and_counts_them_all(connect, tmp_path):
+    """The audit: kie://tasks named every create of unknown outcome ever made (20,000 of them: a 3.4 MB read) and
+    said they count against the daily cap, though only each one's own day counts it."""
+    journal = Journal.for_workspace(tmp_path)
+    made = []
+    for n in range(25):
+        attempt = journal.begin_attempt(
+            model="nano-banana-2", family="market", approved_by="quote", quote_id=None, prompt=f"shot {n}",
+            params={}, credits_quoted=8, session=None,
+        )  # fmt: skip
+        journal.execute("UPDATE attempts SET created = ? WHERE attempt_id = ?", time.time() - 86400 * (30 - n), attempt)
+        journal.finish_attempt(attempt, "unknown", error="HTTP 502")
+        made.append(attempt)
+    journal.close()
+    async with connect() as client:
+        body = json.loads((await client.read_resource("kie://tasks")).contents[0].text)
+        listed = await client.call_tool("list_tasks", {})
+    assert [a["attempt_id"] for a in body["unknown_creates"]] == made[::-1][:20]  # the newest first
+    assert body["unknown_creates_total"] == 25 and listed.structured_content["unknown_creates"] == 25
+    assert "25 create(s)" in body["unknown_creates_note"] and "of the day it was sent" in body["unknown_creates_note"]

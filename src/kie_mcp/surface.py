@@ -1156,8 +1156,8 @@ def _workspace_text(settings: Settings) -> str:
 def _unknown_creates_text(count: int) -> str:
     return (
         f"{count} create(s) got no clear answer from KIE (or were being sent when the server stopped) and may have "
-        "been created and charged: they are counted against the daily cap. Check https://kie.ai/logs before "
-        "trying them again."
+        "been created and charged: each is counted against the daily cap of the day it was sent. Check "
+        "https://kie.ai/logs before trying them again."
     )
 
 
@@ -1190,6 +1190,7 @@ async def _clip_path(rt: Runtime, clip: str) -> Path:
 
 LIST_LIMIT = 200  # the most tasks one list_tasks call shows
 RESOURCE_TASKS = 100  # the latest tasks kie://tasks shows
+RESOURCE_UNKNOWN = 20  # the latest creates of unknown outcome it names (all are counted)
 
 
 def _parse_day(text: str | None) -> datetime | None:
@@ -1407,7 +1408,7 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
                     "error": a["error"],
                     "created": timestamp(a["created"]),
                 }
-                for a in journal.attempts("unknown")
+                for a in reversed(journal.attempts("unknown"))  # newest first
             ]
         except sqlite3.Error as err:
             raise ResourceError(unavailable_reason(settings.workspace, err)) from err
@@ -1416,7 +1417,8 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
         body: dict[str, Any] = {
             "tasks": [t.model_dump(mode="json") for t in search.records],
             "total": search.total,
-            "unknown_creates": unknown,
+            "unknown_creates": unknown[:RESOURCE_UNKNOWN],
+            "unknown_creates_total": len(unknown),
         }
         if search.cut:
             body["total_note"] = (
