@@ -261,6 +261,41 @@ async def test_max_bytes_is_enforced(controls: Controls, sim: Simulator, kie: Ki
     assert listing(tmp_path) == []
 
 
+async def test_a_trickling_file_server_is_given_up_on_and_tried_again_later(tmp_path: Path, monkeypatch) -> None:
+    """The audit: a file server sending a byte every two seconds never trips the read timeout, so the download held
+    its slot (and the task's check_task) for as long as the trickle lasted. Less than TRICKLE_BYTES in
+    TRICKLE_SECONDS now stops it, retryable (the follower tries again later), with nothing left behind."""
+    from kie_mcp.media import downloads
+
+    monkeypatch.setattr(downloads, "TRICKLE_SECONDS", 0.3)  # a minute, shortened (a bare HTTP fake trickles)
+
+    async def trickle() -> AsyncIterator[bytes]:
+        yield b"\x89PNG\r\n\x1a\n" + bytes(56)
+        for _ in range(200):
+            await anyio.sleep(0.02)
+            yield b"\x00"
+
+    def slow(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, content=trickle())
+
+    async with httpx2.AsyncClient(transport=httpx2.MockTransport(slow)) as client:
+        with anyio.fail_after(3), pytest.raises(DownloadError, match="too slowly") as caught:
+            await download(client, "http://cdn.test/x.png", tmp_path / "x.png")
+    assert caught.value.retryable
+    assert listing(tmp_path) == []
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://cdn.example/x.png"])
+async def test_a_result_link_that_is_no_web_address_is_refused_for_good(tmp_path: Path, url: str) -> None:
+    """The audit: a link (or a redirect) to file:// or ftp:// was "cut off ... usually temporary: try again", and
+    the background tried it again seven times. Nothing local is ever read; it is now refused once, for good."""
+    async with httpx2.AsyncClient() as client:  # fails before any connection: no network needed
+        with pytest.raises(DownloadError, match="not a web address") as caught:
+            await download(client, url, tmp_path / "x.png")
+    assert caught.value.refused and not caught.value.retryable
+    assert listing(tmp_path) == []
+
+
 async def test_cancellation_mid_download_leaves_nothing(
     controls: Controls, sim: Simulator, kie: KieClient, tmp_path: Path
 ) -> None:

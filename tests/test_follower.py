@@ -527,3 +527,80 @@ async def test_a_young_task_kie_answers_task_not_found_is_not_refused(transport,
     look, _ = await refresh(kie, lambda model: (5, 60), record)
     assert look is Look.REFUSED and "404" in (record.error or "")
     await kie.aclose()
+
+
+# -- slow downloads ----------------------------------------------------------------------------------------
+
+
+async def file_requests(controls) -> int:
+    requests = await controls.get("requests")
+    items = requests if isinstance(requests, list) else requests["requests"]
+    return sum(1 for r in items if r["path"].startswith(("/files/", "/dl/")))
+
+
+async def until_file_requests(controls, count: int) -> None:
+    with anyio.fail_after(20):
+        while await file_requests(controls) < count:  # noqa: ASYNC110 - the simulator is asked, nothing to await
+            await anyio.sleep(0.02)
+
+
+async def test_stalled_downloads_never_hold_up_the_looks_at_other_tasks(connect, controls, mode):
+    """The audit: a download ran inside its task's look, and eight looks run at once, so eight results on a slow
+    file server stopped every other task from being looked at: a task KIE had finished still said "queued" after
+    its generate call waited, with no status call made."""
+    if mode != "auto":
+        pytest.skip("the follower is the same in both eras")
+    await controls.fault("files", times=8, kind="stall", after_bytes=0, seconds=30)
+    async with connect(elicitation=answering()) as client:
+        for n in range(8):
+            made = await client.call_tool("generate_image", {**IMAGE, "prompt": f"slow {n}", "wait_seconds": 0})
+            assert made.structured_content["status"] == "submitted", text_of(made)
+        await until_file_requests(controls, 8)  # eight downloads stalled
+        ninth = await client.call_tool("generate_image", {**IMAGE, "prompt": "quick", "wait_seconds": 3})
+        task_id = ninth.structured_content["tasks"][0]["task_id"]
+        looked = await status_calls(controls, task_id)
+    assert looked, "the ninth task was never looked at"
+    assert ninth.structured_content["tasks"][0]["state"] == "succeeded", text_of(ninth)
+
+
+async def test_check_task_never_waits_out_a_stalled_download(connect, controls, tmp_path, mode):
+    """The audit: check_task (wait_seconds 0) of a task whose results were downloading waited for the download (44
+    s on a stalled file server). It now answers at once that they are being saved, and they are."""
+    if mode != "auto":
+        pytest.skip("the follower is the same in both eras")
+    await controls.fault("files", kind="stall", after_bytes=0, seconds=4)
+    async with connect(elicitation=answering(), save_grace=0.2) as client:  # the 15 s it gives a save, shortened
+        made = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 0})
+        task_id = made.structured_content["tasks"][0]["task_id"]
+        await until_file_requests(controls, 1)
+        with anyio.fail_after(2):
+            checked = await client.call_tool("check_task", {"task_id": task_id})
+        assert checked.structured_content["task"]["state"] == "succeeded", text_of(checked)
+        assert "being saved now" in text_of(checked)
+        assert await until_saved(tmp_path, task_id)
+
+
+async def test_check_task_of_a_task_saved_in_the_background_does_not_wait_for_it(
+    settings, transport, controls, tmp_path, mode
+):
+    """A finished task whose results a restarted server saves in the background (its download stalled): check_task
+    answers that they are being saved, instead of waiting on that download for its whole length."""
+    from dataclasses import replace
+
+    from kie_mcp.server import create_server
+
+    if mode != "auto":
+        pytest.skip("the follower is the same in both eras")
+    server = create_server(replace(settings, download=False), transport=transport)  # KIE_DOWNLOAD=never
+    async with Client(server, elicitation_callback=answering()) as client:
+        made = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 20})
+    task_id = made.structured_content["tasks"][0]["task_id"]
+    assert made.structured_content["tasks"][0]["state"] == "succeeded" and not saved(tmp_path, task_id)
+    await controls.fault("files", kind="stall", after_bytes=0, seconds=4)
+    async with Client(create_server(replace(settings, save_grace=0.2), transport=transport)) as client:
+        await client.call_tool("check_credits", {})  # the runtime opens; the follower saves what was left
+        await until_file_requests(controls, 1)
+        with anyio.fail_after(2):
+            checked = await client.call_tool("check_task", {"task_id": task_id})
+        assert "being saved now" in text_of(checked)
+        assert await until_saved(tmp_path, task_id)

@@ -38,8 +38,9 @@ class FullForSidecars:
     """While ``full``, the disk refuses every sidecar: at the creation of its temporary file (``open``), or after
     half of it was written (``midway``: a short write, then ENOSPC), as a filling disk does."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, where: str, names: tuple[str, ...] = (".json.part-",)) -> None:
         self.full = True
+        self._names = names
         self.refused = 0
         self._where = where
         self._temps: set[int] = set()
@@ -48,7 +49,7 @@ class FullForSidecars:
         monkeypatch.setattr(os, "write", self.write)
 
     def open(self, path, flags, mode=0o777, *args, **kwargs):
-        sidecar = ".json.part-" in os.fspath(path)
+        sidecar = any(name in os.fspath(path) for name in self._names)
         if sidecar and self.full and self._where == "open":
             self.refused += 1
             raise OSError(errno.ENOSPC, FULL)
@@ -110,6 +111,25 @@ async def test_a_sidecar_a_full_disk_refused_is_written_in_the_background_once_t
     assert [f["path"] for f in written["files"]] == task["files"]
     assert temporaries(tmp_path) == []
     assert "could not be written" not in text_of(checked)
+
+
+async def test_gallery_pages_a_full_disk_refused_are_written_once_there_is_room(
+    connect, controls, tmp_path, monkeypatch
+):
+    """The audit: the pages were rebuilt only when a new result file was saved, so once the disk was freed the
+    background wrote the missing sidecar but outputs/index.html stayed missing until some other result came."""
+    disk = FullForSidecars(monkeypatch, "open", names=(".json.part-", ".index.html.part-"))
+    async with connect(elicitation=answering()) as client:
+        result = await client.call_tool("generate_image", IMAGE)
+        task = result.structured_content["tasks"][0]
+        session = (tmp_path / task["files"][0]).parent
+        assert not (tmp_path / "outputs" / "index.html").exists() and not (session / "index.html").exists()
+        disk.full = False  # space is freed; nobody calls anything
+        with anyio.fail_after(10):
+            while not (tmp_path / "outputs" / "index.html").is_file():  # noqa: ASYNC110 - a file on disk
+                await anyio.sleep(0.02)
+    assert (session / "index.html").is_file() and sidecars(tmp_path)
+    assert Path(task["files"][0]).name in (tmp_path / "outputs" / "index.html").read_text(encoding="utf-8")
 
 
 async def test_a_sidecar_a_full_disk_refused_is_written_by_check_task_after_a_restart(

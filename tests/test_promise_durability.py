@@ -190,6 +190,27 @@ async def test_unfinished_downloads_of_a_dead_process_are_swept_on_start(connect
     assert live.exists() and elsewhere.exists()
 
 
+def test_what_an_earlier_process_with_this_process_id_left_is_its_own_not_ours(tmp_path):
+    """The audit: a container restarted in place runs kie-mcp as process 1 again, and what the killed process 1 left
+    (a half-downloaded video, a create being sent) was taken for this process's own work: the partial file stayed
+    for ever. The run of the process, in its tags and temporary names, tells the two apart."""
+    from kie_mcp import processes
+    from kie_mcp.media.downloads import _HOST, sweep_interrupted_downloads
+
+    me, earlier = os.getpid(), "0badc0de" if processes.RUN != "0badc0de" else "feedface"
+    assert processes.owner_gone(processes.this_process()) is False
+    assert processes.owner_gone(f"{_HOST}-{me}-{earlier}") is True
+    assert processes.owner_gone(f"{_HOST}-{me}") is True  # an older kie-mcp's tag: not this process's
+    folder = tmp_path / "outputs" / "2026-12-01-apple"
+    folder.mkdir(parents=True)
+    left = folder / f".veo_t1_1.mp4.part-{_HOST}-{me}-{earlier}0123"
+    mine = folder / f".veo_t2_1.mp4.part-{_HOST}-{me}-{processes.RUN}0123"  # being written right now
+    for path in (left, mine):
+        path.write_bytes(b"half a video")
+    assert sweep_interrupted_downloads(tmp_path / "outputs") == 1
+    assert not left.exists() and mine.exists()
+
+
 async def test_requests_are_answered_while_the_start_sweeps_a_large_outputs_folder(connect, monkeypatch):
     """The sweep walks every result ever saved (0.5 s at 81,000 files): on the event loop it held up every request
     of the start, pings included. It runs in a worker thread: a call is answered while it is still walking."""

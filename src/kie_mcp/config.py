@@ -78,6 +78,7 @@ class Settings:
     poll_min_interval: float = 2.0
     poll_max_interval: float = 15.0
     rate_limit_backoff: float = 10.0
+    save_grace: float = 15.0  # check_task of a task whose results are being saved waits this long for them (at least)
     http_timeout: float = 30.0
     quote_ttl_seconds: float = 600.0
     confirm_timeout_seconds: float = 600.0  # a confirmation question unanswered this long ends as cancelled

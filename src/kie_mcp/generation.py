@@ -1359,11 +1359,22 @@ async def save_all(rt: Runtime, records: list[TaskRecord]) -> list[str]:
             problems += [f"{record.task_id}: its results could not be saved or recorded ({err}).", LINKS_STILL_WORK]
         _record(rt, problems, record)
         fresh += [(rt.settings.workspace / path, record.kind) for path in record.files if path not in had]
-    if fresh:  # only when something new was saved: outputs/index.html and its session's page; never raises
+    if not fresh:  # nothing new: the pages still, if a full disk refused them when the files were saved
+        fresh = _pages_missing(rt.settings.workspace, records)
+    if fresh:  # only when something new was saved (or a page is missing): outputs/index.html and its session's page
         from kie_mcp.media.gallery import refresh as refresh_gallery  # loaded with the first saved result
 
-        await refresh_gallery(rt.settings.workspace, rt.settings.preview_px, fresh)
+        await refresh_gallery(rt.settings.workspace, rt.settings.preview_px, fresh)  # never raises
     return list(dict.fromkeys(problems))  # the advice once, after the first problem it follows
+
+
+def _pages_missing(workspace: Path, records: list[TaskRecord]) -> list[tuple[Path, str | None]]:
+    """The saved files of ``records`` whose gallery page (their session's, or the workspace's) is not there."""
+    saved = [(workspace / path, record.kind) for record in records for path in record.files]
+    if not saved:
+        return []
+    index = workspace / "outputs" / "index.html"  # gallery.PAGE, without loading the gallery for the check
+    return saved if not index.is_file() or any(not (path.parent / "index.html").is_file() for path, _ in saved) else []
 
 
 def settle(rt: Runtime, records: list[TaskRecord]) -> list[str]:

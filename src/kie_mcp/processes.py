@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 import socket
 
 # This machine, in a temporary file's name or a create attempt's owner: a workspace on shared storage may be written
@@ -12,9 +13,14 @@ import socket
 HOST = hashlib.sha256(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:8]
 
 
+# This run of this process: a process given the id an earlier one had (a container restarted in place is process 1
+# again) tells that one's leftovers from its own by it.
+RUN = secrets.token_hex(4)
+
+
 def this_process() -> str:
-    """``<host>-<pid>``: the owner tag of what this process writes."""
-    return f"{HOST}-{os.getpid()}"
+    """``<host>-<pid>-<run>``: the owner tag of what this process writes."""
+    return f"{HOST}-{os.getpid()}-{RUN}"
 
 
 def alive(pid: int) -> bool:
@@ -33,7 +39,10 @@ def alive(pid: int) -> bool:
 def owner_gone(owner: str | None) -> bool | None:
     """For an owner tag (``this_process``): True when that process of this machine is gone, False when it runs,
     None when this machine cannot tell (another machine's, or no tag)."""
-    host, _, pid = (owner or "").partition("-")
+    host, _, rest = (owner or "").partition("-")
+    pid, _, run = rest.partition("-")  # older kie-mcp wrote no run
     if host != HOST or not pid.isdigit():
         return None
+    if int(pid) == os.getpid():
+        return run != RUN  # this process id, another run: an earlier process, gone
     return not alive(int(pid))

@@ -10,6 +10,7 @@ import functools
 import inspect
 import json
 import logging
+import math
 import mimetypes
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -531,10 +532,16 @@ def _register_tools(mcp: MCPServer) -> None:
             try:
                 checked = await rt.follower.check(record, wait_seconds, reporter, looked=looked)
                 record, problems = checked.record, checked.problems
+                saving = checked.saving
                 if not checked.held:  # it had ended before this call: fold in its charge once, save what is missing
-                    problems = [*gen.settle(rt, [record]), *await gen.save_all(rt, [record])]
+                    problems = gen.settle(rt, [record])
+                    # A save in flight (the follower's, in the background) is waited for a while, then left to go on.
+                    busy = rt.saving.busy(record.task_id or "")
+                    with anyio.move_on_after(rt.follower.save_grace(wait_seconds) if busy else math.inf) as grace:
+                        problems += await gen.save_all(rt, [record])
+                    saving = grace.cancelled_caught
                     rt.tasks.add(record)
-                elif checked.saving:
+                if saving:
                     problems.append("Its results are being saved now; check_task shows the files in a moment.")
             finally:  # no await: runs even when the call is cancelled mid-download (a client timeout, a cancel)
                 rt.follower.save_later(record)  # what this call did not save, the follower saves in the background

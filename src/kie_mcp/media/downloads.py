@@ -60,6 +60,11 @@ Expected = MediaKind | tuple[MediaKind, ...]  # the kind (or kinds) of file a re
 
 SNIFF_BYTES = 64  # enough for every signature below
 WRITE_BATCH = 1024 * 1024  # bytes gathered before one write + hash in a worker thread
+# A file server that sends less than this in a minute is trickling (or stalled): the download stops and is tried
+# again later, instead of holding a download slot for as long as the trickle lasts (a byte every two seconds never
+# trips the read timeout). Any connection a person would call working sends this in well under a second.
+TRICKLE_BYTES = 64 * 1024
+TRICKLE_SECONDS = 60.0
 RETENTION_HINT = (
     "KIE keeps generated files for about 14 days; while the file exists a fresh link can be minted through "
     "KIE's download-url endpoint (20 minutes valid)."
@@ -447,6 +452,13 @@ async def _attempt(
                 fd, tmp = _open_temp(dest)
                 size, sha256, head = await _receive(response, fd, url, expected, max_bytes)
                 wire_bytes = response.num_bytes_downloaded
+        except httpx2.UnsupportedProtocol as exc:  # file://, ftp://: not a link to a result, ever (never retried)
+            raise DownloadError(
+                f"The result link is not a web address kie-mcp fetches ({exc}); nothing was saved, and it is not "
+                f"tried again. KIE serves results over https: this link is broken or was tampered with. {LOGS_HINT}",
+                url=url,
+                refused=True,
+            ) from None
         except httpx2.TransportError as exc:
             raise DownloadError(
                 f"The download was cut off ({type(exc).__name__}: {exc or 'no detail'}); nothing was saved. "
@@ -555,8 +567,8 @@ def _content_length(response: httpx2.Response) -> int | None:
 
 def _too_big(url: str, max_bytes: int, seen: int) -> DownloadError:
     return DownloadError(
-        f"The file is larger than the {max_bytes:,}-byte limit ({seen:,} bytes or more); nothing was saved. "
-        "Raise the limit if this size is expected.",
+        f"The file is larger than the {max_bytes:,}-byte limit ({seen:,} bytes or more); nothing was saved. No "
+        f"result KIE makes is that large, so this link is probably not the result. {LOGS_HINT}",
         url=url,
     )
 
@@ -581,8 +593,18 @@ async def _receive(
     pending = bytearray()
     head = b""
     size = 0
+    window_at, window_size = time.monotonic(), 0
     async for chunk in response.aiter_bytes():
         size += len(chunk)
+        if time.monotonic() - window_at >= TRICKLE_SECONDS:
+            if size - window_size < TRICKLE_BYTES:
+                raise DownloadError(
+                    f"The file server sent {size - window_size:,} bytes in the last {TRICKLE_SECONDS:g} s, too slowly "
+                    f"to finish; nothing was saved. This is usually temporary: try again. {RETENTION_HINT}",
+                    url=url,
+                    retryable=True,
+                )
+            window_at, window_size = time.monotonic(), size
         if size > max_bytes:
             raise _too_big(url, max_bytes, size)
         if len(head) < SNIFF_BYTES:
@@ -618,7 +640,7 @@ def _write_all(fd: int, data: bytes | bytearray) -> None:
 
 
 # ``.name.part-<host>-<pid>-<random>``; older kie-mcp wrote ``-<pid>-`` alone, or neither.
-_TEMP_NAME = re.compile(r"^\..+\.part-(?:(?:([0-9a-f]{8})-)?(\d+)-)?[0-9a-f]{12}$")
+_TEMP_NAME = re.compile(r"^\..+\.part-(?:(?:([0-9a-f]{8})-)?(\d+)-)?([0-9a-f]{12})$")
 _STALE_UNOWNED_SECONDS = 3600.0
 _HOST = processes.HOST  # this machine, in a temporary file's name (processes.py)
 
@@ -626,8 +648,10 @@ _HOST = processes.HOST  # this machine, in a temporary file's name (processes.py
 def sweep_interrupted_downloads(outputs: Path) -> int:
     """Remove the temporary files of downloads a crashed or killed server left behind; return how many.
 
-    A temporary file names the machine and process writing it: one of this machine whose process is gone is
-    removed, one of a live process (another server on the same workspace) is left alone. Those of another machine
+    A temporary file names the machine and process writing it (and the process's run: ``processes.RUN``, its
+    random part's first 8 digits): one of this machine whose process is gone is removed, one of a live process
+    (another server on the same workspace) is left alone, and one with this process's id but from another run (an
+    earlier process given the same id, as a container restarted in place is) is removed. Those of another machine
     (a workspace on shared storage) or unnamed (older kie-mcp) go once an hour old.
     """
     removed = 0
@@ -640,9 +664,10 @@ def sweep_interrupted_downloads(outputs: Path) -> int:
         if match is None:
             continue
         try:
-            host, pid = match.group(1), match.group(2)
+            host, pid, tail = match.group(1), match.group(2), match.group(3)
             if pid is not None and host in (None, _HOST):
-                if processes.alive(int(pid)):
+                earlier_run = int(pid) == os.getpid() and not tail.startswith(processes.RUN)
+                if processes.alive(int(pid)) and not earlier_run:
                     continue
             elif time.time() - path.stat().st_mtime < _STALE_UNOWNED_SECONDS:
                 continue
@@ -658,7 +683,8 @@ def _open_temp(dest: Path) -> tuple[int, Path]:
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
     for _ in range(10):
         # Machine and process id let a later start tell a crashed download's leftovers from a live one's.
-        tmp = dest.with_name(f".{dest.name[:160]}.part-{_HOST}-{os.getpid()}-{secrets.token_hex(6)}")  # < NAME_MAX
+        unique = processes.RUN + secrets.token_hex(2)
+        tmp = dest.with_name(f".{dest.name[:160]}.part-{_HOST}-{os.getpid()}-{unique}")  # < NAME_MAX
         try:
             return os.open(tmp, flags, 0o666), tmp
         except FileExistsError:

@@ -37,6 +37,11 @@ whether or not a tool call is waiting on it:
   wakes every ``settings.poll_max_interval`` to refresh its progress estimate (progress notifications double
   as heartbeats). However many calls wait on a task, it is looked at once per scheduled look. ``check_task``
   with ``wait_seconds=0`` is the one explicit "look now": it asks KIE once (after any look in flight).
+- **Looks and downloads apart.** At most ``LOOKS_AT_ONCE`` looks run at once, and a task that ended is finished
+  (settled, its results downloaded) apart from them, ``ENDS_AT_ONCE`` at a time: results on a slow file server never
+  stop other tasks from being looked at. A ``check_task`` of a task that just ended waits at most
+  ``settings.save_grace`` for its results (or its own ``wait_seconds``, when longer); the download goes on, and the
+  answer says the results are being saved.
 - **Telling the client.** ``check_task`` and the ``kie://tasks/{id}`` resource hand the follower their request
   context (``attach_client``). From then on, every change of a task's state is published as a resource update
   of ``kie://tasks/{id}`` on the server's subscription bus (``Context.notify_resource_updated``: the bus is
@@ -89,7 +94,8 @@ QUIET = 180.0  # ... adopted when nothing was recorded about them for this long
 GIVE_UP = 8  # refusals in a row after which a task is left alone
 LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")  # MCP's, ascending
 MAX_RATE_LIMIT_FACTOR = 8  # 429s in a row pause every look: rate_limit_backoff, doubled each time, up to 8x
-LOOKS_AT_ONCE = 8  # looks (and the downloads they lead to) running at the same time
+LOOKS_AT_ONCE = 8  # looks at KIE running at the same time
+ENDS_AT_ONCE = 8  # tasks being finished (settled, their results downloaded) at the same time, apart from the looks
 SAVES_AT_ONCE = 2  # background tries at saving missed results: apart from the looks, so they never hold those up
 RETENTION_SECONDS = 14 * 86400.0  # KIE deletes results after 14 days: older tasks are not followed
 SAVE_AGAIN = (30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)  # gaps between tries to save results a download missed
@@ -196,6 +202,7 @@ class Follower:
         self._wake: anyio.Event | None = None
         self._bound: anyio.Event | None = None
         self._limiter: anyio.CapacityLimiter | None = None
+        self._end_limiter: anyio.CapacityLimiter | None = None
         self._save_limiter: anyio.CapacityLimiter | None = None
         self._paused_until = 0.0
         self._rate_limited = 0
@@ -211,6 +218,7 @@ class Follower:
         self._rt = rt
         self._unit = time_unit(rt.settings)
         self._limiter = anyio.CapacityLimiter(LOOKS_AT_ONCE)
+        self._end_limiter = anyio.CapacityLimiter(ENDS_AT_ONCE)
         self._save_limiter = anyio.CapacityLimiter(SAVES_AT_ONCE)
         self._bound_event().set()
         if rt.kie is None:
@@ -226,18 +234,20 @@ class Follower:
                     self._recover_interrupted()
                     self._adopt(quiet_for=QUIET * self._unit)
                     rescan_at = now + RESCAN * self._unit
-                if now >= self._paused_until:
-                    for watch in list(self._watches.values()):
-                        if not watch.busy and watch.next_at <= now:
-                            watch.busy = True
-                            group.start_soon(self._look_in_turn, watch)
+                for watch in list(self._watches.values()):  # a task that ended is finished even while 429s pause looks
+                    due = watch.next_at <= now and (now >= self._paused_until or watch.record.finished)
+                    if not watch.busy and due:
+                        watch.busy = True
+                        group.start_soon(self._look_in_turn, watch)
                 for unsaved in list(self._unsaved.values()):  # downloads: not paused by KIE's 429s on status calls
                     if not unsaved.busy and unsaved.next_at <= now:
                         unsaved.busy = True
                         group.start_soon(self._save_in_turn, unsaved)
-                upcoming = [w.next_at for w in self._watches.values() if not w.busy]
-                upcoming += [u.next_at for u in self._unsaved.values() if not u.busy]
-                wake_at = max(min([*upcoming, rescan_at]), self._paused_until)
+                idle = [w for w in self._watches.values() if not w.busy]
+                looks = [w.next_at for w in idle if not w.record.finished]
+                others = [w.next_at for w in idle if w.record.finished]
+                others += [u.next_at for u in self._unsaved.values() if not u.busy]
+                wake_at = min(max(min([*looks, rescan_at]), self._paused_until), *others, rescan_at)
                 with anyio.move_on_after(max(wake_at - time.monotonic(), 0.0)):
                     await self._wake.wait()
 
@@ -456,18 +466,30 @@ class Follower:
     # -- looking ---------------------------------------------------------------------------------------------
 
     async def _look_in_turn(self, watch: Watch) -> None:
+        """A look at KIE (with the other looks: at most ``LOOKS_AT_ONCE``), then, when the task has ended, its
+        finishing (with the other ends: a slow download never holds up the looks at other tasks)."""
         assert self._limiter is not None
+        assert self._end_limiter is not None
         try:
-            async with self._limiter:
-                await self._look(watch)
+            if not watch.record.finished:
+                async with self._limiter:
+                    await self._look(watch)
+            if watch.record.finished and not watch.done.is_set():
+                watch.tell()  # waiters learn it ended; a check_task need not wait for the download
+                async with self._end_limiter:
+                    try:
+                        await self._end(watch)
+                    except Exception:  # a bug here must not stop the follower, which would stop the server
+                        log.exception("finishing task %s failed; trying again later", watch.record.task_id)
+                        self._later(watch)
         finally:
             watch.busy = False
             watch.tell()
             self._poke()
 
     async def _look(self, watch: Watch) -> None:
-        """One look (and, when the task has ended, the finishing). Never raises: a bug here must not stop the
-        follower, which would stop the server."""
+        """One look at KIE. A task that ended is due for its finishing at once (``_look_in_turn``). Never raises: a
+        bug here must not stop the follower, which would stop the server."""
         rt = self._rt
         assert rt is not None
         assert rt.kie is not None
@@ -482,12 +504,17 @@ class Follower:
                 self._journal(watch)
                 if record.state != state and not record.finished:
                     await self._announce(record)
-            if record.finished:
-                await self._end(watch)
         except Exception:
             log.exception("following task %s failed; trying again later", record.task_id)
-            watch.failures += 1
-            watch.next_at = time.monotonic() + min(FLOOR * 2**watch.failures, MAX_GAP) * self._unit
+            self._later(watch)
+            return
+        if record.finished:
+            watch.next_at = 0.0  # its finishing is due now
+
+    def _later(self, watch: Watch) -> None:
+        """A look or finishing that failed on a bug: tried again later, a little later each time."""
+        watch.failures += 1
+        watch.next_at = time.monotonic() + min(FLOOR * 2**watch.failures, MAX_GAP) * self._unit
 
     def _schedule(self, watch: Watch, outcome: Look) -> None:
         assert self._rt is not None
@@ -541,7 +568,7 @@ class Follower:
             )
 
     async def _end(self, watch: Watch) -> None:
-        """The task has ended: settle, save, record, tell."""
+        """The task has ended: settle, save, record, tell. Never raises (see ``_look``)."""
         assert self._rt is not None
         record = watch.record
         try:
@@ -704,6 +731,8 @@ class Follower:
             return Checked(record, [], held=False)
         if seconds <= 0 and not looked and watch.record.state != "succeeded_without_results":
             await self._look_now(watch)
+        if watch.record.finished and not watch.done.is_set():  # ended: its results are being saved
+            seconds = self.save_grace(seconds)  # a while for them; a slow download goes on meanwhile
         # This very watch, even if this call's own look ended the task or left it alone (a task no longer followed is
         # not followed again by waiting on it). A task that ended in that look is finished and forgotten before
         # waiting starts: its problems (a result that could not be saved) are on this watch only.
@@ -711,15 +740,23 @@ class Follower:
         problems = [*watch.problems, *(line for line in problems if line not in watch.problems)]
         return Checked(current, problems, held=True, saving=current.finished and not watch.done.is_set())
 
+    def save_grace(self, seconds: float) -> float:
+        """How long a ``check_task`` asked to wait ``seconds`` waits for results being saved: ``settings.save_grace``
+        at least (real seconds: downloads take real time), then it answers that they are being saved."""
+        return max(seconds, self._rt.settings.save_grace if self._rt is not None else 0.0)
+
     async def _look_now(self, watch: Watch) -> None:
-        while watch.busy:  # one look at a time: wait for the one in flight, then ask again
+        """One look at KIE now, after the look in flight. A task that ended needs none: its finishing (which may be
+        a long download) is the follower's, started by its loop, and never waited for here."""
+        while watch.busy and not watch.record.finished:  # one look at a time: the one in flight, then ask again
             event = anyio.Event()
             watch.listeners.add(event)
             try:
                 await event.wait()
             finally:
                 watch.listeners.discard(event)
-        if watch.done.is_set():
+        if watch.done.is_set() or watch.record.finished:
+            self._poke()
             return
         watch.busy = True
         try:
