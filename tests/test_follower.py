@@ -468,6 +468,32 @@ async def test_a_handshake_client_gets_a_log_message_when_a_task_ends(settings, 
     assert any("succeeded" in line and "outputs/" in line for line in lines if task_id in line)
 
 
+async def test_a_handshake_client_hears_of_a_task_an_earlier_server_left_whatever_tool_it_calls(
+    settings, transport, controls, tmp_path
+):
+    """The audit: after a restart, a client that only called list_tasks was never told that a task the earlier
+    server left had ended; only check_task of that very task told the server how to reach the client."""
+    from kie_mcp.server import create_server
+
+    await controls.post("clock/speed", {"speed": 0})
+    async with Client(create_server(settings, transport=transport), elicitation_callback=answering()) as client:
+        task_id = await video_nobody_waits_for(client)
+    lines: list[str] = []
+
+    async def on_log(params: LoggingMessageNotificationParams) -> None:
+        lines.append(str(params.data))
+
+    server = create_server(settings, transport=transport)
+    async with Client(server, mode="legacy", logging_callback=on_log) as client:
+        await client.call_tool("list_tasks", {})
+        await controls.post("clock/speed", {"speed": 1000})
+        await until_saved(tmp_path, task_id)
+        with anyio.fail_after(10):
+            while not any(task_id in line for line in lines):  # noqa: ASYNC110 - filled by the client's callback
+                await anyio.sleep(0.02)
+    assert any("succeeded" in line for line in lines if task_id in line)
+
+
 async def test_a_handshake_client_that_sets_a_higher_log_level_is_not_sent_task_messages(
     settings, transport, controls, tmp_path
 ):
@@ -510,6 +536,72 @@ async def test_a_refused_status_check_is_forgotten_once_kie_answers_again(connec
     for result in (made, checked):
         task = result.structured_content.get("task") or result.structured_content["tasks"][0]
         assert task["state"] == "succeeded" and task["error"] is None, text_of(result)
+
+
+async def test_one_refusal_after_a_run_of_server_errors_never_abandons_a_paid_task(connect, controls, tmp_path):
+    """The audit: GIVE_UP counted every failure as a refusal, so seven server errors (maintenance) and then one
+    refusal left a paid task alone: never saved, and still saying "kie-mcp keeps asking"."""
+    await controls.fault("status", kind="code", code=500, times=7)
+    await controls.fault("status", kind="code", code=422, msg="The record is being synchronized")
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 30})
+    task = made.structured_content["tasks"][0]
+    assert task["state"] == "succeeded" and task["files"], text_of(made)
+    assert len(await status_calls(controls, task["task_id"])) >= 9
+
+
+async def test_a_task_left_alone_says_so_and_what_to_do(connect, controls):
+    """After GIVE_UP refusals in a row the follower stops asking: the task says that (in the journal too, for
+    list_tasks), instead of "kie-mcp keeps asking"; check_task asks again, and follows it from then on."""
+    await controls.fault("status", kind="code", code=422, msg="The record is being synchronized", times=8)
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 20})
+        task_id = made.structured_content["tasks"][0]["task_id"]
+        listed = await client.call_tool("list_tasks", {})
+        [row] = [t for t in listed.structured_content["tasks"] if t["task_id"] == task_id]
+        checked = await client.call_tool("check_task", {"task_id": task_id})
+    assert row["state"] == "queued" and row["error"].startswith("kie-mcp stopped following this task: KIE refused 8")
+    assert "check_task asks KIE again" in row["error"] and "keeps asking" not in row["error"]
+    assert "The task itself is unaffected" in row["error"]
+    assert checked.structured_content["task"]["state"] == "succeeded", text_of(checked)
+    assert checked.structured_content["task"]["error"] is None
+
+
+async def test_a_task_left_alone_for_refusals_is_taken_up_again_within_the_hour(connect, controls, tmp_path):
+    """A key fixed or KIE recovered: a task left alone after GIVE_UP refusals is looked at again an hour later
+    (RETRY_DROPPED), and saved without anyone asking."""
+    await controls.fault("status", kind="code", code=422, msg="The record is being synchronized", times=8)
+    async with connect(elicitation=answering(), poll_min_interval=0.001) as client:  # the hour is 1.8 s here
+        made = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 0})
+        task_id = made.structured_content["tasks"][0]["task_id"]
+        assert await until_saved(tmp_path, task_id, seconds=30)
+        listed = await client.call_tool("list_tasks", {})
+    [row] = [t for t in listed.structured_content["tasks"] if t["task_id"] == task_id]
+    assert row["state"] == "succeeded" and row["error"] is None
+
+
+async def test_a_task_long_past_its_models_usual_time_promises_no_time_left(connect, controls, tmp_path):
+    """The audit: a task KIE never ended said "about 1s left. Check again later" for 14 days. Past twice its
+    model's longest usual time it shows no time left and says it is taking longer than usual, with where to look."""
+    from kie_mcp.journal import Journal
+
+    await controls.post("clock/speed", {"speed": 0})  # KIE never ends it
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 0})
+    task_id = made.structured_content["tasks"][0]["task_id"]
+    hour_ago = time.time() - 3600  # nano-banana-2 usually takes 5-60 s
+    journal = Journal.for_workspace(tmp_path)
+    journal.execute(
+        "UPDATE tasks SET created = ?, record = json_set(record, '$.created_at', ?) WHERE task_id = ?",
+        hour_ago, hour_ago, task_id,
+    )  # fmt: skip
+    journal.close()
+    async with connect() as client:
+        checked = await client.call_tool("check_task", {"task_id": task_id})
+    task = checked.structured_content["task"]
+    assert task["state"] in ("queued", "running") and task["eta_seconds"] is None, text_of(checked)
+    assert "longer than this model usually takes (5-60 s)" in text_of(checked) and "for 1 h" in text_of(checked)
+    assert "kie.ai/logs" in text_of(checked) and "s left" not in text_of(checked)
 
 
 async def test_a_young_task_kie_answers_task_not_found_is_not_refused(transport, controls, sim):

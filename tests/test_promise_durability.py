@@ -153,7 +153,8 @@ async def test_success_without_a_result_link_is_not_done_and_is_looked_at_again(
         first = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 0})
         task_id = first.structured_content["tasks"][0]["task_id"]
         await anyio.sleep(0.3)
-        empty = await client.call_tool("check_task", {"task_id": task_id})
+        # A wait on the follower, which saw the empty success (a check_task of 0 s would ask KIE again at once).
+        empty = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 0.1})
         later = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 5})
     assert empty.structured_content["task"]["state"] == "succeeded_without_results", text_of(empty)
     assert "no result link" in text_of(empty)
@@ -188,6 +189,19 @@ async def test_unfinished_downloads_of_a_dead_process_are_swept_on_start(connect
             while leftover.exists() or ours.exists() or abandoned.exists():  # noqa: ASYNC110 - seen on disk
                 await anyio.sleep(0.05)
     assert live.exists() and elsewhere.exists()
+
+
+async def test_check_task_asks_kie_again_about_a_success_that_came_without_its_links(connect, controls, tmp_path):
+    """The audit: the answer promised "check_task looks again", but check_task never asked in this state, and the
+    follower looks every 3 minutes: a person asking for 50 s got the empty success, and KIE was never asked."""
+    await controls.fault("status", kind="no_results")
+    async with connect(elicitation=answering(), poll_min_interval=0.2) as client:  # a 3-minute look is 18 s here
+        made = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 2})
+        assert made.structured_content["tasks"][0]["state"] == "succeeded_without_results", text_of(made)
+        task_id = made.structured_content["tasks"][0]["task_id"]
+        checked = await client.call_tool("check_task", {"task_id": task_id})
+    assert checked.structured_content["task"]["state"] == "succeeded", text_of(checked)
+    assert checked.structured_content["task"]["files"]
 
 
 def test_what_an_earlier_process_with_this_process_id_left_is_its_own_not_ours(tmp_path):

@@ -109,7 +109,9 @@ async def test_a_refused_status_check_is_noted_with_advice_for_a_status_check_no
     note = checked.structured_content["task"]["error"]
     text = text_of(checked)
     assert note and note in text, text
-    assert f"KIE error {code}" in note and "unaffected" in note and "keeps asking" in note, note
+    assert f"KIE error {code}" in note and "unaffected" in note, note
+    # Still asking, or (this call's own look the 8th refusal in a row) no longer, saying what to do.
+    assert "keeps asking" in note or "check_task asks KIE again" in note, note
     assert create_advice_in(note) == [], note
     assert ".." not in note, note
     if advice is not None:

@@ -41,7 +41,8 @@ LONGEST_SCRIPT = max(
     if spec.kind == "video" and "audio" in spec.capabilities
     if (field := spec.field_for_arg("prompt")) is not None and field.max_length
 )
-COUNTS = {"angles", "beats"}  # whole-number arguments, refused by _count: every other argument is free text
+COUNTS = {"angles", "beats"}  # whole-number arguments, refused by _count
+MODELS = {"model", "video_model"}  # model ids, refused unless the catalogue has one of the workflow's kind
 
 
 def _step(text: str, number: int) -> str:
@@ -273,11 +274,33 @@ def test_no_free_text_argument_of_any_workflow_adds_a_line(name):
     with every line break, leaves the workflow's lines as they were."""
     fn = WORKFLOWS[name][1]
     plain = fn(**ARGUMENTS[name]).splitlines()
-    free = [p for p in inspect.signature(fn).parameters if p not in COUNTS]
+    free = [p for p in inspect.signature(fn).parameters if p not in COUNTS | MODELS]
     for argument in free:
         text = fn(**{**ARGUMENTS[name], argument: FORGED.format(br="".join(BREAKS))})
         assert len(text.splitlines()) == len(plain), argument
         assert "already approved" in text, argument  # shown, on an existing line
+
+
+@pytest.mark.parametrize(
+    ("name", "model", "said"),
+    [
+        ("ugc_video", "veo3-fats", "Did you mean: veo3_fast"),  # a typo
+        ("ugc_video", "nano-banana-2", "makes images, and this workflow needs a video model"),
+        ("character_sheet", "veo3_fast", "makes videos, and this workflow needs an image model"),
+        ("script_to_video", FORGED.format(br="\n"), "Unknown model"),  # a forged step is no model either
+        ("character_sheet", "w" * 5000, "is too long: at most 2000 characters"),
+    ],
+)
+async def test_a_workflow_refuses_a_model_argument_that_is_no_model_of_its_kind(connect, name, model, said):
+    """The audit: ugc_video(model="veo3-fats") planned the whole reel around a typo, and said "Clips of "veo3-fats"
+    cannot be extended"; an image model for a video too. Refused now, naming the argument and the closest models."""
+    argument = "video_model" if "video_model" in ARGUMENTS[name] else "model"
+    async with connect() as client:
+        with pytest.raises(MCPError) as refused:
+            await client.get_prompt(name, {**ARGUMENTS[name], argument: model})
+    assert refused.value.error.code == INVALID_PARAMS
+    assert refused.value.error.message.startswith(f"{argument}") and said in refused.value.error.message
+    assert "\n" not in refused.value.error.message
 
 
 @pytest.mark.parametrize(
@@ -306,7 +329,7 @@ async def test_a_quote_inside_a_script_stays_inside_one_quoted_string(connect, n
         ("ugc_video", "script", 200_000, None),
         ("influencer_recreation", "scene", 2001, 2000),
         ("animated_ad", "story", 50_000, 2000),
-        ("character_sheet", "model", 5000, 2000),
+        ("character_sheet", "description", 5000, 2000),  # a model argument that long: test below (no model)
     ],
 )
 async def test_an_over_long_argument_is_refused_naming_it_and_its_limit(connect, name, argument, length, limit):

@@ -168,6 +168,8 @@ async def test_a_count_in_a_prompt_is_taken_as_text_and_used(connect):
         ("ugc_video", {"product": "p", "script": "s", "bogus": "1"}, "bogus: not an argument"),
         ("character_sheet", {"description": "  "}, "description: required"),  # rendered "Character: ."
         ("ugc_video", {"product": "p", "script": ""}, "script: required"),
+        # A made-up name with control characters is quoted, never echoed raw (a newline, an escape sequence).
+        ("ugc_video", {"product": "p", "script": "s", "bad\nname\x1b": "1"}, '"bad\\nname\\u001b": not an argument'),
     ],
 )
 async def test_a_wrong_prompt_request_is_refused_saying_what_is_wrong(connect, name, arguments, said):

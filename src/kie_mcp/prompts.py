@@ -267,6 +267,7 @@ def influencer_recreation(
     reference_image: ReferenceImage, scene: Scene, script: Words = "", video_model: VideoModel = "veo3_fast"
 ) -> str:
     """Recreate a person from a reference photo as a still, get it approved, then animate it."""
+    _checked_model("video_model", video_model, "video")
     photo, place, model = (
         _said("reference_image", reference_image),
         _said("scene", scene),
@@ -303,6 +304,7 @@ def product_showcase(
     product_image: ProductImage, person: Person, pitch: Words = "", video_model: VideoModel = "veo3_fast"
 ) -> str:
     """An AI person holds or uses the product (an approved still), then talks about it on video."""
+    _checked_model("video_model", video_model, "video")
     photo, who, model = (
         _said("product_image", product_image),
         _said("person", person),
@@ -338,6 +340,26 @@ def product_showcase(
     )
 
 
+def _checked_model(name: str, model: str, kind: str) -> None:
+    """A model argument the catalogue knows, of the kind the workflow makes, or an error the client shows: a typo
+    (``veo3-fats``) or an image model for a video planned a whole workflow around a model no call takes, and stated
+    false facts about it ("clips of it cannot be extended")."""
+    from kie_mcp.catalog import load_catalog
+
+    _said(name, model)  # too long: refused as every argument is, naming its limit
+    try:
+        spec = load_catalog().resolve(model.strip())
+    except LookupError as err:  # unknown (with the closest names), withdrawn, or a name several models answer to
+        raise MCPError(code=INVALID_PARAMS, message=f"{name}: {str(err).replace('; nothing was sent', '')}") from None
+    if spec.kind != kind:
+        wanted, default = ("an image", "nano-banana-2") if kind == "image" else (f"a {kind}", "veo3_fast")
+        raise MCPError(
+            code=INVALID_PARAMS,
+            message=f"{name}: {spec.id} makes {spec.kind}s, and this workflow needs {wanted} model (list_models "
+            f"shows them; the default is {default}).",
+        )
+
+
 def _spec(model: str) -> ModelSpec | None:
     """The catalogue's model ``model`` names (an id or alias), or None when it knows none."""
     from kie_mcp.catalog import load_catalog
@@ -350,6 +372,7 @@ def _spec(model: str) -> ModelSpec | None:
 
 def character_sheet(description: Description, angles: Angles = "9", model: ImageModel = "nano-banana-2") -> str:
     """A consistent character: a hero portrait first, approved, then the other angles from it (angles: 1-24)."""
+    _checked_model("model", model, "image")
     angles = str(_count("angles", angles, ANGLES))
     character = _said("description", description)
     variations = "the guide suggests 2-4 hero variations to choose from"
@@ -491,6 +514,7 @@ def _more_of_a_take(model: str) -> str:
 
 def ugc_video(product: Product, script: Script, persona: Persona = "", model: VideoModel = "veo3_fast") -> str:
     """A selfie-style UGC reel with a script, phone-camera look."""
+    _checked_model("model", model, "video")
     who = _said("persona", persona) if persona else "as in MASTER_CONTEXT.md"
     return "\n".join(
         [
@@ -537,6 +561,7 @@ def _fits_today(fewer: str) -> str:
 
 def script_to_video(script: Script, visual_style: VisualStyle, model: VideoModel = "veo3_fast") -> str:
     """A long script becomes several clips that fit the model, generated and then joined."""
+    _checked_model("model", model, "video")
     return "\n".join(
         [
             f"Workflow: script to video. Style: {_said('visual_style', visual_style)}. Model: {_said('model', model)}.",

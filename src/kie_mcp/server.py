@@ -431,8 +431,11 @@ def _check_prompt_arguments(prompt: Any, name: str, arguments: dict[str, Any] | 
     missing = [argument.name for argument in prompt.arguments or () if argument.required and argument.name not in given]
     given |= set(arguments or {})  # a blank argument the prompt does not take is still named as unexpected
     unexpected = sorted(given - set(declared))
-    problems = [f"{plain(n, quoted=False)}: required" for n in missing]
-    problems += [f"{plain(n, quoted=False, limit=40)}: not an argument of this prompt" for n in unexpected[:5]]
+    problems = [f"{n}: required" for n in missing]  # declared names: plain words
+    # A name the client made up is shown as written when it is a plain word, else quoted (no raw control characters).
+    problems += [
+        f"{plain(n, quoted=not n.isidentifier(), limit=40)}: not an argument of this prompt" for n in unexpected[:5]
+    ]
     if problems:
         raise MCPError(
             code=INVALID_PARAMS,

@@ -13,6 +13,7 @@ import logging
 import math
 import mimetypes
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -87,9 +88,9 @@ from kie_mcp.spend import (
 from kie_mcp.spend.balance import balance_cache
 from kie_mcp.spend.quotes import QUOTE_ID
 from kie_mcp.tasks import TaskBook, TaskRecord
-from kie_mcp.tasks.records import PROMPT_SHOWN, ModelFilterError
+from kie_mcp.tasks.records import NOT_FOLLOWED, OVERDUE, PROMPT_SHOWN, ModelFilterError
 from kie_mcp.toolschema import FREE_TEXT
-from kie_mcp.words import plain, timestamp
+from kie_mcp.words import duration_text, plain, timestamp
 
 if TYPE_CHECKING:
     from kie_mcp.server import _Server
@@ -549,7 +550,8 @@ def _register_tools(mcp: MCPServer) -> None:
                 problems.insert(0, record.error)  # why it does not move (one KIE does not know: _task_message)
             rt.tasks.label(record)  # its prompt, session and folder, from the journal
             await rt.follower.deliver_notices(ctx)
-        result = TaskResult(task=record, message=" ".join([_task_message(record), *problems]))
+        typical = rt.typical_seconds(record.model)
+        result = TaskResult(task=record, message=" ".join([_task_message(record, typical), *problems]))
         await _thumbnails_ready([record], rt.settings.workspace, rt.settings.preview_px)  # in a worker thread
         call = _tool_result(result, result.message, rt, [record])
         if client_supports_apps(ctx):  # MCP Apps hosts: the gallery
@@ -1224,7 +1226,7 @@ def _labels_text(record: TaskRecord, opening: str = "; ", closing: str = "") -> 
     return f"{opening}{'; '.join(parts)}{closing}" if parts else ""
 
 
-def _task_message(record: TaskRecord) -> str:
+def _task_message(record: TaskRecord, typical: tuple[int, int] | None = None) -> str:
     task = f"Task {record.task_id} ({record.model}{_labels_text(record)})"
     if record.unknown_to_kie:  # no progress or time left to tell: KIE has no such task under this key
         return f"{task}, last recorded {record.state}: {record.error}"
@@ -1236,6 +1238,14 @@ def _task_message(record: TaskRecord) -> str:
         return f"{head}. {record.error}"
     eta = f"; about {record.eta_seconds}s left" if record.eta_seconds else ""
     progress = f" ({record.progress:.0%})" if record.progress is not None else ""
+    if typical and time.time() - record.created_at > OVERDUE * typical[1]:  # no estimate: it would only be wrong
+        waited = duration_text(time.time() - record.created_at)
+        followed = not (record.error or "").startswith(NOT_FOLLOWED)
+        asking = "kie-mcp keeps asking (check again later with check_task); " if followed else ""
+        return (
+            f"{head}, for {waited}: longer than this model usually takes ({typical[0]}-{typical[1]} s), and KIE has "
+            f"not ended it. {asking}https://kie.ai/logs shows the task as KIE has it."
+        )
     return f"{head}{progress}{eta}. Check again later with check_task."
 
 
@@ -1532,6 +1542,7 @@ def _runtime(ctx: Context) -> Runtime:
     rt = _state(ctx)
     if (problem := rt.settings.config_problem) is not None:
         raise ToolError(redact(problem))
+    rt.follower.attach_client(ctx)  # any tool call: from now on the client hears when a task ends (tasks/follower.py)
     return rt
 
 

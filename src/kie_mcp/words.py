@@ -92,6 +92,14 @@ def timestamp(moment: float | datetime | None = None) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def duration_text(seconds: float) -> str:
+    """A span of time as people say it, rounded down: ``45 s``, ``12 min``, ``3 h``, ``2 days``."""
+    for unit, size in (("days", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size * (2 if unit == "days" else 1):
+            return f"{int(seconds // size)} {unit}"
+    return f"{max(int(seconds), 0)} s"
+
+
 def parse_timestamp(text: str | None) -> datetime | None:
     """A timestamp written by ``timestamp`` (or any ISO 8601 text; without a zone it is read as UTC), else None."""
     if not text:

@@ -15,9 +15,12 @@ whether or not a tool call is waiting on it:
 - **Backing off.** A 429 pauses every look for ``settings.rate_limit_backoff``, doubling while KIE keeps
   answering 429 (up to 8x); a network or server error, or an answer that cannot be used (garbage no parser
   foresaw: noted on the record until KIE answers sensibly), puts that task's next look further out (doubling, up to
-  a minute); a refusal (unknown task, bad key) is noted on the record, and after 8 in a row the task is left
-  alone (the journal keeps it; ``check_task`` can still ask), as is one KIE still calls unfinished 14 days after
-  it was created (``RETENTION_SECONDS``: KIE deletes results then, and a restart would not adopt it). A young
+  a minute); a refusal (unknown task, bad key) is noted on the record, and after 8 in a row (``GIVE_UP``: refusals
+  only, not other failures) the task is left alone, as is one KIE still calls unfinished 14 days after it was created
+  (``RETENTION_SECONDS``: KIE deletes results then, and a restart would not adopt it). The record then says so
+  (``NOT_FOLLOWED``, in the journal too) with what to do; ``check_task`` still asks, and tasks left alone for
+  refusals are taken up again once an hour (``RETRY_DROPPED``: a key or KIE may have recovered). A task unfinished
+  twice as long as its model's longest typical duration shows no time left (``records.OVERDUE``). A young
   task KIE does not show yet is not an error (``VISIBILITY_GRACE_SECONDS``). Every look goes through the KIE
   client's poll pacing (10 per second).
 - **When a task ends** it settles the spend (refund of a failed task, KIE's real charge), saves the results
@@ -74,7 +77,7 @@ from kie_mcp.journal import JournalUnavailable
 from kie_mcp.processes import this_process
 
 from .polling import Look, refresh
-from .records import TaskRecord
+from .records import NOT_FOLLOWED, STATUS_REFUSED, STILL_ASKING, TaskRecord, time_left
 
 if TYPE_CHECKING:
     from kie_mcp.runtime import Runtime
@@ -92,6 +95,7 @@ ADOPT_PAGE = 500  # unfinished tasks read from the journal at a time (the journa
 ADOPT_PAGES = 20  # pages a scan reads at most: 10,000 unfinished tasks
 QUIET = 180.0  # ... adopted when nothing was recorded about them for this long
 GIVE_UP = 8  # refusals in a row after which a task is left alone
+RETRY_DROPPED = 3600.0  # ... and looked at again after this (a key or KIE may have recovered)
 LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")  # MCP's, ascending
 MAX_RATE_LIMIT_FACTOR = 8  # 429s in a row pause every look: rate_limit_backoff, doubled each time, up to 8x
 LOOKS_AT_ONCE = 8  # looks at KIE running at the same time
@@ -155,6 +159,7 @@ class Watch:
     busy: bool = False  # a look (or the finishing after it) is running
     estimated: bool = True  # the record's progress is our estimate, not KIE's
     failures: int = 0  # looks in a row that learnt nothing
+    refusals: int = 0  # looks in a row KIE refused (GIVE_UP of them: the task is left alone)
     waiters: int = 0
     problems: list[str] = field(default_factory=list)  # journal, spend and download problems, for the waiters
     done: anyio.Event = field(default_factory=anyio.Event)  # finished, settled and saved
@@ -226,10 +231,14 @@ class Follower:
         self._adopt(quiet_for=None)  # every unfinished task an earlier process left
         await self._adopt_unsaved()  # and every finished one whose results it could not save
         rescan_at = time.monotonic() + RESCAN * self._unit
+        retry_dropped_at = time.monotonic() + RETRY_DROPPED * self._unit
         async with anyio.create_task_group() as group:
             while True:
                 self._wake = anyio.Event()
                 now = time.monotonic()
+                if now >= retry_dropped_at:
+                    self._dropped.clear()  # the rescan adopts them again (unless over KIE's 14 days)
+                    retry_dropped_at = now + RETRY_DROPPED * self._unit
                 if now >= rescan_at:
                     self._recover_interrupted()
                     self._adopt(quiet_for=QUIET * self._unit)
@@ -459,7 +468,7 @@ class Follower:
             return
         typical = self._rt.typical_seconds(record.model) or watch.typical
         elapsed = time.time() - record.created_at
-        record.eta_seconds = max(int(typical[1] - elapsed), 1)
+        record.eta_seconds = time_left(typical, elapsed)
         if watch.estimated:
             record.progress = round(min(elapsed / typical[1], 0.95), 3)
 
@@ -532,18 +541,20 @@ class Follower:
             watch.failures = 0
         else:
             watch.failures += 1
+        watch.refusals = watch.refusals + 1 if outcome is Look.REFUSED else 0
         gap = self._gap(watch)
         if watch.failures:
             gap = min(max(gap, FLOOR * 2**watch.failures), MAX_GAP)
         watch.next_at = now + gap * self._unit
-        if outcome is Look.REFUSED and watch.failures >= GIVE_UP:
+        if outcome is Look.REFUSED and watch.refusals >= GIVE_UP:
             log.warning(
                 "task %s: KIE refused %d looks in a row (%s); no longer following it (check_task still asks)",
                 watch.record.task_id,
-                watch.failures,
+                watch.refusals,
                 watch.record.error,
             )
-            self._forget(watch, dropped=True)
+            said = (watch.record.error or "").removeprefix(STATUS_REFUSED).removesuffix(STILL_ASKING).rstrip(".")
+            self._drop(watch, f"KIE refused {watch.refusals} status checks in a row (the last: {said})")
         elif time.time() - watch.record.created_at > RETENTION_SECONDS:  # as a restart would: not for ever
             log.warning(
                 "task %s: still unfinished %d days after it was created, longer than KIE keeps results; no longer "
@@ -551,7 +562,19 @@ class Follower:
                 watch.record.task_id,
                 RETENTION_SECONDS // 86400,
             )
-            self._forget(watch, dropped=True)
+            days = RETENTION_SECONDS // 86400
+            self._drop(watch, f"KIE still calls it unfinished {days:g} days after it was created")
+
+    def _drop(self, watch: Watch, why: str) -> None:
+        """Stop following a task, and say so on it (in the journal too): whoever looks at it learns why it no longer
+        moves and what to do. Dropped tasks are looked at again once an hour (``RETRY_DROPPED``)."""
+        watch.record.error = (
+            f"{NOT_FOLLOWED}{why}. The task itself is unaffected; check_task asks KIE again (and follows it from "
+            "then on), and https://kie.ai/logs shows the task as KIE has it."
+        )
+        watch.record.eta_seconds = None
+        self._journal(watch)
+        self._forget(watch, dropped=True)
 
     def _journal(self, watch: Watch) -> None:
         """Every change reaches the journal; a journal that cannot take it is reported to the waiters."""
@@ -723,13 +746,13 @@ class Follower:
     async def check(
         self, record: TaskRecord, seconds: float, on_update: OnUpdate | None = None, *, looked: bool = False
     ) -> Checked:
-        """``check_task``: wait up to ``seconds`` on the task; with 0, look once now (after any look in flight),
-        unless KIE just said success without a result link (looked at again on the follower's schedule)."""
+        """``check_task``: wait up to ``seconds`` on the task; with 0, look once now (after any look in flight; also
+        when KIE last said success without a result link, which the follower's schedule looks at every 3 minutes)."""
         await self._runtime()
         watch = self._add(record, looked=looked)
         if watch is None:
             return Checked(record, [], held=False)
-        if seconds <= 0 and not looked and watch.record.state != "succeeded_without_results":
+        if seconds <= 0 and not looked:  # also a success KIE sent without its links: the person asks, KIE is asked
             await self._look_now(watch)
         if watch.record.finished and not watch.done.is_set():  # ended: its results are being saved
             seconds = self.save_grace(seconds)  # a while for them; a slow download goes on meanwhile

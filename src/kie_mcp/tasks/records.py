@@ -47,12 +47,31 @@ STATUS_FAILED = "KIE's last status check failed: "
 # KIE answers a status check of a task it does not know ("record is null") the way it answers one of a task too
 # young to show yet; past the visibility grace (polling.py) the record says so under this lead, with no time left.
 UNKNOWN_TO_KIE = "KIE does not know this task under the current API key"
+# What a refusal noted on a task ends with, while the follower still asks.
+STILL_ASKING = (
+    " The task itself is unaffected (a status check changes nothing on KIE); kie-mcp keeps asking for a while (less "
+    "often while this lasts; check_task asks at once)."
+)
+# The follower stopped asking about a task (refused too often, or unfinished longer than KIE keeps tasks): said on
+# it until KIE answers about it again (check_task asks at once, and the task is followed again).
+NOT_FOLLOWED = "kie-mcp stopped following this task: "
 # Every note a status check leaves on a record: each is dropped when KIE next answers about the task.
-STATUS_NOTES = (STATUS_REFUSED, STATUS_UNUSABLE, STATUS_FAILED, UNKNOWN_TO_KIE)
+STATUS_NOTES = (STATUS_REFUSED, STATUS_UNUSABLE, STATUS_FAILED, UNKNOWN_TO_KIE, NOT_FOLLOWED)
+# A task unfinished this many times the model's longest typical duration is overdue: no time left is promised.
+OVERDUE = 2.0
 NO_RESULTS = (
     "KIE reports success but sent no result link (its answer is kept in the journal); kie-mcp keeps looking in the "
     "background and check_task looks again. If it stays this way, see the task on https://kie.ai/logs."
 )
+
+
+def time_left(typical: tuple[float, float], elapsed: float) -> int | None:
+    """Seconds a task ``elapsed`` seconds old has left by its model's ``typical`` duration; None once it is
+    overdue (``OVERDUE`` times the longest typical duration): an estimate then would only be wrong."""
+    if elapsed > OVERDUE * typical[1]:
+        return None
+    return max(int(typical[1] - elapsed), 1)
+
 
 KEEP_EPOCH = {"epoch": True}  # serialisation context of the journal's copy: times stay epoch seconds, exactly
 # What a record shows of the journal's own columns (tasks.prompt, tasks.session): filled when it is read from the
@@ -200,7 +219,7 @@ class TaskRecord(BaseModel, defer_build=True):
         self.progress = 1.0 if self.finished else status.progress
         elapsed = time.time() - self.created_at
         if not self.finished and typical:
-            self.eta_seconds = max(int(typical[1] - elapsed), 1)
+            self.eta_seconds = time_left(typical, elapsed)
             if self.progress is None:
                 self.progress = round(min(elapsed / typical[1], 0.95), 3)
         else:
@@ -217,11 +236,7 @@ class TaskRecord(BaseModel, defer_build=True):
             lead = STATUS_UNUSABLE if err.category is Category.PROTOCOL else STATUS_REFUSED
             self.error = lead + err.describe()
             return
-        self.error = (
-            f"{STATUS_REFUSED}{_status_said(err)}.{_status_advice(err)} The task itself is unaffected (a status "
-            "check changes nothing on KIE); kie-mcp keeps asking for a while (less often while this lasts; "
-            "check_task asks at once)."
-        )
+        self.error = f"{STATUS_REFUSED}{_status_said(err)}.{_status_advice(err)}{STILL_ASKING}"
 
     def note_failure(self, err: KieError) -> None:
         """A status check that failed in a way worth retrying (maintenance, a server error, a network failure): the
