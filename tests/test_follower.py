@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx2
 import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPDeprecationWarning
@@ -696,3 +697,65 @@ async def test_check_task_of_a_task_saved_in_the_background_does_not_wait_for_it
             checked = await client.call_tool("check_task", {"task_id": task_id})
         assert "being saved now" in text_of(checked)
         assert await until_saved(tmp_path, task_id)
+
+
+# -- two servers on one workspace --------------------------------------------------------------------------
+
+
+class CountedTransport(httpx2.AsyncBaseTransport):
+    """The simulator, reached through this transport: the requests one server sent, by path and task id."""
+
+    def __init__(self, inner: httpx2.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.sent: list[tuple[str, str]] = []
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        self.sent.append((request.url.path, request.url.params.get("taskId", "")))
+        return await self.inner.handle_async_request(request)
+
+    def status_calls(self, task_id: str) -> int:
+        return sum(1 for path, asked in self.sent if path in STATUS_PATHS and asked == task_id)
+
+    def file_gets(self) -> int:
+        return sum(1 for path, _ in self.sent if path.startswith(("/files/", "/dl/")))
+
+
+async def test_a_second_server_leaves_a_task_a_live_server_follows_to_it_even_when_asked(
+    settings, transport, controls, tmp_path
+):
+    """The audit: one check_task (or a read of kie://tasks/{id}) on a second server on the workspace made it a
+    second follower for the rest of the task's life: KIE polled twice, the video downloaded twice. The follower
+    that claimed the task in the journal asks and saves; the other answers from the journal."""
+    from kie_mcp.server import create_server
+
+    first, second = CountedTransport(transport), CountedTransport(transport)
+    await controls.post("clock/speed", {"speed": 0})
+    async with (
+        Client(create_server(settings, transport=first), elicitation_callback=answering()) as a,
+        Client(create_server(settings, transport=second)) as b,
+    ):
+        task_id = await video_nobody_waits_for(a)
+        waiting = await b.call_tool("check_task", {"task_id": task_id, "wait_seconds": 1})
+        await b.read_resource(f"kie://tasks/{task_id}")
+        await controls.post("clock/speed", {"speed": 1000})
+        done = await b.call_tool("check_task", {"task_id": task_id, "wait_seconds": 20})
+        assert await until_saved(tmp_path, task_id)
+    assert waiting.structured_content["task"]["state"] in ("queued", "running"), text_of(waiting)
+    assert done.structured_content["task"]["state"] == "succeeded", text_of(done)
+    assert second.status_calls(task_id) == 0 and second.file_gets() == 0  # the second server asked KIE nothing
+    assert first.status_calls(task_id) >= 1 and first.file_gets() == 1
+
+
+async def test_a_stopped_servers_tasks_are_taken_up_by_the_next_at_once(settings, transport, controls, tmp_path):
+    """A server that stops gives up its claims: the next one on the workspace follows its tasks right away."""
+    from kie_mcp.server import create_server
+
+    await controls.post("clock/speed", {"speed": 0})
+    async with Client(create_server(settings, transport=transport), elicitation_callback=answering()) as a:
+        task_id = await video_nobody_waits_for(a)
+    later = CountedTransport(transport)
+    async with Client(create_server(settings, transport=later)) as b:
+        await controls.post("clock/speed", {"speed": 1000})
+        checked = await b.call_tool("check_task", {"task_id": task_id, "wait_seconds": 20})
+    assert checked.structured_content["task"]["state"] == "succeeded", text_of(checked)
+    assert later.status_calls(task_id) >= 1 and saved(tmp_path, task_id)

@@ -44,6 +44,8 @@ CREATE TABLE IF NOT EXISTS uploads (
     sha256 TEXT PRIMARY KEY, url TEXT NOT NULL, uploaded REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS answers (
     task_id TEXT NOT NULL, body TEXT NOT NULL, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS follows (
+    task_id TEXT PRIMARY KEY, owner TEXT NOT NULL, seen REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS files (
     task_id TEXT NOT NULL, idx INTEGER NOT NULL, path TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL,
     mime TEXT NOT NULL, source_url TEXT NOT NULL, created REAL NOT NULL, PRIMARY KEY (task_id, idx));
@@ -186,6 +188,14 @@ def folded(text: str | None) -> str:
 
 def _columns(db: sqlite3.Connection, table: str) -> set[str]:
     return {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+
+
+def _live_holder(row: sqlite3.Row | None, owner: str, fresh_since: float) -> str | None:
+    """The follower in a ``follows`` row when it is not ``owner``, renewed its claim after ``fresh_since`` and its
+    process is not known to be gone; else None."""
+    if row is None or row["owner"] == owner or row["seen"] <= fresh_since:
+        return None
+    return None if processes.owner_gone(row["owner"]) is True else str(row["owner"])
 
 
 class JournalUnavailable(RuntimeError):
@@ -479,6 +489,51 @@ class Journal:
         if state is None:
             return self.query("SELECT * FROM attempts ORDER BY created")
         return self.query("SELECT * FROM attempts WHERE state = ? ORDER BY created", state)
+
+    # -- who follows a task ---------------------------------------------------------------------
+    # One follower per workspace asks KIE about a task and saves its results, whichever server it runs in: each
+    # claims the tasks it follows here and renews the claims every minute (``tasks/follower.py``).
+
+    def claim_follow(self, task_id: str, owner: str, *, fresh_for: float) -> str | None:
+        """Claim following ``task_id`` for the follower ``owner``. None when it is ours now; else the owner that
+        holds it: one that renewed its claim within ``fresh_for`` seconds and whose process is not known to be gone
+        (``processes.owner_gone``; another machine's cannot be told, so its claim holds until it goes stale)."""
+        now = time.time()
+        with self.transaction() as db:
+            row = db.execute("SELECT owner, seen FROM follows WHERE task_id = ?", (task_id,)).fetchone()
+            if (holder := _live_holder(row, owner, now - fresh_for)) is not None:
+                return holder
+            db.execute(
+                "INSERT INTO follows (task_id, owner, seen) VALUES (?, ?, ?) ON CONFLICT(task_id) DO UPDATE SET"
+                " owner = excluded.owner, seen = excluded.seen",
+                (task_id, owner, now),
+            )
+        return None
+
+    def follower_of(self, task_id: str, owner: str, *, fresh_for: float) -> str | None:
+        """Another follower holding ``task_id`` (as ``claim_follow`` judges), without claiming it; or None."""
+        rows = self.query("SELECT owner, seen FROM follows WHERE task_id = ?", task_id)
+        return _live_holder(rows[0] if rows else None, owner, time.time() - fresh_for)
+
+    def followed_elsewhere(self, owner: str, *, fresh_for: float) -> set[str]:
+        """The tasks another follower, alive (or of another machine), claimed within ``fresh_for`` seconds."""
+        rows = self.query(
+            "SELECT task_id, owner FROM follows WHERE owner != ? AND seen > ?", owner, time.time() - fresh_for
+        )
+        gone: dict[str, bool | None] = {}
+        for row in rows:
+            gone.setdefault(row["owner"], processes.owner_gone(row["owner"]))
+        return {row["task_id"] for row in rows if gone[row["owner"]] is not True}
+
+    def renew_follows(self, owner: str) -> None:
+        self.execute("UPDATE follows SET seen = ? WHERE owner = ?", time.time(), owner)
+
+    def release_follows(self, owner: str, task_id: str | None = None) -> None:
+        """Give up the claim on ``task_id`` (or on every task, when the follower stops)."""
+        if task_id is None:
+            self.execute("DELETE FROM follows WHERE owner = ?", owner)
+        else:
+            self.execute("DELETE FROM follows WHERE task_id = ? AND owner = ?", task_id, owner)
 
     # -- tasks -----------------------------------------------------------------------------------
 

@@ -39,7 +39,7 @@ def alive(pid: int) -> bool:
 def owner_gone(owner: str | None) -> bool | None:
     """For an owner tag (``this_process``): True when that process of this machine is gone, False when it runs,
     None when this machine cannot tell (another machine's, or no tag)."""
-    host, _, rest = (owner or "").partition("-")
+    host, _, rest = (owner or "").partition("/")[0].partition("-")  # a follower's tag adds /<its number>
     pid, _, run = rest.partition("-")  # older kie-mcp wrote no run
     if host != HOST or not pid.isdigit():
         return None

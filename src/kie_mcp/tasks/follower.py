@@ -45,6 +45,11 @@ whether or not a tool call is waiting on it:
   stop other tasks from being looked at. A ``check_task`` of a task that just ended waits at most
   ``settings.save_grace`` for its results (or its own ``wait_seconds``, when longer); the download goes on, and the
   answer says the results are being saved.
+- **One follower per workspace.** Each task is claimed in the journal (``follows``) by the follower that asks
+  KIE about it and saves its results, when it starts following it; claims are renewed every ``RESCAN`` and given
+  up when the task ends or the server stops. Another server's follower leaves a task claimed by a live one alone
+  (its ``check`` reads the journal instead of asking KIE), and takes it over once that server is gone: at once on
+  this machine (its process has ended), or when the claim goes ``QUIET`` unrenewed (another machine's).
 - **Telling the client.** ``check_task`` and the ``kie://tasks/{id}`` resource hand the follower their request
   context (``attach_client``). From then on, every change of a task's state is published as a resource update
   of ``kie://tasks/{id}`` on the server's subscription bus (``Context.notify_resource_updated``: the bus is
@@ -59,6 +64,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import logging
 import sqlite3
 import time
@@ -107,6 +113,7 @@ DEFAULT_TYPICAL = {"image": (5, 60), "video": (60, 300)}  # a model the catalogu
 OTHER_TYPICAL = (30, 300)
 
 JOURNAL_ERRORS = (sqlite3.Error, OSError, JournalUnavailable)
+_FOLLOWERS = itertools.count(1)  # the followers of this process (one per server), told apart in their claims
 TASK_STATES_UNFINISHED = ("queued", "running", "succeeded_without_results")
 
 OnUpdate = Callable[[list[TaskRecord]], Awaitable[None]]
@@ -214,6 +221,7 @@ class Follower:
         self._publish: Callable[[str], Awaitable[None]] | None = None
         self._session: Any = None  # a handshake-era session: it can be told things outside a request
         self._notices: deque[str] = deque(maxlen=50)
+        self.owner = f"{this_process()}/{next(_FOLLOWERS)}"  # whose claims, in the journal's follows table
         self.client_level = "info"  # logging/setLevel: "a task ended" (info) is sent unless the client set higher
 
     # -- the loop --------------------------------------------------------------------------------------------
@@ -228,6 +236,12 @@ class Follower:
         self._bound_event().set()
         if rt.kie is None:
             return  # no key: nothing can be followed, and no tool can create or check a task
+        try:
+            await self._follow_all()
+        finally:  # a stop (cancelled): another server on the workspace may take these tasks up at once
+            self._release(None)
+
+    async def _follow_all(self) -> None:
         self._adopt(quiet_for=None)  # every unfinished task an earlier process left
         await self._adopt_unsaved()  # and every finished one whose results it could not save
         rescan_at = time.monotonic() + RESCAN * self._unit
@@ -240,6 +254,7 @@ class Follower:
                     self._dropped.clear()  # the rescan adopts them again (unless over KIE's 14 days)
                     retry_dropped_at = now + RETRY_DROPPED * self._unit
                 if now >= rescan_at:
+                    self._renew()
                     self._recover_interrupted()
                     self._adopt(quiet_for=QUIET * self._unit)
                     rescan_at = now + RESCAN * self._unit
@@ -295,8 +310,9 @@ class Follower:
         assert self._rt is not None
         now = time.time()
         quiet_since = None if quiet_for is None else now - quiet_for
+        elsewhere = self._followed_elsewhere_now()
         for row in self._unfinished_rows(since=now - RETENTION_SECONDS, quiet_since=quiet_since):
-            if row["task_id"] in self._watches or row["task_id"] in self._dropped:
+            if row["task_id"] in self._watches or row["task_id"] in self._dropped or row["task_id"] in elsewhere:
                 continue
             if quiet_for is None and self._followed_elsewhere(row, now):
                 continue  # adopted by the rescan once it goes quiet (that server stopped following it)
@@ -309,6 +325,48 @@ class Follower:
                 log.warning("task %s: its journal record cannot be read (%s)", row["task_id"], err)
             except Exception:  # one odd row must not stop the follower, which would stop the server
                 log.exception("task %s: could not follow it", row["task_id"])
+
+    # -- claims: one follower per task, across the servers of a workspace ---------------------------------------
+
+    def _claim(self, task_id: str) -> bool:
+        """Whether this follower may follow (or save) ``task_id``: its claim in the journal, unless another live
+        follower holds one (renewed within ``QUIET``). No journal to share claims through: yes (a second look
+        costs less than a result nobody saves)."""
+        assert self._rt is not None
+        try:
+            return self._rt.journal.claim_follow(task_id, self.owner, fresh_for=QUIET * self._unit) is None
+        except JOURNAL_ERRORS:
+            return True
+
+    def _held_elsewhere(self, task_id: str) -> bool:
+        assert self._rt is not None
+        try:
+            return self._rt.journal.follower_of(task_id, self.owner, fresh_for=QUIET * self._unit) is not None
+        except JOURNAL_ERRORS:
+            return False
+
+    def _followed_elsewhere_now(self) -> set[str]:
+        assert self._rt is not None
+        try:
+            return self._rt.journal.followed_elsewhere(self.owner, fresh_for=QUIET * self._unit)
+        except JOURNAL_ERRORS:
+            return set()
+
+    def _renew(self) -> None:
+        """Every ``RESCAN``: this follower's claims are fresh again (they go stale after ``QUIET`` unrenewed)."""
+        assert self._rt is not None
+        try:
+            self._rt.journal.renew_follows(self.owner)
+        except JOURNAL_ERRORS as err:
+            log.debug("could not renew the claims on followed tasks: %s", err)
+
+    def _release(self, task_id: str | None) -> None:
+        if self._rt is None:
+            return
+        try:
+            self._rt.journal.release_follows(self.owner, task_id)
+        except JOURNAL_ERRORS as err:
+            log.debug("could not release the claim on %s: %s", task_id or "followed tasks", err)
 
     def _followed_elsewhere(self, row: sqlite3.Row, now: float) -> bool:
         """Whether another server on this workspace, alive, created this task and recorded something about it lately:
@@ -402,11 +460,17 @@ class Follower:
         assert self._rt is not None
         record = unsaved.record
         assert record.task_id is not None
+        if not self._claim(record.task_id):  # another server's follower is saving them: look again later
+            unsaved.next_at = time.monotonic() + SAVE_AGAIN[0] * self._unit
+            return
         try:
             problems = await self._save(self._rt, [record])
         except Exception as err:
             log.exception("saving the results of task %s failed", record.task_id)
             problems = [f"{type(err).__name__}: {err}"]
+        finally:
+            if record.task_id not in self._watches:
+                self._release(record.task_id)
         if not self._unsaved_results(record):
             del self._unsaved[record.task_id]
             await self._announce(record)
@@ -442,6 +506,8 @@ class Follower:
         if watch is not None:
             return watch
         if record.finished:
+            return None
+        if not self._claim(record.task_id):  # another server's follower asks KIE about it and saves it
             return None
         self._dropped.discard(record.task_id)
         watch = Watch(record=record, typical=self._typical(record))
@@ -608,6 +674,7 @@ class Follower:
         assert task_id is not None
         if self._watches.get(task_id) is watch:
             del self._watches[task_id]
+            self._release(task_id)
         if dropped:
             self._dropped.add(task_id)
         watch.done.set()
@@ -750,6 +817,8 @@ class Follower:
         when KIE last said success without a result link, which the follower's schedule looks at every 3 minutes)."""
         await self._runtime()
         watch = self._add(record, looked=looked)
+        if watch is None and record.task_id is not None and self._held_elsewhere(record.task_id):
+            return await self._check_elsewhere(record, seconds, on_update)
         if watch is None:
             return Checked(record, [], held=False)
         if seconds <= 0 and not looked:  # also a success KIE sent without its links: the person asks, KIE is asked
@@ -762,6 +831,26 @@ class Follower:
         [current], problems = await self._wait_on([watch.record], [watch], seconds, on_update)
         problems = [*watch.problems, *(line for line in problems if line not in watch.problems)]
         return Checked(current, problems, held=True, saving=current.finished and not watch.done.is_set())
+
+    async def _check_elsewhere(self, record: TaskRecord, seconds: float, on_update: OnUpdate | None) -> Checked:
+        """``check`` of a task another server's follower holds: it asks KIE and saves the results, and records
+        what it learns; this waits up to ``seconds`` on the journal (read every ``poll_max_interval``), never asking
+        KIE a second time."""
+        rt = await self._runtime()
+        assert record.task_id is not None
+        deadline = time.monotonic() + seconds
+        while True:
+            if on_update is not None:
+                await on_update([record])
+            left = deadline - time.monotonic()
+            if record.finished or left <= 0:
+                break
+            await anyio.sleep(min(left, rt.settings.poll_max_interval))
+            try:
+                record = rt.tasks.get(record.task_id) or record
+            except JOURNAL_ERRORS:
+                break
+        return Checked(record, [], held=True, saving=record.finished and self._unsaved_results(record))
 
     def save_grace(self, seconds: float) -> float:
         """How long a ``check_task`` asked to wait ``seconds`` waits for results being saved: ``settings.save_grace``
