@@ -759,3 +759,43 @@ async def test_a_stopped_servers_tasks_are_taken_up_by_the_next_at_once(settings
         checked = await b.call_tool("check_task", {"task_id": task_id, "wait_seconds": 20})
     assert checked.structured_content["task"]["state"] == "succeeded", text_of(checked)
     assert later.status_calls(task_id) >= 1 and saved(tmp_path, task_id)
+
+
+async def test_a_task_that_failed_is_refunded_and_answered_at_once_while_downloads_stall(connect, controls):
+    """The review: a failed task's finishing waited for a download slot behind eight stalled results: its refund
+    came late (a user near the daily cap refused meanwhile) and check_task said its results were being saved."""
+    await controls.fault("files", times=8, kind="stall", after_bytes=0, seconds=30)
+    async with connect(elicitation=answering()) as client:
+        for n in range(8):
+            await client.call_tool("generate_image", {**IMAGE, "prompt": f"slow {n}", "wait_seconds": 0})
+        await until_file_requests(controls, 8)
+        await controls.fault("create", kind="task_fail")
+        failed = await client.call_tool("generate_image", {**IMAGE, "prompt": "fails", "wait_seconds": 3})
+        task_id = failed.structured_content["tasks"][0]["task_id"]
+        with anyio.fail_after(3):
+            checked = await client.call_tool("check_task", {"task_id": task_id})
+        credits = await client.call_tool("check_credits", {})
+    assert checked.structured_content["task"]["state"] == "failed", text_of(checked)
+    assert "being saved" not in text_of(checked)
+    assert credits.structured_content["spent_today"] == 8 * 8  # the eight stalled ones; the failed one refunded
+
+
+async def test_check_task_saving_a_finished_tasks_results_itself_waits_at_most_the_grace(
+    settings, transport, controls, tmp_path
+):
+    """The review: a finished task whose results nobody was saving at that moment (the background's next try not
+    due yet) was downloaded by check_task itself, for as long as the stalled file server took (40 s)."""
+    from dataclasses import replace
+
+    from kie_mcp.server import create_server
+
+    server = create_server(replace(settings, download=False), transport=transport)  # KIE_DOWNLOAD=never
+    async with Client(server, elicitation_callback=answering()) as client:
+        made = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 20})
+    task_id = made.structured_content["tasks"][0]["task_id"]
+    await controls.fault("files", times=5, kind="stall", after_bytes=0, seconds=30)
+    async with Client(create_server(replace(settings, save_grace=0.3), transport=transport)) as client:
+        for _ in range(2):  # the follower's own try may hold the file too: either way the answer comes in time
+            with anyio.fail_after(5):
+                checked = await client.call_tool("check_task", {"task_id": task_id})
+            assert "being saved now" in text_of(checked), text_of(checked)

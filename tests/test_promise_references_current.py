@@ -110,3 +110,47 @@ async def test_a_key_pasted_into_the_brand_notes_or_a_reference_note_is_never_se
         note = (await client.read_resource("kie://workspace/references/setup.md")).contents[0].text
     assert KEY not in brand and KEY[:16] not in brand and "[redacted]" in brand and "do not share" in brand
     assert KEY not in note and KEY[:16] not in note and "curl" in note
+
+
+async def test_a_reference_whose_name_is_not_text_leaves_the_others_listed(connect, tmp_path):
+    """The review: a Latin-1 name (``Caf\\xe9 logo.png``, from an old camera's card) made every resources/list,
+    and every read of a reference not listed yet, an "Internal server error". It is left out; the rest works."""
+    import os
+
+    folder = tmp_path / "references"
+    folder.mkdir()
+    (folder / "logo.png").write_bytes(PNG)
+    odd = folder / os.fsdecode(b"Caf\xe9 logo.png")  # bytes no encoding reads as text
+    async with connect() as client:
+        await listed(client)
+        odd.write_bytes(PNG)  # added after a list
+        (folder / "bottle.png").write_bytes(PNG)
+        read = await client.read_resource("kie://workspace/references/bottle.png")
+        uris = set(await listed(client))
+        brand = await client.read_resource("kie://workspace/MASTER_CONTEXT.md")
+    assert read.contents[0].blob and brand.contents[0].text
+    assert {"kie://workspace/references/logo.png", "kie://workspace/references/bottle.png"} <= uris
+    assert not [uri for uri in uris if "Caf" in uri]
+
+
+async def test_a_key_in_a_reference_note_of_any_name_is_never_served(transport, mode, tmp_path):
+    """The review: only files named as text were redacted; a brand.yaml, settings.toml or a note with no extension
+    was served as bytes, key and all. Text of any name is served as text, redacted; other bytes holding the key are
+    not served at all."""
+    (tmp_path / ".env").write_text(f"KIE_API_KEY={KEY}\n")
+    folder = tmp_path / "references"
+    folder.mkdir()
+    for name in ("brand.yaml", "settings.toml", "notes", "session.log"):
+        (folder / name).write_text(f"kie_key: {KEY}\nvoice: warm\n")
+    (folder / "dump.bin").write_bytes(b"\x00\x01\x02" + KEY.encode() + b"\xff\xfe")
+    settings = replace(Settings.load({"KIE_WORKSPACE": str(tmp_path)}, cwd=tmp_path), catalog_sync=False)
+    async with Client(create_server(settings, transport=transport), mode=mode) as client:
+        texts = {
+            name: (await client.read_resource(f"kie://workspace/references/{name}")).contents[0]
+            for name in ("brand.yaml", "settings.toml", "notes", "session.log")
+        }
+        with pytest.raises(MCPError, match="holds the KIE API key"):
+            await client.read_resource("kie://workspace/references/dump.bin")
+    for content in texts.values():
+        assert getattr(content, "text", None) is not None, content
+        assert KEY not in content.text and "voice: warm" in content.text and "[redacted]" in content.text

@@ -120,6 +120,13 @@ def register_secret(value: str | None) -> None:
             _registry.runs = re.compile(f"{made_of}(?:{_BETWEEN}{made_of}){{{FRAGMENT - 1},}}")
 
 
+def holds_secret(text: str) -> bool:
+    """Whether ``text`` holds a registered secret as it is, URL-encoded or base64-encoded (not merely something shaped
+    like a credential): bytes that cannot be redacted (a file served as it is) are checked with this."""
+    pattern = _registry.pattern
+    return pattern is not None and pattern.search(text) is not None
+
+
 def secrets_version() -> object:
     """Changes whenever a secret is registered: what was redacted before it may show that secret, so anything kept
     across calls (the gallery's scanned folders) is made again."""

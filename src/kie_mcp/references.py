@@ -16,7 +16,9 @@ redacted: a key pasted into a note is never shown back.
 
 from __future__ import annotations
 
+import logging
 import mimetypes
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,19 +32,23 @@ from kie_mcp.bundled import bundled_path
 from kie_mcp.config import Settings
 from kie_mcp.media.downloads import SNIFF_BYTES, sniff_mime
 from kie_mcp.media.inputs import RefusedInput, private_reason, read_inside
-from kie_mcp.redact import redact
+from kie_mcp.redact import holds_secret, redact
 
 PREFIX = "kie://workspace/references/"
 GUIDE_URI = PREFIX + "README.md"
 MAX_RESOURCE_BYTES = 50 * 1024 * 1024
 _MEDIA = ("image/", "video/", "audio/")
+TEXT_PROBE = 4096  # bytes read to tell text from other bytes, for a file whose name gives no type
+
+log = logging.getLogger(__name__)
 
 
 def canonical_uri(uri: str) -> str:
     """A workspace file's URI as listed (its path percent-encoded), however the client wrote the path."""
     if not uri.startswith(PREFIX):
         return uri
-    return PREFIX + quote(unquote(uri[len(PREFIX) :]), safe="/")
+    path = unquote(uri[len(PREFIX) :], errors="surrogateescape")
+    return PREFIX + quote(path, safe="/", errors="surrogateescape")
 
 
 @dataclass(frozen=True)
@@ -54,44 +60,86 @@ class Found:
     mime: str
 
 
-def scan(settings: Settings) -> list[Found]:
+# What a scan made of each entry (its listing, or None when it is not listed), by its path and what ``lstat`` says
+# of it: a listing of thousands of references judges (resolves, reads the first bytes of) each file once, not on
+# every resources/list. What is served is judged again on every read, so a stale entry never serves a file.
+_Judged = dict[tuple[str, int, int, int, int], "Found | None"]
+
+
+def scan(settings: Settings, judged: _Judged | None = None) -> list[Found]:
     """Every file under ``references/`` that may be served, sorted (run it in a worker thread). Symlinks are judged
     by their target: never listed when it leaves the workspace or is private (a dotfile, a dot-folder, logs/);
-    dotfiles and dot-folders under references/ are skipped too."""
+    dotfiles and dot-folders under references/ are skipped too, and so is a name that is not text (bytes no
+    encoding reads, as an old camera's card can hold): one odd file never breaks the listing of the others."""
     folder = settings.context_folder / "references"  # in the sandbox, the real workspace's
     if not folder.is_dir():
         return []
     home = settings.context_folder.resolve()
+    before = dict(judged or {})
+    if judged is not None:
+        judged.clear()  # only what is there now is kept
     found = []
     for file in sorted(folder.rglob("*")):
         try:
-            real = file.resolve(strict=True)
-            usable = real.is_file() and real.is_relative_to(home)
-        except (OSError, RuntimeError):
-            usable = False
-        hidden = any(part.startswith(".") for part in file.relative_to(folder).parts)
-        if not usable or hidden or private_reason(real, home, (home,)) is not None:
+            facts = os.lstat(file)
+            key = (str(file), facts.st_mtime_ns, facts.st_size, facts.st_ino, facts.st_mode)
+            item = before[key] if key in before else _judge(file, settings.context_folder, folder, home)
+        except (OSError, RuntimeError, UnicodeError) as err:
+            log.debug("references: %s left out of the listing (%s)", ascii(str(file)), err)
             continue
-        found.append(Found(file.absolute(), file.relative_to(settings.context_folder).as_posix(), _mime_of(real)))
+        if judged is not None:
+            judged[key] = item
+        if item is not None:
+            found.append(item)
     return found
 
 
+def _judge(file: Path, workspace: Path, folder: Path, home: Path) -> Found | None:
+    """``file``'s listing, or None when it is not listed."""
+    relative = file.relative_to(workspace).as_posix()
+    relative.encode("utf-8")  # a name that is not text cannot be named to a client: UnicodeError
+    real = file.resolve(strict=True)
+    if not real.is_file() or not real.is_relative_to(home):
+        return None
+    if any(part.startswith(".") for part in file.relative_to(folder).parts):
+        return None
+    if private_reason(real, home, (home,)) is not None:
+        return None
+    return Found(file.absolute(), relative, _mime_of(real))
+
+
 def _mime_of(path: Path) -> str:
-    """The type its bytes say when they are media, else the one its name says."""
+    """The type its bytes say when they are media, else the one its name says; text with no type of its name's is
+    ``text/plain`` (served as text, so its key is redacted: a ``.yaml`` of settings, a ``.log``)."""
     try:
         with open(path, "rb") as handle:
-            sniffed = sniff_mime(handle.read(SNIFF_BYTES))
+            head = handle.read(TEXT_PROBE)
     except OSError:
-        sniffed = ""
+        head = b""
+    sniffed = sniff_mime(head[:SNIFF_BYTES])
     if sniffed.startswith(_MEDIA):
-        return sniffed
-    return mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        mime = sniffed
+    else:
+        named = mimetypes.guess_type(path.name)[0]
+        mime = named if named and named != "application/octet-stream" else _text_or_bytes(head)
+    return mime
+
+
+def _text_or_bytes(head: bytes) -> str:
+    if b"\0" in head:
+        return "application/octet-stream"
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as err:
+        if err.start < len(head) - 3:  # not merely a character cut at the probe's end
+            return "application/octet-stream"
+    return "text/plain"
 
 
 class WorkspaceFile(FileResource, defer_build=True):
     """A file of the workspace listed as a resource, judged again on every read (``read_inside``): the file listed
     may since have been swapped for a link to ``.env`` or outside the workspace, a FIFO or a device. Text is
-    redacted; media bytes carry the type they are now."""
+    redacted; media bytes carry the type they are now; other bytes that hold the API key are not served."""
 
     home: Path
 
@@ -110,39 +158,60 @@ class WorkspaceFile(FileResource, defer_build=True):
         sniffed = sniff_mime(content[:SNIFF_BYTES])
         if sniffed.startswith(_MEDIA):  # replaced by another format since it was listed
             self.mime_type = sniffed
+        elif holds_secret(content.decode("latin-1")):  # a key inside a file that is neither media nor text
+            raise ResourceError(f"{self.name} holds the KIE API key, so it is not served. Nothing was read.")
         return content
 
 
 class ReferenceListing:
-    """Builds the ``kie://workspace/references/...`` resources of one server from what the folder holds now."""
+    """The ``kie://workspace/references/...`` resources of one server, from what the folder holds now: the folder
+    is read in a worker thread, by one caller at a time (callers meanwhile get that read's result), and a file's
+    type and resource are made again only when it changed."""
+
+    prefix = PREFIX
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._home = settings.context_folder.resolve()
+        self._judged: _Judged = {}
+        self._made: dict[Found, Resource] = {}
+        self._reading: anyio.Event | None = None
+        self._read: dict[str, Resource] = {}
+        self._shipped_guide: Resource | None = None
 
     def resources(self, found: list[Found]) -> dict[str, Resource]:
         """The resources for ``found``, by URI; kie-mcp's guide at README.md unless the workspace has its own."""
         sandbox = self._settings.sandbox
         listed: dict[str, Resource] = {}
+        made: dict[Found, Resource] = {}
         for item in found:
-            # In the sandbox, relative paths are read from the sandbox area: name the file by its absolute path.
-            given = str(item.path) if sandbox else item.relative
-            uri = "kie://workspace/" + quote(item.relative, safe="/")
-            listed[uri] = WorkspaceFile(
-                uri=uri,
-                name=item.relative,
-                title=item.relative,
-                description=f"Workspace reference file; pass '{given}' in images to use it as a model input.",
-                mime_type=item.mime,
-                path=item.path,
-                home=self._home,
-            )
-        shipped = bundled_path("references/README.md")
-        if GUIDE_URI not in listed and shipped is not None and shipped.is_file():
-            listed[GUIDE_URI] = self._guide(shipped)
+            resource = self._made.get(item)
+            if resource is None:
+                # In the sandbox, relative paths are read from the sandbox area: name the file by its absolute path.
+                given = str(item.path) if sandbox else item.relative
+                resource = WorkspaceFile(
+                    uri="kie://workspace/" + quote(item.relative, safe="/"),
+                    name=item.relative,
+                    title=item.relative,
+                    description=f"Workspace reference file; pass '{given}' in images to use it as a model input.",
+                    mime_type=item.mime,
+                    path=item.path,
+                    home=self._home,
+                )
+            made[item] = resource
+            listed[str(resource.uri)] = resource
+        self._made = made
+        if GUIDE_URI not in listed and (guide := self._guide()) is not None:
+            listed[GUIDE_URI] = guide
         return listed
 
-    def _guide(self, shipped: Path) -> Resource:
+    def _guide(self) -> Resource | None:
+        """kie-mcp's guide to the folder, made once."""
+        if self._shipped_guide is not None:
+            return self._shipped_guide
+        shipped = bundled_path("references/README.md")
+        if shipped is None or not shipped.is_file():
+            return None
         own = self._settings.context_folder / "references" / "README.md"
 
         def references_guide() -> str:
@@ -153,27 +222,44 @@ class ReferenceListing:
                 f"folder; save a copy there to keep notes of your own. -->\n\n{shipped.read_text(encoding='utf-8')}"
             )
 
-        return FunctionResource.from_function(
+        self._shipped_guide = FunctionResource.from_function(
             references_guide,
             uri=GUIDE_URI,
             name="references/README.md",
             title="references/README.md",
             mime_type="text/markdown",
         )
-
-    def now(self) -> dict[str, Resource]:
-        """The resources as the folder is now (on the event loop: the first listing, at registration)."""
-        return self.resources(scan(self._settings))
+        return self._shipped_guide
 
     async def current(self) -> dict[str, Resource]:
-        """The same, the folder read in a worker thread."""
-        return self.resources(await anyio.to_thread.run_sync(scan, self._settings))
+        """The resources as the folder is now. A read already under way is shared, not repeated."""
+        if self._reading is not None:
+            await self._reading.wait()
+            return self._read
+        self._reading = anyio.Event()
+        try:
+            found = await anyio.to_thread.run_sync(scan, self._settings, self._judged)
+            self._read = self.resources(found)
+            return self._read
+        finally:
+            self._reading.set()
+            self._reading = None
+
+    def outdated(self, uri: str, held: Resource | None) -> bool:
+        """Whether a read of ``uri`` needs the folder read again first: a reference not listed, or the README
+        served as kie-mcp's guide while the workspace has its own (or the other way round)."""
+        if held is None:
+            return True
+        if uri == GUIDE_URI:
+            own = (self._settings.context_folder / "references" / "README.md").is_file()
+            return own != isinstance(held, WorkspaceFile)
+        return False
 
 
 def same_resources(old: dict[str, Any], new: dict[str, Any]) -> bool:
     """Whether two listings name the same files, at the same types and descriptions."""
+    return old.keys() == new.keys() and all(old[uri] is new[uri] or _key(old[uri]) == _key(new[uri]) for uri in new)
 
-    def key(resource: Any) -> tuple[Any, ...]:
-        return (type(resource), resource.mime_type, resource.description, getattr(resource, "path", None))
 
-    return old.keys() == new.keys() and all(key(old[uri]) == key(new[uri]) for uri in new)
+def _key(resource: Any) -> tuple[Any, ...]:
+    return (type(resource), resource.mime_type, resource.description, getattr(resource, "path", None))

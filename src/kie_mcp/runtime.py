@@ -43,10 +43,6 @@ class TaskLocks:
     def __init__(self) -> None:
         self._held: dict[str, tuple[anyio.Lock, int]] = {}  # task id -> its lock, and how many hold or wait for it
 
-    def busy(self, task_id: str) -> bool:
-        """Whether a save of this task is running (or waiting) now."""
-        return task_id in self._held
-
     @asynccontextmanager
     async def hold(self, task_id: str) -> AsyncIterator[None]:
         lock, users = self._held.get(task_id, (None, 0))

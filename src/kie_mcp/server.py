@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 from mcp import MCPError
@@ -114,6 +114,16 @@ def create_server(settings: Settings | None = None, *, transport: httpx2.AsyncBa
         request_state_security=RequestStateSecurity.ephemeral(ttl=settings.confirm_timeout_seconds + ANSWER_GRACE),
     )
     return mcp
+
+
+class KeptCurrent(Protocol):
+    """A part of the resource listing read again before it is listed (``_Server.keep_current``)."""
+
+    prefix: str
+
+    async def current(self) -> dict[str, Any]: ...
+
+    def outdated(self, uri: str, held: Any) -> bool: ...
 
 
 class RuntimeUnavailable(Exception):
@@ -221,7 +231,8 @@ class _Server(MCPServer):
         self._listing: list[MCPTool] | None = None
         self._listing_path = listing_path
         self._deferred: list[Callable[[], None]] = []
-        self._kept_current: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {}  # URI prefix -> its listing now
+        self._kept_current: list[KeptCurrent] = []  # listings read again before every list (references/)
+        self._filled: set[str] = set()  # their prefixes, once listed
         super().__init__(*args, **kwargs)
         # The follower sends log messages (a task ended); a server that does declares logging and honours the
         # level a client sets (handshake era; 2026-07-28 clients opt in per request).
@@ -252,23 +263,28 @@ class _Server(MCPServer):
         """Run ``register`` (it adds resources or prompts) before the first request that lists or reads either."""
         self._deferred.append(register)
 
-    def keep_current(self, prefix: str, current: Callable[[], Awaitable[dict[str, Any]]]) -> None:
-        """The resources under ``prefix`` are read again (``current``: by URI) before every list, and before a
-        read of one under it that the listing does not hold (or of ``references.GUIDE_URI``)."""
-        self._kept_current[prefix] = current
+    def keep_current(self, listing: KeptCurrent) -> None:
+        """The resources under ``listing.prefix`` are read again (``listing.current()``: by URI) before every list,
+        and before a read under it that ``listing.outdated`` says needs it (a file not listed yet)."""
+        self._kept_current.append(listing)
 
     async def _bring_up_to_date(self, reading: str | None = None) -> None:
         """Replace the resources under each kept prefix with what ``current`` says; a change is announced on the
         subscription bus (2026-07-28 clients that listen list again)."""
-        from kie_mcp.references import GUIDE_URI, same_resources
+        from kie_mcp.references import same_resources
 
         held = self._resource_manager._resources  # the SDK offers no removal; its order is kept
         changed = False
-        for prefix, current in list(self._kept_current.items()):
-            if reading is not None and (not reading.startswith(prefix) or (reading in held and reading != GUIDE_URI)):
+        for listing in list(self._kept_current):
+            prefix = listing.prefix
+            if reading is not None and (
+                not reading.startswith(prefix) or not listing.outdated(reading, held.get(reading))
+            ):
                 continue
-            wanted = await current()
+            wanted = await listing.current()
             old = {uri: resource for uri, resource in held.items() if uri.startswith(prefix)}
+            first = prefix not in self._filled
+            self._filled.add(prefix)
             if same_resources(old, wanted):
                 continue
             rebuilt: dict[str, Any] = {}
@@ -280,7 +296,7 @@ class _Server(MCPServer):
             rebuilt.update(wanted)
             held.clear()
             held.update(rebuilt)
-            changed = True
+            changed = changed or not first  # the first listing is no change to announce
         publish = getattr(self._subscriptions, "publish", None)
         if changed and publish is not None:
             await publish(ResourcesListChanged())

@@ -10,7 +10,6 @@ import functools
 import inspect
 import json
 import logging
-import math
 import mimetypes
 import sqlite3
 import time
@@ -35,7 +34,7 @@ from mcp.server.mcpserver.resources import FileResource, FunctionResource, Resou
 from mcp.types import CallToolResult, ImageContent, ResourceLink, TextContent, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field
 
-from kie_mcp import exposure, followups, references
+from kie_mcp import exposure, followups
 from kie_mcp import generation as gen
 from kie_mcp.apps import card_meta, client_supports_apps, gallery_meta, ui_meta
 from kie_mcp.bundled import bundled_path
@@ -536,9 +535,8 @@ def _register_tools(mcp: MCPServer) -> None:
                 saving = checked.saving
                 if not checked.held:  # it had ended before this call: fold in its charge once, save what is missing
                     problems = gen.settle(rt, [record])
-                    # A save in flight (the follower's, in the background) is waited for a while, then left to go on.
-                    busy = rt.saving.busy(record.task_id or "")
-                    with anyio.move_on_after(rt.follower.save_grace(wait_seconds) if busy else math.inf) as grace:
+                    # Saved for a while (or a save in flight waited for), then handed to the follower (finally below).
+                    with anyio.move_on_after(rt.follower.save_grace(wait_seconds)) as grace:
                         problems += await gen.save_all(rt, [record])
                     saving = grace.cancelled_caught
                     rt.tasks.add(record)
@@ -1474,10 +1472,7 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
         return record.model_dump_json(indent=2)
 
     # references/: listed as the folder is now, and kept current before every list (``references.py``)
-    listing = ReferenceListing(settings)
-    for resource in listing.now().values():
-        mcp.add_resource(resource)
-    mcp.keep_current(references.PREFIX, listing.current)
+    mcp.keep_current(ReferenceListing(settings))
 
     library = bundled_path("prompting")
     if library and library.is_dir():

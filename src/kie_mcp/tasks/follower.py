@@ -62,6 +62,7 @@ whether or not a tool call is waiting on it:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import itertools
@@ -551,7 +552,9 @@ class Follower:
                     await self._look(watch)
             if watch.record.finished and not watch.done.is_set():
                 watch.tell()  # waiters learn it ended; a check_task need not wait for the download
-                async with self._end_limiter:
+                self._settle(watch)  # a refund or KIE's charge counts at once, whatever downloads wait for a slot
+                downloads = self._unsaved_results(watch.record)  # none for a failed task: no slot to wait for
+                async with self._end_limiter if downloads else contextlib.nullcontext():
                     try:
                         await self._end(watch)
                     except Exception:  # a bug here must not stop the follower, which would stop the server
@@ -585,6 +588,17 @@ class Follower:
             return
         if record.finished:
             watch.next_at = 0.0  # its finishing is due now
+
+    def _settle(self, watch: Watch) -> None:
+        """Fold KIE's charge or refund into the spend now (``generation.settle``: once per task, ever, so the
+        finishing's own settling after it is a no-op)."""
+        assert self._rt is not None
+        from kie_mcp import generation  # generation -> runtime -> tasks: resolved when first used, not at import
+
+        try:
+            watch.note(generation.settle(self._rt, [watch.record]))
+        except JOURNAL_ERRORS as err:
+            watch.note([f"{watch.record.task_id}: its charge or refund could not be recorded ({err})."])
 
     def _later(self, watch: Watch) -> None:
         """A look or finishing that failed on a bug: tried again later, a little later each time."""
@@ -830,7 +844,8 @@ class Follower:
         # waiting starts: its problems (a result that could not be saved) are on this watch only.
         [current], problems = await self._wait_on([watch.record], [watch], seconds, on_update)
         problems = [*watch.problems, *(line for line in problems if line not in watch.problems)]
-        return Checked(current, problems, held=True, saving=current.finished and not watch.done.is_set())
+        saving = current.finished and not watch.done.is_set() and self._unsaved_results(current)
+        return Checked(current, problems, held=True, saving=saving)
 
     async def _check_elsewhere(self, record: TaskRecord, seconds: float, on_update: OnUpdate | None) -> Checked:
         """``check`` of a task another server's follower holds: it asks KIE and saves the results, and records
