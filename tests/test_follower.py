@@ -581,6 +581,21 @@ async def test_a_task_left_alone_for_refusals_is_taken_up_again_within_the_hour(
     assert row["state"] == "succeeded" and row["error"] is None
 
 
+async def test_a_task_kie_keeps_refusing_costs_one_status_call_an_hour_once_left_alone(connect, controls):
+    """The review: each hourly retry of a task left alone made 8 more status calls (for up to 14 days, on the
+    account's poll budget), and a second server took the task up minutes after the first left it. A retry is one
+    look, and the task stays claimed by the server that left it alone."""
+    await controls.fault("status", kind="code", code=401, msg="You do not have access permissions", times=-1)
+    async with connect(elicitation=answering(), poll_min_interval=0.001) as client:  # an hour is 1.8 s here
+        made = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 0})
+        task_id = made.structured_content["tasks"][0]["task_id"]
+        async with connect(poll_min_interval=0.001) as other:  # a second server on the workspace
+            await other.call_tool("check_credits", {})
+            await anyio.sleep(4.5)  # two and a half hours
+    calls = len(await status_calls(controls, task_id))
+    assert 8 <= calls <= 8 + 3, calls  # 8 refusals, then one look an hour, whichever server
+
+
 async def test_a_task_long_past_its_models_usual_time_promises_no_time_left(connect, controls, tmp_path):
     """The audit: a task KIE never ended said "about 1s left. Check again later" for 14 days. Past twice its
     model's longest usual time it shows no time left and says it is taking longer than usual, with where to look."""

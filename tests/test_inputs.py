@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -248,3 +249,17 @@ async def test_two_different_files_with_one_name_get_two_urls(connect, controls,
     shown = await controls.http.get(urls[0])
     assert Image.open(io.BytesIO(shown.content)).getpixel((0, 0)) == (200, 30, 30)  # still the first photo
     assert "photo" in first.structured_content["file_name"]
+
+
+def test_a_file_named_with_the_key_is_uploaded_under_a_name_without_it():
+    """The audit: a local file whose name held the key was uploaded under that name, so KIE's public link would hold
+    it; the upload was refused for it every time, with advice blaming KIE. The stem is left out instead."""
+    from kie_mcp.media.inputs import upload_name
+    from kie_mcp.media.sniff import Sniffed
+    from kie_mcp.redact import register_secret
+
+    key = "kie-9f2c4e6a8b0d1357ace2"
+    register_secret(key)
+    png = Sniffed(kind="image", mime="image/png", format="png", label="PNG image", extensions=("png",))
+    assert upload_name(Path(f"/w/shot-{key}.png"), png, "-7d5b079823") == "input-7d5b079823.png"
+    assert upload_name(Path("/w/bottle.PNG"), png, "-7d5b079823") == "bottle-7d5b079823.png"

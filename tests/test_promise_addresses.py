@@ -492,6 +492,43 @@ async def test_an_input_link_kie_cannot_reach_is_refused_before_anyone_is_asked(
     assert asked == [] and not [r for r in sim.requests if r.path.endswith("createTask")]
 
 
+@pytest.mark.parametrize("mode", ["auto", "legacy"], ids=["2026-07-28", "2025-11-25"])
+async def test_links_inside_an_object_field_are_judged_as_the_media_fields_are(tmp_path: Path, mode: str) -> None:
+    """The audit: Kling's elements (element_input_urls inside kling_elements) skipped every input check: a local
+    path, a private link and a path to .env were priced at 90 credits and sent, three paid creates KIE could only
+    fail. Each is refused before anyone is asked, naming the field."""
+    sim = Simulator(SimConfig(speed=1000.0))
+    asked: list[str] = []
+    cases = {
+        "http://10.0.0.7/a.png": "KIE cannot reach either",
+        "references/cat2.png": "Upload it first with upload_file",
+        str(tmp_path / ".env"): "Upload it first with upload_file",
+    }
+    async with Client(served(tmp_path, Routing(sim)), mode=mode, elicitation_callback=answering(seen=asked)) as c:
+        for link, said in cases.items():
+            element = {"name": "cat", "description": "a cat", "element_input_urls": ["https://example.com/1.png", link]}
+            args = {"model": "kling-3.0/video", "prompt": "@cat runs", "options": {"kling_elements": [element]}}
+            for tool in ("estimate_cost", "generate_video"):
+                result = await c.call_tool(tool, args)
+                assert result.is_error and said in text_of(result), text_of(result)
+                assert "kling_elements[0].element_input_urls[1]" in text_of(result), text_of(result)
+    assert asked == [] and not [r for r in sim.requests if r.path.endswith("createTask")]
+
+
+async def test_an_input_link_holding_the_key_is_never_fetched_to_be_measured_nor_sent(tmp_path: Path) -> None:
+    """The audit: estimate_cost fetched an audio link with the key in its query from a third-party host, to measure
+    its length for a per-second price: the key went to that host before anyone approved anything."""
+    sim = Simulator(SimConfig(speed=1000.0))
+    transport = Routing(sim)
+    link = f"https://voice.example/v.wav?k={SANDBOX_API_KEY}"
+    options = {"image_url": "https://example.com/f.png", "audio_url": link}
+    async with Client(served(tmp_path, transport)) as client:
+        result = await client.call_tool("estimate_cost", {"model": AVATAR, "prompt": "a presenter", "options": options})
+    assert result.is_error and "holds the KIE API key" in text_of(result), text_of(result)
+    assert SANDBOX_API_KEY not in text_of(result)
+    assert not [r for r in sim.requests if r.path.endswith("createTask")]
+
+
 # -- saving results ----------------------------------------------------------------------------------------
 
 

@@ -154,3 +154,52 @@ async def test_a_key_in_a_reference_note_of_any_name_is_never_served(transport, 
     for content in texts.values():
         assert getattr(content, "text", None) is not None, content
         assert KEY not in content.text and "voice: warm" in content.text and "[redacted]" in content.text
+
+
+async def test_a_reference_added_while_the_folder_is_being_read_is_found_by_a_read_after_it(
+    connect, tmp_path, monkeypatch
+):
+    """The review: a read arriving while a list's scan ran reused that scan, begun before the file existed: "Unknown
+    resource" for a file that was there. A caller waits for the scan under way and then reads the folder again."""
+    import threading
+
+    from kie_mcp import references
+
+    (tmp_path / "references").mkdir()
+    scanning, go_on = threading.Event(), threading.Event()
+    real_scan = references.scan
+
+    def slow_first_scan(settings, judged=None):  # the first scan is caught mid-way, as a large folder's would be
+        found = real_scan(settings, judged)
+        if not scanning.is_set():
+            scanning.set()
+            go_on.wait(5)
+        return found
+
+    monkeypatch.setattr(references, "scan", slow_first_scan)
+    async with connect() as client, anyio.create_task_group() as group:
+        group.start_soon(client.list_resources)
+        await anyio.to_thread.run_sync(scanning.wait, 5)
+        (tmp_path / "references" / "new.png").write_bytes(PNG)  # added after the running scan looked
+        go_on.set()
+        read = await client.read_resource("kie://workspace/references/new.png")
+    assert read.contents[0].blob
+
+
+async def test_a_key_in_a_utf16_reference_note_is_never_served(transport, mode, tmp_path):
+    """The review: UTF-16 text (Notepad's "Unicode", PowerShell 5's ">") began with a byte-order mark read as an
+    MPEG audio frame: served as audio/mpeg, key and all, whatever its name. It is text, served redacted; bytes of
+    no known kind holding the key in UTF-16 are not served."""
+    (tmp_path / ".env").write_text(f"KIE_API_KEY={KEY}\n")
+    folder = tmp_path / "references"
+    folder.mkdir()
+    (folder / "notes.txt").write_text(f"key: {KEY}\nvoice: warm\n", encoding="utf-16")
+    (folder / "settings.dat").write_bytes(b"\x00\x07" + f"key={KEY}".encode("utf-16-le"))
+    settings = replace(Settings.load({"KIE_WORKSPACE": str(tmp_path)}, cwd=tmp_path), catalog_sync=False)
+    async with Client(create_server(settings, transport=transport), mode=mode) as client:
+        types = await listed(client)
+        note = (await client.read_resource("kie://workspace/references/notes.txt")).contents[0]
+        with pytest.raises(MCPError, match="holds the KIE API key"):
+            await client.read_resource("kie://workspace/references/settings.dat")
+    assert types["kie://workspace/references/notes.txt"].startswith("text/plain")
+    assert KEY not in note.text and "voice: warm" in note.text and "[redacted]" in note.text

@@ -371,3 +371,22 @@ async def test_a_scripts_lines_stay_lines_inside_its_quotes(connect):
     async with connect() as client:
         text = await _render(client, "script_to_video", {"script": script, "visual_style": "bright, handheld"})
     assert 'Script: "Meet Maya\\nShe runs every morning\\nNow she never skips her cold brew"' in text, text
+
+
+async def test_a_workflows_model_is_judged_by_the_catalogue_the_tools_use(connect, controls, transport, tmp_path):
+    """The review: the model check read the bundled catalogue: a model KIE added (list_models lists it, generate
+    makes it) was refused, one KIE withdrew was accepted, and a follow-up model (veo/extend) passed for a new reel."""
+    from .test_live_catalog import EXTRA
+    from .test_live_wiring import sync
+
+    await controls.post("catalog/extra", EXTRA)  # a model KIE added: brand/new-image
+    await controls.post("catalog/withdraw", {"model": "nano-banana-pro"})
+    await sync(transport, controls, tmp_path)
+    async with connect() as client:
+        added = await client.get_prompt("character_sheet", {"description": "a fox", "model": "brand/new-image"})
+        with pytest.raises(MCPError, match="gone from KIE's live model list") as withdrawn:
+            await client.get_prompt("character_sheet", {"description": "a fox", "model": "nano-banana-pro"})
+        with pytest.raises(MCPError, match="continues a finished video") as followup:
+            await client.get_prompt("ugc_video", {"product": "a mug", "script": "hi", "model": "veo/extend"})
+    assert added.messages
+    assert withdrawn.value.error.code == followup.value.error.code == INVALID_PARAMS

@@ -135,11 +135,21 @@ async def test_task_resource(connect, controls):
     assert task["state"] == "succeeded"
 
 
-@pytest.mark.parametrize("uri", ["kie://tasks/does-not-exist"])
-async def test_unknown_task_resource_says_so(connect, uri):
+@pytest.mark.parametrize(
+    ("task_id", "said"), [("does-not-exist", "KIE knows no task"), ("q_0123456789abcdef", "is a quote id")]
+)
+async def test_unknown_task_resource_is_not_found_saying_why(connect, task_id, said):
+    """The audit: an unknown task id (or a quote id) was a successful read of {"task_id", "error"}: a client or app
+    could not tell it from a task without parsing it. It is "not found" (invalid params), as a model or saved result
+    that does not exist is, with the reason."""
+    from mcp import MCPError
+    from mcp.types import INVALID_PARAMS
+
     async with connect() as client:
-        read = await client.read_resource(uri)
-    assert "error" in json.loads(read.contents[0].text)
+        with pytest.raises(MCPError) as refused:
+            await client.read_resource(f"kie://tasks/{task_id}")
+    assert refused.value.error.code == INVALID_PARAMS
+    assert said in refused.value.error.message
 
 
 FOLLOWUPS = {spec.id for spec in load_catalog().offered() if spec.followup is not None}

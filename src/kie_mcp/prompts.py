@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Annotated, Any
 
 from mcp import MCPError
 from mcp.server import MCPServer
@@ -340,17 +341,32 @@ def product_showcase(
     )
 
 
+# The runtime of the server rendering a workflow (set around ``get_prompt``): its catalogue judges model arguments.
+RUNTIME: ContextVar[Any] = ContextVar("kie_mcp_prompt_runtime", default=None)
+
+
 def _checked_model(name: str, model: str, kind: str) -> None:
     """A model argument the catalogue knows, of the kind the workflow makes, or an error the client shows: a typo
     (``veo3-fats``) or an image model for a video planned a whole workflow around a model no call takes, and stated
     false facts about it ("clips of it cannot be extended")."""
     from kie_mcp.catalog import load_catalog
+    from kie_mcp.catalog.live import is_withdrawn
 
     _said(name, model)  # too long: refused as every argument is, naming its limit
+    rt = RUNTIME.get()  # the server's catalogue (KIE's live models and withdrawals too); none: the bundled one
     try:
-        spec = load_catalog().resolve(model.strip())
+        spec = (rt.catalog if rt is not None else load_catalog()).resolve(model.strip())
     except LookupError as err:  # unknown (with the closest names), withdrawn, or a name several models answer to
         raise MCPError(code=INVALID_PARAMS, message=f"{name}: {str(err).replace('; nothing was sent', '')}") from None
+    if rt is not None and (instead := is_withdrawn(rt.live, spec.id, rt.catalog)) is not None:
+        use = f" Use instead: {', '.join(instead)}." if instead else " list_models shows what KIE sells."
+        raise MCPError(code=INVALID_PARAMS, message=f"{name}: {spec.id} is gone from KIE's live model list.{use}")
+    if spec.followup is not None and not spec.followup.standalone:
+        raise MCPError(
+            code=INVALID_PARAMS,
+            message=f"{name}: {spec.id} continues a finished video (continue_video), and this workflow needs a model "
+            "that makes new ones (list_models shows them; the default is veo3_fast).",
+        )
     if spec.kind != kind:
         wanted, default = ("an image", "nano-banana-2") if kind == "image" else (f"a {kind}", "veo3_fast")
         raise MCPError(

@@ -30,14 +30,14 @@ from mcp.server.mcpserver.resources import FileResource, FunctionResource, Resou
 
 from kie_mcp.bundled import bundled_path
 from kie_mcp.config import Settings
-from kie_mcp.media.downloads import SNIFF_BYTES, sniff_mime
+from kie_mcp.media.downloads import SNIFF_BYTES
 from kie_mcp.media.inputs import RefusedInput, private_reason, read_inside
+from kie_mcp.media.sniff import sniff
 from kie_mcp.redact import holds_secret, redact
 
 PREFIX = "kie://workspace/references/"
 GUIDE_URI = PREFIX + "README.md"
 MAX_RESOURCE_BYTES = 50 * 1024 * 1024
-_MEDIA = ("image/", "video/", "audio/")
 TEXT_PROBE = 4096  # bytes read to tell text from other bytes, for a file whose name gives no type
 
 log = logging.getLogger(__name__)
@@ -116,9 +116,11 @@ def _mime_of(path: Path) -> str:
             head = handle.read(TEXT_PROBE)
     except OSError:
         head = b""
-    sniffed = sniff_mime(head[:SNIFF_BYTES])
-    if sniffed.startswith(_MEDIA):
-        mime = sniffed
+    media = sniff(head)  # the strict reading inputs use: a UTF-16 byte-order mark is no MPEG audio frame
+    if media is not None:
+        mime = media.mime
+    elif head.startswith(_UTF16_MARKS):  # Notepad's "Unicode", PowerShell 5's ">": text, served as text
+        mime = "text/plain; charset=utf-16"
     else:
         named = mimetypes.guess_type(path.name)[0]
         mime = named if named and named != "application/octet-stream" else _text_or_bytes(head)
@@ -134,6 +136,14 @@ def _text_or_bytes(head: bytes) -> str:
         if err.start < len(head) - 3:  # not merely a character cut at the probe's end
             return "application/octet-stream"
     return "text/plain"
+
+
+_UTF16_MARKS = (b"\xff\xfe", b"\xfe\xff")
+
+
+def _holds_key(content: bytes) -> bool:
+    """Whether bytes served as they are hold the API key: read as single bytes, and as UTF-16 either way round."""
+    return any(holds_secret(content.decode(codec, "ignore")) for codec in ("latin-1", "utf-16-le", "utf-16-be"))
 
 
 class WorkspaceFile(FileResource, defer_build=True):
@@ -155,11 +165,11 @@ class WorkspaceFile(FileResource, defer_build=True):
             raise ResourceError(problem) from err
         except OSError as err:
             raise ResourceError(f"{self.name} could not be read ({err.strerror or type(err).__name__}).") from err
-        sniffed = sniff_mime(content[:SNIFF_BYTES])
-        if sniffed.startswith(_MEDIA):  # replaced by another format since it was listed
-            self.mime_type = sniffed
-        elif holds_secret(content.decode("latin-1")):  # a key inside a file that is neither media nor text
+        if await anyio.to_thread.run_sync(_holds_key, content):  # bytes served as they are cannot be redacted
             raise ResourceError(f"{self.name} holds the KIE API key, so it is not served. Nothing was read.")
+        media = sniff(content[:SNIFF_BYTES])
+        if media is not None:  # replaced by another format since it was listed
+            self.mime_type = media.mime
         return content
 
 
@@ -177,6 +187,8 @@ class ReferenceListing:
         self._made: dict[Found, Resource] = {}
         self._reading: anyio.Event | None = None
         self._read: dict[str, Resource] = {}
+        self._started = 0  # scans begun
+        self._finished = 0  # the number of the last scan that finished (its result is _read)
         self._shipped_guide: Resource | None = None
 
     def resources(self, found: list[Found]) -> dict[str, Resource]:
@@ -232,14 +244,18 @@ class ReferenceListing:
         return self._shipped_guide
 
     async def current(self) -> dict[str, Resource]:
-        """The resources as the folder is now. A read already under way is shared, not repeated."""
-        if self._reading is not None:
+        """The resources as the folder is now: from a scan begun after this call. Callers that arrive while one
+        runs wait for it and share the next one (a scan begun before them may miss a file just added)."""
+        arrived = self._started
+        while self._reading is not None:
             await self._reading.wait()
+        if self._finished > arrived:  # a scan begun after this call has finished meanwhile
             return self._read
-        self._reading = anyio.Event()
+        self._started += 1
+        number, self._reading = self._started, anyio.Event()
         try:
             found = await anyio.to_thread.run_sync(scan, self._settings, self._judged)
-            self._read = self.resources(found)
+            self._read, self._finished = self.resources(found), number
             return self._read
         finally:
             self._reading.set()

@@ -345,10 +345,20 @@ class _Server(MCPServer):
     async def get_prompt(
         self, name: str, arguments: dict[str, Any] | None = None, context: Context[Any, Any] | None = None
     ) -> Any:
+        from kie_mcp.prompts import RUNTIME
+
         self._register_deferred()
         prompt = self._prompt_manager.get_prompt(name)
         _check_prompt_arguments(prompt, name, arguments)
-        return await super().get_prompt(name, _without_blank_optionals(prompt, arguments), context)
+        runtime = None
+        with contextlib.suppress(RuntimeUnavailable, RuntimeError, ValueError, AttributeError):
+            await self._open_runtime(context)  # a workflow's model is judged by the catalogue the tools use
+            runtime = context.request_context.lifespan_context.current if context is not None else None
+        token = RUNTIME.set(runtime)
+        try:
+            return await super().get_prompt(name, _without_blank_optionals(prompt, arguments), context)
+        finally:
+            RUNTIME.reset(token)
 
     def add_tool(self, fn: Any, name: str | None = None, **options: Any) -> None:
         """Register now, build on first need (``_build``)."""

@@ -1462,8 +1462,10 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
                 looked = record is None
                 if record is None:  # asked of KIE once, then followed
                     record = await _find_record(rt, task_id)
-            except _USER_ERRORS as err:
-                return json.dumps({"task_id": task_id, "error": str(err)})
+            except _USER_ERRORS as err:  # an error, not a read: a client (or app) can tell it from a task
+                if isinstance(err, KieError) and err.category in (Category.INPUT, Category.NOT_FOUND):
+                    raise ResourceNotFoundError(str(err)) from None  # no such task (or no task id at all)
+                raise ResourceError(str(err)) from None  # KIE could not be asked: try again
             # The follower has it from now on: one still running is followed; one first seen finished here (made
             # elsewhere) has its results saved in the background, as nobody else would save them.
             if rt.kie is not None and (looked or not record.finished):

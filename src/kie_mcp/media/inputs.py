@@ -449,15 +449,56 @@ def _local_slots(spec: ModelSpec, wire: dict[str, Any]) -> list[tuple[str, int |
 _LOCAL_NAMES = ("localhost", ".localhost", ".local", ".home.arpa", ".internal")
 
 
+_LINK_KEY = re.compile(r"(?:^|_)urls?$")  # a link's key inside an object field: url, image_url, element_input_urls
+NESTED_LOCAL = (
+    "is not a web link: kie-mcp uploads local files only in the model's own image, video and audio fields. Upload "
+    "it first with upload_file and put the link it returns here"
+)
+HOLDS_KEY = "holds the KIE API key; nothing was sent or measured. Take the key out of the link"
+
+
+def _nested_links(spec: ModelSpec, wire: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """Every (where, value) under a link's key in the items of an ``objects`` field (Kling's elements'
+    ``element_input_urls``, Gemini Omni's ``video_list[].url``): links KIE fetches, which kie-mcp judges but does not
+    upload or replace."""
+    for name, value in wire.items():
+        field = spec.fields.get(name)
+        if field is None or field.type != "objects" or not isinstance(value, list):
+            continue
+        for index, item in enumerate(value):
+            if not isinstance(item, dict):
+                continue
+            for key, held in item.items():
+                if not isinstance(key, str) or not _LINK_KEY.search(key):
+                    continue
+                many = isinstance(held, list)
+                for position, text in enumerate(held if many else [held]):
+                    if isinstance(text, str):
+                        yield f"{name}[{index}].{key}" + (f"[{position}]" if many else ""), text
+
+
 def unreachable_links(spec: ModelSpec, wire: dict[str, Any]) -> list[Problem]:
     """Input links KIE's servers cannot fetch: this machine or a private network, by an IP literal or a local name
     (no DNS lookup: how this machine resolves a name says little of how KIE does). Sending one would spend credits
-    on a task that fails. The KIE endpoints the user configured (a simulator on 127.0.0.1) are exempt."""
+    on a task that fails. The KIE endpoints the user configured (a simulator on 127.0.0.1) are exempt. Also a link
+    that holds the API key (an estimate would fetch it from another host to measure it), and, inside an object
+    field, a value that is no web link (kie-mcp uploads files only in the model's own media fields)."""
+    from kie_mcp.redact import holds_secret
+
     from .addresses import PrivateAddress, is_trusted, kie_cannot_reach, literal_address, refusal
 
+    slots = [
+        (f"{name}[{index}]" if index is not None else name, value) for name, index, value in _media_slots(spec, wire)
+    ]
+    nested = list(_nested_links(spec, wire))
     problems: list[Problem] = []
-    for name, index, value in _media_slots(spec, wire):
+    for where, value in [*slots, *nested]:
+        if holds_secret(value):
+            problems.append(Problem(where, HOLDS_KEY))
+            continue
         if not is_remote(value):
+            if (where, value) in nested:
+                problems.append(Problem(where, NESTED_LOCAL))
             continue
         try:
             url = httpx2.URL(value)
@@ -467,7 +508,6 @@ def unreachable_links(spec: ModelSpec, wire: dict[str, Any]) -> list[Problem]:
         if not host or is_trusted(url):
             continue
         if why := _unreachable_host(host, literal_address(host), refusal):
-            where = f"{name}[{index}]" if index is not None else name
             problems.append(Problem(where, kie_cannot_reach(PrivateAddress(value, why))))
     return problems
 
@@ -745,10 +785,14 @@ def open_judged(path: Path) -> io.BufferedReader:
 
 
 def upload_name(path: Path, media: Sniffed, tag: str = "") -> str:
-    """``path``'s name (with ``tag`` after the stem), its extension set to match its bytes when it does not."""
+    """``path``'s name (with ``tag`` after the stem), its extension set to match its bytes when it does not. A stem
+    holding the API key is left out (KIE would publish it in the file's public link): only the tag names it then."""
+    from kie_mcp.redact import holds_secret
+
     suffix = path.suffix.lower().lstrip(".")
     extension = suffix if suffix in media.extensions else media.extensions[0]
-    return f"{path.stem}{tag}.{extension}"
+    stem = "input" if holds_secret(path.stem) else path.stem
+    return f"{stem}{tag}.{extension}"
 
 
 def _replace(spec: ModelSpec, wire: dict[str, Any], mapping: dict[str, str]) -> dict[str, Any]:

@@ -48,8 +48,9 @@ whether or not a tool call is waiting on it:
 - **One follower per workspace.** Each task is claimed in the journal (``follows``) by the follower that asks
   KIE about it and saves its results, when it starts following it; claims are renewed every ``RESCAN`` and given
   up when the task ends or the server stops. Another server's follower leaves a task claimed by a live one alone
-  (its ``check`` reads the journal instead of asking KIE), and takes it over once that server is gone: at once on
-  this machine (its process has ended), or when the claim goes ``QUIET`` unrenewed (another machine's).
+  (its ``check`` reads the journal instead of asking KIE), and takes it over once that server is gone (its process
+  has ended: a ``check`` at once, the rescan once the task is ``QUIET``), or its claim goes ``QUIET`` unrenewed
+  (another machine's).
 - **Telling the client.** ``check_task`` and the ``kie://tasks/{id}`` resource hand the follower their request
   context (``attach_client``). From then on, every change of a task's state is published as a resource update
   of ``kie://tasks/{id}`` on the server's subscription bus (``Context.notify_resource_updated``: the bus is
@@ -212,6 +213,7 @@ class Follower:
         self._watches: dict[str, Watch] = {}
         self._unsaved: dict[str, Unsaved] = {}
         self._dropped: set[str] = set()
+        self._retrying: set[str] = set()  # tasks left alone, taken up again for one more look
         self._wake: anyio.Event | None = None
         self._bound: anyio.Event | None = None
         self._limiter: anyio.CapacityLimiter | None = None
@@ -252,7 +254,8 @@ class Follower:
                 self._wake = anyio.Event()
                 now = time.monotonic()
                 if now >= retry_dropped_at:
-                    self._dropped.clear()  # the rescan adopts them again (unless over KIE's 14 days)
+                    self._retrying |= self._dropped  # the rescan adopts them again (unless over KIE's 14 days) ...
+                    self._dropped.clear()  # ... for one look each: a refusal leaves them alone again
                     retry_dropped_at = now + RETRY_DROPPED * self._unit
                 if now >= rescan_at:
                     self._renew()
@@ -512,6 +515,9 @@ class Follower:
             return None
         self._dropped.discard(record.task_id)
         watch = Watch(record=record, typical=self._typical(record))
+        if record.task_id in self._retrying:  # one refusal more and it is left alone again
+            self._retrying.discard(record.task_id)
+            watch.refusals = GIVE_UP - 1
         now = time.monotonic()
         if looked:
             watch.next_at = now + self._gap(watch) * self._unit
@@ -647,7 +653,8 @@ class Follower:
 
     def _drop(self, watch: Watch, why: str) -> None:
         """Stop following a task, and say so on it (in the journal too): whoever looks at it learns why it no longer
-        moves and what to do. Dropped tasks are looked at again once an hour (``RETRY_DROPPED``)."""
+        moves and what to do. A task left alone stays claimed (no other server takes it up to ask KIE again), and is
+        looked at once more every hour (``RETRY_DROPPED``)."""
         watch.record.error = (
             f"{NOT_FOLLOWED}{why}. The task itself is unaffected; check_task asks KIE again (and follows it from "
             "then on), and https://kie.ai/logs shows the task as KIE has it."
@@ -688,7 +695,8 @@ class Follower:
         assert task_id is not None
         if self._watches.get(task_id) is watch:
             del self._watches[task_id]
-            self._release(task_id)
+            if not dropped:  # a task left alone stays claimed: no other server takes it up and asks KIE again
+                self._release(task_id)
         if dropped:
             self._dropped.add(task_id)
         watch.done.set()
