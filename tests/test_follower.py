@@ -814,3 +814,37 @@ async def test_check_task_saving_a_finished_tasks_results_itself_waits_at_most_t
             with anyio.fail_after(5):
                 checked = await client.call_tool("check_task", {"task_id": task_id})
             assert "being saved now" in text_of(checked), text_of(checked)
+
+
+async def test_a_second_servers_client_hears_when_a_task_the_first_follows_ends(
+    settings, transport, controls, tmp_path, mode
+):
+    """The review: once the second server left a task to the first, its own clients were never told it ended (no
+    resource update, no log message), though the README promises both. It reads the journal and tells them."""
+    from kie_mcp.server import create_server
+
+    lines: list[str] = []
+
+    async def on_log(params: LoggingMessageNotificationParams) -> None:
+        lines.append(str(params.data))
+
+    await controls.post("clock/speed", {"speed": 0})
+    async with (
+        Client(create_server(settings, transport=transport), elicitation_callback=answering()) as a,
+        Client(create_server(settings, transport=transport), mode=mode, logging_callback=on_log) as b,
+    ):
+        task_id = await video_nobody_waits_for(a)
+        uri = f"kie://tasks/{task_id}"
+        await b.read_resource(uri)
+        if mode == "auto":
+            async with b.listen(resource_subscriptions=[uri]) as subscription:
+                await controls.post("clock/speed", {"speed": 1000})
+                with anyio.fail_after(20):
+                    event = await anext(aiter(subscription))
+            assert getattr(event, "uri", None) == uri
+        else:
+            await controls.post("clock/speed", {"speed": 1000})
+            with anyio.fail_after(20):
+                while not any(task_id in line for line in lines):  # noqa: ASYNC110 - filled by the client's callback
+                    await anyio.sleep(0.02)
+            assert any("succeeded" in line for line in lines if task_id in line)

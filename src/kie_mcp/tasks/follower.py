@@ -48,7 +48,8 @@ whether or not a tool call is waiting on it:
 - **One follower per workspace.** Each task is claimed in the journal (``follows``) by the follower that asks
   KIE about it and saves its results, when it starts following it; claims are renewed every ``RESCAN`` and given
   up when the task ends or the server stops. Another server's follower leaves a task claimed by a live one alone
-  (its ``check`` reads the journal instead of asking KIE), and takes it over once that server is gone (its process
+  (its ``check`` reads the journal instead of asking KIE, and its clients are told of the task's changes read from
+  the journal every ``poll_max_interval``: ``_observe``), and takes it over once that server is gone (its process
   has ended: a ``check`` at once, the rescan once the task is ``QUIET``), or its claim goes ``QUIET`` unrenewed
   (another machine's).
 - **Telling the client.** ``check_task`` and the ``kie://tasks/{id}`` resource hand the follower their request
@@ -214,6 +215,9 @@ class Follower:
         self._unsaved: dict[str, Unsaved] = {}
         self._dropped: set[str] = set()
         self._retrying: set[str] = set()  # tasks left alone, taken up again for one more look
+        # Tasks another server's follower holds that this server's clients asked about: what the journal said of
+        # each (state, saved files), read again every poll_max_interval so they hear of a change all the same.
+        self._observed: dict[str, tuple[str, int]] = {}
         self._wake: anyio.Event | None = None
         self._bound: anyio.Event | None = None
         self._limiter: anyio.CapacityLimiter | None = None
@@ -249,6 +253,7 @@ class Follower:
         await self._adopt_unsaved()  # and every finished one whose results it could not save
         rescan_at = time.monotonic() + RESCAN * self._unit
         retry_dropped_at = time.monotonic() + RETRY_DROPPED * self._unit
+        relay_at = time.monotonic()
         async with anyio.create_task_group() as group:
             while True:
                 self._wake = anyio.Event()
@@ -257,6 +262,9 @@ class Follower:
                     self._retrying |= self._dropped  # the rescan adopts them again (unless over KIE's 14 days) ...
                     self._dropped.clear()  # ... for one look each: a refusal leaves them alone again
                     retry_dropped_at = now + RETRY_DROPPED * self._unit
+                if self._observed and now >= relay_at:
+                    group.start_soon(self._relay_observed)
+                    relay_at = now + self._rt.settings.poll_max_interval
                 if now >= rescan_at:
                     self._renew()
                     self._recover_interrupted()
@@ -275,6 +283,8 @@ class Follower:
                 looks = [w.next_at for w in idle if not w.record.finished]
                 others = [w.next_at for w in idle if w.record.finished]
                 others += [u.next_at for u in self._unsaved.values() if not u.busy]
+                if self._observed:
+                    others.append(relay_at)
                 wake_at = min(max(min([*looks, rescan_at]), self._paused_until), *others, rescan_at)
                 with anyio.move_on_after(max(wake_at - time.monotonic(), 0.0)):
                     await self._wake.wait()
@@ -784,6 +794,7 @@ class Follower:
         watch = self._add(record, looked=looked)
         if watch is None:
             self.save_later(record, at=time.monotonic())
+            self._observe(record)  # followed by another server: its clients here still hear when it changes
             return record
         return watch.record
 
@@ -873,7 +884,37 @@ class Follower:
                 record = rt.tasks.get(record.task_id) or record
             except JOURNAL_ERRORS:
                 break
+        self._observe(record)
         return Checked(record, [], held=True, saving=record.finished and self._unsaved_results(record))
+
+    def _observe(self, record: TaskRecord) -> None:
+        """Relay what the journal says of a task another server follows (``_relay_observed``) until it has ended
+        and its results are saved."""
+        if record.task_id is None or record.task_id in self._watches:
+            return
+        if not record.finished or self._unsaved_results(record):
+            self._observed.setdefault(record.task_id, (record.state, len(record.files)))
+            self._poke()
+
+    async def _relay_observed(self) -> None:
+        """Announce (subscribers, log message) each observed task whose state or saved files changed in the
+        journal; stop observing one that ended with its results saved, or that this follower now follows."""
+        assert self._rt is not None
+        for task_id, seen in list(self._observed.items()):
+            try:
+                record = self._rt.tasks.get(task_id)
+            except JOURNAL_ERRORS:
+                continue
+            if record is None or task_id in self._watches:
+                self._observed.pop(task_id, None)
+                continue
+            now = (record.state, len(record.files))
+            saving = record.finished and self._unsaved_results(record)  # told once, when its results are saved
+            if now != seen and not saving:
+                self._observed[task_id] = now
+                await self._announce(record)
+            if record.finished and not saving:
+                self._observed.pop(task_id, None)
 
     def save_grace(self, seconds: float) -> float:
         """How long a ``check_task`` asked to wait ``seconds`` waits for results being saved: ``settings.save_grace``
