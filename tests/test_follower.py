@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,20 @@ from .conftest import API, UPLOADS, answering, text_of
 IMAGE = {"prompt": "a red apple on a wooden table", "model": "nano-banana-2"}
 VIDEO = {"prompt": "waves rolling onto a beach at dusk", "model": "veo3_fast"}
 STATUS_PATHS = {family.status_path for family in FAMILIES.values()}
+
+
+@asynccontextmanager
+async def hearing(settings, transport) -> AsyncIterator[tuple[Client, list[str]]]:
+    """A handshake-era client of a fresh server on the workspace, and the log messages it is sent."""
+    from kie_mcp.server import create_server
+
+    lines: list[str] = []
+
+    async def on_log(params: LoggingMessageNotificationParams) -> None:
+        lines.append(str(params.data))
+
+    async with Client(create_server(settings, transport=transport), mode="legacy", logging_callback=on_log) as client:
+        yield client, lines
 
 
 async def status_calls(controls, task_id: str) -> list[dict[str, Any]]:
@@ -479,13 +495,7 @@ async def test_a_handshake_client_hears_of_a_task_an_earlier_server_left_whateve
     await controls.post("clock/speed", {"speed": 0})
     async with Client(create_server(settings, transport=transport), elicitation_callback=answering()) as client:
         task_id = await video_nobody_waits_for(client)
-    lines: list[str] = []
-
-    async def on_log(params: LoggingMessageNotificationParams) -> None:
-        lines.append(str(params.data))
-
-    server = create_server(settings, transport=transport)
-    async with Client(server, mode="legacy", logging_callback=on_log) as client:
+    async with hearing(settings, transport) as (client, lines):
         await client.call_tool("list_tasks", {})
         await controls.post("clock/speed", {"speed": 1000})
         await until_saved(tmp_path, task_id)
@@ -848,3 +858,43 @@ async def test_a_second_servers_client_hears_when_a_task_the_first_follows_ends(
                 while not any(task_id in line for line in lines):  # noqa: ASYNC110 - filled by the client's callback
                     await anyio.sleep(0.02)
             assert any("succeeded" in line for line in lines if task_id in line)
+
+
+async def test_a_task_one_server_left_alone_is_asked_about_again_by_a_check_task_on_another(
+    settings, transport, controls
+):
+    """The review: a task server A left alone (8 refusals) said "check_task asks KIE again", but server B's
+    check_task only read the journal while A held the claim: stuck at "queued" though KIE had finished it."""
+    from kie_mcp.server import create_server
+
+    await controls.fault("status", kind="code", code=401, msg="You do not have access permissions", times=8)
+    second = CountedTransport(transport)
+    async with (
+        Client(create_server(settings, transport=transport), elicitation_callback=answering()) as a,
+        Client(create_server(settings, transport=second)) as b,
+    ):
+        made = await a.call_tool("generate_image", {**IMAGE, "wait_seconds": 20})  # ends when A leaves it alone
+        task_id = made.structured_content["tasks"][0]["task_id"]
+        assert made.structured_content["tasks"][0]["error"].startswith("kie-mcp stopped following"), text_of(made)
+        checked = await b.call_tool("check_task", {"task_id": task_id, "wait_seconds": 10})
+    assert checked.structured_content["task"]["state"] == "succeeded", text_of(checked)
+    assert second.status_calls(task_id) >= 1
+
+
+async def test_a_finished_task_first_seen_through_its_resource_is_announced_once(
+    settings, transport, controls, sim, tmp_path
+):
+    """The review: a task made elsewhere and read through kie://tasks/{id} once finished was announced twice
+    ("Task ... succeeded" logged twice): once by the background save, once more by the journal relay."""
+
+    kie = KieClient(api_key=SANDBOX_API_KEY, base_url=API, upload_base_url=UPLOADS, transport=transport)
+    body = {"model": "nano-banana-2", "input": {"prompt": "a fox"}}
+    task_id = await kie.create(FAMILIES["market"], "nano-banana-2", body, grant("nano-banana-2", 1, "quote", None))
+    await kie.aclose()
+    await controls.post("clock/advance", {"seconds": 600})
+    async with hearing(settings, transport) as (client, lines):
+        await client.call_tool("check_credits", {})
+        await client.read_resource(f"kie://tasks/{task_id}")
+        assert await until_saved(tmp_path, task_id)
+        await anyio.sleep(0.5)  # the relay would have spoken by now (poll_max_interval is 0.05 s here)
+    assert len([line for line in lines if task_id in line]) == 1, lines

@@ -263,3 +263,80 @@ def test_a_file_named_with_the_key_is_uploaded_under_a_name_without_it():
     png = Sniffed(kind="image", mime="image/png", format="png", label="PNG image", extensions=("png",))
     assert upload_name(Path(f"/w/shot-{key}.png"), png, "-7d5b079823") == "input-7d5b079823.png"
     assert upload_name(Path("/w/bottle.PNG"), png, "-7d5b079823") == "bottle-7d5b079823.png"
+
+
+async def sent_images(controls) -> dict[str, tuple[str, tuple[int, int]]]:
+    """The pictures the creates named, as KIE would fetch them: field -> (format, size)."""
+    requests = await controls.get("requests")
+    items = requests if isinstance(requests, list) else requests["requests"]
+    found = {}
+    for request in items:
+        if request["path"].endswith("createTask"):
+            for field, value in request["body"]["input"].items():
+                for link in value if isinstance(value, list) else [value]:
+                    if isinstance(link, str) and link.startswith("http://upload."):
+                        picture = Image.open(io.BytesIO((await controls.http.get(link)).content))
+                        found[field] = (picture.format, picture.size)
+    return found
+
+
+async def test_an_upscalers_input_and_a_mask_are_sent_as_they_are(connect, controls, tmp_path):
+    """The audit: every image under 1024 px was upscaled to 1080 px and sent as JPEG, an upscaler's input too (KIE
+    bills Topaz by output size: 2x of an 800 px picture is 1600 px, 2K, but of the upscaled one 2160 px, 4K, at
+    twice the price) and an inpainting mask (two grey levels became dozens). Both go as they are now; a small photo
+    for an edit is still upscaled."""
+    folder = tmp_path / "references"
+    folder.mkdir()
+    (folder / "small.png").write_bytes(_image("PNG", (800, 600)))
+    (folder / "mask.png").write_bytes(_image("PNG", (800, 600)))
+    async with connect(elicitation=answering()) as client:
+        upscaled = await client.call_tool(
+            "generate_image",
+            {"model": "topaz/image-upscale", "images": ["references/small.png"], "options": {"upscale_factor": "2"}},
+        )
+        assert upscaled.structured_content["status"] == "completed", text_of(upscaled)
+        upscaler = await sent_images(controls)
+        await controls.http.delete("/__sim/requests")
+        edited = await client.call_tool(
+            "generate_image",
+            {
+                "model": "ideogram/v3-edit",
+                "prompt": "a red balloon",
+                "images": ["references/small.png", "references/mask.png"],
+            },
+        )
+        assert edited.structured_content["status"] == "completed", text_of(edited)
+        edit = await sent_images(controls)
+    assert list(upscaler.values()) == [("PNG", (800, 600))]
+    assert edit["mask_url"] == ("PNG", (800, 600))
+    assert [v for k, v in edit.items() if k != "mask_url"] == [("JPEG", (1080, 810))]  # the photo: upscaled
+
+
+async def test_a_local_file_named_with_the_key_is_generated_from_under_another_name(transport, tmp_path):
+    """The review: generate_image refused a local file whose name held the key ("take the key out of the link");
+    only upload_file renamed it. A name is no link: it is uploaded under a name without the key, and used."""
+    from dataclasses import replace
+
+    from mcp import Client
+
+    from kie_mcp.config import Settings
+    from kie_mcp.sandbox.state import DEFAULT_ACCOUNT
+    from kie_mcp.server import create_server
+
+    key = "kie9f2c4e6a8b0d1357ace24680"
+    (tmp_path / ".env").write_text(f"KIE_API_KEY={key}\n")
+    (tmp_path / "references").mkdir()
+    (tmp_path / "references" / f"shot-{key}.png").write_bytes(_image("PNG", (1200, 1200)))
+    settings = Settings.load({"KIE_WORKSPACE": str(tmp_path)}, cwd=tmp_path)
+    settings = replace(settings, base_url="http://api.kie.test", upload_base_url="http://upload.kie.test")
+    transport.sim.keys[key] = DEFAULT_ACCOUNT  # the simulator accepts this key
+    async with Client(create_server(replace(settings, catalog_sync=False), transport=transport)) as client:
+        made = await client.call_tool(
+            "generate_image",
+            {"model": "google/nano-banana-edit", "prompt": "on ice", "images": [f"references/shot-{key}.png"],
+             "wait_seconds": 20},
+            )  # fmt: skip
+    assert not made.is_error and made.structured_content["status"] in ("completed", "confirmation_required"), text_of(
+        made
+    )
+    assert key not in text_of(made)

@@ -190,12 +190,18 @@ def _columns(db: sqlite3.Connection, table: str) -> set[str]:
     return {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
 
 
-def _live_holder(row: sqlite3.Row | None, owner: str, fresh_since: float) -> str | None:
+DROPPED = "!"  # after a follower's tag in ``follows``: a task it left alone (refused too often) and still holds
+
+
+def _live_holder(row: sqlite3.Row | None, owner: str, fresh_since: float, *, take_dropped: bool = False) -> str | None:
     """The follower in a ``follows`` row when it is not ``owner``, renewed its claim after ``fresh_since`` and its
-    process is not known to be gone; else None."""
-    if row is None or row["owner"] == owner or row["seen"] <= fresh_since:
+    process is not known to be gone; else None. With ``take_dropped``, a claim on a task its holder left alone
+    counts as none (a person's check_task asks KIE again)."""
+    if row is None or row["owner"] in (owner, owner + DROPPED) or row["seen"] <= fresh_since:
         return None
-    return None if processes.owner_gone(row["owner"]) is True else str(row["owner"])
+    if take_dropped and row["owner"].endswith(DROPPED):
+        return None
+    return None if processes.owner_gone(row["owner"].removesuffix(DROPPED)) is True else str(row["owner"])
 
 
 class JournalUnavailable(RuntimeError):
@@ -494,14 +500,14 @@ class Journal:
     # One follower per workspace asks KIE about a task and saves its results, whichever server it runs in: each
     # claims the tasks it follows here and renews the claims every minute (``tasks/follower.py``).
 
-    def claim_follow(self, task_id: str, owner: str, *, fresh_for: float) -> str | None:
+    def claim_follow(self, task_id: str, owner: str, *, fresh_for: float, take_dropped: bool = False) -> str | None:
         """Claim following ``task_id`` for the follower ``owner``. None when it is ours now; else the owner that
         holds it: one that renewed its claim within ``fresh_for`` seconds and whose process is not known to be gone
         (``processes.owner_gone``; another machine's cannot be told, so its claim holds until it goes stale)."""
         now = time.time()
         with self.transaction() as db:
             row = db.execute("SELECT owner, seen FROM follows WHERE task_id = ?", (task_id,)).fetchone()
-            if (holder := _live_holder(row, owner, now - fresh_for)) is not None:
+            if (holder := _live_holder(row, owner, now - fresh_for, take_dropped=take_dropped)) is not None:
                 return holder
             db.execute(
                 "INSERT INTO follows (task_id, owner, seen) VALUES (?, ?, ?) ON CONFLICT(task_id) DO UPDATE SET"
@@ -513,27 +519,35 @@ class Journal:
     def follower_of(self, task_id: str, owner: str, *, fresh_for: float) -> str | None:
         """Another follower holding ``task_id`` (as ``claim_follow`` judges), without claiming it; or None."""
         rows = self.query("SELECT owner, seen FROM follows WHERE task_id = ?", task_id)
-        return _live_holder(rows[0] if rows else None, owner, time.time() - fresh_for)
+        return _live_holder(rows[0] if rows else None, owner, time.time() - fresh_for, take_dropped=True)
 
     def followed_elsewhere(self, owner: str, *, fresh_for: float) -> set[str]:
         """The tasks another follower, alive (or of another machine), claimed within ``fresh_for`` seconds."""
         rows = self.query(
-            "SELECT task_id, owner FROM follows WHERE owner != ? AND seen > ?", owner, time.time() - fresh_for
+            "SELECT task_id, owner FROM follows WHERE owner NOT IN (?, ?) AND seen > ?",
+            owner,
+            owner + DROPPED,
+            time.time() - fresh_for,
         )
         gone: dict[str, bool | None] = {}
         for row in rows:
-            gone.setdefault(row["owner"], processes.owner_gone(row["owner"]))
+            gone.setdefault(row["owner"], processes.owner_gone(row["owner"].removesuffix(DROPPED)))
         return {row["task_id"] for row in rows if gone[row["owner"]] is not True}
 
     def renew_follows(self, owner: str) -> None:
-        self.execute("UPDATE follows SET seen = ? WHERE owner = ?", time.time(), owner)
+        self.execute("UPDATE follows SET seen = ? WHERE owner IN (?, ?)", time.time(), owner, owner + DROPPED)
+
+    def drop_follow(self, task_id: str, owner: str) -> None:
+        """``owner`` left ``task_id`` alone: it keeps the claim (no other server's rescan takes the task up), which a
+        check_task elsewhere may take over."""
+        self.execute("UPDATE follows SET owner = ? WHERE task_id = ? AND owner = ?", owner + DROPPED, task_id, owner)
 
     def release_follows(self, owner: str, task_id: str | None = None) -> None:
         """Give up the claim on ``task_id`` (or on every task, when the follower stops)."""
         if task_id is None:
-            self.execute("DELETE FROM follows WHERE owner = ?", owner)
+            self.execute("DELETE FROM follows WHERE owner IN (?, ?)", owner, owner + DROPPED)
         else:
-            self.execute("DELETE FROM follows WHERE task_id = ? AND owner = ?", task_id, owner)
+            self.execute("DELETE FROM follows WHERE task_id = ? AND owner IN (?, ?)", task_id, owner, owner + DROPPED)
 
     # -- tasks -----------------------------------------------------------------------------------
 

@@ -440,6 +440,17 @@ def _media_slots(spec: ModelSpec, wire: dict[str, Any]) -> Iterator[tuple[str, i
             yield name, None, value
 
 
+_AS_IS = frozenset({"upscale", "background-removal"})  # models whose input is the picture itself, pixel for pixel
+
+
+def _sent_as_is(spec: ModelSpec, wire: dict[str, Any]) -> set[str]:
+    """The inputs uploaded exactly as they are, never upscaled first: every input of an upscaler or a background
+    remover (an upscaled input is billed at the next output size and upscales a blur), and a mask (a two-level
+    picture a JPEG would turn into dozens of levels)."""
+    every = _AS_IS & set(spec.capabilities)
+    return {value for name, _, value in _media_slots(spec, wire) if every or "mask" in name}
+
+
 def _local_slots(spec: ModelSpec, wire: dict[str, Any]) -> list[tuple[str, int | None, str]]:
     return [(name, index, value) for name, index, value in _media_slots(spec, wire) if not is_remote(value)]
 
@@ -493,7 +504,7 @@ def unreachable_links(spec: ModelSpec, wire: dict[str, Any]) -> list[Problem]:
     nested = list(_nested_links(spec, wire))
     problems: list[Problem] = []
     for where, value in [*slots, *nested]:
-        if holds_secret(value):
+        if (is_remote(value) or (where, value) in nested) and holds_secret(value):  # a local file's name: renamed
             problems.append(Problem(where, HOLDS_KEY))
             continue
         if not is_remote(value):
@@ -583,17 +594,20 @@ async def upload_local_files(
     reused); return the wire input pointing at the uploaded URLs and what was done."""
     urls: dict[str, str] = {}
     notes: list[str] = []
+    as_is = _sent_as_is(spec, wire)
     for value, local in files.items():
-        earlier = journal.live_upload(local.sha256, UPLOAD_REUSE_SECONDS)
+        prepare = value not in as_is
+        kept = local.sha256 if prepare else f"{local.sha256}:as-is"  # an upscaled upload never stands for the file
+        earlier = journal.live_upload(kept, UPLOAD_REUSE_SECONDS)
         if earlier:
             urls[value] = earlier
             notes.append(f"{local.path.name} was already uploaded recently; reused {earlier}.")
             continue
         content = await anyio.to_thread.run_sync(approved_bytes, local)  # reads the whole file: off the event loop
         uploaded, note = await upload_prepared(
-            kie, content, "kie-mcp/inputs", local.upload_name, local.path.name, local.media
+            kie, content, "kie-mcp/inputs", local.upload_name, local.path.name, local.media, prepare=prepare
         )
-        journal.remember_upload(local.sha256, uploaded.url)
+        journal.remember_upload(kept, uploaded.url)
         urls[value] = uploaded.url
         if note:
             notes.append(note)

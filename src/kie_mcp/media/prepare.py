@@ -57,15 +57,16 @@ def prepare_image(content: bytes, name: str, source: str) -> Prepared:
 
 
 async def upload_prepared(
-    kie: KieClient, content: bytes, upload_path: str, name: str, source: str, media: Sniffed
+    kie: KieClient, content: bytes, upload_path: str, name: str, source: str, media: Sniffed, *, prepare: bool = True
 ) -> tuple[UploadedFile, str | None]:
     """Upload ``content`` (the checked bytes of the file named ``source``) as ``name``, upscaled first when it is a
-    small image; returns the upload and what was done.
+    small image (unless not to ``prepare``: the input of an upscaler, or a mask); returns the upload and what was
+    done.
 
     ``media`` is what the bytes are (``media.sniff``), checked by the caller: it is sent as the upload's MIME type,
     whatever the file's name says.
     """
-    if media.kind == "image":
+    if media.kind == "image" and prepare:
         prepared = await anyio.to_thread.run_sync(prepare_image, content, name, source)
         if prepared.content is not None:
             uploaded = await kie.upload_bytes(

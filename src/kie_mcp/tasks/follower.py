@@ -342,13 +342,16 @@ class Follower:
 
     # -- claims: one follower per task, across the servers of a workspace ---------------------------------------
 
-    def _claim(self, task_id: str) -> bool:
+    def _claim(self, task_id: str, *, asked: bool = False) -> bool:
         """Whether this follower may follow (or save) ``task_id``: its claim in the journal, unless another live
         follower holds one (renewed within ``QUIET``). No journal to share claims through: yes (a second look
         costs less than a result nobody saves)."""
         assert self._rt is not None
         try:
-            return self._rt.journal.claim_follow(task_id, self.owner, fresh_for=QUIET * self._unit) is None
+            claimed = self._rt.journal.claim_follow(
+                task_id, self.owner, fresh_for=QUIET * self._unit, take_dropped=asked
+            )  # asked (check_task, a read): a task another server left alone is this one's to ask about again
+            return claimed is None
         except JOURNAL_ERRORS:
             return True
 
@@ -373,6 +376,13 @@ class Follower:
             self._rt.journal.renew_follows(self.owner)
         except JOURNAL_ERRORS as err:
             log.debug("could not renew the claims on followed tasks: %s", err)
+
+    def _drop_claim(self, task_id: str) -> None:
+        assert self._rt is not None
+        try:
+            self._rt.journal.drop_follow(task_id, self.owner)
+        except JOURNAL_ERRORS as err:
+            log.debug("could not mark %s left alone: %s", task_id, err)
 
     def _release(self, task_id: str | None) -> None:
         if self._rt is None:
@@ -512,7 +522,7 @@ class Follower:
         """The task's age in schedule seconds."""
         return max(time.time() - record.created_at, 0.0) / self._unit
 
-    def _add(self, record: TaskRecord, *, looked: bool = False) -> Watch | None:
+    def _add(self, record: TaskRecord, *, looked: bool = False, asked: bool = False) -> Watch | None:
         """Follow ``record`` (or the copy already followed); None when there is nothing to follow."""
         if record.task_id is None:
             return None
@@ -521,7 +531,7 @@ class Follower:
             return watch
         if record.finished:
             return None
-        if not self._claim(record.task_id):  # another server's follower asks KIE about it and saves it
+        if not self._claim(record.task_id, asked=asked):  # another server's follower asks KIE and saves it
             return None
         self._dropped.discard(record.task_id)
         watch = Watch(record=record, typical=self._typical(record))
@@ -705,7 +715,9 @@ class Follower:
         assert task_id is not None
         if self._watches.get(task_id) is watch:
             del self._watches[task_id]
-            if not dropped:  # a task left alone stays claimed: no other server takes it up and asks KIE again
+            if dropped:  # a task left alone stays claimed: no other server's rescan takes it up to ask KIE again
+                self._drop_claim(task_id)
+            else:
                 self._release(task_id)
         if dropped:
             self._dropped.add(task_id)
@@ -791,10 +803,11 @@ class Follower:
         the background at once, so whoever found it (the ``kie://tasks/{id}`` resource, a follow-up's source) never
         saves them itself."""
         await self._runtime()
-        watch = self._add(record, looked=looked)
+        watch = self._add(record, looked=looked, asked=True)
         if watch is None:
             self.save_later(record, at=time.monotonic())
-            self._observe(record)  # followed by another server: its clients here still hear when it changes
+            if record.task_id is not None and not record.finished and self._held_elsewhere(record.task_id):
+                self._observe(record)  # followed by another server: its clients here still hear when it changes
             return record
         return watch.record
 
@@ -849,7 +862,7 @@ class Follower:
         """``check_task``: wait up to ``seconds`` on the task; with 0, look once now (after any look in flight; also
         when KIE last said success without a result link, which the follower's schedule looks at every 3 minutes)."""
         await self._runtime()
-        watch = self._add(record, looked=looked)
+        watch = self._add(record, looked=looked, asked=True)
         if watch is None and record.task_id is not None and self._held_elsewhere(record.task_id):
             return await self._check_elsewhere(record, seconds, on_update)
         if watch is None:
@@ -905,7 +918,7 @@ class Follower:
                 record = self._rt.tasks.get(task_id)
             except JOURNAL_ERRORS:
                 continue
-            if record is None or task_id in self._watches:
+            if record is None or task_id in self._watches or task_id in self._unsaved:  # this server has it now
                 self._observed.pop(task_id, None)
                 continue
             now = (record.state, len(record.files))
