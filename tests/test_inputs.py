@@ -142,6 +142,29 @@ async def test_the_same_file_is_uploaded_once(connect, controls, tmp_path):
     assert creates[0]["body"]["input"]["image_urls"] == creates[1]["body"]["input"]["image_urls"]
 
 
+async def test_an_upload_is_reused_only_at_the_same_upload_host_and_for_two_hours(connect, controls, tmp_path):
+    """The audit: the upload cache (48 h, keyed by content only) reused a link KIE had already deleted (users report
+    24 h, even "a few hours", against the documented 3 days), and a link made by ``kie-mcp sim`` on 127.0.0.1 was
+    sent to the real KIE once the workspace was pointed at it. An upload is reused for 2 hours, at its own host."""
+    import time
+
+    from kie_mcp.journal import Journal
+
+    (tmp_path / "ref.png").write_bytes(PNG)
+    async with connect(elicitation=answering()) as client:
+        await client.call_tool("generate_image", {**EDIT, "images": ["ref.png"]})
+    async with connect(elicitation=answering(), upload_base_url="http://uploads-elsewhere.kie.test") as client:
+        elsewhere = await client.call_tool("generate_image", {**EDIT, "prompt": "green", "images": ["ref.png"]})
+    journal = Journal.for_workspace(tmp_path)
+    journal.execute("UPDATE uploads SET uploaded = ?", time.time() - 3 * 3600)  # every upload 3 hours old
+    journal.close()
+    async with connect(elicitation=answering()) as client:
+        later = await client.call_tool("generate_image", {**EDIT, "prompt": "blue", "images": ["ref.png"]})
+    assert "reused" not in elsewhere.structured_content["message"]
+    assert "reused" not in later.structured_content["message"]
+    assert len(await uploads(controls)) == 3
+
+
 async def test_the_clients_mcp_roots_are_allowed_folders(settings, transport, controls, mode, outside):
     from mcp import Client
     from mcp.types import ListRootsResult, Root

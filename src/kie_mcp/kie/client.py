@@ -121,6 +121,7 @@ class KieClient:
             "public": {"base_url": base_url, "headers": keyless, "timeout": limits},
         }
         self._transport = transport
+        self.upload_base_url = upload_base_url  # where inputs are uploaded: an earlier upload is reused only there
         self._clients: dict[str, httpx2.AsyncClient] = {}
         self._closed = False
         self.rate_limit_backoff = rate_limit_backoff
