@@ -288,12 +288,15 @@ class _Server(MCPServer):
             if same_resources(old, wanted):
                 continue
             rebuilt: dict[str, Any] = {}
+            placed = False
             for uri, resource in held.items():
-                if uri.startswith(prefix):
-                    rebuilt.update(wanted)  # where the first of them was
-                    continue
-                rebuilt[uri] = resource
-            rebuilt.update(wanted)
+                if not uri.startswith(prefix):
+                    rebuilt[uri] = resource
+                elif not placed:
+                    rebuilt.update(wanted)  # once, where the first of them was
+                    placed = True
+            if not placed:  # none there before: after the others
+                rebuilt.update(wanted)
             held.clear()
             held.update(rebuilt)
             changed = changed or not first  # the first listing is no change to announce
