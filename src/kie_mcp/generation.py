@@ -29,6 +29,7 @@ from kie_mcp.journal import CALL_ANSWERED, CALL_CUT_OFF, JournalUnavailable
 from kie_mcp.kie import FAMILIES, KieClient, KieError, OutcomeUnknownError
 from kie_mcp.kie.client import UPLOAD_FAILED, ExistingTaskError
 from kie_mcp.kie.families import Family
+from kie_mcp.media import saved
 from kie_mcp.media.inputs import (
     LocalFile,
     find_local_files,
@@ -159,6 +160,8 @@ async def plan(
     ``continues`` (source task id, operation) and ``facts`` (the source's settings a price depends on, keys
     ``source.<name>``) come from ``followups.plan``, the one caller that may plan a follow-up model."""
     spec = resolve_model(rt, args.model, kind, followup=continues is not None)
+    # Its results could not be saved: outputs/ is a link to /, the workspace or the home folder (media/saved.py)
+    saved.check(rt.settings.workspace / saved.OUTPUTS, " Nothing was sent or charged.")
     if not 1 <= args.variations <= 10:
         raise InvalidRequest(spec.id, [Problem("variations", f"{args.variations} is out of range 1-10.")])
     if args.max_credits is not None and not (math.isfinite(args.max_credits) and args.max_credits > 0):

@@ -51,6 +51,7 @@ from kie_mcp.clientroots import root_folders, roots_resolver
 from kie_mcp.config import Settings, no_key_advice
 from kie_mcp.journal import Journal, JournalUnavailable, storage_problem, unavailable_reason
 from kie_mcp.kie import Category, KieError
+from kie_mcp.media import saved
 from kie_mcp.media.downloads import SNIFF_BYTES, THUMBNAIL_SIDE, output_folder, preview, real_folder, sniff_mime
 from kie_mcp.media.inputs import (
     UPLOAD_ACCEPTS,
@@ -114,6 +115,7 @@ UPLOADS = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempote
 
 _USER_ERRORS = (
     JournalUnavailable,
+    saved.OutputsRefused,
     InvalidRequest,
     UnknownModelError,
     WithdrawnModelError,
@@ -1315,11 +1317,14 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
 
     def saved_result(path: str) -> Path:
         """The real path of the saved result ``outputs/<path>``, or ``ResourceNotFoundError``: symlinks are judged by
-        their target, nothing outside outputs/, no dotfiles (the kept previews among them), no unusable paths."""
+        their target, nothing outside outputs/ and nothing there kie-mcp does not save (``saved.is_served``: files
+        of session folders, gallery pages), no dotfiles (the kept previews among them), no unusable paths."""
+        if (refused := saved.refusal(outputs)) is not None:
+            raise ResourceNotFoundError(f"No saved result is served: {refused}")
         home = outputs.resolve()
         try:
             target = (outputs / path).resolve()
-            inside = target.is_relative_to(home) and target.is_file()
+            inside = target.is_relative_to(home) and target.is_file() and saved.is_served(target.relative_to(home))
         except (OSError, ValueError, RuntimeError):
             inside = False
         names = (*Path(path).parts, *(target.relative_to(home).parts if inside else ()))

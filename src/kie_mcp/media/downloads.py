@@ -50,7 +50,9 @@ import httpx2
 from kie_mcp import processes
 from kie_mcp.redact import redact
 
+from . import saved
 from .addresses import PrivateAddress, send_checked
+from .saved import SESSION_FOLDER
 from .sniff import pillow
 
 log = logging.getLogger(__name__)  # stderr only, through the server's logging set-up
@@ -391,7 +393,9 @@ def real_folder(folder: Path) -> Path:
     first of ``<name>_2``, ``<name>_3``, ... that is a real folder or can be made one is used instead (no session's
     own folder has ``_`` in its name), the same one every time, so every result of a task and its sidecar land
     together and a paid result is always saved. The folder holding it (``outputs/``, which may be a link to another
-    disk the user chose) is created when missing, and followed. ``OSError`` when none can be made."""
+    disk the user chose) is created when missing, and followed, unless it is a link ``saved.refusal`` names
+    (``OutputsRefused``). ``OSError`` when none can be made."""
+    saved.check(folder.parent)  # outputs/ linked to /, the workspace or the home folder: nothing is written there
     folder.parent.mkdir(parents=True, exist_ok=True)
     for n in range(1, FOLDER_NAMES_TRIED + 1):
         candidate = folder if n == 1 else folder.with_name(f"{folder.name}_{n}")
@@ -654,6 +658,8 @@ def sweep_interrupted_downloads(outputs: Path) -> int:
     earlier process given the same id, as a container restarted in place is) is removed. Those of another machine
     (a workspace on shared storage) or unnamed (older kie-mcp) go once an hour old.
     """
+    if saved.refusal(outputs) is not None:  # a link to / or the home folder: nothing there is kie-mcp's to remove
+        return 0
     removed = 0
     try:
         candidates = [p for p in outputs.rglob(".*.part-*") if p.is_file() and not p.is_symlink()]
@@ -744,9 +750,6 @@ def _slug(text: str, max_len: int, allowed: str = "a-z0-9") -> str:
         cut = slug[:max_len]
         slug = cut.rsplit("-", 1)[0] if "-" in cut[max_len // 2 :] else cut
     return slug.strip("-")
-
-
-SESSION_FOLDER = re.compile(r"^(\d{4}-\d{2}-\d{2})-(.+)$")  # the name output_folder gives: its day, its slug
 
 
 def output_folder(workspace: Path, label: str, day: date) -> Path:

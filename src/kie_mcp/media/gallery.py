@@ -59,8 +59,8 @@ import anyio.to_thread
 from kie_mcp.redact import redact, secrets_version
 from kie_mcp.words import shortened
 
+from . import saved
 from .downloads import (
-    SESSION_FOLDER,
     THUMBNAIL_SIDE,
     kind_of,
     make_preview,
@@ -70,6 +70,7 @@ from .downloads import (
     write_bytes_atomic,
 )
 from .inputs import RefusedInput, read_inside
+from .saved import SESSION_FOLDER
 
 log = logging.getLogger(__name__)
 
@@ -645,7 +646,7 @@ def build(outputs: Path, side: int = THUMBNAIL_SIDE, fresh: Sequence[tuple[Path,
     on its own, so one failure does not keep the others stale.
     """
     outputs = Path(outputs)
-    if not outputs.is_dir():
+    if not outputs.is_dir() or saved.refusal(outputs) is not None:  # no results are saved through such a link
         return []
     for path, given in fresh:
         make_preview(path, given, side)  # best effort, file by file: a crafted file only goes without a preview
@@ -900,8 +901,10 @@ def read_page(outputs: Path, session: str | None = None, side: int = THUMBNAIL_S
 
     The page is read from one open file judged again as it is opened (``inputs.read_inside``): inside ``outputs``, a
     regular file, no link swapped in since the check (to ``.env`` or outside), never a FIFO to block on (opened
-    without blocking). Reads files: call it in a worker thread."""
+    without blocking). ``OutputsRefused`` when ``outputs`` is a link ``saved.refusal`` names. Reads files: call it in
+    a worker thread."""
     outputs = Path(outputs)
+    saved.check(outputs)  # a link to / or the home folder: no page is read through it (OutputsRefused)
     if session is not None and (session in ("", ".", "..") or session[:1] == "." or "/" in session or "\\" in session):
         return None
     path = outputs / session / PAGE if session is not None else outputs / PAGE

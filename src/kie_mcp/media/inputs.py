@@ -50,6 +50,7 @@ from kie_mcp.catalog import ModelSpec, Problem
 from kie_mcp.journal import Journal
 from kie_mcp.kie import Category, KieClient, KieError
 
+from . import saved
 from .prepare import upload_prepared
 from .sniff import HEAD_BYTES, KINDS, MediaKind, Sniffed, describe, sniff
 
@@ -236,7 +237,7 @@ def confined(value: str, workspace: Path | tuple[Path, ...], roots: tuple[Path, 
         raise
     except (OSError, ValueError, RuntimeError) as err:  # RuntimeError: a symlink loop (Python 3.11)
         raise UnusablePath(_path_problem(value, err)) from None
-    if not any(real.is_relative_to(root) for root in roots):
+    if not any(real.is_relative_to(root) for root in roots) and not _saved_elsewhere(real, workspace):
         # Where it leads is not said: that would show what lies outside (another user's files, a process id).
         allowed = ", ".join(str(root) for root in roots)
         raise OutsideAllowedFolders(
@@ -245,6 +246,14 @@ def confined(value: str, workspace: Path | tuple[Path, ...], roots: tuple[Path, 
             "KIE_ALLOWED_DIRS."
         )
     return real
+
+
+def _saved_elsewhere(real: Path, workspace: Path | tuple[Path, ...]) -> bool:
+    """Whether ``real`` is a result saved in a workspace's ``outputs/`` that is a link to a folder elsewhere (another
+    disk): a file in one of its session folders, not anything else the folder holds."""
+    bases = workspace if isinstance(workspace, tuple) else (workspace,)
+    homes = saved.linked_homes(bases)
+    return any(real.is_relative_to(home) and saved.is_saved(real.relative_to(home)) for home in homes)
 
 
 def _path_problem(value: str, err: BaseException) -> str:
@@ -279,6 +288,8 @@ def private_reason(real: Path, workspace: Path | tuple[Path, ...], roots: tuple[
                 "kie-mcp never uploads or serves"
             )
     holders = [root for root in (*roots, *homes) if real.is_relative_to(root)]
+    if not holders:  # a result saved in an outputs/ linked elsewhere: judged inside the folder it links to
+        holders = [home for home in saved.linked_homes(homes) if real.is_relative_to(home)]
     if not holders:
         return None
     root = max(holders, key=lambda r: len(r.parts))

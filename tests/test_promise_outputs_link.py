@@ -1,0 +1,130 @@
+"""outputs/ may be a link to a folder of the user's choosing (another disk), never a way to every file.
+
+A workspace is often a cloned folder (a shared MASTER_CONTEXT.md), and a clone can carry ``outputs -> /`` or a
+link to the home folder. Through such a link ``kie://outputs/etc/passwd`` was served and the gallery's pages were
+written over the user's own. Now such a link is refused outright (nothing saved, served or read through it, and a
+request whose results could not be saved is refused before anything is spent), ``kie://outputs/`` serves only what
+kie-mcp saves (session folders' files and gallery pages), and a link to a folder elsewhere works in full: its
+saved results are inputs like any other.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from mcp import MCPError
+
+from kie_mcp.media import saved
+
+from .conftest import answering, text_of
+from .test_inputs import EDIT, PNG, uploads
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="symlinks")
+
+REQUEST = {"prompt": "A red apple on a wooden table", "model": "nano-banana-2"}
+
+
+@pytest.fixture
+def elsewhere(tmp_path_factory) -> Path:
+    """A folder outside the workspace: the other disk outputs/ is linked to."""
+    return tmp_path_factory.mktemp("other-disk")
+
+
+def _link_outputs(workspace: Path, where: str, elsewhere: Path, monkeypatch) -> None:
+    """outputs/ made a link to the top of the file system, the workspace, a folder holding it, or the home folder."""
+    if where == "home":  # the link leads to the home folder (HOME) itself, outside the workspace
+        home = elsewhere / "me"
+        home.mkdir()
+        monkeypatch.setenv("HOME", str(home))
+        target = home
+    else:
+        target = {"top": Path("/"), "workspace": workspace, "above": workspace.parent}[where]
+    (workspace / "outputs").symlink_to(target, target_is_directory=True)
+
+
+@pytest.mark.parametrize("where", ["top", "workspace", "above", "home"])
+async def test_outputs_linked_to_every_file_serves_saves_and_spends_nothing(
+    connect, controls, tmp_path, elsewhere, monkeypatch, where
+):
+    """A cloned workspace's ``outputs -> /`` (or to the workspace, a folder above it, the home folder) served any
+    file by ``kie://outputs/<path>`` and took paid requests whose results would land all over the disk. Now nothing
+    is served through it, and estimate_cost and generate_image refuse before anything is sent, saying what to do."""
+    _link_outputs(tmp_path, where, elsewhere, monkeypatch)
+    (tmp_path / "notes.txt").write_text("the workspace's own file\n")
+    readable = "etc/hostname" if where == "top" else "notes.txt" if where != "above" else f"{tmp_path.name}/notes.txt"
+    async with connect(elicitation=answering()) as client:
+        with pytest.raises(MCPError) as served:
+            await client.read_resource(f"kie://outputs/{readable}")
+        with pytest.raises(MCPError) as page:
+            await client.read_resource("kie://outputs/index.html")
+        estimate = await client.call_tool("estimate_cost", REQUEST)
+        generated = await client.call_tool("generate_image", REQUEST)
+    assert "symbolic link" in str(served.value) and "Remove the link" in str(served.value), served.value
+    assert "symbolic link" in str(page.value), page.value
+    for answer in (estimate, generated):
+        assert answer.is_error, text_of(answer)
+        assert "outputs/ in the workspace is a symbolic link" in text_of(answer), text_of(answer)
+        assert "Nothing was sent or charged" in text_of(answer)
+    assert await controls.creates() == []
+
+
+async def test_a_linked_outputs_elsewhere_saves_serves_and_reuses_its_results(connect, controls, tmp_path, elsewhere):
+    """outputs/ a link to a folder on another disk (as the README allows): results are saved there, served, and
+    usable as the next request's input, by resource link or by path (they were refused as "outside the folders
+    kie-mcp may read", so a product shot could not be animated or edited)."""
+    (tmp_path / "outputs").symlink_to(elsewhere, target_is_directory=True)
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", {**REQUEST, "session": "shoot"})
+        [path] = made.structured_content["tasks"][0]["files"]
+        link = next(block.uri for block in made.content if block.type == "resource_link")
+        served = await client.read_resource(str(link))
+        by_link = await client.call_tool("generate_image", {**EDIT, "images": [str(link)]})
+        by_path = await client.call_tool("generate_image", {**EDIT, "images": [path]})
+    assert (elsewhere / Path(path).relative_to("outputs")).is_file()  # saved on the other disk
+    assert served.contents[0].blob
+    for answer in (by_link, by_path):
+        assert answer.structured_content["status"] == "completed", text_of(answer)
+    assert len(await uploads(controls)) >= 1 and len(await controls.creates()) == 3
+
+
+async def test_a_linked_outputs_lends_only_its_saved_results(connect, controls, tmp_path, elsewhere):
+    """Through a linked outputs/ only what kie-mcp saves is served or read as an input: a file of the other disk
+    outside any session folder (the folder may hold the user's other files), or a dotfile in a session folder, is
+    neither, and nothing is uploaded."""
+    (tmp_path / "outputs").symlink_to(elsewhere, target_is_directory=True)
+    (elsewhere / "private.png").write_bytes(PNG)
+    (elsewhere / "2026-01-01-shoot").mkdir()
+    (elsewhere / "2026-01-01-shoot" / ".hidden.png").write_bytes(PNG)
+    (elsewhere / "2026-01-01-shoot" / "apple.png").write_bytes(PNG)
+    async with connect(elicitation=answering()) as client:
+        with pytest.raises(MCPError, match="No saved result"):
+            await client.read_resource("kie://outputs/private.png")
+        kept = await client.read_resource("kie://outputs/2026-01-01-shoot/apple.png")
+        loose = await client.call_tool("generate_image", {**EDIT, "images": ["outputs/private.png"]})
+        hidden = await client.call_tool("generate_image", {**EDIT, "images": ["outputs/2026-01-01-shoot/.hidden.png"]})
+    assert kept.contents[0].blob
+    assert loose.is_error and "leads outside the folders kie-mcp may read" in text_of(loose), text_of(loose)
+    assert hidden.is_error and "private" in text_of(hidden), text_of(hidden)
+    assert await uploads(controls) == [] and await controls.creates() == []
+
+
+def test_kie_outputs_serves_only_what_kie_mcp_saves_there():
+    """Session folders' files and the gallery's pages; nothing else a (linked) outputs/ may hold."""
+    assert saved.is_served(Path("2026-12-05-shoot/apple.png"))
+    assert saved.is_served(Path("2026-12-05-shoot_2/sub/clip.mp4"))
+    assert saved.is_served(Path("index.html")) and saved.is_served(Path("index-2026-11.html"))
+    for other in ("notes.txt", "etc/passwd", "2026-12-05-shoot", "Documents/2026-12-05-x/a.png", "index.htm"):
+        assert not saved.is_served(Path(other)), other
+
+
+def test_a_dangling_or_plain_outputs_is_not_refused(tmp_path):
+    """Only a link leading to every file is refused: a real folder, a missing one, or a link to a folder that does
+    not exist yet (the other disk not mounted: saving says so itself) is not."""
+    assert saved.refusal(tmp_path / "outputs") is None
+    (tmp_path / "outputs").mkdir()
+    assert saved.refusal(tmp_path / "outputs") is None
+    (tmp_path / "outputs").rmdir()
+    (tmp_path / "outputs").symlink_to(tmp_path / "unmounted" / "disk", target_is_directory=True)
+    assert saved.refusal(tmp_path / "outputs") is None
