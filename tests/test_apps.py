@@ -812,3 +812,159 @@ async def test_a_video_without_a_poster_has_no_preview_and_says_so(connect, tmp_
         full = await client.read_resource("kie://outputs/2026-01-01-demo/clip.mp4")  # the file itself is served
     assert caught.value.code == INVALID_PARAMS
     assert full.contents[0].mime_type == "video/mp4"
+
+
+async def test_the_card_and_the_form_show_every_structured_setting_approve_sends(connect_app):
+    """Kling 3.0 multi-shot: each shot's prompt is paid for and sent; the card showed only ``multi_shots: true`` and
+    the form not even that, though the request's own prompt is empty."""
+    shots = [{"prompt": "a fox runs through snow", "duration": 3}, {"prompt": "it stops at a river", "duration": 2}]
+    request = {"model": "kling-3.0/video", "prompt": "", "options": {"multi_shots": True, "multi_prompt": shots}}
+    seen: list[str] = []
+    async with connect_app(elicitation=answering(action="decline", seen=seen)) as client:
+        card = card_of(await client.call_tool("estimate_cost", request))
+        await client.call_tool("generate_video", request)
+    shown = dict(card["settings"])
+    assert "a fox runs through snow" in shown["multi_prompt"] and "it stops at a river" in shown["multi_prompt"]
+    assert "multi_prompt=" in seen[0] and "a fox runs through snow" in seen[0], seen
+
+
+async def test_the_card_never_shows_the_key_pasted_into_a_prompt(connect_app):
+    """The form, the answer and the gallery show ``[redacted]``; the card's prompt (kept by hosts in ``_meta``)
+    showed the key in full. Approve's arguments are the caller's own, sent as they are."""
+    from kie_mcp.sandbox import SANDBOX_API_KEY
+
+    request = {**IMAGE, "prompt": f"A red apple, key {SANDBOX_API_KEY}"}
+    async with connect_app() as client:
+        estimate = await client.call_tool("estimate_cost", request)
+    card = card_of(estimate)
+    shown = {key: value for key, value in card.items() if key != "arguments"}
+    assert SANDBOX_API_KEY not in str(shown) and "[redacted]" in card["prompt"], card["prompt"]
+
+
+async def test_a_card_after_the_client_refused_its_form_approves_with_its_quote(connect_app, controls, mode):
+    """A client that declares forms but refuses kie-mcp's: the card came back still saying "form", so every Approve
+    asked for a form the client refused again, for ever. It now sends its quote, which approves once; under
+    KIE_APPROVAL=form, where only the form approves, the card says it cannot."""
+    from mcp.types import ErrorData
+
+    async def refusing(context, params) -> ErrorData:
+        return ErrorData(code=-32601, message="Method not found")
+
+    if mode != "legacy":
+        pytest.skip("in the 2026-07-28 era the form travels with the answer; the client fails its own call")
+    async with connect_app(elicitation=refusing) as client:
+        card = card_of(await client.call_tool("generate_image", IMAGE))
+        assert card["form_refused"] is True and card["confirm"] == "quote" and card["binds"] is False
+        made = await client.call_tool(card["tool"], {**card["arguments"], "quote_id": card["quote_id"]})
+    assert made.structured_content["status"] == "completed", text_of(made)
+    async with connect_app(elicitation=refusing, approval="form") as client:
+        bound = card_of(await client.call_tool("generate_image", IMAGE))
+    assert bound["form_refused"] is True and bound["binds"] is True
+    assert len(await controls.creates()) == 1
+
+
+async def test_a_request_made_before_says_so_when_it_is_asked_again(connect_app, controls):
+    """An approval card shown again later (a reloaded conversation) asks the same question word for word, and a yes
+    made the same request again. The quote, the form and the card now name what it already made."""
+    seen: list[str] = []
+    async with connect_app(elicitation=answering(seen=seen)) as client:
+        first = await client.call_tool("generate_image", IMAGE)
+        task_id = first.structured_content["tasks"][0]["task_id"]
+        card = card_of(await client.call_tool("estimate_cost", IMAGE))
+        await client.call_tool("generate_image", IMAGE)
+    assert task_id not in seen[0]
+    assert "already made at" in seen[1] and task_id in seen[1], seen[1]
+    assert any(task_id in note for note in card["notes"]), card["notes"]
+    assert len(await controls.creates()) == 2  # the person said yes again: made again, as asked
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_decline_says_when_the_assistant_could_not_be_told(connect_app, controls, browser):
+    """A host that takes neither ``ui/message`` nor ``ui/update-model-context``: the card said "The assistant was
+    told you declined" all the same. It now says to tell the assistant in the chat; nothing is spent either way."""
+    async with connect_app() as client:
+        asked = await client.call_tool("generate_image", IMAGE)
+        async with AppHost(client).running() as host:
+            url = host.show("untold", IMAGE, asked) + "&refuse=ui/message,ui/update-model-context"
+            card = await in_browser(AppView, browser, url)
+            try:
+                await in_browser(card.wait_for, "document.querySelector('.card .decline')")
+                await in_browser(card.click, ".card .decline")
+                await in_browser(card.wait_for, "document.body.innerText.includes('Nothing was spent')")
+                shown = await in_browser(card.text)
+            finally:
+                await in_browser(card.close)
+    assert "say in the chat that you declined" in shown and "was told" not in shown, shown
+    assert await controls.creates() == []
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_a_card_whose_form_the_client_refused_cannot_loop(connect_app, controls, browser):
+    """KIE_APPROVAL=form on a client that declares forms but refuses kie-mcp's: every Approve asked for the form
+    again and came back with the same card. Only that form approves there, so the card says so and Approve is off."""
+    from mcp.types import ErrorData
+
+    async def refusing(context, params) -> ErrorData:
+        return ErrorData(code=-32601, message="Method not found")
+
+    async with connect_app(elicitation=refusing, approval="form") as client:
+        asked = await client.call_tool("generate_image", IMAGE)
+        async with AppHost(client).running() as host:
+            card = await in_browser(AppView, browser, host.show("refused", IMAGE, asked))
+            try:
+                await in_browser(card.wait_for, "document.querySelector('.card .approve')")
+                disabled = await in_browser(card.evaluate, "document.querySelector('.card .approve').disabled")
+                shown = await in_browser(card.text)
+            finally:
+                await in_browser(card.close)
+    assert disabled is True
+    assert "did not show kie-mcp's confirmation dialog" in shown and "KIE_APPROVAL=any" in shown, shown
+    assert await controls.creates() == []
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_unfinished_tasks_are_followed_a_few_at_a_time(connect_app, controls, browser):
+    """A list of twelve running tasks: the view followed each with its own waiting check_task, all at once (two
+    hundred for ``limit=200``), as the previews were not. It now follows four at a time; every tile still shows."""
+    async with connect_app(elicitation=answering(), auto_approve_credits=200) as client:
+        await controls.post("clock/speed", {"speed": 0})  # KIE never finishes them while the view is open
+        made = await client.call_tool("generate_image", {**IMAGE, "variations": 6, "wait_seconds": 0})
+        again = await client.call_tool(
+            "generate_image", {**IMAGE, "prompt": "a green pear", "variations": 6, "wait_seconds": 0}
+        )
+        assert {made.structured_content["status"], again.structured_content["status"]} == {"submitted"}
+        listed = await client.call_tool("list_tasks", {})
+        async with AppHost(client).running() as host:
+            view = await in_browser(AppView, browser, host.show("running", {}, listed))
+            try:
+                await in_browser(view.wait_for, "document.querySelectorAll('.tile').length === 12")
+                with anyio.fail_after(20):  # the host page counts the check_task calls waiting (app_host.html)
+                    while await in_browser(view.page.evaluate, "window.checksAtOnce") < 4:  # noqa: ASYNC110
+                        await anyio.sleep(0.1)
+                await anyio.sleep(1.5)  # the rest would have been sent by now
+                most = await in_browser(view.page.evaluate, "window.checksAtOnce")
+                await controls.post("clock/speed", {"speed": 1000})  # they end: the waiting calls come back
+            finally:
+                await in_browser(view.close)
+    assert most == 4, most
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_a_picture_widens_from_the_keyboard(connect_app, browser):
+    """A click shows the full picture; so do Tab and Enter (the picture could not be reached without a mouse)."""
+    async with connect_app(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", IMAGE)
+        async with AppHost(client).running() as host:
+            view = await in_browser(AppView, browser, host.show("keys", IMAGE, made))
+            try:
+                await in_browser(view.wait_for, "document.querySelector('.media img')")
+                focusable = await in_browser(view.evaluate, "document.querySelector('.media img').tabIndex")
+                await in_browser(
+                    view.evaluate,
+                    "document.querySelector('.media img').dispatchEvent("
+                    "new KeyboardEvent('keydown', {key: 'Enter', bubbles: true}))",
+                )
+                await in_browser(view.wait_for, "document.querySelector('.tile.wide')")
+            finally:
+                await in_browser(view.close)
+    assert focusable == 0

@@ -6,8 +6,10 @@ import json
 import os
 import select
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -322,4 +324,41 @@ def test_demo_without_ffmpeg_skips_stitching_with_the_fix_and_still_succeeds(tmp
     assert "stitch_videos skipped: no ffmpeg here: kie-mcp's video extra" in done.stdout
     assert "uv tool install '/path/to/kie-mcp[video]'" in done.stdout  # a command that works before PyPI
     assert "== Next steps" in done.stdout
+    assert not list(temp.glob("kie-mcp-demo-*"))
+
+
+def test_a_demo_whose_server_dies_ends_with_one_line_and_no_leftover(tmp_path, monkeypatch, capsys):
+    """The sandboxed server dying half-way (or failing to start) ended the tour with an exception group traceback
+    and exit 1; it now says what happened in one line, and the temporary workspace is still removed."""
+    from kie_mcp import demo
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(demo, "server_command", lambda: (sys.executable, ["-c", "import sys; sys.exit(3)"]))
+    assert demo.run_demo() == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "demo: the sandboxed server stopped unexpectedly" in err, err
+    assert not list(tmp_path.glob("kie-mcp-demo-*"))
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_a_demo_stopped_by_sigterm_removes_its_workspace(tmp_path):
+    """Closing the terminal (SIGHUP) or stopping the demo (SIGTERM) left its temporary workspace behind: only Ctrl-C
+    reached the clean-up."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {"PATH": str(Path(sys.executable).parent), "HOME": str(tmp_path), "TMPDIR": str(temp)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kie_mcp", "demo"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
+    try:
+        assert process.stdout is not None
+        process.stdout.readline()  # the tour has begun: its workspace exists
+        assert list(temp.glob("kie-mcp-demo-*"))
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130 and b"Traceback" not in err, err
     assert not list(temp.glob("kie-mcp-demo-*"))

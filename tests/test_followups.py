@@ -406,6 +406,32 @@ async def test_upscale_sends_the_saved_clip_of_any_video_to_topaz(connect, contr
 # -- refusals: nothing sent, nobody asked, the error names the argument and what to do -----------------------------
 
 
+async def test_an_upscale_of_a_clip_no_longer_saved_is_refused_until_check_task_saves_it_again(
+    connect, controls, tmp_path, sim
+):
+    """The saved clip deleted and its KIE link expired: the upscale was quoted at an unknown price (its length could
+    not be measured) and sent with the dead link, a paid task KIE could only fail. It is refused, pointing at
+    check_task, which saves the clip again from a fresh link; then the upscale goes ahead at its measured price."""
+    seen: list[str] = []
+    async with connect(elicitation=answering(seen=seen)) as client:
+        source = await finished(client, KLING)
+        [saved] = (await follow(client, source))["files"]
+        (tmp_path / saved).unlink()
+        sim.advance(2 * 86400)  # two days on: the result link has expired
+        asked = {"task_id": source, "operation": "upscale", "resolution": "2", "wait_seconds": 40}
+        refused = await client.call_tool("continue_video", asked)
+        checked = await client.call_tool("check_task", {"task_id": source})
+        upscaled = await client.call_tool("continue_video", asked)
+    text = text_of(refused)
+    assert refused.is_error and "- task_id: " in text and f"check_task(task_id='{source}')" in text, text
+    assert "not saved in this workspace any more" in text and "nothing was sent or charged" in text
+    assert (tmp_path / checked.structured_content["task"]["files"][0]).is_file()
+    assert upscaled.structured_content["tasks"][0]["state"] == "succeeded", text_of(upscaled)
+    assert "the saved file outputs/" in seen[-1] and "UNKNOWN" not in seen[-1], seen[-1]
+    [create] = [r for r in await requests_to(controls, MARKET) if r["body"]["model"] == "topaz/video-upscale"]
+    assert "/files/uploads/" in create["body"]["input"]["video_url"]
+
+
 async def test_a_task_that_is_still_running_is_refused_with_what_to_do(connect, controls):
     seen: list[str] = []
     await controls.post(

@@ -18,6 +18,7 @@ import pytest
 from mcp import Client, MCPError, StdioServerParameters
 
 from kie_mcp.config import Settings, read_dotenv
+from kie_mcp.redact import redact
 from kie_mcp.sandbox import SANDBOX_API_KEY, SandboxTransport
 from kie_mcp.server import create_server
 
@@ -205,6 +206,7 @@ def test_a_relative_path_in_the_environment_is_read_from_the_current_folder_and_
     assert settings.workspace == (tmp_path / "ws").resolve()
     assert settings.allowed_dirs == ((tmp_path / "shots").resolve(),)
     assert str(tmp_path) in settings.workspace_reason and "relative" in settings.workspace_reason
+    (tmp_path / "ws").mkdir()
     absolute = Settings.load({"KIE_WORKSPACE": str(tmp_path / "ws")}, cwd=tmp_path)
     assert absolute.workspace_reason == "set by KIE_WORKSPACE"
 
@@ -377,3 +379,50 @@ async def test_the_console_script_never_shows_a_key_run_into_a_cap(tmp_path):
     seen = json.dumps([instructions, text_of(result), refused.value.error.message])
     assert "KIE_MAX_CREDITS_PER_DAY" in seen
     assert key not in seen
+
+
+def test_a_workspace_that_is_not_there_is_said_to_be_made_new(tmp_path):
+    """A typo in KIE_WORKSPACE made the folder (and a fresh journal) without a word beyond the start-up line: the
+    user's MASTER_CONTEXT.md and references/ silently missing. The reason now says it was made, empty."""
+    settings = Settings.load({"KIE_WORKSPACE": str(tmp_path / "clinets" / "acme")}, cwd=tmp_path)
+    assert "did not exist and is made now, empty" in settings.workspace_reason
+    assert "fix KIE_WORKSPACE" in settings.workspace_reason
+
+
+def test_a_bad_workspace_in_a_project_env_names_that_env(tmp_path, monkeypatch):
+    """KIE_WORKSPACE in the project's .env names a file: the answer said to fix it in the per-user folder's .env,
+    which does not exist; it now names the .env that set it."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "MASTER_CONTEXT.md").write_text("# brand\n")
+    (project / "notes.txt").write_text("not a folder\n")
+    (project / ".env").write_text("KIE_WORKSPACE=notes.txt\n")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    settings = Settings.load({}, cwd=project)
+    assert settings.config_error is not None
+    assert f"{project / '.env'} sets KIE_WORKSPACE=" in settings.config_error, settings.config_error
+
+
+def test_a_key_line_that_lost_its_line_break_is_a_broken_setting_that_never_shows_the_key(tmp_path):
+    """``KIE_API_KEY=<key>KIE_MAX_CREDITS_PER_DAY=5`` on one line: the cap was never read (it stayed 3000) and
+    the key was wrong for every call with no hint why. It is a configuration problem, and nothing can be spent."""
+    key = secrets.token_hex(16)  # registered for redaction in this process: never a string other tests use
+    (tmp_path / ".env").write_text(f"KIE_API_KEY={key}KIE_MAX_CREDITS_PER_DAY=5\n")
+    (tmp_path / "MASTER_CONTEXT.md").write_text("# brand\n")
+    settings = Settings.load({}, cwd=tmp_path)
+    assert settings.config_problem is not None and "line break after the key is missing" in settings.config_problem
+    assert key not in settings.config_problem
+    assert settings.api_key is not None and settings.api_key.get_secret_value() == key  # what it swallowed is no key
+    assert redact("raise KIE_MAX_CREDITS_PER_DAY") == "raise KIE_MAX_CREDITS_PER_DAY"  # nor redacted anywhere
+
+
+def test_a_server_started_in_a_folder_deleted_since_still_starts(tmp_path, monkeypatch):
+    """The folder a client started the server in was removed meanwhile: Path.cwd() raised, a traceback on start."""
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    settings = Settings.load({})
+    assert settings.config_error is None and settings.workspace is not None

@@ -304,3 +304,28 @@ async def test_a_caption_near_the_day_limit_is_still_taken(connect, ffmpeg, tmp_
         result = await client.call_tool("stitch_videos", {"clips": ["a.mp4"], "captions": captions, "session": "d"})
     assert not result.is_error, text_of(result)
     assert dated(result.structured_content["path"]) == "outputs/TODAY-d/stitched-1-clips.mp4"
+
+
+async def test_a_task_that_gives_no_clip_is_refused_saying_why_and_what_to_do(connect, controls, tmp_path, ffmpeg):
+    """An image task and a failed one were both "has no saved video yet; check_task saves it once it has finished",
+    which sent an agent to check_task for ever; a saved video deleted since said only that it was gone."""
+    async with connect(elicitation=answering()) as client:
+        image = await client.call_tool("generate_image", {"prompt": "a red apple", "model": "nano-banana-2"})
+        made = await client.call_tool(
+            "generate_video", {"prompt": "waves at dusk", "model": "veo3_fast", "wait_seconds": 40}
+        )
+        await controls.post("clock/speed", {"speed": 0})  # the next one is still running when it is made to fail
+        failing = await client.call_tool("generate_video", {"prompt": "gulls", "model": "veo3_fast", "wait_seconds": 0})
+        clip = made.structured_content["tasks"][0]
+        failed = failing.structured_content["tasks"][0]["task_id"]
+        await controls.post(f"tasks/{failed}", {"state": "fail", "fail_msg": "upstream timeout"})
+        await client.call_tool("check_task", {"task_id": failed})
+        (tmp_path / clip["files"][0]).unlink()
+        answers = [
+            await client.call_tool("stitch_videos", {"clips": [task_id, task_id]})
+            for task_id in (image.structured_content["tasks"][0]["task_id"], failed, clip["task_id"])
+        ]
+    assert all(answer.is_error for answer in answers)
+    assert "is an image task, not a video" in text_of(answers[0]), text_of(answers[0])
+    assert "failed and has no video to join" in text_of(answers[1]), text_of(answers[1])
+    assert f"check_task(task_id='{clip['task_id']}')" in text_of(answers[2]), text_of(answers[2])

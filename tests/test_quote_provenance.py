@@ -52,3 +52,15 @@ def test_a_stale_price_warning_points_the_agent_to_kies_prices_and_the_user_to_t
     assert warning.startswith("Warning: this price is from 2026-01-01")
     assert "https://kie.ai/pricing shows today's" in warning and "once a day by itself" in warning
     assert "not refreshed: KIE_CATALOG_SYNC is off." in warning and "terminal" not in warning
+
+
+async def test_the_sandbox_never_warns_that_its_prices_are_old(connect):
+    """The simulator charges by the bundled prices themselves, so their age says nothing in the sandbox; the
+    warning was the first thing a new user's demo quote showed. Outside the sandbox the same quote warns."""
+    async with connect(sandbox=True) as client:
+        sandboxed = (await client.call_tool("estimate_cost", IMAGE)).structured_content
+    async with connect() as client:
+        real = (await client.call_tool("estimate_cost", IMAGE)).structured_content
+    assert "Warning: this price is from" not in sandboxed["message"], sandboxed["message"]
+    if (date.today() - date.fromisoformat(real["quote"]["price_date"])).days > 30:
+        assert "Warning: this price is from" in real["message"]

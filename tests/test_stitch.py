@@ -23,11 +23,13 @@ from kie_mcp.media.stitch import (
 )
 
 
-def _make(ffmpeg: str, path: Path, *, size: str, rate: int, audio: bool, source: str = "testsrc") -> Path:
+def _make(
+    ffmpeg: str, path: Path, *, size: str, rate: int, audio: bool, source: str = "testsrc", seconds: int = 1
+) -> Path:
     command = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
-    command += ["-f", "lavfi", "-i", f"{source}=size={size}:rate={rate}:duration=1"]
+    command += ["-f", "lavfi", "-i", f"{source}=size={size}:rate={rate}:duration={seconds}"]
     if audio:
-        command += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100:duration=1", "-c:a", "aac"]
+        command += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=44100:duration={seconds}", "-c:a", "aac"]
     command += ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-movflags", "+faststart"]
     subprocess.run([*command, "-shortest", str(path)], check=True, capture_output=True)
     return path
@@ -101,7 +103,8 @@ async def _skip_without_libass(ffmpeg: str) -> None:
 
 
 def _leftovers(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if ".partial" in p.name)
+    """The join's temporary files in ``folder`` (named as downloads' are: ``.<name>.part-<owner>``)."""
+    return sorted(p.name for p in folder.iterdir() if ".part" in p.name)
 
 
 def _processes_writing_to(folder: Path) -> list[str]:
@@ -479,3 +482,44 @@ def test_probe_reads_rotation_and_ignores_cover_art():
 """
     with pytest.raises(StitchError, match="audio only"):
         parse_probe(Path("song.mp3"), song)
+
+
+async def test_a_server_stopped_by_a_signal_ends_its_join_and_leaves_no_file(clips: dict[str, Path], tmp_path: Path):
+    """SIGTERM (a host stopping the server) ended the process at once; its ffmpeg, a process of its own, wrote on,
+    and the half-written join stayed in outputs/ for good. ``stop_all``, which the signal handler calls, kills it
+    and removes the file."""
+    output = tmp_path / "out.mp4"
+    failed: list[BaseException] = []
+
+    async def run() -> None:
+        try:
+            await stitch([clips["a"], clips["c"]], output, captions=[Caption(0, 2, "stop me")])
+        except StitchError as err:
+            failed.append(err)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(run)
+        with anyio.fail_after(10):
+            while not _leftovers(tmp_path):  # noqa: ASYNC110 - ffmpeg is about to run or running
+                await anyio.sleep(0.001)
+        stitch_mod.stop_all()
+        assert _leftovers(tmp_path) == []  # removed at once, before the process exits
+    assert not output.exists()
+    assert _processes_writing_to(tmp_path) == []
+    assert failed and "stopped by signal" in str(failed[0]), failed
+
+
+async def test_a_join_shorter_than_its_clips_says_a_clip_ends_early(ffmpeg: str, tmp_path: Path):
+    """A clip cut short (its header still promising 4 s, its footage ending sooner, as a download cut off mid-way
+    leaves it) was joined "losslessly" into a video seconds short, reported as complete. The note now warns."""
+    whole = _make(ffmpeg, tmp_path / "whole.mp4", size="64x64", rate=10, audio=False)
+    made = [
+        _make(ffmpeg, tmp_path / name, size="64x64", rate=10, audio=False, seconds=4) for name in ("1.mp4", "2.mp4")
+    ]
+    data = made[1].read_bytes()
+    made[1].write_bytes(data[: int(len(data) * 0.4)])  # moov first: it still probes as 4 s
+    fine = await stitch([made[0], whole], tmp_path / "fine.mp4")
+    short = await stitch(made, tmp_path / "short.mp4")
+    assert "WARNING" not in fine.note, fine.note
+    assert short.duration is not None and short.duration < 7
+    assert "WARNING: the joined video is" in short.note and "shorter than its clips together" in short.note

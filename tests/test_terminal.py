@@ -35,6 +35,7 @@ def console_script() -> str:
 
 
 def environment(tmp_path: Path) -> dict[str, str]:
+    (tmp_path / "workspace").mkdir(exist_ok=True)  # a folder that is not there is made, and said (a WARNING line)
     return {
         "PATH": os.environ.get("PATH", ""),
         "HOME": str(tmp_path),
@@ -145,3 +146,72 @@ def test_started_by_a_client_it_says_nothing_and_sigint_stops_it_with_one_line(t
     assert b'"id":7' in answer
     assert code == 130, errors.decode()
     assert [line for line in errors.decode().splitlines() if line.strip()] == [STOPPED]
+
+
+def test_a_host_stopping_the_server_with_sigterm_gets_one_line(tmp_path):
+    """A host stops its server with SIGTERM: the server died without a word (and a join's ffmpeg, a process of its
+    own, wrote on). It now ends what it runs and says one line, exiting 128 + 15 as a shell reports it."""
+    process = subprocess.Popen(
+        [console_script(), "--sandbox"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=environment(tmp_path),
+    )
+    assert process.stdin is not None and process.stdout is not None and process.stderr is not None
+    seen, errors = bytearray(), bytearray()
+    try:
+        process.stdin.write(PING)
+        process.stdin.flush()
+        read_until(process.stdout.fileno(), b'"id":7', seen)
+        process.send_signal(signal.SIGTERM)
+        code = wait_and_read_rest(process, process.stderr.fileno(), errors)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        for stream in (process.stdin, process.stdout, process.stderr):
+            stream.close()
+    assert code == 128 + signal.SIGTERM, errors.decode()
+    assert [line for line in errors.decode().splitlines() if line.strip()] == ["kie-mcp: stopped (SIGTERM)."]
+
+
+@pytest.mark.parametrize("how", ["closed", "full"])
+def test_a_client_that_cannot_be_written_to_ends_the_server_with_one_line_not_a_traceback(tmp_path, how):
+    """The host went away mid-call (its end of stdout closed), or stdout is a full disk: the server printed a
+    60-line traceback into the host's log. Now one line: a closed connection is a normal end (exit 0)."""
+    if how == "full" and not Path("/dev/full").exists():
+        pytest.skip("no /dev/full on this system")
+    out = subprocess.PIPE if how == "closed" else os.open("/dev/full", os.O_WRONLY)
+    process = subprocess.Popen(
+        [console_script(), "--sandbox"],
+        stdin=subprocess.PIPE,
+        stdout=out,
+        stderr=subprocess.PIPE,
+        env=environment(tmp_path),
+    )
+    assert process.stdin is not None and process.stderr is not None
+    seen, errors = bytearray(), bytearray()
+    try:
+        if how == "closed":
+            assert process.stdout is not None
+            process.stdin.write(PING)
+            process.stdin.flush()
+            read_until(process.stdout.fileno(), b'"id":7', seen)
+            process.stdout.close()  # the host is gone: nothing reads the server's answers any more
+        process.stdin.write(PING)
+        process.stdin.close()  # a host that went away closed both ends
+        code = wait_and_read_rest(process, process.stderr.fileno(), errors)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stderr.close()
+        if how == "full":
+            os.close(out)
+    lines = [line for line in errors.decode().splitlines() if line.strip()]
+    assert "Traceback" not in errors.decode()
+    if how == "closed":
+        assert (code, lines) == (0, ["kie-mcp: the client closed the connection; stopped."]), errors.decode()
+    else:
+        assert code == 1 and len(lines) == 1 and "writing to the client failed" in lines[0], errors.decode()

@@ -9,6 +9,7 @@ import math
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from types import FrameType
 from typing import TYPE_CHECKING, NoReturn
 
@@ -150,12 +151,52 @@ def _serve(*, sandbox: bool) -> int:
     where = f"workspace {settings.context_folder} ({settings.workspace_reason})"
     if settings.sandbox:
         where = f"sandbox area {settings.workspace} of the {where}"
-    log.info("kie-mcp %s starting (%s); %s", __version__, "sandbox" if settings.sandbox else settings.base_url, where)
+    made = "it did not exist" in settings.workspace_reason  # a typo in KIE_WORKSPACE: said louder than a start
+    log.log(
+        logging.WARNING if made else logging.INFO,
+        "kie-mcp %s starting (%s); %s",
+        __version__,
+        "sandbox" if settings.sandbox else settings.base_url,
+        where,
+    )
     import anyio
 
-    anyio.run(_serve_stdio, create_server(settings))
-    signal.signal(signal.SIGINT, _stop_now)  # the loop has given SIGINT back to Python's default
+    try:
+        anyio.run(_serve_stdio, create_server(settings))
+    except Exception as err:  # the wire itself failed: one line, never a traceback in the host's log
+        code = _wire_lost(err)
+        if code is None:
+            raise
+        return code
+    finally:
+        signal.signal(signal.SIGINT, _stop_now)  # the loop has given SIGINT back to Python's default
     return 0
+
+
+def _wire_lost(err: BaseException) -> int | None:
+    """When writing to the client failed (every error the session ended with is an OSError of its stdout): say so
+    in one line and give the exit code, 0 when the client had closed the connection (it went away mid-call), 1
+    otherwise (a full disk behind stdout, say); None for any other error."""
+    leaves = list(_leaves(err))
+    if not leaves or not all(isinstance(leaf, OSError) for leaf in leaves):
+        return None
+    closed = all(isinstance(leaf, BrokenPipeError | ConnectionResetError) for leaf in leaves)
+    with contextlib.suppress(OSError, ValueError):  # nothing more can reach the client: never try again at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    what = "the client closed the connection" if closed else f"writing to the client failed ({leaves[0]})"
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.write(f"kie-mcp: {what}; stopped.\n")
+        sys.stderr.flush()
+    return 0 if closed else 1
+
+
+def _leaves(err: BaseException) -> Iterator[BaseException]:
+    """The errors an exception group holds, however nested (the error itself when it is none)."""
+    if isinstance(err, BaseExceptionGroup):
+        for inner in err.exceptions:
+            yield from _leaves(inner)
+    else:
+        yield err
 
 
 async def _serve_stdio(server: MCPServer) -> None:
@@ -166,30 +207,40 @@ async def _serve_stdio(server: MCPServer) -> None:
     from kie_mcp import stdio
 
     async with anyio.create_task_group() as group:
-        group.start_soon(_stop_on_sigint)
+        group.start_soon(_stop_on_signals)
         await stdio.serve(server)  # the SDK's stdio transport, reading lines it would drop mended (stdio.py)
         group.cancel_scope.cancel()
 
 
-async def _stop_on_sigint() -> None:
+# Ctrl-C, a host stopping its server (SIGTERM), the terminal it ran in closed (SIGHUP, where there is one).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, *((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ()))
+
+
+async def _stop_on_signals() -> None:
     import anyio
 
     try:
-        with anyio.open_signal_receiver(signal.SIGINT) as received:
-            async for _ in received:
-                _stop_now()
+        with anyio.open_signal_receiver(*STOP_SIGNALS) as received:
+            async for signum in received:
+                _stop_now(signum)
     except NotImplementedError:  # no signal support in this event loop (Windows): the handler of _serve stops it
         await anyio.sleep_forever()
 
 
 def _stop_now(signum: int = signal.SIGINT, frame: FrameType | None = None) -> NoReturn:
     """Exit at once with one line, never a traceback. The journal is safe: every write is its own transaction,
-    and what a stop leaves half done (a create being sent, a download) is settled at the next start."""
+    and what a stop leaves half done (a create being sent, a download) is settled at the next start. A join under
+    way is ended first (its ffmpeg, a process of its own, would outlive this one, writing on)."""
+    stitching = sys.modules.get("kie_mcp.media.stitch")  # loaded only once a join was asked for
+    if stitching is not None:
+        with contextlib.suppress(Exception):  # stopping must not fail: at worst the next start sweeps the file
+            stitching.stop_all()
     lead = "\n" if _is_terminal(sys.stderr) else ""  # after the terminal's ^C
+    how = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
     with contextlib.suppress(OSError, ValueError):  # a stderr that is gone: still exit
-        sys.stderr.write(f"{lead}kie-mcp: stopped (Ctrl-C).\n")
+        sys.stderr.write(f"{lead}kie-mcp: stopped ({how}).\n")
         sys.stderr.flush()
-    os._exit(INTERRUPTED)
+    os._exit(INTERRUPTED if signum == signal.SIGINT else 128 + signum)
 
 
 def _in_terminal() -> bool:

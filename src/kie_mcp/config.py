@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -157,7 +158,7 @@ class Settings:
         # An empty or blank value counts as absent (an unset ${env:...} in a client's env block expands to ""): it
         # never hides the .env's value, so a cap set there never ends at the looser default.
         given = _present(os.environ if environ is None else environ)
-        cwd = cwd or Path.cwd()
+        cwd = cwd or _current_folder()
         problems: list[str] = []
         workspace, reason = _workspace_or_problem(given, cwd, problems)
         dotenv = _settings_file(workspace, problems)
@@ -167,7 +168,10 @@ class Settings:
         # from that .env's folder (never from wherever the client happened to start the server).
         folder_of = {name: workspace for name in dotenv} | {name: cwd for name in given}
         if "KIE_WORKSPACE" in env and "KIE_WORKSPACE" not in given:  # the .env names the workspace
+            before = len(problems)
             named, reason = _workspace_or_problem(env, workspace, problems)
+            # Named with its file: the workspace falls back to the per-user folder, whose .env is not where it is.
+            problems[before:] = [f"{workspace / '.env'} sets {problem}" for problem in problems[before:]]
             if not _same_folder(named, workspace):
                 # That workspace's own .env holds its settings (its caps, its key): read too, and over the .env
                 # that pointed here; the environment still wins. It never moves the workspace again.
@@ -185,8 +189,16 @@ class Settings:
             workspace = named
 
         key = env.get("KIE_API_KEY", "").strip()
+        run_on = _RUN_ON.search(key)
+        if run_on is not None:  # the key is what comes before the setting it swallowed (which is no secret)
+            key = key[: run_on.start()].strip()
         register_secret(key)  # from now on no message, log line or answer can show it (a broken one included)
-        if key and not _plain_key(key):
+        if run_on is not None:
+            problems.append(
+                "KIE_API_KEY runs on into another KIE_ setting: the line break after the key is missing in the .env, "
+                "so that setting was never read. Put each setting on a line of its own."
+            )
+        elif key and not _plain_key(key):
             problems.append(
                 "KIE_API_KEY holds a character no KIE key has (a quote, a space or an invisible character "
                 "copied with it?); paste the key again as plain text, from https://kie.ai/api-key."
@@ -244,8 +256,20 @@ def _settings_file(workspace: Path, problems: list[str]) -> dict[str, str]:
     return values
 
 
+def _current_folder() -> Path:
+    """The folder the server was started in; the home folder when that was deleted since (a server started from a
+    folder removed meanwhile crashed on start with a traceback)."""
+    try:
+        return Path.cwd()
+    except OSError:
+        return Path.home()
+
+
 def _same_folder(one: Path, other: Path) -> bool:
     return os.path.realpath(one) == os.path.realpath(other)
+
+
+_RUN_ON = re.compile(r"KIE_[A-Z_]+=")  # a key whose line lost its break: the next setting's name, inside it
 
 
 def _plain_key(key: str) -> bool:
@@ -408,9 +432,12 @@ def _choose_workspace(env: Mapping[str, str], cwd: Path) -> tuple[Path, str]:
             raise ConfigError(f"KIE_WORKSPACE={plain(explicit)} is a filesystem root; point it at a project folder.")
         if path.exists() and not path.is_dir():
             raise ConfigError(f"KIE_WORKSPACE={plain(explicit)} is a file, not a folder; point it at a project folder.")
+        # A folder that is not there is made, empty: said, as a typo would otherwise go unseen (no MASTER_CONTEXT.md,
+        # no references/, a fresh journal).
+        new = "" if path.exists() else "; it did not exist and is made now, empty: if that is a typo, fix KIE_WORKSPACE"
         if written.is_absolute():
-            return path, "set by KIE_WORKSPACE"
-        return path, f"set by KIE_WORKSPACE, a relative path read from {cwd}"
+            return path, f"set by KIE_WORKSPACE{new}"
+        return path, f"set by KIE_WORKSPACE, a relative path read from {cwd}{new}"
     here = cwd.resolve()
     if (here / "MASTER_CONTEXT.md").is_file() and here != Path(here.anchor):
         if not is_source_checkout(here):

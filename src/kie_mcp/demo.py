@@ -8,6 +8,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -50,15 +51,34 @@ def server_command() -> tuple[str, list[str]]:
 
 
 def run_demo(keep: bool = False) -> int:
-    """The tour in a temporary workspace, removed at the end unless ``keep``."""
+    """The tour in a temporary workspace, removed at the end unless ``keep``: also when the terminal is closed
+    (SIGHUP) or the tour is stopped (SIGTERM), which end it as Ctrl-C does. A server that stops half-way ends the
+    tour with one line, never a traceback."""
     workspace = Path(tempfile.mkdtemp(prefix="kie-mcp-demo-")).resolve()
+    stops = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    before = {signum: signal.signal(signum, _interrupt) for signum in stops}
     try:
         return anyio.run(_tour, workspace, keep)
     except KeyboardInterrupt:
         return 130
+    except Exception as err:  # the sandboxed server died, could not start, or stopped answering
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        print(
+            f"demo: the sandboxed server stopped unexpectedly ({reason}). Run `kie-mcp demo` again; if it keeps "
+            "happening, report it at https://github.com/kie-mcp/kie-mcp/issues.",
+            file=sys.stderr,
+        )
+        return 1
     finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
         if not keep:
             shutil.rmtree(workspace, ignore_errors=True)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM or SIGHUP during the tour: stop it as Ctrl-C does, so its temporary workspace is removed."""
+    raise KeyboardInterrupt
 
 
 def _ffmpeg_missing() -> str | None:

@@ -307,16 +307,17 @@ def request_options(
 
 
 def source_clip(rt: Runtime, source: TaskRecord) -> tuple[str, str]:
-    """The source's video for a model that takes a clip: its saved file (uploaded after approval), else its link."""
+    """The source's video for a model that takes a clip: its saved file, uploaded after approval. Never its result
+    link: KIE's links expire, and one KIE can no longer fetch would be a paid task that can only fail (its length,
+    and so the price, cannot be measured either); ``check_task`` saves the clip again from a fresh link."""
     for row in rt.journal.files_for(str(source.task_id)):
         if str(row["mime"]).startswith("video/") and (rt.settings.workspace / row["path"]).is_file():
             return row["path"], f"the saved file {row['path']} (uploaded to KIE once approved)"
-    videos = [u for u in source.result_urls if _is_video_url(u)] or source.result_urls
-    if videos:
-        return videos[0], "its result link (nothing was saved; links expire, so check_task saves it first)"
+    missing = "is not saved in this workspace any more" if source.files else "has no saved video yet"
     raise refused(
-        f"task {source.task_id} has no saved video and no result link; call check_task(task_id='{source.task_id}') "
-        "to save it, then continue it."
+        f"task {source.task_id} {missing}, and its result link may have expired (a task KIE cannot fetch its clip "
+        f"for fails after it is paid for). Call check_task(task_id='{source.task_id}') to save it again from a "
+        "fresh link, then continue it."
     )
 
 

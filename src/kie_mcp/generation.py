@@ -134,6 +134,7 @@ class GenerationResult(BaseModel, defer_build=True):
     tasks: list[TaskRecord] = Field(default_factory=list)
     sandbox: bool = False
     _why: str | None = PrivateAttr(default=None)  # why a request was not run (for the approval card, not the schema)
+    _form_refused: bool = PrivateAttr(default=False)  # it was not run because the client refused to show the form
     # The create attempts this answer reports as made by its call (or by the cut-off call it replays): marked
     # answered once the answer is handed to the client (``delivered``), cut off when it never is.
     _attempts: list[str] = PrivateAttr(default_factory=list)
@@ -141,6 +142,10 @@ class GenerationResult(BaseModel, defer_build=True):
     @property
     def why(self) -> str | None:
         return self._why
+
+    @property
+    def form_refused(self) -> bool:
+        return self._form_refused
 
 
 # -- before anything is asked ---------------------------------------------------------------
@@ -210,7 +215,7 @@ async def plan(
     total = None if price.credits is None else round(price.credits * args.variations, 4)
     least = round(least_credits(rt, spec, {**wire, **(facts or {})}) * args.variations, 4) if total is None else 0.0
     digest = request_hash(spec.id, identity, args.variations)
-    twin = unsettled_twin(rt, digest)
+    twin, made = twins(rt, digest)
     return Plan(
         spec,
         wire,
@@ -219,7 +224,7 @@ async def plan(
         args.variations,
         digest,
         args.quote_id,
-        (*([twin] if twin else []), *notes, *price_notes),
+        (*([twin] if twin else []), *([made] if made else []), *notes, *price_notes),
         args.session,
         options,
         max_credits=args.max_credits,
@@ -258,23 +263,36 @@ def least_credits(rt: Runtime, spec: ModelSpec, wire: dict[str, Any]) -> float:
 UNSETTLED_WINDOW = 24 * 3600.0  # an identical request sent this recently with its outcome unknown is warned about
 
 
-def unsettled_twin(rt: Runtime, digest: str) -> str | None:
-    """The warning for a request identical to one sent in the last day whose create's outcome is unknown (it may
-    have reached KIE and been charged): led with, and never auto-approved, so nobody pays twice unawares. A call
-    cut off and sent again by its host is answered with what it made instead (``retried_call``)."""
+def twins(rt: Runtime, digest: str) -> tuple[str | None, str | None]:
+    """What the quote says of identical requests sent in the last day.
+
+    First, the warning for one whose create's outcome is unknown (it may have reached KIE and been charged): led
+    with, and never auto-approved, so nobody pays twice unawares. A call cut off and sent again by its host is
+    answered with what it made instead (``retried_call``). Second, a note naming the tasks one made: approving the
+    same request again (an approval card shown again later, an agent asking twice) makes and pays for it again."""
     try:
-        rows = rt.journal.unsettled_attempts(digest, time.time() - UNSETTLED_WINDOW)
+        rows = rt.journal.recent_attempts(digest, time.time() - UNSETTLED_WINDOW)
     except JOURNAL_ERRORS:
-        return None
-    if not rows:
-        return None
-    when = timestamp(rows[-1]["created"])
-    made = [row["task_id"] for row in rows if row["task_id"]]
-    which = f" (task {', '.join(made)})" if made else ""
-    return (
-        f"WARNING: this exact request was already sent to KIE at {when}{which} and its outcome is unknown: it may "
-        "have been created and charged. Check https://kie.ai/logs before sending it again, or it may be paid twice."
-    )
+        return None, None
+    unsettled = [row for row in rows if row["state"] == "unknown"]
+    made = [row for row in rows if row["state"] == "created" and row["task_id"]]
+    warning = note = None
+    if unsettled:
+        when = timestamp(unsettled[-1]["created"])
+        named = [row["task_id"] for row in unsettled if row["task_id"]]
+        which = f" (task {', '.join(named)})" if named else ""
+        warning = (
+            f"WARNING: this exact request was already sent to KIE at {when}{which} and its outcome is unknown: it "
+            "may have been created and charged. Check https://kie.ai/logs before sending it again, or it may be paid "
+            "twice."
+        )
+    if made:
+        tasks = ", ".join(row["task_id"] for row in made[-3:])
+        note = (
+            f"This exact request was already made at {timestamp(made[-1]['created'])} (task {tasks}): approving it "
+            "again makes it, and pays for it, again."
+        )
+    return warning, note
 
 
 def resolve_model(rt: Runtime, name: str, kind: str | None = None, *, followup: bool = False) -> ModelSpec:
@@ -325,7 +343,9 @@ def quote_price(
         price, warning = table, None  # a past charge is for another input's length: never this request's price
     else:
         price, warning = observed_price(rt, spec, options, table)
-    stale = staleness(price, datetime.now().date(), why_not_refreshed(rt))
+    # The sandbox's simulated KIE prices by the bundled list itself: its age says nothing there, and the warning (the
+    # first thing a new user's demo quote showed, while the sandbox's first price sync ran) only alarmed.
+    stale = None if rt.settings.sandbox else staleness(price, datetime.now().date(), why_not_refreshed(rt))
     notes = [line for line in (warning, stale, health_note(rt, spec.id)) if line]
     return price, notes
 
@@ -655,13 +675,9 @@ def question(p: Plan, confirmation: str | None = None, why: str | None = None) -
 
 def settings_shown(p: Plan) -> list[tuple[str, Any]]:
     """The request's settings as the user sets them, for the confirmation text and the approval card alike: tool
-    argument names where KIE's field has one (``audio`` for Kling's ``sound``), KIE's names for options; without
-    the prompt, input files and structured values."""
-    return [
-        (argument_name(p.spec, k), v)
-        for k, v in p.wire.items()
-        if k != "prompt" and not p.spec.fields[k].is_media and not isinstance(v, list | dict)
-    ]
+    argument names where KIE's field has one (``audio`` for Kling's ``sound``), KIE's names for options; every one
+    sent but the prompt and the input files (structured ones too: Kling's shots and elements are what is paid for)."""
+    return [(argument_name(p.spec, k), v) for k, v in p.wire.items() if k != "prompt" and not p.spec.fields[k].is_media]
 
 
 def settings_text(p: Plan) -> str:
@@ -922,7 +938,9 @@ def without_spending(
     if isinstance(decision, Replay):
         return replayed(rt, p, tool, decision)
     status: Status = "cancelled" if decision.cancelled else "confirmation_required"
-    return confirmation_required(rt, p, tool, decision.reason, status)
+    result = confirmation_required(rt, p, tool, decision.reason, status)
+    result._form_refused = decision.form_refused
+    return result
 
 
 def use_approval(rt: Runtime, p: Plan, decision: Approved) -> Approved | NeedsConfirmation | Replay:

@@ -472,11 +472,11 @@ class Journal:
         )
         return [row for row in rows if row["answered"] == CALL_CUT_OFF or processes.owner_gone(row["owner"])]
 
-    def unsettled_attempts(self, digest: str, since: float) -> list[sqlite3.Row]:
-        """Create attempts for the request ``digest`` since ``since`` whose outcome is unknown (they may have created
-        a task and been charged), oldest first."""
+    def recent_attempts(self, digest: str, since: float) -> list[sqlite3.Row]:
+        """Create attempts for the request ``digest`` since ``since`` that KIE did not refuse (made, of unknown
+        outcome, or being sent), oldest first."""
         return self.query(
-            "SELECT * FROM attempts WHERE digest = ? AND created >= ? AND state = 'unknown' ORDER BY created",
+            "SELECT * FROM attempts WHERE digest = ? AND created >= ? AND state != 'refused' ORDER BY created",
             digest,
             since,
         )

@@ -971,7 +971,9 @@ async def _ask_with_deadline(ctx: Context, ask: Ask, seconds: float) -> Approved
         except ValueError:
             return Declined("The confirmation answer could not be read, so it is not a yes.")
         except MCPError as err:  # the client declared forms but refused this one: as a client without forms
-            return NeedsConfirmation(f"The client could not show the confirmation form ({plain(err.message)}).")
+            return NeedsConfirmation(
+                f"The client could not show the confirmation form ({plain(err.message)}).", form_refused=True
+            )
         decision = _decision(outcome)
         if isinstance(decision, Approved):
             return Approved("elicitation", ask.quote_id)
@@ -1013,7 +1015,7 @@ async def _generate(
         if client_supports_apps(ctx):  # MCP Apps hosts: a quote as the approval card, results as the gallery
             quote = result.quote
             if quote is not None:  # not run: the card again, saying why when there was a reason
-                call.meta = await _card_meta(ctx, plan, quote, tool, why=result.why)
+                call.meta = await _card_meta(ctx, plan, quote, tool, why=result.why, form_refused=result.form_refused)
             else:
                 call.meta = gallery_meta(rt, result.tasks)
     except BaseException:  # the host gave up while the answer was being made: the tasks were never shown
@@ -1024,10 +1026,18 @@ async def _generate(
 
 
 async def _card_meta(
-    ctx: Context, plan: gen.Plan, quote: Quote, tool: str, cap_problem: str | None = None, *, why: str | None = None
+    ctx: Context,
+    plan: gen.Plan,
+    quote: Quote,
+    tool: str,
+    cap_problem: str | None = None,
+    *,
+    why: str | None = None,
+    form_refused: bool = False,
 ) -> dict[str, Any] | None:
     """The approval card's data (MCP Apps hosts): the quoted request as ``tool`` takes it, and whether the server
-    can ask this client itself (then Approve leaves the quote out and the gate asks the person)."""
+    can ask this client itself (then Approve leaves the quote out and the gate asks the person); a client that
+    declared forms but ``form_refused`` this call's is treated as one without them."""
     if tool not in _ACCEPTED:
         return None
     given = (ctx.request_context.params or {}).get("arguments") or {}
@@ -1041,6 +1051,7 @@ async def _card_meta(
         can_ask=_can_elicit(ctx),
         cap_problem=cap_problem,
         why=why,
+        form_refused=form_refused,
     )
 
 
@@ -1179,8 +1190,8 @@ async def _clip_path(rt: Runtime, clip: str) -> Path:
     the allowed folders, never private (.env, dotfiles, .kie-mcp/, logs/), and a video by its bytes; the stitched
     file lands in outputs/, which kie://outputs/ serves, so anything read here could otherwise leak through it."""
     saved = [f for f in rt.journal.files_for(clip) if f["mime"].startswith("video/")]
-    if not saved and rt.tasks.get(clip) is not None:
-        raise ToolError(f"Task {clip} has no saved video yet; check_task saves it once it has finished.")
+    if not saved and (task := rt.tasks.get(clip)) is not None:
+        raise ToolError(_no_clip(task))
     given = str(rt.settings.workspace / saved[0]["path"]) if saved else clip  # a saved file is judged the same way
     try:  # reads the file's first bytes: in a worker thread
         path, _ = await anyio.to_thread.run_sync(
@@ -1188,13 +1199,32 @@ async def _clip_path(rt: Runtime, clip: str) -> Path:
         )
     except MissingFile:
         if saved:
-            raise ToolError(f"Task {clip}'s saved video {saved[0]['path']} is not there any more.") from None
+            raise ToolError(
+                f"Task {clip}'s saved video {saved[0]['path']} is not there any more. Call "
+                f"check_task(task_id='{clip}') to save it again from KIE (its files are kept about 14 days), then "
+                "join again."
+            ) from None
         raise ToolError(
             f"{clip!r} is neither a task id with a saved video nor a video file in the workspace."
         ) from None
     except RefusedInput as err:
         raise ToolError(f"stitch_videos refused clip {clip!r}: {err}") from None
     return path
+
+
+def _no_clip(task: TaskRecord) -> str:
+    """Why a task of this workspace gives stitch_videos no clip, and what to do instead."""
+    name = task.task_id
+    if task.kind is not None and task.kind != "video":
+        return f"Task {name} is an {task.kind} task, not a video: give a video task's id, or a video file."
+    if task.state in ("failed", "unknown"):
+        return (
+            f"Task {name} {'failed' if task.state == 'failed' else 'has an unknown outcome'} and has no video to join; "
+            "leave it out, or make the clip again."
+        )
+    if task.finished:
+        return f"Task {name} finished without a saved video; check_task(task_id='{name}') saves it, then join again."
+    return f"Task {name} has no saved video yet; check_task saves it once it has finished."
 
 
 LIST_LIMIT = 200  # the most tasks one list_tasks call shows

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 from collections.abc import Sequence
 from functools import cache
 from importlib import resources
@@ -30,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 from mcp.server.apps import Apps, ResourceCsp, client_supports_apps
+
+from kie_mcp.redact import redact
 
 if TYPE_CHECKING:
     from kie_mcp.generation import Plan
@@ -95,6 +98,7 @@ async def card_meta(
     can_ask: bool,
     cap_problem: str | None = None,
     why: str | None = None,
+    form_refused: bool = False,
 ) -> dict[str, Any]:
     """What the approval card shows for ``quote``, and the call its Approve button makes; ``why`` says why a call
     was not run and the card is shown again (a quote that no longer matches, a price that changed, a form dismissed).
@@ -104,7 +108,12 @@ async def card_meta(
     which the model cannot answer), ``"quote"`` when it cannot (Approve passes the quote_id, exactly what the model
     would pass after the person approved the cost in the chat: no power the model does not already hold).
     ``binds`` (``KIE_APPROVAL=form``, a client with the form): Approve passes the quote_id as well, which there only
-    binds the call to the request drawn on the card (an input file replaced since is refused) and never approves."""
+    binds the call to the request drawn on the card (an input file replaced since is refused) and never approves.
+    ``form_refused``: the client declared forms but refused this call's, so Approve passes the quote (``"quote"``);
+    under ``KIE_APPROVAL=form``, where only the form approves, the card says so and cannot approve.
+
+    What the card shows is redacted (a key pasted into a prompt is not shown back); ``arguments``, which Approve
+    sends as they are, are the caller's own."""
     from kie_mcp.generation import settings_shown  # the same list (and names) as the confirmation text
 
     spec = plan.spec
@@ -112,8 +121,9 @@ async def card_meta(
     card = {
         "tool": tool,
         "arguments": {k: v for k, v in arguments.items() if k != "quote_id"},
-        "confirm": "form" if can_ask else "quote",
+        "confirm": "form" if can_ask and not form_refused else "quote",
         "binds": can_ask and rt.settings.approval == "form",
+        "form_refused": form_refused,
         "quote_id": quote.quote_id,
         "expires_at": quote.expires_at,
         "model": {"id": spec.id, "title": spec.title, "kind": spec.kind},
@@ -128,15 +138,25 @@ async def card_meta(
         "max_credits_per_call": rt.ledger.caps.per_call,
         "max_credits_per_day": rt.ledger.caps.per_day,
         "auto_approve_credits": rt.settings.auto_approve_credits,
-        "cap_problem": cap_problem,
-        "why": why,
-        "prompt": str(plan.wire.get("prompt", "")),
-        "settings": [[name, value] for name, value in settings_shown(plan)],
-        "notes": list(plan.notes),
-        "inputs": await _input_pictures(plan),
+        "cap_problem": None if cap_problem is None else redact(cap_problem),
+        "why": None if why is None else redact(why),
+        "prompt": redact(str(plan.wire.get("prompt", ""))),
+        "settings": [[name, _shown(value)] for name, value in settings_shown(plan)],
+        "notes": [redact(note) for note in plan.notes],
+        "inputs": [
+            {**entry, "name": redact(entry["name"]), **({"url": redact(entry["url"])} if "url" in entry else {})}
+            for entry in await _input_pictures(plan)
+        ],
         "sandbox": rt.settings.sandbox,
     }
     return {CARD_KEY: card}
+
+
+def _shown(value: Any) -> Any:
+    """A setting as the card shows it: text redacted, a structured one (Kling's shots) as its JSON text."""
+    if isinstance(value, list | dict):
+        value = json.dumps(value, ensure_ascii=False)
+    return redact(value) if isinstance(value, str) else value
 
 
 async def _input_pictures(plan: Plan) -> list[dict[str, Any]]:

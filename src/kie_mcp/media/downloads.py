@@ -684,13 +684,18 @@ def sweep_interrupted_downloads(outputs: Path) -> int:
     return removed
 
 
+def temp_name(dest: Path) -> Path:
+    """A new hidden name beside ``dest`` for a file being written (a download, a joined video): machine, process id
+    and run let a later start tell a crashed writer's leftovers from a live one's (``sweep_interrupted_downloads``)."""
+    unique = processes.RUN + secrets.token_hex(2)
+    return dest.with_name(f".{dest.name[:160]}.part-{_HOST}-{os.getpid()}-{unique}")  # < NAME_MAX
+
+
 def _open_temp(dest: Path) -> tuple[int, Path]:
     """A new hidden file beside ``dest`` (same filesystem, so the final rename is atomic)."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
     for _ in range(10):
-        # Machine and process id let a later start tell a crashed download's leftovers from a live one's.
-        unique = processes.RUN + secrets.token_hex(2)
-        tmp = dest.with_name(f".{dest.name[:160]}.part-{_HOST}-{os.getpid()}-{unique}")  # < NAME_MAX
+        tmp = temp_name(dest)
         try:
             return os.open(tmp, flags, 0o666), tmp
         except FileExistsError:

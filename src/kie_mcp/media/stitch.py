@@ -35,6 +35,7 @@ An existing file is never replaced (it may be another task's paid result): the j
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import math
 import os
@@ -42,17 +43,18 @@ import re
 import shutil
 import subprocess
 import tempfile
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
 import anyio
+import anyio.abc
 import anyio.to_thread
 from anyio.abc import ByteReceiveStream
 
 from kie_mcp.media import glyphs
+from kie_mcp.media.downloads import temp_name
 from kie_mcp.media.inputs import RefusedInput, open_judged, read_judged_head
 from kie_mcp.media.sniff import describe, sniff
 from kie_mcp.redact import redact
@@ -235,13 +237,33 @@ async def _run(
         output[index] = bytes(kept)
 
     # Leaving ``process`` by cancellation kills the process and waits for it.
-    async with process, anyio.create_task_group() as group:
-        if process.stdout:
-            group.start_soon(drain, process.stdout, 0, None)
-        if process.stderr:
-            group.start_soon(drain, process.stderr, 1, sieve)
-        returncode = await process.wait()
+    _RUNNING.add(process)
+    try:
+        async with process, anyio.create_task_group() as group:
+            if process.stdout:
+                group.start_soon(drain, process.stdout, 0, None)
+            if process.stderr:
+                group.start_soon(drain, process.stderr, 1, sieve)
+            returncode = await process.wait()
+    finally:
+        _RUNNING.discard(process)
     return subprocess.CompletedProcess(list(command), returncode, output[0], output[1])
+
+
+# What runs and what is being written now, for ``stop_all``: a server stopped by a signal ends them first.
+_RUNNING: set[anyio.abc.Process] = set()
+_WRITING: set[Path] = set()
+
+
+def stop_all() -> None:
+    """Kill every ffmpeg this process runs and remove the joins they were writing: called when the server is
+    stopped by a signal (SIGTERM from a host, SIGHUP from a closed terminal), which ends the process before any
+    cancellation could, and which ffmpeg, a process of its own, would otherwise outlive, writing on."""
+    for process in list(_RUNNING):
+        with contextlib.suppress(OSError, ProcessLookupError):
+            process.kill()
+    for temp in list(_WRITING):
+        _remove(temp)
 
 
 def _tail(stderr: bytes, lines: int = _STDERR_TAIL) -> str:
@@ -802,10 +824,24 @@ async def _encode(
     if log is None:
         result = await _run([*command("error"), str(temp)], cwd=workdir, held=held)
     if result.returncode != 0:
-        raise StitchError(f"ffmpeg failed (exit code {result.returncode}):\n{held.named(_tail(result.stderr))}")
+        raise StitchError(f"{_failure(result, temp)}:\n{held.named(_tail(result.stderr))}")
     if b"Impossible to open" in result.stderr:  # the concat demuxer skips a clip it cannot open and exits 0
         raise StitchError(f"ffmpeg left out a clip it could not open:\n{held.named(_tail(result.stderr))}")
     return tuple(log.missing) if log is not None else None
+
+
+def _failure(result: subprocess.CompletedProcess[bytes], temp: Path) -> str:
+    """How ffmpeg failed, in words, with what to do where that is known."""
+    if result.returncode < 0:
+        how = (
+            f"ffmpeg was stopped by signal {-result.returncode} (something outside kie-mcp ended it; on a machine "
+            "short of memory, join fewer clips at a time)"
+        )
+    else:
+        how = f"ffmpeg failed (exit code {result.returncode})"
+    if b"No space left on device" in result.stderr:
+        how += f"; the disk holding {temp.parent} is full: free some space there and join again"
+    return how
 
 
 async def stitch(
@@ -828,6 +864,26 @@ async def stitch(
         held.close()
 
 
+SHORTFALL_SECONDS = 0.5  # and 0.1 s a clip: a joined video shorter than its clips by more than that lost footage
+
+
+def _shortfall(probes: Sequence[Probe], total: float | None) -> str:
+    """What the note says when the joined video is clearly shorter than its clips together: a clip damaged or cut
+    short (its header still promising its whole length) ends early, and the join is quietly shorter."""
+    lengths = [probe.duration for probe in probes]
+    if total is None or any(length is None for length in lengths):
+        return ""
+    expected = sum(length for length in lengths if length is not None)
+    missing = expected - total
+    if missing <= SHORTFALL_SECONDS + 0.1 * len(probes):
+        return ""
+    return (
+        f"; WARNING: the joined video is {total:.2f} s, {missing:.2f} s shorter than its clips together "
+        f"({expected:.2f} s): a clip is probably damaged or cut short (its footage ends before its stated length). "
+        "Play each clip to find it, and save it again with check_task if it is a task's"
+    )
+
+
 async def _join(
     ffmpeg: str,
     held: _Held,
@@ -843,8 +899,10 @@ async def _join(
     muxer = MUXERS[target.suffix.lower()]
     mismatch = "captions are burned in" if captions else copy_mismatch(probes)
 
-    # ffmpeg creates the temporary file itself, so it gets the usual permissions (mkstemp's would be 0600).
-    temp = target.with_name(f".{target.stem}.{uuid.uuid4().hex[:12]}.partial{target.suffix}")
+    # ffmpeg creates the temporary file itself, so it gets the usual permissions (mkstemp's would be 0600). Named as a
+    # download's is: what a killed server's ffmpeg leaves is removed at the next start (sweep_interrupted_downloads).
+    temp = temp_name(target)
+    _WRITING.add(temp)
     try:
         with tempfile.TemporaryDirectory(prefix="kie-stitch-") as work:
             workdir = Path(work)
@@ -869,7 +927,8 @@ async def _join(
         _remove(temp)
         raise StitchError(
             f"Stitching did not finish within {timeout:g} s and was stopped; nothing was written to {target}. "
-            "Allow a longer timeout for long or many clips."
+            "Join fewer clips at a time (say, each half, then the two halves), or without captions, which needs no "
+            "re-encoding when the clips match."
         ) from None
     except StitchError as exc:
         _remove(temp)
@@ -877,7 +936,10 @@ async def _join(
     except BaseException:
         _remove(temp)
         raise
+    finally:
+        _WRITING.discard(temp)
     total = written.duration
+    note += _shortfall(probes, total)
     if captions and total is not None:
         late = [i for i, c in enumerate(captions, start=1) if c.start >= total]
         if late:

@@ -60,6 +60,7 @@ class NeedsConfirmation:
 
     reason: str | None = None
     cancelled: bool = False  # the question went unanswered too long: the call ends as cancelled
+    form_refused: bool = False  # the client declared forms but refused to show this one
 
 
 @dataclass(frozen=True)
