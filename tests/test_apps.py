@@ -858,8 +858,11 @@ async def test_a_card_after_the_client_refused_its_form_approves_with_its_quote(
         made = await client.call_tool(card["tool"], {**card["arguments"], "quote_id": card["quote_id"]})
     assert made.structured_content["status"] == "completed", text_of(made)
     async with connect_app(elicitation=refusing, approval="form") as client:
-        bound = card_of(await client.call_tool("generate_image", IMAGE))
+        answer = await client.call_tool("generate_image", IMAGE)
+        bound = card_of(answer)
     assert bound["form_refused"] is True and bound["binds"] is True
+    # and the agent is not sent round in a loop: a quote_id cannot approve here, and the answer says what can
+    assert "call generate_image again" not in text_of(answer) and "KIE_APPROVAL=any" in text_of(answer), text_of(answer)
     assert len(await controls.creates()) == 1
 
 
@@ -871,8 +874,9 @@ async def test_a_request_made_before_says_so_when_it_is_asked_again(connect_app,
         first = await client.call_tool("generate_image", IMAGE)
         task_id = first.structured_content["tasks"][0]["task_id"]
         card = card_of(await client.call_tool("estimate_cost", IMAGE))
-        await client.call_tool("generate_image", IMAGE)
+        again = await client.call_tool("generate_image", IMAGE)
     assert task_id not in seen[0]
+    assert "already made" not in text_of(again)  # the answer of the call that made it again does not say "approving"
     assert "already made at" in seen[1] and task_id in seen[1], seen[1]
     assert any(task_id in note for note in card["notes"]), card["notes"]
     assert len(await controls.creates()) == 2  # the person said yes again: made again, as asked

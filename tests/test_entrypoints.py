@@ -337,6 +337,7 @@ def test_a_demo_whose_server_dies_ends_with_one_line_and_no_leftover(tmp_path, m
     assert demo.run_demo() == 1
     err = capsys.readouterr().err
     assert "Traceback" not in err and "demo: the sandboxed server stopped unexpectedly" in err, err
+    assert "TaskGroup" not in err and "sub-exception" not in err, err  # the reason itself, not its wrapping
     assert not list(tmp_path.glob("kie-mcp-demo-*"))
 
 

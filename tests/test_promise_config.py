@@ -401,7 +401,7 @@ def test_a_bad_workspace_in_a_project_env_names_that_env(tmp_path, monkeypatch):
     monkeypatch.delenv("XDG_DATA_HOME", raising=False)
     settings = Settings.load({}, cwd=project)
     assert settings.config_error is not None
-    assert f"{project / '.env'} sets KIE_WORKSPACE=" in settings.config_error, settings.config_error
+    assert f"In {project / '.env'}: KIE_WORKSPACE=" in settings.config_error, settings.config_error
 
 
 def test_a_key_line_that_lost_its_line_break_is_a_broken_setting_that_never_shows_the_key(tmp_path):

@@ -26,6 +26,16 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="symlinks")
 REQUEST = {"prompt": "A red apple on a wooden table", "model": "nano-banana-2"}
 
 
+def _ffmpeg() -> bool:
+    from kie_mcp.media.stitch import StitchError, find_ffmpeg
+
+    try:
+        find_ffmpeg()
+    except StitchError:
+        return False
+    return True
+
+
 @pytest.fixture
 def elsewhere(tmp_path_factory) -> Path:
     """A folder outside the workspace: the other disk outputs/ is linked to."""
@@ -98,15 +108,19 @@ async def test_a_linked_outputs_lends_only_its_saved_results(connect, controls, 
     (elsewhere / "2026-01-01-shoot").mkdir()
     (elsewhere / "2026-01-01-shoot" / ".hidden.png").write_bytes(PNG)
     (elsewhere / "2026-01-01-shoot" / "apple.png").write_bytes(PNG)
+    (elsewhere / "2024-07-14-holiday").mkdir()  # the user's own photos, in a folder named by a date
+    (elsewhere / "2024-07-14-holiday" / "IMG_0001.png").write_bytes(PNG)
     async with connect(elicitation=answering()) as client:
         with pytest.raises(MCPError, match="No saved result"):
             await client.read_resource("kie://outputs/private.png")
         kept = await client.read_resource("kie://outputs/2026-01-01-shoot/apple.png")
         loose = await client.call_tool("generate_image", {**EDIT, "images": ["outputs/private.png"]})
         hidden = await client.call_tool("generate_image", {**EDIT, "images": ["outputs/2026-01-01-shoot/.hidden.png"]})
+        photo = await client.call_tool("upload_file", {"path": "outputs/2024-07-14-holiday/IMG_0001.png"})
+        unsaved = await client.call_tool("upload_file", {"path": "outputs/2026-01-01-shoot/apple.png"})
     assert kept.contents[0].blob
-    assert loose.is_error and "leads outside the folders kie-mcp may read" in text_of(loose), text_of(loose)
-    assert hidden.is_error and "private" in text_of(hidden), text_of(hidden)
+    for refused in (loose, hidden, photo, unsaved):  # no sidecar of kie-mcp's lists them: never uploaded
+        assert refused.is_error and "not a result kie-mcp saved there" in text_of(refused), text_of(refused)
     assert await uploads(controls) == [] and await controls.creates() == []
 
 
@@ -128,3 +142,34 @@ def test_a_dangling_or_plain_outputs_is_not_refused(tmp_path):
     (tmp_path / "outputs").rmdir()
     (tmp_path / "outputs").symlink_to(tmp_path / "unmounted" / "disk", target_is_directory=True)
     assert saved.refusal(tmp_path / "outputs") is None
+
+
+async def test_a_linked_outputs_keeps_the_users_own_pages(connect, tmp_path, elsewhere):
+    """outputs/ linked to a folder of the user's that holds an index.html of their own (an exported web album): the
+    gallery replaced it at the next save. A page kie-mcp did not write is left as it is."""
+    (tmp_path / "outputs").symlink_to(elsewhere, target_is_directory=True)
+    own = "<!doctype html><title>My album</title>\n"
+    (elsewhere / "index.html").write_text(own)
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", {**REQUEST, "session": "shoot"})
+    assert made.structured_content["status"] == "completed", text_of(made)
+    assert (elsewhere / "index.html").read_text() == own
+    [path] = made.structured_content["tasks"][0]["files"]
+    assert b"kie-mcp" in (elsewhere / Path(path).relative_to("outputs").parent / "index.html").read_bytes()
+
+
+@pytest.mark.skipif(not _ffmpeg(), reason="no ffmpeg: install the video extra (imageio-ffmpeg)")
+async def test_a_join_into_a_linked_outputs_is_named_and_recorded(connect, tmp_path, elsewhere):
+    """stitch_videos into an outputs/ linked to another disk wrote the video, then failed with a bare error (its
+    path was named from the other disk, outside the workspace): no answer naming it, no sidecar, no gallery."""
+    (tmp_path / "outputs").symlink_to(elsewhere, target_is_directory=True)
+    video = {"prompt": "waves at dusk", "model": "veo3_fast", "wait_seconds": 40, "session": "reel"}
+    async with connect(elicitation=answering()) as client:
+        first = await client.call_tool("generate_video", video)
+        second = await client.call_tool("generate_video", {**video, "prompt": "gulls at dusk"})
+        ids = [made.structured_content["tasks"][0]["task_id"] for made in (first, second)]
+        joined = await client.call_tool("stitch_videos", {"clips": ids, "session": "reel"})
+    assert not joined.is_error, text_of(joined)
+    path = joined.structured_content["path"]
+    assert path.startswith("outputs/") and (tmp_path / path).is_file() and path in text_of(joined)
+    assert (tmp_path / path).with_suffix(".json").is_file()

@@ -120,14 +120,20 @@ def test_in_a_terminal_it_says_it_waits_for_a_client_and_ctrl_c_stops_it_at_once
     assert "Traceback" not in errors.decode()
 
 
-def test_started_by_a_client_it_says_nothing_and_sigint_stops_it_with_one_line(tmp_path):
-    """No terminal: no note on stderr (a client's log shows only what matters), and SIGINT still ends it at once."""
+def signalled(tmp_path: Path, *signums: int, ignore_hangup: bool = False) -> tuple[bytes, int | None, str]:
+    """Start the server as a client does, answer a ping, then send ``signums`` one after another (each once the
+    previous one had a moment): the ping's answer, the exit code (None: still running after WAIT) and stderr."""
+
+    def ignoring() -> None:  # as nohup starts it
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
     process = subprocess.Popen(
         [console_script(), "--sandbox"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=environment(tmp_path),
+        preexec_fn=ignoring if ignore_hangup else None,  # noqa: PLW1509 - a test's child, no threads involved
     )
     assert process.stdin is not None and process.stdout is not None and process.stderr is not None
     seen, errors = bytearray(), bytearray()
@@ -135,7 +141,12 @@ def test_started_by_a_client_it_says_nothing_and_sigint_stops_it_with_one_line(t
         process.stdin.write(PING)
         process.stdin.flush()
         answer = read_until(process.stdout.fileno(), b'"id":7', seen)
-        process.send_signal(signal.SIGINT)
+        for n, signum in enumerate(signums):
+            if n:
+                time.sleep(1.0)  # long enough for a handled signal to have ended it
+                if process.poll() is not None:
+                    break
+            process.send_signal(signum)
         code = wait_and_read_rest(process, process.stderr.fileno(), errors)
     finally:
         if process.poll() is None:
@@ -143,37 +154,30 @@ def test_started_by_a_client_it_says_nothing_and_sigint_stops_it_with_one_line(t
             process.wait()
         for stream in (process.stdin, process.stdout, process.stderr):
             stream.close()
+    return answer, code, errors.decode()
+
+
+def test_started_by_a_client_it_says_nothing_and_sigint_stops_it_with_one_line(tmp_path):
+    """No terminal: no note on stderr (a client's log shows only what matters), and SIGINT still ends it at once."""
+    answer, code, errors = signalled(tmp_path, signal.SIGINT)
     assert b'"id":7' in answer
-    assert code == 130, errors.decode()
-    assert [line for line in errors.decode().splitlines() if line.strip()] == [STOPPED]
+    assert code == 130, errors
+    assert [line for line in errors.splitlines() if line.strip()] == [STOPPED]
 
 
 def test_a_host_stopping_the_server_with_sigterm_gets_one_line(tmp_path):
     """A host stops its server with SIGTERM: the server died without a word (and a join's ffmpeg, a process of its
     own, wrote on). It now ends what it runs and says one line, exiting 128 + 15 as a shell reports it."""
-    process = subprocess.Popen(
-        [console_script(), "--sandbox"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=environment(tmp_path),
-    )
-    assert process.stdin is not None and process.stdout is not None and process.stderr is not None
-    seen, errors = bytearray(), bytearray()
-    try:
-        process.stdin.write(PING)
-        process.stdin.flush()
-        read_until(process.stdout.fileno(), b'"id":7', seen)
-        process.send_signal(signal.SIGTERM)
-        code = wait_and_read_rest(process, process.stderr.fileno(), errors)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        for stream in (process.stdin, process.stdout, process.stderr):
-            stream.close()
-    assert code == 128 + signal.SIGTERM, errors.decode()
-    assert [line for line in errors.decode().splitlines() if line.strip()] == ["kie-mcp: stopped (SIGTERM)."]
+    _, code, errors = signalled(tmp_path, signal.SIGTERM)
+    assert code == 128 + signal.SIGTERM, errors
+    assert [line for line in errors.splitlines() if line.strip()] == ["kie-mcp: stopped (SIGTERM)."]
+
+
+def test_a_server_started_under_nohup_outlives_a_hangup(tmp_path):
+    """``nohup kie-mcp``: SIGHUP is ignored, and stays ignored (the new hangup handler stopped it regardless)."""
+    _, code, errors = signalled(tmp_path, signal.SIGHUP, signal.SIGTERM, ignore_hangup=True)
+    assert code == 128 + signal.SIGTERM, errors  # ended by the SIGTERM sent a second after the hangup
+    assert "SIGHUP" not in errors
 
 
 @pytest.mark.parametrize("how", ["closed", "full"])

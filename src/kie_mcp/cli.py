@@ -212,15 +212,19 @@ async def _serve_stdio(server: MCPServer) -> None:
         group.cancel_scope.cancel()
 
 
-# Ctrl-C, a host stopping its server (SIGTERM), the terminal it ran in closed (SIGHUP, where there is one).
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, *((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ()))
+def _stop_signals() -> tuple[int, ...]:
+    """Ctrl-C, a host stopping its server (SIGTERM), the terminal it ran in closed (SIGHUP, where there is one and
+    it is not ignored, as ``nohup`` ignores it)."""
+    hangup = getattr(signal, "SIGHUP", None)
+    kept = hangup is not None and signal.getsignal(hangup) is not signal.SIG_IGN
+    return (signal.SIGINT, signal.SIGTERM, *((hangup,) if kept and hangup is not None else ()))
 
 
 async def _stop_on_signals() -> None:
     import anyio
 
     try:
-        with anyio.open_signal_receiver(*STOP_SIGNALS) as received:
+        with anyio.open_signal_receiver(*_stop_signals()) as received:
             async for signum in received:
                 _stop_now(signum)
     except NotImplementedError:  # no signal support in this event loop (Windows): the handler of _serve stops it

@@ -171,7 +171,7 @@ class Settings:
             before = len(problems)
             named, reason = _workspace_or_problem(env, workspace, problems)
             # Named with its file: the workspace falls back to the per-user folder, whose .env is not where it is.
-            problems[before:] = [f"{workspace / '.env'} sets {problem}" for problem in problems[before:]]
+            problems[before:] = [f"In {workspace / '.env'}: {problem}" for problem in problems[before:]]
             if not _same_folder(named, workspace):
                 # That workspace's own .env holds its settings (its caps, its key): read too, and over the .env
                 # that pointed here; the environment still wins. It never moves the workspace again.

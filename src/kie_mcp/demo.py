@@ -62,7 +62,7 @@ def run_demo(keep: bool = False) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as err:  # the sandboxed server died, could not start, or stopped answering
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        reason = _reason(err)
         print(
             f"demo: the sandboxed server stopped unexpectedly ({reason}). Run `kie-mcp demo` again; if it keeps "
             "happening, report it at https://github.com/kie-mcp/kie-mcp/issues.",
@@ -74,6 +74,14 @@ def run_demo(keep: bool = False) -> int:
             signal.signal(signum, handler)
         if not keep:
             shutil.rmtree(workspace, ignore_errors=True)
+
+
+def _reason(err: BaseException) -> str:
+    """The first line of what went wrong, from inside the exception groups a task group wraps it in."""
+    while isinstance(err, BaseExceptionGroup) and err.exceptions:
+        err = err.exceptions[0]
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -313,6 +313,9 @@ def source_clip(rt: Runtime, source: TaskRecord) -> tuple[str, str]:
     for row in rt.journal.files_for(str(source.task_id)):
         if str(row["mime"]).startswith("video/") and (rt.settings.workspace / row["path"]).is_file():
             return row["path"], f"the saved file {row['path']} (uploaded to KIE once approved)"
+    videos = [u for u in source.result_urls if _is_video_url(u)] or source.result_urls
+    if not rt.settings.download and videos:  # KIE_DOWNLOAD=never: nothing is ever saved, so the link it is
+        return videos[0], "its result link (KIE_DOWNLOAD=never: nothing is saved; check_task refreshes the link)"
     missing = "is not saved in this workspace any more" if source.files else "has no saved video yet"
     raise refused(
         f"task {source.task_id} {missing}, and its result link may have expired (a task KIE cannot fetch its clip "

@@ -263,6 +263,9 @@ def least_credits(rt: Runtime, spec: ModelSpec, wire: dict[str, Any]) -> float:
 UNSETTLED_WINDOW = 24 * 3600.0  # an identical request sent this recently with its outcome unknown is warned about
 
 
+MADE_BEFORE = "This exact request was already made at"  # the note ``twins`` adds; not repeated once it is made
+
+
 def twins(rt: Runtime, digest: str) -> tuple[str | None, str | None]:
     """What the quote says of identical requests sent in the last day.
 
@@ -289,8 +292,8 @@ def twins(rt: Runtime, digest: str) -> tuple[str | None, str | None]:
     if made:
         tasks = ", ".join(row["task_id"] for row in made[-3:])
         note = (
-            f"This exact request was already made at {timestamp(made[-1]['created'])} (task {tasks}): approving it "
-            "again makes it, and pays for it, again."
+            f"{MADE_BEFORE} {timestamp(made[-1]['created'])} (task {tasks}): approving it again makes it, and pays "
+            "for it, again."
         )
     return warning, note
 
@@ -663,7 +666,7 @@ def question(p: Plan, confirmation: str | None = None, why: str | None = None) -
         cost = f"{p.total:g} credits (about {usd_text(usd(p.total))})"
     prompt = str(p.wire.get("prompt", ""))
     excerpt = f' Prompt: "{shortened(prompt, 93)}".' if prompt else ""
-    warned = p.notes[:1] if p.unsettled else ()  # the same request's unknown outcome (``unsettled_twin``) leads
+    warned = p.notes[:1] if p.unsettled else ()  # the same request's unknown outcome (``twins``) leads
     notes = "".join(f" {note}" for note in p.notes[len(warned) :])
     ref = f" (confirmation {confirmation})" if confirmation else ""
     lead = "".join(f"{text} " for text in (*warned, why) if text)
@@ -680,17 +683,40 @@ def settings_shown(p: Plan) -> list[tuple[str, Any]]:
     return [(argument_name(p.spec, k), v) for k, v in p.wire.items() if k != "prompt" and not p.spec.fields[k].is_media]
 
 
+STRUCTURED_SHOWN = 600  # characters of a structured setting (Kling's shots) the confirmation text shows
+
+
+def _setting_text(value: Any) -> str:
+    """A setting in the confirmation text: a structured one (Kling's shots) long enough to read what is paid for."""
+    if isinstance(value, list | dict):
+        return plain(value, quoted=False, limit=STRUCTURED_SHOWN)
+    return plain(value, quoted=False)
+
+
 def settings_text(p: Plan) -> str:
     """``settings_shown`` in words, JSON values, and how many input files."""
-    shown = [f"{name}={plain(value, quoted=False)}" for name, value in settings_shown(p)]
+    shown = [f"{name}={_setting_text(value)}" for name, value in settings_shown(p)]
     images = sum(1 if isinstance(v, str) else len(v) for k, v in p.wire.items() if p.spec.fields[k].is_media)
     if images:
         shown.append(f"{images} input file(s)")
     return "Settings: " + (", ".join(shown) if shown else "defaults")
 
 
+FORM_REFUSED = (
+    "This server spends only with the user's yes in the client's confirmation dialog (KIE_APPROVAL=form), and this "
+    "client does not show it, so repeating the call cannot approve it: use a client that shows the dialog, or have "
+    "the user set KIE_APPROVAL=any to approve in the chat with a quote_id."
+)
+
+
 def confirmation_required(
-    rt: Runtime, p: Plan, tool: str, why: str | None = None, status: Status = "confirmation_required"
+    rt: Runtime,
+    p: Plan,
+    tool: str,
+    why: str | None = None,
+    status: Status = "confirmation_required",
+    *,
+    only_form: bool = False,
 ) -> GenerationResult:
     earlier = rt.quotes.open_estimate(p.digest) if p.quote_id is None else None  # before this one is issued
     quote = rt.quotes.issue(p.spec.id, p.digest, p.price, p.variations, ceiling=p.reserved)
@@ -702,6 +728,13 @@ def confirmation_required(
     )
     lead = f"{why} " if why else ""
     notes = "".join(f" {note}" for note in p.notes)  # after the cost and the next step, which come first
+    if only_form:
+        message = f"{lead}Nothing was spent. This request costs {cost}: {quote.breakdown.rstrip('.')}. {FORM_REFUSED}"
+        result = GenerationResult(
+            status=status, message=message + notes, model=p.spec.id, quote=quote, sandbox=rt.settings.sandbox
+        )
+        result._why = why
+        return result
     message = (
         f"{lead}Nothing was spent. This request costs {cost}: {quote.breakdown.rstrip('.')}. "
         f"The user must approve this cost first; once they do, call {tool} again with the same arguments and "
@@ -836,7 +869,8 @@ async def _spend(
         problems += settle(rt, records)  # once per task, ever: a no-op but for a charge measured just now
         if all(r.state == "failed" and r.task_id is None for r in records):  # KIE refused every create
             _give_back(rt, used)
-        notes = (cost_line(rt, p, records, decision.by), *p.notes, *upload_notes, *dict.fromkeys(problems))
+        told = tuple(note for note in p.notes if not note.startswith(MADE_BEFORE))  # the quote's, not the answer's
+        notes = (cost_line(rt, p, records, decision.by), *told, *upload_notes, *dict.fromkeys(problems))
         result = summarise(rt, p.spec, records, notes)
     except BaseException:  # cancelled by the host, or failed: this answer never reaches the client
         _answered(rt, attempts, CALL_CUT_OFF)
@@ -938,7 +972,8 @@ def without_spending(
     if isinstance(decision, Replay):
         return replayed(rt, p, tool, decision)
     status: Status = "cancelled" if decision.cancelled else "confirmation_required"
-    result = confirmation_required(rt, p, tool, decision.reason, status)
+    only_form = decision.form_refused and rt.settings.approval == "form"  # and this client refuses the form
+    result = confirmation_required(rt, p, tool, decision.reason, status, only_form=only_form)
     result._form_refused = decision.form_refused
     return result
 

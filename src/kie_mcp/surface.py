@@ -616,10 +616,13 @@ def _register_tools(mcp: MCPServer) -> None:
             folder = real_folder(output_folder(rt.settings.workspace, label, datetime.now().date()))
             parts = [stitching.Caption(c.start, c.end, c.text) for c in captions or []]
             done = await stitching.stitch(paths, folder / name, captions=parts or None)
-        await anyio.to_thread.run_sync(write_joined_sidecar, done.path, rt.settings.workspace, session, clips)
-        joined_video = [(done.path, "video")]
+        # Named from the folder asked for: stitch resolves its target, which in an outputs/ linked to another disk
+        # lies outside the workspace.
+        placed = folder / done.path.name
+        await anyio.to_thread.run_sync(write_joined_sidecar, placed, rt.settings.workspace, session, clips)
+        joined_video = [(placed, "video")]
         await pages.refresh(rt.settings.workspace, rt.settings.preview_px, joined_video)  # joins the gallery
-        relative = done.path.relative_to(rt.settings.workspace).as_posix()
+        relative = placed.relative_to(rt.settings.workspace).as_posix()
         message = " ".join([*notes, f"Joined {len(paths)} clip(s) into {relative}. {done.note}"])
         result = StitchedVideo(path=relative, duration=done.duration, reencoded=done.reencoded, message=message)
         joined = _saved_file(rt.settings.workspace, relative, None, "video/mp4")
@@ -1191,7 +1194,7 @@ async def _clip_path(rt: Runtime, clip: str) -> Path:
     file lands in outputs/, which kie://outputs/ serves, so anything read here could otherwise leak through it."""
     saved = [f for f in rt.journal.files_for(clip) if f["mime"].startswith("video/")]
     if not saved and (task := rt.tasks.get(clip)) is not None:
-        raise ToolError(_no_clip(task))
+        raise ToolError(_no_clip(task, rt.settings.download))
     given = str(rt.settings.workspace / saved[0]["path"]) if saved else clip  # a saved file is judged the same way
     try:  # reads the file's first bytes: in a worker thread
         path, _ = await anyio.to_thread.run_sync(
@@ -1212,7 +1215,7 @@ async def _clip_path(rt: Runtime, clip: str) -> Path:
     return path
 
 
-def _no_clip(task: TaskRecord) -> str:
+def _no_clip(task: TaskRecord, rt_download: bool) -> str:
     """Why a task of this workspace gives stitch_videos no clip, and what to do instead."""
     name = task.task_id
     if task.kind is not None and task.kind != "video":
@@ -1221,6 +1224,11 @@ def _no_clip(task: TaskRecord) -> str:
         return (
             f"Task {name} {'failed' if task.state == 'failed' else 'has an unknown outcome'} and has no video to join; "
             "leave it out, or make the clip again."
+        )
+    if not rt_download:
+        return (
+            f"Task {name}'s video is not saved: downloads are off (KIE_DOWNLOAD=never), and stitch_videos joins saved "
+            "files only. Set KIE_DOWNLOAD=always and call check_task to save it, or join files you saved yourself."
         )
     if task.finished:
         return f"Task {name} finished without a saved video; check_task(task_id='{name}') saves it, then join again."

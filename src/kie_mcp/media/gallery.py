@@ -625,12 +625,19 @@ def render_session(session: Session) -> bytes:
 # -- writing -------------------------------------------------------------------------------------------
 
 
-def _write_if_changed(path: Path, data: bytes) -> bool:
+def _write_if_changed(path: Path, data: bytes, *, guard: bool = False) -> bool:
     """Write ``data`` to ``path`` atomically unless it already holds exactly that (a page, not a paid result: no
-    fsync). A symlink at ``path`` is replaced, never followed."""
+    fsync). A symlink at ``path`` is replaced, never followed. With ``guard`` (an ``outputs/`` linked to a folder of
+    the user's) a page kie-mcp did not write is never replaced (``OSError``); in the workspace's own ``outputs/`` a
+    page spoiled in place is written again."""
+    existing = None
     with contextlib.suppress(OSError):
-        if not path.is_symlink() and path.is_file() and path.read_bytes() == data:
-            return False
+        if not path.is_symlink() and path.is_file():
+            existing = path.read_bytes()
+    if existing == data:
+        return False
+    if guard and existing is not None and _GENERATOR not in existing[:4096]:  # the user's own page
+        raise OSError(f"{path} is a page kie-mcp did not write: it is left as it is (move it away to see the gallery)")
     write_bytes_atomic(path, data, durable=False)
     return True
 
@@ -655,9 +662,9 @@ def build(outputs: Path, side: int = THUMBNAIL_SIDE, fresh: Sequence[tuple[Path,
         return cache.update(outputs, side)
 
 
-def _write_page(path: Path, render: Callable[[], bytes], problems: list[str]) -> bool:
+def _write_page(path: Path, render: Callable[[], bytes], problems: list[str], *, guard: bool = False) -> bool:
     try:
-        _write_if_changed(path, render())
+        _write_if_changed(path, render(), guard=guard)
     except OSError as err:
         problems.append(f"The gallery page {path} could not be written ({err.strerror or err}).")
         return False
@@ -708,6 +715,7 @@ class _Cache:
         now = time.time_ns()
         folders, month_pages = _listing(outputs)
         base = os.fspath(outputs)  # a kept folder is judged by plain string paths: pathlib costs more than the stat
+        guard = outputs.is_symlink()  # linked to a folder of the user's: their own pages there are kept
         for name, stat in folders:
             known = self.folders.get(name)
             key = _folder_key(stat, now)
@@ -719,15 +727,17 @@ class _Cache:
             if not session.items:
                 kept[name] = _Kept(key, None, None)
                 continue
-            written = _write_page(folder / PAGE, lambda session=session: render_session(session), problems)
+            written = _write_page(folder / PAGE, lambda session=session: render_session(session), problems, guard=guard)
             kept[name] = _Kept(key, _page_stat(folder / PAGE) if written else None, _Shown.of(session))
         shown = _with_sections(kept, outputs, side)
         self.folders = kept
-        _write_page(outputs / PAGE, lambda: _index_page(shown), problems)
-        self._write_months(outputs, shown, month_pages, problems)
+        _write_page(outputs / PAGE, lambda: _index_page(shown), problems, guard=guard)
+        self._write_months(outputs, shown, month_pages, problems, guard)
         return problems
 
-    def _write_months(self, outputs: Path, shown: list[_Shown], found: set[str], problems: list[str]) -> None:
+    def _write_months(
+        self, outputs: Path, shown: list[_Shown], found: set[str], problems: list[str], guard: bool = False
+    ) -> None:
         """Each month's page, written again only when a tile on it changed or the page is not the one last written;
         none while the index shows every session, and a month page kie-mcp wrote that lists nothing now is removed."""
         months: dict[str, list[_Shown]] = {}
@@ -742,7 +752,9 @@ class _Cache:
             if known is not None and known[0] == tiles and known[1] is not None and known[1] == _page_stat(path):
                 written[month] = known
                 continue
-            done = _write_page(path, lambda month=month, members=members: _month_page_of(month, members), problems)
+            done = _write_page(
+                path, lambda month=month, members=members: _month_page_of(month, members), problems, guard=guard
+            )
             written[month] = (tiles, _page_stat(path) if done else None)
         self.months = written
         for name in found - {month_page(month) for month in months}:

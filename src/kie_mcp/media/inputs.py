@@ -237,7 +237,7 @@ def confined(value: str, workspace: Path | tuple[Path, ...], roots: tuple[Path, 
         raise
     except (OSError, ValueError, RuntimeError) as err:  # RuntimeError: a symlink loop (Python 3.11)
         raise UnusablePath(_path_problem(value, err)) from None
-    if not any(real.is_relative_to(root) for root in roots) and not _saved_elsewhere(real, workspace):
+    if not any(real.is_relative_to(root) for root in roots) and not _saved_elsewhere(value, real, workspace):
         # Where it leads is not said: that would show what lies outside (another user's files, a process id).
         allowed = ", ".join(str(root) for root in roots)
         raise OutsideAllowedFolders(
@@ -248,12 +248,21 @@ def confined(value: str, workspace: Path | tuple[Path, ...], roots: tuple[Path, 
     return real
 
 
-def _saved_elsewhere(real: Path, workspace: Path | tuple[Path, ...]) -> bool:
+def _saved_elsewhere(value: str, real: Path, workspace: Path | tuple[Path, ...]) -> bool:
     """Whether ``real`` is a result saved in a workspace's ``outputs/`` that is a link to a folder elsewhere (another
-    disk): a file in one of its session folders, not anything else the folder holds."""
+    disk): a file kie-mcp saved in one of its session folders (``saved.is_recorded``); anything else that folder
+    holds is refused, saying so (``OutsideAllowedFolders``)."""
     bases = workspace if isinstance(workspace, tuple) else (workspace,)
-    homes = saved.linked_homes(bases)
-    return any(real.is_relative_to(home) and saved.is_saved(real.relative_to(home)) for home in homes)
+    for home in saved.linked_homes(bases):
+        if real.is_relative_to(home):
+            if saved.is_recorded(home, real):
+                return True
+            raise OutsideAllowedFolders(
+                f"{shown(value)} is in the folder outputs/ links to, but is not a result kie-mcp saved there (no "
+                "sidecar of kie-mcp's lists it), so it is not read. Nothing was read or uploaded. Copy it into the "
+                "workspace (references/ is a good place) to use it."
+            )
+    return False
 
 
 def _path_problem(value: str, err: BaseException) -> str:

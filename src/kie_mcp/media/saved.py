@@ -12,6 +12,8 @@ there: files in session folders (``<day>-<session>/``) and the gallery pages at 
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import re
 from collections.abc import Iterable
 from pathlib import Path, PurePath
@@ -33,22 +35,37 @@ def refusal(outputs: Path) -> str | None:
     held = [outputs.parent.resolve()]
     with contextlib.suppress(OSError, RuntimeError, KeyError):  # no home folder known: the other checks stand
         held.append(Path.home().resolve())
-    if target != Path(target.anchor) and not any(folder.is_relative_to(target) for folder in held):
+    # Judged by the folder itself, not its spelling: a bind mount, another letter case on a case-insensitive disk.
+    mark = _identity(target)
+    if mark is None:  # nothing there (another disk not mounted): saving says so itself
         return None
-    what = (
-        "the top of the file system"
-        if target == Path(target.anchor)
-        else "the workspace itself"
-        if held[0] == target
-        else "a folder holding the workspace"
-        if held[0].is_relative_to(target)
-        else "a folder holding your home folder"
-    )
+
+    def holds(folder: Path) -> bool:
+        return any(_identity(above) == mark for above in (folder, *folder.parents))
+
+    if _identity(Path(target.anchor)) == mark:
+        what = "the top of the file system"
+    elif _identity(held[0]) == mark:
+        what = "the workspace itself"
+    elif holds(held[0]):
+        what = "a folder holding the workspace"
+    elif len(held) > 1 and holds(held[1]):
+        what = "a folder holding your home folder"
+    else:
+        return None
     return (
         f"outputs/ in the workspace is a symbolic link to {target}, {what}: kie-mcp saves, serves and reads no "
         "results through such a link (a cloned repository can carry one). Remove the link, or point it at a folder "
         "of its own (on another disk is fine)."
     )
+
+
+def _identity(folder: Path) -> tuple[int, int] | None:
+    try:
+        found = os.stat(folder)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
 
 
 class OutputsRefused(OSError):
@@ -69,6 +86,31 @@ def is_saved(relative: PurePath) -> bool:
 def is_served(relative: PurePath) -> bool:
     """Whether a path inside ``outputs/`` is one ``kie://outputs/`` serves: a saved file or a gallery page."""
     return is_saved(relative) or (len(relative.parts) == 1 and _PAGE.match(relative.parts[0]) is not None)
+
+
+SIDECAR_MOST = 1 << 20  # a sidecar is a few KB; a larger ".json" beside a file is not one
+
+
+def is_recorded(home: Path, real: Path) -> bool:
+    """Whether ``real``, inside ``home`` (the folder a linked ``outputs/`` leads to), is a result kie-mcp saved there:
+    in a session folder, and listed by the sidecar beside it (``<model>_<task>.json`` for a task's files,
+    ``<name>.json`` for a joined video). A folder of the user's own that happens to be named by a date (a holiday's
+    photos) is not lent."""
+    relative = real.relative_to(home)
+    if not is_saved(relative):
+        return False
+    listed = PurePath(OUTPUTS, relative).as_posix()
+    for sidecar in {real.with_name(f"{real.stem.rsplit('_', 1)[0]}.json"), real.with_suffix(".json")} - {real}:
+        try:
+            with open(sidecar, "rb") as handle:
+                data = handle.read(SIDECAR_MOST + 1)
+            body = json.loads(data) if len(data) <= SIDECAR_MOST else None
+        except (OSError, ValueError, RecursionError):
+            continue
+        files = body.get("files") if isinstance(body, dict) else None
+        if isinstance(files, list) and any(isinstance(f, dict) and f.get("path") == listed for f in files):
+            return True
+    return False
 
 
 def linked_homes(workspaces: Iterable[Path]) -> list[Path]:
