@@ -111,17 +111,23 @@ async def test_a_linked_outputs_lends_only_its_saved_results(connect, controls, 
     (elsewhere / "2024-07-14-holiday").mkdir()  # the user's own photos, in a folder named by a date
     (elsewhere / "2024-07-14-holiday" / "IMG_0001.png").write_bytes(PNG)
     async with connect(elicitation=answering()) as client:
-        with pytest.raises(MCPError, match="No saved result"):
-            await client.read_resource("kie://outputs/private.png")
-        kept = await client.read_resource("kie://outputs/2026-01-01-shoot/apple.png")
+        for uri in ("private.png", "2026-01-01-shoot/apple.png", "2024-07-14-holiday/IMG_0001.png"):
+            with pytest.raises(MCPError, match="No saved result"):  # served, or previewed, only what kie-mcp saved
+                await client.read_resource(f"kie://outputs/{uri}")
+            with pytest.raises(MCPError):
+                await client.read_resource(f"kie://previews/{uri}")
+        made = await client.call_tool("generate_image", {**REQUEST, "session": "shoot"})
         loose = await client.call_tool("generate_image", {**EDIT, "images": ["outputs/private.png"]})
         hidden = await client.call_tool("generate_image", {**EDIT, "images": ["outputs/2026-01-01-shoot/.hidden.png"]})
         photo = await client.call_tool("upload_file", {"path": "outputs/2024-07-14-holiday/IMG_0001.png"})
         unsaved = await client.call_tool("upload_file", {"path": "outputs/2026-01-01-shoot/apple.png"})
-    assert kept.contents[0].blob
+    assert made.structured_content["status"] == "completed", text_of(made)
+    holiday = elsewhere / "2024-07-14-holiday"
+    assert sorted(p.name for p in holiday.iterdir()) == ["IMG_0001.png"]  # no page, no preview written there
+    assert "holiday" not in (elsewhere / "index.html").read_text()  # nor listed in the gallery
     for refused in (loose, hidden, photo, unsaved):  # no sidecar of kie-mcp's lists them: never uploaded
         assert refused.is_error and "not a result kie-mcp saved there" in text_of(refused), text_of(refused)
-    assert await uploads(controls) == [] and await controls.creates() == []
+    assert await uploads(controls) == [] and len(await controls.creates()) == 1  # the one generation above
 
 
 def test_kie_outputs_serves_only_what_kie_mcp_saves_there():
@@ -144,16 +150,22 @@ def test_a_dangling_or_plain_outputs_is_not_refused(tmp_path):
     assert saved.refusal(tmp_path / "outputs") is None
 
 
-async def test_a_linked_outputs_keeps_the_users_own_pages(connect, tmp_path, elsewhere):
-    """outputs/ linked to a folder of the user's that holds an index.html of their own (an exported web album): the
-    gallery replaced it at the next save. A page kie-mcp did not write is left as it is."""
+@pytest.mark.parametrize("page", ["file", "link"])
+async def test_a_linked_outputs_keeps_the_users_own_pages(connect, tmp_path, elsewhere, page):
+    """outputs/ linked to a folder of the user's that holds an index.html of their own (an exported web album, or
+    a link to one): the gallery replaced it at the next save. A page kie-mcp did not write is left as it is."""
     (tmp_path / "outputs").symlink_to(elsewhere, target_is_directory=True)
     own = "<!doctype html><title>My album</title>\n"
-    (elsewhere / "index.html").write_text(own)
+    (elsewhere / "album.html").write_text(own)
+    if page == "file":
+        (elsewhere / "index.html").write_text(own)
+    else:
+        (elsewhere / "index.html").symlink_to(elsewhere / "album.html")
     async with connect(elicitation=answering()) as client:
         made = await client.call_tool("generate_image", {**REQUEST, "session": "shoot"})
     assert made.structured_content["status"] == "completed", text_of(made)
-    assert (elsewhere / "index.html").read_text() == own
+    assert (elsewhere / "index.html").read_text() == own and (elsewhere / "album.html").read_text() == own
+    assert (elsewhere / "index.html").is_symlink() == (page == "link")
     [path] = made.structured_content["tasks"][0]["files"]
     assert b"kie-mcp" in (elsewhere / Path(path).relative_to("outputs").parent / "index.html").read_bytes()
 

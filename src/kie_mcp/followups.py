@@ -313,9 +313,12 @@ def source_clip(rt: Runtime, source: TaskRecord) -> tuple[str, str]:
     for row in rt.journal.files_for(str(source.task_id)):
         if str(row["mime"]).startswith("video/") and (rt.settings.workspace / row["path"]).is_file():
             return row["path"], f"the saved file {row['path']} (uploaded to KIE once approved)"
-    videos = [u for u in source.result_urls if _is_video_url(u)] or source.result_urls
-    if not rt.settings.download and videos:  # KIE_DOWNLOAD=never: nothing is ever saved, so the link it is
-        return videos[0], "its result link (KIE_DOWNLOAD=never: nothing is saved; check_task refreshes the link)"
+    if not rt.settings.download:  # no copy is kept, and KIE's result links expire (within the hour, at times)
+        raise refused(
+            f"task {source.task_id}'s video is not saved: downloads are off (KIE_DOWNLOAD=never), and its result "
+            "link may have expired (a task KIE cannot fetch its clip for fails after it is paid for). Set "
+            f"KIE_DOWNLOAD=always and call check_task(task_id='{source.task_id}') to save it, then continue it."
+        )
     missing = "is not saved in this workspace any more" if source.files else "has no saved video yet"
     raise refused(
         f"task {source.task_id} {missing}, and its result link may have expired (a task KIE cannot fetch its clip "

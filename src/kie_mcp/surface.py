@@ -1356,13 +1356,16 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
     def saved_result(path: str) -> Path:
         """The real path of the saved result ``outputs/<path>``, or ``ResourceNotFoundError``: symlinks are judged by
         their target, nothing outside outputs/ and nothing there kie-mcp does not save (``saved.is_served``: files
-        of session folders, gallery pages), no dotfiles (the kept previews among them), no unusable paths."""
+        of session folders, gallery pages; in an outputs/ linked elsewhere, only what ``saved.lends``), no dotfiles
+        (the kept previews among them), no unusable paths."""
         if (refused := saved.refusal(outputs)) is not None:
             raise ResourceNotFoundError(f"No saved result is served: {refused}")
         home = outputs.resolve()
         try:
             target = (outputs / path).resolve()
             inside = target.is_relative_to(home) and target.is_file() and saved.is_served(target.relative_to(home))
+            if inside and outputs.is_symlink():  # a folder the user chose, which may hold their own files too
+                inside = saved.lends(home, target)
         except (OSError, ValueError, RuntimeError):
             inside = False
         names = (*Path(path).parts, *(target.relative_to(home).parts if inside else ()))

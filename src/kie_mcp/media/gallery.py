@@ -93,7 +93,7 @@ _MONTHS = (
     "November",
     "December",
 )
-_GENERATOR = b'<meta name="generator" content="kie-mcp">'  # what tells a page kie-mcp wrote
+_GENERATOR = saved.GENERATOR  # what tells a page kie-mcp wrote
 _SIDECAR_MAX_BYTES = 1024 * 1024
 PAGE_MAX_BYTES = 50 * 1024 * 1024  # the most a page read for a resource may hold (the resources' own limit)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -209,7 +209,8 @@ def _scan_folder(folder: Path, side: int) -> Session:
                 if item.name not in claimed:
                     claimed.add(item.name)
                     session.items.append(item)
-    session.items += [Item(name=name, kind=media[name]) for name in sorted(set(media) - claimed)]
+    if not folder.parent.is_symlink():  # in an outputs/ linked to a folder of the user's, only kie-mcp's results
+        session.items += [Item(name=name, kind=media[name]) for name in sorted(set(media) - claimed)]
     for position, found in enumerate(session.items):
         saved_ns = _source_mtime(folder / found.name) or 0
         dated = replace(found, saved_ns=saved_ns, created=found.created or saved_ns / 1e9)
@@ -636,7 +637,7 @@ def _write_if_changed(path: Path, data: bytes, *, guard: bool = False) -> bool:
             existing = path.read_bytes()
     if existing == data:
         return False
-    if guard and existing is not None and _GENERATOR not in existing[:4096]:  # the user's own page
+    if guard and os.path.lexists(path) and (existing is None or _GENERATOR not in existing[:4096]):  # not ours
         raise OSError(f"{path} is a page kie-mcp did not write: it is left as it is (move it away to see the gallery)")
     write_bytes_atomic(path, data, durable=False)
     return True

@@ -91,6 +91,43 @@ def is_served(relative: PurePath) -> bool:
 SIDECAR_MOST = 1 << 20  # a sidecar is a few KB; a larger ".json" beside a file is not one
 
 
+GENERATOR = b'<meta name="generator" content="kie-mcp">'  # in every gallery page kie-mcp writes (gallery.py)
+
+
+def lends(home: Path, real: Path) -> bool:
+    """What an ``outputs/`` linked to ``home`` (a folder the user chose, which may hold their own files too) serves,
+    previews or gives as an input: a result a sidecar of kie-mcp's lists (``is_recorded``), such a sidecar, or a
+    gallery page kie-mcp wrote. Nothing else the folder holds, whatever its folder's name."""
+    if is_recorded(home, real):
+        return True
+    relative = real.relative_to(home)
+    if real.suffix == ".json" and is_saved(relative):
+        files = _listed(real)
+        folder = PurePath(OUTPUTS, relative.parent).as_posix()
+        return bool(files) and all(str(PurePath(path).parent) == folder for path in files)
+    if is_served(relative) and _PAGE.match(real.name):
+        try:
+            with open(real, "rb") as handle:
+                return GENERATOR in handle.read(4096)
+        except OSError:
+            return False
+    return False
+
+
+def _listed(sidecar: Path) -> list[str]:
+    """The paths a sidecar of kie-mcp's lists (``files[].path``); none for anything else."""
+    try:
+        with open(sidecar, "rb") as handle:
+            data = handle.read(SIDECAR_MOST + 1)
+        body = json.loads(data) if len(data) <= SIDECAR_MOST else None
+    except (OSError, ValueError, RecursionError):
+        return []
+    files = body.get("files") if isinstance(body, dict) else None
+    if not isinstance(files, list):
+        return []
+    return [f["path"] for f in files if isinstance(f, dict) and isinstance(f.get("path"), str)]
+
+
 def is_recorded(home: Path, real: Path) -> bool:
     """Whether ``real``, inside ``home`` (the folder a linked ``outputs/`` leads to), is a result kie-mcp saved there:
     in a session folder, and listed by the sidecar beside it (``<model>_<task>.json`` for a task's files,
@@ -100,17 +137,8 @@ def is_recorded(home: Path, real: Path) -> bool:
     if not is_saved(relative):
         return False
     listed = PurePath(OUTPUTS, relative).as_posix()
-    for sidecar in {real.with_name(f"{real.stem.rsplit('_', 1)[0]}.json"), real.with_suffix(".json")} - {real}:
-        try:
-            with open(sidecar, "rb") as handle:
-                data = handle.read(SIDECAR_MOST + 1)
-            body = json.loads(data) if len(data) <= SIDECAR_MOST else None
-        except (OSError, ValueError, RecursionError):
-            continue
-        files = body.get("files") if isinstance(body, dict) else None
-        if isinstance(files, list) and any(isinstance(f, dict) and f.get("path") == listed for f in files):
-            return True
-    return False
+    sidecars = {real.with_name(f"{real.stem.rsplit('_', 1)[0]}.json"), real.with_suffix(".json")} - {real}
+    return any(listed in _listed(sidecar) for sidecar in sidecars)
 
 
 def linked_homes(workspaces: Iterable[Path]) -> list[Path]:
