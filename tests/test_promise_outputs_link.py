@@ -10,6 +10,7 @@ saved results are inputs like any other.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -185,3 +186,15 @@ async def test_a_join_into_a_linked_outputs_is_named_and_recorded(connect, tmp_p
     path = joined.structured_content["path"]
     assert path.startswith("outputs/") and (tmp_path / path).is_file() and path in text_of(joined)
     assert (tmp_path / path).with_suffix(".json").is_file()
+
+
+def test_a_fifo_beside_a_file_in_a_linked_outputs_is_never_waited_on(tmp_path):
+    """What a linked outputs/ lends is judged by reading the sidecar beside a file: a FIFO named like one (which
+    would block the read for good) is not a sidecar."""
+    home = tmp_path / "other-disk"
+    folder = home / "2026-01-01-shoot"
+    folder.mkdir(parents=True)
+    (folder / "apple_1.png").write_bytes(PNG)
+    os.mkfifo(folder / "apple.json")
+    assert saved.is_recorded(home, folder / "apple_1.png") is False
+    assert saved.lends(home, folder / "apple.json") is False

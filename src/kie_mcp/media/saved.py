@@ -5,8 +5,10 @@ Results go to the workspace's ``outputs/`` folder, which may be a symbolic link 
 no folder of results but a way to every file (a cloned repository can carry one): nothing is saved, served or read
 through it, and a request that would save there is refused before anything is spent.
 
-What ``kie://outputs/`` serves, and what an input may name inside a linked ``outputs/``, is what kie-mcp saves
-there: files in session folders (``<day>-<session>/``) and the gallery pages at the top.
+What ``kie://outputs/`` serves is what kie-mcp saves there: files in session folders (``<day>-<session>/``) and
+the gallery pages. An ``outputs/`` linked to a folder the user chose may hold their own files too, so through it
+only what kie-mcp saved is served, previewed, shown in the gallery or read as an input (``lends``): the files its
+sidecars list, the sidecars, and its pages.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import contextlib
 import json
 import os
 import re
+import stat
 from collections.abc import Iterable
 from pathlib import Path, PurePath
 
@@ -106,21 +109,28 @@ def lends(home: Path, real: Path) -> bool:
         folder = PurePath(OUTPUTS, relative.parent).as_posix()
         return bool(files) and all(str(PurePath(path).parent) == folder for path in files)
     if is_served(relative) and _PAGE.match(real.name):
-        try:
-            with open(real, "rb") as handle:
-                return GENERATOR in handle.read(4096)
-        except OSError:
-            return False
+        return GENERATOR in (_head(real, 4096) or b"")
     return False
+
+
+def _head(path: Path, most: int) -> bytes | None:
+    """The first ``most`` bytes of a regular file; None for anything else (a FIFO is never waited on)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            return None
+        return handle.read(most)
 
 
 def _listed(sidecar: Path) -> list[str]:
     """The paths a sidecar of kie-mcp's lists (``files[].path``); none for anything else."""
+    data = _head(sidecar, SIDECAR_MOST + 1)
     try:
-        with open(sidecar, "rb") as handle:
-            data = handle.read(SIDECAR_MOST + 1)
-        body = json.loads(data) if len(data) <= SIDECAR_MOST else None
-    except (OSError, ValueError, RecursionError):
+        body = json.loads(data) if data is not None and len(data) <= SIDECAR_MOST else None
+    except (ValueError, RecursionError):
         return []
     files = body.get("files") if isinstance(body, dict) else None
     if not isinstance(files, list):
