@@ -22,7 +22,7 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.client import ClientRequestContext
-from mcp.types import ElicitRequestParams, ElicitResult
+from mcp.types import ElicitRequestParams, ElicitResult, ErrorData
 from pydantic import SecretStr
 
 from kie_mcp.config import Settings
@@ -166,6 +166,11 @@ def answering(action: str = "accept", confirm: bool = True, seen: list[str] | No
         return ElicitResult(action=action)
 
     return callback
+
+
+async def refusing_forms(context: ClientRequestContext, params: ElicitRequestParams) -> ErrorData:
+    """An elicitation callback of a client that declares forms and then refuses every one (handshake era)."""
+    return ErrorData(code=-32601, message="Method not found")
 
 
 @pytest.fixture

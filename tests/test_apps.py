@@ -34,7 +34,7 @@ from kie_mcp.media.stitch import StitchError, find_ffmpeg
 
 from .app_host import AppHost, AppView
 from .browser import save_artifact, spread
-from .conftest import answering, text_of
+from .conftest import answering, refusing_forms, text_of
 
 IMAGE = {"prompt": "A red apple on a wooden table", "model": "nano-banana-2"}  # 8 credits
 VIDEO = {"prompt": "Waves rolling in at dusk, slow dolly forward", "model": "veo3_fast"}  # 60 credits
@@ -845,19 +845,14 @@ async def test_a_card_after_the_client_refused_its_form_approves_with_its_quote(
     """A client that declares forms but refuses kie-mcp's: the card came back still saying "form", so every Approve
     asked for a form the client refused again, for ever. It now sends its quote, which approves once; under
     KIE_APPROVAL=form, where only the form approves, the card says it cannot."""
-    from mcp.types import ErrorData
-
-    async def refusing(context, params) -> ErrorData:
-        return ErrorData(code=-32601, message="Method not found")
-
     if mode != "legacy":
         pytest.skip("in the 2026-07-28 era the form travels with the answer; the client fails its own call")
-    async with connect_app(elicitation=refusing) as client:
+    async with connect_app(elicitation=refusing_forms) as client:
         card = card_of(await client.call_tool("generate_image", IMAGE))
         assert card["form_refused"] is True and card["confirm"] == "quote" and card["binds"] is False
         made = await client.call_tool(card["tool"], {**card["arguments"], "quote_id": card["quote_id"]})
     assert made.structured_content["status"] == "completed", text_of(made)
-    async with connect_app(elicitation=refusing, approval="form") as client:
+    async with connect_app(elicitation=refusing_forms, approval="form") as client:
         answer = await client.call_tool("generate_image", IMAGE)
         bound = card_of(answer)
     assert bound["form_refused"] is True and bound["binds"] is True
@@ -906,12 +901,7 @@ async def test_in_a_browser_decline_says_when_the_assistant_could_not_be_told(co
 async def test_in_a_browser_a_card_whose_form_the_client_refused_cannot_loop(connect_app, controls, browser):
     """KIE_APPROVAL=form on a client that declares forms but refuses kie-mcp's: every Approve asked for the form
     again and came back with the same card. Only that form approves there, so the card says so and Approve is off."""
-    from mcp.types import ErrorData
-
-    async def refusing(context, params) -> ErrorData:
-        return ErrorData(code=-32601, message="Method not found")
-
-    async with connect_app(elicitation=refusing, approval="form") as client:
+    async with connect_app(elicitation=refusing_forms, approval="form") as client:
         asked = await client.call_tool("generate_image", IMAGE)
         async with AppHost(client).running() as host:
             card = await in_browser(AppView, browser, host.show("refused", IMAGE, asked))

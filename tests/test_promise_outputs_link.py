@@ -20,21 +20,12 @@ from mcp import MCPError
 from kie_mcp.media import saved
 
 from .conftest import answering, text_of
+from .test_apps import has_ffmpeg
 from .test_inputs import EDIT, PNG, uploads
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="symlinks")
 
 REQUEST = {"prompt": "A red apple on a wooden table", "model": "nano-banana-2"}
-
-
-def _ffmpeg() -> bool:
-    from kie_mcp.media.stitch import StitchError, find_ffmpeg
-
-    try:
-        find_ffmpeg()
-    except StitchError:
-        return False
-    return True
 
 
 @pytest.fixture
@@ -171,7 +162,7 @@ async def test_a_linked_outputs_keeps_the_users_own_pages(connect, tmp_path, els
     assert b"kie-mcp" in (elsewhere / Path(path).relative_to("outputs").parent / "index.html").read_bytes()
 
 
-@pytest.mark.skipif(not _ffmpeg(), reason="no ffmpeg: install the video extra (imageio-ffmpeg)")
+@pytest.mark.skipif(not has_ffmpeg(), reason="no ffmpeg: install the video extra (imageio-ffmpeg)")
 async def test_a_join_into_a_linked_outputs_is_named_and_recorded(connect, tmp_path, elsewhere):
     """stitch_videos into an outputs/ linked to another disk wrote the video, then failed with a bare error (its
     path was named from the other disk, outside the workspace): no answer naming it, no sidecar, no gallery."""

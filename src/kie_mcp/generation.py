@@ -728,25 +728,19 @@ def confirmation_required(
     )
     lead = f"{why} " if why else ""
     notes = "".join(f" {note}" for note in p.notes)  # after the cost and the next step, which come first
-    if only_form:
-        message = f"{lead}Nothing was spent. This request costs {cost}: {quote.breakdown.rstrip('.')}. {FORM_REFUSED}"
-        result = GenerationResult(
-            status=status, message=message + notes, model=p.spec.id, quote=quote, sandbox=rt.settings.sandbox
+    if only_form:  # a quote_id cannot approve here, and this client refuses the form that can
+        next_step = FORM_REFUSED
+    else:
+        next_step = (
+            f"The user must approve this cost first; once they do, call {tool} again with the same arguments and "
+            f"quote_id='{quote.quote_id}' (valid until {quote.expires_at})."
         )
-        result._why = why
-        return result
-    message = (
-        f"{lead}Nothing was spent. This request costs {cost}: {quote.breakdown.rstrip('.')}. "
-        f"The user must approve this cost first; once they do, call {tool} again with the same arguments and "
-        f"quote_id='{quote.quote_id}' (valid until {quote.expires_at})."
-        + (
-            f" If the user already approved estimate_cost's quote {earlier} for this very request, that one "
-            f"approves it too: pass quote_id='{earlier}' instead."
-            if earlier
-            else ""
-        )
-        + notes
-    )
+        if earlier:
+            next_step += (
+                f" If the user already approved estimate_cost's quote {earlier} for this very request, that one "
+                f"approves it too: pass quote_id='{earlier}' instead."
+            )
+    message = f"{lead}Nothing was spent. This request costs {cost}: {quote.breakdown.rstrip('.')}. {next_step}{notes}"
     result = GenerationResult(status=status, message=message, model=p.spec.id, quote=quote, sandbox=rt.settings.sandbox)
     result._why = why
     return result

@@ -1215,7 +1215,7 @@ async def _clip_path(rt: Runtime, clip: str) -> Path:
     return path
 
 
-def _no_clip(task: TaskRecord, rt_download: bool) -> str:
+def _no_clip(task: TaskRecord, downloads: bool) -> str:
     """Why a task of this workspace gives stitch_videos no clip, and what to do instead."""
     name = task.task_id
     if task.kind is not None and task.kind != "video":
@@ -1225,7 +1225,7 @@ def _no_clip(task: TaskRecord, rt_download: bool) -> str:
             f"Task {name} {'failed' if task.state == 'failed' else 'has an unknown outcome'} and has no video to join; "
             "leave it out, or make the clip again."
         )
-    if not rt_download:
+    if not downloads:
         return (
             f"Task {name}'s video is not saved: downloads are off (KIE_DOWNLOAD=never), and stitch_videos joins saved "
             "files only. Set KIE_DOWNLOAD=always and call check_task to save it, or join files you saved yourself."
