@@ -5,7 +5,9 @@ client in both protocol eras:
   task, another kie-mcp process's task, or a top-up landing meanwhile leaves the reservation counted as spent);
 - a clip made elsewhere is as old as KIE says, so one older than the 14 days KIE keeps it is refused before anything
   is sent, by estimate_cost too, and the journal keeps KIE's date;
-- two asks at once for one Veo clip's 1080p version are one task and one charge: the second reservation is returned.
+- two asks at once for one Veo clip's 1080p version are one task and one charge: the second reservation is returned;
+- a 1080p version another server on the workspace is making is waited for as asked (and followed to the end when
+  that server stops).
 """
 
 from __future__ import annotations
@@ -202,6 +204,79 @@ async def test_two_1080p_asks_at_once_are_one_task_and_one_charge(connect, contr
     assert kept["credits_reserved"] == charge and kept["parent_task_id"] == source and kept["operation"] == "hd"
     upscales = [r for r in await requests_to(controls, MARKET) if r["body"]["model"] == "grok-imagine/upscale"]
     assert len(upscales) == (1 if clip is GROK else 0)
+
+
+async def hd_running_on(client: Any, controls: Any) -> tuple[str, str]:
+    """A Veo clip, then its 1080p version asked for without waiting, with the simulated clock stopped: the version
+    stays running, followed by ``client``'s server. Returns (the clip, its 1080p task)."""
+    source = await finished(client, VEO)
+    await controls.post("clock/speed", {"speed": 0})
+    made = await client.call_tool("continue_video", {"task_id": source, "operation": "hd"})
+    [task] = made.structured_content["tasks"]
+    assert task["state"] in ("queued", "running"), text_of(made)
+    return source, task["task_id"]
+
+
+async def ask_hd_while(client: Any, source: str, meanwhile: Any) -> Any:
+    """continue_video hd with a wait, and ``meanwhile`` once it is under way."""
+    out: dict[str, Any] = {}
+
+    async def ask() -> None:
+        hd = {"task_id": source, "operation": "hd", "wait_seconds": 30}
+        out["result"] = await client.call_tool("continue_video", hd)
+
+    async def then() -> None:
+        await anyio.sleep(1.0)
+        await meanwhile()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(ask)
+        group.start_soon(then)
+    return out["result"]
+
+
+async def test_a_1080p_version_another_kie_mcp_is_making_is_waited_for_as_asked(connect, controls):
+    """Two servers on one workspace. The 1080p version the first made is running; the second, asked for it with
+    wait_seconds, returns it free and waits for it as asked, reading the journal the first server's follower writes,
+    instead of answering "running" at once."""
+    async with connect(auto_approve_credits=100) as first, connect(auto_approve_credits=100) as second:
+        source, hd_id = await hd_running_on(first, controls)
+
+        async def clock_runs() -> None:
+            await controls.post("clock/speed", {"speed": 1000})
+
+        result = await ask_hd_while(second, source, clock_runs)
+    [task] = result.structured_content["tasks"]
+    assert not result.is_error and task["task_id"] == hd_id, text_of(result)
+    assert task["state"] == "succeeded", text_of(result)
+    assert "Nothing new was requested or charged" in text_of(result)
+
+
+async def test_a_1080p_version_whose_kie_mcp_stopped_is_followed_by_the_one_waiting_for_it(connect, controls):
+    """The first server stops while the second waits for the 1080p version it made: the second takes the task up
+    (the first gave up its claims as it stopped), follows it to the end and saves its video."""
+    ready, stop, gone = anyio.Event(), anyio.Event(), anyio.Event()
+    made: dict[str, str] = {}
+
+    async def first_server() -> None:
+        async with connect(auto_approve_credits=100) as first:
+            made["source"], made["hd"] = await hd_running_on(first, controls)
+            ready.set()
+            await stop.wait()
+        gone.set()
+
+    async def first_stops() -> None:
+        stop.set()
+        await gone.wait()
+        await controls.post("clock/speed", {"speed": 1000})
+
+    async with connect(auto_approve_credits=100) as second, anyio.create_task_group() as group:
+        group.start_soon(first_server)
+        await ready.wait()
+        result = await ask_hd_while(second, made["source"], first_stops)
+    [task] = result.structured_content["tasks"]
+    assert task["task_id"] == made["hd"] and task["state"] == "succeeded", text_of(result)
+    assert task["files"], text_of(result)  # saved by the second server, which followed it to the end
 
 
 async def test_a_grok_hd_at_another_resolution_is_refused_so_the_1080p_version_stays_possible(connect, controls):

@@ -858,7 +858,7 @@ def _register_tools(mcp: MCPServer) -> None:
             rt = _runtime(ctx)
             rt.follower.attach_client(ctx)
             with _user_errors():
-                result = await followups.existing_result(rt, plan)
+                result = await followups.existing_result(rt, plan, wait_seconds=wait_seconds, progress=_progress(ctx))
             await _thumbnails_ready(result.tasks, rt.settings.workspace, rt.settings.preview_px)
             output = GenerationOutput(**{name: getattr(result, name) for name in gen.GenerationResult.model_fields})
             call = _tool_result(output, result.message, rt, result.tasks)

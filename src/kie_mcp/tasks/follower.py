@@ -47,11 +47,12 @@ whether or not a tool call is waiting on it:
   answer says the results are being saved.
 - **One follower per workspace.** Each task is claimed in the journal (``follows``) by the follower that asks
   KIE about it and saves its results, when it starts following it; claims are renewed every ``RESCAN`` and given
-  up when the task ends or the server stops. Another server's follower leaves a task claimed by a live one alone
-  (its ``check`` reads the journal instead of asking KIE, and its clients are told of the task's changes read from
-  the journal every ``poll_max_interval``: ``_observe``), and takes it over once that server is gone (its process
-  has ended: a ``check`` at once, the rescan once the task is ``QUIET``), or its claim goes ``QUIET`` unrenewed
-  (another machine's).
+  up when the task ends or the server stops. Another server's follower leaves a task claimed by a live one alone,
+  and takes it over once that server is gone (its process has ended: a call waiting on it here at once, the rescan
+  once the task is ``QUIET``), or its claim goes ``QUIET`` unrenewed (another machine's). Meanwhile a call here that
+  waits on such a task (a ``check_task``; a generation, when KIE answered with a task another server made, or that
+  server's rescan took up this one's new task while it was busy) reads the journal every ``poll_max_interval``
+  instead of asking KIE, and this server's clients are told of its changes read the same way (``_observe``).
 - **Telling the client.** ``check_task`` and the ``kie://tasks/{id}`` resource hand the follower their request
   context (``attach_client``). From then on, every change of a task's state is published as a resource update
   of ``kie://tasks/{id}`` on the server's subscription bus (``Context.notify_resource_updated``: the bus is
@@ -824,26 +825,42 @@ class Follower:
     async def _wait_on(
         self, records: list[TaskRecord], watches: list[Watch | None], seconds: float, on_update: OnUpdate | None
     ) -> tuple[list[TaskRecord], list[str]]:
+        """Wait on ``watches`` (the followed ``records``). A record another server's follower holds (it may have
+        taken up a task while the server that made it was busy, or KIE answered with a task that server made) is
+        read from the journal every ``poll_max_interval`` instead, never asked of KIE a second time, and followed
+        here once that server is gone."""
         rt = await self._runtime()
+        records, watches = list(records), list(watches)
+        apart = {i for i, watch in enumerate(watches) if watch is None and self._held_apart(records[i])}
+        elsewhere = set(apart)
         followed = [w for w in watches if w is not None]
         for watch in followed:
             watch.waiters += 1
         deadline = time.monotonic() + seconds
+        read_at = time.monotonic() + rt.settings.poll_max_interval
         try:
             while True:
+                if apart and time.monotonic() >= read_at:
+                    read_at = time.monotonic() + rt.settings.poll_max_interval
+                    for taken in self._read_apart(records, watches, apart):
+                        taken.waiters += 1
+                        followed.append(taken)
                 for watch in followed:
                     self._estimate(watch)
                 if on_update is not None:
                     await on_update(_current(records, watches))
                 pending = [w for w in followed if not w.done.is_set()]
                 left = deadline - time.monotonic()
-                if not pending or left <= 0:
+                if not (pending or apart) or left <= 0:
                     break
                 event = anyio.Event()
                 for watch in pending:
                     watch.listeners.add(event)
+                wake = min(left, rt.settings.poll_max_interval)  # progress is estimated again at least this often
+                if apart:
+                    wake = min(wake, max(read_at - time.monotonic(), 0.0))
                 try:
-                    with anyio.move_on_after(min(left, rt.settings.poll_max_interval)):
+                    with anyio.move_on_after(wake):
                         await event.wait()
                 finally:
                     for watch in pending:
@@ -851,10 +868,37 @@ class Follower:
         finally:
             for watch in followed:
                 watch.waiters -= 1
+        for i in elsewhere:
+            if watches[i] is None:
+                self._observe(records[i])  # its clients here still hear when it changes, and when its results are saved
         problems: list[str] = []
         for watch in followed:
             problems += [line for line in watch.problems if line not in problems]
         return _current(records, watches), problems
+
+    def _held_apart(self, record: TaskRecord) -> bool:
+        return record.task_id is not None and not record.finished and self._held_elsewhere(record.task_id)
+
+    def _read_apart(self, records: list[TaskRecord], watches: list[Watch | None], apart: set[int]) -> list[Watch]:
+        """Read again from the journal the records held elsewhere (in place); one that ended leaves ``apart``, and
+        one whose holder is gone is followed here (returned: the waiter waits on it from now on)."""
+        assert self._rt is not None
+        taken: list[Watch] = []
+        for i in sorted(apart):
+            task_id = records[i].task_id
+            assert task_id is not None
+            try:
+                records[i] = self._rt.tasks.get(task_id) or records[i]
+            except JOURNAL_ERRORS:
+                apart.discard(i)  # no journal to read: what this call knew is its answer
+                continue
+            if records[i].finished:
+                apart.discard(i)
+            elif not self._held_elsewhere(task_id) and (watch := self._add(records[i], asked=True)) is not None:
+                apart.discard(i)
+                watches[i] = watch
+                taken.append(watch)
+        return taken
 
     async def check(
         self, record: TaskRecord, seconds: float, on_update: OnUpdate | None = None, *, looked: bool = False
@@ -863,10 +907,12 @@ class Follower:
         when KIE last said success without a result link, which the follower's schedule looks at every 3 minutes)."""
         await self._runtime()
         watch = self._add(record, looked=looked, asked=True)
-        if watch is None and record.task_id is not None and self._held_elsewhere(record.task_id):
-            return await self._check_elsewhere(record, seconds, on_update)
-        if watch is None:
-            return Checked(record, [], held=False)
+        if watch is None:  # another server's follower asks KIE and saves it: this waits on what the journal says
+            if record.task_id is None or not self._held_elsewhere(record.task_id):
+                return Checked(record, [], held=False)
+            [current], _ = await self._wait_on([record], [None], seconds, on_update)
+            self._observe(current)
+            return Checked(current, [], held=True, saving=current.finished and self._unsaved_results(current))
         if seconds <= 0 and not looked:  # also a success KIE sent without its links: the person asks, KIE is asked
             await self._look_now(watch)
         if watch.record.finished and not watch.done.is_set():  # ended: its results are being saved
@@ -878,27 +924,6 @@ class Follower:
         problems = [*watch.problems, *(line for line in problems if line not in watch.problems)]
         saving = current.finished and not watch.done.is_set() and self._unsaved_results(current)
         return Checked(current, problems, held=True, saving=saving)
-
-    async def _check_elsewhere(self, record: TaskRecord, seconds: float, on_update: OnUpdate | None) -> Checked:
-        """``check`` of a task another server's follower holds: it asks KIE and saves the results, and records
-        what it learns; this waits up to ``seconds`` on the journal (read every ``poll_max_interval``), never asking
-        KIE a second time."""
-        rt = await self._runtime()
-        assert record.task_id is not None
-        deadline = time.monotonic() + seconds
-        while True:
-            if on_update is not None:
-                await on_update([record])
-            left = deadline - time.monotonic()
-            if record.finished or left <= 0:
-                break
-            await anyio.sleep(min(left, rt.settings.poll_max_interval))
-            try:
-                record = rt.tasks.get(record.task_id) or record
-            except JOURNAL_ERRORS:
-                break
-        self._observe(record)
-        return Checked(record, [], held=True, saving=record.finished and self._unsaved_results(record))
 
     def _observe(self, record: TaskRecord) -> None:
         """Relay what the journal says of a task another server follows (``_relay_observed``) until it has ended
