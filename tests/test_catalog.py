@@ -83,7 +83,7 @@ def test_every_fact_names_a_defined_source(model_id):
         ("sora-2-text-to-video", {"duration": 15}, 25),
         ("bytedance/seedance-2", {"duration": 6, "resolution": "1080p"}, 612),
         ("bytedance/seedance-2", {"duration": 5, "resolution": "4k"}, 1040),  # 208/s
-        ("bytedance/seedance-2-fast", {"duration": 10, "resolution": "720p"}, 248),  # cut to 24.8/s in 2026-09
+        ("bytedance/seedance-2-fast", {"duration": 10, "resolution": "720p"}, 330),  # 33/s: its 24.8/s offer ended
         ("grok-imagine/text-to-video", {"duration": 10, "resolution": "480p"}, 24),  # 2.4/s since 2026-09
         ("grok-imagine/text-to-video", {"duration": 10, "resolution": "1080p"}, 80),  # 8/s
         ("grok-imagine-video-1-5-preview", {"duration": 8, "resolution": "720p"}, 36),  # 4.5/s
@@ -95,7 +95,7 @@ def test_prices_follow_the_table(model_id, kwargs, credits):
     assert price_input(spec, wire).credits == credits
 
 
-@pytest.mark.parametrize(("model_id", "rate"), [("bytedance/seedance-2", 25), ("bytedance/seedance-2-fast", 15)])
+@pytest.mark.parametrize(("model_id", "rate"), [("bytedance/seedance-2", 25), ("bytedance/seedance-2-fast", 20)])
 def test_seedance_with_reference_video_is_unknown_with_its_lower_rate(model_id, rate):
     spec = CATALOG.get(model_id)
     with_video = build_input(spec, prompt="x", options={"reference_video_urls": ["https://example.com/v.mp4"]})

@@ -19,7 +19,7 @@ VID = "https://example.com/v.mp4"
         ("kling-3.0-omni/image-to-video", {"images": [IMG], "duration": 3, "resolution": "4K"}, 201),
         ("bytedance/seedance-2-5", {"duration": 10}, 630),  # 720p 63/s
         ("bytedance/seedance-2-5", {"duration": 4, "resolution": "1080p"}, 632),
-        ("bytedance/seedance-2-mini", {"duration": 5, "resolution": "480p"}, 19),
+        ("bytedance/seedance-2-mini", {"duration": 5, "resolution": "480p"}, 47.5),  # 9.5/s: its 3.8/s offer ended
         ("happyhorse-1-1/text-to-video", {"duration": 4, "resolution": "720p"}, 90),
         ("wan/3-0-video", {"duration": 21}, 672),  # matches a reconciled 1080P receipt
         ("wan/3-0-video", {"duration": 5, "resolution": "480p"}, 40),  # 8/s (2026-09 feed)
