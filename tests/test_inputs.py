@@ -165,6 +165,63 @@ async def test_an_upload_is_reused_only_at_the_same_upload_host_and_for_two_hour
     assert len(await uploads(controls)) == 3
 
 
+async def test_an_upload_kie_says_it_deletes_soon_is_not_reused_after_that(connect, controls, sim, tmp_path):
+    """The audit: KIE's older upload answer says when the file goes (``expiresAt``), and the cache ignored it,
+    reusing a link KIE had deleted in a paid create. Kept for 30 minutes by KIE's own answer, an upload is reused
+    for 15 (never in its last quarter hour: a queued task fetches its input minutes after the create); kept for 10,
+    never."""
+    (tmp_path / "ref.png").write_bytes(PNG)
+    await controls.post("config", {"old_upload_shape": True})
+    sim.config.upload_ttl_seconds = 600.0  # by the simulator's clock, as KIE's answer states both times
+    async with connect(elicitation=answering()) as client:
+        first = await client.call_tool("generate_image", {**EDIT, "images": ["ref.png"]})
+        second = await client.call_tool("generate_image", {**EDIT, "prompt": "now green", "images": ["ref.png"]})
+        sim.config.upload_ttl_seconds = 1800.0
+        (tmp_path / "other.png").write_bytes(_image("PNG", (80, 64)))
+        third = await client.call_tool("generate_image", {**EDIT, "prompt": "red", "images": ["other.png"]})
+        fourth = await client.call_tool("generate_image", {**EDIT, "prompt": "pink", "images": ["other.png"]})
+    assert [r.structured_content["status"] for r in (first, second, third, fourth)] == ["completed"] * 4
+    assert "reused" not in second.structured_content["message"]  # 10 minutes: within the margin, never reused
+    assert "reused" in fourth.structured_content["message"]  # 30 minutes: reused in its first 15
+    assert len(await uploads(controls)) == 3
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        "http://10.0.0.7/x.png",
+        "http://169.254.169.254/latest/meta-data/",
+        "file:///etc/passwd",
+        "javascript:alert(1)",
+        "http://printer/x.png",
+        "https://files.example.com/a b.png",
+        "https://files.example.com/" + "a" * 3000 + ".png",
+    ],
+    ids=["private", "metadata", "file", "javascript", "local-name", "space", "too-long"],
+)
+async def test_an_upload_answer_whose_link_kie_could_not_fetch_is_never_sent_to_a_paid_create(
+    connect, controls, tmp_path, link
+):
+    """The audit: the link in an upload's answer went into the create as it was (a misconfigured or hostile
+    KIE_UPLOAD_BASE_URL could point a paid task at this machine's network, or at file:), and into the upload cache
+    for the next request. It is refused before anything is created or reserved, and never remembered."""
+    (tmp_path / "ref.png").write_bytes(PNG)
+    await controls.fault("upload", kind="link", url=link)
+    async with connect(elicitation=answering()) as client:
+        refused = await client.call_tool("generate_image", {**EDIT, "images": ["ref.png"]})
+        again = await client.call_tool("generate_image", {**EDIT, "images": ["ref.png"]})
+        uploaded = await client.call_tool("upload_file", {"path": "ref.png"})
+        spent = await client.call_tool("check_credits", {})
+    assert refused.is_error, text_of(refused)
+    assert "upload" in text_of(refused) and "nothing was generated or charged" in text_of(refused)
+    assert again.structured_content["status"] == "completed", text_of(again)  # uploaded anew, not the bad link
+    assert len(await controls.creates()) == 1
+    [create] = await controls.creates()
+    assert create["body"]["input"]["image_urls"][0] != link
+    assert not uploaded.is_error and link not in text_of(uploaded)
+    assert spent.structured_content["spent_today"] == 4  # the one image; nothing reserved for the refused call
+
+
 async def test_the_clients_mcp_roots_are_allowed_folders(settings, transport, controls, mode, outside):
     from mcp import Client
     from mcp.types import ListRootsResult, Root

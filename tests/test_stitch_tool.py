@@ -36,9 +36,11 @@ async def test_task_ids_and_bad_clips_are_explained(connect, controls, tmp_path,
     elsewhere = tmp_path_factory.mktemp("other") / "clip.mp4"
     shutil.copyfile(__file__, elsewhere)
     async with connect(elicitation=answering()) as client:
+        await controls.post("clock/speed", {"speed": 0})  # the clip is still being made when the join is asked
         submitted = await client.call_tool("generate_video", {"prompt": "waves", "model": "veo3_fast"})
         task_id = submitted.structured_content["tasks"][0]["task_id"]
         not_yet = await client.call_tool("stitch_videos", {"clips": [task_id, task_id]})
+        await controls.post("clock/speed", {"speed": 1000})
         await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 10})
         joined = await client.call_tool("stitch_videos", {"clips": [task_id, task_id]})  # sandbox clips are real MP4s
         outside = await client.call_tool("stitch_videos", {"clips": [str(elsewhere), str(elsewhere)]})

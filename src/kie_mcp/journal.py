@@ -41,7 +41,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     task_id TEXT PRIMARY KEY, attempt_id TEXT, model TEXT NOT NULL, state TEXT NOT NULL, prompt TEXT,
     session TEXT, record TEXT NOT NULL, created REAL NOT NULL, updated REAL NOT NULL, parent_task_id TEXT);
 CREATE TABLE IF NOT EXISTS uploads (
-    sha256 TEXT PRIMARY KEY, url TEXT NOT NULL, uploaded REAL NOT NULL);
+    sha256 TEXT PRIMARY KEY, url TEXT NOT NULL, uploaded REAL NOT NULL, expires REAL);
 CREATE TABLE IF NOT EXISTS answers (
     task_id TEXT NOT NULL, body TEXT NOT NULL, at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS follows (
@@ -79,6 +79,8 @@ ATTEMPT_COLUMNS = {"digest": "TEXT", "owner": "TEXT", "answered": "INTEGER NOT N
 # yet, its input files still uploading, is known to be under way in another process too); a question's text as it
 # was shown (the 2026-07-28 protocol asks it again when the answer comes back and compares the two).
 QUOTE_COLUMNS = {"used_by": "TEXT", "used_at": "REAL", "asked": "TEXT"}
+# Columns of uploads added since: until when an upload may be reused, when KIE's answer said how long it keeps it.
+UPLOAD_COLUMNS = {"expires": "REAL"}
 CALL_RUNNING, CALL_ANSWERED, CALL_CUT_OFF = 0, 1, 2  # attempts.answered
 
 # Kept right by SQLite whoever writes, an older kie-mcp on the same workspace too:
@@ -252,6 +254,8 @@ class Journal:
                 db.execute("ALTER TABLE quotes ADD COLUMN kind TEXT NOT NULL DEFAULT 'estimate'")
             for column in set(QUOTE_COLUMNS) - _columns(db, "quotes"):
                 db.execute(f"ALTER TABLE quotes ADD COLUMN {column} {QUOTE_COLUMNS[column]}")
+            for column in set(UPLOAD_COLUMNS) - _columns(db, "uploads"):
+                db.execute(f"ALTER TABLE uploads ADD COLUMN {column} {UPLOAD_COLUMNS[column]}")
             attempt_columns = _columns(db, "attempts")
             for column in set(ATTEMPT_COLUMNS) - attempt_columns:  # an older kie-mcp's attempts were all answered
                 db.execute(f"ALTER TABLE attempts ADD COLUMN {column} {ATTEMPT_COLUMNS[column]}")
@@ -285,6 +289,8 @@ class Journal:
         if not set(ATTEMPT_COLUMNS) <= _columns(self._db, "attempts"):
             return False
         if not set(QUOTE_COLUMNS) <= _columns(self._db, "quotes"):
+            return False
+        if not set(UPLOAD_COLUMNS) <= _columns(self._db, "uploads"):
             return False
         return self._db.execute("SELECT COUNT(*) FROM spend_total").fetchone()[0] == 1
 
@@ -750,15 +756,27 @@ class Journal:
             time.time(),
         )
 
-    def remember_upload(self, sha256: str, url: str) -> None:
+    def remember_upload(self, sha256: str, url: str, *, reusable_for: float | None = None) -> None:
+        """Remember an upload of this content; ``reusable_for``: seconds it may be reused at most (KIE said when it
+        deletes the file), else ``live_upload``'s own limit."""
+        now = time.time()
+        expires = None if reusable_for is None else now + reusable_for
         self.execute(
-            "INSERT OR REPLACE INTO uploads (sha256, url, uploaded) VALUES (?, ?, ?)", sha256, url, time.time()
+            "INSERT OR REPLACE INTO uploads (sha256, url, uploaded, expires) VALUES (?, ?, ?, ?)",
+            sha256,
+            url,
+            now,
+            expires,
         )
 
     def live_upload(self, sha256: str, max_age_seconds: float) -> str | None:
         """The URL of an earlier upload of the same content, while KIE still keeps it."""
+        now = time.time()
         rows = self.query(
-            "SELECT url FROM uploads WHERE sha256 = ? AND uploaded > ?", sha256, time.time() - max_age_seconds
+            "SELECT url FROM uploads WHERE sha256 = ? AND uploaded > ? AND (expires IS NULL OR expires > ?)",
+            sha256,
+            now - max_age_seconds,
+            now,
         )
         return rows[0]["url"] if rows else None
 

@@ -63,6 +63,7 @@ from kie_mcp.media.inputs import (
     RefusedInput,
     TooLarge,
     inspect_local,
+    kept_for,
     read_inside,
     snapshot,
 )
@@ -777,7 +778,7 @@ def _register_tools(mcp: MCPServer) -> None:
     ) -> Annotated[CallToolResult, UploadResult]:
         """Upload a local image, video or audio file to KIE's file host and return its URL for use as a model
         input. The file's content decides its type; dotfiles, .env, .kie-mcp/ and logs/ are never uploaded.
-        Free; KIE keeps uploads for about 3 days."""
+        Free; KIE deletes uploads after 24 hours (or sooner: use the URL within the day)."""
         _reject_unknown_arguments(ctx, "upload_file")
         rt = _runtime(ctx)
         with _user_errors():
@@ -803,9 +804,9 @@ def _register_tools(mcp: MCPServer) -> None:
             uploaded, note = await upload_prepared(
                 rt.require_kie(), content, "kie-mcp/uploads", local.upload_name, file.name, media
             )
-        message = f"Uploaded {uploaded.file_name}: {uploaded.url} (KIE keeps uploads for about 3 days)."
+        message = f"Uploaded {uploaded.file_name}: {uploaded.url} ({kept_for(uploaded.kept_seconds)})."
         message += f" {note}" if note else ""
-        result = UploadResult(**uploaded.model_dump(), message=message)
+        result = UploadResult(**uploaded.model_dump(exclude={"kept_seconds"}), message=message)
         return _tool_result(result, message, rt)
 
     # -- continue_video (issue 13): follow-ups of a finished video, through the same gate as a generation -----------

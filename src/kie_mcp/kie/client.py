@@ -23,6 +23,7 @@ from pydantic import BaseModel
 from kie_mcp import __version__
 from kie_mcp.redact import REDACTED, register_secret
 from kie_mcp.spend.approval import Approval
+from kie_mcp.words import parse_timestamp
 
 from .calllog import CallLog
 from .envelope import clean, json_or_none, loads_or_none, read_envelope, refused_before_api
@@ -86,6 +87,9 @@ class UploadedFile(BaseModel, defer_build=True):
     file_name: str
     size: int | None = None
     mime_type: str | None = None
+    # How long KIE keeps it, when its answer says (``expiresAt`` less its upload time, both by KIE's clock); None
+    # when it does not (the 2026 answer has no ``expiresAt``).
+    kept_seconds: float | None = None
 
 
 class KieClient:
@@ -737,12 +741,64 @@ def _uploaded(data: Any, fallback_name: str) -> UploadedFile:
             next_step="KIE's upload host put a credential into the file's link; nothing was generated or charged. "
             "Pass a public URL of the file instead, or try again later.",
         )
+    if problem := _unusable_upload_url(url):
+        raise KieError(
+            f"the upload answer's file URL {problem}, so it is not used",
+            category=Category.PROTOCOL,
+            retryable=False,
+            next_step="KIE's upload host answered with a link KIE's models could not fetch; nothing was generated or "
+            "charged. Try again later, check KIE_UPLOAD_BASE_URL (when set), or pass a public URL of the file.",
+        )
     return UploadedFile(
         url=url,
         file_name=text_or_none(data.get("fileName")) or fallback_name,
         size=int_or_none(data.get("fileSize")),
         mime_type=text_or_none(data.get("mimeType")),
+        kept_seconds=_kept_seconds(data),
     )
+
+
+MAX_UPLOAD_URL = 2048  # KIE's links are a few dozen characters; a longer one is no link of KIE's
+
+
+def _unusable_upload_url(url: str) -> str | None:
+    """Why the link an upload answer gave cannot go into a paid create (or the upload cache), or None: it is sent to
+    KIE as the model's input, so it must be a public web link KIE can fetch. An upload host that is misconfigured or
+    hostile (``KIE_UPLOAD_BASE_URL``) could otherwise point a create at this machine's or a private network's
+    address (a task that fails, and is charged), at ``file:`` or ``javascript:``, or at a link with control
+    characters that would be sent as they are. The configured endpoints (a simulator on 127.0.0.1) are exempt."""
+    from kie_mcp.media.addresses import is_trusted, unreachable_host
+
+    if len(url) > MAX_UPLOAD_URL:
+        return f"is {len(url)} characters long"
+    if any(ord(c) < 33 or ord(c) == 127 for c in url):
+        return "holds spaces or control characters"
+    try:
+        parsed = httpx2.URL(url)
+    except Exception:
+        return "is not a web link"
+    host = parsed.host.lower().removesuffix(".")
+    if parsed.scheme not in ("http", "https") or not host:
+        return "is not an http(s) link"
+    if is_trusted(parsed) or not (why := unreachable_host(host)):
+        return None
+    return f"points at this machine or a private network ({why})"
+
+
+def _kept_seconds(data: dict[str, Any]) -> float | None:
+    """How long KIE keeps an upload by its own answer: ``expiresAt`` less ``uploadTime`` (or ``uploadedAt``), both
+    KIE's clock, so this machine's clock being off does not matter; None without both, or when they make no sense."""
+    expires = _when(data.get("expiresAt"))
+    uploaded = _when(data.get("uploadTime")) or _when(data.get("uploadedAt"))
+    if expires is None or uploaded is None:
+        return None
+    return max(expires - uploaded, 0.0)
+
+
+def _when(value: Any) -> float | None:
+    """An ISO 8601 time of KIE's (``2025-01-15T10:30:00Z``) as unix seconds, or None."""
+    moment = parse_timestamp(text_or_none(value))
+    return moment.timestamp() if moment is not None else None
 
 
 def _read_status(family: Family, task_id: str, data: dict[str, Any]) -> TaskStatus:

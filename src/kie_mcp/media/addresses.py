@@ -154,6 +154,23 @@ def refusal(address: IPAddress) -> str | None:
     return None if address.is_global else f"a non-public address, {address}"
 
 
+_LOCAL_NAMES = ("localhost", ".localhost", ".local", ".home.arpa", ".internal")
+
+
+def unreachable_host(host: str) -> str | None:
+    """Why KIE's servers cannot reach ``host`` (a URL's host, lower case), judged without a DNS lookup (how this
+    machine resolves a name says little of how KIE does): an IP literal that is not public, or a local name; else
+    None."""
+    address = literal_address(host)
+    if address is not None:
+        return refusal(address)
+    if host == "localhost" or host.endswith(".localhost"):
+        return "localhost"
+    if "." not in host or host.endswith(_LOCAL_NAMES):
+        return "a local network's name"
+    return None
+
+
 async def _getaddrinfo(host: str, port: int | None) -> list[str]:
     infos = await anyio.to_thread.run_sync(
         socket.getaddrinfo, host, port, 0, socket.SOCK_STREAM, abandon_on_cancel=True

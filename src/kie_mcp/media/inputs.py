@@ -49,6 +49,7 @@ import httpx2
 from kie_mcp.catalog import ModelSpec, Problem
 from kie_mcp.journal import Journal
 from kie_mcp.kie import Category, KieClient, KieError
+from kie_mcp.words import duration_text
 
 from . import saved
 from .prepare import upload_prepared
@@ -102,9 +103,13 @@ def is_remote(value: str) -> bool:
     return value.startswith(_REMOTE)
 
 
-# KIE documents 3 days for uploads, but users report 24 hours and "a few hours" (kie-api.md 11.3): an upload is
-# reused for 2 hours only, which still spares the same reference sent over and over in one working session.
+# KIE's docs say 24 hours for uploads (docs.kie.ai/file-upload-api/quickstart.md, seen 2026-12-05; 3 days in older
+# copies), and users report "a few hours" (kie-api.md 11.3): an upload is reused for 2 hours only, which still spares
+# the same reference sent over and over in one working session. An upload answer that says when KIE deletes the
+# file (``expiresAt``) shortens that: never reused in its last ``UPLOAD_REUSE_MARGIN`` (a task queued with the link
+# fetches it some minutes after its create).
 UPLOAD_REUSE_SECONDS = 2 * 3600
+UPLOAD_REUSE_MARGIN = 15 * 60
 
 
 class RefusedInput(PermissionError):
@@ -479,7 +484,6 @@ def _local_slots(spec: ModelSpec, wire: dict[str, Any]) -> list[tuple[str, int |
 
 # Names no public DNS answers: this machine (RFC 6761), the local network's mDNS (RFC 6762), home networks (RFC 8375)
 # and private use (.internal); a name without a dot is a local network's too.
-_LOCAL_NAMES = ("localhost", ".localhost", ".local", ".home.arpa", ".internal")
 
 
 _LINK_KEY = re.compile(r"(?:^|_)urls?$")  # a link's key inside an object field: url, image_url, element_input_urls
@@ -518,7 +522,7 @@ def unreachable_links(spec: ModelSpec, wire: dict[str, Any]) -> list[Problem]:
     field, a value that is no web link (kie-mcp uploads files only in the model's own media fields)."""
     from kie_mcp.redact import holds_secret
 
-    from .addresses import PrivateAddress, is_trusted, kie_cannot_reach, literal_address, refusal
+    from .addresses import PrivateAddress, is_trusted, kie_cannot_reach, unreachable_host
 
     slots = [
         (f"{name}[{index}]" if index is not None else name, value) for name, index, value in _media_slots(spec, wire)
@@ -540,20 +544,9 @@ def unreachable_links(spec: ModelSpec, wire: dict[str, Any]) -> list[Problem]:
             continue
         if not host or is_trusted(url):
             continue
-        if why := _unreachable_host(host, literal_address(host), refusal):
+        if why := unreachable_host(host):
             problems.append(Problem(where, kie_cannot_reach(PrivateAddress(value, why))))
     return problems
-
-
-def _unreachable_host(host: str, address: Any, refusal: Callable[[Any], str | None]) -> str | None:
-    """Why KIE cannot reach ``host`` (an IP literal's ``address`` judged by ``refusal``), or None."""
-    if address is not None:
-        return refusal(address)
-    if host == "localhost" or host.endswith(".localhost"):
-        return "localhost"
-    if "." not in host or host.endswith(_LOCAL_NAMES):
-        return "a local network's name"
-    return None
 
 
 def names_local_files(spec: ModelSpec, wire: dict[str, Any]) -> bool:
@@ -620,7 +613,7 @@ async def upload_local_files(
     for value, local in files.items():
         prepare = value not in as_is
         kept = local.sha256 if prepare else f"{local.sha256}:as-is"  # an upscaled upload never stands for the file
-        kept += f"@{httpx2.URL(kie.upload_base_url).host}"  # a simulator's upload never stands in for KIE's
+        kept += f"@{httpx2.URL(kie.upload_base_url).netloc.decode()}"  # a simulator's never stands in for KIE's
         earlier = journal.live_upload(kept, UPLOAD_REUSE_SECONDS)
         if earlier:
             urls[value] = earlier
@@ -630,11 +623,27 @@ async def upload_local_files(
         uploaded, note = await upload_prepared(
             kie, content, "kie-mcp/inputs", local.upload_name, local.path.name, local.media, prepare=prepare
         )
-        journal.remember_upload(kept, uploaded.url)
+        if (reusable := reuse_window(uploaded.kept_seconds)) > 0:
+            journal.remember_upload(kept, uploaded.url, reusable_for=reusable)
         urls[value] = uploaded.url
         if note:
             notes.append(note)
     return _replace(spec, wire, urls), notes
+
+
+def reuse_window(kept_seconds: float | None) -> float:
+    """How long an upload may stand in for the same file: ``UPLOAD_REUSE_SECONDS``, or less when KIE said it keeps
+    the file for ``kept_seconds`` only (0: never)."""
+    if kept_seconds is None:
+        return UPLOAD_REUSE_SECONDS
+    return max(min(UPLOAD_REUSE_SECONDS, kept_seconds - UPLOAD_REUSE_MARGIN), 0.0)
+
+
+def kept_for(kept_seconds: float | None) -> str:
+    """What an upload's answer says of how long KIE keeps the file, in words."""
+    if kept_seconds is None:
+        return "KIE deletes uploads after 24 hours, sometimes sooner: use the URL within the day"
+    return f"KIE keeps it for {duration_text(kept_seconds)}"
 
 
 def approved_bytes(local: LocalFile) -> bytes:

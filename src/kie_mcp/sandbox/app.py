@@ -27,7 +27,17 @@ from starlette.types import Message, Receive, Scope, Send
 from . import aleph, controls, flux, gpt4o, market, media, models, runway, uploads, veo
 from .context import Ctx, DropResponse, envelope, number
 from .errors import FileError, KieError, default_message
-from .faults import CREATE_ONLY, FILES_ONLY, STATUS_ONLY, Fault, auth_echo, html_page, huge_body, strip_results
+from .faults import (
+    CREATE_ONLY,
+    FILES_ONLY,
+    STATUS_ONLY,
+    UPLOAD_ONLY,
+    Fault,
+    auth_echo,
+    html_page,
+    huge_body,
+    strip_results,
+)
 from .routes import SimRoute
 from .state import Blob, SimRequest, Simulator
 
@@ -181,9 +191,9 @@ async def _run(sim: Simulator, route: SimRoute, request: Request) -> Response:
             ctx.pending_fault = fault  # consumed only if a task really gets created
         elif fault.kind in STATUS_ONLY:
             body_fault = fault  # consumed only by a status answer that reports success
-        elif fault.kind in FILES_ONLY:
+        elif fault.kind in FILES_ONLY or fault.kind in UPLOAD_ONLY:
             sim.faults.consume(fault)
-            body_fault = fault  # applied to the body of the file served below
+            body_fault = fault  # applied to the body of the file (or upload answer) served below
         else:
             sim.faults.consume(fault)
             early = await _fire(ctx, fault)
@@ -199,6 +209,8 @@ async def _run(sim: Simulator, route: SimRoute, request: Request) -> Response:
         return DropResponse()
     if body_fault is not None and body_fault.kind in STATUS_ONLY:
         return _without_results(sim, response, body_fault)
+    if body_fault is not None and body_fault.kind in UPLOAD_ONLY:
+        return _with_link(response, body_fault)
     if body_fault is not None and 200 <= response.status_code < 300:
         log.info("fault %s on the body of %s", body_fault.kind, request.url.path)
         return FaultyBody(response, body_fault)
@@ -215,6 +227,22 @@ def _without_results(sim: Simulator, response: Response, fault: Fault) -> Respon
         return response
     sim.faults.consume(fault)
     log.info("fault no_results on a status answer")
+    return JSONResponse(body, status_code=response.status_code)
+
+
+def _with_link(response: Response, fault: Fault) -> Response:
+    """A ``link`` fault: the same upload answer, its file link replaced by the fault's."""
+    try:
+        body = json.loads(bytes(response.body))
+    except ValueError:
+        return response
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, dict):
+        return response
+    log.info("fault link on an upload answer")
+    for name in ("downloadUrl", "fileUrl"):
+        if name in data:
+            data[name] = fault.params["url"]
     return JSONResponse(body, status_code=response.status_code)
 
 

@@ -34,7 +34,7 @@ class SimConfig(BaseModel):
     mint_unknown_urls: bool = False
     result_url_ttl_seconds: float = 86400.0
     download_url_ttl_seconds: float = 1200.0
-    upload_ttl_seconds: float = 3 * 86400.0
+    upload_ttl_seconds: float = 86400.0  # "deleted after 24 hours" (docs.kie.ai/file-upload-api/quickstart.md, 2026-12)
     unknown_price_credits: float = 50.0
     report_credits_consumed: bool = Field(True, description="False: task records carry no creditsConsumed")
     video_bytes: int = Field(256_000, ge=64)

@@ -24,6 +24,10 @@ queued.
 ``bytes`` long (default 64 MiB, at most 4 GiB), streamed as it is made, so the simulator never holds it; with
 ``gzip: true`` it is sent gzip-compressed (a compression bomb: a few hundred kilobytes on the wire).
 
+``link`` (upload endpoints only) plays a broken or hostile upload host: the upload is stored as usual, and its
+answer's file link (``downloadUrl``, and ``fileUrl`` in the older shape) is ``url`` instead, whatever that is
+(``http://10.0.0.7/x.png``, ``file:///etc/passwd``, ...).
+
 ``echo_auth: true`` on a ``code`` or ``task_fail`` fault plays a hostile or buggy upstream: the error's
 ``msg`` (for ``task_fail``, the task's ``failMsg``/``errorMessage``) gets `` Authorization: <the request's
 Authorization header>`` appended, the real key included. The simulator's own request log still keeps no key.
@@ -50,10 +54,12 @@ KINDS: tuple[str, ...] = (
     "stall",
     "no_results",
     "huge",
+    "link",
 )
 CREATE_ONLY: frozenset[str] = frozenset({"drop_after_create", "task_fail"})
 FILES_ONLY: frozenset[str] = frozenset({"truncate", "stall"})  # faults in a served file's body
 STATUS_ONLY: frozenset[str] = frozenset({"no_results"})  # faults in a successful status answer
+UPLOAD_ONLY: frozenset[str] = frozenset({"link"})  # faults in a successful upload answer
 NO_RESULT_SHAPES: tuple[str, ...] = ("missing", "not_json", "empty")
 ECHO_KINDS: tuple[str, ...] = ("code", "task_fail")  # faults that can echo the Authorization header
 HUGE_DEFAULT_BYTES = 64 * 1024**2
@@ -78,6 +84,8 @@ class Fault:
             return False
         if self.kind in STATUS_ONLY and category != "status":
             return False
+        if self.kind in UPLOAD_ONLY and category != "upload":
+            return False
         return self.endpoint in (category, "any")
 
     def to_dict(self) -> dict[str, Any]:
@@ -99,6 +107,10 @@ def parse_fault(endpoint: Any, fault: Any, times: Any = 1) -> Fault:
         raise FaultSpecError(f"{kind} only applies to result files (endpoint files)")
     if kind in STATUS_ONLY and endpoint not in ("status", "any"):
         raise FaultSpecError(f"{kind} only applies to status answers (endpoint status)")
+    if kind in UPLOAD_ONLY and endpoint not in ("upload", "any"):
+        raise FaultSpecError(f"{kind} only applies to upload answers (endpoint upload)")
+    if kind in UPLOAD_ONLY and not isinstance(fault.get("url"), str):
+        raise FaultSpecError("a link fault needs the url to answer with (text)")
     if kind in STATUS_ONLY and fault.get("shape", "missing") not in NO_RESULT_SHAPES:
         raise FaultSpecError(f"shape must be one of {', '.join(NO_RESULT_SHAPES)}")
     params = {k: v for k, v in fault.items() if k != "kind"}
