@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import pytest
 from mcp import Client
+from PIL import Image
 from pydantic import SecretStr
 
 from kie_mcp.kie.calllog import CallLog
@@ -28,7 +29,7 @@ def log_lines(workspace):
 async def test_one_line_per_call_and_never_the_key(settings, tmp_path):
     sim = Simulator(SimConfig(speed=1000.0), keys={SECRET: "default"})
     server = create_server(replace(settings, api_key=SecretStr(SECRET)), transport=SandboxTransport(sim))
-    (tmp_path / "small.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 16)
+    Image.new("RGB", (16, 16), (200, 30, 30)).save(tmp_path / "small.png")
     async with Client(server, elicitation_callback=answering()) as client:
         result = await client.call_tool(
             "generate_image", {"prompt": "an apple", "model": "google/nano-banana-edit", "images": ["small.png"]}

@@ -340,20 +340,18 @@ async def test_a_file_swapped_just_before_its_upload_is_never_read_again_by_name
 ):
     """The last moment: the file is checked, hashed and (for a spend) approved, then swapped right before the upload
     starts. The bytes sent are the ones checked, never the file opened again by name."""
-    import kie_mcp.media.inputs
-    import kie_mcp.surface
+    from kie_mcp.kie.client import KieClient
 
     face, voice = png(tmp_path / "face.png"), wav(tmp_path / "references" / "voice.wav")
     checked = voice.read_bytes()
-    module = kie_mcp.surface if tool == "upload_file" else kie_mcp.media.inputs
-    real_upload = module.upload_prepared
+    real_upload = KieClient.upload_file
 
     async def swap_then_upload(*args, **kwargs):
         if voice.is_file() and not voice.is_symlink():
             _swap("link to a secret", voice, outside)
         return await real_upload(*args, **kwargs)
 
-    monkeypatch.setattr(module, "upload_prepared", swap_then_upload)
+    monkeypatch.setattr(KieClient, "upload_file", swap_then_upload)
     async with connect(elicitation=answering()) as client:
         if tool == "upload_file":
             result = await client.call_tool("upload_file", {"path": "references/voice.wav"})

@@ -1,14 +1,29 @@
-"""Small reference images are upscaled to 1080 px (Lanczos, RGB JPEG) before upload; the result says so."""
+"""What is sent for a local image: it must decode; a small one is upscaled to 1080 px first (JPEG when opaque, PNG
+keeping its transparency, 16-bit grey scaled to 8 bits, turned upright), under a name of its own; the quote says so.
+
+The simulator's upload host keeps what it was sent: each test fetches the link a create was given and looks at the
+pixels KIE would see.
+"""
 
 from __future__ import annotations
 
+import base64
 import io
+from pathlib import Path
 
-from PIL import Image
+import pytest
+from mcp.client import advertise
+from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID
+from PIL import Image, ImageStat
 
+from kie_mcp.apps import CARD_KEY
 from kie_mcp.media.prepare import prepare_image
 
 from .conftest import answering, text_of
+
+EDIT = {"prompt": "make it blue", "model": "google/nano-banana-edit"}  # images upscaled when small
+UPSCALE = {"model": "topaz/image-upscale", "options": {"upscale_factor": "2"}}  # images sent as they are
+UPLOAD_PATHS = {"/api/file-stream-upload", "/api/file-base64-upload", "/api/file-url-upload"}
 
 
 def picture(path, size, mode="RGBA"):
@@ -16,41 +31,226 @@ def picture(path, size, mode="RGBA"):
     return path
 
 
+def logo(path: Path, size: int = 512) -> Path:
+    """A small logo: a yellow square on a transparent background (whose hidden colour is a loud magenta)."""
+    image = Image.new("RGBA", (size, size), (255, 0, 255, 0))
+    image.paste((255, 200, 0, 255), (size // 4, size // 4, size * 3 // 4, size * 3 // 4))
+    image.save(path)
+    return path
+
+
+def grey_16_bit(path: Path) -> Path:
+    """A 500x500 16-bit grey PNG: a ramp from black to almost white (mean about half of 65535)."""
+    image = Image.new("I;16", (500, 500))
+    image.putdata([(i % 500) * 131 for i in range(500 * 500)])
+    image.save(path)
+    return path
+
+
+async def sent_pictures(controls) -> list[tuple[str, Image.Image]]:
+    """Each image link the creates named (in order), and the picture KIE would fetch from it."""
+    found = []
+    for create in await controls.creates():
+        for value in create["body"]["input"].values():
+            for link in value if isinstance(value, list) else [value]:
+                if isinstance(link, str) and link.startswith("http://upload."):
+                    fetched = await controls.http.get(link)
+                    image = Image.open(io.BytesIO(fetched.content))
+                    image.load()
+                    found.append((link, image))
+    return found
+
+
+async def kie_traffic(controls) -> list[str]:
+    requests = await controls.get("requests")
+    items = requests if isinstance(requests, list) else requests["requests"]
+    return [r["path"] for r in items if r["path"] in UPLOAD_PATHS or r["path"].endswith(("createTask", "generate"))]
+
+
+def card_picture(result) -> Image.Image:
+    [shown] = result.meta[CARD_KEY]["inputs"]
+    return Image.open(io.BytesIO(base64.b64decode(shown["src"].split(",", 1)[1])))
+
+
 def test_small_image_is_upscaled_to_1080_rgb_jpeg(tmp_path):
-    prepared = prepare_image(picture(tmp_path / "logo.png", (640, 480)).read_bytes(), "logo-abc.png", "logo.png")
-    assert prepared.name == "logo-abc.jpg"
+    path = picture(tmp_path / "photo.png", (640, 480), "RGB")
+    prepared = prepare_image(io.BytesIO(path.read_bytes()), "photo.png")
     with Image.open(io.BytesIO(prepared.content)) as image:
-        assert image.format == "JPEG"
+        assert image.format == "JPEG" and prepared.media.mime == "image/jpeg"
         assert image.mode == "RGB"
         assert image.size == (1080, 810)
     assert "640x480" in prepared.note and "1080x810" in prepared.note
 
 
 def test_boundary_1023_upscaled_1024_untouched(tmp_path):
-    small = prepare_image(picture(tmp_path / "a.png", (1023, 300), "RGB").read_bytes(), "a.png", "a.png")
+    small = prepare_image(io.BytesIO(picture(tmp_path / "a.png", (1023, 300), "RGB").read_bytes()), "a.png")
     assert small.content is not None
-    big = prepare_image(picture(tmp_path / "b.png", (300, 1024), "RGB").read_bytes(), "b.png", "b.png")
+    big = prepare_image(io.BytesIO(picture(tmp_path / "b.png", (300, 1024), "RGB").read_bytes()), "b.png")
     assert big.content is None and big.note is None
 
 
 def test_non_images_are_sent_as_they_are(tmp_path):
     clip = tmp_path / "clip.mp4"
     clip.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 100)
-    assert prepare_image(clip.read_bytes(), "clip.mp4", "clip.mp4").content is None
+    assert prepare_image(io.BytesIO(clip.read_bytes()), "clip.mp4").content is None
 
 
-async def test_small_local_image_is_upscaled_before_upload(connect, controls, transport, tmp_path):
-    picture(tmp_path / "product.png", (500, 500))
+async def test_small_local_image_is_upscaled_before_upload(connect, controls, tmp_path):
+    picture(tmp_path / "product.png", (500, 500), "RGB")
     async with connect(elicitation=answering()) as client:
-        result = await client.call_tool(
-            "generate_image", {"prompt": "make it blue", "model": "google/nano-banana-edit", "images": ["product.png"]}
-        )
-        uploaded = await client.call_tool("upload_file", {"path": "product.png"})
+        result = await client.call_tool("generate_image", {**EDIT, "images": ["product.png"]})
     assert result.structured_content["status"] == "completed", text_of(result)
-    assert "upscaled" in result.structured_content["message"] and "1080x1080" in result.structured_content["message"]
-    assert "upscaled" in uploaded.structured_content["message"]
-    sent_url = (await controls.creates())[0]["body"]["input"]["image_urls"][0]
-    assert sent_url.endswith(".jpg")
-    stored = await controls.http.get(sent_url)
-    with Image.open(io.BytesIO(stored.content)) as image:
-        assert image.size == (1080, 1080) and image.format == "JPEG"
+    message = result.structured_content["message"]
+    assert "upscaled" in message and "1080x1080" in message
+    assert message.count("upscaled (Lanczos)") == 1  # said once: the quote's note, not again after the upload
+    [(link, image)] = await sent_pictures(controls)
+    assert link.endswith(".jpg") and image.size == (1080, 1080) and image.format == "JPEG"
+
+
+# -- 1: each form sent has its own name and its own remembered upload ----------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["photo.jpg", "logo.png"])
+async def test_a_photo_sent_as_it_is_and_upscaled_is_two_uploads_each_showing_what_was_approved(
+    connect, controls, tmp_path, name
+):
+    """The audit: a small photo.jpg sent as it is (to an upscaler) and upscaled (to an edit) were both uploaded as
+    photo-<hash>.jpg, so the second upload replaced the first on KIE's file host, and the upscaler's remembered link
+    then served the upscaled picture: a paid task got an input other than the one approved. Each form now has a name
+    (and a remembered upload) of its own bytes; a transparent PNG, now upscaled as a PNG, too."""
+    path = tmp_path / name
+    if name.endswith(".jpg"):
+        Image.new("RGB", (400, 300), (10, 120, 200)).save(path, "JPEG")
+    else:
+        logo(path, 400)
+    with Image.open(path) as original:
+        small, large = original.size, (1080, 810) if name.endswith(".jpg") else (1080, 1080)
+        pixels = original.convert("RGBA").tobytes()
+    async with connect(elicitation=answering()) as client:
+        as_is = await client.call_tool("generate_image", {**UPSCALE, "images": [name]})
+        upscaled = await client.call_tool("generate_image", {**EDIT, "images": [name]})
+        again = await client.call_tool("generate_image", {**UPSCALE, "images": [name]})  # the remembered upload
+    for result in (as_is, upscaled, again):
+        assert result.structured_content["status"] == "completed", text_of(result)
+    assert "reused" in text_of(again)
+    sent = await sent_pictures(controls)
+    assert [image.size for _, image in sent] == [small, large, small]
+    assert sent[0][0] == sent[2][0] != sent[1][0]
+    assert sent[2][1].convert("RGBA").tobytes() == pixels  # the file itself
+
+
+# -- 2: what is upscaled is the picture the user sees ------------------------------------------------------------
+
+
+async def test_a_small_transparent_logo_is_upscaled_as_a_png_keeping_its_transparency(connect, controls, tmp_path):
+    """The audit: a small transparent logo was upscaled into an RGB JPEG: its background turned black (or the
+    hidden colour of its transparent pixels showed). It goes up as a 1080 px PNG, transparent where it was, and the
+    confirmation the user approves says so."""
+    logo(tmp_path / "logo.png")
+    asked: list[str] = []
+    apps = advertise(EXTENSION_ID, {"mimeTypes": [APP_MIME_TYPE]})
+    async with connect(answering(seen=asked), extensions=[apps]) as client:
+        estimate = await client.call_tool("estimate_cost", {**EDIT, "images": ["logo.png"]})
+        result = await client.call_tool("generate_image", {**EDIT, "images": ["logo.png"]})
+    assert result.structured_content["status"] == "completed", text_of(result)
+    said = "upscaled (Lanczos) to 1080x1080 px before upload and sent as PNG, keeping its transparency"
+    assert said in text_of(estimate) and said in asked[0], (text_of(estimate), asked)
+    assert any(said in note for note in estimate.meta[CARD_KEY]["notes"])  # the approval card says it too
+    assert card_picture(estimate).convert("RGBA").getpixel((5, 5))[3] == 0  # and shows it transparent
+    [(link, image)] = await sent_pictures(controls)
+    assert link.endswith(".png") and image.format == "PNG" and image.size == (1080, 1080)
+    rgba = image.convert("RGBA")
+    assert rgba.getpixel((5, 5))[3] == 0  # the background: still transparent, never black or magenta
+    assert rgba.getpixel((540, 540)) == (255, 200, 0, 255)  # the square: as it was
+
+
+async def test_a_16_bit_grey_image_is_upscaled_to_its_own_greys_and_the_card_shows_them(connect, controls, tmp_path):
+    """The audit: a small 16-bit grey PNG was clipped to 8 bits on the way to JPEG, every pixel past 255 of 65535
+    white: the model got a white square. It is scaled to 8 bits, and the approval card's picture shows those greys
+    too (it showed white as well)."""
+    grey_16_bit(tmp_path / "scan.png")
+    apps = advertise(EXTENSION_ID, {"mimeTypes": [APP_MIME_TYPE]})
+    async with connect(answering(), extensions=[apps]) as client:
+        estimate = await client.call_tool("estimate_cost", {**EDIT, "images": ["scan.png"]})
+        result = await client.call_tool("generate_image", {**EDIT, "images": ["scan.png"]})
+    assert result.structured_content["status"] == "completed", text_of(result)
+    [(_, image)] = await sent_pictures(controls)
+    sent_mean = ImageStat.Stat(image.convert("L")).mean[0]
+    shown_mean = ImageStat.Stat(card_picture(estimate).convert("L")).mean[0]
+    assert 110 < sent_mean < 145 and 110 < shown_mean < 145, (sent_mean, shown_mean)  # half grey, not white
+
+
+async def test_a_small_photo_is_upscaled_upright_as_the_card_shows_it(connect, controls, tmp_path):
+    """A small JPEG stored sideways with an EXIF orientation (as cameras write them) is shown upright by every
+    viewer and by the approval card; its upscaled copy kept the sideways pixels and dropped the tag, so the model got
+    it on its side. It is sent upright, as shown."""
+    image = Image.new("RGB", (400, 300), (10, 120, 200))
+    image.paste((250, 250, 250), (0, 0, 400, 30))  # a white band along the stored top
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to view
+    image.save(tmp_path / "phone.jpg", "JPEG", exif=exif.tobytes())
+    async with connect(elicitation=answering()) as client:
+        result = await client.call_tool("generate_image", {**EDIT, "images": ["phone.jpg"]})
+    assert result.structured_content["status"] == "completed", text_of(result)
+    [(_, sent)] = await sent_pictures(controls)
+    assert sent.size == (810, 1080)  # upright: portrait
+    assert min(sent.getpixel((800, 540))) > 200  # the band is on the right once turned, as viewers show it
+
+
+async def test_upload_file_sends_a_small_image_exactly_as_it_is(connect, controls, sim, tmp_path):
+    """upload_file upscaled every small image to JPEG without saying so in its description: a mask or an upscaler's
+    input uploaded with it (the links it makes go anywhere) was wrecked. It sends the file's own bytes now."""
+    path = logo(tmp_path / "logo.png")
+    async with connect() as client:
+        uploaded = await client.call_tool("upload_file", {"path": "logo.png"})
+        listed = await client.list_tools()
+    assert not uploaded.is_error, text_of(uploaded)
+    assert "upscaled" not in uploaded.structured_content["message"]
+    stored = await controls.http.get(uploaded.structured_content["url"])
+    assert stored.content == path.read_bytes()
+    [tool] = [tool for tool in listed.tools if tool.name == "upload_file"]
+    assert "not upscaled" in tool.description
+
+
+# -- 3: an image must decode ---------------------------------------------------------------------------------------
+
+
+def _cut_jpeg(path: Path) -> Path:
+    buffer = io.BytesIO()
+    Image.effect_noise((600, 400), 40).convert("RGB").save(buffer, "JPEG")
+    path.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    return path
+
+
+@pytest.mark.parametrize("name", ["liar.png", "cut.jpg"])
+@pytest.mark.parametrize("tool", ["estimate_cost", "generate_image", "upload_file"])
+async def test_an_image_that_does_not_decode_is_refused_before_it_is_priced_or_sent(
+    connect, controls, tmp_path, name, tool
+):
+    """The audit: only the first bytes were checked, so a PNG signature followed by text (here, a key) was uploaded,
+    and a picture Pillow could not decode (cut short) went to a paid create unchanged. Both are refused before any
+    price or upload, saying what to do."""
+    if name == "liar.png":
+        (tmp_path / name).write_bytes(b"\x89PNG\r\n\x1a\n" + b"KIE_API_KEY=topsecret\n" * 100)
+    else:
+        _cut_jpeg(tmp_path / name)
+    async with connect(elicitation=answering()) as client:
+        arguments = {"path": name} if tool == "upload_file" else {**EDIT, "images": [name]}
+        result = await client.call_tool(tool, arguments)
+    text = text_of(result)
+    assert result.is_error, text
+    assert f"{name} starts like a" in text and "does not decode" in text, text
+    assert "save it again" in text and "Nothing was uploaded" in text, text
+    assert "quote_id" not in text  # refused, not priced
+    assert await kie_traffic(controls) == []
+
+
+async def test_a_heic_photo_pillow_cannot_read_is_still_uploaded_as_it_is(connect, controls, tmp_path):
+    """HEIC is real media by its bytes that this Pillow has no decoder for: it cannot be checked, and is sent as it
+    is (as before), not refused as undecodable."""
+    heic = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(256)
+    (tmp_path / "photo.heic").write_bytes(heic)
+    async with connect() as client:
+        uploaded = await client.call_tool("upload_file", {"path": "photo.heic"})
+    assert not uploaded.is_error, text_of(uploaded)
+    assert (await controls.http.get(uploaded.structured_content["url"])).content == heic

@@ -191,9 +191,11 @@ def test_an_image_over_pillows_own_limit_leaves_no_warning_on_stderr(tmp_path: P
     image = huge_png(tmp_path / "huge.png", 10_000, 9_500)  # 95 million pixels
     script = (
         "import io, sys; from pathlib import Path; from kie_mcp.media.downloads import scaled_copy, thumbnail; "
-        "from kie_mcp.media.prepare import prepare_image; path = Path(sys.argv[1]); "
+        "from kie_mcp.media.prepare import prepare_image, undecodable; from kie_mcp.media.sniff import PNG; "
+        "path = Path(sys.argv[1]); "
         "assert thumbnail(path) is None; assert scaled_copy(io.BytesIO(path.read_bytes()), 256) is None; "
-        "assert prepare_image(path.read_bytes(), 'huge.png', 'huge.png').content is None"
+        "assert prepare_image(io.BytesIO(path.read_bytes()), 'huge.png').content is None; "
+        "assert undecodable(io.BytesIO(path.read_bytes()), PNG) is None"
     )
     command = [sys.executable, "-c", script, str(image)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)

@@ -20,6 +20,7 @@ import pytest
 from mcp import Client
 from mcp.client import ClientRequestContext
 from mcp.types import ElicitRequestParams, ElicitResult, ErrorData
+from PIL import Image
 
 from kie_mcp.journal import journal_path
 from kie_mcp.server import create_server
@@ -275,12 +276,12 @@ async def test_with_approval_form_a_quote_binds_the_request_to_the_file_it_price
     nothing runs and the person is not asked to approve a request that reads the same but is not the quoted one."""
     folder = tmp_path / "references"
     folder.mkdir()
-    (folder / "look.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"a" * 64)
+    Image.new("RGB", (64, 64), (200, 30, 30)).save(folder / "look.png")
     request = {**IMAGE, "images": ["references/look.png"]}
     seen: list[str] = []
     async with connect(elicitation=answering(seen=seen), approval="form") as client:
         quote = (await client.call_tool("estimate_cost", request)).structured_content["quote"]
-        (folder / "look.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"b" * 64)
+        Image.new("RGB", (64, 64), (30, 30, 200)).save(folder / "look.png")
         result = await client.call_tool("generate_image", {**request, "quote_id": quote["quote_id"]})
     assert result.structured_content["status"] == "confirmation_required", text_of(result)
     assert "different arguments" in text_of(result) and "KIE_APPROVAL=form" in text_of(result)

@@ -8,6 +8,7 @@ from fnmatch import fnmatch
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from kie_mcp.catalog import load_catalog
 from kie_mcp.prompts import WORKFLOWS
@@ -66,7 +67,7 @@ async def test_reference_files_are_resources_and_inputs(connect, controls, tmp_p
 
     folder = tmp_path / "references" / "products"
     folder.mkdir(parents=True)
-    (folder / "bottle.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 32)
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(folder / "bottle.png")
     async with connect(elicitation=answering()) as client:
         uris = {str(r.uri) for r in (await client.list_resources()).resources}
         content = await client.read_resource("kie://workspace/references/products/bottle.png")

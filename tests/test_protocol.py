@@ -9,6 +9,7 @@ import json
 
 import anyio
 import pytest
+from PIL import Image
 
 from kie_mcp import __version__
 
@@ -437,7 +438,7 @@ async def test_check_credits(connect, controls):
 async def test_local_images_are_uploaded_first(connect, controls, tmp_path):
     picture = tmp_path / "refs" / "bottle.png"
     picture.parent.mkdir()
-    picture.write_bytes(b"\x89PNG\r\n\x1a\n" + b"0" * 64)
+    Image.new("RGB", (64, 64), (200, 30, 30)).save(picture)
     async with connect(elicitation=answering()) as client:
         result = await client.call_tool(
             "generate_image", {**IMAGE, "model": "google/nano-banana-edit", "images": ["refs/bottle.png"]}
@@ -450,7 +451,7 @@ async def test_local_images_are_uploaded_first(connect, controls, tmp_path):
 
 async def test_upload_file_tool(connect, tmp_path):
     clip = tmp_path / "clip.png"
-    clip.write_bytes(b"\x89PNG\r\n\x1a\n" + b"1" * 32)
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(clip)
     async with connect() as client:
         ok = await client.call_tool("upload_file", {"path": str(clip)})
         missing = await client.call_tool("upload_file", {"path": "nope.png"})

@@ -34,6 +34,7 @@ from kie_mcp.media.inputs import (
     LocalFile,
     find_local_files,
     names_local_files,
+    preparation_notes,
     unreachable_links,
     upload_local_files,
     with_identities,
@@ -206,6 +207,7 @@ async def plan(
         files, problems = await anyio.to_thread.run_sync(find_local_files, spec, wire, rt.settings.input_bases, roots)
         if problems:
             raise InvalidRequest(spec.id, named_for_user(spec, problems, args.options))
+        notes = [*notes, *await anyio.to_thread.run_sync(preparation_notes, spec, wire, files)]  # what is sent
     measured = await measure_billed_input(rt, spec, wire, files)
     identity = with_identities(spec, wire, files)
     if measured:  # a quote binds the measured length too: a different file behind a URL needs a new quote
@@ -864,7 +866,8 @@ async def _spend(
         if all(r.state == "failed" and r.task_id is None for r in records):  # KIE refused every create
             _give_back(rt, used)
         told = tuple(note for note in p.notes if not note.startswith(MADE_BEFORE))  # the quote's, not the answer's
-        notes = (cost_line(rt, p, records, decision.by), *told, *upload_notes, *dict.fromkeys(problems))
+        uploaded = (note for note in upload_notes if note not in told)  # an upscale the quote already said
+        notes = (cost_line(rt, p, records, decision.by), *told, *uploaded, *dict.fromkeys(problems))
         result = summarise(rt, p.spec, records, notes)
     except BaseException:  # cancelled by the host, or failed: this answer never reaches the client
         _answered(rt, attempts, CALL_CUT_OFF)

@@ -67,7 +67,6 @@ from kie_mcp.media.inputs import (
     read_inside,
     snapshot,
 )
-from kie_mcp.media.prepare import upload_prepared
 from kie_mcp.media.results import write_joined_sidecar
 from kie_mcp.prompts import register_prompts
 from kie_mcp.redact import redact
@@ -777,8 +776,10 @@ def _register_tools(mcp: MCPServer) -> None:
         roots: PathRoots,
     ) -> Annotated[CallToolResult, UploadResult]:
         """Upload a local image, video or audio file to KIE's file host and return its URL for use as a model
-        input. The file's content decides its type; dotfiles, .env, .kie-mcp/ and logs/ are never uploaded.
-        Free; KIE deletes uploads after 24 hours (or sooner: use the URL within the day)."""
+        input. The file is sent exactly as it is: a small image is not upscaled (generate_image and generate_video
+        upscale a small reference themselves, but not an upscaler's input or a mask, and this link may be either).
+        The file's content decides its type; an image that does not decode, dotfiles, .env, .kie-mcp/ and logs/
+        are never uploaded. Free; KIE deletes uploads after 24 hours (or sooner: use the URL within the day)."""
         _reject_unknown_arguments(ctx, "upload_file")
         rt = _runtime(ctx)
         with _user_errors():
@@ -801,11 +802,10 @@ def _register_tools(mcp: MCPServer) -> None:
                     f"upload_file could not read {file.name} ({err.strerror or type(err).__name__}); nothing was "
                     "uploaded. Check that it is readable and not open exclusively in another program."
                 ) from None
-            uploaded, note = await upload_prepared(
-                rt.require_kie(), content, "kie-mcp/uploads", local.upload_name, file.name, media
+            uploaded = await rt.require_kie().upload_file(
+                content, local.upload_name, upload_path="kie-mcp/uploads", mime=media.mime
             )
         message = f"Uploaded {uploaded.file_name}: {uploaded.url} ({kept_for(uploaded.kept_seconds)})."
-        message += f" {note}" if note else ""
         result = UploadResult(**uploaded.model_dump(exclude={"kept_seconds"}), message=message)
         return _tool_result(result, message, rt)
 

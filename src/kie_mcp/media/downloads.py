@@ -1088,8 +1088,13 @@ def _scaled_upright(image: Any, max_side: int) -> Any:
 
 
 def _encode_small(small: Any) -> tuple[bytes, str]:
-    """A scaled image as PNG when it has transparency, else JPEG."""
-    alpha = small.mode in ("RGBA", "LA", "PA") or (small.mode == "P" and "transparency" in small.info)
+    """A scaled image as PNG when it has transparency (an alpha band, or a transparent colour), else JPEG; 16-bit
+    grey scaled to 8 bits, as an input is sent (``prepare.as_8_bit``: never clipped to white). ``ValueError`` for
+    pixels with no 8-bit form."""
+    from .prepare import as_8_bit
+
+    small = as_8_bit(small)
+    alpha = small.has_transparency_data
     out = io.BytesIO()
     if alpha:
         small.convert("RGBA").save(out, format="PNG", optimize=True)

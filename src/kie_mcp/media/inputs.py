@@ -52,7 +52,7 @@ from kie_mcp.kie import Category, KieClient, KieError
 from kie_mcp.words import duration_text
 
 from . import saved
-from .prepare import upload_prepared
+from .prepare import prepare_image, undecodable
 from .sniff import HEAD_BYTES, KINDS, MediaKind, Sniffed, describe, sniff
 
 _REMOTE = ("http://", "https://")
@@ -95,7 +95,7 @@ class LocalFile:
 
     @property
     def upload_name(self) -> str:
-        """The name it is uploaded under: unique per content, with an extension that matches its bytes."""
+        """The name it is uploaded under as it is: unique per content, with an extension that matches its bytes."""
         return upload_name(self.path, self.media, f"-{self.sha256[:10]}")
 
 
@@ -588,8 +588,11 @@ def find_local_files(
 
 def _hashed_within(value: str, path: Path, media: Sniffed, accepts: Accepts) -> LocalFile:
     """``local_file`` read no further than ``accepts``' size limit: a file grown past it since its size was checked
-    is ``TooLarge``, never hashed (and so never approved or uploaded) whole."""
+    is ``TooLarge``, never hashed (and so never approved or uploaded) whole. An image is read whole and must decode
+    (``snapshot``), before anything is priced."""
     try:
+        if media.kind == "image":
+            return snapshot(path, media, limit_bytes(accepts, media))[0]
         return local_file(path, media, most=limit_bytes(accepts, media))
     except ChangedFile as err:
         if not err.longer:
@@ -605,30 +608,79 @@ def with_identities(spec: ModelSpec, wire: dict[str, Any], files: dict[str, Loca
 async def upload_local_files(
     kie: KieClient, spec: ModelSpec, wire: dict[str, Any], files: dict[str, LocalFile], journal: Journal
 ) -> tuple[dict[str, Any], list[str]]:
-    """Upload each local file once (small images upscaled first; a live earlier upload of the same content is
-    reused); return the wire input pointing at the uploaded URLs and what was done."""
+    """Upload each local file once, as it is sent (a small image upscaled first, ``as_sent``; a live earlier upload of
+    the very same bytes is reused); return the wire input pointing at the uploaded URLs and what was done."""
     urls: dict[str, str] = {}
     notes: list[str] = []
     as_is = _sent_as_is(spec, wire)
+    host = httpx2.URL(kie.upload_base_url).netloc.decode()
     for value, local in files.items():
-        prepare = value not in as_is
-        kept = local.sha256 if prepare else f"{local.sha256}:as-is"  # an upscaled upload never stands for the file
-        kept += f"@{httpx2.URL(kie.upload_base_url).netloc.decode()}"  # a simulator's never stands in for KIE's
+        content = await anyio.to_thread.run_sync(approved_bytes, local)  # reads the whole file: off the event loop
+        sent = await anyio.to_thread.run_sync(as_sent, local, content, value not in as_is)
+        if sent.note:
+            notes.append(sent.note)
+        # Remembered by the bytes sent (and the upload host and port): the upscaled form never stands for the file,
+        # nor the file for its upscaled form. "sent:" keys are new: an entry an earlier kie-mcp remembered under the
+        # file's hash (its upscaled JPEG, which may have been overwritten since by the file under the same name) is
+        # never used.
+        kept = f"sent:{sent.sha256}@{host}"  # a simulator's upload never stands in for KIE's
         earlier = journal.live_upload(kept, UPLOAD_REUSE_SECONDS)
         if earlier:
             urls[value] = earlier
             notes.append(f"{local.path.name} was already uploaded recently; reused {earlier}.")
             continue
-        content = await anyio.to_thread.run_sync(approved_bytes, local)  # reads the whole file: off the event loop
-        uploaded, note = await upload_prepared(
-            kie, content, "kie-mcp/inputs", local.upload_name, local.path.name, local.media, prepare=prepare
-        )
+        uploaded = await kie.upload_file(sent.content, sent.name, upload_path="kie-mcp/inputs", mime=sent.media.mime)
         if (reusable := reuse_window(uploaded.kept_seconds)) > 0:
             journal.remember_upload(kept, uploaded.url, reusable_for=reusable)
         urls[value] = uploaded.url
+    return _replace(spec, wire, urls), notes
+
+
+@dataclass(frozen=True)
+class Sent:
+    """What is uploaded for a local file: its bytes as they are, or its upscaled form."""
+
+    content: bytes
+    media: Sniffed  # what ``content`` is
+    sha256: str  # of ``content``
+    name: str  # the upload's name: the file's, with a short hash of ``content`` (never of another form's bytes)
+    note: str | None  # what was done to it
+
+
+def as_sent(local: LocalFile, content: bytes, prepare: bool) -> Sent:
+    """What is uploaded for ``local`` (``content``: its approved bytes): upscaled first when it is a small image and
+    ``prepare`` (not the input of an upscaler, nor a mask). Named by the hash of the bytes sent: KIE overwrites a
+    file uploaded again under a name, so the photo and its upscaled form under one name would each replace the
+    other, and a task would be given the one it was not approved with. Call it in a worker thread."""
+    if prepare and local.media.kind == "image":
+        prepared = prepare_image(io.BytesIO(content), local.path.name)
+        if prepared.content is not None and prepared.media is not None:
+            digest = hashlib.sha256(prepared.content).hexdigest()
+            name = upload_name(local.path, prepared.media, f"-{digest[:10]}")
+            return Sent(prepared.content, prepared.media, digest, name, prepared.note)
+        note = prepared.note
+    else:
+        note = None
+    return Sent(content, local.media, local.sha256, local.upload_name, note)
+
+
+def preparation_notes(spec: ModelSpec, wire: dict[str, Any], files: dict[str, LocalFile]) -> list[str]:
+    """What is done to each local image before its upload (a small one upscaled, and in which format), said with the
+    quote so that what is approved is what is sent: ``prepare_image`` of the very file that was hashed
+    (``still_hashed``). A file changed since is left unsaid here; its upload refuses it. Call it in a worker thread."""
+    as_is = _sent_as_is(spec, wire)
+    notes: list[str] = []
+    for value, local in files.items():
+        if value in as_is or local.media.kind != "image":
+            continue
+        try:
+            with still_hashed(local) as handle:
+                note = prepare_image(handle, local.path.name).note
+        except OSError:  # ChangedFile (a refusal), or unreadable now: the upload says so
+            continue
         if note:
             notes.append(note)
-    return _replace(spec, wire, urls), notes
+    return notes
 
 
 def reuse_window(kept_seconds: float | None) -> float:
@@ -862,6 +914,12 @@ def local_file(path: Path, media: Sniffed, *, most: int) -> LocalFile:
 
 def snapshot(path: Path, media: Sniffed, most: int) -> tuple[LocalFile, bytes]:
     """``local_file`` and the bytes it hashed (at most ``most``), for an upload that sends exactly what was
-    checked (call it in a worker thread)."""
+    checked; an image whose bytes do not decode is ``NotAccepted`` (call it in a worker thread)."""
     digest, size, content, stamp = _read_judged(path, media, most=most, keep=True)
-    return LocalFile(path, digest, media, size, stamp), content or b""
+    content = content or b""
+    if media.kind == "image" and (why := undecodable(io.BytesIO(content), media)):
+        raise NotAccepted(
+            f"{path.name} starts like a {media.label} but does not decode as one: {why}. Nothing was uploaded. Open "
+            f"it in an image editor and save it again (as PNG or JPEG), or give another file."
+        )
+    return LocalFile(path, digest, media, size, stamp), content

@@ -1,76 +1,147 @@
-"""Reference images too small for the models are upscaled before upload.
+"""What is sent for a local image: checked to decode, and upscaled first when it is too small for the models.
 
-Many models reject or degrade small inputs. An image whose longest side is under 1024 px is resized with
-Lanczos so its longest side is 1080 px, and sent as an RGB JPEG (quality 92). Everything else is sent as is.
+An image is refused before anything is priced or sent when Pillow cannot decode it as the format its first bytes
+name (``undecodable``): a PNG signature followed by text, a file cut short, a header declaring more pixels than
+Pillow decodes at all (which no model takes either). A format this Pillow has no decoder for (HEIC/HEIF without the
+pillow-heif plugin) cannot be checked, and is sent as it is. A picture of more than ``DECODE_MAX_PIXELS`` pixels is
+too large to decode here: only its structure is checked, as far as Pillow can (a PNG's chunks and checksums).
+
+Many models reject or degrade small inputs. An image whose longest side is under 1024 px is turned upright as its
+EXIF says (as viewers and the approval card show it), resized with Lanczos so its longest side is 1080 px, and
+sent as a JPEG (quality 92) when every pixel is opaque, as a PNG when some are not: transparency is kept, never
+turned black (Pillow resizes with premultiplied alpha, so the hidden colour of a transparent pixel never bleeds).
+A 16-bit grey image is scaled to 8 bits, never clipped to white; a picture with no faithful 8-bit form (floating
+point pixels, 16-bit grey with a transparent value) is sent as it is. Everything else is sent as it is.
+
+What is sent is named and remembered by its own hash (``media.inputs``): the upscaled form of a photo and the photo
+itself are two uploads, never one name that the second overwrites.
 """
 
 from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from pathlib import Path
+from typing import IO, Any
 
-import anyio
-
-from kie_mcp.kie import KieClient, UploadedFile
-
-from .sniff import Sniffed, pillow
+from .sniff import JPEG, PNG, Sniffed, pillow
 
 MIN_LONG_SIDE = 1024
 TARGET_LONG_SIDE = 1080
 JPEG_QUALITY = 92
+# Past this many pixels an input is not decoded to check it (its structure only): as many as the approval card's
+# picture decodes (``downloads.PREVIEW_MAX_PIXELS``). A JPEG is decoded at an eighth of its size, so this bounds it
+# only past 4 billion pixels.
+DECODE_MAX_PIXELS = 64_000_000
+
+# Pillow's decoder for each image format ``sniff`` knows. A format whose decoder this Pillow lacks (HEIF without
+# the pillow-heif plugin) cannot be checked: it is sent as it is, as KIE takes it.
+_DECODERS = {
+    "jpeg": "JPEG",
+    "png": "PNG",
+    "webp": "WEBP",
+    "gif": "GIF",
+    "bmp": "BMP",
+    "tiff": "TIFF",
+    "heic": "HEIF",
+    "heif": "HEIF",
+    "avif": "AVIF",
+}
+_SIXTEEN_BIT_GREY = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
 
 @dataclass(frozen=True)
 class Prepared:
     content: bytes | None  # None: upload the file unchanged
-    name: str
-    note: str | None
+    media: Sniffed | None  # what ``content`` is (JPEG or PNG)
+    note: str | None  # what was done (or why a small image was not upscaled), for the quote and the answer
 
 
-def prepare_image(content: bytes, name: str, source: str) -> Prepared:
-    """Upscale a small image (``content``, read from the file named ``source``); leave large images and
-    non-images untouched."""
+def undecodable(source: IO[bytes], media: Sniffed) -> str | None:
+    """Why the image in ``source`` (``media`` by its first bytes) does not decode as that format, or None when it
+    does, or cannot be judged here (a format this Pillow lacks). Reads it all: call it in a worker thread."""
     from PIL import UnidentifiedImageError
+
+    Image = pillow()
+    Image.init()
+    decoder = _DECODERS.get(media.format)
+    if decoder is None or decoder not in Image.OPEN:
+        return None
+    try:
+        with Image.open(source, formats=(decoder,)) as image:
+            width, height = image.size
+            image.draft(image.mode, (max(width // 8, 1), max(height // 8, 1)))  # JPEG: every byte read, 1/8 decoded
+            width, height = image.size
+            if width * height > DECODE_MAX_PIXELS:
+                image.verify()
+            else:
+                image.load()
+    except Image.DecompressionBombError:  # before the header's size could be used: no model takes that many
+        bound = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+        return (
+            f"its header declares more than {bound / 1e6:.0f} million pixels, more than Pillow decodes (a damaged "
+            "header, or a picture far larger than any model takes)"
+        )
+    except UnidentifiedImageError:
+        return f"what follows its first bytes is not a {media.label}"
+    except Exception as err:  # any decoder failure: a damaged file, a crafted one
+        if "truncated" in str(err).lower() or isinstance(err, EOFError):
+            return f"its data ends before the picture does (the file is cut short, or is no real {media.label})"
+        return f"its {media.label} data is damaged ({type(err).__name__})"
+    return None
+
+
+def as_8_bit(image: Any) -> Any:
+    """``image`` with 16-bit grey pixels (PNG, TIFF) scaled to 8-bit grey, never clipped to white; other modes as
+    they are. ``ValueError`` for pixels with no faithful 8-bit form: floating point, values past 16 bits, or a
+    16-bit grey with a transparent value (scaling would merge it with its neighbours)."""
+    if image.mode == "F":
+        raise ValueError("floating-point pixels")
+    if image.mode not in _SIXTEEN_BIT_GREY:
+        return image
+    if "transparency" in image.info:
+        raise ValueError("16-bit grey with a transparent value")
+    wide = image.convert("I")
+    low, high = wide.getextrema()
+    if low < 0 or high > 0xFFFF:
+        raise ValueError("pixel values past 16 bits")
+    return wide.point(lambda value: value * (0xFF / 0xFFFF)).convert("L")
+
+
+def prepare_image(source: IO[bytes], name: str) -> Prepared:
+    """The upscaled form of a small image (``source``, the checked bytes of the file called ``name``); large images
+    and what Pillow cannot decode are left as they are (``Prepared.content`` None). Call it in a worker thread."""
+    from PIL import ImageOps
 
     Image = pillow()  # Pillow, loaded with the first image, not at start-up
     try:
-        with Image.open(io.BytesIO(content)) as image:
-            width, height = image.size
-            if max(width, height) >= MIN_LONG_SIDE:
-                return Prepared(None, name, None)
+        with Image.open(source) as image:
+            if max(image.size) >= MIN_LONG_SIDE:
+                return Prepared(None, None, None)
+            upright = ImageOps.exif_transpose(image)  # as viewers and the approval card show it
+            width, height = upright.size
+            try:
+                picture = as_8_bit(upright)
+            except ValueError as err:
+                why = f"it has {err}, which an upscaled copy would lose"
+                return Prepared(None, None, f"{name} ({width}x{height} px) is sent as it is, not upscaled: {why}.")
             scale = TARGET_LONG_SIDE / max(width, height)
             size = (max(round(width * scale), 1), max(round(height * scale), 1))
-            resized = image.convert("RGB").resize(size, Image.Resampling.LANCZOS)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):
-        # Pillow cannot decode it (a format it lacks, such as HEIC, or a huge picture): it is real media by its
-        # bytes, checked before, so it is sent as it is.
-        return Prepared(None, name, None)
+            rgba = picture.convert("RGBA") if picture.has_transparency_data else None
+            if rgba is not None and rgba.getchannel("A").getextrema()[0] < 0xFF:
+                resized, media, how = rgba.resize(size, Image.Resampling.LANCZOS), PNG, "PNG, keeping its transparency"
+            else:
+                resized, media, how = picture.convert("RGB").resize(size, Image.Resampling.LANCZOS), JPEG, "JPEG"
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):
+        # Pillow cannot decode it (a format it lacks, such as HEIC, or a huge picture: an image that should decode
+        # and does not was refused before, ``undecodable``), or its mode has no RGB form: sent as it is.
+        return Prepared(None, None, None)
     buffer = io.BytesIO()
-    resized.save(buffer, "JPEG", quality=JPEG_QUALITY)
-    jpeg_name = f"{Path(name).stem}.jpg"
+    if media is PNG:
+        resized.save(buffer, "PNG")
+    else:
+        resized.save(buffer, "JPEG", quality=JPEG_QUALITY)
     note = (
-        f"{source} was {width}x{height} px; upscaled (Lanczos) to {size[0]}x{size[1]} px and sent as JPEG, "
-        "because small inputs are often rejected or blurry."
+        f"{name} ({width}x{height} px) is upscaled (Lanczos) to {size[0]}x{size[1]} px before upload and sent as "
+        f"{how}, because small inputs are often rejected or blurry."
     )
-    return Prepared(buffer.getvalue(), jpeg_name, note)
-
-
-async def upload_prepared(
-    kie: KieClient, content: bytes, upload_path: str, name: str, source: str, media: Sniffed, *, prepare: bool = True
-) -> tuple[UploadedFile, str | None]:
-    """Upload ``content`` (the checked bytes of the file named ``source``) as ``name``, upscaled first when it is a
-    small image (unless not to ``prepare``: the input of an upscaler, or a mask); returns the upload and what was
-    done.
-
-    ``media`` is what the bytes are (``media.sniff``), checked by the caller: it is sent as the upload's MIME type,
-    whatever the file's name says.
-    """
-    if media.kind == "image" and prepare:
-        prepared = await anyio.to_thread.run_sync(prepare_image, content, name, source)
-        if prepared.content is not None:
-            uploaded = await kie.upload_bytes(
-                prepared.content, prepared.name, upload_path=upload_path, mime="image/jpeg"
-            )
-            return uploaded, prepared.note
-    return await kie.upload_file(content, name, upload_path=upload_path, mime=media.mime), None
+    return Prepared(buffer.getvalue(), media, note)

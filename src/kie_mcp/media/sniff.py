@@ -21,8 +21,9 @@ HEAD_BYTES = 8192  # enough for every signature below, and for telling text from
 @functools.cache
 def pillow() -> Any:
     """Pillow's ``Image`` module, imported on first use (not at start-up), its decompression-bomb warning silenced:
-    every caller refuses an image that large from its header before decoding it (``PREVIEW_MAX_PIXELS``) or sends
-    it unchanged, so the warning Pillow prints on stderr for it said nothing anyone could act on."""
+    every caller refuses an image that large from its header before decoding it (``PREVIEW_MAX_PIXELS``), checks
+    only its structure (``prepare.DECODE_MAX_PIXELS``) or sends it unchanged, so the warning Pillow prints on stderr
+    for it said nothing anyone could act on."""
     from PIL import Image
 
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
