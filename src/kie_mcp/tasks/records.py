@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     Field,
@@ -87,6 +88,17 @@ def _epoch(value: Any) -> Any:
     return value
 
 
+def _on_calendar(value: float) -> float:
+    """A moment that can be shown: one no calendar has (milliseconds where seconds belong, 1e20, -1e12, NaN: a hand
+    edit, or another tool writing the journal) makes the record unreadable, named by every listing, never a listing
+    that fails for every task."""
+    try:
+        timestamp(value)
+    except (ValueError, OverflowError, OSError):
+        raise ValueError("not a time on the calendar") from None
+    return value
+
+
 def _shown(value: float, info: SerializationInfo) -> float | str:
     return value if isinstance(info.context, dict) and info.context.get("epoch") else timestamp(value)
 
@@ -96,6 +108,7 @@ def _shown(value: float, info: SerializationInfo) -> float | str:
 Moment = Annotated[
     float,
     BeforeValidator(_epoch),
+    AfterValidator(_on_calendar),
     PlainSerializer(_shown),
     WithJsonSchema({"type": "string", "format": "date-time"}),
 ]
