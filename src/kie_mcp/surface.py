@@ -660,6 +660,7 @@ def _register_tools(mcp: MCPServer) -> None:
         lines = [
             f"- {t.task_id} {t.model} {t.state}{followups.link_text(t)}{_labels_text(t, ' [', ']')}"
             + (" (KIE does not know it under the current API key; check_task says more)" if t.unknown_to_kie else "")
+            + (" (KIE gave a status kie-mcp does not know; check_task says more)" if t.unknown_word else "")
             + (f": {', '.join(t.result_urls)}" if t.result_urls else "")
             for t in found
         ]

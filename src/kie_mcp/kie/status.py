@@ -38,7 +38,12 @@ class TaskStatus(BaseModel, defer_build=True):
     task_id: str
     family: str
     state: TaskState
-    raw_state: str = Field(description="The family's own status word or flag, for reference.")
+    raw_state: str = Field(description="The family's own status word or flag, for reference (empty: none sent).")
+    understood: bool = Field(
+        default=True,
+        description="False when ``raw_state`` is outside the family's documented vocabulary: ``state`` then only says "
+        "the task is not known to have ended, and ``fail_code``/``fail_message`` carry what KIE said beside it.",
+    )
     model: str | None = None
     progress: float | None = Field(default=None, description="0-1 when KIE reports it.")
     result_urls: list[str] = Field(default_factory=list)

@@ -48,6 +48,11 @@ STATUS_FAILED = "KIE's last status check failed: "
 # KIE answers a status check of a task it does not know ("record is null") the way it answers one of a task too
 # young to show yet; past the visibility grace (polling.py) the record says so under this lead, with no time left.
 UNKNOWN_TO_KIE = "KIE does not know this task under the current API key"
+# A status word (or flag) outside the family's documented vocabulary: the task is kept as it was (never failed or
+# refunded on a word kie-mcp does not know), KIE's word and message are noted under this lead, no progress or time
+# left is shown, and the task is looked at again, backing off; the note is dropped when KIE next answers in its
+# vocabulary.
+UNKNOWN_WORD = "KIE's last status answer gave a status kie-mcp does not know: "
 # What a refusal noted on a task ends with, while the follower still asks.
 STILL_ASKING = (
     " The task itself is unaffected (a status check changes nothing on KIE); kie-mcp keeps asking for a while (less "
@@ -57,7 +62,7 @@ STILL_ASKING = (
 # it until KIE answers about it again (check_task asks at once, and the task is followed again).
 NOT_FOLLOWED = "kie-mcp stopped following this task: "
 # Every note a status check leaves on a record: each is dropped when KIE next answers about the task.
-STATUS_NOTES = (STATUS_REFUSED, STATUS_UNUSABLE, STATUS_FAILED, UNKNOWN_TO_KIE, NOT_FOLLOWED)
+STATUS_NOTES = (STATUS_REFUSED, STATUS_UNUSABLE, STATUS_FAILED, UNKNOWN_TO_KIE, UNKNOWN_WORD, NOT_FOLLOWED)
 # A task unfinished this many times the model's longest typical duration is overdue: no time left is promised.
 OVERDUE = 2.0
 NO_RESULTS = (
@@ -169,13 +174,25 @@ class TaskRecord(BaseModel, defer_build=True):
         to estimate. The record is kept as it was (never failed, never refunded on it)."""
         return not self.finished and self.error is not None and self.error.startswith(UNKNOWN_TO_KIE)
 
+    @property
+    def unknown_word(self) -> bool:
+        """KIE's last status answer used a word outside the family's vocabulary (``UNKNOWN_WORD``): the task is kept
+        as it was, and there is no time left to estimate."""
+        return not self.finished and self.error is not None and self.error.startswith(UNKNOWN_WORD)
+
+    @property
+    def no_estimate(self) -> bool:
+        """No progress or time left is shown (nor estimated by the follower): KIE does not know the task, or said of
+        it what kie-mcp cannot read."""
+        return self.unknown_to_kie or self.unknown_word
+
     @field_serializer("eta_seconds")
     def _no_eta_when_unknown(self, value: int | None) -> int | None:
-        return None if self.unknown_to_kie else value  # the follower's estimate, for a task KIE does not have
+        return None if self.no_estimate else value  # the follower's estimate, for a task KIE does not have
 
     @field_serializer("progress")
     def _no_progress_when_unknown(self, value: float | None) -> float | None:
-        return None if self.unknown_to_kie else value
+        return None if self.no_estimate else value
 
     def label(self, prompt: str | None, session: str | None) -> None:
         """Show the journal's prompt (shortened, redacted) and session, and the folder the results go to."""
@@ -211,8 +228,12 @@ class TaskRecord(BaseModel, defer_build=True):
 
     def apply(self, status: TaskStatus, typical: tuple[int, int] | None) -> None:
         """Take KIE's latest word on this task."""
+        noted = self.unknown_word
         if self.error is not None and self.error.startswith(STATUS_NOTES):
             self.error = None  # KIE answers about it again: an earlier refusal no longer describes it
+        if not status.understood:
+            self._note_unknown_word(status, keep_answer=not noted)
+            return
         self.state = status.state.value
         self.result_urls = status.result_urls or self.result_urls
         if self.state == "succeeded" and not self.result_urls:
@@ -237,6 +258,22 @@ class TaskRecord(BaseModel, defer_build=True):
                 self.progress = round(min(elapsed / typical[1], 0.95), 3)
         else:
             self.eta_seconds = None
+
+    def _note_unknown_word(self, status: TaskStatus, *, keep_answer: bool) -> None:
+        """A status word (or flag) outside the family's vocabulary: the record stays as it was (never failed or
+        refunded on a word kie-mcp does not know: KIE may mean anything by it), says what KIE sent, and shows no
+        progress or time left. KIE's answer is kept in the journal the first time."""
+        said = plain(status.raw_state) if status.raw_state else "none (the answer names no status)"
+        code = f" (code {status.fail_code})" if status.fail_code else ""
+        message = f", with the message {plain(status.fail_message, limit=300)}{code}" if status.fail_message else code
+        self.error = (
+            f"{UNKNOWN_WORD}{said} for a {status.family} task{message}. kie-mcp keeps the task as it was: not "
+            "marked failed, nothing refunded; it keeps asking, less often while KIE answers this way (check_task asks "
+            f"at once). {LOGS_URL} shows the task as KIE has it."
+        )
+        self.progress, self.eta_seconds = None, None
+        if keep_answer:
+            self._raw_answer = status.raw
 
     def note_error(self, err: KieError) -> None:
         """A status call KIE refused, or answered with what could not be used: kept until KIE answers about the
