@@ -541,13 +541,68 @@ async def test_over_real_tcp_an_endless_answer_is_never_held_whole_in_memory():
     assert peak < MAX_ANSWER_BYTES + 32 * 1024**2, f"{peak / 1024**2:.0f} MiB"
 
 
-# -- answers outside KIE's documented vocabulary --------------------------------
+# -- answers outside KIE's documented vocabulary, and answers naming too many results --------------------------------
+
+
+def with_links(count: int) -> Callable[[dict[str, Any]], Any]:
+    """A Market success answer naming ``count`` distinct links to its real result (``?copy=n``): garbage, but every
+    link a file the simulator serves, and all of it within the 16 MiB an answer may be."""
+
+    def rewrite(body: dict[str, Any]) -> Any:
+        data = body.get("data") or {}
+        if data.get("state") != "success":
+            return None
+        [url] = json.loads(data["resultJson"])["resultUrls"]
+        links = [f"{url}?copy={n}" for n in range(count)]
+        return {**body, "data": {**data, "resultJson": json.dumps({"resultUrls": links})}}
+
+    return rewrite
 
 
 def answers_kept(workspace, task_id: str) -> list[dict[str, Any]]:
     with sqlite3.connect(workspace / ".kie-mcp" / "journal.sqlite3") as db:
         rows = db.execute("SELECT body FROM answers WHERE task_id = ?", (task_id,)).fetchall()
     return [json.loads(body) for (body,) in rows]
+
+
+async def test_a_status_answer_naming_thousands_of_result_links_keeps_what_the_model_makes_and_says_so(
+    connect, transport, tmp_path
+):
+    """One garbage answer naming 20,000 links gave the task all of them, for good: check_task, list_tasks and both
+    resources weighed 5 MiB on every call. A task keeps what its model makes (nano-banana-2: one image, and room for
+    frames), says how many KIE named and how many were dropped, and KIE's whole answer stays in the journal."""
+    transport.rewrites[RECORD] = with_links(20_000)
+    async with connect(elicitation=answering(), download=False) as client:
+        made = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 10})
+        task_id = made.structured_content["tasks"][0]["task_id"]
+        checked = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 0})
+        listed = await client.call_tool("list_tasks", {})
+        views = [
+            (await client.read_resource(uri)).contents[0].text for uri in ("kie://tasks", f"kie://tasks/{task_id}")
+        ]
+    task = checked.structured_content["task"]
+    assert task["state"] == "succeeded" and len(task["result_urls"]) == 5, text_of(checked)
+    assert "it named 20000; kie-mcp kept the first 5 and dropped 19995" in task["note"]
+    assert task["note"] in text_of(checked)
+    for answer_ in (made, checked, listed):
+        assert len(json.dumps(answer_.model_dump(mode="json"))) < 64 * 1024
+    assert all(len(view) < 64 * 1024 for view in views)
+    [kept] = answers_kept(tmp_path, task_id)  # the whole answer, once, however often the task was looked at
+    assert len(json.loads(kept["resultJson"])["resultUrls"]) == 20_000
+
+
+async def test_a_garbage_answer_naming_hundreds_of_result_links_saves_no_more_files_than_the_model_makes(
+    connect, transport, tmp_path
+):
+    """500 links in one answer wrote 1,001 files to outputs/ (each link saved, with a preview)."""
+    transport.rewrites[RECORD] = with_links(60)
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 20})
+    [task] = made.structured_content["tasks"]
+    assert task["state"] == "succeeded" and len(task["files"]) == 5, text_of(made)
+    saved = [path for path in (tmp_path / "outputs").rglob(f"*{task['task_id']}*") if path.is_file()]
+    assert len([path for path in saved if path.suffix == ".png"]) <= 5 + 5  # each result, and at most its preview
+    assert "dropped 55" in text_of(made)
 
 
 # A status word (or flag) no page of KIE's documents for that family, and what KIE said beside it.

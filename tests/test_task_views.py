@@ -316,3 +316,22 @@ async def test_a_journal_row_with_a_time_no_calendar_has_is_named_and_never_fail
     for said in (text_of(odd), refused.value.error.message):
         assert "odd1" in said and "cannot read its record" in said and "created_at" in said, said
 
+
+async def test_a_task_an_older_kie_mcp_kept_thousands_of_links_for_is_listed_small(connect, tmp_path):
+    """An older kie-mcp kept every link one garbage answer named (20,000 of them): list_tasks and kie://tasks weighed
+    5 MiB on every call, for good. The record is read with the first 24 and says the rest were dropped."""
+    journaled(tmp_path, (task("many1", "nano-banana-2", state="succeeded", error=None), "many", None))
+    links = [f"https://tempfile.aiquickdraw.com/r/{n:06d}.png" for n in range(20_000)]
+    with sqlite3.connect(journal_path(tmp_path)) as db:
+        record = json.loads(db.execute("SELECT record FROM tasks WHERE task_id = 'many1'").fetchone()[0])
+        db.execute(
+            "UPDATE tasks SET record = ? WHERE task_id = 'many1'", (json.dumps({**record, "result_urls": links}),)
+        )
+    async with connect(download=False) as client:
+        listed = await client.call_tool("list_tasks", {})
+        resource = (await client.read_resource("kie://tasks")).contents[0].text
+        checked = await client.call_tool("check_task", {"task_id": "many1"})
+    [shown] = listed.structured_content["tasks"]
+    assert shown["result_urls"] == links[:24] and "(19976 dropped)" in shown["note"]
+    assert len(json.dumps(listed.model_dump(mode="json"))) < 64 * 1024 and len(resource) < 64 * 1024
+    assert len(json.dumps(checked.model_dump(mode="json"))) < 64 * 1024, text_of(checked)[:300]

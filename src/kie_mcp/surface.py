@@ -1272,7 +1272,8 @@ def _task_message(record: TaskRecord, typical: tuple[int, int] | None = None) ->
     head = f"{task}: {record.state}"
     if record.state == "succeeded":
         saved = f" Saved: {', '.join(record.files)}." if record.files else ""
-        return f"{head}. Results: " + ", ".join(record.result_urls) + "." + saved + _task_cost(record)
+        note = f" {record.note}" if record.note else ""  # e.g. KIE named more result links than the model makes
+        return f"{head}. Results: " + ", ".join(record.result_urls) + "." + saved + _task_cost(record) + note
     if record.state in ("failed", "succeeded_without_results", "unknown"):
         return f"{head}. {record.error}"
     eta = f"; about {record.eta_seconds}s left" if record.eta_seconds else ""

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar, NamedTuple
 
 from .errors import LOGS_URL
-from .status import TaskState, TaskStatus, collect_urls, int_or_none, number_or_none, parse_json_text
+from .status import TaskState, TaskStatus, collect_urls, int_or_none, links_in, number_or_none, parse_json_text
 
 
 class Family:
@@ -142,8 +142,7 @@ class MarketFamily(Family):
         result = parse_json_text(data.get("resultJson")) or {}
         urls: list[str] = []
         if isinstance(result, dict):
-            for key in ("resultUrls", "images", "videos", "firstFrameUrl", "lastFrameUrl"):
-                urls += [u for u in collect_urls(result.get(key)) if u not in urls]
+            urls = links_in(result, ("resultUrls", "images", "videos", "firstFrameUrl", "lastFrameUrl"))
         progress = number_or_none(data.get("progress"))
         credits = number_or_none(data.get("creditsConsumed"))
         if credits is None:
@@ -186,8 +185,7 @@ class VeoFamily(Family):
         response = parse_json_text(data.get("response")) or {}
         urls: list[str] = []
         if isinstance(response, dict):  # an extended task's whole video (fullResultUrls) first, then the new clip
-            for key in ("fullResultUrls", "resultUrls"):
-                urls += [u for u in collect_urls(response.get(key)) if u not in urls]
+            urls = links_in(response, ("fullResultUrls", "resultUrls"))
         message = data.get("errorMessage") or None
         if flag_int == 3 and not message:
             message = "The task was created but generation failed upstream."

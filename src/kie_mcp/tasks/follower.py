@@ -602,7 +602,7 @@ class Follower:
         try:
             if not record.finished:
                 state = record.state
-                outcome, reported = await refresh(rt.kie, rt.typical_seconds, record)
+                outcome, reported = await refresh(rt.kie, rt.typical_seconds, record, rt.links_kept)
                 if outcome is Look.SEEN:
                     watch.estimated = not reported
                 self._schedule(watch, outcome)

@@ -21,16 +21,18 @@ from pydantic import (
     ValidationError,
     WithJsonSchema,
     field_serializer,
+    model_validator,
 )
 
 from kie_mcp.journal import Journal, JournalUnavailable
 from kie_mcp.kie import CODES, Category, KieError, TaskStatus
 from kie_mcp.kie.errors import LOGS_URL
+from kie_mcp.kie.status import MOST_LINKS
 from kie_mcp.redact import redact
 from kie_mcp.words import parse_timestamp, plain, shortened, timestamp
 
 if TYPE_CHECKING:
-    from kie_mcp.catalog import Catalog
+    from kie_mcp.catalog import Catalog, ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,19 @@ NO_RESULTS = (
     "KIE reports success but sent no result link (its answer is kept in the journal); kie-mcp keeps looking in the "
     "background and check_task looks again. If it stays this way, see the task on https://kie.ai/logs."
 )
+# Result links kept beyond the most outputs one task of a model makes: a video's first and last frames, an extended
+# clip's whole video beside its new part. A model the catalogue does not know keeps up to ``MOST_LINKS``.
+LINKS_MARGIN = 4
+# The note on a task KIE named more result links for than kept (``TaskRecord.apply``).
+LINKS_DROPPED = "KIE's answer named more result links than a task of this model makes: "
+
+
+def links_kept(spec: "ModelSpec | None") -> int:
+    """How many result links a task of ``spec`` keeps: the most outputs one task of it makes plus ``LINKS_MARGIN``,
+    at most ``MOST_LINKS`` (also for a model the catalogue does not know, or one whose count has no largest value).
+    A garbage answer naming thousands never makes thousands of files, nor a task shown in megabytes."""
+    most = spec.most_outputs if spec is not None else None
+    return MOST_LINKS if most is None else min(most + LINKS_MARGIN, MOST_LINKS)
 
 
 def time_left(typical: tuple[float, float], elapsed: float) -> int | None:
@@ -140,6 +155,11 @@ class TaskRecord(BaseModel, defer_build=True):
     credits_charged: float | None = None
     eta_seconds: int | None = Field(default=None, description="Rough seconds left, from the model's typical time.")
     error: str | None = None
+    note: str | None = Field(
+        default=None,
+        description="What was odd in KIE's answers without stopping the task: more result links than the model "
+        "makes (the rest were dropped; KIE's whole answer is kept in the journal).",
+    )
     fail_code: str | None = None
     created_at: Moment = Field(default_factory=time.time, description="When the task was created (ISO 8601 UTC).")
     sandbox: bool = False
@@ -163,6 +183,16 @@ class TaskRecord(BaseModel, defer_build=True):
     _raw_answer: dict[str, Any] | None = PrivateAttr(default=None)  # KIE's answer, kept when it made no sense
     # Result links never to be fetched (they point at this machine or a private network): not tried again.
     _refused_links: set[str] = PrivateAttr(default_factory=set)
+
+    @model_validator(mode="after")
+    def _few_links(self) -> "TaskRecord":
+        """A record an older kie-mcp wrote with every link a garbage answer named keeps ``MOST_LINKS`` of them: it
+        would otherwise weigh megabytes on every listing, for good."""
+        if len(self.result_urls) > MOST_LINKS:
+            dropped = len(self.result_urls) - MOST_LINKS
+            self.result_urls = self.result_urls[:MOST_LINKS]
+            self.note = self.note or f"{LINKS_DROPPED}kie-mcp shows the first {MOST_LINKS} ({dropped} dropped)."
+        return self
 
     @property
     def finished(self) -> bool:
@@ -226,8 +256,8 @@ class TaskRecord(BaseModel, defer_build=True):
         refused = sum(1 for url in self.result_urls if url in self._refused_links)
         return max(len(self.result_urls) - len(self.files) - refused, 0)
 
-    def apply(self, status: TaskStatus, typical: tuple[int, int] | None) -> None:
-        """Take KIE's latest word on this task."""
+    def apply(self, status: TaskStatus, typical: tuple[int, int] | None, most_links: int = MOST_LINKS) -> None:
+        """Take KIE's latest word on this task, and at most ``most_links`` of its result links (``links_kept``)."""
         noted = self.unknown_word
         if self.error is not None and self.error.startswith(STATUS_NOTES):
             self.error = None  # KIE answers about it again: an earlier refusal no longer describes it
@@ -235,7 +265,7 @@ class TaskRecord(BaseModel, defer_build=True):
             self._note_unknown_word(status, keep_answer=not noted)
             return
         self.state = status.state.value
-        self.result_urls = status.result_urls or self.result_urls
+        self._take_links(status, most_links)
         if self.state == "succeeded" and not self.result_urls:
             self.state, self.error = "succeeded_without_results", NO_RESULTS
             self._raw_answer = status.raw
@@ -258,6 +288,23 @@ class TaskRecord(BaseModel, defer_build=True):
                 self.progress = round(min(elapsed / typical[1], 0.95), 3)
         else:
             self.eta_seconds = None
+
+    def _take_links(self, status: TaskStatus, most: int) -> None:
+        """KIE's result links, the first ``most`` of them (none sent: the ones known stay). More than that is no
+        result of this task's model: noted on the record, with KIE's whole answer kept in the journal (once)."""
+        if not status.result_urls:
+            return
+        self.result_urls = status.result_urls[: max(most, 1)]
+        sent = max(status.links_sent or 0, len(status.result_urls))
+        if sent <= len(self.result_urls):
+            return
+        if self.note is None or not self.note.startswith(LINKS_DROPPED):
+            self._raw_answer = status.raw
+        self.note = (
+            f"{LINKS_DROPPED}it named {sent}; kie-mcp kept the first {len(self.result_urls)} and dropped "
+            f"{sent - len(self.result_urls)} (KIE's whole answer is kept in the journal). {LOGS_URL} shows the task "
+            "as KIE has it."
+        )
 
     def _note_unknown_word(self, status: TaskStatus, *, keep_answer: bool) -> None:
         """A status word (or flag) outside the family's vocabulary: the record stays as it was (never failed or
