@@ -7,12 +7,16 @@ simulator) left are written into the journal as that server would have written t
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+from mcp import MCPError
+
 from kie_mcp.catalog import load_catalog
-from kie_mcp.journal import Journal
+from kie_mcp.journal import Journal, journal_path
 from kie_mcp.tasks import TaskBook, TaskRecord
 
 from .conftest import answering, text_of
@@ -277,3 +281,57 @@ async def test_the_task_list_names_the_latest_creates_of_unknown_outcome_and_cou
     assert [a["attempt_id"] for a in body["unknown_creates"]] == made[::-1][:20]  # the newest first
     assert body["unknown_creates_total"] == 25 and listed.structured_content["unknown_creates"] == 25
     assert "25 create(s)" in body["unknown_creates_note"] and "of the day it was sent" in body["unknown_creates_note"]
+
+
+# -- a journal row with a time no calendar has ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "created_at", [1_780_000_000_000.0, 1e20, -1e12, float("nan")], ids=["milliseconds", "1e20", "-1e12", "NaN"]
+)
+async def test_a_journal_row_with_a_time_no_calendar_has_is_named_and_never_fails_the_listing(
+    connect, tmp_path, created_at
+):
+    """A created_at in milliseconds (KIE's createTime is), 1e20 or -1e12 (a hand edit, another tool writing the
+    journal) made list_tasks, kie://tasks and kie://tasks/{id} fail with a bare error for every task ("year out of
+    range"). The row is named as one this kie-mcp cannot read; every other task is listed."""
+    journaled(
+        tmp_path, (task("good1", "nano-banana-2"), "a good one", None), (task("odd1", "nano-banana-2"), "odd", None)
+    )
+    with sqlite3.connect(journal_path(tmp_path)) as db:
+        record = json.loads(db.execute("SELECT record FROM tasks WHERE task_id = 'odd1'").fetchone()[0])
+        db.execute(
+            "UPDATE tasks SET record = ? WHERE task_id = 'odd1'", (json.dumps({**record, "created_at": created_at}),)
+        )
+    async with connect() as client:
+        listed = await client.call_tool("list_tasks", {})
+        resource = json.loads((await client.read_resource("kie://tasks")).contents[0].text)
+        odd = await client.call_tool("check_task", {"task_id": "odd1"})
+        with pytest.raises(MCPError) as refused:
+            await client.read_resource("kie://tasks/odd1")
+    assert not listed.is_error, text_of(listed)
+    assert [t["task_id"] for t in listed.structured_content["tasks"]] == ["good1"]
+    assert "could not be read by this kie-mcp and are not listed: odd1" in text_of(listed)
+    assert [t["task_id"] for t in resource["tasks"]] == ["good1"] and resource["unreadable_tasks"] == ["odd1"]
+    for said in (text_of(odd), refused.value.error.message):
+        assert "odd1" in said and "cannot read its record" in said and "created_at" in said, said
+
+
+async def test_a_task_an_older_kie_mcp_kept_thousands_of_links_for_is_listed_small(connect, tmp_path):
+    """An older kie-mcp kept every link one garbage answer named (20,000 of them): list_tasks and kie://tasks weighed
+    5 MiB on every call, for good. The record is read with the first 24 and says the rest were dropped."""
+    journaled(tmp_path, (task("many1", "nano-banana-2", state="succeeded", error=None), "many", None))
+    links = [f"https://tempfile.aiquickdraw.com/r/{n:06d}.png" for n in range(20_000)]
+    with sqlite3.connect(journal_path(tmp_path)) as db:
+        record = json.loads(db.execute("SELECT record FROM tasks WHERE task_id = 'many1'").fetchone()[0])
+        db.execute(
+            "UPDATE tasks SET record = ? WHERE task_id = 'many1'", (json.dumps({**record, "result_urls": links}),)
+        )
+    async with connect(download=False) as client:
+        listed = await client.call_tool("list_tasks", {})
+        resource = (await client.read_resource("kie://tasks")).contents[0].text
+        checked = await client.call_tool("check_task", {"task_id": "many1"})
+    [shown] = listed.structured_content["tasks"]
+    assert shown["result_urls"] == links[:24] and "(19976 dropped)" in shown["note"]
+    assert len(json.dumps(listed.model_dump(mode="json"))) < 64 * 1024 and len(resource) < 64 * 1024
+    assert len(json.dumps(checked.model_dump(mode="json"))) < 64 * 1024, text_of(checked)[:300]

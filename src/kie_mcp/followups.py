@@ -185,7 +185,7 @@ def made_elsewhere(rt: Runtime, task_id: str, status: TaskStatus) -> TaskRecord:
         sandbox=rt.settings.sandbox,
         created_at=status.created_at(now) or now,
     )
-    record.apply(status, rt.typical_seconds(model))
+    record.apply(status, rt.typical_seconds(model), rt.links_kept(model))
     return record
 
 

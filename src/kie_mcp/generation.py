@@ -1538,7 +1538,7 @@ def _describe(record: TaskRecord) -> str:
     ident = record.task_id or "(no task id)"
     if record.state == "succeeded":
         where = ", ".join(record.files) if record.files else ", ".join(record.result_urls)
-        return f"{ident}: succeeded: {where}"
+        return f"{ident}: succeeded: {where}" + (f" ({record.note})" if record.note else "")
     if record.state in ("failed", "unknown"):
         return f"{ident}: {record.state}: {record.error}"
     eta = f", about {record.eta_seconds}s left" if record.eta_seconds else ""

@@ -21,6 +21,7 @@ from kie_mcp.media.downloads import sweep_interrupted_downloads
 from kie_mcp.spend import Caps, Ledger, QuoteBook
 from kie_mcp.spend.inflight import SpendingCalls
 from kie_mcp.tasks import Follower, TaskBook
+from kie_mcp.tasks.records import links_kept
 
 if TYPE_CHECKING:
     from kie_mcp.catalog.live import LiveCatalog
@@ -117,6 +118,11 @@ class Runtime:
             return None
         low, high = spec.typical_seconds
         return max(int(low / self.time_scale), 1), max(int(high / self.time_scale), 1)
+
+    def links_kept(self, model_id: str) -> int:
+        """How many result links a task of this model keeps (``records.links_kept``): a garbage answer naming
+        thousands never makes thousands of files."""
+        return links_kept(self.catalog.get(model_id))
 
     def require_kie(self) -> KieClient:
         if self.kie is None:

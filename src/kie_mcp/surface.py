@@ -660,6 +660,7 @@ def _register_tools(mcp: MCPServer) -> None:
         lines = [
             f"- {t.task_id} {t.model} {t.state}{followups.link_text(t)}{_labels_text(t, ' [', ']')}"
             + (" (KIE does not know it under the current API key; check_task says more)" if t.unknown_to_kie else "")
+            + (" (KIE gave a status kie-mcp does not know; check_task says more)" if t.unknown_word else "")
             + (f": {', '.join(t.result_urls)}" if t.result_urls else "")
             for t in found
         ]
@@ -1272,7 +1273,8 @@ def _task_message(record: TaskRecord, typical: tuple[int, int] | None = None) ->
     head = f"{task}: {record.state}"
     if record.state == "succeeded":
         saved = f" Saved: {', '.join(record.files)}." if record.files else ""
-        return f"{head}. Results: " + ", ".join(record.result_urls) + "." + saved + _task_cost(record)
+        note = f" {record.note}" if record.note else ""  # e.g. KIE named more result links than the model makes
+        return f"{head}. Results: " + ", ".join(record.result_urls) + "." + saved + _task_cost(record) + note
     if record.state in ("failed", "succeeded_without_results", "unknown"):
         return f"{head}. {record.error}"
     eta = f"; about {record.eta_seconds}s left" if record.eta_seconds else ""

@@ -26,6 +26,8 @@ Scalar = str | int | float | bool
 # of its models than any other (49 of the 93 that document one; also their median). Most models' own limit is 5000 or
 # more, so a prompt within it is one KIE takes; an absurd one (a megabyte pasted by mistake) never goes out.
 DEFAULT_PROMPT_MAX_LENGTH = 5000
+# Fields that set how many results one task makes, where the price does not name one (Imagen 4 Fast's num_images).
+COUNT_FIELDS = ("n", "num_images", "max_images", "nVariants")
 
 
 class _Strict(BaseModel):
@@ -190,6 +192,22 @@ class ModelSpec(_Strict):
 
     def field_for_arg(self, arg: str) -> FieldSpec | None:
         return next((f for f in self.fields.values() if f.arg == arg), None)
+
+    @property
+    def most_outputs(self) -> int | None:
+        """The most results one task of this model makes: the largest value its count field takes (the one its
+        price counts, else ``n``, ``num_images`` or ``max_images``), or 1 without one; None when that field sets no
+        largest value (a live model's schema may give none)."""
+        named = self.price.count_field if self.price and self.price.count_field else None
+        name = named or next((name for name in COUNT_FIELDS if name in self.fields), None)
+        count = self.fields.get(name) if name else None
+        if count is None:
+            return 1
+        values = [count.max] if count.max is not None else list(count.values or ())
+        try:
+            return max(int(float(value)) for value in values) if values else None
+        except (TypeError, ValueError):
+            return None
 
     def source_of(self, key: str) -> Source:
         return self.sources[key]

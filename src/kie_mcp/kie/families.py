@@ -2,6 +2,12 @@
 
 Each family is one small adapter. Adding a family means one more ``Family`` subclass here and
 an entry in ``FAMILIES``; the client, the poller and the tools stay as they are.
+
+A status word (or flag) outside a family's documented vocabulary ends nothing: its ``TaskStatus`` is not
+``understood``, and the task stays unfinished, with KIE's word and message noted on it (``TaskRecord.apply``).
+No family's documentation lists a cancelled, timed-out or expired state (checked 2026-12 against
+docs.kie.ai/market/common/get-task-detail, veo3-api/get-veo-3-video-details, runway-api/get-ai-video-details,
+runway-api/get-aleph-video-details, 4o-image-api/get-4-o-image-details, flux-kontext-api/get-image-details).
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar, NamedTuple
 
 from .errors import LOGS_URL
-from .status import TaskState, TaskStatus, collect_urls, int_or_none, number_or_none, parse_json_text
+from .status import TaskState, TaskStatus, collect_urls, int_or_none, links_in, number_or_none, parse_json_text
 
 
 class Family:
@@ -118,6 +124,7 @@ class MarketFamily(Family):
     # Field reports: "recordInfo is null" for a few seconds after create; KIE's docs now answer an unknown task
     # with 404 "Task not found" (docs.kie.ai/market/common/get-task-detail, 2026-12).
     not_visible_messages = ("recordinfo is null", "task not found")
+    # KIE's whole vocabulary (docs.kie.ai/market/common/get-task-detail, "Task States", 2026-12).
     _STATES: ClassVar[dict[str, TaskState]] = {
         "waiting": TaskState.QUEUED,
         "queuing": TaskState.QUEUED,
@@ -131,12 +138,11 @@ class MarketFamily(Family):
 
     def parse_status(self, task_id: str, data: dict[str, Any]) -> TaskStatus:
         raw = str(data.get("state") or "")
-        state = self._STATES.get(raw.lower(), TaskState.RUNNING)
+        state = self._STATES.get(raw.lower())
         result = parse_json_text(data.get("resultJson")) or {}
         urls: list[str] = []
         if isinstance(result, dict):
-            for key in ("resultUrls", "images", "videos", "firstFrameUrl", "lastFrameUrl"):
-                urls += [u for u in collect_urls(result.get(key)) if u not in urls]
+            urls = links_in(result, ("resultUrls", "images", "videos", "firstFrameUrl", "lastFrameUrl"))
         progress = number_or_none(data.get("progress"))
         credits = number_or_none(data.get("creditsConsumed"))
         if credits is None:
@@ -144,8 +150,9 @@ class MarketFamily(Family):
         return TaskStatus(
             task_id=str(data.get("taskId") or task_id),
             family=self.name,
-            state=state,
-            raw_state=raw or "unknown",
+            state=state or TaskState.RUNNING,
+            raw_state=raw,
+            understood=state is not None,
             model=data.get("model"),
             progress=None if progress is None else min(max(progress / 100.0, 0.0), 1.0),
             result_urls=urls,
@@ -174,14 +181,11 @@ class VeoFamily(Family):
     def parse_status(self, task_id: str, data: dict[str, Any]) -> TaskStatus:
         flag = data.get("successFlag")
         flag_int = _flag(flag)
-        state = {0: TaskState.RUNNING, 1: TaskState.SUCCEEDED, 2: TaskState.FAILED, 3: TaskState.FAILED}.get(
-            flag_int if flag_int is not None else -1, TaskState.RUNNING
-        )
+        state = SUCCESS_FLAGS.get(flag_int) if flag_int is not None else None
         response = parse_json_text(data.get("response")) or {}
         urls: list[str] = []
         if isinstance(response, dict):  # an extended task's whole video (fullResultUrls) first, then the new clip
-            for key in ("fullResultUrls", "resultUrls"):
-                urls += [u for u in collect_urls(response.get(key)) if u not in urls]
+            urls = links_in(response, ("fullResultUrls", "resultUrls"))
         message = data.get("errorMessage") or None
         if flag_int == 3 and not message:
             message = "The task was created but generation failed upstream."
@@ -189,12 +193,13 @@ class VeoFamily(Family):
         return TaskStatus(
             task_id=str(data.get("taskId") or task_id),
             family=self.name,
-            state=state,
+            state=state or TaskState.RUNNING,
             raw_state=f"successFlag={flag}",
+            understood=state is not None,
             model=_veo_model(param),
             result_urls=urls,
             fail_code=str(data["errorCode"]) if data.get("errorCode") not in (None, "", 0) else None,
-            fail_message=message if state is TaskState.FAILED else None,
+            fail_message=message if state in (TaskState.FAILED, None) else None,
         )
 
 
@@ -207,6 +212,8 @@ class RunwayFamily(Family):
     status_path = "/api/v1/runway/record-detail"
     extend_path = "/api/v1/runway/extend"
     not_visible_messages = ("recorddetail is null", "record is null", "recordinfo is null", "task not found")
+    # KIE's whole vocabulary (docs.kie.ai/runway-api/get-ai-video-details, "Status Descriptions", 2026-12: wait,
+    # queueing, generating, success, fail), and the market API's spelling of queuing.
     _STATES: ClassVar[dict[str, TaskState]] = {
         "wait": TaskState.QUEUED,
         "queueing": TaskState.QUEUED,
@@ -222,7 +229,7 @@ class RunwayFamily(Family):
 
     def parse_status(self, task_id: str, data: dict[str, Any]) -> TaskStatus:
         raw = str(data.get("state") or "")
-        state = self._STATES.get(raw.lower(), TaskState.RUNNING)
+        state = self._STATES.get(raw.lower())
         info = parse_json_text(data.get("videoInfo")) or {}
         urls: list[str] = []
         if isinstance(info, dict):
@@ -230,15 +237,17 @@ class RunwayFamily(Family):
         message = data.get("failMsg") or None
         if state is TaskState.FAILED and not message:
             message = "Runway reported the generation failed."
+        said = state in (TaskState.FAILED, None)  # KIE's code and message: a failure's, or beside an unknown word
         return TaskStatus(
             task_id=str(data.get("taskId") or task_id),
             family=self.name,
-            state=state,
-            raw_state=raw or "unknown",
+            state=state or TaskState.RUNNING,
+            raw_state=raw,
+            understood=state is not None,
             model=self.model_id,
             result_urls=urls if state is TaskState.SUCCEEDED else [],
-            fail_code=_code_or_none(data.get("failCode")) if state is TaskState.FAILED else None,
-            fail_message=message if state is TaskState.FAILED else None,
+            fail_code=_code_or_none(data.get("failCode")) if said else None,
+            fail_message=message if said else None,
         )
 
 
@@ -414,7 +423,10 @@ class Veo1080pFamily(VeoFamily):
 
 class AlephFamily(Family):
     """``/api/v1/aleph/*``: Runway Aleph video-to-video. ``successFlag`` 1 = success; 0 = running, or failed
-    when ``errorCode``/``errorMessage`` is set (kie-api.md §9)."""
+    when ``errorCode``/``errorMessage`` is set (kie-api.md §9). KIE documents exactly that: "successFlag: 0 and no
+    errorMessage" is processing, "successFlag: 0 and has errorMessage" failed (docs.kie.ai/runway-api/
+    get-aleph-video-details, "Task Status Understanding", 2026-12), so a message beside 0 is a failure, whatever it
+    says. Any other flag is no word of Aleph's."""
 
     name = "aleph"
     model_id = "runway-aleph"
@@ -431,31 +443,34 @@ class AlephFamily(Family):
         flag = _flag(data.get("successFlag"))
         code = _code_or_none(data.get("errorCode"), ok=("0", "200"))
         message = data.get("errorMessage") or None
+        state: TaskState | None = None
         if flag == 1:
             state = TaskState.SUCCEEDED
-        elif code is not None or message:
-            state = TaskState.FAILED
-        else:
-            state = TaskState.RUNNING
+        elif flag == 0:
+            state = TaskState.FAILED if code is not None or message else TaskState.RUNNING
         response = parse_json_text(data.get("response")) or {}
         urls: list[str] = []
         if isinstance(response, dict) and state is TaskState.SUCCEEDED:
             urls = collect_urls(response.get("resultVideoUrl") or response.get("result_video_url"))
+        said = message if state is None else None  # beside a flag that is no word of Aleph's
         return TaskStatus(
             task_id=str(data.get("taskId") or task_id),
             family=self.name,
-            state=state,
+            state=state or TaskState.RUNNING,
             raw_state=f"successFlag={data.get('successFlag')}",
+            understood=state is not None,
             model=self.model_id,
             result_urls=urls,
-            fail_code=code if state is TaskState.FAILED else None,
-            fail_message=(message or "Aleph reported an error.") if state is TaskState.FAILED else None,
+            fail_code=code if state in (TaskState.FAILED, None) else None,
+            fail_message=(message or "Aleph reported an error.") if state is TaskState.FAILED else said,
         )
 
 
 class Gpt4oImageFamily(Family):
     """``/api/v1/gpt4o-image/*``: GPT-4o Image. ``status`` GENERATING/SUCCESS/CREATE_TASK_FAILED/GENERATE_FAILED
-    beside ``successFlag`` 0/1/2; ``progress`` is a string "0.00".."1.00"; times are ms."""
+    beside ``successFlag`` 0/1/2; ``progress`` is a string "0.00".."1.00"; times are ms. The status word decides;
+    without one, the flag. A word outside that vocabulary (docs.kie.ai/4o-image-api/get-4-o-image-details, "Status
+    Descriptions", 2026-12) decides nothing, unless the flag says success: a result is never left unsaved."""
 
     name = "gpt4o"
     model_id = "gpt-4o-image"
@@ -477,7 +492,10 @@ class Gpt4oImageFamily(Family):
     def parse_status(self, task_id: str, data: dict[str, Any]) -> TaskStatus:
         status = str(data.get("status") or "").upper()
         flag = _flag(data.get("successFlag"))
-        state = self._STATUSES.get(status) or self._FLAGS.get(flag if flag is not None else -1, TaskState.RUNNING)
+        by_flag = self._FLAGS.get(flag) if flag is not None else None
+        state = self._STATUSES.get(status) if status else by_flag
+        if state is None and by_flag is TaskState.SUCCEEDED:
+            state = by_flag
         response = parse_json_text(data.get("response")) or {}
         urls: list[str] = []
         if isinstance(response, dict):  # docs disagree on the key: resultUrls (OpenAPI) vs result_urls (example)
@@ -488,16 +506,18 @@ class Gpt4oImageFamily(Family):
         message = data.get("errorMessage") or None
         if state is TaskState.FAILED and not message:
             message = f"GPT-4o Image reported {status or 'a failure'}."
+        said = state in (TaskState.FAILED, None)  # KIE's code and message: a failure's, or beside an unknown word
         return TaskStatus(
             task_id=str(data.get("taskId") or task_id),
             family=self.name,
-            state=state,
+            state=state or TaskState.RUNNING,
             raw_state=status or f"successFlag={data.get('successFlag')}",
+            understood=state is not None,
             model=self.model_id,
             progress=None if progress is None else min(max(progress, 0.0), 1.0),
             result_urls=urls if state is TaskState.SUCCEEDED else [],
-            fail_code=_code_or_none(data.get("errorCode"), ok=("0", "200")) if state is TaskState.FAILED else None,
-            fail_message=message if state is TaskState.FAILED else None,
+            fail_code=_code_or_none(data.get("errorCode"), ok=("0", "200")) if said else None,
+            fail_message=message if said else None,
             created_at_ms=int_or_none(data.get("createTime")),
             completed_at_ms=int_or_none(data.get("completeTime")),
         )
@@ -505,7 +525,8 @@ class Gpt4oImageFamily(Family):
 
 class FluxKontextFamily(Family):
     """``/api/v1/flux/kontext/*``: Flux Kontext pro/max. ``successFlag`` 0 running, 1 success, 2 failed,
-    3 upstream failed; the body names the model."""
+    3 upstream failed (docs.kie.ai/flux-kontext-api/get-image-details, "Status Descriptions", 2026-12); the body
+    names the model."""
 
     name = "flux"
     create_path = "/api/v1/flux/kontext/generate"
@@ -518,9 +539,7 @@ class FluxKontextFamily(Family):
 
     def parse_status(self, task_id: str, data: dict[str, Any]) -> TaskStatus:
         flag = _flag(data.get("successFlag"))
-        state = {0: TaskState.RUNNING, 1: TaskState.SUCCEEDED, 2: TaskState.FAILED, 3: TaskState.FAILED}.get(
-            flag if flag is not None else -1, TaskState.RUNNING
-        )
+        state = SUCCESS_FLAGS.get(flag) if flag is not None else None
         response = parse_json_text(data.get("response")) or {}
         urls: list[str] = []
         if isinstance(response, dict) and state is TaskState.SUCCEEDED:
@@ -531,26 +550,42 @@ class FluxKontextFamily(Family):
             message = "The task was created but generation failed upstream."
         param = parse_json_text(data.get("paramJson"))
         model = param.get("model") if isinstance(param, dict) else None
+        said = message if state is None else None  # beside a flag Flux Kontext does not document
         return TaskStatus(
             task_id=str(data.get("taskId") or task_id),
             family=self.name,
-            state=state,
+            state=state or TaskState.RUNNING,
             raw_state=f"successFlag={data.get('successFlag')}",
+            understood=state is not None,
             model=model or self.default_model,
             result_urls=urls,
-            fail_code=_code_or_none(data.get("errorCode")) if state is TaskState.FAILED else None,
-            fail_message=(message or "Flux Kontext reported a failure.") if state is TaskState.FAILED else None,
+            fail_code=_code_or_none(data.get("errorCode")) if state in (TaskState.FAILED, None) else None,
+            fail_message=(message or "Flux Kontext reported a failure.") if state is TaskState.FAILED else said,
         )
 
 
+# Veo's and Flux Kontext's ``successFlag`` (docs.kie.ai/veo3-api/get-veo-3-video-details and
+# flux-kontext-api/get-image-details, "Status Descriptions", 2026-12): 0 generating, 1 success, 2 failed, 3 created
+# but generation failed. No other flag is documented.
+SUCCESS_FLAGS: dict[int, TaskState] = {
+    0: TaskState.RUNNING,
+    1: TaskState.SUCCEEDED,
+    2: TaskState.FAILED,
+    3: TaskState.FAILED,
+}
+
+
 def _flag(value: Any) -> int | None:
-    """A ``successFlag`` as an int, whether KIE sent 1 or "1"; None for anything else. Text is read only when it
-    is decimal digits that ``int`` takes: ``"²"`` passes ``isdigit`` and then makes ``int`` raise, which would
-    leave the whole answer unreadable and the task unfinished for good."""
+    """A ``successFlag`` as an int, whether KIE sent 1, 1.0 (JSON has no integers apart: a serializer may write one
+    so) or "1"; None for anything else. Text is read only when it is decimal digits that ``int`` takes: ``"²"``
+    passes ``isdigit`` and then makes ``int`` raise, which would leave the whole answer unreadable and the task
+    unfinished for good."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
         return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None  # NaN and infinities are no whole number
     if not isinstance(value, str) or not value.strip().isdecimal():
         return None
     try:

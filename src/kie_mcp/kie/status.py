@@ -7,7 +7,7 @@ import math
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from kie_mcp.redact import redact_value
 
@@ -28,6 +28,10 @@ class TaskState(StrEnum):
 
 EARLIEST_TASK = 1_672_531_200.0  # 2023-01-01 UTC: a creation time before it is garbage, not a task's age
 TEXT_LIMIT = 2000  # characters kept of a number or object KIE sent where text belongs
+# The most result links read from one status answer: more than any model makes in one task (12 images, or a clip with
+# its first and last frames), far fewer than a garbage answer can name (20,000 links fit in the 16 MiB an answer may
+# be, and each would be shown on every view of the task and saved as a file).
+MOST_LINKS = 24
 # Fields that hold text; KIE sends numbers or objects in some (``failMsg: {"code": ..}``), which are kept as text.
 _TEXT_FIELDS = frozenset({"task_id", "family", "raw_state", "fail_code", "fail_message"})
 
@@ -38,10 +42,16 @@ class TaskStatus(BaseModel, defer_build=True):
     task_id: str
     family: str
     state: TaskState
-    raw_state: str = Field(description="The family's own status word or flag, for reference.")
+    raw_state: str = Field(description="The family's own status word or flag, for reference (empty: none sent).")
+    understood: bool = Field(
+        default=True,
+        description="False when ``raw_state`` is outside the family's documented vocabulary: ``state`` then only says "
+        "the task is not known to have ended, and ``fail_code``/``fail_message`` carry what KIE said beside it.",
+    )
     model: str | None = None
     progress: float | None = Field(default=None, description="0-1 when KIE reports it.")
-    result_urls: list[str] = Field(default_factory=list)
+    result_urls: list[str] = Field(default_factory=list, description=f"At most {MOST_LINKS}, in KIE's order.")
+    links_sent: int | None = Field(default=None, description="How many result links KIE named, when more than kept.")
     fail_code: str | None = None
     fail_message: str | None = None
     credits_charged: float | None = None
@@ -57,6 +67,16 @@ class TaskStatus(BaseModel, defer_build=True):
             return None
         seconds = self.created_at_ms / 1000
         return seconds if EARLIEST_TASK <= seconds <= now + 3600 else None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _few_links(cls, data: Any) -> Any:
+        """The first ``MOST_LINKS`` result links of a longer list, and how many there were: cut before anything else
+        reads them (each is redacted, and every link kept is shown on every view of the task and saved as a file)."""
+        links = data.get("result_urls") if isinstance(data, dict) else None
+        if not isinstance(links, list) or len(links) <= MOST_LINKS:
+            return data
+        return {**data, "result_urls": links[:MOST_LINKS], "links_sent": len(links)}
 
     @field_validator("*", mode="before")
     @classmethod
@@ -103,6 +123,12 @@ def collect_urls(value: Any) -> list[str]:
     if isinstance(value, list):
         return [url for item in value for url in collect_urls(item)]
     return []
+
+
+def links_in(value: dict[str, Any], keys: tuple[str, ...]) -> list[str]:
+    """The links under ``keys`` of ``value`` (``collect_urls``), in order, each once: kept in a dict, so a garbage
+    answer naming thousands is one pass, not every link compared with every other."""
+    return list(dict.fromkeys(url for key in keys for url in collect_urls(value.get(key))))
 
 
 def number_or_none(value: Any) -> float | None:

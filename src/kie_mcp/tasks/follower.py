@@ -558,7 +558,7 @@ class Follower:
         """Progress and time left from the model's typical time, between looks (no call to KIE)."""
         assert self._rt is not None
         record = watch.record
-        if record.finished or record.state == "succeeded_without_results":
+        if record.finished or record.state == "succeeded_without_results" or record.no_estimate:
             return
         typical = self._rt.typical_seconds(record.model) or watch.typical
         elapsed = time.time() - record.created_at
@@ -602,7 +602,7 @@ class Follower:
         try:
             if not record.finished:
                 state = record.state
-                outcome, reported = await refresh(rt.kie, rt.typical_seconds, record)
+                outcome, reported = await refresh(rt.kie, rt.typical_seconds, record, rt.links_kept)
                 if outcome is Look.SEEN:
                     watch.estimated = not reported
                 self._schedule(watch, outcome)

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 VISIBILITY_GRACE_SECONDS = 30.0
 
 Typical = Callable[[str], tuple[int, int] | None]
+Links = Callable[[str], int]  # how many result links a task of a model keeps (``records.links_kept``)
 
 
 class Look(Enum):
@@ -32,13 +33,17 @@ class Look(Enum):
     SEEN = "seen"  # KIE answered; the record has its answer
     NOT_VISIBLE = "not visible"  # a young task KIE does not show yet (not an error)
     RATE_LIMITED = "rate limited"  # KIE answered 429: nothing learnt, slow down
-    FAILED = "failed"  # a network hiccup, server error or unreadable answer: try again later
+    FAILED = "failed"  # a network hiccup, server error, unreadable answer or unknown status word: try again later
     REFUSED = "refused"  # KIE refused to say (a task it does not know, bad key, ...): noted on the record
 
 
-async def refresh(kie: KieClient, typical: Typical, record: TaskRecord) -> tuple[Look, bool]:
+async def refresh(
+    kie: KieClient, typical: Typical, record: TaskRecord, links: Links | None = None
+) -> tuple[Look, bool]:
     """Ask KIE once about ``record`` and fold the answer in. Returns how it went, and whether KIE reported the
-    task's progress itself (otherwise the record's progress is an estimate from the model's typical time)."""
+    task's progress itself (otherwise the record's progress is an estimate from the model's typical time). A status
+    word outside the family's vocabulary is noted on the record and reported as ``FAILED``: the task is looked at
+    again, backing off, and nothing about it changes until KIE says something kie-mcp can read."""
     if record.task_id is None or record.finished:
         return Look.SKIPPED, False
     family = FAMILIES[record.family]
@@ -63,5 +68,10 @@ async def refresh(kie: KieClient, typical: Typical, record: TaskRecord) -> tuple
             return Look.FAILED, False  # looked at again later, backing off while it lasts
         record.note_error(err)
         return Look.REFUSED, False
-    record.apply(status, typical(record.model))
+    if links is None:
+        record.apply(status, typical(record.model))
+    else:
+        record.apply(status, typical(record.model), links(record.model))
+    if not status.understood:
+        return Look.FAILED, False
     return Look.SEEN, status.progress is not None

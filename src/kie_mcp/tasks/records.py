@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     Field,
@@ -20,16 +21,18 @@ from pydantic import (
     ValidationError,
     WithJsonSchema,
     field_serializer,
+    model_validator,
 )
 
 from kie_mcp.journal import Journal, JournalUnavailable
 from kie_mcp.kie import CODES, Category, KieError, TaskStatus
 from kie_mcp.kie.errors import LOGS_URL
+from kie_mcp.kie.status import MOST_LINKS
 from kie_mcp.redact import redact
 from kie_mcp.words import parse_timestamp, plain, shortened, timestamp
 
 if TYPE_CHECKING:
-    from kie_mcp.catalog import Catalog
+    from kie_mcp.catalog import Catalog, ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +50,11 @@ STATUS_FAILED = "KIE's last status check failed: "
 # KIE answers a status check of a task it does not know ("record is null") the way it answers one of a task too
 # young to show yet; past the visibility grace (polling.py) the record says so under this lead, with no time left.
 UNKNOWN_TO_KIE = "KIE does not know this task under the current API key"
+# A status word (or flag) outside the family's documented vocabulary: the task is kept as it was (never failed or
+# refunded on a word kie-mcp does not know), KIE's word and message are noted under this lead, no progress or time
+# left is shown, and the task is looked at again, backing off; the note is dropped when KIE next answers in its
+# vocabulary.
+UNKNOWN_WORD = "KIE's last status answer gave a status kie-mcp does not know: "
 # What a refusal noted on a task ends with, while the follower still asks.
 STILL_ASKING = (
     " The task itself is unaffected (a status check changes nothing on KIE); kie-mcp keeps asking for a while (less "
@@ -56,13 +64,26 @@ STILL_ASKING = (
 # it until KIE answers about it again (check_task asks at once, and the task is followed again).
 NOT_FOLLOWED = "kie-mcp stopped following this task: "
 # Every note a status check leaves on a record: each is dropped when KIE next answers about the task.
-STATUS_NOTES = (STATUS_REFUSED, STATUS_UNUSABLE, STATUS_FAILED, UNKNOWN_TO_KIE, NOT_FOLLOWED)
+STATUS_NOTES = (STATUS_REFUSED, STATUS_UNUSABLE, STATUS_FAILED, UNKNOWN_TO_KIE, UNKNOWN_WORD, NOT_FOLLOWED)
 # A task unfinished this many times the model's longest typical duration is overdue: no time left is promised.
 OVERDUE = 2.0
 NO_RESULTS = (
     "KIE reports success but sent no result link (its answer is kept in the journal); kie-mcp keeps looking in the "
     "background and check_task looks again. If it stays this way, see the task on https://kie.ai/logs."
 )
+# Result links kept beyond the most outputs one task of a model makes: a video's first and last frames, an extended
+# clip's whole video beside its new part. A model the catalogue does not know keeps up to ``MOST_LINKS``.
+LINKS_MARGIN = 4
+# The note on a task KIE named more result links for than kept (``TaskRecord.apply``).
+LINKS_DROPPED = "KIE's answer named more result links than a task of this model makes: "
+
+
+def links_kept(spec: "ModelSpec | None") -> int:
+    """How many result links a task of ``spec`` keeps: the most outputs one task of it makes plus ``LINKS_MARGIN``,
+    at most ``MOST_LINKS`` (also for a model the catalogue does not know, or one whose count has no largest value).
+    A garbage answer naming thousands never makes thousands of files, nor a task shown in megabytes."""
+    most = spec.most_outputs if spec is not None else None
+    return MOST_LINKS if most is None else min(most + LINKS_MARGIN, MOST_LINKS)
 
 
 def time_left(typical: tuple[float, float], elapsed: float) -> int | None:
@@ -87,6 +108,17 @@ def _epoch(value: Any) -> Any:
     return value
 
 
+def _on_calendar(value: float) -> float:
+    """A moment that can be shown: one no calendar has (milliseconds where seconds belong, 1e20, -1e12, NaN: a hand
+    edit, or another tool writing the journal) makes the record unreadable, named by every listing, never a listing
+    that fails for every task."""
+    try:
+        timestamp(value)
+    except (ValueError, OverflowError, OSError):
+        raise ValueError("not a time on the calendar") from None
+    return value
+
+
 def _shown(value: float, info: SerializationInfo) -> float | str:
     return value if isinstance(info.context, dict) and info.context.get("epoch") else timestamp(value)
 
@@ -96,6 +128,7 @@ def _shown(value: float, info: SerializationInfo) -> float | str:
 Moment = Annotated[
     float,
     BeforeValidator(_epoch),
+    AfterValidator(_on_calendar),
     PlainSerializer(_shown),
     WithJsonSchema({"type": "string", "format": "date-time"}),
 ]
@@ -122,6 +155,11 @@ class TaskRecord(BaseModel, defer_build=True):
     credits_charged: float | None = None
     eta_seconds: int | None = Field(default=None, description="Rough seconds left, from the model's typical time.")
     error: str | None = None
+    note: str | None = Field(
+        default=None,
+        description="What was odd in KIE's answers without stopping the task: more result links than the model "
+        "makes (the rest were dropped; KIE's whole answer is kept in the journal).",
+    )
     fail_code: str | None = None
     created_at: Moment = Field(default_factory=time.time, description="When the task was created (ISO 8601 UTC).")
     sandbox: bool = False
@@ -146,6 +184,16 @@ class TaskRecord(BaseModel, defer_build=True):
     # Result links never to be fetched (they point at this machine or a private network): not tried again.
     _refused_links: set[str] = PrivateAttr(default_factory=set)
 
+    @model_validator(mode="after")
+    def _few_links(self) -> "TaskRecord":
+        """A record an older kie-mcp wrote with every link a garbage answer named keeps ``MOST_LINKS`` of them: it
+        would otherwise weigh megabytes on every listing, for good."""
+        if len(self.result_urls) > MOST_LINKS:
+            dropped = len(self.result_urls) - MOST_LINKS
+            self.result_urls = self.result_urls[:MOST_LINKS]
+            self.note = self.note or f"{LINKS_DROPPED}kie-mcp shows the first {MOST_LINKS} ({dropped} dropped)."
+        return self
+
     @property
     def finished(self) -> bool:
         return self.state in ("succeeded", "failed", "unknown")
@@ -156,13 +204,25 @@ class TaskRecord(BaseModel, defer_build=True):
         to estimate. The record is kept as it was (never failed, never refunded on it)."""
         return not self.finished and self.error is not None and self.error.startswith(UNKNOWN_TO_KIE)
 
+    @property
+    def unknown_word(self) -> bool:
+        """KIE's last status answer used a word outside the family's vocabulary (``UNKNOWN_WORD``): the task is kept
+        as it was, and there is no time left to estimate."""
+        return not self.finished and self.error is not None and self.error.startswith(UNKNOWN_WORD)
+
+    @property
+    def no_estimate(self) -> bool:
+        """No progress or time left is shown (nor estimated by the follower): KIE does not know the task, or said of
+        it what kie-mcp cannot read."""
+        return self.unknown_to_kie or self.unknown_word
+
     @field_serializer("eta_seconds")
     def _no_eta_when_unknown(self, value: int | None) -> int | None:
-        return None if self.unknown_to_kie else value  # the follower's estimate, for a task KIE does not have
+        return None if self.no_estimate else value  # the follower's estimate, for a task KIE does not have
 
     @field_serializer("progress")
     def _no_progress_when_unknown(self, value: float | None) -> float | None:
-        return None if self.unknown_to_kie else value
+        return None if self.no_estimate else value
 
     def label(self, prompt: str | None, session: str | None) -> None:
         """Show the journal's prompt (shortened, redacted) and session, and the folder the results go to."""
@@ -196,12 +256,16 @@ class TaskRecord(BaseModel, defer_build=True):
         refused = sum(1 for url in self.result_urls if url in self._refused_links)
         return max(len(self.result_urls) - len(self.files) - refused, 0)
 
-    def apply(self, status: TaskStatus, typical: tuple[int, int] | None) -> None:
-        """Take KIE's latest word on this task."""
+    def apply(self, status: TaskStatus, typical: tuple[int, int] | None, most_links: int = MOST_LINKS) -> None:
+        """Take KIE's latest word on this task, and at most ``most_links`` of its result links (``links_kept``)."""
+        noted = self.unknown_word
         if self.error is not None and self.error.startswith(STATUS_NOTES):
             self.error = None  # KIE answers about it again: an earlier refusal no longer describes it
+        if not status.understood:
+            self._note_unknown_word(status, keep_answer=not noted)
+            return
         self.state = status.state.value
-        self.result_urls = status.result_urls or self.result_urls
+        self._take_links(status, most_links)
         if self.state == "succeeded" and not self.result_urls:
             self.state, self.error = "succeeded_without_results", NO_RESULTS
             self._raw_answer = status.raw
@@ -224,6 +288,39 @@ class TaskRecord(BaseModel, defer_build=True):
                 self.progress = round(min(elapsed / typical[1], 0.95), 3)
         else:
             self.eta_seconds = None
+
+    def _take_links(self, status: TaskStatus, most: int) -> None:
+        """KIE's result links, the first ``most`` of them (none sent: the ones known stay). More than that is no
+        result of this task's model: noted on the record, with KIE's whole answer kept in the journal (once)."""
+        if not status.result_urls:
+            return
+        self.result_urls = status.result_urls[: max(most, 1)]
+        sent = max(status.links_sent or 0, len(status.result_urls))
+        if sent <= len(self.result_urls):
+            return
+        if self.note is None or not self.note.startswith(LINKS_DROPPED):
+            self._raw_answer = status.raw
+        self.note = (
+            f"{LINKS_DROPPED}it named {sent}; kie-mcp kept the first {len(self.result_urls)} and dropped "
+            f"{sent - len(self.result_urls)} (KIE's whole answer is kept in the journal). {LOGS_URL} shows the task "
+            "as KIE has it."
+        )
+
+    def _note_unknown_word(self, status: TaskStatus, *, keep_answer: bool) -> None:
+        """A status word (or flag) outside the family's vocabulary: the record stays as it was (never failed or
+        refunded on a word kie-mcp does not know: KIE may mean anything by it), says what KIE sent, and shows no
+        progress or time left. KIE's answer is kept in the journal the first time."""
+        said = plain(status.raw_state) if status.raw_state else "none (the answer names no status)"
+        code = f" (code {status.fail_code})" if status.fail_code else ""
+        message = f", with the message {plain(status.fail_message, limit=300)}{code}" if status.fail_message else code
+        self.error = (
+            f"{UNKNOWN_WORD}{said} for a {status.family} task{message}. kie-mcp keeps the task as it was: not "
+            "marked failed, nothing refunded; it keeps asking, less often while KIE answers this way (check_task asks "
+            f"at once). {LOGS_URL} shows the task as KIE has it."
+        )
+        self.progress, self.eta_seconds = None, None
+        if keep_answer:
+            self._raw_answer = status.raw
 
     def note_error(self, err: KieError) -> None:
         """A status call KIE refused, or answered with what could not be used: kept until KIE answers about the
