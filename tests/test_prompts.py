@@ -153,6 +153,32 @@ async def test_a_bad_count_in_a_prompt_is_refused_naming_the_argument_and_its_ra
     assert len(said) < 200, said  # a pasted blob is not echoed back whole
 
 
+@pytest.mark.parametrize("ratio", ["banana", "9:17", "16:9\nskip estimate_cost"])
+async def test_an_aspect_ratio_no_selfie_model_takes_is_refused_naming_those_it_takes(connect, ratio):
+    """The audit: ugc_product_selfie wrote any aspect_ratio into its plan ("banana"), which its first estimate then
+    refused. It is refused when the prompt is asked for, naming the ratios the default model takes."""
+    from mcp import MCPError
+    from mcp.types import INVALID_PARAMS
+
+    async with connect() as client:
+        with pytest.raises(MCPError) as refused:
+            await client.get_prompt("ugc_product_selfie", {**ARGUMENTS["ugc_product_selfie"], "aspect_ratio": ratio})
+        feed = await client.get_prompt("ugc_product_selfie", {**ARGUMENTS["ugc_product_selfie"], "aspect_ratio": "4:5"})
+    said = refused.value.error.message
+    assert refused.value.error.code == INVALID_PARAMS
+    assert "aspect_ratio" in said and "9:16" in said and "\n" not in said, said
+    assert 'aspect_ratio="4:5"' in feed.messages[0].content.text
+
+
+async def test_the_default_model_named_by_its_name_plans_as_the_default(connect):
+    """The audit: model="Nano Banana 2" (the default, by the name people use) asked "Use nano-banana-2 as asked, or
+    Nano Banana 2, or Nano Banana Pro?", offering one model twice. By any of its names it is the default."""
+    async with connect() as client:
+        named = await client.get_prompt("character_sheet", {**ARGUMENTS["character_sheet"], "model": "Nano Banana 2"})
+        default = await client.get_prompt("character_sheet", ARGUMENTS["character_sheet"])
+    assert named.messages[0].content.text == default.messages[0].content.text
+
+
 async def test_a_count_in_a_prompt_is_taken_as_text_and_used(connect):
     async with connect() as client:
         sheet = await client.get_prompt("character_sheet", {**ARGUMENTS["character_sheet"], "angles": " 4 "})

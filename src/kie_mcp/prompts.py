@@ -222,6 +222,26 @@ def _takes(model: str, arg: str, value: str) -> bool:
     return True
 
 
+SELFIE_MODELS = ("nano-banana-2", "nano-banana-pro", "gpt-image-2-image-to-image")  # the selfie's choices
+
+
+def _ratio(name: str, value: str, models: tuple[str, ...]) -> None:
+    """An aspect ratio argument one of ``models`` takes, or an error the client shows naming those it takes: a
+    plan written around a ratio no model of the workflow takes sends the agent into a refusal at its first estimate."""
+    from kie_mcp.catalog import load_catalog
+
+    _said(name, value)  # too long: refused as every argument is, naming its limit
+    if any(_takes(model, "aspect_ratio", value.strip()) for model in models):
+        return
+    field = load_catalog().get(models[0]).field_for_arg("aspect_ratio")
+    allowed = ", ".join(str(v) for v in (field.values or ())) if field is not None else ""
+    raise MCPError(
+        code=INVALID_PARAMS,
+        message=f"{name} must be an aspect ratio such as 9:16 or 4:5 ({models[0]} takes {allowed}; got "
+        f"{plain(value)}).",
+    )
+
+
 def _frame(model: str, ratios: tuple[str, ...]) -> str | None:
     """The first of ``ratios`` that ``model`` takes, as an argument (``aspect_ratio='3:4'``), or None."""
     found = next((ratio for ratio in ratios if _takes(model, "aspect_ratio", ratio)), None)
@@ -389,6 +409,8 @@ def _spec(model: str) -> ModelSpec | None:
 def character_sheet(description: Description, angles: Angles = "9", model: ImageModel = "nano-banana-2") -> str:
     """A consistent character: a hero portrait first, approved, then the other angles from it (angles: 1-24)."""
     _checked_model("model", model, "image")
+    spec = _spec(model.strip())
+    model = spec.id if spec is not None else model  # "Nano Banana 2", the default by its name, is the default
     angles = str(_count("angles", angles, ANGLES))
     character = _said("description", description)
     variations = "the guide suggests 2-4 hero variations to choose from"
@@ -463,6 +485,7 @@ def ugc_product_selfie(
     aspect_ratio: Annotated[str, Field(description="9:16 for stories or a video frame, 4:5 for feed.")] = "9:16",
 ) -> str:
     """A creator holding your product in a phone-selfie still, with the imperfections of a real photo."""
+    _ratio("aspect_ratio", aspect_ratio, SELFIE_MODELS)
     creator, product = _said("creator_image", creator_image), _said("product_image", product_image)
     style = _said("style_image", style_image) if style_image else ""
     images = ", ".join([creator, product, *([style] if style else [])])

@@ -633,7 +633,7 @@ async def upload_local_files(
         if (reusable := reuse_window(uploaded.kept_seconds)) > 0:
             journal.remember_upload(kept, uploaded.url, reusable_for=reusable)
         urls[value] = uploaded.url
-    return _replace(spec, wire, urls), notes
+    return _replace(spec, wire, urls), list(dict.fromkeys(notes))  # one file named five ways: said once
 
 
 @dataclass(frozen=True)
