@@ -335,3 +335,36 @@ async def test_a_task_an_older_kie_mcp_kept_thousands_of_links_for_is_listed_sma
     assert shown["result_urls"] == links[:24] and "(19976 dropped)" in shown["note"]
     assert len(json.dumps(listed.model_dump(mode="json"))) < 64 * 1024 and len(resource) < 64 * 1024
     assert len(json.dumps(checked.model_dump(mode="json"))) < 64 * 1024, text_of(checked)[:300]
+
+
+# -- lookups KIE refuses ----------------------------------------------------------------------------------------------
+
+
+async def test_a_rate_limited_lookup_of_an_unknown_task_gets_advice_for_a_status_check(connect, controls):
+    """A 429 to check_task on an id the journal does not know said "limit of 20 new tasks ... not queued and not
+    charged": advice for a create."""
+    await controls.fault("status", times=-1, kind="code", code=429, msg="slow down")
+    async with connect() as client:
+        checked = await client.call_tool("check_task", {"task_id": "abcdef0123456789abcdef0123456789"})
+        try:
+            await client.read_resource("kie://tasks/0123456789abcdef0123456789abcdef")
+            resource_error = ""
+        except Exception as err:
+            resource_error = str(err)
+    for text in (text_of(checked), resource_error):
+        assert "status check of task" in text and "nothing was sent or charged" in text, text
+        assert "20 new tasks" not in text and "not queued" not in text, text
+        assert "slow down" in text.lower()
+
+
+async def test_an_overlong_task_id_is_told_by_its_own_length(connect, controls):
+    """words.plain counted the quotes it added: a 200-character id read "(202 characters)"."""
+    async with connect() as client:
+        checked = await client.call_tool("check_task", {"task_id": "x" * 200})
+        try:
+            await client.read_resource("kie://tasks/" + "y" * 250)
+            resource_error = ""
+        except Exception as err:
+            resource_error = str(err)
+    assert "(200 characters)" in text_of(checked), text_of(checked)
+    assert "(250 characters)" in resource_error and "nothing was asked of KIE" in resource_error, resource_error

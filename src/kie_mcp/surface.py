@@ -1155,7 +1155,7 @@ async def _find_record(rt: Runtime, task_id: str) -> TaskRecord:
         status = await rt.require_kie().find_task(task_id)
     except KieError as err:
         if err.retryable or err.category not in (Category.INPUT, Category.NOT_FOUND):
-            raise
+            raise followups.lookup_failed(plain(task_id), err) from None  # advice for a status call, not a create
         raise KieError(  # a lookup has no field to fix: KIE's "invalid request" means it has no such task
             f"KIE knows no task {plain(task_id)} ({err.message})",
             category=Category.INPUT,
