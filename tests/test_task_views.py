@@ -405,6 +405,19 @@ async def test_a_task_made_between_two_pages_neither_shifts_nor_repeats_the_next
     assert [t["task_id"] for t in second.structured_content["tasks"]] == newest_first[10:20]
 
 
+async def test_a_page_that_ends_on_a_row_this_kie_mcp_cannot_read_goes_on_after_it(connect, tmp_path):
+    newest_first = pages(tmp_path, 12)
+    odd = newest_first[4]  # the last row of the first page of 5
+    journal = Journal.for_workspace(tmp_path)
+    journal.execute("UPDATE tasks SET record = '{\"state\": 7' WHERE task_id = ?", odd)  # a newer kie-mcp's, or cut
+    journal.close()
+    async with connect() as client:
+        seen, answers = await every_page(client, {"limit": 5})
+    named = [a.structured_content["message"] for a in answers if odd in a.structured_content["message"]]
+    assert seen == [t for t in newest_first if t != odd] and len(answers) == 3
+    assert len(named) == 1 and "could not be read" in named[0]
+
+
 async def test_a_cursor_no_listing_gave_or_given_with_other_filters_is_refused_in_words(connect, tmp_path):
     import base64
 

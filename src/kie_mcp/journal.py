@@ -294,6 +294,10 @@ def read_cursor(cursor: str, filters: dict[str, Any]) -> tuple[float, str]:
     return float(created), task_id
 
 
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def folded(text: str | None) -> str:
     """``text`` as searches compare it: NFKC and case-folded, so "Кот" finds "кот", "Über" finds "über", "ÉTÉ"
     finds "été" and a café typed on a Mac (NFD) finds one typed elsewhere. SQLite's own LOWER folds ASCII only."""
@@ -846,7 +850,8 @@ class Journal:
             rows = self.query(
                 f"SELECT created, task_id FROM tasks WHERE task_id IN ({','.join('?' * len(some))})", *some
             )
-            ends += [(float(row["created"]), str(row["task_id"])) for row in rows]
+            # A time no keyset can hold (NULL, NaN: a hand edit) is skipped: such a row sorts after every other.
+            ends += [(row["created"], row["task_id"]) for row in rows if _finite(row["created"])]
         return min(ends) if ends else None
 
     @contextmanager
