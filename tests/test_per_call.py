@@ -174,7 +174,7 @@ async def test_the_kept_balance_is_read_again_after_a_few_seconds(transport, con
 TABLES = ("tasks", "attempts", "spend", "quotes", "files", "answers", "uploads")
 # The one ordered walk allowed: the newest tasks first, stopped by the LIMIT of list_tasks.
 NEWEST_FIRST = "SCAN tasks USING INDEX tasks_created_id"
-# The total of an unfiltered listing cut by its limit: every task counted, from the smallest index (about 2 ms at
+# The total of an unfiltered listing cut by its limit: every task counted, from the smallest index (about 0.1 ms at
 # 50,000 tasks), never from the table.
 WHOLE_COUNT = "SELECT COUNT(*) FROM tasks "
 
