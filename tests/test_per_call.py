@@ -173,7 +173,10 @@ async def test_the_kept_balance_is_read_again_after_a_few_seconds(transport, con
 
 TABLES = ("tasks", "attempts", "spend", "quotes", "files", "answers", "uploads")
 # The one ordered walk allowed: the newest tasks first, stopped by the LIMIT of list_tasks.
-NEWEST_FIRST = "SCAN tasks USING INDEX tasks_created"
+NEWEST_FIRST = "SCAN tasks USING INDEX tasks_created_id"
+# The total of an unfiltered listing cut by its limit: every task counted, from the smallest index (about 0.1 ms at
+# 50,000 tasks), never from the table.
+WHOLE_COUNT = "SELECT COUNT(*) FROM tasks "
 
 
 def plan_problems(db: sqlite3.Connection, sql: str) -> list[str]:
@@ -181,6 +184,8 @@ def plan_problems(db: sqlite3.Connection, sql: str) -> list[str]:
     bad = []
     for line in lines:
         if line == NEWEST_FIRST and "LIMIT" in sql.upper():
+            continue
+        if sql.startswith(WHOLE_COUNT) and line.startswith("SCAN tasks USING COVERING INDEX"):
             continue
         if re.match(rf"SCAN ({'|'.join(TABLES)})\b", line):  # a full scan (sorting what an index found is fine)
             bad.append(line)
@@ -214,6 +219,8 @@ async def test_every_journal_lookup_of_a_tool_call_uses_an_index(connect, contro
         await client.call_tool("list_tasks", {})
         await client.call_tool("list_tasks", {"state": "succeeded"})
         await client.call_tool("list_tasks", {"model": "nano-banana-2", "since": "2020-01-01"})
+        page = await client.call_tool("list_tasks", {"limit": 1})  # a page, and the next one from its cursor
+        await client.call_tool("list_tasks", {"limit": 1, "cursor": page.structured_content["next_cursor"]})
         await client.call_tool("check_credits", {})
         await client.call_tool("stitch_videos", {"clips": [task_id]})  # refused: an image; looks up files
         await client.read_resource("kie://tasks")
@@ -232,6 +239,8 @@ async def test_every_journal_lookup_of_a_tool_call_uses_an_index(connect, contro
         "FROM attempts WHERE quote_id",
         "FROM tasks WHERE model",
         "FROM tasks WHERE state",
+        "(created, task_id) < (",  # list_tasks' next page
+        "FROM tasks WHERE task_id IN",  # where that page starts
         "FROM files WHERE task_id",
         "FROM quotes WHERE digest",
         "FROM answers",

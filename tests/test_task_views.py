@@ -335,3 +335,275 @@ async def test_a_task_an_older_kie_mcp_kept_thousands_of_links_for_is_listed_sma
     assert shown["result_urls"] == links[:24] and "(19976 dropped)" in shown["note"]
     assert len(json.dumps(listed.model_dump(mode="json"))) < 64 * 1024 and len(resource) < 64 * 1024
     assert len(json.dumps(checked.model_dump(mode="json"))) < 64 * 1024, text_of(checked)[:300]
+
+
+# -- paging back through every task ---------------------------------------------------------------------------------
+
+
+def pages(workspace: Path, count: int, *, tie: int = 3) -> list[str]:
+    """``count`` tasks, ``tie`` at a time created in the same instant (a batch of variations); their ids newest
+    first, ties by id, as list_tasks orders them. Odd ones succeeded, even ones failed."""
+    now = time.time()
+    made = []
+    for n in range(count):
+        record = task(f"t{n:04}", "nano-banana-2", state="succeeded" if n % 2 else "failed")
+        record.created_at = now - 600.0 - n // tie * 60
+        made.append(record)
+    journaled(workspace, *[(record, f"shot {record.task_id} of the series", None) for record in made])
+    return [r.task_id for r in sorted(made, key=lambda r: (r.created_at, r.task_id), reverse=True)]
+
+
+async def every_page(client, arguments: dict[str, Any]) -> tuple[list[str], list[Any]]:
+    """The task ids of a listing and of every page after it (following next_cursor), and each page's answer."""
+    seen: list[str] = []
+    answers = []
+    cursor = None
+    while True:
+        answer = await client.call_tool("list_tasks", {**arguments, **({"cursor": cursor} if cursor else {})})
+        assert not answer.is_error, text_of(answer)
+        answers.append(answer)
+        seen += [t["task_id"] for t in answer.structured_content["tasks"]]
+        cursor = answer.structured_content["next_cursor"]
+        if cursor is None:
+            return seen, answers
+        assert f'cursor="{cursor}"' in text_of(answer), text_of(answer)  # the text says how to go on
+        assert len(seen) < 1000
+
+
+async def test_list_tasks_reaches_every_task_page_by_page_never_skipping_or_repeating_one(connect, tmp_path):
+    """The audit: past the newest 200 matches no call could list an older task (since only cuts older ones off), and
+    the cut-off message and kie://tasks advised since. Tasks of one instant (variations) are ordered by id, so a page
+    that ends inside them goes on with the next."""
+    newest_first = pages(tmp_path, 300)
+    async with connect() as client:
+        whole, answers = await every_page(client, {"limit": 200})
+        small, small_answers = await every_page(client, {"limit": 7, "state": "succeeded", "text": "OF THE SERIES"})
+        resource = json.loads((await client.read_resource("kie://tasks")).contents[0].text)
+        after_resource, _ = await every_page(client, {"cursor": resource["next_cursor"], "limit": 200})
+    assert whole == newest_first  # all 300, newest first, each once
+    first = text_of(answers[0])
+    assert "showing 200 of 300; list the older ones with list_tasks(cursor=" in first, first
+    assert answers[1].structured_content["total"] == 100 and "older than the previous page" in text_of(answers[1])
+    succeeded = [t for t in newest_first if int(t[1:]) % 2]
+    assert small == succeeded and len(small_answers) == 22
+    assert (
+        'raise limit to see more at once (at most 200), or list the older ones with list_tasks(state="succeeded"'
+        in (text_of(small_answers[0]))
+    )
+    assert 'text="OF THE SERIES", cursor="' in text_of(small_answers[0])
+    assert [t["task_id"] for t in resource["tasks"]] + after_resource == newest_first
+    assert "list_tasks(cursor=next_cursor) lists the older ones" in resource["total_note"]
+    assert "since" not in resource["total_note"].split(";")[1].split("and list_tasks finds")[0]
+
+
+async def test_a_task_made_between_two_pages_neither_shifts_nor_repeats_the_next_page(connect, tmp_path):
+    newest_first = pages(tmp_path, 30)
+    async with connect() as client:
+        first = await client.call_tool("list_tasks", {"limit": 10})
+        journaled(tmp_path, (task("zz-newer", "nano-banana-2", age=1.0), "made meanwhile", None))
+        second = await client.call_tool("list_tasks", {"limit": 10, "cursor": first.structured_content["next_cursor"]})
+    assert [t["task_id"] for t in second.structured_content["tasks"]] == newest_first[10:20]
+
+
+async def test_a_page_that_ends_on_a_row_this_kie_mcp_cannot_read_goes_on_after_it(connect, tmp_path):
+    newest_first = pages(tmp_path, 12)
+    odd = newest_first[4]  # the last row of the first page of 5
+    journal = Journal.for_workspace(tmp_path)
+    journal.execute("UPDATE tasks SET record = '{\"state\": 7' WHERE task_id = ?", odd)  # a newer kie-mcp's, or cut
+    journal.close()
+    async with connect() as client:
+        seen, answers = await every_page(client, {"limit": 5})
+    named = [a.structured_content["message"] for a in answers if odd in a.structured_content["message"]]
+    assert seen == [t for t in newest_first if t != odd] and len(answers) == 3
+    assert len(named) == 1 and "could not be read" in named[0]
+
+
+async def test_a_cursor_no_listing_gave_or_given_with_other_filters_is_refused_in_words(connect, tmp_path):
+    import base64
+
+    pages(tmp_path, 12)
+
+    def crafted(value: Any) -> str:
+        return "c1." + base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+    async with connect() as client:
+        real = (await client.call_tool("list_tasks", {"limit": 5})).structured_content["next_cursor"]
+        bad = [
+            "next",
+            real[:-4],  # cut short
+            real[:3] + "!" + real[4:],
+            "c1." + "A" * 900,
+            crafted([float("nan"), "t0001", "x"]),  # json.dumps writes NaN
+            crafted([1e400, "t0001", "x"]),
+            crafted([True, "t0001", "x"]),
+            crafted({"created": 1}),
+            crafted([1.0, ["t0001"], "x"]),
+            crafted("'; DROP TABLE tasks;--"),
+        ]
+        answers = [await client.call_tool("list_tasks", {"limit": 5, "cursor": cursor}) for cursor in bad]
+        other_filters = await client.call_tool("list_tasks", {"limit": 5, "cursor": real, "state": "failed"})
+        still = await client.call_tool("list_tasks", {"limit": 5, "cursor": real})
+    for cursor, answer in zip(bad, answers, strict=True):
+        assert answer.is_error, cursor
+        assert "cursor is not one list_tasks gave" in text_of(answer) and "without cursor" in text_of(answer), cursor
+    assert other_filters.is_error and "other filters" in text_of(other_filters), text_of(other_filters)
+    assert not still.is_error and len(still.structured_content["tasks"]) == 5  # nothing was dropped
+
+
+# -- the text search off the event loop -----------------------------------------------------------------------------
+
+
+async def test_a_text_search_reads_every_prompt_in_a_worker_thread_holding_no_lock_of_the_journal(
+    connect, tmp_path, monkeypatch
+):
+    """At 50,000 tasks with 2 kB prompts a text search held the event loop 1.3-1.5 s (every other call waited). Prompts
+    an older kie-mcp saved (no folded form) are folded by that search, in that thread, and found."""
+    import threading
+
+    from kie_mcp import journal as journals
+
+    pages(tmp_path, 6)
+    old = Journal.for_workspace(tmp_path)  # as a kie-mcp before the folded column left them (or a hand edit)
+    old.execute("UPDATE tasks SET prompt_folded = NULL")
+    old.execute("UPDATE tasks SET prompt = 'ÉTÉ à la MER' WHERE task_id = 't0002'")
+    old.close()
+    handles: list[Journal] = []
+    opened = Journal.__init__
+
+    def kept(self: Journal, path: Any) -> None:
+        opened(self, path)
+        handles.append(self)
+
+    folds: list[tuple[bool, bool]] = []  # (on the event loop's thread, the server's journal lock free)
+    original = journals.folded
+
+    def watched(text: str | None) -> str:
+        free: list[bool] = []
+        probe = threading.Thread(target=lambda: free.append(_try(handles[0]._lock)))
+        probe.start()
+        probe.join()
+        folds.append((threading.current_thread() is threading.main_thread(), free[0]))
+        return original(text)
+
+    monkeypatch.setattr(Journal, "__init__", kept)
+    async with connect() as client:
+        await client.call_tool("list_tasks", {})  # opens the runtime (and its journal)
+        monkeypatch.setattr(journals, "folded", watched)
+        found = await client.call_tool("list_tasks", {"text": "été"})
+        monkeypatch.setattr(journals, "folded", original)
+    assert [t["task_id"] for t in found.structured_content["tasks"]] == ["t0002"], text_of(found)
+    assert folds and not any(on_loop for on_loop, _ in folds), folds
+    assert all(free for _, free in folds), folds
+    journal = Journal.for_workspace(tmp_path)
+    try:  # folded once, kept: the next search compares in SQLite alone
+        assert journal.query("SELECT COUNT(*) FROM tasks WHERE prompt_folded IS NULL")[0][0] == 0
+        assert journal.task_row("t0002")["prompt_folded"] == "été à la mer"
+    finally:
+        journal.close()
+
+
+def _try(lock: Any) -> bool:
+    if lock.acquire(blocking=False):
+        lock.release()
+        return True
+    return False
+
+
+async def test_a_prompt_an_older_kie_mcp_changes_is_searched_as_it_reads_now(connect, tmp_path):
+    """A writer that does not fold (an older kie-mcp on the same workspace, a hand edit) leaves no stale folded
+    prompt behind: the search finds the new words, never the old."""
+    journaled(tmp_path, (task("edited", "nano-banana-2"), "a red apple", None))
+    journal = Journal.for_workspace(tmp_path)
+    journal.execute("UPDATE tasks SET prompt = 'a green PEAR' WHERE task_id = 'edited'")
+    journal.close()
+    async with connect() as client:
+        pear = await client.call_tool("list_tasks", {"text": "pear"})
+        apple = await client.call_tool("list_tasks", {"text": "apple"})
+    assert [t["task_id"] for t in pear.structured_content["tasks"]] == ["edited"]
+    assert apple.structured_content["tasks"] == []
+
+
+# -- creates of unknown outcome, by attempt id ----------------------------------------------------------------------
+
+
+async def test_list_tasks_names_each_create_of_unknown_outcome_by_model_time_prompt_and_session(connect, controls):
+    """They were only a count: nothing to look for on KIE's logs by."""
+    async with connect(elicitation=answering()) as client:
+        await controls.fault("create", kind="drop_after_create")
+        made = await client.call_tool("generate_image", {"prompt": "a blue pear", "session": "fruit-shoot"})
+        listed = await client.call_tool("list_tasks", {})
+        resource = json.loads((await client.read_resource("kie://tasks")).contents[0].text)
+    assert made.structured_content["tasks"][0]["state"] == "unknown", text_of(made)
+    (create,) = listed.structured_content["unknown_create_list"]
+    assert listed.structured_content["unknown_creates"] == 1
+    assert create["attempt_id"].startswith("a_") and create["model"] == "nano-banana-2"
+    assert create["prompt"] == "a blue pear" and create["session"] == "fruit-shoot"
+    assert create["created"].endswith("Z") and create["error"]
+    line = f'- {create["attempt_id"]}: nano-banana-2, sent {create["created"]} [prompt "a blue pear"; session '
+    assert line in text_of(listed), text_of(listed)
+    assert resource["unknown_creates"] == [create]
+
+
+async def test_check_task_explains_an_attempt_id_from_the_journal_without_asking_kie(connect, controls, tmp_path):
+    """check_task(<attempt id>) asked KIE six times and then said KIE knows no such task."""
+    async with connect(elicitation=answering()) as client:
+        await controls.fault("create", kind="drop_after_create")
+        await client.call_tool("generate_image", {"prompt": "a blue pear"})
+        made = await client.call_tool("generate_image", {"prompt": "a yellow pear"})
+        journal = Journal.for_workspace(tmp_path)
+        unknown, created = (row["attempt_id"] for row in journal.attempts())
+        journal.close()
+        await controls.http.delete("/__sim/requests")
+        answers = {
+            "unknown": await client.call_tool("check_task", {"task_id": unknown}),
+            "created": await client.call_tool("check_task", {"task_id": created}),
+            "absent": await client.call_tool("check_task", {"task_id": "a_0123456789abcdef"}),
+        }
+        try:
+            await client.read_resource(f"kie://tasks/{unknown}")
+            resource_error = ""
+        except Exception as err:  # MCPError: no such task
+            resource_error = str(err)
+        asked = (await controls.get("requests"))["requests"]
+    task_id = made.structured_content["tasks"][0]["task_id"]
+    for answer in answers.values():
+        assert answer.is_error and "not a KIE task id; nothing was asked of KIE" in text_of(answer), text_of(answer)
+    assert "nano-banana-2 create sent at" in text_of(answers["unknown"]) and LOGS in text_of(answers["unknown"])
+    assert "may have made a task" in text_of(answers["unknown"])
+    assert f"check_task(task_id='{task_id}')" in text_of(answers["created"]), text_of(answers["created"])
+    assert "journal has no create a_0123456789abcdef" in text_of(answers["absent"])
+    assert "not a KIE task id" in resource_error
+    assert not [r for r in asked if "record" in r["path"].lower()], asked
+
+
+# -- lookups KIE refuses ----------------------------------------------------------------------------------------------
+
+
+async def test_a_rate_limited_lookup_of_an_unknown_task_gets_advice_for_a_status_check(connect, controls):
+    """A 429 to check_task on an id the journal does not know said "limit of 20 new tasks ... not queued and not
+    charged": advice for a create."""
+    await controls.fault("status", times=-1, kind="code", code=429, msg="slow down")
+    async with connect() as client:
+        checked = await client.call_tool("check_task", {"task_id": "abcdef0123456789abcdef0123456789"})
+        try:
+            await client.read_resource("kie://tasks/0123456789abcdef0123456789abcdef")
+            resource_error = ""
+        except Exception as err:
+            resource_error = str(err)
+    for text in (text_of(checked), resource_error):
+        assert "status check of task" in text and "nothing was sent or charged" in text, text
+        assert "20 new tasks" not in text and "not queued" not in text, text
+        assert "slow down" in text.lower()
+
+
+async def test_an_overlong_task_id_is_told_by_its_own_length(connect, controls):
+    """words.plain counted the quotes it added: a 200-character id read "(202 characters)"."""
+    async with connect() as client:
+        checked = await client.call_tool("check_task", {"task_id": "x" * 200})
+        try:
+            await client.read_resource("kie://tasks/" + "y" * 250)
+            resource_error = ""
+        except Exception as err:
+            resource_error = str(err)
+    assert "(200 characters)" in text_of(checked), text_of(checked)
+    assert "(250 characters)" in resource_error and "nothing was asked of KIE" in resource_error, resource_error

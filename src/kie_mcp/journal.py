@@ -8,8 +8,14 @@ spend under a cap) run in ``BEGIN IMMEDIATE`` transactions, so two processes can
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
+import hashlib
 import json
+import logging
+import math
+import re
 import sqlite3
 import threading
 import time
@@ -23,6 +29,9 @@ from typing import Any
 
 from kie_mcp import processes
 from kie_mcp.redact import redact, redact_value
+from kie_mcp.words import shortened, timestamp
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS quotes (
@@ -62,15 +71,26 @@ INDEXES = {
     "attempts_quote": "attempts(quote_id)",  # the tasks a quote approved (replays)
     "attempts_task": "attempts(task_id)",  # a result's sidecar
     "attempts_digest": "attempts(digest, created)",  # a host's retry of a call whose answer it never got
-    "tasks_created": "tasks(created)",  # list_tasks, newest first
+    # list_tasks, newest first and a page at a time: ties of creation time broken by task id (``TaskCursor``)
+    "tasks_created_id": "tasks(created, task_id)",
     "tasks_attempt": "tasks(attempt_id)",
-    "tasks_state_created": "tasks(state, created)",
-    "tasks_model_created": "tasks(model, created)",
+    "tasks_state_created_id": "tasks(state, created, task_id)",
+    "tasks_model_created_id": "tasks(model, created, task_id)",
     "tasks_charged": "tasks(model, options_key, updated) WHERE state = 'succeeded'",  # charged_before
     "tasks_parent": "tasks(parent_task_id, created) WHERE parent_task_id IS NOT NULL",  # a clip's follow-ups
     "answers_task": "answers(task_id)",
+    # prompts an older kie-mcp (or a hand edit) wrote without their folded form: folded before the next text search
+    "tasks_unfolded": "tasks(created) WHERE prompt_folded IS NULL AND prompt IS NOT NULL",
 }
-SUPERSEDED = ("spend_day", "attempts_state", "quotes_digest")  # indexes of older journals that the ones above replace
+# Indexes of older journals that the ones above replace.
+SUPERSEDED = (
+    "spend_day",
+    "attempts_state",
+    "quotes_digest",
+    "tasks_created",
+    "tasks_state_created",
+    "tasks_model_created",
+)
 # Columns of create attempts added since the first journal: the request's digest and the process sending it (whose
 # death makes a create "being sent" an unknown one), and whether the call's answer reached the client (a host that
 # retries a call it cancelled gets what the first one made, never a second create).
@@ -99,6 +119,10 @@ TRIGGERS = {
     "spend_total_on_delete": "AFTER DELETE ON spend BEGIN UPDATE spend_total SET total = total - OLD.delta; END",
     "spend_total_on_update": "AFTER UPDATE OF delta ON spend "
     "BEGIN UPDATE spend_total SET total = total - OLD.delta + NEW.delta; END",
+    # A prompt changed by a writer that does not fold (an older kie-mcp, a hand edit) loses its stale folded form;
+    # the next text search folds it again (``Journal.fold_prompts``).
+    "tasks_prompt_refold": "AFTER UPDATE OF prompt ON tasks WHEN NEW.prompt IS NOT OLD.prompt AND "
+    "NEW.prompt_folded IS OLD.prompt_folded BEGIN UPDATE tasks SET prompt_folded = NULL WHERE rowid = NEW.rowid; END",
 }
 
 # A create "being sent" for longer than this was interrupted, whoever named itself its sender (a process id can be
@@ -109,6 +133,30 @@ INTERRUPTED = (
     "the server stopped while this create was being sent, so KIE may have created (and charged) it; check "
     "https://kie.ai/logs before trying again"
 )
+
+
+def attempt_story(attempt_id: str, attempt: sqlite3.Row | None) -> str:
+    """What became of a create attempt (``attempt``: its row, or None when this journal has none by that id), and
+    where its task, if any, is found: check_task's answer to an attempt id, which is never asked of KIE."""
+    if attempt is None:
+        return (
+            f"This workspace's journal has no create {attempt_id}: check the id (list_tasks names the creates of "
+            "unknown outcome), or use a task id from generate_image, generate_video, list_tasks or "
+            "https://kie.ai/logs."
+        )
+    what = f"It was a {attempt['model']} create sent at {timestamp(attempt['created'])}"
+    why = f" ({shortened(attempt['error'], 200)})" if attempt["error"] else ""
+    if attempt["state"] == "created" and attempt["task_id"]:
+        return f"{what}; KIE made task {attempt['task_id']}: check_task(task_id='{attempt['task_id']}') shows it."
+    if attempt["state"] == "refused":
+        return f"{what}; KIE refused it{why}, so nothing was created or charged."
+    if attempt["state"] == "sending":
+        return f"{what}; it is still being sent. Its call returns the task id, and list_tasks shows the task."
+    return (
+        f"{what}, and KIE gave no clear answer{why}: it may have made a task, and charged it, whose id kie-mcp "
+        "never got. Look on https://kie.ai/logs for a task of that model at that time; check_task takes its task "
+        "id from there. Check before trying the create again."
+    )
 
 
 def journal_path(workspace: Path) -> Path:
@@ -162,9 +210,15 @@ def storage_problem(err: BaseException) -> str:
 
 
 def _task_filter(
-    *, state: str | None, model: str | None, since: datetime | None, text: str | None
+    *,
+    state: str | None,
+    model: str | None,
+    since: datetime | None,
+    text: str | None,
+    older_than: tuple[float, str] | None = None,
 ) -> tuple[str, list[Any]]:
-    """The WHERE clause (and its values) of a search of the tasks (``find_tasks``, ``count_tasks``)."""
+    """The WHERE clause (and its values) of a search of the tasks (``find_tasks``, ``count_tasks``); with
+    ``older_than`` (the creation time and id of the last task of a page), only the tasks after it, newest first."""
     clauses: list[str] = []
     args: list[Any] = []
     if state:
@@ -177,9 +231,71 @@ def _task_filter(
         clauses.append("created >= ?")
         args.append(since.timestamp())
     if text:  # in any letter case and Unicode form, every character as itself ("50%" is no wildcard)
-        clauses.append("instr(kie_fold(prompt), ?) > 0")
+        # Against the prompt folded when it was saved; one written without (``fold_prompts``) is folded here.
+        clauses.append("prompt IS NOT NULL AND instr(COALESCE(prompt_folded, kie_fold(prompt)), ?) > 0")
         args.append(folded(text))
+    if older_than is not None:  # a keyset: pages never skip or repeat a task, whatever is added meanwhile
+        clauses.append("(created, task_id) < (?, ?)")
+        args += [older_than[0], older_than[1]]
     return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), args
+
+
+FOLD_SECONDS = 1.0  # the longest a text search spends folding prompts an older kie-mcp kept (``fold_prompts``)
+ATTEMPT_ID = re.compile(r"a_[0-9a-f]{16}")  # kie-mcp's id of a create attempt (``begin_attempt``), never KIE's
+CURSOR_PREFIX = "c1."  # the version of a list_tasks cursor's layout
+
+
+class BadCursor(ValueError):
+    """A list_tasks cursor that no listing gave (cut short, changed or made up), or one given with other filters
+    than the listing that gave it: the message says what to do."""
+
+
+def _filters_digest(filters: dict[str, Any]) -> str:
+    """The filters of a listing (state, model, since, text) as a short digest, so that a cursor is only ever used to
+    continue the listing that gave it."""
+    kept = {}
+    for name, value in sorted(filters.items()):
+        if value:
+            kept[name] = (
+                folded(value) if name == "text" else value.isoformat() if isinstance(value, datetime) else value
+            )
+    return hashlib.sha256(json.dumps(kept, ensure_ascii=False).encode()).hexdigest()[:16]
+
+
+def page_cursor(last: tuple[float, str], filters: dict[str, Any]) -> str:
+    """The cursor that continues a listing after its task ``last`` (creation time, task id): opaque to agents."""
+    body = json.dumps([last[0], last[1], _filters_digest(filters)], ensure_ascii=False, separators=(",", ":"))
+    return CURSOR_PREFIX + base64.urlsafe_b64encode(body.encode()).decode().rstrip("=")
+
+
+def read_cursor(cursor: str, filters: dict[str, Any]) -> tuple[float, str]:
+    """The point a cursor of ``page_cursor`` continues from. Raises ``BadCursor`` for anything else (text that is no
+    cursor, one cut short or changed, a creation time that is no finite number) and for a cursor of a listing
+    with other filters."""
+    start_again = "Call list_tasks without cursor to start again from the newest task."
+    try:
+        if not cursor.startswith(CURSOR_PREFIX):
+            raise ValueError
+        packed = cursor.removeprefix(CURSOR_PREFIX)
+        created, task_id, digest = json.loads(base64.urlsafe_b64decode(packed + "=" * (-len(packed) % 4)))
+        if isinstance(created, bool) or not isinstance(created, int | float) or not math.isfinite(created):
+            raise ValueError
+        if not isinstance(task_id, str) or not isinstance(digest, str):
+            raise ValueError
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError, RecursionError):
+        raise BadCursor(
+            "cursor is not one list_tasks gave (a next_cursor, whole and unchanged); no task was listed. " + start_again
+        ) from None
+    if digest != _filters_digest(filters):
+        raise BadCursor(
+            "cursor continues a list_tasks with other filters; no task was listed. Pass it with the same state, "
+            "model, since and text as the call that gave it. " + start_again
+        )
+    return float(created), task_id
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def folded(text: str | None) -> str:
@@ -261,6 +377,8 @@ class Journal:
                 db.execute(f"ALTER TABLE attempts ADD COLUMN {column} {ATTEMPT_COLUMNS[column]}")
             if "parent_task_id" not in _columns(db, "tasks"):  # follow-ups (continue_video) name their source
                 db.execute("ALTER TABLE tasks ADD COLUMN parent_task_id TEXT")
+            if "prompt_folded" not in _columns(db, "tasks"):  # the prompt as searches compare it, folded on save
+                db.execute("ALTER TABLE tasks ADD COLUMN prompt_folded TEXT")  # older rows: ``fold_prompts``
             if "options_key" not in _columns(db, "tasks"):
                 db.execute("ALTER TABLE tasks ADD COLUMN options_key TEXT")
                 db.execute(
@@ -282,9 +400,11 @@ class Journal:
         names = {row["name"] for row in self._db.execute("SELECT name FROM sqlite_master")}
         if not names >= {*INDEXES, *TRIGGERS, "spend_total"} or names & set(SUPERSEDED):
             return False
-        if "kind" not in _columns(self._db, "quotes") or not {"options_key", "parent_task_id"} <= _columns(
-            self._db, "tasks"
-        ):
+        if "kind" not in _columns(self._db, "quotes") or not {
+            "options_key",
+            "parent_task_id",
+            "prompt_folded",
+        } <= _columns(self._db, "tasks"):
             return False
         if not set(ATTEMPT_COLUMNS) <= _columns(self._db, "attempts"):
             return False
@@ -497,6 +617,14 @@ class Journal:
         rows = [row for a in attempt_ids for row in self.query("SELECT * FROM attempts WHERE attempt_id = ?", a)]
         return sorted(rows, key=lambda row: row["created"])
 
+    def latest_attempts(self, state: str, limit: int) -> list[sqlite3.Row]:
+        """The newest ``limit`` create attempts in ``state``, newest first: an index range, however many there are
+        (a workspace may hold thousands of creates of unknown outcome)."""
+        return self.query("SELECT * FROM attempts WHERE state = ? ORDER BY created DESC LIMIT ?", state, limit)
+
+    def count_attempts(self, state: str) -> int:
+        return int(self.query("SELECT COUNT(*) FROM attempts WHERE state = ?", state)[0][0])
+
     def attempts(self, state: str | None = None) -> list[sqlite3.Row]:
         if state is None:
             return self.query("SELECT * FROM attempts ORDER BY created")
@@ -558,12 +686,16 @@ class Journal:
     # -- tasks -----------------------------------------------------------------------------------
 
     def save_task(self, record_json: str, *, task_id: str, model: str, state: str, **extra: Any) -> None:
+        """Save a task's record (``extra``: attempt_id, prompt, session, created, parent_task_id). The prompt is
+        kept redacted, and folded as text searches compare it (``folded``)."""
         now = time.time()
+        prompt = redact(extra["prompt"]) if extra.get("prompt") else None
         self.execute(
             "INSERT INTO tasks (task_id, attempt_id, model, state, prompt, session, record, created, updated,"
-            " parent_task_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(task_id) DO UPDATE SET"
-            " state = excluded.state, record = excluded.record, updated = excluded.updated,"
+            " parent_task_id, prompt_folded) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(task_id) DO UPDATE"
+            " SET state = excluded.state, record = excluded.record, updated = excluded.updated,"
             " prompt = COALESCE(excluded.prompt, tasks.prompt), session = COALESCE(excluded.session, tasks.session),"
+            " prompt_folded = COALESCE(excluded.prompt_folded, tasks.prompt_folded),"
             " attempt_id = COALESCE(excluded.attempt_id, tasks.attempt_id),"
             " parent_task_id = COALESCE(excluded.parent_task_id, tasks.parent_task_id)"
             # A finished task never reads unfinished again: another server on this workspace (or a slow look of
@@ -574,12 +706,13 @@ class Journal:
             extra.get("attempt_id"),
             model,
             state,
-            redact(extra["prompt"]) if extra.get("prompt") else None,
+            prompt,
             redact(extra["session"]) if extra.get("session") else None,
             record_json,
             extra.get("created", now),
             now,
             extra.get("parent_task_id"),
+            folded(prompt) if prompt else None,
         )
 
     def keep_answer(self, task_id: str, body: dict[str, Any]) -> None:
@@ -669,10 +802,21 @@ class Journal:
         model: str | None = None,
         since: datetime | None = None,
         text: str | None = None,
+        older_than: tuple[float, str] | None = None,
         limit: int = 50,
     ) -> list[sqlite3.Row]:
-        where, args = _task_filter(state=state, model=model, since=since, text=text)
-        return self.query(f"SELECT * FROM tasks {where} ORDER BY created DESC LIMIT ?", *args, limit)
+        """Tasks matching the filters, newest first (ties of creation time by task id, so a listing continued with
+        ``older_than`` never skips or repeats one), at most ``limit``.
+
+        With ``text``, every prompt is compared: a scan of the whole table (about 0.4 s at 50,000 tasks with 2 kB
+        prompts), run on a connection of its own, so that in a worker thread it holds up no other journal use."""
+        where, args = _task_filter(state=state, model=model, since=since, text=text, older_than=older_than)
+        sql = f"SELECT * FROM tasks {where} ORDER BY created DESC, task_id DESC LIMIT ?"
+        if not text:
+            return self.query(sql, *args, limit)
+        with self._reader() as db:
+            self.fold_prompts(db)
+            return db.execute(sql, (*args, limit)).fetchall()
 
     def count_tasks(
         self,
@@ -681,10 +825,95 @@ class Journal:
         model: str | None = None,
         since: datetime | None = None,
         text: str | None = None,
+        older_than: tuple[float, str] | None = None,
     ) -> int:
         """How many tasks ``find_tasks`` with these filters would find without a limit."""
-        where, args = _task_filter(state=state, model=model, since=since, text=text)
-        return int(self.query(f"SELECT COUNT(*) FROM tasks {where}", *args)[0][0])
+        where, args = _task_filter(state=state, model=model, since=since, text=text, older_than=older_than)
+        sql = f"SELECT COUNT(*) FROM tasks {where}"
+        if not text:
+            return int(self.query(sql, *args)[0][0])
+        with self._reader() as db:
+            return int(db.execute(sql, args).fetchone()[0])
+
+    def cursor_after(self, task_ids: Iterable[str], filters: dict[str, Any]) -> str | None:
+        """The cursor that lists the tasks after a page of ``find_tasks`` with ``filters`` (``task_ids``: the page's
+        tasks, its unreadable rows too); None when the journal holds none of them."""
+        end = self._page_end(task_ids)
+        return page_cursor(end, filters) if end else None
+
+    def _page_end(self, task_ids: Iterable[str]) -> tuple[float, str] | None:
+        """The creation time and id of the oldest of ``task_ids``: where the next page starts."""
+        ids = list(dict.fromkeys(task_ids))
+        ends: list[tuple[float, str]] = []
+        for start in range(0, len(ids), 500):  # a page is at most 200; SQLite takes up to 999 values
+            some = ids[start : start + 500]
+            rows = self.query(
+                f"SELECT created, task_id FROM tasks WHERE task_id IN ({','.join('?' * len(some))})", *some
+            )
+            # A time no keyset can hold (NULL, NaN: a hand edit) is skipped: such a row sorts after every other.
+            ends += [(row["created"], row["task_id"]) for row in rows if _finite(row["created"])]
+        return min(ends) if ends else None
+
+    @contextmanager
+    def _reader(self) -> Iterator[sqlite3.Connection]:
+        """A connection of its own for a long read (a text search over every prompt), closed after it: it holds no
+        lock of this handle, so in a worker thread it holds up no tool call's journal use on the event loop (WAL:
+        readers and the writer never wait for each other). A journal of one connection (":memory:", tests) lends
+        that one, under its lock; so does one a second connection cannot open."""
+        db: sqlite3.Connection | None = None
+        if str(self.path) != ":memory:":
+            try:
+                db = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None, check_same_thread=False)
+                db.row_factory = sqlite3.Row
+                db.create_function("kie_fold", 1, folded, deterministic=True)
+                db.execute("PRAGMA busy_timeout=30000")
+            except sqlite3.Error as err:
+                log.info("the journal's search uses the shared connection (%s)", err)
+                if db is not None:
+                    db.close()
+                db = None
+        if db is None:
+            with self._lock:
+                yield self._db
+            return
+        try:
+            yield db
+        finally:
+            db.close()
+
+    def fold_prompts(
+        self, db: sqlite3.Connection | None = None, *, seconds: float = FOLD_SECONDS, batch: int = 500
+    ) -> int:
+        """Fold the prompts kept without their folded form (by a kie-mcp before it kept one, or a hand edit) so that
+        text searches compare them inside SQLite alone; return how many. Newest first (a search stops at its page of
+        the newest), a batch (at most 500) at a time, each a short write transaction, for ``seconds`` at most: the
+        search after an upgrade costs no more than one more second however large the journal (the next searches
+        fold on). On ``db`` (a ``_reader`` connection), outside any lock of this handle. A journal that cannot be
+        written keeps them as they are: the search folds them as it reads them."""
+        find = (
+            "SELECT rowid, created, prompt FROM tasks WHERE prompt_folded IS NULL AND prompt IS NOT NULL"
+            " AND (created, rowid) < (?, ?) ORDER BY created DESC, rowid DESC LIMIT ?"
+        )
+        keep = "UPDATE tasks SET prompt_folded = ? WHERE rowid = ? AND prompt IS ? AND prompt_folded IS NULL"
+        done, before, deadline = 0, (math.inf, 0), time.monotonic() + seconds
+        with self._lock if db is None else contextlib.nullcontext():
+            db = db or self._db
+            while time.monotonic() < deadline and (rows := db.execute(find, (*before, min(batch, 500))).fetchall()):
+                before = (rows[-1]["created"], rows[-1]["rowid"])
+                values = [(folded(row["prompt"]), row["rowid"], row["prompt"]) for row in rows]
+                try:
+                    db.execute("BEGIN IMMEDIATE")
+                    try:
+                        db.executemany(keep, values)
+                    except BaseException:
+                        db.execute("ROLLBACK")
+                        raise
+                    db.execute("COMMIT")
+                except sqlite3.Error as err:  # read-only, or busy for longer than the timeout: searched all the same
+                    log.info("prompts of older tasks could not be folded for searches: %s", err)
+                    return done
+                done += len(rows)
+        return done
 
     def charged_before(self, model: str, options_key: str, limit: int = 5) -> list[tuple[float, float]]:
         """(credits charged, when) of recent finished tasks with this model and these options, newest first."""

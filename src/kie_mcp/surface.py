@@ -49,7 +49,16 @@ from kie_mcp.catalog.pricing import TypicalPrice, typical_prices, usd_text
 from kie_mcp.catalog.tables import model_document, model_table_json, model_table_markdown, price_summary
 from kie_mcp.clientroots import root_folders, roots_resolver
 from kie_mcp.config import Settings, no_key_advice
-from kie_mcp.journal import Journal, JournalUnavailable, storage_problem, unavailable_reason
+from kie_mcp.journal import (
+    ATTEMPT_ID,
+    BadCursor,
+    Journal,
+    JournalUnavailable,
+    attempt_story,
+    read_cursor,
+    storage_problem,
+    unavailable_reason,
+)
 from kie_mcp.kie import Category, KieError
 from kie_mcp.media import saved
 from kie_mcp.media.downloads import SNIFF_BYTES, THUMBNAIL_SIDE, output_folder, preview, real_folder, sniff_mime
@@ -90,7 +99,7 @@ from kie_mcp.spend.quotes import QUOTE_ID
 from kie_mcp.tasks import TaskBook, TaskRecord
 from kie_mcp.tasks.records import NOT_FOLLOWED, OVERDUE, PROMPT_SHOWN, ModelFilterError
 from kie_mcp.toolschema import FREE_TEXT
-from kie_mcp.words import duration_text, plain, timestamp
+from kie_mcp.words import duration_text, plain, shortened, timestamp
 
 if TYPE_CHECKING:
     from kie_mcp.server import _Server
@@ -327,10 +336,34 @@ class StitchedVideo(_Result):
     message: str
 
 
+class UnknownCreate(_Result):
+    """A create KIE gave no clear answer to: it may have made (and charged) a task whose id kie-mcp never got."""
+
+    attempt_id: str = Field(description="kie-mcp's id of the create, not a KIE task id (check_task explains it).")
+    model: str
+    created: str = Field(description="When it was sent (ISO 8601, UTC): look for it on https://kie.ai/logs.")
+    prompt: str | None = Field(None, description=f"Its prompt, first {PROMPT_SHOWN} characters (secrets redacted).")
+    session: str | None = None
+    error: str | None = Field(None, description="Why its outcome is unknown.")
+
+
 class TaskList(_Result):
     tasks: list[TaskRecord]
-    total: int = Field(description="How many tasks match the filters; more than listed when limit cut the list.")
+    total: int = Field(
+        description="How many tasks match the filters (with cursor: from there on, this page and older); more than "
+        "listed when limit cut the list."
+    )
+    next_cursor: str | None = Field(
+        None,
+        description="Set when older tasks match than this page shows: pass it as cursor, with the same state, model, "
+        "since and text, to list them. No task is skipped or repeated from page to page.",
+    )
     unknown_creates: int = Field(description="Creates whose outcome is unknown (may have been charged).")
+    unknown_create_list: list[UnknownCreate] = Field(
+        default_factory=list,
+        description="The latest (at most 20) of those creates, newest first: each may have made a task, charged, "
+        "that only https://kie.ai/logs shows.",
+    )
     saved_files: SavedFiles = Field(default_factory=list)
     gallery: str | None = Field(None, description="The gallery page of saved results (absolute path), once one exists.")
     gallery_uri: str | None = Field(None, description="The gallery page as a file:// URI, to open in a browser.")
@@ -645,17 +678,33 @@ def _register_tools(mcp: MCPServer) -> None:
         ] = None,
         text: Annotated[str | None, FREE_TEXT, Field(description="Words to find in the prompt.")] = None,
         limit: Annotated[int, Field(ge=1, le=LIST_LIMIT)] = 50,
+        cursor: Annotated[
+            str | None,
+            Field(
+                max_length=1000,
+                description="The next_cursor of a listing, to list the tasks older than it showed (with the same "
+                "state, model, since and text).",
+            ),
+        ] = None,
     ) -> Annotated[CallToolResult, TaskList]:
-        """Every task this workspace created, newest first, from the journal (survives restarts). Free."""
+        """Every task this workspace created, newest first, from the journal (survives restarts); past limit,
+        next_cursor lists the older ones. Free."""
         _reject_unknown_arguments(ctx, "list_tasks")
         from kie_mcp.media import gallery as pages  # loaded on first use
 
         rt = _runtime(ctx)
-        with _user_errors(ModelFilterError):
+        with _user_errors(ModelFilterError, BadCursor):
             day = _parse_day(since)
             model_id = rt.tasks.model_filter(model, rt.catalog) if model and model.strip() else None
-            search = rt.tasks.find(state=state, model=model_id, since=day, text=text, limit=limit)
-            unknown = [a["attempt_id"] for a in rt.journal.attempts("unknown")]
+            filters: dict[str, Any] = {"state": state, "model": model_id, "since": day, "text": text}
+            find = functools.partial(rt.tasks.find, limit=limit, **filters)
+            if cursor:
+                find = functools.partial(find, older_than=read_cursor(cursor, filters))
+            # A text search compares every prompt: in a worker thread, on a connection of its own (find_tasks).
+            search = await anyio.to_thread.run_sync(find) if text else find()
+            next_cursor = rt.journal.cursor_after(_page(search), filters) if search.cut else None
+            unknown_total = rt.journal.count_attempts("unknown")
+            unknown = _unknown_creates(rt.journal) if unknown_total else []
         found = search.records
         lines = [
             f"- {t.task_id} {t.model} {t.state}{followups.link_text(t)}{_labels_text(t, ' [', ']')}"
@@ -665,15 +714,19 @@ def _register_tools(mcp: MCPServer) -> None:
             for t in found
         ]
         of = f" of {model_id}" if model_id else ""
-        message = f"{len(found)} task(s){of}"
-        if search.cut:
-            more = "raise limit to see more" if limit < LIST_LIMIT else "narrow it with state, model, since or text"
-            message = f"{search.total} task(s){of} match; showing {len(found)} of {search.total}; {more}"
+        message = f"{len(found)} task(s){of}" + (" older than the previous page" if cursor else "")
+        if next_cursor:
+            older = " older than the previous page" if cursor else ""
+            more = "raise limit to see more at once (at most 200), or " if limit < LIST_LIMIT else ""
+            message = (
+                f"{search.total} task(s){of} match{older}; showing {len(found)} of {search.total}; {more}list the "
+                f"older ones with {_next_call(filters, next_cursor)}"
+            )
         message += ":\n" + "\n".join(lines) if lines else "."
         if search.unreadable:  # rows a newer kie-mcp wrote (or a hand edit): named, never a failed listing
             message += f"\n{search.unreadable_note}"
-        if unknown:
-            message += "\n" + _unknown_creates_text(len(unknown))
+        if unknown_total:
+            message += "\n" + _unknown_creates_text(unknown_total) + _unknown_creates_lines(unknown, unknown_total)
         message += "".join(f"\n{notice}" for notice in rt.notices)
         page = pages.gallery_path(rt.settings.workspace)
         shown = (str(page.absolute()), pages.gallery_uri(rt.settings.workspace)) if page.is_file() else (None, None)
@@ -682,7 +735,9 @@ def _register_tools(mcp: MCPServer) -> None:
         result = TaskList(
             tasks=found,
             total=search.total,
-            unknown_creates=len(unknown),
+            next_cursor=next_cursor,
+            unknown_creates=unknown_total,
+            unknown_create_list=unknown,
             gallery=shown[0],
             gallery_uri=shown[1],
             message=message,
@@ -702,7 +757,7 @@ def _register_tools(mcp: MCPServer) -> None:
             rt.require_kie()
             balance = await balance_cache(rt).read()  # always fresh, and refreshes the cache spends use
             s, spent, total = rt.settings, rt.ledger.spent_today(), rt.ledger.total_spent()
-            blocked, unknown = rt.ledger.over_cap(), len(rt.journal.attempts("unknown"))
+            blocked, unknown = rt.ledger.over_cap(), rt.journal.count_attempts("unknown")
         exposed = await anyio.to_thread.run_sync(exposure.dotenv_exposure, rt.settings.context_folder)
         message = (
             f"Balance: {balance:g} credits (about {usd_text(usd(balance))}). Spent today through kie-mcp: {spent:g}. "
@@ -1151,11 +1206,19 @@ async def _find_record(rt: Runtime, task_id: str) -> TaskRecord:
             next_step="Pass it as quote_id to the generate call it priced, once the user approved the cost; "
             "check_task takes the task_id that call returns.",
         )
+    if ATTEMPT_ID.fullmatch(task_id):  # list_tasks names creates of unknown outcome by it: never asked of KIE either
+        attempt = next(iter(rt.journal.attempts_by_id([task_id])), None)
+        raise KieError(
+            f"{task_id} is kie-mcp's id of a create attempt, not a KIE task id; nothing was asked of KIE",
+            category=Category.INPUT,
+            retryable=False,
+            next_step=attempt_story(task_id, attempt),
+        )
     try:
         status = await rt.require_kie().find_task(task_id)
     except KieError as err:
         if err.retryable or err.category not in (Category.INPUT, Category.NOT_FOUND):
-            raise
+            raise followups.lookup_failed(plain(task_id), err) from None  # advice for a status call, not a create
         raise KieError(  # a lookup has no field to fix: KIE's "invalid request" means it has no such task
             f"KIE knows no task {plain(task_id)} ({err.message})",
             category=Category.INPUT,
@@ -1184,6 +1247,49 @@ def _unknown_creates_text(count: int) -> str:
         "been created and charged: each is counted against the daily cap of the day it was sent. Check "
         "https://kie.ai/logs before trying them again."
     )
+
+
+def _unknown_creates(journal: Journal) -> list[UnknownCreate]:
+    """The latest creates of unknown outcome (at most ``RESOURCE_UNKNOWN``), newest first, told apart by model, time,
+    prompt (shortened; kept redacted) and session."""
+    return [
+        UnknownCreate(
+            attempt_id=row["attempt_id"],
+            model=row["model"],
+            created=timestamp(row["created"]),
+            prompt=shortened(" ".join(row["prompt"].split()), PROMPT_SHOWN) if row["prompt"] else None,
+            session=row["session"],
+            error=row["error"],
+        )
+        for row in journal.latest_attempts("unknown", RESOURCE_UNKNOWN)
+    ]
+
+
+def _unknown_creates_lines(unknown: list[UnknownCreate], total: int) -> str:
+    """One line per create of unknown outcome, to find it on KIE's logs by model and time."""
+    lines = []
+    for create in unknown:
+        labels = [f"prompt {plain(create.prompt, limit=PROMPT_SHOWN + 20)}"] if create.prompt else []
+        labels += [f"session {plain(create.session, limit=80)}"] if create.session else []
+        shown = f" [{'; '.join(labels)}]" if labels else ""
+        lines.append(f"\n- {create.attempt_id}: {create.model}, sent {create.created}{shown}")
+    which = f"The latest {len(unknown)} of them:" if total > len(unknown) else "They are:"
+    return f" {which}{''.join(lines)}\ncheck_task with an attempt id (a_...) says what is known of it."
+
+
+def _page(search: Any) -> list[str]:
+    """The task ids of a page of ``TaskBook.find`` (its unreadable rows too): the next page starts after them."""
+    return [*(t.task_id for t in search.records), *search.unreadable]
+
+
+def _next_call(filters: dict[str, Any], cursor: str) -> str:
+    """The list_tasks call that lists the next page: the same filters, and the cursor."""
+    given = {
+        name: value.date().isoformat() if isinstance(value, datetime) else value for name, value in filters.items()
+    }
+    named = [f"{name}={plain(value, limit=80)}" for name, value in given.items() if value]
+    named.append(f'cursor="{cursor}"')  # whole: base64url, nothing to escape
+    return f"list_tasks({', '.join(named)})"
 
 
 # stitch_videos' clips: any video by its bytes, of any size (nothing is uploaded, so no upload limit applies).
@@ -1465,15 +1571,9 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
             raise ResourceError(unavailable_reason(settings.workspace, err)) from err
         try:
             search = TaskBook(journal).find(limit=RESOURCE_TASKS)
-            unknown = [
-                {
-                    "attempt_id": a["attempt_id"],
-                    "model": a["model"],
-                    "error": a["error"],
-                    "created": timestamp(a["created"]),
-                }
-                for a in reversed(journal.attempts("unknown"))  # newest first
-            ]
+            next_cursor = journal.cursor_after(_page(search), {}) if search.cut else None
+            unknown_total = journal.count_attempts("unknown")
+            unknown = _unknown_creates(journal) if unknown_total else []  # newest first
         except sqlite3.Error as err:
             raise ResourceError(unavailable_reason(settings.workspace, err)) from err
         finally:
@@ -1481,19 +1581,21 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
         body: dict[str, Any] = {
             "tasks": [t.model_dump(mode="json") for t in search.records],
             "total": search.total,
-            "unknown_creates": unknown[:RESOURCE_UNKNOWN],
-            "unknown_creates_total": len(unknown),
+            "unknown_creates": [a.model_dump(mode="json") for a in unknown],
+            "unknown_creates_total": unknown_total,
         }
-        if search.cut:
+        if next_cursor:
+            body["next_cursor"] = next_cursor
             body["total_note"] = (
-                f"The latest {RESOURCE_TASKS} of {search.total} tasks; list_tasks finds the others (since, text, "
-                "model, state)."
+                f"The latest {RESOURCE_TASKS} of {search.total} tasks; list_tasks(cursor=next_cursor) lists the older "
+                "ones, a page at a time (again with its own next_cursor), and list_tasks finds any by state, model, "
+                "since or text."
             )
         if search.unreadable:  # rows a newer kie-mcp wrote (or a hand edit): named, never a failed read
             body["unreadable_tasks"] = search.unreadable
             body["unreadable_tasks_note"] = search.unreadable_note
-        if unknown:
-            body["unknown_creates_note"] = _unknown_creates_text(len(unknown))
+        if unknown_total:
+            body["unknown_creates_note"] = _unknown_creates_text(unknown_total)
         return json.dumps(body, indent=2)
 
     @mcp.resource("kie://tasks/{task_id}", name="task", title="A KIE task", mime_type="application/json")

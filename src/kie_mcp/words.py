@@ -21,9 +21,13 @@ def plain(value: Any, *, quoted: bool = True, limit: int = SHOWN_LIMIT) -> str:
     """``value`` as JSON writes it (text in double quotes unless ``quoted`` is False), at most ``limit`` characters.
 
     Numbers read as people write them (``5``, not ``5.0``); NaN and infinities, which JSON cannot carry, as
-    ``NaN``, ``Infinity`` and ``-Infinity``."""
+    ``NaN``, ``Infinity`` and ``-Infinity``. A text cut short says how long it is, in its own characters (not
+    counting the quotes or escapes added to show it)."""
     text = _render(value, quoted)
-    return text if len(text) <= limit else f"{text[: cut_point(text, limit - 3)]}... ({len(text)} characters)"
+    if len(text) <= limit:
+        return text
+    length = len(value) if isinstance(value, str) else len(text)
+    return f"{text[: cut_point(text, limit - 3)]}... ({length} characters)"
 
 
 def shortened(text: str, limit: int) -> str:

@@ -126,8 +126,9 @@ def any_request_step(err: KieError) -> str | None:
 def creates_nothing(err: KieError, said: str, retry: str) -> KieError:
     """``err`` of a request that creates nothing (a balance or status check) with advice in words for it: ``said``
     (what failed, and that nothing was sent or charged), then KIE's advice where it fits any request, a failure's
-    own advice when it met no code of KIE's (the network, an answer that could not be read), or else ``retry``."""
-    then = any_request_step(err) or (err.next_step if err.code is None else retry)
+    own advice when it met no code KIE documents (the network, an answer that could not be read, a code kie-mcp
+    does not know, which its advice names), or else ``retry``."""
+    then = any_request_step(err) or (retry if err.code in CODES else err.next_step)
     return err.with_next_step(f"{said} {then}")
 
 
