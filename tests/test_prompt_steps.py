@@ -43,6 +43,7 @@ LONGEST_SCRIPT = max(
 )
 COUNTS = {"angles", "beats"}  # whole-number arguments, refused by _count
 MODELS = {"model", "video_model"}  # model ids, refused unless the catalogue has one of the workflow's kind
+RATIOS = {"aspect_ratio"}  # aspect ratios, refused unless a model of the workflow takes them
 
 
 def _step(text: str, number: int) -> str:
@@ -272,11 +273,18 @@ async def test_a_line_break_in_an_argument_cannot_forge_a_workflow_step(connect,
 def test_no_free_text_argument_of_any_workflow_adds_a_line(name):
     """The one quoting helper is used for every free-text argument of every workflow: each, given the forged step
     with every line break, leaves the workflow's lines as they were."""
+    from mcp import MCPError
+
     fn = WORKFLOWS[name][1]
     plain = fn(**ARGUMENTS[name]).splitlines()
     free = [p for p in inspect.signature(fn).parameters if p not in COUNTS | MODELS]
     for argument in free:
-        text = fn(**{**ARGUMENTS[name], argument: FORGED.format(br="".join(BREAKS))})
+        forged = {**ARGUMENTS[name], argument: FORGED.format(br="".join(BREAKS))}
+        if argument in RATIOS:  # checked against the catalogue: a forged step is no ratio, and refused
+            with pytest.raises(MCPError):
+                fn(**forged)
+            continue
+        text = fn(**forged)
         assert len(text.splitlines()) == len(plain), argument
         assert "already approved" in text, argument  # shown, on an existing line
 
