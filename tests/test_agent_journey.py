@@ -57,7 +57,7 @@ def old_prices(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def picture(folder: Path) -> str:
     path = folder / "mug.png"
-    Image.new("RGB", (64, 64), (40, 140, 60)).save(path)
+    Image.new("RGB", (320, 320), (40, 140, 60)).save(path)  # background removal takes 256-4096 px a side
     return str(path)
 
 

@@ -614,7 +614,7 @@ async def test_every_model_billed_by_an_input_is_priced_exactly_once_it_is_measu
     label = billed_input(spec, rate)
     name = input_field(spec, label)
     assert name is not None, f"{model_id}: no field holds {label}"
-    media_file = "voice.wav" if "audio" in label else "end.mp4"
+    media_file = "voice.wav" if "audio" in label else "big-end.mp4"  # 4 s: within every field's documented lengths
     url = f"{BASE}/{media_file}"
     wire[name] = [url] if spec.fields[name].type == "urls" else url
     for key, value in rate.when.items():  # the settings this rate is for

@@ -32,6 +32,7 @@ from kie_mcp.kie.families import Family
 from kie_mcp.media import saved
 from kie_mcp.media.inputs import (
     LocalFile,
+    bounds_lengths,
     find_local_files,
     names_local_files,
     preparation_notes,
@@ -203,12 +204,15 @@ async def plan(
         return (*rt.settings.input_roots, *shared)
 
     files: dict[str, LocalFile] = {}
+    lengths: dict[str, float] = {}
     if names_local_files(spec, wire):  # reading and hashing them (up to 100 MB) stays off the event loop
         files, problems = await anyio.to_thread.run_sync(find_local_files, spec, wire, rt.settings.input_bases, roots)
+        if not problems:  # a file longer or shorter than its field takes: refused before it is priced or sent
+            lengths, problems = await checked_lengths(spec, wire, files)
         if problems:
             raise InvalidRequest(spec.id, named_for_user(spec, problems, args.options))
         notes = [*notes, *await anyio.to_thread.run_sync(preparation_notes, spec, wire, files)]  # what is sent
-    measured = await measure_billed_input(rt, spec, wire, files)
+    measured = await measure_billed_input(rt, spec, wire, files, lengths)
     identity = with_identities(spec, wire, files)
     if measured:  # a quote binds the measured length too: a different file behind a URL needs a new quote
         identity = {**identity, "#measured_seconds": measured}
@@ -322,18 +326,35 @@ def resolve_model(rt: Runtime, name: str, kind: str | None = None, *, followup: 
     return spec
 
 
+async def checked_lengths(
+    spec: ModelSpec, wire: dict[str, Any], files: dict[str, LocalFile]
+) -> tuple[dict[str, float], list[Problem]]:
+    """The lengths of the local files in fields whose data bounds them, and the files outside those bounds
+    (``media.duration.check_lengths``); nothing is measured for a model whose data bounds no length."""
+    if not files or not bounds_lengths(spec):
+        return {}, []
+    from kie_mcp.media.duration import check_lengths  # loads with the first request that has such a file
+
+    return await check_lengths(spec, wire, local=files, timeout=MEASURE_SECONDS)
+
+
 async def measure_billed_input(
-    rt: Runtime, spec: ModelSpec, wire: dict[str, Any], files: dict[str, LocalFile]
+    rt: Runtime,
+    spec: ModelSpec,
+    wire: dict[str, Any],
+    files: dict[str, LocalFile],
+    known: dict[str, float] | None = None,
 ) -> dict[str, float] | None:
     """The length of the input a per-second-of-input price bills (a local file, or a URL within bounds), or None
     when the price does not depend on one. A local file is measured from the very file that was hashed (its bytes
-    are what is approved and uploaded); one swapped or rewritten since is refused (``InvalidRequest``)."""
+    are what is approved and uploaded; ``known``: lengths ``checked_lengths`` measured already); one swapped or
+    rewritten since is refused (``InvalidRequest``), and so is an input whose length its field does not take."""
     if input_to_measure(spec, wire) is None:
         return None
     from kie_mcp.media.duration import measure_inputs  # loads with the first per-second-of-input price
 
     client = rt.kie.files if rt.kie is not None else None
-    return await measure_inputs(spec, wire, local=files, client=client, timeout=MEASURE_SECONDS)
+    return await measure_inputs(spec, wire, local=files, client=client, known=known, timeout=MEASURE_SECONDS)
 
 
 def quote_price(

@@ -163,6 +163,8 @@ def _bounded(field: dict[str, Any]) -> dict[str, Any]:
 def _check_sources(spec: ModelSpec) -> None:
     """Every fact must name a source defined in its file: provenance is not optional."""
     keys = [spec.source, *(f.source for f in spec.fields.values()), *(r.source for r in spec.rules)]
+    for media in (f.media for f in spec.fields.values() if f.media is not None):
+        keys += [media.source, *(rule.source for rule in media.lengths)]
     if spec.images:
         keys.append(spec.images.source)
     if spec.price:

@@ -42,6 +42,48 @@ class Source(_Strict):
     date: str
 
 
+class LengthRule(_Strict):
+    """A narrower length a media field takes under some settings (``when`` matches wire values, as in rules):
+    Kling 2.6 motion control takes a 10 s video at most when the character faces as in the image."""
+
+    when: dict[str, Scalar | list[Scalar]]
+    min_seconds: float | None = None
+    max_seconds: float | None = None
+    total_seconds: float | None = None
+    source: str
+
+
+class MediaLimits(_Strict):
+    """What a media field takes beyond its kind, as KIE documents it: the formats (``media.sniff``'s names: mp4, mov,
+    mkv, webm, mp3, wav, aac, ogg, flac, m4a, jpeg, png, ...), each file's length and all the files' length together
+    (bounds included), a size limit and, for pictures, pixels. A local file outside them is refused before anything
+    is priced, uploaded or sent (``media.inputs``); a link, where kie-mcp measures it for a price."""
+
+    formats: list[str] = Field(default_factory=list)
+    min_seconds: float | None = None
+    max_seconds: float | None = None
+    total_seconds: float | None = None  # a list field: the most all its files may last together
+    max_mb: float | None = None
+    min_side: int | None = None  # pixels: the shortest side at least this
+    max_side: int | None = None  # the longest side at most this
+    max_pixels: int | None = None  # width x height at most this
+    max_aspect: float | None = None  # the longest side over the shortest at most this (2.5: 1:2.5 to 2.5:1)
+    lengths: list[LengthRule] = Field(default_factory=list)  # narrower lengths under some settings
+    source: str
+
+    @property
+    def bounds_length(self) -> bool:
+        return any(
+            bound is not None
+            for limits in (self, *self.lengths)
+            for bound in (limits.min_seconds, limits.max_seconds, limits.total_seconds)
+        )
+
+    @property
+    def bounds_pixels(self) -> bool:
+        return any(bound is not None for bound in (self.min_side, self.max_side, self.max_pixels, self.max_aspect))
+
+
 class FieldSpec(_Strict):
     """One input field, named as KIE names it on the wire."""
 
@@ -60,6 +102,7 @@ class FieldSpec(_Strict):
     max_items: int | None = None
     note: str | None = None
     example: Any = None  # a valid sample value, shown in docs and used by the generic tests
+    media: MediaLimits | None = None  # a media field's formats, lengths, size and pixels, with their own source
     source: str
 
     @property

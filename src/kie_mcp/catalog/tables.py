@@ -91,6 +91,8 @@ def model_document(spec: ModelSpec) -> dict[str, object]:
     data["price_summary"] = price_summary(spec)
     data["typical_prices"] = [price.model_dump() for price in typical_prices(spec)]
     used = {spec.source, *(f.source for f in spec.fields.values()), *(r.source for r in spec.rules)}
+    for media in (f.media for f in spec.fields.values() if f.media is not None):
+        used.update([media.source, *(rule.source for rule in media.lengths)])
     for part in (spec.images, spec.price, spec.dialogue, spec.withdrawn, spec.followup):
         if part is not None:
             used.add(part.source)

@@ -25,6 +25,11 @@ upscale or edit). Their quote is exact only once that input's length is known, s
   refused. A URL (or a redirect) to this machine or a private network is never fetched (``addresses``): KIE
   could not fetch it either, so the request is refused with a clear error instead of being priced.
 
+**What a field takes.** A length measured here is held to the field's documented lengths (``MediaLimits``:
+each file's, a list's files together; ``inputs.length_problems``): ``check_lengths`` measures every local file in
+such a field before the request is priced, and ``measure_inputs`` checks what it measures for a price (a link
+too), so a file KIE would refuse is never priced, uploaded or sent.
+
 Every function returns seconds (a float) or None: garbage, truncated or empty files, a server that answers
 wrongly, a body over the cap or a fetch over the time bound all give None, never an exception (a private
 address, above, is the one exception). A length of zero, or over a day, is treated as not measured.
@@ -56,7 +61,7 @@ from kie_mcp.catalog.pricing import input_to_measure
 from kie_mcp.catalog.validate import InvalidRequest, Problem, named_for_user
 
 from .addresses import PrivateAddress, kie_cannot_reach, send_checked
-from .inputs import ChangedFile, LocalFile, field_kinds, is_remote, still_hashed
+from .inputs import ChangedFile, LocalFile, field_kinds, is_remote, length_bounds, length_problems, shown, still_hashed
 from .sniff import HEAD_BYTES, sniff
 from .stitch import FD_FOLDER, StitchError, by_descriptor, find_ffmpeg
 
@@ -865,6 +870,7 @@ async def measure_inputs(
     *,
     local: Mapping[str, LocalFile],
     client: httpx2.AsyncClient | None,
+    known: Mapping[str, float] | None = None,
     max_bytes: int = URL_MAX_BYTES,
     timeout: float = URL_TIMEOUT,  # noqa: ASYNC109 - the budget for every file of the input together
 ) -> dict[str, float]:
@@ -873,13 +879,14 @@ async def measure_inputs(
     The input is ``pricing.input_to_measure``: the one the rate ``price_input`` picks (the first whose ``when``
     matches ``wire``) bills by. The wire field holding that input comes from ``input_field``. Each value in it is a
     URL (measured with ``client``, which must carry no credentials) or a key of ``local`` (a local file the request
-    path already resolved, checked and hashed; measured from that very file, in a worker thread). When the field
-    holds several files the billed length is their sum (KIE documents no rule; every per-input-second model takes
-    one file today, and the sum is the most KIE could bill). Any file that cannot be measured leaves the input out:
-    its price stays unknown. Everything within ``timeout`` seconds in all. Raises only ``InvalidRequest``, naming
-    the field: for a URL (or its redirect) to this machine or a private network (nothing is fetched from it, and KIE
-    could not fetch it either), and for a local file that changed between its hash and the end of its measuring
-    (the price would be another file's)."""
+    path already resolved, checked and hashed; measured from that very file, in a worker thread, unless ``known``
+    holds its length: ``check_lengths`` measured it). When the field holds several files the billed length is their
+    sum (KIE documents no rule; every per-input-second model takes one file today, and the sum is the most KIE could
+    bill). Any file that cannot be measured leaves the input out: its price stays unknown. Everything within
+    ``timeout`` seconds in all. Raises only ``InvalidRequest``, naming the field: for a URL (or its redirect) to this
+    machine or a private network (nothing is fetched from it, and KIE could not fetch it either), for a local file
+    that changed between its hash and the end of its measuring (the price would be another file's), and for a file
+    (a link too: it is measured here) whose length is outside what the field takes (``inputs.length_problems``)."""
     label = input_to_measure(spec, wire)
     if label is None:
         return {}
@@ -888,28 +895,78 @@ async def measure_inputs(
     values = value if isinstance(value, list) else [value]
     if name is None or not values or not all(isinstance(v, str) and v for v in values):
         return {}
-    total = 0.0
+    measured: list[tuple[str, str, float]] = []
     try:
         with anyio.move_on_after(timeout) as scope:
             for index, item in enumerate(values):
                 remaining = max(scope.deadline - anyio.current_time(), 0.001)
                 where = f"{name}[{index}]" if isinstance(value, list) else name
                 try:
-                    seconds = await _measure_one(item, local, client, max_bytes, remaining)
+                    seconds = (known or {}).get(item)
+                    if seconds is None:
+                        seconds = await _measure_one(item, local, client, max_bytes, remaining)
                 except PrivateAddress as refused:
                     hint = kie_cannot_reach(refused)
                     raise InvalidRequest(spec.id, named_for_user(spec, [Problem(where, hint)])) from None
                 except ChangedFile as changed:
                     raise InvalidRequest(spec.id, named_for_user(spec, [Problem(where, _changed(changed))])) from None
                 if seconds is None:
-                    return {}
-                total += seconds
-            return {label: total}
+                    break
+                measured.append((where, _named_input(item, local), seconds))
     except InvalidRequest:
         raise
     except Exception as exc:  # never raises: an input that cannot be measured is simply not measured
         log.debug("could not measure %s's input: %s", spec.id, exc)
-    return {}
+    whole = len(measured) == len(values)
+    if problems := length_problems(spec, wire, name, measured, whole=whole):
+        raise InvalidRequest(spec.id, named_for_user(spec, problems))
+    return {label: sum(seconds for *_, seconds in measured)} if whole else {}
+
+
+async def check_lengths(
+    spec: ModelSpec,
+    wire: Mapping[str, Any],
+    *,
+    local: Mapping[str, LocalFile],
+    timeout: float = URL_TIMEOUT,  # noqa: ASYNC109 - the budget for every file together
+) -> tuple[dict[str, float], list[Problem]]:
+    """The length of every local file in a field whose data bounds it (``MediaLimits``: each file's length, all the
+    field's files together), measured from the very file that was hashed for the quote, and what is wrong with
+    them (``inputs.length_problems``: the file, its length, what the field takes, what to do), so that a file KIE
+    would refuse is never priced, uploaded or sent. Returns ``({local value: seconds}, problems)``: the lengths are
+    reused by a price per second of that input. A link is not fetched here (``measure_inputs`` measures one that
+    prices the request, and checks it); a file that cannot be measured in ``timeout`` (a WebM without ffmpeg) is
+    left to KIE. A file changed since it was hashed is a problem too."""
+    lengths: dict[str, float] = {}
+    problems: list[Problem] = []
+    with anyio.move_on_after(timeout) as scope:
+        for name, value in wire.items():
+            if length_bounds(spec, wire, name) is None or not isinstance(value, (str, list)):
+                continue
+            values = value if isinstance(value, list) else [value]
+            measured: list[tuple[str, str, float]] = []
+            for index, item in enumerate(values):
+                if not isinstance(item, str) or item not in local:
+                    continue  # a link, left to the price's measuring (or to KIE)
+                where = f"{name}[{index}]" if isinstance(value, list) else name
+                if item not in lengths:
+                    remaining = max(scope.deadline - anyio.current_time(), 0.001)
+                    try:
+                        seconds = await _measure_one(item, local, None, 0, remaining)
+                    except ChangedFile as changed:
+                        problems.append(Problem(where, _changed(changed)))
+                        continue
+                    if seconds is None:
+                        continue
+                    lengths[item] = seconds
+                measured.append((where, _named_input(item, local), lengths[item]))
+            problems += length_problems(spec, wire, name, measured, whole=len(measured) == len(values))
+    return lengths, problems
+
+
+def _named_input(value: str, local: Mapping[str, LocalFile]) -> str:
+    """An input as a message names it: a local file by its name, a link shortened."""
+    return (Path(value).name or value) if value in local else shown(value)
 
 
 def _changed(changed: ChangedFile) -> str:

@@ -7,9 +7,22 @@ A local file is uploaded only when all of this holds (checked in this order, bef
    ``KIE_ALLOWED_DIRS``;
 3. that real path is not private: no dotfile or dot-folder relative to the allowed folder it is in (``.env``,
    ``.kie-mcp/`` with the journal, ``.git/``, ...) and nothing in the workspace's ``logs/``;
-4. its bytes (never its name) are an image, video or audio format that the target field takes
-   (``media.sniff``), in a format the model lists;
-5. it is within the model's size limit (documented, or a conservative bound per kind).
+4. its bytes (never its name) are the kind of media the target field takes (``media.sniff``: an image, video or
+   audio format it can tell apart) and, where the catalogue lists the field's formats (the field's ``media`` table,
+   or the model's ``images`` table), one of them: a WebM for a field of mp4 or mov is refused, saying how to convert
+   it;
+5. it is within the field's size limit (documented, or a conservative bound per kind);
+6. an image decodes as the format its bytes name and, where the field's data bounds its pixels (shortest and longest
+   side, pixel count, how elongated), fits them as it is sent (a small one upscaled first, ``as_sent``);
+7. a video or audio file in a field whose data bounds its length (each file's, a list's files together) lasts
+   within them: measured from the very file that was hashed (``media.duration.check_lengths``), so a 90 s voice for
+   a field of under 60 s is refused naming the limit and how to trim it. A file that cannot be measured (a WebM with
+   no ffmpeg) is left to KIE.
+
+All of this is checked before anything is priced, uploaded or sent. A link (an http(s) URL) is not fetched for
+these checks: its length is checked only where its length prices the request and is measured anyway
+(``media.duration.measure_inputs``); its format, pixels and (otherwise) length are left to KIE. What a field's data
+does not document (a video's pixels, frame rate or bitrate) is left to KIE too.
 
 Symlinks are judged by their target: a link named ``ok.png`` that points at ``.env`` is refused.
 
@@ -35,7 +48,7 @@ import os
 import re
 import stat
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -47,13 +60,16 @@ import anyio.to_thread
 import httpx2
 
 from kie_mcp.catalog import ModelSpec, Problem
+from kie_mcp.catalog.spec import MediaLimits
+from kie_mcp.catalog.validate import _matches
 from kie_mcp.journal import Journal
 from kie_mcp.kie import Category, KieClient, KieError
 from kie_mcp.words import duration_text
 
 from . import saved
-from .prepare import prepare_image, undecodable
-from .sniff import HEAD_BYTES, KINDS, MediaKind, Sniffed, describe, sniff
+from . import sniff as sniffing
+from .prepare import prepare_image, undecodable, upscaled_size
+from .sniff import HEAD_BYTES, KINDS, MediaKind, Sniffed, describe, pillow, sniff
 
 _REMOTE = ("http://", "https://")
 
@@ -87,6 +103,7 @@ class LocalFile:
     media: Sniffed
     size: int  # bytes hashed: the most an upload of it may read
     stamp: FileStamp  # the file as it was when hashed: what a later read of it (measuring, the card) must find
+    pixels: tuple[int, int] | None = None  # an image's width and height, read from the bytes hashed
 
     @property
     def identity(self) -> str:
@@ -143,13 +160,15 @@ class TooLarge(RefusedInput):
 
 @dataclass(frozen=True)
 class Accepts:
-    """What a target takes: kinds of media, image formats (catalogue names; empty: any), a size limit."""
+    """What a target takes: kinds of media, formats (catalogue names, the one to convert to first; empty: any), a
+    size limit, and the field's other documented limits (an image's pixels: ``pixel_problem``)."""
 
     kinds: frozenset[MediaKind]
     what: str  # who takes it, for messages: "google/nano-banana-edit's image_urls", "upload_file"
-    formats: frozenset[str] = frozenset()
+    formats: tuple[str, ...] = ()
     limit_mb: float | None = None  # a documented limit; None: DEFAULT_LIMIT_MB of the field's (or file's) kind
     urls: bool = True  # whether an http(s) URL would have done too (for the missing-file message)
+    media: MediaLimits | None = None  # the field's catalogue limits (pixels, lengths), when it has any
 
 
 UPLOAD_ACCEPTS = Accepts(frozenset(KINDS), "upload_file", limit_mb=UPLOAD_LIMIT_MB, urls=False)
@@ -353,10 +372,10 @@ def inspect_local(
             f"{name} is not {wanted} (its bytes are {media.label}, {media.mime}); {accepts.what} takes "
             f"{_plural(accepts.kinds)}. Nothing was uploaded."
         )
-    if media.kind == "image" and accepts.formats and not _format_fits(media, accepts.formats):
+    if accepts.formats and not _format_fits(media, accepts.formats):
         raise NotAccepted(
-            f"{name} is a {media.label} (by its bytes); {accepts.what} takes {', '.join(sorted(accepts.formats))}. "
-            "Convert it to one of those. Nothing was uploaded."
+            f"{name} is {_a(media)}{media.label} (by its bytes); {accepts.what} takes "
+            f"{formats_text(accepts.formats)} only. {_convert_hint(real, media, accepts.formats)} Nothing was uploaded."
         )
     if size > limit_bytes(accepts, media):
         raise TooLarge(_too_large(name, size, accepts, media))
@@ -407,11 +426,55 @@ def _plural(kinds: frozenset[MediaKind]) -> str:
     return ordered[0] if len(ordered) == 1 else ", ".join(ordered[:-1]) + " and " + ordered[-1]
 
 
-_FORMAT_NAMES = {"jpeg": {"jpeg", "jpg", "jfif"}, "tiff": {"tiff", "tif"}, "heif": {"heif", "heic"}}
+# The catalogue names a sniffed format answers to besides its own: KIE's "mp4" audio is an M4A file as much as an
+# MP4 one (audio/mp4), and an M4V video is an MP4 with another brand.
+_FORMAT_NAMES = {
+    "jpeg": {"jpeg", "jpg", "jfif"},
+    "tiff": {"tiff", "tif"},
+    "heif": {"heif", "heic"},
+    "m4a": {"m4a", "mp4"},
+    "m4v": {"m4v", "mp4"},
+}
+# Every format name the catalogue may list: those ``media.sniff`` tells apart, and the names above (the tests check
+# the data against it).
+KNOWN_FORMATS = frozenset(
+    name
+    for media in vars(sniffing).values()
+    if isinstance(media, Sniffed)
+    for name in _FORMAT_NAMES.get(media.format, {media.format})
+)
+_FORMAT_LABELS = {"mov": "MOV (QuickTime)", "mkv": "MKV (Matroska)", "jpeg": "JPEG", "jpg": "JPEG"}
 
 
-def _format_fits(media: Sniffed, formats: frozenset[str]) -> bool:
+def _format_fits(media: Sniffed, formats: tuple[str, ...]) -> bool:
     return bool(_FORMAT_NAMES.get(media.format, {media.format}) & {f.lower() for f in formats})
+
+
+def formats_text(formats: tuple[str, ...]) -> str:
+    """``("mp4", "mov")`` as "mp4 or mov", the catalogue's (and KIE's) names."""
+    names = list(dict.fromkeys(f.lower() for f in formats))
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+def _a(media: Sniffed) -> str:
+    """The article before an image's label ("a PNG image", "an AVIF image"); sound and footage read without one
+    ("FLAC audio", "WebM video")."""
+    if media.kind != "image":
+        return ""
+    return "an " if media.label.startswith(("A", "E", "I", "O", "U")) else "a "
+
+
+def _convert_hint(source: Path, media: Sniffed, formats: tuple[str, ...]) -> str:
+    """What to do with a file in a format the field does not take: convert it to the first format the field lists."""
+    target = formats[0].lower()
+    label = _FORMAT_LABELS.get(target, target.upper())
+    if media.kind == "image":
+        return f"Save it again as {label} (any image editor does), or give another file."
+    converted = f"{source.stem or 'input'}.{target}"
+    if converted == source.name:
+        converted = f"{source.stem}-converted.{target}"
+    codecs = "-c:v libx264 -c:a aac " if media.kind == "video" and target in ("mp4", "mov", "mkv") else ""
+    return f"Convert it to {label}, for example: ffmpeg -i {source.name} {codecs}{converted}."
 
 
 # -- what a model field takes ----------------------------------------------------------------------
@@ -436,18 +499,134 @@ def field_kinds(spec: ModelSpec, name: str) -> frozenset[MediaKind]:
 
 
 def field_accepts(spec: ModelSpec, name: str) -> Accepts:
-    """What ``spec``'s field ``name`` takes: kinds, image formats and a size limit, from the catalogue data."""
+    """What ``spec``'s field ``name`` takes, from the catalogue data: kinds, formats and a size limit (the field's
+    ``media`` table first, then the model's ``images`` table for the fields the images go to, then a size its note
+    states), and the field's other limits (pixels, lengths)."""
     kinds = field_kinds(spec, name)
-    formats: frozenset[str] = frozenset()
-    limit: float | None = None
-    images = spec.images
-    if images is not None and name in images.to:
-        formats = frozenset(images.formats)
-        limit = images.max_mb
     field = spec.fields.get(name)
+    media = field.media if field is not None else None
+    images = spec.images if spec.images is not None and name in spec.images.to else None
+    formats = tuple(media.formats if media and media.formats else images.formats if images else ())
+    limit = media.max_mb if media and media.max_mb is not None else images.max_mb if images else None
     if limit is None and field is not None and field.note and (match := _MB.search(field.note)):
         limit = float(match.group(1))  # e.g. "mp4/mov, 3-30 s, up to 100 MB"
-    return Accepts(kinds, f"{spec.id}'s {name}", formats, limit)
+    return Accepts(kinds, f"{spec.id}'s {name}", formats, limit, media=media)
+
+
+# A container's stated length and its streams' may differ by a frame or so: a clip cut to exactly 3 s may read as
+# 2.98 s. Lengths this close to a bound are left to KIE rather than refused.
+LENGTH_TOLERANCE = 0.05
+
+
+@dataclass(frozen=True)
+class LengthBounds:
+    """The lengths a field takes for a request: each file's, and all its files' together (seconds; None: no bound)."""
+
+    low: float | None
+    high: float | None
+    total: float | None
+    because: str  # the settings that narrowed them (" with mode=basic"), or ""
+
+
+def bounds_lengths(spec: ModelSpec) -> bool:
+    """Whether any media field of ``spec`` has documented lengths (a request naming a local file there measures it)."""
+    return any(f.media is not None and f.media.bounds_length for f in spec.fields.values())
+
+
+def length_bounds(spec: ModelSpec, wire: Mapping[str, Any], name: str) -> LengthBounds | None:
+    """The lengths field ``name`` takes in this request (its ``media`` data, narrowed by the ``lengths`` whose
+    ``when`` matches ``wire``), or None when its data bounds no length."""
+    field = spec.fields.get(name)
+    media = field.media if field is not None else None
+    if media is None or not media.bounds_length:
+        return None
+    low, high, total, settings = media.min_seconds, media.max_seconds, media.total_seconds, []
+    for rule in media.lengths:
+        if _matches(rule.when, wire):
+            low = rule.min_seconds if rule.min_seconds is not None else low
+            high = rule.max_seconds if rule.max_seconds is not None else high
+            total = rule.total_seconds if rule.total_seconds is not None else total
+            settings += [f"{key}={value}" for key, value in rule.when.items()]
+    return LengthBounds(low, high, total, f" with {', '.join(settings)}" if settings else "")
+
+
+def length_problems(
+    spec: ModelSpec, wire: Mapping[str, Any], name: str, lengths: Sequence[tuple[str, str, float]], *, whole: bool
+) -> list[Problem]:
+    """What is wrong with the measured lengths of field ``name``'s files (``(where, the file as named, seconds)``):
+    each outside the field's documented lengths, and, when ``whole`` (every file of the field was measured), all of
+    them together past its total. Each problem names the file, its length, what the field takes and what to do."""
+    bounds = length_bounds(spec, wire, name)
+    if bounds is None:
+        return []
+    taker = f"{spec.id}'s {name}{bounds.because}"
+    noun = _plural(field_kinds(spec, name))
+    span = _span_text(bounds.low, bounds.high)
+    problems: list[Problem] = []
+    for where, named, seconds in lengths:
+        if bounds.high is not None and seconds > bounds.high + LENGTH_TOLERANCE:
+            todo = (
+                f"Trim it to {bounds.high:g} s or less (for example: ffmpeg -i {named} -t {bounds.high:g} "
+                f"{_trimmed_name(named, bounds.high)}), or give a shorter one."
+            )
+        elif bounds.low is not None and seconds < bounds.low - LENGTH_TOLERANCE:
+            todo = f"Give one at least {bounds.low:g} s long."
+        else:
+            continue
+        said = f"{named} is {seconds:.1f} s long; {taker} takes {noun} of {span}. {todo} Nothing was uploaded."
+        problems.append(Problem(where, said))
+    together = sum(seconds for *_, seconds in lengths)
+    if whole and bounds.total is not None and len(lengths) > 1 and together > bounds.total + LENGTH_TOLERANCE:
+        problems.append(
+            Problem(
+                name,
+                f"its {len(lengths)} files last {together:.1f} s together; {taker} takes at most {bounds.total:g} s "
+                "in all. Trim them, or give fewer. Nothing was uploaded.",
+            )
+        )
+    return problems
+
+
+def _span_text(low: float | None, high: float | None) -> str:
+    if low is not None and high is not None:
+        return f"{low:g}-{high:g} s"
+    return f"up to {high:g} s" if high is not None else f"at least {low:g} s"
+
+
+def _trimmed_name(named: str, seconds: float) -> str:
+    """The name of ``named`` (a file's name, or a link as ``shown`` quotes it) trimmed to ``seconds``."""
+    unquoted = named.strip("'\"")
+    path = PurePosixPath(urlsplit(unquoted).path if is_remote(unquoted) else unquoted)
+    return f"{path.stem or 'input'}-{seconds:g}s{path.suffix}"
+
+
+def pixel_problem(named: str, local: LocalFile, accepts: Accepts, *, as_is: bool) -> str | None:
+    """Why the picture ``local`` does not fit ``accepts``' documented pixels (its shortest and longest side, its
+    pixel count, how elongated it is), as it is sent: upscaled first when it is small, unless ``as_is``
+    (``as_sent``). None when it fits, has no such limits, or its size could not be read (left to KIE)."""
+    limits = accepts.media
+    if limits is None or not limits.bounds_pixels or local.pixels is None or local.media.kind != "image":
+        return None
+    width, height = local.pixels if as_is else upscaled_size(*local.pixels)
+    sent = "" if (width, height) == local.pixels else f" ({width}x{height} px once upscaled, as it is sent)"
+    size = f"{named} is {local.pixels[0]}x{local.pixels[1]} px{sent}"
+    short, long = min(width, height), max(width, height)
+    if limits.max_aspect is not None and long > limits.max_aspect * short:
+        wide = f"1:{limits.max_aspect:g} to {limits.max_aspect:g}:1"
+        return f"{size}, {long / short:.2f}:1; {accepts.what} takes pictures from {wide}. Crop it nearer to square."
+    if limits.min_side is not None and short < limits.min_side:
+        return f"{size}; {accepts.what} takes pictures at least {limits.min_side} px a side. Give a larger picture."
+    if limits.max_side is not None and long > limits.max_side:
+        return (
+            f"{size}; {accepts.what} takes pictures up to {limits.max_side} px a side. Scale it down so its longest "
+            f"side is {limits.max_side} px or less."
+        )
+    if limits.max_pixels is not None and width * height > limits.max_pixels:
+        return (
+            f"{size}, {width * height / 1e6:.1f} megapixels; {accepts.what} takes up to "
+            f"{limits.max_pixels / 1e6:g} megapixels. Scale it down."
+        )
+    return None
 
 
 # -- the request path ------------------------------------------------------------------------------
@@ -570,6 +749,7 @@ def find_local_files(
         return found, problems
     bases = workspace if isinstance(workspace, tuple) else (workspace,)
     allowed = roots() if roots is not None else tuple(base.resolve() for base in bases)
+    as_is = _sent_as_is(spec, wire)
     for name, index, value in local:
         where = f"{name}[{index}]" if index is not None else name
         try:  # every slot is checked, so one file given to two fields must suit both
@@ -579,6 +759,8 @@ def find_local_files(
                 found[value] = _hashed_within(value, path, media, accepts)
             if found[value].size > limit_bytes(accepts, media):  # hashed for a field with a higher limit
                 raise TooLarge(_too_large(_named(value, path), found[value].size, accepts, media))
+            if why := pixel_problem(_named(value, path), found[value], accepts, as_is=value in as_is):
+                raise NotAccepted(f"{why} Nothing was uploaded.")
         except RefusedInput as err:
             problems.append(Problem(where, str(err)))
         except OSError as err:
@@ -922,4 +1104,16 @@ def snapshot(path: Path, media: Sniffed, most: int) -> tuple[LocalFile, bytes]:
             f"{path.name} starts like a {media.label} but does not decode as one: {why}. Nothing was uploaded. Open "
             f"it in an image editor and save it again (as PNG or JPEG), or give another file."
         )
-    return LocalFile(path, digest, media, size, stamp), content
+    pixels = _picture_size(content) if media.kind == "image" else None
+    return LocalFile(path, digest, media, size, stamp, pixels), content
+
+
+def _picture_size(content: bytes) -> tuple[int, int] | None:
+    """Width and height from a picture's header (nothing decoded), or None where Pillow cannot read it (HEIC
+    without its plugin): its pixels are then left to KIE."""
+    try:
+        with pillow().open(io.BytesIO(content)) as image:
+            width, height = image.size
+    except Exception:  # any header Pillow cannot read
+        return None
+    return (width, height) if width > 0 and height > 0 else None

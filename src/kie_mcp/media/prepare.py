@@ -107,6 +107,15 @@ def as_8_bit(image: Any) -> Any:
     return wide.point(lambda value: value * (0xFF / 0xFFFF)).convert("L")
 
 
+def upscaled_size(width: int, height: int) -> tuple[int, int]:
+    """The size a picture of ``width`` x ``height`` is sent at: its longest side made ``TARGET_LONG_SIDE`` when it is
+    under ``MIN_LONG_SIDE``, else as it is."""
+    if max(width, height) >= MIN_LONG_SIDE:
+        return width, height
+    scale = TARGET_LONG_SIDE / max(width, height)
+    return max(round(width * scale), 1), max(round(height * scale), 1)
+
+
 def prepare_image(source: IO[bytes], name: str) -> Prepared:
     """The upscaled form of a small image (``source``, the checked bytes of the file called ``name``); large images
     and what Pillow cannot decode are left as they are (``Prepared.content`` None). Call it in a worker thread."""
@@ -124,8 +133,7 @@ def prepare_image(source: IO[bytes], name: str) -> Prepared:
             except ValueError as err:
                 why = f"it has {err}, which an upscaled copy would lose"
                 return Prepared(None, None, f"{name} ({width}x{height} px) is sent as it is, not upscaled: {why}.")
-            scale = TARGET_LONG_SIDE / max(width, height)
-            size = (max(round(width * scale), 1), max(round(height * scale), 1))
+            size = upscaled_size(width, height)
             rgba = picture.convert("RGBA") if picture.has_transparency_data else None
             if rgba is not None and rgba.getchannel("A").getextrema()[0] < 0xFF:
                 resized, media, how = rgba.resize(size, Image.Resampling.LANCZOS), PNG, "PNG, keeping its transparency"

@@ -1,0 +1,180 @@
+"""A video or audio input KIE documents a model does not take never reaches a paid create.
+
+The audit's cases, through the MCP client: WebM and AVI clips given to a field that takes mp4 or mov, a 1 s clip to a
+field of 3-60 s, a FLAC file to a field of mp3/wav/aac/mp4/ogg, a 90 s voice to OmniHuman (under 60 s), a link to
+one (measured for its price), and a saved clip swapped for a WebM before continue_video upscales it: each is refused
+before anything is priced, uploaded or sent, and the error names the field, what was given, what the model takes and
+what to do.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import wave
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from kie_mcp.media.stitch import StitchError, find_ffmpeg
+
+from .conftest import CREATE_PATHS, answering, text_of
+
+UPLOADS = {"/api/file-stream-upload", "/api/file-base64-upload", "/api/file-url-upload"}
+EDIT = {"model": "happyhorse/video-edit", "prompt": "make it snowy"}  # video_url: mp4 or mov, 3-60 s
+TALK = {"model": "infinitalk/from-audio", "prompt": "talk"}  # audio_url: mp3/wav/aac/mp4/ogg
+AVATAR = {"model": "omnihuman-1-5", "prompt": "talk"}  # audio_url: under 60 s, 27 credits per second
+
+
+@pytest.fixture(scope="module")
+def ffmpeg() -> str:
+    try:
+        return find_ffmpeg()
+    except StitchError as err:
+        pytest.skip(f"no ffmpeg: {err}")
+
+
+def clip(ffmpeg: str, path: Path, seconds: float, *output: str) -> str:
+    source = ["-f", "lavfi", "-i", f"testsrc=size=320x240:rate=24:duration={seconds}"]
+    subprocess.run([ffmpeg, "-y", "-loglevel", "error", *source, *output, str(path)], check=True)
+    return path.name
+
+
+def tone(ffmpeg: str, path: Path, seconds: float) -> str:
+    source = ["-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}"]
+    subprocess.run([ffmpeg, "-y", "-loglevel", "error", *source, str(path)], check=True)
+    return path.name
+
+
+def voice(path: Path, seconds: float) -> str:
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(8000)
+        out.writeframes(b"\x00\x00" * int(8000 * seconds))
+    return path.name
+
+
+def face(tmp_path: Path) -> str:
+    Image.new("RGB", (1200, 1200), "tan").save(tmp_path / "face.png")
+    return "face.png"
+
+
+async def sent(controls) -> tuple[list[str], list[dict]]:
+    """The uploads and the creates the simulated KIE received."""
+    requests = await controls.get("requests")
+    items = requests if isinstance(requests, list) else requests["requests"]
+    return [r["path"] for r in items if r["path"] in UPLOADS], [r for r in items if r["path"] in CREATE_PATHS]
+
+
+@pytest.mark.parametrize(("container", "label"), [("webm", "WebM video"), ("avi", "AVI video")])
+async def test_a_webm_or_avi_clip_never_reaches_a_field_that_takes_mp4_or_mov(
+    connect, controls, tmp_path, ffmpeg, container, label
+):
+    given = clip(ffmpeg, tmp_path / f"clip.{container}", 5.0, "-f", container)
+    asked: list[str] = []
+    async with connect(elicitation=answering(seen=asked)) as client:
+        result = await client.call_tool("generate_video", {**EDIT, "options": {"video_url": given}})
+        estimate = await client.call_tool("estimate_cost", {**EDIT, "options": {"video_url": given}})
+    text = text_of(result)
+    assert result.is_error and estimate.is_error, text
+    assert f"options.video_url: {given} is {label} (by its bytes)" in text, text
+    assert "takes mp4 or mov only" in text and f"Convert it to MP4, for example: ffmpeg -i {given}" in text, text
+    assert asked == [] and await sent(controls) == ([], [])  # never priced, never uploaded, never created
+
+
+async def test_a_clip_shorter_than_the_field_takes_is_refused_before_it_is_priced(connect, controls, tmp_path, ffmpeg):
+    given = clip(ffmpeg, tmp_path / "short.mp4", 1.0)
+    asked: list[str] = []
+    async with connect(elicitation=answering(seen=asked)) as client:
+        estimate = await client.call_tool("estimate_cost", {**EDIT, "options": {"video_url": given}})
+        result = await client.call_tool("generate_video", {**EDIT, "options": {"video_url": given}})
+        fits = await client.call_tool(
+            "estimate_cost", {**EDIT, "options": {"video_url": clip(ffmpeg, tmp_path / "ok.mp4", 4.0)}}
+        )
+    text = text_of(result)
+    assert estimate.is_error and result.is_error, text
+    assert (
+        "options.video_url: short.mp4 is 1.0 s long; happyhorse/video-edit's video_url takes videos of 3-60 s" in text
+    )
+    assert "Give one at least 3 s long" in text
+    assert fits.structured_content["quote"]["credits_total"] == pytest.approx(96 * 4.0, abs=1)  # 4 s: priced
+    assert asked == [] and await sent(controls) == ([], [])
+
+
+async def test_flac_never_reaches_an_audio_field_that_takes_mp3_wav_aac_mp4_or_ogg(connect, controls, tmp_path, ffmpeg):
+    tone(ffmpeg, tmp_path / "v.flac", 3.0)
+    asked: list[str] = []
+    async with connect(elicitation=answering(seen=asked)) as client:
+        arguments = {**TALK, "images": [face(tmp_path)], "options": {"audio_url": "v.flac"}}
+        result = await client.call_tool("generate_video", arguments)
+    text = text_of(result)
+    assert result.is_error, text
+    assert "options.audio_url: v.flac is FLAC audio (by its bytes)" in text, text
+    assert "takes mp3, wav, aac, mp4 or ogg only" in text and "ffmpeg -i v.flac v.mp3" in text, text
+    assert asked == [] and await sent(controls) == ([], [])
+
+
+@pytest.mark.parametrize("caps", [{}, {"max_credits_per_call": 5000, "max_credits_per_day": 10_000}])
+async def test_audio_longer_than_omnihuman_takes_is_refused_naming_the_limit_never_priced(
+    connect, controls, tmp_path, caps
+):
+    """90 s of speech to a model that takes under 60 s: refused before it is measured into a price, at any cap. The
+    error names the 60 s limit and how to trim it, never a price (at the default cap it used to advise "fewer
+    variations, a lower resolution or a cheaper model")."""
+    arguments = {**AVATAR, "images": [face(tmp_path)], "options": {"audio_url": voice(tmp_path / "speech.wav", 90.0)}}
+    asked: list[str] = []
+    async with connect(elicitation=answering(seen=asked), **caps) as client:
+        result = await client.call_tool("generate_video", arguments)
+        fits = await client.call_tool(
+            "estimate_cost", {**arguments, "options": {"audio_url": voice(tmp_path / "line.wav", 20.0)}}
+        )
+    text = text_of(result)
+    assert result.is_error, text
+    assert "options.audio_url: speech.wav is 90.0 s long; omnihuman-1-5's audio_url takes audio of up to 60 s" in text
+    assert "Trim it to 60 s or less (for example: ffmpeg -i speech.wav -t 60 speech-60s.wav)" in text, text
+    assert "credits" not in text and "cheaper model" not in text, text
+    assert fits.structured_content["quote"]["credits_total"] == pytest.approx(27 * 20.0)  # 20 s: priced exactly
+    assert asked == [] and await sent(controls) == ([], [])
+
+
+async def test_a_link_measured_for_its_price_is_held_to_the_fields_length_too(connect, controls, tmp_path):
+    """A link is fetched only where its length prices the request: there it is checked like a local file."""
+    voice(tmp_path / "speech.wav", 90.0)
+    asked: list[str] = []
+    async with connect(elicitation=answering(seen=asked)) as client:
+        uploaded = await client.call_tool("upload_file", {"path": "speech.wav"})
+        link = uploaded.structured_content["url"]
+        arguments = {**AVATAR, "images": [face(tmp_path)], "options": {"audio_url": link}}
+        result = await client.call_tool("generate_video", arguments)
+    text = text_of(result)
+    assert result.is_error, text
+    assert (
+        "options.audio_url:" in text and "is 90.0 s long; omnihuman-1-5's audio_url takes audio of up to 60 s" in text
+    )
+    assert asked == []
+    assert (await sent(controls))[1] == []
+
+
+async def test_a_saved_clip_swapped_for_a_webm_is_never_sent_to_the_upscaler(connect, controls, tmp_path, ffmpeg):
+    """continue_video upscales the saved clip of a finished task: one replaced by a WebM (which Topaz does not
+    take) is refused before anything is priced or sent."""
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool(
+            "generate_video", {"prompt": "a skateboarder at golden hour", "model": "kling-3.0/video"}
+        )
+        task_id = made.structured_content["tasks"][0]["task_id"]
+        done = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 30})
+        saved = tmp_path / done.structured_content["task"]["files"][0]
+        saved.unlink()
+        clip(ffmpeg, saved, 5.0, "-f", "webm")  # the same name, WebM bytes
+        result = await client.call_tool(
+            "continue_video", {"task_id": task_id, "operation": "upscale", "resolution": "2"}
+        )
+    text = text_of(result)
+    assert result.is_error, text
+    assert (
+        f"{saved.name} is WebM video (by its bytes); topaz/video-upscale's video_url takes mp4, mov or mkv only" in text
+    )
+    uploads, creates = await sent(controls)
+    assert uploads == [] and [c["body"]["model"] for c in creates] == ["kling-3.0/video"]
