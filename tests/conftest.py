@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import shutil
@@ -32,8 +33,10 @@ from kie_mcp.server import create_server
 from .browser import SKIP_REASON, Browser, find_chromium
 
 # What kie-mcp keeps per user (the tool listing, toolcache) goes to a folder of this test run, for every server
-# the tests start (in process or as a child process), never to the user's real cache.
+# the tests start (in process or as a child process), never to the user's real cache; removed when the run ends
+# (each run, and each xdist worker, left one in the temporary folder for good).
 os.environ["KIE_CACHE_DIR"] = tempfile.mkdtemp(prefix="kie-mcp-test-cache-")
+atexit.register(shutil.rmtree, os.environ["KIE_CACHE_DIR"], ignore_errors=True)
 
 API = "http://api.kie.test"
 # Every endpoint that creates (and charges for) a task, across all families.

@@ -569,8 +569,8 @@ async def test_a_status_answer_naming_thousands_of_result_links_keeps_what_the_m
     connect, transport, tmp_path
 ):
     """One garbage answer naming 20,000 links gave the task all of them, for good: check_task, list_tasks and both
-    resources weighed 5 MiB on every call. A task keeps what its model makes (nano-banana-2: one image, and room for
-    frames), says how many KIE named and how many were dropped, and KIE's whole answer stays in the journal."""
+    resources weighed 5 MiB on every call. A task keeps at most 24 (nano-banana-2 has no count field saying how many
+    it makes), says how many KIE named and how many were dropped, and KIE's whole answer stays in the journal."""
     transport.rewrites[RECORD] = with_links(20_000)
     async with connect(elicitation=answering(), download=False) as client:
         made = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 10})
@@ -581,8 +581,8 @@ async def test_a_status_answer_naming_thousands_of_result_links_keeps_what_the_m
             (await client.read_resource(uri)).contents[0].text for uri in ("kie://tasks", f"kie://tasks/{task_id}")
         ]
     task = checked.structured_content["task"]
-    assert task["state"] == "succeeded" and len(task["result_urls"]) == 5, text_of(checked)
-    assert "it named 20000; kie-mcp kept the first 5 and dropped 19995" in task["note"]
+    assert task["state"] == "succeeded" and len(task["result_urls"]) == 24, text_of(checked)
+    assert "it named 20000; kie-mcp kept the first 24 and dropped 19976" in task["note"]
     assert task["note"] in text_of(checked)
     for answer_ in (made, checked, listed):
         assert len(json.dumps(answer_.model_dump(mode="json"))) < 64 * 1024
@@ -591,18 +591,29 @@ async def test_a_status_answer_naming_thousands_of_result_links_keeps_what_the_m
     assert len(json.loads(kept["resultJson"])["resultUrls"]) == 20_000
 
 
-async def test_a_garbage_answer_naming_hundreds_of_result_links_saves_no_more_files_than_the_model_makes(
-    connect, transport, tmp_path
+@pytest.mark.parametrize(
+    ("model", "links", "kept"),
+    [("google/imagen4-fast", 60, 8), ("grok-imagine/text-to-image", 6, 6)],
+    ids=["garbage", "six-a-call"],
+)
+async def test_a_task_saves_the_results_its_model_makes_and_never_hundreds(
+    connect, transport, tmp_path, model, links, kept
 ):
-    """500 links in one answer wrote 1,001 files to outputs/ (each link saved, with a preview)."""
-    transport.rewrites[RECORD] = with_links(60)
+    """500 links in one answer wrote 1,001 files to outputs/ (each link saved, with a preview). A model whose data
+    says how many it makes (Imagen 4 Fast: up to 4) keeps those and 4 more. The review: Grok Imagine makes six images
+    a call (its data says so in words, with no count field), and a cap of "one, plus 4" dropped the sixth, paid for;
+    a model with no count field keeps up to 24."""
+    transport.rewrites[RECORD] = with_links(links)
     async with connect(elicitation=answering()) as client:
-        made = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 20})
+        made = await client.call_tool("generate_image", {"prompt": "a red apple", "model": model, "wait_seconds": 20})
     [task] = made.structured_content["tasks"]
-    assert task["state"] == "succeeded" and len(task["files"]) == 5, text_of(made)
+    assert task["state"] == "succeeded" and len(task["files"]) == kept, text_of(made)
     saved = [path for path in (tmp_path / "outputs").rglob(f"*{task['task_id']}*") if path.is_file()]
-    assert len([path for path in saved if path.suffix == ".png"]) <= 5 + 5  # each result, and at most its preview
-    assert "dropped 55" in text_of(made)
+    assert len([path for path in saved if path.suffix == ".png"]) <= 2 * kept  # each result, and at most its preview
+    if links > kept:
+        assert f"dropped {links - kept}" in text_of(made)
+    else:
+        assert not task.get("note"), task["note"]
 
 
 # A status word (or flag) no page of KIE's documents for that family, and what KIE said beside it.

@@ -393,6 +393,12 @@ async def test_a_file_that_cannot_be_read_at_upload_time_costs_nothing_and_says_
         def fileno(self):
             return self.handle.fileno()
 
+        def seek(self, *where):
+            return self.handle.seek(*where)
+
+        def tell(self):
+            return self.handle.tell()
+
         def read(self, size=-1):
             if disk["failing"]:
                 raise OSError(errno.EIO, "Input/output error")

@@ -254,3 +254,53 @@ async def test_a_heic_photo_pillow_cannot_read_is_still_uploaded_as_it_is(connec
         uploaded = await client.call_tool("upload_file", {"path": "photo.heic"})
     assert not uploaded.is_error, text_of(uploaded)
     assert (await controls.http.get(uploaded.structured_content["url"])).content == heic
+
+
+def _jpeg_without_its_end(path: Path) -> Path:
+    """A whole photo whose file lacks only its end marker (some cameras and tools write none): viewers open it."""
+    buffer = io.BytesIO()
+    Image.linear_gradient("L").resize((1200, 900)).convert("RGB").save(buffer, "JPEG")
+    path.write_bytes(buffer.getvalue()[:-2])
+    return path
+
+
+def _png_with_a_damaged_text_chunk(path: Path) -> Path:
+    """A PNG whose text chunk (ancillary: viewers skip it) has a wrong checksum; its picture is whole."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (1200, 900), (20, 120, 200)).save(buffer, "PNG")
+    data = buffer.getvalue()
+    text = b"Comment\x00shot on a phone"
+    chunk = len(text).to_bytes(4, "big") + b"tEXt" + text + b"\x00\x00\x00\x00"  # checksum 0: wrong
+    end = data.index(b"IDAT") - 4  # before the picture data
+    path.write_bytes(data[:end] + chunk + data[end:])
+    return path
+
+
+@pytest.mark.parametrize("name", ["no-end.jpg", "damaged-text.png"])
+async def test_an_image_every_viewer_opens_is_taken_though_its_file_is_not_by_the_book(
+    connect, controls, tmp_path, name
+):
+    """The review: a JPEG lacking only its end marker and a PNG with a damaged text chunk were refused as "cut short"
+    and "not a PNG", though viewers (and KIE) open them. They are taken, priced and sent as they are."""
+    path = (_jpeg_without_its_end if name.endswith(".jpg") else _png_with_a_damaged_text_chunk)(tmp_path / name)
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", {**EDIT, "images": [name]})
+    assert made.structured_content["status"] == "completed", text_of(made)
+    [create] = await controls.creates()
+    [link] = create["body"]["input"]["image_urls"]
+    assert (await controls.http.get(link)).content == path.read_bytes()
+
+
+async def test_a_small_image_named_several_ways_is_said_to_be_upscaled_once(connect, controls, tmp_path):
+    """The review: one small picture given as name, ./name and its full path said "upscaled" three times, in the quote,
+    the form and the answer. Said once, uploaded once."""
+    picture(tmp_path / "small.png", (400, 300), mode="RGB")
+    names = ["small.png", "./small.png", str(tmp_path / "small.png")]
+    asked: list[str] = []
+    async with connect(elicitation=answering(seen=asked)) as client:
+        quoted = await client.call_tool("estimate_cost", {**EDIT, "images": names})
+        made = await client.call_tool("generate_image", {**EDIT, "images": names})
+    for text in (text_of(quoted), text_of(made), *asked):
+        assert text.count("is upscaled (Lanczos)") <= 1, text
+    assert text_of(quoted).count("is upscaled (Lanczos)") == 1
+    assert [path for path in await kie_traffic(controls) if path in UPLOAD_PATHS] == ["/api/file-stream-upload"]

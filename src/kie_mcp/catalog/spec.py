@@ -239,13 +239,14 @@ class ModelSpec(_Strict):
     @property
     def most_outputs(self) -> int | None:
         """The most results one task of this model makes: the largest value its count field takes (the one its
-        price counts, else ``n``, ``num_images`` or ``max_images``), or 1 without one; None when that field sets no
+        price counts, else ``n``, ``num_images`` or ``max_images``); None without such a field (how many a task makes
+        is then not data: Grok Imagine makes six images a call, with no field saying so) or when that field sets no
         largest value (a live model's schema may give none)."""
         named = self.price.count_field if self.price and self.price.count_field else None
         name = named or next((name for name in COUNT_FIELDS if name in self.fields), None)
         count = self.fields.get(name) if name else None
         if count is None:
-            return 1
+            return None
         values = [count.max] if count.max is not None else list(count.values or ())
         try:
             return max(int(float(value)) for value in values) if values else None

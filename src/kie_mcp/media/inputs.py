@@ -51,8 +51,9 @@ import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from dataclasses import replace as with_changes
 from pathlib import Path, PurePosixPath
-from typing import Any, NamedTuple
+from typing import IO, Any, NamedTuple
 from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
@@ -770,12 +771,11 @@ def find_local_files(
 
 def _hashed_within(value: str, path: Path, media: Sniffed, accepts: Accepts) -> LocalFile:
     """``local_file`` read no further than ``accepts``' size limit: a file grown past it since its size was checked
-    is ``TooLarge``, never hashed (and so never approved or uploaded) whole. An image is read whole and must decode
-    (``snapshot``), before anything is priced."""
+    is ``TooLarge``, never hashed (and so never approved or uploaded) whole. An image must decode
+    (``judged_picture``), before anything is priced."""
     try:
-        if media.kind == "image":
-            return snapshot(path, media, limit_bytes(accepts, media))[0]
-        return local_file(path, media, most=limit_bytes(accepts, media))
+        local = local_file(path, media, most=limit_bytes(accepts, media))
+        return judged_picture(local) if media.kind == "image" else local
     except ChangedFile as err:
         if not err.longer:
             raise
@@ -791,26 +791,28 @@ async def upload_local_files(
     kie: KieClient, spec: ModelSpec, wire: dict[str, Any], files: dict[str, LocalFile], journal: Journal
 ) -> tuple[dict[str, Any], list[str]]:
     """Upload each local file once, as it is sent (a small image upscaled first, ``as_sent``; a live earlier upload of
-    the very same bytes is reused); return the wire input pointing at the uploaded URLs and what was done."""
+    the same approved file sent the same way is reused, with nothing read or upscaled again); return the wire input
+    pointing at the uploaded URLs and what was done."""
     urls: dict[str, str] = {}
     notes: list[str] = []
     as_is = _sent_as_is(spec, wire)
     host = httpx2.URL(kie.upload_base_url).netloc.decode()
     for value, local in files.items():
-        content = await anyio.to_thread.run_sync(approved_bytes, local)  # reads the whole file: off the event loop
-        sent = await anyio.to_thread.run_sync(as_sent, local, content, value not in as_is)
-        if sent.note:
-            notes.append(sent.note)
-        # Remembered by the bytes sent (and the upload host and port): the upscaled form never stands for the file,
-        # nor the file for its upscaled form. "sent:" keys are new: an entry an earlier kie-mcp remembered under the
-        # file's hash (its upscaled JPEG, which may have been overwritten since by the file under the same name) is
-        # never used.
-        kept = f"sent:{sent.sha256}@{host}"  # a simulator's upload never stands in for KIE's
+        prepare = value not in as_is and local.media.kind == "image"
+        # Remembered by the approved file's hash and what is done to it (upscaled or not), at the upload host and
+        # port: each form is uploaded under a name with the hash of its own bytes, so no upload of one form ever
+        # replaces the other's. An entry an earlier kie-mcp remembered (keyed "<hash>@host" or "<hash>:as-is@host",
+        # under names one form could overwrite) is never used.
+        kept = f"file:{local.sha256}:{'upscaled' if prepare else 'as-is'}@{host}"  # a simulator's: never KIE's
         earlier = journal.live_upload(kept, UPLOAD_REUSE_SECONDS)
-        if earlier:
+        if earlier:  # the approved bytes' own upload: nothing read, upscaled or sent again
             urls[value] = earlier
             notes.append(f"{local.path.name} was already uploaded recently; reused {earlier}.")
             continue
+        content = await anyio.to_thread.run_sync(approved_bytes, local)  # reads the whole file: off the event loop
+        sent = await anyio.to_thread.run_sync(as_sent, local, content, prepare)
+        if sent.note:
+            notes.append(sent.note)
         uploaded = await kie.upload_file(sent.content, sent.name, upload_path="kie-mcp/inputs", mime=sent.media.mime)
         if (reusable := reuse_window(uploaded.kept_seconds)) > 0:
             journal.remember_upload(kept, uploaded.url, reusable_for=reusable)
@@ -851,18 +853,18 @@ def preparation_notes(spec: ModelSpec, wire: dict[str, Any], files: dict[str, Lo
     quote so that what is approved is what is sent: ``prepare_image`` of the very file that was hashed
     (``still_hashed``). A file changed since is left unsaid here; its upload refuses it. Call it in a worker thread."""
     as_is = _sent_as_is(spec, wire)
-    notes: list[str] = []
+    notes: dict[str, str] = {}  # by content: one file named several ways is said once
     for value, local in files.items():
-        if value in as_is or local.media.kind != "image":
+        if value in as_is or local.media.kind != "image" or local.sha256 in notes:
             continue
         try:
             with still_hashed(local) as handle:
-                note = prepare_image(handle, local.path.name).note
+                note = prepare_image(handle, local.path.name, note_only=True).note
         except OSError:  # ChangedFile (a refusal), or unreadable now: the upload says so
             continue
         if note:
-            notes.append(note)
-    return notes
+            notes[local.sha256] = note
+    return list(notes.values())
 
 
 def reuse_window(kept_seconds: float | None) -> float:
@@ -1099,20 +1101,51 @@ def snapshot(path: Path, media: Sniffed, most: int) -> tuple[LocalFile, bytes]:
     checked; an image whose bytes do not decode is ``NotAccepted`` (call it in a worker thread)."""
     digest, size, content, stamp = _read_judged(path, media, most=most, keep=True)
     content = content or b""
-    if media.kind == "image" and (why := undecodable(io.BytesIO(content), media)):
-        raise NotAccepted(
-            f"{path.name} starts like a {media.label} but does not decode as one: {why}. Nothing was uploaded. Open "
-            f"it in an image editor and save it again (as PNG or JPEG), or give another file."
-        )
-    pixels = _picture_size(content) if media.kind == "image" else None
+    pixels = None
+    if media.kind == "image":
+        _decodes(path.name, digest, io.BytesIO(content), media)
+        pixels = _picture_size(io.BytesIO(content))
     return LocalFile(path, digest, media, size, stamp, pixels), content
 
 
-def _picture_size(content: bytes) -> tuple[int, int] | None:
+def judged_picture(local: LocalFile) -> LocalFile:
+    """``local`` (an image, hashed) with its width and height, once its bytes are known to decode: both read from the
+    very file that was hashed (``still_hashed``), never a copy of it in memory. ``NotAccepted`` when it does not
+    decode (call it in a worker thread)."""
+    with still_hashed(local) as handle:
+        _decodes(local.path.name, local.sha256, handle, local.media)
+        handle.seek(0)
+        pixels = _picture_size(handle)
+    return with_changes(local, pixels=pixels)
+
+
+# Whether each picture decodes, by the hash of its bytes: decoding one takes up to a second, and an agent quotes,
+# asks and generates with the same reference again and again. Bounded; forgotten all at once when full.
+_DECODE_VERDICTS: dict[str, str | None] = {}
+_DECODE_VERDICTS_KEPT = 1024
+
+
+def _decodes(name: str, digest: str, source: IO[bytes], media: Sniffed) -> None:
+    """``NotAccepted`` unless the picture in ``source`` (whose bytes hash to ``digest``) decodes (``undecodable``)."""
+    if digest in _DECODE_VERDICTS:
+        why = _DECODE_VERDICTS[digest]
+    else:
+        why = undecodable(source, media)
+        if len(_DECODE_VERDICTS) >= _DECODE_VERDICTS_KEPT:
+            _DECODE_VERDICTS.clear()
+        _DECODE_VERDICTS[digest] = why
+    if why:
+        raise NotAccepted(
+            f"{name} starts like a {media.label} but does not decode as one: {why}. Nothing was uploaded. Open "
+            f"it in an image editor and save it again (as PNG or JPEG), or give another file."
+        )
+
+
+def _picture_size(source: IO[bytes]) -> tuple[int, int] | None:
     """Width and height from a picture's header (nothing decoded), or None where Pillow cannot read it (HEIC
     without its plugin): its pixels are then left to KIE."""
     try:
-        with pillow().open(io.BytesIO(content)) as image:
+        with pillow().open(source) as image:
             width, height = image.size
     except Exception:  # any header Pillow cannot read
         return None

@@ -2,9 +2,11 @@
 
 An image is refused before anything is priced or sent when Pillow cannot decode it as the format its first bytes
 name (``undecodable``): a PNG signature followed by text, a file cut short, a header declaring more pixels than
-Pillow decodes at all (which no model takes either). A format this Pillow has no decoder for (HEIC/HEIF without the
-pillow-heif plugin) cannot be checked, and is sent as it is. A picture of more than ``DECODE_MAX_PIXELS`` pixels is
-too large to decode here: only its structure is checked, as far as Pillow can (a PNG's chunks and checksums).
+Pillow decodes at all (which no model takes either). What every viewer opens is taken: a JPEG lacking only its end
+marker, a PNG whose only damaged chunks are ancillary ones. A format this Pillow has no decoder for (HEIC/HEIF
+without the pillow-heif plugin) cannot be checked, and is sent as it is. A picture of more than
+``DECODE_MAX_PIXELS`` pixels is too large to decode at every estimate: only its structure is checked, as far as
+Pillow can (a PNG's chunks and checksums).
 
 Many models reject or degrade small inputs. An image whose longest side is under 1024 px is turned upright as its
 EXIF says (as viewers and the approval card show it), resized with Lanczos so its longest side is 1080 px, and
@@ -20,6 +22,7 @@ itself are two uploads, never one name that the second overwrites.
 from __future__ import annotations
 
 import io
+import zlib
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -28,10 +31,10 @@ from .sniff import JPEG, PNG, Sniffed, pillow
 MIN_LONG_SIDE = 1024
 TARGET_LONG_SIDE = 1080
 JPEG_QUALITY = 92
-# Past this many pixels an input is not decoded to check it (its structure only): as many as the approval card's
-# picture decodes (``downloads.PREVIEW_MAX_PIXELS``). A JPEG is decoded at an eighth of its size, so this bounds it
-# only past 4 billion pixels.
-DECODE_MAX_PIXELS = 64_000_000
+# Past this many pixels (a 4K x 4K picture) an input is not decoded to check it, only its structure (a PNG's chunks
+# and checksums): decoding a 60-megapixel PNG took 2 s and 300 MB at every estimate. A JPEG is decoded at an eighth of
+# its size, so this bounds it only past a billion pixels. The verdict is remembered by content (``media.inputs``).
+DECODE_MAX_PIXELS = 16_000_000
 
 # Pillow's decoder for each image format ``sniff`` knows. A format whose decoder this Pillow lacks (HEIF without
 # the pillow-heif plugin) cannot be checked: it is sent as it is, as KIE takes it.
@@ -58,14 +61,49 @@ class Prepared:
 
 def undecodable(source: IO[bytes], media: Sniffed) -> str | None:
     """Why the image in ``source`` (``media`` by its first bytes) does not decode as that format, or None when it
-    does, or cannot be judged here (a format this Pillow lacks). Reads it all: call it in a worker thread."""
-    from PIL import UnidentifiedImageError
-
+    does, or cannot be judged here (a format this Pillow lacks). What every viewer opens is taken: a JPEG lacking
+    only its end marker, a PNG whose damaged chunks are only ancillary ones (text, time: viewers skip them). Reads it
+    all: call it in a worker thread."""
     Image = pillow()
     Image.init()
     decoder = _DECODERS.get(media.format)
     if decoder is None or decoder not in Image.OPEN:
         return None
+    why = _decode_problem(source, decoder, media)
+    if why is None or media.format not in ("jpeg", "png"):
+        return why
+    source.seek(0)
+    data = source.read()
+    if media.format == "jpeg":
+        return None if _lacks_only_its_end(data) else why
+    mended = _without_damaged_ancillary_chunks(data)
+    if mended is not None and _decode_problem(io.BytesIO(mended), decoder, media) is None:
+        return None  # what viewers show: the file is sent as it is
+    return why
+
+
+def _lacks_only_its_end(data: bytes) -> bool:
+    """Whether a JPEG that stops early holds its whole picture and lacks only its end marker (some cameras and tools
+    write none): decoded with the marker added, its last row is real picture. A file cut short ends in rows the
+    decoder fills with flat mid-grey (128 in every band), which no photo's last eight rows are."""
+    Image = pillow()
+    try:
+        with Image.open(io.BytesIO(data + b"\xff\xd9"), formats=("JPEG",)) as image:
+            width, height = image.size
+            image.draft(image.mode, (max(width // 8, 1), max(height // 8, 1)))  # a row here is eight of the picture
+            image.load()
+            last = image.crop((0, image.size[1] - 1, image.size[0], image.size[1]))
+            bands = last.getextrema()
+    except Exception:
+        return False
+    bands = bands if isinstance(bands[0], tuple) else (bands,)
+    return any(band != (128, 128) for band in bands)
+
+
+def _decode_problem(source: IO[bytes], decoder: str, media: Sniffed) -> str | None:
+    from PIL import UnidentifiedImageError
+
+    Image = pillow()
     try:
         with Image.open(source, formats=(decoder,)) as image:
             width, height = image.size
@@ -82,12 +120,32 @@ def undecodable(source: IO[bytes], media: Sniffed) -> str | None:
             "header, or a picture far larger than any model takes)"
         )
     except UnidentifiedImageError:
-        return f"what follows its first bytes is not a {media.label}"
+        return f"what follows its first bytes is damaged, or is no {media.label} at all"
     except Exception as err:  # any decoder failure: a damaged file, a crafted one
         if "truncated" in str(err).lower() or isinstance(err, EOFError):
             return f"its data ends before the picture does (the file is cut short, or is no real {media.label})"
         return f"its {media.label} data is damaged ({type(err).__name__})"
     return None
+
+
+def _without_damaged_ancillary_chunks(data: bytes) -> bytes | None:
+    """A PNG's bytes without its ancillary chunks (text, time, ...: a lower-case first letter) whose checksum is
+    wrong, which viewers skip; None when it has none (or its chunks cannot be walked)."""
+    position, kept, dropped = 8, [data[:8]], False
+    while position + 12 <= len(data):
+        length = int.from_bytes(data[position : position + 4], "big")
+        end = position + 12 + length
+        if end > len(data):
+            return None
+        kind, body = data[position + 4 : position + 8], data[position + 8 : end - 4]
+        if kind[:1].islower() and zlib.crc32(kind + body) != int.from_bytes(data[end - 4 : end], "big"):
+            dropped = True
+        else:
+            kept.append(data[position:end])
+        position = end
+        if kind == b"IEND":
+            break
+    return b"".join(kept) if dropped else None
 
 
 def as_8_bit(image: Any) -> Any:
@@ -116,9 +174,10 @@ def upscaled_size(width: int, height: int) -> tuple[int, int]:
     return max(round(width * scale), 1), max(round(height * scale), 1)
 
 
-def prepare_image(source: IO[bytes], name: str) -> Prepared:
+def prepare_image(source: IO[bytes], name: str, *, note_only: bool = False) -> Prepared:
     """The upscaled form of a small image (``source``, the checked bytes of the file called ``name``); large images
-    and what Pillow cannot decode are left as they are (``Prepared.content`` None). Call it in a worker thread."""
+    and what Pillow cannot decode are left as they are (``Prepared.content`` None). ``note_only``: what would be done
+    (the quote says it), without resizing or encoding anything. Call it in a worker thread."""
     from PIL import ImageOps
 
     Image = pillow()  # Pillow, loaded with the first image, not at start-up
@@ -136,20 +195,23 @@ def prepare_image(source: IO[bytes], name: str) -> Prepared:
             size = upscaled_size(width, height)
             rgba = picture.convert("RGBA") if picture.has_transparency_data else None
             if rgba is not None and rgba.getchannel("A").getextrema()[0] < 0xFF:
-                resized, media, how = rgba.resize(size, Image.Resampling.LANCZOS), PNG, "PNG, keeping its transparency"
+                kept, media, how = rgba, PNG, "PNG, keeping its transparency"
             else:
-                resized, media, how = picture.convert("RGB").resize(size, Image.Resampling.LANCZOS), JPEG, "JPEG"
+                kept, media, how = picture.convert("RGB"), JPEG, "JPEG"
+            resized = None if note_only else kept.resize(size, Image.Resampling.LANCZOS)
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):
         # Pillow cannot decode it (a format it lacks, such as HEIC, or a huge picture: an image that should decode
         # and does not was refused before, ``undecodable``), or its mode has no RGB form: sent as it is.
         return Prepared(None, None, None)
+    note = (
+        f"{name} ({width}x{height} px) is upscaled (Lanczos) to {size[0]}x{size[1]} px before upload and sent as "
+        f"{how}, because small inputs are often rejected or blurry."
+    )
+    if resized is None:
+        return Prepared(None, media, note)
     buffer = io.BytesIO()
     if media is PNG:
         resized.save(buffer, "PNG")
     else:
         resized.save(buffer, "JPEG", quality=JPEG_QUALITY)
-    note = (
-        f"{name} ({width}x{height} px) is upscaled (Lanczos) to {size[0]}x{size[1]} px before upload and sent as "
-        f"{how}, because small inputs are often rejected or blurry."
-    )
     return Prepared(buffer.getvalue(), media, note)

@@ -80,7 +80,8 @@ LINKS_DROPPED = "KIE's answer named more result links than a task of this model 
 
 def links_kept(spec: "ModelSpec | None") -> int:
     """How many result links a task of ``spec`` keeps: the most outputs one task of it makes plus ``LINKS_MARGIN``,
-    at most ``MOST_LINKS`` (also for a model the catalogue does not know, or one whose count has no largest value).
+    at most ``MOST_LINKS`` (``MOST_LINKS`` for a model the catalogue does not know, one with no count field, or one
+    whose count has no largest value: a paid result is never dropped for a count that is not data).
     A garbage answer naming thousands never makes thousands of files, nor a task shown in megabytes."""
     most = spec.most_outputs if spec is not None else None
     return MOST_LINKS if most is None else min(most + LINKS_MARGIN, MOST_LINKS)
