@@ -222,6 +222,36 @@ async def test_an_upload_answer_whose_link_kie_could_not_fetch_is_never_sent_to_
     assert spent.structured_content["spent_today"] == 4  # the one image; nothing reserved for the refused call
 
 
+async def test_a_file_replaced_while_the_user_reads_the_confirmation_is_refused_though_its_upload_could_be_reused(
+    connect, controls, tmp_path, mode
+):
+    """The review: with an upload of the approved bytes still fresh, a file replaced while the user read the form was
+    not refused (the README promises it is); the earlier upload went out unsaid. Refused, nothing reserved or sent. (In
+    the 2026-07-28 era the answer comes back on a new request, which prices the file as it is then: the new picture is
+    uploaded and sent, never the earlier upload.)"""
+    from mcp.types import ElicitResult
+
+    (tmp_path / "ref.png").write_bytes(PNG)
+
+    async def edited_meanwhile(context, params):
+        (tmp_path / "ref.png").write_bytes(_image("PNG", (80, 64)))  # the user edits the picture
+        return ElicitResult(action="accept", content={"confirm": True})
+
+    async with connect(elicitation=answering()) as client:
+        first = await client.call_tool("generate_image", {**EDIT, "images": ["ref.png"]})
+    (tmp_path / "ref.png").write_bytes(PNG)  # the approved picture again: its upload is fresh
+    async with connect(elicitation=edited_meanwhile) as client:
+        second = await client.call_tool("generate_image", {**EDIT, "prompt": "green", "images": ["ref.png"]})
+        spent = (await client.call_tool("check_credits", {})).structured_content["spent_today"]
+    assert first.structured_content["status"] == "completed", text_of(first)
+    if mode == "auto":  # the 2026-07-28 era
+        assert second.structured_content["status"] == "completed", text_of(second)
+        assert len(await uploads(controls)) == 2  # the edited picture, uploaded: not the earlier upload reused
+        return
+    assert second.is_error and "changed since it was priced" in text_of(second), text_of(second)
+    assert len(await controls.creates()) == 1 and spent == 4
+
+
 async def test_the_clients_mcp_roots_are_allowed_folders(settings, transport, controls, mode, outside):
     from mcp import Client
     from mcp.types import ListRootsResult, Root

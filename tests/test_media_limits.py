@@ -87,6 +87,11 @@ HEADERS = {
 }
 
 
+def same_container(candidate: str, formats: tuple[str, ...]) -> bool:
+    """An M4A is an MP4, and an MP4 by its brand what a field listing m4a or m4v takes: one container."""
+    return (candidate == "m4a" and "mp4" in formats) or (candidate == "mp4" and bool({"m4a", "m4v"} & set(formats)))
+
+
 def wrong_format(spec: ModelSpec, name: str) -> str | None:
     """A format of the field's kind that its data leaves out."""
     kinds = field_kinds(spec, name)
@@ -94,7 +99,7 @@ def wrong_format(spec: ModelSpec, name: str) -> str | None:
     for candidate, head in HEADERS.items():
         sniffed = sniff(head)
         assert sniffed is not None and sniffed.format == candidate
-        if sniffed.serves(kinds) and candidate not in formats and not (candidate == "m4a" and "mp4" in formats):
+        if sniffed.serves(kinds) and candidate not in formats and not same_container(candidate, formats):
             return candidate
     return None
 

@@ -304,3 +304,32 @@ async def test_a_small_image_named_several_ways_is_said_to_be_upscaled_once(conn
         assert text.count("is upscaled (Lanczos)") <= 1, text
     assert text_of(quoted).count("is upscaled (Lanczos)") == 1
     assert [path for path in await kie_traffic(controls) if path in UPLOAD_PATHS] == ["/api/file-stream-upload"]
+
+
+async def test_a_small_jpeg_lacking_its_end_marker_is_sent_upscaled_as_it_was_judged(connect, controls, tmp_path):
+    """The review: a small JPEG lacking only its end marker, newly taken, was judged by its upscaled size (a model's
+    smallest side) but sent small, as the upscale could not open it: an input below the model's minimum, paid for. It
+    is upscaled from its picture as viewers show it, and the quote says so."""
+    buffer = io.BytesIO()
+    Image.linear_gradient("L").resize((250, 250)).convert("RGB").save(buffer, "JPEG")
+    (tmp_path / "small.jpg").write_bytes(buffer.getvalue()[:-2])
+    async with connect(elicitation=answering()) as client:
+        quoted = await client.call_tool("estimate_cost", {**EDIT, "images": ["small.jpg"]})
+        made = await client.call_tool("generate_image", {**EDIT, "images": ["small.jpg"]})
+    assert "is upscaled (Lanczos) to 1080x1080" in text_of(quoted), text_of(quoted)
+    assert made.structured_content["status"] == "completed", text_of(made)
+    [(_, sent)] = await sent_pictures(controls)
+    assert sent.size == (1080, 1080)
+
+
+async def test_a_large_tiff_cut_short_is_refused_though_above_the_full_decode_size(connect, controls, tmp_path):
+    """The review: above 16 megapixels only a picture's structure is checked, and Pillow checks none for TIFF (or
+    BMP): one cut in half was priced. Those formats are decoded whatever their size."""
+    buffer = io.BytesIO()
+    Image.new("L", (4100, 4000), 90).save(buffer, "TIFF")
+    (tmp_path / "scan.tif").write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    reference = {"model": "bytedance/seedance-2", "prompt": "a calm scene", "duration": 5}
+    reference["options"] = {"reference_image_urls": ["scan.tif"]}
+    async with connect() as client:
+        quoted = await client.call_tool("estimate_cost", reference)
+    assert quoted.is_error and "does not decode" in text_of(quoted), text_of(quoted)

@@ -46,6 +46,13 @@ def tone(ffmpeg: str, path: Path, seconds: float) -> str:
     return path.name
 
 
+def recording(ffmpeg: str, path: Path) -> str:
+    """3 s of AAC sound in an MP4 container with the generic brand, as ffmpeg and many phone recorders write it."""
+    source = ["-f", "lavfi", "-i", "sine=frequency=440:duration=3"]
+    subprocess.run([ffmpeg, "-y", "-loglevel", "error", *source, "-c:a", "aac", "-f", "mp4", str(path)], check=True)
+    return path.name
+
+
 def voice(path: Path, seconds: float) -> str:
     with wave.open(str(path), "wb") as out:
         out.setnchannels(1)
@@ -178,3 +185,18 @@ async def test_a_saved_clip_swapped_for_a_webm_is_never_sent_to_the_upscaler(con
     )
     uploads, creates = await sent(controls)
     assert uploads == [] and [c["body"]["model"] for c in creates] == ["kling-3.0/video"]
+
+
+async def test_a_voice_recording_in_a_generic_mp4_container_is_taken_where_m4a_is(connect, controls, tmp_path, ffmpeg):
+    """The review: AAC sound in an MP4 container with the generic brand (what ffmpeg and many phone recorders write)
+    is sniffed as MP4, and was refused as "MP4 video" by a field listing m4a: the container is the same."""
+    recording(ffmpeg, tmp_path / "voice.m4a")
+    arguments = {
+        "model": "wan/2-2-a14b-speech-to-video-turbo",
+        "prompt": "she talks",
+        "images": [face(tmp_path)],
+        "options": {"audio_url": "voice.m4a"},
+    }
+    async with connect() as client:
+        estimate = await client.call_tool("estimate_cost", arguments)
+    assert not estimate.is_error, text_of(estimate)

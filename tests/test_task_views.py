@@ -435,6 +435,7 @@ async def test_a_cursor_no_listing_gave_or_given_with_other_filters_is_refused_i
             "c1." + "A" * 900,
             crafted([float("nan"), "t0001", "x"]),  # json.dumps writes NaN
             crafted([1e400, "t0001", "x"]),
+            crafted([10**400, "t0001", "x"]),  # a whole number too large for a float (the review: a crash)
             crafted([True, "t0001", "x"]),
             crafted({"created": 1}),
             crafted([1.0, ["t0001"], "x"]),
@@ -607,3 +608,26 @@ async def test_an_overlong_task_id_is_told_by_its_own_length(connect, controls):
             resource_error = str(err)
     assert "(200 characters)" in text_of(checked), text_of(checked)
     assert "(250 characters)" in resource_error and "nothing was asked of KIE" in resource_error, resource_error
+
+
+async def test_a_key_typed_in_groups_into_a_prompt_is_never_shown_by_a_listing(connect, controls):
+    """The review: a key typed with runs of spaces between its groups was redacted as saved (not whole there), and
+    shown whole once the listing made those runs one space, in the list of creates of unknown outcome and a task's
+    label. It is redacted as it is shown."""
+    import secrets
+
+    from kie_mcp.redact import register_secret
+
+    key = secrets.token_hex(16)
+    register_secret(key)  # as KieClient registers the user's key
+    grouped = "   ".join(key[i : i + 8] for i in range(0, 32, 8))
+    async with connect(elicitation=answering()) as client:
+        await controls.fault("create", kind="drop_after_create")
+        await client.call_tool("generate_image", {"prompt": f"a poster with the text {grouped}"})
+        await client.call_tool("generate_image", {"prompt": f"a card with the text {grouped}"})
+        listed = await client.call_tool("list_tasks", {})
+        resource = (await client.read_resource("kie://tasks")).contents[0].text
+    shown = " ".join(key[i : i + 8] for i in range(0, 32, 8))
+    for text in (text_of(listed), json.dumps(listed.structured_content), resource):
+        assert shown not in text and key not in text, text
+    assert listed.structured_content["unknown_create_list"] and listed.structured_content["tasks"]

@@ -282,7 +282,7 @@ def read_cursor(cursor: str, filters: dict[str, Any]) -> tuple[float, str]:
             raise ValueError
         if not isinstance(task_id, str) or not isinstance(digest, str):
             raise ValueError
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError, RecursionError):
+    except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError, RecursionError):
         raise BadCursor(
             "cursor is not one list_tasks gave (a next_cursor, whole and unchanged); no task was listed. " + start_again
         ) from None
@@ -295,7 +295,12 @@ def read_cursor(cursor: str, filters: dict[str, Any]) -> tuple[float, str]:
 
 
 def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # a whole number too large for a float
+        return False
 
 
 def folded(text: str | None) -> str:

@@ -1257,7 +1257,7 @@ def _unknown_creates(journal: Journal) -> list[UnknownCreate]:
             attempt_id=row["attempt_id"],
             model=row["model"],
             created=timestamp(row["created"]),
-            prompt=shortened(" ".join(row["prompt"].split()), PROMPT_SHOWN) if row["prompt"] else None,
+            prompt=shortened(redact(" ".join(row["prompt"].split())), PROMPT_SHOWN) if row["prompt"] else None,
             session=row["session"],
             error=row["error"],
         )

@@ -435,6 +435,9 @@ _FORMAT_NAMES = {
     "heif": {"heif", "heic"},
     "m4a": {"m4a", "mp4"},
     "m4v": {"m4v", "mp4"},
+    # An MP4 by its brand (mp42, isom: what ffmpeg and many phone recorders write for sound alone too) is what a
+    # field listing m4a or m4v takes: the container is the same, and its bytes cannot say it holds sound only.
+    "mp4": {"mp4", "m4a", "m4v"},
 }
 # Every format name the catalogue may list: those ``media.sniff`` tells apart, and the names above (the tests check
 # the data against it).
@@ -806,6 +809,7 @@ async def upload_local_files(
         kept = f"file:{local.sha256}:{'upscaled' if prepare else 'as-is'}@{host}"  # a simulator's: never KIE's
         earlier = journal.live_upload(kept, UPLOAD_REUSE_SECONDS)
         if earlier:  # the approved bytes' own upload: nothing read, upscaled or sent again
+            await anyio.to_thread.run_sync(still_approved, local)  # ... once the file is known to be the one approved
             urls[value] = earlier
             notes.append(f"{local.path.name} was already uploaded recently; reused {earlier}.")
             continue
@@ -899,12 +903,7 @@ def approved_bytes(local: LocalFile) -> bytes:
             ) from None
         digest, content = "", None  # other bytes: refused below, as a changed content
     except OSError as err:  # locked by another program, no permission, a failing disk: nothing was sent
-        raise KieError(
-            f"{local.path.name} could not be read ({err.strerror or type(err).__name__}); it was not uploaded",
-            category=Category.INPUT,
-            retryable=False,
-            next_step="Check that the file is readable (not open exclusively in another program) and ask again.",
-        ) from None
+        raise _unreadable(local, err) from None
     if digest != local.sha256 or content is None:
         raise KieError(
             f"{local.path.name} changed since it was priced (its content is not the one approved); it was not uploaded",
@@ -913,6 +912,33 @@ def approved_bytes(local: LocalFile) -> bytes:
             next_step="Ask again: the new file is priced and approved on its own.",
         )
     return content
+
+
+def still_approved(local: LocalFile) -> None:
+    """``local`` is still the very file that was hashed (its stamp, checked without reading it), or the same refusal
+    as ``approved_bytes``: a file replaced while the user read the confirmation is refused, even where an upload of
+    the approved bytes could stand in for it."""
+    try:
+        with still_hashed(local):
+            pass
+    except ChangedFile:  # before OSError: a refusal is a PermissionError too
+        raise KieError(
+            f"{local.path.name} changed since it was priced (it is not the file approved); it was not uploaded",
+            category=Category.INPUT,
+            retryable=False,
+            next_step="Ask again: the new file is priced and approved on its own.",
+        ) from None
+    except OSError as err:
+        raise _unreadable(local, err) from None
+
+
+def _unreadable(local: LocalFile, err: OSError) -> KieError:
+    return KieError(
+        f"{local.path.name} could not be read ({err.strerror or type(err).__name__}); it was not uploaded",
+        category=Category.INPUT,
+        retryable=False,
+        next_step="Check that the file is readable (not open exclusively in another program) and ask again.",
+    )
 
 
 class ChangedFile(RefusedInput):
@@ -1123,13 +1149,13 @@ def judged_picture(local: LocalFile) -> LocalFile:
 # asks and generates with the same reference again and again. Bounded; forgotten all at once when full.
 _DECODE_VERDICTS: dict[str, str | None] = {}
 _DECODE_VERDICTS_KEPT = 1024
+_UNJUDGED = "not judged yet"
 
 
 def _decodes(name: str, digest: str, source: IO[bytes], media: Sniffed) -> None:
     """``NotAccepted`` unless the picture in ``source`` (whose bytes hash to ``digest``) decodes (``undecodable``)."""
-    if digest in _DECODE_VERDICTS:
-        why = _DECODE_VERDICTS[digest]
-    else:
+    why = _DECODE_VERDICTS.get(digest, _UNJUDGED)  # one read: another thread may clear the dict meanwhile
+    if why is _UNJUDGED:
         why = undecodable(source, media)
         if len(_DECODE_VERDICTS) >= _DECODE_VERDICTS_KEPT:
             _DECODE_VERDICTS.clear()

@@ -35,6 +35,7 @@ JPEG_QUALITY = 92
 # and checksums): decoding a 60-megapixel PNG took 2 s and 300 MB at every estimate. A JPEG is decoded at an eighth of
 # its size, so this bounds it only past a billion pixels. The verdict is remembered by content (``media.inputs``).
 DECODE_MAX_PIXELS = 16_000_000
+STRUCTURE_CHECKED = ("png",)  # formats whose structure Pillow checks without decoding (chunk checksums); others decode
 
 # Pillow's decoder for each image format ``sniff`` knows. A format whose decoder this Pillow lacks (HEIF without
 # the pillow-heif plugin) cannot be checked: it is sent as it is, as KIE takes it.
@@ -73,13 +74,20 @@ def undecodable(source: IO[bytes], media: Sniffed) -> str | None:
     if why is None or media.format not in ("jpeg", "png"):
         return why
     source.seek(0)
-    data = source.read()
-    if media.format == "jpeg":
-        return None if _lacks_only_its_end(data) else why
-    mended = _without_damaged_ancillary_chunks(data)
+    mended = _mended(source.read())
     if mended is not None and _decode_problem(io.BytesIO(mended), decoder, media) is None:
         return None  # what viewers show: the file is sent as it is
     return why
+
+
+def _mended(data: bytes) -> bytes | None:
+    """The picture of a file viewers open though it is not by the book, as Pillow can read it: a JPEG lacking only
+    its end marker with the marker added, a PNG without its damaged ancillary chunks; None for anything else."""
+    if data.startswith(b"\xff\xd8\xff"):
+        return data + b"\xff\xd9" if _lacks_only_its_end(data) else None
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return _without_damaged_ancillary_chunks(data)
+    return None
 
 
 def _lacks_only_its_end(data: bytes) -> bool:
@@ -109,7 +117,7 @@ def _decode_problem(source: IO[bytes], decoder: str, media: Sniffed) -> str | No
             width, height = image.size
             image.draft(image.mode, (max(width // 8, 1), max(height // 8, 1)))  # JPEG: every byte read, 1/8 decoded
             width, height = image.size
-            if width * height > DECODE_MAX_PIXELS:
+            if width * height > DECODE_MAX_PIXELS and media.format in STRUCTURE_CHECKED:
                 image.verify()
             else:
                 image.load()
@@ -176,8 +184,20 @@ def upscaled_size(width: int, height: int) -> tuple[int, int]:
 
 def prepare_image(source: IO[bytes], name: str, *, note_only: bool = False) -> Prepared:
     """The upscaled form of a small image (``source``, the checked bytes of the file called ``name``); large images
-    and what Pillow cannot decode are left as they are (``Prepared.content`` None). ``note_only``: what would be done
-    (the quote says it), without resizing or encoding anything. Call it in a worker thread."""
+    and what Pillow cannot decode are left as they are (``Prepared.content`` None). A file viewers open though it is
+    not by the book (``undecodable`` takes it) is upscaled from its picture as they show it: judged by its upscaled
+    size, it is sent upscaled. ``note_only``: what would be done (the quote says it), without resizing or encoding
+    anything. Call it in a worker thread."""
+    prepared = _prepare(source, name, note_only)
+    if prepared is None:
+        source.seek(0)
+        mended = _mended(source.read())
+        prepared = _prepare(io.BytesIO(mended), name, note_only) if mended is not None else None
+    return prepared or Prepared(None, None, None)
+
+
+def _prepare(source: IO[bytes], name: str, note_only: bool) -> Prepared | None:
+    """``prepare_image`` of ``source`` as it is; None when Pillow cannot decode it."""
     from PIL import ImageOps
 
     Image = pillow()  # Pillow, loaded with the first image, not at start-up
@@ -202,7 +222,7 @@ def prepare_image(source: IO[bytes], name: str, *, note_only: bool = False) -> P
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):
         # Pillow cannot decode it (a format it lacks, such as HEIC, or a huge picture: an image that should decode
         # and does not was refused before, ``undecodable``), or its mode has no RGB form: sent as it is.
-        return Prepared(None, None, None)
+        return None
     note = (
         f"{name} ({width}x{height} px) is upscaled (Lanczos) to {size[0]}x{size[1]} px before upload and sent as "
         f"{how}, because small inputs are often rejected or blurry."

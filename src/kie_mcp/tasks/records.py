@@ -228,7 +228,9 @@ class TaskRecord(BaseModel, defer_build=True):
     def label(self, prompt: str | None, session: str | None) -> None:
         """Show the journal's prompt (shortened, redacted) and session, and the folder the results go to."""
         if prompt:
-            shown = " ".join(redact(prompt).split())  # redacted whole, then shortened: no key is ever cut in half
+            # Redacted as shown (a key typed in groups with runs of spaces reads whole once they are one space) and
+            # before it is shortened: no key is ever cut in half, nor shown.
+            shown = redact(" ".join(redact(prompt).split()))
             self.prompt = shortened(shown, PROMPT_SHOWN)
         if session:
             self.session = redact(session)
