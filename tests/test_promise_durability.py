@@ -494,3 +494,33 @@ def test_a_finished_task_never_reads_unfinished_again_in_the_journal(tmp_path):
     journal.save_task('{"state": "unknown"}', task_id="t3", model="m", state="unknown")
     journal.save_task('{"state": "running"}', task_id="t3", model="m", state="running")  # found after all
     assert journal.task_row("t3")["state"] == "running"
+
+
+async def test_a_call_log_grown_past_its_size_moves_aside_keeping_every_line_and_todays_spend(
+    connect, controls, tmp_path, monkeypatch
+):
+    """The call log was never rotated: it grew by a line per KIE call for good. Past its size it moves to
+    kie-api.1.jsonl (the line that crossed it goes there too), a new one starts with the next line, no line is lost,
+    and today's spend after a corrupt journal is read from both."""
+    from kie_mcp.kie import calllog
+
+    logs = tmp_path / "logs"
+    current, moved = logs / "kie-api.jsonl", logs / "kie-api.1.jsonl"
+    async with connect(auto_approve_credits=10) as client:
+        made = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 10})
+        assert made.structured_content["status"] == "completed", text_of(made)
+        before = current.read_text()
+        monkeypatch.setattr(calllog, "ROTATE_BYTES", len(before.encode()) + 1)  # the next line crosses it
+        await client.call_tool("check_credits", {})  # a balance call: the line that moves the log
+        await client.call_tool("check_credits", {})  # the first line of the new log
+    task_id = made.structured_content["tasks"][0]["task_id"]
+    assert moved.read_text().startswith(before) and len(moved.read_text().splitlines()) > len(before.splitlines())
+    assert current.is_file() and current.read_text().splitlines()  # a new log, begun with the next line
+    assert any(json.loads(line).get("task_id") == task_id for line in moved.read_text().splitlines())
+    journal = tmp_path / ".kie-mcp" / "journal.sqlite3"
+    for part in journal.parent.glob("journal.sqlite3*"):
+        part.unlink()
+    journal.write_bytes(b"this is not a database" * 100)
+    async with connect() as client:
+        credits = await client.call_tool("check_credits", {})
+    assert credits.structured_content["spent_today"] == 8, text_of(credits)  # from the moved log

@@ -1153,7 +1153,7 @@ def _not_recorded(record: TaskRecord, err: BaseException) -> str:
     what = f"KIE created task {record.task_id}" if record.task_id else "A create's outcome"
     return (
         f"{what} but kie-mcp could not record it in its journal ({type(err).__name__}: {err}). Keep this task id: "
-        "it is also in logs/kie-api.jsonl when that could be written. Follow it with check_task."
+        "it is also in logs/kie-api.jsonl (or kie-api.1.jsonl) when that could be written. Follow it with check_task."
     )
 
 

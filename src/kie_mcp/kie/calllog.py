@@ -7,6 +7,11 @@ payloads can end up here, and every string value is redacted before it is writte
 Authorization header). Each line is written whole or not at all, so a full disk never leaves half a record for the
 next one to run into: the server's errors point to this log as the copy of task ids the journal could not keep.
 
+The log is kept to about twice ``ROTATE_BYTES``: a line that would take it past that first moves it to
+``kie-api.1.jsonl`` (replacing the one before), under the lock every writer takes, so two kie-mcp processes never
+both move it (one that waited for the lock finds the log moved, and appends its line to the moved file: no line is
+lost). ``spent_on`` reads both.
+
 The log is only ever written inside the workspace: ``logs/`` must be a real folder (not a symbolic link, which a
 cloned repository can carry) and the log a regular file in it with no other name, opened without following a link
 (``O_NOFOLLOW``) and checked once open to be the file its path names. A log that leads anywhere else (``~/.bashrc``,
@@ -56,6 +61,7 @@ class CallLog:
 
 
 CALL_LOG = Path("logs") / "kie-api.jsonl"  # in the workspace
+ROTATE_BYTES = 32 * 1024 * 1024  # a log this large moves to kie-api.1.jsonl (about 100,000 calls)
 CHARGING = ("created", "unknown")  # create outcomes that may have been charged
 
 
@@ -68,13 +74,7 @@ def spent_on(path: Path, day: date, *, most_bytes: int = 64 * 1024 * 1024) -> fl
     quoted: dict[str, float] = {}  # by task id (or line, for a create with no id)
     reserved: dict[str, float] = {}
     charged: dict[str, float] = {}
-    try:
-        with open(path, "rb") as handle:
-            size = os.fstat(handle.fileno()).st_size
-            handle.seek(max(size - most_bytes, 0))
-            lines = handle.read().splitlines()
-    except OSError:
-        return 0.0
+    lines = _tail(rotated(path), most_bytes) + _tail(path, most_bytes)  # oldest first: the moved log, then this one
     for number, raw in enumerate(lines):
         try:
             line = json.loads(raw)
@@ -92,6 +92,22 @@ def spent_on(path: Path, day: date, *, most_bytes: int = 64 * 1024 * 1024) -> fl
     return sum(max(credits, charged[task] if task in charged else reserved[task]) for task, credits in quoted.items())
 
 
+def rotated(path: Path) -> Path:
+    """Where the log moves once it is ``ROTATE_BYTES`` long: ``kie-api.1.jsonl`` beside it."""
+    return path.with_name(f"{path.stem}.1{path.suffix}")
+
+
+def _tail(path: Path, most_bytes: int) -> list[bytes]:
+    """The lines of ``path``'s last ``most_bytes`` (none when it cannot be read)."""
+    try:
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            handle.seek(max(size - most_bytes, 0))
+            return handle.read().splitlines()
+    except OSError:
+        return []
+
+
 def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
         return None
@@ -106,6 +122,9 @@ def _append_whole(path: Path, record: bytes) -> None:
     try:
         _lock(fd)  # another kie-mcp on the workspace appends between our size and our cut: it waits instead
         size = os.fstat(fd).st_size
+        if size + len(record) > ROTATE_BYTES and _still_named(path, fd):
+            with contextlib.suppress(OSError):  # cannot be moved (a folder in the way): it grows on, no line lost
+                os.replace(path, rotated(path))  # this line still goes to this (moved) file; the next starts a new one
         if size and readable and not _ends_a_line(fd, size):
             record = b"\n" + record
         written = 0
@@ -122,6 +141,16 @@ def _append_whole(path: Path, record: bytes) -> None:
             raise
     finally:
         os.close(fd)  # releases the lock
+
+
+def _still_named(path: Path, fd: int) -> bool:
+    """Whether ``path`` still names the open log (another kie-mcp may have moved it while this one waited for its
+    lock: then it is not moved again)."""
+    try:
+        named, opened = os.lstat(path), os.fstat(fd)
+    except OSError:
+        return False
+    return (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino)
 
 
 class LogOutside(OSError):

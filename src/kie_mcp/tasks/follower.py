@@ -693,8 +693,8 @@ class Follower:
             watch.note(
                 [
                     f"KIE's answer about task {watch.record.task_id} could not be recorded in the journal "
-                    f"({type(err).__name__}: {err}). Keep this task id: it is also in logs/kie-api.jsonl when that "
-                    "could be written. Follow it with check_task."
+                    f"({type(err).__name__}: {err}). Keep this task id: it is also in logs/kie-api.jsonl (or "
+                    "kie-api.1.jsonl) when that could be written. Follow it with check_task."
                 ]
             )
 
