@@ -244,6 +244,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.fixture(scope="module")
+def ffmpeg() -> str:
+    """The ffmpeg kie-mcp would use, or the test is skipped (a machine without it)."""
+    from kie_mcp.media.stitch import StitchError, find_ffmpeg
+
+    try:
+        return find_ffmpeg()
+    except StitchError as err:
+        pytest.skip(f"no ffmpeg: {err}")
+
+
 @pytest.fixture
 def simulator_process():
     port = free_port()

@@ -35,7 +35,7 @@ from kie_mcp.media.duration import (
 )
 from kie_mcp.media.inputs import ChangedFile, FileStamp, LocalFile
 from kie_mcp.media.sniff import HEAD_BYTES, sniff
-from kie_mcp.media.stitch import StitchError, find_ffmpeg
+from kie_mcp.media.stitch import StitchError
 
 CATALOG = load_catalog()
 BASE = "https://cdn.example.test"
@@ -99,14 +99,6 @@ def _id3v2(size: int) -> bytes:
     """An ID3v2.3 tag of ``size`` bytes of padding (album art makes tags this big)."""
     syncsafe = bytes([(size >> 21) & 0x7F, (size >> 14) & 0x7F, (size >> 7) & 0x7F, size & 0x7F])
     return b"ID3\x03\x00\x00" + syncsafe + bytes(size)
-
-
-@pytest.fixture(scope="module")
-def ffmpeg() -> str:
-    try:
-        return find_ffmpeg()
-    except StitchError as err:
-        pytest.skip(f"no ffmpeg: {err}")
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import re
 import struct
-import wave
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from kie_mcp.media.sniff import Sniffed, sniff
 
 from .conftest import answering, text_of
 from .test_every_model import minimal_arguments
+from .test_media_safety import wav
 
 CATALOG = load_catalog()
 UPLOADS = {"/api/file-stream-upload", "/api/file-base64-upload", "/api/file-url-upload"}
@@ -64,15 +64,6 @@ def mp4(path: Path, seconds: float) -> Path:
     ftyp = _box(b"ftyp", b"isom" + struct.pack(">I", 512) + b"isomiso2mp41")
     mvhd = _box(b"mvhd", b"\x00\x00\x00\x00" + struct.pack(">IIII", 0, 0, 1000, round(seconds * 1000)) + bytes(80))
     path.write_bytes(ftyp + _box(b"mdat", bytes(2000)) + _box(b"moov", mvhd))
-    return path
-
-
-def wav(path: Path, seconds: float, rate: int = 8000) -> Path:
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(1)
-        out.setframerate(rate)
-        out.writeframes(b"\x80" * round(seconds * rate))
     return path
 
 

@@ -10,28 +10,18 @@ what to do.
 from __future__ import annotations
 
 import subprocess
-import wave
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from kie_mcp.media.stitch import StitchError, find_ffmpeg
-
 from .conftest import CREATE_PATHS, answering, text_of
+from .test_media_safety import wav
 
 UPLOADS = {"/api/file-stream-upload", "/api/file-base64-upload", "/api/file-url-upload"}
 EDIT = {"model": "happyhorse/video-edit", "prompt": "make it snowy"}  # video_url: mp4 or mov, 3-60 s
 TALK = {"model": "infinitalk/from-audio", "prompt": "talk"}  # audio_url: mp3/wav/aac/mp4/ogg
 AVATAR = {"model": "omnihuman-1-5", "prompt": "talk"}  # audio_url: under 60 s, 27 credits per second
-
-
-@pytest.fixture(scope="module")
-def ffmpeg() -> str:
-    try:
-        return find_ffmpeg()
-    except StitchError as err:
-        pytest.skip(f"no ffmpeg: {err}")
 
 
 def clip(ffmpeg: str, path: Path, seconds: float, *output: str) -> str:
@@ -54,12 +44,7 @@ def recording(ffmpeg: str, path: Path) -> str:
 
 
 def voice(path: Path, seconds: float) -> str:
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(8000)
-        out.writeframes(b"\x00\x00" * int(8000 * seconds))
-    return path.name
+    return wav(path, seconds).name
 
 
 def face(tmp_path: Path) -> str:

@@ -154,6 +154,8 @@ def refusal(address: IPAddress) -> str | None:
     return None if address.is_global else f"a non-public address, {address}"
 
 
+# Names no public DNS answers: this machine (RFC 6761), the local network's mDNS (RFC 6762), home networks (RFC 8375)
+# and private use (.internal); a name without a dot is a local network's too.
 _LOCAL_NAMES = ("localhost", ".localhost", ".local", ".home.arpa", ".internal")
 
 

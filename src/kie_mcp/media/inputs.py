@@ -665,10 +665,6 @@ def _local_slots(spec: ModelSpec, wire: dict[str, Any]) -> list[tuple[str, int |
     return [(name, index, value) for name, index, value in _media_slots(spec, wire) if not is_remote(value)]
 
 
-# Names no public DNS answers: this machine (RFC 6761), the local network's mDNS (RFC 6762), home networks (RFC 8375)
-# and private use (.internal); a name without a dot is a local network's too.
-
-
 _LINK_KEY = re.compile(r"(?:^|_)urls?$")  # a link's key inside an object field: url, image_url, element_input_urls
 NESTED_LOCAL = (
     "is not a web link: kie-mcp uploads local files only in the model's own image, video and audio fields. Upload "
@@ -905,12 +901,7 @@ def approved_bytes(local: LocalFile) -> bytes:
     except OSError as err:  # locked by another program, no permission, a failing disk: nothing was sent
         raise _unreadable(local, err) from None
     if digest != local.sha256 or content is None:
-        raise KieError(
-            f"{local.path.name} changed since it was priced (its content is not the one approved); it was not uploaded",
-            category=Category.INPUT,
-            retryable=False,
-            next_step="Ask again: the new file is priced and approved on its own.",
-        )
+        raise _not_approved(local, "its content is not the one approved")
     return content
 
 
@@ -922,23 +913,27 @@ def still_approved(local: LocalFile) -> None:
         with still_hashed(local):
             pass
     except ChangedFile:  # before OSError: a refusal is a PermissionError too
-        raise KieError(
-            f"{local.path.name} changed since it was priced (it is not the file approved); it was not uploaded",
-            category=Category.INPUT,
-            retryable=False,
-            next_step="Ask again: the new file is priced and approved on its own.",
-        ) from None
+        raise _not_approved(local, "it is not the file approved") from None
     except OSError as err:
         raise _unreadable(local, err) from None
 
 
-def _unreadable(local: LocalFile, err: OSError) -> KieError:
-    return KieError(
-        f"{local.path.name} could not be read ({err.strerror or type(err).__name__}); it was not uploaded",
-        category=Category.INPUT,
-        retryable=False,
-        next_step="Check that the file is readable (not open exclusively in another program) and ask again.",
+def _not_approved(local: LocalFile, why: str) -> KieError:
+    return _not_uploaded(
+        f"{local.path.name} changed since it was priced ({why})",
+        "Ask again: the new file is priced and approved on its own.",
     )
+
+
+def _unreadable(local: LocalFile, err: OSError) -> KieError:
+    return _not_uploaded(
+        f"{local.path.name} could not be read ({err.strerror or type(err).__name__})",
+        "Check that the file is readable (not open exclusively in another program) and ask again.",
+    )
+
+
+def _not_uploaded(what: str, next_step: str) -> KieError:
+    return KieError(f"{what}; it was not uploaded", category=Category.INPUT, retryable=False, next_step=next_step)
 
 
 class ChangedFile(RefusedInput):
