@@ -249,6 +249,7 @@ async def test_a_file_replaced_while_the_user_reads_the_confirmation_is_refused_
         assert len(await uploads(controls)) == 2  # the edited picture, uploaded: not the earlier upload reused
         return
     assert second.is_error and "changed since it was priced" in text_of(second), text_of(second)
+    assert "Refused by kie-mcp (input): " in text_of(second), text_of(second)  # not "KIE request failed"
     assert len(await controls.creates()) == 1 and spent == 4
 
 

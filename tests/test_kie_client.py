@@ -5,7 +5,16 @@ from __future__ import annotations
 import httpx2
 import pytest
 
-from kie_mcp.kie import FAMILIES, Category, KieClient, KieError, NotSentError, OutcomeUnknownError, TaskState
+from kie_mcp.kie import (
+    FAMILIES,
+    Category,
+    KieClient,
+    KieError,
+    NotSentError,
+    OutcomeUnknownError,
+    RefusedHereError,
+    TaskState,
+)
 from kie_mcp.kie.pacing import SlidingWindow
 from kie_mcp.sandbox import SANDBOX_API_KEY
 from kie_mcp.spend import ApprovalError, grant
@@ -288,3 +297,13 @@ async def test_simulator_rate_limit_is_real(kie, controls):
             outcomes.append(err.code)
     assert outcomes[:20] == ["ok"] * 20
     assert outcomes[20] == 429
+
+
+def test_advice_fitted_to_where_a_refusal_happened_keeps_what_kind_of_refusal_it_is():
+    """with_next_step made every error a plain KieError: a refusal that never reached KIE read "KIE request failed",
+    and one that was never sent lost its "nothing was created" class (callers tell unknown outcomes by class)."""
+    here = RefusedHereError("x.png changed since it was priced", next_step="Ask again.").with_next_step("Look.")
+    assert type(here) is RefusedHereError and str(here).startswith("Refused by kie-mcp (input): x.png"), str(here)
+    unknown = OutcomeUnknownError("the connection failed").with_next_step("Check https://kie.ai/logs.")
+    assert type(unknown) is OutcomeUnknownError and unknown.next_step == "Check https://kie.ai/logs."
+    assert str(unknown).endswith("Check https://kie.ai/logs.") and unknown.message == "the connection failed"

@@ -568,7 +568,8 @@ async def test_check_task_explains_an_attempt_id_from_the_journal_without_asking
         asked = (await controls.get("requests"))["requests"]
     task_id = made.structured_content["tasks"][0]["task_id"]
     for answer in answers.values():
-        assert answer.is_error and "not a KIE task id; nothing was asked of KIE" in text_of(answer), text_of(answer)
+        assert answer.is_error and "Refused by kie-mcp (input): a_" in text_of(answer), text_of(answer)
+        assert "not a KIE task id; nothing was asked of KIE" in text_of(answer), text_of(answer)
     assert "nano-banana-2 create sent at" in text_of(answers["unknown"]) and LOGS in text_of(answers["unknown"])
     assert "may have made a task" in text_of(answers["unknown"])
     assert f"check_task(task_id='{task_id}')" in text_of(answers["created"]), text_of(answers["created"])
@@ -608,6 +609,7 @@ async def test_an_overlong_task_id_is_told_by_its_own_length(connect, controls):
             resource_error = str(err)
     assert "(200 characters)" in text_of(checked), text_of(checked)
     assert "(250 characters)" in resource_error and "nothing was asked of KIE" in resource_error, resource_error
+    assert "Refused by kie-mcp (input): " in resource_error, resource_error  # not "KIE request failed"
 
 
 async def test_a_key_typed_in_groups_into_a_prompt_is_never_shown_by_a_listing(connect, controls):

@@ -26,7 +26,7 @@ from kie_mcp.catalog.script import fit_script, speech_models
 from kie_mcp.catalog.spec import Operation
 from kie_mcp.catalog.validate import argument_name, named_for_user
 from kie_mcp.journal import CALL_ANSWERED, CALL_CUT_OFF, JournalUnavailable
-from kie_mcp.kie import FAMILIES, KieClient, KieError, OutcomeUnknownError
+from kie_mcp.kie import FAMILIES, KieClient, KieError, OutcomeUnknownError, RefusedHereError
 from kie_mcp.kie.client import UPLOAD_FAILED, ExistingTaskError
 from kie_mcp.kie.families import Family
 from kie_mcp.media import saved
@@ -821,6 +821,12 @@ async def _spend(
         # process killed) while one is under way must leave no reservation behind that no task will ever settle.
         try:
             wire, upload_notes = await upload_local_files(kie, p.spec, p.wire, p.files, rt.journal)
+        except RefusedHereError as err:  # kie-mcp's own refusal (a changed file): it says so, and nothing was sent
+            raise RefusedHereError(
+                f"an input file was refused before anything was created: {err.message}",
+                category=err.category,
+                next_step="Nothing was spent. " + err.next_step,
+            ) from err
         except KieError as err:
             raise KieError(
                 f"uploading an input file failed before anything was created: {err.message}",

@@ -59,7 +59,7 @@ from kie_mcp.journal import (
     storage_problem,
     unavailable_reason,
 )
-from kie_mcp.kie import Category, KieError
+from kie_mcp.kie import Category, KieError, RefusedHereError
 from kie_mcp.media import saved
 from kie_mcp.media.downloads import SNIFF_BYTES, THUMBNAIL_SIDE, output_folder, preview, real_folder, sniff_mime
 from kie_mcp.media.inputs import (
@@ -1190,28 +1190,22 @@ async def _find_record(rt: Runtime, task_id: str) -> TaskRecord:
     if record is not None:
         return record
     if not task_id.strip() or len(task_id) > 200 or not task_id.isprintable():
-        raise KieError(  # never sent: KIE's ids are short printable text, and an empty one would ask about nothing
+        raise RefusedHereError(  # KIE's ids are short printable text, and an empty one would ask about nothing
             f"{plain(task_id)} is not a task id (blank, over 200 characters, or with control characters); nothing "
             "was asked of KIE",
-            category=Category.INPUT,
-            retryable=False,
             next_step="Use a task id from generate_image, generate_video, list_tasks or KIE's logs.",
         )
     if QUOTE_ID.fullmatch(task_id):  # an agent's easy mix-up: never asked of KIE, which would say "record is null"
-        raise KieError(
+        raise RefusedHereError(
             f"{task_id} is a quote id (from estimate_cost or confirmation_required), not a task id; nothing was asked "
             "of KIE",
-            category=Category.INPUT,
-            retryable=False,
             next_step="Pass it as quote_id to the generate call it priced, once the user approved the cost; "
             "check_task takes the task_id that call returns.",
         )
     if ATTEMPT_ID.fullmatch(task_id):  # list_tasks names creates of unknown outcome by it: never asked of KIE either
         attempt = next(iter(rt.journal.attempts_by_id([task_id])), None)
-        raise KieError(
+        raise RefusedHereError(
             f"{task_id} is kie-mcp's id of a create attempt, not a KIE task id; nothing was asked of KIE",
-            category=Category.INPUT,
-            retryable=False,
             next_step=attempt_story(task_id, attempt),
         )
     try:

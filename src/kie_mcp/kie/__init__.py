@@ -1,7 +1,7 @@
 """KIE's HTTP API: the client, the envelope and errors, the families, uploads."""
 
 from .client import KieClient, UploadedFile
-from .errors import CODES, Category, KieError, NotSentError, OutcomeUnknownError
+from .errors import CODES, Category, KieError, NotSentError, OutcomeUnknownError, RefusedHereError
 from .families import FAMILIES, Family
 from .status import TaskState, TaskStatus
 
@@ -14,6 +14,7 @@ __all__ = [
     "KieError",
     "NotSentError",
     "OutcomeUnknownError",
+    "RefusedHereError",
     "TaskState",
     "TaskStatus",
     "UploadedFile",

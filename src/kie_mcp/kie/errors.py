@@ -205,24 +205,24 @@ class KieError(Exception):
         self.endpoint = endpoint
         super().__init__(self.describe())
 
+    # What a refusal without KIE's code is called: a subclass for one that never reached KIE says so.
+    uncoded_label = "KIE request failed"
+
     def describe(self) -> str:
-        label = f"KIE error {self.code}" if self.code is not None else "KIE request failed"
+        label = f"KIE error {self.code}" if self.code is not None else self.uncoded_label
         detail = f": {self.message}" if self.message else ""
         stop = "" if detail.endswith((".", "!", "?")) else "."  # KIE's "Please top up." gets no second one
         return f"{label} ({self.category.value}){detail}{stop} {self.next_step}"
 
     def with_next_step(self, next_step: str) -> KieError:
         """The same refusal with advice that fits where it happened: KIE's advice for a code is written for a
-        generation ("fix the field", "change the prompt") and can mislead on a follow-up endpoint."""
-        return KieError(
-            self.message,
-            code=self.code,
-            category=self.category,
-            retryable=self.retryable,
-            next_step=next_step,
-            http_status=self.http_status,
-            endpoint=self.endpoint,
-        )
+        generation ("fix the field", "change the prompt") and can mislead on a follow-up endpoint. Of the same
+        kind as this one (a refusal that never reached KIE stays one)."""
+        clone = type(self).__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        clone.next_step = redact(valid_text(next_step))
+        Exception.__init__(clone, clone.describe())
+        return clone
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -232,6 +232,16 @@ class KieError(Exception):
             "retryable": self.retryable,
             "next_step": self.next_step,
         }
+
+
+class RefusedHereError(KieError):
+    """A request kie-mcp refused before asking KIE for it (not a task id, a changed input file): named so, never
+    "KIE request failed", which sends the user to KIE's logs for something KIE never saw."""
+
+    uncoded_label = "Refused by kie-mcp"
+
+    def __init__(self, message: str, *, next_step: str, category: Category = Category.INPUT) -> None:
+        super().__init__(message, category=category, retryable=False, next_step=next_step)
 
 
 class NotSentError(KieError):

@@ -64,7 +64,7 @@ from kie_mcp.catalog import ModelSpec, Problem
 from kie_mcp.catalog.spec import MediaLimits
 from kie_mcp.catalog.validate import _matches
 from kie_mcp.journal import Journal
-from kie_mcp.kie import Category, KieClient, KieError
+from kie_mcp.kie import KieClient, KieError, RefusedHereError
 from kie_mcp.words import duration_text
 
 from . import saved
@@ -891,11 +891,8 @@ def approved_bytes(local: LocalFile) -> bytes:
         digest, _, content, _ = _read_judged(local.path, local.media, most=local.size, keep=True)
     except ChangedFile as err:  # before OSError: a refusal is a PermissionError too
         if not err.longer:
-            raise KieError(
-                f"{local.path.name} changed since it was checked ({err.what}); it was not uploaded",
-                category=Category.INPUT,
-                retryable=False,
-                next_step="Check the file and ask again.",
+            raise _not_uploaded(
+                f"{local.path.name} changed since it was checked ({err.what})", "Check the file and ask again."
             ) from None
         digest, content = "", None  # other bytes: refused below, as a changed content
     except OSError as err:  # locked by another program, no permission, a failing disk: nothing was sent
@@ -933,7 +930,7 @@ def _unreadable(local: LocalFile, err: OSError) -> KieError:
 
 
 def _not_uploaded(what: str, next_step: str) -> KieError:
-    return KieError(f"{what}; it was not uploaded", category=Category.INPUT, retryable=False, next_step=next_step)
+    return RefusedHereError(f"{what}; it was not uploaded", next_step=next_step)
 
 
 class ChangedFile(RefusedInput):
