@@ -573,11 +573,6 @@ def _result(rt: Runtime, record: TaskRecord) -> str | None:
     return spec.followup.result if spec is not None and spec.followup is not None else None
 
 
-def link_text(record: TaskRecord) -> str:
-    """How list_tasks shows a chain: " (extend of <id>)" for a follow-up, nothing otherwise."""
-    return f" ({record.operation} of {record.parent_task_id})" if record.parent_task_id and record.operation else ""
-
-
 # -- words ---------------------------------------------------------------------------------------------------------
 
 

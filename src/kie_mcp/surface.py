@@ -55,7 +55,6 @@ from kie_mcp.journal import (
     Journal,
     JournalUnavailable,
     attempt_story,
-    read_cursor,
     storage_problem,
     unavailable_reason,
 )
@@ -96,10 +95,20 @@ from kie_mcp.spend import (
 )
 from kie_mcp.spend.balance import balance_cache
 from kie_mcp.spend.quotes import QUOTE_ID
-from kie_mcp.tasks import TaskBook, TaskRecord
-from kie_mcp.tasks.records import NOT_FOLLOWED, OVERDUE, PROMPT_SHOWN, ModelFilterError
+from kie_mcp.tasks import TaskRecord
+from kie_mcp.tasks.listing import (
+    LIST_LIMIT,
+    BadDay,
+    UnknownCreate,
+    labels_text,
+    latest_tasks,
+    list_page,
+    parse_day,
+    unknown_creates_text,
+)
+from kie_mcp.tasks.records import NOT_FOLLOWED, OVERDUE, ModelFilterError
 from kie_mcp.toolschema import FREE_TEXT
-from kie_mcp.words import duration_text, plain, shortened, timestamp
+from kie_mcp.words import duration_text, plain
 
 if TYPE_CHECKING:
     from kie_mcp.server import _Server
@@ -334,17 +343,6 @@ class StitchedVideo(_Result):
     reencoded: bool
     saved_files: SavedFiles = Field(default_factory=list)
     message: str
-
-
-class UnknownCreate(_Result):
-    """A create KIE gave no clear answer to: it may have made (and charged) a task whose id kie-mcp never got."""
-
-    attempt_id: str = Field(description="kie-mcp's id of the create, not a KIE task id (check_task explains it).")
-    model: str
-    created: str = Field(description="When it was sent (ISO 8601, UTC): look for it on https://kie.ai/logs.")
-    prompt: str | None = Field(None, description=f"Its prompt, first {PROMPT_SHOWN} characters (secrets redacted).")
-    session: str | None = None
-    error: str | None = Field(None, description="Why its outcome is unknown.")
 
 
 class TaskList(_Result):
@@ -693,40 +691,12 @@ def _register_tools(mcp: MCPServer) -> None:
         from kie_mcp.media import gallery as pages  # loaded on first use
 
         rt = _runtime(ctx)
-        with _user_errors(ModelFilterError, BadCursor):
-            day = _parse_day(since)
+        with _user_errors(ModelFilterError, BadCursor, BadDay):
+            day = parse_day(since)
             model_id = rt.tasks.model_filter(model, rt.catalog) if model and model.strip() else None
             filters: dict[str, Any] = {"state": state, "model": model_id, "since": day, "text": text}
-            find = functools.partial(rt.tasks.find, limit=limit, **filters)
-            if cursor:
-                find = functools.partial(find, older_than=read_cursor(cursor, filters))
-            # A text search compares every prompt: in a worker thread, on a connection of its own (find_tasks).
-            search = await anyio.to_thread.run_sync(find) if text else find()
-            next_cursor = rt.journal.cursor_after(_page(search), filters) if search.cut else None
-            unknown_total = rt.journal.count_attempts("unknown")
-            unknown = _unknown_creates(rt.journal) if unknown_total else []
-        found = search.records
-        lines = [
-            f"- {t.task_id} {t.model} {t.state}{followups.link_text(t)}{_labels_text(t, ' [', ']')}"
-            + (" (KIE does not know it under the current API key; check_task says more)" if t.unknown_to_kie else "")
-            + (" (KIE gave a status kie-mcp does not know; check_task says more)" if t.unknown_word else "")
-            + (f": {', '.join(t.result_urls)}" if t.result_urls else "")
-            for t in found
-        ]
-        of = f" of {model_id}" if model_id else ""
-        message = f"{len(found)} task(s){of}" + (" older than the previous page" if cursor else "")
-        if next_cursor:
-            older = " older than the previous page" if cursor else ""
-            more = "raise limit to see more at once (at most 200), or " if limit < LIST_LIMIT else ""
-            message = (
-                f"{search.total} task(s){of} match{older}; showing {len(found)} of {search.total}; {more}list the "
-                f"older ones with {_next_call(filters, next_cursor)}"
-            )
-        message += ":\n" + "\n".join(lines) if lines else "."
-        if search.unreadable:  # rows a newer kie-mcp wrote (or a hand edit): named, never a failed listing
-            message += f"\n{search.unreadable_note}"
-        if unknown_total:
-            message += "\n" + _unknown_creates_text(unknown_total) + _unknown_creates_lines(unknown, unknown_total)
+            listing = await list_page(rt.tasks, rt.journal, filters, limit=limit, cursor=cursor)
+        found, message = listing.records, listing.message
         message += "".join(f"\n{notice}" for notice in rt.notices)
         page = pages.gallery_path(rt.settings.workspace)
         shown = (str(page.absolute()), pages.gallery_uri(rt.settings.workspace)) if page.is_file() else (None, None)
@@ -734,10 +704,10 @@ def _register_tools(mcp: MCPServer) -> None:
             message += f"\nGallery of saved results: {shown[0]} ({shown[1]})"
         result = TaskList(
             tasks=found,
-            total=search.total,
-            next_cursor=next_cursor,
-            unknown_creates=unknown_total,
-            unknown_create_list=unknown,
+            total=listing.total,
+            next_cursor=listing.next_cursor,
+            unknown_creates=listing.unknown_total,
+            unknown_create_list=listing.unknown,
             gallery=shown[0],
             gallery_uri=shown[1],
             message=message,
@@ -771,7 +741,7 @@ def _register_tools(mcp: MCPServer) -> None:
             + (" SANDBOX: simulated account." if s.sandbox else "")
             + f" {_workspace_text(s)}"
             + (f" {blocked}" if blocked else "")
-            + (f" {_unknown_creates_text(unknown)}" if unknown else "")
+            + (f" {unknown_creates_text(unknown)}" if unknown else "")
             + "".join(f" {notice}" for notice in rt.notices)
             + (f" {exposed}" if exposed else "")
         )
@@ -1235,57 +1205,6 @@ def _workspace_text(settings: Settings) -> str:
     return f"Workspace: {settings.workspace.absolute()} (journal, outputs/ and logs/)."
 
 
-def _unknown_creates_text(count: int) -> str:
-    return (
-        f"{count} create(s) got no clear answer from KIE (or were being sent when the server stopped) and may have "
-        "been created and charged: each is counted against the daily cap of the day it was sent. Check "
-        "https://kie.ai/logs before trying them again."
-    )
-
-
-def _unknown_creates(journal: Journal) -> list[UnknownCreate]:
-    """The latest creates of unknown outcome (at most ``RESOURCE_UNKNOWN``), newest first, told apart by model, time,
-    prompt (shortened; kept redacted) and session."""
-    return [
-        UnknownCreate(
-            attempt_id=row["attempt_id"],
-            model=row["model"],
-            created=timestamp(row["created"]),
-            prompt=shortened(redact(" ".join(row["prompt"].split())), PROMPT_SHOWN) if row["prompt"] else None,
-            session=row["session"],
-            error=row["error"],
-        )
-        for row in journal.latest_attempts("unknown", RESOURCE_UNKNOWN)
-    ]
-
-
-def _unknown_creates_lines(unknown: list[UnknownCreate], total: int) -> str:
-    """One line per create of unknown outcome, to find it on KIE's logs by model and time."""
-    lines = []
-    for create in unknown:
-        labels = [f"prompt {plain(create.prompt, limit=PROMPT_SHOWN + 20)}"] if create.prompt else []
-        labels += [f"session {plain(create.session, limit=80)}"] if create.session else []
-        shown = f" [{'; '.join(labels)}]" if labels else ""
-        lines.append(f"\n- {create.attempt_id}: {create.model}, sent {create.created}{shown}")
-    which = f"The latest {len(unknown)} of them:" if total > len(unknown) else "They are:"
-    return f" {which}{''.join(lines)}\ncheck_task with an attempt id (a_...) says what is known of it."
-
-
-def _page(search: Any) -> list[str]:
-    """The task ids of a page of ``TaskBook.find`` (its unreadable rows too): the next page starts after them."""
-    return [*(t.task_id for t in search.records), *search.unreadable]
-
-
-def _next_call(filters: dict[str, Any], cursor: str) -> str:
-    """The list_tasks call that lists the next page: the same filters, and the cursor."""
-    given = {
-        name: value.date().isoformat() if isinstance(value, datetime) else value for name, value in filters.items()
-    }
-    named = [f"{name}={plain(value, limit=80)}" for name, value in given.items() if value]
-    named.append(f'cursor="{cursor}"')  # whole: base64url, nothing to escape
-    return f"list_tasks({', '.join(named)})"
-
-
 # stitch_videos' clips: any video by its bytes, of any size (nothing is uploaded, so no upload limit applies).
 _CLIP_ACCEPTS = Accepts(frozenset({"video"}), "stitch_videos", limit_mb=float("inf"), urls=False)
 
@@ -1337,37 +1256,8 @@ def _no_clip(task: TaskRecord, downloads: bool) -> str:
     return f"Task {name} has no saved video yet; check_task saves it once it has finished."
 
 
-LIST_LIMIT = 200  # the most tasks one list_tasks call shows
-RESOURCE_TASKS = 100  # the latest tasks kie://tasks shows
-RESOURCE_UNKNOWN = 20  # the latest creates of unknown outcome it names (all are counted)
-
-
-def _parse_day(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        day = datetime.strptime(text.strip(), "%Y-%m-%d")
-    except ValueError:
-        raise ToolError(f"since={text!r} is not a date; use YYYY-MM-DD, e.g. 2026-11-21.") from None
-    return day if day.year > EARLIEST_YEAR else None  # every task is later (and a year 1 has no timestamp)
-
-
-EARLIEST_YEAR = 1970  # "since" a day before any task: no filter
-
-
-def _labels_text(record: TaskRecord, opening: str = "; ", closing: str = "") -> str:
-    """What tells a task from its neighbours: its prompt (as the record shows it: shortened, redacted), session and
-    output folder, e.g. ' [prompt "a fox at dawn"; session "scene-1"; folder outputs/2026-12-03-scene-1]'."""
-    parts = [f"prompt {plain(record.prompt, limit=PROMPT_SHOWN + 20)}"] if record.prompt else []
-    if record.session:
-        parts.append(f"session {plain(record.session, limit=80)}")
-    if record.folder:
-        parts.append(f"folder {record.folder}")
-    return f"{opening}{'; '.join(parts)}{closing}" if parts else ""
-
-
 def _task_message(record: TaskRecord, typical: tuple[int, int] | None = None) -> str:
-    task = f"Task {record.task_id} ({record.model}{_labels_text(record)})"
+    task = f"Task {record.task_id} ({record.model}{labels_text(record)})"
     if record.unknown_to_kie:  # no progress or time left to tell: KIE has no such task under this key
         return f"{task}, last recorded {record.state}: {record.error}"
     head = f"{task}: {record.state}"
@@ -1564,32 +1454,11 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
         except (OSError, sqlite3.Error) as err:
             raise ResourceError(unavailable_reason(settings.workspace, err)) from err
         try:
-            search = TaskBook(journal).find(limit=RESOURCE_TASKS)
-            next_cursor = journal.cursor_after(_page(search), {}) if search.cut else None
-            unknown_total = journal.count_attempts("unknown")
-            unknown = _unknown_creates(journal) if unknown_total else []  # newest first
+            body = latest_tasks(journal)
         except sqlite3.Error as err:
             raise ResourceError(unavailable_reason(settings.workspace, err)) from err
         finally:
             journal.close()
-        body: dict[str, Any] = {
-            "tasks": [t.model_dump(mode="json") for t in search.records],
-            "total": search.total,
-            "unknown_creates": [a.model_dump(mode="json") for a in unknown],
-            "unknown_creates_total": unknown_total,
-        }
-        if next_cursor:
-            body["next_cursor"] = next_cursor
-            body["total_note"] = (
-                f"The latest {RESOURCE_TASKS} of {search.total} tasks; list_tasks(cursor=next_cursor) lists the older "
-                "ones, a page at a time (again with its own next_cursor), and list_tasks finds any by state, model, "
-                "since or text."
-            )
-        if search.unreadable:  # rows a newer kie-mcp wrote (or a hand edit): named, never a failed read
-            body["unreadable_tasks"] = search.unreadable
-            body["unreadable_tasks_note"] = search.unreadable_note
-        if unknown_total:
-            body["unknown_creates_note"] = _unknown_creates_text(unknown_total)
         return json.dumps(body, indent=2)
 
     @mcp.resource("kie://tasks/{task_id}", name="task", title="A KIE task", mime_type="application/json")
