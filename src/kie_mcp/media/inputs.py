@@ -13,7 +13,8 @@ A local file is uploaded only when all of this holds (checked in this order, bef
    it;
 5. it is within the field's size limit (documented, or a conservative bound per kind);
 6. an image decodes as the format its bytes name and, where the field's data bounds its pixels (shortest and longest
-   side, pixel count, how elongated), fits them as it is sent (a small one upscaled first, ``as_sent``);
+   side, pixel count, how elongated), fits them as it is sent (a small one upscaled first where it can be,
+   ``as_sent``; one whose pixels have no 8-bit form at its own size);
 7. a video or audio file in a field whose data bounds its length (each file's, a list's files together) lasts
    within them: measured from the very file that was hashed (``media.duration.check_lengths``), so a 90 s voice for
    a field of under 60 s is refused naming the limit and how to trim it. A file that cannot be measured (a WebM with
@@ -69,7 +70,7 @@ from kie_mcp.words import duration_text
 
 from . import saved
 from . import sniff as sniffing
-from .prepare import prepare_image, undecodable, upscaled_size
+from .prepare import MIN_LONG_SIDE, Prepared, prepare_image, undecodable
 from .sniff import HEAD_BYTES, KINDS, MediaKind, Sniffed, describe, pillow, sniff
 
 _REMOTE = ("http://", "https://")
@@ -105,6 +106,10 @@ class LocalFile:
     size: int  # bytes hashed: the most an upload of it may read
     stamp: FileStamp  # the file as it was when hashed: what a later read of it (measuring, the card) must find
     pixels: tuple[int, int] | None = None  # an image's width and height, read from the bytes hashed
+    # A small image's width and height once upscaled, as a generation sends it (``prepare_image``); None: it is sent at
+    # ``pixels`` (large enough, or, with ``not_upscaled`` saying why, pixels that have no faithful 8-bit form).
+    upscaled: tuple[int, int] | None = None
+    not_upscaled: str | None = None
 
     @property
     def identity(self) -> str:
@@ -606,20 +611,28 @@ def _trimmed_name(named: str, seconds: float) -> str:
 
 def pixel_problem(named: str, local: LocalFile, accepts: Accepts, *, as_is: bool) -> str | None:
     """Why the picture ``local`` does not fit ``accepts``' documented pixels (its shortest and longest side, its
-    pixel count, how elongated it is), as it is sent: upscaled first when it is small, unless ``as_is``
-    (``as_sent``). None when it fits, has no such limits, or its size could not be read (left to KIE)."""
+    pixel count, how elongated it is), as it is sent: upscaled first when it is small and can be (``judged_picture``),
+    unless ``as_is`` (``as_sent``). None when it fits, has no such limits, or its size could not be read (left to
+    KIE)."""
     limits = accepts.media
     if limits is None or not limits.bounds_pixels or local.pixels is None or local.media.kind != "image":
         return None
-    width, height = local.pixels if as_is else upscaled_size(*local.pixels)
+    width, height = local.upscaled if local.upscaled is not None and not as_is else local.pixels
     sent = "" if (width, height) == local.pixels else f" ({width}x{height} px once upscaled, as it is sent)"
+    kept = not as_is and local.upscaled is None and max(local.pixels) < MIN_LONG_SIDE  # small, and not upscaled
+    if kept:
+        sent = f", sent as it is (not upscaled: {local.not_upscaled or 'it cannot be decoded to upscale it'})"
     size = f"{named} is {local.pixels[0]}x{local.pixels[1]} px{sent}"
     short, long = min(width, height), max(width, height)
     if limits.max_aspect is not None and long > limits.max_aspect * short:
         wide = f"1:{limits.max_aspect:g} to {limits.max_aspect:g}:1"
         return f"{size}, {long / short:.2f}:1; {accepts.what} takes pictures from {wide}. Crop it nearer to square."
     if limits.min_side is not None and short < limits.min_side:
-        return f"{size}; {accepts.what} takes pictures at least {limits.min_side} px a side. Give a larger picture."
+        instead = ", or save this one as an 8-bit PNG or JPEG, which kie-mcp upscales before sending it" if kept else ""
+        return (
+            f"{size}; {accepts.what} takes pictures at least {limits.min_side} px a side. Give a larger "
+            f"picture{instead}."
+        )
     if limits.max_side is not None and long > limits.max_side:
         return (
             f"{size}; {accepts.what} takes pictures up to {limits.max_side} px a side. Scale it down so its longest "
@@ -1126,18 +1139,23 @@ def snapshot(path: Path, media: Sniffed, most: int) -> tuple[LocalFile, bytes]:
     if media.kind == "image":
         _decodes(path.name, digest, io.BytesIO(content), media)
         pixels = _picture_size(io.BytesIO(content))
-    return LocalFile(path, digest, media, size, stamp, pixels), content
+    return LocalFile(path, digest, media, size, stamp, pixels=pixels), content
 
 
 def judged_picture(local: LocalFile) -> LocalFile:
-    """``local`` (an image, hashed) with its width and height, once its bytes are known to decode: both read from the
+    """``local`` (an image, hashed) with its width and height, once its bytes are known to decode, and, when it is
+    small, the size it is upscaled to (``prepare_image``, which may find it cannot upscale it): all read from the
     very file that was hashed (``still_hashed``), never a copy of it in memory. ``NotAccepted`` when it does not
     decode (call it in a worker thread)."""
     with still_hashed(local) as handle:
         _decodes(local.path.name, local.sha256, handle, local.media)
         handle.seek(0)
         pixels = _picture_size(handle)
-    return with_changes(local, pixels=pixels)
+        prepared = Prepared(None, None, None)
+        if pixels is not None and max(pixels) < MIN_LONG_SIDE:  # only a small picture is decoded again here
+            handle.seek(0)
+            prepared = prepare_image(handle, local.path.name, note_only=True)
+    return with_changes(local, pixels=pixels, upscaled=prepared.size, not_upscaled=prepared.kept)
 
 
 # Whether each picture decodes, by the hash of its bytes: decoding one takes up to a second, and an agent quotes,
