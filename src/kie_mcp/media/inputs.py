@@ -110,16 +110,33 @@ class LocalFile:
     # ``pixels`` (large enough, or, with ``not_upscaled`` saying why, pixels that have no faithful 8-bit form).
     upscaled: tuple[int, int] | None = None
     not_upscaled: str | None = None
+    # An MP4's tracks, read from the bytes hashed: True when it holds sound and no video (uploaded as M4A audio,
+    # ``sent_type``), False when it holds video, None when not read or unreadable.
+    sound_only: bool | None = None
 
     @property
     def identity(self) -> str:
         """How a local file enters a quote: its content, so an edited file needs a new quote."""
         return f"file:{self.sha256}:{self.path.name}"
 
-    @property
-    def upload_name(self) -> str:
-        """The name it is uploaded under as it is: unique per content, with an extension that matches its bytes."""
-        return upload_name(self.path, self.media, f"-{self.sha256[:10]}")
+
+# Sound in an MP4 container, as it is uploaded: KIE's models tell audio from video by the name's extension and the
+# content type, so a voice recording named .mp4 or sent as video/mp4 may be refused (or billed) as a video.
+SOUND_IN_MP4 = with_changes(sniffing.M4A, extensions=("m4a",))
+
+
+def sent_type(local: LocalFile, kinds: frozenset[MediaKind] = frozenset(KINDS)) -> Sniffed:
+    """What ``local`` is uploaded as, given to fields that take ``kinds`` (its name's extension and content type): what
+    its bytes are, except a plain MP4 (whose brand cannot say it holds sound only) that holds sound and no video, is
+    given to a field of audio and not video, or, its tracks unread and its field taking either, is named .m4a: that
+    goes up as M4A audio (``.m4a``, ``audio/mp4``)."""
+    if "audio" not in local.media.also:
+        return local.media
+    if local.sound_only or ("audio" in kinds and "video" not in kinds):
+        return SOUND_IN_MP4
+    if local.sound_only is None and "audio" in kinds and local.path.suffix.lower() == ".m4a":
+        return SOUND_IN_MP4
+    return local.media
 
 
 def is_remote(value: str) -> bool:
@@ -784,10 +801,12 @@ def find_local_files(
 def _hashed_within(value: str, path: Path, media: Sniffed, accepts: Accepts) -> LocalFile:
     """``local_file`` read no further than ``accepts``' size limit: a file grown past it since its size was checked
     is ``TooLarge``, never hashed (and so never approved or uploaded) whole. An image must decode
-    (``judged_picture``), before anything is priced."""
+    (``judged_picture``), before anything is priced; an MP4's tracks are read (``judged_sound``)."""
     try:
         local = local_file(path, media, most=limit_bytes(accepts, media))
-        return judged_picture(local) if media.kind == "image" else local
+        if media.kind == "image":
+            return judged_picture(local)
+        return judged_sound(local) if "audio" in media.also else local
     except ChangedFile as err:
         if not err.longer:
             raise
@@ -808,14 +827,18 @@ async def upload_local_files(
     urls: dict[str, str] = {}
     notes: list[str] = []
     as_is = _sent_as_is(spec, wire)
+    kinds = _given_to(spec, wire)
     host = httpx2.URL(kie.upload_base_url).netloc.decode()
     for value, local in files.items():
         prepare = value not in as_is and local.media.kind == "image"
-        # Remembered by the approved file's hash and what is done to it (upscaled or not), at the upload host and
-        # port: each form is uploaded under a name with the hash of its own bytes, so no upload of one form ever
-        # replaces the other's. An entry an earlier kie-mcp remembered (keyed "<hash>@host" or "<hash>:as-is@host",
-        # under names one form could overwrite) is never used.
-        kept = f"file:{local.sha256}:{'upscaled' if prepare else 'as-is'}@{host}"  # a simulator's: never KIE's
+        sound = sent_type(local, kinds[value]) is not local.media
+        # Remembered by the approved file's hash and what is done to it (upscaled, sent as audio, or neither), at the
+        # upload host and port: each form is uploaded under a name of its own (the hash of its own bytes, its own
+        # extension), so no upload of one form ever replaces the other's, and an MP4 uploaded as video is never
+        # reused for an audio field. An entry an earlier kie-mcp remembered (keyed "<hash>@host" or
+        # "<hash>:as-is@host", under names one form could overwrite) is never used.
+        form = "upscaled" if prepare else "as-audio" if sound else "as-is"
+        kept = f"file:{local.sha256}:{form}@{host}"  # a simulator's: never KIE's
         earlier = journal.live_upload(kept, UPLOAD_REUSE_SECONDS)
         if earlier:  # the approved bytes' own upload: nothing read, upscaled or sent again
             await anyio.to_thread.run_sync(still_approved, local)  # ... once the file is known to be the one approved
@@ -823,7 +846,7 @@ async def upload_local_files(
             notes.append(f"{local.path.name} was already uploaded recently; reused {earlier}.")
             continue
         content = await anyio.to_thread.run_sync(approved_bytes, local)  # reads the whole file: off the event loop
-        sent = await anyio.to_thread.run_sync(as_sent, local, content, prepare)
+        sent = await anyio.to_thread.run_sync(as_sent, local, content, prepare, kinds[value])
         if sent.note:
             notes.append(sent.note)
         uploaded = await kie.upload_file(sent.content, sent.name, upload_path="kie-mcp/inputs", mime=sent.media.mime)
@@ -844,11 +867,12 @@ class Sent:
     note: str | None  # what was done to it
 
 
-def as_sent(local: LocalFile, content: bytes, prepare: bool) -> Sent:
-    """What is uploaded for ``local`` (``content``: its approved bytes): upscaled first when it is a small image and
-    ``prepare`` (not the input of an upscaler, nor a mask). Named by the hash of the bytes sent: KIE overwrites a
-    file uploaded again under a name, so the photo and its upscaled form under one name would each replace the
-    other, and a task would be given the one it was not approved with. Call it in a worker thread."""
+def as_sent(local: LocalFile, content: bytes, prepare: bool, kinds: frozenset[MediaKind] = frozenset(KINDS)) -> Sent:
+    """What is uploaded for ``local`` (``content``: its approved bytes), given to fields that take ``kinds``: upscaled
+    first when it is a small image and ``prepare`` (not the input of an upscaler, nor a mask); an MP4 of sound, or
+    given to an audio field, as M4A audio (``sent_type``). Named by the hash of the bytes sent: KIE overwrites a file
+    uploaded again under a name, so the photo and its upscaled form under one name would each replace the other, and
+    a task would be given the one it was not approved with. Call it in a worker thread."""
     if prepare and local.media.kind == "image":
         prepared = prepare_image(io.BytesIO(content), local.path.name)
         if prepared.content is not None and prepared.media is not None:
@@ -858,7 +882,16 @@ def as_sent(local: LocalFile, content: bytes, prepare: bool) -> Sent:
         note = prepared.note
     else:
         note = None
-    return Sent(content, local.media, local.sha256, local.upload_name, note)
+    media = sent_type(local, kinds)
+    return Sent(content, media, local.sha256, upload_name(local.path, media, f"-{local.sha256[:10]}"), note)
+
+
+def _given_to(spec: ModelSpec, wire: dict[str, Any]) -> dict[str, frozenset[MediaKind]]:
+    """The kinds of media the fields each value of ``wire`` is given to take (a value in two fields: both's)."""
+    kinds: dict[str, frozenset[MediaKind]] = {}
+    for name, _, value in _media_slots(spec, wire):
+        kinds[value] = kinds.get(value, frozenset()) | field_kinds(spec, name)
+    return kinds
 
 
 def preparation_notes(spec: ModelSpec, wire: dict[str, Any], files: dict[str, LocalFile]) -> list[str]:
@@ -1135,11 +1168,13 @@ def snapshot(path: Path, media: Sniffed, most: int) -> tuple[LocalFile, bytes]:
     checked; an image whose bytes do not decode is ``NotAccepted`` (call it in a worker thread)."""
     digest, size, content, stamp = _read_judged(path, media, most=most, keep=True)
     content = content or b""
-    pixels = None
+    pixels = sound = None
     if media.kind == "image":
         _decodes(path.name, digest, io.BytesIO(content), media)
         pixels = _picture_size(io.BytesIO(content))
-    return LocalFile(path, digest, media, size, stamp, pixels=pixels), content
+    elif "audio" in media.also:
+        sound = _sound_only(io.BytesIO(content), len(content))
+    return LocalFile(path, digest, media, size, stamp, pixels=pixels, sound_only=sound), content
 
 
 def judged_picture(local: LocalFile) -> LocalFile:
@@ -1156,6 +1191,19 @@ def judged_picture(local: LocalFile) -> LocalFile:
             handle.seek(0)
             prepared = prepare_image(handle, local.path.name, note_only=True)
     return with_changes(local, pixels=pixels, upscaled=prepared.size, not_upscaled=prepared.kept)
+
+
+def judged_sound(local: LocalFile) -> LocalFile:
+    """``local`` (a plain MP4, hashed) with whether it holds sound only, read from the box headers of the very file
+    that was hashed (``still_hashed``). Call it in a worker thread."""
+    with still_hashed(local) as handle:
+        return with_changes(local, sound_only=_sound_only(handle, local.size))
+
+
+def _sound_only(source: IO[bytes], length: int) -> bool | None:
+    from .duration import sound_only  # duration.py reads MP4 boxes, and imports this module
+
+    return sound_only(source, length)
 
 
 # Whether each picture decodes, by the hash of its bytes: decoding one takes up to a second, and an agent quotes,
