@@ -443,6 +443,28 @@ async def test_an_upscale_of_a_clip_no_longer_saved_is_refused_until_check_task_
     assert "/files/uploads/" in create["body"]["input"]["video_url"]
 
 
+async def test_a_bad_saved_clip_is_refused_under_task_id_saying_what_to_do(connect, controls, tmp_path):
+    """The audit: a saved clip the upscaler cannot take (here replaced by text) was refused under options.video_url, a
+    field the caller never typed (continue_video fills it in from task_id). The refusal names task_id, the saved file
+    it sends, why it cannot, and what to do instead, in the estimate too; nothing is asked, uploaded or sent."""
+    seen: list[str] = []
+    async with connect(elicitation=answering(seen=seen)) as client:
+        source = await finished(client, KLING)
+        [saved] = (await follow(client, source))["files"]
+        (tmp_path / saved).write_text("not a clip any more\n")
+        asked = {"task_id": source, "operation": "upscale", "resolution": "2"}
+        estimate = await client.call_tool("estimate_cost", asked)
+        refused = await client.call_tool("continue_video", asked)
+    for result in (estimate, refused):
+        text = text_of(result)
+        assert result.is_error and "- task_id: " in text and "options.video_url" not in text, text
+        assert f"task {source}'s saved clip ({saved})" in text and "is not a video (its bytes are plain text)" in text
+        assert "generate_video(model='topaz/video-upscale', options={'video_url': '<the copy>'})" in text, text
+    assert len(seen) == 1  # the source's own form; none for the refused upscale
+    assert [r for r in await requests_to(controls, MARKET) if r["body"]["model"] == "topaz/video-upscale"] == []
+    assert await requests_to(controls, "/api/file-stream-upload") == []
+
+
 async def test_a_task_that_is_still_running_is_refused_with_what_to_do(connect, controls):
     seen: list[str] = []
     await controls.post(

@@ -1,5 +1,6 @@
 """What is sent for a local image: it must decode; a small one is upscaled to 1080 px first (JPEG when opaque, PNG
 keeping its transparency, 16-bit grey scaled to 8 bits, turned upright), under a name of its own; the quote says so.
+One that cannot be upscaled (floating-point or 32-bit pixels) is sent, and judged, at its own size.
 
 The simulator's upload host keeps what it was sent: each test fetches the link a create was given and looks at the
 pixels KIE would see.
@@ -333,3 +334,33 @@ async def test_a_large_tiff_cut_short_is_refused_though_above_the_full_decode_si
     async with connect() as client:
         quoted = await client.call_tool("estimate_cost", reference)
     assert quoted.is_error and "does not decode" in text_of(quoted), text_of(quoted)
+
+
+SEEDANCE = {"model": "bytedance/seedance-2", "prompt": "a calm scene", "duration": 5}  # references: 300 px a side
+
+
+@pytest.mark.parametrize(
+    ("pixels", "value", "why"), [("F", 0.5, "floating-point pixels"), ("I", 100_000, "pixel values past 16 bits")]
+)
+async def test_a_small_picture_that_cannot_be_upscaled_is_judged_at_the_size_it_is_sent(
+    connect, controls, tmp_path, pixels, value, why
+):
+    """The audit: a small picture with floating-point or 32-bit pixels (which have no faithful 8-bit form, so it is
+    sent as it is) was judged by the size it would have once upscaled: a 250 px one passed a field of at least 300 px
+    and was paid for, sent at 250 px. It is judged at the size it is sent, refused saying why it is not upscaled;
+    one large enough is quoted as sent as it is, and sent so."""
+    Image.new(pixels, (250, 250), value).save(tmp_path / "small.tif")
+    Image.new(pixels, (400, 400), value).save(tmp_path / "fits.tif")
+    small = {**SEEDANCE, "options": {"reference_image_urls": ["small.tif"]}}
+    fits = {**SEEDANCE, "options": {"reference_image_urls": ["fits.tif"]}}
+    async with connect(elicitation=answering()) as client:
+        quoted = await client.call_tool("estimate_cost", small)
+        refused = await client.call_tool("generate_video", small)
+        made = await client.call_tool("generate_video", fits)
+    for result in (quoted, refused):
+        text = text_of(result)
+        assert result.is_error and f"small.tif is 250x250 px, sent as it is (not upscaled: it has {why}" in text, text
+        assert "takes pictures at least 300 px a side" in text and "save this one as an 8-bit PNG or JPEG" in text
+    assert not made.is_error and f"fits.tif (400x400 px) is sent as it is, not upscaled: it has {why}" in text_of(made)
+    [(link, image)] = await sent_pictures(controls)
+    assert link.endswith(".tif") and image.size == (400, 400) and image.mode == pixels

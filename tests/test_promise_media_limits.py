@@ -4,7 +4,8 @@ The audit's cases, through the MCP client: WebM and AVI clips given to a field t
 field of 3-60 s, a FLAC file to a field of mp3/wav/aac/mp4/ogg, a 90 s voice to OmniHuman (under 60 s), a link to
 one (measured for its price), and a saved clip swapped for a WebM before continue_video upscales it: each is refused
 before anything is priced, uploaded or sent, and the error names the field, what was given, what the model takes and
-what to do.
+what to do. Sound in a plain MP4 container goes up to KIE's file host as M4A audio (.m4a, audio/mp4), never as a
+video.
 """
 
 from __future__ import annotations
@@ -185,3 +186,48 @@ async def test_a_voice_recording_in_a_generic_mp4_container_is_taken_where_m4a_i
     async with connect() as client:
         estimate = await client.call_tool("estimate_cost", arguments)
     assert not estimate.is_error, text_of(estimate)
+
+
+@pytest.mark.parametrize("name", ["voice.m4a", "voice.mp4"])
+async def test_a_voice_recording_in_an_mp4_container_goes_up_as_m4a_audio(
+    connect, controls, sim, tmp_path, ffmpeg, name
+):
+    """The audit: AAC sound in an MP4 container with the generic brand (what ffmpeg and many phone recorders write)
+    went up to KIE's file host as .mp4, video/mp4, named .m4a or not, and KIE's models tell audio by the name and
+    type. It goes up as .m4a, audio/mp4: given to an audio field, and by upload_file (its tracks hold sound only)."""
+    recording(ffmpeg, tmp_path / name)
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool(
+            "generate_video", {**TALK, "images": [face(tmp_path)], "options": {"audio_url": name}}
+        )
+        uploaded = await client.call_tool("upload_file", {"path": name})
+    assert not made.is_error and not uploaded.is_error, text_of(made) + text_of(uploaded)
+    [create] = (await sent(controls))[1]
+    assert create["body"]["input"]["audio_url"].endswith(".m4a"), create["body"]["input"]
+    assert uploaded.structured_content["file_name"].endswith(".m4a") and uploaded.structured_content["url"].endswith(
+        ".m4a"
+    )
+    sounds = sorted((item.path, item.mime) for item in sim.uploads.values() if "/voice-" in item.path)
+    assert [(path.rsplit(".", 1)[-1], mime) for path, mime in sounds] == [("m4a", "audio/mp4")] * 2, sounds
+
+
+async def test_a_clip_uploaded_as_video_is_uploaded_again_as_audio_for_an_audio_field(
+    connect, controls, sim, tmp_path, ffmpeg
+):
+    """One MP4 with picture and sound, given to a video field and then to an audio field: the first upload (.mp4,
+    video/mp4) is kept for that form only, and the audio field gets its own upload as M4A audio, never the video's
+    link (the upload kept for reuse is keyed by what is sent, not by the file alone)."""
+    clip(ffmpeg, tmp_path / "talk.mp4", 4.0, "-f", "lavfi", "-i", "sine=frequency=440:duration=4", "-shortest")
+    move = {"model": "wan/2-2-animate-move", "prompt": "", "images": [face(tmp_path)]}
+    async with connect(elicitation=answering()) as client:
+        moved = await client.call_tool("generate_video", {**move, "options": {"video_url": "talk.mp4"}})
+        talked = await client.call_tool(
+            "generate_video", {**TALK, "images": [face(tmp_path)], "options": {"audio_url": "talk.mp4"}}
+        )
+    assert not moved.is_error and not talked.is_error, text_of(moved) + text_of(talked)
+    first, second = (await sent(controls))[1]
+    assert first["body"]["input"]["video_url"].endswith(".mp4") and second["body"]["input"]["audio_url"].endswith(
+        ".m4a"
+    )
+    forms = sorted((item.path.rsplit(".", 1)[-1], item.mime) for item in sim.uploads.values() if "/talk-" in item.path)
+    assert forms == [("m4a", "audio/mp4"), ("mp4", "video/mp4")], forms

@@ -12,6 +12,7 @@ of every generation: ``generation.plan`` (validate, price) -> ``check_spend`` ->
 
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass, fields
 from typing import Any
@@ -101,7 +102,10 @@ async def plan(rt: Runtime, args: FollowupArgs, shared: tuple[Any, ...] = ()) ->
         quote_id=args.quote_id,
         max_credits=args.max_credits,
     )
-    p = await gen.plan(rt, generation, shared=shared, facts=facts, continues=(str(source.task_id), args.operation))
+    try:
+        p = await gen.plan(rt, generation, shared=shared, facts=facts, continues=(str(source.task_id), args.operation))
+    except InvalidRequest as err:
+        raise source_refused(err, source, spec, options.get(follow.field)) from None
     pinned_resolution(spec, p.wire, args.operation)
     lead = (
         f"Continues task {source.task_id} ({_made_by(rt, source)}, made {timestamp(source.created_at)}): "
@@ -325,6 +329,32 @@ def source_clip(rt: Runtime, source: TaskRecord) -> tuple[str, str]:
         f"for fails after it is paid for). Call check_task(task_id='{source.task_id}') to save it again from a "
         "fresh link, then continue it."
     )
+
+
+def source_refused(err: InvalidRequest, source: TaskRecord, spec: ModelSpec, given: Any) -> InvalidRequest:
+    """``err`` (the follow-up's request refused) with each problem of the field continue_video fills in from task_id
+    (``given``: the source's saved clip, or its id) named for what the user gave, task_id: which file it is, and what
+    to do, as that file is what continue_video sends. Its other problems pass through as they are."""
+    follow = spec.followup
+    assert follow is not None
+    own = re.compile(rf"(?:options\.)?{re.escape(follow.field)}(?:[\[.]|$)")
+    problems = []
+    for problem in err.problems:
+        if not own.match(problem.field):
+            problems.append(problem)
+        elif follow.takes == "task":
+            problems.append(Problem("task_id", problem.message))
+        else:
+            todo = (
+                f"give a fixed copy to generate_video(model='{spec.id}', options={{'{follow.field}': '<the copy>'}}) "
+                "instead"
+                if follow.standalone
+                else f"replace {given} with a fixed copy, then ask again"
+            )
+            todo = f"continue_video always sends that saved file: {todo}."
+            said = f"task {source.task_id}'s saved clip ({given}), which continue_video sends to {spec.id} for it, "
+            problems.append(Problem("task_id", f"{said}cannot be used: {problem.message} {todo}"))
+    return InvalidRequest(err.model, problems)
 
 
 def source_facts(rt: Runtime, source: TaskRecord) -> dict[str, Any]:

@@ -70,6 +70,7 @@ from kie_mcp.media.inputs import (
     OutsideAllowedFolders,
     RefusedInput,
     TooLarge,
+    as_sent,
     inspect_local,
     kept_for,
     read_inside,
@@ -828,8 +829,9 @@ def _register_tools(mcp: MCPServer) -> None:
                     f"upload_file could not read {file.name} ({err.strerror or type(err).__name__}); nothing was "
                     "uploaded. Check that it is readable and not open exclusively in another program."
                 ) from None
+            sent = as_sent(local, content, prepare=False)  # its own bytes; an MP4 of sound only goes up as M4A
             uploaded = await rt.require_kie().upload_file(
-                content, local.upload_name, upload_path="kie-mcp/uploads", mime=media.mime
+                sent.content, sent.name, upload_path="kie-mcp/uploads", mime=sent.media.mime
             )
         message = f"Uploaded {uploaded.file_name}: {uploaded.url} ({kept_for(uploaded.kept_seconds)})."
         result = UploadResult(**uploaded.model_dump(exclude={"kept_seconds"}), message=message)

@@ -8,7 +8,8 @@ upscale or edit). Their quote is exact only once that input's length is known, s
   VBRI frame count when there is one, else the first frame's bitrate and the audio byte length, like ffprobe),
   MP4/MOV/M4A (the ``moov/mvhd`` timescale and duration, 32- and 64-bit, ``moov`` at either end; a fragmented file
   uses ``mvex/mehd`` or is left to ffmpeg) and FLAC (STREAMINFO). Only box, chunk and frame headers are read,
-  never a whole file.
+  never a whole file. The same MP4 boxes say whether a file holds sound only (``sound_only``: its tracks' handlers),
+  which decides whether it is uploaded as audio (``media.inputs``).
 * **ffmpeg** (the optional ``video`` extra, ``imageio-ffmpeg``, or ``ffmpeg`` on PATH) for every other container
   (WebM, Matroska, AVI, Ogg, AAC...) and for files the readers above leave open: ``ffmpeg -i`` with a timeout and
   only the ``file`` protocol allowed; when it prints no duration, a stream-copy pass to the null muxer. Without
@@ -466,6 +467,55 @@ def _fragment_duration(r: _Reader, start: int, end: int) -> int:
             return _u32(body, 4) if len(body) >= 8 and body[0] == 0 else 0
         offset += length
     return 0
+
+
+def _children(r: _Reader, start: int, end: int) -> list[tuple[bytes, int, int]]:
+    """(type, body offset, body end) of the boxes between ``start`` and ``end``, as far as they can be walked."""
+    found, offset = [], start
+    for _ in range(_MAX_CHILD_BOXES):
+        box = _box(r, offset, end) if offset < end else None
+        if box is None:
+            break
+        kind, header, length = box
+        found.append((kind, offset + header, offset + length))
+        offset += length
+    return found
+
+
+def _track_handlers(r: _Reader) -> frozenset[bytes] | None:
+    """The handler type of each track of an MP4/MOV/M4A (``moov/trak/mdia/hdlr``: b"vide", b"soun", ...), read from
+    box headers only; None when it has no movie box with tracks that can be walked."""
+    size = r.size()
+    movies = [box for box in _children(r, 0, size) if box[0] == b"moov"]
+    if len(movies) != 1:
+        return None
+    handlers = set()
+    for kind, start, end in _children(r, *movies[0][1:]):
+        if kind != b"trak":
+            continue
+        for media_kind, media_start, media_end in _children(r, start, end):
+            if media_kind != b"mdia":
+                continue
+            for part, body, _ in _children(r, media_start, media_end):
+                if part == b"hdlr":  # version and flags, pre_defined, then the handler type
+                    handler = r.read(body + 8, 4)
+                    if len(handler) == 4:
+                        handlers.add(handler)
+    return frozenset(handlers) if handlers else None
+
+
+def sound_only(handle: IO[bytes], length: int) -> bool | None:
+    """Whether the MP4/MOV/M4A in ``handle`` (``length`` bytes) holds sound and no picture: True when its tracks are
+    sound (and perhaps text or timecode) with no video track, False when one is video, None when its tracks cannot be
+    read (garbage, a cut-off file, no movie box). Reads box headers only; never raises."""
+    try:
+        handlers = _track_handlers(_FileReader(handle, length))
+    except Exception as exc:  # bad input never raises
+        log.debug("could not read the tracks: %s", exc)
+        return None
+    if handlers is None or not handlers & {b"vide", b"soun"}:
+        return None
+    return b"vide" not in handlers
 
 
 # --------------------------------------------------------------------------------------------------------- FLAC

@@ -13,7 +13,8 @@ A local file is uploaded only when all of this holds (checked in this order, bef
    it;
 5. it is within the field's size limit (documented, or a conservative bound per kind);
 6. an image decodes as the format its bytes name and, where the field's data bounds its pixels (shortest and longest
-   side, pixel count, how elongated), fits them as it is sent (a small one upscaled first, ``as_sent``);
+   side, pixel count, how elongated), fits them as it is sent (a small one upscaled first where it can be,
+   ``as_sent``; one whose pixels have no 8-bit form at its own size);
 7. a video or audio file in a field whose data bounds its length (each file's, a list's files together) lasts
    within them: measured from the very file that was hashed (``media.duration.check_lengths``), so a 90 s voice for
    a field of under 60 s is refused naming the limit and how to trim it. A file that cannot be measured (a WebM with
@@ -69,7 +70,7 @@ from kie_mcp.words import duration_text
 
 from . import saved
 from . import sniff as sniffing
-from .prepare import prepare_image, undecodable, upscaled_size
+from .prepare import MIN_LONG_SIDE, Prepared, prepare_image, undecodable
 from .sniff import HEAD_BYTES, KINDS, MediaKind, Sniffed, describe, pillow, sniff
 
 _REMOTE = ("http://", "https://")
@@ -105,16 +106,37 @@ class LocalFile:
     size: int  # bytes hashed: the most an upload of it may read
     stamp: FileStamp  # the file as it was when hashed: what a later read of it (measuring, the card) must find
     pixels: tuple[int, int] | None = None  # an image's width and height, read from the bytes hashed
+    # A small image's width and height once upscaled, as a generation sends it (``prepare_image``); None: it is sent at
+    # ``pixels`` (large enough, or, with ``not_upscaled`` saying why, pixels that have no faithful 8-bit form).
+    upscaled: tuple[int, int] | None = None
+    not_upscaled: str | None = None
+    # An MP4's tracks, read from the bytes hashed: True when it holds sound and no video (uploaded as M4A audio,
+    # ``sent_type``), False when it holds video, None when not read or unreadable.
+    sound_only: bool | None = None
 
     @property
     def identity(self) -> str:
         """How a local file enters a quote: its content, so an edited file needs a new quote."""
         return f"file:{self.sha256}:{self.path.name}"
 
-    @property
-    def upload_name(self) -> str:
-        """The name it is uploaded under as it is: unique per content, with an extension that matches its bytes."""
-        return upload_name(self.path, self.media, f"-{self.sha256[:10]}")
+
+# Sound in an MP4 container, as it is uploaded: KIE's models tell audio from video by the name's extension and the
+# content type, so a voice recording named .mp4 or sent as video/mp4 may be refused (or billed) as a video.
+SOUND_IN_MP4 = with_changes(sniffing.M4A, extensions=("m4a",))
+
+
+def sent_type(local: LocalFile, kinds: frozenset[MediaKind] = frozenset(KINDS)) -> Sniffed:
+    """What ``local`` is uploaded as, given to fields that take ``kinds`` (its name's extension and content type): what
+    its bytes are, except a plain MP4 (whose brand cannot say it holds sound only) that holds sound and no video, is
+    given to a field of audio and not video, or, its tracks unread and its field taking either, is named .m4a: that
+    goes up as M4A audio (``.m4a``, ``audio/mp4``)."""
+    if "audio" not in local.media.also:
+        return local.media
+    if local.sound_only or ("audio" in kinds and "video" not in kinds):
+        return SOUND_IN_MP4
+    if local.sound_only is None and "audio" in kinds and local.path.suffix.lower() == ".m4a":
+        return SOUND_IN_MP4
+    return local.media
 
 
 def is_remote(value: str) -> bool:
@@ -606,20 +628,28 @@ def _trimmed_name(named: str, seconds: float) -> str:
 
 def pixel_problem(named: str, local: LocalFile, accepts: Accepts, *, as_is: bool) -> str | None:
     """Why the picture ``local`` does not fit ``accepts``' documented pixels (its shortest and longest side, its
-    pixel count, how elongated it is), as it is sent: upscaled first when it is small, unless ``as_is``
-    (``as_sent``). None when it fits, has no such limits, or its size could not be read (left to KIE)."""
+    pixel count, how elongated it is), as it is sent: upscaled first when it is small and can be (``judged_picture``),
+    unless ``as_is`` (``as_sent``). None when it fits, has no such limits, or its size could not be read (left to
+    KIE)."""
     limits = accepts.media
     if limits is None or not limits.bounds_pixels or local.pixels is None or local.media.kind != "image":
         return None
-    width, height = local.pixels if as_is else upscaled_size(*local.pixels)
+    width, height = local.upscaled if local.upscaled is not None and not as_is else local.pixels
     sent = "" if (width, height) == local.pixels else f" ({width}x{height} px once upscaled, as it is sent)"
+    kept = not as_is and local.upscaled is None and max(local.pixels) < MIN_LONG_SIDE  # small, and not upscaled
+    if kept:
+        sent = f", sent as it is (not upscaled: {local.not_upscaled or 'it cannot be decoded to upscale it'})"
     size = f"{named} is {local.pixels[0]}x{local.pixels[1]} px{sent}"
     short, long = min(width, height), max(width, height)
     if limits.max_aspect is not None and long > limits.max_aspect * short:
         wide = f"1:{limits.max_aspect:g} to {limits.max_aspect:g}:1"
         return f"{size}, {long / short:.2f}:1; {accepts.what} takes pictures from {wide}. Crop it nearer to square."
     if limits.min_side is not None and short < limits.min_side:
-        return f"{size}; {accepts.what} takes pictures at least {limits.min_side} px a side. Give a larger picture."
+        instead = ", or save this one as an 8-bit PNG or JPEG, which kie-mcp upscales before sending it" if kept else ""
+        return (
+            f"{size}; {accepts.what} takes pictures at least {limits.min_side} px a side. Give a larger "
+            f"picture{instead}."
+        )
     if limits.max_side is not None and long > limits.max_side:
         return (
             f"{size}; {accepts.what} takes pictures up to {limits.max_side} px a side. Scale it down so its longest "
@@ -771,10 +801,12 @@ def find_local_files(
 def _hashed_within(value: str, path: Path, media: Sniffed, accepts: Accepts) -> LocalFile:
     """``local_file`` read no further than ``accepts``' size limit: a file grown past it since its size was checked
     is ``TooLarge``, never hashed (and so never approved or uploaded) whole. An image must decode
-    (``judged_picture``), before anything is priced."""
+    (``judged_picture``), before anything is priced; an MP4's tracks are read (``judged_sound``)."""
     try:
         local = local_file(path, media, most=limit_bytes(accepts, media))
-        return judged_picture(local) if media.kind == "image" else local
+        if media.kind == "image":
+            return judged_picture(local)
+        return judged_sound(local) if "audio" in media.also else local
     except ChangedFile as err:
         if not err.longer:
             raise
@@ -795,14 +827,18 @@ async def upload_local_files(
     urls: dict[str, str] = {}
     notes: list[str] = []
     as_is = _sent_as_is(spec, wire)
+    kinds = _given_to(spec, wire)
     host = httpx2.URL(kie.upload_base_url).netloc.decode()
     for value, local in files.items():
         prepare = value not in as_is and local.media.kind == "image"
-        # Remembered by the approved file's hash and what is done to it (upscaled or not), at the upload host and
-        # port: each form is uploaded under a name with the hash of its own bytes, so no upload of one form ever
-        # replaces the other's. An entry an earlier kie-mcp remembered (keyed "<hash>@host" or "<hash>:as-is@host",
-        # under names one form could overwrite) is never used.
-        kept = f"file:{local.sha256}:{'upscaled' if prepare else 'as-is'}@{host}"  # a simulator's: never KIE's
+        sound = sent_type(local, kinds[value]) is not local.media
+        # Remembered by the approved file's hash and what is done to it (upscaled, sent as audio, or neither), at the
+        # upload host and port: each form is uploaded under a name of its own (the hash of its own bytes, its own
+        # extension), so no upload of one form ever replaces the other's, and an MP4 uploaded as video is never
+        # reused for an audio field. An entry an earlier kie-mcp remembered (keyed "<hash>@host" or
+        # "<hash>:as-is@host", under names one form could overwrite) is never used.
+        form = "upscaled" if prepare else "as-audio" if sound else "as-is"
+        kept = f"file:{local.sha256}:{form}@{host}"  # a simulator's: never KIE's
         earlier = journal.live_upload(kept, UPLOAD_REUSE_SECONDS)
         if earlier:  # the approved bytes' own upload: nothing read, upscaled or sent again
             await anyio.to_thread.run_sync(still_approved, local)  # ... once the file is known to be the one approved
@@ -810,7 +846,7 @@ async def upload_local_files(
             notes.append(f"{local.path.name} was already uploaded recently; reused {earlier}.")
             continue
         content = await anyio.to_thread.run_sync(approved_bytes, local)  # reads the whole file: off the event loop
-        sent = await anyio.to_thread.run_sync(as_sent, local, content, prepare)
+        sent = await anyio.to_thread.run_sync(as_sent, local, content, prepare, kinds[value])
         if sent.note:
             notes.append(sent.note)
         uploaded = await kie.upload_file(sent.content, sent.name, upload_path="kie-mcp/inputs", mime=sent.media.mime)
@@ -831,11 +867,12 @@ class Sent:
     note: str | None  # what was done to it
 
 
-def as_sent(local: LocalFile, content: bytes, prepare: bool) -> Sent:
-    """What is uploaded for ``local`` (``content``: its approved bytes): upscaled first when it is a small image and
-    ``prepare`` (not the input of an upscaler, nor a mask). Named by the hash of the bytes sent: KIE overwrites a
-    file uploaded again under a name, so the photo and its upscaled form under one name would each replace the
-    other, and a task would be given the one it was not approved with. Call it in a worker thread."""
+def as_sent(local: LocalFile, content: bytes, prepare: bool, kinds: frozenset[MediaKind] = frozenset(KINDS)) -> Sent:
+    """What is uploaded for ``local`` (``content``: its approved bytes), given to fields that take ``kinds``: upscaled
+    first when it is a small image and ``prepare`` (not the input of an upscaler, nor a mask); an MP4 of sound, or
+    given to an audio field, as M4A audio (``sent_type``). Named by the hash of the bytes sent: KIE overwrites a file
+    uploaded again under a name, so the photo and its upscaled form under one name would each replace the other, and
+    a task would be given the one it was not approved with. Call it in a worker thread."""
     if prepare and local.media.kind == "image":
         prepared = prepare_image(io.BytesIO(content), local.path.name)
         if prepared.content is not None and prepared.media is not None:
@@ -845,7 +882,16 @@ def as_sent(local: LocalFile, content: bytes, prepare: bool) -> Sent:
         note = prepared.note
     else:
         note = None
-    return Sent(content, local.media, local.sha256, local.upload_name, note)
+    media = sent_type(local, kinds)
+    return Sent(content, media, local.sha256, upload_name(local.path, media, f"-{local.sha256[:10]}"), note)
+
+
+def _given_to(spec: ModelSpec, wire: dict[str, Any]) -> dict[str, frozenset[MediaKind]]:
+    """The kinds of media the fields each value of ``wire`` is given to take (a value in two fields: both's)."""
+    kinds: dict[str, frozenset[MediaKind]] = {}
+    for name, _, value in _media_slots(spec, wire):
+        kinds[value] = kinds.get(value, frozenset()) | field_kinds(spec, name)
+    return kinds
 
 
 def preparation_notes(spec: ModelSpec, wire: dict[str, Any], files: dict[str, LocalFile]) -> list[str]:
@@ -1119,22 +1165,42 @@ def snapshot(path: Path, media: Sniffed, most: int) -> tuple[LocalFile, bytes]:
     checked; an image whose bytes do not decode is ``NotAccepted`` (call it in a worker thread)."""
     digest, size, content, stamp = _read_judged(path, media, most=most, keep=True)
     content = content or b""
-    pixels = None
+    pixels = sound = None
     if media.kind == "image":
         _decodes(path.name, digest, io.BytesIO(content), media)
         pixels = _picture_size(io.BytesIO(content))
-    return LocalFile(path, digest, media, size, stamp, pixels), content
+    elif "audio" in media.also:
+        sound = _sound_only(io.BytesIO(content), len(content))
+    return LocalFile(path, digest, media, size, stamp, pixels=pixels, sound_only=sound), content
 
 
 def judged_picture(local: LocalFile) -> LocalFile:
-    """``local`` (an image, hashed) with its width and height, once its bytes are known to decode: both read from the
+    """``local`` (an image, hashed) with its width and height, once its bytes are known to decode, and, when it is
+    small, the size it is upscaled to (``prepare_image``, which may find it cannot upscale it): all read from the
     very file that was hashed (``still_hashed``), never a copy of it in memory. ``NotAccepted`` when it does not
     decode (call it in a worker thread)."""
     with still_hashed(local) as handle:
         _decodes(local.path.name, local.sha256, handle, local.media)
         handle.seek(0)
         pixels = _picture_size(handle)
-    return with_changes(local, pixels=pixels)
+        prepared = Prepared(None, None, None)
+        if pixels is not None and max(pixels) < MIN_LONG_SIDE:  # only a small picture is decoded again here
+            handle.seek(0)
+            prepared = prepare_image(handle, local.path.name, note_only=True)
+    return with_changes(local, pixels=pixels, upscaled=prepared.size, not_upscaled=prepared.kept)
+
+
+def judged_sound(local: LocalFile) -> LocalFile:
+    """``local`` (a plain MP4, hashed) with whether it holds sound only, read from the box headers of the very file
+    that was hashed (``still_hashed``). Call it in a worker thread."""
+    with still_hashed(local) as handle:
+        return with_changes(local, sound_only=_sound_only(handle, local.size))
+
+
+def _sound_only(source: IO[bytes], length: int) -> bool | None:
+    from .duration import sound_only  # duration.py reads MP4 boxes, and imports this module
+
+    return sound_only(source, length)
 
 
 # Whether each picture decodes, by the hash of its bytes: decoding one takes up to a second, and an agent quotes,

@@ -13,7 +13,9 @@ EXIF says (as viewers and the approval card show it), resized with Lanczos so it
 sent as a JPEG (quality 92) when every pixel is opaque, as a PNG when some are not: transparency is kept, never
 turned black (Pillow resizes with premultiplied alpha, so the hidden colour of a transparent pixel never bleeds).
 A 16-bit grey image is scaled to 8 bits, never clipped to white; a picture with no faithful 8-bit form (floating
-point pixels, 16-bit grey with a transparent value) is sent as it is. Everything else is sent as it is.
+point pixels, 32-bit values past 16 bits, 16-bit grey with a transparent value) is sent as it is, and is judged
+before pricing by that size, not by an upscaled one it never gets (``media.inputs.pixel_problem``): too small for a
+field, it is refused, saying why it is not upscaled. Everything else is sent as it is.
 
 What is sent is named and remembered by its own hash (``media.inputs``): the upscaled form of a photo and the photo
 itself are two uploads, never one name that the second overwrites.
@@ -58,6 +60,8 @@ class Prepared:
     content: bytes | None  # None: upload the file unchanged
     media: Sniffed | None  # what ``content`` is (JPEG or PNG)
     note: str | None  # what was done (or why a small image was not upscaled), for the quote and the answer
+    size: tuple[int, int] | None = None  # the upscaled picture's width and height; None: sent at its own size
+    kept: str | None = None  # why a small picture is sent at its own size (its pixels have no faithful 8-bit form)
 
 
 def undecodable(source: IO[bytes], media: Sniffed) -> str | None:
@@ -186,8 +190,9 @@ def prepare_image(source: IO[bytes], name: str, *, note_only: bool = False) -> P
     """The upscaled form of a small image (``source``, the checked bytes of the file called ``name``); large images
     and what Pillow cannot decode are left as they are (``Prepared.content`` None). A file viewers open though it is
     not by the book (``undecodable`` takes it) is upscaled from its picture as they show it: judged by its upscaled
-    size, it is sent upscaled. ``note_only``: what would be done (the quote says it), without resizing or encoding
-    anything. Call it in a worker thread."""
+    size, it is sent upscaled. A small picture this cannot upscale (floating-point pixels) is sent at its own size,
+    and judged by it (``Prepared.size`` None). ``note_only``: what would be done (the quote says it, and the checks
+    before pricing judge the size it gives), without resizing or encoding anything. Call it in a worker thread."""
     prepared = _prepare(source, name, note_only)
     if prepared is None:
         source.seek(0)
@@ -211,7 +216,8 @@ def _prepare(source: IO[bytes], name: str, note_only: bool) -> Prepared | None:
                 picture = as_8_bit(upright)
             except ValueError as err:
                 why = f"it has {err}, which an upscaled copy would lose"
-                return Prepared(None, None, f"{name} ({width}x{height} px) is sent as it is, not upscaled: {why}.")
+                note = f"{name} ({width}x{height} px) is sent as it is, not upscaled: {why}."
+                return Prepared(None, None, note, kept=why)
             size = upscaled_size(width, height)
             rgba = picture.convert("RGBA") if picture.has_transparency_data else None
             if rgba is not None and rgba.getchannel("A").getextrema()[0] < 0xFF:
@@ -228,10 +234,10 @@ def _prepare(source: IO[bytes], name: str, note_only: bool) -> Prepared | None:
         f"{how}, because small inputs are often rejected or blurry."
     )
     if resized is None:
-        return Prepared(None, media, note)
+        return Prepared(None, media, note, size)
     buffer = io.BytesIO()
     if media is PNG:
         resized.save(buffer, "PNG")
     else:
         resized.save(buffer, "JPEG", quality=JPEG_QUALITY)
-    return Prepared(buffer.getvalue(), media, note)
+    return Prepared(buffer.getvalue(), media, note, size)
