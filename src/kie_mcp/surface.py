@@ -220,9 +220,9 @@ FollowupOperationName = Literal["extend", "hd", "4k", "upscale"]
 FollowupOperation = Annotated[
     FollowupOperationName,
     Field(
-        description="extend: continue the scene from the last frame (Veo 3.1, Runway, Grok Imagine); hd: the 1080p "
-        "version (Veo 3.1, Grok Imagine); 4k: the 4K version (Veo 3.1); upscale: an upscaled copy of any video "
-        "(Topaz)."
+        description="extend: continue the scene from the last frame (Veo 3.1, Runway, Grok Imagine, PixVerse V6); hd: "
+        "the 1080p version (Veo 3.1, Grok Imagine); 4k: the 4K version (Veo 3.1); upscale: an upscaled copy of any "
+        "video (Topaz)."
     ),
 ]
 FollowupTaskId = Annotated[
@@ -866,10 +866,20 @@ def _register_tools(mcp: MCPServer) -> None:
             ),
         ] = None,
         resolution: Annotated[
-            str | None, Field(description="Runway extend: 720p/1080p (default: the clip's); Topaz: factor 1, 2, 4.")
+            str | None,
+            Field(
+                description="Runway extend: 720p/1080p; PixVerse extend: 360p/540p/720p/1080p (default: the clip's); "
+                "Topaz: factor 1, 2, 4."
+            ),
         ] = None,
         duration: Annotated[
-            int | None, Field(ge=1, le=60, allow_inf_nan=False, description="Grok extend: seconds to add (6 or 10).")
+            int | None,
+            Field(
+                ge=1,
+                le=60,
+                allow_inf_nan=False,
+                description="Seconds to add: Grok extend 6 or 10, PixVerse extend 1-15 (default 5).",
+            ),
         ] = None,
         options: Options = None,
         session: Session = None,
