@@ -25,7 +25,7 @@ from kie_mcp.catalog.pricing import input_to_measure, usd_text
 from kie_mcp.catalog.script import fit_script, speech_models
 from kie_mcp.catalog.spec import Operation
 from kie_mcp.catalog.validate import argument_name, named_for_user
-from kie_mcp.journal import CALL_ANSWERED, CALL_CUT_OFF, JournalUnavailable
+from kie_mcp.journal import CALL_ANSWERED, CALL_CUT_OFF, JournalUnavailable, storage_fix
 from kie_mcp.kie import FAMILIES, KieClient, KieError, OutcomeUnknownError, RefusedHereError
 from kie_mcp.kie.client import UPLOAD_FAILED, ExistingTaskError
 from kie_mcp.kie.families import Family
@@ -816,6 +816,7 @@ async def _spend(
     """Upload, reserve, create and follow: the spend of an approval ``execute`` used."""
     used = decision.quote_id
     kie = rt.require_kie()
+    doing = "this request's input files were being uploaded"  # what a workspace that cannot be written stopped
     try:
         # Input files go up before anything is reserved: an upload spends nothing, and a call cancelled (or a
         # process killed) while one is under way must leave no reservation behind that no task will ever settle.
@@ -838,7 +839,11 @@ async def _spend(
             ) from err
         # Re-checks the caps in a transaction, so parallel calls cannot overrun; an unknown price reserves its
         # ceiling. From here to each create's attempt in the journal nothing waits, so nothing can cut in between.
+        doing = "its credits were being reserved"
         booked = rt.ledger.reserve(p.total, used, ceiling=p.max_credits, least=p.least)
+    except (sqlite3.Error, OSError) as err:  # a full disk while the inputs went up: nothing was sent
+        _give_back(rt, used)
+        raise JournalUnavailable(unwritten_before_create(err, doing, tool, used, decision.by)) from err
     except BaseException:  # cut off, an upload failed or a cap refused: nothing was sent, the approval stays good
         _give_back(rt, used)
         raise
@@ -909,9 +914,24 @@ def delivered(rt: Runtime, result: GenerationResult, *, handed_over: bool) -> No
     _answered(rt, result._attempts, CALL_ANSWERED if handed_over else CALL_CUT_OFF)
 
 
+def unwritten_before_create(err: BaseException, doing: str, tool: str, quote_id: str | None, by: ApprovedBy) -> str:
+    """Why a call stopped before any create (its workspace could not be written while ``doing``: its input files going
+    up, its credits reserved; a full disk, most often), what to do, and that its approval is still good."""
+    again = f"call {tool} again with the same arguments"
+    if by == "quote" and quote_id is not None:
+        again += f" and quote_id='{quote_id}': its approval was not used"
+    elif by == "elicitation":
+        again += ": the confirmation bought nothing, so it still approves this request once"
+    return (
+        f"Nothing was created or charged: kie-mcp could not write to its workspace while {doing} "
+        f"({type(err).__name__}: {err}), so no create was sent. {storage_fix(err, again)}"
+    )
+
+
 def _give_back(rt: Runtime, quote_id: str | None) -> None:
     """The quote (or confirmation) this call used, unused again: the call sent nothing, so the same request may
-    still be sent once with it. A journal that cannot take it leaves the quote used (a new estimate is needed)."""
+    still be sent once with it. A journal that cannot take it now (a full disk) is written once it can
+    (``QuoteBook.give_back``); this process treats the quote as released meanwhile."""
     if quote_id is not None:
         with contextlib.suppress(*JOURNAL_ERRORS):
             rt.quotes.give_back(quote_id)

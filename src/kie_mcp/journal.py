@@ -194,18 +194,24 @@ def unavailable_reason(workspace: Path, err: BaseException) -> str:
     )
 
 
-def storage_problem(err: BaseException) -> str:
-    """A failed write to the workspace (journal, logs, outputs), in words that say what to do."""
+def storage_fix(err: BaseException, then: str = "try again") -> str:
+    """What to do about a failed write to the workspace (free space, make it writable, or check it), and ``then``."""
     text = str(err)
     if "full" in text.lower() or getattr(err, "errno", None) == 28:
-        fix = "The disk is full: free some space and try again."
-    elif "readonly" in text.lower() or "read-only" in text.lower() or getattr(err, "errno", None) in (13, 30):
-        fix = "The workspace is read-only or not writable: make it writable (or set KIE_WORKSPACE to a writable one)."
-    else:
-        fix = "Check the workspace folder (free space, permissions), then try again."
+        return f"The disk is full: free some space and {then}."
+    if "readonly" in text.lower() or "read-only" in text.lower() or getattr(err, "errno", None) in (13, 30):
+        return (
+            "The workspace is read-only or not writable: make it writable (or set KIE_WORKSPACE to a writable one)"
+            + ("." if then == "try again" else f", then {then}.")
+        )
+    return f"Check the workspace folder (free space, permissions), then {then}."
+
+
+def storage_problem(err: BaseException) -> str:
+    """A failed write to the workspace (journal, logs, outputs), in words that say what to do."""
     return (
-        f"kie-mcp could not write to its workspace ({type(err).__name__}: {text}). {fix} Nothing was spent by this "
-        "call unless it returned a task id."
+        f"kie-mcp could not write to its workspace ({type(err).__name__}: {err}). {storage_fix(err)} Nothing was "
+        "spent by this call unless it returned a task id."
     )
 
 

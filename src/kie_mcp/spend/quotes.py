@@ -6,6 +6,7 @@ import hashlib
 import json
 import re
 import secrets
+import sqlite3
 import time
 from collections.abc import Callable
 from datetime import date
@@ -14,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from kie_mcp.catalog import ItemPrice, usd
-from kie_mcp.journal import SEND_LIMIT, Journal
+from kie_mcp.journal import SEND_LIMIT, Journal, JournalUnavailable
 from kie_mcp.processes import owner_gone, this_process
 from kie_mcp.words import timestamp
 
@@ -113,6 +114,8 @@ def staleness(price: ItemPrice, today: date, why: str) -> str | None:
     )
 
 
+_JOURNAL_ERRORS = (sqlite3.Error, OSError, JournalUnavailable)  # a journal that cannot be written now
+
 # Which rule refused a quote: only "used" means the request it approved may already have run.
 QuoteRefusal = Literal["unknown", "question", "used", "expired", "other request"]
 
@@ -139,6 +142,9 @@ class QuoteBook:
         self.journal = journal
         self.ttl = ttl_seconds
         self._clock = clock
+        # Quotes this process used for calls that ended having sent no create, whose release the journal could not
+        # take (a full disk): released again at the next look at any quote, and never "being used" meanwhile.
+        self._owed: set[str] = set()
 
     def issue(
         self,
@@ -192,6 +198,7 @@ class QuoteBook:
         one (the price moved: a yes to the new question approves the new price, never the old quote's). Asked again,
         a question gets its full ``ttl`` from now: one left by an earlier call (declined, cancelled) would otherwise
         expire while this call's user is still answering, and a yes in time would read as too late."""
+        self._release_owed()
         now = self._clock()
         total = None if price.credits is None else round(price.credits * variations, 4)
         with self.journal.transaction() as db:
@@ -216,6 +223,7 @@ class QuoteBook:
 
     def last_question(self, digest: str) -> tuple[str, bool, bool] | None:
         """(quote_id, used, expired) of the newest confirmation question asked for this exact request."""
+        self._release_owed()
         rows = self.journal.query(
             "SELECT quote_id, used, expires FROM quotes WHERE digest = ? AND kind = 'ask'"
             " ORDER BY created DESC LIMIT 1",
@@ -228,6 +236,7 @@ class QuoteBook:
 
     def open_estimate(self, digest: str) -> str | None:
         """The newest estimate quote for this exact request still unused and unexpired, if any."""
+        self._release_owed()
         rows = self.journal.query(
             "SELECT quote_id, used, expires FROM quotes WHERE digest = ? AND kind = 'estimate'"
             " ORDER BY created DESC LIMIT 1",
@@ -239,6 +248,7 @@ class QuoteBook:
 
     def refusal(self, quote_id: str, digest: str) -> QuoteError | None:
         """None when ``quote_id`` can approve the request with ``digest``; else why not, with the rule's name."""
+        self._release_owed()
         rows = self.journal.query("SELECT * FROM quotes WHERE quote_id = ?", quote_id)
         return self._refusal(quote_id, digest, rows[0] if rows else None)
 
@@ -252,6 +262,7 @@ class QuoteBook:
 
     def consume(self, quote_id: str, digest: str, *, kind: str = "estimate") -> Quote:
         """Use the quote up, atomically: of two calls (or two processes) racing with one quote, one wins."""
+        self._release_owed()
         with self.journal.transaction() as db:
             row = db.execute("SELECT * FROM quotes WHERE quote_id = ?", (quote_id,)).fetchone()
             refusal = self._refusal(quote_id, digest, row, kind)
@@ -267,7 +278,11 @@ class QuoteBook:
         """Whether a call that used this quote is under way, in this process or another live one, without a create
         in the journal yet (its input files still uploading): used in the last ``SEND_LIMIT`` seconds by a process
         still running (or of another machine, which cannot be told: taken as running, as create attempts are), and
-        no create attempt names it. A replay is then told a create is on its way."""
+        no create attempt names it. A replay is then told a create is on its way. A quote whose call this process
+        saw end with no create sent is not in use, even while the journal cannot yet take its release."""
+        if quote_id in self._owed:
+            self._release_owed()
+            return False
         rows = self.journal.query(
             "SELECT used_by, used_at FROM quotes WHERE quote_id = ? AND used = 1 AND used_at > ? AND NOT EXISTS"
             " (SELECT 1 FROM attempts a WHERE a.quote_id = quotes.quote_id)",
@@ -285,13 +300,32 @@ class QuoteBook:
     def give_back(self, quote_id: str) -> None:
         """Unuse a quote that bought nothing: its call ended (cut off, an upload failed, a cap refused it) before any
         create was sent, or KIE refused every create it approved. A quote with any create that may have reached KIE
-        (created, unknown, or still being sent) stays used."""
+        (created, unknown, or still being sent) stays used. A journal that cannot take it now (a full disk) raises,
+        and the quote is released at the next look at a quote once it can: a retry after space was freed finds the
+        approval good, never "a create is on its way" for the ten minutes a create may take."""
+        try:
+            self._unuse(quote_id)
+        except _JOURNAL_ERRORS:
+            self._owed.add(quote_id)
+            raise
+        self._owed.discard(quote_id)
+
+    def _unuse(self, quote_id: str) -> None:
         self.journal.execute(
             "UPDATE quotes SET used = 0, used_by = NULL, used_at = NULL WHERE quote_id = ? AND NOT EXISTS"
             " (SELECT 1 FROM attempts WHERE quote_id = ? AND state != 'refused')",
             quote_id,
             quote_id,
         )
+
+    def _release_owed(self) -> None:
+        """The releases ``give_back`` could not write, written now if the journal takes them (else kept owed)."""
+        for quote_id in tuple(self._owed):
+            try:
+                self._unuse(quote_id)
+            except _JOURNAL_ERRORS:
+                return  # still full: the next look tries again
+            self._owed.discard(quote_id)
 
     def _refusal(self, quote_id: str, digest: str, row: Any, kind: str = "estimate") -> QuoteError | None:
         if row is None:
