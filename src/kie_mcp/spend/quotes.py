@@ -10,7 +10,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from datetime import date
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, Field
 
@@ -32,6 +32,14 @@ def request_hash(model_id: str, wire_input: dict[str, Any], variations: int) -> 
         ensure_ascii=False,
     )
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class AskedInputs(NamedTuple):
+    """The local files a confirmation question is asked about: ``shape``, the request's identity with each file
+    named by its real path instead of its content; ``files``, each path's SHA-256 as it was priced."""
+
+    shape: str
+    files: dict[str, str]
 
 
 class Quote(BaseModel, defer_build=True):
@@ -156,8 +164,10 @@ class QuoteBook:
         ceiling: float | None = None,
         kind: str = "estimate",
         ttl: float | None = None,
+        inputs: AskedInputs | None = None,
     ) -> Quote:
-        """A new quote. ``kind`` "ask" marks the quote a confirmation question is bound to."""
+        """A new quote. ``kind`` "ask" marks the quote a confirmation question is bound to; ``inputs``, the local
+        files it was asked about (``asked_inputs``)."""
         now = self._clock()
         expires = now + (self.ttl if ttl is None else ttl)
         total = None if price.credits is None else round(price.credits * variations, 4)
@@ -178,8 +188,8 @@ class QuoteBook:
             credits_ceiling=ceiling if total is None else None,
         )
         self.journal.execute(
-            "INSERT INTO quotes (quote_id, model, digest, body, expires, used, created, kind)"
-            " VALUES (?, ?, ?, ?, ?, 0, ?, ?)",
+            "INSERT INTO quotes (quote_id, model, digest, body, expires, used, created, kind, shape, inputs)"
+            " VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?)",
             quote.quote_id,
             model_id,
             digest,
@@ -187,11 +197,21 @@ class QuoteBook:
             expires,
             now,
             kind,
+            None if inputs is None else inputs.shape,
+            None if inputs is None else json.dumps(inputs.files, sort_keys=True),
         )
         return quote
 
     def open_question(
-        self, model_id: str, digest: str, price: ItemPrice, variations: int, *, ceiling: float | None, ttl: float
+        self,
+        model_id: str,
+        digest: str,
+        price: ItemPrice,
+        variations: int,
+        *,
+        ceiling: float | None,
+        ttl: float,
+        inputs: AskedInputs | None = None,
     ) -> Quote:
         """The quote a confirmation question for this exact request is bound to: the unused, unexpired one asked
         before at this very price (so the question reads the same on every round of a retried request), else a new
@@ -210,7 +230,9 @@ class QuoteBook:
             asked = Quote.model_validate_json(row["body"]) if row is not None else None
             priced = (total, ceiling if total is None else None)  # as ``issue`` keeps them
             if asked is None or (asked.credits_total, asked.credits_ceiling) != priced:
-                return self.issue(model_id, digest, price, variations, ceiling=ceiling, kind="ask", ttl=ttl)
+                return self.issue(
+                    model_id, digest, price, variations, ceiling=ceiling, kind="ask", ttl=ttl, inputs=inputs
+                )
             return _extended(db, row, max(row["expires"], now + ttl))
 
     def asked_text(self, quote_id: str) -> str | None:
@@ -233,6 +255,21 @@ class QuoteBook:
             return None
         row = rows[0]
         return row["quote_id"], bool(row["used"]), self._clock() > row["expires"]
+
+    def asked_inputs(self, shape: str) -> tuple[str, dict[str, str]] | None:
+        """(digest, local files by path with their hashes) of the newest confirmation question asked for the request
+        ``shape`` names (its local files by path, whatever their bytes): what a yes to it was a yes to."""
+        rows = self.journal.query(
+            "SELECT digest, inputs FROM quotes WHERE shape = ? ORDER BY created DESC LIMIT 1",
+            shape,
+        )
+        if not rows:
+            return None
+        try:
+            files = json.loads(rows[0]["inputs"] or "{}")
+        except ValueError:
+            files = {}
+        return str(rows[0]["digest"]), files if isinstance(files, dict) else {}
 
     def open_estimate(self, digest: str) -> str | None:
         """The newest estimate quote for this exact request still unused and unexpired, if any."""
