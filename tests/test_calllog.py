@@ -20,6 +20,7 @@ from kie_mcp.server import create_server
 from .conftest import answering, text_of
 
 SECRET = "sk-live-CALLLOG-SECRET-123456789"
+IMAGE = {"prompt": "a red apple on a wooden table", "model": "nano-banana-2"}
 
 
 def log_lines(workspace):
@@ -115,3 +116,109 @@ async def test_a_call_log_linked_outside_the_workspace_is_never_written_through(
     assert not answered.is_error and answered.structured_content["balance_credits"] > 0
     warnings = [r.getMessage() for r in caplog.records if "call log" in r.getMessage()]
     assert len(warnings) == 1 and "symbolic link" in warnings[0], warnings
+
+
+# -- today's spend read back from the log after a journal reset ------------------------------------------------
+
+
+def corrupt_journal(workspace) -> None:
+    """The journal, as a crash or a bad disk can leave it: the next start sets it aside and reads today's spend
+    back from the call log."""
+    folder = workspace / ".kie-mcp"
+    folder.mkdir(exist_ok=True)
+    (folder / "journal.sqlite3").write_bytes(b"this is not a database" * 100)
+
+
+class FifoRescue:
+    """A thread that, once ``after`` seconds have passed, opens the write end of the FIFO at ``path`` and closes it
+    again, so that a reader left waiting on it gets an empty read and the test fails instead of hanging. ``fired``:
+    whether it got that far."""
+
+    def __init__(self, path, after: float) -> None:
+        import threading
+
+        self.path, self.after, self.fired = path, after, False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import os
+
+        if self._stop.wait(self.after):
+            return
+        self.fired = True
+        while not self._stop.wait(0.05):
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:  # nobody reads it (yet)
+                continue
+            os.close(fd)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="FIFOs are POSIX")
+@pytest.mark.parametrize("name", ["kie-api.jsonl", "kie-api.1.jsonl"], ids=["the log", "the moved log"])
+async def test_a_fifo_in_place_of_the_call_log_neither_holds_up_the_start_nor_reopens_the_daily_cap(
+    connect, controls, tmp_path, caplog, name
+):
+    """The audit: after a journal reset, today's spend is read back from logs/kie-api.jsonl and kie-api.1.jsonl, and
+    they were opened as they came: a FIFO put there (by hand, or by whoever can write the workspace) held the
+    server's start for good. It is now opened as the log is written (no link followed, never waiting on a FIFO),
+    and a log that cannot be read is not "nothing spent today": the daily cap is counted as spent, said on stderr and
+    in the first answer, so the reset never reopens the cap."""
+    import os
+
+    corrupt_journal(tmp_path)
+    (tmp_path / "logs").mkdir()
+    os.mkfifo(tmp_path / "logs" / name)
+    rescue = FifoRescue(tmp_path / "logs" / name, after=15.0)  # the old reader would have waited on it forever
+    try:
+        with caplog.at_level(logging.WARNING, logger="kie_mcp.runtime"):
+            async with connect(elicitation=answering(), max_credits_per_day=100) as client:
+                credits = await client.call_tool("check_credits", {})
+                refused = await client.call_tool("generate_image", IMAGE)
+            waited = rescue.fired
+    finally:
+        rescue.stop()
+    assert not waited, "the server waited on the FIFO"
+    assert credits.structured_content["spent_today"] == 100, text_of(credits)
+    assert f"call log logs/kie-api.jsonl cannot be read ({name} is not a regular file (a FIFO))" in text_of(credits)
+    assert refused.is_error and "cap" in text_of(refused), text_of(refused)
+    assert await controls.creates() == []
+    warnings = [r.getMessage() for r in caplog.records if "call log cannot be read" in r.getMessage()]
+    assert warnings and "FIFO" in warnings[0], warnings
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="symlinks and FIFOs are POSIX")
+@pytest.mark.parametrize("planted", ["a FIFO", "a folder", "a link to a log", "a linked logs folder"])
+def test_a_call_log_that_is_not_kie_mcps_regular_file_is_unreadable_never_nothing_spent(
+    tmp_path, tmp_path_factory, planted
+):
+    """What is not the log as kie-mcp writes it says nothing of today's spend: ``UnreadableLog``, never 0. No log at
+    all is 0 (nothing was logged)."""
+    import os
+    from datetime import datetime
+
+    from kie_mcp.kie.calllog import UnreadableLog, spent_on
+
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    (elsewhere / "kie-api.jsonl").write_text('{"time": "2026-01-01T00:00:00+00:00", "outcome": "created"}\n')
+    logs = tmp_path / "logs"
+    if planted == "a linked logs folder":
+        logs.symlink_to(elsewhere, target_is_directory=True)
+    else:
+        logs.mkdir()
+    path = logs / "kie-api.jsonl"
+    if planted == "a FIFO":
+        os.mkfifo(path)
+    elif planted == "a folder":
+        path.mkdir()
+    elif planted == "a link to a log":
+        path.symlink_to(elsewhere / "kie-api.jsonl")
+    with pytest.raises(UnreadableLog):
+        spent_on(path, datetime.now().date())
+    assert spent_on(tmp_path / "nothing" / "kie-api.jsonl", datetime.now().date()) == 0

@@ -226,9 +226,9 @@ async def test_a_file_replaced_while_the_user_reads_the_confirmation_is_refused_
     connect, controls, tmp_path, mode
 ):
     """The review: with an upload of the approved bytes still fresh, a file replaced while the user read the form was
-    not refused (the README promises it is); the earlier upload went out unsaid. Refused, nothing reserved or sent. (In
-    the 2026-07-28 era the answer comes back on a new request, which prices the file as it is then: the new picture is
-    uploaded and sent, never the earlier upload.)"""
+    not refused (the README promises it is); the earlier upload went out unsaid. Refused, nothing reserved or sent, in
+    both eras (in the 2026-07-28 era the answer comes back on a new request, which sees the new bytes and refuses the
+    yes given for the old ones)."""
     from mcp.types import ElicitResult
 
     (tmp_path / "ref.png").write_bytes(PNG)
@@ -244,13 +244,10 @@ async def test_a_file_replaced_while_the_user_reads_the_confirmation_is_refused_
         second = await client.call_tool("generate_image", {**EDIT, "prompt": "green", "images": ["ref.png"]})
         spent = (await client.call_tool("check_credits", {})).structured_content["spent_today"]
     assert first.structured_content["status"] == "completed", text_of(first)
-    if mode == "auto":  # the 2026-07-28 era
-        assert second.structured_content["status"] == "completed", text_of(second)
-        assert len(await uploads(controls)) == 2  # the edited picture, uploaded: not the earlier upload reused
-        return
     assert second.is_error and "changed since it was priced" in text_of(second), text_of(second)
     assert "Refused by kie-mcp (input): " in text_of(second), text_of(second)  # not "KIE request failed"
     assert len(await controls.creates()) == 1 and spent == 4
+    assert len(await uploads(controls)) == 1  # neither the earlier upload reused nor the edited picture sent
 
 
 async def test_the_clients_mcp_roots_are_allowed_folders(settings, transport, controls, mode, outside):

@@ -1,5 +1,5 @@
 """A full disk loses nothing a paid task left: the sidecar beside its saved files, and the call log that keeps its
-task id.
+task id; and a call it stopped before any create keeps nothing of its approval in use.
 
 Through the real MCP client, in both protocol eras, against the simulator. The disk fills for real where a small
 tmpfs can be mounted (root); elsewhere the kernel cuts writes short the same way through a file size limit, or the
@@ -24,6 +24,7 @@ from kie_mcp.media.results import LINKS_STILL_WORK
 
 from . import test_promise_durability as durability
 from .conftest import answering, text_of
+from .test_promise_host_retries import EDIT, picture
 
 IMAGE = {"prompt": "a red apple on a wooden table", "model": "nano-banana-2", "wait_seconds": 20}
 FULL = os.strerror(errno.ENOSPC)
@@ -240,3 +241,106 @@ def test_a_failed_call_log_append_never_cuts_another_servers_line(tmp_path, monk
     log.write(endpoint="/c", outcome="ok")
     records = [json.loads(line) for line in path.read_text().splitlines()]
     assert [r.get("task_id") for r in records] == [None, "t_other", None]
+
+
+# -- an approval whose call the disk stopped before any create ----------------------------------------------------
+
+
+async def uploading(controls) -> bool:
+    return any("upload" in r["path"].lower() for r in (await controls.get("requests"))["requests"])
+
+
+async def stopped_by_a_full_disk_while_uploading(controls, small_disk: Path, call) -> object:
+    """The answer of ``call``, whose input file is on its way to KIE's file host when the disk fills; the disk is
+    freed once it answered."""
+    answers = []
+
+    async def first() -> None:
+        answers.append(await call())
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(first)
+        with anyio.fail_after(10):
+            while not await uploading(controls):  # noqa: ASYNC110 - the simulator's log: nothing to await but its answer
+                await anyio.sleep(0.02)
+        filler = durability.fill(small_disk)
+    filler.unlink()
+    return answers[0]
+
+
+def says_the_disk_is_full_and_nothing_was_created(text: str) -> None:
+    assert "Nothing was created or charged" in text and "no create was sent" in text, text
+    assert "The disk is full: free some space and call generate_image again with the same arguments" in text, text
+    assert not bare_error(text)
+
+
+async def test_a_quote_whose_upload_a_full_disk_stopped_approves_the_retry_once_space_is_freed(
+    connect, controls, small_disk
+):
+    """The audit: the disk filled while the approved request's input file went up to KIE's file host. Nothing was
+    created, but the journal could not take the quote back, so for ten minutes the retry after freeing space was
+    told "another call of this same request is sending its create" (unknown, may have been charged), and the
+    approval bought nothing. The call's answer now says the disk is full and to call again with the same quote_id,
+    which then makes the image, once."""
+    workspace = small_disk / "ws"
+    workspace.mkdir()
+    picture(workspace)
+    await controls.fault("upload", kind="slow", seconds=0.8)
+    async with connect(workspace=workspace) as client:
+        quote = (await client.call_tool("estimate_cost", EDIT)).structured_content["quote"]["quote_id"]
+        call = {**EDIT, "quote_id": quote, "wait_seconds": 20}
+        stopped = await stopped_by_a_full_disk_while_uploading(
+            controls, small_disk, lambda: client.call_tool("generate_image", call)
+        )
+        created_meanwhile = await controls.creates()
+        again = await client.call_tool("generate_image", call)
+        reused = await client.call_tool("generate_image", call)
+        spent = (await client.call_tool("check_credits", {})).structured_content["spent_today"]
+    assert stopped.is_error and created_meanwhile == []
+    assert again.structured_content["status"] == "completed", text_of(again)
+    says_the_disk_is_full_and_nothing_was_created(text_of(stopped))
+    assert f"quote_id='{quote}'" in text_of(stopped)
+    assert reused.structured_content["status"] == "confirmation_required", text_of(reused)  # one quote, one spend
+    assert "already used" in text_of(reused) and again.structured_content["tasks"][0]["task_id"] in text_of(reused)
+    assert len(await controls.creates()) == 1 and spent == 4
+
+
+async def test_a_yes_whose_upload_a_full_disk_stopped_approves_the_same_request_once_space_is_freed(
+    connect, controls, small_disk, mode
+):
+    """As for a quote, with the user's yes in the confirmation form: the same request sent again after space was
+    freed (in the 2026-07-28 era, the very request with its answer, as a host retries it) makes the image, once."""
+    workspace = small_disk / "ws"
+    workspace.mkdir()
+    picture(workspace)
+    await controls.fault("upload", kind="slow", seconds=0.8)
+    call = {**EDIT, "wait_seconds": 20}
+    async with connect(elicitation=answering(), workspace=workspace) as client:
+        if mode == "auto":  # the 2026-07-28 era: the answer comes back in a retried request, which a host may repeat
+            from mcp.types import ElicitResult
+
+            asked = await client.session.call_tool("generate_image", call, allow_input_required=True)
+            yes = {key: ElicitResult(action="accept", content={"confirm": True}) for key in asked.input_requests}
+
+            async def answered():
+                return await client.call_tool(
+                    "generate_image", call, input_responses=yes, request_state=asked.request_state
+                )
+
+            stopped = await stopped_by_a_full_disk_while_uploading(controls, small_disk, answered)
+            created_meanwhile = await controls.creates()
+            again = await answered()
+            replayed = await answered()
+        else:
+            stopped = await stopped_by_a_full_disk_while_uploading(
+                controls, small_disk, lambda: client.call_tool("generate_image", call)
+            )
+            created_meanwhile = await controls.creates()
+            again = await client.call_tool("generate_image", call)
+            replayed = None
+    assert stopped.is_error and created_meanwhile == []
+    assert again.structured_content["status"] == "completed", text_of(again)
+    says_the_disk_is_full_and_nothing_was_created(text_of(stopped))
+    if replayed is not None:  # the same answer once more: the image it made, never a second create
+        assert replayed.structured_content["tasks"][0]["task_id"] == again.structured_content["tasks"][0]["task_id"]
+    assert len(await controls.creates()) == 1

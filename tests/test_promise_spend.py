@@ -291,6 +291,39 @@ async def test_with_approval_form_a_quote_binds_the_request_to_the_file_it_price
     assert seen == [] and await controls.creates() == []
 
 
+async def test_a_picture_replaced_while_the_form_is_open_is_refused_in_words_in_both_eras(connect, controls, tmp_path):
+    """The audit: in the 2026-07-28 era the answer comes back on a new request, which priced the replaced picture
+    again (same size, same price) and asked about it in a question that reads the same, so a second yes sent bytes
+    the person had never seen (the handshake era refused them at the upload). Both eras refuse the yes in words,
+    with nothing uploaded, reserved or created; asked again, the new picture is approved on its own."""
+    folder = tmp_path / "references"
+    folder.mkdir()
+    Image.new("RGB", (64, 64), (200, 30, 30)).save(folder / "look.png")
+    request = {**IMAGE, "images": ["references/look.png"]}
+    seen: list[str] = []
+
+    async def replaced_while_reading(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+        seen.append(params.message)
+        if len(seen) == 1:  # someone saves another picture over it while the person reads the form
+            Image.new("RGB", (64, 64), (30, 30, 200)).save(folder / "look.png")
+        return ElicitResult(action="accept", content={"confirm": True})
+
+    async def uploads() -> int:
+        return sum("upload" in r["path"].lower() for r in (await controls.get("requests"))["requests"])
+
+    async with connect(elicitation=replaced_while_reading) as client:
+        refused = await client.call_tool("generate_image", request)
+        asked_then, uploaded_then = len(seen), await uploads()
+        spent = (await client.call_tool("check_credits", {})).structured_content["spent_today"]
+        created_then = await controls.creates()
+        again = await client.call_tool("generate_image", request)
+    assert refused.is_error, text_of(refused)
+    assert "look.png changed since it was priced" in text_of(refused) and "Ask again" in text_of(refused)
+    assert asked_then == 1 and uploaded_then == 0 and spent == 0 and created_then == []
+    assert again.structured_content["status"] == "completed", text_of(again)  # the new picture, asked about
+    assert len(seen) == 2 and len(await controls.creates()) == 1
+
+
 async def test_with_approval_form_a_replayed_answer_still_creates_once(connect, controls, mode):
     if mode != "auto":
         pytest.skip("only the 2026-07-28 era carries the confirmation inside a retried request")

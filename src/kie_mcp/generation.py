@@ -25,7 +25,7 @@ from kie_mcp.catalog.pricing import input_to_measure, usd_text
 from kie_mcp.catalog.script import fit_script, speech_models
 from kie_mcp.catalog.spec import Operation
 from kie_mcp.catalog.validate import argument_name, named_for_user
-from kie_mcp.journal import CALL_ANSWERED, CALL_CUT_OFF, JournalUnavailable
+from kie_mcp.journal import CALL_ANSWERED, CALL_CUT_OFF, JournalUnavailable, storage_fix
 from kie_mcp.kie import FAMILIES, KieClient, KieError, OutcomeUnknownError, RefusedHereError
 from kie_mcp.kie.client import UPLOAD_FAILED, ExistingTaskError
 from kie_mcp.kie.families import Family
@@ -35,10 +35,12 @@ from kie_mcp.media.inputs import (
     bounds_lengths,
     find_local_files,
     names_local_files,
+    not_approved,
     preparation_notes,
     unreachable_links,
     upload_local_files,
     with_identities,
+    with_places,
 )
 from kie_mcp.media.results import LINKS_STILL_WORK, save_results
 from kie_mcp.redact import redact
@@ -63,7 +65,7 @@ from kie_mcp.spend import (
     reservation,
 )
 from kie_mcp.spend.approval import ApprovedBy
-from kie_mcp.spend.quotes import CHARGED_HERE, staleness
+from kie_mcp.spend.quotes import CHARGED_HERE, AskedInputs, staleness
 from kie_mcp.tasks import TaskRecord
 from kie_mcp.words import plain, shortened, timestamp
 
@@ -118,6 +120,7 @@ class Plan:
     least: float = 0.0  # an unknown price: the least the call can cost (``least_credits`` x variations)
     priced_input: dict[str, Any] = field(default_factory=dict)  # what the price was read for (wire and facts)
     measured: dict[str, float] | None = None  # the input lengths the price depends on, as measured
+    local_inputs: AskedInputs | None = None  # its local files by path and hash, for a question asked about them
 
     @property
     def total(self) -> float | None:
@@ -221,6 +224,10 @@ async def plan(
     total = None if price.credits is None else round(price.credits * args.variations, 4)
     least = round(least_credits(rt, spec, {**wire, **(facts or {})}) * args.variations, 4) if total is None else 0.0
     digest = request_hash(spec.id, identity, args.variations)
+    local_inputs = None
+    if files:  # the same request whatever the files hold: a question's answer is checked against the bytes it was for
+        shape = request_hash(spec.id, with_places(spec, wire, files), args.variations)
+        local_inputs = AskedInputs(shape, {str(f.path): f.sha256 for f in files.values()})
     twin, made = twins(rt, digest)
     return Plan(
         spec,
@@ -241,6 +248,7 @@ async def plan(
         least=least,
         priced_input={**wire, **(facts or {})},
         measured=measured,
+        local_inputs=local_inputs,
     )
 
 
@@ -549,8 +557,16 @@ def decide_approval(rt: Runtime, p: Plan, *, can_ask: bool, answered: bool = Fal
             return Replay(quote_id)
         if expired:
             return NeedsConfirmation(UNANSWERED.format(minutes=rt.settings.confirm_timeout_seconds / 60), True)
+    elif answered and (replaced := replaced_since_asked(rt, p)) is not None:
+        raise replaced
     ask = rt.quotes.open_question(
-        p.spec.id, p.digest, p.price, p.variations, ceiling=p.reserved, ttl=rt.settings.confirm_timeout_seconds
+        p.spec.id,
+        p.digest,
+        p.price,
+        p.variations,
+        ceiling=p.reserved,
+        ttl=rt.settings.confirm_timeout_seconds,
+        inputs=p.local_inputs,
     )
     # Asked again with its answer (2026-07-28), the question must read as it was shown, word for word, or the answer
     # is dropped and the person asked twice: its notes (a price list being read, a success rate) may have changed.
@@ -559,6 +575,25 @@ def decide_approval(rt: Runtime, p: Plan, *, can_ask: bool, answered: bool = Fal
         shown = redact(question(p, ask.quote_id, changed))
         rt.quotes.keep_asked_text(ask.quote_id, shown)
     return Ask(shown, ask.quote_id)
+
+
+def replaced_since_asked(rt: Runtime, p: Plan) -> KieError | None:
+    """The refusal of an answer that comes back (2026-07-28, on a new request) to a question asked about other bytes
+    of this request's local files: one was replaced while the form was open, so the yes was for bytes this request
+    no longer sends. Priced again, the new file would be asked about in a question a person reads as the same;
+    the handshake era's upload refuses it likewise (``approved_bytes``). None when no question was asked about its
+    files, or the newest was about these very bytes."""
+    if p.local_inputs is None:
+        return None
+    asked = rt.quotes.asked_inputs(p.local_inputs.shape)
+    if asked is None or asked[0] == p.digest:
+        return None
+    then = asked[1]
+    replaced = [Path(path).name for path, sha in p.local_inputs.files.items() if then.get(path, sha) != sha]
+    why = "the confirmation was answered for its content then"
+    if not replaced:  # the same files, another measured length (a linked input): the request changed all the same
+        return not_approved("an input of this request", why)
+    return not_approved(", ".join(dict.fromkeys(replaced)), why)
 
 
 def question_open(rt: Runtime, digest: str) -> bool:
@@ -816,6 +851,7 @@ async def _spend(
     """Upload, reserve, create and follow: the spend of an approval ``execute`` used."""
     used = decision.quote_id
     kie = rt.require_kie()
+    doing = "this request's input files were being uploaded"  # what a workspace that cannot be written stopped
     try:
         # Input files go up before anything is reserved: an upload spends nothing, and a call cancelled (or a
         # process killed) while one is under way must leave no reservation behind that no task will ever settle.
@@ -838,7 +874,11 @@ async def _spend(
             ) from err
         # Re-checks the caps in a transaction, so parallel calls cannot overrun; an unknown price reserves its
         # ceiling. From here to each create's attempt in the journal nothing waits, so nothing can cut in between.
+        doing = "its credits were being reserved"
         booked = rt.ledger.reserve(p.total, used, ceiling=p.max_credits, least=p.least)
+    except (sqlite3.Error, OSError) as err:  # a full disk while the inputs went up: nothing was sent
+        _give_back(rt, used)
+        raise JournalUnavailable(unwritten_before_create(err, doing, tool, used, decision.by)) from err
     except BaseException:  # cut off, an upload failed or a cap refused: nothing was sent, the approval stays good
         _give_back(rt, used)
         raise
@@ -909,9 +949,24 @@ def delivered(rt: Runtime, result: GenerationResult, *, handed_over: bool) -> No
     _answered(rt, result._attempts, CALL_ANSWERED if handed_over else CALL_CUT_OFF)
 
 
+def unwritten_before_create(err: BaseException, doing: str, tool: str, quote_id: str | None, by: ApprovedBy) -> str:
+    """Why a call stopped before any create (its workspace could not be written while ``doing``: its input files going
+    up, its credits reserved; a full disk, most often), what to do, and that its approval is still good."""
+    again = f"call {tool} again with the same arguments"
+    if by == "quote" and quote_id is not None:
+        again += f" and quote_id='{quote_id}': its approval was not used"
+    elif by == "elicitation":
+        again += ": the confirmation bought nothing, so it still approves this request once"
+    return (
+        f"Nothing was created or charged: kie-mcp could not write to its workspace while {doing} "
+        f"({type(err).__name__}: {err}), so no create was sent. {storage_fix(err, again)}"
+    )
+
+
 def _give_back(rt: Runtime, quote_id: str | None) -> None:
     """The quote (or confirmation) this call used, unused again: the call sent nothing, so the same request may
-    still be sent once with it. A journal that cannot take it leaves the quote used (a new estimate is needed)."""
+    still be sent once with it. A journal that cannot take it now (a full disk) is written once it can
+    (``QuoteBook.give_back``); this process treats the quote as released meanwhile."""
     if quote_id is not None:
         with contextlib.suppress(*JOURNAL_ERRORS):
             rt.quotes.give_back(quote_id)

@@ -37,7 +37,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS quotes (
     quote_id TEXT PRIMARY KEY, model TEXT NOT NULL, digest TEXT NOT NULL, body TEXT NOT NULL,
     expires REAL NOT NULL, used INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL,
-    kind TEXT NOT NULL DEFAULT 'estimate', used_by TEXT, used_at REAL, asked TEXT);
+    kind TEXT NOT NULL DEFAULT 'estimate', used_by TEXT, used_at REAL, asked TEXT, shape TEXT, inputs TEXT);
 CREATE TABLE IF NOT EXISTS spend (
     id INTEGER PRIMARY KEY AUTOINCREMENT, day TEXT NOT NULL, delta REAL NOT NULL, reason TEXT NOT NULL,
     ref TEXT, at REAL NOT NULL);
@@ -65,6 +65,8 @@ CREATE TABLE IF NOT EXISTS files (
 # the daily background reads (quotes by date).
 INDEXES = {
     "quotes_digest_kind": "quotes(digest, kind, created)",  # the question asked for a request (open/last_question)
+    # the question asked for a request with local files, whatever their bytes (``asked_inputs``): questions only
+    "quotes_shape": "quotes(shape, created) WHERE shape IS NOT NULL",
     "spend_day_delta": "spend(day, delta)",  # today's spend, read from the index alone
     "spend_ref": "spend(ref, reason)",  # a charge or refund is folded in once per task
     "attempts_state_created": "attempts(state, created)",  # unknown creates, interrupted sends
@@ -97,8 +99,10 @@ SUPERSEDED = (
 ATTEMPT_COLUMNS = {"digest": "TEXT", "owner": "TEXT", "answered": "INTEGER NOT NULL DEFAULT 1"}
 # Columns of quotes added since: the process that used a quote, and when (a call whose create is not in the journal
 # yet, its input files still uploading, is known to be under way in another process too); a question's text as it
-# was shown (the 2026-07-28 protocol asks it again when the answer comes back and compares the two).
-QUOTE_COLUMNS = {"used_by": "TEXT", "used_at": "REAL", "asked": "TEXT"}
+# was shown (the 2026-07-28 protocol asks it again when the answer comes back and compares the two); for a question
+# about a request with local files, the request with those files named by path (``shape``) and their hashes then
+# (``inputs``): the answer comes back on a new request, which must be refused when a file's bytes changed meanwhile.
+QUOTE_COLUMNS = {"used_by": "TEXT", "used_at": "REAL", "asked": "TEXT", "shape": "TEXT", "inputs": "TEXT"}
 # Columns of uploads added since: until when an upload may be reused, when KIE's answer said how long it keeps it.
 UPLOAD_COLUMNS = {"expires": "REAL"}
 CALL_RUNNING, CALL_ANSWERED, CALL_CUT_OFF = 0, 1, 2  # attempts.answered
@@ -194,18 +198,24 @@ def unavailable_reason(workspace: Path, err: BaseException) -> str:
     )
 
 
-def storage_problem(err: BaseException) -> str:
-    """A failed write to the workspace (journal, logs, outputs), in words that say what to do."""
+def storage_fix(err: BaseException, then: str = "try again") -> str:
+    """What to do about a failed write to the workspace (free space, make it writable, or check it), and ``then``."""
     text = str(err)
     if "full" in text.lower() or getattr(err, "errno", None) == 28:
-        fix = "The disk is full: free some space and try again."
-    elif "readonly" in text.lower() or "read-only" in text.lower() or getattr(err, "errno", None) in (13, 30):
-        fix = "The workspace is read-only or not writable: make it writable (or set KIE_WORKSPACE to a writable one)."
-    else:
-        fix = "Check the workspace folder (free space, permissions), then try again."
+        return f"The disk is full: free some space and {then}."
+    if "readonly" in text.lower() or "read-only" in text.lower() or getattr(err, "errno", None) in (13, 30):
+        return (
+            "The workspace is read-only or not writable: make it writable (or set KIE_WORKSPACE to a writable one)"
+            + ("." if then == "try again" else f", then {then}.")
+        )
+    return f"Check the workspace folder (free space, permissions), then {then}."
+
+
+def storage_problem(err: BaseException) -> str:
+    """A failed write to the workspace (journal, logs, outputs), in words that say what to do."""
     return (
-        f"kie-mcp could not write to its workspace ({type(err).__name__}: {text}). {fix} Nothing was spent by this "
-        "call unless it returned a task id."
+        f"kie-mcp could not write to its workspace ({type(err).__name__}: {err}). {storage_fix(err)} Nothing was "
+        "spent by this call unless it returned a task id."
     )
 
 

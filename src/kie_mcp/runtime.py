@@ -143,7 +143,7 @@ def _open_journal(settings: Settings) -> tuple[Journal | UnavailableJournal, tup
         return UnavailableJournal(notice), (notice,)
     notices = [notice] if notice else []
     if journal.reset_from is not None:
-        notices += _carry_over_todays_spend(journal, settings.workspace)
+        notices += _carry_over_todays_spend(journal, settings.workspace, settings.max_credits_per_day)
     try:
         interrupted = journal.recover_interrupted()
     except Exception as err:  # a read-only journal: the tools that write will explain
@@ -188,23 +188,42 @@ async def _forget_old_quotes(runtime: Runtime) -> None:
         await anyio.sleep(FORGET_QUOTES_EVERY)
 
 
-def _carry_over_todays_spend(journal: Journal, workspace: Path) -> list[str]:
+def _carry_over_todays_spend(journal: Journal, workspace: Path, daily_cap: float) -> list[str]:
     """A fresh journal (the last one was corrupt) would start today's spend at 0 and let the daily cap be spent
-    again: what the call log says today's creates cost is counted against it instead."""
+    again: what the call log says today's creates cost is counted against it instead. A log that is there but cannot
+    be read (a FIFO or a link put in its place, a file this user may not read) says nothing of today's spend, so the
+    whole ``daily_cap`` is counted as spent: the cap holds until midnight, never reopened by a log nobody can read."""
     from datetime import datetime
 
-    from kie_mcp.kie.calllog import CALL_LOG, spent_on
+    from kie_mcp.kie.calllog import CALL_LOG, UnreadableLog, spent_on
 
     today = datetime.now().date()
-    carried = spent_on(workspace / CALL_LOG, today)
+    unreadable = None
+    try:
+        carried = spent_on(workspace / CALL_LOG, today)
+    except UnreadableLog as err:
+        unreadable, carried = err.strerror or str(err), daily_cap
+        log.warning("the call log cannot be read (%s): today's spend before the journal reset is unknown", unreadable)
     if carried <= 0:
         return []
+    reason = "carried over from the call log after a journal reset"
+    if unreadable is not None:
+        reason = "today's daily cap, counted as spent: the call log could not be read after a journal reset"
     try:
         with journal.transaction() as db:
-            Journal.add_spend(db, today, carried, "carried over from the call log after a journal reset", None)
+            Journal.add_spend(db, today, carried, reason, None)
     except Exception as err:  # a journal that cannot be written: the tools that write will explain
         log.warning("could not count today's earlier spend against the cap: %s", err)
         return []
+    if unreadable is not None:
+        return [
+            f"Today's spend before that could not be read: the call log {CALL_LOG.as_posix()} cannot be read "
+            f"({unreadable}). So that the daily cap still holds, the whole cap ({carried:g} credits, "
+            "KIE_MAX_CREDITS_PER_DAY) is counted as spent today: spends are refused until midnight (local time). "
+            "https://kie.ai/logs shows what was really spent; the user can raise KIE_MAX_CREDITS_PER_DAY to spend "
+            f"more today. Replace {CALL_LOG.as_posix()} with a regular file (or remove it) so that calls are logged "
+            "again."
+        ]
     return [
         f"Today's spend before that, {carried:g} credits by the call log ({CALL_LOG.as_posix()}), is counted against "
         "the daily cap."

@@ -10,7 +10,9 @@ next one to run into: the server's errors point to this log as the copy of task 
 The log is kept to about twice ``ROTATE_BYTES``: a line that would take it past that first moves it to
 ``kie-api.1.jsonl`` (replacing the one before), under the lock every writer takes, so two kie-mcp processes never
 both move it (one that waited for the lock finds the log moved, and appends its line to the moved file: no line is
-lost). ``spent_on`` reads both.
+lost). ``spent_on`` reads both, the way the log is written: only a regular file in a real ``logs/`` folder, opened
+without following a link and without blocking (a FIFO put there would otherwise hold the server's start for good);
+anything else there is ``UnreadableLog``, never taken as "nothing spent".
 
 The log is only ever written inside the workspace: ``logs/`` must be a real folder (not a symbolic link, which a
 cloned repository can carry) and the log a regular file in it with no other name, opened without following a link
@@ -65,12 +67,18 @@ ROTATE_BYTES = 32 * 1024 * 1024  # a log this large moves to kie-api.1.jsonl (ab
 CHARGING = ("created", "unknown")  # create outcomes that may have been charged
 
 
+class UnreadableLog(OSError):
+    """The call log (or its moved copy) is there but cannot be read as kie-mcp's log: a FIFO, a device, a folder, a
+    symbolic link (to it or to ``logs/``), or a file this user may not read. What it says was spent is unknown."""
+
+
 def spent_on(path: Path, day: date, *, most_bytes: int = 64 * 1024 * 1024) -> float:
     """What the creates of ``day`` (local time) that may have been charged (created, or with no clear answer) cost by
     the call log's last ``most_bytes``: each its quoted price, or what KIE charged for it when a status answer of
     that day said more; while no charge is known, what it reserved when that is more (the ceiling of a price not
     known before it runs). Today's spend when the journal that counted it is lost. Lines that cannot be read are
-    skipped; no log is 0."""
+    skipped; no log is 0; a log that is there but cannot be read (``_tail``) is ``UnreadableLog``: the caller must
+    not take it as nothing spent."""
     quoted: dict[str, float] = {}  # by task id (or line, for a create with no id)
     reserved: dict[str, float] = {}
     charged: dict[str, float] = {}
@@ -98,14 +106,51 @@ def rotated(path: Path) -> Path:
 
 
 def _tail(path: Path, most_bytes: int) -> list[bytes]:
-    """The lines of ``path``'s last ``most_bytes`` (none when it cannot be read)."""
+    """The lines of ``path``'s last ``most_bytes``; none when there is no log. Read as the log is written
+    (``_open_inside``): a regular file in a real folder, opened without following a link and without blocking, so a
+    FIFO put in its place (by hand, or by whoever can write the workspace) never holds the reader for good. Anything
+    else there is ``UnreadableLog``."""
     try:
-        with open(path, "rb") as handle:
-            size = os.fstat(handle.fileno()).st_size
-            handle.seek(max(size - most_bytes, 0))
-            return handle.read().splitlines()
-    except OSError:
+        _real_folder(path.parent)
+    except LogOutside as err:
+        if err.errno == errno.ENOENT:  # no logs/ folder: no call was ever logged here
+            return []
+        raise UnreadableLog(err.errno, err.strerror) from None
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        if _is_link(path):  # where O_NOFOLLOW is 0 (Windows); elsewhere the open refuses it too
+            raise UnreadableLog(errno.ELOOP, f"{path.name} is a symbolic link")
+        fd = os.open(path, flags)
+    except FileNotFoundError:
         return []
+    except UnreadableLog:
+        raise
+    except OSError as err:
+        why = f"{path.name} is a symbolic link" if err.errno == errno.ELOOP else f"{path.name}: {err.strerror}"
+        raise UnreadableLog(err.errno, why) from None
+    found = os.fstat(fd)
+    if not stat.S_ISREG(found.st_mode):
+        os.close(fd)
+        raise UnreadableLog(errno.EINVAL, f"{path.name} is not a regular file ({_kind(found.st_mode)})")
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            handle.seek(max(found.st_size - most_bytes, 0))
+            return handle.read().splitlines()
+        except OSError as err:
+            raise UnreadableLog(err.errno, f"{path.name}: {err.strerror}") from None
+
+
+def _kind(mode: int) -> str:
+    """What a file that is not a regular file is, in a word."""
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a file"
 
 
 def _number(value: Any) -> float | None:

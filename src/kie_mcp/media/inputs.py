@@ -818,6 +818,12 @@ def with_identities(spec: ModelSpec, wire: dict[str, Any], files: dict[str, Loca
     return _replace(spec, wire, {value: f.identity for value, f in files.items()})
 
 
+def with_places(spec: ModelSpec, wire: dict[str, Any], files: dict[str, LocalFile]) -> dict[str, Any]:
+    """``wire`` with local paths replaced by the real paths they lead to, whatever the files hold: the same request
+    before and after a file was replaced (a confirmation's answer that comes back on a new request, 2026-07-28)."""
+    return _replace(spec, wire, {value: f"file-at:{f.path}" for value, f in files.items()})
+
+
 async def upload_local_files(
     kie: KieClient, spec: ModelSpec, wire: dict[str, Any], files: dict[str, LocalFile], journal: Journal
 ) -> tuple[dict[str, Any], list[str]]:
@@ -962,8 +968,13 @@ def still_approved(local: LocalFile) -> None:
 
 
 def _not_approved(local: LocalFile, why: str) -> KieError:
+    return not_approved(local.path.name, why)
+
+
+def not_approved(name: str, why: str) -> KieError:
+    """The refusal of a file (``name``) whose bytes are not the ones priced and approved: nothing is uploaded."""
     return _not_uploaded(
-        f"{local.path.name} changed since it was priced ({why})",
+        f"{name} changed since it was priced ({why})",
         "Ask again: the new file is priced and approved on its own.",
     )
 

@@ -6,15 +6,16 @@ import hashlib
 import json
 import re
 import secrets
+import sqlite3
 import time
 from collections.abc import Callable
 from datetime import date
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, Field
 
 from kie_mcp.catalog import ItemPrice, usd
-from kie_mcp.journal import SEND_LIMIT, Journal
+from kie_mcp.journal import SEND_LIMIT, Journal, JournalUnavailable
 from kie_mcp.processes import owner_gone, this_process
 from kie_mcp.words import timestamp
 
@@ -31,6 +32,14 @@ def request_hash(model_id: str, wire_input: dict[str, Any], variations: int) -> 
         ensure_ascii=False,
     )
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class AskedInputs(NamedTuple):
+    """The local files a confirmation question is asked about: ``shape``, the request's identity with each file
+    named by its real path instead of its content; ``files``, each path's SHA-256 as it was priced."""
+
+    shape: str
+    files: dict[str, str]
 
 
 class Quote(BaseModel, defer_build=True):
@@ -113,6 +122,8 @@ def staleness(price: ItemPrice, today: date, why: str) -> str | None:
     )
 
 
+_JOURNAL_ERRORS = (sqlite3.Error, OSError, JournalUnavailable)  # a journal that cannot be written now
+
 # Which rule refused a quote: only "used" means the request it approved may already have run.
 QuoteRefusal = Literal["unknown", "question", "used", "expired", "other request"]
 
@@ -139,6 +150,9 @@ class QuoteBook:
         self.journal = journal
         self.ttl = ttl_seconds
         self._clock = clock
+        # Quotes this process used for calls that ended having sent no create, whose release the journal could not
+        # take (a full disk): released again at the next look at any quote, and never "being used" meanwhile.
+        self._owed: set[str] = set()
 
     def issue(
         self,
@@ -150,8 +164,10 @@ class QuoteBook:
         ceiling: float | None = None,
         kind: str = "estimate",
         ttl: float | None = None,
+        inputs: AskedInputs | None = None,
     ) -> Quote:
-        """A new quote. ``kind`` "ask" marks the quote a confirmation question is bound to."""
+        """A new quote. ``kind`` "ask" marks the quote a confirmation question is bound to; ``inputs``, the local
+        files it was asked about (``asked_inputs``)."""
         now = self._clock()
         expires = now + (self.ttl if ttl is None else ttl)
         total = None if price.credits is None else round(price.credits * variations, 4)
@@ -172,8 +188,8 @@ class QuoteBook:
             credits_ceiling=ceiling if total is None else None,
         )
         self.journal.execute(
-            "INSERT INTO quotes (quote_id, model, digest, body, expires, used, created, kind)"
-            " VALUES (?, ?, ?, ?, ?, 0, ?, ?)",
+            "INSERT INTO quotes (quote_id, model, digest, body, expires, used, created, kind, shape, inputs)"
+            " VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?)",
             quote.quote_id,
             model_id,
             digest,
@@ -181,17 +197,28 @@ class QuoteBook:
             expires,
             now,
             kind,
+            None if inputs is None else inputs.shape,
+            None if inputs is None else json.dumps(inputs.files, sort_keys=True),
         )
         return quote
 
     def open_question(
-        self, model_id: str, digest: str, price: ItemPrice, variations: int, *, ceiling: float | None, ttl: float
+        self,
+        model_id: str,
+        digest: str,
+        price: ItemPrice,
+        variations: int,
+        *,
+        ceiling: float | None,
+        ttl: float,
+        inputs: AskedInputs | None = None,
     ) -> Quote:
         """The quote a confirmation question for this exact request is bound to: the unused, unexpired one asked
         before at this very price (so the question reads the same on every round of a retried request), else a new
         one (the price moved: a yes to the new question approves the new price, never the old quote's). Asked again,
         a question gets its full ``ttl`` from now: one left by an earlier call (declined, cancelled) would otherwise
         expire while this call's user is still answering, and a yes in time would read as too late."""
+        self._release_owed()
         now = self._clock()
         total = None if price.credits is None else round(price.credits * variations, 4)
         with self.journal.transaction() as db:
@@ -203,7 +230,9 @@ class QuoteBook:
             asked = Quote.model_validate_json(row["body"]) if row is not None else None
             priced = (total, ceiling if total is None else None)  # as ``issue`` keeps them
             if asked is None or (asked.credits_total, asked.credits_ceiling) != priced:
-                return self.issue(model_id, digest, price, variations, ceiling=ceiling, kind="ask", ttl=ttl)
+                return self.issue(
+                    model_id, digest, price, variations, ceiling=ceiling, kind="ask", ttl=ttl, inputs=inputs
+                )
             return _extended(db, row, max(row["expires"], now + ttl))
 
     def asked_text(self, quote_id: str) -> str | None:
@@ -216,6 +245,7 @@ class QuoteBook:
 
     def last_question(self, digest: str) -> tuple[str, bool, bool] | None:
         """(quote_id, used, expired) of the newest confirmation question asked for this exact request."""
+        self._release_owed()
         rows = self.journal.query(
             "SELECT quote_id, used, expires FROM quotes WHERE digest = ? AND kind = 'ask'"
             " ORDER BY created DESC LIMIT 1",
@@ -226,8 +256,24 @@ class QuoteBook:
         row = rows[0]
         return row["quote_id"], bool(row["used"]), self._clock() > row["expires"]
 
+    def asked_inputs(self, shape: str) -> tuple[str, dict[str, str]] | None:
+        """(digest, local files by path with their hashes) of the newest confirmation question asked for the request
+        ``shape`` names (its local files by path, whatever their bytes): what a yes to it was a yes to."""
+        rows = self.journal.query(
+            "SELECT digest, inputs FROM quotes WHERE shape = ? ORDER BY created DESC LIMIT 1",
+            shape,
+        )
+        if not rows:
+            return None
+        try:
+            files = json.loads(rows[0]["inputs"] or "{}")
+        except ValueError:
+            files = {}
+        return str(rows[0]["digest"]), files if isinstance(files, dict) else {}
+
     def open_estimate(self, digest: str) -> str | None:
         """The newest estimate quote for this exact request still unused and unexpired, if any."""
+        self._release_owed()
         rows = self.journal.query(
             "SELECT quote_id, used, expires FROM quotes WHERE digest = ? AND kind = 'estimate'"
             " ORDER BY created DESC LIMIT 1",
@@ -239,6 +285,7 @@ class QuoteBook:
 
     def refusal(self, quote_id: str, digest: str) -> QuoteError | None:
         """None when ``quote_id`` can approve the request with ``digest``; else why not, with the rule's name."""
+        self._release_owed()
         rows = self.journal.query("SELECT * FROM quotes WHERE quote_id = ?", quote_id)
         return self._refusal(quote_id, digest, rows[0] if rows else None)
 
@@ -252,6 +299,7 @@ class QuoteBook:
 
     def consume(self, quote_id: str, digest: str, *, kind: str = "estimate") -> Quote:
         """Use the quote up, atomically: of two calls (or two processes) racing with one quote, one wins."""
+        self._release_owed()
         with self.journal.transaction() as db:
             row = db.execute("SELECT * FROM quotes WHERE quote_id = ?", (quote_id,)).fetchone()
             refusal = self._refusal(quote_id, digest, row, kind)
@@ -267,7 +315,11 @@ class QuoteBook:
         """Whether a call that used this quote is under way, in this process or another live one, without a create
         in the journal yet (its input files still uploading): used in the last ``SEND_LIMIT`` seconds by a process
         still running (or of another machine, which cannot be told: taken as running, as create attempts are), and
-        no create attempt names it. A replay is then told a create is on its way."""
+        no create attempt names it. A replay is then told a create is on its way. A quote whose call this process
+        saw end with no create sent is not in use, even while the journal cannot yet take its release."""
+        if quote_id in self._owed:
+            self._release_owed()
+            return False
         rows = self.journal.query(
             "SELECT used_by, used_at FROM quotes WHERE quote_id = ? AND used = 1 AND used_at > ? AND NOT EXISTS"
             " (SELECT 1 FROM attempts a WHERE a.quote_id = quotes.quote_id)",
@@ -285,13 +337,32 @@ class QuoteBook:
     def give_back(self, quote_id: str) -> None:
         """Unuse a quote that bought nothing: its call ended (cut off, an upload failed, a cap refused it) before any
         create was sent, or KIE refused every create it approved. A quote with any create that may have reached KIE
-        (created, unknown, or still being sent) stays used."""
+        (created, unknown, or still being sent) stays used. A journal that cannot take it now (a full disk) raises,
+        and the quote is released at the next look at a quote once it can: a retry after space was freed finds the
+        approval good, never "a create is on its way" for the ten minutes a create may take."""
+        try:
+            self._unuse(quote_id)
+        except _JOURNAL_ERRORS:
+            self._owed.add(quote_id)
+            raise
+        self._owed.discard(quote_id)
+
+    def _unuse(self, quote_id: str) -> None:
         self.journal.execute(
             "UPDATE quotes SET used = 0, used_by = NULL, used_at = NULL WHERE quote_id = ? AND NOT EXISTS"
             " (SELECT 1 FROM attempts WHERE quote_id = ? AND state != 'refused')",
             quote_id,
             quote_id,
         )
+
+    def _release_owed(self) -> None:
+        """The releases ``give_back`` could not write, written now if the journal takes them (else kept owed)."""
+        for quote_id in tuple(self._owed):
+            try:
+                self._unuse(quote_id)
+            except _JOURNAL_ERRORS:
+                return  # still full: the next look tries again
+            self._owed.discard(quote_id)
 
     def _refusal(self, quote_id: str, digest: str, row: Any, kind: str = "estimate") -> QuoteError | None:
         if row is None:
