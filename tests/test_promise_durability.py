@@ -280,7 +280,7 @@ def fill(disk: Path) -> Path:
 
 async def test_a_full_disk_after_the_create_still_returns_the_task_id(connect, controls, small_disk):
     workspace = small_disk / "ws"
-    await controls.fault("create", kind="slow", seconds=0.8)
+    await controls.fault("create", kind="slow", seconds=3)
     async with connect(elicitation=answering(), workspace=workspace) as client:
         async with anyio.create_task_group() as group:
             results = []
@@ -289,7 +289,9 @@ async def test_a_full_disk_after_the_create_still_returns_the_task_id(connect, c
                 results.append(await client.call_tool("generate_image", IMAGE))
 
             group.start_soon(call)
-            await anyio.sleep(0.4)  # the create is on its way to KIE
+            with anyio.fail_after(10):  # the create has reached KIE, which answers 3 s later: the disk fills first
+                while not await controls.creates():  # noqa: ASYNC110 - the simulator's log
+                    await anyio.sleep(0.02)
             filler = fill(small_disk)
         result = results[0]
         creates = await controls.creates()
