@@ -1,7 +1,8 @@
 """The workspace's ``references/`` folder as MCP resources, kept current.
 
 A creator drops product shots and logos into ``references/`` while the agent works. The listing is read again
-before every ``resources/list``, and before a read of a reference the listing does not hold (or of its README), so
+before every ``resources/list`` that starts from the first page (the pages after it list from that reading:
+``resourcepages``), and before a read of a reference the listing does not hold (or of its README), so
 a file added after the client first listed is listed and readable, a deleted one is no longer listed, and a
 ``references/README.md`` of the workspace's own replaces kie-mcp's guide as soon as it exists. A change found
 this way is also announced (``ResourcesListChanged`` on the server's subscription bus: 2026-07-28 clients that
@@ -179,6 +180,7 @@ class ReferenceListing:
     type and resource are made again only when it changed."""
 
     prefix = PREFIX
+    first_page = (GUIDE_URI,)  # the guide to the folder, which MASTER_CONTEXT.md and the prompt guide point to
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
