@@ -236,6 +236,7 @@ class _Server(MCPServer):
         self._deferred: list[Callable[[], None]] = []
         self._kept_current: list[KeptCurrent] = []  # read again before every first page (references/)
         self._filled: set[str] = set()  # their prefixes, once listed
+        self._applied: dict[str, Any] = {}  # by prefix: the last ``current()`` the held resources match
         self._paged: tuple[list[str], list[str]] | None = None  # the listing's order (``_listing_order``)
         super().__init__(*args, **kwargs)
         # The follower sends log messages (a task ended); a server that does declares logging and honours the
@@ -288,10 +289,13 @@ class _Server(MCPServer):
             ):
                 continue
             wanted = await listing.current()
+            if wanted is self._applied.get(prefix):  # the reading they were last brought up to: nothing changed
+                continue
             old = {uri: resource for uri, resource in held.items() if uri.startswith(prefix)}
             first = prefix not in self._filled
             self._filled.add(prefix)
             if same_resources(old, wanted):
+                self._applied[prefix] = wanted
                 continue
             rebuilt: dict[str, Any] = {}
             placed = False
@@ -305,6 +309,7 @@ class _Server(MCPServer):
                 rebuilt.update(wanted)
             held.clear()
             held.update(rebuilt)
+            self._applied[prefix] = wanted
             self._paged = None
             changed = changed or not first  # the first listing is no change to announce
         publish = getattr(self._subscriptions, "publish", None)
