@@ -23,7 +23,7 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.client import ClientRequestContext
-from mcp.types import ElicitRequestParams, ElicitResult, ErrorData
+from mcp.types import ElicitRequestParams, ElicitResult, ErrorData, Resource
 from pydantic import SecretStr
 
 from kie_mcp.config import Settings
@@ -202,6 +202,16 @@ async def twice_at_once(client: Client, tool: str, arguments: dict[str, Any]) ->
         group.start_soon(call)
         group.start_soon(call)
     return results
+
+
+async def every_resource(client: Client) -> list[Resource]:
+    """Every resource the server lists, its pages followed (``resources/list`` answers a page at a time)."""
+    page = await client.list_resources()
+    resources = list(page.resources)
+    while page.next_cursor is not None:
+        page = await client.list_resources(cursor=page.next_cursor)
+        resources += page.resources
+    return resources
 
 
 def text_of(result: Any) -> str:

@@ -34,7 +34,7 @@ from kie_mcp.media.stitch import StitchError, find_ffmpeg
 
 from .app_host import AppHost, AppView
 from .browser import save_artifact, spread
-from .conftest import answering, refusing_forms, text_of
+from .conftest import answering, every_resource, refusing_forms, text_of
 
 IMAGE = {"prompt": "A red apple on a wooden table", "model": "nano-banana-2"}  # 8 credits
 VIDEO = {"prompt": "Waves rolling in at dusk, slow dolly forward", "model": "veo3_fast"}  # 60 credits
@@ -85,7 +85,7 @@ def ours(meta: dict[str, Any] | None) -> set[str]:
 async def test_an_apps_host_finds_the_app_and_the_tools_that_show_it(connect_app):
     async with connect_app() as client:
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
-        resources = {str(r.uri): r for r in (await client.list_resources()).resources}
+        resources = {str(r.uri): r for r in await every_resource(client)}
         read = await client.read_resource(APP_URI)
     bound = {name for name, tool in tools.items() if (tool.meta or {}).get("ui", {}).get("resourceUri") == APP_URI}
     assert bound >= BOUND_TOOLS  # (and continue_video, whose results are generations too)

@@ -23,6 +23,8 @@ from types import ModuleType
 import pytest
 from mcp import Client, StdioServerParameters
 
+from .conftest import every_resource
+
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = ROOT / "mcpb" / "manifest.json"
 
@@ -148,7 +150,7 @@ async def test_installed_bundle_starts_as_the_host_launches_it_and_serves_its_se
     async with Client(params, read_timeout_seconds=120) as client:
         tools = {tool.name for tool in (await client.list_tools()).tools}
         credits = (await client.call_tool("check_credits", {})).structured_content
-        resources = {str(resource.uri) for resource in (await client.list_resources()).resources}
+        resources = {str(resource.uri) for resource in await every_resource(client)}
 
     assert tools == {tool["name"] for tool in json.loads(MANIFEST.read_text(encoding="utf-8"))["tools"]}
     caps = (credits["auto_approve_credits"], credits["max_credits_per_call"], credits["max_credits_per_day"])

@@ -18,7 +18,7 @@ from mcp import Client, StdioServerParameters
 from kie_mcp import __version__, stdio
 from kie_mcp.cli import build_parser, main
 
-from .conftest import answering
+from .conftest import answering, every_resource
 
 
 def test_version_and_help(capsys):
@@ -163,7 +163,7 @@ async def test_installed_console_script_over_stdio(mode, tmp_path):
         tools = {t.name for t in (await client.list_tools()).tools}
         assert "generate_image" in tools
         result = await client.call_tool("generate_image", {"prompt": "an apple"}, progress_callback=on_progress)
-        resources = (await client.list_resources()).resources
+        resources = await every_resource(client)
     data = result.structured_content
     assert data["status"] == "completed"
     assert data["sandbox"] is True

@@ -28,7 +28,7 @@ from kie_mcp.media.downloads import sniff_mime
 from kie_mcp.sandbox import SANDBOX_API_KEY, SandboxTransport, SimConfig, Simulator
 from kie_mcp.server import create_server
 
-from .conftest import answering, text_of
+from .conftest import answering, every_resource, text_of
 
 IMAGE = {"prompt": "A red apple on a wooden table", "model": "nano-banana-2"}  # 8 credits
 VIDEO = {"prompt": "Waves at dusk", "model": "veo3_fast"}
@@ -119,7 +119,7 @@ async def test_the_sandbox_reads_inputs_and_references_of_the_real_workspace(san
     Image.new("RGB", (1200, 1200), (20, 120, 200)).save(reference, "PNG")
     (tmp_path / "MASTER_CONTEXT.md").write_text("# Brand: Acme Cold Brew\n")
     async with sandboxed() as client:
-        listed = {str(r.uri): r for r in (await client.list_resources()).resources}
+        listed = {str(r.uri): r for r in await every_resource(client)}
         master = (await client.read_resource("kie://workspace/MASTER_CONTEXT.md")).contents[0].text
         made = await client.call_tool("generate_image", {**EDIT, "images": [str(reference)]})
         relative = await client.call_tool("generate_image", {**EDIT, "images": ["references/products/bottle.png"]})

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from .conftest import answering, text_of
+from .conftest import answering, every_resource, text_of
 
 EDIT = {"prompt": "make it blue", "model": "google/nano-banana-edit"}
 
@@ -102,7 +102,7 @@ async def test_a_reference_files_resource_link_is_an_input_as_its_file(connect, 
     (tmp_path / "references" / "face.png").write_bytes(PNG)
     (tmp_path / ".env").write_text("KIE_API_KEY=not-for-upload\n")
     async with connect(elicitation=answering()) as client:
-        listed = [str(r.uri) for r in (await client.list_resources()).resources]
+        listed = [str(r.uri) for r in await every_resource(client)]
         edited = await client.call_tool("generate_image", {**EDIT, "images": ["kie://workspace/references/face.png"]})
         escaped = await client.call_tool("upload_file", {"path": f"kie://workspace/../{outside.name}/secret.png"})
         private = await client.call_tool("upload_file", {"path": "kie://workspace/.env"})

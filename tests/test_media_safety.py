@@ -27,7 +27,7 @@ from kie_mcp.media.inputs import field_kinds
 from kie_mcp.media.sniff import describe, sniff
 from kie_mcp.server import create_server
 
-from .conftest import CREATE_PATHS, answering, text_of
+from .conftest import CREATE_PATHS, answering, every_resource, text_of
 
 EDIT = {"prompt": "make it blue", "model": "google/nano-banana-edit"}  # images -> image_urls, up to 10 MB
 TALK = {"prompt": "a woman speaking", "model": "infinitalk/from-audio"}  # images -> image_url; options audio_url
@@ -568,7 +568,7 @@ async def test_reference_symlinks_leading_outside_are_not_listed_or_served(conne
     png(references / ".hidden.png")
     png(references / ".drafts" / "draft.png")
     async with connect() as client:
-        uris = {str(r.uri) for r in (await client.list_resources()).resources}
+        uris = {str(r.uri) for r in await every_resource(client)}
         served = await client.read_resource("kie://workspace/references/ok.png")
         failures = []
         for name in ("escape.png", "env.png", "outside-folder/secret.png", ".hidden.png", ".drafts/draft.png"):

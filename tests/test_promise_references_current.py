@@ -13,12 +13,14 @@ from mcp.shared.subscriptions import ResourcesListChanged
 from kie_mcp.config import Settings
 from kie_mcp.server import create_server
 
+from .conftest import every_resource
+
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
 KEY = "kie-live-7f3a9c1e5b2d4068a1c3e5f7"
 
 
 async def listed(client: Client) -> dict[str, str | None]:
-    return {str(r.uri): r.mime_type for r in (await client.list_resources()).resources}
+    return {str(r.uri): r.mime_type for r in await every_resource(client)}
 
 
 async def test_references_added_or_removed_after_the_first_listing_are_seen_without_a_restart(connect, tmp_path):

@@ -13,7 +13,7 @@ from PIL import Image
 from kie_mcp.catalog import load_catalog
 from kie_mcp.prompts import WORKFLOWS
 
-from .conftest import text_of
+from .conftest import every_resource, text_of
 
 ROOT = Path(__file__).resolve().parents[1]
 LIBRARY = sorted((ROOT / "prompting").rglob("*.md"))
@@ -69,7 +69,7 @@ async def test_reference_files_are_resources_and_inputs(connect, controls, tmp_p
     folder.mkdir(parents=True)
     Image.new("RGB", (32, 32), (200, 30, 30)).save(folder / "bottle.png")
     async with connect(elicitation=answering()) as client:
-        uris = {str(r.uri) for r in (await client.list_resources()).resources}
+        uris = {str(r.uri) for r in await every_resource(client)}
         content = await client.read_resource("kie://workspace/references/products/bottle.png")
         result = await client.call_tool(
             "generate_image",

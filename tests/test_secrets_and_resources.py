@@ -18,7 +18,7 @@ from kie_mcp.media.stitch import find_ffmpeg
 from kie_mcp.sandbox import SandboxTransport, SimConfig, Simulator
 from kie_mcp.server import create_server
 
-from .conftest import answering, dated, text_of
+from .conftest import answering, dated, every_resource, text_of
 from .test_redaction import KIE_KEY, key_in_every_form, key_leaks, kie_echoing_in_answers, leaks_in_workspace
 from .test_stitch import _make
 
@@ -44,7 +44,7 @@ async def test_key_never_appears_in_outputs_or_logs(settings, mode, caplog, tmp_
         for name, arguments in calls:
             result = await client.call_tool(name, arguments)
             outputs.append(text_of(result) + json.dumps(result.structured_content))
-        for resource in (await client.list_resources()).resources:
+        for resource in await every_resource(client):
             outputs.append(str(await client.read_resource(resource.uri)))
     assert len(outputs) > len(calls)  # the tool calls plus every resource
     assert sim.requests  # the key did reach KIE (as a header) ...
@@ -56,7 +56,7 @@ async def test_key_never_appears_in_outputs_or_logs(settings, mode, caplog, tmp_
 
 async def test_resources_are_listed_and_readable(connect):
     async with connect() as client:
-        resources = {str(r.uri): r for r in (await client.list_resources()).resources}
+        resources = {str(r.uri): r for r in await every_resource(client)}
         templates = [t.uri_template for t in (await client.list_resource_templates()).resource_templates]
         contents = {uri: await client.read_resource(uri) for uri in resources}
     assert {"kie://models", "kie://models.json", "kie://workspace/MASTER_CONTEXT.md"} <= set(resources)
@@ -74,7 +74,7 @@ async def test_resources_are_listed_and_readable(connect):
 
 async def test_resources_describe_and_never_instruct_spending(connect):
     async with connect() as client:
-        uris = [str(r.uri) for r in (await client.list_resources()).resources if "prompting" in str(r.uri)]
+        uris = [str(r.uri) for r in await every_resource(client) if "prompting" in str(r.uri)]
         texts = [(await client.read_resource(uri)).contents[0].text for uri in uris]
     for uri, text in zip(uris, texts, strict=True):
         lowered = text.lower()
@@ -112,7 +112,7 @@ async def test_the_references_guide_master_context_points_at_is_served_until_the
     served kie-mcp's guide at kie://workspace/references/README.md (said to be the template); one with its own
     gets its own."""
     async with connect() as client:
-        listed = {str(r.uri) for r in (await client.list_resources()).resources}
+        listed = {str(r.uri) for r in await every_resource(client)}
         shipped = (await client.read_resource("kie://workspace/references/README.md")).contents[0].text
         master = (await client.read_resource("kie://workspace/MASTER_CONTEXT.md")).contents[0].text
     assert "kie://workspace/references/README.md" in listed

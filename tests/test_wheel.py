@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from mcp import Client, StdioServerParameters
 
+from .conftest import every_resource
 from .test_prompts import ARGUMENTS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,7 +51,7 @@ async def test_installed_wheel_serves_every_resource_and_prompt(installed_script
         command=str(script), args=["--sandbox"], env={"KIE_WORKSPACE": str(workspace)}, cwd=str(tmp_path)
     )
     async with Client(params, read_timeout_seconds=60) as client:
-        resources = (await client.list_resources()).resources
+        resources = await every_resource(client)
         texts = {str(r.uri): (await client.read_resource(r.uri)).contents[0] for r in resources}
         prompts = (await client.list_prompts()).prompts
         rendered = [await client.get_prompt(p.name, ARGUMENTS[p.name]) for p in prompts]

@@ -21,7 +21,8 @@ from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp.server.request_state import RequestStateSecurity
 from mcp.server.subscriptions import InMemorySubscriptionBus, ResourcesListChanged, SubscriptionBus
-from mcp.types import INVALID_PARAMS, EmptyResult, SetLevelRequestParams
+from mcp.types import INVALID_PARAMS, EmptyResult, ListResourcesResult, PaginatedRequestParams, SetLevelRequestParams
+from mcp.types import Resource as MCPResource
 from pydantic import ValidationError
 
 from kie_mcp import __version__, toolcache
@@ -34,9 +35,9 @@ from kie_mcp.words import argument_problems, plain
 if TYPE_CHECKING:
     import httpx2
     from mcp.server.mcpserver import Context
+    from mcp.server.mcpserver.resources import Resource
     from mcp.types import CallToolResult, InputRequiredResult
     from mcp.types import Prompt as MCPPrompt
-    from mcp.types import Resource as MCPResource
     from mcp.types import ResourceTemplate as MCPResourceTemplate
     from mcp.types import Tool as MCPTool
 
@@ -117,9 +118,10 @@ def create_server(settings: Settings | None = None, *, transport: httpx2.AsyncBa
 
 
 class KeptCurrent(Protocol):
-    """A part of the resource listing read again before it is listed (``_Server.keep_current``)."""
+    """A part of the resource listing read again before a listing's first page (``_Server.keep_current``)."""
 
     prefix: str
+    first_page: tuple[str, ...]  # URIs under the prefix listed on the first page with the server's own resources
 
     async def current(self) -> dict[str, Any]: ...
 
@@ -213,6 +215,7 @@ class _Server(MCPServer):
       what to change) instead of pydantic's text, Python reprs and links; so is a confirmation answer the SDK
       cannot read.
     - ``logging/setLevel`` is served (so ``logging`` is declared): the follower's log messages honour it.
+    - ``resources/list`` answers in pages (``resourcepages``): the SDK's handler ignores the cursor and lists all.
     """
 
     def __init__(
@@ -231,12 +234,15 @@ class _Server(MCPServer):
         self._listing: list[MCPTool] | None = None
         self._listing_path = listing_path
         self._deferred: list[Callable[[], None]] = []
-        self._kept_current: list[KeptCurrent] = []  # listings read again before every list (references/)
+        self._kept_current: list[KeptCurrent] = []  # read again before every first page (references/)
         self._filled: set[str] = set()  # their prefixes, once listed
+        self._applied: dict[str, Any] = {}  # by prefix: the last ``current()`` the held resources match
+        self._paged: tuple[list[str], list[str]] | None = None  # the listing's order (``_listing_order``)
         super().__init__(*args, **kwargs)
         # The follower sends log messages (a task ended); a server that does declares logging and honours the
         # level a client sets (handshake era; 2026-07-28 clients opt in per request).
         self._lowlevel_server.add_request_handler("logging/setLevel", SetLevelRequestParams, _set_client_log_level)
+        self._lowlevel_server.add_request_handler("resources/list", PaginatedRequestParams, self._list_resources_page)
 
     def _ensure_registered(self) -> None:
         """Load the surface and register its tools (deferring its resources and prompts), once. A registration
@@ -264,8 +270,9 @@ class _Server(MCPServer):
         self._deferred.append(register)
 
     def keep_current(self, listing: KeptCurrent) -> None:
-        """The resources under ``listing.prefix`` are read again (``listing.current()``: by URI) before every list,
-        and before a read under it that ``listing.outdated`` says needs it (a file not listed yet)."""
+        """The resources under ``listing.prefix`` are read again (``listing.current()``: by URI) before every first
+        page of ``resources/list``, and before a read under it that ``listing.outdated`` says needs it (a file not
+        listed yet)."""
         self._kept_current.append(listing)
 
     async def _bring_up_to_date(self, reading: str | None = None) -> None:
@@ -282,10 +289,13 @@ class _Server(MCPServer):
             ):
                 continue
             wanted = await listing.current()
+            if wanted is self._applied.get(prefix):  # the reading they were last brought up to: nothing changed
+                continue
             old = {uri: resource for uri, resource in held.items() if uri.startswith(prefix)}
             first = prefix not in self._filled
             self._filled.add(prefix)
             if same_resources(old, wanted):
+                self._applied[prefix] = wanted
                 continue
             rebuilt: dict[str, Any] = {}
             placed = False
@@ -299,6 +309,8 @@ class _Server(MCPServer):
                 rebuilt.update(wanted)
             held.clear()
             held.update(rebuilt)
+            self._applied[prefix] = wanted
+            self._paged = None
             changed = changed or not first  # the first listing is no change to announce
         publish = getattr(self._subscriptions, "publish", None)
         if changed and publish is not None:
@@ -320,10 +332,50 @@ class _Server(MCPServer):
         if isinstance(holder, RuntimeHolder):
             await holder.get()
 
+    def add_resource(self, resource: Resource) -> None:
+        self._paged = None
+        super().add_resource(resource)
+
+    def _listing_order(self) -> tuple[list[str], list[str]]:
+        """The URIs of the first page's own part (every resource not kept current, in the order they were added,
+        and the kept ones named ``first_page``), and of the rest (the kept resources, sorted): the order of
+        ``resources/list``, made again only after the resources changed."""
+        if self._paged is None:
+            prefixes = tuple(listing.prefix for listing in self._kept_current)
+            pinned = {uri for listing in self._kept_current for uri in listing.first_page}
+            first, rest = [], []
+            for uri in self._resource_manager._resources:
+                (rest if uri.startswith(prefixes) and uri not in pinned else first).append(uri)
+            self._paged = (first, sorted(rest))
+        return self._paged
+
     async def list_resources(self) -> list[MCPResource]:
+        """Every resource, in the order of the pages of ``resources/list`` (for code that embeds this server)."""
         self._register_deferred()
         await self._bring_up_to_date()
-        return await super().list_resources()
+        first, rest = self._listing_order()
+        held = self._resource_manager._resources
+        return [_listed(held[uri]) for uri in (*first, *rest)]
+
+    async def _list_resources_page(self, ctx: Any, params: PaginatedRequestParams) -> ListResourcesResult:
+        """``resources/list``: one page (``resourcepages``). The first page reads the kept listings again (a file
+        added to references/ shows); a page after it lists from the listing as it is, so following the cursors
+        reads the folder once."""
+        from kie_mcp.resourcepages import BadCursor, page, read_cursor
+
+        self._register_deferred()
+        after = None
+        if params.cursor:  # an empty one asks for the first page, as none does
+            try:
+                after = read_cursor(params.cursor, [listing.prefix for listing in self._kept_current])
+            except BadCursor as err:
+                raise MCPError(code=INVALID_PARAMS, message=str(err)) from None
+        if after is None or any(listing.prefix not in self._filled for listing in self._kept_current):
+            await self._bring_up_to_date()  # with a cursor: one from before a restart, the folder never read yet
+        first, rest = self._listing_order()
+        uris, next_cursor = page(first, rest, after)
+        held = self._resource_manager._resources
+        return ListResourcesResult(resources=[_listed(held[uri]) for uri in uris], next_cursor=next_cursor)
 
     async def list_resource_templates(self) -> list[MCPResourceTemplate]:
         self._register_deferred()
@@ -437,6 +489,20 @@ class _Server(MCPServer):
             raise ToolError(
                 f"{name}: some arguments do not fit; nothing was sent or spent. Fix these and call again:\n{problems}"
             ) from cause
+
+
+def _listed(resource: Resource) -> MCPResource:
+    """A resource as ``resources/list`` names it (the fields the SDK's own listing sends)."""
+    return MCPResource(
+        uri=resource.uri,
+        name=resource.name or "",
+        title=resource.title,
+        description=resource.description,
+        mime_type=resource.mime_type,
+        icons=resource.icons,
+        annotations=resource.annotations,
+        _meta=resource.meta,
+    )
 
 
 def _without_blank_optionals(prompt: Any, arguments: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -1499,7 +1499,7 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
         rt.tasks.label(record)  # its prompt, session and folder, from the journal
         return record.model_dump_json(indent=2)
 
-    # references/: listed as the folder is now, and kept current before every list (``references.py``)
+    # references/: listed as the folder is now, and read again before every first page (``references.py``)
     mcp.keep_current(ReferenceListing(settings))
 
     library = bundled_path("prompting")
