@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -343,4 +344,33 @@ async def test_a_yes_whose_upload_a_full_disk_stopped_approves_the_same_request_
     says_the_disk_is_full_and_nothing_was_created(text_of(stopped))
     if replayed is not None:  # the same answer once more: the image it made, never a second create
         assert replayed.structured_content["tasks"][0]["task_id"] == again.structured_content["tasks"][0]["task_id"]
+    assert len(await controls.creates()) == 1
+
+
+async def test_a_quote_a_full_disk_stopped_approves_the_retry_on_another_server_of_the_workspace(
+    connect, controls, small_disk
+):
+    """The review: the release a full disk held back was written only when the same server next looked at a quote,
+    so a retry through a second client window (another server on the workspace) was told for ten minutes that
+    "another call of this same request is sending its create" (may have been charged). The server writes it on its
+    own as soon as the disk takes it."""
+    workspace = small_disk / "ws"
+    workspace.mkdir()
+    picture(workspace)
+    await controls.fault("upload", kind="slow", seconds=0.8)
+    async with connect(workspace=workspace) as first:
+        quote = (await first.call_tool("estimate_cost", EDIT)).structured_content["quote"]["quote_id"]
+        call = {**EDIT, "quote_id": quote, "wait_seconds": 20}
+        stopped = await stopped_by_a_full_disk_while_uploading(
+            controls, small_disk, lambda: first.call_tool("generate_image", call)
+        )
+        journal = sqlite3.connect(workspace / ".kie-mcp" / "journal.sqlite3")
+        with anyio.fail_after(10):  # the first server stays idle: nothing of it looks at a quote meanwhile
+            while journal.execute("SELECT used FROM quotes WHERE quote_id = ?", (quote,)).fetchone()[0]:  # noqa: ASYNC110
+                await anyio.sleep(0.1)
+        journal.close()
+        async with connect(workspace=workspace) as second:
+            again = await second.call_tool("generate_image", call)
+    says_the_disk_is_full_and_nothing_was_created(text_of(stopped))
+    assert again.structured_content["status"] == "completed", text_of(again)
     assert len(await controls.creates()) == 1

@@ -6,6 +6,7 @@ simulator's HTTP interface; nothing of ours is mocked.
 
 from __future__ import annotations
 
+import io
 import json
 import sqlite3
 import time
@@ -322,6 +323,41 @@ async def test_a_picture_replaced_while_the_form_is_open_is_refused_in_words_in_
     assert asked_then == 1 and uploaded_then == 0 and spent == 0 and created_then == []
     assert again.structured_content["status"] == "completed", text_of(again)  # the new picture, asked about
     assert len(seen) == 2 and len(await controls.creates()) == 1
+
+
+async def test_a_link_pointed_at_another_picture_while_the_form_is_open_never_sends_it_unasked(
+    connect, controls, sim, tmp_path, mode
+):
+    """The review: in the 2026-07-28 era a question was found by the real path its files led to, so an input named
+    through a symbolic link that was pointed at another picture while the form was open matched no question, and
+    the yes to the first picture was followed by a second question (a person reads as the same). The answer is
+    refused in words, as for a picture overwritten; the handshake era sends the very bytes approved."""
+    folder = tmp_path / "references"
+    folder.mkdir()
+    Image.new("RGB", (64, 64), (200, 30, 30)).save(folder / "red.png")
+    Image.new("RGB", (64, 64), (30, 30, 200)).save(folder / "blue.png")
+    (folder / "look.png").symlink_to("red.png")
+    request = {**IMAGE, "images": ["references/look.png"]}
+    seen: list[str] = []
+
+    async def pointed_elsewhere_while_reading(
+        context: ClientRequestContext, params: ElicitRequestParams
+    ) -> ElicitResult:
+        seen.append(params.message)
+        if len(seen) == 1:
+            (folder / "look.png").unlink()
+            (folder / "look.png").symlink_to("blue.png")
+        return ElicitResult(action="accept", content={"confirm": True})
+
+    async with connect(elicitation=pointed_elsewhere_while_reading) as client:
+        result = await client.call_tool("generate_image", request)
+    uploaded = [Image.open(io.BytesIO(u.data)).convert("RGB").getpixel((8, 8)) for u in sim.uploads.values()]
+    if mode == "auto":  # the 2026-07-28 era: the answer comes back on a request that now sends the blue picture
+        assert result.is_error and "look.png changed since it was priced" in text_of(result), text_of(result)
+        assert len(seen) == 1 and uploaded == [] and await controls.creates() == []
+    else:  # the handshake era: the upload reads the very file that was priced (the red picture)
+        assert result.structured_content["status"] == "completed", text_of(result)
+        assert len(seen) == 1 and len(uploaded) == 1 and uploaded[0][0] > 150 > uploaded[0][2], uploaded  # red
 
 
 async def test_with_approval_form_a_replayed_answer_still_creates_once(connect, controls, mode):
@@ -1066,3 +1102,32 @@ async def test_an_expired_quote_id_is_asked_about_and_the_answer_decides(connect
     else:
         assert made.structured_content["status"] == "declined", text_of(made)
         assert made.structured_content["quote"] is None and await controls.creates() == []
+
+
+async def test_a_quote_whose_call_died_before_any_create_approves_its_request_once_more(connect, controls, tmp_path):
+    """The review: a server that used a quote and died before sending any create (its input still uploading, or a
+    full disk it never recovered from) left the quote used for good: "already used" after the restart, though the
+    approval bought nothing. A quote used by a process that is gone, with no create attempt, approves its request
+    once more; one with an attempt that may have reached KIE stays used."""
+    import sys
+
+    from kie_mcp.processes import HOST
+
+    async with await anyio.open_process([sys.executable, "-c", "pass"]) as child:  # a process id gone once it ended
+        await child.wait()
+    dead = f"{HOST}-{child.pid}-crashed"
+    async with connect() as client:
+        quote = (await client.call_tool("estimate_cost", IMAGE)).structured_content["quote"]["quote_id"]
+        journal = sqlite3.connect(journal_path(tmp_path))
+        with journal:  # as the crashed server left it: used, no create attempt
+            journal.execute(
+                "UPDATE quotes SET used = 1, used_by = ?, used_at = ? WHERE quote_id = ?", (dead, time.time(), quote)
+            )
+        again = await client.call_tool("generate_image", {**IMAGE, "quote_id": quote})
+        with journal:  # now it made a task: a later "crash" of its user leaves it used
+            journal.execute("UPDATE quotes SET used_by = ? WHERE quote_id = ?", (dead, quote))
+        journal.close()
+        twice = await client.call_tool("generate_image", {**IMAGE, "quote_id": quote})
+    assert again.structured_content["status"] in ("completed", "submitted"), text_of(again)
+    assert twice.structured_content["status"] == "confirmation_required" and "already used" in text_of(twice)
+    assert len(await controls.creates()) == 1

@@ -227,7 +227,7 @@ async def plan(
     local_inputs = None
     if files:  # the same request whatever the files hold: a question's answer is checked against the bytes it was for
         shape = request_hash(spec.id, with_places(spec, wire, files), args.variations)
-        local_inputs = AskedInputs(shape, {str(f.path): f.sha256 for f in files.values()})
+        local_inputs = AskedInputs(shape, {value: f.sha256 for value, f in files.items()})  # paths as written
     twin, made = twins(rt, digest)
     return Plan(
         spec,
@@ -956,7 +956,7 @@ def unwritten_before_create(err: BaseException, doing: str, tool: str, quote_id:
     if by == "quote" and quote_id is not None:
         again += f" and quote_id='{quote_id}': its approval was not used"
     elif by == "elicitation":
-        again += ": the confirmation bought nothing, so it still approves this request once"
+        again += ": the confirmation bought nothing, and the request is confirmed again before it runs"
     return (
         f"Nothing was created or charged: kie-mcp could not write to its workspace while {doing} "
         f"({type(err).__name__}: {err}), so no create was sent. {storage_fix(err, again)}"

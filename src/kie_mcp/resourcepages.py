@@ -1,6 +1,6 @@
 """``resources/list`` in pages, so that a workspace with tens of thousands of references is never one answer.
 
-One answer listing 20,000 files of ``references/`` was 6.2 MiB of JSON, which some clients refuse or time out on.
+One answer listing 20,000 files of ``references/`` was about 6.4 MiB of JSON, which some clients refuse or time out on.
 A page holds ``PAGE_SIZE`` resources at most. The first holds every resource of kie-mcp's own (the app, the model
 table, the gallery, MASTER_CONTEXT.md, tasks, the prompt library, the references' README), so a client that reads
 only the first page (some do) still has them all, then the references in the order of their URIs. Each page after
@@ -18,7 +18,7 @@ import json
 from bisect import bisect_right
 from collections.abc import Sequence
 
-# About 160 KiB of JSON for a page of references (the whole listing of 20,000 was 6.2 MiB; tools/list is 49 KB):
+# About 160 KiB of JSON for a page of references (the whole listing of 20,000 was about 6.4 MiB; tools/list is 49 KB):
 # small for any client, and few round trips (40 for 20,000 files). A client that reads only the first page still
 # sees kie-mcp's own resources (23 today) and 477 references; every file is usable by its path all the same.
 PAGE_SIZE = 500

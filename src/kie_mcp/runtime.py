@@ -188,6 +188,19 @@ async def _forget_old_quotes(runtime: Runtime) -> None:
         await anyio.sleep(FORGET_QUOTES_EVERY)
 
 
+RELEASE_OWED_EVERY = 5.0  # seconds between two tries to write the quote releases a full disk held back
+
+
+async def _release_owed_quotes(runtime: Runtime) -> None:
+    """The releases of approvals whose call sent nothing, that a full disk kept out of the journal, written as soon
+    as it takes them (``QuoteBook.release_owed``): another server on the workspace, or this one restarted, then
+    finds the approval good too, not "a create is on its way" for ten minutes."""
+    while True:
+        await anyio.sleep(RELEASE_OWED_EVERY)
+        if runtime.quotes.owes:
+            await anyio.to_thread.run_sync(runtime.quotes.release_owed)
+
+
 def _carry_over_todays_spend(journal: Journal, workspace: Path, daily_cap: float) -> list[str]:
     """A fresh journal (the last one was corrupt) would start today's spend at 0 and let the daily cap be spent
     again: what the call log says today's creates cost is counted against it instead. A log that is there but cannot
@@ -281,12 +294,14 @@ async def open_runtime(
             background.start_soon(runtime.follower.run, runtime)  # the one place that polls KIE for task status
             background.start_soon(_sweep_downloads, settings.workspace / "outputs")
             background.start_soon(_forget_old_quotes, runtime)
+            background.start_soon(_release_owed_quotes, runtime)
             if kie is not None and settings.catalog_sync:
                 runtime.catalog_syncing = True  # from now: a quote made before the first look ends says so
                 background.start_soon(_keep_catalog_current, runtime, kie)  # never delays start-up or a tool call
             yield runtime
             background.cancel_scope.cancel()
     finally:
+        runtime.quotes.release_owed()  # a release still held back: written now if the journal takes it
         if kie is not None:
             await kie.aclose()
         journal.close()

@@ -819,9 +819,10 @@ def with_identities(spec: ModelSpec, wire: dict[str, Any], files: dict[str, Loca
 
 
 def with_places(spec: ModelSpec, wire: dict[str, Any], files: dict[str, LocalFile]) -> dict[str, Any]:
-    """``wire`` with local paths replaced by the real paths they lead to, whatever the files hold: the same request
-    before and after a file was replaced (a confirmation's answer that comes back on a new request, 2026-07-28)."""
-    return _replace(spec, wire, {value: f"file-at:{f.path}" for value, f in files.items()})
+    """``wire`` with each local path marked as a path, as the caller wrote it, whatever the file holds: the same
+    request before and after a file was replaced (a confirmation's answer that comes back on a new request,
+    2026-07-28), even by pointing a symbolic link it names elsewhere."""
+    return _replace(spec, wire, {value: f"file-at:{value}" for value in files})
 
 
 async def upload_local_files(

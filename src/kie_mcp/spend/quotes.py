@@ -2,6 +2,7 @@
 
 # No ``from __future__ import annotations``: pydantic would compile each field's annotation string on import.
 
+import contextlib
 import hashlib
 import json
 import re
@@ -286,6 +287,7 @@ class QuoteBook:
     def refusal(self, quote_id: str, digest: str) -> QuoteError | None:
         """None when ``quote_id`` can approve the request with ``digest``; else why not, with the rule's name."""
         self._release_owed()
+        self._release_abandoned(quote_id)
         rows = self.journal.query("SELECT * FROM quotes WHERE quote_id = ?", quote_id)
         return self._refusal(quote_id, digest, rows[0] if rows else None)
 
@@ -300,6 +302,7 @@ class QuoteBook:
     def consume(self, quote_id: str, digest: str, *, kind: str = "estimate") -> Quote:
         """Use the quote up, atomically: of two calls (or two processes) racing with one quote, one wins."""
         self._release_owed()
+        self._release_abandoned(quote_id)
         with self.journal.transaction() as db:
             row = db.execute("SELECT * FROM quotes WHERE quote_id = ?", (quote_id,)).fetchone()
             refusal = self._refusal(quote_id, digest, row, kind)
@@ -355,6 +358,17 @@ class QuoteBook:
             quote_id,
         )
 
+    @property
+    def owes(self) -> bool:
+        """Whether releases ``give_back`` could not write are waiting for the journal to take them."""
+        return bool(self._owed)
+
+    def release_owed(self) -> None:
+        """Write the releases ``give_back`` could not (a full disk), if the journal takes them now: run soon after
+        (the runtime's background, and its shutdown), so another server on the workspace, or this one restarted,
+        finds the approval good too. Never raises."""
+        self._release_owed()
+
     def _release_owed(self) -> None:
         """The releases ``give_back`` could not write, written now if the journal takes them (else kept owed)."""
         for quote_id in tuple(self._owed):
@@ -363,6 +377,20 @@ class QuoteBook:
             except _JOURNAL_ERRORS:
                 return  # still full: the next look tries again
             self._owed.discard(quote_id)
+
+    def _release_abandoned(self, quote_id: str) -> None:
+        """Unuse ``quote_id`` when the process that used it is gone (this machine's, by its tag) and it has no create
+        attempt but refused ones: that call ended before any create was sent (a create's attempt is written before it
+        is), with its release unwritten (a crash, or a full disk it never recovered from). Its approval bought
+        nothing, so it still approves its request once. A live process's, or another machine's, stays used."""
+        rows = self.journal.query(
+            "SELECT used_by FROM quotes WHERE quote_id = ? AND used = 1 AND NOT EXISTS"
+            " (SELECT 1 FROM attempts a WHERE a.quote_id = quotes.quote_id AND a.state != 'refused')",
+            quote_id,
+        )
+        if rows and owner_gone(rows[0]["used_by"]) is True:
+            with contextlib.suppress(*_JOURNAL_ERRORS):  # a journal that cannot take it: the quote stays used
+                self._unuse(quote_id)
 
     def _refusal(self, quote_id: str, digest: str, row: Any, kind: str = "estimate") -> QuoteError | None:
         if row is None:
