@@ -269,6 +269,26 @@ async def stopped_by_a_full_disk_while_uploading(controls, small_disk: Path, cal
     return answers[0]
 
 
+async def with_a_picture(controls, small_disk: Path) -> Path:
+    """A workspace on the small disk with the picture EDIT sends, whose upload KIE's file host answers slowly."""
+    workspace = small_disk / "ws"
+    workspace.mkdir()
+    picture(workspace)
+    await controls.fault("upload", kind="slow", seconds=0.8)
+    return workspace
+
+
+async def quoted_and_stopped(client, controls, small_disk: Path) -> tuple[str, dict, object]:
+    """EDIT quoted, then sent with its quote_id and stopped by the disk filling while its picture goes up: the
+    quote id, the call, and its answer."""
+    quote = (await client.call_tool("estimate_cost", EDIT)).structured_content["quote"]["quote_id"]
+    call = {**EDIT, "quote_id": quote, "wait_seconds": 20}
+    stopped = await stopped_by_a_full_disk_while_uploading(
+        controls, small_disk, lambda: client.call_tool("generate_image", call)
+    )
+    return quote, call, stopped
+
+
 def says_the_disk_is_full_and_nothing_was_created(text: str) -> None:
     assert "Nothing was created or charged" in text and "no create was sent" in text, text
     assert "The disk is full: free some space and call generate_image again with the same arguments" in text, text
@@ -283,16 +303,9 @@ async def test_a_quote_whose_upload_a_full_disk_stopped_approves_the_retry_once_
     told "another call of this same request is sending its create" (unknown, may have been charged), and the
     approval bought nothing. The call's answer now says the disk is full and to call again with the same quote_id,
     which then makes the image, once."""
-    workspace = small_disk / "ws"
-    workspace.mkdir()
-    picture(workspace)
-    await controls.fault("upload", kind="slow", seconds=0.8)
+    workspace = await with_a_picture(controls, small_disk)
     async with connect(workspace=workspace) as client:
-        quote = (await client.call_tool("estimate_cost", EDIT)).structured_content["quote"]["quote_id"]
-        call = {**EDIT, "quote_id": quote, "wait_seconds": 20}
-        stopped = await stopped_by_a_full_disk_while_uploading(
-            controls, small_disk, lambda: client.call_tool("generate_image", call)
-        )
+        quote, call, stopped = await quoted_and_stopped(client, controls, small_disk)
         created_meanwhile = await controls.creates()
         again = await client.call_tool("generate_image", call)
         reused = await client.call_tool("generate_image", call)
@@ -354,16 +367,9 @@ async def test_a_quote_a_full_disk_stopped_approves_the_retry_on_another_server_
     so a retry through a second client window (another server on the workspace) was told for ten minutes that
     "another call of this same request is sending its create" (may have been charged). The server writes it on its
     own as soon as the disk takes it."""
-    workspace = small_disk / "ws"
-    workspace.mkdir()
-    picture(workspace)
-    await controls.fault("upload", kind="slow", seconds=0.8)
+    workspace = await with_a_picture(controls, small_disk)
     async with connect(workspace=workspace) as first:
-        quote = (await first.call_tool("estimate_cost", EDIT)).structured_content["quote"]["quote_id"]
-        call = {**EDIT, "quote_id": quote, "wait_seconds": 20}
-        stopped = await stopped_by_a_full_disk_while_uploading(
-            controls, small_disk, lambda: first.call_tool("generate_image", call)
-        )
+        quote, call, stopped = await quoted_and_stopped(first, controls, small_disk)
         journal = sqlite3.connect(workspace / ".kie-mcp" / "journal.sqlite3")
         with anyio.fail_after(10):  # the first server stays idle: nothing of it looks at a quote meanwhile
             while journal.execute("SELECT used FROM quotes WHERE quote_id = ?", (quote,)).fetchone()[0]:  # noqa: ASYNC110
