@@ -501,6 +501,7 @@ async def test_a_task_of_the_wrong_family_is_refused_naming_what_fits(connect, c
 async def test_an_image_a_failed_task_and_an_unknown_id_are_refused(connect, controls):
     async with connect(elicitation=answering()) as client:
         image = (await client.call_tool("generate_image", IMAGE)).structured_content["tasks"][0]["task_id"]
+        await controls.post("clock/speed", {"speed": 0})  # the video runs until it is failed (a busy run finished it)
         made = await client.call_tool("generate_video", VEO)
         failed = made.structured_content["tasks"][0]["task_id"]
         await controls.post(f"tasks/{failed}", {"state": "fail", "fail_msg": "upstream timeout"})
