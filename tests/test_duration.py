@@ -31,9 +31,10 @@ from kie_mcp.media.duration import (
     measure_url,
     mp3_seconds,
     mp4_seconds,
+    tracks,
     wav_seconds,
 )
-from kie_mcp.media.inputs import ChangedFile, FileStamp, LocalFile
+from kie_mcp.media.inputs import ChangedFile, FileStamp, LocalFile, Tracks
 from kie_mcp.media.sniff import HEAD_BYTES, sniff
 from kie_mcp.media.stitch import StitchError
 
@@ -351,6 +352,67 @@ def test_mangled_media_never_raises(media, mp3s, tmp_path, monkeypatch):
             path.write_bytes(bytes(data))
             seconds = measure_local(path)
             assert seconds is None or 0 < seconds <= MAX_SECONDS
+
+
+def _track(handler: bytes, *, hdlr: bool = True) -> bytes:
+    """A ``trak`` whose ``mdia/hdlr`` names ``handler`` (QuickTime's layout: component type, then subtype)."""
+    handled = _box(b"hdlr", bytes(4) + b"mhlr" + handler + bytes(12) + b"\x00") if hdlr else b""
+    return _box(b"trak", _box(b"tkhd", bytes(84)) + _box(b"mdia", _box(b"mdhd", bytes(24)) + handled))
+
+
+def _movie(*tracks: bytes, after: bytes = b"") -> bytes:
+    ftyp = _box(b"ftyp", b"isom" + struct.pack(">I", 512) + b"isomiso2mp41")
+    moov = _box(b"moov", _box(b"mvhd", bytes(100)) + b"".join(tracks) + after)
+    return ftyp + moov + _box(b"mdat", bytes(500))
+
+
+def _tracks_of(data: bytes, tmp_path: Path) -> Tracks | None:
+    path = tmp_path / "tracks"
+    path.write_bytes(data)
+    with path.open("rb") as handle:
+        return tracks(handle, len(data))
+
+
+def test_an_mp4s_tracks_say_whether_it_holds_sound_and_video(media, tmp_path):
+    """Whether an MP4/MOV/M4A holds sound and whether it holds picture, each told from its tracks' handlers (a field
+    of audio refuses a clip without sound, a field of video a recording without picture); None whenever a track could
+    be missed (no movie box, no track, a track without its handler, a damaged movie box), which leaves it to KIE."""
+    fast = media["fast.mp4"].read_bytes()
+    read = {
+        "both": (media["end.mp4"].read_bytes(), Tracks(sound=True, video=True)),
+        "video, moov first": (fast, Tracks(sound=False, video=True)),
+        "video, cut off after moov": (fast[: len(fast) - 100], Tracks(sound=False, video=True)),
+        "mov": (media["clip.mov"].read_bytes(), Tracks(sound=False, video=True)),
+        "fragmented": (media["frag.mp4"].read_bytes(), Tracks(sound=False, video=True)),
+        "sound": (media["voice.m4a"].read_bytes(), Tracks(sound=True, video=False)),
+        "sound, built": (_movie(_track(b"soun")), Tracks(sound=True, video=False)),
+        "video and text, built": (_movie(_track(b"vide"), _track(b"text")), Tracks(sound=False, video=True)),
+        "timecode only, built": (_movie(_track(b"tmcd")), Tracks(sound=False, video=False)),
+    }
+    for name, (data, held) in read.items():
+        assert _tracks_of(data, tmp_path) == held, name
+    unread = {
+        "no track": _movie(),
+        "a track without its handler": _movie(_track(b"soun"), _track(b"vide", hdlr=False)),
+        "a damaged box after the tracks": _movie(_track(b"soun"), after=struct.pack(">I", 4000) + b"trak"),
+        "two movie boxes": _movie(_track(b"soun")) + _box(b"moov", _track(b"vide")),
+        "moov cut off": media["end.mp4"].read_bytes()[: len(media["end.mp4"].read_bytes()) // 2],
+        "mvhd only": media["long.mp4"].read_bytes(),
+        **{name: data for name, data in _damaged(media).items() if not name.startswith("mp4")},
+    }
+    for name, data in unread.items():
+        assert _tracks_of(data, tmp_path) is None, name
+    rng = random.Random(11)
+    original = media["end.mp4"].read_bytes()
+    for _ in range(60):  # mangled: something or None, never an exception
+        data = bytearray(original)
+        for _ in range(rng.randrange(1, 12)):
+            at = rng.randrange(len(data))
+            data[at : at + 4] = rng.randbytes(4)
+        assert _tracks_of(bytes(data), tmp_path) in (
+            None,
+            *(Tracks(a, b) for a in (True, False) for b in (True, False)),
+        )
 
 
 # -- URLs ----------------------------------------------------------------------------------------------------------

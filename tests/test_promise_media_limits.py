@@ -5,11 +5,14 @@ field of 3-60 s, a FLAC file to a field of mp3/wav/aac/mp4/ogg, a 90 s voice to 
 one (measured for its price), and a saved clip swapped for a WebM before continue_video upscales it: each is refused
 before anything is priced, uploaded or sent, and the error names the field, what was given, what the model takes and
 what to do. Sound in a plain MP4 container goes up to KIE's file host as M4A audio (.m4a, audio/mp4), never as a
-video.
+video; an MP4 or MOV whose tracks cannot serve its field (no sound for a field of audio, no picture for a field of
+video) is refused before anything is priced, and one clip given to a video field and an audio field goes up as each.
 """
 
 from __future__ import annotations
 
+import hashlib
+import struct
 import subprocess
 from pathlib import Path
 
@@ -23,6 +26,8 @@ UPLOADS = {"/api/file-stream-upload", "/api/file-base64-upload", "/api/file-url-
 EDIT = {"model": "happyhorse/video-edit", "prompt": "make it snowy"}  # video_url: mp4 or mov, 3-60 s
 TALK = {"model": "infinitalk/from-audio", "prompt": "talk"}  # audio_url: mp3/wav/aac/mp4/ogg
 AVATAR = {"model": "omnihuman-1-5", "prompt": "talk"}  # audio_url: under 60 s, 27 credits per second
+LIPS = {"model": "volcengine/video-to-video-lip-sync"}  # video_url: mp4/mov; audio_url: 1-240 s, 8 credits per second
+LIPS_AT = "volcengine/video-to-video-lip-sync"
 
 
 def clip(ffmpeg: str, path: Path, seconds: float, *output: str) -> str:
@@ -231,3 +236,116 @@ async def test_a_clip_uploaded_as_video_is_uploaded_again_as_audio_for_an_audio_
     )
     forms = sorted((item.path.rsplit(".", 1)[-1], item.mime) for item in sim.uploads.values() if "/talk-" in item.path)
     assert forms == [("m4a", "audio/mp4"), ("mp4", "video/mp4")], forms
+
+
+def talking(ffmpeg: str, path: Path, seconds: float = 4.0) -> str:
+    """An MP4 (or MOV, by its name) with picture and sound."""
+    sound = ["-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}", "-shortest"]
+    return clip(ffmpeg, path, seconds, *sound)
+
+
+def silent(ffmpeg: str, path: Path, seconds: float = 4.0) -> str:
+    """An MP4 with picture and no sound track."""
+    return clip(ffmpeg, path, seconds)
+
+
+def sound_only(ffmpeg: str, path: Path, container: str) -> str:
+    """3 s of AAC sound and no picture, in an MP4 (generic brand) or a QuickTime MOV."""
+    source = ["-f", "lavfi", "-i", "sine=frequency=440:duration=3"]
+    subprocess.run([ffmpeg, "-y", "-loglevel", "error", *source, "-c:a", "aac", "-f", container, str(path)], check=True)
+    return path.name
+
+
+def untracked(path: Path, seconds: int) -> str:
+    """An MP4 whose movie box says how long it is and names no track: what it holds cannot be read."""
+
+    def box(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", 8 + len(payload)) + kind + payload
+
+    mvhd = box(b"mvhd", bytes(12) + struct.pack(">II", 1000, seconds * 1000) + bytes(80))
+    path.write_bytes(box(b"ftyp", b"isom" + bytes(4) + b"isommp41") + box(b"moov", mvhd) + box(b"mdat", bytes(4000)))
+    return path.name
+
+
+def lip_sync(video: str, audio: str) -> dict:
+    return {**LIPS, "options": {"mode": "lite", "video_url": video, "audio_url": audio}}
+
+
+async def test_a_clip_without_sound_is_refused_by_an_audio_field_before_anything_is_priced(
+    connect, controls, tmp_path, ffmpeg
+):
+    """The review: a video-only MP4 given to Volcengine lip sync's audio_url went up as .m4a, audio/mp4 and was
+    created and charged: a file with no sound called audio. Its tracks are read: it is refused, naming the argument,
+    what the file holds, what the field takes and what to do, before anything is priced, uploaded or sent. An MP4
+    whose tracks cannot be read is left to KIE, as before."""
+    talking(ffmpeg, tmp_path / "talk.mp4")
+    silent(ffmpeg, tmp_path / "silent.mp4")
+    asked: list[str] = []
+    async with connect(elicitation=answering(seen=asked)) as client:
+        estimate = await client.call_tool("estimate_cost", lip_sync("talk.mp4", "silent.mp4"))
+        result = await client.call_tool("generate_video", lip_sync("talk.mp4", "silent.mp4"))
+        unread = await client.call_tool("estimate_cost", lip_sync("talk.mp4", untracked(tmp_path / "unread.mp4", 5)))
+    text = text_of(result)
+    assert estimate.is_error and result.is_error, text
+    assert unread.structured_content["quote"]["credits_total"] == pytest.approx(8 * 5.0), text_of(unread)
+    assert (
+        f"options.audio_url: silent.mp4 has no sound track (it holds video only); {LIPS_AT}'s audio_url takes audio"
+        in text
+    ), text
+    assert "ffmpeg -i clip-with-sound.mp4 -vn -c:a aac voice.m4a" in text and "Nothing was uploaded" in text, text
+    assert "video_url" not in text.replace(f"{LIPS_AT}'s audio_url", ""), text  # the clip with sound is fine there
+    assert asked == [] and await sent(controls) == ([], [])
+
+
+@pytest.mark.parametrize(("container", "name"), [("mp4", "voice.mp4"), ("mov", "voice.mov")])
+async def test_a_sound_recording_is_refused_by_a_video_field_before_anything_is_priced(
+    connect, controls, tmp_path, ffmpeg, container, name
+):
+    """The review: a sound-only MP4 given to Volcengine lip sync's video_url went up as .m4a, audio/mp4 and was
+    created and charged. An MP4 or a MOV with no video track is refused by a field that takes video, naming the
+    argument and what to do, before anything is priced, uploaded or sent."""
+    sound_only(ffmpeg, tmp_path / name, container)
+    talking(ffmpeg, tmp_path / "talk.mp4")
+    asked: list[str] = []
+    async with connect(elicitation=answering(seen=asked)) as client:
+        estimate = await client.call_tool("estimate_cost", lip_sync(name, "talk.mp4"))
+        result = await client.call_tool("generate_video", lip_sync(name, "talk.mp4"))
+    text = text_of(result)
+    assert estimate.is_error and result.is_error, text
+    assert (
+        f"options.video_url: {name} has no video track (it holds sound only); {LIPS_AT}'s video_url takes videos"
+        in text
+    ), text
+    assert "Give a clip with picture" in text and "Nothing was uploaded" in text, text
+    assert asked == [] and await sent(controls) == ([], [])
+
+
+async def test_one_clip_given_to_a_video_field_and_an_audio_field_goes_up_as_video_and_as_audio(
+    connect, controls, sim, tmp_path, ffmpeg
+):
+    """The review: one MP4 with picture and sound given to both lip sync fields went up once, as video/mp4, for the
+    audio field too (the README says a file given to an audio field goes up as .m4a, audio/mp4). Each field gets a
+    file of its kind: the same approved bytes go up as .mp4, video/mp4 for video_url and as .m4a, audio/mp4 for
+    audio_url; the price is that of the 4 s measured; a second request reuses each form for its own field only."""
+    talking(ffmpeg, tmp_path / "talk.mp4")
+    async with connect(elicitation=answering()) as client:
+        first = await client.call_tool("generate_video", lip_sync("talk.mp4", "talk.mp4"))
+        later = lip_sync("talk.mp4", "talk.mp4")
+        later["options"]["templ_start_seconds"] = 1  # another request, the same file
+        again = await client.call_tool("generate_video", later)
+    assert not first.is_error and not again.is_error, text_of(first) + text_of(again)
+    uploads, creates = await sent(controls)
+    assert len(uploads) == 2 and len(creates) == 2, (uploads, creates)  # the second request reused both uploads
+    for create in creates:
+        given = create["body"]["input"]
+        assert given["video_url"].endswith(".mp4") and given["audio_url"].endswith(".m4a"), given
+    assert [
+        creates[1]["body"]["input"][field] == creates[0]["body"]["input"][field] for field in ("video_url", "audio_url")
+    ] == [True, True]
+    forms = sorted((item.path.rsplit(".", 1)[-1], item.mime) for item in sim.uploads.values() if "/talk-" in item.path)
+    assert forms == [("m4a", "audio/mp4"), ("mp4", "video/mp4")], forms
+    assert {hashlib.sha256(item.data).hexdigest() for item in sim.uploads.values() if "/talk-" in item.path} == {
+        hashlib.sha256((tmp_path / "talk.mp4").read_bytes()).hexdigest()
+    }  # the approved bytes, as they are, under both names
+    task = first.structured_content["tasks"][0]
+    assert task["credits_reserved"] == pytest.approx(8 * 4.0, abs=1), task  # 4 s of audio at 8 credits a second

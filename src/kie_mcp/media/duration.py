@@ -8,8 +8,9 @@ upscale or edit). Their quote is exact only once that input's length is known, s
   VBRI frame count when there is one, else the first frame's bitrate and the audio byte length, like ffprobe),
   MP4/MOV/M4A (the ``moov/mvhd`` timescale and duration, 32- and 64-bit, ``moov`` at either end; a fragmented file
   uses ``mvex/mehd`` or is left to ffmpeg) and FLAC (STREAMINFO). Only box, chunk and frame headers are read,
-  never a whole file. The same MP4 boxes say whether a file holds sound only (``sound_only``: its tracks' handlers),
-  which decides whether it is uploaded as audio (``media.inputs``).
+  never a whole file. The same MP4 boxes say what a file's tracks hold (``tracks``: sound, picture, from their
+  handlers), which decides whether a field that takes only audio or only video can take it and whether it is
+  uploaded as audio (``media.inputs``).
 * **ffmpeg** (the optional ``video`` extra, ``imageio-ffmpeg``, or ``ffmpeg`` on PATH) for every other container
   (WebM, Matroska, AVI, Ogg, AAC...) and for files the readers above leave open: ``ffmpeg -i`` with a timeout and
   only the ``file`` protocol allowed; when it prints no duration, a stream-copy pass to the null muxer. Without
@@ -62,7 +63,17 @@ from kie_mcp.catalog.pricing import input_to_measure
 from kie_mcp.catalog.validate import InvalidRequest, Problem, named_for_user
 
 from .addresses import PrivateAddress, kie_cannot_reach, send_checked
-from .inputs import ChangedFile, LocalFile, field_kinds, is_remote, length_bounds, length_problems, shown, still_hashed
+from .inputs import (
+    ChangedFile,
+    LocalFile,
+    Tracks,
+    field_kinds,
+    is_remote,
+    length_bounds,
+    length_problems,
+    shown,
+    still_hashed,
+)
 from .sniff import HEAD_BYTES, sniff
 from .stitch import FD_FOLDER, StitchError, by_descriptor, find_ffmpeg
 
@@ -469,53 +480,56 @@ def _fragment_duration(r: _Reader, start: int, end: int) -> int:
     return 0
 
 
-def _children(r: _Reader, start: int, end: int) -> list[tuple[bytes, int, int]]:
-    """(type, body offset, body end) of the boxes between ``start`` and ``end``, as far as they can be walked."""
+def _children(r: _Reader, start: int, end: int, *, whole: bool = True) -> list[tuple[bytes, int, int]] | None:
+    """(type, body offset, body end) of the boxes between ``start`` and ``end``. Where they cannot all be walked (a
+    box that does not fit, garbage, more than ``_MAX_CHILD_BOXES``): None when ``whole`` (a track could hide past
+    the break), else those before the break."""
     found, offset = [], start
-    for _ in range(_MAX_CHILD_BOXES):
-        box = _box(r, offset, end) if offset < end else None
+    while offset < end:
+        box = _box(r, offset, end) if len(found) < _MAX_CHILD_BOXES else None
         if box is None:
-            break
+            return None if whole else found
         kind, header, length = box
         found.append((kind, offset + header, offset + length))
         offset += length
     return found
 
 
-def _track_handlers(r: _Reader) -> frozenset[bytes] | None:
-    """The handler type of each track of an MP4/MOV/M4A (``moov/trak/mdia/hdlr``: b"vide", b"soun", ...), read from
-    box headers only; None when it has no movie box with tracks that can be walked."""
-    size = r.size()
-    movies = [box for box in _children(r, 0, size) if box[0] == b"moov"]
-    if len(movies) != 1:
+def _track_handlers(r: _Reader) -> list[bytes] | None:
+    """The handler type of each track of an MP4/MOV/M4A (``moov/trak/mdia/hdlr``: b"vide", b"soun", b"text", ...),
+    read from box headers only; None unless there is one movie box, its boxes can all be walked and each of its
+    tracks has one handler that can be read (a damaged file, whose tracks cannot all be told). The file's top level
+    is walked as far as it goes: a file cut off after its movie box still says what its tracks are."""
+    movies = [box for box in _children(r, 0, r.size(), whole=False) or () if box[0] == b"moov"]
+    movie = _children(r, *movies[0][1:]) if len(movies) == 1 else None
+    if not movie:
         return None
-    handlers = set()
-    for kind, start, end in _children(r, *movies[0][1:]):
+    handlers = []
+    for kind, start, end in movie:
         if kind != b"trak":
             continue
-        for media_kind, media_start, media_end in _children(r, start, end):
-            if media_kind != b"mdia":
-                continue
-            for part, body, _ in _children(r, media_start, media_end):
-                if part == b"hdlr":  # version and flags, pre_defined, then the handler type
-                    handler = r.read(body + 8, 4)
-                    if len(handler) == 4:
-                        handlers.add(handler)
-    return frozenset(handlers) if handlers else None
+        medias = [box for box in _children(r, start, end) or () if box[0] == b"mdia"]
+        parts = _children(r, *medias[0][1:]) if len(medias) == 1 else None
+        # hdlr: version and flags, pre_defined (QuickTime: the component type), then the handler type
+        found = [r.read(body + 8, 4) for part, body, _ in parts or () if part == b"hdlr"]
+        if len(found) != 1 or len(found[0]) != 4:
+            return None
+        handlers.append(found[0])
+    return handlers or None
 
 
-def sound_only(handle: IO[bytes], length: int) -> bool | None:
-    """Whether the MP4/MOV/M4A in ``handle`` (``length`` bytes) holds sound and no picture: True when its tracks are
-    sound (and perhaps text or timecode) with no video track, False when one is video, None when its tracks cannot be
-    read (garbage, a cut-off file, no movie box). Reads box headers only; never raises."""
+def tracks(handle: IO[bytes], length: int) -> Tracks | None:
+    """What the tracks of the MP4/MOV/M4A in ``handle`` (``length`` bytes) hold: sound (a ``soun`` track) and
+    picture (a ``vide`` track), read from box headers only; None when its tracks cannot all be read (garbage, a
+    cut-off file, no movie box or no track): left to KIE. Never raises."""
     try:
         handlers = _track_handlers(_FileReader(handle, length))
     except Exception as exc:  # bad input never raises
         log.debug("could not read the tracks: %s", exc)
         return None
-    if handlers is None or not handlers & {b"vide", b"soun"}:
+    if handlers is None:
         return None
-    return b"vide" not in handlers
+    return Tracks(sound=b"soun" in handlers, video=b"vide" in handlers)
 
 
 # --------------------------------------------------------------------------------------------------------- FLAC

@@ -10,7 +10,9 @@ A local file is uploaded only when all of this holds (checked in this order, bef
 4. its bytes (never its name) are the kind of media the target field takes (``media.sniff``: an image, video or
    audio format it can tell apart) and, where the catalogue lists the field's formats (the field's ``media`` table,
    or the model's ``images`` table), one of them: a WebM for a field of mp4 or mov is refused, saying how to convert
-   it;
+   it; an MP4, MOV or M4A has the track its field takes, by its tracks' handlers (``track_problem``: a clip with no
+   sound track for a field of audio, a recording with no video track for a field of video, is refused; one whose
+   tracks cannot be read is left to KIE);
 5. it is within the field's size limit (documented, or a conservative bound per kind);
 6. an image decodes as the format its bytes name and, where the field's data bounds its pixels (shortest and longest
    side, pixel count, how elongated), fits them as it is sent (a small one upscaled first where it can be,
@@ -98,6 +100,24 @@ class FileStamp(NamedTuple):
         return cls(info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
 
 
+class Tracks(NamedTuple):
+    """What an MP4/MOV/M4A file's tracks hold, by their handlers (``media.duration.tracks``)."""
+
+    sound: bool  # a sound track
+    video: bool  # a video track (picture)
+
+    @property
+    def held(self) -> str:
+        """What they hold, for messages: "video only", "sound only", "video and sound"."""
+        if self.sound and self.video:
+            return "video and sound"
+        return "video only" if self.video else "sound only" if self.sound else "neither video nor sound"
+
+
+# The formats whose tracks are read: MP4 and its kin (QuickTime MOV, M4V, M4A), one box structure.
+WITH_TRACKS = frozenset({"mp4", "mov", "m4v", "m4a"})
+
+
 @dataclass(frozen=True)
 class LocalFile:
     path: Path
@@ -110,9 +130,10 @@ class LocalFile:
     # ``pixels`` (large enough, or, with ``not_upscaled`` saying why, pixels that have no faithful 8-bit form).
     upscaled: tuple[int, int] | None = None
     not_upscaled: str | None = None
-    # An MP4's tracks, read from the bytes hashed: True when it holds sound and no video (uploaded as M4A audio,
-    # ``sent_type``), False when it holds video, None when not read or unreadable.
-    sound_only: bool | None = None
+    # What an MP4/MOV/M4A's tracks hold, read from the bytes hashed (``judged_tracks``): whether a field that takes
+    # only audio or only video can take it (``track_problem``) and whether it goes up as audio (``sent_type``). None:
+    # not read (another format) or unreadable, left to KIE.
+    tracks: Tracks | None = None
 
     @property
     def identity(self) -> str:
@@ -126,17 +147,17 @@ SOUND_IN_MP4 = with_changes(sniffing.M4A, extensions=("m4a",))
 
 
 def sent_type(local: LocalFile, kinds: frozenset[MediaKind] = frozenset(KINDS)) -> Sniffed:
-    """What ``local`` is uploaded as, given to fields that take ``kinds`` (its name's extension and content type): what
-    its bytes are, except a plain MP4 (whose brand cannot say it holds sound only) that holds sound and no video, is
-    given to a field of audio and not video, or, its tracks unread and its field taking either, is named .m4a: that
-    goes up as M4A audio (``.m4a``, ``audio/mp4``)."""
-    if "audio" not in local.media.also:
+    """What ``local`` is uploaded as, given to a field that takes ``kinds`` (its name's extension and content type):
+    what its bytes are, except a plain MP4 (whose brand cannot say it holds sound only) given to a field of audio and
+    not video, or to a field of either when its tracks hold sound and no video (or, its tracks unread, it is named
+    .m4a): that goes up as M4A audio (``.m4a``, ``audio/mp4``). Given to a field of video, it goes up as video."""
+    if "audio" not in local.media.also or "audio" not in kinds:
         return local.media
-    if local.sound_only or ("audio" in kinds and "video" not in kinds):
+    if "video" not in kinds:
         return SOUND_IN_MP4
-    if local.sound_only is None and "audio" in kinds and local.path.suffix.lower() == ".m4a":
-        return SOUND_IN_MP4
-    return local.media
+    if local.tracks is not None:
+        return SOUND_IN_MP4 if local.tracks.sound and not local.tracks.video else local.media
+    return SOUND_IN_MP4 if local.path.suffix.lower() == ".m4a" else local.media
 
 
 def is_remote(value: str) -> bool:
@@ -791,6 +812,8 @@ def find_local_files(
                 raise TooLarge(_too_large(_named(value, path), found[value].size, accepts, media))
             if why := pixel_problem(_named(value, path), found[value], accepts, as_is=value in as_is):
                 raise NotAccepted(f"{why} Nothing was uploaded.")
+            if why := track_problem(_named(value, path), found[value], accepts):
+                raise NotAccepted(f"{why} Nothing was uploaded.")
         except RefusedInput as err:
             problems.append(Problem(where, str(err)))
         except OSError as err:
@@ -801,66 +824,98 @@ def find_local_files(
 def _hashed_within(value: str, path: Path, media: Sniffed, accepts: Accepts) -> LocalFile:
     """``local_file`` read no further than ``accepts``' size limit: a file grown past it since its size was checked
     is ``TooLarge``, never hashed (and so never approved or uploaded) whole. An image must decode
-    (``judged_picture``), before anything is priced; an MP4's tracks are read (``judged_sound``)."""
+    (``judged_picture``), before anything is priced; an MP4's tracks are read (``judged_tracks``)."""
     try:
         local = local_file(path, media, most=limit_bytes(accepts, media))
         if media.kind == "image":
             return judged_picture(local)
-        return judged_sound(local) if "audio" in media.also else local
+        return judged_tracks(local) if media.format in WITH_TRACKS else local
     except ChangedFile as err:
         if not err.longer:
             raise
         raise TooLarge(_too_large(_named(value, path), err.size, accepts, media, grew=True)) from None
 
 
+def track_problem(named: str, local: LocalFile, accepts: Accepts) -> str | None:
+    """Why ``local`` (an MP4, MOV or M4A) cannot serve a field that takes only audio or only video (``accepts``): it
+    has no sound track for the one, no video track for the other. None when it can, when the field takes either, or
+    when its tracks could not be read (left to KIE)."""
+    tracks = local.tracks
+    if tracks is None:
+        return None
+    if accepts.kinds == {"audio"} and not tracks.sound:
+        return (
+            f"{named} has no sound track (it holds {tracks.held}); {accepts.what} takes audio. Give a file with the "
+            "sound in it: the recording itself, or the sound taken out of a clip that has it (for example: ffmpeg "
+            "-i clip-with-sound.mp4 -vn -c:a aac voice.m4a)."
+        )
+    if accepts.kinds == {"video"} and not tracks.video:
+        return (
+            f"{named} has no video track (it holds {tracks.held}); {accepts.what} takes videos. Give a clip with "
+            "picture; a sound recording goes to a field that takes audio."
+        )
+    return None
+
+
 def with_identities(spec: ModelSpec, wire: dict[str, Any], files: dict[str, LocalFile]) -> dict[str, Any]:
     """``wire`` with local paths replaced by content identities: the form a quote binds."""
-    return _replace(spec, wire, {value: f.identity for value, f in files.items()})
+    return _replace(spec, wire, lambda _, value: files[value].identity if value in files else None)
 
 
 def with_places(spec: ModelSpec, wire: dict[str, Any], files: dict[str, LocalFile]) -> dict[str, Any]:
     """``wire`` with each local path marked as a path, as the caller wrote it, whatever the file holds: the same
     request before and after a file was replaced (a confirmation's answer that comes back on a new request,
     2026-07-28), even by pointing a symbolic link it names elsewhere."""
-    return _replace(spec, wire, {value: f"file-at:{value}" for value in files})
+    return _replace(spec, wire, lambda _, value: f"file-at:{value}" if value in files else None)
 
 
 async def upload_local_files(
     kie: KieClient, spec: ModelSpec, wire: dict[str, Any], files: dict[str, LocalFile], journal: Journal
 ) -> tuple[dict[str, Any], list[str]]:
-    """Upload each local file once, as it is sent (a small image upscaled first, ``as_sent``; a live earlier upload of
-    the same approved file sent the same way is reused, with nothing read or upscaled again); return the wire input
-    pointing at the uploaded URLs and what was done."""
-    urls: dict[str, str] = {}
+    """Upload each local file once for each form it is sent in (a small image upscaled first, ``as_sent``; an MP4
+    given to a video field and an audio field: as video to the one, as M4A audio to the other, ``sent_type``), its
+    approved bytes read once; a live earlier upload of the same approved file sent the same way is reused, with
+    nothing read or upscaled again. Return the wire input pointing each field at its form's URL, and what was done."""
+    links: dict[tuple[str, str], str] = {}  # (field, value): the URL that field is given
     notes: list[str] = []
     as_is = _sent_as_is(spec, wire)
-    kinds = _given_to(spec, wire)
+    fields = _given_to(spec, wire)
     host = httpx2.URL(kie.upload_base_url).netloc.decode()
     for value, local in files.items():
         prepare = value not in as_is and local.media.kind == "image"
-        sound = sent_type(local, kinds[value]) is not local.media
-        # Remembered by the approved file's hash and what is done to it (upscaled, sent as audio, or neither), at the
-        # upload host and port: each form is uploaded under a name of its own (the hash of its own bytes, its own
-        # extension), so no upload of one form ever replaces the other's, and an MP4 uploaded as video is never
-        # reused for an audio field. An entry an earlier kie-mcp remembered (keyed "<hash>@host" or
-        # "<hash>:as-is@host", under names one form could overwrite) is never used.
-        form = "upscaled" if prepare else "as-audio" if sound else "as-is"
-        kept = f"file:{local.sha256}:{form}@{host}"  # a simulator's: never KIE's
-        earlier = journal.live_upload(kept, UPLOAD_REUSE_SECONDS)
-        if earlier:  # the approved bytes' own upload: nothing read, upscaled or sent again
-            await anyio.to_thread.run_sync(still_approved, local)  # ... once the file is known to be the one approved
-            urls[value] = earlier
-            notes.append(f"{local.path.name} was already uploaded recently; reused {earlier}.")
-            continue
-        content = await anyio.to_thread.run_sync(approved_bytes, local)  # reads the whole file: off the event loop
-        sent = await anyio.to_thread.run_sync(as_sent, local, content, prepare, kinds[value])
-        if sent.note:
-            notes.append(sent.note)
-        uploaded = await kie.upload_file(sent.content, sent.name, upload_path="kie-mcp/inputs", mime=sent.media.mime)
-        if (reusable := reuse_window(uploaded.kept_seconds)) > 0:
-            journal.remember_upload(kept, uploaded.url, reusable_for=reusable)
-        urls[value] = uploaded.url
-    return _replace(spec, wire, urls), list(dict.fromkeys(notes))  # one file named five ways: said once
+        content: bytes | None = None
+        uploads: dict[str, str] = {}  # by form
+        for name, kinds in fields.get(value, {}).items():
+            sound = sent_type(local, kinds) is not local.media
+            # Remembered by the approved file's hash and what is done to it (upscaled, sent as audio, or neither), at
+            # the upload host and port: each form is uploaded under a name of its own (the hash of its own bytes, its
+            # own extension), so no upload of one form ever replaces the other's, and an MP4 uploaded as video is
+            # never reused for an audio field, nor one uploaded as audio for a video field. An entry an earlier
+            # kie-mcp remembered (keyed "<hash>@host" or "<hash>:as-is@host", under names one form could overwrite)
+            # is never used.
+            form = "upscaled" if prepare else "as-audio" if sound else "as-is"
+            if form not in uploads:
+                kept = f"file:{local.sha256}:{form}@{host}"  # a simulator's: never KIE's
+                earlier = journal.live_upload(kept, UPLOAD_REUSE_SECONDS)
+                if earlier:  # the approved bytes' own upload: nothing read, upscaled or sent again
+                    await anyio.to_thread.run_sync(still_approved, local)  # ... once the file is the one approved
+                    uploads[form] = earlier
+                    notes.append(f"{local.path.name} was already uploaded recently; reused {earlier}.")
+                else:
+                    if content is None:  # reads the whole file, once for all its forms: off the event loop
+                        content = await anyio.to_thread.run_sync(approved_bytes, local)
+                    sent = await anyio.to_thread.run_sync(as_sent, local, content, prepare, kinds)
+                    if sent.note:
+                        notes.append(sent.note)
+                    uploaded = await kie.upload_file(
+                        sent.content, sent.name, upload_path="kie-mcp/inputs", mime=sent.media.mime
+                    )
+                    if (reusable := reuse_window(uploaded.kept_seconds)) > 0:
+                        journal.remember_upload(kept, uploaded.url, reusable_for=reusable)
+                    uploads[form] = uploaded.url
+            links[(name, value)] = uploads[form]
+    sent_wire = _replace(spec, wire, lambda name, value: links.get((name, value)))
+    return sent_wire, list(dict.fromkeys(notes))  # one file named five ways: said once
 
 
 @dataclass(frozen=True)
@@ -893,12 +948,12 @@ def as_sent(local: LocalFile, content: bytes, prepare: bool, kinds: frozenset[Me
     return Sent(content, media, local.sha256, upload_name(local.path, media, f"-{local.sha256[:10]}"), note)
 
 
-def _given_to(spec: ModelSpec, wire: dict[str, Any]) -> dict[str, frozenset[MediaKind]]:
-    """The kinds of media the fields each value of ``wire`` is given to take (a value in two fields: both's)."""
-    kinds: dict[str, frozenset[MediaKind]] = {}
+def _given_to(spec: ModelSpec, wire: dict[str, Any]) -> dict[str, dict[str, frozenset[MediaKind]]]:
+    """The fields each value of ``wire`` is given to, each with the kinds of media it takes."""
+    fields: dict[str, dict[str, frozenset[MediaKind]]] = {}
     for name, _, value in _media_slots(spec, wire):
-        kinds[value] = kinds.get(value, frozenset()) | field_kinds(spec, name)
-    return kinds
+        fields.setdefault(value, {})[name] = field_kinds(spec, name)
+    return fields
 
 
 def preparation_notes(spec: ModelSpec, wire: dict[str, Any], files: dict[str, LocalFile]) -> list[str]:
@@ -1153,14 +1208,15 @@ def upload_name(path: Path, media: Sniffed, tag: str = "") -> str:
     return f"{stem}{tag}.{extension}"
 
 
-def _replace(spec: ModelSpec, wire: dict[str, Any], mapping: dict[str, str]) -> dict[str, Any]:
+def _replace(spec: ModelSpec, wire: dict[str, Any], new: Callable[[str, str], str | None]) -> dict[str, Any]:
+    """``wire`` with each media value replaced by what ``new(field, value)`` gives (None: kept as it is)."""
     out = dict(wire)
     for name, index, value in _media_slots(spec, wire):
-        if value in mapping:
+        if (replaced := new(name, value)) is not None:
             if index is None:
-                out[name] = mapping[value]
+                out[name] = replaced
             else:
-                out[name] = [mapping.get(v, v) if isinstance(v, str) else v for v in wire[name]]
+                out[name] = [(new(name, v) or v) if isinstance(v, str) else v for v in wire[name]]
     return out
 
 
@@ -1177,13 +1233,13 @@ def snapshot(path: Path, media: Sniffed, most: int) -> tuple[LocalFile, bytes]:
     checked; an image whose bytes do not decode is ``NotAccepted`` (call it in a worker thread)."""
     digest, size, content, stamp = _read_judged(path, media, most=most, keep=True)
     content = content or b""
-    pixels = sound = None
+    pixels = tracks = None
     if media.kind == "image":
         _decodes(path.name, digest, io.BytesIO(content), media)
         pixels = _picture_size(io.BytesIO(content))
-    elif "audio" in media.also:
-        sound = _sound_only(io.BytesIO(content), len(content))
-    return LocalFile(path, digest, media, size, stamp, pixels=pixels, sound_only=sound), content
+    elif media.format in WITH_TRACKS:
+        tracks = _tracks(io.BytesIO(content), len(content))
+    return LocalFile(path, digest, media, size, stamp, pixels=pixels, tracks=tracks), content
 
 
 def judged_picture(local: LocalFile) -> LocalFile:
@@ -1202,17 +1258,17 @@ def judged_picture(local: LocalFile) -> LocalFile:
     return with_changes(local, pixels=pixels, upscaled=prepared.size, not_upscaled=prepared.kept)
 
 
-def judged_sound(local: LocalFile) -> LocalFile:
-    """``local`` (a plain MP4, hashed) with whether it holds sound only, read from the box headers of the very file
+def judged_tracks(local: LocalFile) -> LocalFile:
+    """``local`` (an MP4, MOV or M4A, hashed) with what its tracks hold, read from the box headers of the very file
     that was hashed (``still_hashed``). Call it in a worker thread."""
     with still_hashed(local) as handle:
-        return with_changes(local, sound_only=_sound_only(handle, local.size))
+        return with_changes(local, tracks=_tracks(handle, local.size))
 
 
-def _sound_only(source: IO[bytes], length: int) -> bool | None:
-    from .duration import sound_only  # duration.py reads MP4 boxes, and imports this module
+def _tracks(source: IO[bytes], length: int) -> Tracks | None:
+    from .duration import tracks  # duration.py reads MP4 boxes, and imports this module
 
-    return sound_only(source, length)
+    return tracks(source, length)
 
 
 # Whether each picture decodes, by the hash of its bytes: decoding one takes up to a second, and an agent quotes,
