@@ -179,7 +179,10 @@ class RuntimeHolder:
         self._wanted.set()
 
     async def get(self) -> Runtime:
-        """The runtime, opened now if it is not yet."""
+        """The runtime, opened now if it is not yet. Once it is open, returned at once: waiting on the set event
+        would still hand the call back to the event loop for a turn (anyio's checkpoint), on every request."""
+        if self._runtime is not None:
+            return self._runtime
         self._wanted.set()
         await self._ready.wait()
         if self._runtime is None:
