@@ -53,10 +53,11 @@ def roots_resolver(*arguments: str, paths: frozenset[str] = frozenset({"images",
     unless one of them may name a local file (``paths``: arguments that only hold files)."""
 
     async def client_roots(ctx: Context, **given: Any) -> ListRoots | ListRootsResult | list[Any]:
+        # The arguments first: most calls name no local file, and reading the context costs microseconds.
+        if not any(may_name_local_file(given.get(name), paths_only=name in paths) for name in arguments):
+            return []
         capabilities = ctx.client_capabilities
         if capabilities is None or capabilities.roots is None:
-            return []
-        if not any(may_name_local_file(given.get(name), paths_only=name in paths) for name in arguments):
             return []
         if ctx.protocol_version is not None and ctx.session.can_send_request:  # the handshake era: ask here
             return await _asked(ctx)

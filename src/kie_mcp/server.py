@@ -73,6 +73,11 @@ TOOL_NAMES = (
     "upload_file",
     "continue_video",
 )
+# Tools whose structured answer is always the JSON dump of the result model they built by validating it
+# (``surface._tool_result`` with no update): the SDK's check of that answer against the same model, on every call,
+# is skipped (estimate_cost: about 20-30 us a call). The output schema is still published, and clients still check
+# answers against it.
+ANSWERS_BUILT_BY_VALIDATION = frozenset({"estimate_cost"})
 ANSWER_GRACE = 300.0  # seconds a sealed confirmation answer stays readable after its question ended
 OPEN_AFTER_SECONDS = 0.5  # a host sends the handshake and tools/list at once: the runtime opens after them
 
@@ -176,7 +181,10 @@ class RuntimeHolder:
         self._wanted.set()
 
     async def get(self) -> Runtime:
-        """The runtime, opened now if it is not yet."""
+        """The runtime, opened now if it is not yet. Once it is open, returned at once: waiting on the set event
+        would still hand the call back to the event loop for a turn (anyio's checkpoint), on every request."""
+        if self._runtime is not None:
+            return self._runtime
         self._wanted.set()
         await self._ready.wait()
         if self._runtime is None:
@@ -449,6 +457,8 @@ class _Server(MCPServer):
         keep_free_text(tool.fn_metadata)
         if tool.fn_metadata.output_schema is not None:
             tool.fn_metadata.output_schema = compact(tool.fn_metadata.output_schema, output=True)
+            if name in ANSWERS_BUILT_BY_VALIDATION:  # the schema stays published; only the server's re-check goes
+                tool.fn_metadata.output_model = None
 
     async def list_tools(self) -> list[MCPTool]:
         if self._listing is None:

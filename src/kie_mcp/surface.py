@@ -412,8 +412,12 @@ def _accepts(tool_fn: Any) -> Any:
 
 def _reject_unknown_arguments(ctx: Context, tool: str) -> None:
     """The SDK drops arguments a tool does not declare; an agent would think they were used. Refuse them."""
-    params = ctx.request_context.params or {}
-    given = params.get("arguments") or {}
+    _refuse_unknown(ctx.request_context, tool)
+
+
+def _refuse_unknown(request: Any, tool: str) -> None:
+    """``_reject_unknown_arguments`` given the call's request context, already read."""
+    given = (request.params or {}).get("arguments") or {}
     unknown = sorted(set(given) - set(_ACCEPTED.get(tool, given)))
     if unknown:
         video_only = tool == "generate_image" and set(unknown) & _VIDEO_ONLY
@@ -460,9 +464,10 @@ def _register_tools(mcp: MCPServer) -> None:
         """Price a generation exactly, without spending anything. Takes the same arguments as generate_image /
         generate_video (or, with task_id and operation, as continue_video) and returns a quote (credits, about USD,
         price source and date) with a quote_id that approves exactly this request once, for 10 minutes. Free."""
-        _reject_unknown_arguments(ctx, "estimate_cost")
-        rt = _runtime(ctx)
-        given = {k: v for k, v in locals().items() if k not in ("session", "quote_id", "wait_seconds")}
+        request = ctx.request_context  # read once (``_runtime``)
+        _refuse_unknown(request, "estimate_cost")
+        rt = _runtime(ctx, request)
+        given = {k: v for k, v in locals().items() if k not in ("session", "quote_id", "wait_seconds", "request")}
         shared = root_folders(roots)  # the folders the client shared: priced as the generate call reads them
         with _user_errors():
             if task_id is not None or operation is not None:  # a follow-up of a finished video (continue_video)
@@ -480,7 +485,7 @@ def _register_tools(mcp: MCPServer) -> None:
                 tool = f"generate_{plan.spec.kind}"
             result = await _estimate(rt, plan)
         call = _tool_result(result, result.message, rt)
-        if client_supports_apps(ctx):  # MCP Apps hosts: the quote as an approval card
+        if client_supports_apps(request):  # MCP Apps hosts: the quote as an approval card
             call.meta = await _card_meta(ctx, plan, result.quote, tool, result.cap_problem)
         return call
 
@@ -1560,12 +1565,17 @@ def _title_of(file: Path) -> str:
 # -- helpers ----------------------------------------------------------------------------------------
 
 
-def _runtime(ctx: Context) -> Runtime:
-    """This connection's state, for a tool: while a setting is broken, every tool answers with it and the fix."""
-    rt = _state(ctx)
+def _runtime(ctx: Context, request: Any = None) -> Runtime:
+    """This connection's state, for a tool: while a setting is broken, every tool answers with it and the fix.
+
+    ``request``: the call's request context when the caller read it already. The SDK's ``Context`` reaches it
+    through a pydantic private attribute, about 4-7 us a read (``ctx.session``, ``ctx.client_capabilities`` read it
+    too), so a call on the hot path (estimate_cost) reads it once and hands it on."""
+    request = ctx.request_context if request is None else request
+    rt: Runtime = request.lifespan_context.current  # opened before any tool or resource runs
     if (problem := rt.settings.config_problem) is not None:
         raise ToolError(redact(problem))
-    rt.follower.attach_client(ctx)  # any tool call: from now on the client hears when a task ends (tasks/follower.py)
+    rt.follower.attach_client(ctx, request.session)  # any tool call: from now on the client hears when a task ends
     return rt
 
 
@@ -1574,7 +1584,12 @@ def _state(ctx: Context) -> Runtime:
 
 
 def _args(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in values.items() if k in gen.GenerationArgs.model_fields}
+    return {k: v for k, v in values.items() if k in _GENERATION_ARGS}
+
+
+# GenerationArgs' field names, read once: pydantic's ``model_fields`` is a class property that costs about a
+# microsecond per read, and ``_args`` would read it for every argument of every call.
+_GENERATION_ARGS = frozenset(gen.GenerationArgs.model_fields)
 
 
 def _can_elicit(ctx: Context) -> bool:

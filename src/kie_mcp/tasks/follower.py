@@ -737,15 +737,15 @@ class Follower:
 
         self._publish = publish
 
-    def attach_client(self, ctx: Any) -> None:
+    def attach_client(self, ctx: Any, session: Any = None) -> None:
         """Remember how to reach the client outside a request: the server's subscription bus (when it was not
         given at start), and for a handshake-era client its session. ``ctx`` is the MCP request context of a tool
-        or resource call."""
+        or resource call; ``session`` its session, when the caller has read it already."""
         from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
         if self._publish is None:
             self._publish = ctx.notify_resource_updated
-        session = ctx.session
+        session = ctx.session if session is None else session
         self._session = None if session.protocol_version in MODERN_PROTOCOL_VERSIONS else session
 
     async def _announce(self, record: TaskRecord, *, waiters: int = 0) -> None:
