@@ -7,10 +7,26 @@ import hashlib
 import os
 import secrets
 import socket
+from pathlib import Path
 
-# This machine, in a temporary file's name or a create attempt's owner: a workspace on shared storage may be written
-# by servers on other machines (or containers), whose process ids mean nothing here.
-HOST = hashlib.sha256(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:8]
+
+def _this_host() -> str:
+    """What tells this machine's process ids from any other's: its name, and on Linux its boot and its PID namespace.
+    Two containers on one host network (one name; each its own process 1), a sandbox, or two cloned machines of one
+    name on shared storage see each other's process ids as missing: by the name alone, a live server there was taken
+    for a crashed one, and a quote it was spending was released to another server, which spent it again."""
+    facts = [socket.gethostname()]
+    for source in ("/proc/sys/kernel/random/boot_id", "/proc/self/ns/pid"):
+        try:
+            facts.append(Path(source).read_text().strip() if "boot_id" in source else str(os.stat(source).st_ino))
+        except OSError:  # not Linux, or hidden by a sandbox: the name alone, as before
+            facts.append("")
+    return hashlib.sha256("\0".join(facts).encode("utf-8", "replace")).hexdigest()[:8]
+
+
+# This machine (this boot, this PID namespace), in a temporary file's name or a create attempt's owner: a workspace on
+# shared storage may be written by servers on other machines (or containers), whose process ids mean nothing here.
+HOST = _this_host()
 
 
 # This run of this process: a process given the id an earlier one had (a container restarted in place is process 1
@@ -27,6 +43,8 @@ def alive(pid: int) -> bool:
     """Whether process ``pid`` of this machine still runs (or cannot be ruled out: owned by another user)."""
     if pid == os.getpid():
         return True
+    if os.name == "nt":  # os.kill there terminates the process it names, whatever the signal
+        return _alive_on_windows(pid)
     try:
         os.kill(pid, 0)
     except (ProcessLookupError, OverflowError):  # gone, or no process id at all (a crafted name)
@@ -34,6 +52,27 @@ def alive(pid: int) -> bool:
     except (PermissionError, OSError):
         return True  # it exists (owned by someone else) or we cannot tell: treat it as alive
     return True
+
+
+def _alive_on_windows(pid: int) -> bool:
+    """``alive`` on Windows: the process opened for a query of its exit code (never signalled). Untested here (no
+    Windows in CI): anything unexpected reads as alive, which keeps what it owns."""
+    import ctypes
+
+    try:
+        kernel = ctypes.windll.kernel32  # type: ignore[attr-defined]
+        handle = kernel.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+        if not handle:
+            return kernel.GetLastError() != 87  # ERROR_INVALID_PARAMETER: no such process; access denied: it exists
+        try:
+            code = ctypes.c_ulong()
+            if not kernel.GetExitCodeProcess(handle, ctypes.byref(code)):
+                return True
+            return code.value == 259  # STILL_ACTIVE
+        finally:
+            kernel.CloseHandle(handle)
+    except Exception:  # ctypes missing, a changed API: cannot tell
+        return True
 
 
 def owner_gone(owner: str | None) -> bool | None:

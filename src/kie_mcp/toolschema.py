@@ -139,7 +139,8 @@ def keep_free_text(metadata: Any) -> None:
     ``FREE_TEXT`` arguments' strings as they were sent.
 
     It is replaced by the same rule worked out once per tool: a string sent for an argument not typed ``str`` (nor
-    free text) is read as JSON when that gives a list, an object, a boolean or null, and is kept as sent otherwise.
+    free text) is read as JSON when that gives a list, an object or null (a boolean is an int to the SDK's
+    check, so it stays the text sent, as there), and is kept as sent otherwise.
     The SDK's own looks up every field of the tool on every call and has ``json.loads`` fail (raising) on a plain
     string such as a model id: about 10 us a call for estimate_cost's 17 arguments, this about 1 us."""
     fields = metadata.arg_model.model_fields

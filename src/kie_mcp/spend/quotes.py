@@ -2,7 +2,6 @@
 
 # No ``from __future__ import annotations``: pydantic would compile each field's annotation string on import.
 
-import contextlib
 import hashlib
 import json
 import re
@@ -37,7 +36,7 @@ def request_hash(model_id: str, wire_input: dict[str, Any], variations: int) -> 
 
 class AskedInputs(NamedTuple):
     """The local files a confirmation question is asked about: ``shape``, the request's identity with each file
-    named by its real path instead of its content; ``files``, each path's SHA-256 as it was priced."""
+    named by its path as the caller wrote it instead of its content; ``files``, each path's SHA-256 as priced."""
 
     shape: str
     files: dict[str, str]
@@ -287,9 +286,11 @@ class QuoteBook:
     def refusal(self, quote_id: str, digest: str) -> QuoteError | None:
         """None when ``quote_id`` can approve the request with ``digest``; else why not, with the rule's name."""
         self._release_owed()
-        self._release_abandoned(quote_id)
         rows = self.journal.query("SELECT * FROM quotes WHERE quote_id = ?", quote_id)
-        return self._refusal(quote_id, digest, rows[0] if rows else None)
+        row = rows[0] if rows else None
+        if row is not None and self._abandoned(row, self.journal.query):
+            row = {**dict(row), "used": 0}  # as consume will take it
+        return self._refusal(quote_id, digest, row)
 
     def quote(self, quote_id: str, digest: str | None = None) -> Quote | None:
         """The quote as it was issued (its price never changes), used or expired or not; None when unknown, or
@@ -302,9 +303,10 @@ class QuoteBook:
     def consume(self, quote_id: str, digest: str, *, kind: str = "estimate") -> Quote:
         """Use the quote up, atomically: of two calls (or two processes) racing with one quote, one wins."""
         self._release_owed()
-        self._release_abandoned(quote_id)
         with self.journal.transaction() as db:
             row = db.execute("SELECT * FROM quotes WHERE quote_id = ?", (quote_id,)).fetchone()
+            if row is not None and self._abandoned(row, lambda sql, *args: db.execute(sql, args).fetchall()):
+                row = {**dict(row), "used": 0}  # in this very transaction: no other process can take it meanwhile
             refusal = self._refusal(quote_id, digest, row, kind)
             if refusal is not None:
                 raise refusal
@@ -351,10 +353,12 @@ class QuoteBook:
         self._owed.discard(quote_id)
 
     def _unuse(self, quote_id: str) -> None:
+        """Unuse a quote this process used (never one another process has consumed since) that bought nothing."""
         self.journal.execute(
-            "UPDATE quotes SET used = 0, used_by = NULL, used_at = NULL WHERE quote_id = ? AND NOT EXISTS"
-            " (SELECT 1 FROM attempts WHERE quote_id = ? AND state != 'refused')",
+            "UPDATE quotes SET used = 0, used_by = NULL, used_at = NULL WHERE quote_id = ? AND used_by = ? AND NOT"
+            " EXISTS (SELECT 1 FROM attempts WHERE quote_id = ? AND state != 'refused')",
             quote_id,
+            this_process(),
             quote_id,
         )
 
@@ -378,19 +382,17 @@ class QuoteBook:
                 return  # still full: the next look tries again
             self._owed.discard(quote_id)
 
-    def _release_abandoned(self, quote_id: str) -> None:
-        """Unuse ``quote_id`` when the process that used it is gone (this machine's, by its tag) and it has no create
-        attempt but refused ones: that call ended before any create was sent (a create's attempt is written before it
-        is), with its release unwritten (a crash, or a full disk it never recovered from). Its approval bought
-        nothing, so it still approves its request once. A live process's, or another machine's, stays used."""
-        rows = self.journal.query(
-            "SELECT used_by FROM quotes WHERE quote_id = ? AND used = 1 AND NOT EXISTS"
-            " (SELECT 1 FROM attempts a WHERE a.quote_id = quotes.quote_id AND a.state != 'refused')",
-            quote_id,
-        )
-        if rows and owner_gone(rows[0]["used_by"]) is True:
-            with contextlib.suppress(*_JOURNAL_ERRORS):  # a journal that cannot take it: the quote stays used
-                self._unuse(quote_id)
+    @staticmethod
+    def _abandoned(row: Any, query: Callable[..., list[Any]]) -> bool:
+        """Whether the used quote of ``row`` was left by a call that sent nothing: the process that used it is gone
+        (this machine's and PID namespace's, by its tag: ``processes.HOST``) and it has no create attempt but refused
+        ones (a create's attempt is written before it is sent), its release unwritten (a crash, or a full disk it
+        never recovered from). Its approval bought nothing, so it approves its request once more. A live process's,
+        another machine's or another namespace's stays used."""
+        if not row["used"] or owner_gone(row["used_by"]) is not True:
+            return False
+        sql = "SELECT 1 FROM attempts WHERE quote_id = ? AND state != 'refused' LIMIT 1"
+        return not query(sql, row["quote_id"])
 
     def _refusal(self, quote_id: str, digest: str, row: Any, kind: str = "estimate") -> QuoteError | None:
         if row is None:
