@@ -216,6 +216,8 @@ def test_a_client_that_cannot_be_written_to_ends_the_server_with_one_line_not_a_
     lines = [line for line in errors.decode().splitlines() if line.strip()]
     assert "Traceback" not in errors.decode()
     if how == "closed":
-        assert (code, lines) == (0, ["kie-mcp: the client closed the connection; stopped."]), errors.decode()
+        # One line when the answer met the closed connection; none when the end of input was read first (a normal
+        # end: on a busy machine the server may stop before it writes the answer).
+        assert code == 0 and lines in ([], ["kie-mcp: the client closed the connection; stopped."]), errors.decode()
     else:
         assert code == 1 and len(lines) == 1 and "writing to the client failed" in lines[0], errors.decode()
