@@ -25,7 +25,7 @@ from kie_mcp.catalog.pricing import input_to_measure, usd_text
 from kie_mcp.catalog.script import fit_script, speech_models
 from kie_mcp.catalog.spec import Operation
 from kie_mcp.catalog.validate import argument_name, named_for_user
-from kie_mcp.journal import CALL_ANSWERED, CALL_CUT_OFF, JournalUnavailable, storage_fix
+from kie_mcp.journal import CALL_ANSWERED, CALL_CUT_OFF, JOURNAL_ERRORS, JournalUnavailable, storage_fix
 from kie_mcp.kie import FAMILIES, KieClient, KieError, OutcomeUnknownError, RefusedHereError
 from kie_mcp.kie.client import UPLOAD_FAILED, ExistingTaskError
 from kie_mcp.kie.families import Family
@@ -805,9 +805,6 @@ def confirmation_required(
 
 
 # -- after the gate ---------------------------------------------------------------------------
-
-
-JOURNAL_ERRORS = (sqlite3.Error, OSError, JournalUnavailable)
 
 
 async def execute(

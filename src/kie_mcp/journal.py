@@ -341,6 +341,9 @@ class JournalUnavailable(RuntimeError):
     """The journal cannot be opened or written; the message says why and what to do."""
 
 
+JOURNAL_ERRORS = (sqlite3.Error, OSError, JournalUnavailable)  # a journal that cannot be read or written now
+
+
 class UnavailableJournal:
     """Stands in for a journal that could not be opened: every use explains why, instead of crashing the server."""
 

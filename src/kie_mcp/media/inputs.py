@@ -881,41 +881,51 @@ async def upload_local_files(
     as_is = _sent_as_is(spec, wire)
     fields = _given_to(spec, wire)
     host = httpx2.URL(kie.upload_base_url).netloc.decode()
+    read: dict[str, bytes] = {}  # each file's approved bytes by path, read once for all its forms
     for value, local in files.items():
         prepare = value not in as_is and local.media.kind == "image"
-        content: bytes | None = None
         uploads: dict[str, str] = {}  # by form
         for name, kinds in fields.get(value, {}).items():
-            sound = sent_type(local, kinds) is not local.media
-            # Remembered by the approved file's hash and what is done to it (upscaled, sent as audio, or neither), at
-            # the upload host and port: each form is uploaded under a name of its own (the hash of its own bytes, its
-            # own extension), so no upload of one form ever replaces the other's, and an MP4 uploaded as video is
-            # never reused for an audio field, nor one uploaded as audio for a video field. An entry an earlier
-            # kie-mcp remembered (keyed "<hash>@host" or "<hash>:as-is@host", under names one form could overwrite)
-            # is never used.
-            form = "upscaled" if prepare else "as-audio" if sound else "as-is"
+            form = "upscaled" if prepare else "as-audio" if sent_type(local, kinds) is not local.media else "as-is"
             if form not in uploads:
-                kept = f"file:{local.sha256}:{form}@{host}"  # a simulator's: never KIE's
-                earlier = journal.live_upload(kept, UPLOAD_REUSE_SECONDS)
-                if earlier:  # the approved bytes' own upload: nothing read, upscaled or sent again
-                    await anyio.to_thread.run_sync(still_approved, local)  # ... once the file is the one approved
-                    uploads[form] = earlier
-                    notes.append(f"{local.path.name} was already uploaded recently; reused {earlier}.")
-                else:
-                    if content is None:  # reads the whole file, once for all its forms: off the event loop
-                        content = await anyio.to_thread.run_sync(approved_bytes, local)
-                    sent = await anyio.to_thread.run_sync(as_sent, local, content, prepare, kinds)
-                    if sent.note:
-                        notes.append(sent.note)
-                    uploaded = await kie.upload_file(
-                        sent.content, sent.name, upload_path="kie-mcp/inputs", mime=sent.media.mime
-                    )
-                    if (reusable := reuse_window(uploaded.kept_seconds)) > 0:
-                        journal.remember_upload(kept, uploaded.url, reusable_for=reusable)
-                    uploads[form] = uploaded.url
+                uploads[form] = await _upload_form(kie, journal, local, form, host, kinds, read, notes)
             links[(name, value)] = uploads[form]
     sent_wire = _replace(spec, wire, lambda name, value: links.get((name, value)))
     return sent_wire, list(dict.fromkeys(notes))  # one file named five ways: said once
+
+
+async def _upload_form(
+    kie: KieClient,
+    journal: Journal,
+    local: LocalFile,
+    form: str,
+    host: str,
+    kinds: frozenset[MediaKind],
+    read: dict[str, bytes],
+    notes: list[str],
+) -> str:
+    """The link of ``local`` sent in ``form`` (upscaled, as audio, or as it is) to fields that take ``kinds``: a live
+    earlier upload of it (nothing read, upscaled or sent again), else its approved bytes (``read``, once) uploaded.
+    Remembered by the approved file's hash and its form, at the upload host and port: each form is uploaded under a
+    name of its own (the hash of its own bytes, its own extension), so no upload of one form ever replaces the
+    other's, and an MP4 uploaded as video is never reused for an audio field, nor one uploaded as audio for a video
+    field. An entry an earlier kie-mcp remembered (keyed "<hash>@host" or "<hash>:as-is@host", under names one form
+    could overwrite) is never used."""
+    kept = f"file:{local.sha256}:{form}@{host}"  # a simulator's: never KIE's
+    earlier = journal.live_upload(kept, UPLOAD_REUSE_SECONDS)
+    if earlier:  # the approved bytes' own upload ...
+        await anyio.to_thread.run_sync(still_approved, local)  # ... once the file is known to be the one approved
+        notes.append(f"{local.path.name} was already uploaded recently; reused {earlier}.")
+        return earlier
+    if str(local.path) not in read:  # reads the whole file: off the event loop
+        read[str(local.path)] = await anyio.to_thread.run_sync(approved_bytes, local)
+    sent = await anyio.to_thread.run_sync(as_sent, local, read[str(local.path)], form == "upscaled", kinds)
+    if sent.note:
+        notes.append(sent.note)
+    uploaded = await kie.upload_file(sent.content, sent.name, upload_path="kie-mcp/inputs", mime=sent.media.mime)
+    if (reusable := reuse_window(uploaded.kept_seconds)) > 0:
+        journal.remember_upload(kept, uploaded.url, reusable_for=reusable)
+    return uploaded.url
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,6 @@ import hashlib
 import json
 import re
 import secrets
-import sqlite3
 import time
 from collections.abc import Callable
 from datetime import date
@@ -15,7 +14,7 @@ from typing import Any, Literal, NamedTuple
 from pydantic import BaseModel, Field
 
 from kie_mcp.catalog import ItemPrice, usd
-from kie_mcp.journal import SEND_LIMIT, Journal, JournalUnavailable
+from kie_mcp.journal import JOURNAL_ERRORS, SEND_LIMIT, Journal
 from kie_mcp.processes import owner_gone, this_process
 from kie_mcp.words import timestamp
 
@@ -122,8 +121,6 @@ def staleness(price: ItemPrice, today: date, why: str) -> str | None:
     )
 
 
-_JOURNAL_ERRORS = (sqlite3.Error, OSError, JournalUnavailable)  # a journal that cannot be written now
-
 # Which rule refused a quote: only "used" means the request it approved may already have run.
 QuoteRefusal = Literal["unknown", "question", "used", "expired", "other request"]
 
@@ -218,7 +215,7 @@ class QuoteBook:
         one (the price moved: a yes to the new question approves the new price, never the old quote's). Asked again,
         a question gets its full ``ttl`` from now: one left by an earlier call (declined, cancelled) would otherwise
         expire while this call's user is still answering, and a yes in time would read as too late."""
-        self._release_owed()
+        self.release_owed()
         now = self._clock()
         total = None if price.credits is None else round(price.credits * variations, 4)
         with self.journal.transaction() as db:
@@ -245,7 +242,7 @@ class QuoteBook:
 
     def last_question(self, digest: str) -> tuple[str, bool, bool] | None:
         """(quote_id, used, expired) of the newest confirmation question asked for this exact request."""
-        self._release_owed()
+        self.release_owed()
         rows = self.journal.query(
             "SELECT quote_id, used, expires FROM quotes WHERE digest = ? AND kind = 'ask'"
             " ORDER BY created DESC LIMIT 1",
@@ -273,7 +270,7 @@ class QuoteBook:
 
     def open_estimate(self, digest: str) -> str | None:
         """The newest estimate quote for this exact request still unused and unexpired, if any."""
-        self._release_owed()
+        self.release_owed()
         rows = self.journal.query(
             "SELECT quote_id, used, expires FROM quotes WHERE digest = ? AND kind = 'estimate'"
             " ORDER BY created DESC LIMIT 1",
@@ -285,7 +282,7 @@ class QuoteBook:
 
     def refusal(self, quote_id: str, digest: str) -> QuoteError | None:
         """None when ``quote_id`` can approve the request with ``digest``; else why not, with the rule's name."""
-        self._release_owed()
+        self.release_owed()
         rows = self.journal.query("SELECT * FROM quotes WHERE quote_id = ?", quote_id)
         row = rows[0] if rows else None
         if row is not None and self._abandoned(row, self.journal.query):
@@ -302,7 +299,7 @@ class QuoteBook:
 
     def consume(self, quote_id: str, digest: str, *, kind: str = "estimate") -> Quote:
         """Use the quote up, atomically: of two calls (or two processes) racing with one quote, one wins."""
-        self._release_owed()
+        self.release_owed()
         with self.journal.transaction() as db:
             row = db.execute("SELECT * FROM quotes WHERE quote_id = ?", (quote_id,)).fetchone()
             if row is not None and self._abandoned(row, lambda sql, *args: db.execute(sql, args).fetchall()):
@@ -323,7 +320,7 @@ class QuoteBook:
         no create attempt names it. A replay is then told a create is on its way. A quote whose call this process
         saw end with no create sent is not in use, even while the journal cannot yet take its release."""
         if quote_id in self._owed:
-            self._release_owed()
+            self.release_owed()
             return False
         rows = self.journal.query(
             "SELECT used_by, used_at FROM quotes WHERE quote_id = ? AND used = 1 AND used_at > ? AND NOT EXISTS"
@@ -347,7 +344,7 @@ class QuoteBook:
         approval good, never "a create is on its way" for the ten minutes a create may take."""
         try:
             self._unuse(quote_id)
-        except _JOURNAL_ERRORS:
+        except JOURNAL_ERRORS:
             self._owed.add(quote_id)
             raise
         self._owed.discard(quote_id)
@@ -368,17 +365,13 @@ class QuoteBook:
         return bool(self._owed)
 
     def release_owed(self) -> None:
-        """Write the releases ``give_back`` could not (a full disk), if the journal takes them now: run soon after
-        (the runtime's background, and its shutdown), so another server on the workspace, or this one restarted,
-        finds the approval good too. Never raises."""
-        self._release_owed()
-
-    def _release_owed(self) -> None:
-        """The releases ``give_back`` could not write, written now if the journal takes them (else kept owed)."""
+        """The releases ``give_back`` could not write (a full disk), written now if the journal takes them (else kept
+        owed): at every look at a quote, and soon after on their own (the runtime's background, and its shutdown), so
+        another server on the workspace, or this one restarted, finds the approval good too. Never raises."""
         for quote_id in tuple(self._owed):
             try:
                 self._unuse(quote_id)
-            except _JOURNAL_ERRORS:
+            except JOURNAL_ERRORS:
                 return  # still full: the next look tries again
             self._owed.discard(quote_id)
 

@@ -83,7 +83,7 @@ from pydantic import ValidationError
 
 from kie_mcp import processes
 from kie_mcp.config import Settings
-from kie_mcp.journal import JournalUnavailable
+from kie_mcp.journal import JOURNAL_ERRORS
 from kie_mcp.processes import this_process
 
 from .polling import Look, refresh
@@ -116,7 +116,6 @@ SAVE_AGAIN = (30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)  # gaps between tries to 
 DEFAULT_TYPICAL = {"image": (5, 60), "video": (60, 300)}  # a model the catalogue does not know
 OTHER_TYPICAL = (30, 300)
 
-JOURNAL_ERRORS = (sqlite3.Error, OSError, JournalUnavailable)
 _FOLLOWERS = itertools.count(1)  # the followers of this process (one per server), told apart in their claims
 TASK_STATES_UNFINISHED = ("queued", "running", "succeeded_without_results")
 
