@@ -7,6 +7,15 @@ Here each lone surrogate escape becomes ``\\ufffd`` (U+FFFD, as KIE's own answer
 before the SDK reads the line, so the call is answered like any other: the text with a replacement character,
 shown in the confirmation like the rest of the request.
 
+pydantic's JSON reader also refuses a line nested deeper than it reads (``DEEPEST_JSON``: 200 lists and objects
+inside each other with pydantic-core 2.50), and the SDK drops that line unanswered too. A request nested deeper
+(``arguments`` holding hundreds of lists inside each other) is rewritten into a shallow ``kie-mcp/unreadable``
+request with the same id (and the same ``_meta``, so the 2026-07-28 envelope still routes it), which the server
+answers with an Invalid Request error saying why: nothing of it is run. A client's answer to a request of the
+server (a form's answer) nested that deep becomes an error answer with its id, so the call waiting for it goes on
+at once. A deep notification stays dropped (logged). Only a line with more brackets than ``DEEPEST_JSON`` is
+looked at again (by pydantic's reader, then a scan for its id); every other line costs two counts.
+
 The SDK claims fd 0 only when it opens stdin itself; this module opens it, so it claims it the same way: the wire
 is read from a private duplicate and fd 0 points at the null device while serving (a child such as ffmpeg reads
 end-of-file, never the protocol), restored on exit.
@@ -15,6 +24,8 @@ end-of-file, never the protocol), restored on exit.
 from __future__ import annotations
 
 import io
+import json
+import logging
 import os
 import re
 import sys
@@ -22,8 +33,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
+from mcp.types import INVALID_REQUEST, ErrorData, RequestParams
+from pydantic_core import from_json
+
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
+
+log = logging.getLogger(__name__)
 
 # At each backslash, left to right (so ``\\`` is one escape and never starts another): a surrogate pair, a lone
 # surrogate, or any other escape. Only the lone one is replaced.
@@ -33,18 +49,187 @@ _ESCAPES = re.compile(
 _LONE_ESCAPE_LENGTH = 6
 REPLACEMENT_ESCAPE = "\\ufffd"
 
+UNREADABLE_METHOD = "kie-mcp/unreadable"
+# JSON's tokens: a string (escapes and all), a structural character, or a bare scalar (number, true, ...).
+_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}:,]|[^\s\[\]{}:,"]+', re.S)
+_METHOD_NAME = re.compile(r"[A-Za-z0-9_./-]{1,64}")  # a method named in the error: only a plain, short one
+
+
+def _deepest_json() -> int:
+    """How many lists and objects inside each other pydantic-core's JSON reader (the SDK's) reads, a value in the
+    innermost, found by asking it once. A line past it has more brackets than that."""
+    readable, unreadable = 1, 1 << 12  # past 4095, the slow path (pydantic's reader) still decides
+    while unreadable - readable > 1:
+        depth = (readable + unreadable) // 2
+        try:
+            from_json("[" * depth + "0" + "]" * depth)
+        except ValueError:
+            unreadable = depth
+        else:
+            readable = depth
+    return readable
+
+
+DEEPEST_JSON = _deepest_json()
+_SHORTEST_TOO_DEEP = 2 * DEEPEST_JSON + 3  # one more list than it reads, a value inside: ``[[...[0]...]]``
+
 
 def mend_line(line: str) -> str:
-    """``line`` (one JSON-RPC message) with every lone surrogate escape written ``\\ufffd``; a line without any
-    ``\\ud`` escape (nearly all) costs two substring checks."""
-    if "\\ud" not in line and "\\uD" not in line:
-        return line
-    return _ESCAPES.sub(_mend_escape, line)
+    """``line`` (one JSON-RPC message) as the SDK can read it: every lone surrogate escape written ``\\ufffd``, and
+    a message nested deeper than ``DEEPEST_JSON`` replaced by one that says so (``stand_in_for_deep``). A line without
+    any ``\\ud`` escape and with fewer brackets than that (nearly all) costs two substring checks and two counts
+    (a line too short to hold that many, only its length)."""
+    if "\\ud" in line or "\\uD" in line:
+        line = _ESCAPES.sub(_mend_escape, line)
+    if len(line) >= _SHORTEST_TOO_DEEP and line.count("[") + line.count("{") > DEEPEST_JSON:
+        return stand_in_for_deep(line)
+    return line
 
 
 def _mend_escape(found: re.Match[str]) -> str:
     escape = found.group()
     return REPLACEMENT_ESCAPE if len(escape) == _LONE_ESCAPE_LENGTH else escape
+
+
+def stand_in_for_deep(line: str) -> str:
+    """``line`` as is when the SDK's JSON reader reads it. Nested too deep, a shallow message in its place: a
+    request becomes a ``kie-mcp/unreadable`` request with its id and ``_meta`` (answered by ``answer_unreadable``),
+    an answer to a request of the server an error answer with its id. A notification, or a message without an id
+    to answer, stays as it is (the SDK drops it; logged here)."""
+    try:
+        from_json(line)
+    except ValueError as err:
+        if "recursion limit" not in str(err):
+            return line  # unreadable for another reason: the SDK's own verdict stands
+    else:
+        return line
+    top, params = top_level_members(line)
+    request_id = _request_id(_written(line, top.get("id")))
+    if request_id is not None and "method" in top:
+        method = _string(_written(line, top.get("method")))
+        stand_in: dict[str, Any] = {"method": method if method and _METHOD_NAME.fullmatch(method) else None}
+        meta = _meta(_written(line, params.get("_meta")))
+        if meta is not None:  # the 2026-07-28 envelope: the stand-in is served in the request's era
+            stand_in["_meta"] = meta
+        return _compact({"jsonrpc": "2.0", "id": request_id, "method": UNREADABLE_METHOD, "params": stand_in})
+    if request_id is not None and ("result" in top or "error" in top):  # the server's request fails at once
+        error = {"code": INVALID_REQUEST, "message": f"its answer is nested more than {DEEPEST_JSON} levels deep"}
+        return _compact({"jsonrpc": "2.0", "id": request_id, "error": error})
+    log.warning("dropped a message nested more than %d levels deep: no request id to answer", DEEPEST_JSON)
+    return line
+
+
+def _compact(message: dict[str, Any]) -> str:
+    return json.dumps(message, separators=(",", ":"))
+
+
+Span = tuple[int, int]
+
+
+def top_level_members(line: str) -> tuple[dict[str, Span], dict[str, Span]]:
+    """Where the values of the top-level object's members are in ``line`` (``{key: (start, end)}``; of a repeated
+    key the last, as the SDK's reader keeps it), and those of its ``params`` object, read without building any of
+    it: strings are skipped whole, so brackets, quotes and keys inside them are text."""
+    top: dict[str, Span] = {}
+    params: dict[str, Span] = {}
+    kinds: list[str] = []  # each open container: "{" or "["
+    keys: list[str | None] = []  # the key each open container is the value of
+    starts: list[int] = []
+    key: str | None = None  # in an object, the key of the value read next
+    key_next = False  # the next string is a key
+    for token in _TOKENS.finditer(line):
+        text = token.group()
+        first = text[0]
+        if first in "[{":
+            kinds.append(first)
+            keys.append(key)
+            starts.append(token.start())
+            if len(kinds) == 2 and key == "params":
+                params = {}  # a repeated params: the last one counts
+            key, key_next = None, first == "{"
+        elif first in "]}":
+            if not kinds:
+                break
+            kinds.pop()
+            key, start = keys.pop(), starts.pop()
+            _keep(top, params, kinds, keys, key, (start, token.end()))
+            key_next = False
+        elif first == ",":
+            key_next = bool(kinds) and kinds[-1] == "{"
+        elif first == ":":
+            key_next = False
+        elif key_next:
+            key, key_next = _key(text), False
+        else:
+            _keep(top, params, kinds, keys, key, token.span())
+    return top, params
+
+
+def _keep(
+    top: dict[str, Span], params: dict[str, Span], kinds: list[str], keys: list[str | None], key: str | None, span: Span
+) -> None:
+    """Note where a value is when it is a member of the top-level object or of its ``params``."""
+    if key is None or not kinds or kinds[-1] != "{":
+        return
+    if len(kinds) == 1:
+        top[key] = span
+    elif len(kinds) == 2 and keys[1] == "params":
+        params[key] = span
+
+
+def _key(token: str) -> str:
+    """A key as the reader reads it (``"\\u0069d"`` is ``id``)."""
+    return _string(token) or token[1:-1]
+
+
+def _written(line: str, span: Span | None) -> str | None:
+    return None if span is None else line[span[0] : span[1]]
+
+
+def _string(written: str | None) -> str | None:
+    if written is None or not written.startswith('"'):
+        return None
+    try:
+        return str(json.loads(written))
+    except ValueError:
+        return None
+
+
+def _request_id(written: str | None) -> str | int | None:
+    """A JSON-RPC id the SDK takes (a string or a whole number); anything else (null, a fraction) is none."""
+    if written is None:
+        return None
+    try:
+        value = json.loads(written)
+    except ValueError:
+        return None
+    return value if isinstance(value, str | int) and not isinstance(value, bool) else None
+
+
+def _meta(written: str | None) -> dict[str, Any] | None:
+    """The request's ``_meta`` when it is an object shallow enough to carry over (it always is, from a client)."""
+    if written is None or not written.startswith("{") or written.count("[") + written.count("{") > DEEPEST_JSON - 2:
+        return None
+    try:
+        value = json.loads(written)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+class UnreadableParams(RequestParams):
+    method: str | None = None  # the method of the request that could not be read, when it was a plain name
+
+
+async def answer_unreadable(ctx: Any, params: UnreadableParams) -> ErrorData:
+    """``kie-mcp/unreadable``: the request this line stood in for was nested too deep to read; say so."""
+    request = f"this {params.method} request" if params.method else "this request"
+    message = (
+        f"kie-mcp could not read {request}: its JSON is nested more than {DEEPEST_JSON} levels deep, and kie-mcp "
+        f"reads at most {DEEPEST_JSON}. Nothing of it was run, priced or sent. Send the arguments flatter: fewer "
+        "lists and objects inside each other."
+    )
+    return ErrorData(code=INVALID_REQUEST, message=message, data={"deepest": DEEPEST_JSON})
 
 
 class _MendedLines(io.TextIOWrapper):
@@ -91,5 +276,6 @@ async def serve(server: MCPServer) -> None:
         await server.run_stdio_async()
         return
     with claimed_stdin() as stdin:
+        lowlevel.add_request_handler(UNREADABLE_METHOD, UnreadableParams, answer_unreadable)
         async with stdio_server(stdin=stdin) as (read_stream, write_stream):
             await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
