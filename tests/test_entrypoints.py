@@ -188,18 +188,51 @@ def test_lone_surrogate_escapes_are_mended_and_nothing_else(line, mended):
     json.loads(stdio.mend_line(line))
 
 
+def _sandbox_server_over_pipes(workspace: Path) -> subprocess.Popen[bytes]:
+    """The installed ``kie-mcp --sandbox`` on ``workspace``, its stdin and stdout pipes this test writes and reads
+    raw lines on."""
+    script = shutil.which("kie-mcp", path=str(Path(sys.executable).parent))
+    assert script
+    env = {**os.environ, "KIE_WORKSPACE": str(workspace)}
+    server = subprocess.Popen(
+        [script, "--sandbox"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env
+    )
+    assert server.stdin is not None and server.stdout is not None
+    return server
+
+
+def test_a_leading_byte_order_mark_is_taken_off_and_nothing_else():
+    assert stdio.mend_line('\ufeff{"id": 1}\n') == '{"id": 1}\n'
+    assert stdio.mend_line('{"p": "\ufeff inside"}') == '{"p": "\ufeff inside"}'  # text in a string stays
+
+
+@pytest.mark.stdio
+def test_a_host_writing_utf8_with_a_byte_order_mark_is_answered_over_stdio(tmp_path):
+    """A host that writes "UTF-8 with BOM" (.NET's ``Encoding.UTF8``) starts its first line with a byte-order
+    mark; the SDK's transport dropped that line, the ``initialize``, so the host never connected."""
+    server = _sandbox_server_over_pipes(tmp_path)
+    try:
+        hello = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
+        first = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": hello}
+        server.stdin.write(b"\xef\xbb\xbf" + json.dumps(first).encode() + b"\n")
+        server.stdin.flush()
+        ready, _, _ = select.select([server.stdout], [], [], 30)
+        assert ready, "the initialize after a byte-order mark was not answered"
+        answer = json.loads(server.stdout.readline())
+        assert answer["id"] == 1 and answer["result"]["serverInfo"]["name"]
+    finally:
+        server.stdin.close()
+        exited = server.wait(timeout=30)
+        server.stdout.close()
+    assert exited == 0
+
+
 @pytest.mark.stdio
 def test_a_line_with_a_lone_surrogate_escape_is_answered_not_dropped_over_stdio(tmp_path):
     """JSON may escape half of an emoji alone (``\\ud83d``); the SDK's transport drops such a line unanswered, so
     the host would wait for ever. kie-mcp mends it first: the call is answered, and the server goes on. While it
     serves, fd 0 is the null device (a child such as ffmpeg never reads the protocol)."""
-    script = shutil.which("kie-mcp", path=str(Path(sys.executable).parent))
-    assert script
-    env = {**os.environ, "KIE_WORKSPACE": str(tmp_path)}
-    server = subprocess.Popen(
-        [script, "--sandbox"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env
-    )
-    assert server.stdin is not None and server.stdout is not None
+    server = _sandbox_server_over_pipes(tmp_path)
 
     def ask(message: dict) -> dict:
         server.stdin.write(json.dumps(message).encode() + b"\n")  # ensure_ascii: "\ud83d" goes as an escape

@@ -16,6 +16,10 @@ server (a form's answer) nested that deep becomes an error answer with its id, s
 at once. A deep notification stays dropped (logged). Only a line with more brackets than ``DEEPEST_JSON`` is
 looked at again (by pydantic's reader, then a scan for its id); every other line costs two counts.
 
+A host that writes "UTF-8 with BOM" (.NET's ``Encoding.UTF8``) starts its first line with a byte-order mark,
+which no JSON starts with: the SDK dropped that line (the ``initialize``, so the host never connected). It is
+taken off.
+
 The SDK claims fd 0 only when it opens stdin itself; this module opens it, so it claims it the same way: the wire
 is read from a private duplicate and fd 0 points at the null device while serving (a child such as ffmpeg reads
 end-of-file, never the protocol), restored on exit.
@@ -48,6 +52,7 @@ _ESCAPES = re.compile(
 )
 _LONE_ESCAPE_LENGTH = 6
 REPLACEMENT_ESCAPE = "\\ufffd"
+BYTE_ORDER_MARK = "\ufeff"  # JSON never starts with one; the SDK's reader refuses a line that does
 
 UNREADABLE_METHOD = "kie-mcp/unreadable"
 # JSON's tokens: a string (escapes and all), a structural character, or a bare scalar (number, true, ...).
@@ -75,10 +80,12 @@ _SHORTEST_TOO_DEEP = 2 * DEEPEST_JSON + 3  # one more list than it reads, a valu
 
 
 def mend_line(line: str) -> str:
-    """``line`` (one JSON-RPC message) as the SDK can read it: every lone surrogate escape written ``\\ufffd``, and
-    a message nested deeper than ``DEEPEST_JSON`` replaced by one that says so (``stand_in_for_deep``). A line without
-    any ``\\ud`` escape and with fewer brackets than that (nearly all) costs two substring checks and two counts
-    (a line too short to hold that many, only its length)."""
+    """``line`` (one JSON-RPC message) as the SDK can read it: without a leading byte-order mark, every lone
+    surrogate escape written ``\\ufffd``, and a message nested deeper than ``DEEPEST_JSON`` replaced by one that
+    says so (``stand_in_for_deep``). A line without any of these (nearly all) costs a prefix check, two substring
+    checks and two counts (a line too short to hold that many brackets, only its length)."""
+    if line.startswith(BYTE_ORDER_MARK):  # a host writing "UTF-8 with BOM" (.NET's Encoding.UTF8) starts with one
+        line = line.lstrip(BYTE_ORDER_MARK)
     if "\\ud" in line or "\\uD" in line:
         line = _ESCAPES.sub(_mend_escape, line)
     if len(line) >= _SHORTEST_TOO_DEEP and line.count("[") + line.count("{") > DEEPEST_JSON:
