@@ -63,6 +63,12 @@ class AppHost:
         self.views[name] = {"toolInput": tool_input, "toolResult": dump(result)}
         return f"{self.url}/host.html?view={name}"
 
+    def show_raw(self, name: str, tool_input: dict[str, Any], result: dict[str, Any]) -> str:
+        """``show``, for a tool result as it would travel (camelCase, ``_meta``), of any shape: what the view does
+        with one it cannot draw."""
+        self.views[name] = {"toolInput": tool_input, "toolResult": result}
+        return f"{self.url}/host.html?view={name}"
+
     def calls(self, tool: str) -> list[dict[str, Any]]:
         """The arguments of every ``tools/call`` of ``tool`` the view made."""
         return [r["params"].get("arguments", {}) for r in self.relayed if r["params"].get("name") == tool]

@@ -137,6 +137,11 @@ class GenerationResult(BaseModel, defer_build=True):
     model: str
     quote: Quote | None = Field(default=None, description="Present when the user must approve this cost.")
     tasks: list[TaskRecord] = Field(default_factory=list)
+    saving: list[str] = Field(
+        default_factory=list,
+        description="Task ids that succeeded and whose results are being saved right now (their files are not listed "
+        "yet): check_task shows them in a moment.",
+    )
     sandbox: bool = False
     _why: str | None = PrivateAttr(default=None)  # why a request was not run (for the approval card, not the schema)
     _form_refused: bool = PrivateAttr(default=False)  # it was not run because the client refused to show the form
@@ -712,8 +717,8 @@ def price_change(rt: Runtime, p: Plan, *, asked: bool = False) -> str | None:
 def question(p: Plan, confirmation: str | None = None, why: str | None = None) -> str:
     """The confirmation text, led by ``why`` it is asked again (a quote whose price changed). Deterministic: the
     2026 protocol may ask it twice and compare."""
-    spec, n = p.spec, p.variations
-    things = f"{n} {spec.kind}{'s' if n > 1 else ''}"
+    spec = p.spec
+    things = outputs_text(p)
     if p.total is None:
         cost = (
             f"an UNKNOWN number of credits ({p.reserved:g} reserved against today's cap, about "
@@ -732,6 +737,23 @@ def question(p: Plan, confirmation: str | None = None, why: str | None = None) -
         f"{lead}Spend {cost} to make {things} with {spec.title} ({spec.id})? {settings_text(p)}.{excerpt}{notes} "
         f"Nothing is charged unless you confirm{ref}."
     )
+
+
+def outputs_made(p: Plan) -> tuple[int, int, bool]:
+    """How many results the request makes in all and per task (variations x the model's count field: Imagen's
+    ``num_images``, Seedream's ``max_images``), and whether that is only the most it makes (``max_images``)."""
+    each, at_most = p.spec.outputs_per_task(p.wire)
+    return each * p.variations, each, at_most and each > 1
+
+
+def outputs_text(p: Plan) -> str:
+    """What the request makes, as the confirmation text and the approval card say it: '1 image', '4 images',
+    'up to 6 images', '8 images (2 variations of 4)'."""
+    total, each, at_most = outputs_made(p)
+    things = f"{'up to ' if at_most else ''}{total:g} {p.spec.kind}{'s' if total > 1 else ''}"
+    if each > 1 and p.variations > 1:
+        things += f" ({p.variations} variations of {'up to ' if at_most else ''}{each})"
+    return things
 
 
 def settings_shown(p: Plan) -> list[tuple[str, Any]]:
@@ -1584,9 +1606,15 @@ def summarise(rt: Runtime, spec: ModelSpec, records: list[TaskRecord], notes: tu
         status = "partial" if any(s in ("failed", "unknown") for s in states) else "submitted"
     else:
         status = "submitted"
+    saving = [r.task_id for r in records if r.task_id is not None and rt.follower.saving(r)]
     lines = [_headline(status, spec, records), *notes]
     for index, record in enumerate(records, 1):
-        lines.append(f"{index}. {_describe(record)}")
+        lines.append(f"{index}. {_describe(record, record.task_id in saving)}")
+    if saving:  # never read as "no results": the download outlasted this call's wait
+        lines.append(
+            f"{len(saving)} result(s) still being saved into the workspace: check_task(task_id) shows the files in a "
+            "moment (the links above work meanwhile)."
+        )
     if any(r.state == "unknown" for r in records):
         lines.append(
             "A create may have reached KIE without an answer; it was NOT resubmitted. Check https://kie.ai/logs "
@@ -1597,7 +1625,12 @@ def summarise(rt: Runtime, spec: ModelSpec, records: list[TaskRecord], notes: tu
     if rt.settings.sandbox:
         lines.append("SANDBOX: simulated results from the built-in KIE simulator; no credits were spent.")
     return GenerationResult(
-        status=status, message="\n".join(lines), model=spec.id, tasks=records, sandbox=rt.settings.sandbox
+        status=status,
+        message="\n".join(lines),
+        model=spec.id,
+        tasks=records,
+        saving=saving,
+        sandbox=rt.settings.sandbox,
     )
 
 
@@ -1613,11 +1646,12 @@ def _headline(status: Status, spec: ModelSpec, records: list[TaskRecord]) -> str
     }.get(status, status)
 
 
-def _describe(record: TaskRecord) -> str:
+def _describe(record: TaskRecord, saving: bool = False) -> str:
     ident = record.task_id or "(no task id)"
     if record.state == "succeeded":
         where = ", ".join(record.files) if record.files else ", ".join(record.result_urls)
-        return f"{ident}: succeeded: {where}" + (f" ({record.note})" if record.note else "")
+        being = "; its results are being saved now" if saving else ""
+        return f"{ident}: succeeded{being}: {where}" + (f" ({record.note})" if record.note else "")
     if record.state in ("failed", "unknown"):
         return f"{ident}: {record.state}: {record.error}"
     eta = f", about {record.eta_seconds}s left" if record.eta_seconds else ""

@@ -371,6 +371,11 @@ class TaskList(_Result):
 
 class TaskResult(_Result):
     task: TaskRecord
+    saving: bool = Field(
+        default=False,
+        description="True when the task succeeded and its results are being saved right now (files not listed yet): "
+        "check_task again shows them in a moment.",
+    )
     saved_files: SavedFiles = Field(default_factory=list)
     message: str
 
@@ -588,7 +593,7 @@ def _register_tools(mcp: MCPServer) -> None:
             rt.tasks.label(record)  # its prompt, session and folder, from the journal
             await rt.follower.deliver_notices(ctx)
         typical = rt.typical_seconds(record.model)
-        result = TaskResult(task=record, message=" ".join([_task_message(record, typical), *problems]))
+        result = TaskResult(task=record, saving=saving, message=" ".join([_task_message(record, typical), *problems]))
         await _thumbnails_ready([record], rt.settings.workspace, rt.settings.preview_px)  # in a worker thread
         call = _tool_result(result, result.message, rt, [record])
         if client_supports_apps(ctx):  # MCP Apps hosts: the gallery

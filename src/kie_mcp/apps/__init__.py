@@ -114,10 +114,11 @@ async def card_meta(
 
     What the card shows is redacted (a key pasted into a prompt is not shown back); ``arguments``, which Approve
     sends as they are, are the caller's own."""
-    from kie_mcp.generation import settings_shown  # the same list (and names) as the confirmation text
+    from kie_mcp.generation import outputs_made, outputs_text, settings_shown  # as the confirmation text says them
 
     spec = plan.spec
     credits = quote.credits_total
+    outputs, each, at_most = outputs_made(plan)
     card = {
         "tool": tool,
         "arguments": {k: v for k, v in arguments.items() if k != "quote_id"},
@@ -128,6 +129,10 @@ async def card_meta(
         "expires_at": quote.expires_at,
         "model": {"id": spec.id, "title": spec.title, "kind": spec.kind},
         "variations": plan.variations,
+        "outputs": outputs,  # variations x the model's count (num_images, max_images): what the card says it makes
+        "outputs_each": each,
+        "outputs_at_most": at_most,  # max_images: the model may make fewer
+        "outputs_text": outputs_text(plan),
         "credits": credits,
         "usd": quote.usd_total,
         "price_known": quote.price_known,

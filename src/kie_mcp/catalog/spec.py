@@ -242,8 +242,7 @@ class ModelSpec(_Strict):
         price counts, else ``n``, ``num_images`` or ``max_images``); None without such a field (how many a task makes
         is then not data: Grok Imagine makes six images a call, with no field saying so) or when that field sets no
         largest value (a live model's schema may give none)."""
-        named = self.price.count_field if self.price and self.price.count_field else None
-        name = named or next((name for name in COUNT_FIELDS if name in self.fields), None)
+        name = self.count_field_name
         count = self.fields.get(name) if name else None
         if count is None:
             return None
@@ -252,6 +251,27 @@ class ModelSpec(_Strict):
             return max(int(float(value)) for value in values) if values else None
         except (TypeError, ValueError):
             return None
+
+    @property
+    def count_field_name(self) -> str | None:
+        """The field that sets how many results one task makes: the one its price counts, else ``n``, ``num_images``,
+        ``max_images`` or ``nVariants``; None when the model has none."""
+        named = self.price.count_field if self.price and self.price.count_field else None
+        return named or next((name for name in COUNT_FIELDS if name in self.fields), None)
+
+    def outputs_per_task(self, wire: dict[str, Any]) -> tuple[int, bool]:
+        """How many results one task of ``wire`` makes (its count field's value, else that field's default, else 1),
+        and whether that is only the most it makes (``max_images``: the model may make fewer)."""
+        name = self.count_field_name
+        field = self.fields.get(name) if name else None
+        if name is None or field is None:
+            return 1, False
+        value = wire.get(name, field.default)
+        try:
+            count = max(int(float(value)), 1) if value is not None else 1
+        except (TypeError, ValueError):
+            count = 1
+        return count, name.startswith("max_")
 
     def source_of(self, key: str) -> Source:
         return self.sources[key]

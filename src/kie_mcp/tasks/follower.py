@@ -796,6 +796,18 @@ class Follower:
         watch = self._watches.get(task_id)
         return watch.record if watch is not None else None
 
+    def saving(self, record: TaskRecord) -> bool:
+        """Whether ``record`` has ended and this follower's finishing is saving its results right now: a generation
+        that stopped waiting before the download ended says so (and no "no results")."""
+        watch = self._watches.get(record.task_id) if record.task_id is not None else None
+        return (
+            watch is not None
+            and watch.record.finished
+            and not watch.done.is_set()
+            and self._rt is not None
+            and self._unsaved_results(watch.record)
+        )
+
     async def follow(self, record: TaskRecord, *, looked: bool = False) -> TaskRecord:
         """Follow ``record`` from now on (``looked``: KIE was just asked about it). Returns the record as followed
         (the follower's own copy when it already followed the task). A task first seen already finished (made

@@ -1,0 +1,259 @@
+"""The MCP App where a result is not simply there: creates whose outcome is unknown, results still being saved, a
+host that loses Approve's answer, requests that make several outputs a task, full files that cannot be read, and
+results of a shape the app does not know.
+
+Each browser test drives the server through the SDK client and the built-in simulator, and the app in headless
+Chromium inside the minimal MCP Apps host of ``tests/app_host.py`` (see ``tests/test_apps.py``); they skip when
+Chromium is not installed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import pytest
+from mcp.client import advertise
+from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID
+
+from kie_mcp.apps import CARD_KEY
+
+from .app_host import AppHost, AppView
+from .browser import save_artifact
+from .conftest import answering, text_of
+
+IMAGE = {"prompt": "A red apple on a wooden table", "model": "nano-banana-2"}
+
+
+@pytest.fixture
+def connect_app(connect: Callable[..., Any]) -> Callable[..., Any]:
+    """``async with connect_app(**overrides) as client``: a client that declares the MCP Apps extension."""
+    apps = advertise(EXTENSION_ID, {"mimeTypes": [APP_MIME_TYPE]})
+    return lambda elicitation=None, **overrides: connect(elicitation, extensions=[apps], **overrides)
+
+
+async def in_browser(function: Callable[..., Any], *args: Any) -> Any:
+    """Run a blocking browser step in a worker thread, so the host's bridge keeps serving the app meanwhile."""
+    return await anyio.to_thread.run_sync(function, *args)
+
+
+# -- creates whose outcome is unknown ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_the_task_list_shows_each_create_whose_outcome_is_unknown(connect_app, controls, browser):
+    """A create KIE gave no clear answer to may have made, and charged, a task whose id kie-mcp never got: the
+    gallery drew only the tasks and the first line of the message, so the one thing to check before trying again
+    was not on screen."""
+    await controls.fault("create", kind="drop_after_create")
+    async with connect_app(elicitation=answering()) as client:
+        await client.call_tool("generate_image", IMAGE)  # sent, no answer: outcome unknown
+        await client.call_tool("generate_image", {**IMAGE, "prompt": "a green pear"})
+        listed = await client.call_tool("list_tasks", {})
+        [unknown] = listed.structured_content["unknown_create_list"]
+        async with AppHost(client).running() as host:
+            view = await in_browser(AppView, browser, host.show("unknown", {}, listed))
+            try:
+                await in_browser(view.wait_for, "document.querySelectorAll('.tile').length === 2")
+                tile = await in_browser(
+                    view.evaluate,
+                    f"(t => t && t.innerText)(document.querySelector('[data-attempt=\"{unknown['attempt_id']}\"]'))",
+                )
+                head = "document.querySelector('.gallery-head .message').textContent"
+                message = await in_browser(view.evaluate, head)
+                save_artifact("app-unknown-create.png", await in_browser(view.screenshot))
+            finally:
+                await in_browser(view.close)
+    assert tile, "no tile for the create whose outcome is unknown"
+    assert "Outcome unknown, may have been charged: check kie.ai/logs before trying again" in tile, tile
+    assert unknown["attempt_id"] in tile and "nano-banana-2" in tile and IMAGE["prompt"] in tile and "Sent " in tile
+    assert message == listed.structured_content["message"]  # the whole message, its warning too
+    assert "may have been created and charged" in message
+
+
+# -- results still being saved -----------------------------------------------------------------------------------
+
+
+async def test_a_result_still_downloading_is_said_to_be_saving_never_unsaved(connect_app, controls):
+    """generate_image answered "Done" with the result link and no file while the download still ran, and check_task
+    said "being saved" only in its text: an agent (and the app) read it as a result that would never be saved."""
+    await controls.fault("files", kind="stall", seconds=4, after_bytes=0)
+    async with connect_app(elicitation=answering(), save_grace=0.5) as client:
+        made = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 2})
+        task = made.structured_content["tasks"][0]
+        checked = await client.call_tool("check_task", {"task_id": task["task_id"]})
+        await anyio.sleep(4)
+        saved = await client.call_tool("check_task", {"task_id": task["task_id"]})
+    assert task["state"] == "succeeded" and task["files"] == [], made.structured_content
+    assert made.structured_content["saving"] == [task["task_id"]]
+    assert "being saved now" in text_of(made) and "check_task" in text_of(made), text_of(made)
+    assert checked.structured_content["saving"] is True and "being saved now" in text_of(checked)
+    assert saved.structured_content["saving"] is False and saved.structured_content["task"]["files"]
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_a_result_still_downloading_shows_as_saving_then_appears(connect_app, controls, browser):
+    """The tile said "Not saved in the workspace; open it at KIE" for a result whose download outlasted the call,
+    stopped following it (it had succeeded), and never showed the picture once it was saved."""
+    await controls.fault("files", kind="stall", seconds=6, after_bytes=0)
+    async with connect_app(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 2})
+        assert made.structured_content["saving"], text_of(made)
+        async with AppHost(client).running() as host:
+            view = await in_browser(AppView, browser, host.show("saving", IMAGE, made))
+            try:
+                await in_browser(view.wait_for, "document.querySelector('.tile')")
+                first = await in_browser(view.text)
+                await in_browser(view.wait_for, "(i => i && i.src)(document.querySelector('.media > img'))", 30)
+                later = await in_browser(view.text)
+                save_artifact("app-saved-late.png", await in_browser(view.screenshot))
+            finally:
+                await in_browser(view.close)
+    assert "Saving the result" in first and "Not saved" not in first, first
+    assert "Saving the result" not in later and "Not saved" not in later, later
+    assert host.calls("check_task")  # it went on following the task until the file was there
+
+
+# -- Approve's answer lost by the host ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_approve_whose_answer_was_lost_is_never_offered_again(connect_app, controls, browser):
+    """The host relayed Approve's call (the server created the task), then answered the app with an error: the card
+    said "The call did not go through" and turned Approve back on, so a second click could pay for a second task.
+    It now says it may have run, keeps Approve off, and offers the task list."""
+    async with connect_app() as client:  # no forms: Approve passes the card's quote
+        asked = await client.call_tool("generate_image", IMAGE)
+        async with AppHost(client).running() as host:
+            url = host.show("lost", IMAGE, asked) + "&failafter=generate_image"
+            card = await in_browser(AppView, browser, url)
+            try:
+                await in_browser(card.wait_for, "document.querySelector('.card .approve')")
+                await in_browser(card.click, ".card .approve")
+                status = "document.querySelector('.card [role=status]').textContent"
+                await in_browser(card.wait_for, f"{status}.trim() && !{status}.endsWith('…')")  # answered, or not
+                said = await in_browser(card.evaluate, status)
+                approve_off = await in_browser(card.evaluate, "document.querySelector('.card .approve').disabled")
+                await in_browser(card.click, ".card .check-list")
+                await in_browser(card.wait_for, "document.querySelector('.card .nested .tile')")
+                listed = await in_browser(card.evaluate, "document.querySelector('.card .nested').innerText")
+                save_artifact("app-card-answer-lost.png", await in_browser(card.screenshot))
+            finally:
+                await in_browser(card.close)
+    assert "No answer came back" in said and "it may have run" in said and "did not go through" not in said, said
+    assert approve_off is True
+    assert "1 result" in listed and "nano-banana-2" in listed, listed
+    assert len(host.calls("generate_image")) == 1 and len(await controls.creates()) == 1
+
+
+# -- several outputs a task ---------------------------------------------------------------------------------------
+
+
+SEVERAL = [
+    ({"model": "google/imagen4-fast", "prompt": "a lighthouse", "options": {"num_images": "4"}}, "4 images"),
+    (
+        {"model": "bytedance/seedream-v4-text-to-image", "prompt": "a lighthouse", "options": {"max_images": 6}},
+        "up to 6 images",
+    ),
+    (
+        {"model": "google/imagen4-fast", "prompt": "a lighthouse", "options": {"num_images": "2"}, "variations": 3},
+        "6 images (3 variations of 2)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("request_", "made"), SEVERAL)
+async def test_the_card_and_the_form_count_every_output_a_task_makes(connect_app, request_, made):
+    """Imagen with num_images 4, Seedream with max_images 6: the card and the confirmation said "Make 1 image"."""
+    seen: list[str] = []
+    async with connect_app(elicitation=answering(action="decline", seen=seen)) as client:
+        card = (await client.call_tool("estimate_cost", request_)).meta[CARD_KEY]
+        await client.call_tool("generate_image", request_)
+    assert card["outputs_text"] == made, card
+    assert f"to make {made} with" in seen[0], seen
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_the_card_says_how_many_outputs_it_makes(connect_app, browser):
+    request = SEVERAL[0][0]
+    async with connect_app() as client:
+        estimate = await client.call_tool("estimate_cost", request)
+        async with AppHost(client).running() as host:
+            card = await in_browser(AppView, browser, host.show("outputs", request, estimate))
+            try:
+                await in_browser(card.wait_for, "document.querySelector('.card .what')")
+                what = await in_browser(card.evaluate, "document.querySelector('.card .what').textContent")
+            finally:
+                await in_browser(card.close)
+    assert what.startswith("Make 4 images with"), what
+
+
+# -- a full file that cannot be read ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_a_picture_whose_full_file_is_gone_says_so_when_widened(connect_app, browser, tmp_path):
+    """The tile shows the preview the result carried; the file itself was deleted since. Widening it failed
+    silently: the tile just sat there."""
+    async with connect_app(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", IMAGE)
+        (tmp_path / made.structured_content["tasks"][0]["files"][0]).unlink()
+        async with AppHost(client).running() as host:
+            view = await in_browser(AppView, browser, host.show("gone", IMAGE, made))
+            try:
+                await in_browser(view.wait_for, "(i => i && i.src)(document.querySelector('.media > img'))")
+                await in_browser(view.click, ".media > img")
+                await in_browser(view.wait_for, "document.querySelector('.media .load-error')")
+                said = await in_browser(view.evaluate, "document.querySelector('.media .load-error').textContent")
+                preview_kept = await in_browser(view.evaluate, "!!document.querySelector('.media > img').src")
+            finally:
+                await in_browser(view.close)
+    assert said.startswith("Could not load: "), said
+    assert preview_kept  # the preview stays; the note says why the full picture is not there
+
+
+# -- a result the app cannot draw ---------------------------------------------------------------------------------
+
+
+UNDRAWABLE = {
+    "card-without-model": {"content": [], "_meta": {CARD_KEY: {"credits": 1, "price_known": True}}},
+    "task-without-state": {"content": [], "structuredContent": {"task": {"task_id": "t1", "model": "m"}}},
+    "files-not-a-list": {
+        "content": [],
+        "structuredContent": {"task": {"task_id": "t1", "model": "m", "state": "succeeded", "files": "outputs/a.png"}},
+    },
+}
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+@pytest.mark.parametrize("shape", list(UNDRAWABLE))
+async def test_in_a_browser_a_result_the_app_cannot_draw_says_so(connect_app, browser, shape):
+    """A result of a shape the app does not know threw inside the app and left what was there before on screen
+    ("Working on it…", or the previous card with its Approve)."""
+    async with connect_app() as client, AppHost(client).running() as host:
+        view = await in_browser(AppView, browser, host.show_raw(shape, IMAGE, UNDRAWABLE[shape]))
+        try:
+            await in_browser(view.wait_for, "document.querySelector('.notice.error')")
+            shown = await in_browser(view.text)
+        finally:
+            await in_browser(view.close)
+    assert "could not draw this answer" in shown and "Working on it" not in shown, shown
+
+
+# -- a quote seen after it expired --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_a_card_shown_after_its_quote_expired_says_so(connect_app, browser):
+    async with connect_app(quote_ttl_seconds=1) as client:
+        asked = await client.call_tool("generate_image", IMAGE)
+        await anyio.sleep(1.5)
+        async with AppHost(client).running() as host:
+            card = await in_browser(AppView, browser, host.show("expired", IMAGE, asked))
+            try:
+                await in_browser(card.wait_for, "document.querySelector('.card .validity')")
+                validity = await in_browser(card.evaluate, "document.querySelector('.card .validity').textContent")
+            finally:
+                await in_browser(card.close)
+    assert validity.startswith("expired at "), validity
