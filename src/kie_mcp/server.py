@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import anyio
 from mcp import MCPError
 from mcp.server import MCPServer
-from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 from mcp.server.request_state import RequestStateSecurity
 from mcp.server.subscriptions import InMemorySubscriptionBus, ResourcesListChanged, SubscriptionBus
 from mcp.types import INVALID_PARAMS, EmptyResult, ListResourcesResult, PaginatedRequestParams, SetLevelRequestParams
@@ -228,6 +228,7 @@ class _Server(MCPServer):
     - ``resources/list`` answers in pages (``resourcepages``): the SDK's handler ignores the cursor and lists all.
     - Every error answer, and a workflow's plan, leaves redacted (``_answered_without_secrets``); ``prompts/get``
       takes a number given for an argument as its text.
+    - A read of a reference that is gone reads the folder again: it is no longer listed.
     """
 
     def __init__(
@@ -288,9 +289,10 @@ class _Server(MCPServer):
         listed yet)."""
         self._kept_current.append(listing)
 
-    async def _bring_up_to_date(self, reading: str | None = None) -> None:
+    async def _bring_up_to_date(self, reading: str | None = None, *, gone: bool = False) -> None:
         """Replace the resources under each kept prefix with what ``current`` says; a change is announced on the
-        subscription bus (2026-07-28 clients that listen list again)."""
+        subscription bus (2026-07-28 clients that listen list again). With ``reading``, only the listing holding
+        that URI, when it needs it (``outdated``) or the file read is ``gone``."""
         from kie_mcp.references import same_resources
 
         held = self._resource_manager._resources  # the SDK offers no removal; its order is kept
@@ -298,7 +300,7 @@ class _Server(MCPServer):
         for listing in list(self._kept_current):
             prefix = listing.prefix
             if reading is not None and (
-                not reading.startswith(prefix) or not listing.outdated(reading, held.get(reading))
+                not reading.startswith(prefix) or not (gone or listing.outdated(reading, held.get(reading)))
             ):
                 continue
             wanted = await listing.current()
@@ -404,7 +406,12 @@ class _Server(MCPServer):
             await self._open_runtime(context)
         except RuntimeUnavailable as err:
             raise ResourceError(str(err)) from None
-        return await super().read_resource(uri, context)
+        try:
+            return await super().read_resource(uri, context)
+        except ResourceNotFoundError:
+            if uri in self._resource_manager._resources:  # a listed file removed since: listed no more
+                await self._bring_up_to_date(reading=uri, gone=True)
+            raise
 
     async def list_prompts(self) -> list[MCPPrompt]:
         self._register_deferred()
