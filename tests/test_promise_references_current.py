@@ -3,6 +3,7 @@ bytes, and never show the key (``kie_mcp/references.py``)."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 
 import anyio
@@ -205,3 +206,57 @@ async def test_a_key_in_a_utf16_reference_note_is_never_served(transport, mode, 
             await client.read_resource("kie://workspace/references/settings.dat")
     assert types["kie://workspace/references/notes.txt"].startswith("text/plain")
     assert KEY not in note.text and "voice: warm" in note.text and "[redacted]" in note.text
+
+
+async def test_a_reference_deleted_after_it_was_listed_is_not_found_like_one_never_listed(connect, tmp_path):
+    """The audit: a listed reference deleted was an internal error (-32603 "No file at ... Nothing was read."),
+    while one never listed, or a deleted saved result, is "not found" (invalid params)."""
+    from mcp.types import INVALID_PARAMS
+
+    (tmp_path / "references").mkdir()
+    (tmp_path / "references" / "brand.txt").write_text("brand")
+    async with connect() as client:
+        await listed(client)
+        (tmp_path / "references" / "brand.txt").unlink()
+        with pytest.raises(MCPError) as deleted:
+            await client.read_resource("kie://workspace/references/brand.txt")
+        with pytest.raises(MCPError) as never:
+            await client.read_resource("kie://workspace/references/never.txt")
+    assert deleted.value.error.code == never.value.error.code == INVALID_PARAMS, deleted.value.error
+    assert "references/brand.txt" in deleted.value.error.message and "resources/list" in deleted.value.error.message
+
+
+async def test_a_listener_hears_that_a_reference_read_after_its_deletion_is_gone(connect, tmp_path, mode):
+    """A read that finds a listed reference gone reads the folder again: it is no longer listed, and a 2026-07-28
+    client that listens hears the list changed (without it, it went on offering the file until its next list)."""
+    if mode != "auto":
+        pytest.skip("subscriptions/listen is the 2026-07-28 way to hear of a changed list")
+    (tmp_path / "references").mkdir()
+    (tmp_path / "references" / "logo.png").write_bytes(PNG)
+    async with connect() as client:
+        await listed(client)
+        async with client.listen(resources_list_changed=True) as subscription:
+            (tmp_path / "references" / "logo.png").unlink()
+            with pytest.raises(MCPError):
+                await client.read_resource("kie://workspace/references/logo.png")
+            with anyio.fail_after(5):
+                event = await anext(aiter(subscription))
+    assert isinstance(event, ResourcesListChanged)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="a FIFO stands in for a file changed while it is read")
+async def test_a_reference_changed_while_it_is_read_says_so_in_a_reads_words(connect, tmp_path):
+    """The audit: a reference that changed while it was read answered "... changed while it was being read (...).
+    Nothing was uploaded. Check the file and ask again. Nothing was read.": a read uploads nothing."""
+    (tmp_path / "references").mkdir()
+    note = tmp_path / "references" / "notes.txt"
+    note.write_text("hello")
+    async with connect() as client:
+        await listed(client)
+        note.unlink()
+        os.mkfifo(note)  # listed as a file, a FIFO now: never waited on, refused as changed
+        with pytest.raises(MCPError) as changed:
+            await client.read_resource("kie://workspace/references/notes.txt")
+    said = changed.value.error.message
+    assert "references/notes.txt changed while it was being read" in said and "Nothing was read." in said, said
+    assert "upload" not in said and said.count("Nothing was read") == 1, said

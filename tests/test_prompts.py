@@ -6,8 +6,11 @@ import json
 import re
 from fnmatch import fnmatch
 from pathlib import Path
+from typing import Any, Literal
 
 import pytest
+from mcp.types import GetPromptResult as Plan
+from mcp.types import Request
 from PIL import Image
 
 from kie_mcp.catalog import load_catalog
@@ -208,6 +211,49 @@ async def test_a_wrong_prompt_request_is_refused_saying_what_is_wrong(connect, n
             await client.get_prompt(name, arguments)
     assert refused.value.error.code == INVALID_PARAMS
     assert said in refused.value.error.message, refused.value.error.message
+
+
+class PromptAsSent(Request[dict[str, Any], Literal["prompts/get"]]):
+    """prompts/get with its arguments as a client may send them (a number, null, a list): the SDK's own request
+    type takes text only, so it could not send them."""
+
+    method: Literal["prompts/get"] = "prompts/get"
+    params: dict[str, Any]
+
+
+async def test_a_number_given_for_a_prompt_argument_is_taken_as_its_text(connect):
+    """The audit: ``angles: 5`` (a JSON number, as a form with a number field sends it) was refused as "Invalid
+    request parameters", naming nothing, though a count is a number."""
+    async with connect() as client:
+        sheet, ad = [
+            await client.session.send_request(PromptAsSent(params={"name": name, "arguments": arguments}), Plan)
+            for name, arguments in [
+                ("character_sheet", {**ARGUMENTS["character_sheet"], "angles": 5}),
+                ("animated_ad", {**ARGUMENTS["animated_ad"], "beats": 3.0}),
+            ]
+        ]
+    assert "Estimate the 5 remaining angles" in sheet.messages[0].content.text
+    assert "Estimate the 3 storyboard stills" in ad.messages[0].content.text
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"), [(None, "null"), (["a"], '["a"]'), ({"text": "a"}, '{"text": "a"}'), (True, "true")]
+)
+async def test_a_prompt_argument_that_is_not_text_is_refused_naming_it_and_what_it_takes(connect, value, shown):
+    """The README's promise: a bad value is refused with an invalid-params error that names it (the SDK said
+    "Invalid request parameters", its data empty)."""
+    from mcp import MCPError
+    from mcp.types import INVALID_PARAMS
+
+    arguments = {**ARGUMENTS["character_sheet"], "description": value}
+    async with connect() as client:
+        with pytest.raises(MCPError) as refused:
+            await client.session.send_request(
+                PromptAsSent(params={"name": "character_sheet", "arguments": arguments}), Plan
+            )
+    said = refused.value.error.message
+    assert refused.value.error.code == INVALID_PARAMS
+    assert f"description: {shown} is not text" in said and "a number is taken as its text" in said, said
 
 
 async def test_the_listing_says_each_counts_range(connect):

@@ -27,13 +27,13 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 import anyio
-from mcp.server.mcpserver.exceptions import ResourceError
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from mcp.server.mcpserver.resources import FileResource, FunctionResource, Resource
 
 from kie_mcp.bundled import bundled_path
 from kie_mcp.config import Settings
 from kie_mcp.media.downloads import SNIFF_BYTES
-from kie_mcp.media.inputs import RefusedInput, private_reason, read_inside
+from kie_mcp.media.inputs import ChangedFile, MissingFile, RefusedInput, private_reason, read_inside
 from kie_mcp.media.sniff import sniff
 from kie_mcp.redact import holds_secret, redact
 
@@ -174,7 +174,8 @@ def _holds_key(content: bytes) -> bool:
 class WorkspaceFile(FileResource, defer_build=True):
     """A file of the workspace listed as a resource, judged again on every read (``read_inside``): the file listed
     may since have been swapped for a link to ``.env`` or outside the workspace, a FIFO or a device. Text is
-    redacted; media bytes carry the type they are now; other bytes that hold the API key are not served."""
+    redacted; media bytes carry the type they are now; other bytes that hold the API key are not served. A file
+    removed since it was listed is not found, as one never listed is (the server then reads the folder again)."""
 
     home: Path
 
@@ -183,6 +184,15 @@ class WorkspaceFile(FileResource, defer_build=True):
             content = await anyio.to_thread.run_sync(read_inside, self.path, self.home, MAX_RESOURCE_BYTES)
             if self.encoding is not None:
                 return redact(content.decode(self.encoding))
+        except MissingFile as err:
+            raise ResourceNotFoundError(
+                f"{self.name} is not in the workspace any more (removed or renamed since it was listed); "
+                "resources/list shows what references/ holds now."
+            ) from err
+        except ChangedFile as err:
+            raise ResourceError(
+                f"{self.name} changed while it was being read ({err.what}). Nothing was read. Ask again."
+            ) from err
         except RefusedInput as err:
             raise ResourceError(f"{err} Nothing was read.") from err
         except UnicodeDecodeError as err:

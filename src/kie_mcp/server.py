@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 from mcp import MCPError
 from mcp.server import MCPServer
-from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 from mcp.server.request_state import RequestStateSecurity
 from mcp.server.subscriptions import InMemorySubscriptionBus, ResourcesListChanged, SubscriptionBus
 from mcp.types import INVALID_PARAMS, EmptyResult, ListResourcesResult, PaginatedRequestParams, SetLevelRequestParams
@@ -28,12 +29,13 @@ from pydantic import ValidationError
 from kie_mcp import __version__, toolcache
 from kie_mcp.apps import apps_extension
 from kie_mcp.config import Settings, no_key_advice
-from kie_mcp.redact import redact
+from kie_mcp.redact import redact, redact_value
 from kie_mcp.toolschema import compact, keep_free_text
 from kie_mcp.words import argument_problems, plain
 
 if TYPE_CHECKING:
     import httpx2
+    from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
     from mcp.server.mcpserver import Context
     from mcp.server.mcpserver.resources import Resource
     from mcp.types import CallToolResult, InputRequiredResult
@@ -224,6 +226,9 @@ class _Server(MCPServer):
       cannot read.
     - ``logging/setLevel`` is served (so ``logging`` is declared): the follower's log messages honour it.
     - ``resources/list`` answers in pages (``resourcepages``): the SDK's handler ignores the cursor and lists all.
+    - Every error answer, and a workflow's plan, leaves redacted (``_answered_without_secrets``); ``prompts/get``
+      takes a number given for an argument as its text.
+    - A read of a reference that is gone reads the folder again: it is no longer listed.
     """
 
     def __init__(
@@ -251,6 +256,7 @@ class _Server(MCPServer):
         # level a client sets (handshake era; 2026-07-28 clients opt in per request).
         self._lowlevel_server.add_request_handler("logging/setLevel", SetLevelRequestParams, _set_client_log_level)
         self._lowlevel_server.add_request_handler("resources/list", PaginatedRequestParams, self._list_resources_page)
+        self._lowlevel_server.middleware.append(_answered_without_secrets)
 
     def _ensure_registered(self) -> None:
         """Load the surface and register its tools (deferring its resources and prompts), once. A registration
@@ -283,9 +289,10 @@ class _Server(MCPServer):
         listed yet)."""
         self._kept_current.append(listing)
 
-    async def _bring_up_to_date(self, reading: str | None = None) -> None:
+    async def _bring_up_to_date(self, reading: str | None = None, *, gone: bool = False) -> None:
         """Replace the resources under each kept prefix with what ``current`` says; a change is announced on the
-        subscription bus (2026-07-28 clients that listen list again)."""
+        subscription bus (2026-07-28 clients that listen list again). With ``reading``, only the listing holding
+        that URI, when it needs it (``outdated``) or the file read is ``gone``."""
         from kie_mcp.references import same_resources
 
         held = self._resource_manager._resources  # the SDK offers no removal; its order is kept
@@ -293,7 +300,7 @@ class _Server(MCPServer):
         for listing in list(self._kept_current):
             prefix = listing.prefix
             if reading is not None and (
-                not reading.startswith(prefix) or not listing.outdated(reading, held.get(reading))
+                not reading.startswith(prefix) or not (gone or listing.outdated(reading, held.get(reading)))
             ):
                 continue
             wanted = await listing.current()
@@ -399,7 +406,12 @@ class _Server(MCPServer):
             await self._open_runtime(context)
         except RuntimeUnavailable as err:
             raise ResourceError(str(err)) from None
-        return await super().read_resource(uri, context)
+        try:
+            return await super().read_resource(uri, context)
+        except ResourceNotFoundError:
+            if uri in self._resource_manager._resources:  # a listed file removed since: listed no more
+                await self._bring_up_to_date(reading=uri, gone=True)
+            raise
 
     async def list_prompts(self) -> list[MCPPrompt]:
         self._register_deferred()
@@ -523,6 +535,81 @@ def _without_blank_optionals(prompt: Any, arguments: dict[str, Any] | None) -> d
         return arguments
     optional = {argument.name for argument in prompt.arguments or () if not argument.required}
     return {k: v for k, v in arguments.items() if k not in optional or not isinstance(v, str) or v.strip()}
+
+
+async def _answered_without_secrets(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+    """The one point where every error answer, and every workflow's plan, is redacted before it leaves (tools redact
+    their own answers). A key given as a prompt's argument was written into the plan, and errors echo what they
+    name: a prompt's or an argument's name, a bad count, model or ratio, a resource URI (in the message and in the
+    SDK's ``data``). Runs before the SDK checks a request's params, so ``prompts/get`` takes a number given for an
+    argument as its text (``_prompt_arguments_as_text``)."""
+    plan = ctx.method == "prompts/get"
+    try:
+        if plan:
+            ctx = replace(ctx, params=_prompt_arguments_as_text(ctx.params))
+        result = await call_next(ctx)
+    except MCPError as err:
+        error = err.error
+        message, data = redact(error.message), redact_value(error.data)
+        if message == error.message and data == error.data:
+            raise
+        raise MCPError(code=error.code, message=message, data=data) from None
+    return redact_value(result) if plan else result
+
+
+def _prompt_arguments_as_text(params: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """``prompts/get``'s params with each argument given as a JSON number written as text (``5`` as ``"5"``, as a
+    form field sends it); any other value that is not text (null, true, a list) is refused as invalid params naming
+    the argument and what it takes, and so is a missing name. MCP's arguments are text: the SDK refused such a
+    request as "Invalid request parameters", naming nothing."""
+    given = params if isinstance(params, Mapping) else {}
+    name, arguments = given.get("name"), given.get("arguments")
+    if not isinstance(name, str):
+        got = "none" if name is None else _shown(name)
+        raise MCPError(code=INVALID_PARAMS, message=f"prompts/get needs a prompt's name, as text (got {got}).")
+    if arguments is None:
+        return params
+    prompt = f"Prompt {plain(name, quoted=not name.isidentifier(), limit=40)}"
+    if not isinstance(arguments, Mapping):
+        raise MCPError(
+            code=INVALID_PARAMS,
+            message=f"{prompt}: arguments must be an object of argument names and their text values (got "
+            f"{_shown(arguments)}).",
+        )
+    texts: dict[str, Any] = {}
+    problems = []
+    for key, value in arguments.items():
+        text = _argument_text(value)
+        if text is None:
+            named = plain(key, quoted=not (isinstance(key, str) and key.isidentifier()), limit=40)
+            problems.append(f"{named}: {_shown(value)} is not text")
+        texts[key] = text
+    if problems:
+        raise MCPError(
+            code=INVALID_PARAMS,
+            message=f"{prompt}: {'; '.join(problems[:5])}. Each argument's value is text (a number is taken as its "
+            "text); leave an optional argument out to take its default.",
+        )
+    return {**given, "arguments": texts}
+
+
+def _shown(value: Any) -> str:
+    """``value`` as an error repeats it (``plain``); a whole number longer than Python writes out, in words."""
+    try:
+        return plain(value, limit=40)
+    except ValueError:
+        return "a number too long to read"
+
+
+def _argument_text(value: Any) -> str | None:
+    """A prompt argument's value as text: text as it is, a number as people write it (``5.0`` reads ``5``, as a
+    count takes it); None for anything else, and for a whole number longer than Python writes out (4,300 digits)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        with contextlib.suppress(ValueError):
+            return plain(value, quoted=False, limit=10_000)
+    return None
 
 
 def _check_prompt_arguments(prompt: Any, name: str, arguments: dict[str, Any] | None) -> None:

@@ -1452,6 +1452,12 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
                     f"{master} is not UTF-8 text (byte {err.start} cannot be read); save it as UTF-8 (most editors "
                     "offer it under Save As / Encoding)."
                 ) from err
+            except MissingFile:  # removed since it was found: the template, as when there is none
+                pass
+            except ChangedFile as err:
+                raise ResourceError(
+                    f"{master} changed while it was being read ({err.what}). Nothing was read. Ask again."
+                ) from err
             except RefusedInput as err:
                 raise ResourceError(f"{err} Keep MASTER_CONTEXT.md as a plain file in the workspace.") from err
             except OSError as err:

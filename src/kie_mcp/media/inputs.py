@@ -1060,7 +1060,7 @@ class ChangedFile(RefusedInput):
     """The file at a judged path is no longer the one judged: swapped, linked, grown (``longer``) or of another
     type."""
 
-    def __init__(self, path: Path, what: str, *, longer: bool = False, size: int = 0) -> None:
+    def __init__(self, path: Path, what: str, *, longer: bool = False, size: int = 0, gone: bool = False) -> None:
         super().__init__(
             f"{path.name} changed while it was being read ({what}). Nothing was uploaded. Check the file and ask again."
         )
@@ -1068,6 +1068,7 @@ class ChangedFile(RefusedInput):
         self.what = what
         self.longer = longer
         self.size = size  # with ``longer``: how many bytes it held at least
+        self.gone = gone  # nothing at the path any more (removed, renamed)
 
 
 class _Judged(NamedTuple):
@@ -1144,8 +1145,8 @@ def read_inside(path: Path, home: Path, most: int) -> bytes:
     """The bytes of ``path`` for a resource: its real path inside ``home`` (symlinks judged by their target) and not
     private there, a regular file of at most ``most`` bytes, read from one open file that is that file. A link
     swapped in since the file was listed, a FIFO (which would block the read for good) or a device is refused.
-    Raises ``RefusedInput`` (``MissingFile``, ``OutsideAllowedFolders``, ``PrivateFile``, ``TooLarge``,
-    ``ChangedFile``); call it in a worker thread."""
+    Raises ``RefusedInput`` (``MissingFile``, also for a file removed while it is opened, ``OutsideAllowedFolders``,
+    ``PrivateFile``, ``TooLarge``, ``ChangedFile``); call it in a worker thread."""
     home = home.resolve()
     try:
         real = path.resolve(strict=True)
@@ -1156,9 +1157,14 @@ def read_inside(path: Path, home: Path, most: int) -> bytes:
     reason = private_reason(real, home, (home,))
     if reason is not None:
         raise PrivateFile(f"{path.name} is private: {reason}.")
-    with open_judged(real) as handle:
-        size = os.fstat(handle.fileno()).st_size
-        content = handle.read(most + 1) if size <= most else b""
+    try:
+        with open_judged(real) as handle:
+            size = os.fstat(handle.fileno()).st_size
+            content = handle.read(most + 1) if size <= most else b""
+    except ChangedFile as err:
+        if err.gone:  # removed since it was found: as missing as a file that was never there
+            raise MissingFile(f"No file at {path}.") from None
+        raise
     if size > most or len(content) > most:
         raise TooLarge(f"{path.name} is larger than {most // 1024 // 1024} MB, too large to send over MCP.")
     return content
@@ -1187,7 +1193,7 @@ def open_judged(path: Path) -> io.BufferedReader:
         if err.errno == errno.ELOOP:
             raise ChangedFile(path, "it is a symbolic link now") from None
         if err.errno in (errno.ENOENT, errno.ENOTDIR):
-            raise ChangedFile(path, "it is not there any more") from None
+            raise ChangedFile(path, "it is not there any more", gone=True) from None
         raise
     handle = os.fdopen(fd, "rb")
     try:

@@ -1,0 +1,92 @@
+"""Promise: the KIE key never leaves in what a workflow or a resource read answers: the plan a workflow writes and
+every error, whatever it names (a prompt's or argument's name, a bad count, model or ratio, a resource URI), show
+``[redacted]`` where the key was, as every tool's answer does (``server._answered_without_secrets``)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+
+import pytest
+from mcp import Client, MCPError
+from mcp.types import INVALID_PARAMS
+from pydantic import SecretStr
+
+from kie_mcp.server import create_server
+
+KEY = "kie-live-key-3f9a2c7e1b8d4a60"
+
+
+def leaks(text: str) -> bool:
+    return KEY in text or KEY[:16] in text
+
+
+def said(refused: MCPError) -> str:
+    """Everything an error answer carries: its message and its data."""
+    return json.dumps(refused.error.model_dump(mode="json"))
+
+
+@pytest.fixture
+def keyed(settings, transport, controls, mode):
+    """``async with keyed() as client``: a server holding ``KEY`` (the simulator knows it), its runtime open as
+    after the first call."""
+
+    @asynccontextmanager
+    async def opener() -> AsyncIterator[Client]:
+        await controls.post("keys", {"key": KEY})
+        server = create_server(replace(settings, api_key=SecretStr(KEY)), transport=transport)
+        async with Client(server, mode=mode) as client:
+            await client.call_tool("check_credits", {})
+            yield client
+
+    return opener
+
+
+async def test_the_key_given_to_a_workflow_is_never_written_into_its_plan_or_echoed_by_its_errors(keyed):
+    """The audit: a key pasted into a workflow's argument was written verbatim into the plan, and every prompt error
+    echoed it (``estimate_cost(model=<key>)`` answers ``Unknown model "[redacted]"``)."""
+    asked = {
+        "unknown prompt": (KEY, {}),
+        "unknown argument": ("ugc_video", {"product": "x", "script": "y", KEY: "1"}),
+        "bad count": ("animated_ad", {"product": "x", "story": "y", "beats": KEY}),
+        "bad model": ("ugc_video", {"product": "x", "script": "y", "model": KEY}),
+        "bad ratio": (
+            "ugc_product_selfie",
+            {"creator_image": "a", "product_image": "b", "setting": "c", "aspect_ratio": KEY},
+        ),
+    }
+    refusals = {}
+    async with keyed() as client:
+        plan = await client.get_prompt("ugc_video", {"product": f"bottle, my key is {KEY}", "script": f"say {KEY}"})
+        for what, (name, arguments) in asked.items():
+            with pytest.raises(MCPError) as refused:
+                await client.get_prompt(name, arguments)
+            refusals[what] = refused.value
+    text = plan.messages[0].content.text
+    assert not leaks(text) and "bottle, my key is [redacted]" in text, text
+    assert {what: said(err) for what, err in refusals.items() if leaks(said(err))} == {}
+    assert all(err.error.code == INVALID_PARAMS and "[redacted]" in err.error.message for err in refusals.values())
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        f"kie://models/{KEY}",
+        f"kie://outputs/{KEY}.png",
+        f"kie://previews/{KEY}.png",
+        f"kie://outputs/{KEY}/index.html",
+        f"kie://workspace/references/{KEY}.png",
+        f"kie://nothing/{KEY}",
+    ],
+)
+async def test_a_resource_uri_holding_the_key_is_never_echoed_by_its_error(keyed, uri):
+    """The audit: a not-found model, saved result, gallery session or reference, and the SDK's "Unknown resource:
+    ...", named the URI with the key in it, in the message and in the error's data."""
+    async with keyed() as client:
+        with pytest.raises(MCPError) as refused:
+            await client.read_resource(uri)
+    assert refused.value.error.code == INVALID_PARAMS
+    assert not leaks(said(refused.value)), said(refused.value)
+    assert "[redacted]" in refused.value.error.message
