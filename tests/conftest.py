@@ -150,9 +150,9 @@ def decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     threads: list[str] = []
     original = downloads._make_thumbnail
 
-    def counted(path: Path, max_side: int) -> Any:
+    def counted(source: Any, max_side: int) -> Any:  # the open image, as it was judged
         threads.append(threading.current_thread().name)
-        return original(path, max_side)
+        return original(source, max_side)
 
     monkeypatch.setattr(downloads, "_make_thumbnail", counted)
     return threads

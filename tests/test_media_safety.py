@@ -15,6 +15,7 @@ import wave
 from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -789,3 +790,94 @@ async def test_a_saved_result_swapped_between_check_and_read_is_never_served_or_
     assert not released, "the read waited on the FIFO until a writer came: it opened it by name"
     assert outcome.startswith("error: ") and "outputs/2026-01-01-demo/result.png" in outcome, outcome
     assert "sk-live" not in outcome
+
+
+# -- a saved result swapped between its check and its preview ------------------------------------------------------
+
+PICTURE = {"prompt": "A red apple on a wooden table", "model": "nano-banana-2"}
+CLIP = {"prompt": "Waves rolling in at dusk, slow dolly forward", "model": "veo3_fast", "wait_seconds": 20}
+
+
+def previews_beside(result: Path) -> dict[str, bytes]:
+    """The previews kept beside ``result`` (its hidden siblings), by name."""
+    return {kept.name: kept.read_bytes() for kept in result.parent.glob(f".{result.name}.*")}
+
+
+async def assert_swapped_result_is_never_previewed(
+    connect: Callable[..., Any],
+    workspace: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    made_by: tuple[str, dict[str, Any]],
+    private: Path,
+    swap: str,
+    kept: bool,
+) -> None:
+    """Save a result through ``made_by`` (a tool and its arguments), then read its kie://previews/ resource with the
+    result swapped right after its check (for a link to ``private``, a file outside the workspace, or a FIFO nobody
+    writes to), both dated like the result: nothing is previewed and nothing waited on, the kept preview (``kept``:
+    the one made when it was saved, else none) is neither served nor replaced, and once the result is back its
+    preview is served again."""
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool(*made_by)
+        assert not made.is_error, text_of(made)
+        relative = made.structured_content["tasks"][0]["files"][0]
+        result = workspace / relative
+        original, stamp = result.read_bytes(), result.stat().st_mtime_ns
+        if not kept:
+            for name in previews_beside(result):
+                (result.parent / name).unlink()
+        before = previews_beside(result)
+        assert bool(before) == kept, before
+        os.utime(private, ns=(stamp, stamp))  # the link leads to a file dated like the result: no change by date
+
+        def replace() -> None:
+            result.unlink()
+            if swap == "fifo":
+                os.mkfifo(result)
+                os.utime(result, ns=(stamp, stamp))
+            else:
+                result.symlink_to(private)
+
+        uri = "kie://previews/" + relative.removeprefix("outputs/")
+        swapped = swap_once_checked(monkeypatch, result, replace)
+        outcome, released = await read_while_swapped(client, uri, swapped, result)
+        assert not released, "the preview waited on the FIFO until a writer came: it opened the result by name"
+        assert outcome.startswith("error: ") and relative in outcome, outcome[:300]
+        assert previews_beside(result) == before  # nothing made from the swapped file, nothing kept for it
+
+        result.unlink()  # the result is back: the server answers the next read, with its preview
+        result.write_bytes(original)
+        os.utime(result, ns=(stamp, stamp))
+        again = await client.read_resource(uri)
+    assert again.contents[0].blob and again.contents[0].mime_type == "image/jpeg"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="symlinks and FIFOs")
+@pytest.mark.parametrize("kept", [True, False], ids=["kept preview", "no kept preview"])
+@pytest.mark.parametrize("swap", ["link to a picture outside", "fifo"])
+async def test_a_saved_picture_swapped_after_its_check_is_never_previewed_or_waited_on(
+    connect, tmp_path, tmp_path_factory, monkeypatch, swap, kept
+):
+    """kie://previews/ of a saved image, swapped right after its check: a link to a picture outside the workspace
+    is never scaled and served (nor is the preview kept for the file that was there), a FIFO is refused at once and
+    never holds a worker thread; the preview is made from one open file judged as it is opened."""
+    private = tmp_path_factory.mktemp("private") / "private.png"
+    Image.new("RGB", (900, 900), (0, 0, 255)).save(private, "PNG")
+    made_by = ("generate_image", PICTURE)
+    await assert_swapped_result_is_never_previewed(connect, tmp_path, monkeypatch, made_by, private, swap, kept)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="symlinks and FIFOs")
+@pytest.mark.parametrize("kept", [True, False], ids=["kept poster", "no kept poster"])
+@pytest.mark.parametrize("swap", ["link to a video outside", "fifo"])
+async def test_a_saved_video_swapped_after_its_check_never_gets_a_poster_or_is_waited_on(
+    connect, tmp_path, tmp_path_factory, monkeypatch, ffmpeg, swap, kept
+):
+    """As for a picture, for a video's poster frame: ffmpeg is handed the very file that was judged (by descriptor),
+    never a link swapped in since (to a clip outside the workspace), and a FIFO is never opened to be waited on."""
+    from importlib import resources
+
+    private = tmp_path_factory.mktemp("private") / "private.mp4"
+    private.write_bytes(resources.files("kie_mcp.sandbox").joinpath("clips", "9x16.mp4").read_bytes())
+    made_by = ("generate_video", CLIP)
+    await assert_swapped_result_is_never_previewed(connect, tmp_path, monkeypatch, made_by, private, swap, kept)

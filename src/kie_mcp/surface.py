@@ -1422,15 +1422,27 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
     async def output_preview(path: str) -> bytes:
         """The preview of the saved result kie://outputs/<path>: an image scaled to KIE_PREVIEW_PX, or a video's
         poster frame, small enough to show many (the one kept beside the file, made once when missing)."""
-        from kie_mcp.media.downloads import make_preview
+        from kie_mcp.media.downloads import preview_of
 
         def made() -> bytes:
-            small = make_preview(saved_result(path), None, settings.preview_px)  # decodes: in this worker thread
+            # Made from (and a kept preview chosen for) one open file judged as it is opened, the path just checked,
+            # never opened again by name: a link (to a picture outside) or a FIFO swapped in since is refused at once.
+            small = preview_of(saved_result(path), None, settings.preview_px)  # decodes: in this worker thread
             if small is None:  # not an image or a video, too many pixels, a video without ffmpeg
                 raise ResourceNotFoundError(f"No preview of outputs/{path}.")
             return small[0]
 
-        return await anyio.to_thread.run_sync(made)
+        try:  # in a worker thread: no file, whatever it became, holds up the server
+            return await anyio.to_thread.run_sync(made)
+        except ChangedFile as err:
+            raise ResourceError(
+                f"outputs/{path} changed while its preview was being made ({err.what}); nothing was sent."
+            ) from err
+        except OSError as err:  # made unreadable since it was found
+            raise ResourceError(
+                f"outputs/{path} could not be read for its preview ({err.strerror or type(err).__name__}); check "
+                "that the file is still there and readable."
+            ) from err
 
     _serve_with_real_types(mcp, "kie://previews/{+path}")
     master = settings.context_folder / "MASTER_CONTEXT.md"  # in the sandbox, the real workspace's

@@ -12,7 +12,10 @@ file is left behind. A link (or a redirect) to this machine or a private network
 
 The helpers build the workspace layout (``outputs/<day>-<slug>/<model>_<task>_<n>.<ext>``), write
 sidecar JSON atomically and make the inline previews: scaled-down images, and a poster frame of each
-video (with ffmpeg), each made once and kept beside the file it shows.
+video (with ffmpeg), each made once and kept beside the file it shows. A preview is made from one open file of the
+saved result, judged as it is opened (``opened_source``: a regular file, no link, never waited on; ffmpeg reads it
+by descriptor), and a kept one is served only when it is dated like that very file: a link or a FIFO in a result's
+place has no preview.
 
 A result is only ever written into a real folder: a session folder that is a symbolic link (a cloned repository can
 carry one, named for the session an agent is told to use, leading anywhere) is never written through. The result goes
@@ -867,14 +870,27 @@ def thumbnail_path(path: Path, mime: str, max_side: int = THUMBNAIL_SIDE) -> Pat
 
 
 def cached_thumbnail(path: Path, max_side: int = THUMBNAIL_SIDE) -> tuple[bytes, str] | None:
-    """The kept thumbnail of ``path``, without decoding anything; None when there is none or the file changed since
-    (a kept thumbnail carries the modification time of the file it was made from)."""
+    """The kept thumbnail of ``path``, without decoding anything; None when there is none, the file changed since
+    (a kept thumbnail carries the modification time of the file it was made from) or its name no longer holds a
+    regular file (a link or a FIFO in its place has no preview)."""
+    source = _source_mtime(path)
+    return None if source is None else _kept_thumbnail(path, source, max_side)
+
+
+def _source_mtime(path: Path) -> int | None:
+    """The modification time of the file named ``path`` when it is a regular file, its name never followed through a
+    link (``lstat``: nothing is opened, so nothing is waited on)."""
     try:
-        source = Path(path).stat().st_mtime_ns
+        found = os.lstat(path)
     except OSError:
         return None
+    return found.st_mtime_ns if stat.S_ISREG(found.st_mode) else None
+
+
+def _kept_thumbnail(path: Path, source_mtime_ns: int, max_side: int) -> tuple[bytes, str] | None:
+    """The thumbnail kept beside ``path`` for the version of it modified at ``source_mtime_ns``, if any."""
     for mime in ("image/jpeg", "image/png"):
-        kept = _read_kept(thumbnail_path(path, mime, max_side), source, mime)
+        kept = _read_kept(thumbnail_path(path, mime, max_side), source_mtime_ns, mime)
         if kept is not None:
             return kept
     return None
@@ -897,29 +913,33 @@ def _read_kept(kept: Path, source_mtime_ns: int, mime: str) -> tuple[bytes, str]
 
 
 def thumbnail(path: Path, max_side: int = THUMBNAIL_SIDE) -> tuple[bytes, str] | None:
-    """A small JPEG (PNG when the image has transparency) of an image file for inline display; None otherwise.
+    """A small JPEG (PNG when the image has transparency) of an image file for inline display; None otherwise (and
+    for a link or a FIFO in the file's place: it is read only as ``opened_source`` opens it).
 
     Made once per file and kept beside it (``thumbnail_path``, written atomically), made again when the file
     changed (is newer) since. A file that could not be scaled is remembered (until it changes) and not decoded again.
     Decoding a large image takes a while: call it in a worker thread (``make_thumbnails``); ``cached_thumbnail``
     reads the kept one without decoding.
     """
-    kept = cached_thumbnail(path, max_side)
+    return _made_from_source(path, _thumbnail_of, max_side)
+
+
+def _thumbnail_of(path: Path, source: IO[bytes], max_side: int) -> tuple[bytes, str] | None:
+    """``thumbnail`` of ``source``, the open file of ``path``: the one kept beside it when that is dated like this
+    very file (never one kept for whatever the name held before), else made from it and kept."""
+    mtime_ns = os.fstat(source.fileno()).st_mtime_ns
+    kept = _kept_thumbnail(path, mtime_ns, max_side)
     if kept is not None:
         return kept
-    try:
-        source = Path(path).stat()
-    except OSError:
-        return None
-    tried = (str(path), source.st_mtime_ns, int(max_side))
+    tried = (str(path), mtime_ns, int(max_side))
     if tried in _failed_thumbnails:
         return None
-    made = _make_thumbnail(Path(path), max_side)
+    made = _make_thumbnail(source, max_side)
     if made is None:
         _failed_thumbnails.add(tried)
         return None
     with contextlib.suppress(OSError):  # a read-only folder: the thumbnail is still shown, just not kept
-        _keep_thumbnail(Path(path), made, max_side, source.st_mtime_ns)
+        _keep_thumbnail(path, made, max_side, mtime_ns)
     return made
 
 
@@ -943,13 +963,14 @@ def _keep_thumbnail(path: Path, made: tuple[bytes, str], max_side: int, source_m
         other.unlink(missing_ok=True)  # the image lost or gained transparency: one kept thumbnail per size
 
 
-def _make_thumbnail(path: Path, max_side: int) -> tuple[bytes, str] | None:
-    """Decode ``path`` and scale it down (the slow part: hundreds of ms for a 4K PNG)."""
+def _make_thumbnail(source: IO[bytes], max_side: int) -> tuple[bytes, str] | None:
+    """Decode the open image ``source`` from its start and scale it down (the slow part: hundreds of ms for a 4K
+    PNG)."""
     try:
-        with path.open("rb") as handle:
-            return scaled_copy(handle, max_side)
+        source.seek(0)
     except OSError:
         return None
+    return scaled_copy(source, max_side)
 
 
 def _keep_dated(dest: Path, data: bytes, source_mtime_ns: int) -> None:
@@ -968,6 +989,40 @@ def _keep_dated(dest: Path, data: bytes, source_mtime_ns: int) -> None:
         raise
 
 
+# -- the saved result a preview is made from -----------------------------------------------------------------
+
+
+def opened_source(real: Path) -> io.BufferedReader:
+    """The saved result at ``real`` (a path with no symbolic link in it) opened once, judged as it is opened
+    (``inputs.open_judged``: a regular file, not a link, the very file its name leads to, opened without waiting):
+    a preview is made, and a kept one chosen, from this open file only, never from the name opened again.
+    ``ChangedFile`` for a link (to a picture outside the workspace) or a FIFO (which would block a read for good)
+    in its place, or nothing there."""
+    from kie_mcp.media.inputs import open_judged
+
+    return open_judged(real)
+
+
+def _in_real_folder(path: Path) -> Path:
+    """``path`` with the links of its folder resolved and its own name kept, never followed: what ``opened_source``
+    takes. ``RuntimeError`` (``OSError`` on newer Pythons) for a loop of links."""
+    path = Path(path)
+    return path.parent.resolve() / path.name
+
+
+def _made_from_source(
+    path: Path, make: Callable[[Path, IO[bytes], int], tuple[bytes, str] | None], max_side: int
+) -> tuple[bytes, str] | None:
+    """``make(real path, open file, max_side)`` on ``path`` opened by ``opened_source``; None when it cannot be (a
+    link or a FIFO in its place, nothing there, unreadable)."""
+    try:
+        real = _in_real_folder(path)
+        with opened_source(real) as source:
+            return make(real, source, max_side)
+    except (OSError, RuntimeError):  # ChangedFile is an OSError; RuntimeError: a loop of links in its folder
+        return None
+
+
 # -- video posters ---------------------------------------------------------------------------
 
 POSTER_TIMEOUT = 30.0  # seconds ffmpeg may take to pick and decode one frame
@@ -982,55 +1037,72 @@ def poster_path(path: Path, max_side: int) -> Path:
 
 
 def cached_poster(path: Path, max_side: int) -> tuple[bytes, str] | None:
-    """The kept poster of ``path``, without running ffmpeg; None when there is none or the video changed since."""
-    try:
-        source = Path(path).stat().st_mtime_ns
-    except OSError:
-        return None
-    return _read_kept(poster_path(path, max_side), source, "image/jpeg")
+    """The kept poster of ``path``, without running ffmpeg; None when there is none, the video changed since or its
+    name no longer holds a regular file."""
+    source = _source_mtime(path)
+    return None if source is None else _read_kept(poster_path(path, max_side), source, "image/jpeg")
 
 
 def poster(path: Path, max_side: int) -> tuple[bytes, str] | None:
     """A JPEG still of the video ``path`` (longest side at most ``max_side``), so a person and the agent can see
-    what a clip shows without playing it; None without ffmpeg, or when the file is not a decodable video.
+    what a clip shows without playing it; None without ffmpeg, when the file is not a decodable video, or when a
+    link or a FIFO is in its place (it is read only as ``opened_source`` opens it).
 
-    Made once per video with ffmpeg (``media.stitch.find_ffmpeg``: the ``video`` extra, else ffmpeg on PATH) and
-    kept beside it (``poster_path``). Runs a subprocess: call it in a worker thread (``make_previews``).
+    Made once per video with ffmpeg (``media.stitch.find_ffmpeg``: the ``video`` extra, else ffmpeg on PATH),
+    which reads that open file, and kept beside it (``poster_path``). Runs a subprocess: call it in a worker thread
+    (``make_previews``).
     """
-    kept = cached_poster(path, max_side)
+    return _made_from_source(path, _poster_of, max_side)
+
+
+def _poster_of(path: Path, source: IO[bytes], max_side: int) -> tuple[bytes, str] | None:
+    """``poster`` of ``source``, the open file of ``path``: the one kept beside it when that is dated like this very
+    file, else made from it by ffmpeg and kept."""
+    mtime_ns = os.fstat(source.fileno()).st_mtime_ns
+    kept = _read_kept(poster_path(path, max_side), mtime_ns, "image/jpeg")
     if kept is not None:
         return kept
-    try:
-        source = Path(path).stat()
-        with Path(path).open("rb") as handle:
-            if kind_of(sniff_mime(handle.read(SNIFF_BYTES))) != "video":
-                return None
-    except OSError:
+    source.seek(0)
+    if kind_of(sniff_mime(source.read(SNIFF_BYTES))) != "video":
         return None
-    tried = (str(path), source.st_mtime_ns)
-    made = None if tried in _failed_posters else _make_poster(Path(path), max_side)
+    tried = (str(path), mtime_ns)
+    made = None if tried in _failed_posters else _make_poster(path, source, max_side)
     if made is None:
         _failed_posters.add(tried)
         return None
     with contextlib.suppress(OSError):  # a read-only folder: the poster is still shown, just not kept
-        _keep_dated(poster_path(path, max_side), made[0], source.st_mtime_ns)
+        _keep_dated(poster_path(path, max_side), made[0], mtime_ns)
     return made
 
 
-def _make_poster(path: Path, max_side: int) -> tuple[bytes, str] | None:
-    from kie_mcp.media.stitch import StitchError, find_ffmpeg
+def _make_poster(path: Path, source: IO[bytes], max_side: int) -> tuple[bytes, str] | None:
+    """A poster frame of the open video ``source``: ffmpeg reads that very file as ``/dev/fd/N`` (the descriptor
+    passed on), as a single-file video only (stitch's whitelists: a local file, a video container); where there is
+    no ``/dev/fd`` (Windows), ``path``, the name it was opened by."""
+    from kie_mcp.media.stitch import _SINGLE_FILE, FD_FOLDER, StitchError, by_descriptor, find_ffmpeg
 
     try:
         ffmpeg = find_ffmpeg()
-    except StitchError:
+        fds = (source.fileno(),) if by_descriptor() else ()
+        for fd in fds:
+            os.lseek(fd, 0, os.SEEK_SET)  # where opening /dev/fd/N shares the offset (macOS): from the start
+    except (StitchError, OSError, ValueError):
         return None
+    given = FD_FOLDER / str(fds[0]) if fds else path
     command = [
-        ffmpeg, "-hide_banner", "-loglevel", "error", "-nostdin", "-i", str(path),
+        ffmpeg, "-hide_banner", "-loglevel", "error", "-nostdin", *_SINGLE_FILE, "-i", str(given),
         "-vf", f"thumbnail=n={_POSTER_SCAN_FRAMES}", "-frames:v", "1", "-an",
         "-f", "image2pipe", "-c:v", "png", "-",
     ]  # fmt: skip
     try:
-        done = subprocess.run(command, capture_output=True, timeout=POSTER_TIMEOUT, check=False)
+        done = subprocess.run(
+            command,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=POSTER_TIMEOUT,
+            check=False,
+            pass_fds=fds,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     if done.returncode != 0 or not done.stdout:
@@ -1115,14 +1187,30 @@ def preview(path: Path, kind: str | None, max_side: int) -> tuple[bytes, str] | 
 
 def make_preview(path: Path, kind: str | None, max_side: int) -> tuple[bytes, str] | None:
     """Make (or check) the kept preview of one saved result, and return it, best effort: an error means no preview
-    for that file (None), logged, never an error of the tool that saved it (the result is paid for and on disk).
-    Decodes: worker thread."""
-    kind = kind_of_file(path, kind)
-    if kind == "image":
-        return _best_effort(thumbnail, path, max_side)
-    if kind == "video":
-        return _best_effort(poster, path, max_side)
-    return None
+    for that file (None), logged, never an error of the tool that saved it (the result is paid for and on disk); a
+    link or a FIFO in the file's place has none. Decodes: worker thread."""
+    try:
+        return preview_of(_in_real_folder(path), kind, max_side)
+    except (OSError, RuntimeError):  # a link, a FIFO or nothing in its place (ChangedFile), unreadable, a loop
+        return None
+
+
+def preview_of(real: Path, kind: str | None, max_side: int) -> tuple[bytes, str] | None:
+    """The preview of the saved result at ``real``, a path with no symbolic link in it (as judged by the caller,
+    never resolved again here): made from, or kept for, the one open file ``opened_source`` opens. None when it has
+    none (not an image or a video, too many pixels, a video without ffmpeg; any error of the decoder, logged).
+    ``ChangedFile`` when ``real`` is no longer a regular file (a link or a FIFO swapped in since it was judged);
+    ``OSError`` when it cannot be opened. Decodes: worker thread."""
+    kind = kind_of_file(real, kind)
+    make = _thumbnail_of if kind == "image" else _poster_of if kind == "video" else None
+    if make is None:
+        return None
+    with opened_source(real) as source:
+        try:
+            return make(real, source, max_side)
+        except Exception:
+            log.warning("No preview could be made of %s; the file itself is saved.", real, exc_info=True)
+            return None
 
 
 def _best_effort(
