@@ -112,6 +112,7 @@ class FakeKie:
         self.sent: list[float] = []  # every create request, when it left the client
         self.refused = 0
         self.reads: list[float] = []  # status reads, on arrival
+        self.lookups: list[float] = []  # counted catalogue lookups (GET /api/v1/models...), on arrival
         self.script: list[str] = []  # forced answers for the next creates: "429", "connect"
         self._n = itertools.count()
 
@@ -125,7 +126,14 @@ class FakeKie:
             self.sent.append(self.clock.now)
         await self.clock.sleep(to_arrive)
         now = self.clock.now
-        if request.url.path.endswith("recordInfo"):
+        if request.url.path.startswith("/api/v1/models"):  # the catalogue's shared budget: 1 a second
+            if self.lookups and now - self.lookups[-1] < 1.0:
+                self.refused += 1
+                payload = RATE_LIMITED
+            else:
+                self.lookups.append(now)
+                payload = {"code": 200, "msg": "success", "data": {"total": 0, "models": []}}
+        elif request.url.path.endswith("recordInfo"):
             self.reads.append(now)
             asked = request.url.params.get("taskId")  # KIE answers about the task asked
             payload: dict[str, Any] = {"code": 200, "msg": "success", "data": {"taskId": asked, "state": "generating"}}
@@ -185,6 +193,26 @@ async def test_no_21_creates_arrive_within_10_s_even_when_answers_are_slow(slowe
     assert all(arrivals[i + 20] - arrivals[i] >= 11.0 - 1e-9 for i in range(80))
     # ... and no slower than that: each slot is reused once its answer plus 11 s have passed.
     assert clock.now <= 4 * (11.0 + slowest) + slowest + 1e-6
+
+
+@pytest.mark.parametrize("seed", range(4))
+async def test_catalogue_lookups_never_arrive_within_a_second_of_each_other_whatever_the_network_does(seed):
+    """KIE counts a catalogue lookup when it arrives (1 a second per account, shared): a lookup delayed on its way
+    (a busy machine, a slow network) must not bring the next one closer than a second, which KIE refuses (429).
+    Seen on a busy machine with each lookup's place stamped when it was granted."""
+    clock = VirtualTime()
+    kie = FakeKie(clock, uneven(seed=seed, slowest=0.8))
+    client = client_for(kie, clock, catalog_window=SlidingWindow(1, 1.1, clock=clock, sleep=clock.sleep))
+
+    async def lookups() -> None:
+        for _ in range(30):
+            await client.list_models()
+
+    results = await clock.run(lookups())
+    await client.aclose()
+    assert results == [None]
+    assert kie.refused == 0 and len(kie.lookups) == 30
+    assert min(b - a for a, b in itertools.pairwise(kie.lookups)) >= 1.0
 
 
 async def test_the_window_holds_for_any_arrival_between_sending_and_answering():

@@ -16,7 +16,6 @@ import time
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
-import anyio
 import httpx2
 from pydantic import BaseModel
 
@@ -443,15 +442,18 @@ class KieClient:
         }
 
     async def _catalog_get(self, path: str, params: dict[str, Any] | None) -> Any:
-        """A catalogue lookup inside the shared ~1/s budget; a 429 (not counted by KIE) waits and tries again."""
+        """A catalogue lookup inside the shared ~1/s budget, its place held from before it is sent until its answer
+        (and ``CATALOG_SPACING_SECONDS`` plus the window's margin after): KIE counts a lookup when it arrives, and
+        a slot stamped when it was granted let a busy machine's jitter bring two arrivals closer than a second (a
+        429). A 429 (not counted by KIE) frees the place, waits for the window's edge and tries again."""
         for attempt in range(3):
-            await self._catalog.acquire()
-            try:
-                return await self._call(self._api, "GET", path, params=params)
-            except KieError as err:
-                if err.code != 429 or attempt == 2:
-                    raise
-                await anyio.sleep(min(self.rate_limit_backoff, 2.0))
+            async with self._catalog.occupied() as slot:
+                try:
+                    return await self._call(self._api, "GET", path, params=params)
+                except KieError as err:
+                    if err.code != 429 or attempt == 2:
+                        raise
+                    slot.rate_limited(min(self.rate_limit_backoff, 2.0))
         raise AssertionError("unreachable")  # pragma: no cover
 
     # -- uploads ----------------------------------------------------------------------------
