@@ -130,10 +130,7 @@ def test_the_error_names_the_method_only_when_it_is_a_plain_name():
 
 
 def _error_of(line: str) -> str:
-    import anyio
-
-    params = stdio.UnreadableParams.model_validate(json.loads(mend_line(line))["params"])
-    return anyio.run(stdio.answer_unreadable, None, params).message
+    return stdio.unreadable_error(json.loads(mend_line(line))["params"]).error.message
 
 
 # -- over real stdio ---------------------------------------------------------------------------------------
@@ -199,22 +196,32 @@ async def test_a_tool_call_just_under_the_depth_limit_is_served_as_any_other(sim
     assert "resolution" in result.content[0].text
 
 
+def hello(capabilities: Any = None) -> dict[str, Any]:
+    """The params of a handshake-era ``initialize``."""
+    client = {"name": "raw", "version": "1"}
+    return {"protocolVersion": "2025-11-25", "capabilities": capabilities or {}, "clientInfo": client}
+
+
 class RawWire:
     """The installed kie-mcp over real stdio, spoken line by line as a client that writes its own JSON."""
 
-    def __init__(self, base: str, workspace: Path, capabilities: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, base: str, workspace: Path, capabilities: dict[str, Any] | None = None, *, handshake: bool = True
+    ) -> None:
         env = {**os.environ, **_server_env(base, workspace)}
         self.server = subprocess.Popen(
             [_script()], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env
         )
-        client = {"name": "raw", "version": "1"}
-        hello = {"protocolVersion": "2025-11-25", "capabilities": capabilities or {}, "clientInfo": client}
-        try:
-            self.send(json.dumps({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": hello}))
-            assert "result" in self.read()
-        except BaseException:
-            self.close()
-            raise
+        if handshake:
+            try:
+                self.handshake(capabilities)
+            except BaseException:
+                self.close()
+                raise
+
+    def handshake(self, capabilities: dict[str, Any] | None = None) -> None:
+        self.send(json.dumps({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": hello(capabilities)}))
+        assert "result" in self.read()
         self.send('{"jsonrpc": "2.0", "method": "notifications/initialized"}')
 
     def send(self, line: str) -> None:
@@ -283,3 +290,54 @@ def test_a_deep_answer_to_the_confirmation_form_approves_nothing_and_the_call_go
     assert result["structuredContent"]["status"] == "confirmation_required"
     assert f"nested more than {DEEPEST_JSON} levels deep" in result["structuredContent"]["message"]
     assert not CREATE_PATHS & set(_kie_requests(simulator_process))
+
+
+@pytest.mark.stdio
+def test_a_request_whose_id_is_nested_deeper_than_python_reads_never_stops_the_server(simulator_process, tmp_path):
+    """The review: an id 5,000 lists deep made reading the id raise RecursionError in the stdin reader, which ended
+    the server (and every call in flight with it). Such a line is left to the SDK, which drops it, as before."""
+    wire = RawWire(simulator_process, tmp_path)
+    try:
+        wire.send('{"jsonrpc":"2.0","id":' + "[" * 5000 + "]" * 5000 + ',"method":"tools/call","params":{}}')
+        wire.send(json.dumps({"jsonrpc": "2.0", "id": 3, "method": "ping"}))
+        assert wire.read() == {"jsonrpc": "2.0", "id": 3, "result": {}}
+    finally:
+        assert wire.close() == 0
+
+
+@pytest.mark.stdio
+def test_a_deep_request_before_the_handshake_is_answered_with_why_and_the_handshake_then_served(
+    simulator_process, tmp_path
+):
+    """The review: before ``initialize`` ended, the SDK answered the stand-in with a bare "Invalid request
+    parameters", as any request then; the answer says why, and the handshake that follows is served."""
+    wire = RawWire(simulator_process, tmp_path, handshake=False)
+    try:
+        deep = {"jsonrpc": "2.0", "id": 9, "method": "initialize", "params": hello(nested(DEEPEST_JSON))}
+        wire.send(json.dumps(deep))
+        answer = wire.read()
+        assert answer["id"] == 9 and answer["error"]["code"] == INVALID_REQUEST
+        assert f"this initialize request: its JSON is nested more than {DEEPEST_JSON}" in answer["error"]["message"]
+        wire.handshake()
+    finally:
+        assert wire.close() == 0
+
+
+def test_a_deep_line_carrying_a_long_text_is_looked_into_in_little_memory():
+    """The review: the string pattern took about 117 bytes of the regex engine's stack a character (2.4 GB for a
+    20 MB text) and each open bracket an entry in three lists. Under a 500 MiB address-space limit, a deep request
+    carrying 20 MB of text, and one of two million brackets, are both answered."""
+    code = (
+        "import resource\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (500 * 2**20, 500 * 2**20))\n"
+        "from kie_mcp.stdio import mend_line\n"
+        "text = '\"' + 'A' * 20_000_000 + '\"'\n"
+        'print(mend_line(\'{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"x":\' + text'
+        " + ',\"o\":' + '[' * 300 + ']' * 300 + '}}'))\n"
+        'print(mend_line(\'{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"o":\''
+        " + '[' * 2_000_000 + ']' * 2_000_000 + '}}'))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    answers = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [(a["id"], a["method"]) for a in answers] == [(7, UNREADABLE_METHOD), (8, UNREADABLE_METHOD)]

@@ -90,3 +90,31 @@ async def test_a_resource_uri_holding_the_key_is_never_echoed_by_its_error(keyed
     assert refused.value.error.code == INVALID_PARAMS
     assert not leaks(said(refused.value)), said(refused.value)
     assert "[redacted]" in refused.value.error.message
+
+
+async def test_a_tool_refusal_naming_what_it_was_given_never_echoes_the_key(keyed):
+    """The review: an unknown tool, an argument the tool does not take and a bad value are refused by the SDK or
+    before the tool runs, as error results that named what they were given: the key, when that was it."""
+    async with keyed() as client:
+        refusals = {
+            "unknown tool": await client.call_tool(f"tool_{KEY}", {}),
+            "unknown argument": await client.call_tool("estimate_cost", {KEY: 1, "model": "nano-banana-2"}),
+            "bad value": await client.call_tool("list_tasks", {"limit": KEY}),
+        }
+    shown = {what: json.dumps(result.model_dump(mode="json")) for what, result in refusals.items()}
+    assert all(result.is_error for result in refusals.values()), shown
+    assert {what: text for what, text in shown.items() if leaks(text)} == {}
+    assert all("[redacted]" in text for text in shown.values()), shown
+
+
+async def test_a_workflows_plan_keeps_the_users_signed_link_and_words_and_drops_only_the_key(keyed):
+    """The review: the plan was redacted as an error is, so a signed link's ``access_token=...`` and a description's
+    "password: ..." came back as ``[redacted]``: an agent following the plan sent a broken link to a paid create."""
+    link = "https://cdn.example.com/me.png?access_token=9f8e7d6c5b4a39281706&expires=1893456000"
+    async with keyed() as client:
+        plan = await client.get_prompt(
+            "ugc_video", {"product": f"bottle at {link}, password: swordfish", "script": f"say {KEY}"}
+        )
+    text = plan.messages[0].content.text
+    assert link in text and "password: swordfish" in text, text
+    assert not leaks(text) and "say [redacted]" in text, text

@@ -18,9 +18,9 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
-from mcp import Client
+from mcp import Client, MCPError
 from mcp.client import ClientRequestContext
-from mcp.types import ElicitRequestParams, ElicitResult, ErrorData
+from mcp.types import INVALID_PARAMS, ElicitRequestParams, ElicitResult, ErrorData
 from PIL import Image
 
 from kie_mcp.journal import journal_path
@@ -1060,6 +1060,27 @@ async def test_a_confirmation_answered_late_gets_kie_mcps_own_answer_not_an_expi
         )
     assert not answered.is_error, text_of(answered)
     assert answered.structured_content["status"] in ("completed", "cancelled"), text_of(answered)
+
+
+@pytest.mark.parametrize("mode", ["auto"])  # the answer comes back sealed in a retried request
+async def test_a_confirmation_answered_after_the_server_restarted_says_nothing_was_spent_and_to_call_again(
+    connect, controls
+):
+    """The audit: a host restarts a crashed or updated server while the person reads the form; the answer comes
+    back sealed with the old process's key, which the SDK refused with a bare "Invalid or expired requestState",
+    saying neither whether anything was spent nor what to do."""
+    async with connect(elicitation=answering()) as before:
+        first = await before.session.call_tool("generate_image", IMAGE, allow_input_required=True)
+    assert first.input_requests, first
+    yes = {key: ElicitResult(action="accept", content={"confirm": True}) for key in first.input_requests}
+    async with connect(elicitation=answering()) as after:
+        with pytest.raises(MCPError) as refused:
+            await after.call_tool("generate_image", IMAGE, input_responses=yes, request_state=first.request_state)
+    assert refused.value.error.code == INVALID_PARAMS
+    assert "earlier run of kie-mcp" in refused.value.error.message
+    assert "Nothing was run, sent or spent" in refused.value.error.message
+    assert "Call the tool again" in refused.value.error.message
+    assert await controls.creates() == []
 
 
 @pytest.mark.parametrize("mode", ["auto"])  # the binding quote is checked again when the answer comes back

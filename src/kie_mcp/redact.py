@@ -274,11 +274,7 @@ def redact(text: str) -> str:
     """``text`` with every registered secret and every credential-shaped value replaced by ``[redacted]``."""
     if not text:
         return text
-    pattern, runs = _registry.pattern, _registry.runs
-    if pattern is not None:
-        text = pattern.sub(REDACTED, text)
-    if runs is not None:
-        text = runs.sub(_cut_pieces, text)
+    text = redact_secrets(text)
     folded = _folded(text)  # [redacted] never makes a pattern's word: the text as given tells which can match
     for regex, replacement, words in _PATTERNS:
         if any(word in folded for word in words):
@@ -290,26 +286,43 @@ def redact(text: str) -> str:
     return text
 
 
+def redact_secrets(text: str) -> str:
+    """``text`` with every registered secret (in any of its forms, or a run of its characters) replaced, and nothing
+    else: for the user's own content handed back to be used, where a signed link's ``access_token=...`` or a
+    prompt's "password: ..." must come back as given (a workflow's plan)."""
+    if not text:
+        return text
+    pattern, runs = _registry.pattern, _registry.runs
+    if pattern is not None:
+        text = pattern.sub(REDACTED, text)
+    if runs is not None:
+        text = runs.sub(_cut_pieces, text)
+    return text
+
+
 _SENSITIVE_KEY = re.compile(r"(?i)^(?:[A-Za-z0-9]+[_-])*(?:proxy-)?(?:authorization|" + _SENSITIVE_NAME + r")$")
 
 
-def redact_value(value: Any) -> Any:
+def redact_value(value: Any, *, secrets_only: bool = False) -> Any:
     """A copy of a JSON-like value (dicts, lists, tuples, strings) with every string redacted; the value of
-    a key named like a credential (``authorization``, ``apiKey``, ``password``, ...) is replaced whole."""
+    a key named like a credential (``authorization``, ``apiKey``, ``password``, ...) is replaced whole. With
+    ``secrets_only``, only the registered secrets go (``redact_secrets``), and keys are not judged by their name."""
     if isinstance(value, str):
-        return redact(value)
+        return redact_secrets(value) if secrets_only else redact(value)
     if isinstance(value, dict):
         cleaned: dict[Any, Any] = {}
         for key, item in value.items():
-            if isinstance(key, str) and _SENSITIVE_KEY.match(key) and isinstance(item, str) and item:
+            named = not secrets_only and isinstance(key, str) and _SENSITIVE_KEY.match(key)
+            if named and isinstance(item, str) and item:
                 cleaned[redact(key)] = REDACTED
             else:
-                cleaned[redact(key) if isinstance(key, str) else key] = redact_value(item)
+                name = redact_value(key, secrets_only=secrets_only) if isinstance(key, str) else key
+                cleaned[name] = redact_value(item, secrets_only=secrets_only)
         return cleaned
     if isinstance(value, list):
-        return [redact_value(item) for item in value]
+        return [redact_value(item, secrets_only=secrets_only) for item in value]
     if isinstance(value, tuple):
-        return tuple(redact_value(item) for item in value)
+        return tuple(redact_value(item, secrets_only=secrets_only) for item in value)
     return value
 
 

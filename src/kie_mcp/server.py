@@ -20,7 +20,7 @@ import anyio
 from mcp import MCPError
 from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
-from mcp.server.request_state import RequestStateSecurity
+from mcp.server.request_state import RequestStateBoundary, RequestStateSecurity
 from mcp.server.subscriptions import InMemorySubscriptionBus, ResourcesListChanged, SubscriptionBus
 from mcp.types import INVALID_PARAMS, EmptyResult, ListResourcesResult, PaginatedRequestParams, SetLevelRequestParams
 from mcp.types import Resource as MCPResource
@@ -30,6 +30,7 @@ from kie_mcp import __version__, toolcache
 from kie_mcp.apps import apps_extension
 from kie_mcp.config import Settings, no_key_advice
 from kie_mcp.redact import redact, redact_value
+from kie_mcp.stdio import UNREADABLE_METHOD, unreadable_error
 from kie_mcp.toolschema import compact, keep_free_text
 from kie_mcp.words import argument_problems, plain
 
@@ -256,7 +257,10 @@ class _Server(MCPServer):
         # level a client sets (handshake era; 2026-07-28 clients opt in per request).
         self._lowlevel_server.add_request_handler("logging/setLevel", SetLevelRequestParams, _set_client_log_level)
         self._lowlevel_server.add_request_handler("resources/list", PaginatedRequestParams, self._list_resources_page)
-        self._lowlevel_server.middleware.append(_answered_without_secrets)
+        # Outside the SDK's request-state boundary, so its refusal of a stale answer is explained here too.
+        chain = self._lowlevel_server.middleware
+        boundary = next((i for i, m in enumerate(chain) if isinstance(m, RequestStateBoundary)), len(chain))
+        chain.insert(boundary, _answered_without_secrets)
 
     def _ensure_registered(self) -> None:
         """Load the surface and register its tools (deferring its resources and prompts), once. A registration
@@ -537,24 +541,47 @@ def _without_blank_optionals(prompt: Any, arguments: dict[str, Any] | None) -> d
     return {k: v for k, v in arguments.items() if k not in optional or not isinstance(v, str) or v.strip()}
 
 
+# The SDK answers -32602 "Invalid or expired requestState" to an answer whose sealed state it cannot read: the
+# seal's key lives only as long as the server process, and the seal only as long as the question and a grace.
+STALE_ANSWER = (
+    "This answer to a confirmation question could not be read: it was asked by an earlier run of kie-mcp (the "
+    "server restarted since), or too long ago, or the answer was changed on its way. Nothing was run, sent or "
+    "spent. Call the tool again, without requestState, to be asked again."
+)
+
+
 async def _answered_without_secrets(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
-    """The one point where every error answer, and every workflow's plan, is redacted before it leaves (tools redact
-    their own answers). A key given as a prompt's argument was written into the plan, and errors echo what they
-    name: a prompt's or an argument's name, a bad count, model or ratio, a resource URI (in the message and in the
-    SDK's ``data``). Runs before the SDK checks a request's params, so ``prompts/get`` takes a number given for an
-    argument as its text (``_prompt_arguments_as_text``)."""
-    plan = ctx.method == "prompts/get"
+    """The one point where every error answer (a JSON-RPC error, or a tool's error result), and every workflow's
+    plan, is redacted before it leaves (tools redact their own other answers). A key given as a prompt's argument
+    was written into the plan, and errors echo what they name: a tool's, a prompt's or an argument's name, a bad
+    count, model or ratio, a resource URI (in the message and in the SDK's ``data``).
+
+    It runs before the SDK checks a request's params and that the handshake ended, so ``prompts/get`` takes a number
+    given for an argument as its text (``_prompt_arguments_as_text``) and a line over stdio nested too deep to read
+    (``stdio.UNREADABLE_METHOD``) is answered whenever it comes; and outside the SDK's request-state boundary, so
+    its bare refusal of a confirmation's answer it can no longer read says what happened and what to do
+    (``STALE_ANSWER``)."""
+    method = ctx.method
+    plan = method == "prompts/get"
     try:
         if plan:
             ctx = replace(ctx, params=_prompt_arguments_as_text(ctx.params))
+        elif method == UNREADABLE_METHOD:  # here, not as a handler: also answered before the handshake ends
+            raise unreadable_error(ctx.params)
         result = await call_next(ctx)
     except MCPError as err:
         error = err.error
         message, data = redact(error.message), redact_value(error.data)
+        if isinstance(data, dict) and data.get("reason") == "invalid_request_state":
+            message = STALE_ANSWER
         if message == error.message and data == error.data:
             raise
         raise MCPError(code=error.code, message=message, data=data) from None
-    return redact_value(result) if plan else result
+    if plan:  # the user's own words, to be used: only the key goes (a signed link's access_token stays)
+        return redact_value(result, secrets_only=True)
+    if method == "tools/call" and isinstance(result, dict) and result.get("isError"):
+        return redact_value(result)  # a refusal that names what it was given (an unknown tool or argument)
+    return result
 
 
 def _prompt_arguments_as_text(params: Mapping[str, Any] | None) -> Mapping[str, Any] | None:

@@ -33,11 +33,12 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
-from mcp.types import INVALID_REQUEST, ErrorData, RequestParams
+from mcp import MCPError
+from mcp.types import INVALID_REQUEST
 from pydantic_core import from_json
 
 if TYPE_CHECKING:
@@ -56,7 +57,9 @@ BYTE_ORDER_MARK = "\ufeff"  # JSON never starts with one; the SDK's reader refus
 
 UNREADABLE_METHOD = "kie-mcp/unreadable"
 # JSON's tokens: a string (escapes and all), a structural character, or a bare scalar (number, true, ...).
-_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}:,]|[^\s\[\]{}:,"]+', re.S)
+# A string unrolled (runs of plain characters between escapes): one step a run, not a regex stack frame a character.
+_TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}:,]|[^\s\[\]{}:,"]+', re.S)
+_TRACKED = 3  # the top-level object, ``params``, and its members' own containers (``_meta``)
 _METHOD_NAME = re.compile(r"[A-Za-z0-9_./-]{1,64}")  # a method named in the error: only a plain, short one
 
 
@@ -89,7 +92,10 @@ def mend_line(line: str) -> str:
     if "\\ud" in line or "\\uD" in line:
         line = _ESCAPES.sub(_mend_escape, line)
     if len(line) >= _SHORTEST_TOO_DEEP and line.count("[") + line.count("{") > DEEPEST_JSON:
-        return stand_in_for_deep(line)
+        try:
+            return stand_in_for_deep(line)
+        except Exception:  # never the reader's end: the SDK drops the line, as it would have
+            log.warning("could not look into a line of %d characters; left to the SDK", len(line), exc_info=True)
     return line
 
 
@@ -100,9 +106,9 @@ def _mend_escape(found: re.Match[str]) -> str:
 
 def stand_in_for_deep(line: str) -> str:
     """``line`` as is when the SDK's JSON reader reads it. Nested too deep, a shallow message in its place: a
-    request becomes a ``kie-mcp/unreadable`` request with its id and ``_meta`` (answered by ``answer_unreadable``),
-    an answer to a request of the server an error answer with its id. A notification, or a message without an id
-    to answer, stays as it is (the SDK drops it; logged here)."""
+    request becomes a ``kie-mcp/unreadable`` request with its id and ``_meta`` (answered with ``unreadable_error``
+    by the server's middleware), an answer to a request of the server an error answer with its id. A notification,
+    or a message without an id to answer, stays as it is (the SDK drops it; logged here)."""
     try:
         from_json(line)
     except ValueError as err:
@@ -136,11 +142,13 @@ Span = tuple[int, int]
 def top_level_members(line: str) -> tuple[dict[str, Span], dict[str, Span]]:
     """Where the values of the top-level object's members are in ``line`` (``{key: (start, end)}``; of a repeated
     key the last, as the SDK's reader keeps it), and those of its ``params`` object, read without building any of
-    it: strings are skipped whole, so brackets, quotes and keys inside them are text."""
+    it: strings are skipped whole, so brackets, quotes and keys inside them are text. Containers deeper than the
+    members of ``params`` are only counted, so a line of millions of brackets costs no more memory than its own."""
     top: dict[str, Span] = {}
     params: dict[str, Span] = {}
-    kinds: list[str] = []  # each open container: "{" or "["
-    keys: list[str | None] = []  # the key each open container is the value of
+    depth = 0
+    kinds: list[str] = []  # each open container down to ``_TRACKED`` deep: "{" or "["
+    keys: list[str | None] = []  # the key each of them is the value of
     starts: list[int] = []
     key: str | None = None  # in an object, the key of the value read next
     key_next = False  # the next string is a key
@@ -148,6 +156,9 @@ def top_level_members(line: str) -> tuple[dict[str, Span], dict[str, Span]]:
         text = token.group()
         first = text[0]
         if first in "[{":
+            depth += 1
+            if depth > _TRACKED:
+                continue
             kinds.append(first)
             keys.append(key)
             starts.append(token.start())
@@ -155,12 +166,17 @@ def top_level_members(line: str) -> tuple[dict[str, Span], dict[str, Span]]:
                 params = {}  # a repeated params: the last one counts
             key, key_next = None, first == "{"
         elif first in "]}":
-            if not kinds:
+            if depth == 0:
                 break
+            depth -= 1
+            if depth >= _TRACKED:
+                continue
             kinds.pop()
             key, start = keys.pop(), starts.pop()
             _keep(top, params, kinds, keys, key, (start, token.end()))
             key_next = False
+        elif depth > _TRACKED:
+            continue
         elif first == ",":
             key_next = bool(kinds) and kinds[-1] == "{"
         elif first == ":":
@@ -204,7 +220,7 @@ def _string(written: str | None) -> str | None:
 
 def _request_id(written: str | None) -> str | int | None:
     """A JSON-RPC id the SDK takes (a string or a whole number); anything else (null, a fraction) is none."""
-    if written is None:
+    if written is None or written[:1] not in ('"', "-", *"0123456789"):  # a list or object is no id: not read
         return None
     try:
         value = json.loads(written)
@@ -224,19 +240,18 @@ def _meta(written: str | None) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-class UnreadableParams(RequestParams):
-    method: str | None = None  # the method of the request that could not be read, when it was a plain name
-
-
-async def answer_unreadable(ctx: Any, params: UnreadableParams) -> ErrorData:
-    """``kie-mcp/unreadable``: the request this line stood in for was nested too deep to read; say so."""
-    request = f"this {params.method} request" if params.method else "this request"
+def unreadable_error(params: Any) -> MCPError:
+    """The answer to a ``kie-mcp/unreadable`` stand-in: the request it stood for was nested too deep to read. The
+    method is named only when the stand-in carries a plain, short one (a client may send this method itself)."""
+    method = params.get("method") if isinstance(params, Mapping) else None
+    named = method if isinstance(method, str) and _METHOD_NAME.fullmatch(method) else None
+    request = f"this {named} request" if named else "this request"
     message = (
         f"kie-mcp could not read {request}: its JSON is nested more than {DEEPEST_JSON} levels deep, and kie-mcp "
         f"reads at most {DEEPEST_JSON}. Nothing of it was run, priced or sent. Send the arguments flatter: fewer "
         "lists and objects inside each other."
     )
-    return ErrorData(code=INVALID_REQUEST, message=message, data={"deepest": DEEPEST_JSON})
+    return MCPError(code=INVALID_REQUEST, message=message, data={"deepest": DEEPEST_JSON})
 
 
 class _MendedLines(io.TextIOWrapper):
@@ -283,6 +298,5 @@ async def serve(server: MCPServer) -> None:
         await server.run_stdio_async()
         return
     with claimed_stdin() as stdin:
-        lowlevel.add_request_handler(UNREADABLE_METHOD, UnreadableParams, answer_unreadable)
         async with stdio_server(stdin=stdin) as (read_stream, write_stream):
             await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
