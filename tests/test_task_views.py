@@ -168,6 +168,24 @@ async def test_list_tasks_finds_words_in_any_letter_case_and_unicode_form_and_ne
             assert {t["task_id"] for t in found.structured_content["tasks"]} == expected, (text, text_of(found))
 
 
+async def test_list_tasks_finds_yesterdays_work_by_its_session_and_says_what_each_task_cost(connect, tmp_path):
+    """The journey audit: every workflow names a session, but list_tasks took no session (refused), its text search
+    read prompts only and said nothing when it found none, and its text showed no task's cost."""
+    journaled(
+        tmp_path,
+        (task("shot1", "nano-banana-2", state="succeeded", credits_quoted=8.0), "a balm jar on marble", "Maya-Balm"),
+        (task("clip1", "veo3_fast", state="succeeded", credits_charged=60.0), "she smiles", "maya-balm reel"),
+        (task("other", "nano-banana-2", state="succeeded", credits_quoted=8.0), "a red apple", "apples"),
+    )
+    async with connect() as client:
+        found = await client.call_tool("list_tasks", {"session": "MAYA-BALM"})
+        missed = await client.call_tool("list_tasks", {"text": "maya-balm"})
+    assert {t["task_id"] for t in found.structured_content["tasks"]} == {"shot1", "clip1"}, text_of(found)
+    assert "(8 credits quoted)" in text_of(found) and "(60 credits charged)" in text_of(found)
+    assert missed.structured_content["tasks"] == []
+    assert "session=" in text_of(missed) and "prompt" in text_of(missed)
+
+
 async def test_list_tasks_searches_for_the_words_sent_even_when_they_read_as_json(connect, tmp_path):
     """The SDK decoded the search text "null" as JSON (no search: every task listed) and "[draft]"-style text too."""
     journaled(

@@ -225,6 +225,7 @@ def _task_filter(
     model: str | None,
     since: datetime | None,
     text: str | None,
+    session: str | None = None,
     older_than: tuple[float, str] | None = None,
 ) -> tuple[str, list[Any]]:
     """The WHERE clause (and its values) of a search of the tasks (``find_tasks``, ``count_tasks``); with
@@ -244,6 +245,9 @@ def _task_filter(
         # Against the prompt folded when it was saved; one written without (``fold_prompts``) is folded here.
         clauses.append("prompt IS NOT NULL AND instr(COALESCE(prompt_folded, kie_fold(prompt)), ?) > 0")
         args.append(folded(text))
+    if session:  # the session label as kept (redacted), in any letter case: words of it find it
+        clauses.append("session IS NOT NULL AND instr(kie_fold(session), ?) > 0")
+        args.append(folded(redact(session)))
     if older_than is not None:  # a keyset: pages never skip or repeat a task, whatever is added meanwhile
         clauses.append("(created, task_id) < (?, ?)")
         args += [older_than[0], older_than[1]]
@@ -820,20 +824,25 @@ class Journal:
         model: str | None = None,
         since: datetime | None = None,
         text: str | None = None,
+        session: str | None = None,
         older_than: tuple[float, str] | None = None,
         limit: int = 50,
     ) -> list[sqlite3.Row]:
         """Tasks matching the filters, newest first (ties of creation time by task id, so a listing continued with
         ``older_than`` never skips or repeats one), at most ``limit``.
 
-        With ``text``, every prompt is compared: a scan of the whole table (about 0.4 s at 50,000 tasks with 2 kB
-        prompts), run on a connection of its own, so that in a worker thread it holds up no other journal use."""
-        where, args = _task_filter(state=state, model=model, since=since, text=text, older_than=older_than)
+        With ``text`` (or ``session``), every prompt (or session label) is compared: a scan of the whole table
+        (about 0.4 s at 50,000 tasks with 2 kB prompts), run on a connection of its own, so that in a worker thread
+        it holds up no other journal use."""
+        where, args = _task_filter(
+            state=state, model=model, since=since, text=text, session=session, older_than=older_than
+        )
         sql = f"SELECT * FROM tasks {where} ORDER BY created DESC, task_id DESC LIMIT ?"
-        if not text:
+        if not text and not session:
             return self.query(sql, *args, limit)
         with self._reader() as db:
-            self.fold_prompts(db)
+            if text:
+                self.fold_prompts(db)
             return db.execute(sql, (*args, limit)).fetchall()
 
     def count_tasks(
@@ -843,12 +852,15 @@ class Journal:
         model: str | None = None,
         since: datetime | None = None,
         text: str | None = None,
+        session: str | None = None,
         older_than: tuple[float, str] | None = None,
     ) -> int:
         """How many tasks ``find_tasks`` with these filters would find without a limit."""
-        where, args = _task_filter(state=state, model=model, since=since, text=text, older_than=older_than)
+        where, args = _task_filter(
+            state=state, model=model, since=since, text=text, session=session, older_than=older_than
+        )
         sql = f"SELECT COUNT(*) FROM tasks {where}"
-        if not text:
+        if not text and not session:
             return int(self.query(sql, *args)[0][0])
         with self._reader() as db:
             return int(db.execute(sql, args).fetchone()[0])

@@ -686,13 +686,18 @@ def _register_tools(mcp: MCPServer) -> None:
             str | None, Field(description="Only tasks created on or after this date (YYYY-MM-DD).")
         ] = None,
         text: Annotated[str | None, FREE_TEXT, Field(description="Words to find in the prompt.")] = None,
+        session: Annotated[
+            str | None,
+            FREE_TEXT,
+            Field(max_length=200, description="Words to find in the session's name (the generate calls' session)."),
+        ] = None,
         limit: Annotated[int, Field(ge=1, le=LIST_LIMIT)] = 50,
         cursor: Annotated[
             str | None,
             Field(
                 max_length=1000,
                 description="The next_cursor of a listing, to list the tasks older than it showed (with the same "
-                "state, model, since and text).",
+                "state, model, since, text and session).",
             ),
         ] = None,
     ) -> Annotated[CallToolResult, TaskList]:
@@ -706,6 +711,8 @@ def _register_tools(mcp: MCPServer) -> None:
             day = parse_day(since)
             model_id = rt.tasks.model_filter(model, rt.catalog) if model and model.strip() else None
             filters: dict[str, Any] = {"state": state, "model": model_id, "since": day, "text": text}
+            if session and session.strip():  # only when given: a cursor of a listing without it stays valid
+                filters["session"] = session.strip()
             listing = await list_page(rt.tasks, rt.journal, filters, limit=limit, cursor=cursor)
         found, message = listing.records, listing.message
         message += "".join(f"\n{notice}" for notice in rt.notices)

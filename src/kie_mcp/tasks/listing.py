@@ -70,12 +70,14 @@ def parse_day(text: str | None) -> datetime | None:
 async def list_page(
     book: TaskBook, journal: Journal, filters: dict[str, Any], *, limit: int, cursor: str | None
 ) -> Listing:
-    """The tasks matching ``filters`` (state, model id, since, text), newest first, from ``cursor`` on. A text
-    search compares every prompt: it runs in a worker thread, on a connection of its own (``find_tasks``)."""
+    """The tasks matching ``filters`` (state, model id, since, text, session), newest first, from ``cursor`` on. A
+    text or session search compares every row: it runs in a worker thread, on a connection of its own
+    (``find_tasks``)."""
     find: Callable[[], Found] = functools.partial(book.find, limit=limit, **filters)
     if cursor:
         find = functools.partial(find, older_than=read_cursor(cursor, filters))
-    search = await anyio.to_thread.run_sync(find) if filters.get("text") else find()
+    scans = filters.get("text") or filters.get("session")
+    search = await anyio.to_thread.run_sync(find) if scans else find()
     next_cursor = journal.cursor_after(_page(search), filters) if search.cut else None
     unknown_total = journal.count_attempts("unknown")
     unknown = unknown_creates(journal) if unknown_total else []
@@ -84,6 +86,7 @@ async def list_page(
         f"- {t.task_id} {t.model} {t.state}{_link_text(t)}{labels_text(t, ' [', ']')}"
         + (" (KIE does not know it under the current API key; check_task says more)" if t.unknown_to_kie else "")
         + (" (KIE gave a status kie-mcp does not know; check_task says more)" if t.unknown_word else "")
+        + _cost_text(t)
         + (f": {', '.join(t.result_urls)}" if t.result_urls else "")
         for t in found
     ]
@@ -98,6 +101,11 @@ async def list_page(
             f"older ones with {_next_call(filters, next_cursor)}"
         )
     message += ":\n" + "\n".join(lines) if lines else "."
+    if not found and not cursor and (filters.get("text") or filters.get("session")):
+        message += (
+            " text= finds words of a task's prompt and session= words of its session's name (the label a generate "
+            "call was given); since= and model= narrow by day and model."
+        )
     if search.unreadable:  # rows a newer kie-mcp wrote (or a hand edit): named, never a failed listing
         message += f"\n{search.unreadable_note}"
     if unknown_total:
@@ -122,7 +130,7 @@ def latest_tasks(journal: Journal) -> dict[str, Any]:
         body["total_note"] = (
             f"The latest {RESOURCE_TASKS} of {search.total} tasks; list_tasks(cursor=next_cursor) lists the older "
             "ones, a page at a time (again with its own next_cursor), and list_tasks finds any by state, model, "
-            "since or text."
+            "since, text or session."
         )
     if search.unreadable:  # rows a newer kie-mcp wrote (or a hand edit): named, never a failed read
         body["unreadable_tasks"] = search.unreadable
@@ -192,6 +200,15 @@ def _next_call(filters: dict[str, Any], cursor: str) -> str:
     named = [f"{name}={plain(value, limit=80)}" for name, value in given.items() if value]
     named.append(f'cursor="{cursor}"')  # whole: base64url, nothing to escape
     return f"list_tasks({', '.join(named)})"
+
+
+def _cost_text(record: TaskRecord) -> str:
+    """What a task cost, as a listing shows it: KIE's charge when it said, else the quote it was made under."""
+    if record.credits_charged is not None:
+        return f" ({record.credits_charged:g} credits charged)"
+    if record.credits_quoted is not None:
+        return f" ({record.credits_quoted:g} credits quoted)"
+    return ""
 
 
 def _link_text(record: TaskRecord) -> str:
