@@ -503,7 +503,8 @@ async def test_every_workflow_that_makes_a_still_asks_how_many_and_which_model_f
         asked = text.lower().find("how many variations")
         assert 0 <= asked < first_estimate, name
         assert "variations=N" in text and "generate_image" in text, name
-        assert 0 <= text.find('or Nano Banana Pro?"') < first_estimate, name  # the model question, asked first
+        asked_model = re.search(r'or Nano Banana (?:2|Pro)\?"', text)  # Pro asked for: "..., or Nano Banana 2?"
+        assert asked_model and asked_model.start() < first_estimate, name  # the model question, asked first
         assert "nano-banana-pro" in text, name
     for name, text in defaults.items():  # every Nano Banana workflow asks seed 000's own question
         if name != "animated_ad":  # storyboards: "Use GPT Image 2 (the default for storyboards), or Nano Banana Pro?"

@@ -31,17 +31,22 @@ def fit(spec, n, duration=None):
     ("spec", "n", "expected"),
     [
         (KLING, 1, 3),  # the shortest allowed
-        (KLING, 7, 3),  # 2.8 s
-        (KLING, 8, 4),  # 3.2 s
-        (KLING, 10, 4),  # exactly 4.0 s
-        (KLING, 11, 5),  # 4.4 s
-        (KLING, 37, 15),  # 14.8 s: the longest
-        (SORA, 25, 10),  # exactly 10 s
-        (SORA, 26, 15),  # 10.4 s
+        (KLING, 5, 3),  # 2.0 s and a breath: 3.0 s
+        (KLING, 7, 4),  # 2.8 s and a breath
+        (KLING, 8, 5),  # 3.2 s and a breath
+        (KLING, 10, 5),  # exactly 4.0 s: 4 s would leave no breath
+        (KLING, 11, 6),  # 4.4 s and a breath
+        (KLING, 35, 15),  # 14.0 s and a breath: the longest
+        (KLING, 37, 15),  # 14.8 s: the longest, a tight fit rather than a refusal
+        (SORA, 22, 10),  # 8.8 s and a breath
+        (SORA, 25, 15),  # exactly 10 s: 10 s would leave no breath
         (SORA, 37, 15),
     ],
 )
-def test_shortest_duration_that_fits(spec, n, expected):
+def test_the_shortest_duration_that_fits_with_a_breath_is_chosen(spec, n, expected):
+    """The prompting guide (section 6): a line needs a short breath at the start and end of its clip. 10 words
+    (4.0 s) got a 4 s clip with none; a model billed per second (Kling) or per length (Sora) gets the shortest
+    duration that leaves one."""
     result = fit(spec, n)
     assert result.duration == expected
     assert f"Duration set to {expected} s" in " ".join(result.notes)
@@ -143,8 +148,8 @@ async def test_script_through_the_tools(connect, controls):
             "generate_video", {"model": "kling-3.0/video", "prompt": "x", "script": words(60)}
         )
         image = await client.call_tool("generate_image", {"prompt": "x", "script": "hello"})
-    assert "Duration set to 4 s" in text_of(estimate)
-    assert estimate.structured_content["quote"]["credits_total"] == 108  # 4 s x 27/s (pro mode with sound)
+    assert "Duration set to 5 s" in text_of(estimate)  # 8 words, 3.2 s, and a breath
+    assert estimate.structured_content["quote"]["credits_total"] == 135  # 5 s x 27/s (pro mode with sound)
     assert too_long.is_error and "part 1" in text_of(too_long)
     assert image.is_error and "does not take script" in text_of(image)
     assert await controls.creates() == []
@@ -181,18 +186,18 @@ REFERENCE = {
 }
 
 
-async def test_a_script_gets_the_shortest_duration_the_requests_rules_allow(connect, controls):
+async def test_a_script_gets_a_duration_the_requests_rules_allow(connect, controls):
     """REFERENCE_2_VIDEO makes 8 s clips only: a 4-word script is fitted to 8 s there (it was fitted to 4 s, then
-    refused for a duration the caller never set), and to 4 s where the mode allows it."""
+    refused for a duration the caller never set). Where the mode allows 4 s it gets 8 s too, at the same price."""
     async with connect(elicitation=answering()) as client:
         reference = await client.call_tool("estimate_cost", REFERENCE)
         frames = await client.call_tool("estimate_cost", {**REFERENCE, "options": {}})
         made = await client.call_tool("generate_video", REFERENCE)
     text = text_of(reference)
     assert not reference.is_error, text
-    assert "duration=8" in text and "Duration set to 8 s: the script fits in 4 s" in text
+    assert "duration=8" in text and "Duration set to 8 s" in text
     assert "REFERENCE_2_VIDEO" in text and "not allowed" not in text
-    assert "duration=4" in text_of(frames) and "Duration set to 4 s to fit the script." in text_of(frames)
+    assert "duration=8" in text_of(frames) and "charges the same for 8 s" in text_of(frames)
     assert not made.is_error, text_of(made)
     (create,) = await controls.creates()
     assert create["body"]["duration"] == 8 and create["body"]["generationType"] == "REFERENCE_2_VIDEO"
@@ -343,7 +348,7 @@ def test_korean_is_timed_by_its_syllables_not_its_long_words():
     spoken = measure(script)
     assert (spoken.words, spoken.syllables) == (0, 38)
     fitted = fit_script(KLING, script, "A barista smiles.", None, None, ALTERNATIVES)
-    assert fitted.duration == 9
+    assert fitted.duration == 10  # 8.4 s and a breath
     assert fitted.notes[0] == "Script: 38 syllables, about 8.4 s at 4.5 syllables/s."
     assert measure("Try 콜드브루 today").describe().startswith("2 words and 4 syllables")
 
@@ -351,7 +356,7 @@ def test_korean_is_timed_by_its_syllables_not_its_long_words():
 def test_thai_is_timed_by_its_letters_without_their_vowel_and_tone_marks():
     fitted = fit_script(KLING, THAI, "A host talks.", None, None, ALTERNATIVES)
     assert fitted.notes[0].startswith("Script: 92 letters, about 9.2 s at 10 letters/s")
-    assert fitted.duration == 10
+    assert fitted.duration == 11  # 9.2 s and a breath
     spoken = measure(THAI)
     assert (spoken.letters, spoken.words) == (92, 0)
 
@@ -369,14 +374,14 @@ def test_accents_typed_on_a_mac_count_once_and_the_script_is_sent_composed():
     typed = unicodedata.normalize("NFD", FRENCH)
     assert count_words(typed) == 10
     fitted = fit_script(VEO, typed, "A chef smiles.", None, None, ALTERNATIVES)
-    assert fitted.duration == 4 and fitted.words == 10
+    assert fitted.duration == 8 and fitted.words == 10  # 4.0 s and a breath; 8 s costs what 6 s does
     assert FRENCH in fitted.prompt and unicodedata.is_normalized("NFC", fitted.prompt)
 
 
 def test_latin_words_inside_chinese_add_their_time_to_the_characters():
     fitted = fit_script(KLING, MIXED, "A host talks.", None, None, ALTERNATIVES)
     assert fitted.notes[0] == "Script: 2 words and 11 characters, about 3.5 s at 2.5 words/s and 4 characters/s."
-    assert fitted.duration == 4
+    assert fitted.duration == 5  # 3.5 s and a breath
     spoken = measure(MIXED)
     assert (spoken.words, spoken.chinese) == (2, 11)
 
@@ -459,7 +464,7 @@ async def test_a_chinese_script_through_the_tools_gets_a_clip_long_enough_to_say
             "generate_video", {"model": "kling-3.0/video", "prompt": "主持人", "script": CHINESE}
         )
     assert "Script: 59 characters, about 14.8 s at 4 characters/s." in text_of(kling)
-    assert "Duration set to 15 s to fit the script." in text_of(kling)
+    assert "Duration set to 15 s to fit the script" in text_of(kling)
     assert "Warning: 59 characters is a lot for a 8 s clip" in text_of(veo) and "may cut" in text_of(veo)
     assert not made.is_error, text_of(made)
     (create,) = await controls.creates()

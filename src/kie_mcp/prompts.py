@@ -147,6 +147,9 @@ FOLLOW = (
 
 
 NB_CHOICE = "model='nano-banana-2' unless they pick Pro: model='nano-banana-pro'"
+NANO_TITLES = {"nano-banana-2": "Nano Banana 2", "nano-banana-pro": "Nano Banana Pro"}  # the choice NANO_BANANA asks
+NANO_MODELS = tuple(NANO_TITLES)
+VIDEO_FRAMES = ("9:16", "16:9")  # the ratios of a still that becomes a video's first frame
 
 
 def _still_questions(what: str, question: str = NANO_BANANA, choice: str = NB_CHOICE) -> str:
@@ -205,10 +208,11 @@ HEADS = ("3:4", "2:3", "4:5", "9:16", "1:1")  # a portrait frame for a head, tal
 FULL_BODY = ("9:16", "2:3", "3:4", "1:1")  # a standing figure: the tallest frame the model takes
 
 
-def _takes(model: str, arg: str, value: str) -> bool:
-    """Whether the catalogue's fields and rules take ``arg=value`` for ``model`` (problems with other arguments,
-    such as images an edit model requires, are not this one's). A model the catalogue does not know: assumed, and
-    estimate_cost then says what is wrong."""
+def _takes(model: str, arg: str, value: str, **with_: str) -> bool:
+    """Whether the catalogue's fields and rules take ``arg=value`` for ``model``, beside the arguments ``with_``
+    (a resolution is judged with its aspect ratio: GPT Image 2 makes 2K at 3:4, but only 1K at its default ratio
+    auto). Problems with other arguments, such as images an edit model requires, are not this one's. A model the
+    catalogue does not know: assumed, and estimate_cost then says what is wrong."""
     from kie_mcp.catalog import InvalidRequest, build_input, load_catalog
 
     try:
@@ -216,7 +220,7 @@ def _takes(model: str, arg: str, value: str) -> bool:
     except LookupError:
         return True
     try:
-        build_input(spec, prompt="a portrait", **{arg: value})
+        build_input(spec, prompt="a portrait", **{**with_, arg: value})
     except InvalidRequest as err:
         return all(problem.field != arg for problem in err.problems)
     return True
@@ -260,9 +264,22 @@ def _still_settings(model: str, *, full_body: bool = False) -> str:
         parts.append(f"{heads} (heads) or {body.removeprefix('aspect_ratio=')} (full body)")
     elif heads:
         parts.append(heads)
-    if _takes(model, "resolution", "2K"):
+    ratios = [_ratio_of(frame) for frame in (heads, body) if frame]
+    if all(_takes(model, "resolution", "2K", **ratio) for ratio in ratios or [{}]):
         parts.append("resolution='2K'")
     return "".join(f"{part}, " for part in parts)
+
+
+def _ratio_of(frame: str) -> dict[str, str]:
+    """``aspect_ratio='3:4'`` (as ``_frame`` writes it) as the argument it is."""
+    return {"aspect_ratio": frame.removeprefix("aspect_ratio=").strip("'")}
+
+
+def _two_k(models: tuple[str, ...], ratios: tuple[str, ...]) -> str:
+    """``resolution='2K', `` when every one of ``models`` makes 2K at every one of ``ratios`` (the guides' size for
+    a still that becomes a video's first frame), else nothing: written into the call, or it is made at 1K."""
+    takes = all(_takes(model, "resolution", "2K", aspect_ratio=ratio) for model in models for ratio in ratios)
+    return "resolution='2K', " if takes else ""
 
 
 def _followups(model: str) -> set[str]:
@@ -304,7 +321,8 @@ def influencer_recreation(
             "1. " + _still_questions("the still"),
             "2. Write a Nano Banana prompt that keeps the person's identity and places them in the scene, in the "
             f"video's aspect ratio. Estimate: estimate_cost(model={CHOSEN}, prompt=..., "
-            f"images=[{photo}], aspect_ratio=..., variations=N, session=...). {APPROVAL}",
+            f"images=[{photo}], aspect_ratio=..., {_two_k(NANO_MODELS, VIDEO_FRAMES)}variations=N, session=...). "
+            f"{APPROVAL}",
             "3. generate_image with the same arguments. Inspect each still with the QA checklist (hands, face, "
             "merged objects, text) and show them numbered. APPROVAL POINT: do not make any video until the user "
             "approves one still; a fix is a new, separately approved generation.",
@@ -345,7 +363,8 @@ def product_showcase(
             ),
             "2. Write a Nano Banana prompt for the starting frame: the person holding or using the product, label "
             f"readable, in the video's aspect ratio. Estimate: estimate_cost(model={CHOSEN}, prompt=..., "
-            f"images=[{photo}], aspect_ratio=..., variations=N, session=...). {APPROVAL}",
+            f"images=[{photo}], aspect_ratio=..., {_two_k(NANO_MODELS, VIDEO_FRAMES)}variations=N, session=...). "
+            f"{APPROVAL}",
             "3. generate_image with the same arguments and QA each still (the product must match the reference; "
             "hands and label intact); show them numbered. APPROVAL POINT: the user approves one still before any "
             "video.",
@@ -420,13 +439,18 @@ def character_sheet(description: Description, angles: Angles = "9", model: Image
         twin, hero_settings, angle_settings = "", _still_settings(model), _still_settings(model, full_body=True)
     else:
         spec = _spec(model)
+        # The Nano Banana models other than the one asked for: nano-banana-pro asked "Use nano-banana-pro as asked,
+        # or Nano Banana 2, or Nano Banana Pro?", offering one model twice.
+        others = {nano: title for nano, title in NANO_TITLES.items() if spec is None or nano != spec.id}
         ask = _still_questions(
             "the hero",
             # Inside the quoted question: the catalogue's id, never the argument's own text.
-            question=f"Use {spec.id + ' as asked' if spec else 'the model you named'}, or Nano Banana 2, or "
-            "Nano Banana Pro?",
-            choice=f"with Nano Banana, model='nano-banana-2' or 'nano-banana-pro' for the hero and every angle; "
-            f"{variations}",
+            question=f"Use {spec.id + ' as asked' if spec else 'the model you named'}"
+            + "".join(f", or {title}" for title in others.values())
+            + "?",
+            choice=f"with {' or '.join(others.values())}, model="
+            + " or ".join(repr(nano) for nano in others)
+            + f" for the hero and every angle; {variations}",
         )
         hero, twin = _said("model", model), _with_images(model)
         angle = (
@@ -530,8 +554,9 @@ def _extensions_hold_part(model: str) -> bool:
 
 
 def _more_of_a_take(model: str) -> str:
-    """What a good take can become, as the catalogue offers it for ``model``: extended, its 1080p version, or
-    upscaled; never an operation continue_video refuses for that model's clips."""
+    """What a good take can become when the script needs more time, as the catalogue offers it for ``model``:
+    extended, or a new clip joined after it; never an operation continue_video refuses for that model's clips (its
+    delivery upgrade is ``_delivery``, after the captions)."""
     ops = _followups(model)
     if "extend" in ops:
         more = (
@@ -544,11 +569,41 @@ def _more_of_a_take(model: str) -> str:
             f"Clips of {_said('model', model)} cannot be extended: if the script needs more time, make the next "
             "line a new, separately approved clip and join the clips with stitch_videos (free)."
         )
-    if "hd" in ops:
-        more += " For delivery, offer operation='hd' (the 1080p version) on the approved clip."
-    elif "upscale" in ops:
-        more += " For delivery, offer operation='upscale' (a sharper, larger version) on the approved clip."
     return f"{more} Each is a spend: {APPROVAL}"
+
+
+def _delivery(model: str) -> str | None:
+    """The delivery upgrade step, after the captioned join is approved, or None when ``model``'s clips have none.
+
+    The upgrade is a task of its own: captions joined from the take's id (as the caption step says) are the 720p
+    clip, and the paid 1080p task went unused. So the join is made again from the upgrade's id. An upgrade of a
+    part-chain's last extension (Grok Imagine, Runway) upgrades only its new part: each link is upgraded instead."""
+    ops = _followups(model)
+    if "hd" in ops:
+        upgrade, named = "operation='hd' (the 1080p version)", " (for Veo's 1080p: '<task id>-1080p')"
+    elif "upscale" in ops:
+        upgrade, named = "operation='upscale' (a sharper, larger version)", ""
+    else:
+        return None
+    if _extensions_hold_part(model):
+        which = (
+            "on the take and on each extension: an extension of this model holds only its new part, so an upgrade "
+            "of the last task id alone upgrades only that last part (say so if the user wants only that one). Each "
+            "upgrade is its own spend. Then call stitch_videos again with clips=[the upgrades' task ids, as "
+            "continue_video's answers name them, the take's first, in chain order] without chain=true (chain=true "
+            "from an upgrade brings back the parts before it un-upgraded), and the same captions"
+        )
+    else:
+        which = (
+            "on the clip the captions were joined from (the last task id of the chain). Then call stitch_videos "
+            f"again with clips=[the upgrade's task id, as continue_video's answer names it{named}] and the same "
+            "captions"
+        )
+    return (
+        f"For delivery, once the user approves the captioned video, offer {upgrade} {which}: the delivered file is "
+        "then made from the upgrade (a join named with the earlier task id stays at the earlier resolution). "
+        f"{APPROVAL}"
+    )
 
 
 def ugc_video(product: Product, script: Script, persona: Persona = "", model: VideoModel = "veo3_fast") -> str:
@@ -568,9 +623,9 @@ def ugc_video(product: Product, script: Script, persona: Persona = "", model: Vi
             f"2. Write the visual prompt in the UGC style (handheld phone, natural light, imperfections). "
             f"Estimate: estimate_cost(model={_said('model', model)}, prompt=..., script= the script, "
             "aspect_ratio='9:16', "
-            "variations=N, session=...). If kie-mcp says the script is too long (an error "
-            "with a suggested split and longer models, or Veo's warning that speech may be cut), offer a "
-            "shorter script, the split, or a model with longer takes such as kling-3.0/video (up to 15 s). "
+            "variations=N, session=...). If kie-mcp says the script is too long (an error, or on Veo a warning "
+            "that speech may be cut, each with a suggested split and models with longer clips), offer a "
+            "shorter script, the split, or one of those models. "
             f"{APPROVAL}",
             f"3. generate_video with the same arguments. {FOLLOW} Present the clip; offer a variation only as a "
             "new, separately approved spend.",
@@ -580,6 +635,7 @@ def ugc_video(product: Product, script: Script, persona: Persona = "", model: Vi
                 "[the last task id of the chain: an extension's, when the clip was extended]",
                 chain=_extensions_hold_part(model),
             ),
+            *([f"6. {delivery}"] if (delivery := _delivery(model)) else []),
             SAVED,
         ]
     )
@@ -610,8 +666,8 @@ def script_to_video(script: Script, visual_style: VisualStyle, model: VideoModel
             _session("launch-explainer"),
             "1. Call estimate_cost(model=..., prompt=..., script= the whole script, session=...). If it does not fit "
             "one clip, kie-mcp answers with a split at sentence boundaries and each part's duration: use those "
-            "parts. Veo instead keeps 8 s and warns that speech may be cut: then split the script at sentence "
-            "boundaries into parts of about 20 words or fewer.",
+            "parts. Veo instead quotes one 8 s clip with a warning that speech may be cut, and the same split: use "
+            "those parts, not that quote.",
             "2. Write one prompt per part (same character, wardrobe and setting for continuity). Estimate each "
             "part (script= that part) and show the user the TOTAL before anything is made. "
             + _fits_today("a shorter script (fewer or shorter parts)")

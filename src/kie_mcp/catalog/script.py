@@ -4,8 +4,9 @@ A script needs ``words / 2.5`` seconds at about 2.5 words per second. Scripts wr
 are timed by their characters instead, each at its own speaking rate: Chinese, Japanese (kanji and kana), and Thai
 with Lao, Khmer and Burmese (letters, not their vowel and tone marks). The script is normalised to NFC first, so an
 accent typed on a Mac is one letter; a word is letters, marks and digits, so Hindi and vowelled Arabic words count
-once each. The shortest duration the model allows that fits is chosen; when none fits, the error offers a split at
-sentence boundaries (each part with its duration) and models with longer clips. The request's cross-field rules
+once each. The shortest duration the model allows that fits with a breath at each end is chosen (or a longer one
+that costs the same); when none fits, the error (Veo's warning) offers a split at sentence boundaries (each part with
+its duration) and models with longer clips. The request's cross-field rules
 (Veo's REFERENCE_2_VIDEO makes 8 s clips only) and the fields a script sets (``dialogue.set_default``) are applied by
 ``build_input``, which sees the whole request: ``ScriptFit.request`` carries the durations that suit the script there.
 """
@@ -26,6 +27,9 @@ from .validate import InvalidRequest, Problem, ScriptedRequest
 
 # An unhurried English delivery (150 words a minute), a little below newsreading pace.
 WORDS_PER_SECOND = 2.5
+# The breath a line needs at the start and end of its clip (the prompting guide, section 6), added to the time it
+# takes to say before a duration is picked: 10 words (4.0 s) got a 4 s clip with none, and were cut or rushed.
+BREATH_SECONDS = 1.0
 # One syllable a character. Chinese newsreaders are reported at 250-300 characters a minute (CNR's morning news
 # 250-270, CCTV's Xinwen Lianbo about 300); like the English rate, this takes the unhurried end, 240 a minute.
 CHINESE_CHARACTERS_PER_SECOND = 4.0
@@ -227,6 +231,66 @@ def allowed_durations(spec: ModelSpec) -> list[int]:
     return list(range(low, high + 1))
 
 
+def suited_durations(spec: ModelSpec, durations: list[int], seconds: float) -> list[int]:
+    """The durations that fit ``seconds`` of speech, best first; empty when none does.
+
+    Best: the shortest that leaves a breath (``BREATH_SECONDS``), or rather the longest that costs the same as it
+    whatever else the request says (Veo bills a clip at 60 credits whether it is 4, 6 or 8 s: 8 s gives the line
+    room for free). Then the longer ones that leave a breath, shortest first, and last those that fit only without
+    one (a 20-word line in an 8 s clip). ``build_input`` sends the first of these the request's rules allow."""
+    roomy = [d for d in durations if d >= seconds + BREATH_SECONDS - 1e-9]
+    tight = [d for d in durations if seconds - 1e-9 <= d < seconds + BREATH_SECONDS - 1e-9]
+    if not roomy:
+        return sorted(tight, reverse=True)  # the most room there is
+    best = max(d for d in roomy if _same_price(spec, d, roomy[0]))
+    return [best, *(d for d in roomy if d != best), *sorted(tight, reverse=True)]
+
+
+def _same_price(spec: ModelSpec, one: int, other: int) -> bool:
+    """Whether a clip of ``one`` seconds costs what one of ``other`` does for every request: a price per clip or
+    task whose rates, read for each duration, are the same rates (Veo's name no duration at all). A price per
+    second, or none on file, is never the same."""
+    table, target = spec.price, spec.field_for_arg("duration")
+    if table is None or table.unit == "second" or target is None:
+        return one == other
+
+    def rates_at(seconds: int) -> list[tuple[object, ...]]:
+        found = []
+        for rate in table.rates:
+            wanted = rate.when.get(target.name)
+            options = wanted if isinstance(wanted, list) else [wanted]
+            if wanted is None or any(_seconds(option) == seconds for option in options):
+                rest = sorted((key, repr(value)) for key, value in rate.when.items() if key != target.name)
+                found.append((tuple(rest), rate.credits, rate.input_seconds))
+        return found
+
+    return rates_at(one) == rates_at(other)
+
+
+def _seconds(value: object) -> float | None:
+    """A duration as a price rate writes it (``8``, ``"10"``, ``"10s"``), in seconds; None when it is none."""
+    try:
+        return float(str(value).strip().removesuffix("s"))
+    except ValueError:
+        return None
+
+
+def _duration_note(spec: ModelSpec, durations: list[int], seconds: float, chosen: int) -> str:
+    """Why the script got ``chosen`` seconds: it fits with a breath, costs the same as a shorter fit, or is tight."""
+    shortest = next((d for d in durations if d >= seconds + BREATH_SECONDS - 1e-9), None)
+    if shortest is None:
+        return (
+            f"Duration set to {chosen} s to fit the script, with little room for a breath at the start and end: a "
+            "slightly shorter script reads more naturally."
+        )
+    if chosen > shortest:
+        return (
+            f"Duration set to {chosen} s to fit the script: {shortest} s would fit it too, and {spec.title} "
+            f"charges the same for {chosen} s, so the line has room (pass duration={shortest} for a shorter clip)."
+        )
+    return f"Duration set to {chosen} s to fit the script, with a breath at the start and end."
+
+
 def fit_script(
     spec: ModelSpec,
     script: str,
@@ -249,22 +313,22 @@ def fit_script(
     candidates: list[int] = []  # when the script chooses: the durations that suit it, best first (rules pick)
     duration_note: int | None = None
     if durations:
-        fitting = [d for d in durations if d >= needed]
+        fitting = suited_durations(spec, durations, needed)
         if duration is not None:
             if duration < needed and dialogue.overflow == "error":
                 raise _too_long(spec, script, spoken, durations, alternatives, given=duration)
         elif fitting:
             chosen, candidates, duration_note = fitting[0], fitting, len(notes)
-            notes.append(f"Duration set to {chosen} s to fit the script.")
+            notes.append(_duration_note(spec, durations, needed, chosen))
         elif dialogue.overflow == "warn":
             chosen, candidates = durations[-1], [durations[-1]]
-            notes.append(_warning(spec, spoken, chosen))
+            notes.append(_warning(spec, spoken, chosen, script, durations, alternatives))
         else:
             raise _too_long(spec, script, spoken, durations, alternatives)
     # ``warn_words`` is in words; a script counted in characters is compared by the time it takes to say.
     too_long_to_say = dialogue.warn_words and needed > seconds_for(dialogue.warn_words)
     if too_long_to_say and not any("may cut" in n for n in notes):
-        notes.append(_warning(spec, spoken, chosen))
+        notes.append(_warning(spec, spoken, chosen, script, durations, alternatives))
     if audio is None and spec.field_for_arg("audio") is not None:
         audio = True
         notes.append("Sound turned on for the dialogue.")
@@ -407,12 +471,25 @@ def _too_long(
         + (f"duration={given} s is too short" if given is not None else f"{spec.id} makes at most {longest} s")
         + "."
     )
+    split, offer = _split_offer(spec, script, spoken, durations, alternatives)
+    if split is None:  # one run of Thai (Lao, Khmer, Burmese) with no space: cutting it would cut a word
+        message = (
+            f"{head} It has no sentence end, clause end or space to split it at (Thai, Lao, Khmer and Burmese are cut "
+            f"only at spaces): shorten it, or put spaces between its phrases.{offer}"
+        )
+        return InvalidRequest(spec.id, [Problem("script", message)])
+    message = f"{head} {split[0].upper()}{split[1:]}{offer}".rstrip()
+    return InvalidRequest(spec.id, [Problem("script", message)])
+
+
+def _split_offer(
+    spec: ModelSpec, script: str, spoken: Spoken, durations: list[int], alternatives: list[ModelSpec]
+) -> tuple[str | None, str]:
+    """The split of ``script`` into clips of ``spec`` (``split it into 3 clips ...:`` and a line a part), None when
+    it cannot be cut; and the models with clips long enough for the whole script (`` Or use ...``, or nothing)."""
+    needed = spoken.seconds
     japanese = has_kana(script)
-    parts = split_script(script, longest)
-    lines = [
-        f"  part {i} ({_part_length(measure(text, japanese), durations)}): {text}"
-        for i, (text, _) in enumerate(parts, 1)
-    ]
+    parts = split_script(script, durations[-1])
     longer = [s for s in alternatives if allowed_durations(s) and allowed_durations(s)[-1] >= needed]
     offer = (
         " Or use a model with longer clips: "
@@ -421,37 +498,50 @@ def _too_long(
         if longer
         else ""
     )
-    if len(parts) == 1:  # one run of Thai (Lao, Khmer, Burmese) with no space: cutting it would cut a word
-        message = (
-            f"{head} It has no sentence end, clause end or space to split it at (Thai, Lao, Khmer and Burmese are cut "
-            f"only at spaces): shorten it, or put spaces between its phrases.{offer}"
-        )
-        return InvalidRequest(spec.id, [Problem("script", message)])
-    message = (
-        f"{head} Split it into {len(lines)} clips at sentence boundaries (one generation each, then join them):\n"
+    if len(parts) == 1:
+        return None, offer
+    lines = [
+        f"  part {i} ({_part_length(spec, measure(text, japanese), durations)}): {text}"
+        for i, (text, _) in enumerate(parts, 1)
+    ]
+    split = (
+        f"split it into {len(lines)} clips at sentence boundaries (one generation each, then join them):\n"
         + "\n".join(lines)
-        + f"\n {offer}".rstrip()
+        + "\n"
     )
-    return InvalidRequest(spec.id, [Problem("script", message)])
+    return split, offer
 
 
-def _part_length(spoken: Spoken, durations: list[int]) -> str:
+def _part_length(spec: ModelSpec, spoken: Spoken, durations: list[int]) -> str:
     """``37 words, 15 s``: a part's amount and the clip it takes; one with no place to cut says it is too long."""
     if spoken.seconds > durations[-1]:
         return f"{spoken.amount}, about {spoken.seconds:.1f} s: longer than {durations[-1]} s, with no break to cut at"
-    return f"{spoken.amount}, {_pick(durations, spoken.seconds)} s"
+    return f"{spoken.amount}, {_pick(spec, durations, spoken.seconds)} s"
 
 
-def _pick(durations: list[int], seconds: float) -> int:
-    return next((d for d in durations if d >= seconds), durations[-1])
+def _pick(spec: ModelSpec, durations: list[int], seconds: float) -> int:
+    """The duration a part of ``seconds`` is given when it is estimated on its own (``fit_script``'s choice)."""
+    return next(iter(suited_durations(spec, durations, seconds)), durations[-1])
 
 
-def _warning(spec: ModelSpec, spoken: Spoken, duration: int | None) -> str:
+def _warning(
+    spec: ModelSpec,
+    spoken: Spoken,
+    duration: int | None,
+    script: str,
+    durations: list[int],
+    alternatives: list[ModelSpec],
+) -> str:
+    """Veo's answer to a script too long for its clip: the request stands (Veo decides the length and may cut the
+    speech), so the note carries what the refusal of other models carries: the split and the models that fit it."""
     length = f"a {duration} s clip" if duration else "one clip"
-    return (
-        f"Warning: {spoken.amount} is a lot for {length} of {spec.title}; it may cut or rush the dialogue. "
-        "Consider a shorter script or splitting it into several clips."
-    )
+    head = f"Warning: {spoken.amount} is a lot for {length} of {spec.title}; it may cut or rush the dialogue."
+    if not durations:
+        return f"{head} Consider a shorter script or splitting it into several clips."
+    split, offer = _split_offer(spec, script, spoken, durations, alternatives)
+    if split is None:
+        return f"{head} Consider a shorter script.{offer}"
+    return f"{head} Use a shorter script, or {split}{offer}".rstrip()
 
 
 def speech_models(catalog_models: list[ModelSpec], kind_capability: str) -> list[ModelSpec]:
