@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 from kie_mcp.media.stitch import find_ffmpeg
@@ -62,3 +63,50 @@ async def test_a_caption_style_is_refused_never_silently_dropped(connect, tmp_pa
     assert "captions" in text_of(result) and "style" in text_of(result), text_of(result)
     assert "Traceback" not in text_of(result)
     assert not (tmp_path / "outputs").exists() or not list((tmp_path / "outputs").rglob("*.mp4"))
+
+
+# -- the file a join writes, and its sidecar ----------------------------------------------------------------------
+
+
+async def test_a_join_reusing_a_name_gets_a_sidecar_of_its_own_never_an_earlier_joins(connect, tmp_path):
+    """A join's name whose sidecar name is taken (the earlier join's, its video deleted) is not free: the new join
+    takes the next name, whose sidecar says what it joined, and the earlier sidecar is left as it was."""
+    ffmpeg = find_ffmpeg()
+    for name in "abcd":
+        _make(ffmpeg, tmp_path / f"{name}.mp4", size="320x240", rate=24, audio=False)
+    async with connect() as client:
+        first = await client.call_tool(
+            "stitch_videos", {"clips": ["a.mp4", "b.mp4"], "session": "s", "output_name": "final"}
+        )
+        earlier = tmp_path / first.structured_content["path"]
+        earlier_sidecar = earlier.with_suffix(".json").read_text()
+        earlier.unlink()  # the video deleted, its sidecar left behind
+        second = await client.call_tool(
+            "stitch_videos", {"clips": ["c.mp4", "d.mp4", "c.mp4"], "session": "s", "output_name": "final"}
+        )
+    assert not second.is_error, text_of(second)
+    joined = tmp_path / second.structured_content["path"]
+    assert joined.name == "final-2.mp4"
+    assert json.loads(joined.with_suffix(".json").read_text())["joined_from"] == ["c.mp4", "d.mp4", "c.mp4"]
+    assert earlier.with_suffix(".json").read_text() == earlier_sidecar
+    assert "final.json already exists and was kept as it was, so this join is final-2.mp4" in text_of(second)
+
+
+async def test_a_join_named_like_a_tasks_sidecar_never_takes_that_sidecar(connect, tmp_path):
+    """output_name = a task's ``<model>_<task>``: the join's sidecar would be the task's sidecar (prompt, cost). The
+    join takes the next free name, with a sidecar of its own; the task's is left as it was."""
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_video", {"prompt": "waves", "model": "veo3_fast", "session": "reel"})
+        task_id = made.structured_content["tasks"][0]["task_id"]
+        done = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 30})
+        video = tmp_path / done.structured_content["task"]["files"][0]
+        task_sidecar = next(video.parent.glob(f"*{task_id}*.json"))
+        before = task_sidecar.read_text()
+        joined = await client.call_tool(
+            "stitch_videos", {"clips": [task_id, task_id], "session": "reel", "output_name": task_sidecar.stem}
+        )
+    assert not joined.is_error, text_of(joined)
+    path = tmp_path / joined.structured_content["path"]
+    assert path.name == f"{task_sidecar.stem}-2.mp4"
+    assert task_sidecar.read_text() == before
+    assert json.loads(path.with_suffix(".json").read_text())["joined_from"] == [task_id, task_id]

@@ -30,7 +30,8 @@ How a join is made:
 ffmpeg always writes to a temporary file beside ``output``, which takes ``output``'s name only once ffmpeg has
 succeeded and the result probes as a video, so a failed, timed-out or cancelled join never leaves a half-written file.
 An existing file is never replaced (it may be another task's paid result): the join then takes the first free name
-``<name>-2.mp4``, ``<name>-3.mp4``, ... and its note says so.
+``<name>-2.mp4``, ``<name>-3.mp4``, ... and its note says so. A name is free only with its sidecar's name
+(``<name>.json``), so a join's sidecar is never another's left behind, nor a task's.
 """
 
 from __future__ import annotations
@@ -730,11 +731,21 @@ def _free_names(target: Path) -> Iterator[Path]:
         yield target.with_name(f"{target.stem}-{number}{target.suffix}")
 
 
+def sidecar_of(video: Path) -> Path:
+    """Where a joined video's sidecar goes (``<name>.json`` beside it; ``results.write_joined_sidecar`` writes it)."""
+    return video.with_suffix(".json")
+
+
 def _place(temp: Path, target: Path) -> Path:
     """Give ``temp`` the first free name from ``target`` on and return it. An existing file is never replaced: it
-    may be another task's saved (paid) result, whose bytes the journal's hash vouches for. A hard link claims the
-    name atomically; where links are not supported, an exclusively created placeholder claims it instead."""
+    may be another task's saved (paid) result, whose bytes the journal's hash vouches for. A name whose sidecar name
+    is taken (an earlier join's sidecar left behind, or a task's ``<model>_<task>.json``) is not free either: the
+    join's own sidecar is written there, and another's is never replaced nor passed off as this join's. A hard link
+    claims the name atomically; where links are not supported, an exclusively created placeholder claims it
+    instead."""
     for candidate in _free_names(target):
+        if os.path.lexists(sidecar_of(candidate)):
+            continue
         try:
             os.link(temp, candidate)
         except FileExistsError:
@@ -756,6 +767,11 @@ def _place(temp: Path, target: Path) -> Path:
         f"{target.name} and every numbered variant up to {target.stem}-9999{target.suffix} already exist; choose "
         "another output name."
     )
+
+
+def _taken(target: Path) -> Path:
+    """What kept the join from ``target``: the file of that name, or else the sidecar of that name."""
+    return target if os.path.lexists(target) else sidecar_of(target)
 
 
 class _Held:
@@ -945,7 +961,8 @@ async def _join(
         if late:
             note += f"; caption(s) {', '.join(map(str, late))} start after the video ends ({total:.2f} s)"
     if placed != target:
-        note += f"; {target.name} already exists and was kept as it was, so this join is {placed.name}"
+        taken = await anyio.to_thread.run_sync(_taken, target)
+        note += f"; {taken.name} already exists and was kept as it was, so this join is {placed.name}"
     note = f"Stitched {len(paths)} clip(s) into {placed.name}: {note}."
     missing = None
     if captions and unfound is not None:
