@@ -68,6 +68,17 @@ async def test_a_caption_style_is_refused_never_silently_dropped(connect, tmp_pa
 # -- the file a join writes, and its sidecar ----------------------------------------------------------------------
 
 
+async def test_an_output_name_with_another_video_extension_is_written_as_mp4_and_the_answer_says_so(connect, tmp_path):
+    _make(find_ffmpeg(), tmp_path / "one.mp4", size="320x240", rate=24, audio=False)
+    async with connect() as client:
+        result = await client.call_tool(
+            "stitch_videos", {"clips": ["one.mp4", "one.mp4"], "session": "cut", "output_name": "final.mov"}
+        )
+    assert not result.is_error, text_of(result)
+    assert dated(result.structured_content["path"]) == "outputs/TODAY-cut/final.mp4"
+    assert 'output_name asked for ".mov"; joins are always written as MP4 files (.mp4).' in text_of(result)
+
+
 async def test_a_join_reusing_a_name_gets_a_sidecar_of_its_own_never_an_earlier_joins(connect, tmp_path):
     """A join's name whose sidecar name is taken (the earlier join's, its video deleted) is not free: the new join
     takes the next name, whose sidecar says what it joined, and the earlier sidecar is left as it was."""

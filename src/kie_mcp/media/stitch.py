@@ -617,11 +617,14 @@ def _copy_plan(probes: Sequence[Probe], workdir: Path) -> _Plan:
 # --------------------------------------------------------------------------------------------------------- stitch
 
 
+# Extensions output_name may end in that are replaced by .mp4, what every join is written as (extension_note).
+_VIDEO_SUFFIXES = {*MUXERS, ".webm", ".avi", ".ogv"}
 MAX_OUTPUT_NAME = 120  # characters; far below every filesystem's NAME_MAX (255 bytes) even with the temp suffix
 
 
 def output_file_name(output_name: str | None, default: str) -> str:
-    """The joined video's file name (always ``.mp4``) from what the caller asked for, or ``default``.
+    """The joined video's file name (always ``.mp4``: a video extension asked for is replaced, and
+    ``extension_note`` says so) from what the caller asked for, or ``default``.
 
     A name is a plain file name, never a path: separators, ``.``/``..``, control characters (NUL included) and names
     over ``MAX_OUTPUT_NAME`` characters are refused with a ``StitchError`` saying what to give instead. Anything else
@@ -638,12 +641,21 @@ def output_file_name(output_name: str | None, default: str) -> str:
         raise StitchError(f"output_name {plain(given)} is a path, not a file name. {fix}")
     if len(given) > MAX_OUTPUT_NAME:
         raise StitchError(f"output_name is {len(given)} characters long; the limit is {MAX_OUTPUT_NAME}. {fix}")
-    if Path(given).suffix.lower() in MUXERS:
+    if Path(given).suffix.lower() in _VIDEO_SUFFIXES:
         given = given[: -len(Path(given).suffix)]
     ascii_name = unicodedata.normalize("NFKD", given).encode("ascii", "ignore").decode("ascii")
     # redacted as ASCII: the API key typed into the name (in any form, full-width letters too) is never a file name
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", redact(ascii_name)).strip(".-_")
     return f"{slug or default}.mp4"
+
+
+def extension_note(output_name: str | None) -> str:
+    """What the answer says when ``output_name`` ends in another video extension than ``.mp4``: every join is written
+    as an MP4 file, whatever the name asked for (empty otherwise)."""
+    suffix = Path((output_name or "").strip()).suffix
+    if suffix.lower() not in _VIDEO_SUFFIXES or suffix.lower() == ".mp4":
+        return ""
+    return f"output_name asked for {plain(suffix)}; joins are always written as MP4 files (.mp4)."
 
 
 def _single_video(given: Path, path: Path) -> None:
