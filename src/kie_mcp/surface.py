@@ -615,12 +615,19 @@ def _register_tools(mcp: MCPServer) -> None:
         output_name: Annotated[
             str | None,
             FREE_TEXT,
-            Field(description="File name for the joined video (.mp4); an existing file is never replaced."),
+            Field(
+                description="File name for the joined video, always written as .mp4 (another video extension is "
+                "replaced, and the answer says so); an existing file is never replaced."
+            ),
         ] = None,
         session: Session = None,
         captions: Annotated[
             list[CaptionArg] | None,
-            Field(max_length=200, description="Timed captions to burn in (seconds from the start; at most 200)."),
+            Field(
+                max_length=200,
+                description="Timed captions to burn in (seconds from the start; at most 200), at the bottom centre; "
+                "in a portrait (9:16) video 18% of the height up, clear of a feed's buttons.",
+            ),
         ] = None,
         chain: Annotated[
             bool,
@@ -665,7 +672,8 @@ def _register_tools(mcp: MCPServer) -> None:
         joined_video = [(placed, "video")]
         await pages.refresh(rt.settings.workspace, rt.settings.preview_px, joined_video)  # joins the gallery
         relative = placed.relative_to(rt.settings.workspace).as_posix()
-        message = " ".join([*notes, f"Joined {len(paths)} clip(s) into {relative}. {done.note}"])
+        renamed = stitching.extension_note(output_name)  # final.mov is written as final.mp4: said, never silent
+        message = " ".join([*notes, f"Joined {len(paths)} clip(s) into {relative}. {done.note}", renamed]).strip()
         result = StitchedVideo(path=relative, duration=done.duration, reencoded=done.reencoded, message=message)
         joined = _saved_file(rt.settings.workspace, relative, None, "video/mp4")
         return _tool_result(result, message, rt, saved=[joined])

@@ -76,10 +76,11 @@ async def save_results(
 
 def write_joined_sidecar(video: Path, workspace: Path, session: str | None, clips: Sequence[str]) -> None:
     """A joined video's sidecar (``<name>.json`` beside it): its session as typed, which heads its gallery section
-    when the folder's name could not spell it, and the clips it joined. Never replaces a file; a disk that refuses
-    it costs only the sidecar (logged)."""
+    when the folder's name could not spell it, and the clips it joined. Never replaces a file (the join's name was
+    chosen with its sidecar's free: ``stitch._place``); a disk that refuses it costs only the sidecar (logged)."""
     path = video.with_suffix(".json")
-    if os.path.lexists(path):
+    if os.path.lexists(path):  # taken since the name was chosen: another's, never overwritten nor claimed
+        log.warning("the joined video's sidecar %s was not written: a file of that name appeared", path)
         return
     body = {
         "session": redact(session) if session else None,

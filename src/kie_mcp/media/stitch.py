@@ -22,7 +22,11 @@ How a join is made:
   rate; other clips are scaled to fit and padded (letterboxed) with black. Clips without audio get silence, unless
   no clip has audio, in which case the output has none either.
 * Captions are written to an SRT file and burned in with the ``subtitles`` filter (libass); a build without it uses
-  one ``drawtext`` filter per caption; a build with neither is refused with a clear error. libass names each
+  one ``drawtext`` filter per caption; a build with neither is refused with a clear error. Each caption is one cue at
+  its own times: ``-->`` in its text, which would make a line of it a timing line of its own, is written ``→``; text
+  in ``{...}``, which libass reads as style tags and never shows, is named in the note. In a portrait video the
+  captions sit ``PORTRAIT_MARGIN`` of the height up from the bottom, clear of a feed's buttons; landscape keeps
+  libass's low margin. libass names each
   character no font on this computer has (``fontselect: failed to find any fallback with glyph 0x...``, a warning),
   which it draws as an empty box: that encode runs at ``-loglevel level+warning`` so those reports can be read, and
   the note then names the characters and the fonts to install (``glyphs``). The video is kept, boxes and all.
@@ -30,7 +34,8 @@ How a join is made:
 ffmpeg always writes to a temporary file beside ``output``, which takes ``output``'s name only once ffmpeg has
 succeeded and the result probes as a video, so a failed, timed-out or cancelled join never leaves a half-written file.
 An existing file is never replaced (it may be another task's paid result): the join then takes the first free name
-``<name>-2.mp4``, ``<name>-3.mp4``, ... and its note says so.
+``<name>-2.mp4``, ``<name>-3.mp4``, ... and its note says so. A name is free only with its sidecar's name
+(``<name>.json``), so a join's sidecar is never another's left behind, nor a task's.
 """
 
 from __future__ import annotations
@@ -467,12 +472,49 @@ def _caption_text(text: str) -> str:
     return "\n".join(line.strip() for line in redact(text).strip().splitlines() if line.strip())
 
 
+SRT_ARROW = "-->"  # what makes a line an SRT timing line, for ffmpeg's reader: never left in a caption's text
+ARROW_SHOWN = "\u2192"  # → : what a caption's "-->" is burned in as
+
+
+def _srt_text(text: str) -> str:
+    """A caption's text as written to the SRT file: ``_caption_text`` with each ``-->`` shown as ``→``.
+
+    ffmpeg's SRT reader starts a new cue at any line holding ``-->`` between two times, whatever came before it (and
+    takes a number on the line above it for that cue's index), so caption text holding a timing line would burn text
+    in at times the caller never gave. Without ``-->`` no line reads as a timing line, so a line of digits stays text
+    too, and each caption is exactly one cue at its own times."""
+    return _caption_text(text).replace(SRT_ARROW, ARROW_SHOWN)
+
+
 def write_srt(captions: Sequence[Caption], path: Path) -> None:
     cues = [
-        f"{number}\n{_srt_time(c.start)} --> {_srt_time(c.end)}\n{_caption_text(c.text)}\n"
+        f"{number}\n{_srt_time(c.start)} --> {_srt_time(c.end)}\n{_srt_text(c.text)}\n"
         for number, c in enumerate(sorted(captions, key=lambda c: (c.start, c.end)), start=1)
     ]
     path.write_text("\n".join(cues), encoding="utf-8")
+
+
+_BRACED = re.compile(r"\{[^}]*\}")  # libass reads what is between braces as style tags, and never shows it
+
+
+def _libass_changes(captions: Sequence[Caption]) -> list[str]:
+    """What the answer says about caption text libass will not show as given: ``-->`` (shown as ``→``) and text in
+    ``{...}`` (read as style tags, silently)."""
+    arrows = [str(n) for n, c in enumerate(captions, start=1) if SRT_ARROW in _caption_text(c.text)]
+    braced = {n: _BRACED.findall(_srt_text(c.text)) for n, c in enumerate(captions, start=1)}
+    notes = []
+    if arrows:
+        notes.append(
+            f"'-->' in caption(s) {', '.join(arrows)} is shown as '{ARROW_SHOWN}' (in a caption file it would start "
+            "a caption of its own)"
+        )
+    if any(braced.values()):
+        shown = "; ".join(f"caption {n}: {plain(' '.join(found), limit=80)}" for n, found in braced.items() if found)
+        notes.append(
+            f"text inside {{...}} is not shown (libass reads it as style tags) ({shown}): write it without braces "
+            "to show it"
+        )
+    return notes
 
 
 def concat_list_line(path: Path | str) -> str:
@@ -502,9 +544,27 @@ def _video_encoder(caps: Capabilities) -> tuple[list[str], str]:
     return ["-c:v", "mpeg4", "-q:v", "3", "-pix_fmt", "yuv420p"], "MPEG-4 Part 2 (this ffmpeg has no H.264 encoder)"
 
 
-def _drawtext_chain(captions: Sequence[Caption], height: int, workdir: Path) -> str:
+# Portrait (9:16) feeds cover the bottom fifth or so of the picture with their buttons and the post's text: there,
+# captions sit this far up from the bottom edge, clear of them. Landscape keeps libass's usual low margin.
+PORTRAIT_MARGIN = 0.18  # of the height
+_SRT_PLAY_HEIGHT = 288  # the script height ffmpeg gives an SRT file (PlayResY): libass's margins are in its units
+
+
+def _portrait(width: int, height: int) -> bool:
+    return height > width
+
+
+def _subtitles_filter(width: int, height: int) -> str:
+    """The libass filter for ``captions.srt``: its usual style, raised to ``PORTRAIT_MARGIN`` in a portrait video."""
+    if not _portrait(width, height):
+        return "subtitles=captions.srt"
+    return f"subtitles=captions.srt:force_style='MarginV={round(_SRT_PLAY_HEIGHT * PORTRAIT_MARGIN)}'"
+
+
+def _drawtext_chain(captions: Sequence[Caption], width: int, height: int, workdir: Path) -> str:
     """One drawtext filter per caption; each text sits in its own file so nothing in it needs escaping."""
     size = max(12, height // 16)
+    margin = round(height * PORTRAIT_MARGIN) if _portrait(width, height) else max(8, height // 14)
     filters = []
     for index, caption in enumerate(captions):
         name = f"caption_{index}.txt"
@@ -512,7 +572,7 @@ def _drawtext_chain(captions: Sequence[Caption], height: int, workdir: Path) -> 
         filters.append(
             f"drawtext=textfile={name}:expansion=none:fontcolor=white:fontsize={size}:line_spacing={size // 4}"
             f":box=1:boxcolor=black@0.55:boxborderw={max(4, size // 3)}:fix_bounds=1"
-            f":x=(w-text_w)/2:y=h-text_h-{max(8, height // 14)}"
+            f":x=(w-text_w)/2:y=h-text_h-{margin}"
             f":enable='between(t,{caption.start:.3f},{caption.end:.3f})'"
         )
     return ",".join(filters)
@@ -572,10 +632,11 @@ def _reencode_plan(
     if captions:
         if caps.subtitles:
             write_srt(captions, workdir / "captions.srt")
-            graph.append("[vcat]subtitles=captions.srt[vout]")
+            graph.append(f"[vcat]{_subtitles_filter(width, height)}[vout]")
             notes.append(f"burned in {len(captions)} caption(s) with the subtitles filter (libass)")
+            notes += _libass_changes(captions)
         elif caps.drawtext:
-            graph.append(f"[vcat]{_drawtext_chain(captions, height, workdir)}[vout]")
+            graph.append(f"[vcat]{_drawtext_chain(captions, width, height, workdir)}[vout]")
             notes.append(
                 f"burned in {len(captions)} caption(s) with drawtext (this ffmpeg has no libass subtitles filter)"
             )
@@ -583,6 +644,11 @@ def _reencode_plan(
             raise StitchError(
                 "Captions need an ffmpeg with libass (the `subtitles` filter) or libfreetype (`drawtext`), and this "
                 f"one has neither. Install {VIDEO_EXTRA}: it has both; or stitch without captions."
+            )
+        if _portrait(width, height):
+            notes.append(
+                f"the video is portrait, so the captions sit {PORTRAIT_MARGIN:.0%} of its height up from the bottom, "
+                "clear of a feed's buttons"
             )
         video_label = "[vout]"
 
@@ -616,11 +682,14 @@ def _copy_plan(probes: Sequence[Probe], workdir: Path) -> _Plan:
 # --------------------------------------------------------------------------------------------------------- stitch
 
 
+# Extensions output_name may end in that are replaced by .mp4, what every join is written as (extension_note).
+_VIDEO_SUFFIXES = {*MUXERS, ".webm", ".avi", ".ogv"}
 MAX_OUTPUT_NAME = 120  # characters; far below every filesystem's NAME_MAX (255 bytes) even with the temp suffix
 
 
 def output_file_name(output_name: str | None, default: str) -> str:
-    """The joined video's file name (always ``.mp4``) from what the caller asked for, or ``default``.
+    """The joined video's file name (always ``.mp4``: a video extension asked for is replaced, and
+    ``extension_note`` says so) from what the caller asked for, or ``default``.
 
     A name is a plain file name, never a path: separators, ``.``/``..``, control characters (NUL included) and names
     over ``MAX_OUTPUT_NAME`` characters are refused with a ``StitchError`` saying what to give instead. Anything else
@@ -637,12 +706,21 @@ def output_file_name(output_name: str | None, default: str) -> str:
         raise StitchError(f"output_name {plain(given)} is a path, not a file name. {fix}")
     if len(given) > MAX_OUTPUT_NAME:
         raise StitchError(f"output_name is {len(given)} characters long; the limit is {MAX_OUTPUT_NAME}. {fix}")
-    if Path(given).suffix.lower() in MUXERS:
+    if Path(given).suffix.lower() in _VIDEO_SUFFIXES:
         given = given[: -len(Path(given).suffix)]
     ascii_name = unicodedata.normalize("NFKD", given).encode("ascii", "ignore").decode("ascii")
     # redacted as ASCII: the API key typed into the name (in any form, full-width letters too) is never a file name
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", redact(ascii_name)).strip(".-_")
     return f"{slug or default}.mp4"
+
+
+def extension_note(output_name: str | None) -> str:
+    """What the answer says when ``output_name`` ends in another video extension than ``.mp4``: every join is written
+    as an MP4 file, whatever the name asked for (empty otherwise)."""
+    suffix = Path((output_name or "").strip()).suffix
+    if suffix.lower() not in _VIDEO_SUFFIXES or suffix.lower() == ".mp4":
+        return ""
+    return f"output_name asked for {plain(suffix)}; joins are always written as MP4 files (.mp4)."
 
 
 def _single_video(given: Path, path: Path) -> None:
@@ -730,11 +808,21 @@ def _free_names(target: Path) -> Iterator[Path]:
         yield target.with_name(f"{target.stem}-{number}{target.suffix}")
 
 
+def sidecar_of(video: Path) -> Path:
+    """Where a joined video's sidecar goes (``<name>.json`` beside it; ``results.write_joined_sidecar`` writes it)."""
+    return video.with_suffix(".json")
+
+
 def _place(temp: Path, target: Path) -> Path:
     """Give ``temp`` the first free name from ``target`` on and return it. An existing file is never replaced: it
-    may be another task's saved (paid) result, whose bytes the journal's hash vouches for. A hard link claims the
-    name atomically; where links are not supported, an exclusively created placeholder claims it instead."""
+    may be another task's saved (paid) result, whose bytes the journal's hash vouches for. A name whose sidecar name
+    is taken (an earlier join's sidecar left behind, or a task's ``<model>_<task>.json``) is not free either: the
+    join's own sidecar is written there, and another's is never replaced nor passed off as this join's. A hard link
+    claims the name atomically; where links are not supported, an exclusively created placeholder claims it
+    instead."""
     for candidate in _free_names(target):
+        if os.path.lexists(sidecar_of(candidate)):
+            continue
         try:
             os.link(temp, candidate)
         except FileExistsError:
@@ -756,6 +844,11 @@ def _place(temp: Path, target: Path) -> Path:
         f"{target.name} and every numbered variant up to {target.stem}-9999{target.suffix} already exist; choose "
         "another output name."
     )
+
+
+def _taken(target: Path) -> Path:
+    """What kept the join from ``target``: the file of that name, or else the sidecar of that name."""
+    return target if os.path.lexists(target) else sidecar_of(target)
 
 
 class _Held:
@@ -945,11 +1038,12 @@ async def _join(
         if late:
             note += f"; caption(s) {', '.join(map(str, late))} start after the video ends ({total:.2f} s)"
     if placed != target:
-        note += f"; {target.name} already exists and was kept as it was, so this join is {placed.name}"
+        taken = await anyio.to_thread.run_sync(_taken, target)
+        note += f"; {taken.name} already exists and was kept as it was, so this join is {placed.name}"
     note = f"Stitched {len(paths)} clip(s) into {placed.name}: {note}."
     missing = None
     if captions and unfound is not None:
-        undrawn = glyphs.undrawn([_caption_text(c.text) for c in captions], unfound)
+        undrawn = glyphs.undrawn([_srt_text(c.text) for c in captions], unfound)
         missing = undrawn.characters
         if missing:
             note += f" {glyphs.font_advice(undrawn)}"
