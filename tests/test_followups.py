@@ -443,6 +443,34 @@ async def test_an_upscale_of_a_clip_no_longer_saved_is_refused_until_check_task_
     assert "/files/uploads/" in create["body"]["input"]["video_url"]
 
 
+async def test_an_upscale_of_a_veo_extension_never_sends_its_new_part_for_the_whole_video(connect, controls, tmp_path):
+    """The audit (F2): a Veo extension saves its whole video (``_1.mp4``) and its new part (``_2.mp4``). With the
+    whole-video file gone, the upscale uploaded the new part, was charged, and a chain join then took that upscale
+    for the whole extended video, dropping the first clip's footage. It is refused, as stitch_videos refuses the
+    extension, until check_task saves the whole video again; then that file is what is sent."""
+    async with connect(elicitation=answering(), auto_approve_credits=1000) as client:
+        source = await finished(client, VEO)
+        made = await client.call_tool("continue_video", {"task_id": source, "operation": "extend", "wait_seconds": 40})
+        extended = await follow(client, made.structured_content["tasks"][0]["task_id"])
+        whole, part = extended["files"]
+        (tmp_path / whole).unlink()
+        asked = {"task_id": extended["task_id"], "operation": "upscale", "resolution": "2", "wait_seconds": 40}
+        estimate = await client.call_tool("estimate_cost", asked)
+        refused = await client.call_tool("continue_video", asked)
+        spent = await spent_today(client)
+        await client.call_tool("check_task", {"task_id": extended["task_id"]})
+        upscaled = await client.call_tool("continue_video", asked)
+    assert whole.endswith("_1.mp4") and part.endswith("_2.mp4")
+    for result in (estimate, refused):
+        text = text_of(result)
+        assert result.is_error and "- task_id: " in text and part not in text, text
+        assert f"({whole} is not there)" in text and f"check_task(task_id='{extended['task_id']}')" in text, text
+    assert spent == 60 + 60  # the clip and its extension; nothing for the refused upscale
+    assert upscaled.structured_content["tasks"][0]["state"] == "succeeded", text_of(upscaled)
+    [upload] = await requests_to(controls, "/api/file-stream-upload")
+    assert "_1-" in upload["body"]["fileName"] and "_2-" not in upload["body"]["fileName"], upload["body"]
+
+
 async def test_a_bad_saved_clip_is_refused_under_task_id_saying_what_to_do(connect, controls, tmp_path):
     """The audit: a saved clip the upscaler cannot take (here replaced by text) was refused under options.video_url, a
     field the caller never typed (continue_video fills it in from task_id). The refusal names task_id, the saved file
