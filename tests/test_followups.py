@@ -206,6 +206,28 @@ async def test_veo_1080p_processing_is_a_wait_charged_once(connect, controls):
     assert len(await requests_to(controls, HD_PATH)) == len(asks)  # not even asked again
 
 
+async def test_a_1080p_version_already_made_is_estimated_at_0_credits_with_no_quote_to_approve(connect, controls):
+    """The audit (F1): once a clip's 1080p version was made, estimate_cost still quoted its full price with a
+    quote_id, auto-approved it, held it against the daily cap ("Over a cap") and said approving it again would pay
+    again, though continue_video returns the one made, free. It says 0 credits, names that task, and issues no
+    quote: nothing is to approve, so no cap stands in the way and nothing can be approved by it."""
+    async with connect(elicitation=answering(), auto_approve_credits=100, max_credits_per_day=66) as client:
+        source = await finished(client, VEO)
+        made = await client.call_tool("continue_video", {"task_id": source, "operation": "hd", "wait_seconds": 40})
+        hd = made.structured_content["tasks"][0]["task_id"]
+        spent, asked = await spent_today(client), len(await requests_to(controls, HD_PATH))
+        estimate = await client.call_tool("estimate_cost", {"task_id": source, "operation": "hd"})
+        again = await client.call_tool("continue_video", {"task_id": source, "operation": "hd"})
+        spent_after = await spent_today(client)
+    answer, text = estimate.structured_content, text_of(estimate)
+    assert not estimate.is_error and answer["quote"] is None, text
+    assert answer["within_caps"] is True and answer["cap_problem"] is None and answer["auto_approved"] is False
+    assert text.startswith("0 credits:") and f"task {hd} (succeeded)" in text and "quote_id=" not in text, text
+    assert "Over a cap" not in text and "pays for it, again" not in text and "already made at" not in text
+    assert again.structured_content["tasks"][0]["task_id"] == hd and "Nothing new was requested" in text_of(again)
+    assert spent == spent_after == 60 + 5 and len(await requests_to(controls, HD_PATH)) == asked
+
+
 # -- 4K: a repeated request is never charged twice ------------------------------------------------------------------
 
 

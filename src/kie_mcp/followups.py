@@ -497,6 +497,22 @@ async def existing_result(
     return gen.summarise(rt, p.spec, [record], (note, *problems))
 
 
+def existing_estimate(p: FollowupPlan) -> str:
+    """What estimate_cost says of a follow-up the source already has: it costs nothing, continue_video returns the
+    earlier one, and there is no quote, for there is nothing to approve (a quote here could only approve a real
+    create, should that one fail meanwhile: continue_video then prices it again and asks as always)."""
+    assert p.existing is not None
+    assert p.source is not None
+    operation = p.operation or "that"
+    return (
+        f"0 credits: task {p.source.task_id} already has this ({OPERATIONS.get(operation, 'its follow-up')}, "
+        f"{p.spec.title}): task {p.existing.task_id} ({p.existing.state}). "
+        f"continue_video(task_id='{p.source.task_id}', operation='{operation}') returns it, or check_task"
+        f"(task_id='{p.existing.task_id}') shows it; nothing is sent to KIE or charged, so there is no quote_id and "
+        "nothing to approve."
+    )
+
+
 # -- chains --------------------------------------------------------------------------------------------------------
 
 
