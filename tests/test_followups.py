@@ -184,6 +184,27 @@ async def test_grok_extend_is_priced_by_the_source_resolution_and_charged_as_quo
 # -- 1080p: waits are not spends -----------------------------------------------------------------------------------
 
 
+async def test_a_pixverse_extension_of_a_clip_with_sound_keeps_its_sound_and_its_price(connect, controls):
+    """The audit (F5): a PixVerse clip made with sound was extended silent, priced at the silent rate (72 credits for
+    5 s at 1080p), and a chain join then had a silent stretch. The extension keeps the clip's sound (KIE's extend
+    takes generate_audio_switch and prices it: 18.4 credits/s at 1080p) unless told otherwise."""
+    seen: list[str] = []
+    pixverse = {"prompt": "a red kite over a beach", "model": "pixverse-v6/text-to-video"}
+    async with connect(elicitation=answering(seen=seen), auto_approve_credits=0) as client:
+        source = await finished(client, {**pixverse, "audio": True, "resolution": "1080p"})
+        estimate = await client.call_tool("estimate_cost", {"task_id": source, "operation": "extend"})
+        silent = await client.call_tool(
+            "estimate_cost",
+            {"task_id": source, "operation": "extend", "options": {"generate_audio_switch": False}},
+        )
+        extended = await client.call_tool("continue_video", {"task_id": source, "operation": "extend"})
+    assert estimate.structured_content["quote"]["credits_total"] == 92, text_of(estimate)  # 18.4/s x 5 s
+    assert silent.structured_content["quote"]["credits_total"] == 72, text_of(silent)  # asked silent: 14.4/s
+    assert extended.structured_content["status"] == "submitted" and "92 credits" in seen[-1], text_of(extended)
+    create = [r["body"] for r in await requests_to(controls, MARKET) if r["body"]["model"] == "pixverse-v6/extend"]
+    assert [body["input"]["generate_audio_switch"] for body in create] == [True], create
+
+
 async def test_veo_1080p_processing_is_a_wait_charged_once(connect, controls):
     await controls.post("config", {"hd_blank_seconds": 20})  # KIE's other "not yet": "record result data is blank"
     async with connect(elicitation=answering()) as client:
