@@ -514,6 +514,22 @@ async def test_an_upscale_of_a_veo_extension_never_sends_its_new_part_for_the_wh
     assert "_1-" in upload["body"]["fileName"] and "_2-" not in upload["body"]["fileName"], upload["body"]
 
 
+async def test_an_upscale_of_a_veo_extension_whose_whole_video_was_never_saved_is_refused(connect, controls):
+    """The same, when the whole video's download failed and only the new part was saved: refused, nothing sent."""
+    async with connect(elicitation=answering(), auto_approve_credits=1000) as client:
+        source = await finished(client, VEO)
+        await controls.fault("files", times=2, kind="html", status=200)  # its first file, and that file minted anew
+        made = await client.call_tool("continue_video", {"task_id": source, "operation": "extend", "wait_seconds": 40})
+        extended = made.structured_content["tasks"][0]  # not check_task: it would try the first file again
+        asked = {"task_id": extended["task_id"], "operation": "upscale", "resolution": "2"}
+        refused = await client.call_tool("continue_video", asked)
+    [part] = extended["files"]
+    text = text_of(refused)
+    assert part.endswith("_2.mp4") and refused.is_error and "its main video (its first result) was not saved" in text
+    assert await requests_to(controls, "/api/file-stream-upload") == []
+    assert [r for r in await requests_to(controls, MARKET) if r["body"]["model"] == "topaz/video-upscale"] == []
+
+
 async def test_a_bad_saved_clip_is_refused_under_task_id_saying_what_to_do(connect, controls, tmp_path):
     """The audit: a saved clip the upscaler cannot take (here replaced by text) was refused under options.video_url, a
     field the caller never typed (continue_video fills it in from task_id). The refusal names task_id, the saved file
