@@ -494,6 +494,42 @@ async def card_shown(client: Any, browser: Any, name: str, request: dict[str, An
 
 
 @pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_a_1080p_version_already_made_shows_it_with_no_approve(connect_app, controls, browser):
+    """The audit (F1): the card of a 1080p version already made offered "Approve 5 credits", disabled near the daily
+    cap, so the free result could not be reached through it. It says it is made and shows it; nothing is created."""
+    async with connect_app(elicitation=answering(), auto_approve_credits=100, max_credits_per_day=66) as client:
+        source = await finished_video(client)
+        made = await client.call_tool("continue_video", {"task_id": source, "operation": "hd", "wait_seconds": 40})
+        hd = made.structured_content["tasks"][0]["task_id"]
+        before = len(await controls.creates())
+        request = {"task_id": source, "operation": "hd"}
+        estimate = await client.call_tool("estimate_cost", request)
+        async with AppHost(client).running() as host:
+            card = await in_browser(AppView, browser, host.show("made", request, estimate))
+            try:
+                await in_browser(card.wait_for, "document.querySelector('.card .show-made')")
+                shown = await in_browser(card.text)
+                approve = await in_browser(card.evaluate, "document.querySelector('.card .approve') === null")
+                await in_browser(card.click, ".card .show-made")
+                await in_browser(card.wait_for, "document.querySelector('.gallery')")
+                after = await in_browser(card.text)
+            finally:
+                await in_browser(card.close)
+    assert card_of(estimate)["made"]["task_id"] == hd and "quote_id" not in card_of(estimate)
+    assert approve is True and "already made" in shown.lower() and hd in shown and "Over a cap" not in shown, shown
+    assert host.calls("check_task") == [{"task_id": hd, "wait_seconds": 0}] and hd in after
+    assert len(await controls.creates()) == before
+
+
+async def finished_video(client: Any) -> str:
+    made = await client.call_tool("generate_video", VIDEO)
+    task_id = made.structured_content["tasks"][0]["task_id"]
+    done = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 30})
+    assert done.structured_content["task"]["state"] == "succeeded", text_of(done)
+    return task_id
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
 async def test_in_a_browser_with_approval_form_a_picture_replaced_after_the_card_is_not_sent(
     connect_app, controls, browser, tmp_path
 ):

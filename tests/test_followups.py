@@ -184,6 +184,27 @@ async def test_grok_extend_is_priced_by_the_source_resolution_and_charged_as_quo
 # -- 1080p: waits are not spends -----------------------------------------------------------------------------------
 
 
+async def test_a_pixverse_extension_of_a_clip_with_sound_keeps_its_sound_and_its_price(connect, controls):
+    """The audit (F5): a PixVerse clip made with sound was extended silent, priced at the silent rate (72 credits for
+    5 s at 1080p), and a chain join then had a silent stretch. The extension keeps the clip's sound (KIE's extend
+    takes generate_audio_switch and prices it: 18.4 credits/s at 1080p) unless told otherwise."""
+    seen: list[str] = []
+    pixverse = {"prompt": "a red kite over a beach", "model": "pixverse-v6/text-to-video"}
+    async with connect(elicitation=answering(seen=seen), auto_approve_credits=0) as client:
+        source = await finished(client, {**pixverse, "audio": True, "resolution": "1080p"})
+        estimate = await client.call_tool("estimate_cost", {"task_id": source, "operation": "extend"})
+        silent = await client.call_tool(
+            "estimate_cost",
+            {"task_id": source, "operation": "extend", "options": {"generate_audio_switch": False}},
+        )
+        extended = await client.call_tool("continue_video", {"task_id": source, "operation": "extend"})
+    assert estimate.structured_content["quote"]["credits_total"] == 92, text_of(estimate)  # 18.4/s x 5 s
+    assert silent.structured_content["quote"]["credits_total"] == 72, text_of(silent)  # asked silent: 14.4/s
+    assert extended.structured_content["status"] == "submitted" and "92 credits" in seen[-1], text_of(extended)
+    create = [r["body"] for r in await requests_to(controls, MARKET) if r["body"]["model"] == "pixverse-v6/extend"]
+    assert [body["input"]["generate_audio_switch"] for body in create] == [True], create
+
+
 async def test_veo_1080p_processing_is_a_wait_charged_once(connect, controls):
     await controls.post("config", {"hd_blank_seconds": 20})  # KIE's other "not yet": "record result data is blank"
     async with connect(elicitation=answering()) as client:
@@ -204,6 +225,28 @@ async def test_veo_1080p_processing_is_a_wait_charged_once(connect, controls):
     assert again.structured_content["tasks"][0]["task_id"] == task["task_id"]  # made once per clip: returned
     assert "Nothing new was requested or charged" in text_of(again)
     assert len(await requests_to(controls, HD_PATH)) == len(asks)  # not even asked again
+
+
+async def test_a_1080p_version_already_made_is_estimated_at_0_credits_with_no_quote_to_approve(connect, controls):
+    """The audit (F1): once a clip's 1080p version was made, estimate_cost still quoted its full price with a
+    quote_id, auto-approved it, held it against the daily cap ("Over a cap") and said approving it again would pay
+    again, though continue_video returns the one made, free. It says 0 credits, names that task, and issues no
+    quote: nothing is to approve, so no cap stands in the way and nothing can be approved by it."""
+    async with connect(elicitation=answering(), auto_approve_credits=100, max_credits_per_day=66) as client:
+        source = await finished(client, VEO)
+        made = await client.call_tool("continue_video", {"task_id": source, "operation": "hd", "wait_seconds": 40})
+        hd = made.structured_content["tasks"][0]["task_id"]
+        spent, asked = await spent_today(client), len(await requests_to(controls, HD_PATH))
+        estimate = await client.call_tool("estimate_cost", {"task_id": source, "operation": "hd"})
+        again = await client.call_tool("continue_video", {"task_id": source, "operation": "hd"})
+        spent_after = await spent_today(client)
+    answer, text = estimate.structured_content, text_of(estimate)
+    assert not estimate.is_error and answer["quote"] is None, text
+    assert answer["within_caps"] is True and answer["cap_problem"] is None and answer["auto_approved"] is False
+    assert text.startswith("0 credits:") and f"task {hd} (succeeded)" in text and "quote_id=" not in text, text
+    assert "Over a cap" not in text and "pays for it, again" not in text and "already made at" not in text
+    assert again.structured_content["tasks"][0]["task_id"] == hd and "Nothing new was requested" in text_of(again)
+    assert spent == spent_after == 60 + 5 and len(await requests_to(controls, HD_PATH)) == asked
 
 
 # -- 4K: a repeated request is never charged twice ------------------------------------------------------------------
@@ -441,6 +484,50 @@ async def test_an_upscale_of_a_clip_no_longer_saved_is_refused_until_check_task_
     assert "the saved file outputs/" in seen[-1] and "UNKNOWN" not in seen[-1], seen[-1]
     [create] = [r for r in await requests_to(controls, MARKET) if r["body"]["model"] == "topaz/video-upscale"]
     assert "/files/uploads/" in create["body"]["input"]["video_url"]
+
+
+async def test_an_upscale_of_a_veo_extension_never_sends_its_new_part_for_the_whole_video(connect, controls, tmp_path):
+    """The audit (F2): a Veo extension saves its whole video (``_1.mp4``) and its new part (``_2.mp4``). With the
+    whole-video file gone, the upscale uploaded the new part, was charged, and a chain join then took that upscale
+    for the whole extended video, dropping the first clip's footage. It is refused, as stitch_videos refuses the
+    extension, until check_task saves the whole video again; then that file is what is sent."""
+    async with connect(elicitation=answering(), auto_approve_credits=1000) as client:
+        source = await finished(client, VEO)
+        made = await client.call_tool("continue_video", {"task_id": source, "operation": "extend", "wait_seconds": 40})
+        extended = await follow(client, made.structured_content["tasks"][0]["task_id"])
+        whole, part = extended["files"]
+        (tmp_path / whole).unlink()
+        asked = {"task_id": extended["task_id"], "operation": "upscale", "resolution": "2", "wait_seconds": 40}
+        estimate = await client.call_tool("estimate_cost", asked)
+        refused = await client.call_tool("continue_video", asked)
+        spent = await spent_today(client)
+        await client.call_tool("check_task", {"task_id": extended["task_id"]})
+        upscaled = await client.call_tool("continue_video", asked)
+    assert whole.endswith("_1.mp4") and part.endswith("_2.mp4")
+    for result in (estimate, refused):
+        text = text_of(result)
+        assert result.is_error and "- task_id: " in text and part not in text, text
+        assert f"({whole} is not there)" in text and f"check_task(task_id='{extended['task_id']}')" in text, text
+    assert spent == 60 + 60  # the clip and its extension; nothing for the refused upscale
+    assert upscaled.structured_content["tasks"][0]["state"] == "succeeded", text_of(upscaled)
+    [upload] = await requests_to(controls, "/api/file-stream-upload")
+    assert "_1-" in upload["body"]["fileName"] and "_2-" not in upload["body"]["fileName"], upload["body"]
+
+
+async def test_an_upscale_of_a_veo_extension_whose_whole_video_was_never_saved_is_refused(connect, controls):
+    """The same, when the whole video's download failed and only the new part was saved: refused, nothing sent."""
+    async with connect(elicitation=answering(), auto_approve_credits=1000) as client:
+        source = await finished(client, VEO)
+        await controls.fault("files", times=2, kind="html", status=200)  # its first file, and that file minted anew
+        made = await client.call_tool("continue_video", {"task_id": source, "operation": "extend", "wait_seconds": 40})
+        extended = made.structured_content["tasks"][0]  # not check_task: it would try the first file again
+        asked = {"task_id": extended["task_id"], "operation": "upscale", "resolution": "2"}
+        refused = await client.call_tool("continue_video", asked)
+    [part] = extended["files"]
+    text = text_of(refused)
+    assert part.endswith("_2.mp4") and refused.is_error and "its main video (its first result) was not saved" in text
+    assert await requests_to(controls, "/api/file-stream-upload") == []
+    assert [r for r in await requests_to(controls, MARKET) if r["body"]["model"] == "topaz/video-upscale"] == []
 
 
 async def test_a_bad_saved_clip_is_refused_under_task_id_saying_what_to_do(connect, controls, tmp_path):

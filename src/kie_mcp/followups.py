@@ -41,6 +41,7 @@ OPERATIONS: dict[str, str] = {
     "upscale": "an upscaled copy of the clip",
 }
 DAY = 86400.0
+MAIN_RESULT = 1  # a task's first saved result (media/results.py counts from 1): a Veo extension's whole video
 
 
 class FollowupArgs(BaseModel, defer_build=True):
@@ -311,19 +312,27 @@ def request_options(
 
 
 def source_clip(rt: Runtime, source: TaskRecord) -> tuple[str, str]:
-    """The source's video for a model that takes a clip: its saved file, uploaded after approval. Never its result
-    link: KIE's links expire, and one KIE can no longer fetch would be a paid task that can only fail (its length,
-    and so the price, cannot be measured either); ``check_task`` saves the clip again from a fresh link."""
-    for row in rt.journal.files_for(str(source.task_id)):
-        if str(row["mime"]).startswith("video/") and (rt.settings.workspace / row["path"]).is_file():
-            return row["path"], f"the saved file {row['path']} (uploaded to KIE once approved)"
+    """The source's video for a model that takes a clip: its main saved file (its first result, the one
+    ``stitch_videos`` joins for it), uploaded after approval. Never a later file in its place: a Veo extension's
+    second file is only its new part, so an upscale of it would be paid for and then stand for the whole video in
+    chain joins. Never its result link: KIE's links expire, and one KIE can no longer fetch would be a paid task that
+    can only fail (its length, and so the price, cannot be measured either); ``check_task`` saves the clip again
+    from a fresh link."""
+    main = next((row for row in rt.journal.files_for(str(source.task_id)) if row["idx"] == MAIN_RESULT), None)
+    if main is not None and (rt.settings.workspace / main["path"]).is_file():
+        return main["path"], f"the saved file {main['path']} (uploaded to KIE once approved)"
     if not rt.settings.download:  # no copy is kept, and KIE's result links expire (within the hour, at times)
         raise refused(
             f"task {source.task_id}'s video is not saved: downloads are off (KIE_DOWNLOAD=never), and its result "
             "link may have expired (a task KIE cannot fetch its clip for fails after it is paid for). Set "
             f"KIE_DOWNLOAD=always and call check_task(task_id='{source.task_id}') to save it, then continue it."
         )
-    missing = "is not saved in this workspace any more" if source.files else "has no saved video yet"
+    if main is not None:
+        missing = f"is not saved in this workspace any more ({main['path']} is not there)"
+    elif source.files:  # a later file (a Veo extension's new part) was saved, its main video not
+        missing = "is not saved in this workspace: its main video (its first result) was not saved"
+    else:
+        missing = "has no saved video yet"
     raise refused(
         f"task {source.task_id} {missing}, and its result link may have expired (a task KIE cannot fetch its clip "
         f"for fails after it is paid for). Call check_task(task_id='{source.task_id}') to save it again from a "
@@ -486,6 +495,22 @@ async def existing_result(
         "requested or charged."
     )
     return gen.summarise(rt, p.spec, [record], (note, *problems))
+
+
+def existing_estimate(p: FollowupPlan) -> str:
+    """What estimate_cost says of a follow-up the source already has: it costs nothing, continue_video returns the
+    earlier one, and there is no quote, for there is nothing to approve (a quote here could only approve a real
+    create, should that one fail meanwhile: continue_video then prices it again and asks as always)."""
+    assert p.existing is not None
+    assert p.source is not None
+    operation = p.operation or "that"
+    return (
+        f"0 credits: task {p.source.task_id} already has this ({OPERATIONS.get(operation, 'its follow-up')}, "
+        f"{p.spec.title}): task {p.existing.task_id} ({p.existing.state}). "
+        f"continue_video(task_id='{p.source.task_id}', operation='{operation}') returns it, or check_task"
+        f"(task_id='{p.existing.task_id}') shows it; nothing is sent to KIE or charged, so there is no quote_id and "
+        "nothing to approve."
+    )
 
 
 # -- chains --------------------------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kie_mcp import exposure, followups
 from kie_mcp import generation as gen
-from kie_mcp.apps import card_meta, client_supports_apps, gallery_meta, ui_meta
+from kie_mcp.apps import card_meta, client_supports_apps, gallery_meta, made_card_meta, ui_meta
 from kie_mcp.bundled import bundled_path
 from kie_mcp.catalog import (
     AmbiguousModelError,
@@ -239,7 +239,10 @@ class _Result(BaseModel):
 
 
 class EstimateResult(_Result):
-    quote: Quote
+    quote: Quote | None = Field(
+        description="The price, and the quote_id that approves exactly this request once. Null when nothing would "
+        "be made or charged (a follow-up the clip already has: continue_video returns it; the message names it)."
+    )
     within_caps: bool
     cap_problem: str | None = None
     auto_approved: bool = Field(description="True when this price is at or under KIE_AUTO_APPROVE_CREDITS.")
@@ -491,7 +494,10 @@ def _register_tools(mcp: MCPServer) -> None:
             result = await _estimate(rt, plan)
         call = _tool_result(result, result.message, rt)
         if client_supports_apps(request):  # MCP Apps hosts: the quote as an approval card
-            call.meta = await _card_meta(ctx, plan, result.quote, tool, result.cap_problem)
+            if isinstance(plan, followups.FollowupPlan) and plan.existing is not None:  # made: nothing to approve
+                call.meta = made_card_meta(plan, plan.existing, result.message)
+            elif result.quote is not None:
+                call.meta = await _card_meta(ctx, plan, result.quote, tool, result.cap_problem)
         return call
 
     async def generate_image(
@@ -1141,6 +1147,8 @@ def _decision(outcome: ElicitationResult[Any]) -> Approved | Declined | NeedsCon
 async def _estimate(rt: Runtime, plan: gen.Plan) -> EstimateResult:
     from kie_mcp.spend.balance import balance_cache
 
+    if isinstance(plan, followups.FollowupPlan) and plan.existing is not None:
+        return _already_made(rt, plan)
     quote = rt.quotes.issue(plan.spec.id, plan.digest, plan.price, plan.variations, ceiling=plan.reserved)
     spent = rt.ledger.spent_today()
     try:
@@ -1189,6 +1197,20 @@ async def _estimate(rt: Runtime, plan: gen.Plan) -> EstimateResult:
         max_credits_per_call=rt.ledger.caps.per_call,
         max_credits_per_day=rt.ledger.caps.per_day,
         message=" ".join(parts),
+    )
+
+
+def _already_made(rt: Runtime, plan: followups.FollowupPlan) -> EstimateResult:
+    """The estimate of a follow-up the clip already has: 0 credits and no quote (nothing to approve), so no cap is
+    in the way and nothing is auto-approved."""
+    return EstimateResult(
+        quote=None,
+        within_caps=True,
+        auto_approved=False,
+        spent_today=rt.ledger.spent_today(),
+        max_credits_per_call=rt.ledger.caps.per_call,
+        max_credits_per_day=rt.ledger.caps.per_day,
+        message=followups.existing_estimate(plan),
     )
 
 

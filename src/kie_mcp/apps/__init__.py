@@ -49,6 +49,7 @@ __all__ = [
     "card_meta",
     "client_supports_apps",
     "gallery_meta",
+    "made_card_meta",
     "ui_meta",
 ]
 
@@ -153,6 +154,18 @@ async def card_meta(
             for entry in await _input_pictures(plan)
         ],
         "sandbox": rt.settings.sandbox,
+    }
+    return {CARD_KEY: card}
+
+
+def made_card_meta(plan: Plan, existing: TaskRecord, message: str) -> dict[str, Any]:
+    """The card of a quote that is not one: the follow-up (a 1080p or 4K version) is already made, so nothing is to
+    approve and the card has no Approve; "Show it" calls ``check_task`` on the earlier task, which creates nothing."""
+    card = {
+        "made": {"task_id": existing.task_id, "state": existing.state, "source_task_id": plan.parent_task_id},
+        "model": {"id": plan.spec.id, "title": plan.spec.title, "kind": plan.spec.kind},
+        "message": redact(message),
+        "sandbox": existing.sandbox,
     }
     return {CARD_KEY: card}
 
