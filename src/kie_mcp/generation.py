@@ -65,7 +65,7 @@ from kie_mcp.spend import (
     reservation,
 )
 from kie_mcp.spend.approval import ApprovedBy
-from kie_mcp.spend.quotes import CHARGED_HERE, AskedInputs, staleness
+from kie_mcp.spend.quotes import CHARGED_HERE, AskedInputs, seen_charging, staleness
 from kie_mcp.tasks import TaskRecord
 from kie_mcp.words import plain, shortened, timestamp
 
@@ -125,6 +125,17 @@ class Plan:
     @property
     def total(self) -> float | None:
         return None if self.price.credits is None else round(self.price.credits * self.variations, 4)
+
+    @property
+    def counted(self) -> float | None:
+        """What the request counts against the caps and the auto-approve limit: its price, or the higher charge KIE
+        was seen making for it (``ItemPrice.up_to``); None for an unknown price."""
+        return None if self.price.counted is None else round(self.price.counted * self.variations, 4)
+
+    @property
+    def listed(self) -> float | None:
+        """The price, when the caps count a higher charge KIE was seen making (``counted``): for their wording."""
+        return self.total if self.counted != self.total else None
 
     @property
     def reserved_each(self) -> float:
@@ -226,7 +237,7 @@ async def plan(
         identity = {**identity, "#measured_seconds": measured}
     options = options_key(spec, wire, facts)
     price, price_notes = quote_price(rt, spec, {**wire, **(facts or {})}, options, measured)
-    total = None if price.credits is None else round(price.credits * args.variations, 4)
+    total = None if price.counted is None else round(price.counted * args.variations, 4)  # as the caps count it
     least = round(least_credits(rt, spec, {**wire, **(facts or {})}) * args.variations, 4) if total is None else 0.0
     digest = request_hash(spec.id, identity, args.variations)
     local_inputs = None
@@ -261,7 +272,7 @@ def repriced(rt: Runtime, p: Plan) -> Plan:
     """``p`` priced again now: a form question's price may have moved while the user read it (KIE charged more for
     the same model and options meanwhile, or KIE's price list was read again)."""
     price, _ = quote_price(rt, p.spec, p.priced_input, p.options_key or "", p.measured)
-    total = None if price.credits is None else round(price.credits * p.variations, 4)
+    total = None if price.counted is None else round(price.counted * p.variations, 4)  # as the caps count it
     least = round(least_credits(rt, p.spec, p.priced_input) * p.variations, 4) if total is None else 0.0
     return replace(p, price=price, reserved=reservation(total, rt.ledger.caps, p.max_credits, least), least=least)
 
@@ -504,7 +515,8 @@ async def check_spend(rt: Runtime, p: Plan) -> Plan:
         raise SpendRefused(STILL_SENDING)
     if replay_of(rt, p) is not None:
         return p
-    check_caps(p.total, rt.ledger.spent_today(), rt.ledger.caps, ceiling=p.max_credits, least=p.least)
+    spent = rt.ledger.spent_today()
+    check_caps(p.counted, spent, rt.ledger.caps, ceiling=p.max_credits, least=p.least, listed=p.listed)
     # A balance read in the last seconds (less what was spent since) when it covers the price twice over; else,
     # and always for a price not known before the task runs, KIE's answer now.
     from kie_mcp.spend.balance import balance_cache
@@ -546,7 +558,7 @@ def decide_approval(rt: Runtime, p: Plan, *, can_ask: bool, answered: bool = Fal
     # the answer comes back, and a question whose text changed in between would be asked a third time.
     changed = price_change(rt, p) if p.quote_id else None
     decision = decide(
-        total=p.total,
+        total=p.counted,  # auto-approved only when what KIE may charge is under the limit
         quote_id=None if binds_only else p.quote_id,
         quote_problem=problem or changed,
         auto_approve_limit=0.0 if p.unsettled else rt.settings.auto_approve_credits,
@@ -727,6 +739,7 @@ def question(p: Plan, confirmation: str | None = None, why: str | None = None) -
         )
     else:
         cost = f"{p.total:g} credits (about {usd_text(usd(p.total))})"
+    seen = seen_charging(p.price, p.variations)  # KIE charged more than its list: said with the question itself
     prompt = str(p.wire.get("prompt", ""))
     excerpt = f' Prompt: "{shortened(prompt, 93)}".' if prompt else ""
     warned = p.notes[:1] if p.unsettled else ()  # the same request's unknown outcome (``twins``) leads
@@ -734,7 +747,8 @@ def question(p: Plan, confirmation: str | None = None, why: str | None = None) -
     ref = f" (confirmation {confirmation})" if confirmation else ""
     lead = "".join(f"{text} " for text in (*warned, why) if text)
     return (
-        f"{lead}Spend {cost} to make {things} with {spec.title} ({spec.id})? {settings_text(p)}.{excerpt}{notes} "
+        f"{lead}Spend {cost} to make {things} with {spec.title} ({spec.id})?{f' {seen}' if seen else ''} "
+        f"{settings_text(p)}.{excerpt}{notes} "
         f"Nothing is charged unless you confirm{ref}."
     )
 
@@ -807,6 +821,7 @@ def confirmation_required(
         else f"{quote.credits_total:g} credits (about {usd_text(quote.usd_total or 0)})"
     )
     lead = f"{why} " if why else ""
+    seen = seen_charging(p.price, p.variations)  # KIE charged more than its list: said right after the price
     notes = "".join(f" {note}" for note in p.notes)  # after the cost and the next step, which come first
     if only_form:  # a quote_id cannot approve here, and this client refuses the form that can
         next_step = FORM_REFUSED
@@ -820,7 +835,8 @@ def confirmation_required(
                 f" If the user already approved estimate_cost's quote {earlier} for this very request, that one "
                 f"approves it too: pass quote_id='{earlier}' instead."
             )
-    message = f"{lead}Nothing was spent. This request costs {cost}: {quote.breakdown.rstrip('.')}. {next_step}{notes}"
+    costs = f"This request costs {cost}: {quote.breakdown.rstrip('.')}.{f' {seen}' if seen else ''}"
+    message = f"{lead}Nothing was spent. {costs} {next_step}{notes}"
     result = GenerationResult(status=status, message=message, model=p.spec.id, quote=quote, sandbox=rt.settings.sandbox)
     result._why = why
     return result
@@ -894,7 +910,7 @@ async def _spend(
         # Re-checks the caps in a transaction, so parallel calls cannot overrun; an unknown price reserves its
         # ceiling. From here to each create's attempt in the journal nothing waits, so nothing can cut in between.
         doing = "its credits were being reserved"
-        booked = rt.ledger.reserve(p.total, used, ceiling=p.max_credits, least=p.least)
+        booked = rt.ledger.reserve(p.counted, used, ceiling=p.max_credits, least=p.least, listed=p.listed)
     except (sqlite3.Error, OSError) as err:  # a full disk while the inputs went up: nothing was sent
         _give_back(rt, used)
         raise JournalUnavailable(unwritten_before_create(err, doing, tool, used, decision.by)) from err
@@ -1040,7 +1056,11 @@ def _made_cost(p: Plan, made: list[TaskRecord], *, others: bool) -> tuple[str, b
         return f"{sum(c for c in charged if c is not None):g} credits charged by KIE{them}", False
     running = [r for r in made if r.state != "failed"]
     if p.price.credits is not None:
-        return f"{sum(r.credits_quoted or 0.0 for r in running):g} credits quoted and reserved{them}", True
+        quoted = sum(r.credits_quoted or 0.0 for r in running)
+        counted = sum(priced(r.credits_reserved) or 0.0 for r in running)
+        if counted > quoted + 1e-9:  # KIE was seen charging more than its list: the higher figure is what counts
+            return f"{quoted:g} credits quoted; {counted:g} reserved, as KIE was seen charging that much{them}", True
+        return f"{quoted:g} credits quoted and reserved{them}", True
     reserved = sum(priced(r.credits_reserved) or 0.0 for r in running)
     return f"the price is unknown; {reserved:g} credits are reserved{them}", True
 

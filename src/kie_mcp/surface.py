@@ -95,7 +95,7 @@ from kie_mcp.spend import (
     priced,
 )
 from kie_mcp.spend.balance import balance_cache
-from kie_mcp.spend.quotes import QUOTE_ID
+from kie_mcp.spend.quotes import QUOTE_ID, seen_charging
 from kie_mcp.tasks import TaskRecord
 from kie_mcp.tasks.listing import (
     LIST_LIMIT,
@@ -1152,7 +1152,7 @@ async def _estimate(rt: Runtime, plan: gen.Plan) -> EstimateResult:
     quote = rt.quotes.issue(plan.spec.id, plan.digest, plan.price, plan.variations, ceiling=plan.reserved)
     spent = rt.ledger.spent_today()
     try:
-        check_caps(plan.total, spent, rt.ledger.caps, ceiling=plan.max_credits, least=plan.least)
+        check_caps(plan.counted, spent, rt.ledger.caps, ceiling=plan.max_credits, least=plan.least, listed=plan.listed)
         cap_problem = None
     except SpendRefused as err:
         cap_problem = str(err)
@@ -1162,9 +1162,7 @@ async def _estimate(rt: Runtime, plan: gen.Plan) -> EstimateResult:
     except KieError as err:
         balance = None
         unread = f"The balance could not be read ({err.message}); generating reads it first, or spends nothing."
-    auto = (
-        not plan.unsettled and quote.price_known and 0 < (quote.credits_total or 0) <= rt.settings.auto_approve_credits
-    )
+    auto = not plan.unsettled and quote.price_known and 0 < (plan.counted or 0) <= rt.settings.auto_approve_credits
     cost = (
         f"{quote.credits_total:g} credits (about {usd_text(quote.usd_total or 0)})"
         if quote.credits_total is not None
@@ -1172,10 +1170,15 @@ async def _estimate(rt: Runtime, plan: gen.Plan) -> EstimateResult:
         "today's cap (the per-call cap, or max_credits when lower), and KIE charges its current rate, which may be "
         "more than that"
     )
+    left = max(rt.ledger.caps.per_day - spent, 0)
     parts = [
         f"{plan.spec.title} ({plan.spec.id}) x{plan.variations}: {cost}.",
+        *filter(None, [seen_charging(plan.price, plan.variations)]),
         *plan.notes,
         f"Breakdown: {quote.breakdown.rstrip('.')}. Price source: {quote.price_source}.",
+        *([f"Price note: {quote.note.rstrip('.')}."] if quote.note else []),
+        f"Spent today: {spent:g} credits; {left:g} left of the {rt.ledger.caps.per_day:g} per day (per call at "
+        f"most {rt.ledger.caps.per_call:g}).",
         gen.settings_text(plan) + ".",
         f"quote_id={quote.quote_id} approves exactly this request once, until {quote.expires_at}.",
     ]
@@ -1345,6 +1348,11 @@ def _task_cost(record: TaskRecord) -> str:
     if charged is not None:
         return f" Cost: {charged:g} credits charged by KIE."
     quoted = record.credits_reserved if record.credits_reserved is not None else record.credits_quoted
+    if quoted and record.credits_quoted and quoted > record.credits_quoted:  # KIE was seen charging more than listed
+        return (
+            f" Cost: {record.credits_quoted:g} credits quoted; {quoted:g} counted, as KIE was seen charging that "
+            "much; KIE does not report this task's charge (https://kie.ai/logs shows it)."
+        )
     if quoted:
         return (
             f" Cost: {quoted:g} credits quoted and counted; KIE does not report this task's charge "

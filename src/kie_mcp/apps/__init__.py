@@ -116,6 +116,7 @@ async def card_meta(
     What the card shows is redacted (a key pasted into a prompt is not shown back); ``arguments``, which Approve
     sends as they are, are the caller's own."""
     from kie_mcp.generation import outputs_made, outputs_text, settings_shown  # as the confirmation text says them
+    from kie_mcp.spend.quotes import seen_charging
 
     spec = plan.spec
     credits = quote.credits_total
@@ -148,7 +149,8 @@ async def card_meta(
         "why": None if why is None else redact(why),
         "prompt": redact(str(plan.wire.get("prompt", ""))),
         "settings": [[name, _shown(value)] for name, value in settings_shown(plan)],
-        "notes": [redact(note) for note in plan.notes],
+        # What KIE was seen charging above the list (counted against the caps) leads, as in the confirmation text
+        "notes": [redact(note) for note in (*filter(None, [seen_charging(plan.price, plan.variations)]), *plan.notes)],
         "inputs": [
             {**entry, "name": redact(entry["name"]), **({"url": redact(entry["url"])} if "url" in entry else {})}
             for entry in await _input_pictures(plan)

@@ -35,6 +35,18 @@ class ItemPrice(BaseModel, defer_build=True):
     source: str | None = None
     source_date: str | None = None
     note: str | None = None
+    # The most KIE was credibly seen charging for this task, above ``credits`` (``Rate.up_to``): what the caps and
+    # the auto-approve limit count, and the ledger while KIE reports no charge. None when the price is all there is.
+    up_to: float | None = None
+    up_to_source: str | None = None  # where that charge was seen, and when
+    up_to_date: str | None = None
+
+    @property
+    def counted(self) -> float | None:
+        """What one task counts against the caps: the higher of its price and what KIE was seen charging."""
+        if self.credits is None:
+            return None
+        return max(self.credits, self.up_to or 0.0)
 
 
 def billed_input(spec: ModelSpec, rate: Rate) -> str | None:
@@ -85,7 +97,7 @@ def price_input(spec: ModelSpec, wire: Mapping[str, Any], measured: Mapping[str,
             length = _measured_length(billed, measured, wire, seconds_field)
             if length is not None:
                 seconds, how = length
-                credits = rate.credits * seconds
+                scale = seconds
                 text = (
                     f"{_fmt(rate.credits)} credits/s x {_secs(seconds)} s ({how}, not rounded: KIE documents no "
                     f"rounding to whole seconds; {condition})"
@@ -109,15 +121,18 @@ def price_input(spec: ModelSpec, wire: Mapping[str, Any], measured: Mapping[str,
                 )
             else:
                 seconds = float(wire[seconds_field])
-                credits = rate.credits * seconds
+                scale = seconds
                 text = f"{_fmt(rate.credits)} credits/s x {_fmt(seconds)} s ({condition})"
         else:
-            credits = rate.credits
+            scale = 1.0
             text = f"{_fmt(rate.credits)} credits per {table.unit} ({condition})"
+        count = 1.0
         if table.count_field and table.count_field in wire:
             count = float(wire[table.count_field])
-            credits *= count
             text += f" x {_fmt(count)} outputs ({table.count_field})"
+        credits = rate.credits * scale * count  # the seconds billed and outputs made scale a charge seen likewise
+        seen = None if rate.up_to_source is None else spec.source_of(rate.up_to_source)
+        up_to = None if rate.up_to is None else round(rate.up_to * scale * count, 4)
         return ItemPrice(
             known=True,
             credits=round(credits, 4),
@@ -126,6 +141,9 @@ def price_input(spec: ModelSpec, wire: Mapping[str, Any], measured: Mapping[str,
             source=source.ref,
             source_date=source.date,
             note=table.note,
+            up_to=up_to if up_to is not None and up_to > credits else None,  # a live price may have caught up
+            up_to_source=None if seen is None else seen.ref,
+            up_to_date=None if seen is None else seen.date,
         )
     return ItemPrice(
         known=False,

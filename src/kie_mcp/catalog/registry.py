@@ -168,7 +168,7 @@ def _check_sources(spec: ModelSpec) -> None:
     if spec.images:
         keys.append(spec.images.source)
     if spec.price:
-        keys.append(spec.price.source)
+        keys += [spec.price.source, *(r.up_to_source for r in spec.price.rates if r.up_to_source)]
     if spec.dialogue:
         keys.append(spec.dialogue.source)
     if spec.withdrawn:

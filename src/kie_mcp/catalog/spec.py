@@ -9,7 +9,7 @@ no model has code of its own.
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 # The follow-up families (``veo-extend``, ``veo-1080p``, ``veo-4k``, ``runway-extend``) continue a finished task of
 # their base family through its own endpoint (``kie/families.py``); their models carry a ``followup`` table.
@@ -144,6 +144,19 @@ class Rate(_Strict):
     # The row of KIE's public price feed this rate equals: its ``modelDescription`` (e.g. "gpt image 2,
     # text-to-image, 4k"). Live sync prices the rate from that row; a rate whose row disappeared is unknown.
     feed: str | None = None
+    # The highest charge KIE was credibly seen making where this rate applies, above its list price (a live test
+    # charged 60 for a clip listed at 30), and the source that saw it: the caps, the auto-approve limit and the
+    # ledger (while KIE reports no charge) count this figure, so a cap holds whichever of the two KIE charges.
+    up_to: float | None = None
+    up_to_source: str | None = None
+
+    @model_validator(mode="after")
+    def _up_to_has_a_source(self) -> "Rate":
+        if (self.up_to is None) != (self.up_to_source is None):
+            raise ValueError("up_to and up_to_source go together: a higher charge is counted only with its source")
+        if self.up_to is not None and self.up_to <= self.credits:
+            raise ValueError(f"up_to ({self.up_to:g}) must be above the list price ({self.credits:g})")
+        return self
 
 
 class Withdrawn(_Strict):

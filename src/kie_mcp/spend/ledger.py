@@ -40,15 +40,22 @@ def priced(total: float | None) -> float | None:
 
 
 def check_caps(
-    total: float | None, spent_today: float, caps: Caps, *, ceiling: float | None = None, least: float = 0.0
+    total: float | None,
+    spent_today: float,
+    caps: Caps,
+    *,
+    ceiling: float | None = None,
+    least: float = 0.0,
+    listed: float | None = None,
 ) -> None:
     """Refuse a spend above the per-call cap or above what is left of today's cap.
 
-    A known price is checked as it is. An unknown price (``total`` None, or not above 0) is checked, and later
-    reserved, at its ``ceiling``: the per-call cap or a lower ``max_credits`` the caller gave, never less than the
-    ``least`` the request can cost (its rates with billed inputs of no length), which must fit under both. Caps
-    hold whether or not the price is known; an unknown price with nothing to reserve (a per-call cap of 0) is
-    refused.
+    A known price is checked as it is; a price KIE was seen charging more than is checked at that higher figure,
+    passed as ``total`` with the price itself as ``listed`` (for the wording). An unknown price (``total`` None, or
+    not above 0) is checked, and later reserved, at its ``ceiling``: the per-call cap or a lower ``max_credits`` the
+    caller gave, never less than the ``least`` the request can cost (its rates with billed inputs of no length),
+    which must fit under both. Caps hold whether or not the price is known; an unknown price with nothing to
+    reserve (a per-call cap of 0) is refused.
     """
     total = priced(total)
     if total is None and least > 0:
@@ -77,6 +84,8 @@ def check_caps(
         if total is not None
         else f"has no price known before it runs, so up to {amount:g} credits are reserved for it"
     )
+    if total is not None and listed is not None and listed < total:
+        what = f"costs {listed:g} credits by KIE's list ({total:g} counted: KIE was seen charging that much)"
     over_ceiling = total is not None and ceiling is not None and total > ceiling
     if total is not None and total > caps.per_call and not (over_ceiling and ceiling <= caps.per_call):
         also = f" (and over the max_credits ceiling of {ceiling:g} given with it)" if over_ceiling else ""
@@ -168,15 +177,22 @@ class Ledger:
         return round(self.journal.total_spent(), 4)
 
     def reserve(
-        self, total: float | None, ref: str | None = None, *, ceiling: float | None = None, least: float = 0.0
+        self,
+        total: float | None,
+        ref: str | None = None,
+        *,
+        ceiling: float | None = None,
+        least: float = 0.0,
+        listed: float | None = None,
     ) -> Reservation:
         """Count the request as spent now, if the caps allow (raise ``SpendRefused`` otherwise); return the
-        credits reserved (the price, or for an unknown price its ceiling) and the day they were booked on, which
-        every later correction of this spend must use."""
+        credits reserved (the price, or the higher charge KIE was seen making with ``listed`` its price, or for an
+        unknown price its ceiling) and the day they were booked on, which every later correction of this spend
+        must use."""
         day = self._today()
         with self.journal.transaction() as db:
             spent = _sum(db, day)
-            check_caps(total, spent, self.caps, ceiling=ceiling, least=least)
+            check_caps(total, spent, self.caps, ceiling=ceiling, least=least, listed=listed)
             amount = reservation(total, self.caps, ceiling, least)
             if amount:
                 Journal.add_spend(db, day, amount, "reserved", ref)

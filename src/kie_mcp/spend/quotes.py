@@ -70,6 +70,12 @@ class Quote(BaseModel, defer_build=True):
         description="For a price not known before the task runs: the most this request counts against the caps "
         "(the per-call cap, or the max_credits given).",
     )
+    credits_counted: float | None = Field(
+        default=None,
+        description="When KIE was seen charging more than its list price for this request (the message says where "
+        "and when): that higher figure, which the caps, the auto-approve limit and today's spend count until KIE "
+        "reports its charge. Null when credits_total is all that counts.",
+    )
 
 
 PRICE_MAX_AGE_DAYS = 30  # KIE changes prices every few weeks: an older price gets a warning
@@ -93,6 +99,24 @@ def provenance(price: ItemPrice) -> str:
     if price.source.startswith(LIVE_SOURCES):
         return f"{LIVE_PRICE_LIST} of {day}"
     return f"{PRICE_LIST} of {day}"
+
+
+def seen_charging(price: ItemPrice, variations: int) -> str | None:
+    """What a quote, its confirmation and an estimate say when KIE was seen charging more than the price for this
+    request (``ItemPrice.up_to``): the price stays what is shown, and the higher figure is what the caps count."""
+    if price.credits is None or price.up_to is None or price.up_to <= price.credits:
+        return None  # no higher charge seen, or the price has caught up with it (KIE charged it here)
+    each = " each" if variations > 1 else ""
+    said = (
+        f"KIE charged {price.credits:g}{each} here before"
+        if price.source == CHARGED_HERE
+        else f"KIE's list says {price.credits:g}{each}"
+    )
+    when = f" ({price.up_to_date})" if price.up_to_date else ""
+    return (
+        f"{said}; KIE was seen charging {price.up_to:g}{each}{when}: up to {round(price.up_to * variations, 4):g} "
+        "is counted against your caps."
+    )
 
 
 def reference(price: ItemPrice) -> str | None:
@@ -183,6 +207,9 @@ class QuoteBook:
             expires_at=timestamp(expires),
             note=price.note,
             credits_ceiling=ceiling if total is None else None,
+            credits_counted=None
+            if total is None or seen_charging(price, variations) is None
+            else round((price.counted or 0.0) * variations, 4),
         )
         self.journal.execute(
             "INSERT INTO quotes (quote_id, model, digest, body, expires, used, created, kind, shape, inputs)"

@@ -1,0 +1,79 @@
+"""Caps hold whether or not the price is known, and a listed price KIE was seen to exceed is no exception.
+
+KIE's price list says 30 credits for a 720p Veo 3.1 Lite clip, but a live test on 2026-09-28 was charged 60 (the
+catalogue's ``up_to``, with its source). Veo never reports its charge, so what the caps count is all the ledger
+knows: counting the list price, three clips KIE charged 180 for read "spent today: 90" and a 100-credit daily cap
+was never hit (audit s21). The quote still shows the list price; its text and the confirmation say the higher
+figure, and the caps, the auto-approve limit and today's spend count it.
+
+Everything goes through the real MCP client in both protocol eras and the simulator's HTTP interface.
+"""
+
+from __future__ import annotations
+
+from .conftest import answering, text_of
+
+LITE = {"model": "veo3_lite", "prompt": "A woman talks to her phone camera.", "aspect_ratio": "9:16"}
+SEEN = "KIE's list says 30; KIE was seen charging 60 (2026-09-28): up to 60 is counted against your caps."
+
+
+async def spent_today(client) -> float:
+    return (await client.call_tool("check_credits", {})).structured_content["spent_today"]
+
+
+async def test_a_price_kie_was_seen_to_exceed_counts_its_higher_figure_against_the_caps(connect, controls):
+    await controls.post("prices", {"veo3_lite": 60})  # KIE charges what the field test saw, and never says so
+    async with connect(elicitation=answering(), max_credits_per_day=100) as client:
+        first = await client.call_tool("generate_video", {**LITE, "wait_seconds": 20})
+        assert first.structured_content["status"] == "completed", text_of(first)
+        spent = await spent_today(client)
+        task_id = first.structured_content["tasks"][0]["task_id"]
+        checked = await client.call_tool("check_task", {"task_id": task_id})
+        second = await client.call_tool("generate_video", {**LITE, "prompt": "A second take.", "wait_seconds": 20})
+    assert spent == 60  # not the 30 listed: KIE reported no charge, so the higher figure stays counted
+    assert "30 credits quoted; 60 counted" in text_of(checked)
+    assert second.is_error  # 60 more would pass the daily cap of 100
+    assert "60 counted" in text_of(second) and "only 40 of today's cap of 100" in text_of(second)
+    assert len(await controls.creates()) == 1
+
+
+async def test_the_per_call_cap_weighs_the_higher_figure_a_price_was_seen_at(connect, controls):
+    async with connect(elicitation=answering(), max_credits_per_call=50) as client:
+        estimate = await client.call_tool("estimate_cost", LITE)
+        refused = await client.call_tool("generate_video", LITE)
+    assert estimate.structured_content["within_caps"] is False
+    assert refused.is_error and "over the per-call cap of 50" in text_of(refused)
+    assert await controls.creates() == []
+
+
+async def test_a_price_kie_was_seen_to_exceed_is_said_in_the_estimate_and_the_confirmation(connect, controls):
+    seen: list[str] = []
+    async with connect(elicitation=answering(seen=seen)) as client:
+        estimate = await client.call_tool("estimate_cost", LITE)
+        made = await client.call_tool("generate_video", LITE)
+    quote = estimate.structured_content["quote"]
+    assert quote["credits_total"] == 30 and quote["credits_counted"] == 60  # the list price is still what is shown
+    assert SEEN in text_of(estimate)
+    assert SEEN in seen[0] and seen[0].startswith("Spend 30 credits")
+    assert "30 credits quoted; 60 reserved" in text_of(made)
+
+
+async def test_a_price_kie_was_seen_to_exceed_is_auto_approved_only_under_its_higher_figure(connect, controls):
+    seen: list[str] = []
+    async with connect(elicitation=answering(seen=seen), auto_approve_credits=50) as client:
+        estimate = await client.call_tool("estimate_cost", LITE)
+        await client.call_tool("generate_video", LITE)  # 30 listed, 60 seen: over 50, so the person is asked
+    assert estimate.structured_content["auto_approved"] is False
+    assert len(seen) == 1
+
+
+async def test_the_estimate_text_says_the_price_note_and_what_is_left_of_today_s_cap(connect, controls):
+    async with connect(elicitation=answering(), max_credits_per_day=1000, max_credits_per_call=500) as client:
+        await client.call_tool("generate_video", {**LITE, "prompt": "A first take.", "wait_seconds": 20})
+        estimate = await client.call_tool("estimate_cost", {**LITE, "resolution": "1080p"})
+    text = text_of(estimate)
+    note = estimate.structured_content["quote"]["note"]
+    assert note and note.rstrip(".") in text  # every price note, not only the structured one
+    assert "Spent today: 60 credits; 940 left of the 1000 per day (per call at most 500)." in text
+    assert "counted against your caps" not in text.replace(note, "")  # no charge above 35 was seen at 1080p
+    assert estimate.structured_content["quote"]["credits_counted"] is None
