@@ -530,6 +530,25 @@ async def test_an_upscale_of_a_veo_extension_whose_whole_video_was_never_saved_i
     assert [r for r in await requests_to(controls, MARKET) if r["body"]["model"] == "topaz/video-upscale"] == []
 
 
+async def test_a_join_of_a_veo_extension_whose_whole_video_was_never_saved_never_joins_its_new_part(connect, controls):
+    """The follow-ups builder's finding: stitch_videos joined the first video file a task had, so an extension whose
+    whole video failed to download joined its new part alone as if it were the whole clip (the source's footage
+    silently missing from the join). Refused, saying to save it again."""
+    async with connect(elicitation=answering(), auto_approve_credits=1000) as client:
+        source = await finished(client, VEO)
+        await controls.fault("files", times=2, kind="html", status=200)  # its first file, and that file minted anew
+        made = await client.call_tool("continue_video", {"task_id": source, "operation": "extend", "wait_seconds": 40})
+        extended = made.structured_content["tasks"][0]
+        joined = await client.call_tool("stitch_videos", {"clips": [extended["task_id"]], "output_name": "whole"})
+        chained = await client.call_tool("stitch_videos", {"clips": [extended["task_id"]], "chain": True})
+    [part] = extended["files"]
+    assert part.endswith("_2.mp4")
+    for refused in (joined, chained):
+        text = text_of(refused)
+        assert refused.is_error and "main video (its first result) was not saved" in text, text
+        assert f"check_task(task_id='{extended['task_id']}')" in text
+
+
 async def test_a_bad_saved_clip_is_refused_under_task_id_saying_what_to_do(connect, controls, tmp_path):
     """The audit: a saved clip the upscaler cannot take (here replaced by text) was refused under options.video_url, a
     field the caller never typed (continue_video fills it in from task_id). The refusal names task_id, the saved file

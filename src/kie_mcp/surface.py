@@ -1275,7 +1275,15 @@ async def _clip_path(rt: Runtime, clip: str) -> Path:
     """A clip by task id (its saved video) or by path, judged by upload_file's rules before ffmpeg sees it: inside
     the allowed folders, never private (.env, dotfiles, .kie-mcp/, logs/), and a video by its bytes; the stitched
     file lands in outputs/, which kie://outputs/ serves, so anything read here could otherwise leak through it."""
-    saved = [f for f in rt.journal.files_for(clip) if f["mime"].startswith("video/")]
+    videos = [f for f in rt.journal.files_for(clip) if f["mime"].startswith("video/")]
+    # Its main video only: a Veo extension's later file is only its new part, which would stand for the whole clip.
+    saved = [f for f in videos if f["idx"] == followups.MAIN_RESULT]
+    if videos and not saved:
+        raise ToolError(
+            f"Task {clip}'s main video (its first result) was not saved in this workspace; its other file holds only "
+            f"part of it (a Veo extension's new part). Call check_task(task_id='{clip}') to save it again from KIE "
+            "(its files are kept about 14 days), then join again."
+        )
     if not saved and (task := rt.tasks.get(clip)) is not None:
         raise ToolError(_no_clip(task, rt.settings.download))
     given = str(rt.settings.workspace / saved[0]["path"]) if saved else clip  # a saved file is judged the same way
