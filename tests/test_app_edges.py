@@ -257,3 +257,26 @@ async def test_in_a_browser_a_card_shown_after_its_quote_expired_says_so(connect
             finally:
                 await in_browser(card.close)
     assert validity.startswith("expired at "), validity
+
+
+# -- a price KIE was seen to exceed ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_the_card_weighs_the_figure_the_caps_count_not_the_list_price(connect_app, browser):
+    """The review: veo3_lite is listed at 30 and counted at 60 (KIE was seen charging that); the card promised "no
+    further question" under a 50-credit auto-approve limit (a form was then asked) and its cap bar showed 30."""
+    lite = {"model": "veo3_lite", "prompt": "A woman talks to her phone camera.", "aspect_ratio": "9:16"}
+    async with connect_app(elicitation=answering(), auto_approve_credits=50, max_credits_per_day=100) as client:
+        estimate = await client.call_tool("estimate_cost", lite)
+        async with AppHost(client).running() as host:
+            view = await in_browser(AppView, browser, host.show("lite", lite, estimate))
+            try:
+                await in_browser(view.wait_for, "document.querySelector('.card .approve')")
+                shown = await in_browser(view.text)
+            finally:
+                await in_browser(view.close)
+    assert estimate.structured_content["auto_approved"] is False
+    assert "Approve 30 credits" in shown  # the price, as quoted
+    assert "this request 60" in shown and "40 left after this" in shown, shown
+    assert "within your auto-approve limit" not in shown, shown

@@ -648,3 +648,14 @@ async def test_the_follow_ups_ugc_video_offers_are_ones_its_models_clips_take(co
                 refused.append(f"{operation}: {text_of(estimate)}")
     assert not refused, "\n".join(refused)
     assert ("extend" in operations) == (model != "kling-3.0/video")
+
+
+async def test_a_series_plan_weighs_its_total_as_the_caps_count_it(connect):
+    """The review: the plans compared the quotes' list prices with what was left of today's cap, so a veo3_lite
+    series (listed 30, counted 60 a clip) was started that the caps then stopped after its first paid clip."""
+    async with connect() as client:
+        plan = await client.get_prompt(
+            "script_to_video", {"script": "One line. Another line.", "visual_style": "warm", "model": "veo3_lite"}
+        )
+    text = plan.messages[0].content.text
+    assert "credits_counted" in text and "credits_total" in text, text

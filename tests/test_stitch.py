@@ -523,3 +523,10 @@ async def test_a_join_shorter_than_its_clips_says_a_clip_ends_early(ffmpeg: str,
     assert "WARNING" not in fine.note, fine.note
     assert short.duration is not None and short.duration < 7
     assert "WARNING: the joined video is" in short.note and "shorter than its clips together" in short.note
+
+
+def test_a_caption_backslash_libass_reads_as_a_break_or_a_space_is_named():
+    """The review: libass shows a backslash before n or N as a line break and before h as a space ("C:\\new" as
+    "C:" and "ew"), which the answer's notes did not say, though they named the other text libass changes."""
+    notes = stitch_mod._libass_changes([Caption(0, 1, "C:\\new\\Nfolder \\h x"), Caption(1, 2, "plain, a\\b")])
+    assert len(notes) == 1 and "caption(s) 1," in notes[0] and "line break" in notes[0], notes

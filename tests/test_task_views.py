@@ -186,6 +186,20 @@ async def test_list_tasks_finds_yesterdays_work_by_its_session_and_says_what_eac
     assert "session=" in text_of(missed) and "prompt" in text_of(missed)
 
 
+async def test_list_tasks_shows_a_failed_task_as_refunded_and_the_figure_the_caps_count(connect, tmp_path):
+    """The review: a failed task (refunded) read "(30 credits quoted)", and a veo3_lite task counted at 60 (KIE was
+    seen charging that) read only its quote."""
+    journaled(
+        tmp_path,
+        (task("kite", "veo3_lite", credits_quoted=30.0, credits_reserved=30.0), "a kite", None),
+        (task("lite", "veo3_lite", state="running", credits_quoted=30.0, credits_reserved=60.0), "a talk", None),
+    )
+    async with connect() as client:
+        listed = text_of(await client.call_tool("list_tasks", {}))
+    assert "veo3_lite failed" in listed and "(refunded)" in listed and "(30 credits quoted)" not in listed, listed
+    assert "(30 credits quoted; 60 counted)" in listed, listed
+
+
 async def test_list_tasks_searches_for_the_words_sent_even_when_they_read_as_json(connect, tmp_path):
     """The SDK decoded the search text "null" as JSON (no search: every task listed) and "[draft]"-style text too."""
     journaled(

@@ -265,13 +265,17 @@ class BadCursor(ValueError):
 
 
 def _filters_digest(filters: dict[str, Any]) -> str:
-    """The filters of a listing (state, model, since, text) as a short digest, so that a cursor is only ever used to
-    continue the listing that gave it."""
+    """The filters of a listing (state, model, since, text, session) as a short digest, so that a cursor is only
+    ever used to continue the listing that gave it (words to find, in any letter case)."""
     kept = {}
     for name, value in sorted(filters.items()):
         if value:
             kept[name] = (
-                folded(value) if name == "text" else value.isoformat() if isinstance(value, datetime) else value
+                folded(value)
+                if name in ("text", "session")
+                else value.isoformat()
+                if isinstance(value, datetime)
+                else value
             )
     return hashlib.sha256(json.dumps(kept, ensure_ascii=False).encode()).hexdigest()[:16]
 
@@ -303,7 +307,7 @@ def read_cursor(cursor: str, filters: dict[str, Any]) -> tuple[float, str]:
     if digest != _filters_digest(filters):
         raise BadCursor(
             "cursor continues a list_tasks with other filters; no task was listed. Pass it with the same state, "
-            "model, since and text as the call that gave it. " + start_again
+            "model, since, text and session as the call that gave it. " + start_again
         )
     return float(created), task_id
 

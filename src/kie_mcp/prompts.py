@@ -646,7 +646,8 @@ def _fits_today(fewer: str) -> str:
     205 credits each (4,100) were shown as a total and made until the 3,000-credit default cap refused beat 15,
     with 14 clips paid for and the ad unfinished."""
     return (
-        "Before the first paid clip, compare that TOTAL with what is left of today's cap: max_credits_per_day minus "
+        "Before the first paid clip, compare that TOTAL, as the caps count it (each quote's credits_counted where it "
+        "has one, else its credits_total), with what is left of today's cap: max_credits_per_day minus "
         "spent_today, both in estimate_cost's answer (and in check_credits'). If it does not fit, say so before "
         f"anything is made and offer: splitting the work over days (the cap resets at midnight), {fewer}, cheaper "
         "drafts first (a lower resolution or a cheaper model), or raising KIE_MAX_CREDITS_PER_DAY in the server's "

@@ -358,7 +358,7 @@ class TaskList(_Result):
     next_cursor: str | None = Field(
         None,
         description="Set when older tasks match than this page shows: pass it as cursor, with the same state, model, "
-        "since and text, to list them. No task is skipped or repeated from page to page.",
+        "since, text and session, to list them. No task is skipped or repeated from page to page.",
     )
     unknown_creates: int = Field(description="Creates whose outcome is unknown (may have been charged).")
     unknown_create_list: list[UnknownCreate] = Field(

@@ -136,6 +136,7 @@ async def card_meta(
         "outputs_at_most": at_most,  # max_images: the model may make fewer
         "outputs_text": outputs_text(plan),
         "credits": credits,
+        "counted": plan.counted,  # what the caps and the auto-approve limit weigh (KIE seen charging more)
         "usd": quote.usd_total,
         "price_known": quote.price_known,
         "reserved": plan.reserved,

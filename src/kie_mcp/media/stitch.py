@@ -498,8 +498,8 @@ _BRACED = re.compile(r"\{[^}]*\}")  # libass reads what is between braces as sty
 
 
 def _libass_changes(captions: Sequence[Caption]) -> list[str]:
-    """What the answer says about caption text libass will not show as given: ``-->`` (shown as ``→``) and text in
-    ``{...}`` (read as style tags, silently)."""
+    """What the answer says about caption text libass will not show as given: ``-->`` (shown as ``→``), text in
+    ``{...}`` (read as style tags, silently) and a backslash before n, N or h (a line break or a space)."""
     arrows = [str(n) for n, c in enumerate(captions, start=1) if SRT_ARROW in _caption_text(c.text)]
     braced = {n: _BRACED.findall(_srt_text(c.text)) for n, c in enumerate(captions, start=1)}
     notes = []
@@ -514,7 +514,17 @@ def _libass_changes(captions: Sequence[Caption]) -> list[str]:
             f"text inside {{...}} is not shown (libass reads it as style tags) ({shown}): write it without braces "
             "to show it"
         )
+    escaped = [str(n) for n, c in enumerate(captions, start=1) if _LIBASS_ESCAPE.search(_srt_text(c.text))]
+    if escaped:
+        notes.append(
+            f"in caption(s) {', '.join(escaped)}, a backslash before n or N is shown as a line break and before h "
+            "as a space, as libass reads them (a path such as C:\\new shows as 'C:' and 'ew'): write another "
+            "character there to show it as typed"
+        )
     return notes
+
+
+_LIBASS_ESCAPE = re.compile(r"\\[nNh]")  # libass's escapes in subtitle text: a line break, a soft one, a hard space
 
 
 def concat_list_line(path: Path | str) -> str:

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kie_mcp.journal import Journal, read_cursor
 from kie_mcp.redact import redact
+from kie_mcp.spend.ledger import priced
 from kie_mcp.words import plain, shortened, timestamp
 
 from .records import PROMPT_SHOWN, Found, TaskBook, TaskRecord
@@ -203,12 +204,17 @@ def _next_call(filters: dict[str, Any], cursor: str) -> str:
 
 
 def _cost_text(record: TaskRecord) -> str:
-    """What a task cost, as a listing shows it: KIE's charge when it said, else the quote it was made under."""
-    if record.credits_charged is not None:
-        return f" ({record.credits_charged:g} credits charged)"
-    if record.credits_quoted is not None:
-        return f" ({record.credits_quoted:g} credits quoted)"
-    return ""
+    """What a task cost, as a listing shows it: KIE's charge when it said, nothing for a failed task (refunded),
+    else the quote it was made under and, when the caps count more (KIE was seen charging more), that figure."""
+    charged = priced(record.credits_charged)
+    if charged is not None:
+        return f" ({charged:g} credits charged)"
+    if record.state == "failed":
+        return " (refunded)"
+    quoted, counted = record.credits_quoted, priced(record.credits_reserved)
+    if quoted is not None and counted is not None and counted > quoted:
+        return f" ({quoted:g} credits quoted; {counted:g} counted)"
+    return f" ({quoted:g} credits quoted)" if quoted is not None else ""
 
 
 def _link_text(record: TaskRecord) -> str:
