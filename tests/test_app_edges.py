@@ -38,6 +38,20 @@ async def in_browser(function: Callable[..., Any], *args: Any) -> Any:
     return await anyio.to_thread.run_sync(function, *args)
 
 
+async def read_in_view(
+    client: Any, browser: Any, name: str, arguments: dict[str, Any], result: Any, ready: str, read: str | None = None
+) -> str:
+    """Show ``result`` in the app in a browser, wait until the JS condition ``ready`` holds, and give what the JS
+    expression ``read`` evaluates to (the view's whole text without one)."""
+    async with AppHost(client).running() as host:
+        view = await in_browser(AppView, browser, host.show(name, arguments, result))
+        try:
+            await in_browser(view.wait_for, ready)
+            return await in_browser(view.evaluate, read) if read else await in_browser(view.text)
+        finally:
+            await in_browser(view.close)
+
+
 # -- creates whose outcome is unknown ----------------------------------------------------------------------------
 
 
@@ -179,13 +193,10 @@ async def test_in_a_browser_the_card_says_how_many_outputs_it_makes(connect_app,
     request = SEVERAL[0][0]
     async with connect_app() as client:
         estimate = await client.call_tool("estimate_cost", request)
-        async with AppHost(client).running() as host:
-            card = await in_browser(AppView, browser, host.show("outputs", request, estimate))
-            try:
-                await in_browser(card.wait_for, "document.querySelector('.card .what')")
-                what = await in_browser(card.evaluate, "document.querySelector('.card .what').textContent")
-            finally:
-                await in_browser(card.close)
+        what = await read_in_view(
+            client, browser, "outputs", request, estimate, "document.querySelector('.card .what')",
+            "document.querySelector('.card .what').textContent",
+        )  # fmt: skip
     assert what.startswith("Make 4 images with"), what
 
 
@@ -249,13 +260,10 @@ async def test_in_a_browser_a_card_shown_after_its_quote_expired_says_so(connect
     async with connect_app(quote_ttl_seconds=1) as client:
         asked = await client.call_tool("generate_image", IMAGE)
         await anyio.sleep(1.5)
-        async with AppHost(client).running() as host:
-            card = await in_browser(AppView, browser, host.show("expired", IMAGE, asked))
-            try:
-                await in_browser(card.wait_for, "document.querySelector('.card .validity')")
-                validity = await in_browser(card.evaluate, "document.querySelector('.card .validity').textContent")
-            finally:
-                await in_browser(card.close)
+        validity = await read_in_view(
+            client, browser, "expired", IMAGE, asked, "document.querySelector('.card .validity')",
+            "document.querySelector('.card .validity').textContent",
+        )  # fmt: skip
     assert validity.startswith("expired at "), validity
 
 
@@ -269,13 +277,7 @@ async def test_in_a_browser_the_card_weighs_the_figure_the_caps_count_not_the_li
     lite = {"model": "veo3_lite", "prompt": "A woman talks to her phone camera.", "aspect_ratio": "9:16"}
     async with connect_app(elicitation=answering(), auto_approve_credits=50, max_credits_per_day=100) as client:
         estimate = await client.call_tool("estimate_cost", lite)
-        async with AppHost(client).running() as host:
-            view = await in_browser(AppView, browser, host.show("lite", lite, estimate))
-            try:
-                await in_browser(view.wait_for, "document.querySelector('.card .approve')")
-                shown = await in_browser(view.text)
-            finally:
-                await in_browser(view.close)
+        shown = await read_in_view(client, browser, "lite", lite, estimate, "document.querySelector('.card .approve')")
     assert estimate.structured_content["auto_approved"] is False
     assert "Approve 30 credits" in shown  # the price, as quoted
     assert "this request 60" in shown and "40 left after this" in shown, shown

@@ -1079,7 +1079,7 @@ def _make_poster(path: Path, source: IO[bytes], max_side: int) -> tuple[bytes, s
     """A poster frame of the open video ``source``: ffmpeg reads that very file as ``/dev/fd/N`` (the descriptor
     passed on), as a single-file video only (stitch's whitelists: a local file, a video container); where there is
     no ``/dev/fd`` (Windows), ``path``, the name it was opened by."""
-    from kie_mcp.media.stitch import _SINGLE_FILE, FD_FOLDER, StitchError, by_descriptor, find_ffmpeg
+    from kie_mcp.media.stitch import FD_FOLDER, SINGLE_FILE, StitchError, by_descriptor, find_ffmpeg
 
     try:
         ffmpeg = find_ffmpeg()
@@ -1090,7 +1090,7 @@ def _make_poster(path: Path, source: IO[bytes], max_side: int) -> tuple[bytes, s
         return None
     given = FD_FOLDER / str(fds[0]) if fds else path
     command = [
-        ffmpeg, "-hide_banner", "-loglevel", "error", "-nostdin", *_SINGLE_FILE, "-i", str(given),
+        ffmpeg, "-hide_banner", "-loglevel", "error", "-nostdin", *SINGLE_FILE, "-i", str(given),
         "-vf", f"thumbnail=n={_POSTER_SCAN_FRAMES}", "-frames:v", "1", "-an",
         "-f", "image2pipe", "-c:v", "png", "-",
     ]  # fmt: skip

@@ -104,7 +104,7 @@ def _whitelist(*formats: str) -> list[str]:
     return ["-protocol_whitelist", "file", "-format_whitelist", ",".join(formats)]
 
 
-_SINGLE_FILE = _whitelist(*_VIDEO_DEMUXERS)
+SINGLE_FILE = _whitelist(*_VIDEO_DEMUXERS)
 _FORMATS_TAKEN = "Stitching takes single video files: MP4, MOV, M4V, WebM, Matroska (MKV), AVI or Ogg video."
 
 
@@ -424,7 +424,7 @@ async def probe(ffmpeg: str, path: Path, *, held: _Held | None = None, position:
     source = held.sources[position] if held is not None else None
     try:
         with anyio.fail_after(_PROBE_TIMEOUT):
-            command = [ffmpeg, "-hide_banner", "-nostdin", *_SINGLE_FILE, "-i", source or str(path)]
+            command = [ffmpeg, "-hide_banner", "-nostdin", *SINGLE_FILE, "-i", source or str(path)]
             result = await _run(command, held=held)
     except TimeoutError:
         raise StitchError(f"ffmpeg took longer than {_PROBE_TIMEOUT:g} s to read {path}.") from None
@@ -607,7 +607,7 @@ def _reencode_plan(
     segments: list[str] = []
     silent: list[str] = []
     for index, clip in enumerate(probes):
-        args += [*_SINGLE_FILE, "-i", clip.input]
+        args += [*SINGLE_FILE, "-i", clip.input]
         graph.append(
             f"[{index}:v:0]scale={width}:{height}:force_original_aspect_ratio=decrease,"
             f"pad={width}:{height}:(ow-iw)/2:(oh-ih)/2:color=black,setsar=1,fps={rate},format=yuv420p,"
