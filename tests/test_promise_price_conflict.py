@@ -77,3 +77,27 @@ async def test_the_estimate_text_says_the_price_note_and_what_is_left_of_today_s
     assert "Spent today: 60 credits; 940 left of the 1000 per day (per call at most 500)." in text
     assert "counted against your caps" not in text.replace(note, "")  # no charge above 35 was seen at 1080p
     assert estimate.structured_content["quote"]["credits_counted"] is None
+
+
+async def test_a_kept_balance_is_read_again_when_close_to_the_higher_figure_a_price_was_seen_at(connect, controls):
+    """A balance kept from a read seconds ago is trusted when it covers the spend twice over. Weighed against the
+    list price (30), a kept 100 was trusted for a clip KIE was seen charging 60, so a balance spent elsewhere since
+    was not seen and the create went to KIE."""
+    await controls.post("balance", {"credits": 100})
+    async with connect(elicitation=answering()) as client:
+        estimate = await client.call_tool("estimate_cost", LITE)
+        assert estimate.structured_content["balance_credits"] == 100
+        await controls.post("balance", {"credits": 20})  # spent elsewhere since
+        refused = await client.call_tool("generate_video", LITE)
+    assert refused.is_error
+    assert "has 20 credits" in text_of(refused) and "needs 30" in text_of(refused)
+    assert await controls.creates() == []
+
+
+async def test_the_estimate_says_when_the_balance_covers_the_list_price_but_not_the_charge_seen(connect, controls):
+    await controls.post("balance", {"credits": 45})
+    async with connect() as client:
+        estimate = await client.call_tool("estimate_cost", LITE)
+    text = text_of(estimate)
+    assert "The balance (45 credits) covers KIE's list price but not the 60 it was seen charging" in text
+    assert "too low for this request" not in text

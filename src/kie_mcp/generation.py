@@ -517,12 +517,14 @@ async def check_spend(rt: Runtime, p: Plan) -> Plan:
         return p
     spent = rt.ledger.spent_today()
     check_caps(p.counted, spent, rt.ledger.caps, ceiling=p.max_credits, least=p.least, listed=p.listed)
-    # A balance read in the last seconds (less what was spent since) when it covers the price twice over; else,
-    # and always for a price not known before the task runs, KIE's answer now.
+    # A balance read in the last seconds (less what was spent since) when it covers the price twice over (the
+    # higher figure KIE was seen charging, when there is one); else, and always for a price not known before the
+    # task runs, KIE's answer now. The list price is what is refused below: KIE itself refuses a create the
+    # account cannot pay (402, nothing charged), so a balance between the two is let through.
     from kie_mcp.spend.balance import balance_cache
 
     read_at = time.time()
-    balance = await balance_cache(rt).for_spend(p.total)
+    balance = await balance_cache(rt).for_spend(p.counted)
     check_balance(p.total, balance)
     return replace(p, balance=balance, balance_at=read_at)
 

@@ -1186,6 +1186,11 @@ async def _estimate(rt: Runtime, plan: gen.Plan) -> EstimateResult:
         parts.append(f"Over a cap: {cap_problem}")
     if balance is not None and quote.credits_total is not None and balance < quote.credits_total:
         parts.append(f"The balance ({balance:g} credits) is too low for this request.")
+    elif balance is not None and quote.credits_counted is not None and balance < quote.credits_counted:
+        parts.append(
+            f"The balance ({balance:g} credits) covers KIE's list price but not the {quote.credits_counted:g} it "
+            "was seen charging: KIE may refuse the task for too few credits (a refusal costs nothing)."
+        )
     if unread:
         parts.append(unread)
     if rt.kie is None:  # the quote is real, but nothing can run until a key is set
