@@ -779,6 +779,24 @@ async def test_stitch_videos_never_plays_footage_twice_and_names_an_extension_le
     assert not right.is_error and "extended later" not in text_of(right) and "Joined 2 clip(s)" in text_of(right)
 
 
+async def test_a_join_of_a_clip_whose_paid_1080p_version_it_leaves_out_names_that_version(connect, controls):
+    """A 1080p version was paid for, then the clip itself was joined: the join said nothing, so the final video
+    used the 720p take unawares. The answer names the version and what to pass instead; joining it says nothing."""
+    async with connect(elicitation=answering()) as client:
+        source = await finished(client, VEO)
+        hd = await client.call_tool("continue_video", {"task_id": source, "operation": "hd", "wait_seconds": 40})
+        hd_id = hd.structured_content["tasks"][0]["task_id"]
+        other = await finished(client, VEO)
+        lower = await client.call_tool("stitch_videos", {"clips": [source, other], "output_name": "a"})
+        upgraded = await client.call_tool("stitch_videos", {"clips": [hd_id, other], "output_name": "b"})
+    assert hd.structured_content["status"] == "completed", text_of(hd)
+    assert not lower.is_error, text_of(lower)
+    assert f"{source} has the clip's 1080p version (task {hd_id}, already paid for)" in text_of(lower)
+    assert f"pass {hd_id} in place of {source}" in text_of(lower)
+    assert text_of(lower).count("already paid for") == 1  # the other clip has no upgrade
+    assert not upgraded.is_error and "already paid for" not in text_of(upgraded), text_of(upgraded)
+
+
 async def test_stitch_videos_refuses_two_chains_sharing_a_clip_and_an_upgrade_beside_an_extension_holding_it(
     connect, controls
 ):

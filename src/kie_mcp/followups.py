@@ -568,7 +568,8 @@ def join_check(rt: Runtime, clips: list[str]) -> tuple[str | None, list[str]]:
     whose footage another listed clip already holds (a Veo extension's video is the whole video before it; an
     upgrade is its clip, so the 4K version of a clip is held by that clip's Veo extension too) would play twice:
     the refusal. A listed clip extended later, with no extension of it in the join, ends the join before that
-    extension: a note naming it. ``(None, [])`` for paths and plain clips."""
+    extension, and a listed clip with a finished upgrade (1080p, 4K, upscale) left out joins the footage at the
+    quality before the paid upgrade: a note naming each. ``(None, [])`` for paths and plain clips."""
     listed = [record for clip in dict.fromkeys(clips) if (record := rt.tasks.get(clip)) is not None]
     ids = {str(record.task_id) for record in listed}
     shows = {str(record.task_id): str(footage_of(rt, record).task_id) for record in listed}
@@ -593,7 +594,23 @@ def join_check(rt: Runtime, clips: list[str]) -> tuple[str | None, list[str]]:
                 "this join, so the join ends with its footage. To include an extension, pass the last task id of "
                 "the chain instead (with chain=true when each extension holds only its new part)."
             )
+        if (unused := _upgrade_left_out(rt, record, ids)) is not None:
+            notes.append(
+                f"{record.task_id} has {OPERATIONS.get(str(unused.operation), 'an upgraded version')} (task "
+                f"{unused.task_id}, already paid for), and this join uses the clip itself, not that version. To "
+                f"join it, pass {unused.task_id} in place of {record.task_id}."
+            )
     return None, notes
+
+
+def _upgrade_left_out(rt: Runtime, record: TaskRecord, ids: set[str]) -> TaskRecord | None:
+    """The newest finished upgrade of ``record`` (its 1080p, 4K or upscaled copy) that the join leaves out: not
+    listed, and no listed clip made from it."""
+    upgrades = [c for c in children(rt, record) if c.state == "succeeded" and _result(rt, c) == "same"]
+    for upgrade in reversed(upgrades):
+        if str(upgrade.task_id) in ids or _descends(rt, ids, str(upgrade.task_id)):
+            return None
+    return upgrades[-1] if upgrades else None
 
 
 def _held(rt: Runtime, record: TaskRecord) -> set[str]:
