@@ -557,3 +557,23 @@ async def test_the_total_an_offered_split_names_is_what_its_parts_cost_estimated
             quoted += estimate.structured_content["quote"]["credits_total"]
     assert float(named.group(1)) == pytest.approx(quoted)
     assert await controls.creates() == []
+
+
+async def test_a_sentence_that_fits_a_clip_is_never_cut_to_leave_a_breath(connect, controls):
+    """Three 19-word sentences (7.6 s each) for Veo's 8 s clips: leaving a full breath in every part cut each
+    sentence in two, six clips at twice the price, each line broken mid-thought. A whole sentence that fits the
+    clip is a part of its own, in a tight clip, as a script that fits one clip only without a breath is given."""
+    sentences = [
+        "Our new trail shoe grips wet rock, dries in minutes, and weighs less than a paperback novel on scales.",
+        "Runners told us their old shoes slipped on every muddy climb, so we rebuilt the whole outsole from scratch.",
+        "Try a pair for thirty days on your hardest route, and if they fail you, send them back free.",
+    ]
+    assert all(len(sentence.split()) == 19 for sentence in sentences)
+    request = {"model": "veo3_fast", "prompt": "A host talks.", "script": " ".join(sentences)}
+    async with connect() as client:
+        text, parts = await offered_split(client, request)
+    assert [part for _, part in parts] == sentences, text
+    assert [clip for clip, _ in parts] == [8, 8, 8]
+    named = SPLIT_TOTAL.search(text)
+    assert named and float(named.group(1)) == 180, text  # three Veo clips, not six
+    assert await controls.creates() == []

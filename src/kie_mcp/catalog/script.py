@@ -396,14 +396,17 @@ def closed(prompt: str) -> str:
     return text.rstrip(",;: ") + "."
 
 
-def split_script(script: str, max_seconds: float) -> list[tuple[str, float]]:
+def split_script(script: str, max_seconds: float, whole_up_to: float | None = None) -> list[tuple[str, float]]:
     """Sentences packed into parts that each fit ``max_seconds`` of speech; long sentences break at clause ends.
 
-    The split offered for a model's clips packs ``speech_room``: its longest clip less the breath. Each part is a
-    stretch of the script as written (so Chinese or Japanese parts get no spaces added), and its seconds are counted
-    as ``measure`` counts the whole script."""
+    The split offered for a model's clips packs ``speech_room``: its longest clip less the breath. A sentence that
+    fits the longest clip itself (``whole_up_to``) is never cut to leave that breath: it is a part of its own, in a
+    tight clip, as a script that fits one clip only without a breath is given one (cutting it would pay for more
+    clips and break a line mid-thought). Each part is a stretch of the script as written (so Chinese or Japanese
+    parts get no spaces added), and its seconds are counted as ``measure`` counts the whole script."""
     text = unicodedata.normalize("NFC", script).strip()
     japanese = has_kana(text)
+    whole = max(max_seconds, whole_up_to or max_seconds)
 
     def seconds(start: int, end: int) -> float:
         return _tally(text, _atoms(text, start, end), japanese).seconds
@@ -413,7 +416,10 @@ def split_script(script: str, max_seconds: float) -> list[tuple[str, float]]:
 
     pieces: list[tuple[int, int]] = []
     for start, end in _sentences(text):
-        pieces.extend([(start, end)] if fits(start, end) else _break_long(text, start, end, max_seconds, japanese))
+        if seconds(start, end) <= whole + 1e-9:
+            pieces.append((start, end))
+        else:
+            pieces.extend(_break_long(text, start, end, max_seconds, japanese))
     parts: list[tuple[int, int]] = []
     for start, end in pieces:
         if parts and fits(parts[-1][0], end):
@@ -514,7 +520,7 @@ def _split_offer(overlong: _LongScript, durations: list[int]) -> tuple[str | Non
     long enough for the whole script (`` Or use ...``, or nothing)."""
     spec, needed = overlong.spec, overlong.spoken.seconds
     japanese = has_kana(overlong.script)
-    texts = [text for text, _ in split_script(overlong.script, speech_room(durations))]
+    texts = [text for text, _ in split_script(overlong.script, speech_room(durations), durations[-1])]
     parts = [measure(text, japanese) for text in texts]
     longer = [s for s in overlong.alternatives if allowed_durations(s) and allowed_durations(s)[-1] >= needed]
     offer = (
