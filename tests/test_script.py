@@ -8,7 +8,16 @@ import unicodedata
 import pytest
 
 from kie_mcp.catalog import InvalidRequest, load_catalog
-from kie_mcp.catalog.script import count_words, fit_script, measure, speech_models, split_script
+from kie_mcp.catalog.script import (
+    BREATH_SECONDS,
+    count_words,
+    fit_script,
+    has_kana,
+    measure,
+    speech_models,
+    speech_room,
+    split_script,
+)
 from kie_mcp.catalog.validate import Problem
 
 from .conftest import answering, text_of
@@ -402,10 +411,10 @@ def test_a_chinese_script_no_allowed_duration_fits_is_refused_with_its_time_not_
 
 def test_a_long_chinese_script_splits_at_full_stops_into_parts_that_each_fit():
     script = CHINESE * 6  # about 89 s
-    parts = split_script(script, 15)
-    assert len(parts) == 6
+    parts = split_script(script, speech_room([15]))  # 15 s clips, a breath left in each: 14 s of speech
+    assert len(parts) == 8  # 6 parts of 14.75 s filled 15 s clips to the last frame
     assert "".join(part for part, _ in parts) == script  # no spaces put between Chinese parts, nothing lost
-    assert all(part.endswith("。") and seconds <= 15 for part, seconds in parts)
+    assert all(part.endswith("。") and seconds <= 14 for part, seconds in parts)
     assert all(seconds == measure(part).seconds for part, seconds in parts)
 
 
@@ -477,8 +486,94 @@ async def test_a_long_chinese_script_through_the_tools_is_offered_as_parts_cut_a
     text = await split_offered(connect, "主持人", CHINESE * 6)
     assert "the script has 354 characters (about 88.5 s spoken)" in text
     offered = re.findall(r"part \d+ \((\d+) characters, (\d+) s\): (\S+)", text)
-    assert len(offered) == 6
-    assert all(int(count) / 4 <= int(seconds) <= 15 for count, seconds, _ in offered), offered
+    assert len(offered) == 8  # each with a breath in its clip (6 filled their 15 s clips to the last frame)
+    assert all(int(count) / 4 + BREATH_SECONDS <= int(seconds) <= 15 for count, seconds, _ in offered), offered
     assert all(part.endswith("。") for _, _, part in offered)
     assert "".join(part for _, _, part in offered) == CHINESE * 6
+    assert await controls.creates() == []
+
+
+# -- a split gives every part the breath one clip gets, and says what its parts cost in all --------------------------
+
+AD = (  # 57 words: two sentences make 20 words, 8.0 s, a whole Veo clip with no breath left
+    "Meet the bottle that keeps your coffee cold all day long. It is light enough for any bag you own. "
+    "The lid locks, so nothing spills on the way to work. Fill it in the morning, then forget it all day. "
+    "Cold brew, made slow, ready whenever you are. Order yours today and taste the difference tomorrow."
+)
+SPLITS = {  # requests whose script no clip of their model holds: Kling refuses with a split, Veo warns with one
+    "kling-chinese-no-prompt": {"model": "kling-3.0/video", "prompt": "", "script": CHINESE * 6},
+    "kling-japanese-std": {
+        "model": "kling-3.0/video",
+        "prompt": "A host talks.",
+        "script": JAPANESE * 3,
+        "options": {"mode": "std"},
+    },
+    "veo-english-two-takes": {"model": "veo3_fast", "prompt": "A host talks.", "script": AD, "variations": 2},
+}
+OFFERED_PART = re.compile(r"^  part \d+ \((.+?), (\d+) s\): (.+)$", re.MULTILINE)
+SPLIT_TOTAL = re.compile(r"then join them; ([\d.]+) credits \(about \$[\d.]+\) in all\):")
+
+
+async def offered_split(client, request: dict) -> tuple[str, list[tuple[int, str]]]:
+    """The answer ``estimate_cost`` gives ``request``, and the split it offers: (the part's clip, its words)."""
+    result = await client.call_tool("estimate_cost", request)
+    text = text_of(result)
+    assert "split it into" in text.lower(), text
+    return text, [(int(seconds), part) for _, seconds, part in OFFERED_PART.findall(text)]
+
+
+@pytest.mark.parametrize("request_", SPLITS.values(), ids=SPLITS.keys())
+async def test_every_part_of_an_offered_split_leaves_a_breath_in_its_clip(connect, controls, request_):
+    """A script that fits one clip gets a breath (BREATH_SECONDS) at its start and end; the parts of a split were
+    packed up to the longest clip, each spoken to its last frame (59 Chinese characters, 14.75 s, in 15 s; two
+    10-word sentences in a Veo clip of 8 s), and cut or rushed once generated and joined."""
+    script = request_["script"]
+    async with connect() as client:
+        _, parts = await offered_split(client, request_)
+    assert len(parts) > 1
+    assert "".join(part for _, part in parts).replace(" ", "") == script.replace(" ", "")  # nothing lost, in order
+    for clip, part in parts:
+        spoken = measure(part, japanese=has_kana(script)).seconds  # at the model's speaking rate for this script
+        assert spoken + BREATH_SECONDS <= clip + 1e-9, (part, spoken, clip)
+    assert await controls.creates() == []
+
+
+@pytest.mark.parametrize("request_", SPLITS.values(), ids=SPLITS.keys())
+async def test_the_total_an_offered_split_names_is_what_its_parts_cost_estimated_one_by_one(
+    connect, controls, request_
+):
+    """The workflow estimates each part of the split and shows the user the total: the split says that total (at
+    the request's settings: Kling's std mode, Veo's two takes; a request with no prompt of its own too), and each
+    part's own estimate gets the clip the split offered it, so the parts' quotes add up to the total it named."""
+    async with connect() as client:
+        text, parts = await offered_split(client, request_)
+        named = SPLIT_TOTAL.search(text)
+        assert named, text
+        quoted = 0.0
+        for clip, part in parts:
+            estimate = await client.call_tool("estimate_cost", {**request_, "script": part})
+            assert not estimate.is_error, text_of(estimate)
+            assert f"Duration set to {clip} s" in text_of(estimate), (clip, text_of(estimate))
+            quoted += estimate.structured_content["quote"]["credits_total"]
+    assert float(named.group(1)) == pytest.approx(quoted)
+    assert await controls.creates() == []
+
+
+async def test_a_sentence_that_fits_a_clip_is_never_cut_to_leave_a_breath(connect, controls):
+    """Three 19-word sentences (7.6 s each) for Veo's 8 s clips: leaving a full breath in every part cut each
+    sentence in two, six clips at twice the price, each line broken mid-thought. A whole sentence that fits the
+    clip is a part of its own, in a tight clip, as a script that fits one clip only without a breath is given."""
+    sentences = [
+        "Our new trail shoe grips wet rock, dries in minutes, and weighs less than a paperback novel on scales.",
+        "Runners told us their old shoes slipped on every muddy climb, so we rebuilt the whole outsole from scratch.",
+        "Try a pair for thirty days on your hardest route, and if they fail you, send them back free.",
+    ]
+    assert all(len(sentence.split()) == 19 for sentence in sentences)
+    request = {"model": "veo3_fast", "prompt": "A host talks.", "script": " ".join(sentences)}
+    async with connect() as client:
+        text, parts = await offered_split(client, request)
+    assert [part for _, part in parts] == sentences, text
+    assert [clip for clip, _ in parts] == [8, 8, 8]
+    named = SPLIT_TOTAL.search(text)
+    assert named and float(named.group(1)) == 180, text  # three Veo clips, not six
     assert await controls.creates() == []

@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field, PrivateAttr
 
 from kie_mcp.catalog import InvalidRequest, ItemPrice, ModelSpec, Problem, WithdrawnModelError, build_input, usd
 from kie_mcp.catalog.pricing import input_to_measure, usd_text
-from kie_mcp.catalog.script import fit_script, speech_models
+from kie_mcp.catalog.script import ClipPrice, fit_script, speech_models
 from kie_mcp.catalog.spec import Operation
 from kie_mcp.catalog.validate import argument_name, named_for_user
 from kie_mcp.journal import CALL_ANSWERED, CALL_CUT_OFF, JOURNAL_ERRORS, JournalUnavailable, storage_fix
@@ -198,7 +198,8 @@ async def plan(
             raise InvalidRequest(spec.id, [Problem("script", "scripts are spoken in videos; leave it out for images.")])
         capability = "image-to-video" if args.images else "text-to-video"
         offered = list(rt.catalog.offered())
-        fit = fit_script(spec, args.script, prompt, duration, audio, speech_models(offered, capability))
+        alternatives = speech_models(offered, capability)
+        fit = fit_script(spec, args.script, prompt, duration, audio, alternatives, clip_price(rt, spec, args, facts))
         prompt, duration, audio, notes, scripted = fit.prompt, fit.duration, fit.audio, fit.notes, fit.request
     wire = build_input(
         spec,
@@ -266,6 +267,37 @@ async def plan(
         measured=measured,
         local_inputs=local_inputs,
     )
+
+
+def clip_price(rt: Runtime, spec: ModelSpec, args: GenerationArgs, facts: dict[str, Any] | None) -> ClipPrice:
+    """What one part of a script's offered split costs: this request at the part's duration, with the sound the
+    script sets, priced as the part's own estimate prices it (KIE's live list, a higher charge seen here, the
+    variations). None when that is unknown: the request is refused at that length, or its price depends on the
+    length of an input, which is measured only later."""
+
+    def credits(seconds: int, sound: bool | None) -> float | None:
+        try:
+            wire = build_input(
+                spec,
+                prompt=args.prompt if args.prompt.strip() else args.script or "",  # a part's prompt has its words
+                images=args.images,
+                aspect_ratio=args.aspect_ratio,
+                resolution=args.resolution,
+                duration=seconds,
+                audio=sound,
+                options=args.options,
+            )
+        except InvalidRequest:
+            return None
+        if input_to_measure(spec, wire) is not None:
+            return None
+        try:
+            price, _ = quote_price(rt, spec, {**wire, **(facts or {})}, options_key(spec, wire, facts), None)
+        except JOURNAL_ERRORS:  # what KIE charged before is unreadable: the split is offered without its total
+            return None
+        return None if price.credits is None else round(price.credits * args.variations, 4)
+
+    return credits
 
 
 def repriced(rt: Runtime, p: Plan) -> Plan:

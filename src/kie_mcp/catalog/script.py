@@ -5,8 +5,9 @@ are timed by their characters instead, each at its own speaking rate: Chinese, J
 with Lao, Khmer and Burmese (letters, not their vowel and tone marks). The script is normalised to NFC first, so an
 accent typed on a Mac is one letter; a word is letters, marks and digits, so Hindi and vowelled Arabic words count
 once each. The shortest duration the model allows that fits with a breath at each end is chosen (or a longer one
-that costs the same); when none fits, the error (Veo's warning) offers a split at sentence boundaries (each part with
-its duration) and models with longer clips. The request's cross-field rules
+that costs the same); when none fits, the error (Veo's warning) offers a split at sentence boundaries (each part
+leaving the same breath, with its duration; the total price when the caller can price a clip) and models with
+longer clips. The request's cross-field rules
 (Veo's REFERENCE_2_VIDEO makes 8 s clips only) and the fields a script sets (``dialogue.set_default``) are applied by
 ``build_input``, which sees the whole request: ``ScriptFit.request`` carries the durations that suit the script there.
 """
@@ -16,12 +17,13 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import pairwise
 
 from kie_mcp.words import listed
 
+from .pricing import usd, usd_text
 from .spec import DialogueSpec, ModelSpec
 from .validate import InvalidRequest, Problem, ScriptedRequest
 
@@ -70,6 +72,11 @@ CLAUSE_END = re.compile(r"[,;:]\s|[，、；：،؛]")
 # A prompt ending a sentence (closing quotes or brackets may follow); one that does not gets a full stop before the
 # script part, so the dialogue is not run into the scene ("...morning light The speaker says: ...").
 SENTENCE_END = re.compile(rf"[.!?…。！？؟।॥][{_CLOSERS}]*$")
+
+# What one clip of the request costs at a duration (seconds) with sound on or off as the script sets it, in credits
+# as that clip's own estimate quotes them, or None when unknown. The caller, who sees the whole request (mode,
+# resolution, variations, KIE's live prices), gives it to ``fit_script`` so a split can say what its parts cost.
+ClipPrice = Callable[[int, bool | None], float | None]
 
 
 @dataclass(frozen=True)
@@ -298,14 +305,18 @@ def fit_script(
     duration: int | None,
     audio: bool | None,
     alternatives: list[ModelSpec],
+    price_of: ClipPrice | None = None,
 ) -> ScriptFit:
-    """Choose the duration for ``script`` and put it into the prompt, or explain why it cannot fit."""
+    """Choose the duration for ``script`` and put it into the prompt, or explain why it cannot fit (``price_of``:
+    what a clip of this request costs, so an offered split can say what its parts cost in all)."""
     script = unicodedata.normalize("NFC", " ".join(script.split()))
     spoken = measure(script)
     needed = spoken.seconds
     if "audio" not in spec.capabilities:
         others = ", ".join(s.id for s in alternatives[:4]) or "a model with audio"
         raise InvalidRequest(spec.id, [Problem("script", f"{spec.id} makes silent video; for speech use {others}.")])
+    sound_on = audio is None and spec.field_for_arg("audio") is not None  # a switch left unset: on for the dialogue
+    overlong = _LongScript(spec, script, spoken, alternatives, True if sound_on else audio, price_of)
     dialogue = spec.dialogue or DialogueSpec(source="")  # the default way (built here: models build on use)
     notes = [f"Script: {spoken.describe()}."]
     durations = allowed_durations(spec)
@@ -316,20 +327,20 @@ def fit_script(
         fitting = suited_durations(spec, durations, needed)
         if duration is not None:
             if duration < needed and dialogue.overflow == "error":
-                raise _too_long(spec, script, spoken, durations, alternatives, given=duration)
+                raise _too_long(overlong, durations, given=duration)
         elif fitting:
             chosen, candidates, duration_note = fitting[0], fitting, len(notes)
             notes.append(_duration_note(spec, durations, needed, chosen))
         elif dialogue.overflow == "warn":
             chosen, candidates = durations[-1], [durations[-1]]
-            notes.append(_warning(spec, spoken, chosen, script, durations, alternatives))
+            notes.append(_warning(overlong, chosen, durations))
         else:
-            raise _too_long(spec, script, spoken, durations, alternatives)
+            raise _too_long(overlong, durations)
     # ``warn_words`` is in words; a script counted in characters is compared by the time it takes to say.
     too_long_to_say = dialogue.warn_words and needed > seconds_for(dialogue.warn_words)
     if too_long_to_say and not any("may cut" in n for n in notes):
-        notes.append(_warning(spec, spoken, chosen, script, durations, alternatives))
-    if audio is None and spec.field_for_arg("audio") is not None:
+        notes.append(_warning(overlong, chosen, durations))
+    if sound_on:
         audio = True
         notes.append("Sound turned on for the dialogue.")
     if _already_says(prompt, script):  # the words written into the prompt too: the model would hear them twice
@@ -385,13 +396,17 @@ def closed(prompt: str) -> str:
     return text.rstrip(",;: ") + "."
 
 
-def split_script(script: str, max_seconds: int) -> list[tuple[str, float]]:
+def split_script(script: str, max_seconds: float, whole_up_to: float | None = None) -> list[tuple[str, float]]:
     """Sentences packed into parts that each fit ``max_seconds`` of speech; long sentences break at clause ends.
 
-    Each part is a stretch of the script as written (so Chinese or Japanese parts get no spaces added), and its
-    seconds are counted as ``measure`` counts the whole script."""
+    The split offered for a model's clips packs ``speech_room``: its longest clip less the breath. A sentence that
+    fits the longest clip itself (``whole_up_to``) is never cut to leave that breath: it is a part of its own, in a
+    tight clip, as a script that fits one clip only without a breath is given one (cutting it would pay for more
+    clips and break a line mid-thought). Each part is a stretch of the script as written (so Chinese or Japanese
+    parts get no spaces added), and its seconds are counted as ``measure`` counts the whole script."""
     text = unicodedata.normalize("NFC", script).strip()
     japanese = has_kana(text)
+    whole = max(max_seconds, whole_up_to or max_seconds)
 
     def seconds(start: int, end: int) -> float:
         return _tally(text, _atoms(text, start, end), japanese).seconds
@@ -401,7 +416,10 @@ def split_script(script: str, max_seconds: int) -> list[tuple[str, float]]:
 
     pieces: list[tuple[int, int]] = []
     for start, end in _sentences(text):
-        pieces.extend([(start, end)] if fits(start, end) else _break_long(text, start, end, max_seconds, japanese))
+        if seconds(start, end) <= whole + 1e-9:
+            pieces.append((start, end))
+        else:
+            pieces.extend(_break_long(text, start, end, max_seconds, japanese))
     parts: list[tuple[int, int]] = []
     for start, end in pieces:
         if parts and fits(parts[-1][0], end):
@@ -448,14 +466,21 @@ def _cut_before(text: str, previous_end: int, at: int) -> int:
     return at
 
 
-def _too_long(
-    spec: ModelSpec,
-    script: str,
-    spoken: Spoken,
-    durations: list[int],
-    alternatives: list[ModelSpec],
-    given: int | None = None,
-) -> InvalidRequest:
+@dataclass(frozen=True)
+class _LongScript:
+    """A script too long for one clip of ``spec``, and what offering its split needs: the models with longer clips,
+    the sound its parts are made with, and the price of a clip (``ClipPrice``) when the caller can tell it."""
+
+    spec: ModelSpec
+    script: str
+    spoken: Spoken
+    alternatives: list[ModelSpec]
+    sound: bool | None
+    price_of: ClipPrice | None
+
+
+def _too_long(overlong: _LongScript, durations: list[int], given: int | None = None) -> InvalidRequest:
+    spec, spoken = overlong.spec, overlong.spoken
     longest = durations[-1]
     needed = spoken.seconds
     fits = [d for d in durations if d >= needed]
@@ -471,7 +496,7 @@ def _too_long(
         + (f"duration={given} s is too short" if given is not None else f"{spec.id} makes at most {longest} s")
         + "."
     )
-    split, offer = _split_offer(spec, script, spoken, durations, alternatives)
+    split, offer = _split_offer(overlong, durations)
     if split is None:  # one run of Thai (Lao, Khmer, Burmese) with no space: cutting it would cut a word
         message = (
             f"{head} It has no sentence end, clause end or space to split it at (Thai, Lao, Khmer and Burmese are cut "
@@ -482,15 +507,22 @@ def _too_long(
     return InvalidRequest(spec.id, [Problem("script", message)])
 
 
-def _split_offer(
-    spec: ModelSpec, script: str, spoken: Spoken, durations: list[int], alternatives: list[ModelSpec]
-) -> tuple[str | None, str]:
-    """The split of ``script`` into clips of ``spec`` (``split it into 3 clips ...:`` and a line a part), None when
-    it cannot be cut; and the models with clips long enough for the whole script (`` Or use ...``, or nothing)."""
-    needed = spoken.seconds
-    japanese = has_kana(script)
-    parts = split_script(script, durations[-1])
-    longer = [s for s in alternatives if allowed_durations(s) and allowed_durations(s)[-1] >= needed]
+def speech_room(durations: list[int]) -> float:
+    """The speech a part of a split may hold: the longest clip less the breath (``BREATH_SECONDS``), so each part
+    is given a clip the way a script that fits one is, never one its words fill to the last frame."""
+    longest = durations[-1]
+    return longest - BREATH_SECONDS if longest > BREATH_SECONDS else float(longest)
+
+
+def _split_offer(overlong: _LongScript, durations: list[int]) -> tuple[str | None, str]:
+    """The split of the script into clips of its model (``split it into 3 clips ...:`` and a line a part, with
+    what the parts cost in all when ``price_of`` tells each), None when it cannot be cut; and the models with clips
+    long enough for the whole script (`` Or use ...``, or nothing)."""
+    spec, needed = overlong.spec, overlong.spoken.seconds
+    japanese = has_kana(overlong.script)
+    texts = [text for text, _ in split_script(overlong.script, speech_room(durations), durations[-1])]
+    parts = [measure(text, japanese) for text in texts]
+    longer = [s for s in overlong.alternatives if allowed_durations(s) and allowed_durations(s)[-1] >= needed]
     offer = (
         " Or use a model with longer clips: "
         + ", ".join(f"{s.id} (up to {allowed_durations(s)[-1]} s)" for s in longer[:3])
@@ -500,23 +532,38 @@ def _split_offer(
     )
     if len(parts) == 1:
         return None, offer
+    lengths = [_pick(spec, durations, part.seconds) if part.seconds <= durations[-1] else None for part in parts]
     lines = [
-        f"  part {i} ({_part_length(spec, measure(text, japanese), durations)}): {text}"
-        for i, (text, _) in enumerate(parts, 1)
+        f"  part {i} ({_part_length(part, length, durations)}): {text}"
+        for i, (text, part, length) in enumerate(zip(texts, parts, lengths, strict=True), 1)
     ]
     split = (
-        f"split it into {len(lines)} clips at sentence boundaries (one generation each, then join them):\n"
+        f"split it into {len(lines)} clips at sentence boundaries (one generation each, then join them"
+        + _total(overlong, lengths)
+        + "):\n"
         + "\n".join(lines)
         + "\n"
     )
     return split, offer
 
 
-def _part_length(spec: ModelSpec, spoken: Spoken, durations: list[int]) -> str:
+def _total(overlong: _LongScript, lengths: list[int | None]) -> str:
+    """``; 240 credits (about $1.20) in all``: the sum of what each part's own estimate quotes, or nothing when one
+    is unknown (no way to price a clip given, a price unknown, or a part with no clip long enough)."""
+    if overlong.price_of is None or None in lengths:
+        return ""
+    prices = {length: overlong.price_of(length, overlong.sound) for length in set(lengths) if length is not None}
+    if None in prices.values():
+        return ""
+    total = round(sum(prices[length] or 0.0 for length in lengths if length is not None), 4)
+    return f"; {total:g} credits (about {usd_text(usd(total))}) in all"
+
+
+def _part_length(spoken: Spoken, length: int | None, durations: list[int]) -> str:
     """``37 words, 15 s``: a part's amount and the clip it takes; one with no place to cut says it is too long."""
-    if spoken.seconds > durations[-1]:
+    if length is None:
         return f"{spoken.amount}, about {spoken.seconds:.1f} s: longer than {durations[-1]} s, with no break to cut at"
-    return f"{spoken.amount}, {_pick(spec, durations, spoken.seconds)} s"
+    return f"{spoken.amount}, {length} s"
 
 
 def _pick(spec: ModelSpec, durations: list[int], seconds: float) -> int:
@@ -524,21 +571,15 @@ def _pick(spec: ModelSpec, durations: list[int], seconds: float) -> int:
     return next(iter(suited_durations(spec, durations, seconds)), durations[-1])
 
 
-def _warning(
-    spec: ModelSpec,
-    spoken: Spoken,
-    duration: int | None,
-    script: str,
-    durations: list[int],
-    alternatives: list[ModelSpec],
-) -> str:
+def _warning(overlong: _LongScript, duration: int | None, durations: list[int]) -> str:
     """Veo's answer to a script too long for its clip: the request stands (Veo decides the length and may cut the
     speech), so the note carries what the refusal of other models carries: the split and the models that fit it."""
     length = f"a {duration} s clip" if duration else "one clip"
-    head = f"Warning: {spoken.amount} is a lot for {length} of {spec.title}; it may cut or rush the dialogue."
+    amount, title = overlong.spoken.amount, overlong.spec.title
+    head = f"Warning: {amount} is a lot for {length} of {title}; it may cut or rush the dialogue."
     if not durations:
         return f"{head} Consider a shorter script or splitting it into several clips."
-    split, offer = _split_offer(spec, script, spoken, durations, alternatives)
+    split, offer = _split_offer(overlong, durations)
     if split is None:
         return f"{head} Consider a shorter script.{offer}"
     return f"{head} Use a shorter script, or {split}{offer}".rstrip()
