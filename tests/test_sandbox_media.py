@@ -141,6 +141,43 @@ async def test_two_sandbox_videos_stitch_end_to_end(connect, tmp_path, ffmpeg):
         assert (info.width, info.height) == (180, 320) and info.audio is not None
 
 
+async def continued(client: Any, task_id: str, operation: str, workspace: Path) -> tuple[str, list[Path]]:
+    """Continue a sandbox video (``continue_video``), wait for it, return its task id and saved files."""
+    made = await client.call_tool("continue_video", {"task_id": task_id, "operation": operation, "wait_seconds": 40})
+    assert not made.is_error, text_of(made)
+    done = await client.call_tool("check_task", {"task_id": made.structured_content["tasks"][0]["task_id"]})
+    task = done.structured_content["task"]
+    assert task["state"] == "succeeded", text_of(done)
+    return task["task_id"], [workspace / name for name in task["files"]]
+
+
+async def test_a_sandbox_veo_extension_s_whole_video_is_its_source_then_the_new_part(connect, tmp_path, ffmpeg):
+    """KIE's extended Veo task links the whole video (fullResultUrls, saved first) beside the new part; Veo 3.1 adds
+    7 s. A rehearsal that checks a saved extension's length, or what a join of it will last, must see 8 + 7 s, and
+    an extension of that extension 8 + 7 + 7 s, each with Veo's sound."""
+    async with connect(elicitation=answering(), auto_approve_credits=1000) as client:
+        source, _ = await saved_video(client, {"prompt": "waves at dusk", "model": "veo3_fast"}, tmp_path)
+        extension, (whole, part) = await continued(client, source, "extend", tmp_path)
+        _, (again, again_part) = await continued(client, extension, "extend", tmp_path)
+    for path, seconds in ((whole, 8 + 7), (part, 7), (again, 8 + 7 + 7), (again_part, 7)):
+        assert mp4_seconds(path) == seconds, path.name
+        assert decode_errors(ffmpeg, path) == ""
+        assert (await probe(ffmpeg, path)).audio is not None
+
+
+async def test_a_sandbox_grok_upscale_keeps_its_source_s_length_and_sound(connect, tmp_path, ffmpeg):
+    """An upscale is the same clip at a higher resolution: Grok Imagine makes sound, so its 1080p version has it too
+    (the sandbox served a silent 2 s clip), and it lasts as long as the clip it upscales."""
+    request = {"prompt": "a cat jumps onto a sunny windowsill", "model": "grok-imagine/text-to-video", "duration": 10}
+    async with connect(elicitation=answering(), auto_approve_credits=1000) as client:
+        source, clip = await saved_video(client, {**request, "resolution": "720p"}, tmp_path)
+        _, [upscaled] = await continued(client, source, "hd", tmp_path)
+    assert (await probe(ffmpeg, clip)).audio is not None
+    assert (await probe(ffmpeg, upscaled)).audio is not None
+    assert mp4_seconds(upscaled) == mp4_seconds(clip) == 10
+    assert decode_errors(ffmpeg, upscaled) == ""
+
+
 async def test_a_padded_video_is_served_at_the_configured_size_and_still_plays(controls, sim, tmp_path, ffmpeg):
     """``video_bytes`` (benchmarks pull big files) pads the clip without breaking it, whatever the gap."""
     clip = len(media.clip_bytes("16x9-sound.mp4", 8.0))  # Veo's default length

@@ -23,6 +23,7 @@ from mcp import Client
 
 from kie_mcp import runtime
 from kie_mcp.config import Settings, sandbox_area
+from kie_mcp.media.duration import mp4_seconds
 from kie_mcp.redact import REDACTED, register_secret
 from kie_mcp.sandbox import SANDBOX_API_KEY, SandboxTransport, SimConfig, Simulator, state_path
 from kie_mcp.server import create_server
@@ -171,6 +172,28 @@ async def test_uploads_and_result_files_are_served_again_by_a_reloaded_simulator
         again = (await http.get("/api/v1/jobs/recordInfo", params={"taskId": task_id})).json()["data"]
     assert again["state"] == "success" and again["resultJson"] == record["resultJson"]
     assert second.sim.balance() == first.sim.balance() < START
+
+
+async def test_a_reloaded_simulator_serves_an_extension_as_long_as_before(tmp_path):
+    """An extension's whole video is as long as its source and the new part together, a length no request field
+    states: it is kept with the task, so the next server serves the same video, not one of the model's default
+    length."""
+    path = tmp_path / ".kie-mcp" / "simulator.json"
+    headers = {"Authorization": f"Bearer {SANDBOX_API_KEY}", "User-Agent": "tests"}
+    first = SandboxTransport(Simulator(SimConfig(speed=1000.0), state_path=path))
+    async with httpx2.AsyncClient(transport=first, base_url="http://sim.test", headers=headers) as http:
+        create = {"prompt": "waves at dusk", "model": "veo3_fast", "duration": 4}
+        source = (await http.post("/api/v1/veo/generate", json=create)).json()["data"]["taskId"]
+        first.sim.advance(3600)
+        extend = {"taskId": source, "prompt": "the tide rolls in"}
+        extension = (await http.post("/api/v1/veo/extend", json=extend)).json()["data"]["taskId"]
+        first.sim.advance(3600)
+        whole = (await http.get(f"/files/{extension}/full-0.mp4")).content
+    second = SandboxTransport(Simulator(SimConfig(speed=1000.0), state_path=path))
+    async with httpx2.AsyncClient(transport=second, base_url="http://sim.test", headers=headers) as http:
+        again = (await http.get(f"/files/{extension}/full-0.mp4")).content
+    (tmp_path / "whole.mp4").write_bytes(again)
+    assert again == whole and mp4_seconds(tmp_path / "whole.mp4") == 4 + 7
 
 
 def test_a_simulator_without_a_state_path_keeps_nothing(tmp_path, monkeypatch):

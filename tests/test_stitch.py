@@ -226,6 +226,75 @@ async def test_captions_fall_back_to_drawtext_without_libass(
     assert _difference(_bottom_band(ffmpeg, output, 0.8), _bottom_band(ffmpeg, clips["a"], 0.8)) < 2
 
 
+def _frame(ffmpeg: str, path: Path, at: float, width: int, height: int) -> bytes:
+    """The grey pixels of the frame shown at ``at`` seconds, row by row."""
+    grab = ["-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "gray", "-s", f"{width}x{height}", "-"]
+    command = [ffmpeg, "-v", "error", "-ss", str(at), "-i", str(path), *grab]
+    frame = subprocess.run(command, capture_output=True, check=True).stdout
+    assert len(frame) == width * height
+    return frame
+
+
+def _changed_columns(one: bytes, other: bytes, width: int, rows: range) -> list[int]:
+    """The columns where ``one`` differs from ``other`` in ``rows`` (more than codec noise)."""
+    return [
+        x for x in range(width) if sum(abs(one[y * width + x] - other[y * width + x]) for y in rows) / len(rows) > 6
+    ]
+
+
+@pytest.mark.parametrize("centred", [True, False], ids=["text_align", "ffmpeg-before-6.1"])
+async def test_a_long_caption_without_libass_is_wrapped_inside_a_portrait_frame(
+    ffmpeg: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, centred: bool
+):
+    """drawtext does not wrap: a long caption on a 9:16 join ran off both sides of the frame. Wrapped to the frame's
+    width less libass's side margins, it is drawn on several lines with the frame's edges left as they were, its
+    lines centred where drawtext can (``text_align``), a block of them where it cannot."""
+    real = await ffmpeg_capabilities(ffmpeg)
+    if not real.drawtext:
+        pytest.skip("this ffmpeg has no drawtext filter")
+    if centred and "text_align" not in real.drawtext_options:
+        pytest.skip("this ffmpeg's drawtext cannot centre lines (text_align, ffmpeg 6.1+)")
+    options = real.drawtext_options if centred else real.drawtext_options - {"text_align"}
+
+    async def without_libass(exe: str) -> stitch_mod.Capabilities:
+        return replace(real, filters=real.filters - {"subtitles", "ass"}, drawtext_options=options)
+
+    monkeypatch.setattr(stitch_mod, "ffmpeg_capabilities", without_libass)
+    clip = _make(ffmpeg, tmp_path / "portrait.mp4", size="180x320", rate=24, audio=False)
+    caption = "Fresh cold brew poured over ice, every single morning at the corner cafe downtown"
+    output = tmp_path / "wrapped.mp4"
+    result = await stitch([clip], output, captions=[Caption(0.2, 0.8, caption)])
+    assert "drawtext" in result.note and "wrapped" in result.note
+    before, after = _frame(ffmpeg, clip, 0.4, 180, 320), _frame(ffmpeg, output, 0.4, 180, 320)
+    low = range(320 // 3, 320)  # the captions sit in the lower part of a portrait frame
+    changed = _changed_columns(after, before, 180, low)
+    assert changed and changed[0] >= 4 and changed[-1] <= 175, changed  # inside the frame, clear of both edges
+    rows = [y for y in low if sum(abs(after[y * 180 + x] - before[y * 180 + x]) for x in range(180)) / 180 > 6]
+    assert rows[-1] - rows[0] > 3 * (320 // 16), rows  # several lines of a 20 px font, not one
+    assert _difference(_frame(ffmpeg, output, 0.9, 180, 320), _frame(ffmpeg, clip, 0.9, 180, 320)) < 2
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Fresh cold brew poured over ice, every single morning at the corner cafe downtown",
+        "supercalifragilisticexpialidocious and antidisestablishmentarianism",
+        "今天的咖啡特别好喝，我们一起去吧。真的非常好喝！",
+        "これは、とても長いキャプションです。ちゃんと折り返されるでしょうか？",
+        "First line\nand a second line that runs on for quite a while",
+    ],
+)
+def test_a_caption_wrapped_for_drawtext_keeps_every_character_within_the_width(text: str):
+    """Each line fits the width (by the glyph-width estimate); nothing is lost but the spaces the lines break at; CJK
+    text breaks between characters, never before closing punctuation or small kana."""
+    limit = 7.9  # a 180 px wide portrait frame at drawtext's 20 px font, less the margins and the box border
+    lines = stitch_mod.wrap_caption(text, limit)
+    assert len(lines) > 1
+    assert all(stitch_mod.text_ems(line) <= limit for line in lines), lines
+    assert "".join(lines).replace(" ", "") == text.replace(" ", "").replace("\n", "")
+    assert not any(line[0] in "，。！？、ゃょっー" for line in lines), lines
+
+
 async def test_captions_without_libass_or_drawtext_are_refused(
     ffmpeg: str, clips: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):

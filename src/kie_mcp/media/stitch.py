@@ -22,11 +22,12 @@ How a join is made:
   rate; other clips are scaled to fit and padded (letterboxed) with black. Clips without audio get silence, unless
   no clip has audio, in which case the output has none either.
 * Captions are written to an SRT file and burned in with the ``subtitles`` filter (libass); a build without it uses
-  one ``drawtext`` filter per caption; a build with neither is refused with a clear error. Each caption is one cue at
-  its own times: ``-->`` in its text, which would make a line of it a timing line of its own, is written ``→``; text
-  in ``{...}``, which libass reads as style tags and never shows, is named in the note. In a portrait video the
-  captions sit ``PORTRAIT_MARGIN`` of the height up from the bottom, clear of a feed's buttons; landscape keeps
-  libass's low margin. libass names each
+  one ``drawtext`` filter per caption, which does not wrap, so each caption is wrapped first to the frame's width
+  less libass's side margins (``wrap_caption``; its lines centred where drawtext has ``text_align``, ffmpeg 6.1+); a
+  build with neither is refused with a clear error. Each caption is one cue at its own times: ``-->`` in its text,
+  which would make a line of it a timing line of its own, is written ``→``; text in ``{...}``, which libass reads as
+  style tags and never shows, is named in the note. In a portrait video the captions sit ``PORTRAIT_MARGIN`` of the
+  height up from the bottom, clear of a feed's buttons; landscape keeps libass's low margin. libass names each
   character no font on this computer has (``fontselect: failed to find any fallback with glyph 0x...``, a warning),
   which it draws as an empty box: that encode runs at ``-loglevel level+warning`` so those reports can be read, and
   the note then names the characters and the fonts to install (``glyphs``). The video is kept, boxes and all.
@@ -48,6 +49,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -155,6 +157,7 @@ def find_ffmpeg() -> str:
 class Capabilities:
     filters: frozenset[str]
     encoders: frozenset[str]
+    drawtext_options: frozenset[str] = frozenset()  # what this build's drawtext takes (text_align: ffmpeg 6.1+)
 
     @property
     def subtitles(self) -> bool:
@@ -166,6 +169,9 @@ class Capabilities:
 
 
 _capabilities_cache: dict[str, Capabilities] = {}
+
+
+_OPTION = re.compile(r"^\s+([a-z_][a-z0-9_]*)\s+<", re.MULTILINE)  # an option's line in ``ffmpeg -h filter=X``
 
 
 def _listed_names(text: str) -> frozenset[str]:
@@ -185,11 +191,16 @@ async def ffmpeg_capabilities(ffmpeg: str) -> Capabilities:
             with anyio.fail_after(_PROBE_TIMEOUT):
                 filters = await _run([ffmpeg, "-hide_banner", "-filters"])
                 encoders = await _run([ffmpeg, "-hide_banner", "-encoders"])
+                names = _listed_names(filters.stdout.decode(errors="replace"))
+                help_text = (
+                    await _run([ffmpeg, "-hide_banner", "-h", "filter=drawtext"]) if "drawtext" in names else None
+                )
         except TimeoutError:
             raise StitchError(f"{ffmpeg} did not list its filters within {_PROBE_TIMEOUT:g} s.") from None
         _capabilities_cache[ffmpeg] = Capabilities(
-            _listed_names(filters.stdout.decode(errors="replace")),
+            names,
             _listed_names(encoders.stdout.decode(errors="replace")),
+            frozenset(_OPTION.findall(help_text.stdout.decode(errors="replace"))) if help_text else frozenset(),
         )
     return _capabilities_cache[ffmpeg]
 
@@ -571,17 +582,120 @@ def _subtitles_filter(width: int, height: int) -> str:
     return f"subtitles=captions.srt:force_style='MarginV={round(_SRT_PLAY_HEIGHT * PORTRAIT_MARGIN)}'"
 
 
-def _drawtext_chain(captions: Sequence[Caption], width: int, height: int, workdir: Path) -> str:
-    """One drawtext filter per caption; each text sits in its own file so nothing in it needs escaping."""
+# drawtext does not wrap, so a caption is wrapped before it is drawn, as libass would: within the frame less its side
+# margins (libass's MarginL and MarginR, 10 of the 384 units of an SRT's script width) and the caption box's border.
+# A line's width is estimated from the font size: glyph advances in ems, a little over those of the common sans fonts
+# (DejaVu Sans: lower case 0.56, capitals 0.67, digits 0.64, space 0.32; CJK and other wide characters 1.0).
+_SRT_PLAY_WIDTH = 384
+_SRT_SIDE_MARGIN = 10
+_WIDE_EM, _CAPITAL_EM, _SPACE_EM, _OTHER_EM = 1.0, 0.7, 0.32, 0.6
+# Never the first character of a line: closing punctuation, small kana and the long-vowel mark (kinsoku).
+_NO_LINE_START = frozenset(",.!?:;)]}%、。，．！？：；）」』】〕〉》ーぁぃぅぇぉっゃゅょゎァィゥェォッャュョヮヵヶ々")
+
+
+def _wide(ch: str) -> bool:
+    return unicodedata.east_asian_width(ch) in ("W", "F")
+
+
+def text_ems(text: str) -> float:
+    """The estimated width of ``text`` in ems."""
+    total = 0.0
+    for ch in text:
+        if unicodedata.combining(ch):
+            continue
+        if _wide(ch):
+            total += _WIDE_EM
+        elif ch.isspace():
+            total += _SPACE_EM
+        elif ch.isupper() or ch.isdigit():
+            total += _CAPITAL_EM
+        else:
+            total += _OTHER_EM
+    return total
+
+
+def _break_units(line: str) -> list[tuple[str, bool]]:
+    """The pieces a line may be broken between, each with whether a space comes before it: words, and each wide
+    (CJK) character on its own, closing punctuation and small kana kept with what they follow."""
+    units: list[tuple[str, bool]] = []
+    spaced = joinable = False  # a space since the last unit; whether the last unit is a word still being written
+    for ch in line:
+        if ch.isspace():
+            spaced, joinable = bool(units), False
+            continue
+        kept_with_last = ch in _NO_LINE_START or unicodedata.combining(ch) or (joinable and not _wide(ch))
+        if units and not spaced and kept_with_last:
+            units[-1] = (units[-1][0] + ch, units[-1][1])
+            joinable = joinable and not _wide(ch)
+        else:
+            units.append((ch, spaced))
+            spaced, joinable = False, not _wide(ch)
+    return units
+
+
+def _hard_break(word: str, limit: float) -> list[tuple[str, float]]:
+    """``word`` cut into pieces that each fit ``limit`` ems (a piece has at least one character), with their widths."""
+    pieces: list[tuple[str, float]] = []
+    text, width = "", 0.0
+    for ch in word:
+        added = text_ems(ch)
+        if text and width + added > limit and not unicodedata.combining(ch):
+            pieces.append((text, width))
+            text, width = "", 0.0
+        text, width = text + ch, width + added
+    return [*pieces, (text, width)]
+
+
+def _greedy(units: list[tuple[str, bool, float]], limit: float) -> list[str]:
+    """Lines filled in order up to ``limit`` ems from ``units`` (text, whether a space comes before it, its width)."""
+    lines: list[str] = []
+    current, width = "", 0.0
+    for text, spaced, ems in units:
+        gap = _SPACE_EM if current and spaced else 0.0
+        if width + gap + ems <= limit:
+            current, width = current + (" " if gap else "") + text, width + gap + ems
+            continue
+        if current:
+            lines.append(current)
+        *full, (current, width) = _hard_break(text, limit)
+        lines += [piece for piece, _ in full]
+    return [*lines, current] if current else lines
+
+
+def wrap_caption(text: str, limit: float) -> list[str]:
+    """The lines of a caption, each at most ``limit`` ems wide by ``text_ems``'s estimate: broken at spaces and between
+    wide (CJK) characters, a word too long for a line cut where it must, and the lines of each of the caption's own
+    lines made about equally long, as libass lays out a caption."""
+    wrapped: list[str] = []
+    for line in text.splitlines():
+        units = [(unit, spaced, text_ems(unit)) for unit, spaced in _break_units(line)]
+        lines = _greedy(units, limit)
+        if len(lines) > 1:  # the narrowest width that needs no more lines: evenly filled lines
+            low, high = 0.0, limit
+            for _ in range(12):
+                middle = (low + high) / 2
+                low, high = (low, middle) if len(_greedy(units, middle)) <= len(lines) else (middle, high)
+            lines = _greedy(units, high)
+        wrapped += lines
+    return wrapped
+
+
+def _drawtext_chain(captions: Sequence[Caption], width: int, height: int, workdir: Path, caps: Capabilities) -> str:
+    """One drawtext filter per caption, wrapped to the frame (``wrap_caption``) with its lines centred where this
+    drawtext can centre them (``text_align``); each text sits in its own file so nothing in it needs escaping."""
     size = max(12, height // 16)
+    border = max(4, size // 3)
     margin = round(height * PORTRAIT_MARGIN) if _portrait(width, height) else max(8, height // 14)
+    side = round(width * _SRT_SIDE_MARGIN / _SRT_PLAY_WIDTH)
+    limit = max(1.0, (width - 2 * (side + border)) / size)
+    centred = ":text_align=C" if "text_align" in caps.drawtext_options else ""
     filters = []
     for index, caption in enumerate(captions):
         name = f"caption_{index}.txt"
-        (workdir / name).write_text(_caption_text(caption.text), encoding="utf-8")
+        (workdir / name).write_text("\n".join(wrap_caption(_caption_text(caption.text), limit)), encoding="utf-8")
         filters.append(
             f"drawtext=textfile={name}:expansion=none:fontcolor=white:fontsize={size}:line_spacing={size // 4}"
-            f":box=1:boxcolor=black@0.55:boxborderw={max(4, size // 3)}:fix_bounds=1"
+            f":box=1:boxcolor=black@0.55:boxborderw={border}:fix_bounds=1{centred}"
             f":x=(w-text_w)/2:y=h-text_h-{margin}"
             f":enable='between(t,{caption.start:.3f},{caption.end:.3f})'"
         )
@@ -646,9 +760,10 @@ def _reencode_plan(
             notes.append(f"burned in {len(captions)} caption(s) with the subtitles filter (libass)")
             notes += _libass_changes(captions)
         elif caps.drawtext:
-            graph.append(f"[vcat]{_drawtext_chain(captions, width, height, workdir)}[vout]")
+            graph.append(f"[vcat]{_drawtext_chain(captions, width, height, workdir, caps)}[vout]")
             notes.append(
-                f"burned in {len(captions)} caption(s) with drawtext (this ffmpeg has no libass subtitles filter)"
+                f"burned in {len(captions)} caption(s) with drawtext (this ffmpeg has no libass subtitles filter), "
+                "wrapped to the frame's width"
             )
         else:
             raise StitchError(

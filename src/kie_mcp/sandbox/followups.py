@@ -2,8 +2,9 @@
 finished task named in their input.
 
 KIE takes only a successful task of one of its own video models, of the same account ("only videos made by KIE's
-models"). The result keeps the source's shape, and the price depends on the source's resolution (``source.<name>``
-keys in the price table), as KIE bills it. Veo and Runway follow-ups have endpoints of their own (veo.py, runway.py).
+models"). The result keeps the source's shape (an upscale: its aspect, length and sound; it is the same clip at a
+higher resolution), and the price depends on the source's resolution (``source.<name>`` keys in the price table), as
+KIE bills it. Veo and Runway follow-ups have endpoints of their own (veo.py, runway.py).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from kie_mcp.catalog import ModelSpec, load_catalog
 
 from .context import Ctx
 from .errors import KieError
-from .state import Task
+from .state import Task, video_shape
 
 NOT_FOUND = "recordInfo is null"
 NOT_SUCCESS = "record status is not success"
@@ -28,6 +29,7 @@ class Source:
     facts: dict[str, Any] = field(default_factory=dict)  # price-table keys: source.resolution
     shape: dict[str, Any] = field(default_factory=dict)  # result_files keys: aspect_ratio
     meta: dict[str, Any] = field(default_factory=dict)  # kept on the new task: aspect, resolution, parent
+    video: tuple[float | None, bool] | None = None  # an upgrade's: the source video's length and sound, which it keeps
 
 
 NONE = Source()
@@ -55,6 +57,7 @@ def market_source(ctx: Ctx, spec: ModelSpec, wire: dict[str, Any]) -> Source:
         facts={"source.resolution": resolution} if resolution else {},
         shape={"aspect_ratio": str(aspect)} if aspect else {},
         meta={k: v for k, v in meta.items() if v},
+        video=video_shape(task) if follow.result == "same" else None,
     )
 
 

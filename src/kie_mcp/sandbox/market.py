@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from starlette.responses import Response
@@ -120,6 +121,9 @@ async def create_task(ctx: Ctx) -> Response:
         raise KieError(422, "callBackUrl must be a URL")
     source = market_source(ctx, spec, wire)  # a follow-up job (Grok extend/upscale): its finished source, checked
     files, groups = result_files(spec, {**wire, **source.shape})
+    if source.video is not None:  # an upscale plays as long as its source, with its sound
+        seconds, sound = source.video
+        files["0.mp4"] = replace(files["0.mp4"], seconds=seconds, sound=sound)
     task = ctx.new_task(
         family="market",
         model=spec.id,

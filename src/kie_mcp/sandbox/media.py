@@ -3,9 +3,11 @@
 Images are drawn with Pillow (seeded colours, deterministic per seed) and labelled "SANDBOX" with the prompt's
 first words, so nobody mistakes a simulated result for a real one. Videos are tiny H.264 clips (AAC sound where the
 request has sound) shipped in ``clips/``, made once by ``clips/make_clips.py``; the simulator needs no ffmpeg. A
-clip plays as long as its request asked (``looping.py``: its samples repeated, then trimmed) and is served padded
-to ``SimConfig.video_bytes`` with a trailing ``free`` box, which MP4 players skip, and streamed in chunks that are
-never held in memory whole, so a benchmark can pull hundreds of MB through the sim.
+clip plays as long as its request asked, a follow-up's as its source does (``state.video_shape``: an extension's
+whole video is its source's and the new part, an upscale keeps its source's length and sound), made by
+``looping.py`` (its samples repeated, then trimmed), and is served padded to ``SimConfig.video_bytes`` with a
+trailing ``free`` box, which MP4 players skip, and streamed in chunks that are never held in memory whole, so a
+benchmark can pull hundreds of MB through the sim.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ IMAGE_MIME = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "we
 # The shipped clips by aspect (width / height); each exists silent ("16x9.mp4") and with sound ("16x9-sound.mp4").
 CLIP_ASPECTS = {"16x9": 16 / 9, "9x16": 9 / 16, "1x1": 1.0}
 DEFAULT_CLIP_ASPECT = "16x9"  # "auto", "adaptive" or no aspect at all: most video models default to 16:9
+SHIPPED_SECONDS = 2.0  # how long each shipped clip plays: what a video of no stated length is served as
 _FREE_HEADER = 8
 
 

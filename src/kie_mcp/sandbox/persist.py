@@ -97,6 +97,14 @@ def _text(value: Any, *, optional: bool = False) -> Any:
     return value
 
 
+def _flag(value: Any, *, optional: bool = False) -> Any:
+    if value is None and optional:
+        return None
+    if not isinstance(value, bool):
+        raise UnreadableState(f"not true or false: {value!r}")
+    return value
+
+
 def _object(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise UnreadableState(f"not an object: {type(value).__name__}")
@@ -245,6 +253,8 @@ class SimStore:
                 fmt=_text(spec["fmt"]),
                 aspect=_text(spec.get("aspect"), optional=True),
                 ready_at=_number(spec.get("ready_at"), optional=True),
+                seconds=_number(spec.get("seconds"), optional=True),
+                sound=_flag(spec.get("sound"), optional=True),
             )
         outcome = _text(item["outcome"])
         if outcome not in ("success", "fail"):
@@ -410,7 +420,14 @@ class SimStore:
             "fail_msg": redact(fail_msg),
             "forced_at": task.forced_at,
             "files": {
-                name: {"kind": item.kind, "fmt": item.fmt, "aspect": item.aspect, "ready_at": item.ready_at}
+                name: {
+                    "kind": item.kind,
+                    "fmt": item.fmt,
+                    "aspect": item.aspect,
+                    "ready_at": item.ready_at,
+                    "seconds": item.seconds,
+                    "sound": item.sound,
+                }
                 for name, item in task.files.items()
             },
             "meta": task.meta,

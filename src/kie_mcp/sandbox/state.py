@@ -74,12 +74,16 @@ class SimRequest:
 
 @dataclass
 class MediaFile:
-    """One result file of a task. ``ready_at`` is set for files that appear later (Veo 1080p)."""
+    """One result file of a task. ``ready_at`` is set for files that appear later (Veo 1080p). ``seconds`` and
+    ``sound`` are set for a video its task's own request does not describe (a follow-up's: an extension's whole
+    video, an upgrade of its source), None for one that plays as its request asked (``video_shape``)."""
 
     kind: Literal["image", "video"]
     fmt: str
     aspect: str | None = None
     ready_at: float | None = None
+    seconds: float | None = None
+    sound: bool | None = None
 
     @property
     def mime(self) -> str:
@@ -257,7 +261,7 @@ def _has_sound(task: Task) -> bool:
 
 def _clip_seconds(task: Task) -> float | None:
     """How long a video of ``task`` plays: the request's duration, or its model's default; None (the shipped
-    clip's 2 s) when the model sets the length itself (an upscale, a Veo extension) or the value is no length."""
+    clip's 2 s) when the model sets the length itself or the value is no length."""
     spec = load_catalog().get(task.model)
     length = spec.field_for_arg("duration") if spec is not None else None
     if length is None:
@@ -267,6 +271,21 @@ def _clip_seconds(task: Task) -> float | None:
     except (TypeError, ValueError):
         return None
     return seconds if math.isfinite(seconds) and seconds > 0 else None
+
+
+def whole_video(task: Task) -> str:
+    """The name of ``task``'s whole video: a Veo extension's ``full-0.mp4`` (the source and the new part), else its
+    first video."""
+    return "full-0.mp4" if "full-0.mp4" in task.files else "0.mp4"
+
+
+def video_shape(task: Task, name: str | None = None) -> tuple[float | None, bool]:
+    """How long ``task``'s video ``name`` (by default its whole video) plays and whether it has sound: what the file
+    was made with (a follow-up's), else what the task's request asked. A length of None is the shipped clip's."""
+    item = task.files.get(name or whole_video(task))
+    seconds = item.seconds if item is not None and item.seconds is not None else _clip_seconds(task)
+    sound = item.sound if item is not None and item.sound is not None else _has_sound(task)
+    return seconds, sound
 
 
 # -- the simulator ---------------------------------------------------------------------------
@@ -616,7 +635,8 @@ class Simulator:
             raise FileError(403, "Forbidden: the link has expired")
         item = task.files[name]
         if item.kind == "video":
-            clip, seconds = media.clip_for(item.aspect, _has_sound(task)), _clip_seconds(task)
+            seconds, sound = video_shape(task, name)
+            clip = media.clip_for(item.aspect, sound)
             size = media.video_size(clip, self.config.video_bytes, seconds)
             return Blob(mime=item.mime, size=size, clip=clip, seconds=seconds)
         caption = media.prompt_label(_task_wire(task).get("prompt"))

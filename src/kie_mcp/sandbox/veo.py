@@ -16,8 +16,9 @@ from kie_mcp.catalog import apply_defaults, check_input, load_catalog
 
 from .context import Ctx, describe_problems, envelope, error_code, file_url, model_spec, stamp, success_flag
 from .errors import KieError
+from .media import SHIPPED_SECONDS
 from .routes import SimRoute
-from .state import MediaFile, Simulator, Task
+from .state import MediaFile, Simulator, Task, video_shape
 
 GENERATE_PATH = "/api/v1/veo/generate"
 STATUS_PATH = "/api/v1/veo/record-info"
@@ -38,6 +39,9 @@ EXTEND_MODELS: dict[str, tuple[str, float]] = {
     "lite": ("veo3_lite", 30.0),
 }
 IGNORED_FIELDS = ("model", "callBackUrl", "enableFallback")
+# KIE documents no length for an extension: Veo 3.1 extends a clip by 7 s (Google's "Extend videos" page for Veo
+# 3.1), and KIE's record has the whole extended video (fullResultUrls) beside the new part (resultUrls).
+EXTEND_SECONDS = 7.0
 
 HD_PROCESSING = "1080P is processing, ready in 1-2 minutes"
 HD_BLANK = "record result data is blank"  # KIE's other "not ready yet" answer (SimConfig.hd_blank_seconds)
@@ -141,13 +145,23 @@ def _new_task(
     )
 
 
-def _video_files(aspect: str, *, extend: bool) -> dict[str, MediaFile]:
-    files = {"0.mp4": MediaFile("video", "mp4", aspect)}
+def _video_files(aspect: str, *, extension_of: Task | None = None) -> dict[str, MediaFile]:
+    """A Veo task's videos. An extension's new part plays ``EXTEND_SECONDS``, and its whole video (``full-0.mp4``)
+    its source's whole video and then that part, so a saved extension measures what KIE's would."""
+    part = EXTEND_SECONDS if extension_of is not None else None
+    files = {"0.mp4": MediaFile("video", "mp4", aspect, seconds=part)}
     if aspect != "16:9":
-        files["origin-0.mp4"] = MediaFile("video", "mp4", aspect)
-    if extend:
-        files["full-0.mp4"] = MediaFile("video", "mp4", aspect)
+        files["origin-0.mp4"] = MediaFile("video", "mp4", aspect, seconds=part)
+    if extension_of is not None:
+        before, _ = video_shape(extension_of)
+        files["full-0.mp4"] = MediaFile("video", "mp4", aspect, seconds=(before or SHIPPED_SECONDS) + EXTEND_SECONDS)
     return files
+
+
+def _upgrade_of(task: Task, aspect: str, *, ready_at: float | None = None) -> MediaFile:
+    """The 1080p or 4K version of ``task``'s whole video: as long as it, with its sound."""
+    seconds, sound = video_shape(task)
+    return MediaFile("video", "mp4", aspect, ready_at=ready_at, seconds=seconds, sound=sound)
 
 
 def _price(sim: Simulator, model: str, wire: dict[str, Any], fallback: float) -> float:
@@ -190,7 +204,7 @@ async def generate(ctx: Ctx) -> Response:
     aspect = str(wire.get("aspect_ratio", "16:9"))
     meta = {"variant": "generate", "aspect": aspect, "resolution": str(wire.get("resolution", "720p"))}
     task = _new_task(ctx, model=spec.id, body=body, seconds=_typical(spec.id), meta=meta)
-    task.files = _video_files(aspect, extend=False)
+    task.files = _video_files(aspect)
     ctx.commit_task(task, sim.price(spec, wire))
     return ctx.ok({"taskId": task.id})
 
@@ -229,7 +243,7 @@ async def get_1080p(ctx: Ctx) -> Response:
         now = sim.now()
         task.meta["hd_started"] = now
         ready = now + sim.duration_for(f"{task.id}/1080p", *HD_SECONDS)
-        task.files[name] = MediaFile("video", "mp4", task.meta["aspect"], ready_at=ready)
+        task.files[name] = _upgrade_of(task, task.meta["aspect"], ready_at=ready)
     if sim.now() < task.meta["hd_started"] + sim.config.hd_blank_seconds:
         raise KieError(422, HD_BLANK)  # started (and charged), its record not written yet: ask again later
     if sim.now() < (task.files[name].ready_at or 0.0):
@@ -258,7 +272,7 @@ async def get_4k(ctx: Ctx) -> Response:
     meta = {"variant": "4k", "aspect": source.meta["aspect"], "resolution": "4k", "parent": source.id}
     task = _new_task(ctx, model=source.model, body=body, seconds=UHD_SECONDS, meta=meta)
     task.files = {
-        "0.mp4": MediaFile("video", "mp4", source.meta["aspect"]),
+        "0.mp4": _upgrade_of(source, source.meta["aspect"]),
         "cover-0.jpg": MediaFile("image", "jpg", source.meta["aspect"]),
     }
     ctx.commit_task(task, _price(sim, UHD_MODEL, {"taskId": source.id, "index": 0}, UHD_CREDITS))
@@ -295,7 +309,7 @@ async def extend(ctx: Ctx) -> Response:
         "parent": source.id,
     }
     task = _new_task(ctx, model=timing_model, body=body, seconds=_typical(timing_model), meta=meta)
-    task.files = _video_files(source.meta["aspect"], extend=True)
+    task.files = _video_files(source.meta["aspect"], extension_of=source)
     ctx.commit_task(task, credits)
     return ctx.ok({"taskId": task.id})
 
