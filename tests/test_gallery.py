@@ -682,3 +682,32 @@ async def test_in_a_browser_without_ffmpeg_the_video_shows_its_first_frame(
         assert played["error"] is None and played["time"] >= 0.25, played
     finally:
         page.close()
+
+
+@pytest.mark.parametrize("mode", ["legacy"])  # the pages do not depend on the protocol era: one browser run
+async def test_in_a_browser_a_joined_video_whose_name_holds_part_is_on_its_session_page_and_the_index(
+    connect, tmp_path, browser, ffmpeg
+):
+    """stitch_videos(output_name="summer.party") saved, recorded and served the join, but the gallery took every
+    name holding ".part" for a download being written and left it out. Only the temporary files' own names (hidden,
+    ``.<name>.part-<host>-<pid>-<random>``) are left out."""
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_video", {**VIDEO, "session": "Party"})
+        task_id = made.structured_content["tasks"][0]["task_id"]
+        joined = await client.call_tool(
+            "stitch_videos", {"clips": [task_id, task_id], "output_name": "summer.party", "session": "Party"}
+        )
+    assert not joined.is_error and joined.structured_content["path"].endswith("/summer.party.mp4"), text_of(joined)
+    folder = session_folder(tmp_path, "party")
+    page = browser.new_page(1200, 900)
+    try:
+        shown = {}
+        for where in (folder / "index.html", tmp_path / "outputs" / "index.html"):
+            page.goto(where.as_uri())
+            shown[where] = page.evaluate(
+                "[...document.querySelectorAll('video')].map(v => decodeURIComponent(v.src.split('/').pop()))"
+            )
+    finally:
+        page.close()
+    for where, videos in shown.items():
+        assert "summer.party.mp4" in videos and len(videos) == 2, (where, videos)

@@ -687,6 +687,12 @@ def sweep_interrupted_downloads(outputs: Path) -> int:
     return removed
 
 
+def is_temporary(name: str) -> bool:
+    """Whether a file name is one ``temp_name`` gives (a download or a join being written): never a result, whatever
+    a result's own name holds (a join named ``summer.party.mp4`` is one)."""
+    return _TEMP_NAME.match(name) is not None
+
+
 def temp_name(dest: Path) -> Path:
     """A new hidden name beside ``dest`` for a file being written (a download, a joined video): machine, process id
     and run let a later start tell a crashed writer's leftovers from a live one's (``sweep_interrupted_downloads``)."""

@@ -62,6 +62,7 @@ from kie_mcp.words import shortened
 from . import saved
 from .downloads import (
     THUMBNAIL_SIDE,
+    is_temporary,
     kind_of,
     make_preview,
     output_folder,
@@ -221,7 +222,7 @@ def _scan_folder(folder: Path, side: int) -> Session:
 
 
 def _media_kind(name: str) -> str | None:
-    if name == PAGE or ".part" in name:
+    if name == PAGE or is_temporary(name):  # hidden too: a temporary file is never a card
         return None
     return kind_of(mimetypes.guess_type(name)[0] or "")
 
