@@ -711,3 +711,40 @@ async def test_in_a_browser_a_joined_video_whose_name_holds_part_is_on_its_sessi
         page.close()
     for where, videos in shown.items():
         assert "summer.party.mp4" in videos and len(videos) == 2, (where, videos)
+
+
+@pytest.mark.parametrize("mode", ["legacy"])  # the pages do not depend on the protocol era: one browser run
+async def test_in_a_browser_a_total_of_charged_and_quoted_tasks_is_never_called_quoted(
+    connect, tmp_path, browser, monkeypatch
+):
+    """Two stills KIE charged 8 credits each and a Veo clip only quoted at 60 were headed "76 credits (quoted)" on
+    the session's page, its section of the index and its month tile, as if nothing had been charged. A total says
+    "(quoted)" only when every task in it is a quote; part quoted, it says so."""
+    monkeypatch.setattr(gallery, "SESSIONS_ON_INDEX", 1)  # the older session only on the month page, as a tile
+    async with connect(elicitation=answering()) as client:
+        await client.call_tool("generate_video", {**VIDEO, "session": "Quoted"})
+        await client.call_tool("generate_image", {**IMAGE, "variations": 2, "session": "Mixed"})
+        await client.call_tool("generate_video", {**VIDEO, "session": "Mixed"})
+    mixed, quoted = session_folder(tmp_path, "mixed"), session_folder(tmp_path, "quoted")
+    month = next((tmp_path / "outputs").glob("index-*.html"))
+    page = browser.new_page(1200, 900)
+    try:
+        page.goto((mixed / "index.html").as_uri())
+        heading = page.evaluate("document.querySelector('header .summary').textContent")
+        cards = page.evaluate("[...document.querySelectorAll('figcaption .meta:not(.file)')].map(p => p.textContent)")
+        page.goto((tmp_path / "outputs" / "index.html").as_uri())
+        section = page.evaluate(f"document.querySelector('section[id=\"{mixed.name}\"] .meta').textContent")
+        summary = page.evaluate("document.querySelector('header .summary').textContent")
+        page.goto(month.as_uri())
+        tiles = page.evaluate("[...document.querySelectorAll('.tile')].map(t => t.textContent)")
+    finally:
+        page.close()
+    assert heading == section == "3 results · 76 credits, some only quoted", (heading, section)
+    assert summary.startswith("4 results · 2 sessions · 136 credits, some only quoted"), summary
+    assert [tile for tile in tiles if "76 credits" in tile] == [
+        f"Mixed{mixed.name[:10]} · 3 results · 76 credits, some only quoted"
+    ]
+    assert [tile for tile in tiles if "60 credits" in tile] == [
+        f"Quoted{quoted.name[:10]} · 1 result · 60 credits (quoted)"
+    ]
+    assert sorted(card.split(" · ")[1] for card in cards) == ["60 credits (quoted)", "8 credits", "8 credits"], cards

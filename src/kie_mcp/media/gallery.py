@@ -52,6 +52,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path, PurePosixPath
+from typing import Literal
 from urllib.parse import quote
 
 import anyio.to_thread
@@ -98,6 +99,7 @@ _GENERATOR = saved.GENERATOR  # what tells a page kie-mcp wrote
 _SIDECAR_MAX_BYTES = 1024 * 1024
 PAGE_MAX_BYTES = 50 * 1024 * 1024  # the most a page read for a resource may hold (the resources' own limit)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+Quoted = Literal["none", "some", "all"]  # how many of the tasks a total counts are only quoted (KIE said no charge)
 
 
 # -- what is on disk -----------------------------------------------------------------------------------
@@ -159,13 +161,20 @@ class Session:
         when that was saved, then its folder's name."""
         return (self.day, self.latest, max((item.saved_ns for item in self.items), default=0), self.folder)
 
-    def credits(self) -> tuple[float, bool]:
-        """Credits of the session's tasks (each counted once) and whether any of them is only a quote."""
+    def credits(self) -> tuple[float, Quoted]:
+        """Credits of the session's tasks (each counted once) and how many of them are only a quote."""
         seen: dict[str, Item] = {}
         for item in self.items:
             if item.task_id and item.credits is not None:
                 seen.setdefault(item.task_id, item)
-        return sum(item.credits or 0.0 for item in seen.values()), any(not item.charged for item in seen.values())
+        quoted = [not item.charged for item in seen.values()]
+        return sum(item.credits or 0.0 for item in seen.values()), _quoted(quoted)
+
+
+def _quoted(flags: Iterable[bool]) -> Quoted:
+    """``all`` when every one of ``flags`` (is it only quoted?) is true, ``some`` when one is, else ``none``."""
+    told = list(flags)
+    return "all" if told and all(told) else "some" if any(told) else "none"
 
 
 def _named_by(prompt: str, day: str, folder: str) -> bool:
@@ -379,9 +388,12 @@ def _name_bytes(name: str) -> bytes:
         return name.encode("utf-8", "replace")
 
 
-def _credits_text(credits: float, quoted_only: bool) -> str:
+def _credits_text(credits: float, quoted: Quoted) -> str:
+    """A total as a person reads it: "(quoted)" only when none of it was charged, "some only quoted" when part was
+    (76 credits of which 16 were charged and 60 quoted is no quote)."""
     amount = f"{credits:,.2f}".rstrip("0").rstrip(".")
-    return f"{amount} credit{'' if credits == 1 else 's'}" + (" (quoted)" if quoted_only else "")
+    said = {"none": "", "some": ", some only quoted", "all": " (quoted)"}[quoted]
+    return f"{amount} credit{'' if credits == 1 else 's'}{said}"
 
 
 def _count(n: int, noun: str) -> str:
@@ -425,7 +437,9 @@ def _card(item: Item, prefix: tuple[str, ...]) -> str:
     if item.model:
         facts.append(f'<span class="model">{_e(item.model)}</span>')
     if item.credits is not None:
-        facts.append(_e(_credits_text(item.credits, not item.charged)) + (" per task" if item.of > 1 else ""))
+        facts.append(
+            _e(_credits_text(item.credits, "none" if item.charged else "all")) + (" per task" if item.of > 1 else "")
+        )
     if item.created:
         facts.append(f"<time>{_e(_when(item.created))}</time>")
     if item.of > 1:
@@ -471,7 +485,7 @@ class _Shown:
     order: tuple[str, float, int, str]  # newest session first (``Session.order``, descending)
     results: int
     credits: float
-    quoted: bool  # some of its tasks are only quoted
+    quoted: Quoted  # how many of its tasks are only quoted
     month: str  # its month page's key: "2026-11", or "undated" for a folder not named by a day
     tile: str  # its tile on its month's page: a picture, its name, its day and totals, a link to its page
     section: str | None  # its ``<section>`` of the index; None once it is not among the newest (memory stays small)
@@ -542,10 +556,10 @@ def _month_name(month: str) -> str:
 def _summary(sessions: Sequence[_Shown]) -> str:
     count = sum(s.results for s in sessions)
     credits = sum(s.credits for s in sessions)
-    quoted = any(s.quoted for s in sessions)
+    quoted = {s.quoted for s in sessions if s.credits}
     parts = [_count(count, "result"), _count(len(sessions), "session")]
     if credits:
-        parts.append(_credits_text(credits, False) + (", some only quoted" if quoted else ""))
+        parts.append(_credits_text(credits, "all" if quoted == {"all"} else "some" if quoted - {"none"} else "none"))
     return " · ".join(parts)
 
 
