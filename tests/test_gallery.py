@@ -748,3 +748,28 @@ async def test_in_a_browser_a_total_of_charged_and_quoted_tasks_is_never_called_
         f"Quoted{quoted.name[:10]} · 1 result · 60 credits (quoted)"
     ]
     assert sorted(card.split(" · ")[1] for card in cards) == ["60 credits (quoted)", "8 credits", "8 credits"], cards
+
+
+@pytest.mark.parametrize("mode", ["legacy"])  # the pages do not depend on the protocol era: one browser run
+async def test_in_a_browser_the_longest_session_name_wraps_inside_the_page(connect, tmp_path, browser):
+    """A session name of 200 characters with no space in it (the longest a generate call takes) ran off the side of
+    the index's section heading and the session page's title: a heading breaks anywhere rather than overflow."""
+    name = "S" * 200
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", {**IMAGE, "session": name})
+    folder = tmp_path / Path(made.structured_content["tasks"][0]["files"][0]).parent
+    page = browser.new_page(800, 900)
+    try:
+        seen = {}
+        for where, heading in ((tmp_path / "outputs" / "index.html", "section h2"), (folder / "index.html", "h1")):
+            page.goto(where.as_uri())
+            seen[where.parent.name] = page.evaluate(
+                f"(() => {{ const h = document.querySelector({json.dumps(heading)}); "
+                "return {text: h.textContent, right: h.getBoundingClientRect().right, width: innerWidth, "
+                "scroll: document.documentElement.scrollWidth}; })()"
+            )
+    finally:
+        page.close()
+    for where, box in seen.items():
+        assert name in box["text"], (where, box)
+        assert box["right"] <= box["width"] and box["scroll"] <= box["width"], (where, box)

@@ -192,10 +192,14 @@ Script = Annotated[
         "dialogue; too long a script gets a suggested split."
     ),
 ]
+SESSION_MAX = 200  # characters: a name for a folder and a gallery heading, not a text (list_tasks' filter too)
 Session = Annotated[
     str | None,
     FREE_TEXT,
-    Field(description="A short name for this piece of work; results are saved in outputs/{date}-{session}/."),
+    Field(
+        max_length=SESSION_MAX,
+        description="A short name for this piece of work; results are saved in outputs/{date}-{session}/.",
+    ),
 ]
 MaxCredits = Annotated[
     float | None,
@@ -464,7 +468,7 @@ def _register_tools(mcp: MCPServer) -> None:
         variations: Variations = 1,
         script: Script = None,
         max_credits: MaxCredits = None,
-        session: NotPriced = None,
+        session: Annotated[str | None, Field(max_length=SESSION_MAX, description=NOT_PRICED)] = None,
         quote_id: NotPriced = None,
         wait_seconds: Annotated[float | None, Field(ge=0, le=50, allow_inf_nan=False, description=NOT_PRICED)] = None,
         roots: InputRoots = None,
@@ -703,7 +707,9 @@ def _register_tools(mcp: MCPServer) -> None:
         session: Annotated[
             str | None,
             FREE_TEXT,
-            Field(max_length=200, description="Words to find in the session's name (the generate calls' session)."),
+            Field(
+                max_length=SESSION_MAX, description="Words to find in the session's name (the generate calls' session)."
+            ),
         ] = None,
         limit: Annotated[int, Field(ge=1, le=LIST_LIMIT)] = 50,
         cursor: Annotated[

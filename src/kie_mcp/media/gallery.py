@@ -338,10 +338,10 @@ body { margin: 0; padding: 24px clamp(12px, 3vw, 40px) 48px; background: var(--b
   font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
 a { color: var(--accent); text-decoration: none; }
 a:hover { text-decoration: underline; }
-header h1 { margin: 0 0 4px; font-size: 22px; }
+header h1 { margin: 0 0 4px; font-size: 22px; overflow-wrap: anywhere; }
 .summary, .meta { color: var(--muted); margin: 0; }
 section { margin-top: 28px; }
-section h2 { margin: 0 0 2px; font-size: 17px; }
+section h2 { margin: 0 0 2px; font-size: 17px; overflow-wrap: anywhere; }
 section h2 .day { color: var(--muted); font-weight: 500; margin-right: 8px; font-variant-numeric: tabular-nums; }
 .grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(220px, 1fr)); gap: 14px; margin-top: 10px; }
 figure { margin: 0; background: var(--card); border: 1px solid var(--line); border-radius: 10px; overflow: hidden;
