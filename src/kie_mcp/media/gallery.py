@@ -13,8 +13,9 @@ copied ``outputs/`` folder, and reading it needs no database in a worker thread.
 (``stitch_videos`` output, files copied in by hand) are shown too, without a prompt.
 
 **When.** ``refresh`` runs after every saved result (``generation.save_all``, where the follower and ``check_task``
-finish saving). It builds in a worker thread, never on the event loop, and never raises: a gallery that cannot be
-written is logged and the generation goes on. Concurrent refreshes coalesce: a refresh that finds a build running
+finish saving), and after a sidecar is written again with a charge measured since (``generation.describe_charges``).
+It builds in a worker thread, never on the event loop, and never raises: a gallery that cannot be written is logged
+and the generation goes on. Concurrent refreshes coalesce: a refresh that finds a build running
 waits for it and runs one more build only if none started after it asked. Pages are written atomically (a temporary
 file beside the page, then ``os.replace``) and only when their content changed. A build reads again only the session
 folders that changed since the last one (``_Cache``: a folder's stat, a page not the one written, a folder changed

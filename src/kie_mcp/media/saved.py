@@ -20,6 +20,7 @@ import re
 import stat
 from collections.abc import Iterable
 from pathlib import Path, PurePath
+from typing import Any
 
 OUTPUTS = "outputs"
 SESSION_FOLDER = re.compile(r"^(\d{4}-\d{2}-\d{2})-(.+)$")  # the name output_folder gives: its day, its slug
@@ -125,14 +126,21 @@ def _head(path: Path, most: int) -> bytes | None:
         return handle.read(most)
 
 
-def _listed(sidecar: Path) -> list[str]:
-    """The paths a sidecar of kie-mcp's lists (``files[].path``); none for anything else."""
-    data = _head(sidecar, SIDECAR_MOST + 1)
+def read_sidecar(path: Path) -> dict[str, Any] | None:
+    """A sidecar's JSON object; None for anything else (not a regular file: a FIFO is never waited on; larger than
+    ``SIDECAR_MOST``; not a JSON object)."""
+    data = _head(path, SIDECAR_MOST + 1)
     try:
         body = json.loads(data) if data is not None and len(data) <= SIDECAR_MOST else None
     except (ValueError, RecursionError):
-        return []
-    files = body.get("files") if isinstance(body, dict) else None
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _listed(sidecar: Path) -> list[str]:
+    """The paths a sidecar of kie-mcp's lists (``files[].path``); none for anything else."""
+    body = read_sidecar(sidecar)
+    files = body.get("files") if body is not None else None
     if not isinstance(files, list):
         return []
     return [f["path"] for f in files if isinstance(f, dict) and isinstance(f.get("path"), str)]
