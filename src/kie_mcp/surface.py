@@ -736,10 +736,15 @@ def _register_tools(mcp: MCPServer) -> None:
             listing = await list_page(rt.tasks, rt.journal, filters, limit=limit, cursor=cursor)
         found, message = listing.records, listing.message
         message += "".join(f"\n{notice}" for notice in rt.notices)
-        page = pages.gallery_path(rt.settings.workspace)
-        shown = (str(page.absolute()), pages.gallery_uri(rt.settings.workspace)) if page.is_file() else (None, None)
-        if shown[0]:
+        page = pages.gallery_path(rt.settings.workspace)  # kie-mcp's own page, never one of the user's
+        shown = (str(page.absolute()), page.absolute().as_uri()) if page is not None else (None, None)
+        if page is not None:
             message += f"\nGallery of saved results: {shown[0]} ({shown[1]})"
+            if page.name != pages.PAGE:
+                message += (
+                    f" (outputs/{pages.PAGE} there is a page of your own, left as it is: kie-mcp's gallery is "
+                    f"{page.name} beside it)"
+                )
         result = TaskList(
             tasks=found,
             total=listing.total,

@@ -78,6 +78,7 @@ from .saved import SESSION_FOLDER
 log = logging.getLogger(__name__)
 
 PAGE = "index.html"  # the gallery page, in outputs/ and in each session folder
+OWN_INDEX = "kie-mcp-gallery.html"  # the index's name beside an index.html of the user's own (``index_name``)
 _HASHED = re.compile(r"(?:^|-)[0-9a-f]{8}$")  # a slug output_folder ended with its label's hash
 PER_SESSION_ON_INDEX = 24  # the index shows this many results per session; the session page shows all
 SESSIONS_ON_INDEX = 60  # the index shows the newest sessions in full; with more, every one is listed by month too
@@ -187,14 +188,26 @@ def _named_by(prompt: str, day: str, folder: str) -> bool:
         return False
 
 
-def gallery_path(workspace: Path) -> Path:
-    """Where the workspace's gallery page is (it exists once a result was saved)."""
-    return Path(workspace) / "outputs" / PAGE
+def index_name(outputs: Path) -> str:
+    """The file name of the gallery's index in ``outputs``: ``index.html``, or, in an ``outputs/`` linked to a folder
+    of the user's that holds an ``index.html`` of their own (an exported album, never replaced), ``OWN_INDEX`` beside
+    it, which the session and month pages then link to."""
+    page = Path(outputs) / PAGE
+    try:
+        theirs = Path(outputs).is_symlink() and os.path.lexists(page) and not saved.is_own_page(page)
+    except OSError:
+        theirs = False
+    return OWN_INDEX if theirs else PAGE
 
 
-def gallery_uri(workspace: Path) -> str:
-    """The gallery page as a ``file://`` URI, to open in a browser."""
-    return gallery_path(workspace).absolute().as_uri()
+def gallery_path(workspace: Path) -> Path | None:
+    """The workspace's gallery page (``index_name``), once kie-mcp wrote it; None while there is none of its own (no
+    result saved yet, a page that could not be written, or only a page of the user's)."""
+    outputs = Path(workspace) / "outputs"
+    if saved.refusal(outputs) is not None:
+        return None
+    page = outputs / index_name(outputs)
+    return page if saved.is_own_page(page) else None
 
 
 def scan(outputs: Path, side: int = THUMBNAIL_SIDE) -> list[Session]:
@@ -608,11 +621,12 @@ def _by_month(sessions: Sequence[_Shown]) -> str:
     return "\n".join(lines)
 
 
-def _month_page_of(month: str, sessions: Sequence[_Shown]) -> bytes:
-    """``outputs/index-<month>.html``: every session of one month, newest first, as a tile linking to its page."""
+def _month_page_of(month: str, sessions: Sequence[_Shown], index: str = PAGE) -> bytes:
+    """``outputs/index-<month>.html``: every session of one month, newest first, as a tile linking to its page (and
+    to the ``index``)."""
     name = _month_name(month)
     body = [
-        f'<header><p class="meta"><a href="{_href(PAGE)}">All sessions</a></p>',
+        f'<header><p class="meta"><a href="{_href(index)}">All sessions</a></p>',
         f"<h1>{_e(name)}</h1>",
         f'<p class="summary">{_e(_summary(sessions))}. Open a session for its results.</p></header>',
         '<section><div class="grid">',
@@ -622,14 +636,15 @@ def _month_page_of(month: str, sessions: Sequence[_Shown]) -> bytes:
     return _page(f"{name} · kie-mcp gallery", body, "month")
 
 
-def render_session(session: Session) -> bytes:
-    """``outputs/<session>/index.html``: every result of one session, in the order they were made."""
+def render_session(session: Session, index: str = PAGE) -> bytes:
+    """``outputs/<session>/index.html``: every result of one session, in the order they were made, linking back to the
+    gallery's ``index`` (``index_name``)."""
     credits, quoted = session.credits()
     facts = [_count(len(session.items), "result")]
     if credits:
         facts.append(_credits_text(credits, quoted))
     body = [
-        f'<header><p class="meta"><a href="{_href("..", PAGE)}">All sessions</a></p>',
+        f'<header><p class="meta"><a href="{_href("..", index)}">All sessions</a></p>',
         f'<h1><span class="day">{_e(session.day)}</span> <bdi dir="auto">{_e(session.title)}</bdi></h1>',
         f'<p class="summary">{_e(" · ".join(facts))}</p></header>',
         '<section><div class="grid">',
@@ -722,11 +737,13 @@ class _Cache:
     folders: dict[str, _Kept] = field(default_factory=dict)
     months: dict[str, tuple[tuple[str, ...], tuple[int, ...] | None]] = field(default_factory=dict)  # tiles, page
     redaction: object = None  # the redaction pattern the kept scans were made with
+    index: str = PAGE  # the index's name the kept pages link to (``index_name``)
 
     def update(self, outputs: Path, side: int) -> list[str]:
         current = secrets_version()  # a new secret makes a new pattern
-        if current is not self.redaction:
-            self.folders, self.months, self.redaction = {}, {}, current
+        index = index_name(outputs)  # a page of the user's own put there, or taken away, since the last build
+        if current is not self.redaction or index != self.index:
+            self.folders, self.months, self.redaction, self.index = {}, {}, current, index
         problems: list[str] = []
         kept: dict[str, _Kept] = {}
         now = time.time_ns()
@@ -744,11 +761,15 @@ class _Cache:
             if not session.items:
                 kept[name] = _Kept(key, None, None)
                 continue
-            written = _write_page(folder / PAGE, lambda session=session: render_session(session), problems, guard=guard)
+            written = _write_page(
+                folder / PAGE, lambda session=session: render_session(session, index), problems, guard=guard
+            )
             kept[name] = _Kept(key, _page_stat(folder / PAGE) if written else None, _Shown.of(session))
         shown = _with_sections(kept, outputs, side)
         self.folders = kept
-        _write_page(outputs / PAGE, lambda: _index_page(shown), problems, guard=guard)
+        _write_page(outputs / index, lambda: _index_page(shown), problems, guard=guard)
+        if index == PAGE:  # the user's own index.html is gone: the index under its own name goes too
+            _remove_own_page(outputs / OWN_INDEX)
         self._write_months(outputs, shown, month_pages, problems, guard)
         return problems
 
@@ -770,7 +791,10 @@ class _Cache:
                 written[month] = known
                 continue
             done = _write_page(
-                path, lambda month=month, members=members: _month_page_of(month, members), problems, guard=guard
+                path,
+                lambda month=month, members=members: _month_page_of(month, members, self.index),
+                problems,
+                guard=guard,
             )
             written[month] = (tiles, _page_stat(path) if done else None)
         self.months = written
@@ -802,8 +826,8 @@ def _with_sections(kept: dict[str, _Kept], outputs: Path, side: int) -> list[_Sh
 
 
 def _remove_own_page(path: Path) -> None:
-    """Remove a month page that lists nothing now, only when it is a regular file kie-mcp wrote (a page of the
-    user's own with a name like it stays)."""
+    """Remove a page kie-mcp no longer writes (a month page that lists nothing now, the index under its own name),
+    only when it is a regular file kie-mcp wrote (a page of the user's own with a name like it stays)."""
     with contextlib.suppress(OSError):
         if path.is_symlink() or not path.is_file():
             return
@@ -924,9 +948,12 @@ async def refresh(workspace: Path, side: int = THUMBNAIL_SIDE, fresh: Sequence[t
 
 
 def read_page(outputs: Path, session: str | None = None, side: int = THUMBNAIL_SIDE) -> str | None:
-    """A gallery page's HTML for the ``kie://outputs/.../index.html`` resources: the written page, or for the
-    workspace's page when none was written yet (or it is not a page kie-mcp serves), one made now from what is on
-    disk (no previews are made). None for a session that is not a plain folder name of ``outputs`` or has no page.
+    """A gallery page's HTML for the ``kie://outputs/.../index.html`` resources: a page kie-mcp wrote (it
+    carries ``GENERATOR``; the index under either of its names, ``index_name``), or for the workspace's index when
+    there is none of kie-mcp's, one made now from what is on disk (no previews are made). None for a session that is
+    not a session folder of ``outputs`` (a plain name ``saved.is_served`` serves: ``<day>-<session>``) or has no page
+    kie-mcp wrote: a page of the user's own (in an ``outputs/`` linked to their folder, or any ``index.html`` of a
+    folder kie-mcp does not save into) is never served as the gallery.
 
     The page is read from one open file judged again as it is opened (``inputs.read_inside``): inside ``outputs``, a
     regular file, no link swapped in since the check (to ``.env`` or outside), never a FIFO to block on (opened
@@ -934,17 +961,37 @@ def read_page(outputs: Path, session: str | None = None, side: int = THUMBNAIL_S
     a worker thread."""
     outputs = Path(outputs)
     saved.check(outputs)  # a link to / or the home folder: no page is read through it (OutputsRefused)
-    if session is not None and (session in ("", ".", "..") or session[:1] == "." or "/" in session or "\\" in session):
+    if session is not None and not _session_folder_name(session):
         return None
-    path = outputs / session / PAGE if session is not None else outputs / PAGE
+    pages = [outputs / session / PAGE] if session is not None else [outputs / PAGE, outputs / OWN_INDEX]
+    for path in pages:
+        if (page := _own_page(path, outputs)) is not None:
+            return page
+    if session is not None:
+        return None
+    # No build wrote the month pages this index would link: every session is shown on it instead.
+    return render_index(scan(outputs, side), every=True).decode("utf-8")
+
+
+def _session_folder_name(name: str) -> bool:
+    """Whether ``name`` is a plain name of a session folder (``<day>-<session>``), the only folders whose pages the
+    session resource serves, as ``kie://outputs/`` serves only their files."""
+    if name in ("", ".", "..") or name[:1] == "." or "/" in name or "\\" in name or "\x00" in name:
+        return False
+    return saved.is_served(PurePosixPath(name, PAGE))
+
+
+def _own_page(path: Path, outputs: Path) -> str | None:
+    """The text of the page at ``path`` when it is one kie-mcp wrote inside ``outputs`` (``GENERATOR`` in its head);
+    None for anything else, or anything swapped in since it was judged."""
     try:
         home = outputs.resolve()
         real = path.resolve()
-        if real.is_relative_to(home) and real.is_file():
-            return read_inside(path, outputs, PAGE_MAX_BYTES).decode("utf-8", "replace")
+        if not (real.is_relative_to(home) and real.is_file()):
+            return None
+        data = read_inside(path, outputs, PAGE_MAX_BYTES)
     except RefusedInput:  # swapped since the check (a link leading out, a FIFO) or too large: not a page served
-        pass
+        return None
     except (OSError, RuntimeError, ValueError):
         return None
-    # No build wrote the month pages this index would link: every session is shown on it instead.
-    return render_index(scan(outputs, side), every=True).decode("utf-8") if session is None else None
+    return data.decode("utf-8", "replace") if _GENERATOR in data[:4096] else None
