@@ -948,7 +948,7 @@ async def refresh(workspace: Path, side: int = THUMBNAIL_SIDE, fresh: Sequence[t
 
 
 def read_page(outputs: Path, session: str | None = None, side: int = THUMBNAIL_SIDE) -> str | None:
-    """A gallery page's HTML for the ``kie://outputs/.../index.html`` resources: a page kie-mcp wrote (it
+    """A gallery page's HTML for the ``kie://outputs/.../index.html`` resources, redacted: a page kie-mcp wrote (it
     carries ``GENERATOR``; the index under either of its names, ``index_name``), or for the workspace's index when
     there is none of kie-mcp's, one made now from what is on disk (no previews are made). None for a session that is
     not a session folder of ``outputs`` (a plain name ``saved.is_served`` serves: ``<day>-<session>``) or has no page
@@ -966,11 +966,11 @@ def read_page(outputs: Path, session: str | None = None, side: int = THUMBNAIL_S
     pages = [outputs / session / PAGE] if session is not None else [outputs / PAGE, outputs / OWN_INDEX]
     for path in pages:
         if (page := _own_page(path, outputs)) is not None:
-            return page
+            return redact(page)  # a key pasted into a page by hand (or a sidecar an older kie-mcp wrote) is never shown
     if session is not None:
         return None
     # No build wrote the month pages this index would link: every session is shown on it instead.
-    return render_index(scan(outputs, side), every=True).decode("utf-8")
+    return redact(render_index(scan(outputs, side), every=True).decode("utf-8"))
 
 
 def _session_folder_name(name: str) -> bool:
