@@ -407,7 +407,7 @@ def test_any_session_name_is_a_folder_inside_outputs(tmp_path, session):
 
 async def test_hostile_session_name_saves_inside_the_workspace(connect, controls, settings):
     async with connect(elicitation=answering()) as client:
-        result = await client.call_tool("generate_image", {**IMAGE, "session": "../../\x00evil/../" + "x" * 500})
+        result = await client.call_tool("generate_image", {**IMAGE, "session": "../../\x00evil/../" + "x" * 180})
     assert result.structured_content["status"] == "completed", text_of(result)
     files = result.structured_content["tasks"][0]["files"]
     assert files
@@ -417,6 +417,33 @@ async def test_hostile_session_name_saves_inside_the_workspace(connect, controls
         assert saved.is_relative_to(outputs) and saved.is_file()
         assert dated(saved.parent.name).startswith("TODAY-evil-")
     assert len(await controls.creates()) == 1
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments"),
+    [
+        ("estimate_cost", IMAGE),
+        ("generate_image", IMAGE),
+        ("generate_video", {"prompt": "Waves at dusk", "model": "veo3_fast"}),
+        ("continue_video", {"task_id": "task-1", "operation": "extend"}),
+        ("stitch_videos", {"clips": ["a.mp4", "b.mp4"]}),
+    ],
+)
+@pytest.mark.parametrize("length", [201, 1_100_000])
+async def test_a_session_longer_than_a_name_is_refused_before_anything_is_asked_sent_or_saved(
+    connect, controls, settings, tool, arguments, length
+):
+    """A session of 200,000 characters was taken, paid for and written whole into the journal, the sidecar and the
+    gallery's headings; at 1.1 million its sidecar passed the 1 MiB a sidecar may be, so the paid result showed in
+    the gallery with no prompt and no cost. A session is a short name: past 200 characters it is refused, as
+    list_tasks' session filter is, before anyone is asked and before anything is sent."""
+    seen: list[str] = []
+    async with connect(elicitation=answering(seen=seen)) as client:
+        result = await client.call_tool(tool, {**arguments, "session": "S" * length})
+    await assert_refused_for_free(result, controls, seen, "session: must be at most 200 characters long")
+    assert "nothing was sent or spent" in text_of(result)
+    assert (await controls.get("requests"))["requests"] == []  # not even a balance read or an upload
+    assert not (Path(settings.workspace) / "outputs").exists()
 
 
 @pytest.mark.parametrize(

@@ -682,3 +682,172 @@ async def test_in_a_browser_without_ffmpeg_the_video_shows_its_first_frame(
         assert played["error"] is None and played["time"] >= 0.25, played
     finally:
         page.close()
+
+
+@pytest.mark.parametrize("mode", ["legacy"])  # the pages do not depend on the protocol era: one browser run
+async def test_in_a_browser_a_joined_video_whose_name_holds_part_is_on_its_session_page_and_the_index(
+    connect, tmp_path, browser, ffmpeg
+):
+    """stitch_videos(output_name="summer.party") saved, recorded and served the join, but the gallery took every
+    name holding ".part" for a download being written and left it out. Only the temporary files' own names (hidden,
+    ``.<name>.part-<host>-<pid>-<random>``) are left out."""
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_video", {**VIDEO, "session": "Party"})
+        task_id = made.structured_content["tasks"][0]["task_id"]
+        joined = await client.call_tool(
+            "stitch_videos", {"clips": [task_id, task_id], "output_name": "summer.party", "session": "Party"}
+        )
+    assert not joined.is_error and joined.structured_content["path"].endswith("/summer.party.mp4"), text_of(joined)
+    folder = session_folder(tmp_path, "party")
+    page = browser.new_page(1200, 900)
+    try:
+        shown = {}
+        for where in (folder / "index.html", tmp_path / "outputs" / "index.html"):
+            page.goto(where.as_uri())
+            shown[where] = page.evaluate(
+                "[...document.querySelectorAll('video')].map(v => decodeURIComponent(v.src.split('/').pop()))"
+            )
+    finally:
+        page.close()
+    for where, videos in shown.items():
+        assert "summer.party.mp4" in videos and len(videos) == 2, (where, videos)
+
+
+@pytest.mark.parametrize("mode", ["legacy"])  # the pages do not depend on the protocol era: one browser run
+async def test_in_a_browser_a_total_of_charged_and_quoted_tasks_is_never_called_quoted(
+    connect, tmp_path, browser, monkeypatch
+):
+    """Two stills KIE charged 8 credits each and a Veo clip only quoted at 60 were headed "76 credits (quoted)" on
+    the session's page, its section of the index and its month tile, as if nothing had been charged. A total says
+    "(quoted)" only when every task in it is a quote; part quoted, it says so."""
+    monkeypatch.setattr(gallery, "SESSIONS_ON_INDEX", 1)  # the older session only on the month page, as a tile
+    async with connect(elicitation=answering()) as client:
+        await client.call_tool("generate_video", {**VIDEO, "session": "Quoted"})
+        await client.call_tool("generate_image", {**IMAGE, "variations": 2, "session": "Mixed"})
+        await client.call_tool("generate_video", {**VIDEO, "session": "Mixed"})
+    mixed, quoted = session_folder(tmp_path, "mixed"), session_folder(tmp_path, "quoted")
+    month = next((tmp_path / "outputs").glob("index-*.html"))
+    page = browser.new_page(1200, 900)
+    try:
+        page.goto((mixed / "index.html").as_uri())
+        heading = page.evaluate("document.querySelector('header .summary').textContent")
+        cards = page.evaluate("[...document.querySelectorAll('figcaption .meta:not(.file)')].map(p => p.textContent)")
+        page.goto((tmp_path / "outputs" / "index.html").as_uri())
+        section = page.evaluate(f"document.querySelector('section[id=\"{mixed.name}\"] .meta').textContent")
+        summary = page.evaluate("document.querySelector('header .summary').textContent")
+        page.goto(month.as_uri())
+        tiles = page.evaluate("[...document.querySelectorAll('.tile')].map(t => t.textContent)")
+    finally:
+        page.close()
+    assert heading == section == "3 results · 76 credits, some only quoted", (heading, section)
+    assert summary.startswith("4 results · 2 sessions · 136 credits, some only quoted"), summary
+    assert [tile for tile in tiles if "76 credits" in tile] == [
+        f"Mixed{mixed.name[:10]} · 3 results · 76 credits, some only quoted"
+    ]
+    assert [tile for tile in tiles if "60 credits" in tile] == [
+        f"Quoted{quoted.name[:10]} · 1 result · 60 credits (quoted)"
+    ]
+    assert sorted(card.split(" · ")[1] for card in cards) == ["60 credits (quoted)", "8 credits", "8 credits"], cards
+
+
+@pytest.mark.parametrize("mode", ["legacy"])  # the pages do not depend on the protocol era: one browser run
+async def test_in_a_browser_the_longest_session_name_wraps_inside_the_page(connect, tmp_path, browser):
+    """A session name of 200 characters with no space in it (the longest a generate call takes) ran off the side of
+    the index's section heading and the session page's title: a heading breaks anywhere rather than overflow."""
+    name = "S" * 200
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", {**IMAGE, "session": name})
+    folder = tmp_path / Path(made.structured_content["tasks"][0]["files"][0]).parent
+    page = browser.new_page(800, 900)
+    try:
+        seen = {}
+        for where, heading in ((tmp_path / "outputs" / "index.html", "section h2"), (folder / "index.html", "h1")):
+            page.goto(where.as_uri())
+            seen[where.parent.name] = page.evaluate(
+                f"(() => {{ const h = document.querySelector({json.dumps(heading)}); "
+                "return {text: h.textContent, right: h.getBoundingClientRect().right, width: innerWidth, "
+                "scroll: document.documentElement.scrollWidth}; })()"
+            )
+    finally:
+        page.close()
+    for where, box in seen.items():
+        assert name in box["text"], (where, box)
+        assert box["right"] <= box["width"] and box["scroll"] <= box["width"], (where, box)
+
+
+# -- a charge measured after the files were saved -------------------------------------------------------------------
+
+RUNWAY = {"prompt": "a paper boat drifting down a rain gutter", "model": "runway-video", "wait_seconds": 40}
+
+
+async def extended_runway_clip(client, session: str) -> dict:
+    """A Runway clip extended (KIE publishes no price for Runway extend: its charge is measured from the balance once
+    the task ends, after the follower saved its files and wrote their sidecar)."""
+    made = await client.call_tool("generate_video", {**RUNWAY, "session": session})
+    source = made.structured_content["tasks"][0]
+    assert source["state"] == "succeeded", text_of(made)
+    extended = await client.call_tool(
+        "continue_video",
+        {"task_id": source["task_id"], "operation": "extend", "prompt": "it tips over a grate", "session": session}
+        | {"max_credits": 40, "wait_seconds": 40},
+    )
+    task = extended.structured_content["tasks"][0]
+    assert task["state"] == "succeeded" and task["credits_quoted"] is None, text_of(extended)
+    assert task["credits_charged"] and f"{task['credits_charged']:g} credits charged" in text_of(extended)
+    return task
+
+
+def card_facts(page: str) -> dict[str, str]:
+    """Each card's model and what its meta line says, from a page's HTML."""
+    return dict(re.findall(r'<span class="model">([^<]*)</span>([^<]*)', page))
+
+
+@pytest.mark.parametrize("mode", ["legacy"])  # the pages do not depend on the protocol era: one browser run
+async def test_in_a_browser_a_charge_measured_after_saving_is_on_the_card_and_in_the_totals(connect, tmp_path, browser):
+    """A Runway extend (no known price) was answered "12 credits charged", and list_tasks said so, but its sidecar
+    was written before the charge was measured and kept null: the gallery showed the clip with no cost and left it
+    out of the session's total. The sidecar is written again with the charge, and the pages with it."""
+    async with connect(elicitation=answering()) as client:
+        task = await extended_runway_clip(client, "Gutter")
+    charge = task["credits_charged"]
+    sidecar = json.loads((tmp_path / task["files"][0]).with_name(f"runway-extend_{task['task_id']}.json").read_text())
+    assert sidecar["credits_charged"] == charge and sidecar["credits_quoted"] is None
+    folder = session_folder(tmp_path, "gutter")
+    page = browser.new_page(1200, 900)
+    try:
+        page.goto((folder / "index.html").as_uri())
+        heading = page.evaluate("document.querySelector('header .summary').textContent")
+        cards = page.evaluate(
+            "Object.fromEntries([...document.querySelectorAll('figcaption')].map(c => "
+            "[c.querySelector('.model').textContent, c.querySelector('.meta').textContent]))"
+        )
+        page.goto((tmp_path / "outputs" / "index.html").as_uri())
+        summary = page.evaluate("document.querySelector('header .summary').textContent")
+    finally:
+        page.close()
+    assert cards["runway/extend"].startswith(f"runway/extend · {charge:g} credits · "), cards
+    source = float(re.search(r"([\d.]+) credits", cards["runway-video"])[1])
+    assert heading == f"2 results · {source + charge:g} credits, some only quoted", heading
+    assert f"· {source + charge:g} credits" in summary, summary
+
+
+async def test_a_sidecar_that_misses_a_measured_charge_is_written_again_by_check_task_in_a_new_server(
+    connect, tmp_path
+):
+    """A sidecar an older kie-mcp left without the charge it measured (or one a crash cut off before it was written
+    again): check_task, even in another server process, writes it with the charge the journal holds, and the
+    gallery shows it. A sidecar that says the record's charge is not written again."""
+    async with connect(elicitation=answering()) as client:
+        task = await extended_runway_clip(client, "Gutter")
+    path = (tmp_path / task["files"][0]).with_name(f"runway-extend_{task['task_id']}.json")
+    left = json.loads(path.read_text()) | {"credits_charged": None}
+    path.write_text(json.dumps(left))  # as the server before this fix left it
+    async with connect(elicitation=answering()) as client:  # a new server on the same workspace
+        checked = await client.call_tool("check_task", {"task_id": task["task_id"]})
+        assert checked.structured_content["task"]["credits_charged"] == task["credits_charged"], text_of(checked)
+        written = path.stat()
+        await client.call_tool("check_task", {"task_id": task["task_id"]})
+    assert json.loads(path.read_text())["credits_charged"] == task["credits_charged"]
+    assert (path.stat().st_ino, path.stat().st_mtime_ns) == (written.st_ino, written.st_mtime_ns)  # once
+    page = (session_folder(tmp_path, "gutter") / "index.html").read_text(encoding="utf-8")
+    assert card_facts(page)["runway/extend"].startswith(f" · {task['credits_charged']:g} credits · "), page

@@ -189,3 +189,90 @@ def test_a_fifo_beside_a_file_in_a_linked_outputs_is_never_waited_on(tmp_path):
     os.mkfifo(folder / "apple.json")
     assert saved.is_recorded(home, folder / "apple_1.png") is False
     assert saved.lends(home, folder / "apple.json") is False
+
+
+ALBUM = "<!doctype html><title>My holiday album</title><p>Grandma's address: 12 Elm Street</p>\n"
+
+
+@pytest.mark.parametrize("mode", ["legacy"])  # what the pages show does not depend on the protocol era
+async def test_beside_the_users_own_index_the_gallery_is_written_under_its_own_name_and_named_everywhere(
+    connect, tmp_path, elsewhere, browser, caplog
+):
+    """outputs/ linked to the user's folder holding their own index.html: the gallery's index was never written
+    (only a warning on stderr), yet list_tasks named the user's page as the gallery, kie://outputs/index.html served
+    their album and every session page's "All sessions" led to it. The index is written beside it as
+    kie-mcp-gallery.html, and list_tasks, the resource and the session pages name that; once the user's page is
+    gone, the index is index.html again."""
+    (tmp_path / "outputs").symlink_to(elsewhere, target_is_directory=True)
+    (elsewhere / "index.html").write_text(ALBUM)
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", {**REQUEST, "session": "shoot"})
+        listed = await client.call_tool("list_tasks", {})
+        served = (await client.read_resource("kie://outputs/index.html")).contents[0].text
+        by_name = (await client.read_resource("kie://outputs/kie-mcp-gallery.html")).contents[0].text
+    assert made.structured_content["status"] == "completed", text_of(made)
+    own = tmp_path / "outputs" / "kie-mcp-gallery.html"
+    assert (elsewhere / "index.html").read_text() == ALBUM  # never replaced
+    assert listed.structured_content["gallery"] == str(own) and listed.structured_content["gallery_uri"] == own.as_uri()
+    assert f"Gallery of saved results: {own}" in text_of(listed)
+    assert "outputs/index.html there is a page of your own" in text_of(listed), text_of(listed)
+    assert served == by_name == own.read_text(encoding="utf-8") and "Grandma" not in served
+    assert REQUEST["prompt"] in served
+    assert not [r for r in caplog.records if "could not be written" in r.getMessage()]
+
+    session = tmp_path / Path(made.structured_content["tasks"][0]["files"][0]).parent / "index.html"
+    page = browser.new_page(1200, 900)
+    try:
+        page.goto(session.as_uri())
+        page.goto(page.evaluate("document.querySelector('header a').href"))  # "All sessions"
+        landed = page.evaluate(
+            "({title: document.title, prompts: [...document.querySelectorAll('.prompt')].map(p => p.textContent)})"
+        )
+    finally:
+        page.close()
+    assert landed == {"title": "kie-mcp gallery", "prompts": [REQUEST["prompt"]]}, landed
+
+    (elsewhere / "index.html").unlink()  # the user moved their album away
+    async with connect(elicitation=answering()) as client:
+        again = await client.call_tool("generate_image", {**REQUEST, "prompt": "A green pear", "session": "shoot"})
+        listed = await client.call_tool("list_tasks", {})
+    assert again.structured_content["status"] == "completed", text_of(again)
+    assert listed.structured_content["gallery"] == str(tmp_path / "outputs" / "index.html")
+    assert "A green pear" in (elsewhere / "index.html").read_text(encoding="utf-8") and not own.exists()
+    assert 'href="../index.html">All sessions' in session.read_text(encoding="utf-8")
+
+
+async def test_the_gallery_resources_serve_only_pages_kie_mcp_wrote_in_its_session_folders(
+    connect, tmp_path, elsewhere
+):
+    """kie://outputs/{session}/index.html served any outputs/<folder>/index.html (kie://outputs/private/notes.html
+    was refused while kie://outputs/private/index.html was served), and kie://outputs/index.html the user's own
+    page, through a linked outputs/ and in the workspace's own. They serve only the gallery's pages: a page of a
+    session folder kie-mcp wrote, and the index it wrote (else one made from what kie-mcp saved)."""
+    private = "USERS-PRIVATE-PAGE-7f3a"
+    linked, plain = tmp_path / "linked", tmp_path / "plain"
+    linked.mkdir()
+    (linked / "outputs").symlink_to(elsewhere, target_is_directory=True)
+    for outputs in (elsewhere, plain / "outputs"):
+        for folder in ("private", "2024-07-14-holiday"):  # a folder of the user's, one named by a date
+            (outputs / folder).mkdir(parents=True)
+            (outputs / folder / "index.html").write_text(f"<html>{private}</html>")
+    (elsewhere / "index.html").write_text(f"<html>my album {private}</html>")
+    answers: dict[str, str] = {}
+    for workspace in (linked, plain):
+        async with connect(elicitation=answering(), workspace=workspace) as client:
+            early = (await client.read_resource("kie://outputs/index.html")).contents[0].text
+            made = await client.call_tool("generate_image", {**REQUEST, "session": "shoot"})
+            assert made.structured_content["status"] == "completed", text_of(made)
+            folder = Path(made.structured_content["tasks"][0]["files"][0]).parent.name
+            for uri in ("private/index.html", "2024-07-14-holiday/index.html", "private/notes.html"):
+                with pytest.raises(MCPError) as refused:
+                    await client.read_resource(f"kie://outputs/{uri}")
+                answers[f"{workspace.name}: {uri}"] = str(refused.value)
+            index = (await client.read_resource("kie://outputs/index.html")).contents[0].text
+            session = (await client.read_resource(f"kie://outputs/{folder}/index.html")).contents[0].text
+        assert private not in early and "kie-mcp gallery" in early and "No saved results yet" in early
+        for page in (index, session):
+            assert private not in page and saved.GENERATOR.decode() in page and REQUEST["prompt"] in page
+    for uri, said in answers.items():
+        assert private not in said and ("No gallery page" in said or "No saved result" in said), (uri, said)

@@ -1,6 +1,6 @@
 """Promise: ``resources/list`` answers in pages a client can follow, whatever the workspace's references/ holds
 (``kie_mcp/resourcepages.py``): each resource once, in a stable order, kie-mcp's own on the first page, and a
-cursor it did not give refused in words."""
+cursor not in its form refused in words."""
 
 from __future__ import annotations
 

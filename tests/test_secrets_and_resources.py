@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from mcp import Client
+from mcp import Client, MCPError
 from pydantic import SecretStr
 
 from kie_mcp.catalog import load_catalog
@@ -316,3 +316,42 @@ async def test_the_key_pasted_into_a_stitch_output_name_never_names_a_file_or_sh
     assert [text for text in shown if key_leaks(text)] == []
     assert key_leaks(caplog.text) == []
     assert leaks_in_workspace(tmp_path) == {}
+
+
+async def test_saved_files_served_as_text_are_redacted_and_other_bytes_holding_the_key_are_not_served(
+    settings, mode, tmp_path
+):
+    """kie://outputs/ served text as the files held it: a sidecar of an older kie-mcp, a gallery page it wrote before
+    prompts were redacted, a month page and a note placed in a session folder came back with the API key in clear,
+    while MASTER_CONTEXT.md and references/ are redacted. Text is redacted on its way out (kie_mcp.redact); bytes
+    that are not text and hold the key are refused, saying so, as references are; the rest is served unchanged."""
+    from kie_mcp.media.saved import GENERATOR
+
+    outputs = tmp_path / "outputs"
+    folder = outputs / "2026-01-01-shoot"
+    folder.mkdir(parents=True)
+    old_page = b"<!doctype html><html><head>" + GENERATOR + f"</head><body><p>pasted {KIE_KEY}</p>".encode()
+    text = {
+        "2026-01-01-shoot/nano-banana-2_t1.json": json.dumps({"prompt": f"my key {KIE_KEY}", "files": []}).encode(),
+        "2026-01-01-shoot/index.html": old_page,
+        "2026-01-01-shoot/notes.txt": f"key={KIE_KEY}\n".encode(),
+        "index.html": old_page,
+        "index-2026-01.html": old_page,
+    }
+    png = b"\x89PNG\r\n\x1a\n" + bytes(64)
+    binary = {"2026-01-01-shoot/plain.png": png, "2026-01-01-shoot/keyed.png": png + KIE_KEY.encode("utf-16-le")}
+    for name, data in {**text, **binary}.items():
+        (outputs / name).write_bytes(data)
+    async with kie_echoing_in_answers(settings, mode) as (client, _, _):
+        await client.call_tool("check_credits", {})
+        served = {name: (await client.read_resource(f"kie://outputs/{name}")).contents[0] for name in text}
+        plain = (await client.read_resource("kie://outputs/2026-01-01-shoot/plain.png")).contents[0]
+        with pytest.raises(MCPError) as refused:
+            await client.read_resource("kie://outputs/2026-01-01-shoot/keyed.png")
+    for name, content in served.items():
+        assert content.text is not None and "[redacted]" in content.text, (name, content)
+        assert key_leaks(content.text) == [], name
+    assert served["2026-01-01-shoot/nano-banana-2_t1.json"].mime_type == "application/json"
+    assert served["index.html"].mime_type == served["2026-01-01-shoot/index.html"].mime_type == "text/html"
+    assert plain.mime_type == "image/png" and base64.b64decode(plain.blob) == png
+    assert "holds the KIE API key" in str(refused.value) and key_leaks(str(refused.value)) == []

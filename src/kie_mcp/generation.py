@@ -42,7 +42,7 @@ from kie_mcp.media.inputs import (
     with_identities,
     with_places,
 )
-from kie_mcp.media.results import LINKS_STILL_WORK, save_results
+from kie_mcp.media.results import LINKS_STILL_WORK, describe, save_results
 from kie_mcp.redact import redact
 from kie_mcp.runtime import Runtime
 from kie_mcp.spend import (
@@ -994,11 +994,12 @@ async def _spend(
         records, followed = await rt.follower.wait(records, wait_seconds, reporter)
         charged = [record.credits_charged for record in records]
         problems += await measure_unreported_charges(rt, p, records, attempts)
-        for record, before in zip(records, charged, strict=True):
-            if record.credits_charged != before:
-                _record(rt, problems, record)
+        measured = [record for record, before in zip(records, charged, strict=True) if record.credits_charged != before]
+        for record in measured:
+            _record(rt, problems, record)
         problems += followed
         problems += settle(rt, records)  # once per task, ever: a no-op but for a charge measured just now
+        problems += await describe_charges(rt, measured)
         if all(r.state == "failed" and r.task_id is None for r in records):  # KIE refused every create
             _give_back(rt, used)
         told = tuple(note for note in p.notes if not note.startswith(MADE_BEFORE))  # the quote's, not the answer's
@@ -1558,22 +1559,53 @@ async def save_all(rt: Runtime, records: list[TaskRecord]) -> list[str]:
         return []
     problems: list[str] = []
     fresh: list[tuple[Path, str | None]] = []
+    described = False  # a sidecar written again (a charge measured since): the pages show it
     for record in records:
         had = set(record.files)
         try:
             async with rt.saving.hold(record.task_id or ""):  # a save of this task in flight elsewhere ends first
-                problems += await save_results(rt.kie, rt.journal, rt.settings.workspace, record)
+                saved = await save_results(rt.kie, rt.journal, rt.settings.workspace, record)
+            problems += saved.problems
+            described = described or saved.described
         except JOURNAL_ERRORS as err:
             problems += [f"{record.task_id}: its results could not be saved or recorded ({err}).", LINKS_STILL_WORK]
         _record(rt, problems, record)
         fresh += [(rt.settings.workspace / path, record.kind) for path in record.files if path not in had]
     if not fresh:  # nothing new: the pages still, if a full disk refused them when the files were saved
         fresh = _pages_missing(rt.settings.workspace, records)
-    if fresh:  # only when something new was saved (or a page is missing): outputs/index.html and its session's page
-        from kie_mcp.media.gallery import refresh as refresh_gallery  # loaded with the first saved result
-
-        await refresh_gallery(rt.settings.workspace, rt.settings.preview_px, fresh)  # never raises
+    if fresh or described:  # only when something new was saved or described (or a page is missing)
+        await _refresh_gallery(rt, fresh)
     return list(dict.fromkeys(problems))  # the advice once, after the first problem it follows
+
+
+async def describe_charges(rt: Runtime, records: list[TaskRecord]) -> list[str]:
+    """Write again the sidecars of ``records``, whose charge was measured after their files were saved, and bring the
+    gallery up to date: its cards and totals are built from the sidecars, so they count what KIE charged. A record
+    whose files this server is still saving is left to that save, which writes its sidecar with the charge (and a
+    later ``check_task`` writes any sidecar that still says another charge)."""
+    if not rt.settings.download:
+        return []
+    problems: list[str] = []
+    described = False
+    for record in records:
+        if not record.files or rt.follower.saving(record):
+            continue
+        try:
+            written, problem = describe(rt.journal, rt.settings.workspace, record)
+        except JOURNAL_ERRORS as err:  # the journal gives the sidecar its prompt and files
+            written, problem = False, f"{record.task_id}: its sidecar could not be written again ({err})."
+        described = described or written
+        problems += [problem] if problem else []
+    if described:
+        await _refresh_gallery(rt, [])
+    return problems
+
+
+async def _refresh_gallery(rt: Runtime, fresh: list[tuple[Path, str | None]]) -> None:
+    """outputs/index.html and the pages of the sessions that changed, the previews of ``fresh`` files made first."""
+    from kie_mcp.media.gallery import refresh as refresh_gallery  # loaded with the first saved result
+
+    await refresh_gallery(rt.settings.workspace, rt.settings.preview_px, fresh)  # never raises
 
 
 def _pages_missing(workspace: Path, records: list[TaskRecord]) -> list[tuple[Path, str | None]]:

@@ -260,8 +260,9 @@ CURSOR_PREFIX = "c1."  # the version of a list_tasks cursor's layout
 
 
 class BadCursor(ValueError):
-    """A list_tasks cursor that no listing gave (cut short, changed or made up), or one given with other filters
-    than the listing that gave it: the message says what to do."""
+    """A list_tasks cursor not in the form ``page_cursor`` gives (cut short, garbled; it is not signed, so one written
+    by hand in that form lists from the task it names), or one given with other filters than the listing that gave
+    it: the message says what to do."""
 
 
 def _filters_digest(filters: dict[str, Any]) -> str:

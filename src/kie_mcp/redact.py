@@ -127,6 +127,12 @@ def holds_secret(text: str) -> bool:
     return pattern is not None and pattern.search(text) is not None
 
 
+def bytes_hold_secret(content: bytes) -> bool:
+    """Whether bytes served as they are (they cannot be redacted) hold a registered secret: read as single bytes, and
+    as UTF-16 either way round."""
+    return any(holds_secret(content.decode(codec, "ignore")) for codec in ("latin-1", "utf-16-le", "utf-16-be"))
+
+
 def secrets_version() -> object:
     """Changes whenever a secret is registered: what was redacted before it may show that secret, so anything kept
     across calls (the gallery's scanned folders) is made again."""

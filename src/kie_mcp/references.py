@@ -35,7 +35,7 @@ from kie_mcp.config import Settings
 from kie_mcp.media.downloads import SNIFF_BYTES
 from kie_mcp.media.inputs import ChangedFile, MissingFile, RefusedInput, private_reason, read_inside
 from kie_mcp.media.sniff import sniff
-from kie_mcp.redact import holds_secret, redact
+from kie_mcp.redact import bytes_hold_secret, redact
 
 PREFIX = "kie://workspace/references/"
 GUIDE_URI = PREFIX + "README.md"
@@ -166,11 +166,6 @@ def _text_or_bytes(head: bytes) -> str:
 _UTF16_MARKS = (b"\xff\xfe", b"\xfe\xff")
 
 
-def _holds_key(content: bytes) -> bool:
-    """Whether bytes served as they are hold the API key: read as single bytes, and as UTF-16 either way round."""
-    return any(holds_secret(content.decode(codec, "ignore")) for codec in ("latin-1", "utf-16-le", "utf-16-be"))
-
-
 class WorkspaceFile(FileResource, defer_build=True):
     """A file of the workspace listed as a resource, judged again on every read (``read_inside``): the file listed
     may since have been swapped for a link to ``.env`` or outside the workspace, a FIFO or a device. Text is
@@ -200,7 +195,7 @@ class WorkspaceFile(FileResource, defer_build=True):
             raise ResourceError(problem) from err
         except OSError as err:
             raise ResourceError(f"{self.name} could not be read ({err.strerror or type(err).__name__}).") from err
-        if await anyio.to_thread.run_sync(_holds_key, content):  # bytes served as they are cannot be redacted
+        if await anyio.to_thread.run_sync(bytes_hold_secret, content):  # bytes served as they are cannot be redacted
             raise ResourceError(f"{self.name} holds the KIE API key, so it is not served. Nothing was read.")
         media = sniff(content[:SNIFF_BYTES])
         if media is not None:  # replaced by another format since it was listed

@@ -6,8 +6,10 @@ table, the gallery, MASTER_CONTEXT.md, tasks, the prompt library, the references
 only the first page (some do) still has them all, then the references in the order of their URIs. Each page after
 it continues after the last URI the one before listed (a keyset, as ``list_tasks``' cursor), so a client that
 follows ``nextCursor`` sees every resource once, in that order, whatever is added or removed between pages: none
-that was there throughout is skipped or repeated. The cursor is opaque to clients; anything that is not one this
-server gave is refused as invalid params, in words.
+that was there throughout is skipped or repeated. The cursor is opaque to clients but not signed: it names the last
+URI listed, and one written by hand in its form lists from there, which shows nothing the pages would not (the
+listing is the client's to see). Anything not in its form (cut short, garbled, naming no URI where the later pages
+list from) is refused as invalid params, in words.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ LONGEST_CURSOR = 32 * 1024
 
 
 class BadCursor(ValueError):
-    """A resources/list cursor that no listing gave (cut short, changed or made up): the message says what to do."""
+    """A resources/list cursor not in the form ``cursor_after`` gives (cut short, garbled, naming no URI the later
+    pages list from): the message says what to do."""
 
 
 def cursor_after(uri: str) -> str:

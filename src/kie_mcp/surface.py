@@ -60,7 +60,17 @@ from kie_mcp.journal import (
 )
 from kie_mcp.kie import Category, KieError, RefusedHereError
 from kie_mcp.media import saved
-from kie_mcp.media.downloads import SNIFF_BYTES, THUMBNAIL_SIDE, output_folder, preview, real_folder, sniff_mime
+from kie_mcp.media.downloads import (
+    SNIFF_BYTES,
+    TEXT_TYPES,
+    THUMBNAIL_SIDE,
+    HoldsSecret,
+    as_served,
+    output_folder,
+    preview,
+    real_folder,
+    sniff_mime,
+)
 from kie_mcp.media.inputs import (
     UPLOAD_ACCEPTS,
     UPLOAD_LIMIT_BYTES,
@@ -192,10 +202,14 @@ Script = Annotated[
         "dialogue; too long a script gets a suggested split."
     ),
 ]
+SESSION_MAX = 200  # characters: a name for a folder and a gallery heading, not a text (list_tasks' filter too)
 Session = Annotated[
     str | None,
     FREE_TEXT,
-    Field(description="A short name for this piece of work; results are saved in outputs/{date}-{session}/."),
+    Field(
+        max_length=SESSION_MAX,
+        description="A short name for this piece of work; results are saved in outputs/{date}-{session}/.",
+    ),
 ]
 MaxCredits = Annotated[
     float | None,
@@ -464,7 +478,7 @@ def _register_tools(mcp: MCPServer) -> None:
         variations: Variations = 1,
         script: Script = None,
         max_credits: MaxCredits = None,
-        session: NotPriced = None,
+        session: Annotated[str | None, Field(max_length=SESSION_MAX, description=NOT_PRICED)] = None,
         quote_id: NotPriced = None,
         wait_seconds: Annotated[float | None, Field(ge=0, le=50, allow_inf_nan=False, description=NOT_PRICED)] = None,
         roots: InputRoots = None,
@@ -703,7 +717,9 @@ def _register_tools(mcp: MCPServer) -> None:
         session: Annotated[
             str | None,
             FREE_TEXT,
-            Field(max_length=200, description="Words to find in the session's name (the generate calls' session)."),
+            Field(
+                max_length=SESSION_MAX, description="Words to find in the session's name (the generate calls' session)."
+            ),
         ] = None,
         limit: Annotated[int, Field(ge=1, le=LIST_LIMIT)] = 50,
         cursor: Annotated[
@@ -730,10 +746,15 @@ def _register_tools(mcp: MCPServer) -> None:
             listing = await list_page(rt.tasks, rt.journal, filters, limit=limit, cursor=cursor)
         found, message = listing.records, listing.message
         message += "".join(f"\n{notice}" for notice in rt.notices)
-        page = pages.gallery_path(rt.settings.workspace)
-        shown = (str(page.absolute()), pages.gallery_uri(rt.settings.workspace)) if page.is_file() else (None, None)
-        if shown[0]:
+        page = pages.gallery_path(rt.settings.workspace)  # kie-mcp's own page, never one of the user's
+        shown = (str(page.absolute()), page.absolute().as_uri()) if page is not None else (None, None)
+        if page is not None:
             message += f"\nGallery of saved results: {shown[0]} ({shown[1]})"
+            if page.name != pages.PAGE:
+                message += (
+                    f" (outputs/{pages.PAGE} there is a page of your own, left as it is: kie-mcp's gallery is "
+                    f"{page.name} beside it)"
+                )
         result = TaskList(
             tasks=found,
             total=listing.total,
@@ -1447,17 +1468,20 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
         return target
 
     @mcp.resource("kie://outputs/{+path}", name="output", title="A saved result", mime_type="application/octet-stream")
-    async def output(path: str) -> bytes:
+    async def output(path: str) -> str | bytes:
         """A result saved in the workspace's outputs/ folder (images, videos, sidecar JSON)."""
 
-        def judged() -> bytes:
+        def judged() -> str | bytes:
             saved_result(path)
             # Judged again as it is opened, and read from that one open file, never by name again: a link swapped in
             # since the check above (to .env, outside) is refused, a FIFO is not waited on, the size is the file's.
-            return read_inside(outputs / path, outputs, MAX_RESOURCE_BYTES)
+            # Text is redacted; other bytes holding the key are not served (``as_served``).
+            return as_served(read_inside(outputs / path, outputs, MAX_RESOURCE_BYTES))
 
         try:  # in a worker thread: no file, whatever it became, holds up the server
             return await anyio.to_thread.run_sync(judged)
+        except HoldsSecret as err:
+            raise ResourceError(f"outputs/{path}: {err}. Nothing was read.") from err
         except TooLarge as err:
             raise ResourceError(f"outputs/{path} is too large to send over MCP; open it from the workspace.") from err
         except ChangedFile as err:
@@ -1606,24 +1630,22 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
 
 class _RealTypeTemplate(ResourceTemplate, defer_build=True):
     """A template whose every read carries the content's real MIME type, sniffed from its bytes the way downloads
-    name saved files (a template itself can declare only one type for all its files). Text comes back as text."""
+    name saved files (a template itself can declare only one type for all its files). Text comes back as text, as the
+    handler made it (``as_served``: redacted); bytes that look like text but are not UTF-8 are plain bytes."""
 
     async def create_resource(self, uri: str, params: dict[str, Any], context: Any) -> Any:
         resource = await super().create_resource(uri, params, context)
         if not isinstance(resource, FunctionResource):
             return resource
         data = resource.fn()
+        if isinstance(data, str):
+            return resource.model_copy(
+                update={"mime_type": sniff_mime(data[:SNIFF_BYTES].encode("utf-8")[:SNIFF_BYTES])}
+            )
         if not isinstance(data, bytes):
             return resource
         mime = sniff_mime(data[:SNIFF_BYTES])
-        if mime in ("application/json", "text/plain", "text/html"):
-            try:
-                text = data.decode("utf-8")
-            except UnicodeDecodeError:
-                mime = "application/octet-stream"
-            else:
-                return resource.model_copy(update={"mime_type": mime, "fn": lambda: text})
-        return resource.model_copy(update={"mime_type": mime})
+        return resource.model_copy(update={"mime_type": "application/octet-stream" if mime in TEXT_TYPES else mime})
 
 
 def _serve_with_real_types(mcp: MCPServer, uri_template: str) -> None:

@@ -51,7 +51,7 @@ import anyio.to_thread
 import httpx2
 
 from kie_mcp import processes
-from kie_mcp.redact import redact
+from kie_mcp.redact import bytes_hold_secret, redact
 
 from . import saved
 from .addresses import PrivateAddress, send_checked
@@ -201,6 +201,28 @@ def sniff_mime(first_bytes: bytes) -> str:
     if b[:4] in (b"II*\x00", b"MM\x00*"):
         return "image/tiff"
     return _text_mime(b)
+
+
+TEXT_TYPES = ("application/json", "text/plain", "text/html")  # what sniff_mime calls text; served as text
+
+
+class HoldsSecret(ValueError):
+    """Bytes that are not text hold the API key: they cannot be redacted, so they are not served."""
+
+
+def as_served(data: bytes) -> str | bytes:
+    """A saved file's content as a resource serves it: text (a sidecar, a gallery page, a note: ``TEXT_TYPES`` by its
+    first bytes, in UTF-8) decoded, with the API key and anything shaped like a credential redacted (a sidecar from
+    before sidecars were redacted, a page placed by hand); other bytes as they are, unless they hold the key
+    (``HoldsSecret``), as the workspace's references are served. Scans every byte: call it in a worker thread."""
+    if sniff_mime(data[:SNIFF_BYTES]) in TEXT_TYPES:
+        try:
+            return redact(data.decode("utf-8"))
+        except UnicodeDecodeError:
+            pass
+    if bytes_hold_secret(data):
+        raise HoldsSecret("it holds the KIE API key, so it is not served")
+    return data
 
 
 def _ftyp_mime(brand: bytes) -> str:
@@ -685,6 +707,12 @@ def sweep_interrupted_downloads(outputs: Path) -> int:
         except OSError:
             continue
     return removed
+
+
+def is_temporary(name: str) -> bool:
+    """Whether a file name is one ``temp_name`` gives (a download or a join being written): never a result, whatever
+    a result's own name holds (a join named ``summer.party.mp4`` is one)."""
+    return _TEMP_NAME.match(name) is not None
 
 
 def temp_name(dest: Path) -> Path:

@@ -13,8 +13,9 @@ copied ``outputs/`` folder, and reading it needs no database in a worker thread.
 (``stitch_videos`` output, files copied in by hand) are shown too, without a prompt.
 
 **When.** ``refresh`` runs after every saved result (``generation.save_all``, where the follower and ``check_task``
-finish saving). It builds in a worker thread, never on the event loop, and never raises: a gallery that cannot be
-written is logged and the generation goes on. Concurrent refreshes coalesce: a refresh that finds a build running
+finish saving), and after a sidecar is written again with a charge measured since (``generation.describe_charges``).
+It builds in a worker thread, never on the event loop, and never raises: a gallery that cannot be written is logged
+and the generation goes on. Concurrent refreshes coalesce: a refresh that finds a build running
 waits for it and runs one more build only if none started after it asked. Pages are written atomically (a temporary
 file beside the page, then ``os.replace``) and only when their content changed. A build reads again only the session
 folders that changed since the last one (``_Cache``: a folder's stat, a page not the one written, a folder changed
@@ -52,6 +53,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path, PurePosixPath
+from typing import Literal
 from urllib.parse import quote
 
 import anyio.to_thread
@@ -62,6 +64,7 @@ from kie_mcp.words import shortened
 from . import saved
 from .downloads import (
     THUMBNAIL_SIDE,
+    is_temporary,
     kind_of,
     make_preview,
     output_folder,
@@ -75,6 +78,7 @@ from .saved import SESSION_FOLDER
 log = logging.getLogger(__name__)
 
 PAGE = "index.html"  # the gallery page, in outputs/ and in each session folder
+OWN_INDEX = "kie-mcp-gallery.html"  # the index's name beside an index.html of the user's own (``index_name``)
 _HASHED = re.compile(r"(?:^|-)[0-9a-f]{8}$")  # a slug output_folder ended with its label's hash
 PER_SESSION_ON_INDEX = 24  # the index shows this many results per session; the session page shows all
 SESSIONS_ON_INDEX = 60  # the index shows the newest sessions in full; with more, every one is listed by month too
@@ -97,6 +101,7 @@ _GENERATOR = saved.GENERATOR  # what tells a page kie-mcp wrote
 _SIDECAR_MAX_BYTES = 1024 * 1024
 PAGE_MAX_BYTES = 50 * 1024 * 1024  # the most a page read for a resource may hold (the resources' own limit)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+Quoted = Literal["none", "some", "all"]  # how many of the tasks a total counts are only quoted (KIE said no charge)
 
 
 # -- what is on disk -----------------------------------------------------------------------------------
@@ -158,13 +163,20 @@ class Session:
         when that was saved, then its folder's name."""
         return (self.day, self.latest, max((item.saved_ns for item in self.items), default=0), self.folder)
 
-    def credits(self) -> tuple[float, bool]:
-        """Credits of the session's tasks (each counted once) and whether any of them is only a quote."""
+    def credits(self) -> tuple[float, Quoted]:
+        """Credits of the session's tasks (each counted once) and how many of them are only a quote."""
         seen: dict[str, Item] = {}
         for item in self.items:
             if item.task_id and item.credits is not None:
                 seen.setdefault(item.task_id, item)
-        return sum(item.credits or 0.0 for item in seen.values()), any(not item.charged for item in seen.values())
+        quoted = [not item.charged for item in seen.values()]
+        return sum(item.credits or 0.0 for item in seen.values()), _quoted(quoted)
+
+
+def _quoted(flags: Iterable[bool]) -> Quoted:
+    """``all`` when every one of ``flags`` (is it only quoted?) is true, ``some`` when one is, else ``none``."""
+    told = list(flags)
+    return "all" if told and all(told) else "some" if any(told) else "none"
 
 
 def _named_by(prompt: str, day: str, folder: str) -> bool:
@@ -176,14 +188,26 @@ def _named_by(prompt: str, day: str, folder: str) -> bool:
         return False
 
 
-def gallery_path(workspace: Path) -> Path:
-    """Where the workspace's gallery page is (it exists once a result was saved)."""
-    return Path(workspace) / "outputs" / PAGE
+def index_name(outputs: Path) -> str:
+    """The file name of the gallery's index in ``outputs``: ``index.html``, or, in an ``outputs/`` linked to a folder
+    of the user's that holds an ``index.html`` of their own (an exported album, never replaced), ``OWN_INDEX`` beside
+    it, which the session and month pages then link to."""
+    page = Path(outputs) / PAGE
+    try:
+        theirs = Path(outputs).is_symlink() and os.path.lexists(page) and not saved.is_own_page(page)
+    except OSError:
+        theirs = False
+    return OWN_INDEX if theirs else PAGE
 
 
-def gallery_uri(workspace: Path) -> str:
-    """The gallery page as a ``file://`` URI, to open in a browser."""
-    return gallery_path(workspace).absolute().as_uri()
+def gallery_path(workspace: Path) -> Path | None:
+    """The workspace's gallery page (``index_name``), once kie-mcp wrote it; None while there is none of its own (no
+    result saved yet, a page that could not be written, or only a page of the user's)."""
+    outputs = Path(workspace) / "outputs"
+    if saved.refusal(outputs) is not None:
+        return None
+    page = outputs / index_name(outputs)
+    return page if saved.is_own_page(page) else None
 
 
 def scan(outputs: Path, side: int = THUMBNAIL_SIDE) -> list[Session]:
@@ -221,7 +245,7 @@ def _scan_folder(folder: Path, side: int) -> Session:
 
 
 def _media_kind(name: str) -> str | None:
-    if name == PAGE or ".part" in name:
+    if name == PAGE or is_temporary(name):  # hidden too: a temporary file is never a card
         return None
     return kind_of(mimetypes.guess_type(name)[0] or "")
 
@@ -328,10 +352,10 @@ body { margin: 0; padding: 24px clamp(12px, 3vw, 40px) 48px; background: var(--b
   font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
 a { color: var(--accent); text-decoration: none; }
 a:hover { text-decoration: underline; }
-header h1 { margin: 0 0 4px; font-size: 22px; }
+header h1 { margin: 0 0 4px; font-size: 22px; overflow-wrap: anywhere; }
 .summary, .meta { color: var(--muted); margin: 0; }
 section { margin-top: 28px; }
-section h2 { margin: 0 0 2px; font-size: 17px; }
+section h2 { margin: 0 0 2px; font-size: 17px; overflow-wrap: anywhere; }
 section h2 .day { color: var(--muted); font-weight: 500; margin-right: 8px; font-variant-numeric: tabular-nums; }
 .grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(220px, 1fr)); gap: 14px; margin-top: 10px; }
 figure { margin: 0; background: var(--card); border: 1px solid var(--line); border-radius: 10px; overflow: hidden;
@@ -378,9 +402,12 @@ def _name_bytes(name: str) -> bytes:
         return name.encode("utf-8", "replace")
 
 
-def _credits_text(credits: float, quoted_only: bool) -> str:
+def _credits_text(credits: float, quoted: Quoted) -> str:
+    """A total as a person reads it: "(quoted)" only when none of it was charged, "some only quoted" when part was
+    (76 credits of which 16 were charged and 60 quoted is no quote)."""
     amount = f"{credits:,.2f}".rstrip("0").rstrip(".")
-    return f"{amount} credit{'' if credits == 1 else 's'}" + (" (quoted)" if quoted_only else "")
+    said = {"none": "", "some": ", some only quoted", "all": " (quoted)"}[quoted]
+    return f"{amount} credit{'' if credits == 1 else 's'}{said}"
 
 
 def _count(n: int, noun: str) -> str:
@@ -424,7 +451,9 @@ def _card(item: Item, prefix: tuple[str, ...]) -> str:
     if item.model:
         facts.append(f'<span class="model">{_e(item.model)}</span>')
     if item.credits is not None:
-        facts.append(_e(_credits_text(item.credits, not item.charged)) + (" per task" if item.of > 1 else ""))
+        facts.append(
+            _e(_credits_text(item.credits, "none" if item.charged else "all")) + (" per task" if item.of > 1 else "")
+        )
     if item.created:
         facts.append(f"<time>{_e(_when(item.created))}</time>")
     if item.of > 1:
@@ -470,7 +499,7 @@ class _Shown:
     order: tuple[str, float, int, str]  # newest session first (``Session.order``, descending)
     results: int
     credits: float
-    quoted: bool  # some of its tasks are only quoted
+    quoted: Quoted  # how many of its tasks are only quoted
     month: str  # its month page's key: "2026-11", or "undated" for a folder not named by a day
     tile: str  # its tile on its month's page: a picture, its name, its day and totals, a link to its page
     section: str | None  # its ``<section>`` of the index; None once it is not among the newest (memory stays small)
@@ -541,10 +570,10 @@ def _month_name(month: str) -> str:
 def _summary(sessions: Sequence[_Shown]) -> str:
     count = sum(s.results for s in sessions)
     credits = sum(s.credits for s in sessions)
-    quoted = any(s.quoted for s in sessions)
+    quoted = {s.quoted for s in sessions if s.credits}
     parts = [_count(count, "result"), _count(len(sessions), "session")]
     if credits:
-        parts.append(_credits_text(credits, False) + (", some only quoted" if quoted else ""))
+        parts.append(_credits_text(credits, "all" if quoted == {"all"} else "some" if quoted - {"none"} else "none"))
     return " · ".join(parts)
 
 
@@ -592,11 +621,12 @@ def _by_month(sessions: Sequence[_Shown]) -> str:
     return "\n".join(lines)
 
 
-def _month_page_of(month: str, sessions: Sequence[_Shown]) -> bytes:
-    """``outputs/index-<month>.html``: every session of one month, newest first, as a tile linking to its page."""
+def _month_page_of(month: str, sessions: Sequence[_Shown], index: str = PAGE) -> bytes:
+    """``outputs/index-<month>.html``: every session of one month, newest first, as a tile linking to its page (and
+    to the ``index``)."""
     name = _month_name(month)
     body = [
-        f'<header><p class="meta"><a href="{_href(PAGE)}">All sessions</a></p>',
+        f'<header><p class="meta"><a href="{_href(index)}">All sessions</a></p>',
         f"<h1>{_e(name)}</h1>",
         f'<p class="summary">{_e(_summary(sessions))}. Open a session for its results.</p></header>',
         '<section><div class="grid">',
@@ -606,14 +636,15 @@ def _month_page_of(month: str, sessions: Sequence[_Shown]) -> bytes:
     return _page(f"{name} · kie-mcp gallery", body, "month")
 
 
-def render_session(session: Session) -> bytes:
-    """``outputs/<session>/index.html``: every result of one session, in the order they were made."""
+def render_session(session: Session, index: str = PAGE) -> bytes:
+    """``outputs/<session>/index.html``: every result of one session, in the order they were made, linking back to the
+    gallery's ``index`` (``index_name``)."""
     credits, quoted = session.credits()
     facts = [_count(len(session.items), "result")]
     if credits:
         facts.append(_credits_text(credits, quoted))
     body = [
-        f'<header><p class="meta"><a href="{_href("..", PAGE)}">All sessions</a></p>',
+        f'<header><p class="meta"><a href="{_href("..", index)}">All sessions</a></p>',
         f'<h1><span class="day">{_e(session.day)}</span> <bdi dir="auto">{_e(session.title)}</bdi></h1>',
         f'<p class="summary">{_e(" · ".join(facts))}</p></header>',
         '<section><div class="grid">',
@@ -706,11 +737,13 @@ class _Cache:
     folders: dict[str, _Kept] = field(default_factory=dict)
     months: dict[str, tuple[tuple[str, ...], tuple[int, ...] | None]] = field(default_factory=dict)  # tiles, page
     redaction: object = None  # the redaction pattern the kept scans were made with
+    index: str = PAGE  # the index's name the kept pages link to (``index_name``)
 
     def update(self, outputs: Path, side: int) -> list[str]:
         current = secrets_version()  # a new secret makes a new pattern
-        if current is not self.redaction:
-            self.folders, self.months, self.redaction = {}, {}, current
+        index = index_name(outputs)  # a page of the user's own put there, or taken away, since the last build
+        if current is not self.redaction or index != self.index:
+            self.folders, self.months, self.redaction, self.index = {}, {}, current, index
         problems: list[str] = []
         kept: dict[str, _Kept] = {}
         now = time.time_ns()
@@ -728,11 +761,15 @@ class _Cache:
             if not session.items:
                 kept[name] = _Kept(key, None, None)
                 continue
-            written = _write_page(folder / PAGE, lambda session=session: render_session(session), problems, guard=guard)
+            written = _write_page(
+                folder / PAGE, lambda session=session: render_session(session, index), problems, guard=guard
+            )
             kept[name] = _Kept(key, _page_stat(folder / PAGE) if written else None, _Shown.of(session))
         shown = _with_sections(kept, outputs, side)
         self.folders = kept
-        _write_page(outputs / PAGE, lambda: _index_page(shown), problems, guard=guard)
+        _write_page(outputs / index, lambda: _index_page(shown), problems, guard=guard)
+        if index == PAGE:  # the user's own index.html is gone: the index under its own name goes too
+            _remove_own_page(outputs / OWN_INDEX)
         self._write_months(outputs, shown, month_pages, problems, guard)
         return problems
 
@@ -754,7 +791,10 @@ class _Cache:
                 written[month] = known
                 continue
             done = _write_page(
-                path, lambda month=month, members=members: _month_page_of(month, members), problems, guard=guard
+                path,
+                lambda month=month, members=members: _month_page_of(month, members, self.index),
+                problems,
+                guard=guard,
             )
             written[month] = (tiles, _page_stat(path) if done else None)
         self.months = written
@@ -786,8 +826,8 @@ def _with_sections(kept: dict[str, _Kept], outputs: Path, side: int) -> list[_Sh
 
 
 def _remove_own_page(path: Path) -> None:
-    """Remove a month page that lists nothing now, only when it is a regular file kie-mcp wrote (a page of the
-    user's own with a name like it stays)."""
+    """Remove a page kie-mcp no longer writes (a month page that lists nothing now, the index under its own name),
+    only when it is a regular file kie-mcp wrote (a page of the user's own with a name like it stays)."""
     with contextlib.suppress(OSError):
         if path.is_symlink() or not path.is_file():
             return
@@ -908,9 +948,12 @@ async def refresh(workspace: Path, side: int = THUMBNAIL_SIDE, fresh: Sequence[t
 
 
 def read_page(outputs: Path, session: str | None = None, side: int = THUMBNAIL_SIDE) -> str | None:
-    """A gallery page's HTML for the ``kie://outputs/.../index.html`` resources: the written page, or for the
-    workspace's page when none was written yet (or it is not a page kie-mcp serves), one made now from what is on
-    disk (no previews are made). None for a session that is not a plain folder name of ``outputs`` or has no page.
+    """A gallery page's HTML for the ``kie://outputs/.../index.html`` resources, redacted: a page kie-mcp wrote (it
+    carries ``GENERATOR``; the index under either of its names, ``index_name``), or for the workspace's index when
+    there is none of kie-mcp's, one made now from what is on disk (no previews are made). None for a session that is
+    not a session folder of ``outputs`` (a plain name ``saved.is_served`` serves: ``<day>-<session>``) or has no page
+    kie-mcp wrote: a page of the user's own (in an ``outputs/`` linked to their folder, or any ``index.html`` of a
+    folder kie-mcp does not save into) is never served as the gallery.
 
     The page is read from one open file judged again as it is opened (``inputs.read_inside``): inside ``outputs``, a
     regular file, no link swapped in since the check (to ``.env`` or outside), never a FIFO to block on (opened
@@ -918,17 +961,37 @@ def read_page(outputs: Path, session: str | None = None, side: int = THUMBNAIL_S
     a worker thread."""
     outputs = Path(outputs)
     saved.check(outputs)  # a link to / or the home folder: no page is read through it (OutputsRefused)
-    if session is not None and (session in ("", ".", "..") or session[:1] == "." or "/" in session or "\\" in session):
+    if session is not None and not _session_folder_name(session):
         return None
-    path = outputs / session / PAGE if session is not None else outputs / PAGE
+    pages = [outputs / session / PAGE] if session is not None else [outputs / PAGE, outputs / OWN_INDEX]
+    for path in pages:
+        if (page := _own_page(path, outputs)) is not None:
+            return redact(page)  # a key pasted into a page by hand (or a sidecar an older kie-mcp wrote) is never shown
+    if session is not None:
+        return None
+    # No build wrote the month pages this index would link: every session is shown on it instead.
+    return redact(render_index(scan(outputs, side), every=True).decode("utf-8"))
+
+
+def _session_folder_name(name: str) -> bool:
+    """Whether ``name`` is a plain name of a session folder (``<day>-<session>``), the only folders whose pages the
+    session resource serves, as ``kie://outputs/`` serves only their files."""
+    if name in ("", ".", "..") or name[:1] == "." or "/" in name or "\\" in name or "\x00" in name:
+        return False
+    return saved.is_served(PurePosixPath(name, PAGE))
+
+
+def _own_page(path: Path, outputs: Path) -> str | None:
+    """The text of the page at ``path`` when it is one kie-mcp wrote inside ``outputs`` (``GENERATOR`` in its head);
+    None for anything else, or anything swapped in since it was judged."""
     try:
         home = outputs.resolve()
         real = path.resolve()
-        if real.is_relative_to(home) and real.is_file():
-            return read_inside(path, outputs, PAGE_MAX_BYTES).decode("utf-8", "replace")
+        if not (real.is_relative_to(home) and real.is_file()):
+            return None
+        data = read_inside(path, outputs, PAGE_MAX_BYTES)
     except RefusedInput:  # swapped since the check (a link leading out, a FIFO) or too large: not a page served
-        pass
+        return None
     except (OSError, RuntimeError, ValueError):
         return None
-    # No build wrote the month pages this index would link: every session is shown on it instead.
-    return render_index(scan(outputs, side), every=True).decode("utf-8") if session is None else None
+    return data.decode("utf-8", "replace") if _GENERATOR in data[:4096] else None

@@ -2,8 +2,9 @@
 
 Files go to ``outputs/{YYYY-MM-DD}-{slug}/`` (slug from the session name or the prompt), named by model,
 task id and index, each download streamed and atomic, with one sidecar JSON per task beside them (written again
-whenever it is missing: a full disk may refuse it after the files are saved). Every saved file is recorded in the
-journal, so a restarted server knows what is already on disk and fetches only what is not.
+whenever it is missing, as a full disk may refuse it after the files are saved, and whenever it says another charge
+than the task's record, as KIE's charge for an unknown price is measured after the files are saved). Every saved
+file is recorded in the journal, so a restarted server knows what is already on disk and fetches only what is not.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, NamedTuple
 
 from kie_mcp.journal import Journal
 from kie_mcp.kie import KieClient
@@ -22,6 +23,7 @@ from kie_mcp.tasks import TaskRecord
 from kie_mcp.words import timestamp
 
 from .downloads import DownloadError, Expected, SavedFile, download, output_folder, result_name, write_json_atomic
+from .saved import read_sidecar
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +34,20 @@ LINKS_STILL_WORK = (
 )
 
 
+class Saved(NamedTuple):
+    """What ``save_results`` did: its problems as readable lines (empty when all is saved), and whether it wrote the
+    task's sidecar (the gallery, built from sidecars, is then out of date even when no file was new)."""
+
+    problems: list[str]
+    described: bool = False
+
+
 async def save_results(
     kie: KieClient, journal: Journal, workspace: Path, record: TaskRecord, *, max_bytes: int = 2 * 1024**3
-) -> list[str]:
-    """Download what is not on disk yet; return problems as readable lines (empty when all is saved)."""
+) -> Saved:
+    """Download what is not on disk yet, and write the sidecar again when it is not what it should say."""
     if record.state != "succeeded" or not record.task_id or not record.result_urls:
-        return []
+        return Saved([])
     row = journal.task_row(record.task_id)
     label = (row["session"] if row and row["session"] else None) or (row["prompt"] if row else None) or record.model
     day = datetime.fromtimestamp(record.created_at).date()
@@ -63,15 +73,34 @@ async def save_results(
         journal.add_file(record.task_id, index, relative, file.sha256, file.size, file.mime, url)
         saved.append(file)
     record.files = [f["path"] for f in journal.files_for(record.task_id)]
+    described, problem = describe(journal, workspace, record, files_saved=bool(saved))
+    return Saved([*problems, *([problem] if problem else [])], described)
+
+
+def describe(
+    journal: Journal, workspace: Path, record: TaskRecord, *, files_saved: bool = False
+) -> tuple[bool, str | None]:
+    """Write ``record``'s sidecar when it is not what it should say: after new files (``files_saved``), when it is
+    missing (a full disk refused it last time), or when it says another charge than the record (KIE's charge for an
+    unknown price, measured from the balance after the files were saved, by this call or a process before). One
+    stat and a read of a few KB otherwise. Returns whether it was written, and the line saying why it could not be."""
     path = sidecar_path(workspace, record)
-    # Written after new files, and whenever it is missing (a full disk refused it last time): one stat otherwise.
+    if path is None:
+        return False, None
     try:
-        if path is not None and (saved or not path.exists()):
+        if files_saved or not path.exists() or _charge_differs(path, record):
             write_json_atomic(path, sidecar(journal, record))  # never half-written: its temporary file is removed
+            return True, None
     except OSError as err:
-        assert path is not None
-        problems.append(sidecar_unwritten(record, path, err))
-    return problems
+        return False, sidecar_unwritten(record, path, err)
+    return False, None
+
+
+def _charge_differs(path: Path, record: TaskRecord) -> bool:
+    """Whether the sidecar at ``path`` says another charge than ``record``. One that cannot be read as a sidecar
+    (not a regular file, too large, not JSON) is left as it is: never written over on a guess."""
+    body = read_sidecar(path)
+    return body is not None and body.get("credits_charged") != record.credits_charged
 
 
 def write_joined_sidecar(video: Path, workspace: Path, session: str | None, clips: Sequence[str]) -> None:

@@ -20,10 +20,12 @@ import re
 import stat
 from collections.abc import Iterable
 from pathlib import Path, PurePath
+from typing import Any
 
 OUTPUTS = "outputs"
 SESSION_FOLDER = re.compile(r"^(\d{4}-\d{2}-\d{2})-(.+)$")  # the name output_folder gives: its day, its slug
-_PAGE = re.compile(r"^index(-(\d{4}-\d{2}|undated))?\.html$")  # the gallery's index and month pages (gallery.py)
+# The gallery's pages (gallery.py): its index (under its own name beside an index.html of the user's) and month pages.
+_PAGE = re.compile(r"^(?:index(?:-(?:\d{4}-\d{2}|undated))?|kie-mcp-gallery)\.html$")
 
 
 def refusal(outputs: Path) -> str | None:
@@ -97,6 +99,17 @@ SIDECAR_MOST = 1 << 20  # a sidecar is a few KB; a larger ".json" beside a file 
 GENERATOR = b'<meta name="generator" content="kie-mcp">'  # in every gallery page kie-mcp writes (gallery.py)
 
 
+def is_own_page(path: Path) -> bool:
+    """Whether ``path`` is a gallery page kie-mcp wrote: a regular file, not a link, carrying ``GENERATOR`` (a page of
+    the user's own, a link to one, or a FIFO named like one is not; a FIFO is never waited on)."""
+    try:
+        if path.is_symlink():
+            return False
+    except OSError:
+        return False
+    return GENERATOR in (_head(path, 4096) or b"")
+
+
 def lends(home: Path, real: Path) -> bool:
     """What an ``outputs/`` linked to ``home`` (a folder the user chose, which may hold their own files too) serves,
     previews or gives as an input: a result a sidecar of kie-mcp's lists (``is_recorded``), such a sidecar, or a
@@ -114,25 +127,38 @@ def lends(home: Path, real: Path) -> bool:
 
 
 def _head(path: Path, most: int) -> bytes | None:
-    """The first ``most`` bytes of a regular file; None for anything else (a FIFO is never waited on)."""
+    """The first ``most`` bytes of a regular file; None for anything else (a FIFO is never waited on, a folder of
+    that name is not read)."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError:
         return None
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
             return None
-        return handle.read(most)
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            return handle.read(most)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def read_sidecar(path: Path) -> dict[str, Any] | None:
+    """A sidecar's JSON object; None for anything else (not a regular file: a FIFO is never waited on; larger than
+    ``SIDECAR_MOST``; not a JSON object)."""
+    data = _head(path, SIDECAR_MOST + 1)
+    try:
+        body = json.loads(data) if data is not None and len(data) <= SIDECAR_MOST else None
+    except (ValueError, RecursionError):
+        return None
+    return body if isinstance(body, dict) else None
 
 
 def _listed(sidecar: Path) -> list[str]:
     """The paths a sidecar of kie-mcp's lists (``files[].path``); none for anything else."""
-    data = _head(sidecar, SIDECAR_MOST + 1)
-    try:
-        body = json.loads(data) if data is not None and len(data) <= SIDECAR_MOST else None
-    except (ValueError, RecursionError):
-        return []
-    files = body.get("files") if isinstance(body, dict) else None
+    body = read_sidecar(sidecar)
+    files = body.get("files") if body is not None else None
     if not isinstance(files, list):
         return []
     return [f["path"] for f in files if isinstance(f, dict) and isinstance(f.get("path"), str)]
