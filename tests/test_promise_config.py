@@ -694,3 +694,25 @@ async def test_a_path_setting_with_quotes_around_it_is_named_and_no_folder_is_ma
     assert f"{name}=" in seen and "has quotes around it" in seen, seen
     assert not list(start.iterdir())  # no folder named with a quote
     assert settings.max_credits_per_call == 0
+
+
+# -- a workspace named beyond ASCII, under a file system encoding that is not UTF-8 -------------------------------
+
+
+@pytest.mark.stdio
+@pytest.mark.skipif(sys.platform == "win32", reason="the C locale and PYTHONUTF8 are POSIX matters")
+async def test_a_workspace_named_beyond_ascii_is_served_and_shown_when_utf8_mode_is_off(tmp_path):
+    """The audit: PYTHONUTF8=0 with LC_ALL=C makes the file system encoding ASCII, so a workspace such as "ünï 📁"
+    is text with lone surrogates, which JSON cannot carry: the initialize answer (its instructions name the
+    workspace) failed in the SDK's writer and the server stopped with a traceback. Now it starts, and the folder
+    is named as a file manager shows it."""
+    workspace = tmp_path / "with space" / "ünï 📁"
+    workspace.mkdir(parents=True)
+    (workspace / "MASTER_CONTEXT.md").write_text("# brand")
+    env = {"HOME": str(tmp_path / "home"), "PYTHONUTF8": "0", "LC_ALL": "C", "LANG": "C"}
+    params = StdioServerParameters(command=console_script(), args=["--sandbox"], env=env, cwd=workspace)
+    async with Client(params, read_timeout_seconds=60) as client:
+        instructions = client.instructions or ""
+        result = await client.call_tool("check_credits", {})
+    assert str(workspace) in instructions, instructions
+    assert not result.is_error and f"Sandbox area: {workspace / 'sandbox'}" in text_of(result), text_of(result)
