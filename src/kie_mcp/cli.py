@@ -315,7 +315,7 @@ def _catalog_check(*, sandbox: bool = False, transport: object | None = None) ->
         if cache is not None and cache.has_list:
             when = (cache.fetched_at or "")[:10]
             print(f"kie-mcp catalog check: {why}. Showing the drift against the cache of {when}.", file=sys.stderr)
-            print(render(compare_cached(load_catalog(), cache)))
+            print(render(compare_cached(load_catalog(), cache), cached_on=when or "an unknown date"))
         else:
             print(f"kie-mcp catalog check: {why}. Nothing was compared.", file=sys.stderr)
         return 2
