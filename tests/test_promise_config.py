@@ -716,3 +716,12 @@ async def test_a_workspace_named_beyond_ascii_is_served_and_shown_when_utf8_mode
         result = await client.call_tool("check_credits", {})
     assert str(workspace) in instructions, instructions
     assert not result.is_error and f"Sandbox area: {workspace / 'sandbox'}" in text_of(result), text_of(result)
+
+
+@pytest.mark.parametrize("folder", ["acme-campaign-2025-final", "summer_launch_2026_reels_v2", "Q4Campaign2026Reels"])
+def test_a_workspace_named_like_a_campaign_is_a_workspace_not_a_pasted_key(folder, tmp_path):
+    """Folder names with words, dates and separators are what people name work folders: only a value shaped like
+    KIE's keys (32 or more letters and digits, no separator) is taken for one pasted into a folder setting."""
+    settings = Settings.load({"KIE_WORKSPACE": folder}, cwd=tmp_path)
+    assert settings.config_error is None, settings.config_error
+    assert settings.workspace == (tmp_path / folder).resolve()

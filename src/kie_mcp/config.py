@@ -60,6 +60,10 @@ ENV_BLOCK = "the env block of this MCP server in your client's configuration"  #
 # 32 hex digits; others are 20 or more letters, digits, "-" and "_" (never "/", "." or ":", which paths and URLs
 # have). A letter and a digit both: words (always_or_never) and numbers are not keys.
 _KEY_SHAPE = re.compile(r"(?=[A-Za-z0-9_-]*[0-9])(?=[A-Za-z0-9_-]*[A-Za-z])[A-Za-z0-9_-]{20,256}")
+# A folder setting holds names, and "acme-campaign-2025-final" is one: there a key is 32 or more letters and digits
+# with no separator (KIE's 32 hex digits), which no folder anyone names by hand looks like.
+_FOLDER_KEY_SHAPE = re.compile(r"(?=[A-Za-z0-9]*[0-9])(?=[A-Za-z0-9]*[A-Za-z])[A-Za-z0-9]{32,256}")
+_FOLDER_SETTINGS = ("KIE_WORKSPACE", "KIE_ALLOWED_DIRS")
 SHOWN_WHOLE = 16  # a broken value up to this long is repeated whole; of a longer one only its first SHOWN_START
 SHOWN_START = 10  # characters (a key pasted where no shape check sees it, with a dot after it, is never shown whole)
 
@@ -384,10 +388,11 @@ def _pasted_key(name: str, value: str) -> str | None:
     """What to say when ``value`` of setting ``name`` (not KIE_API_KEY) is shaped like an API key, or None. Such a
     value is registered as a secret at once: whatever it was meant as, no message, log line or path shows it."""
     core = _without_quotes(value.strip()).strip()
-    if not _KEY_SHAPE.fullmatch(core):
+    folder_setting = name in _FOLDER_SETTINGS
+    if not (_FOLDER_KEY_SHAPE if folder_setting else _KEY_SHAPE).fullmatch(core):
         return None
     register_secret(core)
-    folder = " (a folder named like that: write its full path)" if name in ("KIE_WORKSPACE", "KIE_ALLOWED_DIRS") else ""
+    folder = " (a folder named like that: write its full path)" if folder_setting else ""
     return f"{name} holds what looks like an API key; put it in KIE_API_KEY{folder}."
 
 
