@@ -136,3 +136,20 @@ async def test_a_price_feed_kie_will_not_serve_is_a_note_not_a_failure():
     models, records = await fetch_live("https://api.kie.test", "k", httpx2.MockTransport(answer), notes)
     assert len(models) == 3 and records == []
     assert notes and "Not supported in the current region" in notes[0]
+
+
+def test_a_check_without_kie_says_its_drift_is_against_the_cache_not_kie(
+    monkeypatch, capsys, tmp_path, simulator_process
+):
+    """The audit: with KIE unreachable, stdout said "No drift: every catalogued Market model is listed by KIE" though
+    only the workspace's cache had been compared (stderr and exit 2 were right). What is printed now says so."""
+    monkeypatch.setenv("KIE_API_KEY", SANDBOX_API_KEY)
+    monkeypatch.setenv("KIE_WORKSPACE", str(tmp_path))
+    monkeypatch.setenv("KIE_BASE_URL", simulator_process)
+    assert main(["catalog", "sync"]) == 0
+    capsys.readouterr()
+    monkeypatch.setenv("KIE_BASE_URL", "http://127.0.0.1:9")  # KIE away: the cache is all there is
+    assert main(["catalog", "check"]) == 2
+    out = capsys.readouterr().out
+    assert "listed by KIE" not in out, out
+    assert "the cache of 20" in out and "KIE itself was not reached" in out, out

@@ -396,3 +396,43 @@ def test_a_demo_stopped_by_sigterm_removes_its_workspace(tmp_path):
             process.wait()
     assert process.returncode == 130 and b"Traceback" not in err, err
     assert not list(temp.glob("kie-mcp-demo-*"))
+
+
+@pytest.mark.stdio
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX pipes and /dev/full")
+@pytest.mark.parametrize("output", ["closed-pipe", "full-disk"])
+def test_a_demo_whose_own_output_fails_never_blames_the_server(tmp_path, output):
+    """The audit: `kie-mcp demo | head` (or a full disk behind its output) said "the sandboxed server stopped
+    unexpectedly ([Errno 32] Broken pipe) ... report it". The tour's own output failing ends it quietly when the
+    reader closed the pipe (exit 141, as `yes | head`), in one line on a full disk; the server is not blamed and
+    the temporary workspace is still removed."""
+    if output == "full-disk" and not Path("/dev/full").exists():
+        pytest.skip("no /dev/full here")
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {"PATH": str(Path(sys.executable).parent), "HOME": str(tmp_path), "TMPDIR": str(temp)}
+    with open("/dev/full", "wb") if output == "full-disk" else open(os.devnull, "wb") as full:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "kie_mcp", "demo"],
+            stdout=full if output == "full-disk" else subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        try:
+            if process.stdout is not None:
+                process.stdout.readline()  # the tour has begun: `head -1` read its line and went away
+                process.stdout.close()
+            _, err = process.communicate(timeout=120)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    said = err.decode()
+    assert "stopped unexpectedly" not in said and "report it" not in said and "Traceback" not in said, said
+    if output == "closed-pipe":
+        assert process.returncode == 141 and said == "", said
+    else:
+        assert process.returncode == 1 and said.strip() == (
+            "demo: cannot write the tour's output (No space left on device); stopped."
+        ), said
+    assert not list(temp.glob("kie-mcp-demo-*"))

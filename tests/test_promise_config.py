@@ -7,15 +7,21 @@ console script starts runs the installed ``kie-mcp`` over real stdio.
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import secrets
 import shutil
+import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+import anyio
 import pytest
 from mcp import Client, MCPError, StdioServerParameters
+from mcp.client.stdio import stdio_client
 
 from kie_mcp.config import Settings, read_dotenv
 from kie_mcp.redact import redact
@@ -426,3 +432,296 @@ def test_a_server_started_in_a_folder_deleted_since_still_starts(tmp_path, monke
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     settings = Settings.load({})
     assert settings.config_error is None and settings.workspace is not None
+
+
+# -- an API key pasted into another setting: never shown, never used ----------------------------------------------
+
+
+def everything_under(folder: Path) -> str:
+    """Every path under ``folder`` and the text of every file there (the journal, logs/, outputs/), as one text;
+    the .env files the test wrote are left out."""
+    seen = []
+    for path in sorted(folder.rglob("*")):
+        seen.append(str(path))
+        if path.is_file() and path.name != ".env":
+            seen.append(path.read_bytes().decode("utf-8", "replace"))
+    return "\n".join(seen)
+
+
+PASTED_INTO = [
+    "KIE_MAX_CREDITS_PER_DAY",
+    "KIE_AUTO_APPROVE_CREDITS",
+    "KIE_BASE_URL",
+    "KIE_UPLOAD_BASE_URL",
+    "KIE_DOWNLOAD",
+    "KIE_APPROVAL",
+    "KIE_CATALOG_SYNC",
+    "KIE_LOG_LEVEL",
+    "KIE_PREVIEW_PX",
+    "KIE_WORKSPACE",
+    "KIE_ALLOWED_DIRS",
+]
+
+
+@pytest.mark.parametrize("name", PASTED_INTO)
+async def test_a_key_pasted_into_another_setting_is_named_and_never_shown_even_with_kie_api_key_empty(
+    name, transport, mode, tmp_path
+):
+    """The audit: with KIE_API_KEY empty, the key pasted into another setting was quoted in full by every tool answer
+    (``KIE_MAX_CREDITS_PER_DAY="3f9a..." is not a number``); pasted into KIE_WORKSPACE, a folder named after it was
+    made and every path shown carried it. Now it is a broken setting that says where the key belongs."""
+    key = fresh_key()
+    env = {"KIE_WORKSPACE": str(tmp_path / "project"), name: key}  # KIE_WORKSPACE itself when that is the one
+    settings = Settings.load(env, cwd=tmp_path)
+    seen = await everything_a_client_sees(settings, transport, mode)
+    assert f"{name} holds what looks like an API key; put it in KIE_API_KEY" in seen, seen
+    assert settings.max_credits_per_call == 0 and settings.max_credits_per_day == 0  # nothing can be spent
+    assert key not in seen and key not in everything_under(tmp_path)
+    assert key not in str(settings.workspace) and all(key not in str(folder) for folder in settings.allowed_dirs)
+
+
+@pytest.mark.parametrize("name", ["KIE_MAX_CREDITS_PER_DAY", "KIE_BASE_URL", "KIE_DOWNLOAD", "KIE_LOG_LEVEL"])
+async def test_a_long_broken_value_is_repeated_only_by_its_start(name, transport, mode, tmp_path):
+    """A key with something no key has after it (a full stop copied with it) is not shaped like a key: the problem
+    repeats only the value's first characters and its length, never the whole key."""
+    key = fresh_key()
+    settings = Settings.load({"KIE_WORKSPACE": str(tmp_path), name: f"{key}."}, cwd=tmp_path)
+    seen = await everything_a_client_sees(settings, transport, mode)
+    assert f"{name}=" in seen and "(33 characters)" in seen, seen
+    assert key not in seen and key[:16] not in seen
+
+
+@pytest.mark.stdio
+@pytest.mark.parametrize(
+    "setup",
+    ["env-block-cap", "dotenv-example-filled-the-wrong-way"],
+)
+async def test_the_console_script_never_prints_a_key_pasted_into_another_setting(setup, tmp_path):
+    """Over real stdio: not in any answer, not on stderr (the host's log), not in logs/ or any file the server
+    wrote, not in the name of any folder it made. The second case is .env.example filled the obvious wrong way:
+    KIE_API_KEY= left empty and the key pasted on the KIE_WORKSPACE= line below it."""
+    key = fresh_key()
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "MASTER_CONTEXT.md").write_text("# brand")
+    env = {"HOME": str(tmp_path / "home"), "XDG_DATA_HOME": str(tmp_path / "data")}
+    if setup == "env-block-cap":
+        env |= {"KIE_MAX_CREDITS_PER_DAY": key, "KIE_LOG_LEVEL": "DEBUG"}
+        named = "KIE_MAX_CREDITS_PER_DAY"
+    else:
+        (project / ".env").write_text(f"KIE_API_KEY=\nKIE_WORKSPACE={key}\n")
+        named = "KIE_WORKSPACE"
+    params = StdioServerParameters(command=console_script(), env=env, cwd=project)
+    with (tmp_path / "stderr.txt").open("w+") as errlog:
+        async with Client(stdio_client(params, errlog=errlog), read_timeout_seconds=60) as client:
+            instructions = client.instructions or ""
+            answers = [text_of(await client.call_tool(tool, {})) for tool in ("check_credits", "list_tasks")]
+        errlog.seek(0)
+        stderr = errlog.read()
+    seen = json.dumps([instructions, *answers])
+    assert f"{named} holds what looks like an API key; put it in KIE_API_KEY" in seen, seen
+    assert named in stderr  # the host's log says it too ...
+    assert key not in seen and key not in stderr  # ... and neither ever shows the key
+    assert key not in everything_under(tmp_path)  # no folder named after it, no file holding it
+
+
+# -- a workspace that cannot be looked into, a user without a home folder: the server still starts ----------------
+
+
+def _uid_the_system_does_not_know() -> int:
+    import pwd
+
+    uid = 12345
+    while True:
+        try:
+            pwd.getpwuid(uid)
+        except KeyError:
+            return uid
+        uid += 1
+
+
+@functools.cache
+def as_a_user_the_system_does_not_know() -> tuple[str, ...] | None:
+    """A command prefix running a program as a user with no entry in the system's user list, whose file access is
+    checked (root's is not): ``unshare --user`` mapping this user to such a uid. None where that is not available."""
+    unshare = shutil.which("unshare")
+    if sys.platform != "linux" or unshare is None:
+        return None
+    uid = _uid_the_system_does_not_know()
+    prefix = (unshare, "--user", f"--map-user={uid}", f"--map-group={uid}")
+    try:
+        done = subprocess.run([*prefix, "true"], capture_output=True, timeout=20, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return prefix if done.returncode == 0 else None
+
+
+def as_a_user_without_privilege() -> tuple[str, ...] | None:
+    """A command prefix under which file permissions apply: none needed for a normal user; for root, a user
+    namespace."""
+    return () if os.geteuid() != 0 else as_a_user_the_system_does_not_know()
+
+
+@pytest.mark.stdio
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions")
+@pytest.mark.parametrize("why", ["permission-denied", "name-too-long"])
+async def test_a_workspace_that_cannot_be_looked_into_leaves_the_console_script_up_and_explained(why, tmp_path):
+    """The audit: KIE_WORKSPACE inside a folder this user may not search (another user's home) crashed the server at
+    start with a PermissionError traceback (the host saw only "Connection closed"), and `kie-mcp catalog check`
+    with it. Now it is a broken setting naming KIE_WORKSPACE and why, like any other."""
+    locked = tmp_path / "locked"
+    if why == "permission-denied":
+        prefix = as_a_user_without_privilege()
+        if prefix is None:
+            pytest.skip("root ignores file permissions, and no user namespace is available to drop that")
+        (locked / "ws").mkdir(parents=True)
+        workspace, said = locked / "ws", "Permission denied"
+    else:
+        prefix, workspace, said = (), tmp_path / ("a" * 300) / "ws", "File name too long"
+    env = {"HOME": str(tmp_path / "home"), "XDG_DATA_HOME": str(tmp_path / "data"), "KIE_WORKSPACE": str(workspace)}
+    command = [*prefix, console_script()]
+    params = StdioServerParameters(command=command[0], args=command[1:], env=env, cwd=tmp_path)
+    locked.mkdir(exist_ok=True)
+    locked.chmod(0)
+    try:
+        async with Client(params, read_timeout_seconds=60) as client:
+            result = await client.call_tool("check_credits", {})
+        check = await anyio.run_process(
+            [*command, "catalog", "check", "--sandbox"], env={**env, "PATH": os.environ.get("PATH", "")}, check=False
+        )
+    finally:
+        locked.chmod(0o755)
+    answer = text_of(result)
+    assert result.is_error and "KIE_WORKSPACE=" in answer and said in answer and "restart" in answer, answer
+    said_by_check = check.stderr.decode()
+    assert check.returncode == 2 and "Traceback" not in said_by_check, said_by_check
+    assert "KIE_WORKSPACE=" in said_by_check and len(said_by_check.strip().splitlines()) == 1, said_by_check
+
+
+@pytest.mark.stdio
+async def test_a_user_without_a_home_folder_gets_a_working_server_or_one_that_says_why(tmp_path):
+    """The audit: HOME unset and a user the system does not know (a container run with --user, a launcher that
+    empties the environment) crashed every start with "Could not determine home directory", even with
+    KIE_WORKSPACE set, and `kie-mcp demo` too. Now the home folder is needed only where it is used: with
+    KIE_WORKSPACE the server works (no kept tool listing), without it every tool says to set HOME or
+    KIE_WORKSPACE."""
+    prefix = as_a_user_the_system_does_not_know()
+    if prefix is None:
+        pytest.skip("no user namespace to run as a user the system does not know")
+    project = tmp_path / "project"
+    project.mkdir()
+    elsewhere = tmp_path / "elsewhere"  # no MASTER_CONTEXT.md: the per-user folder would be the workspace
+    elsewhere.mkdir()
+    no_home = [*prefix, "env", "-i", f"PATH={os.environ.get('PATH', '')}"]
+
+    async def check_credits(*settings: str, cwd: Path) -> Any:
+        command = [*no_home, *settings, console_script(), "--sandbox"]
+        params = StdioServerParameters(command=command[0], args=command[1:], cwd=cwd)
+        async with Client(params, read_timeout_seconds=60) as client:
+            return await client.call_tool("check_credits", {})
+
+    working = await check_credits(f"KIE_WORKSPACE={project}", cwd=elsewhere)
+    assert not working.is_error and "[sandbox] Balance" in text_of(working), text_of(working)
+    explained = await check_credits(cwd=elsewhere)
+    assert explained.is_error and "HOME is not set" in text_of(explained) and "KIE_WORKSPACE" in text_of(explained)
+    assert not list(elsewhere.iterdir())  # nothing made in the folder standing in for the workspace
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    demo = await anyio.run_process([*no_home, f"TMPDIR={temp}", sys.executable, "-m", "kie_mcp", "demo"], check=False)
+    assert demo.returncode == 0 and b"Traceback" not in demo.stderr, (demo.stdout[-2000:] + demo.stderr).decode()
+
+
+# -- a broken setting's answer names where it was written, and only that ------------------------------------------
+
+
+async def test_a_broken_setting_is_to_be_fixed_where_it_was_written_and_nowhere_else(
+    transport, mode, tmp_path, monkeypatch
+):
+    """The audit: KIE_WORKSPACE=/ in the project's .env was said to be fixed "in the env block ... (or in
+    ~/.local/share/kie-mcp/.env)", a file that plays no part (the workspace had fallen back to it); a bad
+    KIE_WORKSPACE in the env block was said to be fixable in a .env, which never overrides the environment."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "MASTER_CONTEXT.md").write_text("# brand\n")
+    (project / ".env").write_text("KIE_WORKSPACE=/\n")
+    from_dotenv = await everything_a_client_sees(Settings.load({}, cwd=project), transport, mode)
+    assert f"Fix it in {project / '.env'}, then restart" in from_dotenv, from_dotenv
+    assert "env block" not in from_dotenv and "kie-mcp/.env" not in from_dotenv  # nor the per-user folder's
+    from_env = await everything_a_client_sees(Settings.load({"KIE_WORKSPACE": "/"}, cwd=tmp_path), transport, mode)
+    assert "Fix it in the env block of this MCP server in your client's configuration, then restart" in from_env
+    assert ".env" not in from_env, from_env
+    (project / ".env").write_text("KIE_MAX_CREDITS_PER_DAY=lots\n")  # one from each: both named
+    both = await everything_a_client_sees(Settings.load({"KIE_DOWNLOAD": "sometimes"}, cwd=project), transport, mode)
+    assert f"Fix it in {project / '.env'} and in the env block of this MCP server" in both, both
+
+
+# -- a line written without its "=" is named, not skipped ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("separator", [": ", " ", ":"])
+async def test_a_setting_written_yaml_style_is_named_and_never_said_to_be_unset(separator, transport, mode, tmp_path):
+    """The audit: ``KIE_API_KEY: <key>`` in .env was skipped without a word and every tool said "KIE_API_KEY is not
+    set ... set it in the .env file (<that same file>)". Now the line is a broken setting saying how to write it,
+    without the key (nor a "[redacted]" where the advice should be)."""
+    key = fresh_key()
+    (tmp_path / ".env").write_text(f"KIE_API_KEY{separator}{key}\nKIE_MAX_CREDITS_PER_DAY: 100\n")
+    settings = Settings.load({"KIE_WORKSPACE": str(tmp_path)}, cwd=tmp_path)
+    seen = await everything_a_client_sees(settings, transport, mode)
+    assert "has a line for KIE_API_KEY with a colon or a space after the name instead of =" in seen, seen
+    assert "write it as KIE_API_KEY, then = and the value" in seen
+    assert "has a line for KIE_MAX_CREDITS_PER_DAY" in seen
+    assert "is not set" not in seen and key not in seen and "[redacted]" not in seen
+
+
+# -- a path written with quotes around it is named, never made --------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["KIE_WORKSPACE", "KIE_ALLOWED_DIRS"])
+@pytest.mark.parametrize("quote", ['"', "'"])
+async def test_a_path_setting_with_quotes_around_it_is_named_and_no_folder_is_made(
+    name, quote, transport, mode, tmp_path
+):
+    """The audit: KIE_WORKSPACE given as ``"/tmp/x"`` with its quotes (a "Copy as path" value, an over-quoted JSON
+    string) was read as a relative path and a folder tree named ``"`` was made in the current folder."""
+    start, wanted = tmp_path / "start", tmp_path / "wanted"
+    start.mkdir()
+    wanted.mkdir()
+    env = {"KIE_WORKSPACE": str(tmp_path / "project"), name: f"{quote}{wanted}{quote}"}
+    settings = Settings.load(env, cwd=start)
+    seen = await everything_a_client_sees(settings, transport, mode)
+    assert f"{name}=" in seen and "has quotes around it" in seen, seen
+    assert not list(start.iterdir())  # no folder named with a quote
+    assert settings.max_credits_per_call == 0
+
+
+# -- a workspace named beyond ASCII, under a file system encoding that is not UTF-8 -------------------------------
+
+
+@pytest.mark.stdio
+@pytest.mark.skipif(sys.platform == "win32", reason="the C locale and PYTHONUTF8 are POSIX matters")
+async def test_a_workspace_named_beyond_ascii_is_served_and_shown_when_utf8_mode_is_off(tmp_path):
+    """The audit: PYTHONUTF8=0 with LC_ALL=C makes the file system encoding ASCII, so a workspace such as "ünï 📁"
+    is text with lone surrogates, which JSON cannot carry: the initialize answer (its instructions name the
+    workspace) failed in the SDK's writer and the server stopped with a traceback. Now it starts, and the folder
+    is named as a file manager shows it."""
+    workspace = tmp_path / "with space" / "ünï 📁"
+    workspace.mkdir(parents=True)
+    (workspace / "MASTER_CONTEXT.md").write_text("# brand")
+    env = {"HOME": str(tmp_path / "home"), "PYTHONUTF8": "0", "LC_ALL": "C", "LANG": "C"}
+    params = StdioServerParameters(command=console_script(), args=["--sandbox"], env=env, cwd=workspace)
+    async with Client(params, read_timeout_seconds=60) as client:
+        instructions = client.instructions or ""
+        result = await client.call_tool("check_credits", {})
+    assert str(workspace) in instructions, instructions
+    assert not result.is_error and f"Sandbox area: {workspace / 'sandbox'}" in text_of(result), text_of(result)
+
+
+@pytest.mark.parametrize("folder", ["acme-campaign-2025-final", "summer_launch_2026_reels_v2", "Q4Campaign2026Reels"])
+def test_a_workspace_named_like_a_campaign_is_a_workspace_not_a_pasted_key(folder, tmp_path):
+    """Folder names with words, dates and separators are what people name work folders: only a value shaped like
+    KIE's keys (32 or more letters and digits, no separator) is taken for one pasted into a folder setting."""
+    settings = Settings.load({"KIE_WORKSPACE": folder}, cwd=tmp_path)
+    assert settings.config_error is None, settings.config_error
+    assert settings.workspace == (tmp_path / folder).resolve()

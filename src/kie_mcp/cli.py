@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from kie_mcp import __version__
 from kie_mcp.config import LOG_LEVELS as LEVEL_NAMES
-from kie_mcp.config import ConfigError, Settings
+from kie_mcp.config import Settings
 from kie_mcp.redact import install_log_redaction, redact, register_secret
 
 if TYPE_CHECKING:
@@ -134,7 +134,7 @@ def _serve(*, sandbox: bool) -> int:
     signal.signal(signal.SIGINT, _stop_now)
     if _in_terminal():
         print(TERMINAL_NOTE, file=sys.stderr, flush=True)
-    settings = Settings.load()
+    settings = _load_settings()
     if settings.api_key is not None:  # the real key, also in the sandbox (it may be echoed): redacted from the start
         register_secret(settings.api_key.get_secret_value())
     if sandbox:
@@ -171,6 +171,24 @@ def _serve(*, sandbox: bool) -> int:
     finally:
         signal.signal(signal.SIGINT, _stop_now)  # the loop has given SIGINT back to Python's default
     return 0
+
+
+def _load_settings() -> Settings:
+    """The settings; an error reading them that ``Settings.load`` did not foresee is a broken setting too: the
+    server still starts and says so (a traceback here is only "Connection closed" in the host)."""
+    try:
+        return Settings.load()
+    except Exception as err:
+        return Settings.unreadable(err)
+
+
+def _settings_or_problem() -> Settings | None:
+    """The settings for a one-off command, or None after one line on stderr naming every broken one."""
+    settings = _load_settings()
+    if settings.config_error is not None:
+        print(f"kie-mcp: configuration error: {settings.config_error}", file=sys.stderr)
+        return None
+    return settings
 
 
 def _wire_lost(err: BaseException) -> int | None:
@@ -272,10 +290,8 @@ def _catalog_check(*, sandbox: bool = False, transport: object | None = None) ->
     from kie_mcp.catalog.live import LiveCatalog, cache_path
     from kie_mcp.kie import KieError
 
-    try:
-        settings = Settings.from_env()
-    except ConfigError as err:
-        print(f"kie-mcp: configuration error: {err}", file=sys.stderr)
+    settings = _settings_or_problem()
+    if settings is None:
         return 2
     if sandbox:
         from kie_mcp.sandbox import SandboxTransport, SimConfig, Simulator
@@ -299,7 +315,7 @@ def _catalog_check(*, sandbox: bool = False, transport: object | None = None) ->
         if cache is not None and cache.has_list:
             when = (cache.fetched_at or "")[:10]
             print(f"kie-mcp catalog check: {why}. Showing the drift against the cache of {when}.", file=sys.stderr)
-            print(render(compare_cached(load_catalog(), cache)))
+            print(render(compare_cached(load_catalog(), cache), cached_on=when or "an unknown date"))
         else:
             print(f"kie-mcp catalog check: {why}. Nothing was compared.", file=sys.stderr)
         return 2
@@ -322,10 +338,8 @@ def _catalog_sync(models: list[str], *, sandbox: bool = False, transport: object
     from kie_mcp.catalog.live import LiveCatalog, cache_path, models_in_use_from_journal, sync_summary
     from kie_mcp.kie import KieClient
 
-    try:
-        settings = Settings.from_env()
-    except ConfigError as err:
-        print(f"kie-mcp: configuration error: {err}", file=sys.stderr)
+    settings = _settings_or_problem()
+    if settings is None:
         return 2
     if sandbox:
         from kie_mcp.sandbox import SandboxTransport, SimConfig, Simulator

@@ -4,8 +4,13 @@ The real environment wins over ``.env``. The API key is held as a ``SecretStr`` 
 repr, log line or error message can show it.
 
 A broken setting never stops the server: ``Settings.load`` returns settings that carry the problem
-(``config_error``), with caps of 0, and the server answers every tool with the problem and the fix. A broken
-cap therefore never means "no cap" or "the default cap".
+(``config_error``) and where it is fixed (``config_fix_in``: the client's env block, or the .env it was read from),
+with caps of 0, and the server answers every tool with the problem and the fix. A broken cap therefore never means
+"no cap" or "the default cap".
+
+A setting other than KIE_API_KEY whose value is shaped like an API key (the key pasted into the wrong field) is
+such a problem: the value is registered as a secret at once, never used (no workspace folder is made from it) and
+never repeated; a broken value is otherwise repeated whole only when it is short.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from urllib.parse import urlsplit
 from pydantic import SecretStr
 
 from kie_mcp.redact import MIN_SECRET_LENGTH, redact, register_secret
-from kie_mcp.words import plain
+from kie_mcp.words import cut_point, plain
 
 DEFAULT_BASE_URL = "https://api.kie.ai"
 DEFAULT_UPLOAD_BASE_URL = "https://kieai.redpandaai.co"
@@ -50,10 +55,38 @@ KNOWN_SETTINGS = (
     "KIE_PREVIEW_PX",
     "KIE_APPROVAL",
 )
+ENV_BLOCK = "the env block of this MCP server in your client's configuration"  # where an environment value is fixed
+# A value of another setting shaped like this is taken for an API key pasted into the wrong field: KIE's keys are
+# 32 hex digits; others are 20 or more letters, digits, "-" and "_" (never "/", "." or ":", which paths and URLs
+# have). A letter and a digit both: words (always_or_never) and numbers are not keys.
+_KEY_SHAPE = re.compile(r"(?=[A-Za-z0-9_-]*[0-9])(?=[A-Za-z0-9_-]*[A-Za-z])[A-Za-z0-9_-]{20,256}")
+# A folder setting holds names, and "acme-campaign-2025-final" is one: there a key is 32 or more letters and digits
+# with no separator (KIE's 32 hex digits), which no folder anyone names by hand looks like.
+_FOLDER_KEY_SHAPE = re.compile(r"(?=[A-Za-z0-9]*[0-9])(?=[A-Za-z0-9]*[A-Za-z])[A-Za-z0-9]{32,256}")
+_FOLDER_SETTINGS = ("KIE_WORKSPACE", "KIE_ALLOWED_DIRS")
+SHOWN_WHOLE = 16  # a broken value up to this long is repeated whole; of a longer one only its first SHOWN_START
+SHOWN_START = 10  # characters (a key pasted where no shape check sees it, with a dot after it, is never shown whole)
 
 
 class ConfigError(ValueError):
     """A setting that cannot work; the message says which and how to fix it."""
+
+
+class _Problems:
+    """The broken settings found while loading, each with the one place it is fixed: the client's env block, or the
+    .env file it was read from. Naming any other place sent people to a file that plays no part (the per-user
+    folder's .env, once the workspace had fallen back to it), or to a .env, which never overrides the env block."""
+
+    def __init__(self) -> None:
+        self.found: list[tuple[str, str]] = []
+        self.source: dict[str, str] = {}  # a setting's name: where the value in use was written
+
+    def add(self, problem: str, where: str) -> None:
+        self.found.append((problem, where))
+
+    def of(self, name: str, problem: str) -> None:
+        """A problem of the setting ``name``: fixed where its value was written (the env block when it has none)."""
+        self.add(problem, self.source.get(name, ENV_BLOCK))
 
 
 @dataclass(frozen=True)
@@ -74,6 +107,7 @@ class Settings:
     real_workspace: Path | None = None
     workspace_reason: str = ""  # how the workspace was chosen, for the start-up line
     config_error: str | None = None  # a broken setting: every tool answers with it (see ``config_problem``)
+    config_fix_in: tuple[str, ...] = ()  # where each broken setting was written: the env block, a .env's path
     # Timing. Tests shorten these; users rarely need to.
     image_wait_seconds: float = 45.0
     poll_min_interval: float = 2.0
@@ -117,10 +151,31 @@ class Settings:
         was sent or spent. None when the configuration is fine."""
         if self.config_error is None:
             return None
+        where = " and in ".join(self.config_fix_in) or f"{ENV_BLOCK} (or in {self.context_folder / '.env'})"
         return redact(  # a setting may hold the key (pasted into a cap, or a .env line without its newline)
-            f"kie-mcp cannot work until its configuration is fixed: {self.config_error} Fix it in the env block "
-            f"of this MCP server in your client's configuration (or in {self.context_folder / '.env'}), then "
+            f"kie-mcp cannot work until its configuration is fixed: {self.config_error} Fix it in {where}, then "
             "restart the server. Nothing was sent to KIE and nothing was spent."
+        )
+
+    @classmethod
+    def unreadable(cls, err: BaseException) -> Settings:
+        """Settings saying the configuration could not be read at all (an error ``load`` did not foresee): the server
+        still starts and every tool answers with it, caps of 0, as for any broken setting."""
+        why = redact(f"{type(err).__name__}: {err}".replace("\n", " "))
+        return cls(
+            api_key=None,
+            workspace=_current_folder(),
+            workspace_reason="none: the settings could not be read",
+            auto_approve_credits=0.0,
+            max_credits_per_call=0.0,
+            max_credits_per_day=0.0,
+            catalog_sync=False,
+            config_error=(
+                f"kie-mcp could not read its settings ({plain(why, quoted=False, limit=200)}). Check KIE_WORKSPACE "
+                "and the workspace's .env; if it keeps happening, report it at "
+                "https://github.com/kie-mcp/kie-mcp/issues."
+            ),
+            config_fix_in=(f"{ENV_BLOCK} or in the workspace's .env",),
         )
 
     def for_sandbox(self) -> Settings:
@@ -159,33 +214,50 @@ class Settings:
         # never hides the .env's value, so a cap set there never ends at the looser default.
         given = _present(os.environ if environ is None else environ)
         cwd = cwd or _current_folder()
-        problems: list[str] = []
-        workspace, reason = _workspace_or_problem(given, cwd, problems)
-        dotenv = _settings_file(workspace, problems)
-        problems += _unknown_settings({n: v for n, v in given.items() if n[:3].upper() == "KIE"}, "The environment has")
+        problems = _Problems()
+        problems.source = dict.fromkeys(given, ENV_BLOCK)
+        found, reason = _workspace_or_problem(given, cwd, problems)
+        # No folder at all (no home folder for the per-user one): nothing is read from, or made in, the stand-in.
+        workspace = found or cwd
+        dotenv = _settings_file(found, problems) if found else {}
+        for problem in _unknown_settings(
+            {n: v for n, v in given.items() if n[:3].upper() == "KIE"}, "The environment has"
+        ):
+            problems.add(problem, ENV_BLOCK)
         env = {**dotenv, **given}
+        for name in dotenv:
+            problems.source.setdefault(name, str(workspace / ".env"))
         # A relative path is read from where it was written: the environment's from the current folder, a .env's
         # from that .env's folder (never from wherever the client happened to start the server).
         folder_of = {name: workspace for name in dotenv} | {name: cwd for name in given}
         if "KIE_WORKSPACE" in env and "KIE_WORKSPACE" not in given:  # the .env names the workspace
-            before = len(problems)
-            named, reason = _workspace_or_problem(env, workspace, problems)
+            chooser = str(workspace / ".env")
+            before = len(problems.found)
+            found, reason = _workspace_or_problem(env, workspace, problems)
+            named = found or workspace
             # Named with its file: the workspace falls back to the per-user folder, whose .env is not where it is.
-            problems[before:] = [f"In {workspace / '.env'}: {problem}" for problem in problems[before:]]
-            if not _same_folder(named, workspace):
+            problems.found[before:] = [
+                (f"In {chooser}: {problem}" if where == chooser else problem, where)
+                for problem, where in problems.found[before:]
+            ]
+            if found and not _same_folder(named, workspace):
                 # That workspace's own .env holds its settings (its caps, its key): read too, and over the .env
                 # that pointed here; the environment still wins. It never moves the workspace again.
                 own = _settings_file(named, problems)
                 moved = own.pop("KIE_WORKSPACE", None)
-                if moved is not None and not _same_folder(
-                    _workspace_or_problem({"KIE_WORKSPACE": moved}, named, [])[0], named
+                if moved is not None and (pasted := _pasted_key("KIE_WORKSPACE", moved)):
+                    problems.add(pasted, str(named / ".env"))
+                elif moved is not None and not _same_folder(
+                    _workspace_or_problem({"KIE_WORKSPACE": moved}, named, _Problems())[0] or named, named
                 ):
-                    problems.append(
-                        f"{named / '.env'} sets KIE_WORKSPACE to another folder, but {workspace / '.env'} already "
-                        f"chose {named}; a workspace's .env cannot choose another. Remove the line from one of them."
+                    problems.add(
+                        f"{named / '.env'} sets KIE_WORKSPACE to another folder, but {chooser} already "
+                        f"chose {named}; a workspace's .env cannot choose another. Remove the line from one of them.",
+                        str(named / ".env"),
                     )
                 env = {**dotenv, **own, **given}
                 folder_of |= {name: named for name in own if name not in given}
+                problems.source |= {name: str(named / ".env") for name in own if name not in given}
             workspace = named
 
         key = env.get("KIE_API_KEY", "").strip()
@@ -194,18 +266,34 @@ class Settings:
             key = key[: run_on.start()].strip()
         register_secret(key)  # from now on no message, log line or answer can show it (a broken one included)
         if run_on is not None:
-            problems.append(
+            problems.of(
+                "KIE_API_KEY",
                 "KIE_API_KEY runs on into another KIE_ setting: the line break after the key is missing in the .env, "
-                "so that setting was never read. Put each setting on a line of its own."
+                "so that setting was never read. Put each setting on a line of its own.",
             )
         elif key and not _plain_key(key):
-            problems.append(
+            problems.of(
+                "KIE_API_KEY",
                 "KIE_API_KEY holds a character no KIE key has (a quote, a space or an invisible character "
-                "copied with it?); paste the key again as plain text, from https://kie.ai/api-key."
+                "copied with it?); paste the key again as plain text, from https://kie.ai/api-key.",
             )
+        # The key pasted into another field (KIE_API_KEY empty or not): never read, never shown. KIE_WORKSPACE's is
+        # refused as the workspace is chosen, before any folder is made from it.
+        for name in KNOWN_SETTINGS:
+            if name in ("KIE_API_KEY", "KIE_WORKSPACE") or name not in env:
+                continue
+            parts = env[name].split(os.pathsep) if name == "KIE_ALLOWED_DIRS" else [env[name]]
+            pasted = [said for part in parts if (said := _pasted_key(name, part))]
+            if pasted:
+                problems.of(name, pasted[0])
+                del env[name]
         if "KIE_WORKSPACE" in env and len(key) >= MIN_SECRET_LENGTH and key in str(workspace):
-            problems.append("KIE_WORKSPACE holds the KIE API key (pasted into the wrong field?); point it at a folder.")
-            workspace, reason = user_data_dir(), "the per-user data folder, because KIE_WORKSPACE cannot be used"
+            problems.of(
+                "KIE_WORKSPACE",
+                "KIE_WORKSPACE holds the KIE API key (pasted into the wrong field?); point it at a folder.",
+            )
+            found, reason = _per_user_workspace(problems, ", because KIE_WORKSPACE cannot be used")
+            workspace = found or cwd
         number = _number_or_problem(env, problems)
         auto = number("KIE_AUTO_APPROVE_CREDITS", 0.0)
         per_call = number("KIE_MAX_CREDITS_PER_CALL", DEFAULT_MAX_CREDITS_PER_CALL)
@@ -221,9 +309,12 @@ class Settings:
         upload_base_url = _url_or_problem(env, "KIE_UPLOAD_BASE_URL", DEFAULT_UPLOAD_BASE_URL, problems)
         allowed = _allowed_dirs_or_problem(env, folder_of.get("KIE_ALLOWED_DIRS", cwd), problems)
         if len(key) >= MIN_SECRET_LENGTH and any(key in str(folder) for folder in allowed):
-            problems.append("KIE_ALLOWED_DIRS holds the KIE API key (pasted into the wrong field?); list folders only.")
+            problems.of(
+                "KIE_ALLOWED_DIRS",
+                "KIE_ALLOWED_DIRS holds the KIE API key (pasted into the wrong field?); list folders only.",
+            )
             allowed = ()
-        broken = redact(" ".join(problems)) if problems else None
+        broken = redact(" ".join(problem for problem, _ in problems.found)) if problems.found else None
         return cls(
             api_key=SecretStr(key) if key else None,  # kept for redaction even when broken; never used then
             base_url=base_url,
@@ -241,28 +332,42 @@ class Settings:
             approval=approval,
             allowed_dirs=allowed,
             config_error=broken,
+            config_fix_in=tuple(dict.fromkeys(where for _, where in problems.found)),
         )
 
 
-def _settings_file(workspace: Path, problems: list[str]) -> dict[str, str]:
-    """The settings in ``workspace``'s .env (blank ones left out); an unreadable file or a misspelt name is a
-    problem."""
+def _settings_file(workspace: Path, problems: _Problems) -> dict[str, str]:
+    """The settings in ``workspace``'s .env (blank ones left out); an unreadable file, a misspelt name or a line
+    without its ``=`` is a problem of that file."""
+    path = workspace / ".env"
+    unread: list[str] = []
     try:
-        values = _present(read_dotenv(workspace / ".env"))
+        values = _present(read_dotenv(path, unread))
     except ConfigError as err:
-        problems.append(str(err))
+        problems.add(str(err), str(path))
         return {}
-    problems += _unknown_settings(values, f"{workspace / '.env'} sets")
+    for problem in _unknown_settings(values, f"{path} sets"):
+        problems.add(problem, str(path))
+    for name in unread:
+        problems.add(  # worded so that no credential pattern of kie_mcp.redact takes the advice for a key
+            f"{path} has a line for {name} with a colon or a space after the name instead of =, so {name} was not "
+            f"read; write it as {name}, then = and the value, with nothing between them.",
+            str(path),
+        )
     return values
 
 
 def _current_folder() -> Path:
     """The folder the server was started in; the home folder when that was deleted since (a server started from a
-    folder removed meanwhile crashed on start with a traceback)."""
+    folder removed meanwhile crashed on start with a traceback), and the top of the file system when there is no
+    home folder either (never used as the workspace)."""
     try:
         return Path.cwd()
     except OSError:
-        return Path.home()
+        try:
+            return Path.home()
+        except RuntimeError:
+            return Path(os.path.abspath(os.sep))
 
 
 def _same_folder(one: Path, other: Path) -> bool:
@@ -277,6 +382,47 @@ def _plain_key(key: str) -> bool:
     zero-width space copied from a web page would otherwise fail every call as an "unexpected error" (an HTTP
     header takes ASCII only)."""
     return key.isascii() and key.isprintable() and not any(char.isspace() or char in "\"'" for char in key)
+
+
+def _pasted_key(name: str, value: str) -> str | None:
+    """What to say when ``value`` of setting ``name`` (not KIE_API_KEY) is shaped like an API key, or None. Such a
+    value is registered as a secret at once: whatever it was meant as, no message, log line or path shows it."""
+    core = _without_quotes(value.strip()).strip()
+    folder_setting = name in _FOLDER_SETTINGS
+    if not (_FOLDER_KEY_SHAPE if folder_setting else _KEY_SHAPE).fullmatch(core):
+        return None
+    register_secret(core)
+    folder = " (a folder named like that: write its full path)" if folder_setting else ""
+    return f"{name} holds what looks like an API key; put it in KIE_API_KEY{folder}."
+
+
+def _without_quotes(value: str) -> str:
+    """``value`` without one pair of matching quotes around it."""
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+        return value[1:-1]
+    return value
+
+
+def _quoted(name: str, value: str, *, listed: bool = False) -> str | None:
+    """What to say when a path setting's value (or, ``listed``, one of the folders it lists) has quotes around it, or
+    None. A client's env block takes the value as it is: "/tmp/x" with its quotes is a path whose first and last
+    characters are quotes, read as a relative path (a folder named ``"`` was made in the current folder). A .env's
+    own quotes are taken off as it is read; these are quotes inside them."""
+    parts = (value, *value.split(os.pathsep)) if listed else (value,)
+    if all(_without_quotes(part.strip()) == part.strip() for part in parts):
+        return None
+    return (
+        f"{name}={plain(value.strip())} has quotes around it, which would be part of the path; remove them (in a "
+        "client's env block the value is the path as it is)."
+    )
+
+
+def _shown(raw: str) -> str:
+    """A broken value as a message repeats it: whole when short, else only its start and its length (a key pasted
+    into the wrong field with something no key has, a dot or a space, is never shown whole)."""
+    if len(raw) <= SHOWN_WHOLE:
+        return plain(raw)
+    return f"{plain(raw[: cut_point(raw, SHOWN_START)] + '...')} ({len(raw)} characters)"
 
 
 def _present(values: Mapping[str, str]) -> dict[str, str]:
@@ -304,7 +450,7 @@ def _unknown_settings(names: Mapping[str, str], where: str) -> list[str]:
 TYPO_LIKENESS = 0.85  # KIE_MAX_CREDIT_PER_DAY is 0.98 like KIE_MAX_CREDITS_PER_DAY; KIE_API is 0.78 like KIE_API_KEY
 
 
-def _url_or_problem(env: Mapping[str, str], name: str, default: str, problems: list[str]) -> str:
+def _url_or_problem(env: Mapping[str, str], name: str, default: str, problems: _Problems) -> str:
     """An endpoint setting as an http(s) URL with a host (and a port that is a number); anything else is a problem
     (every KIE call would otherwise fail as "unexpected error") and the default."""
     raw = env.get(name, default).strip().rstrip("/")
@@ -314,18 +460,18 @@ def _url_or_problem(env: Mapping[str, str], name: str, default: str, problems: l
     except ValueError:  # a port that is no number, an unclosed [IPv6 address
         usable = False
     if not usable:
-        problems.append(f"{name}={plain(raw, limit=80)} is not an http(s) URL such as {default}.")
+        problems.of(name, f"{name}={_shown(raw)} is not an http(s) URL such as {default}.")
         return default
     return raw
 
 
-def _log_level_or_problem(env: Mapping[str, str], problems: list[str]) -> str:
+def _log_level_or_problem(env: Mapping[str, str], problems: _Problems) -> str:
     """KIE_LOG_LEVEL as one of ``LOG_LEVELS`` (WARN is read as WARNING); anything else is a problem and INFO."""
     raw = env.get("KIE_LOG_LEVEL", "INFO").strip()
     level = {"WARN": "WARNING"}.get(raw.upper(), raw.upper())
     if level in LOG_LEVELS:
         return level
-    problems.append(f"KIE_LOG_LEVEL={plain(raw)} must be {' or '.join(LOG_LEVELS)}.")
+    problems.of("KIE_LOG_LEVEL", f"KIE_LOG_LEVEL={_shown(raw)} must be {' or '.join(LOG_LEVELS)}.")
     return "INFO"
 
 
@@ -345,7 +491,7 @@ def sandbox_area(workspace: Path) -> Path:
     return workspace / SANDBOX_AREA
 
 
-def _number_or_problem(env: Mapping[str, str], problems: list[str]) -> Callable[..., float]:
+def _number_or_problem(env: Mapping[str, str], problems: _Problems) -> Callable[..., float]:
     """A reader of number settings that records a broken one in ``problems`` and gives 0 for it (never the
     default: a broken cap must block spending, not allow the default amount)."""
 
@@ -353,20 +499,20 @@ def _number_or_problem(env: Mapping[str, str], problems: list[str]) -> Callable[
         try:
             return _number(env, name, default, example)
         except ConfigError as err:
-            problems.append(str(err))
+            problems.of(name, str(err))
             return 0.0
 
     return read
 
 
-def _choice_or_problem(env: Mapping[str, str], problems: list[str]) -> Callable[[str, tuple[str, ...], str], str]:
+def _choice_or_problem(env: Mapping[str, str], problems: _Problems) -> Callable[[str, tuple[str, ...], str], str]:
     """A reader of choice settings that records a broken one in ``problems`` (the value is then unused)."""
 
     def read(name: str, allowed: tuple[str, ...], default: str) -> str:
         try:
             return _choice(env, name, allowed, default)
         except ConfigError as err:
-            problems.append(str(err))
+            problems.of(name, str(err))
             return default
 
     return read
@@ -379,11 +525,11 @@ def _number(env: Mapping[str, str], name: str, default: float, example: str = CR
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigError(f"{name}={plain(raw)} is not a number; set it to {example}.") from None
+        raise ConfigError(f"{name}={_shown(raw)} is not a number; set it to {example}.") from None
     if not math.isfinite(value):
-        raise ConfigError(f"{name}={plain(raw)} is not a finite number; set it to {example}.")
+        raise ConfigError(f"{name}={_shown(raw)} is not a finite number; set it to {example}.")
     if value < 0:
-        raise ConfigError(f"{name} cannot be negative (got {plain(raw, quoted=False)}); set it to {example}.")
+        raise ConfigError(f"{name} cannot be negative (got {_shown(raw)}); set it to {example}.")
     return value
 
 
@@ -392,37 +538,63 @@ def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default
     value = raw.strip().lower() or default
     if value not in allowed:
         choices = " or ".join(plain(a) for a in allowed)
-        raise ConfigError(f"{name}={plain(raw.strip())} must be {choices}.")
+        raise ConfigError(f"{name}={_shown(raw.strip())} must be {choices}.")
     return value
 
 
-def _allowed_dirs_or_problem(env: Mapping[str, str], base: Path, problems: list[str]) -> tuple[Path, ...]:
+def _allowed_dirs_or_problem(env: Mapping[str, str], base: Path, problems: _Problems) -> tuple[Path, ...]:
     """KIE_ALLOWED_DIRS as real folders (a relative one read from ``base``, the folder of the .env that set it or
-    the current folder); one that cannot be resolved (a symlink loop) is a problem, not a crash."""
+    the current folder); one that cannot be resolved (a symlink loop) or has quotes around it is a problem, not a
+    crash or a folder named with a quote."""
+    value = env.get("KIE_ALLOWED_DIRS", "")
+    quoted = _quoted("KIE_ALLOWED_DIRS", value, listed=True)
+    if quoted:
+        problems.of("KIE_ALLOWED_DIRS", quoted)
+        return ()
     folders = []
-    for part in env.get("KIE_ALLOWED_DIRS", "").split(os.pathsep):
+    for part in value.split(os.pathsep):
         if part:
             try:
                 folders.append((base / Path(part).expanduser()).resolve())
-            except (OSError, RuntimeError, ValueError) as err:  # a symlink loop, a NUL byte
-                problems.append(f"KIE_ALLOWED_DIRS entry {plain(part)} cannot be used ({err}).")
+            except (OSError, RuntimeError, ValueError) as err:  # a symlink loop, a NUL byte, ~ without a home
+                problems.of("KIE_ALLOWED_DIRS", f"KIE_ALLOWED_DIRS entry {plain(part)} cannot be used ({err}).")
     return tuple(folders)
 
 
-def _workspace_or_problem(env: Mapping[str, str], base: Path, problems: list[str]) -> tuple[Path, str]:
+def _workspace_or_problem(env: Mapping[str, str], base: Path, problems: _Problems) -> tuple[Path | None, str]:
+    """The workspace and how it was chosen; a KIE_WORKSPACE that cannot be used is a problem and the per-user folder
+    stands in. None when there is no folder at all (no home folder for the per-user one: a problem too)."""
     try:
-        return _choose_workspace(env, base)
+        chosen, reason = _choose_workspace(env, base)
     except ConfigError as err:
-        problems.append(str(err))
-        return user_data_dir(), "the per-user data folder, because KIE_WORKSPACE cannot be used"
+        problems.of("KIE_WORKSPACE", str(err))
+        return _per_user_workspace(problems, ", because KIE_WORKSPACE cannot be used")
+    if chosen is None:
+        return _per_user_workspace(problems, reason)
+    return chosen, reason
 
 
-def _choose_workspace(env: Mapping[str, str], cwd: Path) -> tuple[Path, str]:
+def _per_user_workspace(problems: _Problems, why: str) -> tuple[Path | None, str]:
+    """The per-user data folder, with ``why`` it is used (said after its name); None and a problem when there is no
+    home folder for it."""
+    try:
+        return user_data_dir(), f"the per-user data folder{why}"
+    except ConfigError as err:
+        if all(problem != str(err) for problem, _ in problems.found):
+            problems.add(str(err), ENV_BLOCK)
+        return None, "none: there is no home folder for the per-user data folder"
+
+
+def _choose_workspace(env: Mapping[str, str], cwd: Path) -> tuple[Path | None, str]:
     """KIE_WORKSPACE (a relative one read from ``cwd``: the current folder, or the folder of the .env that set it),
     else the current folder when it holds MASTER_CONTEXT.md (and is not kie-mcp's own source checkout, which ships
-    one as a template), else a per-user folder; with how it was chosen."""
+    one as a template), else None: the per-user folder; with how it was chosen. A KIE_WORKSPACE that cannot be used
+    (a folder this user cannot look into, a key pasted there, quotes around it) is a ``ConfigError``."""
     explicit = env.get("KIE_WORKSPACE", "").strip()
     if explicit:
+        refused = _pasted_key("KIE_WORKSPACE", explicit) or _quoted("KIE_WORKSPACE", explicit)
+        if refused:
+            raise ConfigError(refused)
         try:
             written = Path(explicit).expanduser()
             path = (cwd / written).resolve()
@@ -430,23 +602,41 @@ def _choose_workspace(env: Mapping[str, str], cwd: Path) -> tuple[Path, str]:
             raise ConfigError(f"KIE_WORKSPACE={plain(explicit)} cannot be used ({err}).") from None
         if path == Path(path.anchor):
             raise ConfigError(f"KIE_WORKSPACE={plain(explicit)} is a filesystem root; point it at a project folder.")
-        if path.exists() and not path.is_dir():
+        try:
+            there = path.exists()
+            a_file = there and not path.is_dir()
+        except OSError as err:  # a folder on the way this user may not look into (another user's home), a long name
+            denied = isinstance(err, PermissionError)
+            advice = "point it at a folder this user can open" if denied else "point it at a project folder"
+            raise ConfigError(
+                f"KIE_WORKSPACE={plain(explicit)} cannot be used ({err.strerror or err}); {advice}."
+            ) from None
+        if a_file:
             raise ConfigError(f"KIE_WORKSPACE={plain(explicit)} is a file, not a folder; point it at a project folder.")
         # A folder that is not there is made, empty: said, as a typo would otherwise go unseen (no MASTER_CONTEXT.md,
         # no references/, a fresh journal).
-        new = "" if path.exists() else "; it did not exist and is made now, empty: if that is a typo, fix KIE_WORKSPACE"
+        new = "" if there else "; it did not exist and is made now, empty: if that is a typo, fix KIE_WORKSPACE"
         if written.is_absolute():
             return path, f"set by KIE_WORKSPACE{new}"
         return path, f"set by KIE_WORKSPACE, a relative path read from {cwd}{new}"
     here = cwd.resolve()
-    if (here / "MASTER_CONTEXT.md").is_file() and here != Path(here.anchor):
+    if _holds_master_context(here) and here != Path(here.anchor):
         if not is_source_checkout(here):
             return here, "the current folder, which holds MASTER_CONTEXT.md"
-        return user_data_dir(), (
-            f"the per-user data folder: the current folder ({here}) is kie-mcp's own source checkout, which is "
-            "never a workspace; set KIE_WORKSPACE to choose another folder"
+        return None, (
+            f": the current folder ({here}) is kie-mcp's own source checkout, which is never a workspace; set "
+            "KIE_WORKSPACE to choose another folder"
         )
-    return user_data_dir(), "the per-user data folder (set KIE_WORKSPACE to choose another)"
+    return None, " (set KIE_WORKSPACE to choose another)"
+
+
+def _holds_master_context(folder: Path) -> bool:
+    """Whether ``folder`` holds MASTER_CONTEXT.md; not when it cannot be looked into (a current folder this user may
+    not search)."""
+    try:
+        return (folder / "MASTER_CONTEXT.md").is_file()
+    except OSError:
+        return False
 
 
 def is_source_checkout(folder: Path) -> bool:
@@ -466,14 +656,25 @@ def is_source_checkout(folder: Path) -> bool:
 
 
 def user_data_dir() -> Path:
-    home = Path.home()
+    """The per-user data folder; ``ConfigError`` when there is none: no home folder (HOME unset, and a user the
+    system's user list does not know, as a container run with --user may be) and no XDG_DATA_HOME (APPDATA)."""
     if sys.platform == "win32":
-        base = _absolute(os.environ.get("APPDATA")) or home / "AppData" / "Roaming"
+        base = _absolute(os.environ.get("APPDATA")) or _home() / "AppData" / "Roaming"
     elif sys.platform == "darwin":
-        base = home / "Library" / "Application Support"
+        base = _home() / "Library" / "Application Support"
     else:  # an empty or relative XDG_DATA_HOME is ignored, as the XDG spec says (it would land in the current folder)
-        base = _absolute(os.environ.get("XDG_DATA_HOME")) or home / ".local" / "share"
+        base = _absolute(os.environ.get("XDG_DATA_HOME")) or _home() / ".local" / "share"
     return base / "kie-mcp"
+
+
+def _home() -> Path:
+    try:
+        return Path.home()
+    except RuntimeError:  # "Could not determine home directory"
+        raise ConfigError(
+            "HOME is not set (and this user has no home folder), so there is no per-user folder for the workspace; "
+            "set HOME, or set KIE_WORKSPACE to your project folder."
+        ) from None
 
 
 def _absolute(value: str | None) -> Path | None:
@@ -493,9 +694,11 @@ def _unquoted(value: str) -> str:
     return value
 
 
-def read_dotenv(path: Path) -> dict[str, str]:
+def read_dotenv(path: Path, unread: list[str] | None = None) -> dict[str, str]:
     """Parse KEY=VALUE lines; ignore comments, blanks and ``export``; strip matching quotes. No file is no settings;
-    a file that is there but cannot be read as text is a ``ConfigError`` (it may hold the key)."""
+    a file that is there but cannot be read as text is a ``ConfigError`` (it may hold the key). The name of each
+    line of a setting of kie-mcp's written without ``=`` (``KIE_API_KEY: <key>``, as YAML writes it, or with a
+    space) is added to ``unread``: such a line is skipped, so the setting was silently not set."""
     try:
         text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (Notepad's "UTF-8 with BOM") is not text
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
@@ -506,10 +709,22 @@ def read_dotenv(path: Path) -> dict[str, str]:
     values: dict[str, str] = {}
     for raw_line in text.splitlines():
         line = raw_line.strip()
-        if not line or line.startswith("#") or "=" not in line:
+        if not line or line.startswith("#"):
+            continue
+        if "=" not in line:
+            written = _WITHOUT_EQUALS.match(line.removeprefix("export ").lstrip())
+            if written is not None and unread is not None:
+                if written["name"] == "KIE_API_KEY":  # whatever it was meant as, it is never shown
+                    register_secret(_unquoted(written["value"].strip().rstrip(",").strip()))
+                unread.append(written["name"])
             continue
         key, _, value = line.removeprefix("export ").partition("=")
         value = _unquoted(value.strip())
         if value.strip() or key.strip() not in values:  # a blank line later never undoes a value set before
             values[key.strip()] = value
     return values
+
+
+# A setting's name, perhaps in quotes (a line copied from JSON), then a colon or a space and a value: a line meant to
+# set it, written without its "=".
+_WITHOUT_EQUALS = re.compile(rf"[\"']?(?P<name>{'|'.join(KNOWN_SETTINGS)})[\"']?(?:\s*:|\s)\s*(?P<value>.*)")

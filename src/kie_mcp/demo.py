@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import json
 import os
@@ -53,7 +54,8 @@ def server_command() -> tuple[str, list[str]]:
 def run_demo(keep: bool = False) -> int:
     """The tour in a temporary workspace, removed at the end unless ``keep``: also when the terminal is closed
     (SIGHUP) or the tour is stopped (SIGTERM), which end it as Ctrl-C does. A server that stops half-way ends the
-    tour with one line, never a traceback."""
+    tour with one line, never a traceback. The tour's own output failing (``kie-mcp demo | head`` closing the pipe,
+    a full disk behind it) is no fault of the server: a closed pipe ends it quietly, anything else in one line."""
     workspace = Path(tempfile.mkdtemp(prefix="kie-mcp-demo-")).resolve()
     stops = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
     before = {signum: signal.signal(signum, _interrupt) for signum in stops}
@@ -62,6 +64,9 @@ def run_demo(keep: bool = False) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as err:  # the sandboxed server died, could not start, or stopped answering
+        failed = _output_failure(err)
+        if failed is not None:
+            return _output_lost(failed)
         reason = _reason(err)
         print(
             f"demo: the sandboxed server stopped unexpectedly ({reason}). Run `kie-mcp demo` again; if it keeps "
@@ -74,6 +79,38 @@ def run_demo(keep: bool = False) -> int:
             signal.signal(signum, handler)
         if not keep:
             shutil.rmtree(workspace, ignore_errors=True)
+
+
+OUTPUT_CLOSED = 141  # the shell's code for a program ended by a closed pipe (128 + SIGPIPE), as `yes | head` ends
+
+
+class OutputFailed(Exception):
+    """Writing the tour to its own stdout failed (``error``): the reader closed the pipe, or the disk is full."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _output_failure(err: BaseException) -> OSError | None:
+    """The error writing the tour's output, when that is what ended it (inside the groups a task group wraps it in)."""
+    if isinstance(err, OutputFailed):
+        return err.error
+    if isinstance(err, BaseExceptionGroup):
+        return next((found for inner in err.exceptions if (found := _output_failure(inner)) is not None), None)
+    return None
+
+
+def _output_lost(error: OSError) -> int:
+    """End the tour whose output cannot be written: quietly when the reader closed the pipe, else in one line on
+    stderr. Nothing more goes to stdout (Python's own flush at exit would complain of the pipe)."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    if isinstance(error, BrokenPipeError):
+        return OUTPUT_CLOSED
+    with contextlib.suppress(OSError, ValueError):
+        print(f"demo: cannot write the tour's output ({error.strerror or error}); stopped.", file=sys.stderr)
+    return 1
 
 
 def _reason(err: BaseException) -> str:
@@ -273,19 +310,28 @@ async def _call(client: Client, name: str, arguments: dict[str, Any], progress: 
     return result.structured_content
 
 
+def _write(text: str) -> None:
+    """``text`` on the tour's stdout, at once; its failing is ``OutputFailed`` (never taken for the server's)."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except OSError as err:
+        raise OutputFailed(err) from err
+
+
 class _Printer:
     def __init__(self) -> None:
         self.count = 0
 
     def title(self, text: str) -> None:
-        print(f"\n== {text}", flush=True)
+        _write(f"\n== {text}\n")
 
     def step(self, text: str) -> None:
         self.count += 1
-        print(f"\n{self.count}. {text}", flush=True)
+        _write(f"\n{self.count}. {text}\n")
 
     def line(self, text: str) -> None:
-        print(text, flush=True)
+        _write(f"{text}\n")
 
 
 class _Bar:
@@ -298,10 +344,9 @@ class _Bar:
     async def update(self, progress: float, total: float | None, message: str | None) -> None:
         fraction = progress / total if total else 0.0
         filled = int(fraction * 30)
-        sys.stdout.write(f"\r  [{'#' * filled}{'.' * (30 - filled)}] {fraction:4.0%} {message or ''}   ")
-        sys.stdout.flush()
+        _write(f"\r  [{'#' * filled}{'.' * (30 - filled)}] {fraction:4.0%} {message or ''}   ")
         self.shown = True
 
     def finish(self) -> None:
         if self.shown:
-            sys.stdout.write("\n")
+            _write("\n")

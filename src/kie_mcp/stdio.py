@@ -20,6 +20,13 @@ A host that writes "UTF-8 with BOM" (.NET's ``Encoding.UTF8``) starts its first 
 which no JSON starts with: the SDK dropped that line (the ``initialize``, so the host never connected). It is
 taken off.
 
+What the server writes is made writable too, where the file system's encoding is not UTF-8 (``PYTHONUTF8=0`` under
+the C locale: ASCII). There every path with a character beyond ASCII (a workspace named "Marken ü") is text with
+lone surrogates in it (Python's ``surrogateescape``), which JSON cannot carry: the SDK's writer failed on the first
+answer naming it (the initialize's instructions) and the server stopped with a traceback. Such a message is written
+with that text as the path's bytes read as UTF-8 (as a file manager shows the name). Under UTF-8 (the default,
+also in the C locale) nothing is looked at.
+
 The SDK claims fd 0 only when it opens stdin itself; this module opens it, so it claims it the same way: the wire
 is read from a private duplicate and fd 0 points at the null device while serving (a child such as ffmpeg reads
 end-of-file, never the protocol), restored on exit.
@@ -299,4 +306,70 @@ async def serve(server: MCPServer) -> None:
         return
     with claimed_stdin() as stdin:
         async with stdio_server(stdin=stdin) as (read_stream, write_stream):
-            await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
+            writes = write_stream if FILE_NAMES_ARE_UTF8 else _WritableMessages(write_stream)
+            await lowlevel.run(read_stream, writes, lowlevel.create_initialization_options())
+
+
+FILE_NAMES_ARE_UTF8 = sys.getfilesystemencoding().replace("-", "").lower() == "utf8"
+
+
+class _WritableMessages:
+    """The wire's write stream, each message made writable first (``writable``)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    async def send(self, item: Any) -> None:
+        await self._inner.send(writable(item))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    def clone(self) -> _WritableMessages:
+        return _WritableMessages(self._inner.clone())
+
+    async def __aenter__(self) -> _WritableMessages:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+def writable(item: Any) -> Any:
+    """``item`` (a ``SessionMessage``) as JSON can carry it: as it is when it serializes, else with every text holding
+    lone surrogates (a path under a non-UTF-8 file system encoding) read as UTF-8 (``readable_text``)."""
+    from pydantic_core import PydanticSerializationError
+
+    try:
+        item.message.model_dump_json(by_alias=True, exclude_unset=True)
+    except PydanticSerializationError:
+        import dataclasses
+
+        import mcp_types
+
+        data = _readable(item.message.model_dump(by_alias=True, exclude_unset=True))
+        return dataclasses.replace(item, message=mcp_types.jsonrpc_message_adapter.validate_python(data, by_name=False))
+    return item
+
+
+def _readable(value: Any) -> Any:
+    if isinstance(value, str):
+        return readable_text(value)
+    if isinstance(value, dict):
+        return {readable_text(k) if isinstance(k, str) else k: _readable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_readable(inner) for inner in value]
+    return value
+
+
+def readable_text(text: str) -> str:
+    """``text`` with the bytes Python kept as lone surrogates (``surrogateescape``: a file name not in the file system's
+    encoding) read as UTF-8, and any other lone surrogate as U+FFFD."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that stands for no byte
+        raw = text.encode("utf-8", "replace")
+    return raw.decode("utf-8", "replace")

@@ -38,25 +38,34 @@ KEPT_LISTINGS = 4  # listings of other code states kept beside the current one (
 _CLAMPED_MTIME = 946_684_800  # 2000-01-01: a file time before it was set by a build, not by an edit (Nix: 1)
 
 
-def cache_folder() -> Path:
+def cache_folder() -> Path | None:
     """The user's cache folder for kie-mcp: ``KIE_CACHE_DIR`` when set, else ``$XDG_CACHE_HOME/kie-mcp``
-    (``~/.cache/kie-mcp``), on macOS ``~/Library/Caches/kie-mcp``, on Windows ``%LOCALAPPDATA%\\kie-mcp\\Cache``."""
+    (``~/.cache/kie-mcp``), on macOS ``~/Library/Caches/kie-mcp``, on Windows ``%LOCALAPPDATA%\\kie-mcp\\Cache``.
+    None when it would be in a home folder there is none of (HOME unset, a user the system does not know): then
+    nothing is kept, and every start builds the listing."""
     chosen = os.environ.get("KIE_CACHE_DIR", "").strip()  # blank counts as not set, as for every setting
     if chosen:
-        return Path(chosen).expanduser()
-    if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
-        return base / "kie-mcp" / "Cache"
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Caches" / "kie-mcp"
-    chosen = os.environ.get("XDG_CACHE_HOME", "")  # an empty or relative one is ignored, as the XDG spec says
-    return (Path(chosen) if Path(chosen).is_absolute() else Path.home() / ".cache") / "kie-mcp"
+        try:
+            return Path(chosen).expanduser()
+        except RuntimeError:  # ~ with no home folder
+            return None
+    try:
+        if sys.platform == "win32":
+            base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+            return base / "kie-mcp" / "Cache"
+        if sys.platform == "darwin":
+            return Path.home() / "Library" / "Caches" / "kie-mcp"
+        chosen = os.environ.get("XDG_CACHE_HOME", "")  # an empty or relative one is ignored, as the XDG spec says
+        return (Path(chosen) if Path(chosen).is_absolute() else Path.home() / ".cache") / "kie-mcp"
+    except RuntimeError:  # "Could not determine home directory"
+        return None
 
 
 def listing_path() -> Path | None:
-    """Where the listing of this code is kept (None when the code cannot be fingerprinted)."""
-    stamp = fingerprint()
-    return None if stamp is None else cache_folder() / f"tools-{stamp[:32]}.json"
+    """Where the listing of this code is kept (None when the code cannot be fingerprinted, or there is no cache
+    folder)."""
+    stamp, folder = fingerprint(), cache_folder()
+    return None if stamp is None or folder is None else folder / f"tools-{stamp[:32]}.json"
 
 
 @functools.cache

@@ -196,12 +196,20 @@ def _compare_cache(
     return drifts
 
 
-def render(drifts: list[Drift]) -> str:
+def render(drifts: list[Drift], cached_on: str | None = None) -> str:
+    """The drift as a table, or the line saying there is none. ``cached_on``: KIE was not reached and the drift is
+    against the workspace's cache of its lists, made that day (``compare_cached``): said so, never "listed by KIE"."""
+    against = "" if cached_on is None else f" against the cache of {cached_on} (KIE itself was not reached)"
     if not drifts:
-        return "No drift: every catalogued Market model is listed by KIE with the prices on file."
+        if cached_on is None:
+            return "No drift: every catalogued Market model is listed by KIE with the prices on file."
+        return f"No drift{against}: every catalogued Market model is listed there with the prices on file."
     rows = ["| Drift | Model | Detail |", "|---|---|---|"]
     rows += [f"| {d.kind} | `{d.model}` | {d.detail} |" for d in drifts]
-    return "\n".join(rows) + f"\n\n{len(drifts)} difference(s). Update src/kie_mcp/catalog/data/*.toml and their tests."
+    return (
+        "\n".join(rows)
+        + f"\n\n{len(drifts)} difference(s){against}. Update src/kie_mcp/catalog/data/*.toml and their tests."
+    )
 
 
 def _anchor_model(anchor: str) -> str | None:
