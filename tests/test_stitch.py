@@ -295,6 +295,50 @@ def test_a_caption_wrapped_for_drawtext_keeps_every_character_within_the_width(t
     assert not any(line[0] in "，。！？、ゃょっー" for line in lines), lines
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Introducing our extraordinary new collection",
+        "Unbelievable results in seven days, guaranteed",
+        "Download the app today and save twenty percent on everything",
+    ],
+)
+@pytest.mark.parametrize("limit", [7.9, 12.0, 26.5])  # portrait 180 px and 1080 px are about 7.9 em; landscape 26.5
+def test_a_word_that_fits_a_line_is_never_cut_to_even_the_lines(text: str, limit: float):
+    """The review: evening out the lines tried widths narrower than a word, so "Introducing our extraordinary new
+    collection" was drawn as "Introduci / ng our / extraordin / ary new / collection"."""
+    lines = stitch_mod.wrap_caption(text, limit)
+    assert [word for line in lines for word in line.split()] == text.split(), lines
+
+
+CLUSTERED = {
+    "thai": "สวัสดีครับยินดีต้อนรับสู่การเปิดตัวผลิตภัณฑ์ใหม่ของเราซึ่งทำด้วยมือทั้งหมด",
+    "hindi": "अंतर्राष्ट्रीयकरणविशेषज्ञोंकीप्रतिक्रियाएँमहत्वपूर्णहैं",
+    "family-emoji": "\U0001f468\u200d\U0001f469\u200d\U0001f467\u200d\U0001f466" * 6,
+    "flags": "🇺🇸🇬🇧🇫🇷🇩🇪🇯🇵🇰🇷🇮🇹🇪🇸🇨🇦🇧🇷🇲🇽🇮🇳",
+    "skin-tones": "\U0001f44d\U0001f3fd" * 12,
+}
+
+
+@pytest.mark.parametrize("text", CLUSTERED.values(), ids=CLUSTERED.keys())
+@pytest.mark.parametrize("limit", [4.0, 7.9])
+def test_a_caption_is_never_cut_inside_a_character_as_it_is_read(text: str, limit: float):
+    """The review: a caption with no space (Thai), a long Hindi word or a row of emoji was cut between code points,
+    so a line started with a Thai or Devanagari vowel sign, ended with a joiner, or split a flag or a skin tone."""
+    import unicodedata
+
+    lines = stitch_mod.wrap_caption(text, limit)
+    assert len(lines) > 1 and "".join(lines) == text
+    for line in lines:
+        first, last = line[0], line[-1]
+        assert not unicodedata.category(first).startswith("M"), lines
+        assert first != "\u200d" and last != "\u200d" and not 0x1F3FB <= ord(first) <= 0x1F3FF, lines
+        assert last not in "\u0e40\u0e41\u0e42\u0e43\u0e44", lines  # a Thai vowel written before its consonant
+        assert unicodedata.combining(last) != 9, lines  # a virama joins the next consonant
+    if text == CLUSTERED["flags"]:
+        assert all(len(line) % 2 == 0 for line in lines), lines  # each flag is two regional indicators
+
+
 async def test_captions_without_libass_or_drawtext_are_refused(
     ffmpeg: str, clips: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):

@@ -614,16 +614,46 @@ def text_ems(text: str) -> float:
     return total
 
 
+_ZWJ = "\u200d"
+_LEADING_VOWELS = frozenset("\u0e40\u0e41\u0e42\u0e43\u0e44\u0ec0\u0ec1\u0ec2\u0ec3\u0ec4")  # Thai, Lao
+
+
+def _continues(previous: str, ch: str) -> bool:
+    """Whether ``ch`` belongs to the character (grapheme cluster) ``previous`` ends, so no line may start with it: a
+    mark (a vowel sign of Thai or Devanagari as much as an accent), what a joiner or a virama joins, a variation
+    selector, a skin tone, the second half of a flag, and whatever follows a Thai or Lao vowel written before it."""
+    if not previous:
+        return False
+    last, code = previous[-1], ord(ch)
+    return (
+        unicodedata.category(ch).startswith("M")
+        or _ZWJ in (ch, last)
+        or unicodedata.combining(last) == 9  # a virama: the next consonant is part of the conjunct
+        or last in _LEADING_VOWELS
+        or 0xFE00 <= code <= 0xFE0F
+        or 0xE0100 <= code <= 0xE01EF
+        or 0x1F3FB <= code <= 0x1F3FF
+        or 0xE0020 <= code <= 0xE007F  # the tags of a subdivision flag
+        or (_regional(ch) and _regional(last) and sum(map(_regional, previous)) % 2 == 1)
+    )
+
+
+def _regional(ch: str) -> bool:
+    return 0x1F1E6 <= ord(ch) <= 0x1F1FF
+
+
 def _break_units(line: str) -> list[tuple[str, bool]]:
     """The pieces a line may be broken between, each with whether a space comes before it: words, and each wide
-    (CJK) character on its own, closing punctuation and small kana kept with what they follow."""
+    (CJK) character on its own, closing punctuation and small kana kept with what they follow, and never a
+    character cut from its cluster (``_continues``)."""
     units: list[tuple[str, bool]] = []
     spaced = joinable = False  # a space since the last unit; whether the last unit is a word still being written
     for ch in line:
-        if ch.isspace():
+        if ch.isspace() and not (units and not spaced and _continues(units[-1][0], ch)):
             spaced, joinable = bool(units), False
             continue
-        kept_with_last = ch in _NO_LINE_START or unicodedata.combining(ch) or (joinable and not _wide(ch))
+        continues = bool(units) and _continues(units[-1][0], ch)
+        kept_with_last = continues or ch in _NO_LINE_START or (joinable and not _wide(ch))
         if units and not spaced and kept_with_last:
             units[-1] = (units[-1][0] + ch, units[-1][1])
             joinable = joinable and not _wide(ch)
@@ -639,7 +669,7 @@ def _hard_break(word: str, limit: float) -> list[tuple[str, float]]:
     text, width = "", 0.0
     for ch in word:
         added = text_ems(ch)
-        if text and width + added > limit and not unicodedata.combining(ch):
+        if text and width + added > limit and not _continues(text, ch):
             pieces.append((text, width))
             text, width = "", 0.0
         text, width = text + ch, width + added
@@ -670,8 +700,8 @@ def wrap_caption(text: str, limit: float) -> list[str]:
     for line in text.splitlines():
         units = [(unit, spaced, text_ems(unit)) for unit, spaced in _break_units(line)]
         lines = _greedy(units, limit)
-        if len(lines) > 1:  # the narrowest width that needs no more lines: evenly filled lines
-            low, high = 0.0, limit
+        if len(lines) > 1:  # the narrowest width needing no more lines (evenly filled), never cutting a word that fits
+            low, high = max((ems for _, _, ems in units if ems <= limit), default=0.0), limit
             for _ in range(12):
                 middle = (low + high) / 2
                 low, high = (low, middle) if len(_greedy(units, middle)) <= len(lines) else (middle, high)
