@@ -577,3 +577,20 @@ async def test_a_sentence_that_fits_a_clip_is_never_cut_to_leave_a_breath(connec
     named = SPLIT_TOTAL.search(text)
     assert named and float(named.group(1)) == 180, text  # three Veo clips, not six
     assert await controls.creates() == []
+
+
+async def test_a_split_total_says_what_the_caps_count_when_kie_was_seen_charging_more(connect, controls):
+    """The review: for veo3_lite (listed 30 a clip, seen charged 60) the split said "210 credits in all", the list
+    price, while the caps count 420; the single quote says the higher figure, so the split says it too."""
+    script = (
+        "Welcome to the launch of our new product line. We built it for people who care about quality. "
+        "Every piece is made by hand in our small workshop by the sea. It takes three days to finish one. "
+        "Our team tested each design for a full year before we were happy. Now it is finally ready for you. "
+        "Order today and get free shipping anywhere in the world. Thank you for watching and see you soon."
+    )
+    async with connect() as client:
+        text, parts = await offered_split(client, {"model": "veo3_lite", "prompt": "A presenter", "script": script})
+    listed, counted = 30 * len(parts), 60 * len(parts)
+    assert f"; {listed} credits (about $" in text, text
+    assert f"in all, up to {counted} counted against your caps" in text, text
+    assert await controls.creates() == []

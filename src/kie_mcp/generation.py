@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field, PrivateAttr
 
 from kie_mcp.catalog import InvalidRequest, ItemPrice, ModelSpec, Problem, WithdrawnModelError, build_input, usd
 from kie_mcp.catalog.pricing import input_to_measure, usd_text
-from kie_mcp.catalog.script import ClipPrice, fit_script, speech_models
+from kie_mcp.catalog.script import ClipCost, ClipPrice, fit_script, speech_models
 from kie_mcp.catalog.spec import Operation
 from kie_mcp.catalog.validate import argument_name, named_for_user
 from kie_mcp.journal import CALL_ANSWERED, CALL_CUT_OFF, JOURNAL_ERRORS, JournalUnavailable, storage_fix
@@ -272,10 +272,10 @@ async def plan(
 def clip_price(rt: Runtime, spec: ModelSpec, args: GenerationArgs, facts: dict[str, Any] | None) -> ClipPrice:
     """What one part of a script's offered split costs: this request at the part's duration, with the sound the
     script sets, priced as the part's own estimate prices it (KIE's live list, a higher charge seen here, the
-    variations). None when that is unknown: the request is refused at that length, or its price depends on the
-    length of an input, which is measured only later."""
+    variations), and what the caps count for it. None when that is unknown: the request is refused at that length,
+    or its price depends on the length of an input, which is measured only later."""
 
-    def credits(seconds: int, sound: bool | None) -> float | None:
+    def credits(seconds: int, sound: bool | None) -> ClipCost | None:
         try:
             wire = build_input(
                 spec,
@@ -295,7 +295,10 @@ def clip_price(rt: Runtime, spec: ModelSpec, args: GenerationArgs, facts: dict[s
             price, _ = quote_price(rt, spec, {**wire, **(facts or {})}, options_key(spec, wire, facts), None)
         except JOURNAL_ERRORS:  # what KIE charged before is unreadable: the split is offered without its total
             return None
-        return None if price.credits is None else round(price.credits * args.variations, 4)
+        if price.credits is None:
+            return None
+        counted = price.counted if price.counted is not None else price.credits
+        return ClipCost(round(price.credits * args.variations, 4), round(counted * args.variations, 4))
 
     return credits
 

@@ -76,7 +76,16 @@ SENTENCE_END = re.compile(rf"[.!?…。！？؟।॥][{_CLOSERS}]*$")
 # What one clip of the request costs at a duration (seconds) with sound on or off as the script sets it, in credits
 # as that clip's own estimate quotes them, or None when unknown. The caller, who sees the whole request (mode,
 # resolution, variations, KIE's live prices), gives it to ``fit_script`` so a split can say what its parts cost.
-ClipPrice = Callable[[int, bool | None], float | None]
+ClipPrice = Callable[[int, bool | None], "ClipCost | None"]
+
+
+@dataclass(frozen=True)
+class ClipCost:
+    """What one clip's own estimate quotes (``listed``), and what the caps count for it (``counted``: higher when
+    KIE was seen charging more than its list)."""
+
+    listed: float
+    counted: float
 
 
 @dataclass(frozen=True)
@@ -548,15 +557,19 @@ def _split_offer(overlong: _LongScript, durations: list[int]) -> tuple[str | Non
 
 
 def _total(overlong: _LongScript, lengths: list[int | None]) -> str:
-    """``; 240 credits (about $1.20) in all``: the sum of what each part's own estimate quotes, or nothing when one
-    is unknown (no way to price a clip given, a price unknown, or a part with no clip long enough)."""
+    """``; 240 credits (about $1.20) in all``: the sum of what each part's own estimate quotes (and what the caps
+    count, when that is more), or nothing when one is unknown (no way to price a clip given, a price unknown, or a
+    part with no clip long enough)."""
     if overlong.price_of is None or None in lengths:
         return ""
     prices = {length: overlong.price_of(length, overlong.sound) for length in set(lengths) if length is not None}
-    if None in prices.values():
+    costs = [prices[length] for length in lengths if length is not None]
+    if any(cost is None for cost in costs):
         return ""
-    total = round(sum(prices[length] or 0.0 for length in lengths if length is not None), 4)
-    return f"; {total:g} credits (about {usd_text(usd(total))}) in all"
+    total = round(sum(cost.listed for cost in costs if cost is not None), 4)
+    counted = round(sum(cost.counted for cost in costs if cost is not None), 4)
+    higher = f", up to {counted:g} counted against your caps (KIE was seen charging more)" if counted > total else ""
+    return f"; {total:g} credits (about {usd_text(usd(total))}) in all{higher}"
 
 
 def _part_length(spoken: Spoken, length: int | None, durations: list[int]) -> str:
