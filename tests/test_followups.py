@@ -797,6 +797,26 @@ async def test_a_join_of_a_clip_whose_paid_1080p_version_it_leaves_out_names_tha
     assert not upgraded.is_error and "already paid for" not in text_of(upgraded), text_of(upgraded)
 
 
+async def test_a_chained_join_leaving_out_a_paid_upgrade_gives_the_list_that_joins_it(connect, controls):
+    """The review: chain=true brings the clip an extension continues, and the note said to pass its upgrade "in place
+    of" a clip the user never listed; passed with chain=true again, the chain brought the clip back and the join was
+    refused. The note gives the whole list with chain=false, and that list joins the upgrade."""
+    async with connect(elicitation=answering(), auto_approve_credits=200) as client:
+        source = await finished(client, GROK)
+        hd = await client.call_tool("continue_video", {"task_id": source, "operation": "hd", "wait_seconds": 40})
+        upscaled = hd.structured_content["tasks"][0]["task_id"]
+        extend = {"task_id": source, "operation": "extend", "prompt": "it curls up", "duration": 6, "wait_seconds": 40}
+        extended = (await client.call_tool("continue_video", extend)).structured_content["tasks"][0]["task_id"]
+        chained = await client.call_tool("stitch_videos", {"clips": [extended], "chain": True, "output_name": "a"})
+        advised = await client.call_tool(
+            "stitch_videos", {"clips": [upscaled, extended], "chain": False, "output_name": "b"}
+        )
+    assert not chained.is_error, text_of(chained)
+    assert f"pass clips={[upscaled, extended]} with chain=false ({upscaled} in place of {source})" in text_of(chained)
+    assert not advised.is_error and "already paid for" not in text_of(advised), text_of(advised)
+    assert "Joined 2 clip(s)" in text_of(advised)
+
+
 async def test_stitch_videos_refuses_two_chains_sharing_a_clip_and_an_upgrade_beside_an_extension_holding_it(
     connect, controls
 ):

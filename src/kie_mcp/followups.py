@@ -563,13 +563,15 @@ def chain_overlap(chains: list[tuple[str, list[str]]]) -> str | None:
     return None
 
 
-def join_check(rt: Runtime, clips: list[str]) -> tuple[str | None, list[str]]:
+def join_check(rt: Runtime, clips: list[str], *, chained: bool = False) -> tuple[str | None, list[str]]:
     """What joining ``clips`` (as ``stitch_videos`` gets them) would get wrong about follow-ups, by task id: a clip
     whose footage another listed clip already holds (a Veo extension's video is the whole video before it; an
     upgrade is its clip, so the 4K version of a clip is held by that clip's Veo extension too) would play twice:
     the refusal. A listed clip extended later, with no extension of it in the join, ends the join before that
     extension, and a listed clip with a finished upgrade (1080p, 4K, upscale) left out joins the footage at the
-    quality before the paid upgrade: a note naming each. ``(None, [])`` for paths and plain clips."""
+    quality before the paid upgrade: a note naming each. ``chained``: ``clips`` is what chain=true made of the
+    listed ids, so the upgrade's advice gives the whole list to pass with chain=false (chain=true would bring the
+    clip back). ``(None, [])`` for paths and plain clips."""
     listed = [record for clip in dict.fromkeys(clips) if (record := rt.tasks.get(clip)) is not None]
     ids = {str(record.task_id) for record in listed}
     shows = {str(record.task_id): str(footage_of(rt, record).task_id) for record in listed}
@@ -595,10 +597,14 @@ def join_check(rt: Runtime, clips: list[str]) -> tuple[str | None, list[str]]:
                 "the chain instead (with chain=true when each extension holds only its new part)."
             )
         if (unused := _upgrade_left_out(rt, record, ids)) is not None:
+            instead = f"pass {unused.task_id} in place of {record.task_id}"
+            if chained:  # chain=true puts the clip back in front of its extension: list every clip instead
+                listed_ids = [str(unused.task_id) if c == record.task_id else c for c in dict.fromkeys(clips)]
+                instead = f"pass clips={listed_ids} with chain=false ({unused.task_id} in place of {record.task_id})"
             notes.append(
                 f"{record.task_id} has {OPERATIONS.get(str(unused.operation), 'an upgraded version')} (task "
                 f"{unused.task_id}, already paid for), and this join uses the clip itself, not that version. To "
-                f"join it, pass {unused.task_id} in place of {record.task_id}."
+                f"join it, {instead}."
             )
     return None, notes
 

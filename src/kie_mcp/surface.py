@@ -673,7 +673,7 @@ def _register_tools(mcp: MCPServer) -> None:
                 if (overlap := followups.chain_overlap(chains)) is not None:  # two chains sharing a clip
                     raise stitching.StitchError(overlap)
                 clips = [link for _, links in chains for link in links]
-            overlap, notes = followups.join_check(rt, clips)  # footage twice, or an extension left out
+            overlap, notes = followups.join_check(rt, clips, chained=chain)  # footage twice, an extension left out
             if overlap is not None:
                 raise stitching.StitchError(overlap)
             stitching.check_clip_count(len(clips))  # chains can grow past the argument's limit
