@@ -692,3 +692,26 @@ def test_a_key_pasted_into_a_caption_is_never_written_or_burned_in(tmp_path):
     written = srt.read_text(encoding="utf-8")
     assert key not in written.lower() and REDACTED in written
     assert "Cold brew, made slow" in written
+
+
+@pytest.mark.parametrize(
+    "encode",
+    [
+        lambda key: key.encode(),
+        lambda key: key.upper().encode(),
+        lambda key: key.encode("utf-16-le"),
+        lambda key: b"\x01" + key.encode("utf-16-be"),  # UTF-16 at an odd offset
+        lambda key: base64.b64encode(b"Bearer " + key.encode()),
+    ],
+    ids=["plain", "upper", "utf16-le", "utf16-be-odd", "base64-bearer"],
+)
+@pytest.mark.parametrize("offset", [0, redaction.SCAN_CHUNK - 9, 3 * redaction.SCAN_CHUNK + 5])
+def test_bytes_served_as_they_are_are_refused_wherever_the_key_sits_in_them(encode, offset):
+    """A file served as it is (a video, a picture) is searched a chunk at a time, so that a long one does not hold up
+    the server: the key is found across a chunk's edge, deep in the file, in any of the forms it may be written in."""
+    key = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
+    register_secret(key)
+    blob = encode(key)
+    content = bytes(offset) + blob + bytes(4 * redaction.SCAN_CHUNK)
+    assert redaction.bytes_hold_secret(content)
+    assert not redaction.bytes_hold_secret(bytes(offset) + blob[: len(blob) // 3] + bytes(redaction.SCAN_CHUNK))
