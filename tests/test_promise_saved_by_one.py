@@ -2,7 +2,8 @@
 became of it.
 
 - a result a server left unsaved when it stopped (mid-download) is saved by another server already running on the
-  workspace, without anyone asking, and the temporary file of a download a dead server left is removed.
+  workspace, without anyone asking, and the temporary file of a download a dead server left is removed;
+- two servers never download one result at the same time (a check_task on one, a background try on the other).
 
 Through the real MCP client, against the simulator; two servers on one workspace are two in-process servers. The
 follower's schedule runs 200 times faster (``poll_min_interval`` 10 ms, conftest): a rescan every 0.3 s.
@@ -19,7 +20,7 @@ from kie_mcp import processes
 from kie_mcp.server import create_server
 
 from .conftest import answering, text_of
-from .test_follower import saved, until_saved
+from .test_follower import CountedTransport, saved, until_saved
 
 IMAGE = {"prompt": "a red apple on a wooden table", "model": "nano-banana-2"}
 
@@ -67,3 +68,28 @@ async def test_a_result_a_stopped_server_left_unsaved_is_saved_by_another_server
     assert task["files"], text_of(listed)
     assert await file_gets(controls) == 2  # A's cut download, then B's
 
+
+async def test_a_check_task_on_one_server_and_a_background_try_on_another_never_download_one_result_twice(
+    settings, transport, controls, tmp_path
+):
+    """The audit: server A's first download of a result failed, and its background try came due while a check_task
+    on server B was saving the result itself, unclaimed: both downloaded it at once. B's save claims the task in
+    the journal as a background try does, so A's try waits and then finds the file saved."""
+    from dataclasses import replace
+
+    first = CountedTransport(transport)
+    slower = replace(settings, poll_min_interval=0.1)  # A's schedule: its background try 1.5 s after the failure
+    await controls.fault("files", kind="code", code=503, times=1)
+    async with (
+        Client(create_server(slower, transport=first), elicitation_callback=answering()) as a,
+        Client(create_server(settings, transport=transport)) as b,
+    ):
+        made = await a.call_tool("generate_image", {**IMAGE, "wait_seconds": 20})
+        task_id = made.structured_content["tasks"][0]["task_id"]
+        assert made.structured_content["tasks"][0]["files"] == [], text_of(made)  # the 503: A tries again later
+        await controls.fault("files", kind="stall", seconds=2.5, after_bytes=0, times=3)  # every download is slow
+        checked = await b.call_tool("check_task", {"task_id": task_id})  # A's try comes due while B downloads
+        await anyio.sleep(2)  # A's try, put off while B held the task, has come and gone
+    assert checked.structured_content["task"]["files"], text_of(checked)
+    assert await file_gets(controls) == 2  # the 503, then B's: A never fetched it again
+    assert first.file_gets() == 1 and len(saved(tmp_path, task_id)) == 1

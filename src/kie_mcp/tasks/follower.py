@@ -32,10 +32,12 @@ whether or not a tool call is waiting on it:
   on the workspace stopped while saving it, or between two tries; not one a live follower claims), the temporary
   files of dead processes' downloads then swept. A task made elsewhere and first seen already finished (through
   ``kie://tasks/{id}``, or as a follow-up's source) has its results saved the same way, at once (``follow``);
-  what a ``check_task`` that saved itself missed, or left when it was cancelled mid-download, is handed over the
-  same way (``save_later``). A link refused for pointing at this machine or a private network is never tried
-  again by this process. Finishing is ``generation.settle`` and ``generation.save_all``, reached through the
-  ``finish`` callback (imported when first used: ``generation`` imports ``runtime``, which imports this).
+  a ``check_task`` of a task no follower holds saves it itself, claiming it as a background try does (``save_now``:
+  another server's try waits, never downloading it at the same time), and what it missed, or left when it was
+  cancelled mid-download, is handed over the same way (``save_later``). A link refused for pointing at this machine
+  or a private network is never tried again by this process. Finishing is ``generation.settle`` and
+  ``generation.save_all``, reached through the ``finish`` callback (imported when first used: ``generation`` imports
+  ``runtime``, which imports this).
 - **Waiting.** ``generate_*`` and ``check_task`` never poll themselves: they ``wait`` on the follower. Each
   watched task has a ``done`` event (set once the task is finished AND settled and saved) and a set of
   listener events, set after every look; a waiter registers one event with each task it waits on, and also
@@ -980,6 +982,27 @@ class Follower:
         problems = [*watch.problems, *(line for line in problems if line not in watch.problems)]
         saving = current.finished and not watch.done.is_set() and self._unsaved_results(current)
         return Checked(current, problems, held=True, saving=saving)
+
+    async def save_now(self, record: TaskRecord, seconds: float) -> tuple[list[str], bool]:
+        """``check_task`` of a task that had ended before it, which no follower holds: save what its results lack,
+        for ``save_grace(seconds)`` at most (what is left then is the background's: ``save_later``). The task is
+        claimed in the journal meanwhile, as a background try claims it: another server's try waits, so two servers
+        never download one result at once. Returns the problems met, and whether the results are still being saved
+        (here, cut short by the grace, or by the follower that claimed the task first)."""
+        rt = await self._runtime()
+        task_id = record.task_id or ""
+        claimed = bool(task_id) and self._unsaved_results(record)
+        if claimed and not self._claim(task_id):  # another server's follower is saving them right now
+            return [], True
+        problems: list[str] = []
+        try:
+            with anyio.move_on_after(self.save_grace(seconds)) as grace:
+                problems = await self._save(rt, [record])
+            return problems, grace.cancelled_caught
+        finally:  # no await: runs even when the call is cancelled mid-download
+            unsaved = self._unsaved.get(task_id)
+            if claimed and task_id not in self._watches and not (unsaved is not None and unsaved.busy):
+                self._release(task_id)  # (a background try of this follower's releases its own claim)
 
     def _observe(self, record: TaskRecord) -> None:
         """Relay what the journal says of a task another server follows (``_relay_observed``) until it has ended
