@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from kie_mcp.journal import Journal
+from kie_mcp.journal import JOURNAL_ERRORS, Journal
 from kie_mcp.kie import KieClient
 from kie_mcp.redact import redact, redact_value
 from kie_mcp.tasks import TaskRecord
@@ -60,7 +60,14 @@ async def save_results(
                 problems.append(LINKS_STILL_WORK)
             continue
         relative = file.path.relative_to(workspace).as_posix()
-        journal.add_file(record.task_id, index, relative, file.sha256, file.size, file.mime, url)
+        try:
+            journal.add_file(record.task_id, index, relative, file.sha256, file.size, file.mime, url)
+        except JOURNAL_ERRORS as err:  # the file is on disk: named all the same, and said to be unrecorded
+            record.keep_unrecorded(relative)
+            problems.append(
+                f"{record.task_id} result {index}: saved to {relative}, but not recorded in the journal "
+                f"({type(err).__name__}: {err}); check_task records it once the journal is writable."
+            )
         saved.append(file)
     record.files = [f["path"] for f in journal.files_for(record.task_id)]
     path = sidecar_path(workspace, record)

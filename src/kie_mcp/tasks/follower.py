@@ -91,7 +91,7 @@ from kie_mcp.journal import JOURNAL_ERRORS
 from kie_mcp.processes import this_process
 
 from .polling import Look, refresh
-from .records import NOT_FOLLOWED, STATUS_REFUSED, STILL_ASKING, TaskRecord, time_left
+from .records import NOT_FOLLOWED, STATUS_REFUSED, STILL_ASKING, TaskRecord, answer_not_recorded, time_left
 
 if TYPE_CHECKING:
     from kie_mcp.runtime import Runtime
@@ -736,13 +736,7 @@ class Follower:
         try:
             self._rt.tasks.add(watch.record)
         except JOURNAL_ERRORS as err:
-            watch.note(
-                [
-                    f"KIE's answer about task {watch.record.task_id} could not be recorded in the journal "
-                    f"({type(err).__name__}: {err}). Keep this task id: it is also in logs/kie-api.jsonl (or "
-                    "kie-api.1.jsonl) when that could be written. Follow it with check_task."
-                ]
-            )
+            watch.note([answer_not_recorded(watch.record.task_id, err)])
 
     async def _end(self, watch: Watch) -> None:
         """The task has ended: settle, save, record, tell. Never raises (see ``_look``)."""
@@ -751,7 +745,7 @@ class Follower:
         try:
             watch.note(await self._finish(self._rt, [record]))
         except JOURNAL_ERRORS as err:
-            watch.note([f"{record.task_id}: its results could not be saved or recorded ({err})."])
+            watch.note([f"{record.task_id}: finishing it stopped: the journal could not be read or written ({err})."])
         self._journal(watch)
         self._forget(watch)
         self.save_later(record)  # a download failed (or was cut off): tried again in the background
