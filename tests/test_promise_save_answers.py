@@ -2,6 +2,7 @@
 
 - a result saved while the journal refuses writes is named as saved, and said to be unrecorded (never "could not be
   saved", never a create's wording in a check_task), and check_task records it once the journal is writable;
+- an image link serving far more than any image KIE makes is not saved as the image, and not fetched again;
 
 Through the real MCP client, in both protocol eras, against the simulator. The journal refuses writes as SQLite does
 on a read-only database (``PRAGMA query_only``: "attempt to write a readonly database").
@@ -11,12 +12,21 @@ from __future__ import annotations
 
 import sqlite3
 
+import anyio
+
 from kie_mcp.journal import Journal
 
 from .conftest import answering, text_of
 from .test_follower import saved
 
 VIDEO = {"prompt": "waves rolling onto a beach at dusk", "model": "veo3_fast"}
+IMAGE = {"prompt": "a red apple on a wooden table", "model": "nano-banana-2", "wait_seconds": 20}
+
+
+async def file_gets(controls) -> int:
+    requests = await controls.get("requests")
+    items = requests if isinstance(requests, list) else requests["requests"]
+    return sum(1 for r in items if r["path"].startswith(("/files/", "/dl/")))
 
 
 def journals_opened(monkeypatch) -> list[Journal]:
@@ -67,3 +77,24 @@ async def test_a_result_saved_while_the_journal_refuses_writes_is_named_and_reco
     rows = journal.execute("SELECT path FROM files WHERE task_id = ?", (task_id,)).fetchall()
     journal.close()
     assert rows == [(relative,)]
+
+
+async def test_an_image_link_serving_more_than_any_image_is_not_saved_nor_fetched_again(connect, controls, tmp_path):
+    """The audit: an image task's link served 300 MB (the picture's start, then zeros, no Content-Length) and it was
+    saved as the image; the only limit was 2 GiB for any result, and each of seven background tries would have
+    streamed up to it again. An image is at most 100 MiB (KIE's image models make 4K at most), and a link that
+    serves more is not fetched again by this process."""
+    from kie_mcp.media.results import MOST_IMAGE_BYTES
+
+    await controls.fault("files", kind="padded", bytes=MOST_IMAGE_BYTES + 4 * 1024**2)
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", IMAGE)
+        task_id = made.structured_content["tasks"][0]["task_id"]
+        await anyio.sleep(1.5)  # the background's first tries (30 s and 60 s after, schedule seconds) are past
+        checked = await client.call_tool("list_tasks", {})
+    text = text_of(made)
+    assert made.structured_content["tasks"][0]["files"] == [] and saved(tmp_path, task_id) == [], text
+    assert f"larger than the {MOST_IMAGE_BYTES:,}-byte limit for an image" in text, text
+    assert "does not fetch it again" in text and "tries again in the background" not in text, text
+    assert await file_gets(controls) == 1  # never fetched again
+    assert not checked.is_error

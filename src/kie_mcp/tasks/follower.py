@@ -35,9 +35,9 @@ whether or not a tool call is waiting on it:
   a ``check_task`` of a task no follower holds saves it itself, claiming it as a background try does (``save_now``:
   another server's try waits, never downloading it at the same time), and what it missed, or left when it was
   cancelled mid-download, is handed over the same way (``save_later``). A link refused for pointing at this machine
-  or a private network is never tried again by this process. Finishing is ``generation.settle`` and
-  ``generation.save_all``, reached through the ``finish`` callback (imported when first used: ``generation`` imports
-  ``runtime``, which imports this).
+  or a private network, or for serving more than any result of its kind, is never tried again by this process.
+  Finishing is ``generation.settle`` and ``generation.save_all``, reached through the ``finish`` callback (imported
+  when first used: ``generation`` imports ``runtime``, which imports this).
 - **Waiting.** ``generate_*`` and ``check_task`` never poll themselves: they ``wait`` on the follower. Each
   watched task has a ``done`` event (set once the task is finished AND settled and saved) and a set of
   listener events, set after every look; a waiter registers one event with each task it waits on, and also
