@@ -98,3 +98,44 @@ async def test_an_image_link_serving_more_than_any_image_is_not_saved_nor_fetche
     assert "does not fetch it again" in text and "tries again in the background" not in text, text
     assert await file_gets(controls) == 1  # never fetched again
     assert not checked.is_error
+
+
+async def test_the_line_saying_a_task_ended_never_reads_as_a_result_saved_when_it_is_not(settings, transport, controls):
+    """The audit: a task whose download failed was announced "Task ... succeeded: <its link>" (log, notification),
+    as if that were where the result is. The line says the result is not saved yet and that kie-mcp tries again, and
+    names the file once a background try saved it."""
+    from dataclasses import replace
+
+    from .test_follower import hearing, video_nobody_waits_for
+
+    await controls.fault("files", kind="code", code=503, times=1)
+    async with hearing(replace(settings, auto_approve_credits=100), transport) as (client, lines):
+        await controls.post("clock/speed", {"speed": 0})
+        task_id = await video_nobody_waits_for(client)
+        await client.call_tool("check_task", {"task_id": task_id})  # this client hears of the task from now on
+        await controls.post("clock/speed", {"speed": 1000})
+        with anyio.fail_after(20):
+            while len([line for line in lines if task_id in line]) < 2:  # noqa: ASYNC110 - filled by the callback
+                await anyio.sleep(0.02)
+    ended, saved_later = [line for line in lines if task_id in line][:2]
+    assert "1 of its results not saved yet" in ended and "tries again in the background" in ended, ended
+    assert "outputs/" in saved_later and "not saved" not in saved_later, saved_later
+
+
+async def test_a_link_kie_will_not_renew_is_said_so_and_not_fetched_again_in_the_background(connect, controls, sim):
+    """The audit: when KIE refused for good to renew an expired link, the answer said "KIE will not renew this link,
+    so kie-mcp cannot save the file" while the follower went on trying it in the background. Words and deeds agree:
+    it is not tried again."""
+    await controls.post("config", {"result_url_ttl_seconds": 60})
+    refusal = "Only generated file URLs from kie.ai services are supported"
+    await controls.fault("download-url", kind="code", code=422, msg=refusal, times=-1)
+    async with connect(elicitation=answering()) as client:
+        submitted = await client.call_tool("generate_video", {**VIDEO, "wait_seconds": 0})
+        task_id = submitted.structured_content["tasks"][0]["task_id"]
+        sim.advance(4000)  # done long ago: its result link has expired
+        done = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 5})
+        tried = await file_gets(controls)
+        await anyio.sleep(1.5)  # the background's first tries (30 s and 60 s after, schedule seconds) are past
+        later = await file_gets(controls)
+    assert "KIE will not renew this link" in text_of(done), text_of(done)
+    assert tried >= 1 and later == tried

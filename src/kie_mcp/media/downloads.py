@@ -140,8 +140,8 @@ class DownloadError(Exception):
         self.status = status
         self.retryable = retryable
         self.expired = expired
-        # Not fetched again by this process: the link points at this machine or a private network, or it served more
-        # than any result of its kind can be.
+        # Not fetched again by this process: the link points at this machine or a private network, it served more
+        # than any result of its kind can be, or KIE refused to renew it for good.
         self.refused = refused
 
 
@@ -302,9 +302,10 @@ async def download(
             # keeps KIE's advice: once that is fixed, the link renews.
             retry = bool(getattr(exc, "retryable", True))
             reason = str(getattr(exc, "message", exc))
+            final = not retry and getattr(exc, "code", None) in (400, 404, 422)  # not fetched again by this process
             if retry:
                 then = "Try again in a minute."
-            elif getattr(exc, "code", None) in (400, 404, 422):
+            elif final:
                 then = f"KIE will not renew this link, so kie-mcp cannot save the file; {LOGS_HINT}"
             else:
                 then = f"{getattr(exc, 'next_step', '')} Then check_task saves it.".strip()
@@ -314,6 +315,7 @@ async def download(
                 status=first.status,
                 retryable=retry,
                 expired=True,
+                refused=final,
             ) from exc
     try:
         return await _attempt(client, fresh, url, dest, expected, max_bytes)

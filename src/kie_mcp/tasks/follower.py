@@ -35,7 +35,8 @@ whether or not a tool call is waiting on it:
   a ``check_task`` of a task no follower holds saves it itself, claiming it as a background try does (``save_now``:
   another server's try waits, never downloading it at the same time), and what it missed, or left when it was
   cancelled mid-download, is handed over the same way (``save_later``). A link refused for pointing at this machine
-  or a private network, or for serving more than any result of its kind, is never tried again by this process.
+  or a private network, for serving more than any result of its kind, or that KIE will not renew, is never tried
+  again by this process.
   Finishing is ``generation.settle`` and ``generation.save_all``, reached through the ``finish`` callback (imported
   when first used: ``generation`` imports ``runtime``, which imports this).
 - **Waiting.** ``generate_*`` and ``check_task`` never poll themselves: they ``wait`` on the follower. Each
@@ -800,7 +801,9 @@ class Follower:
                 log.debug("could not publish the update of task %s: %s", record.task_id, err)
         if not record.finished:
             return
-        line = ended_line(record)
+        downloads = self._rt is not None and self._rt.settings.download
+        missing = len(record.result_urls) - len(record.files) if downloads else 0
+        line = ended_line(record, missing=missing, retrying=record.task_id in self._unsaved)
         log.info("%s", line)
         if not self._client_hears("info"):
             return
@@ -1058,10 +1061,17 @@ def _current(records: list[TaskRecord], watches: list[Watch | None]) -> list[Tas
     return [watch.record if watch is not None else record for record, watch in zip(records, watches, strict=True)]
 
 
-def ended_line(record: TaskRecord) -> str:
-    """One line saying how a task ended, for the log and the client."""
+def ended_line(record: TaskRecord, *, missing: int = 0, retrying: bool = False) -> str:
+    """One line saying how a task ended, for the log and the client. ``missing``: how many of its results are not
+    saved (downloads on), said with their links, never left to read as a result saved; ``retrying``: the follower
+    tries again in the background."""
     head = f"Task {record.task_id} ({record.model}) {record.state}"
     if record.state == "succeeded":
+        if missing > 0:
+            saved = f"saved {', '.join(record.files)}; " if record.files else ""
+            then = "kie-mcp tries again in the background" if retrying else "check_task says why and tries again"
+            links = ", ".join(record.result_urls)
+            return f"{head}: {saved}{missing} of its results not saved yet ({links}); {then}"
         where = ", ".join(record.files) if record.files else ", ".join(record.result_urls)
         return f"{head}: {where}"
     return f"{head}: {record.error}" if record.error else head
