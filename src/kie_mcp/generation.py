@@ -67,6 +67,7 @@ from kie_mcp.spend import (
 from kie_mcp.spend.approval import ApprovedBy
 from kie_mcp.spend.quotes import CHARGED_HERE, AskedInputs, seen_charging, staleness
 from kie_mcp.tasks import TaskRecord
+from kie_mcp.tasks.records import answer_not_recorded
 from kie_mcp.words import plain, shortened, timestamp
 
 log = logging.getLogger(__name__)
@@ -1296,10 +1297,12 @@ def _not_recorded(record: TaskRecord, err: BaseException) -> str:
 
 
 def _record(rt: Runtime, problems: list[str], record: TaskRecord) -> None:
+    """Record what became of a task KIE made (its end, its saved files, a charge measured): never a create, whose
+    failure to be recorded ``_not_recorded`` words."""
     try:
         rt.tasks.add(record)
     except JOURNAL_ERRORS as err:
-        line = _not_recorded(record, err)
+        line = answer_not_recorded(record.task_id, err)
         if line not in problems:
             problems.append(line)
 
@@ -1571,7 +1574,9 @@ async def save_all(rt: Runtime, records: list[TaskRecord]) -> list[str]:
             problems += saved.problems
             described = described or saved.described
         except JOURNAL_ERRORS as err:
-            problems += [f"{record.task_id}: its results could not be saved or recorded ({err}).", LINKS_STILL_WORK]
+            why = f"the journal could not be read or written ({type(err).__name__}: {err})"
+            problems += [f"{record.task_id}: saving its results stopped: {why}.", LINKS_STILL_WORK]
+        record.name_unrecorded()  # results saved whose row the journal refused are named all the same
         _record(rt, problems, record)
         fresh += [(rt.settings.workspace / path, record.kind) for path in record.files if path not in had]
     if not fresh:  # nothing new: the pages still, if a full disk refused them when the files were saved

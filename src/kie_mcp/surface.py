@@ -600,9 +600,8 @@ def _register_tools(mcp: MCPServer) -> None:
                 if not checked.held:  # it had ended before this call: fold in its charge once, save what is missing
                     problems = gen.settle(rt, [record])
                     # Saved for a while (or a save in flight waited for), then handed to the follower (finally below).
-                    with anyio.move_on_after(rt.follower.save_grace(wait_seconds)) as grace:
-                        problems += await gen.save_all(rt, [record])
-                    saving = grace.cancelled_caught
+                    saved, saving = await rt.follower.save_now(record, wait_seconds)
+                    problems += saved
                     rt.tasks.add(record)
                 if saving:
                     problems.append("Its results are being saved now; check_task shows the files in a moment.")

@@ -140,7 +140,9 @@ class DownloadError(Exception):
         self.status = status
         self.retryable = retryable
         self.expired = expired
-        self.refused = refused  # the link points at this machine or a private network: never fetched
+        # Not fetched again by this process: the link points at this machine or a private network, it served more
+        # than any result of its kind can be, or KIE refused to renew it for good.
+        self.refused = refused
 
 
 class _Expired(Exception):
@@ -322,9 +324,10 @@ async def download(
             # keeps KIE's advice: once that is fixed, the link renews.
             retry = bool(getattr(exc, "retryable", True))
             reason = str(getattr(exc, "message", exc))
+            final = not retry and getattr(exc, "code", None) in (400, 404, 422)  # not fetched again by this process
             if retry:
                 then = "Try again in a minute."
-            elif getattr(exc, "code", None) in (400, 404, 422):
+            elif final:
                 then = f"KIE will not renew this link, so kie-mcp cannot save the file; {LOGS_HINT}"
             else:
                 then = f"{getattr(exc, 'next_step', '')} Then check_task saves it.".strip()
@@ -334,6 +337,7 @@ async def download(
                 status=first.status,
                 retryable=retry,
                 expired=True,
+                refused=final,
             ) from exc
     try:
         return await _attempt(client, fresh, url, dest, expected, max_bytes)
@@ -477,7 +481,7 @@ async def _attempt(
                 _check_status(response, url)
                 declared = _content_length(response)
                 if declared is not None and declared > max_bytes:
-                    raise _too_big(url, max_bytes, declared)
+                    raise _too_big(url, max_bytes, declared, expected)
                 fd, tmp = _open_temp(dest)
                 size, sha256, head = await _receive(response, fd, url, expected, max_bytes)
                 wire_bytes = response.num_bytes_downloaded
@@ -594,11 +598,16 @@ def _content_length(response: httpx2.Response) -> int | None:
     return int(value) if value.isdigit() else None
 
 
-def _too_big(url: str, max_bytes: int, seen: int) -> DownloadError:
+def _too_big(url: str, max_bytes: int, seen: int, expected: Expected | None = None) -> DownloadError:
+    """A body over the limit: no result of its kind KIE makes is that large, so the link is not fetched again by
+    this process (each try would stream up to the limit again)."""
+    kind = "image" if expected == "image" else "result"
     return DownloadError(
-        f"The file is larger than the {max_bytes:,}-byte limit ({seen:,} bytes or more); nothing was saved. No "
-        f"result KIE makes is that large, so this link is probably not the result. {LOGS_HINT}",
+        f"The file is larger than the {max_bytes:,}-byte limit for {'an' if kind == 'image' else 'a'} {kind} "
+        f"({seen:,} bytes or more); nothing was saved, and kie-mcp does not fetch it again by itself. No {kind} KIE "
+        f"makes is that large, so this link is probably not the result. {LOGS_HINT}",
         url=url,
+        refused=True,
     )
 
 
@@ -635,7 +644,7 @@ async def _receive(
                 )
             window_at, window_size = time.monotonic(), size
         if size > max_bytes:
-            raise _too_big(url, max_bytes, size)
+            raise _too_big(url, max_bytes, size, expected)
         if len(head) < SNIFF_BYTES:
             head += chunk[: SNIFF_BYTES - len(head)]
             if len(head) >= SNIFF_BYTES:  # refuse an error page or a wrong type before fetching all of it

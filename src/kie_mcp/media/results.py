@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 
-from kie_mcp.journal import Journal
+from kie_mcp.journal import JOURNAL_ERRORS, Journal
 from kie_mcp.kie import KieClient
 from kie_mcp.redact import redact, redact_value
 from kie_mcp.tasks import TaskRecord
@@ -61,7 +61,8 @@ async def save_results(
         dest = folder / result_name(record.model, record.task_id, index, _guess_ext(url))
         try:
             expected = _expected(record.kind, index)
-            file = await download(kie.files, url, dest, expected=expected, max_bytes=max_bytes, remint=kie.download_url)
+            most = _most_bytes(record, expected, max_bytes)
+            file = await download(kie.files, url, dest, expected=expected, max_bytes=most, remint=kie.download_url)
         except DownloadError as err:
             problems.append(f"{record.task_id} result {index}: {err}")
             if err.refused:  # never fetched, now or later: not tried again in the background
@@ -70,7 +71,14 @@ async def save_results(
                 problems.append(LINKS_STILL_WORK)
             continue
         relative = file.path.relative_to(workspace).as_posix()
-        journal.add_file(record.task_id, index, relative, file.sha256, file.size, file.mime, url)
+        try:
+            journal.add_file(record.task_id, index, relative, file.sha256, file.size, file.mime, url)
+        except JOURNAL_ERRORS as err:  # the file is on disk: named all the same, and said to be unrecorded
+            record.keep_unrecorded(relative)
+            problems.append(
+                f"{record.task_id} result {index}: saved to {relative}, but not recorded in the journal "
+                f"({type(err).__name__}: {err}); check_task records it once the journal is writable."
+            )
         saved.append(file)
     record.files = [f["path"] for f in journal.files_for(record.task_id)]
     described, problem = describe(journal, workspace, record, files_saved=bool(saved))
@@ -195,6 +203,25 @@ def _expected(kind: str | None, index: int) -> Expected:
     if kind == "video":
         return "video" if index == 1 else ("video", "image")
     return kind if kind in ("image", "audio") else ("image", "video", "audio")  # a model kie-mcp does not know
+
+
+# The largest image a result may be: KIE's image models make 4K at most (an 8-bit RGBA PNG of 26 megapixels stays under
+# this; a 4K PNG is typically 30-50 MB). Upscalers (Topaz: up to 20,000 px on a side) keep the general limit.
+MOST_IMAGE_BYTES = 100 * 1024**2
+
+
+def _most_bytes(record: TaskRecord, expected: Expected, max_bytes: int) -> int:
+    """The largest file ``record``'s result of the ``expected`` kind may be: ``MOST_IMAGE_BYTES`` for an image of a
+    model the catalogue knows and that does not upscale, else ``max_bytes`` (a video, a model kie-mcp does not know:
+    a paid result is never refused on a guess)."""
+    if expected != "image":
+        return max_bytes
+    from kie_mcp.catalog import load_catalog  # parsed once per process, by the server long before a save
+
+    spec = load_catalog().get(record.model)
+    if spec is None or spec.kind != "image" or "upscale" in spec.capabilities:
+        return max_bytes
+    return min(max_bytes, MOST_IMAGE_BYTES)
 
 
 def _guess_ext(url: str) -> str:

@@ -47,6 +47,7 @@ CREDIT_PATH = "/api/v1/chat/credit"
 DOWNLOAD_URL_PATH = "/api/v1/common/download-url"
 MALFORMED_BODY = b'{"code":200,"msg":"success","data":{"taskId":'
 _ELIDE_KEYS = frozenset({"base64Data"})
+_PADDING = 1024 * 1024  # a padded fault's zeros, sent this many bytes at a time
 
 
 # -- request log ---------------------------------------------------------------------------
@@ -132,7 +133,8 @@ def _only_cut(exc: BaseException) -> bool:
 
 
 class FaultyBody(Response):
-    """A served file whose body misbehaves (``truncate``, ``stall``); headers, incl. Content-Length, stay whole."""
+    """A served file whose body misbehaves (``truncate``, ``stall``: headers, incl. Content-Length, stay whole;
+    ``padded``: zeros after the file, and no Content-Length)."""
 
     def __init__(self, inner: Response, fault: Fault) -> None:
         super().__init__(status_code=inner.status_code)
@@ -144,8 +146,12 @@ class FaultyBody(Response):
             after = int(length) // 2 if length.isdigit() else 0
         self.after = int(after)
         self.seconds = float(fault.params.get("seconds", 0))
+        self.total = int(fault.params.get("bytes", 0))  # padded: the body's length in all
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.kind == "padded":
+            await self._padded(scope, receive, send)
+            return
         sent = 0
         tripped = False
 
@@ -173,6 +179,32 @@ class FaultyBody(Response):
         except BaseException as exc:
             if not _only_cut(exc):
                 raise
+
+    async def _padded(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The file, then zeros up to ``total`` bytes in all, 1 MiB at a time, with no Content-Length."""
+        sent = 0
+
+        async def padded_send(message: Message) -> None:
+            nonlocal sent
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"content-length"]
+                await send({**message, "headers": headers})
+                return
+            if message["type"] != "http.response.body":
+                await send(message)
+                return
+            body = bytes(message.get("body", b""))
+            sent += len(body)
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+            if message.get("more_body", False):
+                return
+            while sent < self.total:
+                step = min(_PADDING, self.total - sent)
+                await send({"type": "http.response.body", "body": bytes(step), "more_body": True})
+                sent += step
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+        await self.inner(scope, receive, padded_send)
 
 
 async def _run(sim: Simulator, route: SimRoute, request: Request) -> Response:

@@ -13,7 +13,9 @@ that is really served (a 403/404 answer goes out unchanged, and still uses the f
 response starts normally with its full ``Content-Length``. ``truncate`` ends the body cleanly after
 ``after_bytes`` (default: half the file), so a client that trusts the stream gets a short file;
 over real HTTP the server then closes the connection. ``stall`` pauses ``seconds`` (real seconds)
-after ``after_bytes`` (default 65536), then sends the rest.
+after ``after_bytes`` (default 65536), then sends the rest. ``padded`` plays a broken or hostile file server: the
+file, then zeros up to ``bytes`` bytes in all (default 128 MiB, at most 4 GiB), streamed without a
+``Content-Length``, so its start still reads as the file it names.
 
 ``no_results`` (status endpoints only) waits for a status answer that reports success and takes its result
 links away, as KIE has been seen to do: ``shape`` "missing" (no ``resultJson``/``response``, the default),
@@ -55,15 +57,17 @@ KINDS: tuple[str, ...] = (
     "no_results",
     "huge",
     "link",
+    "padded",
 )
 CREATE_ONLY: frozenset[str] = frozenset({"drop_after_create", "task_fail"})
-FILES_ONLY: frozenset[str] = frozenset({"truncate", "stall"})  # faults in a served file's body
+FILES_ONLY: frozenset[str] = frozenset({"truncate", "stall", "padded"})  # faults in a served file's body
 STATUS_ONLY: frozenset[str] = frozenset({"no_results"})  # faults in a successful status answer
 UPLOAD_ONLY: frozenset[str] = frozenset({"link"})  # faults in a successful upload answer
 NO_RESULT_SHAPES: tuple[str, ...] = ("missing", "not_json", "empty")
 ECHO_KINDS: tuple[str, ...] = ("code", "task_fail")  # faults that can echo the Authorization header
 HUGE_DEFAULT_BYTES = 64 * 1024**2
 HUGE_MAX_BYTES = 4 * 1024**3
+PADDED_DEFAULT_BYTES = 128 * 1024**2
 
 
 class FaultSpecError(ValueError):
@@ -133,6 +137,10 @@ def parse_fault(endpoint: Any, fault: Any, times: Any = 1) -> Fault:
         status = params.setdefault("status", 502)
         if not isinstance(status, int) or not 100 <= status <= 599:
             raise FaultSpecError("html status must be an HTTP status such as 502")
+    elif kind == "padded":
+        size = params.setdefault("bytes", PADDED_DEFAULT_BYTES)
+        if not isinstance(size, int) or isinstance(size, bool) or not 64 <= size <= HUGE_MAX_BYTES:
+            raise FaultSpecError(f"padded bytes must be an integer from 64 to {HUGE_MAX_BYTES}")
     elif kind in FILES_ONLY:
         after = params.get("after_bytes", None if kind == "truncate" else 65536)
         if after is not None and (not isinstance(after, int) or isinstance(after, bool) or after < 0):

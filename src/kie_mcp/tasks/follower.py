@@ -28,12 +28,17 @@ whether or not a tool call is waiting on it:
   client (below). Results a download missed (a CDN error, a cut-off body, the server stopped while saving) are
   tried again on ``SAVE_AGAIN``'s schedule (30 s, then longer gaps up to half an hour: seven tries in about 50
   minutes) and, after a restart, at once for every task of the last 14 days the journal shows succeeded with fewer
-  saved files than result links (up to 10,000). A task made elsewhere and first seen already finished (through
+  saved files than result links (up to 10,000); every ``RESCAN`` too for such a task nobody here has (another server
+  on the workspace stopped while saving it, or between two tries; not one a live follower claims), the temporary
+  files of dead processes' downloads then swept. A task made elsewhere and first seen already finished (through
   ``kie://tasks/{id}``, or as a follow-up's source) has its results saved the same way, at once (``follow``);
-  what a ``check_task`` that saved itself missed, or left when it was cancelled mid-download, is handed over the
-  same way (``save_later``). A link refused for pointing at this machine or a private network is never tried
-  again by this process. Finishing is ``generation.settle`` and ``generation.save_all``, reached through the
-  ``finish`` callback (imported when first used: ``generation`` imports ``runtime``, which imports this).
+  a ``check_task`` of a task no follower holds saves it itself, claiming it as a background try does (``save_now``:
+  another server's try waits, never downloading it at the same time), and what it missed, or left when it was
+  cancelled mid-download, is handed over the same way (``save_later``). A link refused for pointing at this machine
+  or a private network, for serving more than any result of its kind, or that KIE will not renew, is never tried
+  again by this process.
+  Finishing is ``generation.settle`` and ``generation.save_all``, reached through the ``finish`` callback (imported
+  when first used: ``generation`` imports ``runtime``, which imports this).
 - **Waiting.** ``generate_*`` and ``check_task`` never poll themselves: they ``wait`` on the follower. Each
   watched task has a ``done`` event (set once the task is finished AND settled and saved) and a set of
   listener events, set after every look; a waiter registers one event with each task it waits on, and also
@@ -87,7 +92,7 @@ from kie_mcp.journal import JOURNAL_ERRORS
 from kie_mcp.processes import this_process
 
 from .polling import Look, refresh
-from .records import NOT_FOLLOWED, STATUS_REFUSED, STILL_ASKING, TaskRecord, time_left
+from .records import NOT_FOLLOWED, STATUS_REFUSED, STILL_ASKING, TaskRecord, answer_not_recorded, time_left
 
 if TYPE_CHECKING:
     from kie_mcp.runtime import Runtime
@@ -215,6 +220,11 @@ class Follower:
         self._unsaved: dict[str, Unsaved] = {}
         self._dropped: set[str] = set()
         self._retrying: set[str] = set()  # tasks left alone, taken up again for one more look
+        # Finished tasks whose saving this follower is done with (saved, or what is left refused or given up on): the
+        # rescan does not take them up again, though the journal may still show them unsaved (a link refused, a row
+        # the journal refused). A restart or a check_task tries them again.
+        self._saves_done: set[str] = set()
+        self._rescanning = False
         # Tasks another server's follower holds that this server's clients asked about: what the journal said of
         # each (state, saved files), read again every poll_max_interval so they hear of a change all the same.
         self._observed: dict[str, tuple[str, int]] = {}
@@ -269,6 +279,9 @@ class Follower:
                     self._renew()
                     self._recover_interrupted()
                     self._adopt(quiet_for=QUIET * self._unit)
+                    if not self._rescanning:  # a worker thread's read: the loop goes on meanwhile
+                        self._rescanning = True
+                        group.start_soon(self._rescan_unsaved)
                     rescan_at = now + RESCAN * self._unit
                 for watch in list(self._watches.values()):  # a task that ended is finished even while 429s pause looks
                     due = watch.next_at <= now and (now >= self._paused_until or watch.record.finished)
@@ -422,14 +435,17 @@ class Follower:
                 return
             after = (rows[-1]["created"], rows[-1]["task_id"])
 
-    async def _adopt_unsaved(self) -> None:
-        """Save again what the journal shows finished but not saved (a download failed, or the server stopped
-        while saving): KIE keeps results 14 days, and nobody may ask for them before that. The query reads every
-        finished task of those 14 days (about 50 ms at 50,000 tasks): in a worker thread, off the event loop. Up to
-        10,000 of them: results that can never be saved (refused links) must not hide ones that still can."""
+    async def _adopt_unsaved(self) -> int:
+        """Save again what the journal shows finished but not saved (a download failed, or a server stopped while
+        saving, this one before a restart or another on the workspace): KIE keeps results 14 days, and nobody may ask
+        for them before that. The query reads every finished task of those 14 days (about 50 ms at 50,000 tasks): in
+        a worker thread, off the event loop. Up to 10,000 of them: results that can never be saved (refused links)
+        must not hide ones that still can. Left alone: tasks this follower has already (followed, or saving), those
+        it is done with (``_saves_done``), and those a live follower claimed (another server saving them now; a try
+        of each claims it, so two never download one result at once). Returns how many it took up."""
         assert self._rt is not None
         if not self._rt.settings.download:
-            return
+            return 0
         try:
             since, most = time.time() - RETENTION_SECONDS, ADOPT_PAGE * ADOPT_PAGES
             rows = await anyio.to_thread.run_sync(
@@ -437,15 +453,42 @@ class Follower:
             )
         except JOURNAL_ERRORS as err:
             log.warning("could not read unsaved results from the journal: %s", err)
-            return
+            return 0
+        elsewhere = self._followed_elsewhere_now() if rows else set()
+        taken = 0
         for row in rows:
+            task_id = row["task_id"]
+            if task_id in self._watches or task_id in self._unsaved or task_id in self._saves_done:
+                continue
+            if task_id in elsewhere:
+                continue
             try:
                 record = TaskRecord.model_validate_json(row["record"])
             except ValidationError as err:
-                log.warning("task %s: its journal record cannot be read (%s)", row["task_id"], err)
+                log.warning("task %s: its journal record cannot be read (%s)", task_id, err)
                 continue
             log.info("saving the results of task %s (%s), left unsaved in the journal", record.task_id, record.model)
             self.save_later(record, at=time.monotonic())
+            taken += task_id in self._unsaved
+        return taken
+
+    async def _rescan_unsaved(self) -> None:
+        """Every ``RESCAN``: results another server on the workspace left unsaved when it stopped (mid-download, or
+        between two tries) are saved here, and, when the rescan took some up, the temporary files of the downloads of
+        servers that are gone are removed (``sweep_interrupted_downloads``: never a live process's). Never raises."""
+        assert self._rt is not None
+        try:
+            if await self._adopt_unsaved():
+                from kie_mcp.media.downloads import sweep_interrupted_downloads  # media -> tasks: when first used
+
+                outputs = self._rt.settings.workspace / "outputs"
+                swept = await anyio.to_thread.run_sync(sweep_interrupted_downloads, outputs)
+                if swept:
+                    log.info("removed %d unfinished download(s) left by a kie-mcp that stopped", swept)
+        except Exception:  # a bug here must not stop the follower, which would stop the server
+            log.exception("the rescan for unsaved results failed; trying again at the next")
+        finally:
+            self._rescanning = False
 
     def _unsaved_results(self, record: TaskRecord) -> bool:
         """Results still to save: a link with no file yet, or saved files whose sidecar a full disk refused."""
@@ -462,9 +505,12 @@ class Follower:
         """Try again later to save what ``record``'s results still lack (``SAVE_AGAIN``'s schedule); nothing when
         they are all saved, or downloads are off, or the task is still followed (its finishing saves it, and hands
         over what that misses)."""
-        if self._rt is None or record.task_id in self._watches or not self._unsaved_results(record):
+        if self._rt is None or record.task_id is None or record.task_id in self._watches:
             return
-        assert record.task_id is not None
+        if not self._unsaved_results(record):
+            if record.finished and record.task_id not in self._unsaved:
+                self._saves_done.add(record.task_id)  # the rescan leaves it alone (see _adopt_unsaved)
+            return
         if record.task_id not in self._unsaved:
             first = time.monotonic() + SAVE_AGAIN[0] * self._unit if at is None else at
             self._unsaved[record.task_id] = Unsaved(record, first)
@@ -497,11 +543,13 @@ class Follower:
                 self._release(record.task_id)
         if not self._unsaved_results(record):
             del self._unsaved[record.task_id]
+            self._saves_done.add(record.task_id)
             await self._announce(record)
             return
         unsaved.tries += 1
         if unsaved.tries >= len(SAVE_AGAIN):
             del self._unsaved[record.task_id]
+            self._saves_done.add(record.task_id)
             log.warning(
                 "task %s: its results could not be saved after %d tries (%s); check_task tries again",
                 record.task_id,
@@ -689,13 +737,7 @@ class Follower:
         try:
             self._rt.tasks.add(watch.record)
         except JOURNAL_ERRORS as err:
-            watch.note(
-                [
-                    f"KIE's answer about task {watch.record.task_id} could not be recorded in the journal "
-                    f"({type(err).__name__}: {err}). Keep this task id: it is also in logs/kie-api.jsonl (or "
-                    "kie-api.1.jsonl) when that could be written. Follow it with check_task."
-                ]
-            )
+            watch.note([answer_not_recorded(watch.record.task_id, err)])
 
     async def _end(self, watch: Watch) -> None:
         """The task has ended: settle, save, record, tell. Never raises (see ``_look``)."""
@@ -704,7 +746,7 @@ class Follower:
         try:
             watch.note(await self._finish(self._rt, [record]))
         except JOURNAL_ERRORS as err:
-            watch.note([f"{record.task_id}: its results could not be saved or recorded ({err})."])
+            watch.note([f"{record.task_id}: finishing it stopped: the journal could not be read or written ({err})."])
         self._journal(watch)
         self._forget(watch)
         self.save_later(record)  # a download failed (or was cut off): tried again in the background
@@ -759,7 +801,9 @@ class Follower:
                 log.debug("could not publish the update of task %s: %s", record.task_id, err)
         if not record.finished:
             return
-        line = ended_line(record)
+        downloads = self._rt is not None and self._rt.settings.download
+        missing = len(record.result_urls) - len(record.files) if downloads else 0
+        line = ended_line(record, missing=missing, retrying=record.task_id in self._unsaved)
         log.info("%s", line)
         if not self._client_hears("info"):
             return
@@ -936,6 +980,27 @@ class Follower:
         saving = current.finished and not watch.done.is_set() and self._unsaved_results(current)
         return Checked(current, problems, held=True, saving=saving)
 
+    async def save_now(self, record: TaskRecord, seconds: float) -> tuple[list[str], bool]:
+        """``check_task`` of a task that had ended before it, which no follower holds: save what its results lack,
+        for ``save_grace(seconds)`` at most (what is left then is the background's: ``save_later``). The task is
+        claimed in the journal meanwhile, as a background try claims it: another server's try waits, so two servers
+        never download one result at once. Returns the problems met, and whether the results are still being saved
+        (here, cut short by the grace, or by the follower that claimed the task first)."""
+        rt = await self._runtime()
+        task_id = record.task_id or ""
+        claimed = bool(task_id) and self._unsaved_results(record)
+        if claimed and not self._claim(task_id):  # another server's follower is saving them right now
+            return [], True
+        problems: list[str] = []
+        try:
+            with anyio.move_on_after(self.save_grace(seconds)) as grace:
+                problems = await self._save(rt, [record])
+            return problems, grace.cancelled_caught
+        finally:  # no await: runs even when the call is cancelled mid-download
+            unsaved = self._unsaved.get(task_id)
+            if claimed and task_id not in self._watches and not (unsaved is not None and unsaved.busy):
+                self._release(task_id)  # (a background try of this follower's releases its own claim)
+
     def _observe(self, record: TaskRecord) -> None:
         """Relay what the journal says of a task another server follows (``_relay_observed``) until it has ended
         and its results are saved."""
@@ -996,10 +1061,17 @@ def _current(records: list[TaskRecord], watches: list[Watch | None]) -> list[Tas
     return [watch.record if watch is not None else record for record, watch in zip(records, watches, strict=True)]
 
 
-def ended_line(record: TaskRecord) -> str:
-    """One line saying how a task ended, for the log and the client."""
+def ended_line(record: TaskRecord, *, missing: int = 0, retrying: bool = False) -> str:
+    """One line saying how a task ended, for the log and the client. ``missing``: how many of its results are not
+    saved (downloads on), said with their links, never left to read as a result saved; ``retrying``: the follower
+    tries again in the background."""
     head = f"Task {record.task_id} ({record.model}) {record.state}"
     if record.state == "succeeded":
+        if missing > 0:
+            saved = f"saved {', '.join(record.files)}; " if record.files else ""
+            then = "kie-mcp tries again in the background" if retrying else "check_task says why and tries again"
+            links = ", ".join(record.result_urls)
+            return f"{head}: {saved}{missing} of its results not saved yet ({links}); {then}"
         where = ", ".join(record.files) if record.files else ", ".join(record.result_urls)
         return f"{head}: {where}"
     return f"{head}: {record.error}" if record.error else head

@@ -184,6 +184,8 @@ class TaskRecord(BaseModel, defer_build=True):
     _raw_answer: dict[str, Any] | None = PrivateAttr(default=None)  # KIE's answer, kept when it made no sense
     # Result links never to be fetched (they point at this machine or a private network): not tried again.
     _refused_links: set[str] = PrivateAttr(default_factory=set)
+    # Results saved to disk whose row the journal refused (read-only, locked): named with the saved files all the same.
+    _unrecorded_files: list[str] = PrivateAttr(default_factory=list)
 
     @model_validator(mode="after")
     def _few_links(self) -> "TaskRecord":
@@ -252,6 +254,17 @@ class TaskRecord(BaseModel, defer_build=True):
     def refuse_link(self, url: str) -> None:
         """A result link that will never be fetched: saving it again is pointless (see ``unsaved_links``)."""
         self._refused_links.add(url)
+
+    def keep_unrecorded(self, path: str) -> None:
+        """A result saved to ``path`` (relative to the workspace) that the journal could not record: the file is on
+        disk, so the record names it (``name_unrecorded``) until a save with a writable journal records it."""
+        if path not in self._unrecorded_files:
+            self._unrecorded_files.append(path)
+
+    def name_unrecorded(self) -> None:
+        """Name the saved files the journal could not record among ``files`` (read from the journal, which lacks
+        them): answers, the gallery and the follower see the result saved."""
+        self.files += [path for path in self._unrecorded_files if path not in self.files]
 
     @property
     def unsaved_links(self) -> int:
@@ -425,6 +438,16 @@ class Found:
             f"{shown}. A newer kie-mcp sharing this workspace may have written them, or they were edited by hand; "
             "update kie-mcp to see them."
         )
+
+
+def answer_not_recorded(task_id: str | None, err: BaseException) -> str:
+    """The line for a task's record (KIE's answer about it, its saved files) that the journal refused. Never a
+    create's wording: the task exists and its id is in hand."""
+    return (
+        f"KIE's answer about task {task_id} could not be recorded in the journal ({type(err).__name__}: {err}). "
+        "Keep this task id: it is also in logs/kie-api.jsonl (or kie-api.1.jsonl) when that could be written. "
+        "Follow it with check_task."
+    )
 
 
 class TaskBook:
