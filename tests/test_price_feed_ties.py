@@ -180,3 +180,18 @@ async def test_prices_kie_raised_in_its_feed_reach_the_quotes_of_seedance_2_5_mi
             quote = answer.structured_content["quote"]
             assert quote["credits_total"] == pytest.approx(total), (model, text_of(answer))
             assert quote["price_source"].startswith("KIE live price list of 20"), (model, quote["price_source"])
+
+
+async def test_kling_3_omni_720p_with_sound_is_quoted_at_kling_3s_20_credits_a_second(connect):
+    async with connect() as client:
+        for model, images in (
+            ("kling-3.0-omni/text-to-video", []),
+            ("kling-3.0-omni/image-to-video", [PICTURE]),
+            ("kling-3.0-omni/reference-to-video", [PICTURE]),
+        ):
+            arguments = {"prompt": "a lighthouse at dusk", "resolution": "720p", "audio": True, "duration": 10}
+            answer = await client.call_tool("estimate_cost", {"model": model, "images": images, **arguments})
+            assert not answer.is_error, text_of(answer)
+            quote = answer.structured_content["quote"]
+            assert quote["credits_total"] == 200, (model, text_of(answer))  # 20/s, never Omni's old page's 18
+            assert "Kling 3.0's 20 credits/s" in text_of(answer)
