@@ -1,0 +1,197 @@
+"""A rate KIE's public price feed prices is tied to its row (``feed``), so KIE's price changes reach the quotes.
+
+The catalogue audit of 2026-12-05 found about twenty models (Seedance 2.5, MiniMax H3, GPT Image 2.5, Qwen3,
+Seedream 5 Pro, ...) whose rates named no feed row although KIE's feed had one for each: the live price layer and
+``kie-mcp catalog check`` never compared them with KIE, so a price rise never reached their quotes. The image and
+video rows of KIE's feed as captured on 2026-09-24 (``tests/data/kie-price-feed-2026-09-24.txt``) are read here as
+the live layer reads a synced feed: every row must price a rate, or be named below with the reason it cannot.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kie_mcp.catalog import load_catalog
+from kie_mcp.catalog.live import FeedRow, LiveCatalog, effective_rate
+
+from .conftest import text_of
+from .test_live_wiring import sync
+
+CAPTURE = Path(__file__).parent / "data" / "kie-price-feed-2026-09-24.txt"
+PICTURE = "https://example.com/first-frame.png"
+
+# Rows of the capture that price no bundled rate, and why. A row that one rate could carry is tied, never listed.
+UNTIED_ROWS = {
+    **dict.fromkeys(
+        [
+            f"Qwen image 3.0{pro}, {part}, {size}"
+            for pro in ("", " Pro")
+            for part in ("input", "output")
+            for size in ("1K", "2K")
+        ],
+        "an image-to-image rate is the output row plus the input row once per input image: no one row is the rate",
+    ),
+    **dict.fromkeys(
+        [
+            "seedream 5 Pro, image-to-image, 1K",
+            "seedream 5 Pro, image-to-image, 2K",
+            "seedream 5 Pro, input image, First image free",
+        ],
+        "an image-to-image rate is the output row plus the input-image row for each image after the first",
+    ),
+    **dict.fromkeys(
+        [f"seedream 5 Pro, Layer Decomposition, {size}" for size in ("1K", "1.5K", "2K")],
+        "seedream/5-pro-layer-decomposition is not catalogued",
+    ),
+    **dict.fromkeys(
+        ["Qwen Image , text-to-image", "Qwen Image, image-to-image", "Qwen image-edit, image-to-image"],
+        "billed per megapixel; the catalogue prices each image size, so no row is a rate",
+    ),
+    **dict.fromkeys(
+        ["HappyHorse-1.0, video-edit, 720p", "HappyHorse-1.0, video-edit, 1080p"],
+        "KIE bills the input's seconds and the output's: the rate per input second is twice the row",
+    ),
+    **dict.fromkeys(
+        ["MiniMax H3, image input, 768p, 2k", "MiniMax H3, video input, 768p", "MiniMax H3, video input, 2k"],
+        "charges for inputs on top of the output rate, which the catalogue does not price (such requests are unknown)",
+    ),
+    "grok-imagine, upscale, 360p→720p": "kie-mcp asks Grok's upscale for 1080p only",
+    "wan 2.2,  text-to-video, 5.0s-580p": "the catalogue offers Wan 2.2 Turbo at 480p and 720p only",
+    "wan 2.2, image-to-video, 5.0s-580p": "the catalogue offers Wan 2.2 Turbo at 480p and 720p only",
+}
+# Rows a rate is tied to that the capture lacks: live sync prices such a rate unknown, which is never auto-approved.
+ROWS_GONE_FROM_THE_CAPTURE = {
+    "Topaz Image Upscaler, image-upscale, 8K": "in the 2026-09-11 feed, not in the 2026-09-24 one (the 4x quote)",
+}
+# Models the capture prices (a row's link names them) with some rates tied to no row, and why.
+PARTLY_TIED = {
+    "hailuo/02-image-to-video-standard": "768P 6 s: the feed has that row for text to video only",
+    "qwen3/image-to-image": UNTIED_ROWS["Qwen image 3.0, input, 1K"],
+    "qwen3/pro-image-to-image": UNTIED_ROWS["Qwen image 3.0, input, 1K"],
+    "happyhorse/video-edit": UNTIED_ROWS["HappyHorse-1.0, video-edit, 720p"],
+}
+
+
+def _key(description: str) -> str:
+    return " ".join(description.lower().split())
+
+
+def captured_feed() -> LiveCatalog:
+    """The capture as the live layer holds a synced feed: KIE's records (``modelDescription``, ``creditPrice``,
+    ``creditUnit``, ``anchor``) read by ``FeedRow.from_wire``."""
+    rows = []
+    for line in CAPTURE.read_text(encoding="utf-8").splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        _kind, provider, description, price, anchor = line.split("|")
+        credits, _, unit = price.strip().partition(" ")
+        record = {"modelDescription": description, "provider": provider, "creditPrice": credits, "creditUnit": unit}
+        rows.append(FeedRow.from_wire({**record, "anchor": f"https://kie.ai{anchor}" if anchor[:1] == "/" else anchor}))
+    return LiveCatalog(feed=[row for row in rows if row is not None], feed_at="2026-09-24T00:00:00Z")
+
+
+CAPTURED = captured_feed()
+CATALOG = load_catalog()
+
+
+def tied_rates() -> list[tuple[object, object]]:
+    return [(spec, rate) for spec in CATALOG.offered() if spec.price for rate in spec.price.rates if rate.feed]
+
+
+def test_the_capture_holds_kies_image_and_video_rows():
+    assert len(CAPTURED.feed or []) == 379  # 110 image + 269 video of the 503
+    assert {_key(r) for r in UNTIED_ROWS} <= {_key(row.description) for row in CAPTURED.feed or []}
+
+
+def test_every_row_of_kies_price_feed_prices_a_rate_or_is_named_with_the_reason_it_cannot():
+    tied = {_key(rate.feed) for _, rate in tied_rates()}
+    untied = {row.description for row in CAPTURED.feed or [] if _key(row.description) not in tied}
+    listed = {_key(row) for row in UNTIED_ROWS}
+    assert sorted(row for row in untied if _key(row) not in listed) == []  # tie them to their rates
+    assert sorted(row for row in UNTIED_ROWS if _key(row) in tied) == []  # tied now: no longer an exception
+
+
+def test_every_tied_rate_is_priced_from_its_row_as_the_live_layer_reads_it():
+    """Same name (case and spacing aside), a real price, and per second exactly when the rate is."""
+    wrong = []
+    for spec, rate in tied_rates():
+        verdict = effective_rate(CAPTURED, spec, rate)
+        gone = rate.feed in ROWS_GONE_FROM_THE_CAPTURE
+        if (verdict.state == "live") == gone:
+            wrong.append((spec.id, rate.feed, verdict.detail))
+    assert wrong == []
+
+
+def test_a_model_kie_prices_in_its_feed_has_every_rate_tied():
+    named = {row.model_id for row in CAPTURED.feed or []}
+    partly = {
+        spec.id
+        for spec in CATALOG.offered()
+        if spec.price
+        and (spec.id in named or any(rate.feed for rate in spec.price.rates))
+        and not all(rate.feed for rate in spec.price.rates)
+    }
+    assert sorted(partly - set(PARTLY_TIED)) == []  # tie the rest of their rates, or say why they cannot be
+    assert sorted(set(PARTLY_TIED) - partly) == []
+
+
+# Rows KIE raised (row: raised credits), and a request of a model each prices, with its quoted total.
+RAISED = {
+    "bytedance/seedance-2-5, 720p no video": 80,  # was 63/s
+    "bytedance/seedance-2-5, 1080p no video": 190,  # was 158/s
+    "MiniMax H3, text to video, 768p": 12,  # was 8/s
+    "MiniMax H3, image to video, 2K": 16,  # was 13/s
+    "MiniMax H3, reference to video, 768p": 9,  # was 8/s
+    "gpt-image-2-5-sunburst, text-to-image, 4K": 20,  # was 16
+    "gpt-image-2-5-flare, image-to-image, 2K": 12,  # was 10
+    "grok-imagine-image-2-0, Text to Image": 5,  # was 4
+    "nano-banana-2-lite, 1k": 5,  # was 4
+    "Qwen image 3.0 Pro, text to image, 2K": 15,  # was 12
+    "seedream 5 Pro, text-to-image, 2K": 17,  # was 14
+}
+QUOTED = [
+    ("bytedance/seedance-2-5", {"resolution": "720p", "duration": 10}, 800),
+    ("bytedance/seedance-2-5", {"resolution": "1080p", "duration": 4}, 760),
+    ("minimax-h3/text-to-video", {"resolution": "768P", "duration": 10}, 120),
+    ("minimax-h3/image-to-video", {"resolution": "2K", "duration": 10, "images": [PICTURE]}, 160),
+    ("minimax-h3/reference-to-video", {"resolution": "768P", "duration": 5, "images": [PICTURE]}, 45),
+    ("gpt-image-2-5-sunburst-text-to-image", {"resolution": "4K"}, 20),
+    ("gpt-image-2-5-flare-image-to-image", {"resolution": "2K", "images": [PICTURE]}, 12),
+    ("grok-imagine-image-2-0/text-to-image", {}, 5),
+    ("nano-banana-2-lite", {}, 5),
+    ("qwen3/pro-text-to-image", {"resolution": "2K"}, 15),
+    ("seedream/5-pro-text-to-image", {"resolution": "2K"}, 17),
+]
+
+
+async def test_prices_kie_raised_in_its_feed_reach_the_quotes_of_seedance_2_5_minimax_h3_and_the_others(
+    connect, controls, transport, tmp_path
+):
+    for row, credits in RAISED.items():
+        await controls.post("catalog/feed", {"description": row, "credits": credits})
+    await sync(transport, controls, tmp_path)
+    async with connect() as client:
+        for model, request, total in QUOTED:
+            arguments = {"model": model, "prompt": "a lighthouse at dusk", **request}
+            answer = await client.call_tool("estimate_cost", arguments)
+            assert not answer.is_error, text_of(answer)
+            quote = answer.structured_content["quote"]
+            assert quote["credits_total"] == pytest.approx(total), (model, text_of(answer))
+            assert quote["price_source"].startswith("KIE live price list of 20"), (model, quote["price_source"])
+
+
+async def test_kling_3_omni_720p_with_sound_is_quoted_at_kling_3s_20_credits_a_second(connect):
+    async with connect() as client:
+        for model, images in (
+            ("kling-3.0-omni/text-to-video", []),
+            ("kling-3.0-omni/image-to-video", [PICTURE]),
+            ("kling-3.0-omni/reference-to-video", [PICTURE]),
+        ):
+            arguments = {"prompt": "a lighthouse at dusk", "resolution": "720p", "audio": True, "duration": 10}
+            answer = await client.call_tool("estimate_cost", {"model": model, "images": images, **arguments})
+            assert not answer.is_error, text_of(answer)
+            quote = answer.structured_content["quote"]
+            assert quote["credits_total"] == 200, (model, text_of(answer))  # 20/s, never Omni's old page's 18
+            assert "Kling 3.0's 20 credits/s" in text_of(answer)
