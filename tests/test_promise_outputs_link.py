@@ -242,6 +242,28 @@ async def test_beside_the_users_own_index_the_gallery_is_written_under_its_own_n
     assert 'href="../index.html">All sessions' in session.read_text(encoding="utf-8")
 
 
+async def test_the_gallery_beside_a_users_page_is_named_until_the_next_save_and_written_again_when_missing(
+    connect, tmp_path, elsewhere
+):
+    """The review: after the user deleted their own index.html, list_tasks named no gallery at all until the next
+    save, though kie-mcp-gallery.html was there and the session pages linked to it; and while the user's page stood,
+    a kie-mcp-gallery.html that had gone missing (a full disk, a hand) was never written again by check_task."""
+    (tmp_path / "outputs").symlink_to(elsewhere, target_is_directory=True)
+    (elsewhere / "index.html").write_text(ALBUM)
+    own = tmp_path / "outputs" / "kie-mcp-gallery.html"
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", {**REQUEST, "session": "shoot"})
+        task_id = made.structured_content["tasks"][0]["task_id"]
+        own.unlink()  # gone while the user's page stands
+        await client.call_tool("check_task", {"task_id": task_id})
+        rewritten = own.is_file()
+        (elsewhere / "index.html").unlink()  # the user moved their album away; nothing saved since
+        listed = await client.call_tool("list_tasks", {})
+    assert made.structured_content["status"] == "completed", text_of(made)
+    assert rewritten and (elsewhere / "index.html").exists() is False
+    assert listed.structured_content["gallery"] == str(own), text_of(listed)
+
+
 async def test_the_gallery_resources_serve_only_pages_kie_mcp_wrote_in_its_session_folders(
     connect, tmp_path, elsewhere
 ):

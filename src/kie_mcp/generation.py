@@ -1621,7 +1621,13 @@ def _pages_missing(workspace: Path, records: list[TaskRecord]) -> list[tuple[Pat
     saved = [(workspace / path, record.kind) for record in records for path in record.files]
     if not saved:
         return []
-    index = workspace / "outputs" / "index.html"  # gallery.PAGE, without loading the gallery for the check
+    outputs = workspace / "outputs"
+    name = "index.html"  # gallery.PAGE, without loading the gallery for the check ...
+    if outputs.is_symlink():  # ... but where a page of the user's may stand in its place (gallery.index_name)
+        from kie_mcp.media.gallery import index_name
+
+        name = index_name(outputs)
+    index = outputs / name
     return saved if not index.is_file() or any(not (path.parent / "index.html").is_file() for path, _ in saved) else []
 
 

@@ -1427,7 +1427,7 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
     @mcp.resource("kie://outputs/index.html", name="gallery", title="Gallery of saved results", mime_type="text/html")
     def gallery() -> str:
         """Every saved result by session and date: pictures, videos, prompts, models and credits (open
-        outputs/index.html in a browser to see the pictures)."""
+        outputs/index.html, or kie-mcp-gallery.html beside a page of your own, in a browser to see the pictures)."""
         try:
             return pages.read_page(outputs, side=settings.preview_px) or ""
         except (OSError, ValueError, RecursionError) as err:  # a full disk, an unreadable folder: said, not hidden

@@ -201,13 +201,17 @@ def index_name(outputs: Path) -> str:
 
 
 def gallery_path(workspace: Path) -> Path | None:
-    """The workspace's gallery page (``index_name``), once kie-mcp wrote it; None while there is none of its own (no
-    result saved yet, a page that could not be written, or only a page of the user's)."""
+    """The workspace's gallery page (``index_name``, or ``OWN_INDEX`` still), once kie-mcp wrote it; None while there
+    is none of its own (no result saved yet, a page that could not be written, or only a page of the user's)."""
     outputs = Path(workspace) / "outputs"
     if saved.refusal(outputs) is not None:
         return None
-    page = outputs / index_name(outputs)
-    return page if saved.is_own_page(page) else None
+    # Its name now, else the one it had: a user's index.html deleted since, the index stays kie-mcp-gallery.html
+    # until the next save writes index.html (the session pages link to it meanwhile).
+    for name in dict.fromkeys((index_name(outputs), OWN_INDEX)):
+        if saved.is_own_page(page := outputs / name):
+            return page
+    return None
 
 
 def scan(outputs: Path, side: int = THUMBNAIL_SIDE) -> list[Session]:
