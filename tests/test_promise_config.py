@@ -488,7 +488,7 @@ async def test_a_long_broken_value_is_repeated_only_by_its_start(name, transport
     settings = Settings.load({"KIE_WORKSPACE": str(tmp_path), name: f"{key}."}, cwd=tmp_path)
     seen = await everything_a_client_sees(settings, transport, mode)
     assert f"{name}=" in seen and "(33 characters)" in seen, seen
-    assert key not in seen and key[:16] not in seen
+    assert key not in seen and key[:5] not in seen  # only its first 4 characters and its length
 
 
 @pytest.mark.stdio
@@ -718,10 +718,28 @@ async def test_a_workspace_named_beyond_ascii_is_served_and_shown_when_utf8_mode
     assert not result.is_error and f"Sandbox area: {workspace / 'sandbox'}" in text_of(result), text_of(result)
 
 
-@pytest.mark.parametrize("folder", ["acme-campaign-2025-final", "summer_launch_2026_reels_v2", "Q4Campaign2026Reels"])
+@pytest.mark.parametrize(
+    "folder",
+    [
+        "acme-campaign-2025-final",
+        "summer_launch_2026_reels_v2",
+        "Q4Campaign2026Reels",
+        "ClientProjects2025SummerCampaignFinal",
+    ],
+)
 def test_a_workspace_named_like_a_campaign_is_a_workspace_not_a_pasted_key(folder, tmp_path):
     """Folder names with words, dates and separators are what people name work folders: only a value shaped like
     KIE's keys (32 or more letters and digits, no separator) is taken for one pasted into a folder setting."""
     settings = Settings.load({"KIE_WORKSPACE": folder}, cwd=tmp_path)
     assert settings.config_error is None, settings.config_error
     assert settings.workspace == (tmp_path / folder).resolve()
+
+
+@pytest.mark.parametrize("quotes", ["\u201c\u201d", "\u2018\u2019", "\u00ab\u00bb"])
+def test_a_key_pasted_in_curly_quotes_into_a_folder_setting_is_taken_for_a_key(quotes, tmp_path):
+    """The review: a key in the curly quotes a text editor types was not a key to the check, so it became a relative
+    folder named after it, made and shown in every path the server reported."""
+    key = fresh_key()
+    settings = Settings.load({"KIE_WORKSPACE": f"{quotes[0]}{key}{quotes[1]}"}, cwd=tmp_path)
+    assert settings.config_error and "KIE_WORKSPACE holds what looks like an API key" in settings.config_error
+    assert key not in str(settings.workspace) and key not in everything_under(tmp_path)

@@ -60,12 +60,12 @@ ENV_BLOCK = "the env block of this MCP server in your client's configuration"  #
 # 32 hex digits; others are 20 or more letters, digits, "-" and "_" (never "/", "." or ":", which paths and URLs
 # have). A letter and a digit both: words (always_or_never) and numbers are not keys.
 _KEY_SHAPE = re.compile(r"(?=[A-Za-z0-9_-]*[0-9])(?=[A-Za-z0-9_-]*[A-Za-z])[A-Za-z0-9_-]{20,256}")
-# A folder setting holds names, and "acme-campaign-2025-final" is one: there a key is 32 or more letters and digits
-# with no separator (KIE's 32 hex digits), which no folder anyone names by hand looks like.
-_FOLDER_KEY_SHAPE = re.compile(r"(?=[A-Za-z0-9]*[0-9])(?=[A-Za-z0-9]*[A-Za-z])[A-Za-z0-9]{32,256}")
+# A folder setting holds names, and "acme-campaign-2025-final" or "ClientProjects2025SummerCampaignFinal" is one:
+# there a key is what KIE's are, 32 or more hex digits (letters and digits both), which no folder named by hand is.
+_FOLDER_KEY_SHAPE = re.compile(r"(?=[0-9A-Fa-f]*[0-9])(?=[0-9A-Fa-f]*[A-Fa-f])[0-9A-Fa-f]{32,256}")
 _FOLDER_SETTINGS = ("KIE_WORKSPACE", "KIE_ALLOWED_DIRS")
 SHOWN_WHOLE = 16  # a broken value up to this long is repeated whole; of a longer one only its first SHOWN_START
-SHOWN_START = 10  # characters (a key pasted where no shape check sees it, with a dot after it, is never shown whole)
+SHOWN_START = 4  # characters (a key pasted where no shape check sees it, with a dot after it, is never shown whole)
 
 
 class ConfigError(ValueError):
@@ -397,10 +397,14 @@ def _pasted_key(name: str, value: str) -> str | None:
 
 
 def _without_quotes(value: str) -> str:
-    """``value`` without one pair of matching quotes around it."""
-    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+    """``value`` without one pair of matching quotes around it: straight, or the curly ones a text editor or a web
+    page puts there (“...”, ‘...’, «...»)."""
+    if len(value) >= 2 and ((value[0] == value[-1] and value[0] in "\"'") or value[0] + value[-1] in _CURLY_PAIRS):
         return value[1:-1]
     return value
+
+
+_CURLY_PAIRS = ("\u201c\u201d", "\u2018\u2019", "\u201e\u201c", "\u00ab\u00bb", "\u201d\u201d")
 
 
 def _quoted(name: str, value: str, *, listed: bool = False) -> str | None:
