@@ -93,3 +93,26 @@ async def test_a_check_task_on_one_server_and_a_background_try_on_another_never_
     assert checked.structured_content["task"]["files"], text_of(checked)
     assert await file_gets(controls) == 2  # the 503, then B's: A never fetched it again
     assert first.file_gets() == 1 and len(saved(tmp_path, task_id)) == 1
+
+
+async def test_a_server_between_two_tries_at_a_failing_link_keeps_it_and_another_servers_rescan_leaves_it(
+    settings, transport, controls, tmp_path
+):
+    """The review: a server released its claim after each failed try at saving a result, so every other server's
+    rescan (once a minute) took the task up and ran its own seven tries: a link that kept failing was fetched seven
+    times per server. Between tries the claim is kept, left alone: other rescans leave the task, a check_task
+    there takes it over at once."""
+    await controls.fault("files", kind="code", code=503, times=-1)
+    second = CountedTransport(transport)
+    async with Client(create_server(settings, transport=second)) as b:
+        await b.call_tool("list_tasks", {})  # B's follower runs, rescanning every 0.3 s
+        async with Client(create_server(settings, transport=transport), elicitation_callback=answering()) as a:
+            made = await a.call_tool("generate_image", {**IMAGE, "wait_seconds": 20})
+            task_id = made.structured_content["tasks"][0]["task_id"]
+            assert made.structured_content["tasks"][0]["files"] == [], text_of(made)
+            await anyio.sleep(2)  # six of B's rescans; A tries again at 0.15, 0.45, 1.05 and 2.55 s
+            tried = second.file_gets()
+            (await controls.http.delete("/__sim/faults")).raise_for_status()
+            checked = await b.call_tool("check_task", {"task_id": task_id})  # takes the task over at once
+    assert tried == 0, tried  # B's rescans left the task to A
+    assert checked.structured_content["task"]["files"], text_of(checked)

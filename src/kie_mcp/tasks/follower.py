@@ -514,6 +514,8 @@ class Follower:
         if record.task_id not in self._unsaved:
             first = time.monotonic() + SAVE_AGAIN[0] * self._unit if at is None else at
             self._unsaved[record.task_id] = Unsaved(record, first)
+            if at is None and self._claim(record.task_id):  # held till its first try, as between tries (_save_again)
+                self._drop_claim(record.task_id)
             self._poke()
 
     async def _save_in_turn(self, unsaved: Unsaved) -> None:
@@ -533,23 +535,24 @@ class Follower:
         if not self._claim(record.task_id):  # another server's follower is saving them: look again later
             unsaved.next_at = time.monotonic() + SAVE_AGAIN[0] * self._unit
             return
+        # Between tries the claim is kept, marked left alone (renewed every RESCAN with the others): another
+        # server's rescan leaves the task to this one instead of trying a failing link as often again, and a
+        # check_task there takes it over at once. It goes when the saving is over.
         try:
             problems = await self._save(self._rt, [record])
         except Exception as err:
             log.exception("saving the results of task %s failed", record.task_id)
             problems = [f"{type(err).__name__}: {err}"]
-        finally:
-            if record.task_id not in self._watches:
-                self._release(record.task_id)
+        except BaseException:  # cancelled (the server stops): the claim goes, so another server takes it up at once
+            self._done_saving(record.task_id)
+            raise
         if not self._unsaved_results(record):
-            del self._unsaved[record.task_id]
-            self._saves_done.add(record.task_id)
+            self._done_saving(record.task_id)
             await self._announce(record)
             return
         unsaved.tries += 1
         if unsaved.tries >= len(SAVE_AGAIN):
-            del self._unsaved[record.task_id]
-            self._saves_done.add(record.task_id)
+            self._done_saving(record.task_id)
             log.warning(
                 "task %s: its results could not be saved after %d tries (%s); check_task tries again",
                 record.task_id,
@@ -558,6 +561,15 @@ class Follower:
             )
             return
         unsaved.next_at = time.monotonic() + SAVE_AGAIN[unsaved.tries] * self._unit
+        if record.task_id not in self._watches:
+            self._drop_claim(record.task_id)
+
+    def _done_saving(self, task_id: str) -> None:
+        """Background saving of ``task_id`` is over (saved, given up on, or stopped): its claim goes."""
+        self._unsaved.pop(task_id, None)
+        self._saves_done.add(task_id)
+        if task_id not in self._watches:
+            self._release(task_id)
 
     # -- watches ---------------------------------------------------------------------------------------------
 
@@ -989,7 +1001,9 @@ class Follower:
         rt = await self._runtime()
         task_id = record.task_id or ""
         claimed = bool(task_id) and self._unsaved_results(record)
-        if claimed and not self._claim(task_id):  # another server's follower is saving them right now
+        # asked: a claim another server holds between two of its tries (left alone) is taken over; one it holds
+        # while it downloads is not
+        if claimed and not self._claim(task_id, asked=True):  # another server's follower is saving them right now
             return [], True
         problems: list[str] = []
         try:
@@ -997,9 +1011,12 @@ class Follower:
                 problems = await self._save(rt, [record])
             return problems, grace.cancelled_caught
         finally:  # no await: runs even when the call is cancelled mid-download
-            unsaved = self._unsaved.get(task_id)
-            if claimed and task_id not in self._watches and not (unsaved is not None and unsaved.busy):
-                self._release(task_id)  # (a background try of this follower's releases its own claim)
+            if claimed and task_id not in self._watches:
+                unsaved = self._unsaved.get(task_id)
+                if unsaved is None:
+                    self._release(task_id)
+                elif not unsaved.busy:  # left to the background: held, as between its tries (a try holds its own)
+                    self._drop_claim(task_id)
 
     def _observe(self, record: TaskRecord) -> None:
         """Relay what the journal says of a task another server follows (``_relay_observed``) until it has ended
