@@ -13,7 +13,10 @@ A local file is uploaded only when all of this holds (checked in this order, bef
    it; an MP4, MOV or M4A has the track its field takes, by its tracks' handlers (``track_problem``: a clip with no
    sound track for a field of audio, a recording with no video track for a field of video, is refused; one whose
    tracks cannot be read is left to KIE);
-5. it is within the field's size limit (documented, or a conservative bound per kind);
+5. it is within the field's size limit (documented, or a conservative bound per kind), and its bytes do not hold
+   the KIE API key (``HoldsKey``: a picture whose text chunk a tool wrote its settings into, a screen recording of
+   the key): KIE's file host serves an upload to anyone with its link, and bytes sent as they are cannot be
+   redacted, so such a file is refused, as a resource holding the key is not served;
 6. an image decodes as the format its bytes name and, where the field's data bounds its pixels (shortest and longest
    side, pixel count, how elongated), fits them as it is sent (a small one upscaled first where it can be,
    ``as_sent``; one whose pixels have no 8-bit form at its own size);
@@ -68,6 +71,7 @@ from kie_mcp.catalog.spec import MediaLimits
 from kie_mcp.catalog.validate import _matches
 from kie_mcp.journal import Journal
 from kie_mcp.kie import KieClient, KieError, RefusedHereError
+from kie_mcp.redact import bytes_hold_secret
 from kie_mcp.words import duration_text
 
 from . import saved
@@ -200,6 +204,19 @@ class NotAccepted(RefusedInput):
 
 class TooLarge(RefusedInput):
     """Over the size limit of the target."""
+
+
+class HoldsKey(NotAccepted):
+    """Its bytes hold the KIE API key: never uploaded (KIE's file host is public), as a resource holding it is never
+    served."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"{name} holds the KIE API key, so it is not uploaded (KIE's file host shows an upload to anyone with "
+            "its link). Nothing was uploaded, sent or spent. Give a copy without it: for a picture, save it again "
+            "from an image editor (which drops the text and metadata a tool wrote the key into)."
+        )
+        self.name = name
 
 
 @dataclass(frozen=True)
@@ -1013,6 +1030,8 @@ def approved_bytes(local: LocalFile) -> bytes:
                 f"{local.path.name} changed since it was checked ({err.what})", "Check the file and ask again."
             ) from None
         digest, content = "", None  # other bytes: refused below, as a changed content
+    except HoldsKey as err:  # before OSError, likewise
+        raise RefusedHereError(str(err), next_step="Give a copy of the file without the key.") from None
     except OSError as err:  # locked by another program, no permission, a failing disk: nothing was sent
         raise _unreadable(local, err) from None
     if digest != local.sha256 or content is None:
@@ -1083,7 +1102,8 @@ class _Judged(NamedTuple):
 def _read_judged(path: Path, media: Sniffed, *, most: int, keep: bool) -> _Judged:
     """SHA-256, size and stamp of the file at ``path`` (a real path judged by ``inspect_local``) and, with ``keep``,
     its content, read from one open file that is still the judged one, still ``media`` by its bytes and not changed
-    while it was read; ``ChangedFile`` when it is not, or holds more than ``most`` bytes (``longer``)."""
+    while it was read; ``ChangedFile`` when it is not, or holds more than ``most`` bytes (``longer``); ``HoldsKey``
+    when its bytes hold the KIE API key (every read that leads to an upload comes through here)."""
     with open_judged(path) as handle:
         before = FileStamp.of(os.fstat(handle.fileno()))
         if before.size > most:
@@ -1107,20 +1127,28 @@ def _hash_open(
             raise ChangedFile(path, "it grew while it was being read", longer=True, size=len(content))
         if sniff(content[:HEAD_BYTES]) != media:
             raise ChangedFile(path, f"it is no longer {media.label}")
+        if bytes_hold_secret(content):
+            raise HoldsKey(path.name)
         return hashlib.sha256(content).hexdigest(), len(content), content
     digest = hashlib.sha256()
     seen = 0
     head = handle.read(HEAD_BYTES)
     if sniff(head) != media:
         raise ChangedFile(path, f"it is no longer {media.label}")
-    chunk = head
+    chunk, tail = head, b""
     while chunk:
         seen += len(chunk)
         if seen > most:
             raise ChangedFile(path, "it grew while it was being read", longer=True, size=seen)
         digest.update(chunk)
+        if bytes_hold_secret(tail + chunk):  # the end of the chunk before too: a key cut in two is found
+            raise HoldsKey(path.name)
+        tail = (tail[-_KEY_OVERLAP:] + chunk)[-_KEY_OVERLAP:]
         chunk = handle.read(1 << 20)
     return digest.hexdigest(), seen, None
+
+
+_KEY_OVERLAP = 4096  # bytes of one chunk searched again with the next: longer than any form of a key (even: UTF-16)
 
 
 @contextmanager
