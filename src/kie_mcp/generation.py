@@ -37,6 +37,7 @@ from kie_mcp.media.inputs import (
     names_local_files,
     not_approved,
     preparation_notes,
+    tidy_links,
     unreachable_links,
     upload_local_files,
     with_identities,
@@ -212,6 +213,7 @@ async def plan(
         options=args.options,
         scripted=scripted,  # the durations that suit the script, settled by the request's rules (notes updated)
     )
+    wire = tidy_links(spec, wire)  # "https://a.test/x.png\n": judged, measured, quoted and sent without the newline
     from kie_mcp.catalog.live import stricter_problems  # the live catalogue loads with the first request
 
     if problems := stricter_problems(rt.live, spec, wire):  # KIE's live schema, where it is stricter than ours

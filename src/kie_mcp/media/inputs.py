@@ -28,7 +28,9 @@ A local file is uploaded only when all of this holds (checked in this order, bef
 All of this is checked before anything is priced, uploaded or sent. A link (an http(s) URL) is not fetched for
 these checks: its length is checked only where its length prices the request and is measured anyway
 (``media.duration.measure_inputs``); its format, pixels and (otherwise) length are left to KIE. What a field's data
-does not document (a video's pixels, frame rate or bitrate) is left to KIE too.
+does not document (a video's pixels, frame rate or bitrate) is left to KIE too. A link is judged and sent without the
+whitespace around it and with its scheme in lower case (``tidy_links``); one that cannot be judged (whitespace or a
+control character inside it, no host, a form httpx cannot parse) is refused, never left to KIE (``unreachable_links``).
 
 Symlinks are judged by their target: a link named ``ok.png`` that points at ``.env`` is refused.
 
@@ -165,7 +167,45 @@ def sent_type(local: LocalFile, kinds: frozenset[MediaKind] = frozenset(KINDS)) 
 
 
 def is_remote(value: str) -> bool:
-    return value.startswith(_REMOTE)
+    """Whether ``value`` is an http(s) link: its scheme in any case, around it any spaces (a line copied with its
+    newline), which ``tidied_link`` takes off before it is judged or sent."""
+    return value.lstrip()[:8].lower().startswith(_REMOTE)
+
+
+def tidied_link(value: str) -> str:
+    """An http(s) link as it is judged and sent: without the whitespace around it and with its scheme in lower case
+    ("HTTPS://a.test/x.png\n" is "https://a.test/x.png"). Anything else is returned as it is."""
+    if not is_remote(value):
+        return value
+    scheme, _, rest = value.strip().partition("://")
+    return f"{scheme.lower()}://{rest}"
+
+
+def tidy_links(spec: ModelSpec, wire: dict[str, Any]) -> dict[str, Any]:
+    """``wire`` with every input link (in a media field, or under a link's key in an object field) ``tidied_link``:
+    what is judged (``unreachable_links``), measured, quoted and sent is the same link. A link with trailing
+    whitespace was left unjudged (httpx cannot parse it) and reached a paid create, to this machine too."""
+    tidied = _replace(spec, wire, lambda _, value: tidied_link(value) if is_remote(value) else None)
+    for name, value in wire.items():
+        field = spec.fields.get(name)
+        if field is None or field.type != "objects" or not isinstance(value, list):
+            continue
+        tidied[name] = [_tidied_object(item) for item in value]
+    return tidied
+
+
+def _tidied_object(item: Any) -> Any:
+    """An item of an object field with the links under its link keys ``tidied_link``."""
+    if not isinstance(item, dict):
+        return item
+    out = dict(item)
+    for key, held in item.items():
+        if isinstance(key, str) and _LINK_KEY.search(key):
+            if isinstance(held, str):
+                out[key] = tidied_link(held)
+            elif isinstance(held, list):
+                out[key] = [tidied_link(text) if isinstance(text, str) else text for text in held]
+    return out
 
 
 # KIE's docs say 24 hours for uploads (docs.kie.ai/file-upload-api/quickstart.md, seen 2026-12-05; 3 days in older
@@ -784,16 +824,36 @@ def unreachable_links(spec: ModelSpec, wire: dict[str, Any]) -> list[Problem]:
             if (where, value) in nested:
                 problems.append(Problem(where, NESTED_LOCAL))
             continue
-        try:
-            url = httpx2.URL(value)
-            host = url.host.lower().removesuffix(".")
-        except Exception:  # not a URL httpx can read: KIE's own check answers it
+        if why := _unreadable_link(value):  # never left to KIE: unjudged, it could lead anywhere, this machine too
+            problems.append(Problem(where, why))
             continue
-        if not host or is_trusted(url):
+        url = httpx2.URL(tidied_link(value))
+        host = url.host.lower().removesuffix(".")
+        if is_trusted(url):
             continue
         if why := unreachable_host(host):
             problems.append(Problem(where, kie_cannot_reach(PrivateAddress(value, why))))
     return problems
+
+
+def _unreadable_link(value: str) -> str | None:
+    """Why the http(s) link ``value`` cannot be judged, and so is not sent: whitespace or a control character inside
+    it (around it, ``tidied_link`` takes it off), no host, or a form httpx cannot parse. None when it can be."""
+    link = tidied_link(value)
+    odd = next((ch for ch in link if ch.isspace() or not ch.isprintable()), None)
+    if odd is not None:
+        return (
+            f"{shown(link)} has a {'space' if odd == ' ' else f'control character ({odd!r})'} inside it, which no "
+            "link KIE fetches holds; nothing was sent or measured. Write a space in a link as %20, or give the link "
+            "as its page shows it."
+        )
+    try:
+        host = httpx2.URL(link).host
+    except Exception as err:
+        return f"{shown(link)} is not a link that can be read ({err}); nothing was sent or measured. Check the link."
+    if not host:
+        return f"{shown(link)} names no host; nothing was sent or measured. Give the whole link, https://host/path."
+    return None
 
 
 def names_local_files(spec: ModelSpec, wire: dict[str, Any]) -> bool:
