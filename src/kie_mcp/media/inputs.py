@@ -238,6 +238,10 @@ class MissingFile(RefusedInput):
     """No readable file at that path."""
 
 
+class NotALocalFile(MissingFile):
+    """A link, a data: URI or nothing at all where a local file's path was expected (``not_a_path``)."""
+
+
 class NotAccepted(RefusedInput):
     """Not media, or not the kind or format the target takes."""
 
@@ -441,6 +445,8 @@ def inspect_local(
 ) -> tuple[Path, Sniffed]:
     """The real path and media type of a local input that may be uploaded to ``accepts``; ``RefusedInput``
     (naming the file and why) otherwise. Reads at most the file's first few KB."""
+    if why := not_a_path(value, accepts):
+        raise NotALocalFile(why)
     real = confined(value, workspace, roots)
     name = _named(value, real)
     reason = private_reason(real, workspace, roots)
@@ -455,12 +461,18 @@ def inspect_local(
     except OSError as err:
         raise UnusablePath(_path_problem(value, err)) from None
     if not is_file:
-        where = "a folder, not a file" if is_dir else "not a regular file" if real.exists() else "nothing there"
+        if is_dir:
+            raise MissingFile(f"{shown(value)} is a folder ({real}), not a file. Give the path of a file in it.")
+        if real.exists():
+            raise MissingFile(
+                f"{shown(value)} is not a regular file ({real} is a FIFO, a device or a socket), which kie-mcp never "
+                "reads. Nothing was read or uploaded. Give the path of a regular file."
+            )
         if accepts.urls:
             raise MissingFile(
-                f"{shown(value)} is neither an http(s) URL nor a readable file (looked in {real}: {where})."
+                f"{shown(value)} is neither an http(s) URL nor a readable file (looked in {real}: nothing there)."
             )
-        raise MissingFile(f"No file at {real} ({where}). Give an absolute path or one relative to the workspace.")
+        raise MissingFile(f"No file at {real}. Give an absolute path or one relative to the workspace.")
     media = sniff(head)
     wanted = _kinds_text(accepts.kinds)
     if media is None:
@@ -481,6 +493,45 @@ def inspect_local(
     if size > limit_bytes(accepts, media):
         raise TooLarge(_too_large(name, size, accepts, media))
     return real, media
+
+
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
+_PATH_SCHEMES = ("file", "kie")  # file:// URIs and kie:// resource links name local files (``local_path``)
+
+
+def not_a_path(value: str, accepts: Accepts) -> str | None:
+    """Why ``value``, given where a local file's path is read (``accepts``: a field, upload_file, stitch_videos),
+    names no file, said for what it is: nothing at all, a data: URI (a picture written inline), a link where only
+    files are taken (upload_file), a link of a scheme KIE does not fetch (ftp:). None for anything else: a path to
+    judge. The file system was asked about these as paths, and answered "No file at /ws/https:/a.test/x.png" or, for
+    a long data: URI, "rename or move the file if its name is that long"."""
+    text = value.strip()
+    takes = "an http(s) link or a local file" if accepts.urls else "local files only"
+    if not text:
+        return f"No file was named (the path is empty); {accepts.what} takes {takes}."
+    found = _SCHEME.match(text)
+    scheme = found.group(1).lower() if found else ""
+    link_to_it = (
+        "give an http(s) link to it" if accepts.urls else "pass an http(s) link to it to the generate tool as it is"
+    )
+    if scheme == "data":
+        return (
+            f"{shown(text)} is a data: URI ({len(text):,} characters), not a file on this computer; {accepts.what} "
+            f"takes {takes}. Nothing was read or uploaded. Save it as a file in the workspace (references/ is a good "
+            f"place) and give its path, or {link_to_it}."
+        )
+    if is_remote(text) and not accepts.urls:
+        return (
+            f"{shown(text)} is a link, not a file on this computer; {accepts.what} takes {takes}. Nothing was read or "
+            "uploaded. Pass the link to the generate tool as it is (KIE fetches http(s) links itself), or save the "
+            "file in the workspace and give its path."
+        )
+    if found and text[found.end() : found.end() + 2] == "//" and scheme not in ("http", "https", *_PATH_SCHEMES):
+        return (
+            f"{shown(text)} is a link by {scheme}:, which KIE does not fetch (http and https only); {accepts.what} "
+            f"takes {takes}. Nothing was read or uploaded. Save the file in the workspace and give its path."
+        )
+    return None
 
 
 def _limit_mb(accepts: Accepts, media: Sniffed) -> float:
