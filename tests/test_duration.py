@@ -88,12 +88,18 @@ def _box(kind: bytes, payload: bytes) -> bytes:
 
 
 def _mp4_64bit(timescale: int, duration: int) -> bytes:
-    """ftyp, a 64-bit ``mdat`` (largesize), then ``moov`` with a version-1 ``mvhd`` (64-bit times) at the end."""
+    """ftyp, a 64-bit ``mdat`` (largesize), then ``moov`` with a version-1 ``mvhd`` (64-bit times) at the end, and a
+    track as long: a version-1 ``mdhd`` and samples of 1/4 s in ``stts``."""
     ftyp = _box(b"ftyp", b"isom" + struct.pack(">I", 512) + b"isomiso2mp41")
     media = bytes(5000)
     mdat = struct.pack(">I", 1) + b"mdat" + struct.pack(">Q", 16 + len(media)) + media
     mvhd = _box(b"mvhd", b"\x01\x00\x00\x00" + struct.pack(">QQIQ", 0, 0, timescale, duration) + bytes(80))
-    return ftyp + mdat + _box(b"moov", mvhd + _box(b"udta", b""))
+    scale = timescale or 1000
+    mdhd = _box(b"mdhd", b"\x01\x00\x00\x00" + struct.pack(">QQIQ", 0, 0, scale, duration) + bytes(4))
+    samples, delta = min(duration * 4 // scale, 2**32 - 1), max(scale // 4, 1)
+    stts = _box(b"stts", bytes(4) + struct.pack(">III", 1, samples, delta))
+    track = _box(b"trak", _box(b"mdia", mdhd + _box(b"minf", _box(b"stbl", stts))))
+    return ftyp + mdat + _box(b"moov", mvhd + track + _box(b"udta", b""))
 
 
 def _id3v2(size: int) -> bytes:
@@ -221,6 +227,96 @@ def test_a_fragmented_mp4_without_a_movie_length_is_left_to_ffmpeg(media, ffmpeg
     assert measure_local(path) is None
 
 
+def _claiming(data: bytes, seconds: float, *, every_header: bool = False) -> bytes:
+    """``data`` (an MP4) with its movie header's duration, and with ``every_header`` each track's ``tkhd`` and
+    ``mdhd`` too, rewritten to ``seconds``: its sample tables and edit lists still say how long it plays."""
+    out = bytearray(data)
+    at = out.find(b"mvhd")
+    scale = struct.unpack_from(">I", out, at + 16)[0]
+    struct.pack_into(">I", out, at + 20, round(seconds * scale))
+    if every_header:
+        for kind, scale_at in ((b"tkhd", None), (b"mdhd", 16)):
+            at = out.find(kind)
+            while at > 0:
+                own = scale if scale_at is None else struct.unpack_from(">I", out, at + scale_at)[0]
+                struct.pack_into(">I", out, at + (24 if scale_at is None else 20), round(seconds * own))
+                at = out.find(kind, at + 1)
+    return bytes(out)
+
+
+@pytest.mark.parametrize("every_header", [False, True], ids=["movie header", "every header"])
+async def test_an_mp4_whose_headers_claim_less_than_its_tracks_play_is_measured_at_what_they_play(
+    media, tmp_path, monkeypatch, every_header
+):
+    """A movie header is written by whoever made the file: one saying 0.5 s over tracks of 2.5 s (and every track
+    and media header saying so too, the edit lists and sample tables not) measures 2.5 s, with the claim kept for the
+    quote, from a file and over Range requests, with and without ffmpeg."""
+    liar = tmp_path / "liar.mp4"
+    liar.write_bytes(_claiming(media["end.mp4"].read_bytes(), 0.5, every_header=every_header))
+    truth = mp4_seconds(media["end.mp4"])
+    assert truth == pytest.approx(2.5, abs=0.05)
+    found = duration_mod.judged_length(hashed(liar))
+    assert found is not None and found.seconds == pytest.approx(truth) and found.claimed == pytest.approx(0.5)
+    assert found.by == "tracks"
+    async with _client(Server({"/liar.mp4": liar.read_bytes()})) as client:
+        assert await measure_url(client, f"{BASE}/liar.mp4") == pytest.approx(truth)
+    monkeypatch.setattr(duration_mod, "find_ffmpeg", _no_ffmpeg)
+    assert mp4_seconds(liar) == measure_local(liar) == pytest.approx(truth)
+
+
+def test_a_clip_cut_by_an_edit_list_is_measured_as_it_plays(media, ffmpeg, tmp_path):
+    """A clip cut without re-encoding keeps samples past its cut, and its edit list says where it ends: it is as
+    long as it plays (as ffmpeg reports it), not as its samples, so it is neither priced nor refused past its cut."""
+    cut = tmp_path / "cut.mp4"
+    _run(ffmpeg, "-i", str(media["big-end.mp4"]), "-t", "1.3", "-c", "copy", str(cut))
+    data = cut.read_bytes()
+    assert b"elst" in data
+    assert mp4_seconds(cut) == measure_local(cut) == pytest.approx(_reported(ffmpeg, cut), abs=0.011)
+
+
+def test_an_mp4_whose_tracks_cannot_be_read_is_not_measured_from_its_movie_header(media, tmp_path):
+    """A movie header with no track to hold it to (here: none at all) is nobody's word but the file's maker's:
+    not measured, so its price stays unknown and is reserved, never the header's length (with ffmpeg too, which
+    counts no packet in it)."""
+    alone = tmp_path / "alone.mp4"
+    ftyp = _box(b"ftyp", b"isom" + struct.pack(">I", 512) + b"isomiso2mp41")
+    mvhd = _box(b"mvhd", bytes(12) + struct.pack(">II", 1000, 5000) + bytes(80))
+    alone.write_bytes(ftyp + _box(b"moov", mvhd) + _box(b"mdat", bytes(4000)))
+    assert mp4_seconds(alone) is None
+    assert measure_local(alone) is None
+
+
+def test_ffmpeg_counts_packets_past_what_a_header_says(media, ffmpeg, tmp_path):
+    """Where ffmpeg measures, its ``Duration:`` (which follows the container's headers) is held to where a stream
+    copy of every packet ends."""
+    liar = tmp_path / "liar.mp4"
+    liar.write_bytes(_claiming(media["end.mp4"].read_bytes(), 0.5, every_header=True))
+    found = duration_mod.ffmpeg_length(liar)
+    assert found is not None and found.seconds == pytest.approx(2.5, abs=0.15) and found.by == "packets"
+    assert found.claimed is not None and found.claimed < 1
+
+
+def _claiming_frames(data: bytes, frames: int) -> bytes:
+    """``data`` (an MP3 with a Xing/Info frame count) with that count rewritten to ``frames``."""
+    out = bytearray(data)
+    at = max(out.find(b"Xing"), out.find(b"Info"))
+    struct.pack_into(">I", out, at + 8, frames)
+    return bytes(out)
+
+
+async def test_an_mp3_whose_frame_count_claims_less_than_its_frames_play_is_measured_at_what_they_play(mp3s, tmp_path):
+    """An MP3's Xing/Info frame count is a header too: one saying 10 frames (a quarter of a second) over 3.2 s of
+    frames measures 3.2 s, its frames counted one by one, from a file and over Range requests."""
+    liar = tmp_path / "liar.mp3"
+    liar.write_bytes(_claiming_frames(mp3s["vbr.mp3"].read_bytes(), 10))
+    found = duration_mod.judged_length(hashed(liar))
+    assert found is not None and found.seconds == pytest.approx(3.2, abs=0.06) and found.by == "frames"
+    assert found.claimed is not None and found.claimed < 0.3
+    assert mp3_seconds(liar) == measure_local(liar) == found.seconds
+    async with _client(Server({"/liar.mp3": liar.read_bytes()})) as client:
+        assert await measure_url(client, f"{BASE}/liar.mp3") == pytest.approx(found.seconds)
+
+
 @pytest.mark.parametrize("name", ["cbr.mp3", "vbr.mp3", "plain.mp3", "tagged.mp3", "tagged-vbr.mp3"])
 def test_an_mp3_is_measured_like_ffprobe_measures_it(mp3s, ffmpeg, name):
     path = mp3s[name]
@@ -284,13 +380,13 @@ def test_a_hashed_input_changed_before_its_measuring_ends_is_refused(media, ffmp
     elif how == "rewritten in place":
         voice.write_bytes(short.read_bytes())
     else:
-        real_ffmpeg = duration_mod.ffmpeg_seconds
+        real_ffmpeg = duration_mod.ffmpeg_length
 
         def swap_then_measure(*args: Any, **kwargs: Any) -> float | None:
             short.replace(voice)
             return real_ffmpeg(*args, **kwargs)
 
-        monkeypatch.setattr(duration_mod, "ffmpeg_seconds", swap_then_measure)
+        monkeypatch.setattr(duration_mod, "ffmpeg_length", swap_then_measure)
     with pytest.raises(ChangedFile, match=name):
         measure_judged(local)
 

@@ -246,6 +246,90 @@ async def test_an_image_that_does_not_decode_is_refused_before_it_is_priced_or_s
     assert await kie_traffic(controls) == []
 
 
+# 38 bytes: a lossless WebP of one colour that declares 13000 x 13000 pixels (169 megapixels, under Pillow's own bomb
+# bound). Decoding it took 2.7 GB and 4.5 s at every estimate; three at once, 7.8 GB.
+HUGE_WEBP = bytes.fromhex("524946461e000000574542505650384c110000002fc7f2b10c07508f22d7a3ff8188e87f0000")
+
+_BOMB_SCRIPT = """
+import anyio, json, resource, sys
+from pathlib import Path
+from mcp import Client
+from pydantic import SecretStr
+from PIL import Image
+from kie_mcp.config import Settings
+from kie_mcp.sandbox import SANDBOX_API_KEY, SandboxTransport, SimConfig, Simulator
+from kie_mcp.server import create_server
+
+workspace = Path(sys.argv[1])
+Image.new("RGB", (1200, 1200), "tan").save(workspace / "small.png")
+for name in ("huge.webp", "huge1.webp", "huge2.webp"):
+    (workspace / name).write_bytes(bytes.fromhex(sys.argv[2]))
+settings = Settings(api_key=SecretStr(SANDBOX_API_KEY), base_url="http://api.kie.test",
+                    upload_base_url="http://upload.kie.test", workspace=workspace, catalog_sync=False)
+edit = {"model": "google/nano-banana-edit", "prompt": "make it blue"}
+
+def peak():
+    used = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return used / 2**20 if sys.platform == "darwin" else used / 2**10  # MiB
+
+async def main():
+    transport = SandboxTransport(Simulator(SimConfig(speed=1000.0)))
+    async with Client(create_server(settings, transport=transport), mode="legacy") as client:
+        await client.call_tool("estimate_cost", {**edit, "images": ["small.png"]})  # Pillow and the rest loaded
+        before, answers = peak(), []
+        async def estimate(name):
+            answers.append(await client.call_tool("estimate_cost", {**edit, "images": [name]}))
+        async with anyio.create_task_group() as group:
+            for name in ("huge.webp", "huge1.webp", "huge2.webp"):
+                group.start_soon(estimate, name)
+        answers.append(await client.call_tool("upload_file", {"path": "huge.webp"}))
+        print(json.dumps({"grew_mib": peak() - before, "errors": [a.is_error for a in answers],
+                          "texts": ["".join(getattr(c, "text", "") for c in a.content)[:300] for a in answers]}))
+
+anyio.run(main)
+"""
+
+
+def test_a_few_bytes_declaring_a_huge_picture_are_never_decoded(tmp_path):
+    """The audit: pictures over 16 megapixels were said not to be decoded at every estimate, but only a PNG skipped
+    the decode, so 38 bytes of WebP declaring 13000 x 13000 pixels made the server take 2.7 GB (three at once, 7.8
+    GB). Three estimates at once and an upload of it are answered (its header is all that is checked), and the
+    server's peak memory grows by far less than one such decode (a 169-megapixel RGB picture: 483 MiB)."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _BOMB_SCRIPT, str(tmp_path), HUGE_WEBP.hex()],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["errors"] == [False, False, False, False], report["texts"]
+    assert report["grew_mib"] < 200, report
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # kie-mcp silences it (sniff.pillow)
+def test_a_tiff_or_bmp_too_large_to_decode_still_has_its_structure_checked():
+    """Past 16 megapixels nothing is decoded; a TIFF's strips and a BMP's rows are still held to the file's length,
+    so one cut short is refused, as its decode would have refused it, and a whole one is taken."""
+    from kie_mcp.media.prepare import DECODE_MAX_PIXELS, undecodable
+    from kie_mcp.media.sniff import sniff
+
+    for kind in ("TIFF", "BMP"):
+        buffer = io.BytesIO()
+        Image.new("L", (5000, 4000), 90).save(buffer, kind)
+        whole = buffer.getvalue()
+        assert DECODE_MAX_PIXELS < 5000 * 4000
+        assert undecodable(io.BytesIO(whole), sniff(whole)) is None, kind
+        why = undecodable(io.BytesIO(whole[: len(whole) // 2]), sniff(whole))
+        assert why is not None and "ends before the picture does" in why, (kind, why)
+    assert undecodable(io.BytesIO(HUGE_WEBP), sniff(HUGE_WEBP)) is None  # its header is all there is to check
+
+
 async def test_a_heic_photo_pillow_cannot_read_is_still_uploaded_as_it_is(connect, controls, tmp_path):
     """HEIC is real media by its bytes that this Pillow has no decoder for: it cannot be checked, and is sent as it
     is (as before), not refused as undecodable."""

@@ -493,6 +493,38 @@ async def test_an_input_link_kie_cannot_reach_is_refused_before_anyone_is_asked(
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"], ids=["2026-07-28", "2025-11-25"])
+async def test_a_link_with_whitespace_around_it_is_judged_and_sent_without_it(tmp_path: Path, mode: str) -> None:
+    """The audit: "http://127.0.0.1/cat.png\n" (a line copied with its newline) and "http://192.168.1.20/cat.png\t"
+    were quoted, approved and sent: httpx could not parse them, and a link it could not parse was left to KIE. The
+    whitespace around a link is taken off before it is judged (so these are refused, naming the field) and before it
+    is sent (a public one reaches KIE without it, its scheme in lower case); whitespace or a control character inside
+    a link, or a link with no host, is refused, never left unjudged."""
+    sim = Simulator(SimConfig(speed=1000.0))
+    asked: list[str] = []
+    edit = {"model": "google/nano-banana-edit", "prompt": "make it blue", "wait_seconds": 0}
+    refused = {
+        "http://127.0.0.1/cat.png\n": "points at this machine or a private network",
+        "http://192.168.1.20/cat.png\t": "points at this machine or a private network",
+        " \thttp://[::1]/cat.png \r\n": "points at this machine or a private network",
+        "https://example.com/a b.png": "has a space inside it",
+        "https://example.com/a\nb.png": "has a control character ('\\n') inside it",
+        "https://example.com/\u200bcat.png": "has a control character",
+        "http:///cat.png": "names no host",
+        "https://exa mple.com/cat.png": "has a space inside it",
+    }
+    async with Client(served(tmp_path, Routing(sim)), mode=mode, elicitation_callback=answering(seen=asked)) as c:
+        for link, said in refused.items():
+            for tool in ("estimate_cost", "generate_image"):
+                result = await c.call_tool(tool, {**edit, "images": [link]})
+                assert result.is_error and "images[0]" in text_of(result) and said in text_of(result), text_of(result)
+        assert asked == [] and not [r for r in sim.requests if r.path.endswith("createTask")]
+        sent = await c.call_tool("generate_image", {**edit, "images": [" HTTPS://example.com/cat.png\n"]})
+    assert not sent.is_error, text_of(sent)
+    [create] = [r for r in sim.requests if r.path.endswith("createTask")]
+    assert create.body["input"]["image_urls"] == ["https://example.com/cat.png"], create.body
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"], ids=["2026-07-28", "2025-11-25"])
 async def test_links_inside_an_object_field_are_judged_as_the_media_fields_are(tmp_path: Path, mode: str) -> None:
     """The audit: Kling's elements (element_input_urls inside kling_elements) skipped every input check: a local
     path, a private link and a path to .env were priced at 90 credits and sent, three paid creates KIE could only

@@ -261,6 +261,72 @@ async def test_a_path_in_an_unknown_users_home_is_said_to_be_one_not_a_symlink_l
     assert await uploads_and_creates(controls) == []
 
 
+DATA_URI = (  # a 1x1 PNG, inline
+    "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+)
+
+
+async def test_a_link_or_a_data_uri_where_a_file_is_read_is_said_to_be_one(connect, controls):
+    """The audit: a link given to upload_file was told "No file at /ws/https:/example.com/cat.png", a data: URI the
+    same (a long one: "rename or move the file if its name is that long"), an ftp: link "neither an http(s) URL nor a
+    readable file". Each is now said to be what it is, with what to do instead, and nothing is read or sent."""
+    long_data = "data:image/png;base64," + "A" * 5000
+    async with connect() as client:
+        uploads = {
+            given: await client.call_tool("upload_file", {"path": given})
+            for given in ("https://example.com/cat.png", " HTTPS://example.com/cat.png", DATA_URI, long_data, "")
+        }
+        fields = {
+            given: await client.call_tool("estimate_cost", {**EDIT, "images": [given]})
+            for given in (DATA_URI, long_data, "ftp://example.com/cat.png")
+        }
+    for given, result in uploads.items():
+        text = refused(
+            result, "upload_file takes local files only", *(["Nothing was read or uploaded"] if given else [])
+        )
+        assert "No file at" not in text and "/https:" not in text, text
+        if "://" in given:
+            assert "is a link, not a file on this computer" in text, text
+            assert "Pass the link to the generate tool as it is" in text, text
+        elif given.startswith("data:"):
+            assert "is a data: URI" in text and "Save it as a file in the workspace" in text, text
+            assert "pass an http(s) link to it to the generate tool" in text, text
+        else:
+            assert "No file was named (the path is empty)" in text, text
+    for given, result in fields.items():
+        text = refused(result, "images[0]", "takes an http(s) link or a local file", "Nothing was read or uploaded")
+        assert "neither an http(s) URL" not in text and "rename or move" not in text, text
+        said = "which KIE does not fetch" if given.startswith("ftp") else "is a data: URI"
+        assert said in text, text
+    assert await uploads_and_creates(controls) == []
+
+
+async def test_a_link_with_an_upper_case_scheme_or_a_space_before_it_is_a_link(connect, controls):
+    """The audit: "HTTPS://..." and " https://..." were taken for file paths ("is neither an http(s) URL nor a
+    readable file (looked in /ws/HTTPS:/example.com/cat.png...)"). A scheme is read in any case, after the spaces
+    around the link: both are priced as the link they are."""
+    async with connect() as client:
+        for given in ("HTTPS://example.com/cat.png", " https://example.com/cat.png", "Http://example.com/cat.png"):
+            result = await client.call_tool("estimate_cost", {**EDIT, "images": [given]})
+            assert not result.is_error, text_of(result)
+            assert result.structured_content["quote"]["credits_total"] is not None, text_of(result)
+    assert await uploads_and_creates(controls) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
+async def test_a_fifo_is_said_to_be_no_regular_file_not_missing(connect, controls, tmp_path):
+    """The audit: a FIFO given to upload_file was "No file at .../fifo.png (not a regular file)": it is there. It is
+    said to be no regular file, which kie-mcp never reads (a read could block for good), and nothing is read."""
+    os.mkfifo(tmp_path / "fifo.png")
+    async with connect() as client:
+        upload = await client.call_tool("upload_file", {"path": "fifo.png"})
+        estimate = await client.call_tool("estimate_cost", {**EDIT, "images": ["fifo.png"]})
+    for result in (upload, estimate):
+        text = refused(result, "'fifo.png' is not a regular file", "a FIFO, a device or a socket", "never reads")
+        assert "No file at" not in text and "neither an http(s) URL" not in text, text
+    assert await uploads_and_creates(controls) == []
+
+
 @pytest.mark.parametrize("given", ["link", "proc"])
 async def test_a_refusal_never_shows_where_a_path_outside_the_allowed_folders_leads(
     connect, controls, tmp_path, outside, given

@@ -277,7 +277,7 @@ async def test_a_clip_without_sound_is_refused_by_an_audio_field_before_anything
     """The review: a video-only MP4 given to Volcengine lip sync's audio_url went up as .m4a, audio/mp4 and was
     created and charged: a file with no sound called audio. Its tracks are read: it is refused, naming the argument,
     what the file holds, what the field takes and what to do, before anything is priced, uploaded or sent. An MP4
-    whose tracks cannot be read is left to KIE, as before."""
+    whose tracks cannot be read is left to KIE, as before, its price unknown (nothing holds its header's length up)."""
     talking(ffmpeg, tmp_path / "talk.mp4")
     silent(ffmpeg, tmp_path / "silent.mp4")
     asked: list[str] = []
@@ -287,7 +287,9 @@ async def test_a_clip_without_sound_is_refused_by_an_audio_field_before_anything
         unread = await client.call_tool("estimate_cost", lip_sync("talk.mp4", untracked(tmp_path / "unread.mp4", 5)))
     text = text_of(result)
     assert estimate.is_error and result.is_error, text
-    assert unread.structured_content["quote"]["credits_total"] == pytest.approx(8 * 5.0), text_of(unread)
+    # Left to KIE, and not priced from its movie header alone: no track holds that length up (see test_duration)
+    assert not unread.is_error and unread.structured_content["quote"]["credits_total"] is None, text_of(unread)
+    assert "8 credits per second of the input audio" in text_of(unread), text_of(unread)
     assert (
         f"options.audio_url: silent.mp4 has no sound track (it holds video only); {LIPS_AT}'s audio_url takes audio"
         in text

@@ -355,3 +355,47 @@ async def test_saved_files_served_as_text_are_redacted_and_other_bytes_holding_t
     assert served["index.html"].mime_type == served["2026-01-01-shoot/index.html"].mime_type == "text/html"
     assert plain.mime_type == "image/png" and base64.b64decode(plain.blob) == png
     assert "holds the KIE API key" in str(refused.value) and key_leaks(str(refused.value)) == []
+
+
+@pytest.mark.parametrize("tool", ["upload_file", "estimate_cost", "generate_image"])
+async def test_a_file_whose_bytes_hold_the_key_is_never_uploaded_or_priced(connect, controls, sim, tmp_path, tool):
+    """The audit: a PNG whose text chunk held the key (as generation tools write their settings into their pictures)
+    was refused as a resource but published by upload_file on KIE's public file host, and sent by generate_image.
+    It is refused, as the resource is, before anything is priced, uploaded or sent; the answer never shows the key."""
+    from PIL import Image, PngImagePlugin
+
+    from kie_mcp.sandbox import SANDBOX_API_KEY
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", f"model=nano-banana; KIE_API_KEY={SANDBOX_API_KEY}")
+    Image.new("RGB", (1200, 1200), (0, 120, 200)).save(tmp_path / "shot.png", pnginfo=info)
+    asked: list[str] = []
+    async with connect(elicitation=answering(seen=asked)) as client:
+        edit = {"model": "google/nano-banana-edit", "prompt": "make it blue", "images": ["shot.png"]}
+        result = await client.call_tool(tool, {"path": "shot.png"} if tool == "upload_file" else edit)
+    text = text_of(result)
+    assert result.is_error, text
+    assert "shot.png holds the KIE API key, so it is not uploaded" in text, text
+    assert "Nothing was uploaded, sent or spent" in text and SANDBOX_API_KEY not in text, text
+    assert asked == [] and "quote_id" not in text
+    assert sim.uploads == {} and await controls.creates() == []
+
+
+def test_the_key_is_found_in_a_files_bytes_across_the_chunks_they_are_hashed_in(tmp_path):
+    """A file hashed for a quote is read a megabyte at a time: the key cut in two by a chunk's end, or written as
+    UTF-16 (a Windows tool's metadata), is found all the same, and a file without it is hashed as before."""
+    from kie_mcp.media.inputs import HoldsKey, local_file
+    from kie_mcp.media.sniff import WAV
+    from kie_mcp.redact import register_secret
+
+    register_secret(KIE_KEY)
+    header = b"RIFF" + bytes(4) + b"WAVEfmt " + bytes(24) + b"data" + bytes(4)
+    cut = 8192 + (1 << 20) - len(KIE_KEY) // 2  # the first chunk is 8 KiB, the next ones 1 MiB
+    for name, key in (("cut.wav", KIE_KEY.encode()), ("wide.wav", KIE_KEY.encode("utf-16-be"))):
+        data = bytearray(header + bytes(3 << 20))
+        data[cut : cut + len(key)] = key
+        (tmp_path / name).write_bytes(bytes(data))
+        with pytest.raises(HoldsKey, match=f"{name} holds the KIE API key"):
+            local_file(tmp_path / name, WAV, most=10 << 20)
+    (tmp_path / "clean.wav").write_bytes(header + bytes(3 << 20))
+    assert local_file(tmp_path / "clean.wav", WAV, most=10 << 20).size == len(header) + (3 << 20)

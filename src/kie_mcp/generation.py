@@ -37,6 +37,7 @@ from kie_mcp.media.inputs import (
     names_local_files,
     not_approved,
     preparation_notes,
+    tidy_links,
     unreachable_links,
     upload_local_files,
     with_identities,
@@ -213,6 +214,7 @@ async def plan(
         options=args.options,
         scripted=scripted,  # the durations that suit the script, settled by the request's rules (notes updated)
     )
+    wire = tidy_links(spec, wire)  # "https://a.test/x.png\n": judged, measured, quoted and sent without the newline
     from kie_mcp.catalog.live import stricter_problems  # the live catalogue loads with the first request
 
     if problems := stricter_problems(rt.live, spec, wire):  # KIE's live schema, where it is stricter than ours
@@ -226,14 +228,16 @@ async def plan(
 
     files: dict[str, LocalFile] = {}
     lengths: dict[str, float] = {}
+    length_notes: list[str] = []  # an input whose headers claim less than it plays: priced at what it plays
     if names_local_files(spec, wire):  # reading and hashing them (up to 100 MB) stays off the event loop
         files, problems = await anyio.to_thread.run_sync(find_local_files, spec, wire, rt.settings.input_bases, roots)
         if not problems:  # a file longer or shorter than its field takes: refused before it is priced or sent
-            lengths, problems = await checked_lengths(spec, wire, files)
+            lengths, problems = await checked_lengths(spec, wire, files, length_notes)
         if problems:
             raise InvalidRequest(spec.id, named_for_user(spec, problems, args.options))
         notes = [*notes, *await anyio.to_thread.run_sync(preparation_notes, spec, wire, files)]  # what is sent
-    measured = await measure_billed_input(rt, spec, wire, files, lengths)
+    measured = await measure_billed_input(rt, spec, wire, files, lengths, length_notes)
+    notes = [*notes, *dict.fromkeys(length_notes)]
     identity = with_identities(spec, wire, files)
     if measured:  # a quote binds the measured length too: a different file behind a URL needs a new quote
         identity = {**identity, "#measured_seconds": measured}
@@ -387,15 +391,16 @@ def resolve_model(rt: Runtime, name: str, kind: str | None = None, *, followup: 
 
 
 async def checked_lengths(
-    spec: ModelSpec, wire: dict[str, Any], files: dict[str, LocalFile]
+    spec: ModelSpec, wire: dict[str, Any], files: dict[str, LocalFile], notes: list[str] | None = None
 ) -> tuple[dict[str, float], list[Problem]]:
     """The lengths of the local files in fields whose data bounds them, and the files outside those bounds
-    (``media.duration.check_lengths``); nothing is measured for a model whose data bounds no length."""
+    (``media.duration.check_lengths``); nothing is measured for a model whose data bounds no length. ``notes``
+    gets a line for a file whose headers claim less than it plays."""
     if not files or not bounds_lengths(spec):
         return {}, []
     from kie_mcp.media.duration import check_lengths  # loads with the first request that has such a file
 
-    return await check_lengths(spec, wire, local=files, timeout=MEASURE_SECONDS)
+    return await check_lengths(spec, wire, local=files, timeout=MEASURE_SECONDS, notes=notes)
 
 
 async def measure_billed_input(
@@ -404,17 +409,21 @@ async def measure_billed_input(
     wire: dict[str, Any],
     files: dict[str, LocalFile],
     known: dict[str, float] | None = None,
+    notes: list[str] | None = None,
 ) -> dict[str, float] | None:
     """The length of the input a per-second-of-input price bills (a local file, or a URL within bounds), or None
     when the price does not depend on one. A local file is measured from the very file that was hashed (its bytes
     are what is approved and uploaded; ``known``: lengths ``checked_lengths`` measured already); one swapped or
-    rewritten since is refused (``InvalidRequest``), and so is an input whose length its field does not take."""
+    rewritten since is refused (``InvalidRequest``), and so is an input whose length its field does not take.
+    ``notes`` gets a line for an input whose headers claim less than it plays (priced at what it plays)."""
     if input_to_measure(spec, wire) is None:
         return None
     from kie_mcp.media.duration import measure_inputs  # loads with the first per-second-of-input price
 
     client = rt.kie.files if rt.kie is not None else None
-    return await measure_inputs(spec, wire, local=files, client=client, known=known, timeout=MEASURE_SECONDS)
+    return await measure_inputs(
+        spec, wire, local=files, client=client, known=known, timeout=MEASURE_SECONDS, notes=notes
+    )
 
 
 def quote_price(

@@ -5,34 +5,46 @@ upscale or edit). Their quote is exact only once that input's length is known, s
 
 * **Pure Python, bounded reads** for the common formats: WAV (RIFF ``fmt``/``data`` chunk sizes, including
   WAVE_FORMAT_EXTENSIBLE and a ``fact`` sample count for compressed WAV), MP3 (ID3v2 tags skipped; the Xing/Info or
-  VBRI frame count when there is one, else the first frame's bitrate and the audio byte length, like ffprobe),
-  MP4/MOV/M4A (the ``moov/mvhd`` timescale and duration, 32- and 64-bit, ``moov`` at either end; a fragmented file
-  uses ``mvex/mehd`` or is left to ffmpeg) and FLAC (STREAMINFO). Only box, chunk and frame headers are read,
-  never a whole file. The same MP4 boxes say what a file's tracks hold (``tracks``: sound, picture, from their
-  handlers), which decides whether a field that takes only audio or only video can take it and whether it is
+  VBRI frame count when there is one, else the first frame's bitrate and the audio byte length, like ffprobe, held
+  to its frames counted one by one), MP4/MOV/M4A (the ``moov/mvhd`` timescale and duration, 32- and 64-bit,
+  ``moov`` at either end, held to what each track plays: its edit list, else its sample table ``stts`` and media
+  header ``mdhd``; a fragmented file is left to ffmpeg) and FLAC (STREAMINFO). Only boxes, chunks, tables and frame
+  headers are read, never decoded. The same MP4 boxes say what a file's tracks hold (``tracks``: sound, picture, from
+  their handlers), which decides whether a field that takes only audio or only video can take it and whether it is
   uploaded as audio (``media.inputs``).
 * **ffmpeg** (the optional ``video`` extra, ``imageio-ffmpeg``, or ``ffmpeg`` on PATH) for every other container
   (WebM, Matroska, AVI, Ogg, AAC...) and for files the readers above leave open: ``ffmpeg -i`` with a timeout and
-  only the ``file`` protocol allowed; when it prints no duration, a stream-copy pass to the null muxer. Without
-  ffmpeg such files are not measured.
+  only the ``file`` protocol allowed, and a stream-copy pass to the null muxer (every packet read, none decoded);
+  for a FLAC file the same pass checks its STREAMINFO. Without ffmpeg such files are not measured.
+* **A header is the file maker's word.** Whoever made a file wrote its movie header, its MP3 frame count, its
+  Matroska duration; a price per second read from one of them alone could be any fraction of what KIE bills for
+  what it plays (the audit's 150 s clip whose ``mvhd`` said 1 s was quoted 8 credits, not 1200). So every header's
+  length is held to what the file's contents play (tracks, frames, packets); when those run longer than the header
+  by more than they ever legitimately differ (half a second, or 0.5 %: priming samples, encoder padding, a last
+  frame), the length is theirs and ``Length.claimed`` keeps the header's word for the quote to name
+  (``header_note``). A header with nothing to hold it to (a movie with no readable track, a file ffmpeg counts no
+  packet in) is not a length: the price stays unknown and the caps reserve for it.
 * **A request's local input** is measured from the file that was hashed for its quote (``measure_judged``): opened
   through the judged opener (``inputs.still_hashed``) and checked to be that very file when it is opened and again
   once it is measured; the readers read that open file and ffmpeg reads it as ``/dev/fd/N`` (its checked name where
   there is no ``/dev/fd``: Windows). A file swapped or rewritten between the hash and the end of the measuring is
   ``ChangedFile``, and the request is refused: the price is always that of the bytes that are uploaded.
 * **URLs** are fetched with HTTP Range requests when the server honours them (the first 64 KiB, then only the
-  headers the readers ask for, such as an MP4's ``moov`` at the end), else streamed into a temporary file up to a
-  byte cap; everything within a time bound. Redirects are followed only to http(s) URLs. The caller's client must
-  carry no credentials (kie-mcp passes ``KieClient.files``, which never sends the KIE key); one that does is
-  refused. A URL (or a redirect) to this machine or a private network is never fetched (``addresses``): KIE
-  could not fetch it either, so the request is refused with a clear error instead of being priced.
+  headers the readers ask for, such as an MP4's ``moov`` at the end, its tables included, or an MP3's frames), else
+  streamed into a temporary file up to a byte cap; everything within a time bound. The same checks hold a link's
+  header to its contents; one whose contents cannot be read within the bounds is not measured (an unknown price).
+  Redirects are followed only to http(s) URLs. The caller's client must carry no credentials (kie-mcp passes
+  ``KieClient.files``, which never sends the KIE key); one that does is refused. A URL (or a redirect) to this
+  machine or a private network is never fetched (``addresses``): KIE could not fetch it either, so the request is
+  refused with a clear error instead of being priced.
 
 **What a field takes.** A length measured here is held to the field's documented lengths (``MediaLimits``:
 each file's, a list's files together; ``inputs.length_problems``): ``check_lengths`` measures every local file in
 such a field before the request is priced, and ``measure_inputs`` checks what it measures for a price (a link
 too), so a file KIE would refuse is never priced, uploaded or sent.
 
-Every function returns seconds (a float) or None: garbage, truncated or empty files, a server that answers
+Every function returns seconds (a float; ``judged_length``, ``url_length`` and ``ffmpeg_length`` a ``Length``, with
+the header's claim) or None: garbage, truncated or empty files, a server that answers
 wrongly, a body over the cap or a fetch over the time bound all give None, never an exception (a private
 address, above, is the one exception). A length of zero, or over a day, is treated as not measured.
 """
@@ -212,6 +224,39 @@ def _valid(seconds: float | None) -> float | None:
     return float(seconds)
 
 
+@dataclass(frozen=True)
+class Length:
+    """A measured length in seconds and, when the file's own header claimed less than its contents play (its
+    tracks, its frames or its packets, by ``by``), that claim. The price and the field's limits use ``seconds``:
+    a header is written by whoever made the file, and a price read from it alone could be any fraction of what KIE
+    bills for what it decodes."""
+
+    seconds: float
+    claimed: float | None = None
+    by: str | None = None  # what ran longer than the header: "tracks", "frames" or "packets"
+
+
+# A header and the contents it describes agree when they differ by no more than this (an AAC track's priming samples,
+# an MP3's encoder padding, the last frame's duration), and then the header's figure is the length, as ffprobe has it.
+_AGREE_SECONDS = 0.5
+_AGREE_SHARE = 0.005
+
+
+def _longest(header: float, contents: float | None, *, by: str) -> Length:
+    """``header`` unless ``contents`` (what the file's samples, frames or packets play) runs longer by more than
+    they ever legitimately differ; then ``contents``, with the header's claim kept to be named in the quote."""
+    if contents is None or contents <= header + max(_AGREE_SECONDS, _AGREE_SHARE * contents):
+        return Length(header)
+    return Length(contents, claimed=header, by=by)
+
+
+def _checked(length: Length | None) -> Length | None:
+    """``length`` when its seconds can price something (above zero, at most a day), else None."""
+    if length is None or _valid(length.seconds) is None:
+        return None
+    return length
+
+
 # ---------------------------------------------------------------------------------------------------------- WAV
 
 _PCM_TAGS = {1, 3, 6, 7}  # PCM, IEEE float, A-law, mu-law: one block per sample frame
@@ -356,11 +401,24 @@ def _gapless_padding(xing: bytes) -> int:
     return (packed >> 12) + (packed & 0xFFF)
 
 
-def _mp3(r: _Reader) -> float | None:
+def _mp3(r: _Reader) -> Length | None:
     found = _first_frame(r, _id3_end(r))
     if found is None:
         return None
     offset, frame, data = found
+    end = r.size()
+    if end - 128 > offset and r.read(end - 128, 3) == b"TAG":
+        end -= 128  # an ID3v1 tag
+    header = _mp3_header(frame, data)
+    if header is None:  # no frame count: the first frame's bitrate over the audio bytes, as ffprobe estimates it
+        header = (end - offset) * 8 / frame.bitrate
+    else:
+        offset += frame.length  # the Xing/Info or VBRI frame holds no sound
+    return _longest(header, _mp3_frames(r, offset, end, frame), by="frames")
+
+
+def _mp3_header(frame: _Frame, data: bytes) -> float | None:
+    """The length an MP3's Xing/Info or VBRI header (in its first frame) states, or None without one."""
     side = (17 if frame.mono else 32) if frame.version == 3 else (9 if frame.mono else 17)
     xing = data[4 + side :]
     if xing[0:4] in (b"Xing", b"Info") and len(xing) >= 12 and _u32(xing, 4) & 1:
@@ -373,11 +431,28 @@ def _mp3(r: _Reader) -> float | None:
         frames = _u32(vbri, 14)
         if frames:
             return frames * frame.samples / frame.rate
-    # Constant bitrate: the audio bytes (without an ID3v1 tag at the end) at the first frame's bitrate.
-    end = r.size()
-    if end - 128 > offset and r.read(end - 128, 3) == b"TAG":
-        end -= 128
-    return (end - offset) * 8 / frame.bitrate
+    return None
+
+
+def _mp3_frames(r: _Reader, start: int, end: int, first: _Frame) -> float | None:
+    """The seconds of sound in the frames from ``start`` to ``end``, counted one by one as a decoder reads them: the
+    frames like ``first`` (version, layer, rate), each found where the one before it ends, past any bytes that are
+    not one (a decoder skips them too). What no header can misstate; None when no frame is found."""
+    samples, offset, chunk_at, chunk = 0, start, start, b""
+    while offset + 4 <= end:
+        if not chunk_at <= offset <= chunk_at + len(chunk) - 4:
+            chunk_at, chunk = offset, r.read(offset, min(_MAX_READ, end - offset))
+            if len(chunk) < 4:
+                break
+        at = offset - chunk_at
+        frame = _mp3_frame(chunk[at : at + 4])
+        if frame is not None and (frame.version, frame.layer, frame.rate) == (first.version, first.layer, first.rate):
+            samples += frame.samples
+            offset += frame.length
+            continue
+        following = chunk.find(b"\xff", at + 1)  # resynchronise: the next byte that may start a frame
+        offset = chunk_at + following if following >= 0 else chunk_at + len(chunk) - 3
+    return samples / first.rate if samples else None
 
 
 # ------------------------------------------------------------------------------------------------ MP4, MOV, M4A
@@ -403,55 +478,115 @@ def _box(r: _Reader, offset: int, limit: int) -> tuple[bytes, int, int] | None:
     return kind, header, length
 
 
-def _mp4(r: _Reader) -> float | None:
+def _mp4(r: _Reader) -> Length | None:
     size = r.size()
-    offset, seconds, boxes = 0, None, 0
+    offset, found, boxes = 0, None, 0
     while offset < size:
         boxes += 1
         box = _box(r, offset, size) if boxes <= _MAX_TOP_BOXES else None
         if box is None:
             return None  # garbage, a truncated file, or too many top-level boxes (fragments)
         kind, header, length = box
+        if kind == b"moof":
+            raise _TryFfmpeg  # fragments: samples no movie header lists, which ffmpeg reads and counts
         if kind == b"moov":
-            if seconds is not None:
+            if found is not None:
                 return None  # two movie headers: not a file to trust
-            seconds = _movie(r, offset + header, offset + length)
-            if seconds is None:
+            found = _movie(r, offset + header, offset + length)
+            if found is None:
                 return None
         offset += length
-    return seconds  # only once every top-level box fit in the file: a cut-off download is not measured
+    return found  # only once every top-level box fit in the file: a cut-off download is not measured
 
 
-def _movie(r: _Reader, start: int, end: int) -> float | None:
-    offset, header_of, fragments = start, None, None
-    for _ in range(_MAX_CHILD_BOXES):
-        if offset >= end:
-            break
-        box = _box(r, offset, end)
-        if box is None:
-            return None
-        kind, header, length = box
-        if kind == b"mvhd":
-            header_of = _movie_header(r.read(offset + header, 32))
-        elif kind == b"mvex":
-            fragments = _fragment_duration(r, offset + header, offset + length)
-        offset += length
+def _movie(r: _Reader, start: int, end: int) -> Length | None:
+    """The movie's length: its header's (``mvhd``), unless its tracks play longer (``_track_units``), which only the
+    file's maker could make them; a fragmented movie (``mvex``: its samples are in fragments after it, which a
+    header cannot be checked against here) is left to ffmpeg, which reads them."""
+    parts = _children(r, start, end)
+    if parts is None:
+        return None
+    headers = [r.read(body, 32) for kind, body, _ in parts if kind == b"mvhd"]
+    header_of = _movie_header(headers[0]) if len(headers) == 1 else None
     if header_of is None:
         return None
     timescale, duration = header_of
     if timescale == 0:
         return None
-    if fragments is not None:  # fragmented: mehd holds the whole length; without it, ffmpeg may add them up
-        if fragments > 0:
-            return fragments / timescale
+    if any(kind == b"mvex" for kind, _, _ in parts):
         raise _TryFfmpeg
-    if duration in (0, 0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF):  # unknown to the writer
-        raise _TryFfmpeg
-    return duration / timescale
+    played = [_track_seconds(r, body, box_end, timescale) for kind, body, box_end in parts if kind == b"trak"]
+    if not played or None in played:
+        raise _TryFfmpeg  # a track that cannot be read could be the long one: not priced from the header alone
+    longest = max(seconds for seconds in played if seconds is not None)
+    if duration in _UNKNOWN_DURATIONS:  # unknown to the writer: the tracks say
+        return Length(longest) if longest > 0 else None
+    return _longest(duration / timescale, longest, by="tracks")
+
+
+_UNKNOWN_DURATIONS = (0, 0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF)
+_MAX_TABLE_BYTES = 8 * 1024 * 1024  # the most of one sample or edit table read (a two-hour VFR clip's stts: ~1.7 MB)
+
+
+def _track_seconds(r: _Reader, start: int, end: int, movie_timescale: int) -> float | None:
+    """How long one track plays, as a decoder plays it: its edit list's segments (in the movie's timescale) where it
+    has one, else its samples' durations (``stts``) or its media header's (``mdhd``), whichever is longer. None when
+    a box on the way is missing or cannot be read."""
+    parts = _children(r, start, end)
+    medias = [box for box in parts or () if box[0] == b"mdia"]
+    media = _children(r, *medias[0][1:]) if len(medias) == 1 else None
+    heads = [r.read(body, 32) for kind, body, _ in media or () if kind == b"mdhd"]
+    header_of = _movie_header(heads[0]) if len(heads) == 1 else None  # mdhd's times are laid out as mvhd's
+    infos = [box for box in media or () if box[0] == b"minf"]
+    tables = [box for box in _children(r, *infos[0][1:]) or () if box[0] == b"stbl"] if len(infos) == 1 else []
+    times = [box for box in _children(r, *tables[0][1:]) or () if box[0] == b"stts"] if len(tables) == 1 else []
+    if header_of is None or header_of[0] == 0 or len(times) != 1:
+        return None
+    samples = _table_sum(r, times[0][1], times[0][2], entry=8, at=0, width=4, factor_at=4)
+    if samples is None:
+        return None
+    timescale, duration = header_of
+    units = max(samples, 0 if duration in _UNKNOWN_DURATIONS else duration)
+    edits = [box for box in parts or () if box[0] == b"edts"]
+    lists = [box for box in _children(r, *edits[0][1:]) or () if box[0] == b"elst"] if len(edits) == 1 else []
+    if len(lists) == 1:
+        version = r.read(lists[0][1], 1)
+        wide = version == b"\x01"
+        shown = _table_sum(r, lists[0][1], lists[0][2], entry=20 if wide else 12, at=0, width=8 if wide else 4)
+        if shown:  # an edit list sets what is played (a clip cut without re-encoding shows less than its samples)
+            return shown / movie_timescale
+    return units / timescale
+
+
+def _table_sum(
+    r: _Reader, body: int, end: int, *, entry: int, at: int, width: int, factor_at: int | None = None
+) -> int | None:
+    """The sum over a full box's table (version and flags, an entry count, then ``entry``-byte rows) of each row's
+    ``width``-byte number at ``at``, times its 4-byte number at ``factor_at`` (``stts``: sample count x delta);
+    None when the count does not fit the box or the table is over the bound."""
+    head = r.read(body, 8)
+    if len(head) < 8:
+        return None
+    count = _u32(head, 4)
+    size = count * entry
+    if body + 8 + size > end or size > _MAX_TABLE_BYTES:
+        return None
+    total, offset = 0, body + 8
+    while size > 0:
+        step = min(size, _MAX_READ - _MAX_READ % entry)
+        rows = r.read(offset, step)
+        if len(rows) < step:
+            return None
+        for row in range(0, step, entry):
+            value = int.from_bytes(rows[row + at : row + at + width], "big")
+            total += value * (_u32(rows, row + factor_at) if factor_at is not None else 1)
+        offset += step
+        size -= step
+    return total
 
 
 def _movie_header(body: bytes) -> tuple[int, int] | None:
-    """mvhd: (timescale, duration); version 0 has 32-bit times, version 1 64-bit."""
+    """mvhd (and mdhd, laid out alike): (timescale, duration); version 0 has 32-bit times, version 1 64-bit."""
     if len(body) < 20:
         return None
     if body[0] == 1:
@@ -459,25 +594,6 @@ def _movie_header(body: bytes) -> tuple[int, int] | None:
     if body[0] == 0:
         return _u32(body, 12), _u32(body, 16)
     return None
-
-
-def _fragment_duration(r: _Reader, start: int, end: int) -> int:
-    """mvex/mehd's fragment_duration (in the movie timescale), 0 when there is no mehd."""
-    offset = start
-    for _ in range(_MAX_CHILD_BOXES):
-        if offset >= end:
-            break
-        box = _box(r, offset, end)
-        if box is None:
-            return 0
-        kind, header, length = box
-        if kind == b"mehd":
-            body = r.read(offset + header, 12)
-            if len(body) >= 12 and body[0] == 1:
-                return _u64(body, 4)
-            return _u32(body, 4) if len(body) >= 8 and body[0] == 0 else 0
-        offset += length
-    return 0
 
 
 def _children(r: _Reader, start: int, end: int, *, whole: bool = True) -> list[tuple[bytes, int, int]] | None:
@@ -549,17 +665,24 @@ def _flac(r: _Reader) -> float | None:
 # ----------------------------------------------------------------------------------------------------- dispatch
 
 _PURE = {"wav": _wav, "mp3": _mp3, "mp4": _mp4, "mov": _mp4, "m4v": _mp4, "m4a": _mp4, "flac": _flac}
+# Formats whose pure reading is one header's word (FLAC's STREAMINFO sample count): where ffmpeg is available, its
+# packets are counted too (``_measure_open``). A WAV's length is its bytes, an MP3's frames are counted one by one, and
+# an MP4's tracks are read to their sample tables and edit lists (the packets a stream copy would count, which unlike
+# a decoder does not stop where an edit list ends: a clip cut without re-encoding would be priced past its cut).
+_HEADER_FORMATS = {"flac"}
 
 
-def _pure(r: _Reader) -> float | None:
-    """The length by a pure-Python reader; ``_TryFfmpeg`` for formats (or files) only ffmpeg can tell."""
+def _pure(r: _Reader) -> tuple[str | None, Length | None]:
+    """The format sniffed and the length by a pure-Python reader; ``_TryFfmpeg`` for formats (or files) only ffmpeg
+    can tell."""
     media = sniff(r.read(0, HEAD_BYTES))
     if media is None or media.kind == "image":
-        return None
+        return None, None
     reader = _PURE.get(media.format)
     if reader is None:
         raise _TryFfmpeg
-    return reader(r)
+    found = reader(r)
+    return media.format, _checked(found if isinstance(found, Length) or found is None else Length(found))
 
 
 def _with_file(path: Path, read: Any) -> float | None:
@@ -568,12 +691,13 @@ def _with_file(path: Path, read: Any) -> float | None:
         if not stat.S_ISREG(info.st_mode):
             return None  # a FIFO or device would block or never end
         with open(path, "rb") as handle:
-            return _valid(read(_FileReader(handle, info.st_size)))
+            found = read(_FileReader(handle, info.st_size))
     except _TryFfmpeg:
         return None
     except Exception as exc:  # bad input never raises
         log.debug("could not measure %s: %s", path, exc)
         return None
+    return _valid(found.seconds if isinstance(found, Length) else found)
 
 
 def wav_seconds(path: Path) -> float | None:
@@ -582,12 +706,14 @@ def wav_seconds(path: Path) -> float | None:
 
 
 def mp3_seconds(path: Path) -> float | None:
-    """An MP3 file's length: Xing/Info or VBRI frame count, else first-frame bitrate over the audio bytes; or None."""
+    """An MP3 file's length: Xing/Info or VBRI frame count, else first-frame bitrate over the audio bytes, unless
+    its frames, counted one by one, play longer; or None."""
     return _with_file(path, _mp3)
 
 
 def mp4_seconds(path: Path) -> float | None:
-    """An MP4/MOV/M4A file's length from ``moov/mvhd`` (or ``mvex/mehd``), or None (fragmented without one too)."""
+    """An MP4/MOV/M4A file's length from ``moov/mvhd``, unless its tracks (edit lists, sample tables, media headers)
+    play longer; or None (a fragmented file, or one whose tracks cannot all be read, is left to ffmpeg)."""
     return _with_file(path, _mp4)
 
 
@@ -600,53 +726,74 @@ def measure_local(path: Path, *, timeout: float = FFMPEG_TIMEOUT) -> float | Non
     """Seconds of the audio or video in ``path``, or None when it cannot be measured.
 
     Pure-Python readers first (by the file's bytes, never its name); ffmpeg, within ``timeout`` seconds, for other
-    containers and for files those readers leave open. Blocking: run it in a worker thread from async code. A
-    request's input, hashed for its quote, is measured with ``measure_judged`` instead."""
+    containers and for files those readers leave open, and to count the packets of a file whose pure reading rests
+    on headers (``_HEADER_FORMATS``). Blocking: run it in a worker thread from async code. A request's input, hashed
+    for its quote, is measured with ``judged_length`` instead."""
     try:
         info = os.stat(path)
         if not stat.S_ISREG(info.st_mode):
             return None
         with open(path, "rb") as handle:
-            return _measure_open(handle, Path(path), timeout)
+            found = _measure_open(handle, Path(path), timeout)
     except Exception as exc:
         log.debug("could not measure %s: %s", path, exc)
         return None
+    return None if found is None else found.seconds
 
 
-def measure_judged(local: LocalFile, *, timeout: float = FFMPEG_TIMEOUT) -> float | None:
-    """Seconds of the audio or video ``local`` hashed, or None when it cannot be measured; ``ChangedFile`` when the
-    file at its path is no longer the one hashed (checked as it is opened and again once it is measured), so a quote
-    never prices other bytes than the ones approved and uploaded. Blocking: run it in a worker thread."""
+def judged_length(local: LocalFile, *, timeout: float = FFMPEG_TIMEOUT) -> Length | None:
+    """The length of the audio or video ``local`` hashed, or None when it cannot be measured; ``ChangedFile`` when
+    the file at its path is no longer the one hashed (checked as it is opened and again once it is measured), so a
+    quote never prices other bytes than the ones approved and uploaded. Blocking: run it in a worker thread."""
     with still_hashed(local) as handle:
         return _measure_open(handle, local.path, timeout)
 
 
-def _measure_open(handle: IO[bytes], path: Path, timeout: float) -> float | None:
-    """Seconds of the open file ``handle`` (``path`` is its checked name, for ffmpeg where ``/dev/fd`` is missing
+def measure_judged(local: LocalFile, *, timeout: float = FFMPEG_TIMEOUT) -> float | None:
+    """``judged_length`` in seconds."""
+    found = judged_length(local, timeout=timeout)
+    return None if found is None else found.seconds
+
+
+def _measure_open(handle: IO[bytes], path: Path, timeout: float) -> Length | None:
+    """The length of the open file ``handle`` (``path`` is its checked name, for ffmpeg where ``/dev/fd`` is missing
     and for logs); never raises."""
     try:
         size = os.fstat(handle.fileno()).st_size
-        return _valid(_pure(_FileReader(handle, size)))
+        media, found = _pure(_FileReader(handle, size))
     except _TryFfmpeg:
-        pass
+        return _ffmpeg_open(handle, path, timeout)
     except Exception as exc:
         log.debug("could not measure %s: %s", path, exc)
         return None
-    return _ffmpeg_open(handle, path, timeout)
+    if found is None or media not in _HEADER_FORMATS or not ffmpeg_available():
+        return found
+    return _outrun(found, _ffmpeg_open(handle, path, timeout))
 
 
-def _ffmpeg_open(handle: IO[bytes], path: Path, timeout: float) -> float | None:
+def _outrun(found: Length, packets: Length | None) -> Length:
+    """``found`` (the pure reading), unless ffmpeg's packets run longer beyond the agreement: then theirs, with the
+    shorter figure the file's headers gave kept as its claim."""
+    if packets is None:
+        return found
+    longer = _longest(found.seconds, packets.seconds, by=packets.by or "packets")
+    if longer.claimed is None:
+        return found
+    return Length(longer.seconds, claimed=found.claimed or found.seconds, by=longer.by)
+
+
+def _ffmpeg_open(handle: IO[bytes], path: Path, timeout: float) -> Length | None:
     """ffmpeg's length of the open file ``handle``, read as ``/dev/fd/N`` (where ``/dev/fd`` exists), so a name
     swapped for another file meanwhile is never what is measured; elsewhere its checked name."""
     if not by_descriptor():
-        return ffmpeg_seconds(path, timeout=timeout)
+        return ffmpeg_length(path, timeout=timeout)
     try:
         fd = handle.fileno()
         os.lseek(fd, 0, os.SEEK_SET)  # where opening /dev/fd/N shares the offset (macOS): from the start
     except (OSError, ValueError) as exc:
         log.debug("could not measure %s: %s", path, exc)
         return None
-    return ffmpeg_seconds(FD_FOLDER / str(fd), timeout=timeout, pass_fds=(fd,))
+    return ffmpeg_length(FD_FOLDER / str(fd), timeout=timeout, pass_fds=(fd,))
 
 
 # ------------------------------------------------------------------------------------------------------- ffmpeg
@@ -665,9 +812,17 @@ def ffmpeg_available() -> bool:
 
 
 def ffmpeg_seconds(path: Path, *, timeout: float = FFMPEG_TIMEOUT, pass_fds: tuple[int, ...] = ()) -> float | None:
-    """The length ffmpeg reports for ``path`` (``Duration:``; else the end of a stream-copy pass), within
-    ``timeout`` seconds; None without ffmpeg, on a timeout, or when ffmpeg cannot read it. ``pass_fds``: the
-    descriptors ffmpeg inherits, for a ``path`` in ``/dev/fd``."""
+    """``ffmpeg_length`` in seconds."""
+    found = ffmpeg_length(path, timeout=timeout, pass_fds=pass_fds)
+    return None if found is None else found.seconds
+
+
+def ffmpeg_length(path: Path, *, timeout: float = FFMPEG_TIMEOUT, pass_fds: tuple[int, ...] = ()) -> Length | None:
+    """The length ffmpeg finds for ``path``: the ``Duration:`` it reports (from the container's headers), unless a
+    stream-copy pass (every packet read, nothing decoded) ends later, within ``timeout`` seconds in all. None without
+    ffmpeg, on a timeout, when ffmpeg cannot read it, and when the copy pass counts no packets: a header's word alone,
+    with nothing to hold it to, is no price. ``pass_fds``: the descriptors ffmpeg inherits, for a ``path`` in
+    ``/dev/fd``."""
     try:
         ffmpeg = find_ffmpeg()
     except StitchError:
@@ -686,26 +841,38 @@ def ffmpeg_seconds(path: Path, *, timeout: float = FFMPEG_TIMEOUT, pass_fds: tup
         report = probe.stderr[-65536:].decode(errors="replace")
         if "Input #0" not in report:
             return None
-        match = _DURATION.search(report)
-        if match:
+        header = None
+        if match := _DURATION.search(report):
             hours, minutes, seconds = match.groups()
-            return _valid(int(hours) * 3600 + int(minutes) * 60 + float(seconds))
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return None
-        copy = subprocess.run(  # "Duration: N/A" (a streamed WebM, say): read every packet, decode nothing
-            [ffmpeg, "-hide_banner", "-nostdin", "-v", "error", *source, *_NULL_COPY],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=remaining,
-            check=False,
-            pass_fds=pass_fds,
-        )
-        times = _OUT_TIME.findall(copy.stdout[-65536:])
-        return _valid(int(times[-1]) / 1e6) if copy.returncode == 0 and times else None
+            header = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+        packets = _packet_seconds(ffmpeg, source, deadline - time.monotonic(), pass_fds)
     except (OSError, subprocess.SubprocessError, ValueError) as exc:
         log.debug("ffmpeg could not measure %s: %s", path, exc)
         return None
+    if packets is None:
+        return None
+    if header is None:  # "Duration: N/A" (a streamed WebM, say): the packets alone
+        return _checked(Length(packets))
+    return _checked(_longest(header, packets, by="packets"))
+
+
+def _packet_seconds(ffmpeg: str, source: list[str], timeout: float, pass_fds: tuple[int, ...]) -> float | None:
+    """Where a stream-copy pass to the null muxer ends (every packet read, nothing decoded), or None."""
+    if timeout <= 0:
+        return None
+    try:
+        copy = subprocess.run(
+            [ffmpeg, "-hide_banner", "-nostdin", "-v", "error", *source, *_NULL_COPY],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+            pass_fds=pass_fds,
+        )
+    except subprocess.TimeoutExpired:
+        return None
+    times = _OUT_TIME.findall(copy.stdout[-65536:])
+    return int(times[-1]) / 1e6 if copy.returncode == 0 and times else None
 
 
 # ---------------------------------------------------------------------------------------------------------- URLs
@@ -791,7 +958,7 @@ class _Remote:
 
     # -- measuring ---------------------------------------------------------------------------------------
 
-    async def measure(self) -> float | None:
+    async def measure(self) -> Length | None:
         async with contextlib.AsyncExitStack() as stack:
             first = min(RANGE_CHUNK, self.max_bytes)
             response = await self._open(stack, {"Range": f"bytes=0-{first - 1}"})
@@ -807,10 +974,10 @@ class _Remote:
                 return await self._by_stream(stack, response)
             return None  # 416 (an empty file), 403, 404, ...
 
-    async def _by_ranges(self, reader: _SpanReader) -> float | None:
+    async def _by_ranges(self, reader: _SpanReader) -> Length | None:
         for _ in range(MAX_REQUESTS):
             try:
-                return _pure(reader)
+                return _pure(reader)[1]
             except _Need as need:
                 await self._fetch_range(reader, need)
             except (_NeedAll, _TryFfmpeg) as exc:
@@ -825,7 +992,7 @@ class _Remote:
                     return await self._by_stream(stack, response)
         return None
 
-    async def _by_stream(self, stack: contextlib.AsyncExitStack, response: httpx2.Response) -> float | None:
+    async def _by_stream(self, stack: contextlib.AsyncExitStack, response: httpx2.Response) -> Length | None:
         declared = response.headers.get("content-length")
         size = int(declared) if declared and declared.isdigit() else None
         if size is not None and size > self.max_bytes:
@@ -837,7 +1004,7 @@ class _Remote:
         chunks = response.aiter_bytes()
         for _ in range(4 * MAX_REQUESTS):
             try:
-                return _pure(reader)
+                return _pure(reader)[1]
             except _Need as need:
                 await self._spool(reader, chunks, need.offset + max(need.size, RANGE_CHUNK))
             except _NeedAll:
@@ -850,7 +1017,7 @@ class _Remote:
                 remaining = self.deadline - anyio.current_time()
                 if remaining <= 0:
                     return None
-                measure = functools.partial(ffmpeg_seconds, path, timeout=remaining)
+                measure = functools.partial(ffmpeg_length, path, timeout=remaining)
                 return await anyio.to_thread.run_sync(measure, abandon_on_cancel=True)
         return None
 
@@ -881,18 +1048,31 @@ async def measure_url(
     max_bytes: int = URL_MAX_BYTES,
     timeout: float = URL_TIMEOUT,  # noqa: ASYNC109 - the whole measurement's budget, ffmpeg included
 ) -> float | None:
-    """Seconds of the audio or video at ``url``, or None when it cannot be measured within the bounds.
+    """``url_length`` in seconds."""
+    found = await url_length(client, url, max_bytes=max_bytes, timeout=timeout)
+    return None if found is None else found.seconds
+
+
+async def url_length(
+    client: httpx2.AsyncClient,
+    url: str,
+    *,
+    max_bytes: int = URL_MAX_BYTES,
+    timeout: float = URL_TIMEOUT,  # noqa: ASYNC109 - the whole measurement's budget, ffmpeg included
+) -> Length | None:
+    """The length of the audio or video at ``url``, or None when it cannot be measured within the bounds.
 
     Fetches at most ``max_bytes`` (all requests together) within ``timeout`` seconds: Range requests when the
-    server honours them (the first 64 KiB, then only the headers the readers ask for), else the body streamed into
-    a temporary file, removed afterwards. http(s) only, redirects included. ``client`` must carry no credentials
-    (pass ``KieClient.files``): a client with an Authorization or Cookie header, or auth, is refused (None).
+    server honours them (the first 64 KiB, then only the headers, sample tables and frames the readers ask for),
+    else the body streamed into a temporary file, removed afterwards. http(s) only, redirects included. ``client``
+    must carry no credentials (pass ``KieClient.files``): a client with an Authorization or Cookie header, or auth,
+    is refused (None).
 
     Raises ``PrivateAddress`` (nothing fetched from there) when ``url``, or a redirect, points at this machine or
     a private network: KIE could not fetch it either, so the caller refuses the request rather than price it."""
     if max_bytes <= 0 or not _is_http(url) or _carries_credentials(client):
         return None
-    result: float | None = None
+    result: Length | None = None
     try:
         with anyio.move_on_after(timeout) as scope:
             result = await _Remote(client, url, max_bytes, scope.deadline).measure()
@@ -901,7 +1081,7 @@ async def measure_url(
     except Exception as exc:  # a refused answer, a transport error, bad bytes: not measured, never raised
         log.debug("could not measure %s: %s (%s)", url, type(exc).__name__, exc)
         return None
-    return _valid(result)
+    return _checked(result)
 
 
 # ---------------------------------------------------------------------------------------------- request inputs
@@ -937,6 +1117,7 @@ async def measure_inputs(
     known: Mapping[str, float] | None = None,
     max_bytes: int = URL_MAX_BYTES,
     timeout: float = URL_TIMEOUT,  # noqa: ASYNC109 - the budget for every file of the input together
+    notes: list[str] | None = None,
 ) -> dict[str, float]:
     """``{input label: seconds}`` for the input the applicable rate of ``spec`` bills by, when it can be measured.
 
@@ -950,7 +1131,9 @@ async def measure_inputs(
     ``timeout`` seconds in all. Raises only ``InvalidRequest``, naming the field: for a URL (or its redirect) to this
     machine or a private network (nothing is fetched from it, and KIE could not fetch it either), for a local file
     that changed between its hash and the end of its measuring (the price would be another file's), and for a file
-    (a link too: it is measured here) whose length is outside what the field takes (``inputs.length_problems``)."""
+    (a link too: it is measured here) whose length is outside what the field takes (``inputs.length_problems``).
+    A file whose headers claim less than its contents play is priced at what they play, and ``notes`` (when given)
+    gets a line saying so (``header_note``), for the quote."""
     label = input_to_measure(spec, wire)
     if label is None:
         return {}
@@ -968,7 +1151,10 @@ async def measure_inputs(
                 try:
                     seconds = (known or {}).get(item)
                     if seconds is None:
-                        seconds = await _measure_one(item, local, client, max_bytes, remaining)
+                        found = await _measure_one(item, local, client, max_bytes, remaining)
+                        seconds = None if found is None else found.seconds
+                        if found is not None and found.claimed is not None and notes is not None:
+                            notes.append(header_note(_named_input(item, local), found))
                 except PrivateAddress as refused:
                     hint = kie_cannot_reach(refused)
                     raise InvalidRequest(spec.id, named_for_user(spec, [Problem(where, hint)])) from None
@@ -993,6 +1179,7 @@ async def check_lengths(
     *,
     local: Mapping[str, LocalFile],
     timeout: float = URL_TIMEOUT,  # noqa: ASYNC109 - the budget for every file together
+    notes: list[str] | None = None,
 ) -> tuple[dict[str, float], list[Problem]]:
     """The length of every local file in a field whose data bounds it (``MediaLimits``: each file's length, all the
     field's files together), measured from the very file that was hashed for the quote, and what is wrong with
@@ -1000,7 +1187,8 @@ async def check_lengths(
     would refuse is never priced, uploaded or sent. Returns ``({local value: seconds}, problems)``: the lengths are
     reused by a price per second of that input. A link is not fetched here (``measure_inputs`` measures one that
     prices the request, and checks it); a file that cannot be measured in ``timeout`` (a WebM without ffmpeg) is
-    left to KIE. A file changed since it was hashed is a problem too."""
+    left to KIE. A file changed since it was hashed is a problem too. A file whose headers claim less than its
+    contents play is held to what they play, and ``notes`` (when given) gets a line saying so."""
     lengths: dict[str, float] = {}
     problems: list[Problem] = []
     with anyio.move_on_after(timeout) as scope:
@@ -1016,13 +1204,15 @@ async def check_lengths(
                 if item not in lengths:
                     remaining = max(scope.deadline - anyio.current_time(), 0.001)
                     try:
-                        seconds = await _measure_one(item, local, None, 0, remaining)
+                        found = await _measure_one(item, local, None, 0, remaining)
                     except ChangedFile as changed:
                         problems.append(Problem(where, _changed(changed)))
                         continue
-                    if seconds is None:
+                    if found is None:
                         continue
-                    lengths[item] = seconds
+                    lengths[item] = found.seconds
+                    if found.claimed is not None and notes is not None:
+                        notes.append(header_note(_named_input(item, local), found))
                 measured.append((where, _named_input(item, local), lengths[item]))
             problems += length_problems(spec, wire, name, measured, whole=len(measured) == len(values))
     return lengths, problems
@@ -1040,12 +1230,25 @@ def _changed(changed: ChangedFile) -> str:
     )
 
 
+def header_note(name: str, found: Length) -> str:
+    """What the quote says of an input whose headers claim less than its contents play (``Length.claimed``)."""
+    return (
+        f"{name}'s headers say it is {_secs(found.claimed or 0)} s long, but its {found.by or 'contents'} play "
+        f"{_secs(found.seconds)} s: it is priced, and held to the field's lengths, at {_secs(found.seconds)} s (KIE "
+        "may bill what it plays, not what its headers say)."
+    )
+
+
+def _secs(seconds: float) -> str:
+    return f"{seconds:.3f}".rstrip("0").rstrip(".")
+
+
 async def _measure_one(
     value: str, local: Mapping[str, LocalFile], client: httpx2.AsyncClient | None, max_bytes: int, budget: float
-) -> float | None:
+) -> Length | None:
     if value in local:
-        measure = functools.partial(measure_judged, local[value], timeout=budget)
+        measure = functools.partial(judged_length, local[value], timeout=budget)
         return await anyio.to_thread.run_sync(measure, abandon_on_cancel=True)
     if is_remote(value) and client is not None:
-        return await measure_url(client, value, max_bytes=max_bytes, timeout=budget)
+        return await url_length(client, value, max_bytes=max_bytes, timeout=budget)
     return None

@@ -13,7 +13,10 @@ A local file is uploaded only when all of this holds (checked in this order, bef
    it; an MP4, MOV or M4A has the track its field takes, by its tracks' handlers (``track_problem``: a clip with no
    sound track for a field of audio, a recording with no video track for a field of video, is refused; one whose
    tracks cannot be read is left to KIE);
-5. it is within the field's size limit (documented, or a conservative bound per kind);
+5. it is within the field's size limit (documented, or a conservative bound per kind), and its bytes do not hold
+   the KIE API key (``HoldsKey``: a picture whose text chunk a tool wrote its settings into, a screen recording of
+   the key): KIE's file host serves an upload to anyone with its link, and bytes sent as they are cannot be
+   redacted, so such a file is refused, as a resource holding the key is not served;
 6. an image decodes as the format its bytes name and, where the field's data bounds its pixels (shortest and longest
    side, pixel count, how elongated), fits them as it is sent (a small one upscaled first where it can be,
    ``as_sent``; one whose pixels have no 8-bit form at its own size);
@@ -25,7 +28,9 @@ A local file is uploaded only when all of this holds (checked in this order, bef
 All of this is checked before anything is priced, uploaded or sent. A link (an http(s) URL) is not fetched for
 these checks: its length is checked only where its length prices the request and is measured anyway
 (``media.duration.measure_inputs``); its format, pixels and (otherwise) length are left to KIE. What a field's data
-does not document (a video's pixels, frame rate or bitrate) is left to KIE too.
+does not document (a video's pixels, frame rate or bitrate) is left to KIE too. A link is judged and sent without the
+whitespace around it and with its scheme in lower case (``tidy_links``); one that cannot be judged (whitespace or a
+control character inside it, no host, a form httpx cannot parse) is refused, never left to KIE (``unreachable_links``).
 
 Symlinks are judged by their target: a link named ``ok.png`` that points at ``.env`` is refused.
 
@@ -68,6 +73,7 @@ from kie_mcp.catalog.spec import MediaLimits
 from kie_mcp.catalog.validate import _matches
 from kie_mcp.journal import Journal
 from kie_mcp.kie import KieClient, KieError, RefusedHereError
+from kie_mcp.redact import bytes_hold_secret
 from kie_mcp.words import duration_text
 
 from . import saved
@@ -161,7 +167,45 @@ def sent_type(local: LocalFile, kinds: frozenset[MediaKind] = frozenset(KINDS)) 
 
 
 def is_remote(value: str) -> bool:
-    return value.startswith(_REMOTE)
+    """Whether ``value`` is an http(s) link: its scheme in any case, around it any spaces (a line copied with its
+    newline), which ``tidied_link`` takes off before it is judged or sent."""
+    return value.lstrip()[:8].lower().startswith(_REMOTE)
+
+
+def tidied_link(value: str) -> str:
+    """An http(s) link as it is judged and sent: without the whitespace around it and with its scheme in lower case
+    ("HTTPS://a.test/x.png\n" is "https://a.test/x.png"). Anything else is returned as it is."""
+    if not is_remote(value):
+        return value
+    scheme, _, rest = value.strip().partition("://")
+    return f"{scheme.lower()}://{rest}"
+
+
+def tidy_links(spec: ModelSpec, wire: dict[str, Any]) -> dict[str, Any]:
+    """``wire`` with every input link (in a media field, or under a link's key in an object field) ``tidied_link``:
+    what is judged (``unreachable_links``), measured, quoted and sent is the same link. A link with trailing
+    whitespace was left unjudged (httpx cannot parse it) and reached a paid create, to this machine too."""
+    tidied = _replace(spec, wire, lambda _, value: tidied_link(value) if is_remote(value) else None)
+    for name, value in wire.items():
+        field = spec.fields.get(name)
+        if field is None or field.type != "objects" or not isinstance(value, list):
+            continue
+        tidied[name] = [_tidied_object(item) for item in value]
+    return tidied
+
+
+def _tidied_object(item: Any) -> Any:
+    """An item of an object field with the links under its link keys ``tidied_link``."""
+    if not isinstance(item, dict):
+        return item
+    out = dict(item)
+    for key, held in item.items():
+        if isinstance(key, str) and _LINK_KEY.search(key):
+            if isinstance(held, str):
+                out[key] = tidied_link(held)
+            elif isinstance(held, list):
+                out[key] = [tidied_link(text) if isinstance(text, str) else text for text in held]
+    return out
 
 
 # KIE's docs say 24 hours for uploads (docs.kie.ai/file-upload-api/quickstart.md, seen 2026-12-05; 3 days in older
@@ -194,12 +238,29 @@ class MissingFile(RefusedInput):
     """No readable file at that path."""
 
 
+class NotALocalFile(MissingFile):
+    """A link, a data: URI or nothing at all where a local file's path was expected (``not_a_path``)."""
+
+
 class NotAccepted(RefusedInput):
     """Not media, or not the kind or format the target takes."""
 
 
 class TooLarge(RefusedInput):
     """Over the size limit of the target."""
+
+
+class HoldsKey(NotAccepted):
+    """Its bytes hold the KIE API key: never uploaded (KIE's file host is public), as a resource holding it is never
+    served."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"{name} holds the KIE API key, so it is not uploaded (KIE's file host shows an upload to anyone with "
+            "its link). Nothing was uploaded, sent or spent. Give a copy without it: for a picture, save it again "
+            "from an image editor (which drops the text and metadata a tool wrote the key into)."
+        )
+        self.name = name
 
 
 @dataclass(frozen=True)
@@ -384,6 +445,8 @@ def inspect_local(
 ) -> tuple[Path, Sniffed]:
     """The real path and media type of a local input that may be uploaded to ``accepts``; ``RefusedInput``
     (naming the file and why) otherwise. Reads at most the file's first few KB."""
+    if why := not_a_path(value, accepts):
+        raise NotALocalFile(why)
     real = confined(value, workspace, roots)
     name = _named(value, real)
     reason = private_reason(real, workspace, roots)
@@ -398,12 +461,18 @@ def inspect_local(
     except OSError as err:
         raise UnusablePath(_path_problem(value, err)) from None
     if not is_file:
-        where = "a folder, not a file" if is_dir else "not a regular file" if real.exists() else "nothing there"
+        if is_dir:
+            raise MissingFile(f"{shown(value)} is a folder ({real}), not a file. Give the path of a file in it.")
+        if real.exists():
+            raise MissingFile(
+                f"{shown(value)} is not a regular file ({real} is a FIFO, a device or a socket), which kie-mcp never "
+                "reads. Nothing was read or uploaded. Give the path of a regular file."
+            )
         if accepts.urls:
             raise MissingFile(
-                f"{shown(value)} is neither an http(s) URL nor a readable file (looked in {real}: {where})."
+                f"{shown(value)} is neither an http(s) URL nor a readable file (looked in {real}: nothing there)."
             )
-        raise MissingFile(f"No file at {real} ({where}). Give an absolute path or one relative to the workspace.")
+        raise MissingFile(f"No file at {real}. Give an absolute path or one relative to the workspace.")
     media = sniff(head)
     wanted = _kinds_text(accepts.kinds)
     if media is None:
@@ -424,6 +493,45 @@ def inspect_local(
     if size > limit_bytes(accepts, media):
         raise TooLarge(_too_large(name, size, accepts, media))
     return real, media
+
+
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
+_PATH_SCHEMES = ("file", "kie")  # file:// URIs and kie:// resource links name local files (``local_path``)
+
+
+def not_a_path(value: str, accepts: Accepts) -> str | None:
+    """Why ``value``, given where a local file's path is read (``accepts``: a field, upload_file, stitch_videos),
+    names no file, said for what it is: nothing at all, a data: URI (a picture written inline), a link where only
+    files are taken (upload_file), a link of a scheme KIE does not fetch (ftp:). None for anything else: a path to
+    judge. The file system was asked about these as paths, and answered "No file at /ws/https:/a.test/x.png" or, for
+    a long data: URI, "rename or move the file if its name is that long"."""
+    text = value.strip()
+    takes = "an http(s) link or a local file" if accepts.urls else "local files only"
+    if not text:
+        return f"No file was named (the path is empty); {accepts.what} takes {takes}."
+    found = _SCHEME.match(text)
+    scheme = found.group(1).lower() if found else ""
+    link_to_it = (
+        "give an http(s) link to it" if accepts.urls else "pass an http(s) link to it to the generate tool as it is"
+    )
+    if scheme == "data":
+        return (
+            f"{shown(text)} is a data: URI ({len(text):,} characters), not a file on this computer; {accepts.what} "
+            f"takes {takes}. Nothing was read or uploaded. Save it as a file in the workspace (references/ is a good "
+            f"place) and give its path, or {link_to_it}."
+        )
+    if is_remote(text) and not accepts.urls:
+        return (
+            f"{shown(text)} is a link, not a file on this computer; {accepts.what} takes {takes}. Nothing was read or "
+            "uploaded. Pass the link to the generate tool as it is (KIE fetches http(s) links itself), or save the "
+            "file in the workspace and give its path."
+        )
+    if found and text[found.end() : found.end() + 2] == "//" and scheme not in ("http", "https", *_PATH_SCHEMES):
+        return (
+            f"{shown(text)} is a link by {scheme}:, which KIE does not fetch (http and https only); {accepts.what} "
+            f"takes {takes}. Nothing was read or uploaded. Save the file in the workspace and give its path."
+        )
+    return None
 
 
 def _limit_mb(accepts: Accepts, media: Sniffed) -> float:
@@ -767,16 +875,36 @@ def unreachable_links(spec: ModelSpec, wire: dict[str, Any]) -> list[Problem]:
             if (where, value) in nested:
                 problems.append(Problem(where, NESTED_LOCAL))
             continue
-        try:
-            url = httpx2.URL(value)
-            host = url.host.lower().removesuffix(".")
-        except Exception:  # not a URL httpx can read: KIE's own check answers it
+        if why := _unreadable_link(value):  # never left to KIE: unjudged, it could lead anywhere, this machine too
+            problems.append(Problem(where, why))
             continue
-        if not host or is_trusted(url):
+        url = httpx2.URL(tidied_link(value))
+        host = url.host.lower().removesuffix(".")
+        if is_trusted(url):
             continue
         if why := unreachable_host(host):
             problems.append(Problem(where, kie_cannot_reach(PrivateAddress(value, why))))
     return problems
+
+
+def _unreadable_link(value: str) -> str | None:
+    """Why the http(s) link ``value`` cannot be judged, and so is not sent: whitespace or a control character inside
+    it (around it, ``tidied_link`` takes it off), no host, or a form httpx cannot parse. None when it can be."""
+    link = tidied_link(value)
+    odd = next((ch for ch in link if ch.isspace() or not ch.isprintable()), None)
+    if odd is not None:
+        return (
+            f"{shown(link)} has a {'space' if odd == ' ' else f'control character ({odd!r})'} inside it, which no "
+            "link KIE fetches holds; nothing was sent or measured. Write a space in a link as %20, or give the link "
+            "as its page shows it."
+        )
+    try:
+        host = httpx2.URL(link).host
+    except Exception as err:
+        return f"{shown(link)} is not a link that can be read ({err}); nothing was sent or measured. Check the link."
+    if not host:
+        return f"{shown(link)} names no host; nothing was sent or measured. Give the whole link, https://host/path."
+    return None
 
 
 def names_local_files(spec: ModelSpec, wire: dict[str, Any]) -> bool:
@@ -1013,6 +1141,8 @@ def approved_bytes(local: LocalFile) -> bytes:
                 f"{local.path.name} changed since it was checked ({err.what})", "Check the file and ask again."
             ) from None
         digest, content = "", None  # other bytes: refused below, as a changed content
+    except HoldsKey as err:  # before OSError, likewise
+        raise RefusedHereError(str(err), next_step="Give a copy of the file without the key.") from None
     except OSError as err:  # locked by another program, no permission, a failing disk: nothing was sent
         raise _unreadable(local, err) from None
     if digest != local.sha256 or content is None:
@@ -1083,7 +1213,8 @@ class _Judged(NamedTuple):
 def _read_judged(path: Path, media: Sniffed, *, most: int, keep: bool) -> _Judged:
     """SHA-256, size and stamp of the file at ``path`` (a real path judged by ``inspect_local``) and, with ``keep``,
     its content, read from one open file that is still the judged one, still ``media`` by its bytes and not changed
-    while it was read; ``ChangedFile`` when it is not, or holds more than ``most`` bytes (``longer``)."""
+    while it was read; ``ChangedFile`` when it is not, or holds more than ``most`` bytes (``longer``); ``HoldsKey``
+    when its bytes hold the KIE API key (every read that leads to an upload comes through here)."""
     with open_judged(path) as handle:
         before = FileStamp.of(os.fstat(handle.fileno()))
         if before.size > most:
@@ -1107,20 +1238,28 @@ def _hash_open(
             raise ChangedFile(path, "it grew while it was being read", longer=True, size=len(content))
         if sniff(content[:HEAD_BYTES]) != media:
             raise ChangedFile(path, f"it is no longer {media.label}")
+        if bytes_hold_secret(content):
+            raise HoldsKey(path.name)
         return hashlib.sha256(content).hexdigest(), len(content), content
     digest = hashlib.sha256()
     seen = 0
     head = handle.read(HEAD_BYTES)
     if sniff(head) != media:
         raise ChangedFile(path, f"it is no longer {media.label}")
-    chunk = head
+    chunk, tail = head, b""
     while chunk:
         seen += len(chunk)
         if seen > most:
             raise ChangedFile(path, "it grew while it was being read", longer=True, size=seen)
         digest.update(chunk)
+        if bytes_hold_secret(tail + chunk):  # the end of the chunk before too: a key cut in two is found
+            raise HoldsKey(path.name)
+        tail = (tail[-_KEY_OVERLAP:] + chunk)[-_KEY_OVERLAP:]
         chunk = handle.read(1 << 20)
     return digest.hexdigest(), seen, None
+
+
+_KEY_OVERLAP = 4096  # bytes of one chunk searched again with the next: longer than any form of a key (even: UTF-16)
 
 
 @contextmanager

@@ -5,8 +5,11 @@ name (``undecodable``): a PNG signature followed by text, a file cut short, a he
 Pillow decodes at all (which no model takes either). What every viewer opens is taken: a JPEG lacking only its end
 marker, a PNG whose only damaged chunks are ancillary ones. A format this Pillow has no decoder for (HEIC/HEIF
 without the pillow-heif plugin) cannot be checked, and is sent as it is. A picture of more than
-``DECODE_MAX_PIXELS`` pixels is too large to decode at every estimate: only its structure is checked, as far as
-Pillow can (a PNG's chunks and checksums).
+``DECODE_MAX_PIXELS`` pixels (a JPEG's after its reduced decode) is never decoded, whatever its format: a few bytes
+can declare a 13000 x 13000 WebP whose decode took 2.7 GB and seconds, at every estimate and upload. Only what
+Pillow reads to open it (its header) is checked, and its structure where that can be read without decoding: a PNG's
+chunks and checksums, and whether a TIFF or BMP holds all the picture data its header places (one cut short is
+refused, as a decode would refuse it).
 
 Many models reject or degrade small inputs. An image whose longest side is under 1024 px is turned upright as its
 EXIF says (as viewers and the approval card show it), resized with Lanczos so its longest side is 1080 px, and
@@ -33,11 +36,13 @@ from .sniff import JPEG, PNG, Sniffed, pillow
 MIN_LONG_SIDE = 1024
 TARGET_LONG_SIDE = 1080
 JPEG_QUALITY = 92
-# Past this many pixels (a 4K x 4K picture) an input is not decoded to check it, only its structure (a PNG's chunks
-# and checksums): decoding a 60-megapixel PNG took 2 s and 300 MB at every estimate. A JPEG is decoded at an eighth of
-# its size, so this bounds it only past a billion pixels. The verdict is remembered by content (``media.inputs``).
+# Past this many pixels (a 4K x 4K picture) an input is never decoded to check it, in any format: decoding a
+# 60-megapixel PNG took 2 s and 300 MB at every estimate, and a 38-byte lossless WebP declaring 13000 x 13000 pixels
+# took 2.7 GB (three at once, 7.8 GB). Only its header is read, and a PNG's structure checked. A JPEG is decoded at an
+# eighth of its size, so this bounds it only past a billion pixels. The verdict is remembered by content
+# (``media.inputs``).
 DECODE_MAX_PIXELS = 16_000_000
-STRUCTURE_CHECKED = ("png",)  # formats whose structure Pillow checks without decoding (chunk checksums); others decode
+STRUCTURE_CHECKED = ("png", "tiff", "bmp")  # formats whose structure is checked past it (``_structure_problem``)
 
 # Pillow's decoder for each image format ``sniff`` knows. A format whose decoder this Pillow lacks (HEIF without
 # the pillow-heif plugin) cannot be checked: it is sent as it is, as KIE takes it.
@@ -103,6 +108,8 @@ def _lacks_only_its_end(data: bytes) -> bool:
         with Image.open(io.BytesIO(data + b"\xff\xd9"), formats=("JPEG",)) as image:
             width, height = image.size
             image.draft(image.mode, (max(width // 8, 1), max(height // 8, 1)))  # a row here is eight of the picture
+            if image.size[0] * image.size[1] > DECODE_MAX_PIXELS:
+                return False  # never decoded (``DECODE_MAX_PIXELS``)
             image.load()
             last = image.crop((0, image.size[1] - 1, image.size[0], image.size[1]))
             bands = last.getextrema()
@@ -121,10 +128,10 @@ def _decode_problem(source: IO[bytes], decoder: str, media: Sniffed) -> str | No
             width, height = image.size
             image.draft(image.mode, (max(width // 8, 1), max(height // 8, 1)))  # JPEG: every byte read, 1/8 decoded
             width, height = image.size
-            if width * height > DECODE_MAX_PIXELS and media.format in STRUCTURE_CHECKED:
-                image.verify()
-            else:
+            if width * height <= DECODE_MAX_PIXELS:
                 image.load()
+            else:  # too large to decode: its header (read to open it) and what of its structure can be read
+                return _structure_problem(image, source, media)
     except Image.DecompressionBombError:  # before the header's size could be used: no model takes that many
         bound = 2 * (Image.MAX_IMAGE_PIXELS or 0)
         return (
@@ -137,6 +144,37 @@ def _decode_problem(source: IO[bytes], decoder: str, media: Sniffed) -> str | No
         if "truncated" in str(err).lower() or isinstance(err, EOFError):
             return f"its data ends before the picture does (the file is cut short, or is no real {media.label})"
         return f"its {media.label} data is damaged ({type(err).__name__})"
+    return None
+
+
+def _structure_problem(image: Any, source: IO[bytes], media: Sniffed) -> str | None:
+    """What is wrong with the structure of a picture too large to decode, as far as it can be told without decoding:
+    a PNG's chunks and checksums (Pillow's ``verify``), and whether a TIFF or BMP holds all the picture data its
+    header places (strips or tiles, rows). Other formats: nothing past their header."""
+    if media.format == "png":
+        image.verify()  # raises on a damaged chunk, decompresses nothing
+        return None
+    end = _declared_end(image) if media.format in ("tiff", "bmp") else None
+    if end is not None and end > source.seek(0, io.SEEK_END):
+        return f"its data ends before the picture does (the file is cut short, or is no real {media.label})"
+    return None
+
+
+def _declared_end(image: Any) -> int | None:
+    """Where the picture data of an opened TIFF (its first page's strips or tiles) or uncompressed BMP ends, by its
+    header; None when it does not say."""
+    if image.format == "TIFF":
+        tags = image.tag_v2
+        offsets, counts = tags.get(273) or tags.get(324), tags.get(279) or tags.get(325)  # strips, else tiles
+        offsets = offsets if isinstance(offsets, tuple) else (offsets,) if isinstance(offsets, int) else ()
+        counts = counts if isinstance(counts, tuple) else (counts,) if isinstance(counts, int) else ()
+        ends = [offset + count for offset, count in zip(offsets, counts, strict=False)]
+        return max(ends) if ends and len(offsets) == len(counts) else None
+    tiles = list(getattr(image, "tile", None) or ())
+    if image.format == "BMP" and len(tiles) == 1 and tiles[0][0] == "raw":  # uncompressed rows (RLE: not told)
+        _, extents, offset, args = tiles[0]
+        stride = args[1] if len(args) > 1 and isinstance(args[1], int) else 0
+        return offset + stride * (extents[3] - extents[1]) if stride > 0 else None
     return None
 
 

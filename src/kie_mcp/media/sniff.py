@@ -21,8 +21,9 @@ HEAD_BYTES = 8192  # enough for every signature below, and for telling text from
 @functools.cache
 def pillow() -> Any:
     """Pillow's ``Image`` module, imported on first use (not at start-up), its decompression-bomb warning silenced:
-    every caller refuses an image that large from its header before decoding it (``PREVIEW_MAX_PIXELS``), checks
-    only its structure (``prepare.DECODE_MAX_PIXELS``) or sends it unchanged, so the warning Pillow prints on stderr
+    every caller refuses an image that large from its header before decoding it (a preview past
+    ``downloads.PREVIEW_MAX_PIXELS``), reads only its header (and a PNG's structure) to check it past
+    ``prepare.DECODE_MAX_PIXELS``, in every format, or sends it unchanged, so the warning Pillow prints on stderr
     for it said nothing anyone could act on."""
     from PIL import Image
 
