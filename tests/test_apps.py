@@ -998,3 +998,22 @@ async def test_in_a_browser_a_picture_widens_from_the_keyboard(connect_app, brow
             finally:
                 await in_browser(view.close)
     assert focusable == 0
+
+
+async def test_a_card_never_decodes_a_larger_picture_than_its_estimate_does(connect_app, tmp_path):
+    """The review: the estimate reads only the header of a picture over 16 megapixels (a 38-byte WebP declaring
+    13000 x 13000 took 2.7 GB to decode), but the card's preview of it still decoded up to 64 megapixels at full
+    size, every time a card was drawn. A picture decoded at full size (not JPEG) over that is named, not drawn; a
+    JPEG, decoded at an eighth of its size, is drawn."""
+    from PIL import Image
+
+    big = Image.new("RGB", (5000, 4000), (200, 120, 40))  # 20 megapixels
+    big.save(tmp_path / "wide.png")
+    big.save(tmp_path / "wide.jpg", quality=60)
+    request = {"model": "nano-banana-2", "prompt": "the same, at dusk", "images": ["wide.png", "wide.jpg"]}
+    async with connect_app() as client:
+        estimate = await client.call_tool("estimate_cost", request)
+    assert not estimate.is_error, text_of(estimate)
+    png, jpeg = card_of(estimate)["inputs"]
+    assert png["name"] == "wide.png" and "src" not in png
+    assert jpeg["name"] == "wide.jpg" and jpeg["src"].startswith("data:image/")

@@ -216,12 +216,13 @@ def _picture_of(local: LocalFile) -> tuple[bytes, str] | None:
     name again."""
     from kie_mcp.media.downloads import scaled_copy
     from kie_mcp.media.inputs import still_hashed
+    from kie_mcp.media.prepare import DECODE_MAX_PIXELS
 
     if local.media.kind != "image":
         return None
     try:
-        with still_hashed(local) as handle:
-            return scaled_copy(handle, INPUT_PICTURE_SIDE)
+        with still_hashed(local) as handle:  # never more decoded for a card than for the estimate it shows
+            return scaled_copy(handle, INPUT_PICTURE_SIDE, decoded_at_most=DECODE_MAX_PIXELS)
     except OSError:  # ChangedFile (a refusal), or no longer readable: shown by name
         return None
 

@@ -1157,12 +1157,16 @@ def _make_poster(path: Path, source: IO[bytes], max_side: int) -> tuple[bytes, s
         return None
 
 
-def scaled_copy(source: IO[bytes], max_side: int) -> tuple[bytes, str] | None:
+def scaled_copy(
+    source: IO[bytes], max_side: int, *, decoded_at_most: int = PREVIEW_MAX_PIXELS
+) -> tuple[bytes, str] | None:
     """A scaled-down JPEG (PNG with transparency) of the image in ``source``, an open file, made now and not kept:
     for files in the user's own folders (input images), where nothing should be written, and which are read only as
     they were opened and checked, never opened again by name. None when it is not an image Pillow can decode, or
-    has more than ``PREVIEW_MAX_PIXELS`` (refused from its header, before any decode). A preview is best effort: any
-    error of the decoder on a crafted file means no preview, never a failed tool. Decodes: call it in a worker
+    has more than ``PREVIEW_MAX_PIXELS`` (refused from its header, before any decode), or, decoded at full size (any
+    format but JPEG, which is decoded at a reduced scale), more than ``decoded_at_most``: a picture on every
+    approval card is held to what an estimate decodes (``prepare.DECODE_MAX_PIXELS``). A preview is best effort:
+    any error of the decoder on a crafted file means no preview, never a failed tool. Decodes: call it in a worker
     thread."""
     try:
         if kind_of(sniff_mime(source.read(SNIFF_BYTES))) != "image":
@@ -1170,6 +1174,10 @@ def scaled_copy(source: IO[bytes], max_side: int) -> tuple[bytes, str] | None:
         source.seek(0)
         with pillow().open(source) as image:
             if _too_many_pixels(image):
+                return None
+            width, height = image.size
+            if image.format != "JPEG" and width * height > decoded_at_most:
+                log.debug("No preview: the %s image is %dx%d, decoded at full size.", image.format, width, height)
                 return None
             return _encode_small(_scaled_upright(image, max_side))
     except Exception as exc:
