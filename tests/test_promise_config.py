@@ -743,3 +743,17 @@ def test_a_key_pasted_in_curly_quotes_into_a_folder_setting_is_taken_for_a_key(q
     settings = Settings.load({"KIE_WORKSPACE": f"{quotes[0]}{key}{quotes[1]}"}, cwd=tmp_path)
     assert settings.config_error and "KIE_WORKSPACE holds what looks like an API key" in settings.config_error
     assert key not in str(settings.workspace) and key not in everything_under(tmp_path)
+
+
+def test_a_key_inside_an_endpoint_url_is_redacted_wherever_the_url_is_shown(tmp_path):
+    """The review: KIE_BASE_URL=https://api.kie.ai/<key> (a key pasted after the URL, or a proxy that takes one in
+    its path) was printed whole in the start-up line when KIE_API_KEY was unset. The URL still works; the key in it
+    is a secret from then on."""
+    from kie_mcp.redact import redact
+
+    key = fresh_key()
+    settings = Settings.load(
+        {"KIE_WORKSPACE": str(tmp_path), "KIE_BASE_URL": f"https://api.kie.ai/{key}"}, cwd=tmp_path
+    )
+    assert settings.config_error is None and settings.base_url.endswith(key)
+    assert key not in redact(f"kie-mcp starting ({settings.base_url})")

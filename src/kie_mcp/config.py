@@ -466,6 +466,9 @@ def _url_or_problem(env: Mapping[str, str], name: str, default: str, problems: _
     if not usable:
         problems.of(name, f"{name}={_shown(raw)} is not an http(s) URL such as {default}.")
         return default
+    for piece in re.split(r"[/?&=#;:@.]+", raw):  # a key in a proxy's path (or pasted there): redacted wherever shown
+        if _FOLDER_KEY_SHAPE.fullmatch(piece):
+            register_secret(piece)
     return raw
 
 
