@@ -508,7 +508,8 @@ async def test_a_link_with_whitespace_around_it_is_judged_and_sent_without_it(tm
         " \thttp://[::1]/cat.png \r\n": "points at this machine or a private network",
         "https://example.com/a b.png": "has a space inside it",
         "https://example.com/a\nb.png": "has a control character ('\\n') inside it",
-        "https://example.com/\u200bcat.png": "has a control character",
+        "https://example.com/\u200bcat.png": "has a space or invisible character ('\\u200b') inside it",
+        "\u200bhttp://127.0.0.1/cat.png\u200b": "points at this machine or a private network",  # copied from a chat
         "http:///cat.png": "names no host",
         "https://exa mple.com/cat.png": "has a space inside it",
     }
@@ -518,7 +519,7 @@ async def test_a_link_with_whitespace_around_it_is_judged_and_sent_without_it(tm
                 result = await c.call_tool(tool, {**edit, "images": [link]})
                 assert result.is_error and "images[0]" in text_of(result) and said in text_of(result), text_of(result)
         assert asked == [] and not [r for r in sim.requests if r.path.endswith("createTask")]
-        sent = await c.call_tool("generate_image", {**edit, "images": [" HTTPS://example.com/cat.png\n"]})
+        sent = await c.call_tool("generate_image", {**edit, "images": ["\ufeff HTTPS://example.com/cat.png\u200b\n"]})
     assert not sent.is_error, text_of(sent)
     [create] = [r for r in sim.requests if r.path.endswith("createTask")]
     assert create.body["input"]["image_urls"] == ["https://example.com/cat.png"], create.body

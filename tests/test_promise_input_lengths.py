@@ -128,3 +128,65 @@ async def test_a_field_length_limit_holds_for_what_a_clip_plays_not_what_its_hea
     text = text_of(result)
     assert result.is_error and "dance.mp4 is 40.0 s long" in text and "takes videos of 3-30 s" in text, text
     assert asked == [] and await controls.creates() == []
+
+
+def _mp3_encoder(ffmpeg: str) -> None:
+    encoders = subprocess.run([ffmpeg, "-hide_banner", "-encoders"], check=False, capture_output=True, text=True)
+    if "libmp3lame" not in encoders.stdout:
+        pytest.skip("this ffmpeg build has no MP3 encoder (libmp3lame)")
+
+
+async def test_a_voice_whose_frames_change_sample_rate_is_priced_at_every_frame_it_plays(
+    connect, controls, tmp_path, ffmpeg
+):
+    """The review: 0.5 s of 48 kHz frames (with their Xing header) then 55 s of 8 kHz frames, which a decoder plays
+    as 55.5 s, were counted as 0.5 s (only frames like the first were counted): quoted 13.5 credits and
+    auto-approved. Every frame is counted at its own rate: about 1500 credits, refused over the per-call cap."""
+    _mp3_encoder(ffmpeg)
+    _run(
+        ffmpeg,
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=f=440:r=48000:d=0.5",
+        "-c:a",
+        "libmp3lame",
+        "-b:a",
+        "320k",
+        str(tmp_path / "a.mp3"),
+    )
+    _run(
+        ffmpeg, "-f", "lavfi", "-i", "sine=f=300:r=8000:d=55", "-ac", "1", "-c:a", "libmp3lame", "-b:a", "8k",
+        "-write_xing", "0", "-id3v2_version", "0", str(tmp_path / "b.mp3"),
+    )  # fmt: skip
+    (tmp_path / "voice.mp3").write_bytes((tmp_path / "a.mp3").read_bytes() + (tmp_path / "b.mp3").read_bytes())
+    Image.new("RGB", (1080, 1080), "tan").save(tmp_path / "face.png")
+    request = {"model": AVATAR, "prompt": "", "images": ["face.png"], "options": {"audio_url": "voice.mp3"}}
+    asked: list[str] = []
+    async with connect(elicitation=answering(seen=asked), auto_approve_credits=20) as client:
+        estimate = await client.call_tool("estimate_cost", request)
+        result = await client.call_tool("generate_video", {**request, "wait_seconds": 0})
+    assert estimate.structured_content["quote"]["credits_total"] > 27 * 54, text_of(estimate)
+    assert result.is_error and "over the per-call cap" in text_of(result), text_of(result)
+    assert await controls.creates() == []
+
+
+async def test_a_vbr_voice_with_no_frame_count_that_starts_quietly_is_priced_at_what_it_plays(
+    connect, tmp_path, ffmpeg
+):
+    """The review: a VBR MP3 with no Xing header starting with 3 s of silence (a low first bitrate) was measured at
+    its first frame's bitrate over its bytes, 37.5 s for 10 s of sound: quoted 1013 credits instead of about 270,
+    and a 20 s voice would be refused by a 60 s limit. With no header claiming a length, the frames are the length."""
+    _mp3_encoder(ffmpeg)
+    _run(
+        ffmpeg, "-f", "lavfi", "-i", "anullsrc=r=44100:cl=stereo:d=3", "-f", "lavfi", "-i",
+        "anoisesrc=r=44100:d=7:a=0.5", "-filter_complex", "[0][1]concat=n=2:v=0:a=1", "-c:a", "libmp3lame",
+        "-q:a", "0", "-write_xing", "0", str(tmp_path / "voice.mp3"),
+    )  # fmt: skip
+    Image.new("RGB", (1080, 1080), "tan").save(tmp_path / "face.png")
+    request = {"model": AVATAR, "prompt": "", "images": ["face.png"], "options": {"audio_url": "voice.mp3"}}
+    async with connect() as client:
+        estimate = await client.call_tool("estimate_cost", request)
+    assert estimate.structured_content["quote"]["credits_total"] == pytest.approx(27 * 10, abs=27 * 0.2), text_of(
+        estimate
+    )

@@ -399,3 +399,30 @@ def test_the_key_is_found_in_a_files_bytes_across_the_chunks_they_are_hashed_in(
             local_file(tmp_path / name, WAV, most=10 << 20)
     (tmp_path / "clean.wav").write_bytes(header + bytes(3 << 20))
     assert local_file(tmp_path / "clean.wav", WAV, most=10 << 20).size == len(header) + (3 << 20)
+
+
+def test_a_file_searched_once_is_searched_again_once_it_is_rewritten_or_another_secret_is_known(tmp_path):
+    """A file found without the key is not searched again (the search is what makes hashing slow) while it is the
+    very same file; written to since, or with another secret registered, it is searched again."""
+    from kie_mcp.media.inputs import HoldsKey, local_file
+    from kie_mcp.media.sniff import WAV
+    from kie_mcp.redact import register_secret
+
+    register_secret(KIE_KEY)
+    header = b"RIFF" + bytes(4) + b"WAVEfmt " + bytes(24) + b"data" + bytes(4)
+    path = tmp_path / "voice.wav"
+    path.write_bytes(header + bytes(1 << 20))
+    assert local_file(path, WAV, most=10 << 20).size == len(header) + (1 << 20)
+    assert local_file(path, WAV, most=10 << 20).size == len(header) + (1 << 20)  # the same file, not searched again
+    data = bytearray(path.read_bytes())
+    data[5000 : 5000 + len(KIE_KEY)] = KIE_KEY.encode()  # the same size, written in place
+    path.write_bytes(bytes(data))
+    with pytest.raises(HoldsKey):
+        local_file(path, WAV, most=10 << 20)
+    other = "9f8e7d6c5b4a39281706f5e4d3c2b1a0"
+    clean = header + bytes(1 << 20)
+    (tmp_path / "take.wav").write_bytes(clean[:6000] + other.encode() + clean[6000 + len(other) :])
+    assert local_file(tmp_path / "take.wav", WAV, most=10 << 20)  # not a secret yet
+    register_secret(other)
+    with pytest.raises(HoldsKey):
+        local_file(tmp_path / "take.wav", WAV, most=10 << 20)

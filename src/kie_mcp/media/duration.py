@@ -410,10 +410,11 @@ def _mp3(r: _Reader) -> Length | None:
     if end - 128 > offset and r.read(end - 128, 3) == b"TAG":
         end -= 128  # an ID3v1 tag
     header = _mp3_header(frame, data)
-    if header is None:  # no frame count: the first frame's bitrate over the audio bytes, as ffprobe estimates it
-        header = (end - offset) * 8 / frame.bitrate
-    else:
-        offset += frame.length  # the Xing/Info or VBRI frame holds no sound
+    if header is None:  # no header claims a length: the frames are the length (the first frame's bitrate over the
+        # audio bytes, as ffprobe estimates it, made a VBR file that starts quietly several times as long)
+        counted = _mp3_frames(r, offset, end, frame)
+        return Length(counted) if counted is not None else Length((end - offset) * 8 / frame.bitrate)
+    offset += frame.length  # the Xing/Info or VBRI frame holds no sound
     return _longest(header, _mp3_frames(r, offset, end, frame), by="frames")
 
 
@@ -436,9 +437,10 @@ def _mp3_header(frame: _Frame, data: bytes) -> float | None:
 
 def _mp3_frames(r: _Reader, start: int, end: int, first: _Frame) -> float | None:
     """The seconds of sound in the frames from ``start`` to ``end``, counted one by one as a decoder reads them: the
-    frames like ``first`` (version, layer, rate), each found where the one before it ends, past any bytes that are
-    not one (a decoder skips them too). What no header can misstate; None when no frame is found."""
-    samples, offset, chunk_at, chunk = 0, start, start, b""
+    frames of ``first``'s layer, each found where the one before it ends, past any bytes that are not one (a decoder
+    skips them too), each at its own sample rate (a decoder plays a file whose frames change rate, so 0.5 s of 48 kHz
+    frames then 55 s of 8 kHz ones is 55.5 s, not 0.5). What no header can misstate; None when no frame is found."""
+    seconds, offset, chunk_at, chunk = 0.0, start, start, b""
     while offset + 4 <= end:
         if not chunk_at <= offset <= chunk_at + len(chunk) - 4:
             chunk_at, chunk = offset, r.read(offset, min(_MAX_READ, end - offset))
@@ -446,13 +448,13 @@ def _mp3_frames(r: _Reader, start: int, end: int, first: _Frame) -> float | None
                 break
         at = offset - chunk_at
         frame = _mp3_frame(chunk[at : at + 4])
-        if frame is not None and (frame.version, frame.layer, frame.rate) == (first.version, first.layer, first.rate):
-            samples += frame.samples
+        if frame is not None and frame.layer == first.layer:
+            seconds += frame.samples / frame.rate
             offset += frame.length
             continue
         following = chunk.find(b"\xff", at + 1)  # resynchronise: the next byte that may start a frame
         offset = chunk_at + following if following >= 0 else chunk_at + len(chunk) - 3
-    return samples / first.rate if samples else None
+    return seconds or None
 
 
 # ------------------------------------------------------------------------------------------------ MP4, MOV, M4A

@@ -56,6 +56,7 @@ import os
 import re
 import stat
 import sys
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -73,7 +74,7 @@ from kie_mcp.catalog.spec import MediaLimits
 from kie_mcp.catalog.validate import _matches
 from kie_mcp.journal import Journal
 from kie_mcp.kie import KieClient, KieError, RefusedHereError
-from kie_mcp.redact import bytes_hold_secret
+from kie_mcp.redact import bytes_hold_secret, secrets_version
 from kie_mcp.words import duration_text
 
 from . import saved
@@ -166,10 +167,13 @@ def sent_type(local: LocalFile, kinds: frozenset[MediaKind] = frozenset(KINDS)) 
     return SOUND_IN_MP4 if local.path.suffix.lower() == ".m4a" else local.media
 
 
+_AROUND = " \t\n\r\f\v\u00a0\u200b\u200c\u200d\u2060\ufeff"  # what a copied line brings: spaces, invisible ones too
+
+
 def is_remote(value: str) -> bool:
     """Whether ``value`` is an http(s) link: its scheme in any case, around it any spaces (a line copied with its
-    newline), which ``tidied_link`` takes off before it is judged or sent."""
-    return value.lstrip()[:8].lower().startswith(_REMOTE)
+    newline, a zero-width space a chat app adds), which ``tidied_link`` takes off before it is judged or sent."""
+    return value.lstrip(_AROUND)[:8].lower().startswith(_REMOTE)
 
 
 def tidied_link(value: str) -> str:
@@ -177,7 +181,7 @@ def tidied_link(value: str) -> str:
     ("HTTPS://a.test/x.png\n" is "https://a.test/x.png"). Anything else is returned as it is."""
     if not is_remote(value):
         return value
-    scheme, _, rest = value.strip().partition("://")
+    scheme, _, rest = value.strip(_AROUND).partition("://")
     return f"{scheme.lower()}://{rest}"
 
 
@@ -893,8 +897,9 @@ def _unreadable_link(value: str) -> str | None:
     link = tidied_link(value)
     odd = next((ch for ch in link if ch.isspace() or not ch.isprintable()), None)
     if odd is not None:
+        what = "space" if odd == " " else f"control character ({odd!r})" if ord(odd) < 32 or ord(odd) == 127 else None
         return (
-            f"{shown(link)} has a {'space' if odd == ' ' else f'control character ({odd!r})'} inside it, which no "
+            f"{shown(link)} has a {what or f'space or invisible character ({odd!r})'} inside it, which no "
             "link KIE fetches holds; nothing was sent or measured. Write a space in a link as %20, or give the link "
             "as its page shows it."
         )
@@ -1220,25 +1225,45 @@ def _read_judged(path: Path, media: Sniffed, *, most: int, keep: bool) -> _Judge
         if before.size > most:
             why = f"it is {before.size:,} bytes now, more than the {most:,} it may hold"
             raise ChangedFile(path, why, longer=True, size=before.size)
-        digest, seen, content = _hash_open(path, handle, media, before.size, most, keep=keep)
+        known = (before, secrets_version())
+        scan = known not in _KEY_FREE
+        digest, seen, content = _hash_open(path, handle, media, before.size, most, keep=keep, scan=scan)
         after = FileStamp.of(os.fstat(handle.fileno()))
     if after != before or seen != after.size:
         raise ChangedFile(path, "it was written to while it was being read")
+    if scan:
+        _remember_key_free(known)
     return _Judged(digest, seen, content, after)
 
 
+# Files searched for the key and found without it, by their stamp (a file rewritten since has another: its ctime no
+# user can set back) and the secrets registered then: an estimate and the generate after it, or a picture used in a
+# series of calls, are searched once (the search takes about 25 ms a megabyte, the hash alone about 1.5).
+_KEY_FREE: dict[tuple[FileStamp, object], None] = {}
+_KEY_FREE_MOST = 512
+_KEY_FREE_LOCK = threading.Lock()
+
+
+def _remember_key_free(known: tuple[FileStamp, object]) -> None:
+    with _KEY_FREE_LOCK:
+        _KEY_FREE[known] = None
+        while len(_KEY_FREE) > _KEY_FREE_MOST:
+            del _KEY_FREE[next(iter(_KEY_FREE))]
+
+
 def _hash_open(
-    path: Path, handle: io.BufferedReader, media: Sniffed, size: int, most: int, *, keep: bool
+    path: Path, handle: io.BufferedReader, media: Sniffed, size: int, most: int, *, keep: bool, scan: bool = True
 ) -> tuple[str, int, bytes | None]:
     """SHA-256 and length of what ``handle`` (``size`` bytes when opened) holds and, with ``keep``, the bytes; a file
-    that grows while it is read (past ``size`` with ``keep``, past ``most`` without) is ``ChangedFile``."""
+    that grows while it is read (past ``size`` with ``keep``, past ``most`` without) is ``ChangedFile``; one whose
+    bytes hold the key is ``HoldsKey`` (``scan``: unless this very file was searched and found without it)."""
     if keep:  # read whole at once: one copy in memory (a 100 MB video is 100 MB, not twice that)
         content = handle.read(size + 1)
         if len(content) > size:
             raise ChangedFile(path, "it grew while it was being read", longer=True, size=len(content))
         if sniff(content[:HEAD_BYTES]) != media:
             raise ChangedFile(path, f"it is no longer {media.label}")
-        if bytes_hold_secret(content):
+        if scan and bytes_hold_secret(content):
             raise HoldsKey(path.name)
         return hashlib.sha256(content).hexdigest(), len(content), content
     digest = hashlib.sha256()
@@ -1252,7 +1277,7 @@ def _hash_open(
         if seen > most:
             raise ChangedFile(path, "it grew while it was being read", longer=True, size=seen)
         digest.update(chunk)
-        if bytes_hold_secret(tail + chunk):  # the end of the chunk before too: a key cut in two is found
+        if scan and bytes_hold_secret(tail + chunk):  # the end of the chunk before too: a key cut in two is found
             raise HoldsKey(path.name)
         tail = (tail[-_KEY_OVERLAP:] + chunk)[-_KEY_OVERLAP:]
         chunk = handle.read(1 << 20)
