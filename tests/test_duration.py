@@ -594,6 +594,18 @@ async def test_an_mp3_behind_a_big_tag_is_measured_over_ranges(mp3s):
     assert server.sent < 400_000  # the ID3 tag's 100 KB are skipped over, not fetched
 
 
+async def test_a_long_mp3_behind_a_server_taking_ranges_is_measured_when_its_ranges_run_out(ffmpeg, mp3s, tmp_path):
+    """The review: an MP3's frames are read to its end a range at a time, and a 16 MiB voice used every range request
+    before its end: never measured (its price unknown), while a server without ranges had it measured at once. When
+    the ranges run out the whole file is streamed, within the cap, as from a server without ranges."""
+    path = tmp_path / "long.mp3"
+    _run(ffmpeg, "-f", "lavfi", "-i", "sine=f=440:r=44100:d=420", "-c:a", "libmp3lame", "-b:a", "320k", str(path))
+    assert path.stat().st_size > 16_000_000
+    server = Server({"/long.mp3": path.read_bytes()})
+    async with _client(server) as client:
+        assert await measure_url(client, f"{BASE}/long.mp3") == pytest.approx(420, abs=0.5)
+
+
 async def test_a_server_without_range_support_is_streamed_up_to_the_cap(media, served):
     server = Server(served, ranges=False)
     size = len(served["/big-end.mp4"])

@@ -978,6 +978,8 @@ class _Remote:
 
     async def _by_ranges(self, reader: _SpanReader) -> Length | None:
         for _ in range(MAX_REQUESTS):
+            if self.requests >= MAX_REQUESTS - 1:  # one request is left for the whole file
+                break
             try:
                 return _pure(reader)[1]
             except _Need as need:
@@ -985,14 +987,20 @@ class _Remote:
             except (_NeedAll, _TryFfmpeg) as exc:
                 if isinstance(exc, _TryFfmpeg) and not ffmpeg_available():
                     return None
-                if reader.total is not None and reader.total > self.max_bytes:
-                    return None
-                async with contextlib.AsyncExitStack() as stack:  # the whole file, then as a local one
-                    response = await self._open(stack, {})
-                    if response.status_code != 200:
-                        return None
-                    return await self._by_stream(stack, response)
-        return None
+                return await self._whole(reader)
+        # Ranges ran out before the reading was done (an MP3's frames are read to its end, a range at a time): the
+        # whole file, within the cap, as a server without ranges sends it.
+        return await self._whole(reader)
+
+    async def _whole(self, reader: _SpanReader) -> Length | None:
+        """The whole file, streamed (within ``max_bytes``), then read as a local one."""
+        if reader.total is not None and reader.total > self.max_bytes:
+            return None
+        async with contextlib.AsyncExitStack() as stack:
+            response = await self._open(stack, {})
+            if response.status_code != 200:
+                return None
+            return await self._by_stream(stack, response)
 
     async def _by_stream(self, stack: contextlib.AsyncExitStack, response: httpx2.Response) -> Length | None:
         declared = response.headers.get("content-length")
