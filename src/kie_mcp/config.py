@@ -54,6 +54,7 @@ KNOWN_SETTINGS = (
     "KIE_LOG_LEVEL",
     "KIE_PREVIEW_PX",
     "KIE_APPROVAL",
+    "KIE_VEO_ROUTE",
 )
 ENV_BLOCK = "the env block of this MCP server in your client's configuration"  # where an environment value is fixed
 # A value of another setting shaped like this is taken for an API key pasted into the wrong field: KIE's keys are
@@ -123,6 +124,10 @@ class Settings:
     # KIE_APPROVAL=any|form. "form": on a client that can show the confirmation form, only the person's answer there
     # approves a spend (a quote_id binds the request, never approves it); "any": a quote_id approves too.
     approval: str = "any"
+    # KIE_VEO_ROUTE=legacy|unified: where Veo 3.1 generations are created. "legacy": KIE's own Veo endpoint
+    # (/api/v1/veo/generate, live-verified); "unified": KIE's Market endpoint (jobs/createTask, model veo-3-1), which
+    # KIE's docs now call the new version. Follow-ups (extend, 1080p, 4K) stay on the Veo endpoints either way.
+    veo_route: str = "legacy"
 
     @property
     def input_roots(self) -> tuple[Path, ...]:
@@ -304,6 +309,7 @@ class Settings:
         download = choice("KIE_DOWNLOAD", ("always", "never"), "always")
         sync = choice("KIE_CATALOG_SYNC", ("auto", "off"), "auto")
         approval = choice("KIE_APPROVAL", ("any", "form"), "any")
+        veo_route = choice("KIE_VEO_ROUTE", ("legacy", "unified"), "legacy")
         log_level = _log_level_or_problem(env, problems)
         base_url = _url_or_problem(env, "KIE_BASE_URL", DEFAULT_BASE_URL, problems)
         upload_base_url = _url_or_problem(env, "KIE_UPLOAD_BASE_URL", DEFAULT_UPLOAD_BASE_URL, problems)
@@ -330,6 +336,7 @@ class Settings:
             catalog_sync=sync == "auto" and not broken,
             preview_px=preview_px,
             approval=approval,
+            veo_route=veo_route,
             allowed_dirs=allowed,
             config_error=broken,
             config_fix_in=tuple(dict.fromkeys(where for _, where in problems.found)),

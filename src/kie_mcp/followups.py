@@ -369,7 +369,11 @@ def source_refused(err: InvalidRequest, source: TaskRecord, spec: ModelSpec, giv
 def source_facts(rt: Runtime, source: TaskRecord) -> dict[str, Any]:
     """The source's settings a follow-up's price or rules depend on, as ``source.<name>`` (price-table keys)."""
     resolution = source_resolution(rt, source)
-    return {"source.resolution": resolution} if resolution else {}
+    facts: dict[str, Any] = {"source.resolution": resolution} if resolution else {}
+    family = FAMILIES.get(source.family)
+    if family is not None and family.route is not None:  # made through KIE's unified endpoint (KIE_VEO_ROUTE)
+        facts["source.route"] = family.route
+    return facts
 
 
 def source_resolution(rt: Runtime, record: TaskRecord) -> str | None:

@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field, PrivateAttr
 from kie_mcp.catalog import InvalidRequest, ItemPrice, ModelSpec, Problem, WithdrawnModelError, build_input, usd
 from kie_mcp.catalog.pricing import input_to_measure, usd_text
 from kie_mcp.catalog.script import ClipCost, ClipPrice, fit_script, speech_models
-from kie_mcp.catalog.spec import Operation
+from kie_mcp.catalog.spec import Operation, UnifiedRoute
 from kie_mcp.catalog.validate import argument_name, named_for_user
 from kie_mcp.journal import CALL_ANSWERED, CALL_CUT_OFF, JOURNAL_ERRORS, JournalUnavailable, storage_fix
 from kie_mcp.kie import FAMILIES, KieClient, KieError, OutcomeUnknownError, RefusedHereError
@@ -223,6 +223,9 @@ async def plan(
     if problems := unreachable_links(spec, wire):  # a link to this machine or a private network: KIE cannot fetch it
         raise InvalidRequest(spec.id, named_for_user(spec, problems, args.options))
 
+    if problems := off_route(rt, spec, wire):  # a field the chosen route has no place for: refused before a quote
+        raise InvalidRequest(spec.id, named_for_user(spec, problems, args.options))
+
     def roots() -> tuple[Path, ...]:  # the workspace, KIE_ALLOWED_DIRS and the client's MCP roots
         return (*rt.settings.input_roots, *shared)
 
@@ -272,6 +275,34 @@ async def plan(
         measured=measured,
         local_inputs=local_inputs,
     )
+
+
+# The family whose endpoint a model's unified route (its catalogue ``unified`` table) creates through, and the
+# setting that chooses that route, by the model's own family.
+UNIFIED_FAMILIES = {"veo": "veo-unified"}
+ROUTE_SETTINGS = {"veo": "KIE_VEO_ROUTE"}
+
+
+def route_of(rt: Runtime, spec: ModelSpec) -> UnifiedRoute | None:
+    """The unified route ``spec`` is created through (``KIE_VEO_ROUTE=unified`` for Veo 3.1); None: its family's own
+    endpoint, the default. Follow-up models have no such route: they stay on their family's endpoint."""
+    if spec.unified is None or spec.family not in UNIFIED_FAMILIES:
+        return None
+    return spec.unified if rt.settings.veo_route == "unified" else None
+
+
+def off_route(rt: Runtime, spec: ModelSpec, wire: dict[str, Any]) -> list[Problem]:
+    """The fields of ``wire`` the chosen route cannot carry (a Veo seed on the unified endpoint), each with why and
+    what to do: refused before anything is quoted or sent, never dropped unseen."""
+    route = route_of(rt, spec)
+    if route is None:
+        return []
+    setting = ROUTE_SETTINGS[spec.family]
+    return [
+        Problem(name, f"{why} Leave it out, or set {setting}=legacy to send it on KIE's Veo endpoint.")
+        for name, why in route.refuse.items()
+        if name in wire
+    ]
 
 
 def clip_price(rt: Runtime, spec: ModelSpec, args: GenerationArgs, facts: dict[str, Any] | None) -> ClipPrice:
@@ -967,8 +998,13 @@ async def _spend(
     p = replace(p, reserved_on=booked.day)
     approval = grant(p.spec.id, p.variations, decision.by, p.total, reserved=p.reserved)
 
-    family = FAMILIES[p.spec.family]
-    body = family.create_body(p.spec.id, wire)
+    route = route_of(rt, p.spec)
+    if route is not None:  # the model on KIE's unified endpoint: the same request, written in that form
+        family = FAMILIES[UNIFIED_FAMILIES[p.spec.family]]
+        body = family.create_body(route.model, route.input_of(wire))
+    else:
+        family = FAMILIES[p.spec.family]
+        body = family.create_body(p.spec.id, wire)
     records: list[TaskRecord] = []
     attempts: list[str] = []  # this call's create attempts (the journal's ids)
     problems: list[str] = []

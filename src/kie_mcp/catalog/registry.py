@@ -175,6 +175,8 @@ def _check_sources(spec: ModelSpec) -> None:
         keys.append(spec.withdrawn.source)
     if spec.followup:
         keys += [spec.followup.source, *(r.source for r in spec.followup.refuse)]
+    if spec.unified:
+        keys.append(spec.unified.source)
     missing = sorted({k for k in keys if k not in spec.sources})
     if missing:
         raise ValueError(f"model {spec.id!r} cites undefined sources: {missing}")

@@ -227,6 +227,30 @@ class FollowupSpec(_Strict):
     source: str
 
 
+class UnifiedRoute(_Strict):
+    """The same model on KIE's unified Market endpoint (``POST /api/v1/jobs/createTask`` with ``{model, input}``,
+    followed on ``jobs/recordInfo``), taken instead of its family's own endpoint when a setting chooses it
+    (``KIE_VEO_ROUTE=unified``). The request is validated, priced and journaled in the model's own wire names; only
+    the create's body is written in this form: ``model`` is the body's model id, ``input`` what the input always
+    holds (the tier), ``rename`` each wire field's name there, and ``refuse`` the wire fields this form has no
+    documented place for (why, for the refusal: such a request is refused before it is quoted)."""
+
+    model: str
+    input: dict[str, Scalar] = Field(default_factory=dict)
+    rename: dict[str, str] = Field(default_factory=dict)
+    refuse: dict[str, str] = Field(default_factory=dict)
+    source: str
+
+    def input_of(self, wire: dict[str, Any]) -> dict[str, Any]:
+        """The create body's ``input`` for ``wire`` (the model's own field names)."""
+        return {**{self.rename.get(name, name): value for name, value in wire.items()}, **self.input}
+
+    def wire_of(self, unified_input: dict[str, Any]) -> dict[str, Any]:
+        """``input_of`` undone: the model's own field names (the simulator reads a unified create with them)."""
+        back = {unified: name for name, unified in self.rename.items()}
+        return {back.get(name, name): value for name, value in unified_input.items() if name not in self.input}
+
+
 class ModelSpec(_Strict):
     id: str = ""
     title: str
@@ -243,6 +267,7 @@ class ModelSpec(_Strict):
     dialogue: DialogueSpec | None = None
     withdrawn: Withdrawn | None = None
     followup: FollowupSpec | None = None  # a follow-up of a finished video (extend, 1080p, 4K, upscale)
+    unified: UnifiedRoute | None = None  # the model on KIE's unified jobs/createTask, when a setting chooses it
     source: str
     sources: dict[str, Source] = Field(default_factory=dict)
 

@@ -28,6 +28,9 @@ class Family:
     # list holds KIE's 404 "Task not found" (documented for Market and Aleph; the other status endpoints list a 404
     # too, and the words mean nothing else there) beside the field-reported "... is null".
     not_visible_messages: ClassVar[tuple[str, ...]] = ()
+    # How a model of another family reached KIE through this one ("unified": Veo 3.1 on jobs/createTask); None for
+    # a family's own endpoint. A follow-up's rules read it as the fact ``source.route``.
+    route: ClassVar[str | None] = None
 
     def create_body(self, model_id: str, wire_input: dict[str, Any]) -> dict[str, Any]:
         raise NotImplementedError
@@ -143,6 +146,9 @@ class MarketFamily(Family):
         urls: list[str] = []
         if isinstance(result, dict):
             urls = links_in(result, ("resultUrls", "images", "videos", "firstFrameUrl", "lastFrameUrl"))
+            nested = result.get("data")
+            if not urls and isinstance(nested, dict):  # Veo 3.1 at 1080p/4K: {"data": {"result_urls", "origin_urls"}}
+                urls = links_in(nested, ("result_urls",))  # origin_urls is the upstream copy, never the result
         progress = number_or_none(data.get("progress"))
         credits = number_or_none(data.get("creditsConsumed"))
         if credits is None:
@@ -162,6 +168,17 @@ class MarketFamily(Family):
             created_at_ms=int_or_none(data.get("createTime")),
             completed_at_ms=int_or_none(data.get("completeTime")),
         )
+
+
+class VeoUnifiedFamily(MarketFamily):
+    """Veo 3.1 generations sent to the Market endpoint (``KIE_VEO_ROUTE=unified``): ``{"model": "veo-3-1", "input":
+    {"model": <tier>, ...}}`` on ``jobs/createTask``, followed on ``jobs/recordInfo`` with the Market's vocabulary.
+    ``resultJson`` holds ``resultUrls`` (720p) or ``data.result_urls`` (1080p, 4K). A family of its own so a task
+    made this way is known as such: KIE documents its Veo follow-ups for it only on the unified endpoint, which
+    kie-mcp does not use, so continue_video refuses it (``route``) rather than guess."""
+
+    name = "veo-unified"
+    route: ClassVar[str | None] = "unified"
 
 
 class VeoFamily(Family):
@@ -607,6 +624,7 @@ FAMILIES: dict[str, Family] = {
     for family in (
         MarketFamily(),
         VeoFamily(),
+        VeoUnifiedFamily(),
         RunwayFamily(),
         AlephFamily(),
         Gpt4oImageFamily(),

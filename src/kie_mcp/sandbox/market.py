@@ -1,4 +1,8 @@
-"""Market ("jobs") family: ``POST /api/v1/jobs/createTask`` and ``GET /api/v1/jobs/recordInfo`` (kie-api.md §2)."""
+"""Market ("jobs") family: ``POST /api/v1/jobs/createTask`` and ``GET /api/v1/jobs/recordInfo`` (kie-api.md §2).
+
+Veo 3.1 is here too in KIE's unified form (``{"model": "veo-3-1", "input": {"model": <tier>, ...}}``, the catalogue's
+``unified`` tables): a Market task with the Veo clips, whose ``resultJson`` is ``{"resultUrls"}`` at 720p and
+``{"data": {"result_urls", "origin_urls"}}`` at 1080p and 4K, as KIE answers."""
 
 from __future__ import annotations
 
@@ -8,17 +12,21 @@ from typing import Any
 
 from starlette.responses import Response
 
-from kie_mcp.catalog import ModelSpec, apply_defaults, check_input
+from kie_mcp.catalog import ModelSpec, apply_defaults, check_input, load_catalog
 
 from .context import Ctx, describe_problems, model_spec, number
 from .errors import KieError
 from .followups import market_source
 from .routes import SimRoute
 from .state import MediaFile, Simulator, Task
+from .veo import DEFAULT_MODEL as VEO_DEFAULT_TIER
+from .veo import typical_seconds, video_files
 
 CREATE_PATH = "/api/v1/jobs/createTask"
 STATUS_PATH = "/api/v1/jobs/recordInfo"
 MAX_OUTPUTS = 6
+VEO_MODEL = "veo-3-1"  # Veo 3.1 on the unified endpoint; the tier is input.model
+VEO_EXTRA_FIELDS = ("enable_fallback",)  # documented in KIE's example; no kie-mcp field, taken and ignored
 
 
 def _json_text(value: Any) -> str:
@@ -60,8 +68,13 @@ def result_files(spec: ModelSpec, wire: dict[str, Any]) -> tuple[dict[str, Media
 
 
 def _result_json(task: Task, base: str) -> str:
+    """The files' links grouped as ``groups`` says; a dotted key (``data.result_urls``) nests one level down."""
     groups: dict[str, list[str]] = task.meta["groups"]
-    return _json_text({key: [f"{base}/files/{task.id}/{n}" for n in names] for key, names in groups.items()})
+    result: dict[str, Any] = {}
+    for key, names in groups.items():
+        outer, _, inner = key.rpartition(".")
+        (result.setdefault(outer, {}) if outer else result)[inner] = [f"{base}/files/{task.id}/{n}" for n in names]
+    return _json_text(result)
 
 
 def record(sim: Simulator, task: Task, base: str) -> dict[str, Any]:
@@ -108,6 +121,8 @@ async def create_task(ctx: Ctx) -> Response:
     sim = ctx.sim
     sim.admit_create(ctx.account)
     model = body.get("model")
+    if model == VEO_MODEL:
+        return _create_veo(ctx, body)
     spec = model_spec(model, "market", sim)
     raw_input = body.get("input")
     if not isinstance(raw_input, dict):
@@ -136,6 +151,52 @@ async def create_task(ctx: Ctx) -> Response:
         callback=callback_body,
     )
     ctx.commit_task(task, sim.price(spec, {**wire, **source.facts}))
+    return ctx.ok({"taskId": task.id})
+
+
+def _create_veo(ctx: Ctx, body: dict[str, Any]) -> Response:
+    """A Veo 3.1 generation in KIE's unified form: the tier's catalogue model checks the input, read back into its
+    own field names (its ``unified`` table); a field the form does not have (a legacy camelCase name, a seed) is
+    refused as KIE refuses an unknown field, so a wrongly written body never passes."""
+    sim = ctx.sim
+    raw_input = body.get("input")
+    if not isinstance(raw_input, dict):
+        raise KieError(422, "input is required and must be a JSON object")
+    tiers = {s.unified.input.get("model"): s for s in load_catalog() if s.unified and s.unified.model == VEO_MODEL}
+    spec = tiers.get(raw_input.get("model", VEO_DEFAULT_TIER))
+    if spec is None or spec.unified is None:
+        raise KieError(422, f"input.model must be one of {', '.join(str(t) for t in tiers)}")
+    route = spec.unified
+    known = {route.rename.get(name, name) for name in spec.fields if name not in route.refuse}
+    if unknown := sorted(set(raw_input) - known - set(route.input) - set(VEO_EXTRA_FIELDS)):
+        raise KieError(422, f"input.{unknown[0]} is not a parameter of {VEO_MODEL}")
+    wire = apply_defaults(spec, route.wire_of({k: v for k, v in raw_input.items() if k not in VEO_EXTRA_FIELDS}))
+    if problems := check_input(spec, wire):
+        raise KieError(422, describe_problems(VEO_MODEL, problems))
+    callback = body.get("callBackUrl")
+    if callback is not None and not isinstance(callback, str):
+        raise KieError(422, "callBackUrl must be a URL")
+    aspect, resolution = str(wire.get("aspect_ratio", "16:9")), str(wire.get("resolution", "720p"))
+    # The Veo clips, playing as long as asked, with sound (this task's model is no catalogue entry to say so).
+    seconds = float(wire["duration"])
+    files = {name: replace(file, seconds=seconds, sound=True) for name, file in video_files(aspect).items()}
+    if resolution == "720p":
+        groups = {"resultUrls": ["0.mp4"]}
+    else:
+        files.setdefault("origin-0.mp4", files["0.mp4"])
+        groups = {"data.result_urls": ["0.mp4"], "data.origin_urls": ["origin-0.mp4"]}
+    task = ctx.new_task(
+        family="market",
+        model=VEO_MODEL,
+        kind="video",
+        body=body,
+        seconds=typical_seconds(spec.id),
+        callback_url=callback or None,
+        files=files,
+        meta={"groups": groups, "tier": spec.id, "resolution": resolution},
+        callback=callback_body,
+    )
+    ctx.commit_task(task, sim.price(spec, wire))
     return ctx.ok({"taskId": task.id})
 
 

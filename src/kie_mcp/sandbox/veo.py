@@ -145,7 +145,7 @@ def _new_task(
     )
 
 
-def _video_files(aspect: str, *, extension_of: Task | None = None) -> dict[str, MediaFile]:
+def video_files(aspect: str, *, extension_of: Task | None = None) -> dict[str, MediaFile]:
     """A Veo task's videos. An extension's new part plays ``EXTEND_SECONDS``, and its whole video (``full-0.mp4``)
     its source's whole video and then that part, so a saved extension measures what KIE's would."""
     part = EXTEND_SECONDS if extension_of is not None else None
@@ -170,7 +170,7 @@ def _price(sim: Simulator, model: str, wire: dict[str, Any], fallback: float) ->
     return sim.price(spec, wire) if spec is not None else fallback
 
 
-def _typical(model: str) -> tuple[float, float]:
+def typical_seconds(model: str) -> tuple[float, float]:
     spec = load_catalog().get(model)
     return (float(spec.typical_seconds[0]), float(spec.typical_seconds[1])) if spec else FALLBACK_SECONDS
 
@@ -203,8 +203,8 @@ async def generate(ctx: Ctx) -> Response:
         raise KieError(422, describe_problems(spec.id, problems))
     aspect = str(wire.get("aspect_ratio", "16:9"))
     meta = {"variant": "generate", "aspect": aspect, "resolution": str(wire.get("resolution", "720p"))}
-    task = _new_task(ctx, model=spec.id, body=body, seconds=_typical(spec.id), meta=meta)
-    task.files = _video_files(aspect)
+    task = _new_task(ctx, model=spec.id, body=body, seconds=typical_seconds(spec.id), meta=meta)
+    task.files = video_files(aspect)
     ctx.commit_task(task, sim.price(spec, wire))
     return ctx.ok({"taskId": task.id})
 
@@ -308,8 +308,8 @@ async def extend(ctx: Ctx) -> Response:
         "resolution": source.meta["resolution"],
         "parent": source.id,
     }
-    task = _new_task(ctx, model=timing_model, body=body, seconds=_typical(timing_model), meta=meta)
-    task.files = _video_files(source.meta["aspect"], extension_of=source)
+    task = _new_task(ctx, model=timing_model, body=body, seconds=typical_seconds(timing_model), meta=meta)
+    task.files = video_files(source.meta["aspect"], extension_of=source)
     ctx.commit_task(task, credits)
     return ctx.ok({"taskId": task.id})
 
