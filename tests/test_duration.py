@@ -864,3 +864,34 @@ def test_a_reference_video_price_counts_the_videos_and_the_output():
     assert "x 12.4 s (7.4 s measured length of the reference videos + 5 s of output" in price.breakdown
     assert price_input(spec, {"reference_video_urls": [], "duration": 5}).credits == 95  # no videos: 19 x 5 s
     assert not price_input(spec, {"reference_video_urls": ["https://e/a.mp4"]}, {"x": 1}).known
+
+
+def _cbr_frame() -> bytes:
+    """One MPEG-1 Layer III frame, 128 kbit/s at 44.1 kHz, of silence."""
+    return bytes([0xFF, 0xFB, 0x90, 0x64]) + bytes(144 * 128000 // 44100 - 4)
+
+
+def _ape_tag(payload: bytes) -> bytes:
+    """An APEv2 tag (header, items, footer), as MP3Tag or foobar2000 write cover art."""
+    header = b"APETAGEX" + struct.pack("<IIII", 2000, len(payload) + 32, 1, 0xA0000000) + bytes(8)
+    footer = b"APETAGEX" + struct.pack("<IIII", 2000, len(payload) + 32, 1, 0x80000000) + bytes(8)
+    return header + payload + footer
+
+
+@pytest.mark.parametrize("with_info", [True, False], ids=["info-header", "no-header"])
+@pytest.mark.parametrize("tail", ["ape-cover", "raw-bytes"])
+def test_an_honest_mp3_with_cover_art_after_its_frames_is_as_long_as_its_frames(tmp_path, with_info, tail):
+    """The review: counting frames of any rate took stray 0xFF bytes in a trailing APEv2 tag's cover art for
+    frames, so an honest 10 s voice with a 2 MB cover measured 14.7 s (and 29.5 s with 8 MB): over-priced per
+    second, or refused over a length limit. The tag is cut off as ID3v1 is, and after bytes that are no frame a
+    frame counts only when the next one follows it."""
+    import random
+
+    frames = 383  # 10.0 s
+    info = bytearray(_cbr_frame())
+    info[36:48] = b"Info" + struct.pack(">II", 1, frames)
+    audio = (bytes(info) if with_info else b"") + _cbr_frame() * frames
+    noise = random.Random(7).randbytes(2 << 20)
+    path = tmp_path / "voice.mp3"
+    path.write_bytes(audio + (_ape_tag(b"Cover Art (Front)\0cover.png\0" + noise) if tail == "ape-cover" else noise))
+    assert measure_local(path) == pytest.approx(frames * 1152 / 44100, abs=0.05)

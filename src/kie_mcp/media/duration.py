@@ -406,9 +406,7 @@ def _mp3(r: _Reader) -> Length | None:
     if found is None:
         return None
     offset, frame, data = found
-    end = r.size()
-    if end - 128 > offset and r.read(end - 128, 3) == b"TAG":
-        end -= 128  # an ID3v1 tag
+    end = _mp3_audio_end(r, offset)
     header = _mp3_header(frame, data)
     if header is None:  # no header claims a length: the frames are the length (the first frame's bitrate over the
         # audio bytes, as ffprobe estimates it, made a VBR file that starts quietly several times as long)
@@ -416,6 +414,28 @@ def _mp3(r: _Reader) -> Length | None:
         return Length(counted) if counted is not None else Length((end - offset) * 8 / frame.bitrate)
     offset += frame.length  # the Xing/Info or VBRI frame holds no sound
     return _longest(header, _mp3_frames(r, offset, end, frame), by="frames")
+
+
+def _mp3_audio_end(r: _Reader, start: int) -> int:
+    """Where an MP3's frames end: before the tags a tagger appends (ID3v1, APEv2 with its cover art, Lyrics3v2),
+    whose bytes would otherwise be searched for frames."""
+    end = r.size()
+    for _ in range(4):  # the tags, in any order
+        if end - 128 > start and r.read(end - 128, 3) == b"TAG":
+            end -= 128  # ID3v1
+            continue
+        footer = r.read(end - 32, 32) if end - 32 > start else b""
+        if footer[:8] == b"APETAGEX":
+            size = int.from_bytes(footer[12:16], "little") + (32 if footer[23] & 0x80 else 0)  # with its header
+            if 32 <= size <= end - start:
+                end -= size
+                continue
+        lyrics = r.read(end - 15, 15) if end - 15 > start else b""
+        if lyrics[6:] == b"LYRICS200" and lyrics[:6].isdigit() and int(lyrics[:6]) + 15 <= end - start:
+            end -= int(lyrics[:6]) + 15
+            continue
+        break
+    return end
 
 
 def _mp3_header(frame: _Frame, data: bytes) -> float | None:
@@ -441,6 +461,7 @@ def _mp3_frames(r: _Reader, start: int, end: int, first: _Frame) -> float | None
     skips them too), each at its own sample rate (a decoder plays a file whose frames change rate, so 0.5 s of 48 kHz
     frames then 55 s of 8 kHz ones is 55.5 s, not 0.5). What no header can misstate; None when no frame is found."""
     seconds, offset, chunk_at, chunk = 0.0, start, start, b""
+    playing, resynced = (first.version, first.layer, first.rate), False
     while offset + 4 <= end:
         if not chunk_at <= offset <= chunk_at + len(chunk) - 4:
             chunk_at, chunk = offset, r.read(offset, min(_MAX_READ, end - offset))
@@ -448,13 +469,34 @@ def _mp3_frames(r: _Reader, start: int, end: int, first: _Frame) -> float | None
                 break
         at = offset - chunk_at
         frame = _mp3_frame(chunk[at : at + 4])
-        if frame is not None and frame.layer == first.layer:
+        kind = None if frame is None else (frame.version, frame.layer, frame.rate)
+        # A frame where the one before it ended, like it, counts; one after bytes that were no frame, or of another
+        # rate, only when the next frame is like it (or it ends the audio): a stray 0xFF in junk (cover art in a
+        # tag no reader knows) is taken for a frame far more often than two in a row.
+        plain = kind == playing and not resynced
+        if frame is not None and kind is not None and (plain or _confirmed(r, offset, frame, end)):
             seconds += frame.samples / frame.rate
             offset += frame.length
+            playing, resynced = kind, False
             continue
+        resynced = True
         following = chunk.find(b"\xff", at + 1)  # resynchronise: the next byte that may start a frame
         offset = chunk_at + following if following >= 0 else chunk_at + len(chunk) - 3
     return seconds or None
+
+
+def _confirmed(r: _Reader, offset: int, frame: _Frame, end: int) -> bool:
+    """Whether the MPEG audio frame at ``offset`` is followed by another of its version, layer and rate, or ends the
+    audio at ``end``."""
+    after = offset + frame.length
+    if after == end:
+        return True
+    following = _mp3_frame(r.read(after, 4)) if after + 4 <= end else None
+    return following is not None and (following.version, following.layer, following.rate) == (
+        frame.version,
+        frame.layer,
+        frame.rate,
+    )
 
 
 # ------------------------------------------------------------------------------------------------ MP4, MOV, M4A
