@@ -130,3 +130,23 @@ async def test_continue_video_refuses_a_clip_made_through_the_unified_route_and_
     assert "KIE_VEO_ROUTE=unified" in said and "Nothing was sent or charged" in said
     assert len(await controls.creates()) == creates and await balance(controls) == before
     assert await requests_to(controls, "/api/v1/veo/get-1080p-video") == []
+
+
+@pytest.mark.parametrize("operation", ["extend", "4k"])
+async def test_a_unified_clip_looked_up_in_another_workspace_is_known_as_one(connect, controls, tmp_path, operation):
+    """The review: a clip made on the unified route, looked up from another workspace (whose journal never saw it),
+    was recorded as a Market task of an unknown model "veo-3-1": continue_video said it "was made by veo-3-1" and
+    needed "Veo 3.1 Fast". It is known by KIE's model id as a clip of that route, and refused as one."""
+    async with connect(elicitation=answering(), veo_route="unified") as client:
+        source = await finished(client, VEO)
+    other = tmp_path / "other"
+    other.mkdir()
+    async with connect(elicitation=answering(), workspace=other) as client:
+        checked = await client.call_tool("check_task", {"task_id": source["task_id"], "wait_seconds": 5})
+        creates = len(await controls.creates())
+        refused = await client.call_tool("continue_video", {"task_id": source["task_id"], "operation": operation})
+    assert checked.structured_content["task"]["family"] == "veo-unified", text_of(checked)
+    assert checked.structured_content["task"]["kind"] == "video"
+    said = text_of(refused)
+    assert refused.is_error and "KIE_VEO_ROUTE=unified" in said and "Nothing was sent or charged" in said, said
+    assert len(await controls.creates()) == creates

@@ -180,11 +180,21 @@ def made_elsewhere(rt: Runtime, task_id: str, status: TaskStatus) -> TaskRecord:
     up), or now when KIE's answer carries no usable time. The one construction of such a record (check_task's too)."""
     model = status.model or "unknown"
     spec = rt.catalog.get(model)
+    family = status.family
+    # A clip made on KIE's unified endpoint under a catalogued model's unified id (Veo 3.1's "veo-3-1", its tier
+    # inside the request): of that route, whose follow-ups kie-mcp refuses, never a Market task of an unknown model.
+    unified = next((s for s in rt.catalog.offered() if s.unified is not None and s.unified.model == model), None)
+    if unified is not None and status.family == "market":
+        family = gen.UNIFIED_FAMILIES.get(unified.family, family)
+        tier = rt.catalog.get(_unified_tier(status) or "")
+        if tier is not None and tier.unified is not None and tier.unified.model == model:
+            model, spec = tier.id, tier  # the tier the request named (input.model), as kie-mcp records its own
+        spec = spec or unified
     now = time.time()
     record = TaskRecord(
         task_id=task_id,
         model=model,
-        family=status.family,
+        family=family,
         kind=spec.kind if spec else None,
         state="queued",
         sandbox=rt.settings.sandbox,
@@ -192,6 +202,22 @@ def made_elsewhere(rt: Runtime, task_id: str, status: TaskStatus) -> TaskRecord:
     )
     record.apply(status, rt.typical_seconds(model), rt.links_kept(model))
     return record
+
+
+def _unified_tier(status: TaskStatus) -> str | None:
+    """The model a unified create named inside its input (Veo 3.1's tier, ``veo3_fast``), from the request KIE
+    echoes in its status answer (``param``, JSON text whose ``input`` may be JSON text too); None when it does not
+    say."""
+    found: Any = (status.raw or {}).get("param")
+    for key in (None, "input", "model"):
+        if isinstance(found, str):
+            try:
+                found = json.loads(found)
+            except ValueError:
+                return None
+        if key is not None:
+            found = found.get(key) if isinstance(found, dict) else None
+    return found if isinstance(found, str) else None
 
 
 def pick_model(rt: Runtime, source: TaskRecord, args: FollowupArgs) -> tuple[ModelSpec, dict[str, Any]]:
