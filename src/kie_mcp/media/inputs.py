@@ -57,6 +57,7 @@ import re
 import stat
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -1231,7 +1232,7 @@ def _read_judged(path: Path, media: Sniffed, *, most: int, keep: bool) -> _Judge
         after = FileStamp.of(os.fstat(handle.fileno()))
     if after != before or seen != after.size:
         raise ChangedFile(path, "it was written to while it was being read")
-    if scan:
+    if scan and time.time() - after.ctime_ns / 1e9 > _SETTLED_SECONDS:
         _remember_key_free(known)
     return _Judged(digest, seen, content, after)
 
@@ -1240,6 +1241,9 @@ def _read_judged(path: Path, media: Sniffed, *, most: int, keep: bool) -> _Judge
 # user can set back) and the secrets registered then: an estimate and the generate after it, or a picture used in a
 # series of calls, are searched once (the search takes about 25 ms a megabyte, the hash alone about 1.5).
 _KEY_FREE: dict[tuple[FileStamp, object], None] = {}
+# A file changed in the last seconds is not remembered: where a file system's times are coarse (FAT's 2 s, some
+# network shares) a rewrite of the same size within one tick would keep its stamp.
+_SETTLED_SECONDS = 3.0
 _KEY_FREE_MOST = 512
 _KEY_FREE_LOCK = threading.Lock()
 
