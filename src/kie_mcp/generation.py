@@ -311,7 +311,7 @@ def clip_price(rt: Runtime, spec: ModelSpec, args: GenerationArgs, facts: dict[s
     variations), and what the caps count for it. None when that is unknown: the request is refused at that length,
     or its price depends on the length of an input, which is measured only later."""
 
-    def credits(seconds: int, sound: bool | None) -> ClipCost | None:
+    def cost(seconds: int, sound: bool | None) -> ClipCost | None:
         try:
             wire = build_input(
                 spec,
@@ -336,7 +336,7 @@ def clip_price(rt: Runtime, spec: ModelSpec, args: GenerationArgs, facts: dict[s
         counted = price.counted if price.counted is not None else price.credits
         return ClipCost(round(price.credits * args.variations, 4), round(counted * args.variations, 4))
 
-    return credits
+    return cost
 
 
 def repriced(rt: Runtime, p: Plan) -> Plan:

@@ -73,9 +73,10 @@ CLAUSE_END = re.compile(r"[,;:]\s|[，、；：،؛]")
 # script part, so the dialogue is not run into the scene ("...morning light The speaker says: ...").
 SENTENCE_END = re.compile(rf"[.!?…。！？؟।॥][{_CLOSERS}]*$")
 
-# What one clip of the request costs at a duration (seconds) with sound on or off as the script sets it, in credits
-# as that clip's own estimate quotes them, or None when unknown. The caller, who sees the whole request (mode,
-# resolution, variations, KIE's live prices), gives it to ``fit_script`` so a split can say what its parts cost.
+# What one clip of the request costs at a duration (seconds) with sound on or off as the script sets it (``ClipCost``:
+# as that clip's own estimate quotes it, and as the caps count it), or None when unknown. The caller, who sees the
+# whole request (mode, resolution, variations, KIE's live prices), gives it to ``fit_script`` so a split can say what
+# its parts cost.
 ClipPrice = Callable[[int, bool | None], "ClipCost | None"]
 
 
