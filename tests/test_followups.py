@@ -779,6 +779,47 @@ async def test_stitch_videos_never_plays_footage_twice_and_names_an_extension_le
     assert not right.is_error and "extended later" not in text_of(right) and "Joined 2 clip(s)" in text_of(right)
 
 
+# Extensions whose video is only the part they added (the catalogue's result = "part"), each with the first clip
+# model it continues: Runway, Grok Imagine, PixVerse V6 today, whatever the catalogue says tomorrow.
+PART_EXTENSIONS = [
+    (spec.id, next(p for p in spec.followup.parents if CATALOG.get(p).followup is None))
+    for spec in CATALOG.offered()
+    if spec.followup is not None and spec.followup.operation == "extend" and spec.followup.result == "part"
+]
+
+
+@pytest.mark.parametrize(("extension", "source_model"), PART_EXTENSIONS)
+async def test_a_join_of_an_extension_holding_only_its_new_part_without_its_clip_says_what_to_pass(
+    connect, controls, extension, source_model
+):
+    """The audit: stitch_videos(clips=[<PixVerse extension>], captions=...) answered "Joined 1 clip" with the 5 s new
+    part alone, unsaid, though the chain is 11 s. The answer names the extension and the clip it continues, and
+    what to pass; either list it gives joins the whole chain, saying nothing more."""
+    assert {"runway/extend", "grok-imagine/extend", "pixverse-v6/extend"} <= {e for e, _ in PART_EXTENSIONS}
+    async with connect(elicitation=answering(), auto_approve_credits=100) as client:
+        source = await finished(client, {"model": source_model, "prompt": "a paper boat drifts down a rain gutter"})
+        made = await client.call_tool(
+            "continue_video",
+            {"task_id": source, "operation": "extend", "prompt": "it tips over", "max_credits": 60, "wait_seconds": 40},
+        )
+        part = made.structured_content["tasks"][0]["task_id"]
+        assert (await follow(client, part))["model"] == extension
+        caption = [{"start": 0, "end": 1, "text": "Splash"}]  # one clip is joined only to caption it
+        alone = await client.call_tool("stitch_videos", {"clips": [part], "captions": caption, "output_name": "a"})
+        listed = await client.call_tool("stitch_videos", {"clips": [source, part], "output_name": "listed"})
+        chained = await client.call_tool("stitch_videos", {"clips": [part], "chain": True, "output_name": "chained"})
+        backwards = await client.call_tool("stitch_videos", {"clips": [part, source], "output_name": "backwards"})
+    note = f"{part} holds only the part {CATALOG.get(extension).title} ({extension}) added, and the clip it continues"
+    assert not alone.is_error and note in text_of(alone), text_of(alone)
+    assert f"{source}, is not before it in this join" in text_of(alone)
+    assert f"pass clips={[source, part]} with chain=false, or clips={[part]} with chain=true." in text_of(alone)
+    assert note in text_of(backwards)  # listed after its extension, the clip still comes too late
+    for joined in (listed, chained):
+        assert not joined.is_error and "holds only the part" not in text_of(joined), text_of(joined)
+        assert "Joined 2 clip(s)" in text_of(joined)
+        assert joined.structured_content["duration"] > alone.structured_content["duration"] + 1
+
+
 async def test_a_join_of_a_clip_whose_paid_1080p_version_it_leaves_out_names_that_version(connect, controls):
     """A 1080p version was paid for, then the clip itself was joined: the join said nothing, so the final video
     used the 720p take unawares. The answer names the version and what to pass instead; joining it says nothing."""
