@@ -9,6 +9,7 @@ is never charged twice.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import time
 from datetime import datetime
@@ -24,6 +25,7 @@ from kie_mcp.kie import FAMILIES
 from kie_mcp.sandbox import SANDBOX_API_KEY
 
 from .conftest import answering, confirmed_and_replayed, text_of
+from .test_every_model import minimal_arguments
 
 VEO = {"prompt": "slow push-in on waves at dusk, gulls overhead", "model": "veo3_fast"}
 RUNWAY = {"prompt": "a paper boat drifting down a rain gutter", "model": "runway-video"}
@@ -731,6 +733,56 @@ async def test_a_follow_up_that_may_have_reached_kie_is_not_resubmitted(connect,
     assert "NOT resubmitted" in text_of(result)
     assert listed.structured_content["unknown_creates"] == 1
     assert len(await requests_to(controls, VEO_EXTEND)) == 1
+
+
+# Each extension with each first-clip model it continues (follow-ups of follow-ups left out): the pairs whose prices
+# the words about extending are checked against.
+EXTENSION_SOURCES = [
+    (spec.id, parent)
+    for spec in CATALOG.offered()
+    if spec.followup is not None and spec.followup.operation == "extend"
+    for parent in spec.followup.parents
+    if CATALOG.get(parent).followup is None
+]
+CHEAPER = re.compile(  # "extending a good take is usually cheaper", "Cheaper than a new clip", "cheaper to continue"
+    r"(?i)(extend|extension|continu)[^.]{0,80}cheaper|cheaper[^.]{0,80}(extend|continu|regenerat)|cheaper than a new"
+)
+
+
+async def test_an_extension_costs_about_what_a_new_clip_of_its_length_does_as_the_instructions_and_guides_say(
+    connect, controls
+):
+    """The audit: the server's instructions, veo/extend's description and the prompting guides said extending a
+    good take is cheaper than making a new one; the catalogue prices a Veo Fast extension at 60 credits, a new Fast
+    clip too (Grok 14.4 and 14.4, PixVerse 36 and 36). The words now say what is true, and estimate_cost keeps it
+    true: every priced extension costs within 15% of a new clip of the same model and length."""
+    compared: dict[str, float] = {}
+    async with connect(elicitation=answering(), auto_approve_credits=300) as client:
+        instructions = client.instructions or ""
+        guides = [
+            (await client.read_resource(f"kie://prompting/{name}")).contents[0].text
+            for name in ("guide.md", "prompt-library/veo-3-1.md")
+        ]
+        listed = await client.call_tool("list_models", {"capability": "extend"})
+        for extension, source_model in EXTENSION_SOURCES:
+            arguments = minimal_arguments(CATALOG.get(source_model))
+            new = (await client.call_tool("estimate_cost", arguments)).structured_content["quote"]
+            source = await finished(client, arguments)
+            seconds = CATALOG.get(source_model).field_for_arg("duration")
+            extend = {"task_id": source, "operation": "extend"}
+            if seconds is not None and CATALOG.get(extension).field_for_arg("duration") is not None:
+                extend["duration"] = seconds.default  # as long as the new clip
+            quoted = await client.call_tool("estimate_cost", extend)
+            assert not quoted.is_error, text_of(quoted)
+            extension_quote = quoted.structured_content["quote"]
+            if extension_quote["price_known"]:  # Runway's extension has no published price
+                ratio = extension_quote["credits_total"] / new["credits_total"]
+                compared[f"{extension} of {source_model}"] = ratio
+    assert {key.split(" of ")[0] for key in compared} >= {"veo/extend", "grok-imagine/extend", "pixverse-v6/extend"}
+    assert all(0.85 <= ratio <= 1.15 for ratio in compared.values()), compared
+    assert "An extension costs about what a new clip of its length does" in instructions
+    for text in (instructions, *guides, text_of(listed)):
+        assert CHEAPER.search(text) is None, CHEAPER.search(text)
 
 
 # -- chains: stitch_videos takes one in order ---------------------------------------------------------------------
