@@ -9,6 +9,7 @@ is never charged twice.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import time
 from datetime import datetime
@@ -24,6 +25,7 @@ from kie_mcp.kie import FAMILIES
 from kie_mcp.sandbox import SANDBOX_API_KEY
 
 from .conftest import answering, confirmed_and_replayed, text_of
+from .test_every_model import minimal_arguments
 
 VEO = {"prompt": "slow push-in on waves at dusk, gulls overhead", "model": "veo3_fast"}
 RUNWAY = {"prompt": "a paper boat drifting down a rain gutter", "model": "runway-video"}
@@ -733,6 +735,56 @@ async def test_a_follow_up_that_may_have_reached_kie_is_not_resubmitted(connect,
     assert len(await requests_to(controls, VEO_EXTEND)) == 1
 
 
+# Each extension with each first-clip model it continues (follow-ups of follow-ups left out): the pairs whose prices
+# the words about extending are checked against.
+EXTENSION_SOURCES = [
+    (spec.id, parent)
+    for spec in CATALOG.offered()
+    if spec.followup is not None and spec.followup.operation == "extend"
+    for parent in spec.followup.parents
+    if CATALOG.get(parent).followup is None
+]
+CHEAPER = re.compile(  # "extending a good take is usually cheaper", "Cheaper than a new clip", "cheaper to continue"
+    r"(?i)(extend|extension|continu)[^.]{0,80}cheaper|cheaper[^.]{0,80}(extend|continu|regenerat)|cheaper than a new"
+)
+
+
+async def test_an_extension_costs_about_what_a_new_clip_of_its_length_does_as_the_instructions_and_guides_say(
+    connect, controls
+):
+    """The audit: the server's instructions, veo/extend's description and the prompting guides said extending a
+    good take is cheaper than making a new one; the catalogue prices a Veo Fast extension at 60 credits, a new Fast
+    clip too (Grok 14.4 and 14.4, PixVerse 36 and 36). The words now say what is true, and estimate_cost keeps it
+    true: every priced extension costs within 15% of a new clip of the same model and length."""
+    compared: dict[str, float] = {}
+    async with connect(elicitation=answering(), auto_approve_credits=300) as client:
+        instructions = client.instructions or ""
+        guides = [
+            (await client.read_resource(f"kie://prompting/{name}")).contents[0].text
+            for name in ("guide.md", "prompt-library/veo-3-1.md")
+        ]
+        listed = await client.call_tool("list_models", {"capability": "extend"})
+        for extension, source_model in EXTENSION_SOURCES:
+            arguments = minimal_arguments(CATALOG.get(source_model))
+            new = (await client.call_tool("estimate_cost", arguments)).structured_content["quote"]
+            source = await finished(client, arguments)
+            seconds = CATALOG.get(source_model).field_for_arg("duration")
+            extend = {"task_id": source, "operation": "extend"}
+            if seconds is not None and CATALOG.get(extension).field_for_arg("duration") is not None:
+                extend["duration"] = seconds.default  # as long as the new clip
+            quoted = await client.call_tool("estimate_cost", extend)
+            assert not quoted.is_error, text_of(quoted)
+            extension_quote = quoted.structured_content["quote"]
+            if extension_quote["price_known"]:  # Runway's extension has no published price
+                ratio = extension_quote["credits_total"] / new["credits_total"]
+                compared[f"{extension} of {source_model}"] = ratio
+    assert {key.split(" of ")[0] for key in compared} >= {"veo/extend", "grok-imagine/extend", "pixverse-v6/extend"}
+    assert all(0.85 <= ratio <= 1.15 for ratio in compared.values()), compared
+    assert "An extension costs about what a new clip of its length does" in instructions
+    for text in (instructions, *guides, text_of(listed)):
+        assert CHEAPER.search(text) is None, CHEAPER.search(text)
+
+
 # -- chains: stitch_videos takes one in order ---------------------------------------------------------------------
 
 
@@ -777,6 +829,47 @@ async def test_stitch_videos_never_plays_footage_twice_and_names_an_extension_le
     assert "Nothing was written" in text_of(twice)
     assert not short.is_error and f"{second} was extended later ({extended})" in text_of(short), text_of(short)
     assert not right.is_error and "extended later" not in text_of(right) and "Joined 2 clip(s)" in text_of(right)
+
+
+# Extensions whose video is only the part they added (the catalogue's result = "part"), each with the first clip
+# model it continues: Runway, Grok Imagine, PixVerse V6 today, whatever the catalogue says tomorrow.
+PART_EXTENSIONS = [
+    (spec.id, next(p for p in spec.followup.parents if CATALOG.get(p).followup is None))
+    for spec in CATALOG.offered()
+    if spec.followup is not None and spec.followup.operation == "extend" and spec.followup.result == "part"
+]
+
+
+@pytest.mark.parametrize(("extension", "source_model"), PART_EXTENSIONS)
+async def test_a_join_of_an_extension_holding_only_its_new_part_without_its_clip_says_what_to_pass(
+    connect, controls, extension, source_model
+):
+    """The audit: stitch_videos(clips=[<PixVerse extension>], captions=...) answered "Joined 1 clip" with the 5 s new
+    part alone, unsaid, though the chain is 11 s. The answer names the extension and the clip it continues, and
+    what to pass; either list it gives joins the whole chain, saying nothing more."""
+    assert {"runway/extend", "grok-imagine/extend", "pixverse-v6/extend"} <= {e for e, _ in PART_EXTENSIONS}
+    async with connect(elicitation=answering(), auto_approve_credits=100) as client:
+        source = await finished(client, {"model": source_model, "prompt": "a paper boat drifts down a rain gutter"})
+        made = await client.call_tool(
+            "continue_video",
+            {"task_id": source, "operation": "extend", "prompt": "it tips over", "max_credits": 60, "wait_seconds": 40},
+        )
+        part = made.structured_content["tasks"][0]["task_id"]
+        assert (await follow(client, part))["model"] == extension
+        caption = [{"start": 0, "end": 1, "text": "Splash"}]  # one clip is joined only to caption it
+        alone = await client.call_tool("stitch_videos", {"clips": [part], "captions": caption, "output_name": "a"})
+        listed = await client.call_tool("stitch_videos", {"clips": [source, part], "output_name": "listed"})
+        chained = await client.call_tool("stitch_videos", {"clips": [part], "chain": True, "output_name": "chained"})
+        backwards = await client.call_tool("stitch_videos", {"clips": [part, source], "output_name": "backwards"})
+    note = f"{part} holds only the part {CATALOG.get(extension).title} ({extension}) added, and the clip it continues"
+    assert not alone.is_error and note in text_of(alone), text_of(alone)
+    assert f"{source}, is not before it in this join" in text_of(alone)
+    assert f"pass clips={[source, part]} with chain=false, or clips={[part]} with chain=true." in text_of(alone)
+    assert note in text_of(backwards)  # listed after its extension, the clip still comes too late
+    for joined in (listed, chained):
+        assert not joined.is_error and "holds only the part" not in text_of(joined), text_of(joined)
+        assert "Joined 2 clip(s)" in text_of(joined)
+        assert joined.structured_content["duration"] > alone.structured_content["duration"] + 1
 
 
 async def test_a_join_of_a_clip_whose_paid_1080p_version_it_leaves_out_names_that_version(connect, controls):

@@ -212,3 +212,39 @@ async def test_veo_with_sound_is_quoted_as_without_and_a_silent_veo_is_refused_w
     assert not quiet.is_error, text_of(quiet)
     assert seen == []  # no confirmation was asked
     assert await controls.creates() == []
+
+
+def _named_models(message: str) -> list[str]:
+    """The models a refusal names after "such as", up to its bracket."""
+    return message.split("such as ", 1)[1].split(" (", 1)[0].split(", ")
+
+
+async def test_a_script_a_model_cannot_speak_is_refused_beside_every_other_problem_naming_the_audio_refusals_models(
+    connect, controls
+):
+    """The audit: a script on a silent model hid the rest of the request: runway-video with a script, audio=true,
+    duration=7 and aspect_ratio=2:1 was told only of the script (three more calls to learn the rest), and the script
+    refusal named other models with sound than the audio refusal did. A script too long for a speaking model hid a
+    ratio it does not take the same way. Now one answer names them all, the script's and audio's with the same
+    models, and nothing is created or asked."""
+    seen: list[str] = []
+    silent = {"model": "runway-video", "prompt": "a paper boat", "script": "Hello there.", "audio": True}
+    silent |= {"duration": 7, "aspect_ratio": "2:1"}
+    long_script = " ".join(["Our new bottle keeps water cold all day long."] * 6)  # 54 words: about 22 s spoken
+    speaking = {"model": "kling-2.6/text-to-video", "prompt": "a hiker", "script": long_script, "aspect_ratio": "2:1"}
+    async with connect(elicitation=answering(seen=seen)) as client:
+        estimated = await client.call_tool("estimate_cost", silent)
+        generated = await client.call_tool("generate_video", silent)
+        too_long = await client.call_tool("estimate_cost", speaking)
+    text = text_of(estimated)
+    assert estimated.is_error and generated.is_error, text_of(generated)
+    assert text_of(generated).split("\n", 1)[1] == text.split("\n", 1)[1]  # the same problems, each tool
+    problems = dict(line[2:].split(": ", 1) for line in text.splitlines() if line.startswith("- "))
+    assert set(problems) == {"script", "audio", "duration", "aspect_ratio"}, text
+    assert problems["script"].startswith("runway-video makes silent video, so the script would not be spoken.")
+    assert _named_models(problems["script"]) == _named_models(problems["audio"])
+    for other in _named_models(problems["script"]):
+        assert "audio" in CATALOG.get(other).capabilities, other
+    assert too_long.is_error, text_of(too_long)
+    assert "- script: the script has 54 words" in text_of(too_long) and "- aspect_ratio: " in text_of(too_long)
+    assert seen == [] and await controls.creates() == []

@@ -601,7 +601,9 @@ def join_check(rt: Runtime, clips: list[str], *, chained: bool = False) -> tuple
     extension, and a listed clip with a finished upgrade (1080p, 4K, upscale) left out joins the footage at the
     quality before the paid upgrade: a note naming each. ``chained``: ``clips`` is what chain=true made of the
     listed ids, so the upgrade's advice gives the whole list to pass with chain=false (chain=true would bring the
-    clip back). ``(None, [])`` for paths and plain clips."""
+    clip back). An extension whose video holds only its new part (the catalogue's ``result = "part"``: Runway, Grok,
+    PixVerse), with the clip it continues not before it, joins that part without its start: a note saying what to
+    pass. ``(None, [])`` for paths and plain clips."""
     listed = [record for clip in dict.fromkeys(clips) if (record := rt.tasks.get(clip)) is not None]
     ids = {str(record.task_id) for record in listed}
     shows = {str(record.task_id): str(footage_of(rt, record).task_id) for record in listed}
@@ -617,7 +619,7 @@ def join_check(rt: Runtime, clips: list[str], *, chained: bool = False) -> tuple
                 f"twice. Leave {inside} out, and pass {record.task_id} in its place. Nothing was written.",
                 [],
             )
-    notes = []
+    notes = [note] if (note := _part_without_source(rt, clips, chained)) is not None else []
     for record in listed:
         later = [c.task_id for c in children(rt, record) if c.operation == "extend" and c.state != "failed"]
         if later and not any(str(c) in ids or _descends(rt, ids, str(c)) for c in later):
@@ -637,6 +639,46 @@ def join_check(rt: Runtime, clips: list[str], *, chained: bool = False) -> tuple
                 f"join it, {instead}."
             )
     return None, notes
+
+
+def _part_without_source(rt: Runtime, clips: list[str], chained: bool) -> str | None:
+    """The note for listed extensions whose video is only their new part (the catalogue's ``result = "part"``)
+    while the clip they continue is not earlier in the join: the join would start mid-scene, unsaid. It names each
+    and what to pass: the chains in order (``chain_clips``) with chain=false, or, when the list was not chained and
+    chaining it brings no clip twice, the same clips with chain=true. A source this workspace has no record of is
+    named with check_task, which records it."""
+    order = list(dict.fromkeys(clips))
+    shown: set[str] = set()  # the footage of the clips before the one looked at
+    alone: dict[str, TaskRecord] = {}  # a listed clip whose new part would start the join: the extension it shows
+    for clip in order:
+        record = rt.tasks.get(clip)
+        content = footage_of(rt, record) if record is not None else None
+        if content is not None and content.parent_task_id and _result(rt, content) == "part":
+            source = rt.tasks.get(content.parent_task_id)
+            if (str(footage_of(rt, source).task_id) if source else content.parent_task_id) not in shown:
+                alone[clip] = content
+        shown.add(str(content.task_id) if content is not None else clip)
+    if not alone:
+        return None
+    said = [
+        f"{clip} holds only the part {title_of(rt, part.model)} added, and the clip it continues, "
+        f"{part.parent_task_id}, is not before it in this join, so its part would play without what leads up to it."
+        for clip, part in alone.items()
+    ]
+    unknown = [str(part.parent_task_id) for part in alone.values() if rt.tasks.get(str(part.parent_task_id)) is None]
+    if unknown:
+        advice = (
+            f"This workspace has no record of {', '.join(unknown)}: check_task of it records and saves it here; then "
+            "list it before its extension."
+        )
+        return " ".join([*said, advice])
+    whole: list[str] = []
+    for clip in order:
+        whole += [link for link in (chain_clips(rt, clip) if clip in alone else [clip]) if link not in whole]
+    advice = f"To join from the start, pass clips={whole} with chain=false"
+    if not chained and chain_overlap([(clip, chain_clips(rt, clip) or [clip]) for clip in order]) is None:
+        advice += f", or clips={order} with chain=true"
+    return " ".join([*said, advice + "."])
 
 
 def _upgrade_left_out(rt: Runtime, record: TaskRecord, ids: set[str]) -> TaskRecord | None:

@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field, PrivateAttr
 
 from kie_mcp.catalog import InvalidRequest, ItemPrice, ModelSpec, Problem, WithdrawnModelError, build_input, usd
 from kie_mcp.catalog.pricing import input_to_measure, usd_text
-from kie_mcp.catalog.script import ClipCost, ClipPrice, fit_script, speech_models
+from kie_mcp.catalog.script import ClipCost, ClipPrice, ScriptFit, fit_script, speech_models
 from kie_mcp.catalog.spec import Operation, UnifiedRoute
 from kie_mcp.catalog.validate import argument_name, named_for_user
 from kie_mcp.journal import CALL_ANSWERED, CALL_CUT_OFF, JOURNAL_ERRORS, JournalUnavailable, storage_fix
@@ -195,25 +195,30 @@ async def plan(
     if args.max_credits is not None and not (math.isfinite(args.max_credits) and args.max_credits > 0):
         raise InvalidRequest(spec.id, [Problem("max_credits", f"{args.max_credits} is not a positive number.")])
     prompt, duration, audio, notes, scripted = args.prompt, args.duration, args.audio, [], None
+    script_problems: list[Problem] = []  # a script that cannot be spoken here: refused with the request's others
     if args.script and args.script.strip():
-        if spec.kind != "video":
-            raise InvalidRequest(spec.id, [Problem("script", "scripts are spoken in videos; leave it out for images.")])
-        capability = "image-to-video" if args.images else "text-to-video"
-        offered = list(rt.catalog.offered())
-        alternatives = speech_models(offered, capability)
-        fit = fit_script(spec, args.script, prompt, duration, audio, alternatives, clip_price(rt, spec, args, facts))
-        prompt, duration, audio, notes, scripted = fit.prompt, fit.duration, fit.audio, fit.notes, fit.request
-    wire = build_input(
-        spec,
-        prompt=prompt,
-        images=args.images,
-        aspect_ratio=args.aspect_ratio,
-        resolution=args.resolution,
-        duration=duration,
-        audio=audio,
-        options=args.options,
-        scripted=scripted,  # the durations that suit the script, settled by the request's rules (notes updated)
-    )
+        try:
+            fit = fit_script_to(rt, spec, args, facts)
+        except InvalidRequest as refusal:
+            script_problems = refusal.problems
+        else:
+            prompt, duration, audio, notes, scripted = fit.prompt, fit.duration, fit.audio, fit.notes, fit.request
+    try:
+        wire = build_input(
+            spec,
+            prompt=prompt,
+            images=args.images,
+            aspect_ratio=args.aspect_ratio,
+            resolution=args.resolution,
+            duration=duration,
+            audio=audio,
+            options=args.options,
+            scripted=scripted,  # the durations that suit the script, settled by the request's rules (notes updated)
+        )
+    except InvalidRequest as refusal:  # one answer names every problem, the script's among them
+        raise InvalidRequest(spec.id, [*script_problems, *refusal.problems]) from None
+    if script_problems:
+        raise InvalidRequest(spec.id, script_problems)
     wire = tidy_links(spec, wire)  # "https://a.test/x.png\n": judged, measured, quoted and sent without the newline
     from kie_mcp.catalog.live import stricter_problems  # the live catalogue loads with the first request
 
@@ -275,6 +280,17 @@ async def plan(
         measured=measured,
         local_inputs=local_inputs,
     )
+
+
+def fit_script_to(rt: Runtime, spec: ModelSpec, args: GenerationArgs, facts: dict[str, Any] | None) -> ScriptFit:
+    """``args.script`` fitted to ``spec`` (its duration chosen, its words in the prompt); raises ``InvalidRequest``
+    with the script's problem, which ``plan`` names beside the rest of the request's."""
+    if spec.kind != "video":
+        raise InvalidRequest(spec.id, [Problem("script", "scripts are spoken in videos; leave it out for images.")])
+    capability = "image-to-video" if args.images else "text-to-video"
+    alternatives = speech_models(list(rt.catalog.offered()), capability)  # longer clips, for a script too long
+    price_of = clip_price(rt, spec, args, facts)
+    return fit_script(spec, str(args.script), args.prompt, args.duration, args.audio, alternatives, price_of)
 
 
 # The family whose endpoint a model's unified route (its catalogue ``unified`` table) creates through, and the

@@ -61,7 +61,8 @@ enforced by the server and no approval overrides them.
 Images usually finish within the call. Videos take minutes: generate_video returns task ids at once; follow \
 them with check_task(task_id, wait_seconds). check_credits shows the balance, today's spend and the caps.
 A finished video can be continued with continue_video (extend it, its 1080p or 4K version, an upscale), priced and \
-approved the same way; extending a good take is usually cheaper than making a new one."""
+approved the same way. An extension costs about what a new clip of its length does; what it buys is the same \
+people and setting as the take it continues."""
 
 # Every tool, in the order of tools/list: what a kept listing must list. ``surface.register`` adds exactly these.
 TOOL_NAMES = (

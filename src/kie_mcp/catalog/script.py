@@ -25,7 +25,7 @@ from kie_mcp.words import listed
 
 from .pricing import usd, usd_text
 from .spec import DialogueSpec, ModelSpec
-from .validate import InvalidRequest, Problem, ScriptedRequest
+from .validate import InvalidRequest, Problem, ScriptedRequest, sound_models, such_as
 
 # An unhurried English delivery (150 words a minute), a little below newsreading pace.
 WORDS_PER_SECOND = 2.5
@@ -322,9 +322,12 @@ def fit_script(
     script = unicodedata.normalize("NFC", " ".join(script.split()))
     spoken = measure(script)
     needed = spoken.seconds
-    if "audio" not in spec.capabilities:
-        others = ", ".join(s.id for s in alternatives[:4]) or "a model with audio"
-        raise InvalidRequest(spec.id, [Problem("script", f"{spec.id} makes silent video; for speech use {others}.")])
+    if "audio" not in spec.capabilities:  # the models the audio refusal names (validate.sound_models)
+        message = (
+            f"{spec.id} makes silent video, so the script would not be spoken. Pick a model with the audio capability"
+            f"{such_as(sound_models(spec, switchable=False))} (list_models shows capabilities), or leave script out."
+        )
+        raise InvalidRequest(spec.id, [Problem("script", message)])
     sound_on = audio is None and spec.field_for_arg("audio") is not None  # a switch left unset: on for the dialogue
     overlong = _LongScript(spec, script, spoken, alternatives, True if sound_on else audio, price_of)
     dialogue = spec.dialogue or DialogueSpec(source="")  # the default way (built here: models build on use)

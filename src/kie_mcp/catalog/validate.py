@@ -333,20 +333,21 @@ def _fixed_sound(spec: ModelSpec, audio: bool) -> str | None:
             return None
         return (
             f"cannot be false: {spec.id} always makes sound. Leave audio out, or pick a model whose sound can be "
-            f"turned off{_such_as(_sound_models(spec, switchable=True))}."
+            f"turned off{such_as(sound_models(spec, switchable=True))}."
         )
     if not audio:
         return None
     return (
         f"cannot be true: {spec.id} makes silent videos. Leave audio out, or pick a model with the audio capability, "
-        f"which makes sound{_such_as(_sound_models(spec, switchable=False))} (list_models shows capabilities)."
+        f"which makes sound{such_as(sound_models(spec, switchable=False))} (list_models shows capabilities)."
     )
 
 
-def _sound_models(spec: ModelSpec, *, switchable: bool) -> list[str]:
+def sound_models(spec: ModelSpec, *, switchable: bool) -> list[str]:
     """Up to three video models that can stand in for ``spec`` with sound: ones whose sound can be turned off
     (``switchable``), else ones that make sound; those sharing ``spec``'s way of working (text- or image-to-video)
-    first, in catalogue order."""
+    first, in catalogue order. The one list of them: the audio refusal and a script's on a silent model
+    (``script.fit_script``) name the same models."""
     from .registry import load_catalog  # only on this error; the catalogue is loaded by then
 
     ways = {"text-to-video", "image-to-video"} & set(spec.capabilities)
@@ -362,7 +363,7 @@ def _sound_models(spec: ModelSpec, *, switchable: bool) -> list[str]:
     return [other.id for other in sorted(found, key=lambda other: not ways & set(other.capabilities))[:3]]
 
 
-def _such_as(names: Sequence[str]) -> str:
+def such_as(names: Sequence[str]) -> str:
     """Named examples, so the agent can act on the advice without another lookup."""
     return f", such as {', '.join(names)}" if names else ""
 
