@@ -625,7 +625,9 @@ async def test_workflows_join_an_extended_clip_by_the_last_task_id_of_its_chain(
             assert "last task id" in result.messages[0].content.text, name
 
 
-@pytest.mark.parametrize("model", ["veo3_fast", "kling-3.0/video", "runway-video"])
+# Runway's clips are silent, so ugc_video (a spoken script) refuses runway-video: PixVerse stands for the models
+# whose extension is their only follow-up besides Topaz's upscale.
+@pytest.mark.parametrize("model", ["veo3_fast", "kling-3.0/video", "pixverse-v6/text-to-video"])
 async def test_the_follow_ups_ugc_video_offers_are_ones_its_models_clips_take(connect, model):
     """The audit: ugc_video told the agent to extend the take and offer its 1080p version whatever the model, and
     continue_video refuses both for a Kling clip. Every operation the workflow names for ``model`` is estimated on a
