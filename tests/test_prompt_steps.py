@@ -565,3 +565,36 @@ async def test_script_to_video_offers_an_extension_only_where_its_models_clips_h
         step = _step(await _render(client, "script_to_video", {**ARGUMENTS["script_to_video"], "model": model}), 3)
     assert ("operation='extend'" in step) == extends, step
     assert ("cannot be extended" in step) == (not extends), step
+
+
+# -- 10. animated_ad: the beats its plan and its style's guide describe ----------------------------------------------
+
+
+def _first_beat_table(guide: str) -> list[list[str]]:
+    """The rows of the guide's first beat table (``| Beat | Purpose | Typical length |``), header and rule left out."""
+    lines = [line.strip() for line in guide.splitlines()]
+    start = next(at for at, line in enumerate(lines) if line.startswith("| Beat | Purpose |"))
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows
+
+
+async def test_animated_ad_in_claymation_plans_the_beats_its_guide_describes(connect):
+    """The plan said 6 beats of 5-8 s; claymation-ad.md, whose formulas the plan says to follow, an eight-beat arc of
+    8-12 s beats (80 s: over the default daily cap, the eighth final refused). The guide's default arc is now the
+    plan's: as many beats as the plan's default, each within the plan's lengths (its long form only when asked)."""
+    async with connect() as client:
+        text = await _render(client, "animated_ad", ARGUMENTS["animated_ad"])  # claymation, the default beats
+        guide = (await client.read_resource("kie://prompting/prompt-library/claymation-ad.md")).contents[0].text
+    beats = int(re.search(r"Beats: (\d+)\.", text)[1])
+    lengths = re.search(r"each beat's length \((\d+)-(\d+) s", _step(text, 1))
+    assert lengths, _step(text, 1)
+    low, high = int(lengths[1]), int(lengths[2])
+    rows = _first_beat_table(guide)
+    assert len(rows) == beats, rows
+    for row in rows:
+        shortest, longest = (int(n) for n in re.findall(r"\d+", row[-1]))
+        assert low <= shortest <= longest <= high, (row, (low, high))

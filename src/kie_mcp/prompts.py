@@ -918,10 +918,24 @@ def script_to_video(script: Script, visual_style: VisualStyle, model: VideoModel
     )
 
 
+BEAT_SECONDS = (5, 8)  # animated_ad's beats, as the style guides' default arcs plan them (claymation, 3D animated)
+ANIMATOR = "bytedance/seedance-2"  # the model animated_ad animates each beat with
+
+
+def _longest_clip(model: str) -> int:
+    """The longest clip, in seconds, ``model`` makes (as the catalogue's duration setting allows)."""
+    from kie_mcp.catalog.script import allowed_durations
+
+    spec = _spec(model)
+    durations = allowed_durations(spec) if spec is not None else []
+    return durations[-1] if durations else BEAT_SECONDS[1]
+
+
 def animated_ad(product: Product, story: Story, style: Style = "3D-animated", beats: Beats = "6") -> str:
     """Storyboard stills for each beat, approved, then image-to-video per beat, then stitched (beats: 1-20)."""
     beats = str(_count("beats", beats, BEATS))
     library = "claymation-ad" if "clay" in style.lower() else "pixar-style-ad"
+    long_form = ", as in the guide's long form" if library == "claymation-ad" else ""
     total = (
         f"First show the expected total: {beats} x beat 1's price, from its estimate below at exactly these "
         "settings (every beat uses the same aspect_ratio and resolution)."
@@ -945,7 +959,9 @@ def animated_ad(product: Product, story: Story, style: Style = "3D-animated", be
             _context(),
             _session("oat-milk-ad"),
             "1. Lock a cast sheet (characters, palette, product look) and a beat list with one line of "
-            "narration per beat and each beat's length (5-8 s; at most 2.5 spoken words per second). Show it to "
+            f"narration per beat and each beat's length ({BEAT_SECONDS[0]}-{BEAT_SECONDS[1]} s, as the guide's "
+            f"default beats; longer beats, up to {_longest_clip(ANIMATOR)} s, only if the user asks for a longer "
+            f"film{long_form}; at most 2.5 spoken words per second). Show it to "
             "the user. An approved cast image (a character_sheet hero by its saved path, or a file in references/) "
             "goes first in images for every beat.",
             "2. "
@@ -964,7 +980,7 @@ def animated_ad(product: Product, story: Story, style: Style = "3D-animated", be
             "next beat is made from it.",
             later,
             "6. APPROVAL POINT: the user approves every still before any video.",
-            "7. Estimate image-to-video per beat: estimate_cost(model='bytedance/seedance-2', images=[the beat's "
+            f"7. Estimate image-to-video per beat: estimate_cost(model={ANIMATOR!r}, images=[the beat's "
             "approved still's saved path] (the first frame), prompt= motion, camera and sound only, script= the "
             "beat's line, duration= the beat's length, same aspect_ratio, resolution='720p', session=...), and "
             "show the TOTAL. " + _fits_today("fewer or shorter beats") + f" {APPROVAL}",
