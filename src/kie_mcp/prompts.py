@@ -508,7 +508,7 @@ def _refusals(spec: ModelSpec, *, first_frame: bool = False, script: bool = Fals
         reasons.append("does not start a clip from a still (no image-to-video)")
     takes_one = spec.images is not None and spec.images.max >= 1  # a reference model is judged with the still too
     for problem in _trial(spec, first_frame=first_frame and takes_one, script=script):
-        said = problem.message.split("; ")[0].rstrip(".")
+        said = re.split(r"; |\. ", problem.message, maxsplit=1)[0].rstrip(".")  # its first clause: no advice
         if said.startswith(f"{spec.id} "):
             reasons.append(said.removeprefix(f"{spec.id} "))
         elif said.startswith("is required by"):
