@@ -55,9 +55,10 @@ async def test_ugc_video_on_veo_delivers_the_captioned_file_from_the_1080p_versi
     assert sidecar["joined_from"] == [upgrade]
 
 
-@pytest.mark.parametrize("model", ["grok-imagine/text-to-video", "runway-video"])
+# PixVerse stands for the part chains upgraded by Topaz (Runway's too, whose silent clips ugc_video's script refuses).
+@pytest.mark.parametrize("model", ["grok-imagine/text-to-video", "pixverse-v6/text-to-video"])
 async def test_ugc_video_with_part_chains_upgrades_every_link_and_joins_them_without_chain(connect, model):
-    """A Grok (or Runway) extension holds only its new part: an upgrade of the last extension upgraded only that
+    """A Grok (or PixVerse) extension holds only its new part: an upgrade of the last extension upgraded only that
     part, and chain=true from it brought back the take un-upgraded. The step says to upgrade each link and to join
     the upgrades in order without chain=true; followed so, the join is made of the upgrades only."""
     async with connect(elicitation=answering()) as client:
@@ -65,7 +66,7 @@ async def test_ugc_video_with_part_chains_upgrades_every_link_and_joins_them_wit
         [operation] = set(re.findall(r"operation='(\w+)'", delivery))
         assert "each extension" in delivery and "without chain=true" in delivery, delivery
         assert "only that last part" in delivery, delivery  # the warning when only the last link is upgraded
-        if model == "runway-video":  # Topaz upscales any clip: the step's shape is checked, not its wire
+        if model == "pixverse-v6/text-to-video":  # Topaz upscales any clip: the step's shape is checked, not its wire
             return
         take = await finished(client, {"prompt": "a man holds a can of cold brew", "model": model})
         made = await client.call_tool(

@@ -181,10 +181,14 @@ async def test_the_angle_model_character_sheet_names_for_any_image_model_takes_o
     and its mask (exactly two images): every angle was refused. For every image model the prompt takes, the model
     step 4 names for the angles (when it names one) takes one reference image, the approved hero."""
     hero = _png(tmp_path / "hero.png")
-    wrong = []
+    wrong, unfit = [], []
     async with connect() as client:
         for model in IMAGE_MODELS:
-            text = await _render(client, "character_sheet", {**ARGUMENTS["character_sheet"], "model": model})
+            try:
+                text = await _render(client, "character_sheet", {**ARGUMENTS["character_sheet"], "model": model})
+            except MCPError as refused:  # no hero from words alone (an edit model): test_a_workflow_refuses_a_model...
+                unfit.append(refused.error.message)
+                continue
             [parts] = [parts for tool, parts in _calls(_step(text, 4), {"estimate_cost"}) if tool == "estimate_cost"]
             angle = next((_literal(p) for p in parts if _argument(p) == "model"), None)
             if angle is None:  # no twin: the step describes the kind of model to pick instead
@@ -195,6 +199,7 @@ async def test_the_angle_model_character_sheet_names_for_any_image_model_takes_o
             if answer.is_error and problems:
                 wrong.append(f"{model} -> {angle}: {problems}")
     assert not wrong, "\n".join(wrong)
+    assert all("does not fit this workflow" in message for message in unfit), unfit
 
 
 # -- 5. animated_ad: the storyboard total ---------------------------------------------------------------------------
@@ -398,3 +403,198 @@ async def test_a_workflows_model_is_judged_by_the_catalogue_the_tools_use(connec
             await client.get_prompt("ugc_video", {"product": "a mug", "script": "hi", "model": "veo/extend"})
     assert added.messages
     assert withdrawn.value.error.code == followup.value.error.code == INVALID_PARAMS
+
+
+# -- 8. a workflow's model fits the calls its plan writes ----------------------------------------------------------
+
+SPOKEN_LINE = "I stopped buying coffee on the way to work."
+# The audit's cases: each plan was rendered, and its model's own step refused at its estimate, some after a still had
+# been paid for (the still workflows' step 4).
+UNFIT = [
+    ("character_sheet", {}, "google/nano-banana-edit", "needs at least 1 input image"),
+    ("character_sheet", {}, "ideogram/character", "needs at least 1 input image"),
+    ("character_sheet", {}, "recraft/remove-background", "removes the background of an existing image"),
+    ("character_sheet", {}, "recraft/crisp-upscale", "upscales an existing image"),
+    ("influencer_recreation", {}, "grok-imagine/text-to-video", "does not start a clip from a still"),
+    ("product_showcase", {}, "happyhorse/text-to-video", "does not start a clip from a still"),
+    ("product_showcase", {"pitch": SPOKEN_LINE}, "runway-video", "makes silent video"),
+    ("ugc_video", {}, "hailuo/2-3-image-to-video-standard", "makes silent video"),
+    ("ugc_video", {}, "kling/v2-1-pro", "makes silent video"),
+    ("ugc_video", {}, "topaz/video-upscale", "upscales an existing video"),
+    ("script_to_video", {}, "runway-video", "makes silent video"),
+]
+# Every workflow with a model argument, as its plans differ: a still -> video plan with and without words to speak.
+SWEPT = [
+    ("character_sheet", {}),
+    ("influencer_recreation", {}),
+    ("influencer_recreation", {"script": SPOKEN_LINE}),
+    ("product_showcase", {"pitch": SPOKEN_LINE}),
+    ("ugc_video", {}),
+    ("script_to_video", {}),
+]
+
+
+def _model_argument(name: str) -> str:
+    return "video_model" if name in ("influencer_recreation", "product_showcase") else "model"
+
+
+async def _refused_estimates(client, text: str, still: str) -> list[str]:
+    """Each estimate_cost a plan writes with a model by name, made as written (the still where it names images, a
+    line where it names a script, a vertical frame where it says the still's): what estimate_cost refuses."""
+    refused = []
+    for tool, parts in _calls(text, {"estimate_cost"}):
+        model = next((_literal(part) for part in parts if _argument(part) == "model"), None)
+        if tool != "estimate_cost" or model is None:
+            continue
+        asked: dict[str, Any] = {"model": model, "prompt": "a test frame", "session": "fit"}
+        for part in parts:
+            argument, value = _argument(part), _literal(part)
+            if argument == "images":
+                asked["images"] = [still]
+            elif argument == "aspect_ratio":
+                asked["aspect_ratio"] = value or "9:16"  # "the still's": a vertical still
+            elif argument == "resolution" and value:
+                asked["resolution"] = value
+            elif argument == "script":
+                asked["script"] = SPOKEN_LINE
+        answer = await client.call_tool("estimate_cost", asked)
+        if answer.is_error:
+            refused.append(f"{asked} -> {text_of(answer)}")
+    return refused
+
+
+@pytest.mark.parametrize(("name", "more", "model", "said"), UNFIT, ids=[f"{n} {m}" for n, _, m, _ in UNFIT])
+async def test_a_workflow_refuses_a_model_its_written_calls_do_not_fit_and_names_models_that_do(
+    connect, tmp_path, name, more, model, said
+):
+    """The audit: character_sheet with an edit model planned a hero with no image (refused at its estimate), the still
+    workflows with a text-to-video model paid for the still and then had it refused as a first frame, and a silent
+    model was given a script. Refused now, before anything is estimated, saying why, and every model the refusal names
+    gets a plan whose written estimates estimate_cost takes."""
+    still = _png(tmp_path / "still.png")
+    argument = _model_argument(name)
+    async with connect() as client:
+        with pytest.raises(MCPError) as refused:
+            await client.get_prompt(name, {**ARGUMENTS[name], **more, argument: model})
+        message = refused.value.error.message
+        named = re.search(r"Models that fit: (.+?) \(list_models", message)
+        assert named, message
+        offered = [found.strip() for found in named.group(1).split(",")]
+        wrong = []
+        for other in offered:
+            text = await _render(client, name, {**ARGUMENTS[name], **more, argument: other})
+            wrong += [f"{other}: {problem}" for problem in await _refused_estimates(client, text, still)]
+    assert refused.value.error.code == INVALID_PARAMS
+    assert message.startswith(f"{argument}: {model} does not fit this workflow") and said in message, message
+    assert offered and not wrong, "\n".join(wrong)
+
+
+@pytest.mark.parametrize("mode", ["auto"])  # a sweep of the catalogue: once, the era is the test above's concern
+async def test_every_model_a_workflow_takes_gets_estimates_that_estimate_cost_takes(connect, tmp_path, mode):
+    """For every model of its kind the catalogue sells, each workflow either refuses it (invalid params, naming models
+    that fit) or writes calls for it that estimate_cost takes as written: "a workflow's written calls fit the model it
+    was given" holds for every model, not only the ones a test names."""
+    still = _png(tmp_path / "still.png")
+    catalog = load_catalog()
+    wrong, made = [], 0
+    async with connect() as client:
+        for name, more in SWEPT:
+            kind = "image" if name == "character_sheet" else "video"
+            for spec in catalog.offered():
+                if spec.kind != kind or (spec.followup is not None and not spec.followup.standalone):
+                    continue
+                arguments = {**ARGUMENTS[name], **more, _model_argument(name): spec.id}
+                try:
+                    text = await _render(client, name, arguments)
+                except MCPError as refused:
+                    if refused.error.code != INVALID_PARAMS or "Models that fit: none" in refused.error.message:
+                        wrong.append(f"{name} {spec.id}: {refused.error.message}")
+                    continue
+                made += 1
+                wrong += [f"{name} {spec.id}: {problem}" for problem in await _refused_estimates(client, text, still)]
+    assert not wrong, "\n".join(wrong)
+    assert made >= 100, made  # most models still get a plan
+
+
+# -- 9. script_to_video: an extended part, joined as its model's extensions hold it ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("model", "clips"), [("pixverse-v6/text-to-video", 2), ("grok-imagine/text-to-video", 2), ("veo3_fast", 1)]
+)
+async def test_script_to_video_step_4_joins_an_extended_part_whole(connect, model, clips):
+    """The plan said extensions exist for "Veo 3.1, Runway or Grok Imagine" and need chain=true only "as Runway's and
+    Grok's do": a PixVerse extension, which also holds only its new part, was joined alone and the part's take lost.
+    Step 4 followed as written after an extension joins the whole part: the take and the extension (two clips), or
+    Veo's extension, which already holds both."""
+    async with connect(elicitation=answering()) as client:
+        text = await _render(client, "script_to_video", {**ARGUMENTS["script_to_video"], "model": model})
+        [parts] = [parts for tool, parts in _calls(_step(text, 4), {"stitch_videos"}) if tool == "stitch_videos"]
+        take = await finished(client, {"prompt": "a presenter in a bright studio", "model": model})
+        made = await client.call_tool(
+            "continue_video", {"task_id": take, "operation": "extend", "prompt": "she smiles", "wait_seconds": 40}
+        )
+        assert not made.is_error, text_of(made)
+        extension = made.structured_content["tasks"][0]["task_id"]
+        await follow(client, extension)
+        arguments: dict[str, Any] = {
+            "clips": [extension],  # "for an extended part, only the last task id of its chain"
+            "captions": [{"start": 0.2, "end": 1.5, "text": "One."}],
+            "session": "launch-explainer",
+            "output_name": "part.mp4",
+        }
+        if any(_argument(part) == "chain" and part.split("=", 1)[1].strip() == "true" for part in parts):
+            arguments["chain"] = True
+        joined = await client.call_tool("stitch_videos", arguments)
+    assert not joined.is_error, text_of(joined)
+    assert f"Joined {clips} clip(s)" in text_of(joined), (_step(text, 4), text_of(joined))
+
+
+@pytest.mark.parametrize(
+    "model", ["veo3_fast", "pixverse-v6/text-to-video", "grok-imagine/text-to-video", "kling-3.0/video"]
+)
+async def test_script_to_video_offers_an_extension_only_where_its_models_clips_have_one(connect, model):
+    """Step 3 offered continue_video's extend on Veo 3.1, Runway or Grok Imagine clips whatever the model (a Kling
+    plan was offered one its clips do not have, a PixVerse plan none): it offers one exactly when the catalogue has an
+    extension for the model's clips."""
+    extends = any(
+        spec.followup is not None and spec.followup.operation == "extend" and model in spec.followup.parents
+        for spec in load_catalog().offered()
+    )
+    async with connect() as client:
+        step = _step(await _render(client, "script_to_video", {**ARGUMENTS["script_to_video"], "model": model}), 3)
+    assert ("operation='extend'" in step) == extends, step
+    assert ("cannot be extended" in step) == (not extends), step
+
+
+# -- 10. animated_ad: the beats its plan and its style's guide describe ----------------------------------------------
+
+
+def _first_beat_table(guide: str) -> list[list[str]]:
+    """The rows of the guide's first beat table (``| Beat | Purpose | Typical length |``), header and rule left out."""
+    lines = [line.strip() for line in guide.splitlines()]
+    start = next(at for at, line in enumerate(lines) if line.startswith("| Beat | Purpose |"))
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows
+
+
+async def test_animated_ad_in_claymation_plans_the_beats_its_guide_describes(connect):
+    """The plan said 6 beats of 5-8 s; claymation-ad.md, whose formulas the plan says to follow, an eight-beat arc of
+    8-12 s beats (80 s: over the default daily cap, the eighth final refused). The guide's default arc is now the
+    plan's: as many beats as the plan's default, each within the plan's lengths (its long form only when asked)."""
+    async with connect() as client:
+        text = await _render(client, "animated_ad", ARGUMENTS["animated_ad"])  # claymation, the default beats
+        guide = (await client.read_resource("kie://prompting/prompt-library/claymation-ad.md")).contents[0].text
+    beats = int(re.search(r"Beats: (\d+)\.", text)[1])
+    lengths = re.search(r"each beat's length \((\d+)-(\d+) s", _step(text, 1))
+    assert lengths, _step(text, 1)
+    low, high = int(lengths[1]), int(lengths[2])
+    rows = _first_beat_table(guide)
+    assert len(rows) == beats, rows
+    for row in rows:
+        shortest, longest = (int(n) for n in re.findall(r"\d+", row[-1]))
+        assert low <= shortest <= longest <= high, (row, (low, high))

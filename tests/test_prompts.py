@@ -625,7 +625,9 @@ async def test_workflows_join_an_extended_clip_by_the_last_task_id_of_its_chain(
             assert "last task id" in result.messages[0].content.text, name
 
 
-@pytest.mark.parametrize("model", ["veo3_fast", "kling-3.0/video", "runway-video"])
+# Runway's clips are silent, so ugc_video (a spoken script) refuses runway-video: PixVerse stands for the models
+# whose extension is their only follow-up besides Topaz's upscale.
+@pytest.mark.parametrize("model", ["veo3_fast", "kling-3.0/video", "pixverse-v6/text-to-video"])
 async def test_the_follow_ups_ugc_video_offers_are_ones_its_models_clips_take(connect, model):
     """The audit: ugc_video told the agent to extend the take and offer its 1080p version whatever the model, and
     continue_video refuses both for a Kling clip. Every operation the workflow names for ``model`` is estimated on a
@@ -659,3 +661,28 @@ async def test_a_series_plan_weighs_its_total_as_the_caps_count_it(connect):
         )
     text = plan.messages[0].content.text
     assert "credits_counted" in text and "credits_total" in text, text
+
+
+async def test_the_caption_guide_says_chain_true_for_every_model_whose_extensions_hold_only_their_new_part(connect):
+    """caption-video.md said chain=true is needed "as Runway's and Grok's do": a PixVerse extension also holds only
+    its new part (the catalogue's follow-up result "part"), and joined without chain=true its take was lost. The
+    ``chain`` row names every extension family as the catalogue has it: those holding only their new part, and those
+    whose video is already the whole clip."""
+    extensions = [
+        spec for spec in load_catalog().offered() if spec.followup is not None and spec.followup.operation == "extend"
+    ]
+    async with connect() as client:
+        guide = (await client.read_resource("kie://prompting/prompt-library/caption-video.md")).contents[0].text
+    [row] = [line for line in guide.splitlines() if line.startswith("| `chain` |")]
+    said = re.search(r"\(needed when (.+?); (.+?)\)", row)
+    assert said, row
+    parts, wholes = said.groups()
+    for spec in extensions:
+        family = spec.title.removesuffix(" extend")  # "PixVerse V6 extend" -> "PixVerse V6"
+        if spec.followup.result == "part":
+            assert f"{family}'s" in parts, (family, row)
+        else:
+            assert f"{family} extension's video is already the whole clip" in wholes, (family, row)
+    assert any(spec.followup.result == "part" for spec in extensions) and any(
+        spec.followup.result == "whole" for spec in extensions
+    )

@@ -11,6 +11,7 @@ import json
 import re
 from collections.abc import Callable
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
 from mcp import MCPError
@@ -21,6 +22,7 @@ from pydantic import Field
 from kie_mcp.words import plain
 
 if TYPE_CHECKING:
+    from kie_mcp.catalog import Catalog, Problem
     from kie_mcp.catalog.spec import ModelSpec
 
 ANGLES = (1, 24)  # character_sheet: angles after the hero
@@ -301,11 +303,35 @@ def _followup_specs(model: str) -> list[ModelSpec]:
     ]
 
 
+def _animates_the_still(*, spoken: bool) -> Fit:
+    """The video step of a still -> video plan: the approved still as the clip's first frame (a text-to-video model
+    refused it after the still was paid for), and the words given spoken (a silent model refused them)."""
+    return Fit(
+        "the video starts from the approved still as its first frame"
+        + (" and speaks the words given" if spoken else ""),
+        lambda spec: _refusals(spec, first_frame=True, script=spoken),
+        "veo3_fast",
+    )
+
+
+def _frame_of_the_still(model: str) -> str:
+    """How the video step asks for the clip's frame: the still's ratio where ``model`` takes both of VIDEO_FRAMES
+    beside a first frame; else none, as its estimate would refuse one (Hailuo, Kling 2.6 and others have no such
+    setting, and Kling 3.0 Omni takes only auto beside a still): their clip has the still's frame."""
+    spec = _spec(model.strip())
+    if spec is None or all(_takes_ratio(spec, ratio, first_frame=True) for ratio in VIDEO_FRAMES):
+        return "aspect_ratio= the still's (9:16 for a vertical still: without it the video may come out 16:9), "
+    return (
+        f"no aspect_ratio ({spec.id} takes none beside a first frame: the clip has the still's frame, so the "
+        "still is made in the video's ratio), "
+    )
+
+
 def influencer_recreation(
     reference_image: ReferenceImage, scene: Scene, script: Words = "", video_model: VideoModel = "veo3_fast"
 ) -> str:
     """Recreate a person from a reference photo as a still, get it approved, then animate it."""
-    _checked_model("video_model", video_model, "video")
+    _checked_model("video_model", video_model, "video", _animates_the_still(spoken=bool(script)))
     photo, place, model = (
         _said("reference_image", reference_image),
         _said("scene", scene),
@@ -327,8 +353,7 @@ def influencer_recreation(
             "merged objects, text) and show them numbered. APPROVAL POINT: do not make any video until the user "
             "approves one still; a fix is a new, separately approved generation.",
             f"4. Estimate the video: estimate_cost(model={model}, images=[the approved still's saved path] "
-            "(one image: the first frame), aspect_ratio= the still's (9:16 for a vertical still: without it the "
-            "video may come out 16:9), "
+            f"(one image: the first frame), {_frame_of_the_still(video_model)}"
             + ("script= the words above (kie-mcp picks the duration), " if script else "")
             + "prompt= only the motion, camera and sound, session=...). "
             + APPROVAL,
@@ -343,7 +368,7 @@ def product_showcase(
     product_image: ProductImage, person: Person, pitch: Words = "", video_model: VideoModel = "veo3_fast"
 ) -> str:
     """An AI person holds or uses the product (an approved still), then talks about it on video."""
-    _checked_model("video_model", video_model, "video")
+    _checked_model("video_model", video_model, "video", _animates_the_still(spoken=bool(pitch)))
     photo, who, model = (
         _said("product_image", product_image),
         _said("person", person),
@@ -369,8 +394,7 @@ def product_showcase(
             "hands and label intact); show them numbered. APPROVAL POINT: the user approves one still before any "
             "video.",
             f"4. Estimate the video: estimate_cost(model={model}, images=[the approved still's saved path] "
-            "(one image: the first frame), aspect_ratio= the still's (9:16 for a vertical still: without it the "
-            "video may come out 16:9), prompt= motion, camera and sound only"
+            f"(one image: the first frame), {_frame_of_the_still(video_model)}prompt= motion, camera and sound only"
             + (", script= the pitch" if pitch else "")
             + f", session=...). {APPROVAL}",
             f"5. generate_video with the same arguments. {FOLLOW} Present the clip (its saved file and link).",
@@ -384,17 +408,20 @@ def product_showcase(
 RUNTIME: ContextVar[Any] = ContextVar("kie_mcp_prompt_runtime", default=None)
 
 
-def _checked_model(name: str, model: str, kind: str) -> None:
-    """A model argument the catalogue knows, of the kind the workflow makes, or an error the client shows: a typo
-    (``veo3-fats``) or an image model for a video planned a whole workflow around a model no call takes, and stated
-    false facts about it ("clips of it cannot be extended")."""
+def _checked_model(name: str, model: str, kind: str, fits: Fit | None = None) -> None:
+    """A model argument the catalogue knows, of the kind the workflow makes, whose written calls it takes, or an
+    error the client shows: a typo (``veo3-fats``) or an image model for a video planned a whole workflow around a
+    model no call takes, and stated false facts about it ("clips of it cannot be extended"). ``fits``: the
+    workflow's calls (``Fit``); a model they do not fit is refused with why and the models they fit, before the
+    plan sends the agent into a refusal at a paid step (a still made for a video model that takes no image)."""
     from kie_mcp.catalog import load_catalog
     from kie_mcp.catalog.live import is_withdrawn
 
     _said(name, model)  # too long: refused as every argument is, naming its limit
     rt = RUNTIME.get()  # the server's catalogue (KIE's live models and withdrawals too); none: the bundled one
+    catalog = rt.catalog if rt is not None else load_catalog()
     try:
-        spec = (rt.catalog if rt is not None else load_catalog()).resolve(model.strip())
+        spec = catalog.resolve(model.strip())
     except LookupError as err:  # unknown (with the closest names), withdrawn, or a name several models answer to
         raise MCPError(code=INVALID_PARAMS, message=f"{name}: {str(err).replace('; nothing was sent', '')}") from None
     if rt is not None and (instead := is_withdrawn(rt.live, spec.id, rt.catalog)) is not None:
@@ -413,6 +440,122 @@ def _checked_model(name: str, model: str, kind: str) -> None:
             message=f"{name}: {spec.id} makes {spec.kind}s, and this workflow needs {wanted} model (list_models "
             f"shows them; the default is {default}).",
         )
+    if fits is not None and (reasons := fits.refusals(spec)):
+        models = ", ".join(_fitting(catalog, spec, fits, rt))
+        raise MCPError(
+            code=INVALID_PARAMS,
+            message=f"{name}: {spec.id} does not fit this workflow ({fits.does}): it {'; it '.join(reasons)}. "
+            f"Models that fit: {models or 'none the catalogue knows'} (list_models shows more).",
+        )
+
+
+# What a trial of a plan's call gives: a still by its link (validation only places it; nothing is fetched) and one
+# short line (whether a model speaks at all; a script too long for one clip is each plan's own step).
+TRIAL_STILL = "https://example.com/still.png"
+TRIAL_LINE = "This is the line."
+# Capabilities of models that rework an existing picture or clip and make nothing new: no workflow's maker.
+REWORKS = {"upscale": "upscales", "background-removal": "removes the background of"}
+
+
+def _trial(
+    spec: ModelSpec, *, first_frame: bool = False, script: bool = False, ratio: str | None = None
+) -> list[Problem]:
+    """The problems estimate_cost's validation (the catalogue's, before anything is priced) finds in the call a plan
+    writes for ``spec``: a prompt, and ``first_frame`` one still in images, ``script`` spoken words, ``ratio`` the
+    frame asked. Empty: the call is taken."""
+    from kie_mcp.catalog import InvalidRequest, build_input
+    from kie_mcp.catalog.script import fit_script
+
+    problems: list[Problem] = []
+    prompt, duration, audio, scripted = "a person smiles at the camera", None, None, None
+    if script:
+        try:
+            fit = fit_script(spec, TRIAL_LINE, prompt, None, None, [])
+            prompt, duration, audio, scripted = fit.prompt, fit.duration, fit.audio, fit.request
+        except InvalidRequest as err:  # silent: the rest of the call is still judged, so one answer says all
+            problems += err.problems
+    images = [TRIAL_STILL] if first_frame else []
+    try:
+        build_input(
+            spec, prompt=prompt, images=images, aspect_ratio=ratio, duration=duration, audio=audio, scripted=scripted
+        )
+    except InvalidRequest as err:
+        problems += err.problems
+    return problems
+
+
+def _takes_ratio(spec: ModelSpec, ratio: str, *, first_frame: bool = False) -> bool:
+    """Whether ``spec`` takes ``aspect_ratio=ratio`` in a plan's call (``first_frame``: beside a still, as Kling 3.0
+    Omni takes only its default there); the call's other problems are not this one's."""
+    return all(problem.field != "aspect_ratio" for problem in _trial(spec, first_frame=first_frame, ratio=ratio))
+
+
+def _reworks(spec: ModelSpec) -> bool:
+    """Whether ``spec`` only reworks an existing picture or clip (an upscaler, a background remover)."""
+    return bool(spec.capabilities) and set(spec.capabilities) <= set(REWORKS)
+
+
+def _refusals(spec: ModelSpec, *, first_frame: bool = False, script: bool = False) -> list[str]:
+    """Why estimate_cost refuses the call a plan writes for ``spec`` (see ``_trial``), each said of the model ("makes
+    silent video"), in estimate_cost's words without their advice (the error names the models that fit); the aspect
+    ratio aside, which each plan writes only where the model takes it. ``first_frame`` asks for a model that starts
+    a clip from the still (image-to-video), not one that takes it as a reference."""
+    if _reworks(spec):
+        does = " and ".join(REWORKS[capability] for capability in spec.capabilities)
+        return [f"{does} an existing {spec.kind} and makes no new one"]
+    reasons = []
+    if first_frame and "image-to-video" not in spec.capabilities:
+        reasons.append("does not start a clip from a still (no image-to-video)")
+    takes_one = spec.images is not None and spec.images.max >= 1  # a reference model is judged with the still too
+    for problem in _trial(spec, first_frame=first_frame and takes_one, script=script):
+        said = re.split(r"; |\. ", problem.message, maxsplit=1)[0].rstrip(".")  # its first clause: no advice
+        if said.startswith(f"{spec.id} "):
+            reasons.append(said.removeprefix(f"{spec.id} "))
+        elif said.startswith("is required by"):
+            reasons.append(f"needs {problem.field}")
+        else:
+            reasons.append(f"{problem.field}: {said}")
+    return reasons
+
+
+@dataclass(frozen=True)
+class Fit:
+    """What a workflow's written calls ask of its model: ``does``, in words for the error, and ``refusals``, why a
+    model cannot make them (empty: it can)."""
+
+    does: str
+    refusals: Callable[[ModelSpec], list[str]]
+    default: str  # the workflow's own default, named first among the models that fit after the given one's maker's
+
+
+def _fitting(catalog: Catalog, given: ModelSpec, fits: Fit, rt: Any, most: int = 4) -> list[str]:
+    """Up to ``most`` models of ``given``'s kind that ``fits``: ``given``'s own maker's first (the longest shared
+    id first: grok-imagine/text-to-video -> grok-imagine/image-to-video), then the workflow's default, the models a
+    family's bare name picks (kling-3.0/video, bytedance/seedance-2), and the rest in catalogue order; none that KIE's
+    live list has dropped."""
+    from kie_mcp.catalog.live import is_withdrawn
+
+    flagships = set(catalog.short_names())
+    maker = re.split(r"[/-]", given.id, maxsplit=1)[0]
+
+    def rank(other: ModelSpec) -> tuple[int, int]:
+        pairs = zip(given.id, other.id, strict=False)
+        shared = next((at for at, (a, b) in enumerate(pairs) if a != b), len(other.id))
+        if re.split(r"[/-]", other.id, maxsplit=1)[0] == maker:
+            return (0, -shared)
+        return (1, 0) if other.id == fits.default else (2, 0) if other.id in flagships else (3, 0)
+
+    found = []
+    for other in sorted(catalog.offered(), key=rank):  # sorted is stable: catalogue order within a rank
+        if other.kind != given.kind or other.id == given.id or other.followup is not None:
+            continue
+        if rt is not None and is_withdrawn(rt.live, other.id, rt.catalog) is not None:
+            continue
+        if not fits.refusals(other):
+            found.append(other.id)
+            if len(found) == most:
+                break
+    return found
 
 
 def _spec(model: str) -> ModelSpec | None:
@@ -425,9 +568,14 @@ def _spec(model: str) -> ModelSpec | None:
         return None
 
 
+# The hero step: a portrait from words alone (an edit model that needs an image, an upscaler or a background remover
+# was planned for and refused at the hero's first estimate).
+HERO = Fit("the hero portrait is made from words alone, with no input image", _refusals, "nano-banana-2")
+
+
 def character_sheet(description: Description, angles: Angles = "9", model: ImageModel = "nano-banana-2") -> str:
     """A consistent character: a hero portrait first, approved, then the other angles from it (angles: 1-24)."""
-    _checked_model("model", model, "image")
+    _checked_model("model", model, "image", HERO)
     spec = _spec(model.strip())
     model = spec.id if spec is not None else model  # "Nano Banana 2", the default by its name, is the default
     angles = str(_count("angles", angles, ANGLES))
@@ -606,10 +754,60 @@ def _delivery(model: str) -> str | None:
     )
 
 
+def _reel_still(spec: ModelSpec) -> str:
+    """Whether ugc_video's clip on ``spec`` starts from a still of the creator: "optional" (a first frame if the user
+    has one), "needed" (the model takes none without one, or gets its 9:16 frame only from one: Kling 2.6 image to
+    video, Hailuo) or "none" (no first frame: text to video)."""
+    if "image-to-video" not in spec.capabilities or spec.images is None or spec.images.max < 1:
+        return "none"
+    return "needed" if spec.images.min >= 1 or not _takes_ratio(spec, "9:16") else "optional"
+
+
+def _reel_refusals(spec: ModelSpec) -> list[str]:
+    """Why ugc_video's calls do not fit ``spec``: the script is spoken (a silent model refused it at the first
+    estimate), and the reel is vertical, asked as 9:16 or taken from a 9:16 first frame."""
+    still = _reel_still(spec)
+    reasons = _refusals(spec, first_frame=still == "needed", script=True)
+    if still == "none" and not _reworks(spec) and not _takes_ratio(spec, "9:16"):
+        reasons.append("cannot be asked for a 9:16 frame and takes no first frame that would give one")
+    return reasons
+
+
+REEL = Fit("a vertical (9:16) clip speaks the script", _reel_refusals, "veo3_fast")
+
+
+def _reel_start(model: str) -> tuple[str, str]:
+    """ugc_video's words for a still of the creator (step 1) and the estimate's frame and images (step 2), as
+    ``model`` takes them: a still is optional, needed (its saved path goes in images; the clip has its frame where
+    the model takes no 9:16), or not taken at all (a text-to-video model refuses images)."""
+    spec = _spec(model.strip())
+    still = "optional" if spec is None else _reel_still(spec)
+    named = _said("model", model)
+    if still == "none":
+        return f" {named} takes no first frame: describe the creator in the prompt.", "aspect_ratio='9:16', "
+    frame = (
+        "aspect_ratio='9:16', "
+        if spec is None or _takes_ratio(spec, "9:16", first_frame=still == "needed")
+        else f"no aspect_ratio ({named} takes none: the clip has the 9:16 still's frame), "
+    )
+    if still == "optional":
+        return (
+            " If they have an approved still of the creator (for example from the ugc_product_selfie workflow), its "
+            "saved path goes in images as the first frame.",
+            frame,
+        )
+    return (
+        f" {named} starts each clip from a still: the approved 9:16 still of the creator (for example from the "
+        "ugc_product_selfie workflow) goes in images as the first frame; without one, make and approve it first.",
+        f"images=[the approved still's saved path], {frame}",
+    )
+
+
 def ugc_video(product: Product, script: Script, persona: Persona = "", model: VideoModel = "veo3_fast") -> str:
     """A selfie-style UGC reel with a script, phone-camera look."""
-    _checked_model("model", model, "video")
+    _checked_model("model", model, "video", REEL)
     who = _said("persona", persona) if persona else "as in MASTER_CONTEXT.md"
+    still, frame = _reel_start(model)
     return "\n".join(
         [
             f"Workflow: UGC selfie video. Product: {_said('product', product)}. Persona: {who}. "
@@ -617,12 +815,9 @@ def ugc_video(product: Product, script: Script, persona: Persona = "", model: Vi
             _guide("ugc-selfie-style", "veo-3-1", "kling-3"),
             _context(),
             _session("cold-brew-ugc"),
-            "1. Ask how many takes the user wants (default 1; variations=N makes N charged clips). If they have an "
-            "approved still of the creator (for example from the ugc_product_selfie workflow), its saved path goes "
-            "in images as the first frame.",
+            f"1. Ask how many takes the user wants (default 1; variations=N makes N charged clips).{still}",
             f"2. Write the visual prompt in the UGC style (handheld phone, natural light, imperfections). "
-            f"Estimate: estimate_cost(model={_said('model', model)}, prompt=..., script= the script, "
-            "aspect_ratio='9:16', "
+            f"Estimate: estimate_cost(model={_said('model', model)}, prompt=..., script= the script, {frame}"
             "variations=N, session=...). If kie-mcp says the script is too long (an error, or on Veo a warning "
             "that speech may be cut, each with a suggested split and models with longer clips), offer a "
             "shorter script, the split, or one of those models. "
@@ -655,9 +850,45 @@ def _fits_today(fewer: str) -> str:
     )
 
 
+# script_to_video's clips: each part is made from words and speaks its lines (a silent model refused the script at the
+# first estimate, and an image-to-video model the call without a first frame).
+SPOKEN_PARTS = Fit(
+    "each part is a new clip made from words that speaks its lines",
+    lambda spec: _refusals(spec, script=True),
+    "veo3_fast",
+)
+
+
+def _extended_parts(model: str) -> tuple[str, str, str]:
+    """script_to_video's words for a part that continues the one before it in the same shot (step 3), and the join's
+    clips and chain argument with why (step 4), as the catalogue has ``model``'s extensions: none, ones holding the
+    whole video so far (Veo), or ones holding only the new part (the follow-up's result "part": Runway, Grok Imagine,
+    PixVerse), which the join brings with chain=true (a part never extended is joined as it is)."""
+    if "extend" not in _followups(model):
+        return f" Clips of {_said('model', model)} cannot be extended: each part is a new clip.", "", ""
+    continued = (
+        " A part that continues the previous one in the same shot can instead extend it (continue_video, "
+        "operation='extend'), which keeps the person and setting; each extension is its own approved spend. " + APPROVAL
+    )
+    if _extensions_hold_part(model):
+        return (
+            continued,
+            "; for an extended part, only the last task id of its chain], chain=true",
+            " (chain=true: an extension of this model holds only its new part, so the last task id brings the take "
+            "and each extension, in order; a part never extended is joined as it is)",
+        )
+    return (
+        continued,
+        "; for an extended part, only the last task id of its chain: an extension of this model holds the whole "
+        "video so far, so no chain=true]",
+        "",
+    )
+
+
 def script_to_video(script: Script, visual_style: VisualStyle, model: VideoModel = "veo3_fast") -> str:
     """A long script becomes several clips that fit the model, generated and then joined."""
-    _checked_model("model", model, "video")
+    _checked_model("model", model, "video", SPOKEN_PARTS)
+    continued, chained, why = _extended_parts(model)
     return "\n".join(
         [
             f"Workflow: script to video. Style: {_said('visual_style', visual_style)}. Model: {_said('model', model)}.",
@@ -665,7 +896,8 @@ def script_to_video(script: Script, visual_style: VisualStyle, model: VideoModel
             _guide("veo-3-1", "kling-3", "seedance-2", "caption-video"),
             _context(),
             _session("launch-explainer"),
-            "1. Call estimate_cost(model=..., prompt=..., script= the whole script, session=...). If it does not fit "
+            f"1. Call estimate_cost(model={_said('model', model)}, prompt=..., script= the whole script, session=...). "
+            "If it does not fit "
             "one clip, kie-mcp answers with a split at sentence boundaries, each part's duration (a breath left in "
             "each) and what the parts cost in all: use those parts. Veo instead quotes one 8 s clip with a warning "
             "that speech may be cut, and the same split: use those parts, not that quote.",
@@ -673,14 +905,9 @@ def script_to_video(script: Script, visual_style: VisualStyle, model: VideoModel
             "part (script= that part) and show the user the TOTAL before anything is made. "
             + _fits_today("a shorter script (fewer or shorter parts)")
             + f" {APPROVAL}",
-            f"3. generate_video for the parts. {FOLLOW} Keep the task ids in order. A part that "
-            "continues the previous one in the same shot can instead extend it (continue_video, "
-            "operation='extend', on Veo 3.1, Runway or Grok Imagine clips), which keeps the person and setting; "
-            f"each extension is its own approved spend. {APPROVAL}",
-            "4. Join the clips in order with stitch_videos(clips=[the task ids in order], captions=[{start, end, "
-            "text}, ...], session=..., output_name='<name>.mp4'): for a part that was extended, list only the last "
-            "task id of its chain (add chain=true when extensions hold only their new part, as Runway's and Grok's "
-            "do; a Veo extension's video is already the whole clip). "
+            f"3. generate_video for the parts. {FOLLOW} Keep the task ids in order.{continued}",
+            f"4. Join the clips in order with stitch_videos(clips=[the task ids in order{chained or ']'}, "
+            f"captions=[{{start, end, text}}, ...], session=..., output_name='<name>.mp4'){why}. "
             "The script is known, so the same call burns in captions if the user wants them (leave captions out "
             "otherwise): seconds from the start of the joined video, each part's lines offset by the lengths of "
             "the parts before it (duration_seconds of each saved clip in check_task's saved_files; see "
@@ -691,10 +918,24 @@ def script_to_video(script: Script, visual_style: VisualStyle, model: VideoModel
     )
 
 
+BEAT_SECONDS = (5, 8)  # animated_ad's beats, as the style guides' default arcs plan them (claymation, 3D animated)
+ANIMATOR = "bytedance/seedance-2"  # the model animated_ad animates each beat with
+
+
+def _longest_clip(model: str) -> int:
+    """The longest clip, in seconds, ``model`` makes (as the catalogue's duration setting allows)."""
+    from kie_mcp.catalog.script import allowed_durations
+
+    spec = _spec(model)
+    durations = allowed_durations(spec) if spec is not None else []
+    return durations[-1] if durations else BEAT_SECONDS[1]
+
+
 def animated_ad(product: Product, story: Story, style: Style = "3D-animated", beats: Beats = "6") -> str:
     """Storyboard stills for each beat, approved, then image-to-video per beat, then stitched (beats: 1-20)."""
     beats = str(_count("beats", beats, BEATS))
     library = "claymation-ad" if "clay" in style.lower() else "pixar-style-ad"
+    long_form = ", as in the guide's long form" if library == "claymation-ad" else ""
     total = (
         f"First show the expected total: {beats} x beat 1's price, from its estimate below at exactly these "
         "settings (every beat uses the same aspect_ratio and resolution)."
@@ -718,7 +959,9 @@ def animated_ad(product: Product, story: Story, style: Style = "3D-animated", be
             _context(),
             _session("oat-milk-ad"),
             "1. Lock a cast sheet (characters, palette, product look) and a beat list with one line of "
-            "narration per beat and each beat's length (5-8 s; at most 2.5 spoken words per second). Show it to "
+            f"narration per beat and each beat's length ({BEAT_SECONDS[0]}-{BEAT_SECONDS[1]} s, as the guide's "
+            f"default beats; longer beats, up to {_longest_clip(ANIMATOR)} s, only if the user asks for a longer "
+            f"film{long_form}; at most 2.5 spoken words per second). Show it to "
             "the user. An approved cast image (a character_sheet hero by its saved path, or a file in references/) "
             "goes first in images for every beat.",
             "2. "
@@ -737,7 +980,7 @@ def animated_ad(product: Product, story: Story, style: Style = "3D-animated", be
             "next beat is made from it.",
             later,
             "6. APPROVAL POINT: the user approves every still before any video.",
-            "7. Estimate image-to-video per beat: estimate_cost(model='bytedance/seedance-2', images=[the beat's "
+            f"7. Estimate image-to-video per beat: estimate_cost(model={ANIMATOR!r}, images=[the beat's "
             "approved still's saved path] (the first frame), prompt= motion, camera and sound only, script= the "
             "beat's line, duration= the beat's length, same aspect_ratio, resolution='720p', session=...), and "
             "show the TOTAL. " + _fits_today("fewer or shorter beats") + f" {APPROVAL}",
