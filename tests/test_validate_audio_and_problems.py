@@ -248,3 +248,27 @@ async def test_a_script_a_model_cannot_speak_is_refused_beside_every_other_probl
     assert too_long.is_error, text_of(too_long)
     assert "- script: the script has 54 words" in text_of(too_long) and "- aspect_ratio: " in text_of(too_long)
     assert seen == [] and await controls.creates() == []
+
+
+async def test_a_script_refused_with_no_prompt_is_the_requests_only_problem_never_a_missing_prompt(connect, controls):
+    """The review: a script stands for the prompt (its words are what the clip says), so a request with a script and
+    no prompt is whole. When the script was refused (too long for one clip, or a silent model), the rest of the
+    request was judged without it and the answer added "prompt: is required", a problem the request does not have:
+    115 of the review's requests showed it. Now a refused script is the only problem of such a request, and a real
+    second problem is still named beside it."""
+    long_script = " ".join(["This is a sentence that takes some time to say out loud."] * 40)  # 480 words
+    requests = [
+        {"model": "grok-imagine/text-to-video", "script": long_script},
+        {"model": "gemini-omni-video", "script": long_script},
+        {"model": "grok-imagine/text-to-video", "script": long_script, "duration": 6},
+        {"model": SILENT_VIDEO, "script": "Hello there."},
+    ]
+    async with connect() as client:
+        answers = [await client.call_tool("estimate_cost", request) for request in requests]
+        with_ratio = await client.call_tool("estimate_cost", requests[0] | {"aspect_ratio": "21:9"})
+    for request, answer in zip(requests, answers, strict=True):
+        listed = [line[2:].split(": ", 1)[0] for line in text_of(answer).splitlines() if line.startswith("- ")]
+        assert answer.is_error and listed == ["script"], (request["model"], text_of(answer))
+    listed = [line[2:].split(": ", 1)[0] for line in text_of(with_ratio).splitlines() if line.startswith("- ")]
+    assert listed == ["script", "aspect_ratio"], text_of(with_ratio)
+    assert await controls.creates() == []

@@ -196,11 +196,14 @@ async def plan(
         raise InvalidRequest(spec.id, [Problem("max_credits", f"{args.max_credits} is not a positive number.")])
     prompt, duration, audio, notes, scripted = args.prompt, args.duration, args.audio, [], None
     script_problems: list[Problem] = []  # a script that cannot be spoken here: refused with the request's others
+    prompt_is_script = False
     if args.script and args.script.strip():
         try:
             fit = fit_script_to(rt, spec, args, facts)
         except InvalidRequest as refusal:
             script_problems = refusal.problems
+            if not (prompt and prompt.strip()):  # a fitted script's words are its prompt: no "prompt: is required"
+                prompt, prompt_is_script = args.script, True
         else:
             prompt, duration, audio, notes, scripted = fit.prompt, fit.duration, fit.audio, fit.notes, fit.request
     try:
@@ -216,7 +219,9 @@ async def plan(
             scripted=scripted,  # the durations that suit the script, settled by the request's rules (notes updated)
         )
     except InvalidRequest as refusal:  # one answer names every problem, the script's among them
-        raise InvalidRequest(spec.id, [*script_problems, *refusal.problems]) from None
+        # The prompt that is the script is judged by the script's problem alone (its length is the split's).
+        others = [problem for problem in refusal.problems if not (prompt_is_script and problem.field == "prompt")]
+        raise InvalidRequest(spec.id, [*script_problems, *others]) from None
     if script_problems:
         raise InvalidRequest(spec.id, script_problems)
     wire = tidy_links(spec, wire)  # "https://a.test/x.png\n": judged, measured, quoted and sent without the newline
