@@ -1203,43 +1203,46 @@ async def _spend(
         _give_back(rt, used)
         raise
     p = replace(p, reserved_on=booked.day)
-    approval = grant(p.spec.id, p.variations, decision.by, p.total, reserved=p.reserved)
-
-    route = route_of(rt, p.spec)
-    if route is not None:  # the model on KIE's unified endpoint: the same request, written in that form
-        family = FAMILIES[UNIFIED_FAMILIES[p.spec.family]]
-        body = family.create_body(route.model, route.input_of(wire))
-    else:
-        family = FAMILIES[p.spec.family]
-        body = family.create_body(p.spec.id, wire)
     records: list[TaskRecord] = []
     attempts: list[str] = []  # this call's create attempts (the journal's ids)
     problems: list[str] = []
     prompt = str(p.wire.get("prompt", ""))
-
-    async def submit_one() -> None:
-        record = TaskRecord(
-            task_id=None,
-            model=p.spec.id,
-            family=family.name,
-            kind=p.spec.kind,
-            state="queued",
-            credits_quoted=p.price.credits,
-            credits_reserved=p.reserved_each,
-            reserved_on=p.reserved_on,
-            sandbox=rt.settings.sandbox,
-            parent_task_id=p.parent_task_id,
-            operation=p.operation,
-        )
-        records.append(record)
-        # Sending a create and recording its answer are one unit: a cancelled call, a host's timeout or a failing
-        # sibling cannot split them, so a task KIE created is always in the journal (or in the answer).
-        with anyio.CancelScope(shield=True):
-            attempt = await _submit(rt, kie, family, p, body, approval, record, prompt, used, decision.by, problems)
-        if attempt is not None:
-            attempts.append(attempt)
+    begun = 0  # creates whose attempt was begun: journaled and sent, or refunded as not sent (``_submit``)
 
     try:
+        approval = grant(p.spec.id, p.variations, decision.by, p.total, reserved=p.reserved)
+        route = route_of(rt, p.spec)
+        if route is not None:  # the model on KIE's unified endpoint: the same request, written in that form
+            family = FAMILIES[UNIFIED_FAMILIES[p.spec.family]]
+            body = family.create_body(route.model, route.input_of(wire))
+        else:
+            family = FAMILIES[p.spec.family]
+            body = family.create_body(p.spec.id, wire)
+
+        async def submit_one() -> None:
+            nonlocal begun
+            record = TaskRecord(
+                task_id=None,
+                model=p.spec.id,
+                family=family.name,
+                kind=p.spec.kind,
+                state="queued",
+                credits_quoted=p.price.credits,
+                credits_reserved=p.reserved_each,
+                reserved_on=p.reserved_on,
+                sandbox=rt.settings.sandbox,
+                parent_task_id=p.parent_task_id,
+                operation=p.operation,
+            )
+            records.append(record)
+            # Sending a create and recording its answer are one unit: a cancelled call, a host's timeout or a
+            # failing sibling cannot split them, so a task KIE created is always in the journal (or in the answer).
+            with anyio.CancelScope(shield=True):
+                begun += 1
+                attempt = await _submit(rt, kie, family, p, body, approval, record, prompt, used, decision.by, problems)
+            if attempt is not None:
+                attempts.append(attempt)
+
         async with anyio.create_task_group() as group:
             for _ in range(p.variations):
                 group.start_soon(submit_one)
@@ -1264,9 +1267,23 @@ async def _spend(
         result = summarise(rt, p.spec, records, notes)
     except BaseException:  # cancelled by the host, or failed: this answer never reaches the client
         _answered(rt, attempts, CALL_CUT_OFF)
+        _unsent(rt, p, p.variations - begun, used)
         raise
     result._attempts = attempts  # answered once the tool hands the answer over (``delivered``)
     return result
+
+
+def _unsent(rt: Runtime, p: Plan, unsent: int, quote_id: str | None) -> None:
+    """A call stopped after its reservation and before ``unsent`` of its creates began (cut off, or an error in
+    between): their share of the reservation goes back, and when none began, its approval too, since nothing was
+    sent. A create that began is shielded to its end and settles as any other."""
+    problems: list[str] = []
+    for _ in range(unsent):
+        _refund(rt, problems, p, "refunded: not sent", None)
+    if unsent == p.variations:
+        _give_back(rt, quote_id)
+    for line in problems:
+        log.warning("%s", line)
 
 
 def delivered(rt: Runtime, result: GenerationResult, *, handed_over: bool) -> None:
