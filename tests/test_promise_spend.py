@@ -123,6 +123,28 @@ async def test_an_unknown_price_never_reserves_less_than_it_surely_costs(connect
     assert await controls.creates() == [] and spent == 0
 
 
+async def test_imagen_fast_asked_for_several_images_is_never_a_known_price_of_one(connect, controls):
+    """KIE's list prices Imagen 4 Fast per request (4 credits) and says nothing of num_images above 1: four images
+    were quoted as a known 4, auto-approved under 5, and the answer said "Submitted 1 image". Now the price is unknown
+    and the caps count 4 an image; the form and the answer both say 4 images; one image stays a known 4."""
+    await controls.post("clock/speed", {"speed": 0})
+    four = {"prompt": "a lighthouse", "model": "google/imagen4-fast", "options": {"num_images": "4"}}
+    one = {**four, "options": {"num_images": "1"}}
+    seen: list[str] = []
+    async with connect(elicitation=answering(seen=seen), auto_approve_credits=5) as client:
+        estimate = (await client.call_tool("estimate_cost", four)).structured_content
+        made = await client.call_tool("generate_image", {**four, "wait_seconds": 0})
+        spent = await spent_today(client)
+        single = await client.call_tool("generate_image", {**one, "wait_seconds": 0})
+    assert estimate["quote"]["price_known"] is False and estimate["quote"]["credits_ceiling"] == 16
+    assert estimate["auto_approved"] is False
+    assert len(seen) == 1 and "UNKNOWN" in seen[0] and "(16 reserved against today's cap" in seen[0]
+    assert "to make 4 images" in seen[0]
+    assert text_of(made).startswith("Submitted 4 images to Imagen 4 Fast"), text_of(made)
+    assert spent == 16
+    assert single.structured_content["status"] == "submitted" and len(seen) == 1  # a known 4: auto-approved
+
+
 async def test_known_price_over_max_credits_is_refused_before_anything(connect, controls):
     seen: list[str] = []
     async with connect(elicitation=answering(seen=seen)) as client:

@@ -1264,7 +1264,7 @@ async def _spend(
         told = tuple(note for note in p.notes if not note.startswith(MADE_BEFORE))  # the quote's, not the answer's
         uploaded = (note for note in upload_notes if note not in told)  # an upscale the quote already said
         notes = (cost_line(rt, p, records, decision.by), *told, *uploaded, *dict.fromkeys(problems))
-        result = summarise(rt, p.spec, records, notes)
+        result = summarise(rt, p.spec, records, notes, p.wire)
     except BaseException:  # cancelled by the host, or failed: this answer never reaches the client
         _answered(rt, attempts, CALL_CUT_OFF)
         _unsent(rt, p, p.variations - begun, used)
@@ -1610,7 +1610,7 @@ def replayed(rt: Runtime, p: Plan, tool: str, replay: Replay) -> GenerationResul
         result = confirmation_required(rt, p, tool, used)
     else:
         lead = used if replay.attempts else f"{used} This is the request it approved."
-        result = summarise(rt, p.spec, records, (lead,))
+        result = summarise(rt, p.spec, records, (lead,), p.wire)
     result._attempts = [row["attempt_id"] for row in attempts]  # answered once this answer reaches the client
     return result
 
@@ -1651,7 +1651,7 @@ async def made_once(rt: Runtime, p: Plan) -> GenerationResult | None:
                 "per clip, so this call sent nothing and charged nothing. Ask again in a minute: continue_video "
                 "then returns it."
             )
-            return summarise(rt, p.spec, [in_flight_create(rt, p)], (note,))
+            return summarise(rt, p.spec, [in_flight_create(rt, p)], (note,), p.wire)
         await anyio.sleep(0.1)  # rare (two asks at once): the other call records its task as KIE answers
     if record is None:
         return None
@@ -1659,7 +1659,7 @@ async def made_once(rt: Runtime, p: Plan) -> GenerationResult | None:
         f"Task {p.parent_task_id} already has this ({p.spec.title}): task {record.task_id}, made while this call "
         "waited. Nothing new was requested or charged."
     )
-    return summarise(rt, p.spec, [record], (note,))
+    return summarise(rt, p.spec, [record], (note,), p.wire)
 
 
 def in_flight_create(rt: Runtime, p: Plan) -> TaskRecord:
@@ -1962,7 +1962,15 @@ def _over_cap(rt: Runtime) -> str | None:
         return None
 
 
-def summarise(rt: Runtime, spec: ModelSpec, records: list[TaskRecord], notes: tuple[str, ...] = ()) -> GenerationResult:
+def summarise(
+    rt: Runtime,
+    spec: ModelSpec,
+    records: list[TaskRecord],
+    notes: tuple[str, ...] = (),
+    wire: dict[str, Any] | None = None,
+) -> GenerationResult:
+    """The answer for ``records``; ``wire``, the request they were made for (its count field: the results each task
+    makes, as the confirmation counts them)."""
     states = [r.state for r in records]
     created = [r for r in records if r.task_id]
     if all(s == "succeeded" for s in states):
@@ -1976,7 +1984,7 @@ def summarise(rt: Runtime, spec: ModelSpec, records: list[TaskRecord], notes: tu
     else:
         status = "submitted"
     saving = [r.task_id for r in records if r.task_id is not None and rt.follower.saving(r)]
-    lines = [_headline(status, spec, records), *notes]
+    lines = [_headline(status, spec, records, wire), *notes]
     for index, record in enumerate(records, 1):
         lines.append(f"{index}. {_describe(record, record.task_id in saving)}")
     if saving:  # never read as "no results": the download outlasted this call's wait
@@ -2003,13 +2011,17 @@ def summarise(rt: Runtime, spec: ModelSpec, records: list[TaskRecord], notes: tu
     )
 
 
-def _headline(status: Status, spec: ModelSpec, records: list[TaskRecord]) -> str:
-    n = len(records)
+def _headline(status: Status, spec: ModelSpec, records: list[TaskRecord], wire: dict[str, Any] | None) -> str:
+    """The first line of an answer, counting results as the confirmation did: Imagen's ``num_images=4`` in one task
+    is "4 images", never "1 image"."""
+    each, at_most = spec.outputs_per_task(wire) if wire is not None else (1, False)
+    n = len(records) * each
     noun = f"{spec.kind}{'s' if n > 1 else ''}"
+    things = f"{'up to ' if at_most and each > 1 else ''}{n} {noun}"
     return {
-        "completed": f"Done: {n} {noun} from {spec.title}.",
-        "submitted": f"Submitted {n} {noun} to {spec.title}; still generating.",
-        "partial": f"Partly done: {n} {noun} requested from {spec.title}.",
+        "completed": f"Done: {things} from {spec.title}.",
+        "submitted": f"Submitted {things} to {spec.title}; still generating.",
+        "partial": f"Partly done: {things} requested from {spec.title}.",
         "failed": f"Failed: no {noun} could be made with {spec.title}.",
         "unknown": f"Unclear: the request to {spec.title} may or may not have been created.",
     }.get(status, status)
