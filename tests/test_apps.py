@@ -467,8 +467,8 @@ async def test_in_a_browser_a_card_of_an_unknown_price_never_reads_as_a_ceiling(
     async with connect_app() as client:
         shown, button = await card_shown(client, browser, "unknown", request)
     assert button == "Approve an unknown price"
-    assert "600 credits are reserved against today's cap" in shown and "which may be more" in shown
-    assert "up to 600" not in shown.lower()
+    assert "500 credits are reserved against today's cap" in shown and "which may be more" in shown
+    assert "up to 500" not in shown.lower()
 
 
 @pytest.mark.parametrize("mode", ["legacy"])

@@ -142,13 +142,13 @@ async def test_runway_extend_keeps_the_quality_and_its_unknown_price_is_reserved
             {"task_id": source, "operation": "extend", "prompt": "it tips over a grate", "max_credits": 40},
         )
         task = extended.structured_content["tasks"][0]
-        assert await spent_today(client) == before + 40  # an unknown price reserves its ceiling
+        assert await spent_today(client) == before + 30  # the catalogue's most (a Runway clip), never max_credits
         await follow(client, task["task_id"])
         done = await client.call_tool(
             "continue_video",
             {"task_id": task["task_id"], "operation": "extend", "prompt": "and sails on", "wait_seconds": 40},
         )
-    assert "(40 reserved against today's cap" in seen[1], seen[1]
+    assert "(30 reserved against today's cap, about $0.15: the most it can cost" in seen[1], seen[1]
     assert task["parent_task_id"] == source
     creates = await requests_to(controls, RUNWAY_EXTEND)
     assert [c["body"]["quality"] for c in creates] == ["1080p", "1080p"]  # the source's quality carries over
@@ -430,7 +430,8 @@ async def test_a_grok_clip_made_elsewhere_is_never_priced_by_a_guessed_resolutio
     assert quote["quote"]["price_known"] is False and quote["quote"]["credits_total"] is None
     assert not quote["auto_approved"]
     assert not hd.is_error and seen, text_of(hd)  # the person was asked: no auto-approval of an unknown price
-    assert "(40 reserved against today's cap" in seen[-1] and "UNKNOWN" in seen[-1]
+    # KIE lists no price for it and the catalogue no most: the whole per-call cap, whatever max_credits says
+    assert "(600 reserved against today's cap, about $3.00;" in seen[-1] and "UNKNOWN" in seen[-1]
 
 
 async def test_upscale_sends_the_saved_clip_of_any_video_to_topaz(connect, controls):

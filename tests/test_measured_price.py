@@ -1,15 +1,25 @@
-"""Issue 9, item 4: a price per second of an input is measured before the quote, so the quote is exact."""
+"""Issue 9, item 4: a price per second of an input is measured before the quote, so the quote is exact; and only
+bytes kie-mcp holds (a local file, a link upload_file made) bind it: a link's host may serve KIE other bytes."""
 
 from __future__ import annotations
 
 import hashlib
+import io
 import wave
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from typing import Any
 
+import httpx2
 import pytest
+from mcp import Client
 from mcp.types import ElicitResult
 from PIL import Image
 
 from kie_mcp.journal import Journal, journal_path
+from kie_mcp.sandbox.media import clip_bytes
+from kie_mcp.server import create_server
 
 from .conftest import answering, text_of
 
@@ -64,8 +74,11 @@ async def test_an_input_that_cannot_be_measured_leaves_the_price_unknown(connect
         "options": {"image_url": "face.png", "audio_url": "https://example.com/unreachable.wav"},
     }
     async with connect() as client:
-        quote = (await client.call_tool("estimate_cost", remote)).structured_content["quote"]
-    assert quote["credits_total"] is None and quote["credits_ceiling"] == 600
+        estimate = (await client.call_tool("estimate_cost", remote)).structured_content
+    quote = estimate["quote"]
+    # KIE bills the audio's seconds, and its audio_url takes 300 s at most: 8 x 300 could be charged, over the cap
+    assert quote["credits_total"] is None and quote["credits_ceiling"] == 2400
+    assert estimate["within_caps"] is False and "up to 2400 credits" in estimate["cap_problem"]
 
 
 async def test_an_input_replaced_while_the_user_reads_the_question_is_not_sent(connect, controls, sim, tmp_path, mode):
@@ -92,3 +105,109 @@ async def test_an_input_replaced_while_the_user_reads_the_question_is_not_sent(c
         assert journal.live_upload(priced, 3600) is None  # the priced bytes' hash names no other file's upload
     finally:
         journal.close()
+
+
+# -- a link's length is what its host served kie-mcp, not what it serves KIE ------------------------------------
+
+LINK_HOST = "media.cdn-example.com"
+
+
+def wav_bytes(seconds: float, rate: int = 8000) -> bytes:
+    out = io.BytesIO()
+    with wave.open(out, "wb") as sound:
+        sound.setnchannels(1)
+        sound.setsampwidth(2)
+        sound.setframerate(rate)
+        sound.writeframes(b"\0\0" * int(seconds * rate))
+    return out.getvalue()
+
+
+class TwoFacedHost(httpx2.AsyncBaseTransport):
+    """A file host that answers kie-mcp's Range requests (how it measures a link) from a short file and a plain
+    download (how KIE fetches an input) with a long one; every other request goes to the simulator."""
+
+    def __init__(self, inner: httpx2.AsyncBaseTransport, short: bytes, long: bytes, mime: str) -> None:
+        self.inner, self.short, self.long, self.mime = inner, short, long, mime
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        if request.url.host != LINK_HOST:
+            return await self.inner.handle_async_request(request)
+        asked = request.headers.get("range", "")
+        if not asked.startswith("bytes="):
+            return httpx2.Response(200, content=self.long, headers={"content-type": self.mime})
+        first, _, last = asked.removeprefix("bytes=").partition("-")
+        start, end = int(first), min(int(last) if last else len(self.short) - 1, len(self.short) - 1)
+        return httpx2.Response(
+            206,
+            content=self.short[start : end + 1],
+            headers={"content-type": self.mime, "content-range": f"bytes {start}-{end}/{len(self.short)}"},
+        )
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@asynccontextmanager
+async def behind(settings: Any, host: TwoFacedHost, mode: str, **overrides: Any) -> AsyncIterator[Client]:
+    """A server whose every fetch and KIE call goes through ``host``, and a real MCP client (no forms) on it."""
+    server = create_server(replace(settings, **overrides), transport=host)
+    async with Client(server, mode=mode) as client:
+        yield client
+
+
+async def test_a_price_measured_from_a_link_is_never_trusted_as_known(settings, transport, controls, mode):
+    """The audit's swapped link: Topaz bills the seconds of the video it fetches. The host served kie-mcp 2 s (16
+    credits, auto-approved under 20) and KIE 300 s, and KIE charged 2400 against a per-call cap of 600. Now the
+    figure is an estimate: never auto-approved, and the caps count the whole per-call cap (Topaz documents no
+    longest input)."""
+    host = TwoFacedHost(transport, clip_bytes("16x9.mp4"), clip_bytes("16x9.mp4", 300), "video/mp4")
+    await controls.post("prices", {"topaz/video-upscale": 8 * 300})  # what KIE bills for the 300 s it fetched
+    await controls.post("clock/speed", {"speed": 0})
+    upscale = {"model": "topaz/video-upscale", "options": {"video_url": f"https://{LINK_HOST}/clip.mp4"}}
+    caps = {"auto_approve_credits": 20, "max_credits_per_call": 600, "max_credits_per_day": 3000}
+    async with behind(settings, host, mode, **caps) as client:
+        estimate = (await client.call_tool("estimate_cost", upscale)).structured_content
+        unasked = await client.call_tool("generate_video", upscale)
+        assert await controls.creates() == []  # never auto-approved at the 16 the link showed
+        quote = estimate["quote"]["quote_id"]
+        approved = await client.call_tool("generate_video", {**upscale, "quote_id": quote})
+        spent = (await client.call_tool("check_credits", {})).structured_content["spent_today"]
+    assert estimate["quote"]["price_known"] is False and estimate["quote"]["credits_total"] is None
+    assert estimate["quote"]["credits_measured"] == 16 and estimate["quote"]["credits_ceiling"] == 600
+    assert estimate["auto_approved"] is False and "upload_file" in estimate["message"]
+    assert unasked.structured_content["status"] == "confirmation_required", text_of(unasked)
+    assert approved.structured_content["status"] == "submitted", text_of(approved)
+    assert spent == 600  # the per-call cap, not the 16 measured, counts while KIE has not said what it charged
+    assert len(await controls.creates()) == 1
+
+
+async def test_only_bytes_kie_mcp_uploaded_bind_a_price_measured_from_a_link(settings, transport, controls, mode):
+    """An avatar billed per second of its audio: a link (3 s when kie-mcp measures it) may be up to the 300 s its
+    field takes when KIE fetches it, so 8 x 300 is what may be charged: refused over a 600 per-call cap, and reserved
+    under a larger one. The same audio uploaded with upload_file is kie-mcp's own bytes: 24 credits, bound."""
+    Image.new("RGB", (1200, 1200), "tan").save(settings.workspace / "face.png")
+    (settings.workspace / "line.wav").write_bytes(wav_bytes(3.0))
+    host = TwoFacedHost(transport, wav_bytes(3.0), wav_bytes(300.0), "audio/wav")
+    linked = {
+        "model": AVATAR,
+        "prompt": "a friendly presenter",
+        "options": {"image_url": "face.png", "audio_url": f"https://{LINK_HOST}/line.wav"},
+    }
+    await controls.post("clock/speed", {"speed": 0})
+    async with behind(settings, host, mode, auto_approve_credits=100, max_credits_per_day=5000) as client:
+        over = await client.call_tool("generate_video", linked)
+    async with behind(settings, host, mode, auto_approve_credits=100, max_credits_per_call=3000) as client:
+        estimate = (await client.call_tool("estimate_cost", linked)).structured_content
+        unasked = await client.call_tool("generate_video", linked)
+        uploaded = (await client.call_tool("upload_file", {"path": "line.wav"})).structured_content["url"]
+        own = {**linked, "options": {**linked["options"], "audio_url": uploaded}}
+        bound = (await client.call_tool("estimate_cost", own)).structured_content
+        made = await client.call_tool("generate_video", own)
+    assert over.is_error and "up to 2400 credits" in text_of(over) and "upload_file" in text_of(over)
+    assert estimate["quote"]["price_known"] is False and estimate["quote"]["credits_measured"] == 24
+    assert estimate["quote"]["credits_ceiling"] == 2400 and "may charge up to 2400" in estimate["message"]
+    assert unasked.structured_content["status"] == "confirmation_required", text_of(unasked)
+    assert bound["quote"]["price_known"] is True and bound["quote"]["credits_total"] == 24
+    assert made.structured_content["status"] == "submitted", text_of(made)  # auto-approved: a known 24
+    [create] = await controls.creates()
+    assert create["body"]["input"]["audio_url"] == uploaded

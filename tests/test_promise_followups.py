@@ -3,6 +3,7 @@ client in both protocol eras:
 
 - a charge KIE does not report, measured from the balance, never counts less than KIE charged (a refund of another
   task, another kie-mcp process's task, or a top-up landing meanwhile leaves the reservation counted as spent);
+- an extend KIE lists no price for counts the catalogue's most for it, never a smaller max_credits the agent chose;
 - a clip made elsewhere is as old as KIE says, so one older than the 14 days KIE keeps it is refused before anything
   is sent, by estimate_cost too, and the journal keeps KIE's date;
 - two asks at once for one Veo clip's 1080p version are one task and one charge: the second reservation is returned;
@@ -23,6 +24,7 @@ from .conftest import answering, text_of, twice_at_once
 from .test_followups import GROK, HD_PATH, MARKET, RUNWAY, VEO, balance, finished, kie_auth, requests_to, spent_today
 
 IMAGE = {"prompt": "an apple", "model": "nano-banana-2", "wait_seconds": 0}
+# A Runway extend has no price: it reserves the catalogue's most for it, 30 (a max_credits above that changes nothing)
 EXTEND = {"operation": "extend", "prompt": "it tips over a grate", "max_credits": 40, "wait_seconds": 40}
 
 
@@ -50,9 +52,30 @@ async def extend_while(client: Any, controls: Any, source: str, meanwhile: Any) 
     return {"task": task, "text": text_of(result)}
 
 
+async def test_an_unpriced_runway_extend_counts_the_dearest_runway_clip_whatever_max_credits_says(connect, controls):
+    """The audit: twelve extends of one clip, each with max_credits=0.01, reserved 0.12 in all against a daily cap of
+    100 while KIE charged each (and Runway never says what). Each now counts 30, the dearest Runway clip of its
+    quality: after the 12-credit source, two fit under 100 and the rest are refused before anything is sent."""
+    async with connect(elicitation=answering(), max_credits_per_day=100) as client:
+        source = await finished(client, {**RUNWAY, "resolution": "720p"})
+        await controls.post("clock/speed", {"speed": 0})  # the extends keep running: KIE has not said what it charged
+        extends = [
+            await client.call_tool(
+                "continue_video",
+                {"task_id": source, "operation": "extend", "prompt": f"the boat turns, take {n}", "max_credits": 0.01},
+            )
+            for n in range(4)
+        ]
+        spent = await spent_today(client)
+    assert [r.structured_content["status"] for r in extends[:2]] == ["submitted"] * 2, text_of(extends[0])
+    assert all(r.is_error and "30 credits are reserved" in text_of(r) for r in extends[2:])
+    assert spent == 12 + 2 * 30
+    assert len(await requests_to(controls, "/api/v1/runway/extend")) == 2
+
+
 async def test_a_charge_measured_from_the_balance_never_counts_less_than_kie_charged(connect, controls):
     """Another task of this workspace fails (and is refunded) while the extension runs: the balance difference is
-    not the extension's charge, so the 40 reserved stay counted, never the smaller difference."""
+    not the extension's charge, so the 30 reserved stay counted, never the smaller difference."""
     async with connect(elicitation=answering()) as client:
         source = await finished(client, {**RUNWAY, "resolution": "1080p"})
         await controls.post("clock/speed", {"speed": 0})  # the image stays running until the extension runs
@@ -71,7 +94,7 @@ async def test_a_charge_measured_from_the_balance_never_counts_less_than_kie_cha
     assert charged == 30 - 8
     assert end_spent - start_spent >= charged, (end_spent - start_spent, charged)
     assert extended["task"]["credits_charged"] is None  # not measured: the difference is not its charge
-    assert end_spent - start_spent == 40 - 8  # its reservation stands; the image's refund is its own
+    assert end_spent - start_spent == 30 - 8  # its reservation stands; the image's refund is its own
     assert "cannot be measured from the balance" in extended["text"] and image_id in extended["text"]
 
 
@@ -93,7 +116,7 @@ async def test_a_task_of_another_kie_mcp_on_the_same_workspace_is_not_counted_ou
         end_spent, end_balance = await spent_today(first), await balance(controls)
     assert start_balance - end_balance == 30  # KIE: the extension's 30 (the image was charged and refunded)
     assert extended["task"]["credits_charged"] is None
-    assert end_spent - start_spent >= 40  # the extension's reservation stands
+    assert end_spent - start_spent >= 30  # the extension's reservation stands
 
 
 async def test_a_top_up_during_an_unreported_charge_never_lowers_what_is_counted(connect, controls):
@@ -109,7 +132,7 @@ async def test_a_top_up_during_an_unreported_charge_never_lowers_what_is_counted
         extended = await extend_while(client, controls, source, top_up)
         end_spent = await spent_today(client)
     assert extended["task"]["credits_charged"] is None
-    assert end_spent - start_spent == 40
+    assert end_spent - start_spent == 30
     assert "the balance did not go down" in extended["text"]
 
 
@@ -133,7 +156,7 @@ async def test_a_measured_charge_far_below_what_kie_charged_before_is_not_taken(
         second = await extend_while(client, controls, source, top_up)  # the same request again
         end_spent = await spent_today(client)
     assert second["task"]["credits_charged"] is None
-    assert end_spent - start_spent == 40
+    assert end_spent - start_spent == 30
     assert "far less than the 30 KIE charged here before" in second["text"]
 
 

@@ -35,6 +35,13 @@ UNPRICED = {  # KIE bills reference videos by their length: no price is known be
     "model": "bytedance/seedance-2",
     "options": {"reference_video_urls": ["https://example.com/ref.mp4"]},
 }
+# ... and at most 500: 25 credits a second of the references (15 s at most, KIE's docs) and of the 5 s output.
+UNPRICED_MOST = 500
+NO_PRICE = {  # KIE lists no price for it, and the catalogue has no most: the whole per-call cap is reserved
+    "prompt": "a dancer",
+    "model": "wan/2-6-flash-image-to-video",
+    "images": ["https://example.com/dancer.png"],
+}
 
 
 async def spent_today(client) -> float:
@@ -48,33 +55,53 @@ async def test_unknown_price_reserves_the_per_call_cap_against_the_daily_cap(con
     await controls.post("clock/speed", {"speed": 0})  # the first task keeps running: KIE has not said what it charged
     seen: list[str] = []
     async with connect(elicitation=answering(seen=seen), max_credits_per_call=600, max_credits_per_day=1000) as client:
-        first = await client.call_tool("generate_video", UNPRICED)
+        first = await client.call_tool("generate_video", NO_PRICE)
         assert first.structured_content["status"] == "submitted", text_of(first)
-        assert "(600 reserved against today's cap" in seen[0]
+        assert "(600 reserved against today's cap, about $3.00; the price is not known" in seen[0]
         assert await spent_today(client) == 600  # reserved while KIE has not said what it charged
-        second = await client.call_tool("generate_video", {**UNPRICED, "prompt": "a second boat"})
+        second = await client.call_tool("generate_video", {**NO_PRICE, "prompt": "a second dancer"})
     assert second.is_error
-    assert "up to 600 credits are reserved" in text_of(second) and "400" in text_of(second)
+    assert "600 credits are reserved" in text_of(second) and "400" in text_of(second)
     assert len(seen) == 1  # refused before anyone was asked
     assert len(await controls.creates()) == 1
 
 
-async def test_max_credits_lowers_what_an_unknown_price_reserves(connect, controls):
-    # The tasks keep running: a task settled at KIE's charge before check_credits (a slow, busy run) reads less.
+async def test_an_unknown_price_reserves_the_most_its_catalogue_rates_can_cost(connect, controls):
+    """Seedance 2 bills its reference videos' seconds and the output's; KIE takes 15 s of references at most, so a
+    request whose reference is not measured costs at most 25 x (15 + 5) = 500: that is reserved, not the per-call cap
+    (a price the catalogue bounds fits under a daily cap the whole per-call cap would not)."""
     await controls.post("clock/speed", {"speed": 0})
     seen: list[str] = []
-    async with connect(elicitation=answering(seen=seen), max_credits_per_day=1000) as client:
-        estimate = await client.call_tool("estimate_cost", {**UNPRICED, "max_credits": 200})
+    async with connect(elicitation=answering(seen=seen), max_credits_per_call=600, max_credits_per_day=500) as client:
+        estimate = await client.call_tool("estimate_cost", UNPRICED)
+        made = await client.call_tool("generate_video", UNPRICED)
+        spent = await spent_today(client)
+    assert estimate.structured_content["quote"]["credits_ceiling"] == UNPRICED_MOST
+    assert made.structured_content["status"] == "submitted", text_of(made)
+    assert f"({UNPRICED_MOST} reserved against today's cap, about $2.50: the most it can cost" in seen[0]
+    assert spent == UNPRICED_MOST
+
+
+async def test_max_credits_never_lowers_what_an_unknown_price_counts_against_the_caps(connect, controls):
+    """A max_credits the agent chose used to be what an unknown price reserved: max_credits=0.01 counted 0.01 a call
+    against a daily cap of 1000 while KIE charged its rate for each. KIE charges what it charges whatever the caller
+    said, so the reservation is the per-call cap here (no catalogue figure), and max_credits only refuses."""
+    await controls.post("config", {"report_credits_consumed": False})  # nothing KIE reports corrects the count
+    await controls.post("clock/speed", {"speed": 0})  # the tasks keep running while the agent asks for more
+    seen: list[str] = []
+    async with connect(elicitation=answering(seen=seen), max_credits_per_call=600, max_credits_per_day=1000) as client:
+        estimate = await client.call_tool("estimate_cost", {**NO_PRICE, "max_credits": 0.01})
         results = [
-            await client.call_tool("generate_video", {**UNPRICED, "prompt": f"boat {n}", "max_credits": 200})
+            await client.call_tool("generate_video", {**NO_PRICE, "prompt": f"a dancer, take {n}", "max_credits": 0.01})
             for n in range(3)
         ]
         spent = await spent_today(client)
-    assert estimate.structured_content["quote"]["credits_ceiling"] == 200
-    assert "(200 reserved against today's cap" in seen[0]
-    assert [r.structured_content["status"] for r in results] == ["submitted"] * 3
+    assert estimate.structured_content["quote"]["credits_ceiling"] == 600
+    assert "(600 reserved against today's cap, about $3.00" in seen[0]
+    assert results[0].structured_content["status"] == "submitted", text_of(results[0])
+    assert all(r.is_error and "600 credits are reserved" in text_of(r) for r in results[1:])
     assert spent == 600
-    assert len(await controls.creates()) == 3
+    assert len(await controls.creates()) == 1
 
 
 async def test_an_unknown_price_never_reserves_less_than_it_surely_costs(connect, controls):
@@ -96,6 +123,28 @@ async def test_an_unknown_price_never_reserves_less_than_it_surely_costs(connect
     assert await controls.creates() == [] and spent == 0
 
 
+async def test_imagen_fast_asked_for_several_images_is_never_a_known_price_of_one(connect, controls):
+    """KIE's list prices Imagen 4 Fast per request (4 credits) and says nothing of num_images above 1: four images
+    were quoted as a known 4, auto-approved under 5, and the answer said "Submitted 1 image". Now the price is unknown
+    and the caps count 4 an image; the form and the answer both say 4 images; one image stays a known 4."""
+    await controls.post("clock/speed", {"speed": 0})
+    four = {"prompt": "a lighthouse", "model": "google/imagen4-fast", "options": {"num_images": "4"}}
+    one = {**four, "options": {"num_images": "1"}}
+    seen: list[str] = []
+    async with connect(elicitation=answering(seen=seen), auto_approve_credits=5) as client:
+        estimate = (await client.call_tool("estimate_cost", four)).structured_content
+        made = await client.call_tool("generate_image", {**four, "wait_seconds": 0})
+        spent = await spent_today(client)
+        single = await client.call_tool("generate_image", {**one, "wait_seconds": 0})
+    assert estimate["quote"]["price_known"] is False and estimate["quote"]["credits_ceiling"] == 16
+    assert estimate["auto_approved"] is False
+    assert len(seen) == 1 and "UNKNOWN" in seen[0] and "(16 reserved against today's cap" in seen[0]
+    assert "to make 4 images" in seen[0]
+    assert text_of(made).startswith("Submitted 4 images to Imagen 4 Fast"), text_of(made)
+    assert spent == 16
+    assert single.structured_content["status"] == "submitted" and len(seen) == 1  # a known 4: auto-approved
+
+
 async def test_known_price_over_max_credits_is_refused_before_anything(connect, controls):
     seen: list[str] = []
     async with connect(elicitation=answering(seen=seen)) as client:
@@ -105,24 +154,24 @@ async def test_known_price_over_max_credits_is_refused_before_anything(connect, 
     assert seen == [] and await controls.creates() == []
 
 
-async def test_unknown_price_is_refused_when_its_ceiling_does_not_fit_today(connect, controls):
+async def test_unknown_price_is_refused_when_what_it_reserves_does_not_fit_today(connect, controls):
     async with connect(elicitation=answering(), max_credits_per_call=600, max_credits_per_day=500) as client:
-        refused = await client.call_tool("generate_video", UNPRICED)
-        fits = await client.call_tool("generate_video", {**UNPRICED, "max_credits": 400})
-    assert refused.is_error and "reserved" in text_of(refused)
-    assert fits.structured_content["status"] == "submitted"
-    assert len(await controls.creates()) == 1
+        refused = await client.call_tool("generate_video", NO_PRICE)
+        still = await client.call_tool("generate_video", {**NO_PRICE, "max_credits": 400})  # used to reserve 400
+    assert refused.is_error and "600 credits are reserved" in text_of(refused)
+    assert still.is_error and "600 credits are reserved" in text_of(still)
+    assert await controls.creates() == []
 
 
 async def test_what_kie_really_charged_replaces_the_reservation(connect, controls):
     async with connect(elicitation=answering()) as client:
         submitted = await client.call_tool("generate_video", UNPRICED)
         task_id = submitted.structured_content["tasks"][0]["task_id"]
-        assert await spent_today(client) == 600
+        assert await spent_today(client) == UNPRICED_MOST
         done = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 20})
         assert done.structured_content["task"]["state"] == "succeeded", text_of(done)
         charged = done.structured_content["task"]["credits_charged"]
-        assert charged and charged < 600
+        assert charged and charged < UNPRICED_MOST
         assert await spent_today(client) == charged
 
 
@@ -485,7 +534,7 @@ async def test_a_price_of_zero_in_kie_s_live_list_is_never_auto_approved_and_res
     assert unasked.structured_content["status"] == "confirmation_required", text_of(unasked)
     assert asked.structured_content["status"] == "submitted" and "(600 reserved against today's cap" in seen[0]
     assert asked.structured_content["tasks"][0]["credits_reserved"] == 600  # like any unknown price, never 0
-    assert all(r.is_error and "up to 600 credits are reserved" in text_of(r) for r in racing)  # daily cap: 20
+    assert all(r.is_error and "600 credits are reserved" in text_of(r) for r in racing)  # daily cap: 20
     assert len(await controls.creates()) == 1
     [line] = [line for line in text_of(listed).splitlines() if line.startswith("- nano-banana-2 ")]
     assert " 0 credits" not in line and "$0.00" not in line  # never shown as a price either
@@ -740,14 +789,14 @@ async def test_a_failed_task_s_refund_never_takes_back_more_than_it_reserved(set
 
 async def test_a_charge_of_zero_for_an_unknown_price_keeps_its_reservation(settings, transport, controls, mode):
     """KIE reports 0 for a task whose price was not known: no charge, and not one to measure from the balance
-    either; the reservation (the per-call cap) stays counted."""
+    either; the reservation (the most it can cost) stays counted."""
     upstream = Upstream(transport, ReportedCharge(0, nth=0).hooks())
     async with served(settings, upstream, mode, elicitation=answering()) as client:
         made = await client.call_tool("generate_video", {**UNPRICED, "wait_seconds": 20})
         spent = await spent_today(client)
     [task] = made.structured_content["tasks"]
     assert task["state"] == "succeeded" and task["credits_charged"] is None, text_of(made)
-    assert task["credits_reserved"] == 600 and spent == 600
+    assert task["credits_reserved"] == UNPRICED_MOST and spent == UNPRICED_MOST
 
 
 async def test_a_charge_of_zero_is_said_on_the_answer_and_never_becomes_a_price(connect, controls):

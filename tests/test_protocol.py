@@ -355,7 +355,7 @@ async def test_unknown_price_is_asked_with_the_word_unknown(connect, controls):
     async with connect(elicitation=answering(seen=seen)) as client:
         result = await client.call_tool("generate_video", request)
     assert "UNKNOWN" in seen[0]
-    assert "(600 reserved against today's cap" in seen[0]  # the per-call cap is reserved for it
+    assert "(500 reserved against today's cap" in seen[0]  # the most it can cost: 25 x (15 s of references + 5)
     assert "may be more" in seen[0] and "UP TO" not in seen[0]  # a reservation, never a promised ceiling
     assert result.structured_content["status"] == "submitted"
 

@@ -191,23 +191,34 @@ def test_an_unknown_price_is_refused_when_the_caps_leave_nothing_to_reserve():
     ledger = Ledger(Journal(":memory:"), Caps(per_call=0, per_day=1000))
     with pytest.raises(SpendRefused, match=r"per-call cap of 0 \(KIE_MAX_CREDITS_PER_CALL\) leaves nothing"):
         ledger.reserve(None)
-    with pytest.raises(SpendRefused, match="max_credits ceiling of 0 given with it leaves nothing"):
-        Ledger(Journal(":memory:"), Caps(per_call=600, per_day=1000)).reserve(None, ceiling=0)
     assert ledger.spent_today() == 0
+
+
+def test_what_an_unknown_price_reserves_is_never_the_caller_s_to_choose():
+    """A max_credits below the reservation used to be the reservation (0.01 a call against the daily cap while KIE
+    charged its rate): it only refuses what surely costs more; the catalogue's most, or the per-call cap, counts."""
+    ledger = Ledger(Journal(":memory:"), Caps(per_call=600, per_day=1000))
+    assert ledger.reserve(None, max_credits=0.01).credits == 600
+    assert ledger.reserve(None, max_credits=0.01, most=30).credits == 30
+    with pytest.raises(SpendRefused, match="at least 125 credits"):
+        ledger.reserve(None, max_credits=100, most=300, least=125)
+    with pytest.raises(SpendRefused, match="up to 2400 credits for it, over the per-call cap of 600"):
+        ledger.reserve(None, most=2400)
+    assert ledger.spent_today() == 630
 
 
 @pytest.mark.parametrize(
     ("per_call", "ceiling", "named", "not_named"),
     [
-        (20, 10, "max_credits ceiling of 10", "KIE_MAX_CREDITS_PER_CALL"),  # raising the cap would not help
-        (10, 30, "per-call cap of 10", "max_credits ceiling"),
-        (10, 15, "per-call cap of 10 (KIE_MAX_CREDITS_PER_CALL) (and over the max_credits ceiling of 15", None),
+        (20, 10, "max_credits of 10", "KIE_MAX_CREDITS_PER_CALL"),  # raising the cap would not help
+        (10, 30, "per-call cap of 10", "max_credits of"),
+        (10, 15, "per-call cap of 10 (KIE_MAX_CREDITS_PER_CALL) (and over the max_credits of 15", None),
     ],
 )
 def test_a_refusal_names_the_tighter_of_the_per_call_cap_and_max_credits(per_call, ceiling, named, not_named):
     ledger = Ledger(Journal(":memory:"), Caps(per_call=per_call, per_day=1000))
     with pytest.raises(SpendRefused) as refused:
-        ledger.reserve(24, ceiling=ceiling)
+        ledger.reserve(24, max_credits=ceiling)
     assert named in str(refused.value)
     assert not_named is None or not_named not in str(refused.value)
     assert ledger.spent_today() == 0

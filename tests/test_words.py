@@ -89,14 +89,13 @@ async def test_a_confirmation_to_approve_in_chat_reads_as_a_sentence(connect):
     async with connect() as client:  # no confirmation forms: the quote comes back to approve in chat
         result = await client.call_tool(
             "generate_video",
-            {"model": "kling/ai-avatar-standard", "prompt": "hi", "images": ["https://example.com/face.png"]}
-            | {"options": {"audio_url": "https://example.com/missing.mp3"}},
+            {"model": "wan/2-6-flash-image-to-video", "prompt": "hi", "images": ["https://example.com/face.png"]},
         )
     data = result.structured_content
     assert data["status"] == "confirmation_required", text_of(result)
     assert (
-        "costs an UNKNOWN number of credits (the price is not known before it runs: 600 credits are reserved"
-        in data["message"]
+        "costs an UNKNOWN number of credits (600 reserved against today's cap, about $3.00; the price"
+        in (data["message"])
     )
 
 

@@ -21,7 +21,7 @@ import anyio
 from pydantic import BaseModel, Field, PrivateAttr
 
 from kie_mcp.catalog import InvalidRequest, ItemPrice, ModelSpec, Problem, WithdrawnModelError, build_input, usd
-from kie_mcp.catalog.pricing import input_to_measure, usd_text
+from kie_mcp.catalog.pricing import PLUS_OUTPUT, input_to_measure, usd_text
 from kie_mcp.catalog.script import ClipCost, ClipPrice, ScriptFit, fit_script, speech_models
 from kie_mcp.catalog.spec import Operation, UnifiedRoute
 from kie_mcp.catalog.validate import argument_name, named_for_user
@@ -34,12 +34,14 @@ from kie_mcp.media.inputs import (
     LocalFile,
     bounds_lengths,
     find_local_files,
+    length_bounds,
     names_local_files,
     not_approved,
     preparation_notes,
     tidy_links,
     unreachable_links,
     upload_local_files,
+    uploaded_here,
     with_identities,
     with_places,
 )
@@ -120,6 +122,10 @@ class Plan:
     reserved_on: date | None = None  # the day the reservation was booked on: its refunds go to that day
     unsettled: bool = False  # the same request was sent lately and its outcome is unknown: never auto-approved
     least: float = 0.0  # an unknown price: the least the call can cost (``least_credits`` x variations)
+    most: float | None = None  # an unknown price: the most it can cost by the catalogue (``most_credits``), or None
+    most_why: str = ""  # where ``most`` comes from, and what would bind the price: for a refusal over the caps
+    estimate: float | None = None  # a price per second of a link measured here, not bound (``unbound``)
+    linked: tuple[str, ...] = ()  # the billed input's links kie-mcp did not upload itself (``unbound_links``)
     priced_input: dict[str, Any] = field(default_factory=dict)  # what the price was read for (wire and facts)
     measured: dict[str, float] | None = None  # the input lengths the price depends on, as measured
     local_inputs: AskedInputs | None = None  # its local files by path and hash, for a question asked about them
@@ -255,9 +261,9 @@ async def plan(
     if measured:  # a quote binds the measured length too: a different file behind a URL needs a new quote
         identity = {**identity, "#measured_seconds": measured}
     options = options_key(spec, wire, facts)
-    price, price_notes = quote_price(rt, spec, {**wire, **(facts or {})}, options, measured)
-    total = None if price.counted is None else round(price.counted * args.variations, 4)  # as the caps count it
-    least = round(least_credits(rt, spec, {**wire, **(facts or {})}) * args.variations, 4) if total is None else 0.0
+    linked = unbound_links(rt, spec, wire, files) if measured is not None else ()
+    cost = priced_request(rt, spec, {**wire, **(facts or {})}, options, measured, args.variations, linked)
+    total = None if cost.price.counted is None else round(cost.price.counted * args.variations, 4)  # as counted
     digest = request_hash(spec.id, identity, args.variations)
     local_inputs = None
     if files:  # the same request whatever the files hold: a question's answer is checked against the bytes it was for
@@ -268,19 +274,23 @@ async def plan(
         spec,
         wire,
         files,
-        price,
+        cost.price,
         args.variations,
         digest,
         args.quote_id,
-        (*([twin] if twin else []), *([made] if made else []), *notes, *price_notes),
+        (*([twin] if twin else []), *([made] if made else []), *notes, *cost.notes),
         args.session,
         options,
         max_credits=args.max_credits,
-        reserved=reservation(total, rt.ledger.caps, args.max_credits, least),
+        reserved=reservation(total, rt.ledger.caps, cost.most, cost.least),
         parent_task_id=continues[0] if continues else None,
         operation=continues[1] if continues else None,
         unsettled=twin is not None,
-        least=least,
+        least=cost.least,
+        most=cost.most,
+        most_why=cost.most_why,
+        estimate=cost.estimate,
+        linked=linked,
         priced_input={**wire, **(facts or {})},
         measured=measured,
         local_inputs=local_inputs,
@@ -363,10 +373,143 @@ def clip_price(rt: Runtime, spec: ModelSpec, args: GenerationArgs, facts: dict[s
 def repriced(rt: Runtime, p: Plan) -> Plan:
     """``p`` priced again now: a form question's price may have moved while the user read it (KIE charged more for
     the same model and options meanwhile, or KIE's price list was read again)."""
-    price, _ = quote_price(rt, p.spec, p.priced_input, p.options_key or "", p.measured)
-    total = None if price.counted is None else round(price.counted * p.variations, 4)  # as the caps count it
-    least = round(least_credits(rt, p.spec, p.priced_input) * p.variations, 4) if total is None else 0.0
-    return replace(p, price=price, reserved=reservation(total, rt.ledger.caps, p.max_credits, least), least=least)
+    cost = priced_request(rt, p.spec, p.priced_input, p.options_key or "", p.measured, p.variations, p.linked)
+    total = None if cost.price.counted is None else round(cost.price.counted * p.variations, 4)  # as counted
+    return replace(
+        p,
+        price=cost.price,
+        reserved=reservation(total, rt.ledger.caps, cost.most, cost.least),
+        least=cost.least,
+        most=cost.most,
+        most_why=cost.most_why,
+        estimate=cost.estimate,
+    )
+
+
+@dataclass(frozen=True)
+class Cost:
+    """A request's price as the gate weighs it (``priced_request``); every figure is for all its variations."""
+
+    price: ItemPrice  # what one task costs (unknown when nothing binds it before the task runs)
+    notes: list[str]  # warnings about the price and the model's health
+    least: float = 0.0  # an unknown price: the least it surely costs
+    most: float | None = None  # an unknown price: the most the catalogue says it can cost (None: no such figure)
+    most_why: str = ""
+    estimate: float | None = None  # a price per second of a link, at the length the link served here
+
+
+def priced_request(
+    rt: Runtime,
+    spec: ModelSpec,
+    wire: dict[str, Any],
+    options: str,
+    measured: dict[str, float] | None,
+    variations: int,
+    linked: tuple[str, ...] = (),
+) -> Cost:
+    """The price of ``variations`` tasks of ``wire`` and, when it is not known (or not bound) before the task runs,
+    the least and the most it can cost. A price per second of an input measured from a link kie-mcp did not upload
+    itself (``linked``) is not bound: KIE fetches the link itself and bills the length it gets, which a host may serve
+    it longer than it served kie-mcp, so that price is shown as an estimate and weighed as unknown (``unbound``)."""
+    price, notes = quote_price(rt, spec, wire, options, measured)
+    estimate = None
+    if linked and measured and price.credits is not None:
+        estimate = round(price.credits * variations, 4)
+        price = unbound(price, linked)
+    if price.counted is not None:
+        return Cost(price, notes)
+    least = round(least_credits(rt, spec, wire) * variations, 4)
+    most, why = most_credits(rt, spec, wire, linked)
+    return Cost(price, notes, least, None if most is None else round(most * variations, 4), why, estimate)
+
+
+def unbound(price: ItemPrice, linked: tuple[str, ...]) -> ItemPrice:
+    """A price per second of an input measured from a link, as an unknown price: the length is what the link served
+    kie-mcp, and KIE fetches the link again itself and bills the length it gets (a host can tell the two apart)."""
+    return price.model_copy(
+        update={
+            "known": False,
+            "credits": None,
+            "up_to": None,
+            "breakdown": f"about {price.credits:g} credits at the length {shown_links(linked)} served when measured "
+            f"({price.breakdown}); KIE fetches the link itself and bills the length it gets, so that is not the price",
+        }
+    )
+
+
+def shown_links(links: tuple[str, ...]) -> str:
+    from kie_mcp.media.inputs import shown
+
+    return ", ".join(shown(link) for link in links[:3]) + (f" and {len(links) - 3} more" if len(links) > 3 else "")
+
+
+def unbound_links(rt: Runtime, spec: ModelSpec, wire: dict[str, Any], files: dict[str, LocalFile]) -> tuple[str, ...]:
+    """The links of the input a price per second bills by whose bytes kie-mcp does not hold: not a local file (its
+    bytes are hashed, measured and uploaded by kie-mcp) nor a link upload_file made from one (``uploaded_here``).
+    What such a link serves KIE later is not bound to what it served when it was measured."""
+    label = input_to_measure(spec, wire)
+    if label is None:
+        return ()
+    from kie_mcp.media.duration import input_field
+
+    name = input_field(spec, label)
+    value = wire.get(name) if name is not None else None
+    values = value if isinstance(value, list) else [value]
+    links = tuple(v for v in values if isinstance(v, str) and v and v not in files)
+    try:
+        return tuple(link for link in links if not uploaded_here(rt.journal, link))
+    except JOURNAL_ERRORS:  # which links kie-mcp uploaded cannot be read: none is taken as bound
+        return links
+
+
+BIND_IT = (
+    "Pass the file itself (a local path, or the link upload_file returns: kie-mcp uploads its bytes, so their length "
+    "and price are bound to them) to have it priced exactly."
+)
+
+
+def most_credits(
+    rt: Runtime, spec: ModelSpec, wire: dict[str, Any], linked: tuple[str, ...] = ()
+) -> tuple[float | None, str]:
+    """The most one task of a request whose price is not known before it runs can cost, by the catalogue, and where
+    that comes from: a rate per second of an input times the longest input its field takes (with a link, KIE bills
+    the length it fetches, whatever kie-mcp measured), else the figure the catalogue keeps for the model
+    (``ModelSpec.reserve``: a Runway extend, Imagen 4 Fast's images after the first). (None, why) when nothing
+    bounds it: the caps then reserve the whole per-call cap."""
+    from kie_mcp.catalog.live import live_price_input
+
+    label = input_to_measure(spec, wire)
+    if label is not None:
+        from kie_mcp.media.duration import input_field
+
+        name = input_field(spec, label)
+        seconds = None if name is None else longest_input(spec, wire, name)
+        most = None if seconds is None else live_price_input(rt.live, spec, wire, {label: seconds})
+        if most is None or most.counted is None:
+            return None, ""
+        advice = f" {BIND_IT}" if linked else ""
+        plus = ", plus the output's" if label.endswith(PLUS_OUTPUT) else ""
+        return most.counted, (
+            f"{label.removesuffix(PLUS_OUTPUT)} at the longest {name} takes ({seconds:g} s{plus}), at its rate per "
+            f"second.{advice}"
+        )
+    if spec.reserve is not None:
+        held = live_price_input(rt.live, spec.model_copy(update={"price": spec.reserve}), wire)
+        if held.counted is not None:
+            return held.counted, f"{held.breakdown}. {spec.reserve.note or ''}".strip()
+    return None, ""
+
+
+def longest_input(spec: ModelSpec, wire: dict[str, Any], name: str) -> float | None:
+    """The longest field ``name`` takes in this request, in seconds, all its files together (its documented total,
+    else each file's limit times its files); None when no length limit is documented."""
+    bounds = length_bounds(spec, wire, name)
+    if bounds is None:
+        return None
+    if bounds.total is not None:
+        return bounds.total
+    value = wire.get(name)
+    return None if bounds.high is None else bounds.high * (len(value) if isinstance(value, list) else 1)
 
 
 def least_credits(rt: Runtime, spec: ModelSpec, wire: dict[str, Any]) -> float:
@@ -612,8 +755,7 @@ async def check_spend(rt: Runtime, p: Plan) -> Plan:
         raise SpendRefused(STILL_SENDING)
     if replay_of(rt, p) is not None:
         return p
-    spent = rt.ledger.spent_today()
-    check_caps(p.counted, spent, rt.ledger.caps, ceiling=p.max_credits, least=p.least, listed=p.listed)
+    check_plan_caps(rt, p, rt.ledger.spent_today())
     # A balance read in the last seconds (less what was spent since) when it covers the price twice over (the
     # higher figure KIE was seen charging, when there is one); else, and always for a price not known before the
     # task runs, KIE's answer now. The list price is what is refused below: KIE itself refuses a create the
@@ -624,6 +766,20 @@ async def check_spend(rt: Runtime, p: Plan) -> Plan:
     balance = await balance_cache(rt).for_spend(p.counted)
     check_balance(p.total, balance)
     return replace(p, balance=balance, balance_at=read_at)
+
+
+def check_plan_caps(rt: Runtime, p: Plan, spent: float) -> None:
+    """``check_caps`` for ``p``, as ``spend`` will reserve it (raises ``SpendRefused``)."""
+    check_caps(
+        p.counted,
+        spent,
+        rt.ledger.caps,
+        max_credits=p.max_credits,
+        most=p.most,
+        most_why=p.most_why,
+        least=p.least,
+        listed=p.listed,
+    )
 
 
 UNANSWERED = "The confirmation got no answer within {minutes:g} minutes, so it was cancelled."  # then: nothing spent
@@ -682,6 +838,7 @@ def decide_approval(rt: Runtime, p: Plan, *, can_ask: bool, answered: bool = Fal
         p.variations,
         ceiling=p.reserved,
         ttl=rt.settings.confirm_timeout_seconds,
+        measured=p.estimate,
         inputs=p.local_inputs,
     )
     # Asked again with its answer (2026-07-28), the question must read as it was shown, word for word, or the answer
@@ -831,11 +988,7 @@ def question(p: Plan, confirmation: str | None = None, why: str | None = None) -
     spec = p.spec
     things = outputs_text(p)
     if p.total is None:
-        cost = (
-            f"an UNKNOWN number of credits ({p.reserved:g} reserved against today's cap, about "
-            f"{usd_text(usd(p.reserved))}; the price is not known before the task runs, and KIE charges its current "
-            "rate, which may be more than that)"
-        )
+        cost = f"an UNKNOWN number of credits ({unknown_cost(p)})"
     else:
         cost = f"{p.total:g} credits (about {usd_text(usd(p.total))})"
     seen = seen_charging(p.price, p.variations)  # KIE charged more than its list: said with the question itself
@@ -849,6 +1002,32 @@ def question(p: Plan, confirmation: str | None = None, why: str | None = None) -
         f"{lead}Spend {cost} to make {things} with {spec.title} ({spec.id})?{f' {seen}' if seen else ''} "
         f"{settings_text(p)}.{excerpt}{notes} "
         f"Nothing is charged unless you confirm{ref}."
+    )
+
+
+def unknown_cost(p: Plan) -> str:
+    """What a request whose price is not known (or not bound) before it runs is said to cost, in the question, the
+    estimate and ``confirmation_required`` alike: what is reserved and why, and, for a price measured from a link,
+    that figure and what KIE may charge instead."""
+    reserved = f"{p.reserved:g} reserved against today's cap, about {usd_text(usd(p.reserved))}"
+    if p.estimate is not None:
+        limit = (
+            f"may charge up to {p.most:g} (the longest input the field takes); {reserved}"
+            if p.most is not None
+            else f"no documented limit bounds that length, so it may charge more; {reserved} (the whole per-call cap)"
+        )
+        return (
+            f"about {p.estimate:g} credits at the length the link served when kie-mcp measured it, not bound to that: "
+            f"KIE fetches the link itself and bills the length it gets, and {limit}. {BIND_IT}"
+        )
+    if p.most is not None:
+        return (
+            f"{reserved}: the most it can cost at the catalogue's rates; the price is not known before the task runs, "
+            "and KIE charges its current rate, which may be more than that"
+        )
+    return (
+        f"{reserved}; the price is not known before the task runs, and KIE charges its current rate, which may be "
+        "more than that"
     )
 
 
@@ -912,10 +1091,9 @@ def confirmation_required(
     only_form: bool = False,
 ) -> GenerationResult:
     earlier = rt.quotes.open_estimate(p.digest) if p.quote_id is None else None  # before this one is issued
-    quote = rt.quotes.issue(p.spec.id, p.digest, p.price, p.variations, ceiling=p.reserved)
+    quote = rt.quotes.issue(p.spec.id, p.digest, p.price, p.variations, ceiling=p.reserved, measured=p.estimate)
     cost = (
-        f"an UNKNOWN number of credits (the price is not known before it runs: {p.reserved:g} credits are reserved "
-        "against the caps for it, and KIE charges its current rate, which may be more than that)"
+        f"an UNKNOWN number of credits ({unknown_cost(p)})"
         if quote.credits_total is None
         else f"{quote.credits_total:g} credits (about {usd_text(quote.usd_total or 0)})"
     )
@@ -1006,10 +1184,18 @@ async def _spend(
                 if err.next_step.startswith(UPLOAD_FAILED)  # the upload's own words say nothing was charged
                 else "Nothing was spent. " + err.next_step,
             ) from err
-        # Re-checks the caps in a transaction, so parallel calls cannot overrun; an unknown price reserves its
-        # ceiling. From here to each create's attempt in the journal nothing waits, so nothing can cut in between.
+        # Re-checks the caps in a transaction, so parallel calls cannot overrun; an unknown price reserves the most
+        # it can cost. From here to each create's attempt in the journal nothing waits, so nothing can cut in between.
         doing = "its credits were being reserved"
-        booked = rt.ledger.reserve(p.counted, used, ceiling=p.max_credits, least=p.least, listed=p.listed)
+        booked = rt.ledger.reserve(
+            p.counted,
+            used,
+            max_credits=p.max_credits,
+            most=p.most,
+            most_why=p.most_why,
+            least=p.least,
+            listed=p.listed,
+        )
     except (sqlite3.Error, OSError) as err:  # a full disk while the inputs went up: nothing was sent
         _give_back(rt, used)
         raise JournalUnavailable(unwritten_before_create(err, doing, tool, used, decision.by)) from err
@@ -1017,43 +1203,46 @@ async def _spend(
         _give_back(rt, used)
         raise
     p = replace(p, reserved_on=booked.day)
-    approval = grant(p.spec.id, p.variations, decision.by, p.total, reserved=p.reserved)
-
-    route = route_of(rt, p.spec)
-    if route is not None:  # the model on KIE's unified endpoint: the same request, written in that form
-        family = FAMILIES[UNIFIED_FAMILIES[p.spec.family]]
-        body = family.create_body(route.model, route.input_of(wire))
-    else:
-        family = FAMILIES[p.spec.family]
-        body = family.create_body(p.spec.id, wire)
     records: list[TaskRecord] = []
     attempts: list[str] = []  # this call's create attempts (the journal's ids)
     problems: list[str] = []
     prompt = str(p.wire.get("prompt", ""))
-
-    async def submit_one() -> None:
-        record = TaskRecord(
-            task_id=None,
-            model=p.spec.id,
-            family=family.name,
-            kind=p.spec.kind,
-            state="queued",
-            credits_quoted=p.price.credits,
-            credits_reserved=p.reserved_each,
-            reserved_on=p.reserved_on,
-            sandbox=rt.settings.sandbox,
-            parent_task_id=p.parent_task_id,
-            operation=p.operation,
-        )
-        records.append(record)
-        # Sending a create and recording its answer are one unit: a cancelled call, a host's timeout or a failing
-        # sibling cannot split them, so a task KIE created is always in the journal (or in the answer).
-        with anyio.CancelScope(shield=True):
-            attempt = await _submit(rt, kie, family, p, body, approval, record, prompt, used, decision.by, problems)
-        if attempt is not None:
-            attempts.append(attempt)
+    begun = 0  # creates whose attempt was begun: journaled and sent, or refunded as not sent (``_submit``)
 
     try:
+        approval = grant(p.spec.id, p.variations, decision.by, p.total, reserved=p.reserved)
+        route = route_of(rt, p.spec)
+        if route is not None:  # the model on KIE's unified endpoint: the same request, written in that form
+            family = FAMILIES[UNIFIED_FAMILIES[p.spec.family]]
+            body = family.create_body(route.model, route.input_of(wire))
+        else:
+            family = FAMILIES[p.spec.family]
+            body = family.create_body(p.spec.id, wire)
+
+        async def submit_one() -> None:
+            nonlocal begun
+            record = TaskRecord(
+                task_id=None,
+                model=p.spec.id,
+                family=family.name,
+                kind=p.spec.kind,
+                state="queued",
+                credits_quoted=p.price.credits,
+                credits_reserved=p.reserved_each,
+                reserved_on=p.reserved_on,
+                sandbox=rt.settings.sandbox,
+                parent_task_id=p.parent_task_id,
+                operation=p.operation,
+            )
+            records.append(record)
+            # Sending a create and recording its answer are one unit: a cancelled call, a host's timeout or a
+            # failing sibling cannot split them, so a task KIE created is always in the journal (or in the answer).
+            with anyio.CancelScope(shield=True):
+                begun += 1
+                attempt = await _submit(rt, kie, family, p, body, approval, record, prompt, used, decision.by, problems)
+            if attempt is not None:
+                attempts.append(attempt)
+
         async with anyio.create_task_group() as group:
             for _ in range(p.variations):
                 group.start_soon(submit_one)
@@ -1075,12 +1264,26 @@ async def _spend(
         told = tuple(note for note in p.notes if not note.startswith(MADE_BEFORE))  # the quote's, not the answer's
         uploaded = (note for note in upload_notes if note not in told)  # an upscale the quote already said
         notes = (cost_line(rt, p, records, decision.by), *told, *uploaded, *dict.fromkeys(problems))
-        result = summarise(rt, p.spec, records, notes)
+        result = summarise(rt, p.spec, records, notes, p.wire)
     except BaseException:  # cancelled by the host, or failed: this answer never reaches the client
         _answered(rt, attempts, CALL_CUT_OFF)
+        _unsent(rt, p, p.variations - begun, used)
         raise
     result._attempts = attempts  # answered once the tool hands the answer over (``delivered``)
     return result
+
+
+def _unsent(rt: Runtime, p: Plan, unsent: int, quote_id: str | None) -> None:
+    """A call stopped after its reservation and before ``unsent`` of its creates began (cut off, or an error in
+    between): their share of the reservation goes back, and when none began, its approval too, since nothing was
+    sent. A create that began is shielded to its end and settles as any other."""
+    problems: list[str] = []
+    for _ in range(unsent):
+        _refund(rt, problems, p, "refunded: not sent", None)
+    if unsent == p.variations:
+        _give_back(rt, quote_id)
+    for line in problems:
+        log.warning("%s", line)
 
 
 def delivered(rt: Runtime, result: GenerationResult, *, handed_over: bool) -> None:
@@ -1407,7 +1610,7 @@ def replayed(rt: Runtime, p: Plan, tool: str, replay: Replay) -> GenerationResul
         result = confirmation_required(rt, p, tool, used)
     else:
         lead = used if replay.attempts else f"{used} This is the request it approved."
-        result = summarise(rt, p.spec, records, (lead,))
+        result = summarise(rt, p.spec, records, (lead,), p.wire)
     result._attempts = [row["attempt_id"] for row in attempts]  # answered once this answer reaches the client
     return result
 
@@ -1448,7 +1651,7 @@ async def made_once(rt: Runtime, p: Plan) -> GenerationResult | None:
                 "per clip, so this call sent nothing and charged nothing. Ask again in a minute: continue_video "
                 "then returns it."
             )
-            return summarise(rt, p.spec, [in_flight_create(rt, p)], (note,))
+            return summarise(rt, p.spec, [in_flight_create(rt, p)], (note,), p.wire)
         await anyio.sleep(0.1)  # rare (two asks at once): the other call records its task as KIE answers
     if record is None:
         return None
@@ -1456,7 +1659,7 @@ async def made_once(rt: Runtime, p: Plan) -> GenerationResult | None:
         f"Task {p.parent_task_id} already has this ({p.spec.title}): task {record.task_id}, made while this call "
         "waited. Nothing new was requested or charged."
     )
-    return summarise(rt, p.spec, [record], (note,))
+    return summarise(rt, p.spec, [record], (note,), p.wire)
 
 
 def in_flight_create(rt: Runtime, p: Plan) -> TaskRecord:
@@ -1759,7 +1962,15 @@ def _over_cap(rt: Runtime) -> str | None:
         return None
 
 
-def summarise(rt: Runtime, spec: ModelSpec, records: list[TaskRecord], notes: tuple[str, ...] = ()) -> GenerationResult:
+def summarise(
+    rt: Runtime,
+    spec: ModelSpec,
+    records: list[TaskRecord],
+    notes: tuple[str, ...] = (),
+    wire: dict[str, Any] | None = None,
+) -> GenerationResult:
+    """The answer for ``records``; ``wire``, the request they were made for (its count field: the results each task
+    makes, as the confirmation counts them)."""
     states = [r.state for r in records]
     created = [r for r in records if r.task_id]
     if all(s == "succeeded" for s in states):
@@ -1773,7 +1984,7 @@ def summarise(rt: Runtime, spec: ModelSpec, records: list[TaskRecord], notes: tu
     else:
         status = "submitted"
     saving = [r.task_id for r in records if r.task_id is not None and rt.follower.saving(r)]
-    lines = [_headline(status, spec, records), *notes]
+    lines = [_headline(status, spec, records, wire), *notes]
     for index, record in enumerate(records, 1):
         lines.append(f"{index}. {_describe(record, record.task_id in saving)}")
     if saving:  # never read as "no results": the download outlasted this call's wait
@@ -1800,13 +2011,17 @@ def summarise(rt: Runtime, spec: ModelSpec, records: list[TaskRecord], notes: tu
     )
 
 
-def _headline(status: Status, spec: ModelSpec, records: list[TaskRecord]) -> str:
-    n = len(records)
+def _headline(status: Status, spec: ModelSpec, records: list[TaskRecord], wire: dict[str, Any] | None) -> str:
+    """The first line of an answer, counting results as the confirmation did: Imagen's ``num_images=4`` in one task
+    is "4 images", never "1 image"."""
+    each, at_most = spec.outputs_per_task(wire) if wire is not None else (1, False)
+    n = len(records) * each
     noun = f"{spec.kind}{'s' if n > 1 else ''}"
+    things = f"{'up to ' if at_most and each > 1 else ''}{n} {noun}"
     return {
-        "completed": f"Done: {n} {noun} from {spec.title}.",
-        "submitted": f"Submitted {n} {noun} to {spec.title}; still generating.",
-        "partial": f"Partly done: {n} {noun} requested from {spec.title}.",
+        "completed": f"Done: {things} from {spec.title}.",
+        "submitted": f"Submitted {things} to {spec.title}; still generating.",
+        "partial": f"Partly done: {things} requested from {spec.title}.",
         "failed": f"Failed: no {noun} could be made with {spec.title}.",
         "unknown": f"Unclear: the request to {spec.title} may or may not have been created.",
     }.get(status, status)

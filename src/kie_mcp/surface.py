@@ -51,6 +51,7 @@ from kie_mcp.clientroots import root_folders, roots_resolver
 from kie_mcp.config import Settings, no_key_advice
 from kie_mcp.journal import (
     ATTEMPT_ID,
+    JOURNAL_ERRORS,
     BadCursor,
     Journal,
     JournalUnavailable,
@@ -84,6 +85,7 @@ from kie_mcp.media.inputs import (
     inspect_local,
     kept_for,
     read_inside,
+    remember_own_upload,
     snapshot,
 )
 from kie_mcp.media.results import write_joined_sidecar
@@ -101,7 +103,6 @@ from kie_mcp.spend import (
     QuoteError,
     Replay,
     SpendRefused,
-    check_caps,
     priced,
 )
 from kie_mcp.spend.balance import balance_cache
@@ -216,8 +217,9 @@ MaxCredits = Annotated[
     Field(
         gt=0,
         allow_inf_nan=False,
-        description="The most this call may cost, in credits. A price over it is refused; a price not known before "
-        "the task runs reserves this much (instead of the whole per-call cap) against today's cap.",
+        description="A refusal threshold, in credits: a price over it (or, for a price not known before the task "
+        "runs, the least it can cost) is refused before anything is sent. It does not limit what KIE charges, nor "
+        "lower what an unknown price counts against the caps.",
     ),
 ]
 QuoteId = Annotated[
@@ -884,6 +886,8 @@ def _register_tools(mcp: MCPServer) -> None:
             uploaded = await rt.require_kie().upload_file(
                 sent.content, sent.name, upload_path="kie-mcp/uploads", mime=sent.media.mime
             )
+            with contextlib.suppress(*JOURNAL_ERRORS):  # unremembered, its link is priced as any other's
+                remember_own_upload(rt.journal, uploaded.url, uploaded.kept_seconds)
         message = f"Uploaded {uploaded.file_name}: {uploaded.url} ({kept_for(uploaded.kept_seconds)})."
         result = UploadResult(**uploaded.model_dump(exclude={"kept_seconds"}), message=message)
         return _tool_result(result, message, rt)
@@ -1169,10 +1173,12 @@ async def _estimate(rt: Runtime, plan: gen.Plan) -> EstimateResult:
 
     if isinstance(plan, followups.FollowupPlan) and plan.existing is not None:
         return _already_made(rt, plan)
-    quote = rt.quotes.issue(plan.spec.id, plan.digest, plan.price, plan.variations, ceiling=plan.reserved)
+    quote = rt.quotes.issue(
+        plan.spec.id, plan.digest, plan.price, plan.variations, ceiling=plan.reserved, measured=plan.estimate
+    )
     spent = rt.ledger.spent_today()
     try:
-        check_caps(plan.counted, spent, rt.ledger.caps, ceiling=plan.max_credits, least=plan.least, listed=plan.listed)
+        gen.check_plan_caps(rt, plan, spent)
         cap_problem = None
     except SpendRefused as err:
         cap_problem = str(err)
@@ -1186,9 +1192,7 @@ async def _estimate(rt: Runtime, plan: gen.Plan) -> EstimateResult:
     cost = (
         f"{quote.credits_total:g} credits (about {usd_text(quote.usd_total or 0)})"
         if quote.credits_total is not None
-        else f"UNKNOWN before it runs (never auto-approved); {plan.reserved:g} credits are reserved against "
-        "today's cap (the per-call cap, or max_credits when lower), and KIE charges its current rate, which may be "
-        "more than that"
+        else f"UNKNOWN before it runs (never auto-approved): {gen.unknown_cost(plan).rstrip('.')}"
     )
     left = max(rt.ledger.caps.per_day - spent, 0)
     parts = [

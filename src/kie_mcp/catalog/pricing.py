@@ -296,7 +296,8 @@ def _typical(
     rate = next(r for r in spec.price.rates if _matches(r.when, wire))
     length = spec.field_for_arg("duration")
     shown = Rate(when={k: v for k, v in rate.when.items() if length is None or k != length.name}, credits=rate.credits)
-    settings = _condition(spec, shown, wire) if shown.when else ""
+    named = any(not key.endswith("#count") for key in shown.when)  # an input count alone is no setting to name
+    settings = _condition(spec, shown, wire) if named else ""
     return TypicalPrice(output=output, credits=price.credits, usd=usd(price.credits), settings=settings)
 
 

@@ -169,6 +169,8 @@ def _check_sources(spec: ModelSpec) -> None:
         keys.append(spec.images.source)
     if spec.price:
         keys += [spec.price.source, *(r.up_to_source for r in spec.price.rates if r.up_to_source)]
+    if spec.reserve:
+        keys.append(spec.reserve.source)
     if spec.dialogue:
         keys.append(spec.dialogue.source)
     if spec.withdrawn:

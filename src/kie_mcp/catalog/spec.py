@@ -264,6 +264,10 @@ class ModelSpec(_Strict):
     fields: dict[str, FieldSpec]
     rules: list[Rule] = Field(default_factory=list)
     price: PriceSpec | None = None
+    # What one task counts against the caps while its price is not known before it runs (no price table, or no rate
+    # for these settings): the most the catalogue takes it to cost, with its source. Never quoted as a price, never
+    # auto-approved; without it such a task reserves the whole per-call cap.
+    reserve: PriceSpec | None = None
     dialogue: DialogueSpec | None = None
     withdrawn: Withdrawn | None = None
     followup: FollowupSpec | None = None  # a follow-up of a finished video (extend, 1080p, 4K, upscale)

@@ -1127,6 +1127,25 @@ def reuse_window(kept_seconds: float | None) -> float:
     return max(min(UPLOAD_REUSE_SECONDS, kept_seconds - UPLOAD_REUSE_MARGIN), 0.0)
 
 
+# A link upload_file answered with: the bytes behind it are the ones kie-mcp read, checked and uploaded itself, so a
+# length measured from it is theirs, as a local file's is (a price per second of it is bound). Kept in the uploads
+# table under this prefix for as long as KIE keeps the file (a day when it does not say).
+OWN_LINK = "link:"
+OWN_LINK_SECONDS = 24 * 3600.0
+
+
+def remember_own_upload(journal: Journal, url: str, kept_seconds: float | None) -> None:
+    """Note that ``url`` holds bytes kie-mcp uploaded itself (``upload_file``), until KIE deletes them."""
+    kept = OWN_LINK_SECONDS if kept_seconds is None else max(min(kept_seconds, OWN_LINK_SECONDS), 0.0)
+    if kept > 0:
+        journal.remember_upload(OWN_LINK + url, url, reusable_for=kept)
+
+
+def uploaded_here(journal: Journal, url: str) -> bool:
+    """Whether ``url`` is a link upload_file made from a file kie-mcp read itself, still kept by KIE."""
+    return journal.live_upload(OWN_LINK + url, OWN_LINK_SECONDS) == url
+
+
 def kept_for(kept_seconds: float | None) -> str:
     """What an upload's answer says of how long KIE keeps the file, in words."""
     if kept_seconds is None:

@@ -36,7 +36,7 @@ class Approval:
         self.approved_by = approved_by
         self.credits = credits
         self.credits_each = None if credits is None or creates == 0 else round(credits / creates, 4)
-        # What each create counts against the caps (its price, or a share of the ceiling of an unknown price): the
+        # What each create counts against the caps (its price, or a share of what an unknown price reserves): the
         # call log keeps it, so today's spend rebuilt from the log after a journal reset counts it too.
         self.reserved_each = None if reserved is None or creates == 0 else round(reserved / creates, 4)
         self._remaining = creates

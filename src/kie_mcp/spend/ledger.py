@@ -44,22 +44,28 @@ def check_caps(
     spent_today: float,
     caps: Caps,
     *,
-    ceiling: float | None = None,
+    max_credits: float | None = None,
+    most: float | None = None,
+    most_why: str = "",
     least: float = 0.0,
     listed: float | None = None,
 ) -> None:
-    """Refuse a spend above the per-call cap or above what is left of today's cap.
+    """Refuse a spend above the per-call cap, above a ``max_credits`` the caller gave, or above what is left of
+    today's cap.
 
     A known price is checked as it is; a price KIE was seen charging more than is checked at that higher figure,
     passed as ``total`` with the price itself as ``listed`` (for the wording). An unknown price (``total`` None, or
-    not above 0) is checked, and later reserved, at its ``ceiling``: the per-call cap or a lower ``max_credits`` the
-    caller gave, never less than the ``least`` the request can cost (its rates with billed inputs of no length),
-    which must fit under both. Caps hold whether or not the price is known; an unknown price with nothing to
-    reserve (a per-call cap of 0) is refused.
+    not above 0) is checked, and later reserved, at ``most``: the most the catalogue says the request can cost (its
+    per-second rate times the longest input its field takes, or a figure the catalogue keeps for it; ``most_why``
+    says where it comes from and what would bind it, for the refusal), else the whole per-call cap; never less than
+    the ``least`` it surely costs (its rates with billed inputs of no length). What is counted is never the caller's
+    to choose: ``max_credits`` only refuses (a price, or the least an unknown one costs, above it) and never
+    shrinks a reservation, since KIE charges what it charges whatever the caller said. Caps hold whether or not the
+    price is known; an unknown price with nothing to reserve (a per-call cap of 0) is refused.
     """
     total = priced(total)
-    if total is None and least > 0:
-        _check_least(least, caps, ceiling)
+    if total is None:
+        _check_unknown(least, most, most_why, caps, max_credits)
     if spent_today > caps.per_day:
         raise SpendRefused(
             f"Today's spend through kie-mcp ({spent_today:g} credits) is already over the daily cap of "
@@ -67,17 +73,13 @@ def check_caps(
             "spent. Further spends are refused until the cap resets at midnight (local time); the user can raise "
             "KIE_MAX_CREDITS_PER_DAY in the server's configuration."
         )
-    amount = reservation(total, caps, ceiling, least)
+    amount = reservation(total, caps, most, least)
     if total is None and amount <= 0:
-        limit = (
-            f"the max_credits ceiling of {ceiling:g} given with it"
-            if ceiling is not None and ceiling < caps.per_call
-            else f"the per-call cap of {caps.per_call:g} (KIE_MAX_CREDITS_PER_CALL)"
-        )
         raise SpendRefused(
-            f"This request has no price known before it runs, so it needs credits reserved up to a limit, and "
-            f"{limit} leaves nothing to reserve. Nothing was spent. Choose a model or settings with a known price "
-            "(estimate_cost shows it), or have the user raise KIE_MAX_CREDITS_PER_CALL in the server's configuration."
+            "This request has no price known before it runs, so it needs credits reserved against the caps, and "
+            f"the per-call cap of {caps.per_call:g} (KIE_MAX_CREDITS_PER_CALL) leaves nothing to reserve. Nothing was "
+            "spent. Choose a model or settings with a known price (estimate_cost shows it), or have the user raise "
+            "KIE_MAX_CREDITS_PER_CALL in the server's configuration."
         )
     what = (
         f"costs {total:g} credits"
@@ -86,18 +88,18 @@ def check_caps(
     )
     if total is not None and listed is not None and listed < total:
         what = f"costs {listed:g} credits by KIE's list ({total:g} counted: KIE was seen charging that much)"
-    over_ceiling = total is not None and ceiling is not None and total > ceiling
-    if total is not None and total > caps.per_call and not (over_ceiling and ceiling <= caps.per_call):
-        also = f" (and over the max_credits ceiling of {ceiling:g} given with it)" if over_ceiling else ""
+    over_ceiling = total is not None and max_credits is not None and total > max_credits
+    if total is not None and total > caps.per_call and not (over_ceiling and max_credits <= caps.per_call):
+        also = f" (and over the max_credits of {max_credits:g} given with it)" if over_ceiling else ""
         raise SpendRefused(  # the per-call cap is the tighter limit: the one to name
             f"This request {what}, over the per-call cap of {caps.per_call:g} "
             f"(KIE_MAX_CREDITS_PER_CALL){also}. Nothing was spent. Ask for fewer variations, a lower resolution or a "
             "cheaper model, or have the user raise KIE_MAX_CREDITS_PER_CALL in the server's configuration."
         )
     if over_ceiling:
-        assert ceiling is not None
+        assert max_credits is not None
         raise SpendRefused(
-            f"This request {what}, over the max_credits ceiling of {ceiling:g} given with it. Nothing was spent. "
+            f"This request {what}, over the max_credits of {max_credits:g} given with it. Nothing was spent. "
             "Raise max_credits, or ask for fewer variations, a lower resolution or a cheaper model."
         )
     if spent_today + amount > caps.per_day:
@@ -105,37 +107,44 @@ def check_caps(
         raise SpendRefused(
             f"This request {what} but only {left:g} of today's cap of {caps.per_day:g} "
             f"(KIE_MAX_CREDITS_PER_DAY) are left ({spent_today:g} spent today). Nothing was spent. The cap resets "
-            "at midnight; "
-            + ("a lower max_credits ceiling reserves less; " if total is None else "")
-            + "the user can raise KIE_MAX_CREDITS_PER_DAY in the server's configuration."
+            "at midnight; the user can raise KIE_MAX_CREDITS_PER_DAY in the server's configuration."
         )
 
 
-def reservation(total: float | None, caps: Caps, ceiling: float | None = None, least: float = 0.0) -> float:
+def reservation(total: float | None, caps: Caps, most: float | None = None, least: float = 0.0) -> float:
     """What a request counts against today's cap until KIE's real charge is known: its price, or for an unknown
-    price (or one not above 0) its ceiling, and never less than the ``least`` it can cost."""
+    price (or one not above 0) the ``most`` the catalogue says it can cost, else the whole per-call cap, and never
+    less than the ``least`` it surely costs. Nothing the caller passes lowers it."""
     total = priced(total)
     if total is not None:
         return total
-    return max(caps.per_call if ceiling is None else min(ceiling, caps.per_call), least)
+    return max(caps.per_call if most is None else most, least)
 
 
-def _check_least(least: float, caps: Caps, ceiling: float | None) -> None:
+def _check_unknown(least: float, most: float | None, most_why: str, caps: Caps, max_credits: float | None) -> None:
     """An unknown price that costs at least ``least`` (a rate billed for an input's seconds plus the output's, the
-    output alone known): a ceiling below that would count less than KIE is sure to charge."""
+    output alone known), and at most ``most`` by the catalogue: a ``max_credits`` below ``least`` refuses it, and so
+    does a per-call cap below either (the cap could not hold whatever KIE then charges)."""
     what = (
         f"This request has no price known before it runs, but it costs at least {least:g} credits (its rates with "
         "the billed inputs taken as 0 s long)"
     )
-    if ceiling is not None and ceiling < least and ceiling <= caps.per_call:
+    if least > 0 and max_credits is not None and max_credits < least and max_credits <= caps.per_call:
         raise SpendRefused(
-            f"{what}, over the max_credits ceiling of {ceiling:g} given with it. Nothing was spent. Pass a max_credits "
+            f"{what}, over the max_credits of {max_credits:g} given with it. Nothing was spent. Pass a max_credits "
             f"of at least {least:g}, or ask for fewer variations or a shorter output."
         )
     if least > caps.per_call:
         raise SpendRefused(
             f"{what}, over the per-call cap of {caps.per_call:g} (KIE_MAX_CREDITS_PER_CALL). Nothing was spent. Ask "
             "for fewer variations or a shorter output, or have the user raise KIE_MAX_CREDITS_PER_CALL."
+        )
+    if most is not None and most > caps.per_call:
+        raise SpendRefused(
+            f"This request has no price bound before it runs, and KIE may charge up to {most:g} credits for it, over "
+            f"the per-call cap of {caps.per_call:g} (KIE_MAX_CREDITS_PER_CALL), which could then not hold"
+            + (f": {most_why}" if most_why else ".")
+            + " Nothing was spent. Ask for fewer variations, or have the user raise KIE_MAX_CREDITS_PER_CALL."
         )
 
 
@@ -181,19 +190,30 @@ class Ledger:
         total: float | None,
         ref: str | None = None,
         *,
-        ceiling: float | None = None,
+        max_credits: float | None = None,
+        most: float | None = None,
+        most_why: str = "",
         least: float = 0.0,
         listed: float | None = None,
     ) -> Reservation:
         """Count the request as spent now, if the caps allow (raise ``SpendRefused`` otherwise); return the
         credits reserved (the price, or the higher charge KIE was seen making with ``listed`` its price, or for an
-        unknown price its ceiling) and the day they were booked on, which every later correction of this spend
-        must use."""
+        unknown price the most it can cost: ``reservation``) and the day they were booked on, which every later
+        correction of this spend must use."""
         day = self._today()
         with self.journal.transaction() as db:
             spent = _sum(db, day)
-            check_caps(total, spent, self.caps, ceiling=ceiling, least=least, listed=listed)
-            amount = reservation(total, self.caps, ceiling, least)
+            check_caps(
+                total,
+                spent,
+                self.caps,
+                max_credits=max_credits,
+                most=most,
+                most_why=most_why,
+                least=least,
+                listed=listed,
+            )
+            amount = reservation(total, self.caps, most, least)
             if amount:
                 Journal.add_spend(db, day, amount, "reserved", ref)
         return Reservation(amount, day)

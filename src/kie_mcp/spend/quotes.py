@@ -67,8 +67,16 @@ class Quote(BaseModel, defer_build=True):
     note: str | None = None
     credits_ceiling: float | None = Field(
         default=None,
-        description="For a price not known before the task runs: the most this request counts against the caps "
-        "(the per-call cap, or the max_credits given).",
+        description="For a price not known before the task runs: what this request counts against the caps until "
+        "KIE's charge is known: the most the catalogue says it can cost (a per-second rate times the longest input "
+        "its field takes, or the figure it keeps for the model), else the whole per-call cap. max_credits never "
+        "lowers it.",
+    )
+    credits_measured: float | None = Field(
+        default=None,
+        description="For a price per second of an input given as a link kie-mcp does not hold: the price at the "
+        "length the link served when kie-mcp measured it. Not bound: KIE fetches the link itself and bills the "
+        "length it gets, so the price is unknown (never auto-approved) and credits_ceiling is what the caps count.",
     )
     credits_counted: float | None = Field(
         default=None,
@@ -183,12 +191,14 @@ class QuoteBook:
         variations: int,
         *,
         ceiling: float | None = None,
+        measured: float | None = None,
         kind: str = "estimate",
         ttl: float | None = None,
         inputs: AskedInputs | None = None,
     ) -> Quote:
-        """A new quote. ``kind`` "ask" marks the quote a confirmation question is bound to; ``inputs``, the local
-        files it was asked about (``asked_inputs``)."""
+        """A new quote. ``ceiling``: what an unknown price reserves; ``measured``: its price at the length a link
+        served (``Quote.credits_measured``). ``kind`` "ask" marks the quote a confirmation question is bound to;
+        ``inputs``, the local files it was asked about (``asked_inputs``)."""
         now = self._clock()
         expires = now + (self.ttl if ttl is None else ttl)
         total = None if price.credits is None else round(price.credits * variations, 4)
@@ -207,6 +217,7 @@ class QuoteBook:
             expires_at=timestamp(expires),
             note=price.note,
             credits_ceiling=ceiling if total is None else None,
+            credits_measured=measured if total is None else None,
             credits_counted=None
             if total is None or seen_charging(price, variations) is None
             else round((price.counted or 0.0) * variations, 4),
@@ -235,6 +246,7 @@ class QuoteBook:
         *,
         ceiling: float | None,
         ttl: float,
+        measured: float | None = None,
         inputs: AskedInputs | None = None,
     ) -> Quote:
         """The quote a confirmation question for this exact request is bound to: the unused, unexpired one asked
@@ -255,7 +267,15 @@ class QuoteBook:
             priced = (total, ceiling if total is None else None)  # as ``issue`` keeps them
             if asked is None or (asked.credits_total, asked.credits_ceiling) != priced:
                 return self.issue(
-                    model_id, digest, price, variations, ceiling=ceiling, kind="ask", ttl=ttl, inputs=inputs
+                    model_id,
+                    digest,
+                    price,
+                    variations,
+                    ceiling=ceiling,
+                    measured=measured,
+                    kind="ask",
+                    ttl=ttl,
+                    inputs=inputs,
                 )
             return _extended(db, row, max(row["expires"], now + ttl))
 
