@@ -8,7 +8,9 @@
 - a call cut off while its create is still on its way to KIE is known at once: its retry waits for the create to land
   and gets what it made (or, when the create takes too long, is refused without sending anything);
 - a quote whose call was cut off before any create (while an input uploaded) is given back;
-- two identical calls at once are two requests (only a call whose answer was cut off is replayed);
+- two identical calls at once are two requests (only a call whose answer was cut off is replayed), but a host that
+  timed out a call without cancelling it and sent it again while the first still waits is asked, never
+  auto-approved into paying twice;
 - a used quote says what it made;
 - a second server starting on the workspace leaves the first one's create in flight alone.
 """
@@ -133,6 +135,37 @@ async def test_two_identical_calls_at_once_are_two_requests(connect, controls):
         for _ in range(2):
             group.start_soon(client.call_tool, "generate_image", {**IMAGE, "wait_seconds": 5})
     assert len(await controls.creates()) == 2
+
+
+async def test_a_retry_sent_while_the_first_call_still_waits_is_never_auto_approved_into_paying_twice(
+    connect, controls
+):
+    """The protocol audit: a host timed out a generate call without notifications/cancelled and sent it again. With
+    auto-approval the retry was created and charged a second time, unasked and unsaid (with forms the person was
+    at least asked). Now a call of the same request still running here keeps the retry from being auto-approved:
+    with forms the person is asked, told of the first call's task; without forms the retry is a quote to approve."""
+    await controls.post("clock/speed", {"speed": 0})  # KIE never finishes the first call's task while it waits
+    for forms in (True, False):
+        waiting = {**IMAGE, "prompt": f"{IMAGE['prompt']}, forms {forms}", "wait_seconds": 30}  # a request each
+        asked: list[str] = []
+        elicitation = answering(seen=asked, confirm=False) if forms else None
+        before = len(await controls.creates())
+        connected = connect(elicitation=elicitation, auto_approve_credits=10)
+        async with connected as client, anyio.create_task_group() as group:
+            group.start_soon(client.call_tool, "generate_image", waiting)
+            with anyio.fail_after(10):
+                while len(await controls.creates()) == before:  # noqa: ASYNC110 - the simulator's log
+                    await anyio.sleep(0.02)
+            await anyio.sleep(0.2)  # the first call waits on its task
+            retry = await client.call_tool("generate_image", waiting)
+            group.cancel_scope.cancel()
+        created = await controls.creates()
+        assert len(created) == before + 1, (forms, text_of(retry))  # the first call's create only
+        if forms:
+            assert len(asked) == 1 and "is still waiting for its result" in asked[0], asked
+        else:
+            assert retry.structured_content["status"] == "confirmation_required", text_of(retry)
+            assert "is still waiting for its result" in text_of(retry)
 
 
 async def test_a_used_quote_says_what_it_made(connect, controls):

@@ -25,7 +25,7 @@ from kie_mcp.catalog.pricing import PLUS_OUTPUT, input_to_measure, usd_text
 from kie_mcp.catalog.script import ClipCost, ClipPrice, ScriptFit, fit_script, speech_models
 from kie_mcp.catalog.spec import Operation, UnifiedRoute
 from kie_mcp.catalog.validate import argument_name, named_for_user
-from kie_mcp.journal import CALL_ANSWERED, CALL_CUT_OFF, JOURNAL_ERRORS, JournalUnavailable, storage_fix
+from kie_mcp.journal import CALL_ANSWERED, CALL_CUT_OFF, CALL_RUNNING, JOURNAL_ERRORS, JournalUnavailable, storage_fix
 from kie_mcp.kie import FAMILIES, KieClient, KieError, OutcomeUnknownError, RefusedHereError
 from kie_mcp.kie.client import UPLOAD_FAILED, ExistingTaskError
 from kie_mcp.kie.families import Family
@@ -46,6 +46,7 @@ from kie_mcp.media.inputs import (
     with_places,
 )
 from kie_mcp.media.results import LINKS_STILL_WORK, describe, save_results
+from kie_mcp.processes import owner_gone
 from kie_mcp.redact import redact
 from kie_mcp.runtime import Runtime
 from kie_mcp.spend import (
@@ -537,23 +538,37 @@ def twins(rt: Runtime, digest: str) -> tuple[str | None, str | None]:
     First, the warning for one whose create's outcome is unknown (it may have reached KIE and been charged): led
     with, and never auto-approved, so nobody pays twice unawares. A call cut off and sent again by its host is
     answered with what it made instead (``retried_call``). Second, a note naming the tasks one made: approving the
-    same request again (an approval card shown again later, an agent asking twice) makes and pays for it again."""
+    same request again (an approval card shown again later, an agent asking twice) makes and pays for it again.
+
+    A call of this request still running in a live process here (sending its create, or waiting on its task) is
+    warned about the same way, and so never auto-approved: a host that timed out a call without cancelling it and
+    sent it again would otherwise pay twice, unasked."""
     try:
         rows = rt.journal.recent_attempts(digest, time.time() - UNSETTLED_WINDOW)
     except JOURNAL_ERRORS:
         return None, None
     unsettled = [row for row in rows if row["state"] == "unknown"]
-    made = [row for row in rows if row["state"] == "created" and row["task_id"]]
-    warning = note = None
+    live = {row["attempt_id"] for row in rows if row["answered"] == CALL_RUNNING and owner_gone(row["owner"]) is False}
+    running = [row for row in rows if row["attempt_id"] in live and row["state"] in ("sending", "created")]
+    made = [row for row in rows if row["state"] == "created" and row["task_id"] and row["attempt_id"] not in live]
+    said = []
     if unsettled:
         when = timestamp(unsettled[-1]["created"])
         named = [row["task_id"] for row in unsettled if row["task_id"]]
         which = f" (task {', '.join(named)})" if named else ""
-        warning = (
+        said.append(
             f"WARNING: this exact request was already sent to KIE at {when}{which} and its outcome is unknown: it "
             "may have been created and charged. Check https://kie.ai/logs before sending it again, or it may be paid "
             "twice."
         )
+    if running:
+        named = [row["task_id"] for row in running if row["task_id"]]
+        follow = f" (task {', '.join(named)}; check_task follows it)" if named else ""
+        said.append(
+            f"WARNING: a call of this exact request, sent at {timestamp(running[-1]['created'])}{follow}, is still "
+            "waiting for its result. Approving this one makes it, and pays for it, a second time."
+        )
+    warning, note = " ".join(said) or None, None
     if made:
         tasks = ", ".join(row["task_id"] for row in made[-3:])
         note = (
