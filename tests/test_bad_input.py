@@ -448,8 +448,14 @@ async def test_a_session_longer_than_a_name_is_refused_before_anything_is_asked_
 
 @pytest.mark.parametrize(
     ("task_id", "words"),
-    [("   ", "is not a task id"), ("x" * 300, "200"), ("x" * 70_000, "200"), ("abc\ndef", "is not a task id")],
-    ids=["blank", "300-chars", "70000-chars", "line-break"],
+    [
+        ("   ", "is not a task id"),
+        ("x" * 300, "200"),
+        ("x" * 70_000, "200"),
+        ("abc\ndef", "is not a task id"),
+        ("abc def", "is not a task id"),  # the rule a create answer's id is held to (kie.text.usable_task_id)
+    ],
+    ids=["blank", "300-chars", "70000-chars", "line-break", "inner-space"],
 )
 async def test_a_task_id_that_cannot_be_one_is_refused_without_asking_kie(connect, controls, task_id, words):
     """A blank id used to be sent to KIE as an empty taskId (answered "change the prompt"), a 70,000-character one

@@ -126,5 +126,24 @@ def test_an_endpoint_that_is_not_an_http_url_is_a_broken_setting(tmp_path, url):
         assert settings.max_credits_per_call == 0
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8790",
+        "http://127.0.0.2",
+        "http://localhost:8790",
+        "http://sim.localhost",
+        "http://[::1]:8790",
+        "https://api.kie.ai",
+        "https://10.0.0.7:8443",
+    ],
+)
+def test_an_endpoint_over_https_or_on_this_machine_is_taken(tmp_path, url):
+    """kie-mcp sim and a local proxy listen on loopback: plain http there never leaves this machine."""
+    for name in ("KIE_BASE_URL", "KIE_UPLOAD_BASE_URL"):
+        settings = Settings.load({"KIE_WORKSPACE": str(tmp_path), name: url})
+        assert settings.config_error is None, settings.config_error
+
+
 def test_read_dotenv_missing_file(tmp_path):
     assert read_dotenv(tmp_path / "nope") == {}

@@ -307,3 +307,19 @@ def test_advice_fitted_to_where_a_refusal_happened_keeps_what_kind_of_refusal_it
     unknown = OutcomeUnknownError("the connection failed").with_next_step("Check https://kie.ai/logs.")
     assert type(unknown) is OutcomeUnknownError and unknown.next_step == "Check https://kie.ai/logs."
     assert str(unknown).endswith("Check https://kie.ai/logs.") and unknown.message == "the connection failed"
+
+
+async def test_the_key_is_never_sent_over_plain_http_to_another_machine():
+    """Whatever built the client (config refuses such a KIE_BASE_URL): nothing is sent, not even a lookup of the
+    host; a loopback address (a local proxy, ``kie-mcp sim``) is this machine, and is used."""
+    async with KieClient(
+        api_key=SANDBOX_API_KEY, base_url="http://api.kie.example", upload_base_url="http://upload.kie.example"
+    ) as kie:
+        with pytest.raises(RefusedHereError) as read:
+            await kie.credits()
+        with pytest.raises(KieError) as upload:  # an upload's failure, in words for one
+            await kie.upload_bytes(b"\x89PNG", "x.png")
+        assert kie.built_clients() == ()
+    for caught, setting in ((read, "Set KIE_BASE_URL to an https"), (upload, "Set KIE_UPLOAD_BASE_URL to an https")):
+        assert "is plain http to another machine, so the API key is not sent there" in str(caught.value)
+        assert "Nothing was sent" in str(caught.value) and setting in str(caught.value)

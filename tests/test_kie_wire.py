@@ -264,6 +264,35 @@ async def test_a_create_answered_with_json_too_deep_to_read_is_unknown_counted_a
     assert "unexpected error" not in text_of(result) + text_of(balance)
 
 
+DEEP_TEXT = "[" * 100_000 + "]" * 100_000  # JSON text json.loads cannot read: RecursionError, not ValueError
+
+
+@pytest.mark.parametrize("param", [DEEP_TEXT, json.dumps({"input": DEEP_TEXT})], ids=["param", "param-input"])
+async def test_a_task_made_elsewhere_whose_echoed_request_nests_too_deep_is_looked_up_never_a_crash(
+    connect, transport, param
+):
+    """A Market answer naming Veo 3.1's unified model ("veo-3-1") is read for the tier its request named (``param``,
+    JSON text): text nested deeper than Python's JSON reader reads ended check_task and continue_video in "kie-mcp
+    hit an unexpected error (RecursionError ...)". It says nothing of the tier: the task is Veo 3.1's all the
+    same."""
+    task_id = "0123456789abcdef0123456789abcdef"
+    transport.rewrites[RECORD] = lambda body: {
+        "code": 200,
+        "msg": "success",
+        "data": {"taskId": task_id, "model": "veo-3-1", "state": "generating", "param": param, "resultJson": ""},
+    }
+    async with connect(elicitation=answering()) as client:
+        looked = await client.call_tool("check_task", {"task_id": task_id})
+        extended = await client.call_tool(
+            "continue_video", {"task_id": task_id, "operation": "extend", "prompt": "the waves keep rolling"}
+        )
+    assert not looked.is_error, text_of(looked)
+    task = looked.structured_content["task"]
+    assert (task["family"], task["model"], task["state"]) == ("veo-unified", "veo-3-1", "running"), task
+    for answer_ in (looked, extended):
+        assert "unexpected error" not in text_of(answer_) and "RecursionError" not in text_of(answer_)
+
+
 FAMILY_TEXT_SHAPES = [
     ("market", {"state": "fail", "failMsg": {"code": "E1", "message": "nope"}}, '{"code": "E1", "message": "nope"}'),
     ("market", {"state": "fail", "failMsg": 42, "failCode": 7}, "42"),

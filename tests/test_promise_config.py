@@ -480,6 +480,23 @@ async def test_a_key_pasted_into_another_setting_is_named_and_never_shown_even_w
     assert key not in str(settings.workspace) and all(key not in str(folder) for folder in settings.allowed_dirs)
 
 
+@pytest.mark.parametrize("name", ["KIE_BASE_URL", "KIE_UPLOAD_BASE_URL"])
+@pytest.mark.parametrize("url", ["http://api.kie.ai", "http://10.0.0.7:8790", "http://sim.lan:8790"])
+async def test_plain_http_to_another_machine_is_a_broken_setting_and_the_key_is_never_sent(
+    name, url, transport, controls, mode, tmp_path
+):
+    """Every request carries the key in its Authorization header: over plain http to another machine it would cross
+    the network unencrypted. Like any broken setting: named with the fix (https, or loopback for a local proxy or
+    simulator), nothing sent, nothing spent."""
+    env = {"KIE_WORKSPACE": str(tmp_path), "KIE_API_KEY": fresh_key(), name: url}
+    settings = Settings.load(env, cwd=tmp_path)
+    seen = await everything_a_client_sees(settings, transport, mode)
+    assert f"{name}=" in seen and "is plain http to another machine" in seen, seen
+    assert "unencrypted" in seen and "Use https" in seen and "http://127.0.0.1:<port>" in seen
+    assert settings.max_credits_per_call == 0 and settings.max_credits_per_day == 0
+    assert (await controls.get("requests"))["requests"] == []
+
+
 @pytest.mark.parametrize("name", ["KIE_MAX_CREDITS_PER_DAY", "KIE_BASE_URL", "KIE_DOWNLOAD", "KIE_LOG_LEVEL"])
 async def test_a_long_broken_value_is_repeated_only_by_its_start(name, transport, mode, tmp_path):
     """A key with something no key has after it (a full stop copied with it) is not shaped like a key: the problem

@@ -4,23 +4,29 @@ never resent, a task that does not move says why, and errors say what to do. Dri
 simulator; answers the simulator has no fault for are rewritten on their way back (``Rewriting``)."""
 
 import json
+import re
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 import anyio
 import httpx2
 import pytest
+from mcp import Client
+from PIL import Image
 
 from kie_mcp.kie import FAMILIES, Category, KieClient, KieError, OutcomeUnknownError
 from kie_mcp.kie.envelope import read_envelope
 from kie_mcp.sandbox import SANDBOX_API_KEY, SandboxTransport, Simulator
 from kie_mcp.sandbox.state import TASK_ID_PREFIXES
+from kie_mcp.server import create_server
 from kie_mcp.spend import grant
 from kie_mcp.tasks.polling import Look, refresh
 from kie_mcp.tasks.records import TaskRecord
 
-from .conftest import API, UPLOADS, answering, text_of
+from .conftest import API, UPLOADS, answering, served_over_tcp, text_of
 
 IMAGE = {"prompt": "a red apple on a wooden table", "model": "nano-banana-2"}
 VIDEO = {"prompt": "waves rolling onto a beach at dusk", "model": "veo3_fast"}
@@ -397,3 +403,248 @@ async def test_a_young_veo_video_answered_task_not_found_shows_no_refusal(connec
         looked = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 0})
     task = looked.structured_content["task"]
     assert task["state"] in ("queued", "running") and task["error"] is None, text_of(looked)
+
+
+# -- 7. an answer trickled in a byte at a time ends within its deadline ------------------------------------------------
+
+
+@asynccontextmanager
+async def over_tcp(sim: Simulator, settings: Any, mode: str, **overrides: Any) -> AsyncIterator[Client]:
+    """A server talking to ``sim`` over real TCP (``served_over_tcp``): a read timeout there bounds each read, as on
+    the internet, where the in-process transport bounds a whole answer."""
+    async with served_over_tcp(sim) as base:
+        pointed = replace(settings, base_url=base, upload_base_url=base, **overrides)
+        async with Client(create_server(pointed), mode=mode, elicitation_callback=answering()) as client:
+            yield client
+
+
+async def test_a_create_whose_answer_trickles_in_ends_within_its_deadline_unknown_counted_and_never_resent(
+    sim, settings, controls, mode
+):
+    """Each read of the answer waited less than the timeout, so the create waited for the whole trickle: 122 s for
+    ~80 bytes at http_timeout=2, and a create answered a byte a minute held its tool call for ever. Past a few
+    timeouts in all it is a timeout like any other: it may have reached KIE (it did: the simulator created it), so
+    unknown, counted against the caps, never sent again."""
+    await controls.fault("create", kind="trickle", every=0.2)  # ~100 bytes: 20 s in all
+    async with over_tcp(sim, settings, mode, http_timeout=0.5) as client:
+        started = time.monotonic()
+        made = await client.call_tool("generate_image", IMAGE)
+        took = time.monotonic() - started
+        credits = (await client.call_tool("check_credits", {})).structured_content
+    [task] = made.structured_content["tasks"]
+    assert took < 6, f"{took:.1f}s"
+    assert made.structured_content["status"] == "unknown", text_of(made)
+    assert "did not come whole within 1.5 s" in task["error"] and "Do not submit it again" in task["error"]
+    assert credits["spent_today"] == 8 and credits["unknown_creates"] == 1
+    assert len(await controls.creates()) == 1 and len(sim.tasks) == 1  # created once, never resent
+
+
+async def test_a_read_whose_answer_trickles_in_ends_within_its_deadline_and_the_next_read_works(
+    sim, settings, controls, mode
+):
+    """check_task(wait_seconds=0) of a task whose status answers trickle in took 822 s; a balance check as long as
+    the trickle lasted. Each is now a network error within its deadline, safe to repeat, and says why."""
+    async with over_tcp(sim, settings, mode, http_timeout=0.5) as client:
+        made = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 0})
+        task_id = made.structured_content["tasks"][0]["task_id"]
+        await controls.fault("credit", kind="trickle", every=0.2)
+        await controls.fault("status", kind="trickle", every=0.2, times=-1)
+        started = time.monotonic()
+        balance = await client.call_tool("check_credits", {})
+        looked = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 0})
+        took = time.monotonic() - started
+        again = await client.call_tool("check_credits", {})
+    assert took < 10, f"{took:.1f}s"
+    assert balance.is_error and "did not come whole within 1.5 s" in text_of(balance), text_of(balance)
+    assert "try again" in text_of(balance) and "unexpected error" not in text_of(balance)
+    task = looked.structured_content["task"]
+    assert task["state"] in ("queued", "running") and "did not come whole within 1.5 s" in task["error"], task
+    assert not again.is_error and again.structured_content["balance_credits"] == 4992
+
+
+# -- 8. a create answer's task id is used only when it is one -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("named", "shown"),
+    [
+        (["abc", "def"], '["abc", "def"]'),
+        ({"id": "abc"}, '{"id": "abc"}'),
+        (True, "true"),
+        (12.5, "12.5"),
+        ("  ", '"  "'),
+        ("abc\ndef", '"abc\\ndef"'),
+        ("a" * 5000, "(5002 characters)"),
+        (f"task-{SANDBOX_API_KEY}", "[redacted]"),
+    ],
+    ids=["list", "object", "true", "float", "blank", "line-break", "5000-chars", "key"],
+)
+async def test_a_create_answer_naming_no_usable_task_id_is_an_unknown_outcome_never_a_recorded_task(
+    connect, controls, transport, named, shown
+):
+    """Any truthy taskId used to be recorded as a created task under its text ("['abc', 'def']", "True", "  "):
+    "submitted", nothing unknown, and a task asked about in vain (a blank one refused by KIE 8 times). KIE's ids
+    are short printable text, the rule check_task holds an agent's ids to: anything else names no task, so the
+    create may have been made without an id kie-mcp can follow (unknown, counted, never resent)."""
+    transport.rewrites[CREATE] = lambda body: {**body, "data": {**body["data"], "taskId": named}}
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 0})
+        listed = (await client.call_tool("list_tasks", {})).structured_content
+        spent = await spent_today(client)
+    [task] = made.structured_content["tasks"]
+    assert made.structured_content["status"] == "unknown", text_of(made)
+    assert task["task_id"] is None and "KIE said success but named no usable task id (" in task["error"]
+    assert shown in task["error"] and "kie.ai/logs" in task["error"]
+    assert SANDBOX_API_KEY not in text_of(made)
+    assert listed["tasks"] == [] and listed["unknown_creates"] == 1 and spent == 8
+    assert transport.sent[CREATE] == 1
+
+
+def test_a_repeated_4k_request_answer_naming_no_usable_task_is_no_existing_task():
+    """KIE's 422 "4k is processing" names the 4K task it has; a list or a blank there names none (before: taken
+    as task "['x']", followed, never found)."""
+    family = FAMILIES["veo-4k"]
+    for named in (["x"], "  ", {"taskId": "x"}, "a\nb"):
+        assert family.refused_but_exists(422, "4k is processing", {"taskId": named}, {"taskId": "src"}) is None
+    kept = family.refused_but_exists(422, "4k is processing", {"taskId": " veo-4k-1 "}, {"taskId": "src"})
+    assert kept is not None and kept.task_id == "veo-4k-1"
+
+
+# -- 9. a redirect is never followed, and names where KIE_BASE_URL leads -----------------------------------------------
+
+
+def moved(status: int, to: str = "https://api.kie.ai", body: str = "<html><h1>Moved</h1>cloudflare</html>") -> Any:
+    return lambda request: httpx2.Response(
+        status,
+        text=body,
+        headers={"content-type": "text/html", "location": f"{to}{request.url.path}"},
+        request=request,
+    )
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+async def test_a_create_redirected_elsewhere_is_refused_before_kie_and_names_where_kie_base_url_leads(
+    connect, controls, transport, status
+):
+    """KIE_BASE_URL=http://... where the host sends everything to https://: the create was "unknown" (counted
+    against the caps, "check kie.ai/logs"), and nothing said the address was wrong. A redirect that moves the
+    request elsewhere means it was not acted on here: refused, nothing spent; never followed with the key."""
+    transport.edge[CREATE] = [moved(status)]
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", IMAGE)
+        credits = (await client.call_tool("check_credits", {})).structured_content
+    [task] = made.structured_content["tasks"]
+    assert made.structured_content["status"] == "failed", text_of(made)
+    assert f"redirected (HTTP {status}) before KIE's API acted on it" in task["error"]
+    assert "nothing was created or charged" in task["error"]
+    assert "KIE_BASE_URL redirects to https://api.kie.ai; set it to that" in task["error"]
+    assert credits["spent_today"] == 0 and credits["unknown_creates"] == 0
+    assert transport.sent[CREATE] == 1 and await controls.creates() == []  # never followed
+
+
+async def test_a_create_answered_see_other_may_have_been_created_and_names_where_kie_base_url_leads(
+    connect, controls, transport
+):
+    """303 says the request was acted on and its answer is elsewhere (never fetched with the key): unknown."""
+    transport.edge[CREATE] = [moved(303)]
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", IMAGE)
+        spent = await spent_today(client)
+    [task] = made.structured_content["tasks"]
+    assert made.structured_content["status"] == "unknown", text_of(made)
+    assert "Do not submit it again" in task["error"]
+    assert "KIE_BASE_URL redirects to https://api.kie.ai; set it to that" in task["error"]
+    assert spent == 8 and transport.sent[CREATE] == 1
+
+
+async def test_a_read_or_upload_redirected_elsewhere_names_the_address_to_set_not_a_gateway_error(
+    connect, transport, tmp_path
+):
+    """A redirected balance check read as "a proxy or gateway error; try again shortly"; an upload the same."""
+    Image.new("RGB", (640, 480), (200, 60, 40)).save(tmp_path / "photo.png")
+    transport.edge[CREDIT] = [moved(301, body="")]
+    transport.edge["/api/file-stream-upload"] = [moved(308, to="https://upload.kie.example")]
+    async with connect() as client:
+        read = await client.call_tool("check_credits", {})
+        uploaded = await client.call_tool("upload_file", {"path": "photo.png"})
+    assert read.is_error and "KIE_BASE_URL redirects to https://api.kie.ai; set it to that" in text_of(read)
+    assert "gateway" not in text_of(read) and "try again shortly" not in text_of(read)
+    text = text_of(uploaded)
+    assert uploaded.is_error and "KIE_UPLOAD_BASE_URL redirects to https://upload.kie.example; set it to" in text
+    assert transport.sent[CREDIT] == 1 and transport.sent["/api/file-stream-upload"] == 1
+
+
+# -- 10. an error answer that names a task keeps its id --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (500, {"code": 200, "msg": "success", "data": {"taskId": "t-500-named"}}),
+        (200, {"code": 500, "msg": "internal error", "data": {"taskId": "t-500-named"}}),
+    ],
+    ids=["http-500", "code-500"],
+)
+async def test_a_create_error_answer_naming_a_task_keeps_its_id_to_check(connect, transport, tmp_path, status, body):
+    """The create may have been made (unknown, counted), and KIE's answer named the task: the id was dropped, "(no
+    task id)", leaving only kie.ai/logs to find it. It is said, with how to look it up, and kept in the call log and
+    in the journal's record of the attempt."""
+    transport.edge[CREATE] = [lambda request: httpx2.Response(status, json=body, request=request)]
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", IMAGE)
+        [attempt] = re.findall(r"\ba_[0-9a-f]{16}\b", text_of(await client.call_tool("list_tasks", {})))
+        story = await client.call_tool("check_task", {"task_id": attempt})  # what the journal kept of the attempt
+    [task] = made.structured_content["tasks"]
+    assert made.structured_content["status"] == "unknown", text_of(made)
+    assert "check_task(task_id='t-500-named') shows whether it exists" in task["error"]
+    assert "Do not submit the request again" in task["error"]
+    assert "naming task t-500-named" in text_of(story), text_of(story)
+    logged = [json.loads(line) for line in (tmp_path / "logs" / "kie-api.jsonl").read_text().splitlines()]
+    assert [(e["outcome"], e.get("task_id")) for e in logged if e["endpoint"] == CREATE] == [("unknown", "t-500-named")]
+
+
+# -- 11. a result link that held the key is never fetched; a result that cannot be read is not "no result" -------------
+
+
+def result_link(make_link: Callable[[str], str]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    def rewrite(body: dict[str, Any]) -> dict[str, Any]:
+        data = body.get("data") or {}
+        if data.get("state") == "success":
+            [url] = json.loads(data["resultJson"])["resultUrls"]
+            data["resultJson"] = json.dumps({"resultUrls": [make_link(url)]})
+        return body
+
+    return rewrite
+
+
+@pytest.mark.parametrize(
+    "make_link",
+    [lambda url: f"{url}?token={SANDBOX_API_KEY}", lambda url: url.replace("/files/", f"/files/{SANDBOX_API_KEY}/")],
+    ids=["query", "path"],
+)
+async def test_a_result_link_that_held_the_key_is_never_fetched_and_says_so(
+    connect, controls, transport, tmp_path, make_link
+):
+    """The link is kept redacted (right), but was then fetched as ``...[redacted]...``, and the agent told "The
+    result link has expired (HTTP 404)", or the file saved from a link that was not KIE's."""
+    transport.rewrites[RECORD] = result_link(make_link)
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 10})
+        task_id = made.structured_content["tasks"][0]["task_id"]
+        looked = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 0})
+    text = text_of(looked)
+    assert looked.structured_content["task"]["files"] == [] and not (tmp_path / "outputs").exists(), text
+    assert "the result link held a credential" in text and "did not fetch it" in text, text
+    assert "expired" not in text and SANDBOX_API_KEY not in text
+    fetched = [r for r in (await controls.get("requests"))["requests"] if "redacted" in json.dumps(r)]
+    assert fetched == []
+
+
+async def test_a_result_kie_sent_as_text_that_is_not_json_is_said_to_be_unreadable_not_missing(connect, controls):
+    """``resultJson`` that is not JSON read as "sent no result link": KIE did send one, that could not be read."""
+    await controls.fault("status", kind="no_results", shape="not_json", times=-1)
+    async with connect(elicitation=answering(), download=False) as client:
+        made = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 10})
+    task = made.structured_content["tasks"][0]
+    assert task["state"] == "succeeded_without_results", text_of(made)
+    assert "sent a result that could not be read" in task["error"] and "no result link" not in task["error"]

@@ -834,6 +834,27 @@ async def test_works_over_real_http_with_uvicorn() -> None:
         assert (await real.get(CREDIT)).status_code == 200
 
 
+async def test_a_trickle_fault_sends_a_whole_answer_a_byte_at_a_time_over_real_http() -> None:
+    """An upstream too slow to finish but never silent for a read timeout: the create still runs (and charges), its
+    answer is whole, with its Content-Length, and comes in pieces."""
+    sim = Simulator(SimConfig(speed=0))
+    async with served_over_tcp(sim) as base, httpx2.AsyncClient(base_url=base, headers=HEADERS) as real:
+        for endpoint, fault in [("files", {}), ("create", {"every": -1}), ("create", {"bytes": 0})]:
+            spec = {"endpoint": endpoint, "fault": {"kind": "trickle", **fault}}
+            refused = await real.post("/__sim/faults", json=spec)
+            assert refused.status_code == 400 and refused.json()["ok"] is False, fault
+        await real.post("/__sim/faults", json={"endpoint": "create", "fault": {"kind": "trickle", "every": 0.01}})
+        pieces: list[bytes] = []
+        async with real.stream("POST", CREATE, json={"model": "nano-banana-2", "input": {"prompt": "x"}}) as response:
+            async for piece in response.aiter_raw():
+                pieces.append(piece)
+        whole = b"".join(pieces)
+        assert int(response.headers["content-length"]) == len(whole) and len(pieces) > 10
+        assert json.loads(whole)["data"]["taskId"] in sim.tasks and sim.balance() == 4992
+        again = await real.post(CREATE, json={"model": "nano-banana-2", "input": {"prompt": "x"}})
+        assert again.json()["code"] == 200  # used up: the next answer comes whole at once
+
+
 # -- controls refuse NaN, Infinity and values that would wedge the simulator ---------------------
 
 

@@ -15,6 +15,7 @@ never repeated; a broken value is otherwise repeated whole only when it is short
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import re
@@ -476,7 +477,36 @@ def _url_or_problem(env: Mapping[str, str], name: str, default: str, problems: _
     for piece in re.split(r"[/?&=#;:@.]+", raw):  # a key in a proxy's path (or pasted there): redacted wherever shown
         if _FOLDER_KEY_SHAPE.fullmatch(piece):
             register_secret(piece)
+    if key_sent_in_the_clear(raw):  # every request there carries the key as its Authorization header
+        problems.of(
+            name,
+            f"{name}={_shown(raw)} is plain http to another machine, which would send the API key unencrypted over "
+            f"the network. Use https (as {default}), or a loopback address (http://127.0.0.1:<port>, "
+            "http://localhost:<port>) for a proxy or simulator on this machine.",
+        )
+        return default
     return raw
+
+
+def key_sent_in_the_clear(url: str) -> bool:
+    """Whether a request to ``url`` would carry the key unencrypted off this machine: plain http to any host but a
+    loopback one (``localhost``, ``*.localhost``, 127.0.0.0/8, ``::1``), where a local proxy or ``kie-mcp sim``
+    listens. A URL that cannot be read is not judged here (it is a broken setting of its own)."""
+    try:
+        parts = urlsplit(url.strip())
+        host = (parts.hostname or "").lower().removesuffix(".")
+    except ValueError:
+        return False
+    if parts.scheme.lower() != "http":
+        return False
+    if host == "localhost" or host.endswith(".localhost"):
+        return False
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return True  # a name: another machine, whatever this one's resolver says today
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    return not (mapped or address).is_loopback
 
 
 def _log_level_or_problem(env: Mapping[str, str], problems: _Problems) -> str:

@@ -26,6 +26,7 @@ from kie_mcp.catalog.spec import FieldSpec, Operation
 from kie_mcp.catalog.validate import _matches
 from kie_mcp.kie import FAMILIES, KieError, TaskStatus
 from kie_mcp.kie.client import NoTaskRecord
+from kie_mcp.kie.envelope import loads_or_none
 from kie_mcp.kie.errors import LOGS_URL, creates_nothing
 from kie_mcp.runtime import Runtime
 from kie_mcp.tasks import TaskRecord
@@ -207,14 +208,11 @@ def made_elsewhere(rt: Runtime, task_id: str, status: TaskStatus) -> TaskRecord:
 def _unified_tier(status: TaskStatus) -> str | None:
     """The model a unified create named inside its input (Veo 3.1's tier, ``veo3_fast``), from the request KIE
     echoes in its status answer (``param``, JSON text whose ``input`` may be JSON text too); None when it does not
-    say."""
+    say (also when that text is not JSON, or nests deeper than any request of KIE's)."""
     found: Any = (status.raw or {}).get("param")
     for key in (None, "input", "model"):
         if isinstance(found, str):
-            try:
-                found = json.loads(found)
-            except ValueError:
-                return None
+            found = loads_or_none(found)  # never json.loads: text nested too deep raises RecursionError
         if key is not None:
             found = found.get(key) if isinstance(found, dict) else None
     return found if isinstance(found, str) else None

@@ -60,6 +60,7 @@ from kie_mcp.journal import (
     unavailable_reason,
 )
 from kie_mcp.kie import Category, KieError, RefusedHereError
+from kie_mcp.kie.text import usable_task_id
 from kie_mcp.media import saved
 from kie_mcp.media.downloads import (
     SNIFF_BYTES,
@@ -1250,10 +1251,10 @@ async def _find_record(rt: Runtime, task_id: str) -> TaskRecord:
     record = rt.tasks.get(task_id)
     if record is not None:
         return record
-    if not task_id.strip() or len(task_id) > 200 or not task_id.isprintable():
-        raise RefusedHereError(  # KIE's ids are short printable text, and an empty one would ask about nothing
-            f"{plain(task_id)} is not a task id (blank, over 200 characters, or with control characters); nothing "
-            "was asked of KIE",
+    if usable_task_id(task_id) is None:  # the rule a create answer's id meets: an empty one would ask about nothing
+        raise RefusedHereError(
+            f"{plain(task_id)} is not a task id (blank, over 200 characters, with spaces or control characters, or "
+            "holding a credential); nothing was asked of KIE",
             next_step="Use a task id from generate_image, generate_video, list_tasks or KIE's logs.",
         )
     if QUOTE_ID.fullmatch(task_id):  # an agent's easy mix-up: never asked of KIE, which would say "record is null"

@@ -16,6 +16,7 @@ import time
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
+import anyio
 import httpx2
 from pydantic import BaseModel
 
@@ -29,13 +30,17 @@ from .envelope import clean, json_or_none, loads_or_none, read_envelope, refused
 from .errors import (
     CREATE_NOT_FOUND,
     LOGS_URL,
+    NOT_ACTED_REDIRECTS,
+    UNKNOWN_OUTCOME_STEP,
     Category,
     KieError,
     NotSentError,
     OutcomeUnknownError,
+    RedirectedError,
+    RefusedHereError,
     any_request_step,
 )
-from .families import FAMILIES, Family, family_for_task_id
+from .families import FAMILIES, Family, family_for_task_id, named_task_id
 from .pacing import SlidingWindow
 from .status import TaskStatus, int_or_none
 from .text import as_text, text_or_none
@@ -63,6 +68,14 @@ PRICE_FEED_MAX_PAGE_SIZE = 100
 # a 100-row page of the price feed) are well under a megabyte; a longer body is garbage from a broken or hostile
 # upstream (or a compression bomb) and is never held whole in memory.
 MAX_ANSWER_BYTES = 16 * 1024 * 1024
+CONNECT_SECONDS = 10.0  # how long connecting (and TLS) may take, for every client
+# How long a whole exchange may take (``_answer``). The client's timeout bounds each read only, so a body trickled a
+# byte at a time would hold a call for ever; past this it is a timeout like any other (a create's outcome unknown, a
+# read's a network error to retry). An API call: this many read timeouts (90 s at the default 30 s); an upload: the
+# 120 s its reads wait, plus the time its body takes to send at a slow uplink's rate (a 100 MB video: 400 s more).
+ANSWER_READS = 3
+UPLOAD_ANSWER_SECONDS = 120.0
+SLOWEST_SEND_RATE = 256 * 1024  # bytes per second
 
 
 _SSL_LOCK = threading.Lock()
@@ -111,8 +124,8 @@ class KieClient:
     ) -> None:
         register_secret(api_key)  # from now on no text or log line of this process shows the key
         auth = {"Authorization": f"Bearer {api_key}", "User-Agent": USER_AGENT, "Accept": "application/json"}
-        limits = httpx2.Timeout(timeout, connect=10.0)
-        slow = httpx2.Timeout(120.0, connect=10.0)
+        limits = httpx2.Timeout(timeout, connect=CONNECT_SECONDS)
+        slow = httpx2.Timeout(UPLOAD_ANSWER_SECONDS, connect=CONNECT_SECONDS)
         keyless = {"User-Agent": USER_AGENT, "Accept": "application/json"}
         # One HTTP client per host, each built on first use (start-up builds none; see ``_client``).
         self._client_options: dict[str, dict[str, Any]] = {
@@ -123,6 +136,9 @@ class KieClient:
             # The public price feed needs no key, so it never gets one: a keyless client for the same API host.
             "public": {"base_url": base_url, "headers": keyless, "timeout": limits},
         }
+        # How long each client's whole exchange may take, besides the time its body takes to send (``_answer``).
+        self._answer_within = {"api": ANSWER_READS * timeout, "public": ANSWER_READS * timeout}
+        self._answer_within["uploads"] = UPLOAD_ANSWER_SECONDS
         self._transport = transport
         self.upload_base_url = upload_base_url  # where inputs are uploaded: an earlier upload is reused only there
         self._clients: dict[str, httpx2.AsyncClient] = {}
@@ -143,6 +159,7 @@ class KieClient:
         if client is None:
             if self._closed:
                 raise RuntimeError("Cannot send a request, as the client has been closed.")
+            _refuse_key_in_the_clear(name, self._client_options[name], tested=self._transport is not None)
             verify = shared_ssl_context() if self._transport is None else True
             transport = self._transport
             if transport is None and name == "files":  # URLs from outside: connected to only where judged public
@@ -222,10 +239,11 @@ class KieClient:
                     self._log, path, started, model=model, credits_quoted=quoted, credits_reserved=reserved
                 )
                 try:
+                    within = self._answer_within["api"]
                     if family is not None and family.create_method == "GET":  # Veo's 1080p: asked with a GET
-                        response = await _answer(self._api, "GET", path, params=body)
+                        response = await _answer(self._api, "GET", path, within=within, params=body)
                     else:
-                        response = await _answer(self._api, "POST", path, json=body)
+                        response = await _answer(self._api, "POST", path, within=within, json=body)
                 except UnreadableAnswer as exc:
                     log_call(outcome="unknown", error=str(exc))
                     raise OutcomeUnknownError(str(exc), endpoint=path, category=Category.PROTOCOL) from exc
@@ -237,11 +255,28 @@ class KieClient:
                     log.warning("create %s: no answer after sending (%s)", path, type(exc).__name__)
                     log_call(outcome="unknown", error=type(exc).__name__)
                     raise OutcomeUnknownError(
-                        f"the connection failed after the request was sent ({type(exc).__name__})", endpoint=path
+                        f"KIE's answer {exc}, so whether the task was created is unknown"
+                        if isinstance(exc, AnswerTimeout)
+                        else f"the connection failed after the request was sent ({type(exc).__name__})",
+                        endpoint=path,
                     ) from exc
                 log.info("POST %s -> HTTP %s in %.2fs", path, response.status_code, time.monotonic() - started)
                 try:
                     data = read_envelope(response, path)
+                except RedirectedError as err:  # never followed: the key would go with it
+                    if err.http_status in NOT_ACTED_REDIRECTS:
+                        log_call(outcome="refused", code=err.http_status, error=err.message)
+                        raise err.with_next_step(
+                            f"The request was redirected (HTTP {err.http_status}) before KIE's API acted on it, so "
+                            f"nothing was created or charged. {err.next_step}"
+                        ) from err
+                    log_call(outcome="unknown", code=err.http_status, error=err.message)
+                    raise OutcomeUnknownError(
+                        f"KIE answered with {err.message}: the request may have been acted on",
+                        endpoint=path,
+                        next_step=f"{UNKNOWN_OUTCOME_STEP} {err.next_step}",
+                        category=Category.PROTOCOL,
+                    ) from err
                 except KieError as err:
                     if err.category is Category.PROTOCOL and refused_before_api(err.http_status):
                         log_call(outcome="refused", code=err.http_status, error=err.message)
@@ -252,12 +287,16 @@ class KieClient:
                             f"KIE's answer could not be read ({err.message})", endpoint=path, category=Category.PROTOCOL
                         ) from err
                     if _may_have_created(err):
-                        log_call(outcome="unknown", code=err.code, error=err.message)
+                        named = named_task_id(_data(response))  # an error answer may still name the task it made
+                        log_call(outcome="unknown", task_id=named, code=err.code, error=err.message)
                         server = (err.code or 0) >= 500 or (err.http_status or 0) >= 500
+                        what = "a server error" if server else "an undocumented code"
                         raise OutcomeUnknownError(
-                            f"KIE answered with {'a server error' if server else 'an undocumented code'} "
-                            f"({err.code}: {err.message}), which does not say whether the task was created",
+                            f"KIE answered with {what} ({err.code}: {err.message})"
+                            + (f" naming task {named}" if named else "")
+                            + ", which does not say whether the task was created",
                             endpoint=path,
+                            next_step=_named_but_unknown(named) if named else None,
                             category=Category.SERVER if server else Category.PROTOCOL,
                         ) from err
                     named = family.refused_but_exists(err.code, err.message, _data(response), body) if family else None
@@ -284,18 +323,15 @@ class KieClient:
                         pause,
                     )
                     continue
-                if family is not None:
-                    task_id = family.created_id(data, body)
-                else:
-                    task_id = data.get("taskId") if isinstance(data, dict) else None
+                task_id = family.created_id(data, body) if family is not None else named_task_id(data)
                 if not task_id:
                     message, step = (
                         family.unnamed(data, body) if family else ("KIE said success but returned no task id", None)
                     )
                     log_call(outcome="unknown", error=message)
                     raise OutcomeUnknownError(message, endpoint=path, next_step=step, category=Category.PROTOCOL)
-                log_call(outcome="created", task_id=str(task_id))
-                return str(task_id)
+                log_call(outcome="created", task_id=task_id)
+                return task_id
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _log(self, endpoint: str, started: float, **entry: Any) -> None:
@@ -432,7 +468,7 @@ class KieClient:
         """
         size = max(1, min(int(page_size), PRICE_FEED_MAX_PAGE_SIZE))
         body = {"pageNum": max(1, int(page_num)), "pageSize": size}
-        data = await self._call(self._public, "POST", PRICE_FEED_PATH, json=body)
+        data = await self._call("public", "POST", PRICE_FEED_PATH, json=body)
         if not isinstance(data, dict) or not isinstance(data.get("records"), list):
             raise KieError("KIE's price feed had no records", category=Category.PROTOCOL, endpoint=PRICE_FEED_PATH)
         return {
@@ -449,7 +485,7 @@ class KieClient:
         for attempt in range(3):
             async with self._catalog.occupied() as slot:
                 try:
-                    return await self._call(self._api, "GET", path, params=params)
+                    return await self._call("api", "GET", path, params=params)
                 except KieError as err:
                     if err.code != 429 or attempt == 2:
                         raise
@@ -491,27 +527,28 @@ class KieClient:
     async def _get(self, path: str, params: dict[str, Any] | None, *, paced: bool = False) -> Any:
         if paced:  # a status read holds its slot from before it is sent until its answer (see SlidingWindow)
             async with self._polls.occupied():
-                return await self._call(self._api, "GET", path, params=params)
-        return await self._call(self._api, "GET", path, params=params)
+                return await self._call("api", "GET", path, params=params)
+        return await self._call("api", "GET", path, params=params)
 
     async def _post(self, path: str, body: dict[str, Any]) -> Any:
-        return await self._call(self._api, "POST", path, json=body)
+        return await self._call("api", "POST", path, json=body)
 
     async def _upload(self, path: str, fallback_name: str, **kwargs: Any) -> UploadedFile:
         """One upload to KIE's upload host (``KIE_UPLOAD_BASE_URL``), and its answer read; a failure says so in
         words for an upload (``_upload_failed``)."""
         try:
-            return _uploaded(await self._call(self._uploads, "POST", path, **kwargs), fallback_name)
+            return _uploaded(await self._call("uploads", "POST", path, **kwargs), fallback_name)
         except KieError as err:
             raise _upload_failed(err) from err
 
-    async def _call(self, client: httpx2.AsyncClient, method: str, path: str, **kwargs: Any) -> Any:
-        """A call that creates nothing: safe to report as a plain, retryable network failure."""
+    async def _call(self, name: str, method: str, path: str, **kwargs: Any) -> Any:
+        """A call that creates nothing, on the HTTP client ``name``: safe to report as a plain, retryable network
+        failure."""
         started = time.monotonic()
         params = kwargs.get("params") or {}
         task_id = params.get("taskId") if isinstance(params, dict) else None
         try:
-            response = await _answer(client, method, path, **kwargs)
+            response = await _answer(self._client(name), method, path, within=self._answer_within[name], **kwargs)
         except UnreadableAnswer as exc:
             self._log(path, started, task_id=task_id, outcome="error", error=str(exc))
             raise KieError(
@@ -524,7 +561,7 @@ class KieClient:
         except httpx2.TransportError as exc:
             self._log(path, started, task_id=task_id, outcome="network error", error=type(exc).__name__)
             raise KieError(
-                f"network error talking to KIE ({type(exc).__name__})",
+                f"network error talking to KIE ({exc if isinstance(exc, AnswerTimeout) else type(exc).__name__})",
                 category=Category.NETWORK,
                 retryable=True,
                 next_step="Check the network connection and KIE_BASE_URL, then try again.",
@@ -552,27 +589,47 @@ class UnreadableAnswer(Exception):
     """An API answer longer than ``MAX_ANSWER_BYTES`` (reading stopped there) or whose compression is broken."""
 
 
-async def _answer(client: httpx2.AsyncClient, method: str, path: str, **kwargs: Any) -> httpx2.Response:
+class AnswerTimeout(httpx2.ReadTimeout):
+    """An answer that did not come whole within its deadline (``_answer``), however steadily its bytes trickled in:
+    a timeout, as when one read waits too long."""
+
+
+async def _answer(
+    client: httpx2.AsyncClient, method: str, path: str, *, within: float, **kwargs: Any
+) -> httpx2.Response:
     """The answer to one request with its body read, decompressed, up to ``MAX_ANSWER_BYTES`` (``UnreadableAnswer``
     past that, the connection closed), so that no answer of KIE's, however long, is held whole in memory. A body
-    whose compression is broken is ``UnreadableAnswer`` too."""
+    whose compression is broken is ``UnreadableAnswer`` too. The whole exchange ends within a deadline (``within``
+    seconds, and the time the body takes to send at ``SLOWEST_SEND_RATE``), past which it is ``AnswerTimeout``, the
+    connection closed: each read waits at most the client's timeout, so an answer trickled a byte at a time would
+    otherwise hold the call for ever. (A deadline met while connecting reads as a timeout after sending too: a create
+    is then unknown, never taken for one not sent.)"""
     request = client.build_request(method, path, **kwargs)
-    response = await client.send(request, stream=True)
+    length = request.headers.get("content-length", "")
+    deadline = within + (int(length) / SLOWEST_SEND_RATE if length.isdigit() else 0.0)
     chunks: list[bytes] = []
-    size = 0
-    try:
-        async for chunk in response.aiter_bytes():
-            size += len(chunk)
-            if size > MAX_ANSWER_BYTES:
-                raise UnreadableAnswer(
-                    f"KIE's answer was longer than {MAX_ANSWER_BYTES // 1024**2} MiB (HTTP {response.status_code}), "
-                    "far longer than any answer of KIE's, and was not read"
-                )
-            chunks.append(chunk)
-    except httpx2.DecodingError as exc:
-        raise UnreadableAnswer(f"KIE's answer could not be decompressed (HTTP {response.status_code}): {exc}") from exc
-    finally:
-        await response.aclose()
+    with anyio.move_on_after(deadline) as timer:
+        response = await client.send(request, stream=True)
+        size = 0
+        try:
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > MAX_ANSWER_BYTES:
+                    raise UnreadableAnswer(
+                        f"KIE's answer was longer than {MAX_ANSWER_BYTES // 1024**2} MiB (HTTP "
+                        f"{response.status_code}), far longer than any answer of KIE's, and was not read"
+                    )
+                chunks.append(chunk)
+        except httpx2.DecodingError as exc:
+            raise UnreadableAnswer(
+                f"KIE's answer could not be decompressed (HTTP {response.status_code}): {exc}"
+            ) from exc
+        finally:
+            with anyio.CancelScope(shield=True):  # closed (not pooled half-read) also when the deadline cut it
+                await response.aclose()
+    if timer.cancelled_caught:
+        log.warning("%s %s: no whole answer within %.3g s; given up", method, path, deadline)
+        raise AnswerTimeout(f"did not come whole within {deadline:.3g} s", request=request)
     headers = [
         (name, value) for name, value in response.headers.multi_items() if name.lower() not in _BODY_FRAMING
     ]  # the body below is already decoded and whole
@@ -644,6 +701,33 @@ def _refused_page(err: KieError) -> KieError:
         http_status=status,
         endpoint=err.endpoint,
     )
+
+
+def _named_but_unknown(task_id: str) -> str:
+    """What to do about a create whose error answer still named a task: look that task up (free), never resend."""
+    return (
+        f"KIE's answer named task {task_id}; check_task(task_id='{task_id}') shows whether it exists, and follows it "
+        f"if it does. Do not submit the request again: it may have been created and charged ({LOGS_URL} lists every "
+        "task)."
+    )
+
+
+def _refuse_key_in_the_clear(name: str, options: dict[str, Any], *, tested: bool) -> None:
+    """Refuse to build a client that would send the key over plain http to another machine (``config`` makes such a
+    KIE_BASE_URL or KIE_UPLOAD_BASE_URL a broken setting; this holds for any other way a client is made). A test's
+    transport (the in-process simulator) sends nothing over the network."""
+    from kie_mcp.config import key_sent_in_the_clear
+
+    if tested or "Authorization" not in options.get("headers", {}):
+        return
+    if key_sent_in_the_clear(str(options.get("base_url", ""))):
+        raise RefusedHereError(
+            f"{options['base_url']} is plain http to another machine, so the API key is not sent there",
+            category=Category.BLOCKED,
+            next_step=f"Nothing was sent. Set {'KIE_UPLOAD_BASE_URL' if name == 'uploads' else 'KIE_BASE_URL'} to an "
+            "https address, or to a loopback one (http://127.0.0.1:<port>) for a proxy or simulator on this machine, "
+            "and restart the server.",
+        )
 
 
 def _data(response: httpx2.Response) -> Any:

@@ -16,7 +16,7 @@ import httpx2
 
 from kie_mcp.redact import redact, redact_value
 
-from .errors import Category, KieError
+from .errors import Category, KieError, RedirectedError
 from .text import valid_value
 
 # Far deeper than any answer of KIE's (a model's OpenAPI schema answer nests about 13 levels), far below Python's
@@ -27,8 +27,10 @@ MAX_DEPTH = 100
 
 def read_envelope(response: httpx2.Response, endpoint: str) -> Any:
     """Return ``data`` of a successful answer, or raise the ``KieError`` the answer describes."""
-    body = json_or_none(response)
     status = response.status_code
+    if 300 <= status < 400:  # whatever its body says: the answer is elsewhere, and is never fetched with the key
+        raise redirected(response, endpoint)
+    body = json_or_none(response)
     if not isinstance(body, dict):
         raise _non_json_error(response, endpoint)
     code = whole_code(body.get("code"))
@@ -99,6 +101,50 @@ def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
             return True
         stack.extend((child, depth + 1) for child in children)
     return False
+
+
+def redirected(response: httpx2.Response, endpoint: str) -> RedirectedError:
+    """An HTTP 3xx answer as the error it is: the configured address sends kie-mcp elsewhere. Where to (its
+    ``Location``, read against the address asked) is named as the address to set: scheme, host, port and any path
+    before ``endpoint``, never its query (a redirect may carry a token there)."""
+    target = _redirect_target(response, endpoint)
+    if target is None:
+        then = (
+            "KIE_BASE_URL (when set) does not point at KIE's API: leave it unset for KIE's own address (or set it to "
+            "where KIE's API answers), and restart the server."
+        )
+    else:
+        from kie_mcp.config import key_sent_in_the_clear
+
+        then = (
+            f"KIE_BASE_URL redirects to {target}, which is plain http to another machine, where kie-mcp never sends "
+            "the key: leave KIE_BASE_URL unset for KIE's own address (or set it to an https one), and restart the "
+            "server."
+            if key_sent_in_the_clear(target)
+            else f"KIE_BASE_URL redirects to {target}; set it to that (or leave it unset for KIE's own address), and "
+            "restart the server."
+        )
+    return RedirectedError(response.status_code, target, next_step=then, endpoint=endpoint)
+
+
+def _redirect_target(response: httpx2.Response, endpoint: str) -> str | None:
+    """The base address a redirect leads to, or None when its ``Location`` is missing or no http(s) address."""
+    location = response.headers.get("location", "").strip()
+    if not location:
+        return None
+    try:
+        url = response.request.url.join(location)
+    except (RuntimeError, httpx2.InvalidURL):  # no request (an answer built by hand), or no URL in it
+        try:
+            url = httpx2.URL(location)
+        except httpx2.InvalidURL:
+            return None
+    if url.scheme not in ("http", "https") or not url.host:
+        return None
+    host = f"[{url.host}]" if ":" in url.host else url.host
+    port = f":{url.port}" if url.port is not None else ""
+    path = url.path.removesuffix(endpoint) if endpoint and url.path.endswith(endpoint) else ""
+    return f"{url.scheme}://{host}{port}{path.rstrip('/')}"
 
 
 # HTTP 4xx statuses that, on a page that is not KIE's JSON, say nothing about whether the request was acted on:

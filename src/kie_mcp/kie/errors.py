@@ -258,6 +258,13 @@ class NotSentError(KieError):
         )
 
 
+# What to do about a create that may have reached KIE without a clear answer.
+UNKNOWN_OUTCOME_STEP = (
+    "The request may have been created and charged on KIE. Do not submit it again: check "
+    f"{LOGS_URL} for a new task in the last minutes, and follow it with check_task if it is there."
+)
+
+
 class OutcomeUnknownError(KieError):
     """A create that may have reached KIE without an answer. It must never be resubmitted blindly."""
 
@@ -273,8 +280,30 @@ class OutcomeUnknownError(KieError):
             message,
             category=category,  # network: no answer; protocol: an answer that says nothing clear; server: a 5xx
             retryable=False,
-            next_step=next_step
-            or "The request may have been created and charged on KIE. Do not submit it again: check "
-            f"{LOGS_URL} for a new task in the last minutes, and follow it with check_task if it is there.",
+            next_step=next_step or UNKNOWN_OUTCOME_STEP,
             endpoint=endpoint,
         )
+
+
+# Redirects that say the request was not acted on where it was sent (HTTP's "moved" and "found", kept or not as a
+# POST): a create answered with one created nothing. 303 ("see other") says the request was acted on, and its
+# answer is elsewhere; 300, 304 and the rest say nothing clear.
+NOT_ACTED_REDIRECTS = frozenset({301, 302, 307, 308})
+
+
+class RedirectedError(KieError):
+    """An answer of HTTP 3xx: the address asked (KIE_BASE_URL, or the upload host's) sends kie-mcp elsewhere. Never
+    followed: the request carries the API key, which must reach no host but the configured one. ``target`` is where
+    the redirect leads (scheme, host and any path before the endpoint asked), when its ``Location`` says."""
+
+    def __init__(self, status: int, target: str | None, *, next_step: str, endpoint: str | None = None) -> None:
+        where = f"a redirect to {target}" if target else "a redirect that names no usable address"
+        super().__init__(
+            f"HTTP {status}, {where}, which kie-mcp does not follow (the API key would go with it)",
+            category=Category.BLOCKED,
+            retryable=False,  # the same setting meets the same redirect: it is fixed where it is set
+            next_step=next_step,
+            http_status=status,
+            endpoint=endpoint,
+        )
+        self.target = target

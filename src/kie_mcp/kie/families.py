@@ -16,7 +16,17 @@ from collections.abc import Callable
 from typing import Any, ClassVar, NamedTuple
 
 from .errors import LOGS_URL
-from .status import TaskState, TaskStatus, collect_urls, int_or_none, links_in, number_or_none, parse_json_text
+from .status import (
+    TaskState,
+    TaskStatus,
+    collect_urls,
+    int_or_none,
+    links_in,
+    number_or_none,
+    parse_json_text,
+    unreadable_json_text,
+)
+from .text import as_text, usable_task_id
 
 
 class Family:
@@ -54,21 +64,24 @@ class Family:
         """The task id a successful create answer names. None when it names none, or names the very task a
         follow-up continues (KIE's own example answer of get-4k-video does): that is no new task, and following it
         would take the source's result for the new one and overwrite the source's record."""
-        task_id = data.get("taskId") if isinstance(data, dict) else None
-        if not task_id or _is_source(task_id, body):
+        task_id = named_task_id(data)
+        if task_id is None or _is_source(task_id, body):
             return None
-        return str(task_id)
+        return task_id
 
     def unnamed(self, data: Any, body: dict[str, Any]) -> tuple[str, str | None]:
         """Why a successful create answer gave no task to follow, and what to do (None: the advice for any create
         whose outcome is unknown: do not submit it again, look at KIE's logs)."""
-        task_id = data.get("taskId") if isinstance(data, dict) else None
-        if task_id and _is_source(task_id, body):
+        task_id = named_task_id(data)
+        if task_id is not None and _is_source(task_id, body):
             return (
                 f"KIE said success but named the task this one continues ({task_id}), not a new task of its own, so "
                 "the new task cannot be followed",
                 None,
             )
+        named = data.get("taskId") if isinstance(data, dict) else None
+        if named is not None and named != "":
+            return f"KIE said success but named no usable task id ({as_text(named, limit=60)})", None
         return "KIE said success but returned no task id", None
 
     def refused_but_exists(self, code: int | None, message: str, data: Any, body: dict[str, Any]) -> Existing | None:
@@ -162,6 +175,7 @@ class MarketFamily(Family):
             model=data.get("model"),
             progress=None if progress is None else min(max(progress / 100.0, 0.0), 1.0),
             result_urls=urls,
+            results_unreadable=unreadable_json_text(data.get("resultJson")),
             fail_code=str(data["failCode"]) if data.get("failCode") not in (None, "") else None,
             fail_message=data.get("failMsg") or None,
             credits_charged=credits,
@@ -215,6 +229,7 @@ class VeoFamily(Family):
             understood=state is not None,
             model=_veo_model(param),
             result_urls=urls,
+            results_unreadable=unreadable_json_text(data.get("response")),
             fail_code=str(data["errorCode"]) if data.get("errorCode") not in (None, "", 0) else None,
             fail_message=message if state in (TaskState.FAILED, None) else None,
         )
@@ -263,6 +278,7 @@ class RunwayFamily(Family):
             understood=state is not None,
             model=self.model_id,
             result_urls=urls if state is TaskState.SUCCEEDED else [],
+            results_unreadable=unreadable_json_text(data.get("videoInfo")),
             fail_code=_code_or_none(data.get("failCode")) if said else None,
             fail_message=message if said else None,
         )
@@ -322,6 +338,12 @@ def _veo_model(param: Any) -> str | None:
     return model
 
 
+def named_task_id(data: Any) -> str | None:
+    """The task id an answer's ``data`` names, when it is one kie-mcp can use (``usable_task_id``); None when it
+    names none, or something that is no task id (a list, an object, ``true``, blanks, a line break, a credential)."""
+    return usable_task_id(data.get("taskId")) if isinstance(data, dict) else None
+
+
 def _is_source(task_id: Any, body: dict[str, Any]) -> bool:
     source = body.get("taskId")  # the clip a follow-up continues; a first generation's body has none
     return source is not None and str(task_id) == str(source)
@@ -342,9 +364,9 @@ class Veo4kFamily(VeoFamily):
     repeat_messages = ("processing", "already generated")
 
     def refused_but_exists(self, code: int | None, message: str, data: Any, body: dict[str, Any]) -> Existing | None:
-        task_id = data.get("taskId") if isinstance(data, dict) else None
-        if code == 422 and task_id and task_id != body.get("taskId"):
-            return Existing(str(task_id), charged=False)
+        task_id = named_task_id(data)
+        if code == 422 and task_id is not None and not _is_source(task_id, body):
+            return Existing(task_id, charged=False)
         return None
 
     def unnamed(self, data: Any, body: dict[str, Any]) -> tuple[str, str | None]:
@@ -478,6 +500,7 @@ class AlephFamily(Family):
             understood=state is not None,
             model=self.model_id,
             result_urls=urls,
+            results_unreadable=unreadable_json_text(data.get("response")),
             fail_code=code if state in (TaskState.FAILED, None) else None,
             fail_message=(message or "Aleph reported an error.") if state is TaskState.FAILED else said,
         )
@@ -533,6 +556,7 @@ class Gpt4oImageFamily(Family):
             model=self.model_id,
             progress=None if progress is None else min(max(progress, 0.0), 1.0),
             result_urls=urls if state is TaskState.SUCCEEDED else [],
+            results_unreadable=unreadable_json_text(data.get("response")),
             fail_code=_code_or_none(data.get("errorCode"), ok=("0", "200")) if said else None,
             fail_message=message if said else None,
             created_at_ms=int_or_none(data.get("createTime")),
@@ -576,6 +600,7 @@ class FluxKontextFamily(Family):
             understood=state is not None,
             model=model or self.default_model,
             result_urls=urls,
+            results_unreadable=unreadable_json_text(data.get("response")),
             fail_code=_code_or_none(data.get("errorCode")) if state in (TaskState.FAILED, None) else None,
             fail_message=(message or "Flux Kontext reported a failure.") if state is TaskState.FAILED else said,
         )

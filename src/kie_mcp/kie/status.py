@@ -52,6 +52,11 @@ class TaskStatus(BaseModel, defer_build=True):
     progress: float | None = Field(default=None, description="0-1 when KIE reports it.")
     result_urls: list[str] = Field(default_factory=list, description=f"At most {MOST_LINKS}, in KIE's order.")
     links_sent: int | None = Field(default=None, description="How many result links KIE named, when more than kept.")
+    results_unreadable: bool = Field(
+        default=False,
+        description="KIE sent its result field (resultJson, response, videoInfo) as text that is not JSON, or nests "
+        "too deep to read: a result kie-mcp could not read, not the absence of one.",
+    )
     fail_code: str | None = None
     fail_message: str | None = None
     credits_charged: float | None = None
@@ -94,6 +99,11 @@ class TaskStatus(BaseModel, defer_build=True):
         if info.field_name in _TEXT_FIELDS:
             return as_text(value, limit=TEXT_LIMIT)
         return value
+
+
+def unreadable_json_text(value: Any) -> bool:
+    """Whether ``value`` is text KIE meant as JSON that cannot be read (``parse_json_text`` keeps it as text)."""
+    return isinstance(value, str) and bool(value.strip()) and parse_json_text(value) is value
 
 
 def parse_json_text(value: Any) -> Any:

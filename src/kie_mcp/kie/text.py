@@ -11,7 +11,7 @@ import re
 import sys
 from typing import Any
 
-from kie_mcp.redact import redact
+from kie_mcp.redact import REDACTED, redact
 from kie_mcp.words import plain
 
 REPLACEMENT = "\ufffd"
@@ -43,6 +43,25 @@ def text_or_none(value: Any) -> str | None:
     """Text KIE sent, stripped; None for empty text and for anything else (a number or an object is no name, type
     or link)."""
     return value.strip() or None if isinstance(value, str) else None
+
+
+MAX_TASK_ID = 200  # KIE's task ids are a few dozen characters
+
+
+def usable_task_id(value: Any) -> str | None:
+    """``value`` as a task id kie-mcp may record, follow and ask KIE about, or None: text (or a whole number, as a
+    JSON answer may carry one) that, stripped, is not empty, at most ``MAX_TASK_ID`` characters, printable, without
+    spaces, and holds no redacted credential. The one rule for a task id, whoever gives it: a create answer of KIE's
+    (a list, an object, ``true``, blanks or a line break there name no task: kie-mcp would record a task it can
+    never look up) and an agent's argument (``check_task``)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        return None
+    task_id = value.strip()
+    if not task_id or len(task_id) > MAX_TASK_ID or not task_id.isprintable() or REDACTED in task_id:
+        return None
+    return None if any(char.isspace() for char in task_id) else task_id
 
 
 def as_text(value: Any, *, limit: int) -> str:

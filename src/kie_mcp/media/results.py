@@ -18,11 +18,20 @@ from typing import Any, NamedTuple
 
 from kie_mcp.journal import JOURNAL_ERRORS, Journal
 from kie_mcp.kie import KieClient
-from kie_mcp.redact import redact, redact_value
+from kie_mcp.redact import REDACTED, redact, redact_value
 from kie_mcp.tasks import TaskRecord
 from kie_mcp.words import timestamp
 
-from .downloads import DownloadError, Expected, SavedFile, download, output_folder, result_name, write_json_atomic
+from .downloads import (
+    LOGS_HINT,
+    DownloadError,
+    Expected,
+    SavedFile,
+    download,
+    output_folder,
+    result_name,
+    write_json_atomic,
+)
 from .saved import read_sidecar
 
 log = logging.getLogger(__name__)
@@ -31,6 +40,12 @@ log = logging.getLogger(__name__)
 LINKS_STILL_WORK = (
     "The result links still work for a while; kie-mcp tries again in the background (for about 50 minutes, "
     "and after a restart), and check_task tries at once."
+)
+
+# A result link that held a credential (the API key, or a bearer token): kept only redacted, so never fetched.
+CREDENTIAL_LINK = (
+    "the result link held a credential (shown as [redacted]), so kie-mcp did not fetch it and nothing was saved: the "
+    f"link without it is no link to the file, and the credential is never sent to a file host. {LOGS_HINT}"
 )
 
 
@@ -57,6 +72,10 @@ async def save_results(
     saved: list[SavedFile] = []
     for index, url in enumerate(record.result_urls, 1):
         if index in have and (workspace / have[index]["path"]).is_file():
+            continue
+        if REDACTED in url:  # it held the key (redacted as KIE's answer was read): fetched so, it is a wrong link
+            problems.append(f"{record.task_id} result {index}: {CREDENTIAL_LINK}")
+            record.refuse_link(url)  # never fetched, now or later
             continue
         dest = folder / result_name(record.model, record.task_id, index, _guess_ext(url))
         try:

@@ -28,6 +28,7 @@ from . import aleph, controls, flux, gpt4o, market, media, models, runway, uploa
 from .context import Ctx, DropResponse, envelope, number
 from .errors import FileError, KieError, default_message
 from .faults import (
+    API_BODY,
     CREATE_ONLY,
     FILES_ONLY,
     STATUS_ONLY,
@@ -207,6 +208,39 @@ class FaultyBody(Response):
         await self.inner(scope, receive, padded_send)
 
 
+class Trickled(Response):
+    """An API answer sent a few bytes at a time (``trickle``): its headers whole, Content-Length included, then
+    ``bytes`` bytes of its body every ``every`` real seconds."""
+
+    def __init__(self, inner: Response, fault: Fault) -> None:
+        super().__init__(status_code=inner.status_code)
+        self.inner = inner
+        self.every = float(fault.params.get("every", 0.5))
+        self.step = int(fault.params.get("bytes", 1))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def trickled_send(message: Message) -> None:
+            if message["type"] != "http.response.body":
+                await send(message)
+                return
+            body = bytes(message.get("body", b""))
+            more = message.get("more_body", False)
+            for start in range(0, len(body), self.step):
+                await anyio.sleep(self.every)
+                last = start + self.step >= len(body)
+                await send(
+                    {
+                        "type": "http.response.body",
+                        "body": body[start : start + self.step],
+                        "more_body": more or not last,
+                    }
+                )
+            if not body:
+                await send(message)
+
+        await self.inner(scope, receive, trickled_send)
+
+
 async def _run(sim: Simulator, route: SimRoute, request: Request) -> Response:
     record = await _record(sim, request)
     if (
@@ -223,9 +257,9 @@ async def _run(sim: Simulator, route: SimRoute, request: Request) -> Response:
             ctx.pending_fault = fault  # consumed only if a task really gets created
         elif fault.kind in STATUS_ONLY:
             body_fault = fault  # consumed only by a status answer that reports success
-        elif fault.kind in FILES_ONLY or fault.kind in UPLOAD_ONLY:
+        elif fault.kind in FILES_ONLY or fault.kind in UPLOAD_ONLY or fault.kind in API_BODY:
             sim.faults.consume(fault)
-            body_fault = fault  # applied to the body of the file (or upload answer) served below
+            body_fault = fault  # applied to the body of the file, upload answer or API answer served below
         else:
             sim.faults.consume(fault)
             early = await _fire(ctx, fault)
@@ -243,6 +277,9 @@ async def _run(sim: Simulator, route: SimRoute, request: Request) -> Response:
         return _without_results(sim, response, body_fault)
     if body_fault is not None and body_fault.kind in UPLOAD_ONLY:
         return _with_link(response, body_fault)
+    if body_fault is not None and body_fault.kind in API_BODY:
+        log.info("fault %s on the answer to %s", body_fault.kind, request.url.path)
+        return Trickled(response, body_fault)
     if body_fault is not None and 200 <= response.status_code < 300:
         log.info("fault %s on the body of %s", body_fault.kind, request.url.path)
         return FaultyBody(response, body_fault)

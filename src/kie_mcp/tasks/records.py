@@ -71,6 +71,12 @@ NO_RESULTS = (
     "KIE reports success but sent no result link (its answer is kept in the journal); kie-mcp keeps looking in the "
     "background and check_task looks again. If it stays this way, see the task on https://kie.ai/logs."
 )
+# KIE said success and sent its result field as text that could not be read (not JSON, or nested too deep).
+UNREADABLE_RESULTS = (
+    "KIE reports success but sent a result that could not be read (not JSON; its answer is kept in the journal); "
+    "kie-mcp keeps looking in the background and check_task looks again. If it stays this way, see the task on "
+    "https://kie.ai/logs."
+)
 # Result links kept beyond the most outputs one task of a model makes: a video's first and last frames, an extended
 # clip's whole video beside its new part. A model the catalogue does not know keeps up to ``MOST_LINKS``.
 LINKS_MARGIN = 4
@@ -283,9 +289,10 @@ class TaskRecord(BaseModel, defer_build=True):
         self.state = status.state.value
         self._take_links(status, most_links)
         if self.state == "succeeded" and not self.result_urls:
-            self.state, self.error = "succeeded_without_results", NO_RESULTS
+            why = UNREADABLE_RESULTS if status.results_unreadable else NO_RESULTS
+            self.state, self.error = "succeeded_without_results", why
             self._raw_answer = status.raw
-        elif self.state == "succeeded" and self.error == NO_RESULTS:
+        elif self.state == "succeeded" and self.error in (NO_RESULTS, UNREADABLE_RESULTS):
             self.error = None
         if status.credits_charged is not None:
             self.credits_charged = status.credits_charged
