@@ -10,6 +10,11 @@ A later audit found the prompt library's worked examples drifting the same way (
 with sound, quoted at 20; "14 words -> 6 s" where kie-mcp picks 7 s): every cost a worked example states (a
 ``Cost:`` line, or a plan's sum in a table) and every "N words -> S s -> D s" it works out is tied here to the
 estimate_cost requests of that example, and checked against what the server quotes and says of the script.
+
+The review after it found those requests were the test's own copies (an example edited to 10 s with sound, its cost
+line unchanged, still passed) and a price outside the examples wrong (sora-2.md's Kling 3.0 Omni at 270 credits for
+300): each example's requests are checked against the settings its own text states, and every "N credits" of the
+library and the guide is quoted here, a default cap, or listed as unchecked with the reason.
 """
 
 from __future__ import annotations
@@ -1061,7 +1066,8 @@ def _figure_docs() -> dict[str, Path]:
 
 def test_every_credit_figure_of_the_library_is_checked_or_says_why_not():
     """Each "N credits" of the prompt library and the guide is a worked example's claim, a ``Figure``, a ``Cap`` or
-    an ``Unchecked`` one; and each of those names text that is on exactly one line of its document."""
+    an ``Unchecked`` one; and each of those names text that is on exactly one line of its document, holding the
+    figure it checks (a document edited to another figure no longer has that text: it fails here)."""
     docs = _figure_docs()
     entries: list[Figure | Cap | Unchecked] = [*LIBRARY_FIGURES, *CAPS, *UNCHECKED]
     missing = []
@@ -1087,6 +1093,9 @@ def test_every_credit_figure_of_the_library_is_checked_or_says_why_not():
     for entry in entries:
         holding = [line for line in docs[entry.doc].read_text(encoding="utf-8").splitlines() if entry.said in line]
         assert len(holding) == 1, f"{entry.doc}: {entry.said!r} is on {len(holding)} lines, not one"
+        if not isinstance(entry, Unchecked):  # the figure checked is the one written there, not a copy of it
+            written = {format(entry.credits, "g"), format(entry.credits, ",g")}
+            assert any(re.search(rf"(?<![\d.,]){re.escape(form)}(?![\d])", entry.said) for form in written), entry
 
 
 @pytest.mark.parametrize("cap", CAPS, ids=[f"{c.doc}: {c.said}" for c in CAPS])
