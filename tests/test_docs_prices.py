@@ -10,18 +10,26 @@ A later audit found the prompt library's worked examples drifting the same way (
 with sound, quoted at 20; "14 words -> 6 s" where kie-mcp picks 7 s): every cost a worked example states (a
 ``Cost:`` line, or a plan's sum in a table) and every "N words -> S s -> D s" it works out is tied here to the
 estimate_cost requests of that example, and checked against what the server quotes and says of the script.
+
+The review after it found those requests were the test's own copies (an example edited to 10 s with sound, its cost
+line unchanged, still passed) and a price outside the examples wrong (sora-2.md's Kling 3.0 Omni at 270 credits for
+300): each example's requests are checked against the settings its own text states, and every "N credits" of the
+library and the guide is quoted here, a default cap, or listed as unchecked with the reason.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from kie_mcp.catalog import USD_PER_CREDIT, load_catalog
+from kie_mcp.sandbox.looping import loop_clip
 
 from .conftest import text_of
 
@@ -458,10 +466,11 @@ def _claims_of(line: str) -> tuple[list[tuple[str | None, float, float | None]],
     return costs, spoken
 
 
-def _examples_of(doc: str) -> dict[Example, Claims]:
-    """Each example of ``doc`` with what its text states; every line of the document that states a cost or a script's
-    clip lies in one of them (else the assertion names it: a claim no test ties to a request)."""
-    lines = (LIBRARY / doc).read_text(encoding="utf-8").splitlines()
+def _examples_of(doc: str, lines: list[str] | None = None) -> dict[Example, Claims]:
+    """Each example of ``doc`` (its ``lines``, by default the file's) with what its text states; every line of the
+    document that states a cost or a script's clip lies in one of them (else the assertion names it: a claim no test
+    ties to a request)."""
+    lines = lines if lines is not None else (LIBRARY / doc).read_text(encoding="utf-8").splitlines()
     ours = [example for example in EXAMPLES if example.doc == doc]
     starts = []
     for example in ours:
@@ -542,3 +551,593 @@ async def test_each_library_example_states_what_estimate_cost_quotes(connect, ex
         assert (words, seconds, duration) == (int(script[1]), float(script[2]), int(chosen[1])), (
             f"{where} says {words} words -> {seconds:g} s -> {duration} s; estimate_cost: {script[0]}, {chosen[0]}"
         )
+
+
+# -- each example's request, as its own text states it ------------------------------------------------------------
+
+# The review: the test checked its own copy of each example's request, so kling-3.md's example 1 edited to 10 s with
+# sound, its "Cost: 5 × 18 = 90" left as it was, still passed. The settings an example's text gives ("`key`: value",
+# in bullets or a paragraph's "·"-separated list) are read and must be the request's; and a setting that moves the
+# price which the request has must be stated in the text. A plan in a table row is read by its words: the models,
+# resolutions, lengths, sound and tier it names, and the stills and clips it counts.
+PAIR = re.compile(r"`([a-z_.]+)`: ?")
+STATED = ("model", "duration", "aspect_ratio", "resolution", "audio", "script", "images", "options", "variations")
+PRICED = ("duration", "audio", "resolution", "aspect_ratio", "script")  # a request's own, stated in the text too
+
+
+def _items(lines: list[str]) -> list[str]:
+    """An example's text as items, each on one line: a bullet with its continuation lines, a paragraph, or a table
+    row; a fenced code block belongs to the item before it (``options``: then its JSON); quoted prompts are left
+    out."""
+    items: list[str] = []
+    current: list[str] = []
+    fenced: list[str] | None = None
+
+    def close() -> None:
+        if current:
+            items.append(" ".join(current))
+            current.clear()
+
+    for line in lines:
+        stripped = line.strip()
+        if fenced is not None:
+            if stripped.startswith("```"):
+                if not current and items:
+                    current.append(items.pop())
+                current.append(" ".join(fenced))
+                fenced = None
+            else:
+                fenced.append(stripped)
+            continue
+        if stripped.startswith("```"):
+            fenced = []
+        elif not stripped or stripped.startswith(">"):
+            close()
+        else:
+            if stripped.startswith(("- ", "| ")):
+                close()
+            current.append(stripped)
+    close()
+    return items
+
+
+def _pairs(item: str) -> list[tuple[str, str]]:
+    """The "`key`: value" pairs of an item, each value up to the next pair or "·"."""
+    found = list(PAIR.finditer(item))
+    pairs = []
+    for at, match in enumerate(found):
+        end = found[at + 1].start() if at + 1 < len(found) else len(item)
+        pairs.append((match[1], item[match.end() : end].split(" · ", maxsplit=1)[0].strip()))
+    return pairs
+
+
+def _stated(key: str, value: str) -> Any:
+    """The setting the words ``value`` state for ``key``, as a request holds it; None where they state none (a
+    script described, not quoted, is its word count)."""
+    ticked = re.match(r"`([^`]+)`", value)
+    if key in ("model", "aspect_ratio", "resolution"):
+        return ticked[1] if ticked else None
+    if key in ("duration", "variations"):
+        return int(ticked[1]) if ticked and ticked[1].isdigit() else None
+    if key == "audio":
+        return True if value.startswith("on") else False if value.startswith("off") else None
+    if key == "script":
+        quoted = re.match(r'"([^"]+)"', value)
+        words = re.match(r"(\d+) words", value)
+        return " ".join(quoted[1].split()) if quoted else int(words[1]) if words else None
+    if key == "images":
+        listed = re.search(r"`\[(.*?)\]`", value)
+        if listed:
+            return len(re.findall(r'"[^"]*"', listed[1]))
+        return len([part for part in value.rstrip(".:").split(", ") if part]) or None
+    start = value.find("{")  # options
+    return json.JSONDecoder().raw_decode(value[start:])[0] if start >= 0 else None
+
+
+def _same(stated: Any, sent: Any) -> bool:
+    """Whether a request's ``options`` value is the one the text states: the same keys and values, where a prompt,
+    a link or a placeholder path (text with a space, a slash or "<") may be any text."""
+    if isinstance(stated, dict):
+        return (
+            isinstance(sent, dict)
+            and stated.keys() == sent.keys()
+            and all(_same(v, sent[k]) for k, v in stated.items())
+        )
+    if isinstance(stated, list):
+        return isinstance(sent, list) and len(stated) == len(sent) and all(map(_same, stated, sent))
+    if isinstance(stated, str) and re.search(r"[ /<]", stated):
+        return isinstance(sent, str)
+    return stated == sent
+
+
+def _sent(key: str, call: dict[str, Any]) -> Any:
+    """What a request sends for the setting ``key``, in the form ``_stated`` reads it."""
+    if key == "variations":
+        return call.get("variations", 1)
+    if key == "images":
+        return len(call.get("images", []))
+    if key == "resolution":
+        return str(call["resolution"]) if "resolution" in call else None
+    if key == "script":
+        return " ".join(call["script"].split()) if "script" in call else None
+    return call.get(key)
+
+
+def _blocks(lines: list[str]) -> list[dict[str, Any]]:
+    """The requests an example's text states: each "`model`:" starts one, and the settings after it are its own."""
+    blocks: list[dict[str, Any]] = []
+    for item in _items(lines):
+        for key, value in _pairs(item):
+            if key == "model" or not blocks:
+                blocks.append({})
+            if key in STATED and (stated := _stated(key, value)) is not None:
+                blocks[-1][key] = stated
+    return [block for block in blocks if block]
+
+
+def _row_mismatches(row: str, calls: list[dict[str, Any]]) -> list[str]:
+    """What a plan's table row names that its requests do not have."""
+    catalog = load_catalog()
+    cell = row.strip().strip("|").split("|")[0]
+    words = re.sub(r"`[^`]*`", "", cell)
+    wrong = []
+    for name in re.findall(r"`([^`]+)`", cell):
+        if catalog.get(name) is not None and all(call["model"] != name for call in calls):
+            wrong.append(f"names {name}, which no request is")
+        elif catalog.get(name) is None and all((call.get("options") or {}).get("mode") != name for call in calls):
+            wrong.append(f"names the tier {name}, which no request asks")
+    for size in re.findall(r"\b(\d+(?:K|p))\b", words):
+        if all(str(call.get("resolution", "")).lower() != size.lower() for call in calls):
+            wrong.append(f"says {size}, which no request asks")
+    for seconds in re.findall(r"\b(\d+) s\b", words):
+        if all(call.get("duration") != int(seconds) for call in calls):
+            wrong.append(f"says {seconds} s, which no request asks")
+    if re.search(r"\bsound\b", words) and not any(call.get("audio") for call in calls):
+        wrong.append("says sound, which no request asks")
+    counted = [int(n) for n in re.findall(r"(?<![\d.])(\d+) [A-Za-z]", re.sub(r"\([^)]*\)", "", words))]
+    made = sum(call.get("variations", 1) for call in calls)
+    if counted and sum(counted) != made:
+        wrong.append(f"counts {' + '.join(map(str, counted))} things made; the requests make {made}")
+    return wrong
+
+
+def _request_mismatches(example: Example, lines: list[str]) -> list[str]:
+    """Where ``example``'s requests differ from what its text (``lines`` of its document) states, from its anchor to
+    its last claim: each stated setting of each stated model, the price-moving settings each request has, and a
+    plan's table row by its words."""
+    claims = _examples_of(example.doc, lines)[example]
+    start = next(at for at, line in enumerate(lines) if example.anchor in line)
+    region = lines[start : max(claims.lines)]
+    blocks = _blocks(region)
+    if not blocks and region[0].startswith("|"):
+        return [f"the row {problem}" for problem in _row_mismatches(region[0], example.calls)]
+    wrong = []
+    models = [call["model"] for call in example.calls]
+    for block in blocks:
+        model = block.get("model") or (models[0] if len(models) == 1 else None)
+        if model not in models:
+            wrong.append(f"states model {model}; the requests are of {models}")
+            continue
+        call = example.calls[models.index(model)]
+        for key, stated in block.items():
+            sent = _sent(key, call)
+            if key == "script" and isinstance(stated, int):
+                sent = len(str(sent).split()) if sent else None
+            if key == "resolution":  # 720p and 720P are one size to the catalogue
+                sent = stated if str(sent).lower() == str(stated).lower() else sent
+            if key != "model" and not (_same(stated, sent) if key == "options" else stated == sent):
+                wrong.append(f"{model}: the text says {key} {stated!r}; the request sends {sent!r}")
+        for key in PRICED:
+            if key in call and key not in block:
+                wrong.append(f"{model}: the request sends {key} {call[key]!r}, which the text does not state")
+    stated_models = {block.get("model") for block in blocks}
+    if blocks and None not in stated_models:
+        wrong += [f"the request of {model} is stated nowhere" for model in models if model not in stated_models]
+    return wrong
+
+
+def _lines(doc: str) -> list[str]:
+    return (LIBRARY / doc).read_text(encoding="utf-8").splitlines()
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=[f"{e.doc}: {e.anchor.strip('*| ')[:40]}" for e in EXAMPLES])
+def test_each_library_examples_requests_are_the_ones_its_text_states(example):
+    """The model, length, sound, resolution, frame, script, images, options and count an example's text gives are
+    those of the requests its cost is checked with: a document edited to another request fails here, its cost line
+    unchanged or not."""
+    assert _request_mismatches(example, _lines(example.doc)) == []
+
+
+# The review's edit and others like it, made to a copy of the text: each is caught.
+EDITS = [
+    (
+        "kling-3.md",
+        "**1. Silent product b-roll",
+        "`duration`: `5` · `aspect_ratio`: `16:9` · `audio`: off",
+        "`duration`: `10` · `aspect_ratio`: `16:9` · `audio`: on",
+    ),
+    (
+        "kling-3.md",
+        "Example: a recurring presenter",
+        "`resolution`: `720p` · `audio`: on",
+        "`resolution`: `1080p` · `audio`: on",
+    ),
+    (
+        "seedance-2.md",
+        "**2. Product hero clip",
+        "`model`: `bytedance/seedance-2-fast`",
+        "`model`: `bytedance/seedance-2`",
+    ),
+    ("veo-3-1.md", "**2. Cinematic product b-roll", "`model`: `veo3` ·", "`model`: `veo3_fast` ·"),
+    ("ugc-product-selfie.md", "**1. Car selfie", "· `variations`: `3`", "· `variations`: `4`"),
+    (
+        "product-showcase.md",
+        "| 1 still (`nano-banana-pro`, 2K) + 1 Kling clip",
+        "(`pro`, 8 s, sound)",
+        "(`pro`, 10 s, sound)",
+    ),
+    ("product-showcase.md", "| 1 still (`nano-banana-2`, 2K) + 1 Veo clip", "(`veo3_fast`, 720p)", "(`veo3`, 720p)"),
+    ("seedance-2.md", "**1. Claymation beat", "Every morning, Pip faced", "Every single morning, Pip faced"),
+    ("nano-banana.md", "**2. Text-heavy packaging", '`{"output_format": "png"}`', '`{"output_format": "jpg"}`'),
+]
+
+
+@pytest.mark.parametrize(("doc", "anchor", "old", "new"), EDITS, ids=[f"{d}: {o} -> {n}" for d, _, o, n in EDITS])
+def test_an_edit_to_an_examples_request_is_caught_even_with_its_cost_line_unchanged(doc, anchor, old, new):
+    example = next(e for e in EXAMPLES if e.doc == doc and e.anchor.startswith(anchor))
+    lines = _lines(doc)
+    start = next(at for at, line in enumerate(lines) if anchor in line)
+    at = next(at for at in range(start, len(lines)) if old in lines[at])
+    edited = [*lines[:at], lines[at].replace(old, new, 1), *lines[at + 1 :]]
+    assert _request_mismatches(example, lines) == []
+    assert _request_mismatches(example, edited), f"{doc}: {old!r} -> {new!r} went unnoticed"
+
+
+# -- every other credit figure of the library ---------------------------------------------------------------------
+
+# The review: sora-2.md priced Kling 3.0 Omni at 720p with sound at "270 credits (18/s)" where estimate_cost quotes
+# 300 (20/s), unchecked, as every figure outside a worked example's cost line was. Each "N credits" of the library
+# and the guide is now a worked example's claim, a figure quoted here from its requests (``Figure``), a cap checked
+# against the server's defaults (``Cap``), or listed as unchecked with the reason (``Unchecked``); a new one that is
+# none of these fails, naming it.
+CREDITS = re.compile(r"(\d[\d,]*(?:\.\d+)?)\s+credits\b")
+GUIDE = ROOT / "prompting" / "guide.md"
+REFERENCE_CLIP = "references/reference-clip.mp4"  # a video of ``Figure.clip_seconds``, written before quoting
+
+
+@dataclass(frozen=True, eq=False)
+class Figure:
+    """A figure ``doc`` states: ``said`` is text on the line where its number is, ``credits`` the figure, and
+    ``calls`` the estimate_cost requests whose quotes add up to it (or ``followup``: (source model, operation), the
+    continue_video of a finished clip of that model, quoted). ``per_second``: a rate, the quote over the call's
+    seconds; ``compare``: "about" (rounded, within 1%) or "over" (the quote is above it); ``counted``: what kie-mcp
+    counts against the caps (``credits_counted``)."""
+
+    doc: str
+    said: str
+    credits: float
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    followup: tuple[str, str] | None = None
+    per_second: bool = False
+    compare: str = "="
+    counted: bool = False
+    clip_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Cap:
+    """A default cap a document states: the setting and its value."""
+
+    doc: str
+    said: str
+    credits: float
+    setting: str
+
+
+@dataclass(frozen=True)
+class Unchecked:
+    """A credit figure no request can quote, and why."""
+
+    doc: str
+    said: str
+    reason: str
+
+
+def _seedance(model: str = "bytedance/seedance-2", resolution: str = "720p", seconds: int = 5, **more: Any) -> dict:
+    return {"model": model, "resolution": resolution, "duration": seconds, **more}
+
+
+FINAL = {"aspect_ratio": "16:9", "audio": True, "images": [PICTURE]}  # a claymation beat from its approved still
+FIFTEEN = {"duration": 15}  # sora-2.md's table: one 15-second clip with sound
+LIBRARY_FIGURES = [
+    Figure(
+        "claymation-ad.md",
+        "The six default finals (about 1,720 credits)",
+        1720,
+        [_seedance(seconds=7, variations=6, **FINAL)],
+        compare="about",
+    ),
+    Figure("claymation-ad.md", "final (410 credits)", 410, [_seedance(seconds=10, **FINAL)]),
+    Figure("claymation-ad.md", "the eight together (3,280)", 3280, [_seedance(seconds=10, variations=8, **FINAL)]),
+    Figure("claymation-ad.md", "after seven paid beats (2,870)", 2870, [_seedance(seconds=10, variations=7, **FINAL)]),
+    Figure(
+        "claymation-ad.md",
+        "80 s at 1080p is over 8000 credits",
+        8000,
+        [_seedance(resolution="1080p", seconds=10, variations=8, **FINAL)],
+        compare="over",
+    ),
+    Figure(
+        "gpt-image-2.md",
+        "(6/10/16 credits at 1K/2K/4K against",
+        6,
+        [{"model": "gpt-image-2-text-to-image", "resolution": "1K", "aspect_ratio": "16:9"}],
+    ),
+    Figure(
+        "gpt-image-2.md",
+        "(6/10/16 credits at 1K/2K/4K against",
+        10,
+        [{"model": "gpt-image-2-text-to-image", "resolution": "2K", "aspect_ratio": "16:9"}],
+    ),
+    Figure(
+        "gpt-image-2.md",
+        "(6/10/16 credits at 1K/2K/4K against",
+        16,
+        [{"model": "gpt-image-2-text-to-image", "resolution": "4K", "aspect_ratio": "16:9"}],
+    ),
+    *[
+        Figure(
+            "gpt-image-2.md",
+            "8/12/18) and stands out",
+            credits,
+            [{"model": "nano-banana-2", "resolution": size, "aspect_ratio": "16:9"}],
+        )
+        for credits, size in ((8, "1K"), (12, "2K"), (18, "4K"))
+    ],
+    Figure("gpt-image-2.md", "at about 6 credits (KIE price list of", 6, [{"model": "gpt-4o-image"}], compare="about"),
+    Figure("kling-3.md", "(9 × 67 = 603)", 603, [{"model": "kling-3.0/video", "resolution": "4K", "duration": 9}]),
+    Figure(
+        "kling-3.md",
+        "the 10 s 4K clip in the table (670)",
+        670,
+        [{"model": "kling-3.0/video", "resolution": "4K", "duration": 10}],
+    ),
+    Figure("kling-3.md", "8 s in 4K (536)", 536, [{"model": "kling-3.0/video", "resolution": "4K", "duration": 8}]),
+    Figure(
+        "pixar-style-ad.md",
+        "Changing a still is cheap (about 10 credits)",
+        10,
+        [{"model": "gpt-image-2-image-to-image", "resolution": "2K", "aspect_ratio": "9:16", "images": [PICTURE]}],
+        compare="about",
+    ),
+    Figure("seedance-2.md", "a 5 s clip at 720p costs 205 credits (≈ $1.03)", 205, [_seedance()]),
+    Figure("seedance-2.md", "an 8 s beat at 720p 328", 328, [_seedance(seconds=8)]),
+    Figure(
+        "seedance-2.md",
+        "the same beat at 480p 124 credits on Fast",
+        124,
+        [_seedance("bytedance/seedance-2-fast", "480p", 8)],
+    ),
+    Figure(
+        "seedance-2.md", "124 credits on Fast and 76 on Mini", 76, [_seedance("bytedance/seedance-2-mini", "480p", 8)]
+    ),
+    Figure(
+        "seedance-2.md",
+        "140 credits), and only a video it cannot measure",
+        140,
+        [_seedance("bytedance/seedance-2-fast", options={"reference_video_urls": [REFERENCE_CLIP]})],
+        clip_seconds=2.0,
+    ),
+    Figure(
+        "seedance-2.md",
+        "is 20 × 28 = 560 credits and fits",
+        560,
+        [_seedance("bytedance/seedance-2-5", "480p", 20, aspect_ratio="9:16", audio=True)],
+    ),
+    Figure(
+        "seedance-2.md",
+        "102 credits per second on Seedance 2",
+        102,
+        [_seedance(resolution="1080p", seconds=10)],
+        per_second=True,
+    ),
+    Figure("seedance-2.md", "and 158 on 2.5", 158, [_seedance("bytedance/seedance-2-5", "1080p", 10)], per_second=True),
+    Figure(
+        "seedance-2.md",
+        "1,000 credits (≈ $5) on Seedance 2",
+        1000,
+        [_seedance(resolution="1080p", seconds=10)],
+        compare="over",
+    ),
+    Figure(
+        "seedance-2.md", "about 1,580 on 2.5", 1580, [_seedance("bytedance/seedance-2-5", "1080p", 10)], compare="about"
+    ),
+    *[
+        Figure("sora-2.md", said, credits, [{**call, **FIFTEEN}], per_second=rate)
+        for said, call, total, each in (
+            (
+                "`grok-imagine/text-to-video`, 720p | 67.5 credits (4.5/s)",
+                {"model": "grok-imagine/text-to-video", "resolution": "720p"},
+                67.5,
+                4.5,
+            ),
+            (
+                "`kling-3.0-omni/text-to-video`, 720p, `audio` on | 300 credits (20/s)",
+                {"model": "kling-3.0-omni/text-to-video", "resolution": "720p", "audio": True},
+                300,
+                20,
+            ),
+            (
+                "`kling-3.0/video`, `std` (720p), `audio` on | 300 credits (20/s)",
+                {"model": "kling-3.0/video", "audio": True, "options": {"mode": "std"}},
+                300,
+                20,
+            ),
+            (
+                "`bytedance/seedance-2-mini`, 720p | 307.5 credits (20.5/s)",
+                {"model": "bytedance/seedance-2-mini", "resolution": "720p"},
+                307.5,
+                20.5,
+            ),
+            (
+                "`bytedance/seedance-2`, 720p | 615 credits (41/s)",
+                {"model": "bytedance/seedance-2", "resolution": "720p"},
+                615,
+                41,
+            ),
+            (
+                "`bytedance/seedance-2-5`, 720p | 945 credits (63/s)",
+                {"model": "bytedance/seedance-2-5", "resolution": "720p"},
+                945,
+                63,
+            ),
+        )
+        for credits, rate in ((total, False), (each, True))
+    ],
+    Figure("sora-2.md", "Seedance 2 at 14 s (574)", 574, [_seedance(seconds=14)]),
+    Figure("sora-2.md", "480p (420 for 15 s)", 420, [_seedance("bytedance/seedance-2-5", "480p", 15)]),
+    Figure(
+        "ugc-product-selfie.md",
+        "2K variations on `nano-banana-2` are 48 credits (≈ $0.24)",
+        48,
+        [{"model": "nano-banana-2", "resolution": "2K", "aspect_ratio": "9:16", "variations": 4}],
+    ),
+    Figure("ugc-selfie-style.md", "60 credits on `veo3_fast`", 60, followup=("veo3_fast", "extend")),
+    Figure("veo-3-1.md", "cost less per clip than Veo's 60 credits", 60, [{"model": "veo3_fast"}]),
+    Figure(
+        "veo-3-1.md", "was charged 60 credits for a 4 s `veo3_lite` clip", 60, [{"model": "veo3_lite"}], counted=True
+    ),
+    Figure(
+        "veo-3-1.md", "(kie-mcp counts 60 per 720p clip against the caps", 60, [{"model": "veo3_lite"}], counted=True
+    ),
+    Figure("veo-3-1.md", "the same 60 credits for a 4 s and an 8 s", 60, [{"model": "veo3_fast", "duration": 4}]),
+    Figure("veo-3-1.md", "the same 60 credits for a 4 s and an 8 s", 60, [{"model": "veo3_fast", "duration": 8}]),
+    Figure("veo-3-1.md", "can be extended (60 credits fast,", 60, followup=("veo3_fast", "extend")),
+    Figure("veo-3-1.md", "250 quality, 30 lite)", 250, followup=("veo3", "extend")),
+    Figure("veo-3-1.md", "250 quality, 30 lite)", 30, followup=("veo3_lite", "extend")),
+    Figure("veo-3-1.md", "upgraded to 1080p (5 credits)", 5, followup=("veo3_fast", "hd")),
+    Figure("veo-3-1.md", "or 4K (120 credits)", 120, followup=("veo3_fast", "4k")),
+    Figure("veo-3-1.md", "60 credits; `veo3` -> quality, 250", 60, followup=("veo3_fast", "extend")),
+    Figure("veo-3-1.md", '`operation="hd"` (1080p, 5 credits,', 5, followup=("veo3_fast", "hd")),
+    Figure("veo-3-1.md", '`operation="4k"` (120', 120, followup=("veo3_fast", "4k")),
+    Figure(
+        "guide.md",
+        "about 112.5 credits on Grok Imagine",
+        112.5,
+        [{"model": "grok-imagine/text-to-video", "resolution": "720p", "duration": 25}],
+    ),
+    Figure("guide.md", "400 on Wan 3.0", 400, [{"model": "wan/3-0-video", "resolution": "720P", "duration": 25}]),
+    Figure("guide.md", "1,575 on Seedance 2.5", 1575, [_seedance("bytedance/seedance-2-5", "720p", 25)]),
+    Figure("guide.md", "Wan 3.0 at its default 1080P (800)", 800, [{"model": "wan/3-0-video", "duration": 25}]),
+    Figure(
+        "guide.md",
+        "one 20 s Seedance 2.5 clip at 720p (1,260 credits)",
+        1260,
+        [_seedance("bytedance/seedance-2-5", "720p", 20)],
+    ),
+    Figure(
+        "guide.md",
+        "one 10 s Kling 3.0 4K clip (670)",
+        670,
+        [{"model": "kling-3.0/video", "resolution": "4K", "duration": 10}],
+    ),
+    Figure("guide.md", "10 s Seedance 2 beats at 720p in one day (3,280)", 3280, [_seedance(seconds=10, variations=8)]),
+]
+CAPS = [
+    Cap("kling-3.md", "default per-call cap of 600 credits", 600, "max_credits_per_call"),
+    Cap("seedance-2.md", "default per-call cap of 600 credits", 600, "max_credits_per_call"),
+    Cap("sora-2.md", "default per-call cap of 600 credits", 600, "max_credits_per_call"),
+    Cap("guide.md", "(600 credits by default)", 600, "max_credits_per_call"),
+    Cap("guide.md", "(3000 by default)", 3000, "max_credits_per_day"),
+    Cap("claymation-ad.md", "default daily cap of 3,000", 3000, "max_credits_per_day"),
+]
+LOCAL = "a join by stitch_videos: local and free, nothing to quote"
+UNCHECKED = [
+    Unchecked("caption-video.md", "Cost: 0 credits.", LOCAL),
+    Unchecked("claymation-ad.md", "Cost: 0 credits.", LOCAL),
+    Unchecked("pixar-style-ad.md", "Cost: 0 credits.", LOCAL),
+    Unchecked("sora-2.md", "Sora 2 had a flat price of about 20–25 credits", "Sora 2 is withdrawn: a past price"),
+]
+
+
+def _figure_docs() -> dict[str, Path]:
+    return {**{path.name: path for path in sorted(LIBRARY.glob("*.md"))}, GUIDE.name: GUIDE}
+
+
+def test_every_credit_figure_of_the_library_is_checked_or_says_why_not():
+    """Each "N credits" of the prompt library and the guide is a worked example's claim, a ``Figure``, a ``Cap`` or
+    an ``Unchecked`` one; and each of those names text that is on exactly one line of its document, holding the
+    figure it checks (a document edited to another figure no longer has that text: it fails here)."""
+    docs = _figure_docs()
+    entries: list[Figure | Cap | Unchecked] = [*LIBRARY_FIGURES, *CAPS, *UNCHECKED]
+    missing = []
+    for doc, path in docs.items():
+        text = path.read_text(encoding="utf-8")
+        lines = text.splitlines()
+        examples = _examples_of(doc) if path.parent == LIBRARY else {}
+        claimed = {
+            at: [total for _, total, _ in _claims_of(lines[at - 1])[0]] for c in examples.values() for at in c.lines
+        }
+        for found in CREDITS.finditer(text):
+            at = text.count("\n", 0, found.start()) + 1
+            figure = float(found[1].replace(",", ""))
+            line = lines[at - 1]
+            if figure in claimed.get(at, []):
+                continue
+            if not any(
+                entry.doc == doc and entry.said in line and (isinstance(entry, Unchecked) or entry.credits == figure)
+                for entry in entries
+            ):
+                missing.append(f"{doc}:{at}: {found[0]!r} in {line.strip()!r}")
+    assert not missing, "credit figures neither checked nor listed as unchecked:\n" + "\n".join(missing)
+    for entry in entries:
+        holding = [line for line in docs[entry.doc].read_text(encoding="utf-8").splitlines() if entry.said in line]
+        assert len(holding) == 1, f"{entry.doc}: {entry.said!r} is on {len(holding)} lines, not one"
+        if not isinstance(entry, Unchecked):  # the figure checked is the one written there, not a copy of it
+            written = {format(entry.credits, "g"), format(entry.credits, ",g")}
+            assert any(re.search(rf"(?<![\d.,]){re.escape(form)}(?![\d])", entry.said) for form in written), entry
+
+
+@pytest.mark.parametrize("cap", CAPS, ids=[f"{c.doc}: {c.said}" for c in CAPS])
+def test_each_default_cap_the_library_states_is_the_servers(cap):
+    from kie_mcp.config import Settings
+
+    assert getattr(Settings(api_key=None), cap.setting) == cap.credits
+
+
+@pytest.mark.parametrize(
+    "figure", LIBRARY_FIGURES, ids=[f"{f.doc}: {f.said[:40]} = {f.credits:g}" for f in LIBRARY_FIGURES]
+)
+async def test_each_credit_figure_the_library_states_is_what_estimate_cost_quotes(connect, tmp_path, figure):
+    """The figure is the sum of its requests' quotes (a rate: over the call's seconds; a follow-up: continue_video's
+    quote of a finished clip of its source model), as ``compare`` reads it."""
+    if figure.clip_seconds:
+        clip = (resources.files("kie_mcp.sandbox") / "clips" / "16x9.mp4").read_bytes()
+        (tmp_path / REFERENCE_CLIP).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / REFERENCE_CLIP).write_bytes(loop_clip(clip, figure.clip_seconds))
+    quotes = []
+    async with connect(auto_approve_credits=300) as client:
+        asked = [{"prompt": "a figure of the library", **call} for call in figure.calls]
+        if figure.followup is not None:
+            model, operation = figure.followup
+            made = await client.call_tool("generate_video", {"prompt": "waves at dusk", "model": model})
+            assert not made.is_error, text_of(made)
+            task_id = made.structured_content["tasks"][0]["task_id"]
+            done = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 30})
+            assert done.structured_content["task"]["state"] == "succeeded", text_of(done)
+            asked = [{"task_id": task_id, "operation": operation}]
+        for call in asked:
+            quoted = await client.call_tool("estimate_cost", call)
+            assert not quoted.is_error, f"{call} -> {text_of(quoted)}"
+            quote = quoted.structured_content["quote"]
+            total = quote["credits_counted"] if figure.counted else quote["credits_total"]
+            assert total is not None, text_of(quoted)
+            quotes.append(total / call["duration"] if figure.per_second else total)
+    got = sum(quotes)
+    where = f"{figure.doc}: {figure.said!r} says {figure.credits:g}; estimate_cost quotes {quotes}"
+    if figure.compare == "over":
+        assert got > figure.credits, where
+    elif figure.compare == "about":
+        assert got == pytest.approx(figure.credits, rel=0.01), where
+    else:
+        assert got == pytest.approx(figure.credits), where

@@ -938,6 +938,114 @@ async def test_stitch_videos_refuses_two_chains_sharing_a_clip_and_an_upgrade_be
     assert "Nothing was written" in text_of(shared) and "Nothing was written" in text_of(beside)
 
 
+async def saved_path(client: Any, task_id: str) -> dict[str, Any]:
+    """The main saved video of a finished task, as check_task names it (path, absolute_path, resource_uri)."""
+    done = await client.call_tool("check_task", {"task_id": task_id})
+    return done.structured_content["saved_files"][0]
+
+
+async def grok_chain(client: Any) -> tuple[str, str, str]:
+    """A Grok Imagine clip and two extensions, each holding only its new part: (take, first, second)."""
+    take = await finished(client, GROK)
+    links = [take]
+    for prompt in ("it curls up", "it falls asleep"):
+        extend = {"task_id": links[-1], "operation": "extend", "prompt": prompt, "duration": 6, "wait_seconds": 40}
+        made = await client.call_tool("continue_video", extend)
+        assert not made.is_error, text_of(made)
+        links.append(made.structured_content["tasks"][0]["task_id"])
+        await follow(client, links[-1])
+    return links[0], links[1], links[2]
+
+
+async def test_a_clip_given_by_its_saved_path_counts_as_that_clip_in_a_join(connect, controls):
+    """The review: stitch_videos(clips=[<saved path of S>, E1]), E1 a Grok extension of S holding only its new
+    part, said S "is not before it" and advised lists that played S twice (18 s for a 12 s chain); and
+    clips=[V, <saved path of E1>] said nothing of the missing S. A saved path is judged as its task: the first join
+    says nothing and plays the chain once; the second names S, and each list it advises plays every clip once."""
+    async with connect(elicitation=answering(), auto_approve_credits=200) as client:
+        take, first, _ = await grok_chain(client)
+        other = await finished(client, VEO)
+        take_file, first_file = await saved_path(client, take), await saved_path(client, first)
+        by_id = await client.call_tool("stitch_videos", {"clips": [take, first], "output_name": "ids"})
+        joined = {
+            form: await client.call_tool("stitch_videos", {"clips": [take_file[form], first], "output_name": form})
+            for form in ("path", "absolute_path", "resource_uri")
+        }
+        missing = await client.call_tool("stitch_videos", {"clips": [other, first_file["path"]], "output_name": "m"})
+        advised = [
+            (json.loads(found[1].replace("'", '"')), found[2] == "true")
+            for found in re.finditer(r"clips=(\[[^]]*\]) with chain=(true|false)", text_of(missing))
+        ]
+        followed = [
+            await client.call_tool("stitch_videos", {"clips": clips, "chain": chain, "output_name": f"f{at}"})
+            for at, (clips, chain) in enumerate(advised)
+        ]
+        alone = await client.call_tool("stitch_videos", {"clips": [other, take, first], "output_name": "whole"})
+    length = by_id.structured_content["duration"]
+    for form, answer in joined.items():
+        assert not answer.is_error and "holds only the part" not in text_of(answer), (form, text_of(answer))
+        assert answer.structured_content["duration"] == pytest.approx(length, abs=0.1), form
+    assert f"the clip it continues, {take}, is not before it in this join" in text_of(missing), text_of(missing)
+    assert len(advised) == 2, text_of(missing)  # the chain in order with chain=false, or chain=true by task id
+    whole = alone.structured_content["duration"]
+    for answer in followed:
+        assert not answer.is_error and "holds only the part" not in text_of(answer), text_of(answer)
+        assert answer.structured_content["duration"] == pytest.approx(whole, abs=0.1), text_of(answer)
+
+
+async def test_a_file_no_task_saved_before_an_extension_gets_no_advice_that_plays_a_clip_twice(
+    connect, controls, tmp_path
+):
+    """A join of a file the journal does not know (here a copy of the take, kept in references/) and an extension's
+    new part: the file may be the clip the part continues, so no list is advised that would add that clip again."""
+    async with connect(elicitation=answering(), auto_approve_credits=200) as client:
+        take, first, _ = await grok_chain(client)
+        copy = tmp_path / "references" / "take.mp4"
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_bytes((tmp_path / (await saved_path(client, take))["path"]).read_bytes())
+        joined = await client.call_tool("stitch_videos", {"clips": ["references/take.mp4", first], "output_name": "a"})
+    assert not joined.is_error, text_of(joined)
+    assert "holds only the part" not in text_of(joined) and take not in text_of(joined), text_of(joined)
+
+
+async def test_a_chained_join_never_plays_a_clip_given_by_its_path_again_from_a_chain(connect, controls):
+    """clips=[<saved path of S>, E1] with chain=true: E1's chain brings S by its id after the file of S, which
+    played twice. Refused, nothing written, with the list that plays it once; that list joins the chain once."""
+    async with connect(elicitation=answering(), auto_approve_credits=200) as client:
+        take, first, _ = await grok_chain(client)
+        take_file = (await saved_path(client, take))["path"]
+        twice = await client.call_tool("stitch_videos", {"clips": [take_file, first], "chain": True})
+        advised = await client.call_tool("stitch_videos", {"clips": [take_file, first], "output_name": "once"})
+        chained = await client.call_tool("stitch_videos", {"clips": [first], "chain": True, "output_name": "chain"})
+    assert twice.is_error and "Nothing was written" in text_of(twice), text_of(twice)
+    assert f"{take_file} is the saved video of {take}" in text_of(twice)
+    assert f"Pass clips={[take_file, first]} with chain=false instead" in text_of(twice)
+    assert not advised.is_error and "holds only the part" not in text_of(advised), text_of(advised)
+    assert advised.structured_content["duration"] == pytest.approx(chained.structured_content["duration"], abs=0.1)
+
+
+async def test_a_chained_join_whose_chain_brings_a_clip_an_upgrade_listed_holds_says_the_list_to_pass(
+    connect, controls
+):
+    """The review: stitch_videos(clips=[S_hd, E2], chain=true) was refused with "Leave S out, and pass S_hd in its
+    place", though the user never listed S (E2's chain brought it) and had passed S_hd. The refusal says chain=true
+    brought S in and gives clips=[S_hd, E1, E2] with chain=false, which joins the upgraded chain."""
+    async with connect(elicitation=answering(), auto_approve_credits=200) as client:
+        take, first, second = await grok_chain(client)
+        hd = await client.call_tool("continue_video", {"task_id": take, "operation": "hd", "wait_seconds": 40})
+        upscaled = hd.structured_content["tasks"][0]["task_id"]
+        await follow(client, upscaled)
+        refused = await client.call_tool("stitch_videos", {"clips": [upscaled, second], "chain": True})
+        advised = await client.call_tool(
+            "stitch_videos", {"clips": [upscaled, first, second], "chain": False, "output_name": "hd"}
+        )
+    assert refused.is_error and "Nothing was written" in text_of(refused), text_of(refused)
+    assert "Leave" not in text_of(refused) and "chain=true brought" in text_of(refused), text_of(refused)
+    assert f"Pass clips={[upscaled, first, second]} with chain=false instead" in text_of(refused), text_of(refused)
+    assert not advised.is_error and "Joined 3 clip(s)" in text_of(advised), text_of(advised)
+    assert "already paid for" not in text_of(advised) and "holds only the part" not in text_of(advised)
+
+
 # -- the journal ---------------------------------------------------------------------------------------------------
 
 

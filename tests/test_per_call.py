@@ -228,6 +228,7 @@ async def test_every_journal_lookup_of_a_tool_call_uses_an_index(connect, contro
     journal.attempts_for_quote(quote["quote_id"])
     journal.answers_for(task_id)
     journal.live_upload("0" * 64, 3600)
+    journal.file_at("outputs/day/clip.mp4")  # a join's clip given by its saved path
     journal.close()
     queries = sorted({s for s in statements if re.match(r"\s*(SELECT|INSERT|UPDATE|DELETE|WITH)\b", s, re.IGNORECASE)})
     exercised = (
@@ -242,6 +243,7 @@ async def test_every_journal_lookup_of_a_tool_call_uses_an_index(connect, contro
         "(created, task_id) < (",  # list_tasks' next page
         "FROM tasks WHERE task_id IN",  # where that page starts
         "FROM files WHERE task_id",
+        "FROM files WHERE path",
         "FROM quotes WHERE digest",
         "FROM answers",
         "FROM uploads",

@@ -516,6 +516,83 @@ async def test_every_model_a_workflow_takes_gets_estimates_that_estimate_cost_ta
     assert made >= 100, made  # most models still get a plan
 
 
+def _calls_a_plan_could_write(name: str, model: str, still: str) -> list[dict[str, Any]]:
+    """Every form of the model's call a workflow's plan could write, as its promises have it: ugc_video's vertical
+    clip speaking the script (asked 9:16, or made from the creator's still), script_to_video's spoken part,
+    character_sheet's hero from words alone."""
+    call: dict[str, Any] = {"model": model, "prompt": "a person smiles at the camera", "session": "fit"}
+    spoken = {"script": SPOKEN_LINE}
+    if name == "ugc_video":
+        vertical = {**call, **spoken, "aspect_ratio": "9:16"}
+        return [vertical, {**call, **spoken, "images": [still]}, {**vertical, "images": [still]}]
+    if name == "script_to_video":
+        return [{**call, **spoken}]
+    return [call]
+
+
+# The workflows whose promise estimate_cost alone can judge; the still workflows promise more (the clip starts on the
+# approved still: a reference-to-video model takes the call, and makes a new shot of the person instead).
+JUDGED_BY_ESTIMATE = [
+    (name, more) for name, more in SWEPT if name in ("ugc_video", "script_to_video", "character_sheet")
+]
+
+
+@pytest.mark.parametrize("mode", ["auto"])  # a sweep of the catalogue: once
+async def test_a_workflow_refuses_a_model_only_when_estimate_cost_refuses_every_call_its_plan_could_write(
+    connect, tmp_path, mode
+):
+    """The review: ugc_video refused Kling 3.0 Omni, MiniMax H3 and Wan 2.7 reference to video (speaking models that
+    make the clip from the creator's still as a reference) as needing an input image, though the call with that still
+    in images is quoted by estimate_cost, and kling-3.md's own example speaks a script on one. A workflow refuses a
+    model only when every form of the call its plan could write for it is refused."""
+    still = _png(tmp_path / "still.png")
+    catalog = load_catalog()
+    wrong = []
+    async with connect() as client:
+        for name, more in JUDGED_BY_ESTIMATE:
+            kind = "image" if name == "character_sheet" else "video"
+            for spec in catalog.offered():
+                if spec.kind != kind or spec.followup is not None:
+                    continue
+                try:
+                    await _render(client, name, {**ARGUMENTS[name], **more, _model_argument(name): spec.id})
+                    continue
+                except MCPError as refused:
+                    reason = refused.error.message
+                for call in _calls_a_plan_could_write(name, spec.id, still):
+                    if not (await client.call_tool("estimate_cost", call)).is_error:
+                        wrong.append(f"{name} {spec.id}: refused ({reason}), though estimate_cost takes {call}")
+                        break
+    assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.parametrize("model", ["kling-3.0-omni/reference-to-video", "minimax-h3/reference-to-video", "wan/2-7-r2v"])
+async def test_ugc_video_on_a_reference_model_with_sound_puts_the_creators_still_in_images(connect, tmp_path, model):
+    """A reference-to-video model gets the plan: the creator's approved still in images as the reference (not a
+    first frame), the reel asked 9:16, and that estimate, made as written, is quoted."""
+    still = _png(tmp_path / "still.png")
+    async with connect() as client:
+        text = await _render(client, "ugc_video", {**ARGUMENTS["ugc_video"], "model": model})
+        refused = await _refused_estimates(client, text, still)
+    assert "images=[the approved still's saved path], aspect_ratio='9:16'" in _step(text, 2), _step(text, 2)
+    assert "as the creator's reference" in _step(text, 1), _step(text, 1)
+    assert not refused, refused
+
+
+@pytest.mark.parametrize("model", ["omnihuman-1-5", "kling/ai-avatar-standard", "infinitalk/from-audio"])
+async def test_ugc_videos_refusal_of_an_avatar_model_says_only_what_it_lacks(connect, model):
+    """The review: avatar models (a face and a voice recording make the clip) were refused as needing "at least 1
+    input image(s)" and as taking "no first frame that would give one", both at once. The refusal is right (they need
+    a recording, options.audio_url, and ugc_video speaks a script), and its reasons agree: only that."""
+    async with connect() as client:
+        with pytest.raises(MCPError) as refused:
+            await client.get_prompt("ugc_video", {**ARGUMENTS["ugc_video"], "model": model})
+    message = refused.value.error.message
+    assert refused.value.error.code == INVALID_PARAMS
+    assert "needs options.audio_url" in message, message
+    assert "input image" not in message and "first frame" not in message, message
+
+
 # -- 9. script_to_video: an extended part, joined as its model's extensions hold it ----------------------------------
 
 

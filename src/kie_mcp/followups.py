@@ -592,70 +592,176 @@ def chain_overlap(chains: list[tuple[str, list[str]]]) -> str | None:
 
 
 def join_check(rt: Runtime, clips: list[str], *, chained: bool = False) -> tuple[str | None, list[str]]:
-    """What joining ``clips`` (as ``stitch_videos`` gets them) would get wrong about follow-ups, by task id: a clip
-    whose footage another listed clip already holds (a Veo extension's video is the whole video before it; an
-    upgrade is its clip, so the 4K version of a clip is held by that clip's Veo extension too) would play twice:
-    the refusal. A listed clip extended later, with no extension of it in the join, ends the join before that
-    extension, and a listed clip with a finished upgrade (1080p, 4K, upscale) left out joins the footage at the
-    quality before the paid upgrade: a note naming each. ``chained``: ``clips`` is what chain=true made of the
-    listed ids, so the upgrade's advice gives the whole list to pass with chain=false (chain=true would bring the
-    clip back). An extension whose video holds only its new part (the catalogue's ``result = "part"``: Runway, Grok,
-    PixVerse), with the clip it continues not before it, joins that part without its start: a note saying what to
-    pass. ``(None, [])`` for paths and plain clips."""
-    listed = [record for clip in dict.fromkeys(clips) if (record := rt.tasks.get(clip)) is not None]
-    ids = {str(record.task_id) for record in listed}
-    shows = {str(record.task_id): str(footage_of(rt, record).task_id) for record in listed}
-    for record in listed:
-        own = str(record.task_id)
-        held = _held(rt, record)
-        twice = {clip for clip, footage in shows.items() if clip != own and (clip in held or footage in held)}
-        if twice:
-            inside = ", ".join(sorted(twice))
-            return (
-                f"{inside} is already in {record.task_id}: its video holds the footage before it (an extension "
-                f"that returns the whole video so far, or an upgrade of that clip), so joining both would play it "
-                f"twice. Leave {inside} out, and pass {record.task_id} in its place. Nothing was written.",
-                [],
-            )
-    notes = [note] if (note := _part_without_source(rt, clips, chained)) is not None else []
-    for record in listed:
+    """What joining ``clips`` (as ``stitch_videos`` gets them) would get wrong about follow-ups: a clip whose footage
+    another listed clip already holds (a Veo extension's video is the whole video before it; an upgrade is its clip,
+    so the 4K version of a clip is held by that clip's Veo extension too) would play twice: the refusal. A listed clip
+    extended later, with no extension of it in the join, ends the join before that extension, and a listed clip with
+    a finished upgrade (1080p, 4K, upscale) left out joins the footage at the quality before the paid upgrade: a note
+    naming each. ``chained``: ``clips`` is what chain=true made of the listed ids, so advice gives the whole list to
+    pass with chain=false (chain=true would bring a clip back). An extension whose video holds only its new part
+    (the catalogue's ``result = "part"``: Runway, Grok, PixVerse), with the clip it continues not before it, joins that
+    part without its start: a note saying what to pass. A clip given by its saved path is judged as the task that
+    saved it (``clip_task``); a file no task saved here is judged as nothing, and no advice is given that it could
+    make play twice. ``(None, [])`` for plain clips."""
+    records = {clip: clip_task(rt, clip) for clip in dict.fromkeys(clips)}
+    listed = {clip: record for clip, record in records.items() if record is not None}
+    ids = {str(record.task_id) for record in listed.values()}
+    if (twice := _played_twice(rt, clips, listed, chained)) is not None:
+        return twice, []
+    notes = [note] if (note := _part_without_source(rt, clips, chained, records)) is not None else []
+    for clip, record in listed.items():
+        named = _named(clip, record)
         later = [c.task_id for c in children(rt, record) if c.operation == "extend" and c.state != "failed"]
         if later and not any(str(c) in ids or _descends(rt, ids, str(c)) for c in later):
             notes.append(
-                f"{record.task_id} was extended later ({', '.join(map(str, later))}), and no extension of it is in "
+                f"{named} was extended later ({', '.join(map(str, later))}), and no extension of it is in "
                 "this join, so the join ends with its footage. To include an extension, pass the last task id of "
                 "the chain instead (with chain=true when each extension holds only its new part)."
             )
         if (unused := _upgrade_left_out(rt, record, ids)) is not None:
-            instead = f"pass {unused.task_id} in place of {record.task_id}"
+            instead = f"pass {unused.task_id} in place of {clip}"
             if chained:  # chain=true puts the clip back in front of its extension: list every clip instead
-                listed_ids = [str(unused.task_id) if c == record.task_id else c for c in dict.fromkeys(clips)]
-                instead = f"pass clips={listed_ids} with chain=false ({unused.task_id} in place of {record.task_id})"
+                listed_ids = [str(unused.task_id) if c == clip else c for c in dict.fromkeys(clips)]
+                instead = f"pass clips={listed_ids} with chain=false ({unused.task_id} in place of {clip})"
             notes.append(
-                f"{record.task_id} has {OPERATIONS.get(str(unused.operation), 'an upgraded version')} (task "
+                f"{named} has {OPERATIONS.get(str(unused.operation), 'an upgraded version')} (task "
                 f"{unused.task_id}, already paid for), and this join uses the clip itself, not that version. To "
                 f"join it, {instead}."
             )
     return None, notes
 
 
-def _part_without_source(rt: Runtime, clips: list[str], chained: bool) -> str | None:
+def clip_task(rt: Runtime, clip: str) -> TaskRecord | None:
+    """The task a clip of a join stands for: the task by its id, or, for a path (relative, absolute, a file:// URI
+    or a kie://outputs/ link), the task whose main saved video it is, by the journal's saved files. None for anything
+    else: a file of the user's own, another result of a task (a Veo extension's new part), an unknown id. A clip
+    given by its path was judged as nothing, so a join of a clip's saved file and its extension's new part was told
+    the clip was missing, and advised to add it again."""
+    record = rt.tasks.get(clip)
+    if record is not None:
+        return record
+    for name in _saved_names(rt, clip):
+        row = rt.journal.file_at(name)
+        if row is not None:
+            if row["idx"] != MAIN_RESULT or not str(row["mime"]).startswith("video/"):
+                return None
+            return rt.tasks.get(row["task_id"])
+    return None
+
+
+def _saved_names(rt: Runtime, clip: str) -> list[str]:
+    """The names the journal may keep ``clip``'s file under: its path relative to the workspace, as the path was
+    given and as it resolves (an ``outputs/`` linked to another disk keeps its files under ``outputs/``)."""
+    from pathlib import Path, PurePath
+
+    from kie_mcp.media.inputs import local_path
+    from kie_mcp.media.saved import OUTPUTS
+
+    workspace = rt.settings.workspace
+    try:
+        given = local_path(clip, rt.settings.input_bases)
+        real = given.resolve()
+        homes = [(workspace, ""), (workspace.resolve(), ""), ((workspace / OUTPUTS).resolve(), OUTPUTS)]
+    except (OSError, ValueError, RuntimeError):  # an unusable path (UnusablePath is a ValueError), a symlink loop
+        return []
+    names: list[str] = []
+    for path in (Path(*given.parts), real):
+        for home, prefix in homes:
+            if path.is_relative_to(home):
+                name = PurePath(prefix, path.relative_to(home)).as_posix()
+                if ".." not in PurePath(name).parts and name not in names:
+                    names.append(name)
+    return names
+
+
+def _named(clip: str, record: TaskRecord) -> str:
+    """A listed clip in words: its task id, or the path it was given by with its task."""
+    return str(record.task_id) if clip == record.task_id else f"{clip} (task {record.task_id})"
+
+
+def _played_twice(rt: Runtime, clips: list[str], listed: dict[str, TaskRecord], chained: bool) -> str | None:
+    """The refusal of a join that would play some footage twice: a listed clip another one holds (see
+    ``join_check``), or with chain=true a clip given by its saved path that a chain brings in again by its id. Where
+    chain=true brought the clip in (the user never listed it), the advice is the whole list with chain=false: "leave
+    it out" named a clip that was not in the list, and passing the holder "in its place" with chain=true again
+    brought it back."""
+    for clip, record in listed.items():
+        held = _held(rt, record)
+        twice = [
+            other
+            for other, found in listed.items()
+            if found.task_id != record.task_id
+            and (str(found.task_id) in held or str(footage_of(rt, found).task_id) in held)
+        ]
+        if twice:
+            inside = ", ".join(sorted(twice))
+            said = (
+                f"{inside} is already in {_named(clip, record)}: its video holds the footage before it (an "
+                "extension that returns the whole video so far, or an upgrade of that clip), so joining both would "
+                "play it twice."
+            )
+            if chained and all(_brought_by_chain(rt, clips, other) for other in twice):
+                kept = _in_place(clips, set(twice), clip)
+                return (
+                    f"{said} chain=true brought {inside} in, as the start of the chain after it. Pass "
+                    f"clips={kept} with chain=false instead. Nothing was written."
+                )
+            return f"{said} Leave {inside} out, and pass {clip} in its place. Nothing was written."
+    if chained:
+        for clip, record in listed.items():
+            task = str(record.task_id)
+            if clip != task and task in clips and _brought_by_chain(rt, clips, task):
+                kept = [c for c in dict.fromkeys(clips) if c != task]
+                return (
+                    f"{clip} is the saved video of {task}, and chain=true brings {task} in again, as the start of "
+                    f"the chain after it, so it would play twice. Pass clips={kept} with chain=false instead. "
+                    "Nothing was written."
+                )
+    return None
+
+
+def _brought_by_chain(rt: Runtime, clips: list[str], clip: str) -> bool:
+    """Whether chain=true put ``clip`` into ``clips`` (a chained join's list): a later clip's chain has it."""
+    at = clips.index(clip) if clip in clips else len(clips)
+    return any(later != clip and clip in chain_clips(rt, later) for later in clips[at + 1 :])
+
+
+def _in_place(clips: list[str], twice: set[str], holder: str) -> list[str]:
+    """``clips`` with each of ``twice`` left out and ``holder`` where the first of them was: once, in order."""
+    kept: list[str] = []
+    for clip in clips:
+        placed = holder if clip in twice else clip
+        if placed not in kept:
+            kept.append(placed)
+    return kept
+
+
+def _part_without_source(
+    rt: Runtime, clips: list[str], chained: bool, records: dict[str, TaskRecord | None]
+) -> str | None:
     """The note for listed extensions whose video is only their new part (the catalogue's ``result = "part"``)
     while the clip they continue is not earlier in the join: the join would start mid-scene, unsaid. It names each
     and what to pass: the chains in order (``chain_clips``) with chain=false, or, when the list was not chained and
-    chaining it brings no clip twice, the same clips with chain=true. A source this workspace has no record of is
-    named with check_task, which records it."""
+    chaining it brings no footage twice, the same clips with chain=true (an extension given by its path by its task
+    id: chain=true brings a task id's chain only). A clip given by its saved path counts as its task's footage (by
+    ``records``); after a file no task saved here, nothing is said of the extensions that follow: that file may be
+    the clip they continue, and adding the clip again would play it twice. A source this workspace has no record
+    of is named with check_task, which records it."""
     order = list(dict.fromkeys(clips))
     shown: set[str] = set()  # the footage of the clips before the one looked at
+    unknown_before = False  # a file before it that no task saved: it may be the clip an extension continues
     alone: dict[str, TaskRecord] = {}  # a listed clip whose new part would start the join: the extension it shows
     for clip in order:
-        record = rt.tasks.get(clip)
+        record = records.get(clip)
         content = footage_of(rt, record) if record is not None else None
-        if content is not None and content.parent_task_id and _result(rt, content) == "part":
+        if content is None:
+            unknown_before = True
+            continue
+        if content.parent_task_id and _result(rt, content) == "part" and not unknown_before:
             source = rt.tasks.get(content.parent_task_id)
             if (str(footage_of(rt, source).task_id) if source else content.parent_task_id) not in shown:
                 alone[clip] = content
-        shown.add(str(content.task_id) if content is not None else clip)
+        shown.add(str(content.task_id))
     if not alone:
         return None
     said = [
@@ -671,12 +777,36 @@ def _part_without_source(rt: Runtime, clips: list[str], chained: bool) -> str | 
         )
         return " ".join([*said, advice])
     whole: list[str] = []
+    played: set[str] = set()  # the footage already in ``whole``: a clip's saved file and its id are one footage
     for clip in order:
-        whole += [link for link in (chain_clips(rt, clip) if clip in alone else [clip]) if link not in whole]
+        record = records.get(clip)
+        links = chain_clips(rt, str(record.task_id)) if clip in alone and record is not None else [clip]
+        for link in links:
+            found = records.get(link) or rt.tasks.get(link)
+            footage = str(footage_of(rt, found).task_id) if found is not None else link
+            if footage not in played:
+                played.add(footage)
+                whole.append(link)
     advice = f"To join from the start, pass clips={whole} with chain=false"
-    if not chained and chain_overlap([(clip, chain_clips(rt, clip) or [clip]) for clip in order]) is None:
-        advice += f", or clips={order} with chain=true"
+    chain = [str(found.task_id) if clip in alone and (found := records[clip]) else clip for clip in order]
+    if not chained and not _chains_repeat(rt, chain):
+        advice += f", or clips={chain} with chain=true"
     return " ".join([*said, advice + "."])
+
+
+def _chains_repeat(rt: Runtime, clips: list[str]) -> bool:
+    """Whether ``clips`` joined with chain=true would play some footage twice: two listed clips' chains share a
+    clip (``chain_overlap``), or a clip given by its saved path is a clip another's chain brings by its id."""
+    if chain_overlap([(clip, chain_clips(rt, clip) or [clip]) for clip in clips]) is not None:
+        return True
+    seen: dict[str, str] = {}
+    for clip in clips:
+        for link in chain_clips(rt, clip) or [clip]:
+            found = clip_task(rt, link)
+            footage = str(footage_of(rt, found).task_id) if found is not None else link
+            if seen.setdefault(footage, clip) != clip:
+                return True
+    return False
 
 
 def _upgrade_left_out(rt: Runtime, record: TaskRecord, ids: set[str]) -> TaskRecord | None:

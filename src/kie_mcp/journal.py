@@ -81,6 +81,7 @@ INDEXES = {
     "tasks_charged": "tasks(model, options_key, updated) WHERE state = 'succeeded'",  # charged_before
     "tasks_parent": "tasks(parent_task_id, created) WHERE parent_task_id IS NOT NULL",  # a clip's follow-ups
     "answers_task": "answers(task_id)",
+    "files_path": "files(path)",  # which task saved a file a join names by its path (``file_at``)
     # prompts an older kie-mcp (or a hand edit) wrote without their folded form: folded before the next text search
     "tasks_unfolded": "tasks(created) WHERE prompt_folded IS NULL AND prompt IS NOT NULL",
 }
@@ -1046,3 +1047,9 @@ class Journal:
 
     def files_for(self, task_id: str) -> list[sqlite3.Row]:
         return self.query("SELECT * FROM files WHERE task_id = ? ORDER BY idx", task_id)
+
+    def file_at(self, path: str) -> sqlite3.Row | None:
+        """The saved file at ``path`` (relative to the workspace, as ``files_for`` lists it): its task and which of
+        its results it is; None for a file no task saved here."""
+        rows = self.query("SELECT * FROM files WHERE path = ? ORDER BY created DESC LIMIT 1", path)
+        return rows[0] if rows else None

@@ -163,8 +163,9 @@ def _still_questions(what: str, question: str = NANO_BANANA, choice: str = NB_CH
 
 
 def _captions(clips: str, *, chain: bool = False) -> str:
-    """The caption step; ``chain``: the clip may be an extension holding only its new part (Grok Imagine, Runway),
-    so the call says chain=true and the last task id brings the whole chain, take and extensions, in order."""
+    """The caption step; ``chain``: the clip may be an extension holding only its new part (ugc_video's Grok
+    Imagine and PixVerse clips), so the call says chain=true and the last task id brings the whole chain, take and
+    extensions, in order."""
     joined = (
         " (chain=true: an extension of this model holds only its new part, so the last task id brings its whole "
         "chain, the take and each extension, in order)"
@@ -495,11 +496,14 @@ def _reworks(spec: ModelSpec) -> bool:
     return bool(spec.capabilities) and set(spec.capabilities) <= set(REWORKS)
 
 
-def _refusals(spec: ModelSpec, *, first_frame: bool = False, script: bool = False) -> list[str]:
+def _refusals(
+    spec: ModelSpec, *, first_frame: bool = False, reference: bool = False, script: bool = False
+) -> list[str]:
     """Why estimate_cost refuses the call a plan writes for ``spec`` (see ``_trial``), each said of the model ("makes
     silent video"), in estimate_cost's words without their advice (the error names the models that fit); the aspect
     ratio aside, which each plan writes only where the model takes it. ``first_frame`` asks for a model that starts
-    a clip from the still (image-to-video), not one that takes it as a reference."""
+    a clip from the still (image-to-video), not one that takes it as a reference; ``reference``: the still goes in
+    images either way (a reference-to-video model makes the clip from it), and the call is judged with it."""
     if _reworks(spec):
         does = " and ".join(REWORKS[capability] for capability in spec.capabilities)
         return [f"{does} an existing {spec.kind} and makes no new one"]
@@ -507,7 +511,7 @@ def _refusals(spec: ModelSpec, *, first_frame: bool = False, script: bool = Fals
     if first_frame and "image-to-video" not in spec.capabilities:
         reasons.append("does not start a clip from a still (no image-to-video)")
     takes_one = spec.images is not None and spec.images.max >= 1  # a reference model is judged with the still too
-    for problem in _trial(spec, first_frame=first_frame and takes_one, script=script):
+    for problem in _trial(spec, first_frame=(first_frame or reference) and takes_one, script=script):
         said = re.split(r"; |\. ", problem.message, maxsplit=1)[0].rstrip(".")  # its first clause: no advice
         if said.startswith(f"{spec.id} "):
             reasons.append(said.removeprefix(f"{spec.id} "))
@@ -693,7 +697,8 @@ def ugc_product_selfie(
 
 def _extensions_hold_part(model: str) -> bool:
     """Whether an extension of ``model``'s clips holds only its new part (the catalogue's follow-up result "part":
-    Grok Imagine, Runway): joining the chain then needs chain=true. A Veo extension holds the whole video so far."""
+    Grok Imagine, PixVerse, Runway): joining the chain then needs chain=true. A Veo extension holds the whole video
+    so far."""
     return any(
         other.followup.operation == "extend" and other.followup.result == "part"
         for other in _followup_specs(model)
@@ -725,7 +730,8 @@ def _delivery(model: str) -> str | None:
 
     The upgrade is a task of its own: captions joined from the take's id (as the caption step says) are the 720p
     clip, and the paid 1080p task went unused. So the join is made again from the upgrade's id. An upgrade of a
-    part-chain's last extension (Grok Imagine, Runway) upgrades only its new part: each link is upgraded instead."""
+    part-chain's last extension (Grok Imagine, PixVerse) upgrades only its new part: each link is upgraded
+    instead."""
     ops = _followups(model)
     if "hd" in ops:
         upgrade, named = "operation='hd' (the 1080p version)", " (for Veo's 1080p: '<task id>-1080p')"
@@ -755,20 +761,31 @@ def _delivery(model: str) -> str | None:
 
 
 def _reel_still(spec: ModelSpec) -> str:
-    """Whether ugc_video's clip on ``spec`` starts from a still of the creator: "optional" (a first frame if the user
-    has one), "needed" (the model takes none without one, or gets its 9:16 frame only from one: Kling 2.6 image to
-    video, Hailuo) or "none" (no first frame: text to video)."""
-    if "image-to-video" not in spec.capabilities or spec.images is None or spec.images.max < 1:
+    """Whether ugc_video's clip on ``spec`` is made from a still of the creator: "optional" (a first frame if the
+    user has one), "needed" (the model takes none without one, or gets its 9:16 frame only from one: Kling 2.6 image
+    to video, Hailuo), "input" (a model that is no image-to-video one but needs an image: Kling 3.0 Omni, MiniMax H3
+    and Wan 2.7 reference to video make each clip from the still as the creator's reference; an avatar animates it)
+    or "none" (no still at all: text to video)."""
+    if spec.images is None or spec.images.max < 1:
         return "none"
+    if "image-to-video" not in spec.capabilities:
+        return "input" if spec.images.min >= 1 else "none"
     return "needed" if spec.images.min >= 1 or not _takes_ratio(spec, "9:16") else "optional"
 
 
 def _reel_refusals(spec: ModelSpec) -> list[str]:
     """Why ugc_video's calls do not fit ``spec``: the script is spoken (a silent model refused it at the first
-    estimate), and the reel is vertical, asked as 9:16 or taken from a 9:16 first frame."""
+    estimate), and the reel is vertical, asked as 9:16 or taken from a 9:16 first frame (a reference image sets no
+    frame). Each call is judged as the plan writes it, with the creator's still in images where the model needs an
+    image: reference-to-video models with sound were refused as needing the image the plan gives them, and avatar
+    models were told both that they need an image and that they take none."""
     still = _reel_still(spec)
-    reasons = _refusals(spec, first_frame=still == "needed", script=True)
-    if still == "none" and not _reworks(spec) and not _takes_ratio(spec, "9:16"):
+    reasons = _refusals(spec, first_frame=still == "needed", reference=still == "input", script=True)
+    if _reworks(spec):
+        return reasons
+    if still == "input" and "reference" in spec.capabilities and not _takes_ratio(spec, "9:16", first_frame=True):
+        reasons.append("cannot be asked for a 9:16 frame, and a reference image sets none")
+    elif still == "none" and not _takes_ratio(spec, "9:16"):
         reasons.append("cannot be asked for a 9:16 frame and takes no first frame that would give one")
     return reasons
 
@@ -778,8 +795,9 @@ REEL = Fit("a vertical (9:16) clip speaks the script", _reel_refusals, "veo3_fas
 
 def _reel_start(model: str) -> tuple[str, str]:
     """ugc_video's words for a still of the creator (step 1) and the estimate's frame and images (step 2), as
-    ``model`` takes them: a still is optional, needed (its saved path goes in images; the clip has its frame where
-    the model takes no 9:16), or not taken at all (a text-to-video model refuses images)."""
+    ``model`` takes them: a still is optional, needed as the first frame (its saved path goes in images; the clip
+    has its frame where the model takes no 9:16), needed as the creator's reference (a reference-to-video model:
+    the frame is asked), or not taken at all (a text-to-video model refuses images)."""
     spec = _spec(model.strip())
     still = "optional" if spec is None else _reel_still(spec)
     named = _said("model", model)
@@ -787,7 +805,7 @@ def _reel_start(model: str) -> tuple[str, str]:
         return f" {named} takes no first frame: describe the creator in the prompt.", "aspect_ratio='9:16', "
     frame = (
         "aspect_ratio='9:16', "
-        if spec is None or _takes_ratio(spec, "9:16", first_frame=still == "needed")
+        if spec is None or _takes_ratio(spec, "9:16", first_frame=still in ("needed", "input"))
         else f"no aspect_ratio ({named} takes none: the clip has the 9:16 still's frame), "
     )
     if still == "optional":
@@ -795,6 +813,19 @@ def _reel_start(model: str) -> tuple[str, str]:
             " If they have an approved still of the creator (for example from the ugc_product_selfie workflow), its "
             "saved path goes in images as the first frame.",
             frame,
+        )
+    if still == "input":
+        made = (
+            "makes each clip from reference images, not from a first frame: the approved still of the creator (for "
+            "example from the ugc_product_selfie workflow) goes in images as the creator's reference, and the prompt "
+            "says who it is ('the woman from image 1')"
+            if spec is not None and "reference" in spec.capabilities
+            else "needs an image of the creator: the approved 9:16 still (for example from the ugc_product_selfie "
+            "workflow) goes in images"
+        )
+        return (
+            f" {named} {made}; without one, make and approve it first.",
+            f"images=[the approved still's saved path], {frame}",
         )
     return (
         f" {named} starts each clip from a still: the approved 9:16 still of the creator (for example from the "
@@ -862,8 +893,9 @@ SPOKEN_PARTS = Fit(
 def _extended_parts(model: str) -> tuple[str, str, str]:
     """script_to_video's words for a part that continues the one before it in the same shot (step 3), and the join's
     clips and chain argument with why (step 4), as the catalogue has ``model``'s extensions: none, ones holding the
-    whole video so far (Veo), or ones holding only the new part (the follow-up's result "part": Runway, Grok Imagine,
-    PixVerse), which the join brings with chain=true (a part never extended is joined as it is)."""
+    whole video so far (Veo), or ones holding only the new part (the follow-up's result "part"; among the speaking
+    models this workflow takes, Grok Imagine and PixVerse text to video: Runway is silent, and refused), which the
+    join brings with chain=true (a part never extended is joined as it is)."""
     if "extend" not in _followups(model):
         return f" Clips of {_said('model', model)} cannot be extended: each part is a new clip.", "", ""
     continued = (
