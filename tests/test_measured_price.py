@@ -211,3 +211,27 @@ async def test_only_bytes_kie_mcp_uploaded_bind_a_price_measured_from_a_link(set
     assert made.structured_content["status"] == "submitted", text_of(made)  # auto-approved: a known 24
     [create] = await controls.creates()
     assert create["body"]["input"]["audio_url"] == uploaded
+
+
+async def test_an_uploaded_files_link_is_named_by_enough_of_its_hash_that_no_other_file_can_take_its_place(
+    connect, controls, tmp_path
+):
+    """The gate review: an upload_file link binds a price per second (kie-mcp's own bytes), but KIE overwrites a file
+    uploaded again under its name, and the name kept 40 bits of the bytes' hash: an agent that writes files found a
+    1 s and a 300 s voice.wav sharing them in seconds, so the long one replaced the short one behind a link priced
+    and approved at 1 s. Each upload's name now holds 128 bits of its bytes' hash: two recordings under one name get
+    two links, each naming its own bytes."""
+    sizes = {"a": 1.0, "b": 2.0}
+    for folder, seconds in sizes.items():
+        (tmp_path / folder).mkdir()
+        speech(tmp_path / folder / "voice.wav", seconds)
+    async with connect() as client:
+        links = {
+            folder: (await client.call_tool("upload_file", {"path": f"{folder}/voice.wav"})).structured_content["url"]
+            for folder in sizes
+        }
+    assert links["a"] != links["b"]
+    for folder, link in links.items():
+        digest = hashlib.sha256((tmp_path / folder / "voice.wav").read_bytes()).hexdigest()
+        assert f"voice-{digest[:32]}.wav" in link, link
+    assert await controls.creates() == []

@@ -1073,6 +1073,13 @@ class Sent:
     note: str | None  # what was done to it
 
 
+# Hex digits of the bytes' hash in an uploaded file's name: 128 bits. KIE overwrites a file uploaded again under its
+# name, so two files sharing a name would replace each other on KIE's host; with 40 bits an agent that writes files
+# found two voice recordings of 1 s and 300 s sharing one in seconds, and the long one replaced the short one behind
+# a link priced (and approved) at its 1 s.
+NAME_HASH = 32
+
+
 def as_sent(local: LocalFile, content: bytes, prepare: bool, kinds: frozenset[MediaKind] = frozenset(KINDS)) -> Sent:
     """What is uploaded for ``local`` (``content``: its approved bytes), given to fields that take ``kinds``: upscaled
     first when it is a small image and ``prepare`` (not the input of an upscaler, nor a mask); an MP4 of sound, or
@@ -1083,13 +1090,13 @@ def as_sent(local: LocalFile, content: bytes, prepare: bool, kinds: frozenset[Me
         prepared = prepare_image(io.BytesIO(content), local.path.name)
         if prepared.content is not None and prepared.media is not None:
             digest = hashlib.sha256(prepared.content).hexdigest()
-            name = upload_name(local.path, prepared.media, f"-{digest[:10]}")
+            name = upload_name(local.path, prepared.media, f"-{digest[:NAME_HASH]}")
             return Sent(prepared.content, prepared.media, digest, name, prepared.note)
         note = prepared.note
     else:
         note = None
     media = sent_type(local, kinds)
-    return Sent(content, media, local.sha256, upload_name(local.path, media, f"-{local.sha256[:10]}"), note)
+    return Sent(content, media, local.sha256, upload_name(local.path, media, f"-{local.sha256[:NAME_HASH]}"), note)
 
 
 def _given_to(spec: ModelSpec, wire: dict[str, Any]) -> dict[str, dict[str, frozenset[MediaKind]]]:
