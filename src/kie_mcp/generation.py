@@ -1283,6 +1283,7 @@ async def _spend(
     except BaseException:  # cancelled by the host, or failed: this answer never reaches the client
         _answered(rt, attempts, CALL_CUT_OFF)
         _unsent(rt, p, p.variations - begun, used)
+        rt.follower.adopt(records)  # followed and saved now, with nobody waiting, not at the rescan minutes later
         raise
     result._attempts = attempts  # answered once the tool hands the answer over (``delivered``)
     return result
