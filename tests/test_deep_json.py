@@ -3,7 +3,7 @@
 The SDK's stdio transport reads each line with pydantic, whose JSON reader refuses nesting past its limit
 (``stdio.DEEPEST_JSON``: 200 lists and objects inside each other with pydantic-core 2.50) and the SDK drops
 such a line unanswered: the client waited for ever on that call. kie-mcp puts a shallow stand-in with the same id
-in its place (``stdio.stand_in_for_deep``), which is answered with an Invalid Request error saying why; nothing of
+in its place (``stdio.stand_ins``), which is answered with an Invalid Request error saying why; nothing of
 it is run.
 
 The stdio tests run the installed ``kie-mcp`` against the simulator in its own process (``kie-mcp sim``), so what
@@ -63,7 +63,6 @@ def test_the_depth_kie_mcp_reads_is_the_one_the_sdks_reader_reads():
     shortest = "[" * (DEEPEST_JSON + 1) + "0" + "]" * (DEEPEST_JSON + 1)  # no shorter line is too deep
     with pytest.raises(ValueError, match="recursion limit"):
         jsonrpc_message_adapter.validate_json(shortest, by_name=False)
-    assert len(shortest) == stdio._SHORTEST_TOO_DEEP
 
 
 @pytest.mark.parametrize(
@@ -142,6 +141,7 @@ def _server_env(base: str, workspace: Path) -> dict[str, str]:
         "KIE_UPLOAD_BASE_URL": base,
         "KIE_API_KEY": "sandbox-key",
         "KIE_WORKSPACE": str(workspace),
+        "KIE_CATALOG_SYNC": "off",  # the start's look at KIE's model list would land in the request log any time
     }
 
 

@@ -115,6 +115,30 @@ async def test_an_auto_approved_call_cut_off_after_its_create_is_not_created_aga
     assert again.structured_content["tasks"][0]["task_id"], text_of(again)
 
 
+async def test_a_call_cut_off_during_its_create_has_its_task_followed_and_saved_with_nobody_asking(
+    connect, controls, tmp_path
+):
+    """The audit: a generation cancelled while its create was on its way never reached the follower (only its wait
+    hands tasks over), so the task sat unfollowed until the rescan adopted it, ``QUIET`` plus up to a ``RESCAN`` later
+    (about 4 minutes with the default poll settings; here, a tenth of them, 18 to 24 seconds). The cut-off call hands
+    its tasks over: the result is saved within the first look's time, nobody asking."""
+    import sqlite3
+
+    await controls.fault("create", kind="slow", seconds=0.6)
+    async with connect(auto_approve_credits=10, poll_min_interval=0.2, poll_max_interval=1.5) as client:
+        await cut_off(lambda: client.call_tool("generate_image", IMAGE), controls.creates)
+        journal = tmp_path / ".kie-mcp" / "journal.sqlite3"
+        saved: list[tuple[str]] = []
+        with anyio.move_on_after(10):  # the first look is at 0.6 s (1.2 x the model's 5 s, a tenth of the time)
+            while not saved:
+                await anyio.sleep(0.1)
+                with sqlite3.connect(journal) as db:
+                    saved = db.execute("SELECT path FROM files").fetchall()
+    assert saved, "the task of the cut-off call was not followed: nobody saved its result"
+    assert (tmp_path / saved[0][0]).is_file()
+    assert len(await controls.creates()) == 1
+
+
 async def test_a_retry_is_replayed_even_when_the_first_calls_reservation_left_too_little_under_the_cap(
     connect, controls
 ):

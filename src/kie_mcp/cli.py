@@ -239,30 +239,74 @@ def _stop_signals() -> tuple[int, ...]:
 
 
 async def _stop_on_signals() -> None:
+    """Ctrl-C stops at once. The first SIGTERM or SIGHUP stops once the creates on their way to KIE have landed
+    (``_stop_once_creates_land``); a second one, or Ctrl-C meanwhile, at once."""
     import anyio
+
+    from kie_mcp.stopping import CREATES
 
     try:
         with anyio.open_signal_receiver(*_stop_signals()) as received:
-            async for signum in received:
-                _stop_now(signum)
+            async with anyio.create_task_group() as group:
+                stopping = False
+                async for signum in received:
+                    if signum == signal.SIGINT or stopping:
+                        _stop_now(signum)
+                    stopping = True
+                    CREATES.close()  # now, before any other task runs: no create starts after the signal
+                    group.start_soon(_stop_once_creates_land, signum)
     except NotImplementedError:  # no signal support in this event loop (Windows): the handler of _serve stops it
         await anyio.sleep_forever()
 
 
+async def _stop_once_creates_land(signum: int) -> None:
+    """A host stopping its server (SIGTERM), or a closed terminal (SIGHUP): a join under way ends now; a create on
+    its way to KIE may already be created and charged there, and its answer (the task, recorded in the journal) is
+    waited for, ``LANDING_SECONDS`` at most, so the next start follows the task and saves its result. Then exit."""
+    from kie_mcp.stopping import CREATES, LANDING_SECONDS
+
+    _end_joins()
+    how = signal.Signals(signum).name
+    waiting = CREATES.sending_now
+    if waiting:
+        creates = "a create" if waiting == 1 else f"{waiting} creates"
+        _say(
+            f"kie-mcp: stopping ({how}): waiting up to {LANDING_SECONDS:g} s for {creates} on its way to KIE, so "
+            "that the task it made is recorded."
+        )
+    if not await CREATES.landed(LANDING_SECONDS):
+        _say(
+            f"kie-mcp: {CREATES.sending_now} create(s) got no answer from KIE in {LANDING_SECONDS:g} s; the next "
+            "start counts them as unknown (they may have been charged: check https://kie.ai/logs)."
+        )
+    _stop_now(signum)
+
+
 def _stop_now(signum: int = signal.SIGINT, frame: FrameType | None = None) -> NoReturn:
-    """Exit at once with one line, never a traceback. The journal is safe: every write is its own transaction,
-    and what a stop leaves half done (a create being sent, a download) is settled at the next start. A join under
-    way is ended first (its ffmpeg, a process of its own, would outlive this one, writing on)."""
+    """Exit at once with one line, never a traceback (Ctrl-C, a second signal, or a first SIGTERM or SIGHUP once the
+    creates in flight landed). The journal is safe: every write is its own transaction, and what a stop leaves half
+    done (a create being sent, a download) is settled at the next start. A join under way is ended first."""
+    _end_joins()
+    how = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+    _say(f"kie-mcp: stopped ({how}).")
+    os._exit(INTERRUPTED if signum == signal.SIGINT else 128 + signum)
+
+
+def _end_joins() -> None:
+    """Kill the ffmpeg of every join under way and remove what it wrote: a process of its own, it would outlive
+    this one, writing on."""
     stitching = sys.modules.get("kie_mcp.media.stitch")  # loaded only once a join was asked for
     if stitching is not None:
         with contextlib.suppress(Exception):  # stopping must not fail: at worst the next start sweeps the file
             stitching.stop_all()
-    lead = "\n" if _is_terminal(sys.stderr) else ""  # after the terminal's ^C
-    how = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-    with contextlib.suppress(OSError, ValueError):  # a stderr that is gone: still exit
-        sys.stderr.write(f"{lead}kie-mcp: stopped ({how}).\n")
+
+
+def _say(line: str) -> None:
+    """One line on stderr, on a line of its own in a terminal (after its ^C); a stderr that is gone says nothing."""
+    lead = "\n" if _is_terminal(sys.stderr) else ""
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.write(f"{lead}{line}\n")
         sys.stderr.flush()
-    os._exit(INTERRUPTED if signum == signal.SIGINT else 128 + signum)
 
 
 def _in_terminal() -> bool:

@@ -70,6 +70,7 @@ from kie_mcp.spend import (
 )
 from kie_mcp.spend.approval import ApprovedBy
 from kie_mcp.spend.quotes import CHARGED_HERE, AskedInputs, seen_charging, staleness
+from kie_mcp.stopping import CREATES
 from kie_mcp.tasks import TaskRecord
 from kie_mcp.tasks.records import answer_not_recorded
 from kie_mcp.words import plain, shortened, timestamp
@@ -1252,8 +1253,12 @@ async def _spend(
             records.append(record)
             # Sending a create and recording its answer are one unit: a cancelled call, a host's timeout or a
             # failing sibling cannot split them, so a task KIE created is always in the journal (or in the answer).
-            with anyio.CancelScope(shield=True):
+            # A host's SIGTERM waits for it too (``stopping``), and once one came no create starts.
+            with anyio.CancelScope(shield=True), CREATES.sending() as sendable:
                 begun += 1
+                if not sendable:  # settled here, as _submit settles a create it could not journal
+                    _not_sent_while_stopping(rt, p, record, problems)
+                    return
                 attempt = await _submit(rt, kie, family, p, body, approval, record, prompt, used, decision.by, problems)
             if attempt is not None:
                 attempts.append(attempt)
@@ -1283,6 +1288,7 @@ async def _spend(
     except BaseException:  # cancelled by the host, or failed: this answer never reaches the client
         _answered(rt, attempts, CALL_CUT_OFF)
         _unsent(rt, p, p.variations - begun, used)
+        rt.follower.adopt(records)  # followed and saved now, with nobody waiting, not at the rescan minutes later
         raise
     result._attempts = attempts  # answered once the tool hands the answer over (``delivered``)
     return result
@@ -1299,6 +1305,17 @@ def _unsent(rt: Runtime, p: Plan, unsent: int, quote_id: str | None) -> None:
         _give_back(rt, quote_id)
     for line in problems:
         log.warning("%s", line)
+
+
+def _not_sent_while_stopping(rt: Runtime, p: Plan, record: TaskRecord, problems: list[str]) -> None:
+    """A create not sent because the server is stopping (its host sent SIGTERM): nothing created, its share of the
+    reservation given back."""
+    record.state, record.credits_reserved = "failed", 0.0
+    record.error = (
+        "Not sent: kie-mcp was stopping (its host stopped it), so this create was not sent; nothing was created or "
+        "charged for it. Ask for it again once kie-mcp runs again."
+    )
+    _refund(rt, problems, p, "refunded: not sent, the server was stopping", None)
 
 
 def delivered(rt: Runtime, result: GenerationResult, *, handed_over: bool) -> None:

@@ -561,7 +561,9 @@ async def _answered_without_secrets(ctx: ServerRequestContext[Any, Any], call_ne
     given for an argument as its text (``_prompt_arguments_as_text``) and a line over stdio nested too deep to read
     (``stdio.UNREADABLE_METHOD``) is answered whenever it comes; and outside the SDK's request-state boundary, so
     its bare refusal of a confirmation's answer it can no longer read says what happened and what to do
-    (``STALE_ANSWER``)."""
+    (``STALE_ANSWER``). Its check of a request's params, which it answered "Invalid request parameters" naming
+    nothing (a ``progressToken`` that is an object, ``params: null`` for a tool call), names what is wrong; an
+    unknown resource URI it repeats is cut to ``URI_SHOWN`` characters."""
     method = ctx.method
     plan = method == "prompts/get"
     try:
@@ -570,9 +572,18 @@ async def _answered_without_secrets(ctx: ServerRequestContext[Any, Any], call_ne
         elif method == UNREADABLE_METHOD:  # here, not as a handler: also answered before the handshake ends
             raise unreadable_error(ctx.params)
         result = await call_next(ctx)
+    except ValidationError as err:  # the SDK's check of the params, which it answers naming nothing
+        problems = argument_problems(err.errors(include_url=False))
+        message = redact(f"Invalid request parameters: {'; '.join(problems[:5]) or 'not as the method takes them'}.")
+        raise MCPError(
+            code=INVALID_PARAMS, message=message, data={"problems": [redact(p) for p in problems[:5]]}
+        ) from None
     except MCPError as err:
         error = err.error
-        message, data = redact(error.message), redact_value(error.data)
+        message, data = error.message, error.data
+        if method == "resources/read":  # an unknown URI is echoed: a 100 KB one, whole, in the message and data
+            message, data = _uri_bounded(message, ctx.params), _uri_bounded(data, ctx.params)
+        message, data = redact(message), redact_value(data)
         if isinstance(data, dict) and data.get("reason") == "invalid_request_state":
             message = STALE_ANSWER
         if message == error.message and data == error.data:
@@ -583,6 +594,23 @@ async def _answered_without_secrets(ctx: ServerRequestContext[Any, Any], call_ne
     if method == "tools/call" and isinstance(result, dict) and result.get("isError"):
         return redact_value(result)  # a refusal that names what it was given (an unknown tool or argument)
     return result
+
+
+URI_SHOWN = 200  # characters of a resource URI an error repeats
+
+
+def _uri_bounded(value: Any, params: Any) -> Any:
+    """``value`` (an error's message or data) with the URI ``params`` asked for shown at most ``URI_SHOWN``
+    characters long wherever it repeats it."""
+    uri = params.get("uri") if isinstance(params, Mapping) else None
+    if not isinstance(uri, str) or len(uri) <= URI_SHOWN:
+        return value
+    shown = plain(uri, quoted=False, limit=URI_SHOWN)
+    if isinstance(value, str):
+        return value.replace(uri, shown)
+    if isinstance(value, dict):
+        return {key: _uri_bounded(inner, params) for key, inner in value.items()}
+    return value
 
 
 def _prompt_arguments_as_text(params: Mapping[str, Any] | None) -> Mapping[str, Any] | None:

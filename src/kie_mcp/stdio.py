@@ -1,20 +1,30 @@
 """The stdio session, with every line the client sends made readable first.
 
-JSON may escape a lone UTF-16 surrogate (``"\\ud83d"``: an emoji cut in half, as a host that escapes non-ASCII
-text and cuts it may send). The SDK's stdio transport reads each line with pydantic, which refuses such a line
-("unexpected end of hex escape") and drops it without an answer: the client would wait for ever on that call.
-Here each lone surrogate escape becomes ``\\ufffd`` (U+FFFD, as KIE's own answers are mended in ``kie/text.py``)
-before the SDK reads the line, so the call is answered like any other: the text with a replacement character,
-shown in the confirmation like the rest of the request.
+The SDK's stdio transport reads each line with pydantic and drops a line it cannot read without an answer (its
+dispatcher logs it at DEBUG): the client waits for ever on that call. So each line is read here first, by the SDK's
+own reader (``jsonrpc_message_adapter``: its verdict, by construction), in the worker thread that reads stdin (3 to
+6 microseconds a line of a tool call, which the SDK then spends again). A line it takes is passed on as it is.
+A line it refuses and that names a request's id is answered under that id: a shallow ``kie-mcp/unreadable`` request
+with the same id (and the same ``_meta``, so the 2026-07-28 envelope still routes it) stands in for it, which the
+server answers with an error saying what was wrong (``unreadable_error``); nothing of it is run:
 
-pydantic's JSON reader also refuses a line nested deeper than it reads (``DEEPEST_JSON``: 200 lists and objects
-inside each other with pydantic-core 2.50), and the SDK drops that line unanswered too. A request nested deeper
-(``arguments`` holding hundreds of lists inside each other) is rewritten into a shallow ``kie-mcp/unreadable``
-request with the same id (and the same ``_meta``, so the 2026-07-28 envelope still routes it), which the server
-answers with an Invalid Request error saying why: nothing of it is run. A client's answer to a request of the
-server (a form's answer) nested that deep becomes an error answer with its id, so the call waiting for it goes on
-at once. A deep notification stays dropped (logged). Only a line with more brackets than ``DEEPEST_JSON`` is
-looked at again (by pydantic's reader, then a scan for its id); every other line costs two counts.
+- not JSON (a line cut short, a trailing comma, a bad escape): Parse error (-32700), with where it broke;
+- two or more messages on one line: each request among them gets a Parse error (-32700), each under its own id;
+- JSON, but no JSON-RPC 2.0 request (``jsonrpc`` missing or not "2.0", ``method`` not text, ``params`` a list or
+  text): Invalid Request (-32600), naming the member;
+- nested deeper than pydantic's JSON reader reads (``DEEPEST_JSON``: 200 lists and objects inside each other with
+  pydantic-core 2.50): Invalid Request (-32600), saying so.
+
+A client's answer to a request of the server (a form's answer) that cannot be read becomes an error answer with its
+id, so the call waiting for it goes on at once. A line with no id to answer (a notification, an id of null, a list)
+stays dropped, with a warning on stderr (a blank line, at DEBUG). The id, method and ``_meta`` are found without
+reading the line as JSON (``top_level_members``): strings skipped whole, deep containers only counted.
+
+JSON may escape a lone UTF-16 surrogate (``"\\ud83d"``: an emoji cut in half, as a host that escapes non-ASCII
+text and cuts it may send). pydantic refuses such a line ("unexpected end of hex escape"); here each lone surrogate
+escape becomes ``\\ufffd`` (U+FFFD, as KIE's own answers are mended in ``kie/text.py``) before the line is read, so
+the call is answered like any other: the text with a replacement character, shown in the confirmation like the rest
+of the request.
 
 A host that writes "UTF-8 with BOM" (.NET's ``Encoding.UTF8``) starts its first line with a byte-order mark,
 which no JSON starts with: the SDK dropped that line (the ``initialize``, so the host never connected). It is
@@ -45,7 +55,7 @@ from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
 from mcp import MCPError
-from mcp.types import INVALID_REQUEST
+from mcp.types import INVALID_REQUEST, PARSE_ERROR, jsonrpc_message_adapter
 from pydantic_core import from_json
 
 if TYPE_CHECKING:
@@ -66,6 +76,7 @@ UNREADABLE_METHOD = "kie-mcp/unreadable"
 # JSON's tokens: a string (escapes and all), a structural character, or a bare scalar (number, true, ...).
 # A string unrolled (runs of plain characters between escapes): one step a run, not a regex stack frame a character.
 _TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}:,]|[^\s\[\]{}:,"]+', re.S)
+Span = tuple[int, int]  # where a value is written in a line: its start and end
 _TRACKED = 3  # the top-level object, ``params``, and its members' own containers (``_meta``)
 _METHOD_NAME = re.compile(r"[A-Za-z0-9_./-]{1,64}")  # a method named in the error: only a plain, short one
 
@@ -86,24 +97,48 @@ def _deepest_json() -> int:
 
 
 DEEPEST_JSON = _deepest_json()
-_SHORTEST_TOO_DEEP = 2 * DEEPEST_JSON + 3  # one more list than it reads, a value inside: ``[[...[0]...]]``
+
+# What was wrong with a line the SDK's reader refuses: the stand-in's ``why`` (only these are ever named; none: it
+# was nested too deep, as every stand-in was before the others).
+NOT_JSON, SEVERAL, NOT_JSON_RPC = "not-json", "several", "not-json-rpc"
+_PARSE_ERROR = re.compile(r"Invalid JSON: ([A-Za-z ,']{1,60}) at line \d+ column (\d+)")  # pydantic-core's words
+_PLAIN_WORDS = re.compile(r"[A-Za-z ,']{1,60}")
+# A member of a message the SDK's reader refuses, and what it must be (the first that is not, in this order).
+_MEMBERS = {"jsonrpc": 'must be "2.0"', "method": "must be text", "params": "must be an object"}
+# An answer to a request of the server that could not be read: the error that request fails with (short, as a form's
+# failure quotes it).
+_ANSWER_TOO_DEEP = f"its answer is nested more than {DEEPEST_JSON} levels deep"
+_ANSWER_PROBLEMS = {
+    NOT_JSON: "its answer is not valid JSON",
+    SEVERAL: "its answer shares its line with another message",
+    NOT_JSON_RPC: "its answer is not a JSON-RPC 2.0 answer",
+}
 
 
 def mend_line(line: str) -> str:
-    """``line`` (one JSON-RPC message) as the SDK can read it: without a leading byte-order mark, every lone
-    surrogate escape written ``\\ufffd``, and a message nested deeper than ``DEEPEST_JSON`` replaced by one that
-    says so (``stand_in_for_deep``). A line without any of these (nearly all) costs a prefix check, two substring
-    checks and two counts (a line too short to hold that many brackets, only its length)."""
+    """``line`` as the SDK reads it (``readable_lines``; of a line holding several messages, the first one's)."""
+    return readable_lines(line)[0]
+
+
+def readable_lines(line: str) -> list[str]:
+    """The messages ``line`` stands for, each as the SDK reads it: ``line`` itself, without a leading byte-order mark
+    and with every lone surrogate escape written ``\\ufffd``, when the SDK's reader takes it (nearly always: one read,
+    and a prefix and two substring checks); else a stand-in for each request (or answer) in it with an id to answer
+    (``stand_ins``). The end of the input ("") stays as it is."""
     if line.startswith(BYTE_ORDER_MARK):  # a host writing "UTF-8 with BOM" (.NET's Encoding.UTF8) starts with one
         line = line.lstrip(BYTE_ORDER_MARK)
     if "\\ud" in line or "\\uD" in line:
         line = _ESCAPES.sub(_mend_escape, line)
-    if len(line) >= _SHORTEST_TOO_DEEP and line.count("[") + line.count("{") > DEEPEST_JSON:
+    if not line:
+        return [line]
+    try:
+        jsonrpc_message_adapter.validate_json(line, by_name=False)
+    except ValueError as err:
         try:
-            return stand_in_for_deep(line)
+            return stand_ins(line, err)
         except Exception:  # never the reader's end: the SDK drops the line, as it would have
             log.warning("could not look into a line of %d characters; left to the SDK", len(line), exc_info=True)
-    return line
+    return [line]
 
 
 def _mend_escape(found: re.Match[str]) -> str:
@@ -111,46 +146,109 @@ def _mend_escape(found: re.Match[str]) -> str:
     return REPLACEMENT_ESCAPE if len(escape) == _LONE_ESCAPE_LENGTH else escape
 
 
-def stand_in_for_deep(line: str) -> str:
-    """``line`` as is when the SDK's JSON reader reads it. Nested too deep, a shallow message in its place: a
-    request becomes a ``kie-mcp/unreadable`` request with its id and ``_meta`` (answered with ``unreadable_error``
-    by the server's middleware), an answer to a request of the server an error answer with its id. A notification,
-    or a message without an id to answer, stays as it is (the SDK drops it; logged here)."""
-    try:
-        from_json(line)
-    except ValueError as err:
-        if "recursion limit" not in str(err):
-            return line  # unreadable for another reason: the SDK's own verdict stands
+def stand_ins(line: str, refused: ValueError) -> list[str]:
+    """What stands in for ``line``, which the SDK's reader refused (``refused``): for each request in it with an id, a
+    ``kie-mcp/unreadable`` request with that id and its ``_meta`` (answered with ``unreadable_error`` by the server's
+    middleware), for each answer to a request of the server an error answer with its id. A line with neither stays
+    as it is (the SDK drops it; logged here)."""
+    why = _parse_error(refused)
+    if why is None:  # JSON, but not a JSON-RPC message the SDK takes
+        found = _stand_in(line, {"why": NOT_JSON_RPC, **_wrong_member(line)})
+    elif "recursion limit" in why[0]:
+        found = _stand_in(line, {})
+    elif len(messages := [(start, end) for start, end in _top_level_values(line) if line[start] == "{"]) > 1:
+        found = [answer for start, end in messages for answer in _stand_in(line[start:end], {"why": SEVERAL})]
     else:
-        return line
+        found = _stand_in(line, {"why": NOT_JSON, "what": why[0], "at": why[1]})
+    if not found:
+        if line.strip():
+            log.warning(
+                "dropped a line of %d characters that is no JSON-RPC message kie-mcp can answer: it names no request "
+                "id (a notification, or an id that is not text or a whole number)",
+                len(line),
+            )
+        else:
+            log.debug("dropped a blank line")
+        return [line]
+    return found
+
+
+def _parse_error(refused: ValueError) -> tuple[str, int] | None:
+    """What pydantic's JSON reader said of a line it could not read, and at which character; None when it read it
+    (and the message in it was refused)."""
+    errors = refused.errors(include_url=False) if hasattr(refused, "errors") else []
+    if not errors or errors[0].get("type") != "json_invalid":
+        return None
+    said = _PARSE_ERROR.fullmatch(str(errors[0].get("msg", "")))
+    return (said[1], int(said[2])) if said else ("not JSON", 0)
+
+
+def _stand_in(line: str, why: dict[str, Any]) -> list[str]:
+    """The stand-in for the one message ``line`` holds ([] when it names no id to answer)."""
     top, params = top_level_members(line)
     request_id = _request_id(_written(line, top.get("id")))
-    if request_id is not None and "method" in top:
+    if request_id is None:
+        return []
+    if "method" in top:
         method = _string(_written(line, top.get("method")))
-        stand_in: dict[str, Any] = {"method": method if method and _METHOD_NAME.fullmatch(method) else None}
+        stand_in: dict[str, Any] = {"method": method if method and _METHOD_NAME.fullmatch(method) else None, **why}
         meta = _meta(_written(line, params.get("_meta")))
         if meta is not None:  # the 2026-07-28 envelope: the stand-in is served in the request's era
             stand_in["_meta"] = meta
-        return _compact({"jsonrpc": "2.0", "id": request_id, "method": UNREADABLE_METHOD, "params": stand_in})
-    if request_id is not None and ("result" in top or "error" in top):  # the server's request fails at once
-        error = {"code": INVALID_REQUEST, "message": f"its answer is nested more than {DEEPEST_JSON} levels deep"}
-        return _compact({"jsonrpc": "2.0", "id": request_id, "error": error})
-    log.warning("dropped a message nested more than %d levels deep: no request id to answer", DEEPEST_JSON)
-    return line
+        return [_compact({"jsonrpc": "2.0", "id": request_id, "method": UNREADABLE_METHOD, "params": stand_in})]
+    if "result" in top or "error" in top:  # the server's request fails at once
+        error = {"code": _unreadable(why)[0], "message": _ANSWER_PROBLEMS.get(why.get("why"), _ANSWER_TOO_DEEP)}
+        return [_compact({"jsonrpc": "2.0", "id": request_id, "error": error})]
+    return []
+
+
+def _wrong_member(line: str) -> dict[str, str]:
+    """The first of ``_MEMBERS`` that is not what a JSON-RPC request's must be (``{"member": name}``), or nothing."""
+    top, _ = top_level_members(line)
+    jsonrpc, method, params = (_written(line, top.get(name)) for name in _MEMBERS)
+    if _string(jsonrpc) != "2.0":
+        return {"member": "jsonrpc"}
+    if method is not None and not method.startswith('"'):
+        return {"member": "method"}
+    if params is not None and params[:1] != "{" and params != "null":
+        return {"member": "params"}
+    return {}
+
+
+def _top_level_values(line: str) -> list[Span]:
+    """Where each JSON value written at the top level of ``line`` is (one, unless several messages share the line):
+    read by the tokens alone, as ``top_level_members`` reads, a value never closed running to the line's end."""
+    values: list[Span] = []
+    depth, start = 0, 0
+    for token in _TOKENS.finditer(line):
+        first = token.group()[0]
+        if first in "[{":
+            if depth == 0:
+                start = token.start()
+            depth += 1
+        elif first in "]}":
+            if depth == 0:
+                continue
+            depth -= 1
+            if depth == 0:
+                values.append((start, token.end()))
+        elif depth == 0 and first not in ",:":
+            values.append(token.span())
+    if depth:
+        values.append((start, len(line)))
+    return values
 
 
 def _compact(message: dict[str, Any]) -> str:
     return json.dumps(message, separators=(",", ":"))
 
 
-Span = tuple[int, int]
-
-
 def top_level_members(line: str) -> tuple[dict[str, Span], dict[str, Span]]:
     """Where the values of the top-level object's members are in ``line`` (``{key: (start, end)}``; of a repeated
     key the last, as the SDK's reader keeps it), and those of its ``params`` object, read without building any of
-    it: strings are skipped whole, so brackets, quotes and keys inside them are text. Containers deeper than the
-    members of ``params`` are only counted, so a line of millions of brackets costs no more memory than its own."""
+    it: strings are skipped whole, so brackets, quotes and keys inside them are text; a value a line cut short leaves
+    open runs to its end. Containers deeper than the members of ``params`` are only counted, so a line of millions
+    of brackets costs no more memory than its own."""
     top: dict[str, Span] = {}
     params: dict[str, Span] = {}
     depth = 0
@@ -192,6 +290,9 @@ def top_level_members(line: str) -> tuple[dict[str, Span], dict[str, Span]]:
             key, key_next = _key(text), False
         else:
             _keep(top, params, kinds, keys, key, token.span())
+    while kinds:  # a line cut short: what it left open runs to its end (an answer's "result", say)
+        kinds.pop()
+        _keep(top, params, kinds, keys, keys.pop(), (starts.pop(), len(line)))
     return top, params
 
 
@@ -248,24 +349,54 @@ def _meta(written: str | None) -> dict[str, Any] | None:
 
 
 def unreadable_error(params: Any) -> MCPError:
-    """The answer to a ``kie-mcp/unreadable`` stand-in: the request it stood for was nested too deep to read. The
-    method is named only when the stand-in carries a plain, short one (a client may send this method itself)."""
-    method = params.get("method") if isinstance(params, Mapping) else None
+    """The answer to a ``kie-mcp/unreadable`` stand-in: what was wrong with the line it stood for (its ``why``; nested
+    too deep when it names none), said in kie-mcp's own words. The method, and pydantic's words for where the JSON
+    broke, are named only when plain and short (a client may send this method itself)."""
+    given = params if isinstance(params, Mapping) else {}
+    method = given.get("method")
     named = method if isinstance(method, str) and _METHOD_NAME.fullmatch(method) else None
     request = f"this {named} request" if named else "this request"
-    message = (
-        f"kie-mcp could not read {request}: its JSON is nested more than {DEEPEST_JSON} levels deep, and kie-mcp "
-        f"reads at most {DEEPEST_JSON}. Nothing of it was run, priced or sent. Send the arguments flatter: fewer "
-        "lists and objects inside each other."
-    )
-    return MCPError(code=INVALID_REQUEST, message=message, data={"deepest": DEEPEST_JSON})
+    code, problem, fix, data = _unreadable(given)
+    message = f"kie-mcp could not read {request}: {problem}. Nothing of it was run, priced or sent. {fix}"
+    return MCPError(code=code, message=message, data=data)
+
+
+def _unreadable(why: Mapping[str, Any]) -> tuple[int, str, str, dict[str, Any]]:
+    """The error code, the problem, the fix and the data of a line the SDK could not read, by a stand-in's ``why``."""
+    reason = why.get("why")
+    if reason == NOT_JSON:
+        what, at = why.get("what"), why.get("at")
+        what = what if isinstance(what, str) and _PLAIN_WORDS.fullmatch(what) else "not JSON"
+        if what.startswith("EOF while parsing"):  # pydantic's words for a line cut short, or a bracket missing
+            what = "it ends before its JSON does: cut short, or a closing bracket missing"
+        at = at if isinstance(at, int) and not isinstance(at, bool) and at >= 0 else 0
+        where = f" at character {at}" if at else ""
+        fix = "Send it again as one complete JSON object on a line of its own."
+        return PARSE_ERROR, f"its line is not valid JSON ({what}{where})", fix, {"at": at}
+    if reason == SEVERAL:
+        fix = "Send each message on a line of its own."
+        return PARSE_ERROR, "its line holds more than one message", fix, {}
+    if reason == NOT_JSON_RPC:
+        member = why.get("member")
+        wrong = f': "{member}" {_MEMBERS[member]}' if isinstance(member, str) and member in _MEMBERS else ""
+        fix = 'A request is {"jsonrpc": "2.0", "id": ..., "method": "...", "params": {...}}.'
+        return INVALID_REQUEST, f"it is not a JSON-RPC 2.0 request{wrong}", fix, {"member": member} if wrong else {}
+    problem = f"its JSON is nested more than {DEEPEST_JSON} levels deep, and kie-mcp reads at most {DEEPEST_JSON}"
+    fix = "Send the arguments flatter: fewer lists and objects inside each other."
+    return INVALID_REQUEST, problem, fix, {"deepest": DEEPEST_JSON}
 
 
 class _MendedLines(io.TextIOWrapper):
-    """UTF-8 lines of the wire (undecodable bytes replaced, as the SDK reads them), each mended."""
+    """UTF-8 lines of the wire (undecodable bytes replaced, as the SDK reads them), each made readable (a line of
+    several messages, a line each)."""
+
+    _waiting: list[str] | None = None  # the rest of what the last line read stood for
 
     def readline(self, size: int | None = -1, /) -> str:
-        return mend_line(super().readline(-1 if size is None else size))
+        if self._waiting:
+            return self._waiting.pop(0)
+        first, *self._waiting = readable_lines(super().readline(-1 if size is None else size))
+        return first
 
     def close(self) -> None:  # the buffer belongs to ``claimed_stdin``, which closes it
         with suppress(ValueError):

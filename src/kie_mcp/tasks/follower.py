@@ -44,7 +44,9 @@ whether or not a tool call is waiting on it:
   listener events, set after every look; a waiter registers one event with each task it waits on, and also
   wakes every ``settings.poll_max_interval`` to refresh its progress estimate (progress notifications double
   as heartbeats). However many calls wait on a task, it is looked at once per scheduled look. ``check_task``
-  with ``wait_seconds=0`` is the one explicit "look now": it asks KIE once (after any look in flight).
+  with ``wait_seconds=0`` is the one explicit "look now": it asks KIE once (after any look in flight). A
+  generation cut off after its creates, before it waits (cancelled by its host), hands its tasks over (``adopt``):
+  they are followed and saved at once, with nobody waiting.
 - **Looks and downloads apart.** At most ``LOOKS_AT_ONCE`` looks run at once, and a task that ended is finished
   (settled, its results downloaded) apart from them, ``ENDS_AT_ONCE`` at a time: results on a slow file server never
   stop other tasks from being looked at. A ``check_task`` of a task that just ended waits at most
@@ -878,6 +880,23 @@ class Follower:
                 self._observe(record)  # followed by another server: its clients here still hear when it changes
             return record
         return watch.record
+
+    def adopt(self, records: list[TaskRecord]) -> None:
+        """Follow ``records`` from now on, waiting on nothing: the tasks of a generation cut off (cancelled, or failed)
+        after its creates, which never reaches ``wait``. Without this they sat unfollowed until the rescan took them
+        up (``QUIET`` plus up to a ``RESCAN``: about 4 minutes), their results unsaved meanwhile. Never awaits and
+        never raises: it runs while the call unwinds. A follower not started yet takes them up when it starts (it
+        follows every unfinished task of the journal)."""
+        if self._rt is None:
+            return
+        for record in records:
+            if record.task_id is None:
+                continue
+            try:
+                if self._add(record) is None:  # finished already: what its results lack is saved in the background
+                    self.save_later(record, at=time.monotonic())
+            except Exception:  # one odd record must not stop the others, nor replace the call's own error
+                log.exception("task %s: could not follow it", record.task_id)
 
     async def wait(
         self, records: list[TaskRecord], seconds: float, on_update: OnUpdate | None = None

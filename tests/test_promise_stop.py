@@ -1,0 +1,295 @@
+"""A host stopping its server mid-create loses no task, kept over real stdio with the installed console script.
+
+A create on its way to KIE may already be created and charged there, and only its answer names the task. SIGTERM
+ended the server at once, between the create and its answer: the attempt stayed "being sent", became unknown at the
+next start (the user was sent to kie.ai/logs) and the result was never saved. The MCP SDK's own client stops its
+server exactly so: it closes stdin, waits 2 s, then sends SIGTERM. Now the first SIGTERM (or SIGHUP) lets no create
+start, waits up to ``stopping.LANDING_SECONDS`` for those in flight to be answered and recorded, then exits 143; a
+second signal exits at once.
+
+The simulator runs in its own process (``kie-mcp sim``), its create answer slowed by a fault, so what reached KIE is
+read from its request log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+
+from kie_mcp.stopping import LANDING_SECONDS
+
+from .conftest import CREATE_PATHS, free_port
+from .test_terminal import console_script
+
+pytestmark = [
+    pytest.mark.stdio,
+    pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals"),
+]
+
+WAIT = 30.0  # a generous bound for a slow machine
+STOPPED = "kie-mcp: stopped (SIGTERM)."
+IMAGE = {"prompt": "a red apple on a wooden table", "model": "nano-banana-2"}
+
+
+@pytest.fixture
+def simulator() -> Iterator[str]:
+    """``kie-mcp sim`` in its own process, 1000 simulated seconds a real second: an image is made at once."""
+    port = free_port()
+    process = subprocess.Popen(
+        [console_script(), "sim", "--port", str(port), "--speed", "1000"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            httpx2.get(f"{base}/__sim/state", timeout=1).raise_for_status()
+            break
+        except httpx2.HTTPError:
+            time.sleep(0.1)
+    yield base
+    process.kill()  # a create held by a slow fault would hold a graceful stop as long
+    process.wait(timeout=10)
+
+
+def slow_creates(base: str, seconds: float) -> None:
+    """KIE answers the next create only after ``seconds`` (it creates the task then)."""
+    fault = {"endpoint": "create", "fault": {"kind": "slow", "seconds": seconds}, "times": 1}
+    httpx2.post(f"{base}/__sim/faults", json=fault, timeout=10).raise_for_status()
+
+
+def creates_sent(base: str) -> int:
+    items = httpx2.get(f"{base}/__sim/requests", timeout=10).json()
+    return sum(r["path"] in CREATE_PATHS for r in (items if isinstance(items, list) else items["requests"]))
+
+
+def environment(base: str, workspace: Path) -> dict[str, str]:
+    workspace.mkdir(exist_ok=True)
+    return {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(workspace.parent),
+        "KIE_CACHE_DIR": os.environ["KIE_CACHE_DIR"],
+        "KIE_API_KEY": "sandbox-key",
+        "KIE_BASE_URL": base,
+        "KIE_UPLOAD_BASE_URL": base,
+        "KIE_WORKSPACE": str(workspace),
+        "KIE_AUTO_APPROVE_CREDITS": "10",
+        "KIE_CATALOG_SYNC": "off",
+        "KIE_LOG_LEVEL": "WARNING",
+        **{name: os.environ[name] for name in ("PYTHONPATH",) if name in os.environ},  # the code under test
+    }
+
+
+class Server:
+    """The installed kie-mcp over real stdio, started as a host starts it, spoken to line by line."""
+
+    def __init__(self, base: str, workspace: Path) -> None:
+        env = environment(base, workspace)
+        self.errors = workspace.parent / f"{workspace.name}-{time.monotonic_ns()}.stderr"
+        with self.errors.open("wb") as errors:
+            self.process = subprocess.Popen(
+                [console_script()], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, env=env
+            )
+        self.buffer = b""
+        self.send({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": _hello()})
+        assert "result" in self.answer(0)
+        self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+
+    def send(self, message: dict[str, Any]) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(message).encode() + b"\n")
+        self.process.stdin.flush()
+
+    def generate(self, request_id: int, prompt: str) -> None:
+        call = {"name": "generate_image", "arguments": {**IMAGE, "prompt": prompt}}
+        self.send({"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": call})
+
+    def answer(self, request_id: int) -> dict[str, Any]:
+        """The answer to ``request_id`` (the messages before it skipped), or an AssertionError after WAIT."""
+        assert self.process.stdout is not None
+        deadline = time.monotonic() + WAIT
+        while True:
+            while b"\n" in self.buffer:
+                line, self.buffer = self.buffer.split(b"\n", 1)
+                message = json.loads(line)
+                if message.get("id") == request_id and "method" not in message:
+                    return message
+            ready, _, _ = select.select([self.process.stdout], [], [], max(deadline - time.monotonic(), 0))
+            chunk = os.read(self.process.stdout.fileno(), 65536) if ready else b""
+            assert chunk, f"no answer to request {request_id}"
+            self.buffer += chunk
+
+    def stopped(self) -> tuple[int, str]:
+        """The exit code once the process ends (within WAIT) and what it wrote on stderr."""
+        try:
+            code = self.process.wait(timeout=WAIT)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait()
+            for stream in (self.process.stdin, self.process.stdout):
+                if stream is not None:
+                    stream.close()
+        return code, self.errors.read_text()
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.stopped()
+
+
+def _hello() -> dict[str, Any]:
+    return {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "host", "version": "1"}}
+
+
+def wait_for_create(base: str, count: int = 1) -> None:
+    deadline = time.monotonic() + WAIT
+    while creates_sent(base) < count:
+        assert time.monotonic() < deadline, "the create never reached the simulator"
+        time.sleep(0.05)
+
+
+def attempts(workspace: Path) -> list[tuple[str, str | None]]:
+    with sqlite3.connect(workspace / ".kie-mcp" / "journal.sqlite3") as db:
+        return db.execute("SELECT state, task_id FROM attempts ORDER BY created").fetchall()
+
+
+def saved_files(workspace: Path, task_id: str) -> list[str]:
+    with sqlite3.connect(workspace / ".kie-mcp" / "journal.sqlite3") as db:
+        return [row[0] for row in db.execute("SELECT path FROM files WHERE task_id = ?", (task_id,))]
+
+
+def lines(errors: str) -> list[str]:
+    return [line for line in errors.splitlines() if line.strip()]
+
+
+def test_a_host_stopping_the_server_mid_create_keeps_the_task_and_its_result_is_saved_after_a_restart(
+    simulator, tmp_path
+):
+    workspace = tmp_path / "workspace"
+    slow_creates(simulator, 2.0)
+    server = Server(simulator, workspace)
+    try:
+        server.generate(1, IMAGE["prompt"])
+        wait_for_create(simulator)
+        server.process.send_signal(signal.SIGTERM)
+        code, errors = server.stopped()
+    finally:
+        server.kill()
+    [(state, task_id)] = attempts(workspace)
+    assert state == "created" and task_id, "the create KIE answered was not recorded"
+    assert code == 128 + signal.SIGTERM, errors
+    assert f"waiting up to {LANDING_SECONDS:g} s for a create on its way to KIE" in errors
+    assert lines(errors)[-1] == STOPPED and "Traceback" not in errors
+
+    restarted = Server(simulator, workspace)  # nobody asks about the task: the follower takes it up at start
+    try:
+        deadline = time.monotonic() + WAIT
+        while not saved_files(workspace, task_id) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        restarted.kill()
+    [path] = saved_files(workspace, task_id)
+    assert (workspace / path).is_file()
+    assert creates_sent(simulator) == 1
+
+
+def test_no_create_starts_after_a_host_asked_the_server_to_stop(simulator, tmp_path):
+    """A call that reaches its create once SIGTERM came is answered that nothing was sent, and sends nothing."""
+    workspace = tmp_path / "workspace"
+    slow_creates(simulator, 2.0)
+    server = Server(simulator, workspace)
+    try:
+        server.generate(1, IMAGE["prompt"])
+        wait_for_create(simulator)
+        server.process.send_signal(signal.SIGTERM)
+        time.sleep(0.3)  # the signal is received before the next call arrives
+        server.generate(2, "a green pear on a wooden table")
+        late = server.answer(2)["result"]
+        code, errors = server.stopped()
+    finally:
+        server.kill()
+    assert code == 128 + signal.SIGTERM, errors
+    assert "Not sent: kie-mcp was stopping" in json.dumps(late), late
+    assert "nothing charged" in json.dumps(late), late
+    assert creates_sent(simulator) == 1
+    assert [state for state, _ in attempts(workspace)] == ["created"]
+
+
+def test_a_second_signal_stops_the_server_at_once(simulator, tmp_path):
+    workspace = tmp_path / "workspace"
+    slow_creates(simulator, 60.0)
+    server = Server(simulator, workspace)
+    try:
+        server.generate(1, IMAGE["prompt"])
+        wait_for_create(simulator)
+        server.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + WAIT
+        while "stopping (SIGTERM)" not in server.errors.read_text() and server.process.poll() is None:
+            assert time.monotonic() < deadline, "the first SIGTERM said nothing"
+            time.sleep(0.05)
+        assert server.process.poll() is None, "the first SIGTERM did not wait for the create on its way"
+        server.process.send_signal(signal.SIGTERM)
+        second = time.monotonic()
+        code, errors = server.stopped()
+        took = time.monotonic() - second
+    finally:
+        server.kill()
+    assert code == 128 + signal.SIGTERM, errors
+    assert took < LANDING_SECONDS / 2, took  # not the wait for the create: at once (a slow machine's margin)
+    assert lines(errors)[-1] == STOPPED
+
+
+def test_a_create_that_gets_no_answer_holds_a_stop_for_a_bounded_time(simulator, tmp_path):
+    """KIE does not answer the create: the stop waits ``LANDING_SECONDS``, says so, and exits; the next start
+    counts the create as unknown, as after any stop mid-create."""
+    workspace = tmp_path / "workspace"
+    slow_creates(simulator, 60.0)
+    server = Server(simulator, workspace)
+    try:
+        server.generate(1, IMAGE["prompt"])
+        wait_for_create(simulator)
+        signalled = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        code, errors = server.stopped()
+        took = time.monotonic() - signalled
+    finally:
+        server.kill()
+    assert code == 128 + signal.SIGTERM, errors
+    assert LANDING_SECONDS - 0.5 <= took < LANDING_SECONDS + 10, took
+    assert f"1 create(s) got no answer from KIE in {LANDING_SECONDS:g} s" in errors
+    assert lines(errors)[-1] == STOPPED
+    assert [state for state, _ in attempts(workspace)] == ["sending"]
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"], ids=["2026-07-28", "2025-11-25"])
+async def test_quitting_a_host_while_a_create_is_on_its_way_keeps_the_task(simulator, tmp_path, mode):
+    """The MCP SDK's client stops its server so: stdin closed, 2 s, SIGTERM, 2 s, SIGKILL. A create KIE answers
+    2.6 s after it left was lost at the SIGTERM; it lands before the SIGKILL, and is recorded."""
+    import anyio
+    from mcp import Client, StdioServerParameters
+
+    workspace = tmp_path / "workspace"
+    slow_creates(simulator, 2.6)
+    params = StdioServerParameters(command=console_script(), env=environment(simulator, workspace))
+    async with Client(params, mode=mode) as client, anyio.create_task_group() as group:
+        group.start_soon(client.call_tool, "generate_image", IMAGE)
+        with anyio.fail_after(WAIT):
+            while not creates_sent(simulator):  # noqa: ASYNC110 - the simulator's log: nothing to await
+                await anyio.sleep(0.05)
+        group.cancel_scope.cancel()  # the user quits the host: it closes the connection
+    [(state, task_id)] = attempts(workspace)
+    assert state == "created" and task_id, "the create KIE answered was not recorded"

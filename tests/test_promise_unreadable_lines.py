@@ -1,0 +1,189 @@
+"""No request the SDK's stdio transport cannot read goes unanswered: it is answered under its own id, saying what
+was wrong, and nothing of it is run.
+
+The SDK's transport drops a line it cannot read (its dispatcher logs it at DEBUG, so not even the server's log said
+so): the client waited for ever on that call. Before, only a line with a lone surrogate escape, a byte-order mark or
+nesting deeper than pydantic reads was mended (``test_deep_json.py``, ``test_entrypoints.py``); a line one "}" short,
+a trailing comma, two messages on one line, a ``jsonrpc`` missing or "1.0", a ``method`` that is not text, or
+``params`` a list or text, stayed unanswered, with nothing on stderr. Each is now answered (``stdio.stand_ins``), and
+a line with no id to answer is logged. The SDK's own bare "Invalid request parameters" names the field, and an
+unknown resource's URI is repeated at most 200 characters long.
+
+The stdio tests run the installed ``kie-mcp`` against the simulator in its own process (``kie-mcp sim``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import MCPError
+from mcp.types import INVALID_PARAMS, INVALID_REQUEST, PARSE_ERROR
+
+from .conftest import CREATE_PATHS
+from .test_deep_json import _kie_requests, _script, _server_env, hello
+
+ANSWER_WITHIN = 20  # seconds: a dropped line is never answered, so a test of one fails here instead of hanging
+CHECK_CREDITS = '"params":{"name":"check_credits","arguments":{}}'
+ENVELOPE = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
+
+# A line the SDK cannot read, the error code it is answered with under its id, and words the answer says.
+UNREADABLE = [
+    (
+        31,
+        '{"jsonrpc":"2.0","id":31,"method":"tools/call","params":[1,2]}',
+        INVALID_REQUEST,
+        '"params" must be an object',
+    ),
+    (32, '{"id":32,"method":"ping"}', INVALID_REQUEST, '"jsonrpc" must be "2.0"'),
+    (33, '{"jsonrpc":"1.0","id":33,"method":"ping"}', INVALID_REQUEST, '"jsonrpc" must be "2.0"'),
+    (34, '{"jsonrpc":"2.0","id":34,"method":"tools/call",' + CHECK_CREDITS, PARSE_ERROR, "ends before its JSON does"),
+    (36, '{"jsonrpc":"2.0","id":36,"method":5}', INVALID_REQUEST, '"method" must be text'),
+    (37, '{"jsonrpc":"2.0","id":37,"method":"tools/list","params":"x"}', INVALID_REQUEST, '"params" must be an'),
+    (38, '{"jsonrpc":"2.0","id":38,"method":"tools/call",' + CHECK_CREDITS + ",}", PARSE_ERROR, "trailing comma"),
+    ("a-39", '{"jsonrpc":"2.0","id":"a-39","method":"ping","params":{"x":"\\q"}}', PARSE_ERROR, "invalid escape"),
+]
+
+
+class Wire:
+    """The installed kie-mcp over real stdio, spoken line by line, its stderr kept in a file."""
+
+    def __init__(self, base: str, workspace: Path) -> None:
+        self.errors = workspace / "stderr.log"
+        with self.errors.open("wb") as errors:
+            self.server = subprocess.Popen(
+                [_script()],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=errors,
+                env={**os.environ, **_server_env(base, workspace)},
+            )
+        self.buffer = b""
+
+    def send(self, line: str) -> None:
+        assert self.server.stdin is not None
+        self.server.stdin.write(line.encode() + b"\n")
+        self.server.stdin.flush()
+
+    def answer(self, request_id: Any) -> dict[str, Any]:
+        """The answer to ``request_id`` (other messages skipped), or an AssertionError when none comes."""
+        assert self.server.stdout is not None
+        deadline = time.monotonic() + ANSWER_WITHIN
+        while True:
+            while b"\n" in self.buffer:
+                line, self.buffer = self.buffer.split(b"\n", 1)
+                message = json.loads(line)
+                if message.get("id") == request_id and "method" not in message:
+                    return message
+            ready, _, _ = select.select([self.server.stdout], [], [], max(deadline - time.monotonic(), 0))
+            chunk = os.read(self.server.stdout.fileno(), 65536) if ready else b""
+            assert chunk, f"no answer to request {request_id!r}: the line was dropped"
+            self.buffer += chunk
+
+    def handshake(self) -> None:
+        self.send(json.dumps({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": hello()}))
+        assert "result" in self.answer(0)
+        self.send('{"jsonrpc": "2.0", "method": "notifications/initialized"}')
+
+    def close(self) -> int:
+        assert self.server.stdin is not None and self.server.stdout is not None
+        self.server.stdin.close()
+        exited = self.server.wait(timeout=30)
+        self.server.stdout.close()
+        return exited
+
+
+@pytest.fixture
+def wire(simulator_process, tmp_path):
+    opened = Wire(simulator_process, tmp_path)
+    yield opened
+    assert opened.close() == 0
+
+
+@pytest.mark.stdio
+def test_every_request_the_sdk_cannot_read_is_answered_under_its_own_id_and_nothing_of_it_runs(wire, simulator_process):
+    wire.handshake()
+    for request_id, line, code, says in UNREADABLE:
+        wire.send(line)
+        error = wire.answer(request_id)["error"]
+        assert error["code"] == code, (line, error)
+        assert says in error["message"] and "Nothing of it was run" in error["message"], (line, error)
+        wire.send(json.dumps({"jsonrpc": "2.0", "id": f"after-{request_id}", "method": "ping"}))
+        assert wire.answer(f"after-{request_id}")["result"] == {}  # the server goes on
+    assert "Traceback" not in wire.errors.read_text()
+    assert not CREATE_PATHS & set(_kie_requests(simulator_process))
+
+
+@pytest.mark.stdio
+def test_two_messages_on_one_line_are_each_answered_under_their_own_id(wire):
+    wire.handshake()
+    wire.send('{"jsonrpc":"2.0","id":39,"method":"ping","params":{}} {"jsonrpc":"2.0","id":40,"method":"tools/list"}')
+    for request_id in (39, 40):
+        error = wire.answer(request_id)["error"]
+        assert error["code"] == PARSE_ERROR
+        assert "its line holds more than one message" in error["message"]
+
+
+@pytest.mark.stdio
+def test_an_unreadable_request_of_the_2026_era_is_answered_in_that_era(wire):
+    """The stand-in carries the request's ``_meta``: the 2026-07-28 envelope routes it, and it is answered with what
+    was wrong, not with a missing envelope."""
+    wire.send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": ENVELOPE}}))
+    assert "tools" in wire.answer(1)["result"]
+    params = {"name": "check_credits", "arguments": {}, "_meta": ENVELOPE}
+    wire.send(json.dumps({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": params})[:-1])  # one "}" short
+    error = wire.answer(2)["error"]
+    assert error["code"] == PARSE_ERROR and "this tools/call request" in error["message"], error
+
+
+@pytest.mark.stdio
+def test_a_line_with_no_id_to_answer_is_said_on_stderr_not_dropped_in_silence(wire):
+    wire.handshake()
+    wire.send('{"jsonrpc":"2.0","method":"notifications/progress","params":[1]')
+    wire.send("this is not json")
+    wire.send(json.dumps({"jsonrpc": "2.0", "id": 3, "method": "ping"}))
+    assert wire.answer(3)["result"] == {}
+    deadline = time.monotonic() + ANSWER_WITHIN
+    while wire.errors.read_text().count("kie_mcp.stdio: dropped a line") < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    warned = [line for line in wire.errors.read_text().splitlines() if "dropped a line" in line]
+    assert len(warned) == 2 and all("WARNING" in line and "names no request id" in line for line in warned), warned
+    assert "not json" not in wire.errors.read_text()  # what the line said is never logged: it may hold a secret
+
+
+@pytest.mark.stdio
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"name": "check_credits", "arguments": {}, "_meta": {"progressToken": {"a": 1}}}, "_meta.progressToken"),
+        ({"name": "check_credits", "arguments": {}, "_meta": {"progressToken": 1.5}}, "_meta.progressToken"),
+        ({"name": "check_credits", "arguments": {}, "_meta": {"progressToken": None}}, "_meta.progressToken"),
+        (None, "params: required"),
+        ({"name": 5}, "params.name: must be text"),
+    ],
+)
+def test_params_the_sdk_refuses_are_refused_naming_the_field(wire, params, field):
+    """The SDK answered each with a bare "Invalid request parameters" and empty ``data``."""
+    wire.handshake()
+    wire.send(json.dumps({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": params}))
+    error = wire.answer(9)["error"]
+    assert error["code"] == INVALID_PARAMS
+    assert error["message"].startswith("Invalid request parameters: ") and field in error["message"], error
+    assert error["data"]["problems"] and any(field in problem for problem in error["data"]["problems"]), error
+
+
+async def test_an_unknown_resource_uri_is_repeated_at_most_200_characters_long(connect):
+    uri = "kie://nowhere/" + "x" * 100_000
+    async with connect() as client:
+        with pytest.raises(MCPError) as refused:
+            await client.read_resource(uri)
+    error = refused.value.error
+    assert len(error.message) < 400, len(error.message)
+    assert "(100014 characters)" in error.message
+    assert len(json.dumps(error.data)) < 400
