@@ -235,3 +235,29 @@ async def test_an_uploaded_files_link_is_named_by_enough_of_its_hash_that_no_oth
         digest = hashlib.sha256((tmp_path / folder / "voice.wav").read_bytes()).hexdigest()
         assert f"voice-{digest[:32]}.wav" in link, link
     assert await controls.creates() == []
+
+
+async def test_a_result_link_of_a_task_made_here_binds_its_price_as_the_saved_file_does(connect, controls, settings):
+    """The review: "edit the clip I just made" with the link KIE gave for it was refused (HappyHorse at 720p "may
+    charge up to 3360, over the per-call cap of 600"), or asked every time (Wan 2.7, 128 credits). KIE's own storage
+    holds that clip and nobody else can serve KIE a longer one there, so a result link whose file kie-mcp saved for
+    a task of this workspace is priced exactly, as the saved file is; the same link changed by a character is not."""
+    edit = {"model": "happyhorse/video-edit", "prompt": "make it blue", "resolution": "720p", "wait_seconds": 0}
+    async with connect(auto_approve_credits=300) as client:
+        made = await client.call_tool("generate_video", {"model": "veo3_fast", "prompt": "a cat", "wait_seconds": 50})
+        link = made.structured_content["tasks"][0]["result_urls"][0]
+        [saved] = [str(path) for path in (settings.workspace / "outputs").rglob("*.mp4")]
+        by_link, by_file = [
+            (await client.call_tool("estimate_cost", {**edit, "options": {"video_url": src}})).structured_content
+            for src in (link, saved)
+        ]
+        changed = await client.call_tool("estimate_cost", {**edit, "options": {"video_url": link + "?v=2"}})
+        wan = {"model": "wan/2-7-videoedit", "prompt": "make it blue", "resolution": "720p", "wait_seconds": 0}
+        auto = await client.call_tool("generate_video", {**wan, "options": {"video_url": link}})
+    assert by_link["quote"]["price_known"] is True, by_link["message"]
+    assert by_link["quote"]["credits_total"] == by_file["quote"]["credits_total"] == 448  # 56 credits/s x 8 s
+    assert by_link["within_caps"] is True and by_link["quote"]["credits_measured"] is None
+    assert changed.structured_content["quote"]["price_known"] is False  # another link: KIE's storage or not
+    assert auto.structured_content["status"] == "submitted", text_of(auto)  # a known 128, under the 300 limit
+    creates = await controls.creates()
+    assert creates[-1]["body"]["input"]["video_url"] == link

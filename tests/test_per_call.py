@@ -84,7 +84,7 @@ async def test_an_unknown_price_always_reads_the_balance(connect, controls):
         "prompt": "a paper boat",
         "model": "bytedance/seedance-2",
         "options": {"reference_video_urls": ["https://example.com/ref.mp4"]},
-        "max_credits": 200,  # its 5 s output alone costs 125
+        "max_credits": 500,  # the most it can cost: 25 x (15 s of references + the 5 s output)
     }
     async with connect() as client:
         estimate = await client.call_tool("estimate_cost", request)

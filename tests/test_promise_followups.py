@@ -55,18 +55,23 @@ async def extend_while(client: Any, controls: Any, source: str, meanwhile: Any) 
 async def test_an_unpriced_runway_extend_counts_the_dearest_runway_clip_whatever_max_credits_says(connect, controls):
     """The audit: twelve extends of one clip, each with max_credits=0.01, reserved 0.12 in all against a daily cap of
     100 while KIE charged each (and Runway never says what). Each now counts 30, the dearest Runway clip of its
-    quality: after the 12-credit source, two fit under 100 and the rest are refused before anything is sent."""
+    quality, whatever max_credits says: after the 12-credit source, two fit under 100 and the rest are refused before
+    anything is sent; a max_credits below the 30 it may charge refuses it outright."""
     async with connect(elicitation=answering(), max_credits_per_day=100) as client:
         source = await finished(client, {**RUNWAY, "resolution": "720p"})
         await controls.post("clock/speed", {"speed": 0})  # the extends keep running: KIE has not said what it charged
+        tiny = await client.call_tool(
+            "continue_video", {"task_id": source, "operation": "extend", "prompt": "the boat", "max_credits": 0.01}
+        )
         extends = [
             await client.call_tool(
                 "continue_video",
-                {"task_id": source, "operation": "extend", "prompt": f"the boat turns, take {n}", "max_credits": 0.01},
+                {"task_id": source, "operation": "extend", "prompt": f"the boat turns, take {n}", "max_credits": 40},
             )
             for n in range(4)
         ]
         spent = await spent_today(client)
+    assert tiny.is_error and "up to 30 credits" in text_of(tiny) and "max_credits of 0.01" in text_of(tiny)
     assert [r.structured_content["status"] for r in extends[:2]] == ["submitted"] * 2, text_of(extends[0])
     assert all(r.is_error and "30 credits are reserved" in text_of(r) for r in extends[2:])
     assert spent == 12 + 2 * 30

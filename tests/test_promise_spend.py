@@ -1201,3 +1201,37 @@ async def test_a_quote_whose_call_died_before_any_create_approves_its_request_on
     assert again.structured_content["status"] in ("completed", "submitted"), text_of(again)
     assert twice.structured_content["status"] == "confirmation_required" and "already used" in text_of(twice)
     assert len(await controls.creates()) == 1
+
+
+async def test_a_max_credits_below_the_most_an_unknown_price_may_cost_is_refused_before_anything(connect, controls):
+    """The review: Imagen 4 Fast's four images (unknown, at most 16) went ahead with max_credits=5, and Seedance 2
+    (at most 500) with max_credits=200, so KIE could charge past the threshold the call set. Now the most is weighed
+    too, and the refusal names it and the max_credits that would do; one at the most goes ahead."""
+    await controls.post("clock/speed", {"speed": 0})
+    four = {"prompt": "a lighthouse", "model": "google/imagen4-fast", "options": {"num_images": "4"}, "wait_seconds": 0}
+    async with connect(elicitation=answering(), max_credits_per_call=600, max_credits_per_day=3000) as client:
+        estimate = (await client.call_tool("estimate_cost", {**four, "max_credits": 5})).structured_content
+        images = await client.call_tool("generate_image", {**four, "max_credits": 5})
+        seedance = await client.call_tool("generate_video", {**UNPRICED, "max_credits": 200})
+        assert await controls.creates() == []
+        enough = await client.call_tool("generate_image", {**four, "max_credits": 16})
+    assert estimate["within_caps"] is False and "up to 16 credits" in estimate["cap_problem"]
+    assert images.is_error and "over the max_credits of 5" in text_of(images)
+    assert "Pass a max_credits of at least 16" in text_of(images)
+    assert seedance.is_error and f"up to {UNPRICED_MOST} credits" in text_of(seedance)
+    assert "max_credits of 200" in text_of(seedance)
+    assert enough.structured_content["status"] == "submitted", text_of(enough)
+
+
+async def test_an_estimate_refused_over_a_cap_says_what_it_would_count_not_what_it_reserved(connect):
+    """An estimate of a request a cap refuses said "16 reserved against today's cap": nothing is reserved for a
+    request that cannot run, so it says what it would count."""
+    four = {"prompt": "a lighthouse", "model": "google/imagen4-fast", "options": {"num_images": "4"}}
+    async with connect(max_credits_per_call=10) as client:
+        over = (await client.call_tool("estimate_cost", four)).structured_content
+    async with connect(max_credits_per_call=600) as client:
+        within = (await client.call_tool("estimate_cost", four)).structured_content
+    assert over["within_caps"] is False and "per-call cap of 10" in over["cap_problem"]
+    assert "16 would be counted against today's cap" in over["message"]
+    assert "reserved against today's cap" not in over["message"]
+    assert within["within_caps"] is True and "16 reserved against today's cap" in within["message"]

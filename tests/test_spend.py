@@ -196,10 +196,10 @@ def test_an_unknown_price_is_refused_when_the_caps_leave_nothing_to_reserve():
 
 def test_what_an_unknown_price_reserves_is_never_the_caller_s_to_choose():
     """A max_credits below the reservation used to be the reservation (0.01 a call against the daily cap while KIE
-    charged its rate): it only refuses what surely costs more; the catalogue's most, or the per-call cap, counts."""
+    charged its rate): it only refuses what may cost more; the catalogue's most, or the per-call cap, counts."""
     ledger = Ledger(Journal(":memory:"), Caps(per_call=600, per_day=1000))
     assert ledger.reserve(None, max_credits=0.01).credits == 600
-    assert ledger.reserve(None, max_credits=0.01, most=30).credits == 30
+    assert ledger.reserve(None, max_credits=40, most=30).credits == 30
     with pytest.raises(SpendRefused, match="at least 125 credits"):
         ledger.reserve(None, max_credits=100, most=300, least=125)
     with pytest.raises(SpendRefused, match="up to 2400 credits for it, over the per-call cap of 600"):
@@ -257,3 +257,16 @@ def test_a_task_reserved_before_midnight_is_settled_on_its_own_day(tmp_path):
     ledger.reserve(500, "q_more")
     with pytest.raises(SpendRefused, match="today's cap"):
         ledger.reserve(500, "q_over")
+
+
+def test_a_max_credits_below_the_most_an_unknown_price_may_cost_refuses_it():
+    """Imagen 4 Fast's four images may cost 16 (the catalogue's most), and max_credits=5 let them go ahead: a
+    threshold that KIE's charge can pass is no threshold. A per-call cap tighter still is the one named."""
+    ledger = Ledger(Journal(":memory:"), Caps(per_call=600, per_day=1000))
+    with pytest.raises(SpendRefused, match="up to 16 credits for it, over the max_credits of 5") as refused:
+        ledger.reserve(None, max_credits=5, most=16, most_why="4 credits per image x 4")
+    assert "Pass a max_credits of at least 16" in str(refused.value)
+    tight = Ledger(Journal(":memory:"), Caps(per_call=10, per_day=1000))
+    with pytest.raises(SpendRefused, match="over the per-call cap of 10"):
+        tight.reserve(None, max_credits=12, most=16)
+    assert ledger.reserve(None, max_credits=16, most=16).credits == 16

@@ -447,7 +447,9 @@ def shown_links(links: tuple[str, ...]) -> str:
 
 def unbound_links(rt: Runtime, spec: ModelSpec, wire: dict[str, Any], files: dict[str, LocalFile]) -> tuple[str, ...]:
     """The links of the input a price per second bills by whose bytes kie-mcp does not hold: not a local file (its
-    bytes are hashed, measured and uploaded by kie-mcp) nor a link upload_file made from one (``uploaded_here``).
+    bytes are hashed, measured and uploaded by kie-mcp), nor a link upload_file made from one (``uploaded_here``),
+    nor a result link KIE gave a task of this workspace whose file kie-mcp saved (``Journal.saved_from``: KIE's
+    own storage, which nobody else can fill with a longer clip, so "edit the clip I just made" is priced exactly).
     What such a link serves KIE later is not bound to what it served when it was measured."""
     label = input_to_measure(spec, wire)
     if label is None:
@@ -459,14 +461,14 @@ def unbound_links(rt: Runtime, spec: ModelSpec, wire: dict[str, Any], files: dic
     values = value if isinstance(value, list) else [value]
     links = tuple(v for v in values if isinstance(v, str) and v and v not in files)
     try:
-        return tuple(link for link in links if not uploaded_here(rt.journal, link))
-    except JOURNAL_ERRORS:  # which links kie-mcp uploaded cannot be read: none is taken as bound
+        return tuple(link for link in links if not uploaded_here(rt.journal, link) and not rt.journal.saved_from(link))
+    except JOURNAL_ERRORS:  # which links kie-mcp uploaded or saved cannot be read: none is taken as bound
         return links
 
 
 BIND_IT = (
     "Pass the file itself (a local path, or the link upload_file returns: kie-mcp uploads its bytes, so their length "
-    "and price are bound to them) to have it priced exactly."
+    "and price are bound to them), or a result link of a task made here (KIE's own file), to have it priced exactly."
 )
 
 
@@ -1021,11 +1023,13 @@ def question(p: Plan, confirmation: str | None = None, why: str | None = None) -
     )
 
 
-def unknown_cost(p: Plan) -> str:
+def unknown_cost(p: Plan, *, refused: bool = False) -> str:
     """What a request whose price is not known (or not bound) before it runs is said to cost, in the question, the
     estimate and ``confirmation_required`` alike: what is reserved and why, and, for a price measured from a link,
-    that figure and what KIE may charge instead."""
-    reserved = f"{p.reserved:g} reserved against today's cap, about {usd_text(usd(p.reserved))}"
+    that figure and what KIE may charge instead. ``refused``: a cap refuses it (an estimate says why), so nothing is
+    reserved, and the figure is what it would count."""
+    counted = "would be counted" if refused else "reserved"
+    reserved = f"{p.reserved:g} {counted} against today's cap, about {usd_text(usd(p.reserved))}"
     if p.estimate is not None:
         limit = (
             f"may charge up to {p.most:g} (the longest input the field takes); {reserved}"

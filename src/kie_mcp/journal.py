@@ -82,6 +82,7 @@ INDEXES = {
     "tasks_parent": "tasks(parent_task_id, created) WHERE parent_task_id IS NOT NULL",  # a clip's follow-ups
     "answers_task": "answers(task_id)",
     "files_path": "files(path)",  # which task saved a file a join names by its path (``file_at``)
+    "files_source": "files(source_url)",  # a result link given back as an input: KIE's own, bound (``saved_from``)
     # prompts an older kie-mcp (or a hand edit) wrote without their folded form: folded before the next text search
     "tasks_unfolded": "tasks(created) WHERE prompt_folded IS NULL AND prompt IS NOT NULL",
 }
@@ -1047,6 +1048,10 @@ class Journal:
 
     def files_for(self, task_id: str) -> list[sqlite3.Row]:
         return self.query("SELECT * FROM files WHERE task_id = ? ORDER BY idx", task_id)
+
+    def saved_from(self, url: str) -> bool:
+        """Whether ``url`` is a result link KIE gave a task of this workspace and kie-mcp saved its file from."""
+        return bool(self.query("SELECT 1 FROM files WHERE source_url = ? LIMIT 1", url))
 
     def file_at(self, path: str) -> sqlite3.Row | None:
         """The saved file at ``path`` (relative to the workspace, as ``files_for`` lists it): its task and which of

@@ -219,8 +219,8 @@ MaxCredits = Annotated[
         gt=0,
         allow_inf_nan=False,
         description="A refusal threshold, in credits: a price over it (or, for a price not known before the task "
-        "runs, the least it can cost) is refused before anything is sent. It does not limit what KIE charges, nor "
-        "lower what an unknown price counts against the caps.",
+        "runs, the least or the most it can cost) is refused before anything is sent. It does not limit what KIE "
+        "charges, nor lower what an unknown price counts against the caps.",
     ),
 ]
 QuoteId = Annotated[
@@ -1193,7 +1193,8 @@ async def _estimate(rt: Runtime, plan: gen.Plan) -> EstimateResult:
     cost = (
         f"{quote.credits_total:g} credits (about {usd_text(quote.usd_total or 0)})"
         if quote.credits_total is not None
-        else f"UNKNOWN before it runs (never auto-approved): {gen.unknown_cost(plan).rstrip('.')}"
+        else "UNKNOWN before it runs (never auto-approved): "
+        + gen.unknown_cost(plan, refused=cap_problem is not None).rstrip(".")
     )
     left = max(rt.ledger.caps.per_day - spent, 0)
     parts = [

@@ -59,7 +59,7 @@ def check_caps(
     per-second rate times the longest input its field takes, or a figure the catalogue keeps for it; ``most_why``
     says where it comes from and what would bind it, for the refusal), else the whole per-call cap; never less than
     the ``least`` it surely costs (its rates with billed inputs of no length). What is counted is never the caller's
-    to choose: ``max_credits`` only refuses (a price, or the least an unknown one costs, above it) and never
+    to choose: ``max_credits`` only refuses (a price, or the least or the most an unknown one costs, above it) and never
     shrinks a reservation, since KIE charges what it charges whatever the caller said. Caps hold whether or not the
     price is known; an unknown price with nothing to reserve (a per-call cap of 0) is refused.
     """
@@ -123,8 +123,9 @@ def reservation(total: float | None, caps: Caps, most: float | None = None, leas
 
 def _check_unknown(least: float, most: float | None, most_why: str, caps: Caps, max_credits: float | None) -> None:
     """An unknown price that costs at least ``least`` (a rate billed for an input's seconds plus the output's, the
-    output alone known), and at most ``most`` by the catalogue: a ``max_credits`` below ``least`` refuses it, and so
-    does a per-call cap below either (the cap could not hold whatever KIE then charges)."""
+    output alone known), and at most ``most`` by the catalogue: a ``max_credits`` below either refuses it, and so
+    does a per-call cap below either (the cap could not hold whatever KIE then charges); the tighter one is named.
+    With no ``most`` (nothing bounds the price), ``max_credits`` can only be weighed against ``least``."""
     what = (
         f"This request has no price known before it runs, but it costs at least {least:g} credits (its rates with "
         "the billed inputs taken as 0 s long)"
@@ -138,6 +139,14 @@ def _check_unknown(least: float, most: float | None, most_why: str, caps: Caps, 
         raise SpendRefused(
             f"{what}, over the per-call cap of {caps.per_call:g} (KIE_MAX_CREDITS_PER_CALL). Nothing was spent. Ask "
             "for fewer variations or a shorter output, or have the user raise KIE_MAX_CREDITS_PER_CALL."
+        )
+    if most is not None and max_credits is not None and max_credits < most and max_credits <= caps.per_call:
+        raise SpendRefused(
+            f"This request has no price known before it runs, and KIE may charge up to {most:g} credits for it, over "
+            f"the max_credits of {max_credits:g} given with it"
+            + (f": {most_why.rstrip('.')}." if most_why else ".")
+            + f" Nothing was spent. Pass a max_credits of at least {most:g}, or ask for fewer variations or a shorter "
+            "output."
         )
     if most is not None and most > caps.per_call:
         raise SpendRefused(
