@@ -187,3 +187,32 @@ async def test_an_unknown_resource_uri_is_repeated_at_most_200_characters_long(c
     assert len(error.message) < 400, len(error.message)
     assert "(100014 characters)" in error.message
     assert len(json.dumps(error.data)) < 400
+
+
+@pytest.mark.stdio
+def test_a_stray_bracket_never_gets_another_requests_id_answered(wire):
+    """The stop review: one broken line whose stray "}" closed the request early, leaving an object nested in it
+    (``"x": {"id": 77, ...}``) at the top level, was taken for two messages and answered twice: under its own id and
+    under 77, which may be another call of the host still running (it would see that call fail while the server goes
+    on and spends). Only back-to-back messages are several; a broken one is answered under its own id alone. A batch
+    (an array, which MCP never takes) is logged as one."""
+    wire.handshake()
+    nested = '{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"check_credits","arguments":{}}}}'
+    wire.send(nested + ',"x":{"jsonrpc":"2.0","id":77,"method":"ping"}}')
+    wire.send('[{"jsonrpc":"2.0","id":10,"method":"ping"}]')
+    wire.send(json.dumps({"jsonrpc": "2.0", "id": "after", "method": "ping"}))
+    seen: list[Any] = []
+    deadline = time.monotonic() + ANSWER_WITHIN
+    while "after" not in seen and time.monotonic() < deadline:
+        ready, _, _ = select.select([wire.server.stdout], [], [], max(deadline - time.monotonic(), 0))
+        chunk = os.read(wire.server.stdout.fileno(), 65536) if ready else b""
+        assert chunk, f"no answer to the last ping; seen {seen}"
+        wire.buffer += chunk
+        while b"\n" in wire.buffer:
+            line, wire.buffer = wire.buffer.split(b"\n", 1)
+            seen.append(json.loads(line).get("id"))
+    assert seen == [9, "after"], seen
+    deadline = time.monotonic() + ANSWER_WITHIN
+    while "batch" not in wire.errors.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "a JSON-RPC batch, which MCP never takes" in wire.errors.read_text()

@@ -156,12 +156,15 @@ def stand_ins(line: str, refused: ValueError) -> list[str]:
         found = _stand_in(line, {"why": NOT_JSON_RPC, **_wrong_member(line)})
     elif "recursion limit" in why[0]:
         found = _stand_in(line, {})
-    elif len(messages := [(start, end) for start, end in _top_level_values(line) if line[start] == "{"]) > 1:
+    elif len(messages := _several_messages(line)) > 1:
         found = [answer for start, end in messages for answer in _stand_in(line[start:end], {"why": SEVERAL})]
-    else:
-        found = _stand_in(line, {"why": NOT_JSON, "what": why[0], "at": why[1]})
+    else:  # one broken message: the first value's, never what a stray bracket leaves after it (another id)
+        first = next(((start, end) for start, end in _top_level_values(line) if line[start] == "{"), (0, len(line)))
+        found = _stand_in(line[first[0] : first[1]], {"why": NOT_JSON, "what": why[0], "at": why[1]})
     if not found:
-        if line.strip():
+        if line.lstrip().startswith("["):
+            log.warning("dropped a line of %d characters: a JSON-RPC batch, which MCP never takes", len(line))
+        elif line.strip():
             log.warning(
                 "dropped a line of %d characters that is no JSON-RPC message kie-mcp can answer: it names no request "
                 "id (a notification, or an id that is not text or a whole number)",
@@ -213,6 +216,17 @@ def _wrong_member(line: str) -> dict[str, str]:
     if params is not None and params[:1] != "{" and params != "null":
         return {"member": "params"}
     return {}
+
+
+def _several_messages(line: str) -> list[Span]:
+    """The objects ``line`` holds back to back (whitespace at most around and between them), when it holds several
+    messages; else []. A stray bracket or member between them (``{"id": 9, ...}}, "x": {"id": 77, ...}}``) makes one
+    broken message, whose nested objects are not messages: answering them would fail another call under its id."""
+    values = _top_level_values(line)
+    gaps = zip([0, *(end for _, end in values)], [*(start for start, _ in values), len(line)], strict=True)
+    if len(values) < 2 or any(line[start] != "{" for start, _ in values) or any(line[a:b].strip() for a, b in gaps):
+        return []
+    return values
 
 
 def _top_level_values(line: str) -> list[Span]:
