@@ -480,12 +480,25 @@ def _url_or_problem(env: Mapping[str, str], name: str, default: str, problems: _
     if key_sent_in_the_clear(raw):  # every request there carries the key as its Authorization header
         problems.of(
             name,
-            f"{name}={_shown(raw)} is plain http to another machine, which would send the API key unencrypted over "
+            f"{name}={_address(raw)} is plain http to another machine, which would send the API key unencrypted over "
             f"the network. Use https (as {default}), or a loopback address (http://127.0.0.1:<port>, "
             "http://localhost:<port>) for a proxy or simulator on this machine.",
         )
         return default
     return raw
+
+
+def _address(url: str) -> str:
+    """Where ``url`` leads, as a message names it: scheme, host and port, its user and password (and path) left out,
+    a key-shaped label of its host redacted ("http://[redacted].example.com:8080..."). The cut-off start of the raw
+    value (``_shown``) said only "http..." of a long address, never which host was meant."""
+    parts = urlsplit(url.strip())
+    where = parts.netloc.rsplit("@", 1)[-1]  # user and password (the key, pasted there) are never shown
+    more = "..." if url.strip().rstrip("/").lower() != f"{parts.scheme}://{where}".lower() else ""
+    where = "".join(
+        "[redacted]" if _FOLDER_KEY_SHAPE.fullmatch(piece) else piece for piece in re.split(r"([.:\[\]])", where)
+    )
+    return plain(redact(f"{parts.scheme.lower()}://{where}") + more, limit=120)
 
 
 def key_sent_in_the_clear(url: str) -> bool:

@@ -13,6 +13,7 @@ import logging
 import mimetypes
 import threading
 import time
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
@@ -26,7 +27,7 @@ from kie_mcp.spend.approval import Approval
 from kie_mcp.words import parse_timestamp
 
 from .calllog import CallLog
-from .envelope import clean, json_or_none, loads_or_none, read_envelope, refused_before_api
+from .envelope import clean, json_or_none, loads_or_none, read_envelope, refused_before_api, whole_code
 from .errors import (
     CREATE_NOT_FOUND,
     LOGS_URL,
@@ -76,6 +77,10 @@ CONNECT_SECONDS = 10.0  # how long connecting (and TLS) may take, for every clie
 ANSWER_READS = 3
 UPLOAD_ANSWER_SECONDS = 120.0
 SLOWEST_SEND_RATE = 256 * 1024  # bytes per second
+# A request's body is handed to the connection in pieces this long, so that each write waits at most the client's
+# timeout for one piece, and the deadline above is the bound of the whole: sent whole, a 40 MB upload at 256 KiB/s
+# met the 120 s write timeout, though its deadline allowed 280 s.
+SEND_PIECE = 64 * 1024
 
 
 _SSL_LOCK = threading.Lock()
@@ -255,7 +260,7 @@ class KieClient:
                     log.warning("create %s: no answer after sending (%s)", path, type(exc).__name__)
                     log_call(outcome="unknown", error=type(exc).__name__)
                     raise OutcomeUnknownError(
-                        f"KIE's answer {exc}, so whether the task was created is unknown"
+                        f"{_what_timed_out(exc)} {exc}, so whether the task was created is unknown"
                         if isinstance(exc, AnswerTimeout)
                         else f"the connection failed after the request was sent ({type(exc).__name__})",
                         endpoint=path,
@@ -264,17 +269,23 @@ class KieClient:
                 try:
                     data = read_envelope(response, path)
                 except RedirectedError as err:  # never followed: the key would go with it
-                    if err.http_status in NOT_ACTED_REDIRECTS:
+                    named = named_task_id(_data(response))
+                    if err.http_status in NOT_ACTED_REDIRECTS and not named and not _kies_envelope(response):
                         log_call(outcome="refused", code=err.http_status, error=err.message)
                         raise err.with_next_step(
                             f"The request was redirected (HTTP {err.http_status}) before KIE's API acted on it, so "
                             f"nothing was created or charged. {err.next_step}"
                         ) from err
-                    log_call(outcome="unknown", code=err.http_status, error=err.message)
+                    # 302 and 303 after a POST: usually "acted on, see the answer there"; a body of KIE's own (a
+                    # front passing KIE's answer on under a redirect): KIE's API read the request, and may have
+                    # created and charged the task
+                    log_call(outcome="unknown", task_id=named, code=err.http_status, error=err.message)
                     raise OutcomeUnknownError(
-                        f"KIE answered with {err.message}: the request may have been acted on",
+                        f"KIE answered with {err.message}"
+                        + (f", naming task {named}" if named else "")
+                        + ": the request may have been acted on",
                         endpoint=path,
-                        next_step=f"{UNKNOWN_OUTCOME_STEP} {err.next_step}",
+                        next_step=f"{_named_but_unknown(named) if named else UNKNOWN_OUTCOME_STEP} {err.next_step}",
                         category=Category.PROTOCOL,
                     ) from err
                 except KieError as err:
@@ -558,6 +569,16 @@ class KieClient:
                 next_step="KIE's answer could not be read. Reads are safe to repeat; try again shortly.",
                 endpoint=path,
             ) from exc
+        except TooSlowToSend as exc:
+            self._log(path, started, task_id=task_id, outcome="network error", error=str(exc))
+            raise KieError(
+                f"the request {exc}",
+                category=Category.NETWORK,
+                retryable=False,  # the same connection is as slow the next time
+                next_step="This connection sends too slowly for a request this large. Try again on a faster "
+                "connection, or with a smaller file (or a public link to it, passed in place of the file).",
+                endpoint=path,
+            ) from exc
         except httpx2.TransportError as exc:
             self._log(path, started, task_id=task_id, outcome="network error", error=type(exc).__name__)
             raise KieError(
@@ -606,15 +627,17 @@ async def _answer(
     is then unknown, never taken for one not sent.)"""
     request = client.build_request(method, path, **kwargs)
     length = request.headers.get("content-length", "")
-    deadline = within + (int(length) / SLOWEST_SEND_RATE if length.isdigit() else 0.0)
+    size = int(length) if length.isdigit() else 0
+    deadline = within + size / SLOWEST_SEND_RATE
+    sending = request.stream = _InPieces(request.stream)
     chunks: list[bytes] = []
     with anyio.move_on_after(deadline) as timer:
         response = await client.send(request, stream=True)
-        size = 0
+        read = 0
         try:
             async for chunk in response.aiter_bytes():
-                size += len(chunk)
-                if size > MAX_ANSWER_BYTES:
+                read += len(chunk)
+                if read > MAX_ANSWER_BYTES:
                     raise UnreadableAnswer(
                         f"KIE's answer was longer than {MAX_ANSWER_BYTES // 1024**2} MiB (HTTP "
                         f"{response.status_code}), far longer than any answer of KIE's, and was not read"
@@ -629,6 +652,8 @@ async def _answer(
                 await response.aclose()
     if timer.cancelled_caught:
         log.warning("%s %s: no whole answer within %.3g s; given up", method, path, deadline)
+        if sending.sent < size:  # the request itself was still being sent: the connection is too slow for it
+            raise TooSlowToSend(size, sending.sent, deadline, request=request)
         raise AnswerTimeout(f"did not come whole within {deadline:.3g} s", request=request)
     headers = [
         (name, value) for name, value in response.headers.multi_items() if name.lower() not in _BODY_FRAMING
@@ -637,6 +662,44 @@ async def _answer(
 
 
 _BODY_FRAMING = frozenset({"content-encoding", "content-length", "transfer-encoding"})
+
+
+class TooSlowToSend(AnswerTimeout):
+    """A request whose body was not sent whole within its deadline (``_answer``): this connection sends too slowly
+    for a body this long, which no retry soon will change."""
+
+    def __init__(self, size: int, sent: int, deadline: float, *, request: httpx2.Request) -> None:
+        super().__init__(
+            f"was too slow to send {_megabytes(size)} within {deadline:.3g} s ({_megabytes(sent)} sent)",
+            request=request,
+        )
+
+
+def _what_timed_out(exc: AnswerTimeout) -> str:
+    return "the request" if isinstance(exc, TooSlowToSend) else "KIE's answer"
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1_000_000:.3g} MB"
+
+
+class _InPieces(httpx2.AsyncByteStream):
+    """A request's body handed to the connection ``SEND_PIECE`` bytes at a time (httpx2 writes a body given as bytes,
+    a multipart file's included, in one write, bounded by the write timeout), counting the bytes handed over."""
+
+    def __init__(self, body: httpx2.AsyncByteStream) -> None:
+        self._body = body
+        self.sent = 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._body:  # type: ignore[attr-defined]  # every body httpx2 builds is async iterable
+            for start in range(0, len(chunk), SEND_PIECE):
+                piece = chunk[start : start + SEND_PIECE]
+                yield piece
+                self.sent += len(piece)  # asked for the next piece: this one was written
+
+    async def aclose(self) -> None:
+        await self._body.aclose()
 
 
 def _model_path(model_id: str) -> str:
@@ -730,6 +793,12 @@ def _refuse_key_in_the_clear(name: str, options: dict[str, Any], *, tested: bool
         )
 
 
+def _kies_envelope(response: httpx2.Response) -> bool:
+    """Whether the answer's body is KIE's own envelope (JSON with a ``code``): KIE's API read the request."""
+    body = json_or_none(response)
+    return isinstance(body, dict) and isinstance(whole_code(body.get("code")), int)
+
+
 def _data(response: httpx2.Response) -> Any:
     """``data`` of an answer that is JSON, whatever its code (KIE's 4K refusals carry the task they mean), made safe
     to keep as ``read_envelope`` makes it; None when the body cannot be read."""
@@ -784,6 +853,8 @@ def _upload_failed(err: KieError) -> KieError:
             or _UPLOAD_STEPS.get(err.code)
             or "Try again in a minute; if it keeps failing, pass a public link to the file instead."
         )
+    elif isinstance(err.__cause__, TooSlowToSend):
+        then = err.next_step
     elif err.category is Category.NETWORK:
         then = (
             "Check the network connection and KIE_UPLOAD_BASE_URL (when set; leave it unset for KIE's own upload "

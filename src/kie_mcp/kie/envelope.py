@@ -105,14 +105,16 @@ def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
 
 def redirected(response: httpx2.Response, endpoint: str) -> RedirectedError:
     """An HTTP 3xx answer as the error it is: the configured address sends kie-mcp elsewhere. Where to (its
-    ``Location``, read against the address asked) is named as the address to set: scheme, host, port and any path
-    before ``endpoint``, never its query (a redirect may carry a token there)."""
-    target = _redirect_target(response, endpoint)
+    ``Location``, read against the address asked) is named: scheme, host, port and any path before ``endpoint``,
+    never its query (a redirect may carry a token there). It is offered as the address to set only when it leads to
+    the same endpoint (the API moved, say from http to https); a redirect anywhere else (a status or login page) is
+    no address of KIE's API."""
+    target, moved = _redirect_target(response, endpoint)
+    unset = "leave it unset for KIE's own address (or set it to where KIE's API answers), and restart the server."
     if target is None:
-        then = (
-            "KIE_BASE_URL (when set) does not point at KIE's API: leave it unset for KIE's own address (or set it to "
-            "where KIE's API answers), and restart the server."
-        )
+        then = f"KIE_BASE_URL (when set) does not point at KIE's API: {unset}"
+    elif not moved:
+        then = f"KIE_BASE_URL redirects elsewhere ({target}, not KIE's API): {unset}"
     else:
         from kie_mcp.config import key_sent_in_the_clear
 
@@ -127,24 +129,26 @@ def redirected(response: httpx2.Response, endpoint: str) -> RedirectedError:
     return RedirectedError(response.status_code, target, next_step=then, endpoint=endpoint)
 
 
-def _redirect_target(response: httpx2.Response, endpoint: str) -> str | None:
-    """The base address a redirect leads to, or None when its ``Location`` is missing or no http(s) address."""
+def _redirect_target(response: httpx2.Response, endpoint: str) -> tuple[str | None, bool]:
+    """The base address a redirect leads to (None when its ``Location`` is missing or no http(s) address), and
+    whether it leads to the same ``endpoint`` there (a base address that moved)."""
     location = response.headers.get("location", "").strip()
     if not location:
-        return None
+        return None, False
     try:
         url = response.request.url.join(location)
     except (RuntimeError, httpx2.InvalidURL):  # no request (an answer built by hand), or no URL in it
         try:
             url = httpx2.URL(location)
         except httpx2.InvalidURL:
-            return None
+            return None, False
     if url.scheme not in ("http", "https") or not url.host:
-        return None
+        return None, False
     host = f"[{url.host}]" if ":" in url.host else url.host
     port = f":{url.port}" if url.port is not None else ""
-    path = url.path.removesuffix(endpoint) if endpoint and url.path.endswith(endpoint) else ""
-    return f"{url.scheme}://{host}{port}{path.rstrip('/')}"
+    moved = bool(endpoint) and url.path.endswith(endpoint)
+    path = url.path.removesuffix(endpoint) if moved else ""
+    return f"{url.scheme}://{host}{port}{path.rstrip('/')}", moved
 
 
 # HTTP 4xx statuses that, on a page that is not KIE's JSON, say nothing about whether the request was acted on:

@@ -285,10 +285,10 @@ class OutcomeUnknownError(KieError):
         )
 
 
-# Redirects that say the request was not acted on where it was sent (HTTP's "moved" and "found", kept or not as a
-# POST): a create answered with one created nothing. 303 ("see other") says the request was acted on, and its
-# answer is elsewhere; 300, 304 and the rest say nothing clear.
-NOT_ACTED_REDIRECTS = frozenset({301, 302, 307, 308})
+# Redirects that say the request was not acted on where it was sent (HTTP's "moved", kept or not as a POST): a create
+# answered with one (and a page that is not KIE's) created nothing. 302 ("found") and 303 ("see other") are what a
+# server answers a POST it acted on, its answer elsewhere; 300, 304 and the rest say nothing clear.
+NOT_ACTED_REDIRECTS = frozenset({301, 307, 308})
 
 
 class RedirectedError(KieError):

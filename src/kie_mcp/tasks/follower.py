@@ -816,7 +816,7 @@ class Follower:
         if not record.finished:
             return
         downloads = self._rt is not None and self._rt.settings.download
-        missing = len(record.result_urls) - len(record.files) if downloads else 0
+        missing = record.unsaved_links if downloads else 0  # a link refused (it held a credential) is never fetched
         line = ended_line(record, missing=missing, retrying=record.task_id in self._unsaved)
         log.info("%s", line)
         if not self._client_hears("info"):

@@ -1,7 +1,8 @@
 """One look at a task: ask KIE once, fold the answer into the record, and say how it went.
 
 Only the follower (``follower.py``) calls this: it decides when to look, and backs off on what ``refresh``
-reports (a 429, a network error, a refusal).
+reports (a 429, a network error, a refusal). A redirect (HTTP 3xx, never followed) is a failure, not a refusal: a
+front between here and KIE may send one for minutes, and the task is followed through it, never dropped.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from enum import Enum
 
 from kie_mcp.kie import FAMILIES, Category, KieClient, KieError
+from kie_mcp.kie.errors import RedirectedError
 
 from .records import TaskRecord
 
@@ -60,6 +62,9 @@ async def refresh(
             return Look.REFUSED, False
         if err.code == 429:
             return Look.RATE_LIMITED, False
+        if isinstance(err, RedirectedError):  # a front between here and KIE, for now: the task is not refused, and
+            record.note_failure(err)  # is asked about again (backing off), never dropped; a create or a balance
+            return Look.FAILED, False  # check still takes a redirect as the setting's to fix (not retried)
         if err.retryable:
             if err.category is Category.PROTOCOL:  # an answer that could not be read: the task does not move, say why
                 record.note_error(err)
