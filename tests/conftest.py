@@ -80,7 +80,10 @@ async def served_over_tcp(sim: Simulator) -> AsyncIterator[str]:
 
     from kie_mcp.sandbox import create_app
 
-    config = uvicorn.Config(create_app(sim), host="127.0.0.1", port=0, log_level="critical", lifespan="off")
+    # A trickled answer still being sent (the ``trickle`` fault) is cut at the end, not waited out for minutes.
+    config = uvicorn.Config(
+        create_app(sim), host="127.0.0.1", port=0, log_level="critical", lifespan="off", timeout_graceful_shutdown=1
+    )
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve())
     try:
