@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import re
+import select
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import date, timedelta
@@ -268,12 +270,13 @@ def ffmpeg() -> str:
         pytest.skip(f"no ffmpeg: {err}")
 
 
-@pytest.fixture
-def simulator_process():
+def simulator_running(speed: str = "1", *, kill: bool = False) -> Iterator[str]:
+    """``kie-mcp sim`` in its own process at ``speed``, once it answers; yields its base URL. ``kill``: ended at
+    once (a create held by a slow fault would hold a graceful stop as long), else terminated."""
     port = free_port()
     script = shutil.which("kie-mcp", path=str(Path(sys.executable).parent))
     process = subprocess.Popen(
-        [script, "sim", "--port", str(port), "--speed", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [script, "sim", "--port", str(port), "--speed", speed], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
@@ -284,8 +287,30 @@ def simulator_process():
         except httpx2.HTTPError:
             time.sleep(0.1)
     yield base
-    process.terminate()
+    process.kill() if kill else process.terminate()
     process.wait(timeout=10)
+
+
+def answer_from(stdout: Any, pending: bytearray, request_id: Any, within: float) -> dict[str, Any]:
+    """The answer to ``request_id`` read from a server's ``stdout`` (messages before it skipped; ``pending`` holds
+    what was read past it), or an AssertionError when none comes ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        while b"\n" in pending:
+            line, _, rest = bytes(pending).partition(b"\n")
+            pending[:] = rest
+            message = json.loads(line)
+            if message.get("id") == request_id and "method" not in message:
+                return message
+        ready, _, _ = select.select([stdout], [], [], max(deadline - time.monotonic(), 0))
+        chunk = os.read(stdout.fileno(), 65536) if ready else b""
+        assert chunk, f"no answer to request {request_id!r}: the line was dropped"
+        pending += chunk
+
+
+@pytest.fixture
+def simulator_process() -> Iterator[str]:
+    yield from simulator_running()
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import signal
 import sqlite3
 import subprocess
@@ -30,7 +29,7 @@ import pytest
 
 from kie_mcp.stopping import LANDING_SECONDS
 
-from .conftest import CREATE_PATHS, free_port
+from .conftest import CREATE_PATHS, answer_from, simulator_running
 from .test_terminal import console_script
 
 pytestmark = [
@@ -46,23 +45,7 @@ IMAGE = {"prompt": "a red apple on a wooden table", "model": "nano-banana-2"}
 @pytest.fixture
 def simulator() -> Iterator[str]:
     """``kie-mcp sim`` in its own process, 1000 simulated seconds a real second: an image is made at once."""
-    port = free_port()
-    process = subprocess.Popen(
-        [console_script(), "sim", "--port", str(port), "--speed", "1000"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            httpx2.get(f"{base}/__sim/state", timeout=1).raise_for_status()
-            break
-        except httpx2.HTTPError:
-            time.sleep(0.1)
-    yield base
-    process.kill()  # a create held by a slow fault would hold a graceful stop as long
-    process.wait(timeout=10)
+    yield from simulator_running("1000", kill=True)  # a create held by a slow fault would hold a graceful stop
 
 
 def slow_creates(base: str, seconds: float) -> None:
@@ -103,7 +86,7 @@ class Server:
             self.process = subprocess.Popen(
                 [console_script()], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, env=env
             )
-        self.buffer = b""
+        self.buffer = bytearray()
         self.send({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": _hello()})
         assert "result" in self.answer(0)
         self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
@@ -120,17 +103,7 @@ class Server:
     def answer(self, request_id: int) -> dict[str, Any]:
         """The answer to ``request_id`` (the messages before it skipped), or an AssertionError after WAIT."""
         assert self.process.stdout is not None
-        deadline = time.monotonic() + WAIT
-        while True:
-            while b"\n" in self.buffer:
-                line, self.buffer = self.buffer.split(b"\n", 1)
-                message = json.loads(line)
-                if message.get("id") == request_id and "method" not in message:
-                    return message
-            ready, _, _ = select.select([self.process.stdout], [], [], max(deadline - time.monotonic(), 0))
-            chunk = os.read(self.process.stdout.fileno(), 65536) if ready else b""
-            assert chunk, f"no answer to request {request_id}"
-            self.buffer += chunk
+        return answer_from(self.process.stdout, self.buffer, request_id, WAIT)
 
     def stopped(self) -> tuple[int, str]:
         """The exit code once the process ends (within WAIT) and what it wrote on stderr."""

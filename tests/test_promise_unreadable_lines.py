@@ -26,7 +26,7 @@ import pytest
 from mcp import MCPError
 from mcp.types import INVALID_PARAMS, INVALID_REQUEST, PARSE_ERROR
 
-from .conftest import CREATE_PATHS
+from .conftest import CREATE_PATHS, answer_from
 from .test_deep_json import _kie_requests, _script, _server_env, hello
 
 ANSWER_WITHIN = 20  # seconds: a dropped line is never answered, so a test of one fails here instead of hanging
@@ -64,7 +64,7 @@ class Wire:
                 stderr=errors,
                 env={**os.environ, **_server_env(base, workspace)},
             )
-        self.buffer = b""
+        self.buffer = bytearray()
 
     def send(self, line: str) -> None:
         assert self.server.stdin is not None
@@ -74,17 +74,7 @@ class Wire:
     def answer(self, request_id: Any) -> dict[str, Any]:
         """The answer to ``request_id`` (other messages skipped), or an AssertionError when none comes."""
         assert self.server.stdout is not None
-        deadline = time.monotonic() + ANSWER_WITHIN
-        while True:
-            while b"\n" in self.buffer:
-                line, self.buffer = self.buffer.split(b"\n", 1)
-                message = json.loads(line)
-                if message.get("id") == request_id and "method" not in message:
-                    return message
-            ready, _, _ = select.select([self.server.stdout], [], [], max(deadline - time.monotonic(), 0))
-            chunk = os.read(self.server.stdout.fileno(), 65536) if ready else b""
-            assert chunk, f"no answer to request {request_id!r}: the line was dropped"
-            self.buffer += chunk
+        return answer_from(self.server.stdout, self.buffer, request_id, ANSWER_WITHIN)
 
     def handshake(self) -> None:
         self.send(json.dumps({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": hello()}))
@@ -209,7 +199,8 @@ def test_a_stray_bracket_never_gets_another_requests_id_answered(wire):
         assert chunk, f"no answer to the last ping; seen {seen}"
         wire.buffer += chunk
         while b"\n" in wire.buffer:
-            line, wire.buffer = wire.buffer.split(b"\n", 1)
+            line, _, rest = bytes(wire.buffer).partition(b"\n")
+            wire.buffer[:] = rest
             seen.append(json.loads(line).get("id"))
     assert seen == [9, "after"], seen
     deadline = time.monotonic() + ANSWER_WITHIN
