@@ -654,13 +654,15 @@ async def test_the_follow_ups_ugc_video_offers_are_ones_its_models_clips_take(co
 
 async def test_a_series_plan_weighs_its_total_as_the_caps_count_it(connect):
     """The review: the plans compared the quotes' list prices with what was left of today's cap, so a veo3_lite
-    series (listed 30, counted 60 a clip) was started that the caps then stopped after its first paid clip."""
+    series (listed 30, counted 60 a clip) was started that the caps then stopped after its first paid clip; and a
+    quote of an unknown price (credits_total null) counts its credits_ceiling."""
     async with connect() as client:
         plan = await client.get_prompt(
             "script_to_video", {"script": "One line. Another line.", "visual_style": "warm", "model": "veo3_lite"}
         )
     text = plan.messages[0].content.text
     assert "credits_counted" in text and "credits_total" in text, text
+    assert "credits_ceiling" in text, text  # an unknown price counts its ceiling, not nothing
 
 
 async def test_the_caption_guide_says_chain_true_for_every_model_whose_extensions_hold_only_their_new_part(connect):

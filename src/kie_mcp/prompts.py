@@ -873,7 +873,8 @@ def _fits_today(fewer: str) -> str:
     with 14 clips paid for and the ad unfinished."""
     return (
         "Before the first paid clip, compare that TOTAL, as the caps count it (each quote's credits_counted where it "
-        "has one, else its credits_total), with what is left of today's cap: max_credits_per_day minus "
+        "has one, else its credits_total, or its credits_ceiling where the price is unknown and credits_total is "
+        "null), with what is left of today's cap: max_credits_per_day minus "
         "spent_today, both in estimate_cost's answer (and in check_credits'). If it does not fit, say so before "
         f"anything is made and offer: splitting the work over days (the cap resets at midnight), {fewer}, cheaper "
         "drafts first (a lower resolution or a cheaper model), or raising KIE_MAX_CREDITS_PER_DAY in the server's "
