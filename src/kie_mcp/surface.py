@@ -90,6 +90,7 @@ from kie_mcp.media.inputs import (
     snapshot,
 )
 from kie_mcp.media.results import write_joined_sidecar
+from kie_mcp.media.saved import CHANGED, changed_file, kept
 from kie_mcp.prompts import register_prompts
 from kie_mcp.redact import redact
 from kie_mcp.references import MAX_RESOURCE_BYTES, ReferenceListing
@@ -281,6 +282,11 @@ class SavedFile(_Result):
     mime_type: str | None = None
     duration_seconds: float | None = Field(
         default=None, description="A video's length as saved (caption times and joins add these up); null otherwise."
+    )
+    changed: bool = Field(
+        default=False,
+        description="True when the file is no longer the one saved (another size than kie-mcp recorded): it is not "
+        "used as its task's result by continue_video or stitch_videos.",
     )
 
 
@@ -1317,6 +1323,13 @@ async def _clip_path(rt: Runtime, clip: str) -> Path:
         )
     if not saved and (task := rt.tasks.get(clip)) is not None:
         raise ToolError(_no_clip(task, rt.settings.download))
+    if saved:  # never a file changed since it was saved in the task's place (read here, as it is about to be used)
+        state = await anyio.to_thread.run_sync(
+            kept, rt.settings.workspace / saved[0]["path"], saved[0]["size"], saved[0]["sha256"]
+        )
+        if state == "changed":
+            edited = "give its path in clips in place of the task id, then join again."
+            raise ToolError(changed_file(clip, saved[0]["path"], edited))
     given = str(rt.settings.workspace / saved[0]["path"]) if saved else clip  # a saved file is judged the same way
     try:  # reads the file's first bytes: in a worker thread
         path, _ = await anyio.to_thread.run_sync(
@@ -1758,7 +1771,9 @@ def _tool_result(
         model = model.model_copy(update={"saved_files": files})
     if files:
         text += "\nSaved on this computer:" + "".join(
-            f"\n- {f.absolute_path} ({f.file_uri})" + (f", {f.duration_seconds:g} s" if f.duration_seconds else "")
+            f"\n- {f.absolute_path} ({f.file_uri})"
+            + (f", {f.duration_seconds:g} s" if f.duration_seconds else "")
+            + (f", {CHANGED}: {CHANGED_TODO}" if f.changed else "")
             for f in files
         )
     if rt is not None:  # what happened at start (a corrupt journal set aside), in the first answer of any tool
@@ -1786,11 +1801,24 @@ def _task_files(rt: Runtime, tasks: Sequence[TaskRecord]) -> list[SavedFile]:
         if not task.files:
             continue
         try:
-            types = {row["path"]: row["mime"] for row in rt.journal.files_for(task.task_id)} if task.task_id else {}
+            rows = {row["path"]: row for row in rt.journal.files_for(task.task_id)} if task.task_id else {}
         except (JournalUnavailable, sqlite3.Error):
-            types = {}
-        files += [_saved_file(rt.settings.workspace, path, task.task_id, types.get(path)) for path in task.files]
+            rows = {}
+        for path in task.files:
+            row = rows.get(path)
+            file = _saved_file(rt.settings.workspace, path, task.task_id, row["mime"] if row else None)
+            # Its size only: a list never reads a video's bytes (a follow-up or a join about to use it does)
+            if row is not None and kept(rt.settings.workspace / path, row["size"]) == "changed":
+                file = file.model_copy(update={"changed": True})
+            files.append(file)
     return files
+
+
+# What a changed saved file's line in an answer adds (saved.changed_file says it in full when one is used).
+CHANGED_TODO = (
+    "continue_video and stitch_videos do not use it as the task's result; to get the original back, delete or rename "
+    "it and call check_task, which saves it again"
+)
 
 
 def _saved_file(workspace: Path, relative: str, task_id: str | None, mime: str | None = None) -> SavedFile:
