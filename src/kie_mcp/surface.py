@@ -68,9 +68,9 @@ from kie_mcp.media.downloads import (
     THUMBNAIL_SIDE,
     HoldsSecret,
     as_served,
+    folder_for_a_join,
     output_folder,
     preview,
-    real_folder,
     sniff_mime,
 )
 from kie_mcp.media.inputs import (
@@ -689,10 +689,11 @@ def _register_tools(mcp: MCPServer) -> None:
             name = stitching.output_file_name(output_name, f"stitched-{len(clips)}-clips")
             paths = [await _clip_path(rt, clip) for clip in clips]
             label = session or output_name or "stitched"
-            # never through a link: a session folder that is one is left alone for a real one beside it
-            folder = real_folder(output_folder(rt.settings.workspace, label, datetime.now().date()))
             parts = [stitching.Caption(c.start, c.end, c.text) for c in captions or []]
-            done = await stitching.stitch(paths, folder / name, captions=parts or None)
+            # never through a link (a session folder that is one is left alone for a real one beside it), and a
+            # refused join leaves no empty session folder it made behind
+            with folder_for_a_join(output_folder(rt.settings.workspace, label, datetime.now().date())) as folder:
+                done = await stitching.stitch(paths, folder / name, captions=parts or None)
         # Named from the folder asked for: stitch resolves its target, which in an outputs/ linked to another disk
         # lies outside the workspace.
         placed = folder / done.path.name

@@ -40,7 +40,7 @@ import subprocess
 import threading
 import time
 import unicodedata
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -424,13 +424,35 @@ def real_folder(folder: Path) -> Path:
     together and a paid result is always saved. The folder holding it (``outputs/``, which may be a link to another
     disk the user chose) is created when missing, and followed, unless it is a link ``saved.refusal`` names
     (``OutputsRefused``). ``OSError`` when none can be made."""
+    return _real_folder(folder)[0]
+
+
+@contextlib.contextmanager
+def folder_for_a_join(folder: Path) -> Iterator[Path]:
+    """``real_folder(folder)`` for a file that may not be made (a join ffmpeg refuses): a folder this call created
+    and that is still empty when the block fails is removed again, so a refused call leaves no empty session folder
+    behind. One that was there before, or holds anything by then (another call's result), is left as it is."""
+    real, created = _real_folder(folder)
+    try:
+        yield real
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):  # not empty (another call saved there meanwhile): kept
+                os.rmdir(real)
+        raise
+
+
+def _real_folder(folder: Path) -> tuple[Path, bool]:
+    """``real_folder``'s folder, and whether this call created it."""
     saved.check(folder.parent)  # outputs/ linked to /, the workspace or the home folder: nothing is written there
     folder.parent.mkdir(parents=True, exist_ok=True)
     for n in range(1, FOLDER_NAMES_TRIED + 1):
         candidate = folder if n == 1 else folder.with_name(f"{folder.name}_{n}")
+        created = True
         try:
             os.mkdir(candidate)  # never through a link: a link there, even a broken one, is "exists"
         except FileExistsError:
+            created = False
             if not _is_real_folder(candidate):
                 continue
         if n > 1:
@@ -440,7 +462,7 @@ def real_folder(folder: Path) -> Path:
                 folder,
                 candidate.name,
             )
-        return candidate
+        return candidate, created
     raise OSError(
         errno.EEXIST,
         f"{folder.name} and the {FOLDER_NAMES_TRIED - 1} names after it are symbolic links or not folders, which "
