@@ -350,3 +350,16 @@ async def test_a_refused_join_leaves_no_empty_session_folder_behind(connect, ffm
         ]
     assert all(result.is_error for result in refused), [text_of(r) for r in refused]
     assert sorted(p.name for p in (tmp_path / "outputs").iterdir()) == [mine.name]
+
+
+async def test_a_refused_clip_outside_is_named_not_redacted_and_secrets_still_are(connect, ffmpeg, tmp_path):
+    """ "refused clip '../../etc/passwd': '[redacted]' leads outside": the clip followed by "': '" read as a
+    password to redact, hiding the path. The path is said as given; a password typed into a clip is still hidden."""
+    _clip(ffmpeg, tmp_path / "a.mp4")
+    async with connect() as client:
+        outside = await client.call_tool("stitch_videos", {"clips": ["a.mp4", "../../etc/passwd"]})
+        secret = await client.call_tool("stitch_videos", {"clips": ["a.mp4", "password=hunter2-very-secret"]})
+    text = text_of(outside)
+    assert outside.is_error and "'../../etc/passwd' leads outside the folders kie-mcp may read" in text, text
+    assert "[redacted]" not in text, text
+    assert secret.is_error and "hunter2-very-secret" not in text_of(secret), text_of(secret)

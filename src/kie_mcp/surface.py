@@ -1347,7 +1347,8 @@ async def _clip_path(rt: Runtime, clip: str) -> Path:
             f"{clip!r} is neither a task id with a saved video nor a video file in the workspace."
         ) from None
     except RefusedInput as err:
-        raise ToolError(f"stitch_videos refused clip {clip!r}: {err}") from None
+        # The clip is never followed by ": ": "'../etc/passwd': '../etc..." reads as a password, redacted in the answer
+        raise ToolError(f"stitch_videos refused the clip {clip!r}. {err}") from None
     return path
 
 
