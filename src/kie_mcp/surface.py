@@ -1324,13 +1324,6 @@ async def _clip_path(rt: Runtime, clip: str) -> Path:
         )
     if not saved and (task := rt.tasks.get(clip)) is not None:
         raise ToolError(_no_clip(task, rt.settings.download))
-    if saved:  # never a file changed since it was saved in the task's place (read here, as it is about to be used)
-        state = await anyio.to_thread.run_sync(
-            kept, rt.settings.workspace / saved[0]["path"], saved[0]["size"], saved[0]["sha256"]
-        )
-        if state == "changed":
-            edited = "give its path in clips in place of the task id, then join again."
-            raise ToolError(changed_file(clip, saved[0]["path"], edited))
     given = str(rt.settings.workspace / saved[0]["path"]) if saved else clip  # a saved file is judged the same way
     try:  # reads the file's first bytes: in a worker thread
         path, _ = await anyio.to_thread.run_sync(
@@ -1349,6 +1342,13 @@ async def _clip_path(rt: Runtime, clip: str) -> Path:
     except RefusedInput as err:
         # The clip is never followed by ": ": "'../etc/passwd': '../etc..." reads as a password, redacted in the answer
         raise ToolError(f"stitch_videos refused the clip {clip!r}. {err}") from None
+    if saved:  # never a file changed since it was saved in the task's place (read here, as it is about to be used)
+        state = await anyio.to_thread.run_sync(
+            kept, rt.settings.workspace / saved[0]["path"], saved[0]["size"], saved[0]["sha256"]
+        )
+        if state != "kept":
+            edited = "give its path in clips in place of the task id, then join again."
+            raise ToolError(changed_file(clip, saved[0]["path"], edited))
     return path
 
 

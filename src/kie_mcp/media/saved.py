@@ -204,9 +204,11 @@ def kept(path: Path, size: int, sha256: str | None = None) -> Kept:
     file saved: "missing" (nothing there, or no regular file), "changed" (another size; given ``sha256``, other bytes
     of that size), else "kept". The bytes are read only when ``sha256`` is given and the size matches: a video can
     be gigabytes, so a list compares sizes, and only a follow-up or a join about to use the file reads it (in a
-    worker thread)."""
+    worker thread). A link in its place is "changed", never followed: it may lead to a file kie-mcp may not read."""
     try:
-        found = path.stat()
+        found = os.lstat(path)
+        if stat.S_ISLNK(found.st_mode):
+            return "changed"
         if not stat.S_ISREG(found.st_mode):
             return "missing"
         if found.st_size != size:
@@ -214,11 +216,14 @@ def kept(path: Path, size: int, sha256: str | None = None) -> Kept:
         if sha256 is None:
             return "kept"
         digest = hashlib.sha256()
-        with path.open("rb") as handle:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):  # swapped since the lstat: never waited on
+                return "changed"
             while block := handle.read(_HASH_BLOCK):
                 digest.update(block)
-    except OSError:
-        return "missing"
+    except OSError:  # ELOOP: a link swapped in since the lstat
+        return "missing" if not os.path.lexists(path) else "changed"
     return "kept" if digest.hexdigest() == sha256 else "changed"
 
 
