@@ -68,6 +68,7 @@ from kie_mcp.media.downloads import (
     THUMBNAIL_SIDE,
     HoldsSecret,
     as_served,
+    damage_of,
     folder_for_a_join,
     output_folder,
     preview,
@@ -282,6 +283,10 @@ class SavedFile(_Result):
     mime_type: str | None = None
     duration_seconds: float | None = Field(
         default=None, description="A video's length as saved (caption times and joins add these up); null otherwise."
+    )
+    damaged: str | None = Field(
+        default=None,
+        description="An image that does not open as one (seen as its preview was made): why. Null otherwise.",
     )
     changed: bool = Field(
         default=False,
@@ -1776,6 +1781,7 @@ def _tool_result(
             f"\n- {f.absolute_path} ({f.file_uri})"
             + (f", {f.duration_seconds:g} s" if f.duration_seconds else "")
             + (f", {CHANGED}: {CHANGED_TODO}" if f.changed else "")
+            + (f", {DAMAGED} ({f.damaged}); {DAMAGED_TODO}" if f.damaged else "")
             for f in files
         )
     if rt is not None:  # what happened at start (a corrupt journal set aside), in the first answer of any tool
@@ -1812,9 +1818,14 @@ def _task_files(rt: Runtime, tasks: Sequence[TaskRecord]) -> list[SavedFile]:
             # Its size only: a list never reads a video's bytes (a follow-up or a join about to use it does)
             if row is not None and kept(rt.settings.workspace / path, row["size"]) == "changed":
                 file = file.model_copy(update={"changed": True})
+            elif (damage := damage_of(rt.settings.workspace / path)) is not None:  # seen making its preview
+                file = file.model_copy(update={"damaged": redact(damage)})
             files.append(file)
     return files
 
+
+DAMAGED = "saved, but it does not open as an image"
+DAMAGED_TODO = "KIE may have stored it damaged: https://kie.ai/logs shows the task with its files"
 
 # What a changed saved file's line in an answer adds (saved.changed_file says it in full when one is used).
 CHANGED_TODO = (
