@@ -1065,8 +1065,8 @@ def _keep_thumbnail(path: Path, made: tuple[bytes, str], max_side: int, source_m
 
 def undecodable(path: Path) -> str | None:
     """Why the saved image at ``path`` does not decode (cut short, damaged), or None: it decodes, or it is not
-    judged (not an image by its bytes, more pixels than a preview decodes, a link or a FIFO in its place). A JPEG is
-    decoded at a reduced scale. Decodes: worker thread."""
+    judged (not an image by its bytes, more pixels than a preview decodes, a link or a FIFO in its place). A PNG's
+    chunks are checked to its end, not decoded; a JPEG is decoded at a reduced scale. Worker thread."""
     try:
         source = opened_source(_in_real_folder(path))
     except (OSError, RuntimeError):  # a link, a FIFO or nothing in its place, unreadable, a loop of links
@@ -1085,8 +1085,11 @@ def undecodable(path: Path) -> str | None:
             if _too_many_pixels(image):
                 return None
             try:
-                image.draft("RGB", (THUMBNAIL_SIDE, THUMBNAIL_SIDE))
-                image.load()
+                if image.format == "PNG":  # every chunk's checksum, to the end: 7 ms for a 4K PNG, not a 400 ms decode
+                    image.verify()
+                else:
+                    image.draft("RGB", (THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+                    image.load()
             except Exception as err:  # any error of the decoder on an image it reads: damaged (cut short, garbled)
                 return str(err) or type(err).__name__
     return None
