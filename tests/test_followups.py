@@ -13,6 +13,7 @@ import re
 import sqlite3
 import time
 from datetime import datetime
+from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
@@ -555,12 +556,19 @@ async def test_a_join_of_a_veo_extension_whose_whole_video_was_never_saved_never
 async def test_a_bad_saved_clip_is_refused_under_task_id_saying_what_to_do(connect, controls, tmp_path):
     """The audit: a saved clip the upscaler cannot take (here replaced by text) was refused under options.video_url, a
     field the caller never typed (continue_video fills it in from task_id). The refusal names task_id, the saved file
-    it sends, why it cannot, and what to do instead, in the estimate too; nothing is asked, uploaded or sent."""
+    it sends, why it cannot, and what to do instead, in the estimate too; nothing is asked, uploaded or sent. (The
+    journal records the text as what was saved: a file changed since has its own refusal, test_promise_saved_unchanged.)
+    """
     seen: list[str] = []
     async with connect(elicitation=answering(seen=seen)) as client:
         source = await finished(client, KLING)
         [saved] = (await follow(client, source))["files"]
         (tmp_path / saved).write_text("not a clip any more\n")
+        with sqlite3.connect(journal_path(tmp_path)) as db:
+            bad = (tmp_path / saved).read_bytes()
+            db.execute(
+                "UPDATE files SET size = ?, sha256 = ? WHERE path = ?", (len(bad), sha256(bad).hexdigest(), saved)
+            )
         asked = {"task_id": source, "operation": "upscale", "resolution": "2"}
         estimate = await client.call_tool("estimate_cost", asked)
         refused = await client.call_tool("continue_video", asked)

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from dataclasses import replace
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -329,3 +330,36 @@ async def test_a_task_that_gives_no_clip_is_refused_saying_why_and_what_to_do(co
     assert "is an image task, not a video" in text_of(answers[0]), text_of(answers[0])
     assert "failed and has no video to join" in text_of(answers[1]), text_of(answers[1])
     assert f"check_task(task_id='{clip['task_id']}')" in text_of(answers[2]), text_of(answers[2])
+
+
+async def test_a_refused_join_leaves_no_empty_session_folder_behind(connect, ffmpeg, tmp_path):
+    """The audit: each refused stitch_videos call (one clip and no captions, captions that end before they start)
+    left an empty outputs/<day>-<session>/ folder, one per typo of the session name. A refused join removes the
+    folder it made; one that was there before is left as it was."""
+    _clip(ffmpeg, tmp_path / "a.mp4")
+    mine = tmp_path / "outputs" / f"{date.today().isoformat()}-mine"
+    mine.mkdir(parents=True)
+    backwards = [{"start": 2, "end": 1, "text": "x"}]
+    async with connect() as client:
+        refused = [
+            await client.call_tool("stitch_videos", {"clips": ["a.mp4"], "session": "Summer Launch"}),
+            await client.call_tool("stitch_videos", {"clips": ["a.mp4"], "session": "mine"}),
+            await client.call_tool(
+                "stitch_videos", {"clips": ["a.mp4", "a.mp4"], "session": "bad caption", "captions": backwards}
+            ),
+        ]
+    assert all(result.is_error for result in refused), [text_of(r) for r in refused]
+    assert sorted(p.name for p in (tmp_path / "outputs").iterdir()) == [mine.name]
+
+
+async def test_a_refused_clip_outside_is_named_not_redacted_and_secrets_still_are(connect, ffmpeg, tmp_path):
+    """ "refused clip '../../etc/passwd': '[redacted]' leads outside": the clip followed by "': '" read as a
+    password to redact, hiding the path. The path is said as given; a password typed into a clip is still hidden."""
+    _clip(ffmpeg, tmp_path / "a.mp4")
+    async with connect() as client:
+        outside = await client.call_tool("stitch_videos", {"clips": ["a.mp4", "../../etc/passwd"]})
+        secret = await client.call_tool("stitch_videos", {"clips": ["a.mp4", "password=hunter2-very-secret"]})
+    text = text_of(outside)
+    assert outside.is_error and "'../../etc/passwd' leads outside the folders kie-mcp may read" in text, text
+    assert "[redacted]" not in text, text
+    assert secret.is_error and "hunter2-very-secret" not in text_of(secret), text_of(secret)

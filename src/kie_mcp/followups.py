@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass, fields
 from typing import Any
 
+import anyio
+import anyio.to_thread
 from pydantic import BaseModel, Field, ValidationError
 
 from kie_mcp import generation as gen
@@ -28,6 +30,7 @@ from kie_mcp.kie import FAMILIES, KieError, TaskStatus
 from kie_mcp.kie.client import NoTaskRecord
 from kie_mcp.kie.envelope import loads_or_none
 from kie_mcp.kie.errors import LOGS_URL, creates_nothing
+from kie_mcp.media import saved
 from kie_mcp.runtime import Runtime
 from kie_mcp.tasks import TaskRecord
 from kie_mcp.words import timestamp
@@ -87,7 +90,7 @@ async def plan(rt: Runtime, args: FollowupArgs, shared: tuple[Any, ...] = ()) ->
     facts = source_facts(rt, source)
     check_source(rt, source, spec, facts)
     existing = earlier(rt, source, spec) if follow.once else None
-    options, notes = request_options(rt, source, spec, args, chosen)
+    options, notes = await request_options(rt, source, spec, args, chosen)
     prompt = args.prompt or ""
     if prompt.strip() and spec.field_for_arg("prompt") is None:
         raise refused(f"operation={args.operation} takes no prompt ({spec.title} only upgrades the clip).", "prompt")
@@ -305,7 +308,7 @@ def check_source(rt: Runtime, source: TaskRecord, spec: ModelSpec, facts: dict[s
             raise refused(f"task {tid}: {rule.message}", "operation")
 
 
-def request_options(
+async def request_options(
     rt: Runtime, source: TaskRecord, spec: ModelSpec, args: FollowupArgs, chosen: dict[str, Any]
 ) -> tuple[dict[str, Any], list[str]]:
     """The follow-up's options: defaults from the source (its model, its settings), what ``model`` implied, the
@@ -330,21 +333,36 @@ def request_options(
     if follow.takes == "task":
         options[follow.field] = source.task_id
     else:
-        options[follow.field], where = source_clip(rt, source)
+        options[follow.field], where = await source_clip(rt, source, spec)
         notes.append(f"The source clip goes to {spec.title} as {where}.")
     return options, notes
 
 
-def source_clip(rt: Runtime, source: TaskRecord) -> tuple[str, str]:
+async def source_clip(rt: Runtime, source: TaskRecord, spec: ModelSpec) -> tuple[str, str]:
     """The source's video for a model that takes a clip: its main saved file (its first result, the one
     ``stitch_videos`` joins for it), uploaded after approval. Never a later file in its place: a Veo extension's
     second file is only its new part, so an upscale of it would be paid for and then stand for the whole video in
     chain joins. Never its result link: KIE's links expire, and one KIE can no longer fetch would be a paid task that
     can only fail (its length, and so the price, cannot be measured either); ``check_task`` saves the clip again
-    from a fresh link."""
+    from a fresh link. Never a file changed since it was saved (``saved.kept``): another video would be priced,
+    sent and recorded as this task's continuation."""
     main = next((row for row in rt.journal.files_for(str(source.task_id)) if row["idx"] == MAIN_RESULT), None)
-    if main is not None and (rt.settings.workspace / main["path"]).is_file():
+    state = "missing"
+    if main is not None:
+        path = rt.settings.workspace / main["path"]
+        state = await anyio.to_thread.run_sync(saved.kept, path, main["size"], main["sha256"])  # reads a video
+    if main is not None and state == "kept":
         return main["path"], f"the saved file {main['path']} (uploaded to KIE once approved)"
+    if main is not None and state == "changed":
+        follow = spec.followup
+        assert follow is not None
+        edited = (
+            f"give its path to generate_video(model='{spec.id}', options={{'{follow.field}': '<its path>'}}) "
+            "(it is then a new video, not a continuation of this task)."
+            if follow.standalone
+            else f"{spec.title} continues only a task's own clip; the changed copy cannot be sent in its place."
+        )
+        raise refused(saved.changed_file(str(source.task_id), main["path"], edited))
     if not rt.settings.download:  # no copy is kept, and KIE's result links expire (within the hour, at times)
         raise refused(
             f"task {source.task_id}'s video is not saved: downloads are off (KIE_DOWNLOAD=never), and its result "

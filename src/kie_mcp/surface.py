@@ -68,9 +68,10 @@ from kie_mcp.media.downloads import (
     THUMBNAIL_SIDE,
     HoldsSecret,
     as_served,
+    damage_of,
+    folder_for_a_join,
     output_folder,
     preview,
-    real_folder,
     sniff_mime,
 )
 from kie_mcp.media.inputs import (
@@ -90,6 +91,7 @@ from kie_mcp.media.inputs import (
     snapshot,
 )
 from kie_mcp.media.results import write_joined_sidecar
+from kie_mcp.media.saved import CHANGED, changed_file, kept
 from kie_mcp.prompts import register_prompts
 from kie_mcp.redact import redact
 from kie_mcp.references import MAX_RESOURCE_BYTES, ReferenceListing
@@ -281,6 +283,15 @@ class SavedFile(_Result):
     mime_type: str | None = None
     duration_seconds: float | None = Field(
         default=None, description="A video's length as saved (caption times and joins add these up); null otherwise."
+    )
+    damaged: str | None = Field(
+        default=None,
+        description="An image that does not open as one (seen as its preview was made): why. Null otherwise.",
+    )
+    changed: bool = Field(
+        default=False,
+        description="True when the file is no longer the one saved (another size than kie-mcp recorded): it is not "
+        "used as its task's result by continue_video or stitch_videos.",
     )
 
 
@@ -683,10 +694,11 @@ def _register_tools(mcp: MCPServer) -> None:
             name = stitching.output_file_name(output_name, f"stitched-{len(clips)}-clips")
             paths = [await _clip_path(rt, clip) for clip in clips]
             label = session or output_name or "stitched"
-            # never through a link: a session folder that is one is left alone for a real one beside it
-            folder = real_folder(output_folder(rt.settings.workspace, label, datetime.now().date()))
             parts = [stitching.Caption(c.start, c.end, c.text) for c in captions or []]
-            done = await stitching.stitch(paths, folder / name, captions=parts or None)
+            # never through a link (a session folder that is one is left alone for a real one beside it), and a
+            # refused join leaves no empty session folder it made behind
+            with folder_for_a_join(output_folder(rt.settings.workspace, label, datetime.now().date())) as folder:
+                done = await stitching.stitch(paths, folder / name, captions=parts or None)
         # Named from the folder asked for: stitch resolves its target, which in an outputs/ linked to another disk
         # lies outside the workspace.
         placed = folder / done.path.name
@@ -1333,7 +1345,15 @@ async def _clip_path(rt: Runtime, clip: str) -> Path:
             f"{clip!r} is neither a task id with a saved video nor a video file in the workspace."
         ) from None
     except RefusedInput as err:
-        raise ToolError(f"stitch_videos refused clip {clip!r}: {err}") from None
+        # The clip is never followed by ": ": "'../etc/passwd': '../etc..." reads as a password, redacted in the answer
+        raise ToolError(f"stitch_videos refused the clip {clip!r}. {err}") from None
+    if saved:  # never a file changed since it was saved in the task's place (read here, as it is about to be used)
+        state = await anyio.to_thread.run_sync(
+            kept, rt.settings.workspace / saved[0]["path"], saved[0]["size"], saved[0]["sha256"]
+        )
+        if state != "kept":
+            edited = "give its path in clips in place of the task id, then join again."
+            raise ToolError(changed_file(clip, saved[0]["path"], edited))
     return path
 
 
@@ -1758,7 +1778,10 @@ def _tool_result(
         model = model.model_copy(update={"saved_files": files})
     if files:
         text += "\nSaved on this computer:" + "".join(
-            f"\n- {f.absolute_path} ({f.file_uri})" + (f", {f.duration_seconds:g} s" if f.duration_seconds else "")
+            f"\n- {f.absolute_path} ({f.file_uri})"
+            + (f", {f.duration_seconds:g} s" if f.duration_seconds else "")
+            + (f", {CHANGED}: {CHANGED_TODO}" if f.changed else "")
+            + (f", {DAMAGED} ({f.damaged}); {DAMAGED_TODO}" if f.damaged else "")
             for f in files
         )
     if rt is not None:  # what happened at start (a corrupt journal set aside), in the first answer of any tool
@@ -1786,11 +1809,29 @@ def _task_files(rt: Runtime, tasks: Sequence[TaskRecord]) -> list[SavedFile]:
         if not task.files:
             continue
         try:
-            types = {row["path"]: row["mime"] for row in rt.journal.files_for(task.task_id)} if task.task_id else {}
+            rows = {row["path"]: row for row in rt.journal.files_for(task.task_id)} if task.task_id else {}
         except (JournalUnavailable, sqlite3.Error):
-            types = {}
-        files += [_saved_file(rt.settings.workspace, path, task.task_id, types.get(path)) for path in task.files]
+            rows = {}
+        for path in task.files:
+            row = rows.get(path)
+            file = _saved_file(rt.settings.workspace, path, task.task_id, row["mime"] if row else None)
+            # Its size only: a list never reads a video's bytes (a follow-up or a join about to use it does)
+            if row is not None and kept(rt.settings.workspace / path, row["size"]) == "changed":
+                file = file.model_copy(update={"changed": True})
+            elif (damage := damage_of(rt.settings.workspace / path)) is not None:  # seen making its preview
+                file = file.model_copy(update={"damaged": redact(damage)})
+            files.append(file)
     return files
+
+
+DAMAGED = "saved, but it does not open as an image"
+DAMAGED_TODO = "KIE may have stored it damaged: https://kie.ai/logs shows the task with its files"
+
+# What a changed saved file's line in an answer adds (saved.changed_file says it in full when one is used).
+CHANGED_TODO = (
+    "continue_video and stitch_videos do not use it as the task's result; to get the original back, delete or rename "
+    "it and call check_task, which saves it again"
+)
 
 
 def _saved_file(workspace: Path, relative: str, task_id: str | None, mime: str | None = None) -> SavedFile:

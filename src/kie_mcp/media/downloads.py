@@ -40,8 +40,8 @@ import subprocess
 import threading
 import time
 import unicodedata
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -117,6 +117,7 @@ class SavedFile:
     size: int
     sha256: str
     mime: str  # sniffed from the bytes
+    damaged: str | None = None  # an image that does not decode (fetched twice, the same both times): why
 
 
 class DownloadError(Exception):
@@ -202,6 +203,8 @@ def sniff_mime(first_bytes: bytes) -> str:
         return "image/bmp"
     if b[:4] in (b"II*\x00", b"MM\x00*"):
         return "image/tiff"
+    if b.startswith(b"%PDF-"):  # ASCII at its start: called plain text before, which it is not
+        return "application/pdf"
     return _text_mime(b)
 
 
@@ -299,8 +302,34 @@ async def download(
 
     403/404/410 means an expired link: with ``remint`` (e.g. ``KieClient.download_url``) a fresh link is
     fetched once and tried once. Raises ``DownloadError``; on any failure or cancellation nothing is left
-    at ``dest`` and no temporary file remains. An existing identical file is kept as it is.
+    at ``dest`` and no temporary file remains. An existing identical file is kept as it is. An image that does not
+    decode is fetched once more (a download only, never a new task); still so, it is kept (it is paid for) and
+    ``damaged`` says why.
     """
+    file = await _fetch(client, url, dest, expected, max_bytes, remint)
+    if kind_of(file.mime) != "image" or (damage := await anyio.to_thread.run_sync(undecodable, file.path)) is None:
+        return file
+    log.warning("The result saved as %s does not decode (%s); fetching it once more.", file.path.name, damage)
+    try:
+        file = await _fetch(client, url, dest, expected, max_bytes, remint)
+    except DownloadError as err:  # the first copy stays saved, said to be damaged
+        log.warning("Fetching %s again failed: %s", file.path.name, err)
+        return replace(file, damaged=damage)
+    if kind_of(file.mime) != "image":
+        return file
+    damage = await anyio.to_thread.run_sync(undecodable, file.path)
+    return replace(file, damaged=damage) if damage else file
+
+
+async def _fetch(
+    client: httpx2.AsyncClient,
+    url: str,
+    dest: Path,
+    expected: Expected | None,
+    max_bytes: int,
+    remint: Callable[[str], Awaitable[str]] | None,
+) -> SavedFile:
+    """``download``'s fetch: one try, and one with a fresh link when the first had expired."""
     dest = _prepare(Path(dest), url)
     try:
         return await _attempt(client, url, url, dest, expected, max_bytes)
@@ -424,13 +453,35 @@ def real_folder(folder: Path) -> Path:
     together and a paid result is always saved. The folder holding it (``outputs/``, which may be a link to another
     disk the user chose) is created when missing, and followed, unless it is a link ``saved.refusal`` names
     (``OutputsRefused``). ``OSError`` when none can be made."""
+    return _real_folder(folder)[0]
+
+
+@contextlib.contextmanager
+def folder_for_a_join(folder: Path) -> Iterator[Path]:
+    """``real_folder(folder)`` for a file that may not be made (a join ffmpeg refuses): a folder this call created
+    and that is still empty when the block fails is removed again, so a refused call leaves no empty session folder
+    behind. One that was there before, or holds anything by then (another call's result), is left as it is."""
+    real, created = _real_folder(folder)
+    try:
+        yield real
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):  # not empty (another call saved there meanwhile): kept
+                os.rmdir(real)
+        raise
+
+
+def _real_folder(folder: Path) -> tuple[Path, bool]:
+    """``real_folder``'s folder, and whether this call created it."""
     saved.check(folder.parent)  # outputs/ linked to /, the workspace or the home folder: nothing is written there
     folder.parent.mkdir(parents=True, exist_ok=True)
     for n in range(1, FOLDER_NAMES_TRIED + 1):
         candidate = folder if n == 1 else folder.with_name(f"{folder.name}_{n}")
+        created = True
         try:
             os.mkdir(candidate)  # never through a link: a link there, even a broken one, is "exists"
         except FileExistsError:
+            created = False
             if not _is_real_folder(candidate):
                 continue
         if n > 1:
@@ -440,7 +491,7 @@ def real_folder(folder: Path) -> Path:
                 folder,
                 candidate.name,
             )
-        return candidate
+        return candidate, created
     raise OSError(
         errno.EEXIST,
         f"{folder.name} and the {FOLDER_NAMES_TRIED - 1} names after it are symbolic links or not folders, which "
@@ -618,9 +669,19 @@ def _check_type(mime: str, expected: Expected | None, url: str) -> None:
     if kinds is not None and kind_of(mime) not in kinds:
         wanted = " or ".join(f"{'an' if kind in ('image', 'audio') else 'a'} {kind}" for kind in kinds)
         raise DownloadError(
-            f"Expected {wanted} but the file is {mime}; nothing was saved. Check that this URL belongs to this result.",
+            f"Expected {wanted} but the file is {_TYPE_WORDS.get(mime, mime)}; nothing was saved. Check that this URL "
+            "belongs to this result.",
             url=url,
         )
+
+
+# What a refused result is, in words (other types are named by their MIME type: image/png, video/mp4)
+_TYPE_WORDS = {
+    "application/pdf": "a PDF document (application/pdf)",
+    "text/plain": "plain text",
+    "application/json": "JSON text",
+    "application/octet-stream": "of a type kie-mcp does not recognise",
+}
 
 
 async def _receive(
@@ -974,6 +1035,8 @@ def _thumbnail_of(path: Path, source: IO[bytes], max_side: int) -> tuple[bytes, 
     made = _make_thumbnail(source, max_side)
     if made is None:
         _failed_thumbnails.add(tried)
+        if (damage := undecodable(path)) is not None:  # a second look only at a failure: damaged, or too large
+            _damaged[(str(path), mtime_ns)] = damage
         return None
     with contextlib.suppress(OSError):  # a read-only folder: the thumbnail is still shown, just not kept
         _keep_thumbnail(path, made, max_side, mtime_ns)
@@ -998,6 +1061,52 @@ def _keep_thumbnail(path: Path, made: tuple[bytes, str], max_side: int, source_m
     other = thumbnail_path(path, "image/jpeg" if mime == "image/png" else "image/png", max_side)
     with contextlib.suppress(OSError):
         other.unlink(missing_ok=True)  # the image lost or gained transparency: one kept thumbnail per size
+
+
+def undecodable(path: Path) -> str | None:
+    """Why the saved image at ``path`` does not decode (cut short, damaged), or None: it decodes, or it is not
+    judged (not an image by its bytes, more pixels than a preview decodes, a link or a FIFO in its place). A PNG's
+    chunks are checked to its end, not decoded; a JPEG is decoded at a reduced scale. Worker thread."""
+    try:
+        source = opened_source(_in_real_folder(path))
+    except (OSError, RuntimeError):  # a link, a FIFO or nothing in its place, unreadable, a loop of links
+        return None
+    with source:
+        try:
+            if kind_of(sniff_mime(source.read(SNIFF_BYTES))) != "image":
+                return None
+            source.seek(0)
+            image = pillow().open(source)
+        except pillow().UnidentifiedImageError:  # a format Pillow does not read (HEIC, ...): not judged
+            return None
+        except Exception as err:  # a format it reads, whose header is cut short or garbled
+            return str(err) or type(err).__name__
+        with image:
+            if _too_many_pixels(image):
+                return None
+            try:
+                if image.format == "PNG":  # every chunk's checksum, to the end: 7 ms for a 4K PNG, not a 400 ms decode
+                    image.verify()
+                else:
+                    image.draft("RGB", (THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+                    image.load()
+            except Exception as err:  # any error of the decoder on an image it reads: damaged (cut short, garbled)
+                return str(err) or type(err).__name__
+    return None
+
+
+_damaged: dict[tuple[str, int], str] = {}  # (image, its mtime_ns) -> why it does not decode, seen making a preview
+
+
+def damage_of(path: Path) -> str | None:
+    """Why the saved image at ``path`` did not decode when its preview was made in this process, or None. Never
+    decodes (one lstat): answers on the event loop call it after ``make_previews``."""
+    try:
+        real = _in_real_folder(path)
+    except (OSError, RuntimeError):
+        return None
+    mtime = _source_mtime(real)
+    return None if mtime is None else _damaged.get((str(real), mtime))
 
 
 def _make_thumbnail(source: IO[bytes], max_side: int) -> tuple[bytes, str] | None:

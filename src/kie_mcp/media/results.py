@@ -98,10 +98,20 @@ async def save_results(
                 f"{record.task_id} result {index}: saved to {relative}, but not recorded in the journal "
                 f"({type(err).__name__}: {err}); check_task records it once the journal is writable."
             )
+        if file.damaged:  # kept (it is paid for), and said: a picture that does not open is no clean success
+            problems.append(f"{record.task_id} result {index}: {damaged_image(relative, file.damaged)}")
         saved.append(file)
     record.files = [f["path"] for f in journal.files_for(record.task_id)]
     described, problem = describe(journal, workspace, record, files_saved=bool(saved))
     return Saved([*problems, *([problem] if problem else [])], described)
+
+
+def damaged_image(relative: str, why: str) -> str:
+    """What to say of a saved image result that does not decode (``downloads.undecodable``)."""
+    return (
+        f"saved to {relative}, but it does not open as an image ({redact(why)}); kie-mcp fetched it once more, with "
+        f"no better copy. KIE may have stored it damaged: {LOGS_HINT}"
+    )
 
 
 def describe(

@@ -9,18 +9,23 @@ What ``kie://outputs/`` serves is what kie-mcp saves there: files in session fol
 the gallery pages. An ``outputs/`` linked to a folder the user chose may hold their own files too, so through it
 only what kie-mcp saved is served, previewed, shown in the gallery or read as an input (``lends``): the files its
 sidecars list, the sidecars, and its pages.
+
+A saved result may change after it is saved (an editor's export written over it, a copy cut short): ``kept`` tells
+whether it is still the file saved, by the size and sha256 the journal recorded, so a changed file is never taken
+for the task's result (a follow-up's source, a clip of a join) and ``check_task`` says it changed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
 import stat
 from collections.abc import Iterable
 from pathlib import Path, PurePath
-from typing import Any
+from typing import Any, Literal
 
 OUTPUTS = "outputs"
 SESSION_FOLDER = re.compile(r"^(\d{4}-\d{2}-\d{2})-(.+)$")  # the name output_folder gives: its day, its slug
@@ -188,3 +193,49 @@ def linked_homes(workspaces: Iterable[Path]) -> list[Path]:
         except (OSError, RuntimeError, ValueError):
             continue
     return found
+
+
+Kept = Literal["kept", "missing", "changed"]
+_HASH_BLOCK = 1024 * 1024
+
+
+def kept(path: Path, size: int, sha256: str | None = None) -> Kept:
+    """Whether the result saved at ``path`` (``size`` bytes, ``sha256``, as the journal recorded it) is still the
+    file saved: "missing" (nothing there, or no regular file), "changed" (another size; given ``sha256``, other bytes
+    of that size), else "kept". The bytes are read only when ``sha256`` is given and the size matches: a video can
+    be gigabytes, so a list compares sizes, and only a follow-up or a join about to use the file reads it (in a
+    worker thread). A link in its place is "changed", never followed: it may lead to a file kie-mcp may not read."""
+    try:
+        found = os.lstat(path)
+        if stat.S_ISLNK(found.st_mode):
+            return "changed"
+        if not stat.S_ISREG(found.st_mode):
+            return "missing"
+        if found.st_size != size:
+            return "changed"
+        if sha256 is None:
+            return "kept"
+        digest = hashlib.sha256()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):  # swapped since the lstat: never waited on
+                return "changed"
+            while block := handle.read(_HASH_BLOCK):
+                digest.update(block)
+    except OSError:  # ELOOP: a link swapped in since the lstat
+        return "missing" if not os.path.lexists(path) else "changed"
+    return "kept" if digest.hexdigest() == sha256 else "changed"
+
+
+CHANGED = "changed since it was saved"
+
+
+def changed_file(task_id: str, relative: str, edited: str) -> str:
+    """What to say of task ``task_id``'s saved file at ``relative`` that changed since kie-mcp saved it, which is
+    therefore not used as the task's result; ``edited``: how to use the changed copy instead."""
+    return (
+        f"Task {task_id}'s saved file {relative} has {CHANGED} (its size or bytes are not what kie-mcp saved), so it "
+        f"is not used as the task's result. To use the original: delete or rename the changed "
+        f"file, then call check_task(task_id='{task_id}'), which saves it again from KIE (its files are kept about "
+        f"14 days). To use the changed copy: {edited}"
+    )

@@ -135,7 +135,7 @@ def _only_cut(exc: BaseException) -> bool:
 
 class FaultyBody(Response):
     """A served file whose body misbehaves (``truncate``, ``stall``: headers, incl. Content-Length, stay whole;
-    ``padded``: zeros after the file, and no Content-Length)."""
+    ``padded``: zeros after the file, and no Content-Length; ``damaged``: cut short, its Content-Length agreeing)."""
 
     def __init__(self, inner: Response, fault: Fault) -> None:
         super().__init__(status_code=inner.status_code)
@@ -158,6 +158,10 @@ class FaultyBody(Response):
 
         async def faulty_send(message: Message) -> None:
             nonlocal sent, tripped
+            if message["type"] == "http.response.start" and self.kind == "damaged":  # stored so: its length agrees
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"content-length"]
+                await send({**message, "headers": [*headers, (b"content-length", str(self.after).encode())]})
+                return
             if message["type"] != "http.response.body" or tripped:
                 await send(message)
                 return
@@ -168,7 +172,7 @@ class FaultyBody(Response):
                 await send(message)
                 return
             tripped = True
-            if self.kind == "truncate":
+            if self.kind in ("truncate", "damaged"):
                 await send({"type": "http.response.body", "body": body[:room], "more_body": False})
                 raise _BodyCut
             await send({"type": "http.response.body", "body": body[:room], "more_body": True})

@@ -15,7 +15,9 @@ response starts normally with its full ``Content-Length``. ``truncate`` ends the
 over real HTTP the server then closes the connection. ``stall`` pauses ``seconds`` (real seconds)
 after ``after_bytes`` (default 65536), then sends the rest. ``padded`` plays a broken or hostile file server: the
 file, then zeros up to ``bytes`` bytes in all (default 128 MiB, at most 4 GiB), streamed without a
-``Content-Length``, so its start still reads as the file it names.
+``Content-Length``, so its start still reads as the file it names. ``damaged`` plays a file KIE stored cut short:
+its first ``after_bytes`` (default: half the file), served whole, with a ``Content-Length`` that matches, so only
+decoding it tells.
 
 ``no_results`` (status endpoints only) waits for a status answer that reports success and takes its result
 links away, as KIE has been seen to do: ``shape`` "missing" (no ``resultJson``/``response``, the default),
@@ -64,9 +66,10 @@ KINDS: tuple[str, ...] = (
     "link",
     "padded",
     "trickle",
+    "damaged",
 )
 CREATE_ONLY: frozenset[str] = frozenset({"drop_after_create", "task_fail"})
-FILES_ONLY: frozenset[str] = frozenset({"truncate", "stall", "padded"})  # faults in a served file's body
+FILES_ONLY: frozenset[str] = frozenset({"truncate", "stall", "padded", "damaged"})  # faults in a served file's body
 STATUS_ONLY: frozenset[str] = frozenset({"no_results"})  # faults in a successful status answer
 UPLOAD_ONLY: frozenset[str] = frozenset({"link"})  # faults in a successful upload answer
 API_BODY: frozenset[str] = frozenset({"trickle"})  # faults in the body of an API answer (not a result file)
@@ -151,7 +154,7 @@ def parse_fault(endpoint: Any, fault: Any, times: Any = 1) -> Fault:
         if not isinstance(size, int) or isinstance(size, bool) or not 64 <= size <= HUGE_MAX_BYTES:
             raise FaultSpecError(f"padded bytes must be an integer from 64 to {HUGE_MAX_BYTES}")
     elif kind in FILES_ONLY:
-        after = params.get("after_bytes", None if kind == "truncate" else 65536)
+        after = params.get("after_bytes", None if kind in ("truncate", "damaged") else 65536)
         if after is not None and (not isinstance(after, int) or isinstance(after, bool) or after < 0):
             raise FaultSpecError(f"{kind} after_bytes must be an integer >= 0")
         params["after_bytes"] = after

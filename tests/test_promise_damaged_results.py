@@ -1,0 +1,71 @@
+"""A result that is saved but cannot be used is never a clean success, each promise kept against the simulator
+through the real MCP client in both protocol eras:
+
+- an image KIE serves cut short (its length agreeing, so only decoding tells) is fetched once more, a download
+  only, never a new task; a good second copy is what is kept, with nothing to say;
+- still damaged, it is kept (it is paid for) and the answer and check_task say it does not open as an image, and
+  where KIE shows the task;
+- a result of the wrong kind is named for what it is (a PDF is a PDF, not plain text).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx2
+import pytest
+from PIL import Image
+
+from kie_mcp.media.downloads import DownloadError, download
+
+from .conftest import answering, text_of
+from .test_followups import MARKET, requests_to
+
+IMAGE = {"prompt": "a red apple on a wooden table", "model": "nano-banana-2", "wait_seconds": 30}
+
+
+async def test_an_image_kie_serves_damaged_once_is_fetched_again_and_saved_whole(connect, controls, tmp_path):
+    await controls.fault("files", kind="damaged")
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", IMAGE)
+    task = made.structured_content["tasks"][0]
+    [saved] = task["files"]
+    with Image.open(tmp_path / saved) as image:
+        image.load()  # the second copy, whole
+    assert "does not open as an image" not in text_of(made), text_of(made)
+    assert len(await requests_to(controls, MARKET)) == 1  # a download again, never a task again
+
+
+async def test_an_image_kie_stored_damaged_is_saved_and_said_not_to_open(connect, controls, tmp_path):
+    """The audit: a 600-byte cut JPEG was saved and reported as a clean success, with no picture and no warning.
+    The answer and check_task now say it does not open as an image, and where KIE shows the task."""
+    await controls.fault("files", kind="damaged", times=2)
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", IMAGE)
+        task = made.structured_content["tasks"][0]
+        checked = await client.call_tool("check_task", {"task_id": task["task_id"]})
+    [saved] = task["files"]
+    assert (tmp_path / saved).stat().st_size > 0  # kept: it is paid for
+    text = text_of(made)
+    assert task["state"] == "succeeded" and f"saved to {saved}, but it does not open as an image" in text, text
+    assert "https://kie.ai/logs" in text, text
+    text = text_of(checked)
+    assert "saved, but it does not open as an image" in text and "https://kie.ai/logs" in text, text
+    assert checked.structured_content["saved_files"][0]["damaged"], checked.structured_content["saved_files"]
+    assert len(await requests_to(controls, MARKET)) == 1
+
+
+async def test_a_pdf_where_an_image_was_expected_is_named_a_pdf_not_plain_text(tmp_path):
+    """The audit: a PDF result was refused as "the file is text/plain". A bare HTTP fake serves it (not our code
+    mocked): the refusal says it is a PDF document, and nothing is saved."""
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+
+    def pdf(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, content=body())
+
+    async with httpx2.AsyncClient(transport=httpx2.MockTransport(pdf)) as client:
+        with pytest.raises(DownloadError, match=r"the file is a PDF document \(application/pdf\); nothing was saved"):
+            await download(client, "http://cdn.test/0.png", tmp_path / "result.png", expected="image")
+    assert list(tmp_path.iterdir()) == []
