@@ -10,13 +10,15 @@ through the real MCP client in both protocol eras:
 
 from __future__ import annotations
 
+import io
 from collections.abc import AsyncIterator
 
 import httpx2
 import pytest
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from kie_mcp.media.downloads import DownloadError, download
+from kie_mcp.sandbox import media as sandbox_media
 
 from .conftest import answering, text_of
 from .test_followups import MARKET, requests_to
@@ -69,3 +71,43 @@ async def test_a_pdf_where_an_image_was_expected_is_named_a_pdf_not_plain_text(t
         with pytest.raises(DownloadError, match=r"the file is a PDF document \(application/pdf\); nothing was saved"):
             await download(client, "http://cdn.test/0.png", tmp_path / "result.png", expected="image")
     assert list(tmp_path.iterdir()) == []
+
+
+def _past_pillows_pixel_guard() -> bytes:
+    """A whole PNG of 16000 x 12000 pixels (what a 4x Topaz upscale of a 4000 x 3000 photo makes): past the 179
+    million pixels Pillow opens at all, yet small (one bit a pixel)."""
+    out = io.BytesIO()
+    Image.new("1", (16000, 12000), 1).save(out, format="PNG")
+    return out.getvalue()
+
+
+def _past_pillows_text_guard() -> bytes:
+    """A whole PNG carrying 1.1 MB of zipped XMP text: past the metadata Pillow reads."""
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt("XML:com.adobe.xmp", "<x:xmpmeta>" + "x" * (1100 * 1024) + "</x:xmpmeta>", zip=True)
+    out = io.BytesIO()
+    Image.new("RGB", (256, 256), (200, 30, 30)).save(out, format="PNG", pnginfo=info)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("served", [_past_pillows_pixel_guard, _past_pillows_text_guard], ids=["pixels", "text"])
+async def test_a_whole_image_past_pillows_own_guards_is_never_called_damaged(
+    connect, controls, tmp_path, monkeypatch, served
+):
+    """The review: Pillow's guards (more pixels than it opens; a text chunk larger than it reads) were taken for
+    damage: a valid upscale was fetched twice and said not to open, inviting a paid remake. Such an image is not
+    judged. (The simulated KIE serves the image: its media maker swapped, not kie-mcp's code.)"""
+    data = served()
+    monkeypatch.setattr(sandbox_media, "image_bytes", lambda *args, **kwargs: data)
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", IMAGE)
+        task = made.structured_content["tasks"][0]
+        checked = await client.call_tool("check_task", {"task_id": task["task_id"]})
+    assert task["state"] == "succeeded", text_of(made)
+    for answer in (made, checked):
+        assert "does not open as an image" not in text_of(answer), text_of(answer)
+    assert not any(file.get("damaged") for file in checked.structured_content["saved_files"])
+    fetched = [
+        r for r in (await controls.get("requests"))["requests"] if r["method"] == "GET" and "/files/" in r["path"]
+    ]
+    assert len(fetched) == 1, fetched  # fetched once, not again as if damaged

@@ -334,8 +334,9 @@ async def test_a_task_that_gives_no_clip_is_refused_saying_why_and_what_to_do(co
 
 async def test_a_refused_join_leaves_no_empty_session_folder_behind(connect, ffmpeg, tmp_path):
     """The audit: each refused stitch_videos call (one clip and no captions, captions that end before they start)
-    left an empty outputs/<day>-<session>/ folder, one per typo of the session name. A refused join removes the
-    folder it made; one that was there before is left as it was."""
+    left an empty outputs/<day>-<session>/ folder, one per typo of the session name. What is refused of the clips
+    and captions alone is refused before the folder is made; one that was there before is left as it was (a folder
+    is never removed after: another call may be about to save there, the review found)."""
     _clip(ffmpeg, tmp_path / "a.mp4")
     mine = tmp_path / "outputs" / f"{date.today().isoformat()}-mine"
     mine.mkdir(parents=True)

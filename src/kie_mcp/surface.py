@@ -69,9 +69,9 @@ from kie_mcp.media.downloads import (
     HoldsSecret,
     as_served,
     damage_of,
-    folder_for_a_join,
     output_folder,
     preview,
+    real_folder,
     sniff_mime,
 )
 from kie_mcp.media.inputs import (
@@ -695,10 +695,13 @@ def _register_tools(mcp: MCPServer) -> None:
             paths = [await _clip_path(rt, clip) for clip in clips]
             label = session or output_name or "stitched"
             parts = [stitching.Caption(c.start, c.end, c.text) for c in captions or []]
-            # never through a link (a session folder that is one is left alone for a real one beside it), and a
-            # refused join leaves no empty session folder it made behind
-            with folder_for_a_join(output_folder(rt.settings.workspace, label, datetime.now().date())) as folder:
-                done = await stitching.stitch(paths, folder / name, captions=parts or None)
+            # what is refused of the clips and captions alone, and no ffmpeg, before the session folder is made:
+            # such a join makes none (never removed after: another call may be about to write there)
+            await anyio.to_thread.run_sync(stitching.check_request, paths, parts or None)
+            stitching.find_ffmpeg()
+            # never through a link: a session folder that is one is left alone for a real one beside it
+            folder = real_folder(output_folder(rt.settings.workspace, label, datetime.now().date()))
+            done = await stitching.stitch(paths, folder / name, captions=parts or None)
         # Named from the folder asked for: stitch resolves its target, which in an outputs/ linked to another disk
         # lies outside the workspace.
         placed = folder / done.path.name
@@ -1336,11 +1339,7 @@ async def _clip_path(rt: Runtime, clip: str) -> Path:
         )
     except MissingFile:
         if saved:
-            raise ToolError(
-                f"Task {clip}'s saved video {saved[0]['path']} is not there any more. Call "
-                f"check_task(task_id='{clip}') to save it again from KIE (its files are kept about 14 days), then "
-                "join again."
-            ) from None
+            raise ToolError(_clip_gone(clip, saved[0]["path"])) from None
         raise ToolError(
             f"{clip!r} is neither a task id with a saved video nor a video file in the workspace."
         ) from None
@@ -1351,10 +1350,20 @@ async def _clip_path(rt: Runtime, clip: str) -> Path:
         state = await anyio.to_thread.run_sync(
             kept, rt.settings.workspace / saved[0]["path"], saved[0]["size"], saved[0]["sha256"]
         )
+        if state == "missing":  # gone since it was looked at
+            raise ToolError(_clip_gone(clip, saved[0]["path"]))
         if state != "kept":
             edited = "give its path in clips in place of the task id, then join again."
             raise ToolError(changed_file(clip, saved[0]["path"], edited))
     return path
+
+
+def _clip_gone(task_id: str, relative: str) -> str:
+    """What to say of a task's saved video that is not there any more (deleted, moved)."""
+    return (
+        f"Task {task_id}'s saved video {relative} is not there any more. Call check_task(task_id='{task_id}') to "
+        "save it again from KIE (its files are kept about 14 days), then join again."
+    )
 
 
 def _no_clip(task: TaskRecord, downloads: bool) -> str:

@@ -40,7 +40,7 @@ import subprocess
 import threading
 import time
 import unicodedata
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
@@ -453,35 +453,13 @@ def real_folder(folder: Path) -> Path:
     together and a paid result is always saved. The folder holding it (``outputs/``, which may be a link to another
     disk the user chose) is created when missing, and followed, unless it is a link ``saved.refusal`` names
     (``OutputsRefused``). ``OSError`` when none can be made."""
-    return _real_folder(folder)[0]
-
-
-@contextlib.contextmanager
-def folder_for_a_join(folder: Path) -> Iterator[Path]:
-    """``real_folder(folder)`` for a file that may not be made (a join ffmpeg refuses): a folder this call created
-    and that is still empty when the block fails is removed again, so a refused call leaves no empty session folder
-    behind. One that was there before, or holds anything by then (another call's result), is left as it is."""
-    real, created = _real_folder(folder)
-    try:
-        yield real
-    except BaseException:
-        if created:
-            with contextlib.suppress(OSError):  # not empty (another call saved there meanwhile): kept
-                os.rmdir(real)
-        raise
-
-
-def _real_folder(folder: Path) -> tuple[Path, bool]:
-    """``real_folder``'s folder, and whether this call created it."""
     saved.check(folder.parent)  # outputs/ linked to /, the workspace or the home folder: nothing is written there
     folder.parent.mkdir(parents=True, exist_ok=True)
     for n in range(1, FOLDER_NAMES_TRIED + 1):
         candidate = folder if n == 1 else folder.with_name(f"{folder.name}_{n}")
-        created = True
         try:
             os.mkdir(candidate)  # never through a link: a link there, even a broken one, is "exists"
         except FileExistsError:
-            created = False
             if not _is_real_folder(candidate):
                 continue
         if n > 1:
@@ -491,7 +469,7 @@ def _real_folder(folder: Path) -> tuple[Path, bool]:
                 folder,
                 candidate.name,
             )
-        return candidate, created
+        return candidate
     raise OSError(
         errno.EEXIST,
         f"{folder.name} and the {FOLDER_NAMES_TRIED - 1} names after it are symbolic links or not folders, which "
@@ -1080,7 +1058,7 @@ def undecodable(path: Path) -> str | None:
         except pillow().UnidentifiedImageError:  # a format Pillow does not read (HEIC, ...): not judged
             return None
         except Exception as err:  # a format it reads, whose header is cut short or garbled
-            return str(err) or type(err).__name__
+            return _damage(err)
         with image:
             if _too_many_pixels(image):
                 return None
@@ -1091,8 +1069,20 @@ def undecodable(path: Path) -> str | None:
                     image.draft("RGB", (THUMBNAIL_SIDE, THUMBNAIL_SIDE))
                     image.load()
             except Exception as err:  # any error of the decoder on an image it reads: damaged (cut short, garbled)
-                return str(err) or type(err).__name__
+                return _damage(err)
     return None
+
+
+def _damage(err: Exception) -> str | None:
+    """What ``err``, raised opening or decoding a saved image, says of its damage; None when it is one of Pillow's
+    own guards, not damage: more pixels than it opens (a Topaz 4x upscale of a photo: 192 million) or metadata
+    larger than it reads (a PNG's text chunk over 1 MB). Such an image is not judged, so never called damaged."""
+    image = pillow()
+    if isinstance(err, image.DecompressionBombError | image.DecompressionBombWarning):
+        return None
+    if isinstance(err, ValueError) and "MAX_TEXT" in str(err):  # "Decompressed data too large for ...MAX_TEXT_CHUNK"
+        return None
+    return str(err) or type(err).__name__
 
 
 _damaged: dict[tuple[str, int], str] = {}  # (image, its mtime_ns) -> why it does not decode, seen making a preview

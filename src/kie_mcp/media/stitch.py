@@ -905,6 +905,26 @@ def check_clip_count(count: int) -> None:
 def _validate(inputs: Sequence[Path], output: Path, captions: Sequence[Caption] | None) -> tuple[list[Path], Path]:
     """Check everything that can be checked before ffmpeg runs (reads each input's first bytes: a worker thread's
     job)."""
+    paths = check_request(inputs, captions)
+    target = Path(output).expanduser().resolve()
+    if not target.parent.is_dir():
+        raise StitchError(f"Output folder does not exist: {target.parent} (create it first).")
+    if target.is_dir():
+        raise StitchError(f"Output path is a folder, not a file name: {target}")
+    if target.suffix.lower() not in MUXERS:
+        raise StitchError(
+            f"Output file must end in one of {', '.join(sorted(MUXERS))} (got {plain(target.name)}); "
+            ".mp4 plays everywhere."
+        )
+    if target in paths:
+        raise StitchError(f"Output {target} is also one of the inputs; choose another output name.")
+    return paths, target
+
+
+def check_request(inputs: Sequence[Path], captions: Sequence[Caption] | None) -> list[Path]:
+    """What ``stitch`` refuses of the clips and captions alone, before ffmpeg runs (the clips resolved): checked
+    before the join's session folder is made, so a refused join makes none. Reads each clip's first bytes: a worker
+    thread's job."""
     if not inputs:
         raise StitchError("No clips to stitch: give at least two video files.")
     if len(inputs) < 2 and not captions:
@@ -923,18 +943,6 @@ def _validate(inputs: Sequence[Path], output: Path, captions: Sequence[Caption] 
         if "\n" in str(path) or "\r" in str(path):
             raise StitchError(f"Input clip path contains a line break, which ffmpeg cannot take: {plain(given)}")
         _single_video(given, path)
-    target = Path(output).expanduser().resolve()
-    if not target.parent.is_dir():
-        raise StitchError(f"Output folder does not exist: {target.parent} (create it first).")
-    if target.is_dir():
-        raise StitchError(f"Output path is a folder, not a file name: {target}")
-    if target.suffix.lower() not in MUXERS:
-        raise StitchError(
-            f"Output file must end in one of {', '.join(sorted(MUXERS))} (got {plain(target.name)}); "
-            ".mp4 plays everywhere."
-        )
-    if target in paths:
-        raise StitchError(f"Output {target} is also one of the inputs; choose another output name.")
     for index, caption in enumerate(captions or [], start=1):
         times = (caption.start, caption.end)
         if not all(math.isfinite(t) and t <= MAX_CAPTION_SECONDS for t in times):
@@ -949,7 +957,7 @@ def _validate(inputs: Sequence[Path], output: Path, captions: Sequence[Caption] 
             )
         if not _caption_text(caption.text):
             raise StitchError(f"Caption {index} (at {caption.start} s) has no text.")
-    return paths, target
+    return paths
 
 
 def _remove(path: Path) -> None:
