@@ -14,14 +14,19 @@ from typing import Any
 
 import anyio
 import pytest
+from mcp import Client
 from mcp.client import advertise
 from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID
 
-from kie_mcp.apps import CARD_KEY
+from kie_mcp.apps import CARD_KEY, GALLERY_KEY
+from kie_mcp.redact import REDACTED
+from kie_mcp.sandbox import SimConfig, Simulator
+from kie_mcp.tasks import TaskRecord
 
 from .app_host import AppHost, AppView
 from .browser import save_artifact
 from .conftest import answering, text_of
+from .test_promise_addresses import Routing, served
 
 IMAGE = {"prompt": "A red apple on a wooden table", "model": "nano-banana-2"}
 
@@ -127,6 +132,82 @@ async def test_in_a_browser_a_result_still_downloading_shows_as_saving_then_appe
     assert "Saving the result" in first and "Not saved" not in first, first
     assert "Saving the result" not in later and "Not saved" not in later, later
     assert host.calls("check_task")  # it went on following the task until the file was there
+
+
+# -- result links kie-mcp would not fetch ------------------------------------------------------------------------
+
+APPS = advertise(EXTENSION_ID, {"mimeTypes": [APP_MIME_TYPE]})
+TILE_READY = "document.querySelector('.tile .placeholder') && !document.querySelector('.tile .play')"
+
+
+@pytest.mark.parametrize(
+    "link", ["http://192.168.1.1/cgi-bin/reboot?now=1", "http://169.254.169.254/latest/meta-data/"]
+)
+async def test_in_a_browser_a_result_link_kie_mcp_refused_to_fetch_is_never_offered_and_its_reason_is_shown(
+    tmp_path, browser, link
+):
+    """The auditor's repro: a hostile upstream names a result link on a private network; the server refused to
+    fetch it, yet the tile offered it ("open it at KIE", one click sent ui/open-link), said "No saved file yet",
+    and the server's reason sat in the header, cut to three lines."""
+    transport = Routing(Simulator(SimConfig(speed=1000.0)))
+    transport.result = link
+    server = served(tmp_path, transport)
+    async with Client(server, mode="legacy", elicitation_callback=answering(), extensions=[APPS]) as client:
+        made = await client.call_tool("generate_image", IMAGE)
+        task_id = made.structured_content["tasks"][0]["task_id"]
+        async with AppHost(client).running() as host:
+            view = await in_browser(AppView, browser, host.show("private-link", IMAGE, made))
+            try:
+                await in_browser(view.wait_for, TILE_READY)
+                buttons = await in_browser(view.evaluate, "document.querySelectorAll('.tile button.open-link').length")
+                tile = await in_browser(view.evaluate, "document.querySelector('.tile .media').innerText")
+                save_artifact("app-private-link.png", await in_browser(view.screenshot))
+            finally:
+                await in_browser(view.close)
+    assert buttons == 0 and not host.sent("ui/open-link"), tile
+    assert "No saved file yet" not in tile and "open it at KIE" not in tile, tile
+    assert f"{task_id} result 1: The result link {link} points at this machine or a private network" in tile, tile
+    assert transport.sent == []  # and kie-mcp never fetched it
+    assert made.meta[GALLERY_KEY]["links"] == {}, made.meta[GALLERY_KEY]
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_a_result_that_could_not_be_saved_says_why_and_its_link_names_its_host(
+    connect_app, controls, browser
+):
+    """A public result link whose download failed: the tile said "No saved file yet" and "open it at KIE" on a
+    button that did not say where it went. It now says what went wrong, and the button names the link's host."""
+    await controls.fault("files", kind="code", code=503, times=-1)
+    async with connect_app(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", IMAGE)
+        [task] = made.structured_content["tasks"]
+        async with AppHost(client).running() as host:
+            view = await in_browser(AppView, browser, host.show("unsaved", IMAGE, made))
+            try:
+                await in_browser(view.wait_for, TILE_READY)
+                tile = await in_browser(view.evaluate, "document.querySelector('.tile .media').innerText")
+                await in_browser(view.click, ".tile .placeholder button.open-link")
+                [opened] = await host.until_sent("ui/open-link")
+            finally:
+                await in_browser(view.close)
+    assert task["files"] == [] and len(task["result_urls"]) == 1, task
+    assert "No saved file yet" not in tile and f"{task['task_id']} result 1:" in tile, tile
+    assert "Open at api.kie.test" in tile, tile
+    assert opened["url"] == task["result_urls"][0]
+
+
+def test_the_gallery_offers_only_result_links_kie_mcp_would_fetch_itself():
+    """What the gallery may offer a person to open is decided by the server, with the rules it fetches by: never
+    this machine, a private network, a redacted credential, a user name that hides the real host, or any scheme
+    but http(s)."""
+    record = TaskRecord(task_id="t1", model="m", family="market", state="succeeded", result_urls=[
+        "https://tempfile.aiquickdraw.com/a.png", "http://127.0.0.1:8080/admin?reset=1", "http://10.0.0.7/a.png",
+        "http://169.254.169.254/latest/meta-data/", "http://localhost/a.png", "http://printer/a.png",
+        "https://kie.ai@evil.example/x.png", f"https://cdn.example/a.png?key={REDACTED}", "javascript:alert(1)//",
+        "  https://x.example/lead-space", "file:///etc/passwd", "https://refused.example/a.png",
+    ])  # fmt: skip
+    record.refuse_link("https://refused.example/a.png")  # as save_results does with one it will never fetch
+    assert record.openable_links() == ["https://tempfile.aiquickdraw.com/a.png"]
 
 
 # -- Approve's answer lost by the host ----------------------------------------------------------------------------

@@ -656,13 +656,16 @@ async def test_in_a_browser_a_hostile_prompt_is_only_text(connect_app, browser):
     assert title == "kie-mcp" and planted == 0  # nothing in it became markup or ran
 
 
-async def test_in_a_browser_only_web_links_are_ever_opened(connect_app, browser):
+async def test_in_a_browser_only_web_links_the_server_marked_are_ever_opened(connect_app, browser):
     """A result whose links are not http(s) (a hostile upstream's javascript: or file:) gets no button for them,
-    and the app never asks the host to open one."""
+    and the app never asks the host to open one, even when an answer marks one as openable."""
     async with connect_app(elicitation=answering()) as client:
         made = await client.call_tool("generate_image", IMAGE)
         task = made.structured_content["tasks"][0]
         task["files"], task["result_urls"] = [], ["javascript:alert(1)//", "file:///etc/passwd", "https://cdn.kie/x"]
+        made.meta[GALLERY_KEY]["links"] = {
+            task["task_id"]: [{"url": url, "host": "cdn.kie"} for url in task["result_urls"]]
+        }
         async with AppHost(client).running() as host:
             view = await in_browser(AppView, browser, host.show("links", IMAGE, made))
             try:

@@ -228,7 +228,10 @@ def _picture_of(local: LocalFile) -> tuple[bytes, str] | None:
 
 
 def gallery_meta(rt: Runtime, tasks: Sequence[TaskRecord]) -> dict[str, Any]:
-    """What the gallery shows beyond the task records: each task's prompt, from the journal."""
+    """What the gallery shows beyond the task records: each task's prompt, from the journal; the result links a
+    person may open (``links``: each with the host its button names; only those kie-mcp would fetch itself, see
+    ``TaskRecord.openable_links``, so a link it refused is never offered); and what the last save of each task's
+    results could not do (``save_problems``, redacted), shown on its tile."""
     import sqlite3  # imported here: the server's start-up imports this module, not the journal
 
     from kie_mcp.journal import JournalUnavailable
@@ -240,4 +243,25 @@ def gallery_meta(rt: Runtime, tasks: Sequence[TaskRecord]) -> dict[str, Any]:
                 row = rt.journal.task_row(task.task_id)
                 if row is not None and row["prompt"]:
                     prompts[task.task_id] = row["prompt"]
-    return {GALLERY_KEY: {"prompts": prompts, "sandbox": rt.settings.sandbox}}
+    links: dict[str, list[dict[str, str]]] = {}
+    problems: dict[str, list[str]] = {}
+    for task in tasks:
+        if not task.task_id:
+            continue
+        if task.state == "succeeded" and (openable := task.openable_links()):
+            links[task.task_id] = [{"url": url, "host": link_host(url)} for url in openable]
+        if said := task.save_problems:
+            problems[task.task_id] = [redact(line) for line in said]
+    return {
+        GALLERY_KEY: {"prompts": prompts, "links": links, "save_problems": problems, "sandbox": rt.settings.sandbox}
+    }
+
+
+def link_host(url: str) -> str:
+    """The host a result link's button names, as DNS spells it (an internationalised name in its ``xn--`` form,
+    never a look-alike), with its port when not the scheme's own."""
+    import httpx2
+
+    parsed = httpx2.URL(url)
+    host = parsed.raw_host.decode("ascii", "replace")
+    return f"{host}:{parsed.port}" if parsed.port else host
