@@ -108,10 +108,11 @@ async def card_meta(
     form (Approve then calls the tool *without* the quote, so the gate asks the person in the host's own dialog,
     which the model cannot answer), ``"quote"`` when it cannot (Approve passes the quote_id, exactly what the model
     would pass after the person approved the cost in the chat: no power the model does not already hold).
-    ``binds`` (``KIE_APPROVAL=form``, a client with the form): Approve passes the quote_id as well, which there only
-    binds the call to the request drawn on the card (an input file replaced since is refused) and never approves.
+    ``binds`` (with ``"form"``, on every host): Approve passes the quote as ``bind_quote_id``, which only binds the
+    call to the request drawn on the card (an input file replaced since, other settings: refused, free, and the
+    card comes back saying why) and never approves: the gate still asks the form (``generation.bound_to``).
     ``form_refused``: the client declared forms but refused this call's, so Approve passes the quote (``"quote"``);
-    under ``KIE_APPROVAL=form``, where only the form approves, the card says so and cannot approve.
+    under ``KIE_APPROVAL=form`` (``form_only``), where only the form approves, the card says so and cannot approve.
 
     What the card shows is redacted (a key pasted into a prompt is not shown back); ``arguments``, which Approve
     sends as they are, are the caller's own."""
@@ -123,9 +124,10 @@ async def card_meta(
     outputs, each, at_most = outputs_made(plan)
     card = {
         "tool": tool,
-        "arguments": {k: v for k, v in arguments.items() if k != "quote_id"},
+        "arguments": {k: v for k, v in arguments.items() if k not in ("quote_id", "bind_quote_id")},
         "confirm": "form" if can_ask and not form_refused else "quote",
-        "binds": can_ask and rt.settings.approval == "form",
+        "binds": can_ask and not form_refused,
+        "form_only": rt.settings.approval == "form",
         "form_refused": form_refused,
         "quote_id": quote.quote_id,
         "expires_at": quote.expires_at,
