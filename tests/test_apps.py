@@ -450,7 +450,9 @@ async def test_in_a_browser_the_gallery_shows_the_pictures_and_plays_the_video_a
 
             clip = await in_browser(AppView, browser, host.show("video", video_call, video))
             try:
-                # the tile follows the task through the host (check_task) until the clip is there, then plays it
+                # the tile follows the task through the host (check_task) until the clip is there; play reads it
+                await in_browser(clip.wait_for, "document.querySelector('.media .play')", 40)
+                await in_browser(clip.click, ".media .play")
                 await in_browser(clip.wait_for, "document.querySelector('.media video')")
                 played = await in_browser(clip.evaluate, PLAYABLE)
                 assert played["readyState"] >= 1 and played["error"] is None, played
@@ -819,6 +821,32 @@ async def test_in_a_browser_a_task_list_reads_only_previews_until_a_file_is_aske
     assert played["error"] is None and played["time"] > 0, played
     if has_ffmpeg():
         assert played["poster"].startswith("data:image/jpeg")  # the poster it was started from
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_videos_whose_result_carries_poster_frames_are_read_only_when_played(connect_app, browser):
+    """The audit: a generate_video result with its poster frames inline (variations 3) read all three full videos
+    through the host as data URLs, unasked. Each is now its poster frame on a play button, as in a task list."""
+    if not has_ffmpeg():
+        pytest.skip("poster frames are made with ffmpeg")
+    async with connect_app(elicitation=answering()) as client:
+        made = await client.call_tool("generate_video", {**VIDEO, "variations": 3, "wait_seconds": 30})
+        clips = [path for task in made.structured_content["tasks"] for path in task["files"]]
+        assert len(clips) == 3 and "image" in [b.type for b in made.content], text_of(made)
+        async with AppHost(client).running() as host:
+            view = await in_browser(AppView, browser, host.show("posters", VIDEO, made))
+            try:
+                await in_browser(view.wait_for, "document.querySelectorAll('.media .play img').length === 3")
+                await anyio.sleep(1.5)  # anything the view would read unasked has had its time
+                unasked = reads(host)
+                videos = await in_browser(view.evaluate, "document.querySelectorAll('.media video').length")
+                await in_browser(view.click, ".media .play")
+                await in_browser(view.wait_for, "document.querySelector('.media video')?.src.startsWith('data:video/')")
+                played = reads(host)[len(unasked) :]
+            finally:
+                await in_browser(view.close)
+    assert unasked == [] and videos == 0, unasked  # the posters came with the result: nothing read
+    assert len(played) == 1 and played[0].startswith("kie://outputs/") and played[0].endswith(".mp4"), played
 
 
 async def test_the_preview_resource_refuses_what_the_outputs_resource_refuses(connect, tmp_path_factory, tmp_path):
