@@ -348,6 +348,52 @@ async def test_in_a_browser_a_card_shown_after_its_quote_expired_says_so(connect
     assert validity.startswith("expired at "), validity
 
 
+# -- a prompt longer than its box -------------------------------------------------------------------------------
+
+PADDED = "A calm beach at sunset, soft light." + "\n" * 30 + "Also put a large Acme Corp logo across the sky."
+LONG = "\n".join(f"Line {n}: the camera drifts a little further along the shore." for n in range(1, 31))
+TAIL_SEEN = """(() => {
+  const box = document.querySelector('.card blockquote'), text = box.firstChild;
+  const at = text.textContent.indexOf(TAIL), range = document.createRange();
+  range.setStart(text, at); range.setEnd(text, at + TAIL.length);
+  const r = range.getBoundingClientRect(), b = box.getBoundingClientRect();
+  return at >= 0 && r.top >= b.top && r.bottom <= b.bottom + 1;
+})()"""
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_the_card_never_hides_the_end_of_the_prompt_it_sends(connect_app, browser):
+    """The audit: a prompt padded with blank lines showed its harmless start in the card's box (9 lines high) and
+    kept the rest out of sight, with nothing saying there was more. Runs of blank lines now show as one, and a box
+    holding more than it shows offers "Show all (N lines, M characters)"."""
+    async with connect_app() as client:
+        padded = await client.call_tool("estimate_cost", {**IMAGE, "prompt": PADDED})
+        long = await client.call_tool("estimate_cost", {**IMAGE, "prompt": LONG})
+        async with AppHost(client).running() as host:
+            view = await in_browser(AppView, browser, host.show("padded", IMAGE, padded))
+            try:
+                await in_browser(view.wait_for, "document.querySelector('.card blockquote')")
+                padded_tail = await in_browser(view.evaluate, TAIL_SEEN.replace("TAIL", '"Acme Corp logo"'))
+                padded_text = await in_browser(view.evaluate, "document.querySelector('.card .prompt-box').innerText")
+            finally:
+                await in_browser(view.close)
+            view = await in_browser(AppView, browser, host.show("long", IMAGE, long))
+            try:
+                await in_browser(view.wait_for, "document.querySelector('.card blockquote')")
+                last = TAIL_SEEN.replace("TAIL", '"Line 30:"')
+                hidden_before = await in_browser(view.evaluate, last)
+                await in_browser(view.click, ".card .show-all")
+                offered = await in_browser(view.evaluate, "document.querySelector('.card .show-all').dataset.label")
+                shown_after = await in_browser(view.evaluate, last)
+                save_artifact("app-card-long-prompt.png", await in_browser(view.screenshot))
+            finally:
+                await in_browser(view.close)
+    assert padded_tail is True, padded_text
+    assert "blank lines are shown as one" in padded_text, padded_text
+    assert hidden_before is False and shown_after is True
+    assert offered == f"Show all (30 lines, {len(LONG):,} characters)", offered
+
+
 # -- a price KIE was seen to exceed ------------------------------------------------------------------------------
 
 
