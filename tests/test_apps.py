@@ -699,6 +699,41 @@ async def test_in_a_browser_a_still_becomes_a_video_through_the_quote_and_its_ap
 
 
 @pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_a_still_s_video_form_edited_after_pricing_takes_the_old_price_away(
+    connect_app, controls, browser
+):
+    """The audit: the form was edited after "Show the price", and the card below kept the old prompt's Approve,
+    which bought the request the form no longer showed. Any edit now replaces the card with "Changed: show the
+    price again"; the price shown again is for what the form says."""
+    async with connect_app() as client:  # no forms: the card's Approve is the yes
+        asked = await client.call_tool("generate_image", IMAGE)
+        approved = {**IMAGE, "quote_id": asked.structured_content["quote"]["quote_id"]}
+        made = await client.call_tool("generate_image", approved)
+        before = len(await controls.creates())
+        async with AppHost(client).running() as host:
+            view = await in_browser(AppView, browser, host.show("still-edited", approved, made))
+            try:
+                await in_browser(view.wait_for, "document.querySelector('.actions .btn:nth-child(2)')")
+                await in_browser(view.click, ".actions .btn:nth-child(2)")  # Make a video from this still
+                await in_browser(view.type_into, ".follow-up textarea", "The apple rolls slowly off the table")
+                await in_browser(view.click, ".follow-up .price")
+                await in_browser(view.wait_for, "document.querySelector('.nested .card .approve')")
+                await in_browser(view.type_into, ".follow-up textarea", " and a hand bites it")
+                await in_browser(view.wait_for, "!document.querySelector('.nested .card')")
+                said = await in_browser(view.evaluate, "document.querySelector('.follow-up .nested').innerText")
+                await in_browser(view.click, ".follow-up .price")
+                await in_browser(view.wait_for, "document.querySelector('.nested .card blockquote')")
+                repriced = await in_browser(
+                    view.evaluate, "document.querySelector('.nested .card blockquote').textContent"
+                )
+            finally:
+                await in_browser(view.close)
+    assert said == "Changed: show the price again.", said
+    assert repriced == "The apple rolls slowly off the table and a hand bites it"
+    assert len(await controls.creates()) == before and not host.calls("generate_video")
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
 async def test_in_a_browser_a_hostile_prompt_is_only_text(connect_app, browser):
     async with connect_app(elicitation=answering()) as client:
         call = {**IMAGE, "prompt": HOSTILE}
