@@ -348,6 +348,40 @@ async def test_in_a_browser_a_card_shown_after_its_quote_expired_says_so(connect
     assert validity.startswith("expired at "), validity
 
 
+EXPIRED_CARD = """(() => {
+  const card = document.querySelector('.card'), cost = getComputedStyle(card.querySelector('.cost'));
+  return {approve: card.querySelector('.approve').textContent, opacity: Number(cost.opacity),
+          how: card.querySelector('.how').textContent};
+})()"""
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_an_expired_card_offers_a_new_price_never_approve(connect_app, controls, browser):
+    """The audit: once its quote expired, the card still read "Approve 8 credits" in full colour. Approve is now
+    "Get a new price", the figures are greyed, and pressing it brings a new card, with nothing asked or spent."""
+    seen: list[str] = []
+    async with connect_app(elicitation=answering(seen=seen), quote_ttl_seconds=2) as client:
+        estimate = await client.call_tool("estimate_cost", IMAGE)
+        async with AppHost(client).running() as host:
+            view = await in_browser(AppView, browser, host.show("expiring", IMAGE, estimate))
+            try:
+                await in_browser(view.wait_for, "document.querySelector('.card .approve')")
+                live = await in_browser(view.evaluate, EXPIRED_CARD)
+                await in_browser(view.wait_for, "document.querySelector('.card .validity.expired')", 10)
+                expired = await in_browser(view.evaluate, EXPIRED_CARD)
+                save_artifact("app-card-expired.png", await in_browser(view.screenshot))
+                await in_browser(view.click, ".card .approve")
+                await in_browser(view.wait_for, "document.querySelector('.card .why')")
+                again = await in_browser(view.evaluate, "document.querySelector('.card').innerText")
+            finally:
+                await in_browser(view.close)
+    assert live["approve"] == "Approve 8 credits" and live["opacity"] == 1, live
+    assert expired["approve"] == "Get a new price" and expired["opacity"] < 0.6, expired
+    assert "nothing is spent" in expired["how"], expired
+    assert "Not run:" in again and "Approve 8 credits" in again, again  # a new card, with a live price
+    assert seen == [] and await controls.creates() == []
+
+
 # -- a prompt longer than its box -------------------------------------------------------------------------------
 
 PADDED = "A calm beach at sunset, soft light." + "\n" * 30 + "Also put a large Acme Corp logo across the sky."
