@@ -333,6 +333,42 @@ async def test_in_a_browser_a_result_the_app_cannot_draw_says_so(connect_app, br
     assert "could not draw this answer" in shown and "Working on it" not in shown, shown
 
 
+@pytest.mark.parametrize("mode", ["legacy"])
+@pytest.mark.parametrize("answer", [None, {}], ids=["params-null", "empty"])
+async def test_in_a_browser_an_empty_answer_says_so_and_never_reads_as_done(connect_app, browser, answer):
+    """The audit: a tool-result whose params were null, or an empty answer, replaced the view with "Done."."""
+    async with connect_app() as client, AppHost(client).running() as host:
+        view = await in_browser(AppView, browser, host.show_raw("empty", IMAGE, answer))
+        try:
+            await in_browser(view.wait_for, "document.querySelector('.notice')")
+            shown = await in_browser(view.text)
+        finally:
+            await in_browser(view.close)
+    assert "kie-mcp got an empty answer" in shown and "Done." not in shown, shown
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_approve_answered_empty_is_never_offered_again(connect_app, controls, browser):
+    """An Approve the host answered with an empty result (the server may have created and charged the task): as an
+    answer that never came, never "Done.", with Approve kept off and the task list offered."""
+    async with connect_app() as client:  # no forms: Approve passes the card's quote
+        asked = await client.call_tool("generate_image", IMAGE)
+        async with AppHost(client).running() as host:
+            card = await in_browser(
+                AppView, browser, host.show("empty-approve", IMAGE, asked) + "&emptyafter=generate_image"
+            )
+            try:
+                await in_browser(card.wait_for, "document.querySelector('.card .approve')")
+                await in_browser(card.click, ".card .approve")
+                await in_browser(card.wait_for, "document.querySelector('.card .unanswered')")
+                said = await in_browser(card.evaluate, "document.querySelector('.card [role=status]').textContent")
+                approve_off = await in_browser(card.evaluate, "document.querySelector('.card .approve').disabled")
+            finally:
+                await in_browser(card.close)
+    assert "the answer was empty" in said and "it may have run" in said, said
+    assert approve_off is True and len(await controls.creates()) == 1
+
+
 # -- a quote seen after it expired --------------------------------------------------------------------------------
 
 
