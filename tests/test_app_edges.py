@@ -376,7 +376,7 @@ async def test_in_a_browser_approve_answered_empty_is_never_offered_again(connec
 async def test_in_a_browser_a_card_shown_after_its_quote_expired_says_so(connect_app, browser):
     async with connect_app(quote_ttl_seconds=1) as client:
         asked = await client.call_tool("generate_image", IMAGE)
-        await anyio.sleep(1.5)
+        await anyio.sleep(2.1)  # expires_at is to the second: the card calls it expired a second after it
         validity = await read_in_view(
             client, browser, "expired", IMAGE, asked, "document.querySelector('.card .validity')",
             "document.querySelector('.card .validity').textContent",
