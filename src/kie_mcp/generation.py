@@ -834,7 +834,9 @@ def decide_approval(rt: Runtime, p: Plan, *, can_ask: bool, answered: bool = Fal
 
     With ``KIE_APPROVAL=form`` and a client that can show the form, a quote_id only binds: the request must be the
     quoted one (an input file changed since, a quote used or expired: refused, with a new quote), and the person
-    still answers the form. An agent's own estimate is then never an approval.
+    still answers the form. An agent's own estimate is then never an approval. A quote passed as bind_quote_id
+    (``bound_to``: the approval card's Approve) binds the same way on every client and under either setting, and
+    never approves: on a client without forms a new quote comes back.
 
     A request whose earlier call was cut off after it created (the host cancelled it, timed out, or lost the
     server) is answered with what that call made: a host's retry never creates twice."""
