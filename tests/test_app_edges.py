@@ -14,14 +14,19 @@ from typing import Any
 
 import anyio
 import pytest
+from mcp import Client
 from mcp.client import advertise
 from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID
 
-from kie_mcp.apps import CARD_KEY
+from kie_mcp.apps import CARD_KEY, GALLERY_KEY
+from kie_mcp.redact import REDACTED
+from kie_mcp.sandbox import SimConfig, Simulator
+from kie_mcp.tasks import TaskRecord
 
 from .app_host import AppHost, AppView
 from .browser import save_artifact
 from .conftest import answering, text_of
+from .test_promise_addresses import Routing, served
 
 IMAGE = {"prompt": "A red apple on a wooden table", "model": "nano-banana-2"}
 
@@ -127,6 +132,82 @@ async def test_in_a_browser_a_result_still_downloading_shows_as_saving_then_appe
     assert "Saving the result" in first and "Not saved" not in first, first
     assert "Saving the result" not in later and "Not saved" not in later, later
     assert host.calls("check_task")  # it went on following the task until the file was there
+
+
+# -- result links kie-mcp would not fetch ------------------------------------------------------------------------
+
+APPS = advertise(EXTENSION_ID, {"mimeTypes": [APP_MIME_TYPE]})
+TILE_READY = "document.querySelector('.tile .placeholder') && !document.querySelector('.tile .play')"
+
+
+@pytest.mark.parametrize(
+    "link", ["http://192.168.1.1/cgi-bin/reboot?now=1", "http://169.254.169.254/latest/meta-data/"]
+)
+async def test_in_a_browser_a_result_link_kie_mcp_refused_to_fetch_is_never_offered_and_its_reason_is_shown(
+    tmp_path, browser, link
+):
+    """The auditor's repro: a hostile upstream names a result link on a private network; the server refused to
+    fetch it, yet the tile offered it ("open it at KIE", one click sent ui/open-link), said "No saved file yet",
+    and the server's reason sat in the header, cut to three lines."""
+    transport = Routing(Simulator(SimConfig(speed=1000.0)))
+    transport.result = link
+    server = served(tmp_path, transport)
+    async with Client(server, mode="legacy", elicitation_callback=answering(), extensions=[APPS]) as client:
+        made = await client.call_tool("generate_image", IMAGE)
+        task_id = made.structured_content["tasks"][0]["task_id"]
+        async with AppHost(client).running() as host:
+            view = await in_browser(AppView, browser, host.show("private-link", IMAGE, made))
+            try:
+                await in_browser(view.wait_for, TILE_READY)
+                buttons = await in_browser(view.evaluate, "document.querySelectorAll('.tile button.open-link').length")
+                tile = await in_browser(view.evaluate, "document.querySelector('.tile .media').innerText")
+                save_artifact("app-private-link.png", await in_browser(view.screenshot))
+            finally:
+                await in_browser(view.close)
+    assert buttons == 0 and not host.sent("ui/open-link"), tile
+    assert "No saved file yet" not in tile and "open it at KIE" not in tile, tile
+    assert f"{task_id} result 1: The result link {link} points at this machine or a private network" in tile, tile
+    assert transport.sent == []  # and kie-mcp never fetched it
+    assert made.meta[GALLERY_KEY]["links"] == {}, made.meta[GALLERY_KEY]
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_a_result_that_could_not_be_saved_says_why_and_its_link_names_its_host(
+    connect_app, controls, browser
+):
+    """A public result link whose download failed: the tile said "No saved file yet" and "open it at KIE" on a
+    button that did not say where it went. It now says what went wrong, and the button names the link's host."""
+    await controls.fault("files", kind="code", code=503, times=-1)
+    async with connect_app(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", IMAGE)
+        [task] = made.structured_content["tasks"]
+        async with AppHost(client).running() as host:
+            view = await in_browser(AppView, browser, host.show("unsaved", IMAGE, made))
+            try:
+                await in_browser(view.wait_for, TILE_READY)
+                tile = await in_browser(view.evaluate, "document.querySelector('.tile .media').innerText")
+                await in_browser(view.click, ".tile .placeholder button.open-link")
+                [opened] = await host.until_sent("ui/open-link")
+            finally:
+                await in_browser(view.close)
+    assert task["files"] == [] and len(task["result_urls"]) == 1, task
+    assert "No saved file yet" not in tile and f"{task['task_id']} result 1:" in tile, tile
+    assert "Open at api.kie.test" in tile, tile
+    assert opened["url"] == task["result_urls"][0]
+
+
+def test_the_gallery_offers_only_result_links_kie_mcp_would_fetch_itself():
+    """What the gallery may offer a person to open is decided by the server, with the rules it fetches by: never
+    this machine, a private network, a redacted credential, a user name that hides the real host, or any scheme
+    but http(s)."""
+    record = TaskRecord(task_id="t1", model="m", family="market", state="succeeded", result_urls=[
+        "https://tempfile.aiquickdraw.com/a.png", "http://127.0.0.1:8080/admin?reset=1", "http://10.0.0.7/a.png",
+        "http://169.254.169.254/latest/meta-data/", "http://localhost/a.png", "http://printer/a.png",
+        "https://kie.ai@evil.example/x.png", f"https://cdn.example/a.png?key={REDACTED}", "javascript:alert(1)//",
+        "  https://x.example/lead-space", "file:///etc/passwd", "https://refused.example/a.png",
+    ])  # fmt: skip
+    record.refuse_link("https://refused.example/a.png")  # as save_results does with one it will never fetch
+    assert record.openable_links() == ["https://tempfile.aiquickdraw.com/a.png"]
 
 
 # -- Approve's answer lost by the host ----------------------------------------------------------------------------
@@ -252,6 +333,42 @@ async def test_in_a_browser_a_result_the_app_cannot_draw_says_so(connect_app, br
     assert "could not draw this answer" in shown and "Working on it" not in shown, shown
 
 
+@pytest.mark.parametrize("mode", ["legacy"])
+@pytest.mark.parametrize("answer", [None, {}], ids=["params-null", "empty"])
+async def test_in_a_browser_an_empty_answer_says_so_and_never_reads_as_done(connect_app, browser, answer):
+    """The audit: a tool-result whose params were null, or an empty answer, replaced the view with "Done."."""
+    async with connect_app() as client, AppHost(client).running() as host:
+        view = await in_browser(AppView, browser, host.show_raw("empty", IMAGE, answer))
+        try:
+            await in_browser(view.wait_for, "document.querySelector('.notice')")
+            shown = await in_browser(view.text)
+        finally:
+            await in_browser(view.close)
+    assert "kie-mcp got an empty answer" in shown and "Done." not in shown, shown
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_approve_answered_empty_is_never_offered_again(connect_app, controls, browser):
+    """An Approve the host answered with an empty result (the server may have created and charged the task): as an
+    answer that never came, never "Done.", with Approve kept off and the task list offered."""
+    async with connect_app() as client:  # no forms: Approve passes the card's quote
+        asked = await client.call_tool("generate_image", IMAGE)
+        async with AppHost(client).running() as host:
+            card = await in_browser(
+                AppView, browser, host.show("empty-approve", IMAGE, asked) + "&emptyafter=generate_image"
+            )
+            try:
+                await in_browser(card.wait_for, "document.querySelector('.card .approve')")
+                await in_browser(card.click, ".card .approve")
+                await in_browser(card.wait_for, "document.querySelector('.card .unanswered')")
+                said = await in_browser(card.evaluate, "document.querySelector('.card [role=status]').textContent")
+                approve_off = await in_browser(card.evaluate, "document.querySelector('.card .approve').disabled")
+            finally:
+                await in_browser(card.close)
+    assert "the answer was empty" in said and "it may have run" in said, said
+    assert approve_off is True and len(await controls.creates()) == 1
+
+
 # -- a quote seen after it expired --------------------------------------------------------------------------------
 
 
@@ -259,12 +376,92 @@ async def test_in_a_browser_a_result_the_app_cannot_draw_says_so(connect_app, br
 async def test_in_a_browser_a_card_shown_after_its_quote_expired_says_so(connect_app, browser):
     async with connect_app(quote_ttl_seconds=1) as client:
         asked = await client.call_tool("generate_image", IMAGE)
-        await anyio.sleep(1.5)
+        await anyio.sleep(2.1)  # expires_at is to the second: the card calls it expired a second after it
         validity = await read_in_view(
             client, browser, "expired", IMAGE, asked, "document.querySelector('.card .validity')",
             "document.querySelector('.card .validity').textContent",
         )  # fmt: skip
     assert validity.startswith("expired at "), validity
+
+
+EXPIRED_CARD = """(() => {
+  const card = document.querySelector('.card'), cost = getComputedStyle(card.querySelector('.cost'));
+  return {approve: card.querySelector('.approve').textContent, opacity: Number(cost.opacity),
+          how: card.querySelector('.how').textContent};
+})()"""
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_an_expired_card_offers_a_new_price_never_approve(connect_app, controls, browser):
+    """The audit: once its quote expired, the card still read "Approve 8 credits" in full colour. Approve is now
+    "Get a new price", the figures are greyed, and pressing it brings a new card, with nothing asked or spent."""
+    seen: list[str] = []
+    async with connect_app(elicitation=answering(seen=seen), quote_ttl_seconds=2) as client:
+        estimate = await client.call_tool("estimate_cost", IMAGE)
+        async with AppHost(client).running() as host:
+            view = await in_browser(AppView, browser, host.show("expiring", IMAGE, estimate))
+            try:
+                await in_browser(view.wait_for, "document.querySelector('.card .approve')")
+                live = await in_browser(view.evaluate, EXPIRED_CARD)
+                await in_browser(view.wait_for, "document.querySelector('.card .validity.expired')", 10)
+                expired = await in_browser(view.evaluate, EXPIRED_CARD)
+                save_artifact("app-card-expired.png", await in_browser(view.screenshot))
+                await in_browser(view.click, ".card .approve")
+                await in_browser(view.wait_for, "document.querySelector('.card .why')")
+                again = await in_browser(view.evaluate, "document.querySelector('.card').innerText")
+            finally:
+                await in_browser(view.close)
+    assert live["approve"] == "Approve 8 credits" and live["opacity"] == 1, live
+    assert expired["approve"] == "Get a new price" and expired["opacity"] < 0.6, expired
+    assert "nothing is spent" in expired["how"], expired
+    assert "Not run:" in again and "Approve 8 credits" in again, again  # a new card, with a live price
+    assert seen == [] and await controls.creates() == []
+
+
+# -- a prompt longer than its box -------------------------------------------------------------------------------
+
+PADDED = "A calm beach at sunset, soft light." + "\n" * 30 + "Also put a large Acme Corp logo across the sky."
+LONG = "\n".join(f"Line {n}: the camera drifts a little further along the shore." for n in range(1, 31))
+TAIL_SEEN = """(() => {
+  const box = document.querySelector('.card blockquote'), text = box.firstChild;
+  const at = text.textContent.indexOf(TAIL), range = document.createRange();
+  range.setStart(text, at); range.setEnd(text, at + TAIL.length);
+  const r = range.getBoundingClientRect(), b = box.getBoundingClientRect();
+  return at >= 0 && r.top >= b.top && r.bottom <= b.bottom + 1;
+})()"""
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_the_card_never_hides_the_end_of_the_prompt_it_sends(connect_app, browser):
+    """The audit: a prompt padded with blank lines showed its harmless start in the card's box (9 lines high) and
+    kept the rest out of sight, with nothing saying there was more. Runs of blank lines now show as one, and a box
+    holding more than it shows offers "Show all (N lines, M characters)"."""
+    async with connect_app() as client:
+        padded = await client.call_tool("estimate_cost", {**IMAGE, "prompt": PADDED})
+        long = await client.call_tool("estimate_cost", {**IMAGE, "prompt": LONG})
+        async with AppHost(client).running() as host:
+            view = await in_browser(AppView, browser, host.show("padded", IMAGE, padded))
+            try:
+                await in_browser(view.wait_for, "document.querySelector('.card blockquote')")
+                padded_tail = await in_browser(view.evaluate, TAIL_SEEN.replace("TAIL", '"Acme Corp logo"'))
+                padded_text = await in_browser(view.evaluate, "document.querySelector('.card .prompt-box').innerText")
+            finally:
+                await in_browser(view.close)
+            view = await in_browser(AppView, browser, host.show("long", IMAGE, long))
+            try:
+                await in_browser(view.wait_for, "document.querySelector('.card blockquote')")
+                last = TAIL_SEEN.replace("TAIL", '"Line 30:"')
+                hidden_before = await in_browser(view.evaluate, last)
+                await in_browser(view.click, ".card .show-all")
+                offered = await in_browser(view.evaluate, "document.querySelector('.card .show-all').dataset.label")
+                shown_after = await in_browser(view.evaluate, last)
+                save_artifact("app-card-long-prompt.png", await in_browser(view.screenshot))
+            finally:
+                await in_browser(view.close)
+    assert padded_tail is True, padded_text
+    assert "blank lines are shown as one" in padded_text, padded_text
+    assert hidden_before is False and shown_after is True
+    assert offered == f"Show all (30 lines, {len(LONG):,} characters)", offered
 
 
 # -- a price KIE was seen to exceed ------------------------------------------------------------------------------

@@ -247,10 +247,67 @@ async def test_with_approval_form_approve_is_bound_to_the_pictures_the_card_show
         assert len(seen) == 1 and len(await controls.creates()) == 1
 
 
-async def test_by_default_a_card_on_a_host_with_forms_sends_no_quote(connect_app):
-    async with connect_app(elicitation=answering()) as client:
+@pytest.mark.parametrize("swapped", [False, True])
+async def test_by_default_approve_on_a_host_with_forms_is_bound_to_the_pictures_the_card_showed(
+    connect_app, controls, tmp_path, swapped
+):
+    """The audit: under the default KIE_APPROVAL=any, the card showed picture A, Approve sent no quote, and the form
+    said only "1 input file(s)": a picture replaced after the card was drawn was sent. Approve now passes the card's
+    quote as bind_quote_id, which only binds: a replaced picture is refused before anyone is asked (the card comes
+    back saying why), and the request as drawn still goes to the person's form, which alone approves it."""
+    seen: list[str] = []
+    request = {**VIDEO, "images": [still(tmp_path)]}
+    async with connect_app(elicitation=answering(seen=seen)) as client:
+        card = card_of(await client.call_tool("estimate_cost", request))
+        assert card["confirm"] == "form" and card["binds"] is True and card["why"] is None
+        if swapped:
+            repaint(tmp_path)
+        result = await client.call_tool(card["tool"], {**card["arguments"], "bind_quote_id": card["quote_id"]})
+    if swapped:
+        assert result.structured_content["status"] == "confirmation_required", text_of(result)
+        again = card_of(result)
+        assert "different arguments" in again["why"] and again["quote_id"] != card["quote_id"]
+        assert seen == [] and await controls.creates() == []
+    else:
+        assert result.structured_content["status"] == "submitted", text_of(result)
+        assert len(seen) == 1 and len(await controls.creates()) == 1  # the card's quote approved nothing
+
+
+async def test_a_continue_video_card_binds_its_approve_too(connect_app, controls):
+    """continue_video's card binds as a generate card does: another request's quote is refused before anyone is
+    asked; its own goes on to the person's form."""
+    seen: list[str] = []
+    async with connect_app(elicitation=answering(seen=seen)) as client:
+        source = await finished_video(client)
+        before, asked = len(await controls.creates()), len(seen)
+        request = {"task_id": source, "operation": "hd"}
+        card = card_of(await client.call_tool("estimate_cost", request))
+        other = card_of(await client.call_tool("estimate_cost", IMAGE))["quote_id"]
+        refused = await client.call_tool(card["tool"], {**card["arguments"], "bind_quote_id": other})
+        assert refused.structured_content["status"] == "confirmation_required", text_of(refused)
+        assert len(seen) == asked and len(await controls.creates()) == before
+        made = await client.call_tool(card["tool"], {**card["arguments"], "bind_quote_id": card["quote_id"]})
+    assert made.structured_content["status"] == "submitted", text_of(made)
+    assert len(seen) == asked + 1  # the person's form, which alone approved it
+
+
+async def test_a_bound_quote_never_approves_a_spend(connect, connect_app, controls):
+    """bind_quote_id is the card's, and a model can send it too: it only ever narrows a call. On a host without
+    forms it is no approval (a new quote comes back); passed with quote_id it is refused; under auto-approve it
+    changes nothing."""
+    async with connect() as no_forms:
+        quote = (await no_forms.call_tool("estimate_cost", IMAGE)).structured_content["quote"]["quote_id"]
+        bound = await no_forms.call_tool("generate_image", {**IMAGE, "bind_quote_id": quote})
+        both = await no_forms.call_tool("generate_image", {**IMAGE, "bind_quote_id": quote, "quote_id": quote})
+    assert bound.structured_content["status"] == "confirmation_required", text_of(bound)
+    assert both.is_error and "not both" in text_of(both), text_of(both)
+    assert await controls.creates() == []
+    seen: list[str] = []
+    async with connect_app(elicitation=answering(seen=seen), auto_approve_credits=10) as client:
         card = card_of(await client.call_tool("estimate_cost", IMAGE))
-    assert card["confirm"] == "form" and card["binds"] is False and card["why"] is None
+        made = await client.call_tool(card["tool"], {**card["arguments"], "bind_quote_id": card["quote_id"]})
+    assert made.structured_content["status"] == "completed" and seen == [], text_of(made)
+    assert len(await controls.creates()) == 1
 
 
 async def test_the_gallery_data_names_each_task_s_prompt(connect_app):
@@ -393,7 +450,9 @@ async def test_in_a_browser_the_gallery_shows_the_pictures_and_plays_the_video_a
 
             clip = await in_browser(AppView, browser, host.show("video", video_call, video))
             try:
-                # the tile follows the task through the host (check_task) until the clip is there, then plays it
+                # the tile follows the task through the host (check_task) until the clip is there; play reads it
+                await in_browser(clip.wait_for, "document.querySelector('.media .play')", 40)
+                await in_browser(clip.click, ".media .play")
                 await in_browser(clip.wait_for, "document.querySelector('.media video')")
                 played = await in_browser(clip.evaluate, PLAYABLE)
                 assert played["readyState"] >= 1 and played["error"] is None, played
@@ -450,7 +509,8 @@ async def test_in_a_browser_the_card_shows_the_cost_and_approve_reaches_the_gate
                 save_artifact(f"app-card-{mode}-{action}-after.png", await in_browser(card.screenshot))
             finally:
                 await in_browser(card.close)
-    assert host.calls("generate_video") == [request]  # the card asked for exactly the quoted request, no quote
+    quote_id = card_of(estimate)["quote_id"]  # bound to the quoted request, never approving it:
+    assert host.calls("generate_video") == [{**request, "bind_quote_id": quote_id}]
     assert len(seen) == (2 if action == "accept" else 1)  # ... and the server asked the person itself
     assert len(await controls.creates()) - before == creates
     assert ("1 result" in after) if creates else ("declined" in after.lower())
@@ -530,14 +590,16 @@ async def finished_video(client: Any) -> str:
 
 
 @pytest.mark.parametrize("mode", ["legacy"])
-async def test_in_a_browser_with_approval_form_a_picture_replaced_after_the_card_is_not_sent(
-    connect_app, controls, browser, tmp_path
+@pytest.mark.parametrize("approval", ["any", "form"])
+async def test_in_a_browser_a_picture_replaced_after_the_card_is_not_sent(
+    connect_app, controls, browser, tmp_path, approval
 ):
     """The card drew a picture; it is replaced before Approve. Nothing is sent and nobody is asked to approve a
-    request that would read the same; the card comes back saying why, and its Approve then asks the person."""
+    request that would read the same; the card comes back saying why, and its Approve then asks the person. Under
+    the default KIE_APPROVAL=any the replaced picture was sent once the form said yes (the audit)."""
     seen: list[str] = []
     request = {**VIDEO, "images": [still(tmp_path)]}
-    async with connect_app(elicitation=answering(seen=seen), approval="form") as client:
+    async with connect_app(elicitation=answering(seen=seen), approval=approval) as client:
         estimate = await client.call_tool("estimate_cost", request)
         quote_id = card_of(estimate)["quote_id"]
         async with AppHost(client).running() as host:
@@ -558,8 +620,8 @@ async def test_in_a_browser_with_approval_form_a_picture_replaced_after_the_card
     assert "if anything in it changed since this card was drawn" in shown
     assert "Not run:" in refused and "different arguments" in refused
     first, second = host.calls("generate_video")
-    assert first == {**request, "quote_id": quote_id}  # the card's quote, bound to the picture it drew
-    assert second["quote_id"] != quote_id and {k: v for k, v in second.items() if k != "quote_id"} == request
+    assert first == {**request, "bind_quote_id": quote_id}  # the card's quote, bound to the picture it drew
+    assert second["bind_quote_id"] != quote_id and {k: v for k, v in second.items() if k != "bind_quote_id"} == request
     assert len(seen) == 1 and len(await controls.creates()) == 1  # the person was asked once, and said yes
 
 
@@ -637,6 +699,41 @@ async def test_in_a_browser_a_still_becomes_a_video_through_the_quote_and_its_ap
 
 
 @pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_a_still_s_video_form_edited_after_pricing_takes_the_old_price_away(
+    connect_app, controls, browser
+):
+    """The audit: the form was edited after "Show the price", and the card below kept the old prompt's Approve,
+    which bought the request the form no longer showed. Any edit now replaces the card with "Changed: show the
+    price again"; the price shown again is for what the form says."""
+    async with connect_app() as client:  # no forms: the card's Approve is the yes
+        asked = await client.call_tool("generate_image", IMAGE)
+        approved = {**IMAGE, "quote_id": asked.structured_content["quote"]["quote_id"]}
+        made = await client.call_tool("generate_image", approved)
+        before = len(await controls.creates())
+        async with AppHost(client).running() as host:
+            view = await in_browser(AppView, browser, host.show("still-edited", approved, made))
+            try:
+                await in_browser(view.wait_for, "document.querySelector('.actions .btn:nth-child(2)')")
+                await in_browser(view.click, ".actions .btn:nth-child(2)")  # Make a video from this still
+                await in_browser(view.type_into, ".follow-up textarea", "The apple rolls slowly off the table")
+                await in_browser(view.click, ".follow-up .price")
+                await in_browser(view.wait_for, "document.querySelector('.nested .card .approve')")
+                await in_browser(view.type_into, ".follow-up textarea", " and a hand bites it")
+                await in_browser(view.wait_for, "!document.querySelector('.nested .card')")
+                said = await in_browser(view.evaluate, "document.querySelector('.follow-up .nested').innerText")
+                await in_browser(view.click, ".follow-up .price")
+                await in_browser(view.wait_for, "document.querySelector('.nested .card blockquote')")
+                repriced = await in_browser(
+                    view.evaluate, "document.querySelector('.nested .card blockquote').textContent"
+                )
+            finally:
+                await in_browser(view.close)
+    assert said == "Changed: show the price again.", said
+    assert repriced == "The apple rolls slowly off the table and a hand bites it"
+    assert len(await controls.creates()) == before and not host.calls("generate_video")
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
 async def test_in_a_browser_a_hostile_prompt_is_only_text(connect_app, browser):
     async with connect_app(elicitation=answering()) as client:
         call = {**IMAGE, "prompt": HOSTILE}
@@ -656,13 +753,16 @@ async def test_in_a_browser_a_hostile_prompt_is_only_text(connect_app, browser):
     assert title == "kie-mcp" and planted == 0  # nothing in it became markup or ran
 
 
-async def test_in_a_browser_only_web_links_are_ever_opened(connect_app, browser):
+async def test_in_a_browser_only_web_links_the_server_marked_are_ever_opened(connect_app, browser):
     """A result whose links are not http(s) (a hostile upstream's javascript: or file:) gets no button for them,
-    and the app never asks the host to open one."""
+    and the app never asks the host to open one, even when an answer marks one as openable."""
     async with connect_app(elicitation=answering()) as client:
         made = await client.call_tool("generate_image", IMAGE)
         task = made.structured_content["tasks"][0]
         task["files"], task["result_urls"] = [], ["javascript:alert(1)//", "file:///etc/passwd", "https://cdn.kie/x"]
+        made.meta[GALLERY_KEY]["links"] = {
+            task["task_id"]: [{"url": url, "host": "cdn.kie"} for url in task["result_urls"]]
+        }
         async with AppHost(client).running() as host:
             view = await in_browser(AppView, browser, host.show("links", IMAGE, made))
             try:
@@ -756,6 +856,32 @@ async def test_in_a_browser_a_task_list_reads_only_previews_until_a_file_is_aske
     assert played["error"] is None and played["time"] > 0, played
     if has_ffmpeg():
         assert played["poster"].startswith("data:image/jpeg")  # the poster it was started from
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_videos_whose_result_carries_poster_frames_are_read_only_when_played(connect_app, browser):
+    """The audit: a generate_video result with its poster frames inline (variations 3) read all three full videos
+    through the host as data URLs, unasked. Each is now its poster frame on a play button, as in a task list."""
+    if not has_ffmpeg():
+        pytest.skip("poster frames are made with ffmpeg")
+    async with connect_app(elicitation=answering()) as client:
+        made = await client.call_tool("generate_video", {**VIDEO, "variations": 3, "wait_seconds": 30})
+        clips = [path for task in made.structured_content["tasks"] for path in task["files"]]
+        assert len(clips) == 3 and "image" in [b.type for b in made.content], text_of(made)
+        async with AppHost(client).running() as host:
+            view = await in_browser(AppView, browser, host.show("posters", VIDEO, made))
+            try:
+                await in_browser(view.wait_for, "document.querySelectorAll('.media .play img').length === 3")
+                await anyio.sleep(1.5)  # anything the view would read unasked has had its time
+                unasked = reads(host)
+                videos = await in_browser(view.evaluate, "document.querySelectorAll('.media video').length")
+                await in_browser(view.click, ".media .play")
+                await in_browser(view.wait_for, "document.querySelector('.media video')?.src.startsWith('data:video/')")
+                played = reads(host)[len(unasked) :]
+            finally:
+                await in_browser(view.close)
+    assert unasked == [] and videos == 0, unasked  # the posters came with the result: nothing read
+    assert len(played) == 1 and played[0].startswith("kie://outputs/") and played[0].endswith(".mp4"), played
 
 
 async def test_the_preview_resource_refuses_what_the_outputs_resource_refuses(connect, tmp_path_factory, tmp_path):
@@ -891,7 +1017,7 @@ async def test_a_card_after_the_client_refused_its_form_approves_with_its_quote(
     async with connect_app(elicitation=refusing_forms, approval="form") as client:
         answer = await client.call_tool("generate_image", IMAGE)
         bound = card_of(answer)
-    assert bound["form_refused"] is True and bound["binds"] is True
+    assert bound["form_refused"] is True and bound["form_only"] is True
     # and the agent is not sent round in a loop: a quote_id cannot approve here, and the answer says what can
     assert "call generate_image again" not in text_of(answer) and "KIE_APPROVAL=any" in text_of(answer), text_of(answer)
     assert len(await controls.creates()) == 1

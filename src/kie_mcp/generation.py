@@ -96,6 +96,7 @@ class GenerationArgs(BaseModel, defer_build=True):
     options: dict[str, Any] | None = None
     variations: int = 1
     quote_id: str | None = None
+    bind_quote_id: str | None = None  # a quote that only binds the call to the request it priced (``bound_to``)
     script: str | None = None
     session: str | None = None
     max_credits: float | None = None
@@ -131,6 +132,7 @@ class Plan:
     priced_input: dict[str, Any] = field(default_factory=dict)  # what the price was read for (wire and facts)
     measured: dict[str, float] | None = None  # the input lengths the price depends on, as measured
     local_inputs: AskedInputs | None = None  # its local files by path and hash, for a question asked about them
+    quote_binds: bool = False  # ``quote_id`` came as bind_quote_id: it only binds the request, never approves it
 
     @property
     def total(self) -> float | None:
@@ -272,7 +274,7 @@ async def plan(
         shape = request_hash(spec.id, with_places(spec, wire, files), args.variations)
         local_inputs = AskedInputs(shape, {value: f.sha256 for value, f in files.items()})  # paths as written
     twin, made = twins(rt, digest)
-    return Plan(
+    p = Plan(
         spec,
         wire,
         files,
@@ -297,6 +299,7 @@ async def plan(
         measured=measured,
         local_inputs=local_inputs,
     )
+    return bound_to(p, args.bind_quote_id) if args.bind_quote_id else p
 
 
 def fit_script_to(rt: Runtime, spec: ModelSpec, args: GenerationArgs, facts: dict[str, Any] | None) -> ScriptFit:
@@ -800,10 +803,28 @@ def check_plan_caps(rt: Runtime, p: Plan, spent: float) -> None:
     )
 
 
+def bound_to(p: Plan, quote_id: str) -> Plan:
+    """``p`` bound to the quote ``quote_id`` (an approval card's, passed as bind_quote_id) without being approved by
+    it: ``decide_approval`` refuses the call, free, when the request is not the one that quote priced (an input
+    file replaced since the card was drawn, other settings), and otherwise decides as if no quote were given (the
+    confirmation form is asked, or auto-approve applies). A call that also passes quote_id is refused: one quote
+    cannot both approve and only bind."""
+    if p.quote_id is not None:
+        raise InvalidRequest(
+            p.spec.id,
+            [Problem("bind_quote_id", "pass quote_id (which approves) or bind_quote_id (which only binds), not both.")],
+        )
+    return replace(p, quote_id=quote_id, quote_binds=True)
+
+
 UNANSWERED = "The confirmation got no answer within {minutes:g} minutes, so it was cancelled."  # then: nothing spent
 FORM_APPROVES = (
     "On this client only the user's answer in the confirmation form approves a spend (KIE_APPROVAL=form): a "
     "quote_id binds the call to the quoted request, and the server asks the user when the call is repeated."
+)
+BINDS_ONLY = (
+    "bind_quote_id only binds the call to the request that quote priced (as an approval card drew it); it never "
+    "approves a spend, so nothing was asked or spent."
 )
 
 
@@ -813,7 +834,9 @@ def decide_approval(rt: Runtime, p: Plan, *, can_ask: bool, answered: bool = Fal
 
     With ``KIE_APPROVAL=form`` and a client that can show the form, a quote_id only binds: the request must be the
     quoted one (an input file changed since, a quote used or expired: refused, with a new quote), and the person
-    still answers the form. An agent's own estimate is then never an approval.
+    still answers the form. An agent's own estimate is then never an approval. A quote passed as bind_quote_id
+    (``bound_to``: the approval card's Approve) binds the same way on every client and under either setting, and
+    never approves: on a client without forms a new quote comes back.
 
     A request whose earlier call was cut off after it created (the host cancelled it, timed out, or lost the
     server) is answered with what that call made: a host's retry never creates twice."""
@@ -821,12 +844,13 @@ def decide_approval(rt: Runtime, p: Plan, *, can_ask: bool, answered: bool = Fal
         return replay
     refusal = rt.quotes.refusal(p.quote_id, p.digest) if p.quote_id else None
     problem = None if refusal is None else str(refusal) + made_with(rt, refusal, p.quote_id)
-    binds_only = can_ask and rt.settings.approval == "form"
+    form_only = can_ask and rt.settings.approval == "form"
+    binds_only = form_only or p.quote_binds  # bind_quote_id (an approval card's Approve) binds on every host
     # A quote that only binds (KIE_APPROVAL=form) bound the question when it was asked: its answer, in time, is
     # not refused because the quote expired while the form was open.
     bound = binds_only and answered and refusal is not None and refusal.why == "expired" and question_open(rt, p.digest)
     if binds_only and problem is not None and not bound:
-        return NeedsConfirmation(f"{problem} {FORM_APPROVES}")
+        return NeedsConfirmation(f"{problem} {FORM_APPROVES if form_only else BINDS_ONLY}")
     # Said whether or not the quote has expired since: the 2026-07-28 protocol asks the same question again when
     # the answer comes back, and a question whose text changed in between would be asked a third time.
     changed = price_change(rt, p) if p.quote_id else None

@@ -228,6 +228,13 @@ MaxCredits = Annotated[
 QuoteId = Annotated[
     str | None, Field(description="The quote_id of a cost the user approved (from estimate_cost or a prior call).")
 ]
+BindQuoteId = Annotated[
+    str | None,
+    Field(
+        description="Sent by kie-mcp's approval card: binds the call to the request that quote priced (anything "
+        "changed since, such as an input file, is refused, free). It never approves a spend; quote_id does."
+    ),
+]
 DEFAULT_IMAGE_MODEL = "nano-banana-2"  # generate_image's model when none is named
 DEFAULT_VIDEO_MODEL = "veo3_fast"  # generate_video's
 NOT_PRICED = "Taken so that a generate call's arguments can be priced unchanged; it does not change the price."
@@ -494,6 +501,7 @@ def _register_tools(mcp: MCPServer) -> None:
         max_credits: MaxCredits = None,
         session: Annotated[str | None, Field(max_length=SESSION_MAX, description=NOT_PRICED)] = None,
         quote_id: NotPriced = None,
+        bind_quote_id: NotPriced = None,
         wait_seconds: Annotated[float | None, Field(ge=0, le=50, allow_inf_nan=False, description=NOT_PRICED)] = None,
         roots: InputRoots = None,
     ) -> Annotated[CallToolResult, EstimateResult]:
@@ -503,7 +511,8 @@ def _register_tools(mcp: MCPServer) -> None:
         request = ctx.request_context  # read once (``_runtime``)
         _refuse_unknown(request, "estimate_cost")
         rt = _runtime(ctx, request)
-        given = {k: v for k, v in locals().items() if k not in ("session", "quote_id", "wait_seconds", "request")}
+        unpriced = ("session", "quote_id", "bind_quote_id", "wait_seconds", "request")
+        given = {k: v for k, v in locals().items() if k not in unpriced}
         shared = root_folders(roots)  # the folders the client shared: priced as the generate call reads them
         with _user_errors():
             if task_id is not None or operation is not None:  # a follow-up of a finished video (continue_video)
@@ -541,6 +550,7 @@ def _register_tools(mcp: MCPServer) -> None:
         variations: Variations = 1,
         session: Session = None,
         quote_id: QuoteId = None,
+        bind_quote_id: BindQuoteId = None,
         max_credits: MaxCredits = None,
         wait_seconds: Annotated[
             float, Field(ge=0, le=50, allow_inf_nan=False, description="How long to wait for results.")
@@ -568,6 +578,7 @@ def _register_tools(mcp: MCPServer) -> None:
         script: Script = None,
         session: Session = None,
         quote_id: QuoteId = None,
+        bind_quote_id: BindQuoteId = None,
         max_credits: MaxCredits = None,
         wait_seconds: VideoWait = 0,
     ) -> Annotated[CallToolResult, GenerationOutput]:
@@ -955,6 +966,7 @@ def _register_tools(mcp: MCPServer) -> None:
         options: Options = None,
         session: Session = None,
         quote_id: QuoteId = None,
+        bind_quote_id: BindQuoteId = None,
         max_credits: MaxCredits = None,
         wait_seconds: VideoWait = 0,
     ) -> Annotated[CallToolResult, GenerationOutput]:
@@ -977,7 +989,8 @@ def _register_tools(mcp: MCPServer) -> None:
             return call
         return await _generate(ctx, plan, approval, "continue_video", wait_seconds)
 
-    _bind_to_tool_arguments(followup_prepare, continue_video, followups.FollowupArgs.model_fields, OptionRoots)
+    bound_followup = {*followups.FollowupArgs.model_fields, "bind_quote_id"}
+    _bind_to_tool_arguments(followup_prepare, continue_video, bound_followup, OptionRoots)
     _accepts(continue_video)
     mcp.tool(title="Continue a video (spends credits)", annotations=SPENDS, meta=ui_meta())(continue_video)
 
@@ -1017,10 +1030,13 @@ def _followup_gate() -> tuple[Any, Any]:
         _reject_unknown_arguments(ctx, "continue_video")
         rt = _runtime(ctx)
         shared = root_folders(arguments.pop("roots", None))
+        bind = arguments.pop("bind_quote_id", None)
         with _user_errors():
             plan = await followups.plan(rt, _followup_args(arguments, "continue_video"), shared)
             if plan.existing is not None:
                 return plan  # nothing will be spent: no caps or balance to check
+            if bind:
+                plan = gen.bound_to(plan, bind)
             return await gen.check_spend(rt, plan)
 
     async def approve(

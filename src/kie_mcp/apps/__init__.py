@@ -108,10 +108,11 @@ async def card_meta(
     form (Approve then calls the tool *without* the quote, so the gate asks the person in the host's own dialog,
     which the model cannot answer), ``"quote"`` when it cannot (Approve passes the quote_id, exactly what the model
     would pass after the person approved the cost in the chat: no power the model does not already hold).
-    ``binds`` (``KIE_APPROVAL=form``, a client with the form): Approve passes the quote_id as well, which there only
-    binds the call to the request drawn on the card (an input file replaced since is refused) and never approves.
+    ``binds`` (with ``"form"``, on every host): Approve passes the quote as ``bind_quote_id``, which only binds the
+    call to the request drawn on the card (an input file replaced since, other settings: refused, free, and the
+    card comes back saying why) and never approves: the gate still asks the form (``generation.bound_to``).
     ``form_refused``: the client declared forms but refused this call's, so Approve passes the quote (``"quote"``);
-    under ``KIE_APPROVAL=form``, where only the form approves, the card says so and cannot approve.
+    under ``KIE_APPROVAL=form`` (``form_only``), where only the form approves, the card says so and cannot approve.
 
     What the card shows is redacted (a key pasted into a prompt is not shown back); ``arguments``, which Approve
     sends as they are, are the caller's own."""
@@ -123,9 +124,10 @@ async def card_meta(
     outputs, each, at_most = outputs_made(plan)
     card = {
         "tool": tool,
-        "arguments": {k: v for k, v in arguments.items() if k != "quote_id"},
+        "arguments": {k: v for k, v in arguments.items() if k not in ("quote_id", "bind_quote_id")},
         "confirm": "form" if can_ask and not form_refused else "quote",
-        "binds": can_ask and rt.settings.approval == "form",
+        "binds": can_ask and not form_refused,
+        "form_only": rt.settings.approval == "form",
         "form_refused": form_refused,
         "quote_id": quote.quote_id,
         "expires_at": quote.expires_at,
@@ -228,7 +230,10 @@ def _picture_of(local: LocalFile) -> tuple[bytes, str] | None:
 
 
 def gallery_meta(rt: Runtime, tasks: Sequence[TaskRecord]) -> dict[str, Any]:
-    """What the gallery shows beyond the task records: each task's prompt, from the journal."""
+    """What the gallery shows beyond the task records: each task's prompt, from the journal; the result links a
+    person may open (``links``: each with the host its button names; only those kie-mcp would fetch itself, see
+    ``TaskRecord.openable_links``, so a link it refused is never offered); and what the last save of each task's
+    results could not do (``save_problems``, redacted), shown on its tile."""
     import sqlite3  # imported here: the server's start-up imports this module, not the journal
 
     from kie_mcp.journal import JournalUnavailable
@@ -240,4 +245,25 @@ def gallery_meta(rt: Runtime, tasks: Sequence[TaskRecord]) -> dict[str, Any]:
                 row = rt.journal.task_row(task.task_id)
                 if row is not None and row["prompt"]:
                     prompts[task.task_id] = row["prompt"]
-    return {GALLERY_KEY: {"prompts": prompts, "sandbox": rt.settings.sandbox}}
+    links: dict[str, list[dict[str, str]]] = {}
+    problems: dict[str, list[str]] = {}
+    for task in tasks:
+        if not task.task_id:
+            continue
+        if task.state == "succeeded" and (openable := task.openable_links()):
+            links[task.task_id] = [{"url": url, "host": link_host(url)} for url in openable]
+        if said := task.save_problems:
+            problems[task.task_id] = [redact(line) for line in said]
+    return {
+        GALLERY_KEY: {"prompts": prompts, "links": links, "save_problems": problems, "sandbox": rt.settings.sandbox}
+    }
+
+
+def link_host(url: str) -> str:
+    """The host a result link's button names, as DNS spells it (an internationalised name in its ``xn--`` form,
+    never a look-alike), with its port when not the scheme's own."""
+    import httpx2
+
+    parsed = httpx2.URL(url)
+    host = parsed.raw_host.decode("ascii", "replace")
+    return f"{host}:{parsed.port}" if parsed.port else host

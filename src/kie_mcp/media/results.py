@@ -103,7 +103,9 @@ async def save_results(
         saved.append(file)
     record.files = [f["path"] for f in journal.files_for(record.task_id)]
     described, problem = describe(journal, workspace, record, files_saved=bool(saved))
-    return Saved([*problems, *([problem] if problem else [])], described)
+    problems += [problem] if problem else []
+    record.note_save_problems(problems)  # the gallery's tile says them (a fresh save replaces them)
+    return Saved(problems, described)
 
 
 def damaged_image(relative: str, why: str) -> str:

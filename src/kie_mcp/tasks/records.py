@@ -192,6 +192,8 @@ class TaskRecord(BaseModel, defer_build=True):
     _refused_links: set[str] = PrivateAttr(default_factory=set)
     # Results saved to disk whose row the journal refused (read-only, locked): named with the saved files all the same.
     _unrecorded_files: list[str] = PrivateAttr(default_factory=list)
+    # What the last save of its results could not do (lines as its answer says them): shown on its gallery tile.
+    _save_problems: list[str] = PrivateAttr(default_factory=list)
 
     @model_validator(mode="after")
     def _few_links(self) -> "TaskRecord":
@@ -260,6 +262,42 @@ class TaskRecord(BaseModel, defer_build=True):
     def refuse_link(self, url: str) -> None:
         """A result link that will never be fetched: saving it again is pointless (see ``unsaved_links``)."""
         self._refused_links.add(url)
+
+    def note_save_problems(self, problems: list[str]) -> None:
+        """What the last save of this task's results could not do (``media/results.save_results``): kept for the
+        gallery, which shows them on the task's tile instead of "No saved file yet"."""
+        self._save_problems = list(problems)
+
+    @property
+    def save_problems(self) -> list[str]:
+        return list(self._save_problems)
+
+    def openable_links(self) -> list[str]:
+        """The result links a person may be offered to open in their browser: only those kie-mcp would fetch itself.
+        Never a link it refused to fetch (``refuse_link``: this machine or a private network, a credential, a link
+        KIE refused for good), nor a redacted one, nor one whose host is judged unreachable without a DNS lookup
+        (``addresses.unreachable_host``: a private or loopback IP, localhost, a local name: a record from before a
+        restart has no refusals kept), nor one with a user name (``https://kie.ai@evil.example/`` opens
+        evil.example), nor any scheme but http(s)."""
+        import httpx2  # imported here: records are built on every start-up, links judged only for the gallery
+
+        from kie_mcp.media.addresses import is_trusted, unreachable_host
+        from kie_mcp.redact import REDACTED
+
+        links: list[str] = []
+        for url in self.result_urls:
+            if url in self._refused_links or REDACTED in url or url in links:
+                continue
+            try:
+                parsed = httpx2.URL(url)
+            except Exception:  # not a URL at all (httpx2 raises several kinds)
+                continue
+            if parsed.scheme not in ("http", "https") or not parsed.host or parsed.userinfo:
+                continue
+            if not is_trusted(parsed) and unreachable_host(parsed.host.lower()) is not None:
+                continue
+            links.append(url)
+        return links
 
     def keep_unrecorded(self, path: str) -> None:
         """A result saved to ``path`` (relative to the workspace) that the journal could not record: the file is on
