@@ -323,13 +323,7 @@ UNDRAWABLE = {
 async def test_in_a_browser_a_result_the_app_cannot_draw_says_so(connect_app, browser, shape):
     """A result of a shape the app does not know threw inside the app and left what was there before on screen
     ("Working on it…", or the previous card with its Approve)."""
-    async with connect_app() as client, AppHost(client).running() as host:
-        view = await in_browser(AppView, browser, host.show_raw(shape, IMAGE, UNDRAWABLE[shape]))
-        try:
-            await in_browser(view.wait_for, "document.querySelector('.notice.error')")
-            shown = await in_browser(view.text)
-        finally:
-            await in_browser(view.close)
+    shown = await _raw_answer_shown(connect_app, browser, shape, UNDRAWABLE[shape], ".notice.error")
     assert "could not draw this answer" in shown and "Working on it" not in shown, shown
 
 
@@ -337,14 +331,20 @@ async def test_in_a_browser_a_result_the_app_cannot_draw_says_so(connect_app, br
 @pytest.mark.parametrize("answer", [None, {}], ids=["params-null", "empty"])
 async def test_in_a_browser_an_empty_answer_says_so_and_never_reads_as_done(connect_app, browser, answer):
     """The audit: a tool-result whose params were null, or an empty answer, replaced the view with "Done."."""
+    shown = await _raw_answer_shown(connect_app, browser, "empty", answer, ".notice")
+    assert "kie-mcp got an empty answer" in shown and "Done." not in shown, shown
+
+
+async def _raw_answer_shown(connect_app, browser, name: str, answer: Any, selector: str) -> str:
+    """The view's text once it drew ``answer`` (a tool result as the host sends it, whatever its shape) and
+    ``selector`` appeared."""
     async with connect_app() as client, AppHost(client).running() as host:
-        view = await in_browser(AppView, browser, host.show_raw("empty", IMAGE, answer))
+        view = await in_browser(AppView, browser, host.show_raw(name, IMAGE, answer))
         try:
-            await in_browser(view.wait_for, "document.querySelector('.notice')")
-            shown = await in_browser(view.text)
+            await in_browser(view.wait_for, f"document.querySelector('{selector}')")
+            return await in_browser(view.text)
         finally:
             await in_browser(view.close)
-    assert "kie-mcp got an empty answer" in shown and "Done." not in shown, shown
 
 
 @pytest.mark.parametrize("mode", ["legacy"])
