@@ -156,7 +156,8 @@ async def test_a_link_measured_for_its_price_is_held_to_the_fields_length_too(co
 
 async def test_a_saved_clip_swapped_for_a_webm_is_never_sent_to_the_upscaler(connect, controls, tmp_path, ffmpeg):
     """continue_video upscales the saved clip of a finished task: one replaced by a WebM (which Topaz does not
-    take) is refused before anything is priced or sent."""
+    take) is refused before anything is priced or sent: under task_id as a file changed since it was saved (it is
+    not the task's clip), and given by its path to the upscaler, as a format Topaz does not take."""
     async with connect(elicitation=answering()) as client:
         made = await client.call_tool(
             "generate_video", {"prompt": "a skateboarder at golden hour", "model": "kling-3.0/video"}
@@ -169,11 +170,17 @@ async def test_a_saved_clip_swapped_for_a_webm_is_never_sent_to_the_upscaler(con
         result = await client.call_tool(
             "continue_video", {"task_id": task_id, "operation": "upscale", "resolution": "2"}
         )
+        by_path = await client.call_tool(
+            "generate_video",
+            {"model": "topaz/video-upscale", "options": {"video_url": str(saved), "upscale_factor": "2"}},
+        )
     text = text_of(result)
-    assert result.is_error, text
+    assert result.is_error and "changed since it was saved" in text, text
+    text = text_of(by_path)
+    assert by_path.is_error, text
     assert (
         f"{saved.name} is WebM video (by its bytes); topaz/video-upscale's video_url takes mp4, mov or mkv only" in text
-    )
+    ), text
     uploads, creates = await sent(controls)
     assert uploads == [] and [c["body"]["model"] for c in creates] == ["kling-3.0/video"]
 
