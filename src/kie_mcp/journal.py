@@ -80,6 +80,8 @@ INDEXES = {
     "tasks_model_created_id": "tasks(model, created, task_id)",
     "tasks_charged": "tasks(model, options_key, updated) WHERE state = 'succeeded'",  # charged_before
     "tasks_parent": "tasks(parent_task_id, created) WHERE parent_task_id IS NOT NULL",  # a clip's follow-ups
+    # what another server on the workspace recorded since the follower last read it (``tasks_changed_since``)
+    "tasks_updated": "tasks(updated)",
     "answers_task": "answers(task_id)",
     "files_path": "files(path)",  # which task saved a file a join names by its path (``file_at``)
     "files_source": "files(source_url)",  # a result link given back as an input: KIE's own, bound (``saved_from``)
@@ -697,6 +699,14 @@ class Journal:
             gone.setdefault(row["owner"], processes.owner_gone(row["owner"].removesuffix(DROPPED)))
         return {row["task_id"] for row in rows if gone[row["owner"]] is not True}
 
+    def followed_by_gone(self, owner: str) -> set[str]:
+        """The tasks claimed by another follower whose process is known to be gone (killed: it never released them)."""
+        rows = self.query("SELECT task_id, owner FROM follows WHERE owner NOT IN (?, ?)", owner, owner + DROPPED)
+        gone: dict[str, bool | None] = {}
+        for row in rows:
+            gone.setdefault(row["owner"], processes.owner_gone(row["owner"].removesuffix(DROPPED)))
+        return {row["task_id"] for row in rows if gone[row["owner"]] is True}
+
     def renew_follows(self, owner: str) -> None:
         self.execute("UPDATE follows SET seen = ? WHERE owner IN (?, ?)", time.time(), owner, owner + DROPPED)
 
@@ -803,6 +813,11 @@ class Journal:
             where += " AND (created > ? OR (created = ? AND task_id > ?))"
             args += [after[0], after[0], after[1]]
         return self.query(f"SELECT * FROM tasks WHERE {where} ORDER BY created, task_id LIMIT ?", *args, limit)
+
+    def tasks_changed_since(self, since: float, limit: int = 500) -> list[sqlite3.Row]:
+        """Tasks recorded (created or changed, by any server on the workspace) at ``since`` or later, oldest change
+        first: what the follower relays to its clients about tasks other servers follow."""
+        return self.query("SELECT * FROM tasks WHERE updated >= ? ORDER BY updated LIMIT ?", since, limit)
 
     def unsaved_tasks(self, *, since: float, limit: int = 100) -> list[sqlite3.Row]:
         """Succeeded tasks created after ``since`` with fewer saved files than result links, oldest first: results
