@@ -9,22 +9,30 @@ faster (``poll_min_interval`` 10 ms, conftest) unless a test says otherwise.
 
 from __future__ import annotations
 
+import sqlite3
 import time
+import warnings
 from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 from mcp import Client
+from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp.types import LoggingMessageNotificationParams
 
+from kie_mcp import journal as journal_module
 from kie_mcp import processes
-from kie_mcp.journal import Journal
+from kie_mcp.journal import Journal, journal_path
 from kie_mcp.server import create_server
 from kie_mcp.tasks.follower import QUIET, RESCAN, time_unit
 
-from .conftest import answering
+from .conftest import answering, text_of
 from .test_follower import CountedTransport, video_nobody_waits_for
 from .test_promise_saved_by_one import a_gone_process
+
+IMAGE = {"prompt": "a red apple on a wooden table", "model": "nano-banana-2"}
 
 
 async def heard_all(subscription, uris: set[str], seconds: float) -> set[str]:
@@ -141,3 +149,76 @@ async def test_a_task_whose_following_server_was_killed_is_taken_up_at_the_next_
         journal.close()
     assert taken_after < QUIET * unit
     assert checked.structured_content["task"]["state"] == "succeeded"
+
+
+# -- a journal another program holds ----------------------------------------------------------------------------
+
+
+def lock_journal(workspace: Path) -> sqlite3.Connection:
+    """Another writer holding the workspace journal's write lock (a process stopped mid-transaction, a database
+    browser) until its ``ROLLBACK``."""
+    holder = sqlite3.connect(str(journal_path(workspace)), isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    return holder
+
+
+async def test_a_journal_another_program_holds_never_stalls_the_server_and_a_call_that_writes_waits_for_it(
+    connect, tmp_path, mode
+):
+    """The audit: while another writer held the journal, the whole server froze for up to 30 s (even list_models and
+    ping: SQLite waited for the lock on the event loop). A call that writes waits for the lock in a worker thread,
+    and goes through once it is free; everything else goes on meanwhile."""
+    async with connect(elicitation=answering()) as client:
+        await client.call_tool("list_tasks", {})  # the runtime (and its journal) is open
+        answers: dict[str, Any] = {}
+
+        async def estimate() -> None:
+            answers["estimate"] = await client.call_tool("estimate_cost", IMAGE)
+
+        holder = lock_journal(tmp_path)
+        try:
+            with anyio.fail_after(10):
+                async with anyio.create_task_group() as group:
+                    group.start_soon(estimate)
+                    await anyio.sleep(0.3)  # the estimate meets the lock
+                    began = time.monotonic()
+                    if mode == "legacy":  # ping is the handshake era's (deprecated since)
+                        with warnings.catch_warnings():
+                            warnings.simplefilter("ignore", MCPDeprecationWarning)
+                            await client.send_ping()
+                    models = await client.call_tool("list_models", {"kind": "image"})
+                    answered_in = time.monotonic() - began
+                    waiting = "estimate" not in answers
+                    holder.execute("ROLLBACK")  # the other program lets go: the estimate goes through
+        finally:
+            holder.close()
+    assert answered_in < 1.0 and not models.is_error  # 30 s before
+    assert waiting
+    assert not answers["estimate"].is_error, text_of(answers["estimate"])
+    assert answers["estimate"].structured_content["quote"]["quote_id"].startswith("q_")
+
+
+async def test_a_call_that_meets_a_journal_locked_too_long_says_it_is_locked_and_that_nothing_was_spent(
+    connect, controls, tmp_path, monkeypatch
+):
+    """The audit: after 30 s the answer said kie-mcp "could not write to its workspace ... Check the workspace folder
+    (free space, permissions)": the wrong advice for a lock another program holds. It says the journal is locked,
+    by another program or kie-mcp process, that nothing was spent, and the approval is still good afterwards."""
+    monkeypatch.setattr(journal_module, "BUSY_SECONDS", 0.5, raising=False)  # the wait for the lock, 30 s in use
+    async with connect(elicitation=answering()) as client:
+        quote = (await client.call_tool("estimate_cost", IMAGE)).structured_content["quote"]
+        holder = lock_journal(tmp_path)
+        try:
+            with anyio.fail_after(10):
+                refused = await client.call_tool("generate_image", {**IMAGE, "quote_id": quote["quote_id"]})
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert refused.is_error
+        said = text_of(refused)
+        assert "locked by another program or kie-mcp process" in said and "Nothing was spent" in said, said
+        assert "permissions" not in said, said
+        assert await controls.creates() == []
+        made = await client.call_tool("generate_image", {**IMAGE, "quote_id": quote["quote_id"], "wait_seconds": 0})
+    assert made.structured_content["status"] in ("submitted", "completed"), text_of(made)
+    assert len(await controls.creates()) == 1

@@ -7,6 +7,7 @@ the gate has an answer. Nothing here knows about MCP: progress goes out through 
 # No ``from __future__ import annotations``: pydantic would compile each field's annotation string on import.
 
 import contextlib
+import functools
 import logging
 import math
 import sqlite3
@@ -1205,16 +1206,21 @@ async def _spend(
                 else "Nothing was spent. " + err.next_step,
             ) from err
         # Re-checks the caps in a transaction, so parallel calls cannot overrun; an unknown price reserves the most
-        # it can cost. From here to each create's attempt in the journal nothing waits, so nothing can cut in between.
+        # it can cost. From here to each create's attempt in the journal nothing waits, so nothing can cut in between
+        # (a journal another writer holds is waited for in a worker thread, shielded: the reservation, once written,
+        # is followed by its attempts before anything else runs here).
         doing = "its credits were being reserved"
-        booked = rt.ledger.reserve(
-            p.counted,
-            used,
-            max_credits=p.max_credits,
-            most=p.most,
-            most_why=p.most_why,
-            least=p.least,
-            listed=p.listed,
+        booked = await rt.journal.off_loop_when_locked(
+            functools.partial(
+                rt.ledger.reserve,
+                p.counted,
+                used,
+                max_credits=p.max_credits,
+                most=p.most,
+                most_why=p.most_why,
+                least=p.least,
+                listed=p.listed,
+            )
         )
     except (sqlite3.Error, OSError) as err:  # a full disk while the inputs went up: nothing was sent
         _give_back(rt, used)
@@ -1529,7 +1535,8 @@ async def _submit(
     context = {"attempt_id": attempt, "prompt": prompt, "session": p.session}
     try:
         if state == "created" and not existing and not shared_by_design(family, body, record.task_id):
-            enter_new_task(rt, record, attempt, context)
+            # the task id KIE answered is written whatever another writer's lock (waited for off the event loop)
+            await rt.journal.off_loop_when_locked(functools.partial(enter_new_task, rt, record, attempt, context))
         else:
             rt.journal.finish_attempt(attempt, state, task_id=record.task_id, error=error)
             existing = take_existing_task(rt, record, existing=existing, created=state == "created", context=context)

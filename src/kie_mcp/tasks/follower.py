@@ -298,6 +298,8 @@ class Follower:
                     self._relaying = True
                     group.start_soon(self._relay)
                     relay_at = now + self._rt.settings.poll_max_interval
+                if now >= rescan_at and self._journal_locked():  # another program holds it: the next rescan
+                    rescan_at = now + RESCAN * self._unit
                 if now >= rescan_at:
                     self._renew()
                     self._recover_interrupted()
@@ -323,6 +325,15 @@ class Follower:
                 wake_at = min(max(min([*looks, rescan_at]), self._paused_until), *others, rescan_at)
                 with anyio.move_on_after(max(wake_at - time.monotonic(), 0.0)):
                     await self._wake.wait()
+
+    def _journal_locked(self) -> bool:
+        """Whether another writer holds the journal now: the rescan's writes (claims) would each wait for it on the
+        event loop (``journal.LOOP_BUSY_SECONDS``), so it skips a turn."""
+        assert self._rt is not None
+        try:
+            return self._rt.journal.locked_now()
+        except JOURNAL_ERRORS:
+            return False
 
     def _poke(self) -> None:
         if self._wake is not None:
@@ -806,7 +817,10 @@ class Follower:
             watch.note(await self._finish(self._rt, [record]))
         except JOURNAL_ERRORS as err:
             watch.note([f"{record.task_id}: finishing it stopped: the journal could not be read or written ({err})."])
-        self._journal(watch)
+        try:  # how it ended is recorded whatever another writer's lock (waited for off the event loop)
+            await self._rt.journal.off_loop_when_locked(functools.partial(self._rt.tasks.add, record))
+        except JOURNAL_ERRORS as err:
+            watch.note([answer_not_recorded(record.task_id, err)])
         self._forget(watch)
         self.save_later(record)  # a download failed (or was cut off): tried again in the background
         await self._announce(record, waiters=watch.waiters)
