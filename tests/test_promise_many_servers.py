@@ -28,7 +28,7 @@ from kie_mcp.journal import Journal, journal_path
 from kie_mcp.server import create_server
 from kie_mcp.tasks.follower import QUIET, RESCAN, time_unit
 
-from .conftest import answering, text_of
+from .conftest import answering, text_of, twice_at_once
 from .test_follower import CountedTransport, video_nobody_waits_for
 from .test_promise_saved_by_one import a_gone_process
 
@@ -222,3 +222,23 @@ async def test_a_call_that_meets_a_journal_locked_too_long_says_it_is_locked_and
         made = await client.call_tool("generate_image", {**IMAGE, "quote_id": quote["quote_id"], "wait_seconds": 0})
     assert made.structured_content["status"] in ("submitted", "completed"), text_of(made)
     assert len(await controls.creates()) == 1
+
+
+# -- one quote, two calls at once in one server -------------------------------------------------------------------
+
+
+async def test_the_same_quote_used_twice_at_once_in_one_server_answers_the_loser_with_the_task_the_winner_made(
+    connect, controls
+):
+    """The audit: two identical calls at once with one quote made one create (good), but the other answered "Unclear
+    ... The create this approval sent is still being sent: KIE may have created and charged it ... Check
+    https://kie.ai/logs", though its sibling had the task id milliseconds later. It waits for that create to land
+    and names its task, as the loser in another server does ("already used ... It made task X")."""
+    async with connect() as client:
+        quote = (await client.call_tool("estimate_cost", IMAGE)).structured_content["quote"]
+        results = await twice_at_once(client, "generate_image", {**IMAGE, "quote_id": quote["quote_id"]})
+    assert len(await controls.creates()) == 1
+    made = {task["task_id"] for result in results for task in result.structured_content["tasks"]}
+    assert len(made) == 1 and None not in made, [text_of(result) for result in results]
+    loser = next(result for result in results if "already used" in text_of(result))
+    assert "still being sent" not in text_of(loser) and "kie.ai/logs" not in text_of(loser), text_of(loser)

@@ -1153,6 +1153,8 @@ async def execute(
     progress: Progress,
 ) -> GenerationResult:
     if not isinstance(decision, Approved):
+        if isinstance(decision, Replay):
+            await landed_here(rt, p, decision)
         return without_spending(rt, p, tool, decision)
     if decision.by == "elicitation" and decision.quote_id is not None:  # a yes to a form asked in this very call
         p = repriced(rt, p)  # the user took their time: the yes approves the price they read, never a higher one
@@ -1160,6 +1162,8 @@ async def execute(
             return without_spending(rt, p, tool, NeedsConfirmation(changed))
     decision = use_approval(rt, p, decision)
     if not isinstance(decision, Approved):
+        if isinstance(decision, Replay):  # the same approval used at once by another call here: what it made
+            await landed_here(rt, p, decision)
         return without_spending(rt, p, tool, decision)
     try:
         made = await made_once(rt, p)
@@ -1424,6 +1428,27 @@ DECLINED_UNSEEN_FORM = (
     f"{_UNSEEN}: this server spends only with a yes in the client's dialog (KIE_APPROVAL=form), so use a client "
     "that shows forms, or have the user set KIE_APPROVAL=any to approve in the chat with estimate_cost's quote_id."
 )
+
+
+async def landed_here(rt: Runtime, p: Plan, replay: Replay) -> None:
+    """Wait (up to ``LANDING_WAIT``) while a call of this very request in this process, which used the approval a
+    replay names, is still sending its creates: two identical calls at once with one quote get one create, and the
+    one that lost answers with the task the other made (``replayed``) instead of "still being sent" a moment before
+    the task id came back. Its creates are in the journal once KIE answered them."""
+    from kie_mcp.spend.inflight import LANDING_WAIT
+
+    deadline = anyio.current_time() + LANDING_WAIT
+    while rt.spending.sending(p.digest) and anyio.current_time() < deadline:
+        try:
+            if replay.attempts:
+                attempts = rt.journal.attempts_by_id(replay.attempts)
+            else:
+                attempts = rt.journal.attempts_for_quote(str(replay.quote_id))
+        except JOURNAL_ERRORS:
+            return  # the answer says what the journal can tell
+        if len(attempts) >= p.variations and not any(attempt["state"] == "sending" for attempt in attempts):
+            return  # every create it sends is begun and answered
+        await anyio.sleep(0.05)  # rare (the same call twice at once): the other call records KIE's answer
 
 
 def without_spending(
