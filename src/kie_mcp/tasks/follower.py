@@ -247,6 +247,7 @@ class Follower:
         # them of a change once, whichever server recorded it; and where the relay's last read of the journal ended.
         self._told: OrderedDict[str, tuple[str, int]] = OrderedDict()
         self._changes_since = 0.0
+        self._changes_read: dict[str, float] = {}  # rows the last reads went through (task id: its ``updated``)
         self._started_at = 0.0
         self._relaying = False
         self._wake: anyio.Event | None = None
@@ -1139,14 +1140,19 @@ class Follower:
         assert self._rt is not None
         read_at = time.time()
         try:
-            rows = self._rt.journal.tasks_changed_since(self._changes_since - CHANGES_OVERLAP, limit=ADOPT_PAGE)
+            rows = self._rt.journal.tasks_changed_since(self._changes_since, limit=ADOPT_PAGE)
         except JOURNAL_ERRORS as err:
             log.debug("could not read the journal's task changes: %s", err)
             return
-        # a full page: the next read goes on from its last change (the overlap reads that one again, told once)
-        self._changes_since = rows[-1]["updated"] if len(rows) == ADOPT_PAGE else read_at
+        # The next read reaches back CHANGES_OVERLAP (a write committed a moment after the time it records); after a
+        # full page, it goes on from this page's last change instead.
+        self._changes_since = rows[-1]["updated"] if len(rows) == ADOPT_PAGE else read_at - CHANGES_OVERLAP
+        read, self._changes_read = self._changes_read, {}
         for row in rows:
             task_id = row["task_id"]
+            self._changes_read[task_id] = row["updated"]
+            if read.get(task_id) == row["updated"]:  # read already (the overlap): unchanged since
+                continue
             if task_id in self._watches or task_id in self._unsaved or task_id in self._observed:
                 continue
             if task_id in self._dropped or row["state"] not in (*TASK_STATES_UNFINISHED, "succeeded", "failed"):
