@@ -242,3 +242,28 @@ async def test_the_same_quote_used_twice_at_once_in_one_server_answers_the_loser
     assert len(made) == 1 and None not in made, [text_of(result) for result in results]
     loser = next(result for result in results if "already used" in text_of(result))
     assert "still being sent" not in text_of(loser) and "kie.ai/logs" not in text_of(loser), text_of(loser)
+
+
+async def test_the_same_quote_used_at_once_on_two_servers_answers_the_loser_with_the_task_the_winner_made(
+    settings, transport, controls
+):
+    """The audit's two-process variant: the server that lost the race for one quote answered "still being sent ...
+    check https://kie.ai/logs" while the other's create was on its way; it waits for that create (its process runs)
+    and names its task."""
+    async with (
+        Client(create_server(settings, transport=transport)) as a,
+        Client(create_server(settings, transport=transport)) as b,
+    ):
+        quote = (await a.call_tool("estimate_cost", IMAGE)).structured_content["quote"]
+        arguments = {**IMAGE, "quote_id": quote["quote_id"], "wait_seconds": 0}
+        results: list[Any] = []
+
+        async def call(client: Client) -> None:
+            results.append(await client.call_tool("generate_image", arguments))
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(call, a)
+            group.start_soon(call, b)
+    assert len(await controls.creates()) == 1
+    made = {task["task_id"] for result in results for task in result.structured_content["tasks"]}
+    assert len(made) == 1 and None not in made, [text_of(result) for result in results]

@@ -1233,6 +1233,7 @@ async def _spend(
         _give_back(rt, used)
         raise
     p = replace(p, reserved_on=booked.day)
+    rt.spending.begin_creates(p.digest)  # a replay of this approval now waits a moment for its creates' answers
     records: list[TaskRecord] = []
     attempts: list[str] = []  # this call's create attempts (the journal's ids)
     problems: list[str] = []
@@ -1431,23 +1432,29 @@ DECLINED_UNSEEN_FORM = (
 
 
 async def landed_here(rt: Runtime, p: Plan, replay: Replay) -> None:
-    """Wait (up to ``LANDING_WAIT``) while a call of this very request in this process, which used the approval a
-    replay names, is still sending its creates: two identical calls at once with one quote get one create, and the
-    one that lost answers with the task the other made (``replayed``) instead of "still being sent" a moment before
-    the task id came back. Its creates are in the journal once KIE answered them."""
-    from kie_mcp.spend.inflight import LANDING_WAIT
+    """Wait (up to ``REPLAY_LANDING_WAIT``) while a create of the approval a replay names is on its way to KIE, sent
+    by a call in this process or in another live one of this machine (its attempt "being sent"): two identical calls
+    at once with one quote get one create, and the one that lost answers with the task the other made
+    (``replayed``) instead of "still being sent" a moment before the task id came back; so is a call of this very
+    request here about to send (its inputs up, its credits reserved, its attempt not yet begun). A call still
+    uploading its inputs, or sending from another machine, is not waited for: the answer says a create is on its
+    way."""
+    from kie_mcp.processes import owner_gone
+    from kie_mcp.spend.inflight import REPLAY_LANDING_WAIT
 
-    deadline = anyio.current_time() + LANDING_WAIT
-    while rt.spending.sending(p.digest) and anyio.current_time() < deadline:
+    deadline = anyio.current_time() + REPLAY_LANDING_WAIT
+    while anyio.current_time() < deadline:
         try:
             if replay.attempts:
                 attempts = rt.journal.attempts_by_id(replay.attempts)
             else:
                 attempts = rt.journal.attempts_for_quote(str(replay.quote_id))
+            sending = any(row["state"] == "sending" and owner_gone(row["owner"]) is False for row in attempts)
+            sending |= rt.spending.creating(p.digest) and len(attempts) < p.variations  # here, about to send
         except JOURNAL_ERRORS:
             return  # the answer says what the journal can tell
-        if len(attempts) >= p.variations and not any(attempt["state"] == "sending" for attempt in attempts):
-            return  # every create it sends is begun and answered
+        if not sending:
+            return
         await anyio.sleep(0.05)  # rare (the same call twice at once): the other call records KIE's answer
 
 
