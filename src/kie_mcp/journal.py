@@ -409,6 +409,7 @@ class Journal:
         self._lock = threading.RLock()
         self._own = threading.local()  # a worker thread's own connection (``off_loop_when_locked``)
         self._probe: sqlite3.Connection | None = None  # tells at once whether another writer holds the lock
+        self._probe_lock = threading.Lock()  # not the shared connection's: a worker thread's query never holds it up
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -512,6 +513,7 @@ class Journal:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+        with self._probe_lock:
             if self._probe is not None:
                 self._probe.close()
 
@@ -589,19 +591,16 @@ class Journal:
         background writes on the event loop (the follower's rescan) skip a turn rather than wait for it there."""
         if str(self.path) == ":memory:":
             return False
-        with self._lock:
-            if self._probe is None:
-                self._probe = self._connection(0.0)
-            probe = self._probe
-            assert probe is not None
+        with self._probe_lock:
             try:
-                probe.execute("BEGIN IMMEDIATE")
-                probe.execute("ROLLBACK")
+                if self._probe is None:
+                    self._probe = self._connection(0.0)
+                assert self._probe is not None
+                self._probe.execute("BEGIN IMMEDIATE")
+                self._probe.execute("ROLLBACK")
                 return False
-            except sqlite3.OperationalError as err:
-                if not is_locked(err):
-                    raise
-                return True
+            except sqlite3.Error as err:  # anything but a lock (read-only, a full disk) is the call's to meet and say
+                return is_locked(err)
 
     async def writable(self) -> None:
         """Wait while another program or kie-mcp process holds the journal's write lock (up to ``BUSY_SECONDS``), in a

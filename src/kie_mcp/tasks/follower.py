@@ -295,10 +295,11 @@ class Follower:
                     self._retrying |= self._dropped  # the rescan adopts them again (unless over KIE's 14 days) ...
                     self._dropped.clear()  # ... for one look each: a refusal leaves them alone again
                     retry_dropped_at = now + RETRY_DROPPED * self._unit
-                if now >= relay_at and not self._relaying:  # what other servers recorded, told to this one's clients
-                    self._relaying = True
-                    group.start_soon(self._relay)
+                if now >= relay_at:  # what other servers recorded, told to this one's clients
                     relay_at = now + self._rt.settings.poll_max_interval
+                    if not self._relaying:  # the last one still announcing: the next turn
+                        self._relaying = True
+                        group.start_soon(self._relay)
                 if now >= rescan_at and self._journal_locked():  # another program holds it: the next rescan
                     rescan_at = now + RESCAN * self._unit
                 if now >= rescan_at:
