@@ -7,6 +7,7 @@ the gate has an answer. Nothing here knows about MCP: progress goes out through 
 # No ``from __future__ import annotations``: pydantic would compile each field's annotation string on import.
 
 import contextlib
+import functools
 import logging
 import math
 import sqlite3
@@ -1176,6 +1177,8 @@ async def execute(
     progress: Progress,
 ) -> GenerationResult:
     if not isinstance(decision, Approved):
+        if isinstance(decision, Replay):
+            await landed_here(rt, p, decision)
         return without_spending(rt, p, tool, decision)
     if decision.by == "elicitation" and decision.quote_id is not None:  # a yes to a form asked in this very call
         p = repriced(rt, p)  # the user took their time: the yes approves the price they read, never a higher one
@@ -1183,6 +1186,8 @@ async def execute(
             return without_spending(rt, p, tool, NeedsConfirmation(changed))
     decision = use_approval(rt, p, decision)
     if not isinstance(decision, Approved):
+        if isinstance(decision, Replay):  # the same approval used at once by another call here: what it made
+            await landed_here(rt, p, decision)
         return without_spending(rt, p, tool, decision)
     try:
         made = await made_once(rt, p)
@@ -1229,16 +1234,21 @@ async def _spend(
                 else "Nothing was spent. " + err.next_step,
             ) from err
         # Re-checks the caps in a transaction, so parallel calls cannot overrun; an unknown price reserves the most
-        # it can cost. From here to each create's attempt in the journal nothing waits, so nothing can cut in between.
+        # it can cost. From here to each create's attempt in the journal nothing waits, so nothing can cut in between
+        # (a journal another writer holds is waited for in a worker thread, shielded: the reservation, once written,
+        # is followed by its attempts before anything else runs here).
         doing = "its credits were being reserved"
-        booked = rt.ledger.reserve(
-            p.counted,
-            used,
-            max_credits=p.max_credits,
-            most=p.most,
-            most_why=p.most_why,
-            least=p.least,
-            listed=p.listed,
+        booked = await rt.journal.off_loop_when_locked(
+            functools.partial(
+                rt.ledger.reserve,
+                p.counted,
+                used,
+                max_credits=p.max_credits,
+                most=p.most,
+                most_why=p.most_why,
+                least=p.least,
+                listed=p.listed,
+            )
         )
     except (sqlite3.Error, OSError) as err:  # a full disk while the inputs went up: nothing was sent
         _give_back(rt, used)
@@ -1247,6 +1257,7 @@ async def _spend(
         _give_back(rt, used)
         raise
     p = replace(p, reserved_on=booked.day)
+    rt.spending.begin_creates(p.digest)  # a replay of this approval now waits a moment for its creates' answers
     records: list[TaskRecord] = []
     attempts: list[str] = []  # this call's create attempts (the journal's ids)
     problems: list[str] = []
@@ -1444,6 +1455,33 @@ DECLINED_UNSEEN_FORM = (
 )
 
 
+async def landed_here(rt: Runtime, p: Plan, replay: Replay) -> None:
+    """Wait (up to ``REPLAY_LANDING_WAIT``) while a create of the approval a replay names is on its way to KIE, sent
+    by a call in this process or in another live one of this machine (its attempt "being sent"): two identical calls
+    at once with one quote get one create, and the one that lost answers with the task the other made
+    (``replayed``) instead of "still being sent" a moment before the task id came back; so is a call of this very
+    request here about to send (its inputs up, its credits reserved, its attempt not yet begun). A call still
+    uploading its inputs, or sending from another machine, is not waited for: the answer says a create is on its
+    way."""
+    from kie_mcp.processes import owner_gone
+    from kie_mcp.spend.inflight import REPLAY_LANDING_WAIT
+
+    deadline = anyio.current_time() + REPLAY_LANDING_WAIT
+    while anyio.current_time() < deadline:
+        try:
+            if replay.attempts:
+                attempts = rt.journal.attempts_by_id(replay.attempts)
+            else:
+                attempts = rt.journal.attempts_for_quote(str(replay.quote_id))
+            sending = any(row["state"] == "sending" and owner_gone(row["owner"]) is False for row in attempts)
+            sending |= rt.spending.creating(p.digest) and len(attempts) < p.variations  # here, about to send
+        except JOURNAL_ERRORS:
+            return  # the answer says what the journal can tell
+        if not sending:
+            return
+        await anyio.sleep(0.05)  # rare (the same call twice at once): the other call records KIE's answer
+
+
 def without_spending(
     rt: Runtime, p: Plan, tool: str, decision: Declined | NeedsConfirmation | Replay
 ) -> GenerationResult:
@@ -1553,7 +1591,8 @@ async def _submit(
     context = {"attempt_id": attempt, "prompt": prompt, "session": p.session}
     try:
         if state == "created" and not existing and not shared_by_design(family, body, record.task_id):
-            enter_new_task(rt, record, attempt, context)
+            # the task id KIE answered is written whatever another writer's lock (waited for off the event loop)
+            await rt.journal.off_loop_when_locked(functools.partial(enter_new_task, rt, record, attempt, context))
         else:
             rt.journal.finish_attempt(attempt, state, task_id=record.task_id, error=error)
             existing = take_existing_task(rt, record, existing=existing, created=state == "created", context=context)

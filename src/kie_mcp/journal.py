@@ -21,11 +21,13 @@ import threading
 import time
 import unicodedata
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+import anyio
 
 from kie_mcp import processes
 from kie_mcp.redact import redact, redact_value
@@ -80,6 +82,8 @@ INDEXES = {
     "tasks_model_created_id": "tasks(model, created, task_id)",
     "tasks_charged": "tasks(model, options_key, updated) WHERE state = 'succeeded'",  # charged_before
     "tasks_parent": "tasks(parent_task_id, created) WHERE parent_task_id IS NOT NULL",  # a clip's follow-ups
+    # what another server on the workspace recorded since the follower last read it (``tasks_changed_since``)
+    "tasks_updated": "tasks(updated)",
     "answers_task": "answers(task_id)",
     "files_path": "files(path)",  # which task saved a file a join names by its path (``file_at``)
     "files_source": "files(source_url)",  # a result link given back as an input: KIE's own, bound (``saved_from``)
@@ -165,6 +169,21 @@ def attempt_story(attempt_id: str, attempt: sqlite3.Row | None) -> str:
     )
 
 
+# Another writer's lock on the journal (another kie-mcp mid-write, a process suspended mid-transaction, a database
+# browser): a journal call on the event loop waits for it at most LOOP_BUSY_SECONDS (SQLite's wait blocks the whole
+# loop: pings, other calls, cancellations), then that work is done again in a worker thread, on a connection of its
+# own, that waits up to BUSY_SECONDS (``off_loop_when_locked``, ``writable``).
+LOOP_BUSY_SECONDS = 0.25
+BUSY_SECONDS = 30.0
+T = TypeVar("T")
+
+
+def is_locked(err: BaseException) -> bool:
+    """Whether ``err`` is SQLite's "database is locked" (another writer held the journal longer than we waited)."""
+    text = str(err).lower()
+    return isinstance(err, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
+
+
 def journal_path(workspace: Path) -> Path:
     return workspace / ".kie-mcp" / "journal.sqlite3"
 
@@ -201,8 +220,14 @@ def unavailable_reason(workspace: Path, err: BaseException) -> str:
 
 
 def storage_fix(err: BaseException, then: str = "try again") -> str:
-    """What to do about a failed write to the workspace (free space, make it writable, or check it), and ``then``."""
+    """What to do about a failed write to the workspace (free space, make it writable, or check it; wait for
+    another writer's lock), and ``then``."""
     text = str(err)
+    if is_locked(err):
+        return (
+            "The workspace journal (.kie-mcp/journal.sqlite3) is locked by another program or kie-mcp process on this "
+            f"workspace (a database browser, a process stopped mid-write): close it, or wait a moment, then {then}."
+        )
     if "full" in text.lower() or getattr(err, "errno", None) == 28:
         return f"The disk is full: free some space and {then}."
     if "readonly" in text.lower() or "read-only" in text.lower() or getattr(err, "errno", None) in (13, 30):
@@ -215,8 +240,9 @@ def storage_fix(err: BaseException, then: str = "try again") -> str:
 
 def storage_problem(err: BaseException) -> str:
     """A failed write to the workspace (journal, logs, outputs), in words that say what to do."""
+    what = "its journal" if is_locked(err) else "its workspace"
     return (
-        f"kie-mcp could not write to its workspace ({type(err).__name__}: {err}). {storage_fix(err)} Nothing was "
+        f"kie-mcp could not write to {what} ({type(err).__name__}: {err}). {storage_fix(err)} Nothing was "
         "spent by this call unless it returned a task id."
     )
 
@@ -381,12 +407,16 @@ class Journal:
         self._db.row_factory = sqlite3.Row
         self._db.create_function("kie_fold", 1, folded, deterministic=True)  # the task search's letter case
         self._lock = threading.RLock()
+        self._own = threading.local()  # a worker thread's own connection (``off_loop_when_locked``)
+        self._probe: sqlite3.Connection | None = None  # tells at once whether another writer holds the lock
+        self._probe_lock = threading.Lock()  # not the shared connection's: a worker thread's query never holds it up
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA busy_timeout=30000")
+            self._db.execute(f"PRAGMA busy_timeout={int(BUSY_SECONDS * 1000)}")  # opening: before any tool call
             self._db.executescript(SCHEMA)
             self._migrate()
+            self._db.execute(f"PRAGMA busy_timeout={int(LOOP_BUSY_SECONDS * 1000)}")  # used on the event loop
 
     def _migrate(self) -> None:
         """Bring a journal written by an older kie-mcp up to this schema: columns, indexes and triggers are only
@@ -483,26 +513,106 @@ class Journal:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+        with self._probe_lock:
+            if self._probe is not None:
+                self._probe.close()
+
+    @contextmanager
+    def _handle(self) -> Iterator[sqlite3.Connection]:
+        """The connection this thread uses: its own in ``off_loop_when_locked``, else the shared one, under its lock."""
+        own = getattr(self._own, "db", None)
+        if own is not None:
+            yield own
+            return
+        with self._lock:
+            yield self._db
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """An exclusive write transaction, across threads and processes."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._handle() as db:
+            db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
+                yield db
             except BaseException:
-                self._db.execute("ROLLBACK")
+                db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
+            db.execute("COMMIT")
 
     def query(self, sql: str, *args: Any) -> list[sqlite3.Row]:
-        with self._lock:
-            return self._db.execute(sql, args).fetchall()
+        with self._handle() as db:
+            return db.execute(sql, args).fetchall()
 
     def execute(self, sql: str, *args: Any) -> None:
-        with self._lock:
-            self._db.execute(sql, args)
+        with self._handle() as db:
+            db.execute(sql, args)
+
+    def _connection(self, busy_seconds: float) -> sqlite3.Connection | None:
+        """A connection of its own to this journal (None for one that cannot have another: ":memory:")."""
+        if str(self.path) == ":memory:":
+            return None
+        db = sqlite3.connect(str(self.path), timeout=busy_seconds, isolation_level=None, check_same_thread=False)
+        db.row_factory = sqlite3.Row
+        db.create_function("kie_fold", 1, folded, deterministic=True)
+        db.execute(f"PRAGMA busy_timeout={int(busy_seconds * 1000)}")
+        return db
+
+    def _own_connection(self, work: Callable[[], T]) -> T:
+        """Run ``work`` in this (worker) thread on a connection of its own, which waits up to ``BUSY_SECONDS`` for
+        another writer's lock; the shared connection (and its lock) stays free for the event loop meanwhile."""
+        db = self._connection(BUSY_SECONDS)
+        if db is None:
+            return work()
+        self._own.db = db
+        try:
+            return work()
+        finally:
+            self._own.db = None
+            db.close()
+
+    async def off_loop_when_locked(self, work: Callable[[], T]) -> T:
+        """Run ``work`` (journal calls) now, on the event loop, where another writer's lock is waited for at most
+        ``LOOP_BUSY_SECONDS``; when it is held longer, run it again in a worker thread that waits up to
+        ``BUSY_SECONDS`` (the loop, pings and other calls go on). ``work`` must be safe to run again after a
+        "locked" failure: one transaction (a lock refused at its ``BEGIN IMMEDIATE`` left nothing written), or reads.
+        Once begun in the thread it is seen through, even when the call is cancelled meanwhile (shielded): a
+        reservation or a task id written there is never left without the lines of this call that follow it."""
+        try:
+            return work()
+        except sqlite3.OperationalError as err:
+            if not is_locked(err):
+                raise
+        log.info("the journal is locked by another writer; waiting for it off the event loop")
+        with anyio.CancelScope(shield=True):
+            return await anyio.to_thread.run_sync(self._own_connection, work)
+
+    def locked_now(self) -> bool:
+        """Whether another program or kie-mcp process holds the journal's write lock right now (one try, no wait):
+        background writes on the event loop (the follower's rescan) skip a turn rather than wait for it there."""
+        if str(self.path) == ":memory:":
+            return False
+        with self._probe_lock:
+            try:
+                if self._probe is None:
+                    self._probe = self._connection(0.0)
+                assert self._probe is not None
+                self._probe.execute("BEGIN IMMEDIATE")
+                self._probe.execute("ROLLBACK")
+                return False
+            except sqlite3.Error as err:  # anything but a lock (read-only, a full disk) is the call's to meet and say
+                return is_locked(err)
+
+    async def writable(self) -> None:
+        """Wait while another program or kie-mcp process holds the journal's write lock (up to ``BUSY_SECONDS``), in a
+        worker thread: a tool call that writes waits here, not in SQLite on the event loop. Raises SQLite's
+        "database is locked" when it is still held then. At once when the lock is free (one try, no wait)."""
+        if not self.locked_now():
+            return
+        await anyio.to_thread.run_sync(self._own_connection, self._write_lock_free, abandon_on_cancel=True)
+
+    def _write_lock_free(self) -> None:
+        with self.transaction():
+            pass
 
     # -- spend ---------------------------------------------------------------------------------
 
@@ -697,6 +807,14 @@ class Journal:
             gone.setdefault(row["owner"], processes.owner_gone(row["owner"].removesuffix(DROPPED)))
         return {row["task_id"] for row in rows if gone[row["owner"]] is not True}
 
+    def followed_by_gone(self, owner: str) -> set[str]:
+        """The tasks claimed by another follower whose process is known to be gone (killed: it never released them)."""
+        rows = self.query("SELECT task_id, owner FROM follows WHERE owner NOT IN (?, ?)", owner, owner + DROPPED)
+        gone: dict[str, bool | None] = {}
+        for row in rows:
+            gone.setdefault(row["owner"], processes.owner_gone(row["owner"].removesuffix(DROPPED)))
+        return {row["task_id"] for row in rows if gone[row["owner"]] is True}
+
     def renew_follows(self, owner: str) -> None:
         self.execute("UPDATE follows SET seen = ? WHERE owner IN (?, ?)", time.time(), owner, owner + DROPPED)
 
@@ -803,6 +921,11 @@ class Journal:
             where += " AND (created > ? OR (created = ? AND task_id > ?))"
             args += [after[0], after[0], after[1]]
         return self.query(f"SELECT * FROM tasks WHERE {where} ORDER BY created, task_id LIMIT ?", *args, limit)
+
+    def tasks_changed_since(self, since: float, limit: int = 500) -> list[sqlite3.Row]:
+        """Tasks recorded (created or changed, by any server on the workspace) at ``since`` or later, oldest change
+        first: what the follower relays to its clients about tasks other servers follow."""
+        return self.query("SELECT * FROM tasks WHERE updated >= ? ORDER BY updated LIMIT ?", since, limit)
 
     def unsaved_tasks(self, *, since: float, limit: int = 100) -> list[sqlite3.Row]:
         """Succeeded tasks created after ``since`` with fewer saved files than result links, oldest first: results

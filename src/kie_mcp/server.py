@@ -83,6 +83,8 @@ TOOL_NAMES = (
 # answers against it.
 ANSWERS_BUILT_BY_VALIDATION = frozenset({"estimate_cost"})
 ANSWER_GRACE = 300.0  # seconds a sealed confirmation answer stays readable after its question ended
+# Tools that never write to the journal: they never wait for another program's lock on it (``_open_runtime``).
+TOOLS_THAT_NEVER_WRITE = frozenset({"list_models"})
 OPEN_AFTER_SECONDS = 0.5  # a host sends the handshake and tools/list at once: the runtime opens after them
 
 
@@ -343,14 +345,27 @@ class _Server(MCPServer):
             self._deferred.pop(0)
 
     @staticmethod
-    async def _open_runtime(context: Context[Any, Any] | None) -> None:
-        """Wait for this connection's runtime (``RuntimeHolder``) before anything that may use it runs."""
+    async def _open_runtime(context: Context[Any, Any] | None, *, writes: bool = False) -> None:
+        """Wait for this connection's runtime (``RuntimeHolder``) before anything that may use it runs; with
+        ``writes``, also for the journal's write lock while another program holds it (in a worker thread, never
+        in SQLite on the event loop: pings and other calls go on meanwhile; ``Journal.writable``)."""
         try:
             holder = context.request_context.lifespan_context if context is not None else None
         except ValueError:  # a context outside any request: no connection, nothing to open
             return
         if isinstance(holder, RuntimeHolder):
-            await holder.get()
+            runtime = await holder.get()
+            if not writes:
+                return
+            import sqlite3
+
+            from kie_mcp.journal import Journal, storage_problem  # loaded with the runtime already
+
+            if isinstance(runtime.journal, Journal):  # an unavailable journal: the tool explains
+                try:
+                    await runtime.journal.writable()
+                except sqlite3.OperationalError as err:
+                    raise ToolError(redact(storage_problem(err))) from None
 
     def add_resource(self, resource: Resource) -> None:
         self._paged = None
@@ -496,7 +511,7 @@ class _Server(MCPServer):
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
     ) -> CallToolResult | InputRequiredResult:
         try:
-            await self._open_runtime(context)
+            await self._open_runtime(context, writes=name not in TOOLS_THAT_NEVER_WRITE)
         except RuntimeUnavailable as err:
             raise ToolError(str(err)) from None
         self._build(name)

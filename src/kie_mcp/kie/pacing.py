@@ -4,6 +4,11 @@ KIE allows 20 creates per 10 seconds per account and counts a create when it ARR
 only know that it arrived after we sent it and before its answer came back. So a create holds a place in the
 window (a *slot*) from before it is sent until its answer, and the window is measured from the answer plus a
 safety margin, never from the moment the slot was granted. See ``SlidingWindow`` for the invariant this buys.
+
+The windows are this process's own. Several kie-mcp servers on one key (two clients side by side on a workspace)
+each pace themselves and know nothing of the others' creates, so together they can exceed KIE's limit: KIE's 429s
+then pace them (a refused create is not counted, every new slot waits for the window's edge, ``Slot.rate_limited``,
+and the create is sent again).
 """
 
 from __future__ import annotations

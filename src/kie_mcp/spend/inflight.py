@@ -20,12 +20,17 @@ import anyio
 # How long a retry waits for a cut-off call's creates to land before answering without spending. A create's HTTP
 # round trip is seconds; a pacing slot or a 429's wait adds up to about 10 s.
 LANDING_WAIT = 20.0
+# How long the loser of two calls at once with one approval waits for the winner's create, on its way to KIE, to be
+# answered (``generation.landed_here``): KIE answers a create within a second or two; past this, the answer says a
+# create is still being sent.
+REPLAY_LANDING_WAIT = 3.0
 
 
 @dataclass(eq=False)
 class _Call:
     digest: str
     cut_off: bool = False
+    creating: bool = False  # its input files are up and its credits reserved: its creates go out now
     landed: anyio.Event = field(default_factory=anyio.Event)
 
 
@@ -70,6 +75,18 @@ class SpendingCalls:
         process after using its approval: its creates are on their way (or about to be, its input files still
         uploading) and not yet all in the journal."""
         return any(not call.landed.is_set() for call in self._calls.get(key, ()))
+
+    def begin_creates(self, digest: str) -> None:
+        """The calls of this request under way here are past their uploads and reservation: their creates go out now
+        (``creating``)."""
+        for call in self._calls.get(digest, ()):
+            if not call.landed.is_set():
+                call.creating = True
+
+    def creating(self, key: str) -> bool:
+        """Whether a call of this request under way here is sending its creates (past its uploads): their answers
+        are a KIE round trip away, not an upload's time."""
+        return any(call.creating and not call.landed.is_set() for call in self._calls.get(key, ()))
 
     async def wait_for_cut_off(self, digest: str, seconds: float | None = None) -> bool:
         """Wait (up to ``seconds``, by default ``LANDING_WAIT``) until no call of this request that its host cut off

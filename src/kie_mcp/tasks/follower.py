@@ -55,11 +55,14 @@ whether or not a tool call is waiting on it:
 - **One follower per workspace.** Each task is claimed in the journal (``follows``) by the follower that asks
   KIE about it and saves its results, when it starts following it; claims are renewed every ``RESCAN`` and given
   up when the task ends or the server stops. Another server's follower leaves a task claimed by a live one alone,
-  and takes it over once that server is gone (its process has ended: a call waiting on it here at once, the rescan
-  once the task is ``QUIET``), or its claim goes ``QUIET`` unrenewed (another machine's). Meanwhile a call here that
+  and takes it over once that server is gone (its process has ended, killed too: a call waiting on it here at once,
+  the next rescan otherwise), or its claim goes ``QUIET`` unrenewed (another machine's). Meanwhile a call here that
   waits on such a task (a ``check_task``; a generation, when KIE answered with a task another server made, or that
   server's rescan took up this one's new task while it was busy) reads the journal every ``poll_max_interval``
-  instead of asking KIE, and this server's clients are told of its changes read the same way (``_observe``).
+  instead of asking KIE, and this server's clients are told of its changes read the same way (``_observe``): every
+  ``poll_max_interval`` the follower reads the tasks the journal recorded since its last read (``_relay``, an index
+  search on ``updated``) and observes each unfinished one it does not follow, whoever made it and whether or not
+  anyone here asked about it; one another server made and finished between two reads is announced at once.
 - **Telling the client.** ``check_task`` and the ``kie://tasks/{id}`` resource hand the follower their request
   context (``attach_client``). From then on, every change of a task's state is published as a resource update
   of ``kie://tasks/{id}`` on the server's subscription bus (``Context.notify_resource_updated``: the bus is
@@ -80,7 +83,7 @@ import logging
 import sqlite3
 import time
 import warnings
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -94,7 +97,15 @@ from kie_mcp.journal import JOURNAL_ERRORS
 from kie_mcp.processes import this_process
 
 from .polling import Look, refresh
-from .records import NOT_FOLLOWED, STATUS_REFUSED, STILL_ASKING, TaskRecord, answer_not_recorded, time_left
+from .records import (
+    NOT_FOLLOWED,
+    STATUS_REFUSED,
+    STILL_ASKING,
+    TaskRecord,
+    answer_not_recorded,
+    record_from_row,
+    time_left,
+)
 
 if TYPE_CHECKING:
     from kie_mcp.runtime import Runtime
@@ -111,6 +122,8 @@ RESCAN = 60.0  # how often the journal is read for unfinished tasks nobody follo
 ADOPT_PAGE = 500  # unfinished tasks read from the journal at a time (the journal's default page)
 ADOPT_PAGES = 20  # pages a scan reads at most: 10,000 unfinished tasks
 QUIET = 180.0  # ... adopted when nothing was recorded about them for this long
+CHANGES_OVERLAP = 5.0  # real seconds each read of the journal's changes reaches back (a write committed late)
+TOLD_KEPT = 10_000  # what the clients were last told of each task, for this many tasks (the journal relay's memory)
 GIVE_UP = 8  # refusals in a row after which a task is left alone
 RETRY_DROPPED = 3600.0  # ... and looked at again after this (a key or KIE may have recovered)
 LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")  # MCP's, ascending
@@ -230,6 +243,13 @@ class Follower:
         # Tasks another server's follower holds that this server's clients asked about: what the journal said of
         # each (state, saved files), read again every poll_max_interval so they hear of a change all the same.
         self._observed: dict[str, tuple[str, int]] = {}
+        # What this server's clients were last told of each task (state, saved files), so the journal relay tells
+        # them of a change once, whichever server recorded it; and where the relay's last read of the journal ended.
+        self._told: OrderedDict[str, tuple[str, int]] = OrderedDict()
+        self._changes_since = 0.0
+        self._changes_read: dict[str, float] = {}  # rows the last reads went through (task id: its ``updated``)
+        self._started_at = 0.0
+        self._relaying = False
         self._wake: anyio.Event | None = None
         self._bound: anyio.Event | None = None
         self._limiter: anyio.CapacityLimiter | None = None
@@ -249,6 +269,7 @@ class Follower:
         """Follow tasks until cancelled (the runtime's background task group runs this)."""
         self._rt = rt
         self._unit = time_unit(rt.settings)
+        self._started_at = self._changes_since = time.time()
         self._limiter = anyio.CapacityLimiter(LOOKS_AT_ONCE)
         self._end_limiter = anyio.CapacityLimiter(ENDS_AT_ONCE)
         self._save_limiter = anyio.CapacityLimiter(SAVES_AT_ONCE)
@@ -274,9 +295,13 @@ class Follower:
                     self._retrying |= self._dropped  # the rescan adopts them again (unless over KIE's 14 days) ...
                     self._dropped.clear()  # ... for one look each: a refusal leaves them alone again
                     retry_dropped_at = now + RETRY_DROPPED * self._unit
-                if self._observed and now >= relay_at:
-                    group.start_soon(self._relay_observed)
+                if now >= relay_at:  # what other servers recorded, told to this one's clients
                     relay_at = now + self._rt.settings.poll_max_interval
+                    if not self._relaying:  # the last one still announcing: the next turn
+                        self._relaying = True
+                        group.start_soon(self._relay)
+                if now >= rescan_at and self._journal_locked():  # another program holds it: the next rescan
+                    rescan_at = now + RESCAN * self._unit
                 if now >= rescan_at:
                     self._renew()
                     self._recover_interrupted()
@@ -298,11 +323,19 @@ class Follower:
                 looks = [w.next_at for w in idle if not w.record.finished]
                 others = [w.next_at for w in idle if w.record.finished]
                 others += [u.next_at for u in self._unsaved.values() if not u.busy]
-                if self._observed:
-                    others.append(relay_at)
+                others.append(relay_at)
                 wake_at = min(max(min([*looks, rescan_at]), self._paused_until), *others, rescan_at)
                 with anyio.move_on_after(max(wake_at - time.monotonic(), 0.0)):
                     await self._wake.wait()
+
+    def _journal_locked(self) -> bool:
+        """Whether another writer holds the journal now: the rescan's writes (claims) would each wait for it on the
+        event loop (``journal.LOOP_BUSY_SECONDS``), so it skips a turn."""
+        assert self._rt is not None
+        try:
+            return self._rt.journal.locked_now()
+        except JOURNAL_ERRORS:
+            return False
 
     def _poke(self) -> None:
         if self._wake is not None:
@@ -335,25 +368,50 @@ class Follower:
             )
 
     def _adopt(self, *, quiet_for: float | None) -> None:
-        """Follow the journal's unfinished tasks (all of them, or those nobody recorded anything about lately)."""
+        """Follow the journal's unfinished tasks (all of them, or those nobody recorded anything about lately, and
+        those whose follower's process is gone). One another live server follows is observed instead: this
+        server's clients hear of its changes all the same (``_relay``)."""
         assert self._rt is not None
         now = time.time()
         quiet_since = None if quiet_for is None else now - quiet_for
         elsewhere = self._followed_elsewhere_now()
-        for row in self._unfinished_rows(since=now - RETENTION_SECONDS, quiet_since=quiet_since):
-            if row["task_id"] in self._watches or row["task_id"] in self._dropped or row["task_id"] in elsewhere:
+        rows = self._unfinished_rows(since=now - RETENTION_SECONDS, quiet_since=quiet_since)
+        if quiet_for is not None:  # a follower known gone (killed) left these: at once, not after QUIET
+            rows = itertools.chain(rows, self._rows_of_gone_followers(since=now - RETENTION_SECONDS))
+        for row in rows:
+            task_id = row["task_id"]
+            if task_id in self._watches or task_id in self._dropped:
                 continue
-            if quiet_for is None and self._followed_elsewhere(row, now):
-                continue  # adopted by the rescan once it goes quiet (that server stopped following it)
+            # adopted by a rescan once that server stops following it (gone, or its claim quiet)
+            held = task_id in elsewhere or (quiet_for is None and self._followed_elsewhere(row, now))
             try:
                 record = TaskRecord.model_validate_json(row["record"])
-                if record.state in TASK_STATES_UNFINISHED:
+                if record.state not in TASK_STATES_UNFINISHED:
+                    continue
+                if not held:
                     log.info("following task %s (%s) left unfinished in the journal", record.task_id, record.model)
-                    self._add(record)
+                if held or self._add(record) is None:
+                    self._observe(record)  # followed by another server: its changes reach this server's clients
             except ValidationError as err:
-                log.warning("task %s: its journal record cannot be read (%s)", row["task_id"], err)
+                log.warning("task %s: its journal record cannot be read (%s)", task_id, err)
             except Exception:  # one odd row must not stop the follower, which would stop the server
-                log.exception("task %s: could not follow it", row["task_id"])
+                log.exception("task %s: could not follow it", task_id)
+
+    def _rows_of_gone_followers(self, *, since: float) -> list[sqlite3.Row]:
+        """The journal rows of unfinished tasks (created after ``since``) whose follower's process is known to be gone
+        (killed while following them): its claim would hold them back until ``QUIET``, for nothing."""
+        assert self._rt is not None
+        try:
+            orphans = self._rt.journal.followed_by_gone(self.owner)
+            rows = [self._rt.journal.task_row(task_id) for task_id in sorted(orphans)[:ADOPT_PAGE]]
+        except JOURNAL_ERRORS as err:
+            log.warning("could not read the tasks of stopped kie-mcp servers from the journal: %s", err)
+            return []
+        return [
+            row
+            for row in rows
+            if row is not None and row["state"] in TASK_STATES_UNFINISHED and row["created"] >= since
+        ]
 
     # -- claims: one follower per task, across the servers of a workspace ---------------------------------------
 
@@ -761,7 +819,10 @@ class Follower:
             watch.note(await self._finish(self._rt, [record]))
         except JOURNAL_ERRORS as err:
             watch.note([f"{record.task_id}: finishing it stopped: the journal could not be read or written ({err})."])
-        self._journal(watch)
+        try:  # how it ended is recorded whatever another writer's lock (waited for off the event loop)
+            await self._rt.journal.off_loop_when_locked(functools.partial(self._rt.tasks.add, record))
+        except JOURNAL_ERRORS as err:
+            watch.note([answer_not_recorded(record.task_id, err)])
         self._forget(watch)
         self.save_later(record)  # a download failed (or was cut off): tried again in the background
         await self._announce(record, waiters=watch.waiters)
@@ -807,6 +868,7 @@ class Follower:
         """A task's state changed (or its results were saved on a later try): publish the updates of its
         resource and of the task list; when it ended, say so in a log message too (queued for the next check_task
         when nobody waits on it)."""
+        self._remember_told(record)  # before any await: the journal relay never tells this twice
         if self._publish is not None:
             try:
                 await self._publish(f"kie://tasks/{record.task_id}")
@@ -831,6 +893,16 @@ class Follower:
                 log.debug("could not tell the client that task %s ended: %s", record.task_id, err)
         elif waiters == 0:
             self._notices.append(line)
+
+    def _remember_told(self, record: TaskRecord) -> None:
+        """This server's clients know ``record`` as it is now (announced, or the answer of their own call): the journal
+        relay tells them of it again only when it changes."""
+        if record.task_id is None:
+            return
+        self._told[record.task_id] = _told_of(record)
+        self._told.move_to_end(record.task_id)
+        while len(self._told) > TOLD_KEPT:
+            self._told.popitem(last=False)
 
     def _client_hears(self, level: str) -> bool:
         return LOG_LEVELS.index(level) >= LOG_LEVELS.index(self.client_level)
@@ -875,6 +947,8 @@ class Follower:
         await self._runtime()
         watch = self._add(record, looked=looked, asked=True)
         if watch is None:
+            if record.finished and not self._unsaved_results(record):
+                self._remember_told(record)  # whoever found it shows it as it is
             self.save_later(record, at=time.monotonic())
             if record.task_id is not None and not record.finished and self._held_elsewhere(record.task_id):
                 self._observe(record)  # followed by another server: its clients here still hear when it changes
@@ -998,6 +1072,7 @@ class Follower:
                 return Checked(record, [], held=False)
             [current], _ = await self._wait_on([record], [None], seconds, on_update)
             self._observe(current)
+            self._remember_told(current)
             return Checked(current, [], held=True, saving=current.finished and self._unsaved_results(current))
         if seconds <= 0 and not looked:  # also a success KIE sent without its links: the person asks, KIE is asked
             await self._look_now(watch)
@@ -1028,6 +1103,7 @@ class Follower:
         try:
             with anyio.move_on_after(self.save_grace(seconds)) as grace:
                 problems = await self._save(rt, [record])
+            self._remember_told(record)  # the check_task's answer says so
             return problems, grace.cancelled_caught
         finally:  # no await: runs even when the call is cancelled mid-download
             if claimed and task_id not in self._watches:
@@ -1045,6 +1121,54 @@ class Follower:
         if not record.finished or self._unsaved_results(record):
             self._observed.setdefault(record.task_id, (record.state, len(record.files)))
             self._poke()
+
+    async def _relay(self) -> None:
+        """Every ``poll_max_interval``: what other servers on the workspace recorded reaches this server's clients
+        (``_read_changes``, ``_relay_observed``). Never raises: a bug here must not stop the follower."""
+        try:
+            await self._read_changes()
+            await self._relay_observed()
+        except Exception:
+            log.exception("relaying the journal's task changes failed; trying again at the next")
+        finally:
+            self._relaying = False
+
+    async def _read_changes(self) -> None:
+        """Read the tasks recorded since the last read (an index search on ``updated``): an unfinished one this
+        follower does not follow is observed (another server created it, or follows it), and one another server
+        created since this one started and that ended before it was observed here is announced now. A task this
+        follower has, or whose state its clients were already told, is left alone."""
+        assert self._rt is not None
+        read_at = time.time()
+        try:
+            rows = self._rt.journal.tasks_changed_since(self._changes_since, limit=ADOPT_PAGE)
+        except JOURNAL_ERRORS as err:
+            log.debug("could not read the journal's task changes: %s", err)
+            return
+        # The next read reaches back CHANGES_OVERLAP (a write committed a moment after the time it records); after a
+        # full page, it goes on from this page's last change instead.
+        self._changes_since = rows[-1]["updated"] if len(rows) == ADOPT_PAGE else read_at - CHANGES_OVERLAP
+        read, self._changes_read = self._changes_read, {}
+        for row in rows:
+            task_id = row["task_id"]
+            self._changes_read[task_id] = row["updated"]
+            if read.get(task_id) == row["updated"]:  # read already (the overlap): unchanged since
+                continue
+            if task_id in self._watches or task_id in self._unsaved or task_id in self._observed:
+                continue
+            if task_id in self._dropped or row["state"] not in (*TASK_STATES_UNFINISHED, "succeeded", "failed"):
+                continue
+            try:
+                record = record_from_row(row)
+            except (ValueError, TypeError):  # a row this kie-mcp cannot read: check_task says so when asked
+                continue
+            if not record.finished:
+                self._observe(record)
+            elif row["created"] >= self._started_at and self._told.get(task_id) != _told_of(record):
+                if self._unsaved_results(record):
+                    self._observe(record)  # told once its results are saved (``_relay_observed``)
+                else:
+                    await self._announce(record)
 
     async def _relay_observed(self) -> None:
         """Announce (subscribers, log message) each observed task whose state or saved files changed in the
@@ -1091,6 +1215,11 @@ class Follower:
             watch.busy = False
             watch.tell()
             self._poke()
+
+
+def _told_of(record: TaskRecord) -> tuple[str, int]:
+    """What a client is told of a task, as the journal relay compares it: its state and saved files."""
+    return record.state, len(record.files)
 
 
 def _current(records: list[TaskRecord], watches: list[Watch | None]) -> list[TaskRecord]:

@@ -542,7 +542,7 @@ class TaskBook:
         if row is None:
             return None
         try:
-            return _from_row(row)
+            return record_from_row(row)
         except (ValueError, TypeError) as err:  # pydantic's ValidationError is a ValueError
             raise UnreadableRecord(task_id, err) from None
 
@@ -566,7 +566,7 @@ class TaskBook:
         rows = self.journal.find_tasks(limit=limit, **filters)
         for row in rows:
             try:
-                found.records.append(_from_row(row))
+                found.records.append(record_from_row(row))
             except (ValueError, TypeError) as err:
                 log.warning("task %s: its journal record cannot be read (%s)", row["task_id"], _what_is_wrong(err))
                 found.unreadable.append(row["task_id"])
@@ -604,7 +604,7 @@ class ModelFilterError(LookupError):
     """A model filter that names no model (or several): the message lists the candidates."""
 
 
-def _from_row(row: Any) -> TaskRecord:
+def record_from_row(row: Any) -> TaskRecord:
     """The record a journal row keeps, showing the row's prompt and session (``TaskRecord.label``)."""
     record = TaskRecord.model_validate_json(row["record"])
     record.label(row["prompt"], row["session"])

@@ -1,0 +1,269 @@
+"""Several kie-mcp servers on one workspace (Claude Desktop and Cursor side by side): each server's clients hear of
+every task of the workspace, whichever server made and follows it, without a second server asking KIE about it; a
+task whose server was killed is taken up at once by one still running.
+
+Through the real MCP client, against the simulator; two servers on one workspace are two in-process servers (the
+follower tells a killed server by its process id: one that has ended). The follower's schedule runs 200 times
+faster (``poll_min_interval`` 10 ms, conftest) unless a test says otherwise.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+import warnings
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client
+from mcp.shared.exceptions import MCPDeprecationWarning
+from mcp.types import LoggingMessageNotificationParams
+
+from kie_mcp import journal as journal_module
+from kie_mcp import processes
+from kie_mcp.journal import Journal, journal_path
+from kie_mcp.server import create_server
+from kie_mcp.tasks.follower import QUIET, RESCAN, time_unit
+
+from .conftest import answering, text_of, twice_at_once
+from .test_follower import CountedTransport, video_nobody_waits_for
+from .test_promise_saved_by_one import a_gone_process
+
+IMAGE = {"prompt": "a red apple on a wooden table", "model": "nano-banana-2"}
+
+
+async def heard_all(subscription, uris: set[str], seconds: float) -> set[str]:
+    heard: set[str] = set()
+    with anyio.fail_after(seconds):
+        async for event in subscription:
+            heard.add(str(getattr(event, "uri", "")))
+            if heard >= uris:
+                break
+    return heard
+
+
+async def test_a_subscriber_hears_when_a_task_another_server_made_ends_without_asking_about_it_first(
+    settings, transport, controls, mode
+):
+    """The audit: B's 2026-07-28 client subscribed to kie://tasks/{id} of A's task (and to kie://tasks) heard
+    nothing in 100 s, though the task ended in a second: B left the task to A and never looked again unless its
+    client had read the task first. B reads the journal's changes and tells its subscribers, never asking KIE."""
+    if mode != "auto":
+        pytest.skip("subscriptions/listen is the 2026-07-28 way to subscribe to a resource")
+    second = CountedTransport(transport)
+    await controls.post("clock/speed", {"speed": 0})
+    async with (
+        Client(create_server(settings, transport=second), mode=mode) as b,
+        Client(create_server(settings, transport=transport), elicitation_callback=answering()) as a,
+    ):
+        await b.call_tool("list_tasks", {})
+        task_id = await video_nobody_waits_for(a)  # made after B started
+        uris = {f"kie://tasks/{task_id}", "kie://tasks"}
+        async with b.listen(resource_subscriptions=sorted(uris)) as subscription:
+            await controls.post("clock/speed", {"speed": 1000})
+            assert await heard_all(subscription, uris, 10) == uris
+    assert second.status_calls(task_id) == 0  # A asks KIE; B only read the journal
+
+
+async def test_a_server_started_after_another_made_a_task_tells_its_subscribers_when_that_task_ends(
+    settings, transport, controls, mode
+):
+    """The audit: a task another live server follows was skipped at start, never observed: its end reached nobody
+    on the server started later (the README promises updates of a task "nobody asked about since, too")."""
+    if mode != "auto":
+        pytest.skip("subscriptions/listen is the 2026-07-28 way to subscribe to a resource")
+    second = CountedTransport(transport)
+    await controls.post("clock/speed", {"speed": 0})
+    async with Client(create_server(settings, transport=transport), elicitation_callback=answering()) as a:
+        task_id = await video_nobody_waits_for(a)
+        async with Client(create_server(settings, transport=second), mode=mode) as b:
+            await b.call_tool("check_credits", {})  # B's follower runs from now on (the task unfinished yet)
+            uri = f"kie://tasks/{task_id}"
+            async with b.listen(resource_subscriptions=[uri]) as subscription:
+                await controls.post("clock/speed", {"speed": 1000})
+                assert await heard_all(subscription, {uri}, 10) == {uri}
+    assert second.status_calls(task_id) == 0
+
+
+async def test_a_handshake_client_of_another_server_gets_a_log_message_when_any_task_of_the_workspace_ends(
+    settings, transport, controls
+):
+    """The audit: a handshake-era client of B, after its first tool call (any tool), got no "task ended" log
+    message for a task A made, though the README promises one "from their first tool call on, whatever the tool"."""
+    lines: list[str] = []
+
+    async def on_log(params: LoggingMessageNotificationParams) -> None:
+        lines.append(str(params.data))
+
+    await controls.post("clock/speed", {"speed": 0})
+    async with (
+        Client(create_server(settings, transport=transport), mode="legacy", logging_callback=on_log) as b,
+        Client(create_server(settings, transport=transport), elicitation_callback=answering()) as a,
+    ):
+        await b.call_tool("list_models", {})
+        task_id = await video_nobody_waits_for(a)
+        await controls.post("clock/speed", {"speed": 1000})
+        with anyio.fail_after(10):
+            while not any(task_id in line for line in lines):  # noqa: ASYNC110 - filled by the client's callback
+                await anyio.sleep(0.02)
+        await anyio.sleep(0.5)  # a second telling would come within a few relay reads
+    told = [line for line in lines if task_id in line]
+    assert len(told) == 1 and "succeeded" in told[0], told
+
+
+async def test_a_task_whose_following_server_was_killed_is_taken_up_at_the_next_rescan_not_after_quiet(
+    settings, transport, controls, tmp_path
+):
+    """The audit: a server SIGKILLed while following a task left it for ~240 s (QUIET after the task's last change,
+    then a rescan) before the surviving server took it up, though the survivor could tell at once that its follower
+    was gone. The next rescan takes it up (QUIET still holds for a follower of unknown liveness)."""
+    slower = replace(settings, poll_min_interval=0.1)  # QUIET 9 s, RESCAN 3 s: the two told apart
+    unit = time_unit(slower)
+    await controls.post("clock/speed", {"speed": 0})
+    async with Client(create_server(slower, transport=transport)) as b:
+        await b.call_tool("list_tasks", {})  # B's follower runs (its start-time adoption is over)
+        async with Client(create_server(slower, transport=transport), elicitation_callback=answering()) as a:
+            task_id = await video_nobody_waits_for(a)
+        # What a killed server leaves: its claim, fresh, under a process that has ended (A stopped cleanly and
+        # released its claim; the journal is made to show the kill), and the task's row just written.
+        killed = f"{processes.HOST}-{await a_gone_process()}-{'0' * 8}/1"
+        journal = Journal.for_workspace(tmp_path)
+        journal.execute(
+            "INSERT INTO follows (task_id, owner, seen) VALUES (?, ?, ?) ON CONFLICT(task_id) DO UPDATE SET"
+            " owner = excluded.owner, seen = excluded.seen",
+            task_id,
+            killed,
+            time.time(),
+        )
+        journal.execute("UPDATE tasks SET updated = ? WHERE task_id = ?", time.time(), task_id)
+        began = time.monotonic()
+        with anyio.fail_after((QUIET - RESCAN) * unit):  # within a rescan or two, well before QUIET
+            while journal.query("SELECT owner FROM follows WHERE task_id = ?", task_id)[0]["owner"] == killed:  # noqa: ASYNC110
+                await anyio.sleep(0.05)
+        taken_after = time.monotonic() - began
+        await controls.post("clock/speed", {"speed": 1000})
+        checked = await b.call_tool("check_task", {"task_id": task_id, "wait_seconds": 10})
+        journal.close()
+    assert taken_after < QUIET * unit
+    assert checked.structured_content["task"]["state"] == "succeeded"
+
+
+# -- a journal another program holds ----------------------------------------------------------------------------
+
+
+def lock_journal(workspace: Path) -> sqlite3.Connection:
+    """Another writer holding the workspace journal's write lock (a process stopped mid-transaction, a database
+    browser) until its ``ROLLBACK``."""
+    holder = sqlite3.connect(str(journal_path(workspace)), isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    return holder
+
+
+async def test_a_journal_another_program_holds_never_stalls_the_server_and_a_call_that_writes_waits_for_it(
+    connect, tmp_path, mode
+):
+    """The audit: while another writer held the journal, the whole server froze for up to 30 s (even list_models and
+    ping: SQLite waited for the lock on the event loop). A call that writes waits for the lock in a worker thread,
+    and goes through once it is free; everything else goes on meanwhile."""
+    async with connect(elicitation=answering()) as client:
+        await client.call_tool("list_tasks", {})  # the runtime (and its journal) is open
+        answers: dict[str, Any] = {}
+
+        async def estimate() -> None:
+            answers["estimate"] = await client.call_tool("estimate_cost", IMAGE)
+
+        holder = lock_journal(tmp_path)
+        try:
+            with anyio.fail_after(10):
+                async with anyio.create_task_group() as group:
+                    group.start_soon(estimate)
+                    await anyio.sleep(0.3)  # the estimate meets the lock
+                    began = time.monotonic()
+                    if mode == "legacy":  # ping is the handshake era's (deprecated since)
+                        with warnings.catch_warnings():
+                            warnings.simplefilter("ignore", MCPDeprecationWarning)
+                            await client.send_ping()
+                    models = await client.call_tool("list_models", {"kind": "image"})
+                    answered_in = time.monotonic() - began
+                    waiting = "estimate" not in answers
+                    holder.execute("ROLLBACK")  # the other program lets go: the estimate goes through
+        finally:
+            holder.close()
+    assert answered_in < 1.0 and not models.is_error  # 30 s before
+    assert waiting
+    assert not answers["estimate"].is_error, text_of(answers["estimate"])
+    assert answers["estimate"].structured_content["quote"]["quote_id"].startswith("q_")
+
+
+async def test_a_call_that_meets_a_journal_locked_too_long_says_it_is_locked_and_that_nothing_was_spent(
+    connect, controls, tmp_path, monkeypatch
+):
+    """The audit: after 30 s the answer said kie-mcp "could not write to its workspace ... Check the workspace folder
+    (free space, permissions)": the wrong advice for a lock another program holds. It says the journal is locked,
+    by another program or kie-mcp process, that nothing was spent, and the approval is still good afterwards."""
+    monkeypatch.setattr(journal_module, "BUSY_SECONDS", 0.5, raising=False)  # the wait for the lock, 30 s in use
+    async with connect(elicitation=answering()) as client:
+        quote = (await client.call_tool("estimate_cost", IMAGE)).structured_content["quote"]
+        holder = lock_journal(tmp_path)
+        try:
+            with anyio.fail_after(10):
+                refused = await client.call_tool("generate_image", {**IMAGE, "quote_id": quote["quote_id"]})
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert refused.is_error
+        said = text_of(refused)
+        assert "locked by another program or kie-mcp process" in said and "Nothing was spent" in said, said
+        assert "permissions" not in said, said
+        assert await controls.creates() == []
+        made = await client.call_tool("generate_image", {**IMAGE, "quote_id": quote["quote_id"], "wait_seconds": 0})
+    assert made.structured_content["status"] in ("submitted", "completed"), text_of(made)
+    assert len(await controls.creates()) == 1
+
+
+# -- one quote, two calls at once in one server -------------------------------------------------------------------
+
+
+async def test_the_same_quote_used_twice_at_once_in_one_server_answers_the_loser_with_the_task_the_winner_made(
+    connect, controls
+):
+    """The audit: two identical calls at once with one quote made one create (good), but the other answered "Unclear
+    ... The create this approval sent is still being sent: KIE may have created and charged it ... Check
+    https://kie.ai/logs", though its sibling had the task id milliseconds later. It waits for that create to land
+    and names its task, as the loser in another server does ("already used ... It made task X")."""
+    async with connect() as client:
+        quote = (await client.call_tool("estimate_cost", IMAGE)).structured_content["quote"]
+        results = await twice_at_once(client, "generate_image", {**IMAGE, "quote_id": quote["quote_id"]})
+    assert len(await controls.creates()) == 1
+    made = {task["task_id"] for result in results for task in result.structured_content["tasks"]}
+    assert len(made) == 1 and None not in made, [text_of(result) for result in results]
+    loser = next(result for result in results if "already used" in text_of(result))
+    assert "still being sent" not in text_of(loser) and "kie.ai/logs" not in text_of(loser), text_of(loser)
+
+
+async def test_the_same_quote_used_at_once_on_two_servers_answers_the_loser_with_the_task_the_winner_made(
+    settings, transport, controls
+):
+    """The audit's two-process variant: the server that lost the race for one quote answered "still being sent ...
+    check https://kie.ai/logs" while the other's create was on its way; it waits for that create (its process runs)
+    and names its task."""
+    async with (
+        Client(create_server(settings, transport=transport)) as a,
+        Client(create_server(settings, transport=transport)) as b,
+    ):
+        quote = (await a.call_tool("estimate_cost", IMAGE)).structured_content["quote"]
+        arguments = {**IMAGE, "quote_id": quote["quote_id"], "wait_seconds": 0}
+        results: list[Any] = []
+
+        async def call(client: Client) -> None:
+            results.append(await client.call_tool("generate_image", arguments))
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(call, a)
+            group.start_soon(call, b)
+    assert len(await controls.creates()) == 1
+    made = {task["task_id"] for result in results for task in result.structured_content["tasks"]}
+    assert len(made) == 1 and None not in made, [text_of(result) for result in results]
