@@ -153,6 +153,22 @@ def bytes_hold_secret(content: bytes) -> bool:
     return False
 
 
+class SecretWatch:
+    """``bytes_hold_secret`` over a stream, one piece at a time (a download as it is written): each piece is searched
+    with the end of the one before, so a secret split between two pieces is found. ``found`` once any held one."""
+
+    def __init__(self) -> None:
+        self.found = False
+        self._tail = b""
+
+    def feed(self, piece: bytes | bytearray) -> None:
+        if self.found or not piece:
+            return
+        seen = self._tail + piece
+        self.found = bytes_hold_secret(seen)
+        self._tail = seen[-2 * _SCAN_OVERLAP :]  # even: UTF-16's two alignments both stay whole
+
+
 @functools.lru_cache(maxsize=4)
 def _bytes_pattern(pattern: re.Pattern[str]) -> re.Pattern[bytes]:
     """The registered secrets' pattern, to search bytes (each byte a character, as Latin-1 reads them)."""

@@ -1,0 +1,111 @@
+"""Promise: the KIE key never leaves in a file kie-mcp makes or an answer it gives, even when KIE (or its file host)
+writes it into a result's bytes, each kept against the simulator through the real MCP client in both protocol eras:
+
+- a result picture carrying the key in its metadata (a JPEG comment) is kept, as it is paid for, and said to hold
+  it; its inline previews and the thumbnail kept beside it are pixels only, and kie://outputs never serves it;
+- a joined video copies none of its clips' tags or chapters (a clip may carry the key in its comment or title).
+"""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from mcp import Client, MCPError
+from mcp.types import ImageContent
+from pydantic import SecretStr
+
+from kie_mcp.media.stitch import StitchError, find_ffmpeg
+from kie_mcp.server import create_server
+
+from .conftest import answering, text_of
+
+KEY = "5f3c9e0a7b2d4e6f8a1c3b5d7e9f0a2c"  # shaped as KIE's keys are: 32 hex digits
+IMAGE = {"prompt": "a red apple on a wooden table", "model": "nano-banana-2", "wait_seconds": 30}
+
+
+@pytest.fixture
+def keyed(settings, transport, controls, mode):
+    """``async with keyed() as client``: a server holding ``KEY`` (the simulator knows it)."""
+
+    @asynccontextmanager
+    async def opener() -> AsyncIterator[Client]:
+        await controls.post("keys", {"key": KEY})
+        server = create_server(replace(settings, api_key=SecretStr(KEY)), transport=transport)
+        async with Client(server, mode=mode, elicitation_callback=answering()) as client:
+            yield client
+
+    return opener
+
+
+def _previews(result) -> list[bytes]:
+    return [base64.b64decode(item.data) for item in result.content if isinstance(item, ImageContent)]
+
+
+async def test_a_key_kie_writes_into_a_result_picture_never_reaches_a_preview_and_the_file_is_flagged(
+    keyed, controls, tmp_path
+):
+    """The audit: KIE's JPEG with the key in its comment was re-saved by Pillow for every inline preview (the
+    comment copied along), kept so beside the result, and the saved original was named a clean success."""
+    await controls.fault("files", kind="tagged", text=f"made for {KEY}")
+    async with keyed() as client:
+        made = await client.call_tool("generate_image", IMAGE)
+        task = made.structured_content["tasks"][0]
+        checked = await client.call_tool("check_task", {"task_id": task["task_id"]})
+        with pytest.raises(MCPError, match="holds the KIE API key"):
+            await client.read_resource(checked.structured_content["saved_files"][0]["resource_uri"])
+    [saved] = task["files"]
+    assert KEY.encode() in (tmp_path / saved).read_bytes()  # kept: it is paid for
+    previews = _previews(made) + _previews(checked)
+    assert len(previews) == 2 and all(KEY.encode() not in shown for shown in previews)
+    kept = list((tmp_path / saved).parent.glob(".*.thumb-*"))
+    assert kept and all(KEY.encode() not in thumb.read_bytes() for thumb in kept)
+    assert f"saved to {saved}, but its bytes hold your KIE API key" in text_of(made), text_of(made)
+    assert "bytes hold your KIE API key" in text_of(checked), text_of(checked)
+    assert checked.structured_content["saved_files"][0]["holds_key"] is True
+    assert KEY not in text_of(made) + text_of(checked)
+
+
+async def test_a_result_picture_without_the_key_is_not_flagged(keyed, tmp_path):
+    async with keyed() as client:
+        made = await client.call_tool("generate_image", IMAGE)
+        checked = await client.call_tool("check_task", {"task_id": made.structured_content["tasks"][0]["task_id"]})
+    assert "API key" not in text_of(made) + text_of(checked)
+    assert checked.structured_content["saved_files"][0]["holds_key"] is False
+
+
+@pytest.fixture
+def ffmpeg() -> str:
+    try:
+        return find_ffmpeg()
+    except StitchError as err:
+        pytest.skip(str(err))
+
+
+def _tagged_clip(ffmpeg: str, path: Path, size: str) -> Path:
+    """A short clip carrying ``KEY`` in its tags (title, comment, the video stream's handler)."""
+    command = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i"]
+    command += [f"testsrc=size={size}:rate=10:duration=1", "-c:v", "libx264", "-preset", "ultrafast"]
+    command += ["-pix_fmt", "yuv420p", "-metadata", f"title={KEY}", "-metadata", f"comment=made for {KEY}"]
+    command += ["-metadata:s:v:0", f"handler_name={KEY}", str(path)]
+    subprocess.run(command, check=True, capture_output=True)
+    assert KEY.encode() in path.read_bytes()
+    return path
+
+
+@pytest.mark.parametrize("how", ["copy", "reencode"])
+async def test_a_joined_video_never_carries_a_clips_tags(keyed, ffmpeg, tmp_path, how):
+    """The audit: a re-encoded join copied the first clip's tags (and the key in them) into the joined video."""
+    first = _tagged_clip(ffmpeg, tmp_path / "first.mp4", "64x64")
+    second = _tagged_clip(ffmpeg, tmp_path / "second.mp4", "64x64" if how == "copy" else "96x64")
+    async with keyed() as client:
+        joined = await client.call_tool("stitch_videos", {"clips": [first.name, second.name], "session": "tags"})
+    assert not joined.is_error, text_of(joined)
+    assert ("losslessly" in text_of(joined)) == (how == "copy"), text_of(joined)
+    [video] = joined.structured_content["saved_files"]
+    assert KEY.encode() not in (tmp_path / video["path"]).read_bytes()
