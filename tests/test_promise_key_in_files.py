@@ -3,7 +3,9 @@ writes it into a result's bytes, each kept against the simulator through the rea
 
 - a result picture carrying the key in its metadata (a JPEG comment) is kept, as it is paid for, and said to hold
   it; its inline previews and the thumbnail kept beside it are pixels only, and kie://outputs never serves it;
-- a joined video copies none of its clips' tags or chapters (a clip may carry the key in its comment or title).
+- a joined video copies none of its clips' tags or chapters (a clip may carry the key in its comment or title);
+- a picture whose compressed text (a PNG's zTXt, compressed iTXt or ICC profile) holds the key, or inflates past
+  what is searched, is never uploaded; one without it is uploaded exactly as it is.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 import pytest
 from mcp import Client, MCPError
 from mcp.types import ImageContent
+from PIL import Image, PngImagePlugin
 from pydantic import SecretStr
 
 from kie_mcp.media.stitch import StitchError, find_ffmpeg
@@ -109,3 +112,54 @@ async def test_a_joined_video_never_carries_a_clips_tags(keyed, ffmpeg, tmp_path
     assert ("losslessly" in text_of(joined)) == (how == "copy"), text_of(joined)
     [video] = joined.structured_content["saved_files"]
     assert KEY.encode() not in (tmp_path / video["path"]).read_bytes()
+
+
+def _png(path: Path, how: str, text: str) -> Path:
+    """A small picture carrying ``text`` compressed: in a ``zTXt`` chunk, a compressed ``iTXt`` or an ICC profile."""
+    picture, info = Image.new("RGB", (640, 640), (200, 30, 30)), PngImagePlugin.PngInfo()
+    if how == "zTXt":
+        info.add_text("Comment", text, zip=True)
+    elif how == "iTXt":
+        info.add_itxt("Description", text, lang="en", tkey="Beschreibung", zip=True)
+    picture.save(path, pnginfo=info, icc_profile=text.encode() if how == "iCCP" else None)
+    assert KEY.encode() not in path.read_bytes()  # only compressed: the raw bytes never show it
+    return path
+
+
+def _uploads(requests: list[dict]) -> list[dict]:
+    return [r for r in requests if "upload" in r["path"]]
+
+
+@pytest.mark.parametrize("how", ["zTXt", "iTXt", "iCCP"])
+async def test_a_key_in_a_pictures_compressed_text_is_never_uploaded(keyed, controls, tmp_path, how):
+    """The audit: the raw-bytes search missed the key in a PNG's compressed text chunk, and upload_file sent it to
+    KIE's public file host."""
+    _png(tmp_path / "photo.png", how, f"made with key {KEY}")
+    async with keyed() as client:
+        uploaded = await client.call_tool("upload_file", {"path": "photo.png"})
+        generated = await client.call_tool("generate_image", {**IMAGE, "images": ["photo.png"]})
+    for result in (uploaded, generated):
+        assert result.is_error and "photo.png holds the KIE API key" in text_of(result), text_of(result)
+    assert _uploads((await controls.get("requests"))["requests"]) == []
+    assert await controls.creates() == []
+
+
+async def test_compressed_text_inflating_past_what_is_searched_is_never_uploaded(keyed, controls, tmp_path):
+    """A compression bomb is never searched to its end, nor sent unsearched: 17 MiB of text in a few KB."""
+    _png(tmp_path / "bomb.png", "zTXt", " " * (17 * 2**20) + KEY)
+    async with keyed() as client:
+        uploaded = await client.call_tool("upload_file", {"path": "bomb.png"})
+    assert uploaded.is_error and "compressed text inflating past 16 MiB" in text_of(uploaded), text_of(uploaded)
+    assert _uploads((await controls.get("requests"))["requests"]) == []
+
+
+@pytest.mark.parametrize("how", ["zTXt", "iTXt", "iCCP"])
+async def test_a_picture_with_compressed_text_without_the_key_is_uploaded_exactly_as_it_is(
+    keyed, controls, tmp_path, how
+):
+    sent = _png(tmp_path / "photo.png", how, "made with an ordinary editor " * 50).read_bytes()
+    async with keyed() as client:
+        uploaded = await client.call_tool("upload_file", {"path": "photo.png"})
+    assert not uploaded.is_error, text_of(uploaded)
+    served = await controls.http.get(uploaded.structured_content["url"])
+    assert served.content == sent
