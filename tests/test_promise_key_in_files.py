@@ -5,7 +5,9 @@ writes it into a result's bytes, each kept against the simulator through the rea
   it; its inline previews and the thumbnail kept beside it are pixels only, and kie://outputs never serves it;
 - a joined video copies none of its clips' tags or chapters (a clip may carry the key in its comment or title);
 - a picture whose compressed text (a PNG's zTXt, compressed iTXt or ICC profile) holds the key, or inflates past
-  what is searched, is never uploaded; one without it is uploaded exactly as it is.
+  what is searched, is never uploaded; one without it is uploaded exactly as it is;
+- a local file named after the key is never named so in an answer (an upscale's note, a reused upload's) nor in the
+  journal, whose record of a question's files still tells a file replaced while the form was open.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mcp import Client, MCPError
-from mcp.types import ImageContent
+from mcp.client import ClientRequestContext
+from mcp.types import ElicitRequestParams, ElicitResult, ImageContent
 from PIL import Image, PngImagePlugin
 from pydantic import SecretStr
 
@@ -37,10 +41,10 @@ def keyed(settings, transport, controls, mode):
     """``async with keyed() as client``: a server holding ``KEY`` (the simulator knows it)."""
 
     @asynccontextmanager
-    async def opener() -> AsyncIterator[Client]:
+    async def opener(elicitation: Any = None, **overrides: Any) -> AsyncIterator[Client]:
         await controls.post("keys", {"key": KEY})
-        server = create_server(replace(settings, api_key=SecretStr(KEY)), transport=transport)
-        async with Client(server, mode=mode, elicitation_callback=answering()) as client:
+        server = create_server(replace(settings, api_key=SecretStr(KEY), **overrides), transport=transport)
+        async with Client(server, mode=mode, elicitation_callback=elicitation or answering()) as client:
             yield client
 
     return opener
@@ -163,3 +167,45 @@ async def test_a_picture_with_compressed_text_without_the_key_is_uploaded_exactl
     assert not uploaded.is_error, text_of(uploaded)
     served = await controls.http.get(uploaded.structured_content["url"])
     assert served.content == sent
+
+
+def _journal_holds_key(workspace: Path) -> bool:
+    return any(KEY.encode() in kept.read_bytes() for kept in (workspace / ".kie-mcp").glob("journal.sqlite3*"))
+
+
+async def test_a_file_named_after_the_key_is_never_named_so_in_an_answer_or_the_journal(keyed, tmp_path):
+    """The audit: "photo_<key>.png (64x64 px) is upscaled ...", "... was already uploaded recently; reused" and the
+    journal's record of a question's files (quotes.inputs) named the file with the key in its name."""
+    Image.new("RGB", (64, 64), (200, 30, 30)).save(tmp_path / f"photo_{KEY}.png")
+    Image.new("RGB", (1200, 1200), (30, 30, 200)).save(tmp_path / f"big_{KEY}.png")
+    request = {**IMAGE, "images": [f"photo_{KEY}.png", f"big_{KEY}.png"]}
+    async with keyed(auto_approve_credits=0.0) as client:
+        estimated = await client.call_tool("estimate_cost", request)
+        first = await client.call_tool("generate_image", request)
+        again = await client.call_tool("generate_image", {**request, "prompt": "a green apple"})
+    texts = [text_of(result) for result in (estimated, first, again)]
+    assert "photo_[redacted].png (64x64 px) is upscaled" in texts[0], texts[0]
+    assert "big_[redacted].png was already uploaded recently; reused" in texts[2], texts[2]
+    assert all(KEY not in text for text in texts), texts
+    assert not _journal_holds_key(tmp_path)
+
+
+async def test_a_file_named_after_the_key_replaced_while_the_form_is_open_is_still_refused(keyed, controls, tmp_path):
+    """The journal keeps a question's file paths redacted; a request's paths are matched against them redacted the
+    same way, so a picture named after the key replaced while the person reads the form is still refused."""
+    name = f"look_{KEY}.png"
+    Image.new("RGB", (64, 64), (200, 30, 30)).save(tmp_path / name)
+    seen: list[str] = []
+
+    async def replaced_while_reading(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+        seen.append(params.message)
+        if len(seen) == 1:
+            Image.new("RGB", (64, 64), (30, 30, 200)).save(tmp_path / name)
+        return ElicitResult(action="accept", content={"confirm": True})
+
+    async with keyed(replaced_while_reading, auto_approve_credits=0.0) as client:
+        refused = await client.call_tool("generate_image", {**IMAGE, "images": [name]})
+    assert refused.is_error and "look_[redacted].png changed since it was priced" in text_of(refused), text_of(refused)
+    assert len(seen) == 1 and _uploads((await controls.get("requests"))["requests"]) == []
+    assert await controls.creates() == []
+    assert not _journal_holds_key(tmp_path)

@@ -76,7 +76,7 @@ from kie_mcp.catalog.spec import MediaLimits
 from kie_mcp.catalog.validate import _matches
 from kie_mcp.journal import Journal
 from kie_mcp.kie import KieClient, KieError, RefusedHereError
-from kie_mcp.redact import SecretWatch, bytes_hold_secret, secrets_version
+from kie_mcp.redact import SecretWatch, bytes_hold_secret, redact_secrets, secrets_version
 from kie_mcp.words import duration_text
 
 from . import saved
@@ -1051,7 +1051,7 @@ async def _upload_form(
     earlier = journal.live_upload(kept, UPLOAD_REUSE_SECONDS)
     if earlier:  # the approved bytes' own upload ...
         await anyio.to_thread.run_sync(still_approved, local)  # ... once the file is known to be the one approved
-        notes.append(f"{local.path.name} was already uploaded recently; reused {earlier}.")
+        notes.append(f"{redact_secrets(local.path.name)} was already uploaded recently; reused {earlier}.")
         return earlier
     if str(local.path) not in read:  # reads the whole file: off the event loop
         read[str(local.path)] = await anyio.to_thread.run_sync(approved_bytes, local)
