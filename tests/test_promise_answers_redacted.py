@@ -4,6 +4,7 @@ every error, whatever it names (a prompt's or argument's name, a bad count, mode
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,6 +16,8 @@ from mcp.types import INVALID_PARAMS
 from pydantic import SecretStr
 
 from kie_mcp.server import create_server
+
+from .conftest import text_of
 
 KEY = "kie-live-key-3f9a2c7e1b8d4a60"
 
@@ -118,3 +121,27 @@ async def test_a_workflows_plan_keeps_the_users_signed_link_and_words_and_drops_
     text = plan.messages[0].content.text
     assert link in text and "password: swordfish" in text, text
     assert not leaks(text) and "say [redacted]" in text, text
+
+
+def shows_encoded_key(text: str, run: int = 16) -> bool:
+    """Whether ``text`` shows ``run`` characters in a row of the key's base64 (at any of its three alignments): a
+    piece that long decodes to 12 of the key's characters."""
+    for lead in range(3):
+        encoded = base64.b64encode(bytes(lead) + KEY.encode()).decode()[4:-4]
+        if any(encoded[at : at + run] in text for at in range(len(encoded) - run + 1)):
+            return True
+    return False
+
+
+async def test_a_value_holding_the_encoded_key_is_redacted_before_it_is_cut_short(keyed):
+    """The audit: values an error repeats are cut to 60 characters before the answer is redacted, so the key's
+    base64 after 25 characters of padding was shown cut, 22 of its 29 characters recoverable; a workflow's error
+    likewise. Redacted first, then cut: no piece of it is shown."""
+    encoded = base64.b64encode(KEY.encode()).decode()
+    async with keyed() as client:
+        tool = await client.call_tool("generate_image", {"prompt": "an apple", "model": "x" * 25 + encoded})
+        with pytest.raises(MCPError) as refused:
+            await client.get_prompt("ugc_video", {"product": "x", "script": "y", "model": f"a fox {KEY} {encoded}"})
+    shown = {"tool": text_of(tool), "prompt": said(refused.value)}
+    assert tool.is_error and '"' + "x" * 25 + '[redacted]"' in shown["tool"], shown
+    assert {what: text for what, text in shown.items() if shows_encoded_key(text) or leaks(text)} == {}
