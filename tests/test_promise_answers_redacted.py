@@ -4,10 +4,13 @@ every error, whatever it names (a prompt's or argument's name, a bad count, mode
 
 from __future__ import annotations
 
+import base64
+import html
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from urllib.parse import quote, quote_plus
 
 import pytest
 from mcp import Client, MCPError
@@ -15,6 +18,8 @@ from mcp.types import INVALID_PARAMS
 from pydantic import SecretStr
 
 from kie_mcp.server import create_server
+
+from .conftest import text_of
 
 KEY = "kie-live-key-3f9a2c7e1b8d4a60"
 
@@ -118,3 +123,88 @@ async def test_a_workflows_plan_keeps_the_users_signed_link_and_words_and_drops_
     text = plan.messages[0].content.text
     assert link in text and "password: swordfish" in text, text
     assert not leaks(text) and "say [redacted]" in text, text
+
+
+def shows_encoded_key(text: str, run: int = 16) -> bool:
+    """Whether ``text`` shows ``run`` characters in a row of the key's base64 (at any of its three alignments): a
+    piece that long decodes to 12 of the key's characters."""
+    for lead in range(3):
+        encoded = base64.b64encode(bytes(lead) + KEY.encode()).decode()[4:-4]
+        if any(encoded[at : at + run] in text for at in range(len(encoded) - run + 1)):
+            return True
+    return False
+
+
+async def test_a_value_holding_the_encoded_key_is_redacted_before_it_is_cut_short(keyed):
+    """The audit: values an error repeats are cut to 60 characters before the answer is redacted, so the key's
+    base64 after 25 characters of padding was shown cut, 22 of its 29 characters recoverable; a workflow's error
+    likewise. Redacted first, then cut: no piece of it is shown."""
+    encoded = base64.b64encode(KEY.encode()).decode()
+    async with keyed() as client:
+        tool = await client.call_tool("generate_image", {"prompt": "an apple", "model": "x" * 25 + encoded})
+        with pytest.raises(MCPError) as refused:
+            await client.get_prompt("ugc_video", {"product": "x", "script": "y", "model": f"a fox {KEY} {encoded}"})
+    shown = {"tool": text_of(tool), "prompt": said(refused.value)}
+    assert tool.is_error and '"' + "x" * 25 + '[redacted]"' in shown["tool"], shown
+    assert {what: text for what, text in shown.items() if shows_encoded_key(text) or leaks(text)} == {}
+
+
+def _disguised(key: str) -> dict[str, str]:
+    """The key as a careless or hostile upstream may echo it, in cheap encodings the redactor knows."""
+    raw = key.encode()
+    return {
+        "every byte percent-encoded": "".join(f"%{byte:02X}" for byte in raw),
+        "in lower-case percent-encoding": "".join(f"%{byte:02x}" for byte in raw),
+        "its bytes in hex": raw.hex(),
+        "with colons between": ":".join(key),
+        "in groups by slashes": "/".join(key[at : at + 4] for at in range(0, len(key), 4)),
+        "in groups by commas": ",".join(key[at : at + 8] for at in range(0, len(key), 8)),
+        "with dots between": ".".join(key),
+        "in fullwidth letters": "".join(chr(ord(ch) + 0xFEE0) for ch in key),
+        "with zero width spaces between": "\u200b".join(key),
+        "with soft hyphens between": "\u00ad".join(key),
+    }
+
+
+@pytest.mark.parametrize("how", list(_disguised(KEY)))
+async def test_the_key_echoed_in_a_cheap_disguise_is_redacted_and_the_words_around_it_kept(keyed, controls, how):
+    """The audit: KIE's refusal echoing the key percent-encoded byte by byte, in hex, with colons, slashes or
+    commas between its characters, in fullwidth letters or with invisible characters between them, reached the
+    agent as it was. The words around it (fullwidth punctuation included) come back as they were."""
+    disguised = _disguised(KEY)[how]
+    async with keyed() as client:
+        await controls.fault("credit", kind="code", code=422, msg=f"鍵（{disguised}）は無効です！ see docs")
+        refused = await client.call_tool("check_credits", {})
+    text = text_of(refused)
+    assert refused.is_error and "鍵（[redacted]）は無効です！ see docs" in text, text
+    assert disguised not in text and not leaks(text)
+
+
+ODD_KEY = "kie/odd+key&<shape> 3f9a2c7e"  # not KIE's shape today: never refused, as KIE may change its keys
+
+
+@pytest.mark.parametrize(
+    "echoed",
+    [
+        html.escape(ODD_KEY),
+        html.escape(ODD_KEY, quote=False),
+        quote_plus(ODD_KEY),
+        quote(ODD_KEY, safe="/"),
+        quote(ODD_KEY, safe=""),
+    ],
+    ids=["html", "html-no-quotes", "form", "path", "query"],
+)
+async def test_a_key_of_another_shape_echoed_escaped_or_url_encoded_is_redacted(
+    settings, transport, controls, mode, echoed
+):
+    """A key with characters HTML or a URL escapes (KIE may change its keys' shape, so none is refused) is redacted
+    as an upstream echoes it: HTML-escaped, URL-encoded as a form writes it, as a path keeps "/", as a query
+    value."""
+    await controls.post("keys", {"key": ODD_KEY})
+    server = create_server(replace(settings, api_key=SecretStr(ODD_KEY)), transport=transport)
+    async with Client(server, mode=mode) as client:
+        await controls.fault("credit", kind="code", code=422, msg=f"bad key <{echoed}> given")
+        refused = await client.call_tool("check_credits", {})
+    text = text_of(refused)
+    assert refused.is_error and "bad key <[redacted]> given" in text, text
+    assert echoed not in text and "3f9a2c7e" not in text

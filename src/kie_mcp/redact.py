@@ -1,10 +1,13 @@
 """The one owner of redaction: secrets never leave the process in text.
 
 ``redact(text)`` replaces with ``[redacted]`` every registered secret (the KIE key is registered when a
-``KieClient`` is built) in any letter case, URL-encoded or base64-encoded (alone, as HTTP Basic or Bearer
-credentials, or anywhere inside a longer base64 text, also when wrapped over lines as MIME wraps it), any run of 16
-or more of its characters (the key cut short, or with dashes, spaces or line breaks between its characters: a
-UUID, hex in groups, a wrapped line), and anything shaped like a credential: ``Bearer <token>``,
+``KieClient`` is built) in any letter case, URL-encoded (as a query value, a path or a form writes it, or every
+byte), HTML-escaped, its bytes in hex, or base64-encoded (alone, as HTTP Basic or Bearer credentials, or anywhere
+inside a longer base64 text, also when wrapped over lines as MIME wraps it), written in look-alike letters NFKC makes
+plain or with invisible format characters (Unicode's Cf) between its characters (found in a normalised copy, and
+redacted where it stands in the text as given, nothing else changed), any run of 16 or more of its characters (the
+key cut short, or with up to three dashes, spaces, line breaks, colons, dots, underscores, slashes or commas between
+its characters: a UUID, hex in groups, a wrapped line), and anything shaped like a credential: ``Bearer <token>``,
 ``Authorization: <value>``, ``api_key=<value>`` / ``"apiKey": "<value>"`` and friends, JWTs, ``sk-...`` keys and the
 password in ``scheme://user:password@host``. Ordinary words, URLs without credentials and task ids are left alone.
 
@@ -19,13 +22,15 @@ from __future__ import annotations
 
 import base64
 import functools
+import html
 import logging
 import re
 import threading
 import time
+import unicodedata
 from collections.abc import Iterable
 from typing import Any, NamedTuple
-from urllib.parse import quote
+from urllib.parse import quote, quote_plus
 
 REDACTED = "[redacted]"
 # Shorter "secrets" (test keys such as "k") cannot be replaced without mangling ordinary text.
@@ -33,7 +38,11 @@ MIN_SECRET_LENGTH = 8
 # A run this long of a secret's characters is redacted wherever it was cut: a key cut by a character or two is
 # guessed in a few tries, but 16 characters left out (16 hex digits: 2**64 tries) are not.
 FRAGMENT = 16
-_BETWEEN = r"(?:-|\s{1,2})?"  # between a secret's characters: a UUID's dashes, hex in groups, a broken line
+# Between a secret's characters: a UUID's dashes, hex in groups (by spaces, colons, dots, underscores, slashes or
+# commas), a broken line; up to three of them (", ", a key's own dash with a colon either side). A secret's own
+# characters among these are its characters, never taken for something between.
+_SEPARATORS = "-:._/,"
+_BETWEEN = r"(?:[-:._/,]|\s){0,3}"
 _WRAPPED = r"(?:\r?\n|\\r\\n|\\n)?"  # between base64 characters: MIME's line breaks, as they are or JSON-escaped
 
 
@@ -45,9 +54,9 @@ class _Registry:
         self.secrets: set[_Form] = set()
         self.pattern: re.Pattern[str] | None = None
         self.runs: re.Pattern[str] | None = None  # a run of FRAGMENT or more characters any secret is made of
-        # Each FRAGMENT-long piece of a secret (lower case): (the secret, where), apart for secrets with a dash in
-        # them, where a dash is one of their characters and not something put between them.
-        self.pieces: dict[bool, dict[str, tuple[str, int]]] = {False: {}, True: {}}
+        # Each FRAGMENT-long piece of a secret (lower case): (the secret, where), by the separators the secret holds
+        # (a dash in a secret is one of its characters, not something put between them).
+        self.pieces: dict[frozenset[str], dict[str, tuple[str, int]]] = {}
         self.factory_installed = False
 
 
@@ -103,7 +112,7 @@ def register_secret(value: str | None) -> None:
     install_log_redaction(handlers=False)
     # Any case: an upstream may echo the key upper-cased (KIE's keys are hex: the case carries no meaning).
     # Exact case: base64, where the case is the content (a case-folded match would only match more, never less).
-    variants = {_Form(form, True) for form in (value, quote(value, safe=""))}
+    variants = {_Form(form, True) for form in _typed_forms(value)}
     variants |= {_Form(form, False) for form in _encoded_forms(value) if len(form) >= MIN_SECRET_LENGTH}
     variants |= {_Form(form, False, True) for form in _wrapped_forms(value) if len(form) >= MIN_SECRET_LENGTH}
     with _registry.lock:
@@ -112,12 +121,12 @@ def register_secret(value: str | None) -> None:
         _registry.secrets.update(variants)
         _registry.pattern = re.compile(_alternation(_registry.secrets))
         folded = value.lower()
-        pieces = _registry.pieces["-" in folded]
+        pieces = _registry.pieces.setdefault(frozenset(folded) & frozenset(_SEPARATORS), {})
         for start in range(len(folded) - FRAGMENT + 1):
             pieces.setdefault(folded[start : start + FRAGMENT], (folded, start))
         every = [piece for kept in _registry.pieces.values() for piece in kept]
-        if every:  # a dash only ever between them (in _BETWEEN): as a letter too, a row of dashes backtracked
-            letters = "".join(sorted({ch for piece in every for ch in piece + piece.upper()} - {"-"}))
+        if every:  # a separator only ever between them (in _BETWEEN): as a letter too, a row of them backtracked
+            letters = "".join(sorted({ch for piece in every for ch in piece + piece.upper()} - set(_SEPARATORS)))
             made_of = f"[{re.escape(letters)}]"  # re.escape: "]", "^" and "\\" are literal in the set too
             _registry.runs = re.compile(f"{made_of}(?:{_BETWEEN}{made_of}){{{FRAGMENT - 1},}}")
 
@@ -153,6 +162,22 @@ def bytes_hold_secret(content: bytes) -> bool:
     return False
 
 
+class SecretWatch:
+    """``bytes_hold_secret`` over a stream, one piece at a time (a download as it is written): each piece is searched
+    with the end of the one before, so a secret split between two pieces is found. ``found`` once any held one."""
+
+    def __init__(self) -> None:
+        self.found = False
+        self._tail = b""
+
+    def feed(self, piece: bytes | bytearray) -> None:
+        if self.found or not piece:
+            return
+        seen = self._tail + piece
+        self.found = bytes_hold_secret(seen)
+        self._tail = seen[-2 * _SCAN_OVERLAP :]  # even: UTF-16's two alignments both stay whole
+
+
 @functools.lru_cache(maxsize=4)
 def _bytes_pattern(pattern: re.Pattern[str]) -> re.Pattern[bytes]:
     """The registered secrets' pattern, to search bytes (each byte a character, as Latin-1 reads them)."""
@@ -163,6 +188,24 @@ def secrets_version() -> object:
     """Changes whenever a secret is registered: what was redacted before it may show that secret, so anything kept
     across calls (the gallery's scanned folders) is made again."""
     return _registry.pattern
+
+
+def _typed_forms(value: str) -> set[str]:
+    """The forms of ``value`` matched in any letter case: as it is; URL-encoded as a path keeps ``/``, as a query
+    value encodes it, and as a form writes a space (``+``); every byte percent-encoded (``%30%31...``, hex in any
+    case); HTML-escaped; and its bytes in hex (``3031...``). For a key of letters and digits most are the key."""
+    raw = value.encode("utf-8")
+    return {
+        value,
+        quote(value, safe=""),
+        quote(value, safe="/"),
+        quote_plus(value),
+        quote_plus(value, safe="/"),
+        "".join(f"%{byte:02X}" for byte in raw),
+        html.escape(value),
+        html.escape(value, quote=False),
+        raw.hex(),
+    }
 
 
 def _encoded_forms(value: str) -> set[str]:
@@ -249,22 +292,42 @@ def _cut_pieces(match: re.Match[str]) -> str:
     secret (in order, any letter case, whatever stands between them) replaced by ``[redacted]``; the rest (a task
     id, a hash made of the same letters) as it is."""
     run = match.group(0)
-    for dashed, pieces in _registry.pieces.items():
-        if pieces:
-            run = _cut(run, pieces, dashed)
+    for begin, end in reversed(_piece_spans(run)):
+        run = run[:begin] + REDACTED + run[end:]
     return run
 
 
-def _cut(run: str, pieces: dict[str, tuple[str, int]], dashed: bool) -> str:
+def _piece_spans(run: str) -> list[tuple[int, int]]:
+    """Where in ``run`` stretches of a secret's pieces stand (``_cut_pieces``), in order, none overlapping."""
+    spans: list[tuple[int, int]] = []
+    for kept, pieces in list(_registry.pieces.items()):
+        if pieces:
+            spans += _cut(run, pieces, kept)
+    return _merged(spans)
+
+
+def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``spans`` in order, those that touch or overlap made one."""
+    merged: list[tuple[int, int]] = []
+    for begin, end in sorted(spans):
+        if merged and begin <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((begin, end))
+    return merged
+
+
+def _cut(run: str, pieces: dict[str, tuple[str, int]], kept: frozenset[str]) -> list[tuple[int, int]]:
+    """Where in ``run`` the stretches of ``pieces`` (of secrets holding the separators ``kept``) stand."""
+    between = set(_SEPARATORS) - kept
     if run.isascii():  # a task id, a hash, a word after it: the common case, looked at without the mapping below
-        folded = "".join(run.lower().split())
-        folded = folded if dashed else folded.replace("-", "")
+        folded = "".join(run.lower().split()).translate({ord(ch): None for ch in between})
         if not any(folded[at : at + FRAGMENT] in pieces for at in range(len(folded) - FRAGMENT + 1)):
-            return run
-    letters = [(at, _lower(ch)) for at, ch in enumerate(run) if not (ch.isspace() or (ch == "-" and not dashed))]
+            return []
+    letters = [(at, _lower(ch)) for at, ch in enumerate(run) if not (ch.isspace() or ch in between)]
     folded = "".join(ch for _, ch in letters)
     if not any(folded[at : at + FRAGMENT] in pieces for at in range(len(folded) - FRAGMENT + 1)):
-        return run
+        return []
     cuts: list[tuple[int, int]] = []
     at = 0
     while at <= len(folded) - FRAGMENT:
@@ -278,9 +341,7 @@ def _cut(run: str, pieces: dict[str, tuple[str, int]], dashed: bool) -> str:
             end += 1  # the piece goes on as the secret does
         cuts.append((letters[at][0], letters[end - 1][0] + 1))
         at = end
-    for begin, end in reversed(cuts):
-        run = run[:begin] + REDACTED + run[end:]
-    return run
+    return cuts
 
 
 def _lower(ch: str) -> str:
@@ -325,11 +386,47 @@ def redact_secrets(text: str) -> str:
     if not text:
         return text
     pattern, runs = _registry.pattern, _registry.runs
+    if pattern is not None and not text.isascii():  # first: a key half disguised is found whole
+        text = _redact_disguised(text)
     if pattern is not None:
         text = pattern.sub(REDACTED, text)
     if runs is not None:
         text = runs.sub(_cut_pieces, text)
     return text
+
+
+def _redact_disguised(text: str) -> str:
+    """``text`` with a secret written in look-alike characters (fullwidth ``０１２``, what NFKC makes plain) or with
+    invisible format characters between its characters (a zero width space, a soft hyphen: Unicode's Cf) redacted
+    where it stands in ``text``. The text is searched as NFKC makes it with those characters dropped, and changed
+    only where a secret is found there, mapped back to the characters it came from: no other character is touched
+    (a Japanese prompt keeps its fullwidth punctuation)."""
+    hidden = {ch for ch in set(text) if not ch.isascii() and unicodedata.category(ch) == "Cf"}
+    if not hidden and unicodedata.is_normalized("NFKC", text):
+        return text
+    seen = unicodedata.normalize("NFKC", "".join(ch for ch in text if ch not in hidden))
+    if not _secret_spans(seen):
+        return text
+    shown: list[str] = []
+    came_from: list[int] = []  # for each character of ``shown``, the one of ``text`` it was made from
+    for at, ch in enumerate(text):
+        if ch in hidden:
+            continue
+        made = ch if ch.isascii() else unicodedata.normalize("NFKC", ch)
+        shown.append(made)
+        came_from += [at] * len(made)
+    for begin, end in reversed(_secret_spans("".join(shown))):
+        text = text[: came_from[begin]] + REDACTED + text[came_from[end - 1] + 1 :]
+    return text
+
+
+def _secret_spans(text: str) -> list[tuple[int, int]]:
+    """Where in ``text`` registered secrets stand (any form, or a run of their characters), merged, in order."""
+    pattern, runs = _registry.pattern, _registry.runs
+    spans = [match.span() for match in pattern.finditer(text)] if pattern is not None else []
+    for match in runs.finditer(text) if runs is not None else ():
+        spans += [(match.start() + begin, match.start() + end) for begin, end in _piece_spans(match.group(0))]
+    return _merged(spans)
 
 
 _SENSITIVE_KEY = re.compile(r"(?i)^(?:[A-Za-z0-9]+[_-])*(?:proxy-)?(?:authorization|" + _SENSITIVE_NAME + r")$")

@@ -69,6 +69,7 @@ from kie_mcp.media.downloads import (
     HoldsSecret,
     as_served,
     damage_of,
+    key_held,
     output_folder,
     preview,
     real_folder,
@@ -294,6 +295,11 @@ class SavedFile(_Result):
     damaged: str | None = Field(
         default=None,
         description="An image that does not open as one (seen as its preview was made): why. Null otherwise.",
+    )
+    holds_key: bool = Field(
+        default=False,
+        description="True when its bytes held the KIE API key as it was saved (KIE wrote it into the file): kept, "
+        "never served by kie://outputs; do not share it as it is.",
     )
     changed: bool = Field(
         default=False,
@@ -1807,6 +1813,7 @@ def _tool_result(
             + (f", {f.duration_seconds:g} s" if f.duration_seconds else "")
             + (f", {CHANGED}: {CHANGED_TODO}" if f.changed else "")
             + (f", {DAMAGED} ({f.damaged}); {DAMAGED_TODO}" if f.damaged else "")
+            + (f", {KEY_HELD}" if f.holds_key else "")
             for f in files
         )
     if rt is not None:  # what happened at start (a corrupt journal set aside), in the first answer of any tool
@@ -1845,11 +1852,14 @@ def _task_files(rt: Runtime, tasks: Sequence[TaskRecord]) -> list[SavedFile]:
                 file = file.model_copy(update={"changed": True})
             elif (damage := damage_of(rt.settings.workspace / path)) is not None:  # seen making its preview
                 file = file.model_copy(update={"damaged": redact(damage)})
+            if key_held(rt.settings.workspace / path):  # seen as this process saved it
+                file = file.model_copy(update={"holds_key": True})
             files.append(file)
     return files
 
 
 DAMAGED = "saved, but it does not open as an image"
+KEY_HELD = "but its bytes hold your KIE API key (KIE wrote it into the file): never served; do not share it as it is"
 DAMAGED_TODO = "KIE may have stored it damaged: https://kie.ai/logs shows the task with its files"
 
 # What a changed saved file's line in an answer adds (saved.changed_file says it in full when one is used).

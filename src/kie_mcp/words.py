@@ -14,6 +14,8 @@ import unicodedata
 from datetime import UTC, datetime
 from typing import Any
 
+from kie_mcp.redact import redact_secrets
+
 SHOWN_LIMIT = 60  # characters of a value an error repeats back
 
 
@@ -22,9 +24,10 @@ def plain(value: Any, *, quoted: bool = True, limit: int = SHOWN_LIMIT) -> str:
 
     Numbers read as people write them (``5``, not ``5.0``); NaN and infinities, which JSON cannot carry, as
     ``NaN``, ``Infinity`` and ``-Infinity``. A text cut short says how long it is, in its own characters (not
-    counting the quotes or escapes added to show it)."""
-    text = _render(value, quoted)
-    if len(text) <= limit:
+    counting the quotes or escapes added to show it). The API key is redacted before the text is cut: cut first,
+    a key's encoding (its base64) would be shown in part, too short a piece to be known for it."""
+    text, whole = _uncut_redacted(_render(value, quoted), limit)
+    if whole and len(text) <= limit:
         return text
     length = len(value) if isinstance(value, str) else len(text)
     return f"{text[: cut_point(text, limit - 3)]}... ({length} characters)"
@@ -32,8 +35,22 @@ def plain(value: Any, *, quoted: bool = True, limit: int = SHOWN_LIMIT) -> str:
 
 def shortened(text: str, limit: int) -> str:
     """``text`` in at most ``limit`` characters: cut short with "..." where it is longer, never inside a character
-    as a reader sees it (see ``cut_point``)."""
-    return text if len(text) <= limit else text[: cut_point(text, limit - 3)] + "..."
+    as a reader sees it (see ``cut_point``), with the API key redacted before it is cut (as ``plain`` does)."""
+    text, whole = _uncut_redacted(text, limit)
+    return text if whole and len(text) <= limit else text[: cut_point(text, limit - 3)] + "..."
+
+
+_REDACTED_PAST = 1024  # characters past a cut searched for a key that starts before it: longer than any key's forms
+
+
+def _uncut_redacted(text: str, limit: int) -> tuple[str, bool]:
+    """``text`` with the API key redacted (``redact_secrets``) in all that can be shown of it: its first ``limit``
+    characters and enough after them for every form of a key starting before the cut to be found whole; and whether
+    that is all of it (else it is to be cut). A megabyte of text is never searched to show sixty characters of it."""
+    window = limit + _REDACTED_PAST
+    if len(text) <= window:
+        return redact_secrets(text), True
+    return redact_secrets(text[:window]), False
 
 
 _JOINERS = {"\u200d", "\u034f"}  # zero width joiner, combining grapheme joiner

@@ -51,7 +51,7 @@ import anyio.to_thread
 import httpx2
 
 from kie_mcp import processes
-from kie_mcp.redact import bytes_hold_secret, redact
+from kie_mcp.redact import SecretWatch, bytes_hold_secret, redact
 
 from . import saved
 from .addresses import PrivateAddress, send_checked
@@ -118,6 +118,7 @@ class SavedFile:
     sha256: str
     mime: str  # sniffed from the bytes
     damaged: str | None = None  # an image that does not decode (fetched twice, the same both times): why
+    holds_key: bool = False  # its bytes hold the API key (KIE echoed it into its metadata): kept, never served
 
 
 class DownloadError(Exception):
@@ -512,7 +513,8 @@ async def _attempt(
                 if declared is not None and declared > max_bytes:
                     raise _too_big(url, max_bytes, declared, expected)
                 fd, tmp = _open_temp(dest)
-                size, sha256, head = await _receive(response, fd, url, expected, max_bytes)
+                watch = SecretWatch()
+                size, sha256, head = await _receive(response, fd, url, expected, max_bytes, watch)
                 wire_bytes = response.num_bytes_downloaded
         except httpx2.UnsupportedProtocol as exc:  # file://, ftp://: not a link to a result, ever (never retried)
             raise DownloadError(
@@ -564,13 +566,16 @@ async def _attempt(
         written = os.fstat(fd)
         os.close(fd)
         fd = None
+        saved = SavedFile(final, url, source_url, size, sha256, mime, holds_key=watch.found)
         if await anyio.to_thread.run_sync(_same_file, final, size, sha256):
-            return SavedFile(final, url, source_url, size, sha256, mime)  # finally removes the temp file
+            _remember_key_held(saved)
+            return saved  # finally removes the temp file
         _still_in_real_folder(tmp, written)
         os.replace(tmp, final)
         tmp = None
         _fsync_dir(final.parent)
-        return SavedFile(final, url, source_url, size, sha256, mime)
+        _remember_key_held(saved)
+        return saved
     except OSError as exc:
         raise DownloadError(
             f"Could not write the result to {dest.parent} ({exc.strerror or exc}). Check free disk space and "
@@ -663,9 +668,10 @@ _TYPE_WORDS = {
 
 
 async def _receive(
-    response: httpx2.Response, fd: int, url: str, expected: Expected | None, max_bytes: int
+    response: httpx2.Response, fd: int, url: str, expected: Expected | None, max_bytes: int, watch: SecretWatch
 ) -> tuple[int, str, bytes]:
-    """Stream the body into ``fd``: returns (size, sha256 hex, first bytes). Memory stays about WRITE_BATCH."""
+    """Stream the body into ``fd``: returns (size, sha256 hex, first bytes); ``watch`` sees every byte (whether the
+    file holds the API key, searched as it is written, not read again). Memory stays about WRITE_BATCH."""
     digest = hashlib.sha256()
     pending = bytearray()
     head = b""
@@ -690,19 +696,21 @@ async def _receive(
                 _check_type(sniff_mime(head), expected, url)
         pending += chunk
         if len(pending) >= WRITE_BATCH:
-            await _hash_and_write(digest, fd, pending)
+            await _hash_and_write(digest, fd, pending, watch)
             pending.clear()
     if pending:
-        await _hash_and_write(digest, fd, pending)
+        await _hash_and_write(digest, fd, pending, watch)
     return size, digest.hexdigest(), head
 
 
-async def _hash_and_write(digest: Any, fd: int, data: bytearray) -> None:
-    """Hash and write one batch in two worker threads at once (both release the GIL); returns when both are done."""
+async def _hash_and_write(digest: Any, fd: int, data: bytearray, watch: SecretWatch) -> None:
+    """Hash, write and search one batch in worker threads at once (they release the GIL); returns when all are
+    done."""
     try:
         async with anyio.create_task_group() as group:
             group.start_soon(anyio.to_thread.run_sync, digest.update, data)
             group.start_soon(anyio.to_thread.run_sync, _write_all, fd, data)
+            group.start_soon(anyio.to_thread.run_sync, watch.feed, data)
     except ExceptionGroup as failed:  # a failed write (a full disk) reaches the caller as the OSError it is
         raise failed.exceptions[0] from None
 
@@ -985,7 +993,9 @@ def _read_kept(kept: Path, source_mtime_ns: int, mime: str) -> tuple[bytes, str]
             data = handle.read()
     except (OSError, RuntimeError):  # RuntimeError: a loop of links in its folder's path
         return None
-    return (data, mime) if data and sniff_mime(data[:SNIFF_BYTES]) == mime else None
+    if not data or sniff_mime(data[:SNIFF_BYTES]) != mime or bytes_hold_secret(data):
+        return None  # holding the key: an older kie-mcp kept the source's metadata in it; made again, bare
+    return data, mime
 
 
 def thumbnail(path: Path, max_side: int = THUMBNAIL_SIDE) -> tuple[bytes, str] | None:
@@ -1086,6 +1096,27 @@ def _damage(err: Exception) -> str | None:
 
 
 _damaged: dict[tuple[str, int], str] = {}  # (image, its mtime_ns) -> why it does not decode, seen making a preview
+_key_held: _Failures = _Failures()  # (saved result, its mtime_ns) whose bytes held the API key as it was saved
+
+
+def _remember_key_held(file: SavedFile) -> None:
+    """Remember a saved result whose bytes hold the API key, so that later answers naming it (``key_held``) say so."""
+    if not file.holds_key:
+        return
+    with contextlib.suppress(OSError):
+        real = _in_real_folder(file.path)
+        _key_held.add((str(real), os.lstat(real).st_mtime_ns))
+
+
+def key_held(path: Path) -> bool:
+    """Whether the saved result at ``path`` held the API key when this process saved it (as it is now: a file
+    changed since is another). Never reads it (one lstat): answers on the event loop call it."""
+    try:
+        real = _in_real_folder(path)
+    except (OSError, RuntimeError):
+        return False
+    mtime = _source_mtime(real)
+    return mtime is not None and (str(real), mtime) in _key_held
 
 
 def damage_of(path: Path) -> str | None:
@@ -1249,7 +1280,7 @@ def _make_poster(path: Path, source: IO[bytes], max_side: int) -> tuple[bytes, s
                 return None
             frame.thumbnail((max_side, max_side))
             out = io.BytesIO()
-            frame.convert("RGB").save(out, format="JPEG", quality=82)
+            _bare(frame.convert("RGB")).save(out, format="JPEG", quality=82)
             return out.getvalue(), "image/jpeg"
     except Exception as exc:  # a poster is best effort: any failure of the decoder means no poster
         log.debug("No poster for %s: %s: %s", path, type(exc).__name__, exc)
@@ -1313,10 +1344,18 @@ def _encode_small(small: Any) -> tuple[bytes, str]:
     alpha = small.has_transparency_data
     out = io.BytesIO()
     if alpha:
-        small.convert("RGBA").save(out, format="PNG", optimize=True)
+        _bare(small.convert("RGBA")).save(out, format="PNG", optimize=True)
         return out.getvalue(), "image/png"
-    small.convert("RGB").save(out, format="JPEG", quality=80)
+    _bare(small.convert("RGB")).save(out, format="JPEG", quality=80)
     return out.getvalue(), "image/jpeg"
+
+
+def _bare(image: Any) -> Any:
+    """``image`` (a converted copy, ours) without the metadata Pillow would write back when saving it: the source's
+    JPEG comment, EXIF, XMP, ICC profile and PNG text. A preview is pixels only: whatever a result file carries in
+    its metadata (KIE may echo the API key into a comment) never reaches the agent or a kept preview."""
+    image.info.clear()
+    return image
 
 
 def preview(path: Path, kind: str | None, max_side: int) -> tuple[bytes, str] | None:

@@ -14,9 +14,9 @@ A local file is uploaded only when all of this holds (checked in this order, bef
    sound track for a field of audio, a recording with no video track for a field of video, is refused; one whose
    tracks cannot be read is left to KIE);
 5. it is within the field's size limit (documented, or a conservative bound per kind), and its bytes do not hold
-   the KIE API key (``HoldsKey``: a picture whose text chunk a tool wrote its settings into, a screen recording of
-   the key): KIE's file host serves an upload to anyone with its link, and bytes sent as they are cannot be
-   redacted, so such a file is refused, as a resource holding the key is not served;
+   the KIE API key (``HoldsKey``: a picture whose text chunk a tool wrote its settings into, compressed ones
+   searched inflated, a screen recording of the key): KIE's file host serves an upload to anyone with its link, and
+   bytes sent as they are cannot be redacted, so such a file is refused, as a resource holding the key is not served;
 6. an image decodes as the format its bytes name and, where the field's data bounds its pixels (shortest and longest
    side, pixel count, how elongated), fits them as it is sent (a small one upscaled first where it can be,
    ``as_sent``; one whose pixels have no 8-bit form at its own size);
@@ -58,6 +58,7 @@ import stat
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -75,7 +76,7 @@ from kie_mcp.catalog.spec import MediaLimits
 from kie_mcp.catalog.validate import _matches
 from kie_mcp.journal import Journal
 from kie_mcp.kie import KieClient, KieError, RefusedHereError
-from kie_mcp.redact import bytes_hold_secret, secrets_version
+from kie_mcp.redact import SecretWatch, bytes_hold_secret, redact_secrets, secrets_version
 from kie_mcp.words import duration_text
 
 from . import saved
@@ -259,11 +260,12 @@ class HoldsKey(NotAccepted):
     """Its bytes hold the KIE API key: never uploaded (KIE's file host is public), as a resource holding it is never
     served."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, unsearched: str | None = None) -> None:
+        held = f"{name} {unsearched}, so" if unsearched else f"{name} holds the KIE API key, so it"
         super().__init__(
-            f"{name} holds the KIE API key, so it is not uploaded (KIE's file host shows an upload to anyone with "
-            "its link). Nothing was uploaded, sent or spent. Give a copy without it: for a picture, save it again "
-            "from an image editor (which drops the text and metadata a tool wrote the key into)."
+            f"{held} is not uploaded (KIE's file host shows an upload to anyone with its link). Nothing was "
+            "uploaded, sent or spent. Give a copy without it: for a picture, save it again from an image editor "
+            "(which drops the text and metadata a tool wrote the key into)."
         )
         self.name = name
 
@@ -1049,7 +1051,7 @@ async def _upload_form(
     earlier = journal.live_upload(kept, UPLOAD_REUSE_SECONDS)
     if earlier:  # the approved bytes' own upload ...
         await anyio.to_thread.run_sync(still_approved, local)  # ... once the file is known to be the one approved
-        notes.append(f"{local.path.name} was already uploaded recently; reused {earlier}.")
+        notes.append(f"{redact_secrets(local.path.name)} was already uploaded recently; reused {earlier}.")
         return earlier
     if str(local.path) not in read:  # reads the whole file: off the event loop
         read[str(local.path)] = await anyio.to_thread.run_sync(approved_bytes, local)
@@ -1295,6 +1297,8 @@ def _hash_open(
             raise ChangedFile(path, f"it is no longer {media.label}")
         if scan and bytes_hold_secret(content):
             raise HoldsKey(path.name)
+        if scan:
+            _search_packed_text(path, io.BytesIO(content), media)
         return hashlib.sha256(content).hexdigest(), len(content), content
     digest = hashlib.sha256()
     seen = 0
@@ -1311,7 +1315,92 @@ def _hash_open(
             raise HoldsKey(path.name)
         tail = (tail[-_KEY_OVERLAP:] + chunk)[-_KEY_OVERLAP:]
         chunk = handle.read(1 << 20)
+    if scan:
+        _search_packed_text(path, handle, media)
     return digest.hexdigest(), seen, None
+
+
+# A PNG's chunks whose text (or ICC profile, which names itself in text) is zlib-compressed: searched inflated, as
+# the raw bytes never show what they hold. Their inflated text is searched up to this much in all, a file's worth of
+# metadata many times over; a file whose compressed text inflates past it is refused as one that could hold it.
+_PACKED_CHUNKS = (b"zTXt", b"iTXt", b"iCCP")
+PACKED_TEXT_MOST = 16 * 1024 * 1024
+
+
+def _search_packed_text(path: Path, handle: IO[bytes], media: Sniffed) -> None:
+    """``HoldsKey`` when a PNG's compressed text chunks (``zTXt``, compressed ``iTXt``, ``iCCP``), inflated, hold the
+    key or inflate past ``PACKED_TEXT_MOST`` (a bomb, never searched to its end). The file is sent as it is when it
+    passes: nothing is stripped."""
+    if media.format != "png":
+        return
+    budget = _packed_text_left(handle)
+    if budget is None:
+        raise HoldsKey(path.name)
+    if budget < 0:
+        raise HoldsKey(
+            path.name,
+            unsearched=f"has compressed text inflating past {PACKED_TEXT_MOST // 2**20} MiB, more than kie-mcp "
+            "searches for the KIE API key",
+        )
+
+
+def _packed_text_left(handle: IO[bytes]) -> int | None:
+    """Of ``PACKED_TEXT_MOST``, what a PNG's compressed text chunks leave once inflated (negative: they go on past
+    it), or None when they hold the key. Reads only the chunks' headers and those chunks' bodies, seeking past the
+    rest (the pixels)."""
+    handle.seek(8)  # past the signature
+    watch, budget = SecretWatch(), PACKED_TEXT_MOST
+    while (header := handle.read(8)) and len(header) == 8:
+        length, kind = int.from_bytes(header[:4], "big"), header[4:]
+        if kind == b"IEND":
+            break
+        if kind not in _PACKED_CHUNKS:
+            handle.seek(length + 4, os.SEEK_CUR)  # the body and its checksum
+            continue
+        body = handle.read(length)
+        handle.seek(4, os.SEEK_CUR)
+        packed = _packed_part(kind, body)
+        if packed is None:
+            continue
+        budget = _inflated_into(watch, packed, budget)
+        if watch.found:
+            return None
+        if budget < 0:
+            break
+    return budget
+
+
+def _packed_part(kind: bytes, body: bytes) -> bytes | None:
+    """The zlib stream of a compressed text chunk's ``body``, or None (an ``iTXt`` stored uncompressed, searched with
+    the raw bytes; a malformed chunk, which Pillow and viewers skip)."""
+    name_end = body.find(b"\x00")
+    if name_end < 0:
+        return None
+    if kind in (b"zTXt", b"iCCP"):
+        return body[name_end + 2 :]  # past the name, its NUL and the method byte
+    if body[name_end + 1 : name_end + 2] != b"\x01":  # iTXt's compression flag
+        return None
+    language_end = body.find(b"\x00", name_end + 3)
+    translated_end = body.find(b"\x00", language_end + 1) if language_end >= 0 else -1
+    return body[translated_end + 1 :] if translated_end >= 0 else None
+
+
+def _inflated_into(watch: SecretWatch, packed: bytes, budget: int) -> int:
+    """Inflate ``packed`` into ``watch`` a piece at a time, at most ``budget`` bytes; the budget left (negative
+    when the text goes on past it). A broken stream ends where it breaks: what was inflated is searched."""
+    inflater = zlib.decompressobj()
+    data = packed
+    try:
+        while data and not inflater.eof:
+            piece = inflater.decompress(data, 1 << 16)
+            budget -= len(piece)
+            if budget < 0:
+                return budget
+            watch.feed(piece)
+            data = inflater.unconsumed_tail
+    except zlib.error:
+        pass
+    return budget
 
 
 _KEY_OVERLAP = 4096  # bytes of one chunk searched again with the next: longer than any form of a key (even: UTF-16)

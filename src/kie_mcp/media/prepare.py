@@ -31,6 +31,8 @@ import zlib
 from dataclasses import dataclass
 from typing import IO, Any
 
+from kie_mcp.redact import redact_secrets
+
 from .sniff import JPEG, PNG, Sniffed, pillow
 
 MIN_LONG_SIDE = 1024
@@ -230,7 +232,10 @@ def prepare_image(source: IO[bytes], name: str, *, note_only: bool = False) -> P
     not by the book (``undecodable`` takes it) is upscaled from its picture as they show it: judged by its upscaled
     size, it is sent upscaled. A small picture this cannot upscale (floating-point pixels) is sent at its own size,
     and judged by it (``Prepared.size`` None). ``note_only``: what would be done (the quote says it, and the checks
-    before pricing judge the size it gives), without resizing or encoding anything. Call it in a worker thread."""
+    before pricing judge the size it gives), without resizing or encoding anything. Call it in a worker thread.
+    The note names the file with the API key redacted: a success's answer is not redacted as a whole, and a file
+    may be named after the key."""
+    name = redact_secrets(name)
     prepared = _prepare(source, name, note_only)
     if prepared is None:
         source.seek(0)

@@ -49,6 +49,13 @@ CREDENTIAL_LINK = (
 )
 
 
+# A saved result whose bytes hold the API key (KIE wrote it into the file, as in a picture's comment or tags).
+KEY_IN_FILE = (
+    "its bytes hold your KIE API key (KIE wrote it into the file, probably its metadata): it is kept, as it is paid "
+    "for, but never served by kie://outputs, and its preview holds pixels only. Do not share the file as it is."
+)
+
+
 class Saved(NamedTuple):
     """What ``save_results`` did: its problems as readable lines (empty when all is saved), and whether it wrote the
     task's sidecar (the gallery, built from sidecars, is then out of date even when no file was new)."""
@@ -100,6 +107,8 @@ async def save_results(
             )
         if file.damaged:  # kept (it is paid for), and said: a picture that does not open is no clean success
             problems.append(f"{record.task_id} result {index}: {damaged_image(relative, file.damaged)}")
+        if file.holds_key:  # kept (it is paid for), and said: the file cannot be redacted
+            problems.append(f"{record.task_id} result {index}: saved to {relative}, but {KEY_IN_FILE}")
         saved.append(file)
     record.files = [f["path"] for f in journal.files_for(record.task_id)]
     described, problem = describe(journal, workspace, record, files_saved=bool(saved))

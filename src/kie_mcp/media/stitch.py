@@ -732,6 +732,11 @@ def _drawtext_chain(captions: Sequence[Caption], width: int, height: int, workdi
     return ",".join(filters)
 
 
+# A join is ours: none of its clips' tags or chapters (a title, a comment: a clip KIE made may carry the API key
+# in them) is copied into it. The muxer still writes its own encoder tag.
+_NO_TAGS = ("-map_metadata", "-1", "-map_chapters", "-1")
+
+
 @dataclass(frozen=True)
 class _Plan:
     args: list[str]
@@ -808,7 +813,7 @@ def _reencode_plan(
         video_label = "[vout]"
 
     encoder, codec_name = _video_encoder(caps)
-    args += ["-filter_complex", ";".join(graph), "-map", video_label]
+    args += ["-filter_complex", ";".join(graph), "-map", video_label, *_NO_TAGS]
     if any_audio:
         args += ["-map", "[acat]", "-c:a", "aac", "-b:a", "192k"]
     args += encoder
@@ -830,7 +835,7 @@ def _copy_plan(probes: Sequence[Probe], workdir: Path) -> _Plan:
     args = [*_whitelist("concat", *_VIDEO_DEMUXERS), "-f", "concat", "-safe", "0", "-i", "inputs.txt", "-map", "0:v:0"]
     if probes[0].audio:
         args += ["-map", "0:a:0"]
-    args += ["-c", "copy"]
+    args += [*_NO_TAGS, "-c", "copy"]
     return _Plan(args, f"joined losslessly by stream copy (all clips are {probes[0].describe()})")
 
 

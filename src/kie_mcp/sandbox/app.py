@@ -38,6 +38,7 @@ from .faults import (
     html_page,
     huge_body,
     strip_results,
+    tagged,
 )
 from .routes import SimRoute
 from .state import Blob, SimRequest, Simulator
@@ -135,7 +136,8 @@ def _only_cut(exc: BaseException) -> bool:
 
 class FaultyBody(Response):
     """A served file whose body misbehaves (``truncate``, ``stall``: headers, incl. Content-Length, stay whole;
-    ``padded``: zeros after the file, and no Content-Length; ``damaged``: cut short, its Content-Length agreeing)."""
+    ``padded``: zeros after the file, and no Content-Length; ``damaged``: cut short, its Content-Length agreeing;
+    ``tagged``: ``text`` in its metadata)."""
 
     def __init__(self, inner: Response, fault: Fault) -> None:
         super().__init__(status_code=inner.status_code)
@@ -148,10 +150,14 @@ class FaultyBody(Response):
         self.after = int(after)
         self.seconds = float(fault.params.get("seconds", 0))
         self.total = int(fault.params.get("bytes", 0))  # padded: the body's length in all
+        self.text = fault.params.get("text")  # tagged: what is written into the file's metadata
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.kind == "padded":
             await self._padded(scope, receive, send)
+            return
+        if self.kind == "tagged":
+            await self._tagged(scope, receive, send)
             return
         sent = 0
         tripped = False
@@ -184,6 +190,29 @@ class FaultyBody(Response):
         except BaseException as exc:
             if not _only_cut(exc):
                 raise
+
+    async def _tagged(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The file with ``text`` in its metadata (``faults.tagged``), whole, its Content-Length agreeing."""
+        start: Message | None = None
+        parts: list[bytes] = []
+
+        async def gathered(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                start = message
+                return
+            if message["type"] != "http.response.body":
+                await send(message)
+                return
+            parts.append(bytes(message.get("body", b"")))
+            if message.get("more_body", False) or start is None:
+                return
+            body = tagged(b"".join(parts), str(self.text))
+            headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+            await send({**start, "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body, "more_body": False})
+
+        await self.inner(scope, receive, gathered)
 
     async def _padded(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The file, then zeros up to ``total`` bytes in all, 1 MiB at a time, with no Content-Length."""

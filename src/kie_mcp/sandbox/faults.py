@@ -19,6 +19,10 @@ file, then zeros up to ``bytes`` bytes in all (default 128 MiB, at most 4 GiB), 
 its first ``after_bytes`` (default: half the file), served whole, with a ``Content-Length`` that matches, so only
 decoding it tells.
 
+``tagged`` plays a file host (or KIE) that writes ``text`` into a result's metadata, as a hostile or buggy one may
+echo the API key there: a JPEG gets it as a comment (a COM segment), a PNG as a ``tEXt`` chunk named ``Comment``;
+other files are served as they are.
+
 ``no_results`` (status endpoints only) waits for a status answer that reports success and takes its result
 links away, as KIE has been seen to do: ``shape`` "missing" (no ``resultJson``/``response``, the default),
 "not_json" (text that is not JSON) or "empty" (an empty list). Status answers that are not a success leave it
@@ -67,9 +71,11 @@ KINDS: tuple[str, ...] = (
     "padded",
     "trickle",
     "damaged",
+    "tagged",
 )
 CREATE_ONLY: frozenset[str] = frozenset({"drop_after_create", "task_fail"})
-FILES_ONLY: frozenset[str] = frozenset({"truncate", "stall", "padded", "damaged"})  # faults in a served file's body
+# Faults in a served file's body
+FILES_ONLY: frozenset[str] = frozenset({"truncate", "stall", "padded", "damaged", "tagged"})
 STATUS_ONLY: frozenset[str] = frozenset({"no_results"})  # faults in a successful status answer
 UPLOAD_ONLY: frozenset[str] = frozenset({"link"})  # faults in a successful upload answer
 API_BODY: frozenset[str] = frozenset({"trickle"})  # faults in the body of an API answer (not a result file)
@@ -153,6 +159,9 @@ def parse_fault(endpoint: Any, fault: Any, times: Any = 1) -> Fault:
         size = params.setdefault("bytes", PADDED_DEFAULT_BYTES)
         if not isinstance(size, int) or isinstance(size, bool) or not 64 <= size <= HUGE_MAX_BYTES:
             raise FaultSpecError(f"padded bytes must be an integer from 64 to {HUGE_MAX_BYTES}")
+    elif kind == "tagged":
+        if not isinstance(params.get("text"), str) or not params["text"]:
+            raise FaultSpecError("a tagged fault needs the text to write into the file's metadata")
     elif kind in FILES_ONLY:
         after = params.get("after_bytes", None if kind in ("truncate", "damaged") else 65536)
         if after is not None and (not isinstance(after, int) or isinstance(after, bool) or after < 0):
@@ -230,6 +239,18 @@ def _huge_parts(size: int) -> Iterator[bytes]:
 
 
 _PADDING_CHUNK = 1024 * 1024
+
+
+def tagged(content: bytes, text: str) -> bytes:
+    """``content`` with ``text`` written into its metadata (a ``tagged`` fault): a JPEG's comment, a PNG's text."""
+    data = text.encode("utf-8")
+    if content[:2] == b"\xff\xd8" and len(data) < 0xFFFD:
+        return content[:2] + b"\xff\xfe" + (len(data) + 2).to_bytes(2, "big") + data + content[2:]
+    if content[:8] == b"\x89PNG\r\n\x1a\n":
+        body = b"tEXt" + b"Comment\x00" + data
+        chunk = len(body[4:]).to_bytes(4, "big") + body + zlib.crc32(body).to_bytes(4, "big")
+        return content[:33] + chunk + content[33:]  # after the signature and IHDR, which come first
+    return content
 
 
 def auth_echo(header: str | None) -> str:

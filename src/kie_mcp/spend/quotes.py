@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 from kie_mcp.catalog import ItemPrice, usd
 from kie_mcp.journal import JOURNAL_ERRORS, SEND_LIMIT, Journal
 from kie_mcp.processes import owner_gone, this_process
+from kie_mcp.redact import redact_secrets
 from kie_mcp.words import timestamp
 
 # What every quote id looks like (``issue``): told apart from a task id given to check_task by mistake.
@@ -39,6 +40,25 @@ class AskedInputs(NamedTuple):
 
     shape: str
     files: dict[str, str]
+
+
+class _PathsRedacted(dict[str, str]):
+    """Local files' hashes by path as the journal keeps them: each path with the API key redacted (a file may be
+    named after the key, and the journal never holds it), and looked up by a path as the caller wrote it (redacted
+    the same way), so a question's files are still matched against a request's."""
+
+    @classmethod
+    def of(cls, files: dict[str, str]) -> dict[str, str]:
+        return {redact_secrets(path): sha for path, sha in files.items()}
+
+    def get(self, path: str, default: Any = None) -> Any:  # type: ignore[override]
+        return super().get(redact_secrets(path), default)
+
+    def __getitem__(self, path: str) -> str:
+        return super().__getitem__(redact_secrets(path))
+
+    def __contains__(self, path: object) -> bool:
+        return super().__contains__(redact_secrets(path) if isinstance(path, str) else path)
 
 
 class Quote(BaseModel, defer_build=True):
@@ -233,7 +253,7 @@ class QuoteBook:
             now,
             kind,
             None if inputs is None else inputs.shape,
-            None if inputs is None else json.dumps(inputs.files, sort_keys=True),
+            None if inputs is None else json.dumps(_PathsRedacted.of(inputs.files), sort_keys=True),
         )
         return quote
 
@@ -313,7 +333,7 @@ class QuoteBook:
             files = json.loads(rows[0]["inputs"] or "{}")
         except ValueError:
             files = {}
-        return str(rows[0]["digest"]), files if isinstance(files, dict) else {}
+        return str(rows[0]["digest"]), _PathsRedacted(files if isinstance(files, dict) else {})
 
     def open_estimate(self, digest: str) -> str | None:
         """The newest estimate quote for this exact request still unused and unexpired, if any."""

@@ -1,0 +1,202 @@
+"""Promise: the KIE key never leaves in a file kie-mcp makes or an answer it gives, even when KIE (or its file host)
+writes it into a result's bytes, each kept against the simulator through the real MCP client in both protocol eras:
+
+- a result picture carrying the key in its metadata (a JPEG comment) is kept, as it is paid for, and said to hold
+  it; its inline previews and the thumbnail kept beside it are pixels only, and kie://outputs never serves it;
+- a joined video copies none of its clips' tags or chapters (a clip may carry the key in its comment or title);
+- a picture whose compressed text (a PNG's zTXt, compressed iTXt or ICC profile) holds the key, or inflates past
+  what is searched, is never uploaded; one without it is uploaded exactly as it is;
+- a local file named after the key is never named so in an answer (an upscale's note, a reused upload's) nor in the
+  journal, whose record of a question's files still tells a file replaced while the form was open.
+"""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client, MCPError
+from mcp.client import ClientRequestContext
+from mcp.types import ElicitRequestParams, ElicitResult, ImageContent
+from PIL import Image, PngImagePlugin
+from pydantic import SecretStr
+
+from kie_mcp.server import create_server
+
+from .conftest import answering, text_of
+
+KEY = "5f3c9e0a7b2d4e6f8a1c3b5d7e9f0a2c"  # shaped as KIE's keys are: 32 hex digits
+IMAGE = {"prompt": "a red apple on a wooden table", "model": "nano-banana-2", "wait_seconds": 30}
+
+
+@pytest.fixture
+def keyed(settings, transport, controls, mode):
+    """``async with keyed() as client``: a server holding ``KEY`` (the simulator knows it)."""
+
+    @asynccontextmanager
+    async def opener(elicitation: Any = None, **overrides: Any) -> AsyncIterator[Client]:
+        await controls.post("keys", {"key": KEY})
+        server = create_server(replace(settings, api_key=SecretStr(KEY), **overrides), transport=transport)
+        async with Client(server, mode=mode, elicitation_callback=elicitation or answering()) as client:
+            yield client
+
+    return opener
+
+
+def _previews(result) -> list[bytes]:
+    return [base64.b64decode(item.data) for item in result.content if isinstance(item, ImageContent)]
+
+
+async def test_a_key_kie_writes_into_a_result_picture_never_reaches_a_preview_and_the_file_is_flagged(
+    keyed, controls, tmp_path
+):
+    """The audit: KIE's JPEG with the key in its comment was re-saved by Pillow for every inline preview (the
+    comment copied along), kept so beside the result, and the saved original was named a clean success."""
+    await controls.fault("files", kind="tagged", text=f"made for {KEY}")
+    async with keyed() as client:
+        made = await client.call_tool("generate_image", IMAGE)
+        task = made.structured_content["tasks"][0]
+        checked = await client.call_tool("check_task", {"task_id": task["task_id"]})
+        with pytest.raises(MCPError, match="holds the KIE API key"):
+            await client.read_resource(checked.structured_content["saved_files"][0]["resource_uri"])
+    [saved] = task["files"]
+    assert KEY.encode() in (tmp_path / saved).read_bytes()  # kept: it is paid for
+    previews = _previews(made) + _previews(checked)
+    assert len(previews) == 2 and all(KEY.encode() not in shown for shown in previews)
+    kept = list((tmp_path / saved).parent.glob(".*.thumb-*"))
+    assert kept and all(KEY.encode() not in thumb.read_bytes() for thumb in kept)
+    assert f"saved to {saved}, but its bytes hold your KIE API key" in text_of(made), text_of(made)
+    assert "bytes hold your KIE API key" in text_of(checked), text_of(checked)
+    assert checked.structured_content["saved_files"][0]["holds_key"] is True
+    assert KEY not in text_of(made) + text_of(checked)
+
+
+async def test_a_result_picture_without_the_key_is_not_flagged(keyed, tmp_path):
+    async with keyed() as client:
+        made = await client.call_tool("generate_image", IMAGE)
+        checked = await client.call_tool("check_task", {"task_id": made.structured_content["tasks"][0]["task_id"]})
+    assert "API key" not in text_of(made) + text_of(checked)
+    assert checked.structured_content["saved_files"][0]["holds_key"] is False
+
+
+def _tagged_clip(ffmpeg: str, path: Path, size: str) -> Path:
+    """A short clip carrying ``KEY`` in its tags (title, comment, the video stream's handler)."""
+    command = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i"]
+    command += [f"testsrc=size={size}:rate=10:duration=1", "-c:v", "libx264", "-preset", "ultrafast"]
+    command += ["-pix_fmt", "yuv420p", "-metadata", f"title={KEY}", "-metadata", f"comment=made for {KEY}"]
+    command += ["-metadata:s:v:0", f"handler_name={KEY}", str(path)]
+    subprocess.run(command, check=True, capture_output=True)
+    assert KEY.encode() in path.read_bytes()
+    return path
+
+
+@pytest.mark.parametrize("how", ["copy", "reencode"])
+async def test_a_joined_video_never_carries_a_clips_tags(keyed, ffmpeg, tmp_path, how):
+    """The audit: a re-encoded join copied the first clip's tags (and the key in them) into the joined video."""
+    first = _tagged_clip(ffmpeg, tmp_path / "first.mp4", "64x64")
+    second = _tagged_clip(ffmpeg, tmp_path / "second.mp4", "64x64" if how == "copy" else "96x64")
+    async with keyed() as client:
+        joined = await client.call_tool("stitch_videos", {"clips": [first.name, second.name], "session": "tags"})
+    assert not joined.is_error, text_of(joined)
+    assert ("losslessly" in text_of(joined)) == (how == "copy"), text_of(joined)
+    [video] = joined.structured_content["saved_files"]
+    assert KEY.encode() not in (tmp_path / video["path"]).read_bytes()
+
+
+def _png(path: Path, how: str, text: str) -> Path:
+    """A small picture carrying ``text`` compressed: in a ``zTXt`` chunk, a compressed ``iTXt`` or an ICC profile."""
+    picture, info = Image.new("RGB", (640, 640), (200, 30, 30)), PngImagePlugin.PngInfo()
+    if how == "zTXt":
+        info.add_text("Comment", text, zip=True)
+    elif how == "iTXt":
+        info.add_itxt("Description", text, lang="en", tkey="Beschreibung", zip=True)
+    picture.save(path, pnginfo=info, icc_profile=text.encode() if how == "iCCP" else None)
+    assert KEY.encode() not in path.read_bytes()  # only compressed: the raw bytes never show it
+    return path
+
+
+def _uploads(requests: list[dict]) -> list[dict]:
+    return [r for r in requests if "upload" in r["path"]]
+
+
+@pytest.mark.parametrize("how", ["zTXt", "iTXt", "iCCP"])
+async def test_a_key_in_a_pictures_compressed_text_is_never_uploaded(keyed, controls, tmp_path, how):
+    """The audit: the raw-bytes search missed the key in a PNG's compressed text chunk, and upload_file sent it to
+    KIE's public file host."""
+    _png(tmp_path / "photo.png", how, f"made with key {KEY}")
+    async with keyed() as client:
+        uploaded = await client.call_tool("upload_file", {"path": "photo.png"})
+        generated = await client.call_tool("generate_image", {**IMAGE, "images": ["photo.png"]})
+    for result in (uploaded, generated):
+        assert result.is_error and "photo.png holds the KIE API key" in text_of(result), text_of(result)
+    assert _uploads((await controls.get("requests"))["requests"]) == []
+    assert await controls.creates() == []
+
+
+async def test_compressed_text_inflating_past_what_is_searched_is_never_uploaded(keyed, controls, tmp_path):
+    """A compression bomb is never searched to its end, nor sent unsearched: 17 MiB of text in a few KB."""
+    _png(tmp_path / "bomb.png", "zTXt", " " * (17 * 2**20) + KEY)
+    async with keyed() as client:
+        uploaded = await client.call_tool("upload_file", {"path": "bomb.png"})
+    assert uploaded.is_error and "compressed text inflating past 16 MiB" in text_of(uploaded), text_of(uploaded)
+    assert _uploads((await controls.get("requests"))["requests"]) == []
+
+
+@pytest.mark.parametrize("how", ["zTXt", "iTXt", "iCCP"])
+async def test_a_picture_with_compressed_text_without_the_key_is_uploaded_exactly_as_it_is(
+    keyed, controls, tmp_path, how
+):
+    sent = _png(tmp_path / "photo.png", how, "made with an ordinary editor " * 50).read_bytes()
+    async with keyed() as client:
+        uploaded = await client.call_tool("upload_file", {"path": "photo.png"})
+    assert not uploaded.is_error, text_of(uploaded)
+    served = await controls.http.get(uploaded.structured_content["url"])
+    assert served.content == sent
+
+
+def _journal_holds_key(workspace: Path) -> bool:
+    return any(KEY.encode() in kept.read_bytes() for kept in (workspace / ".kie-mcp").glob("journal.sqlite3*"))
+
+
+async def test_a_file_named_after_the_key_is_never_named_so_in_an_answer_or_the_journal(keyed, tmp_path):
+    """The audit: "photo_<key>.png (64x64 px) is upscaled ...", "... was already uploaded recently; reused" and the
+    journal's record of a question's files (quotes.inputs) named the file with the key in its name."""
+    Image.new("RGB", (64, 64), (200, 30, 30)).save(tmp_path / f"photo_{KEY}.png")
+    Image.new("RGB", (1200, 1200), (30, 30, 200)).save(tmp_path / f"big_{KEY}.png")
+    request = {**IMAGE, "images": [f"photo_{KEY}.png", f"big_{KEY}.png"]}
+    async with keyed(auto_approve_credits=0.0) as client:
+        estimated = await client.call_tool("estimate_cost", request)
+        first = await client.call_tool("generate_image", request)
+        again = await client.call_tool("generate_image", {**request, "prompt": "a green apple"})
+    texts = [text_of(result) for result in (estimated, first, again)]
+    assert "photo_[redacted].png (64x64 px) is upscaled" in texts[0], texts[0]
+    assert "big_[redacted].png was already uploaded recently; reused" in texts[2], texts[2]
+    assert all(KEY not in text for text in texts), texts
+    assert not _journal_holds_key(tmp_path)
+
+
+async def test_a_file_named_after_the_key_replaced_while_the_form_is_open_is_still_refused(keyed, controls, tmp_path):
+    """The journal keeps a question's file paths redacted; a request's paths are matched against them redacted the
+    same way, so a picture named after the key replaced while the person reads the form is still refused."""
+    name = f"look_{KEY}.png"
+    Image.new("RGB", (64, 64), (200, 30, 30)).save(tmp_path / name)
+    seen: list[str] = []
+
+    async def replaced_while_reading(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+        seen.append(params.message)
+        if len(seen) == 1:
+            Image.new("RGB", (64, 64), (30, 30, 200)).save(tmp_path / name)
+        return ElicitResult(action="accept", content={"confirm": True})
+
+    async with keyed(replaced_while_reading, auto_approve_credits=0.0) as client:
+        refused = await client.call_tool("generate_image", {**IMAGE, "images": [name]})
+    assert refused.is_error and "look_[redacted].png changed since it was priced" in text_of(refused), text_of(refused)
+    assert len(seen) == 1 and _uploads((await controls.get("requests"))["requests"]) == []
+    assert await controls.creates() == []
+    assert not _journal_holds_key(tmp_path)
