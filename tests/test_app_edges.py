@@ -10,6 +10,7 @@ Chromium is not installed.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio
@@ -482,15 +483,71 @@ async def test_in_a_browser_an_expired_card_offers_a_new_price_never_approve(con
                 expired = await in_browser(view.evaluate, EXPIRED_CARD)
                 save_artifact("app-card-expired.png", await in_browser(view.screenshot))
                 await in_browser(view.click, ".card .approve")
-                await in_browser(view.wait_for, "document.querySelector('.card .why')")
+                await in_browser(view.wait_for, NEW_CARD)
                 again = await in_browser(view.evaluate, "document.querySelector('.card').innerText")
             finally:
                 await in_browser(view.close)
     assert live["approve"] == "Approve 8 credits" and live["opacity"] == 1, live
     assert expired["approve"] == "Get a new price" and expired["opacity"] < 0.6, expired
     assert "nothing is spent" in expired["how"], expired
-    assert "Not run:" in again and "Approve 8 credits" in again, again  # a new card, with a live price
+    assert "Approve 8 credits" in again and "valid until" in again, again  # a new card, with a live price
+    assert host.calls("generate_image") == [] and len(host.calls("estimate_cost")) == 1
     assert seen == [] and await controls.creates() == []
+
+
+# A card drawn anew after "Get a new price": its Approve reads a price again, and its quote is live.
+NEW_CARD = (
+    "(c => c && c.querySelector('.approve').textContent.startsWith('Approve')"
+    " && !c.querySelector('.validity.expired'))(document.querySelector('.card'))"
+)
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_get_a_new_price_never_spends_even_under_auto_approve(connect_app, controls, browser):
+    """The review: "Get a new price" on an expired card sent the spending call with the card's quote; on a host
+    without forms under KIE_AUTO_APPROVE_CREDITS=10, the server took the expired quote as no quote, auto-approved
+    the request and created it. The button now only prices the request again (estimate_cost, free)."""
+    async with connect_app(auto_approve_credits=10, quote_ttl_seconds=1) as client:
+        estimate = await client.call_tool("estimate_cost", IMAGE)
+        assert estimate.meta[CARD_KEY]["confirm"] == "quote"
+        await anyio.sleep(2.2)  # expired for the server too
+        async with AppHost(client).running() as host:
+            view = await in_browser(AppView, browser, host.show("expired-auto", IMAGE, estimate))
+            try:
+                await in_browser(view.wait_for, "document.querySelector('.card .validity.expired')", 10)
+                await in_browser(view.click, ".card .approve")
+                await in_browser(view.wait_for, NEW_CARD, 15)
+            finally:
+                await in_browser(view.close)
+    assert host.calls("generate_image") == [] and host.calls("estimate_cost") == [IMAGE]
+    assert await controls.creates() == []
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+@pytest.mark.parametrize("confirm", ["form", "quote"])
+async def test_in_a_browser_get_a_new_price_never_spends_when_the_browser_clock_is_ahead(
+    connect_app, controls, browser, confirm
+):
+    """The review: with the browser's clock ahead of the server's (a remote server), the card read "Get a new
+    price" on a quote the server still honoured, and the button sent it: approved, and created (auto-approved
+    under the form's limit, or bought with the card's quote on a host without forms)."""
+    elicitation = answering() if confirm == "form" else None
+    async with connect_app(elicitation, auto_approve_credits=10 if confirm == "form" else 0) as client:
+        estimate = await client.call_tool("estimate_cost", IMAGE)
+        card = estimate.meta[CARD_KEY]
+        assert card["confirm"] == confirm
+        ahead = datetime.now(UTC) - timedelta(minutes=2)  # the card reads its quote as expired two minutes ago
+        card["expires_at"] = ahead.strftime("%Y-%m-%dT%H:%M:%SZ")
+        async with AppHost(client).running() as host:
+            view = await in_browser(AppView, browser, host.show("clock-ahead", IMAGE, estimate))
+            try:
+                await in_browser(view.wait_for, "document.querySelector('.card .validity.expired')", 10)
+                await in_browser(view.click, ".card .approve")
+                await in_browser(view.wait_for, NEW_CARD, 15)
+            finally:
+                await in_browser(view.close)
+    assert host.calls("generate_image") == [] and host.calls("estimate_cost") == [IMAGE]
+    assert await controls.creates() == []
 
 
 # -- a prompt longer than its box -------------------------------------------------------------------------------

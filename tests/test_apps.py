@@ -754,12 +754,17 @@ async def test_in_a_browser_a_hostile_prompt_is_only_text(connect_app, browser):
 
 
 async def test_in_a_browser_only_web_links_the_server_marked_are_ever_opened(connect_app, browser):
-    """A result whose links are not http(s) (a hostile upstream's javascript: or file:) gets no button for them,
-    and the app never asks the host to open one, even when an answer marks one as openable."""
+    """A result whose links are not http(s) (a hostile upstream's javascript: or file:), or that a browser reads
+    otherwise than the server judged them (a backslash is read as "/": ``http://127.0.0.1\\.example.com/`` opens
+    127.0.0.1; whitespace), gets no button for them, and the app never asks the host to open one, even when an
+    answer marks one as openable."""
     async with connect_app(elicitation=answering()) as client:
         made = await client.call_tool("generate_image", IMAGE)
         task = made.structured_content["tasks"][0]
-        task["files"], task["result_urls"] = [], ["javascript:alert(1)//", "file:///etc/passwd", "https://cdn.kie/x"]
+        task["files"], task["result_urls"] = [], [
+            "javascript:alert(1)//", "file:///etc/passwd", "http://127.0.0.1\\.example.com/admin?reset=1",
+            "https://cdn.kie/a b", "https://cdn.kie/a\nb", "https://cdn.kie/x",
+        ]  # fmt: skip
         made.meta[GALLERY_KEY]["links"] = {
             task["task_id"]: [{"url": url, "host": "cdn.kie"} for url in task["result_urls"]]
         }
