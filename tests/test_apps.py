@@ -310,6 +310,20 @@ async def test_a_bound_quote_never_approves_a_spend(connect, connect_app, contro
     assert len(await controls.creates()) == 1
 
 
+@pytest.mark.parametrize("approval", ["any", "form"])
+async def test_a_refused_bound_quote_is_said_to_only_bind_under_either_approval(connect_app, controls, approval):
+    """The review: under KIE_APPROVAL=form a bind_quote_id call that did not match its quote was told that "a
+    quote_id binds the call to the quoted request", naming an argument it never passed. It is told what
+    bind_quote_id does, whatever the setting."""
+    seen: list[str] = []
+    async with connect_app(elicitation=answering(seen=seen), approval=approval) as client:
+        other = card_of(await client.call_tool("estimate_cost", {**IMAGE, "prompt": "a green pear"}))["quote_id"]
+        refused = await client.call_tool("generate_image", {**IMAGE, "bind_quote_id": other})
+    assert refused.structured_content["status"] == "confirmation_required", text_of(refused)
+    assert "bind_quote_id only binds" in text_of(refused) and "a quote_id binds" not in text_of(refused)
+    assert seen == [] and await controls.creates() == []
+
+
 async def test_the_gallery_data_names_each_task_s_prompt(connect_app):
     async with connect_app(elicitation=answering()) as client:
         made = await client.call_tool("generate_image", IMAGE)
