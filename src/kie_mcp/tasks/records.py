@@ -317,7 +317,7 @@ class TaskRecord(BaseModel, defer_build=True):
             try:
                 fine = openable_link(url)
             except Exception as err:  # a judgement that fails is no link to offer, never a failed call
-                log.warning("task %s: a result link could not be judged (%s: %s)", self.task_id, type(err).__name__, err)
+                log.warning("task %s: a result link could not be judged (%s)", self.task_id, type(err).__name__)
                 fine = False
             if fine:
                 links.append(url)
