@@ -10,6 +10,7 @@ Chromium is not installed.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio
@@ -19,6 +20,7 @@ from mcp.client import advertise
 from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID
 
 from kie_mcp.apps import CARD_KEY, GALLERY_KEY
+from kie_mcp.media import addresses
 from kie_mcp.redact import REDACTED
 from kie_mcp.sandbox import SimConfig, Simulator
 from kie_mcp.tasks import TaskRecord
@@ -26,7 +28,7 @@ from kie_mcp.tasks import TaskRecord
 from .app_host import AppHost, AppView
 from .browser import save_artifact
 from .conftest import answering, text_of
-from .test_promise_addresses import Routing, served
+from .test_promise_addresses import Routing, SeenAsTheNetwork, served
 
 IMAGE = {"prompt": "A red apple on a wooden table", "model": "nano-banana-2"}
 
@@ -208,6 +210,80 @@ def test_the_gallery_offers_only_result_links_kie_mcp_would_fetch_itself():
     ])  # fmt: skip
     record.refuse_link("https://refused.example/a.png")  # as save_results does with one it will never fetch
     assert record.openable_links() == ["https://tempfile.aiquickdraw.com/a.png"]
+
+
+def test_the_gallery_never_offers_a_link_a_browser_reads_as_this_machine_or_a_private_network():
+    """The review: a browser reads a backslash as "/" (``http://127.0.0.1\\.example.com/admin`` opens 127.0.0.1, and
+    ``https://evil.example\\.kie.ai/`` poses as kie.ai), and a name with its trailing dot is the same name
+    (``localhost.``, ``nas.local.``): each was offered. Whitespace, a % escape or a zone in the host, and a host
+    of 5,000 digits (which made the judgement raise) are never offered either."""
+    good = "https://tempfile.aiquickdraw.com/a.png"
+    record = TaskRecord(task_id="t1", model="m", family="market", state="succeeded", result_urls=[
+        "http://127.0.0.1\\.example.com/admin?reset=1", "http://169.254.169.254\\.kie.ai/latest/meta-data/",
+        "https://evil.example\\.kie.ai/a.png", "http://localhost./a.png", "http://nas.local./a.png",
+        "http://printer./a.png", "http://x.internal./a.png", "http://router.home.arpa./a", "http://localhost\u3002/a",
+        "http://localhost../a", "https://cdn.example/a b.png", "https://cdn.example/a\tb.png",
+        "http://exa%20mple.com/a", "http://a_b.internal/a", "http://[fe80::1%25eth0]/a", "http://[::1]/a",
+        "http://" + "1" * 5000 + "/a.png", "http://0x" + "f" * 5000 + "/a.png", good,
+    ])  # fmt: skip
+    assert record.openable_links() == [good]
+
+
+DIGITS = "http://" + "1" * 5000 + "/a.png"  # a host Python refuses to read as one number (over 4300 digits)
+
+
+async def test_a_result_link_whose_host_is_thousands_of_digits_never_fails_a_call(tmp_path, monkeypatch):
+    """The review: on an Apps host a paid generate_image answered an error with no task id, and list_tasks and
+    check_task failed for good, because judging the link raised (Python reads no number of over 4300 digits);
+    estimate_cost failed the same way for such an input link. Each now answers, and the link is not offered."""
+    _names_resolve_to(monkeypatch, "10.0.0.5")  # nothing leaves the test, whatever is judged a name
+    transport = Routing(Simulator(SimConfig(speed=1000.0)))
+    transport.result = DIGITS
+    async with Client(
+        served(tmp_path, SeenAsTheNetwork(transport)), mode="legacy", elicitation_callback=answering(),
+        extensions=[APPS],
+    ) as client:  # fmt: skip
+        made = await client.call_tool("generate_image", IMAGE)
+        checked = await client.call_tool("check_task", {"task_id": made.structured_content["tasks"][0]["task_id"]})
+        listed = await client.call_tool("list_tasks", {})
+        priced = await client.call_tool("estimate_cost", {**IMAGE, "images": [DIGITS]})
+    assert not made.is_error and made.structured_content["tasks"][0]["task_id"], text_of(made)
+    assert not checked.is_error and not listed.is_error, (text_of(checked), text_of(listed))
+    assert made.meta[GALLERY_KEY]["links"] == checked.meta[GALLERY_KEY]["links"] == {}
+    assert listed.meta[GALLERY_KEY]["links"] == {}
+    assert "does not fit nano-banana-2" in text_of(priced), text_of(priced)  # a user's error, not a crash
+    assert transport.sent == []
+
+
+async def test_the_task_list_never_offers_a_link_the_server_refused_to_fetch_and_says_why(tmp_path, monkeypatch):
+    """The review: a result link whose name resolves to a private address is refused by the server's fetch, and the
+    answer of that call offered no link; list_tasks, which reads its records from the journal, offered it (and
+    never said what the save could not do). The task list now knows what this server learnt saving it."""
+    _names_resolve_to(monkeypatch, "10.0.0.5")
+    transport = Routing(Simulator(SimConfig(speed=1000.0)))
+    transport.result = "http://router.evil.example/cgi-bin/reboot"
+    async with Client(
+        served(tmp_path, SeenAsTheNetwork(transport)), mode="legacy", elicitation_callback=answering(),
+        extensions=[APPS],
+    ) as client:  # fmt: skip
+        made = await client.call_tool("generate_image", IMAGE)
+        task_id = made.structured_content["tasks"][0]["task_id"]
+        listed = await client.call_tool("list_tasks", {})
+        checked = await client.call_tool("check_task", {"task_id": task_id})
+    for answer in (made, listed, checked):
+        assert answer.meta[GALLERY_KEY]["links"] == {}, answer.meta[GALLERY_KEY]
+    [said] = listed.meta[GALLERY_KEY]["save_problems"][task_id]
+    assert "router.evil.example resolves to a private address, 10.0.0.5" in said, said
+    assert transport.sent == []
+
+
+def _names_resolve_to(monkeypatch: pytest.MonkeyPatch, address: str) -> None:
+    """Every name a result link names resolves to ``address`` (no real DNS in tests)."""
+
+    async def resolve(host: str, port: int | None) -> list[str]:
+        return [address]
+
+    monkeypatch.setattr(addresses, "resolve_host", resolve)
 
 
 # -- Approve's answer lost by the host ----------------------------------------------------------------------------
@@ -407,15 +483,72 @@ async def test_in_a_browser_an_expired_card_offers_a_new_price_never_approve(con
                 expired = await in_browser(view.evaluate, EXPIRED_CARD)
                 save_artifact("app-card-expired.png", await in_browser(view.screenshot))
                 await in_browser(view.click, ".card .approve")
-                await in_browser(view.wait_for, "document.querySelector('.card .why')")
+                await in_browser(view.wait_for, new_card(estimate.meta[CARD_KEY]))
                 again = await in_browser(view.evaluate, "document.querySelector('.card').innerText")
             finally:
                 await in_browser(view.close)
     assert live["approve"] == "Approve 8 credits" and live["opacity"] == 1, live
     assert expired["approve"] == "Get a new price" and expired["opacity"] < 0.6, expired
     assert "nothing is spent" in expired["how"], expired
-    assert "Not run:" in again and "Approve 8 credits" in again, again  # a new card, with a live price
+    assert "Approve 8 credits" in again, again  # a new card, with a live price
+    assert host.calls("generate_image") == [] and len(host.calls("estimate_cost")) == 1
     assert seen == [] and await controls.creates() == []
+
+
+def new_card(old: dict[str, Any]) -> str:
+    """A JS condition: the card drawn anew after "Get a new price" (another quote than ``old``'s) is on screen."""
+    return (
+        f"(c => c && !c.querySelector('.mono').textContent.includes({old['quote_id']!r})"
+        " && c.querySelector('.approve').textContent.startsWith('Approve'))(document.querySelector('.card'))"
+    )
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_get_a_new_price_never_spends_even_under_auto_approve(connect_app, controls, browser):
+    """The review: "Get a new price" on an expired card sent the spending call with the card's quote; on a host
+    without forms under KIE_AUTO_APPROVE_CREDITS=10, the server took the expired quote as no quote, auto-approved
+    the request and created it. The button now only prices the request again (estimate_cost, free)."""
+    async with connect_app(auto_approve_credits=10, quote_ttl_seconds=1) as client:
+        estimate = await client.call_tool("estimate_cost", IMAGE)
+        assert estimate.meta[CARD_KEY]["confirm"] == "quote"
+        await anyio.sleep(2.2)  # expired for the server too
+        async with AppHost(client).running() as host:
+            view = await in_browser(AppView, browser, host.show("expired-auto", IMAGE, estimate))
+            try:
+                await in_browser(view.wait_for, "document.querySelector('.card .validity.expired')", 10)
+                await in_browser(view.click, ".card .approve")
+                await in_browser(view.wait_for, new_card(estimate.meta[CARD_KEY]), 15)
+            finally:
+                await in_browser(view.close)
+    assert host.calls("generate_image") == [] and host.calls("estimate_cost") == [IMAGE]
+    assert await controls.creates() == []
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+@pytest.mark.parametrize("confirm", ["form", "quote"])
+async def test_in_a_browser_get_a_new_price_never_spends_when_the_browser_clock_is_ahead(
+    connect_app, controls, browser, confirm
+):
+    """The review: with the browser's clock ahead of the server's (a remote server), the card read "Get a new
+    price" on a quote the server still honoured, and the button sent it: approved, and created (auto-approved
+    under the form's limit, or bought with the card's quote on a host without forms)."""
+    elicitation = answering() if confirm == "form" else None
+    async with connect_app(elicitation, auto_approve_credits=10 if confirm == "form" else 0) as client:
+        estimate = await client.call_tool("estimate_cost", IMAGE)
+        card = estimate.meta[CARD_KEY]
+        assert card["confirm"] == confirm
+        ahead = datetime.now(UTC) - timedelta(minutes=2)  # the card reads its quote as expired two minutes ago
+        card["expires_at"] = ahead.strftime("%Y-%m-%dT%H:%M:%SZ")
+        async with AppHost(client).running() as host:
+            view = await in_browser(AppView, browser, host.show("clock-ahead", IMAGE, estimate))
+            try:
+                await in_browser(view.wait_for, "document.querySelector('.card .validity.expired')", 10)
+                await in_browser(view.click, ".card .approve")
+                await in_browser(view.wait_for, new_card(estimate.meta[CARD_KEY]), 15)
+            finally:
+                await in_browser(view.close)
+    assert host.calls("generate_image") == [] and host.calls("estimate_cost") == [IMAGE]
+    assert await controls.creates() == []
 
 
 # -- a prompt longer than its box -------------------------------------------------------------------------------

@@ -310,6 +310,20 @@ async def test_a_bound_quote_never_approves_a_spend(connect, connect_app, contro
     assert len(await controls.creates()) == 1
 
 
+@pytest.mark.parametrize("approval", ["any", "form"])
+async def test_a_refused_bound_quote_is_said_to_only_bind_under_either_approval(connect_app, controls, approval):
+    """The review: under KIE_APPROVAL=form a bind_quote_id call that did not match its quote was told that "a
+    quote_id binds the call to the quoted request", naming an argument it never passed. It is told what
+    bind_quote_id does, whatever the setting."""
+    seen: list[str] = []
+    async with connect_app(elicitation=answering(seen=seen), approval=approval) as client:
+        other = card_of(await client.call_tool("estimate_cost", {**IMAGE, "prompt": "a green pear"}))["quote_id"]
+        refused = await client.call_tool("generate_image", {**IMAGE, "bind_quote_id": other})
+    assert refused.structured_content["status"] == "confirmation_required", text_of(refused)
+    assert "bind_quote_id only binds" in text_of(refused) and "a quote_id binds" not in text_of(refused)
+    assert seen == [] and await controls.creates() == []
+
+
 async def test_the_gallery_data_names_each_task_s_prompt(connect_app):
     async with connect_app(elicitation=answering()) as client:
         made = await client.call_tool("generate_image", IMAGE)
@@ -754,12 +768,17 @@ async def test_in_a_browser_a_hostile_prompt_is_only_text(connect_app, browser):
 
 
 async def test_in_a_browser_only_web_links_the_server_marked_are_ever_opened(connect_app, browser):
-    """A result whose links are not http(s) (a hostile upstream's javascript: or file:) gets no button for them,
-    and the app never asks the host to open one, even when an answer marks one as openable."""
+    """A result whose links are not http(s) (a hostile upstream's javascript: or file:), or that a browser reads
+    otherwise than the server judged them (a backslash is read as "/": ``http://127.0.0.1\\.example.com/`` opens
+    127.0.0.1; whitespace), gets no button for them, and the app never asks the host to open one, even when an
+    answer marks one as openable."""
     async with connect_app(elicitation=answering()) as client:
         made = await client.call_tool("generate_image", IMAGE)
         task = made.structured_content["tasks"][0]
-        task["files"], task["result_urls"] = [], ["javascript:alert(1)//", "file:///etc/passwd", "https://cdn.kie/x"]
+        task["files"], task["result_urls"] = [], [
+            "javascript:alert(1)//", "file:///etc/passwd", "http://127.0.0.1\\.example.com/admin?reset=1",
+            "https://cdn.kie/a b", "https://cdn.kie/a\nb", "https://cdn.kie/x",
+        ]  # fmt: skip
         made.meta[GALLERY_KEY]["links"] = {
             task["task_id"]: [{"url": url, "host": "cdn.kie"} for url in task["result_urls"]]
         }

@@ -851,7 +851,7 @@ def decide_approval(rt: Runtime, p: Plan, *, can_ask: bool, answered: bool = Fal
     # not refused because the quote expired while the form was open.
     bound = binds_only and answered and refusal is not None and refusal.why == "expired" and question_open(rt, p.digest)
     if binds_only and problem is not None and not bound:
-        return NeedsConfirmation(f"{problem} {FORM_APPROVES if form_only else BINDS_ONLY}")
+        return NeedsConfirmation(f"{problem} {BINDS_ONLY if p.quote_binds else FORM_APPROVES}")
     # Said whether or not the quote has expired since: the 2026-07-28 protocol asks the same question again when
     # the answer comes back, and a question whose text changed in between would be asked a third time.
     changed = price_change(rt, p) if p.quote_id else None

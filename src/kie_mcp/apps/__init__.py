@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import logging
 from collections.abc import Sequence
 from functools import cache
 from importlib import resources
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
     from kie_mcp.runtime import Runtime
     from kie_mcp.spend import Quote
     from kie_mcp.tasks import TaskRecord
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "APP_URI",
@@ -233,7 +236,11 @@ def gallery_meta(rt: Runtime, tasks: Sequence[TaskRecord]) -> dict[str, Any]:
     """What the gallery shows beyond the task records: each task's prompt, from the journal; the result links a
     person may open (``links``: each with the host its button names; only those kie-mcp would fetch itself, see
     ``TaskRecord.openable_links``, so a link it refused is never offered); and what the last save of each task's
-    results could not do (``save_problems``, redacted), shown on its tile."""
+    results could not do (``save_problems``, redacted), shown on its tile. A task is judged by the freshest record
+    this process has of it: the follower's while it follows the task, and any record read from the journal knowing
+    what this process learnt saving it (``TaskBook.recall``), so ``list_tasks`` offers no link a save refused and
+    says what a save could not do. After a restart, links are judged by their address alone. No judgement fails
+    the call: a task whose links cannot be judged offers none."""
     import sqlite3  # imported here: the server's start-up imports this module, not the journal
 
     from kie_mcp.journal import JournalUnavailable
@@ -250,10 +257,15 @@ def gallery_meta(rt: Runtime, tasks: Sequence[TaskRecord]) -> dict[str, Any]:
     for task in tasks:
         if not task.task_id:
             continue
-        if task.state == "succeeded" and (openable := task.openable_links()):
-            links[task.task_id] = [{"url": url, "host": link_host(url)} for url in openable]
-        if said := task.save_problems:
-            problems[task.task_id] = [redact(line) for line in said]
+        try:
+            judged = rt.tasks.recall(rt.follower.known(task.task_id) or task)
+            if task.state == "succeeded" and (openable := judged.openable_links()):
+                links[task.task_id] = [{"url": url, "host": link_host(url)} for url in openable]
+            if said := judged.save_problems:
+                problems[task.task_id] = [redact(line) for line in said]
+        except Exception:  # the gallery's extras never cost the answer: this task's tile offers no link
+            log.exception("task %s: its result links could not be judged for the gallery", task.task_id)
+            links.pop(task.task_id, None)
     return {
         GALLERY_KEY: {"prompts": prompts, "links": links, "save_problems": problems, "sandbox": rt.settings.sandbox}
     }

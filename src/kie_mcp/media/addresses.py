@@ -91,15 +91,23 @@ def is_trusted(url: httpx2.URL) -> bool:
 # -- addresses ---------------------------------------------------------------------------------------------
 
 
+# The most significant digits a part of an IPv4 literal can have (0xffffffff, 037777777777, 4294967295): a longer
+# part is too large for any address, and Python refuses to read a decimal one of over 4300 digits (ValueError).
+_MOST_DIGITS = 11
+
+
 def _ipv4_number(part: str) -> int | None:
-    """One part of an IPv4 literal as ``inet_aton`` reads it: decimal, octal (leading 0) or hex (0x)."""
+    """One part of an IPv4 literal as ``inet_aton`` reads it: decimal, octal (leading 0) or hex (0x). None when it is
+    none of these, or more than any address holds (a hostile link's 5000-digit host is a name, never an error)."""
     if re.fullmatch(r"0[xX][0-9a-fA-F]*", part):
-        return int(part[2:] or "0", 16)
-    if re.fullmatch(r"0[0-7]*", part):
-        return int(part, 8)
-    if re.fullmatch(r"[1-9][0-9]*", part):
-        return int(part)
-    return None
+        digits, base = part[2:].lstrip("0"), 16
+    elif re.fullmatch(r"0[0-7]*", part):
+        digits, base = part.lstrip("0"), 8
+    elif re.fullmatch(r"[1-9][0-9]*", part):
+        digits, base = part, 10
+    else:
+        return None
+    return int(digits or "0", base) if len(digits) <= _MOST_DIGITS else None
 
 
 def _inet_aton(host: str) -> ipaddress.IPv4Address | None:

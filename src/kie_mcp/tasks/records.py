@@ -3,6 +3,7 @@
 # No ``from __future__ import annotations``: pydantic would compile each field's annotation string on import.
 
 import logging
+import re
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -141,6 +142,35 @@ Moment = Annotated[
 ]
 
 
+def openable_link(url: str) -> bool:
+    """Whether a person may be offered ``url`` (a task's result link) to open in their browser: an http(s) link that
+    kie-mcp would fetch itself, read the same way by kie-mcp and by a browser. Never a redacted one, nor one with a
+    user name (``https://kie.ai@evil.example/`` opens evil.example), a backslash (a browser reads
+    ``http://127.0.0.1\\.example.com/`` as 127.0.0.1), whitespace or a control character; its host must be a plain
+    DNS name (``[a-z0-9.-]``, an internationalised one in its ``xn--`` form) or a bracketed IPv6 literal, and is
+    judged with its trailing dots taken off (``localhost.`` is localhost). May raise on a link httpx2 cannot read
+    (``TaskRecord.openable_links`` guards it)."""
+    import ipaddress
+
+    import httpx2  # imported here: records are built on every start-up, links judged only for the gallery
+
+    from kie_mcp.media.addresses import is_trusted, unreachable_host
+    from kie_mcp.redact import REDACTED
+
+    if REDACTED in url or "\\" in url or any(ch.isspace() or not ch.isprintable() for ch in url):
+        return False
+    parsed = httpx2.URL(url)
+    if parsed.scheme not in ("http", "https") or not parsed.host or parsed.userinfo:
+        return False
+    if ":" in parsed.host:  # an IPv6 literal (httpx2 gives it without its brackets): only a plain one
+        host = str(ipaddress.IPv6Address(parsed.host))  # ValueError for a zone (fe80::1%25eth0) or worse
+    else:
+        host = parsed.raw_host.decode("ascii").lower().rstrip(".")  # httpx2 maps 。 to ., and IDNA-encodes
+        if not re.fullmatch(r"[a-z0-9.-]+", host):  # a % escape, _ or anything else no DNS name has
+            return False
+    return is_trusted(parsed) or unreachable_host(host) is None
+
+
 class TaskRecord(BaseModel, defer_build=True):
     """One KIE task as the tools report it."""
 
@@ -193,7 +223,8 @@ class TaskRecord(BaseModel, defer_build=True):
     # Results saved to disk whose row the journal refused (read-only, locked): named with the saved files all the same.
     _unrecorded_files: list[str] = PrivateAttr(default_factory=list)
     # What the last save of its results could not do (lines as its answer says them): shown on its gallery tile.
-    _save_problems: list[str] = PrivateAttr(default_factory=list)
+    # None: no save of this record object has said (a record read from the journal; ``TaskBook.recall``).
+    _save_problems: list[str] | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _few_links(self) -> "TaskRecord":
@@ -270,33 +301,26 @@ class TaskRecord(BaseModel, defer_build=True):
 
     @property
     def save_problems(self) -> list[str]:
-        return list(self._save_problems)
+        return list(self._save_problems or [])
 
     def openable_links(self) -> list[str]:
         """The result links a person may be offered to open in their browser: only those kie-mcp would fetch itself.
         Never a link it refused to fetch (``refuse_link``: this machine or a private network, a credential, a link
-        KIE refused for good), nor a redacted one, nor one whose host is judged unreachable without a DNS lookup
-        (``addresses.unreachable_host``: a private or loopback IP, localhost, a local name: a record from before a
-        restart has no refusals kept), nor one with a user name (``https://kie.ai@evil.example/`` opens
-        evil.example), nor any scheme but http(s)."""
-        import httpx2  # imported here: records are built on every start-up, links judged only for the gallery
-
-        from kie_mcp.media.addresses import is_trusted, unreachable_host
-        from kie_mcp.redact import REDACTED
-
+        KIE refused for good), nor one whose host is judged unreachable without a DNS lookup
+        (``addresses.unreachable_host``: a private or loopback IP, localhost, a local name, with or without a
+        trailing dot: a record from before a restart has no refusals kept), nor one a browser may read otherwise
+        than kie-mcp does (``openable_link``). Never raises: a link that cannot be judged is not offered."""
         links: list[str] = []
         for url in self.result_urls:
-            if url in self._refused_links or REDACTED in url or url in links:
+            if url in self._refused_links or url in links:
                 continue
             try:
-                parsed = httpx2.URL(url)
-            except Exception:  # not a URL at all (httpx2 raises several kinds)
-                continue
-            if parsed.scheme not in ("http", "https") or not parsed.host or parsed.userinfo:
-                continue
-            if not is_trusted(parsed) and unreachable_host(parsed.host.lower()) is not None:
-                continue
-            links.append(url)
+                fine = openable_link(url)
+            except Exception as err:  # a judgement that fails is no link to offer, never a failed call
+                log.warning("task %s: a result link could not be judged (%s)", self.task_id, type(err).__name__)
+                fine = False
+            if fine:
+                links.append(url)
         return links
 
     def keep_unrecorded(self, path: str) -> None:
@@ -495,16 +519,31 @@ def answer_not_recorded(task_id: str | None, err: BaseException) -> str:
     )
 
 
+REMEMBERED_SAVES = 1000  # tasks whose save word ``TaskBook`` keeps in memory (the latest ones)
+
+
+@dataclass
+class SaveWord:
+    """What saving a task's results learnt that its journal record does not keep (``TaskBook.recall``)."""
+
+    refused: set[str] = field(default_factory=set)
+    problems: list[str] = field(default_factory=list)
+
+
 class TaskBook:
     """Tasks by id, kept in the workspace journal: a restarted or second server knows every one of them."""
 
     def __init__(self, journal: Journal) -> None:
         self.journal = journal
+        # What this process learnt saving a task's results, which the journal's record does not keep: the links it
+        # refused to fetch and what the last save could not do (``recall``). Gone at a restart.
+        self._learnt: dict[str, SaveWord] = {}
 
     def add(self, record: TaskRecord, **context: Any) -> None:
         """Save ``record`` (context: attempt_id, prompt, session); records without a task id are not tasks. The
         prompt and session go to the journal's columns, and the record shows them (``TaskRecord.label``)."""
         if record.task_id:
+            self._learn(record)
             if record._raw_answer is not None:
                 self.journal.keep_answer(record.task_id, record._raw_answer)
                 record._raw_answer = None
@@ -534,6 +573,29 @@ class TaskBook:
                 return kept
             self.add(record, **context)
         return None
+
+    def _learn(self, record: TaskRecord) -> None:
+        """Keep what ``record`` says its results' saves learnt (refused links add up; a save's problems replace the
+        last), for records of the same task read from the journal later (``recall``)."""
+        assert record.task_id is not None
+        known = self._learnt.pop(record.task_id, None) or SaveWord()
+        refused = known.refused | record._refused_links
+        problems = known.problems if record._save_problems is None else list(record._save_problems)
+        if refused or problems:
+            self._learnt[record.task_id] = SaveWord(refused, problems)  # the latest last: the oldest go first
+            while len(self._learnt) > REMEMBERED_SAVES:
+                del self._learnt[next(iter(self._learnt))]
+
+    def recall(self, record: TaskRecord) -> TaskRecord:
+        """``record`` (one read from the journal, say by ``list_tasks``) knowing what this process learnt saving its
+        results (``_learn``): the links it refused to fetch, so the gallery never offers one, and what the last
+        save could not do, so its tile says it. Returned for convenience: the record itself is changed."""
+        known = self._learnt.get(record.task_id) if record.task_id else None
+        if known is not None:
+            record._refused_links |= known.refused
+            if record._save_problems is None:
+                record._save_problems = list(known.problems)
+        return record
 
     def get(self, task_id: str) -> TaskRecord | None:
         """The task's record, or None when the journal does not know it. Raises ``UnreadableRecord`` when it does
