@@ -163,6 +163,9 @@ def _disguised(key: str) -> dict[str, str]:
         "in fullwidth letters": "".join(chr(ord(ch) + 0xFEE0) for ch in key),
         "with zero width spaces between": "\u200b".join(key),
         "with soft hyphens between": "\u00ad".join(key),
+        "with variation selectors between": "\ufe0f".join(key),  # the review: invisible, but not Cf
+        "with Hangul fillers between": "\u3164".join(key),
+        "with combining grapheme joiners between": "\u034f".join(key),
     }
 
 

@@ -200,3 +200,41 @@ async def test_a_file_named_after_the_key_replaced_while_the_form_is_open_is_sti
     assert len(seen) == 1 and _uploads((await controls.get("requests"))["requests"]) == []
     assert await controls.creates() == []
     assert not _journal_holds_key(tmp_path)
+
+
+async def test_a_picture_with_more_compressed_text_chunks_than_are_searched_is_never_uploaded(
+    keyed, controls, tmp_path
+):
+    """The review: 40,000 compressed text chunks of a byte each took 12 s to search, one at a time (a 100 MB file
+    holds millions). Past 256 such chunks the picture is refused as unsearched, at once, and nothing is sent."""
+    info = PngImagePlugin.PngInfo()
+    for n in range(300):
+        info.add_text(f"c{n}", "x", zip=True)
+    Image.new("RGB", (64, 64), (200, 30, 30)).save(tmp_path / "chunky.png", pnginfo=info)
+    async with keyed() as client:
+        uploaded = await client.call_tool("upload_file", {"path": "chunky.png"})
+    text = text_of(uploaded)
+    assert uploaded.is_error and "more than 256 compressed text chunks" in text, text
+    assert _uploads((await controls.get("requests"))["requests"]) == []
+
+
+@pytest.mark.parametrize(
+    "stem",
+    [
+        "-".join(KEY[at : at + 8] for at in range(0, len(KEY), 8)),  # in dashed groups, as a UUID writes it
+        KEY[:24],  # cut short
+        "".join(chr(ord(ch) + 0xFEE0) for ch in KEY),  # in fullwidth look-alikes
+    ],
+    ids=["dashed", "cut-short", "fullwidth"],
+)
+async def test_a_file_named_after_the_key_in_any_form_goes_up_under_another_name(keyed, controls, tmp_path, stem):
+    """The review: only the key's exact forms kept a file's name off KIE's public file host; in dashed groups, cut
+    short or in fullwidth letters it was published in the file's link (the fullwidth one as percent-encoded UTF-8
+    the agent could read back). Every form redaction knows is left out of the uploaded name."""
+    Image.new("RGB", (64, 64), (200, 30, 30)).save(tmp_path / f"photo_{stem}.png")
+    async with keyed() as client:
+        uploaded = await client.call_tool("upload_file", {"path": f"photo_{stem}.png"})
+    assert not uploaded.is_error, text_of(uploaded)
+    [sent] = _uploads((await controls.get("requests"))["requests"])
+    assert sent["body"]["fileName"].startswith("input"), sent["body"]
+    assert "photo_" not in uploaded.structured_content["url"]

@@ -267,3 +267,52 @@ async def test_the_same_quote_used_at_once_on_two_servers_answers_the_loser_with
     assert len(await controls.creates()) == 1
     made = {task["task_id"] for result in results for task in result.structured_content["tasks"]}
     assert len(made) == 1 and None not in made, [text_of(result) for result in results]
+
+
+async def test_a_task_failing_while_another_program_holds_the_journal_still_gets_its_refund(
+    connect, controls, tmp_path, monkeypatch
+):
+    """The review: a followed task that failed while another program held the journal had its refund given up
+    after a quarter second's wait on the event loop, so its reservation counted against the daily cap until someone
+    called check_task. The refund is written in a worker thread once the lock is free, by nobody's asking."""
+    # The lock's holder is this test, on the server's own event loop: a write waiting there holds up its release
+    monkeypatch.setattr(journal_module, "BUSY_SECONDS", 2.0, raising=False)
+    await controls.post("clock/speed", {"speed": 0})  # the task ends when the test says
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 0})
+        task_id = made.structured_content["tasks"][0]["task_id"]
+        holder = lock_journal(tmp_path)
+        try:
+            await controls.post(f"tasks/{task_id}", {"state": "fail", "fail_msg": "upstream timeout"})
+            await anyio.sleep(1.0)  # the follower sees it end while the lock is held
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        with anyio.fail_after(10):
+            while not _refunds(tmp_path):  # noqa: ASYNC110 - the follower writes it, in the background
+                await anyio.sleep(0.1)
+    assert _refunds(tmp_path) == [-8.0]
+
+
+def _refunds(workspace: Path) -> list[float]:
+    with sqlite3.connect(journal_path(workspace)) as db:
+        return [row[0] for row in db.execute("SELECT delta FROM spend WHERE reason LIKE 'refunded%'")]
+
+
+async def test_tools_that_only_read_answer_at_once_while_another_program_holds_the_journal(
+    connect, tmp_path, monkeypatch
+):
+    """The review: list_tasks and check_credits, which only read (WAL readers never wait for a writer), waited for
+    the lock like a spend and then failed with "could not write to its journal ... nothing was spent"."""
+    monkeypatch.setattr(journal_module, "BUSY_SECONDS", 2.0, raising=False)
+    async with connect(elicitation=answering()) as client:
+        await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 30})
+        holder = lock_journal(tmp_path)
+        try:
+            for tool in ("list_tasks", "check_credits"):
+                began = time.monotonic()
+                answer = await client.call_tool(tool, {})
+                assert not answer.is_error and time.monotonic() - began < 1.0, (tool, text_of(answer))
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()

@@ -30,7 +30,7 @@ from kie_mcp import redact as redaction
 from kie_mcp.catalog.live import LiveCatalog, LiveModel, cache_path
 from kie_mcp.kie import KieClient, KieError, TaskStatus
 from kie_mcp.kie.pacing import SlidingWindow
-from kie_mcp.redact import REDACTED, install_log_redaction, redact, redact_value, register_secret
+from kie_mcp.redact import REDACTED, SecretWatch, install_log_redaction, redact, redact_value, register_secret
 from kie_mcp.sandbox import SandboxTransport, SimConfig, Simulator
 from kie_mcp.server import create_server
 
@@ -715,3 +715,26 @@ def test_bytes_served_as_they_are_are_refused_wherever_the_key_sits_in_them(enco
     content = bytes(offset) + blob + bytes(4 * redaction.SCAN_CHUNK)
     assert redaction.bytes_hold_secret(content)
     assert not redaction.bytes_hold_secret(bytes(offset) + blob[: len(blob) // 3] + bytes(redaction.SCAN_CHUNK))
+
+
+@pytest.mark.parametrize("where", ["start", "end", "across two pieces at the start"])
+def test_a_download_is_searched_for_the_key_where_files_keep_their_metadata(where):
+    """A saved result is searched for the key as it streams, where pictures and videos keep their metadata: the
+    first megabytes (EXIF, XMP, a JPEG comment, an MP4 whose tags come first) and the last (PNG text after the
+    pixels, an MP4 whose tags come last). The review: searching every byte made a 300 MB video seven times slower
+    to save; the middle of a large file is its pixels or frames."""
+    register_secret(KIE_KEY)
+    size, piece = 12 << 20, 1 << 20
+    stream = bytearray(b"\x01" * size)
+    at = {"start": 100, "end": size - 200, "across two pieces at the start": piece - 10}[where]
+    stream[at : at + len(KIE_KEY)] = KIE_KEY.encode()
+    watch = SecretWatch()
+    for start in range(0, size, piece):
+        watch.feed(bytes(stream[start : start + piece]))
+    watch.finish()
+    assert watch.found
+    clean = SecretWatch()
+    for _ in range(0, size, piece):
+        clean.feed(b"\x01" * piece)
+    clean.finish()
+    assert not clean.found

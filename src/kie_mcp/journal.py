@@ -170,10 +170,12 @@ def attempt_story(attempt_id: str, attempt: sqlite3.Row | None) -> str:
 
 
 # Another writer's lock on the journal (another kie-mcp mid-write, a process suspended mid-transaction, a database
-# browser): a journal call on the event loop waits for it at most LOOP_BUSY_SECONDS (SQLite's wait blocks the whole
-# loop: pings, other calls, cancellations), then that work is done again in a worker thread, on a connection of its
-# own, that waits up to BUSY_SECONDS (``off_loop_when_locked``, ``writable``).
-LOOP_BUSY_SECONDS = 0.25
+# browser): SQLite waits for it up to BUSY_SECONDS. On the event loop that wait blocks the whole loop (pings, other
+# calls, cancellations), so a tool call that writes waits for a lock held when it starts in a worker thread first
+# (``writable``), and the writes that decide money are done again in a worker thread when the lock outlasted that
+# (``off_loop_when_locked``). The event loop's own connection keeps the whole wait: the review found that a shorter
+# one there (a quarter second) failed writes nobody retried, such as a refused create's refund, which then counted
+# against the daily cap for good.
 BUSY_SECONDS = 30.0
 T = TypeVar("T")
 
@@ -413,10 +415,9 @@ class Journal:
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(f"PRAGMA busy_timeout={int(BUSY_SECONDS * 1000)}")  # opening: before any tool call
+            self._db.execute(f"PRAGMA busy_timeout={int(BUSY_SECONDS * 1000)}")
             self._db.executescript(SCHEMA)
             self._migrate()
-            self._db.execute(f"PRAGMA busy_timeout={int(LOOP_BUSY_SECONDS * 1000)}")  # used on the event loop
 
     def _migrate(self) -> None:
         """Bring a journal written by an older kie-mcp up to this schema: columns, indexes and triggers are only
@@ -571,17 +572,18 @@ class Journal:
             db.close()
 
     async def off_loop_when_locked(self, work: Callable[[], T]) -> T:
-        """Run ``work`` (journal calls) now, on the event loop, where another writer's lock is waited for at most
-        ``LOOP_BUSY_SECONDS``; when it is held longer, run it again in a worker thread that waits up to
-        ``BUSY_SECONDS`` (the loop, pings and other calls go on). ``work`` must be safe to run again after a
+        """Run ``work`` (journal calls) now, on the event loop, unless another writer holds the journal's lock
+        (``locked_now``: one try, no wait), or held it longer than SQLite waited: then in a worker thread that waits
+        up to ``BUSY_SECONDS`` (the loop, pings and other calls go on). ``work`` must be safe to run again after a
         "locked" failure: one transaction (a lock refused at its ``BEGIN IMMEDIATE`` left nothing written), or reads.
         Once begun in the thread it is seen through, even when the call is cancelled meanwhile (shielded): a
         reservation or a task id written there is never left without the lines of this call that follow it."""
-        try:
-            return work()
-        except sqlite3.OperationalError as err:
-            if not is_locked(err):
-                raise
+        if not self.locked_now():
+            try:
+                return work()
+            except sqlite3.OperationalError as err:
+                if not is_locked(err):
+                    raise
         log.info("the journal is locked by another writer; waiting for it off the event loop")
         with anyio.CancelScope(shield=True):
             return await anyio.to_thread.run_sync(self._own_connection, work)

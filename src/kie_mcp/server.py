@@ -84,7 +84,7 @@ TOOL_NAMES = (
 ANSWERS_BUILT_BY_VALIDATION = frozenset({"estimate_cost"})
 ANSWER_GRACE = 300.0  # seconds a sealed confirmation answer stays readable after its question ended
 # Tools that never write to the journal: they never wait for another program's lock on it (``_open_runtime``).
-TOOLS_THAT_NEVER_WRITE = frozenset({"list_models"})
+TOOLS_THAT_NEVER_WRITE = frozenset({"list_models", "list_tasks", "check_credits"})  # WAL: readers never wait
 OPEN_AFTER_SECONDS = 0.5  # a host sends the handshake and tools/list at once: the runtime opens after them
 
 

@@ -671,7 +671,8 @@ async def _receive(
     response: httpx2.Response, fd: int, url: str, expected: Expected | None, max_bytes: int, watch: SecretWatch
 ) -> tuple[int, str, bytes]:
     """Stream the body into ``fd``: returns (size, sha256 hex, first bytes); ``watch`` sees every byte (whether the
-    file holds the API key, searched as it is written, not read again). Memory stays about WRITE_BATCH."""
+    file holds the API key where files keep their metadata, searched as it is written, not read again). Memory
+    stays about WRITE_BATCH (and the watch's kept tail)."""
     digest = hashlib.sha256()
     pending = bytearray()
     head = b""
@@ -700,6 +701,7 @@ async def _receive(
             pending.clear()
     if pending:
         await _hash_and_write(digest, fd, pending, watch)
+    await anyio.to_thread.run_sync(watch.finish)
     return size, digest.hexdigest(), head
 
 

@@ -330,7 +330,7 @@ class Follower:
 
     def _journal_locked(self) -> bool:
         """Whether another writer holds the journal now: the rescan's writes (claims) would each wait for it on the
-        event loop (``journal.LOOP_BUSY_SECONDS``), so it skips a turn."""
+        event loop (``journal.BUSY_SECONDS``), so it skips a turn."""
         assert self._rt is not None
         try:
             return self._rt.journal.locked_now()
@@ -698,7 +698,7 @@ class Follower:
                     await self._look(watch)
             if watch.record.finished and not watch.done.is_set():
                 watch.tell()  # waiters learn it ended; a check_task need not wait for the download
-                self._settle(watch)  # a refund or KIE's charge counts at once, whatever downloads wait for a slot
+                await self._settle(watch)  # a refund or KIE's charge counts at once, whatever downloads wait for
                 downloads = self._unsaved_results(watch.record)  # none for a failed task: no slot to wait for
                 async with self._end_limiter if downloads else contextlib.nullcontext():
                     try:
@@ -735,14 +735,17 @@ class Follower:
         if record.finished:
             watch.next_at = 0.0  # its finishing is due now
 
-    def _settle(self, watch: Watch) -> None:
+    async def _settle(self, watch: Watch) -> None:
         """Fold KIE's charge or refund into the spend now (``generation.settle``: once per task, ever, so the
-        finishing's own settling after it is a no-op)."""
-        assert self._rt is not None
+        finishing's own settling after it is a no-op). Written in a worker thread while another program holds the
+        journal's lock (``off_loop_when_locked``): the review found a failed task's refund given up on the event
+        loop, counting against the daily cap until someone called check_task."""
+        rt = self._rt
+        assert rt is not None
         from kie_mcp import generation  # generation -> runtime -> tasks: resolved when first used, not at import
 
         try:
-            watch.note(generation.settle(self._rt, [watch.record]))
+            watch.note(await rt.journal.off_loop_when_locked(lambda: generation.settle(rt, [watch.record])))
         except JOURNAL_ERRORS as err:
             watch.note([f"{watch.record.task_id}: its charge or refund could not be recorded ({err})."])
 
