@@ -265,22 +265,6 @@ def test_a_line_with_a_lone_surrogate_escape_is_answered_not_dropped_over_stdio(
     assert exited == 0  # stdin closed: a clean exit
 
 
-@pytest.mark.stdio
-def test_demo_runs_offline_and_exits_zero(tmp_path):
-    """The README's first command: the whole tour, a real subprocess server over stdio, no key."""
-    env = {"PATH": str(Path(sys.executable).parent), "HOME": str(tmp_path)}
-    done = subprocess.run(
-        [sys.executable, "-m", "kie_mcp", "demo"], capture_output=True, text=True, timeout=120, env=env, check=False
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    out = done.stdout
-    assert "[confirmation form] Spend 8 credits" in out
-    assert "status=completed" in out
-    assert "generate_video with the approved quote -> status=submitted" in out
-    assert "succeeded. Results: http" in out
-    assert "HTTP Request" not in out + done.stderr  # library chatter stays out of the transcript
-
-
 def _demo(
     tmp_path: Path, *args: str, env_extra: dict[str, str] | None = None
 ) -> tuple[subprocess.CompletedProcess[str], Path]:
@@ -301,12 +285,19 @@ def _demo(
 
 
 @pytest.mark.stdio
-def test_demo_ends_with_next_steps_and_leaves_no_clutter(tmp_path):
+def test_demo_runs_offline_ends_with_next_steps_and_leaves_no_clutter(tmp_path):
+    """The README's first command: the whole tour, a real subprocess server over stdio, no key; it ends with what
+    to do next and leaves nothing behind (one run for both: each takes seconds)."""
     cache = tmp_path / "my-cache"
     done, temp = _demo(tmp_path, env_extra={"KIE_CACHE_DIR": str(cache)})
+    out = done.stdout
+    assert "[confirmation form] Spend 8 credits" in out
+    assert "status=completed" in out
+    assert "generate_video with the approved quote -> status=submitted" in out
+    assert "succeeded. Results: http" in out
+    assert "HTTP Request" not in out + done.stderr  # library chatter stays out of the transcript
     assert list(cache.glob("*.json"))  # the server's kept tool listing went where KIE_CACHE_DIR says ...
     assert not (tmp_path / ".cache").exists()  # ... not to the default folder under HOME
-    out = done.stdout
     steps = out[out.index("== Next steps") :]
     assert "kie-mcp demo --keep" in steps  # how to see the files
     assert '"Use it from your MCP client"' in steps and "claude mcp add kie" in steps  # how to add it to a client
