@@ -19,6 +19,7 @@ from kie_mcp import __version__, stdio
 from kie_mcp.cli import build_parser, main
 
 from .conftest import answering, every_resource
+from .test_promise_config import as_a_user_the_system_does_not_know
 
 
 def test_version_and_help(capsys):
@@ -266,14 +267,16 @@ def test_a_line_with_a_lone_surrogate_escape_is_answered_not_dropped_over_stdio(
 
 
 def _demo(
-    tmp_path: Path, *args: str, env_extra: dict[str, str] | None = None
+    tmp_path: Path, *args: str, env_extra: dict[str, str] | None = None, prefix: tuple[str, ...] = ()
 ) -> tuple[subprocess.CompletedProcess[str], Path]:
-    """Run ``kie-mcp demo`` with its temporary folder inside ``tmp_path``; return the run and that folder."""
+    """Run ``kie-mcp demo`` with its temporary folder inside ``tmp_path``; return the run and that folder. With a
+    ``prefix`` (a user the system does not know), with no HOME at all."""
     temp = tmp_path / "tmp"
     temp.mkdir()
-    env = {"PATH": str(Path(sys.executable).parent), "HOME": str(tmp_path), "TMPDIR": str(temp), **(env_extra or {})}
+    home = {} if prefix else {"HOME": str(tmp_path)}
+    env = {"PATH": str(Path(sys.executable).parent), **home, "TMPDIR": str(temp), **(env_extra or {})}
     done = subprocess.run(
-        [sys.executable, "-m", "kie_mcp", "demo", *args],
+        [*prefix, sys.executable, "-m", "kie_mcp", "demo", *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -331,8 +334,12 @@ def test_the_demo_run_by_uvx_names_the_uvx_command_not_a_path_in_uv_s_cache(monk
 
 @pytest.mark.stdio
 def test_demo_keep_keeps_the_workspace_and_says_where(tmp_path):
-    """With ffmpeg (a dev dependency) the tour joins its two clips; --keep keeps the files and says where."""
-    done, temp = _demo(tmp_path, "--keep")
+    """With ffmpeg (a dev dependency) the tour joins its two clips; --keep keeps the files and says where. Run as a
+    user the system does not know, with HOME unset, where the system allows it: the audit found every start, the
+    demo's too, crashed there with "Could not determine home directory" (``test_promise_config`` checks the
+    server's side)."""
+    done, temp = _demo(tmp_path, "--keep", prefix=as_a_user_the_system_does_not_know() or ())
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]
     assert "stitch_videos joins the two clips into one -> outputs/" in done.stdout
     assert "16.0 s, joined losslessly by stream copy" in done.stdout  # two 8 s sandbox Veo clips of one format
     kept = list(temp.glob("kie-mcp-demo-*"))
