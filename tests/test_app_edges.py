@@ -503,6 +503,20 @@ def new_card(old: dict[str, Any]) -> str:
     )
 
 
+async def _new_price_asked(client: Any, browser: Any, name: str, estimate: Any) -> AppHost:
+    """Show ``estimate``'s card, wait until it reads expired, press "Get a new price" and wait for the new card;
+    return the host, which recorded every call the view made."""
+    async with AppHost(client).running() as host:
+        view = await in_browser(AppView, browser, host.show(name, IMAGE, estimate))
+        try:
+            await in_browser(view.wait_for, "document.querySelector('.card .validity.expired')", 10)
+            await in_browser(view.click, ".card .approve")
+            await in_browser(view.wait_for, new_card(estimate.meta[CARD_KEY]), 15)
+        finally:
+            await in_browser(view.close)
+    return host
+
+
 @pytest.mark.parametrize("mode", ["legacy"])
 async def test_in_a_browser_get_a_new_price_never_spends_even_under_auto_approve(connect_app, controls, browser):
     """The review: "Get a new price" on an expired card sent the spending call with the card's quote; on a host
@@ -512,14 +526,7 @@ async def test_in_a_browser_get_a_new_price_never_spends_even_under_auto_approve
         estimate = await client.call_tool("estimate_cost", IMAGE)
         assert estimate.meta[CARD_KEY]["confirm"] == "quote"
         await anyio.sleep(2.2)  # expired for the server too
-        async with AppHost(client).running() as host:
-            view = await in_browser(AppView, browser, host.show("expired-auto", IMAGE, estimate))
-            try:
-                await in_browser(view.wait_for, "document.querySelector('.card .validity.expired')", 10)
-                await in_browser(view.click, ".card .approve")
-                await in_browser(view.wait_for, new_card(estimate.meta[CARD_KEY]), 15)
-            finally:
-                await in_browser(view.close)
+        host = await _new_price_asked(client, browser, "expired-auto", estimate)
     assert host.calls("generate_image") == [] and host.calls("estimate_cost") == [IMAGE]
     assert await controls.creates() == []
 
@@ -539,14 +546,7 @@ async def test_in_a_browser_get_a_new_price_never_spends_when_the_browser_clock_
         assert card["confirm"] == confirm
         ahead = datetime.now(UTC) - timedelta(minutes=2)  # the card reads its quote as expired two minutes ago
         card["expires_at"] = ahead.strftime("%Y-%m-%dT%H:%M:%SZ")
-        async with AppHost(client).running() as host:
-            view = await in_browser(AppView, browser, host.show("clock-ahead", IMAGE, estimate))
-            try:
-                await in_browser(view.wait_for, "document.querySelector('.card .validity.expired')", 10)
-                await in_browser(view.click, ".card .approve")
-                await in_browser(view.wait_for, new_card(estimate.meta[CARD_KEY]), 15)
-            finally:
-                await in_browser(view.close)
+        host = await _new_price_asked(client, browser, "clock-ahead", estimate)
     assert host.calls("generate_image") == [] and host.calls("estimate_cost") == [IMAGE]
     assert await controls.creates() == []
 

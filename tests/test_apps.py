@@ -223,46 +223,23 @@ def repaint(workspace: Path, name: str = "still.png") -> None:
 
 
 @pytest.mark.parametrize("swapped", [False, True])
-async def test_with_approval_form_approve_is_bound_to_the_pictures_the_card_showed(
-    connect_app, controls, tmp_path, swapped
-):
-    """KIE_APPROVAL=form, a host with forms: Approve sends the card's quote_id too, which there only binds. The
-    request as drawn goes on to the person's form; a picture replaced after the card was drawn is refused before
-    anyone is asked, and the card comes back saying why."""
-    seen: list[str] = []
-    request = {**VIDEO, "images": [still(tmp_path)]}
-    async with connect_app(elicitation=answering(seen=seen), approval="form") as client:
-        card = card_of(await client.call_tool("estimate_cost", request))
-        assert card["confirm"] == "form" and card["binds"] is True
-        if swapped:
-            repaint(tmp_path)
-        result = await client.call_tool(card["tool"], {**card["arguments"], "quote_id": card["quote_id"]})
-    if swapped:
-        assert result.structured_content["status"] == "confirmation_required", text_of(result)
-        again = card_of(result)
-        assert "different arguments" in again["why"] and again["quote_id"] != card["quote_id"]
-        assert seen == [] and await controls.creates() == []
-    else:
-        assert result.structured_content["status"] == "submitted", text_of(result)
-        assert len(seen) == 1 and len(await controls.creates()) == 1
-
-
-@pytest.mark.parametrize("swapped", [False, True])
-async def test_by_default_approve_on_a_host_with_forms_is_bound_to_the_pictures_the_card_showed(
-    connect_app, controls, tmp_path, swapped
+@pytest.mark.parametrize(("approval", "passed"), [("form", "quote_id"), ("any", "bind_quote_id")])
+async def test_approve_on_a_host_with_forms_is_bound_to_the_pictures_the_card_showed(
+    connect_app, controls, tmp_path, swapped, approval, passed
 ):
     """The audit: under the default KIE_APPROVAL=any, the card showed picture A, Approve sent no quote, and the form
     said only "1 input file(s)": a picture replaced after the card was drawn was sent. Approve now passes the card's
-    quote as bind_quote_id, which only binds: a replaced picture is refused before anyone is asked (the card comes
-    back saying why), and the request as drawn still goes to the person's form, which alone approves it."""
+    quote (as bind_quote_id by default, as quote_id under KIE_APPROVAL=form), which there only binds: a replaced
+    picture is refused before anyone is asked (the card comes back saying why), and the request as drawn still goes
+    to the person's form, which alone approves it."""
     seen: list[str] = []
     request = {**VIDEO, "images": [still(tmp_path)]}
-    async with connect_app(elicitation=answering(seen=seen)) as client:
+    async with connect_app(elicitation=answering(seen=seen), approval=approval) as client:
         card = card_of(await client.call_tool("estimate_cost", request))
         assert card["confirm"] == "form" and card["binds"] is True and card["why"] is None
         if swapped:
             repaint(tmp_path)
-        result = await client.call_tool(card["tool"], {**card["arguments"], "bind_quote_id": card["quote_id"]})
+        result = await client.call_tool(card["tool"], {**card["arguments"], passed: card["quote_id"]})
     if swapped:
         assert result.structured_content["status"] == "confirmation_required", text_of(result)
         again = card_of(result)

@@ -19,6 +19,7 @@ from kie_mcp import __version__, stdio
 from kie_mcp.cli import build_parser, main
 
 from .conftest import answering, every_resource
+from .test_promise_config import as_a_user_the_system_does_not_know
 
 
 def test_version_and_help(capsys):
@@ -266,14 +267,16 @@ def test_a_line_with_a_lone_surrogate_escape_is_answered_not_dropped_over_stdio(
 
 
 def _demo(
-    tmp_path: Path, *args: str, env_extra: dict[str, str] | None = None
+    tmp_path: Path, *args: str, env_extra: dict[str, str] | None = None, prefix: tuple[str, ...] = ()
 ) -> tuple[subprocess.CompletedProcess[str], Path]:
-    """Run ``kie-mcp demo`` with its temporary folder inside ``tmp_path``; return the run and that folder."""
+    """Run ``kie-mcp demo`` with its temporary folder inside ``tmp_path``; return the run and that folder. With a
+    ``prefix`` (a user the system does not know), with no HOME at all."""
     temp = tmp_path / "tmp"
     temp.mkdir()
-    env = {"PATH": str(Path(sys.executable).parent), "HOME": str(tmp_path), "TMPDIR": str(temp), **(env_extra or {})}
+    home = {} if prefix else {"HOME": str(tmp_path)}
+    env = {"PATH": str(Path(sys.executable).parent), **home, "TMPDIR": str(temp), **(env_extra or {})}
     done = subprocess.run(
-        [sys.executable, "-m", "kie_mcp", "demo", *args],
+        [*prefix, sys.executable, "-m", "kie_mcp", "demo", *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -287,9 +290,15 @@ def _demo(
 @pytest.mark.stdio
 def test_demo_runs_offline_ends_with_next_steps_and_leaves_no_clutter(tmp_path):
     """The README's first command: the whole tour, a real subprocess server over stdio, no key; it ends with what
-    to do next and leaves nothing behind (one run for both: each takes seconds)."""
+    to do next and leaves nothing behind. Run here without ffmpeg (kie-mcp's video extra hidden): stitching is
+    skipped with the fix and the tour still succeeds (one run for all of it: each takes seconds; the stitch itself
+    is checked in the ``--keep`` run)."""
     cache = tmp_path / "my-cache"
-    done, temp = _demo(tmp_path, env_extra={"KIE_CACHE_DIR": str(cache)})
+    hidden = tmp_path / "hide"
+    (hidden / "imageio_ffmpeg").mkdir(parents=True)
+    (hidden / "imageio_ffmpeg" / "__init__.py").write_text("raise ImportError('hidden by the test')\n")
+    assert shutil.which("ffmpeg", path=str(Path(sys.executable).parent)) is None  # the demo's PATH has none
+    done, temp = _demo(tmp_path, env_extra={"KIE_CACHE_DIR": str(cache), "PYTHONPATH": str(hidden)})
     out = done.stdout
     assert "[confirmation form] Spend 8 credits" in out
     assert "status=completed" in out
@@ -298,13 +307,13 @@ def test_demo_runs_offline_ends_with_next_steps_and_leaves_no_clutter(tmp_path):
     assert "HTTP Request" not in out + done.stderr  # library chatter stays out of the transcript
     assert list(cache.glob("*.json"))  # the server's kept tool listing went where KIE_CACHE_DIR says ...
     assert not (tmp_path / ".cache").exists()  # ... not to the default folder under HOME
+    assert "stitch_videos skipped: no ffmpeg here: kie-mcp's video extra" in out
+    assert "uv tool install '/path/to/kie-mcp[video]'" in out  # a command that works before PyPI
     steps = out[out.index("== Next steps") :]
     assert "kie-mcp demo --keep" in steps  # how to see the files
     assert '"Use it from your MCP client"' in steps and "claude mcp add kie" in steps  # how to add it to a client
     assert "uvx kie-mcp" not in steps  # not on PyPI yet: the demo names a command that works today
     assert "https://kie.ai" in steps and "KIE_API_KEY" in steps  # how to switch to a real key
-    assert "stitch_videos joins the two clips into one -> outputs/" in out  # ffmpeg: a dev dependency
-    assert "16.0 s, joined losslessly by stream copy" in out  # two 8 s sandbox Veo clips of the same format
     assert not list(temp.glob("kie-mcp-demo-*"))
 
 
@@ -325,7 +334,14 @@ def test_the_demo_run_by_uvx_names_the_uvx_command_not_a_path_in_uv_s_cache(monk
 
 @pytest.mark.stdio
 def test_demo_keep_keeps_the_workspace_and_says_where(tmp_path):
-    done, temp = _demo(tmp_path, "--keep")
+    """With ffmpeg (a dev dependency) the tour joins its two clips; --keep keeps the files and says where. Run as a
+    user the system does not know, with HOME unset, where the system allows it: the audit found every start, the
+    demo's too, crashed there with "Could not determine home directory" (``test_promise_config`` checks the
+    server's side)."""
+    done, temp = _demo(tmp_path, "--keep", prefix=as_a_user_the_system_does_not_know() or ())
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "stitch_videos joins the two clips into one -> outputs/" in done.stdout
+    assert "16.0 s, joined losslessly by stream copy" in done.stdout  # two 8 s sandbox Veo clips of one format
     kept = list(temp.glob("kie-mcp-demo-*"))
     assert len(kept) == 1
     workspace = kept[0].resolve()
@@ -336,19 +352,6 @@ def test_demo_keep_keeps_the_workspace_and_says_where(tmp_path):
     videos = sorted(p.name for p in workspace.rglob("outputs/**/*.mp4"))
     assert len(videos) == 3 and "stitched-2-clips.mp4" in videos
     assert list(workspace.rglob("outputs/**/*.jpg"))
-
-
-@pytest.mark.stdio
-def test_demo_without_ffmpeg_skips_stitching_with_the_fix_and_still_succeeds(tmp_path):
-    hidden = tmp_path / "hide"
-    (hidden / "imageio_ffmpeg").mkdir(parents=True)
-    (hidden / "imageio_ffmpeg" / "__init__.py").write_text("raise ImportError('hidden by the test')\n")
-    assert shutil.which("ffmpeg", path=str(Path(sys.executable).parent)) is None  # the demo's PATH has none
-    done, temp = _demo(tmp_path, env_extra={"PYTHONPATH": str(hidden)})
-    assert "stitch_videos skipped: no ffmpeg here: kie-mcp's video extra" in done.stdout
-    assert "uv tool install '/path/to/kie-mcp[video]'" in done.stdout  # a command that works before PyPI
-    assert "== Next steps" in done.stdout
-    assert not list(temp.glob("kie-mcp-demo-*"))
 
 
 def test_a_demo_whose_server_dies_ends_with_one_line_and_no_leftover(tmp_path, monkeypatch, capsys):

@@ -149,6 +149,18 @@ async def test_a_value_holding_the_encoded_key_is_redacted_before_it_is_cut_shor
     assert {what: text for what, text in shown.items() if shows_encoded_key(text) or leaks(text)} == {}
 
 
+async def test_the_key_broken_over_lines_in_an_argument_is_not_shown_back_in_its_refusal(keyed, controls):
+    """The review: an error repeats a refused value as JSON writes it, so a line break reads "\\n"; the key in
+    eight-character lines (each too short to be taken for a piece of it) was shown back whole."""
+    lines = "\n".join(KEY[at : at + 8] for at in range(0, len(KEY), 8))
+    async with keyed() as client:
+        refused = await client.call_tool("generate_image", {"prompt": "an apple", "model": f"model {lines}"})
+    text = text_of(refused)
+    assert refused.is_error and "[redacted]" in text, text
+    assert not leaks(text) and KEY[:8] not in text and KEY[-8:] not in text, text
+    assert await controls.creates() == []
+
+
 def _disguised(key: str) -> dict[str, str]:
     """The key as a careless or hostile upstream may echo it, in cheap encodings the redactor knows."""
     raw = key.encode()
@@ -160,6 +172,7 @@ def _disguised(key: str) -> dict[str, str]:
         "in groups by slashes": "/".join(key[at : at + 4] for at in range(0, len(key), 4)),
         "in groups by commas": ",".join(key[at : at + 8] for at in range(0, len(key), 8)),
         "with dots between": ".".join(key),
+        "over lines, as JSON escapes them": "\\n".join(key[at : at + 8] for at in range(0, len(key), 8)),
         "in fullwidth letters": "".join(chr(ord(ch) + 0xFEE0) for ch in key),
         "with zero width spaces between": "\u200b".join(key),
         "with soft hyphens between": "\u00ad".join(key),

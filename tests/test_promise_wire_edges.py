@@ -193,13 +193,15 @@ async def test_a_create_refused_with_its_code_as_text_is_refused_and_releases_it
     connect, controls, transport
 ):
     """ "402" as text is KIE's refusal for credits (not a server error that keeps the reservation); "429" as text is
-    KIE's rate limit, sent again as KIE documents (refused, not charged)."""
+    KIE's rate limit, sent again as KIE documents (refused, not charged). Each on a server of its own: after the
+    402's answer, the 429's resend would wait out the pacing window's 10 s."""
     transport.rewrites[CREATE] = code_as(str)
     await controls.fault("create", kind="code", code=402)
     async with connect(elicitation=answering()) as client:
         refused = await client.call_tool("generate_image", IMAGE)
         after_refusal = await spent_today(client)
-        await controls.fault("create", kind="code", code=429)
+    await controls.fault("create", kind="code", code=429)
+    async with connect(elicitation=answering()) as client:
         paced = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 10})
     [task] = refused.structured_content["tasks"]
     assert refused.structured_content["status"] == "failed", text_of(refused)

@@ -99,6 +99,28 @@ async def test_a_confirmation_to_approve_in_chat_reads_as_a_sentence(connect):
     )
 
 
+async def test_a_confirmation_names_the_input_files_it_sends_not_only_how_many(connect, controls, tmp_path):
+    """The audit: the person asked to approve read only "1 input file(s)", never which picture would be sent. The
+    question (and the estimate) now names them as the call wrote them, the first four, and counts the rest."""
+    from PIL import Image
+
+    (tmp_path / "references").mkdir()
+    Image.new("RGB", (320, 240), (30, 90, 160)).save(tmp_path / "references" / "serum-bottle.png")
+    links = [f"https://example.com/look-{n}.png" for n in range(1, 6)]
+    seen: list[str] = []
+    async with connect(elicitation=answering(action="decline", seen=seen)) as client:
+        one = {**IMAGE, "images": ["references/serum-bottle.png"]}
+        estimate = await client.call_tool("estimate_cost", one)
+        await client.call_tool("generate_image", one)
+        await client.call_tool("generate_image", {**IMAGE, "images": ["references/serum-bottle.png", *links]})
+    assert '1 input file: "references/serum-bottle.png".' in estimate.structured_content["message"]
+    assert '1 input file: "references/serum-bottle.png".' in seen[0], seen[0]
+    named = '6 input files: "references/serum-bottle.png"; "https://example.com/look-1.png"; '
+    assert named in seen[1] and '"https://example.com/look-3.png"; and 2 more.' in seen[1], seen[1]
+    assert "look-4" not in seen[1]
+    assert await controls.creates() == []
+
+
 # -- price sources in words a user trusts -------------------------------------------------------------------
 
 

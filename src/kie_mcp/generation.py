@@ -1110,12 +1110,20 @@ def _setting_text(value: Any) -> str:
     return plain(value, quoted=False)
 
 
+INPUTS_NAMED = 4  # input files the confirmation text names; the rest are counted
+
+
 def settings_text(p: Plan) -> str:
-    """``settings_shown`` in words, JSON values, and how many input files."""
+    """``settings_shown`` in words, JSON values, and the input files by name (as the call wrote them: a path or a
+    link), so a person asked to approve sees which pictures are sent, not only how many."""
     shown = [f"{name}={_setting_text(value)}" for name, value in settings_shown(p)]
-    images = sum(1 if isinstance(v, str) else len(v) for k, v in p.wire.items() if p.spec.fields[k].is_media)
-    if images:
-        shown.append(f"{images} input file(s)")
+    inputs = [v for k, v in p.wire.items() if p.spec.fields[k].is_media for v in ([v] if isinstance(v, str) else v)]
+    if inputs:
+        named = [plain(value) for value in inputs[:INPUTS_NAMED]]
+        if len(inputs) > INPUTS_NAMED:
+            named.append(f"and {len(inputs) - INPUTS_NAMED} more")
+        files = "1 input file" if len(inputs) == 1 else f"{len(inputs)} input files"
+        shown.append(f"{files}: {'; '.join(named)}")
     return "Settings: " + (", ".join(shown) if shown else "defaults")
 
 

@@ -39,10 +39,12 @@ MIN_SECRET_LENGTH = 8
 # guessed in a few tries, but 16 characters left out (16 hex digits: 2**64 tries) are not.
 FRAGMENT = 16
 # Between a secret's characters: a UUID's dashes, hex in groups (by spaces, colons, dots, underscores, slashes or
-# commas), a broken line; up to three of them (", ", a key's own dash with a colon either side). A secret's own
-# characters among these are its characters, never taken for something between.
+# commas), a broken line, as it is or as JSON escapes it (``\n``: how ``plain`` and a JSON log show a line break);
+# up to three of them (", ", a key's own dash with a colon either side). A secret's own characters among these are
+# its characters, never taken for something between.
 _SEPARATORS = "-:._/,"
-_BETWEEN = r"(?:[-:._/,]|\s){0,3}"
+_BETWEEN = r"(?:[-:._/,]|\s|\\[nrt]){0,3}"
+_ESCAPED_BREAK = re.compile(r"\\[nrt]")  # a JSON-escaped line break or tab, between a secret's characters
 _WRAPPED = r"(?:\r?\n|\\r\\n|\\n)?"  # between base64 characters: MIME's line breaks, as they are or JSON-escaped
 
 
@@ -337,11 +339,14 @@ def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
 def _cut(run: str, pieces: dict[str, tuple[str, int]], kept: frozenset[str]) -> list[tuple[int, int]]:
     """Where in ``run`` the stretches of ``pieces`` (of secrets holding the separators ``kept``) stand."""
     between = set(_SEPARATORS) - kept
+    # A broken line as JSON shows it (``\n``): both of the escape's characters stand between.
+    escaped = {at for m in _ESCAPED_BREAK.finditer(run) for at in range(*m.span())} if "\\" in run else set()
     if run.isascii():  # a task id, a hash, a word after it: the common case, looked at without the mapping below
-        folded = "".join(run.lower().split()).translate({ord(ch): None for ch in between})
+        plain_run = _ESCAPED_BREAK.sub("", run) if escaped else run
+        folded = "".join(plain_run.lower().split()).translate({ord(ch): None for ch in between})
         if not any(folded[at : at + FRAGMENT] in pieces for at in range(len(folded) - FRAGMENT + 1)):
             return []
-    letters = [(at, _lower(ch)) for at, ch in enumerate(run) if not (ch.isspace() or ch in between)]
+    letters = [(at, _lower(ch)) for at, ch in enumerate(run) if not (ch.isspace() or ch in between or at in escaped)]
     folded = "".join(ch for _, ch in letters)
     if not any(folded[at : at + FRAGMENT] in pieces for at in range(len(folded) - FRAGMENT + 1)):
         return []
