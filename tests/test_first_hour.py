@@ -135,6 +135,20 @@ async def test_the_sandbox_reads_inputs_and_references_of_the_real_workspace(san
     assert made.structured_content["status"] == "completed", text_of(made)
 
 
+async def test_a_mistyped_input_path_in_the_sandbox_names_both_places_it_was_looked_for(sandboxed, tmp_path):
+    """A relative path is looked up in the sandbox area, then in the real workspace: a typo's error named only the
+    first (".../sandbox/references/...: nothing there"), as if the real workspace's references/ were never read."""
+    (tmp_path / "references" / "products").mkdir(parents=True)
+    typo = "references/products/serum.jpeg"  # the file is serum.jpg
+    Image.new("RGB", (1200, 1200), (20, 120, 200)).save(tmp_path / "references" / "products" / "serum.jpg", "JPEG")
+    async with sandboxed() as client:
+        estimated = await client.call_tool("estimate_cost", {**EDIT, "images": [typo]})
+        uploaded = await client.call_tool("upload_file", {"path": typo})
+    places = f"{sandbox_area(tmp_path).resolve() / typo} and {tmp_path.resolve() / typo}"
+    assert estimated.is_error and f"looked in {places}: nothing there" in text_of(estimated), text_of(estimated)
+    assert uploaded.is_error and f"No file at {places}." in text_of(uploaded), text_of(uploaded)
+
+
 async def test_catalog_sync_in_the_sandbox_leaves_the_real_cache_alone(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("KIE_WORKSPACE", str(tmp_path))
     monkeypatch.delenv("KIE_API_KEY", raising=False)

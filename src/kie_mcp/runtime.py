@@ -284,7 +284,7 @@ async def open_runtime(
         journal=journal,
         quotes=QuoteBook(journal, settings.quote_ttl_seconds),
         ledger=Ledger(journal, Caps(settings.max_credits_per_call, settings.max_credits_per_day)),
-        tasks=TaskBook(journal),
+        tasks=TaskBook(journal, settings.workspace),
         kie=kie,
         time_scale=time_scale,
         notices=notices,
@@ -315,7 +315,7 @@ def _unconfigured(settings: Settings, problem: str) -> Runtime:
         journal=journal,
         quotes=QuoteBook(journal),
         ledger=Ledger(journal, Caps(0.0, 0.0)),
-        tasks=TaskBook(journal),
+        tasks=TaskBook(journal, settings.workspace),
         kie=None,
         notices=(problem,),
     )

@@ -14,7 +14,6 @@ import mimetypes
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -70,9 +69,7 @@ from kie_mcp.media.downloads import (
     as_served,
     damage_of,
     key_held,
-    output_folder,
     preview,
-    real_folder,
     sniff_mime,
 )
 from kie_mcp.media.inputs import (
@@ -213,7 +210,8 @@ Session = Annotated[
     FREE_TEXT,
     Field(
         max_length=SESSION_MAX,
-        description="A short name for this piece of work; results are saved in outputs/{date}-{session}/.",
+        description="A short name for this piece of work; results are saved in outputs/{date}-{session}/, dated by "
+        "the session's first day: later results go on in the folder it has.",
     ),
 ]
 MaxCredits = Annotated[
@@ -688,10 +686,11 @@ def _register_tools(mcp: MCPServer) -> None:
         ] = False,
     ) -> Annotated[CallToolResult, StitchedVideo]:
         """Join saved clips (at most 200; single video files: MP4, MOV, WebM, MKV, AVI, Ogg) into one video in the
-        session folder (re-encoding when formats differ), optionally with burned-in captions. With chain=true a task
-        id brings its whole chain of extensions, in order. An existing file is never replaced: the join then gets
-        the next free name (name-2.mp4). Dotfiles, .env, .kie-mcp/ and logs/ are never read. Local and free: needs
-        ffmpeg (kie-mcp's video extra, or ffmpeg on PATH)."""
+        session folder (without session: the clips' own, when all are saved results of one session; else a folder
+        of the day named after output_name), re-encoding when formats differ, optionally with burned-in captions.
+        With chain=true a task id brings its whole chain of extensions, in order. An existing file is never
+        replaced: the join then gets the next free name (name-2.mp4). Dotfiles, .env, .kie-mcp/ and logs/ are never
+        read. Local and free: needs ffmpeg (kie-mcp's video extra, or ffmpeg on PATH)."""
         _reject_unknown_arguments(ctx, "stitch_videos")
         from kie_mcp.media import gallery as pages  # the gallery and ffmpeg's plumbing load on first use
         from kie_mcp.media import stitch as stitching
@@ -710,14 +709,15 @@ def _register_tools(mcp: MCPServer) -> None:
             # output_file_name refuses paths, NUL and overlong names
             name = stitching.output_file_name(output_name, f"stitched-{len(clips)}-clips")
             paths = [await _clip_path(rt, clip) for clip in clips]
-            label = session or output_name or "stitched"
             parts = [stitching.Caption(c.start, c.end, c.text) for c in captions or []]
             # what is refused of the clips and captions alone, and no ffmpeg, before the session folder is made:
             # such a join makes none (never removed after: another call may be about to write there)
             await anyio.to_thread.run_sync(stitching.check_request, paths, parts or None)
             stitching.find_ffmpeg()
-            # never through a link: a session folder that is one is left alone for a real one beside it
-            folder = real_folder(output_folder(rt.settings.workspace, label, datetime.now().date()))
+            # the session's folder, else the clips' own; never through a link (a real one beside it instead)
+            folder = await anyio.to_thread.run_sync(
+                stitching.join_folder, rt.settings.workspace, paths, session, output_name
+            )
             done = await stitching.stitch(paths, folder / name, captions=parts or None)
         # Named from the folder asked for: stitch resolves its target, which in an outputs/ linked to another disk
         # lies outside the workspace.
@@ -1632,7 +1632,7 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
         except (OSError, sqlite3.Error) as err:
             raise ResourceError(unavailable_reason(settings.workspace, err)) from err
         try:
-            body = latest_tasks(journal)
+            body = latest_tasks(journal, settings.workspace)
         except sqlite3.Error as err:
             raise ResourceError(unavailable_reason(settings.workspace, err)) from err
         finally:

@@ -10,12 +10,12 @@ names the file after the type its bytes really have, fsyncs it and moves it into
 file is left behind. A link (or a redirect) to this machine or a private network is never fetched
 (``addresses``): KIE's results are on public servers, so such a link is a broken or hostile answer.
 
-The helpers build the workspace layout (``outputs/<day>-<slug>/<model>_<task>_<n>.<ext>``), write
-sidecar JSON atomically and make the inline previews: scaled-down images, and a poster frame of each
-video (with ffmpeg), each made once and kept beside the file it shows. A preview is made from one open file of the
-saved result, judged as it is opened (``opened_source``: a regular file, no link, never waited on; ffmpeg reads it
-by descriptor), and a kept one is served only when it is dated like that very file: a link or a FIFO in a result's
-place has no preview.
+The helpers build the workspace layout (``outputs/<day>-<slug>/<model>_<task>_<n>.<ext>``; a named session keeps
+the folder of the day it began, ``session_folder``), write sidecar JSON atomically and make the inline previews:
+scaled-down images, and a poster frame of each video (with ffmpeg), each made once and kept beside the file it
+shows. A preview is made from one open file of the saved result, judged as it is opened (``opened_source``: a regular
+file, no link, never waited on; ffmpeg reads it by descriptor), and a kept one is served only when it is dated like
+that very file: a link or a FIFO in a result's place has no preview.
 
 A result is only ever written into a real folder: a session folder that is a symbolic link (a cloned repository can
 carry one, named for the session an agent is told to use, leading anywhere) is never written through. The result goes
@@ -298,21 +298,22 @@ async def download(
     expected: Expected | None = None,
     max_bytes: int = 2 * 1024**3,
     remint: Callable[[str], Awaitable[str]] | None = None,
+    made: date | None = None,
 ) -> SavedFile:
     """Save the file at ``url`` as ``dest`` (its extension fixed to the sniffed type) and describe it.
 
     403/404/410 means an expired link: with ``remint`` (e.g. ``KieClient.download_url``) a fresh link is
-    fetched once and tried once. Raises ``DownloadError``; on any failure or cancellation nothing is left
-    at ``dest`` and no temporary file remains. An existing identical file is kept as it is. An image that does not
-    decode is fetched once more (a download only, never a new task); still so, it is kept (it is paid for) and
-    ``damaged`` says why.
+    fetched once and tried once (``made``, the day the task was made, tells whether KIE may have let the file go).
+    Raises ``DownloadError``; on any failure or cancellation nothing is left at ``dest`` and no temporary file
+    remains. An existing identical file is kept as it is. An image that does not decode is fetched once more (a
+    download only, never a new task); still so, it is kept (it is paid for) and ``damaged`` says why.
     """
-    file = await _fetch(client, url, dest, expected, max_bytes, remint)
+    file = await _fetch(client, url, dest, expected, max_bytes, remint, made)
     if kind_of(file.mime) != "image" or (damage := await anyio.to_thread.run_sync(undecodable, file.path)) is None:
         return file
     log.warning("The result saved as %s does not decode (%s); fetching it once more.", file.path.name, damage)
     try:
-        file = await _fetch(client, url, dest, expected, max_bytes, remint)
+        file = await _fetch(client, url, dest, expected, max_bytes, remint, made)
     except DownloadError as err:  # the first copy stays saved, said to be damaged
         log.warning("Fetching %s again failed: %s", file.path.name, err)
         return replace(file, damaged=damage)
@@ -329,6 +330,7 @@ async def _fetch(
     expected: Expected | None,
     max_bytes: int,
     remint: Callable[[str], Awaitable[str]] | None,
+    made: date | None,
 ) -> SavedFile:
     """``download``'s fetch: one try, and one with a fresh link when the first had expired."""
     dest = _prepare(Path(dest), url)
@@ -379,7 +381,7 @@ async def _fetch(
                 retryable=True,
             ) from None
         raise DownloadError(
-            _refused_twice(second.status, _age_days(dest)), url=fresh, status=second.status, expired=True
+            _refused_twice(second.status, _age_days(made)), url=fresh, status=second.status, expired=True
         ) from None
 
 
@@ -415,16 +417,10 @@ def _days_ago(days: int) -> str:
     return "today" if days <= 0 else "yesterday" if days == 1 else f"{days} days ago"
 
 
-def _age_days(dest: Path) -> int | None:
-    """Whole days since the task of a result saved as ``dest`` was made: its folder is dated by the day the task was
-    created (``output_folder``: ``outputs/YYYY-MM-DD-<slug>``). None for a file saved anywhere else."""
-    dated = SESSION_FOLDER.match(dest.parent.name)
-    if dated is None or dest.parent.parent.name != "outputs":
-        return None
-    try:
-        return (date.today() - date.fromisoformat(dated[1])).days
-    except ValueError:
-        return None
+def _age_days(made: date | None) -> int | None:
+    """Whole days since the task was made (not its folder's date: a named session's folder is the day it began,
+    ``session_folder``). None when not known."""
+    return None if made is None else (date.today() - made).days
 
 
 def _prepare(dest: Path, url: str) -> Path:
@@ -863,6 +859,47 @@ def output_folder(workspace: Path, label: str, day: date) -> Path:
         digest = hashlib.sha256(named.encode("utf-8")).hexdigest()[:8]
         slug = "-".join(part for part in (_slug(plain_label, 31), digest) if part)
     return Path(workspace) / "outputs" / f"{day.isoformat()}-{slug or 'untitled'}"
+
+
+def session_folder(workspace: Path, label: str, day: date, *, named: bool) -> Path:
+    """The folder a session's results go to, not created (``real_folder`` makes it when a file is written, and a link
+    in its place is never written through). A named session goes on in the folder it has: the latest-dated real
+    folder ``outputs/<date>-<slug>`` of its slug (or a ``_2`` one standing in for a link of that name), so a session
+    that runs past midnight, or is taken up another day, stays in one folder; one with none yet starts at ``day``.
+    Results without a session (their folder named after the prompt) keep a folder a day (``output_folder``)."""
+    fresh = output_folder(workspace, label, day)
+    if not named:
+        return fresh
+    slug = fresh.name[len(day.isoformat()) + 1 :]
+    return latest_session_folder(fresh.parent, slug) or fresh
+
+
+def latest_session_folder(outputs: Path, slug: str) -> Path | None:
+    """``outputs/<date>-<slug>`` of the latest date with a real folder of that slug (``<date>-<slug>``, or a
+    ``<date>-<slug>_N`` that ``real_folder`` made beside a link of that name), or None. One listing of ``outputs/``
+    (14 ms at 27,000 folders); a link in a session folder's place is not a folder of the session."""
+    dated = re.compile(rf"(\d{{4}}-\d{{2}}-\d{{2}})-{re.escape(slug)}(?:_\d+)?")
+    try:
+        names = [name for name in os.listdir(outputs) if slug in name]
+    except OSError:  # no outputs/ yet (or none to read): the session has no folder
+        return None
+    days = sorted(
+        {found[1] for name in names if (found := dated.fullmatch(name)) and _is_real_folder(outputs / name)},
+        reverse=True,
+    )
+    for day in days:
+        with contextlib.suppress(ValueError):  # a folder named like one, of a day no calendar has
+            return outputs / f"{date.fromisoformat(day).isoformat()}-{slug}"
+    return None
+
+
+def folder_session(folder: str) -> tuple[str, str] | None:
+    """A session folder's day and slug (``2026-12-05-serum-launch_2``: ``2026-12-05``, ``serum-launch``), or None
+    for a name ``output_folder`` does not give."""
+    found = SESSION_FOLDER.match(folder)
+    if found is None:
+        return None
+    return found[1], re.sub(r"_\d+$", "", found[2])
 
 
 def _spelled_in_part(label: str) -> bool:

@@ -323,6 +323,17 @@ def local_path(value: str, workspace: Path | tuple[Path, ...]) -> Path:
     return next((base / path for base in bases if (base / path).exists()), bases[0] / path)
 
 
+def looked_in(value: str, workspace: Path | tuple[Path, ...], real: Path) -> str:
+    """Where ``local_path`` looked for ``value``, found nowhere: ``real``, or, for a relative path given several
+    bases (the sandbox area, then the real workspace), each place, so a typo's error names every one."""
+    bases = workspace if isinstance(workspace, tuple) else (workspace,)
+    try:
+        places = dict.fromkeys(str(local_path(value, (base,)).resolve()) for base in bases)
+    except (UnusablePath, OSError, ValueError, RuntimeError):  # said already by confined(): never here
+        return str(real)
+    return " and ".join(places)
+
+
 def _file_uri_path(value: str) -> Path:
     """The local path a ``file://`` URI names (percent-escapes decoded); judged afterwards like any other path."""
     parts = urlsplit(value)
@@ -477,9 +488,12 @@ def inspect_local(
             )
         if accepts.urls:
             raise MissingFile(
-                f"{shown(value)} is neither an http(s) URL nor a readable file (looked in {real}: nothing there)."
+                f"{shown(value)} is neither an http(s) URL nor a readable file (looked in "
+                f"{looked_in(value, workspace, real)}: nothing there)."
             )
-        raise MissingFile(f"No file at {real}. Give an absolute path or one relative to the workspace.")
+        raise MissingFile(
+            f"No file at {looked_in(value, workspace, real)}. Give an absolute path or one relative to the workspace."
+        )
     media = sniff(head)
     wanted = _kinds_text(accepts.kinds)
     if media is None:

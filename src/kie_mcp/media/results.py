@@ -1,6 +1,7 @@
 """Saving a finished task's results into the workspace before KIE's links expire.
 
-Files go to ``outputs/{YYYY-MM-DD}-{slug}/`` (slug from the session name or the prompt), named by model,
+Files go to ``outputs/{YYYY-MM-DD}-{slug}/`` (slug from the session name or the prompt; a named session's folder
+is the one it already has, of the day it began: ``session_folder``), named by model,
 task id and index, each download streamed and atomic, with one sidecar JSON per task beside them (written again
 whenever it is missing, as a full disk may refuse it after the files are saved, and whenever it says another charge
 than the task's record, as KIE's charge for an unknown price is measured after the files are saved). Every saved
@@ -28,8 +29,8 @@ from .downloads import (
     Expected,
     SavedFile,
     download,
-    output_folder,
     result_name,
+    session_folder,
     write_json_atomic,
 )
 from .saved import read_sidecar
@@ -71,9 +72,10 @@ async def save_results(
     if record.state != "succeeded" or not record.task_id or not record.result_urls:
         return Saved([])
     row = journal.task_row(record.task_id)
-    label = (row["session"] if row and row["session"] else None) or (row["prompt"] if row else None) or record.model
+    session = row["session"] if row and row["session"] else None
+    label = session or (row["prompt"] if row else None) or record.model
     day = datetime.fromtimestamp(record.created_at).date()
-    folder = output_folder(workspace, label, day)
+    folder = session_folder(workspace, label, day, named=session is not None)
     have = {f["idx"]: f for f in journal.files_for(record.task_id)}
     problems: list[str] = []
     saved: list[SavedFile] = []
@@ -88,7 +90,9 @@ async def save_results(
         try:
             expected = _expected(record.kind, index)
             most = _most_bytes(record, expected, max_bytes)
-            file = await download(kie.files, url, dest, expected=expected, max_bytes=most, remint=kie.download_url)
+            file = await download(
+                kie.files, url, dest, expected=expected, max_bytes=most, remint=kie.download_url, made=day
+            )
         except DownloadError as err:
             problems.append(f"{record.task_id} result {index}: {err}")
             if err.refused:  # never fetched, now or later: not tried again in the background

@@ -32,6 +32,9 @@ How a join is made:
   which it draws as an empty box: that encode runs at ``-loglevel level+warning`` so those reports can be read, and
   the note then names the characters and the fonts to install (``glyphs``). The video is kept, boxes and all.
 
+A join goes to its session's folder; without a session, to the folder its clips were saved in when they are all of
+one session (``join_folder``), as a follow-up goes to its source's.
+
 ffmpeg always writes to a temporary file beside ``output``, which takes ``output``'s name only once ffmpeg has
 succeeded and the result probes as a video, so a failed, timed-out or cancelled join never leaves a half-written file.
 An existing file is never replaced (it may be another task's paid result): the join then takes the first free name
@@ -52,6 +55,7 @@ import tempfile
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from datetime import date
 from pathlib import Path
 from typing import BinaryIO
 
@@ -61,8 +65,9 @@ import anyio.to_thread
 from anyio.abc import ByteReceiveStream
 
 from kie_mcp.media import glyphs
-from kie_mcp.media.downloads import temp_name
+from kie_mcp.media.downloads import folder_session, output_folder, real_folder, session_folder, temp_name
 from kie_mcp.media.inputs import RefusedInput, open_judged, read_judged_head
+from kie_mcp.media.saved import OUTPUTS
 from kie_mcp.media.sniff import describe, sniff
 from kie_mcp.redact import redact
 from kie_mcp.words import plain
@@ -872,6 +877,40 @@ def output_file_name(output_name: str | None, default: str) -> str:
     # redacted as ASCII: the API key typed into the name (in any form, full-width letters too) is never a file name
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", redact(ascii_name)).strip(".-_")
     return f"{slug or default}.mp4"
+
+
+def join_folder(workspace: Path, clips: Sequence[Path], session: str | None, output_name: str | None) -> Path:
+    """The real folder a join is written in, made now (``real_folder``: never through a link). A named ``session``'s
+    folder (the one it already has: ``session_folder``). Without one, the clips' own session: every clip a file of
+    one session's folder(s) in ``outputs/`` (a follow-up is saved in its source's), the latest of them; else, for
+    clips of several sessions or from elsewhere, a folder of the day named after ``output_name`` (or "stitched").
+    ``clips`` are the clips' real paths (``inputs.inspect_local``)."""
+    today = date.today()
+    if session:
+        return real_folder(session_folder(workspace, session, today, named=True))
+    outputs = workspace / OUTPUTS
+    shared = _clips_session(outputs, clips)
+    if shared is None:
+        return real_folder(output_folder(workspace, output_name or "stitched", today))
+    day, slug = shared
+    return real_folder(outputs / f"{day}-{slug}")
+
+
+def _clips_session(outputs: Path, clips: Sequence[Path]) -> tuple[str, str] | None:
+    """The session every clip was saved in (``folder_session``: the latest day of its folders, its slug), or None
+    when a clip is no file of a session folder of ``outputs`` or the clips are of several sessions."""
+    try:
+        home = outputs.resolve()  # the clips' paths are real: an outputs/ linked to another disk is that disk
+    except (OSError, RuntimeError):
+        return None
+    days, slugs = set(), set()
+    for clip in clips:
+        found = folder_session(clip.parent.name) if clip.parent.parent == home else None
+        if found is None:
+            return None
+        days.add(found[0])
+        slugs.add(found[1])
+    return (max(days), slugs.pop()) if len(slugs) == 1 else None
 
 
 def extension_note(output_name: str | None) -> str:

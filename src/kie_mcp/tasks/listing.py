@@ -10,6 +10,7 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -114,9 +115,9 @@ async def list_page(
     return Listing(found, search.total, next_cursor, unknown_total, unknown, message)
 
 
-def latest_tasks(journal: Journal) -> dict[str, Any]:
+def latest_tasks(journal: Journal, workspace: Path | None = None) -> dict[str, Any]:
     """``kie://tasks``: the latest ``RESOURCE_TASKS`` tasks and the creates of unknown outcome, as JSON data."""
-    search = TaskBook(journal).find(limit=RESOURCE_TASKS)
+    search = TaskBook(journal, workspace).find(limit=RESOURCE_TASKS)
     next_cursor = journal.cursor_after(_page(search), {}) if search.cut else None
     unknown_total = journal.count_attempts("unknown")
     unknown = unknown_creates(journal) if unknown_total else []  # newest first

@@ -266,8 +266,9 @@ class TaskRecord(BaseModel, defer_build=True):
     def _no_progress_when_unknown(self, value: float | None) -> float | None:
         return None if self.no_estimate else value
 
-    def label(self, prompt: str | None, session: str | None) -> None:
-        """Show the journal's prompt (shortened, redacted) and session, and the folder the results go to."""
+    def label(self, prompt: str | None, session: str | None, workspace: Path | None = None) -> None:
+        """Show the journal's prompt (shortened, redacted) and session, and the folder the results go to (a named
+        session's, with the ``workspace`` whose outputs/ holds it, the folder it already has: ``session_folder``)."""
         if prompt:
             # Redacted as shown (a key typed in groups with runs of spaces reads whole once they are one space) and
             # before it is shortened: no key is ever cut in half, nor shown.
@@ -275,20 +276,22 @@ class TaskRecord(BaseModel, defer_build=True):
             self.prompt = shortened(shown, PROMPT_SHOWN)
         if session:
             self.session = redact(session)
-        self.folder = self._folder(prompt, session)
+        self.folder = self._folder(prompt, session, workspace)
 
-    def _folder(self, prompt: str | None, session: str | None) -> str | None:
+    def _folder(self, prompt: str | None, session: str | None, workspace: Path | None) -> str | None:
         if self.files:
             return self.files[0].rpartition("/")[0]
         if self.state in ("failed", "unknown"):  # nothing will be saved
             return None
-        from kie_mcp.media.downloads import output_folder  # media/results.py names it the same way
+        from kie_mcp.media.downloads import session_folder  # media/results.py names it the same way
 
         try:
             day = datetime.fromtimestamp(self.created_at).date()
         except (OverflowError, OSError, ValueError):  # a hand-edited time no calendar has: no folder to name
             return None
-        return output_folder(Path(), session or prompt or self.model, day).as_posix()
+        base = workspace or Path()
+        folder = session_folder(base, session or prompt or self.model, day, named=bool(session) and bool(workspace))
+        return folder.relative_to(base).as_posix()
 
     def refuse_link(self, url: str) -> None:
         """A result link that will never be fetched: saving it again is pointless (see ``unsaved_links``)."""
@@ -533,8 +536,9 @@ class SaveWord:
 class TaskBook:
     """Tasks by id, kept in the workspace journal: a restarted or second server knows every one of them."""
 
-    def __init__(self, journal: Journal) -> None:
+    def __init__(self, journal: Journal, workspace: Path | None = None) -> None:
         self.journal = journal
+        self.workspace = workspace  # whose outputs/ holds a named session's folder (``TaskRecord.label``)
         # What this process learnt saving a task's results, which the journal's record does not keep: the links it
         # refused to fetch and what the last save could not do (``recall``). Gone at a restart.
         self._learnt: dict[str, SaveWord] = {}
@@ -548,7 +552,7 @@ class TaskBook:
                 self.journal.keep_answer(record.task_id, record._raw_answer)
                 record._raw_answer = None
             if context.get("prompt") or context.get("session"):
-                record.label(context.get("prompt"), context.get("session"))
+                record.label(context.get("prompt"), context.get("session"), self.workspace)
             self.journal.save_task(
                 record.model_dump_json(context=KEEP_EPOCH, exclude=set(LABELS)),
                 task_id=record.task_id,
@@ -604,7 +608,7 @@ class TaskBook:
         if row is None:
             return None
         try:
-            return record_from_row(row)
+            return record_from_row(row, self.workspace)
         except (ValueError, TypeError) as err:  # pydantic's ValidationError is a ValueError
             raise UnreadableRecord(task_id, err) from None
 
@@ -617,7 +621,7 @@ class TaskBook:
         except (JournalUnavailable, sqlite3.Error) as err:
             log.warning("task %s: its prompt and session could not be read (%s)", record.task_id, err)
             return record
-        record.label(row["prompt"] if row else None, row["session"] if row else None)
+        record.label(row["prompt"] if row else None, row["session"] if row else None, self.workspace)
         return record
 
     def find(self, *, limit: int = 50, **filters: Any) -> Found:
@@ -628,7 +632,7 @@ class TaskBook:
         rows = self.journal.find_tasks(limit=limit, **filters)
         for row in rows:
             try:
-                found.records.append(record_from_row(row))
+                found.records.append(record_from_row(row, self.workspace))
             except (ValueError, TypeError) as err:
                 log.warning("task %s: its journal record cannot be read (%s)", row["task_id"], _what_is_wrong(err))
                 found.unreadable.append(row["task_id"])
@@ -666,8 +670,8 @@ class ModelFilterError(LookupError):
     """A model filter that names no model (or several): the message lists the candidates."""
 
 
-def record_from_row(row: Any) -> TaskRecord:
+def record_from_row(row: Any, workspace: Path | None = None) -> TaskRecord:
     """The record a journal row keeps, showing the row's prompt and session (``TaskRecord.label``)."""
     record = TaskRecord.model_validate_json(row["record"])
-    record.label(row["prompt"], row["session"])
+    record.label(row["prompt"], row["session"], workspace)
     return record

@@ -1,0 +1,158 @@
+"""A session keeps one folder: a join goes where its clips are, a session taken up after midnight goes on in the
+folder it has, and a link in outputs/ is still never written through.
+
+The audit (a marketer's day): stitch_videos without ``session`` wrote ``outputs/<date>-stitched/`` (with
+``output_name="final.mp4"``, ``outputs/<date>-final-mp4/``) while the README promised the session folder; and a take
+made before midnight and its extension made after it landed in two folders, ``<day>-serum-launch`` and
+``<next day>-serum-launch``, as every result's folder was dated by the day its own task was created.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import date, timedelta
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pytest
+
+from kie_mcp.sandbox import media
+
+from .conftest import answering, dated, text_of
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="time zones by TZ, symlinks")
+
+TAKE = {"prompt": "Selfie video of a woman with a serum bottle", "model": "veo3_fast", "aspect_ratio": "9:16"}
+STILL = {"prompt": "The serum bottle on a marble shelf", "model": "nano-banana-2"}
+SESSION = "serum-launch"
+
+
+@pytest.fixture
+def local_zone() -> Iterator[Callable[[str], None]]:
+    """``local_zone("AAA+12")``: this process's local time zone (TZ, as POSIX writes it) from now on, so a session can
+    go on "the next day" without waiting for midnight; the zone the test began with comes back after it."""
+    before = os.environ.get("TZ")
+
+    def move(zone: str) -> None:
+        os.environ["TZ"] = zone
+        time.tzset()
+
+    yield move
+    if before is None:
+        os.environ.pop("TZ", None)
+    else:
+        os.environ["TZ"] = before
+    time.tzset()
+
+
+@pytest.fixture
+def outside(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder outside the workspace, which a link a cloned repository carried in outputs/ leads to."""
+    return tmp_path_factory.mktemp("elsewhere")
+
+
+async def _finished(client: Any, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    """Call a generating tool, and wait for its one task to be saved: the task as check_task shows it."""
+    made = await client.call_tool(tool, arguments)
+    assert not made.is_error, text_of(made)
+    task_id = made.structured_content["tasks"][0]["task_id"]
+    done = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 40})
+    task = done.structured_content["task"]
+    assert task["state"] == "succeeded" and task["files"], text_of(done)
+    return task
+
+
+def _folder(task: dict[str, Any]) -> str:
+    """The one folder every saved file of ``task`` is in."""
+    [folder] = {str(PurePosixPath(path).parent) for path in task["files"]}
+    return folder
+
+
+async def test_a_join_without_session_is_saved_in_the_session_folder_of_its_clips(connect, tmp_path):
+    """Without ``session``, a join of a session's clips (by task id, a follow-up's too, or by saved path) goes to
+    that session's folder; only clips of several sessions, or files saved by no task, get a folder of their own."""
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "clips" / "mine.mp4").write_bytes(media.clip_bytes("1x1.mp4"))
+    async with connect(elicitation=answering()) as client:
+        take = await _finished(client, "generate_video", {**TAKE, "session": SESSION})
+        extension = await _finished(  # no session: a follow-up is saved in its source's folder
+            client, "continue_video", {"task_id": take["task_id"], "operation": "extend", "prompt": "She smiles."}
+        )
+        other = await _finished(client, "generate_video", {**TAKE, "session": "winter-sale"})
+        caption = [{"start": 0.1, "end": 0.9, "text": "Two weeks in"}]
+        final = await client.call_tool(
+            "stitch_videos", {"clips": [extension["task_id"]], "output_name": "final.mp4", "captions": caption}
+        )
+        by_path = await client.call_tool("stitch_videos", {"clips": [extension["files"][0]], "captions": caption})
+        two_sessions = await client.call_tool("stitch_videos", {"clips": [take["task_id"], other["task_id"]]})
+        mine = ["clips/mine.mp4", "clips/mine.mp4"]
+        not_saved = await client.call_tool("stitch_videos", {"clips": mine, "output_name": "final"})
+    folder = _folder(take)
+    assert dated(folder) == "outputs/TODAY-serum-launch" and _folder(extension) == folder
+    for joined in (final, by_path, two_sessions, not_saved):
+        assert not joined.is_error, text_of(joined)
+    assert final.structured_content["path"] == f"{folder}/final.mp4", text_of(final)
+    assert by_path.structured_content["path"] == f"{folder}/stitched-1-clips.mp4", text_of(by_path)
+    assert dated(two_sessions.structured_content["path"]) == "outputs/TODAY-stitched/stitched-2-clips.mp4"
+    assert dated(not_saved.structured_content["path"]) == "outputs/TODAY-final/final.mp4"
+
+
+async def test_a_session_taken_up_after_midnight_goes_on_in_the_folder_it_has(connect, tmp_path, local_zone):
+    """A take made on one day, and its extension, a still and the join made on the next (the local clock moved 25
+    hours by the time zone), all land in the session's one folder, as the folder the extension's answer names before
+    it is saved says; a result without a session still gets a folder of its own day."""
+    local_zone("AAA+12")  # UTC-12
+    async with connect(elicitation=answering()) as client:
+        take = await _finished(client, "generate_video", {**TAKE, "session": SESSION})
+        began = date.today()
+        local_zone("BBB-13")  # UTC+13: the next day, or the one after
+        assert date.today() > began
+        asked = await client.call_tool(
+            "continue_video",
+            {"task_id": take["task_id"], "operation": "extend", "prompt": "She smiles.", "wait_seconds": 0},
+        )
+        assert not asked.is_error, text_of(asked)
+        named = asked.structured_content["tasks"][0]["folder"]
+        done = await client.call_tool(
+            "check_task", {"task_id": asked.structured_content["tasks"][0]["task_id"], "wait_seconds": 40}
+        )
+        extension = done.structured_content["task"]
+        still = await _finished(client, "generate_image", {**STILL, "session": SESSION})
+        caption = [{"start": 0.1, "end": 0.9, "text": "Two weeks in"}]
+        joined = await client.call_tool(
+            "stitch_videos",
+            {"clips": [extension["task_id"]], "session": SESSION, "output_name": "final", "captions": caption},
+        )
+        unnamed = await _finished(client, "generate_image", STILL)
+    folder = _folder(take)
+    assert folder == f"outputs/{began.isoformat()}-{SESSION}"
+    assert named == folder and _folder(extension) == folder and _folder(still) == folder, text_of(done)
+    assert joined.structured_content["path"] == f"{folder}/final.mp4", text_of(joined)
+    assert _folder(unnamed).startswith(f"outputs/{date.today().isoformat()}-")
+    sessions = sorted(path.name for path in (tmp_path / "outputs").iterdir() if path.is_dir())
+    assert sessions == sorted([PurePosixPath(folder).name, PurePosixPath(_folder(unnamed)).name])
+
+
+async def test_a_named_session_goes_on_in_its_real_folder_never_through_a_link(connect, controls, tmp_path, outside):
+    """The session began 20 days ago; a cloned repository carried ``outputs/<that day>-serum-launch`` as a link, so
+    its results went to the real ``..._2`` beside it, and a later-dated link of the session's name came too. Today's
+    result goes on in the real folder, never through either link; and a refused download of it is still a task of
+    today (not "probably gone from KIE" by its folder's date), saved by check_task once the link works again."""
+    began = date.today() - timedelta(days=20)
+    outputs = tmp_path / "outputs"
+    outputs.mkdir()
+    (outputs / f"{began.isoformat()}-{SESSION}").symlink_to(outside, target_is_directory=True)
+    (outputs / f"{began.isoformat()}-{SESSION}_2").mkdir()
+    (outputs / f"2099-01-01-{SESSION}").symlink_to(outside, target_is_directory=True)
+    await controls.fault("files", times=2, kind="code", code=404)  # the link and its fresh one, refused once
+    async with connect(elicitation=answering()) as client:
+        refused = await client.call_tool("generate_image", {**STILL, "session": SESSION, "wait_seconds": 30})
+        task_id = refused.structured_content["tasks"][0]["task_id"]
+        checked = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 30})
+    assert "was refused" in text_of(refused) and "probably gone" not in text_of(refused), text_of(refused)
+    task = checked.structured_content["task"]
+    assert task["files"] and _folder(task) == f"outputs/{began.isoformat()}-{SESSION}_2", text_of(checked)
+    assert sorted(outside.iterdir()) == []
