@@ -969,19 +969,25 @@ async def console_stderr(env: dict[str, str], cwd: Path, args: list[str] | None 
 
 @pytest.mark.stdio
 @pytest.mark.skipif(sys.platform == "win32", reason="environment bytes that are not UTF-8 are a POSIX matter")
-async def test_a_key_that_is_not_utf8_text_is_named_and_never_shown(tmp_path):
+@pytest.mark.parametrize(
+    ("name", "value", "said"),
+    [
+        ("KIE_API_KEY", "kie-test-key-0123\udcff", "KIE_API_KEY holds bytes that are not UTF-8 text"),
+        ("KIE_MAX_CREDITS_PER_CALL", "\udcff10", 'KIE_MAX_CREDITS_PER_CALL="\ufffd10" is not a number'),
+        ("KIE_\udcffDAILY_CAP", "5", 'The environment has "KIE_\ufffdDAILY_CAP", which kie-mcp does not read'),
+    ],
+    ids=["key", "cap", "name"],
+)
+async def test_a_setting_that_is_not_utf8_text_is_named_and_answered(name, value, said, tmp_path):
     """The audit: a KIE_API_KEY holding bytes that are not UTF-8 failed as "could not read its settings
     (UnicodeEncodeError: ... '\\udcff' ...). Check KIE_WORKSPACE", blaming a setting that was fine and repeating the
-    key's bytes. Now it names KIE_API_KEY and says to paste it again."""
-    env = {
-        "HOME": str(tmp_path / "home"),
-        "KIE_WORKSPACE": str(tmp_path),
-        "KIE_API_KEY": "kie-test-key-0123\udcff",  # written to the child's environment as the byte 0xff
-    }
-    params = StdioServerParameters(command=console_script(), env=env, cwd=tmp_path)
-    async with Client(params, read_timeout_seconds=60) as client:
+    key's bytes. A cap (or a name) with such a byte was repeated into the instructions as it was, which no JSON
+    answer can carry: the client never got an answer to initialize. Each is now named, as text."""
+    env = {"HOME": str(tmp_path / "home"), "KIE_WORKSPACE": str(tmp_path), name: value}  # surrogates: the bytes
+    params = StdioServerParameters(command=console_script(), args=["--sandbox"], env=env, cwd=tmp_path)
+    async with Client(params, read_timeout_seconds=20) as client:
         result = await client.call_tool("check_credits", {})
-    said = text_of(result)
-    assert result.is_error and "KIE_API_KEY holds bytes that are not UTF-8 text" in said, said
-    assert "KIE_WORKSPACE" not in said.split("Fix it in")[0] and "UnicodeEncodeError" not in said
-    assert "kie-test-key" not in said and "\\udcff" not in said and "\udcff" not in said
+    answer = text_of(result)
+    assert result.is_error and said in answer, answer
+    assert "KIE_WORKSPACE" not in answer.split("Fix it in")[0] and "UnicodeEncodeError" not in answer
+    assert "kie-test-key" not in answer

@@ -303,7 +303,7 @@ class Settings:
         key = env.get("KIE_API_KEY", "").strip()
         not_text = not _is_text(key)
         if not_text:  # bytes that are no UTF-8 (a lone surrogate each): as text that can be redacted, never shown
-            key = key.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            key = _as_text(key)
         run_on = _RUN_ON.search(key)
         if run_on is not None:  # the key is what comes before the setting it swallowed (which is no secret)
             key = key[: run_on.start()].strip()
@@ -368,7 +368,9 @@ class Settings:
                 "KIE_ALLOWED_DIRS holds the KIE API key (pasted into the wrong field?); list folders only.",
             )
             allowed = ()
-        broken = redact(" ".join(problem for problem, _ in problems.found)) if problems.found else None
+        # As text: a name or value from the environment may hold bytes that are not UTF-8 (lone surrogates), which
+        # no JSON answer can carry (the answer to initialize, whose instructions hold the problem, was never sent).
+        broken = _as_text(redact(" ".join(problem for problem, _ in problems.found))) if problems.found else None
         return cls(
             api_key=SecretStr(key) if key else None,  # kept for redaction even when broken; never used then
             base_url=base_url,
@@ -389,7 +391,7 @@ class Settings:
             config_error=broken,
             config_fix_in=tuple(dict.fromkeys(where for _, where in problems.found)),
             # Which value of a money limit applies means nothing while every cap is 0.
-            config_notes=tuple(redact(note) for note in ([] if broken else money_notes) + problems.notes),
+            config_notes=tuple(_as_text(redact(note)) for note in ([] if broken else money_notes) + problems.notes),
         )
 
 
@@ -504,16 +506,16 @@ def _unknown_settings(names: Mapping[str, str], where: str) -> list[str]:
     limit is answered with the setting that is one. Names of other programs (OTHER_TOOL) are left alone."""
     problems = []
     for name in names:
-        if name in KNOWN_SETTINGS:
+        meant = name.strip().upper()
+        if name in KNOWN_SETTINGS or _of_other_tools(meant):
             continue
         import difflib  # only for settings that name something else
 
-        meant = name.strip().upper()
         close = difflib.get_close_matches(meant, KNOWN_SETTINGS, n=1, cutoff=TYPO_LIKENESS)
         shown = plain(name, limit=40)
         if close:
             problems.append(f"{where} {shown}, which kie-mcp does not read; did you mean {close[0]}?")
-        elif not meant.startswith("KIE_") or _of_other_tools(meant):
+        elif not meant.startswith("KIE_"):
             continue
         elif _MONEY_NAME.search(meant):
             problems.append(
@@ -556,15 +558,15 @@ def _money_limit(
     """The money limit ``name``: the lowest of the values written for it (``written``: each with where), the default
     when none is. A client that always passes its own (the Claude Desktop bundle's defaults) never loosens a tighter
     one in the .env, nor does a forgotten second line of a .env. When the values differ, ``notes`` says which
-    applies and where each was written. A broken value (not a number, a key pasted there) is a problem where it was
-    written, and 0."""
+    applies and where each was written. A broken value (not a number, a key pasted there, a placeholder a bundle
+    host left unfilled) is a problem where it was written, and 0."""
     default = MONEY_LIMITS[name]
     values: list[tuple[float, str]] = []
     broken = False
     for raw, where in written.get(name, ()):
-        pasted = _pasted_key(name, raw)
-        if pasted:
-            problems.add(pasted, where)
+        refused = _pasted_key(name, raw) or _unfilled(name, raw, CREDITS_EXAMPLE)  # ${user_config.max_...}
+        if refused:
+            problems.add(refused, where)
             broken = True
             continue
         try:
@@ -618,6 +620,14 @@ def _unfilled(name: str, value: str, instead: str) -> str | None:
         f"{name} holds {what} that nothing filled in: the client did not, and kie-mcp never does (in the env block "
         f"or a .env). Write {instead} in its place."
     )
+
+
+def _as_text(value: str) -> str:
+    """``value`` with each byte that was not UTF-8 (a lone surrogate, as Python holds it) as U+FFFD."""
+    try:
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a surrogate no byte stands for
+        return value.encode("utf-8", "replace").decode("utf-8")
 
 
 def _is_text(value: str) -> bool:
