@@ -282,7 +282,8 @@ class Settings:
             ]
             if found and not _same_folder(named, workspace):
                 # That workspace's own .env holds its settings (its caps, its key): read too, and over the .env
-                # that pointed here; the environment still wins. It never moves the workspace again.
+                # that pointed here; the environment still wins (a money limit: the lowest written anywhere). It never
+                # moves the workspace again.
                 own = _settings_file(named, problems, written)
                 moved = own.pop("KIE_WORKSPACE", None)
                 if moved is not None and (pasted := _pasted_key("KIE_WORKSPACE", moved)):
