@@ -869,13 +869,16 @@ async def test_a_cap_under_a_name_kie_mcp_does_not_read_stops_spending_and_names
     assert made.is_error and await controls.creates() == []
 
 
-@pytest.mark.parametrize("name", ["KIE_OUTPUT_DIR", "KIE_API", "KIE_RUN_LIVE_SMOKE"])
-def test_any_other_kie_name_kie_mcp_does_not_read_is_a_named_broken_setting(name, tmp_path):
-    """A KIE_ name that limits no money is reported as a typo is (a broken setting that names it): the user believed
-    it set something."""
-    settings = Settings.load({"KIE_WORKSPACE": str(tmp_path), name: "1"}, cwd=tmp_path)
-    assert settings.config_error and f'"{name}", which kie-mcp does not read' in settings.config_error
-    assert settings.max_credits_per_call == 0
+@pytest.mark.parametrize("name", ["KIE_OUTPUT_DIR", "KIE_API", "KIE_AI_DB_PATH", "KIE_RUN_LIVE_SMOKE"])
+async def test_any_other_kie_name_kie_mcp_does_not_read_is_said_and_breaks_nothing(name, transport, mode, tmp_path):
+    """A KIE_ name that limits no money (another KIE tool's sharing the .env, such as KIE_AI_DB_PATH) is said where
+    the settings are shown, so a user who believed it set something learns it did not; it stops nothing."""
+    (tmp_path / ".env").write_text(f"{name}=1\n")
+    settings = loaded({"KIE_WORKSPACE": str(tmp_path), "KIE_API_KEY": SANDBOX_API_KEY}, tmp_path)
+    async with Client(create_server(settings, transport=transport), mode=mode) as client:
+        credits = await client.call_tool("check_credits", {})
+    assert settings.config_error is None and settings.max_credits_per_call > 0
+    assert not credits.is_error and f'"{name}", which kie-mcp does not read' in text_of(credits), text_of(credits)
 
 
 # -- a placeholder nothing filled in is never a folder or a key ---------------------------------------------------

@@ -11,9 +11,11 @@ A broken setting never stops the server: ``Settings.load`` returns settings that
 with caps of 0, and the server answers every tool with the problem and the fix. A broken cap therefore never means
 "no cap" or "the default cap".
 
-Every name starting with KIE_ that kie-mcp does not read (a misspelt cap would leave the looser default in force) is
-a broken setting too, except those of this project's other tools (``OTHER_TOOLS_SETTINGS``); so is a placeholder a
-client left unfilled (``$HOME``, ``${user_config.workspace}``, ``%APPDATA%``) in a path or the key.
+A name kie-mcp does not read that is a misspelt setting of its own, or a KIE_ name that reads as a money limit (it
+would leave the looser default in force), is a broken setting too; any other unknown KIE_ name (another KIE tool's
+sharing the .env) is only noted (``config_notes``), and this project's other tools' (``OTHER_TOOLS_SETTINGS``) are
+left alone. A placeholder a client left unfilled (``$HOME``, ``${user_config.workspace}``, ``%APPDATA%``) in a path
+or the key is a broken setting too.
 
 A setting other than KIE_API_KEY whose value is shaped like an API key (the key pasted into the wrong field) is
 such a problem: the value is registered as a secret at once, never used (no workspace folder is made from it) and
@@ -260,10 +262,12 @@ class Settings:
         # Every value written for a money limit, with where: the lowest applies (``_money_limit``).
         written = {name: [(given[name], ENV_BLOCK)] for name in MONEY_LIMITS if name in given}
         dotenv = _settings_file(found, problems, written) if found else {}
-        for problem in _unknown_settings(
+        unknown, noted = _unknown_settings(
             {n: v for n, v in given.items() if n[:3].upper() == "KIE"}, "The environment has"
-        ):
+        )
+        for problem in unknown:
             problems.add(problem, ENV_BLOCK)
+        problems.notes += noted
         env = {**dotenv, **given}
         for name in dotenv:
             problems.source.setdefault(name, str(workspace / ".env"))
@@ -411,8 +415,10 @@ def _settings_file(workspace: Path, problems: _Problems, written: dict[str, list
     for name, value in every:
         if name in MONEY_LIMITS and value.strip():
             written.setdefault(name, []).append((value, str(path)))
-    for problem in _unknown_settings(values, f"{path} sets"):
+    unknown, noted = _unknown_settings(values, f"{path} sets")
+    for problem in unknown:
         problems.add(problem, str(path))
+    problems.notes += noted
     for name in unread:
         problems.add(  # worded so that no credential pattern of kie_mcp.redact takes the advice for a key
             f"{path} has a line for {name} with a colon or a space after the name instead of =, so {name} was not "
@@ -499,13 +505,15 @@ def _present(values: Mapping[str, str]) -> dict[str, str]:
     return {name: value for name, value in values.items() if value.strip()}
 
 
-def _unknown_settings(names: Mapping[str, str], where: str) -> list[str]:
-    """The names (of the .env, or the client's env block) kie-mcp does not read that were meant for it, as a problem:
-    every name starting with KIE_ (but those of this project's other tools: ``OTHER_TOOLS_SETTINGS``), and any other
-    that looks like a misspelt setting of kie-mcp's. KIE_MAX_CREDIT_PER_DAY, KIE_DAILY_CAP or a name with a space
-    after it would otherwise leave that cap at its looser default without a word; a name that looks like a money
-    limit is answered with the setting that is one. Names of other programs (OTHER_TOOL) are left alone."""
-    problems = []
+def _unknown_settings(names: Mapping[str, str], where: str) -> tuple[list[str], list[str]]:
+    """The names (of the .env, or the client's env block) kie-mcp does not read that were meant for it: as problems,
+    a misspelt setting of kie-mcp's and a KIE_ name that reads as a money limit (KIE_MAX_CREDIT_PER_DAY, KIE_DAILY_CAP,
+    a name with a space after it would otherwise leave that cap at its looser default without a word; such a name is
+    answered with the setting that is one); as notes, any other KIE_ name (another KIE tool's, such as KIE_AI_DB_PATH,
+    may share the .env: it breaks nothing, but is said). Names of this project's other tools (``OTHER_TOOLS_SETTINGS``)
+    and of other programs (OTHER_TOOL) are left alone."""
+    problems: list[str] = []
+    notes: list[str] = []
     for name in names:
         meant = name.strip().upper()
         if name in KNOWN_SETTINGS or _of_other_tools(meant):
@@ -525,11 +533,11 @@ def _unknown_settings(names: Mapping[str, str], where: str) -> list[str]:
         else:
             near = difflib.get_close_matches(meant, KNOWN_SETTINGS, n=1, cutoff=NEAR_LIKENESS)
             guess = f" (did you mean {near[0]}?)" if near else ""
-            problems.append(
-                f"{where} {shown}, which kie-mcp does not read{guess}; rename or remove it (every setting is listed "
-                "in .env.example)."
+            notes.append(
+                f"{where} {shown}, which kie-mcp does not read{guess}: it changes nothing here (every setting is "
+                "listed in .env.example)."
             )
-    return problems
+    return problems, notes
 
 
 TYPO_LIKENESS = 0.85  # KIE_MAX_CREDIT_PER_DAY is 0.98 like KIE_MAX_CREDITS_PER_DAY; KIE_API is 0.78 like KIE_API_KEY
