@@ -28,7 +28,7 @@ from kie_mcp.redact import redact
 from kie_mcp.sandbox import SANDBOX_API_KEY, SandboxTransport
 from kie_mcp.server import create_server
 
-from .conftest import text_of
+from .conftest import answering, text_of
 
 
 def fresh_key() -> str:
@@ -290,10 +290,14 @@ def test_a_misspelt_setting_in_dotenv_is_a_named_problem_not_a_silent_default(tm
     assert (settings.max_credits_per_day, settings.max_credits_per_call) == (0, 0)
 
 
-def test_settings_of_other_kie_tools_in_a_shared_dotenv_leave_kie_mcp_working(tmp_path):
-    (tmp_path / ".env").write_text("KIE_API=https://api.kie.ai\nKIE_RUN_LIVE_SMOKE=1\nKIE_CACHE_DIR=/tmp/x\n")
-    settings = Settings.load({"KIE_WORKSPACE": str(tmp_path)}, cwd=tmp_path)
-    assert settings.config_error is None
+def test_settings_of_this_projects_other_tools_in_a_shared_dotenv_leave_kie_mcp_working(tmp_path):
+    """The smoke tests' KIE_SMOKE_*, the live tests' KIE_LIVE_*, KIE_CACHE_DIR (read from the environment only) and
+    other programs' names are not kie-mcp's to report; every other KIE_ name is (see the unknown names below)."""
+    (tmp_path / ".env").write_text(
+        "KIE_SMOKE_MODEL=x\nKIE_LIVE_TESTS=1\nKIE_LIVE_SPEND=1\nKIE_CACHE_DIR=/tmp/x\nKIE_UPDATE_DOCS=1\nOTHER_TOOL=1\n"
+    )
+    settings = Settings.load({"KIE_WORKSPACE": str(tmp_path), "KIE_SMOKE_ALLOW_SUBMIT": "1"}, cwd=tmp_path)
+    assert settings.config_error is None, settings.config_error
 
 
 # -- no setting crashes the server --------------------------------------------------------------------------------
@@ -771,3 +775,222 @@ def test_a_key_inside_an_endpoint_url_is_redacted_wherever_the_url_is_shown(tmp_
     )
     assert settings.config_error is None and settings.base_url.endswith(key)
     assert key not in redact(f"kie-mcp starting ({settings.base_url})")
+
+
+# -- a money limit: the lowest value written anywhere applies -------------------------------------------------------
+
+BUNDLE_DEFAULTS = {  # what the Claude Desktop bundle passes when its settings were left alone (mcpb/manifest.json)
+    "KIE_AUTO_APPROVE_CREDITS": "0",
+    "KIE_MAX_CREDITS_PER_CALL": "600",
+    "KIE_MAX_CREDITS_PER_DAY": "3000",
+}
+APPLE = {"prompt": "a red apple on a wooden table", "model": "nano-banana-2"}  # 8 credits
+
+
+def loaded(env: dict[str, str], cwd: Path) -> Settings:
+    """``Settings.load`` as the server starts with, pointed at the simulator."""
+    return replace(Settings.load(env, cwd=cwd), base_url="http://api.kie.test", catalog_sync=False)
+
+
+async def test_a_tighter_cap_in_the_dotenv_holds_against_the_defaults_the_bundle_always_passes(
+    transport, controls, mode, tmp_path
+):
+    """The audit: the bundle passes its default caps in the environment, which won over the workspace's .env, so
+    KIE_MAX_CREDITS_PER_CALL=5 there became 600 and an approved 8-credit image was created and charged. The lowest
+    value written applies, and check_credits says which and where it was written."""
+    (tmp_path / ".env").write_text("KIE_MAX_CREDITS_PER_CALL=5\nKIE_MAX_CREDITS_PER_DAY=20\n")
+    env = {"KIE_WORKSPACE": str(tmp_path), "KIE_API_KEY": SANDBOX_API_KEY, **BUNDLE_DEFAULTS}
+    server = create_server(loaded(env, tmp_path), transport=transport)
+    async with Client(server, mode=mode, elicitation_callback=answering()) as client:
+        credits = await client.call_tool("check_credits", {})
+        made = await client.call_tool("generate_image", APPLE)
+    caps = credits.structured_content
+    assert (caps["max_credits_per_call"], caps["max_credits_per_day"]) == (5, 20), text_of(credits)
+    said = text_of(credits)
+    assert f"The cap per call in force is 5 credits, from {tmp_path / '.env'}" in said, said
+    assert "600 in the client's env block" in said and "the lowest applies" in said
+    assert made.is_error and await controls.creates() == [], text_of(made)
+
+
+async def test_a_dotenv_that_sets_a_cap_twice_is_held_to_the_lower_line(transport, mode, tmp_path):
+    """A cap raised on a line added at the end of the .env (the old line forgotten above it) took the last value
+    without a word. The lower applies, as for a cap written in two places, and check_credits names both lines."""
+    (tmp_path / ".env").write_text("KIE_MAX_CREDITS_PER_DAY=20\nKIE_LOG_LEVEL=INFO\nKIE_MAX_CREDITS_PER_DAY=3000\n")
+    env = {"KIE_WORKSPACE": str(tmp_path), "KIE_API_KEY": SANDBOX_API_KEY}
+    async with Client(create_server(loaded(env, tmp_path), transport=transport), mode=mode) as client:
+        credits = await client.call_tool("check_credits", {})
+    assert credits.structured_content["max_credits_per_day"] == 20, text_of(credits)
+    assert f"20 and 3000 in {tmp_path / '.env'}" in text_of(credits), text_of(credits)
+
+
+def test_a_looser_auto_approve_amount_never_wins_over_a_tighter_one(tmp_path):
+    (tmp_path / ".env").write_text("KIE_AUTO_APPROVE_CREDITS=50\n")
+    settings = Settings.load({"KIE_WORKSPACE": str(tmp_path), "KIE_AUTO_APPROVE_CREDITS": "10"}, cwd=tmp_path)
+    assert settings.auto_approve_credits == 10
+    settings = Settings.load({"KIE_WORKSPACE": str(tmp_path), "KIE_AUTO_APPROVE_CREDITS": "80"}, cwd=tmp_path)
+    assert settings.auto_approve_credits == 50 and "auto-approve amount in force is 50" in settings.config_notes[0]
+
+
+# -- a KIE_ name kie-mcp does not read is never silently ignored ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "meant"),
+    [
+        ("KIE_MAX_PER_CALL", "KIE_MAX_CREDITS_PER_CALL"),
+        ("KIE_MAX_CREDITS_PER_REQUEST", "KIE_MAX_CREDITS_PER_CALL"),
+        ("KIE_MAX_CREDITS", "KIE_MAX_CREDITS_PER_DAY"),
+        ("KIE_MAX_DAILY_CREDITS", "KIE_MAX_CREDITS_PER_DAY"),
+        ("KIE_DAILY_CAP", "KIE_MAX_CREDITS_PER_DAY"),
+        ("KIE_CAP_PER_DAY", "KIE_MAX_CREDITS_PER_DAY"),
+        ("KIE_DAILY_LIMIT", "KIE_MAX_CREDITS_PER_DAY"),
+        ("KIE_MAX_SPEND_PER_DAY", "KIE_MAX_CREDITS_PER_DAY"),
+        ("KIE_AUTO_APPROVE", "KIE_AUTO_APPROVE_CREDITS"),
+    ],
+)
+@pytest.mark.parametrize("written_in", ["env-block", "dotenv"])
+async def test_a_cap_under_a_name_kie_mcp_does_not_read_stops_spending_and_names_the_right_setting(
+    name, meant, written_in, transport, controls, mode, tmp_path
+):
+    """The audit: KIE_MAX_PER_CALL=5 (and every other name too far from the real one to count as a typo) was ignored
+    without a word and an 8-credit image was approved and charged under the default cap of 600. Now nothing can be
+    spent until it is renamed, and every tool names the setting meant."""
+    env = {"KIE_WORKSPACE": str(tmp_path), "KIE_API_KEY": SANDBOX_API_KEY}
+    if written_in == "env-block":
+        env[name] = "5"
+    else:
+        (tmp_path / ".env").write_text(f"{name}=5\n")
+    server = create_server(loaded(env, tmp_path), transport=transport)
+    async with Client(server, mode=mode, elicitation_callback=answering()) as client:  # approves what it is asked
+        credits = await client.call_tool("check_credits", {})
+        made = await client.call_tool("generate_image", APPLE)
+    said = text_of(credits)
+    assert credits.is_error and f'"{name}", which kie-mcp does not read' in said and meant in said, said
+    assert made.is_error and await controls.creates() == []
+
+
+@pytest.mark.parametrize("name", ["KIE_OUTPUT_DIR", "KIE_API", "KIE_AI_DB_PATH", "KIE_RUN_LIVE_SMOKE"])
+async def test_any_other_kie_name_kie_mcp_does_not_read_is_said_and_breaks_nothing(name, transport, mode, tmp_path):
+    """A KIE_ name that limits no money (another KIE tool's sharing the .env, such as KIE_AI_DB_PATH) is said where
+    the settings are shown, so a user who believed it set something learns it did not; it stops nothing."""
+    (tmp_path / ".env").write_text(f"{name}=1\n")
+    settings = loaded({"KIE_WORKSPACE": str(tmp_path), "KIE_API_KEY": SANDBOX_API_KEY}, tmp_path)
+    async with Client(create_server(settings, transport=transport), mode=mode) as client:
+        credits = await client.call_tool("check_credits", {})
+    assert settings.config_error is None and settings.max_credits_per_call > 0
+    assert not credits.is_error and f'"{name}", which kie-mcp does not read' in text_of(credits), text_of(credits)
+
+
+# -- a placeholder nothing filled in is never a folder or a key ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("KIE_WORKSPACE", "$HOME/proj"),
+        ("KIE_WORKSPACE", "${user_config.workspace}"),
+        ("KIE_WORKSPACE", "%APPDATA%\\kie"),
+        ("KIE_ALLOWED_DIRS", "${HOME}/photos"),
+        ("KIE_API_KEY", "${env:KIE_API_KEY}"),
+        ("KIE_API_KEY", "${input:kie-api-key}"),
+        ("KIE_API_KEY", "${KIE_API_KEY}"),
+    ],
+)
+async def test_a_placeholder_the_client_did_not_fill_in_is_named_and_never_used(
+    name, value, transport, controls, mode, tmp_path, monkeypatch
+):
+    """The audit: KIE_WORKSPACE="$HOME/proj" started from / made a folder named "$HOME"; a bundle host leaving
+    ${user_config.workspace} as written put the workspace inside the bundle (lost at its update); a key written
+    "${env:KIE_API_KEY}" was sent to KIE as the key. Each is a broken setting naming the placeholder."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # the per-user folder that stands in stays in the test
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    start = tmp_path / "start"
+    start.mkdir()
+    env = {"KIE_WORKSPACE": str(tmp_path / "project"), "KIE_API_KEY": SANDBOX_API_KEY, name: value}
+    async with Client(create_server(loaded(env, start), transport=transport), mode=mode) as client:
+        credits = await client.call_tool("check_credits", {})
+        listed = await client.call_tool("list_models", {})
+    said = text_of(credits)
+    assert credits.is_error and f"{name} holds" in said and "nothing filled in" in said, said
+    assert listed.is_error  # every tool says so
+    assert not list(start.iterdir())  # no folder named "$HOME" or "${user_config.workspace}"
+    assert (await controls.get("requests"))["requests"] == []  # nothing at all reached KIE
+
+
+# -- a KIE_ALLOWED_DIRS folder that is not there is said, where a user looks ------------------------------------
+
+
+async def test_an_allowed_folder_that_is_not_there_is_named_with_the_separator_to_use(transport, mode, tmp_path):
+    """The audit: KIE_ALLOWED_DIRS="/tmp/cfg,/var" (a comma) was one folder named "/tmp/cfg,/var", accepted without a
+    word, and every file under either was refused later as outside the allowed folders."""
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "products").mkdir()
+    env = {"KIE_WORKSPACE": str(tmp_path), "KIE_API_KEY": SANDBOX_API_KEY, "KIE_ALLOWED_DIRS": "photos,products"}
+    async with Client(create_server(loaded(env, tmp_path), transport=transport), mode=mode) as client:
+        credits = await client.call_tool("check_credits", {})
+    said = text_of(credits)
+    assert not credits.is_error, said
+    assert 'names a folder that is not there: "photos,products"' in said, said  # as written: the user knows it
+    assert f"Separate folders with {os.pathsep}" in said
+
+
+# -- what the console script says as it starts ---------------------------------------------------------------------
+
+
+@pytest.mark.stdio
+async def test_the_start_up_log_says_which_cap_applies_and_which_allowed_folder_is_not_there(tmp_path):
+    """The host's log (stderr) says what check_credits says: the cap in force and where it was written, when the
+    places that set it disagree, and a KIE_ALLOWED_DIRS folder that is not there; the workspace's reason reads
+    once, without parentheses inside parentheses."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / ".env").write_text("KIE_MAX_CREDITS_PER_CALL=5\n")
+    env = {
+        "HOME": str(tmp_path / "home"),
+        "XDG_DATA_HOME": str(tmp_path / "data"),
+        "KIE_WORKSPACE": str(project),
+        "KIE_ALLOWED_DIRS": f"{tmp_path / 'a'},{tmp_path / 'b'}",
+        **BUNDLE_DEFAULTS,
+    }
+    stderr = await console_stderr(env, cwd=tmp_path, args=["--sandbox"])
+    assert f"The cap per call in force is 5 credits, from {project / '.env'}" in stderr, stderr
+    assert "names a folder that is not there" in stderr and f"Separate folders with {os.pathsep}" in stderr
+    per_user = await console_stderr({"HOME": str(tmp_path / "home"), "XDG_DATA_HOME": str(tmp_path / "data")}, tmp_path)
+    assert "(the per-user data folder; set KIE_WORKSPACE to choose another)" in per_user, per_user
+    assert "))" not in per_user
+
+
+async def console_stderr(env: dict[str, str], cwd: Path, args: list[str] | None = None) -> str:
+    """What the console script writes to stderr (the host's log) while a client lists its tools."""
+    params = StdioServerParameters(command=console_script(), args=args or [], env=env, cwd=cwd)
+    with (cwd / "stderr.txt").open("w+") as errlog:
+        async with Client(stdio_client(params, errlog=errlog), read_timeout_seconds=60) as client:
+            await client.list_tools()
+        errlog.seek(0)
+        return errlog.read()
+
+
+@pytest.mark.stdio
+@pytest.mark.skipif(sys.platform == "win32", reason="environment bytes that are not UTF-8 are a POSIX matter")
+@pytest.mark.parametrize(
+    ("name", "value", "said"),
+    [
+        ("KIE_API_KEY", "kie-test-key-0123\udcff", "KIE_API_KEY holds bytes that are not UTF-8 text"),
+        ("KIE_MAX_CREDITS_PER_CALL", "\udcff10", 'KIE_MAX_CREDITS_PER_CALL="\ufffd10" is not a number'),
+        ("KIE_\udcffDAILY_CAP", "5", 'The environment has "KIE_\ufffdDAILY_CAP", which kie-mcp does not read'),
+    ],
+    ids=["key", "cap", "name"],
+)
+async def test_a_setting_that_is_not_utf8_text_is_named_and_answered(name, value, said, tmp_path):
+    """The audit: a KIE_API_KEY holding bytes that are not UTF-8 failed as "could not read its settings
+    (UnicodeEncodeError: ... '\\udcff' ...). Check KIE_WORKSPACE", blaming a setting that was fine and repeating the
+    key's bytes. A cap (or a name) with such a byte was repeated into the instructions as it was, which no JSON
+    answer can carry: the client never got an answer to initialize. Each is now named, as text."""
+    env = {"HOME": str(tmp_path / "home"), "KIE_WORKSPACE": str(tmp_path), name: value}  # surrogates: the bytes
+    params = StdioServerParameters(command=console_script(), args=["--sandbox"], env=env, cwd=tmp_path)
+    async with Client(params, read_timeout_seconds=20) as client:
+        result = await client.call_tool("check_credits", {})
+    answer = text_of(result)
+    assert result.is_error and said in answer, answer
+    assert "KIE_WORKSPACE" not in answer.split("Fix it in")[0] and "UnicodeEncodeError" not in answer
+    assert "kie-test-key" not in answer

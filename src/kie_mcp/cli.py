@@ -159,6 +159,8 @@ def _serve(*, sandbox: bool) -> int:
         "sandbox" if settings.sandbox else settings.base_url,
         where,
     )
+    for note in settings.config_notes:  # which of two values of a cap applies, a KIE_ALLOWED_DIRS folder not there
+        log.warning("%s", note)
     import anyio
 
     try:

@@ -1,12 +1,21 @@
 """Settings from the environment and the workspace's ``.env`` file.
 
-The real environment wins over ``.env``. The API key is held as a ``SecretStr`` so that no
-repr, log line or error message can show it.
+The real environment wins over ``.env``, except for the money limits (``MONEY_LIMITS``): of the values written for
+one of them (the environment, each ``.env`` read, each line of a ``.env`` that sets it twice) the lowest applies, so
+a client that always passes its own defaults (the Claude Desktop bundle) never loosens a tighter cap written in the
+workspace's ``.env``; where they disagree, ``config_notes`` says which applies and where it was written. The API key
+is held as a ``SecretStr`` so that no repr, log line or error message can show it.
 
 A broken setting never stops the server: ``Settings.load`` returns settings that carry the problem
 (``config_error``) and where it is fixed (``config_fix_in``: the client's env block, or the .env it was read from),
 with caps of 0, and the server answers every tool with the problem and the fix. A broken cap therefore never means
 "no cap" or "the default cap".
+
+A name kie-mcp does not read that is a misspelt setting of its own, or a KIE_ name that reads as a money limit (it
+would leave the looser default in force), is a broken setting too; any other unknown KIE_ name (another KIE tool's
+sharing the .env) is only noted (``config_notes``), and this project's other tools' (``OTHER_TOOLS_SETTINGS``) are
+left alone. A placeholder a client left unfilled (``$HOME``, ``${user_config.workspace}``, ``%APPDATA%``) in a path
+or the key is a broken setting too.
 
 A setting other than KIE_API_KEY whose value is shaped like an API key (the key pasted into the wrong field) is
 such a problem: the value is registered as a secret at once, never used (no workspace folder is made from it) and
@@ -57,6 +66,22 @@ KNOWN_SETTINGS = (
     "KIE_APPROVAL",
     "KIE_VEO_ROUTE",
 )
+# The settings that limit spending, with their defaults: where more than one value is written for one, the lowest
+# applies (see above).
+MONEY_LIMITS = {
+    "KIE_AUTO_APPROVE_CREDITS": 0.0,
+    "KIE_MAX_CREDITS_PER_CALL": DEFAULT_MAX_CREDITS_PER_CALL,
+    "KIE_MAX_CREDITS_PER_DAY": DEFAULT_MAX_CREDITS_PER_DAY,
+}
+MONEY_LIMIT_WORDS = {
+    "KIE_AUTO_APPROVE_CREDITS": "auto-approve amount",
+    "KIE_MAX_CREDITS_PER_CALL": "cap per call",
+    "KIE_MAX_CREDITS_PER_DAY": "cap per day",
+}
+# KIE_ names this project's other tools read (KIE_CACHE_DIR: kie-mcp itself, from the environment only; the live
+# tests; the docs' screenshots; the smoke tests' KIE_SMOKE_*): never reported as names kie-mcp does not read.
+OTHER_TOOLS_SETTINGS = ("KIE_CACHE_DIR", "KIE_LIVE_TESTS", "KIE_LIVE_SPEND", "KIE_UPDATE_DOCS")
+OTHER_TOOLS_PREFIXES = ("KIE_SMOKE_",)
 ENV_BLOCK = "the env block of this MCP server in your client's configuration"  # where an environment value is fixed
 # A value of another setting shaped like this is taken for an API key pasted into the wrong field: KIE's keys are
 # 32 hex digits; others are 20 or more letters, digits, "-" and "_" (never "/", "." or ":", which paths and URLs
@@ -77,11 +102,13 @@ class ConfigError(ValueError):
 class _Problems:
     """The broken settings found while loading, each with the one place it is fixed: the client's env block, or the
     .env file it was read from. Naming any other place sent people to a file that plays no part (the per-user
-    folder's .env, once the workspace had fallen back to it), or to a .env, which never overrides the env block."""
+    folder's .env, once the workspace had fallen back to it), or to a .env, which never overrides the env block.
+    Also what is worth saying that breaks nothing (``notes``: a folder of KIE_ALLOWED_DIRS that is not there)."""
 
     def __init__(self) -> None:
         self.found: list[tuple[str, str]] = []
         self.source: dict[str, str] = {}  # a setting's name: where the value in use was written
+        self.notes: list[str] = []
 
     def add(self, problem: str, where: str) -> None:
         self.found.append((problem, where))
@@ -110,6 +137,10 @@ class Settings:
     workspace_reason: str = ""  # how the workspace was chosen, for the start-up line
     config_error: str | None = None  # a broken setting: every tool answers with it (see ``config_problem``)
     config_fix_in: tuple[str, ...] = ()  # where each broken setting was written: the env block, a .env's path
+    # What a person should know about the settings that breaks nothing, each a sentence for the start-up log and
+    # check_credits: which of the values written for a money limit applies, and where; a KIE_ALLOWED_DIRS folder
+    # that is not there.
+    config_notes: tuple[str, ...] = ()
     # Timing. Tests shorten these; users rarely need to.
     image_wait_seconds: float = 45.0
     poll_min_interval: float = 2.0
@@ -166,8 +197,11 @@ class Settings:
     @classmethod
     def unreadable(cls, err: BaseException) -> Settings:
         """Settings saying the configuration could not be read at all (an error ``load`` did not foresee): the server
-        still starts and every tool answers with it, caps of 0, as for any broken setting."""
-        why = redact(f"{type(err).__name__}: {err}".replace("\n", " "))
+        still starts and every tool answers with it, caps of 0, as for any broken setting. Which setting is not known
+        here, so none is named; a text that could not be encoded is not repeated (it may be part of the key), only
+        why it could not be."""
+        said = err.reason if isinstance(err, UnicodeError) and hasattr(err, "reason") else err
+        why = redact(f"{type(err).__name__}: {said}".replace("\n", " "))
         return cls(
             api_key=None,
             workspace=_current_folder(),
@@ -177,8 +211,8 @@ class Settings:
             max_credits_per_day=0.0,
             catalog_sync=False,
             config_error=(
-                f"kie-mcp could not read its settings ({plain(why, quoted=False, limit=200)}). Check KIE_WORKSPACE "
-                "and the workspace's .env; if it keeps happening, report it at "
+                f"kie-mcp could not read its settings ({plain(why, quoted=False, limit=200)}). Check the KIE_ "
+                "settings in the client's env block and in the workspace's .env; if it keeps happening, report it at "
                 "https://github.com/kie-mcp/kie-mcp/issues."
             ),
             config_fix_in=(f"{ENV_BLOCK} or in the workspace's .env",),
@@ -225,11 +259,15 @@ class Settings:
         found, reason = _workspace_or_problem(given, cwd, problems)
         # No folder at all (no home folder for the per-user one): nothing is read from, or made in, the stand-in.
         workspace = found or cwd
-        dotenv = _settings_file(found, problems) if found else {}
-        for problem in _unknown_settings(
+        # Every value written for a money limit, with where: the lowest applies (``_money_limit``).
+        written = {name: [(given[name], ENV_BLOCK)] for name in MONEY_LIMITS if name in given}
+        dotenv = _settings_file(found, problems, written) if found else {}
+        unknown, noted = _unknown_settings(
             {n: v for n, v in given.items() if n[:3].upper() == "KIE"}, "The environment has"
-        ):
+        )
+        for problem in unknown:
             problems.add(problem, ENV_BLOCK)
+        problems.notes += noted
         env = {**dotenv, **given}
         for name in dotenv:
             problems.source.setdefault(name, str(workspace / ".env"))
@@ -248,8 +286,9 @@ class Settings:
             ]
             if found and not _same_folder(named, workspace):
                 # That workspace's own .env holds its settings (its caps, its key): read too, and over the .env
-                # that pointed here; the environment still wins. It never moves the workspace again.
-                own = _settings_file(named, problems)
+                # that pointed here; the environment still wins (a money limit: the lowest written anywhere). It never
+                # moves the workspace again.
+                own = _settings_file(named, problems, written)
                 moved = own.pop("KIE_WORKSPACE", None)
                 if moved is not None and (pasted := _pasted_key("KIE_WORKSPACE", moved)):
                     problems.add(pasted, str(named / ".env"))
@@ -267,9 +306,15 @@ class Settings:
             workspace = named
 
         key = env.get("KIE_API_KEY", "").strip()
+        not_text = not _is_text(key)
+        if not_text:  # bytes that are no UTF-8 (a lone surrogate each): as text that can be redacted, never shown
+            key = _as_text(key)
         run_on = _RUN_ON.search(key)
         if run_on is not None:  # the key is what comes before the setting it swallowed (which is no secret)
             key = key[: run_on.start()].strip()
+        if _PLACEHOLDER.fullmatch(key):  # "${env:KIE_API_KEY}" as written: no key at all, and no secret to hide
+            problems.of("KIE_API_KEY", _unfilled("KIE_API_KEY", key, "the key itself") or "")
+            key = ""
         register_secret(key)  # from now on no message, log line or answer can show it (a broken one included)
         if run_on is not None:
             problems.of(
@@ -277,6 +322,14 @@ class Settings:
                 "KIE_API_KEY runs on into another KIE_ setting: the line break after the key is missing in the .env, "
                 "so that setting was never read. Put each setting on a line of its own.",
             )
+        elif not_text:
+            problems.of(
+                "KIE_API_KEY",
+                "KIE_API_KEY holds bytes that are not UTF-8 text (the key was saved or typed in another encoding?); "
+                "paste the key again as plain text, from https://kie.ai/api-key.",
+            )
+        elif unfilled := _unfilled("KIE_API_KEY", key, "the key itself"):  # a key with a placeholder in it
+            problems.of("KIE_API_KEY", unfilled)
         elif key and not _plain_key(key):
             problems.of(
                 "KIE_API_KEY",
@@ -284,9 +337,9 @@ class Settings:
                 "copied with it?); paste the key again as plain text, from https://kie.ai/api-key.",
             )
         # The key pasted into another field (KIE_API_KEY empty or not): never read, never shown. KIE_WORKSPACE's is
-        # refused as the workspace is chosen, before any folder is made from it.
+        # refused as the workspace is chosen, before any folder is made from it; a money limit's, as it is read.
         for name in KNOWN_SETTINGS:
-            if name in ("KIE_API_KEY", "KIE_WORKSPACE") or name not in env:
+            if name in ("KIE_API_KEY", "KIE_WORKSPACE", *MONEY_LIMITS) or name not in env:
                 continue
             parts = env[name].split(os.pathsep) if name == "KIE_ALLOWED_DIRS" else [env[name]]
             pasted = [said for part in parts if (said := _pasted_key(name, part))]
@@ -300,10 +353,9 @@ class Settings:
             )
             found, reason = _per_user_workspace(problems, ", because KIE_WORKSPACE cannot be used")
             workspace = found or cwd
+        money_notes: list[str] = []
+        auto, per_call, per_day = (_money_limit(name, written, problems, money_notes) for name in MONEY_LIMITS)
         number = _number_or_problem(env, problems)
-        auto = number("KIE_AUTO_APPROVE_CREDITS", 0.0)
-        per_call = number("KIE_MAX_CREDITS_PER_CALL", DEFAULT_MAX_CREDITS_PER_CALL)
-        per_day = number("KIE_MAX_CREDITS_PER_DAY", DEFAULT_MAX_CREDITS_PER_DAY)
         preview = number("KIE_PREVIEW_PX", 768, "a size in pixels such as 768")
         preview_px = min(max(int(preview), 64), 4096)  # pixels, kept within 64-4096
         choice = _choice_or_problem(env, problems)
@@ -321,7 +373,9 @@ class Settings:
                 "KIE_ALLOWED_DIRS holds the KIE API key (pasted into the wrong field?); list folders only.",
             )
             allowed = ()
-        broken = redact(" ".join(problem for problem, _ in problems.found)) if problems.found else None
+        # As text: a name or value from the environment may hold bytes that are not UTF-8 (lone surrogates), which
+        # no JSON answer can carry (the answer to initialize, whose instructions hold the problem, was never sent).
+        broken = _as_text(redact(" ".join(problem for problem, _ in problems.found))) if problems.found else None
         return cls(
             api_key=SecretStr(key) if key else None,  # kept for redaction even when broken; never used then
             base_url=base_url,
@@ -341,21 +395,30 @@ class Settings:
             allowed_dirs=allowed,
             config_error=broken,
             config_fix_in=tuple(dict.fromkeys(where for _, where in problems.found)),
+            # Which value of a money limit applies means nothing while every cap is 0.
+            config_notes=tuple(_as_text(redact(note)) for note in ([] if broken else money_notes) + problems.notes),
         )
 
 
-def _settings_file(workspace: Path, problems: _Problems) -> dict[str, str]:
+def _settings_file(workspace: Path, problems: _Problems, written: dict[str, list[tuple[str, str]]]) -> dict[str, str]:
     """The settings in ``workspace``'s .env (blank ones left out); an unreadable file, a misspelt name or a line
-    without its ``=`` is a problem of that file."""
+    without its ``=`` is a problem of that file. Each value of a money limit it sets (each line, when it sets one
+    twice) is added to ``written``, with the file's path."""
     path = workspace / ".env"
     unread: list[str] = []
+    every: list[tuple[str, str]] = []
     try:
-        values = _present(read_dotenv(path, unread))
+        values = _present(read_dotenv(path, unread, every))
     except ConfigError as err:
         problems.add(str(err), str(path))
         return {}
-    for problem in _unknown_settings(values, f"{path} sets"):
+    for name, value in every:
+        if name in MONEY_LIMITS and value.strip():
+            written.setdefault(name, []).append((value, str(path)))
+    unknown, noted = _unknown_settings(values, f"{path} sets")
+    for problem in unknown:
         problems.add(problem, str(path))
+    problems.notes += noted
     for name in unread:
         problems.add(  # worded so that no credential pattern of kie_mcp.redact takes the advice for a key
             f"{path} has a line for {name} with a colon or a space after the name instead of =, so {name} was not "
@@ -442,24 +505,147 @@ def _present(values: Mapping[str, str]) -> dict[str, str]:
     return {name: value for name, value in values.items() if value.strip()}
 
 
-def _unknown_settings(names: Mapping[str, str], where: str) -> list[str]:
-    """The names (of the .env, or the client's env block) that look like a misspelt setting of kie-mcp's, as a
-    problem: KIE_MAX_CREDIT_PER_DAY, or a name with a space after it, would otherwise leave that cap at its looser
-    default without a word. Other names, KIE_* ones included, belong to other tools (KIE_SMOKE_*, KIE_LIVE_TESTS)
-    and are left alone."""
-    problems = []
+def _unknown_settings(names: Mapping[str, str], where: str) -> tuple[list[str], list[str]]:
+    """The names (of the .env, or the client's env block) kie-mcp does not read that were meant for it: as problems,
+    a misspelt setting of kie-mcp's and a KIE_ name that reads as a money limit (KIE_MAX_CREDIT_PER_DAY, KIE_DAILY_CAP,
+    a name with a space after it would otherwise leave that cap at its looser default without a word; such a name is
+    answered with the setting that is one); as notes, any other KIE_ name (another KIE tool's, such as KIE_AI_DB_PATH,
+    may share the .env: it breaks nothing, but is said). Names of this project's other tools (``OTHER_TOOLS_SETTINGS``)
+    and of other programs (OTHER_TOOL) are left alone."""
+    problems: list[str] = []
+    notes: list[str] = []
     for name in names:
-        if name in KNOWN_SETTINGS:
+        meant = name.strip().upper()
+        if name in KNOWN_SETTINGS or _of_other_tools(meant):
             continue
         import difflib  # only for settings that name something else
 
-        close = difflib.get_close_matches(name.strip().upper(), KNOWN_SETTINGS, n=1, cutoff=TYPO_LIKENESS)
+        close = difflib.get_close_matches(meant, KNOWN_SETTINGS, n=1, cutoff=TYPO_LIKENESS)
+        shown = plain(name, limit=40)
         if close:
-            problems.append(f"{where} {plain(name, limit=40)}, which kie-mcp does not read; did you mean {close[0]}?")
-    return problems
+            problems.append(f"{where} {shown}, which kie-mcp does not read; did you mean {close[0]}?")
+        elif not meant.startswith("KIE_"):
+            continue
+        elif _MONEY_NAME.search(meant):
+            problems.append(
+                f"{where} {shown}, which kie-mcp does not read, so it limits nothing: {_money_meant(meant)}"
+            )
+        else:
+            near = difflib.get_close_matches(meant, KNOWN_SETTINGS, n=1, cutoff=NEAR_LIKENESS)
+            guess = f" (did you mean {near[0]}?)" if near else ""
+            notes.append(
+                f"{where} {shown}, which kie-mcp does not read{guess}: it changes nothing here (every setting is "
+                "listed in .env.example)."
+            )
+    return problems, notes
 
 
 TYPO_LIKENESS = 0.85  # KIE_MAX_CREDIT_PER_DAY is 0.98 like KIE_MAX_CREDITS_PER_DAY; KIE_API is 0.78 like KIE_API_KEY
+NEAR_LIKENESS = 0.7  # a name further off than a typo, still worth offering: KIE_WORKSPACE_DIR for KIE_WORKSPACE
+# An unknown KIE_ name that reads as a limit on spending: a cap, a budget, an auto-approve amount, credits.
+_MONEY_NAME = re.compile(r"CREDIT|LIMIT|SPEND|APPROV|BUDGET|DAILY|COST|PRICE|MAX|PER_?(?:DAY|CALL)|(?:^|_)CAPS?(?:_|$)")
+
+
+def _of_other_tools(name: str) -> bool:
+    return name in OTHER_TOOLS_SETTINGS or name.startswith(OTHER_TOOLS_PREFIXES)
+
+
+def _money_meant(name: str) -> str:
+    """The money limit an unknown name that looks like one (``_MONEY_NAME``) was most likely meant as, in words."""
+    if "APPROV" in name or "AUTO" in name:
+        return "the amount that runs without asking is KIE_AUTO_APPROVE_CREDITS."
+    if "DAY" in name or "DAILY" in name:
+        return "the cap per day is KIE_MAX_CREDITS_PER_DAY."
+    if any(word in name for word in ("CALL", "REQUEST", "EACH", "JOB", "TASK", "RUN", "GENERATION")):
+        return "the cap per call is KIE_MAX_CREDITS_PER_CALL."
+    return "the caps are KIE_MAX_CREDITS_PER_CALL (one call) and KIE_MAX_CREDITS_PER_DAY (one day)."
+
+
+def _money_limit(
+    name: str, written: Mapping[str, list[tuple[str, str]]], problems: _Problems, notes: list[str]
+) -> float:
+    """The money limit ``name``: the lowest of the values written for it (``written``: each with where), the default
+    when none is. A client that always passes its own (the Claude Desktop bundle's defaults) never loosens a tighter
+    one in the .env, nor does a forgotten second line of a .env. When the values differ, ``notes`` says which
+    applies and where each was written. A broken value (not a number, a key pasted there, a placeholder a bundle
+    host left unfilled) is a problem where it was written, and 0."""
+    default = MONEY_LIMITS[name]
+    values: list[tuple[float, str]] = []
+    broken = False
+    for raw, where in written.get(name, ()):
+        refused = _pasted_key(name, raw) or _unfilled(name, raw, CREDITS_EXAMPLE)  # ${user_config.max_...}
+        if refused:
+            problems.add(refused, where)
+            broken = True
+            continue
+        try:
+            values.append((_number({name: raw}, name, default), where))
+        except ConfigError as err:
+            problems.add(str(err), where)
+            broken = True
+    if broken:
+        return 0.0
+    if not values:
+        return default
+    lowest, source = min(values, key=lambda value: value[0])  # the first written of equal ones
+    if any(value != lowest for value, _ in values):
+        by_place: dict[str, list[str]] = {}
+        for value, where in values:
+            by_place.setdefault(where, []).append(f"{value:g}")
+        each = "; ".join(f"{' and '.join(shown)} in {_place(where)}" for where, shown in by_place.items())
+        notes.append(
+            f"The {MONEY_LIMIT_WORDS[name]} in force is {lowest:g} credits, from {_place(source)}: {name} is set to "
+            f"different values ({each}), and the lowest applies."
+        )
+    return lowest
+
+
+def _place(where: str) -> str:
+    """Where a setting was written, as a note names it: the client's env block, or a .env's path."""
+    return "the client's env block" if where == ENV_BLOCK else where
+
+
+# A placeholder a client fills in before it starts the server, left as written: $HOME, ${HOME}, ${env:KIE_API_KEY},
+# ${input:kie-api-key}, ${user_config.workspace} (an unclosed one too), %APPDATA%. kie-mcp never expands one.
+_PLACEHOLDER = re.compile(r"\$\{[^}]*\}?|\$[A-Za-z_][A-Za-z0-9_]*|%[A-Za-z_][A-Za-z0-9_()]*%")
+
+
+def _unfilled(name: str, value: str, instead: str) -> str | None:
+    """What to say when ``value`` of setting ``name`` holds a placeholder nothing filled in, or None. Taken as it is,
+    KIE_WORKSPACE=$HOME/proj made a folder named "$HOME", ${user_config.workspace} a workspace inside Claude
+    Desktop's bundle (lost at its next update), and a key "${env:KIE_API_KEY}" was sent to KIE. The placeholder is
+    named, unless it looks like a key or is part of one."""
+    found = _PLACEHOLDER.search(value)
+    if found is None:
+        return None
+    key_shaped = _KEY_SHAPE.search(found[0])
+    if key_shaped:  # a key after a "$": a secret from now on
+        register_secret(key_shaped[0])
+    if key_shaped or (name == "KIE_API_KEY" and found[0] != value):
+        what = "a placeholder ($NAME, ${...} or %NAME%)"
+    else:
+        what = f"{plain(found[0], limit=40)}, a placeholder"
+    return (
+        f"{name} holds {what} that nothing filled in: the client did not, and kie-mcp never does (in the env block "
+        f"or a .env). Write {instead} in its place."
+    )
+
+
+def _as_text(value: str) -> str:
+    """``value`` with each byte that was not UTF-8 (a lone surrogate, as Python holds it) as U+FFFD."""
+    try:
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a surrogate no byte stands for
+        return value.encode("utf-8", "replace").decode("utf-8")
+
+
+def _is_text(value: str) -> bool:
+    """Whether ``value`` is text: no lone surrogate, which is how Python holds environment bytes that are not UTF-8."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _url_or_problem(env: Mapping[str, str], name: str, default: str, problems: _Problems) -> str:
@@ -601,21 +787,51 @@ def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default
 
 def _allowed_dirs_or_problem(env: Mapping[str, str], base: Path, problems: _Problems) -> tuple[Path, ...]:
     """KIE_ALLOWED_DIRS as real folders (a relative one read from ``base``, the folder of the .env that set it or
-    the current folder); one that cannot be resolved (a symlink loop) or has quotes around it is a problem, not a
-    crash or a folder named with a quote."""
+    the current folder); one that cannot be resolved (a symlink loop), has quotes around it or holds a placeholder
+    nothing filled in is a problem, not a crash or a folder named with a quote. A folder that is not there is kept
+    (it may be made later) and named in ``problems.notes``: "/a,/b" is one folder that is not there, not two."""
     value = env.get("KIE_ALLOWED_DIRS", "")
-    quoted = _quoted("KIE_ALLOWED_DIRS", value, listed=True)
-    if quoted:
-        problems.of("KIE_ALLOWED_DIRS", quoted)
+    refused = _quoted("KIE_ALLOWED_DIRS", value, listed=True) or _unfilled(
+        "KIE_ALLOWED_DIRS", value, "the full path of each folder"
+    )
+    if refused:
+        problems.of("KIE_ALLOWED_DIRS", refused)
         return ()
-    folders = []
+    folders: list[Path] = []
+    missing: dict[Path, str] = {}  # a folder that is not there: as written
     for part in value.split(os.pathsep):
         if part:
             try:
-                folders.append((base / Path(part).expanduser()).resolve())
+                folder = (base / Path(part).expanduser()).resolve()
+                there = folder.is_dir()
             except (OSError, RuntimeError, ValueError) as err:  # a symlink loop, a NUL byte, ~ without a home
                 problems.of("KIE_ALLOWED_DIRS", f"KIE_ALLOWED_DIRS entry {plain(part)} cannot be used ({err}).")
+                continue
+            folders.append(folder)
+            if not there:
+                missing[folder] = part
+    if missing:
+        where = _place(problems.source.get("KIE_ALLOWED_DIRS", ENV_BLOCK))
+        problems.notes.append(_missing_folders_note(missing, where))
     return tuple(folders)
+
+
+def _missing_folders_note(missing: Mapping[Path, str], where: str) -> str:
+    """What to say of the folders of KIE_ALLOWED_DIRS (written in ``where``) that are not there, each as it was written
+    (as the user knows it; the full path when it was relative); with the separator to use when one holds a comma
+    (``/a,/b`` is read as one folder of that name)."""
+    one = len(missing) == 1
+    listed = ", ".join(
+        plain(written, limit=200) + ("" if Path(written).is_absolute() else f" ({plain(str(folder), limit=200)})")
+        for folder, written in missing.items()
+    )
+    said = (
+        f"KIE_ALLOWED_DIRS (set in {where}) names {'a folder that is' if one else 'folders that are'} not there: "
+        f"{listed}; no input file can come from {'it' if one else 'them'} until {'it exists' if one else 'they exist'}."
+    )
+    if os.pathsep != "," and any("," in written for written in missing.values()):
+        said += f" Separate folders with {os.pathsep} (as in /a{os.pathsep}/b), not with a comma."
+    return said
 
 
 def _workspace_or_problem(env: Mapping[str, str], base: Path, problems: _Problems) -> tuple[Path | None, str]:
@@ -646,10 +862,15 @@ def _choose_workspace(env: Mapping[str, str], cwd: Path) -> tuple[Path | None, s
     """KIE_WORKSPACE (a relative one read from ``cwd``: the current folder, or the folder of the .env that set it),
     else the current folder when it holds MASTER_CONTEXT.md (and is not kie-mcp's own source checkout, which ships
     one as a template), else None: the per-user folder; with how it was chosen. A KIE_WORKSPACE that cannot be used
-    (a folder this user cannot look into, a key pasted there, quotes around it) is a ``ConfigError``."""
+    (a folder this user cannot look into, a key pasted there, quotes around it, a placeholder nothing filled in) is
+    a ``ConfigError``."""
     explicit = env.get("KIE_WORKSPACE", "").strip()
     if explicit:
-        refused = _pasted_key("KIE_WORKSPACE", explicit) or _quoted("KIE_WORKSPACE", explicit)
+        refused = (
+            _pasted_key("KIE_WORKSPACE", explicit)
+            or _quoted("KIE_WORKSPACE", explicit)
+            or _unfilled("KIE_WORKSPACE", explicit, "the full path of the folder")
+        )
         if refused:
             raise ConfigError(refused)
         try:
@@ -684,7 +905,7 @@ def _choose_workspace(env: Mapping[str, str], cwd: Path) -> tuple[Path | None, s
             f": the current folder ({here}) is kie-mcp's own source checkout, which is never a workspace; set "
             "KIE_WORKSPACE to choose another folder"
         )
-    return None, " (set KIE_WORKSPACE to choose another)"
+    return None, "; set KIE_WORKSPACE to choose another"  # said inside parentheses (the start-up line)
 
 
 def _holds_master_context(folder: Path) -> bool:
@@ -751,11 +972,14 @@ def _unquoted(value: str) -> str:
     return value
 
 
-def read_dotenv(path: Path, unread: list[str] | None = None) -> dict[str, str]:
+def read_dotenv(
+    path: Path, unread: list[str] | None = None, every: list[tuple[str, str]] | None = None
+) -> dict[str, str]:
     """Parse KEY=VALUE lines; ignore comments, blanks and ``export``; strip matching quotes. No file is no settings;
     a file that is there but cannot be read as text is a ``ConfigError`` (it may hold the key). The name of each
     line of a setting of kie-mcp's written without ``=`` (``KIE_API_KEY: <key>``, as YAML writes it, or with a
-    space) is added to ``unread``: such a line is skipped, so the setting was silently not set."""
+    space) is added to ``unread``: such a line is skipped, so the setting was silently not set. Each line read is
+    added to ``every`` as (name, value): a name set twice has its last value in the answer, both there."""
     try:
         text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (Notepad's "UTF-8 with BOM") is not text
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
@@ -777,6 +1001,8 @@ def read_dotenv(path: Path, unread: list[str] | None = None) -> dict[str, str]:
             continue
         key, _, value = line.removeprefix("export ").partition("=")
         value = _unquoted(value.strip())
+        if every is not None:
+            every.append((key.strip(), value))
         if value.strip() or key.strip() not in values:  # a blank line later never undoes a value set before
             values[key.strip()] = value
     return values

@@ -827,6 +827,7 @@ def _register_tools(mcp: MCPServer) -> None:
             + (" On clients that show forms, only in the form (KIE_APPROVAL=form)." if s.approval == "form" else "")
             + (" SANDBOX: simulated account." if s.sandbox else "")
             + f" {_workspace_text(s)}"
+            + "".join(f" {note}" for note in s.config_notes)
             + (f" {blocked}" if blocked else "")
             + (f" {unknown_creates_text(unknown)}" if unknown else "")
             + "".join(f" {notice}" for notice in rt.notices)
