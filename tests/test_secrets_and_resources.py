@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 from mcp import Client, MCPError
+from mcp.types import INVALID_PARAMS
 from pydantic import SecretStr
 
 from kie_mcp.catalog import load_catalog
 from kie_mcp.media.stitch import find_ffmpeg
-from kie_mcp.sandbox import SandboxTransport, SimConfig, Simulator
+from kie_mcp.sandbox import SANDBOX_API_KEY, SandboxTransport, SimConfig, Simulator
 from kie_mcp.server import create_server
 
 from .conftest import answering, dated, every_resource, text_of
@@ -150,6 +151,45 @@ async def test_unknown_task_resource_is_not_found_saying_why(connect, task_id, s
             await client.read_resource(f"kie://tasks/{task_id}")
     assert refused.value.error.code == INVALID_PARAMS
     assert said in refused.value.error.message
+
+
+async def test_a_quote_id_read_as_a_task_says_what_it_is_and_never_to_spend_it(connect):
+    """The audit: ``kie://tasks/q_...`` answered "Pass it as quote_id to the generate call it priced": a resource
+    telling the client to call a tool that spends, which resources never do. It says what the id is."""
+    async with connect() as client:
+        with pytest.raises(MCPError) as refused:
+            await client.read_resource("kie://tasks/q_0123456789abcdef")
+    message = refused.value.error.message
+    assert "is a quote id" in message and "not a task" in message, message
+    assert "generate" not in message and "quote_id" not in message and "Pass it" not in message, message
+
+
+SECRET_TASK_IDS = {"the configured key": SANDBOX_API_KEY, "a bearer-shaped token": "sk-proj-" + "Ab3" * 16}
+
+
+@pytest.mark.parametrize("task_id", list(SECRET_TASK_IDS.values()), ids=list(SECRET_TASK_IDS))
+async def test_a_task_id_holding_a_credential_is_refused_unrepeated_and_never_sent_to_kie(connect, controls, task_id):
+    """The audit: a credential used as a task id (in ``kie://tasks/{id}``, ``check_task`` or as the clip
+    ``continue_video`` continues) was sent to KIE as the taskId of six status URLs (one per family), kept in KIE's
+    logs and any proxy's, though the answer showed it redacted. An id the redactor would change is refused before
+    anything is asked, saying why, never repeating it."""
+    async with connect() as client:
+        checked = await client.call_tool("check_task", {"task_id": task_id})
+        continued = await client.call_tool(
+            "continue_video", {"task_id": task_id, "operation": "extend", "prompt": "on"}
+        )
+        with pytest.raises(MCPError) as refused:
+            await client.read_resource(f"kie://tasks/{task_id}")
+    read = refused.value.error
+    assert checked.is_error and "holds a credential" in text_of(checked), text_of(checked)
+    assert continued.is_error and "holds a credential" in text_of(continued), text_of(continued)
+    assert read.code == INVALID_PARAMS and "holds a credential" in read.message, read
+    assert "nothing was asked of KIE" in read.message
+    answers = text_of(checked) + text_of(continued) + read.message + json.dumps(read.data)
+    assert task_id not in answers.replace(f"kie://tasks/{task_id}", "")  # the SDK's data names the URI asked
+    requests = await controls.get("requests")
+    items = requests if isinstance(requests, list) else requests["requests"]
+    assert [r for r in items if task_id in json.dumps(r.get("query", {}))] == []
 
 
 FOLLOWUPS = {spec.id for spec in load_catalog().offered() if spec.followup is not None}

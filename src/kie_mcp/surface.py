@@ -60,7 +60,7 @@ from kie_mcp.journal import (
     unavailable_reason,
 )
 from kie_mcp.kie import Category, KieError, RefusedHereError
-from kie_mcp.kie.text import usable_task_id
+from kie_mcp.kie.text import task_id_problem
 from kie_mcp.media import saved
 from kie_mcp.media.downloads import (
     SNIFF_BYTES,
@@ -617,7 +617,7 @@ def _register_tools(mcp: MCPServer) -> None:
         with _user_errors():
             rt.require_kie()
             rt.follower.attach_client(ctx)  # from now on task updates reach this client (tasks/follower.py)
-            task_id = task_id.strip()
+            task_id = _usable_task_id(task_id)  # before anything is read or asked: an id holding a key never leaves
             record = rt.follower.known(task_id) or rt.tasks.get(task_id)
             looked = record is None
             if record is None:  # a task the journal does not know: KIE is asked once, then the follower has it
@@ -1285,21 +1285,33 @@ def _already_made(rt: Runtime, plan: followups.FollowupPlan) -> EstimateResult:
     )
 
 
-async def _find_record(rt: Runtime, task_id: str) -> TaskRecord:
+def _usable_task_id(task_id: str) -> str:
+    """``task_id`` as the rule a create answer's id meets takes it (``usable_task_id``), or refused before anything
+    is read or asked of KIE: an empty one would ask about nothing, and one holding a credential (the API key, a
+    bearer-shaped token) would be sent to KIE in six status URLs. The refusal never repeats such an id."""
+    problem = task_id_problem(task_id)
+    if problem is not None:
+        raise RefusedHereError(
+            f"{problem}; nothing was asked of KIE",
+            next_step="Use a task id from generate_image, generate_video, list_tasks or KIE's logs.",
+        )
+    return task_id.strip()
+
+
+async def _find_record(rt: Runtime, task_id: str, *, reading: bool = False) -> TaskRecord:
+    """The record of ``task_id`` (a usable id, ``_usable_task_id``): the journal's, else KIE's (asked once).
+    ``reading``: for a resource read, whose errors describe and never tell the client to call a tool or spend."""
     record = rt.tasks.get(task_id)
     if record is not None:
         return record
-    if usable_task_id(task_id) is None:  # the rule a create answer's id meets: an empty one would ask about nothing
-        raise RefusedHereError(
-            f"{plain(task_id)} is not a task id (blank, over 200 characters, with spaces or control characters, or "
-            "holding a credential); nothing was asked of KIE",
-            next_step="Use a task id from generate_image, generate_video, list_tasks or KIE's logs.",
-        )
     if QUOTE_ID.fullmatch(task_id):  # an agent's easy mix-up: never asked of KIE, which would say "record is null"
         raise RefusedHereError(
             f"{task_id} is a quote id (from estimate_cost or confirmation_required), not a task id; nothing was asked "
             "of KIE",
-            next_step="Pass it as quote_id to the generate call it priced, once the user approved the cost; "
+            next_step="A quote id names a price kie-mcp quoted for a request, not a task; kie://tasks lists the "
+            "workspace's tasks."
+            if reading
+            else "Pass it as quote_id to the generate call it priced, once the user approved the cost; "
             "check_task takes the task_id that call returns.",
         )
     if ATTEMPT_ID.fullmatch(task_id):  # list_tasks names creates of unknown outcome by it: never asked of KIE either
@@ -1647,13 +1659,17 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
         if rt.settings.config_problem is not None:
             raise ResourceError(rt.settings.config_problem)
         rt.follower.attach_client(ctx)  # a subscription to this resource is served from now on
+        try:  # before anything is read or asked: an id holding a key never leaves
+            task_id = _usable_task_id(task_id)
+        except RefusedHereError as err:
+            raise ResourceNotFoundError(str(err)) from None
         record = rt.follower.known(task_id)
         if record is None:
             try:
                 record = rt.tasks.get(task_id)
                 looked = record is None
                 if record is None:  # asked of KIE once, then followed
-                    record = await _find_record(rt, task_id)
+                    record = await _find_record(rt, task_id, reading=True)
             except _USER_ERRORS as err:  # an error, not a read: a client (or app) can tell it from a task
                 if isinstance(err, KieError) and err.category in (Category.INPUT, Category.NOT_FOUND):
                     raise ResourceNotFoundError(str(err)) from None  # no such task (or no task id at all)
