@@ -5,10 +5,12 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import sqlite3
 from dataclasses import replace
 from pathlib import Path
 
+import anyio
 import pytest
 from mcp import Client, MCPError
 from mcp.types import INVALID_PARAMS
@@ -190,6 +192,41 @@ async def test_a_task_id_holding_a_credential_is_refused_unrepeated_and_never_se
     requests = await controls.get("requests")
     items = requests if isinstance(requests, list) else requests["requests"]
     assert [r for r in items if task_id in json.dumps(r.get("query", {}))] == []
+
+
+@pytest.mark.parametrize("what", ["folder", "fifo", "link to nothing"])
+async def test_a_master_context_that_is_no_file_is_an_error_saying_what_is_there_never_the_template(
+    connect, tmp_path, what
+):
+    """The audit: a MASTER_CONTEXT.md that is a folder or a FIFO was answered with the template, which says there
+    is none yet and to save a copy there (which the folder or FIFO in its place would stop)."""
+    master = tmp_path / "MASTER_CONTEXT.md"
+    if what == "folder":
+        master.mkdir()
+    elif what == "fifo":
+        os.mkfifo(master)
+    else:
+        master.symlink_to(tmp_path / "gone.md")
+    async with connect() as client:
+        with anyio.fail_after(10), pytest.raises(MCPError) as refused:  # a FIFO is never opened, so never waited on
+            await client.read_resource("kie://workspace/MASTER_CONTEXT.md")
+    message = refused.value.error.message
+    words = {"folder": "is a folder", "fifo": "is a named pipe (FIFO)", "link to nothing": "link to nothing"}[what]
+    assert words in message and "plain text file" in message, message
+    assert "No MASTER_CONTEXT.md in the workspace yet" not in message
+
+
+async def test_a_master_context_over_50_mb_says_it_is_too_large_not_where_to_keep_it(connect, tmp_path):
+    """The audit: its error said it was too large, then "Keep MASTER_CONTEXT.md as a plain file in the workspace",
+    advice for a link leading out."""
+    (tmp_path / "MASTER_CONTEXT.md").write_bytes(b"# Brand\n")
+    os.truncate(tmp_path / "MASTER_CONTEXT.md", 51 * 1024 * 1024)  # sparse: nothing written, the size is judged
+    async with connect() as client:
+        with pytest.raises(MCPError) as refused:
+            await client.read_resource("kie://workspace/MASTER_CONTEXT.md")
+    message = refused.value.error.message
+    assert "larger than 50 MB" in message and "plain file" not in message, message
+    assert "move long material elsewhere" in message
 
 
 FOLLOWUPS = {spec.id for spec in load_catalog().offered() if spec.followup is not None}
