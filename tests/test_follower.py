@@ -464,6 +464,47 @@ async def test_subscribers_hear_of_a_task_an_earlier_server_made_and_of_the_task
     assert read["state"] == "succeeded"
 
 
+async def test_subscribers_to_the_task_list_hear_when_a_create_ends_with_its_outcome_unknown(connect, controls, mode):
+    """The audit: a create whose answer never came changes ``kie://tasks`` (its unknown creates), but only task
+    records were announced, so a subscriber to the list was never told."""
+    if mode != "auto":
+        pytest.skip("subscriptions/listen is the 2026-07-28 way to subscribe to a resource")
+    await controls.fault("create", kind="drop_after_create")
+    async with connect(elicitation=answering()) as client:
+        async with client.listen(resource_subscriptions=["kie://tasks"]) as subscription:
+            made = await client.call_tool("generate_image", IMAGE)
+            with anyio.fail_after(5):
+                event = await anext(aiter(subscription))
+        listed = json.loads((await client.read_resource("kie://tasks")).contents[0].text)
+    assert made.structured_content["status"] == "unknown", text_of(made)
+    assert getattr(event, "uri", None) == "kie://tasks"
+    assert listed["unknown_creates_total"] == 1
+
+
+async def test_subscribers_to_the_task_list_hear_when_a_create_a_stopped_server_was_sending_becomes_unknown(
+    connect, mode, tmp_path
+):
+    """Another server on the workspace stopped while it sent a create: this server's rescan makes it unknown, which
+    changes ``kie://tasks``; its subscribers hear it."""
+    from kie_mcp.journal import SEND_LIMIT, Journal
+
+    if mode != "auto":
+        pytest.skip("subscriptions/listen is the 2026-07-28 way to subscribe to a resource")
+    async with connect() as client:
+        await client.read_resource("kie://tasks")  # the server is up, its follower running
+        async with client.listen(resource_subscriptions=["kie://tasks"]) as subscription:
+            journal = Journal.for_workspace(tmp_path)
+            attempt = dict(model="nano-banana-2", family="market", approved_by="quote", quote_id=None, prompt="p")
+            begun = journal.begin_attempt(**attempt, params={}, credits_quoted=8, session=None)
+            journal.execute("UPDATE attempts SET created = ? WHERE attempt_id = ?", time.time() - SEND_LIMIT - 1, begun)
+            journal.close()
+            with anyio.fail_after(10):
+                event = await anext(aiter(subscription))
+        listed = json.loads((await client.read_resource("kie://tasks")).contents[0].text)
+    assert getattr(event, "uri", None) == "kie://tasks"
+    assert listed["unknown_creates_total"] == 1
+
+
 async def test_a_handshake_client_gets_a_log_message_when_a_task_ends(settings, transport, controls, tmp_path):
     from kie_mcp.server import create_server
 

@@ -3,6 +3,7 @@ bytes, and never show the key (``kie_mcp/references.py``)."""
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import replace
 
@@ -260,3 +261,28 @@ async def test_a_reference_changed_while_it_is_read_says_so_in_a_reads_words(con
     said = changed.value.error.message
     assert "references/notes.txt changed while it was being read" in said and "Nothing was read." in said, said
     assert "upload" not in said and said.count("Nothing was read") == 1, said
+
+
+async def test_a_references_folder_linked_outside_the_workspace_is_never_walked_and_said_once(
+    connect, tmp_path, tmp_path_factory, caplog
+):
+    """The audit: references/ linked to /usr was walked whole before every first page of resources/list (13.6 s
+    the first time, then about 2 s each), to list none of it: every file there leads outside the workspace. Such a
+    folder lists nothing and is not walked; why is logged once."""
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    (elsewhere / "photos").mkdir()
+    (elsewhere / "photos" / "logo.png").write_bytes(PNG)
+    (elsewhere / os.fsdecode(b"Caf\xe9 logo.png")).write_bytes(PNG)  # a walk logs that it left this name out
+    (tmp_path / "references").symlink_to(elsewhere, target_is_directory=True)
+    caplog.set_level(logging.DEBUG, logger="kie_mcp.references")
+    async with connect() as client:
+        first = await listed(client)
+        second = await listed(client)
+        with pytest.raises(MCPError):
+            await client.read_resource("kie://workspace/references/photos/logo.png")
+    said = [record.getMessage() for record in caplog.records if record.name == "kie_mcp.references"]
+    assert [uri for uri in {*first, *second} if uri.startswith("kie://workspace/references/")] == [
+        "kie://workspace/references/README.md"  # kie-mcp's guide to the folder
+    ]
+    assert not [line for line in said if "left out of the listing" in line], said  # nothing in it was looked at
+    assert len([line for line in said if "leads outside the workspace" in line]) == 1, said

@@ -179,6 +179,31 @@ async def test_an_unknown_resource_uri_is_repeated_at_most_200_characters_long(c
     assert len(json.dumps(error.data)) < 400
 
 
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "kie://workspace/references/" + "é" * 30_000,  # listed percent-encoded: 180,000 characters
+        "kie://workspace/references/" + " " * 30_000,
+        "kie://workspace/references/%41" + "b" * 300,  # listed as "Ab...": not the URI sent either
+        "kie://outputs/" + ("x" * 255 + "/") * 20 + "y",  # a saved result's path, as its error names it
+        "kie://previews/" + "x" * 5_000,
+    ],
+    ids=["accented", "spaces", "percent-encoded", "saved-result", "preview"],
+)
+async def test_an_unknown_resource_uri_is_repeated_at_most_200_characters_long_in_every_form(connect, uri):
+    """The audit: a reference's URI is looked up in its listed form (percent-encoded), which the SDK's "Unknown
+    resource: ..." then repeated whole (30,000 ``é`` became a 180,045-character error over stdio), as a saved
+    result's error repeated its path whole; only the URI as sent was cut."""
+    async with connect() as client:
+        with pytest.raises(MCPError) as refused:
+            await client.read_resource(uri)
+    error = refused.value.error
+    assert error.code == INVALID_PARAMS
+    assert len(error.message) < 400, (len(error.message), error.message[:300])
+    assert "characters)" in error.message, error.message
+    assert len(error.data.get("uri", "") if isinstance(error.data, dict) else "") <= 300
+
+
 @pytest.mark.stdio
 def test_a_stray_bracket_never_gets_another_requests_id_answered(wire):
     """The stop review: one broken line whose stray "}" closed the request early, leaving an object nested in it

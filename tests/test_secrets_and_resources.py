@@ -5,17 +5,20 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import sqlite3
 from dataclasses import replace
 from pathlib import Path
 
+import anyio
 import pytest
 from mcp import Client, MCPError
+from mcp.types import INVALID_PARAMS
 from pydantic import SecretStr
 
 from kie_mcp.catalog import load_catalog
 from kie_mcp.media.stitch import find_ffmpeg
-from kie_mcp.sandbox import SandboxTransport, SimConfig, Simulator
+from kie_mcp.sandbox import SANDBOX_API_KEY, SandboxTransport, SimConfig, Simulator
 from kie_mcp.server import create_server
 
 from .conftest import answering, dated, every_resource, text_of
@@ -150,6 +153,80 @@ async def test_unknown_task_resource_is_not_found_saying_why(connect, task_id, s
             await client.read_resource(f"kie://tasks/{task_id}")
     assert refused.value.error.code == INVALID_PARAMS
     assert said in refused.value.error.message
+
+
+async def test_a_quote_id_read_as_a_task_says_what_it_is_and_never_to_spend_it(connect):
+    """The audit: ``kie://tasks/q_...`` answered "Pass it as quote_id to the generate call it priced": a resource
+    telling the client to call a tool that spends, which resources never do. It says what the id is."""
+    async with connect() as client:
+        with pytest.raises(MCPError) as refused:
+            await client.read_resource("kie://tasks/q_0123456789abcdef")
+    message = refused.value.error.message
+    assert "is a quote id" in message and "not a task" in message, message
+    assert "generate" not in message and "quote_id" not in message and "Pass it" not in message, message
+
+
+SECRET_TASK_IDS = {"the configured key": SANDBOX_API_KEY, "a bearer-shaped token": "sk-proj-" + "Ab3" * 16}
+
+
+@pytest.mark.parametrize("task_id", list(SECRET_TASK_IDS.values()), ids=list(SECRET_TASK_IDS))
+async def test_a_task_id_holding_a_credential_is_refused_unrepeated_and_never_sent_to_kie(connect, controls, task_id):
+    """The audit: a credential used as a task id (in ``kie://tasks/{id}``, ``check_task`` or as the clip
+    ``continue_video`` continues) was sent to KIE as the taskId of six status URLs (one per family), kept in KIE's
+    logs and any proxy's, though the answer showed it redacted. An id the redactor would change is refused before
+    anything is asked, saying why, never repeating it."""
+    async with connect() as client:
+        checked = await client.call_tool("check_task", {"task_id": task_id})
+        continued = await client.call_tool(
+            "continue_video", {"task_id": task_id, "operation": "extend", "prompt": "on"}
+        )
+        with pytest.raises(MCPError) as refused:
+            await client.read_resource(f"kie://tasks/{task_id}")
+    read = refused.value.error
+    assert checked.is_error and "holds a credential" in text_of(checked), text_of(checked)
+    assert continued.is_error and "holds a credential" in text_of(continued), text_of(continued)
+    assert read.code == INVALID_PARAMS and "holds a credential" in read.message, read
+    assert "nothing was asked of KIE" in read.message
+    answers = text_of(checked) + text_of(continued) + read.message + json.dumps(read.data)
+    assert task_id not in answers.replace(f"kie://tasks/{task_id}", "")  # the SDK's data names the URI asked
+    requests = await controls.get("requests")
+    items = requests if isinstance(requests, list) else requests["requests"]
+    assert [r for r in items if task_id in json.dumps(r.get("query", {}))] == []
+
+
+@pytest.mark.parametrize("what", ["folder", "fifo", "link to nothing"])
+async def test_a_master_context_that_is_no_file_is_an_error_saying_what_is_there_never_the_template(
+    connect, tmp_path, what
+):
+    """The audit: a MASTER_CONTEXT.md that is a folder or a FIFO was answered with the template, which says there
+    is none yet and to save a copy there (which the folder or FIFO in its place would stop)."""
+    master = tmp_path / "MASTER_CONTEXT.md"
+    if what == "folder":
+        master.mkdir()
+    elif what == "fifo":
+        os.mkfifo(master)
+    else:
+        master.symlink_to(tmp_path / "gone.md")
+    async with connect() as client:
+        with anyio.fail_after(10), pytest.raises(MCPError) as refused:  # a FIFO is never opened, so never waited on
+            await client.read_resource("kie://workspace/MASTER_CONTEXT.md")
+    message = refused.value.error.message
+    words = {"folder": "is a folder", "fifo": "is a named pipe (FIFO)", "link to nothing": "link to nothing"}[what]
+    assert words in message and "plain text file" in message, message
+    assert "No MASTER_CONTEXT.md in the workspace yet" not in message
+
+
+async def test_a_master_context_over_50_mb_says_it_is_too_large_not_where_to_keep_it(connect, tmp_path):
+    """The audit: its error said it was too large, then "Keep MASTER_CONTEXT.md as a plain file in the workspace",
+    advice for a link leading out."""
+    (tmp_path / "MASTER_CONTEXT.md").write_bytes(b"# Brand\n")
+    os.truncate(tmp_path / "MASTER_CONTEXT.md", 51 * 1024 * 1024)  # sparse: nothing written, the size is judged
+    async with connect() as client:
+        with pytest.raises(MCPError) as refused:
+            await client.read_resource("kie://workspace/MASTER_CONTEXT.md")
+    message = refused.value.error.message
+    assert "larger than 50 MB" in message and "plain file" not in message, message
+    assert "move long material elsewhere" in message
 
 
 FOLLOWUPS = {spec.id for spec in load_catalog().offered() if spec.followup is not None}

@@ -30,6 +30,7 @@ from kie_mcp.kie import FAMILIES, KieError, TaskStatus
 from kie_mcp.kie.client import NoTaskRecord
 from kie_mcp.kie.envelope import loads_or_none
 from kie_mcp.kie.errors import LOGS_URL, creates_nothing
+from kie_mcp.kie.text import task_id_problem
 from kie_mcp.media import saved
 from kie_mcp.runtime import Runtime
 from kie_mcp.tasks import TaskRecord
@@ -134,6 +135,8 @@ async def find_source(rt: Runtime, task_id: str) -> TaskRecord:
     task_id = task_id.strip()
     if not task_id:
         raise refused("is empty; give the id of a finished video task (generate_video, check_task, list_tasks).")
+    if (problem := task_id_problem(task_id)) is not None:  # one holding a key is never put into a status URL
+        raise refused(f"{problem}; nothing was asked of KIE. Give the id of a finished video task.")
     record = rt.follower.known(task_id) or rt.tasks.get(task_id)
     looked = False
     if record is None:

@@ -1614,6 +1614,8 @@ async def _submit(
             f"KIE already had this task ({record.task_id}) from an earlier request, so nothing new was started or "
             "charged; it is followed like any other."
         )
+    if record.state == "unknown":  # kie://tasks lists it among the creates of unknown outcome: its subscribers hear
+        await rt.follower.unknown_creates_changed()
     return attempt
 
 

@@ -50,7 +50,10 @@ def canonical_uri(uri: str) -> str:
     if not uri.startswith(PREFIX):
         return uri
     path = unquote(uri[len(PREFIX) :], errors="surrogateescape")
-    return PREFIX + quote(path, safe="/", errors="surrogateescape")
+    try:
+        return PREFIX + quote(path, safe="/", errors="surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate an embedding host sent: no file's name, so "not found" as it is
+        return PREFIX + quote(path, safe="/", errors="surrogatepass")
 
 
 @dataclass(frozen=True)
@@ -72,11 +75,15 @@ def scan(settings: Settings, judged: _Judged | None = None) -> list[Found]:
     """Every file under ``references/`` that may be served, sorted by path (run it in a worker thread). Symlinks are
     judged by their target: never listed when it leaves the workspace or is private (a dotfile, a dot-folder,
     logs/); dotfiles and dot-folders under references/ are skipped too, and so is a name that is not text (bytes no
-    encoding reads, as an old camera's card can hold): one odd file never breaks the listing of the others."""
+    encoding reads, as an old camera's card can hold): one odd file never breaks the listing of the others. A
+    references/ that is itself a link leading out of the workspace lists nothing and is not walked at all."""
     folder = settings.context_folder / "references"  # in the sandbox, the real workspace's
     if not folder.is_dir():
         return []
     home = settings.context_folder.resolve()
+    if not folder.resolve().is_relative_to(home):  # a link leading out: none of its files would be listed anyway
+        _left_out_once(folder, home)
+        return []
     before = dict(judged or {})
     if judged is not None:
         judged.clear()  # only what is there now is kept
@@ -93,6 +100,24 @@ def scan(settings: Settings, judged: _Judged | None = None) -> list[Found]:
         if item is not None:
             found.append(item)
     return found
+
+
+_LINKS_LEFT_OUT: set[str] = set()  # references/ folders said to lead outside their workspace (said once each)
+
+
+def _left_out_once(folder: Path, home: Path) -> None:
+    """Say once per folder (per process) why references/ lists nothing: walking a link to /usr took 13 s for the
+    first listing and 2 s for every one after it, to list none of its files."""
+    if str(folder) in _LINKS_LEFT_OUT:
+        return
+    _LINKS_LEFT_OUT.add(str(folder))
+    log.warning(
+        "references/ leads outside the workspace (%s -> %s), so none of its files is listed or served; keep the "
+        "reference files in a references/ folder inside %s",
+        folder,
+        folder.resolve(),
+        home,
+    )
 
 
 def _entries(top: str) -> list[tuple[str, os.stat_result]]:
@@ -303,7 +328,8 @@ class ReferenceListing:
         if held is None:
             return True
         if uri == GUIDE_URI:
-            own = (self._settings.context_folder / "references" / "README.md").is_file()
+            folder = self._settings.context_folder / "references"
+            own = (folder / "README.md").is_file() and folder.resolve().is_relative_to(self._home)
             return own != isinstance(held, WorkspaceFile)
         return False
 

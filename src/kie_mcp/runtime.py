@@ -71,6 +71,7 @@ class Runtime:
     time_scale: float = 1.0  # simulated seconds per real second (the sandbox runs faster than KIE)
     notices: tuple[str, ...] = ()  # what happened at start that the user should hear about (a corrupt journal)
     notices_told: bool = False  # the first tool answer carried them (``untold_notices``)
+    unknown_at_start: int = 0  # creates a stopped server was sending, made unknown as this one started
     follower: Follower = field(default_factory=Follower)  # polls every unfinished task (tasks/follower.py)
     saving: TaskLocks = field(default_factory=TaskLocks)  # one saver of a task's results at a time
     spending: SpendingCalls = field(default_factory=SpendingCalls)  # calls sending creates now (spend/inflight.py)
@@ -130,8 +131,9 @@ class Runtime:
         return self.kie
 
 
-def _open_journal(settings: Settings) -> tuple[Journal | UnavailableJournal, tuple[str, ...]]:
-    """The journal, whatever state the disk is in: the server starts, and tools explain what is wrong.
+def _open_journal(settings: Settings) -> tuple[Journal | UnavailableJournal, tuple[str, ...], int]:
+    """The journal, whatever state the disk is in: the server starts, and tools explain what is wrong; its notices,
+    and how many creates became unknown.
 
     Start-up also ends what a crash left half done: creates still marked as being sent become unknown (they may
     have been created on KIE), and temporary files of interrupted downloads are removed.
@@ -140,7 +142,7 @@ def _open_journal(settings: Settings) -> tuple[Journal | UnavailableJournal, tup
     if journal is None:
         assert notice is not None
         log.error("%s", notice)
-        return UnavailableJournal(notice), (notice,)
+        return UnavailableJournal(notice), (notice,), 0
     notices = [notice] if notice else []
     if journal.reset_from is not None:
         notices += _carry_over_todays_spend(journal, settings.workspace, settings.max_credits_per_day)
@@ -156,7 +158,7 @@ def _open_journal(settings: Settings) -> tuple[Journal | UnavailableJournal, tup
         )
     for line in notices:
         log.warning("%s", line)
-    return journal, tuple(notices)
+    return journal, tuple(notices), interrupted
 
 
 async def _sweep_downloads(outputs: Path) -> None:
@@ -278,7 +280,7 @@ async def open_runtime(
         )
     else:
         log.warning("KIE_API_KEY is not set: tools that need KIE will explain how to set it")
-    journal, notices = _open_journal(settings)
+    journal, notices, unknown_at_start = _open_journal(settings)
     runtime = Runtime(
         settings=settings,
         journal=journal,
@@ -288,6 +290,7 @@ async def open_runtime(
         kie=kie,
         time_scale=time_scale,
         notices=notices,
+        unknown_at_start=unknown_at_start,
     )
     try:
         async with anyio.create_task_group() as background:

@@ -616,15 +616,29 @@ URI_SHOWN = 200  # characters of a resource URI an error repeats
 
 def _uri_bounded(value: Any, params: Any) -> Any:
     """``value`` (an error's message or data) with the URI ``params`` asked for shown at most ``URI_SHOWN``
-    characters long wherever it repeats it."""
+    characters long wherever it repeats it: as the client sent it, and as the read looked it up (a reference's path
+    percent-encoded as listed, ``canonical_uri``: 30,000 ``é`` sent are 180,000 characters there)."""
+    from kie_mcp.references import canonical_uri
+
     uri = params.get("uri") if isinstance(params, Mapping) else None
-    if not isinstance(uri, str) or len(uri) <= URI_SHOWN:
+    if not isinstance(uri, str):
         return value
-    shown = plain(uri, quoted=False, limit=URI_SHOWN)
+    forms = sorted({uri, canonical_uri(uri)}, key=len, reverse=True)  # the longer first: one may hold the other
+    return _bounded(
+        value, [(form, plain(form, quoted=False, limit=URI_SHOWN)) for form in forms if len(form) > URI_SHOWN]
+    )
+
+
+def _bounded(value: Any, shown: list[tuple[str, str]]) -> Any:
+    """``value`` with each of ``shown``'s texts replaced by its shortened form, in a dict's values too."""
+    if not shown:
+        return value
     if isinstance(value, str):
-        return value.replace(uri, shown)
+        for form, short in shown:
+            value = value.replace(form, short)
+        return value
     if isinstance(value, dict):
-        return {key: _uri_bounded(inner, params) for key, inner in value.items()}
+        return {key: _bounded(inner, shown) for key, inner in value.items()}
     return value
 
 

@@ -12,6 +12,7 @@ import json
 import logging
 import mimetypes
 import sqlite3
+import stat
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -59,7 +60,7 @@ from kie_mcp.journal import (
     unavailable_reason,
 )
 from kie_mcp.kie import Category, KieError, RefusedHereError
-from kie_mcp.kie.text import usable_task_id
+from kie_mcp.kie.text import task_id_problem
 from kie_mcp.media import saved
 from kie_mcp.media.downloads import (
     SNIFF_BYTES,
@@ -615,7 +616,7 @@ def _register_tools(mcp: MCPServer) -> None:
         with _user_errors():
             rt.require_kie()
             rt.follower.attach_client(ctx)  # from now on task updates reach this client (tasks/follower.py)
-            task_id = task_id.strip()
+            task_id = _usable_task_id(task_id)  # before anything is read or asked: an id holding a key never leaves
             record = rt.follower.known(task_id) or rt.tasks.get(task_id)
             looked = record is None
             if record is None:  # a task the journal does not know: KIE is asked once, then the follower has it
@@ -1286,21 +1287,33 @@ def _already_made(rt: Runtime, plan: followups.FollowupPlan) -> EstimateResult:
     )
 
 
-async def _find_record(rt: Runtime, task_id: str) -> TaskRecord:
+def _usable_task_id(task_id: str) -> str:
+    """``task_id`` as the rule a create answer's id meets takes it (``usable_task_id``), or refused before anything
+    is read or asked of KIE: an empty one would ask about nothing, and one holding a credential (the API key, a
+    bearer-shaped token) would be sent to KIE in six status URLs. The refusal never repeats such an id."""
+    problem = task_id_problem(task_id)
+    if problem is not None:
+        raise RefusedHereError(
+            f"{problem}; nothing was asked of KIE",
+            next_step="Use a task id from generate_image, generate_video, list_tasks or KIE's logs.",
+        )
+    return task_id.strip()
+
+
+async def _find_record(rt: Runtime, task_id: str, *, reading: bool = False) -> TaskRecord:
+    """The record of ``task_id`` (a usable id, ``_usable_task_id``): the journal's, else KIE's (asked once).
+    ``reading``: for a resource read, whose errors describe and never tell the client to call a tool or spend."""
     record = rt.tasks.get(task_id)
     if record is not None:
         return record
-    if usable_task_id(task_id) is None:  # the rule a create answer's id meets: an empty one would ask about nothing
-        raise RefusedHereError(
-            f"{plain(task_id)} is not a task id (blank, over 200 characters, with spaces or control characters, or "
-            "holding a credential); nothing was asked of KIE",
-            next_step="Use a task id from generate_image, generate_video, list_tasks or KIE's logs.",
-        )
     if QUOTE_ID.fullmatch(task_id):  # an agent's easy mix-up: never asked of KIE, which would say "record is null"
         raise RefusedHereError(
             f"{task_id} is a quote id (from estimate_cost or confirmation_required), not a task id; nothing was asked "
             "of KIE",
-            next_step="Pass it as quote_id to the generate call it priced, once the user approved the cost; "
+            next_step="A quote id names a price kie-mcp quoted for a request, not a task; kie://tasks lists the "
+            "workspace's tasks."
+            if reading
+            else "Pass it as quote_id to the generate call it priced, once the user approved the cost; "
             "check_task takes the task_id that call returns.",
         )
     if ATTEMPT_ID.fullmatch(task_id):  # list_tasks names creates of unknown outcome by it: never asked of KIE either
@@ -1521,7 +1534,7 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
             inside = False
         names = (*Path(path).parts, *(target.relative_to(home).parts if inside else ()))
         if not inside or any(name.startswith(".") for name in names):
-            raise ResourceNotFoundError(f"No saved result at outputs/{path}.")
+            raise ResourceNotFoundError(f"No saved result at {_saved_at(path)}.")
         return target
 
     @mcp.resource("kie://outputs/{+path}", name="output", title="A saved result", mime_type="application/octet-stream")
@@ -1538,18 +1551,20 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
         try:  # in a worker thread: no file, whatever it became, holds up the server
             return await anyio.to_thread.run_sync(judged)
         except HoldsSecret as err:
-            raise ResourceError(f"outputs/{path}: {err}. Nothing was read.") from err
+            raise ResourceError(f"{_saved_at(path)}: {err}. Nothing was read.") from err
         except TooLarge as err:
-            raise ResourceError(f"outputs/{path} is too large to send over MCP; open it from the workspace.") from err
+            raise ResourceError(
+                f"{_saved_at(path)} is too large to send over MCP; open it from the workspace."
+            ) from err
         except ChangedFile as err:
             raise ResourceError(
-                f"outputs/{path} changed while it was being read ({err.what}); nothing was sent."
+                f"{_saved_at(path)} changed while it was being read ({err.what}); nothing was sent."
             ) from err
         except RefusedInput as err:  # a link swapped in since the check now leads outside outputs/, or to a dotfile
-            raise ResourceNotFoundError(f"No saved result at outputs/{path}.") from err
+            raise ResourceNotFoundError(f"No saved result at {_saved_at(path)}.") from err
         except OSError as err:  # removed or made unreadable since it was found
             raise ResourceError(
-                f"outputs/{path} could not be read ({err.strerror or type(err).__name__}); check that the file is "
+                f"{_saved_at(path)} could not be read ({err.strerror or type(err).__name__}); check that the file is "
                 "still there and readable."
             ) from err
 
@@ -1568,18 +1583,18 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
             # never opened again by name: a link (to a picture outside) or a FIFO swapped in since is refused at once.
             small = preview_of(saved_result(path), None, settings.preview_px)  # decodes: in this worker thread
             if small is None:  # not an image or a video, too many pixels, a video without ffmpeg
-                raise ResourceNotFoundError(f"No preview of outputs/{path}.")
+                raise ResourceNotFoundError(f"No preview of {_saved_at(path)}.")
             return small[0]
 
         try:  # in a worker thread: no file, whatever it became, holds up the server
             return await anyio.to_thread.run_sync(made)
         except ChangedFile as err:
             raise ResourceError(
-                f"outputs/{path} changed while its preview was being made ({err.what}); nothing was sent."
+                f"{_saved_at(path)} changed while its preview was being made ({err.what}); nothing was sent."
             ) from err
         except OSError as err:  # made unreadable since it was found
             raise ResourceError(
-                f"outputs/{path} could not be read for its preview ({err.strerror or type(err).__name__}); check "
+                f"{_saved_at(path)} could not be read for its preview ({err.strerror or type(err).__name__}); check "
                 "that the file is still there and readable."
             ) from err
 
@@ -1609,12 +1624,22 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
                 raise ResourceError(
                     f"{master} changed while it was being read ({err.what}). Nothing was read. Ask again."
                 ) from err
+            except TooLarge as err:
+                raise ResourceError(
+                    f"{err} Keep it to the notes worth reading at the start of each session (brand voice, decisions, "
+                    "model preferences, quirks) and move long material elsewhere."
+                ) from err
             except RefusedInput as err:
                 raise ResourceError(f"{err} Keep MASTER_CONTEXT.md as a plain file in the workspace.") from err
             except OSError as err:
                 raise ResourceError(
                     f"{master} could not be read ({err.strerror or type(err).__name__}); check its permissions."
                 ) from err
+        elif (there := _not_a_file(master)) is not None:  # never the template, which says to save a copy there
+            raise ResourceError(
+                f"{master} is {there}, not a file, so it is not read. Replace it with MASTER_CONTEXT.md as a plain "
+                "text file (or remove it: kie-mcp's template is then served, with where to save it)."
+            )
         template = bundled_path("MASTER_CONTEXT.md")
         body = template.read_text(encoding="utf-8") if template and template.is_file() else ""
         return (
@@ -1648,13 +1673,17 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
         if rt.settings.config_problem is not None:
             raise ResourceError(rt.settings.config_problem)
         rt.follower.attach_client(ctx)  # a subscription to this resource is served from now on
+        try:  # before anything is read or asked: an id holding a key never leaves
+            task_id = _usable_task_id(task_id)
+        except RefusedHereError as err:
+            raise ResourceNotFoundError(str(err)) from None
         record = rt.follower.known(task_id)
         if record is None:
             try:
                 record = rt.tasks.get(task_id)
                 looked = record is None
                 if record is None:  # asked of KIE once, then followed
-                    record = await _find_record(rt, task_id)
+                    record = await _find_record(rt, task_id, reading=True)
             except _USER_ERRORS as err:  # an error, not a read: a client (or app) can tell it from a task
                 if isinstance(err, KieError) and err.category in (Category.INPUT, Category.NOT_FOUND):
                     raise ResourceNotFoundError(str(err)) from None  # no such task (or no task id at all)
@@ -1713,6 +1742,33 @@ def _serve_with_real_types(mcp: MCPServer, uri_template: str) -> None:
     templates[uri_template] = _RealTypeTemplate(
         **{name: getattr(registered, name) for name in ResourceTemplate.model_fields}
     )
+
+
+def _not_a_file(path: Path) -> str | None:
+    """What stands at ``path`` that is not a regular file (a folder, a FIFO, a link to nothing), in words; None when
+    nothing is there or it is a file. Only looked at (``lstat``, ``stat``): a FIFO is never opened, so never waited
+    on."""
+    try:
+        mode = path.lstat().st_mode
+    except OSError:  # nothing there (or nothing that can be looked at): the template
+        return None
+    link = ""
+    if stat.S_ISLNK(mode):
+        try:
+            mode, link = path.stat().st_mode, "a symbolic link to "
+        except OSError:
+            return "a symbolic link to nothing that exists"
+    if stat.S_ISREG(mode):
+        return None
+    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"))
+    kinds += ((stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"))
+    return link + next((words for test, words in kinds if test(mode)), "something other than a file")
+
+
+def _saved_at(path: str) -> str:
+    """A saved result's path as an error names it: ``outputs/<path>``, the path at most 200 characters long (a
+    kie://outputs URI of 5,000 characters is not repeated whole)."""
+    return "outputs/" + plain(path, quoted=False, limit=200)
 
 
 def _title_of(file: Path) -> str:

@@ -51,17 +51,39 @@ MAX_TASK_ID = 200  # KIE's task ids are a few dozen characters
 def usable_task_id(value: Any) -> str | None:
     """``value`` as a task id kie-mcp may record, follow and ask KIE about, or None: text (or a whole number, as a
     JSON answer may carry one) that, stripped, is not empty, at most ``MAX_TASK_ID`` characters, printable, without
-    spaces, and holds no redacted credential. The one rule for a task id, whoever gives it: a create answer of KIE's
-    (a list, an object, ``true``, blanks or a line break there name no task: kie-mcp would record a task it can
-    never look up) and an agent's argument (``check_task``)."""
+    spaces, and holds no credential (``holds_credential``). The one rule for a task id, whoever gives it: a create
+    answer of KIE's (a list, an object, ``true``, blanks or a line break there name no task: kie-mcp would record a
+    task it can never look up) and an agent's argument (``check_task``, ``kie://tasks/{id}``)."""
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, str):
         return None
     task_id = value.strip()
-    if not task_id or len(task_id) > MAX_TASK_ID or not task_id.isprintable() or REDACTED in task_id:
+    if not task_id or len(task_id) > MAX_TASK_ID or not task_id.isprintable() or holds_credential(task_id):
         return None
     return None if any(char.isspace() for char in task_id) else task_id
+
+
+def task_id_problem(value: str) -> str | None:
+    """Why ``value``, an id an agent gave, names no task kie-mcp may look up or ask KIE about (``usable_task_id``'s
+    rule), in words that never repeat a credential it holds; None when it is a task id."""
+    if usable_task_id(value) is not None:
+        return None
+    if len(value) <= MAX_TASK_ID and holds_credential(value):
+        return (
+            "The task id given holds a credential (an API key or a token), so it is no task id and is not repeated here"
+        )
+    return (  # valid_text: a lone surrogate (an embedding host's) is shown, never a codec error
+        f"{plain(valid_text(value))} is not a task id (blank, over {MAX_TASK_ID} characters, with spaces or control "
+        "characters, or holding a credential)"
+    )
+
+
+def holds_credential(text: str) -> bool:
+    """Whether ``text`` holds a credential: one already redacted (KIE's answers are redacted where they are read),
+    or one the redactor would take out (the API key, a bearer-shaped token an agent typed as a task id). Such an id
+    is never put into a status URL: KIE's logs, and any proxy's, would keep it."""
+    return REDACTED in text or redact(text) != text
 
 
 def as_text(value: Any, *, limit: int) -> str:

@@ -67,7 +67,8 @@ whether or not a tool call is waiting on it:
   context (``attach_client``). From then on, every change of a task's state is published as a resource update
   of ``kie://tasks/{id}`` on the server's subscription bus (``Context.notify_resource_updated``: the bus is
   server-wide, so this works outside the request; the SDK delivers it only to ``subscriptions/listen`` streams
-  that subscribed to that URI). A finished task is also logged (stderr) and reported as a
+  that subscribed to that URI), and of ``kie://tasks``, as is a create whose outcome became unknown
+  (``unknown_creates_changed``: that list names them). A finished task is also logged (stderr) and reported as a
   ``notifications/message``: at once on the standalone channel to handshake-era clients; 2026-07-28 clients
   have no channel outside a request, so the line is queued and sent with the next ``check_task`` (delivered
   when that request opts in to log messages).
@@ -138,6 +139,7 @@ OTHER_TYPICAL = (30, 300)
 
 _FOLLOWERS = itertools.count(1)  # the followers of this process (one per server), told apart in their claims
 TASK_STATES_UNFINISHED = ("queued", "running", "succeeded_without_results")
+TASK_LIST = "kie://tasks"  # the resource listing the workspace's tasks and its creates of unknown outcome
 
 OnUpdate = Callable[[list[TaskRecord]], Awaitable[None]]
 Finish = Callable[["Runtime", list[TaskRecord]], Awaitable[list[str]]]
@@ -274,6 +276,8 @@ class Follower:
         self._end_limiter = anyio.CapacityLimiter(ENDS_AT_ONCE)
         self._save_limiter = anyio.CapacityLimiter(SAVES_AT_ONCE)
         self._bound_event().set()
+        if rt.unknown_at_start:  # creates a stopped server was sending became unknown as this one started
+            await self.unknown_creates_changed()
         if rt.kie is None:
             return  # no key: nothing can be followed, and no tool can create or check a task
         try:
@@ -304,7 +308,7 @@ class Follower:
                     rescan_at = now + RESCAN * self._unit
                 if now >= rescan_at:
                     self._renew()
-                    self._recover_interrupted()
+                    await self._recover_interrupted()
                     self._adopt(quiet_for=QUIET * self._unit)
                     if not self._rescanning:  # a worker thread's read: the loop goes on meanwhile
                         self._rescanning = True
@@ -351,9 +355,10 @@ class Follower:
         assert self._rt is not None
         return self._rt
 
-    def _recover_interrupted(self) -> None:
+    async def _recover_interrupted(self) -> None:
         """Creates another server on this workspace was sending when it died become unknown now, not at this
-        server's next start: counted against the cap, and a retry of the same request is never auto-approved."""
+        server's next start: counted against the cap, and a retry of the same request is never auto-approved.
+        Subscribers to ``kie://tasks`` hear of it (its unknown creates changed)."""
         assert self._rt is not None
         try:
             ended = self._rt.journal.recover_interrupted()
@@ -366,6 +371,7 @@ class Follower:
                 "charged on KIE: they are now unknown (counted against the daily cap; check https://kie.ai/logs)",
                 ended,
             )
+            await self.unknown_creates_changed()
 
     def _adopt(self, *, quiet_for: float | None) -> None:
         """Follow the journal's unfinished tasks (all of them, or those nobody recorded anything about lately, and
@@ -872,12 +878,7 @@ class Follower:
         resource and of the task list; when it ended, say so in a log message too (queued for the next check_task
         when nobody waits on it)."""
         self._remember_told(record)  # before any await: the journal relay never tells this twice
-        if self._publish is not None:
-            try:
-                await self._publish(f"kie://tasks/{record.task_id}")
-                await self._publish("kie://tasks")
-            except Exception as err:  # advisory: a client gone away must not stop the follower
-                log.debug("could not publish the update of task %s: %s", record.task_id, err)
+        await self._published(f"kie://tasks/{record.task_id}", TASK_LIST)
         if not record.finished:
             return
         downloads = self._rt is not None and self._rt.settings.download
@@ -896,6 +897,23 @@ class Follower:
                 log.debug("could not tell the client that task %s ended: %s", record.task_id, err)
         elif waiters == 0:
             self._notices.append(line)
+
+    async def unknown_creates_changed(self) -> None:
+        """A create's outcome became unknown (KIE's answer never came or could not be read, or another server died
+        while sending it): ``kie://tasks`` lists it among its unknown creates, so its subscribers hear it changed.
+        No task record changed, so nothing else is published, and nothing is logged as a task's end."""
+        await self._published(TASK_LIST)
+
+    async def _published(self, *uris: str) -> None:
+        """Publish the updates of ``uris`` on the subscription bus, when there is one (advisory: a client gone away
+        must not stop the follower, nor a create being recorded)."""
+        if self._publish is None:
+            return
+        try:
+            for uri in uris:
+                await self._publish(uri)
+        except Exception as err:
+            log.debug("could not publish the update of %s: %s", ", ".join(uris), err)
 
     def _remember_told(self, record: TaskRecord) -> None:
         """This server's clients know ``record`` as it is now (announced, or the answer of their own call): the journal
