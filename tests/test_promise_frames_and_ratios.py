@@ -84,11 +84,11 @@ async def test_a_first_frame_of_another_shape_than_the_clip_is_said_before_anyth
     connect, controls, tmp_path
 ):
     """The audit: a 4:5 product shot (1638x2048) as the first frame of a 9:16 clip was quoted, confirmed and sent
-    without a word on Veo 3.1 Fast, Kling 3.0 and Grok Imagine, though such a still is cropped or padded (cutting
-    off heads and products) or, where the model follows the frame, makes a 4:5 clip. The estimate, the
-    confirmation question and the approval card say which; a frame of the clip's shape, reference images, a link
-    (whose pixels are not known) and a photo whose two shapes (stored, and turned upright by its EXIF) would be said
-    differently get nothing."""
+    without a word on Veo 3.1 Fast, Kling 3.0 and Grok Imagine, though Veo crops or pads such a still (cutting off
+    heads and products) and Kling 3.0 and Grok Imagine (one image) make the clip 4:5, following the frame. The
+    estimate, the confirmation question and the approval card say which; a frame of the clip's shape, reference
+    images, a link (whose pixels are not known) and a photo whose two shapes (stored, and turned upright by its
+    EXIF) would be said differently get nothing."""
     shot = _still(tmp_path, "serum-4x5.jpg", (1638, 2048))
     upright = _still(tmp_path, "serum-upright.jpg", (2048, 1638), turned=True)  # shown 1638x2048, as a phone keeps it
     tall = _still(tmp_path, "serum-9x16.jpg", (1080, 1920))
@@ -124,7 +124,10 @@ async def test_a_first_frame_of_another_shape_than_the_clip_is_said_before_anyth
     assert on_veo in veo.structured_content["message"], veo.structured_content["message"]
     assert any(on_veo in note for note in veo.meta[CARD_KEY]["notes"]), veo.meta[CARD_KEY]["notes"]
     assert not made.is_error and len(seen) == 1 and on_veo in seen[0], seen
-    assert f"{CROPPED}. Start from a 9:16 still to keep all of it; or leave aspect_ratio out and Kling 3.0" in kling
+    assert (
+        f"Kling 3.0 makes this clip in its first frame's shape, 4:5 (1638x2048 px; {shot}), not aspect_ratio's 9:16, "
+        "which it does not use with a frame. For a 9:16 clip, start from a 9:16 still." in kling
+    ), kling
     assert (
         f"Kling 3.0 makes this clip in its first frame's shape, 4:5 (1638x2048 px; {shot}): with a frame and no "
         "aspect_ratio, it follows the frame." in kling_unset

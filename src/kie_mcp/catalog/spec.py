@@ -128,13 +128,13 @@ class FramesSpec(_Strict):
     """The images a clip starts (and ends) on: the values of ``fields`` in order (the first frame, then the last),
     under ``when`` (wire values, as in rules: Veo's FIRST_AND_LAST_FRAMES_2_VIDEO, not its reference images), and
     what the model does with a frame of another shape than the clip's ``aspect_ratio``: ``"fits"`` it (crops or pads
-    it to the clip's shape, which can cut off heads and products), ``"ignored"`` (the clip takes the frame's shape,
-    whatever aspect_ratio says) or ``"optional"`` (fits it when aspect_ratio is sent; left out, the clip takes the
-    frame's shape). The quote says so of a frame whose shape clearly differs (``media.frames``)."""
+    it to the clip's shape, which can cut off heads and products) or ``"ignored"`` (the clip takes the first frame's
+    shape, whatever aspect_ratio says). Sent without an aspect_ratio, a clip takes its first frame's shape. The quote
+    says so of a frame whose shape clearly differs, or which shape the clip takes (``media.frames``)."""
 
     fields: list[str]
     when: dict[str, Scalar | list[Scalar]] = Field(default_factory=dict)
-    ratio: Literal["fits", "ignored", "optional"]
+    ratio: Literal["fits", "ignored"]
     source: str
 
 

@@ -63,15 +63,10 @@ def frame_notes(spec: ModelSpec, wire: dict[str, Any], files: dict[str, LocalFil
                 f"start from a {sent} still."
             ] = None
         elif _differs(width / height, clip):
-            instead = (
-                f"; or leave aspect_ratio out and {spec.title} makes the clip in the frame's shape"
-                if frames.ratio == "optional"
-                else ""
-            )
             notes[
                 f"The {which} frame ({named}) is {shape} ({size}) and the clip {sent}: a frame of another shape is "
                 f"cropped or padded to the clip's, which can cut off heads and products. Start from a {sent} still to "
-                f"keep all of it{instead}."
+                "keep all of it."
             ] = None
     return list(notes)
 
