@@ -8,7 +8,11 @@
 
 from __future__ import annotations
 
+from mcp.client import advertise
+from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID
 from PIL import Image
+
+from kie_mcp.apps import CARD_KEY
 
 from .conftest import answering, text_of
 
@@ -58,3 +62,77 @@ async def test_veo_references_in_auto_ratio_are_refused_before_any_spend(connect
         assert "aspect_ratio" in text_of(refused) and "16:9, 9:16" in text_of(refused), text_of(refused)
     assert seen == []  # nobody was asked to approve it
     assert await controls.creates() == []
+
+
+SCRIPT = "I've been using this glow serum for two weeks and honestly my skin has never looked better."
+CROPPED = "is cropped or padded to the clip's, which can cut off heads and products"
+
+
+def _still(tmp_path, name: str, size: tuple[int, int], turned: bool = False) -> str:
+    """A product shot in references/ of ``size`` pixels as stored; ``turned``: its EXIF turns it a quarter (a phone
+    photo held upright), so it is shown ``size`` the other way round."""
+    picture = tmp_path / "references" / name
+    picture.parent.mkdir(exist_ok=True)
+    exif = Image.Exif()
+    if turned:
+        exif[0x0112] = 6
+    Image.new("RGB", size, (210, 180, 150)).save(picture, exif=exif)
+    return f"references/{name}"
+
+
+async def test_a_first_frame_of_another_shape_than_the_clip_is_said_before_anything_is_spent(
+    connect, controls, tmp_path
+):
+    """The audit: a 4:5 product shot (1638x2048) as the first frame of a 9:16 clip was quoted, confirmed and sent
+    without a word on Veo 3.1 Fast, Kling 3.0 and Grok Imagine, though Veo crops or pads such a still (cutting off
+    heads and products) and Kling 3.0 and Grok Imagine (one image) make the clip 4:5, following the frame. The
+    estimate, the confirmation question and the approval card say which; a frame of the clip's shape, reference
+    images, a link (whose pixels are not known) and a photo whose two shapes (stored, and turned upright by its
+    EXIF) would be said differently get nothing."""
+    shot = _still(tmp_path, "serum-4x5.jpg", (1638, 2048))
+    upright = _still(tmp_path, "serum-upright.jpg", (2048, 1638), turned=True)  # shown 1638x2048, as a phone keeps it
+    tall = _still(tmp_path, "serum-9x16.jpg", (1080, 1920))
+    small = _still(tmp_path, "serum-small.png", (320, 400))  # upscaled to 864x1080 before it is sent
+    phone = _still(tmp_path, "phone.jpg", (1920, 1080), turned=True)  # 16:9 stored, 9:16 shown: which one KIE reads
+    ask = {"prompt": "She lifts the bottle and talks to camera", "script": SCRIPT, "aspect_ratio": "9:16"}
+    apps = advertise(EXTENSION_ID, {"mimeTypes": [APP_MIME_TYPE]})
+    seen: list[str] = []
+    async with connect(elicitation=answering(seen=seen), extensions=[apps]) as client:
+
+        async def said(model: str, images: list[str], **more: object) -> str:
+            estimate = await client.call_tool("estimate_cost", {**ask, "model": model, "images": images, **more})
+            assert not estimate.is_error, text_of(estimate)
+            return estimate.structured_content["message"]
+
+        veo = await client.call_tool("estimate_cost", {**ask, "model": "veo3_fast", "images": [shot]})
+        made = await client.call_tool("generate_video", {**ask, "model": "veo3_fast", "images": [shot]})
+        kling = await said("kling-3.0/video", [shot])
+        kling_unset = await said("kling-3.0/video", [shot], aspect_ratio=None)
+        grok = await said("grok-imagine/image-to-video", [shot])
+        turned = await said("veo3_fast", [upright])
+        upscaled = await said("veo3_fast", [small])
+        quiet = {
+            "a 9:16 frame": await said("veo3_fast", [tall]),
+            "a 9:16 frame, Grok": await said("grok-imagine/image-to-video", [tall]),
+            "reference images": await said("veo3_fast", [shot], options={"generationType": "REFERENCE_2_VIDEO"}),
+            "a link": await said("veo3_fast", ["https://example.com/serum-4x5.jpg"]),
+            "several images, Grok": await said("grok-imagine/image-to-video", [shot, tall]),
+            "Auto": await said("veo3_fast", [shot], aspect_ratio="Auto"),
+            "a photo 16:9 stored, 9:16 shown": await said("veo3_fast", [phone]),  # not known: no guess
+        }
+    on_veo = f"The first frame ({shot}) is 4:5 (1638x2048 px) and the clip 9:16: a frame of another shape {CROPPED}"
+    assert on_veo in veo.structured_content["message"], veo.structured_content["message"]
+    assert any(on_veo in note for note in veo.meta[CARD_KEY]["notes"]), veo.meta[CARD_KEY]["notes"]
+    assert not made.is_error and len(seen) == 1 and on_veo in seen[0], seen
+    assert (
+        f"Kling 3.0 makes this clip in its first frame's shape, 4:5 (1638x2048 px; {shot}), not aspect_ratio's 9:16, "
+        "which it does not use with a frame. For a 9:16 clip, start from a 9:16 still." in kling
+    ), kling
+    assert (
+        f"Kling 3.0 makes this clip in its first frame's shape, 4:5 (1638x2048 px; {shot}): with a frame and no "
+        "aspect_ratio, it follows the frame." in kling_unset
+    ), kling_unset
+    assert f"in its first frame's shape, 4:5 (1638x2048 px; {shot}), not aspect_ratio's 9:16" in grok, grok
+    assert f"The first frame ({upright}) is 4:5 (1638x2048 px) and the clip 9:16" in turned, turned
+    assert f"The first frame ({small}) is 4:5 (864x1080 px) and the clip 9:16" in upscaled, upscaled
+    assert {why: text for why, text in quiet.items() if "frame's shape" in text or CROPPED in text} == {}

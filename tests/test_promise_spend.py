@@ -19,10 +19,12 @@ import anyio
 import httpx2
 import pytest
 from mcp import Client, MCPError
-from mcp.client import ClientRequestContext
+from mcp.client import ClientRequestContext, advertise
+from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID
 from mcp.types import INVALID_PARAMS, ElicitRequestParams, ElicitResult, ErrorData
 from PIL import Image
 
+from kie_mcp.apps import CARD_KEY
 from kie_mcp.journal import journal_path
 from kie_mcp.server import create_server
 
@@ -1235,3 +1237,31 @@ async def test_an_estimate_refused_over_a_cap_says_what_it_would_count_not_what_
     assert "16 would be counted against today's cap" in over["message"]
     assert "reserved against today's cap" not in over["message"]
     assert within["within_caps"] is True and "16 reserved against today's cap" in within["message"]
+
+
+async def test_an_estimate_over_a_cap_never_says_its_quote_approves_the_request(connect):
+    """Three Kling takes at 648 credits under a 600 per-call cap: the estimate said "quote_id=... approves exactly
+    this request once" and then "Over a cap ... Nothing was spent", and generating with that quote is refused. Over a
+    cap the quote approves nothing, and the answer says what would let the request through; nothing is
+    auto-approved either (a price under KIE_AUTO_APPROVE_CREDITS over the daily cap was "auto_approved": true), and
+    the approval card gets the cap's refusal (its Approve stays off)."""
+    apps = advertise(EXTENSION_ID, {"mimeTypes": [APP_MIME_TYPE]})
+    three = {"model": "veo3_fast", "prompt": "a paper boat on a pond", "variations": 3}  # 180 credits
+    async with connect(extensions=[apps], max_credits_per_call=100, auto_approve_credits=500) as client:
+        over = await client.call_tool("estimate_cost", three)
+        quote_id = over.structured_content["quote"]["quote_id"]
+        used = await client.call_tool("generate_video", {**three, "quote_id": quote_id, "wait_seconds": 0})
+        within = (await client.call_tool("estimate_cost", {**three, "variations": 1})).structured_content
+    async with connect(max_credits_per_day=5, auto_approve_credits=10) as client:
+        today = (await client.call_tool("estimate_cost", IMAGE)).structured_content  # 8 credits, over the day's 5
+    answer = over.structured_content
+    assert answer["within_caps"] is False and answer["auto_approved"] is False
+    assert "approves exactly this request" not in answer["message"], answer["message"]
+    assert f"quote_id={quote_id} (until " in answer["message"]
+    assert "approves nothing while the request is over a cap: This request costs 180 credits" in answer["message"]
+    assert "raise KIE_MAX_CREDITS_PER_CALL" in answer["message"]
+    assert over.meta[CARD_KEY]["cap_problem"] == answer["cap_problem"] and answer["cap_problem"]
+    assert used.is_error and "per-call cap of 100" in text_of(used)
+    assert within["within_caps"] is True and "approves exactly this request once" in within["message"]
+    assert today["within_caps"] is False and today["auto_approved"] is False
+    assert "approves exactly this request" not in today["message"], today["message"]

@@ -92,6 +92,34 @@ async def test_master_context_comes_from_the_workspace(connect, tmp_path):
     assert "Acme Cold Brew" in own.contents[0].text
 
 
+async def test_a_workspace_copy_of_the_master_context_template_is_served_with_its_markdown_intact(connect, tmp_path):
+    """The audit: the template's `KIE_API_KEY=...` came back as `KIE_API_KEY=[redacted] (add `.env`...: the
+    credential rule took the closing backtick and what followed as the value, breaking the markdown for the rest of
+    the line. A placeholder is left as it is, and a real value inside backticks is still redacted, backticks kept."""
+    template = Path(__file__).parent.parent / "MASTER_CONTEXT.md"  # the template kie-mcp ships
+    assert "`KIE_API_KEY=...`" in template.read_text(encoding="utf-8")
+    copy = template.read_text(encoding="utf-8")
+    notes = (
+        "\n- Old test key: `api_key=abc123secret` (revoked); staging `KIE_API_KEY=<your key>`; "
+        "`password`: `hunter2x`.\n"
+    )
+    (tmp_path / "MASTER_CONTEXT.md").write_text(copy + notes, encoding="utf-8")
+    async with connect() as client:
+        served = (await client.read_resource("kie://workspace/MASTER_CONTEXT.md")).contents[0].text
+    assert served.startswith(copy), next(
+        (
+            f"{mine!r} served as {theirs!r}"
+            for mine, theirs in zip(copy.splitlines(), served.splitlines(), strict=False)
+            if mine != theirs
+        ),
+        served,
+    )
+    assert served[len(copy) :] == (
+        "\n- Old test key: `api_key=[redacted]` (revoked); staging `KIE_API_KEY=<your key>`; "
+        "`password`: `[redacted]`.\n"
+    )
+
+
 async def test_a_master_context_that_is_not_utf8_says_how_to_fix_it(connect, tmp_path):
     from mcp import MCPError
 

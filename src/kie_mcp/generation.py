@@ -31,6 +31,7 @@ from kie_mcp.kie import FAMILIES, KieClient, KieError, OutcomeUnknownError, Refu
 from kie_mcp.kie.client import UPLOAD_FAILED, ExistingTaskError
 from kie_mcp.kie.families import Family
 from kie_mcp.media import saved
+from kie_mcp.media.frames import frame_notes
 from kie_mcp.media.inputs import (
     LocalFile,
     bounds_lengths,
@@ -260,6 +261,7 @@ async def plan(
         if problems:
             raise InvalidRequest(spec.id, named_for_user(spec, problems, args.options))
         notes = [*notes, *await anyio.to_thread.run_sync(preparation_notes, spec, wire, files)]  # what is sent
+        notes = [*notes, *await anyio.to_thread.run_sync(frame_notes, spec, wire, files)]  # a frame's shape
     measured = await measure_billed_input(rt, spec, wire, files, lengths, length_notes)
     notes = [*notes, *dict.fromkeys(length_notes)]
     identity = with_identities(spec, wire, files)

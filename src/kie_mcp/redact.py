@@ -9,7 +9,8 @@ redacted where it stands in the text as given, nothing else changed), any run of
 key cut short, or with up to three dashes, spaces, line breaks, colons, dots, underscores, slashes or commas between
 its characters: a UUID, hex in groups, a wrapped line), and anything shaped like a credential: ``Bearer <token>``,
 ``Authorization: <value>``, ``api_key=<value>`` / ``"apiKey": "<value>"`` and friends, JWTs, ``sk-...`` keys and the
-password in ``scheme://user:password@host``. Ordinary words, URLs without credentials and task ids are left alone.
+password in ``scheme://user:password@host``. Ordinary words, URLs without credentials, task ids and a
+placeholder where a value goes (``KIE_API_KEY=...``, ``api_key=<your key>``) are left alone.
 
 Logging is covered by a log-record factory (``install_log_redaction``): every record of every logger is
 cleaned when it is created, before pytest's ``caplog``, a client's handler or stderr sees it. A filter on a
@@ -65,13 +66,19 @@ class _Registry:
 _registry = _Registry()
 
 _NOT_DONE = r"(?!\[redacted\])"  # never redact a redaction again: the result is stable
-_VALUE = r"[^\s\"'&,;}\]]+"
+# A value ends where a quoted string, a query, a list or an object would, and at a backtick: markdown's
+# `KIE_API_KEY=...` keeps the backtick that closes its code span, and the text after it.
+_VALUE = r"[^\s\"'&,;}\]`]+"
+# A placeholder a template or a guide writes where the value goes, never a credential: "..." (or "…") and "<your
+# key>" ("<your" and letters, spaces, dashes or underscores), each whole up to where a value ends. Left as it is,
+# where its redaction only told the reader a secret was there.
+_PLACEHOLDER = r"(?:\.{3,}|…+|<your[a-z _-]{0,40}>)(?=[\s\"'&,;}\]`]|$)"
 _SCHEMES = r"(?:bearer|basic|token|digest|apikey)\s+"
 _SENSITIVE_NAME = (
     r"(?:x-)?api[_-]?key|access[_-]?token|auth[_-]?token|refresh[_-]?token|id[_-]?token|client[_-]?secret"
     r"|secret[_-]?key|private[_-]?key|password|passwd"
 )
-_SEPARATOR = r"[\"']?\s*[:=]\s*[\"']?"  # name: value, name=value, "name": "value"
+_SEPARATOR = r"[\"'`]?\s*[:=]\s*[\"'`]?"  # name: value, name=value, "name": "value", `name`: `value`
 _PATTERNS: tuple[tuple[re.Pattern[str], str, tuple[str, ...]], ...] = (
     # Each with the words (in casefold()) one of which any text it matches holds: it runs only on such a text, as
     # scanning every text with each of them took about 0.2 ms a kilobyte, for every log line and journal write.
@@ -85,7 +92,10 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str, tuple[str, ...]], ...] = (
     ),
     # api_key=xyz, KIE_API_KEY=xyz, "apiKey": "xyz", x-api-key: xyz, password=xyz, ...
     (
-        re.compile(rf"(?i)((?<![A-Za-z0-9])(?:[A-Za-z0-9]+_)*(?:{_SENSITIVE_NAME}){_SEPARATOR}){_NOT_DONE}{_VALUE}"),
+        re.compile(
+            rf"(?i)((?<![A-Za-z0-9])(?:[A-Za-z0-9]+_)*(?:{_SENSITIVE_NAME}){_SEPARATOR}){_NOT_DONE}(?!{_PLACEHOLDER})"
+            rf"{_VALUE}"
+        ),
         rf"\1{REDACTED}",
         ("key", "token", "secret", "passw"),  # each of _SENSITIVE_NAME holds one
     ),

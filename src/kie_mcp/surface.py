@@ -266,12 +266,17 @@ class _Result(BaseModel):
 
 class EstimateResult(_Result):
     quote: Quote | None = Field(
-        description="The price, and the quote_id that approves exactly this request once. Null when nothing would "
-        "be made or charged (a follow-up the clip already has: continue_video returns it; the message names it)."
+        description="The price, and the quote_id that approves exactly this request once, while it is within the "
+        "caps (within_caps; over one it approves nothing and cap_problem says what would let it through). Null when "
+        "nothing would be made or charged (a follow-up the clip already has: continue_video returns it; the message "
+        "names it)."
     )
     within_caps: bool
     cap_problem: str | None = None
-    auto_approved: bool = Field(description="True when this price is at or under KIE_AUTO_APPROVE_CREDITS.")
+    auto_approved: bool = Field(
+        description="True when this price is at or under KIE_AUTO_APPROVE_CREDITS and within the caps: generating "
+        "runs it without asking."
+    )
     balance_credits: float | None = None
     spent_today: float
     max_credits_per_call: float
@@ -1228,7 +1233,12 @@ async def _estimate(rt: Runtime, plan: gen.Plan) -> EstimateResult:
     except KieError as err:
         balance = None
         unread = f"The balance could not be read ({err.message}); generating reads it first, or spends nothing."
-    auto = not plan.unsettled and quote.price_known and 0 < (plan.counted or 0) <= rt.settings.auto_approve_credits
+    auto = (  # over a cap nothing runs, so nothing is auto-approved either
+        cap_problem is None
+        and not plan.unsettled
+        and quote.price_known
+        and 0 < (plan.counted or 0) <= rt.settings.auto_approve_credits
+    )
     cost = (
         f"{quote.credits_total:g} credits (about {usd_text(quote.usd_total or 0)})"
         if quote.credits_total is not None
@@ -1245,10 +1255,13 @@ async def _estimate(rt: Runtime, plan: gen.Plan) -> EstimateResult:
         f"Spent today: {spent:g} credits; {left:g} left of the {rt.ledger.caps.per_day:g} per day (per call at "
         f"most {rt.ledger.caps.per_call:g}).",
         gen.settings_text(plan) + ".",
-        f"quote_id={quote.quote_id} approves exactly this request once, until {quote.expires_at}.",
+        # Over a cap the quote approves nothing (generating with it is refused): the cap's message says what would
+        # let the request through, as the generate call would
+        f"quote_id={quote.quote_id} approves exactly this request once, until {quote.expires_at}."
+        if cap_problem is None
+        else f"quote_id={quote.quote_id} (until {quote.expires_at}) approves nothing while the request is over a "
+        f"cap: {cap_problem}",
     ]
-    if cap_problem:
-        parts.append(f"Over a cap: {cap_problem}")
     if balance is not None and quote.credits_total is not None and balance < quote.credits_total:
         parts.append(f"The balance ({balance:g} credits) is too low for this request.")
     elif balance is not None and quote.credits_counted is not None and balance < quote.credits_counted:

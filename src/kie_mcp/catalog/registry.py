@@ -167,6 +167,8 @@ def _check_sources(spec: ModelSpec) -> None:
         keys += [media.source, *(rule.source for rule in media.lengths)]
     if spec.images:
         keys.append(spec.images.source)
+    if spec.frames:
+        keys.append(spec.frames.source)
     if spec.price:
         keys += [spec.price.source, *(r.up_to_source for r in spec.price.rates if r.up_to_source)]
     if spec.reserve:

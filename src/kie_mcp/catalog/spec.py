@@ -124,6 +124,20 @@ class ImagesSpec(_Strict):
     source: str
 
 
+class FramesSpec(_Strict):
+    """The images a clip starts (and ends) on: the values of ``fields`` in order (the first frame, then the last),
+    under ``when`` (wire values, as in rules: Veo's FIRST_AND_LAST_FRAMES_2_VIDEO, not its reference images), and
+    what the model does with a frame of another shape than the clip's ``aspect_ratio``: ``"fits"`` it (crops or pads
+    it to the clip's shape, which can cut off heads and products) or ``"ignored"`` (the clip takes the first frame's
+    shape, whatever aspect_ratio says). Sent without an aspect_ratio, a clip takes its first frame's shape. The quote
+    says so of a frame whose shape clearly differs, or which shape the clip takes (``media.frames``)."""
+
+    fields: list[str]
+    when: dict[str, Scalar | list[Scalar]] = Field(default_factory=dict)
+    ratio: Literal["fits", "ignored"]
+    source: str
+
+
 class Rule(_Strict):
     """A cross-field rule. ``when`` matches wire values; ``field#count`` matches a list's length."""
 
@@ -261,6 +275,7 @@ class ModelSpec(_Strict):
     aliases: list[str] = Field(default_factory=list)
     typical_seconds: tuple[int, int]
     images: ImagesSpec | None = None
+    frames: FramesSpec | None = None  # which images are the clip's first and last frames, and how their shape is kept
     fields: dict[str, FieldSpec]
     rules: list[Rule] = Field(default_factory=list)
     price: PriceSpec | None = None
@@ -274,6 +289,14 @@ class ModelSpec(_Strict):
     unified: UnifiedRoute | None = None  # the model on KIE's unified jobs/createTask, when a setting chooses it
     source: str
     sources: dict[str, Source] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _frames_are_fields(self) -> "ModelSpec":
+        if self.frames is not None:
+            unknown = [name for name in self.frames.fields if name not in self.fields]
+            if unknown or self.field_for_arg("aspect_ratio") is None:
+                raise ValueError(f"frames name fields it does not have ({unknown}) or it has no aspect_ratio field")
+        return self
 
     def field_for_arg(self, arg: str) -> FieldSpec | None:
         return next((f for f in self.fields.values() if f.arg == arg), None)
