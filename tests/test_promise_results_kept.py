@@ -45,11 +45,18 @@ async def test_a_result_seen_only_through_the_resource_is_saved_in_the_backgroun
         await client.call_tool("list_tasks", {})
         read = await client.read_resource(f"kie://tasks/{task_id}")
         files = await until_saved(tmp_path, task_id)  # no check_task: the follower saves it
-        listed = (await client.call_tool("list_tasks", {})).structured_content["tasks"]
+        # The file is on disk before the task's record names it (written once its saving ends): asked until then
+        with anyio.fail_after(5):
+            while not (listed := await _tasks(client))[0]["files"]:  # noqa: ASYNC110 - the journal: nothing to await
+                await anyio.sleep(0.05)
     assert json.loads(read.contents[0].text)["state"] == "succeeded"
     assert files[0].suffix == ".jpg" and files[0].stat().st_size > 0
     assert [task["files"] for task in listed] == [[files[0].relative_to(tmp_path).as_posix()]]
     assert len(file_gets(await controls.get("requests"))) == 1  # saved once
+
+
+async def _tasks(client) -> list[dict]:
+    return (await client.call_tool("list_tasks", {})).structured_content["tasks"]
 
 
 async def test_a_check_task_cancelled_while_it_saves_leaves_the_saving_to_the_follower(
