@@ -252,6 +252,15 @@ FollowupOperation = Annotated[
         "video (Topaz)."
     ),
 ]
+FollowupScript = Annotated[
+    str | None,
+    FREE_TEXT,
+    Field(
+        description="extend only: the exact words spoken in the extension (the next line, not those already said). "
+        "Put into the prompt as dialogue, as generate_video's script, and fitted to what the extension adds (Veo "
+        "about 7 s, Grok 6 or 10 s, PixVerse 1-15 s); too long a line gets a warning or a suggested split."
+    ),
+]
 FollowupTaskId = Annotated[
     str | None,
     Field(max_length=200, description="With operation: price a follow-up of this finished video (continue_video)."),
@@ -946,6 +955,7 @@ def _register_tools(mcp: MCPServer) -> None:
             FREE_TEXT,
             Field(description="extend: what happens next (left out: a neutral 'continue the scene' line is sent)."),
         ] = None,
+        script: FollowupScript = None,
         model: Annotated[
             str | None,
             Field(
@@ -976,9 +986,10 @@ def _register_tools(mcp: MCPServer) -> None:
         max_credits: MaxCredits = None,
         wait_seconds: VideoWait = 0,
     ) -> Annotated[CallToolResult, GenerationOutput]:
-        """Continue a finished video: extend it, get its 1080p (hd) or 4K version, or upscale it. COSTS CREDITS,
-        priced from KIE's price list and approved like generate_video (a confirmation form, or
-        status=confirmation_required with a quote; estimate_cost with task_id and operation prices it first). A
+        """Continue a finished video: extend it (script: the next line spoken in it), get its 1080p (hd) or 4K
+        version, or upscale it. COSTS CREDITS, priced from KIE's price list and approved like generate_video (a
+        confirmation form, or status=confirmation_required with a quote; estimate_cost with task_id and operation
+        prices it first). A
         1080p or 4K version is made once per clip: asked again, the earlier one comes back free. The new task names
         its source (parent_task_id); stitch_videos with chain=true joins a chain in order. Returns at once; follow
         the task with check_task."""
@@ -1072,7 +1083,7 @@ async def _decide(
     return Elicit(decision.message, ConfirmSpend)  # 2026-07-28: the answer comes back in a retried request
 
 
-_GENERATION_ONLY = ("images", "aspect_ratio", "audio", "script")
+_GENERATION_ONLY = ("images", "aspect_ratio", "audio")
 
 
 def _followup_args(values: dict[str, Any], tool: str) -> followups.FollowupArgs:
@@ -1086,7 +1097,7 @@ def _followup_args(values: dict[str, Any], tool: str) -> followups.FollowupArgs:
     if extra:
         raise ToolError(
             f"A follow-up of a finished video does not take {', '.join(extra)}; nothing was priced or sent. It takes: "
-            "task_id, operation, prompt, model, resolution, duration, options, max_credits."
+            "task_id, operation, prompt, script (extend), model, resolution, duration, options, max_credits."
         )
     names = followups.FollowupArgs.model_fields
     return followups.FollowupArgs(**{k: v for k, v in values.items() if k in names and v is not None})
