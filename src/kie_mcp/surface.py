@@ -1346,8 +1346,20 @@ def _workspace_text(settings: Settings) -> str:
     return f"Workspace: {settings.workspace.absolute()} (journal, outputs/ and logs/)."
 
 
-# stitch_videos' clips: any video by its bytes, of any size (nothing is uploaded, so no upload limit applies).
-_CLIP_ACCEPTS = Accepts(frozenset({"video"}), "stitch_videos", limit_mb=float("inf"), urls=False)
+# stitch_videos' clips: any video by its bytes, of any size (nothing is uploaded, so no upload limit applies, and a
+# refusal says nothing was joined); a still is animated first.
+_ANIMATE_FIRST = (
+    "To put this still in the video, animate it first: estimate_cost, then generate_video(images=[{path}], prompt= "
+    "its motion and sound), and join that clip's task id."
+)
+_CLIP_ACCEPTS = Accepts(
+    frozenset({"video"}),
+    "stitch_videos",
+    limit_mb=float("inf"),
+    urls=False,
+    nothing="Nothing was joined.",
+    instead=(("image", _ANIMATE_FIRST),),
+)
 
 
 async def _clip_path(rt: Runtime, clip: str) -> Path:
@@ -1403,7 +1415,16 @@ def _no_clip(task: TaskRecord, downloads: bool) -> str:
     """Why a task of this workspace gives stitch_videos no clip, and what to do instead."""
     name = task.task_id
     if task.kind is not None and task.kind != "video":
-        return f"Task {name} is an {task.kind} task, not a video: give a video task's id, or a video file."
+        still = (
+            " To put its still in the video, animate it first: estimate_cost, then generate_video(images=[its saved "
+            "path]), and join that clip's task id."
+            if task.kind == "image"
+            else ""
+        )
+        return (
+            f"Task {name} is an {task.kind} task, not a video: give a video task's id, or a video file. Nothing was "
+            f"joined.{still}"
+        )
     if task.state in ("failed", "unknown"):
         return (
             f"Task {name} {'failed' if task.state == 'failed' else 'has an unknown outcome'} and has no video to join; "
