@@ -294,6 +294,8 @@ VARIANTS = [
     ("influencer_recreation", {**ARGUMENTS["influencer_recreation"], "script": "Hi.", "video_model": "veo3"}),
     ("product_showcase", {**ARGUMENTS["product_showcase"], "pitch": "It works.", "video_model": "kling-3.0/video"}),
     ("ugc_video", {**ARGUMENTS["ugc_video"], "persona": "a barista", "model": "kling-3.0/video"}),
+    # A product photo named: a still holding it first, and on Veo 3.1 Fast the photo as a reference (options).
+    ("ugc_video", {**ARGUMENTS["ugc_video"], "product": "the Halden serum, references/products/serum.jpg"}),
     (
         "ugc_product_selfie",
         {**ARGUMENTS["ugc_product_selfie"], "style_image": "references/aesthetics/gold.jpg", "aspect_ratio": "4:5"},
@@ -462,7 +464,7 @@ async def test_the_calls_written_in_the_workflows_are_accepted_as_written(connec
     Image.new("RGB", (1080, 1080), (200, 120, 40)).save(tmp_path / "still.png")
     async with connect() as client:
         schemas = _tool_schemas((await client.list_tools()).tools)
-        tried, refused = [], []
+        tried, refused, asked = [], [], []
         for name, text in await _rendered(client):
             calls = [parts for tool, parts in _calls(text, schemas) if tool == "estimate_cost"]
             literal = [parts for parts in calls if any(_argument(p) == "model" and _literal(p) for p in parts)]
@@ -476,6 +478,8 @@ async def test_the_calls_written_in_the_workflows_are_accepted_as_written(connec
                         arguments[argument] = value
                     elif argument == "images":
                         arguments["images"] = ["still.png"]
+                    elif argument == "options" and "{" in part:  # KIE's own fields, as JSON
+                        arguments["options"] = json.loads(_balanced(part, part.index("{")))
                     elif argument == "variations":
                         arguments["variations"] = 2
                     elif argument == "script":
@@ -484,10 +488,12 @@ async def test_the_calls_written_in_the_workflows_are_accepted_as_written(connec
                         arguments["session"] = "prompt-test"
                 result = await client.call_tool("estimate_cost", arguments)
                 tried.append(arguments["model"])
+                asked.append(arguments)
                 if result.is_error:
                     refused.append(f"{name}: {arguments} -> {text_of(result)}")
     assert not refused, "\n".join(refused)
     assert {"gpt-image-2-text-to-image", "gpt-image-2-image-to-image", "bytedance/seedance-2"} <= set(tried)
+    assert any("options" in arguments for arguments in asked), "no written call with options was tried"
 
 
 async def test_every_workflow_that_makes_a_still_asks_how_many_and_which_model_first(connect):
