@@ -726,36 +726,41 @@ def _extensions_hold_part(model: str) -> bool:
     )
 
 
-def _extension_length(model: str) -> str:
-    """How long an extension of ``model``'s clips is, from the catalogue: the length it adds when no setting chooses
-    it (Veo: "about 7 s"), or the durations its setting takes ("6 or 10 s", "1-15 s"); "" when it does not say."""
+def _extension(model: str) -> ModelSpec | None:
+    """The model that extends ``model``'s clips (continue_video operation=extend), or None."""
+    return next(
+        (spec for spec in _followup_specs(model) if spec.followup and spec.followup.operation == "extend"), None
+    )
+
+
+def _extension_length(spec: ModelSpec) -> str:
+    """How long an extension by ``spec`` is, from the catalogue: the length it adds when no setting chooses it (Veo:
+    "about 7 s"), or the durations its setting takes ("6 or 10 s", "1-15 s"); "" when it does not say."""
     from kie_mcp.catalog.script import allowed_durations, fixed_seconds
 
-    for spec in _followup_specs(model):
-        if spec.followup is None or spec.followup.operation != "extend":
-            continue
-        if (fixed := fixed_seconds(spec)) is not None:
-            return f"about {fixed} s"
-        durations = allowed_durations(spec)
-        if len(durations) > 2 and durations == list(range(durations[0], durations[-1] + 1)):
-            return f"{durations[0]}-{durations[-1]} s"
-        if durations:
-            return f"{' or '.join(str(d) for d in durations)} s"
-    return ""
+    if (fixed := fixed_seconds(spec)) is not None:
+        return f"about {fixed} s"
+    durations = allowed_durations(spec)
+    if len(durations) > 2 and durations == list(range(durations[0], durations[-1] + 1)):
+        return f"{durations[0]}-{durations[-1]} s"
+    return f"{' or '.join(str(d) for d in durations)} s" if durations else ""
 
 
 def _spoken_extension(model: str) -> str:
     """The words of an extension that says the next line: the line goes in script=, as in generate_video, so kie-mcp
     writes it as dialogue in the model's form and fits it to what the extension adds. Sent as the prompt, it was
     neither said as dialogue nor checked against the extension's length (a 37-word line quoted with no warning)."""
-    length = _extension_length(model)
+    spec = _extension(model)
+    length = _extension_length(spec) if spec is not None else ""
     adds = f" (an extension adds {length})" if length else ""
+    warned = spec is not None and spec.dialogue is not None and spec.dialogue.overflow == "warn"
+    answer = "quoted with a warning" if warned else "refused"  # Veo speaks a long line anyway, and may cut it
     return (
         "continue_video(task_id, operation='extend', prompt= what happens next (the same style words), "
         "script= only the next line). Estimate it first: estimate_cost(task_id=..., operation='extend', prompt=..., "
         f"script=...) with the same arguments. kie-mcp writes the line as dialogue and fits it to the extension{adds}; "
-        "a line too long for it gets a warning (Veo) or a refusal, each with a split into one extension per part: "
-        "offer the split or a shorter line."
+        f"a line too long for it is {answer}, with a split into one extension per part: offer the split or a "
+        "shorter line."
     )
 
 
@@ -894,13 +899,14 @@ def _reel_start(model: str, photo: str | None = None) -> tuple[str, str]:
             else "needs an image of the creator: the approved 9:16 still (for example from the ugc_product_selfie "
             "workflow) goes in images"
         )
-        if photo is not None:  # beside: a second reference
-            made += (
-                f"; the product photo {photo} goes in images after it, as the product's reference, and the prompt "
-                "names it ('the bottle from image 2')"
-            )
+        beside_it = (  # a second reference
+            f" The product photo {photo} goes in images after it, as the product's reference, and the prompt names "
+            "it ('the bottle from image 2')."
+            if photo is not None
+            else ""
+        )
         images = "the approved still's saved path" + (f", {photo}" if photo is not None else "")
-        return f" {named} {made}; without one, make and approve it first.", f"images=[{images}], {frame}"
+        return f" {named} {made}; without one, make and approve it first.{beside_it}", f"images=[{images}], {frame}"
     return (
         f" {named} starts each clip from a still: the approved 9:16 still of the creator (for example from the "
         "ugc_product_selfie workflow) goes in images as the first frame; without one, make and approve it first.",
