@@ -364,3 +364,22 @@ async def test_a_refused_clip_outside_is_named_not_redacted_and_secrets_still_ar
     assert outside.is_error and "'../../etc/passwd' leads outside the folders kie-mcp may read" in text, text
     assert "[redacted]" not in text, text
     assert secret.is_error and "hunter2-very-secret" not in text_of(secret), text_of(secret)
+
+
+async def test_a_still_given_to_stitch_videos_says_nothing_was_joined_and_how_to_animate_it(connect, ffmpeg, tmp_path):
+    """The audit: a saved still (.jpg) among the clips was refused with "... is not a video ... Nothing was
+    uploaded.": a join uploads nothing, and the answer left out the way forward. By its path or by its task's id, the
+    answer now says nothing was joined and to make a clip of the still first (generate_video with it in images)."""
+    _clip(ffmpeg, tmp_path / "ok.mp4")
+    async with connect(elicitation=answering()) as client:
+        image = await client.call_tool("generate_image", {"prompt": "a red apple", "model": "nano-banana-2"})
+        task = image.structured_content["tasks"][0]
+        still = task["files"][0]
+        by_path = await client.call_tool("stitch_videos", {"clips": [still, "ok.mp4"], "session": "apple"})
+        by_id = await client.call_tool("stitch_videos", {"clips": [task["task_id"], "ok.mp4"], "session": "apple"})
+    for answer in (by_path, by_id):
+        assert answer.is_error, text_of(answer)
+        assert "Nothing was joined." in text_of(answer) and "uploaded" not in text_of(answer), text_of(answer)
+        assert "animate it first" in text_of(answer) and "generate_video(images=[" in text_of(answer), text_of(answer)
+    assert f"generate_video(images=[{still!r}]" in text_of(by_path), text_of(by_path)
+    assert _videos_in(tmp_path / "outputs") == []

@@ -675,3 +675,107 @@ async def test_animated_ad_in_claymation_plans_the_beats_its_guide_describes(con
     for row in rows:
         shortest, longest = (int(n) for n in re.findall(r"\d+", row[-1]))
         assert low <= shortest <= longest <= high, (row, (low, high))
+
+
+# -- 11. the next line of a take, spoken in its extension -------------------------------------------------------------
+
+# 35 words, about 14 s spoken: twice what a Veo extension adds.
+NEXT_LINE = (
+    "And honestly the best part is that it is fragrance free, it sinks in within a minute, it layers under my "
+    "sunscreen and my makeup without pilling, and one bottle lasts me about two months."
+)
+
+
+@pytest.mark.parametrize(("name", "step"), [("ugc_video", 4), ("script_to_video", 3)])
+async def test_an_extension_step_followed_as_written_speaks_the_next_line_and_is_warned_when_it_is_too_long(
+    connect, controls, name, step
+):
+    """The audit: ugc_video's step 4 and script_to_video's step 3 said continue_video(task_id, operation='extend',
+    prompt= only the next line), so the words were sent as a bare prompt: not in Veo's dialogue form, and a 37-word
+    line quoted at 60 credits with no warning. The step's calls now pass the line as script=; followed as written, a
+    line too long for the 7 s an extension adds is quoted with a warning and a split, and the one extension sent says
+    its line as Veo's dialogue."""
+    async with connect(elicitation=answering()) as client:
+        text = _step(await _render(client, name, {**ARGUMENTS[name], "model": "veo3_fast"}), step)
+        calls = [(tool, parts) for tool, parts in _calls(text, {"continue_video", "estimate_cost"})]
+        extends = [parts for _, parts in calls if "operation='extend'" in parts]
+        assert {tool for tool, parts in calls if "operation='extend'" in parts} == {"continue_video", "estimate_cost"}
+        assert all("script" in map(_argument, parts) for parts in extends), text
+        take = await finished(client, {"prompt": "a woman holds a serum bottle to her phone", "model": "veo3_fast"})
+        written = {"task_id": take, "operation": "extend", "prompt": "She keeps talking to the camera."}
+        quoted = await client.call_tool("estimate_cost", {**written, "script": NEXT_LINE})
+        made = await client.call_tool("continue_video", {**written, "script": "It lasts all day."})
+    assert "is a lot for what Veo 3.1 extend adds (about 7 s)" in text_of(quoted), text_of(quoted)
+    assert "split it into 3 extensions" in text_of(quoted), text_of(quoted)
+    assert not made.is_error, text_of(made)
+    [create] = [r for r in (await controls.get("requests"))["requests"] if r["path"] == "/api/v1/veo/extend"]
+    assert create["body"]["prompt"].endswith("The speaker says: It lasts all day. (no subtitles)")
+
+
+# -- 12. ugc_video: the product photo it asks for ----------------------------------------------------------------------
+
+PRODUCT_PHOTO = "references/products/serum.jpg"
+
+
+def _written_images(part: str, still: str) -> list[str]:
+    """The images a written ``images=[...]`` holds: each quoted path as written, each described one (the creator's
+    approved still, a saved path) as ``still``."""
+    listed = part[part.index("[") + 1 : part.index("]")]
+    return [
+        quoted[1] if (quoted := re.fullmatch(r"\s*[\"'](.+)[\"']\s*", item)) else still
+        for item in listed.split(",")
+        if item.strip()
+    ]
+
+
+@pytest.mark.parametrize(
+    "model",
+    ["veo3_fast", "kling-3.0/video", "kling-2.6/image-to-video", "kling-3.0-omni/reference-to-video", "veo3"],
+)
+async def test_ugc_video_puts_the_product_photo_it_names_into_calls_estimate_cost_takes(connect, tmp_path, model):
+    """The audit: ugc_video asks for "the product: what it is, and a photo's workspace path if there is one", and no
+    step used the photo: the product was invented from its name. The plan now writes the photo into its calls: a
+    still of the creator holding it (then the clip's first frame), or, on a reference model that takes two images,
+    a reference beside the creator's still, and on Veo 3.1 Fast or Lite also as a REFERENCE_2_VIDEO reference with
+    no still (8 s, 9:16). Each such call, made as written, is quoted by estimate_cost."""
+    still = _png(tmp_path / "still.png")
+    (tmp_path / "references" / "products").mkdir(parents=True)
+    Image.new("RGB", (1024, 1024), (30, 90, 160)).save(tmp_path / PRODUCT_PHOTO)
+    product = f"the Halden serum, photo: {PRODUCT_PHOTO}"
+    async with connect() as client:
+        text = await _render(client, "ugc_video", {**ARGUMENTS["ugc_video"], "product": product, "model": model})
+        calls = [parts for tool, parts in _calls(text, {"estimate_cost"}) if tool == "estimate_cost"]
+        with_photo = [parts for parts in calls if any(_argument(p) == "images" and PRODUCT_PHOTO in p for p in parts)]
+        refused = []
+        for parts in with_photo:
+            asked: dict[str, Any] = {"prompt": "the woman holds the serum from the last image", "session": "serum"}
+            for part in parts:
+                argument, value = _argument(part), _literal(part)
+                if argument in ("model", "aspect_ratio", "resolution") and value:
+                    asked[argument] = value
+                elif argument == "images":
+                    asked["images"] = _written_images(part, still)
+                elif argument == "options":
+                    asked["options"] = json.loads(part.split("=", 1)[1])
+                elif argument == "script":
+                    asked["script"] = SPOKEN_LINE
+            answer = await client.call_tool("estimate_cost", asked)
+            if answer.is_error:
+                refused.append(f"{asked} -> {text_of(answer)}")
+    assert with_photo, text
+    assert not refused, "\n".join(refused)
+    reference = [parts for parts in with_photo if any("REFERENCE_2_VIDEO" in p for p in parts)]
+    assert bool(reference) == (model == "veo3_fast"), text  # Veo 3.1 Quality refuses REFERENCE_2_VIDEO
+    if model != "kling-3.0-omni/reference-to-video":  # the still holding the product starts the clip
+        assert "APPROVAL POINT: no video is made until the user approves one still" in text, text
+        assert "images=[the approved product still's saved path]" in text, text
+
+
+async def test_ugc_video_on_a_model_that_takes_no_images_says_to_describe_the_product_in_its_photo(connect):
+    async with connect() as client:
+        text = await _render(
+            client,
+            "ugc_video",
+            {**ARGUMENTS["ugc_video"], "product": f"serum ({PRODUCT_PHOTO})", "model": "kling-2.6/text-to-video"},
+        )
+    assert f'the product photo "{PRODUCT_PHOTO}" cannot reach the clip' in _step(text, 1), _step(text, 1)

@@ -294,6 +294,8 @@ VARIANTS = [
     ("influencer_recreation", {**ARGUMENTS["influencer_recreation"], "script": "Hi.", "video_model": "veo3"}),
     ("product_showcase", {**ARGUMENTS["product_showcase"], "pitch": "It works.", "video_model": "kling-3.0/video"}),
     ("ugc_video", {**ARGUMENTS["ugc_video"], "persona": "a barista", "model": "kling-3.0/video"}),
+    # A product photo named: a still holding it first, and on Veo 3.1 Fast the photo as a reference (options).
+    ("ugc_video", {**ARGUMENTS["ugc_video"], "product": "the Halden serum, references/products/serum.jpg"}),
     (
         "ugc_product_selfie",
         {**ARGUMENTS["ugc_product_selfie"], "style_image": "references/aesthetics/gold.jpg", "aspect_ratio": "4:5"},
@@ -462,7 +464,7 @@ async def test_the_calls_written_in_the_workflows_are_accepted_as_written(connec
     Image.new("RGB", (1080, 1080), (200, 120, 40)).save(tmp_path / "still.png")
     async with connect() as client:
         schemas = _tool_schemas((await client.list_tools()).tools)
-        tried, refused = [], []
+        tried, refused, asked = [], [], []
         for name, text in await _rendered(client):
             calls = [parts for tool, parts in _calls(text, schemas) if tool == "estimate_cost"]
             literal = [parts for parts in calls if any(_argument(p) == "model" and _literal(p) for p in parts)]
@@ -476,6 +478,8 @@ async def test_the_calls_written_in_the_workflows_are_accepted_as_written(connec
                         arguments[argument] = value
                     elif argument == "images":
                         arguments["images"] = ["still.png"]
+                    elif argument == "options" and "{" in part:  # KIE's own fields, as JSON
+                        arguments["options"] = json.loads(_balanced(part, part.index("{")))
                     elif argument == "variations":
                         arguments["variations"] = 2
                     elif argument == "script":
@@ -484,10 +488,12 @@ async def test_the_calls_written_in_the_workflows_are_accepted_as_written(connec
                         arguments["session"] = "prompt-test"
                 result = await client.call_tool("estimate_cost", arguments)
                 tried.append(arguments["model"])
+                asked.append(arguments)
                 if result.is_error:
                     refused.append(f"{name}: {arguments} -> {text_of(result)}")
     assert not refused, "\n".join(refused)
     assert {"gpt-image-2-text-to-image", "gpt-image-2-image-to-image", "bytedance/seedance-2"} <= set(tried)
+    assert any("options" in arguments for arguments in asked), "no written call with options was tried"
 
 
 async def test_every_workflow_that_makes_a_still_asks_how_many_and_which_model_first(connect):
@@ -545,6 +551,66 @@ def test_the_library_joins_and_captions_with_stitch_videos_and_ffmpeg_only_as_a_
         assert re.search(r"stitch_videos\(clips=\[[^)]*captions=\[", text, flags=re.DOTALL), guide
     caption = (ROOT / "prompting" / "prompt-library" / "caption-video.md").read_text(encoding="utf-8")
     assert "None of kie-mcp's generate tools" not in caption and "`output_name`" in caption
+
+
+def test_every_join_the_library_writes_names_the_session_of_its_clips():
+    """The audit: influencer-recreation.md, product-showcase.md and ugc-selfie-style.md wrote the caption call as
+    stitch_videos(clips=["<task id>"], captions=[...]) with no session, so the captioned file was not saved beside
+    the clip it captions. Every join the library writes names the session."""
+    missing = []
+    for path in DOCUMENTS:
+        for _, parts in _calls(path.read_text(encoding="utf-8"), {"stitch_videos"}):
+            named = {_argument(part) for part in parts}
+            if "clips" in named and "session" not in named:
+                missing.append(f"{path.name}: stitch_videos({', '.join(parts)})")
+    assert not missing, "\n".join(missing)
+
+
+# A saved file's name as the plans and the library show it: outputs/<folder>/<model>_<task id>_<n>.<ext>.
+EXAMPLE_FILE = re.compile(r"outputs/[^\s`\"'\]]*/((?:[a-z0-9][a-z0-9.-]*)_<[^>]+>_\d+\.(?:<ext>|[a-z0-9]+))")
+
+
+async def test_the_file_names_the_plans_and_library_show_are_the_names_results_are_saved_under(connect):
+    """The audit: every plan and the guide showed outputs/<date>-<session>/nano-banana-2_<task id>_1.png, and Nano
+    Banana 2 saves a JPEG (.jpg); a veo3_fast clip is saved as veo3-fast_..., and ids are rewritten for file names.
+    Each example file name of a plan or a library document is the name of a real model's saved result: its model
+    part as a file name writes a catalogue id, and the name matches what kie-mcp saved for that model, its
+    extension too unless written <ext>; and the plans say to copy each path, never build it."""
+    from kie_mcp.media.downloads import result_name
+
+    from .conftest import answering
+    from .test_followups import finished
+
+    catalog = load_catalog()
+    file_names = {result_name(spec.id, "t", 1, "x").removesuffix("_t_1.x"): spec.id for spec in catalog.offered()}
+    async with connect(elicitation=answering()) as client:
+        texts = [(f"prompt {name}", await _render(client, name, ARGUMENTS[name])) for name in WORKFLOWS]
+        saved = {}
+        for model in ("nano-banana-2", "nano-banana-pro", "gpt-image-2-text-to-image"):
+            made = await client.call_tool("generate_image", {"prompt": "a red apple", "model": model})
+            saved[model] = made.structured_content["tasks"][0]["files"][0]
+        clip = await finished(client, {"prompt": "waves at dusk", "model": "veo3_fast"})
+        checked = await client.call_tool("check_task", {"task_id": clip})
+        saved["veo3_fast"] = checked.structured_content["task"]["files"][0]
+    texts += [(path.name, path.read_text(encoding="utf-8")) for path in DOCUMENTS]
+    wrong, seen = [], set()
+    for where, text in texts:
+        for example in EXAMPLE_FILE.findall(text):
+            model = file_names.get(example.split("_<", 1)[0])
+            if model is None:
+                wrong.append(f"{where}: {example} names no model as a file name writes it")
+                continue
+            seen.add(model)
+            pattern = re.escape(example).replace(re.escape("<ext>"), "[a-z0-9]+")
+            pattern = re.sub(re.escape(re.escape("<")) + r".*?" + re.escape(re.escape(">")), "[A-Za-z0-9_-]+", pattern)
+            if model in saved and not re.fullmatch(pattern, saved[model].rsplit("/", 1)[-1]):
+                wrong.append(f"{where}: {example} is not how {model} is saved ({saved[model]})")
+            elif model not in saved and not example.endswith(".<ext>"):
+                wrong.append(f"{where}: {example} states an extension no result of {model} was seen saved with")
+    assert not wrong, "\n".join(wrong)
+    assert {"nano-banana-2", "veo3_fast"} <= seen, seen
+    for where, text in texts[: len(WORKFLOWS)]:
+        assert "Copy each path from the answer as returned; never build one" in text, where
 
 
 async def test_every_workflow_reads_master_context_first(connect):

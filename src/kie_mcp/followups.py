@@ -6,6 +6,8 @@ checks that it can be continued (finished, of a model the operation takes, young
 not refused by KIE's rules), picks the model and fills in the request. The request then takes the one straight path
 of every generation: ``generation.plan`` (validate, price) -> ``check_spend`` -> ``decide_approval`` -> ``execute``
 (submit once, follow, save, record), with the source's id kept on the new task (``TaskRecord.parent_task_id``).
+An extension's ``script`` (the next line) goes that way too, so it is spoken and fitted as generate_video's is
+(``catalog.script``); it is refused for the upgrades, which say nothing new, and for a silent extension.
 """
 
 # No ``from __future__ import annotations``: pydantic would compile each field's annotation string on import.
@@ -55,6 +57,7 @@ class FollowupArgs(BaseModel, defer_build=True):
     task_id: str
     operation: Operation
     prompt: str | None = None
+    script: str | None = None  # extend: the words spoken in the extension (generate_video's script handling)
     model: str | None = None
     resolution: str | None = None
     duration: int | None = None
@@ -84,12 +87,26 @@ def refused(message: str, argument: str = "task_id") -> InvalidRequest:
 async def plan(rt: Runtime, args: FollowupArgs, shared: tuple[Any, ...] = ()) -> FollowupPlan:
     """Validate and price a follow-up of ``args.task_id``; raises ``InvalidRequest`` naming the argument, costs
     nothing (a look at KIE for a task the journal does not know, or one it still shows as running, is free)."""
+    script = args.script if args.script and args.script.strip() else None
+    if script is not None and args.operation != "extend":  # before any look at KIE: nothing is said in an upgrade
+        raise refused(
+            f"operation={args.operation} makes {OPERATIONS[args.operation]}, with nothing new said in it; script is "
+            "the words spoken in an extension (operation=extend). Leave script out.",
+            "script",
+        )
     source = await find_source(rt, args.task_id)
     spec, chosen = pick_model(rt, source, args)
     follow = spec.followup
     assert follow is not None
     facts = source_facts(rt, source)
     check_source(rt, source, spec, facts)
+    if script is not None and "audio" not in spec.capabilities:
+        raise refused(
+            f"{spec.title} ({spec.id}) adds silent video, as {title_of(rt, source.model)} makes, so the words would "
+            "not be spoken. Say what happens in prompt and leave script out; for the line to be spoken, make it a "
+            "new clip on a model with sound (generate_video with script=) and join the clips with stitch_videos.",
+            "script",
+        )
     existing = earlier(rt, source, spec) if follow.once else None
     options, notes = await request_options(rt, source, spec, args, chosen)
     prompt = args.prompt or ""
@@ -97,10 +114,14 @@ async def plan(rt: Runtime, args: FollowupArgs, shared: tuple[Any, ...] = ()) ->
         raise refused(f"operation={args.operation} takes no prompt ({spec.title} only upgrades the clip).", "prompt")
     if not prompt.strip() and spec.field_for_arg("prompt") is not None and follow.default_prompt:
         prompt = follow.default_prompt
-        notes.append(f'No prompt was given, and KIE requires one: sending "{prompt}"')
+        if script is None:
+            notes.append(f'No prompt was given, and KIE requires one: sending "{prompt}"')
+        else:
+            notes.append(f'No prompt was given: the scene is "{prompt}", and the script\'s words follow it.')
     generation = gen.GenerationArgs(
         model=spec.id,
         prompt=prompt,
+        script=script,
         resolution=args.resolution,
         duration=args.duration,
         options=options,
@@ -325,7 +346,13 @@ async def request_options(
         if field is not None and value is not None and (not field.values or value in field.values):
             defaults[target] = value
     defaults.update(chosen)
-    for arg, given in (("resolution", args.resolution), ("duration", args.duration), ("prompt", args.prompt)):
+    spoken = True if args.script and args.script.strip() else None  # a script turns the sound on, as in generate_video
+    for arg, given in (
+        ("resolution", args.resolution),
+        ("duration", args.duration),
+        ("prompt", args.prompt),
+        ("audio", spoken),
+    ):
         target = spec.field_for_arg(arg)
         if given is not None and target is not None:
             defaults.pop(target.name, None)  # the caller's argument wins over a default from the source

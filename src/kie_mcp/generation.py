@@ -311,7 +311,8 @@ def fit_script_to(rt: Runtime, spec: ModelSpec, args: GenerationArgs, facts: dic
     if spec.kind != "video":
         raise InvalidRequest(spec.id, [Problem("script", "scripts are spoken in videos; leave it out for images.")])
     capability = "image-to-video" if args.images else "text-to-video"
-    alternatives = speech_models(list(rt.catalog.offered()), capability)  # longer clips, for a script too long
+    # Longer clips, for a script too long; an extension continues its clip on that clip's own model, so none there.
+    alternatives = [] if spec.followup is not None else speech_models(list(rt.catalog.offered()), capability)
     price_of = clip_price(rt, spec, args, facts)
     return fit_script(spec, str(args.script), args.prompt, args.duration, args.audio, alternatives, price_of)
 
@@ -358,7 +359,7 @@ def clip_price(rt: Runtime, spec: ModelSpec, args: GenerationArgs, facts: dict[s
                 images=args.images,
                 aspect_ratio=args.aspect_ratio,
                 resolution=args.resolution,
-                duration=seconds,
+                duration=seconds if spec.field_for_arg("duration") is not None else None,  # a Veo extension's 7 s
                 audio=sound,
                 options=args.options,
             )

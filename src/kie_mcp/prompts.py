@@ -135,11 +135,18 @@ def _session(example: str) -> str:
     )
 
 
+# The one place the plans say how a saved file is named (media.downloads.result_name): the example names they wrote
+# (nano-banana-2_<task id>_1.png) matched no file, as Nano Banana 2 saves JPEGs and ids are rewritten for file names.
 SAVED = (
     "Where results are: generate_image, generate_video and check_task name every saved file (saved_files: path "
-    "relative to the workspace, e.g. outputs/<date>-<session>/<model>_<task id>_1.png, and absolute_path). No "
-    "tool writes to references/. To use a result as an input (a reference or a first frame), pass its saved path, "
-    "as returned, in images (its kie://outputs/... resource link, or its result URL, work too)."
+    "relative to the workspace, and absolute_path). A saved file is outputs/<date>-<session>/<model>_<task id>_<n>"
+    ".<ext>: the model id and task id as a file name writes them (in the model id, _ and / become -, so a "
+    "veo3_fast clip is outputs/<date>-<session>/veo3-fast_<task id>_1.mp4; in the task id, each character other "
+    "than a letter, digit, - or _ becomes -), <n> the result's number (1 for the first) and <ext> "
+    "the file's real type (nano-banana-2 saves .jpg unless output_format is png). Copy each path from the answer "
+    "as returned; never build one from this pattern. No tool writes to references/. To use a result as an input (a "
+    "reference or a first frame), pass its saved path, as returned, in images (its kie://outputs/... resource "
+    "link, or its result URL, work too)."
 )
 
 FOLLOW = (
@@ -459,11 +466,17 @@ REWORKS = {"upscale": "upscales", "background-removal": "removes the background 
 
 
 def _trial(
-    spec: ModelSpec, *, first_frame: bool = False, script: bool = False, ratio: str | None = None
+    spec: ModelSpec,
+    *,
+    first_frame: bool = False,
+    script: bool = False,
+    ratio: str | None = None,
+    stills: int | None = None,
+    options: dict[str, Any] | None = None,
 ) -> list[Problem]:
     """The problems estimate_cost's validation (the catalogue's, before anything is priced) finds in the call a plan
-    writes for ``spec``: a prompt, and ``first_frame`` one still in images, ``script`` spoken words, ``ratio`` the
-    frame asked. Empty: the call is taken."""
+    writes for ``spec``: a prompt, and ``first_frame`` one still in images (``stills``: that many), ``script``
+    spoken words, ``ratio`` the frame asked, ``options`` the model's own fields. Empty: the call is taken."""
     from kie_mcp.catalog import InvalidRequest, build_input
     from kie_mcp.catalog.script import fit_script
 
@@ -475,10 +488,17 @@ def _trial(
             prompt, duration, audio, scripted = fit.prompt, fit.duration, fit.audio, fit.request
         except InvalidRequest as err:  # silent: the rest of the call is still judged, so one answer says all
             problems += err.problems
-    images = [TRIAL_STILL] if first_frame else []
+    images = [TRIAL_STILL] * (stills if stills is not None else 1 if first_frame else 0)
     try:
         build_input(
-            spec, prompt=prompt, images=images, aspect_ratio=ratio, duration=duration, audio=audio, scripted=scripted
+            spec,
+            prompt=prompt,
+            images=images,
+            aspect_ratio=ratio,
+            duration=duration,
+            audio=audio,
+            options=options,
+            scripted=scripted,
         )
     except InvalidRequest as err:
         problems += err.problems
@@ -706,6 +726,44 @@ def _extensions_hold_part(model: str) -> bool:
     )
 
 
+def _extension(model: str) -> ModelSpec | None:
+    """The model that extends ``model``'s clips (continue_video operation=extend), or None."""
+    return next(
+        (spec for spec in _followup_specs(model) if spec.followup and spec.followup.operation == "extend"), None
+    )
+
+
+def _extension_length(spec: ModelSpec) -> str:
+    """How long an extension by ``spec`` is, from the catalogue: the length it adds when no setting chooses it (Veo:
+    "about 7 s"), or the durations its setting takes ("6 or 10 s", "1-15 s"); "" when it does not say."""
+    from kie_mcp.catalog.script import allowed_durations, fixed_seconds
+
+    if (fixed := fixed_seconds(spec)) is not None:
+        return f"about {fixed} s"
+    durations = allowed_durations(spec)
+    if len(durations) > 2 and durations == list(range(durations[0], durations[-1] + 1)):
+        return f"{durations[0]}-{durations[-1]} s"
+    return f"{' or '.join(str(d) for d in durations)} s" if durations else ""
+
+
+def _spoken_extension(model: str) -> str:
+    """The words of an extension that says the next line: the line goes in script=, as in generate_video, so kie-mcp
+    writes it as dialogue in the model's form and fits it to what the extension adds. Sent as the prompt, it was
+    neither said as dialogue nor checked against the extension's length (a 37-word line quoted with no warning)."""
+    spec = _extension(model)
+    length = _extension_length(spec) if spec is not None else ""
+    adds = f" (an extension adds {length})" if length else ""
+    warned = spec is not None and spec.dialogue is not None and spec.dialogue.overflow == "warn"
+    answer = "quoted with a warning" if warned else "refused"  # Veo speaks a long line anyway, and may cut it
+    return (
+        "continue_video(task_id, operation='extend', prompt= what happens next (the same style words), "
+        "script= only the next line). Estimate it first: estimate_cost(task_id=..., operation='extend', prompt=..., "
+        f"script=...) with the same arguments. kie-mcp writes the line as dialogue and fits it to the extension{adds}; "
+        f"a line too long for it is {answer}, with a split into one extension per part: offer the split or a "
+        "shorter line."
+    )
+
+
 def _more_of_a_take(model: str) -> str:
     """What a good take can become when the script needs more time, as the catalogue offers it for ``model``:
     extended, or a new clip joined after it; never an operation continue_video refuses for that model's clips (its
@@ -713,9 +771,8 @@ def _more_of_a_take(model: str) -> str:
     ops = _followups(model)
     if "extend" in ops:
         more = (
-            "If the take is good but the script needs more time, extend it instead of regenerating: "
-            "continue_video(task_id, operation='extend', prompt= only the next line, same style words) keeps the "
-            "same person and room."
+            "If the take is good but the script needs more time, extend it instead of regenerating, which keeps the "
+            f"same person and room: {_spoken_extension(model)}"
         )
     else:
         more = (
@@ -793,21 +850,40 @@ def _reel_refusals(spec: ModelSpec) -> list[str]:
 REEL = Fit("a vertical (9:16) clip speaks the script", _reel_refusals, "veo3_fast")
 
 
-def _reel_start(model: str) -> tuple[str, str]:
-    """ugc_video's words for a still of the creator (step 1) and the estimate's frame and images (step 2), as
+def _reel_start(model: str, photo: str | None = None) -> tuple[str, str]:
+    """ugc_video's words for a still of the creator (step 1) and the estimate's frame and images (the video step), as
     ``model`` takes them: a still is optional, needed as the first frame (its saved path goes in images; the clip
     has its frame where the model takes no 9:16), needed as the creator's reference (a reference-to-video model:
-    the frame is asked), or not taken at all (a text-to-video model refuses images)."""
+    the frame is asked), or not taken at all (a text-to-video model refuses images). ``photo`` (the product's, as
+    ``_said`` writes it): the clip starts from an approved still holding the product (``_product_still``), or, on a
+    reference model that takes two images, the photo goes in images beside the creator's still."""
     spec = _spec(model.strip())
     still = "optional" if spec is None else _reel_still(spec)
     named = _said("model", model)
     if still == "none":
-        return f" {named} takes no first frame: describe the creator in the prompt.", "aspect_ratio='9:16', "
+        said = f" {named} takes no first frame: describe the creator in the prompt."
+        if photo is not None:
+            none = spec is not None and (spec.images is None or spec.images.max < 1)
+            said += (
+                f" {'It takes no images either' if none else 'This plan gives it no images'}, so the product photo "
+                f"{photo} cannot reach the clip: describe the product in the prompt as the photo shows it (shape, "
+                "colour, the label's words)."
+            )
+        return said, "aspect_ratio='9:16', "
+    beside = still == "input" and spec is not None and _reference_pair(spec)  # the photo goes in as a reference
+    first_frame = still in ("needed", "input") or (photo is not None and not beside)
     frame = (
         "aspect_ratio='9:16', "
-        if spec is None or _takes_ratio(spec, "9:16", first_frame=still in ("needed", "input"))
+        if spec is None or _takes_ratio(spec, "9:16", first_frame=first_frame)
         else f"no aspect_ratio ({named} takes none: the clip has the 9:16 still's frame), "
     )
+    if photo is not None and not beside:  # the product reaches the clip in the approved still that holds it
+        return (
+            f" The product must be the one in the photo {photo}: the clip starts from an approved 9:16 still of the "
+            "creator holding it, made in the next two steps (the creator's approved still, if they have one, goes "
+            "into that still's images too).",
+            f"images=[the approved product still's saved path], {frame}",
+        )
     if still == "optional":
         return (
             " If they have an approved still of the creator (for example from the ugc_product_selfie workflow), its "
@@ -823,10 +899,14 @@ def _reel_start(model: str) -> tuple[str, str]:
             else "needs an image of the creator: the approved 9:16 still (for example from the ugc_product_selfie "
             "workflow) goes in images"
         )
-        return (
-            f" {named} {made}; without one, make and approve it first.",
-            f"images=[the approved still's saved path], {frame}",
+        beside_it = (  # a second reference
+            f" The product photo {photo} goes in images after it, as the product's reference, and the prompt names "
+            "it ('the bottle from image 2')."
+            if photo is not None
+            else ""
         )
+        images = "the approved still's saved path" + (f", {photo}" if photo is not None else "")
+        return f" {named} {made}; without one, make and approve it first.{beside_it}", f"images=[{images}], {frame}"
     return (
         f" {named} starts each clip from a still: the approved 9:16 still of the creator (for example from the "
         "ugc_product_selfie workflow) goes in images as the first frame; without one, make and approve it first.",
@@ -834,34 +914,112 @@ def _reel_start(model: str) -> tuple[str, str]:
     )
 
 
+# A product photo in ugc_video's product argument: a link, or a path into the workspace's folders, or a file name of
+# a picture. Quoted, it may hold spaces.
+_QUOTED = re.compile(r"[\"'`“‘]([^\"'`”’\n]+)[\"'`”’]")
+_PICTURE_NAME = re.compile(r"(?i)\.(?:png|jpe?g|jfif|webp|heic|heif|avif|gif|bmp|tiff?)$")
+_PLACES = ("http://", "https://", "kie://", "file://", "references/", "outputs/", "./", "../", "~/", "/")
+
+
+def _product_photo(product: str) -> str | None:
+    """The product photo ``product`` names (ugc_video asks for "a photo's workspace path if there is one"): the
+    first quoted text or word that is a link, a path into references/ or outputs/ (or any path), or a picture's
+    file name, without the punctuation around it. None when it names none: the product is then described in words.
+    The plan asked for the path and never used it, so the product was invented from its name."""
+    candidates = [*_QUOTED.findall(product), *product.split()]
+    for candidate in candidates:
+        found = candidate.strip().strip("\"'`“”‘’()[]<>").rstrip(".,;:!?")
+        if found and (found.lower().startswith(_PLACES) or _PICTURE_NAME.search(found)):
+            return found
+    return None
+
+
+def _reference_pair(spec: ModelSpec) -> bool:
+    """Whether ugc_video's call on a reference model can give it two references, the creator and the product."""
+    return "reference" in spec.capabilities and not _trial(spec, stills=2, script=True, ratio=None)
+
+
+def _veo_reference(spec: ModelSpec | None) -> dict[str, str] | None:
+    """The options that make ``spec`` compose a clip from reference images (Veo 3.1 Fast and Lite's
+    REFERENCE_2_VIDEO), when its catalogue data takes them in ugc_video's call (9:16, the script, the product photo
+    and the creator's still): None for a model without them (Veo 3.1 Quality refuses REFERENCE_2_VIDEO)."""
+    if spec is None:
+        return None
+    for name, field in spec.fields.items():
+        if field.values and "REFERENCE_2_VIDEO" in field.values:
+            options = {name: "REFERENCE_2_VIDEO"}
+            if not _trial(spec, stills=2, script=True, ratio="9:16", options=options):
+                return options
+    return None
+
+
+def _product_still(model: str, photo: str) -> list[str]:
+    """ugc_video's steps that put the product of ``photo`` into the clip's first frame: a 9:16 still of the creator
+    holding it, estimated, made and approved before any video (as product_showcase does); on Veo 3.1 Fast or Lite,
+    the alternative of the photo as a reference image with no still (REFERENCE_2_VIDEO: 8 s, 16:9 or 9:16)."""
+    spec = _spec(model.strip())
+    if spec is not None and (_reel_still(spec) == "none" or (_reel_still(spec) == "input" and _reference_pair(spec))):
+        return []
+    reference = _veo_reference(spec)
+    instead = ""
+    if reference is not None:
+        instead = (
+            f" On {_said('model', model)} the photo can instead go in as a reference image, with no still: "
+            f"estimate_cost(model={_said('model', model)}, prompt=..., script= the script, images=[{photo}] (the "
+            f"creator's approved still first, if they have one; at most 3 images), options={json.dumps(reference)}, "
+            "aspect_ratio='9:16', variations=N, session=...). Veo then keeps the product's look but composes its own "
+            "shot (no approved first frame), and makes 8 s clips only, in 16:9 or 9:16, so the script must fit 8 s. "
+            "Ask the user which they want; with the reference, no still is made: the rest of this step and the "
+            "next are skipped, and this call is the video step's estimate."
+        )
+    return [
+        "The product still. "
+        + _still_questions("the still", choice=f"{NB_CHOICE}, better for label text")
+        + " Write the prompt with the ugc_product_selfie guide's formula (the creator holds the product from the "
+        "photo, label toward the camera, the phone-selfie look) and estimate: "
+        f"estimate_cost(model={CHOSEN}, prompt=..., images=[the creator's approved still if they have one, {photo}], "
+        f"aspect_ratio='9:16', {_two_k(NANO_MODELS, ('9:16',))}variations=N, session=...). {APPROVAL}{instead}",
+        "generate_image with the same arguments. QA each still (the product matches the photo: shape, colour, "
+        "label; hands intact) and show them numbered. APPROVAL POINT: no video is made until the user approves one "
+        "still; a fix is a new, separately approved generation.",
+    ]
+
+
 def ugc_video(product: Product, script: Script, persona: Persona = "", model: VideoModel = "veo3_fast") -> str:
     """A selfie-style UGC reel with a script, phone-camera look."""
     _checked_model("model", model, "video", REEL)
     who = _said("persona", persona) if persona else "as in MASTER_CONTEXT.md"
-    still, frame = _reel_start(model)
+    found = _product_photo(product)
+    photo = _said("product photo", found) if found is not None else None
+    still, frame = _reel_start(model, photo)
+    product_steps = _product_still(model, photo) if photo is not None else []
+    guides = ("ugc-selfie-style", "veo-3-1", "kling-3", *(("ugc-product-selfie",) if product_steps else ()))
+    steps = [
+        f"Ask how many takes the user wants (default 1; variations=N makes N charged clips).{still}",
+        *product_steps,
+        f"Write the visual prompt in the UGC style (handheld phone, natural light, imperfections). "
+        f"Estimate: estimate_cost(model={_said('model', model)}, prompt=..., script= the script, {frame}"
+        "variations=N, session=...). If kie-mcp says the script is too long (an error, or on Veo a warning "
+        "that speech may be cut, each with a suggested split and models with longer clips), offer a "
+        "shorter script, the split, or one of those models. "
+        f"{APPROVAL}",
+        f"generate_video with the same arguments. {FOLLOW} Present the clip; offer a variation only as a "
+        "new, separately approved spend.",
+        _more_of_a_take(model),
+        _captions(
+            "[the last task id of the chain: an extension's, when the clip was extended]",
+            chain=_extensions_hold_part(model),
+        ),
+        *([delivery] if (delivery := _delivery(model)) else []),
+    ]
     return "\n".join(
         [
             f"Workflow: UGC selfie video. Product: {_said('product', product)}. Persona: {who}. "
             f"Script: {_said('script', script)}",
-            _guide("ugc-selfie-style", "veo-3-1", "kling-3"),
+            _guide(*guides),
             _context(),
             _session("cold-brew-ugc"),
-            f"1. Ask how many takes the user wants (default 1; variations=N makes N charged clips).{still}",
-            f"2. Write the visual prompt in the UGC style (handheld phone, natural light, imperfections). "
-            f"Estimate: estimate_cost(model={_said('model', model)}, prompt=..., script= the script, {frame}"
-            "variations=N, session=...). If kie-mcp says the script is too long (an error, or on Veo a warning "
-            "that speech may be cut, each with a suggested split and models with longer clips), offer a "
-            "shorter script, the split, or one of those models. "
-            f"{APPROVAL}",
-            f"3. generate_video with the same arguments. {FOLLOW} Present the clip; offer a variation only as a "
-            "new, separately approved spend.",
-            "4. " + _more_of_a_take(model),
-            "5. "
-            + _captions(
-                "[the last task id of the chain: an extension's, when the clip was extended]",
-                chain=_extensions_hold_part(model),
-            ),
-            *([f"6. {delivery}"] if (delivery := _delivery(model)) else []),
+            *(f"{number}. {step}" for number, step in enumerate(steps, 1)),
             SAVED,
         ]
     )
@@ -900,8 +1058,8 @@ def _extended_parts(model: str) -> tuple[str, str, str]:
     if "extend" not in _followups(model):
         return f" Clips of {_said('model', model)} cannot be extended: each part is a new clip.", "", ""
     continued = (
-        " A part that continues the previous one in the same shot can instead extend it (continue_video, "
-        "operation='extend'), which keeps the person and setting; each extension is its own approved spend. " + APPROVAL
+        " A part that continues the previous one in the same shot can instead extend it, which keeps the person and "
+        f"setting: {_spoken_extension(model)} Each extension is its own approved spend. " + APPROVAL
     )
     if _extensions_hold_part(model):
         return (

@@ -251,6 +251,15 @@ FollowupOperation = Annotated[
         "video (Topaz)."
     ),
 ]
+FollowupScript = Annotated[
+    str | None,
+    FREE_TEXT,
+    Field(
+        description="extend only: the exact words spoken in the extension (the next line, not those already said). "
+        "Put into the prompt as dialogue, as generate_video's script, and fitted to what the extension adds (Veo "
+        "about 7 s, Grok 6 or 10 s, PixVerse 1-15 s); too long a line gets a warning or a suggested split."
+    ),
+]
 FollowupTaskId = Annotated[
     str | None,
     Field(max_length=200, description="With operation: price a follow-up of this finished video (continue_video)."),
@@ -953,6 +962,7 @@ def _register_tools(mcp: MCPServer) -> None:
             FREE_TEXT,
             Field(description="extend: what happens next (left out: a neutral 'continue the scene' line is sent)."),
         ] = None,
+        script: FollowupScript = None,
         model: Annotated[
             str | None,
             Field(
@@ -983,9 +993,10 @@ def _register_tools(mcp: MCPServer) -> None:
         max_credits: MaxCredits = None,
         wait_seconds: VideoWait = 0,
     ) -> Annotated[CallToolResult, GenerationOutput]:
-        """Continue a finished video: extend it, get its 1080p (hd) or 4K version, or upscale it. COSTS CREDITS,
-        priced from KIE's price list and approved like generate_video (a confirmation form, or
-        status=confirmation_required with a quote; estimate_cost with task_id and operation prices it first). A
+        """Continue a finished video: extend it (script: the next line spoken in it), get its 1080p (hd) or 4K
+        version, or upscale it. COSTS CREDITS, priced from KIE's price list and approved like generate_video (a
+        confirmation form, or status=confirmation_required with a quote; estimate_cost with task_id and operation
+        prices it first). A
         1080p or 4K version is made once per clip: asked again, the earlier one comes back free. The new task names
         its source (parent_task_id); stitch_videos with chain=true joins a chain in order. Returns at once; follow
         the task with check_task."""
@@ -1079,7 +1090,7 @@ async def _decide(
     return Elicit(decision.message, ConfirmSpend)  # 2026-07-28: the answer comes back in a retried request
 
 
-_GENERATION_ONLY = ("images", "aspect_ratio", "audio", "script")
+_GENERATION_ONLY = ("images", "aspect_ratio", "audio")
 
 
 def _followup_args(values: dict[str, Any], tool: str) -> followups.FollowupArgs:
@@ -1093,7 +1104,7 @@ def _followup_args(values: dict[str, Any], tool: str) -> followups.FollowupArgs:
     if extra:
         raise ToolError(
             f"A follow-up of a finished video does not take {', '.join(extra)}; nothing was priced or sent. It takes: "
-            "task_id, operation, prompt, model, resolution, duration, options, max_credits."
+            "task_id, operation, prompt, script (extend), model, resolution, duration, options, max_credits."
         )
     names = followups.FollowupArgs.model_fields
     return followups.FollowupArgs(**{k: v for k, v in values.items() if k in names and v is not None})
@@ -1362,8 +1373,20 @@ def _workspace_text(settings: Settings) -> str:
     return f"Workspace: {settings.workspace.absolute()} (journal, outputs/ and logs/)."
 
 
-# stitch_videos' clips: any video by its bytes, of any size (nothing is uploaded, so no upload limit applies).
-_CLIP_ACCEPTS = Accepts(frozenset({"video"}), "stitch_videos", limit_mb=float("inf"), urls=False)
+# stitch_videos' clips: any video by its bytes, of any size (nothing is uploaded, so no upload limit applies, and a
+# refusal says nothing was joined); a still is animated first.
+_ANIMATE_FIRST = (
+    "To put this still in the video, animate it first: estimate_cost, then generate_video(images=[{path}], prompt= "
+    "its motion and sound), and join that clip's task id."
+)
+_CLIP_ACCEPTS = Accepts(
+    frozenset({"video"}),
+    "stitch_videos",
+    limit_mb=float("inf"),
+    urls=False,
+    nothing="Nothing was joined.",
+    instead=(("image", _ANIMATE_FIRST),),
+)
 
 
 async def _clip_path(rt: Runtime, clip: str) -> Path:
@@ -1419,7 +1442,16 @@ def _no_clip(task: TaskRecord, downloads: bool) -> str:
     """Why a task of this workspace gives stitch_videos no clip, and what to do instead."""
     name = task.task_id
     if task.kind is not None and task.kind != "video":
-        return f"Task {name} is an {task.kind} task, not a video: give a video task's id, or a video file."
+        still = (
+            " To put its still in the video, animate it first: estimate_cost, then generate_video(images=[its saved "
+            "path]), and join that clip's task id."
+            if task.kind == "image"
+            else ""
+        )
+        return (
+            f"Task {name} is an {task.kind} task, not a video: give a video task's id, or a video file. Nothing was "
+            f"joined.{still}"
+        )
     if task.state in ("failed", "unknown"):
         return (
             f"Task {name} {'failed' if task.state == 'failed' else 'has an unknown outcome'} and has no video to join; "

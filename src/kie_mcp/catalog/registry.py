@@ -179,6 +179,8 @@ def _check_sources(spec: ModelSpec) -> None:
         keys.append(spec.withdrawn.source)
     if spec.followup:
         keys += [spec.followup.source, *(r.source for r in spec.followup.refuse)]
+        if spec.followup.adds_seconds is not None:  # a length is a fact too
+            keys.append(spec.followup.adds_seconds_source or "(adds_seconds without adds_seconds_source)")
     if spec.unified:
         keys.append(spec.unified.source)
     missing = sorted({k for k in keys if k not in spec.sources})

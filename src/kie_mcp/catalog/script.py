@@ -10,6 +10,11 @@ leaving the same breath, with its duration; the total price when the caller can 
 longer clips. The request's cross-field rules
 (Veo's REFERENCE_2_VIDEO makes 8 s clips only) and the fields a script sets (``dialogue.set_default``) are applied by
 ``build_input``, which sees the whole request: ``ScriptFit.request`` carries the durations that suit the script there.
+
+An extension (continue_video operation=extend) speaks the next line the same way, fitted to what it adds: its duration
+setting (Grok, PixVerse), or, with none, the length the catalogue gives it (``adds_seconds``: a Veo extension's
+about 7 s), which is judged and never sent. Its split is into extensions, one after another, and offers no other
+models: an extension continues its clip on that clip's own model.
 """
 
 from __future__ import annotations
@@ -248,6 +253,20 @@ def allowed_durations(spec: ModelSpec) -> list[int]:
     return list(range(low, high + 1))
 
 
+def fixed_seconds(spec: ModelSpec) -> int | None:
+    """How long a clip of ``spec`` is when no setting chooses it: a follow-up's new part of a known length (a Veo
+    extension adds about 7 s: the catalogue's ``adds_seconds``); None for a model with a duration setting, or whose
+    clip length the catalogue does not know."""
+    if spec.field_for_arg("duration") is not None or spec.followup is None:
+        return None
+    return spec.followup.adds_seconds
+
+
+def extends(spec: ModelSpec) -> bool:
+    """Whether ``spec`` extends a finished clip (continue_video operation=extend): its clip is added to that one."""
+    return spec.followup is not None and spec.followup.operation == "extend"
+
+
 def suited_durations(spec: ModelSpec, durations: list[int], seconds: float) -> list[int]:
     """The durations that fit ``seconds`` of speech, best first; empty when none does.
 
@@ -295,6 +314,9 @@ def _seconds(value: object) -> float | None:
 def _duration_note(spec: ModelSpec, durations: list[int], seconds: float, chosen: int) -> str:
     """Why the script got ``chosen`` seconds: it fits with a breath, costs the same as a shorter fit, or is tight."""
     shortest = next((d for d in durations if d >= seconds + BREATH_SECONDS - 1e-9), None)
+    if fixed_seconds(spec) is not None:  # no setting: the script fits the length the model makes, or fits it tight
+        room = "with a breath at the start and end" if shortest is not None else "with little room for a breath"
+        return f"The script fits what {spec.title} adds (about {chosen} s), {room}."
     if shortest is None:
         return (
             f"Duration set to {chosen} s to fit the script, with little room for a breath at the start and end: a "
@@ -333,6 +355,9 @@ def fit_script(
     dialogue = spec.dialogue or DialogueSpec(source="")  # the default way (built here: models build on use)
     notes = [f"Script: {spoken.describe()}."]
     durations = allowed_durations(spec)
+    fixed = fixed_seconds(spec)  # no duration setting, but a known length (a Veo extension's 7 s): judged against it
+    if fixed is not None:
+        durations = [fixed]
     chosen = duration
     candidates: list[int] = []  # when the script chooses: the durations that suit it, best first (rules pick)
     duration_note: int | None = None
@@ -353,6 +378,8 @@ def fit_script(
     too_long_to_say = dialogue.warn_words and needed > seconds_for(dialogue.warn_words)
     if too_long_to_say and not any("may cut" in n for n in notes):
         notes.append(_warning(overlong, chosen, durations))
+    if fixed is not None:  # judged against the length the model makes; there is no setting to send it in
+        chosen, candidates, duration_note = duration, [], None  # a duration given is the request's to refuse
     if sound_on:
         audio = True
         notes.append("Sound turned on for the dialogue.")
@@ -506,7 +533,7 @@ def _too_long(overlong: _LongScript, durations: list[int], given: int | None = N
         return InvalidRequest(spec.id, [Problem("script", message)])
     head = (
         f"the script has {spoken.amount} (about {needed:.1f} s spoken) but "
-        + (f"duration={given} s is too short" if given is not None else f"{spec.id} makes at most {longest} s")
+        + (f"duration={given} s is too short" if given is not None else f"{spec.id} {_makes(spec)} at most {longest} s")
         + "."
     )
     split, offer = _split_offer(overlong, durations)
@@ -518,6 +545,11 @@ def _too_long(overlong: _LongScript, durations: list[int], given: int | None = N
         return InvalidRequest(spec.id, [Problem("script", message)])
     message = f"{head} {split[0].upper()}{split[1:]}{offer}".rstrip()
     return InvalidRequest(spec.id, [Problem("script", message)])
+
+
+def _makes(spec: ModelSpec) -> str:
+    """What a clip of ``spec`` is to the video, in a verb: an extension adds its seconds to the clip it continues."""
+    return "adds" if extends(spec) else "makes"
 
 
 def speech_room(durations: list[int]) -> float:
@@ -550,13 +582,13 @@ def _split_offer(overlong: _LongScript, durations: list[int]) -> tuple[str | Non
         f"  part {i} ({_part_length(part, length, durations)}): {text}"
         for i, (text, part, length) in enumerate(zip(texts, parts, lengths, strict=True), 1)
     ]
-    split = (
-        f"split it into {len(lines)} clips at sentence boundaries (one generation each, then join them"
-        + _total(overlong, lengths)
-        + "):\n"
-        + "\n".join(lines)
-        + "\n"
+    each = (
+        "extensions at sentence boundaries (this one with part 1's words, then each next part a continue_video "
+        "extend of the one before, script= that part"
+        if extends(spec)
+        else "clips at sentence boundaries (one generation each, then join them"
     )
+    split = f"split it into {len(lines)} {each}" + _total(overlong, lengths) + "):\n" + "\n".join(lines) + "\n"
     return split, offer
 
 
@@ -591,9 +623,12 @@ def _pick(spec: ModelSpec, durations: list[int], seconds: float) -> int:
 def _warning(overlong: _LongScript, duration: int | None, durations: list[int]) -> str:
     """Veo's answer to a script too long for its clip: the request stands (Veo decides the length and may cut the
     speech), so the note carries what the refusal of other models carries: the split and the models that fit it."""
-    length = f"a {duration} s clip" if duration else "one clip"
     amount, title = overlong.spoken.amount, overlong.spec.title
-    head = f"Warning: {amount} is a lot for {length} of {title}; it may cut or rush the dialogue."
+    if extends(overlong.spec):
+        length = f"what {title} adds (about {duration} s)" if duration else f"one extension by {title}"
+    else:
+        length = f"{f'a {duration} s clip' if duration else 'one clip'} of {title}"
+    head = f"Warning: {amount} is a lot for {length}; it may cut or rush the dialogue."
     if not durations:
         return f"{head} Consider a shorter script or splitting it into several clips."
     split, offer = _split_offer(overlong, durations)

@@ -234,6 +234,10 @@ class FollowupSpec(_Strict):
     standalone: bool = False  # also usable by generate_video with any input (Topaz takes any video URL)
     max_age_days: float | None = None  # KIE keeps the source task this long; older ones are refused
     default_prompt: str | None = None  # sent when the caller gives no prompt and KIE requires one
+    # How long the new part is when no setting chooses it (a Veo extension: about 7 s), with its source: the length
+    # a script spoken in it is fitted to (``script.fit_script``). A follow-up with a duration setting needs none.
+    adds_seconds: int | None = None
+    adds_seconds_source: str | None = None
     by_parent: dict[str, dict[str, Scalar]] = Field(default_factory=dict)  # option defaults by the source's model
     from_parent: dict[str, str] = Field(default_factory=dict)  # option <- the source's setting of that name
     refuse: list[Refusal] = Field(default_factory=list)

@@ -281,6 +281,11 @@ class Accepts:
     limit_mb: float | None = None  # a documented limit; None: DEFAULT_LIMIT_MB of the field's (or file's) kind
     urls: bool = True  # whether an http(s) URL would have done too (for the missing-file message)
     media: MediaLimits | None = None  # the field's catalogue limits (pixels, lengths), when it has any
+    # What a refusal of a file of another kind says was not done: stitch_videos joins, and uploads nothing.
+    nothing: str = "Nothing was uploaded."
+    # What to do instead with a file of a kind the target does not take, by that kind (``{path}``: the file as
+    # given, quoted): a still given to stitch_videos is animated first.
+    instead: tuple[tuple[MediaKind, str], ...] = ()
 
 
 UPLOAD_ACCEPTS = Accepts(frozenset(KINDS), "upload_file", limit_mb=UPLOAD_LIMIT_MB, urls=False)
@@ -499,17 +504,18 @@ def inspect_local(
     if media is None:
         raise NotAccepted(
             f"{name} is not {wanted} (its bytes are {describe(head)}); {accepts.what} takes {_plural(accepts.kinds)}. "
-            "The type is decided by the file's content, not its name. Nothing was uploaded."
+            f"The type is decided by the file's content, not its name. {accepts.nothing}"
         )
     if not media.serves(accepts.kinds):
+        instead = dict(accepts.instead).get(media.kind)
         raise NotAccepted(
             f"{name} is not {wanted} (its bytes are {media.label}, {media.mime}); {accepts.what} takes "
-            f"{_plural(accepts.kinds)}. Nothing was uploaded."
+            f"{_plural(accepts.kinds)}. {accepts.nothing}" + (f" {instead.format(path=repr(value))}" if instead else "")
         )
     if accepts.formats and not _format_fits(media, accepts.formats):
         raise NotAccepted(
             f"{name} is {_a(media)}{media.label} (by its bytes); {accepts.what} takes "
-            f"{formats_text(accepts.formats)} only. {_convert_hint(real, media, accepts.formats)} Nothing was uploaded."
+            f"{formats_text(accepts.formats)} only. {_convert_hint(real, media, accepts.formats)} {accepts.nothing}"
         )
     if size > limit_bytes(accepts, media):
         raise TooLarge(_too_large(name, size, accepts, media))
