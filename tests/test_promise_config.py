@@ -846,6 +846,11 @@ def test_a_looser_auto_approve_amount_never_wins_over_a_tighter_one(tmp_path):
         ("KIE_DAILY_LIMIT", "KIE_MAX_CREDITS_PER_DAY"),
         ("KIE_MAX_SPEND_PER_DAY", "KIE_MAX_CREDITS_PER_DAY"),
         ("KIE_AUTO_APPROVE", "KIE_AUTO_APPROVE_CREDITS"),
+        # the review: written with dashes, or without KIE_ (in the env block too); a quota, a ceiling
+        ("KIE-MAX-CREDITS-PER-CALL", "KIE_MAX_CREDITS_PER_CALL"),
+        ("MAX_CREDITS_PER_CALL", "KIE_MAX_CREDITS_PER_CALL"),
+        ("KIE_DAY_QUOTA", "KIE_MAX_CREDITS_PER_DAY"),
+        ("KIE_CALL_CEILING", "KIE_MAX_CREDITS_PER_CALL"),
     ],
 )
 @pytest.mark.parametrize("written_in", ["env-block", "dotenv"])
@@ -869,7 +874,20 @@ async def test_a_cap_under_a_name_kie_mcp_does_not_read_stops_spending_and_names
     assert made.is_error and await controls.creates() == []
 
 
-@pytest.mark.parametrize("name", ["KIE_OUTPUT_DIR", "KIE_API", "KIE_AI_DB_PATH", "KIE_RUN_LIVE_SMOKE"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "KIE_OUTPUT_DIR",
+        "KIE_API",
+        "KIE_AI_DB_PATH",
+        "KIE_RUN_LIVE_SMOKE",
+        # the review: limits of other things, of another tool sharing the .env, set every cap to 0
+        "KIE_MAX_RETRIES",
+        "KIE_RATE_LIMIT",
+        "KIE_UPLOAD_MAX_MB",
+        "KIE_DAILY_REPORT",
+    ],
+)
 async def test_any_other_kie_name_kie_mcp_does_not_read_is_said_and_breaks_nothing(name, transport, mode, tmp_path):
     """A KIE_ name that limits no money (another KIE tool's sharing the .env, such as KIE_AI_DB_PATH) is said where
     the settings are shown, so a user who believed it set something learns it did not; it stops nothing."""

@@ -262,9 +262,7 @@ class Settings:
         # Every value written for a money limit, with where: the lowest applies (``_money_limit``).
         written = {name: [(given[name], ENV_BLOCK)] for name in MONEY_LIMITS if name in given}
         dotenv = _settings_file(found, problems, written) if found else {}
-        unknown, noted = _unknown_settings(
-            {n: v for n, v in given.items() if n[:3].upper() == "KIE"}, "The environment has"
-        )
+        unknown, noted = _unknown_settings({n: v for n, v in given.items() if _maybe_ours(n)}, "The environment has")
         for problem in unknown:
             problems.add(problem, ENV_BLOCK)
         problems.notes += noted
@@ -515,7 +513,7 @@ def _unknown_settings(names: Mapping[str, str], where: str) -> tuple[list[str], 
     problems: list[str] = []
     notes: list[str] = []
     for name in names:
-        meant = name.strip().upper()
+        meant = _spelt_as_a_setting(name)
         if name in KNOWN_SETTINGS or _of_other_tools(meant):
             continue
         import difflib  # only for settings that name something else
@@ -542,8 +540,30 @@ def _unknown_settings(names: Mapping[str, str], where: str) -> tuple[list[str], 
 
 TYPO_LIKENESS = 0.85  # KIE_MAX_CREDIT_PER_DAY is 0.98 like KIE_MAX_CREDITS_PER_DAY; KIE_API is 0.78 like KIE_API_KEY
 NEAR_LIKENESS = 0.7  # a name further off than a typo, still worth offering: KIE_WORKSPACE_DIR for KIE_WORKSPACE
-# An unknown KIE_ name that reads as a limit on spending: a cap, a budget, an auto-approve amount, credits.
-_MONEY_NAME = re.compile(r"CREDIT|LIMIT|SPEND|APPROV|BUDGET|DAILY|COST|PRICE|MAX|PER_?(?:DAY|CALL)|(?:^|_)CAPS?(?:_|$)")
+# An unknown KIE_ name that reads as a limit on spending: a cap, a budget, a quota, an auto-approve amount, credits,
+# a most per day or per call. Not a limit of something else (KIE_MAX_RETRIES, KIE_RATE_LIMIT, KIE_UPLOAD_MAX_MB,
+# KIE_DAILY_REPORT, KIE_MAX_CALLS_PER_MINUTE: another tool's, sharing the .env, which must not stop spending).
+_MONEY_NAME = re.compile(
+    r"CREDIT|SPEND|BUDGET|APPROV|QUOTA|CEILING|ALLOWANCE|(?:^|_)CAPS?(?:_|$)"
+    r"|(?:MAX|LIMIT)\w*(?:PER_?(?:DAY|CALL|REQUEST|RUN|JOB|GENERATION)|DAILY|COST|USD)"
+    r"|(?:DAILY|COST|USD)\w*(?:MAX|LIMIT|THRESHOLD)"
+)
+# The money limits' names without their KIE_ prefix: in the env block, a name written so is meant for kie-mcp (no
+# other program's name looks like these), unlike LOG_LEVEL or WORKSPACE.
+_BARE_MONEY_NAMES = frozenset(name.removeprefix("KIE_") for name in MONEY_LIMITS)
+
+
+def _spelt_as_a_setting(name: str) -> str:
+    """``name`` upper-cased with every run of other characters than letters and digits written ``_``, as the settings
+    are (``KIE-MAX-CREDITS-PER-CALL``, `` kie_max_credits_per_call``): what the name was meant as."""
+    return re.sub(r"[^A-Z0-9]+", "_", name.upper()).strip("_")
+
+
+def _maybe_ours(name: str) -> bool:
+    """Whether a name of the env block may have been meant for kie-mcp (the rest of the environment is other
+    programs'): it starts with KIE however written, or is a money limit's name without its prefix."""
+    meant = _spelt_as_a_setting(name)
+    return meant.startswith("KIE") or meant in _BARE_MONEY_NAMES
 
 
 def _of_other_tools(name: str) -> bool:
