@@ -10,6 +10,7 @@ made before midnight and its extension made after it landed in two folders, ``<d
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -156,3 +157,45 @@ async def test_a_named_session_goes_on_in_its_real_folder_never_through_a_link(c
     task = checked.structured_content["task"]
     assert task["files"] and _folder(task) == f"outputs/{began.isoformat()}-{SESSION}_2", text_of(checked)
     assert sorted(outside.iterdir()) == []
+
+
+async def test_a_session_never_goes_on_in_a_folder_dated_after_today(connect, controls, tmp_path):
+    """The review: a real ``outputs/2099-01-01-<session>`` (a cloned repository can carry one) took the session's
+    every later result, and check_task and list_tasks named it. A folder dated after today is no folder of the
+    session: today's result starts today's."""
+    (tmp_path / "outputs" / f"2099-01-01-{SESSION}").mkdir(parents=True)
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", {**STILL, "session": SESSION, "wait_seconds": 30})
+    task = made.structured_content["tasks"][0]
+    assert _folder(task) == f"outputs/{date.today().isoformat()}-{SESSION}", text_of(made)
+    assert list((tmp_path / "outputs" / f"2099-01-01-{SESSION}").iterdir()) == []
+
+
+def test_a_session_never_goes_on_in_a_folder_this_user_cannot_write(tmp_path):
+    """The review: a session's older folder archived read-only, or made by another user (a root Docker run), was
+    still chosen, and every result of the session failed to save there ("Permission denied"), paid for. Such a
+    folder is passed over: the latest folder the user can write is the session's, else a new one."""
+    from .test_promise_config import as_a_user_without_privilege
+
+    prefix = as_a_user_without_privilege()
+    if prefix is None:
+        pytest.skip("no way here to run as a user that file permissions apply to")
+    outputs = tmp_path / "outputs"
+    outputs.mkdir()
+    older, newer = (date.today() - timedelta(days=days) for days in (30, 2))
+    (outputs / f"{older.isoformat()}-{SESSION}").mkdir()
+    (outputs / f"{newer.isoformat()}-{SESSION}").mkdir()
+    (outputs / f"{newer.isoformat()}-{SESSION}").chmod(0o555)  # archived read-only
+    script = (
+        "import sys; from pathlib import Path; from kie_mcp.media.downloads import latest_session_folder; "
+        "print(latest_session_folder(Path(sys.argv[1]), sys.argv[2]))"
+    )
+    found = subprocess.run(
+        [*prefix, sys.executable, "-c", script, str(outputs), SESSION],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.strip() == str(outputs / f"{older.isoformat()}-{SESSION}"), found.stdout + found.stderr

@@ -877,20 +877,32 @@ def session_folder(workspace: Path, label: str, day: date, *, named: bool) -> Pa
 def latest_session_folder(outputs: Path, slug: str) -> Path | None:
     """``outputs/<date>-<slug>`` of the latest date with a real folder of that slug (``<date>-<slug>``, or a
     ``<date>-<slug>_N`` that ``real_folder`` made beside a link of that name), or None. One listing of ``outputs/``
-    (14 ms at 27,000 folders); a link in a session folder's place is not a folder of the session."""
+    (14 ms at 27,000 folders); a link in a session folder's place is not a folder of the session. Nor is one this
+    user cannot write into (archived read-only, made by another user: a paid result would not be saved there), nor
+    one dated after today (planted, as a cloned repository can carry one: it would take every later result)."""
     dated = re.compile(rf"(\d{{4}}-\d{{2}}-\d{{2}})-{re.escape(slug)}(?:_\d+)?")
     try:
         names = [name for name in os.listdir(outputs) if slug in name]
     except OSError:  # no outputs/ yet (or none to read): the session has no folder
         return None
+    today = date.today().isoformat()
     days = sorted(
-        {found[1] for name in names if (found := dated.fullmatch(name)) and _is_real_folder(outputs / name)},
+        {
+            found[1]
+            for name in names
+            if (found := dated.fullmatch(name)) and found[1] <= today and _writable_folder(outputs / name)
+        },
         reverse=True,
     )
     for day in days:
         with contextlib.suppress(ValueError):  # a folder named like one, of a day no calendar has
             return outputs / f"{date.fromisoformat(day).isoformat()}-{slug}"
     return None
+
+
+def _writable_folder(folder: Path) -> bool:
+    """Whether ``folder`` is a real folder (``_is_real_folder``) this user may make files in."""
+    return _is_real_folder(folder) and os.access(folder, os.W_OK | os.X_OK)
 
 
 def folder_session(folder: str) -> tuple[str, str] | None:
