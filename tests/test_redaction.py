@@ -373,6 +373,24 @@ def test_kie_errors_and_task_statuses_redact_what_kie_said():
     assert status.fail_message == REDACTED
 
 
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("`KIE_API_KEY=...` (add `.env`)", "`KIE_API_KEY=...` (add `.env`)"),  # a template's placeholder, whole
+        ("api_key=<your key>", "api_key=<your key>"),
+        ("`api_key=abc123secret`.", "`api_key=[redacted]`."),  # the closing backtick kept
+        ("`password`: `hunter2x`", "`password`: `[redacted]`"),
+        # the review: markdown's double backticks, a backtick inside a value, "..." before a value
+        ("api_key=``s3cr3tP4ssw0rd`` ok", "api_key=``[redacted]`` ok"),
+        ("password=ab`cdefghijkl", "password=[redacted]"),
+        ("api_key=...`realsecret", "api_key=[redacted]"),
+        ("password=...abc", "password=[redacted]"),
+    ],
+)
+def test_a_credential_s_value_ends_where_markdown_closes_it_and_no_sooner(text, shown):
+    assert redact(text) == shown
+
+
 def _every_pattern(text: str) -> str:
     """The credential patterns applied to ``text`` one after the other, each whatever the text holds."""
     for regex, replacement, _ in redaction._PATTERNS:

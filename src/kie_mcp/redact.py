@@ -66,19 +66,22 @@ class _Registry:
 _registry = _Registry()
 
 _NOT_DONE = r"(?!\[redacted\])"  # never redact a redaction again: the result is stable
-# A value ends where a quoted string, a query, a list or an object would, and at a backtick: markdown's
-# `KIE_API_KEY=...` keeps the backtick that closes its code span, and the text after it.
-_VALUE = r"[^\s\"'&,;}\]`]+"
+# A value ends where a quoted string, a query, a list or an object would, and at a backtick that closes a code span
+# (one before a space, punctuation, another backtick or the end): markdown's `KIE_API_KEY=...` keeps the backtick
+# that closes its span, and the text after it. A backtick inside a value (abc`def) is part of it.
+_CLOSING_TICK = r"`(?=[\s\"'&,;:}\]`.)!?]|$)"
+_VALUE = rf"(?:[^\s\"'&,;}}\]`]|(?!{_CLOSING_TICK})`)+"
 # A placeholder a template or a guide writes where the value goes, never a credential: "..." (or "…") and "<your
 # key>" ("<your" and letters, spaces, dashes or underscores), each whole up to where a value ends. Left as it is,
 # where its redaction only told the reader a secret was there.
-_PLACEHOLDER = r"(?:\.{3,}|…+|<your[a-z _-]{0,40}>)(?=[\s\"'&,;}\]`]|$)"
+_PLACEHOLDER = rf"(?:\.{{3,}}|…+|<your[a-z _-]{{0,40}}>)(?=[\s\"'&,;}}\]]|{_CLOSING_TICK}|$)"
 _SCHEMES = r"(?:bearer|basic|token|digest|apikey)\s+"
 _SENSITIVE_NAME = (
     r"(?:x-)?api[_-]?key|access[_-]?token|auth[_-]?token|refresh[_-]?token|id[_-]?token|client[_-]?secret"
     r"|secret[_-]?key|private[_-]?key|password|passwd"
 )
-_SEPARATOR = r"[\"'`]?\s*[:=]\s*[\"'`]?"  # name: value, name=value, "name": "value", `name`: `value`
+# name: value, name=value, "name": "value", `name`: `value`, name=``value`` (markdown's double backticks)
+_SEPARATOR = r"[\"'`]?\s*[:=]\s*(?:[\"']|`{1,2})?"
 _PATTERNS: tuple[tuple[re.Pattern[str], str, tuple[str, ...]], ...] = (
     # Each with the words (in casefold()) one of which any text it matches holds: it runs only on such a text, as
     # scanning every text with each of them took about 0.2 ms a kilobyte, for every log line and journal write.
