@@ -125,14 +125,27 @@ async def test_a_first_frame_of_another_shape_than_the_clip_is_said_before_anyth
     assert any(on_veo in note for note in veo.meta[CARD_KEY]["notes"]), veo.meta[CARD_KEY]["notes"]
     assert not made.is_error and len(seen) == 1 and on_veo in seen[0], seen
     assert (
-        f"Kling 3.0 makes this clip in its first frame's shape, 4:5 (1638x2048 px; {shot}), not aspect_ratio's 9:16, "
-        "which it does not use with a frame. For a 9:16 clip, start from a 9:16 still." in kling
+        f"Kling 3.0 makes this clip in its first frame's shape, 4:5 (1638x2048 px; {shot}), not aspect_ratio 9:16 "
+        "(asked for, or the default), which it does not use with a frame. For a 9:16 clip, start from a 9:16 still."
+        in kling
     ), kling
     assert (
         f"Kling 3.0 makes this clip in its first frame's shape, 4:5 (1638x2048 px; {shot}): with a frame and no "
         "aspect_ratio, it follows the frame." in kling_unset
     ), kling_unset
-    assert f"in its first frame's shape, 4:5 (1638x2048 px; {shot}), not aspect_ratio's 9:16" in grok, grok
+    assert f"in its first frame's shape, 4:5 (1638x2048 px; {shot}), not aspect_ratio 9:16" in grok, grok
     assert f"The first frame ({upright}) is 4:5 (1638x2048 px) and the clip 9:16" in turned, turned
     assert f"The first frame ({small}) is 4:5 (864x1080 px) and the clip 9:16" in upscaled, upscaled
     assert {why: text for why, text in quiet.items() if "frame's shape" in text or CROPPED in text} == {}
+
+
+def test_a_frame_of_no_common_shape_reads_as_people_write_ratios():
+    """The review: a 3000x100 frame was said to make a "30.00:1" clip; a tall one read "0.40:1"."""
+    from kie_mcp.media.frames import _shape_name
+
+    assert [_shape_name(3000 / 100), _shape_name(100 / 250), _shape_name(1.85), _shape_name(1638 / 2048)] == [
+        "30:1",
+        "1:2.5",
+        "1.85:1",
+        "4:5",
+    ]

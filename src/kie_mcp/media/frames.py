@@ -59,7 +59,8 @@ def frame_notes(spec: ModelSpec, wire: dict[str, Any], files: dict[str, LocalFil
             notes[
                 f"{made}: with a frame and no aspect_ratio, it follows the frame."
                 if sent is None
-                else f"{made}, not aspect_ratio's {sent}, which it does not use with a frame. For a {sent} clip, "
+                else f"{made}, not aspect_ratio {sent} (asked for, or the default), which it does not use with a "
+                f"frame. For a {sent} clip, "
                 f"start from a {sent} still."
             ] = None
         elif _differs(width / height, clip):
@@ -83,7 +84,9 @@ def _differs(frame: float, clip: float | None) -> bool:
 
 def _shape_name(ratio: float) -> str:
     named = min(NAMED_SHAPES, key=lambda name: abs(math.log(ratio / (_shape(name) or 1.0))))
-    return named if abs(math.log(ratio / (_shape(named) or 1.0))) <= math.log(1.02) else f"{ratio:.2f}:1"
+    if abs(math.log(ratio / (_shape(named) or 1.0))) <= math.log(1.02):
+        return named
+    return f"{round(ratio, 2):g}:1" if ratio >= 1 else f"1:{round(1 / ratio, 2):g}"  # 30:1, 1.85:1, 1:2.5
 
 
 def _shown_pixels(local: LocalFile, clip: float | None) -> tuple[int, int] | None:
