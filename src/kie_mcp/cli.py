@@ -7,6 +7,7 @@ import contextlib
 import logging
 import math
 import os
+import re
 import signal
 import sys
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from kie_mcp import __version__
 from kie_mcp.config import LOG_LEVELS as LEVEL_NAMES
 from kie_mcp.config import Settings
 from kie_mcp.redact import install_log_redaction, redact, register_secret
+from kie_mcp.words import path_text, plain, readable_text
 
 if TYPE_CHECKING:
     from mcp.server import MCPServer
@@ -29,6 +31,13 @@ to talk to it over stdin/stdout, so nothing more will appear here.
   Add it to your client:    see "Use it from your MCP client" in {README}
 Press Ctrl-C to stop."""
 LOG_LEVELS = {name: getattr(logging, name) for name in LEVEL_NAMES}
+# The commands a person runs in a terminal: arguments that name one and do not parse stop with argparse's usage, in
+# a terminal or not. Any other command line that does not parse was written in a client's configuration.
+OTHER_COMMANDS = ("demo", "sim", "catalog")
+ARGUMENTS_WRITTEN_IN = 'the "args" of this MCP server in your client\'s configuration'
+# An argument shaped like an API key (the key passed as ``--api-key <key>``, as other servers take it): registered as
+# a secret before the refusal names the arguments, so no answer or log line repeats it.
+_KEY_SHAPED = re.compile(r"(?=[A-Za-z0-9_-]*[0-9])(?=[A-Za-z0-9_-]*[A-Za-z])[A-Za-z0-9_-]{20,256}")
 INTERRUPTED = 130  # the shell's code for a program ended by Ctrl-C (128 + SIGINT)
 
 
@@ -54,8 +63,25 @@ def _port(text: str) -> int:
     return value
 
 
+class ArgumentsRefused(Exception):
+    """Arguments argparse refused, with the parser that refused them and its words (``main`` decides what follows)."""
+
+    def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
+        super().__init__(message)
+        self.parser = parser
+        self.message = message
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser (and, as their class, its commands'), whose refusal is raised instead of printing the usage
+    and exiting: a client that started kie-mcp shows only "Connection closed" for that."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ArgumentsRefused(self, message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="kie-mcp",
         description="MCP stdio server for KIE.ai image and video generation, with confirm-before-spend.",
         epilog="Configuration comes from environment variables and the workspace .env file; see the README.",
@@ -75,7 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="ask the built-in KIE simulator instead of KIE (no key needed) and use the sandbox area's cache",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.add_parser("serve", parents=[after], help="serve MCP over stdio (the default)")
+    commands.add_parser(
+        "serve", aliases=["stdio"], parents=[after], help="serve MCP over stdio (the default; stdio is another name)"
+    )
     demo = commands.add_parser("demo", help="run an offline tour: a sandboxed server driven by a real MCP client")
     demo.add_argument("--keep", action="store_true", help="keep the demo's workspace (its files) and print where")
     sim = commands.add_parser("sim", help="serve the KIE simulator over HTTP on 127.0.0.1")
@@ -109,9 +137,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.sandbox and args.command in ("demo", "sim"):  # it was accepted and silently meant nothing
-        parser.error(f"--sandbox does not apply to {args.command}: it runs offline, without KIE or a key, already")
+    try:
+        args = parser.parse_args(argv)
+        if args.sandbox and args.command in ("demo", "sim"):  # it was accepted and silently meant nothing
+            parser.error(f"--sandbox does not apply to {args.command}: it runs offline, without KIE or a key, already")
+    except ArgumentsRefused as refused:
+        given = sys.argv[1:] if argv is None else argv
+        if _in_terminal() or _names_another_command(given):  # a person: argparse's usage, and exit 2
+            argparse.ArgumentParser.error(refused.parser, refused.message)
+        return _serve(sandbox=False, refused=_arguments_problem(given, refused.message))
     if args.command == "demo":
         from kie_mcp.demo import run_demo
 
@@ -125,16 +159,39 @@ def main(argv: list[str] | None = None) -> int:
     return _serve(sandbox=args.sandbox)
 
 
-def _serve(*, sandbox: bool) -> int:
+def _names_another_command(given: list[str]) -> bool:
+    """Whether the first argument that is no option names a command other than serving (``OTHER_COMMANDS``)."""
+    return next((word for word in given if not word.startswith("-")), None) in OTHER_COMMANDS
+
+
+def _arguments_problem(given: list[str], refused: str) -> str:
+    """What every tool answers when a client started kie-mcp with arguments it does not take (``--sandbx``, ``mcp``,
+    ``--workspace /x``), in one line: argparse's words, and what it does take."""
+    for word in given:
+        if _KEY_SHAPED.fullmatch(word.strip()):
+            register_secret(word.strip())
+    shown = plain(" ".join(given), limit=120)
+    return (
+        f"kie-mcp was started with arguments it does not take, {shown} ({plain(refused, quoted=False, limit=200)}). "
+        "To serve it takes none, or --sandbox to serve against the built-in KIE simulator (no key, no credits); "
+        "serve or stdio may come first. Settings go in the env block (KIE_WORKSPACE for the workspace, KIE_API_KEY "
+        "for the key), not in arguments."
+    )
+
+
+def _serve(*, sandbox: bool, refused: str | None = None) -> int:
     """Serve MCP over stdio until the client closes stdin.
 
     Ctrl-C stops it at once with one line (exit 130). Typed in a terminal, it first says what it is and how to
-    try it. A broken setting does not stop it: it serves, and every tool answers with the problem and the fix
-    (the host would otherwise see only "connection closed")."""
+    try it. A broken setting does not stop it, nor arguments it does not take (``refused``, from a client's
+    configuration): it serves, and every tool answers with the problem and the fix (the host would otherwise see
+    only "connection closed")."""
     signal.signal(signal.SIGINT, _stop_now)
     if _in_terminal():
         print(TERMINAL_NOTE, file=sys.stderr, flush=True)
     settings = _load_settings()
+    if refused is not None:
+        settings = settings.broken_by(refused, ARGUMENTS_WRITTEN_IN)
     if settings.api_key is not None:  # the real key, also in the sandbox (it may be echoed): redacted from the start
         register_secret(settings.api_key.get_secret_value())
     if sandbox:
@@ -146,11 +203,11 @@ def _serve(*, sandbox: bool) -> int:
     if settings.config_error is not None:
         log.error(
             "configuration error: %s The server runs anyway; every tool answers with this until it is fixed.",
-            settings.config_error,
+            readable_text(settings.config_error),
         )
-    where = f"workspace {settings.context_folder} ({settings.workspace_reason})"
+    where = f"workspace {path_text(settings.context_folder)} ({readable_text(settings.workspace_reason)})"
     if settings.sandbox:
-        where = f"sandbox area {settings.workspace} of the {where}"
+        where = f"sandbox area {path_text(settings.workspace)} of the {where}"
     made = "it did not exist" in settings.workspace_reason  # a typo in KIE_WORKSPACE: said louder than a start
     log.log(
         logging.WARNING if made else logging.INFO,

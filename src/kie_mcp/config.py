@@ -202,20 +202,25 @@ class Settings:
         why it could not be."""
         said = err.reason if isinstance(err, UnicodeError) and hasattr(err, "reason") else err
         why = redact(f"{type(err).__name__}: {said}".replace("\n", " "))
-        return cls(
-            api_key=None,
-            workspace=_current_folder(),
-            workspace_reason="none: the settings could not be read",
+        found = cls(api_key=None, workspace=_current_folder(), workspace_reason="none: the settings could not be read")
+        return found.broken_by(
+            f"kie-mcp could not read its settings ({plain(why, quoted=False, limit=200)}). Check the KIE_ settings in "
+            "the client's env block and in the workspace's .env; if it keeps happening, report it at "
+            "https://github.com/kie-mcp/kie-mcp/issues.",
+            f"{ENV_BLOCK} or in the workspace's .env",
+        )
+
+    def broken_by(self, problem: str, fix_in: str) -> Settings:
+        """These settings with one more thing broken (``problem``, fixed in ``fix_in``), as any broken setting: every
+        tool answers with it (``config_problem``), and nothing can be spent (caps of 0, no catalogue sync)."""
+        return replace(
+            self,
             auto_approve_credits=0.0,
             max_credits_per_call=0.0,
             max_credits_per_day=0.0,
             catalog_sync=False,
-            config_error=(
-                f"kie-mcp could not read its settings ({plain(why, quoted=False, limit=200)}). Check the KIE_ "
-                "settings in the client's env block and in the workspace's .env; if it keeps happening, report it at "
-                "https://github.com/kie-mcp/kie-mcp/issues."
-            ),
-            config_fix_in=(f"{ENV_BLOCK} or in the workspace's .env",),
+            config_error=" ".join(filter(None, (self.config_error, redact(problem)))),
+            config_fix_in=tuple(dict.fromkeys((*self.config_fix_in, fix_in))),
         )
 
     def for_sandbox(self) -> Settings:

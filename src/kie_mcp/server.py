@@ -32,7 +32,7 @@ from kie_mcp.config import Settings, no_key_advice
 from kie_mcp.redact import redact, redact_value
 from kie_mcp.stdio import UNREADABLE_METHOD, unreadable_error
 from kie_mcp.toolschema import compact, keep_free_text
-from kie_mcp.words import argument_problems, plain
+from kie_mcp.words import argument_problems, path_text, plain, readable_text
 
 if TYPE_CHECKING:
     import httpx2
@@ -721,17 +721,20 @@ def _check_prompt_arguments(prompt: Any, name: str, arguments: dict[str, Any] | 
 
 
 def _instructions(settings: Settings) -> str:
-    """INSTRUCTIONS plus where this server keeps its files (absolute paths) and any configuration problem; never a
-    secret (a setting may hold the key: all of it is redacted)."""
+    """INSTRUCTIONS plus where this server keeps its files (absolute paths) and why that workspace (a typo in
+    KIE_WORKSPACE made a new, empty folder; a relative path was read from the current folder), and any configuration
+    problem; never a secret (a setting may hold the key: all of it is redacted)."""
+    chosen = f", {readable_text(settings.workspace_reason)}" if settings.workspace_reason else ""
     where = (
-        f"\nWorkspace: {settings.workspace.absolute()}. Results are saved in its outputs/ folder; every result "
-        "names each saved file by absolute path and file:// URI."
+        f"\nWorkspace: {path_text(settings.workspace.absolute())}{'' if settings.sandbox else chosen}. Results are "
+        "saved in its outputs/ folder; every result names each saved file by absolute path and file:// URI."
     )
     if settings.sandbox:
         where += (
             " SANDBOX: this server runs against kie-mcp's built-in KIE simulator, so results are simulated and "
-            f"nothing is spent. That folder is the sandbox area of the workspace {settings.context_folder.absolute()}: "
-            "simulated tasks and spend stay there and never count against the real caps or appear in real task lists."
+            f"nothing is spent. That folder is the sandbox area of the workspace "
+            f"{path_text(settings.context_folder.absolute())}{chosen}; simulated tasks and spend stay there and never "
+            "count against the real caps or appear in real task lists."
         )
     if settings.approval == "form":
         where += (

@@ -30,12 +30,13 @@ A host that writes "UTF-8 with BOM" (.NET's ``Encoding.UTF8``) starts its first 
 which no JSON starts with: the SDK dropped that line (the ``initialize``, so the host never connected). It is
 taken off.
 
-What the server writes is made writable too, where the file system's encoding is not UTF-8 (``PYTHONUTF8=0`` under
-the C locale: ASCII). There every path with a character beyond ASCII (a workspace named "Marken ü") is text with
-lone surrogates in it (Python's ``surrogateescape``), which JSON cannot carry: the SDK's writer failed on the first
-answer naming it (the initialize's instructions) and the server stopped with a traceback. Such a message is written
-with that text as the path's bytes read as UTF-8 (as a file manager shows the name). Under UTF-8 (the default,
-also in the C locale) nothing is looked at.
+What the server writes is made writable too. A path (or a setting's value) given in bytes that are not UTF-8 is
+text with lone surrogates in it (Python's ``surrogateescape``): a folder named in Latin-1 on a UTF-8 system, or any
+name beyond ASCII where the file system's encoding is ASCII (``PYTHONUTF8=0`` under the C locale). JSON cannot carry
+them: the SDK's writer failed on the first answer naming one (the initialize's instructions name the workspace) and
+the session ended, the client waiting for ever for that answer. Each message is serialized here, once, as the SDK's
+writer would (which is then handed the text), and one that cannot be is written with such text as its bytes read as
+UTF-8, each byte that is not UTF-8 escaped (``proj_\\xe9t\\xe9``; ``words.readable_text``).
 
 The SDK claims fd 0 only when it opens stdin itself; this module opens it, so it claims it the same way: the wire
 is read from a private duplicate and fd 0 points at the null device while serving (a child such as ffmpeg reads
@@ -55,8 +56,11 @@ from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
 from mcp import MCPError
+from mcp.shared.message import SessionMessage
 from mcp.types import INVALID_REQUEST, PARSE_ERROR, jsonrpc_message_adapter
-from pydantic_core import from_json
+from pydantic_core import PydanticSerializationError, from_json
+
+from kie_mcp.words import readable_text
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
@@ -440,7 +444,8 @@ def claimed_stdin() -> Iterator[Any]:
 
 
 async def serve(server: MCPServer) -> None:
-    """Run ``server`` over stdio with the mended input (the SDK's ``run_stdio_async`` with another stdin)."""
+    """Run ``server`` over stdio with the mended input and every message made writable (the SDK's
+    ``run_stdio_async`` with another stdin and a write stream that serializes each message once, itself)."""
     from mcp.server.stdio import stdio_server
 
     # run_stdio_async takes no stdin; this is what it runs. A server without it (an SDK that renamed it, a test's
@@ -451,21 +456,20 @@ async def serve(server: MCPServer) -> None:
         return
     with claimed_stdin() as stdin:
         async with stdio_server(stdin=stdin) as (read_stream, write_stream):
-            writes = write_stream if FILE_NAMES_ARE_UTF8 else _WritableMessages(write_stream)
+            writes = WritableMessages(write_stream)
             await lowlevel.run(read_stream, writes, lowlevel.create_initialization_options())
 
 
-FILE_NAMES_ARE_UTF8 = sys.getfilesystemencoding().replace("-", "").lower() == "utf8"
-
-
-class _WritableMessages:
-    """The wire's write stream, each message made writable first (``writable``)."""
+class WritableMessages:
+    """The wire's write stream, each message serialized here, once (``written``), and made writable first when it
+    cannot be: the SDK's stdio writer serializes what it is handed on its own task, where a failure ends the
+    session (the server stopped, the client waited for ever on its call)."""
 
     def __init__(self, inner: Any) -> None:
         self._inner = inner
 
-    async def send(self, item: Any) -> None:
-        await self._inner.send(writable(item))
+    async def send(self, item: SessionMessage) -> None:
+        await self._inner.send(written(item))
 
     def close(self) -> None:
         self._inner.close()
@@ -473,31 +477,55 @@ class _WritableMessages:
     async def aclose(self) -> None:
         await self._inner.aclose()
 
-    def clone(self) -> _WritableMessages:
-        return _WritableMessages(self._inner.clone())
+    def clone(self) -> WritableMessages:
+        return WritableMessages(self._inner.clone())
 
-    async def __aenter__(self) -> _WritableMessages:
+    async def __aenter__(self) -> WritableMessages:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
 
-def writable(item: Any) -> Any:
-    """``item`` (a ``SessionMessage``) as JSON can carry it: as it is when it serializes, else with every text holding
-    lone surrogates (a path under a non-UTF-8 file system encoding) read as UTF-8 (``readable_text``)."""
-    from pydantic_core import PydanticSerializationError
+AS_SENT: dict[str, Any] = {"by_alias": True, "exclude_unset": True}  # how the SDK's stdio writer serializes a message
 
+
+def written(item: SessionMessage) -> SessionMessage:
+    """``item`` with its message serialized as the SDK's stdio writer would (``AS_SENT``), the writer then handed that
+    text (``Serialized``): one serialization a message, as before. A message that cannot be serialized because text
+    in it holds lone surrogates (a folder named in bytes that are not UTF-8, under any file system encoding; a
+    setting's value given so) has every such text made readable (``words.readable_text``: those bytes escaped) and is
+    serialized again; nothing else is looked at."""
+    message = item.message
     try:
-        item.message.model_dump_json(by_alias=True, exclude_unset=True)
+        text = message.model_dump_json(**AS_SENT)
     except PydanticSerializationError:
-        import dataclasses
+        message = _readable_message(message)
+        text = message.model_dump_json(**AS_SENT)
+    return SessionMessage(Serialized(message, text), item.metadata)  # type: ignore[arg-type]
 
-        import mcp_types
 
-        data = _readable(item.message.model_dump(by_alias=True, exclude_unset=True))
-        return dataclasses.replace(item, message=mcp_types.jsonrpc_message_adapter.validate_python(data, by_name=False))
-    return item
+class Serialized:
+    """A message already serialized: asked for its JSON as the SDK's stdio writer asks (``AS_SENT``), it gives that
+    text; any other question goes to the message itself."""
+
+    __slots__ = ("_message", "_text")
+
+    def __init__(self, message: Any, text: str) -> None:
+        self._message = message
+        self._text = text
+
+    def model_dump_json(self, **options: Any) -> str:
+        return self._text if options == AS_SENT else self._message.model_dump_json(**options)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._message, name)
+
+
+def _readable_message(message: Any) -> Any:
+    """``message`` (a JSON-RPC message) with every text in it, keys too, made readable (``words.readable_text``)."""
+    data = _readable(message.model_dump(by_alias=True, exclude_unset=True))
+    return jsonrpc_message_adapter.validate_python(data, by_name=False)
 
 
 def _readable(value: Any) -> Any:
@@ -508,13 +536,3 @@ def _readable(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_readable(inner) for inner in value]
     return value
-
-
-def readable_text(text: str) -> str:
-    """``text`` with the bytes Python kept as lone surrogates (``surrogateescape``: a file name not in the file system's
-    encoding) read as UTF-8, and any other lone surrogate as U+FFFD."""
-    try:
-        raw = text.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:  # a surrogate that stands for no byte
-        raw = text.encode("utf-8", "replace")
-    return raw.decode("utf-8", "replace")

@@ -34,7 +34,7 @@ from mcp.server.mcpserver.resources import FileResource, FunctionResource, Resou
 from mcp.types import CallToolResult, ImageContent, ResourceLink, TextContent, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field
 
-from kie_mcp import exposure, followups
+from kie_mcp import followups
 from kie_mcp import generation as gen
 from kie_mcp.apps import card_meta, client_supports_apps, gallery_meta, made_card_meta, ui_meta
 from kie_mcp.bundled import bundled_path
@@ -107,7 +107,7 @@ from kie_mcp.spend import (
     SpendRefused,
     priced,
 )
-from kie_mcp.spend.balance import balance_cache
+from kie_mcp.spend.account import account
 from kie_mcp.spend.quotes import QUOTE_ID, seen_charging
 from kie_mcp.tasks import TaskRecord
 from kie_mcp.tasks.listing import (
@@ -118,11 +118,10 @@ from kie_mcp.tasks.listing import (
     latest_tasks,
     list_page,
     parse_day,
-    unknown_creates_text,
 )
 from kie_mcp.tasks.records import NOT_FOLLOWED, OVERDUE, ModelFilterError
 from kie_mcp.toolschema import FREE_TEXT
-from kie_mcp.words import duration_text, plain
+from kie_mcp.words import duration_text, path_text, plain, readable_text
 
 if TYPE_CHECKING:
     from kie_mcp.server import _Server
@@ -327,8 +326,13 @@ SavedFiles = Annotated[
 
 
 class CreditsResult(_Result):
-    balance_credits: float
-    balance_usd: float
+    balance_credits: float | None = Field(description="KIE's balance now; null when it could not be read.")
+    balance_usd: float | None
+    balance_problem: str | None = Field(
+        default=None,
+        description="Why the balance could not be read (no key, the key refused, KIE out of reach) and what to do; "
+        "the rest of the answer is this workspace's own record.",
+    )
     spent_today: float = Field(description="Credits spent today through this workspace.")
     spent_total: float = Field(description="Credits spent through this workspace since its journal began.")
     max_credits_per_call: float
@@ -342,6 +346,7 @@ class CreditsResult(_Result):
     )
     sandbox: bool
     workspace: str = Field(description="The folder (absolute) holding this server's journal, outputs/ and logs/.")
+    workspace_reason: str = Field(description="Why that workspace: how it was chosen (in the sandbox, the real one).")
     message: str
 
 
@@ -826,43 +831,27 @@ def _register_tools(mcp: MCPServer) -> None:
         _reject_unknown_arguments(ctx, "check_credits")
         rt = _runtime(ctx)
         with _user_errors():
-            rt.require_kie()
-            balance = await balance_cache(rt).read()  # always fresh, and refreshes the cache spends use
-            s, spent, total = rt.settings, rt.ledger.spent_today(), rt.ledger.total_spent()
-            blocked, unknown = rt.ledger.over_cap(), rt.journal.count_attempts("unknown")
-        exposed = await anyio.to_thread.run_sync(exposure.dotenv_exposure, rt.settings.context_folder)
-        message = (
-            f"Balance: {balance:g} credits (about {usd_text(usd(balance))}). Spent today through kie-mcp: {spent:g}. "
-            f"Caps: {s.max_credits_per_call:g} per call, {s.max_credits_per_day:g} per day. "
-            + (
-                f"Auto-approve up to {s.auto_approve_credits:g} credits."
-                if s.auto_approve_credits
-                else "Every spend is confirmed."
-            )
-            + (" On clients that show forms, only in the form (KIE_APPROVAL=form)." if s.approval == "form" else "")
-            + (" SANDBOX: simulated account." if s.sandbox else "")
-            + f" {_workspace_text(s)}"
-            + "".join(f" {note}" for note in s.config_notes)
-            + (f" {blocked}" if blocked else "")
-            + (f" {unknown_creates_text(unknown)}" if unknown else "")
-            + "".join(f" {notice}" for notice in rt.notices)
-            + (f" {exposed}" if exposed else "")
-        )
+            found = await account(rt)
+        s = rt.settings
         result = CreditsResult(
-            balance_credits=balance,
-            balance_usd=usd(balance),
-            spent_today=spent,
-            spent_total=total,
-            spending_refused=blocked,
-            unknown_creates=unknown,
+            balance_credits=found.balance,
+            balance_usd=usd(found.balance) if found.balance is not None else None,
+            balance_problem=found.balance_problem,
+            spent_today=found.spent_today,
+            spent_total=found.spent_total,
+            spending_refused=found.spending_refused,
+            unknown_creates=found.unknown_creates,
             max_credits_per_call=s.max_credits_per_call,
             max_credits_per_day=s.max_credits_per_day,
             auto_approve_credits=s.auto_approve_credits,
             sandbox=s.sandbox,
-            workspace=str(s.workspace.absolute()),
-            message=message,
+            workspace=path_text(s.workspace.absolute()),
+            workspace_reason=readable_text(s.workspace_reason),
+            message=found.message,
         )
-        return _tool_result(result, message, rt)
+        answer = _tool_result(result, found.message, rt)
+        answer.is_error = found.balance is None  # what was asked for is missing: a client must not take it for one
+        return answer
 
     @mcp.tool(title="List models", annotations=READ_LOCAL)
     @_accepts
@@ -1361,16 +1350,6 @@ async def _find_record(rt: Runtime, task_id: str, *, reading: bool = False) -> T
     record = followups.made_elsewhere(rt, task_id, status)  # as old as KIE says: the 14-day limit applies
     rt.tasks.add(record)
     return record
-
-
-def _workspace_text(settings: Settings) -> str:
-    """Where this server keeps its journal, outputs/ and logs/, in words (absolute paths)."""
-    if settings.sandbox:
-        return (
-            f"Sandbox area: {settings.workspace.absolute()} (its own journal, outputs/ and logs/, apart from the "
-            f"workspace {settings.context_folder.absolute()}: simulated spend and tasks never count there)."
-        )
-    return f"Workspace: {settings.workspace.absolute()} (journal, outputs/ and logs/)."
 
 
 # stitch_videos' clips: any video by its bytes, of any size (nothing is uploaded, so no upload limit applies, and a

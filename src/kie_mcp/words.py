@@ -96,6 +96,29 @@ def _regional_run(text: str, at: int) -> int:
     return count
 
 
+# A lone surrogate that stands for no byte: not one of the U+DC80-U+DCFF Python's ``surrogateescape`` keeps bytes in.
+_SURROGATE_OF_NO_BYTE = re.compile("[\ud800-\udc7f\udd00-\udfff]")
+
+
+def readable_text(text: str) -> str:
+    """``text`` as people can read it and JSON (UTF-8) can carry it. A name the file system gave in bytes that are not
+    its encoding's (a folder named in Latin-1, ``proj_\\xe9t\\xe9``, on a UTF-8 system; any name beyond ASCII under
+    the C locale with UTF-8 mode off) is text with lone surrogates in it (Python's ``surrogateescape``), which no
+    UTF-8 writer takes: those bytes are read as UTF-8 (as a file manager shows the name), and a byte that is not UTF-8
+    is written ``\\xe9``; any other lone surrogate becomes U+FFFD. Text without surrogates comes back as it is."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that stands for no byte
+        raw = _SURROGATE_OF_NO_BYTE.sub("\ufffd", text).encode("utf-8", "surrogateescape")
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def path_text(path: Any) -> str:
+    """A path as a message names it: ``readable_text`` of it, so a folder named in bytes that are not UTF-8 is shown
+    with those bytes escaped, never a text no answer can carry."""
+    return readable_text(str(path))
+
+
 def listed(values: Any, *, quoted: bool = False) -> str:
     """Allowed values for a message: ``std, pro, 4K``."""
     return ", ".join(plain(v, quoted=quoted) for v in values)

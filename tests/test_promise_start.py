@@ -1,0 +1,278 @@
+"""Promises about a start that went wrong somewhere a client cannot show: kie-mcp still answers, and says what.
+
+- A workspace (or a setting) given in bytes that are not UTF-8 (a folder named in Latin-1 on an old disk) never stops
+  the server from answering: the SDK's writer could not serialize the text Python makes of such bytes, so the
+  ``initialize`` answer never left and the client waited, then the server died with a traceback. The path is shown
+  with those bytes escaped.
+- Arguments kie-mcp does not take (``--sandbx``, ``mcp``, ``--workspace /x``), written in a client's configuration,
+  never make it exit with argparse's usage, which the client shows as "Connection closed": it serves, and every
+  tool answers with the arguments to fix, nothing spent. ``stdio`` is another name for serving. In a terminal a
+  person still gets the usage and exit code 2.
+- ``check_credits`` with a key KIE refuses, no key, or KIE out of reach still reports what is known here: the
+  workspace and why it was chosen, the caps and today's spend, with the balance marked unavailable and why. The
+  instructions say why the workspace was chosen too (a typo in KIE_WORKSPACE makes a new, empty folder).
+
+What a client sees goes through the SDK ``Client`` in both protocol eras; how the console script starts runs the
+installed ``kie-mcp`` over real stdio.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from jsonschema.validators import validator_for
+from mcp import Client, StdioServerParameters
+from mcp.shared.message import SessionMessage
+from mcp.types import JSONRPCResponse
+from pydantic import SecretStr
+
+from kie_mcp import stdio
+from kie_mcp.config import Settings
+from kie_mcp.server import create_server
+
+from .conftest import answering, free_port, text_of
+
+LATIN_1_NAME = b"proj_\xe9t\xe9"  # "projete" with e-acute, in Latin-1: not UTF-8
+LATIN_1_SHOWN = "proj_\\xe9t\\xe9"  # as kie-mcp shows it: each byte that is not UTF-8 escaped
+
+
+def console_script() -> str:
+    script = shutil.which("kie-mcp", path=str(Path(sys.executable).parent))
+    assert script, "the kie-mcp console script is not installed beside this Python"
+    return script
+
+
+def client_env(home: Path, **more: str) -> dict[str, str]:
+    """A client's environment for the console script: a home of the test's own, the run's tool cache, UTF-8, and
+    the run's PYTHONPATH (a run against another source tree starts that tree's server)."""
+    home.mkdir(parents=True, exist_ok=True)
+    path = {"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}
+    return {"HOME": str(home), "LANG": "C.UTF-8", "KIE_CACHE_DIR": os.environ["KIE_CACHE_DIR"], **path, **more}
+
+
+def latin_1_folder(parent: Path) -> Path:
+    """A folder named in Latin-1 bytes under ``parent`` (as Python names it: the bytes as lone surrogates)."""
+    folder = Path(os.fsdecode(os.fsencode(parent) + b"/" + LATIN_1_NAME))
+    folder.mkdir()
+    return folder
+
+
+# -- 1. a workspace named in bytes that are not UTF-8 --------------------------------------------------------------
+
+
+@pytest.mark.stdio
+@pytest.mark.skipif(sys.platform == "win32", reason="file names in bytes are a POSIX matter")
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_a_workspace_named_in_latin_1_is_served_and_shown_with_its_bytes_escaped(mode, tmp_path):
+    """The audit: started in a folder named in Latin-1 (holding MASTER_CONTEXT.md) on a UTF-8 system, the server
+    never answered ``initialize`` and, once the client gave up, wrote a 57-line traceback and exited 1."""
+    workspace = latin_1_folder(tmp_path)
+    (workspace / "MASTER_CONTEXT.md").write_text("# brand")
+    params = StdioServerParameters(
+        command=console_script(), args=["--sandbox"], env=client_env(tmp_path / "home"), cwd=workspace
+    )
+    async with Client(params, mode=mode, read_timeout_seconds=20, elicitation_callback=answering()) as client:
+        instructions = client.instructions or ""
+        credits = await client.call_tool("check_credits", {})
+        made = await client.call_tool("generate_image", {"prompt": "an apple"})
+    shown = str(tmp_path / LATIN_1_SHOWN)
+    assert f"{shown}/sandbox" in instructions and f"the workspace {shown}," in instructions, instructions
+    assert not credits.is_error, text_of(credits)
+    assert f"{shown}/sandbox" in text_of(credits) and credits.structured_content["workspace"] == f"{shown}/sandbox"
+    assert "the current folder, which holds MASTER_CONTEXT.md" in text_of(credits)
+    assert made.structured_content["status"] == "completed", text_of(made)
+    assert f"{shown}/sandbox/outputs/" in text_of(made)  # the saved file, named with the bytes escaped
+    saved = list((workspace / "sandbox" / "outputs").rglob("nano-banana-2_*.jpg"))
+    assert len(saved) == 1  # ... and saved in the folder itself
+
+
+@pytest.mark.stdio
+@pytest.mark.skipif(sys.platform == "win32", reason="environment values in bytes are a POSIX matter")
+async def test_settings_in_bytes_that_are_not_utf8_are_answered_not_a_hang(tmp_path):
+    """The audit: ``KIE_WORKSPACE=b'/tmp/ws_\\xff\\xfe'`` (the instructions name the workspace) and
+    ``KIE_MAX_CREDITS_PER_CALL=b'\\xff10'`` (whose problem repeats the value) hung the handshake the same way."""
+    workspace = Path(os.fsdecode(os.fsencode(tmp_path) + b"/ws_\xff\xfe"))
+    env = client_env(tmp_path / "home", KIE_WORKSPACE=str(workspace))
+    params = StdioServerParameters(command=console_script(), args=["--sandbox"], env=env)
+    async with Client(params, read_timeout_seconds=20) as client:
+        credits = await client.call_tool("check_credits", {})
+    assert not credits.is_error and f"{tmp_path}/ws_\\xff\\xfe" in text_of(credits), text_of(credits)
+    assert await anyio.Path(workspace).is_dir()
+
+    env = client_env(tmp_path / "home", KIE_WORKSPACE=str(tmp_path), KIE_MAX_CREDITS_PER_CALL=os.fsdecode(b"\xff10"))
+    params = StdioServerParameters(command=console_script(), args=["--sandbox"], env=env)
+    async with Client(params, read_timeout_seconds=20) as client:
+        instructions = client.instructions or ""
+        refused = await client.call_tool("estimate_cost", {"model": "nano-banana-2", "prompt": "an apple"})
+    said = '10" is not a number'  # the byte is not repeated as it is (config.py shows it as U+FFFD)
+    assert said in instructions and refused.is_error and said in text_of(refused), text_of(refused)
+    assert "KIE_MAX_CREDITS_PER_CALL=" in text_of(refused)
+
+
+async def test_the_instructions_and_check_credits_show_a_latin_1_workspace_with_its_bytes_escaped(
+    connect, mode, tmp_path
+):
+    """In the server itself, before any writer: never text with lone surrogates, which no UTF-8 writer takes."""
+    workspace = latin_1_folder(tmp_path)
+    async with connect(workspace=workspace, workspace_reason="set by KIE_WORKSPACE") as client:
+        instructions = client.instructions or ""
+        credits = await client.call_tool("check_credits", {})
+    shown = str(tmp_path / LATIN_1_SHOWN)
+    assert f"Workspace: {shown}, set by KIE_WORKSPACE." in instructions, ascii(instructions)
+    assert credits.structured_content["workspace"] == shown, ascii(credits.structured_content["workspace"])
+    assert f"Workspace: {shown} (journal, outputs/ and logs/), set by KIE_WORKSPACE." in text_of(credits), ascii(
+        text_of(credits)
+    )
+
+
+def test_every_message_leaves_serialized_once_and_one_with_lone_surrogates_leaves_mended():
+    """The wire's writer: a message is serialized where it is sent (the SDK's writer is handed that text), and one
+    holding text with lone surrogates, under any file system encoding, is written with those bytes escaped."""
+    plain = SessionMessage(JSONRPCResponse(jsonrpc="2.0", id=1, result={"text": "ü"}))
+    sent = stdio.written(plain)
+    assert sent.message.model_dump_json(**stdio.AS_SENT) == plain.message.model_dump_json(**stdio.AS_SENT)
+    assert sent.message.id == 1  # anything else asked of it is the message's own
+    broken = SessionMessage(JSONRPCResponse(jsonrpc="2.0", id=2, result={"path": os.fsdecode(b"/w/" + LATIN_1_NAME)}))
+    written = stdio.written(broken).message.model_dump_json(**stdio.AS_SENT)
+    assert '"path":"/w/proj_\\\\xe9t\\\\xe9"' in written, written
+
+
+# -- 2. arguments kie-mcp does not take ----------------------------------------------------------------------------
+
+
+@pytest.mark.stdio
+@pytest.mark.parametrize(
+    ("arguments", "mode"),
+    [
+        (["--sandbx"], "auto"),
+        (["--sandbox=true"], "legacy"),
+        (["mcp"], "auto"),
+        (["--stdio"], "legacy"),
+        (["--workspace", "/tmp/elsewhere"], "auto"),
+    ],
+)
+async def test_arguments_a_client_passes_that_kie_mcp_does_not_take_are_answered_by_every_tool(
+    arguments, mode, tmp_path
+):
+    """The audit: these exited with argparse's usage (exit 2) and the client showed only "Connection closed". Now
+    the server starts, lists its tools, and every tool answers with the arguments to fix, in one line; nothing can
+    be spent (the key is set, and it never reaches KIE)."""
+    env = client_env(tmp_path / "home", KIE_WORKSPACE=str(tmp_path), KIE_API_KEY="0123456789abcdef0123456789abcdef")
+    params = StdioServerParameters(command=console_script(), args=arguments, env=env)
+    async with Client(params, mode=mode, read_timeout_seconds=20) as client:
+        tools = (await client.list_tools()).tools
+        answers = [
+            await client.call_tool("check_credits", {}),
+            await client.call_tool("generate_image", {"prompt": "an apple"}),
+        ]
+    assert len(tools) == 10
+    for answer in answers:
+        text = text_of(answer)
+        assert answer.is_error and "\n" not in text, text
+        assert "kie-mcp was started with arguments it does not take" in text and arguments[0] in text, text
+        assert 'Fix it in the "args" of this MCP server' in text and "nothing was spent" in text, text
+    assert not (tmp_path / ".kie-mcp").exists()  # no journal opened, nothing recorded
+
+
+@pytest.mark.stdio
+async def test_stdio_is_another_name_for_serving(tmp_path):
+    """Many servers' snippets say ``stdio``; kie-mcp took it for an unknown command and exited."""
+    env = client_env(tmp_path / "home", KIE_WORKSPACE=str(tmp_path))
+    async with Client(StdioServerParameters(command=console_script(), args=["stdio", "--sandbox"], env=env)) as client:
+        credits = await client.call_tool("check_credits", {})
+    assert not credits.is_error and credits.structured_content["sandbox"] is True, text_of(credits)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a pseudo-terminal is a POSIX matter")
+@pytest.mark.parametrize("arguments", [["--sandbx"], ["mcp"], ["sim", "--port", "http"]])
+def test_in_a_terminal_arguments_kie_mcp_does_not_take_still_get_the_usage_and_exit_2(arguments, tmp_path):
+    """A person typing it gets argparse's answer at once, not a server waiting on stdin."""
+    terminal, other_end = os.openpty()
+    try:
+        done = subprocess.run(
+            [console_script(), *arguments],
+            check=False,
+            stdin=other_end,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            cwd=tmp_path,
+        )
+    finally:
+        os.close(terminal)
+        os.close(other_end)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("usage: kie-mcp") and "kie-mcp" in done.stderr.splitlines()[-1], done.stderr
+
+
+# -- 3. check_credits and the instructions without KIE's answer ----------------------------------------------------
+
+
+async def credits_and_schema(client: Client) -> tuple[Any, dict[str, Any]]:
+    """check_credits' answer and its published output schema."""
+    tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+    return await client.call_tool("check_credits", {}), tools["check_credits"].output_schema or {}
+
+
+def assert_local_facts(answer: Any, schema: dict[str, Any], workspace: Path, reason: str) -> None:
+    """What check_credits says without the balance: the workspace and why, caps, today's spend; valid data."""
+    text, data = text_of(answer), answer.structured_content
+    assert answer.is_error and text.startswith("Balance unavailable: "), text
+    assert f"Workspace: {workspace} (journal, outputs/ and logs/), {reason}" in text, text
+    assert "Caps: 600 per call, 3000 per day." in text and "Spent today through kie-mcp: 0." in text, text
+    assert data["balance_credits"] is None and data["balance_problem"] and data["workspace"] == str(workspace)
+    assert data["workspace_reason"] == reason and data["max_credits_per_call"] == 600 and data["spent_today"] == 0
+    validator_for(schema)(schema).validate(data)
+
+
+async def test_check_credits_with_a_key_kie_refuses_still_names_the_workspace_caps_and_spend(connect, mode, tmp_path):
+    """The audit: a wrong key (401) made check_credits a bare error, with no workspace, caps or today's spend,
+    while the README's troubleshooting says check_credits names the workspace."""
+    reason = "the per-user data folder (set KIE_WORKSPACE to choose another)"
+    async with connect(api_key=SecretStr("your-key"), workspace_reason=reason) as client:
+        answer, schema = await credits_and_schema(client)
+    assert_local_facts(answer, schema, tmp_path, reason)
+    assert "401" in answer.structured_content["balance_problem"] and "KIE_API_KEY" in text_of(answer)
+
+
+async def test_check_credits_with_kie_out_of_reach_still_names_the_workspace_caps_and_spend(settings, mode, tmp_path):
+    """Nothing listens where KIE_BASE_URL points (the network down, a proxy gone)."""
+    closed = f"http://127.0.0.1:{free_port()}"
+    unreachable = replace(settings, base_url=closed, upload_base_url=closed, workspace_reason="set by KIE_WORKSPACE")
+    async with Client(create_server(unreachable), mode=mode) as client:
+        answer, schema = await credits_and_schema(client)
+    assert_local_facts(answer, schema, tmp_path, "set by KIE_WORKSPACE")
+    assert "network" in answer.structured_content["balance_problem"]
+
+
+async def test_check_credits_without_a_key_still_names_the_workspace_caps_and_spend(connect, mode, tmp_path):
+    async with connect(api_key=None, workspace_reason="set by KIE_WORKSPACE") as client:
+        answer, schema = await credits_and_schema(client)
+    assert_local_facts(answer, schema, tmp_path, "set by KIE_WORKSPACE")
+    assert "KIE_API_KEY is not set" in answer.structured_content["balance_problem"]
+
+
+async def test_the_instructions_say_a_workspace_named_by_a_typo_was_made_now_and_empty(
+    settings, transport, mode, tmp_path
+):
+    """The audit: KIE_WORKSPACE=myproj2 (relative, and not there) made a new, empty folder; only the start-up line on
+    stderr said so, which no agent reads. The instructions and check_credits say why that workspace, too."""
+    start = tmp_path / "start"
+    start.mkdir()
+    loaded = Settings.load({"KIE_WORKSPACE": "myproj2"}, cwd=start)
+    assert loaded.config_error is None
+    ours = replace(settings, workspace=loaded.workspace, workspace_reason=loaded.workspace_reason)
+    async with Client(create_server(ours, transport=transport), mode=mode) as client:
+        instructions = client.instructions or ""
+        credits = await client.call_tool("check_credits", {})
+    said = f"Workspace: {start / 'myproj2'}, set by KIE_WORKSPACE, a relative path read from {start}; it did not exist"
+    assert said in instructions and "if that is a typo, fix KIE_WORKSPACE" in instructions, instructions
+    assert not credits.is_error and "it did not exist and is made now, empty" in text_of(credits), text_of(credits)
