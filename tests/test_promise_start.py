@@ -30,6 +30,7 @@ import anyio
 import pytest
 from jsonschema.validators import validator_for
 from mcp import Client, StdioServerParameters
+from mcp.client.stdio import stdio_client
 from mcp.shared.message import SessionMessage
 from mcp.types import JSONRPCResponse
 from pydantic import SecretStr
@@ -180,6 +181,27 @@ async def test_arguments_a_client_passes_that_kie_mcp_does_not_take_are_answered
         assert "kie-mcp was started with arguments it does not take" in text and arguments[0] in text, text
         assert 'Fix it in the "args" of this MCP server' in text and "nothing was spent" in text, text
     assert not (tmp_path / ".kie-mcp").exists()  # no journal opened, nothing recorded
+
+
+@pytest.mark.stdio
+async def test_a_secret_given_as_an_argument_is_never_repeated(tmp_path):
+    """The review: the refusal repeated the arguments, hiding only values shaped like KIE's key, so a 19-character
+    key, a base64 secret with slashes, or a short token after --token= came back to the agent and went to the log.
+    Only option names and plain words are repeated; every other value reads <not shown>."""
+    secrets = ["a1b2c3d4e5f6a7b8c9d", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "sk.0123456789abcdef0123", "hunter"]
+    arguments = ["--api-key", secrets[0], "--aws-secret", secrets[1], "--key", secrets[2], "--password", secrets[3]]
+    arguments += ["--token=shorty12", "--sandbox=true"]
+    env = client_env(tmp_path / "home", KIE_WORKSPACE=str(tmp_path))
+    log = tmp_path / "stderr.log"
+    with log.open("w") as errors:
+        params = StdioServerParameters(command=console_script(), args=arguments, env=env)
+        async with Client(stdio_client(params, errlog=errors), read_timeout_seconds=20) as client:
+            answer = text_of(await client.call_tool("check_credits", {}))
+            instructions = client.instructions or ""
+    said = answer + instructions + log.read_text()
+    assert "--api-key <not shown> --aws-secret <not shown> --key <not shown> --password <not shown>" in answer, answer
+    assert "--token=<not shown> --sandbox=true" in answer, answer
+    assert [secret for secret in [*secrets, "shorty12"] if secret in said] == []
 
 
 @pytest.mark.stdio

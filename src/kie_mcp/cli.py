@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         given = sys.argv[1:] if argv is None else argv
         if _in_terminal() or _names_another_command(given):  # a person: argparse's usage, and exit 2
             argparse.ArgumentParser.error(refused.parser, refused.message)
-        return _serve(sandbox=False, refused=_arguments_problem(given, refused.message))
+        return _serve(sandbox=False, refused=_arguments_problem(given))
     if args.command == "demo":
         from kie_mcp.demo import run_demo
 
@@ -164,19 +164,49 @@ def _names_another_command(given: list[str]) -> bool:
     return next((word for word in given if not word.startswith("-")), None) in OTHER_COMMANDS
 
 
-def _arguments_problem(given: list[str], refused: str) -> str:
+def _arguments_problem(given: list[str]) -> str:
     """What every tool answers when a client started kie-mcp with arguments it does not take (``--sandbx``, ``mcp``,
-    ``--workspace /x``), in one line: argparse's words, and what it does take."""
+    ``--workspace /x``), in one line: the arguments as far as they can be shown (``_shown_arguments``), and what it
+    does take. Not argparse's words, which repeat the values."""
     for word in given:
         if _KEY_SHAPED.fullmatch(word.strip()):
             register_secret(word.strip())
-    shown = plain(" ".join(given), limit=120)
+    shown = plain(_shown_arguments(given), limit=160)
     return (
-        f"kie-mcp was started with arguments it does not take, {shown} ({plain(refused, quoted=False, limit=200)}). "
+        f"kie-mcp was started with arguments it does not take, {shown}. "
         "To serve it takes none, or --sandbox to serve against the built-in KIE simulator (no key, no credits); "
         "serve or stdio may come first. Settings go in the env block (KIE_WORKSPACE for the workspace, KIE_API_KEY "
         "for the key), not in arguments."
     )
+
+
+NOT_SHOWN = "<not shown>"
+_SHOWN_WORD = re.compile(r"[A-Za-z][A-Za-z-]{0,23}")  # letters and dashes: an option's name, a command, "true"
+_SECRET_OPTION = re.compile(r"(?i)key|token|secret|pass|auth|cred|bearer")
+
+
+def _shown_arguments(given: list[str]) -> str:
+    """``given`` as an answer and the log may repeat it: option names and plain words (``--sandbx``, ``mcp``,
+    ``--sandbox=true``); every other value, and any value of an option named like a secret (``--api-key``,
+    ``--token=...``), as ``<not shown>``. A key of any shape given as an argument is never repeated."""
+    shown: list[str] = []
+    secret_next = False
+    for word in given:
+        if secret_next:
+            shown.append(NOT_SHOWN)
+            secret_next = False
+        elif word.startswith("-"):
+            name, given_value, value = word.partition("=")
+            secret = _SECRET_OPTION.search(name) is not None
+            part = name if _SHOWN_WORD.fullmatch(name.lstrip("-")) else NOT_SHOWN
+            if given_value:
+                part += "=" + (value if not secret and _SHOWN_WORD.fullmatch(value) else NOT_SHOWN)
+            else:
+                secret_next = secret
+            shown.append(part)
+        else:
+            shown.append(word if _SHOWN_WORD.fullmatch(word) else NOT_SHOWN)
+    return " ".join(shown)
 
 
 def _serve(*, sandbox: bool, refused: str | None = None) -> int:
