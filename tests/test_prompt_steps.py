@@ -779,3 +779,17 @@ async def test_ugc_video_on_a_model_that_takes_no_images_says_to_describe_the_pr
             {**ARGUMENTS["ugc_video"], "product": f"serum ({PRODUCT_PHOTO})", "model": "kling-2.6/text-to-video"},
         )
     assert f'the product photo "{PRODUCT_PHOTO}" cannot reach the clip' in _step(text, 1), _step(text, 1)
+
+
+@pytest.mark.parametrize(
+    "product",
+    ["Glow serum 30 ml / 1 fl oz", "Glow serum, $19 /month", "Glow serum (see https://acme.example/products/glow)"],
+)
+async def test_ugc_video_never_takes_a_slash_or_a_product_page_for_the_product_photo(connect, product):
+    """The review: "Glow serum 30 ml / 1 fl oz" made the plan say "the product must be the one in the photo "/"" and
+    write images=[..., "/"]; a product page's link was planned as a reference image. Only a workspace path, a kie://
+    or file:// link, or a path or link to a picture's file name is a photo."""
+    async with connect() as client:
+        text = await _render(client, "ugc_video", {**ARGUMENTS["ugc_video"], "product": product})
+    assert "the product photo" not in text.lower() and "in the photo" not in text, text
+    assert '"/"' not in text and '"https://acme.example/products/glow"' not in text, text

@@ -918,18 +918,22 @@ def _reel_start(model: str, photo: str | None = None) -> tuple[str, str]:
 # a picture. Quoted, it may hold spaces.
 _QUOTED = re.compile(r"[\"'`“‘]([^\"'`”’\n]+)[\"'`”’]")
 _PICTURE_NAME = re.compile(r"(?i)\.(?:png|jpe?g|jfif|webp|heic|heif|avif|gif|bmp|tiff?)$")
-_PLACES = ("http://", "https://", "kie://", "file://", "references/", "outputs/", "./", "../", "~/", "/")
+# Where a word names a workspace file or a resource of its own, whatever its name ends in ("references/serum"); any
+# other path or link names a picture only by a picture's file name: "Black / Gold", "$19 /month" or a product page
+# (https://acme.example/products/glow) are no photo.
+_PLACES = ("kie://", "file://", "references/", "outputs/")
 
 
 def _product_photo(product: str) -> str | None:
     """The product photo ``product`` names (ugc_video asks for "a photo's workspace path if there is one"): the
-    first quoted text or word that is a link, a path into references/ or outputs/ (or any path), or a picture's
-    file name, without the punctuation around it. None when it names none: the product is then described in words.
-    The plan asked for the path and never used it, so the product was invented from its name."""
+    first quoted text or word that is a kie:// or file:// link, a path into references/ or outputs/, or a path or
+    link to a picture's file name, without the punctuation around it. None when it names none: the product is then
+    described in words. The plan asked for the path and never used it, so the product was invented from its name."""
     candidates = [*_QUOTED.findall(product), *product.split()]
     for candidate in candidates:
         found = candidate.strip().strip("\"'`“”‘’()[]<>").rstrip(".,;:!?")
-        if found and (found.lower().startswith(_PLACES) or _PICTURE_NAME.search(found)):
+        place = next((start for start in _PLACES if found.lower().startswith(start)), None)
+        if (place is not None and len(found) > len(place)) or _PICTURE_NAME.search(found.split("?")[0]):
             return found
     return None
 
