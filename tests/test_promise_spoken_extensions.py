@@ -99,3 +99,16 @@ async def test_a_script_is_refused_for_an_upgrade_and_a_silent_extension_saying_
     assert silent.is_error and "adds silent video" in text_of(silent) and "stitch_videos" in text_of(silent)
     assert [r["path"] for r in (await controls.get("requests"))["requests"] if "extend" in r["path"]] == []
     assert await requests_to(controls, "/api/v1/veo/get-1080p-video") == []
+
+
+async def test_the_person_asked_to_approve_an_extension_reads_the_words_it_will_speak(connect, controls):
+    """The review: the question shows the prompt's first 93 characters, and the line comes after the scene (a
+    default one of about 100 characters when no prompt is given), so the person approved speech they never read,
+    and an agent that changed the line went unnoticed. The words are said in full (up to 240 characters)."""
+    seen: list[str] = []
+    async with connect(elicitation=answering(seen=seen)) as client:
+        source = await finished(client, VEO)
+        await client.call_tool("continue_video", {"task_id": source, "operation": "extend", "script": LINE})
+    [question] = [text for text in seen if "Veo 3.1" in text and "extend" in text.lower()][-1:]
+    assert f'Spoken: "{LINE}".' in question, question
+    assert len(await requests_to(controls, VEO_EXTEND)) == 1

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import pairwise
 
-from kie_mcp.words import listed
+from kie_mcp.words import listed, plain
 
 from .pricing import usd, usd_text
 from .spec import DialogueSpec, ModelSpec
@@ -226,6 +226,9 @@ def _tally(text: str, atoms: Iterable[tuple[int, int, str]], japanese: bool) -> 
     return Spoken(words=words, chinese=characters, letters=letters, syllables=syllables)
 
 
+SPOKEN_SHOWN = 240  # characters of the script the notes repeat (a confirmation is read, not scrolled)
+
+
 def measure(text: str, japanese: bool | None = None) -> Spoken:
     """How much ``text`` says and how long it takes. ``japanese``: whether its kanji are Japanese (default: whether
     it has kana; a part of a split passes the whole script's answer)."""
@@ -353,7 +356,8 @@ def fit_script(
     sound_on = audio is None and spec.field_for_arg("audio") is not None  # a switch left unset: on for the dialogue
     overlong = _LongScript(spec, script, spoken, alternatives, True if sound_on else audio, price_of)
     dialogue = spec.dialogue or DialogueSpec(source="")  # the default way (built here: models build on use)
-    notes = [f"Script: {spoken.describe()}."]
+    # The words themselves too: the confirmation shows the prompt's start only, and the dialogue comes after the scene
+    notes = [f"Script: {spoken.describe()}.", f"Spoken: {plain(script, limit=SPOKEN_SHOWN)}."]
     durations = allowed_durations(spec)
     fixed = fixed_seconds(spec)  # no duration setting, but a known length (a Veo extension's 7 s): judged against it
     if fixed is not None:
