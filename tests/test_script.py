@@ -197,7 +197,9 @@ REFERENCE = {
 
 async def test_a_script_gets_a_duration_the_requests_rules_allow(connect, controls):
     """REFERENCE_2_VIDEO makes 8 s clips only: a 4-word script is fitted to 8 s there (it was fitted to 4 s, then
-    refused for a duration the caller never set). Where the mode allows 4 s it gets 8 s too, at the same price."""
+    refused for a duration the caller never set), and the quote offers no shorter clip (the review: it said "pass
+    duration=4 for a shorter clip", which that request refuses). Where the mode allows 4 s it gets 8 s too, at the
+    same price, and the shorter clip is offered."""
     async with connect(elicitation=answering()) as client:
         reference = await client.call_tool("estimate_cost", REFERENCE)
         frames = await client.call_tool("estimate_cost", {**REFERENCE, "options": {}})
@@ -205,8 +207,9 @@ async def test_a_script_gets_a_duration_the_requests_rules_allow(connect, contro
     text = text_of(reference)
     assert not reference.is_error, text
     assert "duration=8" in text and "Duration set to 8 s" in text
-    assert "REFERENCE_2_VIDEO" in text and "not allowed" not in text
+    assert "REFERENCE_2_VIDEO" in text and "not allowed" not in text and "pass duration=4" not in text, text
     assert "duration=8" in text_of(frames) and "charges the same for 8 s" in text_of(frames)
+    assert "pass duration=4 for a shorter clip" in text_of(frames)
     assert not made.is_error, text_of(made)
     (create,) = await controls.creates()
     assert create["body"]["duration"] == 8 and create["body"]["generationType"] == "REFERENCE_2_VIDEO"

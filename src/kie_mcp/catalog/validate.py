@@ -66,6 +66,9 @@ class ScriptedRequest:
     why: str | None = None
 
 
+_OFFERED_DURATION = re.compile(r"pass duration=(\d+)")  # the shorter clip a script's duration note offers
+
+
 def build_input(
     spec: ModelSpec,
     *,
@@ -244,6 +247,13 @@ def _fit_script_to_rules(
                 scripted.notes[scripted.duration_note] = (
                     f"Duration set to {duration} s: the script fits in {chosen} s, but this request allows "
                     f"{listed([d for d in scripted.choices if not refusals(d)])} s.{why}"
+                )
+            elif scripted.duration_note is not None and (
+                (offered := _OFFERED_DURATION.search(scripted.notes[scripted.duration_note])) is not None
+                and refusals(int(offered[1]))
+            ):  # a shorter clip the note offers that this request refuses (Veo's REFERENCE_2_VIDEO: 8 s only)
+                scripted.notes[scripted.duration_note] = (
+                    f"Duration set to {duration} s to fit the script, with a breath at the start and end.{why}"
                 )
             return apply_defaults(spec, {**base, target.name: _coerce(target, duration)}), None
     allowed = [d for d in scripted.choices if not refusals(d)]
