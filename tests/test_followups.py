@@ -797,7 +797,8 @@ async def test_an_extension_costs_about_what_a_new_clip_of_its_length_does_as_th
 # -- chains: stitch_videos takes one in order ---------------------------------------------------------------------
 
 
-async def test_stitch_videos_joins_a_chain_of_extensions_in_order(connect, controls):
+@pytest.mark.parametrize("mode", ["auto"])  # joins by ffmpeg, local work: once (the era is test_protocol's)
+async def test_stitch_videos_joins_a_chain_of_extensions_in_order(connect, controls, mode):
     async with connect(elicitation=answering()) as client:
         source = await finished(client, RUNWAY)
         first = await client.call_tool(
@@ -919,8 +920,9 @@ async def test_a_chained_join_leaving_out_a_paid_upgrade_gives_the_list_that_joi
     assert "Joined 2 clip(s)" in text_of(advised)
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # joins by ffmpeg, local work: once (the era is test_protocol's)
 async def test_stitch_videos_refuses_two_chains_sharing_a_clip_and_an_upgrade_beside_an_extension_holding_it(
-    connect, controls
+    connect, controls, mode
 ):
     """The audit: chain=true with two links of one chain played its first clip twice (A, A, E1, E2), and the 4K
     version of a clip beside that clip's Veo extension (which holds the clip) played it twice too. Both are
@@ -965,7 +967,8 @@ async def grok_chain(client: Any) -> tuple[str, str, str]:
     return links[0], links[1], links[2]
 
 
-async def test_a_clip_given_by_its_saved_path_counts_as_that_clip_in_a_join(connect, controls):
+@pytest.mark.parametrize("mode", ["auto"])  # joins by ffmpeg, local work: once (the era is test_protocol's)
+async def test_a_clip_given_by_its_saved_path_counts_as_that_clip_in_a_join(connect, controls, mode):
     """The review: stitch_videos(clips=[<saved path of S>, E1]), E1 a Grok extension of S holding only its new
     part, said S "is not before it" and advised lists that played S twice (18 s for a 12 s chain); and
     clips=[V, <saved path of E1>] said nothing of the missing S. A saved path is judged as its task: the first join

@@ -407,7 +407,8 @@ async def test_a_small_jpeg_lacking_its_end_marker_is_sent_upscaled_as_it_was_ju
     assert sent.size == (1080, 1080)
 
 
-async def test_a_large_tiff_cut_short_is_refused_though_above_the_full_decode_size(connect, controls, tmp_path):
+@pytest.mark.parametrize("mode", ["auto"])  # a 16-megapixel decode: once (the era is test_protocol's)
+async def test_a_large_tiff_cut_short_is_refused_though_above_the_full_decode_size(connect, controls, tmp_path, mode):
     """The review: above 16 megapixels only a picture's structure is checked, and Pillow checks none for TIFF (or
     BMP): one cut in half was priced. Those formats are decoded whatever their size."""
     buffer = io.BytesIO()

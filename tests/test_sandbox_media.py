@@ -151,7 +151,8 @@ async def continued(client: Any, task_id: str, operation: str, workspace: Path) 
     return task["task_id"], [workspace / name for name in task["files"]]
 
 
-async def test_a_sandbox_veo_extension_s_whole_video_is_its_source_then_the_new_part(connect, tmp_path, ffmpeg):
+@pytest.mark.parametrize("mode", ["auto"])  # ffmpeg's local work: once (the era is test_protocol's)
+async def test_a_sandbox_veo_extension_s_whole_video_is_its_source_then_the_new_part(connect, tmp_path, ffmpeg, mode):
     """KIE's extended Veo task links the whole video (fullResultUrls, saved first) beside the new part; Veo 3.1 adds
     7 s. A rehearsal that checks a saved extension's length, or what a join of it will last, must see 8 + 7 s, and
     an extension of that extension 8 + 7 + 7 s, each with Veo's sound."""
