@@ -520,11 +520,11 @@ def test_a_refused_aspect_ratio_never_suggests_the_other_orientation(model_id):
     field = CATALOG.get(model_id).field_for_arg("aspect_ratio")
     if field.type != "enum":
         return
-    shapes = {value: validate._shape(value) for value in field.values}
+    shapes = {value: validate.shape_ratio(value) for value in field.values}
     for asked in RATIOS:
         if asked in field.values or asked == "1:1":
             continue
-        tall = validate._shape(asked) < 1
+        tall = validate.shape_ratio(asked) < 1
         nearest = validate._nearest(asked, field.values)
         flipped = [v for v, shape in shapes.items() if shape and shape != 1 and (shape < 1) != tall]
         if set(shapes.values()) - {None, *(shapes[v] for v in flipped)}:  # its own orientation, or square, exists

@@ -13,7 +13,7 @@ import pytest
 
 from kie_mcp.catalog import InvalidRequest, ModelSpec, build_input, check_input, load_catalog, price_input
 from kie_mcp.catalog.pricing import TYPICAL_CLIP_SECONDS, _allows, typical_prices
-from kie_mcp.catalog.validate import _matches
+from kie_mcp.catalog.validate import when_matches
 
 from .conftest import answering, text_of
 
@@ -106,7 +106,7 @@ def billed_by_input_length(spec: ModelSpec, wire: dict[str, Any]) -> bool:
     table = spec.price
     if table is None or table.unit != "second":
         return False
-    rate = next((rate for rate in table.rates if _matches(rate.when, wire)), None)
+    rate = next((rate for rate in table.rates if when_matches(rate.when, wire)), None)
     return table.seconds_field not in spec.fields or bool(rate and rate.input_seconds)
 
 

@@ -505,6 +505,34 @@ async def test_subscribers_to_the_task_list_hear_when_a_create_a_stopped_server_
     assert listed["unknown_creates_total"] == 1
 
 
+async def test_subscribers_to_the_task_list_hear_of_creates_a_stopped_server_left_being_sent_when_this_one_starts(
+    connect, mode, tmp_path
+):
+    """A create an earlier server was sending when it stopped becomes unknown as this server starts (its start-up
+    rescan, not the follower's minute); a client that subscribes to ``kie://tasks`` before asking anything hears
+    of it."""
+    import os
+
+    from kie_mcp.journal import Journal
+    from kie_mcp.processes import HOST
+
+    if mode != "auto":
+        pytest.skip("subscriptions/listen is the 2026-07-28 way to subscribe to a resource")
+    journal = Journal.for_workspace(tmp_path)
+    attempt = dict(model="nano-banana-2", family="market", approved_by="quote", quote_id=None, prompt="p")
+    begun = journal.begin_attempt(**attempt, params={}, credits_quoted=8, session=None)
+    earlier_run = f"{HOST}-{os.getpid()}-earlier"  # this process id, another run: a process that is gone
+    journal.execute("UPDATE attempts SET owner = ? WHERE attempt_id = ?", earlier_run, begun)
+    journal.close()
+    async with connect() as client:
+        async with client.listen(resource_subscriptions=["kie://tasks"]) as subscription:
+            with anyio.fail_after(10):
+                event = await anext(aiter(subscription))
+        listed = json.loads((await client.read_resource("kie://tasks")).contents[0].text)
+    assert getattr(event, "uri", None) == "kie://tasks"
+    assert listed["unknown_creates_total"] == 1
+
+
 async def test_a_handshake_client_gets_a_log_message_when_a_task_ends(settings, transport, controls, tmp_path):
     from kie_mcp.server import create_server
 

@@ -36,7 +36,7 @@ from kie_mcp.catalog.live import (
     spec_from_live,
     stricter_problems,
 )
-from kie_mcp.catalog.validate import _matches
+from kie_mcp.catalog.validate import when_matches
 from kie_mcp.cli import _catalog_sync, main
 from kie_mcp.config import sandbox_area
 from kie_mcp.journal import Journal
@@ -400,7 +400,7 @@ def wire_for(spec: Any, rate: Any) -> dict[str, Any] | None:
     wire = {**apply_defaults(spec, {}), **{k: v[0] if isinstance(v, list) else v for k, v in rate.when.items()}}
     if any("#" in k for k in rate.when):
         return None
-    first = next((r for r in spec.price.rates if _matches(r.when, wire)), None)
+    first = next((r for r in spec.price.rates if when_matches(r.when, wire)), None)
     return wire if first is rate and price_input(spec, wire).known else None
 
 

@@ -27,7 +27,7 @@ from kie_mcp import generation as gen
 from kie_mcp.catalog import InvalidRequest, ModelSpec, Problem
 from kie_mcp.catalog.registry import AmbiguousModelError, UnknownModelError, WithdrawnModelError
 from kie_mcp.catalog.spec import FieldSpec, Operation
-from kie_mcp.catalog.validate import _matches
+from kie_mcp.catalog.validate import when_matches
 from kie_mcp.kie import FAMILIES, KieError, TaskStatus
 from kie_mcp.kie.client import NoTaskRecord
 from kie_mcp.kie.envelope import loads_or_none
@@ -328,7 +328,7 @@ def check_source(rt: Runtime, source: TaskRecord, spec: ModelSpec, facts: dict[s
             )
     for rule in follow.refuse:
         later = [c for c in children(rt, source) if c.model in rule.after and c.state != "failed"]
-        if (rule.after and later) or (rule.when and _matches(rule.when, facts)):
+        if (rule.after and later) or (rule.when and when_matches(rule.when, facts)):
             raise refused(f"task {tid}: {rule.message}", "operation")
 
 

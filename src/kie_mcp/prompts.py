@@ -19,6 +19,7 @@ from mcp.server import MCPServer
 from mcp.types import INVALID_PARAMS
 from pydantic import Field
 
+from kie_mcp.media.sniff import PICTURE_EXTENSIONS
 from kie_mcp.words import plain
 
 if TYPE_CHECKING:
@@ -917,7 +918,6 @@ def _reel_start(model: str, photo: str | None = None) -> tuple[str, str]:
 # A product photo in ugc_video's product argument: a link, or a path into the workspace's folders, or a file name of
 # a picture. Quoted, it may hold spaces.
 _QUOTED = re.compile(r"[\"'`“‘]([^\"'`”’\n]+)[\"'`”’]")
-_PICTURE_NAME = re.compile(r"(?i)\.(?:png|jpe?g|jfif|webp|heic|heif|avif|gif|bmp|tiff?)$")
 # Where a word names a workspace file or a resource of its own, whatever its name ends in ("references/serum"); any
 # other path or link names a picture only by a picture's file name: "Black / Gold", "$19 /month" or a product page
 # (https://acme.example/products/glow) are no photo.
@@ -933,9 +933,15 @@ def _product_photo(product: str) -> str | None:
     for candidate in candidates:
         found = candidate.strip().strip("\"'`“”‘’()[]<>").rstrip(".,;:!?")
         place = next((start for start in _PLACES if found.lower().startswith(start)), None)
-        if (place is not None and len(found) > len(place)) or _PICTURE_NAME.search(found.split("?")[0]):
+        if (place is not None and len(found) > len(place)) or _names_picture(found):
             return found
     return None
+
+
+def _names_picture(found: str) -> bool:
+    """Whether a path or link ends in a picture's file name (the extensions ``media.sniff`` knows images by)."""
+    name = found.split("?", maxsplit=1)[0]
+    return "." in name and name.rsplit(".", 1)[1].lower() in PICTURE_EXTENSIONS
 
 
 def _reference_pair(spec: ModelSpec) -> bool:

@@ -47,7 +47,7 @@ from kie_mcp.words import parse_timestamp, plain, timestamp
 from . import openapi
 from .pricing import ItemPrice, price_input
 from .spec import FieldSpec, ModelSpec, PriceSpec, Rate, Scalar, Source
-from .validate import Problem, _matches
+from .validate import Problem, when_matches
 
 if TYPE_CHECKING:
     from kie_mcp.kie import KieClient
@@ -640,7 +640,7 @@ def live_price_input(
     for a rate with no ``feed``, it is exactly ``price_input``. Extra arguments go to ``price_input`` unchanged."""
     base = price_input(spec, wire, *args, **kwargs)
     table = spec.price
-    rate = None if table is None else next((r for r in table.rates if _matches(r.when, wire)), None)
+    rate = None if table is None else next((r for r in table.rates if when_matches(r.when, wire)), None)
     if table is not None and rate is None and not base.known and (over := _counts_over_one(table, wire)):
         asked = ", ".join(f"{name}={plain(wire[name], quoted=False)}" for name in over)
         breakdown = (
@@ -686,7 +686,7 @@ def _counts_over_one(table: PriceSpec, wire: Mapping[str, Any]) -> list[str]:
     return [
         name
         for name in sorted(guarded)
-        if not _matches({name: [1, 1.0]}, wire) and not _matches({f"{name}#count": 0}, wire)
+        if not when_matches({name: [1, 1.0]}, wire) and not when_matches({f"{name}#count": 0}, wire)
     ]
 
 

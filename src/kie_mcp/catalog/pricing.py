@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from kie_mcp.words import plain
 
 from .spec import FieldSpec, ModelSpec, Rate
-from .validate import _check_value, _coerce, _matches, _place_images, apply_defaults, argument_name
+from .validate import _check_value, _coerce, _place_images, apply_defaults, argument_name, when_matches
 
 # An ``input_seconds`` label ending so ("the reference videos plus the output") bills the measured input's seconds
 # plus the request's own output seconds (``seconds_field``).
@@ -72,7 +72,7 @@ def billed_input(spec: ModelSpec, rate: Rate) -> str | None:
 def input_to_measure(spec: ModelSpec, wire: Mapping[str, Any]) -> str | None:
     """The input whose length prices this request: ``billed_input`` of the rate ``price_input`` would use."""
     table = spec.price
-    rate = None if table is None else next((r for r in table.rates if _matches(r.when, wire)), None)
+    rate = None if table is None else next((r for r in table.rates if when_matches(r.when, wire)), None)
     return None if rate is None else billed_input(spec, rate)
 
 
@@ -88,7 +88,7 @@ def price_input(spec: ModelSpec, wire: Mapping[str, Any], measured: Mapping[str,
         return ItemPrice(known=False, credits=None, unit="task", breakdown=f"No price on file for {spec.id}.")
     source = spec.source_of(table.source)
     for rate in table.rates:
-        if not _matches(rate.when, wire):
+        if not when_matches(rate.when, wire):
             continue
         condition = _condition(spec, rate, wire)
         if table.unit == "second":
@@ -293,7 +293,7 @@ def _typical(
     if not price.known or price.credits is None:
         return None
     assert spec.price is not None
-    rate = next(r for r in spec.price.rates if _matches(r.when, wire))
+    rate = next(r for r in spec.price.rates if when_matches(r.when, wire))
     length = spec.field_for_arg("duration")
     shown = Rate(when={k: v for k, v in rate.when.items() if length is None or k != length.name}, credits=rate.credits)
     named = any(not key.endswith("#count") for key in shown.when)  # an input count alone is no setting to name

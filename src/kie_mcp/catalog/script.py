@@ -314,9 +314,22 @@ def _seconds(value: object) -> float | None:
         return None
 
 
+def _shortest_with_breath(durations: list[int], seconds: float) -> int | None:
+    """The shortest duration that says the script with a breath at the start and end, if any."""
+    return next((d for d in durations if d >= seconds + BREATH_SECONDS - 1e-9), None)
+
+
+def _shorter_offer(spec: ModelSpec, durations: list[int], seconds: float, chosen: int) -> int | None:
+    """The shorter clip that fits the script too, which the note offers when ``chosen`` costs the same as it."""
+    shortest = _shortest_with_breath(durations, seconds)
+    if fixed_seconds(spec) is not None or shortest is None or chosen <= shortest:
+        return None
+    return shortest
+
+
 def _duration_note(spec: ModelSpec, durations: list[int], seconds: float, chosen: int) -> str:
     """Why the script got ``chosen`` seconds: it fits with a breath, costs the same as a shorter fit, or is tight."""
-    shortest = next((d for d in durations if d >= seconds + BREATH_SECONDS - 1e-9), None)
+    shortest = _shortest_with_breath(durations, seconds)
     if fixed_seconds(spec) is not None:  # no setting: the script fits the length the model makes, or fits it tight
         room = "with a breath at the start and end" if shortest is not None else "with little room for a breath"
         return f"The script fits what {spec.title} adds (about {chosen} s), {room}."
@@ -325,10 +338,10 @@ def _duration_note(spec: ModelSpec, durations: list[int], seconds: float, chosen
             f"Duration set to {chosen} s to fit the script, with little room for a breath at the start and end: a "
             "slightly shorter script reads more naturally."
         )
-    if chosen > shortest:
+    if (offered := _shorter_offer(spec, durations, seconds, chosen)) is not None:
         return (
-            f"Duration set to {chosen} s to fit the script: {shortest} s would fit it too, and {spec.title} "
-            f"charges the same for {chosen} s, so the line has room (pass duration={shortest} for a shorter clip)."
+            f"Duration set to {chosen} s to fit the script: {offered} s would fit it too, and {spec.title} "
+            f"charges the same for {chosen} s, so the line has room (pass duration={offered} for a shorter clip)."
         )
     return f"Duration set to {chosen} s to fit the script, with a breath at the start and end."
 
@@ -365,6 +378,7 @@ def fit_script(
     chosen = duration
     candidates: list[int] = []  # when the script chooses: the durations that suit it, best first (rules pick)
     duration_note: int | None = None
+    offered: int | None = None  # the shorter clip the duration note offers ("pass duration=N")
     if durations:
         fitting = suited_durations(spec, durations, needed)
         if duration is not None:
@@ -373,6 +387,7 @@ def fit_script(
         elif fitting:
             chosen, candidates, duration_note = fitting[0], fitting, len(notes)
             notes.append(_duration_note(spec, durations, needed, chosen))
+            offered = _shorter_offer(spec, durations, needed, chosen)
         elif dialogue.overflow == "warn":
             chosen, candidates = durations[-1], [durations[-1]]
             notes.append(_warning(overlong, chosen, durations))
@@ -383,7 +398,7 @@ def fit_script(
     if too_long_to_say and not any("may cut" in n for n in notes):
         notes.append(_warning(overlong, chosen, durations))
     if fixed is not None:  # judged against the length the model makes; there is no setting to send it in
-        chosen, candidates, duration_note = duration, [], None  # a duration given is the request's to refuse
+        chosen, candidates, duration_note, offered = duration, [], None, None  # a duration given: the request's
     if sound_on:
         audio = True
         notes.append("Sound turned on for the dialogue.")
@@ -399,6 +414,7 @@ def fit_script(
         durations=tuple(candidates),
         choices=tuple(durations),
         duration_note=duration_note,
+        offered_duration=offered,
         defaults=dialogue.set_default,
         why=dialogue.set_default_note,
     )

@@ -62,11 +62,9 @@ class ScriptedRequest:
     durations: tuple[int, ...] = ()
     choices: tuple[int, ...] = ()
     duration_note: int | None = None
+    offered_duration: int | None = None  # the shorter clip the duration note offers, to reword if refused
     defaults: Mapping[str, Scalar] = dataclass_field(default_factory=dict)
     why: str | None = None
-
-
-_OFFERED_DURATION = re.compile(r"pass duration=(\d+)")  # the shorter clip a script's duration note offers
 
 
 def build_input(
@@ -201,14 +199,14 @@ def apply_defaults(spec: ModelSpec, wire: Mapping[str, Any]) -> dict[str, Any]:
     """Fill what the model defaults when a field is omitted: rule-chosen defaults, field defaults, forced values."""
     out = dict(wire)
     for rule in spec.rules:
-        if _matches(rule.when, out):
+        if when_matches(rule.when, out):
             for name, value in rule.set_default.items():
                 out.setdefault(name, value)
     for field in spec.fields.values():
         if field.name not in out and field.default is not None:
             out[field.name] = field.default
     for rule in spec.rules:
-        if _matches(rule.when, out):
+        if when_matches(rule.when, out):
             out.update(rule.force)
     return out
 
@@ -239,7 +237,7 @@ def _fit_script_to_rules(
     why = "".join(  # the rules limiting the duration of this request, in their own words
         f" {rule.message}"
         for rule in spec.rules
-        if rule.message and target.name in rule.allow and _matches(rule.when, wire)
+        if rule.message and target.name in rule.allow and when_matches(rule.when, wire)
     )
     for rank, duration in enumerate(scripted.durations):
         if not refusals(duration):
@@ -248,9 +246,10 @@ def _fit_script_to_rules(
                     f"Duration set to {duration} s: the script fits in {chosen} s, but this request allows "
                     f"{listed([d for d in scripted.choices if not refusals(d)])} s.{why}"
                 )
-            elif scripted.duration_note is not None and (
-                (offered := _OFFERED_DURATION.search(scripted.notes[scripted.duration_note])) is not None
-                and refusals(int(offered[1]))
+            elif (
+                scripted.duration_note is not None
+                and scripted.offered_duration is not None
+                and refusals(scripted.offered_duration)
             ):  # a shorter clip the note offers that this request refuses (Veo's REFERENCE_2_VIDEO: 8 s only)
                 scripted.notes[scripted.duration_note] = (
                     f"Duration set to {duration} s to fit the script, with a breath at the start and end.{why}"
@@ -283,7 +282,7 @@ def _overridden(
     silently replaced, because the forced value is what KIE makes and bills. ``unsure``: as in ``_checked``."""
     problems: list[Problem] = []
     for rule in spec.rules:
-        if not rule.force or _reads(rule.when, unsure) or not _matches(rule.when, wire):
+        if not rule.force or _reads(rule.when, unsure) or not when_matches(rule.when, wire):
             continue
         why = f" {rule.message}" if rule.message else ""
         for name, value in rule.force.items():
@@ -317,7 +316,7 @@ def _checked(spec: ModelSpec, wire: Mapping[str, Any], unsure: Collection[str] =
         if field.required and field.name not in unsure and _absent(wire.get(field.name)):
             problems.append(Problem(field.name, _missing(spec, field)))
     for rule in spec.rules:
-        if not _reads(rule.when, unsure) and _matches(rule.when, wire):
+        if not _reads(rule.when, unsure) and when_matches(rule.when, wire):
             problems += [p for p in _check_rule(rule, wire) if p.field not in unsure]
     return problems
 
@@ -538,8 +537,8 @@ def _nearest(value: Any, allowed: Sequence[Scalar]) -> Scalar | None:
             return min(numeric, key=lambda v: abs(float(v) - value))
     # A shape (9:16, 4:5, portrait_16_9) is nearest by its proportions, never by its spelling: 9:16 on a model
     # offering 1:1, 3:2 and 2:3 is nearest 2:3, not 1:1 (which the text of "9:16" resembles more).
-    wanted = _shape(value)
-    shapes = {v: shape for v in allowed if (shape := _shape(v)) is not None}
+    wanted = shape_ratio(value)
+    shapes = {v: shape for v in allowed if (shape := shape_ratio(v)) is not None}
     if wanted is not None and shapes:
         return min(shapes, key=lambda v: abs(math.log(shapes[v] / wanted)))
     text = str(value).lower()
@@ -554,7 +553,7 @@ _RATIO = re.compile(r"\s*(\d+(?:\.\d+)?)\s*[:x/]\s*(\d+(?:\.\d+)?)\s*")
 _NAMED_SHAPE = re.compile(r"(portrait|landscape)_(\d+)_(\d+)")
 
 
-def _shape(value: Any) -> float | None:
+def shape_ratio(value: Any) -> float | None:
     """Width over height of an aspect ratio value: ``16:9``, ``1024x768``, KIE's named sizes (``portrait_4_3`` is
     3:4, ``square_hd`` 1:1); None for anything else (``auto``, a number)."""
     if not isinstance(value, str):
@@ -578,7 +577,9 @@ def _shape(value: Any) -> float | None:
 # -- rules --------------------------------------------------------------------------------
 
 
-def _matches(when: Mapping[str, Any], wire: Mapping[str, Any]) -> bool:
+def when_matches(when: Mapping[str, Any], wire: Mapping[str, Any]) -> bool:
+    """Whether a catalogue ``when`` table (a rule's, a price rate's, a frames table's) holds for ``wire``: each key
+    is one of the listed values (``name#count``: how many items ``name`` holds)."""
     for key, expected in when.items():
         actual = _count(wire, key[:-6]) if key.endswith("#count") else wire.get(key)
         options = expected if isinstance(expected, list) else [expected]

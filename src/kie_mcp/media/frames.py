@@ -14,7 +14,7 @@ import math
 from typing import Any
 
 from kie_mcp.catalog import ModelSpec
-from kie_mcp.catalog.validate import _matches, _shape
+from kie_mcp.catalog.validate import shape_ratio, when_matches
 from kie_mcp.redact import redact_secrets
 
 from .inputs import LocalFile, still_hashed
@@ -35,10 +35,10 @@ def frame_notes(spec: ModelSpec, wire: dict[str, Any], files: dict[str, LocalFil
     (a JPEG's EXIF is read to know which way up it is shown)."""
     frames = spec.frames
     field = spec.field_for_arg("aspect_ratio")
-    if frames is None or field is None or not _matches(frames.when, wire):
+    if frames is None or field is None or not when_matches(frames.when, wire):
         return []
     sent = wire.get(field.name)
-    clip = _shape(sent) if sent is not None else None
+    clip = shape_ratio(sent) if sent is not None else None
     if sent is not None and clip is None:
         return []
     values = [value for name in frames.fields for value in _values(wire.get(name))]
@@ -83,8 +83,8 @@ def _differs(frame: float, clip: float | None) -> bool:
 
 
 def _shape_name(ratio: float) -> str:
-    named = min(NAMED_SHAPES, key=lambda name: abs(math.log(ratio / (_shape(name) or 1.0))))
-    if abs(math.log(ratio / (_shape(named) or 1.0))) <= math.log(1.02):
+    named = min(NAMED_SHAPES, key=lambda name: abs(math.log(ratio / (shape_ratio(name) or 1.0))))
+    if abs(math.log(ratio / (shape_ratio(named) or 1.0))) <= math.log(1.02):
         return named
     return f"{round(ratio, 2):g}:1" if ratio >= 1 else f"1:{round(1 / ratio, 2):g}"  # 30:1, 1.85:1, 1:2.5
 

@@ -73,7 +73,7 @@ import httpx2
 
 from kie_mcp.catalog import ModelSpec, Problem
 from kie_mcp.catalog.spec import MediaLimits
-from kie_mcp.catalog.validate import _matches
+from kie_mcp.catalog.validate import when_matches
 from kie_mcp.journal import Journal
 from kie_mcp.kie import KieClient, KieError, RefusedHereError
 from kie_mcp.redact import SecretWatch, bytes_hold_secret, redact_secrets, secrets_version
@@ -724,7 +724,7 @@ def length_bounds(spec: ModelSpec, wire: Mapping[str, Any], name: str) -> Length
         return None
     low, high, total, settings = media.min_seconds, media.max_seconds, media.total_seconds, []
     for rule in media.lengths:
-        if _matches(rule.when, wire):
+        if when_matches(rule.when, wire):
             low = rule.min_seconds if rule.min_seconds is not None else low
             high = rule.max_seconds if rule.max_seconds is not None else high
             total = rule.total_seconds if rule.total_seconds is not None else total

@@ -72,6 +72,9 @@ AAC = _media("audio", "audio/aac", "aac", "AAC audio", "aac")
 OGG = _media("audio", "audio/ogg", "ogg", "Ogg audio", "ogg", "oga", "opus")
 FLAC = _media("audio", "audio/flac", "flac", "FLAC audio", "flac")
 
+IMAGES = (JPEG, PNG, WEBP, GIF, BMP, TIFF, HEIC, HEIF, AVIF)
+PICTURE_EXTENSIONS = frozenset(extension for media in IMAGES for extension in media.extensions)
+
 # ISO base media (ftyp) brands. Anything else with an ftyp box is treated as a plain MP4.
 _AVIF_BRANDS = {b"avif", b"avis"}
 _HEIC_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs"}
