@@ -122,6 +122,7 @@ async def test_key_echoed_by_kie_in_a_create_error_never_reaches_the_agent(setti
 
 async def test_key_echoed_by_kie_in_a_status_error_never_reaches_the_agent(settings, mode, caplog, tmp_path):
     async def scenario(echo: Echo) -> str:
+        await echo.controls.post("clock/speed", {"speed": 0})  # the task runs until asked: never saved before it
         await echo.call("generate_image", {"prompt": "an apple", "wait_seconds": 0})
         assert echo.task_ids
         await echo.controls.fault("status", kind="code", code=401, echo_auth=True, times=-1)
