@@ -49,7 +49,7 @@ from kie_mcp.media.inputs import (
 )
 from kie_mcp.media.results import LINKS_STILL_WORK, describe, save_results
 from kie_mcp.processes import owner_gone
-from kie_mcp.redact import redact
+from kie_mcp.redact import redact, redact_secrets
 from kie_mcp.runtime import Runtime
 from kie_mcp.spend import (
     Approval,
@@ -75,7 +75,7 @@ from kie_mcp.spend.quotes import CHARGED_HERE, AskedInputs, seen_charging, stale
 from kie_mcp.stopping import CREATES
 from kie_mcp.tasks import TaskRecord
 from kie_mcp.tasks.records import answer_not_recorded
-from kie_mcp.words import plain, shortened, timestamp
+from kie_mcp.words import cut_point, plain, shortened, timestamp
 
 log = logging.getLogger(__name__)
 
@@ -1118,16 +1118,59 @@ INPUTS_NAMED = 4  # input files the confirmation text names; the rest are counte
 
 def settings_text(p: Plan) -> str:
     """``settings_shown`` in words, JSON values, and the input files by name (as the call wrote them: a path or a
-    link), so a person asked to approve sees which pictures are sent, not only how many."""
+    link, its file name whole: ``input_text``), so a person asked to approve sees which pictures are sent, not only
+    how many. The estimate, the confirmation form and the confirmation to approve in the chat all say it."""
     shown = [f"{name}={_setting_text(value)}" for name, value in settings_shown(p)]
     inputs = [v for k, v in p.wire.items() if p.spec.fields[k].is_media for v in ([v] if isinstance(v, str) else v)]
     if inputs:
-        named = [plain(value) for value in inputs[:INPUTS_NAMED]]
+        named = [input_text(value) for value in inputs[:INPUTS_NAMED]]
         if len(inputs) > INPUTS_NAMED:
             named.append(f"and {len(inputs) - INPUTS_NAMED} more")
         files = "1 input file" if len(inputs) == 1 else f"{len(inputs)} input files"
         shown.append(f"{files}: {'; '.join(named)}")
     return "Settings: " + (", ".join(shown) if shown else "defaults")
+
+
+INPUT_SHOWN = 160  # characters of an input file's path or link a confirmation shows at most (about: see input_text)
+FOLDERS_SHOWN = 12  # of them, the fewest left for its folders when its file name is long
+CUT = "\u2026"  # where a path is cut: one character (…), never read as a folder named "..."
+EXTENSION = 16  # the longest extension a long file name keeps when it is cut
+
+
+def input_text(value: str) -> str:
+    """An input file (a path or a link, as the call wrote it) as a confirmation names it: as JSON shows text
+    (``plain``'s quotes and escapes), whole up to ``INPUT_SHOWN`` characters. A longer one keeps its file name whole
+    and is cut in the middle of its folders (``"references/clients/…/approved/passport-scan-private.png"``); a file
+    name too long for that is cut in its middle, keeping its extension. The person approving sees which file is sent,
+    never a folder prefix two files share. The API key is redacted before anything is cut, so no piece of it shows."""
+    text = redact_secrets(value)
+    if len(text) > INPUT_SHOWN:
+        split = max(text.rfind("/"), text.rfind("\\")) + 1
+        folders, name, separator = text[:split], text[split:], text[split - 1 : split] or "/"
+        if len(name) > INPUT_SHOWN - FOLDERS_SHOWN:
+            dot = name.rfind(".", 1)
+            extension = name[dot:] if dot > 0 and len(name) - dot <= EXTENSION else ""
+            stem = name[: len(name) - len(extension)]
+            name = _middle_cut(stem, INPUT_SHOWN - FOLDERS_SHOWN - len(extension)) + extension
+        text = _middle_cut(folders, INPUT_SHOWN - len(name), at=separator) + name
+    return plain(text, limit=len(text) * 12 + 2)  # never cut by plain: what it adds is its quotes and escapes
+
+
+def _middle_cut(text: str, limit: int, *, at: str = "") -> str:
+    """``text`` in about ``limit`` characters, its start and its end kept with ``CUT`` between them, never splitting a
+    character as a reader sees it (``cut_point``); with ``at`` (a path's separator), cut at a folder's edge where that
+    keeps at least half of each side."""
+    if len(text) <= limit:
+        return text
+    keep = max(limit - 1, 2)
+    head = text[: cut_point(text, keep // 2)]
+    tail = text[cut_point(text, len(text) - (keep - keep // 2)) :]
+    if at:
+        end = head.rfind(at)
+        head = head[: end + 1] if end >= len(head) // 2 else head
+        start = tail.find(at, 0, len(tail) - 1)
+        tail = tail[start:] if 0 <= start < len(tail) // 2 else tail
+    return head + CUT + tail
 
 
 FORM_REFUSED = (
@@ -1169,7 +1212,9 @@ def confirmation_required(
                 f"approves it too: pass quote_id='{earlier}' instead."
             )
     costs = f"This request costs {cost}: {quote.breakdown.rstrip('.')}.{f' {seen}' if seen else ''}"
-    message = f"{lead}Nothing was spent. {costs} {next_step}{notes}"
+    # What is approved, as the estimate and the form say it: on a client without forms this is the only confirmation
+    # the person reads, so it names the settings and the input files that would go to KIE's public file host.
+    message = f"{lead}Nothing was spent. {costs} {settings_text(p)}. {next_step}{notes}"
     result = GenerationResult(status=status, message=message, model=p.spec.id, quote=quote, sandbox=rt.settings.sandbox)
     result._why = why
     return result
