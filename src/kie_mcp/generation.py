@@ -1,4 +1,5 @@
-"""The request path, in order: validate -> price -> check caps and balance -> decide -> submit -> follow.
+"""The request path, in order: validate -> price -> check caps and balance -> decide -> reserve -> upload -> submit
+-> follow.
 
 ``plan`` and ``decide_approval`` run before the user is asked anything; ``execute`` runs only after
 the gate has an answer. Nothing here knows about MCP: progress goes out through a callback.
@@ -61,6 +62,7 @@ from kie_mcp.spend import (
     Quote,
     QuoteError,
     Replay,
+    Reservation,
     SpendRefused,
     check_balance,
     check_caps,
@@ -1265,13 +1267,18 @@ async def execute(
 async def _spend(
     rt: Runtime, p: Plan, decision: Approved, *, tool: str, wait_seconds: float, progress: Progress
 ) -> GenerationResult:
-    """Upload, reserve, create and follow: the spend of an approval ``execute`` used."""
+    """Reserve, upload, create and follow: the spend of an approval ``execute`` used."""
     used = decision.quote_id
     kie = rt.require_kie()
-    doing = "this request's input files were being uploaded"  # what a workspace that cannot be written stopped
+    held: Reservation | None = None
+    doing = "its credits were being reserved"  # what a workspace that cannot be written stopped
     try:
-        # Input files go up before anything is reserved: an upload spends nothing, and a call cancelled (or a
-        # process killed) while one is under way must leave no reservation behind that no task will ever settle.
+        # Reserved before any input file goes up, in a transaction that re-checks the caps (parallel calls cannot
+        # overrun them): a request the caps refuse has published nothing on KIE's file host. With local files, the
+        # reservation is held while they go up: given back when an upload fails or the call is cut off (nothing was
+        # sent), and one a killed process left is released at the next look at the ledger (``Ledger.spent_today``).
+        held = await rt.journal.off_loop_when_locked(functools.partial(_reserve, rt, p, used, held=bool(p.files)))
+        doing = "this request's input files were being uploaded"
         try:
             wire, upload_notes = await upload_local_files(kie, p.spec, p.wire, p.files, rt.journal)
         except RefusedHereError as err:  # kie-mcp's own refusal (a changed file): it says so, and nothing was sent
@@ -1289,27 +1296,17 @@ async def _spend(
                 if err.next_step.startswith(UPLOAD_FAILED)  # the upload's own words say nothing was charged
                 else "Nothing was spent. " + err.next_step,
             ) from err
-        # Re-checks the caps in a transaction, so parallel calls cannot overrun; an unknown price reserves the most
-        # it can cost. From here to each create's attempt in the journal nothing waits, so nothing can cut in between
-        # (a journal another writer holds is waited for in a worker thread, shielded: the reservation, once written,
-        # is followed by its attempts before anything else runs here).
+        # The held reservation becomes the request's. From here to each create's attempt in the journal nothing
+        # waits, so nothing can cut in between (a journal another writer holds is waited for in a worker thread,
+        # shielded: the reservation, once kept, is followed by its attempts before anything else runs here).
         doing = "its credits were being reserved"
-        booked = await rt.journal.off_loop_when_locked(
-            functools.partial(
-                rt.ledger.reserve,
-                p.counted,
-                used,
-                max_credits=p.max_credits,
-                most=p.most,
-                most_why=p.most_why,
-                least=p.least,
-                listed=p.listed,
-            )
-        )
+        booked = await rt.journal.off_loop_when_locked(functools.partial(_kept, rt, p, held, used))
     except (sqlite3.Error, OSError) as err:  # a full disk while the inputs went up: nothing was sent
+        rt.ledger.release(held)
         _give_back(rt, used)
         raise JournalUnavailable(unwritten_before_create(err, doing, tool, used, decision.by)) from err
     except BaseException:  # cut off, an upload failed or a cap refused: nothing was sent, the approval stays good
+        rt.ledger.release(held)
         _give_back(rt, used)
         raise
     p = replace(p, reserved_on=booked.day)
@@ -1387,6 +1384,35 @@ async def _spend(
         raise
     result._attempts = attempts  # answered once the tool hands the answer over (``delivered``)
     return result
+
+
+def _reserve(rt: Runtime, p: Plan, quote_id: str | None, *, held: bool = False) -> Reservation:
+    """``p`` counted against the caps now (``Ledger.reserve``; raises ``SpendRefused``): ``held`` while its input
+    files go up."""
+    return rt.ledger.reserve(
+        p.counted,
+        quote_id,
+        max_credits=p.max_credits,
+        most=p.most,
+        most_why=p.most_why,
+        least=p.least,
+        listed=p.listed,
+        held=held,
+    )
+
+
+def _kept(rt: Runtime, p: Plan, held: Reservation, quote_id: str | None) -> Reservation:
+    """The reservation held while ``p``'s input files went up, made the request's (``Ledger.keep``). One released
+    meanwhile as abandoned (held past ``HOLD_LIMIT``) is made again, the caps checked again: a refusal then, after
+    the files went up, says which ones KIE's file host has."""
+    if rt.ledger.keep(held, quote_id):
+        return replace(held, held=None)
+    try:
+        return _reserve(rt, p, quote_id)
+    except SpendRefused as err:
+        shown = "; ".join(input_text(value) for value in p.files)
+        uploaded = f"Its input files were uploaded to KIE's file host before this refusal: {shown}."
+        raise SpendRefused(f"{err} {uploaded}") from err
 
 
 def _unsent(rt: Runtime, p: Plan, unsent: int, quote_id: str | None) -> None:
