@@ -1,7 +1,7 @@
 """Promises to a host that cancels a call and sends it again, kept through the real MCP client in both eras:
 
-- a call cut off while its input file uploads leaves nothing reserved (uploads spend nothing; the reservation is
-  made after them);
+- a call cut off while its input file uploads leaves nothing reserved (the reservation, made before the upload,
+  is given back);
 - a call cut off after KIE was asked to create is answered, when sent again, with what it made: never a second
   create, whether it was approved by a quote, a form or auto-approval; once that answer is given, the same request
   is a new one again;

@@ -178,6 +178,45 @@ def test_two_processes_share_one_ledger_and_one_quote(tmp_path):
         QuoteBook(first).consume(quote.quote_id, "h")
 
 
+def test_a_reservation_held_while_inputs_upload_counts_until_it_is_kept_or_released(tmp_path):
+    journal = Journal(tmp_path / "j.sqlite3")
+    ledger = Ledger(journal, Caps(100, 100))
+    held = ledger.reserve(60, "q_1", held=True)
+    assert ledger.spent_today() == 60
+    with pytest.raises(SpendRefused, match="today's cap"):  # held, it counts against the caps like any reservation
+        ledger.reserve(60, "q_2", held=True)
+    ledger.release(held)  # the upload failed: nothing was spent
+    assert ledger.spent_today() == 0
+    kept = ledger.reserve(60, "q_3", held=True)
+    assert ledger.keep(kept, "q_3")
+    ledger.release(kept)  # kept, it is the request's: only a settlement or a refund corrects it
+    assert ledger.spent_today() == 60
+    assert [tuple(row) for row in journal.query("SELECT reason, ref, delta FROM spend")] == [("reserved", "q_3", 60)]
+
+
+def test_a_reservation_a_gone_process_held_is_released_and_a_live_one_s_is_not(tmp_path):
+    """A server killed while a request's input files went up leaves its held reservation: the next look at the
+    ledger, by any server on the workspace, releases it, so it never holds the daily cap for the rest of the day. One
+    a live process holds stays, until it is older than any upload takes (``HOLD_LIMIT``)."""
+    import subprocess
+    import sys
+    import time
+
+    from kie_mcp.processes import HOST
+    from kie_mcp.spend.ledger import HELD, HELD_REF, HOLD_LIMIT
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, check=True)
+    journal = Journal(tmp_path / "j.sqlite3")
+    with journal.transaction() as db:
+        Journal.add_spend(db, date.today(), 40, HELD, f"{HELD_REF}{HOST}-{int(gone.stdout)}-0a0b0c0d:1")
+    live = Ledger(journal, Caps(100, 100)).reserve(30, "q_live", held=True)
+    ledger = Ledger(Journal(tmp_path / "j.sqlite3"), Caps(100, 100))
+    assert ledger.spent_today() == 30  # the gone process's 40 released; the live one's 30 held
+    journal.execute("UPDATE spend SET at = ? WHERE ref = ?", time.time() - HOLD_LIMIT - 1, live.held)
+    assert ledger.spent_today() == 0  # held longer than any upload takes
+    assert not Ledger(journal, Caps(100, 100)).keep(live, "q_live")  # its call, still running, must reserve again
+
+
 @pytest.mark.parametrize("price", [0, -8, float("nan")])
 def test_a_price_of_zero_or_less_is_reserved_as_unknown(price):
     ledger = Ledger(Journal(":memory:"), Caps(per_call=600, per_day=1000))

@@ -1,4 +1,5 @@
-"""The request path, in order: validate -> price -> check caps and balance -> decide -> submit -> follow.
+"""The request path, in order: validate -> price -> check caps and balance -> decide -> reserve -> upload -> submit
+-> follow.
 
 ``plan`` and ``decide_approval`` run before the user is asked anything; ``execute`` runs only after
 the gate has an answer. Nothing here knows about MCP: progress goes out through a callback.
@@ -49,7 +50,7 @@ from kie_mcp.media.inputs import (
 )
 from kie_mcp.media.results import LINKS_STILL_WORK, describe, save_results
 from kie_mcp.processes import owner_gone
-from kie_mcp.redact import redact
+from kie_mcp.redact import redact, redact_secrets
 from kie_mcp.runtime import Runtime
 from kie_mcp.spend import (
     Approval,
@@ -61,6 +62,7 @@ from kie_mcp.spend import (
     Quote,
     QuoteError,
     Replay,
+    Reservation,
     SpendRefused,
     check_balance,
     check_caps,
@@ -75,7 +77,7 @@ from kie_mcp.spend.quotes import CHARGED_HERE, AskedInputs, seen_charging, stale
 from kie_mcp.stopping import CREATES
 from kie_mcp.tasks import TaskRecord
 from kie_mcp.tasks.records import answer_not_recorded
-from kie_mcp.words import plain, shortened, timestamp
+from kie_mcp.words import cut_point, plain, shortened, timestamp
 
 log = logging.getLogger(__name__)
 
@@ -1118,16 +1120,59 @@ INPUTS_NAMED = 4  # input files the confirmation text names; the rest are counte
 
 def settings_text(p: Plan) -> str:
     """``settings_shown`` in words, JSON values, and the input files by name (as the call wrote them: a path or a
-    link), so a person asked to approve sees which pictures are sent, not only how many."""
+    link, its file name whole: ``input_text``), so a person asked to approve sees which pictures are sent, not only
+    how many. The estimate, the confirmation form and the confirmation to approve in the chat all say it."""
     shown = [f"{name}={_setting_text(value)}" for name, value in settings_shown(p)]
     inputs = [v for k, v in p.wire.items() if p.spec.fields[k].is_media for v in ([v] if isinstance(v, str) else v)]
     if inputs:
-        named = [plain(value) for value in inputs[:INPUTS_NAMED]]
+        named = [input_text(value) for value in inputs[:INPUTS_NAMED]]
         if len(inputs) > INPUTS_NAMED:
             named.append(f"and {len(inputs) - INPUTS_NAMED} more")
         files = "1 input file" if len(inputs) == 1 else f"{len(inputs)} input files"
         shown.append(f"{files}: {'; '.join(named)}")
     return "Settings: " + (", ".join(shown) if shown else "defaults")
+
+
+INPUT_SHOWN = 160  # characters of an input file's path or link a confirmation shows at most (about: see input_text)
+FOLDERS_SHOWN = 12  # of them, the fewest left for its folders when its file name is long
+CUT = "\u2026"  # where a path is cut: one character (…), never read as a folder named "..."
+EXTENSION = 16  # the longest extension a long file name keeps when it is cut
+
+
+def input_text(value: str) -> str:
+    """An input file (a path or a link, as the call wrote it) as a confirmation names it: as JSON shows text
+    (``plain``'s quotes and escapes), whole up to ``INPUT_SHOWN`` characters. A longer one keeps its file name whole
+    and is cut in the middle of its folders (``"references/clients/…/approved/passport-scan-private.png"``); a file
+    name too long for that is cut in its middle, keeping its extension. The person approving sees which file is sent,
+    never a folder prefix two files share. The API key is redacted before anything is cut, so no piece of it shows."""
+    text = redact_secrets(value)
+    if len(text) > INPUT_SHOWN:
+        split = max(text.rfind("/"), text.rfind("\\")) + 1
+        folders, name, separator = text[:split], text[split:], text[split - 1 : split] or "/"
+        if len(name) > INPUT_SHOWN - FOLDERS_SHOWN:
+            dot = name.rfind(".", 1)
+            extension = name[dot:] if dot > 0 and len(name) - dot <= EXTENSION else ""
+            stem = name[: len(name) - len(extension)]
+            name = _middle_cut(stem, INPUT_SHOWN - FOLDERS_SHOWN - len(extension)) + extension
+        text = _middle_cut(folders, INPUT_SHOWN - len(name), at=separator) + name
+    return plain(text, limit=len(text) * 12 + 2)  # never cut by plain: what it adds is its quotes and escapes
+
+
+def _middle_cut(text: str, limit: int, *, at: str = "") -> str:
+    """``text`` in about ``limit`` characters, its start and its end kept with ``CUT`` between them, never splitting a
+    character as a reader sees it (``cut_point``); with ``at`` (a path's separator), cut at a folder's edge where that
+    keeps at least half of each side."""
+    if len(text) <= limit:
+        return text
+    keep = max(limit - 1, 2)
+    head = text[: cut_point(text, keep // 2)]
+    tail = text[cut_point(text, len(text) - (keep - keep // 2)) :]
+    if at:
+        end = head.rfind(at)
+        head = head[: end + 1] if end >= len(head) // 2 else head
+        start = tail.find(at, 0, len(tail) - 1)
+        tail = tail[start:] if 0 <= start < len(tail) // 2 else tail
+    return head + CUT + tail
 
 
 FORM_REFUSED = (
@@ -1169,7 +1214,9 @@ def confirmation_required(
                 f"approves it too: pass quote_id='{earlier}' instead."
             )
     costs = f"This request costs {cost}: {quote.breakdown.rstrip('.')}.{f' {seen}' if seen else ''}"
-    message = f"{lead}Nothing was spent. {costs} {next_step}{notes}"
+    # What is approved, as the estimate and the form say it: on a client without forms this is the only confirmation
+    # the person reads, so it names the settings and the input files that would go to KIE's public file host.
+    message = f"{lead}Nothing was spent. {costs} {settings_text(p)}. {next_step}{notes}"
     result = GenerationResult(status=status, message=message, model=p.spec.id, quote=quote, sandbox=rt.settings.sandbox)
     result._why = why
     return result
@@ -1220,13 +1267,18 @@ async def execute(
 async def _spend(
     rt: Runtime, p: Plan, decision: Approved, *, tool: str, wait_seconds: float, progress: Progress
 ) -> GenerationResult:
-    """Upload, reserve, create and follow: the spend of an approval ``execute`` used."""
+    """Reserve, upload, create and follow: the spend of an approval ``execute`` used."""
     used = decision.quote_id
     kie = rt.require_kie()
-    doing = "this request's input files were being uploaded"  # what a workspace that cannot be written stopped
+    held: Reservation | None = None
+    doing = "its credits were being reserved"  # what a workspace that cannot be written stopped
     try:
-        # Input files go up before anything is reserved: an upload spends nothing, and a call cancelled (or a
-        # process killed) while one is under way must leave no reservation behind that no task will ever settle.
+        # Reserved before any input file goes up, in a transaction that re-checks the caps (parallel calls cannot
+        # overrun them): a request the caps refuse has published nothing on KIE's file host. With local files, the
+        # reservation is held while they go up: given back when an upload fails or the call is cut off (nothing was
+        # sent), and one a killed process left is released at the next look at the ledger (``Ledger.spent_today``).
+        held = await rt.journal.off_loop_when_locked(functools.partial(_reserve, rt, p, used, held=bool(p.files)))
+        doing = "this request's input files were being uploaded"
         try:
             wire, upload_notes = await upload_local_files(kie, p.spec, p.wire, p.files, rt.journal)
         except RefusedHereError as err:  # kie-mcp's own refusal (a changed file): it says so, and nothing was sent
@@ -1244,27 +1296,17 @@ async def _spend(
                 if err.next_step.startswith(UPLOAD_FAILED)  # the upload's own words say nothing was charged
                 else "Nothing was spent. " + err.next_step,
             ) from err
-        # Re-checks the caps in a transaction, so parallel calls cannot overrun; an unknown price reserves the most
-        # it can cost. From here to each create's attempt in the journal nothing waits, so nothing can cut in between
-        # (a journal another writer holds is waited for in a worker thread, shielded: the reservation, once written,
-        # is followed by its attempts before anything else runs here).
+        # The held reservation becomes the request's. From here to each create's attempt in the journal nothing
+        # waits, so nothing can cut in between (a journal another writer holds is waited for in a worker thread,
+        # shielded: the reservation, once kept, is followed by its attempts before anything else runs here).
         doing = "its credits were being reserved"
-        booked = await rt.journal.off_loop_when_locked(
-            functools.partial(
-                rt.ledger.reserve,
-                p.counted,
-                used,
-                max_credits=p.max_credits,
-                most=p.most,
-                most_why=p.most_why,
-                least=p.least,
-                listed=p.listed,
-            )
-        )
+        booked = await rt.journal.off_loop_when_locked(functools.partial(_kept, rt, p, held, used))
     except (sqlite3.Error, OSError) as err:  # a full disk while the inputs went up: nothing was sent
+        rt.ledger.release(held)
         _give_back(rt, used)
         raise JournalUnavailable(unwritten_before_create(err, doing, tool, used, decision.by)) from err
     except BaseException:  # cut off, an upload failed or a cap refused: nothing was sent, the approval stays good
+        rt.ledger.release(held)
         _give_back(rt, used)
         raise
     p = replace(p, reserved_on=booked.day)
@@ -1342,6 +1384,35 @@ async def _spend(
         raise
     result._attempts = attempts  # answered once the tool hands the answer over (``delivered``)
     return result
+
+
+def _reserve(rt: Runtime, p: Plan, quote_id: str | None, *, held: bool = False) -> Reservation:
+    """``p`` counted against the caps now (``Ledger.reserve``; raises ``SpendRefused``): ``held`` while its input
+    files go up."""
+    return rt.ledger.reserve(
+        p.counted,
+        quote_id,
+        max_credits=p.max_credits,
+        most=p.most,
+        most_why=p.most_why,
+        least=p.least,
+        listed=p.listed,
+        held=held,
+    )
+
+
+def _kept(rt: Runtime, p: Plan, held: Reservation, quote_id: str | None) -> Reservation:
+    """The reservation held while ``p``'s input files went up, made the request's (``Ledger.keep``). One released
+    meanwhile as abandoned (held past ``HOLD_LIMIT``) is made again, the caps checked again: a refusal then, after
+    the files went up, says which ones KIE's file host has."""
+    if rt.ledger.keep(held, quote_id):
+        return replace(held, held=None)
+    try:
+        return _reserve(rt, p, quote_id)
+    except SpendRefused as err:
+        shown = "; ".join(input_text(value) for value in p.files)
+        uploaded = f"Its input files were uploaded to KIE's file host before this refusal: {shown}."
+        raise SpendRefused(f"{err} {uploaded}") from err
 
 
 def _unsent(rt: Runtime, p: Plan, unsent: int, quote_id: str | None) -> None:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from kie_mcp.journal import Journal
+from kie_mcp.journal import JOURNAL_ERRORS, Journal
+from kie_mcp.processes import owner_gone, this_process
 from kie_mcp.words import plain
 
 
@@ -24,10 +27,26 @@ class Caps:
 
 @dataclass(frozen=True)
 class Reservation:
-    """Credits counted against the caps for one request, and the day they count on."""
+    """Credits counted against the caps for one request, and the day they count on; ``held``: the entry's ref while
+    it is held for the request's input files to go up (``Ledger.reserve`` with ``held``), until ``Ledger.keep``."""
 
     credits: float
     day: date
+    held: str | None = None
+
+
+# A reservation made before a request's input files go up is held under a ref of its own, naming the process that
+# holds it (``this_process``): ``held:<owner>:<token>``. Kept (``Ledger.keep``) once the files are up, it becomes the
+# request's reservation like any other; released when they fail or the call is cut off. One a process left when it
+# was killed meanwhile is released at the next look at the ledger (``Ledger.spent_today``, ``reserve``), so it never
+# holds the daily cap for the rest of the day.
+HELD = "held while its input files upload"
+HELD_REF = "held:"
+_HELD_END = "held;"  # the first text after every ref starting with HELD_REF: the range an index search reads
+# A held reservation older than this is released whoever holds it (a process id reused after a restart looks alive,
+# another machine's cannot be checked): far longer than any request's input files take to go up. The call that held
+# it, should it still run, reserves again once its files are up (and the caps may then refuse it).
+HOLD_LIMIT = 3600.0
 
 
 def priced(total: float | None) -> float | None:
@@ -179,6 +198,9 @@ class Ledger:
         self.journal = journal
         self.caps = caps
         self._today = today
+        # Held reservations of this process whose release the journal could not take (a full disk): released at the
+        # next look at the ledger that can write it.
+        self._owed: set[str] = set()
 
     def today(self) -> date:
         return self._today()
@@ -189,6 +211,8 @@ class Ledger:
         return datetime.fromtimestamp(moment).date()
 
     def spent_today(self) -> float:
+        """Today's spend, held reservations that nobody holds any more released first (``HELD_REF``)."""
+        self._release_abandoned()
         return round(self.journal.spent_on(self._today()), 4)
 
     def total_spent(self) -> float:
@@ -204,11 +228,14 @@ class Ledger:
         most_why: str = "",
         least: float = 0.0,
         listed: float | None = None,
+        held: bool = False,
     ) -> Reservation:
         """Count the request as spent now, if the caps allow (raise ``SpendRefused`` otherwise); return the
         credits reserved (the price, or the higher charge KIE was seen making with ``listed`` its price, or for an
         unknown price the most it can cost: ``reservation``) and the day they were booked on, which every later
-        correction of this spend must use."""
+        correction of this spend must use. ``held``: reserved before the request's input files go up, under a ref of
+        its own (``HELD_REF``) until ``keep`` makes it the request's (``ref``) or ``release`` gives it back."""
+        self._release_abandoned()
         day = self._today()
         with self.journal.transaction() as db:
             spent = _sum(db, day)
@@ -223,9 +250,48 @@ class Ledger:
                 listed=listed,
             )
             amount = reservation(total, self.caps, most, least)
+            hold = f"{HELD_REF}{this_process()}:{secrets.token_hex(6)}" if held and amount else None
             if amount:
-                Journal.add_spend(db, day, amount, "reserved", ref)
-        return Reservation(amount, day)
+                Journal.add_spend(db, day, amount, "reserved" if hold is None else HELD, ref if hold is None else hold)
+        return Reservation(amount, day, hold)
+
+    def keep(self, booked: Reservation, ref: str | None) -> bool:
+        """Make a held reservation the request's (``ref``: the quote it used), as ``reserve`` books one: its input
+        files are up and its creates are about to be sent. False when it is no longer held (released as abandoned,
+        ``HOLD_LIMIT``): nothing is reserved for the request then."""
+        if booked.held is None:
+            return True
+        with self.journal.transaction() as db:
+            kept = db.execute(
+                "UPDATE spend SET reason = 'reserved', ref = ? WHERE ref = ? AND reason = ?", (ref, booked.held, HELD)
+            ).rowcount
+        return kept > 0
+
+    def release(self, booked: Reservation | None) -> None:
+        """Give back a held reservation whose request sent nothing (an upload failed, the call was cut off): it was
+        never spent, so it leaves no entry. A journal that cannot take it now (a full disk) gets it at the next look
+        at the ledger; it never raises. A reservation already kept is not touched."""
+        if booked is None or booked.held is None:
+            return
+        try:
+            with self.journal.transaction() as db:
+                db.execute("DELETE FROM spend WHERE ref = ? AND reason = ?", (booked.held, HELD))
+        except JOURNAL_ERRORS:
+            self._owed.add(booked.held)
+            return
+        self._owed.discard(booked.held)
+
+    def _release_abandoned(self) -> None:
+        """``_release_abandoned`` in a transaction of its own, when there is any held reservation to look at (nearly
+        never: one is held only while input files go up); a journal that cannot take it leaves it for the next look."""
+        try:
+            if not self.journal.query(HELD_QUERY + " LIMIT 1", HELD_REF, _HELD_END, HELD):
+                return
+            with self.journal.transaction() as db:
+                released = _release_abandoned(db, self._owed)
+        except JOURNAL_ERRORS:
+            return
+        self._owed.difference_update(released)
 
     def over_cap(self) -> str | None:
         """Why spending is refused for the rest of today, when KIE's real charges pushed past the daily cap."""
@@ -271,6 +337,22 @@ class Ledger:
         """Replace one task's reservation by what KIE charged for it (0 for a failed task), once per task ever, on
         the reservation's ``day``; never taking off more than that task reserved."""
         return self.adjust(charged - reserved, reason, task_id, once=True, day=day, reserved=reserved)
+
+
+HELD_QUERY = "SELECT id, ref, at FROM spend WHERE ref >= ? AND ref < ? AND reason = ?"
+
+
+def _release_abandoned(db: Any, owed: set[str]) -> list[str]:
+    """Delete the held reservations nobody holds any more: their process is gone (killed while its input files went
+    up), or they are older than ``HOLD_LIMIT``, or this process could not release them when it let them go (``owed``).
+    Their requests sent nothing, so nothing of them is spent. Returns the refs released."""
+    now, released = time.time(), []
+    for row in db.execute(HELD_QUERY, (HELD_REF, _HELD_END, HELD)).fetchall():
+        owner = str(row["ref"])[len(HELD_REF) :].rpartition(":")[0]
+        if row["ref"] in owed or owner_gone(owner) is True or now - row["at"] > HOLD_LIMIT:
+            db.execute("DELETE FROM spend WHERE id = ?", (row["id"],))
+            released.append(str(row["ref"]))
+    return released
 
 
 def _refundable(amount: float) -> float:
