@@ -46,12 +46,20 @@ async def in_browser(function: Callable[..., Any], *args: Any) -> Any:
 
 
 async def read_in_view(
-    client: Any, browser: Any, name: str, arguments: dict[str, Any], result: Any, ready: str, read: str | None = None
-) -> str:
+    client: Any,
+    browser: Any,
+    name: str,
+    arguments: dict[str, Any],
+    result: Any,
+    ready: str,
+    read: str | None = None,
+    query: str = "",
+) -> Any:
     """Show ``result`` in the app in a browser, wait until the JS condition ``ready`` holds, and give what the JS
-    expression ``read`` evaluates to (the view's whole text without one)."""
+    expression ``read`` evaluates to (the view's whole text without one); ``query`` is added to the host page's
+    URL (``&noresult``: see ``app_host.html``)."""
     async with AppHost(client).running() as host:
-        view = await in_browser(AppView, browser, host.show(name, arguments, result))
+        view = await in_browser(AppView, browser, host.show(name, arguments, result) + query)
         try:
             await in_browser(view.wait_for, ready)
             return await in_browser(view.evaluate, read) if read else await in_browser(view.text)
@@ -196,6 +204,48 @@ async def test_in_a_browser_a_result_that_could_not_be_saved_says_why_and_its_li
     assert "No saved file yet" not in tile and f"{task['task_id']} result 1:" in tile, tile
     assert "Open at api.kie.test" in tile, tile
     assert opened["url"] == task["result_urls"][0]
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_a_result_link_past_kie_s_retention_is_never_offered_and_the_tile_says_so(
+    connect_app, controls, browser, tmp_path
+):
+    """The audit: a result kie-mcp could not save offered "Open at <host>" and said it was "still at KIE's file host
+    for a while", however old the task: past the 14 days KIE keeps results the link is dead. A link is offered with
+    the day KIE keeps it until, and past that the tile says the links are gone, with no button."""
+    import time
+
+    from kie_mcp.journal import Journal
+
+    await controls.fault("files", kind="code", code=503, times=-1)  # no result is ever saved
+    async with connect_app(elicitation=answering()) as client:
+        old = (await client.call_tool("generate_image", IMAGE)).structured_content["tasks"][0]["task_id"]
+    weeks_ago = time.time() - 20 * 86400
+    journal = Journal.for_workspace(tmp_path)
+    journal.execute(
+        "UPDATE tasks SET created = ?, record = json_set(record, '$.created_at', ?) WHERE task_id = ?",
+        weeks_ago, weeks_ago, old,
+    )  # fmt: skip
+    journal.close()
+    async with connect_app(elicitation=answering()) as client:  # another run: the task is read from the journal
+        young = (await client.call_tool("generate_image", IMAGE)).structured_content["tasks"][0]["task_id"]
+        listed = await client.call_tool("list_tasks", {})
+        tiles = await read_in_view(
+            client, browser, "retention", {}, listed,
+            "document.querySelectorAll('.tile .placeholder').length === 2",
+            "Object.fromEntries([...document.querySelectorAll('.tile')].map(t => [t.dataset.task, "
+            "[t.querySelector('.media').innerText, t.querySelectorAll('button.open-link').length]]))",
+        )  # fmt: skip
+    extra = listed.meta[GALLERY_KEY]
+    assert old not in extra["links"] and "about 14 days" in extra["links_gone"][old], extra
+    assert "made 20 days ago" in extra["links_gone"][old], extra
+    [link] = extra["links"][young]
+    kept = (datetime.now(UTC) + timedelta(days=14)).date()
+    assert link["until"] in {kept.isoformat(), (kept - timedelta(days=1)).isoformat()}, link  # a run at midnight
+    said, buttons = tiles[old]
+    assert buttons == 0 and "links are gone" in said and "file host" not in said, said
+    said, buttons = tiles[young]
+    assert buttons == 1 and "file host until about" in said and "file host for a while" not in said, said
 
 
 def test_the_gallery_offers_only_result_links_kie_mcp_would_fetch_itself():

@@ -138,7 +138,7 @@ async def test_the_card_shows_cost_caps_model_settings_and_input_pictures(connec
         estimate = await client.call_tool("estimate_cost", request)
     card = card_of(estimate)
     quote = estimate.structured_content["quote"]
-    assert card["tool"] == "generate_video" and card["arguments"] == request
+    assert card["tool"] == "generate_video" and card["arguments"] == request and card["holds_key"] is False
     assert (card["quote_id"], card["credits"], card["usd"]) == (quote["quote_id"], 60, quote["usd_total"])
     assert (card["spent_today"], card["max_credits_per_day"], card["max_credits_per_call"]) == (8, 400, 600)
     assert card["model"] == {"id": "veo3_fast", "title": "Veo 3.1 Fast", "kind": "video"}
@@ -337,6 +337,48 @@ async def test_the_agent_sees_a_still_large_enough_to_check_it(connect, tmp_path
     [preview] = image_blocks(checked)
     assert max(preview.size) == side and preview.size[0] / preview.size[1] == pytest.approx(1.5, abs=0.01)
     assert thumbnail_path(saved, "image/jpeg", side).is_file()  # kept beside the image, made once
+
+
+async def test_a_jpeg_upscale_over_the_preview_pixels_still_gets_a_preview(connect, tmp_path):
+    """The audit: an upscaler's 8200 x 8200 JPEG (67 million pixels) got no preview, refused from its header, so
+    check_task answered with text and a link only (and the app read the whole file to show it). A JPEG is decoded
+    at a reduced scale, here 1025 x 1025, and the limit now holds what is decoded: every client gets its preview."""
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", IMAGE)
+        task = made.structured_content["tasks"][0]
+        big_jpeg(tmp_path / task["files"][0], (8200, 8200))
+        checked = await client.call_tool("check_task", {"task_id": task["task_id"]})
+    assert [b.type for b in checked.content] == ["text", "resource_link", "image"], text_of(checked)
+    [preview] = image_blocks(checked)
+    assert preview.size == (768, 768)
+
+
+SEEDREAM_SIX = {
+    "prompt": "six product shots",
+    "model": "bytedance/seedream-v4-text-to-image",
+    "options": {"max_images": 6},
+    "variations": 2,
+    "wait_seconds": 50,
+}
+
+
+async def test_one_answer_carries_at_most_eight_previews_and_every_file_s_link(connect):
+    """The audit: Seedream's max_images 6 times 10 variations answered with 60 preview images (about 10 MB of base64
+    in the model's context; clients take only so many pictures a request). The first eight files carry a preview;
+    every file keeps its resource link, and the text says where the others' previews are."""
+    async with connect(elicitation=answering(), max_credits_per_call=10_000, max_credits_per_day=10_000) as client:
+        made = await client.call_tool("generate_image", SEEDREAM_SIX)
+        files = made.structured_content["saved_files"]
+        ninth = files[8]["resource_uri"].replace("kie://outputs/", "kie://previews/")
+        read = await client.read_resource(ninth)
+    assert len(files) == 12, text_of(made)
+    assert [b.type for b in made.content] == ["text", *["resource_link", "image"] * 8, *["resource_link"] * 4]
+    assert [str(b.uri) for b in made.content if b.type == "resource_link"] == [f["resource_uri"] for f in files]
+    said = text_of(made)
+    assert "first 8 of 12 saved files" in said and ninth in said, said
+    session = files[0]["path"].split("/")[1]
+    assert f"kie://outputs/{session}/index.html" in said, said
+    assert read.contents[0].mime_type == "image/jpeg"  # where the text said it is
 
 
 def test_the_preview_size_is_a_setting(tmp_path):
@@ -880,6 +922,84 @@ async def test_in_a_browser_videos_whose_result_carries_poster_frames_are_read_o
     assert len(played) == 1 and played[0].startswith("kie://outputs/") and played[0].endswith(".mp4"), played
 
 
+def heavy_metadata_png(path: Path) -> None:
+    """A picture whose compressed text chunk inflates past what Pillow reads (1 MB): the server makes no preview of
+    it (as of one over the pixels a preview decodes), and a browser shows it."""
+    from PIL import PngImagePlugin
+
+    picture = Image.new("RGB", (320, 200), (30, 90, 160))
+    for x in range(0, 320, 40):
+        picture.paste((230, 180, 40), (x, 0, x + 20, 200))
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", " " * 2_000_000, zip=True)
+    picture.save(path, format="PNG", pnginfo=info)
+    later = path.stat().st_mtime + 10  # newer than the preview kept of what was saved there
+    os.utime(path, (later, later))
+
+
+@pytest.mark.parametrize("mode", ["legacy"])  # the gallery does not depend on the protocol era: one browser run
+async def test_in_a_browser_a_picture_without_a_preview_is_read_only_when_clicked(connect_app, browser, tmp_path):
+    """The audit: a picture the server makes no preview of (an upscale over its pixel limit) was read whole through
+    the host as soon as its tile showed, unasked and outside the four-at-a-time limit of the previews' reads (an
+    8200 x 8200 JPEG: a 2 MB data URL and 270 MB decoded a tile). It now says "No preview; click to load the full
+    file", and only that click reads it."""
+    async with connect_app(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", {**IMAGE, "variations": 2})
+        stills = [path for task in made.structured_content["tasks"] for path in task["files"]]
+        for path in stills:
+            heavy_metadata_png(tmp_path / path)
+        listed = await client.call_tool("list_tasks", {})
+        async with AppHost(client).running() as host:
+            view = await in_browser(AppView, browser, host.show("no-preview", {}, listed))
+            try:
+                offers = "document.querySelectorAll('.media button.load-full')"
+                settled = "document.querySelectorAll('.media button.load-full, .media > img[src]').length === 2"
+                await in_browser(view.wait_for, settled)
+                await anyio.sleep(1.5)  # anything the view would read unasked has had its time
+                unasked = reads(host)
+                assert all(uri.startswith("kie://previews/") for uri in unasked), unasked  # no full file
+                shown = await in_browser(view.text)
+                save_artifact("app-gallery-no-preview.png", await in_browser(view.screenshot))
+                await in_browser(view.click, ".media button.load-full")
+                loaded = "document.querySelector('.media > img[data-full=\"yes\"]')"
+                await in_browser(view.wait_for, f"{loaded} && {offers}.length === 1")
+                width = await in_browser(view.evaluate, f"(i => i.decode().then(() => i.naturalWidth))({loaded})")
+                clicked = reads(host)[len(unasked) :]
+            finally:
+                await in_browser(view.close)
+    assert sorted(unasked) == sorted(f"kie://previews/{p.removeprefix('outputs/')}" for p in stills), unasked
+    assert shown.count("No preview; click to load the full file") == 2, shown
+    assert len(clicked) == 1 and clicked[0] in [f"kie://outputs/{p.removeprefix('outputs/')}" for p in stills]
+    assert width == 320  # the picture itself, once asked for
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_a_right_to_left_prompt_reads_right_to_left(connect_app, browser, tmp_path):
+    """The audit: a Hebrew prompt was laid out left to right on the tile and the card (its full stop at the wrong
+    end); so was an input's name. Each takes its direction from its own text."""
+    prompt = "צילום מוצר של בקבוק סרום על צפחה רטובה, תאורה רכה 4K!"
+    picture = still(tmp_path, "בקבוק.png")
+    direction = "(s => getComputedStyle(document.querySelector(s)).direction)"
+    async with connect_app(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", {**IMAGE, "prompt": prompt})
+        priced = await client.call_tool("estimate_cost", {**IMAGE, "prompt": prompt, "images": [picture]})
+        async with AppHost(client).running() as host:
+            seen: dict[str, str] = {}
+            for name, result, selectors in (
+                ("made", made, [".tile .prompt"]),
+                ("card", priced, [".card blockquote", ".inputs figcaption"]),
+            ):
+                view = await in_browser(AppView, browser, host.show(name, {}, result))
+                try:
+                    await in_browser(view.wait_for, f"document.querySelector({selectors[-1]!r})")
+                    for selector in selectors:
+                        seen[selector] = await in_browser(view.evaluate, f"{direction}({selector!r})")
+                    save_artifact(f"app-rtl-{name}.png", await in_browser(view.screenshot))
+                finally:
+                    await in_browser(view.close)
+    assert seen == {".tile .prompt": "rtl", ".card blockquote": "rtl", ".inputs figcaption": "rtl"}, seen
+
+
 async def test_the_preview_resource_refuses_what_the_outputs_resource_refuses(connect, tmp_path_factory, tmp_path):
     """kie://previews/<path> serves the kept preview of what kie://outputs/<path> serves, judged the same way:
     nothing outside outputs/, no dotfile (the kept previews themselves are dotfiles: served only as previews), no
@@ -986,17 +1106,54 @@ async def test_the_card_and_the_form_show_every_structured_setting_approve_sends
     assert "multi_prompt=" in seen[0] and "a fox runs through snow" in seen[0], seen
 
 
-async def test_the_card_never_shows_the_key_pasted_into_a_prompt(connect_app):
+async def test_no_part_of_a_card_holds_the_key_pasted_into_a_prompt(connect_app, controls):
     """The form, the answer and the gallery show ``[redacted]``; the card's prompt (kept by hosts in ``_meta``)
-    showed the key in full. Approve's arguments are the caller's own, sent as they are."""
+    showed the key in full, and then (the audit) the arguments Approve sends still held it, the one place in the
+    answer that did. They are redacted too, so the card no longer holds the request it priced: it says so
+    (``holds_key``: no Approve), and Approve's call sent all the same is refused by the quote's binding, free."""
     from kie_mcp.sandbox import SANDBOX_API_KEY
 
     request = {**IMAGE, "prompt": f"A red apple, key {SANDBOX_API_KEY}"}
     async with connect_app() as client:
         estimate = await client.call_tool("estimate_cost", request)
-    card = card_of(estimate)
-    shown = {key: value for key, value in card.items() if key != "arguments"}
-    assert SANDBOX_API_KEY not in str(shown) and "[redacted]" in card["prompt"], card["prompt"]
+        card = card_of(estimate)
+        sent = await client.call_tool(card["tool"], {**card["arguments"], "quote_id": card["quote_id"]})
+        plain = card_of(await client.call_tool("estimate_cost", IMAGE))
+    wire = str(estimate.model_dump(mode="json", by_alias=True))
+    assert SANDBOX_API_KEY not in wire and "[redacted]" in card["prompt"], card["prompt"]
+    assert card["arguments"] == {**request, "prompt": "A red apple, key [redacted]"} and card["holds_key"] is True
+    assert sent.structured_content["status"] == "confirmation_required", text_of(sent)
+    assert await controls.creates() == []
+    assert plain["arguments"] == IMAGE and plain["holds_key"] is False  # any other request: sent as given
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_the_key_pasted_into_a_prompt_is_shown_by_neither_the_card_nor_the_working_view(
+    connect_app, controls, browser
+):
+    """The card of a request that held the key offers no Approve and says why; the "Working on it" view showed the
+    raw prompt from the call's input (the host's own copy, which nothing redacts): it now shows no part of it."""
+    from kie_mcp.sandbox import SANDBOX_API_KEY
+
+    from .test_app_edges import read_in_view
+
+    request = {**IMAGE, "prompt": f"A red apple, key {SANDBOX_API_KEY}"}
+    html = "document.documentElement.outerHTML"
+    async with connect_app() as client:
+        estimate = await client.call_tool("estimate_cost", request)
+        card = await read_in_view(
+            client, browser, "key-card", request, estimate, "document.querySelector('.card .approve')",
+            "({disabled: document.querySelector('.card .approve').disabled, text: document.body.innerText, "
+            f"html: {html}}})",
+        )  # fmt: skip
+        # shown once the call's input has come (before it, the view waits for kie-mcp): the input, never the result
+        working = await read_in_view(
+            client, browser, "key-working", request, estimate, "document.body.innerText.includes('Working on it')",
+            html, "&noresult",
+        )  # fmt: skip
+    assert card["disabled"] is True and "holds your KIE API key" in card["text"], card["text"]
+    assert SANDBOX_API_KEY not in card["html"] and SANDBOX_API_KEY not in working
+    assert await controls.creates() == []
 
 
 async def test_a_card_after_the_client_refused_its_form_approves_with_its_quote(connect_app, controls, mode):

@@ -1880,11 +1880,11 @@ def _tool_result(
     previews: bool = True,
 ) -> CallToolResult:
     """Text and structured content. Every saved file (of ``tasks``, and ``saved``) is named by absolute path and
-    file:// URI in the text and in ``saved_files``; with ``previews`` also as a resource link and a preview image
-    (images scaled to KIE_PREVIEW_PX, a video's poster frame; the one kept beside each file: ``await
-    _thumbnails_ready(tasks, workspace, side)`` first makes any missing one in a worker thread, so nothing is decoded
-    here, on the event loop). A sandbox server's text starts with
-    SANDBOX_LABEL."""
+    file:// URI in the text and in ``saved_files``; with ``previews`` also as a resource link, and the first
+    ``PREVIEWS_PER_ANSWER`` files with a preview image (images scaled to KIE_PREVIEW_PX, a video's poster frame; the
+    one kept beside each file: ``await _thumbnails_ready(tasks, workspace, side)`` first makes any missing one in a
+    worker thread, so nothing is decoded here, on the event loop); the text says where the others' are. A sandbox
+    server's text starts with SANDBOX_LABEL."""
     files = [*_task_files(rt, tasks), *saved] if rt is not None else list(saved)
     if files and "saved_files" in type(model).model_fields:
         model = model.model_copy(update={"saved_files": files})
@@ -1897,6 +1897,8 @@ def _tool_result(
             + (f", {KEY_HELD}" if f.holds_key else "")
             for f in files
         )
+    if previews and len(files) > PREVIEWS_PER_ANSWER:
+        text += _previews_elsewhere(files)
     if rt is not None:  # what happened at start (a corrupt journal set aside), in the first answer of any tool
         text += "".join(f"\n{notice}" for notice in rt.untold_notices() if notice not in text)
     if rt is not None and rt.settings.sandbox:
@@ -1904,8 +1906,10 @@ def _tool_result(
     content: list[Any] = [TextContent(type="text", text=text)]
     kinds = {relative: task.kind for task in tasks for relative in task.files}
     side = rt.settings.preview_px if rt is not None else THUMBNAIL_SIDE
-    for file in files if previews else ():
-        content.append(_output_link(file))
+    for index, file in enumerate(files if previews else ()):
+        content.append(_output_link(file))  # every file's link; a preview for the first few only
+        if index >= PREVIEWS_PER_ANSWER:
+            continue
         # The kept preview, never decoded here (made in a worker thread first): an image scaled to KIE_PREVIEW_PX,
         # a video's poster.
         small = preview(Path(file.absolute_path), kinds.get(file.path), side)
@@ -1913,6 +1917,26 @@ def _tool_result(
             data, mime = small
             content.append(ImageContent(type="image", data=base64.b64encode(data).decode(), mime_type=mime))
     return CallToolResult(content=content, structured_content=model.model_dump(mode="json"))
+
+
+# Preview images in one answer, at most: Seedream's max_images 6 times 10 variations made 60 (about 10 MB of base64 in
+# the model's context, past what clients take per request). Every file still has its resource link.
+PREVIEWS_PER_ANSWER = 8
+
+
+def _previews_elsewhere(files: Sequence[SavedFile]) -> str:
+    """What the text says of the files past ``PREVIEWS_PER_ANSWER``: where their previews are, without them."""
+    rest = files[PREVIEWS_PER_ANSWER:]
+    first = rest[0].resource_uri.replace("kie://outputs/", "kie://previews/", 1)
+    pages = dict.fromkeys(
+        f"kie://outputs/{Path(f.path).parts[1]}/index.html" for f in rest if len(Path(f.path).parts) > 2
+    )
+    return (
+        f"\nPreviews are attached for the first {PREVIEWS_PER_ANSWER} of {len(files)} saved files; each of the other "
+        f"{len(rest)} has its preview at its resource link with kie://previews/ for kie://outputs/ (such as {first})"
+        + (f", and the gallery shows them all: {', '.join(pages)}" if pages else "")
+        + "."
+    )
 
 
 def _task_files(rt: Runtime, tasks: Sequence[TaskRecord]) -> list[SavedFile]:

@@ -8,7 +8,7 @@ it in ``_meta.ui.resourceUri``. A host that renders apps shows the tool's result
 state and progress kept current through ``check_task``). Media reach the view as data URLs: the preview images already
 in the result, else (``list_tasks`` carries none) the small kept preview through ``resources/read`` of
 ``kie://previews/...`` (an image's thumbnail, a video's poster frame), and the full file, ``kie://outputs/...``, when
-the person asks for it (a picture clicked to widen, a video's play).
+the person asks for it (a picture clicked to widen, a video's play, a picture with no preview clicked to load).
 
 What the view needs beyond the result (the request's arguments, caps and today's spend, input pictures, prompts) goes
 into the result's ``_meta`` only for a client that declared the extension, so every other client gets exactly the
@@ -24,7 +24,9 @@ import base64
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -33,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import anyio.to_thread
 from mcp.server.apps import Apps, ResourceCsp, client_supports_apps
 
-from kie_mcp.redact import redact
+from kie_mcp.redact import redact, redact_value
 
 if TYPE_CHECKING:
     from kie_mcp.generation import Plan
@@ -117,17 +119,24 @@ async def card_meta(
     ``form_refused``: the client declared forms but refused this call's, so Approve passes the quote (``"quote"``);
     under ``KIE_APPROVAL=form`` (``form_only``), where only the form approves, the card says so and cannot approve.
 
-    What the card shows is redacted (a key pasted into a prompt is not shown back); ``arguments``, which Approve
-    sends as they are, are the caller's own."""
+    What the card shows is redacted (a key pasted into a prompt is not shown back). ``arguments``, which Approve
+    sends as they are, are the caller's own with the API key taken out wherever it stands (``redact_secrets``:
+    only the key, so a signed link's token or a prompt's "password: ..." is sent as given): the key is in no part
+    of the answer. A request that held it (``holds_key``) is then not the one the card could send: its quote binds
+    the exact request, which the card no longer holds, so the card offers no Approve and says why (an Approve sent
+    all the same is refused by that binding, free)."""
     from kie_mcp.generation import outputs_made, outputs_text, settings_shown  # as the confirmation text says them
     from kie_mcp.spend.quotes import seen_charging
 
     spec = plan.spec
     credits = quote.credits_total
     outputs, each, at_most = outputs_made(plan)
+    given = {k: v for k, v in arguments.items() if k not in ("quote_id", "bind_quote_id")}
+    sent = redact_value(given, secrets_only=True)
     card = {
         "tool": tool,
-        "arguments": {k: v for k, v in arguments.items() if k not in ("quote_id", "bind_quote_id")},
+        "arguments": sent,
+        "holds_key": sent != given,
         "confirm": "form" if can_ask and not form_refused else "quote",
         "binds": can_ask and not form_refused,
         "form_only": rt.settings.approval == "form",
@@ -240,10 +249,15 @@ def gallery_meta(rt: Runtime, tasks: Sequence[TaskRecord]) -> dict[str, Any]:
     this process has of it: the follower's while it follows the task, and any record read from the journal knowing
     what this process learnt saving it (``TaskBook.recall``), so ``list_tasks`` offers no link a save refused and
     says what a save could not do. After a restart, links are judged by their address alone. No judgement fails
-    the call: a task whose links cannot be judged offers none."""
+    the call: a task whose links cannot be judged offers none.
+
+    KIE deletes a task's results after its retention (``follower.RETENTION_SECONDS``, 14 days from the create):
+    each offered link says until when (``until``, a date), and past it none is offered; ``links_gone`` says so on
+    the tile instead."""
     import sqlite3  # imported here: the server's start-up imports this module, not the journal
 
     from kie_mcp.journal import JournalUnavailable
+    from kie_mcp.tasks.follower import RETENTION_SECONDS
 
     prompts: dict[str, str] = {}
     with contextlib.suppress(sqlite3.Error, JournalUnavailable):
@@ -253,21 +267,39 @@ def gallery_meta(rt: Runtime, tasks: Sequence[TaskRecord]) -> dict[str, Any]:
                 if row is not None and row["prompt"]:
                     prompts[task.task_id] = row["prompt"]
     links: dict[str, list[dict[str, str]]] = {}
+    gone: dict[str, str] = {}
     problems: dict[str, list[str]] = {}
+    now = time.time()
     for task in tasks:
         if not task.task_id:
             continue
         try:
             judged = rt.tasks.recall(rt.follower.known(task.task_id) or task)
             if task.state == "succeeded" and (openable := judged.openable_links()):
-                links[task.task_id] = [{"url": url, "host": link_host(url)} for url in openable]
+                ends = judged.created_at + RETENTION_SECONDS
+                if now > ends:  # deleted at KIE by now: a button would open a dead link
+                    days, kept = int((now - judged.created_at) // 86400), int(RETENTION_SECONDS // 86400)
+                    gone[task.task_id] = (
+                        f"Its result links are gone: KIE keeps results about {kept} days, and this task was made "
+                        f"{days} days ago. Making it again is a new, charged task."
+                    )
+                else:
+                    until = datetime.fromtimestamp(ends, UTC).date().isoformat()
+                    links[task.task_id] = [{"url": url, "host": link_host(url), "until": until} for url in openable]
             if said := judged.save_problems:
                 problems[task.task_id] = [redact(line) for line in said]
         except Exception:  # the gallery's extras never cost the answer: this task's tile offers no link
             log.exception("task %s: its result links could not be judged for the gallery", task.task_id)
             links.pop(task.task_id, None)
+            gone.pop(task.task_id, None)
     return {
-        GALLERY_KEY: {"prompts": prompts, "links": links, "save_problems": problems, "sandbox": rt.settings.sandbox}
+        GALLERY_KEY: {
+            "prompts": prompts,
+            "links": links,
+            "links_gone": gone,
+            "save_problems": problems,
+            "sandbox": rt.settings.sandbox,
+        }
     }
 
 

@@ -31,6 +31,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 import mimetypes
 import os
 import re
@@ -965,9 +966,11 @@ def write_bytes_atomic(path: Path, payload: bytes, *, durable: bool = True) -> N
 
 
 THUMBNAIL_SIDE = 256  # the longest side of the thumbnails shown inline to the model
-# Images with more pixels get no preview, refused before any decode: a small crafted PNG can declare 13000x13000
+# A preview decodes at most this many pixels, judged before any decode: a small crafted PNG can declare 13000x13000
 # (~700 MB decoded, far more while scaling), and Pillow itself only refuses above twice its own limit. An 8K image
-# is 33 million pixels.
+# is 33 million pixels. A JPEG is decoded at a reduced scale (down to an eighth a side, ``_drafted``), so the limit
+# holds what is decoded: an 8200 x 8200 upscale (67 million) is decoded as 1025 x 1025. Past Pillow's own limit
+# (179 million) nothing is opened, in any format.
 PREVIEW_MAX_PIXELS = 64_000_000
 FAILURES_REMEMBERED = 4096  # previews that could not be made, remembered per process (the oldest forgotten first)
 
@@ -1105,7 +1108,8 @@ def _keep_thumbnail(path: Path, made: tuple[bytes, str], max_side: int, source_m
 def undecodable(path: Path) -> str | None:
     """Why the saved image at ``path`` does not decode (cut short, damaged), or None: it decodes, or it is not
     judged (not an image by its bytes, more pixels than a preview decodes, a link or a FIFO in its place). A PNG's
-    chunks are checked to its end, not decoded; a JPEG is decoded at a reduced scale. Worker thread."""
+    chunks are checked to its end, not decoded; a JPEG is decoded at a reduced scale (``_drafted``). Worker
+    thread."""
     try:
         source = opened_source(_in_real_folder(path))
     except (OSError, RuntimeError):  # a link, a FIFO or nothing in its place, unreadable, a loop of links
@@ -1121,13 +1125,13 @@ def undecodable(path: Path) -> str | None:
         except Exception as err:  # a format it reads, whose header is cut short or garbled
             return _damage(err)
         with image:
+            _drafted(image, THUMBNAIL_SIDE)  # a JPEG: decoded at a reduced scale, and judged at it
             if _too_many_pixels(image):
                 return None
             try:
                 if image.format == "PNG":  # every chunk's checksum, to the end: 7 ms for a 4K PNG, not a 400 ms decode
                     image.verify()
                 else:
-                    image.draft("RGB", (THUMBNAIL_SIDE, THUMBNAIL_SIDE))
                     image.load()
             except Exception as err:  # any error of the decoder on an image it reads: damaged (cut short, garbled)
                 return _damage(err)
@@ -1344,21 +1348,18 @@ def scaled_copy(
     """A scaled-down JPEG (PNG with transparency) of the image in ``source``, an open file, made now and not kept:
     for files in the user's own folders (input images), where nothing should be written, and which are read only as
     they were opened and checked, never opened again by name. None when it is not an image Pillow can decode, or
-    has more than ``PREVIEW_MAX_PIXELS`` (refused from its header, before any decode), or, decoded at full size (any
-    format but JPEG, which is decoded at a reduced scale), more than ``decoded_at_most``: a picture on every
-    approval card is held to what an estimate decodes (``prepare.DECODE_MAX_PIXELS``). A preview is best effort:
-    any error of the decoder on a crafted file means no preview, never a failed tool. Decodes: call it in a worker
-    thread."""
+    would decode more than ``PREVIEW_MAX_PIXELS``, or more than ``decoded_at_most`` (judged from its header, before
+    any decode; a JPEG at the reduced scale it is decoded at, ``_drafted``, any other format at full size): a
+    picture on every approval card is held to what an estimate decodes (``prepare.DECODE_MAX_PIXELS``). A preview
+    is best effort: any error of the decoder on a crafted file means no preview, never a failed tool. Decodes: call
+    it in a worker thread."""
     try:
         if kind_of(sniff_mime(source.read(SNIFF_BYTES))) != "image":
             return None
         source.seek(0)
         with pillow().open(source) as image:
-            if _too_many_pixels(image):
-                return None
-            width, height = image.size
-            if image.format != "JPEG" and width * height > decoded_at_most:
-                log.debug("No preview: the %s image is %dx%d, decoded at full size.", image.format, width, height)
+            _drafted(image, max_side)
+            if _too_many_pixels(image, decoded_at_most):
                 return None
             return _encode_small(_scaled_upright(image, max_side))
     except Exception as exc:
@@ -1366,21 +1367,35 @@ def scaled_copy(
         return None
 
 
-def _too_many_pixels(image: Any) -> bool:
-    """Whether an opened (not yet decoded) image declares more pixels than a preview may decode."""
+def _drafted(image: Any, max_side: int) -> None:
+    """Ask an opened (not yet decoded) JPEG to decode at the smallest scale libjpeg offers (a half, a quarter, an
+    eighth a side) that still holds its preview, ``max_side`` on its longest side: its ``size`` is then what will
+    be decoded. The size asked for keeps the picture's shape, so a long strip is reduced as much as a square. Any
+    other format has no reduced decode: nothing changes."""
     width, height = image.size
-    if width * height <= PREVIEW_MAX_PIXELS:
+    longest = max(width, height)
+    if longest > max_side:
+        image.draft(
+            "RGB", (max(1, math.ceil(width * max_side / longest)), max(1, math.ceil(height * max_side / longest)))
+        )
+
+
+def _too_many_pixels(image: Any, at_most: int = PREVIEW_MAX_PIXELS) -> bool:
+    """Whether an opened (not yet decoded) image would decode more pixels than a preview may (``at_most``, never
+    over ``PREVIEW_MAX_PIXELS``): its size as it will be decoded (a JPEG's after ``_drafted``)."""
+    width, height = image.size
+    limit = min(at_most, PREVIEW_MAX_PIXELS)
+    if width * height <= limit:
         return False
-    log.debug("No preview: the image is %dx%d, over %d pixels.", width, height, PREVIEW_MAX_PIXELS)
+    log.debug("No preview: the %s image would decode %dx%d, over %d pixels.", image.format, width, height, limit)
     return True
 
 
 def _scaled_upright(image: Any, max_side: int) -> Any:
-    """``image`` scaled down first (JPEG decoded at a reduced scale), then turned as its EXIF says: turning first
-    would copy the full-size image."""
+    """``image`` scaled down first (a JPEG decoded at a reduced scale, ``_drafted`` before), then turned as its
+    EXIF says: turning first would copy the full-size image."""
     from PIL import ImageOps
 
-    image.draft("RGB", (max_side, max_side))
     image.thumbnail((max_side, max_side))
     return ImageOps.exif_transpose(image)
 
