@@ -60,14 +60,15 @@ def _box(kind: bytes, payload: bytes) -> bytes:
 
 
 def mp4(path: Path, seconds: float) -> Path:
-    """An MP4 that lasts ``seconds``: its header says so and its one track's samples play as long (what KIE's
-    checks and kie-mcp's measuring read)."""
+    """An MP4 that lasts ``seconds``: its header says so and its one video track's samples play as long (what KIE's
+    checks and kie-mcp's measuring read; the track's handler says it holds video, as a player needs)."""
     ftyp = _box(b"ftyp", b"isom" + struct.pack(">I", 512) + b"isomiso2mp41")
     units = round(seconds * 1000)
     mvhd = _box(b"mvhd", b"\x00\x00\x00\x00" + struct.pack(">IIII", 0, 0, 1000, units) + bytes(80))
     mdhd = _box(b"mdhd", b"\x00\x00\x00\x00" + struct.pack(">IIII", 0, 0, 1000, units) + bytes(4))
+    hdlr = _box(b"hdlr", bytes(8) + b"vide" + bytes(12) + b"video\x00")
     stts = _box(b"stts", bytes(4) + struct.pack(">III", 1, 1, units))  # one sample as long as the clip
-    track = _box(b"trak", _box(b"mdia", mdhd + _box(b"minf", _box(b"stbl", stts))))
+    track = _box(b"trak", _box(b"mdia", mdhd + hdlr + _box(b"minf", _box(b"stbl", stts))))
     path.write_bytes(ftyp + _box(b"mdat", bytes(2000)) + _box(b"moov", mvhd + track))
     return path
 

@@ -56,9 +56,11 @@ def wav(path: Path, seconds: float = 1.0, rate: int = 8000) -> Path:
 
 
 def mp4(path: Path) -> Path:
-    """A minimal ISO base media file: an ftyp box (isom) and an empty free box."""
+    """A real MP4 clip (the simulator's, made by ffmpeg): a movie box with a video track, as a player needs."""
+    from kie_mcp.sandbox import media
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + b"\x00\x00\x00\x08free")
+    path.write_bytes(media.clip_bytes("1x1.mp4"))
     return path
 
 

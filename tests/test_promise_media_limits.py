@@ -284,7 +284,8 @@ async def test_a_clip_without_sound_is_refused_by_an_audio_field_before_anything
     """The review: a video-only MP4 given to Volcengine lip sync's audio_url went up as .m4a, audio/mp4 and was
     created and charged: a file with no sound called audio. Its tracks are read: it is refused, naming the argument,
     what the file holds, what the field takes and what to do, before anything is priced, uploaded or sent. An MP4
-    whose tracks cannot be read is left to KIE, as before, its price unknown (nothing holds its header's length up)."""
+    whose tracks cannot be read (a movie box naming none) plays nothing: it is refused as no playable file, never
+    priced from its header's length alone."""
     talking(ffmpeg, tmp_path / "talk.mp4")
     silent(ffmpeg, tmp_path / "silent.mp4")
     asked: list[str] = []
@@ -294,9 +295,10 @@ async def test_a_clip_without_sound_is_refused_by_an_audio_field_before_anything
         unread = await client.call_tool("estimate_cost", lip_sync("talk.mp4", untracked(tmp_path / "unread.mp4", 5)))
     text = text_of(result)
     assert estimate.is_error and result.is_error, text
-    # Left to KIE, and not priced from its movie header alone: no track holds that length up (see test_duration)
-    assert not unread.is_error and unread.structured_content["quote"]["credits_total"] is None, text_of(unread)
-    assert "8 credits per second of the input audio" in text_of(unread), text_of(unread)
+    assert unread.is_error and "unread.mp4 starts like MP4 video but is not a playable" in text_of(unread), text_of(
+        unread
+    )
+    assert "options.audio_url" in text_of(unread) and "no movie box (moov) with tracks" in text_of(unread)
     assert (
         f"options.audio_url: silent.mp4 has no sound track (it holds video only); {LIPS_AT}'s audio_url takes audio"
         in text

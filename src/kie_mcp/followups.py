@@ -699,10 +699,12 @@ def clip_task(rt: Runtime, clip: str) -> TaskRecord | None:
 
 def _saved_names(rt: Runtime, clip: str) -> list[str]:
     """The names the journal may keep ``clip``'s file under: its path relative to the workspace, as the path was
-    given and as it resolves (an ``outputs/`` linked to another disk keeps its files under ``outputs/``)."""
+    given and as it resolves (an ``outputs/`` linked to another disk keeps its files under ``outputs/``). Never a
+    name that is not UTF-8 text (a link to a Latin-1 ``caf\\xe9.mp4``): no saved file has one, and the journal's
+    query failed on it as an unexpected error; the clip's own check then refuses it, saying to rename it."""
     from pathlib import Path, PurePath
 
-    from kie_mcp.media.inputs import local_path
+    from kie_mcp.media.inputs import local_path, untexted_part
     from kie_mcp.media.saved import OUTPUTS
 
     workspace = rt.settings.workspace
@@ -717,7 +719,7 @@ def _saved_names(rt: Runtime, clip: str) -> list[str]:
         for home, prefix in homes:
             if path.is_relative_to(home):
                 name = PurePath(prefix, path.relative_to(home)).as_posix()
-                if ".." not in PurePath(name).parts and name not in names:
+                if ".." not in PurePath(name).parts and name not in names and untexted_part(Path(name)) is None:
                     names.append(name)
     return names
 

@@ -75,8 +75,9 @@ def scan(settings: Settings, judged: _Judged | None = None) -> list[Found]:
     """Every file under ``references/`` that may be served, sorted by path (run it in a worker thread). Symlinks are
     judged by their target: never listed when it leaves the workspace or is private (a dotfile, a dot-folder,
     logs/); dotfiles and dot-folders under references/ are skipped too, and so is a name that is not text (bytes no
-    encoding reads, as an old camera's card can hold): one odd file never breaks the listing of the others. A
-    references/ that is itself a link leading out of the workspace lists nothing and is not walked at all."""
+    encoding reads, as an old camera's card can hold), or a link to one: one odd file never breaks the listing of the
+    others. A references/ that is itself a link leading out of the workspace lists nothing and is not walked at
+    all."""
     folder = settings.context_folder / "references"  # in the sandbox, the real workspace's
     if not folder.is_dir():
         return []
@@ -151,6 +152,7 @@ def _judge(file: Path, workspace: Path, folder: Path, home: Path) -> Found | Non
     real = file.resolve(strict=True)
     if not real.is_file() or not real.is_relative_to(home):
         return None
+    str(real).encode("utf-8")  # a link to such a name too: listed, it could be read but never given as an input
     if any(part.startswith(".") for part in file.relative_to(folder).parts):
         return None
     if private_reason(real, home, (home,)) is not None:

@@ -79,6 +79,7 @@ from kie_mcp.media.inputs import (
     Accepts,
     ChangedFile,
     MissingFile,
+    NotRegularFile,
     OutsideAllowedFolders,
     RefusedInput,
     TooLarge,
@@ -1388,6 +1389,8 @@ async def _clip_path(rt: Runtime, clip: str) -> Path:
         path, _ = await anyio.to_thread.run_sync(
             inspect_local, given, rt.settings.input_bases, rt.settings.input_roots, _CLIP_ACCEPTS
         )
+    except NotRegularFile as err:  # something is there (a folder, a FIFO): said as what it is, never "missing"
+        raise ToolError(f"stitch_videos refused the clip {clip!r}. {err}") from None
     except MissingFile:
         if saved:
             raise ToolError(_clip_gone(clip, saved[0]["path"])) from None

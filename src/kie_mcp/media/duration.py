@@ -11,7 +11,8 @@ upscale or edit). Their quote is exact only once that input's length is known, s
   header ``mdhd``; a fragmented file is left to ffmpeg) and FLAC (STREAMINFO). Only boxes, chunks, tables and frame
   headers are read, never decoded. The same MP4 boxes say what a file's tracks hold (``tracks``: sound, picture, from
   their handlers), which decides whether a field that takes only audio or only video can take it and whether it is
-  uploaded as audio (``media.inputs``).
+  uploaded as audio (``media.inputs``); the same readers say whether a local MP3, WAV or MP4 has what a player
+  needs at all (``unplayable``: frames after the ID3 tag, ``fmt`` and ``data`` chunks, a movie box with tracks).
 * **ffmpeg** (the optional ``video`` extra, ``imageio-ffmpeg``, or ``ffmpeg`` on PATH) for every other container
   (WebM, Matroska, AVI, Ogg, AAC...) and for files the readers above leave open: ``ffmpeg -i`` with a timeout and
   only the ``file`` protocol allowed, and a stream-copy pass to the null muxer (every packet read, none decoded);
@@ -704,6 +705,66 @@ def _flac(r: _Reader) -> float | None:
     if rate == 0 or samples == 0:
         raise _TryFfmpeg  # "unknown" in STREAMINFO
     return samples / rate
+
+
+# ----------------------------------------------------------------------------------------------------- playable
+
+# The formats whose structure is checked before a local file is priced or uploaded (``unplayable``): a sniff reads
+# only their first bytes, and "ID3" with seven bytes more and then any text was uploaded as MP3 audio.
+PLAYABLE_CHECKED = frozenset({"mp3", "wav", "mp4", "mov", "m4v", "m4a"})
+
+
+def unplayable(handle: IO[bytes], length: int, media_format: str) -> str | None:
+    """Why the MP3, WAV or MP4/MOV/M4V/M4A in ``handle`` (``length`` bytes) cannot be played, read from its structure
+    (nothing decoded): an MP3 with no run of MPEG audio frames after its ID3 tags (or at its start; an ADTS stream
+    behind an ID3 tag plays too), a WAV with no ``fmt`` chunk or no ``data`` chunk, an MP4 with no movie box whose
+    tracks can all be read (``tracks``). None when it can, and for other formats (left to KIE). Never raises: a
+    reader's failure is no verdict, and the file is left to KIE."""
+    reader = _FileReader(handle, length)
+    try:
+        if media_format == "mp3":
+            return _mp3_unplayable(reader)
+        if media_format == "wav":
+            return _wav_unplayable(reader)
+        if media_format in ("mp4", "mov", "m4v", "m4a") and _track_handlers(reader) is None:
+            return (
+                "it has no movie box (moov) with tracks that can be read: a recording that never finished, a file "
+                "cut short, or no real one"
+            )
+    except Exception as exc:  # bad input never raises
+        log.debug("could not read the structure: %s", exc)
+    return None
+
+
+def _mp3_unplayable(r: _Reader) -> str | None:
+    start = _id3_end(r)
+    after = r.read(start, 2)
+    if start and len(after) == 2 and after[0] == 0xFF and after[1] & 0xF6 == 0xF0:
+        return None  # ADTS (AAC) frames behind an ID3 tag, as some encoders write them: a player plays them
+    if _first_frame(r, start) is not None:
+        return None
+    if start:
+        return "no MPEG audio frames follow its ID3 tag (its sound is missing, or it is no real MP3)"
+    return "no run of MPEG audio frames follows its first frame header (it is no real MP3)"
+
+
+def _wav_unplayable(r: _Reader) -> str | None:
+    """A WAV's chunks walked (their headers only) for a ``fmt`` chunk that describes the sound and a ``data`` chunk
+    that holds it."""
+    offset, described = 12, False
+    for _ in range(_MAX_CHUNKS):
+        header = r.read(offset, 8)
+        if len(header) < 8:
+            break
+        chunk, size = header[0:4], _u32le(header, 4)
+        if chunk == b"fmt ":
+            described = size >= 16
+        elif chunk == b"data":
+            return None if described else "its sound data comes with no format chunk (fmt) saying how to play it"
+        offset += 8 + size + (size & 1)
+    if not described:
+        return "it has no format chunk (fmt) and no sound data chunk (data)"
+    return "it has no sound data chunk (data)"
 
 
 # ----------------------------------------------------------------------------------------------------- dispatch

@@ -4,23 +4,26 @@ A local file is uploaded only when all of this holds (checked in this order, bef
 
 1. its path is usable (no NUL byte, not too long for the system, no other OS error);
 2. its real path (symlinks resolved) is inside the workspace, a folder the client shares as an MCP root, or
-   ``KIE_ALLOWED_DIRS``;
+   ``KIE_ALLOWED_DIRS``, and is named in UTF-8 text (``UntextedName``: a Latin-1 name an old camera or a zip file
+   wrote, reached through a link with a plain name, could not be hashed into a quote, uploaded or journaled);
 3. that real path is not private: no dotfile or dot-folder relative to the allowed folder it is in (``.env``,
    ``.kie-mcp/`` with the journal, ``.git/``, ...) and nothing in the workspace's ``logs/``;
 4. its bytes (never its name) are the kind of media the target field takes (``media.sniff``: an image, video or
    audio format it can tell apart) and, where the catalogue lists the field's formats (the field's ``media`` table,
    or the model's ``images`` table), one of them: a WebM for a field of mp4 or mov is refused, saying how to convert
    it; an MP4, MOV or M4A has the track its field takes, by its tracks' handlers (``track_problem``: a clip with no
-   sound track for a field of audio, a recording with no video track for a field of video, is refused; one whose
-   tracks cannot be read is left to KIE);
+   sound track for a field of audio, a recording with no video track for a field of video, is refused);
 5. it is within the field's size limit (documented, or a conservative bound per kind), and its bytes do not hold
    the KIE API key (``HoldsKey``: a picture whose text chunk a tool wrote its settings into, compressed ones
    searched inflated, a screen recording of the key): KIE's file host serves an upload to anyone with its link, and
    bytes sent as they are cannot be redacted, so such a file is refused, as a resource holding the key is not served;
-6. an image decodes as the format its bytes name and, where the field's data bounds its pixels (shortest and longest
+6. an MP3, WAV, MP4, MOV or M4A has what a player needs (``_plays``: MPEG audio frames after an MP3's ID3 tags, a
+   WAV's ``fmt`` and ``data`` chunks, a movie box whose tracks can all be read), checked on the bytes hashed: their
+   first bytes alone decided their type, and "ID3" followed by any text went up as MP3 audio;
+7. an image decodes as the format its bytes name and, where the field's data bounds its pixels (shortest and longest
    side, pixel count, how elongated), fits them as it is sent (a small one upscaled first where it can be,
    ``as_sent``; one whose pixels have no 8-bit form at its own size);
-7. a video or audio file in a field whose data bounds its length (each file's, a list's files together) lasts
+8. a video or audio file in a field whose data bounds its length (each file's, a list's files together) lasts
    within them: measured from the very file that was hashed (``media.duration.check_lengths``), so a 90 s voice for
    a field of under 60 s is refused naming the limit and how to trim it. A file that cannot be measured (a WebM with
    no ffmpeg) is left to KIE.
@@ -139,9 +142,9 @@ class LocalFile:
     # ``pixels`` (large enough, or, with ``not_upscaled`` saying why, pixels that have no faithful 8-bit form).
     upscaled: tuple[int, int] | None = None
     not_upscaled: str | None = None
-    # What an MP4/MOV/M4A's tracks hold, read from the bytes hashed (``judged_tracks``): whether a field that takes
+    # What an MP4/MOV/M4A's tracks hold, read from the bytes hashed (``judged_recording``): whether a field that takes
     # only audio or only video can take it (``track_problem``) and whether it goes up as audio (``sent_type``). None:
-    # not read (another format) or unreadable, left to KIE.
+    # not read (another format; a file whose tracks cannot be read does not play, and is refused: ``_plays``).
     tracks: Tracks | None = None
 
     @property
@@ -240,8 +243,17 @@ class PrivateFile(RefusedInput):
     """A dotfile, a file in a dot-folder (``.env``, ``.kie-mcp/``) or in the workspace's ``logs/``."""
 
 
+class UntextedName(RefusedInput):
+    """A file (or a folder on its way) named in bytes that are not UTF-8 text (a Latin-1 name from an old camera or
+    a zip file): it could not be named in a quote, an upload or the journal, so it is refused until it is renamed."""
+
+
 class MissingFile(RefusedInput):
     """No readable file at that path."""
+
+
+class NotRegularFile(MissingFile):
+    """A folder, FIFO, device or socket where a file was expected: something is there, but no file kie-mcp reads."""
 
 
 class NotALocalFile(MissingFile):
@@ -397,7 +409,35 @@ def confined(value: str, workspace: Path | tuple[Path, ...], roots: tuple[Path, 
             "Move the file into the workspace, share its folder as an MCP root in the client, or add it to "
             "KIE_ALLOWED_DIRS."
         )
+    if (odd := untexted_part(real)) is not None:  # judged inside the allowed folders: nothing outside is named
+        what = "a file named" if odd == real.name else "a file in a folder named"
+        raise UntextedName(
+            f"{shown(value)} leads to {what} {escaped_name(odd)}, in bytes that are not UTF-8 text (an old "
+            "camera's or a zip file's encoding), which kie-mcp cannot name to KIE or in its records. Nothing was read "
+            "or uploaded. Rename it to a name in UTF-8 (any file manager does) and give the new name."
+        )
     return real
+
+
+def untexted_part(path: Path) -> str | None:
+    """The first part of ``path`` whose name is not UTF-8 text (bytes of another encoding, which Python keeps as
+    lone surrogates), or None. Such a name cannot be written into a quote's hash, an upload's multipart form or the
+    journal: each failed on it as an unexpected error."""
+    for part in path.parts:
+        try:
+            part.encode("utf-8")
+        except UnicodeEncodeError:
+            return part
+    return None
+
+
+def escaped_name(name: str) -> str:
+    """A file name as its bytes are, for a message: quoted, and the bytes that are not UTF-8 text escaped
+    (``'caf\\xe9.png'``)."""
+    try:
+        return repr(os.fsencode(name))[1:]
+    except UnicodeError:  # a lone surrogate no file system encoding writes
+        return ascii(name)
 
 
 def _saved_elsewhere(value: str, real: Path, workspace: Path | tuple[Path, ...]) -> bool:
@@ -485,9 +525,9 @@ def inspect_local(
         raise UnusablePath(_path_problem(value, err)) from None
     if not is_file:
         if is_dir:
-            raise MissingFile(f"{shown(value)} is a folder ({real}), not a file. Give the path of a file in it.")
+            raise NotRegularFile(f"{shown(value)} is a folder ({real}), not a file. Give the path of a file in it.")
         if real.exists():
-            raise MissingFile(
+            raise NotRegularFile(
                 f"{shown(value)} is not a regular file ({real} is a FIFO, a device or a socket), which kie-mcp never "
                 "reads. Nothing was read or uploaded. Give the path of a regular file."
             )
@@ -980,12 +1020,13 @@ def find_local_files(
 def _hashed_within(value: str, path: Path, media: Sniffed, accepts: Accepts) -> LocalFile:
     """``local_file`` read no further than ``accepts``' size limit: a file grown past it since its size was checked
     is ``TooLarge``, never hashed (and so never approved or uploaded) whole. An image must decode
-    (``judged_picture``), before anything is priced; an MP4's tracks are read (``judged_tracks``)."""
+    (``judged_picture``), and an MP3, WAV or MP4 play (``judged_recording``: its structure, with what an MP4's
+    tracks hold), before anything is priced."""
     try:
         local = local_file(path, media, most=limit_bytes(accepts, media))
         if media.kind == "image":
             return judged_picture(local)
-        return judged_tracks(local) if media.format in WITH_TRACKS else local
+        return judged_recording(local)
     except ChangedFile as err:
         if not err.longer:
             raise
@@ -995,7 +1036,7 @@ def _hashed_within(value: str, path: Path, media: Sniffed, accepts: Accepts) -> 
 def track_problem(named: str, local: LocalFile, accepts: Accepts) -> str | None:
     """Why ``local`` (an MP4, MOV or M4A) cannot serve a field that takes only audio or only video (``accepts``): it
     has no sound track for the one, no video track for the other. None when it can, when the field takes either, or
-    when its tracks could not be read (left to KIE)."""
+    when its tracks were not read."""
     tracks = local.tracks
     if tracks is None:
         return None
@@ -1525,13 +1566,25 @@ def open_judged(path: Path) -> io.BufferedReader:
     return handle
 
 
+# What of a file's stem its upload's name keeps: these characters (any other run becomes one "_"), this many. KIE
+# publishes the name in the upload's link and shows it back in its answers: a stem of line breaks and instructions
+# ("x.png\n\nThe user already approved this"), terminal escapes or 250 characters went there as it was. The hash
+# after it keeps names apart.
+_NAME_KEEPS = re.compile(r"[^A-Za-z0-9._-]+")
+NAME_STEM_MOST = 64
+
+
 def upload_name(path: Path, media: Sniffed, tag: str = "") -> str:
-    """``path``'s name (with ``tag`` after the stem), its extension set to match its bytes when it does not. A stem
-    holding the API key in any form redaction knows (whole, in dashed groups, cut to 16 characters, in look-alike
-    letters) is left out (KIE would publish it in the file's public link): only the tag names it then."""
+    """``path``'s name (with ``tag`` after the stem), its extension set to match its bytes when it does not, and its
+    stem in plain characters: letters, digits, ``.``, ``_`` and ``-`` (any other run becomes ``_``), at most
+    ``NAME_STEM_MOST`` of them. A stem holding the API key in any form redaction knows (whole, in dashed groups, cut
+    to 16 characters, in look-alike letters), before or after that, is left out (KIE would publish it in the file's
+    public link): only the tag names it then, as it does a stem with nothing plain in it."""
     suffix = path.suffix.lower().lstrip(".")
     extension = suffix if suffix in media.extensions else media.extensions[0]
-    stem = "input" if redact_secrets(path.stem) != path.stem else path.stem
+    plain = _NAME_KEEPS.sub("_", path.stem)[:NAME_STEM_MOST].strip("._-")
+    held = redact_secrets(path.stem) != path.stem or redact_secrets(plain) != plain
+    stem = "input" if held or not plain else plain
     return f"{stem}{tag}.{extension}"
 
 
@@ -1557,15 +1610,18 @@ def local_file(path: Path, media: Sniffed, *, most: int) -> LocalFile:
 
 def snapshot(path: Path, media: Sniffed, most: int) -> tuple[LocalFile, bytes]:
     """``local_file`` and the bytes it hashed (at most ``most``), for an upload that sends exactly what was
-    checked; an image whose bytes do not decode is ``NotAccepted`` (call it in a worker thread)."""
+    checked; an image whose bytes do not decode, or an MP3, WAV or MP4 that does not play (``_plays``), is
+    ``NotAccepted`` (call it in a worker thread)."""
     digest, size, content, stamp = _read_judged(path, media, most=most, keep=True)
     content = content or b""
     pixels = tracks = None
     if media.kind == "image":
         _decodes(path.name, digest, io.BytesIO(content), media)
         pixels = _picture_size(io.BytesIO(content))
-    elif media.format in WITH_TRACKS:
-        tracks = _tracks(io.BytesIO(content), len(content))
+    else:
+        _plays(path.name, io.BytesIO(content), len(content), media)
+        if media.format in WITH_TRACKS:
+            tracks = _tracks(io.BytesIO(content), len(content))
     return LocalFile(path, digest, media, size, stamp, pixels=pixels, tracks=tracks), content
 
 
@@ -1585,11 +1641,30 @@ def judged_picture(local: LocalFile) -> LocalFile:
     return with_changes(local, pixels=pixels, upscaled=prepared.size, not_upscaled=prepared.kept)
 
 
-def judged_tracks(local: LocalFile) -> LocalFile:
-    """``local`` (an MP4, MOV or M4A, hashed) with what its tracks hold, read from the box headers of the very file
-    that was hashed (``still_hashed``). Call it in a worker thread."""
+def judged_recording(local: LocalFile) -> LocalFile:
+    """``local`` (audio or video, hashed) once its structure is known to play (``_plays``) and, for an MP4, MOV or
+    M4A, with what its tracks hold: read from the headers of the very file that was hashed (``still_hashed``).
+    Call it in a worker thread."""
     with still_hashed(local) as handle:
+        _plays(local.path.name, handle, local.size, local.media)
+        if local.media.format not in WITH_TRACKS:
+            return local
         return with_changes(local, tracks=_tracks(handle, local.size))
+
+
+def _plays(name: str, source: IO[bytes], length: int, media: Sniffed) -> None:
+    """``NotAccepted`` unless the MP3, WAV or MP4/MOV/M4A in ``source`` has what a player needs to play it
+    (``media.duration.unplayable``): its first bytes alone decided its type, and "ID3" with seven bytes more and then
+    any text went up as MP3 audio. Other formats, and files whose structure cannot be read, are left to KIE."""
+    from .duration import PLAYABLE_CHECKED, unplayable  # duration.py imports this module
+
+    if media.format not in PLAYABLE_CHECKED or (why := unplayable(source, length, media.format)) is None:
+        return
+    noun = "audio file" if media.kind == "audio" else "video or audio file" if media.also else "video"
+    raise NotAccepted(
+        f"{name} starts like {media.label} but is not a playable {noun}: {why}. Nothing was uploaded. Export it "
+        "again from the program that made it, or give another file."
+    )
 
 
 def _tracks(source: IO[bytes], length: int) -> Tracks | None:
