@@ -35,11 +35,27 @@ class _Strict(BaseModel):
 
 
 class Source(_Strict):
-    """Where a fact comes from."""
+    """Where a fact comes from, and of when.
+
+    ``date`` is the date of what the source captures: the page's own date, the commit or snapshot that holds the
+    copy read (henjicc/Henji-AI's docs/api/KIE: 2026-06-30, however late the repository was read), the day a live
+    page or feed was seen. ``read`` is the day a copy was read, or at the latest the day it was written into the
+    catalogue. A copy whose capture date is not known has only ``read``: a price from it is undated (provenance says
+    "an unknown date" and the staleness warning says the price is undated), never shown as of the day it was read,
+    which would make it look newer than it is."""
 
     kind: Literal["documented", "observed", "inferred"]
     ref: str
-    date: str
+    date: str | None = None
+    read: str | None = None
+
+    @model_validator(mode="after")
+    def _dated(self) -> "Source":
+        if self.date is None and self.read is None:
+            raise ValueError("a source needs its capture date, or the day it was read when that date is not known")
+        if self.date is not None and self.read is not None and self.read < self.date:
+            raise ValueError(f"read {self.read} before the capture it read ({self.date})")
+        return self
 
 
 class LengthRule(_Strict):

@@ -98,7 +98,7 @@ def model_document(spec: ModelSpec) -> dict[str, object]:
             used.add(part.source)
     if spec.followup is not None:
         used.update(rule.source for rule in spec.followup.refuse)
-    data["sources"] = {key: spec.sources[key].model_dump() for key in sorted(used)}
+    data["sources"] = {key: spec.sources[key].model_dump(exclude_none=True) for key in sorted(used)}  # read: when set
     return data
 
 
