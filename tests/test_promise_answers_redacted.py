@@ -115,7 +115,8 @@ async def test_a_tool_refusal_naming_what_it_was_given_never_echoes_the_key(keye
 async def test_a_workflows_plan_keeps_the_users_signed_link_and_words_and_drops_only_the_key(keyed):
     """The review: the plan was redacted as an error is, so a signed link's ``access_token=...`` and a description's
     "password: ..." came back as ``[redacted]``: an agent following the plan sent a broken link to a paid create."""
-    link = "https://cdn.example.com/me.png?access_token=9f8e7d6c5b4a39281706&expires=1893456000"
+    # A token of its own: a key another test registers (the registry is process-wide) shares no 16 characters with it.
+    link = "https://cdn.example.com/me.png?access_token=Tk4mP9qR2sV7wX1yZ3bN&expires=1893456000"
     async with keyed() as client:
         plan = await client.get_prompt(
             "ugc_video", {"product": f"bottle at {link}, password: swordfish", "script": f"say {KEY}"}

@@ -721,8 +721,22 @@ def test_a_key_pasted_into_a_caption_is_never_written_or_burned_in(tmp_path):
         lambda key: key.encode("utf-16-le"),
         lambda key: b"\x01" + key.encode("utf-16-be"),  # UTF-16 at an odd offset
         lambda key: base64.b64encode(b"Bearer " + key.encode()),
+        lambda key: "-".join(key[at : at + 8] for at in range(0, 32, 8)).encode(),
+        lambda key: key[9:25].encode(),
+        lambda key: ":".join(key[at : at + 2] for at in range(0, 32, 2)).upper().encode(),
+        lambda key: b"\x01" + "-".join(key[at : at + 4] for at in range(0, 32, 4)).encode("utf-16-le"),
     ],
-    ids=["plain", "upper", "utf16-le", "utf16-be-odd", "base64-bearer"],
+    ids=[
+        "plain",
+        "upper",
+        "utf16-le",
+        "utf16-be-odd",
+        "base64-bearer",
+        "dashed",
+        "sixteen",
+        "hex-pairs",
+        "utf16-dashed",
+    ],
 )
 @pytest.mark.parametrize("offset", [0, redaction.SCAN_CHUNK - 9, 3 * redaction.SCAN_CHUNK + 5])
 def test_bytes_served_as_they_are_are_refused_wherever_the_key_sits_in_them(encode, offset):
@@ -734,6 +748,40 @@ def test_bytes_served_as_they_are_are_refused_wherever_the_key_sits_in_them(enco
     content = bytes(offset) + blob + bytes(4 * redaction.SCAN_CHUNK)
     assert redaction.bytes_hold_secret(content)
     assert not redaction.bytes_hold_secret(bytes(offset) + blob[: len(blob) // 3] + bytes(redaction.SCAN_CHUNK))
+
+
+@pytest.mark.parametrize(
+    ("text", "holds"),
+    [
+        (f"https://collector.example/p/{KIE_KEY[:16]}.png", True),
+        (f"https://collector.example/q/{KIE_KEY[16:]}.png", True),
+        ("https://collector.example/" + "-".join(KIE_KEY[at : at + 8] for at in range(0, 32, 8)), True),
+        (f"https://collector.example/{KIE_KEY[:16]}%2D{KIE_KEY[16:]}", True),  # the host reads a dash
+        ("https://collector.example/" + "\u200b".join(KIE_KEY[:16]), True),  # invisible characters between
+        ("https://collector.example/" + KIE_KEY[:16].translate({ord(c): ord(c) + 0xFEE0 for c in KIE_KEY}), True),
+        (f"https://collector.example/{KIE_KEY[:15]}.png", False),  # 15: a guess away from nothing
+        ("https://img.example/c704a3ce-9690-44e2-a4e7-373ff3d69f2e.png", False),  # hex, not the key's
+        ("https://img.example/0123456789abcdef0123456789abcdef/face.png", False),
+    ],
+    ids=["first-half", "second-half", "dashed", "percent-dash", "zero-width", "fullwidth", "fifteen", "uuid", "hash"],
+)
+def test_a_text_holds_the_key_wherever_the_redactor_would_take_it_out(text, holds):
+    """What cannot be redacted (an input link KIE fetches) is judged by ``holds_secret``: it looked for the key
+    whole, so each half of it, or the key in dashed groups, passed (two links hand over all of it)."""
+    register_secret(KIE_KEY)
+    assert redaction.holds_secret(text) is holds
+    if holds and "%" not in text:
+        assert redaction.redact_secrets(text) != text  # the same judgement as the redactor's
+
+
+def test_bytes_are_searched_for_the_pieces_of_every_key_registered():
+    """A second key of hex digits has the letters of the first: its pieces are looked for too (the search kept for
+    the first key's letters was once taken for both)."""
+    first, second = "9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b", "4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e"
+    register_secret(first)
+    assert redaction.bytes_hold_secret(b"\x01" * 100 + first[8:24].encode())
+    register_secret(second)
+    assert redaction.bytes_hold_secret(b"\x01" * 100 + "-".join(second[at : at + 8] for at in (0, 8)).encode())
 
 
 @pytest.mark.parametrize("where", ["start", "end", "across two pieces at the start"])

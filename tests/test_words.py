@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -378,3 +379,55 @@ def test_text_that_is_one_long_cluster_is_still_shown_not_cut_to_nothing():
     for text in ("Z" + "\u0336" * 300 + " rest", "क्" * 100 + "ष"):
         cut = shortened(text, 120)
         assert len(cut) == 120 and cut.endswith("...") and text.startswith(cut[:-3]), repr(cut[:20])
+
+
+# -- characters that show nothing, or turn the text around them ---------------------------------------------------
+
+# Format characters text is written with, shown as they are: the zero width joiner and non-joiner, and the signs
+# Arabic, Syriac and Kaithi write before a number (which show).
+WRITTEN = set("\u200c\u200d\u0600\u0601\u0602\u0603\u0604\u0605\u06dd\u070f\u0890\u0891\u08e2\U000110bd\U000110cd")
+
+
+@pytest.mark.parametrize(
+    ("value", "quoted", "unquoted"),
+    [
+        ("invoice\u202egnp.exe", '"invoice\\u202egnp.exe"', "invoice\\u202egnp.exe"),  # shows "invoiceexe.png"
+        ("a\u2067b\u2069\u200f\u061c", '"a\\u2067b\\u2069\\u200f\\u061c"', "a\\u2067b\\u2069\\u200f\\u061c"),
+        ("hid\U000e0041\U000e0042den", '"hid\\udb40\\udc41\\udb40\\udc42den"', "hid\\udb40\\udc41\\udb40\\udc42den"),
+        ("x\u2028y\x9b2J\x1b", '"x\\u2028y\\u009b2J\\u001b"', "x\\u2028y\\u009b2J\\u001b"),
+        ("قهوة باردة", '"قهوة باردة"', "قهوة باردة"),  # right-to-left letters are letters
+        ("שלום עולם", '"שלום עולם"', "שלום עולם"),
+        ("می\u200cخواهم 👩\u200d💻", '"می\u200cخواهم 👩\u200d💻"', "می\u200cخواهم 👩\u200d💻"),
+        ("🏴\U000e0067\U000e0062\U000e0065\U000e006e\U000e0067\U000e007f", None, None),  # England's flag
+        ("line\nbreak\ttab", '"line\\nbreak\\ttab"', "line\nbreak\ttab"),
+    ],
+    ids=[
+        "override",
+        "isolates-and-marks",
+        "tag-letters",
+        "separators-and-controls",
+        "arabic",
+        "hebrew",
+        "joiners",
+        "flag",
+        "breaks",
+    ],
+)
+def test_a_value_shown_back_escapes_what_would_show_nothing_or_turn_the_text_around(value, quoted, unquoted):
+    """The audit: a file name holding a right-to-left override was shown with the override itself in the question
+    that approves a spend, which turns the rest of the line around as it is displayed: a name reads as another."""
+    assert plain(value, limit=200) == (quoted if quoted is not None else f'"{value}"')
+    assert plain(value, quoted=False, limit=200) == (unquoted if unquoted is not None else value)
+    assert shortened(value, 200) == (unquoted if unquoted is not None else value)
+
+
+def test_every_control_and_format_character_but_those_text_is_written_with_is_escaped():
+    """Held to the running Python's Unicode tables: a newer Unicode that adds a format character fails here."""
+    from kie_mcp import words
+
+    assigned = [*range(0x40000), *range(0xE0000, 0xE1000)]  # planes 0 to 3 and 14 (the rest: none, or private)
+    kinds = {chr(code): unicodedata.category(chr(code)) for code in assigned}
+    unseen = {ch for ch, kind in kinds.items() if kind in ("Cc", "Cf", "Zl", "Zp") and ch not in WRITTEN}
+    assert [ch for ch in unseen if words._unseen_escaped(ch) == ch] == []
+    rest = "".join(ch for ch, kind in kinds.items() if kind != "Cs" and ch not in unseen)
+    assert words._unseen_escaped(rest) == rest

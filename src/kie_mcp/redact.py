@@ -12,6 +12,10 @@ its characters: a UUID, hex in groups, a wrapped line), and anything shaped like
 password in ``scheme://user:password@host``. Ordinary words, URLs without credentials, task ids and a
 placeholder where a value goes (``KIE_API_KEY=...``, ``api_key=<your key>``) are left alone.
 
+What cannot be redacted is judged by the same forms: ``holds_secret`` (a link KIE or kie-mcp fetches: half the key
+in one link and half in another hand all of it over) and ``bytes_hold_secret`` (bytes served or uploaded as they
+are, runs of the key's characters searched in one fast pass).
+
 Logging is covered by a log-record factory (``install_log_redaction``): every record of every logger is
 cleaned when it is created, before pytest's ``caplog``, a client's handler or stderr sees it. A filter on a
 logger would miss records propagated from child loggers and a filter on one handler misses handlers added
@@ -31,7 +35,7 @@ import time
 import unicodedata
 from collections.abc import Iterable
 from typing import Any, NamedTuple
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, unquote
 
 REDACTED = "[redacted]"
 # Shorter "secrets" (test keys such as "k") cannot be replaced without mangling ordinary text.
@@ -44,7 +48,9 @@ FRAGMENT = 16
 # up to three of them (", ", a key's own dash with a colon either side). A secret's own characters among these are
 # its characters, never taken for something between.
 _SEPARATORS = "-:._/,"
-_BETWEEN = r"(?:[-:._/,]|\s|\\[nrt]){0,3}"
+_GAP = r"[-:._/,]|\s"  # one character that may stand between two of a secret's (or a JSON escape, below)
+_BETWEEN = rf"(?:{_GAP}|\\[nrt]){{0,3}}"
+_GAP_CHAR = re.compile(_GAP)
 _ESCAPED_BREAK = re.compile(r"\\[nrt]")  # a JSON-escaped line break or tab, between a secret's characters
 _WRAPPED = r"(?:\r?\n|\\r\\n|\\n)?"  # between base64 characters: MIME's line breaks, as they are or JSON-escaped
 
@@ -57,6 +63,7 @@ class _Registry:
         self.secrets: set[_Form] = set()
         self.pattern: re.Pattern[str] | None = None
         self.runs: re.Pattern[str] | None = None  # a run of FRAGMENT or more characters any secret is made of
+        self.letters = ""  # the characters of those runs, in either case (a separator only ever between them)
         # Each FRAGMENT-long piece of a secret (lower case): (the secret, where), by the separators the secret holds
         # (a dash in a secret is one of its characters, not something put between them).
         self.pieces: dict[frozenset[str], dict[str, tuple[str, int]]] = {}
@@ -143,14 +150,20 @@ def register_secret(value: str | None) -> None:
         if every:  # a separator only ever between them (in _BETWEEN): as a letter too, a row of them backtracked
             letters = "".join(sorted({ch for piece in every for ch in piece + piece.upper()} - set(_SEPARATORS)))
             made_of = f"[{re.escape(letters)}]"  # re.escape: "]", "^" and "\\" are literal in the set too
+            _registry.letters = letters
             _registry.runs = re.compile(f"{made_of}(?:{_BETWEEN}{made_of}){{{FRAGMENT - 1},}}")
 
 
 def holds_secret(text: str) -> bool:
-    """Whether ``text`` holds a registered secret as it is, URL-encoded or base64-encoded (not merely something shaped
-    like a credential): bytes that cannot be redacted (a file served as it is) are checked with this."""
-    pattern = _registry.pattern
-    return pattern is not None and pattern.search(text) is not None
+    """Whether ``text`` holds a registered secret: anything ``redact_secrets`` would redact of it (any form, a run of
+    ``FRAGMENT`` or more of its characters, the key in dashed groups, written in look-alike or invisible characters),
+    in ``text`` as it is or percent-decoded once (as the host a link goes to reads ``%2D`` between two halves); not
+    merely something shaped like a credential. What cannot be redacted (a link KIE or kie-mcp fetches, a file served
+    as it is) is checked with this: two links, each with half the key, hand over all of it."""
+    if _registry.pattern is None:
+        return False
+    forms = {text, unquote(text)} if "%" in text else {text}
+    return any(_secret_spans(seen) for form in forms for seen in {form, _unmasked(form) or form})
 
 
 SCAN_CHUNK = 1 << 16  # bytes searched between two chances for other threads to run (about a millisecond)
@@ -160,20 +173,100 @@ _SCAN_OVERLAP = 4096  # bytes each chunk repeats of the one before: longer than 
 def bytes_hold_secret(content: bytes) -> bool:
     """Whether bytes served as they are (they cannot be redacted) hold a registered secret: read as single bytes, and
     as UTF-16 either way round (every other byte, from either start: a key's ASCII characters in UTF-16 LE or BE at
-    either alignment). Searched as bytes, a chunk at a time, the GIL let go between chunks: a 50 MB video read as text
-    three times took seconds and held up every other request of the server while it was read."""
+    either alignment); a run of ``FRAGMENT`` or more of its characters (the key in dashed groups, or cut in two) too.
+    Searched as bytes, a chunk at a time, the GIL let go between chunks: a 50 MB video read as text three times took
+    seconds and held up every other request of the server while it was read."""
     pattern = _registry.pattern
     if pattern is None:
         return False
     try:
-        found = _bytes_pattern(pattern)
+        found, loose = _bytes_pattern(pattern), _bytes_runs(pattern)
     except UnicodeEncodeError:  # a secret beyond Latin-1 (never a KIE key): read as text, as slowly as that is
         return any(holds_secret(content.decode(codec, "ignore")) for codec in ("latin-1", "utf-16-le", "utf-16-be"))
-    for view in (content, content[0::2], content[1::2]):
+    for number, view in enumerate((content, content[0::2], content[1::2])):
         for start in range(0, max(len(view), 1), SCAN_CHUNK):
-            if found.search(view, max(start - _SCAN_OVERLAP, 0), start + SCAN_CHUNK) is not None:
+            begin, end = max(start - _SCAN_OVERLAP, 0), start + SCAN_CHUNK
+            if found.search(view, begin, end) is not None:
                 return True
+            if number == 0 and loose is not None and _runs_hold_piece(content[begin:end], loose):
+                return True  # runs as single bytes or UTF-16 alike, in one pass over the bytes as they are
             time.sleep(0)  # let the event loop's thread run: a long file is read in a worker thread
+    return False
+
+
+class _LooseRuns(NamedTuple):
+    """How bytes are searched fast for a run of a secret's characters (``_Registry.runs``): first whether a piece of
+    a secret stands in their letters alone (``_may_hold_piece``: nearly always not), and only where one may, for the
+    runs themselves, each then read as text is (``_runs_hold_piece``)."""
+
+    others: bytes  # every byte that is none of the secrets' characters, dropped
+    lower: bytes  # a table: each byte in lower case, as ``_lower`` has it (one character for one)
+    escapes: tuple[bytes, ...]  # JSON's ``\\n`` (and r, t): dropped first where a letter is one of "\\nrt"
+    pieces: tuple[bytes, ...]  # each piece of a secret (``_Registry.pieces``), lower case, without the separators
+    anchors: tuple[bytes, ...]  # a few parts of those pieces, one in every piece: looked for first
+    # A table: 1 for a byte a run may hold (one of the secrets' characters, something that may stand between them,
+    # or a zero byte: UTF-16's other half of an ASCII character), 0 for any other. ``FRAGMENT`` ones in a row are
+    # found by a plain search, many times faster than a pattern.
+    marks: bytes
+
+
+@functools.lru_cache(maxsize=4)
+def _bytes_runs(pattern: re.Pattern[str]) -> _LooseRuns | None:
+    """The fast search in bytes for what ``_Registry.runs`` finds in text, for the secrets registered when the
+    pattern of their forms was ``pattern`` (it changes with each secret; the runs pattern may not, as another key of
+    hex digits has the same letters); None when there is none. ``UnicodeEncodeError`` for a secret beyond Latin-1."""
+    with _registry.lock:  # what register_secret is changing is read once it is done
+        if _registry.runs is None:
+            return None
+        letters = set(_registry.letters.encode("latin-1"))
+        every = [piece for kept in _registry.pieces.values() for piece in kept]
+    pieces = list(dict.fromkeys(piece.translate(_NO_SEPARATORS).encode("latin-1") for piece in every))
+    anchors: list[bytes] = []
+    for piece in pieces:  # in their secret's order: a piece's last 8 characters are in the 8 pieces after it too
+        if not any(anchor in piece for anchor in anchors):
+            anchors.append(piece[-FRAGMENT // 2 :])
+    kept = letters | {byte for byte in range(256) if _GAP_CHAR.fullmatch(chr(byte))} | set(b"\\nrt") | {0}
+    return _LooseRuns(
+        others=bytes(sorted(set(range(256)) - letters)),
+        lower=bytes(ord(low) if ord(low := _lower(chr(byte))) < 256 else byte for byte in range(256)),
+        escapes=tuple(b"\\" + bytes([ch]) for ch in b"nrt") if letters & set(b"\\nrt") else (),
+        pieces=tuple(pieces),
+        anchors=tuple(anchors),
+        marks=bytes(int(byte in kept) for byte in range(256)),
+    )
+
+
+_NO_SEPARATORS = str.maketrans("", "", _SEPARATORS)
+_A_RUN = b"\x01" * FRAGMENT  # what ``_LooseRuns.marks`` makes of ``FRAGMENT`` bytes a run may hold
+
+
+def _may_hold_piece(raw: bytes, loose: _LooseRuns) -> bool:
+    """Whether a piece of a secret stands in ``raw``'s letters alone, lower case, everything else dropped: a run
+    holding a piece (read as single bytes, or as UTF-16 of ASCII) has it there too. Cheap (a few milliseconds a
+    megabyte), and rarely so by chance: a hash or a hex blob made of a key's characters has no 16 of them in its
+    order."""
+    for escape in loose.escapes:
+        raw = raw.replace(escape, b"")
+    letters = raw.translate(loose.lower, loose.others)
+    return any(anchor in letters for anchor in loose.anchors) and any(piece in letters for piece in loose.pieces)
+
+
+def _runs_hold_piece(window: bytes, loose: _LooseRuns) -> bool:
+    """Whether a run in ``window`` holds a piece of a secret, as ``_piece_spans`` finds one in text: each run read as
+    single bytes, and as UTF-16 either way round when a zero byte is among them."""
+    if not _may_hold_piece(window, loose):
+        return False
+    marked = window.translate(loose.marks)
+    at = marked.find(_A_RUN)
+    while at >= 0:
+        end = marked.find(0, at)
+        end = len(marked) if end < 0 else end
+        found = window[at:end]
+        if _may_hold_piece(found, loose) and (runs := _registry.runs) is not None:
+            views = (found, found[0::2], found[1::2]) if b"\x00" in found else (found,)
+            if any(_piece_spans(match.group(0)) for view in views for match in runs.finditer(view.decode("latin-1"))):
+                return True
+        at = marked.find(_A_RUN, end)
     return False
 
 
@@ -357,11 +450,11 @@ def _cut(run: str, pieces: dict[str, tuple[str, int]], kept: frozenset[str]) -> 
     if run.isascii():  # a task id, a hash, a word after it: the common case, looked at without the mapping below
         plain_run = _ESCAPED_BREAK.sub("", run) if escaped else run
         folded = "".join(plain_run.lower().split()).translate({ord(ch): None for ch in between})
-        if not any(folded[at : at + FRAGMENT] in pieces for at in range(len(folded) - FRAGMENT + 1)):
+        if not _holds_a_piece(folded, pieces):
             return []
     letters = [(at, _lower(ch)) for at, ch in enumerate(run) if not (ch.isspace() or ch in between or at in escaped)]
     folded = "".join(ch for _, ch in letters)
-    if not any(folded[at : at + FRAGMENT] in pieces for at in range(len(folded) - FRAGMENT + 1)):
+    if not _holds_a_piece(folded, pieces):
         return []
     cuts: list[tuple[int, int]] = []
     at = 0
@@ -377,6 +470,15 @@ def _cut(run: str, pieces: dict[str, tuple[str, int]], kept: frozenset[str]) -> 
         cuts.append((letters[at][0], letters[end - 1][0] + 1))
         at = end
     return cuts
+
+
+def _holds_a_piece(folded: str, pieces: dict[str, tuple[str, int]]) -> bool:
+    """Whether ``folded`` holds one of ``pieces`` (each ``FRAGMENT`` long): each piece looked for in it where they
+    are fewer than the places one could start (a long run: a hex blob in a file's metadata), else each place."""
+    places = len(folded) - FRAGMENT + 1
+    if places > len(pieces):
+        return any(piece in folded for piece in pieces)
+    return any(folded[at : at + FRAGMENT] in pieces for at in range(places))
 
 
 def _lower(ch: str) -> str:
@@ -436,12 +538,10 @@ def _redact_disguised(text: str) -> str:
     where it stands in ``text``. The text is searched as NFKC makes it with those characters dropped, and changed
     only where a secret is found there, mapped back to the characters it came from: no other character is touched
     (a Japanese prompt keeps its fullwidth punctuation)."""
-    hidden = {ch for ch in set(text) if not ch.isascii() and _invisible(ch)}
-    if not hidden and unicodedata.is_normalized("NFKC", text):
+    seen = _unmasked(text)
+    if seen is None or not _secret_spans(seen):
         return text
-    seen = unicodedata.normalize("NFKC", "".join(ch for ch in text if ch not in hidden))
-    if not _secret_spans(seen):
-        return text
+    hidden = _hidden(text)
     shown: list[str] = []
     came_from: list[int] = []  # for each character of ``shown``, the one of ``text`` it was made from
     for at, ch in enumerate(text):
@@ -453,6 +553,22 @@ def _redact_disguised(text: str) -> str:
     for begin, end in reversed(_secret_spans("".join(shown))):
         text = text[: came_from[begin]] + REDACTED + text[came_from[end - 1] + 1 :]
     return text
+
+
+def _unmasked(text: str) -> str | None:
+    """``text`` as NFKC makes it with the invisible characters dropped (what a disguised secret is found in), or
+    None when that is ``text`` itself."""
+    if text.isascii():
+        return None
+    hidden = _hidden(text)
+    if not hidden and unicodedata.is_normalized("NFKC", text):
+        return None
+    return unicodedata.normalize("NFKC", "".join(ch for ch in text if ch not in hidden))
+
+
+def _hidden(text: str) -> set[str]:
+    """The invisible characters ``text`` holds (``_invisible``)."""
+    return {ch for ch in set(text) if not ch.isascii() and _invisible(ch)}
 
 
 # Default-ignorable characters beside Unicode's format ones (Cf): a combining grapheme joiner, Hangul fillers,

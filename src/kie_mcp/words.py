@@ -1,8 +1,9 @@
 """How values and times read for people: one rendering for every error, quote, confirmation, record and sidecar.
 
 Agents send JSON, so a value is shown as JSON shows it (``true``, not Python's ``True``; ``null``, not ``None``),
-cut short so an error never echoes a megabyte back. Every timestamp anyone sees is ISO 8601 in UTC with a ``Z``,
-to the second (``2026-12-02T20:38:03Z``); the journal may keep epoch seconds inside.
+cut short so an error never echoes a megabyte back, and with what shows nothing or turns the text around it (a
+right-to-left override in a file name) escaped as JSON writes it. Every timestamp anyone sees is ISO 8601 in UTC
+with a ``Z``, to the second (``2026-12-02T20:38:03Z``); the journal may keep epoch seconds inside.
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ def plain(value: Any, *, quoted: bool = True, limit: int = SHOWN_LIMIT) -> str:
     Numbers read as people write them (``5``, not ``5.0``); NaN and infinities, which JSON cannot carry, as
     ``NaN``, ``Infinity`` and ``-Infinity``. A text cut short says how long it is, in its own characters (not
     counting the quotes or escapes added to show it). The API key is redacted before the text is cut: cut first,
-    a key's encoding (its base64) would be shown in part, too short a piece to be known for it."""
+    a key's encoding (its base64) would be shown in part, too short a piece to be known for it. A character that
+    would change how the text around it reads is shown escaped (``_unseen_escaped``), quoted or not."""
     text, whole = _uncut_redacted(_render(value, quoted), limit)
+    text = _unseen_escaped(text, keep="" if quoted else "\n\t")
     if whole and len(text) <= limit:
         return text
     length = len(value) if isinstance(value, str) else len(text)
@@ -35,8 +38,10 @@ def plain(value: Any, *, quoted: bool = True, limit: int = SHOWN_LIMIT) -> str:
 
 def shortened(text: str, limit: int) -> str:
     """``text`` in at most ``limit`` characters: cut short with "..." where it is longer, never inside a character
-    as a reader sees it (see ``cut_point``), with the API key redacted before it is cut (as ``plain`` does)."""
+    as a reader sees it (see ``cut_point``), with the API key redacted before it is cut and a character that would
+    change how the text around it reads escaped (as ``plain`` does; line breaks and tabs are kept)."""
     text, whole = _uncut_redacted(text, limit)
+    text = _unseen_escaped(text, keep="\n\t")
     return text if whole and len(text) <= limit else text[: cut_point(text, limit - 3)] + "..."
 
 
@@ -51,6 +56,41 @@ def _uncut_redacted(text: str, limit: int) -> tuple[str, bool]:
     if len(text) <= window:
         return redact_secrets(text), True
     return redact_secrets(text[:window]), False
+
+
+# What shows nothing or changes how the text around it reads: controls (Unicode's Cc: the terminal's escape, C1's
+# CSI), format characters (Cf: the bidirectional overrides, embeddings, isolates and marks, zero width spaces, a soft
+# hyphen, tag letters) and the line and paragraph separators (Zl, Zp), as Unicode 14 to 16 list them (a test holds
+# this to the running Python's tables). Not the format characters text is written with, which stay as they are:
+# the zero width joiner and non-joiner (an emoji such as 👩‍💻, Persian's می‌خواهم, Indic conjuncts) and the signs
+# Arabic, Syriac and Kaithi write before a number (U+0600 to U+0605, U+06DD, U+070F, U+0890, U+0891, U+08E2,
+# U+110BD, U+110CD), which show.
+_UNSEEN = re.compile(
+    "[\x00-\x1f\x7f-\x9f\xad\u061c\u180e\u200b\u200e\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff"
+    "\ufff9-\ufffb\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f]"
+)
+_UNSEEN_KINDS = ("Cc", "Cf", "Zl", "Zp")
+# A subdivision flag (🏴 England): a black flag, tag letters, a cancel tag, shown as it is. Tag letters anywhere
+# else are invisible text (words hidden from a reader, not from a model).
+_TAG_FLAG = re.compile("\U0001f3f4[\U000e0020-\U000e007e]+\U000e007f")
+
+
+def _unseen_escaped(text: str, keep: str = "") -> str:
+    """``text`` with every character that shows nothing or changes how the text around it reads (``_UNSEEN``),
+    but those in ``keep``, written as JSON escapes it (``\\u202e``). A right-to-left override turns what follows
+    it around: ``invoice\\u202egnp.exe`` shows as ``invoiceexe.png``. Right-to-left letters (Arabic, Hebrew) are
+    letters, shown as they are."""
+    if text.isprintable():  # the common case, at C speed (every character shows, or is a plain space)
+        return text
+    flags = [m.span() for m in _TAG_FLAG.finditer(text)] if "\U0001f3f4" in text else []
+
+    def escaped(match: re.Match[str]) -> str:
+        ch = match.group(0)
+        if ch in keep or unicodedata.category(ch) not in _UNSEEN_KINDS or any(a <= match.start() < b for a, b in flags):
+            return ch  # kept; or not (yet) assigned in this Python's Unicode
+        return json.dumps(ch)[1:-1]
+
+    return _UNSEEN.sub(escaped, text)
 
 
 _JOINERS = {"\u200d", "\u034f"}  # zero width joiner, combining grapheme joiner
