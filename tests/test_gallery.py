@@ -93,8 +93,9 @@ async def test_the_gallery_shows_every_saved_result_by_session_with_prompt_model
     assert "A red apple on a wooden table" in index and "Waves at dusk, slow dolly" in spring + teaser + index
     assert "nano-banana-2" in index and "veo3_fast" in index
     assert "8 credits" in index and "60 credits" in index
-    assert 'poster="' in teaser  # ffmpeg (a dev dependency) made a poster for the video
-    assert poster_path(tmp_path / tasks["video"]["files"][0], settings.preview_px).is_file()
+    poster = poster_path(tmp_path / tasks["video"]["files"][0], settings.preview_px)
+    assert poster.is_file()  # ffmpeg (a dev dependency) made a poster for the video, which the pages show
+    assert f'<img src="{poster.name}"' in teaser and "<video" not in teaser
     assert "https://" not in index and "http://" not in index  # nothing from the network: no CDN, no KIE links
 
     # list_tasks says where the gallery is, as a path and as a file:// URI
@@ -232,9 +233,9 @@ def scans(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     scanned: list[str] = []
     real = gallery._scan_folder
 
-    def counted(folder: Path, side: int) -> gallery.Session:
+    def counted(folder: Path, side: int, **how: bool) -> gallery.Session:
         scanned.append(folder.name)
-        return real(folder, side)
+        return real(folder, side, **how)
 
     monkeypatch.setattr(gallery, "_scan_folder", counted)
     return scanned
@@ -564,6 +565,26 @@ PLAY = """(async () => {
 })()"""
 
 
+def click(page: Page, element: str) -> None:
+    """Scroll the element ``element`` (a JavaScript expression) into view and click its middle, as a person would,
+    then wait for the page it opens."""
+    box = page.evaluate(
+        f"(() => {{ const e = {element}; e.scrollIntoView({{block: 'center'}}); const r = e.getBoundingClientRect(); "
+        "return [r.x + r.width / 2, r.y + r.height / 2]; })()"
+    )
+    loads = len(page.browser.events("Page.loadEventFired", page.session))
+    for kind in ("mousePressed", "mouseReleased"):
+        event = {"type": kind, "x": box[0], "y": box[1], "button": "left", "clickCount": 1}
+        page.send("Input.dispatchMouseEvent", event)
+    page.browser.wait_event("Page.loadEventFired", page.session, loads)
+
+
+def assert_plays(page: Page) -> None:
+    """The page's first video plays (a quarter of a second of it, decoded, no error)."""
+    played = page.evaluate(PLAY)
+    assert played["error"] is None and played["width"] > 0 and played["time"] >= 0.25, played
+
+
 FIRST_FRAME = """(async () => {
   const video = document.querySelector('video');
   const deadline = Date.now() + 10000;
@@ -609,14 +630,14 @@ async def test_in_a_browser_the_moved_gallery_shows_pictures_plays_the_video_and
         assert page.evaluate("document.scripts.length") == 0
         prompts = page.evaluate("[...document.querySelectorAll('.prompt')].map(p => p.textContent)")
         assert HOSTILE in prompts  # shown as the text it is
-        assert_pictures_are_seen(page, count=2)  # the two images; the prompt's <img> is text, not an element
-        assert page.evaluate("document.querySelector('video').getAttribute('poster')")
-        assert spread(page.screenshot(rects(page, "video")[0])) > 10  # its poster is on screen
-        played = page.evaluate(PLAY)
-        assert played["error"] is None and played["width"] > 0 and played["time"] >= 0.25, played
+        assert_pictures_are_seen(page, count=3)  # two images and the video's poster; the prompt's <img> is text
+        assert spread(page.screenshot(rects(page, ".card.video .media")[0])) > 10  # the poster is on screen
         shot = page.screenshot(full_page=True)
         save_artifact("gallery-index.png", shot)
         assert spread(shot) > 10
+        click(page, "document.querySelector('.card.video .media')")  # the poster links to its clip, which plays
+        assert_plays(page)
+        page.goto((moved / "index.html").as_uri())
 
         page.goto(page.evaluate("document.querySelector('section h2 a[href$=\"spring-launch/index.html\"]').href"))
         assert_pictures_are_seen(page, count=2)
@@ -678,8 +699,7 @@ async def test_in_a_browser_without_ffmpeg_the_video_shows_its_first_frame(
         shot = page.screenshot(rects(page, "video")[0])
         save_artifact("gallery-video-without-poster.png", shot)
         assert spread(shot) > 10  # ... and on screen
-        played = page.evaluate(PLAY)
-        assert played["error"] is None and played["time"] >= 0.25, played
+        assert_plays(page)
     finally:
         page.close()
 
@@ -705,7 +725,8 @@ async def test_in_a_browser_a_joined_video_whose_name_holds_part_is_on_its_sessi
         for where in (folder / "index.html", tmp_path / "outputs" / "index.html"):
             page.goto(where.as_uri())
             shown[where] = page.evaluate(
-                "[...document.querySelectorAll('video')].map(v => decodeURIComponent(v.src.split('/').pop()))"
+                "[...document.querySelectorAll('.card.video .media')].map(v => "
+                "decodeURIComponent((v.href || v.querySelector('video').src).split('/').pop()))"
             )
     finally:
         page.close()

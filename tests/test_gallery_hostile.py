@@ -318,7 +318,8 @@ async def test_hostile_text_in_sidecars_and_file_names_is_only_text_on_the_page(
     index = assert_only_text((outputs / gallery.PAGE).read_bytes(), outputs, outputs)
     assert HOSTILE in session.text  # the prompt, as text a person reads
     assert "bell" in session.text and "delete" in session.text  # around the control characters, which are dropped
-    assert "very long " * 1000 in session.text
+    assert "very long " * 20 in session.text and "very long " * 70 not in session.text  # cut short on the card
+    assert f"{MODEL}_hostile.json".encode() in linked_names(session)  # the whole prompt is in the sidecar it links
     assert NEIGHBOUR in session.text and NEIGHBOUR in index.text
     assert {os.fsencode(name) for name in planted["media"]} <= linked_names(session)  # every file has its card
     for name in ('<img src=x onerror=alert(1)> "q" &amp;', "javascript:alert(1)_1.png"):

@@ -247,7 +247,8 @@ async def test_the_gallery_beside_a_users_page_is_named_until_the_next_save_and_
 ):
     """The review: after the user deleted their own index.html, list_tasks named no gallery at all until the next
     save, though kie-mcp-gallery.html was there and the session pages linked to it; and while the user's page stood,
-    a kie-mcp-gallery.html that had gone missing (a full disk, a hand) was never written again by check_task."""
+    a kie-mcp-gallery.html that had gone missing (a full disk, a hand) was never written again by check_task.
+    list_tasks brings the gallery up to date before it names it: index.html again, the one under its own name gone."""
     (tmp_path / "outputs").symlink_to(elsewhere, target_is_directory=True)
     (elsewhere / "index.html").write_text(ALBUM)
     own = tmp_path / "outputs" / "kie-mcp-gallery.html"
@@ -260,8 +261,9 @@ async def test_the_gallery_beside_a_users_page_is_named_until_the_next_save_and_
         (elsewhere / "index.html").unlink()  # the user moved their album away; nothing saved since
         listed = await client.call_tool("list_tasks", {})
     assert made.structured_content["status"] == "completed", text_of(made)
-    assert rewritten and (elsewhere / "index.html").exists() is False
-    assert listed.structured_content["gallery"] == str(own), text_of(listed)
+    assert rewritten and not own.exists()
+    assert listed.structured_content["gallery"] == str(tmp_path / "outputs" / "index.html"), text_of(listed)
+    assert saved.is_own_page(elsewhere / "index.html")  # kie-mcp's own page, where the album was
 
 
 async def test_the_gallery_resources_serve_only_pages_kie_mcp_wrote_in_its_session_folders(

@@ -801,6 +801,7 @@ def _register_tools(mcp: MCPServer) -> None:
             listing = await list_page(rt.tasks, rt.journal, filters, limit=limit, cursor=cursor)
         found, message = listing.records, listing.message
         message += "".join(f"\n{notice}" for notice in rt.notices)
+        await pages.refresh(rt.settings.workspace, rt.settings.preview_px)  # what was deleted since leaves the pages
         page = pages.gallery_path(rt.settings.workspace)  # kie-mcp's own page, never one of the user's
         shown = (str(page.absolute()), page.absolute().as_uri()) if page is not None else (None, None)
         if page is not None:
@@ -1539,7 +1540,7 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
         try:  # in a worker thread: reading the page never holds up the server
             page = await anyio.to_thread.run_sync(pages.read_page, outputs, session)
         except (OSError, ValueError, RecursionError) as err:  # as for the gallery: said, with what to check
-            raise ResourceError(redact(f"The session's gallery page could not be made ({err}).")) from err
+            raise ResourceError(redact(f"The session's gallery page could not be read ({err}).")) from err
         if page is None:
             raise ResourceNotFoundError(f"No gallery page for the session folder {plain(session)} in outputs/.")
         return page

@@ -1,10 +1,11 @@
 """The workspace's gallery: ``outputs/index.html`` and one ``index.html`` per session folder.
 
 A contact sheet a person opens in any browser straight from disk (``file://``, no server, no network): every saved
-result by session and date, with image thumbnails, video posters (or the video itself), the prompt, the model and the
-credits. Every link is relative, so the pages keep working when the ``outputs/`` folder is moved or copied; the CSS is
-inline and there is no script at all (a Content-Security-Policy forbids scripts too, so a prompt holding
-``<script>`` is shown as text, escaped, and could not run even if escaping failed).
+result by session and date, with image thumbnails, video posters (or the video itself), the prompt (its first
+``PROMPT_SHOWN`` characters, linking the sidecar that holds it whole), the model and the credits. Every link is
+relative, so the pages keep working when the ``outputs/`` folder is moved or copied; the CSS is inline and there is
+no script at all (a Content-Security-Policy forbids scripts too, so a prompt holding ``<script>`` is shown as text,
+escaped, and could not run even if escaping failed).
 
 **Built from the sidecars, not the journal.** Each saved task has a sidecar JSON beside its files (prompt, model,
 credits quoted and charged, times), written by the same step that saves the files, so the two always agree. The
@@ -13,10 +14,12 @@ copied ``outputs/`` folder, and reading it needs no database in a worker thread.
 (``stitch_videos`` output, files copied in by hand) are shown too, without a prompt.
 
 **When.** ``refresh`` runs after every saved result (``generation.save_all``, where the follower and ``check_task``
-finish saving), and after a sidecar is written again with a charge measured since (``generation.describe_charges``).
-It builds in a worker thread, never on the event loop, and never raises: a gallery that cannot be written is logged
-and the generation goes on. Concurrent refreshes coalesce: a refresh that finds a build running
-waits for it and runs one more build only if none started after it asked. Pages are written atomically (a temporary
+finish saving), after a sidecar is written again with a charge measured since (``generation.describe_charges``),
+and before ``list_tasks`` names the page; ``read_page`` runs the build first where it is cheap (``_refresh_kept``),
+so what the user deleted since leaves the pages the resources serve. It builds in a worker thread, never on the
+event loop, and never raises: a gallery that cannot be written is logged and the generation goes on. Concurrent
+refreshes coalesce: a refresh that finds a build running waits for it and runs one more build only if none started
+after it asked. Pages are written atomically (a temporary
 file beside the page, then ``os.replace``) and only when their content changed. A build reads again only the session
 folders that changed since the last one (``_Cache``: a folder's stat, a page not the one written, a folder changed
 within two seconds of its scan), so reading follows the folder that got the new result, not the number of results
@@ -32,9 +35,13 @@ memory. A build still looks at each folder's stat and page (30 ms at 3,000 folde
 
 **Previews.** The pages show the previews the tool results show too (``media.downloads``, ``KIE_PREVIEW_PX`` on a
 side, kept beside each file and dated like it, made once if missing): an image's ``.<name>.thumb-<side>.jpg`` and a
-video's poster ``.<name>.poster-<side>.jpg`` (ffmpeg from the optional ``video`` extra). Without ffmpeg the page
-shows the ``<video>`` element itself with ``preload="metadata"``, which browsers draw with its first frame; an image
-whose thumbnail could not be kept (a read-only folder) is shown full size. Hidden files are never results.
+video's poster ``.<name>.poster-<side>.jpg`` (ffmpeg from the optional ``video`` extra). A video with a poster is
+drawn as that picture, loaded lazily, with a play mark, linking to the clip (a click plays it in the browser): a
+``<video>`` per card made an index of 1,440 clips fetch 1,000 of them as it opened, and past Chromium's limit of
+media players per page the rest never played. Without ffmpeg the page shows the ``<video>`` element itself with
+``preload="metadata"``, which browsers draw with its first frame; an image whose thumbnail could not be kept (a
+read-only folder) is shown full size. Hidden files are never results, and a build removes the kept previews of files
+that are gone (``_sweep_orphans``).
 """
 
 from __future__ import annotations
@@ -53,13 +60,14 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path, PurePosixPath
+from stat import S_ISREG
 from typing import Literal
 from urllib.parse import quote
 
 import anyio.to_thread
 
 from kie_mcp.redact import redact, secrets_version
-from kie_mcp.words import shortened
+from kie_mcp.words import cut_point, shortened
 
 from . import saved
 from .downloads import (
@@ -72,7 +80,7 @@ from .downloads import (
     thumbnail_path,
     write_bytes_atomic,
 )
-from .inputs import RefusedInput, read_inside
+from .inputs import RefusedInput, TooLarge, read_inside
 from .saved import SESSION_FOLDER
 
 log = logging.getLogger(__name__)
@@ -100,6 +108,8 @@ _MONTHS = (
 _GENERATOR = saved.GENERATOR  # what tells a page kie-mcp wrote
 _SIDECAR_MAX_BYTES = 1024 * 1024
 PAGE_MAX_BYTES = 50 * 1024 * 1024  # the most a page read for a resource may hold (the resources' own limit)
+PROMPT_SHOWN = 600  # characters of a prompt a card shows (up to 20,000 are taken): the rest is in the sidecar
+ALT_SHOWN = 200  # characters of it a picture's alt text holds
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 Quoted = Literal["none", "some", "all"]  # how many of the tasks a total counts are only quoted (KIE said no charge)
 
@@ -125,6 +135,7 @@ class Item:
     index: int = 1  # this file's place among the task's files
     of: int = 1
     saved_ns: int = 0  # the file's modification time: orders results made in the same second
+    sidecar: str | None = None  # the file name of its sidecar in the same folder (the whole prompt is there)
 
 
 @dataclass
@@ -223,12 +234,21 @@ def scan(outputs: Path, side: int = THUMBNAIL_SIDE) -> list[Session]:
     return sessions
 
 
-def _scan_folder(folder: Path, side: int) -> Session:
+def _scan_folder(folder: Path, side: int, *, sweep: bool = False) -> Session:
+    """One session folder's results (``scan``); with ``sweep`` (a build), the kept previews of files that are gone
+    are removed first (``_sweep_orphans``)."""
     session = Session(folder.name)
+    listed: dict[str, bool] = {}  # each name: is it a regular file (a link is not)
     try:
-        entries = {p.name: p for p in folder.iterdir() if p.name[:1] != "." and p.is_file() and not p.is_symlink()}
+        with os.scandir(folder) as found:
+            for entry in found:
+                with contextlib.suppress(OSError):
+                    listed[entry.name] = entry.is_file(follow_symlinks=False)
     except OSError:
         return session
+    if sweep:
+        _sweep_orphans(folder, list(listed))
+    entries = {name: folder / name for name, regular in listed.items() if regular and name[:1] != "."}
     media = {name: kind for name in entries if (kind := _media_kind(name)) is not None}
     claimed: set[str] = set()
     for name in sorted(entries):
@@ -280,6 +300,7 @@ def _items_of_sidecar(path: Path, media: dict[str, str]) -> list[Item]:
         created=_epoch(data.get("created_at")),
         sandbox=data.get("sandbox") is True,
         of=len(names),
+        sidecar=path.name,
     )
     return [replace(task, name=name, kind=media[name], index=names.index(name) + 1) for name in present]
 
@@ -344,6 +365,36 @@ def _kept_preview(path: Path, kind: str, side: int) -> Path | None:
     return next((kept for kept in candidates if _dated_like(kept, source)), None)
 
 
+# The kept previews' names (``downloads.thumbnail_path``, ``poster_path``): ``.<name>.thumb-<side>.jpg`` (or .png),
+# ``.<name>.poster-<side>.jpg``, the file's name cut short (``_preview_key``).
+_PREVIEW = re.compile(r"\.(.+)\.(?:thumb-\d+\.(?:jpg|png)|poster-\d+\.jpg)", re.DOTALL)
+
+
+def _preview_key(name: str) -> str:
+    """The part of a file's name its kept previews are named by (a long name is cut short in theirs)."""
+    return poster_path(Path(name), 0).name[1:].removesuffix(".poster-0.jpg")
+
+
+def _sweep_orphans(folder: Path, names: Sequence[str]) -> None:
+    """Remove from ``folder`` the kept previews (regular files only) of files that are gone: a result the user
+    deleted left its hidden thumbnail or poster behind for ever. ``names`` is the folder's listing; a file saved
+    since is previewed after it is saved, so a preview listed without its file has none."""
+    shown = {name for name in names if name[:1] != "."}
+    keys: set[str] | None = None  # the cut names, only worked out when a preview names no file whole
+    for name in names:
+        match = _PREVIEW.fullmatch(name) if name[:1] == "." else None
+        if match is None or match[1][:1] == "." or match[1] in shown:
+            continue
+        if keys is None:
+            keys = {_preview_key(other) for other in shown}
+        if match[1] in keys:
+            continue
+        path = folder / name
+        with contextlib.suppress(OSError):
+            if not os.path.lexists(folder / match[1]) and not path.is_symlink() and path.is_file():
+                path.unlink()
+
+
 # -- pages ---------------------------------------------------------------------------------------------
 
 _CSS = """
@@ -365,6 +416,11 @@ section h2 .day { color: var(--muted); font-weight: 500; margin-right: 8px; font
 figure { margin: 0; background: var(--card); border: 1px solid var(--line); border-radius: 10px; overflow: hidden;
   display: flex; flex-direction: column; }
 .media { display: block; height: 220px; background: var(--well); }
+.media.video { position: relative; }
+.play { position: absolute; left: 50%; top: 50%; width: 56px; height: 56px; margin: -28px 0 0 -28px;
+  border-radius: 50%; background: rgba(0, 0, 0, .55); box-shadow: 0 0 0 2px rgba(255, 255, 255, .85); }
+.play::after { content: ""; position: absolute; left: 22px; top: 16px; border-style: solid;
+  border-width: 12px 0 12px 20px; border-color: transparent transparent transparent #fff; }
 .media img, .media video { display: block; width: 100%; height: 100%; object-fit: contain; }
 .media.audio, .media.file { display: flex; align-items: center; justify-content: center; padding: 12px; }
 .media audio { width: 100%; }
@@ -376,6 +432,7 @@ figcaption { padding: 10px 12px 12px; display: flex; flex-direction: column; gap
 .model { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 12px; }
 .badge { background: var(--badge); color: var(--badge-ink); border-radius: 4px; padding: 0 5px; font-size: 11px; }
 .file { font-size: 12px; word-break: break-all; }
+.file .whole { word-break: normal; }
 time { white-space: nowrap; }
 .more { margin: 8px 0 0; }
 .months p { margin: 4px 0; }
@@ -433,10 +490,17 @@ def _media(item: Item, prefix: tuple[str, ...], alt: str) -> str:
         return (
             f'<a class="media image" href="{src}"><img src="{shown}" alt="{alt}" loading="lazy" decoding="async"></a>'
         )
-    if item.kind == "video":
-        poster = f' poster="{_href(*prefix, item.preview)}"' if item.preview else ""
+    if item.kind == "video" and item.preview:
+        # Its poster, lazy, linking to the clip (a click plays it): a <video> per card had every clip on the page
+        # fetched as it opened, and past Chromium's limit of media players per page they would not play at all.
+        poster = _href(*prefix, item.preview)
         return (
-            f'<div class="media video"><video controls playsinline preload="metadata"{poster} src="{src}"'
+            f'<a class="media video" href="{src}"><img src="{poster}" alt="{alt}" loading="lazy" decoding="async">'
+            '<span class="play" aria-hidden="true"></span></a>'
+        )
+    if item.kind == "video":  # no poster (no ffmpeg): the clip itself shows its first frame
+        return (
+            f'<div class="media video"><video controls playsinline preload="metadata" src="{src}"'
             f' title="{alt}"></video></div>'
         )
     if item.kind == "audio":
@@ -444,11 +508,17 @@ def _media(item: Item, prefix: tuple[str, ...], alt: str) -> str:
     return f'<div class="media file"><a href="{src}">{_e(item.name)}</a></div>'
 
 
+def _cut(text: str, limit: int) -> str:
+    """``text`` in at most ``limit`` characters and an ellipsis, never cut inside a character as a reader sees it."""
+    return text if len(text) <= limit else text[: cut_point(text, limit)] + "\u2026"
+
+
 def _card(item: Item, prefix: tuple[str, ...]) -> str:
     prompt = item.prompt or ""
-    alt = _e(prompt[:200] or item.name)
+    alt = _e(_cut(prompt, ALT_SHOWN) or item.name)
+    cut = len(prompt) > PROMPT_SHOWN
     if prompt:
-        words = f'<p class="prompt" dir="auto" title="{_e(prompt[:1000])}">{_e(prompt)}</p>'
+        words = f'<p class="prompt" dir="auto">{_e(_cut(prompt, PROMPT_SHOWN))}</p>'
     else:
         words = '<p class="prompt noprompt">No prompt recorded (made locally or copied in).</p>'
     facts = []
@@ -465,6 +535,9 @@ def _card(item: Item, prefix: tuple[str, ...]) -> str:
     if item.sandbox:
         facts.append('<span class="badge">sandbox</span>')
     link = f'<a href="{_href(*prefix, item.name)}">{_e(item.name)}</a>'
+    if cut and item.sidecar:  # the whole prompt is in the sidecar
+        whole = f"whole prompt ({len(prompt):,} characters)"
+        link += f' · <a class="whole" href="{_href(*prefix, item.sidecar)}">{whole}</a>'
     return (
         f'<figure class="card {_e(item.kind)}">{_media(item, prefix, alt)}<figcaption>{words}'
         f'<p class="meta">{" · ".join(facts)}</p><p class="meta file">{link}</p></figcaption></figure>'
@@ -546,7 +619,7 @@ def _tile(session: Session, facts: list[str]) -> str:
     page = _href(session.folder, PAGE)
     picture = next((item for item in reversed(session.items) if item.kind == "image" or item.preview), None)
     if picture is not None:
-        alt = _e((picture.prompt or picture.name)[:200])
+        alt = _e(_cut(picture.prompt or picture.name, ALT_SHOWN))
         source = _href(session.folder, picture.preview or picture.name)
         image = f'<img src="{source}" alt="{alt}" loading="lazy" decoding="async">'
         media = f'<a class="media image" href="{page}">{image}</a>'
@@ -666,10 +739,7 @@ def _write_if_changed(path: Path, data: bytes, *, guard: bool = False) -> bool:
     fsync). A symlink at ``path`` is replaced, never followed. With ``guard`` (an ``outputs/`` linked to a folder of
     the user's) a page kie-mcp did not write is never replaced (``OSError``); in the workspace's own ``outputs/`` a
     page spoiled in place is written again."""
-    existing = None
-    with contextlib.suppress(OSError):
-        if not path.is_symlink() and path.is_file():
-            existing = path.read_bytes()
+    existing = _regular(path)
     if existing == data:
         return False
     if guard and os.path.lexists(path) and (existing is None or _GENERATOR not in existing[:4096]):  # not ours
@@ -761,8 +831,9 @@ class _Cache:
                 kept[name] = known
                 continue
             folder = outputs / name
-            session = _scan_folder(folder, side)
-            if not session.items:
+            session = _scan_folder(folder, side, sweep=True)
+            if not session.items:  # its last result deleted: its page (kie-mcp's) goes, as its card does
+                _remove_own_page(folder / PAGE)
                 kept[name] = _Kept(key, None, None)
                 continue
             written = _write_page(
@@ -830,14 +901,12 @@ def _with_sections(kept: dict[str, _Kept], outputs: Path, side: int) -> list[_Sh
 
 
 def _remove_own_page(path: Path) -> None:
-    """Remove a page kie-mcp no longer writes (a month page that lists nothing now, the index under its own name),
-    only when it is a regular file kie-mcp wrote (a page of the user's own with a name like it stays)."""
-    with contextlib.suppress(OSError):
-        if path.is_symlink() or not path.is_file():
-            return
-        with path.open("rb") as handle:
-            head = handle.read(1024)
-        if _GENERATOR in head:
+    """Remove a page kie-mcp no longer writes (a month page that lists nothing now, the index under its own name, the
+    page of a session whose results are all gone), only when it is a regular file kie-mcp wrote (a page of the
+    user's own with a name like it stays; a FIFO in its place is never waited on)."""
+    head = _regular(path, 1024)
+    if head is not None and _GENERATOR in head:
+        with contextlib.suppress(OSError):
             path.unlink()
 
 
@@ -951,13 +1020,50 @@ async def refresh(workspace: Path, side: int = THUMBNAIL_SIDE, fresh: Sequence[t
         log.warning("%s The results themselves are saved.", line)
 
 
-def read_page(outputs: Path, session: str | None = None, side: int = THUMBNAIL_SIDE) -> str | None:
-    """A gallery page's HTML for the ``kie://outputs/.../index.html`` resources, redacted: a page kie-mcp wrote (it
-    carries ``GENERATOR``; the index under either of its names, ``index_name``), or for the workspace's index when
-    there is none of kie-mcp's, one made now from what is on disk (no previews are made). None for a session that is
-    not a session folder of ``outputs`` (a plain name ``saved.is_served`` serves: ``<day>-<session>``) or has no page
-    kie-mcp wrote: a page of the user's own (in an ``outputs/`` linked to their folder, or any ``index.html`` of a
-    folder kie-mcp does not save into) is never served as the gallery.
+class PageTooLarge(ValueError):
+    """A gallery page of kie-mcp's too large to send as a resource: it is read from disk instead."""
+
+    def __init__(self, path: Path, size: int) -> None:
+        super().__init__(f"too large to send ({size / 2**20:.1f} MB): open it from disk at {path.absolute()}")
+
+
+def _refresh_kept(outputs: Path, side: int | None) -> None:
+    """The pages of ``outputs`` brought up to date with what is on disk before a resource reads them, when that is
+    cheap: where this process keeps scans of ``outputs`` for ``side`` (a save or ``list_tasks`` built them), the
+    build with nothing fresh, which reads only the folders that changed since (a result deleted since leaves the
+    pages, its previews with it), coalesced with any running one. Otherwise nothing: a read never pays a first build
+    (seconds at tens of thousands of results). ``side`` None: the side of this process's last build of ``outputs``.
+    Never raises (a page that cannot be written is logged). Reads and writes files: call it in a worker thread."""
+    outputs = Path(outputs)
+    kept = _kept_sides(outputs)
+    side = side if side is not None else (kept[-1] if kept else None)
+    if side is None or side not in kept:
+        return
+    try:
+        problems = _build_coalesced(outputs, side, [])
+    except Exception:
+        log.exception("The gallery in %s could not be updated.", outputs)
+        return
+    for line in problems:
+        log.warning("%s", line)
+
+
+def _kept_sides(outputs: Path) -> list[int]:
+    """The preview sides this process keeps scans of ``outputs`` for (``_Cache``), the most recently built last."""
+    key = outputs.absolute()
+    with _caches_guard:
+        return [side for where, side in _caches if where == key]
+
+
+def read_page(outputs: Path, session: str | None = None, side: int | None = None) -> str | None:
+    """A gallery page's HTML for the ``kie://outputs/.../index.html`` resources, redacted, brought up to date first
+    where that is cheap (``_refresh_kept`` with ``side``): a page kie-mcp wrote (it carries ``GENERATOR``; the index
+    under either of its names, ``index_name``), or for the workspace's index when there is none of kie-mcp's, one
+    made now from what is on disk (no previews are made). None for a session that is not a session folder of
+    ``outputs`` (a plain name ``saved.is_served`` serves: ``<day>-<session>``) or has no page kie-mcp wrote: a page of
+    the user's own (in an ``outputs/`` linked to their folder, or any ``index.html`` of a folder kie-mcp does not save
+    into) is never served as the gallery. ``PageTooLarge`` for a page of kie-mcp's larger than ``PAGE_MAX_BYTES`` (a
+    session of tens of thousands of results): it says where the page is on disk.
 
     The page is read from one open file judged again as it is opened (``inputs.read_inside``): inside ``outputs``, a
     regular file, no link swapped in since the check (to ``.env`` or outside), never a FIFO to block on (opened
@@ -967,6 +1073,7 @@ def read_page(outputs: Path, session: str | None = None, side: int = THUMBNAIL_S
     saved.check(outputs)  # a link to / or the home folder: no page is read through it (OutputsRefused)
     if session is not None and not _session_folder_name(session):
         return None
+    _refresh_kept(outputs, side)
     pages = [outputs / session / PAGE] if session is not None else [outputs / PAGE, outputs / OWN_INDEX]
     for path in pages:
         if (page := _own_page(path, outputs)) is not None:
@@ -974,7 +1081,7 @@ def read_page(outputs: Path, session: str | None = None, side: int = THUMBNAIL_S
     if session is not None:
         return None
     # No build wrote the month pages this index would link: every session is shown on it instead.
-    return redact(render_index(scan(outputs, side), every=True).decode("utf-8"))
+    return redact(render_index(scan(outputs, side or THUMBNAIL_SIDE), every=True).decode("utf-8"))
 
 
 def _session_folder_name(name: str) -> bool:
@@ -987,15 +1094,37 @@ def _session_folder_name(name: str) -> bool:
 
 def _own_page(path: Path, outputs: Path) -> str | None:
     """The text of the page at ``path`` when it is one kie-mcp wrote inside ``outputs`` (``GENERATOR`` in its head);
-    None for anything else, or anything swapped in since it was judged."""
+    None for anything else, or anything swapped in since it was judged. ``PageTooLarge`` for one of kie-mcp's
+    larger than ``PAGE_MAX_BYTES``."""
     try:
         home = outputs.resolve()
         real = path.resolve()
         if not (real.is_relative_to(home) and real.is_file()):
             return None
         data = read_inside(path, outputs, PAGE_MAX_BYTES)
-    except RefusedInput:  # swapped since the check (a link leading out, a FIFO) or too large: not a page served
+    except TooLarge:
+        head = _regular(real, 4096)
+        if head is not None and _GENERATOR in head:  # kie-mcp's own, too large for a resource: said, with where it is
+            raise PageTooLarge(path, real.stat().st_size) from None
+        return None
+    except RefusedInput:  # swapped since the check (a link leading out, a FIFO): not a page served
         return None
     except (OSError, RuntimeError, ValueError):
         return None
     return data.decode("utf-8", "replace") if _GENERATOR in data[:4096] else None
+
+
+def _regular(path: Path, most: int = -1) -> bytes | None:
+    """The bytes of ``path`` (its first ``most``) when it is a regular file; None for anything else: never read
+    through a link put in its place, never waiting on a FIFO (opened without blocking, then judged by what was
+    opened), so a page swapped while a build or a read looks at it gives nothing."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            return handle.read(most) if S_ISREG(os.fstat(fd).st_mode) else None
+        except OSError:
+            return None
