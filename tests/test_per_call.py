@@ -198,8 +198,8 @@ def statements(monkeypatch) -> list[str]:
     seen: list[str] = []
     original = Journal.__init__
 
-    def traced(self: Journal, path: Any) -> None:
-        original(self, path)
+    def traced(self: Journal, path: Any, **options: Any) -> None:
+        original(self, path, **options)
         self._db.set_trace_callback(seen.append)
 
     monkeypatch.setattr(Journal, "__init__", traced)

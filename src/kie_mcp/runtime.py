@@ -7,14 +7,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import httpx2
 
 from kie_mcp.catalog import Catalog, load_catalog
 from kie_mcp.config import Settings, no_key_advice
-from kie_mcp.journal import Journal, UnavailableJournal
+from kie_mcp.journal import Journal, JournalLocked, UnavailableJournal
 from kie_mcp.kie import KieClient
 from kie_mcp.kie.calllog import CallLog
 from kie_mcp.media.downloads import sweep_interrupted_downloads
@@ -24,6 +24,8 @@ from kie_mcp.tasks import Follower, TaskBook
 from kie_mcp.tasks.records import links_kept
 
 if TYPE_CHECKING:
+    from anyio.abc import TaskGroup
+
     from kie_mcp.catalog.live import LiveCatalog
 
 log = logging.getLogger(__name__)
@@ -76,9 +78,19 @@ class Runtime:
     saving: TaskLocks = field(default_factory=TaskLocks)  # one saver of a task's results at a time
     spending: SpendingCalls = field(default_factory=SpendingCalls)  # calls sending creates now (spend/inflight.py)
     catalog_syncing: bool = False  # a look at KIE's live models and prices is under way (quotes say so)
+    # While another program holds the journal locked (it has not opened yet): set when the next try to open it ends,
+    # so a call waits for that try (``OPEN_WAIT`` at most) and finds it open once the lock is gone. None once open.
+    journal_retry: anyio.Event | None = None
     # Both built on first use: start-up and tools/list neither parse the catalogue nor read the live cache.
     _live: LiveCatalog | None = field(default=None, repr=False)
     _catalog: Catalog | None = field(default=None, repr=False)
+
+    def use_journal(self, journal: Journal | UnavailableJournal, notices: tuple[str, ...], unknown: int) -> None:
+        """Take ``journal`` (opened once another program's lock on it was gone), as if opened at start: its quotes,
+        ledger and tasks, and the notices of its opening, told in the next answer."""
+        for name, value in _journal_parts(self.settings, journal).items():
+            setattr(self, name, value)
+        self.notices, self.notices_told, self.unknown_at_start = notices, False, unknown
 
     def untold_notices(self) -> tuple[str, ...]:
         """The start-up notices, the first time a tool answer asks: whatever the agent calls first after a start
@@ -159,6 +171,42 @@ def _open_journal(settings: Settings) -> tuple[Journal | UnavailableJournal, tup
     for line in notices:
         log.warning("%s", line)
     return journal, tuple(notices), interrupted
+
+
+def _journal_parts(settings: Settings, journal: Journal | UnavailableJournal) -> dict[str, Any]:
+    """The runtime's parts that keep their state in ``journal``."""
+    return {
+        "journal": journal,
+        "quotes": QuoteBook(journal, settings.quote_ttl_seconds),
+        "ledger": Ledger(journal, Caps(settings.max_credits_per_call, settings.max_credits_per_day)),
+        "tasks": TaskBook(journal, settings.workspace),
+    }
+
+
+RETRY_PAUSE = 0.05  # seconds between two tries to open a journal another program holds (each waits OPEN_WAIT)
+
+
+async def _open_once_free(runtime: Runtime, background: TaskGroup) -> None:
+    """Open the journal another program held locked at start, trying again until it opens (each try waits up to
+    ``OPEN_WAIT`` for the lock, in a worker thread); then it is used as if opened at start (``Runtime.use_journal``)
+    and the follower starts on the tasks it holds. Nobody has to restart the server, or call anything."""
+    while (tried := runtime.journal_retry) is not None:
+        with anyio.CancelScope(shield=True):  # a journal opened as the server stops is still taken, so it is closed
+            try:
+                opened = await anyio.to_thread.run_sync(_open_journal, runtime.settings)
+            except JournalLocked as err:
+                log.debug("the journal is still locked: %s", err)
+                runtime.journal_retry = anyio.Event()
+            else:
+                runtime.use_journal(*opened)
+                log.info("the workspace journal is free and open now")
+                background.start_soon(runtime.follower.run, runtime)
+            finally:
+                if runtime.journal_retry is tried:  # opened (or failed otherwise): calls no longer wait for a try
+                    runtime.journal_retry = None
+                tried.set()
+        if runtime.journal_retry is not None:
+            await anyio.sleep(RETRY_PAUSE)
 
 
 async def _sweep_downloads(outputs: Path) -> None:
@@ -280,21 +328,29 @@ async def open_runtime(
         )
     else:
         log.warning("KIE_API_KEY is not set: tools that need KIE will explain how to set it")
-    journal, notices, unknown_at_start = _open_journal(settings)
+    # In a worker thread: the start's check of the journal's pages, a lock another program holds on it and a
+    # migration's writes never hold up the event loop (pings, the handshake, other requests).
+    locked = False
+    try:
+        journal, notices, unknown_at_start = await anyio.to_thread.run_sync(_open_journal, settings)
+    except JournalLocked as err:  # tried again until it opens (``_open_once_free``); every use says it is locked
+        log.warning("%s", err)
+        locked, journal, notices, unknown_at_start = True, UnavailableJournal(str(err)), (), 0
     runtime = Runtime(
         settings=settings,
-        journal=journal,
-        quotes=QuoteBook(journal, settings.quote_ttl_seconds),
-        ledger=Ledger(journal, Caps(settings.max_credits_per_call, settings.max_credits_per_day)),
-        tasks=TaskBook(journal, settings.workspace),
+        **_journal_parts(settings, journal),
         kie=kie,
         time_scale=time_scale,
         notices=notices,
         unknown_at_start=unknown_at_start,
+        journal_retry=anyio.Event() if locked else None,
     )
     try:
         async with anyio.create_task_group() as background:
-            background.start_soon(runtime.follower.run, runtime)  # the one place that polls KIE for task status
+            if not locked:
+                background.start_soon(runtime.follower.run, runtime)  # the one place that polls KIE for task status
+            else:  # the follower starts once the journal opens
+                background.start_soon(_open_once_free, runtime, background)
             background.start_soon(_sweep_downloads, settings.workspace / "outputs")
             background.start_soon(_forget_old_quotes, runtime)
             background.start_soon(_release_owed_quotes, runtime)
@@ -307,7 +363,7 @@ async def open_runtime(
         runtime.quotes.release_owed()  # a release still held back: written now if the journal takes it
         if kie is not None:
             await kie.aclose()
-        journal.close()
+        runtime.journal.close()  # the one in use: opened at start, or once another program's lock was gone
 
 
 def _unconfigured(settings: Settings, problem: str) -> Runtime:

@@ -188,8 +188,12 @@ class RuntimeHolder:
 
     async def get(self) -> Runtime:
         """The runtime, opened now if it is not yet. Once it is open, returned at once: waiting on the set event
-        would still hand the call back to the event loop for a turn (anyio's checkpoint), on every request."""
+        would still hand the call back to the event loop for a turn (anyio's checkpoint), on every request. While
+        another program holds the journal locked, after the next try to open it (``Runtime.journal_retry``): a
+        call made once the lock is gone finds it open."""
         if self._runtime is not None:
+            if (retry := self._runtime.journal_retry) is not None:
+                await retry.wait()
             return self._runtime
         self._wanted.set()
         await self._ready.wait()
