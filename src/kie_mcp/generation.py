@@ -1469,12 +1469,15 @@ def _give_back(rt: Runtime, quote_id: str | None) -> None:
 
 
 def _answered(rt: Runtime, attempts: list[str], answered: int) -> None:
-    """Note whether a call's answer reached the client (``journal.mark_answered``); a journal that cannot take it
-    only loses the retry protection of ``retried_call``."""
+    """Note whether a call's answer reached the client (``journal.mark_answered``); a journal that cannot take it now
+    (a full disk) is written once it can (``OwedWrites``), so that a restart does not take the call for cut off."""
     if not attempts:
         return
-    with contextlib.suppress(*JOURNAL_ERRORS):
-        rt.journal.mark_answered(attempts, answered=answered)
+    write = functools.partial(rt.journal.mark_answered, list(attempts), answered=answered)
+    try:
+        write()
+    except JOURNAL_ERRORS:
+        rt.owed.owe(f"whether the answer of create(s) {', '.join(attempts)} reached the client", write)
 
 
 def cost_line(rt: Runtime, p: Plan, records: list[TaskRecord], by: ApprovedBy) -> str:
@@ -1671,15 +1674,26 @@ async def _submit(
             "reservation stays counted against today's cap; check https://kie.ai/logs before asking for it again."
         )
     context = {"attempt_id": attempt, "prompt": prompt, "session": p.session}
+    new_task = state == "created" and not existing and not shared_by_design(family, body, record.task_id)
     try:
-        if state == "created" and not existing and not shared_by_design(family, body, record.task_id):
+        if new_task:
             # the task id KIE answered is written whatever another writer's lock (waited for off the event loop)
             await rt.journal.off_loop_when_locked(functools.partial(enter_new_task, rt, record, attempt, context))
         else:
             rt.journal.finish_attempt(attempt, state, task_id=record.task_id, error=error)
             existing = take_existing_task(rt, record, existing=existing, created=state == "created", context=context)
-    except JOURNAL_ERRORS as err:
-        problems.append(_not_recorded(record, err))
+    except JOURNAL_ERRORS as err:  # a full disk: written once the journal takes it, never left "being sent"
+        if new_task:
+            rt.owed.owe(
+                f"task {record.task_id} of create {attempt}",
+                functools.partial(enter_new_task, rt, record, attempt, context),
+            )
+        else:
+            rt.owed.owe(
+                f"the outcome of create {attempt}",
+                functools.partial(_finish_later, rt, record, attempt, state, error, context),
+            )
+        problems.append(_not_recorded(rt, record, err))
     if state == "refused":
         _refund(rt, problems, p, "refused by KIE", attempt)  # nothing was charged
     if existing:
@@ -1704,10 +1718,17 @@ def enter_new_task(rt: Runtime, record: TaskRecord, attempt: str, context: dict[
     """Record the task a create was answered with, and its attempt as created, in one transaction (two creates, in
     one process or two, cannot both take one id). KIE names every new task with a new id, so an id the journal
     already holds says nothing about what this create did: it becomes ``unknown``, its reservation stays, nothing
-    resubmits it, and the task recorded before is left as it was."""
+    resubmits it, and the task recorded before is left as it was. Written later (``OwedWrites``: the journal could
+    not take it at first), the task may be there already as this create's own: its record, written by the follower
+    (no attempt named, created when this record was), or by a restart that found it in the call log (this attempt
+    named); it is then this create's task."""
     task_id = record.task_id
     with rt.journal.transaction():
-        if task_id is not None and rt.journal.task_row(task_id) is not None:
+        row = rt.journal.task_row(task_id) if task_id is not None else None
+        own = row is not None and (
+            row["attempt_id"] == attempt or (row["attempt_id"] is None and row["created"] == record.created_at)
+        )
+        if row is not None and not own:
             record.task_id, record.state, record.error = None, "unknown", answered_with_known_task(task_id)
             rt.journal.finish_attempt(attempt, "unknown", error=record.error)
             return
@@ -1740,11 +1761,37 @@ def take_existing_task(
     return existing
 
 
-def _not_recorded(record: TaskRecord, err: BaseException) -> str:
-    what = f"KIE created task {record.task_id}" if record.task_id else "A create's outcome"
+def _finish_later(
+    rt: Runtime, record: TaskRecord, attempt: str, state: str, error: str | None, context: dict[str, Any]
+) -> None:
+    """The outcome of a create whose answer named no new task (unknown, refused, or a task KIE already had), written
+    once the journal takes it (``OwedWrites``); a task it named is recorded unless the journal has it."""
+    with rt.journal.transaction():
+        rt.journal.finish_attempt(attempt, state, task_id=record.task_id, error=error)
+        if state == "created" and record.task_id and rt.journal.task_row(record.task_id) is None:
+            rt.tasks.add(record, **context)
+
+
+def _not_recorded(rt: Runtime, record: TaskRecord, err: BaseException) -> str:
+    """What to say of a create whose outcome the journal could not take (``OwedWrites`` writes it later)."""
+    from kie_mcp.kie.calllog import CALL_LOG, logged_task
+
+    why = f"({type(err).__name__}: {err})"
+    if not record.task_id:
+        return (
+            f"A create's outcome could not be recorded in kie-mcp's journal yet {why}: kie-mcp records it as soon as "
+            "the journal takes it (it tries every few seconds)."
+        )
+    head = (
+        f"KIE created task {record.task_id} but kie-mcp could not record it in its journal yet {why}. It is followed "
+        "and saved all the same while kie-mcp runs, and recorded as soon as the journal takes it (kie-mcp tries "
+        "every few seconds)"
+    )
+    if logged_task(rt.settings.workspace / CALL_LOG, record.task_id):
+        return f"{head}; the call log ({CALL_LOG.as_posix()}) holds it, so a restart finds it there too."
     return (
-        f"{what} but kie-mcp could not record it in its journal ({type(err).__name__}: {err}). Keep this task id: "
-        "it is also in logs/kie-api.jsonl (or kie-api.1.jsonl) when that could be written. Follow it with check_task."
+        f"{head}. The call log could not keep it either: keep this task id, and should kie-mcp restart before it "
+        "is recorded, follow it with check_task."
     )
 
 
@@ -1776,10 +1823,13 @@ def replayed(rt: Runtime, p: Plan, tool: str, replay: Replay) -> GenerationResul
     if replay.attempts:
         attempts = rt.journal.attempts_by_id(replay.attempts)
         when = f"at {timestamp(attempts[0]['created'])}" if attempts else "earlier"
+        if all(row["answered"] == CALL_CUT_OFF for row in attempts):
+            how = "its call was cut off before its answer reached you (cancelled or timed out)"
+        else:  # its server stopped before noting whether the answer went out (a full disk, a kill)
+            how = "kie-mcp has no record that its answer reached you (its server stopped before noting it)"
         used = (
-            f"This same request was sent {when} and its call was cut off before its answer reached you (cancelled "
-            "or timed out), after KIE had been asked to create it. This call created and charged nothing new: here "
-            f"is what that call made. To make another, call {tool} again."
+            f"This same request was sent {when} and {how}, after KIE had been asked to create it. This call created "
+            f"and charged nothing new: here is what that call made. To make another, call {tool} again."
         )
     else:
         assert replay.quote_id is not None

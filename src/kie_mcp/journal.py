@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
@@ -39,6 +39,9 @@ except ImportError:  # Windows: no such limit
 from kie_mcp import processes
 from kie_mcp.redact import redact, redact_value
 from kie_mcp.words import shortened, timestamp
+
+if TYPE_CHECKING:
+    from kie_mcp.kie.calllog import LoggedCreate
 
 log = logging.getLogger(__name__)
 
@@ -441,6 +444,98 @@ def _live_holder(row: sqlite3.Row | None, owner: str, fresh_since: float, *, tak
     return None if processes.owner_gone(row["owner"].removesuffix(DROPPED)) is True else str(row["owner"])
 
 
+# A create's line in the call log is written when KIE's answer comes: this long after its attempt was begun at most,
+# for the line to be taken as that attempt's answer (``Journal.found_in_call_log``).
+LOG_MATCH_SECONDS = 90.0
+LOG_TIME_STEP = 0.001  # the call log's times are cut to the millisecond: a line may read up to this early
+# How much of the call log (and of its moved copy) is read for those answers: days of calls (about 50,000 lines);
+# a create older than that stays unknown.
+LOG_MATCH_BYTES = 16 * 1024 * 1024
+
+
+def _may_answer(line: LoggedCreate, attempt: sqlite3.Row) -> bool:
+    """Whether the call log's ``line`` can be the answer to ``attempt``: its model, its family's endpoint, in time."""
+    from kie_mcp.kie.families import FAMILIES  # the wire format, only when a create is looked for in the log
+
+    family = FAMILIES.get(attempt["family"])
+    if family is None or family.create_path != line.endpoint or attempt["model"] != line.model:
+        return False
+    return attempt["created"] - LOG_TIME_STEP <= line.at <= attempt["created"] + LOG_MATCH_SECONDS
+
+
+def _groups(
+    answers: dict[LoggedCreate, list[sqlite3.Row]],
+) -> Iterator[tuple[list[LoggedCreate], list[sqlite3.Row]]]:
+    """The lines and the attempts they may answer, in groups that share none with another (connected)."""
+    left = dict(answers)
+    while left:
+        line, rows = left.popitem()
+        lines, attempts = [line], {row["attempt_id"]: row for row in rows}
+        grew = True
+        while grew:
+            grew = False
+            for other, others in list(left.items()):
+                if any(row["attempt_id"] in attempts for row in others):
+                    del left[other]
+                    lines.append(other)
+                    attempts.update({row["attempt_id"]: row for row in others})
+                    grew = True
+        if attempts:
+            yield lines, list(attempts.values())
+
+
+def _record_logged(db: sqlite3.Connection, attempt: sqlite3.Row, create: LoggedCreate, now: float) -> bool:
+    """Record ``attempt`` as created with the task the call log shows KIE answered it with, and that task as queued
+    (the follower follows it, and saves its results), unless its sender recorded something meanwhile or another
+    create recorded that task. Returns whether it was recorded."""
+    from kie_mcp.tasks.records import KEEP_EPOCH, TaskRecord  # records import the journal: resolved when first used
+
+    taken = db.execute(
+        "SELECT 1 FROM attempts WHERE task_id = ? UNION ALL SELECT 1 FROM tasks WHERE task_id = ? AND attempt_id IS"
+        " NOT NULL AND attempt_id != ?",
+        (create.task_id, create.task_id, attempt["attempt_id"]),
+    ).fetchone()
+    if taken is not None:
+        return False
+    if not db.execute(
+        "UPDATE attempts SET state = 'created', task_id = ?, error = NULL, updated = ? WHERE attempt_id = ? AND"
+        " state = 'sending'",
+        (create.task_id, now, attempt["attempt_id"]),
+    ).rowcount:
+        return False
+    reserved = create.credits_reserved if create.credits_reserved is not None else attempt["credits_quoted"]
+    record = TaskRecord(
+        task_id=create.task_id,
+        model=attempt["model"],
+        family=attempt["family"],
+        state="queued",
+        credits_quoted=attempt["credits_quoted"],
+        credits_reserved=reserved,
+        reserved_on=datetime.fromtimestamp(attempt["created"]).date(),
+        created_at=attempt["created"],
+    )
+    body = record.model_dump_json(context=KEEP_EPOCH, exclude={"prompt", "session", "folder"})
+    db.execute(
+        "INSERT INTO tasks (task_id, attempt_id, model, state, prompt, session, record, created, updated,"
+        " prompt_folded) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?) ON CONFLICT(task_id) DO UPDATE SET"
+        " attempt_id = excluded.attempt_id, prompt = COALESCE(tasks.prompt, excluded.prompt),"
+        " session = COALESCE(tasks.session, excluded.session),"
+        " prompt_folded = COALESCE(tasks.prompt_folded, excluded.prompt_folded)",
+        (
+            create.task_id,
+            attempt["attempt_id"],
+            attempt["model"],
+            attempt["prompt"],
+            attempt["session"],
+            body,
+            attempt["created"],
+            now,
+            folded(attempt["prompt"]) if attempt["prompt"] else None,
+        ),
+    )
+    return True
+
+
 class JournalUnavailable(RuntimeError):
     """The journal cannot be opened or written; the message says why and what to do."""
 
@@ -452,6 +547,46 @@ class JournalLocked(JournalUnavailable):
 
 
 JOURNAL_ERRORS = (sqlite3.Error, OSError, JournalUnavailable)  # a journal that cannot be read or written now
+
+
+class OwedWrites:
+    """What became of a create that the journal could not take when it happened (a full disk): the task KIE answered
+    with, the attempt's outcome, whether the call's answer reached the client. Each is written as soon as the journal
+    takes it (``retry``: every few seconds in the runtime's background, and at shutdown), oldest first, once. Left
+    unwritten, the attempt would stay "being sent" and turn into a create of unknown outcome, its task unknown to
+    every restart."""
+
+    def __init__(self) -> None:
+        self._owed: list[tuple[str, Callable[[], object]]] = []
+
+    @property
+    def owes(self) -> bool:
+        return bool(self._owed)
+
+    def owe(self, what: str, write: Callable[[], object]) -> None:
+        """Keep ``write`` (``what`` it records, for the log) to be made once the journal takes it."""
+        self._owed.append((what, write))
+
+    def retry(self) -> int:
+        """Make the owed writes the journal takes now, oldest first; stop at the first it refuses (still full). Returns
+        how many were made. Never raises."""
+        done = 0
+        while self._owed:
+            what, write = self._owed[0]
+            try:
+                write()
+            except sqlite3.IntegrityError:  # a write that can never succeed must not hold up the others for good
+                log.exception("could not record %s", what)
+            except JOURNAL_ERRORS as err:
+                log.debug("the journal still cannot record %s: %s", what, err)
+                break
+            except Exception:  # likewise
+                log.exception("could not record %s", what)
+            else:
+                done += 1
+                log.info("recorded %s, which the journal could not take before", what)
+            self._owed.pop(0)
+        return done
 
 
 class UnavailableJournal:
@@ -477,6 +612,7 @@ class Journal:
         (``_check_pages``). A failure closes what it opened."""
         self.path = path
         self.reset_from: Path | None = None  # the corrupt journal this fresh one replaced (``open_for_server``)
+        self.created_now = False  # this handle made the journal: it held no table (no file, or an empty one)
         if isinstance(path, Path):
             path.parent.mkdir(parents=True, exist_ok=True)
         wait = BUSY_SECONDS if open_wait is None else open_wait
@@ -494,6 +630,7 @@ class Journal:
                 self._db.execute("PRAGMA synchronous=NORMAL")
                 if check:
                     self._check_pages()
+                self.created_now = self._db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is None
                 self._db.executescript(SCHEMA)
                 self._migrate()
                 self._db.execute(f"PRAGMA busy_timeout={int(BUSY_SECONDS * 1000)}")
@@ -792,30 +929,94 @@ class Journal:
             attempt_id,
         )
 
-    def recover_interrupted(self) -> int:
-        """Attempts a crashed process left as being sent may have been created on KIE: they become unknown. Those a
-        live process is sending (another server on this workspace) are left to it, until they are older than any
-        create takes (a process id reused after a restart looks alive); another machine's, and those of an older
-        kie-mcp that named no process, at that age too. Run at start-up and by the follower every minute (another
-        server on this workspace may die while this one runs). Returns how many became unknown."""
+    def recover_interrupted(self, found: list[str] | None = None) -> int:
+        """Attempts a crashed process left as being sent may have been created on KIE. Each is looked for in the call
+        log first (``found_in_call_log``): one whose create KIE answered with a task (a ``created`` line only it can
+        own) is recorded as created with that task, queued, so the follower follows and saves it, and its id goes to
+        ``found``. The others become unknown. Those a live process is sending (another server on this workspace) are
+        left to it, until they are older than any create takes (a process id reused after a restart looks alive);
+        another machine's, and those of an older kie-mcp that named no process, at that age too. Nothing is ever sent
+        again. Run at start-up and by the follower every minute (another server on this workspace may die while this
+        one runs). Returns how many became unknown."""
         now = time.time()
-        sending = self.query("SELECT attempt_id, owner, created FROM attempts WHERE state = 'sending'")
-        ended = [
-            row["attempt_id"]
-            for row in sending
-            if processes.owner_gone(row["owner"]) or now - row["created"] > SEND_LIMIT
-        ]
+        sending = self.query("SELECT * FROM attempts WHERE state = 'sending'")
+        ended = [row for row in sending if processes.owner_gone(row["owner"]) or now - row["created"] > SEND_LIMIT]
         if not ended:  # nearly always: no write, so the follower can ask every minute for nothing
             return 0
+        answered = self.found_in_call_log(ended)
         marked = 0
         with self.transaction() as db:
-            for attempt_id in ended:  # still being sent: its owner may have recorded KIE's answer since it was read
+            for row in ended:  # still being sent: its owner may have recorded KIE's answer since it was read
+                create = answered.get(row["attempt_id"])
+                if create is not None and _record_logged(db, row, create, now):
+                    if found is not None:
+                        found.append(create.task_id)
+                    continue
                 marked += db.execute(
                     "UPDATE attempts SET state = 'unknown', updated = ?, error = ? WHERE attempt_id = ? AND"
                     " state = 'sending'",
-                    (now, INTERRUPTED, attempt_id),
+                    (now, INTERRUPTED, row["attempt_id"]),
                 ).rowcount
         return marked
+
+    def found_in_call_log(self, ended: list[sqlite3.Row]) -> dict[str, LoggedCreate]:
+        """The ``created`` lines of the call log that are the answers of the ``ended`` attempts, by attempt id; strict,
+        as a wrong match would give one request another's task. A line can be an attempt's answer when it names the
+        attempt's model and its family's endpoint, came within ``LOG_MATCH_SECONDS`` after the attempt was begun, and
+        names a task no other create of the journal recorded. Lines and the attempts they can answer (every attempt
+        being sent or of unknown outcome, in any process) are taken together: only when every such attempt is one of
+        ``ended``, all of one request (the same digest: its variations), and there are no more lines than attempts,
+        are they paired, in the order they were sent; anything else is left unknown. A log that cannot be read
+        answers none."""
+        from kie_mcp.kie.calllog import logged_creates  # the kie package imports the journal: resolved when used
+
+        path = self.call_log()
+        if path is None:
+            return {}
+        since = min(row["created"] for row in ended)
+        try:
+            lines = logged_creates(path, since - LOG_TIME_STEP, most_bytes=LOG_MATCH_BYTES)
+        except OSError as err:  # UnreadableLog: nothing is matched, the creates are unknown as before
+            log.warning("the call log cannot be read (%s): creates being sent when kie-mcp stopped stay unknown", err)
+            return {}
+        lines = [line for line in lines if not self._task_taken(line.task_id)]
+        if not lines:
+            return {}
+        rows = self.query(
+            "SELECT * FROM attempts WHERE state IN ('sending', 'unknown') AND created >= ? AND created <= ?",
+            since - LOG_MATCH_SECONDS,
+            max(line.at for line in lines) + LOG_TIME_STEP,
+        )
+        answers = {line: [row for row in rows if _may_answer(line, row)] for line in lines}
+        written = {line: number for number, line in enumerate(lines)}
+        ending = {row["attempt_id"] for row in ended}
+        paired: dict[str, LoggedCreate] = {}
+        for group_lines, group_rows in _groups(answers):
+            digests = {row["digest"] for row in group_rows}
+            if len(group_lines) > len(group_rows) or len(digests) != 1 or None in digests:
+                continue
+            if any(row["attempt_id"] not in ending for row in group_rows):  # another's, or one already unknown
+                continue
+            by_time = sorted(group_rows, key=lambda row: row["created"])
+            in_log = sorted(group_lines, key=written.__getitem__)  # as they were written (the log's times are ms)
+            for row, line in zip(by_time, in_log, strict=False):
+                paired[row["attempt_id"]] = line
+        return paired
+
+    def _task_taken(self, task_id: str) -> bool:
+        """Whether another create of this journal already recorded ``task_id`` (its attempt, or its task's)."""
+        return bool(
+            self.query("SELECT 1 FROM attempts WHERE task_id = ? LIMIT 1", task_id)
+            or self.query("SELECT 1 FROM tasks WHERE task_id = ? AND attempt_id IS NOT NULL LIMIT 1", task_id)
+        )
+
+    def call_log(self) -> Path | None:
+        """The call log of this journal's workspace (``logs/kie-api.jsonl``); None for a journal of no workspace."""
+        from kie_mcp.kie.calllog import CALL_LOG
+
+        if not isinstance(self.path, Path) or self.path.parent.name != ".kie-mcp":
+            return None
+        return self.path.parent.parent / CALL_LOG
 
     def mark_answered(self, attempt_ids: list[str], *, answered: int = CALL_ANSWERED) -> None:
         """Whether the answer of the call that made these attempts reached the client (``CALL_ANSWERED``) or the

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -14,9 +15,9 @@ import httpx2
 
 from kie_mcp.catalog import Catalog, load_catalog
 from kie_mcp.config import Settings, no_key_advice
-from kie_mcp.journal import Journal, JournalLocked, UnavailableJournal
+from kie_mcp.journal import JOURNAL_ERRORS, Journal, JournalLocked, OwedWrites, UnavailableJournal
 from kie_mcp.kie import KieClient
-from kie_mcp.kie.calllog import CallLog
+from kie_mcp.kie.calllog import CALL_LOG, CallLog
 from kie_mcp.media.downloads import sweep_interrupted_downloads
 from kie_mcp.spend import Caps, Ledger, QuoteBook
 from kie_mcp.spend.inflight import SpendingCalls
@@ -77,6 +78,7 @@ class Runtime:
     follower: Follower = field(default_factory=Follower)  # polls every unfinished task (tasks/follower.py)
     saving: TaskLocks = field(default_factory=TaskLocks)  # one saver of a task's results at a time
     spending: SpendingCalls = field(default_factory=SpendingCalls)  # calls sending creates now (spend/inflight.py)
+    owed: OwedWrites = field(default_factory=OwedWrites)  # creates' outcomes a full disk kept out of the journal
     catalog_syncing: bool = False  # a look at KIE's live models and prices is under way (quotes say so)
     # While another program holds the journal locked (it has not opened yet): set when the next try to open it ends,
     # so a call waits for that try (``OPEN_WAIT`` at most) and finds it open once the lock is gone. None once open.
@@ -147,8 +149,11 @@ def _open_journal(settings: Settings) -> tuple[Journal | UnavailableJournal, tup
     """The journal, whatever state the disk is in: the server starts, and tools explain what is wrong; its notices,
     and how many creates became unknown.
 
-    Start-up also ends what a crash left half done: creates still marked as being sent become unknown (they may
-    have been created on KIE), and temporary files of interrupted downloads are removed.
+    Start-up also ends what a crash left half done: creates still marked as being sent are looked for in the call log
+    (recorded with their task when it shows KIE's answer) or become unknown (they may have been created on KIE), and
+    temporary files of interrupted downloads are removed. A journal that starts afresh (the last one was corrupt, or
+    it was deleted or emptied while the call log shows earlier calls) takes today's spend and the tasks of the last
+    14 days from the call log.
     """
     journal, notice = Journal.open_for_server(settings.workspace)
     if journal is None:
@@ -156,13 +161,28 @@ def _open_journal(settings: Settings) -> tuple[Journal | UnavailableJournal, tup
         log.error("%s", notice)
         return UnavailableJournal(notice), (notice,), 0
     notices = [notice] if notice else []
-    if journal.reset_from is not None:
-        notices += _carry_over_todays_spend(journal, settings.workspace, settings.max_credits_per_day)
+    renewed = journal.reset_from is not None
+    if not renewed and journal.created_now and _has_call_log(settings.workspace):
+        renewed = True
+        notices.append(
+            f"The workspace journal ({journal.path}) was missing or empty, though the call log "
+            f"({CALL_LOG.as_posix()}) shows earlier KIE calls: a new one was started. Quotes and tasks recorded "
+            "before are not in it; today's spend and the tasks of the last 14 days are taken from the call log."
+        )
+    if renewed:
+        carried, counted = _carry_over_todays_spend(journal, settings.workspace, settings.max_credits_per_day)
+        notices += carried + _adopt_logged_tasks(journal, settings, counted)
+    found: list[str] = []
     try:
-        interrupted = journal.recover_interrupted()
+        interrupted = journal.recover_interrupted(found)
     except Exception as err:  # a read-only journal: the tools that write will explain
         log.warning("could not mark interrupted creates as unknown: %s", err)
         interrupted = 0
+    if found:
+        notices.append(
+            f"{len(found)} create(s) were being sent when kie-mcp last stopped, and the call log shows KIE made "
+            f"them: task(s) {', '.join(found)}, now recorded, followed and saved like any other."
+        )
     if interrupted:
         notices.append(
             f"{interrupted} create(s) were being sent when kie-mcp last stopped; they may have been created and "
@@ -209,6 +229,111 @@ async def _open_once_free(runtime: Runtime, background: TaskGroup) -> None:
             await anyio.sleep(RETRY_PAUSE)
 
 
+def _has_call_log(workspace: Path) -> bool:
+    """Whether the workspace has a call log (or its moved copy) with lines in it, a regular file as kie-mcp writes it:
+    calls were made here before. Anything else in its place (a link or a FIFO a cloned repository carries) is no
+    sign of that."""
+    import os
+    import stat
+
+    from kie_mcp.kie.calllog import rotated
+
+    for path in (workspace / CALL_LOG, rotated(workspace / CALL_LOG)):
+        try:
+            found = os.lstat(path)
+        except OSError:
+            continue
+        if stat.S_ISREG(found.st_mode) and found.st_size > 0:
+            return True
+    return False
+
+
+def _adopt_logged_tasks(journal: Journal, settings: Settings, counted: dict[str, float]) -> list[str]:
+    """The tasks the call log shows KIE created in the last 14 days (how long KIE keeps them), added to a fresh journal
+    as queued, so the follower follows each and saves its results: the journal that held them is lost. Left out:
+    tasks the journal has, and those whose results are saved already (their sidecar is in an ``outputs/`` folder
+    changed since). Nothing is ever sent again. What each counts against today's cap is what the call log counted for
+    it (``counted``, by task: ``_carry_over_todays_spend``), so KIE's charge or refund corrects exactly that; one of
+    an earlier day counts nothing until KIE says what it charged. Returns the notice naming them."""
+    from datetime import datetime
+
+    from kie_mcp.kie.calllog import UnreadableLog, logged_creates
+    from kie_mcp.media.downloads import result_name
+    from kie_mcp.media.saved import OUTPUTS, sidecars_since
+    from kie_mcp.tasks import TaskRecord
+    from kie_mcp.tasks.follower import RETENTION_SECONDS
+
+    path, since = settings.workspace / CALL_LOG, time.time() - RETENTION_SECONDS
+    try:
+        logged = logged_creates(path, since)
+    except UnreadableLog:  # the carry-over said so, and counted the whole cap
+        return []
+    if not logged:
+        return []
+    saved = sidecars_since(settings.workspace / OUTPUTS, logged[0].at)
+    catalog = load_catalog()
+    book = TaskBook(journal, settings.workspace)
+    adopted, kept = [], 0
+    try:
+        with journal.transaction():
+            for create in logged:
+                if journal.task_row(create.task_id) is not None:
+                    continue
+                if result_name(create.model, create.task_id, 1, "json").rsplit("_", 1)[0] + ".json" in saved:
+                    kept += 1
+                    continue
+                spec = catalog.get(create.model)
+                family = _family_of(create.endpoint, spec.family if spec else None)
+                if family is None:  # an endpoint no family creates on now: it could not be asked about
+                    log.warning(
+                        "task %s of the call log was made on %s, which kie-mcp no longer follows",
+                        create.task_id,
+                        create.endpoint,
+                    )
+                    continue
+                made = datetime.fromtimestamp(create.at)
+                record = TaskRecord(
+                    task_id=create.task_id,
+                    model=create.model,
+                    family=family,
+                    kind=spec.kind if spec else None,
+                    state="queued",
+                    credits_quoted=create.credits_quoted,
+                    credits_reserved=counted.get(create.task_id, 0.0),
+                    reserved_on=made.date(),
+                    created_at=create.at,
+                    sandbox=settings.sandbox,
+                )
+                book.add(record)
+                adopted.append(create.task_id)
+    except JOURNAL_ERRORS as err:  # a journal that cannot be written: the tools that write will explain
+        log.warning("could not take up the tasks of the call log: %s", err)
+        return []
+    if not adopted:
+        return []
+    also = f" ({kept} more were saved in outputs/ already, and are left as they are)" if kept else ""
+    return [
+        f"The call log shows {len(adopted)} task(s) KIE created in the last 14 days that the journal did not hold"
+        f"{also}: {', '.join(adopted)}. They are followed, and their results saved, like any other (their prompts "
+        "were not in the call log)."
+    ]
+
+
+def _family_of(endpoint: str, family: str | None) -> str | None:
+    """The family a task created on ``endpoint`` is followed as: the one whose create endpoint it is; of two
+    (KIE's Market endpoint also takes Veo 3.1: ``veo-unified``), the one of the model's own ``family``. None for an
+    endpoint no family creates on."""
+    from kie_mcp.kie.families import FAMILIES
+
+    names = [name for name, kind in FAMILIES.items() if kind.create_path == endpoint]
+    if len(names) <= 1 or not family:
+        return names[0] if names else None
+    for name in names:
+        if name == family or name.startswith(f"{family}-"):
+            return name
+    return names[0]
+
+
 async def _sweep_downloads(outputs: Path) -> None:
     """The temporary files of downloads a dead server left, removed in a worker thread: the walk covers every result
     ever saved (0.5 s at 81,000 files), and on the event loop it held up every request of the start. Files of a
@@ -238,46 +363,56 @@ async def _forget_old_quotes(runtime: Runtime) -> None:
         await anyio.sleep(FORGET_QUOTES_EVERY)
 
 
-RELEASE_OWED_EVERY = 5.0  # seconds between two tries to write the quote releases a full disk held back
+RELEASE_OWED_EVERY = 5.0  # seconds between two tries to write what a full disk held back
 
 
-async def _release_owed_quotes(runtime: Runtime) -> None:
-    """The releases of approvals whose call sent nothing, that a full disk kept out of the journal, written as soon
-    as it takes them (``QuoteBook.release_owed``): another server on the workspace, or this one restarted, then
-    finds the approval good too, not "a create is on its way" for ten minutes."""
+async def _write_owed(runtime: Runtime) -> None:
+    """What a full disk kept out of the journal, written as soon as it takes it. The releases of approvals whose call
+    sent nothing (``QuoteBook.release_owed``): another server on the workspace, or this one restarted, then finds the
+    approval good too, not "a create is on its way" for ten minutes. And what became of creates (``OwedWrites``):
+    their tasks and outcomes, so a restart knows every task made, and no create stays "being sent" to become one of
+    unknown outcome. Those are written on the event loop (the follower changes their records there), never while
+    another writer holds the journal (that wait would hold up the loop): the next turn tries again."""
     while True:
         await anyio.sleep(RELEASE_OWED_EVERY)
         if runtime.quotes.owes:
             await anyio.to_thread.run_sync(runtime.quotes.release_owed)
+        if runtime.owed.owes and not runtime.journal.locked_now():
+            runtime.owed.retry()
 
 
-def _carry_over_todays_spend(journal: Journal, workspace: Path, daily_cap: float) -> list[str]:
-    """A fresh journal (the last one was corrupt) would start today's spend at 0 and let the daily cap be spent
-    again: what the call log says today's creates cost is counted against it instead. A log that is there but cannot
-    be read (a FIFO or a link put in its place, a file this user may not read) says nothing of today's spend, so the
-    whole ``daily_cap`` is counted as spent: the cap holds until midnight, never reopened by a log nobody can read."""
+def _carry_over_todays_spend(journal: Journal, workspace: Path, daily_cap: float) -> tuple[list[str], dict[str, float]]:
+    """A fresh journal (the last one was corrupt, or gone) would start today's spend at 0 and let the daily cap be
+    spent again: what the call log says today's creates cost is counted against it instead. A log that is there but
+    cannot be read (a FIFO or a link put in its place, a file this user may not read) says nothing of today's spend,
+    so the whole ``daily_cap`` is counted as spent: the cap holds until midnight, never reopened by a log nobody can
+    read. Returns the notice, and what was counted for each task (``counted_on``; none when nothing was)."""
     from datetime import datetime
 
-    from kie_mcp.kie.calllog import CALL_LOG, UnreadableLog, spent_on
+    from kie_mcp.kie.calllog import UnreadableLog, counted_on
 
     today = datetime.now().date()
-    unreadable = None
+    unreadable, counted = None, {}
     try:
-        carried = spent_on(workspace / CALL_LOG, today)
+        counted = counted_on(workspace / CALL_LOG, today)
+        carried = sum(counted.values())
     except UnreadableLog as err:
         unreadable, carried = err.strerror or str(err), daily_cap
         log.warning("the call log cannot be read (%s): today's spend before the journal reset is unknown", unreadable)
     if carried <= 0:
-        return []
+        return [], {}
     reason = "carried over from the call log after a journal reset"
     if unreadable is not None:
         reason = "today's daily cap, counted as spent: the call log could not be read after a journal reset"
     try:
         with journal.transaction() as db:
+            # two servers starting at once on the new journal: the second finds the first's and adds nothing
+            if db.execute("SELECT 1 FROM spend WHERE day = ? AND reason = ?", (today.isoformat(), reason)).fetchone():
+                return [], {}
             Journal.add_spend(db, today, carried, reason, None)
     except Exception as err:  # a journal that cannot be written: the tools that write will explain
         log.warning("could not count today's earlier spend against the cap: %s", err)
-        return []
+        return [], {}
     if unreadable is not None:
         return [
             f"Today's spend before that could not be read: the call log {CALL_LOG.as_posix()} cannot be read "
@@ -286,11 +421,11 @@ def _carry_over_todays_spend(journal: Journal, workspace: Path, daily_cap: float
             "https://kie.ai/logs shows what was really spent; the user can raise KIE_MAX_CREDITS_PER_DAY to spend "
             f"more today. Replace {CALL_LOG.as_posix()} with a regular file (or remove it) so that calls are logged "
             "again."
-        ]
+        ], {}
     return [
         f"Today's spend before that, {carried:g} credits by the call log ({CALL_LOG.as_posix()}), is counted against "
         "the daily cap."
-    ]
+    ], counted
 
 
 @asynccontextmanager
@@ -353,7 +488,7 @@ async def open_runtime(
                 background.start_soon(_open_once_free, runtime, background)
             background.start_soon(_sweep_downloads, settings.workspace / "outputs")
             background.start_soon(_forget_old_quotes, runtime)
-            background.start_soon(_release_owed_quotes, runtime)
+            background.start_soon(_write_owed, runtime)
             if kie is not None and settings.catalog_sync:
                 runtime.catalog_syncing = True  # from now: a quote made before the first look ends says so
                 background.start_soon(_keep_catalog_current, runtime, kie)  # never delays start-up or a tool call
@@ -361,6 +496,7 @@ async def open_runtime(
             background.cancel_scope.cancel()
     finally:
         runtime.quotes.release_owed()  # a release still held back: written now if the journal takes it
+        runtime.owed.retry()  # and what became of a create
         if kie is not None:
             await kie.aclose()
         runtime.journal.close()  # the one in use: opened at start, or once another program's lock was gone

@@ -12,7 +12,8 @@ The log is kept to about twice ``ROTATE_BYTES``: a line that would take it past 
 both move it (one that waited for the lock finds the log moved, and appends its line to the moved file: no line is
 lost). ``spent_on`` reads both, the way the log is written: only a regular file in a real ``logs/`` folder, opened
 without following a link and without blocking (a FIFO put there would otherwise hold the server's start for good);
-anything else there is ``UnreadableLog``, never taken as "nothing spent".
+anything else there is ``UnreadableLog``, never taken as "nothing spent". ``logged_creates`` reads the ``created``
+lines the same way: the copy of task ids a lost journal, or a create a full disk kept out of it, is mended from.
 
 The log is only ever written inside the workspace: ``logs/`` must be a real folder (not a symbolic link, which a
 cloned repository can carry) and the log a regular file in it with no other name, opened without following a link
@@ -31,9 +32,10 @@ import math
 import os
 import stat
 import threading
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from kie_mcp.redact import redact, redact_value
 
@@ -74,22 +76,24 @@ class UnreadableLog(OSError):
 
 def spent_on(path: Path, day: date, *, most_bytes: int = 64 * 1024 * 1024) -> float:
     """What the creates of ``day`` (local time) that may have been charged (created, or with no clear answer) cost by
-    the call log's last ``most_bytes``: each its quoted price, or what KIE charged for it when a status answer of
-    that day said more; while no charge is known, what it reserved when that is more (the ceiling of a price not
-    known before it runs). Today's spend when the journal that counted it is lost. Lines that cannot be read are
-    skipped; no log is 0; a log that is there but cannot be read (``_tail``) is ``UnreadableLog``: the caller must
-    not take it as nothing spent."""
+    the call log's last ``most_bytes`` (``counted_on``, added up). Today's spend when the journal that counted it is
+    lost. No log is 0; a log that is there but cannot be read (``_tail``) is ``UnreadableLog``: the caller must not
+    take it as nothing spent."""
+    return sum(counted_on(path, day, most_bytes=most_bytes).values())
+
+
+def counted_on(path: Path, day: date, *, most_bytes: int = 64 * 1024 * 1024) -> dict[str, float]:
+    """What each create of ``day`` (local time) that may have been charged (created, or with no clear answer) cost by
+    the call log's last ``most_bytes``, by task id (by line, for a create with no id): its quoted price, or what KIE
+    charged for it when a status answer of that day said more; while no charge is known, what it reserved when that
+    is more (the ceiling of a price not known before it runs). Lines that cannot be read are skipped; no log is none;
+    a log that cannot be read is ``UnreadableLog``."""
     quoted: dict[str, float] = {}  # by task id (or line, for a create with no id)
     reserved: dict[str, float] = {}
     charged: dict[str, float] = {}
-    lines = _tail(rotated(path), most_bytes) + _tail(path, most_bytes)  # oldest first: the moved log, then this one
-    for number, raw in enumerate(lines):
-        try:
-            line = json.loads(raw)
-            when = datetime.fromisoformat(line["time"]).astimezone().date()
-        except (ValueError, KeyError, TypeError):
-            continue
-        if when != day or not isinstance(line, dict):
+    for number, line in enumerate(_lines(path, most_bytes)):
+        when = _moment(line)
+        if when is None or datetime.fromtimestamp(when).date() != day:
             continue
         task = str(line.get("task_id") or f"line {number}")
         if line.get("outcome") in CHARGING:
@@ -97,7 +101,70 @@ def spent_on(path: Path, day: date, *, most_bytes: int = 64 * 1024 * 1024) -> fl
             reserved[task] = _number(line.get("credits_reserved")) or 0.0
         if _number(line.get("credits_charged")) is not None:
             charged[task] = _number(line.get("credits_charged")) or 0.0
-    return sum(max(credits, charged[task] if task in charged else reserved[task]) for task, credits in quoted.items())
+    return {
+        task: max(credits, charged[task] if task in charged else reserved[task]) for task, credits in quoted.items()
+    }
+
+
+class LoggedCreate(NamedTuple):
+    """A create KIE answered with a new task (a ``created`` line): when its answer came (epoch seconds), the endpoint
+    and model it was sent to, the task, and what it was quoted and reserved."""
+
+    at: float
+    endpoint: str
+    model: str
+    task_id: str
+    credits_quoted: float | None
+    credits_reserved: float | None
+
+
+def logged_creates(path: Path, since: float, *, most_bytes: int = 64 * 1024 * 1024) -> list[LoggedCreate]:
+    """The creates the call log's last ``most_bytes`` shows KIE answered with a task id at ``since`` or later, oldest
+    first, each task once: the copy of task ids a journal that was lost, or could not take them, no longer has. Lines
+    that cannot be read, or lack an endpoint, model or task id, are skipped; no log is none; a log that cannot be read
+    is ``UnreadableLog``."""
+    found: dict[str, LoggedCreate] = {}
+    for line in _lines(path, most_bytes, holding=b'"created"'):
+        when, task, endpoint, model = _moment(line), line.get("task_id"), line.get("endpoint"), line.get("model")
+        if line.get("outcome") != "created" or when is None or when < since or task in found:
+            continue
+        if not all(isinstance(value, str) and value for value in (task, endpoint, model)):
+            continue
+        quoted, reserved = _number(line.get("credits_quoted")), _number(line.get("credits_reserved"))
+        found[task] = LoggedCreate(when, endpoint, model, task, quoted, reserved)
+    return sorted(found.values(), key=lambda create: create.at)
+
+
+def logged_task(path: Path, task_id: str, *, most_bytes: int = 1024 * 1024) -> bool:
+    """Whether the call log's last ``most_bytes`` shows a create KIE answered with ``task_id``: a restart finds that
+    task there when the journal could not take it (``Journal.recover_interrupted``). A log that cannot be read shows
+    none."""
+    try:
+        return any(create.task_id == task_id for create in logged_creates(path, 0.0, most_bytes=most_bytes))
+    except UnreadableLog:
+        return False
+
+
+def _lines(path: Path, most_bytes: int, holding: bytes = b"") -> Iterator[dict[str, Any]]:
+    """The readable lines (JSON objects) of the moved log and then this one, oldest first, each of their last
+    ``most_bytes``; with ``holding``, only lines with those bytes in them (the rest are never parsed)."""
+    for raw in _tail(rotated(path), most_bytes) + _tail(path, most_bytes):
+        if holding not in raw:
+            continue
+        try:
+            line = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(line, dict):
+            yield line
+
+
+def _moment(line: dict[str, Any]) -> float | None:
+    """A line's time, as epoch seconds; None when it has none that can be read."""
+    try:
+        return datetime.fromisoformat(line["time"]).timestamp()
+    except (ValueError, KeyError, TypeError, OverflowError, OSError):
+        return None
 
 
 def rotated(path: Path) -> Path:

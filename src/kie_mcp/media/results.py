@@ -42,6 +42,11 @@ LINKS_STILL_WORK = (
     "The result links still work for a while; kie-mcp tries again in the background (for about 50 minutes, "
     "and after a restart), and check_task tries at once."
 )
+# The same, for a task neither the journal nor the call log holds (a full disk took both): a restart cannot know it.
+LINKS_STILL_WORK_UNRECORDED = (
+    "The result links still work for a while; kie-mcp tries again in the background (for about 50 minutes; not "
+    "after a restart, as the task is not recorded yet), and check_task tries at once."
+)
 
 # A result link that held a credential (the API key, or a bearer token): kept only redacted, so never fetched.
 CREDENTIAL_LINK = (
@@ -78,6 +83,9 @@ async def save_results(
     folder = session_folder(workspace, label, day, named=session is not None)
     have = {f["idx"]: f for f in journal.files_for(record.task_id)}
     problems: list[str] = []
+    links_work = (
+        LINKS_STILL_WORK if row is not None or _logged(workspace, record.task_id) else LINKS_STILL_WORK_UNRECORDED
+    )
     saved: list[SavedFile] = []
     for index, url in enumerate(record.result_urls, 1):
         if index in have and (workspace / have[index]["path"]).is_file():
@@ -97,8 +105,8 @@ async def save_results(
             problems.append(f"{record.task_id} result {index}: {err}")
             if err.refused:  # never fetched, now or later: not tried again in the background
                 record.refuse_link(url)
-            if not (err.expired or err.refused) and LINKS_STILL_WORK not in problems:  # their errors say what to do
-                problems.append(LINKS_STILL_WORK)
+            if not (err.expired or err.refused) and links_work not in problems:  # their errors say what to do
+                problems.append(links_work)
             continue
         relative = file.path.relative_to(workspace).as_posix()
         try:
@@ -119,6 +127,13 @@ async def save_results(
     problems += [problem] if problem else []
     record.note_save_problems(problems)  # the gallery's tile says them (a fresh save replaces them)
     return Saved(problems, described)
+
+
+def _logged(workspace: Path, task_id: str) -> bool:
+    """Whether the call log holds the create of ``task_id``: a restart finds there a task the journal lacks."""
+    from kie_mcp.kie.calllog import CALL_LOG, logged_task
+
+    return logged_task(workspace / CALL_LOG, task_id)
 
 
 def damaged_image(relative: str, why: str) -> str:

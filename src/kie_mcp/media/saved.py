@@ -98,6 +98,32 @@ def is_served(relative: PurePath) -> bool:
     return is_saved(relative) or (len(relative.parts) == 1 and _PAGE.match(relative.parts[0]) is not None)
 
 
+def sidecars_since(outputs: Path, since: float) -> set[str]:
+    """The names of the sidecars (``<model>_<task>.json``) in the session folders of ``outputs`` changed at ``since``
+    or later (a folder changes when a file is saved into it): which tasks made since then have their results saved,
+    read without walking every result ever saved. A folder that cannot be read holds none; ``outputs`` refused
+    (``refusal``) is never read."""
+    names: set[str] = set()
+    if refusal(outputs) is not None:
+        return names
+    try:
+        folders = list(os.scandir(outputs))
+    except OSError:
+        return names
+    for folder in folders:
+        try:
+            if (
+                not SESSION_FOLDER.match(folder.name)
+                or not folder.is_dir(follow_symlinks=False)
+                or folder.stat().st_mtime < since
+            ):
+                continue
+            names.update(entry.name for entry in os.scandir(folder.path) if entry.name.endswith(".json"))
+        except OSError:
+            continue
+    return names
+
+
 SIDECAR_MOST = 1 << 20  # a sidecar is a few KB; a larger ".json" beside a file is not one
 
 
