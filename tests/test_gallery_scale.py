@@ -243,6 +243,33 @@ def test_a_long_named_result_keeps_its_previews_until_it_is_deleted(tmp_path, mo
     assert not thumb.exists() and hidden.exists()
 
 
+def test_a_session_folder_that_cannot_be_listed_for_a_moment_keeps_its_page_and_card(tmp_path, monkeypatch):
+    """A review: one failed listing (too many open files, a network disk's timeout) read as "its last result deleted":
+    the session's page was removed and the empty scan kept, so its card stayed off the index until the folder
+    changed again. A folder that cannot be listed is left as it was, and read again at the next build."""
+    monkeypatch.setattr(gallery, "RECENT_NS", 0)
+    outputs = tmp_path / "outputs"
+    folder = outputs / "2026-01-01-launch"
+    save(folder, "one", sidecar(folder, "one", "The launch picture"))
+    assert gallery.build(outputs) == []
+    assert (folder / PAGE).exists() and folder.name in (outputs / PAGE).read_text()
+    real_scandir = os.scandir
+
+    def failing(path):  # the session folder cannot be listed, everything else can
+        if Path(path) == folder:
+            raise OSError(24, "Too many open files")
+        return real_scandir(path)
+
+    monkeypatch.setattr(gallery.os, "scandir", failing)
+    os.utime(folder, ns=(folder.stat().st_atime_ns, folder.stat().st_mtime_ns + 10**9))  # it changed: read again
+    assert gallery.build(outputs) == []
+    assert (folder / PAGE).exists()
+    assert folder.name in (outputs / PAGE).read_text()
+    monkeypatch.setattr(gallery.os, "scandir", real_scandir)
+    assert gallery.build(outputs) == []
+    assert (folder / PAGE).exists() and folder.name in (outputs / PAGE).read_text()
+
+
 async def test_a_session_page_too_large_to_send_says_so_and_where_it_is_on_disk(connect, tmp_path, monkeypatch):
     """A session of 2,500 results with long prompts made a 54 MB page, and its resource answered "No gallery page
     for the session folder" though the page was there. It says the page is too large to send, and where it is."""

@@ -34,8 +34,8 @@ def journals_opened(monkeypatch) -> list[Journal]:
     handles: list[Journal] = []
     opened = Journal.__init__
 
-    def kept(self: Journal, path) -> None:
-        opened(self, path)
+    def kept(self: Journal, path, **options) -> None:
+        opened(self, path, **options)
         handles.append(self)
 
     monkeypatch.setattr(Journal, "__init__", kept)

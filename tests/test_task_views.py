@@ -250,6 +250,24 @@ async def test_every_task_view_shows_the_prompt_and_session_shortened_and_redact
     assert "[redacted]" in views["scene1"]["prompt"]
 
 
+async def test_a_prompt_a_task_view_gives_back_as_data_is_the_prompt_as_written_escaped_only_in_words(
+    connect, tmp_path
+):
+    """A review: a soft hyphen copied from a web page, or a right-to-left mark typed beside Hebrew, came back in
+    ``list_tasks``' structured ``prompt`` as the six letters ``\\u00ad``: an agent asked to make it again would send
+    them to the model. Data keeps the prompt's characters; only an override that turns text around is escaped, and
+    only where the answer says it in words."""
+    prompt = "שלום\u200f 3D לוגו: Produkt\u00adfoto einer Kaffee\u00admaschine 👩\u200d💻 \u202ecod.exe"
+    journaled(tmp_path, (task("soft", "veo3_fast", age=600.0), prompt, None))
+    async with connect() as client:
+        listed = await client.call_tool("list_tasks", {})
+        one = json.loads((await client.read_resource("kie://tasks/soft")).contents[0].text)
+    shown = listed.structured_content["tasks"][0]["prompt"]
+    assert shown == one["prompt"] == prompt, shown
+    assert "Produkt\u00adfoto" in text_of(listed) and "\\u00ad" not in text_of(listed)
+    assert "\\u202ecod.exe" in text_of(listed)  # the override is escaped where it is said in words
+
+
 async def test_a_generated_task_shows_its_session_folder(connect, tmp_path):
     async with connect(elicitation=answering()) as client:
         made = await client.call_tool(
@@ -503,8 +521,8 @@ async def test_a_text_search_reads_every_prompt_in_a_worker_thread_holding_no_lo
     handles: list[Journal] = []
     opened = Journal.__init__
 
-    def kept(self: Journal, path: Any) -> None:
-        opened(self, path)
+    def kept(self: Journal, path: Any, **options: Any) -> None:
+        opened(self, path, **options)
         handles.append(self)
 
     folds: list[tuple[bool, bool]] = []  # (on the event loop's thread, the server's journal lock not held by it)

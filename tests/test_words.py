@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from kie_mcp.catalog import load_catalog
-from kie_mcp.words import plain, shortened
+from kie_mcp.words import plain, shortened, unseen_escaped
 
 from .conftest import answering, text_of
 from .test_every_model import minimal_arguments
@@ -383,16 +383,18 @@ def test_text_that_is_one_long_cluster_is_still_shown_not_cut_to_nothing():
 
 # -- characters that show nothing, or turn the text around them ---------------------------------------------------
 
-# Format characters text is written with, shown as they are: the zero width joiner and non-joiner, and the signs
-# Arabic, Syriac and Kaithi write before a number (which show).
+# Format characters text is written with, shown as they are: the zero width joiner and non-joiner, the signs
+# Arabic, Syriac and Kaithi write before a number (which show), and the soft hyphen and the direction marks (which
+# move no letter).
 WRITTEN = set("\u200c\u200d\u0600\u0601\u0602\u0603\u0604\u0605\u06dd\u070f\u0890\u0891\u08e2\U000110bd\U000110cd")
+WRITTEN |= set("\xad\u061c\u200e\u200f")
 
 
 @pytest.mark.parametrize(
     ("value", "quoted", "unquoted"),
     [
         ("invoice\u202egnp.exe", '"invoice\\u202egnp.exe"', "invoice\\u202egnp.exe"),  # shows "invoiceexe.png"
-        ("a\u2067b\u2069\u200f\u061c", '"a\\u2067b\\u2069\\u200f\\u061c"', "a\\u2067b\\u2069\\u200f\\u061c"),
+        ("a\u2067b\u2069\u200f\u061c", '"a\\u2067b\\u2069\u200f\u061c"', "a\\u2067b\\u2069\u200f\u061c"),
         ("hid\U000e0041\U000e0042den", '"hid\\udb40\\udc41\\udb40\\udc42den"', "hid\\udb40\\udc41\\udb40\\udc42den"),
         ("x\u2028y\x9b2J\x1b", '"x\\u2028y\\u009b2J\\u001b"', "x\\u2028y\\u009b2J\\u001b"),
         ("قهوة باردة", '"قهوة باردة"', "قهوة باردة"),  # right-to-left letters are letters
@@ -418,7 +420,8 @@ def test_a_value_shown_back_escapes_what_would_show_nothing_or_turn_the_text_aro
     that approves a spend, which turns the rest of the line around as it is displayed: a name reads as another."""
     assert plain(value, limit=200) == (quoted if quoted is not None else f'"{value}"')
     assert plain(value, quoted=False, limit=200) == (unquoted if unquoted is not None else value)
-    assert shortened(value, 200) == (unquoted if unquoted is not None else value)
+    assert unseen_escaped(shortened(value, 200)) == (unquoted if unquoted is not None else value)
+    assert shortened(value, 200) == value  # data (a record's prompt) is kept as written: escaped where it is shown
 
 
 def test_every_control_and_format_character_but_those_text_is_written_with_is_escaped():

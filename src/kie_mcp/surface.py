@@ -801,7 +801,8 @@ def _register_tools(mcp: MCPServer) -> None:
             listing = await list_page(rt.tasks, rt.journal, filters, limit=limit, cursor=cursor)
         found, message = listing.records, listing.message
         message += "".join(f"\n{notice}" for notice in rt.notices)
-        await pages.refresh(rt.settings.workspace, rt.settings.preview_px)  # what was deleted since leaves the pages
+        # What was deleted since leaves the pages, where that is cheap (never a first build of a large workspace)
+        await pages.refresh_if_kept(rt.settings.workspace, rt.settings.preview_px)
         page = pages.gallery_path(rt.settings.workspace)  # kie-mcp's own page, never one of the user's
         shown = (str(page.absolute()), page.absolute().as_uri()) if page is not None else (None, None)
         if page is not None:

@@ -38,11 +38,17 @@ def plain(value: Any, *, quoted: bool = True, limit: int = SHOWN_LIMIT) -> str:
 
 def shortened(text: str, limit: int) -> str:
     """``text`` in at most ``limit`` characters: cut short with "..." where it is longer, never inside a character
-    as a reader sees it (see ``cut_point``), with the API key redacted before it is cut and a character that would
-    change how the text around it reads escaped (as ``plain`` does; line breaks and tabs are kept)."""
+    as a reader sees it (see ``cut_point``), with the API key redacted before it is cut. Its characters are kept as
+    they are: a record's prompt is data an agent may send again (a soft hyphen written ``\u00ad`` would reach a
+    model as six letters); where it is shown in words, ``plain`` or ``unseen_escaped`` escapes what would mislead."""
     text, whole = _uncut_redacted(text, limit)
-    text = _unseen_escaped(text, keep="\n\t")
     return text if whole and len(text) <= limit else text[: cut_point(text, limit - 3)] + "..."
+
+
+def unseen_escaped(text: str) -> str:
+    """``text`` as a person is shown it in a sentence: what shows nothing or turns the text around it escaped
+    (``_unseen_escaped``), line breaks and tabs kept."""
+    return _unseen_escaped(text, keep="\n\t")
 
 
 _REDACTED_PAST = 1024  # characters past a cut searched for a key that starts before it: longer than any key's forms
@@ -59,14 +65,15 @@ def _uncut_redacted(text: str, limit: int) -> tuple[str, bool]:
 
 
 # What shows nothing or changes how the text around it reads: controls (Unicode's Cc: the terminal's escape, C1's
-# CSI), format characters (Cf: the bidirectional overrides, embeddings, isolates and marks, zero width spaces, a soft
-# hyphen, tag letters) and the line and paragraph separators (Zl, Zp), as Unicode 14 to 16 list them (a test holds
-# this to the running Python's tables). Not the format characters text is written with, which stay as they are:
-# the zero width joiner and non-joiner (an emoji such as 👩‍💻, Persian's می‌خواهم, Indic conjuncts) and the signs
-# Arabic, Syriac and Kaithi write before a number (U+0600 to U+0605, U+06DD, U+070F, U+0890, U+0891, U+08E2,
-# U+110BD, U+110CD), which show.
+# CSI), format characters (Cf: the bidirectional overrides, embeddings and isolates, zero width spaces, tag letters)
+# and the line and paragraph separators (Zl, Zp), as Unicode 14 to 16 list them (a test holds this to the running
+# Python's tables). Not the format characters text is written with, which stay as they are: the zero width joiner
+# and non-joiner (an emoji such as 👩‍💻, Persian's می‌خواهم, Indic conjuncts), the signs Arabic, Syriac and Kaithi
+# write before a number (U+0600 to U+0605, U+06DD, U+070F, U+0890, U+0891, U+08E2, U+110BD, U+110CD), which show,
+# and the soft hyphen and the left-to-right, right-to-left and Arabic letter marks (U+00AD, U+200E, U+200F, U+061C),
+# which text copied from the web or typed beside Hebrew and Arabic holds, and which move no letter.
 _UNSEEN = re.compile(
-    "[\x00-\x1f\x7f-\x9f\xad\u061c\u180e\u200b\u200e\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff"
+    "[\x00-\x1f\x7f-\x9f\u180e\u200b\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff"
     "\ufff9-\ufffb\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f]"
 )
 _UNSEEN_KINDS = ("Cc", "Cf", "Zl", "Zp")

@@ -144,6 +144,7 @@ class Session:
 
     folder: str
     items: list[Item] = field(default_factory=list)
+    unlisted: bool = False  # its folder could not be listed (a busy or network disk): not known to be empty
 
     @property
     def day(self) -> str:
@@ -245,6 +246,7 @@ def _scan_folder(folder: Path, side: int, *, sweep: bool = False) -> Session:
                 with contextlib.suppress(OSError):
                     listed[entry.name] = entry.is_file(follow_symlinks=False)
     except OSError:
+        session.unlisted = True
         return session
     if sweep:
         _sweep_orphans(folder, list(listed))
@@ -832,6 +834,10 @@ class _Cache:
                 continue
             folder = outputs / name
             session = _scan_folder(folder, side, sweep=True)
+            if session.unlisted:  # not read now (too many open files, a network disk): kept as it was, read again
+                if known is not None:  # at the next build (its key is not this stat's)
+                    kept[name] = known
+                continue
             if not session.items:  # its last result deleted: its page (kie-mcp's) goes, as its card does
                 _remove_own_page(folder / PAGE)
                 kept[name] = _Kept(key, None, None)
@@ -1018,6 +1024,16 @@ async def refresh(workspace: Path, side: int = THUMBNAIL_SIDE, fresh: Sequence[t
         return
     for line in problems:
         log.warning("%s The results themselves are saved.", line)
+
+
+async def refresh_if_kept(workspace: Path, side: int) -> None:
+    """``_refresh_kept`` in a worker thread, for ``list_tasks``: the pages brought up to date with what is on disk
+    (a result deleted since leaves them) only where this process keeps scans of ``outputs/`` (a save or a build made
+    them), so the listing never pays a first build (seconds at tens of thousands of results). Never raises."""
+    try:
+        await anyio.to_thread.run_sync(_refresh_kept, Path(workspace) / "outputs", side)
+    except Exception:
+        log.exception("The gallery of %s could not be brought up to date.", workspace)
 
 
 class PageTooLarge(ValueError):
