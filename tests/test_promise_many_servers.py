@@ -9,9 +9,12 @@ faster (``poll_min_interval`` 10 ms, conftest) unless a test says otherwise.
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import threading
 import time
 import warnings
+from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -316,3 +319,134 @@ async def test_tools_that_only_read_answer_at_once_while_another_program_holds_t
         finally:
             holder.execute("ROLLBACK")
             holder.close()
+
+
+class LockHolder:
+    """Another program holding the journal's write lock from a thread of its own (a database browser with an edit
+    not saved), until told to let go or for ``most`` seconds: it lets go whatever the event loop does meanwhile (a
+    holder on the loop could not, while a server waits for the lock there)."""
+
+    def __init__(self, workspace: Path, most: float) -> None:
+        self.held, self.released, self._go = threading.Event(), threading.Event(), threading.Event()
+        self._thread = threading.Thread(target=self._hold, args=(journal_path(workspace), most), daemon=True)
+
+    def _hold(self, path: Path, most: float) -> None:
+        db = sqlite3.connect(str(path), isolation_level=None)
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            self.held.set()
+            self._go.wait(most)
+            db.execute("ROLLBACK")
+        finally:
+            db.close()
+            self.released.set()
+
+    def __enter__(self) -> LockHolder:
+        self._thread.start()
+        assert self.held.wait(10)
+        return self
+
+    def let_go(self) -> None:
+        self._go.set()
+        self.released.wait(10)
+
+    def __exit__(self, *exc: object) -> None:
+        self.let_go()
+
+
+async def answered_while_held(client: Client, mode: str, holder: LockHolder) -> bool:
+    """A ping (handshake era) and two read-only tool calls: whether all were answered while the lock was held."""
+    if mode == "legacy":  # ping is the handshake era's (deprecated since)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MCPDeprecationWarning)
+            await client.send_ping()
+    for tool in ("list_models", "list_tasks"):
+        assert not (await client.call_tool(tool, {})).is_error
+    return not holder.released.is_set()
+
+
+async def seen_state(client: Client, task_id: str) -> str:
+    read = await client.read_resource(f"kie://tasks/{task_id}")
+    return json.loads(read.contents[0].text)["state"]
+
+
+def journal_rows(workspace: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    with closing(sqlite3.connect(journal_path(workspace))) as db:  # a read: never waits for the lock (WAL)
+        return db.execute(sql, args).fetchall()
+
+
+async def test_the_follower_never_freezes_the_server_while_another_program_holds_the_journal_and_records_every_end(
+    connect, controls, tmp_path, mode
+):
+    """The audit: with three images followed and a database browser holding the journal's write lock for 40 s, the
+    worst ping took 36 s: each look wrote the task's state on the event loop, waiting up to 30 s for the lock there,
+    and no ping, call or cancellation was served meanwhile. The follower goes on looking, and pings and other calls
+    are answered, while the lock is held; the tasks that ended meanwhile are settled, saved and recorded once it
+    goes."""
+    await controls.post("clock/speed", {"speed": 0})  # the tasks end when the test says
+    async with connect(elicitation=answering()) as client:
+        task_ids = []
+        for prompt in ("one cup", "two cups", "three cups"):
+            made = await client.call_tool("generate_image", {**IMAGE, "prompt": prompt, "wait_seconds": 0})
+            task_ids.append(made.structured_content["tasks"][0]["task_id"])
+        with LockHolder(tmp_path, most=15) as holder:
+            for task_id in task_ids:
+                await controls.post(f"tasks/{task_id}", {"state": "success"})
+            await controls.post("clock/speed", {"speed": 1000})  # KIE's poll budget (per virtual second) refills
+            answers: list[bool] = []
+            with anyio.fail_after(30):  # until the follower has seen each task end (kie://tasks/{id}: what it knows)
+                while len(answers) < 5 or {await seen_state(client, task_id) for task_id in task_ids} != {"succeeded"}:
+                    answers.append(await answered_while_held(client, mode, holder))
+                    await anyio.sleep(0.05)
+                answers.append(not holder.released.is_set())  # the reads of kie://tasks/{id} too
+            unrecorded = journal_rows(tmp_path, "SELECT task_id FROM tasks WHERE state != 'succeeded'")
+        assert all(answers), answers  # every call made while the lock was held was answered while it was held
+        assert len(unrecorded) == 3  # the follower saw the ends while the lock was held; nothing could be written
+        with anyio.fail_after(30):
+            while len(journal_rows(tmp_path, "SELECT DISTINCT task_id FROM files")) < 3:  # noqa: ASYNC110
+                await anyio.sleep(0.05)
+            while journal_rows(tmp_path, "SELECT 1 FROM follows"):  # noqa: ASYNC110 - claims released at each end
+                await anyio.sleep(0.05)
+        checked = [
+            (await client.call_tool("check_task", {"task_id": task_id})).structured_content["task"]
+            for task_id in task_ids
+        ]
+    states = dict(journal_rows(tmp_path, "SELECT task_id, state FROM tasks"))
+    assert states == dict.fromkeys(task_ids, "succeeded")
+    for task in checked:
+        assert task["state"] == "succeeded" and task["files"], task
+        assert all((tmp_path / path).is_file() for path in task["files"])
+    assert {row[0] for row in journal_rows(tmp_path, "SELECT ref FROM spend WHERE reason = 'charged by KIE'")} == set(
+        task_ids
+    )
+
+
+async def test_a_task_taken_up_while_another_program_holds_the_journal_is_claimed_once_the_lock_goes(
+    connect, settings, transport, controls, tmp_path
+):
+    """A read of ``kie://tasks/{id}`` of an unfinished task nobody follows makes this server its follower: its claim
+    in the journal waited for another program's lock on the event loop, the read and every ping with it. The task is
+    followed at once, and claimed once the lock goes (no other server takes it up meanwhile: it reads the claims)."""
+    slower = replace(settings, poll_min_interval=0.1)  # QUIET 9 s: the rescan would not take the task up first
+    await controls.post("clock/speed", {"speed": 0})
+    async with connect(poll_min_interval=0.1) as b:
+        await b.call_tool("list_tasks", {})  # B's follower runs (its start-time adoption is over)
+        async with Client(create_server(slower, transport=transport), elicitation_callback=answering()) as a:
+            task_id = await video_nobody_waits_for(a)
+        assert journal_rows(tmp_path, "SELECT 1 FROM follows") == []  # A stopped: nobody follows it
+        with LockHolder(tmp_path, most=15) as holder:
+            read = await b.read_resource(f"kie://tasks/{task_id}")
+            read_while_held = not holder.released.is_set()
+        assert read_while_held
+        assert json.loads(read.contents[0].text)["state"] in ("queued", "running")
+        with anyio.fail_after(10):
+            while not journal_rows(tmp_path, "SELECT owner FROM follows WHERE task_id = ?", task_id):  # noqa: ASYNC110
+                await anyio.sleep(0.05)
+        await controls.post(f"tasks/{task_id}", {"state": "success"})
+        await controls.post("clock/speed", {"speed": 1000})  # KIE's poll budget (per virtual second) refills
+        with anyio.fail_after(20):
+            while not journal_rows(tmp_path, "SELECT 1 FROM files WHERE task_id = ?", task_id):  # noqa: ASYNC110
+                await anyio.sleep(0.05)
+            while journal_rows(tmp_path, "SELECT 1 FROM follows WHERE task_id = ?", task_id):  # noqa: ASYNC110
+                await anyio.sleep(0.05)
+    assert journal_rows(tmp_path, "SELECT state FROM tasks WHERE task_id = ?", task_id) == [("succeeded",)]

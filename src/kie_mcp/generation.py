@@ -1801,9 +1801,22 @@ def _record(rt: Runtime, problems: list[str], record: TaskRecord) -> None:
     try:
         rt.tasks.add(record)
     except JOURNAL_ERRORS as err:
-        line = answer_not_recorded(record.task_id, err)
-        if line not in problems:
-            problems.append(line)
+        _note_unrecorded(problems, record, err)
+
+
+async def _record_off_loop(rt: Runtime, problems: list[str], record: TaskRecord) -> None:
+    """``_record``, in a worker thread while another program holds the journal's lock (``off_loop_when_locked``:
+    ``TaskBook.add`` is safe to run again after a "locked" failure), never waiting for it on the event loop."""
+    try:
+        await rt.journal.off_loop_when_locked(functools.partial(rt.tasks.add, record))
+    except JOURNAL_ERRORS as err:
+        _note_unrecorded(problems, record, err)
+
+
+def _note_unrecorded(problems: list[str], record: TaskRecord, err: BaseException) -> None:
+    line = answer_not_recorded(record.task_id, err)
+    if line not in problems:
+        problems.append(line)
 
 
 def _refund(rt: Runtime, problems: list[str], p: Plan, reason: str, ref: str | None) -> None:
@@ -2079,7 +2092,7 @@ async def save_all(rt: Runtime, records: list[TaskRecord]) -> list[str]:
             why = f"the journal could not be read or written ({type(err).__name__}: {err})"
             problems += [f"{record.task_id}: saving its results stopped: {why}.", LINKS_STILL_WORK]
         record.name_unrecorded()  # results saved whose row the journal refused are named all the same
-        _record(rt, problems, record)
+        await _record_off_loop(rt, problems, record)  # the follower's saves: a held lock never freezes the server
         fresh += [(rt.settings.workspace / path, record.kind) for path in record.files if path not in had]
     if not fresh:  # nothing new: the pages still, if a full disk refused them when the files were saved
         fresh = _pages_missing(rt.settings.workspace, records)

@@ -1089,10 +1089,11 @@ class Journal:
             )
         return None
 
-    def follower_of(self, task_id: str, owner: str, *, fresh_for: float) -> str | None:
-        """Another follower holding ``task_id`` (as ``claim_follow`` judges), without claiming it; or None."""
+    def follower_of(self, task_id: str, owner: str, *, fresh_for: float, take_dropped: bool = True) -> str | None:
+        """Another follower holding ``task_id`` (as ``claim_follow`` judges), without claiming it; or None. A read:
+        it never waits for another writer's lock."""
         rows = self.query("SELECT owner, seen FROM follows WHERE task_id = ?", task_id)
-        return _live_holder(rows[0] if rows else None, owner, time.time() - fresh_for, take_dropped=True)
+        return _live_holder(rows[0] if rows else None, owner, time.time() - fresh_for, take_dropped=take_dropped)
 
     def followed_elsewhere(self, owner: str, *, fresh_for: float) -> set[str]:
         """The tasks another follower, alive (or of another machine), claimed within ``fresh_for`` seconds."""

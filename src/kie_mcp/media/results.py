@@ -5,11 +5,14 @@ is the one it already has, of the day it began: ``session_folder``), named by mo
 task id and index, each download streamed and atomic, with one sidecar JSON per task beside them (written again
 whenever it is missing, as a full disk may refuse it after the files are saved, and whenever it says another charge
 than the task's record, as KIE's charge for an unknown price is measured after the files are saved). Every saved
-file is recorded in the journal, so a restarted server knows what is already on disk and fetches only what is not.
+file is recorded in the journal, so a restarted server knows what is already on disk and fetches only what is not:
+in a worker thread while another program holds the journal's lock (``Journal.off_loop_when_locked``), as the
+follower saves results in the background and a held lock must never freeze the server.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Sequence
@@ -109,8 +112,9 @@ async def save_results(
                 problems.append(links_work)
             continue
         relative = file.path.relative_to(workspace).as_posix()
-        try:
-            journal.add_file(record.task_id, index, relative, file.sha256, file.size, file.mime, url)
+        row = (record.task_id, index, relative, file.sha256, file.size, file.mime, url)
+        try:  # one statement: waited for in a worker thread while another program holds the journal's lock
+            await journal.off_loop_when_locked(functools.partial(journal.add_file, *row))
         except JOURNAL_ERRORS as err:  # the file is on disk: named all the same, and said to be unrecorded
             record.keep_unrecorded(relative)
             problems.append(

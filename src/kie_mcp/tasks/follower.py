@@ -63,6 +63,12 @@ whether or not a tool call is waiting on it:
   ``poll_max_interval`` the follower reads the tasks the journal recorded since its last read (``_relay``, an index
   search on ``updated``) and observes each unfinished one it does not follow, whoever made it and whether or not
   anyone here asked about it; one another server made and finished between two reads is announced at once.
+- **Another program's lock on the journal** (a database browser with an edit not saved, a kie-mcp stopped
+  mid-write) never holds up the event loop, where SQLite would wait for it up to 30 s with pings, calls and
+  cancellations frozen behind it: a look's state is left to the next look (or the task's end) to write, claims are
+  decided by a read (WAL: reads never wait) and written once the lock goes (``_owed``), the rescan skips a turn, and
+  what must be recorded (a task's end, its charge, its saved files, a task left alone) is written in a worker thread
+  that waits for the lock (``Journal.off_loop_when_locked``).
 - **Telling the client.** ``check_task`` and the ``kie://tasks/{id}`` resource hand the follower their request
   context (``attach_client``). From then on, every change of a task's state is published as a resource update
   of ``kie://tasks/{id}`` on the server's subscription bus (``Context.notify_resource_updated``: the bus is
@@ -138,6 +144,7 @@ DEFAULT_TYPICAL = {"image": (5, 60), "video": (60, 300)}  # a model the catalogu
 OTHER_TYPICAL = (30, 300)
 
 _FOLLOWERS = itertools.count(1)  # the followers of this process (one per server), told apart in their claims
+CLAIM, DROP, RELEASE = "claim", "drop", "release"  # claim writes put off while another program holds the journal
 TASK_STATES_UNFINISHED = ("queued", "running", "succeeded_without_results")
 TASK_LIST = "kie://tasks"  # the resource listing the workspace's tasks and its creates of unknown outcome
 
@@ -169,7 +176,10 @@ async def settle_and_save(rt: Runtime, records: list[TaskRecord]) -> list[str]:
     """The default ``finish``: fold KIE's charge or refund into the spend, then save the results."""
     from kie_mcp import generation  # generation -> runtime -> tasks: resolved when first used, not at import
 
-    problems = generation.settle(rt, records)
+    try:  # in a worker thread while another program holds the journal's lock (its writes: one transaction a task)
+        problems = await rt.journal.off_loop_when_locked(functools.partial(generation.settle, rt, records))
+    except JOURNAL_ERRORS as err:  # no journal to write to: the results are saved all the same
+        problems = [f"The journal could not record what KIE charged for {r.task_id} ({err})." for r in records]
     problems += await generation.save_all(rt, records)
     return problems
 
@@ -194,6 +204,7 @@ class Watch:
     refusals: int = 0  # looks in a row KIE refused (GIVE_UP of them: the task is left alone)
     waiters: int = 0
     problems: list[str] = field(default_factory=list)  # journal, spend and download problems, for the waiters
+    unrecorded: bool = False  # a look's state not written: another program held the journal's lock (``_journal``)
     done: anyio.Event = field(default_factory=anyio.Event)  # finished, settled and saved
     listeners: set[anyio.Event] = field(default_factory=set)  # set after every look
 
@@ -242,6 +253,9 @@ class Follower:
         # the journal refused). A restart or a check_task tries them again.
         self._saves_done: set[str] = set()
         self._rescanning = False
+        # Claims not written while another program held the journal's lock (task id: CLAIM, DROP or RELEASE, the
+        # latest wanted), written by the loop once the lock is free, and before any later claim write (``_write_owed``)
+        self._owed: dict[str, str] = {}
         # Tasks another server's follower holds that this server's clients asked about: what the journal said of
         # each (state, saved files), read again every poll_max_interval so they hear of a change all the same.
         self._observed: dict[str, tuple[str, int]] = {}
@@ -295,6 +309,8 @@ class Follower:
             while True:
                 self._wake = anyio.Event()
                 now = time.monotonic()
+                if self._owed and not self._journal_locked():  # claims put off while another program held it
+                    self._write_owed()
                 if now >= retry_dropped_at:
                     self._retrying |= self._dropped  # the rescan adopts them again (unless over KIE's 14 days) ...
                     self._dropped.clear()  # ... for one look each: a refusal leaves them alone again
@@ -333,8 +349,10 @@ class Follower:
                     await self._wake.wait()
 
     def _journal_locked(self) -> bool:
-        """Whether another writer holds the journal now: the rescan's writes (claims) would each wait for it on the
-        event loop (``journal.BUSY_SECONDS``), so it skips a turn."""
+        """Whether another writer holds the journal now. Every write would wait for it on the event loop, freezing the
+        server (pings, calls, cancellations) up to ``journal.BUSY_SECONDS``: so the rescan skips a turn, claims are
+        written once it is free (``_owed``), a look's state is left to the next write (``_journal``), and what must
+        be written (a task's end, its charge, its files) waits for it in a worker thread (``off_loop_when_locked``)."""
         assert self._rt is not None
         try:
             return self._rt.journal.locked_now()
@@ -424,8 +442,15 @@ class Follower:
     def _claim(self, task_id: str, *, asked: bool = False) -> bool:
         """Whether this follower may follow (or save) ``task_id``: its claim in the journal, unless another live
         follower holds one (renewed within ``QUIET``). No journal to share claims through: yes (a second look
-        costs less than a result nobody saves)."""
+        costs less than a result nobody saves). While another program holds the journal's lock, a read (WAL: it
+        never waits) tells whether another follower holds the task, and the claim is written once the lock is free."""
         assert self._rt is not None
+        if self._journal_locked():
+            if self._held_elsewhere(task_id, take_dropped=asked):
+                return False
+            self._owed[task_id] = CLAIM
+            return True
+        self._write_owed()
         try:
             claimed = self._rt.journal.claim_follow(
                 task_id, self.owner, fresh_for=QUIET * self._unit, take_dropped=asked
@@ -434,10 +459,12 @@ class Follower:
         except JOURNAL_ERRORS:
             return True
 
-    def _held_elsewhere(self, task_id: str) -> bool:
+    def _held_elsewhere(self, task_id: str, *, take_dropped: bool = True) -> bool:
         assert self._rt is not None
+        fresh_for = QUIET * self._unit
         try:
-            return self._rt.journal.follower_of(task_id, self.owner, fresh_for=QUIET * self._unit) is not None
+            holder = self._rt.journal.follower_of(task_id, self.owner, fresh_for=fresh_for, take_dropped=take_dropped)
+            return holder is not None
         except JOURNAL_ERRORS:
             return False
 
@@ -458,18 +485,53 @@ class Follower:
 
     def _drop_claim(self, task_id: str) -> None:
         assert self._rt is not None
+        if self._journal_locked():
+            self._owed[task_id] = DROP
+            return
+        self._write_owed()
         try:
             self._rt.journal.drop_follow(task_id, self.owner)
         except JOURNAL_ERRORS as err:
             log.debug("could not mark %s left alone: %s", task_id, err)
 
     def _release(self, task_id: str | None) -> None:
+        """Give up the claim on ``task_id`` (None: on every task, as the follower stops). While another program holds
+        the journal's lock, the claim goes once it is free; a stop then writes nothing: the claims of a process that
+        has ended are taken over at once by another server of this machine (``processes.owner_gone``), after
+        ``QUIET`` by one of another machine."""
         if self._rt is None:
             return
+        if task_id is None:
+            self._owed.clear()
+        if self._journal_locked():
+            if task_id is not None:
+                self._owed[task_id] = RELEASE
+            return
+        self._write_owed()
         try:
             self._rt.journal.release_follows(self.owner, task_id)
         except JOURNAL_ERRORS as err:
             log.debug("could not release the claim on %s: %s", task_id or "followed tasks", err)
+
+    def _write_owed(self) -> None:
+        """Write the claims put off while another program held the journal's lock (``_owed``), the lock free now:
+        each as last wanted. A claim another follower made meanwhile stands; this one then follows the task too (as
+        with no journal to share claims through: a second look costs less than a result nobody saves)."""
+        assert self._rt is not None
+        owed, self._owed = self._owed, {}
+        journal, owner, fresh_for = self._rt.journal, self.owner, QUIET * self._unit
+        for task_id, wanted in owed.items():
+            try:
+                if wanted == RELEASE:
+                    journal.release_follows(owner, task_id)
+                    continue
+                holder = journal.claim_follow(task_id, owner, fresh_for=fresh_for, take_dropped=True)
+                if holder is not None:
+                    log.debug("task %s: %s claimed it while the journal was locked", task_id, holder)
+                elif wanted == DROP:  # left alone, and still held (see _forget)
+                    journal.drop_follow(task_id, owner)
+            except JOURNAL_ERRORS as err:
+                log.debug("could not write the claim on %s: %s", task_id, err)
 
     def _followed_elsewhere(self, row: sqlite3.Row, now: float) -> bool:
         """Whether another server on this workspace, alive, created this task and recorded something about it lately:
@@ -704,6 +766,8 @@ class Follower:
                     await self._look(watch)
             if watch.record.finished and not watch.done.is_set():
                 watch.tell()  # waiters learn it ended; a check_task need not wait for the download
+                if watch.unrecorded:  # its end, once another program's lock allows (_end records it whatever)
+                    await self._journal(watch, interim=True)
                 await self._settle(watch)  # a refund or KIE's charge counts at once, whatever downloads wait for
                 downloads = self._unsaved_results(watch.record)  # none for a failed task: no slot to wait for
                 async with self._end_limiter if downloads else contextlib.nullcontext():
@@ -730,8 +794,10 @@ class Follower:
                 outcome, reported = await refresh(rt.kie, rt.typical_seconds, record, rt.links_kept)
                 if outcome is Look.SEEN:
                     watch.estimated = not reported
-                self._schedule(watch, outcome)
-                self._journal(watch)
+                if (why := self._schedule(watch, outcome)) is not None:
+                    await self._drop(watch, why)
+                else:
+                    await self._journal(watch, interim=True)
                 if record.state != state and not record.finished:
                     await self._announce(record)
         except Exception:
@@ -760,7 +826,9 @@ class Follower:
         watch.failures += 1
         watch.next_at = time.monotonic() + min(FLOOR * 2**watch.failures, MAX_GAP) * self._unit
 
-    def _schedule(self, watch: Watch, outcome: Look) -> None:
+    def _schedule(self, watch: Watch, outcome: Look) -> str | None:
+        """When to look at ``watch`` next, after a look's ``outcome``; returns why it is no longer followed (``_drop``),
+        or None."""
         assert self._rt is not None
         now = time.monotonic()
         if outcome is Look.RATE_LIMITED:  # the account's poll budget is spent: every look waits
@@ -770,7 +838,7 @@ class Follower:
             log.warning("KIE answered 429 to a status call; looking again in %.1fs", pause)
             self._paused_until = max(self._paused_until, now + pause)
             watch.next_at = self._paused_until
-            return
+            return None
         if outcome in (Look.SEEN, Look.NOT_VISIBLE):
             self._rate_limited = 0
             watch.failures = 0
@@ -789,8 +857,8 @@ class Follower:
                 watch.record.error,
             )
             said = (watch.record.error or "").removeprefix(STATUS_REFUSED).removesuffix(STILL_ASKING).rstrip(".")
-            self._drop(watch, f"KIE refused {watch.refusals} status checks in a row (the last: {said})")
-        elif time.time() - watch.record.created_at > RETENTION_SECONDS:  # as a restart would: not for ever
+            return f"KIE refused {watch.refusals} status checks in a row (the last: {said})"
+        if time.time() - watch.record.created_at > RETENTION_SECONDS:  # as a restart would: not for ever
             log.warning(
                 "task %s: still unfinished %d days after it was created, longer than KIE keeps results; no longer "
                 "following it (check_task still asks)",
@@ -798,9 +866,10 @@ class Follower:
                 RETENTION_SECONDS // 86400,
             )
             days = RETENTION_SECONDS // 86400
-            self._drop(watch, f"KIE still calls it unfinished {days:g} days after it was created")
+            return f"KIE still calls it unfinished {days:g} days after it was created"
+        return None
 
-    def _drop(self, watch: Watch, why: str) -> None:
+    async def _drop(self, watch: Watch, why: str) -> None:
         """Stop following a task, and say so on it (in the journal too): whoever looks at it learns why it no longer
         moves and what to do. A task left alone stays claimed (no other server takes it up to ask KIE again), and is
         looked at once more every hour (``RETRY_DROPPED``)."""
@@ -809,14 +878,21 @@ class Follower:
             "then on), and https://kie.ai/logs shows the task as KIE has it."
         )
         watch.record.eta_seconds = None
-        self._journal(watch)
+        await self._journal(watch)
         self._forget(watch, dropped=True)
 
-    def _journal(self, watch: Watch) -> None:
-        """Every change reaches the journal; a journal that cannot take it is reported to the waiters."""
+    async def _journal(self, watch: Watch, *, interim: bool = False) -> None:
+        """Every change reaches the journal; a journal that cannot take it is reported to the waiters. Never waited
+        for on the event loop while another program holds the journal's lock: a look's state (``interim``) is then
+        left to the next look, or the task's end, to write; anything else is written in a worker thread that waits for
+        the lock (``off_loop_when_locked``: ``TaskBook.add`` is safe to run again after a "locked" failure)."""
         assert self._rt is not None
+        if interim and self._journal_locked():
+            watch.unrecorded = True
+            return
         try:
-            self._rt.tasks.add(watch.record)
+            await self._rt.journal.off_loop_when_locked(functools.partial(self._rt.tasks.add, watch.record))
+            watch.unrecorded = False
         except JOURNAL_ERRORS as err:
             watch.note([answer_not_recorded(watch.record.task_id, err)])
 
@@ -828,10 +904,7 @@ class Follower:
             watch.note(await self._finish(self._rt, [record]))
         except JOURNAL_ERRORS as err:
             watch.note([f"{record.task_id}: finishing it stopped: the journal could not be read or written ({err})."])
-        try:  # how it ended is recorded whatever another writer's lock (waited for off the event loop)
-            await self._rt.journal.off_loop_when_locked(functools.partial(self._rt.tasks.add, record))
-        except JOURNAL_ERRORS as err:
-            watch.note([answer_not_recorded(record.task_id, err)])
+        await self._journal(watch)  # how it ended is recorded whatever another writer's lock (waited for off the loop)
         self._forget(watch)
         self.save_later(record)  # a download failed (or was cut off): tried again in the background
         await self._announce(record, waiters=watch.waiters)
