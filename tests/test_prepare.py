@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import base64
 import io
+import struct
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mcp.client import advertise
@@ -250,27 +252,33 @@ async def test_an_image_that_does_not_decode_is_refused_before_it_is_priced_or_s
 # bound). Decoding it took 2.7 GB and 4.5 s at every estimate; three at once, 7.8 GB.
 HUGE_WEBP = bytes.fromhex("524946461e000000574542505650384c110000002fc7f2b10c07508f22d7a3ff8188e87f0000")
 
-_BOMB_SCRIPT = """
+# A server in a process of its own, for its peak memory: its workspace (argv 1) holds a small picture.
+_IN_A_SERVER = """
 import anyio, json, resource, sys
 from pathlib import Path
 from mcp import Client
 from pydantic import SecretStr
 from PIL import Image
 from kie_mcp.config import Settings
-from kie_mcp.sandbox import SANDBOX_API_KEY, SandboxTransport, SimConfig, Simulator
+from kie_mcp.sandbox import SANDBOX_API_KEY, SandboxTransport, SimConfig, Simulator, media
 from kie_mcp.server import create_server
 
 workspace = Path(sys.argv[1])
 Image.new("RGB", (1200, 1200), "tan").save(workspace / "small.png")
-for name in ("huge.webp", "huge1.webp", "huge2.webp"):
-    (workspace / name).write_bytes(bytes.fromhex(sys.argv[2]))
-settings = Settings(api_key=SecretStr(SANDBOX_API_KEY), base_url="http://api.kie.test",
+settings = Settings(api_key=SecretStr(SANDBOX_API_KEY), base_url="http://api.kie.test", auto_approve_credits=100,
                     upload_base_url="http://upload.kie.test", workspace=workspace, catalog_sync=False)
 edit = {"model": "google/nano-banana-edit", "prompt": "make it blue"}
 
 def peak():
     used = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return used / 2**20 if sys.platform == "darwin" else used / 2**10  # MiB
+"""
+
+_BOMB_SCRIPT = (
+    _IN_A_SERVER
+    + """
+for name in ("huge.webp", "huge1.webp", "huge2.webp"):
+    (workspace / name).write_bytes(bytes.fromhex(sys.argv[2]))
 
 async def main():
     transport = SandboxTransport(Simulator(SimConfig(speed=1000.0)))
@@ -288,6 +296,20 @@ async def main():
 
 anyio.run(main)
 """
+)
+
+
+def _server_report(script: str, *arguments: str) -> dict[str, Any]:
+    """What ``script`` (``_IN_A_SERVER`` and its calls) printed last, as JSON, run in a Python of its own."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", script, *arguments], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def test_a_few_bytes_declaring_a_huge_picture_are_never_decoded(tmp_path):
@@ -295,21 +317,59 @@ def test_a_few_bytes_declaring_a_huge_picture_are_never_decoded(tmp_path):
     the decode, so 38 bytes of WebP declaring 13000 x 13000 pixels made the server take 2.7 GB (three at once, 7.8
     GB). Three estimates at once and an upload of it are answered (its header is all that is checked), and the
     server's peak memory grows by far less than one such decode (a 169-megapixel RGB picture: 483 MiB)."""
-    import json
-    import subprocess
-    import sys
-
-    done = subprocess.run(
-        [sys.executable, "-c", _BOMB_SCRIPT, str(tmp_path), HUGE_WEBP.hex()],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    report = json.loads(done.stdout.strip().splitlines()[-1])
+    report = _server_report(_BOMB_SCRIPT, str(tmp_path), HUGE_WEBP.hex())
     assert report["errors"] == [False, False, False, False], report["texts"]
     assert report["grew_mib"] < 200, report
+
+
+def _progressive_jpeg(side: int) -> bytes:
+    """A progressive grey JPEG of 16 x 16 pixels whose header then declares ``side`` x ``side``: 283 bytes that libjpeg
+    decodes whole (the rest of the picture flat), holding every coefficient of the declared picture while it does
+    (13000 x 13000: 330 MB for its one grey band; a 2 MB colour photo of that size took 1 GB)."""
+    buffer = io.BytesIO()
+    Image.new("L", (16, 16), 90).save(buffer, "JPEG", progressive=True, quality=50)
+    data = bytearray(buffer.getvalue())
+    frame = data.find(b"\xff\xc2")  # the progressive frame's header: length, precision, height, width
+    data[frame + 5 : frame + 9] = struct.pack(">HH", side, side)
+    return bytes(data)
+
+
+_PROGRESSIVE_SCRIPT = (
+    _IN_A_SERVER
+    + """
+crafted, where = bytes.fromhex(sys.argv[2]), sys.argv[3]
+(workspace / "huge.jpg").write_bytes(crafted)
+
+async def main():
+    transport = SandboxTransport(Simulator(SimConfig(speed=1000.0)))
+    async with Client(create_server(settings, transport=transport), mode="legacy") as client:
+        warm = await client.call_tool("generate_image", {**edit, "images": ["small.png"], "wait_seconds": 30})
+        await client.call_tool("check_task", {"task_id": warm.structured_content["tasks"][0]["task_id"]})
+        before = peak()
+        if where == "input":
+            answer = await client.call_tool("estimate_cost", {**edit, "images": ["huge.jpg"]})
+        else:  # KIE's result is the crafted JPEG: checked to decode as it is saved, then previewed
+            media.image_bytes = lambda *args, **kwargs: crafted
+            made = await client.call_tool("generate_image", {**edit, "images": ["small.png"], "wait_seconds": 30})
+            answer = await client.call_tool("check_task", {"task_id": made.structured_content["tasks"][0]["task_id"]})
+        print(json.dumps({"grew_mib": peak() - before, "error": answer.is_error,
+                          "text": "".join(getattr(c, "text", "") for c in answer.content)[:600]}))
+
+anyio.run(main)
+"""
+)
+
+
+@pytest.mark.parametrize("where", ["input", "result"])
+def test_a_progressive_jpeg_is_judged_at_its_full_size_before_any_decode(tmp_path, where):
+    """The review: a JPEG was decoded at an eighth of its size (to check an input, to check a saved result and make
+    its preview), taken to cost an eighth of the memory, so a 13000 x 13000 one was decoded; a progressive JPEG
+    holds every coefficient of its whole picture whatever the scale, and a 2 MB one took 1 GB (the follower saves up
+    to 8 results at once). It is judged at its full size, as before: past the pixels a check or a preview decodes,
+    only its header is read. The server's peak memory grows by far less than that decode (330 MiB here)."""
+    report = _server_report(_PROGRESSIVE_SCRIPT, str(tmp_path), _progressive_jpeg(13000).hex(), where)
+    assert not report["error"], report["text"]
+    assert report["grew_mib"] < 100, report
 
 
 @pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # kie-mcp silences it (sniff.pillow)

@@ -70,6 +70,42 @@ async def test_a_long_path_s_file_name_is_shown_whole_in_the_estimate_the_form_a
     assert await controls.creates() == []
 
 
+# A presigned S3 link's query: its credential holds slashes of its own, and its signature is unique to each link.
+SIGNED = (
+    "?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE/20261201/us-east-1/s3/aws4_request"
+    "&X-Amz-Date=20261201T000000Z&X-Amz-Expires=3600&X-Amz-SignedHeaders=host&X-Amz-Signature="
+)
+LINKS = (
+    "https://acme-assets.s3.us-east-1.amazonaws.com/campaigns/spring/approved/hero-front.png" + SIGNED + "ab" * 32,
+    "https://acme-private.s3.us-east-1.amazonaws.com/hr/passports/passport-scan-maria.png" + SIGNED + "cd" * 32,
+    "https://cdn.acme.test/" + "2026/spring/" * 12 + "hero-front.png?v=" + "9" * 40,
+)
+
+
+async def test_a_long_link_keeps_its_host_and_file_name_and_is_cut_in_its_query_first(connect, controls):
+    """The review: a link over 160 characters was cut at its last slash anywhere, query included, so it lost its
+    host ("https…"), and a presigned link (slashes in its credential) showed only query noise: a hero shot in one
+    bucket and a passport scan in another read the same in the question that approves sending them. A link now keeps
+    its scheme and host whole and its file name whole; its query is cut first, to its start, then its folders."""
+    async with connect() as client:
+        estimate = await client.call_tool("estimate_cost", {**IMAGE, "images": list(LINKS)})
+        chat = await client.call_tool("generate_image", {**IMAGE, "images": list(LINKS)})
+    assert chat.structured_content["status"] == "confirmation_required", text_of(chat)
+    for text in (estimate.structured_content["message"], chat.structured_content["message"]):
+        signed_a, signed_b, deep = named_inputs(text)
+        assert signed_a.startswith(
+            "https://acme-assets.s3.us-east-1.amazonaws.com/campaigns/spring/approved/hero-front.png?X-Amz-"
+        ), text
+        assert signed_b.startswith(
+            "https://acme-private.s3.us-east-1.amazonaws.com/hr/passports/passport-scan-maria.png?X-Amz-"
+        ), text
+        assert deep.startswith("https://cdn.acme.test/2026/spring/") and "/hero-front.png?v=999" in deep, text
+        assert "\u2026" in deep.split("/hero-front.png")[0], text  # its folders cut in their middle
+        for shown in (signed_a, signed_b, deep):
+            assert shown.endswith("\u2026") and len(shown) <= 165, text  # the query cut to its start
+    assert await controls.creates() == []
+
+
 async def test_a_file_name_too_long_to_show_whole_is_cut_in_its_middle_and_keeps_its_extension(connect, tmp_path):
     name = "campaign-" + "hero-variant-" * 14 + "final.png"  # 200 characters
     picture(tmp_path / "references" / name)
@@ -149,7 +185,7 @@ async def test_an_upload_that_fails_gives_back_the_credits_reserved_for_it(conne
 async def test_a_reservation_held_past_its_limit_is_made_again_and_a_refusal_names_the_files_already_uploaded(
     connect, controls, sim, tmp_path
 ):
-    """A reservation held while the files go up is released when it outlives any upload (``HOLD_LIMIT``: its
+    """A reservation held while the files go up is released once unrenewed past its lease (``HOLD_LEASE``: its
     process cannot be told alive, a process id reused). Should its call still be running, it reserves again once its
     files are up; a cap that then refuses says which files KIE's file host has, never only "nothing was spent"."""
     picture(tmp_path / "references" / "face.png")

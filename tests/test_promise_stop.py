@@ -20,7 +20,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -79,12 +79,13 @@ def environment(base: str, workspace: Path) -> dict[str, str]:
 class Server:
     """The installed kie-mcp over real stdio, started as a host starts it, spoken to line by line."""
 
-    def __init__(self, base: str, workspace: Path) -> None:
-        env = environment(base, workspace)
+    def __init__(self, base: str, workspace: Path, *, prefix: Sequence[str] = (), **env: str) -> None:
+        """``prefix``: the command that starts it (``unshare``: in a PID namespace of its own); ``env``: settings."""
+        env = {**environment(base, workspace), **env}
         self.errors = workspace.parent / f"{workspace.name}-{time.monotonic_ns()}.stderr"
         with self.errors.open("wb") as errors:
             self.process = subprocess.Popen(
-                [console_script()], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, env=env
+                [*prefix, console_script()], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, env=env
             )
         self.buffer = bytearray()
         self.send({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": _hello()})

@@ -197,13 +197,13 @@ def test_a_reservation_held_while_inputs_upload_counts_until_it_is_kept_or_relea
 def test_a_reservation_a_gone_process_held_is_released_and_a_live_one_s_is_not(tmp_path):
     """A server killed while a request's input files went up leaves its held reservation: the next look at the
     ledger, by any server on the workspace, releases it, so it never holds the daily cap for the rest of the day. One
-    a live process holds stays, until it is older than any upload takes (``HOLD_LIMIT``)."""
+    a live process holds stays while its upload renews it, and is released once unrenewed for ``HOLD_LEASE``."""
     import subprocess
     import sys
     import time
 
     from kie_mcp.processes import HOST
-    from kie_mcp.spend.ledger import HELD, HELD_REF, HOLD_LIMIT
+    from kie_mcp.spend.ledger import HELD, HELD_REF, HOLD_LEASE
 
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, check=True)
     journal = Journal(tmp_path / "j.sqlite3")
@@ -212,8 +212,8 @@ def test_a_reservation_a_gone_process_held_is_released_and_a_live_one_s_is_not(t
     live = Ledger(journal, Caps(100, 100)).reserve(30, "q_live", held=True)
     ledger = Ledger(Journal(tmp_path / "j.sqlite3"), Caps(100, 100))
     assert ledger.spent_today() == 30  # the gone process's 40 released; the live one's 30 held
-    journal.execute("UPDATE spend SET at = ? WHERE ref = ?", time.time() - HOLD_LIMIT - 1, live.held)
-    assert ledger.spent_today() == 0  # held longer than any upload takes
+    journal.execute("UPDATE spend SET at = ? WHERE ref = ?", time.time() - HOLD_LEASE - 1, live.held)
+    assert ledger.spent_today() == 0  # unrenewed past its lease: its upload no longer runs
     assert not Ledger(journal, Caps(100, 100)).keep(live, "q_live")  # its call, still running, must reserve again
 
 

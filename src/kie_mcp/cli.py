@@ -374,8 +374,10 @@ async def _stop_once_creates_land(signum: int) -> None:
 def _stop_now(signum: int = signal.SIGINT, frame: FrameType | None = None) -> NoReturn:
     """Exit at once with one line, never a traceback (Ctrl-C, a second signal, or a first SIGTERM or SIGHUP once the
     creates in flight landed). The journal is safe: every write is its own transaction, and what a stop leaves half
-    done (a create being sent, a download) is settled at the next start. A join under way is ended first."""
+    done (a create being sent, a download) is settled at the next start. A join under way is ended first, and the
+    credits held for input files uploading now are given back (their uploads end here, nothing is sent)."""
     _end_joins()
+    _release_holds()
     how = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
     _say(f"kie-mcp: stopped ({how}).")
     os._exit(INTERRUPTED if signum == signal.SIGINT else 128 + signum)
@@ -388,6 +390,16 @@ def _end_joins() -> None:
     if stitching is not None:
         with contextlib.suppress(Exception):  # stopping must not fail: at worst the next start sweeps the file
             stitching.stop_all()
+
+
+def _release_holds() -> None:
+    """Give back the reservations this process holds while input files upload (``ledger.release_held_here``: half a
+    second at most): left behind, they would count against today's cap until their lease lapsed, minutes later, as
+    the next server (a container's, a machine's that cannot see this process) cannot tell this one is gone."""
+    ledger = sys.modules.get("kie_mcp.spend.ledger")  # loaded only once a request was priced
+    if ledger is not None:
+        with contextlib.suppress(Exception):  # stopping must not fail: at worst the hold lapses
+            ledger.release_held_here()
 
 
 def _say(line: str) -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import anyio
 from pydantic import BaseModel, Field, PrivateAttr
@@ -806,6 +807,7 @@ def check_plan_caps(rt: Runtime, p: Plan, spent: float) -> None:
         most_why=p.most_why,
         least=p.least,
         listed=p.listed,
+        held=rt.ledger.held_today(),
     )
 
 
@@ -1135,6 +1137,7 @@ def settings_text(p: Plan) -> str:
 
 INPUT_SHOWN = 160  # characters of an input file's path or link a confirmation shows at most (about: see input_text)
 FOLDERS_SHOWN = 12  # of them, the fewest left for its folders when its file name is long
+QUERY_SHOWN = 16  # of them, the fewest a link's query keeps when it is cut (its start: "?export=download&id=…")
 CUT = "\u2026"  # where a path is cut: one character (…), never read as a folder named "..."
 EXTENSION = 16  # the longest extension a long file name keeps when it is cut
 
@@ -1143,19 +1146,56 @@ def input_text(value: str) -> str:
     """An input file (a path or a link, as the call wrote it) as a confirmation names it: as JSON shows text
     (``plain``'s quotes and escapes), whole up to ``INPUT_SHOWN`` characters. A longer one keeps its file name whole
     and is cut in the middle of its folders (``"references/clients/…/approved/passport-scan-private.png"``); a file
-    name too long for that is cut in its middle, keeping its extension. The person approving sees which file is sent,
-    never a folder prefix two files share. The API key is redacted before anything is cut, so no piece of it shows."""
+    name too long for that is cut in its middle, keeping its extension. A link keeps its scheme and host whole too,
+    and its query (a signed link's signature, credential and dates, which hold slashes of their own) is cut first, to
+    its start: ``"https://acme-private.s3.amazonaws.com/hr/…/passport-scan.png?X-Amz-Algorithm=AWS4…"``. The person
+    approving sees which file is sent and from where, never a folder prefix (or a signature) two files share. The API
+    key is redacted before anything is cut, so no piece of it shows."""
     text = redact_secrets(value)
     if len(text) > INPUT_SHOWN:
-        split = max(text.rfind("/"), text.rfind("\\")) + 1
-        folders, name, separator = text[:split], text[split:], text[split - 1 : split] or "/"
-        if len(name) > INPUT_SHOWN - FOLDERS_SHOWN:
-            dot = name.rfind(".", 1)
-            extension = name[dot:] if dot > 0 and len(name) - dot <= EXTENSION else ""
-            stem = name[: len(name) - len(extension)]
-            name = _middle_cut(stem, INPUT_SHOWN - FOLDERS_SHOWN - len(extension)) + extension
-        text = _middle_cut(folders, INPUT_SHOWN - len(name), at=separator) + name
+        link = _link_parts(text)
+        text = _path_text(text) if link is None else _link_text(*link)
     return plain(text, limit=len(text) * 12 + 2)  # never cut by plain: what it adds is its quotes and escapes
+
+
+def _path_text(text: str, limit: int = INPUT_SHOWN) -> str:
+    """A path (or a link's path) in about ``limit`` characters: its file name whole, its folders cut in their middle
+    at a folder's edge; a file name too long for that cut in its middle, keeping its extension."""
+    split = max(text.rfind("/"), text.rfind("\\")) + 1
+    folders, name, separator = text[:split], text[split:], text[split - 1 : split] or "/"
+    if len(name) > limit - FOLDERS_SHOWN:
+        dot = name.rfind(".", 1)
+        extension = name[dot:] if dot > 0 and len(name) - dot <= EXTENSION else ""
+        stem = name[: len(name) - len(extension)]
+        name = _middle_cut(stem, max(limit - FOLDERS_SHOWN, EXTENSION + 8) - len(extension)) + extension
+    return _middle_cut(folders, limit - len(name), at=separator) + name
+
+
+def _link_parts(text: str) -> tuple[str, str, str] | None:
+    """A link's ``scheme://host``, its path, and its query and fragment (``?…#…``); None for what is no link with a
+    host (a local path, ``C:\\…``)."""
+    try:
+        parts = urlsplit(text)
+    except ValueError:  # a bracketed host that is no address: shown as a path
+        return None
+    if not parts.scheme or not parts.netloc or not text.startswith(f"{parts.scheme}://{parts.netloc}"):
+        return None
+    origin = f"{parts.scheme}://{parts.netloc}"
+    rest = text[len(origin) :]
+    end = min((at for at in (rest.find("?"), rest.find("#")) if at >= 0), default=len(rest))
+    return origin, rest[:end], rest[end:]
+
+
+def _link_text(origin: str, path: str, query: str) -> str:
+    """A long link in about ``INPUT_SHOWN`` characters: ``origin`` (scheme and host) whole; its query cut first, to
+    its start (down to ``QUERY_SHOWN``), then its path as ``_path_text`` cuts one."""
+    room = INPUT_SHOWN - len(origin)
+    if len(path) + len(query) > room and len(query) > QUERY_SHOWN:
+        keep = max(room - len(path), QUERY_SHOWN) - 1
+        query = query[: cut_point(query, keep)] + CUT
+    if len(path) + len(query) > room:
+        path = _path_text(path, max(room - len(query), FOLDERS_SHOWN + EXTENSION + 8))
+    return origin + path + query
 
 
 def _middle_cut(text: str, limit: int, *, at: str = "") -> str:
@@ -1276,11 +1316,13 @@ async def _spend(
         # Reserved before any input file goes up, in a transaction that re-checks the caps (parallel calls cannot
         # overrun them): a request the caps refuse has published nothing on KIE's file host. With local files, the
         # reservation is held while they go up: given back when an upload fails or the call is cut off (nothing was
-        # sent), and one a killed process left is released at the next look at the ledger (``Ledger.spent_today``).
+        # sent), and renewed meanwhile (``Ledger.holding``), so one a killed process left lapses minutes later,
+        # released at the next look at the ledger (``Ledger.spent_today``).
         held = await rt.journal.off_loop_when_locked(functools.partial(_reserve, rt, p, used, held=bool(p.files)))
         doing = "this request's input files were being uploaded"
         try:
-            wire, upload_notes = await upload_local_files(kie, p.spec, p.wire, p.files, rt.journal)
+            async with rt.ledger.holding(held):
+                wire, upload_notes = await upload_local_files(kie, p.spec, p.wire, p.files, rt.journal)
         except RefusedHereError as err:  # kie-mcp's own refusal (a changed file): it says so, and nothing was sent
             raise RefusedHereError(
                 f"an input file was refused before anything was created: {err.message}",
@@ -1403,8 +1445,8 @@ def _reserve(rt: Runtime, p: Plan, quote_id: str | None, *, held: bool = False) 
 
 def _kept(rt: Runtime, p: Plan, held: Reservation, quote_id: str | None) -> Reservation:
     """The reservation held while ``p``'s input files went up, made the request's (``Ledger.keep``). One released
-    meanwhile as abandoned (held past ``HOLD_LIMIT``) is made again, the caps checked again: a refusal then, after
-    the files went up, says which ones KIE's file host has."""
+    meanwhile as abandoned (its lease lapsed, ``HOLD_LEASE``) is made again, the caps checked again: a refusal then,
+    after the files went up, says which ones KIE's file host has."""
     if rt.ledger.keep(held, quote_id):
         return replace(held, held=None)
     try:

@@ -968,9 +968,10 @@ def write_bytes_atomic(path: Path, payload: bytes, *, durable: bool = True) -> N
 THUMBNAIL_SIDE = 256  # the longest side of the thumbnails shown inline to the model
 # A preview decodes at most this many pixels, judged before any decode: a small crafted PNG can declare 13000x13000
 # (~700 MB decoded, far more while scaling), and Pillow itself only refuses above twice its own limit. An 8K image
-# is 33 million pixels. A JPEG is decoded at a reduced scale (down to an eighth a side, ``_drafted``), so the limit
-# holds what is decoded: an 8200 x 8200 upscale (67 million) is decoded as 1025 x 1025. Past Pillow's own limit
-# (179 million) nothing is opened, in any format.
+# is 33 million pixels. A baseline JPEG is decoded at a reduced scale (down to an eighth a side, ``_drafted``), so
+# the limit holds what is decoded: an 8200 x 8200 upscale (67 million) is decoded as 1025 x 1025; a progressive one
+# is judged at its full size, as its decode holds that much whatever the scale. Past Pillow's own limit (179 million)
+# nothing is opened, in any format.
 PREVIEW_MAX_PIXELS = 64_000_000
 FAILURES_REMEMBERED = 4096  # previews that could not be made, remembered per process (the oldest forgotten first)
 
@@ -1108,8 +1109,8 @@ def _keep_thumbnail(path: Path, made: tuple[bytes, str], max_side: int, source_m
 def undecodable(path: Path) -> str | None:
     """Why the saved image at ``path`` does not decode (cut short, damaged), or None: it decodes, or it is not
     judged (not an image by its bytes, more pixels than a preview decodes, a link or a FIFO in its place). A PNG's
-    chunks are checked to its end, not decoded; a JPEG is decoded at a reduced scale (``_drafted``). Worker
-    thread."""
+    chunks are checked to its end, not decoded; a JPEG is decoded at a reduced scale (``_drafted``: a progressive one
+    is judged at its full size). Worker thread."""
     try:
         source = opened_source(_in_real_folder(path))
     except (OSError, RuntimeError):  # a link, a FIFO or nothing in its place, unreadable, a loop of links
@@ -1125,8 +1126,8 @@ def undecodable(path: Path) -> str | None:
         except Exception as err:  # a format it reads, whose header is cut short or garbled
             return _damage(err)
         with image:
-            _drafted(image, THUMBNAIL_SIDE)  # a JPEG: decoded at a reduced scale, and judged at it
-            if _too_many_pixels(image):
+            # a JPEG: decoded at a reduced scale, and judged at it (a progressive one at its full size)
+            if _too_many_pixels(image, size=_drafted(image, THUMBNAIL_SIDE)):
                 return None
             try:
                 if image.format == "PNG":  # every chunk's checksum, to the end: 7 ms for a 4K PNG, not a 400 ms decode
@@ -1349,17 +1350,16 @@ def scaled_copy(
     for files in the user's own folders (input images), where nothing should be written, and which are read only as
     they were opened and checked, never opened again by name. None when it is not an image Pillow can decode, or
     would decode more than ``PREVIEW_MAX_PIXELS``, or more than ``decoded_at_most`` (judged from its header, before
-    any decode; a JPEG at the reduced scale it is decoded at, ``_drafted``, any other format at full size): a
-    picture on every approval card is held to what an estimate decodes (``prepare.DECODE_MAX_PIXELS``). A preview
-    is best effort: any error of the decoder on a crafted file means no preview, never a failed tool. Decodes: call
-    it in a worker thread."""
+    any decode; a baseline JPEG at the reduced scale it is decoded at, ``_drafted``, any other format and a
+    progressive JPEG at full size): a picture on every approval card is held to what an estimate decodes
+    (``prepare.DECODE_MAX_PIXELS``). A preview is best effort: any error of the decoder on a crafted file means no
+    preview, never a failed tool. Decodes: call it in a worker thread."""
     try:
         if kind_of(sniff_mime(source.read(SNIFF_BYTES))) != "image":
             return None
         source.seek(0)
         with pillow().open(source) as image:
-            _drafted(image, max_side)
-            if _too_many_pixels(image, decoded_at_most):
+            if _too_many_pixels(image, decoded_at_most, _drafted(image, max_side)):
                 return None
             return _encode_small(_scaled_upright(image, max_side))
     except Exception as exc:
@@ -1367,23 +1367,29 @@ def scaled_copy(
         return None
 
 
-def _drafted(image: Any, max_side: int) -> None:
+def _drafted(image: Any, max_side: int) -> tuple[int, int]:
     """Ask an opened (not yet decoded) JPEG to decode at the smallest scale libjpeg offers (a half, a quarter, an
     eighth a side) that still holds its preview, ``max_side`` on its longest side: its ``size`` is then what will
     be decoded. The size asked for keeps the picture's shape, so a long strip is reduced as much as a square. Any
-    other format has no reduced decode: nothing changes."""
-    width, height = image.size
+    other format has no reduced decode: nothing changes. Returns the size its decode costs memory for, which
+    ``_too_many_pixels`` judges: the reduced one, but a progressive JPEG's full size (libjpeg keeps the whole
+    picture's coefficients, 3 to 6 bytes a pixel, whatever the scale: a 2 MB progressive 13000 x 13000 JPEG took
+    1 GB at an eighth)."""
+    from .prepare import progressive
+
+    full = width, height = image.size
     longest = max(width, height)
     if longest > max_side:
         image.draft(
             "RGB", (max(1, math.ceil(width * max_side / longest)), max(1, math.ceil(height * max_side / longest)))
         )
+    return full if progressive(image) else image.size
 
 
-def _too_many_pixels(image: Any, at_most: int = PREVIEW_MAX_PIXELS) -> bool:
+def _too_many_pixels(image: Any, at_most: int = PREVIEW_MAX_PIXELS, size: tuple[int, int] | None = None) -> bool:
     """Whether an opened (not yet decoded) image would decode more pixels than a preview may (``at_most``, never
-    over ``PREVIEW_MAX_PIXELS``): its size as it will be decoded (a JPEG's after ``_drafted``)."""
-    width, height = image.size
+    over ``PREVIEW_MAX_PIXELS``): ``size``, what its decode costs (a JPEG's from ``_drafted``), else its own."""
+    width, height = size or image.size
     limit = min(at_most, PREVIEW_MAX_PIXELS)
     if width * height <= limit:
         return False

@@ -5,11 +5,11 @@ name (``undecodable``): a PNG signature followed by text, a file cut short, a he
 Pillow decodes at all (which no model takes either). What every viewer opens is taken: a JPEG lacking only its end
 marker, a PNG whose only damaged chunks are ancillary ones. A format this Pillow has no decoder for (HEIC/HEIF
 without the pillow-heif plugin) cannot be checked, and is sent as it is. A picture of more than
-``DECODE_MAX_PIXELS`` pixels (a JPEG's after its reduced decode) is never decoded, whatever its format: a few bytes
-can declare a 13000 x 13000 WebP whose decode took 2.7 GB and seconds, at every estimate and upload. Only what
-Pillow reads to open it (its header) is checked, and its structure where that can be read without decoding: a PNG's
-chunks and checksums, and whether a TIFF or BMP holds all the picture data its header places (one cut short is
-refused, as a decode would refuse it).
+``DECODE_MAX_PIXELS`` pixels (a baseline JPEG's after its reduced decode; a progressive JPEG's at full size) is never
+decoded, whatever its format: a few bytes can declare a 13000 x 13000 WebP whose decode took 2.7 GB and seconds, at
+every estimate and upload. Only what Pillow reads to open it (its header) is checked, and its structure where that
+can be read without decoding: a PNG's chunks and checksums, and whether a TIFF or BMP holds all the picture data its
+header places (one cut short is refused, as a decode would refuse it).
 
 Many models reject or degrade small inputs. An image whose longest side is under 1024 px is turned upright as its
 EXIF says (as viewers and the approval card show it), resized with Lanczos so its longest side is 1080 px, and
@@ -40,9 +40,9 @@ TARGET_LONG_SIDE = 1080
 JPEG_QUALITY = 92
 # Past this many pixels (a 4K x 4K picture) an input is never decoded to check it, in any format: decoding a
 # 60-megapixel PNG took 2 s and 300 MB at every estimate, and a 38-byte lossless WebP declaring 13000 x 13000 pixels
-# took 2.7 GB (three at once, 7.8 GB). Only its header is read, and a PNG's structure checked. A JPEG is decoded at an
-# eighth of its size, so this bounds it only past a billion pixels. The verdict is remembered by content
-# (``media.inputs``).
+# took 2.7 GB (three at once, 7.8 GB). Only its header is read, and a PNG's structure checked. A baseline JPEG is
+# decoded at an eighth of its size, so this bounds it only past a billion pixels; a progressive one at its full size
+# (``_decoded_pixels``). The verdict is remembered by content (``media.inputs``).
 DECODE_MAX_PIXELS = 16_000_000
 STRUCTURE_CHECKED = ("png", "tiff", "bmp")  # formats whose structure is checked past it (``_structure_problem``)
 
@@ -108,9 +108,7 @@ def _lacks_only_its_end(data: bytes) -> bool:
     Image = pillow()
     try:
         with Image.open(io.BytesIO(data + b"\xff\xd9"), formats=("JPEG",)) as image:
-            width, height = image.size
-            image.draft(image.mode, (max(width // 8, 1), max(height // 8, 1)))  # a row here is eight of the picture
-            if image.size[0] * image.size[1] > DECODE_MAX_PIXELS:
+            if _decoded_pixels(image) > DECODE_MAX_PIXELS:  # a row here is eight of the picture
                 return False  # never decoded (``DECODE_MAX_PIXELS``)
             image.load()
             last = image.crop((0, image.size[1] - 1, image.size[0], image.size[1]))
@@ -127,10 +125,7 @@ def _decode_problem(source: IO[bytes], decoder: str, media: Sniffed) -> str | No
     Image = pillow()
     try:
         with Image.open(source, formats=(decoder,)) as image:
-            width, height = image.size
-            image.draft(image.mode, (max(width // 8, 1), max(height // 8, 1)))  # JPEG: every byte read, 1/8 decoded
-            width, height = image.size
-            if width * height <= DECODE_MAX_PIXELS:
+            if _decoded_pixels(image) <= DECODE_MAX_PIXELS:  # JPEG: every byte read, 1/8 decoded
                 image.load()
             else:  # too large to decode: its header (read to open it) and what of its structure can be read
                 return _structure_problem(image, source, media)
@@ -147,6 +142,21 @@ def _decode_problem(source: IO[bytes], decoder: str, media: Sniffed) -> str | No
             return f"its data ends before the picture does (the file is cut short, or is no real {media.label})"
         return f"its {media.label} data is damaged ({type(err).__name__})"
     return None
+
+
+def _decoded_pixels(image: Any) -> int:
+    """The pixels an opened image's decode holds in memory, once asked to decode at an eighth a side (``draft``: a
+    JPEG's reduced decode; other formats have none). A progressive JPEG counts at full size: libjpeg keeps every
+    coefficient of the whole picture (3 to 6 bytes a pixel) whatever the scale it outputs, so a 2 MB progressive
+    13000 x 13000 photo decoded at an eighth took 1 GB."""
+    width, height = image.size
+    image.draft(image.mode, (max(width // 8, 1), max(height // 8, 1)))
+    return width * height if progressive(image) else image.size[0] * image.size[1]
+
+
+def progressive(image: Any) -> bool:
+    """Whether an opened JPEG is progressive: its reduced decode (``draft``) saves none of its coefficients' memory."""
+    return bool(image.info.get("progressive") or image.info.get("progression"))
 
 
 def _structure_problem(image: Any, source: IO[bytes], media: Sniffed) -> str | None:

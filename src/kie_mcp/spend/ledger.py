@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import secrets
+import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
+
+import anyio
 
 from kie_mcp.journal import JOURNAL_ERRORS, Journal
 from kie_mcp.processes import owner_gone, this_process
@@ -37,16 +42,23 @@ class Reservation:
 
 # A reservation made before a request's input files go up is held under a ref of its own, naming the process that
 # holds it (``this_process``): ``held:<owner>:<token>``. Kept (``Ledger.keep``) once the files are up, it becomes the
-# request's reservation like any other; released when they fail or the call is cut off. One a process left when it
-# was killed meanwhile is released at the next look at the ledger (``Ledger.spent_today``, ``reserve``), so it never
-# holds the daily cap for the rest of the day.
+# request's reservation like any other; released when they fail or the call is cut off, and by a stop (SIGTERM,
+# Ctrl-C: ``release_held_here``). It is a lease: renewed while its files go up (``Ledger.holding``), so one a process
+# left when it was killed meanwhile is released at the next look at the ledger (``Ledger.spent_today``, ``reserve``)
+# once its process is known gone, or once it went unrenewed for ``HOLD_LEASE``, whoever held it: a server in a
+# container of its own (``docker run -i --rm``: a PID namespace per session), before a reboot, or on another machine
+# sharing the workspace cannot be told gone from here, and held the daily cap for an hour with nothing made.
 HELD = "held while its input files upload"
 HELD_REF = "held:"
 _HELD_END = "held;"  # the first text after every ref starting with HELD_REF: the range an index search reads
-# A held reservation older than this is released whoever holds it (a process id reused after a restart looks alive,
-# another machine's cannot be checked): far longer than any request's input files take to go up. The call that held
-# it, should it still run, reserves again once its files are up (and the caps may then refuse it).
-HOLD_LIMIT = 3600.0
+HOLD_RENEW = 30.0  # seconds between two renewals of a held reservation while its files go up
+# A held reservation not renewed for this long is released whoever holds it: six renewals missed (a journal another
+# writer locked skips one). The call that held it, should it still run, reserves again once its files are up (and the
+# caps may then refuse it).
+HOLD_LEASE = 180.0
+STOP_SECONDS = 0.5  # the longest a stop waits for the journal to give back this process's held reservations
+# Journals where this process holds reservations now (their path -> the refs), for a stop to give them back.
+_HOLDING: dict[str, set[str]] = {}
 
 
 def priced(total: float | None) -> float | None:
@@ -68,9 +80,10 @@ def check_caps(
     most_why: str = "",
     least: float = 0.0,
     listed: float | None = None,
+    held: float = 0.0,
 ) -> None:
     """Refuse a spend above the per-call cap, above a ``max_credits`` the caller gave, or above what is left of
-    today's cap.
+    today's cap (``held``: how much of ``spent_today`` is held for input files uploading now, said apart).
 
     A known price is checked as it is; a price KIE was seen charging more than is checked at that higher figure,
     passed as ``total`` with the price itself as ``listed`` (for the wording). An unknown price (``total`` None, or
@@ -123,9 +136,16 @@ def check_caps(
         )
     if spent_today + amount > caps.per_day:
         left = max(caps.per_day - spent_today, 0)
+        held = min(max(held, 0.0), spent_today)
+        counted = (
+            f"{spent_today - held:g} spent today, {held:g} held for uploads under way: given back if their requests "
+            "send nothing, so the cap may have room again in a few minutes"
+            if held
+            else f"{spent_today:g} spent today"
+        )
         raise SpendRefused(
             f"This request {what} but only {left:g} of today's cap of {caps.per_day:g} "
-            f"(KIE_MAX_CREDITS_PER_DAY) are left ({spent_today:g} spent today). Nothing was spent. The cap resets "
+            f"(KIE_MAX_CREDITS_PER_DAY) are left ({counted}). Nothing was spent. The cap resets "
             "at midnight; the user can raise KIE_MAX_CREDITS_PER_DAY in the server's configuration."
         )
 
@@ -248,23 +268,66 @@ class Ledger:
                 most_why=most_why,
                 least=least,
                 listed=listed,
+                held=_held_on(db, day),
             )
             amount = reservation(total, self.caps, most, least)
             hold = f"{HELD_REF}{this_process()}:{secrets.token_hex(6)}" if held and amount else None
             if amount:
                 Journal.add_spend(db, day, amount, "reserved" if hold is None else HELD, ref if hold is None else hold)
+        if hold is not None:
+            _HOLDING.setdefault(str(self.journal.path), set()).add(hold)
         return Reservation(amount, day, hold)
+
+    def held_today(self) -> float:
+        """How much of today's spend is held for input files uploading now (0 when the journal cannot tell)."""
+        try:
+            [row] = self.journal.query(HELD_SUM, HELD_REF, _HELD_END, HELD, self._today().isoformat())
+        except JOURNAL_ERRORS:
+            return 0.0
+        return max(float(row[0]), 0.0)
+
+    @asynccontextmanager
+    async def holding(self, booked: Reservation | None) -> AsyncIterator[None]:
+        """Run a request's uploads in this block: its held reservation (``booked.held``) is renewed every
+        ``HOLD_RENEW`` seconds while they go up, and no longer once the block ends, so a server killed meanwhile leaves
+        one that lapses ``HOLD_LEASE`` later, whoever looks and wherever it ran."""
+        if booked is None or booked.held is None:
+            yield
+            return
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._renewing, booked.held)
+                try:
+                    yield
+                finally:
+                    group.cancel_scope.cancel()
+        except BaseExceptionGroup as raised:  # the body's own error, as it raised it (the renewal only ends cancelled)
+            error = raised.exceptions[0] if len(raised.exceptions) == 1 else raised
+            raise error from error.__cause__
+
+    async def _renewing(self, held: str) -> None:
+        while True:
+            await anyio.sleep(HOLD_RENEW)
+            self.renew(held)
+
+    def renew(self, held: str) -> None:
+        """Mark a held reservation as still held now; best effort (a journal another writer holds now skips a turn
+        rather than wait on the event loop, and one that cannot be written is left for the next turn)."""
+        with contextlib.suppress(*JOURNAL_ERRORS):
+            if not self.journal.locked_now():
+                self.journal.execute("UPDATE spend SET at = ? WHERE ref = ? AND reason = ?", time.time(), held, HELD)
 
     def keep(self, booked: Reservation, ref: str | None) -> bool:
         """Make a held reservation the request's (``ref``: the quote it used), as ``reserve`` books one: its input
-        files are up and its creates are about to be sent. False when it is no longer held (released as abandoned,
-        ``HOLD_LIMIT``): nothing is reserved for the request then."""
+        files are up and its creates are about to be sent. False when it is no longer held (released as abandoned: its
+        lease lapsed, ``HOLD_LEASE``): nothing is reserved for the request then."""
         if booked.held is None:
             return True
         with self.journal.transaction() as db:
             kept = db.execute(
                 "UPDATE spend SET reason = 'reserved', ref = ? WHERE ref = ? AND reason = ?", (ref, booked.held, HELD)
             ).rowcount
+        _HOLDING.get(str(self.journal.path), set()).discard(booked.held)
         return kept > 0
 
     def release(self, booked: Reservation | None) -> None:
@@ -280,6 +343,7 @@ class Ledger:
             self._owed.add(booked.held)
             return
         self._owed.discard(booked.held)
+        _HOLDING.get(str(self.journal.path), set()).discard(booked.held)
 
     def _release_abandoned(self) -> None:
         """``_release_abandoned`` in a transaction of its own, when there is any held reservation to look at (nearly
@@ -340,16 +404,42 @@ class Ledger:
 
 
 HELD_QUERY = "SELECT id, ref, at FROM spend WHERE ref >= ? AND ref < ? AND reason = ?"
+HELD_SUM = "SELECT COALESCE(SUM(delta), 0) FROM spend WHERE ref >= ? AND ref < ? AND reason = ? AND day = ?"
+
+
+def release_held_here(seconds: float = STOP_SECONDS) -> None:
+    """Give back every reservation this process holds for input files uploading, as it stops (``cli``: a SIGTERM, a
+    second signal, Ctrl-C): their uploads end with it and nothing is sent. On a connection of its own (the stop may
+    come in the middle of a write on the shared one), waiting ``seconds`` at most for another writer; never raises.
+    What it cannot give back lapses ``HOLD_LEASE`` later."""
+    prefix = f"{HELD_REF}{this_process()}:"
+    for path in [path for path, refs in _HOLDING.items() if refs and path != ":memory:"]:
+        with contextlib.suppress(Exception):
+            db = sqlite3.connect(path, timeout=seconds, isolation_level=None)
+            try:
+                db.execute(
+                    "DELETE FROM spend WHERE ref >= ? AND ref < ? AND reason = ?", (prefix, f"{prefix[:-1]};", HELD)
+                )
+            finally:
+                db.close()
+            _HOLDING.pop(path, None)
+
+
+def _held_on(db: Any, day: date) -> float:
+    """What the held reservations of ``day`` count."""
+    row = db.execute(HELD_SUM, (HELD_REF, _HELD_END, HELD, day.isoformat())).fetchone()
+    return max(float(row[0]), 0.0)
 
 
 def _release_abandoned(db: Any, owed: set[str]) -> list[str]:
     """Delete the held reservations nobody holds any more: their process is gone (killed while its input files went
-    up), or they are older than ``HOLD_LIMIT``, or this process could not release them when it let them go (``owed``).
-    Their requests sent nothing, so nothing of them is spent. Returns the refs released."""
+    up), or they went unrenewed for ``HOLD_LEASE`` (whoever held them: a process this machine cannot see, or one that
+    stopped uploading without letting them go), or this process could not release them when it let them go
+    (``owed``). Their requests sent nothing, so nothing of them is spent. Returns the refs released."""
     now, released = time.time(), []
     for row in db.execute(HELD_QUERY, (HELD_REF, _HELD_END, HELD)).fetchall():
         owner = str(row["ref"])[len(HELD_REF) :].rpartition(":")[0]
-        if row["ref"] in owed or owner_gone(owner) is True or now - row["at"] > HOLD_LIMIT:
+        if row["ref"] in owed or owner_gone(owner) is True or now - row["at"] > HOLD_LEASE:
             db.execute("DELETE FROM spend WHERE id = ?", (row["id"],))
             released.append(str(row["ref"]))
     return released
