@@ -99,6 +99,25 @@ async def test_a_journal_deleted_or_emptied_keeps_todays_spend_so_the_daily_cap_
     assert len(await controls.creates()) == 2
 
 
+async def test_a_call_log_line_of_a_time_no_local_calendar_has_never_fails_the_start_of_a_lost_journal(
+    connect, controls, tmp_path
+):
+    """A review: with the journal lost, one call-log line timed ``0001-01-01T00:00:00-14:00`` (a hand edit, a damaged
+    file) failed the start ("year 0 is out of range"), and the fresh journal it had made hid today's spend from every
+    later start. The line is skipped as unreadable; the rest of the log still counts."""
+    _, video_id = await a_video_left_running(connect, controls)
+    lose_journal(tmp_path, "deleted")
+    log = tmp_path / "logs" / "kie-api.jsonl"
+    bad = '{"time": "0001-01-01T00:00:00-14:00", "outcome": "created", "task_id": "t-old", "credits_quoted": 5}'
+    with log.open("a") as handle:
+        handle.write(bad + "\n")
+    async with connect(elicitation=answering(), auto_approve_credits=100, max_credits_per_day=100) as client:
+        credits = await client.call_tool("check_credits", {})
+        listed = await client.call_tool("list_tasks", {})
+    assert not credits.is_error and credits.structured_content["spent_today"] == 68, text_of(credits)
+    assert [task["task_id"] for task in listed.structured_content["tasks"]] == [video_id], text_of(listed)
+
+
 # -- a create the journal could not take -------------------------------------------------------------------------
 
 

@@ -217,6 +217,9 @@ async def _open_once_free(runtime: Runtime, background: TaskGroup) -> None:
             except JournalLocked as err:
                 log.debug("the journal is still locked: %s", err)
                 runtime.journal_retry = anyio.Event()
+            except Exception as err:  # anything else once the lock went: every use says so, the server goes on
+                log.exception("the workspace journal could not be opened once it was free")
+                runtime.use_journal(UnavailableJournal(f"{type(err).__name__}: {err}"), (), 0)
             else:
                 runtime.use_journal(*opened)
                 log.info("the workspace journal is free and open now")
@@ -267,6 +270,9 @@ def _adopt_logged_tasks(journal: Journal, settings: Settings, counted: dict[str,
     try:
         logged = logged_creates(path, since)
     except UnreadableLog:  # the carry-over said so, and counted the whole cap
+        return []
+    except Exception:  # a log no reader foresaw: its tasks are not taken up, the start goes on
+        log.exception("the tasks of the call log could not be read after a journal reset")
         return []
     if not logged:
         return []
@@ -399,6 +405,9 @@ def _carry_over_todays_spend(journal: Journal, workspace: Path, daily_cap: float
     except UnreadableLog as err:
         unreadable, carried = err.strerror or str(err), daily_cap
         log.warning("the call log cannot be read (%s): today's spend before the journal reset is unknown", unreadable)
+    except Exception as err:  # a log no reader foresaw: as one that cannot be read, never a failed start
+        log.exception("the call log could not be read after a journal reset")
+        unreadable, counted, carried = f"{type(err).__name__}: {err}", {}, daily_cap
     if carried <= 0:
         return [], {}
     reason = "carried over from the call log after a journal reset"

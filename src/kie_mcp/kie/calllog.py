@@ -160,11 +160,15 @@ def _lines(path: Path, most_bytes: int, holding: bytes = b"") -> Iterator[dict[s
 
 
 def _moment(line: dict[str, Any]) -> float | None:
-    """A line's time, as epoch seconds; None when it has none that can be read."""
+    """A line's time, as epoch seconds; None when it has none that can be read, or none this machine's calendar can
+    turn into a local date (``0001-01-01T00:00:00-14:00``, from a hand edit or a damaged file: read as a local date,
+    it failed the whole start)."""
     try:
-        return datetime.fromisoformat(line["time"]).timestamp()
+        moment = datetime.fromisoformat(line["time"]).timestamp()
+        datetime.fromtimestamp(moment)
     except (ValueError, KeyError, TypeError, OverflowError, OSError):
         return None
+    return moment
 
 
 def rotated(path: Path) -> Path:

@@ -378,8 +378,8 @@ class Follower:
         server's next start: counted against the cap, and a retry of the same request is never auto-approved.
         Subscribers to ``kie://tasks`` hear of it (its unknown creates changed)."""
         assert self._rt is not None
-        try:
-            ended = self._rt.journal.recover_interrupted()
+        try:  # in a worker thread: it may read the call log (megabytes) and wait for another writer's lock
+            ended = await anyio.to_thread.run_sync(self._rt.journal.recover_interrupted)
         except JOURNAL_ERRORS as err:
             log.warning("could not check for creates an ended kie-mcp left unfinished: %s", err)
             return
