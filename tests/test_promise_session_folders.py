@@ -72,6 +72,7 @@ def _folder(task: dict[str, Any]) -> str:
     return folder
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # the wire and the disk, not the protocol era: once
 async def test_a_join_without_session_is_saved_in_the_session_folder_of_its_clips(connect, tmp_path):
     """Without ``session``, a join of a session's clips (by task id, a follow-up's too, or by saved path) goes to
     that session's folder; only clips of several sessions, or files saved by no task, get a folder of their own."""

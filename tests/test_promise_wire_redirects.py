@@ -172,6 +172,7 @@ def wav(size: int) -> bytes:
 MB = 1_000_000
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # the wire and the disk, not the protocol era: once
 @pytest.mark.parametrize(
     ("send_rate", "sent"),
     [(256 * 1024, True), (100 * MB, False)],  # the slowest uplink allowed for: 63 s for 16 MB; 0.16 s
