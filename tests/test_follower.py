@@ -141,6 +141,7 @@ async def test_a_task_left_by_an_earlier_server_is_followed_and_saved_on_start(c
     assert spent == 60  # settled once, by whichever process saw it end
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # the follower, the disk and the wire, not the era: once
 async def test_a_task_kie_calls_unfinished_for_longer_than_it_keeps_results_is_not_followed_for_ever(
     connect, controls, tmp_path
 ):

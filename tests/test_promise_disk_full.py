@@ -360,6 +360,7 @@ async def test_a_yes_whose_upload_a_full_disk_stopped_approves_the_same_request_
     assert len(await controls.creates()) == 1
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # the follower, the disk and the wire, not the era: once
 async def test_a_quote_a_full_disk_stopped_approves_the_retry_on_another_server_of_the_workspace(
     connect, controls, small_disk
 ):

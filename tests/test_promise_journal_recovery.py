@@ -118,6 +118,27 @@ async def test_a_call_log_line_of_a_time_no_local_calendar_has_never_fails_the_s
     assert [task["task_id"] for task in listed.structured_content["tasks"]] == [video_id], text_of(listed)
 
 
+async def test_a_start_cut_off_while_it_took_the_call_log_into_a_fresh_journal_is_finished_by_the_next(
+    connect, controls, tmp_path
+):
+    """A review: a start that made a fresh journal and died before today's spend and the tasks were taken from the
+    call log (a SIGKILL, a host closing it) lost them for good: the next start saw a journal neither new nor reset.
+    The fresh journal is marked until both are written; the next start takes them."""
+    _, video_id = await a_video_left_running(connect, controls)
+    lose_journal(tmp_path, "deleted")
+    Journal.for_workspace(tmp_path).close()  # made by the start that was cut off, its marker still beside it
+    (tmp_path / ".kie-mcp" / "journal.sqlite3.renewing").touch()
+    async with connect(elicitation=answering(), auto_approve_credits=100, max_credits_per_day=100) as client:
+        credits = await client.call_tool("check_credits", {})
+        listed = await client.call_tool("list_tasks", {})
+    assert credits.structured_content["spent_today"] == 68, text_of(credits)
+    assert [task["task_id"] for task in listed.structured_content["tasks"]] == [video_id], text_of(listed)
+    assert not (tmp_path / ".kie-mcp" / "journal.sqlite3.renewing").exists()  # done: the next start takes nothing
+    async with connect(elicitation=answering(), auto_approve_credits=100, max_credits_per_day=100) as client:
+        again = await client.call_tool("check_credits", {})
+    assert again.structured_content["spent_today"] == 68, text_of(again)  # never counted twice
+
+
 # -- a create the journal could not take -------------------------------------------------------------------------
 
 
@@ -143,6 +164,7 @@ def room_in_the_call_logs_last_page(workspace: Path) -> None:
             handle.write(b"\n" * (4096 - size % 4096 + 1))
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # the follower, the disk and the wire, not the era: once
 async def test_a_create_a_full_disk_kept_out_of_the_journal_is_recorded_once_space_returns(
     connect, controls, small_disk
 ):

@@ -55,6 +55,7 @@ class ForwardedThenRedirected(SandboxTransport):
 # -- 1. a status check redirected for a while: still followed, saved once KIE answers -------------------------------
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # the follower, the disk and the wire, not the era: once
 async def test_a_task_whose_status_checks_are_redirected_for_a_while_is_still_followed_and_saved(
     connect, transport, tmp_path
 ):

@@ -93,6 +93,7 @@ async def test_a_video_made_before_a_restart_is_extended_after_it(restartable, t
     assert "record is null" not in text_of(again)
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # the follower, the disk and the wire, not the era: once
 async def test_a_task_running_at_exit_is_finished_and_saved_by_the_next_server(restartable, tmp_path):
     async with restartable() as client:
         submitted = await client.call_tool("generate_video", VIDEO)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -169,9 +170,26 @@ def _open_journal(settings: Settings) -> tuple[Journal | UnavailableJournal, tup
             f"({CALL_LOG.as_posix()}) shows earlier KIE calls: a new one was started. Quotes and tasks recorded "
             "before are not in it; today's spend and the tasks of the last 14 days are taken from the call log."
         )
+    marker = _renewal_marker(journal)
+    if not renewed and marker is not None and marker.exists():  # an earlier start was cut off while it took them
+        renewed = True
+        notices.append(
+            f"A start of kie-mcp that was taking today's spend and tasks from the call log ({CALL_LOG.as_posix()}) "
+            "after the journal was lost did not finish: they are taken now."
+        )
     if renewed:
-        carried, counted = _carry_over_todays_spend(journal, settings.workspace, settings.max_credits_per_day)
-        notices += carried + _adopt_logged_tasks(journal, settings, counted)
+        if marker is not None:  # marked until done: a start cut off meanwhile leaves it for the next
+            with contextlib.suppress(OSError):
+                marker.touch()
+        try:
+            carried, counted = _carry_over_todays_spend(journal, settings.workspace, settings.max_credits_per_day)
+            notices += carried + _adopt_logged_tasks(journal, settings, counted)
+        except _Unfinished:  # the journal refused them (a full disk): taken again at the next start
+            pass
+        else:
+            if marker is not None:
+                with contextlib.suppress(OSError):
+                    marker.unlink(missing_ok=True)
     found: list[str] = []
     try:
         interrupted = journal.recover_interrupted(found)
@@ -191,6 +209,18 @@ def _open_journal(settings: Settings) -> tuple[Journal | UnavailableJournal, tup
     for line in notices:
         log.warning("%s", line)
     return journal, tuple(notices), interrupted
+
+
+class _Unfinished(Exception):
+    """Today's spend or the tasks of the call log could not be written into a fresh journal: the start goes on, and
+    the next one takes them again (``_renewal_marker``)."""
+
+
+def _renewal_marker(journal: Journal) -> Path | None:
+    """A file beside a fresh journal while today's spend and the call log's tasks are taken into it: a start cut off
+    meanwhile (a SIGKILL, a host closing it, a full disk) leaves it, and the next start, which sees a journal that is
+    neither new nor reset, takes them again (both steps skip what they already wrote). None for a journal in memory."""
+    return Path(f"{journal.path}.renewing") if isinstance(journal.path, Path) else None
 
 
 def _journal_parts(settings: Settings, journal: Journal | UnavailableJournal) -> dict[str, Any]:
@@ -314,7 +344,7 @@ def _adopt_logged_tasks(journal: Journal, settings: Settings, counted: dict[str,
                 adopted.append(create.task_id)
     except JOURNAL_ERRORS as err:  # a journal that cannot be written: the tools that write will explain
         log.warning("could not take up the tasks of the call log: %s", err)
-        return []
+        raise _Unfinished from err
     if not adopted:
         return []
     also = f" ({kept} more were saved in outputs/ already, and are left as they are)" if kept else ""
@@ -417,11 +447,11 @@ def _carry_over_todays_spend(journal: Journal, workspace: Path, daily_cap: float
         with journal.transaction() as db:
             # two servers starting at once on the new journal: the second finds the first's and adds nothing
             if db.execute("SELECT 1 FROM spend WHERE day = ? AND reason = ?", (today.isoformat(), reason)).fetchone():
-                return [], {}
+                return [], counted  # (or an earlier start cut off after it): what each task counts is the same
             Journal.add_spend(db, today, carried, reason, None)
     except Exception as err:  # a journal that cannot be written: the tools that write will explain
         log.warning("could not count today's earlier spend against the cap: %s", err)
-        return [], {}
+        raise _Unfinished from err
     if unreadable is not None:
         return [
             f"Today's spend before that could not be read: the call log {CALL_LOG.as_posix()} cannot be read "
