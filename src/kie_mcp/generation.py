@@ -807,7 +807,7 @@ def check_plan_caps(rt: Runtime, p: Plan, spent: float) -> None:
         most_why=p.most_why,
         least=p.least,
         listed=p.listed,
-        held=rt.ledger.held_today(),
+        held=rt.ledger.held_today,  # asked only when the daily cap refuses: no query on every estimate
     )
 
 

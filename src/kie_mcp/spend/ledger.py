@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import secrets
 import sqlite3
@@ -80,10 +81,11 @@ def check_caps(
     most_why: str = "",
     least: float = 0.0,
     listed: float | None = None,
-    held: float = 0.0,
+    held: float | Callable[[], float] = 0.0,
 ) -> None:
     """Refuse a spend above the per-call cap, above a ``max_credits`` the caller gave, or above what is left of
-    today's cap (``held``: how much of ``spent_today`` is held for input files uploading now, said apart).
+    today's cap (``held``: how much of ``spent_today`` is held for input files uploading now, said apart; a function
+    is asked only when the daily cap refuses, as only that refusal says it).
 
     A known price is checked as it is; a price KIE was seen charging more than is checked at that higher figure,
     passed as ``total`` with the price itself as ``listed`` (for the wording). An unknown price (``total`` None, or
@@ -136,7 +138,7 @@ def check_caps(
         )
     if spent_today + amount > caps.per_day:
         left = max(caps.per_day - spent_today, 0)
-        held = min(max(held, 0.0), spent_today)
+        held = min(max(held() if callable(held) else held, 0.0), spent_today)
         counted = (
             f"{spent_today - held:g} spent today, {held:g} held for uploads under way: given back if their requests "
             "send nothing, so the cap may have room again in a few minutes"
@@ -268,7 +270,7 @@ class Ledger:
                 most_why=most_why,
                 least=least,
                 listed=listed,
-                held=_held_on(db, day),
+                held=functools.partial(_held_on, db, day),
             )
             amount = reservation(total, self.caps, most, least)
             hold = f"{HELD_REF}{this_process()}:{secrets.token_hex(6)}" if held and amount else None
