@@ -177,7 +177,7 @@ async def test_a_fifo_in_place_of_the_call_log_neither_holds_up_the_start_nor_re
     os.mkfifo(tmp_path / "logs" / name)
     rescue = FifoRescue(tmp_path / "logs" / name, after=15.0)  # the old reader would have waited on it forever
     try:
-        with caplog.at_level(logging.WARNING, logger="kie_mcp.runtime"):
+        with caplog.at_level(logging.WARNING, logger="kie_mcp.recovery"):
             async with connect(elicitation=answering(), max_credits_per_day=100) as client:
                 credits = await client.call_tool("check_credits", {})
                 refused = await client.call_tool("generate_image", IMAGE)

@@ -1,0 +1,253 @@
+"""What a server opening the workspace journal takes from the call log: a journal found lost (corrupt, deleted,
+emptied) gets today's spend and the last 14 days' tasks back, and creates a stopped server was sending are matched
+to KIE's logged answers or made unknown. The call log is the record that outlives the journal; this module is the
+one reader of it at start."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from pathlib import Path
+
+from kie_mcp.catalog import load_catalog
+from kie_mcp.config import Settings
+from kie_mcp.journal import JOURNAL_ERRORS, Journal
+from kie_mcp.kie.calllog import CALL_LOG
+from kie_mcp.tasks import TaskBook
+
+log = logging.getLogger(__name__)
+
+
+def recover(journal: Journal, settings: Settings) -> tuple[list[str], int]:
+    """End what a crash or a lost journal left half done, as a server opens ``journal``: its notices, and how many
+    creates became unknown.
+
+    A journal that starts afresh (the last one was corrupt, or it was deleted or emptied while the call log shows
+    earlier calls) takes today's spend and the tasks of the last 14 days from the call log. Creates still marked as
+    being sent are looked for in the call log (recorded with their task when it shows KIE's answer) or become
+    unknown (they may have been created on KIE).
+    """
+    notices = _renew_from_call_log(journal, settings)
+    found: list[str] = []
+    try:
+        interrupted = journal.recover_interrupted(found)
+    except Exception as err:  # a read-only journal: the tools that write will explain
+        log.warning("could not mark interrupted creates as unknown: %s", err)
+        interrupted = 0
+    if found:
+        notices.append(
+            f"{len(found)} create(s) were being sent when kie-mcp last stopped, and the call log shows KIE made "
+            f"them: task(s) {', '.join(found)}, now recorded, followed and saved like any other."
+        )
+    if interrupted:
+        notices.append(
+            f"{interrupted} create(s) were being sent when kie-mcp last stopped; they may have been created and "
+            "charged on KIE, so they are counted against the daily cap. Check https://kie.ai/logs."
+        )
+    return notices, interrupted
+
+
+def _renew_from_call_log(journal: Journal, settings: Settings) -> list[str]:
+    """A journal that starts afresh takes today's spend and the tasks of the last 14 days from the call log: the
+    notices saying so. A fresh journal is marked (``_renewal_marker``) until both are written."""
+    notices: list[str] = []
+    renewed = journal.reset_from is not None
+    if not renewed and journal.created_now and _has_call_log(settings.workspace):
+        renewed = True
+        notices.append(
+            f"The workspace journal ({journal.path}) was missing or empty, though the call log "
+            f"({CALL_LOG.as_posix()}) shows earlier KIE calls: a new one was started. Quotes and tasks recorded "
+            "before are not in it; today's spend and the tasks of the last 14 days are taken from the call log."
+        )
+    marker = _renewal_marker(journal)
+    if not renewed and marker is not None and marker.exists():  # an earlier start was cut off while it took them
+        renewed = True
+        notices.append(
+            f"A start of kie-mcp that was taking today's spend and tasks from the call log ({CALL_LOG.as_posix()}) "
+            "after the journal was lost did not finish: they are taken now."
+        )
+    if renewed:
+        if marker is not None:  # marked until done: a start cut off meanwhile leaves it for the next
+            with contextlib.suppress(OSError):
+                marker.touch()
+        try:
+            carried, counted = _carry_over_todays_spend(journal, settings.workspace, settings.max_credits_per_day)
+            notices += carried + _adopt_logged_tasks(journal, settings, counted)
+        except _Unfinished:  # the journal refused them (a full disk): taken again at the next start
+            pass
+        else:
+            if marker is not None:
+                with contextlib.suppress(OSError):
+                    marker.unlink(missing_ok=True)
+    return notices
+
+
+class _Unfinished(Exception):
+    """Today's spend or the tasks of the call log could not be written into a fresh journal: the start goes on, and
+    the next one takes them again (``_renewal_marker``)."""
+
+
+def _renewal_marker(journal: Journal) -> Path | None:
+    """A file beside a fresh journal while today's spend and the call log's tasks are taken into it: a start cut off
+    meanwhile (a SIGKILL, a host closing it, a full disk) leaves it, and the next start, which sees a journal that is
+    neither new nor reset, takes them again (both steps skip what they already wrote). None for a journal in memory."""
+    return Path(f"{journal.path}.renewing") if isinstance(journal.path, Path) else None
+
+
+def _has_call_log(workspace: Path) -> bool:
+    """Whether the workspace has a call log (or its moved copy) with lines in it, a regular file as kie-mcp writes it:
+    calls were made here before. Anything else in its place (a link or a FIFO a cloned repository carries) is no
+    sign of that."""
+    import os
+    import stat
+
+    from kie_mcp.kie.calllog import rotated
+
+    for path in (workspace / CALL_LOG, rotated(workspace / CALL_LOG)):
+        try:
+            found = os.lstat(path)
+        except OSError:
+            continue
+        if stat.S_ISREG(found.st_mode) and found.st_size > 0:
+            return True
+    return False
+
+
+def _adopt_logged_tasks(journal: Journal, settings: Settings, counted: dict[str, float]) -> list[str]:
+    """The tasks the call log shows KIE created in the last 14 days (how long KIE keeps them), added to a fresh journal
+    as queued, so the follower follows each and saves its results: the journal that held them is lost. Left out:
+    tasks the journal has, and those whose results are saved already (their sidecar is in an ``outputs/`` folder
+    changed since). Nothing is ever sent again. What each counts against today's cap is what the call log counted for
+    it (``counted``, by task: ``_carry_over_todays_spend``), so KIE's charge or refund corrects exactly that; one of
+    an earlier day counts nothing until KIE says what it charged. Returns the notice naming them."""
+    from datetime import datetime
+
+    from kie_mcp.kie.calllog import UnreadableLog, logged_creates
+    from kie_mcp.media.downloads import result_name
+    from kie_mcp.media.saved import OUTPUTS, sidecars_since
+    from kie_mcp.tasks import TaskRecord
+    from kie_mcp.tasks.follower import RETENTION_SECONDS
+
+    path, since = settings.workspace / CALL_LOG, time.time() - RETENTION_SECONDS
+    try:
+        logged = logged_creates(path, since)
+    except UnreadableLog:  # the carry-over said so, and counted the whole cap
+        return []
+    except Exception:  # a log no reader foresaw: its tasks are not taken up, the start goes on
+        log.exception("the tasks of the call log could not be read after a journal reset")
+        return []
+    if not logged:
+        return []
+    saved = sidecars_since(settings.workspace / OUTPUTS, logged[0].at)
+    catalog = load_catalog()
+    book = TaskBook(journal, settings.workspace)
+    adopted, kept = [], 0
+    try:
+        with journal.transaction():
+            for create in logged:
+                if journal.task_row(create.task_id) is not None:
+                    continue
+                if result_name(create.model, create.task_id, 1, "json").rsplit("_", 1)[0] + ".json" in saved:
+                    kept += 1
+                    continue
+                spec = catalog.get(create.model)
+                family = _family_of(create.endpoint, spec.family if spec else None)
+                if family is None:  # an endpoint no family creates on now: it could not be asked about
+                    log.warning(
+                        "task %s of the call log was made on %s, which kie-mcp no longer follows",
+                        create.task_id,
+                        create.endpoint,
+                    )
+                    continue
+                made = datetime.fromtimestamp(create.at)
+                record = TaskRecord(
+                    task_id=create.task_id,
+                    model=create.model,
+                    family=family,
+                    kind=spec.kind if spec else None,
+                    state="queued",
+                    credits_quoted=create.credits_quoted,
+                    credits_reserved=counted.get(create.task_id, 0.0),
+                    reserved_on=made.date(),
+                    created_at=create.at,
+                    sandbox=settings.sandbox,
+                )
+                book.add(record)
+                adopted.append(create.task_id)
+    except JOURNAL_ERRORS as err:  # a journal that cannot be written: the tools that write will explain
+        log.warning("could not take up the tasks of the call log: %s", err)
+        raise _Unfinished from err
+    if not adopted:
+        return []
+    also = f" ({kept} more were saved in outputs/ already, and are left as they are)" if kept else ""
+    return [
+        f"The call log shows {len(adopted)} task(s) KIE created in the last 14 days that the journal did not hold"
+        f"{also}: {', '.join(adopted)}. They are followed, and their results saved, like any other (their prompts "
+        "were not in the call log)."
+    ]
+
+
+def _family_of(endpoint: str, family: str | None) -> str | None:
+    """The family a task created on ``endpoint`` is followed as: the one whose create endpoint it is; of two
+    (KIE's Market endpoint also takes Veo 3.1: ``veo-unified``), the one of the model's own ``family``. None for an
+    endpoint no family creates on."""
+    from kie_mcp.kie.families import FAMILIES
+
+    names = [name for name, kind in FAMILIES.items() if kind.create_path == endpoint]
+    if len(names) <= 1 or not family:
+        return names[0] if names else None
+    for name in names:
+        if name == family or name.startswith(f"{family}-"):
+            return name
+    return names[0]
+
+
+def _carry_over_todays_spend(journal: Journal, workspace: Path, daily_cap: float) -> tuple[list[str], dict[str, float]]:
+    """A fresh journal (the last one was corrupt, or gone) would start today's spend at 0 and let the daily cap be
+    spent again: what the call log says today's creates cost is counted against it instead. A log that is there but
+    cannot be read (a FIFO or a link put in its place, a file this user may not read) says nothing of today's spend,
+    so the whole ``daily_cap`` is counted as spent: the cap holds until midnight, never reopened by a log nobody can
+    read. Returns the notice, and what was counted for each task (``counted_on``; none when nothing was)."""
+    from datetime import datetime
+
+    from kie_mcp.kie.calllog import UnreadableLog, counted_on
+
+    today = datetime.now().date()
+    unreadable, counted = None, {}
+    try:
+        counted = counted_on(workspace / CALL_LOG, today)
+        carried = sum(counted.values())
+    except UnreadableLog as err:
+        unreadable, carried = err.strerror or str(err), daily_cap
+        log.warning("the call log cannot be read (%s): today's spend before the journal reset is unknown", unreadable)
+    except Exception as err:  # a log no reader foresaw: as one that cannot be read, never a failed start
+        log.exception("the call log could not be read after a journal reset")
+        unreadable, counted, carried = f"{type(err).__name__}: {err}", {}, daily_cap
+    if carried <= 0:
+        return [], {}
+    reason = "carried over from the call log after a journal reset"
+    if unreadable is not None:
+        reason = "today's daily cap, counted as spent: the call log could not be read after a journal reset"
+    try:
+        with journal.transaction() as db:
+            # two servers starting at once on the new journal: the second finds the first's and adds nothing
+            if db.execute("SELECT 1 FROM spend WHERE day = ? AND reason = ?", (today.isoformat(), reason)).fetchone():
+                return [], counted  # (or an earlier start cut off after it): what each task counts is the same
+            Journal.add_spend(db, today, carried, reason, None)
+    except Exception as err:  # a journal that cannot be written: the tools that write will explain
+        log.warning("could not count today's earlier spend against the cap: %s", err)
+        raise _Unfinished from err
+    if unreadable is not None:
+        return [
+            f"Today's spend before that could not be read: the call log {CALL_LOG.as_posix()} cannot be read "
+            f"({unreadable}). So that the daily cap still holds, the whole cap ({carried:g} credits, "
+            "KIE_MAX_CREDITS_PER_DAY) is counted as spent today: spends are refused until midnight (local time). "
+            "https://kie.ai/logs shows what was really spent; the user can raise KIE_MAX_CREDITS_PER_DAY to spend "
+            f"more today. Replace {CALL_LOG.as_posix()} with a regular file (or remove it) so that calls are logged "
+            "again."
+        ], {}
+    return [
+        f"Today's spend before that, {carried:g} credits by the call log ({CALL_LOG.as_posix()}), is counted against "
+        "the daily cap."
+    ], counted
