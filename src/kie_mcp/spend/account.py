@@ -46,6 +46,7 @@ async def account(rt: Runtime) -> Account:
     balance, problem = await _balance(rt)
     s = rt.settings
     spent, total = rt.ledger.spent_today(), rt.ledger.total_spent()
+    held = rt.ledger.held_today() if spent > 0 else 0.0  # counted, but given back if their requests are refused
     refused, unknown = rt.ledger.over_cap(), rt.journal.count_attempts("unknown")
     exposed = await anyio.to_thread.run_sync(exposure.dotenv_exposure, s.context_folder)  # runs git
     head = (
@@ -59,7 +60,10 @@ async def account(rt: Runtime) -> Account:
             None,
             [
                 head,
-                f"Spent today through kie-mcp: {spent:g}.",
+                f"Spent today through kie-mcp: {spent:g}"
+                + (
+                    f", {held:g} of it held for uploads under way (given back if their requests fail)." if held else "."
+                ),
                 f"Caps: {s.max_credits_per_call:g} per call, {s.max_credits_per_day:g} per day.",
                 approving or "Every spend is confirmed.",
                 "On clients that show forms, only in the form (KIE_APPROVAL=form)." if s.approval == "form" else "",
