@@ -41,6 +41,7 @@ from kie_mcp.media.inputs import (
     length_bounds,
     names_local_files,
     not_approved,
+    plainly,
     preparation_notes,
     tidy_links,
     unreachable_links,
@@ -912,7 +913,7 @@ def replaced_since_asked(rt: Runtime, p: Plan) -> KieError | None:
     if asked is None or asked[0] == p.digest:
         return None
     then = asked[1]
-    replaced = [Path(path).name for path, sha in p.local_inputs.files.items() if then.get(path, sha) != sha]
+    replaced = [plainly(Path(path).name) for path, sha in p.local_inputs.files.items() if then.get(path, sha) != sha]
     why = "the confirmation was answered for its content then"
     if not replaced:  # the same files, another measured length (a linked input): the request changed all the same
         return not_approved("an input of this request", why)

@@ -703,7 +703,15 @@ def _convert_hint(source: Path, media: Sniffed, formats: tuple[str, ...]) -> str
     if converted == source.name:
         converted = f"{source.stem}-converted.{target}"
     codecs = "-c:v libx264 -c:a aac " if media.kind == "video" and target in ("mp4", "mov", "mkv") else ""
-    return f"Convert it to {label}, for example: ffmpeg -i {source.name} {codecs}{converted}."
+    return f"Convert it to {label}, for example: ffmpeg -i {_shell_word(source.name)} {codecs}{_shell_word(converted)}."
+
+
+def _shell_word(name: str) -> str:
+    """A file name as a shell command takes it (quoted when it has spaces or quotes), escaped as ``plainly`` when it
+    is not printable: the example command runs as shown."""
+    import shlex
+
+    return shlex.quote(name) if name.isprintable() else plainly(name)
 
 
 # -- what a model field takes ----------------------------------------------------------------------
@@ -1240,7 +1248,7 @@ def approved_bytes(local: LocalFile) -> bytes:
     except ChangedFile as err:  # before OSError: a refusal is a PermissionError too
         if not err.longer:
             raise _not_uploaded(
-                f"{local.path.name} changed since it was checked ({err.what})", "Check the file and ask again."
+                f"{plainly(local.path.name)} changed since it was checked ({err.what})", "Check the file and ask again."
             ) from None
         digest, content = "", None  # other bytes: refused below, as a changed content
     except HoldsKey as err:  # before OSError, likewise
@@ -1266,7 +1274,7 @@ def still_approved(local: LocalFile) -> None:
 
 
 def _not_approved(local: LocalFile, why: str) -> KieError:
-    return not_approved(local.path.name, why)
+    return not_approved(plainly(local.path.name), why)
 
 
 def not_approved(name: str, why: str) -> KieError:
@@ -1279,7 +1287,7 @@ def not_approved(name: str, why: str) -> KieError:
 
 def _unreadable(local: LocalFile, err: OSError) -> KieError:
     return _not_uploaded(
-        f"{local.path.name} could not be read ({err.strerror or type(err).__name__})",
+        f"{plainly(local.path.name)} could not be read ({err.strerror or type(err).__name__})",
         "Check that the file is readable (not open exclusively in another program) and ask again.",
     )
 
@@ -1294,7 +1302,8 @@ class ChangedFile(RefusedInput):
 
     def __init__(self, path: Path, what: str, *, longer: bool = False, size: int = 0, gone: bool = False) -> None:
         super().__init__(
-            f"{path.name} changed while it was being read ({what}). Nothing was uploaded. Check the file and ask again."
+            f"{plainly(path.name)} changed while it was being read ({what}). Nothing was uploaded. Check the file and "
+            "ask again."
         )
         self.path = path
         self.what = what
@@ -1511,22 +1520,24 @@ def read_inside(path: Path, home: Path, most: int) -> bytes:
     try:
         real = path.resolve(strict=True)
     except (OSError, RuntimeError):
-        raise MissingFile(f"No file at {path}.") from None
+        raise MissingFile(f"No file at {plainly(str(path))}.") from None
     if not real.is_relative_to(home):
-        raise OutsideAllowedFolders(f"{path.name} leads outside the workspace ({home}), which kie-mcp never serves.")
+        raise OutsideAllowedFolders(
+            f"{plainly(path.name)} leads outside the workspace ({home}), which kie-mcp never serves."
+        )
     reason = private_reason(real, home, (home,))
     if reason is not None:
-        raise PrivateFile(f"{path.name} is private: {reason}.")
+        raise PrivateFile(f"{plainly(path.name)} is private: {reason}.")
     try:
         with open_judged(real) as handle:
             size = os.fstat(handle.fileno()).st_size
             content = handle.read(most + 1) if size <= most else b""
     except ChangedFile as err:
         if err.gone:  # removed since it was found: as missing as a file that was never there
-            raise MissingFile(f"No file at {path}.") from None
+            raise MissingFile(f"No file at {plainly(str(path))}.") from None
         raise
     if size > most or len(content) > most:
-        raise TooLarge(f"{path.name} is larger than {most // 1024 // 1024} MB, too large to send over MCP.")
+        raise TooLarge(f"{plainly(path.name)} is larger than {most // 1024 // 1024} MB, too large to send over MCP.")
     return content
 
 
