@@ -1736,7 +1736,7 @@ async def _submit(
                 f"the outcome of create {attempt}",
                 functools.partial(_finish_later, rt, record, attempt, state, error, context),
             )
-        problems.append(_not_recorded(rt, record, err))
+        problems.append(await _not_recorded(rt, record, err))
     if state == "refused":
         _refund(rt, problems, p, "refused by KIE", attempt)  # nothing was charged
     if existing:
@@ -1815,8 +1815,9 @@ def _finish_later(
             rt.tasks.add(record, **context)
 
 
-def _not_recorded(rt: Runtime, record: TaskRecord, err: BaseException) -> str:
-    """What to say of a create whose outcome the journal could not take (``OwedWrites`` writes it later)."""
+async def _not_recorded(rt: Runtime, record: TaskRecord, err: BaseException) -> str:
+    """What to say of a create whose outcome the journal could not take (``OwedWrites`` writes it later); the call
+    log is searched in a worker thread (it may be long, and the disk slow)."""
     from kie_mcp.kie.calllog import CALL_LOG, logged_task
 
     why = f"({type(err).__name__}: {err})"
@@ -1830,7 +1831,7 @@ def _not_recorded(rt: Runtime, record: TaskRecord, err: BaseException) -> str:
         "and saved all the same while kie-mcp runs, and recorded as soon as the journal takes it (kie-mcp tries "
         "every few seconds)"
     )
-    if logged_task(rt.settings.workspace / CALL_LOG, record.task_id):
+    if await anyio.to_thread.run_sync(logged_task, rt.settings.workspace / CALL_LOG, record.task_id):
         return f"{head}; the call log ({CALL_LOG.as_posix()}) holds it, so a restart finds it there too."
     return (
         f"{head}. The call log could not keep it either: keep this task id, and should kie-mcp restart before it "

@@ -20,6 +20,8 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 
+import anyio
+
 from kie_mcp.journal import JOURNAL_ERRORS, Journal
 from kie_mcp.kie import KieClient
 from kie_mcp.redact import REDACTED, redact, redact_value
@@ -86,9 +88,8 @@ async def save_results(
     folder = session_folder(workspace, label, day, named=session is not None)
     have = {f["idx"]: f for f in journal.files_for(record.task_id)}
     problems: list[str] = []
-    links_work = (
-        LINKS_STILL_WORK if row is not None or _logged(workspace, record.task_id) else LINKS_STILL_WORK_UNRECORDED
-    )
+    logged = row is not None or await anyio.to_thread.run_sync(_logged, workspace, record.task_id)
+    links_work = LINKS_STILL_WORK if logged else LINKS_STILL_WORK_UNRECORDED
     saved: list[SavedFile] = []
     for index, url in enumerate(record.result_urls, 1):
         if index in have and (workspace / have[index]["path"]).is_file():
@@ -134,7 +135,8 @@ async def save_results(
 
 
 def _logged(workspace: Path, task_id: str) -> bool:
-    """Whether the call log holds the create of ``task_id``: a restart finds there a task the journal lacks."""
+    """Whether the call log holds the create of ``task_id``: a restart finds there a task the journal lacks. Read in
+    a worker thread: the log may be long."""
     from kie_mcp.kie.calllog import CALL_LOG, logged_task
 
     return logged_task(workspace / CALL_LOG, task_id)
