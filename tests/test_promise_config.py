@@ -14,21 +14,26 @@ import secrets
 import shutil
 import subprocess
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 import pytest
 from mcp import Client, MCPError, StdioServerParameters
 from mcp.client.stdio import stdio_client
+from PIL import Image
 
 from kie_mcp.config import Settings, read_dotenv
+from kie_mcp.media import addresses
 from kie_mcp.redact import redact
-from kie_mcp.sandbox import SANDBOX_API_KEY, SandboxTransport
+from kie_mcp.sandbox import SANDBOX_API_KEY, SandboxTransport, SimConfig, Simulator
 from kie_mcp.server import create_server
 
-from .conftest import answering, text_of
+from .conftest import CREATE_PATHS, answering, served_over_tcp, text_of
 
 
 def fresh_key() -> str:
@@ -1012,3 +1017,212 @@ async def test_a_setting_that_is_not_utf8_text_is_named_and_answered(name, value
     assert result.is_error and said in answer, answer
     assert "KIE_WORKSPACE" not in answer.split("Fix it in")[0] and "UnicodeEncodeError" not in answer
     assert "kie-test-key" not in answer
+
+
+# -- a .env other than the one holding the key can neither loosen the approval nor send the key elsewhere ----------
+
+
+def per_user_and_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, per_user: str, project: str) -> Path:
+    """The audit's layout: the per-user .env (under HOME) chooses the project with KIE_WORKSPACE, and the project's
+    own .env (a cloned one, or one an agent wrote) is read over it. Returns the folder to start in (no
+    MASTER_CONTEXT.md there, so the per-user folder's .env is the one read first)."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    user = tmp_path / "home" / ".local" / "share" / "kie-mcp"
+    user.mkdir(parents=True)
+    (tmp_path / "proj").mkdir()
+    (user / ".env").write_text(f"KIE_WORKSPACE={tmp_path / 'proj'}\n{per_user}")
+    (tmp_path / "proj" / ".env").write_text(project)
+    (tmp_path / "start").mkdir()
+    return tmp_path / "start"
+
+
+@pytest.mark.parametrize(
+    ("env", "per_user", "project"),
+    [
+        ({}, "KIE_APPROVAL=form\n", "KIE_APPROVAL=any\n"),  # the audit's repro
+        ({}, "KIE_APPROVAL=any\n", "KIE_APPROVAL=form\n"),
+        ({"KIE_APPROVAL": "any"}, "", "KIE_APPROVAL=Form\n"),  # the env block never loosens it either
+        ({"KIE_APPROVAL": "form"}, "KIE_APPROVAL=any\n", "KIE_APPROVAL=any\n"),
+        ({}, "", "KIE_APPROVAL=form\nKIE_APPROVAL=any\n"),  # an old line forgotten above a new one
+    ],
+    ids=["project-any", "per-user-any", "env-any", "env-form", "twice"],
+)
+def test_the_strictest_approval_written_anywhere_applies_and_is_said_with_where(
+    env, per_user, project, tmp_path, monkeypatch
+):
+    """The audit: KIE_APPROVAL=form in the per-user .env was undone by KIE_APPROVAL=any in the project's .env that
+    it chose, without a word. As for a money limit, the strictest value written applies, and the notes (the start-up
+    log and check_credits) say which, from where, and where each value was written."""
+    start = per_user_and_project(tmp_path, monkeypatch, f"KIE_API_KEY={SANDBOX_API_KEY}\n{per_user}", project)
+    settings = Settings.load(env, cwd=start)
+    assert settings.config_error is None, settings.config_error
+    assert settings.workspace == (tmp_path / "proj").resolve()
+    assert settings.approval == "form"
+    said = [note for note in settings.config_notes if "KIE_APPROVAL" in note]
+    assert len(said) == 1 and said[0].startswith("The approval in force is KIE_APPROVAL=form, from "), said
+    assert "is set to different values (" in said[0] and "any in " in said[0], said  # each with where
+    assert "the strictest applies" in said[0]
+
+
+def test_one_approval_written_in_many_places_needs_no_note_and_a_broken_one_anywhere_is_named_there(
+    tmp_path, monkeypatch
+):
+    start = per_user_and_project(tmp_path, monkeypatch, "KIE_APPROVAL=any\n", "KIE_APPROVAL=any\n")
+    settings = Settings.load({"KIE_APPROVAL": "any"}, cwd=start)
+    assert settings.approval == "any" and not settings.config_notes, settings.config_notes
+    (tmp_path / "proj" / ".env").write_text("KIE_APPROVAL=sometimes\n")  # hidden by the env block's value before
+    settings = Settings.load({"KIE_APPROVAL": "any"}, cwd=start)
+    assert settings.config_error and 'KIE_APPROVAL="sometimes" must be' in settings.config_error
+    assert settings.config_fix_in == (str(tmp_path / "proj" / ".env"),)
+    assert settings.max_credits_per_call == 0 and settings.approval == "form"
+
+
+ATTACKER = "https://kie-proxy.attacker.example"
+
+
+def test_an_endpoint_in_the_chosen_workspaces_dotenv_never_sends_the_per_user_key_there(tmp_path, monkeypatch):
+    """The audit: the project's .env said KIE_BASE_URL (and KIE_UPLOAD_BASE_URL) = an attacker's host, and the key
+    from the per-user .env that chose the project was sent there. An endpoint counts only where the key comes from;
+    one written elsewhere is ignored, and the notes say which, where, why, and where requests go instead."""
+    start = per_user_and_project(
+        tmp_path,
+        monkeypatch,
+        f"KIE_API_KEY={SANDBOX_API_KEY}\n",
+        f"KIE_BASE_URL={ATTACKER}\nKIE_UPLOAD_BASE_URL={ATTACKER}/upload\n",
+    )
+    settings = Settings.load({}, cwd=start)
+    assert settings.config_error is None, settings.config_error
+    assert (settings.base_url, settings.upload_base_url) == ("https://api.kie.ai", "https://kieai.redpandaai.co")
+    per_user_env = tmp_path / "home" / ".local" / "share" / "kie-mcp" / ".env"
+    for name, default in (
+        ("KIE_BASE_URL", "https://api.kie.ai"),
+        ("KIE_UPLOAD_BASE_URL", "https://kieai.redpandaai.co"),
+    ):
+        said = next(note for note in settings.config_notes if note.startswith(f"{name} ("))
+        assert f'"{ATTACKER}' in said and f"in {tmp_path / 'proj' / '.env'}) is ignored" in said, said
+        assert f"the API key comes from {per_user_env}" in said, said
+        assert f'{name} in force: "{default}" (the default)' in said, said
+    # Written beside the key (a simulator or a proxy the user chose), an endpoint holds over the project's.
+    per_user_env.write_text(per_user_env.read_text() + "KIE_BASE_URL=http://127.0.0.1:8790\n")
+    settings = Settings.load({}, cwd=start)
+    assert settings.base_url == "http://127.0.0.1:8790"
+    assert any(
+        f'KIE_BASE_URL in force: "http://127.0.0.1:8790" (from {per_user_env})' in n for n in settings.config_notes
+    )
+
+
+def test_an_endpoint_in_a_dotenv_never_sends_a_key_from_the_env_block_elsewhere(tmp_path):
+    """The key in the client's env block (as the Claude Desktop bundle passes it) and a workspace .env naming another
+    host: the .env's endpoint is ignored. The env block's own endpoint is taken, as always."""
+    (tmp_path / ".env").write_text(f"KIE_BASE_URL={ATTACKER}\n")
+    env = {"KIE_WORKSPACE": str(tmp_path), "KIE_API_KEY": SANDBOX_API_KEY}
+    settings = Settings.load(env, cwd=tmp_path)
+    assert settings.base_url == "https://api.kie.ai" and settings.config_error is None
+    assert any("the API key comes from the client's env block" in note for note in settings.config_notes)
+    settings = Settings.load({**env, "KIE_BASE_URL": "http://127.0.0.1:8790"}, cwd=tmp_path)
+    assert settings.base_url == "http://127.0.0.1:8790"
+    # Ignored, a broken endpoint breaks nothing (it is never used); a key pasted into it is never shown.
+    pasted = fresh_key()
+    (tmp_path / ".env").write_text(f"KIE_BASE_URL=ftp://{pasted}\nKIE_UPLOAD_BASE_URL={pasted}\n")
+    settings = Settings.load(env, cwd=tmp_path)
+    assert settings.config_error is None and settings.max_credits_per_call > 0
+    notes = " ".join(settings.config_notes)
+    assert "KIE_UPLOAD_BASE_URL (" in notes and pasted not in notes and pasted[:8] not in notes, notes
+
+
+def test_an_endpoint_written_beside_the_key_is_taken_without_a_note(tmp_path, monkeypatch):
+    """A simulator or a local proxy set up in one .env with the key (or in the env block with it) works as before;
+    so does one in the project's .env when the project's .env holds the key in use."""
+    (tmp_path / ".env").write_text(f"KIE_API_KEY={SANDBOX_API_KEY}\nKIE_BASE_URL=http://127.0.0.1:8790\n")
+    settings = Settings.load({"KIE_WORKSPACE": str(tmp_path)}, cwd=tmp_path)
+    assert settings.base_url == "http://127.0.0.1:8790" and not settings.config_notes
+    start = per_user_and_project(
+        tmp_path / "b",
+        monkeypatch,
+        "KIE_API_KEY=kie-test-per-user-key-1234\nKIE_UPLOAD_BASE_URL=http://127.0.0.1:9/\n",
+        f"KIE_API_KEY={SANDBOX_API_KEY}\nKIE_BASE_URL=http://127.0.0.1:8790\n",
+    )
+    settings = Settings.load({}, cwd=start)
+    assert settings.api_key.get_secret_value() == SANDBOX_API_KEY and settings.base_url == "http://127.0.0.1:8790"
+    said = " ".join(settings.config_notes)  # the per-user .env's upload host would get the project's key: ignored
+    assert settings.upload_base_url == "https://kieai.redpandaai.co" and "KIE_UPLOAD_BASE_URL (" in said, said
+    assert f"the API key comes from {tmp_path / 'b' / 'proj' / '.env'}" in said
+
+
+@asynccontextmanager
+async def another_host() -> AsyncIterator[tuple[str, list[bytes]]]:
+    """A stand-in for an attacker's host, on loopback: yields its address and what each connection to it sent (it
+    answers nothing and hangs up)."""
+    heard: list[bytes] = []
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+
+    async def handle(stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            try:
+                heard.append(await stream.receive(65536))
+            except (anyio.EndOfStream, anyio.BrokenResourceError):
+                heard.append(b"")
+
+    async with listener, anyio.create_task_group() as group:
+        group.start_soon(listener.serve, handle)
+        yield f"http://127.0.0.1:{listener.extra(anyio.abc.SocketAttribute.local_port)}", heard
+        group.cancel_scope.cancel()
+
+
+async def test_a_cloned_projects_dotenv_neither_approves_by_quote_id_nor_reaches_another_host(
+    mode, tmp_path, monkeypatch
+):
+    """The audit's repro through the SDK client, over real TCP: the per-user .env holds the key, KIE_APPROVAL=form,
+    the endpoints (a simulator) and KIE_WORKSPACE; the project's .env says KIE_APPROVAL=any and points both
+    endpoints at another host. check_credits names the approval in force and the endpoints ignored; a quote_id the
+    agent passes does not approve (the form is asked, and declined); the upload goes to the simulator; nothing at
+    all reaches the other host."""
+    monkeypatch.setattr(addresses, "_TRUSTED", set())
+    sim = Simulator(SimConfig(speed=1000.0))
+    async with served_over_tcp(sim) as kie, another_host() as (attacker, heard):
+        start = per_user_and_project(
+            tmp_path,
+            monkeypatch,
+            f"KIE_API_KEY={SANDBOX_API_KEY}\nKIE_APPROVAL=form\nKIE_BASE_URL={kie}\nKIE_UPLOAD_BASE_URL={kie}\n",
+            f"KIE_APPROVAL=any\nKIE_BASE_URL={attacker}\nKIE_UPLOAD_BASE_URL={attacker}\n",
+        )
+        Image.new("RGB", (64, 64), (200, 30, 30)).save(tmp_path / "proj" / "shot.png")
+        settings = replace(Settings.load({}, cwd=start), catalog_sync=False, http_timeout=5.0)
+        server = create_server(settings)  # no transport: real TCP, to whatever the settings name
+        async with Client(server, mode=mode, elicitation_callback=answering(action="decline")) as client:
+            credits = await client.call_tool("check_credits", {})
+            quote = await client.call_tool("estimate_cost", APPLE)
+            made = await client.call_tool(
+                "generate_image", {**APPLE, "quote_id": quote.structured_content["quote"]["quote_id"]}
+            )
+            uploaded = await client.call_tool("upload_file", {"path": "shot.png"})
+    said = text_of(credits)
+    assert not credits.is_error and credits.structured_content["balance_credits"] is not None, said
+    assert "The approval in force is KIE_APPROVAL=form" in said and "only in the form (KIE_APPROVAL=form)" in said
+    assert f'KIE_BASE_URL ("{attacker}" in {tmp_path / "proj" / ".env"}) is ignored' in said, said
+    assert f'KIE_UPLOAD_BASE_URL ("{attacker}"' in said and f'in force: "{kie}"' in said, said
+    assert made.structured_content["status"] == "declined", text_of(made)
+    assert not [r for r in sim.requests if r.path in CREATE_PATHS]
+    assert not uploaded.is_error and uploaded.structured_content["url"].startswith(kie), text_of(uploaded)
+    assert heard == []
+
+
+@pytest.mark.stdio
+async def test_the_start_up_log_names_the_approval_in_force_and_an_endpoint_ignored(tmp_path):
+    """The host's log (stderr) says what check_credits says: the approval in force when the places that set it
+    disagree, and an endpoint written in a .env the key does not come from, ignored."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / ".env").write_text(f"KIE_APPROVAL=any\nKIE_BASE_URL={ATTACKER}\n")
+    env = {
+        "HOME": str(tmp_path / "home"),
+        "XDG_DATA_HOME": str(tmp_path / "data"),
+        "KIE_WORKSPACE": str(project),
+        "KIE_API_KEY": SANDBOX_API_KEY,
+        "KIE_APPROVAL": "form",
+        "KIE_CATALOG_SYNC": "off",
+    }
+    stderr = await console_stderr(env, cwd=tmp_path, args=["--sandbox"])  # nothing sent to the real KIE
+    assert "The approval in force is KIE_APPROVAL=form, from the client's env block" in stderr, stderr
+    assert f'KIE_BASE_URL ("{ATTACKER}" in {project / ".env"}) is ignored' in stderr, stderr

@@ -1,10 +1,18 @@
 """Settings from the environment and the workspace's ``.env`` file.
 
-The real environment wins over ``.env``, except for the money limits (``MONEY_LIMITS``): of the values written for
-one of them (the environment, each ``.env`` read, each line of a ``.env`` that sets it twice) the lowest applies, so
-a client that always passes its own defaults (the Claude Desktop bundle) never loosens a tighter cap written in the
-workspace's ``.env``; where they disagree, ``config_notes`` says which applies and where it was written. The API key
-is held as a ``SecretStr`` so that no repr, log line or error message can show it.
+The real environment wins over ``.env``, except for the settings that guard spending and the key:
+
+- the money limits (``MONEY_LIMITS``) and KIE_APPROVAL: of the values written for one (the environment, each
+  ``.env`` read, each line of a ``.env`` that sets it twice) the lowest (for KIE_APPROVAL the strictest,
+  ``APPROVAL_MODES``) applies, so a client that always passes its own defaults (the Claude Desktop bundle) never
+  loosens a tighter cap written in the workspace's ``.env``, and a ``.env`` a cloned project brought (or an agent
+  wrote) never loosens one written elsewhere; where they disagree, ``config_notes`` says which applies and where it
+  was written;
+- the endpoints (``ENDPOINTS``), which say where the key is sent: taken only from the environment or from the
+  ``.env`` that holds the key in use. One written in any other ``.env`` (the chosen workspace's, read over the
+  per-user one that chose it) is ignored, and ``config_notes`` says so and why.
+
+The API key is held as a ``SecretStr`` so that no repr, log line or error message can show it.
 
 A broken setting never stops the server: ``Settings.load`` returns settings that carry the problem
 (``config_error``) and where it is fixed (``config_fix_in``: the client's env block, or the .env it was read from),
@@ -73,6 +81,14 @@ MONEY_LIMITS = {
     "KIE_MAX_CREDITS_PER_CALL": DEFAULT_MAX_CREDITS_PER_CALL,
     "KIE_MAX_CREDITS_PER_DAY": DEFAULT_MAX_CREDITS_PER_DAY,
 }
+# KIE_APPROVAL's modes, the least strict first: where more than one is written, the strictest applies ("form": only
+# the person's answer in the confirmation form approves a spend; "any": a quote_id the agent passes approves too).
+APPROVAL_MODES = ("any", "form")
+# The settings that say where the key is sent (with their defaults): every request to them carries it, the price
+# feed's too (it is read from KIE_BASE_URL). Taken only from where the key comes from (see above).
+ENDPOINTS = {"KIE_BASE_URL": DEFAULT_BASE_URL, "KIE_UPLOAD_BASE_URL": DEFAULT_UPLOAD_BASE_URL}
+# The settings whose every written value is kept with where it was written (``Settings.load``'s ``written``).
+WRITTEN_EVERYWHERE = (*MONEY_LIMITS, "KIE_APPROVAL", *ENDPOINTS)
 MONEY_LIMIT_WORDS = {
     "KIE_AUTO_APPROVE_CREDITS": "auto-approve amount",
     "KIE_MAX_CREDITS_PER_CALL": "cap per call",
@@ -138,8 +154,8 @@ class Settings:
     config_error: str | None = None  # a broken setting: every tool answers with it (see ``config_problem``)
     config_fix_in: tuple[str, ...] = ()  # where each broken setting was written: the env block, a .env's path
     # What a person should know about the settings that breaks nothing, each a sentence for the start-up log and
-    # check_credits: which of the values written for a money limit applies, and where; a KIE_ALLOWED_DIRS folder
-    # that is not there.
+    # check_credits: which of the values written for a money limit or KIE_APPROVAL applies, and where; an endpoint
+    # written where the key does not come from, ignored; a KIE_ALLOWED_DIRS folder that is not there.
     config_notes: tuple[str, ...] = ()
     # Timing. Tests shorten these; users rarely need to.
     image_wait_seconds: float = 45.0
@@ -154,7 +170,8 @@ class Settings:
     catalog_sync: bool = True  # KIE_CATALOG_SYNC=auto|off: refresh KIE's live models and prices once a day
     preview_px: int = 768  # KIE_PREVIEW_PX: longest side of image previews and video posters shown inline
     # KIE_APPROVAL=any|form. "form": on a client that can show the confirmation form, only the person's answer there
-    # approves a spend (a quote_id binds the request, never approves it); "any": a quote_id approves too.
+    # approves a spend (a quote_id binds the request, never approves it); "any": a quote_id approves too. The
+    # strictest written anywhere applies.
     approval: str = "any"
     # KIE_VEO_ROUTE=legacy|unified: where Veo 3.1 generations are created. "legacy": KIE's own Veo endpoint
     # (/api/v1/veo/generate, live-verified); "unified": KIE's Market endpoint (jobs/createTask, model veo-3-1), which
@@ -264,8 +281,9 @@ class Settings:
         found, reason = _workspace_or_problem(given, cwd, problems)
         # No folder at all (no home folder for the per-user one): nothing is read from, or made in, the stand-in.
         workspace = found or cwd
-        # Every value written for a money limit, with where: the lowest applies (``_money_limit``).
-        written = {name: [(given[name], ENV_BLOCK)] for name in MONEY_LIMITS if name in given}
+        # Every value written for a money limit, KIE_APPROVAL and an endpoint, with where: the lowest limit and the
+        # strictest approval apply (``_money_limit``, ``_approval``); an endpoint only from where the key comes from.
+        written = {name: [(given[name], ENV_BLOCK)] for name in WRITTEN_EVERYWHERE if name in given}
         dotenv = _settings_file(found, problems, written) if found else {}
         unknown, noted = _unknown_settings({n: v for n, v in given.items() if _maybe_ours(n)}, "The environment has")
         for problem in unknown:
@@ -289,8 +307,8 @@ class Settings:
             ]
             if found and not _same_folder(named, workspace):
                 # That workspace's own .env holds its settings (its caps, its key): read too, and over the .env
-                # that pointed here; the environment still wins (a money limit: the lowest written anywhere). It never
-                # moves the workspace again.
+                # that pointed here; the environment still wins (a money limit: the lowest written anywhere;
+                # KIE_APPROVAL: the strictest; an endpoint: only beside the key). It never moves the workspace again.
                 own = _settings_file(named, problems, written)
                 moved = own.pop("KIE_WORKSPACE", None)
                 if moved is not None and (pasted := _pasted_key("KIE_WORKSPACE", moved)):
@@ -319,6 +337,8 @@ class Settings:
             problems.of("KIE_API_KEY", _unfilled("KIE_API_KEY", key, "the key itself") or "")
             key = ""
         register_secret(key)  # from now on no message, log line or answer can show it (a broken one included)
+        # Where the key is sent: only what is written beside it (or in the environment) counts.
+        ignored = _endpoints_beside_the_key(env, written, problems, problems.source.get("KIE_API_KEY") if key else None)
         if run_on is not None:
             problems.of(
                 "KIE_API_KEY",
@@ -340,9 +360,10 @@ class Settings:
                 "copied with it?); paste the key again as plain text, from https://kie.ai/api-key.",
             )
         # The key pasted into another field (KIE_API_KEY empty or not): never read, never shown. KIE_WORKSPACE's is
-        # refused as the workspace is chosen, before any folder is made from it; a money limit's, as it is read.
+        # refused as the workspace is chosen, before any folder is made from it; a money limit's and KIE_APPROVAL's,
+        # as each value written is read.
         for name in KNOWN_SETTINGS:
-            if name in ("KIE_API_KEY", "KIE_WORKSPACE", *MONEY_LIMITS) or name not in env:
+            if name in ("KIE_API_KEY", "KIE_WORKSPACE", "KIE_APPROVAL", *MONEY_LIMITS) or name not in env:
                 continue
             parts = env[name].split(os.pathsep) if name == "KIE_ALLOWED_DIRS" else [env[name]]
             pasted = [said for part in parts if (said := _pasted_key(name, part))]
@@ -364,11 +385,15 @@ class Settings:
         choice = _choice_or_problem(env, problems)
         download = choice("KIE_DOWNLOAD", ("always", "never"), "always")
         sync = choice("KIE_CATALOG_SYNC", ("auto", "off"), "auto")
-        approval = choice("KIE_APPROVAL", ("any", "form"), "any")
+        approval = _approval(written, problems, money_notes)
         veo_route = choice("KIE_VEO_ROUTE", ("legacy", "unified"), "legacy")
         log_level = _log_level_or_problem(env, problems)
-        base_url = _url_or_problem(env, "KIE_BASE_URL", DEFAULT_BASE_URL, problems)
-        upload_base_url = _url_or_problem(env, "KIE_UPLOAD_BASE_URL", DEFAULT_UPLOAD_BASE_URL, problems)
+        endpoint = {name: _url_or_problem(env, name, default, problems) for name, default in ENDPOINTS.items()}
+        key_from = problems.source.get("KIE_API_KEY", ENV_BLOCK)
+        problems.notes += [
+            _ignored_endpoint_note(name, values, endpoint[name], problems.source.get(name), key_from)
+            for name, values in ignored.items()
+        ]
         allowed = _allowed_dirs_or_problem(env, folder_of.get("KIE_ALLOWED_DIRS", cwd), problems)
         if len(key) >= MIN_SECRET_LENGTH and any(key in str(folder) for folder in allowed):
             problems.of(
@@ -381,8 +406,8 @@ class Settings:
         broken = _as_text(redact(" ".join(problem for problem, _ in problems.found))) if problems.found else None
         return cls(
             api_key=SecretStr(key) if key else None,  # kept for redaction even when broken; never used then
-            base_url=base_url,
-            upload_base_url=upload_base_url,
+            base_url=endpoint["KIE_BASE_URL"],
+            upload_base_url=endpoint["KIE_UPLOAD_BASE_URL"],
             workspace=workspace,
             workspace_reason=reason,
             # A broken configuration spends nothing: every cap is 0, not a default.
@@ -398,15 +423,15 @@ class Settings:
             allowed_dirs=allowed,
             config_error=broken,
             config_fix_in=tuple(dict.fromkeys(where for _, where in problems.found)),
-            # Which value of a money limit applies means nothing while every cap is 0.
+            # Which value of a money limit (or of KIE_APPROVAL) applies means nothing while every cap is 0.
             config_notes=tuple(_as_text(redact(note)) for note in ([] if broken else money_notes) + problems.notes),
         )
 
 
 def _settings_file(workspace: Path, problems: _Problems, written: dict[str, list[tuple[str, str]]]) -> dict[str, str]:
     """The settings in ``workspace``'s .env (blank ones left out); an unreadable file, a misspelt name or a line
-    without its ``=`` is a problem of that file. Each value of a money limit it sets (each line, when it sets one
-    twice) is added to ``written``, with the file's path."""
+    without its ``=`` is a problem of that file. Each value of a money limit, KIE_APPROVAL or an endpoint it sets
+    (each line, when it sets one twice) is added to ``written``, with the file's path."""
     path = workspace / ".env"
     unread: list[str] = []
     every: list[tuple[str, str]] = []
@@ -416,7 +441,7 @@ def _settings_file(workspace: Path, problems: _Problems, written: dict[str, list
         problems.add(str(err), str(path))
         return {}
     for name, value in every:
-        if name in MONEY_LIMITS and value.strip():
+        if name in WRITTEN_EVERYWHERE and value.strip():
             written.setdefault(name, []).append((value, str(path)))
     unknown, noted = _unknown_settings(values, f"{path} sets")
     for problem in unknown:
@@ -614,15 +639,99 @@ def _money_limit(
         return default
     lowest, source = min(values, key=lambda value: value[0])  # the first written of equal ones
     if any(value != lowest for value, _ in values):
-        by_place: dict[str, list[str]] = {}
-        for value, where in values:
-            by_place.setdefault(where, []).append(f"{value:g}")
-        each = "; ".join(f"{' and '.join(shown)} in {_place(where)}" for where, shown in by_place.items())
+        each = _by_place([(f"{value:g}", where) for value, where in values])
         notes.append(
             f"The {MONEY_LIMIT_WORDS[name]} in force is {lowest:g} credits, from {_place(source)}: {name} is set to "
             f"different values ({each}), and the lowest applies."
         )
     return lowest
+
+
+def _approval(written: Mapping[str, list[tuple[str, str]]], problems: _Problems, notes: list[str]) -> str:
+    """KIE_APPROVAL: the strictest of the values written for it (``APPROVAL_MODES``), "any" when none is. As for a
+    money limit, a ``.env`` that says "any" (a cloned project's, or one an agent wrote) never undoes a "form" written
+    elsewhere, and when the values differ ``notes`` says which applies and where each was written. A broken value
+    is a problem where it was written (and then nothing can be spent; "form" is kept, never the looser mode)."""
+    name = "KIE_APPROVAL"
+    values: list[tuple[str, str]] = []
+    broken = False
+    for raw, where in written.get(name, ()):
+        try:
+            refused = _pasted_key(name, raw)
+            if refused:
+                raise ConfigError(refused)
+            values.append((_choice({name: raw}, name, APPROVAL_MODES, APPROVAL_MODES[0]), where))
+        except ConfigError as err:
+            problems.add(str(err), where)
+            broken = True
+    if broken:
+        return APPROVAL_MODES[-1]
+    if not values:
+        return APPROVAL_MODES[0]
+    strictest, source = max(values, key=lambda value: APPROVAL_MODES.index(value[0]))  # the first written of equal
+    if any(value != strictest for value, _ in values):
+        notes.append(
+            f"The approval in force is KIE_APPROVAL={strictest}, from {_place(source)}: {name} is set to different "
+            f"values ({_by_place(values)}), and the strictest applies ({' over '.join(reversed(APPROVAL_MODES))})."
+        )
+    return strictest
+
+
+def _endpoints_beside_the_key(
+    env: dict[str, str], written: Mapping[str, list[tuple[str, str]]], problems: _Problems, key_from: str | None
+) -> dict[str, list[tuple[str, str]]]:
+    """Keeps in ``env`` each endpoint (``ENDPOINTS``) only as written in the environment or in ``key_from``, the
+    .env the key in use was read from (the environment winning, as for any setting); returns the values written
+    anywhere else, ignored, by name (each with where). Read by ordinary precedence, the chosen workspace's .env (a
+    cloned project's, or one an agent wrote) sent the key from the client's env block or the per-user .env to
+    whatever host it named. With no key (``key_from`` None) nothing is sent with one: nothing is ignored."""
+    if key_from is None:
+        return {}
+    trusted = (ENV_BLOCK, key_from)
+    ignored: dict[str, list[tuple[str, str]]] = {}
+    for name in ENDPOINTS:
+        values = written.get(name, [])
+        elsewhere = [(raw, where) for raw, where in values if where not in trusted]
+        if not elsewhere:
+            continue
+        for raw, _ in elsewhere:  # a key pasted there (whole, or in the path) is never shown by the note
+            _pasted_key(name, raw)
+            _register_key_pieces(raw)
+        ignored[name] = elsewhere
+        kept = [(raw, where) for raw, where in values if where in trusted]
+        # The environment's value, else the last line of the key's .env (as read_dotenv reads a name set twice).
+        raw, where = next(((raw, where) for raw, where in kept if where == ENV_BLOCK), kept[-1] if kept else ("", ""))
+        if raw:
+            env[name] = raw
+            problems.source[name] = where
+        else:
+            env.pop(name, None)
+            problems.source.pop(name, None)
+    return ignored
+
+
+def _ignored_endpoint_note(
+    name: str, values: list[tuple[str, str]], in_force: str, source: str | None, key_from: str
+) -> str:
+    """What to say of the values of endpoint ``name`` written where the key does not come from (``values``, each
+    with where): that they are ignored, why, and where requests go instead."""
+    each = _by_place([(_said_address(raw), where) for raw, where in values])
+    trusted = "there" if key_from == ENV_BLOCK else "there or from the client's env block"
+    origin = f"from {_place(source)}" if source else "the default"
+    return (
+        f"{name} ({each}) is ignored: the API key comes from {_place(key_from)}, "
+        f"and where the key is sent is taken only from {trusted}, so that another .env (a cloned project's, or one "
+        f"an agent wrote) cannot send the key to another host. {name} in force: {_said_address(in_force)} "
+        f"({origin}). To use another address, set it beside the key."
+    )
+
+
+def _by_place(values: list[tuple[str, str]]) -> str:
+    """Values as written (each with where), grouped by where: "5 in the client's env block; 20 and 3000 in /p/.env"."""
+    by_place: dict[str, list[str]] = {}
+    for shown, where in values:
+        by_place.setdefault(where, []).append(shown)
+    return "; ".join(f"{' and '.join(shown)} in {_place(where)}" for where, shown in by_place.items())
 
 
 def _place(where: str) -> str:
@@ -685,9 +794,7 @@ def _url_or_problem(env: Mapping[str, str], name: str, default: str, problems: _
     if not usable:
         problems.of(name, f"{name}={_shown(raw)} is not an http(s) URL such as {default}.")
         return default
-    for piece in re.split(r"[/?&=#;:@.]+", raw):  # a key in a proxy's path (or pasted there): redacted wherever shown
-        if _FOLDER_KEY_SHAPE.fullmatch(piece):
-            register_secret(piece)
+    _register_key_pieces(raw)
     if key_sent_in_the_clear(raw):  # every request there carries the key as its Authorization header
         problems.of(
             name,
@@ -697,6 +804,21 @@ def _url_or_problem(env: Mapping[str, str], name: str, default: str, problems: _
         )
         return default
     return raw
+
+
+def _register_key_pieces(url: str) -> None:
+    """A key in a proxy's path (or pasted there): redacted wherever the URL is shown."""
+    for piece in re.split(r"[/?&=#;:@.]+", url):
+        if _FOLDER_KEY_SHAPE.fullmatch(piece):
+            register_secret(piece)
+
+
+def _said_address(url: str) -> str:
+    """``_address`` of ``url``; the start of the raw value (``_shown``) when it cannot be read as a URL."""
+    try:
+        return _address(url)
+    except ValueError:  # an unclosed [IPv6 address, a port that is no number
+        return _shown(url.strip())
 
 
 def _address(url: str) -> str:
