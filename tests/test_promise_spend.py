@@ -68,6 +68,51 @@ async def test_unknown_price_reserves_the_per_call_cap_against_the_daily_cap(con
     assert len(await controls.creates()) == 1
 
 
+async def test_variations_of_an_unbounded_unknown_price_each_count_the_per_call_cap(connect, controls):
+    """The audit: ten variations of a model with no price and no catalogue most shared one reservation of the
+    per-call cap (600), and KIE charged 200 a clip: 2000 spent against a 600 cap. Each variation now counts the cap,
+    so several are over it: refused, nothing sent, and the refusal says to ask for one variation per call."""
+    await controls.post("balance", {"credits": 100000})
+    await controls.post("prices", {"wan/2-6-flash-image-to-video": 200})  # what KIE charges a clip, unknown here
+    seen: list[str] = []
+    async with connect(elicitation=answering(seen=seen), max_credits_per_call=600, max_credits_per_day=3000) as client:
+        estimate = (await client.call_tool("estimate_cost", {**NO_PRICE, "variations": 10})).structured_content
+        many = await client.call_tool("generate_video", {**NO_PRICE, "variations": 10})
+        assert await spent_today(client) == 0
+        one = await client.call_tool("generate_video", {**NO_PRICE, "wait_seconds": 0})
+        assert await spent_today(client) == 600  # one variation: the whole per-call cap, as before
+    assert estimate["within_caps"] is False and "6000" in estimate["cap_problem"], estimate
+    assert many.is_error, text_of(many)
+    refusal = text_of(many)
+    assert "10 variations" in refusal and "6000" in refusal and "one variation per call" in refusal, refusal
+    assert "Nothing was spent" in refusal
+    assert one.structured_content["status"] == "submitted", text_of(one)
+    assert len(seen) == 1  # the refused call asked nobody
+    assert len(await controls.creates()) == 1
+
+
+async def test_unbounded_unknown_variations_sent_at_once_never_pass_the_caps(connect, controls):
+    """The audit: five calls at once, each approved by its own quote, ten variations each: KIE charged 10000 while
+    the ledger counted 3000 (the daily cap). Each call is now refused on its own, and nothing reaches KIE."""
+    await controls.post("balance", {"credits": 100000})
+    await controls.post("prices", {"wan/2-6-flash-image-to-video": 200})
+    answers: list[Any] = []
+    async with connect(max_credits_per_call=600, max_credits_per_day=3000) as client:
+
+        async def one(n: int) -> None:
+            args = {**NO_PRICE, "variations": 10, "prompt": f"a dancer, take {n}"}
+            quote = (await client.call_tool("estimate_cost", args)).structured_content["quote"]["quote_id"]
+            answers.append(await client.call_tool("generate_video", {**args, "quote_id": quote, "wait_seconds": 0}))
+
+        async with anyio.create_task_group() as group:
+            for n in range(5):
+                group.start_soon(one, n)
+        assert await spent_today(client) == 0
+    assert len(answers) == 5 and all(a.is_error and "one variation per call" in text_of(a) for a in answers)
+    assert await controls.creates() == []
+    assert (await controls.get("state"))["balances"]["default"] == 100000
+
+
 async def test_an_unknown_price_reserves_the_most_its_catalogue_rates_can_cost(connect, controls):
     """Seedance 2 bills its reference videos' seconds and the output's; KIE takes 15 s of references at most, so a
     request whose reference is not measured costs at most 25 x (15 + 5) = 500: that is reserved, not the per-call cap

@@ -43,6 +43,7 @@ from kie_mcp.media.inputs import (
     not_approved,
     plainly,
     preparation_notes,
+    sent_pixels,
     tidy_links,
     unreachable_links,
     upload_local_files,
@@ -266,6 +267,8 @@ async def plan(
             raise InvalidRequest(spec.id, named_for_user(spec, problems, args.options))
         notes = [*notes, *await anyio.to_thread.run_sync(preparation_notes, spec, wire, files)]  # what is sent
         notes = [*notes, *await anyio.to_thread.run_sync(frame_notes, spec, wire, files)]  # a frame's shape
+        if pixels := sent_pixels(spec, wire, files):  # a price by the picture's size (Topaz: by the output's)
+            facts = {**(facts or {}), **pixels}
     measured = await measure_billed_input(rt, spec, wire, files, lengths, length_notes)
     notes = [*notes, *dict.fromkeys(length_notes)]
     identity = with_identities(spec, wire, files)
@@ -293,7 +296,7 @@ async def plan(
         args.session,
         options,
         max_credits=args.max_credits,
-        reserved=reservation(total, rt.ledger.caps, cost.most, cost.least),
+        reserved=reservation(total, rt.ledger.caps, cost.most, cost.least, args.variations),
         parent_task_id=continues[0] if continues else None,
         operation=continues[1] if continues else None,
         unsettled=twin is not None,
@@ -391,7 +394,7 @@ def repriced(rt: Runtime, p: Plan) -> Plan:
     return replace(
         p,
         price=cost.price,
-        reserved=reservation(total, rt.ledger.caps, cost.most, cost.least),
+        reserved=reservation(total, rt.ledger.caps, cost.most, cost.least, p.variations),
         least=cost.least,
         most=cost.most,
         most_why=cost.most_why,
@@ -809,6 +812,7 @@ def check_plan_caps(rt: Runtime, p: Plan, spent: float) -> None:
         least=p.least,
         listed=p.listed,
         held=rt.ledger.held_today,  # asked only when the daily cap refuses: no query on every estimate
+        tasks=p.variations,
     )
 
 
@@ -1441,6 +1445,7 @@ def _reserve(rt: Runtime, p: Plan, quote_id: str | None, *, held: bool = False) 
         least=p.least,
         listed=p.listed,
         held=held,
+        tasks=p.variations,
     )
 
 

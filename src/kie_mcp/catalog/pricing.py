@@ -16,7 +16,16 @@ from pydantic import BaseModel
 from kie_mcp.words import plain
 
 from .spec import FieldSpec, ModelSpec, Rate
-from .validate import _check_value, _coerce, _place_images, apply_defaults, argument_name, when_matches
+from .validate import (
+    FITS,
+    PIXELS,
+    _check_value,
+    _coerce,
+    _place_images,
+    apply_defaults,
+    argument_name,
+    when_matches,
+)
 
 # An ``input_seconds`` label ending so ("the reference videos plus the output") bills the measured input's seconds
 # plus the request's own output seconds (``seconds_field``).
@@ -160,11 +169,21 @@ def _condition(spec: ModelSpec, rate: Rate, wire: Mapping[str, Any]) -> str:
     """The settings a rate applies to, as the request has them and named as the user sets them
     (``resolution=pro, audio=true`` for Kling's ``mode`` and ``sound``)."""
     parts = [
-        f"{argument_name(spec, key)}={plain(wire.get(key, expected), quoted=False)}"
+        _fitting(spec, key.removesuffix(FITS), wire, expected)
+        if key.endswith(FITS)
+        else f"{argument_name(spec, key)}={plain(wire.get(key, expected), quoted=False)}"
         for key, expected in rate.when.items()
         if not key.endswith("#count")
     ]
     return ", ".join(parts) or "any settings"
+
+
+def _fitting(spec: ModelSpec, name: str, wire: Mapping[str, Any], frames: Any) -> str:
+    """A picture's size as a rate's condition: "images 6000x6000 px as sent (within 20000x20000)"."""
+    size = wire.get(name + PIXELS)
+    shown = "x".join(str(side) for side in size) if isinstance(size, list | tuple) else "of unknown size"
+    within = " or ".join(str(frame) for frame in (frames if isinstance(frames, list) else [frames]))
+    return f"{argument_name(spec, name)} {shown} px as sent (within {within})"
 
 
 def _measured_length(

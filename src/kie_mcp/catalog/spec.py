@@ -7,6 +7,7 @@ no model has code of its own.
 
 # No ``from __future__ import annotations``: pydantic would compile each field's annotation string on import.
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -186,6 +187,10 @@ class Rate(_Strict):
             raise ValueError("up_to and up_to_source go together: a higher charge is counted only with its source")
         if self.up_to is not None and self.up_to <= self.credits:
             raise ValueError(f"up_to ({self.up_to:g}) must be above the list price ({self.credits:g})")
+        for key, frames in self.when.items():  # a picture's frame (``when_matches``): "1920x1080", or a list of them
+            listed = frames if isinstance(frames, list) else [frames]
+            if key.endswith("#fits") and not all(re.fullmatch(r"[1-9][0-9]*x[1-9][0-9]*", str(f)) for f in listed):
+                raise ValueError(f"{key} takes frames written WxH (1920x1080), not {frames!r}")
         return self
 
 

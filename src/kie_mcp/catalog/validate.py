@@ -579,13 +579,36 @@ def shape_ratio(value: Any) -> float | None:
 
 def when_matches(when: Mapping[str, Any], wire: Mapping[str, Any]) -> bool:
     """Whether a catalogue ``when`` table (a rule's, a price rate's, a frames table's) holds for ``wire``: each key
-    is one of the listed values (``name#count``: how many items ``name`` holds)."""
+    is one of the listed values (``name#count``: how many items ``name`` holds; ``name#fits``: the picture in ``name``
+    fits a listed ``WxH`` frame, either way round, by its size as sent, ``name#pixels``, which only a measured local
+    file has: an unmeasured one fits no frame)."""
     for key, expected in when.items():
+        if key.endswith(FITS):
+            if not fits(wire.get(key.removesuffix(FITS) + PIXELS), expected):
+                return False
+            continue
         actual = _count(wire, key[:-6]) if key.endswith("#count") else wire.get(key)
         options = expected if isinstance(expected, list) else [expected]
         if not any(_norm(actual) == _norm(option) for option in options):
             return False
     return True
+
+
+FITS = "#fits"  # a ``when`` key: the picture in the field fits a frame (``fits``)
+PIXELS = "#pixels"  # a priced input's fact: the width and height of the picture in the field, as it is sent
+
+
+def fits(pixels: Any, frames: Any) -> bool:
+    """Whether ``pixels`` (a width and height) fits one of ``frames`` ("1920x1080", or a list of them) either way
+    round: its longer side within the frame's longer one, its shorter within the shorter. No size: it fits none."""
+    if not isinstance(pixels, list | tuple) or len(pixels) != 2:
+        return False
+    low, high = sorted(int(side) for side in pixels)
+    for frame in frames if isinstance(frames, list) else [frames]:
+        short, long = sorted(int(side) for side in str(frame).lower().split("x"))
+        if low <= short and high <= long:
+            return True
+    return False
 
 
 def _check_rule(rule: Rule, wire: Mapping[str, Any]) -> list[Problem]:

@@ -76,7 +76,7 @@ import httpx2
 
 from kie_mcp.catalog import ModelSpec, Problem
 from kie_mcp.catalog.spec import MediaLimits
-from kie_mcp.catalog.validate import when_matches
+from kie_mcp.catalog.validate import PIXELS, when_matches
 from kie_mcp.journal import Journal
 from kie_mcp.kie import KieClient, KieError, RefusedHereError
 from kie_mcp.redact import SecretWatch, bytes_hold_secret, redact_secrets, secrets_version
@@ -900,6 +900,21 @@ def _sent_as_is(spec: ModelSpec, wire: dict[str, Any]) -> set[str]:
     picture a JPEG would turn into dozens of levels)."""
     every = _AS_IS & set(spec.capabilities)
     return {value for name, _, value in _media_slots(spec, wire) if every or "mask" in name}
+
+
+def sent_pixels(spec: ModelSpec, wire: dict[str, Any], files: dict[str, LocalFile]) -> dict[str, list[int]]:
+    """The width and height of each field's one local picture as it is sent (upscaled first where it is:
+    ``_sent_as_is``), under ``<field>#pixels``: what a price by the picture's size reads (``when_matches``'
+    ``#fits``). A link, a list of pictures or a size that could not be read gives nothing: that price is not known."""
+    as_is = _sent_as_is(spec, wire)
+    sizes: dict[str, list[int]] = {}
+    for name, index, value in _media_slots(spec, wire):
+        local = files.get(value)
+        if index is not None or local is None or local.pixels is None or local.media.kind != "image":
+            continue
+        width, height = local.upscaled if local.upscaled is not None and value not in as_is else local.pixels
+        sizes[name + PIXELS] = [width, height]
+    return sizes
 
 
 def _local_slots(spec: ModelSpec, wire: dict[str, Any]) -> list[tuple[str, int | None, str]]:

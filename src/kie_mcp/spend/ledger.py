@@ -82,6 +82,7 @@ def check_caps(
     least: float = 0.0,
     listed: float | None = None,
     held: float | Callable[[], float] = 0.0,
+    tasks: int = 1,
 ) -> None:
     """Refuse a spend above the per-call cap, above a ``max_credits`` the caller gave, or above what is left of
     today's cap (``held``: how much of ``spent_today`` is held for input files uploading now, said apart; a function
@@ -91,15 +92,16 @@ def check_caps(
     passed as ``total`` with the price itself as ``listed`` (for the wording). An unknown price (``total`` None, or
     not above 0) is checked, and later reserved, at ``most``: the most the catalogue says the request can cost (its
     per-second rate times the longest input its field takes, or a figure the catalogue keeps for it; ``most_why``
-    says where it comes from and what would bind it, for the refusal), else the whole per-call cap; never less than
-    the ``least`` it surely costs (its rates with billed inputs of no length). What is counted is never the caller's
-    to choose: ``max_credits`` only refuses (a price, or the least or the most an unknown one costs, above it) and never
-    shrinks a reservation, since KIE charges what it charges whatever the caller said. Caps hold whether or not the
-    price is known; an unknown price with nothing to reserve (a per-call cap of 0) is refused.
+    says where it comes from and what would bind it, for the refusal), else the whole per-call cap for each of its
+    ``tasks`` (nothing bounds what KIE charges one, so a request of several is refused: ``_check_unknown``); never
+    less than the ``least`` it surely costs (its rates with billed inputs of no length). What is counted is never the
+    caller's to choose: ``max_credits`` only refuses (a price, or the least or the most an unknown one costs, above
+    it) and never shrinks a reservation, since KIE charges what it charges whatever the caller said. Caps hold whether
+    or not the price is known; an unknown price with nothing to reserve (a per-call cap of 0) is refused.
     """
     total = priced(total)
     if total is None:
-        _check_unknown(least, most, most_why, caps, max_credits)
+        _check_unknown(least, most, most_why, caps, max_credits, tasks)
     if spent_today > caps.per_day:
         raise SpendRefused(
             f"Today's spend through kie-mcp ({spent_today:g} credits) is already over the daily cap of "
@@ -107,7 +109,7 @@ def check_caps(
             "spent. Further spends are refused until the cap resets at midnight (local time); the user can raise "
             "KIE_MAX_CREDITS_PER_DAY in the server's configuration."
         )
-    amount = reservation(total, caps, most, least)
+    amount = reservation(total, caps, most, least, tasks)
     if total is None and amount <= 0:
         raise SpendRefused(
             "This request has no price known before it runs, so it needs credits reserved against the caps, and "
@@ -152,21 +154,28 @@ def check_caps(
         )
 
 
-def reservation(total: float | None, caps: Caps, most: float | None = None, least: float = 0.0) -> float:
+def reservation(
+    total: float | None, caps: Caps, most: float | None = None, least: float = 0.0, tasks: int = 1
+) -> float:
     """What a request counts against today's cap until KIE's real charge is known: its price, or for an unknown
-    price (or one not above 0) the ``most`` the catalogue says it can cost, else the whole per-call cap, and never
-    less than the ``least`` it surely costs. Nothing the caller passes lowers it."""
+    price (or one not above 0) the ``most`` the catalogue says it can cost, else the whole per-call cap for each of
+    its ``tasks`` (KIE bills every task, and nothing says one costs less than the cap), and never less than the
+    ``least`` it surely costs. Nothing the caller passes lowers it."""
     total = priced(total)
     if total is not None:
         return total
-    return max(caps.per_call if most is None else most, least)
+    return max(caps.per_call * max(tasks, 1) if most is None else most, least)
 
 
-def _check_unknown(least: float, most: float | None, most_why: str, caps: Caps, max_credits: float | None) -> None:
+def _check_unknown(
+    least: float, most: float | None, most_why: str, caps: Caps, max_credits: float | None, tasks: int = 1
+) -> None:
     """An unknown price that costs at least ``least`` (a rate billed for an input's seconds plus the output's, the
     output alone known), and at most ``most`` by the catalogue: a ``max_credits`` below either refuses it, and so
     does a per-call cap below either (the cap could not hold whatever KIE then charges); the tighter one is named.
-    With no ``most`` (nothing bounds the price), ``max_credits`` can only be weighed against ``least``."""
+    With no ``most`` (nothing bounds the price), ``max_credits`` can only be weighed against ``least``, and the
+    per-call cap is counted for each of the request's ``tasks`` (``reservation``): several are refused, since KIE
+    bills each and one alone may cost the whole cap."""
     what = (
         f"This request has no price known before it runs, but it costs at least {least:g} credits (its rates with "
         "the billed inputs taken as 0 s long)"
@@ -188,6 +197,15 @@ def _check_unknown(least: float, most: float | None, most_why: str, caps: Caps, 
             + (f": {most_why.rstrip('.')}." if most_why else ".")
             + f" Nothing was spent. Pass a max_credits of at least {most:g}, or ask for fewer variations or a shorter "
             "output."
+        )
+    if most is None and tasks > 1 and caps.per_call > 0:
+        raise SpendRefused(
+            f"This request has no price known before it runs and nothing bounds what KIE charges for each of its "
+            f"{tasks} variations, so each counts the whole per-call cap of {caps.per_call:g} "
+            f"(KIE_MAX_CREDITS_PER_CALL): {caps.per_call * tasks:g} credits in all, over that cap. Nothing was spent. "
+            "Ask for one variation per call (each call is then held to the cap, and counted against the daily cap), "
+            "or choose a model or settings with a known price (estimate_cost shows it). Raising "
+            "KIE_MAX_CREDITS_PER_CALL raises what each variation counts too, so it does not let several through."
         )
     if most is not None and most > caps.per_call:
         raise SpendRefused(
@@ -251,6 +269,7 @@ class Ledger:
         least: float = 0.0,
         listed: float | None = None,
         held: bool = False,
+        tasks: int = 1,
     ) -> Reservation:
         """Count the request as spent now, if the caps allow (raise ``SpendRefused`` otherwise); return the
         credits reserved (the price, or the higher charge KIE was seen making with ``listed`` its price, or for an
@@ -271,8 +290,9 @@ class Ledger:
                 least=least,
                 listed=listed,
                 held=functools.partial(_held_on, db, day),
+                tasks=tasks,
             )
-            amount = reservation(total, self.caps, most, least)
+            amount = reservation(total, self.caps, most, least, tasks)
             hold = f"{HELD_REF}{this_process()}:{secrets.token_hex(6)}" if held and amount else None
             if amount:
                 Journal.add_spend(db, day, amount, "reserved" if hold is None else HELD, ref if hold is None else hold)
