@@ -209,9 +209,10 @@ async def test_a_live_only_model_s_unrecognised_count_field_at_one_keeps_its_kno
     args = {"model": "brand/new-image", "prompt": "a red fox", "options": options, "wait_seconds": 20}
     async with connect(auto_approve_credits=5, max_credits_per_day=10) as client:
         estimate = (await client.call_tool("estimate_cost", args)).structured_content
-        made = await client.call_tool("generate_image", args)
-    quote = estimate["quote"]
-    assert (quote["price_known"], quote["credits_total"], estimate["auto_approved"]) == (True, 4, True)
+        quote = estimate["quote"]
+        made = await client.call_tool("generate_image", {**args, "quote_id": quote["quote_id"]})  # the user's yes
+    # Known, but only KIE's live list prices it: never auto-approved, even under the limit (test_live_price_floor)
+    assert (quote["price_known"], quote["credits_total"], estimate["auto_approved"]) == (True, 4, False)
     assert made.structured_content["status"] == "completed", text_of(made)
     assert len(await controls.creates()) == 1
 

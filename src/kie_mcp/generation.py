@@ -24,7 +24,7 @@ import anyio
 from pydantic import BaseModel, Field, PrivateAttr
 
 from kie_mcp.catalog import InvalidRequest, ItemPrice, ModelSpec, Problem, WithdrawnModelError, build_input, usd
-from kie_mcp.catalog.pricing import PLUS_OUTPUT, input_to_measure, usd_text
+from kie_mcp.catalog.pricing import CATALOGUE_FLOOR, FAR_FROM_TABLE, PLUS_OUTPUT, input_to_measure, usd_text
 from kie_mcp.catalog.script import ClipCost, ClipPrice, ScriptFit, fit_script, speech_models
 from kie_mcp.catalog.spec import Operation, UnifiedRoute
 from kie_mcp.catalog.validate import argument_name, named_for_user
@@ -668,8 +668,15 @@ def quote_price(
     # The sandbox's simulated KIE prices by the bundled list itself: its age says nothing there, and the warning (the
     # first thing a new user's demo quote showed, while the sandbox's first price sync ran) only alarmed.
     stale = None if rt.settings.sandbox else staleness(price, datetime.now().date(), why_not_refreshed(rt))
-    notes = [line for line in (warning, stale, health_note(rt, spec.id)) if line]
+    live_only = LIVE_ONLY_PRICE if price.live_only and price.credits is not None else None
+    notes = [line for line in (live_only, warning, stale, health_note(rt, spec.id)) if line]
     return price, notes
+
+
+LIVE_ONLY_PRICE = (
+    "This price comes only from KIE's live price list (kie-mcp's own catalogue does not have this model), so it is "
+    "never auto-approved: the person approves it."
+)
 
 
 def why_not_refreshed(rt: Runtime) -> str:
@@ -732,7 +739,6 @@ def options_key(spec: ModelSpec, wire: dict[str, Any], facts: dict[str, Any] | N
 
 
 MEASURE_SECONDS = 10.0  # the longest a quote waits to measure an input's length (then the price stays unknown)
-FAR_FROM_TABLE = 2.0  # a charge more than 2x off the table (either way) is reported, never trusted as a price
 
 
 def observed_price(rt: Runtime, spec: ModelSpec, options: str, table: ItemPrice) -> tuple[ItemPrice, str | None]:
@@ -811,6 +817,7 @@ def check_plan_caps(rt: Runtime, p: Plan, spent: float) -> None:
         most_why=p.most_why,
         least=p.least,
         listed=p.listed,
+        counted_why=p.price.counted_why,
         held=rt.ledger.held_today,  # asked only when the daily cap refuses: no query on every estimate
         tasks=p.variations,
     )
@@ -871,7 +878,7 @@ def decide_approval(rt: Runtime, p: Plan, *, can_ask: bool, answered: bool = Fal
         total=p.counted,  # auto-approved only when what KIE may charge is under the limit
         quote_id=None if binds_only else p.quote_id,
         quote_problem=problem or changed,
-        auto_approve_limit=0.0 if p.unsettled else rt.settings.auto_approve_credits,
+        auto_approve_limit=0.0 if p.unsettled or p.price.live_only else rt.settings.auto_approve_credits,
         can_ask=can_ask,
         question="",
     )
@@ -1444,6 +1451,7 @@ def _reserve(rt: Runtime, p: Plan, quote_id: str | None, *, held: bool = False) 
         most_why=p.most_why,
         least=p.least,
         listed=p.listed,
+        counted_why=p.price.counted_why,
         held=held,
         tasks=p.variations,
     )
@@ -1571,7 +1579,12 @@ def _made_cost(p: Plan, made: list[TaskRecord], *, others: bool) -> tuple[str, b
         quoted = sum(r.credits_quoted or 0.0 for r in running)
         counted = sum(priced(r.credits_reserved) or 0.0 for r in running)
         if counted > quoted + 1e-9:  # KIE was seen charging more than its list: the higher figure is what counts
-            return f"{quoted:g} credits quoted; {counted:g} reserved, as KIE was seen charging that much{them}", True
+            why = (
+                "as kie-mcp's catalogue prices it (KIE's live list is far lower)"
+                if p.price.up_to_source == CATALOGUE_FLOOR
+                else "as KIE was seen charging that much"
+            )
+            return f"{quoted:g} credits quoted; {counted:g} reserved, {why}{them}", True
         return f"{quoted:g} credits quoted and reserved{them}", True
     reserved = sum(priced(r.credits_reserved) or 0.0 for r in running)
     return f"the price is unknown; {reserved:g} credits are reserved{them}", True

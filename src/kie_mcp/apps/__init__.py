@@ -159,7 +159,8 @@ async def card_meta(
         "spent_today": rt.ledger.spent_today(),
         "max_credits_per_call": rt.ledger.caps.per_call,
         "max_credits_per_day": rt.ledger.caps.per_day,
-        "auto_approve_credits": rt.settings.auto_approve_credits,
+        # 0 for a price only KIE's live list gives: never auto-approved, so the card never says it would be
+        "auto_approve_credits": 0.0 if plan.price.live_only else rt.settings.auto_approve_credits,
         "cap_problem": None if cap_problem is None else redact(cap_problem),
         "why": None if why is None else redact(why),
         "prompt": redact(str(plan.wire.get("prompt", ""))),

@@ -45,7 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from kie_mcp.words import parse_timestamp, plain, timestamp
 
 from . import openapi
-from .pricing import ItemPrice, price_input
+from .pricing import CATALOGUE_FLOOR, FAR_FROM_TABLE, LIVE_ONLY, ItemPrice, price_input
 from .spec import FieldSpec, ModelSpec, PriceSpec, Rate, Scalar, Source
 from .validate import Problem, when_matches
 
@@ -637,7 +637,9 @@ def live_price_input(
     """``pricing.price_input`` with the live price feed applied: when the rate that prices ``wire`` is tied to a feed
     row, its credits are the row's live credits (every rate sharing that row follows), the source is KIE's price feed
     and its date; a row gone from the feed (or billed in another unit) makes the price unknown. Without a feed, or
-    for a rate with no ``feed``, it is exactly ``price_input``. Extra arguments go to ``price_input`` unchanged."""
+    for a rate with no ``feed``, it is exactly ``price_input``. A live price below the bundled one by more than
+    ``FAR_FROM_TABLE`` is shown, but the bundled figure is what counts (``floored``). Extra arguments go to
+    ``price_input`` unchanged."""
     base = price_input(spec, wire, *args, **kwargs)
     table = spec.price
     rate = None if table is None else next((r for r in table.rates if when_matches(r.when, wire)), None)
@@ -674,13 +676,26 @@ def live_price_input(
     priced = price_input(spec.model_copy(update={"price": live_table}), wire, *args, **kwargs)
     if verdict.credits != rate.credits:
         priced = priced.model_copy(update={"breakdown": f"{priced.breakdown}; {verdict.detail}"})
-    return priced.model_copy(update={"source": source, "source_date": verdict.date})
+    priced = priced.model_copy(update={"source": source, "source_date": verdict.date})
+    return floored(priced, base) if verdict.credits < rate.credits / FAR_FROM_TABLE else priced
+
+
+def floored(priced: ItemPrice, bundled: ItemPrice) -> ItemPrice:
+    """A live price far below the bundled one (``FAR_FROM_TABLE``) with the bundled figure as what counts: the live
+    price is shown, and the caps, the auto-approve limit and today's spend (until KIE reports its charge) weigh the
+    bundled one (``ItemPrice.up_to``), as for a charge KIE was seen making above its list. One row of KIE's public
+    price page, or one edit of the workspace's cache, must not make a 250-credit clip pass as 1 credit."""
+    if bundled.counted is None or priced.counted is None or bundled.counted <= priced.counted:
+        return priced
+    return priced.model_copy(
+        update={"up_to": bundled.counted, "up_to_source": CATALOGUE_FLOOR, "up_to_date": bundled.source_date}
+    )
 
 
 def _counts_over_one(table: PriceSpec, wire: Mapping[str, Any]) -> list[str]:
     """The count-like fields of a live-only price that holds for one output (``_one_output_each``) that ``wire``
     sets to something else than 1."""
-    if table.source != "live-price" or len(table.rates) < 2:
+    if table.source != LIVE_ONLY or len(table.rates) < 2:
         return []
     guarded = set.intersection(*({key.removesuffix("#count") for key in r.when} for r in table.rates))
     return [
@@ -824,7 +839,7 @@ def _exact_price(live: LiveCatalog, listed: LiveModel, spec: ModelSpec) -> tuple
         seconds_field=seconds_field,
         count_field=count_field,
         rates=[Rate(when=when, credits=credits, feed=feed) for when in _one_output_each(guarded)],
-        source="live-price",
+        source=LIVE_ONLY,
         note=note,
     )
     return price, Source(kind="documented", ref=ref, date=date or timestamp(datetime.now(UTC))[:10])

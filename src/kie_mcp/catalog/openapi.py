@@ -25,6 +25,7 @@ from urllib.parse import unquote
 
 from kie_mcp.words import listed, plain
 
+from .pricing import LIVE_ONLY
 from .spec import DEFAULT_PROMPT_MAX_LENGTH, FieldSpec, ImagesSpec, ModelSpec, PriceSpec, Source
 from .validate import Problem
 
@@ -403,8 +404,8 @@ def _spec(
         "live-typical": Source(kind="inferred", ref="kie-mcp default run time for a live-only model", date=date),
     }
     if price is not None:
-        sources["live-price"] = price_source or Source(kind="documented", ref=f"KIE live price of {date}", date=date)
-        price = price.model_copy(update={"source": "live-price"})
+        sources[LIVE_ONLY] = price_source or Source(kind="documented", ref=f"KIE live price of {date}", date=date)
+        price = price.model_copy(update={"source": LIVE_ONLY})
     capabilities = sorted({_slug(t) for t in task_types if t}) or [f"text-to-{kind}"]
     return ModelSpec(
         id=model_id,
@@ -418,7 +419,7 @@ def _spec(
         fields=fields,
         price=price,
         source="live",
-        sources=sources if price is not None else {k: v for k, v in sources.items() if k != "live-price"},
+        sources=sources if price is not None else {k: v for k, v in sources.items() if k != LIVE_ONLY},
     )
 
 

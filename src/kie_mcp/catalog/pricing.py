@@ -33,6 +33,14 @@ PLUS_OUTPUT = " plus the output"
 
 USD_PER_CREDIT = 0.005  # 200 credits = $1 (KIE model pages: "4 credits = $0.02")
 
+# A figure more than 2x off the catalogue's (either way) is not trusted as a price: a charge KIE reported here
+# (generation.observed_price), or a live price-feed row far below the bundled rate (live.live_price_input), which
+# anyone who can edit the workspace's cache, or one typo on KIE's public price page, would otherwise set.
+FAR_FROM_TABLE = 2.0
+LIVE_ONLY = "live-price"  # the price key of a model only KIE's live catalogue has (live.spec_from_live)
+# ``ItemPrice.up_to_source`` of a live price far below the bundled one: the bundled figure is what counts.
+CATALOGUE_FLOOR = "kie-mcp's bundled price table"
+
 
 class ItemPrice(BaseModel, defer_build=True):
     """What one task of this request costs, and why."""
@@ -49,6 +57,9 @@ class ItemPrice(BaseModel, defer_build=True):
     up_to: float | None = None
     up_to_source: str | None = None  # where that charge was seen, and when
     up_to_date: str | None = None
+    # The price comes only from KIE's live catalogue (a model the bundled one lacks): nothing in kie-mcp's own data
+    # bounds it, so it is never auto-approved; the person approves it.
+    live_only: bool = False
 
     @property
     def counted(self) -> float | None:
@@ -56,6 +67,13 @@ class ItemPrice(BaseModel, defer_build=True):
         if self.credits is None:
             return None
         return max(self.credits, self.up_to or 0.0)
+
+    @property
+    def counted_why(self) -> str:
+        """Why the caps count ``up_to`` rather than the price, for a refusal's wording."""
+        if self.up_to_source == CATALOGUE_FLOOR:
+            return "KIE's live list is far below kie-mcp's catalogue, whose price is what counts"
+        return "KIE was seen charging that much"
 
 
 def billed_input(spec: ModelSpec, rate: Rate) -> str | None:
@@ -153,6 +171,7 @@ def price_input(spec: ModelSpec, wire: Mapping[str, Any], measured: Mapping[str,
             up_to=up_to if up_to is not None and up_to > credits else None,  # a live price may have caught up
             up_to_source=None if seen is None else seen.ref,
             up_to_date=None if seen is None else seen.date,
+            live_only=table.source == LIVE_ONLY,
         )
     return ItemPrice(
         known=False,

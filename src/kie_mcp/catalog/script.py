@@ -88,7 +88,7 @@ ClipPrice = Callable[[int, bool | None], "ClipCost | None"]
 @dataclass(frozen=True)
 class ClipCost:
     """What one clip's own estimate quotes (``listed``), and what the caps count for it (``counted``: higher when
-    KIE was seen charging more than its list)."""
+    KIE was seen charging more than its list, or its live list is far below kie-mcp's catalogue)."""
 
     listed: float
     counted: float
@@ -624,7 +624,12 @@ def _total(overlong: _LongScript, lengths: list[int | None]) -> str:
         return ""
     total = round(sum(cost.listed for cost in costs if cost is not None), 4)
     counted = round(sum(cost.counted for cost in costs if cost is not None), 4)
-    higher = f", up to {counted:g} counted against your caps (KIE was seen charging more)" if counted > total else ""
+    higher = (
+        f", up to {counted:g} counted against your caps (KIE was seen charging more, or its live list is far below "
+        "kie-mcp's catalogue)"
+        if counted > total
+        else ""
+    )
     return f"; {total:g} credits (about {usd_text(usd(total))}) in all{higher}"
 
 

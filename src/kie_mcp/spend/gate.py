@@ -7,7 +7,7 @@
    says why not); else a known price above 0 and at or under the auto-approve limit; else ask the user
    when the client can show a form; else hand back a quote to approve.
 An unknown price is never auto-approved, nor is a "price" of 0 or less: that is a broken price list, not a
-free request.
+free request; nor is a price only KIE's live catalogue gives (the caller passes a limit of 0 for it).
 """
 
 # No ``from __future__ import annotations``: pydantic would compile each field's annotation string on import.

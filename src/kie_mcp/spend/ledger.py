@@ -81,6 +81,7 @@ def check_caps(
     most_why: str = "",
     least: float = 0.0,
     listed: float | None = None,
+    counted_why: str = "KIE was seen charging that much",
     held: float | Callable[[], float] = 0.0,
     tasks: int = 1,
 ) -> None:
@@ -89,7 +90,8 @@ def check_caps(
     is asked only when the daily cap refuses, as only that refusal says it).
 
     A known price is checked as it is; a price KIE was seen charging more than is checked at that higher figure,
-    passed as ``total`` with the price itself as ``listed`` (for the wording). An unknown price (``total`` None, or
+    passed as ``total`` with the price itself as ``listed`` and ``counted_why`` (for the wording); so is a live
+    price far below the bundled one, whose bundled figure is what counts. An unknown price (``total`` None, or
     not above 0) is checked, and later reserved, at ``most``: the most the catalogue says the request can cost (its
     per-second rate times the longest input its field takes, or a figure the catalogue keeps for it; ``most_why``
     says where it comes from and what would bind it, for the refusal), else the whole per-call cap for each of its
@@ -123,7 +125,7 @@ def check_caps(
         else f"has no price known before it runs, so up to {amount:g} credits are reserved for it"
     )
     if total is not None and listed is not None and listed < total:
-        what = f"costs {listed:g} credits by KIE's list ({total:g} counted: KIE was seen charging that much)"
+        what = f"costs {listed:g} credits by KIE's list ({total:g} counted: {counted_why})"
     over_ceiling = total is not None and max_credits is not None and total > max_credits
     if total is not None and total > caps.per_call and not (over_ceiling and max_credits <= caps.per_call):
         also = f" (and over the max_credits of {max_credits:g} given with it)" if over_ceiling else ""
@@ -268,6 +270,7 @@ class Ledger:
         most_why: str = "",
         least: float = 0.0,
         listed: float | None = None,
+        counted_why: str = "KIE was seen charging that much",
         held: bool = False,
         tasks: int = 1,
     ) -> Reservation:
@@ -289,6 +292,7 @@ class Ledger:
                 most_why=most_why,
                 least=least,
                 listed=listed,
+                counted_why=counted_why,
                 held=functools.partial(_held_on, db, day),
                 tasks=tasks,
             )

@@ -1,0 +1,104 @@
+"""A live price is trusted only as far as kie-mcp's own catalogue bounds it, through the MCP client.
+
+The spend-gate audit: one row of KIE's public price feed (read without the key), or one edit of the workspace's
+``.kie-mcp/catalog-live.json`` by an agent that can write files, made a 250-credit Veo clip quote at 1 credit. Under
+``KIE_APPROVAL=form`` with ``KIE_AUTO_APPROVE_CREDITS=10`` two calls of ten clips each were auto-approved with no form
+and passed caps of 600 a call and 3000 a day; KIE charged 5000, and kie-mcp counted 20 (Veo reports no charge).
+
+A live price below the bundled one by more than ``FAR_FROM_TABLE`` is shown, but the bundled figure is what the caps,
+the auto-approve limit and today's spend count, and the answer says so. A price only the live catalogue gives (a model
+the bundled catalogue lacks) is never auto-approved.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from kie_mcp.catalog.live import cache_path
+
+from .conftest import answering, text_of
+from .test_live_wiring import offer_counted, sync
+
+QUALITY_ROW = "Google veo 3.1, text-to-video, Quality-720p"  # veo3's default request: 250 credits in the catalogue
+VEO = {"prompt": "a lighthouse at dusk, waves", "model": "veo3"}
+GATE = {"approval": "form", "auto_approve_credits": 10, "max_credits_per_call": 600, "max_credits_per_day": 3000}
+SAID = "KIE's live price list shows 1 each, much lower than the 250 each in kie-mcp's catalogue"
+
+
+async def a_feed_row_at_one_credit(controls, transport, workspace: Path) -> None:
+    """KIE's public price feed lists Veo 3.1 Quality at 1 credit, and the workspace syncs it."""
+    await controls.post("catalog/feed", {"description": QUALITY_ROW, "credits": 1})
+    await sync(transport, controls, workspace)
+
+
+def a_cache_edited_to_one_credit(workspace: Path) -> None:
+    """An agent that can write files rewrites the live catalogue's cache: one feed row, 1 credit."""
+    path = cache_path(workspace)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    row = {"description": QUALITY_ROW, "credits": 1, "unit": "per video"}
+    path.write_text(json.dumps({"version": 2, "feed_at": "2026-12-06T00:00:00Z", "feed": [row]}))
+
+
+async def test_a_live_price_far_below_the_catalogue_is_neither_auto_approved_nor_let_past_the_caps(
+    connect, controls, transport, tmp_path
+):
+    await controls.post("balance", {"credits": 100000})
+    await a_feed_row_at_one_credit(controls, transport, tmp_path)
+    seen: list[str] = []
+    async with connect(answering(action="decline", seen=seen), **GATE) as client:
+        estimate = (await client.call_tool("estimate_cost", {**VEO, "variations": 2})).structured_content
+        asked = await client.call_tool("generate_video", {**VEO, "variations": 2})
+        capped = await client.call_tool("generate_video", {**VEO, "variations": 10})
+        spent = (await client.call_tool("check_credits", {})).structured_content["spent_today"]
+    quote = estimate["quote"]
+    assert (quote["credits_total"], quote["credits_counted"], estimate["auto_approved"]) == (2, 500, False)
+    message = estimate["message"]
+    assert SAID in message and "up to 500 against your caps and the auto-approve limit" in message
+    assert asked.structured_content["status"] == "declined", text_of(asked)
+    assert len(seen) == 1 and SAID in seen[0]  # the person was asked, and told why 500 counts
+    assert capped.is_error and "2500 counted" in text_of(capped) and "per-call cap of 600" in text_of(capped)
+    assert "far below kie-mcp's catalogue" in text_of(capped)
+    assert await controls.creates() == [] and spent == 0
+
+
+async def test_an_edited_live_cache_cannot_lower_what_a_spend_counts(connect, controls, tmp_path):
+    a_cache_edited_to_one_credit(tmp_path)
+    seen: list[str] = []
+    async with connect(answering(seen=seen), **GATE) as client:
+        estimate = (await client.call_tool("estimate_cost", VEO)).structured_content
+        made = await client.call_tool("generate_video", {**VEO, "wait_seconds": 0})
+        spent = (await client.call_tool("check_credits", {})).structured_content["spent_today"]
+    assert (estimate["quote"]["credits_counted"], estimate["auto_approved"]) == (250, False)
+    assert len(seen) == 1 and "KIE's live price list shows 1," in seen[0]  # asked, never auto-approved
+    assert not made.is_error, text_of(made)
+    assert len(await controls.creates()) == 1
+    assert spent == 250  # today's spend counts the catalogue's price, not the cache's 1
+
+
+async def test_a_live_price_within_the_catalogue_s_bounds_is_still_what_counts(connect, controls, transport, tmp_path):
+    await controls.post("catalog/feed", {"description": QUALITY_ROW, "credits": 125})  # half: KIE cut its price
+    await sync(transport, controls, tmp_path)
+    async with connect(**GATE) as client:
+        estimate = (await client.call_tool("estimate_cost", VEO)).structured_content
+    assert (estimate["quote"]["credits_total"], estimate["quote"]["credits_counted"]) == (125, None)
+    assert "kie-mcp's catalogue" not in estimate["message"]
+
+
+async def test_a_price_only_the_live_list_gives_is_never_auto_approved(connect, controls, transport, tmp_path):
+    """A live-only model (the bundled catalogue lacks it) at 4 credits, under an auto-approve limit of 5."""
+    await offer_counted(controls, transport, tmp_path, "num_images", "4 credits per image.", charged=4)
+    args = {"model": "brand/new-image", "prompt": "a red fox", "wait_seconds": 20}
+    seen: list[str] = []
+    async with connect(answering(action="decline", seen=seen), auto_approve_credits=5) as client:
+        estimate = (await client.call_tool("estimate_cost", args)).structured_content
+        asked = await client.call_tool("generate_image", args)
+    async with connect(auto_approve_credits=5) as client:  # a client without forms: the person approves the quote
+        unasked = await client.call_tool("generate_image", args)
+    assert (estimate["quote"]["credits_total"], estimate["auto_approved"]) == (4, False)
+    assert "never auto-approved" in estimate["message"]
+    assert asked.structured_content["status"] == "declined" and len(seen) == 1
+    assert "never auto-approved" in seen[0]
+    assert unasked.structured_content["status"] == "confirmation_required", text_of(unasked)
+    assert "never auto-approved" in text_of(unasked)
+    assert await controls.creates() == []
