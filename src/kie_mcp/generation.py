@@ -1416,7 +1416,14 @@ async def _spend(
         reporter = ProgressReporter(progress, len(records))
         # The follower polls, journals every answer, and settles and saves each task as it ends; this call only
         # waits on it (progress notifications go out while it does) and gets the problems it met.
+        ended = {r.task_id for r in records if r.task_id and r.state == "succeeded" and r.unsaved_links}
         records, followed = await rt.follower.wait(records, wait_seconds, reporter)
+        for record in records:  # ended before it was followed (a done 4K KIE answered with its links): saved here
+            if record.task_id in ended:
+                try:
+                    followed += (await rt.follower.save_now(record, wait_seconds))[0]
+                finally:  # what this call did not save, the follower saves in the background
+                    rt.follower.save_later(record)
         charged = [record.credits_charged for record in records]
         problems += await measure_unreported_charges(rt, p, records, attempts)
         measured = [record for record, before in zip(records, charged, strict=True) if record.credits_charged != before]
@@ -1719,6 +1726,8 @@ async def _submit(
     except ExistingTaskError as err:  # KIE already had this task (a repeated Veo 4K): nothing new, not charged
         record.task_id, error, existing = err.task_id, f"KIE already had it: {err.message}", True
         record.credits_reserved = 0.0
+        if (done := err.status(family)) is not None:  # a done 4K named by its links only: ended, its links its results
+            record.apply(done, None)
     except OutcomeUnknownError as err:
         record.state, record.error = "unknown", err.describe()
         state, error = "unknown", err.message  # still counted as spent
@@ -1761,7 +1770,12 @@ async def _submit(
         _refund(rt, problems, p, "refunded: KIE already had this task", attempt)
         problems.append(
             f"KIE already had this task ({record.task_id}) from an earlier request, so nothing new was started or "
-            "charged; it is followed like any other."
+            "charged; "
+            + (
+                "KIE's answer gave its finished results, which are saved like any other task's."
+                if record.finished
+                else "it is followed like any other."
+            )
         )
     if record.state == "unknown":  # kie://tasks lists it among the creates of unknown outcome: its subscribers hear
         await rt.follower.unknown_creates_changed()

@@ -43,7 +43,7 @@ from .errors import (
 )
 from .families import FAMILIES, Family, family_for_task_id, named_task_id
 from .pacing import SlidingWindow
-from .status import TaskStatus, int_or_none
+from .status import TaskState, TaskStatus, int_or_none
 from .text import as_text, text_or_none
 
 if TYPE_CHECKING:
@@ -316,7 +316,9 @@ class KieClient:
                         return named.task_id
                     if named is not None:
                         log_call(outcome="existing", task_id=named.task_id, code=err.code, error=err.message)
-                        raise ExistingTaskError(named.task_id, err.message, endpoint=path) from err
+                        raise ExistingTaskError(
+                            named.task_id, err.message, endpoint=path, result_urls=named.result_urls
+                        ) from err
                     log_call(outcome="refused", code=err.code, error=err.message)
                     if err.code != 429:
                         step = family.refusal_step(err.code, err.message, body) if family else None
@@ -359,9 +361,12 @@ class KieClient:
             data = await self._get(family.status_path, asked, paced=True)
         except KieError as err:  # some non-200 answers mean "not yet" (Veo 1080p being prepared)
             waiting = family.status_from_error(task_id, err.message)
-            if waiting is None:
+            if waiting is not None:
+                return waiting
+            failed = _failure_in_error(family, task_id, asked, err)
+            if failed is None:
                 raise
-            return waiting
+            return failed
         if not isinstance(data, dict):  # "success" without a record: an answer that says nothing, asked again
             raise NoTaskRecord(task_id, family.status_path)
         named, wanted = data.get("taskId"), asked.get("taskId")
@@ -713,9 +718,12 @@ def _model_path(model_id: str) -> str:
 
 class ExistingTaskError(KieError):
     """A create KIE refused because it already has that task (a repeated Veo 4K request): nothing new was started
-    or charged, and ``task_id`` is the task it has."""
+    or charged, and ``task_id`` is the task it has. ``result_urls``: that task's links, when KIE's answer carries
+    them and names no task to follow (a done 4K, ``<source id>-4k``): it has ended, and they are its results."""
 
-    def __init__(self, task_id: str, message: str, *, endpoint: str | None = None) -> None:
+    def __init__(
+        self, task_id: str, message: str, *, endpoint: str | None = None, result_urls: tuple[str, ...] = ()
+    ) -> None:
         super().__init__(
             message,
             code=422,
@@ -723,6 +731,16 @@ class ExistingTaskError(KieError):
             endpoint=endpoint,
         )
         self.task_id = task_id
+        self.result_urls = result_urls
+
+    def status(self, family: Family) -> TaskStatus | None:
+        """The finished task its links make, as a status answer would say it; None when it carries none."""
+        if not self.result_urls:
+            return None
+        urls = list(self.result_urls)
+        return TaskStatus(
+            task_id=self.task_id, family=family.name, state=TaskState.SUCCEEDED, raw_state="existing", result_urls=urls
+        )
 
 
 class NoTaskRecord(KieError):
@@ -976,3 +994,29 @@ def _read_status(family: Family, task_id: str, data: dict[str, Any]) -> TaskStat
             f"{LOGS_URL}.",
             endpoint=family.status_path,
         ) from err
+
+
+def _failure_in_error(family: Family, task_id: str, asked: dict[str, Any], err: KieError) -> TaskStatus | None:
+    """A status answer with an error code that still carries this task's record saying it failed, read as that
+    failure (its ``failMsg``, else KIE's ``msg``); None for any other error answer. KIE's Market docs list 501
+    ("Generation failed", "Check failMsg") among recordInfo's answer codes (docs.kie.ai/market/common/
+    get-task-detail, read 2026-12), and its Market failure callback is ``{code: 501, data: {state: "fail", failCode,
+    failMsg, ...}}``: a status answer shaped so is a failed task, not a refused status check. Raised as an error, it
+    left the task "queued" for good, its credits held. Only a record naming this very task, with the family's own
+    word for failed, is taken: anything else beside an error code contradicts it, and stays the error it is."""
+    data = err.data
+    named, wanted = data.get("taskId") if isinstance(data, dict) else None, asked.get("taskId")
+    if named in (None, "") or str(named) != str(wanted):
+        return None
+    try:
+        status = _read_status(family, task_id, data)
+    except KieError:
+        return None
+    if not status.understood or status.state is not TaskState.FAILED:
+        return None
+    said: dict[str, Any] = {}
+    if not status.fail_message and err.message:
+        said["fail_message"] = err.message
+    if not status.fail_code and err.code is not None:
+        said["fail_code"] = str(err.code)
+    return status.model_copy(update=said)

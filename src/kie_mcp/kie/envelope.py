@@ -46,7 +46,10 @@ def read_envelope(response: httpx2.Response, endpoint: str) -> Any:
         message = f"HTTP {status}"
     # No ``msg`` in an HTTP 2xx answer: the message stays empty, and the error reads as its code's own meaning and
     # advice ("KIE error 402 (credits). The KIE account has too few credits. ..."), never "HTTP 200".
-    raise KieError(message, code=effective, http_status=status, endpoint=endpoint)
+    # ``data`` goes with the error, cleaned as a success's is: a status check reads a task's record in it (KIE may
+    # answer a failed Market task with code 501 and its record, ``KieClient.status``).
+    data = clean(body.get("data"))
+    raise KieError(message, code=effective, http_status=status, endpoint=endpoint, data=data)
 
 
 _WHOLE_NUMBER = re.compile(r"[+-]?[0-9]{1,9}")  # a code; longer digit runs are no code

@@ -191,6 +191,7 @@ class KieError(Exception):
         next_step: str | None = None,
         http_status: int | None = None,
         endpoint: str | None = None,
+        data: object = None,
     ) -> None:
         info = _code_info(code, message)
         # Built from KIE's answers, which may echo the request's Authorization header (or end in half an emoji):
@@ -203,6 +204,9 @@ class KieError(Exception):
         self.next_step = redact(valid_text(next_step or info.next_step))
         self.http_status = http_status
         self.endpoint = endpoint
+        # ``data`` of KIE's error answer, redacted as it was read (``envelope.read_envelope``): KIE may still say
+        # something in it (a failed Market task's record beside code 501, as its failure callback is shaped).
+        self.data = data
         super().__init__(self.describe())
 
     # What a refusal without KIE's code is called: a subclass for one that never reached KIE says so.

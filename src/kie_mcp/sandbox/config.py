@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 SANDBOX_API_KEY = "sandbox-key"
@@ -47,6 +49,22 @@ class SimConfig(BaseModel):
         False,
         description="get-4k-video answers a new 4K request with the source clip's taskId (as KIE's documented "
         "example answer does, docs.kie.ai/veo3-api/get-veo-3-4k-video) instead of the 4K task's own",
+    )
+    failed_record_code: int | None = Field(
+        None,
+        ge=201,
+        le=999,
+        description="recordInfo answers a failed Market task with this code and its record as data, as KIE's "
+        "Market failure callback is shaped ({code: 501, data: {state: 'fail', failCode, failMsg, ...}}); KIE's "
+        "docs list 501 'Generation failed, check failMsg' among recordInfo's codes "
+        "(docs.kie.ai/market/common/get-task-detail). None: code 200, as KIE's example answers",
+    )
+    uhd_repeat: Literal["named", "source", "bare"] = Field(
+        "named",
+        description="how get-4k-video answers a repeat for a clip whose 4K is done (KIE's 422 'The video has been "
+        "generated successfully', docs.kie.ai/veo3-api/get-veo-3-4k-video, 'Error Responses'): 'named' its data "
+        "names the 4K task; 'source' it names the source clip (a documented example names the task asked about); "
+        "'bare' it carries no data (a summary copy of that page shows it so)",
     )
     webhook_hmac_key: str | None = Field(None, description="sign recorded callbacks like KIE's webhookHmacKey")
     seed: int | None = Field(None, description="seed task ids for reproducible runs; None = random ids")

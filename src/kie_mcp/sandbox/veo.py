@@ -46,7 +46,10 @@ EXTEND_SECONDS = 7.0
 HD_PROCESSING = "1080P is processing, ready in 1-2 minutes"
 HD_BLANK = "record result data is blank"  # KIE's other "not ready yet" answer (SimConfig.hd_blank_seconds)
 UHD_PROCESSING = "4k is processing. It should be ready in 5-10 minutes. Please check back shortly."
-UHD_DONE = "4k video already generated."
+# KIE's 422 to a repeated 4K request once the 4K is done (docs.kie.ai/veo3-api/get-veo-3-4k-video, "Error Responses",
+# read 2026-12: {"code": 422, "msg": "The video has been generated successfully", "data": {"taskId", "resultUrls",
+# "imageUrls"}}; a summary copy of the page shows the 422 without data). SimConfig.uhd_repeat picks the shape.
+UHD_DONE = "The video has been generated successfully"
 NOT_SUCCESS = "record status is not success"
 RECORD_NULL = "record is null"
 # The catalogue's follow-up models (catalog/data/followups.toml) price the upgrades and extensions.
@@ -68,7 +71,7 @@ def _response(task: Task, base: str) -> dict[str, Any]:
         "originUrls": [file_url(base, task, "origin-0.mp4")] if "origin-0.mp4" in task.files else None,
         "resolution": task.meta["resolution"],
     }
-    if variant == "extend":
+    if "full-0.mp4" in task.files:  # an extension's whole video; a generation's copy of its clip (KIE's example)
         data["fullResultUrls"] = [file_url(base, task, "full-0.mp4")]
     return data
 
@@ -205,6 +208,10 @@ async def generate(ctx: Ctx) -> Response:
     meta = {"variant": "generate", "aspect": aspect, "resolution": str(wire.get("resolution", "720p"))}
     task = _new_task(ctx, model=spec.id, body=body, seconds=typical_seconds(spec.id), meta=meta)
     task.files = video_files(aspect)
+    # KIE's record-info example of a plain generation carries fullResultUrls ("Full video URLs after extended",
+    # required in its schema) beside a resultUrls of another link (docs.kie.ai/veo3-api/get-veo-3-video-details,
+    # OpenAPI example, read 2026-12): the same clip under a second link, as here.
+    task.files["full-0.mp4"] = task.files["0.mp4"]
     ctx.commit_task(task, sim.price(spec, wire))
     return ctx.ok({"taskId": task.id})
 
@@ -266,7 +273,10 @@ async def get_4k(ctx: Ctx) -> Response:
         if success_flag(existing, sim.now()) == 1:
             info = _response(existing, ctx.base_url)
             urls = {"resultUrls": info["resultUrls"], "imageUrls": info["imageUrls"]}
-            return envelope(sim, 422, UHD_DONE, {"taskId": existing.id, **urls})
+            if sim.config.uhd_repeat == "bare":
+                return envelope(sim, 422, UHD_DONE, None)
+            named = source.id if sim.config.uhd_repeat == "source" else existing.id
+            return envelope(sim, 422, UHD_DONE, {"taskId": named, **urls})
         if not existing.is_done(sim.now()):
             return envelope(sim, 422, UHD_PROCESSING, {"taskId": existing.id, "resultUrls": None, "imageUrls": None})
     meta = {"variant": "4k", "aspect": source.meta["aspect"], "resolution": "4k", "parent": source.id}
