@@ -22,9 +22,9 @@ from kie_mcp.catalog import load_catalog
 from kie_mcp.prompts import WORKFLOWS
 from kie_mcp.surface import EstimateResult
 
-from .conftest import answering, text_of
+from .conftest import answering, every_resource, text_of
 from .test_followups import finished, follow
-from .test_prompts import ARGUMENTS, _argument, _calls, _literal, _render
+from .test_prompts import ARGUMENTS, ROOT, _argument, _calls, _literal, _render
 
 NUMBERED = re.compile(r"\d+\. ")
 FORGED = (
@@ -647,10 +647,11 @@ async def test_script_to_video_offers_an_extension_only_where_its_models_clips_h
 # -- 10. animated_ad: the beats its plan and its style's guide describe ----------------------------------------------
 
 
-def _first_beat_table(guide: str) -> list[list[str]]:
-    """The rows of the guide's first beat table (``| Beat | Purpose | Typical length |``), header and rule left out."""
+def _first_beat_table(guide: str, which: int = 0) -> list[list[str]]:
+    """The rows of the guide's first beat table (``| Beat | Purpose | Typical length |``; ``which``: a later one, as
+    claymation's long form), header and rule left out."""
     lines = [line.strip() for line in guide.splitlines()]
-    start = next(at for at, line in enumerate(lines) if line.startswith("| Beat | Purpose |"))
+    start = [at for at, line in enumerate(lines) if line.startswith("| Beat | Purpose |")][which]
     rows = []
     for line in lines[start + 2 :]:
         if not line.startswith("|"):
@@ -793,3 +794,120 @@ async def test_ugc_video_never_takes_a_slash_or_a_product_page_for_the_product_p
         text = await _render(client, "ugc_video", {**ARGUMENTS["ugc_video"], "product": product})
     assert "the product photo" not in text.lower() and "in the photo" not in text, text
     assert '"/"' not in text and '"https://acme.example/products/glow"' not in text, text
+
+
+# -- 13. animated_ad: the guide a style follows, and a style no guide describes -----------------------------------
+
+CLAY_NAMES = ["claymation", "clay", "stop-motion", "Stop motion", "Aardman-style", "plasticine"]
+OTHER_STYLES = ["anime", "2D cartoon", "watercolor"]
+
+
+@pytest.mark.parametrize("style", [*CLAY_NAMES, "3D-animated", *OTHER_STYLES])
+async def test_animated_ad_follows_the_guide_written_for_its_style_and_no_other_looks_words(connect, style):
+    """Only a style containing "clay" got claymation-ad.md: "stop-motion", "plasticine" and the seed's own
+    "Aardman-style" were told to follow pixar-style-ad.md's formulas, and so were "anime" and "2D cartoon", which the
+    argument's description offered: the user paid for stills prompted as 3D animation. A clay or stop-motion name
+    reads the claymation guide; a style no guide describes keeps the 3D guide's steps and says to describe its own
+    look instead of the guide's 3D look words."""
+    async with connect() as client:
+        text = await _render(client, "animated_ad", {**ARGUMENTS["animated_ad"], "style": style})
+    guides = set(re.findall(r"prompt-library/(claymation-ad|pixar-style-ad)\.md", text))
+    assert guides == ({"claymation-ad"} if style in CLAY_NAMES else {"pixar-style-ad"}), (style, guides)
+    own_look = f"No guide in the library is written for the style {json.dumps(style)}"
+    assert (own_look in text) == (style in OTHER_STYLES), text.splitlines()[1]
+    if style in OTHER_STYLES:
+        assert "describe this style's own look" in text and "in place of that guide's 3D look words" in text
+
+
+async def test_the_style_arguments_description_says_which_styles_have_a_guide(connect):
+    """The description suggested "anime" as if a guide covered it; it now says which styles have their own guide and
+    what any other style follows."""
+    async with connect() as client:
+        prompts = {prompt.name: prompt for prompt in (await client.list_prompts()).prompts}
+    style = next(argument for argument in prompts["animated_ad"].arguments if argument.name == "style")
+    assert "claymation" in style.description and "stop-motion" in style.description, style.description
+    assert "follows the 3D guide's steps in its own look" in style.description, style.description
+
+
+async def test_animated_ads_long_form_is_the_claymation_guides_eight_beats_the_animator_makes(connect):
+    """The plan offered "longer beats, up to 15 s, ... as in the guide's long form"; claymation-ad.md's long form is
+    eight beats of 8-12 s, and the README read "beats of 5-8 s (6 by default)". The plan names the guide's long form
+    as its table has it, within the clips Seedance 2 makes (the catalogue's durations); the 3D guide has no long form
+    (one story moment per 5-8 s beat), so its plan offers no longer beats."""
+    from kie_mcp.catalog.script import allowed_durations
+
+    async with connect() as client:
+        clay = _step(await _render(client, "animated_ad", ARGUMENTS["animated_ad"]), 1)
+        three_d = _step(await _render(client, "animated_ad", {**ARGUMENTS["animated_ad"], "style": "3D-animated"}), 1)
+        guide = (await client.read_resource("kie://prompting/prompt-library/claymation-ad.md")).contents[0].text
+    form = re.search(r"the guide's long form, (\d+) beats of (\d+)-(\d+) s", clay)
+    assert form, clay
+    count, low, high = (int(n) for n in form.groups())
+    rows = _first_beat_table(guide, which=1)
+    assert len(rows) == count, rows
+    longest = max(int(n) for row in rows for n in re.findall(r"\d+", row[-1]))
+    assert longest == high and f"eight beats of {low}-{high} s" in guide.replace("–", "-"), (low, high)
+    assert high <= allowed_durations(load_catalog().resolve("bytedance/seedance-2"))[-1]
+    assert "up to 15 s" not in clay and "long form" not in three_d and "more beats, not longer ones" in three_d
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    assert f"eight beats of {low}-{high} s" in readme and "6 by default" not in readme
+
+
+# -- 14. a video of a person speaking: the words are asked for ----------------------------------------------------
+
+SPEAKERS = [("influencer_recreation", "script"), ("product_showcase", "pitch")]
+
+
+@pytest.mark.parametrize(("name", "words"), SPEAKERS)
+async def test_a_person_on_camera_without_given_words_is_asked_for_them_before_any_estimate(connect, name, words):
+    """Seed 000: "For any video that features a person speaking, ask the user for the script". Without script or
+    pitch these plans wrote "No dialogue." and never asked, so the clip was estimated and made silent. The plan now
+    asks for the exact words, or for the user to confirm there are none, before its first estimate, and the video's
+    estimate passes the words given."""
+    async with connect() as client:
+        asked = await _render(client, name, ARGUMENTS[name])
+        given = await _render(client, name, {**ARGUMENTS[name], words: "It works."})
+    question = "ask the user whether the person speaks on camera and, if so, for the " + words
+    assert question in _step(asked, 1) and "confirm the video has no speech" in _step(asked, 1), _step(asked, 1)
+    assert asked.index(question) < asked.index("estimate_cost("), asked
+    assert "No dialogue." not in asked
+    assert f"script= the {'words' if words == 'script' else 'pitch'} the user gave in step 1" in _step(asked, 4)
+    assert question not in given and "script= " in _step(given, 4)
+
+
+@pytest.mark.parametrize(("name", "words"), SPEAKERS)
+async def test_asking_for_words_on_a_silent_video_model_says_it_cannot_speak_them(connect, name, words):
+    """A silent model is taken when no words are given (the clip needs none); asked for words, the plan says that
+    model cannot speak them and names the default that can, and its video estimate carries no script (refused)."""
+    async with connect() as client:
+        text = await _render(client, name, {**ARGUMENTS[name], "video_model": "hailuo/02-image-to-video-standard"})
+    assert '"hailuo/02-image-to-video-standard" cannot speak them' in _step(text, 1), _step(text, 1)
+    assert "veo3_fast, the default, speaks" in _step(text, 1)
+    assert "script=" not in _step(text, 4), _step(text, 4)
+
+
+# -- 15. the workspace templates name what a workspace has ----------------------------------------------------------
+
+
+async def test_the_references_guide_names_the_library_by_the_uris_the_server_serves(connect):
+    """references/README.md, served as kie://workspace/references/README.md, said character sheets are "described in
+    `prompting/prompt-library/character-sheet.md`": no prompting/ folder exists in a user's workspace. It names the
+    guides by the URIs resources/list gives."""
+    async with connect() as client:
+        served = {str(resource.uri) for resource in await every_resource(client)}
+        text = (await client.read_resource("kie://workspace/references/README.md")).contents[0].text
+    named = re.findall(r"`([^`]*prompting/[^`]*)`", text)
+    assert named and all(uri in served for uri in named), (named, sorted(served))
+    for path in (ROOT / "references").rglob("*.md"):  # the folder's other notes, served from a checkout's workspace
+        for uri in re.findall(r"`([^`]*prompting/[^`]*)`", path.read_text(encoding="utf-8")):
+            assert uri in served, (path, uri)
+
+
+async def test_the_master_context_template_says_an_unknown_create_may_have_no_task_id_so_check_kie_logs(connect):
+    """The template said "`check_task` is the way to find out before anything is resent", while every plan says a
+    create whose outcome is unknown may have no task id, so https://kie.ai/logs is where to look first."""
+    async with connect() as client:
+        text = (await client.read_resource("kie://workspace/MASTER_CONTEXT.md")).contents[0].text
+    quirk = " ".join(next(part for part in text.split("\n- ") if "anything is resent" in part).split())
+    assert "no task id" in quirk and "https://kie.ai/logs" in quirk, quirk
+    assert quirk.index("https://kie.ai/logs") < quirk.index("check_task"), quirk

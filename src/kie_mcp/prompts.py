@@ -48,7 +48,13 @@ Product = Annotated[str, Field(description="The product: what it is, and a photo
 Persona = Annotated[str, Field(description="Who speaks to the camera (age, look, tone).")]
 VisualStyle = Annotated[str, Field(description="The look of every clip: setting, light, camera, mood.")]
 Story = Annotated[str, Field(description="The ad's story in a few sentences, beat by beat if you have them.")]
-Style = Annotated[str, Field(description="The animation style, e.g. 3D-animated, claymation, anime.")]
+Style = Annotated[
+    str,
+    Field(
+        description="The animation style: 3D-animated (the default) and claymation (or stop-motion, plasticine) "
+        "have their own guides; any other (anime, 2D cartoon, ...) follows the 3D guide's steps in its own look."
+    ),
+]
 
 APPROVAL = (
     "Before every generation, call estimate_cost with the exact arguments, show the user the credits and "
@@ -336,6 +342,39 @@ def _frame_of_the_still(model: str) -> str:
     )
 
 
+def _silent(video_model: str) -> list[str]:
+    """Why ``video_model`` cannot speak words over a clip started from a still (empty: it can, or it is unknown)."""
+    spec = _spec(video_model.strip())
+    return _refusals(spec, first_frame=True, script=True) if spec is not None else []
+
+
+def _ask_for_words(words: str, video_model: str) -> str:
+    """Seed 000's question when no words were given: a video of a person speaking needs the exact words, asked for
+    separately from the picture before anything is estimated (the plans wrote "No dialogue." and never asked). A
+    model that cannot speak them is said to, with the default that can."""
+    silent = _silent(video_model)
+    return (
+        f"Before estimating anything, ask the user whether the person speaks on camera and, if so, for {words}: "
+        "the exact words, separate from the visual prompt; or confirm the video has no speech. "
+        + (
+            f"{_said('video_model', video_model)} cannot speak them (it {'; it '.join(silent)}): for spoken words, "
+            "offer a video model with sound (veo3_fast, the default, speaks) and use it as the video model. "
+            if silent
+            else ""
+        )
+    )
+
+
+def _too_long(words: str) -> str:
+    """What the video step does when kie-mcp finds the spoken words (``words``: "the pitch is") too long for one
+    clip of the model."""
+    return (
+        f"If kie-mcp says {words} too long (an error, or on Veo a warning that speech may be cut, each with a "
+        "suggested split and models with longer clips), offer shorter words, the split (a clip per part from the same "
+        "still), or one of those models. "
+    )
+
+
 def influencer_recreation(
     reference_image: ReferenceImage, scene: Scene, script: Words = "", video_model: VideoModel = "veo3_fast"
 ) -> str:
@@ -346,14 +385,16 @@ def influencer_recreation(
         _said("scene", scene),
         _said("video_model", video_model),
     )
-    speech = f" They say: {_said('script', script)}." if script else " No dialogue."
+    speech = f" They say: {_said('script', script)}." if script else " No script given yet."
+    ask = "" if script else _ask_for_words("the script", video_model)
+    speaks = bool(script) or not _silent(video_model)  # the video step may carry words
     return "\n".join(
         [
             f"Workflow: influencer recreation. Reference photo: {photo}. Scene: {place}.{speech}",
             _guide("influencer-recreation", "nano-banana", "veo-3-1"),
             _context(),
             _session("lena-cafe"),
-            "1. " + _still_questions("the still"),
+            "1. " + ask + _still_questions("the still"),
             "2. Write a Nano Banana prompt that keeps the person's identity and places them in the scene, in the "
             f"video's aspect ratio. Estimate: estimate_cost(model={CHOSEN}, prompt=..., "
             f"images=[{photo}], aspect_ratio=..., {_two_k(NANO_MODELS, VIDEO_FRAMES)}variations=N, session=...). "
@@ -363,8 +404,15 @@ def influencer_recreation(
             "approves one still; a fix is a new, separately approved generation.",
             f"4. Estimate the video: estimate_cost(model={model}, images=[the approved still's saved path] "
             f"(one image: the first frame), {_frame_of_the_still(video_model)}"
-            + ("script= the words above (kie-mcp picks the duration), " if script else "")
+            + (
+                "script= the words above (kie-mcp picks the duration), "
+                if script
+                else "script= the words the user gave in step 1 (kie-mcp picks the duration; none for no speech), "
+                if speaks
+                else ""
+            )
             + "prompt= only the motion, camera and sound, session=...). "
+            + (_too_long("the words are") if speaks else "")
             + APPROVAL,
             f"5. generate_video with the same arguments. {FOLLOW} Give the user the saved file and the result link.",
             "6. " + _captions("[the video's task id]"),
@@ -383,7 +431,9 @@ def product_showcase(
         _said("person", person),
         _said("video_model", video_model),
     )
-    speech = f" Spoken pitch: {_said('pitch', pitch)}." if pitch else ""
+    speech = f" Spoken pitch: {_said('pitch', pitch)}." if pitch else " No pitch given yet."
+    ask = "" if pitch else _ask_for_words("the pitch", video_model)
+    speaks = bool(pitch) or not _silent(video_model)  # the video step may carry words
     return "\n".join(
         [
             f"Workflow: product showcase. Product image: {photo}. Person: {who}.{speech}",
@@ -391,6 +441,7 @@ def product_showcase(
             _context(),
             _session("balm-showcase"),
             "1. "
+            + ask
             + _still_questions(
                 "the starting frame",
                 choice=f"{NB_CHOICE}, better for small label text",
@@ -404,8 +455,14 @@ def product_showcase(
             "video.",
             f"4. Estimate the video: estimate_cost(model={model}, images=[the approved still's saved path] "
             f"(one image: the first frame), {_frame_of_the_still(video_model)}prompt= motion, camera and sound only"
-            + (", script= the pitch" if pitch else "")
-            + f", session=...). {APPROVAL}",
+            + (
+                ", script= the pitch"
+                if pitch
+                else ", script= the pitch the user gave in step 1 (none for no speech)"
+                if speaks
+                else ""
+            )
+            + f", session=...). {_too_long('the pitch is') if speaks else ''}{APPROVAL}",
             f"5. generate_video with the same arguments. {FOLLOW} Present the clip (its saved file and link).",
             "6. " + _captions("[the video's task id]"),
             SAVED,
@@ -1120,23 +1177,51 @@ def script_to_video(script: Script, visual_style: VisualStyle, model: VideoModel
 
 
 BEAT_SECONDS = (5, 8)  # animated_ad's beats, as the style guides' default arcs plan them (claymation, 3D animated)
+LONG_FORM = (8, (8, 12))  # claymation-ad.md's long form: eight beats of 8-12 s (Seedance 2 makes 4-15 s clips)
 ANIMATOR = "bytedance/seedance-2"  # the model animated_ad animates each beat with
+# The styles claymation-ad.md is written for, by the words it uses for its look and the seed's "Aardman-style": only
+# "clay" was matched, so "stop-motion" or "plasticine" stills were prompted as 3D animation.
+CLAY = re.compile(r"\b(?:clay|plasticine|stop[\s_-]*motion|aardman)", re.IGNORECASE)
+THREE_D = re.compile(r"\b(?:3d|cgi|pixar|feature[\s_-]*film)", re.IGNORECASE)  # pixar-style-ad.md's look
+# pixar-style-ad.md's words for its 3D look, which a style it is not written for replaces with its own.
+THREE_D_LOOK = "soft rounded shapes, subsurface-lit materials, big expressive eyes, warm bounce light"
 
 
-def _longest_clip(model: str) -> int:
-    """The longest clip, in seconds, ``model`` makes (as the catalogue's duration setting allows)."""
-    from kie_mcp.catalog.script import allowed_durations
+def _style_guide(style: str) -> tuple[str, str]:
+    """The library guide ``style`` follows, and what the plan says of it: claymation-ad for clay and stop-motion,
+    pixar-style-ad for 3D; any other style (anime, 2D cartoon) takes pixar-style-ad's steps and formula structure
+    but its own look words, as no guide describes its look (the 3D words made 3D stills of an anime ad)."""
+    if CLAY.search(style):
+        return "claymation-ad", ""
+    if THREE_D.search(style):
+        return "pixar-style-ad", ""
+    return "pixar-style-ad", (
+        f" No guide in the library is written for the style {_said('style', style)}: follow pixar-style-ad.md's "
+        "steps, beats and formula structure, but in every storyboard and animation prompt describe this style's "
+        f"own look (its line work, shading, colour, texture and motion) in place of that guide's 3D look words "
+        f"({THREE_D_LOOK}), and QA each still for this look."
+    )
 
-    spec = _spec(model)
-    durations = allowed_durations(spec) if spec is not None else []
-    return durations[-1] if durations else BEAT_SECONDS[1]
+
+def _beat_lengths(library: str, beats: str) -> str:
+    """Step 1's words on beat lengths: the guides' 5-8 s; claymation-ad.md's long form (eight beats of 8-12 s) only
+    when the user asks for a longer film; pixar-style-ad.md has no long form (one story moment per beat), so a longer
+    3D film takes more beats. The plan said "up to 15 s ... as in the guide's long form", which says 8-12 s."""
+    default = f"each beat's length ({BEAT_SECONDS[0]}-{BEAT_SECONDS[1]} s, as the guide's default beats; "
+    if library == "claymation-ad":
+        count, (low, high) = LONG_FORM
+        again = "" if beats == str(count) else f" (this workflow again with beats {count})"
+        return (
+            default + f"the guide's long form, {count} beats of {low}-{high} s{again}, only if the user asks for a "
+            "one-to-two-minute film"
+        )
+    return default + "one story moment per beat: a longer film takes more beats, not longer ones"
 
 
 def animated_ad(product: Product, story: Story, style: Style = "3D-animated", beats: Beats = "6") -> str:
     """Storyboard stills for each beat, approved, then image-to-video per beat, then stitched (beats: 1-20)."""
     beats = str(_count("beats", beats, BEATS))
-    library = "claymation-ad" if "clay" in style.lower() else "pixar-style-ad"
-    long_form = ", as in the guide's long form" if library == "claymation-ad" else ""
+    library, own_look = _style_guide(style)
     total = (
         f"First show the expected total: {beats} x beat 1's price, from its estimate below at exactly these "
         "settings (every beat uses the same aspect_ratio and resolution)."
@@ -1156,13 +1241,11 @@ def animated_ad(product: Product, story: Story, style: Style = "3D-animated", be
         [
             f"Workflow: animated ad, style {_said('style', style)}. Product: {_said('product', product)}. "
             f"Story: {_said('story', story)}. Beats: {beats}.",
-            _guide(library, "gpt-image-2", "seedance-2", "caption-video"),
+            _guide(library, "gpt-image-2", "seedance-2", "caption-video") + own_look,
             _context(),
             _session("oat-milk-ad"),
             "1. Lock a cast sheet (characters, palette, product look) and a beat list with one line of "
-            f"narration per beat and each beat's length ({BEAT_SECONDS[0]}-{BEAT_SECONDS[1]} s, as the guide's "
-            f"default beats; longer beats, up to {_longest_clip(ANIMATOR)} s, only if the user asks for a longer "
-            f"film{long_form}; at most 2.5 spoken words per second). Show it to "
+            f"narration per beat and {_beat_lengths(library, beats)}; at most 2.5 spoken words per second). Show it to "
             "the user. An approved cast image (a character_sheet hero by its saved path, or a file in references/) "
             "goes first in images for every beat.",
             "2. "
