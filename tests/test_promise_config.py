@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -902,6 +903,23 @@ async def test_any_other_kie_name_kie_mcp_does_not_read_is_said_and_breaks_nothi
         credits = await client.call_tool("check_credits", {})
     assert settings.config_error is None and settings.max_credits_per_call > 0
     assert not credits.is_error and f'"{name}", which kie-mcp does not read' in text_of(credits), text_of(credits)
+
+
+async def test_a_name_kie_mcp_does_not_read_points_to_a_list_of_settings_that_is_there(transport, mode, tmp_path):
+    """The audit: the answer said "every setting is listed in .env.example", a file an installed kie-mcp did not have.
+    It names the README's Configuration section and the .env.example kie-mcp has, by a path that exists (the built
+    wheel's copy is checked in test_wheel.py)."""
+    (tmp_path / ".env").write_text("KIE_OUTPUT_DIR=1\n")
+    settings = loaded({"KIE_WORKSPACE": str(tmp_path), "KIE_API_KEY": SANDBOX_API_KEY}, tmp_path)
+    async with Client(create_server(settings, transport=transport), mode=mode) as client:
+        said = text_of(await client.call_tool("check_credits", {}))
+    found = re.search(
+        r"every setting is listed in the README's Configuration section \(https://\S+#configuration\)"
+        r" and in (\S+?)\)",
+        said,
+    )
+    assert found, said
+    assert Path(found[1]).name == ".env.example" and await anyio.Path(found[1]).is_file(), said
 
 
 # -- a placeholder nothing filled in is never a folder or a key ---------------------------------------------------

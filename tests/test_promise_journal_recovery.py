@@ -99,6 +99,29 @@ async def test_a_journal_deleted_or_emptied_keeps_todays_spend_so_the_daily_cap_
     assert len(await controls.creates()) == 2
 
 
+async def test_a_corrupt_journal_s_notice_says_once_and_truly_what_became_of_today_s_spend(connect, controls, tmp_path):
+    """The audit: after a corrupt journal the notice said today's spend was "in that file, not in the new journal",
+    and the next sentence that 8 credits of it were counted against the daily cap. One notice, that does not
+    contradict itself: the quotes and tasks are in the old file, today's spend is carried from the call log (or the
+    log shows none)."""
+    async with connect(auto_approve_credits=20) as client:
+        made = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 10})
+        assert made.structured_content["status"] == "completed", text_of(made)
+    lose_journal(tmp_path, "corrupt")
+    async with connect() as client:
+        carried = text_of(await client.call_tool("check_credits", {}))
+    (tmp_path / "logs" / "kie-api.jsonl").unlink()
+    lose_journal(tmp_path, "corrupt")
+    async with connect() as client:
+        none = text_of(await client.call_tool("check_credits", {}))
+    for said in (carried, none):
+        assert "moved aside to" in said and "Quotes and tasks recorded before are in that file" in said, said
+        assert "today's spend recorded before are in that file" not in said.lower(), said
+    assert "Today's spend before that, 8 credits by the call log (logs/kie-api.jsonl), is counted" in carried, carried
+    assert "https://kie.ai/logs shows what KIE really charged" in carried, carried
+    assert "shows no spend today before that, so none is carried over" in none, none
+
+
 async def test_a_call_log_line_of_a_time_no_local_calendar_has_never_fails_the_start_of_a_lost_journal(
     connect, controls, tmp_path
 ):

@@ -476,6 +476,27 @@ async def test_with_approval_form_a_client_without_forms_still_approves_with_the
     assert len(await controls.creates()) == 1
 
 
+async def test_a_second_confirmation_names_the_earlier_quote_by_where_it_came_from(connect, controls):
+    """The audit: a client without forms called the same request twice, and the second answer offered the first
+    answer's quote as "estimate_cost's quote", though estimate_cost was never called. The earlier quote is named as
+    issued earlier for this very request, whoever issued it; either one still approves the request."""
+    async with connect() as client:  # no forms: each call answers confirmation_required with a quote
+        first = await client.call_tool("generate_image", IMAGE)
+        second = await client.call_tool("generate_image", IMAGE)
+        estimated = (await client.call_tool("estimate_cost", IMAGE)).structured_content["quote"]["quote_id"]
+        third = await client.call_tool("generate_image", IMAGE)
+        made = await client.call_tool(
+            "generate_image", {**IMAGE, "quote_id": first.structured_content["quote"]["quote_id"]}
+        )
+    earlier = first.structured_content["quote"]["quote_id"]
+    assert second.structured_content["status"] == "confirmation_required", text_of(second)
+    assert "estimate_cost's quote" not in text_of(second), text_of(second)
+    assert f"the quote {earlier} issued earlier for this very request" in text_of(second), text_of(second)
+    assert f"the quote {estimated} issued earlier for this very request" in text_of(third), text_of(third)
+    assert made.structured_content["status"] == "completed", text_of(made)
+    assert len(await controls.creates()) == 1
+
+
 # -- 2. what KIE really charged -----------------------------------------------------------------------------
 
 

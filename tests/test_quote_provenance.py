@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import date
+
+import anyio
+
+from kie_mcp.spend.quotes import PRICE_LIST
 
 from .conftest import answering
 
@@ -64,3 +69,32 @@ async def test_the_sandbox_never_warns_that_its_prices_are_old(connect):
     assert "Warning: this price is from" not in sandboxed["message"], sandboxed["message"]
     if (date.today() - date.fromisoformat(real["quote"]["price_date"])).days > 30:
         assert "Warning: this price is from" in real["message"]
+
+
+async def test_the_sandbox_names_prices_synced_from_the_simulator_as_the_simulator_s_never_kie_s(
+    connect, controls, tmp_path, caplog
+):
+    """The audit: under --sandbox the background sync reads the simulator's price list (a copy of the bundled
+    prices), and quotes then said "KIE live price list of <today>" and the log "KIE's live model list and prices were
+    refreshed", as if KIE had been asked. They name the simulator."""
+    from kie_mcp.catalog.live import cache_path
+
+    await controls.post("config", {"catalog_limit_per_second": 0})
+    with caplog.at_level(logging.INFO, logger="kie_mcp"):
+        async with connect(sandbox=True, catalog_sync=True) as client:
+            with anyio.fail_after(30):
+                while not cache_path(tmp_path).is_file():  # noqa: ASYNC110 - the server's background task writes it
+                    await anyio.sleep(0.05)
+                while (quote := await estimate(client))["price_source"].startswith(PRICE_LIST):  # noqa: ASYNC110
+                    await anyio.sleep(0.05)
+    assert quote["price_source"] == (
+        f"the simulator's price list of {quote['price_date']} (a copy of the KIE prices kie-mcp ships)"
+    ), quote
+    assert "KIE live" not in quote["price_source"]
+    said = [record.getMessage() for record in caplog.records if record.name == "kie_mcp.runtime"]
+    assert any(line.startswith("The simulator's model list and prices") for line in said), said
+    assert not any("KIE's live" in line for line in said), said
+
+
+async def estimate(client) -> dict:
+    return (await client.call_tool("estimate_cost", IMAGE)).structured_content["quote"]

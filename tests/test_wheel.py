@@ -8,15 +8,17 @@ builds the wheel, installs it into a new virtual environment outside the source 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 
-from .conftest import every_resource
+from .conftest import every_resource, text_of
 from .test_prompts import ARGUMENTS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,3 +65,23 @@ async def test_installed_wheel_serves_every_resource_and_prompt(installed_script
     assert "template" in texts["kie://workspace/MASTER_CONTEXT.md"].text  # the packaged template
     assert len(rendered) == len(ARGUMENTS) == 7 and all(r.messages for r in rendered)
     assert "veo3_fast" in model.contents[0].text
+
+
+@pytest.mark.stdio
+async def test_the_installed_wheel_holds_the_env_example_its_messages_name(installed_script, tmp_path):
+    """The audit: a setting kie-mcp does not read was answered "every setting is listed in .env.example", a file the
+    wheel did not ship. The installed server names the copy it installs, by its path, and that file is there, the
+    repository's own."""
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    (workspace / ".env").write_text("KIE_OUTPUT_DIR=out\n")
+    params = StdioServerParameters(
+        command=str(installed_script), args=["--sandbox"], env={"KIE_WORKSPACE": str(workspace)}, cwd=str(tmp_path)
+    )
+    async with Client(params, read_timeout_seconds=60) as client:
+        said = text_of(await client.call_tool("check_credits", {}))
+    found = re.search(r"every setting is listed in the README's Configuration section \(\S+\) and in (\S+?)\)", said)
+    assert found, said
+    named = Path(found[1])
+    assert named.name == ".env.example" and named.is_relative_to(tmp_path / "venv"), named  # the installed copy
+    assert await anyio.Path(named).read_bytes() == await anyio.Path(ROOT / ".env.example").read_bytes()

@@ -563,9 +563,22 @@ def _unknown_settings(names: Mapping[str, str], where: str) -> tuple[list[str], 
             guess = f" (did you mean {near[0]}?)" if near else ""
             notes.append(
                 f"{where} {shown}, which kie-mcp does not read{guess}: it changes nothing here (every setting is "
-                "listed in .env.example)."
+                f"listed in {settings_listed()})."
             )
     return problems, notes
+
+
+CONFIGURATION_DOCS = "the README's Configuration section (https://github.com/kie-mcp/kie-mcp#configuration)"
+
+
+def settings_listed() -> str:
+    """Where every setting is listed, as a message names it: the README's Configuration section, and the
+    ``.env.example`` installed with kie-mcp (the wheel ships it in ``kie_mcp/_bundled``; a checkout has it at its
+    root), by its path, so a user of the installed package can open it."""
+    from kie_mcp.bundled import bundled_path
+
+    example = bundled_path(".env.example")
+    return CONFIGURATION_DOCS if example is None else f"{CONFIGURATION_DOCS} and in {example}"
 
 
 TYPO_LIKENESS = 0.85  # KIE_MAX_CREDIT_PER_DAY is 0.98 like KIE_MAX_CREDITS_PER_DAY; KIE_API is 0.78 like KIE_API_KEY

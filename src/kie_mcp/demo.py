@@ -141,9 +141,16 @@ CACHE_SETTINGS = ("KIE_CACHE_DIR", "XDG_CACHE_HOME", "LOCALAPPDATA")  # where th
 
 
 def server_env(workspace: Path) -> dict[str, str]:
-    """The demo server's environment: its own workspace, quiet logs, and the user's cache folder settings (the kept
-    tool listing goes where the user said, not to the default folder)."""
-    env = {"KIE_WORKSPACE": str(workspace), "KIE_LOG_LEVEL": "WARNING", "PATH": os.environ.get("PATH", "")}
+    """The demo server's environment: its own workspace, quiet logs, no catalogue sync, and the user's cache folder
+    settings (the kept tool listing goes where the user said, not to the default folder). A sync from the simulator
+    would race the tour's first estimate, so its price source changed from run to run; without one it is the bundled
+    KIE price list every time."""
+    env = {
+        "KIE_WORKSPACE": str(workspace),
+        "KIE_LOG_LEVEL": "WARNING",
+        "KIE_CATALOG_SYNC": "off",
+        "PATH": os.environ.get("PATH", ""),
+    }
     env.update({name: os.environ[name] for name in CACHE_SETTINGS if os.environ.get(name)})
     return env
 
@@ -335,18 +342,29 @@ class _Printer:
 
 
 class _Bar:
-    """A one-line progress bar fed by MCP progress notifications."""
+    """A one-line progress bar fed by MCP progress notifications: redrawn in place (a carriage return) on a terminal;
+    into a pipe or a file, where a carriage return is garbage, only its last state is written, once, at the end."""
 
     def __init__(self, out: _Printer) -> None:
         self.out = out
-        self.shown = False
+        self.live = _is_terminal()
+        self.last: str | None = None
 
     async def update(self, progress: float, total: float | None, message: str | None) -> None:
         fraction = progress / total if total else 0.0
         filled = int(fraction * 30)
-        _write(f"\r  [{'#' * filled}{'.' * (30 - filled)}] {fraction:4.0%} {message or ''}   ")
-        self.shown = True
+        self.last = f"  [{'#' * filled}{'.' * (30 - filled)}] {fraction:4.0%} {message or ''}"
+        if self.live:
+            _write(f"\r{self.last}   ")
 
     def finish(self) -> None:
-        if self.shown:
-            _write("\n")
+        if self.last is not None:
+            _write("\n" if self.live else f"{self.last}\n")
+
+
+def _is_terminal() -> bool:
+    """Whether the tour's stdout is a terminal (a closed or odd stdout is not)."""
+    try:
+        return sys.stdout.isatty()
+    except (OSError, ValueError):
+        return False

@@ -1243,7 +1243,9 @@ def confirmation_required(
     *,
     only_form: bool = False,
 ) -> GenerationResult:
-    earlier = rt.quotes.open_estimate(p.digest) if p.quote_id is None else None  # before this one is issued
+    # Before this one is issued: an open quote for this very request, issued by estimate_cost or by an earlier answer
+    # like this one (the journal does not record which), so the text names neither.
+    earlier = rt.quotes.open_estimate(p.digest) if p.quote_id is None else None
     quote = rt.quotes.issue(p.spec.id, p.digest, p.price, p.variations, ceiling=p.reserved, measured=p.estimate)
     cost = (
         f"an UNKNOWN number of credits ({unknown_cost(p)})"
@@ -1262,7 +1264,7 @@ def confirmation_required(
         )
         if earlier:
             next_step += (
-                f" If the user already approved estimate_cost's quote {earlier} for this very request, that one "
+                f" If the user already approved the quote {earlier} issued earlier for this very request, that one "
                 f"approves it too: pass quote_id='{earlier}' instead."
             )
     costs = f"This request costs {cost}: {quote.breakdown.rstrip('.')}.{f' {seen}' if seen else ''}"

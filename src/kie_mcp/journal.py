@@ -740,8 +740,7 @@ class Journal:
         journal.reset_from = kept
         notice = (
             f"The workspace journal was unreadable (corrupt), so it was moved aside to {kept} and a fresh one was "
-            "started. Tasks, quotes and today's spend recorded before are in that file, not in the new journal: "
-            "check https://kie.ai/logs for today's real spend."
+            "started. Quotes and tasks recorded before are in that file, not in the new journal."
         )
         return journal, notice
 

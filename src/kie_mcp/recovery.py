@@ -14,6 +14,7 @@ from kie_mcp.catalog import load_catalog
 from kie_mcp.config import Settings
 from kie_mcp.journal import JOURNAL_ERRORS, Journal
 from kie_mcp.kie.calllog import CALL_LOG
+from kie_mcp.spend.quotes import CHARGES_PAGE
 from kie_mcp.tasks import TaskBook
 
 log = logging.getLogger(__name__)
@@ -224,8 +225,11 @@ def _carry_over_todays_spend(journal: Journal, workspace: Path, daily_cap: float
     except Exception as err:  # a log no reader foresaw: as one that cannot be read, never a failed start
         log.exception("the call log could not be read after a journal reset")
         unreadable, counted, carried = f"{type(err).__name__}: {err}", {}, daily_cap
-    if carried <= 0:
-        return [], {}
+    if carried <= 0:  # nothing to count, but a lost journal's spend is the first thing a user wonders about
+        return [
+            f"The call log ({CALL_LOG.as_posix()}) shows no spend today before that, so none is carried over to the "
+            f"daily cap; {CHARGES_PAGE} shows what KIE charged."
+        ], {}
     reason = "carried over from the call log after a journal reset"
     if unreadable is not None:
         reason = "today's daily cap, counted as spent: the call log could not be read after a journal reset"
@@ -249,5 +253,5 @@ def _carry_over_todays_spend(journal: Journal, workspace: Path, daily_cap: float
         ], {}
     return [
         f"Today's spend before that, {carried:g} credits by the call log ({CALL_LOG.as_posix()}), is counted against "
-        "the daily cap."
+        f"the daily cap; {CHARGES_PAGE} shows what KIE really charged."
     ], counted

@@ -21,6 +21,7 @@ from kie_mcp.media.downloads import sweep_interrupted_downloads
 from kie_mcp.recovery import recover
 from kie_mcp.spend import Caps, Ledger, QuoteBook
 from kie_mcp.spend.inflight import SpendingCalls
+from kie_mcp.spend.quotes import SIMULATED_COPY
 from kie_mcp.tasks import Follower, TaskBook
 from kie_mcp.tasks.records import links_kept
 
@@ -165,7 +166,7 @@ def _journal_parts(settings: Settings, journal: Journal | UnavailableJournal) ->
     """The runtime's parts that keep their state in ``journal``."""
     return {
         "journal": journal,
-        "quotes": QuoteBook(journal, settings.quote_ttl_seconds),
+        "quotes": QuoteBook(journal, settings.quote_ttl_seconds, simulated=settings.sandbox),
         "ledger": Ledger(journal, Caps(settings.max_credits_per_call, settings.max_credits_per_day)),
         "tasks": TaskBook(journal, settings.workspace),
     }
@@ -362,9 +363,11 @@ async def _keep_catalog_current(runtime: Runtime, kie: KieClient) -> None:
 
 
 async def _sync_catalog(runtime: Runtime, kie: KieClient) -> None:
-    """At most once a day, in the background: read KIE's live models, schemas, prices and success rates."""
+    """At most once a day, in the background: read KIE's live models, schemas, prices and success rates (under
+    --sandbox, the simulator's: the logs name it, never KIE)."""
     from kie_mcp.catalog.live import cache_path, maybe_sync, models_in_use_from_journal
 
+    whose = "The simulator's" if runtime.settings.sandbox else "KIE's live"
     path = cache_path(runtime.settings.workspace)
     in_use = await anyio.to_thread.run_sync(models_in_use_from_journal, runtime.settings.workspace)
     fresh = await maybe_sync(kie, path, in_use)  # loads the catalogue itself, only when a sync is due
@@ -375,19 +378,21 @@ async def _sync_catalog(runtime: Runtime, kie: KieClient) -> None:
         if kept.fetched_at is not None and kept.fetched_at != runtime.live.fetched_at:
             runtime.live = kept
             runtime.catalog = with_live_models(kept)
-            log.info("KIE's live model list and prices were taken from the cache of %s", kept.fetched_at)
+            log.info("%s model list and prices were taken from the cache of %s", whose, kept.fetched_at)
         return
     runtime.live = fresh
     runtime.catalog = with_live_models(fresh)
     failed = "; ".join(f"{error.endpoint}: {error.message}" for error in fresh.errors[:3])
     if fresh.fetched_at == fresh.attempted_at == fresh.feed_at:
-        log.info("KIE's live model list and prices were refreshed (%s)", fresh.fetched_at)
+        copy = f" ({SIMULATED_COPY})" if runtime.settings.sandbox else ""
+        log.info("%s model list and prices%s were refreshed (%s)", whose, copy, fresh.fetched_at)
     elif fresh.fetched_at == fresh.attempted_at:  # the list, but not the prices (KIE's feed failed, or 4030)
         log.warning(
-            "KIE's live model list was refreshed but its prices could not be (%s); the prices read before are kept "
+            "%s model list was refreshed but its prices could not be (%s); the prices read before are kept "
             "until the next daily refresh",
+            whose,
             failed or "no price feed",
         )
     else:  # KIE or the network failed: what was cached is kept, and the next try is in a while
         failed = failed or "no model list"
-        log.warning("KIE's live model list could not be refreshed (%s); the last one read is kept", failed)
+        log.warning("%s model list could not be refreshed (%s); the last one read is kept", whose, failed)

@@ -75,8 +75,9 @@ class Quote(BaseModel, defer_build=True):
     breakdown: str
     price_source: str = Field(
         description="Where the price comes from, in words: 'KIE price list of <date>' (the prices kie-mcp ships "
-        "with), 'KIE live price list of <date>' (read from KIE since), or 'what KIE charged in this workspace on "
-        "<date>'; 'unknown' when there is none. Each model's full provenance is in kie://models/{id}."
+        "with), 'KIE live price list of <date>' (read from KIE since; under --sandbox 'the simulator's price list "
+        "of <date>', a copy of the shipped prices), or 'what KIE charged in this workspace on <date>'; 'unknown' "
+        "when there is none. Each model's full provenance is in kie://models/{id}."
     )
     price_date: str | None
     price_reference: str | None = Field(
@@ -114,18 +115,24 @@ PRICE_LIST = "KIE price list"  # the prices bundled with kie-mcp, as KIE publish
 LIVE_PRICE_LIST = "KIE live price list"
 # How live prices name their source (catalog/live.py): a row of KIE's price feed, or a model's pricingDesc.
 LIVE_SOURCES = (LIVE_PRICE_LIST, "KIE price feed row", "KIE pricingDesc")
+# What a live price is under --sandbox: the simulator's feed, which serves the bundled prices, never KIE's.
+SIMULATED_PRICE_LIST = "the simulator's price list"
+SIMULATED_COPY = "a copy of the KIE prices kie-mcp ships"
 PRICING_PAGE = "https://kie.ai/pricing"
 CHARGES_PAGE = "https://kie.ai/logs"
 
 
-def provenance(price: ItemPrice) -> str:
+def provenance(price: ItemPrice, *, simulated: bool = False) -> str:
     """Where a price comes from, in words a user trusts. Never a third-party repository's name: the full
-    provenance of the bundled data is in the catalogue and ``kie://models/{id}``, not in every quote."""
+    provenance of the bundled data is in the catalogue and ``kie://models/{id}``, not in every quote. ``simulated``
+    (--sandbox): a "live" price was read from the simulator, so it is named so, never as KIE's."""
     if price.source is None:
         return "unknown"
     day = price.source_date or "an unknown date"
     if price.source == CHARGED_HERE:
         return f"what KIE charged in this workspace on {day}"
+    if price.source.startswith(LIVE_SOURCES) and simulated:
+        return f"{SIMULATED_PRICE_LIST} of {day} ({SIMULATED_COPY})"
     if price.source.startswith(LIVE_SOURCES):
         return f"{LIVE_PRICE_LIST} of {day}"
     return f"{PRICE_LIST} of {day}"
@@ -205,10 +212,18 @@ KEEP_EXPIRED_DAYS = 30
 class QuoteBook:
     """Quotes kept in the workspace journal, so they survive a restart within their ten minutes."""
 
-    def __init__(self, journal: Journal, ttl_seconds: float = 600.0, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        journal: Journal,
+        ttl_seconds: float = 600.0,
+        clock: Callable[[], float] = time.time,
+        *,
+        simulated: bool = False,
+    ) -> None:
         self.journal = journal
         self.ttl = ttl_seconds
         self._clock = clock
+        self.simulated = simulated  # --sandbox: live prices come from the simulator (``provenance``)
         # Quotes this process used for calls that ended having sent no create, whose release the journal could not
         # take (a full disk): released again at the next look at any quote, and never "being used" meanwhile.
         self._owed: set[str] = set()
@@ -241,7 +256,7 @@ class QuoteBook:
             credits_total=total,
             usd_total=None if total is None else usd(total),
             breakdown=price.breakdown + (f" x {variations} variations" if variations > 1 else ""),
-            price_source=provenance(price),
+            price_source=provenance(price, simulated=self.simulated),
             price_date=price.source_date,
             price_reference=reference(price),
             expires_at=timestamp(expires),
