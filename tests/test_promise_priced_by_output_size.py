@@ -57,3 +57,7 @@ async def test_a_link_whose_size_is_unknown_counts_the_top_tier(connect, tmp_pat
     quote = linked["quote"]
     assert quote["credits_total"] == 10 and quote["credits_counted"] == 40, quote
     assert not linked.get("auto_approved")
+    # said for what it is: KIE was never seen charging 40 for this; the link's picture is not measured
+    said = linked["message"]
+    assert "a picture given as a link is not measured before KIE fetches it" in said, said
+    assert "seen charging" not in said, said

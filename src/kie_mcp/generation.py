@@ -1591,7 +1591,7 @@ def _made_cost(p: Plan, made: list[TaskRecord], *, others: bool) -> tuple[str, b
             why = (
                 "as kie-mcp's catalogue prices it (KIE's live list is far lower)"
                 if p.price.up_to_source == CATALOGUE_FLOOR
-                else "as KIE was seen charging that much"
+                else f"as {p.price.counted_why}"
             )
             return f"{quoted:g} credits quoted; {counted:g} reserved, {why}{them}", True
         return f"{quoted:g} credits quoted and reserved{them}", True

@@ -1269,7 +1269,13 @@ async def _estimate(rt: Runtime, plan: gen.Plan) -> EstimateResult:
     if balance is not None and quote.credits_total is not None and balance < quote.credits_total:
         parts.append(f"The balance ({balance:g} credits) is too low for this request.")
     elif balance is not None and quote.credits_counted is not None and balance < quote.credits_counted:
-        counted = "kie-mcp's catalogue counts" if plan.price.up_to_source == CATALOGUE_FLOOR else "it was seen charging"
+        counted = (
+            "kie-mcp's catalogue counts"
+            if plan.price.up_to_source == CATALOGUE_FLOOR
+            else f"counted ({plan.price.up_to_why})"
+            if plan.price.up_to_why
+            else "it was seen charging"
+        )
         parts.append(
             f"The balance ({balance:g} credits) covers KIE's list price but not the {quote.credits_counted:g} "
             f"{counted}: KIE may refuse the task for too few credits (a refusal costs nothing)."

@@ -57,6 +57,7 @@ class ItemPrice(BaseModel, defer_build=True):
     up_to: float | None = None
     up_to_source: str | None = None  # where that charge was seen, and when
     up_to_date: str | None = None
+    up_to_why: str | None = None  # why ``up_to`` counts when KIE was not seen charging it (``Rate.up_to_why``)
     # The price comes only from KIE's live catalogue (a model the bundled one lacks): nothing in kie-mcp's own data
     # bounds it, so it is never auto-approved; the person approves it.
     live_only: bool = False
@@ -73,7 +74,7 @@ class ItemPrice(BaseModel, defer_build=True):
         """Why the caps count ``up_to`` rather than the price, for a refusal's wording."""
         if self.up_to_source == CATALOGUE_FLOOR:
             return "KIE's live list is far below kie-mcp's catalogue, whose price is what counts"
-        return "KIE was seen charging that much"
+        return self.up_to_why or "KIE was seen charging that much"
 
 
 def billed_input(spec: ModelSpec, rate: Rate) -> str | None:
@@ -171,6 +172,7 @@ def price_input(spec: ModelSpec, wire: Mapping[str, Any], measured: Mapping[str,
             up_to=up_to if up_to is not None and up_to > credits else None,  # a live price may have caught up
             up_to_source=None if seen is None else seen.ref,
             up_to_date=None if seen is None else seen.date,
+            up_to_why=rate.up_to_why,
             live_only=table.source == LIVE_ONLY,
         )
     return ItemPrice(

@@ -180,11 +180,16 @@ class Rate(_Strict):
     # ledger (while KIE reports no charge) count this figure, so a cap holds whichever of the two KIE charges.
     up_to: float | None = None
     up_to_source: str | None = None
+    # Why the caps count ``up_to`` when it is not a charge KIE was seen making, in words a quote says ("a picture
+    # given as a link is not measured before KIE fetches it, and KIE bills up to its 8K tier"). None: seen charging.
+    up_to_why: str | None = None
 
     @model_validator(mode="after")
     def _up_to_has_a_source(self) -> "Rate":
         if (self.up_to is None) != (self.up_to_source is None):
             raise ValueError("up_to and up_to_source go together: a higher charge is counted only with its source")
+        if self.up_to_why is not None and self.up_to is None:
+            raise ValueError("up_to_why says why up_to is counted: it needs up_to")
         if self.up_to is not None and self.up_to <= self.credits:
             raise ValueError(f"up_to ({self.up_to:g}) must be above the list price ({self.credits:g})")
         for key, frames in self.when.items():  # a picture's frame (``when_matches``): "1920x1080", or a list of them

@@ -157,6 +157,8 @@ def seen_charging(price: ItemPrice, variations: int) -> str | None:
         if price.source == CHARGED_HERE
         else f"KIE's list says {price.credits:g}{each}"
     )
+    if price.up_to_why:  # counted for another reason than a charge seen (a link's picture not measured)
+        return f"{said}; {price.up_to_why}: up to {round(price.up_to * variations, 4):g} is counted against your caps."
     when = f" ({price.up_to_date})" if price.up_to_date else ""
     return (
         f"{said}; KIE was seen charging {price.up_to:g}{each}{when}: up to {round(price.up_to * variations, 4):g} "
