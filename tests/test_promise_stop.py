@@ -150,24 +150,28 @@ def lines(errors: str) -> list[str]:
     return [line for line in errors.splitlines() if line.strip()]
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_host_stopping_the_server_mid_create_keeps_the_task_and_its_result_is_saved_after_a_restart(
-    simulator, tmp_path
+    simulator, tmp_path, signum
 ):
+    """SIGINT too: a Ctrl-C in the terminal of a host (an Inspector, ``claude -p``, a script) reaches its whole
+    process group, and stopped the server at once, the create left "being sent" without its task."""
     workspace = tmp_path / "workspace"
     slow_creates(simulator, 2.0)
     server = Server(simulator, workspace)
     try:
         server.generate(1, IMAGE["prompt"])
         wait_for_create(simulator)
-        server.process.send_signal(signal.SIGTERM)
+        server.process.send_signal(signum)
         code, errors = server.stopped()
     finally:
         server.kill()
     [(state, task_id)] = attempts(workspace)
-    assert state == "created" and task_id, "the create KIE answered was not recorded"
-    assert code == 128 + signal.SIGTERM, errors
+    assert state == "created" and task_id, ("the create KIE answered was not recorded", errors)
+    assert code == (130 if signum == signal.SIGINT else 128 + signum), errors
     assert f"waiting up to {LANDING_SECONDS:g} s for a create on its way to KIE" in errors
-    assert lines(errors)[-1] == STOPPED and "Traceback" not in errors
+    assert lines(errors)[-1] == (STOPPED if signum == signal.SIGTERM else "kie-mcp: stopped (Ctrl-C).")
+    assert "Traceback" not in errors
 
     restarted = Server(simulator, workspace)  # nobody asks about the task: the follower takes it up at start
     try:
@@ -203,28 +207,31 @@ def test_no_create_starts_after_a_host_asked_the_server_to_stop(simulator, tmp_p
     assert [state for state, _ in attempts(workspace)] == ["created"]
 
 
-def test_a_second_signal_stops_the_server_at_once(simulator, tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_second_signal_stops_the_server_at_once(simulator, tmp_path, signum):
+    """SIGINT too: started by a host, a first SIGINT (a Ctrl-C in the host's terminal) waits as SIGTERM does."""
     workspace = tmp_path / "workspace"
     slow_creates(simulator, 60.0)
     server = Server(simulator, workspace)
+    name = signal.Signals(signum).name
     try:
         server.generate(1, IMAGE["prompt"])
         wait_for_create(simulator)
-        server.process.send_signal(signal.SIGTERM)
+        server.process.send_signal(signum)
         deadline = time.monotonic() + WAIT
-        while "stopping (SIGTERM)" not in server.errors.read_text() and server.process.poll() is None:
-            assert time.monotonic() < deadline, "the first SIGTERM said nothing"
+        while f"stopping ({name})" not in server.errors.read_text() and server.process.poll() is None:
+            assert time.monotonic() < deadline, f"the first {name} said nothing"
             time.sleep(0.05)
-        assert server.process.poll() is None, "the first SIGTERM did not wait for the create on its way"
-        server.process.send_signal(signal.SIGTERM)
+        assert server.process.poll() is None, f"the first {name} did not wait for the create on its way"
+        server.process.send_signal(signum)
         second = time.monotonic()
         code, errors = server.stopped()
         took = time.monotonic() - second
     finally:
         server.kill()
-    assert code == 128 + signal.SIGTERM, errors
+    assert code == (130 if signum == signal.SIGINT else 128 + signum), errors
     assert took < LANDING_SECONDS / 2, took  # not the wait for the create: at once (a slow machine's margin)
-    assert lines(errors)[-1] == STOPPED
+    assert lines(errors)[-1] == (STOPPED if signum == signal.SIGTERM else "kie-mcp: stopped (Ctrl-C).")
 
 
 def test_a_create_that_gets_no_answer_holds_a_stop_for_a_bounded_time(simulator, tmp_path):

@@ -212,12 +212,15 @@ def _shown_arguments(given: list[str]) -> str:
 def _serve(*, sandbox: bool, refused: str | None = None) -> int:
     """Serve MCP over stdio until the client closes stdin.
 
-    Ctrl-C stops it at once with one line (exit 130). Typed in a terminal, it first says what it is and how to
-    try it. A broken setting does not stop it, nor arguments it does not take (``refused``, from a client's
-    configuration): it serves, and every tool answers with the problem and the fix (the host would otherwise see
-    only "connection closed")."""
+    Ctrl-C typed in its terminal stops it at once with one line (exit 130); a SIGINT when a host started it (a
+    Ctrl-C in the host's terminal reaches its whole process group) stops it as SIGTERM does, once the creates on
+    their way to KIE are recorded. Typed in a terminal, it first says what it is and how to try it. A broken
+    setting does not stop it, nor arguments it does not take (``refused``, from a client's configuration): it
+    serves, and every tool answers with the problem and the fix (the host would otherwise see only "connection
+    closed")."""
     signal.signal(signal.SIGINT, _stop_now)
-    if _in_terminal():
+    typed = _in_terminal()  # asked now: serving points fd 0 elsewhere (``stdio.claimed_stdin``)
+    if typed:
         print(TERMINAL_NOTE, file=sys.stderr, flush=True)
     settings = _load_settings()
     if refused is not None:
@@ -251,7 +254,7 @@ def _serve(*, sandbox: bool, refused: str | None = None) -> int:
     import anyio
 
     try:
-        anyio.run(_serve_stdio, create_server(settings))
+        anyio.run(_serve_stdio, create_server(settings), typed)
     except Exception as err:  # the wire itself failed: one line, never a traceback in the host's log
         code = _wire_lost(err)
         if code is None:
@@ -306,15 +309,16 @@ def _leaves(err: BaseException) -> Iterator[BaseException]:
         yield err
 
 
-async def _serve_stdio(server: MCPServer) -> None:
+async def _serve_stdio(server: MCPServer, typed: bool = False) -> None:
     """The stdio session, with Ctrl-C also caught inside the event loop: that wakes the loop at once, even while
-    a thread is blocked reading stdin (which would otherwise hold the exit until Enter)."""
+    a thread is blocked reading stdin (which would otherwise hold the exit until Enter). ``typed``: started in a
+    terminal (see ``_stop_on_signals``)."""
     import anyio
 
     from kie_mcp import stdio
 
     async with anyio.create_task_group() as group:
-        group.start_soon(_stop_on_signals)
+        group.start_soon(_stop_on_signals, typed)
         await stdio.serve(server)  # the SDK's stdio transport, reading lines it would drop mended (stdio.py)
         group.cancel_scope.cancel()
 
@@ -327,9 +331,12 @@ def _stop_signals() -> tuple[int, ...]:
     return (signal.SIGINT, signal.SIGTERM, *((hangup,) if kept and hangup is not None else ()))
 
 
-async def _stop_on_signals() -> None:
-    """Ctrl-C stops at once. The first SIGTERM or SIGHUP stops once the creates on their way to KIE have landed
-    (``_stop_once_creates_land``); a second one, or Ctrl-C meanwhile, at once."""
+async def _stop_on_signals(typed: bool) -> None:
+    """Ctrl-C typed in the terminal it runs in (``typed``) stops at once. The first SIGTERM or SIGHUP stops once
+    the creates on their way to KIE have landed (``_stop_once_creates_land``); a second one, or Ctrl-C meanwhile,
+    at once. Started by a host, the first SIGINT is taken as SIGTERM: a Ctrl-C in the host's terminal (an Inspector,
+    ``claude -p``, a script run in cooked mode) reaches its whole process group, and stopping at once would leave a
+    create on its way to KIE without its task."""
     import anyio
 
     from kie_mcp.stopping import CREATES
@@ -339,7 +346,7 @@ async def _stop_on_signals() -> None:
             async with anyio.create_task_group() as group:
                 stopping = False
                 async for signum in received:
-                    if signum == signal.SIGINT or stopping:
+                    if (signum == signal.SIGINT and typed) or stopping:
                         _stop_now(signum)
                     stopping = True
                     CREATES.close()  # now, before any other task runs: no create starts after the signal

@@ -32,6 +32,7 @@ from kie_mcp.journal import CALL_ANSWERED, CALL_CUT_OFF, CALL_RUNNING, JOURNAL_E
 from kie_mcp.kie import FAMILIES, KieClient, KieError, OutcomeUnknownError, RefusedHereError
 from kie_mcp.kie.client import UPLOAD_FAILED, ExistingTaskError
 from kie_mcp.kie.families import Family
+from kie_mcp.kie.pacing import Slot
 from kie_mcp.media import saved
 from kie_mcp.media.frames import frame_notes
 from kie_mcp.media.inputs import (
@@ -1372,6 +1373,7 @@ async def _spend(
     problems: list[str] = []
     prompt = str(p.wire.get("prompt", ""))
     begun = 0  # creates whose attempt was begun: journaled and sent, or refunded as not sent (``_submit``)
+    sent = 0  # creates that got their turn in KIE's create window and were journaled and sent (``_submit``)
 
     try:
         approval = grant(p.spec.id, p.variations, decision.by, p.total, reserved=p.reserved)
@@ -1384,7 +1386,7 @@ async def _spend(
             body = family.create_body(p.spec.id, wire)
 
         async def submit_one() -> None:
-            nonlocal begun
+            nonlocal begun, sent
             record = TaskRecord(
                 task_id=None,
                 model=p.spec.id,
@@ -1399,15 +1401,37 @@ async def _spend(
                 operation=p.operation,
             )
             records.append(record)
-            # Sending a create and recording its answer are one unit: a cancelled call, a host's timeout or a
-            # failing sibling cannot split them, so a task KIE created is always in the journal (or in the answer).
-            # A host's SIGTERM waits for it too (``stopping``), and once one came no create starts.
-            with anyio.CancelScope(shield=True), CREATES.sending() as sendable:
-                begun += 1
-                if not sendable:  # settled here, as _submit settles a create it could not journal
-                    _not_sent_while_stopping(rt, p, record, problems)
-                    return
-                attempt = await _submit(rt, kie, family, p, body, approval, record, prompt, used, decision.by, problems)
+            # A create first waits for its turn in KIE's create window (20 per 10 s): unsent, it gives up when its
+            # call is cut off or a stop closes the gate, and is settled as not sent. From its turn on, sending it and
+            # recording its answer are one unit: a cancelled call, a host's timeout or a failing sibling cannot split
+            # them, so a task KIE created is always in the journal (or in the answer). A host's SIGTERM waits for it
+            # too (``stopping``), and once one came no create starts.
+            async with CREATES.waiting() as given_up:
+                with anyio.CancelScope(shield=True):  # the wait ends by ``given_up``, and is then settled here
+                    slot = await kie.create_turn(family, p.spec.id, approval, given_up)
+                    with CREATES.sending() as sendable:
+                        begun += 1
+                        if slot is None or not sendable:  # settled here, as _submit settles one it could not journal
+                            if slot is not None:
+                                slot.not_counted()
+                            _not_sent(rt, p, record, problems, stopping=CREATES.closed)
+                            return
+                        sent += 1
+                        attempt = await _submit(
+                            rt,
+                            kie,
+                            family,
+                            p,
+                            body,
+                            approval,
+                            record,
+                            prompt,
+                            used,
+                            decision.by,
+                            problems,
+                            slot,
+                            given_up,
+                        )
             if attempt is not None:
                 attempts.append(attempt)
 
@@ -1442,7 +1466,7 @@ async def _spend(
         result = summarise(rt, p.spec, records, notes, p.wire)
     except BaseException:  # cancelled by the host, or failed: this answer never reaches the client
         _answered(rt, attempts, CALL_CUT_OFF)
-        _unsent(rt, p, p.variations - begun, used)
+        _unsent(rt, p, p.variations - begun, used, nothing_sent=not sent)
         rt.follower.adopt(records)  # followed and saved now, with nobody waiting, not at the rescan minutes later
         raise
     result._attempts = attempts  # answered once the tool hands the answer over (``delivered``)
@@ -1480,28 +1504,35 @@ def _kept(rt: Runtime, p: Plan, held: Reservation, quote_id: str | None) -> Rese
         raise SpendRefused(f"{err} {uploaded}") from err
 
 
-def _unsent(rt: Runtime, p: Plan, unsent: int, quote_id: str | None) -> None:
+def _unsent(rt: Runtime, p: Plan, unsent: int, quote_id: str | None, *, nothing_sent: bool) -> None:
     """A call stopped after its reservation and before ``unsent`` of its creates began (cut off, or an error in
-    between): their share of the reservation goes back, and when none began, its approval too, since nothing was
-    sent. A create that began is shielded to its end and settles as any other."""
+    between): their share of the reservation goes back, and when none was sent, its approval too. A create that
+    began settles as any other (shielded to its end once sent, refunded when it gave up waiting for its turn)."""
     problems: list[str] = []
     for _ in range(unsent):
         _refund(rt, problems, p, "refunded: not sent", None)
-    if unsent == p.variations:
+    if nothing_sent:
         _give_back(rt, quote_id)
     for line in problems:
         log.warning("%s", line)
 
 
-def _not_sent_while_stopping(rt: Runtime, p: Plan, record: TaskRecord, problems: list[str]) -> None:
-    """A create not sent because the server is stopping (its host sent SIGTERM): nothing created, its share of the
-    reservation given back."""
+def _not_sent(rt: Runtime, p: Plan, record: TaskRecord, problems: list[str], *, stopping: bool) -> None:
+    """A create not sent, because the server is stopping (its host sent SIGTERM) or because its call was cut off
+    while it waited for its turn in KIE's create window: nothing created, its share of the reservation given back."""
     record.state, record.credits_reserved = "failed", 0.0
+    if stopping:
+        record.error = (
+            "Not sent: kie-mcp was stopping (its host stopped it), so this create was not sent; nothing was created "
+            "or charged for it. Ask for it again once kie-mcp runs again."
+        )
+        _refund(rt, problems, p, "refunded: not sent, the server was stopping", None)
+        return
     record.error = (
-        "Not sent: kie-mcp was stopping (its host stopped it), so this create was not sent; nothing was created or "
-        "charged for it. Ask for it again once kie-mcp runs again."
+        "Not sent: its call was cancelled while it waited for its turn in KIE's create window (20 creates per 10 s); "
+        "nothing was created or charged for it."
     )
-    _refund(rt, problems, p, "refunded: not sent, the server was stopping", None)
+    _refund(rt, problems, p, "refunded: not sent, its call was cancelled", None)
 
 
 def delivered(rt: Runtime, result: GenerationResult, *, handed_over: bool) -> None:
@@ -1701,9 +1732,12 @@ async def _submit(
     quote_id: str | None,
     approved_by: str,
     problems: list[str],
+    slot: Slot,
+    given_up: anyio.Event,
 ) -> str | None:
-    """Journal the attempt, send one create, journal its answer. Never raises: every outcome lands in ``record``.
-    Returns the attempt's id in the journal (None when it could not be recorded, and nothing was sent)."""
+    """Journal the attempt, send one create in its ``slot`` of KIE's create window, journal its answer. Never
+    raises: every outcome lands in ``record``. Returns the attempt's id in the journal (None when it could not be
+    recorded, and nothing was sent)."""
     try:
         attempt = rt.journal.begin_attempt(
             model=p.spec.id,
@@ -1718,13 +1752,14 @@ async def _submit(
             digest=p.digest,
         )
     except JOURNAL_ERRORS as err:
+        slot.not_counted()
         record.state, record.credits_reserved = "failed", 0.0
         record.error = f"Not sent: kie-mcp could not record the attempt in its journal first ({err}); nothing created."
         _refund(rt, problems, p, "refunded: not sent", None)
         return None
     state, error, existing = "created", None, False
     try:
-        record.task_id = await kie.create(family, p.spec.id, body, approval)
+        record.task_id = await kie.create(family, p.spec.id, body, approval, slot=slot, given_up=given_up)
     except ExistingTaskError as err:  # KIE already had this task (a repeated Veo 4K): nothing new, not charged
         record.task_id, error, existing = err.task_id, f"KIE already had it: {err.message}", True
         record.credits_reserved = 0.0

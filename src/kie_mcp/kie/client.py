@@ -14,6 +14,7 @@ import mimetypes
 import threading
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
@@ -42,7 +43,7 @@ from .errors import (
     any_request_step,
 )
 from .families import FAMILIES, Family, family_for_task_id, named_task_id
-from .pacing import SlidingWindow
+from .pacing import SlidingWindow, Slot
 from .status import TaskState, TaskStatus, int_or_none
 from .text import as_text, text_or_none
 
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 USER_AGENT = f"kie-mcp/{__version__} (+https://kie.ai) python-httpx2"
+GAVE_UP = "it was not sent: its call was cancelled or kie-mcp was stopping while it waited for its turn"
 _NOT_SENT = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout, httpx2.UnsupportedProtocol)
 
 # KIE's model catalogue (kie-models agent skill, docs.kie.ai/ai-agent "Install kie-models" and
@@ -210,13 +212,50 @@ class KieClient:
 
     # -- spending ---------------------------------------------------------------------------
 
-    async def create(self, family: Family, model_id: str, body: dict[str, Any], approval: Approval) -> str:
+    async def create_turn(
+        self, family: Family, model_id: str, approval: Approval, given_up: anyio.Event
+    ) -> Slot | None:
+        """Wait for one create's turn in KIE's create window (its slot, to hand to ``create``), unless ``given_up``
+        is set first (its call was cut off, the server is stopping): then None, and the call log says it was not
+        sent."""
+        slot = await self._creates.hold_unless(given_up)
+        if slot is None:
+            self._log(
+                family.create_path,
+                time.monotonic(),
+                model=model_id,
+                credits_quoted=approval.credits_each,
+                credits_reserved=approval.reserved_each,
+                outcome="not sent",
+                error=GAVE_UP,
+            )
+        return slot
+
+    async def create(
+        self,
+        family: Family,
+        model_id: str,
+        body: dict[str, Any],
+        approval: Approval,
+        *,
+        slot: Slot | None = None,
+        given_up: anyio.Event | None = None,
+    ) -> str:
         """Send one approved create of ``model_id`` and return KIE's task id. A refusal that names a task KIE
-        already has (a repeated Veo 4K request) raises ``ExistingTaskError``: nothing new was started or charged."""
+        already has (a repeated Veo 4K request) raises ``ExistingTaskError``: nothing new was started or charged.
+        ``slot``: its turn in the create window, taken already (``create_turn``); ``given_up``: set when a resend
+        after a 429 should no longer wait for its turn (``NotSentError`` then)."""
         approval.use_one(model_id)
         reserved = approval.reserved_each
         return await self._send_create(
-            family.create_path, body, model_id, approval.credits_each, family, reserved=reserved
+            family.create_path,
+            body,
+            model_id,
+            approval.credits_each,
+            family,
+            reserved=reserved,
+            turn=slot,
+            given_up=given_up,
         )
 
     async def _send_create(
@@ -228,6 +267,8 @@ class KieClient:
         family: Family | None = None,
         *,
         reserved: float | None = None,
+        turn: Slot | None = None,
+        given_up: anyio.Event | None = None,
     ) -> str:
         """Send one create, inside KIE's 20-per-10-s window as KIE counts it: on arrival (see ``SlidingWindow``).
 
@@ -235,10 +276,10 @@ class KieClient:
         stays in the window for its margin and the window's length. A create that was never sent, or that KIE
         refused with 429 (documented as refused, not counted and not charged), frees its slot at once. After a 429
         the window pauses until its edge (the moment its oldest answered create leaves it) and the create is sent
-        again then; only a 429 is ever retried.
+        again then; only a 429 is ever retried, and that resend gives up its wait once ``given_up`` is set.
         """
         for attempt in range(self.max_rate_limit_retries + 1):
-            async with self._creates.occupied() as slot:  # left without settling: counted (answered)
+            async with self._turn(turn, given_up, path, model, quoted, reserved) as slot:  # left unsettled: counted
                 started = time.monotonic()
                 log_call = functools.partial(
                     self._log, path, started, model=model, credits_quoted=quoted, credits_reserved=reserved
@@ -345,7 +386,44 @@ class KieClient:
                     raise OutcomeUnknownError(message, endpoint=path, next_step=step, category=Category.PROTOCOL)
                 log_call(outcome="created", task_id=task_id)
                 return task_id
+            turn = None  # a resend waits for a turn of its own
         raise AssertionError("unreachable")  # pragma: no cover
+
+    @asynccontextmanager
+    async def _turn(
+        self,
+        taken: Slot | None,
+        given_up: anyio.Event | None,
+        path: str,
+        model: str,
+        quoted: float | None,
+        reserved: float | None,
+    ) -> AsyncIterator[Slot]:
+        """A create's slot in the window (``taken`` already, or waited for now, given up once ``given_up`` is set:
+        ``NotSentError``), settled as answered on leaving unless it was settled otherwise."""
+        slot = taken
+        if slot is None and given_up is not None:
+            slot = await self._creates.hold_unless(given_up)
+            if slot is None:
+                self._log(
+                    path,
+                    time.monotonic(),
+                    model=model,
+                    credits_quoted=quoted,
+                    credits_reserved=reserved,
+                    outcome="not sent",
+                    error=GAVE_UP,
+                )
+                raise NotSentError(
+                    f"KIE refused it for too many creates at once (429, not counted, not charged) and {GAVE_UP}",
+                    endpoint=path,
+                ).with_next_step("Nothing was created or charged. Ask for it again.")
+        if slot is None:
+            slot = await self._creates.hold()
+        try:
+            yield slot
+        finally:
+            slot.answered()
 
     def _log(self, endpoint: str, started: float, **entry: Any) -> None:
         if self.call_log is not None:

@@ -126,6 +126,35 @@ class SlidingWindow:
             self._in_flight += 1
             return Slot(self)
 
+    async def hold_unless(self, given_up: anyio.Event) -> Slot | None:
+        """``hold``, unless ``given_up`` is set first (the request no longer wanted: its call cut off, the process
+        stopping): then None, and no slot is taken. A request still waiting has not been sent: giving it up costs
+        nothing upstream."""
+        slot: Slot | None = None
+        try:
+            async with anyio.create_task_group() as group:
+
+                async def take() -> None:
+                    nonlocal slot
+                    slot = await self.hold()
+                    group.cancel_scope.cancel()
+
+                async def watch() -> None:
+                    await given_up.wait()
+                    group.cancel_scope.cancel()
+
+                if not given_up.is_set():
+                    group.start_soon(take)
+                    group.start_soon(watch)
+        except BaseException:
+            if slot is not None:  # granted as the wait was cancelled: never sent
+                slot.not_counted()
+            raise
+        if slot is not None and given_up.is_set():  # both at once: given up, as nothing was sent yet
+            slot.not_counted()
+            return None
+        return slot
+
     @asynccontextmanager
     async def occupied(self) -> AsyncIterator[Slot]:
         """``async with window.occupied() as slot:`` send inside; leaving settles the slot as answered unless it

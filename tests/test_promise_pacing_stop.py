@@ -1,0 +1,155 @@
+"""A create still waiting for its turn in KIE's create window is never sent once its call is cancelled or the server
+is stopping, and a host's SIGINT keeps a create on its way; over real stdio with the installed console script.
+
+KIE takes 20 creates per 10 s; kie-mcp paces itself (``kie.pacing``), so the 21st create of a burst waits about 10 s
+for its turn. That wait was inside the unit shielded from cancellation (sending a create and recording its answer):
+a call cancelled before any of its creates reached KIE still sent them all ~10 s later, and they were charged. A
+SIGTERM counted the waiting creates as "on their way": never sent, they were left "being sent", so the next start
+showed them as unknown ("may have been charged") and the daily cap counted them as spent. And a SIGINT (a Ctrl-C in a
+host's terminal reaches its whole process group) stopped the server at once mid-create, losing the task id.
+
+The simulator runs in its own process (``kie-mcp sim``), so what reached KIE is read from its request log.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+
+from .conftest import CREATE_PATHS, simulator_running
+from .test_promise_stop import WAIT, Server, attempts, creates_sent, environment, lines, wait_for_create
+from .test_terminal import console_script
+
+pytestmark = [
+    pytest.mark.stdio,
+    pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals"),
+]
+
+WINDOW = 10.0  # KIE's create window, and ours: 20 creates per 10 s
+BATCH = {"model": "nano-banana-2", "variations": 10}
+GENEROUS = {"KIE_AUTO_APPROVE_CREDITS": "1000", "KIE_MAX_CREDITS_PER_DAY": "100000"}
+
+
+@pytest.fixture
+def simulator() -> Iterator[str]:
+    """``kie-mcp sim`` in its own process, 1000 simulated seconds a real second: an image is made at once."""
+    yield from simulator_running("1000", kill=True)
+
+
+def sent_with(base: str, word: str) -> int:
+    """The creates that reached the simulator whose prompt holds ``word``."""
+    items = httpx2.get(f"{base}/__sim/requests", timeout=10).json()
+    items = items if isinstance(items, list) else items["requests"]
+    return sum(word in json.dumps(item) for item in items if item["path"] in CREATE_PATHS)
+
+
+def quoted_total(workspace: Path) -> float:
+    """What the creates the journal holds were quoted, together."""
+    with sqlite3.connect(workspace / ".kie-mcp" / "journal.sqlite3") as db:
+        return float(db.execute("SELECT coalesce(sum(credits_quoted), 0) FROM attempts").fetchone()[0])
+
+
+def call(server: Server, request_id: int, tool: str, arguments: dict[str, Any]) -> None:
+    server.send(
+        {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": {"name": tool, "arguments": arguments}}
+    )
+
+
+def test_creates_waiting_for_their_turn_at_a_sigterm_are_not_sent_nor_counted_as_unknown(simulator, tmp_path):
+    workspace = tmp_path / "workspace"
+    server = Server(simulator, workspace, **GENEROUS)
+    try:
+        for n in range(3):
+            call(server, 10 + n, "generate_image", {**BATCH, "prompt": f"paced apple {n}"})
+        wait_for_create(simulator, 20)  # the window is full: ten creates wait for their turn
+        time.sleep(0.3)
+        signalled = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        code, errors = server.stopped()
+        took = time.monotonic() - signalled
+    finally:
+        server.kill()
+    time.sleep(1.0)
+    assert code == 128 + signal.SIGTERM, errors
+    assert took < WINDOW / 2, took  # nothing waited for the window to free
+    assert creates_sent(simulator) == 20
+    assert "got no answer from KIE" not in errors and "Traceback" not in errors, errors
+    assert lines(errors)[-1] == "kie-mcp: stopped (SIGTERM)."
+    states = [state for state, _ in attempts(workspace)]
+    assert states == ["created"] * 20, states  # none left "being sent": none unknown at the next start
+
+    restarted = Server(simulator, workspace, **GENEROUS)
+    try:
+        call(restarted, 1, "check_credits", {})
+        credits = restarted.answer(1)["result"]["structuredContent"]
+    finally:
+        restarted.kill()
+    assert credits["unknown_creates"] == 0, credits
+    assert credits["spent_today"] == pytest.approx(quoted_total(workspace)), credits  # the 20 sent, no more
+
+
+def test_a_create_waiting_for_its_turn_does_not_start_after_a_sigterm(simulator, tmp_path):
+    """The window frees while the server is stopping: the create that waited for it is not sent."""
+    workspace = tmp_path / "workspace"
+    server = Server(simulator, workspace, **GENEROUS)
+    try:
+        call(server, 10, "generate_image", {**BATCH, "prompt": "batch a"})
+        call(server, 11, "generate_image", {**BATCH, "prompt": "batch b"})
+        wait_for_create(simulator, 20)
+        time.sleep(WINDOW - 2)
+        call(server, 12, "generate_image", {"model": "nano-banana-2", "prompt": "late one"})
+        time.sleep(0.3)
+        server.process.send_signal(signal.SIGTERM)
+        code, errors = server.stopped()
+    finally:
+        server.kill()
+    time.sleep(4.0)  # past the moment its turn would have come
+    assert code == 128 + signal.SIGTERM, errors
+    assert sent_with(simulator, "late one") == 0
+    assert creates_sent(simulator) == 20
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"], ids=["2026-07-28", "2025-11-25"])
+async def test_a_call_cancelled_while_its_creates_wait_for_their_turn_sends_and_charges_nothing(
+    simulator, tmp_path, mode
+):
+    import anyio
+    from mcp import Client, StdioServerParameters
+
+    workspace = tmp_path / "workspace"
+    params = StdioServerParameters(command=console_script(), env={**environment(simulator, workspace), **GENEROUS})
+    async with Client(params, mode=mode, read_timeout_seconds=120) as client:
+        async with anyio.create_task_group() as group:
+            group.start_soon(client.call_tool, "generate_image", {**BATCH, "prompt": "first batch"})
+            group.start_soon(client.call_tool, "generate_image", {**BATCH, "prompt": "second batch"})
+            with anyio.fail_after(WAIT):
+                while creates_sent(simulator) < 20:  # noqa: ASYNC110 - the simulator's log: nothing to await
+                    await anyio.sleep(0.05)
+            stop = anyio.CancelScope()
+
+            async def third() -> None:
+                with stop:
+                    await client.call_tool("generate_image", {**BATCH, "prompt": "third batch cancelled"})
+
+            group.start_soon(third)
+            await anyio.sleep(1.0)
+            assert sent_with(simulator, "third batch") == 0  # all ten wait for their turn
+            stop.cancel()  # the user presses stop: the SDK sends notifications/cancelled
+        await anyio.sleep(WINDOW + 3)  # past the moment their turn would have come
+        assert sent_with(simulator, "third batch") == 0
+        credits = (await client.call_tool("check_credits", {})).structured_content
+        listed = (await client.call_tool("list_tasks", {})).structured_content
+    assert creates_sent(simulator) == 20
+    assert credits["unknown_creates"] == 0, credits
+    assert credits["spent_today"] == pytest.approx(quoted_total(workspace)), credits  # the 20 sent, no more
+    assert listed.get("unknown_creates", 0) == 0 and len(listed["tasks"]) == 20, listed
+    assert [state for state, _ in attempts(workspace)] == ["created"] * 20
