@@ -72,10 +72,7 @@ def test_creates_waiting_for_their_turn_at_a_sigterm_are_not_sent_nor_counted_as
             call(server, 10 + n, "generate_image", {**BATCH, "prompt": f"paced apple {n}"})
         wait_for_create(simulator, 20)  # the window is full: ten creates wait for their turn
         time.sleep(0.3)
-        signalled = time.monotonic()
-        server.process.send_signal(signal.SIGTERM)
-        code, errors = server.stopped()
-        took = time.monotonic() - signalled
+        code, errors, took = server.stopped_by(signal.SIGTERM)
     finally:
         server.kill()
     time.sleep(1.0)

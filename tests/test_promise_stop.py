@@ -119,6 +119,13 @@ class Server:
                     stream.close()
         return code, self.errors.read_text()
 
+    def stopped_by(self, signum: int) -> tuple[int, str, float]:
+        """Send ``signum``; the exit code, stderr and the seconds from the signal to the exit."""
+        signalled = time.monotonic()
+        self.process.send_signal(signum)
+        code, errors = self.stopped()
+        return code, errors, time.monotonic() - signalled
+
     def kill(self) -> None:
         if self.process.poll() is None:
             self.process.kill()
@@ -243,10 +250,7 @@ def test_a_create_that_gets_no_answer_holds_a_stop_for_a_bounded_time(simulator,
     try:
         server.generate(1, IMAGE["prompt"])
         wait_for_create(simulator)
-        signalled = time.monotonic()
-        server.process.send_signal(signal.SIGTERM)
-        code, errors = server.stopped()
-        took = time.monotonic() - signalled
+        code, errors, took = server.stopped_by(signal.SIGTERM)
     finally:
         server.kill()
     assert code == 128 + signal.SIGTERM, errors
