@@ -26,7 +26,7 @@ import pytest
 from mcp import MCPError
 from mcp.types import INVALID_PARAMS, INVALID_REQUEST, PARSE_ERROR
 
-from .conftest import CREATE_PATHS, answer_from
+from .conftest import CREATE_PATHS, answer_from, text_of
 from .test_deep_json import _kie_requests, _script, _server_env, hello
 
 ANSWER_WITHIN = 20  # seconds: a dropped line is never answered, so a test of one fails here instead of hanging
@@ -166,6 +166,7 @@ def test_params_the_sdk_refuses_are_refused_naming_the_field(wire, params, field
     assert error["code"] == INVALID_PARAMS
     assert error["message"].startswith("Invalid request parameters: ") and field in error["message"], error
     assert error["data"]["problems"] and any(field in problem for problem in error["data"]["problems"]), error
+    assert "Input should" not in error["message"], error  # in kie-mcp's words, never pydantic's
 
 
 async def test_an_unknown_resource_uri_is_repeated_at_most_200_characters_long(connect):
@@ -210,7 +211,7 @@ def test_a_stray_bracket_never_gets_another_requests_id_answered(wire):
     (``"x": {"id": 77, ...}``) at the top level, was taken for two messages and answered twice: under its own id and
     under 77, which may be another call of the host still running (it would see that call fail while the server goes
     on and spends). Only back-to-back messages are several; a broken one is answered under its own id alone. A batch
-    (an array, which MCP never takes) is logged as one."""
+    (an array) is answered element by element (test_promise_batches.py)."""
     wire.handshake()
     nested = '{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"check_credits","arguments":{}}}}'
     wire.send(nested + ',"x":{"jsonrpc":"2.0","id":77,"method":"ping"}}')
@@ -227,8 +228,24 @@ def test_a_stray_bracket_never_gets_another_requests_id_answered(wire):
             line, _, rest = bytes(wire.buffer).partition(b"\n")
             wire.buffer[:] = rest
             seen.append(json.loads(line).get("id"))
-    assert seen == [9, "after"], seen
-    deadline = time.monotonic() + ANSWER_WITHIN
-    while "batch" not in wire.errors.read_text() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert "a JSON-RPC batch, which MCP never takes" in wire.errors.read_text()
+    assert seen == [9, 10, "after"], seen  # the batch's one element under its own id (refused: 2025-11-25 has none)
+
+
+async def test_an_unknown_tool_name_is_repeated_at_most_200_characters_long(connect):
+    """The audit: a 40 MB tool name got a 40 MB "Unknown tool: ..." answer (peak memory several times that)."""
+    async with connect() as client:
+        result = await client.call_tool("n" * 100_000, {})
+    assert result.is_error
+    assert len(text_of(result)) < 300 and "(100000 characters)" in text_of(result), text_of(result)[:300]
+
+
+@pytest.mark.stdio
+def test_an_unknown_method_is_repeated_at_most_200_characters_long(wire):
+    """The audit: the SDK's "Method not found" carries the method as its data, whole (40 MB for a 40 MB method)."""
+    wire.handshake()
+    wire.send(json.dumps({"jsonrpc": "2.0", "id": 7, "method": "m" * 100_000}))
+    error = wire.answer(7)["error"]
+    assert error["code"] == -32601 and len(json.dumps(error)) < 400, json.dumps(error)[:300]
+    assert "(100000 characters)" in error["data"]
+    wire.send(json.dumps({"jsonrpc": "2.0", "id": 8, "method": "kie/nothing"}))
+    assert wire.answer(8)["error"]["data"] == "kie/nothing"  # a short one as it was sent

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from jsonschema.validators import validator_for
@@ -100,7 +101,15 @@ def test_output_schemas_say_nullable_as_a_type_list_with_the_same_meaning(nullab
     check_published = validator_for(published)(published)
     for item in values:
         assert check.is_valid({"value": item}) == check_published.is_valid({"value": item}), item
-    assert compact(schema) == {"type": "object", "properties": {"value": nullable}}  # inputs keep anyOf
+    inputs = {"type": "object", "properties": {"value": _open(nullable)}}
+    assert compact(schema) == inputs  # inputs keep anyOf (without additionalProperties, which Gemini refuses)
+
+
+def _open(node: Any) -> Any:
+    """``node`` without its ``additionalProperties`` keywords, as input schemas are published."""
+    if isinstance(node, dict):
+        return {key: _open(value) for key, value in node.items() if key != "additionalProperties"}
+    return [_open(value) for value in node] if isinstance(node, list) else node
 
 
 async def test_tools_list_is_lean_and_still_describes_every_argument(connect):
@@ -133,6 +142,38 @@ async def test_no_published_schema_says_additional_properties_true_and_options_s
     assert {"type": "object"} in generate.input_schema["properties"]["options"]["anyOf"]
     assert made.structured_content["status"] == "completed", text_of(made)
     assert (await controls.creates())[0]["body"]["input"]["output_format"] == "png"
+
+
+def _keywords(node: object, keyword: str, path: str = "") -> list[str]:
+    """Where ``keyword`` is a schema keyword in ``node`` (a property of that name is not one)."""
+    found: list[str] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == keyword and not path.endswith(".properties"):
+                found.append(f"{path}.{key}")
+            found += _keywords(value, keyword, f"{path}.{key}")
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            found += _keywords(value, keyword, f"{path}.{index}")
+    return found
+
+
+async def test_no_input_schema_holds_additional_properties_and_a_captions_unknown_key_is_still_refused(connect):
+    """Gemini's function declarations refuse ``additionalProperties`` whatever its value ("Unknown name
+    additionalProperties", HTTP 400 for the whole request): stitch_videos published ``false`` on its captions, so a
+    host handing MCP schemas to Gemini could use no tool at all. No input schema holds it; a caption's unknown key
+    is still refused by name (its pydantic model)."""
+    async with connect() as client:
+        tools = (await client.list_tools()).tools
+        styled = await client.call_tool(
+            "stitch_videos", {"clips": ["a.mp4", "b.mp4"], "captions": [{"start": 0, "end": 1, "text": "hi", "x": 1}]}
+        )
+    held = {tool.name: _keywords(tool.input_schema, "additionalProperties") for tool in tools}
+    assert not any(held.values()), held
+    captions = next(t for t in tools if t.name == "stitch_videos").input_schema["properties"]["captions"]
+    assert set(captions["anyOf"][0]["items"]["properties"]) == {"start", "end", "text"}
+    assert styled.is_error and "captions[0].x" in text_of(styled), text_of(styled)
+    assert compact({"type": "object", "additionalProperties": False}, output=True)["additionalProperties"] is False
 
 
 async def test_no_input_schema_has_an_exclusive_bound_and_the_strict_bound_still_holds(connect, controls):

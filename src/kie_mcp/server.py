@@ -30,7 +30,7 @@ from kie_mcp import __version__, toolcache
 from kie_mcp.apps import apps_extension
 from kie_mcp.config import Settings, no_key_advice
 from kie_mcp.redact import redact, redact_value
-from kie_mcp.stdio import UNREADABLE_METHOD, unreadable_error
+from kie_mcp.stdio import UNREADABLE_METHOD, batched, refuse_batch, unbatched, unreadable_error
 from kie_mcp.toolschema import compact, keep_free_text
 from kie_mcp.words import argument_problems, path_text, plain, readable_text
 
@@ -582,7 +582,7 @@ async def _answered_without_secrets(ctx: ServerRequestContext[Any, Any], call_ne
     its bare refusal of a confirmation's answer it can no longer read says what happened and what to do
     (``STALE_ANSWER``). Its check of a request's params, which it answered "Invalid request parameters" naming
     nothing (a ``progressToken`` that is an object, ``params: null`` for a tool call), names what is wrong; an
-    unknown resource URI it repeats is cut to ``URI_SHOWN`` characters."""
+    unknown resource URI, method or tool name it repeats is cut to ``ECHO_SHOWN`` characters."""
     method = ctx.method
     plan = method == "prompts/get"
     try:
@@ -590,6 +590,9 @@ async def _answered_without_secrets(ctx: ServerRequestContext[Any, Any], call_ne
             ctx = replace(ctx, params=_prompt_arguments_as_text(ctx.params))
         elif method == UNREADABLE_METHOD:  # here, not as a handler: also answered before the handshake ends
             raise unreadable_error(ctx.params)
+        elif batched(ctx.params):  # it came in a JSON-RPC batch (stdio): run where the protocol has batches
+            refuse_batch(ctx.protocol_version)
+            ctx = replace(ctx, params=unbatched(ctx.params))
         result = await call_next(ctx)
     except ValidationError as err:  # the SDK's check of the params, which it answers naming nothing
         problems = argument_problems(err.errors(include_url=False))
@@ -600,8 +603,8 @@ async def _answered_without_secrets(ctx: ServerRequestContext[Any, Any], call_ne
     except MCPError as err:
         error = err.error
         message, data = error.message, error.data
-        if method == "resources/read":  # an unknown URI is echoed: a 100 KB one, whole, in the message and data
-            message, data = _uri_bounded(message, ctx.params), _uri_bounded(data, ctx.params)
+        # What the request named is echoed (an unknown URI, method or tool): a 40 MB one, whole, in message and data
+        message, data = _echoes_bounded(message, ctx), _echoes_bounded(data, ctx)
         message, data = redact(message), redact_value(data)
         if isinstance(data, dict) and data.get("reason") == "invalid_request_state":
             message = STALE_ANSWER
@@ -611,26 +614,28 @@ async def _answered_without_secrets(ctx: ServerRequestContext[Any, Any], call_ne
     if plan:  # the user's own words, to be used: only the key goes (a signed link's access_token stays)
         return redact_value(result, secrets_only=True)
     if method == "tools/call" and isinstance(result, dict) and result.get("isError"):
-        return redact_value(result)  # a refusal that names what it was given (an unknown tool or argument)
+        return redact_value(_echoes_bounded(result, ctx))  # a refusal names what it was given (an unknown tool)
     return result
 
 
-URI_SHOWN = 200  # characters of a resource URI an error repeats
+ECHO_SHOWN = 200  # characters of a resource URI, a method or a tool's name an error repeats
 
 
-def _uri_bounded(value: Any, params: Any) -> Any:
-    """``value`` (an error's message or data) with the URI ``params`` asked for shown at most ``URI_SHOWN``
-    characters long wherever it repeats it: as the client sent it, and as the read looked it up (a reference's path
+def _echoes_bounded(value: Any, ctx: ServerRequestContext[Any, Any]) -> Any:
+    """``value`` (an error's message or data, or a tool's error result) with what the request named shown at most
+    ``ECHO_SHOWN`` characters long wherever it repeats it: its method (the SDK's "Method not found" data), the tool
+    or prompt ``name``, and a resource URI as the client sent it and as the read looked it up (a reference's path
     percent-encoded as listed, ``canonical_uri``: 30,000 ``é`` sent are 180,000 characters there)."""
-    from kie_mcp.references import canonical_uri
+    named = [ctx.method]
+    params = ctx.params if isinstance(ctx.params, Mapping) else {}
+    if isinstance(name := params.get("name"), str):
+        named.append(name)
+    if ctx.method == "resources/read" and isinstance(uri := params.get("uri"), str):
+        from kie_mcp.references import canonical_uri
 
-    uri = params.get("uri") if isinstance(params, Mapping) else None
-    if not isinstance(uri, str):
-        return value
-    forms = sorted({uri, canonical_uri(uri)}, key=len, reverse=True)  # the longer first: one may hold the other
-    return _bounded(
-        value, [(form, plain(form, quoted=False, limit=URI_SHOWN)) for form in forms if len(form) > URI_SHOWN]
-    )
+        named += [uri, canonical_uri(uri)]
+    long = sorted({text for text in named if len(text) > ECHO_SHOWN}, key=len, reverse=True)  # the longer first
+    return _bounded(value, [(text, plain(text, quoted=False, limit=ECHO_SHOWN)) for text in long])
 
 
 def _bounded(value: Any, shown: list[tuple[str, str]]) -> Any:
@@ -643,6 +648,8 @@ def _bounded(value: Any, shown: list[tuple[str, str]]) -> Any:
         return value
     if isinstance(value, dict):
         return {key: _bounded(inner, shown) for key, inner in value.items()}
+    if isinstance(value, list):  # a tool result's content
+        return [_bounded(inner, shown) for inner in value]
     return value
 
 

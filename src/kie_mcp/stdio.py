@@ -15,10 +15,18 @@ server answers with an error saying what was wrong (``unreadable_error``); nothi
 - nested deeper than pydantic's JSON reader reads (``DEEPEST_JSON``: 200 lists and objects inside each other with
   pydantic-core 2.50): Invalid Request (-32600), saying so.
 
+A JSON-RPC batch (a list of objects) becomes its messages, each read as a line of its own (so an unreadable one gets
+its stand-in), each request among them marked ``BATCHED`` in its ``_meta``. MCP 2025-03-26 says implementations MUST
+receive batches (and kie-mcp accepts that revision); 2025-06-18 removed them. Only the server knows which revision a
+request is served in, so the server runs a marked request where batches exist and refuses it under its id where
+not (``refuse_batch``). Each answer is written on a line of its own, not gathered into one list: the SDK's writer
+writes one message a line, and JSON-RPC's batch answer is a SHOULD; an SDK client matches answers by id.
+
 A client's answer to a request of the server (a form's answer) that cannot be read becomes an error answer with its
-id, so the call waiting for it goes on at once. A line with no id to answer (a notification, an id of null, a list)
-stays dropped, with a warning on stderr (a blank line, at DEBUG). The id, method and ``_meta`` are found without
-reading the line as JSON (``top_level_members``): strings skipped whole, deep containers only counted.
+id, so the call waiting for it goes on at once. A line with no id to answer (a notification, an id of null, an
+empty list or one not of objects) stays dropped, with a warning on stderr (a blank line, at DEBUG). The id, method
+and ``_meta`` are found without reading the line as JSON (``top_level_members``): strings skipped whole, deep
+containers only counted.
 
 JSON may escape a lone UTF-16 surrogate (``"\\ud83d"``: an emoji cut in half, as a host that escapes non-ASCII
 text and cuts it may send). pydantic refuses such a line ("unexpected end of hex escape"); here each lone surrogate
@@ -77,6 +85,8 @@ REPLACEMENT_ESCAPE = "\\ufffd"
 BYTE_ORDER_MARK = "\ufeff"  # JSON never starts with one; the SDK's reader refuses a line that does
 
 UNREADABLE_METHOD = "kie-mcp/unreadable"
+BATCHED = "kie-mcp/batched"  # the _meta mark of a request that came in a JSON-RPC batch (``batched``)
+LAST_BATCHING_PROTOCOL = "2025-03-26"  # the last MCP revision with JSON-RPC batches
 # JSON's tokens: a string (escapes and all), a structural character, or a bare scalar (number, true, ...).
 # A string unrolled (runs of plain characters between escapes): one step a run, not a regex stack frame a character.
 _TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}:,]|[^\s\[\]{}:,"]+', re.S)
@@ -155,6 +165,9 @@ def stand_ins(line: str, refused: ValueError) -> list[str]:
     ``kie-mcp/unreadable`` request with that id and its ``_meta`` (answered with ``unreadable_error`` by the server's
     middleware), for each answer to a request of the server an error answer with its id. A line with neither stays
     as it is (the SDK drops it; logged here)."""
+    elements = _batch(line)
+    if elements:  # a JSON-RPC batch: each element a message of its own, answered (or refused) on its own
+        return [message for start, end in elements for message in _batched(line[start:end])]
     why = _parse_error(refused)
     if why is None:  # JSON, but not a JSON-RPC message the SDK takes
         found = _stand_in(line, {"why": NOT_JSON_RPC, **_wrong_member(line)})
@@ -167,7 +180,11 @@ def stand_ins(line: str, refused: ValueError) -> list[str]:
         found = _stand_in(line[first[0] : first[1]], {"why": NOT_JSON, "what": why[0], "at": why[1]})
     if not found:
         if line.lstrip().startswith("["):
-            log.warning("dropped a line of %d characters: a JSON-RPC batch, which MCP never takes", len(line))
+            log.warning(
+                "dropped a line of %d characters: a list that is no JSON-RPC batch kie-mcp can answer (empty, or not "
+                "of objects)",
+                len(line),
+            )
         elif line.strip():
             log.warning(
                 "dropped a line of %d characters that is no JSON-RPC message kie-mcp can answer: it names no request "
@@ -220,6 +237,61 @@ def _wrong_member(line: str) -> dict[str, str]:
     if params is not None and params[:1] != "{" and params != "null":
         return {"member": "params"}
     return {}
+
+
+def _batch(line: str) -> list[Span]:
+    """Where each element of the JSON-RPC batch ``line`` is (a list of objects, alone on the line), or []."""
+    values = _top_level_values(line)
+    if len(values) != 1 or line[values[0][0]] != "[":
+        return []
+    start, end = values[0][0], len(line[: values[0][1]].rstrip())  # a broken element runs to the line's end
+    if line[end - 1] != "]":
+        return []
+    elements = _top_level_values(line[start + 1 : end - 1])
+    if not elements or any(line[start + 1 + first] != "{" for first, _ in elements):
+        return []
+    return [(start + 1 + first, start + 1 + last) for first, last in elements]
+
+
+def _batched(element: str) -> list[str]:
+    """The lines an element of a batch stands for (``readable_lines``), a request among them marked ``BATCHED`` in its
+    ``_meta``: the server then runs it where the session's protocol takes batches (``refuse_batch``)."""
+    lines = readable_lines(element)
+    try:
+        message = json.loads(lines[0]) if len(lines) == 1 else None
+    except ValueError:  # unreadable and unanswerable: dropped, as a line of its own would be
+        return lines
+    if not isinstance(message, dict) or "id" not in message or "method" not in message:  # a notification, an answer
+        return lines
+    params = message["params"] if isinstance(message.get("params"), dict) else {}
+    meta = params["_meta"] if isinstance(params.get("_meta"), dict) else {}
+    params["_meta"] = {**meta, BATCHED: True}
+    return [_compact({**message, "params": params})]
+
+
+def batched(params: Any) -> bool:
+    """Whether a request with ``params`` came in a JSON-RPC batch (its ``_meta`` marked ``BATCHED`` by ``_batched``)."""
+    meta = params.get("_meta") if isinstance(params, Mapping) else None
+    return isinstance(meta, Mapping) and meta.get(BATCHED) is True
+
+
+def refuse_batch(protocol_version: str) -> None:
+    """Refuse a request that came in a batch when the session's protocol has none: MCP 2025-03-26 took batches
+    (implementations MUST receive them), 2025-06-18 removed them."""
+    if protocol_version <= LAST_BATCHING_PROTOCOL:
+        return
+    message = (
+        f"kie-mcp did not run this request: it came in a JSON-RPC batch, which MCP {protocol_version} does not take "
+        f"(batches were removed after {LAST_BATCHING_PROTOCOL}). Nothing of it was run, priced or sent. Send each "
+        "request on a line of its own."
+    )
+    raise MCPError(code=INVALID_REQUEST, message=message, data={"batch": True})
+
+
+def unbatched(params: Mapping[str, Any]) -> dict[str, Any]:
+    """``params`` without the ``BATCHED`` mark (it was ours, not the client's)."""
+    meta = {key: value for key, value in params["_meta"].items() if key != BATCHED}
+    return {**{key: value for key, value in params.items() if key != "_meta"}, **({"_meta": meta} if meta else {})}
 
 
 def _several_messages(line: str) -> list[Span]:

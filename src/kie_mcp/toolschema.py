@@ -9,8 +9,11 @@ hosts resolve ``$ref`` poorly); what a value may be is untouched, with one excep
 bound pydantic writes as ``exclusiveMinimum``/``exclusiveMaximum`` (``gt=0``) is published as ``minimum``/
 ``maximum``: Gemini's function declarations (``parameters``, an OpenAPI subset) have no such field and refuse the
 whole request over it (modelcontextprotocol/servers#1624, firebase/firebase-tools#9237), and the argument is still
-checked against the strict bound. In output schemas, which clients use to check results, a nullable value becomes
-the equivalent type list, which a validator checks in one step instead of trying two branches (on every call).
+checked against the strict bound. For the same reason ``additionalProperties`` is left out of input schemas whatever
+its value (HTTP 400 "Unknown name additionalProperties", for stitch_videos' captions' ``false``): an
+argument object's unknown keys are still refused by name, by its pydantic model. In output schemas, which clients
+use to check results, a nullable value becomes the equivalent type list, which a validator checks in one step
+instead of trying two branches (on every call).
 Validation of arguments does not use these schemas (the SDK validates them with the pydantic model), so only what
 is advertised changes.
 """
@@ -18,7 +21,7 @@ is advertised changes.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, get_args
 
 _DEFS = "#/$defs/"
 _EXCLUSIVE = {"exclusiveMinimum": "minimum", "exclusiveMaximum": "maximum"}  # published in input schemas as these
@@ -60,8 +63,8 @@ def compact(schema: dict[str, Any], *, output: bool = False) -> dict[str, Any]:
                 continue
             if key == "title" and isinstance(value, str):
                 continue  # pydantic's "Quote Id" for quote_id, or a model's class name: no client reads it
-            if key == "additionalProperties" and value is True:
-                continue  # what an object allows anyway
+            if key == "additionalProperties" and (value is True or not output):
+                continue  # true: what an object allows anyway; in input schemas any value (Gemini refuses the word)
             if key in _EXCLUSIVE and not output and isinstance(value, int | float) and _EXCLUSIVE[key] not in node:
                 out[_EXCLUSIVE[key]] = value  # Gemini's parameters refuse the keyword; the argument is checked exactly
                 continue
@@ -140,13 +143,17 @@ def keep_free_text(metadata: Any) -> None:
 
     It is replaced by the same rule worked out once per tool: a string sent for an argument not typed ``str`` (nor
     free text) is read as JSON when that gives a list, an object or null (a boolean is an int to the SDK's
-    check, so it stays the text sent, as there), and is kept as sent otherwise.
+    check, so it stays the text sent, as there), and is kept as sent otherwise. Null (sent, or a string read so)
+    for an optional argument that does not take null itself means its default (it is left out): LLM hosts fill
+    every unused optional with null, and ``variations: null`` was refused as "must be a whole number".
     The SDK's own looks up every field of the tool on every call and has ``json.loads`` fail (raising) on a plain
     string such as a model id: about 10 us a call for estimate_cost's 17 arguments, this about 1 us."""
     fields = metadata.arg_model.model_fields
     free = {name for name, info in fields.items() if any(isinstance(m, FreeText) for m in info.metadata)}
     decoded = {name for name, info in fields.items() if info.annotation is not str and name not in free}
     decoded |= {fields[name].alias for name in decoded if fields[name].alias and fields[name].alias not in free}
+    defaulted = {name for name, info in fields.items() if not info.is_required() and not _takes_null(info.annotation)}
+    defaulted |= {fields[name].alias for name in defaulted if fields[name].alias}
 
     def pre_parse_json(data: dict[str, Any]) -> dict[str, Any]:
         parsed = dict(data)
@@ -158,9 +165,17 @@ def keep_free_text(metadata: Any) -> None:
                     continue
                 if not isinstance(found, str | int | float):  # a number or a quoted string stays the text sent
                     parsed[key] = found
+            if parsed[key] is None and key in defaulted:  # an LLM host fills unused optionals with null: the default
+                del parsed[key]
         return parsed
 
     object.__setattr__(metadata, "pre_parse_json", pre_parse_json)  # a pydantic model: set past its field checks
+
+
+def _takes_null(annotation: Any) -> bool:
+    """Whether an argument typed ``annotation`` takes null itself (``X | None``, ``Any``): null is then its value,
+    not "the default"."""
+    return annotation is Any or annotation is None or type(None) in get_args(annotation)
 
 
 _JSON_SPACE = " \t\n\r"

@@ -260,6 +260,8 @@ def _problem(error: dict[str, Any]) -> str:
         if kind.startswith("string"):
             return f"must be at least {context.get('min_length')} characters long"
         return f"must have at least {context.get('min_length')} items"
+    if kind == "int_from_float":  # pydantic: "got a number with a fractional part"
+        return f"must be a whole number{got}"
     if kind == "literal_error":
         expected = str(context.get("expected", "")).replace("'", '"')
         return f"must be one of {expected}{got}"

@@ -1,0 +1,125 @@
+"""A JSON-RPC batch (a list of messages on one line) is answered, element by element, never dropped in silence.
+
+MCP 2025-03-26 says implementations MUST support receiving batches, and kie-mcp accepts that revision; 2025-06-18
+removed them. The SDK's stdio reader drops a list without an answer, so the line is split where it is read
+(``stdio.readable_lines``): under 2025-03-26 (and 2024-11-05) each request in it runs and is answered under its own
+id, on a line of its own (the SDK writes one message a line; JSON-RPC's batch answer is a SHOULD); under later
+revisions each is answered with an error saying batches are gone, and nothing of it runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import time
+from typing import Any
+
+import pytest
+from mcp.types import INVALID_REQUEST
+
+from .conftest import CREATE_PATHS
+from .test_deep_json import _kie_requests
+from .test_promise_unreadable_lines import ANSWER_WITHIN, ENVELOPE, Wire
+
+BATCH = '[{"jsonrpc":"2.0","id":15,"method":"ping"}, {"jsonrpc":"2.0","id":16,"method":"tools/list"}]'
+PRICE = {"name": "estimate_cost", "arguments": {"model": "nano-banana-2", "prompt": "an apple"}}
+
+
+@pytest.fixture
+def wire(simulator_process, tmp_path):
+    opened = Wire(simulator_process, tmp_path)
+    yield opened
+    assert opened.close() == 0
+
+
+def _answers(wire: Wire, ids: set[Any]) -> dict[Any, dict[str, Any]]:
+    """The answers to ``ids``, in whatever order they come (other messages skipped)."""
+    found: dict[Any, dict[str, Any]] = {}
+    deadline = time.monotonic() + ANSWER_WITHIN
+    while set(found) != ids:
+        while b"\n" in wire.buffer:
+            line, _, rest = bytes(wire.buffer).partition(b"\n")
+            wire.buffer[:] = rest
+            message = json.loads(line)
+            if message.get("id") in ids and "method" not in message:
+                found[message["id"]] = message
+        if set(found) == ids:
+            break
+        ready, _, _ = select.select([wire.server.stdout], [], [], max(deadline - time.monotonic(), 0))
+        chunk = os.read(wire.server.stdout.fileno(), 65536) if ready else b""
+        assert chunk, f"no answer to {ids - set(found)}: dropped"
+        wire.buffer += chunk
+    return found
+
+
+def _handshake(wire: Wire, version: str) -> None:
+    hello = {"protocolVersion": version, "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}
+    wire.send(json.dumps({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": hello}))
+    assert wire.answer(0)["result"]["protocolVersion"] == version
+    wire.send('{"jsonrpc": "2.0", "method": "notifications/initialized"}')
+
+
+@pytest.mark.stdio
+@pytest.mark.parametrize("version", ["2025-03-26", "2024-11-05"])
+def test_each_request_of_a_batch_is_run_and_answered_under_its_own_id_where_the_protocol_has_batches(wire, version):
+    _handshake(wire, version)
+    wire.send(BATCH)
+    answers = _answers(wire, {15, 16})
+    assert answers[15]["result"] == {}
+    assert "estimate_cost" in {tool["name"] for tool in answers[16]["result"]["tools"]}
+    batch = [
+        {"jsonrpc": "2.0", "id": 17, "method": "tools/call", "params": {**PRICE, "_meta": {"progressToken": "p"}}},
+        {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 99}},
+        '{"jsonrpc":"2.0","id":18,"method":"ping"',  # one element unreadable: answered under its id, saying why
+    ]
+    wire.send("[" + ", ".join(item if isinstance(item, str) else json.dumps(item) for item in batch) + "]")
+    answers = _answers(wire, {17, 18})
+    quoted = answers[17]["result"]
+    assert not quoted.get("isError") and quoted["structuredContent"]["quote"]["quote_id"], quoted
+    assert "kie-mcp/batched" not in json.dumps(quoted)  # the mark is the server's own, never shown
+    assert "Nothing of it was run" in answers[18]["error"]["message"]
+    wire.send(json.dumps({"jsonrpc": "2.0", "id": 19, "method": "ping"}))
+    assert wire.answer(19)["result"] == {}
+    assert "Traceback" not in wire.errors.read_text()
+
+
+@pytest.mark.stdio
+@pytest.mark.parametrize("version", ["2025-06-18", "2025-11-25"])
+def test_a_batch_is_refused_element_by_element_where_the_protocol_removed_batches(wire, simulator_process, version):
+    _handshake(wire, version)
+    call = {"jsonrpc": "2.0", "id": 16, "method": "tools/call", "params": PRICE}
+    wire.send(json.dumps([{"jsonrpc": "2.0", "id": 15, "method": "ping"}, call]))
+    for error in (answer["error"] for answer in _answers(wire, {15, 16}).values()):
+        assert error["code"] == INVALID_REQUEST and "JSON-RPC batch" in error["message"], error
+        assert f"MCP {version} does not take" in error["message"] and "Nothing of it was run" in error["message"]
+    wire.send(json.dumps({"jsonrpc": "2.0", "id": 17, "method": "ping"}))
+    assert wire.answer(17)["result"] == {}
+    assert not CREATE_PATHS & set(_kie_requests(simulator_process))
+
+
+@pytest.mark.stdio
+def test_a_batch_of_the_2026_era_is_refused_in_that_era(wire):
+    """Stateless 2026-07-28 requests carry their envelope in ``_meta``: the mark joins it, the envelope still routes
+    each element, and each is refused saying why."""
+    elements = [
+        {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": ENVELOPE}},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {**PRICE, "_meta": ENVELOPE}},
+    ]
+    wire.send(json.dumps(elements))
+    for error in (answer["error"] for answer in _answers(wire, {1, 2}).values()):
+        assert "MCP 2026-07-28 does not take" in error["message"], error
+    wire.send(json.dumps(elements[0]))
+    assert "tools" in wire.answer(1)["result"]
+
+
+@pytest.mark.stdio
+def test_a_list_with_nothing_to_answer_is_said_on_stderr(wire):
+    _handshake(wire, "2025-03-26")
+    wire.send("[]")
+    wire.send("[1, 2]")
+    wire.send(json.dumps({"jsonrpc": "2.0", "id": 3, "method": "ping"}))
+    assert wire.answer(3)["result"] == {}
+    warned = [line for line in wire.errors.read_text().splitlines() if "dropped a line" in line]
+    assert len(warned) == 2 and all("no JSON-RPC batch kie-mcp can answer" in line for line in warned), warned
+    assert "MCP never takes" not in wire.errors.read_text()
