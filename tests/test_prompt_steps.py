@@ -883,7 +883,11 @@ async def test_asking_for_words_on_a_silent_video_model_says_it_cannot_speak_the
         text = await _render(client, name, {**ARGUMENTS[name], "video_model": "hailuo/02-image-to-video-standard"})
     assert '"hailuo/02-image-to-video-standard" cannot speak them' in _step(text, 1), _step(text, 1)
     assert "veo3_fast, the default, speaks" in _step(text, 1)
-    assert "script=" not in _step(text, 4), _step(text, 4)
+    # its own estimate carries no script (refused); the user's words, if any, go to the model that speaks them
+    own, _, instead = _step(text, 4).partition("If the user gave")
+    assert "script=" not in own, _step(text, 4)
+    assert 'estimate veo3_fast instead (it speaks): estimate_cost(model="veo3_fast"' in instead, _step(text, 4)
+    assert "aspect_ratio= the still's" in instead and "script= the " in instead, _step(text, 4)
 
 
 # -- 15. the workspace templates name what a workspace has ----------------------------------------------------------

@@ -365,6 +365,20 @@ def _ask_for_words(words: str, video_model: str) -> str:
     )
 
 
+def _speaking_instead(words: str, video_model: str) -> str:
+    """The video step's switch when ``video_model`` cannot speak and the user gave ``words`` in step 1 after all:
+    the estimate of the default model that speaks, with those words. Without it the step wrote only the silent
+    model's estimate, and an agent following it paid for a clip without the words."""
+    if not _silent(video_model):
+        return ""
+    default = "veo3_fast"
+    return (
+        f"If the user gave {words} in step 1, estimate {default} instead (it speaks): estimate_cost(model="
+        f'"{default}", images=[the approved still\'s saved path], {_frame_of_the_still(default)}script= {words}, '
+        "prompt= only the motion, camera and sound, session=...). "
+    )
+
+
 def _too_long(words: str) -> str:
     """What the video step does when kie-mcp finds the spoken words (``words``: "the pitch is") too long for one
     clip of the model."""
@@ -412,7 +426,8 @@ def influencer_recreation(
                 else ""
             )
             + "prompt= only the motion, camera and sound, session=...). "
-            + (_too_long("the words are") if speaks else "")
+            + ("" if script else _speaking_instead("the words", video_model))
+            + (_too_long("the words are") if speaks or not script else "")
             + APPROVAL,
             f"5. generate_video with the same arguments. {FOLLOW} Give the user the saved file and the result link.",
             "6. " + _captions("[the video's task id]"),
@@ -462,7 +477,10 @@ def product_showcase(
                 if speaks
                 else ""
             )
-            + f", session=...). {_too_long('the pitch is') if speaks else ''}{APPROVAL}",
+            + ", session=...). "
+            + ("" if pitch else _speaking_instead("the pitch", video_model))
+            + (_too_long("the pitch is") if speaks or not pitch else "")
+            + APPROVAL,
             f"5. generate_video with the same arguments. {FOLLOW} Present the clip (its saved file and link).",
             "6. " + _captions("[the video's task id]"),
             SAVED,
