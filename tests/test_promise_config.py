@@ -1151,14 +1151,14 @@ def test_an_endpoint_in_a_dotenv_never_sends_a_key_from_the_env_block_elsewhere(
 
 def test_an_endpoint_written_beside_the_key_is_taken_without_a_note(tmp_path, monkeypatch):
     """A simulator or a local proxy set up in one .env with the key (or in the env block with it) works as before;
-    so does one in the project's .env when the project's .env holds the key in use."""
+    so does one in the chosen project's .env when that .env holds the only key written anywhere."""
     (tmp_path / ".env").write_text(f"KIE_API_KEY={SANDBOX_API_KEY}\nKIE_BASE_URL=http://127.0.0.1:8790\n")
     settings = Settings.load({"KIE_WORKSPACE": str(tmp_path)}, cwd=tmp_path)
     assert settings.base_url == "http://127.0.0.1:8790" and not settings.config_notes
     start = per_user_and_project(
         tmp_path / "b",
         monkeypatch,
-        "KIE_API_KEY=kie-test-per-user-key-1234\nKIE_UPLOAD_BASE_URL=http://127.0.0.1:9/\n",
+        "KIE_UPLOAD_BASE_URL=http://127.0.0.1:9/\n",
         f"KIE_API_KEY={SANDBOX_API_KEY}\nKIE_BASE_URL=http://127.0.0.1:8790\n",
     )
     settings = Settings.load({}, cwd=start)
@@ -1166,6 +1166,68 @@ def test_an_endpoint_written_beside_the_key_is_taken_without_a_note(tmp_path, mo
     said = " ".join(settings.config_notes)  # the per-user .env's upload host would get the project's key: ignored
     assert settings.upload_base_url == "https://kieai.redpandaai.co" and "KIE_UPLOAD_BASE_URL (" in said, said
     assert f"the API key comes from {tmp_path / 'b' / 'proj' / '.env'}" in said
+    assert "The API key in use" not in said, said  # no other key was written: nothing was swapped
+
+
+@pytest.mark.parametrize("same", [False, True], ids=["its-own-key", "the-users-key-copied"])
+def test_a_chosen_workspaces_dotenv_that_brings_its_own_key_is_said_to_and_never_brings_its_hosts(
+    same, tmp_path, monkeypatch
+):
+    """The review: the per-user .env holds the user's key and chooses a cloned project; the project's .env holds a
+    key of its own and points both endpoints at its own host. Its key wins (as any setting of it does), but the
+    notes say which key is in use, from where, and that another is written in the per-user .env, showing neither;
+    and its endpoints are ignored (else every prompt and every local file uploaded went to that host), with why.
+    The same when the project's .env holds the user's key itself (an agent copied it there)."""
+    user_key, project_key = fresh_key(), fresh_key()
+    project_key = user_key if same else project_key
+    start = per_user_and_project(
+        tmp_path,
+        monkeypatch,
+        f"KIE_API_KEY={user_key}\nKIE_BASE_URL=http://127.0.0.1:8790\n",
+        f"KIE_API_KEY={project_key}\nKIE_BASE_URL={ATTACKER}\nKIE_UPLOAD_BASE_URL={ATTACKER}/upload\n",
+    )
+    per_user_env = tmp_path / "home" / ".local" / "share" / "kie-mcp" / ".env"
+    project_env = tmp_path / "proj" / ".env"
+    settings = Settings.load({}, cwd=start)
+    assert settings.config_error is None, settings.config_error
+    assert settings.api_key.get_secret_value() == project_key
+    # Beside neither key: the per-user .env's simulator would get the project's key, the project's host its files.
+    assert (settings.base_url, settings.upload_base_url) == ("https://api.kie.ai", "https://kieai.redpandaai.co")
+    notes = settings.config_notes
+    said = next(note for note in notes if note.startswith("The API key in use is the one in "))
+    assert said.startswith(f"The API key in use is the one in {project_env}, the .env of the workspace that "), said
+    assert f"not the KIE_API_KEY also written in {per_user_env} (neither is shown)" in said, said
+    assert "taken only from the client's env block" in said, said
+    assert user_key[:8] not in " ".join(notes) and project_key[:8] not in " ".join(notes), notes
+    base = next(note for note in notes if note.startswith("KIE_BASE_URL ("))
+    assert f'"{ATTACKER}" in {project_env}' in base and f'"http://127.0.0.1:8790" in {per_user_env}' in base, base
+    assert f"the API key in use comes from {project_env}" in base and f"is written in {per_user_env}" in base, base
+    assert 'KIE_BASE_URL in force: "https://api.kie.ai" (the default)' in base, base
+    assert "set it in the client's env block" in base, base
+    upload = next(note for note in notes if note.startswith("KIE_UPLOAD_BASE_URL ("))
+    assert f'"{ATTACKER}..." in {project_env}) is ignored' in upload, upload  # its path left out when shown
+    # The client's env block still chooses where requests go.
+    settings = Settings.load({"KIE_UPLOAD_BASE_URL": "http://127.0.0.1:8791"}, cwd=start)
+    assert (settings.base_url, settings.upload_base_url) == ("https://api.kie.ai", "http://127.0.0.1:8791")
+    assert any(
+        'KIE_UPLOAD_BASE_URL in force: "http://127.0.0.1:8791" (from the client\'s env block)' in note
+        for note in settings.config_notes
+    ), settings.config_notes
+
+
+def test_a_workspace_dotenv_holding_the_only_key_keeps_its_endpoints_and_needs_no_note(tmp_path, monkeypatch):
+    """Only a key written elsewhere too makes a workspace's endpoints suspect: the per-user .env that chose the
+    project without a key (and no key in the env block) leaves the project's .env's key and hosts in force."""
+    start = per_user_and_project(
+        tmp_path, monkeypatch, "", f"KIE_API_KEY={fresh_key()}\nKIE_BASE_URL=http://127.0.0.1:8790\n"
+    )
+    settings = Settings.load({}, cwd=start)
+    assert settings.base_url == "http://127.0.0.1:8790" and not settings.config_notes, settings.config_notes
+    # A key in the env block wins over the project's: then the project's endpoint is ignored, as before.
+    settings = Settings.load({"KIE_API_KEY": fresh_key()}, cwd=start)
+    assert settings.base_url == "https://api.kie.ai"
+    assert any("the API key comes from the client's env block" in note for note in settings.config_notes)
+    assert not any(note.startswith("The API key in use") for note in settings.config_notes)
 
 
 @asynccontextmanager
@@ -1240,7 +1302,32 @@ async def test_the_start_up_log_names_the_approval_in_force_and_an_endpoint_igno
         "KIE_API_KEY": SANDBOX_API_KEY,
         "KIE_APPROVAL": "form",
         "KIE_CATALOG_SYNC": "off",
+        "KIE_UPLOAD_BASE_URL": "http://127.0.0.1:9",  # nothing is sent to the real KIE (listing tools sends nothing)
     }
-    stderr = await console_stderr(env, cwd=tmp_path, args=["--sandbox"])  # nothing sent to the real KIE
+    stderr = await console_stderr(env, cwd=tmp_path)
     assert "The approval in force is KIE_APPROVAL=form, from the client's env block" in stderr, stderr
     assert f'KIE_BASE_URL ("{ATTACKER}" in {project / ".env"}) is ignored' in stderr, stderr
+
+
+async def test_under_sandbox_check_credits_names_no_host_or_key_that_is_not_used(mode, tmp_path, monkeypatch):
+    """The review: under --sandbox check_credits said "KIE_BASE_URL in force: https://api.kie.ai (the default)"
+    while every request went to the simulator, and would name the workspace's key as the key in use. Under
+    --sandbox the notes on which key is used and where it is sent are left out; the others stay."""
+    (tmp_path / "MASTER_CONTEXT.md").touch()
+    (tmp_path / ".env").write_text(f"KIE_BASE_URL={ATTACKER}\nKIE_APPROVAL=any\n")
+    in_env_block = {"KIE_API_KEY": fresh_key(), "KIE_WORKSPACE": str(tmp_path), "KIE_APPROVAL": "form"}
+    start = per_user_and_project(
+        tmp_path / "b", monkeypatch, f"KIE_API_KEY={fresh_key()}\n", f"KIE_API_KEY={fresh_key()}\n"
+    )
+    # An endpoint ignored (the key in the env block); the key of the workspace chosen in use over the per-user one.
+    for env, cwd, note in ((in_env_block, tmp_path, " is ignored: "), ({}, start, "The API key in use")):
+        settings = Settings.load(env, cwd=cwd)
+        assert any(note in said for said in settings.config_notes), settings.config_notes
+        async with Client(create_server(settings.for_sandbox()), mode=mode) as client:
+            credits = await client.call_tool("check_credits", {})
+        said = text_of(credits)
+        assert not credits.is_error and "SANDBOX: simulated account." in said, said
+        for untrue in ('in force: "https://api.kie.ai"', " is ignored: ", "The API key in use", "KIE_BASE_URL"):
+            assert untrue not in said, said
+        if env:  # a note that holds in the sandbox too stays
+            assert "The approval in force is KIE_APPROVAL=form, from the client's env block" in said, said

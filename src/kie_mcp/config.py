@@ -10,7 +10,10 @@ The real environment wins over ``.env``, except for the settings that guard spen
   was written;
 - the endpoints (``ENDPOINTS``), which say where the key is sent: taken only from the environment or from the
   ``.env`` that holds the key in use. One written in any other ``.env`` (the chosen workspace's, read over the
-  per-user one that chose it) is ignored, and ``config_notes`` says so and why.
+  per-user one that chose it) is ignored, and ``config_notes`` says so and why. When the key in use is a chosen
+  workspace's own while another was written where it was chosen (a cloned project's .env bringing its key and its
+  hosts, which would get the user's prompts and files), ``config_notes`` says so, and the endpoints come from the
+  environment alone.
 
 The API key is held as a ``SecretStr`` so that no repr, log line or error message can show it.
 
@@ -155,8 +158,12 @@ class Settings:
     config_fix_in: tuple[str, ...] = ()  # where each broken setting was written: the env block, a .env's path
     # What a person should know about the settings that breaks nothing, each a sentence for the start-up log and
     # check_credits: which of the values written for a money limit or KIE_APPROVAL applies, and where; an endpoint
-    # written where the key does not come from, ignored; a KIE_ALLOWED_DIRS folder that is not there.
+    # written where the key does not come from, ignored; the key of a chosen workspace's .env used over another one
+    # written where it was chosen; a KIE_ALLOWED_DIRS folder that is not there.
     config_notes: tuple[str, ...] = ()
+    # Those of ``config_notes`` about which key is used and where it is sent: untrue under --sandbox, whose requests
+    # all go to the simulator with its own key (``for_sandbox`` leaves them out).
+    route_notes: tuple[str, ...] = ()
     # Timing. Tests shorten these; users rarely need to.
     image_wait_seconds: float = 45.0
     poll_min_interval: float = 2.0
@@ -258,6 +265,8 @@ class Settings:
             upload_base_url=SANDBOX_BASE_URL,
             workspace=sandbox_area(self.workspace),
             real_workspace=self.workspace,
+            config_notes=tuple(note for note in self.config_notes if note not in self.route_notes),
+            route_notes=(),
         )
 
     @classmethod
@@ -295,6 +304,7 @@ class Settings:
         # A relative path is read from where it was written: the environment's from the current folder, a .env's
         # from that .env's folder (never from wherever the client happened to start the server).
         folder_of = {name: workspace for name in dotenv} | {name: cwd for name in given}
+        chosen_by: str | None = None  # the .env that chose the workspace whose own .env was read over it
         if "KIE_WORKSPACE" in env and "KIE_WORKSPACE" not in given:  # the .env names the workspace
             chooser = str(workspace / ".env")
             before = len(problems.found)
@@ -324,6 +334,7 @@ class Settings:
                 env = {**dotenv, **own, **given}
                 folder_of |= {name: named for name in own if name not in given}
                 problems.source |= {name: str(named / ".env") for name in own if name not in given}
+                chosen_by = chooser
             workspace = named
 
         key = env.get("KIE_API_KEY", "").strip()
@@ -337,8 +348,13 @@ class Settings:
             problems.of("KIE_API_KEY", _unfilled("KIE_API_KEY", key, "the key itself") or "")
             key = ""
         register_secret(key)  # from now on no message, log line or answer can show it (a broken one included)
-        # Where the key is sent: only what is written beside it (or in the environment) counts.
-        ignored = _endpoints_beside_the_key(env, written, problems, problems.source.get("KIE_API_KEY") if key else None)
+        # Where the key is sent: only what is written beside it (or in the environment) counts; only the environment,
+        # when the key in use is a chosen workspace's own and another was written where it was chosen.
+        key_from = problems.source.get("KIE_API_KEY", ENV_BLOCK)
+        other_key = chosen_by if key_from == str(workspace / ".env") and "KIE_API_KEY" in dotenv else None
+        trusted = (ENV_BLOCK,) if other_key else (ENV_BLOCK, key_from)
+        ignored = _endpoints_beside_the_key(env, written, problems, trusted if key else None)
+        route_notes = [_other_key_note(key_from, other_key)] if key and other_key else []
         if run_on is not None:
             problems.of(
                 "KIE_API_KEY",
@@ -389,11 +405,11 @@ class Settings:
         veo_route = choice("KIE_VEO_ROUTE", ("legacy", "unified"), "legacy")
         log_level = _log_level_or_problem(env, problems)
         endpoint = {name: _url_or_problem(env, name, default, problems) for name, default in ENDPOINTS.items()}
-        key_from = problems.source.get("KIE_API_KEY", ENV_BLOCK)
-        problems.notes += [
-            _ignored_endpoint_note(name, values, endpoint[name], problems.source.get(name), key_from)
+        route_notes += [
+            _ignored_endpoint_note(name, values, endpoint[name], problems.source.get(name), key_from, other_key)
             for name, values in ignored.items()
         ]
+        problems.notes += route_notes
         allowed = _allowed_dirs_or_problem(env, folder_of.get("KIE_ALLOWED_DIRS", cwd), problems)
         if len(key) >= MIN_SECRET_LENGTH and any(key in str(folder) for folder in allowed):
             problems.of(
@@ -425,6 +441,7 @@ class Settings:
             config_fix_in=tuple(dict.fromkeys(where for _, where in problems.found)),
             # Which value of a money limit (or of KIE_APPROVAL) applies means nothing while every cap is 0.
             config_notes=tuple(_as_text(redact(note)) for note in ([] if broken else money_notes) + problems.notes),
+            route_notes=tuple(_as_text(redact(note)) for note in route_notes),
         )
 
 
@@ -691,16 +708,19 @@ def _approval(written: Mapping[str, list[tuple[str, str]]], problems: _Problems,
 
 
 def _endpoints_beside_the_key(
-    env: dict[str, str], written: Mapping[str, list[tuple[str, str]]], problems: _Problems, key_from: str | None
+    env: dict[str, str],
+    written: Mapping[str, list[tuple[str, str]]],
+    problems: _Problems,
+    trusted: tuple[str, ...] | None,
 ) -> dict[str, list[tuple[str, str]]]:
-    """Keeps in ``env`` each endpoint (``ENDPOINTS``) only as written in the environment or in ``key_from``, the
-    .env the key in use was read from (the environment winning, as for any setting); returns the values written
-    anywhere else, ignored, by name (each with where). Read by ordinary precedence, the chosen workspace's .env (a
-    cloned project's, or one an agent wrote) sent the key from the client's env block or the per-user .env to
-    whatever host it named. With no key (``key_from`` None) nothing is sent with one: nothing is ignored."""
-    if key_from is None:
+    """Keeps in ``env`` each endpoint (``ENDPOINTS``) only as written in ``trusted``: the environment and the .env the
+    key in use was read from (the environment winning, as for any setting), or the environment alone; returns the
+    values written anywhere else, ignored, by name (each with where). Read by ordinary precedence, the chosen
+    workspace's .env (a cloned project's, or one an agent wrote) sent the key from the client's env block or the
+    per-user .env to whatever host it named. With no key (``trusted`` None) nothing is sent with one: nothing is
+    ignored."""
+    if trusted is None:
         return {}
-    trusted = (ENV_BLOCK, key_from)
     ignored: dict[str, list[tuple[str, str]]] = {}
     for name in ENDPOINTS:
         values = written.get(name, [])
@@ -723,19 +743,51 @@ def _endpoints_beside_the_key(
     return ignored
 
 
-def _ignored_endpoint_note(
-    name: str, values: list[tuple[str, str]], in_force: str, source: str | None, key_from: str
-) -> str:
-    """What to say of the values of endpoint ``name`` written where the key does not come from (``values``, each
-    with where): that they are ignored, why, and where requests go instead."""
-    each = _by_place([(_said_address(raw), where) for raw, where in values])
-    trusted = "there" if key_from == ENV_BLOCK else "there or from the client's env block"
-    origin = f"from {_place(source)}" if source else "the default"
+def _other_key_note(key_from: str, chooser: str) -> str:
+    """What to say when the key in use comes from a chosen workspace's .env (``key_from``) while another KIE_API_KEY
+    was written in the .env that chose it (``chooser``): a cloned project's .env that brings its own key (and its
+    own hosts) would otherwise take over without a word. Neither key is shown."""
     return (
-        f"{name} ({each}) is ignored: the API key comes from {_place(key_from)}, "
-        f"and where the key is sent is taken only from {trusted}, so that another .env (a cloned project's, or one "
-        f"an agent wrote) cannot send the key to another host. {name} in force: {_said_address(in_force)} "
-        f"({origin}). To use another address, set it beside the key."
+        f"The API key in use is the one in {key_from}, the .env of the workspace that {chooser} chose, not the "
+        f"KIE_API_KEY also written in {chooser} (neither is shown): what is spent is spent from that key's account. "
+        "So that such a .env (a cloned project's, or one an agent wrote) cannot also send your prompts and files to "
+        "a host of its own, KIE_BASE_URL and KIE_UPLOAD_BASE_URL are then taken only from the client's env block. "
+        f"If that key is not yours, remove KIE_API_KEY from {key_from}."
+    )
+
+
+def _ignored_endpoint_note(
+    name: str,
+    values: list[tuple[str, str]],
+    in_force: str,
+    source: str | None,
+    key_from: str,
+    chooser: str | None,
+) -> str:
+    """What to say of the values of endpoint ``name`` written where they do not count (``values``, each with where):
+    that they are ignored, why, and where requests go instead. Beside the key they count, unless the key in use is a
+    chosen workspace's own while another was written in the .env that chose it (``chooser``): then only in the
+    client's env block."""
+    each = _by_place([(_said_address(raw), where) for raw, where in values])
+    origin = f"from {_place(source)}" if source else "the default"
+    if chooser:
+        why = (
+            f"the API key in use comes from {key_from}, the .env of the workspace that {chooser} chose, while "
+            f"another KIE_API_KEY is written in {chooser}, so where requests are "
+            "sent is taken only from the client's env block: a .env that brings its own key (a cloned project's, or "
+            "one an agent wrote) cannot send your prompts and files to its own host"
+        )
+        instead = "set it in the client's env block"
+    else:
+        trusted = "there" if key_from == ENV_BLOCK else "there or from the client's env block"
+        why = (
+            f"the API key comes from {_place(key_from)}, and where the key is sent is taken only from {trusted}, so "
+            "that another .env (a cloned project's, or one an agent wrote) cannot send the key to another host"
+        )
+        instead = "set it beside the key"
+    return (
+        f"{name} ({each}) is ignored: {why}. {name} in force: {_said_address(in_force)} ({origin}). To use another "
+        f"address, {instead}."
     )
 
 
