@@ -5,9 +5,11 @@ The spend-gate audit: one row of KIE's public price feed (read without the key),
 ``KIE_APPROVAL=form`` with ``KIE_AUTO_APPROVE_CREDITS=10`` two calls of ten clips each were auto-approved with no form
 and passed caps of 600 a call and 3000 a day; KIE charged 5000, and kie-mcp counted 20 (Veo reports no charge).
 
-A live price below the bundled one by more than ``FAR_FROM_TABLE`` is shown, but the bundled figure is what the caps,
-the auto-approve limit and today's spend count, and the answer says so. A price only the live catalogue gives (a model
-the bundled catalogue lacks) is never auto-approved.
+A live price below the bundled one is shown, but the bundled figure is what the caps, the auto-approve limit and
+today's spend count, and the answer says so: one just over half (126 for a 250-credit clip) once let four clips past a
+per-call cap of 600 that KIE charged 1000 for. A price only the live catalogue gives (a model the bundled catalogue
+lacks) is never auto-approved, and the caps count the whole per-call cap for each of its tasks: a price text of 0.5
+credits once let ten tasks through that KIE charged 200 each.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from .test_live_wiring import offer_counted, sync
 QUALITY_ROW = "Google veo 3.1, text-to-video, Quality-720p"  # veo3's default request: 250 credits in the catalogue
 VEO = {"prompt": "a lighthouse at dusk, waves", "model": "veo3"}
 GATE = {"approval": "form", "auto_approve_credits": 10, "max_credits_per_call": 600, "max_credits_per_day": 3000}
-SAID = "KIE's live price list shows 1 each, much lower than the 250 each in kie-mcp's catalogue"
+SAID = "KIE's live price list shows 1 each, lower than the 250 each in kie-mcp's catalogue"
 
 
 async def a_feed_row_at_one_credit(controls, transport, workspace: Path) -> None:
@@ -32,11 +34,11 @@ async def a_feed_row_at_one_credit(controls, transport, workspace: Path) -> None
     await sync(transport, controls, workspace)
 
 
-def a_cache_edited_to_one_credit(workspace: Path) -> None:
+def a_cache_edited_to_one_credit(workspace: Path, credits: float = 1) -> None:
     """An agent that can write files rewrites the live catalogue's cache: one feed row, 1 credit."""
     path = cache_path(workspace)
     path.parent.mkdir(parents=True, exist_ok=True)
-    row = {"description": QUALITY_ROW, "credits": 1, "unit": "per video"}
+    row = {"description": QUALITY_ROW, "credits": credits, "unit": "per video"}
     path.write_text(json.dumps({"version": 2, "feed_at": "2026-12-06T00:00:00Z", "feed": [row]}))
 
 
@@ -58,7 +60,7 @@ async def test_a_live_price_far_below_the_catalogue_is_neither_auto_approved_nor
     assert asked.structured_content["status"] == "declined", text_of(asked)
     assert len(seen) == 1 and SAID in seen[0]  # the person was asked, and told why 500 counts
     assert capped.is_error and "2500 counted" in text_of(capped) and "per-call cap of 600" in text_of(capped)
-    assert "far below kie-mcp's catalogue" in text_of(capped)
+    assert "lower than kie-mcp's catalogue" in text_of(capped)
     assert await controls.creates() == [] and spent == 0
 
 
@@ -76,13 +78,54 @@ async def test_an_edited_live_cache_cannot_lower_what_a_spend_counts(connect, co
     assert spent == 250  # today's spend counts the catalogue's price, not the cache's 1
 
 
-async def test_a_live_price_within_the_catalogue_s_bounds_is_still_what_counts(connect, controls, transport, tmp_path):
-    await controls.post("catalog/feed", {"description": QUALITY_ROW, "credits": 125})  # half: KIE cut its price
+async def test_a_live_price_lower_than_the_catalogue_is_quoted_but_the_catalogue_s_counts(
+    connect, controls, transport, tmp_path
+):
+    await controls.post("catalog/feed", {"description": QUALITY_ROW, "credits": 125})  # half: KIE cut its price?
     await sync(transport, controls, tmp_path)
     async with connect(**GATE) as client:
         estimate = (await client.call_tool("estimate_cost", VEO)).structured_content
-    assert (estimate["quote"]["credits_total"], estimate["quote"]["credits_counted"]) == (125, None)
-    assert "kie-mcp's catalogue" not in estimate["message"]
+    assert (estimate["quote"]["credits_total"], estimate["quote"]["credits_counted"]) == (125, 250)
+    assert "KIE's live price list shows 125, lower than the 250 in kie-mcp's catalogue" in estimate["message"]
+
+
+async def test_a_cache_just_over_half_the_catalogue_cannot_undercount_a_spend(connect, controls, tmp_path):
+    """126 for a 250-credit clip: four clips once counted 504 under a per-call cap of 600, and KIE charged 1000."""
+    await controls.post("balance", {"credits": 100000})
+    a_cache_edited_to_one_credit(tmp_path, 126)
+    async with connect(max_credits_per_call=600, max_credits_per_day=3000, auto_approve_credits=130) as client:
+        one = (await client.call_tool("estimate_cost", VEO)).structured_content
+        four = await client.call_tool("generate_video", {**VEO, "variations": 4, "wait_seconds": 0})
+        made = await client.call_tool("generate_video", {**VEO, "wait_seconds": 0})
+        spent = (await client.call_tool("check_credits", {})).structured_content["spent_today"]
+    assert (one["quote"]["credits_total"], one["quote"]["credits_counted"], one["auto_approved"]) == (126, 250, False)
+    assert four.is_error and "1000 counted" in text_of(four) and "per-call cap of 600" in text_of(four)
+    assert made.structured_content["status"] == "confirmation_required", text_of(made)  # 250 > 130: never auto
+    assert await controls.creates() == [] and spent == 0
+
+
+async def test_a_price_only_the_live_list_gives_counts_the_whole_per_call_cap_per_task(
+    connect, controls, transport, tmp_path
+):
+    """KIE's price text says 0.5 credits an image, KIE charges 200 a task: ten variations once passed a per-call cap
+    of 600 (counted 5) and KIE charged 2000, approved with the agent's own quote under the default KIE_APPROVAL."""
+    await controls.post("balance", {"credits": 100000})
+    await offer_counted(controls, transport, tmp_path, "num_images", "0.5 credits per image.", charged=200)
+    args = {"model": "brand/new-image", "prompt": "a red fox", "wait_seconds": 20}
+    async with connect(max_credits_per_call=600, max_credits_per_day=3000) as client:
+        ten = (await client.call_tool("estimate_cost", {**args, "variations": 10})).structured_content
+        refused = await client.call_tool(
+            "generate_image", {**args, "variations": 10, "quote_id": ten["quote"]["quote_id"]}
+        )
+        one = (await client.call_tool("estimate_cost", args)).structured_content
+        made = await client.call_tool("generate_image", {**args, "quote_id": one["quote"]["quote_id"]})
+        spent = (await client.call_tool("check_credits", {})).structured_content["spent_today"]
+    assert (ten["quote"]["credits_total"], ten["quote"]["credits_counted"], ten["within_caps"]) == (5, 6000, False)
+    assert refused.is_error and "6000 counted" in text_of(refused) and "per-call cap of 600" in text_of(refused)
+    assert (one["quote"]["credits_total"], one["quote"]["credits_counted"]) == (0.5, 600)
+    assert "the caps count its whole per-call cap per task" in one["message"]
+    assert not made.is_error, text_of(made)
+    assert len(await controls.creates()) == 1 and spent == 200  # KIE's reported charge replaces the 600 counted
 
 
 async def test_a_price_only_the_live_list_gives_is_never_auto_approved(connect, controls, transport, tmp_path):

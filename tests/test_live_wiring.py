@@ -207,7 +207,8 @@ async def test_a_live_only_model_s_unrecognised_count_field_at_one_keeps_its_kno
     await offer_counted(controls, transport, tmp_path, field, price, charged=4)
     options = {} if count is None else {field: count}  # None: left at its default of 1
     args = {"model": "brand/new-image", "prompt": "a red fox", "options": options, "wait_seconds": 20}
-    async with connect(auto_approve_credits=5, max_credits_per_day=10) as client:
+    # The caps count a live-only price's whole per-call cap per task (test_live_price_floor): 10 of today's 10
+    async with connect(auto_approve_credits=5, max_credits_per_call=10, max_credits_per_day=10) as client:
         estimate = (await client.call_tool("estimate_cost", args)).structured_content
         quote = estimate["quote"]
         made = await client.call_tool("generate_image", {**args, "quote_id": quote["quote_id"]})  # the user's yes
@@ -224,13 +225,16 @@ async def test_a_live_only_model_priced_per_image_costs_its_count_of_images_and_
     """Only the words "per image" used to be read as per image: "for each image generated" was one image's price."""
     await offer_counted(controls, transport, tmp_path, "num_images", price, charged=16)
     args = {"model": "brand/new-image", "prompt": "a red fox", "options": {"num_images": 4}, "wait_seconds": 20}
-    async with connect(auto_approve_credits=5, max_credits_per_day=10) as client:
+    async with connect(auto_approve_credits=5, max_credits_per_call=20, max_credits_per_day=10) as client:
         estimate = (await client.call_tool("estimate_cost", args)).structured_content
         capped = await client.call_tool("generate_image", args)
     quote = estimate["quote"]
     assert (quote["price_known"], quote["credits_total"], estimate["auto_approved"]) == (True, 16, False)
     assert "x 4 outputs (num_images)" in quote["breakdown"]
-    assert capped.is_error and "costs 16 credits but only 10 of today's cap of 10" in text_of(capped)
+    said = text_of(capped)  # counted at the per-call cap of 20 (a live-only price), and 16 is what KIE's list says
+    assert (
+        capped.is_error and "costs 16 credits by KIE's list (20 counted" in said and "10 of today's cap of 10" in said
+    )
     assert await controls.creates() == []
 
 

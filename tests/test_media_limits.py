@@ -279,7 +279,8 @@ def _pictures_outside(media: Any, as_is: bool) -> list[tuple[str, int, int, str]
         if as_is or long >= 1024:  # else every picture the aspect allows is upscaled past the minimum
             cases.append(("narrow", media.min_side - 1, long, "Give a larger picture"))
     if media.max_side is not None:
-        other = math.ceil((media.max_side + 1) / (media.max_aspect or 1))
+        # a strip where the aspect allows one: a 20001 px square is too many pixels to decode, refused as such
+        other = math.ceil((media.max_side + 1) / media.max_aspect) if media.max_aspect else max(media.min_side or 0, 64)
         cases.append(("huge", media.max_side + 1, other, "Scale it down"))
     if media.max_pixels is not None:
         side = int(min(media.max_side or math.inf, math.isqrt(media.max_pixels) + 1))

@@ -99,5 +99,8 @@ async def test_the_estimate_says_when_the_balance_covers_the_list_price_but_not_
     async with connect() as client:
         estimate = await client.call_tool("estimate_cost", LITE)
     text = text_of(estimate)
-    assert "The balance (45 credits) covers KIE's list price but not the 60 it was seen charging" in text
+    assert (
+        "The balance (45 credits) covers KIE's list price but not the 60 counted (KIE was seen charging that much)"
+        in text
+    )
     assert "too low for this request" not in text

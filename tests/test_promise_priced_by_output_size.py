@@ -61,3 +61,67 @@ async def test_a_link_whose_size_is_unknown_counts_the_top_tier(connect, tmp_pat
     said = linked["message"]
     assert "a picture given as a link is not measured before KIE fetches it" in said, said
     assert "seen charging" not in said, said
+
+
+LINK = "https://example.com/photo.png"
+
+
+async def test_a_link_s_top_tier_follows_kie_s_live_8k_price(connect, controls, transport, tmp_path):
+    """KIE raises its 8K tier to 60: a local 6000x6000 picture was quoted 60 while a link was still counted 40."""
+    from .test_live_wiring import sync
+
+    await controls.post("catalog/feed", {"description": "Topaz Image Upscaler, image-upscale, 8K", "credits": 60})
+    await sync(transport, controls, tmp_path)
+    big = picture(tmp_path / "big.png", (6000, 6000))
+    async with connect(auto_approve_credits=10) as client:
+        local = await quoted(client, [big], "1")
+        linked = await quoted(client, [LINK], "1")
+    assert local["quote"]["credits_total"] == 60, local["quote"]
+    assert (linked["quote"]["credits_total"], linked["quote"]["credits_counted"]) == (10, 60), linked["quote"]
+    assert "up to 60 is counted against your caps" in linked["message"], linked["message"]
+
+
+async def test_a_link_s_unreported_cost_is_called_the_most_kie_may_charge(connect, controls, tmp_path):
+    """KIE reports no charge: check_task said "KIE was seen charging that much, or its live list is far below
+    kie-mcp's catalogue" of a link counted at its top tier, neither of which had happened."""
+    await controls.post("config", {"report_credits_consumed": False})
+    async with connect(answering()) as client:
+        made = await client.call_tool(
+            "generate_image",
+            {"model": UPSCALE, "images": [LINK], "options": {"upscale_factor": "1"}, "wait_seconds": 30},
+        )
+        checked = await client.call_tool("check_task", {"task_id": made.structured_content["tasks"][0]["task_id"]})
+    said = text_of(checked)
+    assert "10 credits quoted; 40 counted (the most KIE may charge for it)" in said, said
+    assert "seen charging" not in said and "far below" not in said, said
+
+
+async def test_a_link_charged_its_counted_top_tier_is_no_warning(connect, controls, tmp_path):
+    """KIE charged 40 (8K) for a link at 1x, as the counted top tier foresaw: the next quote warned "far from the
+    price table's 10 ... Check https://kie.ai/logs"."""
+    await controls.post("prices", {UPSCALE: 40})
+    async with connect(answering()) as client:
+        await client.call_tool(
+            "generate_image",
+            {"model": UPSCALE, "images": [LINK], "options": {"upscale_factor": "1"}, "wait_seconds": 30},
+        )
+        again = await quoted(client, ["https://example.com/other.png"], "1")
+    assert "far from the price table" not in again["message"], again["message"]
+    assert (again["quote"]["credits_total"], again["quote"]["credits_counted"]) == (10, 40), again["quote"]
+
+
+async def test_a_picture_whose_output_is_over_20000_px_is_refused_not_priced_as_a_link(connect, controls, tmp_path):
+    """A local 20001x64 picture fell through to the link's rate and was told it was "given as a link"."""
+    wide = picture(tmp_path / "wide.png", (20001, 64))
+    doubled = picture(tmp_path / "doubled.png", (10001, 64))
+    async with connect() as client:
+        once = await client.call_tool(
+            "estimate_cost", {"model": UPSCALE, "images": [wide], "options": {"upscale_factor": "1"}}
+        )
+        twice = await client.call_tool(
+            "estimate_cost", {"model": UPSCALE, "images": [doubled], "options": {"upscale_factor": "2"}}
+        )
+    assert once.is_error and "up to 20000 px a side" in text_of(once), text_of(once)
+    assert twice.is_error and "10001 px x upscale_factor=2 is 20002" in text_of(twice), text_of(twice)
+    assert "given as a link" not in text_of(once) + text_of(twice)
+    assert await controls.creates() == []

@@ -690,20 +690,23 @@ async def test_a_quote_does_not_approve_a_price_a_past_charge_raised(connect, co
     assert after == before and len(await controls.creates()) == 1
 
 
-async def test_a_quote_approves_a_price_that_went_down_and_reserves_the_lower_one(
+async def test_a_quote_approves_a_price_that_went_down_and_counts_the_catalogue_s_until_kie_charges(
     connect, controls, transport, tmp_path
 ):
+    """A live price lower than the catalogue's is quoted, but the catalogue's is reserved (a cache edit or a typo on
+    KIE's price page must not undercount a spend); KIE's reported charge then replaces it."""
     async with connect() as client:
         old = (await estimate(client, IMAGE))["quote"]
     await controls.post("catalog/feed", {"description": feed_row("nano-banana-2"), "credits": 6})
     await controls.post("prices", {"nano-banana-2": 6})  # and KIE charges it
     await sync(transport, controls, tmp_path)
     async with connect() as client:
-        result = await client.call_tool("generate_image", {**IMAGE, "quote_id": old["quote_id"], "wait_seconds": 0})
+        result = await client.call_tool("generate_image", {**IMAGE, "quote_id": old["quote_id"], "wait_seconds": 20})
         spent = await spent_today(client)
     assert old["credits_total"] == 8
-    assert result.structured_content["status"] == "submitted", text_of(result)
-    assert result.structured_content["tasks"][0]["credits_reserved"] == 6
+    assert result.structured_content["status"] == "completed", text_of(result)
+    assert result.structured_content["tasks"][0]["credits_quoted"] == 6
+    assert result.structured_content["tasks"][0]["credits_reserved"] == 8
     assert spent == 6
 
 

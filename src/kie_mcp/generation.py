@@ -24,7 +24,13 @@ import anyio
 from pydantic import BaseModel, Field, PrivateAttr
 
 from kie_mcp.catalog import InvalidRequest, ItemPrice, ModelSpec, Problem, WithdrawnModelError, build_input, usd
-from kie_mcp.catalog.pricing import CATALOGUE_FLOOR, FAR_FROM_TABLE, PLUS_OUTPUT, input_to_measure, usd_text
+from kie_mcp.catalog.pricing import (
+    FAR_FROM_TABLE,
+    LIVE_ONLY,
+    PLUS_OUTPUT,
+    input_to_measure,
+    usd_text,
+)
 from kie_mcp.catalog.script import ClipCost, ClipPrice, ScriptFit, fit_script, speech_models
 from kie_mcp.catalog.spec import Operation, UnifiedRoute
 from kie_mcp.catalog.validate import argument_name, named_for_user
@@ -429,6 +435,7 @@ def priced_request(
     itself (``linked``) is not bound: KIE fetches the link itself and bills the length it gets, which a host may serve
     it longer than it served kie-mcp, so that price is shown as an estimate and weighed as unknown (``unbound``)."""
     price, notes = quote_price(rt, spec, wire, options, measured)
+    price = live_only_counted(price, rt.ledger.caps.per_call)
     estimate = None
     if linked and measured and price.credits is not None:
         estimate = round(price.credits * variations, 4)
@@ -438,6 +445,31 @@ def priced_request(
     least = round(least_credits(rt, spec, wire) * variations, 4)
     most, why = most_credits(rt, spec, wire, linked)
     return Cost(price, notes, least, None if most is None else round(most * variations, 4), why, estimate)
+
+
+LIVE_ONLY_COUNTED = (
+    "nothing in kie-mcp's own data bounds a price only KIE's live list gives, so the caps count the whole per-call "
+    "cap for each task, as for an unknown price"
+)
+
+
+def live_only_counted(price: ItemPrice, per_call: float) -> ItemPrice:
+    """A price only KIE's live catalogue gives (``ItemPrice.live_only``: one typo in KIE's price text, or one edit of
+    the workspace's cache, sets it), shown as it is but counted as an unknown price with no catalogue maximum: the
+    whole per-call cap for each task (``ItemPrice.up_to``), so a request of several is refused and today's spend
+    counts the cap until KIE reports its charge."""
+    if not price.live_only or price.credits is None or per_call <= price.credits:
+        return price
+    return price.model_copy(
+        update={"up_to": per_call, "up_to_source": LIVE_ONLY, "up_to_date": None, "up_to_why": LIVE_ONLY_COUNTED}
+    )
+
+
+def auto_approve_limit(rt: Runtime, p: Plan) -> float:
+    """The auto-approve limit for ``p``: 0 for a request whose same twin's outcome is unknown (``unsettled``) or
+    whose price only KIE's live list gives (``ItemPrice.live_only``), else ``KIE_AUTO_APPROVE_CREDITS``. The one
+    place this is decided: the approval itself, the estimate's ``auto_approved`` and the approval card use it."""
+    return 0.0 if p.unsettled or p.price.live_only else rt.settings.auto_approve_credits
 
 
 def unbound(price: ItemPrice, linked: tuple[str, ...]) -> ItemPrice:
@@ -676,7 +708,8 @@ def quote_price(
 
 LIVE_ONLY_PRICE = (
     "This price comes only from KIE's live price list (kie-mcp's own catalogue does not have this model), so it is "
-    "never auto-approved: the person approves it."
+    "never auto-approved, and the caps count its whole per-call cap per task, as for an unknown price: nothing in "
+    "kie-mcp's own data bounds it."
 )
 
 
@@ -747,7 +780,7 @@ def observed_price(rt: Runtime, spec: ModelSpec, options: str, table: ItemPrice)
 
     A past charge may raise a quote above the table (KIE raised its price), never lower it. It never prices a
     request the table cannot price (those depend on an input's length). A charge of 0, or one more than 2x from
-    the table, is reported as a warning and not trusted.
+    the table and above what the caps count for it (``ItemPrice.up_to``), is reported as a warning and not trusted.
     """
     history = rt.journal.charged_before(spec.id, options)
     if not history:
@@ -759,6 +792,8 @@ def observed_price(rt: Runtime, spec: ModelSpec, options: str, table: ItemPrice)
             f"KIE charged {charged:g} credits for this model and these settings on {day}; that is not used as "
             "the price, because this price depends on the request's inputs."
         )
+    if table.up_to is not None and table.credits * FAR_FROM_TABLE < charged <= table.up_to + 1e-9:
+        return table, None  # within what the caps already count (a link's picture billed at a higher tier): foreseen
     if charged <= 0 or not (table.credits / FAR_FROM_TABLE <= charged <= table.credits * FAR_FROM_TABLE):
         return table, (
             f"Warning: KIE charged {charged:g} credits for this model and these settings on {day}, far from the "
@@ -879,7 +914,7 @@ def decide_approval(rt: Runtime, p: Plan, *, can_ask: bool, answered: bool = Fal
         total=p.counted,  # auto-approved only when what KIE may charge is under the limit
         quote_id=None if binds_only else p.quote_id,
         quote_problem=problem or changed,
-        auto_approve_limit=0.0 if p.unsettled or p.price.live_only else rt.settings.auto_approve_credits,
+        auto_approve_limit=auto_approve_limit(rt, p),
         can_ask=can_ask,
         question="",
     )
@@ -1619,12 +1654,7 @@ def _made_cost(p: Plan, made: list[TaskRecord], *, others: bool) -> tuple[str, b
         quoted = sum(r.credits_quoted or 0.0 for r in running)
         counted = sum(priced(r.credits_reserved) or 0.0 for r in running)
         if counted > quoted + 1e-9:  # KIE was seen charging more than its list: the higher figure is what counts
-            why = (
-                "as kie-mcp's catalogue prices it (KIE's live list is far lower)"
-                if p.price.up_to_source == CATALOGUE_FLOOR
-                else f"as {p.price.counted_why}"
-            )
-            return f"{quoted:g} credits quoted; {counted:g} reserved, {why}{them}", True
+            return f"{quoted:g} credits quoted; {counted:g} reserved ({p.price.counted_why}){them}", True
         return f"{quoted:g} credits quoted and reserved{them}", True
     reserved = sum(priced(r.credits_reserved) or 0.0 for r in running)
     return f"the price is unknown; {reserved:g} credits are reserved{them}", True

@@ -45,7 +45,7 @@ from kie_mcp.catalog import (
     WithdrawnModelError,
     usd,
 )
-from kie_mcp.catalog.pricing import CATALOGUE_FLOOR, TypicalPrice, typical_prices, usd_text
+from kie_mcp.catalog.pricing import TypicalPrice, typical_prices, usd_text
 from kie_mcp.catalog.tables import model_document, model_table_json, model_table_markdown, price_summary
 from kie_mcp.clientroots import root_folders, roots_resolver
 from kie_mcp.config import Settings, no_key_advice
@@ -1237,11 +1237,7 @@ async def _estimate(rt: Runtime, plan: gen.Plan) -> EstimateResult:
         balance = None
         unread = f"The balance could not be read ({err.message}); generating reads it first, or spends nothing."
     auto = (  # over a cap nothing runs, so nothing is auto-approved either
-        cap_problem is None
-        and not plan.unsettled
-        and not plan.price.live_only  # a price only KIE's live list gives: the person approves it
-        and quote.price_known
-        and 0 < (plan.counted or 0) <= rt.settings.auto_approve_credits
+        cap_problem is None and quote.price_known and 0 < (plan.counted or 0) <= gen.auto_approve_limit(rt, plan)
     )
     cost = (
         f"{quote.credits_total:g} credits (about {usd_text(quote.usd_total or 0)})"
@@ -1269,16 +1265,10 @@ async def _estimate(rt: Runtime, plan: gen.Plan) -> EstimateResult:
     if balance is not None and quote.credits_total is not None and balance < quote.credits_total:
         parts.append(f"The balance ({balance:g} credits) is too low for this request.")
     elif balance is not None and quote.credits_counted is not None and balance < quote.credits_counted:
-        counted = (
-            "kie-mcp's catalogue counts"
-            if plan.price.up_to_source == CATALOGUE_FLOOR
-            else f"counted ({plan.price.up_to_why})"
-            if plan.price.up_to_why
-            else "it was seen charging"
-        )
         parts.append(
             f"The balance ({balance:g} credits) covers KIE's list price but not the {quote.credits_counted:g} "
-            f"{counted}: KIE may refuse the task for too few credits (a refusal costs nothing)."
+            f"counted ({plan.price.counted_why}): KIE may refuse the task for too few credits (a refusal costs "
+            "nothing)."
         )
     if unread:
         parts.append(unread)
@@ -1491,9 +1481,8 @@ def _task_cost(record: TaskRecord) -> str:
     quoted = record.credits_reserved if record.credits_reserved is not None else record.credits_quoted
     if quoted and record.credits_quoted and quoted > record.credits_quoted:  # the caps counted more than listed
         return (
-            f" Cost: {record.credits_quoted:g} credits quoted; {quoted:g} counted (KIE was seen charging that much, "
-            "or its live list is far below kie-mcp's catalogue); KIE does not report this task's charge "
-            "(https://kie.ai/logs shows it)."
+            f" Cost: {record.credits_quoted:g} credits quoted; {quoted:g} counted (the most KIE may charge for it); "
+            "KIE does not report this task's charge (https://kie.ai/logs shows it)."
         )
     if quoted:
         return (

@@ -125,7 +125,12 @@ async def card_meta(
     of the answer. A request that held it (``holds_key``) is then not the one the card could send: its quote binds
     the exact request, which the card no longer holds, so the card offers no Approve and says why (an Approve sent
     all the same is refused by that binding, free)."""
-    from kie_mcp.generation import outputs_made, outputs_text, settings_shown  # as the confirmation text says them
+    from kie_mcp.generation import (  # as the confirmation text says them
+        auto_approve_limit,
+        outputs_made,
+        outputs_text,
+        settings_shown,
+    )
     from kie_mcp.spend.quotes import seen_charging
 
     spec = plan.spec
@@ -159,8 +164,8 @@ async def card_meta(
         "spent_today": rt.ledger.spent_today(),
         "max_credits_per_call": rt.ledger.caps.per_call,
         "max_credits_per_day": rt.ledger.caps.per_day,
-        # 0 for a price only KIE's live list gives: never auto-approved, so the card never says it would be
-        "auto_approve_credits": 0.0 if plan.price.live_only else rt.settings.auto_approve_credits,
+        # 0 where nothing is auto-approved (a price only KIE's live list gives, a twin's unknown outcome)
+        "auto_approve_credits": auto_approve_limit(rt, plan),
         "cap_problem": None if cap_problem is None else redact(cap_problem),
         "why": None if why is None else redact(why),
         "prompt": redact(str(plan.wire.get("prompt", ""))),

@@ -45,7 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from kie_mcp.words import parse_timestamp, plain, timestamp
 
 from . import openapi
-from .pricing import CATALOGUE_FLOOR, FAR_FROM_TABLE, LIVE_ONLY, ItemPrice, price_input
+from .pricing import CATALOGUE_FLOOR, LIVE_ONLY, ItemPrice, price_input
 from .spec import FieldSpec, ModelSpec, PriceSpec, Rate, Scalar, Source
 from .validate import Problem, when_matches
 
@@ -637,9 +637,9 @@ def live_price_input(
     """``pricing.price_input`` with the live price feed applied: when the rate that prices ``wire`` is tied to a feed
     row, its credits are the row's live credits (every rate sharing that row follows), the source is KIE's price feed
     and its date; a row gone from the feed (or billed in another unit) makes the price unknown. Without a feed, or
-    for a rate with no ``feed``, it is exactly ``price_input``. A live price below the bundled one by more than
-    ``FAR_FROM_TABLE`` is shown, but the bundled figure is what counts (``floored``). Extra arguments go to
-    ``price_input`` unchanged."""
+    for a rate with no ``feed``, it is exactly ``price_input``. A live price lower than the bundled one is shown,
+    but the bundled figure is what counts (``floored``). Extra arguments go to ``price_input`` unchanged."""
+    spec = up_to_followed(live, spec)
     base = price_input(spec, wire, *args, **kwargs)
     table = spec.price
     rate = None if table is None else next((r for r in table.rates if when_matches(r.when, wire)), None)
@@ -677,11 +677,27 @@ def live_price_input(
     if verdict.credits != rate.credits:
         priced = priced.model_copy(update={"breakdown": f"{priced.breakdown}; {verdict.detail}"})
     priced = priced.model_copy(update={"source": source, "source_date": verdict.date})
-    return floored(priced, base) if verdict.credits < rate.credits / FAR_FROM_TABLE else priced
+    return floored(priced, base) if verdict.credits < rate.credits else priced
+
+
+def up_to_followed(live: LiveCatalog, spec: ModelSpec) -> ModelSpec:
+    """``spec`` with each rate's ``up_to`` raised to the live credits of the feed row it follows (``Rate.up_to_feed``)
+    where that row is higher: a tier KIE raised is counted at its new price, never its old one. A row gone, not
+    above 0 or billed in another unit leaves ``up_to`` as the catalogue has it."""
+    table = spec.price
+    if table is None or not live.has_feed or not any(r.up_to_feed for r in table.rates):
+        return spec
+    rates = []
+    for rate in table.rates:
+        found = None if rate.up_to_feed is None else live_rate(live, rate.up_to_feed)
+        same_unit = found is not None and ("second" in found.unit.lower()) == (table.unit == "second")
+        higher = found is not None and same_unit and found.credits > (rate.up_to or 0.0)
+        rates.append(rate.model_copy(update={"up_to": found.credits}) if higher and found is not None else rate)
+    return spec.model_copy(update={"price": table.model_copy(update={"rates": rates})})
 
 
 def floored(priced: ItemPrice, bundled: ItemPrice) -> ItemPrice:
-    """A live price far below the bundled one (``FAR_FROM_TABLE``) with the bundled figure as what counts: the live
+    """A live price lower than the bundled one with the bundled figure as what counts (never an undercount): the live
     price is shown, and the caps, the auto-approve limit and today's spend (until KIE reports its charge) weigh the
     bundled one (``ItemPrice.up_to``), as for a charge KIE was seen making above its list. One row of KIE's public
     price page, or one edit of the workspace's cache, must not make a 250-credit clip pass as 1 credit."""

@@ -33,9 +33,10 @@ PLUS_OUTPUT = " plus the output"
 
 USD_PER_CREDIT = 0.005  # 200 credits = $1 (KIE model pages: "4 credits = $0.02")
 
-# A figure more than 2x off the catalogue's (either way) is not trusted as a price: a charge KIE reported here
-# (generation.observed_price), or a live price-feed row far below the bundled rate (live.live_price_input), which
-# anyone who can edit the workspace's cache, or one typo on KIE's public price page, would otherwise set.
+# A charge KIE reported here more than 2x off the catalogue's (either way) is not trusted as a price
+# (generation.observed_price). A live price-feed row below the bundled rate (live.live_price_input), which anyone who
+# can edit the workspace's cache, or one typo on KIE's public price page, would otherwise set, is shown but never
+# counted below the bundled rate (live.floored).
 FAR_FROM_TABLE = 2.0
 LIVE_ONLY = "live-price"  # the price key of a model only KIE's live catalogue has (live.spec_from_live)
 # ``ItemPrice.up_to_source`` of a live price far below the bundled one: the bundled figure is what counts.
@@ -59,7 +60,8 @@ class ItemPrice(BaseModel, defer_build=True):
     up_to_date: str | None = None
     up_to_why: str | None = None  # why ``up_to`` counts when KIE was not seen charging it (``Rate.up_to_why``)
     # The price comes only from KIE's live catalogue (a model the bundled one lacks): nothing in kie-mcp's own data
-    # bounds it, so it is never auto-approved; the person approves it.
+    # bounds it, so it is never auto-approved, and the caps count the whole per-call cap per task
+    # (``generation.live_only_counted``), as for an unknown price.
     live_only: bool = False
 
     @property
@@ -73,7 +75,7 @@ class ItemPrice(BaseModel, defer_build=True):
     def counted_why(self) -> str:
         """Why the caps count ``up_to`` rather than the price, for a refusal's wording."""
         if self.up_to_source == CATALOGUE_FLOOR:
-            return "KIE's live list is far below kie-mcp's catalogue, whose price is what counts"
+            return "KIE's live list is lower than kie-mcp's catalogue, whose price is what counts"
         return self.up_to_why or "KIE was seen charging that much"
 
 

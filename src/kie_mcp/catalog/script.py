@@ -88,7 +88,7 @@ ClipPrice = Callable[[int, bool | None], "ClipCost | None"]
 @dataclass(frozen=True)
 class ClipCost:
     """What one clip's own estimate quotes (``listed``), and what the caps count for it (``counted``: higher when
-    KIE was seen charging more than its list, or its live list is far below kie-mcp's catalogue)."""
+    KIE was seen charging more than its list, or its live list is lower than kie-mcp's catalogue)."""
 
     listed: float
     counted: float

@@ -83,6 +83,9 @@ class MediaLimits(_Strict):
     max_mb: float | None = None
     min_side: int | None = None  # pixels: the shortest side at least this
     max_side: int | None = None  # the longest side at most this
+    # A field whose value multiplies the picture's sides before ``max_side`` applies: an upscaler's factor, whose
+    # limit is on its output (Topaz: the longest side x upscale_factor at most 20,000 px).
+    max_side_times: str | None = None
     max_pixels: int | None = None  # width x height at most this
     max_aspect: float | None = None  # the longest side over the shortest at most this (2.5: 1:2.5 to 2.5:1)
     lengths: list[LengthRule] = Field(default_factory=list)  # narrower lengths under some settings
@@ -183,6 +186,9 @@ class Rate(_Strict):
     # Why the caps count ``up_to`` when it is not a charge KIE was seen making, in words a quote says ("a picture
     # given as a link is not measured before KIE fetches it, and KIE bills up to its 8K tier"). None: seen charging.
     up_to_why: str | None = None
+    # The row of KIE's public price feed ``up_to`` follows (Topaz's 8K tier for a link): live sync counts the higher
+    # of ``up_to`` and that row's live credits, so a tier KIE raises is never counted at its old figure.
+    up_to_feed: str | None = None
 
     @model_validator(mode="after")
     def _up_to_has_a_source(self) -> "Rate":
@@ -190,6 +196,8 @@ class Rate(_Strict):
             raise ValueError("up_to and up_to_source go together: a higher charge is counted only with its source")
         if self.up_to_why is not None and self.up_to is None:
             raise ValueError("up_to_why says why up_to is counted: it needs up_to")
+        if self.up_to_feed is not None and self.up_to is None:
+            raise ValueError("up_to_feed names the feed row up_to follows: it needs up_to")
         if self.up_to is not None and self.up_to <= self.credits:
             raise ValueError(f"up_to ({self.up_to:g}) must be above the list price ({self.credits:g})")
         for key, frames in self.when.items():  # a picture's frame (``when_matches``): "1920x1080", or a list of them

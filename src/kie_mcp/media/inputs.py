@@ -837,11 +837,12 @@ def _trimmed_name(named: str, seconds: float) -> str:
     return f"{path.stem or 'input'}-{seconds:g}s{path.suffix}"
 
 
-def pixel_problem(named: str, local: LocalFile, accepts: Accepts, *, as_is: bool) -> str | None:
+def pixel_problem(named: str, local: LocalFile, accepts: Accepts, *, as_is: bool, times: float = 1.0) -> str | None:
     """Why the picture ``local`` does not fit ``accepts``' documented pixels (its shortest and longest side, its
     pixel count, how elongated it is), as it is sent: upscaled first when it is small and can be (``judged_picture``),
-    unless ``as_is`` (``as_sent``). None when it fits, has no such limits, or its size could not be read (left to
-    KIE)."""
+    unless ``as_is`` (``as_sent``). ``times``: what its sides are multiplied by before ``max_side`` applies (the
+    request's ``MediaLimits.max_side_times``, an upscaler's factor). None when it fits, has no such limits, or its
+    size could not be read (left to KIE)."""
     limits = accepts.media
     if limits is None or not limits.bounds_pixels or local.pixels is None or local.media.kind != "image":
         return None
@@ -860,6 +861,13 @@ def pixel_problem(named: str, local: LocalFile, accepts: Accepts, *, as_is: bool
         return (
             f"{size}; {accepts.what} takes pictures at least {limits.min_side} px a side. Give a larger "
             f"picture{instead}."
+        )
+    if limits.max_side is not None and times != 1 and long * times > limits.max_side:
+        most = int(limits.max_side // times)
+        return (
+            f"{size}; {accepts.what} makes pictures up to {limits.max_side} px a side, and {long} px x "
+            f"{limits.max_side_times}={times:g} is {long * times:g}. Scale it down so its longest side is {most} px or "
+            f"less, or choose a lower {limits.max_side_times}."
         )
     if limits.max_side is not None and long > limits.max_side:
         return (
@@ -1036,7 +1044,8 @@ def find_local_files(
                 found[value] = _hashed_within(value, path, media, accepts)
             if found[value].size > limit_bytes(accepts, media):  # hashed for a field with a higher limit
                 raise TooLarge(_too_large(_named(value, path), found[value].size, accepts, media))
-            if why := pixel_problem(_named(value, path), found[value], accepts, as_is=value in as_is):
+            times = _side_times(spec, wire, accepts)
+            if why := pixel_problem(_named(value, path), found[value], accepts, as_is=value in as_is, times=times):
                 raise NotAccepted(f"{why} Nothing was uploaded.")
             if why := track_problem(_named(value, path), found[value], accepts):
                 raise NotAccepted(f"{why} Nothing was uploaded.")
@@ -1045,6 +1054,19 @@ def find_local_files(
         except OSError as err:
             problems.append(Problem(where, _path_problem(value, err)))
     return found, problems
+
+
+def _side_times(spec: ModelSpec, wire: Mapping[str, Any], accepts: Accepts) -> float:
+    """What a picture's sides are multiplied by before its field's ``max_side`` applies: the value of the field its
+    ``max_side_times`` names (as sent, else that field's default), or 1."""
+    name = None if accepts.media is None else accepts.media.max_side_times
+    field = None if name is None else spec.fields.get(name)
+    if name is None or field is None:
+        return 1.0
+    try:
+        return max(float(wire.get(name, field.default if field.default is not None else 1)), 1.0)
+    except (TypeError, ValueError):
+        return 1.0  # a value validation refuses anyway
 
 
 def _hashed_within(value: str, path: Path, media: Sniffed, accepts: Accepts) -> LocalFile:

@@ -102,8 +102,9 @@ class Quote(BaseModel, defer_build=True):
     )
     credits_counted: float | None = Field(
         default=None,
-        description="When KIE was seen charging more than its list price for this request, or KIE's live price "
-        "list is far below kie-mcp's catalogue (the message says which, where and when): that higher figure, which "
+        description="When the caps count more than the price for this request (KIE was seen charging more than "
+        "its list, KIE's live price list is lower than kie-mcp's catalogue, a picture given as a link may be billed "
+        "at a higher tier, or the price comes only from KIE's live list; the message says which): that figure, which "
         "the caps, the auto-approve limit and today's spend count until KIE reports its charge. Null when "
         "credits_total is all that counts.",
     )
@@ -144,10 +145,10 @@ def seen_charging(price: ItemPrice, variations: int) -> str | None:
     if price.credits is None or price.up_to is None or price.up_to <= price.credits:
         return None  # no higher charge seen, or the price has caught up with it (KIE charged it here)
     each = " each" if variations > 1 else ""
-    if price.up_to_source == CATALOGUE_FLOOR:  # a live price far below the bundled one (live.floored)
+    if price.up_to_source == CATALOGUE_FLOOR:  # a live price lower than the bundled one (live.floored)
         dated = f" (KIE price list of {price.up_to_date})" if price.up_to_date else ""
         return (
-            f"KIE's live price list shows {price.credits:g}{each}, much lower than the {price.up_to:g}{each} in "
+            f"KIE's live price list shows {price.credits:g}{each}, lower than the {price.up_to:g}{each} in "
             f"kie-mcp's catalogue{dated}, so the higher is what counts: up to {round(price.up_to * variations, 4):g} "
             "against your caps and the auto-approve limit, and in today's spend until KIE's charge confirms the "
             "price."
