@@ -86,7 +86,7 @@ from kie_mcp.spend.approval import ApprovedBy
 from kie_mcp.spend.quotes import CHARGED_HERE, AskedInputs, seen_charging, staleness
 from kie_mcp.stopping import CREATES
 from kie_mcp.tasks import TaskRecord
-from kie_mcp.tasks.records import answer_not_recorded
+from kie_mcp.tasks.records import UnreadableRecord, answer_not_recorded
 from kie_mcp.words import cut_point, plain, shortened, timestamp, unseen_escaped
 
 log = logging.getLogger(__name__)
@@ -1789,7 +1789,12 @@ async def _submit(
         return None
     state, error, existing = "created", None, False
     try:
-        record.task_id = await kie.create(family, p.spec.id, body, approval, slot=slot, given_up=given_up)
+        try:
+            record.task_id = await kie.create(family, p.spec.id, body, approval, slot=slot, given_up=given_up)
+        except ExistingTaskError as err:  # a done 4K's links that are the clip's own (its 720p) are no 4K: refused
+            if _links_of_source(rt, body, err.result_urls):
+                raise err.refusal(family, body) from err
+            raise
     except ExistingTaskError as err:  # KIE already had this task (a repeated Veo 4K): nothing new, not charged
         record.task_id, error, existing = err.task_id, f"KIE already had it: {err.message}", True
         record.credits_reserved = 0.0
@@ -1847,6 +1852,21 @@ async def _submit(
     if record.state == "unknown":  # kie://tasks lists it among the creates of unknown outcome: its subscribers hear
         await rt.follower.unknown_creates_changed()
     return attempt
+
+
+def _links_of_source(rt: Runtime, body: dict[str, Any], links: tuple[str, ...]) -> bool:
+    """Whether a done 4K's links (KIE's answer named no 4K task) include a link of the clip it was asked for, as
+    the journal has it: that answer is no 4K, and recorded as ``<clip>-4k`` it would stand for the 4K for good
+    (asked again, returned without asking KIE; quoted at 0 credits). A clip record the journal cannot read is
+    counted as a match: refusing costs nothing, while a wrong record would block the real 4K."""
+    source = body.get("taskId")
+    if not links or not source:
+        return False
+    try:
+        clip = rt.tasks.get(str(source))
+    except (UnreadableRecord, *JOURNAL_ERRORS):
+        return True
+    return clip is not None and not set(links).isdisjoint(clip.result_urls)
 
 
 def shared_by_design(family: Family, body: dict[str, Any], task_id: str | None) -> bool:

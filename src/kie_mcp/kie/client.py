@@ -811,6 +811,16 @@ class ExistingTaskError(KieError):
         self.task_id = task_id
         self.result_urls = result_urls
 
+    def refusal(self, family: Family, body: dict[str, Any]) -> KieError:
+        """This answer as the plain refusal it is when its links cannot be the 4K (they are the clip's own): nothing
+        was started or charged, and the advice says where the 4K is (``Family.refusal_step``)."""
+        return KieError(
+            self.message,
+            code=self.code,
+            endpoint=self.endpoint,
+            next_step=family.refusal_step(self.code, self.message, body),
+        )
+
     def status(self, family: Family) -> TaskStatus | None:
         """The finished task its links make, as a status answer would say it; None when it carries none."""
         if not self.result_urls:
@@ -1074,6 +1084,11 @@ def _read_status(family: Family, task_id: str, data: dict[str, Any]) -> TaskStat
         ) from err
 
 
+# KIE's code for "Generation failed" (Market's recordInfo error table; Veo's and Flux Kontext's failure callbacks):
+# the one error code whose answer about a task says that task failed.
+GENERATION_FAILED = 501
+
+
 def _failure_in_error(family: Family, task_id: str, asked: dict[str, Any], err: KieError) -> TaskStatus | None:
     """A status answer with an error code that still carries this task's record saying it failed, read as that
     failure (its ``failMsg``, else KIE's ``msg``); None for any other error answer. KIE's Market docs list 501
@@ -1081,7 +1096,11 @@ def _failure_in_error(family: Family, task_id: str, asked: dict[str, Any], err: 
     get-task-detail, read 2026-12), and its Market failure callback is ``{code: 501, data: {state: "fail", failCode,
     failMsg, ...}}``: a status answer shaped so is a failed task, not a refused status check. Raised as an error, it
     left the task "queued" for good, its credits held. Only a record naming this very task, with the family's own
-    word for failed, is taken: anything else beside an error code contradicts it, and stays the error it is."""
+    word for failed, is taken: anything else beside an error code contradicts it, and stays the error it is. Only
+    code 501, KIE's documented "Generation failed", says that: a 429, a 455 or a 500 is about the status check, not
+    the task, whatever record rides along (a task ended on one, and its reservation released, may have succeeded)."""
+    if err.code != GENERATION_FAILED:
+        return None
     data = err.data
     named, wanted = data.get("taskId") if isinstance(data, dict) else None, asked.get("taskId")
     if named in (None, "") or str(named) != str(wanted):

@@ -376,24 +376,33 @@ class Veo4kFamily(VeoFamily):
     def create_body(self, model_id: str, wire_input: dict[str, Any]) -> dict[str, Any]:
         return dict(wire_input)
 
-    # KIE's 422 to a repeated request for the same clip: its 4K version is being made, or is done. KIE's docs word
-    # the second "The video has been generated successfully" (docs.kie.ai/veo3-api/get-veo-3-4k-video, "Error
-    # Responses", read 2026-12); "already generated" is kept for the wording seen before.
-    repeat_messages = ("processing", "already generated", "generated successfully")
-    done_messages = ("already generated", "generated successfully")
+    # KIE's 422 to a repeated request for the same clip: its 4K version is being made ("4k is processing. It should
+    # be ready in 5-10 minutes ..."), or is done ("The video has been generated successfully", as KIE's docs word it:
+    # docs.kie.ai/veo3-api/get-veo-3-4k-video, "Error Responses", read 2026-12; "4k video already generated" is the
+    # wording seen before). Read by how the message starts, never by words found anywhere in it: "The video has not
+    # been generated successfully, 4K cannot be requested" holds the same words and says the opposite.
+    processing_messages = ("4k is processing",)
+    done_messages = ("the video has been generated successfully", "4k video already generated")
+
+    def says_done(self, message: str) -> bool:
+        return message.strip().lower().startswith(self.done_messages)
+
+    def says_repeat(self, message: str) -> bool:
+        return self.says_done(message) or message.strip().lower().startswith(self.processing_messages)
 
     def refused_but_exists(self, code: int | None, message: str, data: Any, body: dict[str, Any]) -> Existing | None:
         """The 4K task KIE's 422 names, or (a done 4K whose answer names none, or names the source clip) the 4K's
-        links it carries, recorded as ``<source id>-4k``: nothing new was started or charged either way."""
+        links it carries, recorded as ``<source id>-4k``: nothing new was started or charged either way. Links
+        are taken only beside KIE's own sentence for a done 4K; whether they are the source clip's own links (then
+        they are no 4K) only the journal knows, and ``generation._submit`` checks that before recording them."""
         if code != 422:
             return None
         task_id = named_task_id(data)
         if task_id is not None and not _is_source(task_id, body):
             return Existing(task_id, charged=False)
-        lowered = message.lower()
         urls = links_in(data, ("resultUrls",)) if isinstance(data, dict) else []
         source = usable_task_id(body.get("taskId"))
-        if urls and source and any(text in lowered for text in self.done_messages):
+        if urls and source and self.says_done(message):
             return Existing(f"{source}{self.suffix}", charged=False, result_urls=tuple(urls))
         return None
 
@@ -413,20 +422,25 @@ class Veo4kFamily(VeoFamily):
         )
 
     def refusal_step(self, code: int | None, message: str, body: dict[str, Any]) -> str | None:
-        """KIE's "4k is processing" (or "already generated") without the 4K task in ``data``: the 4K version exists,
-        but there is no task id to follow. Say so, and where to find it, rather than "fix the field"."""
-        lowered = message.lower()
-        if code != 422 or not any(text in lowered for text in self.repeat_messages):
+        """KIE's "4k is processing" (or "The video has been generated successfully") without a 4K task to follow:
+        the 4K version exists, but there is no task id to follow. Say so, and where to find it, rather than "fix
+        the field". Asking again helps only while it is being made: a done 4K is answered the same way again."""
+        if code != 422 or not self.says_repeat(message):
             return unknown_source_step(message, body)
         source = body.get("taskId")
-        made = "has already been made" if any(t in lowered for t in self.done_messages) else "is already being made"
+        done = self.says_done(message)
+        again = (
+            "Asking for it again gets the same answer."
+            if done
+            else f"Or call continue_video(task_id='{source}', operation='4k') again in a few minutes: when KIE names "
+            "its 4K task, kie-mcp follows it and charges nothing."
+        )
         return (
-            f"A 4K version of task {source} {made} (asked for earlier, by kie-mcp, another tool or on kie.ai), and "
-            "KIE's answer did not say which task it is. This request started nothing, and nothing was charged. Find "
-            f"the 4K task with list_tasks (it shows '(4k of {source})' when this workspace asked for it) or at "
-            f"{LOGS_URL}, then follow it with check_task(task_id=<its id>). Or call continue_video(task_id="
-            f"'{source}', operation='4k') again in a few minutes: when KIE names its 4K task, kie-mcp follows it "
-            "and charges nothing."
+            f"A 4K version of task {source} {'has already been made' if done else 'is already being made'} (asked "
+            "for earlier, by kie-mcp, another tool or on kie.ai), and KIE's answer did not say which task it is. This "
+            "request started nothing, and nothing was charged. Find the 4K task with list_tasks (it shows "
+            f"'(4k of {source})' when this workspace asked for it) or at {LOGS_URL}, then follow it with "
+            f"check_task(task_id=<its id>). {again}"
         )
 
 

@@ -118,7 +118,7 @@ async def _fire(ctx: Ctx, fault: Fault) -> Response | None:
         msg += auth_echo(ctx.request.headers.get("authorization"))
     if ctx.category == "files":
         return PlainTextResponse(msg, status_code=code)
-    return envelope(ctx.sim, code, msg, None, upload=ctx.upload)
+    return envelope(ctx.sim, code, msg, params.get("data"), upload=ctx.upload)
 
 
 class _BodyCut(Exception):

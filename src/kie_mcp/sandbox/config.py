@@ -54,10 +54,11 @@ class SimConfig(BaseModel):
         None,
         ge=201,
         le=999,
-        description="recordInfo answers a failed Market task with this code and its record as data, as KIE's "
-        "Market failure callback is shaped ({code: 501, data: {state: 'fail', failCode, failMsg, ...}}); KIE's "
-        "docs list 501 'Generation failed, check failMsg' among recordInfo's codes "
-        "(docs.kie.ai/market/common/get-task-detail). None: code 200, as KIE's example answers",
+        description="a status check of a failed task is answered with this code and its record as data, as KIE's "
+        "failure callbacks are shaped ({code: 501, data: {...the task...}}): Market's recordInfo (its docs list 501 "
+        "'Generation failed, check failMsg' among recordInfo's codes, docs.kie.ai/market/common/get-task-detail), "
+        "Veo's and Flux Kontext's record-info (their failure callbacks use 501, 'generation task failed'). Runway, "
+        "Aleph and GPT-4o Image document no 501 and answer 200 as ever. None: code 200, as KIE's example answers",
     )
     uhd_repeat: Literal["named", "source", "bare"] = Field(
         "named",

@@ -40,6 +40,13 @@ def envelope(sim: Simulator, code: int, msg: str, data: Any, *, upload: bool = F
     return JSONResponse(body, status_code=status)
 
 
+# KIE's meaning of 501: "Generation failed", "Check failMsg" in Market's recordInfo error table
+# (docs.kie.ai/market/common/get-task-detail), "video generation task failed" and "image generation task failed" in
+# Veo's and Flux Kontext's failure callbacks (docs.kie.ai/veo3-api/generate-veo-3-video-callbacks,
+# .../flux-kontext-api/generate-or-edit-image-callbacks). The message a ``failed_record_code`` answer carries.
+FAILED_RECORD_MSG = "Generation failed"
+
+
 def number(value: float) -> float | int:
     """Credits as KIE prints them: 100 rather than 100.0, fractions kept."""
     return int(value) if float(value).is_integer() else round(value, 4)
@@ -176,6 +183,14 @@ class Ctx:
 
     def ok(self, data: Any, msg: str = "success") -> Response:
         return envelope(self.sim, 200, msg, data, upload=self.upload)
+
+    def task_record(self, data: dict[str, Any], *, failed: bool) -> Response:
+        """A status answer: code 200 and the task's record, or (a failed task, ``SimConfig.failed_record_code`` set)
+        that code with the record, as KIE's failure callbacks are shaped."""
+        code = self.sim.config.failed_record_code
+        if code is not None and failed:
+            return envelope(self.sim, code, FAILED_RECORD_MSG, data)
+        return self.ok(data)
 
     def error(self, err: KieError) -> Response:
         return envelope(self.sim, err.code, err.msg, None, upload=self.upload)

@@ -41,6 +41,9 @@ read then waits only ``every``; through the in-process transport the whole answe
 answer's file link (``downloadUrl``, and ``fileUrl`` in the older shape) is ``url`` instead, whatever that is
 (``http://10.0.0.7/x.png``, ``file:///etc/passwd``, ...).
 
+A ``code`` fault answers ``{code, msg, data}`` with its ``code``, its ``msg`` (default: the code's usual message)
+and its ``data`` (default null), whatever JSON that is: KIE's error answers may carry data (a 422 naming a task).
+
 ``echo_auth: true`` on a ``code`` or ``task_fail`` fault plays a hostile or buggy upstream: the error's
 ``msg`` (for ``task_fail``, the task's ``failMsg``/``errorMessage``) gets `` Authorization: <the request's
 Authorization header>`` appended, the real key included. The simulator's own request log still keeps no key.

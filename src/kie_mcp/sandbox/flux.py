@@ -90,7 +90,8 @@ async def generate(ctx: Ctx) -> Response:
 
 async def record_info(ctx: Ctx) -> Response:
     task = ctx.polled_task("flux", RECORD_NULL, expired=RECORD_NULL)  # expired records answer like unknown ones
-    return ctx.ok(record(ctx.sim, task, ctx.base_url))
+    data = record(ctx.sim, task, ctx.base_url)
+    return ctx.task_record(data, failed=data["successFlag"] in (2, 3))
 
 
 ROUTES = [

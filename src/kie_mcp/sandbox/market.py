@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from kie_mcp.catalog import ModelSpec, apply_defaults, check_input, load_catalog
 
-from .context import Ctx, describe_problems, envelope, model_spec, number
+from .context import Ctx, describe_problems, model_spec, number
 from .errors import KieError
 from .followups import market_source
 from .routes import SimRoute
@@ -200,18 +200,10 @@ def _create_veo(ctx: Ctx, body: dict[str, Any]) -> Response:
     return ctx.ok({"taskId": task.id})
 
 
-# KIE's meaning of 501 in its Market error table (docs.kie.ai/market/common/get-task-detail: "Generation failed",
-# "Check failMsg"); the message a ``failed_record_code`` answer carries.
-FAILED_RECORD_MSG = "Generation failed"
-
-
 async def record_info(ctx: Ctx) -> Response:
     task = ctx.polled_task("market", "recordInfo is null")
     data = record(ctx.sim, task, ctx.base_url)
-    code = ctx.sim.config.failed_record_code
-    if code is not None and data["state"] == "fail":  # answered as KIE's failure callback is: its code, its record
-        return envelope(ctx.sim, code, FAILED_RECORD_MSG, data)
-    return ctx.ok(data)
+    return ctx.task_record(data, failed=data["state"] == "fail")
 
 
 ROUTES = [

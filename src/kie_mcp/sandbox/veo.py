@@ -218,7 +218,8 @@ async def generate(ctx: Ctx) -> Response:
 
 async def record_info(ctx: Ctx) -> Response:
     task = ctx.polled_task("veo", RECORD_NULL, expired="Temporarily supports records within 14 days")
-    return ctx.ok(record(ctx.sim, task, ctx.base_url))
+    data = record(ctx.sim, task, ctx.base_url)
+    return ctx.task_record(data, failed=data["successFlag"] in (2, 3))
 
 
 def _index(raw: Any) -> int:
