@@ -56,6 +56,11 @@ async def test_a_4k_kie_answers_with_its_links_but_no_4k_task_is_recorded_saved_
     assert all((tmp_path / name).is_file() for name in task["files"])
     assert task["credits_reserved"] == 0 and task["parent_task_id"] == source, text
     assert "nothing new was started or charged" in text and "Fix the field" not in text, text
+    # the cost line says the same: it said "120 credits quoted and reserved ... KIE's charge is recorded as each task
+    # ends" (no charge ever comes for a task KIE already had)
+    [cost] = [line for line in text.splitlines() if line.startswith("Cost:")]
+    assert cost.startswith("Cost: nothing charged (KIE already had the task from an earlier request"), cost
+    assert "reserved" not in cost.split(";")[0] and "recorded as each task ends" not in cost, cost
     assert after == before and await balance(controls) == paid  # reserved, then refunded; KIE charged nothing
     assert again.structured_content["tasks"][0]["task_id"] == f"{source}-4k", text_of(again)
     assert len(await requests_to(controls, UHD_PATH)) == 2  # the one made elsewhere and ours: the repeat asked nobody

@@ -13,7 +13,7 @@ import logging
 import math
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence, Set
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
@@ -1478,6 +1478,7 @@ async def _spend(
         # The follower polls, journals every answer, and settles and saves each task as it ends; this call only
         # waits on it (progress notifications go out while it does) and gets the problems it met.
         ended = {r.task_id for r in records if r.task_id and r.state == "succeeded" and r.unsaved_links}
+        earlier = {r.task_id for r in records if r.earlier and r.task_id}  # the follower's records carry no mark
         records, followed = await rt.follower.wait(records, wait_seconds, reporter)
         for record in records:  # ended before it was followed (a done 4K KIE answered with its links): saved here
             if record.task_id in ended:
@@ -1497,7 +1498,7 @@ async def _spend(
             _give_back(rt, used)
         told = tuple(note for note in p.notes if not note.startswith(MADE_BEFORE))  # the quote's, not the answer's
         uploaded = (note for note in upload_notes if note not in told)  # an upscale the quote already said
-        notes = (cost_line(rt, p, records, decision.by), *told, *uploaded, *dict.fromkeys(problems))
+        notes = (cost_line(rt, p, records, decision.by, earlier), *told, *uploaded, *dict.fromkeys(problems))
         result = summarise(rt, p.spec, records, notes, p.wire)
     except BaseException:  # cancelled by the host, or failed: this answer never reaches the client
         _answered(rt, attempts, CALL_CUT_OFF)
@@ -1611,19 +1612,23 @@ def _answered(rt: Runtime, attempts: list[str], answered: int) -> None:
         rt.owed.owe(f"whether the answer of create(s) {', '.join(attempts)} reached the client", write)
 
 
-def cost_line(rt: Runtime, p: Plan, records: list[TaskRecord], by: ApprovedBy) -> str:
+def cost_line(rt: Runtime, p: Plan, records: list[TaskRecord], by: ApprovedBy, earlier: Set[str] = frozenset()) -> str:
     """What the spend came to and who approved it, in one line: a result should say what it cost. Creates KIE
     refused cost nothing; creates with no clear answer may have been charged (their reservation stays counted), and
-    the line says so whatever became of the others."""
+    the line says so whatever became of the others. Tasks KIE already had (``earlier``: a repeated Veo 4K) cost this
+    request nothing, whatever their own record says; the line said "120 credits quoted and reserved ... KIE's charge
+    is recorded as each task ends" beside "nothing new was started or charged"."""
     how = {
         "auto": f"auto-approved: at or under KIE_AUTO_APPROVE_CREDITS={rt.settings.auto_approve_credits:g}",
         "elicitation": "approved in the confirmation form",
         "quote": "approved with its quote",
     }[by]
-    made = [r for r in records if r.task_id and r.state != "unknown"]
+    had = [r for r in records if r.task_id in earlier and r.state != "unknown"]
+    made = [r for r in records if r.task_id and r.state != "unknown" and r.task_id not in earlier]
     unsure = [r for r in records if r.state == "unknown"]
     if not made and not unsure:
-        return f"Cost: nothing charged (KIE created nothing; the reservation was released). It was {how}."
+        why = "KIE already had the task from an earlier request" if had else "KIE created nothing"
+        return f"Cost: nothing charged ({why}; the reservation was released). It was {how}."
     if not unsure and all(r.state == "failed" for r in made):
         return f"Cost: nothing charged (the tasks failed; their reservation was returned). It was {how}."
     parts = []
@@ -1636,6 +1641,8 @@ def cost_line(rt: Runtime, p: Plan, records: list[TaskRecord], by: ApprovedBy) -
     amount, pending = _made_cost(p, made, others=bool(unsure)) if made else ("", False)
     if amount:
         parts.append(amount)
+    if had:
+        parts.append(f"nothing for the {len(had)} task(s) KIE already had from an earlier request")
     tail = "; KIE's charge is recorded as each task ends" if pending else ""
     return f"Cost: {'; '.join(parts)} ({how}){tail}."
 
@@ -1839,6 +1846,7 @@ async def _submit(
     if state == "refused":
         _refund(rt, problems, p, "refused by KIE", attempt)  # nothing was charged
     if existing:
+        record.mark_earlier()
         _refund(rt, problems, p, "refunded: KIE already had this task", attempt)
         problems.append(
             f"KIE already had this task ({record.task_id}) from an earlier request, so nothing new was started or "

@@ -225,6 +225,9 @@ class TaskRecord(BaseModel, defer_build=True):
     # What the last save of its results could not do (lines as its answer says them): shown on its gallery tile.
     # None: no save of this record object has said (a record read from the journal; ``TaskBook.recall``).
     _save_problems: list[str] | None = PrivateAttr(default=None)
+    # KIE answered this request's create with a task it already had (``ExistingTaskError``): this request started
+    # nothing and was charged nothing, whatever the task's own record says it cost.
+    _earlier: bool = PrivateAttr(default=False)
 
     @model_validator(mode="after")
     def _few_links(self) -> "TaskRecord":
@@ -235,6 +238,14 @@ class TaskRecord(BaseModel, defer_build=True):
             self.result_urls = self.result_urls[:MOST_LINKS]
             self.note = self.note or f"{LINKS_DROPPED}kie-mcp shows the first {MOST_LINKS} ({dropped} dropped)."
         return self
+
+    def mark_earlier(self) -> None:
+        """KIE answered this request with a task it already had: nothing new was started or charged."""
+        self._earlier = True
+
+    @property
+    def earlier(self) -> bool:
+        return self._earlier
 
     @property
     def finished(self) -> bool:
