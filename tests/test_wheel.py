@@ -8,13 +8,11 @@ builds the wheel, installs it into a new virtual environment outside the source 
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 
@@ -68,10 +66,12 @@ async def test_installed_wheel_serves_every_resource_and_prompt(installed_script
 
 
 @pytest.mark.stdio
-async def test_the_installed_wheel_holds_the_env_example_its_messages_name(installed_script, tmp_path):
+async def test_the_installed_wheel_names_where_every_setting_is_listed_never_a_file_it_lacks(
+    installed_script, tmp_path
+):
     """The audit: a setting kie-mcp does not read was answered "every setting is listed in .env.example", a file the
-    wheel did not ship. The installed server names the copy it installs, by its path, and that file is there, the
-    repository's own."""
+    installed package does not have (the bundle's packer leaves out every .env* file, so no wheel can ship it). The
+    installed server names the README's Configuration section and .env.example online."""
     workspace = tmp_path / "workspace"
     workspace.mkdir()
     (workspace / ".env").write_text("KIE_OUTPUT_DIR=out\n")
@@ -80,8 +80,8 @@ async def test_the_installed_wheel_holds_the_env_example_its_messages_name(insta
     )
     async with Client(params, read_timeout_seconds=60) as client:
         said = text_of(await client.call_tool("check_credits", {}))
-    found = re.search(r"every setting is listed in the README's Configuration section \(\S+\) and in (\S+?)\)", said)
-    assert found, said
-    named = Path(found[1])
-    assert named.name == ".env.example" and named.is_relative_to(tmp_path / "venv"), named  # the installed copy
-    assert await anyio.Path(named).read_bytes() == await anyio.Path(ROOT / ".env.example").read_bytes()
+    listed = (
+        "every setting is listed in the README's Configuration section (https://github.com/kie-mcp/kie-mcp"
+        "#configuration) and in https://github.com/kie-mcp/kie-mcp/blob/main/.env.example"
+    )
+    assert listed in said, said

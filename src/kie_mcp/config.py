@@ -586,16 +586,18 @@ def _unknown_settings(names: Mapping[str, str], where: str) -> tuple[list[str], 
 
 
 CONFIGURATION_DOCS = "the README's Configuration section (https://github.com/kie-mcp/kie-mcp#configuration)"
+EXAMPLE_ONLINE = "https://github.com/kie-mcp/kie-mcp/blob/main/.env.example"
 
 
 def settings_listed() -> str:
-    """Where every setting is listed, as a message names it: the README's Configuration section, and the
-    ``.env.example`` installed with kie-mcp (the wheel ships it in ``kie_mcp/_bundled``; a checkout has it at its
-    root), by its path, so a user of the installed package can open it."""
+    """Where every setting is listed, as a message names it: the README's Configuration section, and
+    ``.env.example``: by its path in a checkout, else online. An installed package has no copy (the Claude Desktop
+    bundle's packer leaves out every ``.env*`` file, so the wheel it builds could not include one); the message
+    named a file the install did not have."""
     from kie_mcp.bundled import bundled_path
 
     example = bundled_path(".env.example")
-    return CONFIGURATION_DOCS if example is None else f"{CONFIGURATION_DOCS} and in {example}"
+    return f"{CONFIGURATION_DOCS} and in {example if example is not None else EXAMPLE_ONLINE}"
 
 
 TYPO_LIKENESS = 0.85  # KIE_MAX_CREDIT_PER_DAY is 0.98 like KIE_MAX_CREDITS_PER_DAY; KIE_API is 0.78 like KIE_API_KEY
