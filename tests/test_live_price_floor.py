@@ -123,9 +123,30 @@ async def test_a_price_only_the_live_list_gives_counts_the_whole_per_call_cap_pe
     assert (ten["quote"]["credits_total"], ten["quote"]["credits_counted"], ten["within_caps"]) == (5, 6000, False)
     assert refused.is_error and "6000 counted" in text_of(refused) and "per-call cap of 600" in text_of(refused)
     assert (one["quote"]["credits_total"], one["quote"]["credits_counted"]) == (0.5, 600)
-    assert "the caps count its whole per-call cap per task" in one["message"]
+    assert "the caps count the whole per-call cap for each task" in one["message"]
+    assert one["message"].count("per-call cap") == 1, one["message"]  # said once, not by two notes
     assert not made.is_error, text_of(made)
     assert len(await controls.creates()) == 1 and spent == 200  # KIE's reported charge replaces the 600 counted
+
+
+async def test_a_max_credits_is_weighed_against_a_live_only_price_never_against_the_cap_it_counts(
+    connect, controls, transport, tmp_path
+):
+    """A review: a live-only price is counted at the whole per-call cap as a stand-in, and a caller's max_credits of
+    20 for a 4-credit image was weighed against that 600: always refused, with "Raise max_credits". As for an
+    unknown price, max_credits is weighed against what is known of the price; the caps still count the cap."""
+    await controls.post("balance", {"credits": 100000})
+    await offer_counted(controls, transport, tmp_path, "num_images", "4 credits per image.", charged=4)
+    args = {"model": "brand/new-image", "prompt": "a red fox", "wait_seconds": 20, "max_credits": 20}
+    async with connect(max_credits_per_call=600, max_credits_per_day=3000) as client:
+        estimate = (await client.call_tool("estimate_cost", args)).structured_content
+        made = await client.call_tool("generate_image", {**args, "quote_id": estimate["quote"]["quote_id"]})
+        over = (await client.call_tool("estimate_cost", {**args, "variations": 6})).structured_content
+    assert (estimate["quote"]["credits_total"], estimate["quote"]["credits_counted"]) == (4, 600), estimate
+    assert estimate["within_caps"], estimate["message"]
+    assert not made.is_error and "over the max_credits" not in text_of(made), text_of(made)
+    assert not over["within_caps"] and "over the max_credits of 20" in over["message"], over["message"]  # 24 > 20
+    assert len(await controls.creates()) == 1
 
 
 async def test_a_price_only_the_live_list_gives_is_never_auto_approved(connect, controls, transport, tmp_path):
@@ -145,3 +166,23 @@ async def test_a_price_only_the_live_list_gives_is_never_auto_approved(connect, 
     assert unasked.structured_content["status"] == "confirmation_required", text_of(unasked)
     assert "never auto-approved" in text_of(unasked)
     assert await controls.creates() == []
+
+
+async def test_a_price_kie_charged_here_under_the_catalogue_is_said_to_be_that_charge_not_the_live_list(
+    connect, controls, transport, tmp_path
+):
+    """A review: KIE's live list says 5 for Nano Banana 2 (the catalogue 8) and KIE then charged 7 here; the quote
+    is 7 (the charge), counted 8 (the catalogue), and it said "KIE's live price list shows 7", which it does not."""
+    nano = {"model": "nano-banana-2", "prompt": "a fox"}
+    await controls.post("balance", {"credits": 100000})
+    await controls.post("catalog/feed", {"description": "Google nano banana 2, 1K", "credits": 5})
+    await sync(transport, controls, tmp_path)
+    await controls.post("prices", {"nano-banana-2": 7})
+    async with connect(answering(), auto_approve_credits=8) as client:
+        made = await client.call_tool("generate_image", {**nano, "wait_seconds": 30})
+        estimate = (await client.call_tool("estimate_cost", nano)).structured_content
+    assert not made.is_error, text_of(made)
+    assert (estimate["quote"]["credits_total"], estimate["quote"]["credits_counted"]) == (7, 8), estimate["quote"]
+    said = estimate["message"]
+    assert "KIE charged 7 here before, lower than the 8 in kie-mcp's catalogue" in said, said
+    assert "live price list shows 7" not in said, said

@@ -164,6 +164,14 @@ class Plan:
         return self.total if self.counted != self.total else None
 
     @property
+    def ceiling_weighed(self) -> float | None:
+        """What a ``max_credits`` given with the request is weighed against: the counted figure, but for a price
+        only KIE's live list gives, the price itself. That price is counted at the whole per-call cap as a stand-in
+        (``live_only_counted``), and as for an unknown price a caller's own ceiling is weighed against what the
+        request costs by what is known, never against the stand-in: a ``max_credits`` under the cap refused it."""
+        return self.total if self.price.up_to_source == LIVE_ONLY else self.counted
+
+    @property
     def reserved_each(self) -> float:
         return round(self.reserved / self.variations, 4)
 
@@ -387,6 +395,7 @@ def clip_price(rt: Runtime, spec: ModelSpec, args: GenerationArgs, facts: dict[s
             return None
         if price.credits is None:
             return None
+        price = live_only_counted(price, rt.ledger.caps.per_call)  # as each part's own estimate counts it
         counted = price.counted if price.counted is not None else price.credits
         return ClipCost(round(price.credits * args.variations, 4), round(counted * args.variations, 4))
 
@@ -708,8 +717,7 @@ def quote_price(
 
 LIVE_ONLY_PRICE = (
     "This price comes only from KIE's live price list (kie-mcp's own catalogue does not have this model), so it is "
-    "never auto-approved, and the caps count its whole per-call cap per task, as for an unknown price: nothing in "
-    "kie-mcp's own data bounds it."
+    "never auto-approved."
 )
 
 
@@ -849,6 +857,7 @@ def check_plan_caps(rt: Runtime, p: Plan, spent: float) -> None:
         spent,
         rt.ledger.caps,
         max_credits=p.max_credits,
+        ceiling=p.ceiling_weighed,
         most=p.most,
         most_why=p.most_why,
         least=p.least,
@@ -1516,6 +1525,7 @@ def _reserve(rt: Runtime, p: Plan, quote_id: str | None, *, held: bool = False) 
         p.counted,
         quote_id,
         max_credits=p.max_credits,
+        ceiling=p.ceiling_weighed,
         most=p.most,
         most_why=p.most_why,
         least=p.least,

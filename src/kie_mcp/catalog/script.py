@@ -625,8 +625,7 @@ def _total(overlong: _LongScript, lengths: list[int | None]) -> str:
     total = round(sum(cost.listed for cost in costs if cost is not None), 4)
     counted = round(sum(cost.counted for cost in costs if cost is not None), 4)
     higher = (
-        f", up to {counted:g} counted against your caps (KIE was seen charging more, or its live list is far below "
-        "kie-mcp's catalogue)"
+        f", up to {counted:g} counted against your caps (more than the list: each part's estimate says why)"
         if counted > total
         else ""
     )

@@ -77,6 +77,7 @@ def check_caps(
     caps: Caps,
     *,
     max_credits: float | None = None,
+    ceiling: float | None = None,
     most: float | None = None,
     most_why: str = "",
     least: float = 0.0,
@@ -126,7 +127,8 @@ def check_caps(
     )
     if total is not None and listed is not None and listed < total:
         what = f"costs {listed:g} credits by KIE's list ({total:g} counted: {counted_why})"
-    over_ceiling = total is not None and max_credits is not None and total > max_credits
+    weighed = total if ceiling is None else ceiling  # what max_credits is weighed against (``Plan.ceiling_weighed``)
+    over_ceiling = weighed is not None and max_credits is not None and weighed > max_credits
     if total is not None and total > caps.per_call and not (over_ceiling and max_credits <= caps.per_call):
         also = f" (and over the max_credits of {max_credits:g} given with it)" if over_ceiling else ""
         raise SpendRefused(  # the per-call cap is the tighter limit: the one to name
@@ -266,6 +268,7 @@ class Ledger:
         ref: str | None = None,
         *,
         max_credits: float | None = None,
+        ceiling: float | None = None,
         most: float | None = None,
         most_why: str = "",
         least: float = 0.0,
@@ -288,6 +291,7 @@ class Ledger:
                 spent,
                 self.caps,
                 max_credits=max_credits,
+                ceiling=ceiling,
                 most=most,
                 most_why=most_why,
                 least=least,

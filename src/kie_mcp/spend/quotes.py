@@ -147,8 +147,13 @@ def seen_charging(price: ItemPrice, variations: int) -> str | None:
     each = " each" if variations > 1 else ""
     if price.up_to_source == CATALOGUE_FLOOR:  # a live price lower than the bundled one (live.floored)
         dated = f" (KIE price list of {price.up_to_date})" if price.up_to_date else ""
+        shows = (  # a charge seen here may have raised the live figure: said as what it is
+            f"KIE charged {price.credits:g}{each} here before"
+            if price.source == CHARGED_HERE
+            else f"KIE's live price list shows {price.credits:g}{each}"
+        )
         return (
-            f"KIE's live price list shows {price.credits:g}{each}, lower than the {price.up_to:g}{each} in "
+            f"{shows}, lower than the {price.up_to:g}{each} in "
             f"kie-mcp's catalogue{dated}, so the higher is what counts: up to {round(price.up_to * variations, 4):g} "
             "against your caps and the auto-approve limit, and in today's spend until KIE's charge confirms the "
             "price."
