@@ -292,6 +292,51 @@ async def test_a_429_with_nothing_in_the_window_waits_the_fallback_backoff():
     assert kie.sent == [0.0, 7.0]
 
 
+async def test_a_429_on_a_create_whose_turn_was_taken_first_waits_for_a_new_turn_before_it_is_resent():
+    """A review: the request path takes a create's turn first (``create_turn``) and hands it to ``create``; after a
+    429 the resend reused that spent turn, so it went out at once (three resends in 0.1 s, past KIE's window), and
+    neither a cancel nor a stop could stop it."""
+    clock = VirtualTime()
+    kie = FakeKie(clock, lambda n: (0.0, 0.0))
+    client = client_for(kie, clock, create_window=creates_window(clock))
+    client.rate_limit_backoff = 7.0
+    approval = grant(MODEL, 1, "quote", None)
+    kie.script = ["429"]
+
+    async def taken_first() -> str:
+        slot = await client.create_turn(MARKET, MODEL, approval, anyio.Event())
+        return await client.create(MARKET, MODEL, BODY, approval, slot=slot, given_up=anyio.Event())
+
+    [task_id] = await clock.run(taken_first())
+    await client.aclose()
+    assert isinstance(task_id, str)
+    assert kie.sent == [0.0, 7.0]  # the resend waited for its own turn
+
+
+async def test_a_resend_after_a_429_is_given_up_when_its_call_is_cut_off_meanwhile():
+    clock = VirtualTime()
+    kie = FakeKie(clock, lambda n: (0.0, 0.0))
+    window = creates_window(clock)
+    client = client_for(kie, clock, create_window=window)
+    client.rate_limit_backoff = 7.0
+    approval = grant(MODEL, 1, "quote", None)
+    kie.script = ["429"]
+    given_up = anyio.Event()
+
+    async def cut_off_at(seconds: float) -> None:
+        await clock.sleep(seconds)
+        given_up.set()
+
+    async def taken_first() -> str:
+        slot = await client.create_turn(MARKET, MODEL, approval, anyio.Event())
+        return await client.create(MARKET, MODEL, BODY, approval, slot=slot, given_up=given_up)
+
+    raised, _ = await clock.run(taken_first(), cut_off_at(3.0))
+    await client.aclose()
+    assert isinstance(raised, NotSentError), raised
+    assert kie.sent == [0.0] and window.occupancy() == 0  # never resent, and it holds no turn
+
+
 async def test_only_a_429_is_retried_and_the_last_429_is_raised():
     clock = VirtualTime()
     kie = FakeKie(clock, lambda n: (0.0, 0.0))

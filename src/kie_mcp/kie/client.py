@@ -279,7 +279,10 @@ class KieClient:
         again then; only a 429 is ever retried, and that resend gives up its wait once ``given_up`` is set.
         """
         for attempt in range(self.max_rate_limit_retries + 1):
-            async with self._turn(turn, given_up, path, model, quoted, reserved) as slot:  # left unsettled: counted
+            # the first attempt may come with its turn taken; a resend after a 429 waits for a turn of its own (the
+            # window's edge), which a cancel or a stop gives up (``given_up``)
+            taken = turn if attempt == 0 else None
+            async with self._turn(taken, given_up, path, model, quoted, reserved) as slot:  # left unsettled: counted
                 started = time.monotonic()
                 log_call = functools.partial(
                     self._log, path, started, model=model, credits_quoted=quoted, credits_reserved=reserved
@@ -386,7 +389,6 @@ class KieClient:
                     raise OutcomeUnknownError(message, endpoint=path, next_step=step, category=Category.PROTOCOL)
                 log_call(outcome="created", task_id=task_id)
                 return task_id
-            turn = None  # a resend waits for a turn of its own
         raise AssertionError("unreachable")  # pragma: no cover
 
     @asynccontextmanager
