@@ -89,8 +89,15 @@ def test_each_request_of_a_batch_is_run_and_answered_under_its_own_id_where_the_
 def test_a_batch_is_refused_element_by_element_where_the_protocol_removed_batches(wire, simulator_process, version):
     _handshake(wire, version)
     call = {"jsonrpc": "2.0", "id": 16, "method": "tools/call", "params": PRICE}
-    wire.send(json.dumps([{"jsonrpc": "2.0", "id": 15, "method": "ping"}, call]))
-    for error in (answer["error"] for answer in _answers(wire, {15, 16}).values()):
+    # a workflow's plan too: a review found prompts/get ran in a batch the others of were refused
+    plan = {
+        "jsonrpc": "2.0",
+        "id": 14,
+        "method": "prompts/get",
+        "params": {"name": "ugc_video", "arguments": {"product": "a balm", "script": "Hi."}},
+    }
+    wire.send(json.dumps([plan, {"jsonrpc": "2.0", "id": 15, "method": "ping"}, call]))
+    for error in (answer.get("error") or answer for answer in _answers(wire, {14, 15, 16}).values()):
         assert error["code"] == INVALID_REQUEST and "JSON-RPC batch" in error["message"], error
         assert f"MCP {version} does not take" in error["message"] and "Nothing of it was run" in error["message"]
     wire.send(json.dumps({"jsonrpc": "2.0", "id": 17, "method": "ping"}))
@@ -111,6 +118,18 @@ def test_a_batch_of_the_2026_era_is_refused_in_that_era(wire):
         assert "MCP 2026-07-28 does not take" in error["message"], error
     wire.send(json.dumps(elements[0]))
     assert "tools" in wire.answer(1)["result"]
+
+
+@pytest.mark.stdio
+def test_an_initialize_in_a_batch_is_refused_for_what_it_is(wire):
+    """A review: an initialize sent in a batch asking for 2025-03-26 was refused as "MCP 2025-11-25 does not take"
+    batches (the server's default before any handshake); 2025-03-26 takes batches but forbids initialize in one."""
+    hello = {"protocolVersion": "2025-03-26", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}
+    wire.send(json.dumps([{"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": hello}]))
+    error = _answers(wire, {0})[0]["error"]
+    assert "initialize must not be sent in a JSON-RPC batch" in error["message"], error
+    assert "2025-11-25" not in error["message"], error
+    _handshake(wire, "2025-03-26")  # sent on a line of its own, it works
 
 
 @pytest.mark.stdio

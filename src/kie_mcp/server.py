@@ -586,13 +586,13 @@ async def _answered_without_secrets(ctx: ServerRequestContext[Any, Any], call_ne
     method = ctx.method
     plan = method == "prompts/get"
     try:
+        if method == UNREADABLE_METHOD:  # here, not as a handler: also answered before the handshake ends
+            raise unreadable_error(ctx.params)
+        if batched(ctx.params):  # it came in a JSON-RPC batch (stdio): run where the protocol has batches
+            refuse_batch(ctx.protocol_version, method)  # every method alike: a workflow's plan too
+            ctx = replace(ctx, params=unbatched(ctx.params))
         if plan:
             ctx = replace(ctx, params=_prompt_arguments_as_text(ctx.params))
-        elif method == UNREADABLE_METHOD:  # here, not as a handler: also answered before the handshake ends
-            raise unreadable_error(ctx.params)
-        elif batched(ctx.params):  # it came in a JSON-RPC batch (stdio): run where the protocol has batches
-            refuse_batch(ctx.protocol_version)
-            ctx = replace(ctx, params=unbatched(ctx.params))
         result = await call_next(ctx)
     except ValidationError as err:  # the SDK's check of the params, which it answers naming nothing
         problems = argument_problems(err.errors(include_url=False))

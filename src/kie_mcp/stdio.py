@@ -275,9 +275,17 @@ def batched(params: Any) -> bool:
     return isinstance(meta, Mapping) and meta.get(BATCHED) is True
 
 
-def refuse_batch(protocol_version: str) -> None:
+def refuse_batch(protocol_version: str, method: str = "") -> None:
     """Refuse a request that came in a batch when the session's protocol has none: MCP 2025-03-26 took batches
-    (implementations MUST receive them), 2025-06-18 removed them."""
+    (implementations MUST receive them), 2025-06-18 removed them. ``initialize`` is never taken in one (2025-03-26
+    forbids it; before the handshake the session's version is only the server's default, which said nothing true)."""
+    if method == "initialize":
+        raise MCPError(
+            code=INVALID_REQUEST,
+            message="initialize must not be sent in a JSON-RPC batch (MCP 2025-03-26 forbids it; later revisions "
+            "have no batches). Nothing of it was run. Send it on a line of its own.",
+            data={"batch": True},
+        )
     if protocol_version <= LAST_BATCHING_PROTOCOL:
         return
     message = (
