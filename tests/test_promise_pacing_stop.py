@@ -150,3 +150,44 @@ async def test_a_call_cancelled_while_its_creates_wait_for_their_turn_sends_and_
     assert credits["spent_today"] == pytest.approx(quoted_total(workspace)), credits  # the 20 sent, no more
     assert listed.get("unknown_creates", 0) == 0 and len(listed["tasks"]) == 20, listed
     assert [state for state, _ in attempts(workspace)] == ["created"] * 20
+
+
+@pytest.mark.parametrize("mode", ["auto"])
+async def test_the_retry_of_a_call_cut_off_with_creates_still_waiting_says_they_were_never_sent(
+    simulator, tmp_path, mode
+):
+    """A review: ten variations, five sent and five still waiting for their turn when the call was cancelled; the
+    same request sent again answered "here is what that call made" with five images and no word of the other five
+    (never journaled: given up unsent). The answer says they were never sent, and how to make them."""
+    import anyio
+    from mcp import Client, StdioServerParameters
+
+    from .conftest import text_of
+
+    workspace = tmp_path / "workspace"
+    params = StdioServerParameters(command=console_script(), env={**environment(simulator, workspace), **GENEROUS})
+    asked = {**BATCH, "prompt": "half sent"}
+    async with Client(params, mode=mode, read_timeout_seconds=120) as client:
+        async with anyio.create_task_group() as group:
+            group.start_soon(client.call_tool, "generate_image", {**BATCH, "prompt": "filler"})
+            group.start_soon(client.call_tool, "generate_image", {**BATCH, "variations": 5, "prompt": "more filler"})
+            with anyio.fail_after(WAIT):
+                while creates_sent(simulator) < 15:  # noqa: ASYNC110 - the simulator's log: nothing to await
+                    await anyio.sleep(0.05)
+            stop = anyio.CancelScope()
+
+            async def cut_off() -> None:
+                with stop:
+                    await client.call_tool("generate_image", asked)
+
+            group.start_soon(cut_off)
+            with anyio.fail_after(WAIT):
+                while sent_with(simulator, "half sent") < 5:  # noqa: ASYNC110 - the simulator's log
+                    await anyio.sleep(0.05)
+            await anyio.sleep(0.5)
+            stop.cancel()
+        again = await client.call_tool("generate_image", asked)
+    said = text_of(again)
+    assert not again.is_error and len(again.structured_content["tasks"]) == 5, said
+    assert "5 of the 10 asked for were never sent" in said and "ask again with variations=5" in said, said
+    assert sent_with(simulator, "half sent") == 5  # the retry sent nothing

@@ -2037,9 +2037,23 @@ def replayed(rt: Runtime, p: Plan, tool: str, replay: Replay) -> GenerationResul
         result = confirmation_required(rt, p, tool, used)
     else:
         lead = used if replay.attempts else f"{used} This is the request it approved."
-        result = summarise(rt, p.spec, records, (lead,), p.wire)
+        result = summarise(rt, p.spec, records, (lead, *_never_sent(rt, p, attempts)), p.wire)
     result._attempts = [row["attempt_id"] for row in attempts]  # answered once this answer reaches the client
     return result
+
+
+def _never_sent(rt: Runtime, p: Plan, attempts: Sequence[sqlite3.Row]) -> list[str]:
+    """What a replay says of the variations its call never sent: given up while they waited for their turn in
+    KIE's create window when the call was cut off, or the server stopped. They were never journaled, so the answer
+    showed "here is what that call made" with five of ten, not a word of the rest."""
+    missing = p.variations - len(attempts)
+    if missing <= 0 or rt.spending.sending(p.digest):  # its call still sends them: nothing was given up
+        return []
+    return [
+        f"{missing} of the {p.variations} asked for were never sent (their call was cut off, or the server stopped, "
+        "while they waited for their turn in KIE's create window): nothing was created or charged for them. To make "
+        f"them, ask again with variations={missing}."
+    ]
 
 
 def approved_task(rt: Runtime, p: Plan, attempt: sqlite3.Row) -> TaskRecord | None:
