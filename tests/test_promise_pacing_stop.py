@@ -115,6 +115,37 @@ def test_a_create_waiting_for_its_turn_does_not_start_after_a_sigterm(simulator,
     assert creates_sent(simulator) == 20
 
 
+async def until(holds: Any) -> None:
+    """Wait (at most ``WAIT``) until ``holds()``: the simulator's log, nothing to await."""
+    import anyio
+
+    with anyio.fail_after(WAIT):
+        while not holds():  # noqa: ASYNC110 - the simulator's log: nothing to await
+            await anyio.sleep(0.05)
+
+
+async def fill_then_cut_off(
+    client: Any, simulator: str, fillers: list[dict[str, Any]], filled: int, asked: dict[str, Any], waited: Any
+) -> None:
+    """Send ``fillers`` until ``filled`` creates reached KIE, then ``asked``; once ``waited()`` returns, cancel it
+    (the user presses stop: the SDK sends notifications/cancelled)."""
+    import anyio
+
+    async with anyio.create_task_group() as group:
+        for filler in fillers:
+            group.start_soon(client.call_tool, "generate_image", filler)
+        await until(lambda: creates_sent(simulator) >= filled)
+        stop = anyio.CancelScope()
+
+        async def cut_off() -> None:
+            with stop:
+                await client.call_tool("generate_image", asked)
+
+        group.start_soon(cut_off)
+        await waited()
+        stop.cancel()
+
+
 @pytest.mark.parametrize("mode", ["auto", "legacy"], ids=["2026-07-28", "2025-11-25"])
 async def test_a_call_cancelled_while_its_creates_wait_for_their_turn_sends_and_charges_nothing(
     simulator, tmp_path, mode
@@ -125,22 +156,15 @@ async def test_a_call_cancelled_while_its_creates_wait_for_their_turn_sends_and_
     workspace = tmp_path / "workspace"
     params = StdioServerParameters(command=console_script(), env={**environment(simulator, workspace), **GENEROUS})
     async with Client(params, mode=mode, read_timeout_seconds=120) as client:
-        async with anyio.create_task_group() as group:
-            group.start_soon(client.call_tool, "generate_image", {**BATCH, "prompt": "first batch"})
-            group.start_soon(client.call_tool, "generate_image", {**BATCH, "prompt": "second batch"})
-            with anyio.fail_after(WAIT):
-                while creates_sent(simulator) < 20:  # noqa: ASYNC110 - the simulator's log: nothing to await
-                    await anyio.sleep(0.05)
-            stop = anyio.CancelScope()
 
-            async def third() -> None:
-                with stop:
-                    await client.call_tool("generate_image", {**BATCH, "prompt": "third batch cancelled"})
-
-            group.start_soon(third)
+        async def all_ten_wait() -> None:
             await anyio.sleep(1.0)
             assert sent_with(simulator, "third batch") == 0  # all ten wait for their turn
-            stop.cancel()  # the user presses stop: the SDK sends notifications/cancelled
+
+        fillers = [{**BATCH, "prompt": "first batch"}, {**BATCH, "prompt": "second batch"}]
+        await fill_then_cut_off(
+            client, simulator, fillers, 20, {**BATCH, "prompt": "third batch cancelled"}, all_ten_wait
+        )
         await anyio.sleep(WINDOW + 3)  # past the moment their turn would have come
         assert sent_with(simulator, "third batch") == 0
         credits = (await client.call_tool("check_credits", {})).structured_content
@@ -168,24 +192,13 @@ async def test_the_retry_of_a_call_cut_off_with_creates_still_waiting_says_they_
     params = StdioServerParameters(command=console_script(), env={**environment(simulator, workspace), **GENEROUS})
     asked = {**BATCH, "prompt": "half sent"}
     async with Client(params, mode=mode, read_timeout_seconds=120) as client:
-        async with anyio.create_task_group() as group:
-            group.start_soon(client.call_tool, "generate_image", {**BATCH, "prompt": "filler"})
-            group.start_soon(client.call_tool, "generate_image", {**BATCH, "variations": 5, "prompt": "more filler"})
-            with anyio.fail_after(WAIT):
-                while creates_sent(simulator) < 15:  # noqa: ASYNC110 - the simulator's log: nothing to await
-                    await anyio.sleep(0.05)
-            stop = anyio.CancelScope()
 
-            async def cut_off() -> None:
-                with stop:
-                    await client.call_tool("generate_image", asked)
-
-            group.start_soon(cut_off)
-            with anyio.fail_after(WAIT):
-                while sent_with(simulator, "half sent") < 5:  # noqa: ASYNC110 - the simulator's log
-                    await anyio.sleep(0.05)
+        async def five_sent() -> None:
+            await until(lambda: sent_with(simulator, "half sent") >= 5)
             await anyio.sleep(0.5)
-            stop.cancel()
+
+        fillers = [{**BATCH, "prompt": "filler"}, {**BATCH, "variations": 5, "prompt": "more filler"}]
+        await fill_then_cut_off(client, simulator, fillers, 15, asked, five_sent)
         again = await client.call_tool("generate_image", asked)
     said = text_of(again)
     assert not again.is_error and len(again.structured_content["tasks"]) == 5, said
