@@ -122,6 +122,7 @@ async def test_a_price_only_the_live_list_gives_counts_the_whole_per_call_cap_pe
         spent = (await client.call_tool("check_credits", {})).structured_content["spent_today"]
     assert (ten["quote"]["credits_total"], ten["quote"]["credits_counted"], ten["within_caps"]) == (5, 6000, False)
     assert refused.is_error and "6000 counted" in text_of(refused) and "per-call cap of 600" in text_of(refused)
+    assert "Ask for one variation per call" in text_of(refused), text_of(refused)  # a higher cap cannot help
     assert (one["quote"]["credits_total"], one["quote"]["credits_counted"]) == (0.5, 600)
     assert "the caps count the whole per-call cap for each task" in one["message"]
     assert one["message"].count("per-call cap") == 1, one["message"]  # said once, not by two notes

@@ -92,7 +92,7 @@ async def test_a_link_s_unreported_cost_is_called_the_most_kie_may_charge(connec
         )
         checked = await client.call_tool("check_task", {"task_id": made.structured_content["tasks"][0]["task_id"]})
     said = text_of(checked)
-    assert "10 credits quoted; 40 counted (the most KIE may charge for it)" in said, said
+    assert "10 credits quoted; 40 counted against the caps, as KIE does not report this task's charge" in said, said
     assert "seen charging" not in said and "far below" not in said, said
 
 

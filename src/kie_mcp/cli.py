@@ -356,9 +356,10 @@ async def _stop_on_signals(typed: bool) -> None:
 
 
 async def _stop_once_creates_land(signum: int) -> None:
-    """A host stopping its server (SIGTERM), or a closed terminal (SIGHUP): a join under way ends now; a create on
-    its way to KIE may already be created and charged there, and its answer (the task, recorded in the journal) is
-    waited for, ``LANDING_SECONDS`` at most, so the next start follows the task and saves its result. Then exit."""
+    """A host stopping its server (SIGTERM, or a first SIGINT when a host started it), or a closed terminal (SIGHUP):
+    a join under way ends now; a create on its way to KIE may already be created and charged there, and its answer
+    (the task, recorded in the journal) is waited for, ``LANDING_SECONDS`` at most, so the next start follows the
+    task and saves its result. Then exit."""
     from kie_mcp.stopping import CREATES, LANDING_SECONDS
 
     _end_joins()
@@ -379,10 +380,11 @@ async def _stop_once_creates_land(signum: int) -> None:
 
 
 def _stop_now(signum: int = signal.SIGINT, frame: FrameType | None = None) -> NoReturn:
-    """Exit at once with one line, never a traceback (Ctrl-C, a second signal, or a first SIGTERM or SIGHUP once the
-    creates in flight landed). The journal is safe: every write is its own transaction, and what a stop leaves half
-    done (a create being sent, a download) is settled at the next start. A join under way is ended first, and the
-    credits held for input files uploading now are given back (their uploads end here, nothing is sent)."""
+    """Exit at once with one line, never a traceback (Ctrl-C typed in its terminal, a second signal, or a first
+    SIGTERM, SIGHUP or host's SIGINT once the creates in flight landed). The journal is safe: every write is its own
+    transaction, and what a stop leaves half done (a create being sent, a download) is settled at the next start. A
+    join under way is ended first, and the credits held for input files uploading now are given back (their uploads
+    end here, nothing is sent)."""
     _end_joins()
     _release_holds()
     how = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name

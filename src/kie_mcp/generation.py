@@ -1564,8 +1564,9 @@ def _unsent(rt: Runtime, p: Plan, unsent: int, quote_id: str | None, *, nothing_
 
 
 def _not_sent(rt: Runtime, p: Plan, record: TaskRecord, problems: list[str], *, stopping: bool) -> None:
-    """A create not sent, because the server is stopping (its host sent SIGTERM) or because its call was cut off
-    while it waited for its turn in KIE's create window: nothing created, its share of the reservation given back."""
+    """A create not sent, because the server is stopping (its host sent SIGTERM, SIGHUP or SIGINT) or because its
+    call was cut off while it waited for its turn in KIE's create window: nothing created, its share of the
+    reservation given back."""
     record.state, record.credits_reserved = "failed", 0.0
     if stopping:
         record.error = (

@@ -349,9 +349,9 @@ def _silent(video_model: str) -> list[str]:
 
 
 def _ask_for_words(words: str, video_model: str) -> str:
-    """Seed 000's question when no words were given: a video of a person speaking needs the exact words, asked for
-    separately from the picture before anything is estimated (the plans wrote "No dialogue." and never asked). A
-    model that cannot speak them is said to, with the default that can."""
+    """The question asked when no words were given: a video of a person speaking needs the exact words, asked for
+    apart from the picture before anything is estimated. A model that cannot speak them is said to, with the default
+    that can."""
     silent = _silent(video_model)
     return (
         f"Before estimating anything, ask the user whether the person speaks on camera and, if so, for {words}: "

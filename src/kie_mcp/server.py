@@ -582,7 +582,9 @@ async def _answered_without_secrets(ctx: ServerRequestContext[Any, Any], call_ne
     its bare refusal of a confirmation's answer it can no longer read says what happened and what to do
     (``STALE_ANSWER``). Its check of a request's params, which it answered "Invalid request parameters" naming
     nothing (a ``progressToken`` that is an object, ``params: null`` for a tool call), names what is wrong; an
-    unknown resource URI, method or tool name it repeats is cut to ``ECHO_SHOWN`` characters."""
+    unknown resource URI, method or tool name it repeats is cut to ``ECHO_SHOWN`` characters. A request that came in
+    a JSON-RPC batch is refused here, before anything else, where the session's protocol has none, and an initialize
+    always (``stdio.refuse_batch``)."""
     method = ctx.method
     plan = method == "prompts/get"
     try:

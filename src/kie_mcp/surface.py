@@ -1481,8 +1481,8 @@ def _task_cost(record: TaskRecord) -> str:
     quoted = record.credits_reserved if record.credits_reserved is not None else record.credits_quoted
     if quoted and record.credits_quoted and quoted > record.credits_quoted:  # the caps counted more than listed
         return (
-            f" Cost: {record.credits_quoted:g} credits quoted; {quoted:g} counted (the most KIE may charge for it); "
-            "KIE does not report this task's charge (https://kie.ai/logs shows it)."
+            f" Cost: {record.credits_quoted:g} credits quoted; {quoted:g} counted against the caps, as KIE does not "
+            "report this task's charge (https://kie.ai/logs shows it)."
         )
     if quoted:
         return (

@@ -34,13 +34,14 @@ PLUS_OUTPUT = " plus the output"
 USD_PER_CREDIT = 0.005  # 200 credits = $1 (KIE model pages: "4 credits = $0.02")
 
 # A charge KIE reported here more than 2x off the catalogue's (either way) is not trusted as a price
-# (generation.observed_price). A live price-feed row below the bundled rate (live.live_price_input), which anyone who
-# can edit the workspace's cache, or one typo on KIE's public price page, would otherwise set, is shown but never
-# counted below the bundled rate (live.floored).
+# (generation.observed_price, generation.implausible).
 FAR_FROM_TABLE = 2.0
 LIVE_ONLY = "live-price"  # the price key of a model only KIE's live catalogue has (live.spec_from_live)
-# ``ItemPrice.up_to_source`` of a live price far below the bundled one: the bundled figure is what counts.
+# ``ItemPrice.up_to_source`` of a live price lower than the bundled one (live.floored: a live price-feed row, which
+# anyone who can edit the workspace's cache, or one typo on KIE's public price page, would otherwise set): the
+# bundled figure is what counts.
 CATALOGUE_FLOOR = "kie-mcp's bundled price table"
+CHARGED_HERE = "charged by KIE in this workspace (journal)"  # the source of a price learned from a charge here
 
 
 class ItemPrice(BaseModel, defer_build=True):
@@ -74,8 +75,9 @@ class ItemPrice(BaseModel, defer_build=True):
     @property
     def counted_why(self) -> str:
         """Why the caps count ``up_to`` rather than the price, for a refusal's wording."""
-        if self.up_to_source == CATALOGUE_FLOOR:
-            return "KIE's live list is lower than kie-mcp's catalogue, whose price is what counts"
+        if self.up_to_source == CATALOGUE_FLOOR:  # a charge here may have raised the live figure: said as what it is
+            lower = "the charge KIE made here before" if self.source == CHARGED_HERE else "KIE's live list"
+            return f"{lower} is lower than kie-mcp's catalogue, whose price is what counts"
         return self.up_to_why or "KIE was seen charging that much"
 
 

@@ -92,7 +92,9 @@ def check_caps(
 
     A known price is checked as it is; a price KIE was seen charging more than is checked at that higher figure,
     passed as ``total`` with the price itself as ``listed`` and ``counted_why`` (for the wording); so is a live
-    price far below the bundled one, whose bundled figure is what counts. An unknown price (``total`` None, or
+    price lower than the bundled one, whose bundled figure is what counts. ``ceiling``: what ``max_credits`` is
+    weighed against when that is not ``total`` (a price only KIE's live list gives: its price, not the per-call cap
+    it counts as a stand-in). An unknown price (``total`` None, or
     not above 0) is checked, and later reserved, at ``most``: the most the catalogue says the request can cost (its
     per-second rate times the longest input its field takes, or a figure the catalogue keeps for it; ``most_why``
     says where it comes from and what would bind it, for the refusal), else the whole per-call cap for each of its
@@ -131,10 +133,16 @@ def check_caps(
     over_ceiling = weighed is not None and max_credits is not None and weighed > max_credits
     if total is not None and total > caps.per_call and not (over_ceiling and max_credits <= caps.per_call):
         also = f" (and over the max_credits of {max_credits:g} given with it)" if over_ceiling else ""
+        todo = (
+            "Ask for one variation per call: a price only KIE's live list gives counts the whole per-call cap for "
+            "each task, so raising KIE_MAX_CREDITS_PER_CALL does not let several through."
+            if ceiling is not None and ceiling != total and tasks > 1  # counted at a stand-in: the cap per task
+            else "Ask for fewer variations, a lower resolution or a cheaper model, or have the user raise "
+            "KIE_MAX_CREDITS_PER_CALL in the server's configuration."
+        )
         raise SpendRefused(  # the per-call cap is the tighter limit: the one to name
-            f"This request {what}, over the per-call cap of {caps.per_call:g} "
-            f"(KIE_MAX_CREDITS_PER_CALL){also}. Nothing was spent. Ask for fewer variations, a lower resolution or a "
-            "cheaper model, or have the user raise KIE_MAX_CREDITS_PER_CALL in the server's configuration."
+            f"This request {what}, over the per-call cap of {caps.per_call:g} (KIE_MAX_CREDITS_PER_CALL){also}. "
+            f"Nothing was spent. {todo}"
         )
     if over_ceiling:
         assert max_credits is not None

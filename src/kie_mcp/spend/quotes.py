@@ -14,7 +14,7 @@ from typing import Any, Literal, NamedTuple
 from pydantic import BaseModel, Field
 
 from kie_mcp.catalog import ItemPrice, usd
-from kie_mcp.catalog.pricing import CATALOGUE_FLOOR
+from kie_mcp.catalog.pricing import CATALOGUE_FLOOR, CHARGED_HERE
 from kie_mcp.journal import JOURNAL_ERRORS, SEND_LIMIT, Journal
 from kie_mcp.processes import owner_gone, this_process
 from kie_mcp.redact import redact_secrets
@@ -111,7 +111,7 @@ class Quote(BaseModel, defer_build=True):
 
 
 PRICE_MAX_AGE_DAYS = 30  # KIE changes prices every few weeks: an older price gets a warning
-CHARGED_HERE = "charged by KIE in this workspace (journal)"
+
 PRICE_LIST = "KIE price list"  # the prices bundled with kie-mcp, as KIE published them on a date
 LIVE_PRICE_LIST = "KIE live price list"
 # How live prices name their source (catalog/live.py): a row of KIE's price feed, or a model's pricingDesc.
