@@ -379,6 +379,18 @@ def _speaking_instead(words: str, video_model: str) -> str:
     )
 
 
+def _script_part(given: str, speaks: bool, with_given: str, with_asked: str) -> str:
+    """The video estimate's ``script=`` part: the words given with the workflow, else the words step 1 asks for
+    when the video model can speak them, else none."""
+    return with_given if given else with_asked if speaks else ""
+
+
+def _after_video_estimate(given: str, words: str, too_long: str, video_model: str) -> str:
+    """What follows the video step's estimate: with no words given, the switch to a model that speaks them
+    (``_speaking_instead``); what to do when kie-mcp finds them too long; the approval rule."""
+    return ("" if given else _speaking_instead(words, video_model)) + _too_long(too_long) + APPROVAL
+
+
 def _too_long(words: str) -> str:
     """What the video step does when kie-mcp finds the spoken words (``words``: "the pitch is") too long for one
     clip of the model."""
@@ -418,17 +430,14 @@ def influencer_recreation(
             "approves one still; a fix is a new, separately approved generation.",
             f"4. Estimate the video: estimate_cost(model={model}, images=[the approved still's saved path] "
             f"(one image: the first frame), {_frame_of_the_still(video_model)}"
-            + (
-                "script= the words above (kie-mcp picks the duration), "
-                if script
-                else "script= the words the user gave in step 1 (kie-mcp picks the duration; none for no speech), "
-                if speaks
-                else ""
+            + _script_part(
+                script,
+                speaks,
+                "script= the words above (kie-mcp picks the duration), ",
+                "script= the words the user gave in step 1 (kie-mcp picks the duration; none for no speech), ",
             )
             + "prompt= only the motion, camera and sound, session=...). "
-            + ("" if script else _speaking_instead("the words", video_model))
-            + (_too_long("the words are") if speaks or not script else "")
-            + APPROVAL,
+            + _after_video_estimate(script, "the words", "the words are", video_model),
             f"5. generate_video with the same arguments. {FOLLOW} Give the user the saved file and the result link.",
             "6. " + _captions("[the video's task id]"),
             SAVED,
@@ -470,17 +479,11 @@ def product_showcase(
             "video.",
             f"4. Estimate the video: estimate_cost(model={model}, images=[the approved still's saved path] "
             f"(one image: the first frame), {_frame_of_the_still(video_model)}prompt= motion, camera and sound only"
-            + (
-                ", script= the pitch"
-                if pitch
-                else ", script= the pitch the user gave in step 1 (none for no speech)"
-                if speaks
-                else ""
+            + _script_part(
+                pitch, speaks, ", script= the pitch", ", script= the pitch the user gave in step 1 (none for no speech)"
             )
             + ", session=...). "
-            + ("" if pitch else _speaking_instead("the pitch", video_model))
-            + (_too_long("the pitch is") if speaks or not pitch else "")
-            + APPROVAL,
+            + _after_video_estimate(pitch, "the pitch", "the pitch is", video_model),
             f"5. generate_video with the same arguments. {FOLLOW} Present the clip (its saved file and link).",
             "6. " + _captions("[the video's task id]"),
             SAVED,
