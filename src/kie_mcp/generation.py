@@ -1863,7 +1863,8 @@ async def _submit(
             f"KIE already had this task ({record.task_id}) from an earlier request, so nothing new was started or "
             "charged; "
             + (
-                "KIE's answer gave its finished results, which are saved like any other task's."
+                "KIE's answer gave its finished results, which are saved like any other task's (check_task "
+                f"{record.task_id} shows where)."
                 if record.finished
                 else "it is followed like any other."
             )

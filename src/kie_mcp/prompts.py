@@ -1200,8 +1200,8 @@ def script_to_video(script: Script, visual_style: VisualStyle, model: VideoModel
 BEAT_SECONDS = (5, 8)  # animated_ad's beats, as the style guides' default arcs plan them (claymation, 3D animated)
 LONG_FORM = (8, (8, 12))  # claymation-ad.md's long form: eight beats of 8-12 s (Seedance 2 makes 4-15 s clips)
 ANIMATOR = "bytedance/seedance-2"  # the model animated_ad animates each beat with
-# The styles claymation-ad.md is written for, by the words it uses for its look and the seed's "Aardman-style": only
-# "clay" was matched, so "stop-motion" or "plasticine" stills were prompted as 3D animation.
+# The styles claymation-ad.md is written for, by the words it uses for its look and the seed's "Aardman-style"
+# ("stop-motion" and "plasticine" stills are claymation, not 3D animation).
 CLAY = re.compile(r"\b(?:clay|plasticine|stop[\s_-]*motion|aardman)", re.IGNORECASE)
 THREE_D = re.compile(r"\b(?:3d|cgi|pixar|feature[\s_-]*film)", re.IGNORECASE)  # pixar-style-ad.md's look
 # pixar-style-ad.md's words for its 3D look, which a style it is not written for replaces with its own.

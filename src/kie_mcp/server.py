@@ -30,7 +30,7 @@ from kie_mcp import __version__, toolcache
 from kie_mcp.apps import apps_extension
 from kie_mcp.config import Settings, no_key_advice
 from kie_mcp.redact import redact, redact_value
-from kie_mcp.stdio import UNREADABLE_METHOD, batched, refuse_batch, unbatched, unreadable_error
+from kie_mcp.stdio import UNREADABLE_METHOD, came_in_batch, refuse_batch, unreadable_error, without_batch_mark
 from kie_mcp.toolschema import compact, keep_free_text
 from kie_mcp.words import argument_problems, path_text, plain, readable_text
 
@@ -590,9 +590,9 @@ async def _answered_without_secrets(ctx: ServerRequestContext[Any, Any], call_ne
     try:
         if method == UNREADABLE_METHOD:  # here, not as a handler: also answered before the handshake ends
             raise unreadable_error(ctx.params)
-        if batched(ctx.params):  # it came in a JSON-RPC batch (stdio): run where the protocol has batches
+        if came_in_batch(ctx.params):  # it came in a JSON-RPC batch (stdio): run where the protocol has batches
             refuse_batch(ctx.protocol_version, method)  # every method alike: a workflow's plan too
-            ctx = replace(ctx, params=unbatched(ctx.params))
+            ctx = replace(ctx, params=without_batch_mark(ctx.params))
         if plan:
             ctx = replace(ctx, params=_prompt_arguments_as_text(ctx.params))
         result = await call_next(ctx)

@@ -85,7 +85,7 @@ REPLACEMENT_ESCAPE = "\\ufffd"
 BYTE_ORDER_MARK = "\ufeff"  # JSON never starts with one; the SDK's reader refuses a line that does
 
 UNREADABLE_METHOD = "kie-mcp/unreadable"
-BATCHED = "kie-mcp/batched"  # the _meta mark of a request that came in a JSON-RPC batch (``batched``)
+BATCHED = "kie-mcp/batched"  # the _meta mark of a request that came in a JSON-RPC batch (``came_in_batch``)
 LAST_BATCHING_PROTOCOL = "2025-03-26"  # the last MCP revision with JSON-RPC batches
 # JSON's tokens: a string (escapes and all), a structural character, or a bare scalar (number, true, ...).
 # A string unrolled (runs of plain characters between escapes): one step a run, not a regex stack frame a character.
@@ -165,9 +165,9 @@ def stand_ins(line: str, refused: ValueError) -> list[str]:
     ``kie-mcp/unreadable`` request with that id and its ``_meta`` (answered with ``unreadable_error`` by the server's
     middleware), for each answer to a request of the server an error answer with its id. A line with neither stays
     as it is (the SDK drops it; logged here)."""
-    elements = _batch(line)
+    elements = _batch_elements(line)
     if elements:  # a JSON-RPC batch: each element a message of its own, answered (or refused) on its own
-        return [message for start, end in elements for message in _batched(line[start:end])]
+        return [message for start, end in elements for message in _element_lines(line[start:end])]
     why = _parse_error(refused)
     if why is None:  # JSON, but not a JSON-RPC message the SDK takes
         found = _stand_in(line, {"why": NOT_JSON_RPC, **_wrong_member(line)})
@@ -239,7 +239,7 @@ def _wrong_member(line: str) -> dict[str, str]:
     return {}
 
 
-def _batch(line: str) -> list[Span]:
+def _batch_elements(line: str) -> list[Span]:
     """Where each element of the JSON-RPC batch ``line`` is (a list of objects, alone on the line), or []."""
     values = _top_level_values(line)
     if len(values) != 1 or line[values[0][0]] != "[":
@@ -253,7 +253,7 @@ def _batch(line: str) -> list[Span]:
     return [(start + 1 + first, start + 1 + last) for first, last in elements]
 
 
-def _batched(element: str) -> list[str]:
+def _element_lines(element: str) -> list[str]:
     """The lines an element of a batch stands for (``readable_lines``), a request among them marked ``BATCHED`` in its
     ``_meta``: the server then runs it where the session's protocol takes batches (``refuse_batch``)."""
     lines = readable_lines(element)
@@ -269,8 +269,8 @@ def _batched(element: str) -> list[str]:
     return [_compact({**message, "params": params})]
 
 
-def batched(params: Any) -> bool:
-    """Whether a request with ``params`` came in a JSON-RPC batch (its ``_meta`` marked ``BATCHED`` by ``_batched``)."""
+def came_in_batch(params: Any) -> bool:
+    """Whether a request with ``params`` came in a JSON-RPC batch (``_element_lines`` marked its ``_meta``)."""
     meta = params.get("_meta") if isinstance(params, Mapping) else None
     return isinstance(meta, Mapping) and meta.get(BATCHED) is True
 
@@ -296,7 +296,7 @@ def refuse_batch(protocol_version: str, method: str = "") -> None:
     raise MCPError(code=INVALID_REQUEST, message=message, data={"batch": True})
 
 
-def unbatched(params: Mapping[str, Any]) -> dict[str, Any]:
+def without_batch_mark(params: Mapping[str, Any]) -> dict[str, Any]:
     """``params`` without the ``BATCHED`` mark (it was ours, not the client's)."""
     meta = {key: value for key, value in params["_meta"].items() if key != BATCHED}
     return {**{key: value for key, value in params.items() if key != "_meta"}, **({"_meta": meta} if meta else {})}

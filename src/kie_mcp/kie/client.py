@@ -1096,8 +1096,8 @@ def _failure_in_error(family: Family, task_id: str, asked: dict[str, Any], err: 
     failure (its ``failMsg``, else KIE's ``msg``); None for any other error answer. KIE's Market docs list 501
     ("Generation failed", "Check failMsg") among recordInfo's answer codes (docs.kie.ai/market/common/
     get-task-detail, read 2026-12), and its Market failure callback is ``{code: 501, data: {state: "fail", failCode,
-    failMsg, ...}}``: a status answer shaped so is a failed task, not a refused status check. Raised as an error, it
-    left the task "queued" for good, its credits held. Only a record naming this very task, with the family's own
+    failMsg, ...}}``: a status answer shaped so is a failed task (ended, its reservation released), not a refused status
+    check. Only a record naming this very task, with the family's own
     word for failed, is taken: anything else beside an error code contradicts it, and stays the error it is. Only
     code 501, KIE's documented "Generation failed", says that: a 429, a 455 or a 500 is about the status check, not
     the task, whatever record rides along (a task ended on one, and its reservation released, may have succeeded)."""

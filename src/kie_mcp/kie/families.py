@@ -345,8 +345,8 @@ def _veo_model(param: Any) -> str | None:
 def _veo_links(response: dict[str, Any], *, extension: bool) -> list[str]:
     """A Veo record's result links. ``fullResultUrls`` is "Full video URLs after extended", yet KIE's schema marks it
     required and its example of a plain generation fills it beside a ``resultUrls`` of another link
-    (docs.kie.ai/veo3-api/get-veo-3-video-details, OpenAPI, read 2026-12): taken for every record, one clip was
-    saved twice. So an extension's whole video comes first, then its new part; any other task's result is its
+    (docs.kie.ai/veo3-api/get-veo-3-video-details, OpenAPI, read 2026-12): taken for every record, it would save one
+    clip twice. So an extension's whole video comes first, then its new part; any other task's result is its
     ``resultUrls`` (its ``fullResultUrls`` only when it has no other link)."""
     if extension:
         return links_in(response, ("fullResultUrls", "resultUrls"))
