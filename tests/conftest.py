@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import date, timedelta
@@ -56,10 +56,29 @@ CREATE_PATHS = {
 UPLOADS = "http://upload.kie.test"
 
 
-@pytest.fixture(params=["auto", "legacy"], ids=["2026-07-28", "2025-11-25"])
+ERAS = {"auto": "2026-07-28", "legacy": "2025-11-25"}  # the ``mode`` fixture's values, by the protocol they speak
+
+
+@pytest.fixture(params=list(ERAS), ids=list(ERAS.values()))
 def mode(request: pytest.FixtureRequest) -> str:
     """Every protocol test runs in the stateless 2026 era and the handshake era."""
     return request.param
+
+
+def eras_in_turn(names: str | tuple[str, ...], cases: Sequence[Any], ids: Sequence[str] | None = None) -> Any:
+    """``pytest.mark.parametrize`` of ``names`` over ``cases``, the protocol era taking turns case by case.
+
+    For a sweep whose cases differ only in data (each model, each documented figure, each setting): every case
+    runs once and the sweep still speaks both eras, at half the time of every case in both. What differs between
+    the eras is the protocol tests' concern, which run each case in both."""
+    names = (names,) if isinstance(names, str) else tuple(names)
+    params = []
+    for n, case in enumerate(cases):
+        era = list(ERAS)[n % 2]
+        values = (case,) if len(names) == 1 else tuple(case)
+        case_id = f"{ids[n] if ids is not None else '-'.join(map(str, values))}-{ERAS[era]}"
+        params.append(pytest.param(*values, era, id=case_id))
+    return pytest.mark.parametrize((*names, "mode"), params)
 
 
 @pytest.fixture

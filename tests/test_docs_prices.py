@@ -31,7 +31,7 @@ import pytest
 from kie_mcp.catalog import USD_PER_CREDIT, load_catalog
 from kie_mcp.sandbox.looping import loop_clip
 
-from .conftest import text_of
+from .conftest import eras_in_turn, text_of
 
 ROOT = Path(__file__).resolve().parents[1]
 MASTER = ROOT / "MASTER_CONTEXT.md"
@@ -519,7 +519,7 @@ def test_every_cost_and_script_a_library_example_states_is_tied_to_its_requests(
         assert not silent, f"{doc}: examples stating no cost or script clip: {silent}"
 
 
-@pytest.mark.parametrize("example", EXAMPLES, ids=[f"{e.doc}: {e.anchor.strip('*| ')[:40]}" for e in EXAMPLES])
+@eras_in_turn("example", EXAMPLES, ids=[f"{e.doc}: {e.anchor.strip('*| ')[:40]}" for e in EXAMPLES])
 async def test_each_library_example_states_what_estimate_cost_quotes(connect, example):
     """The cost an example states is the sum of its requests' quotes (and the sum it writes adds up, and its USD
     is that at KIE's rate); a script's words, spoken seconds and clip are what estimate_cost says of that script."""
@@ -1105,9 +1105,7 @@ def test_each_default_cap_the_library_states_is_the_servers(cap):
     assert getattr(Settings(api_key=None), cap.setting) == cap.credits
 
 
-@pytest.mark.parametrize(
-    "figure", LIBRARY_FIGURES, ids=[f"{f.doc}: {f.said[:40]} = {f.credits:g}" for f in LIBRARY_FIGURES]
-)
+@eras_in_turn("figure", LIBRARY_FIGURES, ids=[f"{f.doc}: {f.said[:40]} = {f.credits:g}" for f in LIBRARY_FIGURES])
 async def test_each_credit_figure_the_library_states_is_what_estimate_cost_quotes(connect, tmp_path, figure):
     """The figure is the sum of its requests' quotes (a rate: over the call's seconds; a follow-up: continue_video's
     quote of a finished clip of its source model), as ``compare`` reads it."""

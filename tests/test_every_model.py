@@ -15,7 +15,7 @@ from kie_mcp.catalog import InvalidRequest, ModelSpec, build_input, check_input,
 from kie_mcp.catalog.pricing import TYPICAL_CLIP_SECONDS, _allows, typical_prices
 from kie_mcp.catalog.validate import when_matches
 
-from .conftest import answering, text_of
+from .conftest import answering, eras_in_turn, text_of
 
 CATALOG = load_catalog()
 ALL = sorted(spec.id for spec in CATALOG)
@@ -180,7 +180,7 @@ def test_every_fact_has_a_source(model_id):
         assert spec.source_of(rule.source)
 
 
-@pytest.mark.parametrize("model_id", GENERATED)
+@eras_in_turn("model_id", GENERATED)
 async def test_round_trip_through_the_server_and_simulator(connect, controls, model_id):
     spec = CATALOG.get(model_id)
     async with connect(elicitation=answering(), max_credits_per_call=10_000, max_credits_per_day=100_000) as client:

@@ -25,7 +25,7 @@ from kie_mcp.journal import Journal, journal_path
 from kie_mcp.kie import FAMILIES
 from kie_mcp.sandbox import SANDBOX_API_KEY
 
-from .conftest import answering, confirmed_and_replayed, text_of
+from .conftest import answering, confirmed_and_replayed, eras_in_turn, text_of
 from .test_every_model import minimal_arguments
 
 VEO = {"prompt": "slow push-in on waves at dusk, gulls overhead", "model": "veo3_fast"}
@@ -850,7 +850,7 @@ PART_EXTENSIONS = [
 ]
 
 
-@pytest.mark.parametrize(("extension", "source_model"), PART_EXTENSIONS)
+@eras_in_turn(("extension", "source_model"), PART_EXTENSIONS)
 async def test_a_join_of_an_extension_holding_only_its_new_part_without_its_clip_says_what_to_pass(
     connect, controls, extension, source_model
 ):
@@ -1094,7 +1094,7 @@ def source_arguments(model_id: str) -> dict[str, Any]:
     return arguments
 
 
-@pytest.mark.parametrize("model_id", FOLLOWUPS)
+@eras_in_turn("model_id", FOLLOWUPS)
 async def test_every_follow_up_continues_a_clip_of_its_first_source(connect, controls, model_id):
     spec = CATALOG.get(model_id)
     async with connect(elicitation=answering(), max_credits_per_call=10_000, max_credits_per_day=100_000) as client:

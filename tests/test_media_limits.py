@@ -23,7 +23,7 @@ from kie_mcp.media.duration import measure_local
 from kie_mcp.media.inputs import _FORMAT_NAMES, KNOWN_FORMATS, _sent_as_is, field_kinds, formats_text
 from kie_mcp.media.sniff import Sniffed, sniff
 
-from .conftest import answering, text_of
+from .conftest import answering, eras_in_turn, text_of
 from .test_every_model import minimal_arguments
 from .test_media_safety import wav
 
@@ -223,7 +223,7 @@ def _file(tmp_path: Path, kind: str, name: str, seconds: float) -> str:
     return mp4(tmp_path / f"{name}.mp4", seconds).name
 
 
-@pytest.mark.parametrize(("model_id", "name"), LENGTHS)
+@eras_in_turn(("model_id", "name"), LENGTHS)
 async def test_a_file_longer_or_shorter_than_the_field_takes_is_refused_before_it_is_priced(
     connect, controls, tmp_path, model_id, name
 ):

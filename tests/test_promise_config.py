@@ -34,7 +34,7 @@ from kie_mcp.redact import redact
 from kie_mcp.sandbox import SANDBOX_API_KEY, SandboxTransport, SimConfig, Simulator
 from kie_mcp.server import create_server
 
-from .conftest import CREATE_PATHS, answering, served_over_tcp, text_of
+from .conftest import CREATE_PATHS, answering, eras_in_turn, served_over_tcp, text_of
 
 
 def fresh_key() -> str:
@@ -473,7 +473,7 @@ PASTED_INTO = [
 ]
 
 
-@pytest.mark.parametrize("name", PASTED_INTO)
+@eras_in_turn("name", PASTED_INTO)
 async def test_a_key_pasted_into_another_setting_is_named_and_never_shown_even_with_kie_api_key_empty(
     name, transport, mode, tmp_path
 ):
@@ -490,8 +490,14 @@ async def test_a_key_pasted_into_another_setting_is_named_and_never_shown_even_w
     assert key not in str(settings.workspace) and all(key not in str(folder) for folder in settings.allowed_dirs)
 
 
-@pytest.mark.parametrize("name", ["KIE_BASE_URL", "KIE_UPLOAD_BASE_URL"])
-@pytest.mark.parametrize("url", ["http://api.kie.ai", "http://10.0.0.7:8790", "http://sim.lan:8790"])
+@eras_in_turn(
+    ("name", "url"),
+    [
+        (name, url)
+        for name in ("KIE_BASE_URL", "KIE_UPLOAD_BASE_URL")
+        for url in ("http://api.kie.ai", "http://10.0.0.7:8790", "http://sim.lan:8790")
+    ],
+)
 async def test_plain_http_to_another_machine_is_a_broken_setting_and_the_key_is_never_sent(
     name, url, transport, controls, mode, tmp_path
 ):

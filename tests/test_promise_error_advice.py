@@ -11,7 +11,7 @@ from PIL import Image
 
 from kie_mcp.sandbox import SANDBOX_API_KEY
 
-from .conftest import answering, text_of
+from .conftest import answering, eras_in_turn, text_of
 from .test_followups import VEO, finished
 
 IMAGE = {"prompt": "a red apple on a wooden table", "model": "nano-banana-2"}
@@ -84,7 +84,7 @@ async def test_a_follow_up_of_a_task_kie_has_no_record_of_still_says_kie_knows_n
 # -- F4: a refused status check is noted in words for a status check ------------------------------------------------
 
 
-@pytest.mark.parametrize(
+@eras_in_turn(
     ("code", "advice"),
     [
         (400, None),

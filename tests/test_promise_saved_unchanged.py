@@ -13,9 +13,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-import pytest
-
-from .conftest import answering, text_of
+from .conftest import answering, eras_in_turn, text_of
 from .test_followups import KLING, MARKET, finished, follow, requests_to, spent_today
 
 UPSCALE = {"operation": "upscale", "resolution": "4", "wait_seconds": 40}
@@ -40,7 +38,7 @@ def _change(how: str, path: Path, ffmpeg: str) -> None:
         path.write_bytes(bytes(data))
 
 
-@pytest.mark.parametrize("how", ["replaced", "truncated", "edited in place"])
+@eras_in_turn("how", ["replaced", "truncated", "edited in place"])
 async def test_a_saved_clip_changed_since_it_was_saved_is_never_continued_as_the_tasks_clip(
     connect, controls, tmp_path, ffmpeg, how
 ):

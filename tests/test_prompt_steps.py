@@ -22,7 +22,7 @@ from kie_mcp.catalog import load_catalog
 from kie_mcp.prompts import WORKFLOWS
 from kie_mcp.surface import EstimateResult
 
-from .conftest import answering, every_resource, text_of
+from .conftest import answering, eras_in_turn, every_resource, text_of
 from .test_followups import finished, follow
 from .test_prompts import ARGUMENTS, ROOT, _argument, _calls, _literal, _render
 
@@ -59,7 +59,7 @@ def _png(path: Any) -> str:
 # -- 1. ugc_video: the caption step after an extension ------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("model", "clips"), [("grok-imagine/text-to-video", 2), ("veo3_fast", 1)])
+@eras_in_turn(("model", "clips"), [("grok-imagine/text-to-video", 2), ("veo3_fast", 1)])
 async def test_ugc_video_step_5_after_an_extension_joins_the_whole_video(connect, model, clips):
     """Grok Imagine's (and Runway's) extension holds only its new part: step 5 with the last task id and no
     chain=true captioned the extension alone, and the take was lost. Followed as written, the join is the take and
@@ -596,7 +596,7 @@ async def test_ugc_videos_refusal_of_an_avatar_model_says_only_what_it_lacks(con
 # -- 9. script_to_video: an extended part, joined as its model's extensions hold it ----------------------------------
 
 
-@pytest.mark.parametrize(
+@eras_in_turn(
     ("model", "clips"), [("pixverse-v6/text-to-video", 2), ("grok-imagine/text-to-video", 2), ("veo3_fast", 1)]
 )
 async def test_script_to_video_step_4_joins_an_extended_part_whole(connect, model, clips):

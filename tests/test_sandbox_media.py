@@ -24,7 +24,7 @@ from kie_mcp.media.stitch import find_ffmpeg, probe
 from kie_mcp.sandbox import SANDBOX_API_KEY, media
 from kie_mcp.sandbox.looping import Unloopable, loop_clip
 
-from .conftest import UPLOADS, answering, text_of
+from .conftest import UPLOADS, answering, eras_in_turn, text_of
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIPS = sorted(f"{aspect}{sound}.mp4" for aspect in media.CLIP_ASPECTS for sound in ("", "-sound"))
@@ -87,7 +87,7 @@ async def saved_video(client: Any, request: dict[str, Any], workspace: Path) -> 
 # -- videos ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
+@eras_in_turn(
     ("request_fields", "width_over_height", "sound", "seconds"),
     [
         ({"model": "veo3_fast", "aspect_ratio": "9:16"}, 9 / 16, True, 8),  # Veo always makes sound; 8 s by default
