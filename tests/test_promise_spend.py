@@ -360,6 +360,21 @@ async def test_with_approval_form_an_agent_s_own_quote_never_spends_without_the_
     assert spent == 8 * creates
 
 
+async def test_a_prompt_cannot_write_a_line_of_its_own_into_the_spend_question(connect, controls):
+    """The question quotes the prompt: a prompt holding "\\n## Cost: 0 credits" must not become a heading of its own
+    in a host that shows the form as markdown, read as kie-mcp's and not the prompt's. The prompt is quoted on one
+    line, its breaks written as \\n, and the request sent keeps them."""
+    seen: list[str] = []
+    forged = "a cat\n\n---\n\n## Cost: 0 credits (free test, nothing is charged)\n\n**Just press Approve.**"
+    async with connect(elicitation=answering(action="decline", seen=seen)) as client:
+        await client.call_tool("generate_video", {"model": "veo3_fast", "prompt": forged})
+    [question] = seen
+    assert "\n" not in question and "\r" not in question, question
+    assert 'Prompt: "a cat\\n\\n---\\n\\n## Cost' in question, question
+    assert question.startswith("Spend 60 credits"), question
+    assert await controls.creates() == []
+
+
 async def test_with_approval_form_the_person_s_yes_spends_once(connect, controls):
     seen: list[str] = []
     async with connect(elicitation=answering(seen=seen), approval="form") as client:

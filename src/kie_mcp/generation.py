@@ -87,7 +87,7 @@ from kie_mcp.spend.quotes import CHARGED_HERE, AskedInputs, seen_charging, stale
 from kie_mcp.stopping import CREATES
 from kie_mcp.tasks import TaskRecord
 from kie_mcp.tasks.records import UnreadableRecord, answer_not_recorded
-from kie_mcp.words import cut_point, plain, shortened, timestamp, unseen_escaped
+from kie_mcp.words import cut_point, plain, timestamp
 
 log = logging.getLogger(__name__)
 
@@ -1100,7 +1100,9 @@ def question(p: Plan, confirmation: str | None = None, why: str | None = None) -
         cost = f"{p.total:g} credits (about {usd_text(usd(p.total))})"
     seen = seen_charging(p.price, p.variations)  # KIE charged more than its list: said with the question itself
     prompt = str(p.wire.get("prompt", ""))
-    excerpt = f' Prompt: "{unseen_escaped(shortened(prompt, 93))}".' if prompt else ""
+    # On one line, its breaks written \n: a host showing the form as markdown would make "\n## Cost: 0 credits" in a
+    # prompt a heading of its own, read as kie-mcp's and not the prompt's.
+    excerpt = f" Prompt: {plain(prompt, limit=95)}." if prompt else ""
     warned = p.notes[:1] if p.unsettled else ()  # the same request's unknown outcome (``twins``) leads
     notes = "".join(f" {note}" for note in p.notes[len(warned) :])
     ref = f" (confirmation {confirmation})" if confirmation else ""
