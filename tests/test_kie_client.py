@@ -57,7 +57,8 @@ async def test_market_create_and_status(kie, sim):
     assert download.status_code == 200 and download.content[:3] == b"\xff\xd8\xff"  # jpg by default
 
 
-async def test_veo_create_status_1080p_4k_extend(kie, sim):
+async def test_veo_create_status_1080p_4k_extend(kie, sim, caplog):
+    caplog.set_level("INFO", logger="kie_mcp")
     task_id = await kie.create(VEO, VEO_BODY["model"], VEO_BODY, approve("veo3_fast"))
     assert (await kie.status(VEO, task_id)).state is TaskState.RUNNING
     sim.advance(400)
@@ -67,6 +68,8 @@ async def test_veo_create_status_1080p_4k_extend(kie, sim):
     hd = FAMILIES["veo-1080p"]
     hd_id = await kie.create(hd, "veo/get-1080p-video", {"taskId": task_id}, approve("veo/get-1080p-video"))
     assert hd_id == f"{task_id}-1080p"
+    assert "GET /api/v1/veo/get-1080p-video -> HTTP 200" in caplog.text  # logged as sent (KIE documents a GET)
+    assert "POST /api/v1/veo/get-1080p-video" not in caplog.text
     assert (await kie.status(hd, hd_id)).state is TaskState.RUNNING  # KIE is still preparing it: ask again later
     sim.advance(200)
     ready = await kie.status(hd, hd_id)

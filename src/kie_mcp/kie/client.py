@@ -287,9 +287,10 @@ class KieClient:
                 log_call = functools.partial(
                     self._log, path, started, model=model, credits_quoted=quoted, credits_reserved=reserved
                 )
+                method = "GET" if family is not None and family.create_method == "GET" else "POST"  # Veo's 1080p
                 try:
                     within = self._answer_within["api"]
-                    if family is not None and family.create_method == "GET":  # Veo's 1080p: asked with a GET
+                    if method == "GET":
                         response = await _answer(self._api, "GET", path, within=within, params=body)
                     else:
                         response = await _answer(self._api, "POST", path, within=within, json=body)
@@ -309,7 +310,7 @@ class KieClient:
                         else f"the connection failed after the request was sent ({type(exc).__name__})",
                         endpoint=path,
                     ) from exc
-                log.info("POST %s -> HTTP %s in %.2fs", path, response.status_code, time.monotonic() - started)
+                log.info("%s %s -> HTTP %s in %.2fs", method, path, response.status_code, time.monotonic() - started)
                 try:
                     data = read_envelope(response, path)
                 except RedirectedError as err:  # never followed: the key would go with it
