@@ -1176,9 +1176,9 @@ def script_to_video(script: Script, visual_style: VisualStyle, model: VideoModel
             _context(),
             _session("launch-explainer"),
             f"1. Call estimate_cost(model={_said('model', model)}, prompt=..., script= the whole script, session=...). "
-            "If it does not fit "
-            "one clip, kie-mcp answers with a split at sentence boundaries, each part's duration (a breath left in "
-            "each) and what the parts cost in all: use those parts. Veo instead quotes one 8 s clip with a warning "
+            "If it does not fit one clip, kie-mcp answers with a split at sentence or clause breaks (between words "
+            "only where none fits), each part's duration (a breath left in each) and what the parts cost in all: use "
+            "those parts. Veo instead quotes one 8 s clip with a warning "
             "that speech may be cut, and the same split: use those parts, not that quote.",
             "2. Write one prompt per part (same character, wardrobe and setting for continuity). Estimate each "
             "part (script= that part) and show the user the TOTAL before anything is made. "
