@@ -66,7 +66,9 @@ async def test_a_grok_extension_adds_the_seconds_its_line_needs_and_refuses_one_
             "continue_video", {"task_id": source, "operation": "extend", "prompt": "she smiles", "script": LINE}
         )
     assert long.is_error and "grok-imagine/extend adds at most 10 s" in text_of(long), text_of(long)
-    assert "split it into 3 extensions" in text_of(long).lower(), text_of(long)
+    # 14 s in extensions of at most 9 s of speech: two, each cut at a comma (the even split's first cut at a clause
+    # end once 60 % full made three, one more paid extension)
+    assert "split it into 2 extensions at sentence or clause breaks" in text_of(long).lower(), text_of(long)
     assert not made.is_error, text_of(made)
     [create] = [r["body"] for r in await requests_to(controls, MARKET) if r["body"]["model"] == "grok-imagine/extend"]
     assert create["input"]["extend_times"] == "6"  # 5 words, 2 s: the shortest extension that leaves a breath

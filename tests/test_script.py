@@ -86,6 +86,71 @@ def test_a_sentence_longer_than_a_clip_is_broken_at_commas():
     assert " ".join(p for p, _ in parts).split() == long_sentence.split()
 
 
+# One sentence of 22 words (8.8 s): too long for Veo's 8 s clip. Its comma after "anymore" leaves a first part of 16
+# words (6.4 s), within the 7 s of speech a part may hold; the even split cut it after "cannot imagine".
+SERUM = (
+    "This serum changed my routine completely and I honestly cannot imagine my mornings without it anymore, "
+    "you have to try it out."
+)
+SERUM_PARTS = [
+    "This serum changed my routine completely and I honestly cannot imagine my mornings without it anymore,",
+    "you have to try it out.",
+]
+
+
+def test_a_long_sentence_is_cut_at_its_last_clause_break_that_fits_not_evenly_mid_phrase():
+    parts = split_script(SERUM, speech_room([4, 6, 8]), 8)
+    assert [part for part, _ in parts] == SERUM_PARTS
+    assert [seconds for _, seconds in parts] == [6.4, 2.4]
+
+
+@pytest.mark.parametrize("dash", [" — ", "—", " - ", " – ", " -- "])
+def test_a_dash_is_a_clause_break_a_long_sentence_is_cut_at(dash):
+    sentence = SERUM.replace(", ", dash)
+    parts = split_script(sentence, speech_room([4, 6, 8]), 8)
+    assert [part for part, _ in parts] == [SERUM_PARTS[0].rstrip(",") + dash.rstrip(), SERUM_PARTS[1]]
+
+
+def test_a_clause_break_that_would_cost_another_clip_is_passed_over_for_an_even_split():
+    """A comma after the first word: cutting there leaves 21 words (8.4 s), more than one part holds, so the
+    sentence would take three clips; it is split evenly into two instead."""
+    sentence = "Honestly, " + SERUM.replace(", ", " and ")
+    parts = split_script(sentence, speech_room([4, 6, 8]), 8)
+    assert len(parts) == 2 and parts[0][0] != "Honestly,"
+    assert all(seconds <= speech_room([4, 6, 8]) for _, seconds in parts)
+
+
+def test_the_split_offer_says_where_it_cut_the_script():
+    """ "At sentence boundaries" was said of a sentence cut mid-phrase: the offer names the breaks it used."""
+    veo = CATALOG.get("veo3_fast")
+
+    def offer(script: str) -> str:
+        return " ".join(fit_script(veo, script, "A woman.", None, None, ALTERNATIVES).notes)
+
+    assert "2 clips at sentence or clause breaks (" in offer(SERUM)
+    assert "2 clips between words, as no sentence or clause break fits (" in offer(SERUM.replace(", ", " and "))
+    sentences = (
+        "This serum changed my routine completely in a week. I honestly cannot imagine my mornings without it "
+        "anymore. You have to try it out today."
+    )
+    assert "2 clips at sentence boundaries (" in offer(sentences)
+    mixed = "My skin has never felt this soft and smooth after only one week of using it. " + SERUM.replace(
+        ", ", " and "
+    )
+    assert "clips at sentence or clause breaks, and between words where none fits (" in offer(mixed)
+
+
+async def test_veos_warning_offers_the_split_at_the_clause_break_through_the_tools(connect, controls):
+    """The audit's script, through estimate_cost: the offered parts are cut after "anymore,", and said to be."""
+    async with connect() as client:
+        result = await client.call_tool("estimate_cost", {"prompt": "woman", "model": "veo3_fast", "script": SERUM})
+    text = text_of(result)
+    assert not result.is_error and "split it into 2 clips at sentence or clause breaks (" in text, text
+    assert f"part 1 (16 words, 8 s): {SERUM_PARTS[0]}\n" in text and f"part 2 (6 words, 8 s): {SERUM_PARTS[1]}" in text
+    assert "at sentence boundaries" not in text
+    assert await controls.creates() == []
+
+
 COMMA_JOINED = "Buy,now,and,save,big,today,on,every,single,item,in,the,shop,this,weekend,only," * 6 + "."  # 96 words
 
 

@@ -195,6 +195,26 @@ def _captions(clips: str, *, chain: bool = False) -> str:
     )
 
 
+def _without_ffmpeg(finished: str, made: str, later: str) -> list[str]:
+    """Step 0 of a plan that ends in stitch_videos (a join, burned-in captions) when this server has no ffmpeg, found
+    as stitch_videos finds it (``media.stitch.find_ffmpeg``: the ``video`` extra, else ffmpeg on PATH): said before
+    anything is paid for, with stitch_videos' own install advice. The default install (``uv tool install``) has no
+    ffmpeg, and an animated ad paid for every clip (1,200-2,000 credits) before its last step failed for want of it.
+    None when ffmpeg is found: the plan is then as it was, word for word."""
+    from kie_mcp.media.stitch import INSTALL_HELP, StitchError, find_ffmpeg
+
+    try:
+        find_ffmpeg()
+    except StitchError:
+        return [
+            f"0. Before anything is estimated or paid for, tell the user: {finished} is made with stitch_videos, "
+            f"which cannot run here yet. {INSTALL_HELP} {made} can still be made now, each approved as below, and "
+            f"{later} with stitch_videos once ffmpeg is installed (it takes their task ids or saved files). Ask "
+            "whether to go on without it or to install it first."
+        ]
+    return []
+
+
 def _one_reference(spec: ModelSpec) -> bool:
     """Whether ``spec`` takes a request with one reference image: an inpainting model takes an image and its mask
     (``ideogram/v3-edit`` needs exactly two images, ``ideogram/character-edit`` a mask_url), not a reference."""
@@ -420,6 +440,11 @@ def influencer_recreation(
             _guide("influencer-recreation", "nano-banana", "veo-3-1"),
             _context(),
             _session("lena-cafe"),
+            *_without_ffmpeg(
+                "a captioned video (the last step, if the user wants captions)",
+                "The still and the clip",
+                "captioned later",
+            ),
             "1. " + ask + _still_questions("the still"),
             "2. Write a Nano Banana prompt that keeps the person's identity and places them in the scene, in the "
             f"video's aspect ratio. Estimate: estimate_cost(model={CHOSEN}, prompt=..., "
@@ -464,6 +489,11 @@ def product_showcase(
             _guide("product-showcase", "nano-banana", "veo-3-1"),
             _context(),
             _session("balm-showcase"),
+            *_without_ffmpeg(
+                "a captioned video (the last step, if the user wants captions)",
+                "The still and the clip",
+                "captioned later",
+            ),
             "1. "
             + ask
             + _still_questions(
@@ -1107,6 +1137,11 @@ def ugc_video(product: Product, script: Script, persona: Persona = "", model: Vi
             _guide(*guides),
             _context(),
             _session("cold-brew-ugc"),
+            *_without_ffmpeg(
+                "the captioned video (and any join of a take with a clip after it)",
+                "The clips",
+                "captioned or joined later",
+            ),
             *(f"{number}. {step}" for number, step in enumerate(steps, 1)),
             SAVED,
         ]
@@ -1175,10 +1210,13 @@ def script_to_video(script: Script, visual_style: VisualStyle, model: VideoModel
             _guide("veo-3-1", "kling-3", "seedance-2", "caption-video"),
             _context(),
             _session("launch-explainer"),
+            *_without_ffmpeg(
+                "the finished video (the parts joined, in the last step)", "The parts' clips", "joined later"
+            ),
             f"1. Call estimate_cost(model={_said('model', model)}, prompt=..., script= the whole script, session=...). "
-            "If it does not fit "
-            "one clip, kie-mcp answers with a split at sentence boundaries, each part's duration (a breath left in "
-            "each) and what the parts cost in all: use those parts. Veo instead quotes one 8 s clip with a warning "
+            "If it does not fit one clip, kie-mcp answers with a split at sentence or clause breaks (between words "
+            "only where none fits), each part's duration (a breath left in each) and what the parts cost in all: use "
+            "those parts. Veo instead quotes one 8 s clip with a warning "
             "that speech may be cut, and the same split: use those parts, not that quote.",
             "2. Write one prompt per part (same character, wardrobe and setting for continuity). Estimate each "
             "part (script= that part) and show the user the TOTAL before anything is made. "
@@ -1265,6 +1303,11 @@ def animated_ad(product: Product, story: Story, style: Style = "3D-animated", be
             _guide(library, "gpt-image-2", "seedance-2", "caption-video") + own_look,
             _context(),
             _session("oat-milk-ad"),
+            *_without_ffmpeg(
+                "the finished ad (the beats joined, with their captions, in the last step)",
+                "The stills and the beats' clips",
+                "joined later",
+            ),
             "1. Lock a cast sheet (characters, palette, product look) and a beat list with one line of "
             f"narration per beat and {_beat_lengths(library, beats)}; at most 2.5 spoken words per second). Show it to "
             "the user. An approved cast image (a character_sheet hero by its saved path, or a file in references/) "

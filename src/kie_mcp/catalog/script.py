@@ -5,9 +5,10 @@ are timed by their characters instead, each at its own speaking rate: Chinese, J
 with Lao, Khmer and Burmese (letters, not their vowel and tone marks). The script is normalised to NFC first, so an
 accent typed on a Mac is one letter; a word is letters, marks and digits, so Hindi and vowelled Arabic words count
 once each. The shortest duration the model allows that fits with a breath at each end is chosen (or a longer one
-that costs the same); when none fits, the error (Veo's warning) offers a split at sentence boundaries (each part
-leaving the same breath, with its duration; the total price when the caller can price a clip) and models with
-longer clips. The request's cross-field rules
+that costs the same); when none fits, the error (Veo's warning) offers a split at sentence ends, a sentence too long
+for a clip cut at its last clause break (comma, semicolon, colon, dash) that fits, else between words (each part
+leaving the same breath, with its duration; the total price when the caller can price a clip; the offer says which
+breaks it used) and models with longer clips. The request's cross-field rules
 (Veo's REFERENCE_2_VIDEO makes 8 s clips only) and the fields a script sets (``dialogue.set_default``) are applied by
 ``build_input``, which sees the whole request: ``ScriptFit.request`` carries the durations that suit the script there.
 
@@ -24,7 +25,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import pairwise
+from itertools import accumulate, pairwise
 
 from kie_mcp.words import listed, plain
 
@@ -72,8 +73,11 @@ _NO_SPACES = "".join(f"{chr(a)}-{chr(b)}" for a, b in (*_HAN, *_KANA, *_THAI_LIK
 # The end of a sentence: a full-width stop always (Chinese and Japanese put no space after it); ". ! ? … ؟ । ॥" when
 # a space, the end, or a character of a script without spaces follows (so "3.5" and "kie.ai" stay whole).
 SENTENCE_BREAK = re.compile(rf"[。！？]+[{_CLOSERS}]*|[.!?…؟।॥]+[{_CLOSERS}]*(?=\s|$|[{_NO_SPACES}])")
-# Between two words: the end of a clause, where a long sentence breaks first (CJK and Arabic marks need no space).
-CLAUSE_END = re.compile(r"[,;:]\s|[，、；：،؛]")
+# Between two words: the end of a clause, where a long sentence breaks first: a comma, semicolon or colon before a
+# space (CJK and Arabic marks need none), an em dash, or a spaced hyphen or en dash (unspaced, "2–3" is a range).
+CLAUSE_END = re.compile(r"[,;:]\s|—|\s[-–]{1,2}\s|[，、；：،؛]")
+# A part of a split that ends at a clause break (``CLAUSE_END``'s marks; the part is stripped, so its space is gone).
+CLAUSE_TAIL = re.compile(rf"(?:[,;:—，、；：،؛]|\s[-–]{{1,2}})[{_CLOSERS}]*$")
 # A prompt ending a sentence (closing quotes or brackets may follow); one that does not gets a full stop before the
 # script part, so the dialogue is not run into the scene ("...morning light The speaker says: ...").
 SENTENCE_END = re.compile(rf"[.!?…。！？؟।॥][{_CLOSERS}]*$")
@@ -498,23 +502,34 @@ def _sentences(text: str) -> list[tuple[int, int]]:
 
 def _break_long(text: str, start: int, end: int, limit: float, japanese: bool) -> list[tuple[int, int]]:
     """The sentence ``text[start:end]`` in pieces of at most ``limit`` seconds, cut between the units ``_atoms``
-    yields (so "Buy,now,save" is three words and may be cut between its commas). The pieces are about even (a 4.2 s
-    sentence in 4 s clips is two of about 2.1 s, not 4 s and a last word), each closed at a clause end once it holds
-    60 % of its share. A single unit longer than the limit (Thai written without a space) stays whole."""
+    yields (so "Buy,now,save" is three words and may be cut between its commas).
+
+    Each piece ends at the last clause end (``CLAUSE_END``: comma, semicolon, colon, dash) that keeps it within
+    ``limit`` and leaves a rest that needs no more pieces than an even split would: a 22-word line in 7 s of speech
+    is cut after its comma at 16 words, not at 11 mid-phrase. With no such clause end the piece is the rest's even
+    share (a 4.2 s sentence in 4 s clips is two of about 2.1 s, not 4 s and a last word). A single unit longer than
+    the limit (Thai written without a space) stays whole."""
     atoms = [(a, b, _tally(text, [(a, b, kind)], japanese).seconds) for a, b, kind in _atoms(text, start, end)]
-    total = sum(length for _, _, length in atoms)
-    share = total / max(math.ceil(total / limit - 1e-9), 1)
+    said = list(accumulate((length for _, _, length in atoms), initial=0.0))  # seconds before each atom
     out: list[tuple[int, int]] = []
-    piece_start, held, previous_end = start, 0.0, start
-    for atom_start, atom_end, length in atoms:
-        at_clause = CLAUSE_END.search(text, previous_end, atom_start) is not None
-        full = held + length > limit + 1e-9 or held >= share - 1e-9
-        if held and (full or (at_clause and held >= share * 0.6)):
-            cut = _cut_before(text, previous_end, atom_start)
-            out.append((piece_start, cut))
-            piece_start, held = cut, 0.0
-        held += length
-        previous_end = atom_end
+    first, piece_start = 0, start
+    while len(atoms) - first > 1 and (rest := said[-1] - said[first]) > limit + 1e-9:
+        pieces = max(math.ceil(rest / limit - 1e-9), 1)
+        share = rest / pieces
+        clause = even = None  # the atom the piece ends before: at a clause end, and at the even share
+        for after in range(first + 1, len(atoms)):
+            held = said[after] - said[first]
+            if held > limit + 1e-9:
+                break
+            if even is None and (held >= share - 1e-9 or said[after + 1] - said[first] > limit + 1e-9):
+                even = after
+            at_clause = CLAUSE_END.search(text, atoms[after - 1][1], atoms[after][0]) is not None
+            if at_clause and rest - held <= (pieces - 1) * limit + 1e-9:
+                clause = after
+        cut_at = clause if clause is not None else even if even is not None else first + 1
+        cut = _cut_before(text, atoms[cut_at - 1][1], atoms[cut_at][0])
+        out.append((piece_start, cut))
+        first, piece_start = cut_at, cut
     out.append((piece_start, end))
     return out
 
@@ -602,14 +617,27 @@ def _split_offer(overlong: _LongScript, durations: list[int]) -> tuple[str | Non
         f"  part {i} ({_part_length(part, length, durations)}): {text}"
         for i, (text, part, length) in enumerate(zip(texts, parts, lengths, strict=True), 1)
     ]
+    at = _breaks(texts)
     each = (
-        "extensions at sentence boundaries (this one with part 1's words, then each next part a continue_video "
+        f"extensions {at} (this one with part 1's words, then each next part a continue_video "
         "extend of the one before, script= that part"
         if extends(spec)
-        else "clips at sentence boundaries (one generation each, then join them"
+        else f"clips {at} (one generation each, then join them"
     )
     split = f"split it into {len(lines)} {each}" + _total(overlong, lengths) + "):\n" + "\n".join(lines) + "\n"
     return split, offer
+
+
+def _breaks(texts: list[str]) -> str:
+    """Where a split cut the script, as its offer says it: at sentence boundaries, at sentence or clause breaks (a
+    sentence too long for a clip cut after a comma, semicolon, colon or dash), and between words where neither
+    fits. The offer said "at sentence boundaries" of a sentence it had cut mid-phrase."""
+    ends = ["sentence" if SENTENCE_END.search(t) else "clause" if CLAUSE_TAIL.search(t) else "word" for t in texts[:-1]]
+    if set(ends) == {"word"}:
+        return "between words, as no sentence or clause break fits"
+    if "word" in ends:
+        return "at sentence or clause breaks, and between words where none fits"
+    return "at sentence or clause breaks" if "clause" in ends else "at sentence boundaries"
 
 
 def _total(overlong: _LongScript, lengths: list[int | None]) -> str:
