@@ -662,3 +662,181 @@ async def test_in_a_browser_the_card_weighs_the_figure_the_caps_count_not_the_li
     assert "Approve 30 credits" in shown  # the price, as quoted
     assert "this request 60" in shown and "40 left after this" in shown, shown
     assert "within your auto-approve limit" not in shown, shown
+
+
+# -- a call cut off, a failed task, a damaged result, where a result was saved ------------------------------------
+
+VIDEO = {"model": "veo3_fast", "prompt": "Waves rolling in at dusk", "wait_seconds": 30}  # 60 credits
+CANCELLED = "document.querySelector('.notice')"
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_a_generation_cut_off_after_its_create_says_it_may_be_charged_and_offers_the_task_list(
+    connect_app, controls, browser
+):
+    """The audit: the host cut off a generate_video call after KIE had created its task (list_tasks then showed it
+    running, 60 credits quoted), and the view said only "The call was cancelled: user": the person thought nothing
+    had happened and could pay twice. A call that makes something now says the task may have been made and
+    charged, and offers the task list, named by the host or not; any other call is simply cancelled."""
+    await controls.post("clock/speed", {"speed": 0})  # the video never ends: the call waits on it until cut off
+    async with connect_app(elicitation=answering()) as client:
+        async with anyio.create_task_group() as group:
+            group.start_soon(client.call_tool, "generate_video", VIDEO)
+            with anyio.fail_after(10):
+                while not await controls.creates():  # noqa: ASYNC110 - KIE's side, polled: KIE made the task
+                    await anyio.sleep(0.05)
+            await anyio.sleep(0.3)
+            group.cancel_scope.cancel()  # the person pressed Stop
+        listed = await client.call_tool("list_tasks", {})
+        [task] = listed.structured_content["tasks"]
+        said: dict[str, str] = {}
+        async with AppHost(client).running() as host:
+            for tool in ("generate_video", "", "check_task"):
+                query = "&cancel=user" + (f"&tool={tool}" if tool else "")
+                view = await in_browser(AppView, browser, host.show(f"cut-{tool}", VIDEO, listed) + query)
+                try:
+                    await in_browser(view.wait_for, CANCELLED)
+                    said[tool] = await in_browser(view.text)
+                    if tool == "generate_video":
+                        await in_browser(view.click, ".check-list")
+                        listed_tile = f"document.querySelector('.tile[data-task=\"{task['task_id']}\"]')"
+                        await in_browser(view.wait_for, listed_tile)
+                        said["listed"] = await in_browser(view.text)
+                        save_artifact("app-call-cut-off.png", await in_browser(view.screenshot))
+                finally:
+                    await in_browser(view.close)
+    assert task["state"] in {"queued", "running"} and task["credits_quoted"] == 60, task  # made, and charged for
+    for tool in ("generate_video", ""):
+        assert "The call was cancelled (user)." in said[tool], said[tool]
+        assert "may have been made and charged" in said[tool] and "Check the task list" in said[tool], said[tool]
+    assert said[""].count("generate_video") == 1, said[""]  # the host named no tool: the view says which it means
+    assert said["check_task"].strip() == "The call was cancelled (user).", said["check_task"]
+    assert task["task_id"] in said["listed"] and "quoted 60" in said["listed"], said["listed"]
+    assert host.calls("list_tasks") == [{"limit": 10}] and len(await controls.creates()) == 1
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_a_failed_task_reads_not_charged_never_its_quote(connect_app, controls, browser):
+    """The audit: a failed task's tile read "Credits: quoted 60", while list_tasks said "(refunded)" and
+    check_credits had spent nothing. It now says what list_tasks says: not charged (refunded)."""
+    await controls.fault("create", kind="task_fail", fail_code="500", fail_msg="Internal error")
+    async with connect_app(elicitation=answering()) as client:
+        made = await client.call_tool("generate_video", {**VIDEO, "wait_seconds": 0})
+        task_id = made.structured_content["tasks"][0]["task_id"]
+        checked = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 20})
+        listed = await client.call_tool("list_tasks", {})
+        credits = await client.call_tool("check_credits", {})
+        tiles = {}
+        for name, result in (("checked", checked), ("listed", listed)):
+            tiles[name] = await read_in_view(
+                client, browser, name, {}, result, "document.querySelector('.tile .body')",
+                "document.querySelector('.tile .body').innerText",
+            )  # fmt: skip
+    assert checked.structured_content["task"]["state"] == "failed"
+    assert "(refunded)" in text_of(listed) and "Spent today through kie-mcp: 0." in text_of(credits)
+    for name, tile in tiles.items():
+        assert "Credits: not charged (refunded)" in tile and "quoted" not in tile, (name, tile)
+
+
+DAMAGED = "document.querySelector('.tile .body .damaged')"
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_a_damaged_result_says_so_on_its_tile_and_offers_no_video_from_it(
+    connect_app, controls, browser
+):
+    """The audit: a picture KIE stored cut short (the server keeps it and says so) showed as a plain success, with
+    the offer "Make a video from this still" that pricing then refused; what the server said was the head's fourth
+    line, under its three-line clamp, and the task list said nothing. The tile now says it, and offers no video."""
+    await controls.fault("files", kind="damaged", after_bytes=3000, times=2)  # the retry gets no better copy
+    async with connect_app(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", IMAGE)
+        listed = await client.call_tool("list_tasks", {})
+        read = "[document.querySelector('.tile .body').innerText, document.querySelectorAll('.tile .damaged').length]"
+        tiles = {}
+        for name, result in (("made", made), ("listed", listed)):
+            tiles[name] = await read_in_view(client, browser, name, IMAGE, result, DAMAGED, read)
+    [saved] = made.structured_content["saved_files"]
+    assert saved["damaged"] and listed.structured_content["saved_files"][0]["damaged"] == saved["damaged"]
+    for name, (tile, lines) in tiles.items():
+        assert lines == 1, (name, tile)
+        assert f"Saved, but it does not open as an image ({saved['damaged']})" in tile, (name, tile)
+        assert "kie.ai/logs" in tile and "Make a video from this still" not in tile, (name, tile)
+
+
+SAVED_PATH = """(() => {
+  const path = document.querySelector('.tile .saved .path');
+  const box = path.getClientRects()[0];  // its first line (a long path wraps)
+  const hit = document.elementFromPoint(box.x + box.width / 2, box.y + box.height / 2);
+  return {text: path.textContent, select: getComputedStyle(path).userSelect, seen: !!hit && path.contains(hit),
+          head: document.querySelector('.gallery-head .message').textContent};
+})()"""
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_each_tile_says_where_its_result_was_saved(connect_app, browser):
+    """The audit: the app never showed where a result was saved: "Saved on this computer" was past the head's
+    three-line clamp, whose lines held a warning that the quoted price was old, noise once KIE's charge is known.
+    Each file's tile now names its path in the workspace, selectable whole, and the head leaves that warning out
+    once the charge is recorded."""
+    call = {**IMAGE, "session": "Spring Launch"}
+    async with connect_app(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", call)
+        task = made.structured_content["tasks"][0]
+        checked = await client.call_tool("check_task", {"task_id": task["task_id"]})
+        shown = {}
+        async with AppHost(client).running() as host:
+            for name, result in (("made", made), ("checked", checked)):
+                view = await in_browser(AppView, browser, host.show(name, call, result))
+                try:
+                    await in_browser(view.wait_for, "document.querySelector('.tile .media img')")
+                    await in_browser(view.box, ".tile .saved .path")  # drawn, the frame sized to it
+                    shown[name] = await in_browser(view.evaluate, SAVED_PATH)
+                    save_artifact(f"app-saved-where-{name}.png", await in_browser(view.screenshot))
+                finally:
+                    await in_browser(view.close)
+    [path] = task["files"]
+    assert path.startswith("outputs/") and "-spring-launch/" in path, path
+    for name, seen in shown.items():
+        assert seen["text"] == path and seen["select"] == "all" and seen["seen"] is True, (name, seen)
+    assert task["credits_charged"] == 8
+    message = made.structured_content["message"]
+    assert shown["made"]["head"] == "\n".join(
+        line for line in message.split("\n") if not line.startswith("Warning: this price is ")
+    )
+    assert "Warning: this price is " not in shown["made"]["head"], shown["made"]["head"]
+
+
+async def test_a_generation_s_gallery_head_leaves_out_the_old_price_warning_once_kie_s_charge_is_in(connect_app):
+    """The head (three lines) of a generation's gallery: the warning that the quoted price is old is left out once
+    KIE's charge for every task is recorded, and kept while a task runs; every other line stays, and the answer's
+    own message (what the model reads) is unchanged."""
+    async with connect_app(elicitation=answering()) as client:
+        done = await client.call_tool("generate_image", IMAGE)
+        running = await client.call_tool("generate_video", {**VIDEO, "wait_seconds": 0})
+    message = done.structured_content["message"]
+    assert message in text_of(done)  # what the model reads keeps every line
+    kept = [line for line in message.split("\n") if not line.startswith("Warning: this price is ")]
+    assert done.structured_content["tasks"][0]["credits_charged"] == 8
+    assert done.meta[GALLERY_KEY]["head"] == "\n".join(kept), done.meta[GALLERY_KEY]["head"]
+    assert kept[0] == "Done: 1 image from Nano Banana 2." and kept[1].startswith("Cost: 8 credits charged")
+    assert running.structured_content["tasks"][0]["state"] != "succeeded"
+    assert running.meta[GALLERY_KEY]["head"] == running.structured_content["message"]
+
+
+def test_the_head_leaves_out_the_old_price_warning_only_once_every_task_s_cost_is_known():
+    """Whatever the catalogue's age today: the warning goes once each task has KIE's charge or failed (refunded);
+    a task still running, or a create whose outcome is unknown (no task id, maybe charged), keeps it."""
+    from kie_mcp.apps import head_text
+
+    message = "Done: 2 images.\nCost: 16 credits.\nWarning: this price is from 2026-01-01 (300 days ago).\n1. a"
+    without = "Done: 2 images.\nCost: 16 credits.\n1. a"
+
+    def task(task_id: str | None, state: str, charged: float | None = None) -> TaskRecord:
+        return TaskRecord(task_id=task_id, model="m", family="market", state=state, credits_charged=charged)
+
+    assert head_text(message, [task("a", "succeeded", 8), task("b", "failed")]) == without
+    assert head_text(message, [task("a", "succeeded", 8), task("b", "running")]) == message
+    assert head_text(message, [task("a", "succeeded", 8), task(None, "unknown")]) == message
+    assert head_text(message, [task("a", "succeeded")]) == message  # KIE's charge not known yet
+    assert head_text(message, []) == message

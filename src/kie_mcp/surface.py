@@ -1162,7 +1162,7 @@ async def _generate(
             if quote is not None:  # not run: the card again, saying why when there was a reason
                 call.meta = await _card_meta(ctx, plan, quote, tool, why=result.why, form_refused=result.form_refused)
             else:
-                call.meta = gallery_meta(rt, result.tasks)
+                call.meta = gallery_meta(rt, result.tasks, message=result.message)
     except BaseException:  # the host gave up while the answer was being made: the tasks were never shown
         gen.delivered(rt, result, handed_over=False)
         raise

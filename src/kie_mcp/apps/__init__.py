@@ -54,6 +54,7 @@ __all__ = [
     "card_meta",
     "client_supports_apps",
     "gallery_meta",
+    "head_text",
     "made_card_meta",
     "ui_meta",
 ]
@@ -247,8 +248,9 @@ def _picture_of(local: LocalFile) -> tuple[bytes, str] | None:
         return None
 
 
-def gallery_meta(rt: Runtime, tasks: Sequence[TaskRecord]) -> dict[str, Any]:
-    """What the gallery shows beyond the task records: each task's prompt, from the journal; the result links a
+def gallery_meta(rt: Runtime, tasks: Sequence[TaskRecord], *, message: str | None = None) -> dict[str, Any]:
+    """What the gallery shows beyond the task records: ``head``, a generation's ``message`` as the gallery's head
+    shows it (``head_text``); each task's prompt, from the journal; the result links a
     person may open (``links``: each with the host its button names; only those kie-mcp would fetch itself, see
     ``TaskRecord.openable_links``, so a link it refused is never offered); and what the last save of each task's
     results could not do (``save_problems``, redacted), shown on its tile. A task is judged by the freshest record
@@ -300,6 +302,7 @@ def gallery_meta(rt: Runtime, tasks: Sequence[TaskRecord]) -> dict[str, Any]:
             gone.pop(task.task_id, None)
     return {
         GALLERY_KEY: {
+            **({"head": head_text(message, tasks)} if message is not None else {}),
             "prompts": prompts,
             "links": links,
             "links_gone": gone,
@@ -307,6 +310,22 @@ def gallery_meta(rt: Runtime, tasks: Sequence[TaskRecord]) -> dict[str, Any]:
             "sandbox": rt.settings.sandbox,
         }
     }
+
+
+def head_text(message: str, tasks: Sequence[TaskRecord]) -> str:
+    """A generation's message as the gallery's head shows it (three lines, the rest behind its tooltip): once KIE's
+    word on every task's cost is in (its charge recorded, or the task failed: refunded), without the warning that
+    the quoted price is old (``spend.quotes.staleness``), which then only pushed what follows out of sight (a
+    damaged result, where it was saved). Until then, and with any create whose outcome is unknown, the whole
+    message."""
+    from kie_mcp.spend.quotes import STALE_PRICE
+
+    settled = bool(tasks) and all(
+        task.state == "failed" or (task.task_id is not None and task.credits_charged is not None) for task in tasks
+    )
+    if not settled:
+        return message
+    return "\n".join(line for line in message.split("\n") if not line.startswith(STALE_PRICE))
 
 
 def link_host(url: str) -> str:

@@ -179,6 +179,11 @@ def reference(price: ItemPrice) -> str | None:
     return CHARGES_PAGE if price.source == CHARGED_HERE else PRICING_PAGE
 
 
+# How the warning of ``staleness`` starts, whatever it says next: the app's gallery leaves it out of a generation's
+# head once KIE's charge is recorded (``apps.head_text``).
+STALE_PRICE = "Warning: this price is "
+
+
 def staleness(price: ItemPrice, today: date, why: str) -> str | None:
     """A warning when the price is more than ``PRICE_MAX_AGE_DAYS`` old (or undated), with ``why`` it was not
     refreshed (the one reason that holds: the caller knows the live catalogue's state)."""
@@ -187,12 +192,12 @@ def staleness(price: ItemPrice, today: date, why: str) -> str | None:
     try:
         seen = date.fromisoformat(price.source_date or "")
     except ValueError:
-        return "Warning: this price is undated; check https://kie.ai/pricing before a large spend."
+        return f"{STALE_PRICE}undated; check https://kie.ai/pricing before a large spend."
     age = (today - seen).days
     if age <= PRICE_MAX_AGE_DAYS:
         return None
     return (
-        f"Warning: this price is from {seen.isoformat()} ({age} days ago) and KIE changes prices often; "
+        f"{STALE_PRICE}from {seen.isoformat()} ({age} days ago) and KIE changes prices often; "
         f"https://kie.ai/pricing shows today's. (kie-mcp refreshes its prices from KIE's price list once a day by "
         f"itself; this one was not refreshed: {why}.)"
     )
