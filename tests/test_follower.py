@@ -24,7 +24,7 @@ from kie_mcp.catalog import load_catalog
 from kie_mcp.kie import FAMILIES, KieClient
 from kie_mcp.sandbox import SANDBOX_API_KEY
 from kie_mcp.spend import grant
-from kie_mcp.tasks.follower import FINE, first_look, next_gap
+from kie_mcp.tasks.follower import FINE, RETENTION_SECONDS, SAVE_AGAIN, first_look, next_gap
 from kie_mcp.tasks.polling import Look, refresh
 from kie_mcp.tasks.records import TaskRecord
 
@@ -141,27 +141,29 @@ async def test_a_task_left_by_an_earlier_server_is_followed_and_saved_on_start(c
     assert spent == 60  # settled once, by whichever process saw it end
 
 
+def created_at(workspace: Path, task_id: str, created: float) -> None:
+    """Make the journal say ``task_id`` was created at ``created`` (epoch seconds), as if it were that old."""
+    from kie_mcp.journal import Journal
+
+    journal = Journal.for_workspace(workspace)
+    with journal.transaction() as db:
+        (record,) = db.execute("SELECT record FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
+        moved = json.dumps({**json.loads(record), "created_at": created})
+        db.execute("UPDATE tasks SET record = ?, created = ? WHERE task_id = ?", (moved, created, task_id))
+    journal.close()
+
+
 @pytest.mark.parametrize("mode", ["auto"])  # the follower, the disk and the wire, not the era: once
 async def test_a_task_kie_calls_unfinished_for_longer_than_it_keeps_results_is_not_followed_for_ever(
     connect, controls, tmp_path
 ):
     """A restart does not adopt a task older than 14 days; a server that stays up used to look at one KIE kept
     calling unfinished for as long as it ran (a status call a minute, for ever)."""
-    import json
-
-    from kie_mcp.journal import Journal
-    from kie_mcp.tasks.follower import RETENTION_SECONDS
-
     await controls.post("clock/speed", {"speed": 0})  # KIE never finishes it
     async with connect(elicitation=answering()) as first:
         task_id = await video_nobody_waits_for(first)
     created = time.time() - RETENTION_SECONDS + 1.0  # adopted on start, 14 days old a second later
-    journal = Journal.for_workspace(tmp_path)
-    with journal.transaction() as db:
-        (record,) = db.execute("SELECT record FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
-        moved = json.dumps({**json.loads(record), "created_at": created})
-        db.execute("UPDATE tasks SET record = ?, created = ? WHERE task_id = ?", (moved, created, task_id))
-    journal.close()
+    created_at(tmp_path, task_id, created)
     async with connect() as second:
         await second.list_tools()
         with anyio.fail_after(10):
@@ -353,6 +355,76 @@ async def test_a_task_whose_call_was_cancelled_is_still_followed_and_saved(conne
         task_id = tasks[0]["taskId"]
         files = await until_saved(tmp_path, task_id)  # the journal had it, nobody followed it: the follower does
     assert files[0].suffix == ".jpg"
+
+
+async def test_results_an_outage_kept_from_saving_past_the_quick_tries_are_tried_every_hour(
+    connect, controls, tmp_path
+):
+    """The audit: a CDN outage (or a network down, or outputs/ on an unplugged disk) longer than SAVE_AGAIN's quick
+    tries (about 48 minutes) left the results unsaved for the life of the process, though KIE keeps them 14 days and
+    a server runs for days. After the quick tries, the follower tries once an hour."""
+    quick = len(SAVE_AGAIN) + 1  # the finishing's download and the background's quick tries
+    await controls.fault("files", kind="code", code=503, times=quick)  # the outage ends right after them
+    async with connect(elicitation=answering(), poll_min_interval=0.001) as client:  # an hour is 1.8 s here
+        task_id = await video_nobody_waits_for(client)
+        files = await until_saved(tmp_path, task_id, seconds=30)
+        listed = (await client.call_tool("list_tasks", {})).structured_content["tasks"]
+    gets = file_gets(await controls.get("requests"))
+    assert files[0].suffix == ".mp4" and files[0].read_bytes()[4:8] == b"ftyp"
+    assert len(gets) == quick + 1  # the quick tries, then the first hourly one, which saved it
+    assert listed[0]["files"]
+
+
+async def test_a_handshake_client_is_told_when_the_quick_tries_at_saving_are_over_and_what_to_do(
+    settings, transport, controls, tmp_path
+):
+    """The audit: when the quick tries ended, only stderr heard of it. The client is sent a line saying the results
+    are not saved, that they are tried every hour until KIE deletes them, and that check_task saves them now."""
+    from dataclasses import replace
+
+    await controls.fault("files", kind="code", code=503, times=len(SAVE_AGAIN) + 1)
+    fast = replace(settings, poll_min_interval=0.001, auto_approve_credits=100)  # an hour is 1.8 s here
+    async with hearing(fast, transport) as (client, lines):
+        task_id = await video_nobody_waits_for(client)
+        await until_saved(tmp_path, task_id, seconds=30)
+        with anyio.fail_after(10):
+            while not any(task_id in line and "not saved" not in line for line in lines):  # noqa: ASYNC110 - callback
+                await anyio.sleep(0.02)
+    told = [line for line in lines if task_id in line]
+    hourly = next(line for line in told if "every hour" in line)
+    assert "not saved yet" in hourly and "check_task saves them now" in hourly, hourly
+    assert "48 minutes of tries" in hourly and "until KIE deletes them" in hourly, hourly
+    assert "outputs/" in told[-1] and "not saved" not in told[-1], told  # then saved on the hour
+
+
+async def test_results_kie_deletes_before_the_next_try_are_no_longer_tried_and_the_client_is_told(
+    settings, transport, controls, tmp_path
+):
+    """The hourly tries end with KIE's 14 days: a try after it deleted the results would only fail (a request an
+    hour for nothing). The client is told so."""
+    from dataclasses import replace
+
+    from kie_mcp.server import create_server
+
+    await controls.post("clock/speed", {"speed": 0})  # the first server cannot see it end
+    async with Client(create_server(settings, transport=transport), elicitation_callback=answering()) as first:
+        task_id = await video_nobody_waits_for(first)
+    created = time.time() - RETENTION_SECONDS + 6.0  # KIE deletes its results 6 s from now: about 3 hours here
+    created_at(tmp_path, task_id, created)
+    await controls.fault("files", kind="code", code=503, times=-1)
+    await controls.post("clock/speed", {"speed": 1000})
+    async with hearing(replace(settings, poll_min_interval=0.001), transport) as (client, lines):
+        await client.call_tool("list_tasks", {})  # this client hears of the task from now on
+        with anyio.fail_after(20):
+            while not any(task_id in line and "no longer tries" in line for line in lines):  # noqa: ASYNC110
+                await anyio.sleep(0.02)
+        tried = len(file_gets(await controls.get("requests")))
+        await controls.http.delete("/__sim/faults")  # the file server is back: KIE would have deleted them by now
+        await anyio.sleep(4.0)  # two hours here
+        later = len(file_gets(await controls.get("requests")))
+    assert tried >= 2 and later == tried
+    [given_up] = [line for line in lines if "no longer tries" in line]
+    assert "14 days" in given_up and "not saved yet" in given_up, given_up
 
 
 # -- waiting on the follower ------------------------------------------------------------------------------
