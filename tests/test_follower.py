@@ -16,9 +16,14 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
-from mcp import Client
+from mcp import Client, MCPError
 from mcp.shared.exceptions import MCPDeprecationWarning
-from mcp.types import LoggingMessageNotificationParams
+from mcp.types import (
+    INVALID_PARAMS,
+    LoggingMessageNotification,
+    LoggingMessageNotificationParams,
+    ResourceUpdatedNotification,
+)
 
 from kie_mcp.catalog import load_catalog
 from kie_mcp.kie import FAMILIES, KieClient
@@ -672,6 +677,91 @@ async def test_a_handshake_client_that_sets_a_higher_log_level_is_not_sent_task_
         await anyio.sleep(0.5)  # the test above hears the same message within this time at the default level
         await client.call_tool("list_tasks", {})  # and anything sent before this answer has arrived by now
     assert not [line for line in lines if task_id in line]
+
+
+@asynccontextmanager
+async def subscribed(settings, transport) -> AsyncIterator[tuple[Client, list[str]]]:
+    """A handshake-era client of a fresh server on the workspace, and what it is sent, in order: the URI of each
+    resource update, and each log message as ``log: <line>``."""
+    from kie_mcp.server import create_server
+
+    heard: list[str] = []
+
+    async def on_message(message: Any) -> None:
+        if isinstance(message, ResourceUpdatedNotification):
+            heard.append(str(message.params.uri))
+        elif isinstance(message, LoggingMessageNotification):
+            heard.append(f"log: {message.params.data}")
+
+    server = create_server(settings, transport=transport)
+    async with Client(server, mode="legacy", elicitation_callback=answering(), message_handler=on_message) as client:
+        yield client, heard
+
+
+async def until_told_it_ended(heard: list[str], task_id: str) -> list[str]:
+    """What the client was sent before the log message saying ``task_id`` ended (the resource updates of that same
+    announcement come before it)."""
+    with anyio.fail_after(20):
+        while not (ended := [n for n, line in enumerate(heard) if line.startswith("log: ") and task_id in line]):  # noqa: ASYNC110
+            await anyio.sleep(0.02)
+    return heard[: ended[0]]
+
+
+async def legacy(client: Client, method: str, uri: str) -> None:
+    """``client.subscribe_resource(uri)`` or ``unsubscribe_resource``, of the handshake era (the SDK's client warns:
+    2026-07-28 has ``subscriptions/listen`` instead)."""
+    with pytest.warns(MCPDeprecationWarning):
+        await getattr(client, f"{method}_resource")(uri)
+
+
+async def test_a_handshake_client_subscribed_to_a_task_hears_when_it_ends(settings, transport, controls):
+    """The audit: handshake-era clients (most hosts) were told ``subscribe: false`` and resources/subscribe was
+    "Method not found", so no resource update ever reached them. They subscribe now, and hear of the task and of
+    the task list."""
+    async with subscribed(settings, transport) as (client, heard):
+        assert client.server_capabilities.resources.subscribe is True
+        await controls.post("clock/speed", {"speed": 0})
+        task_id = await video_nobody_waits_for(client)
+        uri = f"kie://tasks/{task_id}"
+        await legacy(client, "subscribe", uri)
+        await legacy(client, "subscribe", "kie://tasks")
+        await controls.post("clock/speed", {"speed": 1000})
+        before_the_end = await until_told_it_ended(heard, task_id)
+    assert uri in before_the_end and "kie://tasks" in before_the_end, heard
+
+
+async def test_a_handshake_client_that_unsubscribed_from_a_task_hears_no_more_of_it(settings, transport, controls):
+    async with subscribed(settings, transport) as (client, heard):
+        await controls.post("clock/speed", {"speed": 0})
+        task_id = await video_nobody_waits_for(client)
+        uri = f"kie://tasks/{task_id}"
+        await legacy(client, "subscribe", uri)
+        await legacy(client, "subscribe", "kie://tasks")
+        await legacy(client, "unsubscribe", uri)
+        await controls.post("clock/speed", {"speed": 1000})
+        before_the_end = await until_told_it_ended(heard, task_id)
+    assert "kie://tasks" in before_the_end and uri not in heard, heard
+
+
+@pytest.mark.parametrize(
+    ("uri", "said"),
+    [
+        ("kie://outputs/index.html", "cannot be subscribed to: kie-mcp sends updates of kie://tasks"),
+        ("kie://models", "kie://tasks/{task_id} (a task's state and saved results) only"),
+        ("kie://tasks/", "is not a task id"),
+        ("kie://tasks/a b", "is not a task id"),
+    ],
+)
+async def test_a_handshake_client_subscribing_to_what_is_never_updated_is_told_what_can_be(
+    settings, transport, uri, said
+):
+    """Only the task resources are updated while the server runs: a subscription to anything else is refused in
+    words, not accepted to wait for an update that never comes."""
+    async with subscribed(settings, transport) as (client, _):
+        with pytest.raises(MCPError) as refused:
+            await legacy(client, "subscribe", uri)
+    assert refused.value.error.code == INVALID_PARAMS
+    assert said in refused.value.error.message, refused.value.error.message
 
 
 # -- what a task's error says ----------------------------------------------------------------------------------

@@ -77,7 +77,9 @@ whether or not a tool call is waiting on it:
   of ``kie://tasks/{id}`` on the server's subscription bus (``Context.notify_resource_updated``: the bus is
   server-wide, so this works outside the request; the SDK delivers it only to ``subscriptions/listen`` streams
   that subscribed to that URI), and of ``kie://tasks``, as is a create whose outcome became unknown
-  (``unknown_creates_changed``: that list names them). A finished task is also logged (stderr) and reported as a
+  (``unknown_creates_changed``: that list names them). Handshake-era clients subscribe with
+  ``resources/subscribe`` instead: each update of a URI a session subscribed to is sent to that session as
+  ``notifications/resources/updated`` (``subscribers``). A finished task is also logged (stderr) and reported as a
   ``notifications/message``: at once on the standalone channel to handshake-era clients; 2026-07-28 clients
   have no channel outside a request, so the line is queued and sent with the next ``check_task`` (delivered
   when that request opts in to log messages).
@@ -117,6 +119,7 @@ from .records import (
     record_from_row,
     time_left,
 )
+from .subscribers import Subscribers
 
 if TYPE_CHECKING:
     from kie_mcp.runtime import Runtime
@@ -283,6 +286,7 @@ class Follower:
         self._paused_until = 0.0
         self._rate_limited = 0
         self._publish: Callable[[str], Awaitable[None]] | None = None
+        self.subscribers = Subscribers()  # handshake-era sessions' resources/subscribe: told of each update too
         self._session: Any = None  # a handshake-era session: it can be told things outside a request
         self._notices: deque[str] = deque(maxlen=50)
         self.owner = f"{this_process()}/{next(_FOLLOWERS)}"  # whose claims, in the journal's follows table
@@ -990,13 +994,14 @@ class Follower:
         await self._published(TASK_LIST)
 
     async def _published(self, *uris: str) -> None:
-        """Publish the updates of ``uris`` on the subscription bus, when there is one (advisory: a client gone away
-        must not stop the follower, nor a create being recorded)."""
-        if self._publish is None:
-            return
+        """Publish the updates of ``uris`` on the subscription bus, when there is one, and send them to the
+        handshake-era sessions subscribed to them (advisory: a client gone away must not stop the follower, nor a
+        create being recorded)."""
         try:
             for uri in uris:
-                await self._publish(uri)
+                if self._publish is not None:
+                    await self._publish(uri)
+                await self.subscribers.updated(uri)
         except Exception as err:
             log.debug("could not publish the update of %s: %s", ", ".join(uris), err)
 
