@@ -267,6 +267,37 @@ def test_a_line_with_a_lone_surrogate_escape_is_answered_not_dropped_over_stdio(
     assert exited == 0  # stdin closed: a clean exit
 
 
+@pytest.mark.stdio
+def test_a_handshake_era_host_is_told_it_can_subscribe_and_subscribes_over_stdio(tmp_path):
+    """The audit: a host speaking 2025-11-25 (most of them) was told ``resources.subscribe: false`` and its
+    resources/subscribe was "Method not found". Over the installed console script it is told true, a task resource
+    is subscribed to, and another resource refused in words."""
+    server = _sandbox_server_over_pipes(tmp_path)
+
+    def ask(message: dict) -> dict:
+        server.stdin.write(json.dumps(message).encode() + b"\n")
+        server.stdin.flush()
+        ready, _, _ = select.select([server.stdout], [], [], 30)
+        assert ready, f"no answer to {message['method']}"
+        return json.loads(server.stdout.readline())
+
+    try:
+        hello = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
+        started = ask({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": hello})
+        server.stdin.write(b'{"jsonrpc": "2.0", "method": "notifications/initialized"}\n')
+        subscribe = {"jsonrpc": "2.0", "method": "resources/subscribe"}
+        subscribed = ask({**subscribe, "id": 2, "params": {"uri": "kie://tasks"}})
+        refused = ask({**subscribe, "id": 3, "params": {"uri": "kie://outputs/index.html"}})
+    finally:
+        server.stdin.close()
+        exited = server.wait(timeout=30)
+        server.stdout.close()
+    assert started["result"]["capabilities"]["resources"]["subscribe"] is True
+    assert subscribed == {"jsonrpc": "2.0", "id": 2, "result": {}}
+    assert refused["error"]["code"] == -32602 and "cannot be subscribed to" in refused["error"]["message"]
+    assert exited == 0
+
+
 def _demo(
     tmp_path: Path, *args: str, env_extra: dict[str, str] | None = None, prefix: tuple[str, ...] = ()
 ) -> tuple[subprocess.CompletedProcess[str], Path]:

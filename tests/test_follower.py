@@ -16,15 +16,20 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
-from mcp import Client
+from mcp import Client, MCPError
 from mcp.shared.exceptions import MCPDeprecationWarning
-from mcp.types import LoggingMessageNotificationParams
+from mcp.types import (
+    INVALID_PARAMS,
+    LoggingMessageNotification,
+    LoggingMessageNotificationParams,
+    ResourceUpdatedNotification,
+)
 
 from kie_mcp.catalog import load_catalog
 from kie_mcp.kie import FAMILIES, KieClient
 from kie_mcp.sandbox import SANDBOX_API_KEY
 from kie_mcp.spend import grant
-from kie_mcp.tasks.follower import FINE, first_look, next_gap
+from kie_mcp.tasks.follower import FINE, RETENTION_SECONDS, SAVE_AGAIN, first_look, next_gap
 from kie_mcp.tasks.polling import Look, refresh
 from kie_mcp.tasks.records import TaskRecord
 
@@ -141,27 +146,29 @@ async def test_a_task_left_by_an_earlier_server_is_followed_and_saved_on_start(c
     assert spent == 60  # settled once, by whichever process saw it end
 
 
+def created_at(workspace: Path, task_id: str, created: float) -> None:
+    """Make the journal say ``task_id`` was created at ``created`` (epoch seconds), as if it were that old."""
+    from kie_mcp.journal import Journal
+
+    journal = Journal.for_workspace(workspace)
+    with journal.transaction() as db:
+        (record,) = db.execute("SELECT record FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
+        moved = json.dumps({**json.loads(record), "created_at": created})
+        db.execute("UPDATE tasks SET record = ?, created = ? WHERE task_id = ?", (moved, created, task_id))
+    journal.close()
+
+
 @pytest.mark.parametrize("mode", ["auto"])  # the follower, the disk and the wire, not the era: once
 async def test_a_task_kie_calls_unfinished_for_longer_than_it_keeps_results_is_not_followed_for_ever(
     connect, controls, tmp_path
 ):
     """A restart does not adopt a task older than 14 days; a server that stays up used to look at one KIE kept
     calling unfinished for as long as it ran (a status call a minute, for ever)."""
-    import json
-
-    from kie_mcp.journal import Journal
-    from kie_mcp.tasks.follower import RETENTION_SECONDS
-
     await controls.post("clock/speed", {"speed": 0})  # KIE never finishes it
     async with connect(elicitation=answering()) as first:
         task_id = await video_nobody_waits_for(first)
     created = time.time() - RETENTION_SECONDS + 1.0  # adopted on start, 14 days old a second later
-    journal = Journal.for_workspace(tmp_path)
-    with journal.transaction() as db:
-        (record,) = db.execute("SELECT record FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
-        moved = json.dumps({**json.loads(record), "created_at": created})
-        db.execute("UPDATE tasks SET record = ?, created = ? WHERE task_id = ?", (moved, created, task_id))
-    journal.close()
+    created_at(tmp_path, task_id, created)
     async with connect() as second:
         await second.list_tools()
         with anyio.fail_after(10):
@@ -353,6 +360,76 @@ async def test_a_task_whose_call_was_cancelled_is_still_followed_and_saved(conne
         task_id = tasks[0]["taskId"]
         files = await until_saved(tmp_path, task_id)  # the journal had it, nobody followed it: the follower does
     assert files[0].suffix == ".jpg"
+
+
+async def test_results_an_outage_kept_from_saving_past_the_quick_tries_are_tried_every_hour(
+    connect, controls, tmp_path
+):
+    """The audit: a CDN outage (or a network down, or outputs/ on an unplugged disk) longer than SAVE_AGAIN's quick
+    tries (about 48 minutes) left the results unsaved for the life of the process, though KIE keeps them 14 days and
+    a server runs for days. After the quick tries, the follower tries once an hour."""
+    quick = len(SAVE_AGAIN) + 1  # the finishing's download and the background's quick tries
+    await controls.fault("files", kind="code", code=503, times=quick)  # the outage ends right after them
+    async with connect(elicitation=answering(), poll_min_interval=0.001) as client:  # an hour is 1.8 s here
+        task_id = await video_nobody_waits_for(client)
+        files = await until_saved(tmp_path, task_id, seconds=30)
+        listed = (await client.call_tool("list_tasks", {})).structured_content["tasks"]
+    gets = file_gets(await controls.get("requests"))
+    assert files[0].suffix == ".mp4" and files[0].read_bytes()[4:8] == b"ftyp"
+    assert len(gets) == quick + 1  # the quick tries, then the first hourly one, which saved it
+    assert listed[0]["files"]
+
+
+async def test_a_handshake_client_is_told_when_the_quick_tries_at_saving_are_over_and_what_to_do(
+    settings, transport, controls, tmp_path
+):
+    """The audit: when the quick tries ended, only stderr heard of it. The client is sent a line saying the results
+    are not saved, that they are tried every hour until KIE deletes them, and that check_task saves them now."""
+    from dataclasses import replace
+
+    await controls.fault("files", kind="code", code=503, times=len(SAVE_AGAIN) + 1)
+    fast = replace(settings, poll_min_interval=0.001, auto_approve_credits=100)  # an hour is 1.8 s here
+    async with hearing(fast, transport) as (client, lines):
+        task_id = await video_nobody_waits_for(client)
+        await until_saved(tmp_path, task_id, seconds=30)
+        with anyio.fail_after(10):
+            while not any(task_id in line and "not saved" not in line for line in lines):  # noqa: ASYNC110 - callback
+                await anyio.sleep(0.02)
+    told = [line for line in lines if task_id in line]
+    hourly = next(line for line in told if "every hour" in line)
+    assert "not saved yet" in hourly and "check_task saves them now" in hourly, hourly
+    assert "48 minutes of tries" in hourly and "until KIE deletes them" in hourly, hourly
+    assert "outputs/" in told[-1] and "not saved" not in told[-1], told  # then saved on the hour
+
+
+async def test_results_kie_deletes_before_the_next_try_are_no_longer_tried_and_the_client_is_told(
+    settings, transport, controls, tmp_path
+):
+    """The hourly tries end with KIE's 14 days: a try after it deleted the results would only fail (a request an
+    hour for nothing). The client is told so."""
+    from dataclasses import replace
+
+    from kie_mcp.server import create_server
+
+    await controls.post("clock/speed", {"speed": 0})  # the first server cannot see it end
+    async with Client(create_server(settings, transport=transport), elicitation_callback=answering()) as first:
+        task_id = await video_nobody_waits_for(first)
+    created = time.time() - RETENTION_SECONDS + 6.0  # KIE deletes its results 6 s from now: about 3 hours here
+    created_at(tmp_path, task_id, created)
+    await controls.fault("files", kind="code", code=503, times=-1)
+    await controls.post("clock/speed", {"speed": 1000})
+    async with hearing(replace(settings, poll_min_interval=0.001), transport) as (client, lines):
+        await client.call_tool("list_tasks", {})  # this client hears of the task from now on
+        with anyio.fail_after(20):
+            while not any(task_id in line and "no longer tries" in line for line in lines):  # noqa: ASYNC110
+                await anyio.sleep(0.02)
+        tried = len(file_gets(await controls.get("requests")))
+        await controls.http.delete("/__sim/faults")  # the file server is back: KIE would have deleted them by now
+        await anyio.sleep(4.0)  # two hours here
+        later = len(file_gets(await controls.get("requests")))
+    assert tried >= 2 and later == tried
+    [given_up] = [line for line in lines if "no longer tries" in line]
+    assert "14 days" in given_up and "not saved yet" in given_up, given_up
 
 
 # -- waiting on the follower ------------------------------------------------------------------------------
@@ -600,6 +677,91 @@ async def test_a_handshake_client_that_sets_a_higher_log_level_is_not_sent_task_
         await anyio.sleep(0.5)  # the test above hears the same message within this time at the default level
         await client.call_tool("list_tasks", {})  # and anything sent before this answer has arrived by now
     assert not [line for line in lines if task_id in line]
+
+
+@asynccontextmanager
+async def subscribed(settings, transport) -> AsyncIterator[tuple[Client, list[str]]]:
+    """A handshake-era client of a fresh server on the workspace, and what it is sent, in order: the URI of each
+    resource update, and each log message as ``log: <line>``."""
+    from kie_mcp.server import create_server
+
+    heard: list[str] = []
+
+    async def on_message(message: Any) -> None:
+        if isinstance(message, ResourceUpdatedNotification):
+            heard.append(str(message.params.uri))
+        elif isinstance(message, LoggingMessageNotification):
+            heard.append(f"log: {message.params.data}")
+
+    server = create_server(settings, transport=transport)
+    async with Client(server, mode="legacy", elicitation_callback=answering(), message_handler=on_message) as client:
+        yield client, heard
+
+
+async def until_told_it_ended(heard: list[str], task_id: str) -> list[str]:
+    """What the client was sent before the log message saying ``task_id`` ended (the resource updates of that same
+    announcement come before it)."""
+    with anyio.fail_after(20):
+        while not (ended := [n for n, line in enumerate(heard) if line.startswith("log: ") and task_id in line]):  # noqa: ASYNC110
+            await anyio.sleep(0.02)
+    return heard[: ended[0]]
+
+
+async def legacy(client: Client, method: str, uri: str) -> None:
+    """``client.subscribe_resource(uri)`` or ``unsubscribe_resource``, of the handshake era (the SDK's client warns:
+    2026-07-28 has ``subscriptions/listen`` instead)."""
+    with pytest.warns(MCPDeprecationWarning):
+        await getattr(client, f"{method}_resource")(uri)
+
+
+async def test_a_handshake_client_subscribed_to_a_task_hears_when_it_ends(settings, transport, controls):
+    """The audit: handshake-era clients (most hosts) were told ``subscribe: false`` and resources/subscribe was
+    "Method not found", so no resource update ever reached them. They subscribe now, and hear of the task and of
+    the task list."""
+    async with subscribed(settings, transport) as (client, heard):
+        assert client.server_capabilities.resources.subscribe is True
+        await controls.post("clock/speed", {"speed": 0})
+        task_id = await video_nobody_waits_for(client)
+        uri = f"kie://tasks/{task_id}"
+        await legacy(client, "subscribe", uri)
+        await legacy(client, "subscribe", "kie://tasks")
+        await controls.post("clock/speed", {"speed": 1000})
+        before_the_end = await until_told_it_ended(heard, task_id)
+    assert uri in before_the_end and "kie://tasks" in before_the_end, heard
+
+
+async def test_a_handshake_client_that_unsubscribed_from_a_task_hears_no_more_of_it(settings, transport, controls):
+    async with subscribed(settings, transport) as (client, heard):
+        await controls.post("clock/speed", {"speed": 0})
+        task_id = await video_nobody_waits_for(client)
+        uri = f"kie://tasks/{task_id}"
+        await legacy(client, "subscribe", uri)
+        await legacy(client, "subscribe", "kie://tasks")
+        await legacy(client, "unsubscribe", uri)
+        await controls.post("clock/speed", {"speed": 1000})
+        before_the_end = await until_told_it_ended(heard, task_id)
+    assert "kie://tasks" in before_the_end and uri not in heard, heard
+
+
+@pytest.mark.parametrize(
+    ("uri", "said"),
+    [
+        ("kie://outputs/index.html", "cannot be subscribed to: kie-mcp sends updates of kie://tasks"),
+        ("kie://models", "kie://tasks/{task_id} (a task's state and saved results) only"),
+        ("kie://tasks/", "is not a task id"),
+        ("kie://tasks/a b", "is not a task id"),
+    ],
+)
+async def test_a_handshake_client_subscribing_to_what_is_never_updated_is_told_what_can_be(
+    settings, transport, uri, said
+):
+    """Only the task resources are updated while the server runs: a subscription to anything else is refused in
+    words, not accepted to wait for an update that never comes."""
+    async with subscribed(settings, transport) as (client, _):
+        with pytest.raises(MCPError) as refused:
+            await legacy(client, "subscribe", uri)
+    assert refused.value.error.code == INVALID_PARAMS
+    assert said in refused.value.error.message, refused.value.error.message
 
 
 # -- what a task's error says ----------------------------------------------------------------------------------

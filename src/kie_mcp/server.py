@@ -22,7 +22,16 @@ from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 from mcp.server.request_state import RequestStateBoundary, RequestStateSecurity
 from mcp.server.subscriptions import InMemorySubscriptionBus, ResourcesListChanged, SubscriptionBus
-from mcp.types import INVALID_PARAMS, EmptyResult, ListResourcesResult, PaginatedRequestParams, SetLevelRequestParams
+from mcp.types import (
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    EmptyResult,
+    ListResourcesResult,
+    PaginatedRequestParams,
+    SetLevelRequestParams,
+    SubscribeRequestParams,
+    UnsubscribeRequestParams,
+)
 from mcp.types import Resource as MCPResource
 from pydantic import ValidationError
 
@@ -220,6 +229,33 @@ async def _set_client_log_level(ctx: Any, params: SetLevelRequestParams) -> Empt
     return EmptyResult()
 
 
+async def _subscribe(ctx: Any, params: SubscribeRequestParams) -> EmptyResult:
+    """resources/subscribe (handshake era; 2026-07-28 clients listen): the updates of a task resource are sent to
+    this session from now on (``tasks.subscribers``); any other URI is refused, saying which can be subscribed to."""
+    from kie_mcp.tasks.subscribers import NotSubscribable, connection_of, subscribable
+
+    try:
+        uri = subscribable(params.uri)
+    except NotSubscribable as err:
+        raise MCPError(code=INVALID_PARAMS, message=str(err)) from None
+    holder = ctx.lifespan_context
+    try:
+        runtime = await holder.get()  # the follower sends the updates
+    except RuntimeUnavailable as err:
+        raise MCPError(code=INTERNAL_ERROR, message=str(err)) from None
+    runtime.follower.subscribers.subscribe(connection_of(ctx), uri)
+    return EmptyResult()
+
+
+async def _unsubscribe(ctx: Any, params: UnsubscribeRequestParams) -> EmptyResult:
+    """resources/unsubscribe: no more updates of that URI to this session (nothing to do when it was not subscribed)."""
+    from kie_mcp.tasks.subscribers import connection_of
+
+    with contextlib.suppress(RuntimeUnavailable):  # unavailable: nothing could have been subscribed
+        (await ctx.lifespan_context.get()).follower.subscribers.unsubscribe(connection_of(ctx), params.uri)
+    return EmptyResult()
+
+
 class _Server(MCPServer):
     """The SDK's server, with these changes:
 
@@ -233,6 +269,8 @@ class _Server(MCPServer):
       what to change) instead of pydantic's text, Python reprs and links; so is a confirmation answer the SDK
       cannot read.
     - ``logging/setLevel`` is served (so ``logging`` is declared): the follower's log messages honour it.
+    - ``resources/subscribe`` and ``resources/unsubscribe`` are served (so handshake-era clients are told
+      ``subscribe: true``): the follower sends a subscribed session the updates of the task resources.
     - ``resources/list`` answers in pages (``resourcepages``): the SDK's handler ignores the cursor and lists all.
     - Every error answer, and a workflow's plan, leaves redacted (``_answered_without_secrets``); ``prompts/get``
       takes a number given for an argument as its text.
@@ -264,6 +302,10 @@ class _Server(MCPServer):
         # level a client sets (handshake era; 2026-07-28 clients opt in per request).
         self._lowlevel_server.add_request_handler("logging/setLevel", SetLevelRequestParams, _set_client_log_level)
         self._lowlevel_server.add_request_handler("resources/list", PaginatedRequestParams, self._list_resources_page)
+        # Handshake-era subscriptions to the task resources (the 2026-07-28 era has subscriptions/listen instead; the
+        # SDK answers these methods "Method not found" there and advertises subscribe by listen alone).
+        self._lowlevel_server.add_request_handler("resources/subscribe", SubscribeRequestParams, _subscribe)
+        self._lowlevel_server.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, _unsubscribe)
         # Outside the SDK's request-state boundary, so its refusal of a stale answer is explained here too.
         chain = self._lowlevel_server.middleware
         boundary = next((i for i, m in enumerate(chain) if isinstance(m, RequestStateBoundary)), len(chain))

@@ -44,13 +44,13 @@ log = logging.getLogger(__name__)
 
 # After a failed download whose link still works: the follower tries again in the background, check_task at once.
 LINKS_STILL_WORK = (
-    "The result links still work for a while; kie-mcp tries again in the background (for about 50 minutes, "
-    "and after a restart), and check_task tries at once."
+    "The result links still work for a while; kie-mcp tries again in the background (often at first, then every "
+    "hour while KIE keeps them, and after a restart), and check_task tries at once."
 )
 # The same, for a task neither the journal nor the call log holds (a full disk took both): a restart cannot know it.
 LINKS_STILL_WORK_UNRECORDED = (
-    "The result links still work for a while; kie-mcp tries again in the background (for about 50 minutes; not "
-    "after a restart, as the task is not recorded yet), and check_task tries at once."
+    "The result links still work for a while; kie-mcp tries again in the background (often at first, then every "
+    "hour while KIE keeps them; not after a restart, as the task is not recorded yet), and check_task tries at once."
 )
 
 # A result link that held a credential (the API key, or a bearer token): kept only redacted, so never fetched.

@@ -23,20 +23,23 @@ whether or not a tool call is waiting on it:
   twice as long as its model's longest typical duration shows no time left (``records.OVERDUE``). A young
   task KIE does not show yet is not an error (``VISIBILITY_GRACE_SECONDS``). Every look goes through the KIE
   client's poll pacing (10 per second).
-- **When a task ends** it settles the spend (refund of a failed task, KIE's real charge), saves the results
-  into ``outputs/`` at once (unless ``KIE_DOWNLOAD=never``), records everything in the journal, and tells the
-  client (below). Results a download missed (a CDN error, a cut-off body, the server stopped while saving) are
-  tried again on ``SAVE_AGAIN``'s schedule (30 s, then longer gaps up to half an hour: seven tries in about 50
-  minutes) and, after a restart, at once for every task of the last 14 days the journal shows succeeded with fewer
-  saved files than result links (up to 10,000); every ``RESCAN`` too for such a task nobody here has (another server
-  on the workspace stopped while saving it, or between two tries; not one a live follower claims), the temporary
-  files of dead processes' downloads then swept. A task made elsewhere and first seen already finished (through
-  ``kie://tasks/{id}``, or as a follow-up's source) has its results saved the same way, at once (``follow``);
-  a ``check_task`` of a task no follower holds saves it itself, claiming it as a background try does (``save_now``:
-  another server's try waits, never downloading it at the same time), and what it missed, or left when it was
-  cancelled mid-download, is handed over the same way (``save_later``). A link refused for pointing at this machine
-  or a private network, for serving more than any result of its kind, or that KIE will not renew, is never tried
-  again by this process.
+- **When a task ends** it settles the spend (refund of a failed task, KIE's real charge), saves the results into
+  ``outputs/`` at once (unless ``KIE_DOWNLOAD=never``), records everything in the journal, and tells the client
+  (below). Results a download missed (a CDN error, a cut-off body, the server stopped while saving) are tried again
+  on ``SAVE_AGAIN``'s schedule (30 s, then longer gaps up to half an hour: seven tries in about 50 minutes), then
+  every ``RETRY_DROPPED`` (an hour: a CDN outage, a network down or an unplugged disk for outputs/ outlasts the
+  schedule, and a server runs for days) until the next try would come after KIE deleted them
+  (``RETENTION_SECONDS``); the client is told when the quick tries are over (what to do: check_task saves them now)
+  and when the tries stop. After a restart they are tried at once for every task of the last 14 days the journal
+  shows succeeded with fewer saved files than result links (up to 10,000); every ``RESCAN`` too for such a task
+  nobody here has (another server on the workspace stopped while saving it, or between two tries; not one a live
+  follower claims), the temporary files of dead processes' downloads then swept. A task made elsewhere and first
+  seen already finished (through ``kie://tasks/{id}``, or as a follow-up's source) has its results saved the same
+  way, at once (``follow``); a ``check_task`` of a task no follower holds saves it itself, claiming it as a
+  background try does (``save_now``: another server's try waits, never downloading it at the same time), and what it
+  missed, or left when it was cancelled mid-download, is handed over the same way (``save_later``). A link refused
+  for pointing at this machine or a private network, for serving more than any result of its kind, or that KIE will
+  not renew, is never tried again by this process.
   Finishing is ``generation.settle`` and ``generation.save_all``, reached through the ``finish`` callback (imported
   when first used: ``generation`` imports ``runtime``, which imports this).
 - **Waiting.** ``generate_*`` and ``check_task`` never poll themselves: they ``wait`` on the follower. Each
@@ -74,7 +77,9 @@ whether or not a tool call is waiting on it:
   of ``kie://tasks/{id}`` on the server's subscription bus (``Context.notify_resource_updated``: the bus is
   server-wide, so this works outside the request; the SDK delivers it only to ``subscriptions/listen`` streams
   that subscribed to that URI), and of ``kie://tasks``, as is a create whose outcome became unknown
-  (``unknown_creates_changed``: that list names them). A finished task is also logged (stderr) and reported as a
+  (``unknown_creates_changed``: that list names them). Handshake-era clients subscribe with
+  ``resources/subscribe`` instead: each update of a URI a session subscribed to is sent to that session as
+  ``notifications/resources/updated`` (``subscribers``). A finished task is also logged (stderr) and reported as a
   ``notifications/message``: at once on the standalone channel to handshake-era clients; 2026-07-28 clients
   have no channel outside a request, so the line is queued and sent with the next ``check_task`` (delivered
   when that request opts in to log messages).
@@ -102,6 +107,7 @@ from kie_mcp import processes
 from kie_mcp.config import Settings
 from kie_mcp.journal import JOURNAL_ERRORS
 from kie_mcp.processes import this_process
+from kie_mcp.words import timestamp
 
 from .polling import Look, refresh
 from .records import (
@@ -113,6 +119,7 @@ from .records import (
     record_from_row,
     time_left,
 )
+from .subscribers import Subscribers
 
 if TYPE_CHECKING:
     from kie_mcp.runtime import Runtime
@@ -140,6 +147,11 @@ ENDS_AT_ONCE = 8  # tasks being finished (settled, their results downloaded) at 
 SAVES_AT_ONCE = 2  # background tries at saving missed results: apart from the looks, so they never hold those up
 RETENTION_SECONDS = 14 * 86400.0  # KIE deletes results after 14 days: older tasks are not followed
 SAVE_AGAIN = (30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)  # gaps between tries to save results a download missed
+# ... then every RETRY_DROPPED, until KIE deletes them (RETENTION_SECONDS); said to the client when the tries stop:
+GIVEN_UP = (
+    "kie-mcp no longer tries to save them: KIE deletes a task's results 14 days after it was created, before its "
+    "next try would come; check_task still tries while KIE has them"
+)
 DEFAULT_TYPICAL = {"image": (5, 60), "video": (60, 300)}  # a model the catalogue does not know
 OTHER_TYPICAL = (30, 300)
 
@@ -248,9 +260,9 @@ class Follower:
         self._unsaved: dict[str, Unsaved] = {}
         self._dropped: set[str] = set()
         self._retrying: set[str] = set()  # tasks left alone, taken up again for one more look
-        # Finished tasks whose saving this follower is done with (saved, or what is left refused or given up on): the
-        # rescan does not take them up again, though the journal may still show them unsaved (a link refused, a row
-        # the journal refused). A restart or a check_task tries them again.
+        # Finished tasks whose saving this follower is done with (saved, or what is left refused, or KIE deletes it
+        # before the next try): the rescan does not take them up again, though the journal may still show them
+        # unsaved (a link refused, a row the journal refused). A restart or a check_task tries them again.
         self._saves_done: set[str] = set()
         self._rescanning = False
         # Claims not written while another program held the journal's lock (task id: CLAIM, DROP or RELEASE, the
@@ -274,6 +286,7 @@ class Follower:
         self._paused_until = 0.0
         self._rate_limited = 0
         self._publish: Callable[[str], Awaitable[None]] | None = None
+        self.subscribers = Subscribers()  # handshake-era sessions' resources/subscribe: told of each update too
         self._session: Any = None  # a handshake-era session: it can be told things outside a request
         self._notices: deque[str] = deque(maxlen=50)
         self.owner = f"{this_process()}/{next(_FOLLOWERS)}"  # whose claims, in the journal's follows table
@@ -679,18 +692,21 @@ class Follower:
             await self._announce(record)
             return
         unsaved.tries += 1
-        if unsaved.tries >= len(SAVE_AGAIN):
+        quick = unsaved.tries < len(SAVE_AGAIN)
+        gap = (SAVE_AGAIN[unsaved.tries] if quick else RETRY_DROPPED) * self._unit
+        why = " ".join(problems) or "no reason given"
+        if time.time() + gap - record.created_at > RETENTION_SECONDS:  # KIE deletes them before the next try
             self._done_saving(record.task_id)
-            log.warning(
-                "task %s: its results could not be saved after %d tries (%s); check_task tries again",
-                record.task_id,
-                unsaved.tries + 1,
-                " ".join(problems) or "no reason given",
-            )
+            log.warning("task %s: its results could not be saved (%s); %s", record.task_id, why, GIVEN_UP)
+            await self._announce(record, then=GIVEN_UP)
             return
-        unsaved.next_at = time.monotonic() + SAVE_AGAIN[unsaved.tries] * self._unit
+        unsaved.next_at = time.monotonic() + gap
         if record.task_id not in self._watches:
             self._drop_claim(record.task_id)
+        if unsaved.tries == len(SAVE_AGAIN):  # the quick tries are over: hourly from now on, and the client is told
+            then = hourly(record)
+            log.warning("task %s: its results could not be saved (%s); %s", record.task_id, why, then)
+            await self._announce(record, then=then)
 
     def _done_saving(self, task_id: str) -> None:
         """Background saving of ``task_id`` is over (saved, given up on, or stopped): its claim goes."""
@@ -946,17 +962,17 @@ class Follower:
         session = ctx.session if session is None else session
         self._session = None if session.protocol_version in MODERN_PROTOCOL_VERSIONS else session
 
-    async def _announce(self, record: TaskRecord, *, waiters: int = 0) -> None:
-        """A task's state changed (or its results were saved on a later try): publish the updates of its
-        resource and of the task list; when it ended, say so in a log message too (queued for the next check_task
-        when nobody waits on it)."""
+    async def _announce(self, record: TaskRecord, *, waiters: int = 0, then: str | None = None) -> None:
+        """A task's state changed (or its results were saved on a later try, or their quick tries are over):
+        publish the updates of its resource and of the task list; when it ended, say so in a log message too (queued
+        for the next check_task when nobody waits on it). ``then``: what becomes of its results not saved yet."""
         self._remember_told(record)  # before any await: the journal relay never tells this twice
         await self._published(f"kie://tasks/{record.task_id}", TASK_LIST)
         if not record.finished:
             return
         downloads = self._rt is not None and self._rt.settings.download
         missing = record.unsaved_links if downloads else 0  # a link refused (it held a credential) is never fetched
-        line = ended_line(record, missing=missing, retrying=record.task_id in self._unsaved)
+        line = ended_line(record, missing=missing, retrying=record.task_id in self._unsaved, then=then)
         log.info("%s", line)
         if not self._client_hears("info"):
             return
@@ -978,13 +994,14 @@ class Follower:
         await self._published(TASK_LIST)
 
     async def _published(self, *uris: str) -> None:
-        """Publish the updates of ``uris`` on the subscription bus, when there is one (advisory: a client gone away
-        must not stop the follower, nor a create being recorded)."""
-        if self._publish is None:
-            return
+        """Publish the updates of ``uris`` on the subscription bus, when there is one, and send them to the
+        handshake-era sessions subscribed to them (advisory: a client gone away must not stop the follower, nor a
+        create being recorded)."""
         try:
             for uri in uris:
-                await self._publish(uri)
+                if self._publish is not None:
+                    await self._publish(uri)
+                await self.subscribers.updated(uri)
         except Exception as err:
             log.debug("could not publish the update of %s: %s", ", ".join(uris), err)
 
@@ -1316,19 +1333,30 @@ def _told_of(record: TaskRecord) -> tuple[str, int]:
     return record.state, len(record.files)
 
 
+def hourly(record: TaskRecord) -> str:
+    """What the client is told when the quick tries at saving ``record``'s results are over."""
+    until = timestamp(record.created_at + RETENTION_SECONDS)
+    minutes = round(sum(SAVE_AGAIN) / 60)
+    return (
+        f"kie-mcp could not save them in about {minutes} minutes of tries; check_task saves them now (or says why it "
+        f"cannot), and kie-mcp tries again every hour until KIE deletes them ({until})"
+    )
+
+
 def _current(records: list[TaskRecord], watches: list[Watch | None]) -> list[TaskRecord]:
     return [watch.record if watch is not None else record for record, watch in zip(records, watches, strict=True)]
 
 
-def ended_line(record: TaskRecord, *, missing: int = 0, retrying: bool = False) -> str:
+def ended_line(record: TaskRecord, *, missing: int = 0, retrying: bool = False, then: str | None = None) -> str:
     """One line saying how a task ended, for the log and the client. ``missing``: how many of its results are not
     saved (downloads on), said with their links, never left to read as a result saved; ``retrying``: the follower
-    tries again in the background."""
+    tries again in the background; ``then``: what becomes of them, said instead (``hourly``, ``GIVEN_UP``)."""
     head = f"Task {record.task_id} ({record.model}) {record.state}"
     if record.state == "succeeded":
         if missing > 0:
             saved = f"saved {', '.join(record.files)}; " if record.files else ""
-            then = "kie-mcp tries again in the background" if retrying else "check_task says why and tries again"
+            if then is None:
+                then = "kie-mcp tries again in the background" if retrying else "check_task says why and tries again"
             links = ", ".join(record.result_urls)
             return f"{head}: {saved}{missing} of its results not saved yet ({links}); {then}"
         where = ", ".join(record.files) if record.files else ", ".join(record.result_urls)
