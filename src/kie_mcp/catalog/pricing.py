@@ -21,6 +21,7 @@ from .validate import (
     PIXELS,
     _check_value,
     _coerce,
+    _count,
     _place_images,
     apply_defaults,
     argument_name,
@@ -165,6 +166,8 @@ def price_input(spec: ModelSpec, wire: Mapping[str, Any], measured: Mapping[str,
         credits = rate.credits * scale * count  # the seconds billed and outputs made scale a charge seen likewise
         seen = None if rate.up_to_source is None else spec.source_of(rate.up_to_source)
         up_to = None if rate.up_to is None else round(rate.up_to * scale * count, 4)
+        if added := sum(each * _count(wire, name) for name, each in rate.up_to_per_input.items()):
+            up_to = round((up_to if up_to is not None else credits) + added, 4)  # once per task, not per second
         return ItemPrice(
             known=True,
             credits=round(credits, 4),
