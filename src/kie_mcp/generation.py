@@ -475,10 +475,38 @@ def live_only_counted(price: ItemPrice, per_call: float) -> ItemPrice:
 
 
 def auto_approve_limit(rt: Runtime, p: Plan) -> float:
-    """The auto-approve limit for ``p``: 0 for a request whose same twin's outcome is unknown (``unsettled``) or
-    whose price only KIE's live list gives (``ItemPrice.live_only``), else ``KIE_AUTO_APPROVE_CREDITS``. The one
-    place this is decided: the approval itself, the estimate's ``auto_approved`` and the approval card use it."""
-    return 0.0 if p.unsettled or p.price.live_only else rt.settings.auto_approve_credits
+    """The auto-approve limit for ``p``: 0 for a request whose same twin's outcome is unknown (``unsettled``), whose
+    price only KIE's live list gives (``ItemPrice.live_only``) or whose price is old and unconfirmed
+    (``unconfirmed_old``), else ``KIE_AUTO_APPROVE_CREDITS``. The one place this is decided: the approval itself,
+    the estimate's ``auto_approved`` and the approval card use it."""
+    if p.unsettled or p.price.live_only or unconfirmed_old(rt, p.price):
+        return 0.0
+    return rt.settings.auto_approve_credits
+
+
+# A price whose newest evidence (its source's date, the live price row that gave it, a charge here that bore it out)
+# is older than this is quoted but never auto-approved: KIE changes prices every few weeks, and a model dropped from
+# KIE's price feed (Seedance 1.0, priced from KIE's list of 2025-12-21) is never refreshed by the daily sync.
+UNCONFIRMED_PRICE_MAX_DAYS = 180
+
+
+def unconfirmed_old(rt: Runtime, price: ItemPrice) -> bool:
+    """Whether ``price`` is known but its newest evidence is more than ``UNCONFIRMED_PRICE_MAX_DAYS`` old (or
+    undated). Never in the sandbox, whose simulated KIE charges the bundled prices themselves."""
+    if rt.settings.sandbox or price.credits is None:
+        return False
+    dates = [day for day in (price.source_date, price.confirmed_on) if day]
+    try:
+        newest = max(date.fromisoformat(day) for day in dates) if dates else None
+    except ValueError:
+        newest = None
+    return newest is None or (datetime.now().date() - newest).days > UNCONFIRMED_PRICE_MAX_DAYS
+
+
+OLD_PRICE_ASKED = (
+    f"This price is over {UNCONFIRMED_PRICE_MAX_DAYS} days old and no live KIE price or charge here has confirmed it "
+    "since, so it is never auto-approved."
+)
 
 
 def unbound(price: ItemPrice, linked: tuple[str, ...]) -> ItemPrice:
@@ -711,7 +739,9 @@ def quote_price(
     # first thing a new user's demo quote showed, while the sandbox's first price sync ran) only alarmed.
     stale = None if rt.settings.sandbox else staleness(price, datetime.now().date(), why_not_refreshed(rt))
     live_only = LIVE_ONLY_PRICE if price.live_only and price.credits is not None else None
-    notes = [line for line in (live_only, warning, stale, health_note(rt, spec.id)) if line]
+    # Said where auto-approval is on, the one place it could have mattered (``auto_approve_limit`` decides it)
+    asked = OLD_PRICE_ASKED if rt.settings.auto_approve_credits > 0 and unconfirmed_old(rt, price) else None
+    notes = [line for line in (live_only, asked, warning, stale, health_note(rt, spec.id)) if line]
     return price, notes
 
 
@@ -800,15 +830,16 @@ def observed_price(rt: Runtime, spec: ModelSpec, options: str, table: ItemPrice)
             f"KIE charged {charged:g} credits for this model and these settings on {day}; that is not used as "
             "the price, because this price depends on the request's inputs."
         )
+    confirmed = table.model_copy(update={"confirmed_on": day})  # a charge no higher than it counts bears it out
     if table.up_to is not None and table.credits * FAR_FROM_TABLE < charged <= table.up_to + 1e-9:
-        return table, None  # within what the caps already count (a link's picture billed at a higher tier): foreseen
+        return confirmed, None  # within what the caps already count (a link's picture billed at a higher tier)
     if charged <= 0 or not (table.credits / FAR_FROM_TABLE <= charged <= table.credits * FAR_FROM_TABLE):
         return table, (
             f"Warning: KIE charged {charged:g} credits for this model and these settings on {day}, far from the "
             f"price table's {table.credits:g}; the table's price is quoted. Check https://kie.ai/logs."
         )
     if charged <= table.credits + 1e-9:
-        return table, None
+        return confirmed, None
     raised = table.model_copy(
         update={
             "credits": charged,

@@ -54,6 +54,10 @@ class ItemPrice(BaseModel, defer_build=True):
     breakdown: str
     source: str | None = None
     source_date: str | None = None
+    # The day a charge KIE made in this workspace for the same model and options, no higher than what this price
+    # counts, bore it out (``generation.observed_price``): evidence as fresh as a live price row, whatever the
+    # source's date (``generation.unconfirmed_old``).
+    confirmed_on: str | None = None
     note: str | None = None
     # The most KIE was credibly seen charging for this task, above ``credits`` (``Rate.up_to``): what the caps and
     # the auto-approve limit count, and the ledger while KIE reports no charge. None when the price is all there is.
