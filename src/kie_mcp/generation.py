@@ -219,6 +219,7 @@ async def plan(
 
     ``continues`` (source task id, operation) and ``facts`` (the source's settings a price depends on, keys
     ``source.<name>``) come from ``followups.plan``, the one caller that may plan a follow-up model."""
+    await first_prices(rt)  # a fresh install's first quote: KIE's live price, not a months-old bundled one
     spec = resolve_model(rt, args.model, kind, followup=continues is not None)
     # Its results could not be saved: outputs/ is a link to /, the workspace or the home folder (media/saved.py)
     saved.check(rt.settings.workspace / saved.OUTPUTS, " Nothing was sent or charged.")
@@ -751,6 +752,24 @@ LIVE_ONLY_PRICE = (
 )
 
 
+# How long a quote (estimate_cost's, or a generate call's at the gate) waits for the first read of KIE's price list
+# in a workspace that never had one, by the sync started with the server (a few seconds); then it is quoted from the
+# bundled prices, with the warning that says why.
+FIRST_PRICES_WAIT = 3.0
+
+
+async def first_prices(rt: Runtime) -> None:
+    """Wait, ``FIRST_PRICES_WAIT`` at most, for the catalogue sync under way to read KIE's prices (the first thing it
+    reads) when no price list of KIE was ever read in this workspace, so that a fresh install's first quote is KIE's
+    live price, not a months-old bundled one with a warning. An await, cancelled with its call; never under
+    --sandbox, whose simulated list is a copy of the bundled prices."""
+    priced = rt.catalog_priced
+    if rt.settings.sandbox or not rt.reading_prices or priced is None or rt.live.feed_at is not None:
+        return
+    with anyio.move_on_after(FIRST_PRICES_WAIT):
+        await priced.wait()
+
+
 def why_not_refreshed(rt: Runtime) -> str:
     """Why a quoted price is not from today's KIE price list: only the reason that holds now, so an agent never
     relays a wrong cause (the first quote of a fresh workspace used to blame a sync that was still running)."""
@@ -758,7 +777,7 @@ def why_not_refreshed(rt: Runtime) -> str:
         return "KIE_CATALOG_SYNC is off"
     if rt.kie is None:
         return "no KIE key is set, so KIE's price list cannot be read"
-    if rt.catalog_syncing:
+    if rt.reading_prices:
         return "kie-mcp is reading KIE's price list right now; estimate again in a few seconds for today's price"
     live = rt.live
     if live.attempted_at is None:
