@@ -26,16 +26,20 @@ STALE = "Warning: this price is from"
 
 class HeldCatalog(httpx2.AsyncBaseTransport):
     """The simulator, with KIE's model list held until ``release`` is set (a catalogue sync that is still running),
-    and the paths in ``failing`` answered with a server error."""
+    every model schema held for good when ``schemas_held``, and the paths in ``failing`` answered with a server
+    error."""
 
     def __init__(self, inner: SandboxTransport) -> None:
         self.inner = inner
         self.release = anyio.Event()
+        self.schemas_held = False
         self.failing: set[str] = set()
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         if request.url.path == "/api/v1/models":
             await self.release.wait()
+        if self.schemas_held and request.url.path.endswith("/schema"):
+            await anyio.sleep_forever()
         if request.url.path in self.failing:
             return httpx2.Response(500, json={"code": 500, "msg": "internal error"})
         return await self.inner.handle_async_request(request)
@@ -200,6 +204,72 @@ async def test_the_first_quote_while_kies_prices_are_being_read_says_so_and_the_
                 await anyio.sleep(0.05)
     assert reason(first).startswith("kie-mcp is reading KIE's price list right now"), reason(first)
     assert later.structured_content["quote"]["price_source"].startswith("KIE live price list of")
+
+
+@pytest.mark.parametrize("tool", ["estimate_cost", "generate_image"])
+async def test_the_first_quote_after_start_waits_for_kies_price_list_and_carries_the_live_price(
+    connect, controls, transport, old_prices, tool
+):
+    """The audit: on a fresh install the first quote and the confirmation carried "Warning: this price is from
+    2026-09-11 (86 days ago)", because the catalogue sync started with the server was still reading KIE's list, a
+    few seconds. The first quote, an estimate's or the gate's, waits for it (a few seconds at most) and is KIE's live
+    price."""
+    await controls.post("config", {"catalog_limit_per_second": 0})
+    await controls.post("catalog/feed", {"description": "Google nano banana 2, 1K", "credits": 10})  # bundled: 8
+    transport.release.set()
+    seen: list[str] = []
+    async with connect(catalog_sync=True, elicitation=answering(seen=seen, action="decline")) as client:
+        first = await client.call_tool(tool, IMAGE)
+    if tool == "estimate_cost":
+        said, quote = text_of(first), first.structured_content["quote"]
+        assert quote["credits_total"] == 10 and quote["price_source"].startswith("KIE live price list of"), said
+    else:
+        assert len(seen) == 1 and seen[0].startswith("Spend 10 credits"), seen
+        said = seen[0]
+    assert STALE not in said, said
+    assert await controls.creates() == []
+
+
+async def test_the_first_quote_waits_for_kies_prices_not_for_the_schemas_the_sync_reads_after_them(
+    connect, controls, transport, old_prices
+):
+    """KIE's catalogue lookups go one a second: a first sync reading the schemas of the live models the bundle lacks
+    takes a second each, a minute with thirty. The prices, read first, are quoted as soon as they are in."""
+    from kie_mcp.generation import FIRST_PRICES_WAIT
+
+    from .test_live_catalog import EXTRA
+
+    await controls.post("config", {"catalog_limit_per_second": 0})
+    await controls.post("catalog/extra", EXTRA)  # a live model the bundle lacks: its schema is read after the prices
+    await controls.post("catalog/feed", {"description": "Google nano banana 2, 1K", "credits": 10})  # bundled: 8
+    transport.release.set()
+    transport.schemas_held = True  # the sync never ends
+    async with connect(catalog_sync=True) as client:
+        started = anyio.current_time()
+        first = await client.call_tool("estimate_cost", IMAGE)
+        waited = anyio.current_time() - started
+    quote = first.structured_content["quote"]
+    assert quote["credits_total"] == 10 and quote["price_source"].startswith("KIE live price list of"), text_of(first)
+    assert STALE not in text_of(first) and waited < FIRST_PRICES_WAIT, waited
+
+
+async def test_the_first_quote_after_start_waits_no_longer_than_the_bound_for_a_sync_that_hangs(
+    connect, transport, old_prices, monkeypatch
+):
+    """KIE's list never answers: the first estimate and the first question wait ``FIRST_PRICES_WAIT`` for it, no
+    more, and are quoted from the bundled prices, saying that the list is being read."""
+    from kie_mcp import generation
+
+    monkeypatch.setattr(generation, "FIRST_PRICES_WAIT", 1.0)
+    seen: list[str] = []
+    async with connect(catalog_sync=True, elicitation=answering(seen=seen, action="decline")) as client:
+        for tool in ("estimate_cost", "generate_image"):
+            started = anyio.current_time()
+            answer = await client.call_tool(tool, IMAGE)
+            waited = anyio.current_time() - started
+            assert 0.9 <= waited < 2.5, (tool, waited)
+            assert not answer.is_error, text_of(answer)
+    assert len(seen) == 1 and "kie-mcp is reading KIE's price list right now" in seen[0], seen
 
 
 async def test_an_old_price_after_a_failed_read_of_kies_list_says_it_failed(

@@ -21,7 +21,7 @@ from kie_mcp.catalog import load_catalog, price_input
 from kie_mcp.catalog.spec import Source
 from kie_mcp.spend.quotes import provenance, staleness
 
-from .conftest import text_of
+from .conftest import eras_in_turn, text_of
 
 CATALOG = load_catalog()
 # Copies of KIE's pages whose capture date is known, by how a source names them: a source citing one is dated no
@@ -143,6 +143,31 @@ async def test_where_kies_prices_disagree_the_higher_is_quoted_with_a_note(conne
     quote = answer.structured_content["quote"]
     assert quote["credits_total"] == pytest.approx(credits)
     assert "the higher of" in quote["note"] and "2026-10-10" in quote["note"]
+
+
+SEEDANCE_LITE = {  # KIE's 2025-12-21 snapshot lists Lite at 10/22.5/50 per 5 s and again at Pro's 14/30/70
+    ("5", "480p"): 14,
+    ("5", "720p"): 30,
+    ("5", "1080p"): 70,
+    ("10", "480p"): 28,
+    ("10", "720p"): 60,
+    ("10", "1080p"): 140,
+}
+
+
+@eras_in_turn("model", ["bytedance/v1-lite-text-to-video", "bytedance/v1-lite-image-to-video"])
+async def test_seedance_1_lite_is_quoted_at_the_higher_of_kies_two_lite_figures_with_the_note_saying_so(connect, model):
+    """The audit: the catalogue quoted the lower Lite rows (22.5 credits for 5 s at 720p) where the same snapshot also
+    lists 30, against the rule that conflicting KIE prices quote the higher."""
+    images = ["https://x.io/a.png"] if "image-to-video" in model else []
+    async with connect() as client:
+        for (duration, resolution), credits in SEEDANCE_LITE.items():
+            arguments = {"model": model, "prompt": "a paper boat", "images": images, "resolution": resolution}
+            answer = await client.call_tool("estimate_cost", {**arguments, "duration": int(duration)})
+            quote = answer.structured_content["quote"]
+            assert quote["credits_total"] == credits, (duration, resolution, text_of(answer))
+    assert quote["price_source"] == "KIE price list of 2025-12-21"
+    assert "The higher of KIE's two Lite figures" in quote["note"] and "10 / 22.5 / 50" in quote["note"]
 
 
 async def test_gpt_4o_image_says_kie_now_calls_its_endpoint_the_old_version(connect):

@@ -53,8 +53,10 @@ UNTIED_ROWS = {
         ["HappyHorse-1.0, video-edit, 720p", "HappyHorse-1.0, video-edit, 1080p"],
         "KIE bills the input's seconds and the output's: the rate per input second is twice the row",
     ),
+    "MiniMax H3, image input, 768p, 2k": "a charge per input image on top of the output rate that "
+    "the sources disagree on: image to video counts it against the caps (up_to_per_input), never quotes it",
     **dict.fromkeys(
-        ["MiniMax H3, image input, 768p, 2k", "MiniMax H3, video input, 768p", "MiniMax H3, video input, 2k"],
+        ["MiniMax H3, video input, 768p", "MiniMax H3, video input, 2k"],
         "charges for inputs on top of the output rate, which the catalogue does not price (such requests are unknown)",
     ),
     "grok-imagine, upscale, 360p→720p": "kie-mcp asks Grok's upscale for 1080p only",

@@ -104,3 +104,33 @@ async def test_the_estimate_says_when_the_balance_covers_the_list_price_but_not_
         in text
     )
     assert "too low for this request" not in text
+
+
+# MiniMax H3 image to video: KIE's docs as captured 2026-09-24 price it "8/s, 13/s (+4/image input)", while other
+# integrations count some input images free. The quote stays the documented rate; the caps count 4 more per frame.
+H3 = {"model": "minimax-h3/image-to-video", "prompt": "A cat walks.", "resolution": "768P", "duration": 5}
+FRAME = "https://example.com/first.png"
+H3_WHY = "KIE's docs as captured 2026-09-24 add 4 credits per input image, which other integrations count as free"
+
+
+async def test_minimax_h3_image_to_video_is_quoted_at_its_rate_and_counts_4_credits_more_per_frame(connect):
+    async with connect() as client:
+        one = await client.call_tool("estimate_cost", {**H3, "images": [FRAME]})
+        two = await client.call_tool("estimate_cost", {**H3, "images": [FRAME, "https://example.com/last.png"]})
+    for answer, counted in ((one, 44), (two, 48)):
+        quote = answer.structured_content["quote"]
+        assert (quote["credits_total"], quote["credits_counted"]) == (40, counted), text_of(answer)
+        assert f"KIE's list says 40; {H3_WHY}: up to {counted} is counted against your caps." in text_of(answer)
+
+
+async def test_minimax_h3_frames_count_against_the_auto_approve_limit_and_the_per_call_cap(connect, controls):
+    seen: list[str] = []
+    async with connect(elicitation=answering(seen=seen), auto_approve_credits=42) as client:
+        estimate = await client.call_tool("estimate_cost", {**H3, "images": [FRAME]})
+        await client.call_tool("generate_video", {**H3, "images": [FRAME]})  # 40 listed, 44 counted: asked
+    assert estimate.structured_content["auto_approved"] is False
+    assert len(seen) == 1 and H3_WHY in seen[0], seen
+    async with connect(elicitation=answering(), max_credits_per_call=42) as client:
+        refused = await client.call_tool("generate_video", {**H3, "images": [FRAME]})
+    assert refused.is_error and "over the per-call cap of 42" in text_of(refused), text_of(refused)
+    assert len(await controls.creates()) == 1  # the one the person approved

@@ -219,6 +219,7 @@ async def plan(
 
     ``continues`` (source task id, operation) and ``facts`` (the source's settings a price depends on, keys
     ``source.<name>``) come from ``followups.plan``, the one caller that may plan a follow-up model."""
+    await first_prices(rt)  # a fresh install's first quote: KIE's live price, not a months-old bundled one
     spec = resolve_model(rt, args.model, kind, followup=continues is not None)
     # Its results could not be saved: outputs/ is a link to /, the workspace or the home folder (media/saved.py)
     saved.check(rt.settings.workspace / saved.OUTPUTS, " Nothing was sent or charged.")
@@ -475,10 +476,38 @@ def live_only_counted(price: ItemPrice, per_call: float) -> ItemPrice:
 
 
 def auto_approve_limit(rt: Runtime, p: Plan) -> float:
-    """The auto-approve limit for ``p``: 0 for a request whose same twin's outcome is unknown (``unsettled``) or
-    whose price only KIE's live list gives (``ItemPrice.live_only``), else ``KIE_AUTO_APPROVE_CREDITS``. The one
-    place this is decided: the approval itself, the estimate's ``auto_approved`` and the approval card use it."""
-    return 0.0 if p.unsettled or p.price.live_only else rt.settings.auto_approve_credits
+    """The auto-approve limit for ``p``: 0 for a request whose same twin's outcome is unknown (``unsettled``), whose
+    price only KIE's live list gives (``ItemPrice.live_only``) or whose price is old and unconfirmed
+    (``unconfirmed_old``), else ``KIE_AUTO_APPROVE_CREDITS``. The one place this is decided: the approval itself,
+    the estimate's ``auto_approved`` and the approval card use it."""
+    if p.unsettled or p.price.live_only or unconfirmed_old(rt, p.price):
+        return 0.0
+    return rt.settings.auto_approve_credits
+
+
+# A price whose newest evidence (its source's date, the live price row that gave it, a charge here that bore it out)
+# is older than this is quoted but never auto-approved: KIE changes prices every few weeks, and a model dropped from
+# KIE's price feed (Seedance 1.0, priced from KIE's list of 2025-12-21) is never refreshed by the daily sync.
+UNCONFIRMED_PRICE_MAX_DAYS = 180
+
+
+def unconfirmed_old(rt: Runtime, price: ItemPrice) -> bool:
+    """Whether ``price`` is known but its newest evidence is more than ``UNCONFIRMED_PRICE_MAX_DAYS`` old (or
+    undated). Never in the sandbox, whose simulated KIE charges the bundled prices themselves."""
+    if rt.settings.sandbox or price.credits is None:
+        return False
+    dates = [day for day in (price.source_date, price.confirmed_on) if day]
+    try:
+        newest = max(date.fromisoformat(day) for day in dates) if dates else None
+    except ValueError:
+        newest = None
+    return newest is None or (datetime.now().date() - newest).days > UNCONFIRMED_PRICE_MAX_DAYS
+
+
+OLD_PRICE_ASKED = (
+    f"This price is over {UNCONFIRMED_PRICE_MAX_DAYS} days old and no live KIE price or charge here has confirmed it "
+    "since, so it is never auto-approved."
+)
 
 
 def unbound(price: ItemPrice, linked: tuple[str, ...]) -> ItemPrice:
@@ -711,7 +740,9 @@ def quote_price(
     # first thing a new user's demo quote showed, while the sandbox's first price sync ran) only alarmed.
     stale = None if rt.settings.sandbox else staleness(price, datetime.now().date(), why_not_refreshed(rt))
     live_only = LIVE_ONLY_PRICE if price.live_only and price.credits is not None else None
-    notes = [line for line in (live_only, warning, stale, health_note(rt, spec.id)) if line]
+    # Said where auto-approval is on, the one place it could have mattered (``auto_approve_limit`` decides it)
+    asked = OLD_PRICE_ASKED if rt.settings.auto_approve_credits > 0 and unconfirmed_old(rt, price) else None
+    notes = [line for line in (live_only, asked, warning, stale, health_note(rt, spec.id)) if line]
     return price, notes
 
 
@@ -721,6 +752,24 @@ LIVE_ONLY_PRICE = (
 )
 
 
+# How long a quote (estimate_cost's, or a generate call's at the gate) waits for the first read of KIE's price list
+# in a workspace that never had one, by the sync started with the server (a few seconds); then it is quoted from the
+# bundled prices, with the warning that says why.
+FIRST_PRICES_WAIT = 3.0
+
+
+async def first_prices(rt: Runtime) -> None:
+    """Wait, ``FIRST_PRICES_WAIT`` at most, for the catalogue sync under way to read KIE's prices (the first thing it
+    reads) when no price list of KIE was ever read in this workspace, so that a fresh install's first quote is KIE's
+    live price, not a months-old bundled one with a warning. An await, cancelled with its call; never under
+    --sandbox, whose simulated list is a copy of the bundled prices."""
+    priced = rt.catalog_priced
+    if rt.settings.sandbox or not rt.reading_prices or priced is None or rt.live.feed_at is not None:
+        return
+    with anyio.move_on_after(FIRST_PRICES_WAIT):
+        await priced.wait()
+
+
 def why_not_refreshed(rt: Runtime) -> str:
     """Why a quoted price is not from today's KIE price list: only the reason that holds now, so an agent never
     relays a wrong cause (the first quote of a fresh workspace used to blame a sync that was still running)."""
@@ -728,7 +777,7 @@ def why_not_refreshed(rt: Runtime) -> str:
         return "KIE_CATALOG_SYNC is off"
     if rt.kie is None:
         return "no KIE key is set, so KIE's price list cannot be read"
-    if rt.catalog_syncing:
+    if rt.reading_prices:
         return "kie-mcp is reading KIE's price list right now; estimate again in a few seconds for today's price"
     live = rt.live
     if live.attempted_at is None:
@@ -800,15 +849,16 @@ def observed_price(rt: Runtime, spec: ModelSpec, options: str, table: ItemPrice)
             f"KIE charged {charged:g} credits for this model and these settings on {day}; that is not used as "
             "the price, because this price depends on the request's inputs."
         )
+    confirmed = table.model_copy(update={"confirmed_on": day})  # a charge no higher than it counts bears it out
     if table.up_to is not None and table.credits * FAR_FROM_TABLE < charged <= table.up_to + 1e-9:
-        return table, None  # within what the caps already count (a link's picture billed at a higher tier): foreseen
+        return confirmed, None  # within what the caps already count (a link's picture billed at a higher tier)
     if charged <= 0 or not (table.credits / FAR_FROM_TABLE <= charged <= table.credits * FAR_FROM_TABLE):
         return table, (
             f"Warning: KIE charged {charged:g} credits for this model and these settings on {day}, far from the "
             f"price table's {table.credits:g}; the table's price is quoted. Check https://kie.ai/logs."
         )
     if charged <= table.credits + 1e-9:
-        return table, None
+        return confirmed, None
     raised = table.model_copy(
         update={
             "credits": charged,

@@ -81,6 +81,9 @@ class Runtime:
     spending: SpendingCalls = field(default_factory=SpendingCalls)  # calls sending creates now (spend/inflight.py)
     owed: OwedWrites = field(default_factory=OwedWrites)  # creates' outcomes a full disk kept out of the journal
     catalog_syncing: bool = False  # a look at KIE's live models and prices is under way (quotes say so)
+    # Set once the look under way has read KIE's prices (the first thing it reads), or ended: what the first quotes of
+    # a workspace that never read them wait for (``generation.first_prices``).
+    catalog_priced: anyio.Event | None = None
     # While another program holds the journal locked (it has not opened yet): set when the next try to open it ends,
     # so a call waits for that try (``OPEN_WAIT`` at most) and finds it open once the lock is gone. None once open.
     journal_retry: anyio.Event | None = None
@@ -139,6 +142,30 @@ class Runtime:
         """How many result links a task of this model keeps (``records.links_kept``): a garbage answer naming
         thousands never makes thousands of files."""
         return links_kept(self.catalog.get(model_id))
+
+    def sync_starts(self) -> None:
+        """A look at KIE's live catalogue begins: quotes say so, and the first ones may wait for its prices."""
+        self.catalog_syncing = True
+        if self.catalog_priced is None or self.catalog_priced.is_set():  # one a quote may already wait on is kept
+            self.catalog_priced = anyio.Event()
+
+    def prices_read(self, live: LiveCatalog) -> None:
+        """The look under way has read KIE's model list and prices (its schemas and success rates follow): quoted
+        from now on, and the quotes waiting for them go on."""
+        self.live = live
+        self.catalog = with_live_models(live)
+        if self.catalog_priced is not None:
+            self.catalog_priced.set()
+
+    def sync_ends(self) -> None:
+        self.catalog_syncing = False
+        if self.catalog_priced is not None:
+            self.catalog_priced.set()
+
+    @property
+    def reading_prices(self) -> bool:
+        """A look at KIE's catalogue is under way and has not read its prices yet."""
+        return self.catalog_syncing and not (self.catalog_priced is not None and self.catalog_priced.is_set())
 
     def require_kie(self) -> KieClient:
         if self.kie is None:
@@ -310,7 +337,7 @@ async def open_runtime(
             background.start_soon(_forget_old_quotes, runtime)
             background.start_soon(_write_owed, runtime)
             if kie is not None and settings.catalog_sync:
-                runtime.catalog_syncing = True  # from now: a quote made before the first look ends says so
+                runtime.sync_starts()  # from now: a quote made before it has read KIE's prices waits, or says so
                 background.start_soon(_keep_catalog_current, runtime, kie)  # never delays start-up or a tool call
             yield runtime
             background.cancel_scope.cancel()
@@ -354,11 +381,11 @@ async def _keep_catalog_current(runtime: Runtime, kie: KieClient) -> None:
     when the cache is a day old (``maybe_sync`` waits an hour after a failed try), and take a newer cache another
     server on this workspace wrote. A sync only at start-up left prices and withdrawn models as they were that day."""
     while True:
-        runtime.catalog_syncing = True
+        runtime.sync_starts()
         try:
             await _sync_catalog(runtime, kie)
         finally:
-            runtime.catalog_syncing = False
+            runtime.sync_ends()
         await anyio.sleep(CATALOG_CHECK_EVERY)
 
 
@@ -370,7 +397,7 @@ async def _sync_catalog(runtime: Runtime, kie: KieClient) -> None:
     whose = "The simulator's" if runtime.settings.sandbox else "KIE's live"
     path = cache_path(runtime.settings.workspace)
     in_use = await anyio.to_thread.run_sync(models_in_use_from_journal, runtime.settings.workspace)
-    fresh = await maybe_sync(kie, path, in_use)  # loads the catalogue itself, only when a sync is due
+    fresh = await maybe_sync(kie, path, in_use, prices_read=runtime.prices_read)  # only when a sync is due
     if fresh is None:  # not due: the cache may still be newer than what this server holds (another server wrote it)
         from kie_mcp.catalog.live import LiveCatalog
 

@@ -21,6 +21,7 @@ from .validate import (
     PIXELS,
     _check_value,
     _coerce,
+    _count,
     _place_images,
     apply_defaults,
     argument_name,
@@ -53,6 +54,10 @@ class ItemPrice(BaseModel, defer_build=True):
     breakdown: str
     source: str | None = None
     source_date: str | None = None
+    # The day a charge KIE made in this workspace for the same model and options, no higher than what this price
+    # counts, bore it out (``generation.observed_price``): evidence as fresh as a live price row, whatever the
+    # source's date (``generation.unconfirmed_old``).
+    confirmed_on: str | None = None
     note: str | None = None
     # The most KIE was credibly seen charging for this task, above ``credits`` (``Rate.up_to``): what the caps and
     # the auto-approve limit count, and the ledger while KIE reports no charge. None when the price is all there is.
@@ -165,6 +170,8 @@ def price_input(spec: ModelSpec, wire: Mapping[str, Any], measured: Mapping[str,
         credits = rate.credits * scale * count  # the seconds billed and outputs made scale a charge seen likewise
         seen = None if rate.up_to_source is None else spec.source_of(rate.up_to_source)
         up_to = None if rate.up_to is None else round(rate.up_to * scale * count, 4)
+        if added := sum(each * _count(wire, name) for name, each in rate.up_to_per_input.items()):
+            up_to = round((up_to if up_to is not None else credits) + added, 4)  # once per task, not per second
         return ItemPrice(
             known=True,
             credits=round(credits, 4),

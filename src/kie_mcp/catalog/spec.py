@@ -189,13 +189,21 @@ class Rate(_Strict):
     # The row of KIE's public price feed ``up_to`` follows (Topaz's 8K tier for a link): live sync counts the higher
     # of ``up_to`` and that row's live credits, so a tier KIE raises is never counted at its old figure.
     up_to_feed: str | None = None
+    # Credits KIE may add per task for each input in these fields (a link field counts one when set, a list field
+    # its items), above the rate, by a source too weak to quote (MiniMax H3 image to video: "+4/image input" in one
+    # capture of KIE's docs, while others count some images free). Counted like ``up_to`` (with ``up_to_source``
+    # and ``up_to_why``), on top of the rate or of ``up_to``; never quoted as the price.
+    up_to_per_input: dict[str, float] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _up_to_has_a_source(self) -> "Rate":
-        if (self.up_to is None) != (self.up_to_source is None):
+        counted = self.up_to is not None or bool(self.up_to_per_input)
+        if counted != (self.up_to_source is not None):
             raise ValueError("up_to and up_to_source go together: a higher charge is counted only with its source")
-        if self.up_to_why is not None and self.up_to is None:
+        if self.up_to_why is not None and not counted:
             raise ValueError("up_to_why says why up_to is counted: it needs up_to")
+        if any(not each > 0 for each in self.up_to_per_input.values()):
+            raise ValueError("up_to_per_input counts credits KIE may add: each above 0")
         if self.up_to_feed is not None and self.up_to is None:
             raise ValueError("up_to_feed names the feed row up_to follows: it needs up_to")
         if self.up_to is not None and self.up_to <= self.credits:
@@ -334,6 +342,13 @@ class ModelSpec(_Strict):
             unknown = [name for name in self.frames.fields if name not in self.fields]
             if unknown or self.field_for_arg("aspect_ratio") is None:
                 raise ValueError(f"frames name fields it does not have ({unknown}) or it has no aspect_ratio field")
+        return self
+
+    @model_validator(mode="after")
+    def _inputs_counted_are_media_fields(self) -> "ModelSpec":
+        named = {name for rate in (self.price.rates if self.price else []) for name in rate.up_to_per_input}
+        if unknown := sorted(name for name in named if name not in self.fields or not self.fields[name].is_media):
+            raise ValueError(f"up_to_per_input names what is no media field of the model: {unknown}")
         return self
 
     def field_for_arg(self, arg: str) -> FieldSpec | None:
