@@ -224,7 +224,7 @@ async def test_a_web_page_in_place_of_the_file_is_fetched_again_through_a_fresh_
     await controls.fault("files", kind="html", status=200, times=2)  # the fresh link serves the page too
     with pytest.raises(DownloadError) as caught:
         await download(kie.files, url, tmp_path / "b.png", expected="image", remint=kie.download_url)
-    assert caught.value.retryable and not caught.value.expired  # the CDN failing: trying later may work
+    assert caught.value.retryable and caught.value.expired  # trying later may work; its message says what to do
     assert "web page" in str(caught.value) and "fresh link" in str(caught.value)
     assert listing(tmp_path) == ["a.png"]
 

@@ -3,6 +3,7 @@ from imageio-ffmpeg), served over an in-process HTTP transport with and without 
 
 from __future__ import annotations
 
+import io
 import random
 import re
 import struct
@@ -23,6 +24,7 @@ from kie_mcp.kie import KieClient
 from kie_mcp.media import duration as duration_mod
 from kie_mcp.media.duration import (
     MAX_SECONDS,
+    cut_short,
     flac_seconds,
     input_field,
     measure_inputs,
@@ -509,6 +511,91 @@ def test_an_mp4s_tracks_say_whether_it_holds_sound_and_video(media, tmp_path):
             None,
             *(Tracks(a, b) for a in (True, False) for b in (True, False)),
         )
+
+
+# -- a saved result: whole, or cut short ---------------------------------------------------------------------------
+
+
+class _CountedReads(io.RawIOBase):
+    """A file read through a count of the bytes it gave (the walk must read box headers, never the file)."""
+
+    def __init__(self, path: Path) -> None:
+        self.file = path.open("rb", buffering=0)
+        self.given = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.file.seek(offset, whence)
+
+    def readinto(self, buffer: Any) -> int:
+        done = self.file.readinto(buffer)
+        self.given += done or 0
+        return done
+
+    def close(self) -> None:
+        self.file.close()
+        super().close()
+
+
+def _cut_short_of(data: bytes, tmp_path: Path) -> str | None:
+    path = tmp_path / "result.mp4"
+    path.write_bytes(data)
+    with path.open("rb") as handle:
+        return cut_short(handle, len(data))
+
+
+@pytest.mark.parametrize(
+    "name", ["end.mp4", "fast.mp4", "clip.mov", "frag.mp4", "voice.m4a", "big-end.mp4", "long.mp4"]
+)
+def test_a_whole_mp4_mov_or_m4a_is_never_called_cut_short(media, name):
+    """moov at either end, QuickTime, fragments (a box a fragment), sound alone, a 64-bit mdat: all whole."""
+    with media[name].open("rb") as handle:
+        assert cut_short(handle, media[name].stat().st_size) is None
+
+
+@pytest.mark.parametrize("name", ["end.mp4", "fast.mp4", "long.mp4"])
+def test_an_mp4_cut_short_anywhere_but_a_box_boundary_is_said_so(media, name, tmp_path):
+    """A file KIE stored cut short, its length agreeing: its last box runs past the end, or its movie box is
+    missing (cut before it), or a header is cut in two. 64-bit box sizes are read as such."""
+    data = media[name].read_bytes()
+    for cut in (4, 12, 100, 1000, len(data) // 2, len(data) - 1):
+        why = _cut_short_of(data[:cut], tmp_path)
+        assert why is not None and ("cut short" in why or "no movie box" in why), (cut, why)
+    assert "past the file's end" in _cut_short_of(data[: len(data) - 1], tmp_path)
+
+
+def test_a_last_box_sized_to_the_end_of_the_file_is_whole_and_a_file_without_a_movie_is_not(media, tmp_path):
+    """Size 0: "to the end of the file", as a writer that could not go back leaves its last box. A file with no
+    movie box (moov) opens in no player."""
+    data = media["end.mp4"].read_bytes()
+    last = data.rfind(b"moov") - 4  # moov comes last here
+    assert _cut_short_of(data[:last] + bytes(4) + data[last + 4 :], tmp_path) is None
+    ftyp = _box(b"ftyp", b"isom" + struct.pack(">I", 512) + b"isom")
+    assert "no movie box" in _cut_short_of(ftyp + _box(b"mdat", bytes(100)), tmp_path)
+    assert "less than its own header" in _cut_short_of(ftyp + struct.pack(">I", 3) + b"free", tmp_path)
+
+
+def test_a_large_whole_file_is_judged_from_its_box_headers_without_being_read(media, tmp_path):
+    """A 6 GB video (sparse here) is judged whole from a few hundred bytes: a seek and a header a box."""
+    moov = media["fast.mp4"].read_bytes()
+    moov = moov[moov.find(b"moov") - 4 :][: struct.unpack(">I", moov[moov.find(b"moov") - 4 : moov.find(b"moov")])[0]]
+    size = 6 * 1024**3
+    head = _box(b"ftyp", b"isom" + struct.pack(">I", 512) + b"isom") + moov
+    path = tmp_path / "large.mp4"
+    with path.open("wb") as out:
+        out.write(head + struct.pack(">I", 1) + b"mdat" + struct.pack(">Q", size - len(head)))
+        out.truncate(size)
+    counted = _CountedReads(path)
+    with io.BufferedReader(counted) as handle:
+        assert cut_short(handle, size) is None
+    assert counted.given < 64 * 1024, counted.given
+    with path.open("rb") as handle:
+        assert "past the file's end" in (cut_short(handle, size - 1) or "")
 
 
 # -- URLs ----------------------------------------------------------------------------------------------------------

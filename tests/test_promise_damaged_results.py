@@ -5,6 +5,9 @@ through the real MCP client in both protocol eras:
   only, never a new task; a good second copy is what is kept, with nothing to say;
 - still damaged, it is kept (it is paid for) and the answer and check_task say it does not open as an image, and
   where KIE shows the task;
+- a video KIE serves cut short (no movie box yet, or its media data ending early: ffmpeg's "partial file") is the
+  same: fetched once more, a good second copy kept with nothing to say; still cut short, kept and said in the
+  answer and by check_task not to be a whole video; a whole video is fetched once and never called damaged;
 - a result of the wrong kind is named for what it is (a PDF is a PDF, not plain text).
 """
 
@@ -24,6 +27,15 @@ from .conftest import answering, text_of
 from .test_followups import MARKET, requests_to
 
 IMAGE = {"prompt": "a red apple on a wooden table", "model": "nano-banana-2", "wait_seconds": 30}
+VIDEO = {"prompt": "waves rolling onto a beach at dusk", "model": "veo3_fast", "wait_seconds": 40}
+VEO = "/api/v1/veo/generate"
+# Where a sandbox clip is cut: inside its movie box (no moov whole), and inside its media data (ffmpeg opens it and
+# says "partial file")
+CUTS = [1500, 20000]
+
+
+async def file_gets(controls) -> int:
+    return sum(1 for r in (await controls.get("requests"))["requests"] if r["path"].startswith(("/files/", "/dl/")))
 
 
 async def test_an_image_kie_serves_damaged_once_is_fetched_again_and_saved_whole(connect, controls, tmp_path):
@@ -55,6 +67,58 @@ async def test_an_image_kie_stored_damaged_is_saved_and_said_not_to_open(connect
     assert "saved, but it does not open as an image" in text and "https://kie.ai/logs" in text, text
     assert checked.structured_content["saved_files"][0]["damaged"], checked.structured_content["saved_files"]
     assert len(await requests_to(controls, MARKET)) == 1
+
+
+@pytest.mark.parametrize("cut", CUTS)
+async def test_a_video_kie_serves_cut_short_once_is_fetched_again_and_saved_whole(connect, controls, tmp_path, cut):
+    await controls.fault("files", kind="damaged", after_bytes=cut)
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_video", VIDEO)
+    task = made.structured_content["tasks"][0]
+    [saved] = task["files"]
+    assert (tmp_path / saved).stat().st_size > cut  # the second copy, whole
+    assert "not a whole video" not in text_of(made), text_of(made)
+    assert await file_gets(controls) == 2
+    assert len(await requests_to(controls, VEO)) == 1  # a download again, never a task again
+
+
+@pytest.mark.parametrize("cut", CUTS)
+async def test_a_video_kie_stored_cut_short_is_saved_and_said_not_to_be_whole(connect, controls, tmp_path, cut):
+    """The audit: a Veo clip served cut short (its Content-Length agreeing) was saved and answered "Done" with no
+    word of it, while an image in the same case was fetched again and said not to open. A video is judged by its
+    boxes (a movie box, and none running past its end) as it is saved: fetched once more, then kept and said."""
+    await controls.fault("files", kind="damaged", after_bytes=cut, times=-1)
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_video", VIDEO)
+        task = made.structured_content["tasks"][0]
+        checked = await client.call_tool("check_task", {"task_id": task["task_id"]})
+    [saved] = task["files"]
+    assert (tmp_path / saved).stat().st_size == cut  # kept: it is paid for
+    text = text_of(made)
+    assert task["state"] == "succeeded" and f"saved to {saved}, but it is not a whole video" in text, text
+    assert "cut short" in text and "fetched it once more" in text and "https://kie.ai/logs" in text, text
+    text = text_of(checked)
+    assert "saved, but it is not a whole video" in text and "https://kie.ai/logs" in text, text
+    assert checked.structured_content["saved_files"][0]["damaged"], checked.structured_content["saved_files"]
+    assert await file_gets(controls) == 2
+    assert len(await requests_to(controls, VEO)) == 1
+
+
+async def test_a_whole_video_is_fetched_once_and_never_called_damaged(connect, controls, tmp_path):
+    """The simulator's clips are real playable MP4s (a trailing free box pads them to their size): judged whole."""
+    await controls.post("config", {"video_bytes": 4_000_000})
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_video", VIDEO)
+        task = made.structured_content["tasks"][0]
+        checked = await client.call_tool("check_task", {"task_id": task["task_id"]})
+    [saved] = task["files"]
+    assert (tmp_path / saved).stat().st_size == 4_000_000
+    for answer in (made, checked):
+        assert "not a whole video" not in text_of(answer) and "stored it damaged" not in text_of(answer), text_of(
+            answer
+        )
+    assert not any(file.get("damaged") for file in checked.structured_content["saved_files"])
+    assert await file_gets(controls) == 1
 
 
 async def test_a_pdf_where_an_image_was_expected_is_named_a_pdf_not_plain_text(tmp_path):

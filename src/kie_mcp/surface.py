@@ -70,6 +70,7 @@ from kie_mcp.media.downloads import (
     as_served,
     damage_of,
     key_held,
+    not_whole,
     preview,
     sniff_mime,
 )
@@ -307,7 +308,8 @@ class SavedFile(_Result):
     )
     damaged: str | None = Field(
         default=None,
-        description="An image that does not open as one (seen as its preview was made): why. Null otherwise.",
+        description="A result that is not whole (an image that does not decode, a video or sound file cut short; "
+        "seen as it was saved or its preview made): why. Null otherwise.",
     )
     holds_key: bool = Field(
         default=False,
@@ -1896,7 +1898,7 @@ def _tool_result(
             f"\n- {f.absolute_path} ({f.file_uri})"
             + (f", {f.duration_seconds:g} s" if f.duration_seconds else "")
             + (f", {CHANGED}: {CHANGED_TODO}" if f.changed else "")
-            + (f", {DAMAGED} ({f.damaged}); {DAMAGED_TODO}" if f.damaged else "")
+            + (f", saved, but {not_whole(f.mime_type)} ({f.damaged}); {DAMAGED_TODO}" if f.damaged else "")
             + (f", {KEY_HELD}" if f.holds_key else "")
             for f in files
         )
@@ -1958,7 +1960,7 @@ def _task_files(rt: Runtime, tasks: Sequence[TaskRecord]) -> list[SavedFile]:
             # Its size only: a list never reads a video's bytes (a follow-up or a join about to use it does)
             if row is not None and kept(rt.settings.workspace / path, row["size"]) == "changed":
                 file = file.model_copy(update={"changed": True})
-            elif (damage := damage_of(rt.settings.workspace / path)) is not None:  # seen making its preview
+            elif (damage := damage_of(rt.settings.workspace / path)) is not None:  # seen saving or previewing it
                 file = file.model_copy(update={"damaged": redact(damage)})
             if key_held(rt.settings.workspace / path):  # seen as this process saved it
                 file = file.model_copy(update={"holds_key": True})
@@ -1966,7 +1968,6 @@ def _task_files(rt: Runtime, tasks: Sequence[TaskRecord]) -> list[SavedFile]:
     return files
 
 
-DAMAGED = "saved, but it does not open as an image"
 KEY_HELD = "but its bytes hold your KIE API key (KIE wrote it into the file): never served; do not share it as it is"
 DAMAGED_TODO = "KIE may have stored it damaged: https://kie.ai/logs shows the task with its files"
 

@@ -4,11 +4,15 @@ KIE's result links do not last (``download-url`` links live 20 minutes; result U
 answering 403 after ~40 minutes; the files themselves are kept ~14 days), so results are fetched as
 soon as a task succeeds. ``download`` streams the body into a hidden temporary file beside the
 destination, hashing and counting as it goes (constant memory), refuses bodies that are too big,
-truncated, empty or of the wrong type (an HTML error page, a video where an image was expected),
-names the file after the type its bytes really have, fsyncs it and moves it into place with
-``os.replace``. Whatever goes wrong, including cancellation, no final-looking file and no temporary
-file is left behind. A link (or a redirect) to this machine or a private network is never fetched
-(``addresses``): KIE's results are on public servers, so such a link is a broken or hostile answer.
+truncated, empty or of the wrong type (a video where an image was expected), names the file after
+the type its bytes really have, fsyncs it and moves it into place with ``os.replace``. Whatever goes
+wrong, including cancellation, no final-looking file and no temporary file is left behind. A link
+that does not serve the file (an expiry status, any 4xx asking again cannot mend, or an error message
+in its place: a web page, JSON, XML or plain text where media was expected) is renewed once through
+download-url. A result that is saved but not whole (an image that does not decode, an MP4/MOV/M4A
+cut short: ``damaged``) is fetched once more, then kept and said to be damaged. A link (or a
+redirect) to this machine or a private network is never fetched (``addresses``): KIE's results are on
+public servers, so such a link is a broken or hostile answer.
 
 The helpers build the workspace layout (``outputs/<day>-<slug>/<model>_<task>_<n>.<ext>``; a named session keeps
 the folder of the day it began, ``session_folder``), write sidecar JSON atomically and make the inline previews:
@@ -118,7 +122,8 @@ class SavedFile:
     size: int
     sha256: str
     mime: str  # sniffed from the bytes
-    damaged: str | None = None  # an image that does not decode (fetched twice, the same both times): why
+    # not whole (an image that does not decode, a video or sound cut short), fetched twice, the same both times: why
+    damaged: str | None = None
     holds_key: bool = False  # its bytes hold the API key (KIE echoed it into its metadata): kept, never served
 
 
@@ -142,6 +147,8 @@ class DownloadError(Exception):
         self.url = url
         self.status = status
         self.retryable = retryable
+        # The link did not serve the file (expired, refused, an error message in its place), renewed or not: the
+        # message says what to do, and never that the links still work.
         self.expired = expired
         # Not fetched again by this process: the link points at this machine or a private network, it served more
         # than any result of its kind can be, or KIE refused to renew it for good.
@@ -149,24 +156,41 @@ class DownloadError(Exception):
 
 
 class _Expired(Exception):
-    """A link that no longer serves its file: an expiry status (403/404/410), or (``page``) a web page answered
-    in place of the file (a CDN's login or "link expired" page, often with 200)."""
+    """A link that does not serve its file, which a fresh link from download-url may: an expiry status
+    (403/404/410), any other 4xx that asking again cannot mend (400, 401, 451: a signed link its host refuses), or
+    (``page``, what was sent, in words) an error message answered in place of the file: a CDN's "link expired" page,
+    an object store's JSON or XML error, often with 200."""
 
-    def __init__(self, status: int, *, page: bool = False) -> None:
+    def __init__(self, status: int, *, reason: str = "", page: str | None = None) -> None:
         super().__init__(status)
         self.status = status
+        self.reason = reason
         self.page = page
 
     def what(self) -> str:
         if self.page:
-            return "answered with a web page instead of the file (an error or login page: it has probably expired)"
-        return f"has expired (HTTP {self.status})"
+            return f"answered with {self.page} instead of the file (an error message: it has probably expired)"
+        if self.status in _EXPIRED_STATUSES:
+            return f"has expired (HTTP {self.status})"
+        return f"was refused (HTTP {self.status}{f' {self.reason}' if self.reason else ''})"
 
 
-WEB_PAGE = (
-    "The link answered with a web page instead of the result (an error or login page); nothing was saved. The "
-    "link has probably expired or the CDN is failing: try again."
-)
+def _page_answer(page: str, *, again: bool) -> str:
+    """What to say of a link that answered with an error message (``page``, in words) in place of the file, and, when
+    ``again``, so did the fresh link download-url gave: the file server failing, or the link expired."""
+    fresh = " A fresh link from download-url answered the same." if again else ""
+    return (
+        f"The result link answered with {page} instead of the file (an error message, not the result); nothing was "
+        f"saved.{fresh} The link has probably expired, or KIE's file server is failing. {RETENTION_HINT} kie-mcp "
+        f"tries again in the background, and check_task tries at once; if it keeps failing, {LOGS_HINT}"
+    )
+
+
+def _page_words(mime: str, head: bytes) -> str:
+    """What an error message sent in place of a file is, in words, by its type (and first bytes: XML)."""
+    if head.removeprefix(b"\xef\xbb\xbf").lstrip()[:5].lower() == b"<?xml" and b"<html" not in head.lower():
+        return "an XML document"
+    return {"application/json": "JSON text", "text/plain": "plain text"}.get(mime, "a web page")
 
 
 # -- sniffing ------------------------------------------------------------------------------
@@ -303,25 +327,26 @@ async def download(
 ) -> SavedFile:
     """Save the file at ``url`` as ``dest`` (its extension fixed to the sniffed type) and describe it.
 
-    403/404/410 means an expired link: with ``remint`` (e.g. ``KieClient.download_url``) a fresh link is
-    fetched once and tried once (``made``, the day the task was made, tells whether KIE may have let the file go).
-    Raises ``DownloadError``; on any failure or cancellation nothing is left at ``dest`` and no temporary file
-    remains. An existing identical file is kept as it is. An image that does not decode is fetched once more (a
-    download only, never a new task); still so, it is kept (it is paid for) and ``damaged`` says why.
+    A link that does not serve the file (403/404/410 for an expired link, any other 4xx that asking again cannot
+    mend, or an error message in place of the file: ``_Expired``) is renewed: with ``remint`` (e.g.
+    ``KieClient.download_url``) a fresh link is fetched once and tried once (``made``, the day the task was made,
+    tells whether KIE may have let the file go). Raises ``DownloadError``; on any failure or cancellation nothing is
+    left at ``dest`` and no temporary file remains. An existing identical file is kept as it is. A result that is not
+    whole (``damaged``: an image that does not decode, an MP4, MOV or M4A cut short) is fetched once more (a download
+    only, never a new task); still so, it is kept (it is paid for) and ``damaged`` says why.
     """
     file = await _fetch(client, url, dest, expected, max_bytes, remint, made)
-    if kind_of(file.mime) != "image" or (damage := await anyio.to_thread.run_sync(undecodable, file.path)) is None:
+    damage = await anyio.to_thread.run_sync(damaged, file.path, file.mime)
+    if damage is None:
         return file
-    log.warning("The result saved as %s does not decode (%s); fetching it once more.", file.path.name, damage)
+    log.warning("The result saved as %s is not whole (%s); fetching it once more.", file.path.name, damage)
     try:
         file = await _fetch(client, url, dest, expected, max_bytes, remint, made)
     except DownloadError as err:  # the first copy stays saved, said to be damaged
         log.warning("Fetching %s again failed: %s", file.path.name, err)
-        return replace(file, damaged=damage)
-    if kind_of(file.mime) != "image":
-        return file
-    damage = await anyio.to_thread.run_sync(undecodable, file.path)
-    return replace(file, damaged=damage) if damage else file
+        return _remember_damage(replace(file, damaged=damage))
+    damage = await anyio.to_thread.run_sync(damaged, file.path, file.mime)
+    return _remember_damage(replace(file, damaged=damage)) if damage else file
 
 
 async def _fetch(
@@ -333,16 +358,16 @@ async def _fetch(
     remint: Callable[[str], Awaitable[str]] | None,
     made: date | None,
 ) -> SavedFile:
-    """``download``'s fetch: one try, and one with a fresh link when the first had expired."""
+    """``download``'s fetch: one try, and one with a fresh link when the first did not serve the file."""
     dest = _prepare(Path(dest), url)
     try:
         return await _attempt(client, url, url, dest, expected, max_bytes)
     except _Expired as first:
         if remint is None and first.page:
-            raise DownloadError(f"{WEB_PAGE} {RETENTION_HINT}", url=url, retryable=True) from None
+            raise DownloadError(_page_answer(first.page, again=False), url=url, retryable=True, expired=True) from None
         if remint is None:
             raise DownloadError(
-                f"The result link has expired (HTTP {first.status}), so nothing was saved. {RETENTION_HINT} "
+                f"The result link {first.what()}, so nothing was saved. {RETENTION_HINT} "
                 "Fetch a fresh link with download-url and download again.",
                 url=url,
                 status=first.status,
@@ -375,11 +400,9 @@ async def _fetch(
     try:
         return await _attempt(client, fresh, url, dest, expected, max_bytes)
     except _Expired as second:
-        if second.page:  # a fresh link served a web page too: more likely the CDN failing than the file gone
+        if second.page:  # a fresh link served an error message too: more likely the CDN failing than the file gone
             raise DownloadError(
-                f"{WEB_PAGE} (A fresh link from download-url answered the same.) {RETENTION_HINT}",
-                url=fresh,
-                retryable=True,
+                _page_answer(second.page, again=True), url=fresh, retryable=True, expired=True
             ) from None
         raise DownloadError(
             _refused_twice(second.status, _age_days(made)), url=fresh, status=second.status, expired=True
@@ -529,7 +552,7 @@ async def _attempt(
             ) from exc
         except (httpx2.RequestError, httpx2.InvalidURL, httpx2.StreamError) as exc:
             raise DownloadError(
-                f"The result could not be fetched ({type(exc).__name__}: {exc}); nothing was saved. Check the URL.",
+                f"The result could not be fetched ({type(exc).__name__}: {exc}); nothing was saved. {LOGS_HINT}",
                 url=url,
             ) from exc
         except PrivateAddress as exc:
@@ -555,7 +578,7 @@ async def _attempt(
                 retryable=True,
             )
         mime = sniff_mime(head)
-        _check_type(mime, expected, url)  # bodies shorter than SNIFF_BYTES are only sniffed here
+        _check_type(mime, expected, url, head)  # bodies shorter than SNIFF_BYTES are only sniffed here
         final = _with_extension(dest, mime)
         assert fd is not None  # both set once the body started
         assert tmp is not None
@@ -611,10 +634,14 @@ def _check_status(response: httpx2.Response, url: str) -> None:
     status = response.status_code
     if 200 <= status < 300:
         return
-    if status in _EXPIRED_STATUSES:
-        raise _Expired(status)
     retryable = status in _RETRYABLE_STATUSES or status >= 500
-    advice = "This is usually temporary: try again in a minute." if retryable else "Check the URL."
+    if status in _EXPIRED_STATUSES or (400 <= status < 500 and not retryable):
+        raise _Expired(status, reason=response.reason_phrase or "")  # ``download`` asks KIE for a fresh link once
+    advice = (
+        "This is usually temporary: try again in a minute."
+        if retryable
+        else f"kie-mcp tries again in the background, and check_task tries at once; if it keeps failing, {LOGS_HINT}"
+    )
     raise DownloadError(
         f"The file server answered HTTP {status} {response.reason_phrase or ''}".rstrip()
         + f"; nothing was saved. {advice} {RETENTION_HINT}",
@@ -642,15 +669,18 @@ def _too_big(url: str, max_bytes: int, seen: int, expected: Expected | None = No
     )
 
 
-def _check_type(mime: str, expected: Expected | None, url: str) -> None:
-    if mime == "text/html":
-        raise _Expired(200, page=True)  # ``download`` asks KIE for a fresh link once
+def _check_type(mime: str, expected: Expected | None, url: str, head: bytes) -> None:
+    """Refuse what is not the file: a web page, or any text (JSON, plain, XML) where media was ``expected``, is an
+    error message in its place (``_Expired``: ``download`` asks KIE for a fresh link once); a file of another kind
+    than ``expected`` is not this result."""
+    if mime == "text/html" or (expected is not None and mime in TEXT_TYPES):
+        raise _Expired(200, page=_page_words(mime, head))
     kinds = (expected,) if isinstance(expected, str) else expected
     if kinds is not None and kind_of(mime) not in kinds:
         wanted = " or ".join(f"{'an' if kind in ('image', 'audio') else 'a'} {kind}" for kind in kinds)
         raise DownloadError(
-            f"Expected {wanted} but the file is {_TYPE_WORDS.get(mime, mime)}; nothing was saved. Check that this URL "
-            "belongs to this result.",
+            f"Expected {wanted} but the file is {_TYPE_WORDS.get(mime, mime)}; nothing was saved. KIE's link for this "
+            f"result serves something else; {LOGS_HINT}",
             url=url,
         )
 
@@ -658,8 +688,6 @@ def _check_type(mime: str, expected: Expected | None, url: str) -> None:
 # What a refused result is, in words (other types are named by their MIME type: image/png, video/mp4)
 _TYPE_WORDS = {
     "application/pdf": "a PDF document (application/pdf)",
-    "text/plain": "plain text",
-    "application/json": "JSON text",
     "application/octet-stream": "of a type kie-mcp does not recognise",
 }
 
@@ -691,7 +719,7 @@ async def _receive(
         if len(head) < SNIFF_BYTES:
             head += chunk[: SNIFF_BYTES - len(head)]
             if len(head) >= SNIFF_BYTES:  # refuse an error page or a wrong type before fetching all of it
-                _check_type(sniff_mime(head), expected, url)
+                _check_type(sniff_mime(head), expected, url, head)
         pending += chunk
         if len(pending) >= WRITE_BATCH:
             await _hash_and_write(digest, fd, pending, watch)
@@ -1106,6 +1134,48 @@ def _keep_thumbnail(path: Path, made: tuple[bytes, str], max_side: int, source_m
         other.unlink(missing_ok=True)  # the image lost or gained transparency: one kept thumbnail per size
 
 
+# The results whose structure is checked as they are saved, besides images (``undecodable``): MP4, MOV and M4A, by
+# their top-level boxes (``duration.cut_short``).
+BOXED = frozenset({"video/mp4", "video/quicktime", "audio/mp4"})
+
+
+def damaged(path: Path, mime: str) -> str | None:
+    """Why the saved result at ``path`` (of type ``mime``, sniffed as it was saved) is not whole, or None: an image
+    that does not decode (``undecodable``), or an MP4, MOV or M4A that is cut short or has no movie box (``cut_short``:
+    its box headers only, a seek and 16 bytes a box, never decoded nor read whole). Other types, and a link or a FIFO
+    in its place, are not judged. Worker thread."""
+    if kind_of(mime) == "image":
+        return undecodable(path)
+    if mime not in BOXED:
+        return None
+    try:
+        source = opened_source(_in_real_folder(path))
+    except (OSError, RuntimeError):  # a link, a FIFO or nothing in its place, unreadable, a loop of links
+        return None
+    with source:
+        return cut_short(source)
+
+
+def cut_short(source: IO[bytes]) -> str | None:
+    """Why the open MP4, MOV or M4A ``source`` is not whole (``duration.cut_short``); None when it is, or is none."""
+    from .duration import cut_short as boxes_cut_short  # duration's readers load when a video is first judged
+
+    source.seek(0)
+    if sniff_mime(source.read(SNIFF_BYTES)) not in BOXED:
+        return None
+    return boxes_cut_short(source, os.fstat(source.fileno()).st_size)
+
+
+def not_whole(mime: str | None) -> str:
+    """What a saved result that is not whole (``damaged``) is said to be, by its type."""
+    kind = kind_of(mime or "")
+    if kind == "video":
+        return "it is not a whole video"
+    if kind == "audio":
+        return "it is not a whole audio file"
+    return "it does not open as an image"
+
+
 def undecodable(path: Path) -> str | None:
     """Why the saved image at ``path`` does not decode (cut short, damaged), or None: it decodes, or it is not
     judged (not an image by its bytes, more pixels than a preview decodes, a link or a FIFO in its place). A PNG's
@@ -1151,7 +1221,7 @@ def _damage(err: Exception) -> str | None:
     return str(err) or type(err).__name__
 
 
-_damaged: dict[tuple[str, int], str] = {}  # (image, its mtime_ns) -> why it does not decode, seen making a preview
+_damaged: dict[tuple[str, int], str] = {}  # (result, its mtime_ns) -> why it is not whole, seen saving or previewing it
 _key_held: _Failures = _Failures()  # (saved result, its mtime_ns) whose bytes held the API key as it was saved
 
 
@@ -1162,6 +1232,15 @@ def _remember_key_held(file: SavedFile) -> None:
     with contextlib.suppress(OSError):
         real = _in_real_folder(file.path)
         _key_held.add((str(real), os.lstat(real).st_mtime_ns))
+
+
+def _remember_damage(file: SavedFile) -> SavedFile:
+    """Remember why a saved result is not whole, so that later answers naming it (``damage_of``) say so."""
+    if file.damaged is not None:
+        with contextlib.suppress(OSError, RuntimeError):
+            real = _in_real_folder(file.path)
+            _damaged[(str(real), os.lstat(real).st_mtime_ns)] = file.damaged
+    return file
 
 
 def key_held(path: Path) -> bool:
@@ -1176,8 +1255,9 @@ def key_held(path: Path) -> bool:
 
 
 def damage_of(path: Path) -> str | None:
-    """Why the saved image at ``path`` did not decode when its preview was made in this process, or None. Never
-    decodes (one lstat): answers on the event loop call it after ``make_previews``."""
+    """Why the saved result at ``path`` is not whole (``damaged``), as this process saw it saving it or making its
+    preview (an image that did not decode, a video cut short), or None. Never reads it (one lstat): answers on the
+    event loop call it after ``make_previews``."""
     try:
         real = _in_real_folder(path)
     except (OSError, RuntimeError):
@@ -1280,8 +1360,11 @@ def poster(path: Path, max_side: int) -> tuple[bytes, str] | None:
 
 def _poster_of(path: Path, source: IO[bytes], max_side: int) -> tuple[bytes, str] | None:
     """``poster`` of ``source``, the open file of ``path``: the one kept beside it when that is dated like this very
-    file, else made from it by ffmpeg and kept."""
+    file, else made from it by ffmpeg and kept. An MP4 or MOV cut short is remembered as such (``damage_of``), as
+    a restarted server did not see it saved."""
     mtime_ns = os.fstat(source.fileno()).st_mtime_ns
+    if (str(path), mtime_ns) not in _damaged and (damage := cut_short(source)) is not None:
+        _damaged[(str(path), mtime_ns)] = damage  # said by later answers, though a frame from its start may show
     kept = _read_kept(poster_path(path, max_side), mtime_ns, "image/jpeg")
     if kept is not None:
         return kept

@@ -12,7 +12,9 @@ upscale or edit). Their quote is exact only once that input's length is known, s
   headers are read, never decoded. The same MP4 boxes say what a file's tracks hold (``tracks``: sound, picture, from
   their handlers), which decides whether a field that takes only audio or only video can take it and whether it is
   uploaded as audio (``media.inputs``); the same readers say whether a local MP3, WAV or MP4 has what a player
-  needs at all (``unplayable``: frames after the ID3 tag, ``fmt`` and ``data`` chunks, a movie box with tracks).
+  needs at all (``unplayable``: frames after the ID3 tag, ``fmt`` and ``data`` chunks, a movie box with tracks),
+  and whether a saved MP4/MOV/M4A result is whole (``cut_short``: a movie box, and no top-level box running past
+  the file's end, from their headers alone).
 * **ffmpeg** (the optional ``video`` extra, ``imageio-ffmpeg``, or ``ffmpeg`` on PATH) for every other container
   (WebM, Matroska, AVI, Ogg, AAC...) and for files the readers above leave open: ``ffmpeg -i`` with a timeout and
   only the ``file`` protocol allowed, and a stream-copy pass to the null muxer (every packet read, none decoded);
@@ -733,6 +735,51 @@ def unplayable(handle: IO[bytes], length: int, media_format: str) -> str | None:
             )
     except Exception as exc:  # bad input never raises
         log.debug("could not read the structure: %s", exc)
+    return None
+
+
+# Top-level boxes walked by ``cut_short``: a plain file has a handful, a fragmented one two a fragment (a two-hour
+# stream in one-second fragments: 14,400). Past this the walk gives no verdict.
+_MAX_WHOLE_BOXES = 100_000
+
+
+def cut_short(handle: IO[bytes], length: int) -> str | None:
+    """Why the MP4/MOV/M4A in ``handle`` (``length`` bytes) is not whole, from its top-level box headers alone (one
+    seek and 16 bytes a box, never the file itself, whatever its size): a box that runs past the end of the file (a
+    file cut short, as KIE may store one, its length agreeing so that only its boxes tell) or a header cut off, or no
+    movie box (``moov``), without which no player opens it. A box's size may be 64-bit (size 1) or "to the end of the
+    file" (size 0). None when it is whole, and when it cannot be told (more than ``_MAX_WHOLE_BOXES`` boxes, a read
+    that fails). Never raises."""
+    try:
+        return _cut_short(_FileReader(handle, length))
+    except Exception as exc:  # bad input never raises
+        log.debug("could not walk the boxes: %s", exc)
+        return None
+
+
+def _cut_short(r: _Reader) -> str | None:
+    size = r.size()
+    offset, movie = 0, False
+    for _ in range(_MAX_WHOLE_BOXES):
+        if offset >= size:
+            return None if movie else "it has no movie box (moov), without which no player opens it"
+        head = r.read(offset, 16)
+        if len(head) < 8:
+            return f"it ends {len(head)} bytes into a box header (byte {offset:,}): it was cut short"
+        declared, kind, header = _u32(head, 0), head[4:8], 8
+        if declared == 1:
+            if len(head) < 16:
+                return f"it ends inside a box header (byte {offset:,}): it was cut short"
+            declared, header = _u64(head, 8), 16
+        elif declared == 0:
+            declared = size - offset  # the last box, to the end of the file
+        box = f"its {kind.decode('ascii')} box" if all(32 <= b < 127 for b in kind) else f"a box at byte {offset:,}"
+        if declared < header:
+            return f"{box} declares {declared} bytes, less than its own header: it is damaged"
+        if offset + declared > size:
+            return f"{box} ends at byte {offset + declared:,}, past the file's end at byte {size:,}: it was cut short"
+        movie = movie or kind == b"moov"
+        offset += declared
     return None
 
 

@@ -34,6 +34,7 @@ from .downloads import (
     Expected,
     SavedFile,
     download,
+    not_whole,
     result_name,
     session_folder,
     write_json_atomic,
@@ -123,7 +124,7 @@ async def save_results(
                 f"({type(err).__name__}: {err}); check_task records it once the journal is writable."
             )
         if file.damaged:  # kept (it is paid for), and said: a picture that does not open is no clean success
-            problems.append(f"{record.task_id} result {index}: {damaged_image(relative, file.damaged)}")
+            problems.append(f"{record.task_id} result {index}: {damaged_result(relative, file.damaged, file.mime)}")
         if file.holds_key:  # kept (it is paid for), and said: the file cannot be redacted
             problems.append(f"{record.task_id} result {index}: saved to {relative}, but {KEY_IN_FILE}")
         saved.append(file)
@@ -142,11 +143,12 @@ def _logged(workspace: Path, task_id: str) -> bool:
     return logged_task(workspace / CALL_LOG, task_id)
 
 
-def damaged_image(relative: str, why: str) -> str:
-    """What to say of a saved image result that does not decode (``downloads.undecodable``)."""
+def damaged_result(relative: str, why: str, mime: str) -> str:
+    """What to say of a saved result that is not whole (``downloads.damaged``: an image that does not decode, a
+    video or sound cut short)."""
     return (
-        f"saved to {relative}, but it does not open as an image ({redact(why)}); kie-mcp fetched it once more, with "
-        f"no better copy. KIE may have stored it damaged: {LOGS_HINT}"
+        f"saved to {relative}, but {not_whole(mime)} ({redact(why)}); kie-mcp fetched it once more, with no better "
+        f"copy. KIE may have stored it damaged: {LOGS_HINT}"
     )
 
 

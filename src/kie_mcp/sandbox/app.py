@@ -26,7 +26,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from . import aleph, controls, flux, gpt4o, market, media, models, runway, uploads, veo
 from .context import Ctx, DropResponse, envelope, number
-from .errors import FileError, KieError, default_message
+from .errors import EXPIRED_PAGES, LINK_EXPIRED, FileError, KieError, default_message
 from .faults import (
     API_BODY,
     CREATE_ONLY,
@@ -391,21 +391,34 @@ def _blob_response(blob: Blob) -> Response:
     )
 
 
+def _expired(sim: Simulator) -> Response:
+    """What a result link past its time answers: 403, or an error message with 200 (``expired_link_page``)."""
+    page = sim.config.expired_link_page
+    if page == "none":
+        return PlainTextResponse(LINK_EXPIRED, status_code=403)
+    body, mime = EXPIRED_PAGES[page]
+    return Response(body, status_code=200, media_type=mime)
+
+
 async def serve_file(ctx: Ctx) -> Response:
-    """Result and upload files: no auth, 403 once the result URL expired, 404 when unknown or deleted."""
+    """Result and upload files: no auth, 403 once the result URL expired (or ``_expired``'s page), 404 when unknown
+    or deleted."""
     try:
         return _blob_response(ctx.sim.lookup_file(ctx.request.url.path))
     except FileError as err:
+        if err.text == LINK_EXPIRED:
+            return _expired(ctx.sim)
         return PlainTextResponse(err.text, status_code=err.status)
 
 
 async def serve_link(ctx: Ctx) -> Response:
-    """download-url links: 403 after 20 virtual minutes, 404 for links minted for unknown URLs."""
+    """download-url links: 403 (or ``_expired``'s page) after 20 virtual minutes, 404 for links minted for unknown
+    URLs."""
     link = ctx.sim.links.get(ctx.request.path_params["token"])
     if link is None:
         return PlainTextResponse("Not Found", status_code=404)
     if ctx.sim.now() >= link.expires_at:
-        return PlainTextResponse("Forbidden: the link has expired", status_code=403)
+        return _expired(ctx.sim)
     if link.target is None:
         return PlainTextResponse("Not Found", status_code=404)
     try:

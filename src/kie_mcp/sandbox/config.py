@@ -36,6 +36,13 @@ class SimConfig(BaseModel):
     mint_unknown_urls: bool = False
     result_url_ttl_seconds: float = 86400.0
     download_url_ttl_seconds: float = 1200.0
+    expired_link_page: Literal["none", "json", "text", "xml", "html"] = Field(
+        "none",
+        description="what a result link past its time (result_url_ttl_seconds; a download-url link's "
+        "download_url_ttl_seconds) answers: 'none' HTTP 403 with a line of text, as KIE's file host has been seen to; "
+        "'json', 'text', 'xml' or 'html' HTTP 200 with an error message of that type in place of the file, as object "
+        "stores and their front ends often answer an expired signed link",
+    )
     upload_ttl_seconds: float = 86400.0  # "deleted after 24 hours" (docs.kie.ai/file-upload-api/quickstart.md, 2026-12)
     unknown_price_credits: float = 50.0
     report_credits_consumed: bool = Field(True, description="False: task records carry no creditsConsumed")

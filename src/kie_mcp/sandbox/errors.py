@@ -43,6 +43,25 @@ class KieError(Exception):
         super().__init__(f"{code} {self.msg}")
 
 
+LINK_EXPIRED = "Forbidden: the link has expired"
+
+# What an expired result link answers in place of the file with HTTP 200, by ``SimConfig.expired_link_page``: the
+# error messages object stores and their front ends send (an S3-style XML error among them), with their types.
+EXPIRED_PAGES: dict[str, tuple[str, str]] = {
+    "json": ('{"code": 403, "msg": "link expired", "data": null}', "application/json"),
+    "text": ("Request has expired", "text/plain"),
+    "xml": (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code><Message>Request has expired'
+        "</Message></Error>",
+        "application/xml",
+    ),
+    "html": (
+        "<html><head><title>403 Forbidden</title></head><body><h1>This link has expired</h1></body></html>",
+        "text/html",
+    ),
+}
+
+
 class FileError(Exception):
     """A result/upload file that cannot be served: 404 unknown or deleted, 403 link expired."""
 

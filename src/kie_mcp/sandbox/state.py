@@ -28,7 +28,7 @@ from kie_mcp.catalog import ModelSpec, load_catalog, price_input
 
 from . import media
 from .config import DEFAULT_ACCOUNT, SANDBOX_API_KEY, SimConfig
-from .errors import INSUFFICIENT_CREDITS, RATE_LIMITED, FileError, KieError
+from .errors import INSUFFICIENT_CREDITS, LINK_EXPIRED, RATE_LIMITED, FileError, KieError
 from .faults import Fault, FaultQueue
 
 if TYPE_CHECKING:
@@ -632,7 +632,7 @@ class Simulator:
         if task is None or ready is None or now < ready:
             raise FileError(404, "Not Found")
         if check_ttl and now >= ready + self.config.result_url_ttl_seconds:
-            raise FileError(403, "Forbidden: the link has expired")
+            raise FileError(403, LINK_EXPIRED)
         item = task.files[name]
         if item.kind == "video":
             seconds, sound = video_shape(task, name)
