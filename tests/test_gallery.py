@@ -3,23 +3,27 @@ in a real browser (headless Chromium, skipped when it is not installed)."""
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import os
+import posixpath
 import re
 import shutil
 from datetime import date
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import anyio
 import pytest
+from mcp import MCPError
 
 from kie_mcp.media import gallery
 from kie_mcp.media.downloads import output_folder, poster_path
 
 from .browser import Page, save_artifact, spread
 from .conftest import answering, session_folder, text_of
-from .test_gallery_hostile import MODEL, save, sidecar
+from .test_gallery_hostile import MODEL, Facts, as_served, save, sidecar
 
 HOSTILE = "Neon sign <script>document.title='pwned'</script><img src=x onerror=\"document.title='pwned'\"> & more"
 IMAGE = {"prompt": "A red apple on a wooden table", "model": "nano-banana-2"}
@@ -106,9 +110,65 @@ async def test_the_gallery_shows_every_saved_result_by_session_with_prompt_model
 
     # ... and the pages are resources, served as HTML
     assert index_resource.contents[0].mime_type == "text/html"
-    assert index_resource.contents[0].text == index
+    assert index_resource.contents[0].text == as_served(index)  # its pictures at kie://previews/, as served
     assert session_resource.contents[0].mime_type == "text/html"
-    assert session_resource.contents[0].text == spring
+    assert session_resource.contents[0].text == as_served(spring, spring_folder)
+
+
+def resolved(page: str, target: str) -> str:
+    """A link of the page served at the URI ``page``, resolved as a client resolves a relative reference (RFC 3986:
+    against the page's own path)."""
+    if urlsplit(target).scheme:
+        return target
+    base = urlsplit(page)
+    return f"{base.scheme}://{base.netloc}{posixpath.normpath(posixpath.join(posixpath.dirname(base.path), target))}"
+
+
+async def test_every_picture_and_link_of_the_gallery_pages_served_over_mcp_is_a_resource_it_reads(
+    connect, tmp_path, monkeypatch
+):
+    """The audit: the page served as kie://outputs/index.html showed each picture from its kept preview,
+    kie://outputs/<session>/.<name>.thumb-768.jpg, which the same scheme refuses (hidden files are never served):
+    "No saved result". In the copy served over MCP a preview is a kie://previews/ URI; from the index, through the
+    month page and each session's page, every picture and link is read with resources/read (a picture copied in
+    under a name longer than its preview's name holds too)."""
+    monkeypatch.setattr(gallery, "SESSIONS_ON_INDEX", 1)  # the index links a month page listing both sessions
+    async with connect(elicitation=answering()) as client:
+        still = await client.call_tool("generate_image", {**IMAGE, "prompt": "A red apple. " * 60, "session": "Stills"})
+        image = tmp_path / still.structured_content["tasks"][0]["files"][0]
+        copied = "copied-" + "x" * 200 + ".jpg"
+        shutil.copy(image, image.with_name(copied))
+        await client.read_resource(f"kie://previews/{image.parent.name}/{copied}")  # its preview, kept beside it
+        clip = await client.call_tool("generate_video", {**VIDEO, "session": "Teaser"})  # a build: both shown
+        queued, pages, types, failed = ["kie://outputs/index.html"], {}, {}, {}
+        while queued:
+            page = queued.pop()
+            pages[page] = (await client.read_resource(page)).contents[0].text
+            for uri in (resolved(page, target) for target in Facts(pages[page]).targets):
+                if uri.endswith(".html"):
+                    queued += [] if uri in pages or uri in queued else [uri]
+                elif uri not in types:
+                    try:
+                        types[uri] = (await client.read_resource(uri)).contents[0].mime_type
+                    except MCPError as err:
+                        failed[uri] = str(err)
+    assert failed == {}
+    teaser, stills = session_folder(tmp_path, "teaser").name, session_folder(tmp_path, "stills").name
+    month = gallery.month_page(teaser[:7])
+    assert set(pages) == {f"kie://outputs/{name}" for name in ("index.html", month, f"{teaser}/index.html")} | {
+        f"kie://outputs/{stills}/index.html"
+    }
+    video = Path(clip.structured_content["tasks"][0]["files"][0])
+    previews = {uri: kind for uri, kind in types.items() if uri.startswith("kie://previews/")}
+    assert previews == {
+        f"kie://previews/{stills}/{image.name}": "image/jpeg",  # the image's thumbnail
+        f"kie://previews/{stills}/{copied}": "image/jpeg",  # kept as .copied-xxx(170 characters).thumb-768.jpg
+        f"kie://previews/{teaser}/{video.name}": "image/jpeg",  # the clip's poster
+    }
+    assert types[f"kie://outputs/{stills}/{image.name}"] == "image/jpeg"
+    assert types[f"kie://outputs/{teaser}/{video.name}"] == "video/mp4"
+    assert types[f"kie://outputs/{stills}/{image.stem.rsplit('_', 1)[0]}.json"] == "application/json"  # whole prompt
+    assert not [uri for uri in types if "/." in uri]  # no hidden file is linked
 
 
 async def test_sessions_named_in_any_script_keep_their_own_folders_and_names(connect, tmp_path):
@@ -180,16 +240,64 @@ async def test_the_gallery_is_up_to_date_after_a_burst_of_results(connect, tmp_p
     assert index.count('<figure class="card image">') == len(sessions)
 
 
-async def test_a_stitched_video_joins_its_session_page_without_a_prompt(connect, tmp_path):
+async def test_a_stitched_video_joins_its_session_page_saying_how_many_clips_it_joined(connect, tmp_path):
     async with connect(elicitation=answering()) as client:
         made = await client.call_tool("generate_video", {**VIDEO, "session": "Teaser"})
         task_id = made.structured_content["tasks"][0]["task_id"]
         joined = await client.call_tool("stitch_videos", {"clips": [task_id, task_id], "session": "Teaser"})
     assert not joined.is_error, text_of(joined)
     teaser = page_of(tmp_path, "teaser")
-    assert 'href="stitched-2-clips.mp4"' in teaser and "No prompt recorded" in teaser
+    assert lineages(teaser)["stitched-2-clips.mp4"] == "Joined from 2 clips"
+    assert "No prompt recorded" not in teaser and '<span class="badge">sandbox</span>' not in teaser
     assert teaser.count('<figure class="card video">') == 2
     assert f'href="{session_folder(tmp_path, "teaser").name}/stitched-2-clips.mp4"' in page_of(tmp_path)
+
+
+def lineages(page: str) -> dict[str, str | None]:
+    """Each card's file name and the line saying where its result came from (None: a card without one)."""
+    found = {}
+    for card in page.split('<figure class="card ')[1:]:
+        name = html.unescape(re.search(r'<p class="meta file"><a href="[^"]*">([^<]*)</a>', card)[1])
+        line = re.search(r'<p class="lineage">([^<]*)</p>', card)
+        found[name] = html.unescape(line[1]) if line else None
+    return found
+
+
+@pytest.mark.parametrize("mode", ["auto"])  # one era: the cards are the gallery's, the era test_protocol's (26 s)
+async def test_follow_ups_and_joins_say_what_they_were_made_from_and_a_sandbox_join_has_its_badge(
+    connect, tmp_path, mode
+):
+    """The audit: every continue_video result (its 1080p and 4K versions, an extension without a prompt) and every
+    joined video read "No prompt recorded (made locally or copied in)", though kie-mcp made them and their sidecars
+    say which task each continues and which clips a join joined; a join under --sandbox had no sandbox badge. Each
+    card says what it is of, and the join's sidecar says it was made in the sandbox."""
+    async with connect(elicitation=answering(), sandbox=True) as client:
+        made = await client.call_tool("generate_video", {**VIDEO, "session": "Teaser"})
+        source = made.structured_content["tasks"][0]["task_id"]
+        files = {}
+        for operation in ("extend", "hd", "4k"):  # KIE extends no clip once its 1080p version was asked for
+            done = await client.call_tool(
+                "continue_video", {"task_id": source, "operation": operation, "wait_seconds": 40}
+            )
+            assert not done.is_error, text_of(done)
+            task = done.structured_content["tasks"][0]
+            assert task["state"] == "succeeded" and task["files"], text_of(done)
+            files[operation] = Path(task["files"][0]).name
+        joined = await client.call_tool("stitch_videos", {"clips": [source, source], "session": "Teaser"})
+    assert not joined.is_error, text_of(joined)
+    folder = session_folder(tmp_path, "teaser")
+    teaser, index = page_of(tmp_path, "teaser"), page_of(tmp_path)
+    for page in (teaser, index):
+        found = lineages(page)
+        assert found[files["hd"]] == f"1080p version of task {source}", found
+        assert found[files["4k"]] == f"4K version of task {source}", found
+        assert found[files["extend"]] == f"Extension of task {source}", found
+        assert found["stitched-2-clips.mp4"] == "Joined from 2 clips", found
+        assert found[Path(made.structured_content["tasks"][0]["files"][0]).name] is None  # the clip has its prompt
+        assert "No prompt recorded" not in page
+    assert json.loads((folder / "stitched-2-clips.json").read_text())["sandbox"] is True
+    join_card = next(card for card in teaser.split("<figure ") if 'href="stitched-2-clips.mp4"' in card)
+    assert '<span class="badge">sandbox</span>' in join_card
 
 
 async def test_a_gallery_that_cannot_be_written_does_not_fail_the_generation(connect, tmp_path, caplog):
@@ -430,20 +538,6 @@ def test_past_the_newest_sessions_the_index_links_a_page_per_month_listing_every
     assert "<h1>January 2026</h1>" in january and '<a href="index.html">All sessions</a>' in january
     assert f'src="2026-01-05-shoot-0/{MODEL}_t0_1.png"' in january  # its picture (no preview was kept for it)
     assert "shoot 0" in january and "1 result · 8 credits" in january
-
-
-def test_an_index_made_on_read_with_no_month_pages_written_shows_every_session(tmp_path, monkeypatch):
-    """The review: where no build ran (a copied outputs/, a server that has saved nothing yet) the index is made
-    when it is read, and it linked month pages nobody wrote, so older sessions could not be reached. It shows them
-    all instead."""
-    monkeypatch.setattr(gallery, "SESSIONS_ON_INDEX", 2)
-    outputs = tmp_path / "outputs"
-    for n in range(1, 5):
-        folder = outputs / f"2026-0{n}-01-shoot-{n}"
-        save(folder, "t", sidecar(folder, "t", f"Prompt of shoot {n}"))
-    page = gallery.read_page(outputs)
-    assert page is not None and "by-month" not in page and not list(outputs.glob("index*.html"))
-    assert all(f"Prompt of shoot {n}" in page for n in range(1, 5))
 
 
 def test_a_month_page_is_written_again_only_when_a_session_on_it_changed(tmp_path, monkeypatch, trusting):

@@ -19,7 +19,7 @@ from datetime import date
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote_to_bytes, urlsplit
+from urllib.parse import quote, unquote_to_bytes, urlsplit
 
 import pytest
 from mcp import MCPError
@@ -82,7 +82,8 @@ class Facts(HTMLParser):
 def assert_only_text(raw: bytes | str, folder: Path, outputs: Path, *, pages_written: bool = True) -> Facts:
     """A page built from hostile data keeps every promise: valid UTF-8, only the gallery's own elements, no script,
     no event handler, no control character, nothing from outside, and every link relative (no ``javascript:``,
-    no scheme at all) to an existing file inside ``outputs`` (links to pages only once pages are written)."""
+    no scheme at all) to an existing file inside ``outputs`` (links to pages only once pages are written); in the
+    copy a resource serves, a picture may be ``kie://previews/<the path of an existing result in outputs>``."""
     page = raw.decode("utf-8") if isinstance(raw, bytes) else raw  # strict: a lone surrogate did not spoil it
     facts = Facts(page)
     assert set(facts.tags) <= TAGS, set(facts.tags) - TAGS
@@ -93,12 +94,28 @@ def assert_only_text(raw: bytes | str, folder: Path, outputs: Path, *, pages_wri
     home = outputs.resolve()
     for target in facts.targets:
         parts = urlsplit(target)
+        if target.startswith(PREVIEWS):  # a kept preview, as the resources serve it
+            assert (parts.scheme, parts.netloc, parts.query, parts.fragment) == ("kie", "previews", "", ""), target
+            real = (outputs / os.fsdecode(unquote_to_bytes(parts.path.removeprefix("/")))).resolve()
+            assert real.is_relative_to(home) and real.is_file() and not real.name.startswith("."), target
+            continue
         assert not parts.scheme and not parts.netloc and not target.startswith(("/", "\\")), target
         real = (folder / os.fsdecode(unquote_to_bytes(parts.path))).resolve()
         assert real.is_relative_to(home), target  # a link never leads out of outputs/, not even through a symlink
         if pages_written or real.name != gallery.PAGE:
             assert real.is_file(), target  # and names a real file (undecodable names included)
     return facts
+
+
+PREVIEWS = "kie://previews/"
+_KEPT_PICTURE = re.compile(r'<img src="((?:[^"/]+/)?)\.([^"/]+?)\.(?:thumb-\d+\.(?:jpg|png)|poster-\d+\.jpg)"')
+
+
+def as_served(page: str, folder: str = "") -> str:
+    """A page as its resource serves it: each picture that is a kept preview (a hidden file, which kie://outputs/
+    does not serve) at kie://previews/<session folder>/<its result> (``folder``: the page's own, for a session
+    page), the rest as written."""
+    return _KEPT_PICTURE.sub(lambda m: f'<img src="{PREVIEWS}{m[1] or quote(folder, safe="") + "/"}{m[2]}"', page)
 
 
 def linked_names(facts: Facts) -> set[bytes]:
@@ -330,6 +347,34 @@ async def test_hostile_text_in_sidecars_and_file_names_is_only_text_on_the_page(
         assert os.fsencode(session_name) in {unquote_to_bytes(t).split(b"/")[0] for t in index.targets}
 
 
+async def test_a_hostile_task_id_or_join_name_on_the_line_saying_what_a_result_was_made_from_is_only_text(
+    connect: Callable[..., Any], tmp_path: Path
+) -> None:
+    """The line a follow-up's card shows ("1080p version of task ...") and a join's ("Joined from N clips") come from
+    sidecars anyone can edit: a hostile task id, operation or joined clip, and a join named with markup, are text
+    there, on the page on disk and in the copy served over MCP; a task id of 5,000 characters is cut short."""
+    workspace = tmp_path / "ws"
+    folder = workspace / "outputs" / "2026-01-01-lineage"
+    save(folder, "up", sidecar(folder, "up", "", parent_task_id=HOSTILE, operation="hd"))
+    save(folder, "odd", sidecar(folder, "odd", "", parent_task_id="x" * 5000, operation="<b>bold</b>"))
+    join = '<img src=x onerror=alert(1)> "q" &amp;.mp4'
+    (folder / join).write_bytes(b"\x00\x00\x00\x18ftypmp42")  # the gallery goes by names and sidecars
+    joined = {"joined_from": [HOSTILE, "b.mp4"], "files": [{"path": f"outputs/{folder.name}/{join}"}], "sandbox": True}
+    (folder / join).with_suffix(".json").write_text(json.dumps(joined))
+
+    await gallery.refresh(workspace)
+    async with connect(workspace=workspace) as client:
+        served = (await client.read_resource(f"kie://outputs/{folder.name}/index.html")).contents[0].text
+
+    for page in ((folder / gallery.PAGE).read_text(encoding="utf-8"), served):
+        facts = assert_only_text(page, folder, folder.parent)
+        assert f"1080p version of task {HOSTILE}" in facts.text
+        assert f"Made from task {'x' * 200}\u2026" in facts.text and "x" * 201 not in facts.text
+        assert "Joined from 2 clips" in facts.text and join in facts.text  # its name, as text
+        assert "No prompt recorded" not in facts.text and "bold" not in facts.text
+        assert facts.text.count("sandbox") == 3  # each card's badge: the join's too
+
+
 async def test_hostile_session_names_and_prompts_are_only_text_on_the_month_pages(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -535,8 +580,9 @@ async def test_the_gallery_resources_and_a_real_generation_survive_garbage_and_h
     }
     assert GOOD in index_facts.text and NEIGHBOUR in session_facts.text and HOSTILE in session_facts.text
     assert {os.fsencode(name) for name in [*planted["media"], new]} <= linked_names(session_facts)
-    assert index.contents[0].text == (outputs / gallery.PAGE).read_text(encoding="utf-8")  # served as written
-    assert session.contents[0].text == (planted["folder"] / gallery.PAGE).read_text(encoding="utf-8")
+    assert index.contents[0].text == as_served((outputs / gallery.PAGE).read_text(encoding="utf-8"))
+    served = as_served((planted["folder"] / gallery.PAGE).read_text(encoding="utf-8"), planted["folder"].name)
+    assert session.contents[0].text == served
 
 
 # -- 2. path escapes through the gallery resources ------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from datetime import date, timedelta
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -288,3 +289,61 @@ async def test_a_session_page_too_large_to_send_says_so_and_where_it_is_on_disk(
     assert "No gallery page" not in said, said
     assert f"too large to send ({size / 2**20:.1f} MB): open it from disk at {page}" in said, said
     assert folder.name in index.contents[0].text  # the index is small: still served
+
+
+def plant_sessions(outputs: Path, days: list[str]) -> None:
+    """A session folder a day of ``days`` (``<day>-shoot-<n>``), one saved picture in each, no gallery page."""
+    for n, day in enumerate(days):
+        folder = outputs / f"{day}-shoot-{n}"
+        save(folder, f"t{n}", sidecar(folder, f"t{n}", f"Prompt of shoot {n}", created_at=f"{day}T10:00:00Z"))
+
+
+def sections(page: str) -> list[str]:
+    return re.findall(r'<section id="([^"]+)">', page)
+
+
+async def test_an_index_read_with_none_on_disk_is_the_one_a_build_writes_of_the_newest_sessions_and_month_pages(
+    connect, tmp_path, monkeypatch
+):
+    """The audit: with no index of kie-mcp's on disk (the user deleted it, or copied outputs/ in) and no build yet in
+    this process, a read of kie://outputs/index.html made one showing every session in full, with no size limit:
+    2,000 sessions made 60 MB of HTML in 17 s and about 1 GB of memory, at every read, past the 50 MB a resource
+    sends. The read runs the build a save runs, which writes the index of the newest sessions and the month pages
+    listing them all, and serves that page."""
+    monkeypatch.setattr(gallery, "SESSIONS_ON_INDEX", 3)
+    outputs = tmp_path / "outputs"
+    days = [f"2026-0{1 + n // 4}-{10 + n:02d}" for n in range(8)]  # four sessions in January, four in February
+    plant_sessions(outputs, days)
+    async with connect() as client:
+        first = (await client.read_resource("kie://outputs/index.html")).contents[0].text
+        written = (outputs / PAGE).read_text(encoding="utf-8")
+        (outputs / PAGE).unlink()  # deleted again: the next read writes it again
+        again = (await client.read_resource("kie://outputs/index.html")).contents[0].text
+        january = (await client.read_resource("kie://outputs/index-2026-01.html")).contents[0].text
+    assert sections(first) == ["2026-02-17-shoot-7", "2026-02-16-shoot-6", "2026-02-15-shoot-5", "by-month"]
+    assert "Prompt of shoot 4" not in first and "8 results · 8 sessions" in first
+    assert '<a href="index-2026-01.html">January 2026</a> · 4 sessions · 4 results' in first
+    assert first == written == again == (outputs / PAGE).read_text(encoding="utf-8")  # served as written
+    assert all(f'href="{days[n]}-shoot-{n}/index.html"' in january for n in range(4)), january
+    assert all((outputs / f"{day}-shoot-{n}" / PAGE).is_file() for n, day in enumerate(days))
+
+
+async def test_an_index_no_build_can_write_is_made_for_the_read_of_the_newest_sessions_never_past_the_limit(
+    connect, tmp_path, monkeypatch
+):
+    """Where the build cannot write the index (a folder in its place here; a read-only outputs/, a full disk), the read
+    makes the same index of the newest sessions and says the month pages may be missing; one larger than a resource
+    may send is refused in words, never sent."""
+    monkeypatch.setattr(gallery, "SESSIONS_ON_INDEX", 2)
+    outputs = tmp_path / "outputs"
+    plant_sessions(outputs, [f"2026-03-{10 + n:02d}" for n in range(5)])
+    (outputs / PAGE).mkdir()
+    async with connect() as client:
+        made = (await client.read_resource("kie://outputs/index.html")).contents[0].text
+        monkeypatch.setattr(gallery, "PAGE_MAX_BYTES", len(made.encode()) // 2)
+        with pytest.raises(MCPError) as raised:
+            await client.read_resource("kie://outputs/index.html")
+    assert sections(made) == ["2026-03-14-shoot-4", "2026-03-13-shoot-3", "by-month"]
+    assert "The newest 2 of 5 sessions are shown above" in made and "could not be written in outputs/" in made
+    assert "5 results · 5 sessions" in made and "Prompt of shoot 2" not in made
+    assert f"too large to send ({len(made.encode()) / 2**20:.1f} MB)" in str(raised.value), str(raised.value)

@@ -21,6 +21,7 @@ from kie_mcp.media import saved
 
 from .conftest import answering, text_of
 from .test_apps import has_ffmpeg
+from .test_gallery_hostile import as_served
 from .test_inputs import EDIT, PNG, uploads
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="symlinks")
@@ -216,7 +217,7 @@ async def test_beside_the_users_own_index_the_gallery_is_written_under_its_own_n
     assert listed.structured_content["gallery"] == str(own) and listed.structured_content["gallery_uri"] == own.as_uri()
     assert f"Gallery of saved results: {own}" in text_of(listed)
     assert "outputs/index.html there is a page of your own" in text_of(listed), text_of(listed)
-    assert served == by_name == own.read_text(encoding="utf-8") and "Grandma" not in served
+    assert served == by_name == as_served(own.read_text(encoding="utf-8")) and "Grandma" not in served
     assert REQUEST["prompt"] in served
     assert not [r for r in caplog.records if "could not be written" in r.getMessage()]
 

@@ -745,7 +745,8 @@ def _register_tools(mcp: MCPServer) -> None:
         # Named from the folder asked for: stitch resolves its target, which in an outputs/ linked to another disk
         # lies outside the workspace.
         placed = folder / done.path.name
-        await anyio.to_thread.run_sync(write_joined_sidecar, placed, rt.settings.workspace, session, clips)
+        sidecar = functools.partial(write_joined_sidecar, sandbox=rt.settings.sandbox)  # its card's badge
+        await anyio.to_thread.run_sync(sidecar, placed, rt.settings.workspace, session, clips)
         joined_video = [(placed, "video")]
         await pages.refresh(rt.settings.workspace, rt.settings.preview_px, joined_video)  # joins the gallery
         relative = placed.relative_to(rt.settings.workspace).as_posix()
@@ -1527,7 +1528,8 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
     @mcp.resource("kie://outputs/index.html", name="gallery", title="Gallery of saved results", mime_type="text/html")
     def gallery() -> str:
         """Every saved result by session and date: pictures, videos, prompts, models and credits (open
-        outputs/index.html, or kie-mcp-gallery.html beside a page of your own, in a browser to see the pictures)."""
+        outputs/index.html, or kie-mcp-gallery.html beside a page of your own, in a browser to see the pictures).
+        Its pictures are kie://previews/ URIs; its other links are relative to this page's URI."""
         try:
             return pages.read_page(outputs, side=settings.preview_px) or ""
         except (OSError, ValueError, RecursionError) as err:  # a full disk, an unreadable folder: said, not hidden
@@ -1571,11 +1573,14 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
         """A result saved in the workspace's outputs/ folder (images, videos, sidecar JSON)."""
 
         def judged() -> str | bytes:
-            saved_result(path)
+            where = saved_result(path).relative_to(outputs.resolve())
             # Judged again as it is opened, and read from that one open file, never by name again: a link swapped in
             # since the check above (to .env, outside) is refused, a FIFO is not waited on, the size is the file's.
             # Text is redacted; other bytes holding the key are not served (``as_served``).
-            return as_served(read_inside(outputs / path, outputs, MAX_RESOURCE_BYTES))
+            served = as_served(read_inside(outputs / path, outputs, MAX_RESOURCE_BYTES))
+            if isinstance(served, str) and where.suffix == ".html":  # a gallery page: its pictures as served here
+                return pages.served_copy(served, outputs, where.as_posix())
+            return served
 
         try:  # in a worker thread: no file, whatever it became, holds up the server
             return await anyio.to_thread.run_sync(judged)

@@ -2,25 +2,27 @@
 
 A contact sheet a person opens in any browser straight from disk (``file://``, no server, no network): every saved
 result by session and date, with image thumbnails, video posters (or the video itself), the prompt (its first
-``PROMPT_SHOWN`` characters, linking the sidecar that holds it whole), the model and the credits. Every link is
-relative, so the pages keep working when the ``outputs/`` folder is moved or copied; the CSS is inline and there is
-no script at all (a Content-Security-Policy forbids scripts too, so a prompt holding ``<script>`` is shown as text,
-escaped, and could not run even if escaping failed).
+``PROMPT_SHOWN`` characters, linking the sidecar that holds it whole), what a follow-up or a join was made from, the
+model and the credits. Every link is relative, so the pages keep working when the ``outputs/`` folder is moved or
+copied; the CSS is inline and there is no script at all (a Content-Security-Policy forbids scripts too, so a prompt
+holding ``<script>`` is shown as text, escaped, and could not run even if escaping failed). The copy the
+``kie://outputs/`` resources serve shows each kept preview at its ``kie://previews/`` URI instead (``served_copy``).
 
 **Built from the sidecars, not the journal.** Each saved task has a sidecar JSON beside its files (prompt, model,
 credits quoted and charged, times), written by the same step that saves the files, so the two always agree. The
 gallery describes what is on disk: it survives a reset or corrupt journal, a second server on the workspace and a
-copied ``outputs/`` folder, and reading it needs no database in a worker thread. Media files without a sidecar
-(``stitch_videos`` output, files copied in by hand) are shown too, without a prompt.
+copied ``outputs/`` folder, and reading it needs no database in a worker thread. A follow-up's sidecar names the
+task it continues and how (``continue_video``), a joined video's the clips it joined (``stitch_videos``): their
+cards say so. Media files without a sidecar (files copied in by hand) are shown too, without a prompt.
 
 **When.** ``refresh`` runs after every saved result (``generation.save_all``, where the follower and ``check_task``
 finish saving), after a sidecar is written again with a charge measured since (``generation.describe_charges``),
 and before ``list_tasks`` names the page; ``read_page`` runs the build first where it is cheap (``_refresh_kept``),
-so what the user deleted since leaves the pages the resources serve. It builds in a worker thread, never on the
-event loop, and never raises: a gallery that cannot be written is logged and the generation goes on. Concurrent
-refreshes coalesce: a refresh that finds a build running waits for it and runs one more build only if none started
-after it asked. Pages are written atomically (a temporary
-file beside the page, then ``os.replace``) and only when their content changed. A build reads again only the session
+so what the user deleted since leaves the pages the resources serve, and where the index it serves is missing. It
+builds in a worker thread, never on the event loop, and never raises: a gallery that cannot be written is logged
+and the generation goes on. Concurrent refreshes coalesce: a refresh that finds a build running waits for it and runs
+one more build only if none started after it asked. Pages are written atomically (a temporary file beside the page,
+then ``os.replace``) and only when their content changed. A build reads again only the session
 folders that changed since the last one (``_Cache``: a folder's stat, a page not the one written, a folder changed
 within two seconds of its scan), so reading follows the folder that got the new result, not the number of results
 in ``outputs/``; the index is put together from what was kept of the others. The first build of a process reads them
@@ -62,7 +64,7 @@ from datetime import date, datetime
 from pathlib import Path, PurePosixPath
 from stat import S_ISREG
 from typing import Literal
-from urllib.parse import quote
+from urllib.parse import quote, unquote_to_bytes
 
 import anyio.to_thread
 
@@ -136,6 +138,9 @@ class Item:
     of: int = 1
     saved_ns: int = 0  # the file's modification time: orders results made in the same second
     sidecar: str | None = None  # the file name of its sidecar in the same folder (the whole prompt is there)
+    parent_task_id: str | None = None  # a follow-up (continue_video): the task it continues
+    operation: str | None = None  # how it continues that task: extend, hd, 4k, upscale
+    joined: int = 0  # a joined video (stitch_videos): how many clips it joined
 
 
 @dataclass
@@ -303,6 +308,9 @@ def _items_of_sidecar(path: Path, media: dict[str, str]) -> list[Item]:
         sandbox=data.get("sandbox") is True,
         of=len(names),
         sidecar=path.name,
+        parent_task_id=_text(data.get("parent_task_id")),
+        operation=_text(data.get("operation")),
+        joined=len(data["joined_from"]) if isinstance(data.get("joined_from"), list) else 0,
     )
     return [replace(task, name=name, kind=media[name], index=names.index(name) + 1) for name in present]
 
@@ -377,6 +385,9 @@ def _preview_key(name: str) -> str:
     return poster_path(Path(name), 0).name[1:].removesuffix(".poster-0.jpg")
 
 
+_PREVIEW_KEY_MOST = len(_preview_key("x" * 1000))  # the most characters of a result's name its previews' names hold
+
+
 def _sweep_orphans(folder: Path, names: Sequence[str]) -> None:
     """Remove from ``folder`` the kept previews (regular files only) of files that are gone: a result the user
     deleted left its hidden thumbnail or poster behind for ever. ``names`` is the folder's listing; a file saved
@@ -431,6 +442,7 @@ figcaption { padding: 10px 12px 12px; display: flex; flex-direction: column; gap
   -webkit-line-clamp: 4; line-clamp: 4; overflow: hidden; }
 .session .prompt { display: block; max-height: 16em; overflow: auto; }
 .noprompt { color: var(--muted); font-style: italic; }
+.lineage { margin: 0; font-weight: 600; overflow-wrap: anywhere; }
 .model { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 12px; }
 .badge { background: var(--badge); color: var(--badge-ink); border-radius: 4px; padding: 0 5px; font-size: 11px; }
 .file { font-size: 12px; word-break: break-all; }
@@ -515,13 +527,31 @@ def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: cut_point(text, limit)] + "\u2026"
 
 
+# What a follow-up is of the task it continues (its sidecar's ``operation``: ``followups.OPERATIONS``).
+_MADE_AS = {"extend": "Extension", "hd": "1080p version", "4k": "4K version", "upscale": "Upscaled copy"}
+
+
+def _lineage(item: Item) -> str | None:
+    """What a result kie-mcp made from others was made from, as its sidecar says: the task a follow-up continues
+    (``1080p version of task …``), or how many clips a join joined. None for anything else."""
+    if item.parent_task_id:
+        made = _MADE_AS.get(item.operation or "")
+        task = _cut(item.parent_task_id, ALT_SHOWN)  # a task id of KIE's is short; a hostile sidecar's is cut
+        return f"{made} of task {task}" if made else f"Made from task {task}"
+    if item.joined:
+        return f"Joined from {_count(item.joined, 'clip')}"
+    return None
+
+
 def _card(item: Item, prefix: tuple[str, ...]) -> str:
     prompt = item.prompt or ""
-    alt = _e(_cut(prompt, ALT_SHOWN) or item.name)
+    lineage = _lineage(item)
+    alt = _e(_cut(prompt, ALT_SHOWN) or lineage or item.name)
     cut = len(prompt) > PROMPT_SHOWN
+    words = f'<p class="lineage">{_e(lineage)}</p>' if lineage else ""
     if prompt:
-        words = f'<p class="prompt" dir="auto">{_e(_cut(prompt, PROMPT_SHOWN))}</p>'
-    else:
+        words += f'<p class="prompt" dir="auto">{_e(_cut(prompt, PROMPT_SHOWN))}</p>'
+    elif not lineage:
         words = '<p class="prompt noprompt">No prompt recorded (made locally or copied in).</p>'
     facts = []
     if item.model:
@@ -588,31 +618,38 @@ class _Shown:
         return self.order[-1]
 
     @classmethod
-    def of(cls, session: Session) -> _Shown:
+    def of(cls, session: Session, *, section: bool = True) -> _Shown:
+        """What is shown of ``session``; without ``section`` only its tile (a session off the index)."""
         credits, quoted = session.credits()
         facts = [_count(len(session.items), "result")]
         if credits:
             facts.append(_credits_text(credits, quoted))
-        shown = session.items[-PER_SESSION_ON_INDEX:]  # the newest ones
-        lines = [
-            f'<section id="{_e(session.folder)}">',
-            f'<h2><a href="{_href(session.folder, PAGE)}"><span class="day">{_e(session.day)}</span>'
-            f'<bdi dir="auto">{_e(session.title)}</bdi></a></h2>',  # an Arabic or Hebrew name reads right to left
-            f'<p class="meta">{_e(" · ".join(facts))}</p>',
-            '<div class="grid">',
-            *(_card(item, (session.folder,)) for item in shown),
-            "</div>",
-        ]
-        if len(shown) < len(session.items):
-            lines.append(
-                f'<p class="more"><a href="{_href(session.folder, PAGE)}">All {len(session.items)} results of this '
-                "session</a></p>"
-            )
-        lines.append("</section>")
         order = session.order
         month = session.day[:7] if session.day else "undated"
         tile = _tile(session, facts)
-        return cls(order, len(session.items), credits, quoted, month, tile, "\n".join(lines))
+        shown = _section(session, facts) if section else None
+        return cls(order, len(session.items), credits, quoted, month, tile, shown)
+
+
+def _section(session: Session, facts: list[str]) -> str:
+    """A session on the index: its heading and totals, its newest results, a link to its page holding them all."""
+    shown = session.items[-PER_SESSION_ON_INDEX:]  # the newest ones
+    lines = [
+        f'<section id="{_e(session.folder)}">',
+        f'<h2><a href="{_href(session.folder, PAGE)}"><span class="day">{_e(session.day)}</span>'
+        f'<bdi dir="auto">{_e(session.title)}</bdi></a></h2>',  # an Arabic or Hebrew name reads right to left
+        f'<p class="meta">{_e(" · ".join(facts))}</p>',
+        '<div class="grid">',
+        *(_card(item, (session.folder,)) for item in shown),
+        "</div>",
+    ]
+    if len(shown) < len(session.items):
+        lines.append(
+            f'<p class="more"><a href="{_href(session.folder, PAGE)}">All {len(session.items)} results of this '
+            "session</a></p>"
+        )
+    lines.append("</section>")
+    return "\n".join(lines)
 
 
 def _tile(session: Session, facts: list[str]) -> str:
@@ -656,16 +693,16 @@ def _summary(sessions: Sequence[_Shown]) -> str:
     return " · ".join(parts)
 
 
-def render_index(sessions: list[Session], *, every: bool = False) -> bytes:
+def render_index(sessions: list[Session]) -> bytes:
     """``outputs/index.html``: the newest sessions (``SESSIONS_ON_INDEX``), newest first, with their newest results
-    and a link to each one's own page; with more sessions, a link to each month's page, which lists them all.
-    ``every``: all of them in full, no month links (an index made where no build wrote the month pages)."""
-    return _index_page([_Shown.of(session) for session in sessions], every=every)
+    and a link to each one's own page; with more sessions, a link to each month's page, which lists them all."""
+    return _index_page([_Shown.of(session) for session in sessions])
 
 
-def _index_page(sessions: Sequence[_Shown], *, every: bool = False) -> bytes:
+def _index_page(sessions: Sequence[_Shown], *, months: bool = True) -> bytes:
     """The index of ``sessions`` (newest first, the first ``SESSIONS_ON_INDEX`` with their sections), from what is
-    kept of each: the same size at 60 sessions and at 60,000. ``every``: see ``render_index``."""
+    kept of each: the same size at 60 sessions and at 60,000. Without ``months`` (no build could write the month
+    pages) it says the older sessions' pages may be missing instead of linking them."""
     body = [
         "<header><h1>kie-mcp gallery</h1>",
         f'<p class="summary">{_e(_summary(sessions))}. Open a picture or a file name for the full-size file.</p>',
@@ -673,11 +710,20 @@ def _index_page(sessions: Sequence[_Shown], *, every: bool = False) -> bytes:
     ]
     if not sessions:
         body.append('<p class="empty">No saved results yet: this page fills in as results are saved.</p>')
-    shown = sessions if every else sessions[:SESSIONS_ON_INDEX]
+    shown = sessions[:SESSIONS_ON_INDEX]
     body += [session.section or "" for session in shown]
     if len(shown) < len(sessions):
-        body.append(_by_month(sessions))
+        body.append(_by_month(sessions) if months else _months_unwritten(len(sessions)))
     return _page("kie-mcp gallery", body, "index")
+
+
+def _months_unwritten(count: int) -> str:
+    """What an index made without its month pages says in their place (``_index_unwritten``)."""
+    said = (
+        f"The newest {SESSIONS_ON_INDEX} of {count} sessions are shown above. The gallery's pages could not be "
+        "written in outputs/, so the month pages listing every session may be missing (the server's log says why)."
+    )
+    return f'<section id="by-month"><p class="meta">{_e(said)}</p></section>'
 
 
 def _by_month(sessions: Sequence[_Shown]) -> str:
@@ -1053,8 +1099,13 @@ def _refresh_kept(outputs: Path, side: int | None) -> None:
     outputs = Path(outputs)
     kept = _kept_sides(outputs)
     side = side if side is not None else (kept[-1] if kept else None)
-    if side is None or side not in kept:
-        return
+    if side is not None and side in kept:
+        _rebuild(outputs, side)
+
+
+def _rebuild(outputs: Path, side: int) -> None:
+    """The build with nothing fresh (``_build_coalesced``), for a read. Never raises: what could not be written is
+    logged."""
     try:
         problems = _build_coalesced(outputs, side, [])
     except Exception:
@@ -1072,32 +1123,110 @@ def _kept_sides(outputs: Path) -> list[int]:
 
 
 def read_page(outputs: Path, session: str | None = None, side: int | None = None) -> str | None:
-    """A gallery page's HTML for the ``kie://outputs/.../index.html`` resources, redacted, brought up to date first
-    where that is cheap (``_refresh_kept`` with ``side``): a page kie-mcp wrote (it carries ``GENERATOR``; the index
-    under either of its names, ``index_name``), or for the workspace's index when there is none of kie-mcp's, one
-    made now from what is on disk (no previews are made). None for a session that is not a session folder of
-    ``outputs`` (a plain name ``saved.is_served`` serves: ``<day>-<session>``) or has no page kie-mcp wrote: a page of
-    the user's own (in an ``outputs/`` linked to their folder, or any ``index.html`` of a folder kie-mcp does not save
-    into) is never served as the gallery. ``PageTooLarge`` for a page of kie-mcp's larger than ``PAGE_MAX_BYTES`` (a
-    session of tens of thousands of results): it says where the page is on disk.
+    """A gallery page's HTML for the ``kie://outputs/.../index.html`` resources, redacted, as it is served
+    (``served_copy``), brought up to date first where that is cheap (``_refresh_kept`` with ``side``): a page kie-mcp
+    wrote (it carries ``GENERATOR``; the index under either of its names, ``index_name``). None for a session that
+    is not a session folder of ``outputs`` (a plain name ``saved.is_served`` serves: ``<day>-<session>``) or has no
+    page kie-mcp wrote: a page of the user's own (in an ``outputs/`` linked to their folder, or any ``index.html`` of
+    a folder kie-mcp does not save into) is never served as the gallery. ``PageTooLarge`` for a page of kie-mcp's
+    larger than ``PAGE_MAX_BYTES`` (a session of tens of thousands of results): it says where the page is on disk.
+
+    The workspace's index when there is none of kie-mcp's (the user deleted it, or copied ``outputs/`` in, and this
+    process has not built the gallery yet): the build a save runs writes it (of ``side`` pixels' previews, none
+    made), with the month pages it links, and that page is served; where the build cannot write it, the same index
+    made here (``_index_unwritten``). Either way the newest ``SESSIONS_ON_INDEX`` sessions, never every one (2,000
+    sessions made an index of 60 MB, read again at every read).
 
     The page is read from one open file judged again as it is opened (``inputs.read_inside``): inside ``outputs``, a
     regular file, no link swapped in since the check (to ``.env`` or outside), never a FIFO to block on (opened
-    without blocking). ``OutputsRefused`` when ``outputs`` is a link ``saved.refusal`` names. Reads files: call it in
-    a worker thread."""
+    without blocking). ``OutputsRefused`` when ``outputs`` is a link ``saved.refusal`` names. Reads and writes
+    files: call it in a worker thread."""
     outputs = Path(outputs)
     saved.check(outputs)  # a link to / or the home folder: no page is read through it (OutputsRefused)
     if session is not None and not _session_folder_name(session):
         return None
     _refresh_kept(outputs, side)
-    pages = [outputs / session / PAGE] if session is not None else [outputs / PAGE, outputs / OWN_INDEX]
-    for path in pages:
-        if (page := _own_page(path, outputs)) is not None:
-            return redact(page)  # a key pasted into a page by hand (or a sidecar an older kie-mcp wrote) is never shown
     if session is not None:
+        page = _own_page(outputs / session / PAGE, outputs)
+        return None if page is None else served_copy(page, outputs, f"{session}/{PAGE}")
+    side = side or THUMBNAIL_SIDE
+    index = _own_index(outputs)
+    if index is None:  # none of kie-mcp's on disk: the build writes it
+        _rebuild(outputs, side)
+        index = _own_index(outputs)
+    return served_copy(index if index is not None else _index_unwritten(outputs, side), outputs, PAGE)
+
+
+def _own_index(outputs: Path) -> str | None:
+    """The text of the workspace's index, under either of its names, when kie-mcp wrote it; else None."""
+    for path in (outputs / PAGE, outputs / OWN_INDEX):
+        if (page := _own_page(path, outputs)) is not None:
+            return page
+    return None
+
+
+def _index_unwritten(outputs: Path, side: int) -> str:
+    """The index made for a read where the build could not write it (a read-only ``outputs/``, a full disk, a folder
+    where the page goes: the build logged why): the newest ``SESSIONS_ON_INDEX`` sessions, as a build writes it,
+    and in place of the month pages' links, that they may be missing. ``ValueError`` past ``PAGE_MAX_BYTES``."""
+    sessions = scan(outputs, side)
+    shown = [_Shown.of(session, section=n < SESSIONS_ON_INDEX) for n, session in enumerate(sessions)]
+    page = _index_page(shown, months=False)
+    if len(page) > PAGE_MAX_BYTES:
+        raise ValueError(
+            f"too large to send ({len(page) / 2**20:.1f} MB), and it could not be written in {outputs.absolute()}"
+        )
+    return page.decode("utf-8")
+
+
+# The picture a page shows, as ``_media`` and ``_tile`` write it: a relative link, percent-encoded.
+_PICTURE = re.compile(r'(<img src=")([^"]*)(")')
+
+
+def served_copy(page: str, outputs: Path, where: str) -> str:
+    """A gallery page of kie-mcp's as the ``kie://outputs/`` resources serve it, redacted: each picture that is a
+    kept preview (a hidden file beside its result, which ``kie://outputs/`` never serves) points at
+    ``kie://previews/<session>/<its result>``, which serves that preview; every other link stays relative, and
+    resolves against the page's own ``kie://outputs/`` URI (the session pages, the month pages, the results and
+    their sidecars are all served there). The file on disk keeps its relative links, for a browser's ``file://``.
+    ``where``: the page's path inside ``outputs`` (``index.html``, ``<session>/index.html``, a month page). A page
+    that is not kie-mcp's is only redacted. Lists a session folder only for a result's name longer than a
+    preview's name holds: call it in a worker thread."""
+    page = redact(page)  # a key pasted into a page by hand (or a sidecar an older kie-mcp wrote) is never shown
+    if _GENERATOR.decode() not in page[:4096]:
+        return page
+    folder = PurePosixPath(where).parent
+    listings: dict[str, list[str]] = {}  # a session folder's names, listed once for the page
+
+    def pointed(match: re.Match[str]) -> str:
+        named = (os.fsdecode(unquote_to_bytes(html.unescape(part))) for part in match[2].split("/"))
+        parts = PurePosixPath(folder, *named).parts
+        if len(parts) != 2 or not _session_folder_name(parts[0]):  # only a file of a session folder
+            return match[0]
+        session, name = parts
+        kept = _PREVIEW.fullmatch(name)
+        result = _previewed(outputs / session, kept[1], listings) if kept is not None else None
+        if result is None:  # the result itself (no kept preview), which kie://outputs/ serves
+            return match[0]
+        return f"{match[1]}kie://previews/{_href(session, result)}{match[3]}"
+
+    return _PICTURE.sub(pointed, page)
+
+
+def _previewed(folder: Path, key: str, listings: dict[str, list[str]]) -> str | None:
+    """The name of the result in ``folder`` whose kept previews are named by ``key`` (``_preview_key``): ``key``
+    itself, unless it is as long as a preview's name holds, when the folder's results are looked through (a long
+    name, cut in its previews'; ``listings`` keeps each folder's names once listed). None for none."""
+    if key[:1] == ".":
         return None
-    # No build wrote the month pages this index would link: every session is shown on it instead.
-    return redact(render_index(scan(outputs, side or THUMBNAIL_SIDE), every=True).decode("utf-8"))
+    if len(key) < _PREVIEW_KEY_MOST:
+        return key
+    if folder.name not in listings:
+        try:
+            listings[folder.name] = sorted(os.listdir(folder))
+        except OSError:
+            listings[folder.name] = []
+    return next((name for name in listings[folder.name] if name[:1] != "." and _preview_key(name) == key), None)
 
 
 def _session_folder_name(name: str) -> bool:

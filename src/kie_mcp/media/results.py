@@ -178,10 +178,13 @@ def _charge_differs(path: Path, record: TaskRecord) -> bool:
     return body is not None and body.get("credits_charged") != record.credits_charged
 
 
-def write_joined_sidecar(video: Path, workspace: Path, session: str | None, clips: Sequence[str]) -> None:
+def write_joined_sidecar(
+    video: Path, workspace: Path, session: str | None, clips: Sequence[str], *, sandbox: bool = False
+) -> None:
     """A joined video's sidecar (``<name>.json`` beside it): its session as typed, which heads its gallery section
-    when the folder's name could not spell it, and the clips it joined. Never replaces a file (the join's name was
-    chosen with its sidecar's free: ``stitch._place``); a disk that refuses it costs only the sidecar (logged)."""
+    when the folder's name could not spell it, the clips it joined (its card says how many), and whether it was
+    joined under ``--sandbox`` (its card's badge, as a task's). Never replaces a file (the join's name was chosen
+    with its sidecar's free: ``stitch._place``); a disk that refuses it costs only the sidecar (logged)."""
     path = video.with_suffix(".json")
     if os.path.lexists(path):  # taken since the name was chosen: another's, never overwritten nor claimed
         log.warning("the joined video's sidecar %s was not written: a file of that name appeared", path)
@@ -191,6 +194,7 @@ def write_joined_sidecar(video: Path, workspace: Path, session: str | None, clip
         "joined_from": [redact(clip) for clip in clips],
         "files": [{"path": video.relative_to(workspace).as_posix()}],
         "saved_at": timestamp(),
+        "sandbox": sandbox,
     }
     try:
         write_json_atomic(path, body)
