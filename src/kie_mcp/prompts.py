@@ -198,9 +198,9 @@ def _captions(clips: str, *, chain: bool = False) -> str:
 def _without_ffmpeg(finished: str, made: str, later: str) -> list[str]:
     """Step 0 of a plan that ends in stitch_videos (a join, burned-in captions) when this server has no ffmpeg, found
     as stitch_videos finds it (``media.stitch.find_ffmpeg``: the ``video`` extra, else ffmpeg on PATH): said before
-    anything is paid for, with stitch_videos' own install advice. The default install (``uv tool install``) has no
-    ffmpeg, and an animated ad paid for every clip (1,200-2,000 credits) before its last step failed for want of it.
-    None when ffmpeg is found: the plan is then as it was, word for word."""
+    anything is paid for, with stitch_videos' own install advice: the default install (``uv tool install``) has no
+    ffmpeg, and the clips (an animated ad's cost 1,200-2,000 credits) are paid for before the last step. None when
+    ffmpeg is found: the plan is then as it was, word for word."""
     from kie_mcp.media.stitch import INSTALL_HELP, StitchError, find_ffmpeg
 
     try:
