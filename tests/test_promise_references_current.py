@@ -100,6 +100,51 @@ async def test_a_reference_is_typed_by_its_bytes_not_its_name(connect, tmp_path)
     assert types["kie://workspace/references/notes.md"] == "text/markdown" and note.contents[0].text == "# Notes\n"
 
 
+async def test_a_reference_s_name_never_lends_it_a_media_type_its_bytes_lack_nor_a_type_a_client_would_render(
+    connect, tmp_path
+):
+    """The audit: ``references/evil.png`` holding a web page was listed and served as ``image/png``, and ``.html`` and
+    ``.svg`` files as ``text/html`` and ``image/svg+xml``: a client that shows a resource by its type would render
+    their scripts. A media name on bytes that are no media is bytes; a page or a drawing is plain text."""
+    folder = tmp_path / "references"
+    folder.mkdir()
+    (folder / "evil.png").write_bytes(b"<html><body><script>alert(1)</script></body></html>")
+    (folder / "noise.mp4").write_bytes(bytes(range(256)) * 4)
+    (folder / "page.html").write_bytes(b"<!doctype html><script>alert(document.cookie)</script>")
+    (folder / "drawing.svg").write_bytes(b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>')
+    (folder / "photo.png").write_bytes(PNG)
+    async with connect() as client:
+        types = await listed(client)
+        read = {
+            name: (await client.read_resource(f"kie://workspace/references/{name}")).contents[0]
+            for name in ("evil.png", "noise.mp4", "page.html", "drawing.svg", "photo.png")
+        }
+    expected = {
+        "evil.png": "application/octet-stream",
+        "noise.mp4": "application/octet-stream",
+        "page.html": "text/plain",
+        "drawing.svg": "text/plain",
+        "photo.png": "image/png",
+    }
+    assert {name: types[f"kie://workspace/references/{name}"] for name in expected} == expected
+    assert {name: content.mime_type for name, content in read.items()} == expected
+    assert "<script>" in read["page.html"].text and "<svg" in read["drawing.svg"].text  # served, as text
+
+
+async def test_a_reference_that_stops_being_media_after_it_was_listed_is_not_served_under_its_media_type(
+    connect, tmp_path
+):
+    folder = tmp_path / "references"
+    folder.mkdir()
+    (folder / "logo.png").write_bytes(PNG)
+    async with connect() as client:
+        before = (await listed(client))["kie://workspace/references/logo.png"]
+        (folder / "logo.png").write_bytes(b"<html><script>alert(1)</script></html>" + b" " * 8)  # same size: not seen
+        read = (await client.read_resource("kie://workspace/references/logo.png")).contents[0]
+    assert before == "image/png"
+    assert read.mime_type == "application/octet-stream"
+
+
 async def test_a_key_pasted_into_the_brand_notes_or_a_reference_note_is_never_served(transport, mode, tmp_path):
     """The audit: every other answer redacts the key, but MASTER_CONTEXT.md and a text file in references/ were
     served as written, key included."""

@@ -7,7 +7,7 @@ from datetime import date
 
 import anyio
 
-from kie_mcp.spend.quotes import PRICE_LIST
+from kie_mcp.catalog.pricing import PRICE_LIST
 
 from .conftest import answering
 

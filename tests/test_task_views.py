@@ -328,8 +328,8 @@ async def test_the_task_list_names_the_latest_creates_of_unknown_outcome_and_cou
     async with connect() as client:
         body = json.loads((await client.read_resource("kie://tasks")).contents[0].text)
         listed = await client.call_tool("list_tasks", {})
-    assert [a["attempt_id"] for a in body["unknown_creates"]] == made[::-1][:20]  # the newest first
-    assert body["unknown_creates_total"] == 25 and listed.structured_content["unknown_creates"] == 25
+    assert [a["attempt_id"] for a in body["unknown_create_list"]] == made[::-1][:20]  # the newest first
+    assert body["unknown_creates"] == 25 and listed.structured_content["unknown_creates"] == 25
     assert "25 create(s)" in body["unknown_creates_note"] and "of the day it was sent" in body["unknown_creates_note"]
 
 
@@ -584,7 +584,22 @@ async def test_list_tasks_names_each_create_of_unknown_outcome_by_model_time_pro
     assert create["created"].endswith("Z") and create["error"]
     line = f'- {create["attempt_id"]}: nano-banana-2, sent {create["created"]} [prompt "a blue pear"; session '
     assert line in text_of(listed), text_of(listed)
-    assert resource["unknown_creates"] == [create]
+    assert resource["unknown_create_list"] == [create]
+
+
+async def test_the_task_list_resource_names_unknown_creates_as_list_tasks_and_check_credits_do(connect, controls):
+    """The audit: in kie://tasks ``unknown_creates`` was the list (its count ``unknown_creates_total``), while in
+    list_tasks and check_credits it is the count (the list ``unknown_create_list``): one name, two meanings."""
+    async with connect(elicitation=answering()) as client:
+        await controls.fault("create", kind="drop_after_create")
+        await client.call_tool("generate_image", {"prompt": "a green pear", "session": "fruit-shoot"})
+        listed = (await client.call_tool("list_tasks", {})).structured_content
+        credits = (await client.call_tool("check_credits", {})).structured_content
+        resource = json.loads((await client.read_resource("kie://tasks")).contents[0].text)
+    assert resource["unknown_creates"] == listed["unknown_creates"] == credits["unknown_creates"] == 1
+    assert resource["unknown_create_list"] == listed["unknown_create_list"]
+    assert [create["prompt"] for create in resource["unknown_create_list"]] == ["a green pear"]
+    assert "unknown_creates_total" not in resource
 
 
 async def test_check_task_explains_an_attempt_id_from_the_journal_without_asking_kie(connect, controls, tmp_path):

@@ -793,19 +793,65 @@ def offered_models(
 ) -> list[tuple[ModelSpec, float | None]]:
     """The models KIE sells (bundled, and live ones the bundle lacks) matching the filters, each with its recent
     success rate when that is below ``HEALTHY``."""
-    from kie_mcp.catalog.live import health, is_withdrawn
+    from kie_mcp.catalog.live import health
 
     words = (query or "").lower().split()
     found = []
-    for spec in rt.catalog.offered():
-        text = " ".join([spec.id, spec.title, spec.good_for, *spec.aliases, *spec.capabilities]).lower()
-        if (kind and spec.kind != kind) or (capability and capability.lower() not in spec.capabilities):
-            continue
-        if any(w not in text for w in words) or is_withdrawn(rt.live, spec.id, rt.catalog) is not None:
+    for spec in _selling(rt, kind, capability):
+        if any(w not in _searched(spec) for w in words):
             continue
         rate = health(rt.live, spec.id)
         found.append((spec, rate if rate is not None and rate < HEALTHY else None))
     return found
+
+
+def no_model_matches(rt: Runtime, *, kind: str | None, capability: str | None, query: str | None) -> str:
+    """What list_models says when ``offered_models`` finds nothing: the capabilities there are (of the kind asked
+    for), that a query's every word must match, and which of its words no model has: a next step, not a dead end."""
+    lines = ["No model matches those filters."]
+    kinds = _selling(rt, kind, None)
+    if capability and not _selling(rt, kind, capability):
+        lines.append(f"No {kind + ' ' if kind else ''}model has the capability {plain(capability)}.")
+    offered = sorted({name for spec in kinds for name in spec.capabilities})
+    lines.append(f"capability takes one of: {', '.join(offered)} (case, '-', '_' and spaces do not matter).")
+    words = (query or "").lower().split()
+    if words:
+        pool = _selling(rt, kind, capability) or kinds
+        missing = [word for word in words if not any(word in _searched(spec) for spec in pool)]
+        said = (
+            f"no model has {' or '.join(plain(word) for word in missing)}"
+            if missing
+            else "each word is in some model, but no one model has them all"
+        )
+        lines.append(
+            "query matches a model only when every word is in its id, name, description, short names or "
+            f"capabilities; {said}: try fewer or other words, or a capability."
+        )
+    return " ".join(lines)
+
+
+def _selling(rt: Runtime, kind: str | None, capability: str | None) -> list[ModelSpec]:
+    """The models KIE sells (none withdrawn, here or from its live list) of ``kind`` with ``capability`` (compared
+    with case, '-', '_' and spaces ignored: "lipsync" and "lip_sync" find "lip-sync")."""
+    from kie_mcp.catalog.live import is_withdrawn
+
+    wanted = _capability_key(capability) if capability else None
+    return [
+        spec
+        for spec in rt.catalog.offered()
+        if (not kind or spec.kind == kind)
+        and (wanted is None or wanted in {_capability_key(name) for name in spec.capabilities})
+        and is_withdrawn(rt.live, spec.id, rt.catalog) is None
+    ]
+
+
+def _capability_key(name: str) -> str:
+    return "".join(name.lower().replace("-", " ").replace("_", " ").split())
+
+
+def _searched(spec: ModelSpec) -> str:
+    """What list_models' query words are looked for in."""
+    return " ".join([spec.id, spec.title, spec.good_for, *spec.aliases, *spec.capabilities]).lower()
 
 
 HEALTHY = 0.9  # below this recent success rate, the user hears about it before spending

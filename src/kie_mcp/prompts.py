@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -521,10 +520,6 @@ def product_showcase(
     )
 
 
-# The runtime of the server rendering a workflow (set around ``get_prompt``): its catalogue judges model arguments.
-RUNTIME: ContextVar[Any] = ContextVar("kie_mcp_prompt_runtime", default=None)
-
-
 def _checked_model(name: str, model: str, kind: str, fits: Fit | None = None) -> None:
     """A model argument the catalogue knows, of the kind the workflow makes, whose written calls it takes, or an
     error the client shows: a typo (``veo3-fats``) or an image model for a video planned a whole workflow around a
@@ -533,9 +528,10 @@ def _checked_model(name: str, model: str, kind: str, fits: Fit | None = None) ->
     plan sends the agent into a refusal at a paid step (a still made for a video model that takes no image)."""
     from kie_mcp.catalog import load_catalog
     from kie_mcp.catalog.live import is_withdrawn
+    from kie_mcp.runtime import SERVING
 
     _said(name, model)  # too long: refused as every argument is, naming its limit
-    rt = RUNTIME.get()  # the server's catalogue (KIE's live models and withdrawals too); none: the bundled one
+    rt = SERVING.get()  # the server's catalogue (KIE's live models and withdrawals too); none: the bundled one
     catalog = rt.catalog if rt is not None else load_catalog()
     try:
         spec = catalog.resolve(model.strip())

@@ -11,8 +11,10 @@ listen re-list).
 A file is listed under its path percent-encoded (``kie://workspace/references/my%20photo.png``, a valid URI that
 clients which normalise URIs ask for as listed); a read of the same path written plainly finds it too. Its MIME
 type is read from its bytes when they are an image, video or audio format (a ``.jpg`` that holds a PNG is listed
-as ``image/png``), else from its name. What is served is judged again on every read (``read_inside``), and text is
-redacted: a key pasted into a note is never shown back.
+as ``image/png``), else from its name, except where the name claims what the bytes are not (an ``evil.png`` holding
+a web page is ``application/octet-stream``) or names a page a client would render, scripts and all (HTML and SVG
+are ``text/plain``). What is served is judged again on every read (``read_inside``), and text is redacted: a key
+pasted into a note is never shown back.
 """
 
 from __future__ import annotations
@@ -32,9 +34,8 @@ from mcp.server.mcpserver.resources import FileResource, FunctionResource, Resou
 
 from kie_mcp.bundled import bundled_path
 from kie_mcp.config import Settings
-from kie_mcp.media.downloads import SNIFF_BYTES
 from kie_mcp.media.inputs import ChangedFile, MissingFile, RefusedInput, private_reason, read_inside
-from kie_mcp.media.sniff import sniff
+from kie_mcp.media.sniff import KINDS, sniff
 from kie_mcp.redact import bytes_hold_secret, redact
 
 PREFIX = "kie://workspace/references/"
@@ -162,7 +163,8 @@ def _judge(file: Path, workspace: Path, folder: Path, home: Path) -> Found | Non
 
 def _mime_of(path: Path) -> str:
     """The type its bytes say when they are media, else the one its name says; text with no type of its name's is
-    ``text/plain`` (served as text, so its key is redacted: a ``.yaml`` of settings, a ``.log``)."""
+    ``text/plain`` (served as text, so its key is redacted: a ``.yaml`` of settings, a ``.log``). A name's word is
+    not taken where the bytes belie it or a client could run it (``_named_type``)."""
     try:
         with open(path, "rb") as handle:
             head = handle.read(TEXT_PROBE)
@@ -170,13 +172,26 @@ def _mime_of(path: Path) -> str:
         head = b""
     media = sniff(head)  # the strict reading inputs use: a UTF-16 byte-order mark is no MPEG audio frame
     if media is not None:
-        mime = media.mime
-    elif head.startswith(_UTF16_MARKS):  # Notepad's "Unicode", PowerShell 5's ">": text, served as text
-        mime = "text/plain; charset=utf-16"
-    else:
-        named = mimetypes.guess_type(path.name)[0]
-        mime = named if named and named != "application/octet-stream" else _text_or_bytes(head)
-    return mime
+        return media.mime
+    if head.startswith(_UTF16_MARKS):  # Notepad's "Unicode", PowerShell 5's ">": text, served as text
+        return "text/plain; charset=utf-16"
+    return _named_type(mimetypes.guess_type(path.name)[0], head)
+
+
+def _named_type(named: str | None, head: bytes) -> str:
+    """The type of a file whose bytes are no media, from its name ``named``: none, or an image, video or audio type
+    its bytes are not (``evil.png`` holding a web page), is what the bytes are (``text/plain`` or bytes); a page or
+    a drawing a client would render, scripts and all (HTML, SVG, XHTML), is plain text."""
+    if named in _RENDERED:
+        return "text/plain" if _text_or_bytes(head) == "text/plain" else "application/octet-stream"
+    if named is None or named == "application/octet-stream":
+        return _text_or_bytes(head)
+    if named.split("/", 1)[0] in KINDS:  # a media name on bytes that are none: claimed, not shown to be
+        return "application/octet-stream"
+    return named
+
+
+_RENDERED = frozenset({"text/html", "image/svg+xml", "application/xhtml+xml"})
 
 
 def _text_or_bytes(head: bytes) -> str:
@@ -224,9 +239,11 @@ class WorkspaceFile(FileResource, defer_build=True):
             raise ResourceError(f"{self.name} could not be read ({err.strerror or type(err).__name__}).") from err
         if await anyio.to_thread.run_sync(bytes_hold_secret, content):  # bytes served as they are cannot be redacted
             raise ResourceError(f"{self.name} holds the KIE API key, so it is not served. Nothing was read.")
-        media = sniff(content[:SNIFF_BYTES])
+        media = sniff(content[:TEXT_PROBE])  # as much as the listing judged it by (``_mime_of``)
         if media is not None:  # replaced by another format since it was listed
             self.mime_type = media.mime
+        elif self.mime_type.split("/", 1)[0] in KINDS:  # media when listed, no more: its name's claim is not served
+            self.mime_type = "application/octet-stream"
         return content
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,6 +14,7 @@ import anyio
 import httpx2
 
 from kie_mcp.catalog import Catalog, load_catalog
+from kie_mcp.catalog.pricing import SIMULATED_COPY
 from kie_mcp.config import Settings, no_key_advice
 from kie_mcp.journal import Journal, JournalLocked, OwedWrites, UnavailableJournal
 from kie_mcp.kie import KieClient
@@ -21,7 +23,6 @@ from kie_mcp.media.downloads import sweep_interrupted_downloads
 from kie_mcp.recovery import recover
 from kie_mcp.spend import Caps, Ledger, QuoteBook
 from kie_mcp.spend.inflight import SpendingCalls
-from kie_mcp.spend.quotes import SIMULATED_COPY
 from kie_mcp.tasks import Follower, TaskBook
 from kie_mcp.tasks.records import links_kept
 
@@ -33,6 +34,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SANDBOX_SPEED = 30.0  # --sandbox: a 4-minute Veo clip takes about 8 seconds
+
+# The runtime of the request being served (set by ``server._Server`` around a resource read and a prompts/get), for
+# what the SDK runs without a context: the model tables (static resources) and a workflow's model check use this
+# server's catalogue, with KIE's live models, withdrawals and prices. None outside a request.
+SERVING: ContextVar[Runtime | None] = ContextVar("kie_mcp_serving", default=None)
 
 
 class NoKeyError(RuntimeError):

@@ -220,6 +220,16 @@ class RuntimeHolder:
         return self._runtime
 
 
+def _serving(context: Context[Any, Any] | None) -> Runtime | None:
+    """The open runtime of the request ``context`` serves; None outside one (code embedding this server), or when
+    it could not open."""
+    try:
+        holder = context.request_context.lifespan_context if context is not None else None
+        return holder.current if isinstance(holder, RuntimeHolder) else None
+    except (RuntimeError, ValueError, AttributeError):
+        return None
+
+
 async def _set_client_log_level(ctx: Any, params: SetLevelRequestParams) -> EmptyResult:
     """logging/setLevel: log messages below ``params.level`` are no longer sent to this client."""
     holder = ctx.lifespan_context
@@ -472,12 +482,17 @@ class _Server(MCPServer):
             await self._open_runtime(context)
         except RuntimeUnavailable as err:
             raise ResourceError(str(err)) from None
+        from kie_mcp.runtime import SERVING  # loaded with the runtime
+
+        token = SERVING.set(_serving(context))  # the model tables are this server's: KIE's live list and prices
         try:
             return await super().read_resource(uri, context)
         except ResourceNotFoundError:
             if uri in self._resource_manager._resources:  # a listed file removed since: listed no more
                 await self._bring_up_to_date(reading=uri, gone=True)
             raise
+        finally:
+            SERVING.reset(token)
 
     async def list_prompts(self) -> list[MCPPrompt]:
         self._register_deferred()
@@ -486,20 +501,18 @@ class _Server(MCPServer):
     async def get_prompt(
         self, name: str, arguments: dict[str, Any] | None = None, context: Context[Any, Any] | None = None
     ) -> Any:
-        from kie_mcp.prompts import RUNTIME
-
         self._register_deferred()
         prompt = self._prompt_manager.get_prompt(name)
         _check_prompt_arguments(prompt, name, arguments)
-        runtime = None
         with contextlib.suppress(RuntimeUnavailable, RuntimeError, ValueError, AttributeError):
             await self._open_runtime(context)  # a workflow's model is judged by the catalogue the tools use
-            runtime = context.request_context.lifespan_context.current if context is not None else None
-        token = RUNTIME.set(runtime)
+        from kie_mcp.runtime import SERVING
+
+        token = SERVING.set(_serving(context))
         try:
             return await super().get_prompt(name, _without_blank_optionals(prompt, arguments), context)
         finally:
-            RUNTIME.reset(token)
+            SERVING.reset(token)
 
     def add_tool(self, fn: Any, name: str | None = None, **options: Any) -> None:
         """Register now, build on first need (``_build``)."""

@@ -46,7 +46,7 @@ from kie_mcp.catalog import (
     usd,
 )
 from kie_mcp.catalog.pricing import TypicalPrice, typical_prices, usd_text
-from kie_mcp.catalog.tables import model_document, model_table_json, model_table_markdown, price_summary
+from kie_mcp.catalog.tables import Offer, model_document, model_table_json, model_table_markdown, price_summary
 from kie_mcp.clientroots import root_folders, roots_resolver
 from kie_mcp.config import Settings, no_key_advice
 from kie_mcp.journal import (
@@ -96,7 +96,7 @@ from kie_mcp.media.saved import CHANGED, changed_file, kept
 from kie_mcp.prompts import register_prompts
 from kie_mcp.redact import redact
 from kie_mcp.references import MAX_RESOURCE_BYTES, ReferenceListing
-from kie_mcp.runtime import NoKeyError, Runtime
+from kie_mcp.runtime import SERVING, NoKeyError, Runtime
 from kie_mcp.spend import (
     Approved,
     Ask,
@@ -864,8 +864,13 @@ def _register_tools(mcp: MCPServer) -> None:
     async def list_models(
         ctx: Context,
         kind: Annotated[Literal["image", "video"] | None, Field(description="Only image or video models.")] = None,
-        capability: Annotated[str | None, Field(description="e.g. text-to-video, edit, audio, reference.")] = None,
-        query: Annotated[str | None, FREE_TEXT, Field(description="Words to match in id, name or description.")] = None,
+        capability: Annotated[
+            str | None,
+            Field(description="e.g. text-to-video, edit, audio, reference, lip-sync (case, '-' and '_' ignored)."),
+        ] = None,
+        query: Annotated[
+            str | None, FREE_TEXT, Field(description="Words to match in id, name or description; all must match.")
+        ] = None,
     ) -> Annotated[CallToolResult, ModelList]:
         """The KIE models kie-mcp can validate and price, with what each is good at and its price. Free."""
         _reject_unknown_arguments(ctx, "list_models")
@@ -876,14 +881,17 @@ def _register_tools(mcp: MCPServer) -> None:
         models = [
             ModelInfo(
                 **spec.summary(),
-                price=price_summary(spec),
+                price=price_summary(spec, rt.live),
                 typical=typical_prices(spec, live_pricer),
                 recent_success_rate=rate,
             )
             for spec, rate in gen.offered_models(rt, kind=kind, capability=capability, query=query)
         ]
         lines = [f"- {m.id} ({m.kind}, {m.price}{_typical_text(m)}): {m.good_for}{_health_text(m)}" for m in models]
-        message = f"{len(models)} model(s):\n" + "\n".join(lines) if models else "No model matches those filters."
+        if models:
+            message = f"{len(models)} model(s):\n" + "\n".join(lines)
+        else:  # a next step, not a dead end: the capabilities there are, and the query's words no model has
+            message = gen.no_model_matches(rt, kind=kind, capability=capability, query=query)
         return _tool_result(ModelList(models=models, message=message), message, rt)
 
     @mcp.tool(title="Upload file", annotations=UPLOADS)
@@ -1502,14 +1510,15 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
     from kie_mcp.media import gallery as pages  # resources are registered on first need (``_Server.defer``)
 
     @mcp.resource("kie://models", name="models", title="KIE model table", mime_type="text/markdown")
-    def models_markdown() -> str:
-        """Every model kie-mcp knows: kind, capabilities, price and what it is good at."""
-        return model_table_markdown()
+    async def models_markdown() -> str:
+        """Every model KIE sells that kie-mcp knows: kind, capabilities, price (with its source and date) and what
+        it is good at."""
+        return await anyio.to_thread.run_sync(model_table_markdown, _offer())
 
     @mcp.resource("kie://models.json", name="models-json", title="KIE model table (JSON)", mime_type="application/json")
-    def models_json() -> str:
+    async def models_json() -> str:
         """The model table as JSON, with each model's fields, rules, price table and sources."""
-        return model_table_json()
+        return await anyio.to_thread.run_sync(model_table_json, _offer())
 
     @mcp.resource("kie://models/{+model_id}", name="model", title="One KIE model", mime_type="application/json")
     def model(model_id: str, ctx: Context) -> str:
@@ -1520,7 +1529,7 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
             spec = gen.resolve_model(_state(ctx), model_id, followup=True)
         except (UnknownModelError, WithdrawnModelError, AmbiguousModelError) as err:  # the reader's mistake
             raise ResourceNotFoundError(str(err)) from err
-        return json.dumps(model_document(spec), indent=2)
+        return json.dumps(model_document(spec, _offer(_state(ctx))), indent=2)
 
     outputs = settings.workspace / "outputs"
 
@@ -1545,7 +1554,7 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
         except (OSError, ValueError, RecursionError) as err:  # as for the gallery: said, with what to check
             raise ResourceError(redact(f"The session's gallery page could not be read ({err}).")) from err
         if page is None:
-            raise ResourceNotFoundError(f"No gallery page for the session folder {plain(session)} in outputs/.")
+            raise ResourceNotFoundError(await _no_session_page(outputs, session))
         return page
 
     def saved_result(path: str) -> Path:
@@ -1799,6 +1808,26 @@ def _not_a_file(path: Path) -> str | None:
     return link + next((words for test, words in kinds if test(mode)), "something other than a file")
 
 
+async def _no_session_page(outputs: Path, session: str) -> str:
+    """Why ``kie://outputs/<session>/index.html`` is not found, and the pages that were likely meant: folders are
+    named ``<date>-<session>``, so a session's name alone finds none (``gallery.session_pages_like``)."""
+    from kie_mcp.media.gallery import folder_of_today, session_pages_like
+
+    named = plain(session, limit=200)
+    missing = f"No gallery page for the session folder {named} in outputs/; session folders are named <date>-<session>"
+    try:
+        like = await anyio.to_thread.run_sync(session_pages_like, outputs, session)
+    except OSError:  # outputs/ unreadable, or gone: the rule alone
+        like = []
+    if like:
+        pages = ", ".join(f"kie://outputs/{name}/index.html" for name in like)
+        return f"{missing}. The session folders of outputs/ with that name, newest first: {pages}."
+    return (
+        f"{missing} (e.g. {folder_of_today(session)}), and outputs/ has no session folder with that name. "
+        "kie://outputs/index.html links every session's page."
+    )
+
+
 def _saved_at(path: str) -> str:
     """A saved result's path as an error names it: ``outputs/<path>``, the path at most 200 characters long (a
     kie://outputs URI of 5,000 characters is not repeated whole)."""
@@ -1831,6 +1860,16 @@ def _runtime(ctx: Context, request: Any = None) -> Runtime:
 
 def _state(ctx: Context) -> Runtime:
     return ctx.request_context.lifespan_context.current  # opened before any tool or resource runs
+
+
+def _offer(rt: Runtime | None = None) -> Offer:
+    """The models this server offers and how it prices them, for the model tables: what the tools take and
+    estimate_cost quotes (KIE's live list and prices, once read). ``rt``: this request's runtime (``SERVING`` for a
+    static resource, which the SDK gives no context); without one, the bundled catalogue."""
+    rt = rt if rt is not None else SERVING.get()
+    if rt is None:
+        return Offer()
+    return Offer(rt.catalog, rt.live, simulated=rt.settings.sandbox)
 
 
 def _args(values: dict[str, Any]) -> dict[str, Any]:

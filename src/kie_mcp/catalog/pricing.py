@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from kie_mcp.words import plain
 
@@ -43,6 +43,14 @@ LIVE_ONLY = "live-price"  # the price key of a model only KIE's live catalogue h
 # bundled figure is what counts.
 CATALOGUE_FLOOR = "kie-mcp's bundled price table"
 CHARGED_HERE = "charged by KIE in this workspace (journal)"  # the source of a price learned from a charge here
+# How ``provenance`` names a price's source:
+PRICE_LIST = "KIE price list"  # the prices bundled with kie-mcp, as KIE published them on a date
+LIVE_PRICE_LIST = "KIE live price list"
+# How live prices name their source (catalog/live.py): a row of KIE's price feed, or a model's pricingDesc.
+LIVE_SOURCES = (LIVE_PRICE_LIST, "KIE price feed row", "KIE pricingDesc")
+# What a live price is under --sandbox: the simulator's feed, which serves the bundled prices, never KIE's.
+SIMULATED_PRICE_LIST = "the simulator's price list"
+SIMULATED_COPY = "a copy of the KIE prices kie-mcp ships"
 
 
 class ItemPrice(BaseModel, defer_build=True):
@@ -84,6 +92,28 @@ class ItemPrice(BaseModel, defer_build=True):
             lower = "the charge KIE made here before" if self.source == CHARGED_HERE else "KIE's live list"
             return f"{lower} is lower than kie-mcp's catalogue, whose price is what counts"
         return self.up_to_why or "KIE was seen charging that much"
+
+
+def provenance(price: ItemPrice, *, simulated: bool = False) -> str:
+    """Where a price comes from, in words a user trusts. Never a third-party repository's name: the full
+    provenance of the bundled data is in the catalogue and ``kie://models/{id}``, not in every quote. ``simulated``
+    (--sandbox): a "live" price was read from the simulator, so it is named so, never as KIE's."""
+    return source_text(price.source, price.source_date, simulated=simulated)
+
+
+def source_text(source: str | None, date: str | None, *, simulated: bool = False) -> str:
+    """``provenance`` of a price from ``source`` (an ``ItemPrice.source``) of ``date``: what a quote and the model
+    tables (``tables.py``, per rate) say."""
+    if source is None:
+        return "unknown"
+    day = date or "an unknown date"
+    if source == CHARGED_HERE:
+        return f"what KIE charged in this workspace on {day}"
+    if source.startswith(LIVE_SOURCES) and simulated:
+        return f"{SIMULATED_PRICE_LIST} of {day} ({SIMULATED_COPY})"
+    if source.startswith(LIVE_SOURCES):
+        return f"{LIVE_PRICE_LIST} of {day}"
+    return f"{PRICE_LIST} of {day}"
 
 
 def billed_input(spec: ModelSpec, rate: Rate) -> str | None:
@@ -274,6 +304,12 @@ class TypicalPrice(BaseModel, defer_build=True):
     credits: float
     usd: float
     settings: str  # the defaults it is priced at, as the user names them ("resolution=720p, audio=false"), or ""
+    counted: float | None = Field(
+        default=None,
+        description="When the caps count more than the price (estimate_cost's credits_counted: KIE was seen charging "
+        "more, or KIE's live list is lower than kie-mcp's catalogue): that figure. Null when the price is all that "
+        "counts.",
+    )
 
 
 def typical_prices(spec: ModelSpec, price: Callable[..., ItemPrice] | None = None) -> list[TypicalPrice]:
@@ -349,7 +385,10 @@ def _typical(
     shown = Rate(when={k: v for k, v in rate.when.items() if length is None or k != length.name}, credits=rate.credits)
     named = any(not key.endswith("#count") for key in shown.when)  # an input count alone is no setting to name
     settings = _condition(spec, shown, wire) if named else ""
-    return TypicalPrice(output=output, credits=price.credits, usd=usd(price.credits), settings=settings)
+    counted = price.counted if price.counted is not None and price.counted > price.credits else None
+    return TypicalPrice(
+        output=output, credits=price.credits, usd=usd(price.credits), settings=settings, counted=counted
+    )
 
 
 def _allows(field: FieldSpec, seconds: int) -> bool:

@@ -1,66 +1,180 @@
-"""The model table, generated from the catalogue data (for resources, list_models and the README)."""
+"""The model tables, generated from the catalogue data: the README's (the bundled catalogue alone) and a server's
+resources and list_models (its catalogue with KIE's live list and prices: the models the tools take, priced as
+estimate_cost quotes them)."""
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from .pricing import typical_prices, usd_text
-from .registry import load_catalog
+from .pricing import ItemPrice, price_input, source_text, typical_prices, usd_text
+from .registry import Catalog, load_catalog
 from .spec import ModelSpec
 
+if TYPE_CHECKING:
+    from .live import LiveCatalog
 
-def price_summary(spec: ModelSpec) -> str:
+
+LIVE_LIST = "KIE's live model list"  # the source of a withdrawal read there (``Offer.withdrawn``)
+
+
+@dataclass(frozen=True)
+class Offer:
+    """The models a table shows and how it prices them: the bundled catalogue alone (``Offer()``, the README's
+    table), or a server's (``Runtime.catalog``: the live models the bundle lacks too) with KIE's live list and price
+    feed (``live``), so the tables say what the tools do: no model KIE withdrew, each price as estimate_cost quotes
+    it. ``simulated`` (--sandbox): live prices were read from the simulator, and are named so."""
+
+    catalog: Catalog = field(default_factory=load_catalog)
+    live: LiveCatalog | None = None
+    simulated: bool = False
+
+    def models(self) -> list[ModelSpec]:
+        """Every model KIE sells, by kind and id: none withdrawn in the data or gone from KIE's live list."""
+        offered = (spec for spec in self.catalog.offered() if self.gone(spec.id) is None)
+        return sorted(offered, key=lambda s: (s.kind, s.id))
+
+    def gone(self, model_id: str) -> list[str] | None:
+        """None unless KIE's live list no longer has the model; then what to use instead (``live.is_withdrawn``)."""
+        if self.live is None:
+            return None
+        from .live import is_withdrawn
+
+        return is_withdrawn(self.live, model_id, self.catalog)
+
+    @property
+    def price(self) -> Callable[..., ItemPrice]:
+        """How a request is priced: ``price_input``, with the live price feed applied when there is one."""
+        if self.live is None:
+            return price_input
+        from .live import live_price_input
+
+        return functools.partial(live_price_input, self.live)
+
+    def withdrawn(self) -> list[dict[str, Any]]:
+        """The models KIE no longer sells, by id: withdrawn in the data (with its date and source), or gone from
+        KIE's live model list (dated by the list), each with what to use instead."""
+        gone: list[dict[str, Any]] = [
+            {"id": spec.id, **spec.withdrawn.model_dump()} for spec in self.catalog if spec.withdrawn is not None
+        ]
+        day = (self.live.fetched_at or "")[:10] if self.live is not None else ""
+        for spec in self.catalog.offered():
+            instead = self.gone(spec.id)
+            if instead is not None:
+                entry = {"id": spec.id, "date": day or None, "source": LIVE_LIST, "alternatives": instead, "note": None}
+                gone.append(entry)
+        return sorted(gone, key=lambda entry: entry["id"])
+
+
+def price_summary(spec: ModelSpec, live: LiveCatalog | None = None) -> str:
     """e.g. '8-18 credits per task', '14-67 credits per second' or, priced per output (``n``), '4.8 credits per
-    image'; 'price unknown' without a table."""
-    if spec.price is None or not spec.price.rates:
+    image'; 'price unknown' without a table. With ``live``, each rate as estimate_cost quotes it: KIE's live price
+    where its feed row has one, unknown where the row is gone, and a live price below the catalogue's said to count
+    at the catalogue's."""
+    rates = _rates(spec, live)
+    if not rates:
         return "price unknown"
-    credits = sorted({rate.credits for rate in spec.price.rates})
+    credits = sorted({now for now, _, _ in rates if now is not None})
+    if not credits:
+        return "price unknown (KIE's live price list has no usable price for it)"
     span = _fmt(credits[0]) if len(credits) == 1 else f"{_fmt(credits[0])}-{_fmt(credits[-1])}"
+    assert spec.price is not None
     unit = spec.kind if spec.price.count_field and spec.price.unit == "task" else spec.price.unit
-    return f"{span} credits per {unit}"
+    notes = []
+    if any(now is None for now, _, _ in rates):
+        notes.append("unknown at some settings: KIE's live price list has no usable price for them")
+    if any(now is not None and now < bundled for now, bundled, _ in rates):
+        notes.append(
+            "KIE's live list is lower than kie-mcp's catalogue at some settings: the catalogue's price is what counts "
+            "against the caps"
+        )
+    return f"{span} credits per {unit}" + "".join(f" ({note})" for note in notes)
 
 
-def typical_cell(spec: ModelSpec) -> str:
-    """The table's USD column: '5 s $0.35 (70 cr), 8 s $0.56 (112 cr) at resolution=720p'; '' when unknown."""
-    prices = typical_prices(spec)
+def price_source(spec: ModelSpec, live: LiveCatalog | None = None, *, simulated: bool = False) -> str:
+    """Where the prices of ``price_summary`` come from and of when, as a quote names its source ('KIE price list
+    of 2026-11-20', 'KIE live price list of 2026-12-06'); '' without a price table."""
+    said = dict.fromkeys(source_text(*source, simulated=simulated) for _, _, source in _rates(spec, live))
+    return "; ".join(said)
+
+
+def _rates(
+    spec: ModelSpec, live: LiveCatalog | None
+) -> list[tuple[float | None, float, tuple[str | None, str | None]]]:
+    """Each rate of the model's table: its credits now (None: unknown), the catalogue's, and its source and date,
+    as ``live.live_price_input`` prices it."""
+    table = spec.price
+    if table is None:
+        return []
+    bundled = spec.source_of(table.source)
+    if live is None:
+        return [(rate.credits, rate.credits, (bundled.ref, bundled.date)) for rate in table.rates]
+    from .live import effective_rate
+
+    rates: list[tuple[float | None, float, tuple[str | None, str | None]]] = []
+    for rate in table.rates:
+        verdict = effective_rate(live, spec, rate)
+        if verdict.state == "bundled":
+            rates.append((rate.credits, rate.credits, (bundled.ref, bundled.date)))
+        else:  # as live_price_input names a feed row's price
+            rates.append((verdict.credits, rate.credits, (f"KIE price feed row {rate.feed}", verdict.date)))
+    return rates
+
+
+def typical_cell(spec: ModelSpec, price: Callable[..., ItemPrice] | None = None) -> str:
+    """The table's USD column: '5 s $0.35 (70 cr), 8 s $0.56 (112 cr) at resolution=720p'; '' when unknown. What the
+    caps count, when more than the price, is said: '8 s $0.15 (30 cr; 60 counted)'."""
+    prices = typical_prices(spec, price)
     if not prices:
         return ""
-    cells = ", ".join(f"{p.output.removesuffix(' clip')} {usd_text(p.usd)} ({_fmt(p.credits)} cr)" for p in prices)
+    cells = ", ".join(
+        f"{p.output.removesuffix(' clip')} {usd_text(p.usd)} ({_fmt(p.credits)} cr"
+        + (f"; {_fmt(p.counted)} counted)" if p.counted is not None else ")")
+        for p in prices
+    )
     return f"{cells} at {prices[0].settings}" if prices[0].settings else cells
 
 
-def model_table_markdown() -> str:
+def model_table_markdown(offer: Offer | None = None) -> str:
+    offer = offer or Offer()
     rows = [
         "# KIE models in kie-mcp",
         "",
-        "Prices are in KIE credits (1 credit is about $0.005) from dated snapshots of KIE's price list; "
-        "estimate_cost gives the exact price of a request. *Typical output* is one image (and what a request makes "
-        "by default, when that is several), or a 5 s and an 8 s clip (the model's own length when it offers "
-        "neither), at the model's default settings; blank when the price depends on an input's length or KIE "
-        "publishes none.",
+        "Prices are in KIE credits (1 credit is about $0.005), as estimate_cost quotes them: *Price source* says "
+        "which of KIE's price lists each is from, and of when (kie-mcp's dated snapshot, or KIE's live list once "
+        "read); estimate_cost gives the exact price of a request. *Typical output* is one image (and what a request "
+        "makes by default, when that is several), or a 5 s and an 8 s clip (the model's own length when it offers "
+        "neither), at the model's default settings, with what the caps count when that is more (\"30 cr; 60 "
+        "counted\": KIE was seen charging more, or its live list is below kie-mcp's catalogue); blank when the price "
+        "depends on an input's length or KIE publishes none.",
         "",
-        names_text(),
+        names_text(offer.catalog),
         "",
-        "| Model id | Kind | API family | Capabilities | Price | Typical output (USD) | Good for |",
-        "|---|---|---|---|---|---|---|",
+        "| Model id | Kind | API family | Capabilities | Price | Price source | Typical output (USD) | Good for |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for spec in sorted(load_catalog().offered(), key=lambda s: (s.kind, s.id)):
+    for spec in offer.models():
         caps = ", ".join(spec.capabilities)
+        price = price_summary(spec, offer.live)
+        source = price_source(spec, offer.live, simulated=offer.simulated)
         rows.append(
-            f"| `{spec.id}` | {spec.kind} | {spec.family} | {caps} | {price_summary(spec)} | {typical_cell(spec)} "
-            f"| {spec.good_for} |"
+            f"| `{spec.id}` | {spec.kind} | {spec.family} | {caps} | {price} | {source} "
+            f"| {typical_cell(spec, offer.price)} | {spec.good_for} |"
         )
-    gone = withdrawn_models()
+    gone = offer.withdrawn()
     if gone:
         rows += ["", "Withdrawn by KIE (refused before anything is sent; the error names what to use instead):"]
-        rows += [f"- `{spec.id}` ({spec.withdrawn.date}){_instead(spec)}" for spec in gone if spec.withdrawn]
+        rows += [f"- `{entry['id']}` ({_when(entry)}){_instead(entry)}" for entry in gone]
     return "\n".join(rows) + "\n"
 
 
-def names_text() -> str:
+def names_text(catalog: Catalog | None = None) -> str:
     """How the tools' ``model`` argument is read: ids, titles, family short names and the names several models
     share (generated from the data, so this text and ``Catalog.resolve`` cannot disagree)."""
-    catalog = load_catalog()
+    catalog = catalog if catalog is not None else load_catalog()
     short = "; ".join(
         f"{' or '.join(f'`{name}`' for name in names)} → `{model_id}`"
         for model_id, names in sorted(catalog.short_names().items(), key=lambda item: item[1][0])
@@ -75,21 +189,32 @@ def names_text() -> str:
     )
 
 
-def withdrawn_models() -> list[ModelSpec]:
-    """The models KIE no longer sells, by id."""
-    return sorted((spec for spec in load_catalog() if spec.withdrawn is not None), key=lambda s: s.id)
+def _when(entry: dict[str, Any]) -> str:
+    """When a model was withdrawn: the data's date, or the live list's that no longer has it."""
+    if entry["source"] == LIVE_LIST:
+        return f"gone from {LIVE_LIST} of {entry['date'] or 'its last sync'}"
+    return str(entry["date"])
 
 
-def _instead(spec: ModelSpec) -> str:
-    alternatives = spec.withdrawn.alternatives if spec.withdrawn else []
+def _instead(entry: dict[str, Any]) -> str:
+    alternatives = entry.get("alternatives") or []
     return ": use " + ", ".join(f"`{a}`" for a in alternatives) if alternatives else ""
 
 
-def model_document(spec: ModelSpec) -> dict[str, object]:
-    """One model's input fields, rules, price table and the sources they cite, JSON-ready."""
+def model_document(spec: ModelSpec, offer: Offer | None = None) -> dict[str, object]:
+    """One model's input fields, rules, price table and the sources they cite, JSON-ready; its price as
+    ``price_summary`` and ``price_source`` say, and its typical outputs priced as estimate_cost quotes them. With
+    KIE's live price feed, each rate of the table is at its live price (``catalogue_credits``: the bundled figure,
+    where it differs)."""
+    offer = offer or Offer()
     data = spec.model_dump(mode="json", exclude={"sources"})
-    data["price_summary"] = price_summary(spec)
-    data["typical_prices"] = [price.model_dump() for price in typical_prices(spec)]
+    data["price_summary"] = price_summary(spec, offer.live)
+    data["price_source"] = price_source(spec, offer.live, simulated=offer.simulated)
+    data["typical_prices"] = [price.model_dump(exclude_none=True) for price in typical_prices(spec, offer.price)]
+    if offer.live is not None and isinstance(data.get("price"), dict):
+        for rate, (now, bundled, _) in zip(data["price"]["rates"], _rates(spec, offer.live), strict=True):
+            if now != bundled:
+                rate.update(credits=now, catalogue_credits=bundled)
     used = {spec.source, *(f.source for f in spec.fields.values()), *(r.source for r in spec.rules)}
     for media in (f.media for f in spec.fields.values() if f.media is not None):
         used.update([media.source, *(rule.source for rule in media.lengths)])
@@ -102,11 +227,11 @@ def model_document(spec: ModelSpec) -> dict[str, object]:
     return data
 
 
-def model_table_json() -> str:
+def model_table_json(offer: Offer | None = None) -> str:
     """Every model KIE sells, in full; the withdrawn ones only by id, date and what to use instead."""
-    models = [model_document(spec) for spec in sorted(load_catalog().offered(), key=lambda s: (s.kind, s.id))]
-    withdrawn = [{"id": spec.id, **spec.withdrawn.model_dump()} for spec in withdrawn_models() if spec.withdrawn]
-    return json.dumps({"models": models, "withdrawn": withdrawn}, indent=2)
+    offer = offer or Offer()
+    models = [model_document(spec, offer) for spec in offer.models()]
+    return json.dumps({"models": models, "withdrawn": offer.withdrawn()}, indent=2)
 
 
 def _fmt(value: float) -> str:

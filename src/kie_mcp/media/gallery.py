@@ -1229,6 +1229,34 @@ def _previewed(folder: Path, key: str, listings: dict[str, list[str]]) -> str | 
     return next((name for name in listings[folder.name] if name[:1] != "." and _preview_key(name) == key), None)
 
 
+SESSION_PAGES_NAMED = 5  # the most session folders a gallery page's "not found" names
+
+
+def session_pages_like(outputs: Path, session: str) -> list[str]:
+    """The session folders whose gallery page ``kie://outputs/<session>/index.html`` was likely meant, newest
+    first, at most ``SESSION_PAGES_NAMED``: folders are named ``<date>-<session>`` (``output_folder``), so a read by
+    the session's name alone (``serum-showcase``), or with another date, finds none. Those of its very slug (or a
+    ``_2`` beside a link of that name), else those whose slug holds it; only folders with a page of kie-mcp's. Reads
+    the folder: call it in a worker thread."""
+    slug = folder_of_today(session)[len("YYYY-MM-DD-") :]
+    dated = []
+    for name, _ in _session_folders(outputs):
+        found = SESSION_FOLDER.match(name)
+        if found is not None and name != session:
+            dated.append((found.group(1), name, found.group(2)))
+    dated.sort(reverse=True)
+    same = [name for _, name, of in dated if of == slug or re.fullmatch(rf"{re.escape(slug)}_\d+", of)]
+    like = same or [name for _, name, of in dated if slug in of]
+    return [name for name in like if (outputs / name / PAGE).is_file()][:SESSION_PAGES_NAMED]
+
+
+def folder_of_today(session: str) -> str:
+    """The name of the folder a session named ``session`` (or written as a folder, ``<date>-<session>``) would
+    start today: ``2026-12-06-serum-showcase``."""
+    given = SESSION_FOLDER.match(session)
+    return output_folder(Path(), given.group(2) if given else session, date.today()).name
+
+
 def _session_folder_name(name: str) -> bool:
     """Whether ``name`` is a plain name of a session folder (``<day>-<session>``), the only folders whose pages the
     session resource serves, as ``kie://outputs/`` serves only their files."""

@@ -14,7 +14,7 @@ from typing import Any, Literal, NamedTuple
 from pydantic import BaseModel, Field
 
 from kie_mcp.catalog import ItemPrice, usd
-from kie_mcp.catalog.pricing import CATALOGUE_FLOOR, CHARGED_HERE
+from kie_mcp.catalog.pricing import CATALOGUE_FLOOR, CHARGED_HERE, provenance
 from kie_mcp.journal import JOURNAL_ERRORS, SEND_LIMIT, Journal
 from kie_mcp.processes import owner_gone, this_process
 from kie_mcp.redact import redact_secrets
@@ -112,31 +112,8 @@ class Quote(BaseModel, defer_build=True):
 
 PRICE_MAX_AGE_DAYS = 30  # KIE changes prices every few weeks: an older price gets a warning
 
-PRICE_LIST = "KIE price list"  # the prices bundled with kie-mcp, as KIE published them on a date
-LIVE_PRICE_LIST = "KIE live price list"
-# How live prices name their source (catalog/live.py): a row of KIE's price feed, or a model's pricingDesc.
-LIVE_SOURCES = (LIVE_PRICE_LIST, "KIE price feed row", "KIE pricingDesc")
-# What a live price is under --sandbox: the simulator's feed, which serves the bundled prices, never KIE's.
-SIMULATED_PRICE_LIST = "the simulator's price list"
-SIMULATED_COPY = "a copy of the KIE prices kie-mcp ships"
 PRICING_PAGE = "https://kie.ai/pricing"
 CHARGES_PAGE = "https://kie.ai/logs"
-
-
-def provenance(price: ItemPrice, *, simulated: bool = False) -> str:
-    """Where a price comes from, in words a user trusts. Never a third-party repository's name: the full
-    provenance of the bundled data is in the catalogue and ``kie://models/{id}``, not in every quote. ``simulated``
-    (--sandbox): a "live" price was read from the simulator, so it is named so, never as KIE's."""
-    if price.source is None:
-        return "unknown"
-    day = price.source_date or "an unknown date"
-    if price.source == CHARGED_HERE:
-        return f"what KIE charged in this workspace on {day}"
-    if price.source.startswith(LIVE_SOURCES) and simulated:
-        return f"{SIMULATED_PRICE_LIST} of {day} ({SIMULATED_COPY})"
-    if price.source.startswith(LIVE_SOURCES):
-        return f"{LIVE_PRICE_LIST} of {day}"
-    return f"{PRICE_LIST} of {day}"
 
 
 def seen_charging(price: ItemPrice, variations: int) -> str | None:

@@ -116,7 +116,8 @@ async def list_page(
 
 
 def latest_tasks(journal: Journal, workspace: Path | None = None) -> dict[str, Any]:
-    """``kie://tasks``: the latest ``RESOURCE_TASKS`` tasks and the creates of unknown outcome, as JSON data."""
+    """``kie://tasks``: the latest ``RESOURCE_TASKS`` tasks and the creates of unknown outcome, as JSON data, under
+    list_tasks' names: ``unknown_creates`` how many there are, ``unknown_create_list`` the latest of them."""
     search = TaskBook(journal, workspace).find(limit=RESOURCE_TASKS)
     next_cursor = journal.cursor_after(_page(search), {}) if search.cut else None
     unknown_total = journal.count_attempts("unknown")
@@ -124,8 +125,8 @@ def latest_tasks(journal: Journal, workspace: Path | None = None) -> dict[str, A
     body: dict[str, Any] = {
         "tasks": [t.model_dump(mode="json") for t in search.records],
         "total": search.total,
-        "unknown_creates": [a.model_dump(mode="json") for a in unknown],
-        "unknown_creates_total": unknown_total,
+        "unknown_creates": unknown_total,  # named as list_tasks and check_credits name them: the count, then the list
+        "unknown_create_list": [a.model_dump(mode="json") for a in unknown],
     }
     if next_cursor:
         body["next_cursor"] = next_cursor

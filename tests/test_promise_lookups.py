@@ -1,0 +1,67 @@
+"""Promise: a lookup that finds nothing says what to try next, and a name written the way people write it finds what
+it names: list_models' filters, the tools' ``model`` and a session's gallery page.
+
+The audit: list_models(query="ugc"), (query="talking ugc video") and (capability="lipsync") answered only "No model
+matches those filters." (the capability is "lip-sync"); model="veo3.1" was an unknown model though "veo 3.1" and
+"veo-3.1" are Veo 3.1 Fast; kie://outputs/<session>/index.html for a session's name (its folder is
+<date>-<session>) was "No gallery page..." without saying so.
+"""
+
+from __future__ import annotations
+
+import pytest
+from mcp import MCPError
+
+from .conftest import answering, session_folder, text_of
+
+
+async def test_a_query_no_model_matches_names_the_capabilities_and_the_words_that_matched_nothing(connect):
+    async with connect() as client:
+        ugc = text_of(await client.call_tool("list_models", {"query": "ugc"}))
+        talking = text_of(await client.call_tool("list_models", {"query": "talking ugc video"}))
+        together = text_of(await client.call_tool("list_models", {"query": "talking veo kling"}))
+    for said in (ugc, talking, together):
+        assert said.startswith("No model matches those filters.")
+        assert "capability takes one of: " in said and "lip-sync" in said and "text-to-video" in said
+        assert "every word is in its id, name, description" in said
+    assert 'no model has "ugc"' in ugc and 'no model has "ugc":' in talking  # "talking" and "video" match models
+    assert "no one model has them all" in together
+
+
+async def test_a_capability_is_found_whatever_its_case_hyphens_underscores_or_spaces(connect):
+    async with connect() as client:
+        canonical = (await client.call_tool("list_models", {"capability": "lip-sync"})).structured_content["models"]
+        written = {
+            name: (await client.call_tool("list_models", {"capability": name})).structured_content["models"]
+            for name in ("lipsync", "lip_sync", "Lip Sync", "LIP-SYNC")
+        }
+        image = await client.call_tool("list_models", {"capability": "lipsync", "kind": "image"})
+    assert canonical and all(found == canonical for found in written.values())
+    said = text_of(image)
+    assert 'No image model has the capability "lipsync".' in said
+    assert "capability takes one of: " in said and "text-to-image" in said and "text-to-video" not in said
+
+
+@pytest.mark.parametrize("name", ["veo3.1", "veo 3.1", "veo-3.1", "VEO3.1"])
+async def test_veo3_1_written_any_common_way_is_veo_3_1_fast(connect, name):
+    async with connect() as client:
+        quote = (await client.call_tool("estimate_cost", {"model": name, "prompt": "waves"})).structured_content
+    assert quote["quote"]["model"] == "veo3_fast"
+
+
+async def test_a_session_s_gallery_read_by_its_name_names_its_dated_folder(connect, tmp_path):
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", {"prompt": "a serum bottle", "session": "Serum Showcase"})
+        assert not made.is_error, text_of(made)
+        folder = session_folder(tmp_path, "serum-showcase").name
+        with pytest.raises(MCPError) as by_name:
+            await client.read_resource("kie://outputs/serum-showcase/index.html")
+        with pytest.raises(MCPError) as unknown:
+            await client.read_resource("kie://outputs/nothing-like-it/index.html")
+        found = await client.read_resource(f"kie://outputs/{folder}/index.html")
+    assert f"kie://outputs/{folder}/index.html" in by_name.value.error.message
+    assert "session folders are named <date>-<session>" in by_name.value.error.message
+    said = unknown.value.error.message
+    assert "session folders are named <date>-<session>" in said and "-nothing-like-it" in said
+    assert "kie://outputs/index.html" in said
+    assert "a serum bottle" in found.contents[0].text

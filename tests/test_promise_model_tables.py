@@ -1,0 +1,99 @@
+"""Promise: the model resources (``kie://models``, ``kie://models.json``, ``kie://models/{id}``) and list_models say
+what the tools do once KIE's live catalogue is synced: the models the tools take (a live model the bundle lacks too,
+none KIE withdrew), each price as estimate_cost quotes it, with its source and date (``catalog/tables.py``).
+
+The audit: after a sync in which KIE added a model, withdrew one and raised Nano Banana 2 from 8 to 15 credits,
+kie://models still said "1 image $0.04 (8 cr)" while estimate_cost quoted 15, listed the withdrawn model the tools
+refuse, and left out the one list_models offered; list_models itself said "8-18 credits per task" beside a typical 15.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .test_live_catalog import EXTRA
+from .test_live_price_floor import QUALITY_ROW
+from .test_live_wiring import sync
+
+NANO_1K = "Google nano banana 2, 1K"
+
+
+async def kie_changed_its_catalogue(controls, transport, workspace) -> str:
+    """KIE adds brand/new-image, withdraws kling/v2-1-pro, raises Nano Banana 2 at 1K to 15 credits and lists Veo 3.1
+    Quality at 1 credit (below kie-mcp's 250: the catalogue's figure counts); the workspace syncs. Its date."""
+    await controls.post("catalog/extra", EXTRA)
+    await controls.post("catalog/withdraw", {"model": "kling/v2-1-pro"})
+    await controls.post("catalog/feed", {"description": NANO_1K, "credits": 15})
+    await controls.post("catalog/feed", {"description": QUALITY_ROW, "credits": 1})
+    live = await sync(transport, controls, workspace)
+    return (live.feed_at or "")[:10]
+
+
+def row(table: str, model_id: str) -> list[str]:
+    """The cells of ``model_id``'s row of the markdown table."""
+    line = next(line for line in table.splitlines() if line.startswith(f"| `{model_id}` |"))
+    return [cell.strip() for cell in line.strip("|").split("|")]
+
+
+async def test_the_model_tables_offer_and_price_what_the_tools_do_after_kie_s_catalogue_changed(
+    connect, controls, transport, tmp_path
+):
+    day = await kie_changed_its_catalogue(controls, transport, tmp_path)
+    async with connect() as client:
+        listed = (await client.call_tool("list_models", {})).structured_content["models"]
+        nano = (
+            await client.call_tool("estimate_cost", {"model": "nano-banana-2", "prompt": "a pear"})
+        ).structured_content
+        veo = (await client.call_tool("estimate_cost", {"model": "veo3", "prompt": "waves"})).structured_content
+        withdrawn = await client.call_tool("estimate_cost", {"model": "kling/v2-1-pro", "prompt": "waves"})
+        table = (await client.read_resource("kie://models")).contents[0].text
+        document = json.loads((await client.read_resource("kie://models.json")).contents[0].text)
+        one = json.loads((await client.read_resource("kie://models/nano-banana-2")).contents[0].text)
+    assert withdrawn.is_error  # the tools refuse it ...
+    rows, _, gone = table.partition("Withdrawn by KIE")
+    assert "`kling/v2-1-pro`" not in rows and f"- `kling/v2-1-pro` (gone from KIE's live model list of {day})" in gone
+    assert "kling/v2-1-pro" not in {m["id"] for m in document["models"]}  # ... and so do the tables
+    assert "kling/v2-1-pro" in {w["id"] for w in document["withdrawn"]}
+    offered = {m["id"] for m in listed}
+    assert "brand/new-image" in offered and "`brand/new-image`" in rows  # the live model the tools take
+    assert {m["id"] for m in document["models"]} == offered
+
+    assert nano["quote"]["credits_total"] == 15
+    cells = row(table, "nano-banana-2")
+    assert cells[4:7] == [
+        "12-18 credits per task",
+        f"KIE live price list of {day}",
+        "1 image $0.07 (15 cr) at resolution=1K",
+    ]
+    [listed_nano] = [m for m in listed if m["id"] == "nano-banana-2"]
+    assert listed_nano["price"] == "12-18 credits per task" and listed_nano["typical"][0]["credits"] == 15
+    assert one["typical_prices"] == [{"output": "1 image", "credits": 15.0, "usd": 0.075, "settings": "resolution=1K"}]
+    assert one["price_source"] == f"KIE live price list of {day}"
+    rates = {rate["when"]["resolution"]: rate for rate in one["price"]["rates"]}
+    assert (rates["1K"]["credits"], rates["1K"]["catalogue_credits"]) == (15, 8) and "catalogue_credits" not in rates[
+        "2K"
+    ]
+
+    # A live price under the catalogue's is quoted, and the catalogue's is what counts: the tables say both.
+    assert (veo["quote"]["credits_total"], veo["quote"]["credits_counted"]) == (1, 250)
+    veo_cells = row(table, "veo3")
+    assert "the catalogue's price is what counts against the caps" in veo_cells[4]
+    assert veo_cells[6] == "8 s $0.005 (1 cr; 250 counted) at generationType=TEXT_2_VIDEO, resolution=720p"
+    [listed_veo] = [m for m in listed if m["id"] == "veo3"]
+    assert (listed_veo["typical"][0]["credits"], listed_veo["typical"][0]["counted"]) == (1, 250)
+
+
+async def test_every_model_s_price_in_the_tables_is_list_models_price(connect, controls, transport, tmp_path):
+    """Model by model, after the same sync: kie://models.json's price and typical prices are list_models' own."""
+    await kie_changed_its_catalogue(controls, transport, tmp_path)
+    async with connect() as client:
+        listed = (await client.call_tool("list_models", {})).structured_content["models"]
+        document = json.loads((await client.read_resource("kie://models.json")).contents[0].text)
+
+    def typical(prices: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{key: value for key, value in price.items() if value is not None} for price in prices]
+
+    tools = {m["id"]: (m["price"], typical(m["typical"])) for m in listed}
+    tables = {m["id"]: (m["price_summary"], m["typical_prices"]) for m in document["models"]}
+    assert tables == tools
