@@ -1295,6 +1295,25 @@ class Journal:
         with self._reader() as db:
             return int(db.execute(sql, args).fetchone()[0])
 
+    def recent_task_ids(self, prefix: str, limit: int, longest: int) -> tuple[list[str], int]:
+        """The ids of the newest ``limit`` tasks whose id starts with ``prefix`` (as written: ids are case-sensitive)
+        and is at most ``longest`` characters, newest first, and how many tasks' ids do: what completion suggests for
+        ``kie://tasks/{task_id}``. The count is a range of the task id's own index, the ids a walk of the creation-time
+        index (or of that range, sorted, when the prefix narrows it); on a connection of its own (``_reader``), so in a
+        worker thread it holds up no tool call's journal use."""
+        where, args = "WHERE length(task_id) <= ?", [longest]
+        if prefix:
+            where += " AND task_id >= ? AND task_id < ?"  # ``prefix`` and what follows all of it in text order
+            args += [prefix, prefix + "\U0010ffff"]
+        # One statement: the ids and their count from one reading of the journal, whatever is written meanwhile.
+        sql = (
+            f"SELECT task_id, (SELECT COUNT(*) FROM tasks {where}) AS total FROM tasks {where}"
+            " ORDER BY created DESC, task_id DESC LIMIT ?"
+        )
+        with self._reader() as db:
+            rows = db.execute(sql, (*args, *args, limit)).fetchall()
+        return [row[0] for row in rows], int(rows[0][1]) if rows else 0
+
     def cursor_after(self, task_ids: Iterable[str], filters: dict[str, Any]) -> str | None:
         """The cursor that lists the tasks after a page of ``find_tasks`` with ``filters`` (``task_ids``: the page's
         tasks, its unreadable rows too); None when the journal holds none of them."""

@@ -7,9 +7,10 @@ video is made from it.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -337,9 +338,11 @@ def _followup_specs(model: str) -> list[ModelSpec]:
     ]
 
 
+@functools.cache
 def _animates_the_still(*, spoken: bool) -> Fit:
     """The video step of a still -> video plan: the approved still as the clip's first frame (a text-to-video model
-    refused it after the still was paid for), and the words given spoken (a silent model refused them)."""
+    refused it after the still was paid for), and the words given spoken (a silent model refused them). One ``Fit``
+    each way, so what completion found it takes is kept by it (``completions``)."""
     return Fit(
         "the video starts from the approved still as its first frame"
         + (" and speaks the words given" if spoken else ""),
@@ -424,7 +427,9 @@ def influencer_recreation(
     reference_image: ReferenceImage, scene: Scene, script: Words = "", video_model: VideoModel = "veo3_fast"
 ) -> str:
     """Recreate a person from a reference photo as a still, get it approved, then animate it."""
-    _checked_model("video_model", video_model, "video", _animates_the_still(spoken=bool(script)))
+    _checked_model(
+        "video_model", video_model, *MODEL_ARGUMENTS["influencer_recreation", "video_model"]({"script": script})
+    )
     photo, place, model = (
         _said("reference_image", reference_image),
         _said("scene", scene),
@@ -473,7 +478,7 @@ def product_showcase(
     product_image: ProductImage, person: Person, pitch: Words = "", video_model: VideoModel = "veo3_fast"
 ) -> str:
     """An AI person holds or uses the product (an approved still), then talks about it on video."""
-    _checked_model("video_model", video_model, "video", _animates_the_still(spoken=bool(pitch)))
+    _checked_model("video_model", video_model, *MODEL_ARGUMENTS["product_showcase", "video_model"]({"pitch": pitch}))
     photo, who, model = (
         _said("product_image", product_image),
         _said("person", person),
@@ -527,7 +532,6 @@ def _checked_model(name: str, model: str, kind: str, fits: Fit | None = None) ->
     workflow's calls (``Fit``); a model they do not fit is refused with why and the models they fit, before the
     plan sends the agent into a refusal at a paid step (a still made for a video model that takes no image)."""
     from kie_mcp.catalog import load_catalog
-    from kie_mcp.catalog.live import is_withdrawn
     from kie_mcp.runtime import SERVING
 
     _said(name, model)  # too long: refused as every argument is, naming its limit
@@ -537,22 +541,8 @@ def _checked_model(name: str, model: str, kind: str, fits: Fit | None = None) ->
         spec = catalog.resolve(model.strip())
     except LookupError as err:  # unknown (with the closest names), withdrawn, or a name several models answer to
         raise MCPError(code=INVALID_PARAMS, message=f"{name}: {str(err).replace('; nothing was sent', '')}") from None
-    if rt is not None and (instead := is_withdrawn(rt.live, spec.id, rt.catalog)) is not None:
-        use = f" Use instead: {', '.join(instead)}." if instead else " list_models shows what KIE sells."
-        raise MCPError(code=INVALID_PARAMS, message=f"{name}: {spec.id} is gone from KIE's live model list.{use}")
-    if spec.followup is not None and not spec.followup.standalone:
-        raise MCPError(
-            code=INVALID_PARAMS,
-            message=f"{name}: {spec.id} continues a finished video (continue_video), and this workflow needs a model "
-            "that makes new ones (list_models shows them; the default is veo3_fast).",
-        )
-    if spec.kind != kind:
-        wanted, default = ("an image", "nano-banana-2") if kind == "image" else (f"a {kind}", "veo3_fast")
-        raise MCPError(
-            code=INVALID_PARAMS,
-            message=f"{name}: {spec.id} makes {spec.kind}s, and this workflow needs {wanted} model (list_models "
-            f"shows them; the default is {default}).",
-        )
+    if (problem := _unfit(spec, kind, rt)) is not None:
+        raise MCPError(code=INVALID_PARAMS, message=f"{name}: {problem}")
     if fits is not None and (reasons := fits.refusals(spec)):
         models = ", ".join(_fitting(catalog, spec, fits, rt))
         raise MCPError(
@@ -560,6 +550,35 @@ def _checked_model(name: str, model: str, kind: str, fits: Fit | None = None) ->
             message=f"{name}: {spec.id} does not fit this workflow ({fits.does}): it {'; it '.join(reasons)}. "
             f"Models that fit: {models or 'none the catalogue knows'} (list_models shows more).",
         )
+
+
+def _unfit(spec: ModelSpec, kind: str, rt: Any) -> str | None:
+    """Why a workflow asking for a ``kind`` model refuses ``spec`` before its calls are judged (gone from KIE's live
+    list, a follow-up, another kind), in the words of its error; None when it does not."""
+    from kie_mcp.catalog.live import is_withdrawn
+
+    if rt is not None and (instead := is_withdrawn(rt.live, spec.id, rt.catalog)) is not None:
+        use = f" Use instead: {', '.join(instead)}." if instead else " list_models shows what KIE sells."
+        return f"{spec.id} is gone from KIE's live model list.{use}"
+    if spec.followup is not None and not spec.followup.standalone:
+        return (
+            f"{spec.id} continues a finished video (continue_video), and this workflow needs a model that makes new "
+            "ones (list_models shows them; the default is veo3_fast)."
+        )
+    if spec.kind != kind:
+        wanted, default = ("an image", "nano-banana-2") if kind == "image" else (f"a {kind}", "veo3_fast")
+        return (
+            f"{spec.id} makes {spec.kind}s, and this workflow needs {wanted} model (list_models shows them; the "
+            f"default is {default})."
+        )
+    return None
+
+
+def takes_model(spec: ModelSpec, kind: str, fits: Fit, rt: Any) -> bool:
+    """Whether a workflow whose model argument asks for a ``kind`` model that ``fits`` its calls takes ``spec``, a model
+    of the catalogue ``rt`` has (the bundled one without ``rt``) that KIE still sells: ``_checked_model``'s rules, for
+    the models completion offers."""
+    return _unfit(spec, kind, rt) is None and not fits.refusals(spec)
 
 
 # What a trial of a plan's call gives: a still by its link (validation only places it; nothing is fetched) and one
@@ -704,7 +723,7 @@ HERO = Fit("the hero portrait is made from words alone, with no input image", _r
 
 def character_sheet(description: Description, angles: Angles = "9", model: ImageModel = "nano-banana-2") -> str:
     """A consistent character: a hero portrait first, approved, then the other angles from it (angles: 1-24)."""
-    _checked_model("model", model, "image", HERO)
+    _checked_model("model", model, *MODEL_ARGUMENTS["character_sheet", "model"]({}))
     spec = _spec(model.strip())
     model = spec.id if spec is not None else model  # "Nano Banana 2", the default by its name, is the default
     angles = str(_count("angles", angles, ANGLES))
@@ -1101,7 +1120,7 @@ def _product_still(model: str, photo: str) -> list[str]:
 
 def ugc_video(product: Product, script: Script, persona: Persona = "", model: VideoModel = "veo3_fast") -> str:
     """A selfie-style UGC reel with a script, phone-camera look."""
-    _checked_model("model", model, "video", REEL)
+    _checked_model("model", model, *MODEL_ARGUMENTS["ugc_video", "model"]({}))
     who = _said("persona", persona) if persona else "as in MASTER_CONTEXT.md"
     found = _product_photo(product)
     photo = _said("product photo", found) if found is not None else None
@@ -1197,7 +1216,7 @@ def _extended_parts(model: str) -> tuple[str, str, str]:
 
 def script_to_video(script: Script, visual_style: VisualStyle, model: VideoModel = "veo3_fast") -> str:
     """A long script becomes several clips that fit the model, generated and then joined."""
-    _checked_model("model", model, "video", SPOKEN_PARTS)
+    _checked_model("model", model, *MODEL_ARGUMENTS["script_to_video", "model"]({}))
     continued, chained, why = _extended_parts(model)
     return "\n".join(
         [
@@ -1348,6 +1367,28 @@ WORKFLOWS: dict[str, tuple[str, Callable[..., str]]] = {
     "script_to_video": ("Long script to several clips, joined", script_to_video),
     "animated_ad": ("Animated ad: storyboard stills, then a clip per beat", animated_ad),
 }
+
+
+def _given(arguments: Mapping[str, str], name: str) -> bool:
+    """Whether the workflow's argument ``name`` was given (an argument left blank takes its default, none)."""
+    return bool(str(arguments.get(name) or "").strip())
+
+
+# Each workflow's model argument: the kind of model it takes and the calls its plan writes for it (``Fit``), from the
+# workflow's other arguments (words given make the video step speak them). The workflow checks its model by it
+# (``_checked_model``), and completion offers only the models it takes (``takes_model``; ``completions``).
+MODEL_ARGUMENTS: dict[tuple[str, str], Callable[[Mapping[str, str]], tuple[str, Fit]]] = {
+    ("influencer_recreation", "video_model"): lambda given: (
+        "video",
+        _animates_the_still(spoken=_given(given, "script")),
+    ),
+    ("product_showcase", "video_model"): lambda given: ("video", _animates_the_still(spoken=_given(given, "pitch"))),
+    ("character_sheet", "model"): lambda given: ("image", HERO),
+    ("ugc_video", "model"): lambda given: ("video", REEL),
+    ("script_to_video", "model"): lambda given: ("video", SPOKEN_PARTS),
+}
+# The arguments naming a picture by its workspace path (or a link): completion offers the pictures in references/.
+PICTURE_ARGUMENTS = frozenset({"reference_image", "product_image", "creator_image", "style_image"})
 
 
 def register_prompts(mcp: MCPServer) -> None:

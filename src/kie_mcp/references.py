@@ -341,6 +341,11 @@ class ReferenceListing:
             self._reading.set()
             self._reading = None
 
+    async def files(self) -> list[Found]:
+        """The files that may be served, as the folder is now (``current``'s reading), sorted by path."""
+        await self.current()
+        return list(self._found or ())
+
     def outdated(self, uri: str, held: Resource | None) -> bool:
         """Whether a read of ``uri`` needs the folder read again first: a reference not listed, or the README
         served as kie-mcp's guide while the workspace has its own (or the other way round)."""

@@ -25,6 +25,8 @@ from mcp.server.subscriptions import InMemorySubscriptionBus, ResourcesListChang
 from mcp.types import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
+    CompleteRequestParams,
+    CompleteResult,
     EmptyResult,
     ListResourcesResult,
     PaginatedRequestParams,
@@ -282,6 +284,8 @@ class _Server(MCPServer):
     - ``resources/subscribe`` and ``resources/unsubscribe`` are served (so handshake-era clients are told
       ``subscribe: true``): the follower sends a subscribed session the updates of the task resources.
     - ``resources/list`` answers in pages (``resourcepages``): the SDK's handler ignores the cursor and lists all.
+    - ``completion/complete`` is served (so ``completions`` is declared): the workflows' model and picture arguments
+      and the model and task templates' ids (``completions``).
     - Every error answer, and a workflow's plan, leaves redacted (``_answered_without_secrets``); ``prompts/get``
       takes a number given for an argument as its text.
     - A read of a reference that is gone reads the folder again: it is no longer listed.
@@ -316,6 +320,8 @@ class _Server(MCPServer):
         # SDK answers these methods "Method not found" there and advertises subscribe by listen alone).
         self._lowlevel_server.add_request_handler("resources/subscribe", SubscribeRequestParams, _subscribe)
         self._lowlevel_server.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, _unsubscribe)
+        # As the SDK's ``completion()`` decorator registers one, but with the request: the runtime, opened on need.
+        self._lowlevel_server.add_request_handler("completion/complete", CompleteRequestParams, self._complete)
         # Outside the SDK's request-state boundary, so its refusal of a stale answer is explained here too.
         chain = self._lowlevel_server.middleware
         boundary = next((i for i, m in enumerate(chain) if isinstance(m, RequestStateBoundary)), len(chain))
@@ -498,6 +504,24 @@ class _Server(MCPServer):
         self._register_deferred()
         return await super().list_prompts()
 
+    async def _complete(self, ctx: Any, params: CompleteRequestParams) -> CompleteResult:
+        """``completion/complete``: suggestions for the registered prompts' and resource templates' arguments
+        (``completions``); the runtime is opened only for those that need it (the catalogue, the journal)."""
+        from kie_mcp.completions import complete
+
+        self._register_deferred()
+        holder = ctx.lifespan_context
+
+        async def runtime() -> Runtime | None:
+            if isinstance(holder, RuntimeHolder):
+                with contextlib.suppress(RuntimeUnavailable):  # the bundled catalogue answers, as for a workflow
+                    return await holder.get()
+            return None
+
+        prompts, templates = await self.list_prompts(), await self.list_resource_templates()
+        completion = await complete(params, prompts, templates, runtime, self._kept_current)
+        return CompleteResult(completion=completion)
+
     async def get_prompt(
         self, name: str, arguments: dict[str, Any] | None = None, context: Context[Any, Any] | None = None
     ) -> Any:
@@ -632,9 +656,10 @@ async def _answered_without_secrets(ctx: ServerRequestContext[Any, Any], call_ne
     count, model or ratio, a resource URI (in the message and in the SDK's ``data``).
 
     It runs before the SDK checks a request's params and that the handshake ended, so ``prompts/get`` takes a number
-    given for an argument as its text (``_prompt_arguments_as_text``) and a line over stdio nested too deep to read
-    (``stdio.UNREADABLE_METHOD``) is answered whenever it comes; and outside the SDK's request-state boundary, so
-    its bare refusal of a confirmation's answer it can no longer read says what happened and what to do
+    given for an argument as its text (``_prompt_arguments_as_text``), a completion's reference of no type it
+    completes is refused saying which it completes (``completions.check_reference``), and a line over stdio nested
+    too deep to read (``stdio.UNREADABLE_METHOD``) is answered whenever it comes; and outside the SDK's request-state
+    boundary, so its bare refusal of a confirmation's answer it can no longer read says what happened and what to do
     (``STALE_ANSWER``). Its check of a request's params, which it answered "Invalid request parameters" naming
     nothing (a ``progressToken`` that is an object, ``params: null`` for a tool call), names what is wrong; an
     unknown resource URI, method or tool name it repeats is cut to ``ECHO_SHOWN`` characters. A request that came in
@@ -650,6 +675,10 @@ async def _answered_without_secrets(ctx: ServerRequestContext[Any, Any], call_ne
             ctx = replace(ctx, params=without_batch_mark(ctx.params))
         if plan:
             ctx = replace(ctx, params=_prompt_arguments_as_text(ctx.params))
+        if method == "completion/complete":
+            from kie_mcp.completions import check_reference
+
+            check_reference(ctx.params)
         result = await call_next(ctx)
     except ValidationError as err:  # the SDK's check of the params, which it answers naming nothing
         problems = argument_problems(err.errors(include_url=False))

@@ -1,0 +1,317 @@
+"""``completion/complete``: what a host suggests while the user fills in a workflow's arguments or a resource's URI.
+
+- A workflow's model argument: the catalogue ids that workflow takes (``prompts.MODEL_ARGUMENTS`` judged by
+  ``prompts.takes_model``, the rules its own check uses: the catalogue the tools use, KIE's live models among them,
+  none KIE withdrew, none its calls would be refused with), given the other arguments the host sends along (words
+  to speak make its video step speak them).
+- A picture argument (``prompts.PICTURE_ARGUMENTS``): the pictures in the workspace's references/, by the relative
+  path a call takes, as the folder's listing finds them (``references.ReferenceListing``: no dotfile, nothing a link
+  leads out of the workspace).
+- ``kie://models/{model_id}``: the ids that resource reads; ``kie://tasks/{task_id}``: the ids of this workspace's
+  newest tasks (``Journal.recent_task_ids``, off the event loop).
+- Any other argument (a script, a description): no values.
+
+Model ids match by their start, or by the start of a word of the model's title or other names ("veo" offers the Veo
+models, "kling" the Kling ones): the id typed first, then ids it starts, then title words, and within each the
+workflow's default first and then the catalogue's order. At most ``MOST`` values, with ``total`` and ``hasMore``
+counting those not sent; none longer than ``LONGEST``, with characters a form cannot hold, or holding a credential.
+An unknown prompt, template or argument is an invalid-parameters error naming it.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from mcp import MCPError
+from mcp.types import INVALID_PARAMS, CompleteRequestParams, Completion, PromptReference
+
+from kie_mcp.words import plain
+
+if TYPE_CHECKING:
+    from mcp.types import Prompt, ResourceTemplate
+
+    from kie_mcp.catalog import Catalog
+    from kie_mcp.catalog.spec import ModelSpec
+    from kie_mcp.prompts import Fit
+    from kie_mcp.references import Found
+    from kie_mcp.runtime import Runtime
+
+MOST = 100  # values in one answer: MCP's limit
+LONGEST = 500  # characters of a value; a longer one (a deep path in references/) is not offered
+SHOWN = 60  # characters of a name the request gave that an error repeats
+NONE = Completion(values=[], total=0, has_more=False)
+
+# A URI template's expressions (RFC 6570): ``{+model_id}`` and ``{model_id}`` name the same variable.
+_EXPRESSION = re.compile(r"\{[+#./;?&]?([^}]*)\}")
+MODELS = "kie://models/{model_id}"  # the templates completed (as ``_bare`` writes them), by their variable
+TASKS = "kie://tasks/{task_id}"
+
+
+async def complete(
+    params: CompleteRequestParams,
+    prompts: Sequence[Prompt],
+    templates: Sequence[ResourceTemplate],
+    runtime: Callable[[], Awaitable[Runtime | None]],
+    listings: Iterable[object],
+) -> Completion:
+    """The values for ``params`` (a prompt's argument or a template's variable, the text typed so far). ``runtime``:
+    the connection's runtime, opened when a completion needs it (None: it could not be; the bundled catalogue then
+    answers, as it does the workflow); ``listings``: the server's kept listings, references/ among them."""
+    ref, name, typed = params.ref, params.argument.name, params.argument.value
+    if isinstance(ref, PromptReference):
+        given = dict(params.context.arguments or {}) if params.context is not None else {}
+        return await _prompt_argument(ref.name, name, typed, given, prompts, runtime, listings)
+    return await _template_variable(ref.uri, name, typed, templates, runtime)
+
+
+async def _prompt_argument(
+    prompt_name: str,
+    name: str,
+    typed: str,
+    given: Mapping[str, str],
+    prompts: Sequence[Prompt],
+    runtime: Callable[[], Awaitable[Runtime | None]],
+    listings: Iterable[object],
+) -> Completion:
+    from kie_mcp.prompts import MODEL_ARGUMENTS, PICTURE_ARGUMENTS
+
+    prompt = next((p for p in prompts if p.name == prompt_name), None)
+    if prompt is None:
+        raise MCPError(
+            code=INVALID_PARAMS, message=f"There is no prompt named {_shown(prompt_name)}; prompts/list names them."
+        )
+    declared = [argument.name for argument in prompt.arguments or ()]
+    if name not in declared:
+        raise MCPError(
+            code=INVALID_PARAMS,
+            message=f"Prompt {prompt_name} has no argument {_shown(name)}; its arguments are {', '.join(declared)}.",
+        )
+    if not _completable(typed):
+        return NONE
+    rule = MODEL_ARGUMENTS.get((prompt_name, name))
+    if rule is not None:
+        kind, fits = rule(given)
+        catalog, rt = await _catalogue(runtime)
+        return await anyio.to_thread.run_sync(_model_ids, catalog, rt, (kind, fits), typed)
+    if name in PICTURE_ARGUMENTS:
+        from kie_mcp.references import ReferenceListing
+
+        listing = next((kept for kept in listings if isinstance(kept, ReferenceListing)), None)
+        if listing is None:
+            return NONE
+        try:
+            files = await listing.files()
+        except OSError:  # the folder could not be read: nothing to suggest, as a listing would show none
+            return NONE
+        return _pictures(files, typed)
+    return NONE  # free text: a scene, a script, a count
+
+
+async def _template_variable(
+    uri: str,
+    name: str,
+    typed: str,
+    templates: Sequence[ResourceTemplate],
+    runtime: Callable[[], Awaitable[Runtime | None]],
+) -> Completion:
+    template = next((t.uri_template for t in templates if _bare(t.uri_template) == _bare(uri)), None)
+    if template is None:
+        listed = ", ".join(t.uri_template for t in templates)
+        raise MCPError(
+            code=INVALID_PARAMS,
+            message=f"There is no resource template {_shown(uri)}; resources/templates/list names them ({listed}).",
+        )
+    variables = _variables(template)
+    if name not in variables:
+        raise MCPError(
+            code=INVALID_PARAMS,
+            message=f"The resource template {template} has no variable {_shown(name)}; its variables are "
+            f"{', '.join(variables)}.",
+        )
+    if not _completable(typed):
+        return NONE
+    if _bare(template) == MODELS:
+        catalog, rt = await _catalogue(runtime)
+        return await anyio.to_thread.run_sync(_model_ids, catalog, rt, None, typed)
+    if _bare(template) == TASKS:
+        return await _task_ids(typed, runtime)
+    return NONE  # a saved result's path, a session's folder: not suggested
+
+
+REFERENCES = {"ref/prompt": ("name", "the prompt's name"), "ref/resource": ("uri", "the resource template's URI")}
+
+
+def check_reference(params: Any) -> None:
+    """Refuse a request whose ``ref`` is of no type MCP completes, or lacks what its type names, as invalid params
+    saying what it takes: the SDK's check named both kinds of reference field by field (a ``ref/tool`` was "missing"
+    a ``uri``). Anything else is left to the SDK's check."""
+    ref = params.get("ref") if isinstance(params, Mapping) else None
+    if not isinstance(ref, Mapping):
+        return
+    kind = ref.get("type")
+    if kind not in REFERENCES:
+        raise MCPError(
+            code=INVALID_PARAMS,
+            message=f'completion/complete completes a prompt\'s argument (ref type "ref/prompt", with its name) or a '
+            f'resource template\'s variable ("ref/resource", with its uri), not ref type {plain(kind, limit=SHOWN)}.',
+        )
+    field, what = REFERENCES[kind]
+    if not isinstance(ref.get(field), str):
+        raise MCPError(
+            code=INVALID_PARAMS,
+            message=f"completion/complete: a {kind} reference needs {field}: {what}, as text (got "
+            f"{plain(ref.get(field), limit=SHOWN) if field in ref else 'none'}).",
+        )
+
+
+def _bare(uri: str) -> str:
+    """A URI template with its expressions' operators left out: ``{+model_id}`` as ``{model_id}``."""
+    return _EXPRESSION.sub(lambda found: "{" + found.group(1) + "}", uri)
+
+
+def _variables(template: str) -> list[str]:
+    """The variables of a URI template, in order (an expression may name several, each with a modifier)."""
+    names = [part for found in _EXPRESSION.finditer(template) for part in found.group(1).split(",")]
+    return [re.sub(r"(\*|:\d+)$", "", part.strip()) for part in names]
+
+
+def _shown(text: str) -> str:
+    """A name the request gave, as an error repeats it: quoted, bounded, the key redacted (``words.plain``)."""
+    return plain(text, limit=SHOWN)
+
+
+def _completable(typed: str) -> bool:
+    """Whether values may start with ``typed``: none is longer than ``LONGEST``, and none holds a lone surrogate."""
+    if len(typed) > LONGEST:
+        return False
+    try:
+        typed.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _offered(value: str) -> bool:
+    """Whether ``value`` may be a suggestion: not too long, nothing a form field cannot hold (a line break, a control
+    character), no credential (the API key, a bearer token: kept out, never shown redacted)."""
+    from kie_mcp.kie.text import holds_credential
+
+    return len(value) <= LONGEST and value.isprintable() and not holds_credential(value)
+
+
+def _answer(values: Sequence[str], total: int | None = None) -> Completion:
+    """At most ``MOST`` of ``values`` (best first) that may be offered, and how many there are: all of ``values``
+    that may, or ``total`` when ``values`` are the first of that many (less those of them left out here)."""
+    shown = [value for value in values if _offered(value)]
+    count = len(shown) if total is None else max(total - (len(values) - len(shown)), len(shown))
+    sent = shown[:MOST]
+    return Completion(values=sent, total=count, has_more=count > len(sent))
+
+
+# -- models --------------------------------------------------------------------------------------------------------
+
+
+async def _catalogue(runtime: Callable[[], Awaitable[Runtime | None]]) -> tuple[Catalog, Runtime | None]:
+    """The catalogue a workflow judges its model by (``prompts._checked_model``): the runtime's, else the bundled one.
+    Its first parse (about a second) runs in a worker thread."""
+    from kie_mcp.catalog import load_catalog
+    from kie_mcp.catalog.registry import loaded
+
+    if not loaded():
+        await anyio.to_thread.run_sync(load_catalog)
+    rt = await runtime()
+    return (rt.catalog if rt is not None else load_catalog()), rt
+
+
+# The models each rule takes, by catalogue, live list and rule: judging every model once costs tens of milliseconds,
+# and a host asks again on every key the user types. A catalogue sync replaces both objects, so it is judged again.
+_TAKEN: dict[tuple[int, int, Any], tuple[object, object, tuple[ModelSpec, ...]]] = {}
+TAKEN_KEPT = 64  # rules kept at most (five workflows' arguments, each with and without words to speak, per sync)
+
+
+def _taken(catalog: Catalog, rt: Runtime | None, rule: tuple[str, Fit] | None) -> tuple[ModelSpec, ...]:
+    """The models ``rule`` (a workflow's kind and ``Fit``) takes, in catalogue order; with no rule, every model
+    ``kie://models/{model_id}`` reads (any KIE still sells: ``generation.resolve_model`` with followups)."""
+    from kie_mcp.catalog.live import is_withdrawn
+    from kie_mcp.prompts import takes_model
+
+    live = rt.live if rt is not None else None
+    key = (id(catalog), id(live), rule)
+    kept = _TAKEN.get(key)
+    if kept is not None and kept[0] is catalog and kept[1] is live:
+        return kept[2]
+    if rule is None:
+        found = tuple(s for s in catalog.offered() if live is None or is_withdrawn(live, s.id, catalog) is None)
+    else:
+        found = tuple(s for s in catalog.offered() if takes_model(s, *rule, rt))
+    if len(_TAKEN) >= TAKEN_KEPT:
+        _TAKEN.clear()
+    _TAKEN[key] = (catalog, live, found)
+    return found
+
+
+def _words(text: str) -> str:
+    """``text`` as words are matched: folded case, and separators (``-_./()``, spaces) as one space."""
+    return re.sub(r"[\s_\-./()]+", " ", text.casefold()).strip()
+
+
+def _model_ids(catalog: Catalog, rt: Runtime | None, rule: tuple[str, Fit] | None, typed: str) -> Completion:
+    """The ids of the models ``rule`` takes that match ``typed``, best first (see the module's words)."""
+    models = _taken(catalog, rt, rule)
+    wanted, words = typed.strip().casefold(), _words(typed)
+    first = rule[1].default if rule is not None else None
+    ranked = []
+    for order, spec in enumerate(models):
+        folded = spec.id.casefold()
+        if not wanted or folded.startswith(wanted):
+            rank = 0 if folded == wanted else 1
+        elif words and any(f" {_words(name)}".find(f" {words}") >= 0 for name in (spec.id, spec.title, *spec.aliases)):
+            rank = 2
+        else:
+            continue
+        ranked.append((rank, spec.id != first, order, spec.id))
+    return _answer([found[-1] for found in sorted(ranked)])
+
+
+# -- pictures and tasks --------------------------------------------------------------------------------------------
+
+
+def _pictures(files: Sequence[Found], typed: str) -> Completion:
+    """The pictures of ``files`` (by their bytes' type, or their name's) whose path relative to the workspace starts
+    with ``typed``, then those with a folder or file name that does; each group sorted by path."""
+    from kie_mcp.media.sniff import IMAGES
+
+    pictures = {media.mime for media in IMAGES}
+    wanted = typed.strip().casefold()
+    ranked = []
+    for item in files:
+        if item.mime not in pictures:
+            continue
+        path = item.relative.casefold()
+        if path.startswith(wanted):
+            ranked.append((0, item.relative))
+        elif any(part.startswith(wanted) for part in path.split("/")[1:]):
+            ranked.append((1, item.relative))
+    return _answer([path for _, path in sorted(ranked)])
+
+
+async def _task_ids(typed: str, runtime: Callable[[], Awaitable[Runtime | None]]) -> Completion:
+    """The newest task ids of the workspace's journal that start with ``typed`` (ids are case-sensitive): ids the
+    task resource reads (``kie.text.usable_task_id``), never a quote's or a create attempt's."""
+    from kie_mcp.journal import ATTEMPT_ID, Journal
+    from kie_mcp.kie.text import MAX_TASK_ID, usable_task_id
+    from kie_mcp.spend.quotes import QUOTE_ID
+
+    rt = await runtime()
+    if rt is None or rt.settings.config_problem is not None or not isinstance(rt.journal, Journal):
+        return NONE  # the resource would not read a task either; the tools say why
+    try:
+        ids, total = await anyio.to_thread.run_sync(rt.journal.recent_task_ids, typed.strip(), MOST + 1, MAX_TASK_ID)
+    except sqlite3.Error:  # a journal another program holds, or damaged: nothing to suggest now
+        return NONE
+    usable = [i for i in ids if usable_task_id(i) == i and not (QUOTE_ID.fullmatch(i) or ATTEMPT_ID.fullmatch(i))]
+    return _answer(usable, total - (len(ids) - len(usable)))

@@ -1,0 +1,309 @@
+"""``completion/complete``: what a host suggests for a workflow's model and picture arguments and the model and task
+resource templates.
+
+Through the real MCP client in both protocol eras (``Client.complete``), and once over real stdio with the installed
+console script. The audit's repro: every completion was answered "Method not found", so hosts that offer completion
+(VS Code, MCP Inspector) suggested nothing, and a model id had to be typed exactly.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+from mcp import Client, MCPError, StdioServerParameters
+from mcp.types import INVALID_PARAMS, CompleteResult, PromptReference, Request, ResourceTemplateReference
+from PIL import Image
+
+from kie_mcp.catalog import load_catalog
+from kie_mcp.sandbox import SANDBOX_API_KEY
+
+from .conftest import eras_in_turn
+from .test_prompts import ARGUMENTS
+from .test_task_views import journaled, task
+
+MODEL = ResourceTemplateReference(uri="kie://models/{+model_id}")
+TASK = ResourceTemplateReference(uri="kie://tasks/{task_id}")
+
+
+async def _values(client: Client, ref: Any, name: str, value: str = "", **given: str) -> CompleteResult:
+    return await client.complete(ref, {"name": name, "value": value}, given or None)
+
+
+def _prompt(name: str) -> PromptReference:
+    return PromptReference(name=name)
+
+
+async def _renders(client: Client, workflow: str, arguments: dict[str, str]) -> bool:
+    """Whether the workflow renders with ``arguments`` (False: refused as invalid params, naming the model)."""
+    try:
+        await client.get_prompt(workflow, arguments)
+    except MCPError as err:
+        if err.error.code != INVALID_PARAMS:
+            raise
+        return False
+    return True
+
+
+async def test_the_server_declares_completions_and_offers_veo_ids_for_veo(connect):
+    """The audit: "completion/complete" answered "Method not found". Typing "veo" for a workflow's video model
+    offers the Veo models, the workflow's default first."""
+    async with connect() as client:
+        declared = client.server_capabilities.completions
+        veo = (await _values(client, _prompt("influencer_recreation"), "video_model", "veo")).completion
+        nano = (await _values(client, _prompt("character_sheet"), "model", "NANO")).completion
+    assert declared is not None
+    assert veo.values == ["veo3_fast", "veo3", "veo3_lite"], veo.values
+    assert veo.total == 3 and veo.has_more is False
+    assert nano.values[0] == "nano-banana-2" and "nano-banana-pro" in nano.values  # any letter case
+    assert "google/nano-banana-edit" not in nano.values  # needs an input image: the hero is made from words
+
+
+MODEL_ARGUMENTS = [
+    ("influencer_recreation", "video_model", "video"),
+    ("product_showcase", "video_model", "video"),
+    ("character_sheet", "model", "image"),
+    ("ugc_video", "model", "video"),
+    ("script_to_video", "model", "video"),
+]
+
+
+@eras_in_turn(("workflow", "argument", "kind"), MODEL_ARGUMENTS, [f"{w}-{a}" for w, a, _ in MODEL_ARGUMENTS])
+async def test_a_workflows_model_completes_to_exactly_the_ids_the_workflow_takes(connect, workflow, argument, kind):
+    """Every id offered renders the workflow, and every model of its kind not offered is refused by it: the same
+    catalogue and the same rules. Follow-ups (veo/extend) and models whose calls the plan would have refused (an
+    edit model for a portrait from words, a text-to-video model for a still's animation) are not offered."""
+    async with connect() as client:
+        offered = (await _values(client, _prompt(workflow), argument)).completion
+        taken = set()
+        for spec in load_catalog().offered():
+            if spec.kind == kind and await _renders(client, workflow, {**ARGUMENTS[workflow], argument: spec.id}):
+                taken.add(spec.id)
+    assert set(offered.values) == taken, set(offered.values) ^ taken
+    assert offered.total == len(offered.values) and offered.has_more is False
+    assert offered.values[0] == ("nano-banana-2" if kind == "image" else "veo3_fast")  # the workflow's default first
+    assert len(offered.values) == len(set(offered.values))
+
+
+async def test_words_to_speak_given_with_the_workflow_leave_out_silent_video_models(connect):
+    """The context the host sends (the arguments filled in already) is the workflow's: with a script, its video step
+    speaks, so a silent model it would then refuse is not offered."""
+    async with connect() as client:
+        silent = (await _values(client, _prompt("influencer_recreation"), "video_model", "hailuo")).completion
+        spoken = await _values(client, _prompt("influencer_recreation"), "video_model", "hailuo", script="Hi there.")
+        with pytest.raises(MCPError, match="silent"):
+            await client.get_prompt(
+                "influencer_recreation",
+                {**ARGUMENTS["influencer_recreation"], "script": "Hi there.", "video_model": silent.values[0]},
+            )
+    assert silent.values[0].startswith("hailuo/")  # then MiniMax H3, whose other names include "hailuo h3"
+    assert spoken.completion.values == [] and spoken.completion.total == 0
+
+
+async def test_a_word_of_the_title_finds_models_whose_id_starts_otherwise(connect):
+    """Typing "seedance" finds bytedance/seedance-2 (its title is Seedance 2.0) after any id it starts; "kling"
+    every Kling model; a template written without its operator ({model_id}) is the same template."""
+    bare = ResourceTemplateReference(uri="kie://models/{model_id}")
+    async with connect() as client:
+        seedance = (await _values(client, MODEL, "model_id", "seedance")).completion
+        kling = (await _values(client, bare, "model_id", "kling")).completion
+        two_words = (await _values(client, _prompt("ugc_video"), "model", "kling 3")).completion
+    catalog = load_catalog()
+    assert "bytedance/seedance-2" in seedance.values
+    assert all("Seedance" in catalog.get(model).title for model in seedance.values)
+    assert set(kling.values) == {s.id for s in catalog.offered() if s.title.startswith("Kling")}
+    assert kling.values[0] == "kling-3.0/video"  # the catalogue's order
+    assert two_words.values and all(catalog.get(m).title.startswith("Kling 3.0") for m in two_words.values)
+
+
+async def test_at_most_100_values_are_sent_and_total_and_has_more_say_how_many_there_are(connect):
+    async with connect() as client:
+        every = (await _values(client, MODEL, "model_id")).completion
+        nothing = (await _values(client, MODEL, "model_id", "no-such-model")).completion
+    offered = [spec.id for spec in load_catalog().offered()]  # follow-ups too: the resource documents them
+    assert len(every.values) == 100 and every.values == offered[:100]
+    assert every.total == len(offered) > 100 and every.has_more is True
+    assert nothing.values == [] and nothing.total == 0 and nothing.has_more is False
+
+
+async def test_models_kie_added_are_offered_and_ones_it_withdrew_are_not(connect, controls, transport, tmp_path):
+    """The catalogue the workflow judges its model by: KIE's live list (a model it added, one it withdrew)."""
+    from .test_live_catalog import EXTRA
+    from .test_live_wiring import sync
+
+    await controls.post("catalog/extra", EXTRA)  # a model KIE added: brand/new-image
+    await controls.post("catalog/withdraw", {"model": "nano-banana-pro"})
+    await sync(transport, controls, tmp_path)
+    async with connect() as client:
+        added = (await _values(client, _prompt("character_sheet"), "model", "brand")).completion
+        nano = (await _values(client, _prompt("character_sheet"), "model", "nano")).completion
+        documented = (await _values(client, MODEL, "model_id", "nano-banana-p")).completion
+    assert added.values == ["brand/new-image"]
+    assert "nano-banana-2" in nano.values and "nano-banana-pro" not in nano.values
+    assert documented.values == []
+
+
+async def test_a_picture_argument_completes_to_pictures_in_references_by_relative_path(connect, tmp_path):
+    """Relative paths a call takes; never a dotfile, a dot-folder, a file that is not a picture, a link leading out
+    of the workspace (or to a dotfile in it), or a file outside references/."""
+    folder = tmp_path / "references"
+    (folder / "products").mkdir(parents=True)
+    (folder / "influencers").mkdir()
+    (folder / ".private").mkdir()
+    picture = Image.new("RGB", (32, 32), (200, 30, 30))
+    picture.save(folder / "products" / "bottle.png")
+    picture.save(folder / "influencers" / "Mia.jpg")
+    picture.save(folder / ".hidden.png")
+    picture.save(folder / ".private" / "face.png")
+    picture.save(tmp_path / "outside-references.png")
+    picture.save(tmp_path / ".secret.png")
+    (folder / "notes.txt").write_text("lighting notes")
+    elsewhere = tmp_path.parent / f"{tmp_path.name}-elsewhere.png"
+    picture.save(elsewhere)
+    (folder / "escape.png").symlink_to(elsewhere)
+    (folder / "dotted.png").symlink_to(tmp_path / ".secret.png")
+    (folder / "inside.png").symlink_to(folder / "products" / "bottle.png")  # a link inside: listed, as resources do
+    try:
+        async with connect() as client:
+            every = (await _values(client, _prompt("influencer_recreation"), "reference_image")).completion
+            bottle = (await _values(client, _prompt("product_showcase"), "product_image", "bot")).completion
+            mia = (
+                await _values(client, _prompt("influencer_recreation"), "reference_image", "references/in")
+            ).completion
+            scene = (await _values(client, _prompt("influencer_recreation"), "scene", "ref")).completion
+    finally:
+        elsewhere.unlink()
+    assert every.values == ["references/influencers/Mia.jpg", "references/inside.png", "references/products/bottle.png"]
+    assert every.total == 3 and every.has_more is False
+    assert bottle.values == ["references/products/bottle.png"]
+    assert mia.values == ["references/influencers/Mia.jpg", "references/inside.png"]  # the path's start, then a name
+    assert scene.values == []
+    assert not any(os.path.isabs(value) for value in every.values)
+
+
+async def test_other_workflow_arguments_get_no_values(connect):
+    async with connect() as client:
+        answers = [
+            (await _values(client, _prompt(workflow), argument, "a")).completion
+            for workflow, argument in [
+                ("ugc_video", "script"),
+                ("ugc_video", "product"),
+                ("character_sheet", "description"),
+                ("character_sheet", "angles"),
+                ("animated_ad", "style"),
+            ]
+        ]
+    assert all(answer.values == [] and answer.total == 0 for answer in answers)
+
+
+async def test_task_ids_complete_to_this_workspaces_newest_tasks_never_a_quote_id(connect, tmp_path):
+    """The newest first, at most 100 of them, the rest counted; a prefix narrows them (ids are case-sensitive); a
+    quote id (an agent's easy mix-up) is never offered."""
+    journaled(tmp_path, *[(task(f"task{n:03d}", "nano-banana-2", age=1000.0 - n), None, None) for n in range(120)])
+    journaled(tmp_path, (task("veo-abc", "veo3_fast", age=5000.0), None, None))
+    async with connect() as client:
+        quote = await client.call_tool("estimate_cost", {"model": "nano-banana-2", "prompt": "an apple"})
+        quote_id = quote.structured_content["quote"]["quote_id"]
+        every = (await _values(client, TASK, "task_id")).completion
+        narrowed = (await _values(client, TASK, "task_id", "task11")).completion
+        veo = (await _values(client, TASK, "task_id", "veo")).completion
+        upper = (await _values(client, TASK, "task_id", "TASK")).completion
+        quotes = (await _values(client, TASK, "task_id", "q_")).completion
+    assert every.values == [f"task{n:03d}" for n in range(119, 19, -1)]
+    assert every.total == 121 and every.has_more is True
+    assert narrowed.values == [f"task{n:03d}" for n in range(119, 109, -1)] and narrowed.total == 10
+    assert narrowed.has_more is False
+    assert veo.values == ["veo-abc"] and upper.values == []
+    assert quotes.values == [] and quote_id not in every.values
+
+
+async def test_no_value_holds_the_api_key(connect, tmp_path):
+    """A task id or a picture's name holding the key (a hand edit, an odd file name) is never offered, not even
+    redacted: a value is something to send back."""
+    journaled(tmp_path, (task(f"id{SANDBOX_API_KEY}", "nano-banana-2"), None, None))
+    journaled(tmp_path, (task("id-plain", "nano-banana-2"), None, None))
+    (tmp_path / "references").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "references" / f"{SANDBOX_API_KEY}.png")
+    Image.new("RGB", (8, 8)).save(tmp_path / "references" / "plain.png")
+    async with connect() as client:
+        tasks = (await _values(client, TASK, "task_id", "id")).completion  # opens the runtime: the key is known
+        pictures = (await _values(client, _prompt("influencer_recreation"), "reference_image")).completion
+    assert tasks.values == ["id-plain"] and tasks.total == 1
+    assert pictures.values == ["references/plain.png"] and pictures.total == 1
+    assert SANDBOX_API_KEY not in repr(tasks) + repr(pictures)
+
+
+class CompleteAsSent(Request[dict[str, Any], Literal["completion/complete"]]):
+    """A completion request as a client may write it, not as the SDK's types allow."""
+
+    method: Literal["completion/complete"] = "completion/complete"
+
+
+@pytest.mark.parametrize(
+    ("params", "said"),
+    [
+        (
+            {"ref": {"type": "ref/prompt", "name": "no_such"}, "argument": {"name": "model", "value": ""}},
+            'There is no prompt named "no_such"; prompts/list names them.',
+        ),
+        (
+            {"ref": {"type": "ref/prompt", "name": "character_sheet"}, "argument": {"name": "modle", "value": ""}},
+            'Prompt character_sheet has no argument "modle"; its arguments are description, angles, model.',
+        ),
+        (
+            {"ref": {"type": "ref/resource", "uri": "kie://nothing/{x}"}, "argument": {"name": "x", "value": ""}},
+            'There is no resource template "kie://nothing/{x}"; resources/templates/list names them',
+        ),
+        (
+            {"ref": {"type": "ref/resource", "uri": "kie://tasks/{task_id}"}, "argument": {"name": "id", "value": ""}},
+            'The resource template kie://tasks/{task_id} has no variable "id"; its variables are task_id.',
+        ),
+        (
+            {"ref": {"type": "ref/tool", "name": "generate_image"}, "argument": {"name": "model", "value": ""}},
+            'or a resource template\'s variable ("ref/resource", with its uri), not ref type "ref/tool".',
+        ),
+        (
+            {"ref": {"type": "ref/prompt"}, "argument": {"name": "model", "value": ""}},
+            "a ref/prompt reference needs name: the prompt's name, as text (got none).",
+        ),
+        (
+            {"ref": {"type": "ref/prompt", "name": "x" * 100_000}, "argument": {"name": "model", "value": ""}},
+            "(100000 characters); prompts/list names them.",
+        ),
+    ],
+    ids=["unknown-prompt", "unknown-argument", "unknown-template", "unknown-variable", "tool-ref", "no-name", "long"],
+)
+async def test_a_bad_completion_request_is_refused_saying_what_is_wrong(connect, params, said):
+    async with connect() as client:
+        with pytest.raises(MCPError) as refused:
+            await client.session.send_request(CompleteAsSent(params=params), CompleteResult)
+    message = refused.value.error.message
+    assert refused.value.error.code == INVALID_PARAMS
+    assert said in message and len(message) < 400 and "Traceback" not in message, message
+
+
+async def test_a_value_longer_than_any_suggestion_gets_none(connect):
+    async with connect() as client:
+        long = (await _values(client, _prompt("character_sheet"), "model", "n" * 100_000)).completion
+        tasks = (await _values(client, TASK, "task_id", "t" * 100_000)).completion
+    assert long.values == [] == tasks.values
+
+
+@pytest.mark.stdio
+async def test_completions_are_declared_and_answered_over_stdio(tmp_path):
+    """The installed console script, as a host starts it: the handshake declares completions, and one answers."""
+    script = shutil.which("kie-mcp", path=str(Path(sys.executable).parent))
+    assert script, "the kie-mcp console script is not installed beside this Python"
+    env = {"KIE_WORKSPACE": str(tmp_path)}
+    if "PYTHONPATH" in os.environ:  # the code this run tests, wherever it takes it from
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    params = StdioServerParameters(command=script, args=["--sandbox"], env=env)
+    async with Client(params, mode="legacy", read_timeout_seconds=60) as client:
+        declared = client.server_capabilities.completions
+        veo = (await _values(client, _prompt("ugc_video"), "model", "veo")).completion
+    assert declared is not None
+    assert veo.values == ["veo3_fast", "veo3", "veo3_lite"]
