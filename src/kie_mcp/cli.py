@@ -517,6 +517,7 @@ def _catalog_sync(models: list[str], *, sandbox: bool = False, transport: object
             upload_base_url=settings.upload_base_url,
             timeout=settings.http_timeout,
             transport=transport,  # type: ignore[arg-type]
+            share_pacing=transport is None,  # the catalogue's budget per key, with the servers running on it
         ) as kie:
             return await previous.sync(kie, models_in_use=in_use)
 

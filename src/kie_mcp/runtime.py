@@ -313,6 +313,8 @@ async def open_runtime(
             transport=transport,
             rate_limit_backoff=settings.rate_limit_backoff,
             call_log=CallLog(settings.workspace / "logs" / "kie-api.jsonl"),
+            # KIE's limits are per key: shared with the other servers on it, never the simulator's in process
+            share_pacing=transport is None and not settings.sandbox,
         )
     else:
         log.warning("KIE_API_KEY is not set: tools that need KIE will explain how to set it")

@@ -50,7 +50,13 @@ async def fetch_live(
     A price feed KIE will not serve here (e.g. code 4030 in some regions) gives no records and a line in ``notes``;
     a network failure raises ``Unreachable``.
     """
-    async with KieClient(api_key=api_key, base_url=base_url, upload_base_url=base_url, transport=transport) as kie:
+    async with KieClient(
+        api_key=api_key,
+        base_url=base_url,
+        upload_base_url=base_url,
+        transport=transport,
+        share_pacing=transport is None,
+    ) as kie:
         try:
             models = await kie.list_models()
         except KieError as err:

@@ -43,7 +43,7 @@ from .errors import (
     any_request_step,
 )
 from .families import FAMILIES, Family, family_for_task_id, named_task_id
-from .pacing import SlidingWindow, Slot
+from .pacing import SharedBudget, SlidingWindow, Slot
 from .status import TaskState, TaskStatus, int_or_none
 from .text import as_text, text_or_none
 
@@ -83,6 +83,9 @@ SLOWEST_SEND_RATE = 256 * 1024  # bytes per second
 # timeout for one piece, and the deadline above is the bound of the whole: sent whole, a 40 MB upload at 256 KiB/s
 # met the 120 s write timeout, though its deadline allowed 280 s.
 SEND_PIECE = 64 * 1024
+# How long past its answer's deadline (``ANSWER_READS`` reads) a slot in KIE's windows may stay held before other
+# processes on the key stop counting it (``SharedBudget``): a create's turn is taken before its attempt is journaled.
+HELD_PAST_DEADLINE = 60.0
 
 
 _SSL_LOCK = threading.Lock()
@@ -128,7 +131,11 @@ class KieClient:
         poll_window: SlidingWindow | None = None,
         call_log: CallLog | None = None,
         catalog_window: SlidingWindow | None = None,
+        share_pacing: bool = False,
     ) -> None:
+        """``share_pacing``: KIE's windows (creates, status reads, catalogue lookups) are shared with every kie-mcp
+        process of this machine using this key at ``base_url`` (``SharedBudget``), not this client's alone; for a
+        client that talks to KIE (or a simulator) over the network, never to the sandbox's simulator in process."""
         register_secret(api_key)  # from now on no text or log line of this process shows the key
         auth = {"Authorization": f"Bearer {api_key}", "User-Agent": USER_AGENT, "Accept": "application/json"}
         limits = httpx2.Timeout(timeout, connect=CONNECT_SECONDS)
@@ -153,10 +160,12 @@ class KieClient:
         self.rate_limit_backoff = rate_limit_backoff
         self.max_rate_limit_retries = max_rate_limit_retries
         self.call_log = call_log
-        self._creates = create_window or SlidingWindow(20, 10.0)
-        self._polls = poll_window or SlidingWindow(10, 1.0)
+        held = ANSWER_READS * timeout + HELD_PAST_DEADLINE
+        shared = SharedBudget(api_key, base_url, held_at_most=held) if share_pacing else None
+        self._creates = create_window or SlidingWindow(20, 10.0, shared=shared, name="create")
+        self._polls = poll_window or SlidingWindow(10, 1.0, shared=shared, name="status")
         # The model-catalogue lookups share one budget of about 1 request/second per account.
-        self._catalog = catalog_window or SlidingWindow(1, CATALOG_SPACING_SECONDS)
+        self._catalog = catalog_window or SlidingWindow(1, CATALOG_SPACING_SECONDS, shared=shared, name="catalogue")
 
     def _client(self, name: str) -> httpx2.AsyncClient:
         """The HTTP client for ``name``, built the first time it is needed. Without a test transport every client
