@@ -92,6 +92,20 @@ def transport(sim: Simulator) -> SandboxTransport:
     return SandboxTransport(sim)
 
 
+class HandClock:
+    """A clock that moves only when told: a stand-in for the real seconds the simulator counts KIE's rate limits on
+    (``Simulator.rate_clock``)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def move(self, seconds: float) -> None:
+        self.now += seconds
+
+
 @asynccontextmanager
 async def served_over_tcp(sim: Simulator) -> AsyncIterator[str]:
     """``sim`` served by uvicorn on a free loopback port, as ``kie-mcp sim`` serves it; yields its base URL."""

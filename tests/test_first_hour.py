@@ -9,6 +9,7 @@ installed ``kie-mcp`` over real stdio.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 from collections.abc import AsyncIterator
@@ -42,9 +43,9 @@ def sandboxed(settings: Settings, transport: SandboxTransport, mode: str) -> Any
     test's workspace and simulator."""
 
     @asynccontextmanager
-    async def opener(**overrides: Any) -> AsyncIterator[Client]:
+    async def opener(seen: list[str] | None = None, **overrides: Any) -> AsyncIterator[Client]:
         server = create_server(replace(settings.for_sandbox(), **overrides), transport=transport)
-        async with Client(server, mode=mode, elicitation_callback=answering()) as client:
+        async with Client(server, mode=mode, elicitation_callback=answering(seen=seen)) as client:
             yield client
 
     return opener
@@ -147,6 +148,47 @@ async def test_a_mistyped_input_path_in_the_sandbox_names_both_places_it_was_loo
     places = f"{sandbox_area(tmp_path).resolve() / typo} and {tmp_path.resolve() / typo}"
     assert estimated.is_error and f"looked in {places}: nothing there" in text_of(estimated), text_of(estimated)
     assert uploaded.is_error and f"No file at {places}." in text_of(uploaded), text_of(uploaded)
+
+
+async def test_a_sandbox_still_used_as_a_video_s_input_is_sent_as_it_is_as_a_real_one_would_be(sandboxed):
+    """The audit's first hour: a sandbox still, 256 px even at 2K, given to Veo added "(144x256 px) is upscaled
+    (Lanczos) to 608x1080 px before upload" to the quote, the form and the answer, which never happens live."""
+    forms: list[str] = []
+    async with sandboxed(seen=forms) as client:
+        made = await client.call_tool("generate_image", {**IMAGE, "aspect_ratio": "9:16", "resolution": "2K"})
+        assert made.structured_content["status"] == "completed", text_of(made)
+        video = {**VIDEO, "images": [made.structured_content["tasks"][0]["files"][0]], "aspect_ratio": "9:16"}
+        quoted = await client.call_tool("estimate_cost", video)
+        submitted = await client.call_tool("generate_video", video)
+    assert not quoted.is_error and not submitted.is_error, text_of(quoted) + text_of(submitted)
+    assert len(forms) == 2  # the still's and the clip's
+    for said in (text_of(quoted), forms[-1], text_of(submitted)):
+        assert "upscaled" not in said, said
+
+
+async def test_a_sandbox_task_s_time_left_and_unreported_charge_say_they_are_simulated(sandboxed, controls):
+    """The audit's first hour: a running sandbox clip said "about 9s left" with no hint it was simulated, and the
+    finished one "KIE does not report this task's charge (https://kie.ai/logs shows it)", though kie.ai/logs has
+    nothing of a simulated task."""
+    progress: list[str] = []
+
+    async def on_progress(done: float, total: float | None, message: str | None) -> None:
+        progress.append(message or "")
+
+    async with sandboxed() as client:
+        await controls.post("clock/speed", {"speed": 0})  # the clip runs until the clock is moved
+        submitted = await client.call_tool("generate_video", VIDEO, progress_callback=on_progress)
+        task_id = submitted.structured_content["tasks"][0]["task_id"]
+        running = await client.call_tool("check_task", {"task_id": task_id})
+        await controls.post("clock/advance", {"seconds": 3600})
+        done = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 10})
+    assert progress, "no progress was reported"
+    for said in (text_of(submitted), text_of(running), progress[-1]):
+        assert re.search(r"about \d+s left \(simulated\)", said), said
+    finished = text_of(done)
+    assert done.structured_content["task"]["state"] == "succeeded", finished
+    assert "the simulator, like KIE, does not report this task's charge" in finished, finished
+    assert "kie.ai/logs shows it" not in finished
 
 
 async def test_catalog_sync_in_the_sandbox_leaves_the_real_cache_alone(monkeypatch, tmp_path, capsys):

@@ -58,8 +58,11 @@ FEED = "/client/v1/model-pricing/page"
 
 @pytest.fixture
 def sim() -> Simulator:
-    """A frozen clock: only the client's pacing (sleeping on the simulator's clock) moves time."""
-    return Simulator(SimConfig(speed=0))
+    """A frozen clock: only the client's pacing (sleeping on the simulator's clock) moves time, KIE's 1/s budget
+    for lookups counted on it too."""
+    sim = Simulator(SimConfig(speed=0))
+    sim.rate_clock = sim.now
+    return sim
 
 
 @pytest.fixture

@@ -25,6 +25,8 @@ from kie_mcp.sandbox import SANDBOX_API_KEY, SandboxTransport, SimConfig, Simula
 from kie_mcp.sandbox.errors import KieError as SimulatedKieError
 from kie_mcp.spend import grant
 
+from .conftest import HandClock
+
 MARKET = FAMILIES["market"]
 MODEL = "nano-banana-2"
 BODY = {"model": MODEL, "input": {"prompt": "a fox", "aspect_ratio": "1:1"}}
@@ -429,6 +431,7 @@ async def test_status_reads_stay_within_10_per_second_as_kie_counts_them():
 async def test_concurrent_creates_through_the_simulator_get_no_429():
     speed = 10_000.0  # virtual seconds per real second: a 10 s window lasts 1 ms, an answer takes seconds
     sim = Simulator(SimConfig(speed=speed, starting_balance=1e9))
+    sim.rate_clock = sim.now  # KIE's window on the simulator's clock too, as the pacer's below
 
     async def sleep(seconds: float) -> None:
         await anyio.sleep(seconds / speed)
@@ -457,17 +460,18 @@ async def test_concurrent_creates_through_the_simulator_get_no_429():
 
 
 def test_the_simulator_counts_arrivals_and_not_refusals():
-    sim = Simulator(SimConfig(speed=0))  # frozen: only advance moves the clock
+    wall = HandClock()  # the real seconds KIE's window counts, moved by hand
+    sim = Simulator(SimConfig(speed=0), rate_clock=wall)
     for _ in range(20):
         sim.admit_create("default")
     with pytest.raises(SimulatedKieError) as refused:
         sim.admit_create("default")
     assert refused.value.code == 429
-    sim.advance(5)
+    wall.move(5)
     for _ in range(5):  # refused: not counted, so they do not push the window out
         with pytest.raises(SimulatedKieError):
             sim.admit_create("default")
-    sim.advance(5.001)
+    wall.move(5.001)
     for _ in range(20):
         sim.admit_create("default")
     with pytest.raises(SimulatedKieError):

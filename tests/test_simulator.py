@@ -17,7 +17,7 @@ import pytest
 from kie_mcp.catalog import load_catalog
 from kie_mcp.sandbox import SANDBOX_API_KEY, SandboxTransport, SimConfig, Simulator
 
-from .conftest import served_over_tcp
+from .conftest import HandClock, served_over_tcp
 
 BASE = "http://sandbox.test"
 HEADERS = {"User-Agent": "test", "Authorization": f"Bearer {SANDBOX_API_KEY}"}
@@ -31,7 +31,22 @@ JPEG = b"\xff\xd8\xff"
 
 @pytest.fixture
 def sim() -> Simulator:
-    return Simulator(SimConfig(speed=0))
+    sim = Simulator(SimConfig(speed=0))
+    sim.rate_clock = sim.now  # one clock, moved by hand (advance); the rate limits' own tests keep them apart
+    return sim
+
+
+@pytest.fixture
+def wall() -> HandClock:
+    return HandClock()
+
+
+@pytest.fixture
+async def limited(wall: HandClock) -> AsyncIterator[tuple[httpx2.AsyncClient, Simulator]]:
+    """A client of a simulator whose rate limits count ``wall``'s seconds, apart from its simulated clock."""
+    sim = Simulator(SimConfig(speed=0), rate_clock=wall)
+    async with httpx2.AsyncClient(transport=SandboxTransport(sim), base_url=BASE, headers=HEADERS) as c:
+        yield c, sim
 
 
 @pytest.fixture
@@ -124,10 +139,14 @@ async def test_strict_http_and_message_key(client: httpx2.AsyncClient, sim: Simu
 
 
 async def test_market_task_advances_with_the_clock_to_success(client: httpx2.AsyncClient, sim: Simulator) -> None:
+    """The Market answers as KIE's do (recorded live 2026-04-30, see sandbox/market.py): createTask names the task
+    twice (taskId, recordId); recordInfo's failCode, failMsg, costTime and completeTime are null until the task ends,
+    failCode and failMsg stay null on success, costTime is whole seconds, and param holds the input as JSON text."""
     request_body = {"model": "nano-banana-2", "input": {"prompt": "a red fox", "output_format": "png"}}
     answer = await body(client, "POST", CREATE, json=request_body)
     task_id = answer["data"]["taskId"]
     assert re.fullmatch(r"[0-9a-f]{32}", task_id)
+    assert answer["data"] == {"taskId": task_id, "recordId": task_id}
     assert await body(client, "GET", CREDIT) == {"code": 200, "msg": "success", "data": 4992}  # 8 credits at 1K
 
     duration = sim.tasks[task_id].duration
@@ -136,8 +155,10 @@ async def test_market_task_advances_with_the_clock_to_success(client: httpx2.Asy
     data = (await record(client, task_id))["data"]
     assert data["state"] == "waiting"
     assert data["resultJson"] == ""
-    assert data["completeTime"] is None
-    assert json.loads(data["param"]) == request_body
+    assert (data["failCode"], data["failMsg"], data["costTime"], data["completeTime"]) == (None, None, None, None)
+    param = json.loads(data["param"])
+    assert param == {"input": param["input"], "model": "nano-banana-2"} and isinstance(param["input"], str)
+    assert json.loads(param["input"]) == request_body["input"]
     assert data["creditsConsumed"] == 8
     assert "progress" not in data
     seen = {data["state"]}
@@ -148,11 +169,11 @@ async def test_market_task_advances_with_the_clock_to_success(client: httpx2.Asy
 
     data = (await record(client, task_id))["data"]
     assert data["state"] == "success"
-    assert data["failCode"] == ""
-    assert data["failMsg"] == ""
+    assert data["failCode"] is None
+    assert data["failMsg"] is None
     assert isinstance(data["createTime"], int)
-    assert data["completeTime"] - data["createTime"] == data["costTime"]
-    assert abs(data["costTime"] - duration * 1000) <= 1
+    assert data["costTime"] == round((data["completeTime"] - data["createTime"]) / 1000)  # seconds, as KIE's
+    assert abs(data["costTime"] - duration) <= 0.5 + 1e-3
     assert isinstance(data["resultJson"], str)
     urls = json.loads(data["resultJson"])["resultUrls"]
     assert urls == [f"{BASE}/files/{task_id}/0.png"]
@@ -262,7 +283,10 @@ async def test_record_info_errors_and_visibility_lag(client: httpx2.AsyncClient,
     assert [(await record(client, task_id))["code"] for _ in range(3)] == [422, 422, 200]
 
 
-async def test_create_window_429_then_ok_after_the_window(client: httpx2.AsyncClient, sim: Simulator) -> None:
+async def test_create_window_429_then_ok_after_the_window(
+    limited: tuple[httpx2.AsyncClient, Simulator], wall: HandClock
+) -> None:
+    client, sim = limited
     first = await create_id(client)
     # polls, uploads and credit checks do not count toward the create window
     for _ in range(5):
@@ -278,17 +302,55 @@ async def test_create_window_429_then_ok_after_the_window(client: httpx2.AsyncCl
     assert answer == {"code": 429, "msg": "Rate limit exceeded", "data": None}
     assert len(sim.tasks) == 20
     assert sim.balance() == 5000 - 20 * 8
-    sim.advance(9.9)
+    wall.move(9.9)
     assert (await create(client))["code"] == 429
-    sim.advance(0.2)
+    wall.move(0.2)
     assert (await create(client))["code"] == 200
 
 
-async def test_poll_limit_and_running_task_cap(client: httpx2.AsyncClient, sim: Simulator) -> None:
+async def test_kie_s_rate_limits_count_real_seconds_however_fast_the_simulated_clock_runs(
+    limited: tuple[httpx2.AsyncClient, Simulator], wall: HandClock
+) -> None:
+    """The audit: ``kie-mcp sim`` (x30) took 25 creates in 1.5 s, as its windows ran on the simulated clock, where
+    KIE refuses the 21st within 10 real seconds; a client paced against the simulator then failed live. Simulated
+    minutes pass between these requests and the windows do not move; real seconds move them."""
+    client, sim = limited
+    codes = []
+    for _ in range(21):
+        codes.append((await create(client))["code"])
+        sim.advance(60)  # the tasks move on: a simulated minute per create
+    assert codes == [200] * 20 + [429]
+    task_id = next(iter(sim.tasks))
+    reads = []
+    for _ in range(11):
+        reads.append((await record(client, task_id))["code"])
+        sim.advance(5)
+    assert reads == [200] * 10 + [429]
+    wall.move(1.01)
+    assert (await record(client, task_id))["code"] == 200
+    assert (await create(client))["code"] == 429  # 10 s have not passed
+    wall.move(9)
+    assert (await create(client))["code"] == 200
+
+
+async def test_at_kie_mcp_sim_s_own_speed_the_21st_create_within_10_s_is_refused() -> None:
+    """As ``kie-mcp sim`` runs it (x30, the real clock): 21 creates in about a second (half a simulated minute) are
+    20 tasks and a 429."""
+    sim = Simulator(SimConfig(speed=30.0))
+    codes = []
+    async with httpx2.AsyncClient(transport=SandboxTransport(sim), base_url=BASE, headers=HEADERS) as client:
+        for _ in range(21):
+            codes.append((await create(client))["code"])
+            await asyncio.sleep(0.05)
+    assert codes == [200] * 20 + [429] and len(sim.tasks) == 20
+
+
+async def test_poll_limit_and_running_task_cap(limited: tuple[httpx2.AsyncClient, Simulator], wall: HandClock) -> None:
+    client, sim = limited
     task_id = await create_id(client)
     codes = [(await record(client, task_id))["code"] for _ in range(11)]
     assert codes == [200] * 10 + [429]
-    sim.advance(1.01)
+    wall.move(1.01)
     assert (await record(client, task_id))["code"] == 200
 
     sim.config.max_running_tasks = 2
@@ -296,7 +358,7 @@ async def test_poll_limit_and_running_task_cap(client: httpx2.AsyncClient, sim: 
     answer = await create(client)
     assert answer["code"] == 429
     assert len(sim.tasks) == 2
-    sim.advance(120)
+    sim.advance(120)  # the running-task cap is about tasks, on the simulated clock
     assert (await create(client))["code"] == 200
 
 

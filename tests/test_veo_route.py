@@ -136,7 +136,8 @@ async def test_continue_video_refuses_a_clip_made_through_the_unified_route_and_
 async def test_a_unified_clip_looked_up_in_another_workspace_is_known_as_one(connect, controls, tmp_path, operation):
     """The review: a clip made on the unified route, looked up from another workspace (whose journal never saw it),
     was recorded as a Market task of an unknown model "veo-3-1": continue_video said it "was made by veo-3-1" and
-    needed "Veo 3.1 Fast". It is known by KIE's model id as a clip of that route, and refused as one."""
+    needed "Veo 3.1 Fast". It is known by KIE's model id as a clip of that route, and refused as one; its tier is
+    read from the request KIE echoes (``param``, whose ``input`` KIE sends as JSON text of its own)."""
     async with connect(elicitation=answering(), veo_route="unified") as client:
         source = await finished(client, VEO)
     other = tmp_path / "other"
@@ -147,6 +148,7 @@ async def test_a_unified_clip_looked_up_in_another_workspace_is_known_as_one(con
         refused = await client.call_tool("continue_video", {"task_id": source["task_id"], "operation": operation})
     assert checked.structured_content["task"]["family"] == "veo-unified", text_of(checked)
     assert checked.structured_content["task"]["kind"] == "video"
+    assert checked.structured_content["task"]["model"] == "veo3_fast"  # the tier, from param's input as text
     said = text_of(refused)
     assert refused.is_error and "KIE_VEO_ROUTE=unified" in said and "Nothing was sent or charged" in said, said
     assert len(await controls.creates()) == creates

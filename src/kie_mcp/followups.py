@@ -36,6 +36,7 @@ from kie_mcp.kie.text import task_id_problem
 from kie_mcp.media import saved
 from kie_mcp.runtime import Runtime
 from kie_mcp.tasks import TaskRecord
+from kie_mcp.tasks.records import time_left_words
 from kie_mcp.words import timestamp
 
 log = logging.getLogger(__name__)
@@ -305,7 +306,7 @@ def check_source(rt: Runtime, source: TaskRecord, spec: ModelSpec, facts: dict[s
     assert follow is not None
     tid = source.task_id
     if source.state in ("queued", "running"):
-        left = f" (about {source.eta_seconds}s left)" if source.eta_seconds else ""
+        left = f", {time_left_words(source.eta_seconds, source.sandbox)}" if source.eta_seconds else ""
         raise refused(
             f"task {tid} is still {source.state}{left}; call check_task(task_id='{tid}', wait_seconds=50) until it "
             "has succeeded, then continue it."

@@ -86,7 +86,7 @@ from kie_mcp.spend.approval import ApprovedBy
 from kie_mcp.spend.quotes import CHARGED_HERE, AskedInputs, seen_charging, staleness
 from kie_mcp.stopping import CREATES
 from kie_mcp.tasks import TaskRecord
-from kie_mcp.tasks.records import UnreadableRecord, answer_not_recorded
+from kie_mcp.tasks.records import UnreadableRecord, answer_not_recorded, time_left_words
 from kie_mcp.words import cut_point, plain, timestamp
 
 log = logging.getLogger(__name__)
@@ -2365,7 +2365,7 @@ class ProgressReporter:
         self._last = value
         running = [r for r in records if not r.finished]
         eta = max((r.eta_seconds or 0 for r in running), default=0)
-        tail = f"; about {eta}s left" if running and eta else ""
+        tail = f"; {time_left_words(eta, any(r.sandbox for r in running))}" if running and eta else ""
         await self._send(value, self._total, f"{done}/{len(records)} finished{tail}")
 
 
@@ -2576,6 +2576,6 @@ def _describe(record: TaskRecord, saving: bool = False) -> str:
         return f"{ident}: succeeded{being}: {where}" + (f" ({record.note})" if record.note else "")
     if record.state in ("failed", "unknown"):
         return f"{ident}: {record.state}: {record.error}"
-    eta = f", about {record.eta_seconds}s left" if record.eta_seconds else ""
+    eta = f", {time_left_words(record.eta_seconds, record.sandbox)}" if record.eta_seconds else ""
     note = f" ({record.error})" if record.error else ""  # e.g. KIE refused the last status check: why it waits
     return f"{ident}: {record.state}{eta}{note}"

@@ -121,7 +121,7 @@ from kie_mcp.tasks.listing import (
     list_page,
     parse_day,
 )
-from kie_mcp.tasks.records import NOT_FOLLOWED, OVERDUE, ModelFilterError
+from kie_mcp.tasks.records import NOT_FOLLOWED, OVERDUE, ModelFilterError, time_left_words
 from kie_mcp.toolschema import FREE_TEXT
 from kie_mcp.words import duration_text, path_text, plain, readable_text
 
@@ -1471,7 +1471,7 @@ def _task_message(record: TaskRecord, typical: tuple[int, int] | None = None) ->
         return f"{head}. Results: " + ", ".join(record.result_urls) + "." + saved + _task_cost(record) + note
     if record.state in ("failed", "succeeded_without_results", "unknown"):
         return f"{head}. {record.error}"
-    eta = f"; about {record.eta_seconds}s left" if record.eta_seconds else ""
+    eta = f"; {time_left_words(record.eta_seconds, record.sandbox)}" if record.eta_seconds else ""
     progress = f" ({record.progress:.0%})" if record.progress is not None else ""
     if typical and time.time() - record.created_at > OVERDUE * typical[1]:  # no estimate: it would only be wrong
         waited = duration_text(time.time() - record.created_at)
@@ -1490,16 +1490,15 @@ def _task_cost(record: TaskRecord) -> str:
     if charged is not None:
         return f" Cost: {charged:g} credits charged by KIE."
     quoted = record.credits_reserved if record.credits_reserved is not None else record.credits_quoted
+    unreported = (
+        "the simulator, like KIE, does not report this task's charge (simulated: not on https://kie.ai/logs)"
+        if record.sandbox
+        else "KIE does not report this task's charge (https://kie.ai/logs shows it)"
+    )
     if quoted and record.credits_quoted and quoted > record.credits_quoted:  # the caps counted more than listed
-        return (
-            f" Cost: {record.credits_quoted:g} credits quoted; {quoted:g} counted against the caps, as KIE does not "
-            "report this task's charge (https://kie.ai/logs shows it)."
-        )
+        return f" Cost: {record.credits_quoted:g} credits quoted; {quoted:g} counted against the caps, as {unreported}."
     if quoted:
-        return (
-            f" Cost: {quoted:g} credits quoted and counted; KIE does not report this task's charge "
-            "(https://kie.ai/logs shows it)."
-        )
+        return f" Cost: {quoted:g} credits quoted and counted; {unreported}."
     return ""
 
 

@@ -13,8 +13,9 @@ DEFAULT_ACCOUNT = "default"
 class SimConfig(BaseModel):
     """How the fake KIE behaves. Defaults follow KIE's documented (or observed) behaviour.
 
-    Times are virtual seconds (see ``Simulator.now``). Limits of 0 or less switch a limit off,
-    so a test that polls many times without moving the clock is not throttled by accident.
+    Times are virtual seconds (see ``Simulator.now``), except the rate limits' windows (``create_window_seconds``
+    and the per-second limits), which are real seconds as KIE's are (``Simulator.rate_clock``). Limits of 0 or less
+    switch a limit off, so a test that polls many times in a row is not throttled by accident.
     """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)

@@ -77,23 +77,39 @@ def _result_json(task: Task, base: str) -> str:
     return _json_text(result)
 
 
+def _param(body: dict[str, Any]) -> str:
+    """The request as recordInfo echoes it: JSON text whose ``input`` is JSON text too (see ``record``)."""
+    rest = {name: value for name, value in body.items() if name != "input"}
+    return _json_text({"input": _json_text(body.get("input")), **rest})
+
+
+# What KIE answers, as recorded live on 2026-04-30 (justintanner/apicity, tests/recordings/kie_2079838932/
+# bytedance-seedance-2-fast-reference-bakeoff_3020612410/recording.har), and KIE's kie-models skill ("param.input
+# comes back as a string"): createTask's data is {taskId, recordId} (the same id); recordInfo's failCode, failMsg,
+# costTime and completeTime are null until the task ends, failCode and failMsg stay null on success, costTime is in
+# whole seconds (188 for a task whose completeTime - createTime was 187,808 ms), and param is
+# {"input": "<the input as JSON text>", "model": ...}.
+
+
 def record(sim: Simulator, task: Task, base: str) -> dict[str, Any]:
-    """The recordInfo ``data``: JSON-string ``param``/``resultJson``, string ``failCode``, ms timestamps."""
+    """The recordInfo ``data``: JSON-string ``param``/``resultJson``, string ``failCode``, ms timestamps, as KIE
+    answers (the comment above)."""
     now = sim.now()
     sim.settle(task, now)  # one instant for the whole answer: a task failed at ``now`` is refunded at ``now``
     state = task.state(now)
     done = state in ("success", "fail")
+    created, completed = _ms(task.created_at), _ms(task.end_at)
     data: dict[str, Any] = {
         "taskId": task.id,
         "model": task.model,
         "state": state,
-        "param": _json_text(task.body),
+        "param": _param(task.body),
         "resultJson": _result_json(task, base) if state == "success" else "",
-        "failCode": task.fail_code if state == "fail" else "",
-        "failMsg": task.fail_msg if state == "fail" else "",
-        "costTime": _ms(task.end_at) - _ms(task.created_at) if done else 0,
-        "completeTime": _ms(task.end_at) if done else None,
-        "createTime": _ms(task.created_at),
+        "failCode": task.fail_code if state == "fail" else None,
+        "failMsg": task.fail_msg if state == "fail" else None,
+        "costTime": round((completed - created) / 1000) if done else None,
+        "completeTime": completed if done else None,
+        "createTime": created,
         "updateTime": _ms(task.last_change(now)),
         "creditsConsumed": number(task.credits_consumed),
     }
@@ -151,7 +167,7 @@ async def create_task(ctx: Ctx) -> Response:
         callback=callback_body,
     )
     ctx.commit_task(task, sim.price(spec, {**wire, **source.facts}))
-    return ctx.ok({"taskId": task.id})
+    return ctx.ok({"taskId": task.id, "recordId": task.id})
 
 
 def _create_veo(ctx: Ctx, body: dict[str, Any]) -> Response:
@@ -197,7 +213,7 @@ def _create_veo(ctx: Ctx, body: dict[str, Any]) -> Response:
         callback=callback_body,
     )
     ctx.commit_task(task, sim.price(spec, wire))
-    return ctx.ok({"taskId": task.id})
+    return ctx.ok({"taskId": task.id, "recordId": task.id})
 
 
 async def record_info(ctx: Ctx) -> Response:

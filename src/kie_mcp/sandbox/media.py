@@ -25,12 +25,17 @@ from importlib import resources
 
 from PIL import Image, ImageDraw, ImageFont
 
+from kie_mcp.media.prepare import MIN_LONG_SIDE
+
 from .looping import Unloopable, loop_clip
 
 log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 64 * 1024
-_LONG_SIDE = 256
+# KIE's stills are 1K to 4K. The sandbox's are the smallest kie-mcp sends on as they are (not upscaled first, as a
+# smaller input is: media/prepare.py), so a sandbox still used as the next step's input goes as a real one would,
+# with no upscaling note that live use never shows. Flat colours keep each file some tens of KB.
+_LONG_SIDE = MIN_LONG_SIDE
 _LABEL = "SANDBOX"
 _LABEL_WORDS = 6
 _LABEL_CHARS = 48
@@ -74,7 +79,8 @@ def aspect_value(aspect: object) -> float | None:
 
 
 def image_size(aspect_ratio: object) -> tuple[int, int]:
-    """Pixel size for an aspect like "16:9" (long side 256 px); anything that names no aspect is square."""
+    """Pixel size for an aspect like "16:9" (long side ``_LONG_SIDE`` px); anything that names no aspect is
+    square."""
     ratio = aspect_value(aspect_ratio)
     if ratio is None:
         return _LONG_SIDE, _LONG_SIDE

@@ -313,8 +313,11 @@ class Simulator:
         *,
         keys: dict[str, str] | None = None,
         state_path: Path | str | None = None,
+        rate_clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config if config is not None else SimConfig()
+        # The clock KIE's rate limits are counted on (``admit_create``): real seconds, whatever ``config.speed``.
+        self.rate_clock = rate_clock
         self.keys: dict[str, str] = dict(keys) if keys else {SANDBOX_API_KEY: DEFAULT_ACCOUNT}
         self.key_caps: dict[str, float] = {}
         self.price_overrides: dict[str, float] = {}
@@ -449,15 +452,19 @@ class Simulator:
     def admit_create(self, account: str) -> None:
         """KIE's create window per account, counted on ARRIVAL, then the running-task cap; both refuse with 429.
 
-        Handlers call this as soon as a create's body is read, so a create is stamped with its arrival time on the
-        virtual clock, before it is validated or charged (an invalid create arrived too, and counts). A create is
-        refused when ``create_limit`` creates already arrived in the span ``(now - window, now]``, so any
-        ``create_limit + 1`` counted arrivals span at least ``create_window_seconds``. A refused create is not
-        counted (KIE: refused, not queued, not charged). The window is on the virtual clock, which runs ``speed``
-        times real time: a real-time measurement of pacing runs the simulator at speed 1 and moves no clock by
-        hand, so that a virtual second is a real one.
+        Handlers call this as soon as a create's body is read, so a create is stamped with its arrival time,
+        before it is validated or charged (an invalid create arrived too, and counts). A create is refused when
+        ``create_limit`` creates already arrived in the span ``(now - window, now]``, so any ``create_limit + 1``
+        counted arrivals span at least ``create_window_seconds``. A refused create is not counted (KIE: refused,
+        not queued, not charged).
+
+        The rate windows (this one, ``admit_poll``'s and ``admit_catalog``'s) run on ``rate_clock``, real seconds by
+        default, never on the simulated clock that moves tasks along: KIE's limits are real seconds, and on a clock
+        running ``speed`` times faster (x30 for ``kie-mcp sim`` and ``--sandbox``) a 10 s window lasted a third of a
+        second, so 25 creates in 1.5 s all passed where KIE refuses the 21st. A test that moves the simulated clock
+        by hand and wants the windows to move with it sets ``sim.rate_clock = sim.now``.
         """
-        now = self.now()
+        now = self.rate_clock()
         limit = self.config.create_limit
         window = self._create_log.setdefault(account, deque())
         while window and window[0] <= now - self.config.create_window_seconds:
@@ -471,21 +478,18 @@ class Simulator:
 
     def admit_poll(self, key: str) -> None:
         """Status reads per key, counted on arrival like creates: at most ``poll_limit_per_second`` in the span
-        ``(now - 1, now]`` of virtual seconds; over it, 429 and not counted."""
-        now = self.now()
-        limit = self.config.poll_limit_per_second
-        window = self._poll_log.setdefault(key, deque())
-        while window and window[0] <= now - 1.0:
-            window.popleft()
-        if limit > 0 and len(window) >= limit:
-            raise KieError(429, RATE_LIMITED)
-        window.append(now)
+        ``(now - 1, now]`` of ``rate_clock`` seconds; over it, 429 and not counted."""
+        self._admit(self._poll_log, key, self.config.poll_limit_per_second)
 
     def admit_catalog(self, account: str) -> None:
-        """The model-catalogue lookups' shared budget per account (1/s by default); over it: 429, not counted."""
-        now = self.now()
-        limit = self.config.catalog_limit_per_second
-        window = self._catalog_log.setdefault(account, deque())
+        """The model-catalogue lookups' shared budget per account (1/s by default, on ``rate_clock``); over it: 429,
+        not counted."""
+        self._admit(self._catalog_log, account, self.config.catalog_limit_per_second)
+
+    def _admit(self, logs: dict[str, deque[float]], who: str, limit: int) -> None:
+        """One request of ``who`` against ``limit`` per second of ``rate_clock``; over it, 429 and not counted."""
+        now = self.rate_clock()
+        window = logs.setdefault(who, deque())
         while window and window[0] <= now - 1.0:
             window.popleft()
         if limit > 0 and len(window) >= limit:

@@ -102,6 +102,12 @@ def time_left(typical: tuple[float, float], elapsed: float) -> int | None:
     return max(int(typical[1] - elapsed), 1)
 
 
+def time_left_words(seconds: int, sandbox: bool) -> str:
+    """A running task's time left as every answer words it: "about 9s left", marked "(simulated)" for a sandbox
+    task, whose time is the simulator's and says nothing of how long KIE takes."""
+    return f"about {seconds}s left" + (" (simulated)" if sandbox else "")
+
+
 KEEP_EPOCH = {"epoch": True}  # serialisation context of the journal's copy: times stay epoch seconds, exactly
 # What a record shows of the journal's own columns (tasks.prompt, tasks.session): filled when it is read from the
 # journal (``TaskBook``), never kept in the record's JSON, so the columns stay the one copy.
