@@ -86,3 +86,11 @@ def test_two_servers_replaying_a_quote_a_crashed_server_left_never_both_spend_it
             server.join(timeout=30)
     assert set(wins) == {1}, wins  # each quote approved its request once more, and exactly once
     assert owner_gone(crashed) is True
+
+
+@pytest.mark.parametrize("pid", ["①", "١٢", "²", "9" * 5000], ids=["circled", "arabic-indic", "superscript", "huge"])
+def test_an_owner_tag_whose_process_id_is_no_process_id_is_one_nobody_can_tell_and_never_an_error(pid):
+    """A tag of this machine whose process id is not one (Unicode digits ``str.isdigit`` takes, which ``int`` then
+    refuses; thousands of digits, which ``int`` refuses too): written by no kie-mcp, so nothing is decided on it
+    (None), and it never raises (read from a shared pacing file, it raised into a request)."""
+    assert owner_gone(f"{HOST}-{pid}-0123abcd/7") is None

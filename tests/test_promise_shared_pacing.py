@@ -18,9 +18,11 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import anyio
+import httpx2
 import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
@@ -33,7 +35,7 @@ from kie_mcp.server import create_server
 from kie_mcp.spend import grant
 from kie_mcp.tasks.records import TaskBook, TaskRecord
 
-from .conftest import API, UPLOADS, answering, served_over_tcp, text_of
+from .conftest import API, UPLOADS, answering, eras_in_turn, served_over_tcp, text_of
 from .test_pacing import max_in_window
 from .test_promise_start import client_env, console_script
 
@@ -242,15 +244,30 @@ def a_folder(path: Path) -> None:
     path.mkdir()
 
 
+def writable_by_others(path: Path) -> None:
+    """The key's file made writable by every user (as another user's file put in its place would be)."""
+    path.write_bytes(b"")
+    path.chmod(0o666)
+
+
+def in_a_folder_open_to_others(path: Path) -> None:
+    """The pacing folder writable by every user (as one another user made first in a shared ``KIE_CACHE_DIR`` is):
+    they could put a file of theirs in place of the key's."""
+    path.parent.chmod(0o777)
+
+
 @pytest.mark.parametrize(
-    "spoil", [damaged, a_folder, None], ids=["damaged", "a-folder-in-its-place", "cache-folder-cannot-be-made"]
+    "spoil",
+    [damaged, a_folder, writable_by_others, in_a_folder_open_to_others, None],
+    ids=["damaged", "a-folder-in-its-place", "writable-by-others", "folder-open-to-others", "no-cache-folder"],
 )
 async def test_a_state_file_that_cannot_be_used_makes_the_process_pace_alone_with_one_log_line(
     spoil, tmp_path, monkeypatch, caplog
 ):
-    """A damaged state file, a folder where it should be, or a cache folder that cannot be made (a file in its
-    place, as a read-only or full disk would refuse it): every status read is answered, still at most 10 a second
-    and without a 429 (this process paces alone, as before), and one log line says why."""
+    """A damaged state file, a folder where it should be, a file or a pacing folder other users may write (trusted,
+    another user could hold this one's requests back), or a cache folder that cannot be made (a file in its place,
+    as a read-only or full disk would refuse it): every status read is answered, still at most 10 a second and
+    without a 429 (this process paces alone, as before), and one log line says why."""
     caplog.set_level(logging.INFO, logger="kie_mcp.kie.pacing")
     monkeypatch.setenv("KIE_CACHE_DIR", str(tmp_path / "cache"))
     state = SharedBudget(KEY, API, held_at_most=600).path
@@ -277,6 +294,31 @@ async def test_a_state_file_that_cannot_be_used_makes_the_process_pace_alone_wit
     assert len(said) == 1, said
     if spoil is damaged:
         assert state.read_bytes() == b"\x00\x17not what kie-mcp writes\n"  # left as it was found
+    if spoil is writable_by_others:
+        assert "can be written by other users (mode 666)" in said[0] and state.read_bytes() == b""
+    if spoil is in_a_folder_open_to_others:
+        assert "can be written by other users (mode 777)" in said[0]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="flock is POSIX; on Windows each process paces alone")
+@pytest.mark.parametrize("whose", ["folder", "file"])
+async def test_a_pacing_folder_or_file_of_another_user_is_never_trusted(whose, tmp_path, monkeypatch, caplog):
+    """The folder or the key's file owned by another user (here: this process taken for another user once they are
+    made): never used, as they could hold back this user's requests; this process paces alone and says so once."""
+    caplog.set_level(logging.INFO, logger="kie_mcp.kie.pacing")
+    monkeypatch.setenv("KIE_CACHE_DIR", str(tmp_path))
+    budget = SharedBudget(KEY, API, held_at_most=600)
+    if whose == "file":
+        assert budget.path is not None  # folder and secret checked as this user's
+        budget.path.write_bytes(b"")
+        budget.path.chmod(0o600)
+    monkeypatch.setattr(os, "getuid", lambda: os.geteuid() + 1)
+    window = SlidingWindow(2, 0.5, shared=budget, name="create")
+    with anyio.fail_after(2):
+        (await window.hold()).answered()
+    assert budget.alone and budget.path is None
+    said = [record.getMessage() for record in caplog.records if ALONE in record.getMessage()]
+    assert len(said) == 1 and f"belongs to another user (uid {os.geteuid()})" in said[0], said
 
 
 async def test_a_state_file_damaged_long_ago_is_started_over_and_shared(tmp_path, monkeypatch, caplog):
@@ -320,6 +362,101 @@ async def test_a_cache_folder_deleted_while_a_server_runs_is_made_again_and_the_
     assert not [record for record in caplog.records if ALONE in record.getMessage()]
     state = SharedBudget(KEY, API, held_at_most=600).path  # where a server starting now looks
     assert state is not None and state.read_bytes().startswith(b'{"v":1,"windows":{"status":{"left":[')
+
+
+# A file in JSON kie-mcp would read, holding a stamp of 401 digits: a number no float holds.
+TOO_LARGE = ('{"v":1,"windows":{"x":{"left":[1' + "0" * 400 + '],"held":{}}}}\n').encode()
+
+
+@eras_in_turn("when", ["before the create", "while the create is in flight"])
+async def test_a_pacing_file_holding_what_no_float_holds_never_fails_a_create_nor_loses_its_task_id(
+    when, settings, tmp_path, monkeypatch, caplog, mode
+):
+    """The key's file holding a number too large for a float, found there before a create or written while KIE is
+    answering it: the create's task id is returned and recorded (and the task followed), and the server paces
+    alone, saying so once. Before, the first failed every create and status read ("unexpected error"), and the
+    second replaced the answer of a create KIE had made and charged: "(no task id)", the task never followed."""
+    caplog.set_level(logging.INFO, logger="kie_mcp.kie.pacing")
+    monkeypatch.setenv("KIE_CACHE_DIR", str(tmp_path / "cache"))
+    sim = Simulator(SimConfig(speed=1000.0))
+    async with served_over_tcp(sim) as base:
+        state = SharedBudget(settings.api_key.get_secret_value(), base, held_at_most=600).path
+        assert state is not None
+        if when == "before the create":
+            state.write_bytes(TOO_LARGE)
+        else:  # KIE takes 0.5 s to answer the create; the file goes bad while its slot is held there
+            fault = {"endpoint": "create", "fault": {"kind": "slow", "seconds": 0.5}, "times": 1}
+            async with httpx2.AsyncClient() as http:
+                (await http.post(f"{base}/__sim/faults", json=fault)).raise_for_status()
+
+        async def spoil_once_the_create_is_sent() -> None:
+            held = b'"create":{"left":[],"held":{"'  # its slot taken in the file, before it is sent
+            while not (state.exists() and held in state.read_bytes()):  # noqa: ASYNC110 - another process's file
+                await anyio.sleep(0.005)
+            state.write_bytes(TOO_LARGE)
+
+        pointed = replace(settings, base_url=base, upload_base_url=base)  # no transport: KIE's windows shared
+        async with Client(create_server(pointed), mode=mode, elicitation_callback=answering()) as client:
+            with anyio.fail_after(10):
+                async with anyio.create_task_group() as group:
+                    if when != "before the create":
+                        group.start_soon(spoil_once_the_create_is_sent)
+                    made = await client.call_tool("generate_image", {"prompt": "a fox", "model": "nano-banana-2"})
+                listed = await client.call_tool("list_tasks", {})
+    assert not made.is_error, text_of(made)
+    task = made.structured_content["tasks"][0]
+    assert list(sim.tasks) == [task["task_id"]], text_of(made)
+    assert task["state"] == "succeeded", text_of(made)  # followed to its end
+    assert [row["task_id"] for row in listed.structured_content["tasks"]] == [task["task_id"]]
+    said = [record.getMessage() for record in caplog.records if ALONE in record.getMessage()]
+    assert len(said) == 1 and f"{state} holds what kie-mcp" in said[0], said
+    assert state.read_bytes() == TOO_LARGE  # left as it was found
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="flock is POSIX; on Windows each process paces alone")
+async def test_a_wait_given_up_while_the_file_was_locked_never_makes_a_later_brief_lock_pace_alone(
+    tmp_path, monkeypatch, caplog
+):
+    """A wait for a slot given up (its call cut off) while another process held the key's file's lock: a later
+    wait that meets the lock busy for a moment, long after, is granted its slot and the key's windows stay shared.
+    Before, the first busy moment stayed counted: the later one made this process pace alone for good at once,
+    saying the file "stayed locked by another process for over 1 s"."""
+    import fcntl
+
+    caplog.set_level(logging.INFO, logger="kie_mcp.kie.pacing")
+    monkeypatch.setenv("KIE_CACHE_DIR", str(tmp_path))
+    budget = SharedBudget(KEY, API, held_at_most=600)
+    window = SlidingWindow(20, 10.0, shared=budget, name="create")
+    (await window.hold()).answered()  # the file is there
+    assert budget.path is not None
+    other = os.open(budget.path, os.O_RDWR)  # an open file of its own: as another process's lock
+    try:
+        fcntl.flock(other, fcntl.LOCK_EX)
+        given_up = anyio.Event()
+        async with anyio.create_task_group() as group:
+            group.start_soon(_set_after, 0.01, given_up)
+            assert await window.hold_unless(given_up) is None  # given up while the lock was busy
+        fcntl.flock(other, fcntl.LOCK_UN)
+        await anyio.sleep(1.2)  # longer than LOCK_PATIENCE since that busy moment
+        fcntl.flock(other, fcntl.LOCK_EX)  # another process's read and write: a few milliseconds
+
+        async def unlock_soon() -> None:
+            await anyio.sleep(0.005)
+            fcntl.flock(other, fcntl.LOCK_UN)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(unlock_soon)
+            with anyio.fail_after(2):
+                (await window.hold()).answered()
+    finally:
+        os.close(other)
+    assert not budget.alone
+    assert not [record for record in caplog.records if ALONE in record.getMessage()]
+
+
+async def _set_after(seconds: float, event: anyio.Event) -> None:
+    await anyio.sleep(seconds)
+    event.set()
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="flock is POSIX; on Windows each process paces alone")

@@ -77,10 +77,10 @@ def _alive_on_windows(pid: int) -> bool:
 
 def owner_gone(owner: str | None) -> bool | None:
     """For an owner tag (``this_process``): True when that process of this machine is gone, False when it runs,
-    None when this machine cannot tell (another machine's, or no tag)."""
+    None when this machine cannot tell (another machine's, no tag, or one no kie-mcp wrote)."""
     host, _, rest = (owner or "").partition("/")[0].partition("-")  # a follower's tag adds /<its number>
     pid, _, run = rest.partition("-")  # older kie-mcp wrote no run
-    if host != HOST or not pid.isdigit():
+    if host != HOST or not (pid.isascii() and pid.isdigit()) or len(pid) > 20:  # "①" is a digit to isdigit
         return None
     if int(pid) == os.getpid():
         return run != RUN  # this process id, another run: an earlier process, gone

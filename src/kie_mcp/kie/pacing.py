@@ -12,6 +12,11 @@ by side (Claude Desktop and Cursor, each starting its own server) together stay 
 no cache folder, a file that cannot be read or written) each process paces itself alone, as before, and KIE's 429s
 pace what they send together (a refused create is not counted, every new slot waits for the window's edge,
 ``Slot.rate_limited``, and the create is sent again).
+
+Nothing the shared file holds can raise into a request: it is written by other processes (or anyone who can write
+where it lies), so whatever is found there, or goes wrong reading, changing or writing it, makes this process pace
+alone with one log line; taking a slot and settling one (after KIE answered, with a task id to hand back) never
+fail for it.
 """
 
 from __future__ import annotations
@@ -221,6 +226,7 @@ class SlidingWindow:
         is one: ``stamped`` for ``acquire``'s slot, occupied for ``window`` from now); return how long it took and
         the slot's ticket in the shared file (None when the window is this process's alone)."""
         started = self._clock()
+        waiting = Waiting()  # this wait's own: a wait given up while the lock was busy leaves nothing behind
         while True:
             now = self._clock()
             self._purge(now)
@@ -231,7 +237,8 @@ class SlidingWindow:
                 if self._shared is None:
                     return self._clock() - started, None
                 stays = self.window if stamped else None
-                taken = self._shared.take(self.name, self.limit, lifetime=self.margin + self.window, stays=stays)
+                lifetime = self.margin + self.window
+                taken = self._shared.take(self.name, self.limit, lifetime=lifetime, stays=stays, waiting=waiting)
                 if not isinstance(taken, float):  # a ticket, or None: pacing alone from now on
                     return self._clock() - started, taken
                 await self._sleep_or_change(taken)  # full with other processes' slots, or their lock busy
@@ -265,14 +272,22 @@ class SlidingWindow:
             group.start_soon(watch)
 
     def _settle(self, *, counted: bool, ticket: str | None) -> None:
-        self._in_flight -= 1
-        leave = self._clock() + self.margin + self.window if counted else None
-        if leave is not None:
-            bisect.insort(self._leaves, leave)
-        if ticket is not None and self._shared is not None:
-            self._shared.settle(self.name, ticket, leave)
-        self._changed.set()
-        self._changed = anyio.Event()
+        """Never raises: it runs after the answer came back, where an error would take the answer's place (a create
+        KIE made and charged would lose its task id)."""
+        try:
+            self._in_flight -= 1
+            leave = self._clock() + self.margin + self.window if counted else None
+            if leave is not None:
+                bisect.insort(self._leaves, leave)
+            if ticket is not None and self._shared is not None:
+                try:
+                    self._shared.settle(self.name, ticket, leave)
+                except Exception as err:  # not expected (``SharedBudget`` keeps its own), and never the request's
+                    log.debug("settling a slot of %s failed", self.name, exc_info=True)
+                    self._shared.pace_alone(f"settling a slot failed ({type(err).__name__})")
+        finally:
+            self._changed.set()
+            self._changed = anyio.Event()
 
     def _pause_until_edge(self, fallback: float) -> float:
         now = self._clock()
@@ -293,6 +308,15 @@ LOCK_RETRY = 0.002  # seconds between tries while another process holds the lock
 STALE_AFTER = 60.0  # a damaged file nobody wrote for this long has no slot still in a window: it is started over
 LONGEST_HOLD = 3600.0  # the most ``held_at_most`` may be: a deadline further ahead is another clock's
 _BUSY = object()
+_OPEN_TO_OTHERS = stat.S_IWGRP | stat.S_IWOTH  # a folder or file others may write: not this user's alone
+
+
+@dataclass
+class Waiting:
+    """One wait for a slot (``SlidingWindow._wait_for_room``): when it first found the key's file locked by another
+    process, None while it has not. Kept per wait, so a wait given up meanwhile leaves nothing to later ones."""
+
+    busy_since: float | None = None
 
 
 @dataclass
@@ -319,7 +343,9 @@ class SharedBudget:
     cache folder), its name an HMAC of the key and the API address under a random secret made once beside it
     (``secret``, readable by the user alone): neither the name nor the file tells anything of the key. The file holds,
     per window, only when each answered slot leaves it and a deadline for each slot still held, and is created
-    readable and writable by the user alone.
+    readable and writable by the user alone. The folder, the secret and the file are used only while they are this
+    user's (and the folder and the file writable by no one else): where others may write (a ``KIE_CACHE_DIR`` open
+    to them), another user could put a folder or a file of theirs in place and hold back this user's requests.
 
     Taking a slot (``take``) or settling one (``settle``) opens the file, locks it (``flock``, exclusive) without
     waiting, reads it, changes it, writes it whole and unlocks: the lock is held for a read and a write, and never
@@ -338,7 +364,8 @@ class SharedBudget:
     deadline (``held_at_most`` plus the window) when that cannot be told (another container's). Nothing here is ever
     an error to the user: on Windows (no ``flock``), with no cache folder, or once the file cannot be opened, read
     or written (a read-only or full disk, a folder in its place, a lock held for over a second, content kie-mcp did
-    not write), this process paces alone, as each did before, and says why in one log line.
+    not write, a folder or file another user owns or may write), this process paces alone, as each did before, and
+    says why in one log line.
     """
 
     def __init__(self, api_key: str, base_url: str, *, held_at_most: float) -> None:
@@ -350,7 +377,6 @@ class SharedBudget:
         self._owner = ""
         self._tickets = itertools.count()
         self._owed: list[tuple[str, str, float | None]] = []  # settles the lock was busy for: window, ticket, leave
-        self._busy_since: float | None = None
 
     @property
     def path(self) -> Path | None:
@@ -359,21 +385,24 @@ class SharedBudget:
             self._path = self._locate()
         return None if self.alone else self._path
 
-    def take(self, name: str, limit: int, *, lifetime: float, stays: float | None) -> str | float | None:
+    def take(
+        self, name: str, limit: int, *, lifetime: float, stays: float | None, waiting: Waiting
+    ) -> str | float | None:
         """A slot in window ``name``, where at most ``limit`` may be occupied by every process together; ``lifetime``:
-        how long a slot stays in the window once answered (margin and window). Granted: its ticket, the slot held
+        how long a slot stays in the window once answered (margin and window); ``waiting``: the wait asking, which
+        paces alone once the lock has stayed busy for ``LOCK_PATIENCE`` of it. Granted: its ticket, the slot held
         until ``settle`` (for ``held_at_most`` at most), or occupied for ``stays`` seconds from now when given. Not
         granted: the seconds to wait before asking again. None: this process paces alone (from now on)."""
         taken = self._transact(lambda windows, now: self._grant(windows, name, limit, now, lifetime, stays))
-        now = time.monotonic()
         if taken is _BUSY:
-            if self._busy_since is None:
-                self._busy_since = now
-            elif now - self._busy_since > LOCK_PATIENCE:
+            now = time.monotonic()
+            if waiting.busy_since is None:
+                waiting.busy_since = now
+            elif now - waiting.busy_since > LOCK_PATIENCE:
                 self._alone(f"{self._path} stayed locked by another process for over {LOCK_PATIENCE:g} s")
                 return None
             return LOCK_RETRY
-        self._busy_since = None
+        waiting.busy_since = None
         assert taken is None or isinstance(taken, (str, float))
         return taken
 
@@ -383,6 +412,10 @@ class SharedBudget:
         if not self.alone:
             self._owed.append((name, ticket, leave_at))
             self._transact(lambda windows, now: None)
+
+    def pace_alone(self, why: str) -> None:
+        """From now on this process paces alone (``why``, in the one log line)."""
+        self._alone(why)
 
     # -- internals -----------------------------------------------------------------------------
 
@@ -419,7 +452,8 @@ class SharedBudget:
         """Lock the file without waiting, apply the settles owed and ``change`` (given the windows and the time read
         with the lock held), write it back, unlock: what ``change`` returned, ``_BUSY`` when another process holds
         the lock, None once this process paces alone. The time is read under the lock so that no stamp written
-        before is later than it: a stamp further ahead than a window is another clock's (``_Stamps.purge``)."""
+        before is later than it: a stamp further ahead than a window is another clock's (``_Stamps.purge``).
+        Nothing found in the file raises: whatever goes wrong with it makes this process pace alone."""
         path = self.path
         if path is None:
             return None
@@ -449,6 +483,9 @@ class SharedBudget:
             if not stat.S_ISREG(found.st_mode):
                 self._alone(f"{path} is not a file")
                 return None
+            if found.st_uid != os.getuid() or found.st_mode & _OPEN_TO_OTHERS:
+                self._alone(f"{path} {_not_ours(found)}")
+                return None
             raw = os.pread(fd, MAX_STATE_BYTES + 1, 0)
             now = time.monotonic()
             windows = _parse(raw)
@@ -472,6 +509,10 @@ class SharedBudget:
         except OSError as err:  # a full disk, an I/O error
             self._alone(f"{path} cannot be read or written ({_why(err)})")
             return None
+        except Exception as err:  # what the file holds broke something else: never the request's error
+            log.debug("reading %s failed", path, exc_info=True)
+            self._alone(f"{path} holds what kie-mcp cannot read ({type(err).__name__})")
+            return None
         finally:
             os.close(fd)  # and with it the lock
 
@@ -490,7 +531,12 @@ class SharedBudget:
             return None
         folder = base / "pacing"
         try:
-            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # an existing folder's owner and mode are kept
+            found = os.lstat(folder)
+            if not stat.S_ISDIR(found.st_mode):  # a link to a folder, which mkdir took for the folder
+                raise ValueError("it is a link" if stat.S_ISLNK(found.st_mode) else "it is not a folder")
+            if found.st_uid != os.getuid() or found.st_mode & _OPEN_TO_OTHERS:
+                raise ValueError(_not_ours(found))
             secret = _secret(folder)
         except (OSError, ValueError) as err:
             self._alone(f"{folder} cannot be used ({_why(err)})")
@@ -539,8 +585,11 @@ def _secret(folder: Path) -> bytes:
 def _read_secret(path: Path) -> bytes:
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        found = os.fstat(fd)
+        if not stat.S_ISREG(found.st_mode):
             raise ValueError(f"{path.name} is not a file")
+        if found.st_uid != os.getuid():
+            raise ValueError(f"{path.name} {_not_ours(found)}")
         secret = os.read(fd, SECRET_BYTES + 1)
     finally:
         os.close(fd)
@@ -587,7 +636,20 @@ def _dump(windows: dict[str, _Stamps], now: float) -> bytes:
 
 
 def _finite(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A stamp: any JSON number that is a finite float (an integer too large for one is not), never raising."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer of hundreds of digits
+        return False
+
+
+def _not_ours(found: os.stat_result) -> str:
+    """Why a folder or file of the cache folder is not this user's alone (``found``: its status)."""
+    if found.st_uid != os.getuid():
+        return f"belongs to another user (uid {found.st_uid})"
+    return f"can be written by other users (mode {stat.S_IMODE(found.st_mode):o})"
 
 
 def _why(err: Exception) -> str:
