@@ -1,6 +1,6 @@
 """Pacing benchmark: N concurrent creates through KieClient against the simulator over real loopback TCP.
 
-Run: uv run python bench/bench_pacing.py [--count N] [--jitter SECONDS]   (100 creates: about 2 minutes)
+Run: uv run python bench/bench_pacing.py [--count N] [--jitter SECONDS]   (100 creates: about 3 minutes)
 
 The simulator runs in its own process (``kie-mcp sim --port P --speed 1``, as tests/conftest.py starts it) and
 counts creates the way KIE does: on arrival, at most 20 in any 10 s per account, a 429 for the 21st (refused,
@@ -11,7 +11,9 @@ Side by side, the same N creates (each with a ``grant`` approval, fired at once)
 - old pacing, reimplemented here as the baseline: a slot is stamped when it is granted, a 429 keeps its slot
   and waits a flat 10 s (``rate_limit_backoff``) before trying again;
 - new pacing, KieClient as it is: a slot is held from before sending until the answer plus a margin, a 429
-  frees its slot and is retried when the oldest create leaves the window.
+  frees its slot and is retried when the oldest create leaves the window;
+- the same, its windows shared with the other processes on the key through the per-key file (``SharedBudget``,
+  as a server talking to KIE over the network runs): what the file's lock, read and write cost each slot.
 
 ``--jitter S`` delays each request by a random 0..S seconds before it is sent (a stand-in for a real network,
 where creates do not arrive in the order their slots were granted). Prints figures; asserts nothing.
@@ -21,11 +23,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import random
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -47,7 +51,9 @@ CREATE_PATH = MARKET.create_path
 class OldPacingClient(KieClient):
     """The pacing before issue 10: stamped at grant, a refused create keeps its slot, a flat backoff."""
 
-    async def _send_create(self, path: str, body: dict[str, Any], model: str, quoted: float | None) -> str:
+    async def _send_create(
+        self, path: str, body: dict[str, Any], model: str, quoted: float | None, *_: Any, **__: Any
+    ) -> str:  # the family, the reservation, a turn taken and a give-up signal: none of them existed
         for attempt in range(self.max_rate_limit_retries + 1):
             await self._creates.acquire()  # the slot is stamped now, when granted
             response = await self._api.post(path, json=body)
@@ -102,12 +108,19 @@ def start_simulator(port: int) -> subprocess.Popen[bytes]:
     raise SystemExit("the simulator did not start")
 
 
-async def run(client_class: type[KieClient], base: str, count: int, jitter: float) -> dict[str, float]:
+async def run(
+    client_class: type[KieClient], base: str, count: int, jitter: float, share: bool = False
+) -> dict[str, float]:
     controls = httpx2.AsyncClient(base_url=base, headers={"User-Agent": "bench"})
     (await controls.post("/__sim/reset")).raise_for_status()
     transport = JitteredTransport(jitter, seed=count) if jitter > 0 else None
     client = client_class(
-        api_key=SANDBOX_API_KEY, base_url=base, upload_base_url=base, transport=transport, timeout=60.0
+        api_key=SANDBOX_API_KEY,
+        base_url=base,
+        upload_base_url=base,
+        transport=transport,
+        timeout=60.0,
+        **({"share_pacing": True} if share else {}),
     )
     approval = grant(MODEL, count, "quote", None)
     failed: list[BaseException] = []
@@ -155,6 +168,9 @@ def main() -> None:
         )
         old = anyio.run(run, OldPacingClient, base, args.count, args.jitter)
         new = anyio.run(run, KieClient, base, args.count, args.jitter)
+        with tempfile.TemporaryDirectory() as cache:  # the shared file in a folder of the run's own
+            os.environ["KIE_CACHE_DIR"] = cache
+            shared = anyio.run(run, KieClient, base, args.count, args.jitter, True)
     finally:
         process.terminate()
         process.wait(timeout=10)
@@ -166,10 +182,10 @@ def main() -> None:
         ("created", "created", "{:.0f}"),
         ("failed (gave up)", "failed", "{:.0f}"),
     ]
-    left, right = "old (stamp at grant, flat 10 s)", "new (held to answer + margin)"
-    print(f"{'':24}{left:>34}{right:>32}")
+    left, right, third = "old (stamp at grant, flat 10 s)", "new (held to answer + margin)", "new, shared file"
+    print(f"{'':24}{left:>34}{right:>32}{third:>20}")
     for label, key, fmt in rows:
-        print(f"{label:24}{fmt.format(old[key]):>34}{fmt.format(new[key]):>32}")
+        print(f"{label:24}{fmt.format(old[key]):>34}{fmt.format(new[key]):>32}{fmt.format(shared[key]):>20}")
 
 
 if __name__ == "__main__":
