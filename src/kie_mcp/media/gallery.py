@@ -1134,8 +1134,8 @@ def read_page(outputs: Path, session: str | None = None, side: int | None = None
     The workspace's index when there is none of kie-mcp's (the user deleted it, or copied ``outputs/`` in, and this
     process has not built the gallery yet): the build a save runs writes it (of ``side`` pixels' previews, none
     made), with the month pages it links, and that page is served; where the build cannot write it, the same index
-    made here (``_index_unwritten``). Either way the newest ``SESSIONS_ON_INDEX`` sessions, never every one (2,000
-    sessions made an index of 60 MB, read again at every read).
+    made here (``_index_unwritten``). Either way the newest ``SESSIONS_ON_INDEX`` sessions, never every one: the page
+    is read whole at every read, and with every session it grows with the workspace (tens of MB at thousands).
 
     The page is read from one open file judged again as it is opened (``inputs.read_inside``): inside ``outputs``, a
     regular file, no link swapped in since the check (to ``.env`` or outside), never a FIFO to block on (opened
