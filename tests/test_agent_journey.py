@@ -253,6 +253,33 @@ async def test_the_first_quote_waits_for_kies_prices_not_for_the_schemas_the_syn
     assert STALE not in text_of(first) and waited < FIRST_PRICES_WAIT, waited
 
 
+@pytest.mark.parametrize("tool", ["estimate_cost", "generate_image"])
+async def test_the_first_quote_after_kies_price_list_failed_is_not_held_and_says_it_failed(
+    connect, controls, transport, old_prices, tool
+):
+    """KIE's price feed refused (4030, "not supported in the current region") while the sync went on to the schemas,
+    a second each: every quote in that minute waited the full ``FIRST_PRICES_WAIT`` and said the list was "being
+    read right now", though its read had failed. The first quote goes on as the read fails, and says it failed."""
+    from kie_mcp.generation import FIRST_PRICES_WAIT
+
+    from .test_live_catalog import EXTRA
+
+    await controls.post("config", {"catalog_limit_per_second": 0})
+    await controls.post("catalog/extra", EXTRA)  # a live model the bundle lacks: its schema is read after the prices
+    await controls.post("catalog/feed", {"regionBlocked": True})
+    transport.release.set()
+    transport.schemas_held = True  # the sync never ends
+    seen: list[str] = []
+    async with connect(catalog_sync=True, elicitation=answering(seen=seen, action="decline")) as client:
+        started = anyio.current_time()
+        first = await client.call_tool(tool, IMAGE)
+        waited = anyio.current_time() - started
+    assert waited < FIRST_PRICES_WAIT * 0.8, waited
+    said = text_of(first) if tool == "estimate_cost" else seen[0]
+    assert "the last read of KIE's price list failed" in said and "right now" not in said, said
+    assert await controls.creates() == []
+
+
 async def test_the_first_quote_after_start_waits_no_longer_than_the_bound_for_a_sync_that_hangs(
     connect, transport, old_prices, monkeypatch
 ):

@@ -580,6 +580,33 @@ def test_a_last_box_sized_to_the_end_of_the_file_is_whole_and_a_file_without_a_m
     assert "less than its own header" in _cut_short_of(ftyp + struct.pack(">I", 3) + b"free", tmp_path)
 
 
+@pytest.mark.parametrize("name", ["end.mp4", "fast.mp4", "frag.mp4", "voice.m4a", "long.mp4"])
+@pytest.mark.parametrize(
+    "tail", [b"\n", bytes(4), bytes(8), bytes(100), b"TAG" + b"x" * 125, b"\0\0\0\x20junk" + bytes(8)]
+)
+def test_a_whole_mp4_with_bytes_after_its_last_box_is_never_called_cut_short(media, name, tail, tmp_path):
+    """A stray newline, zero padding, a tag some tool appended: after a whole movie and its media, bytes that are no
+    top-level box are trailing data a player never reads, not a file cut short."""
+    assert _cut_short_of(media[name].read_bytes() + tail, tmp_path) is None
+
+
+def test_a_box_of_a_top_level_type_past_the_end_after_a_whole_movie_is_still_cut_short(media, tmp_path):
+    """A fragment, a free box or a second mdat that runs past the end is a file cut short, wherever it starts; so is
+    a file whose movie or media is not whole before its tail."""
+    data = media["fast.mp4"].read_bytes()
+    for kind in (b"moof", b"free", b"mdat", b"mfra"):
+        why = _cut_short_of(data + struct.pack(">I", 1000) + kind + bytes(20), tmp_path)
+        assert why is not None and "past the file's end" in why, (kind, why)
+    assert "inside a box header" in (_cut_short_of(data + struct.pack(">I", 1) + b"mdat" + bytes(4), tmp_path) or "")
+    frag = media["frag.mp4"].read_bytes()
+    last = frag.rfind(b"moof") - 4  # the last fragment cut inside its movie fragment box
+    assert "past the file's end" in (_cut_short_of(frag[: last + 40], tmp_path) or "")
+    ftyp = _box(b"ftyp", b"isom" + struct.pack(">I", 512) + b"isom")
+    assert "cut short" in (_cut_short_of(ftyp + _box(b"mdat", bytes(100)) + b"\n", tmp_path) or "")  # no moov
+    moov = data[data.find(b"moov") - 4 :][: struct.unpack(">I", data[data.find(b"moov") - 4 : data.find(b"moov")])[0]]
+    assert "cut short" in (_cut_short_of(ftyp + moov + b"\n", tmp_path) or "")  # no mdat yet
+
+
 def test_a_large_whole_file_is_judged_from_its_box_headers_without_being_read(media, tmp_path):
     """A 6 GB video (sparse here) is judged whole from a few hundred bytes: a seek and a header a box."""
     moov = media["fast.mp4"].read_bytes()

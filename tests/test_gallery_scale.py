@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
+from collections import Counter
 from datetime import date, timedelta
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -347,3 +349,50 @@ async def test_an_index_no_build_can_write_is_made_for_the_read_of_the_newest_se
     assert "The newest 2 of 5 sessions are shown above" in made and "could not be written in outputs/" in made
     assert "5 results · 5 sessions" in made and "Prompt of shoot 2" not in made
     assert f"too large to send ({len(made.encode()) / 2**20:.1f} MB)" in str(raised.value), str(raised.value)
+
+
+# The folders the gallery lists (os.scandir) while a test watches (``listings``), seen through Python's audit events:
+# nothing of kie-mcp's is replaced to count them.
+_WATCHING: list[list[str]] = []
+_HOOKED: list[bool] = []
+
+
+def _on_audit(event: str, args: tuple) -> None:
+    listed = event == "os.scandir" and args and isinstance(args[0], str | os.PathLike)
+    if listed and _WATCHING and sys._getframe(1).f_code.co_filename == gallery.__file__:  # not a start-up sweep's
+        _WATCHING[-1].append(os.path.basename(os.fspath(args[0])))
+
+
+@pytest.fixture
+def listings():
+    """A list that gathers the names of the folders the gallery lists (``os.scandir``) while the test runs."""
+    if not _HOOKED:
+        sys.addaudithook(_on_audit)  # an audit hook stays for the process: it gathers only while a test watches
+        _HOOKED.append(True)
+    _WATCHING.append([])
+    try:
+        yield _WATCHING[-1]
+    finally:
+        _WATCHING.clear()
+
+
+async def test_a_read_of_an_index_no_build_can_write_lists_each_session_folder_once(
+    connect, tmp_path, monkeypatch, listings
+):
+    """Where the index cannot be written, a read of it listed every session folder up to three times: the refresh of
+    this process's kept scans, the build again (its index still missing), then a scan of its own for the index made
+    for the read. The index made for the read comes from the build's scans: each folder is listed once a read."""
+    monkeypatch.setattr(gallery, "SESSIONS_ON_INDEX", 2)
+    outputs = tmp_path / "outputs"
+    days = [f"2026-03-{10 + n:02d}" for n in range(5)]
+    plant_sessions(outputs, days)
+    (outputs / PAGE).mkdir()
+    folders = {f"{day}-shoot-{n}" for n, day in enumerate(days)}
+    async with connect() as client:
+        for _ in range(3):  # the first read builds; the later ones refresh what this process keeps
+            listings.clear()
+            made = (await client.read_resource("kie://outputs/index.html")).contents[0].text
+            counted = Counter(name for name in listings if name in folders)
+            assert set(counted) == folders and max(counted.values()) == 1, counted
+            assert sections(made) == ["2026-03-14-shoot-4", "2026-03-13-shoot-3", "by-month"], sections(made)
+            assert "5 results · 5 sessions" in made and "could not be written in outputs/" in made, made

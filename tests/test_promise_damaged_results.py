@@ -7,7 +7,8 @@ through the real MCP client in both protocol eras:
   where KIE shows the task;
 - a video KIE serves cut short (no movie box yet, or its media data ending early: ffmpeg's "partial file") is the
   same: fetched once more, a good second copy kept with nothing to say; still cut short, kept and said in the
-  answer and by check_task not to be a whole video; a whole video is fetched once and never called damaged;
+  answer and by check_task not to be a whole video; a whole video is fetched once and never called damaged, nor
+  is one with a few bytes after its last box (trailing data a player never reads);
 - a result of the wrong kind is named for what it is (a PDF is a PDF, not plain text).
 """
 
@@ -117,6 +118,26 @@ async def test_a_whole_video_is_fetched_once_and_never_called_damaged(connect, c
         assert "not a whole video" not in text_of(answer) and "stored it damaged" not in text_of(answer), text_of(
             answer
         )
+    assert not any(file.get("damaged") for file in checked.structured_content["saved_files"])
+    assert await file_gets(controls) == 1
+
+
+@pytest.mark.parametrize("tail", [1, 4])
+async def test_a_whole_video_with_bytes_after_it_is_fetched_once_and_never_called_damaged(
+    connect, controls, tmp_path, tail
+):
+    """A playable clip with a few bytes after its last box (zeros a file host appended): a player never reads them,
+    so it is whole, fetched once, and no paid regeneration is suggested."""
+    await controls.post("config", {"video_bytes": 300_000})
+    await controls.fault("files", kind="padded", bytes=300_000 + tail)
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_video", VIDEO)
+        task = made.structured_content["tasks"][0]
+        checked = await client.call_tool("check_task", {"task_id": task["task_id"]})
+    [saved] = task["files"]
+    assert (tmp_path / saved).stat().st_size == 300_000 + tail
+    for answer in (made, checked):
+        assert "not a whole video" not in text_of(answer) and "cut short" not in text_of(answer), text_of(answer)
     assert not any(file.get("damaged") for file in checked.structured_content["saved_files"])
     assert await file_gets(controls) == 1
 

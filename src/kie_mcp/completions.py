@@ -147,8 +147,8 @@ REFERENCES = {"ref/prompt": ("name", "the prompt's name"), "ref/resource": ("uri
 
 def check_reference(params: Any) -> None:
     """Refuse a request whose ``ref`` is of no type MCP completes, or lacks what its type names, as invalid params
-    saying what it takes: the SDK's check named both kinds of reference field by field (a ``ref/tool`` was "missing"
-    a ``uri``). Anything else is left to the SDK's check."""
+    saying what it takes: the two reference types and what each names (a prompt's name, a template's URI), or the
+    one field its own type lacks, never the fields of a type it is not. Anything else is left to the SDK's check."""
     ref = params.get("ref") if isinstance(params, Mapping) else None
     if not isinstance(ref, Mapping):
         return

@@ -87,8 +87,8 @@ class Runtime:
     spending: SpendingCalls = field(default_factory=SpendingCalls)  # calls sending creates now (spend/inflight.py)
     owed: OwedWrites = field(default_factory=OwedWrites)  # creates' outcomes a full disk kept out of the journal
     catalog_syncing: bool = False  # a look at KIE's live models and prices is under way (quotes say so)
-    # Set once the look under way has read KIE's prices (the first thing it reads), or ended: what the first quotes of
-    # a workspace that never read them wait for (``generation.first_prices``).
+    # Set once the look under way has tried KIE's prices (the first thing it reads), read or failed, or ended: what the
+    # first quotes of a workspace that never read them wait for (``generation.first_prices``).
     catalog_priced: anyio.Event | None = None
     # While another program holds the journal locked (it has not opened yet): set when the next try to open it ends,
     # so a call waits for that try (``OPEN_WAIT`` at most) and finds it open once the lock is gone. None once open.
@@ -155,9 +155,10 @@ class Runtime:
         if self.catalog_priced is None or self.catalog_priced.is_set():  # one a quote may already wait on is kept
             self.catalog_priced = anyio.Event()
 
-    def prices_read(self, live: LiveCatalog) -> None:
-        """The look under way has read KIE's model list and prices (its schemas and success rates follow): quoted
-        from now on, and the quotes waiting for them go on."""
+    def prices_tried(self, live: LiveCatalog) -> None:
+        """The look under way has tried KIE's model list and prices (its schemas and success rates follow): what it
+        read is quoted from now on, and the quotes waiting for it go on, whether the prices came or their read
+        failed (then they say so, rather than wait the full ``FIRST_PRICES_WAIT`` for a read that is over)."""
         self.live = live
         self.catalog = with_live_models(live)
         if self.catalog_priced is not None:
@@ -170,7 +171,7 @@ class Runtime:
 
     @property
     def reading_prices(self) -> bool:
-        """A look at KIE's catalogue is under way and has not read its prices yet."""
+        """A look at KIE's catalogue is under way and has not tried its prices yet (neither read nor failed)."""
         return self.catalog_syncing and not (self.catalog_priced is not None and self.catalog_priced.is_set())
 
     def require_kie(self) -> KieClient:
@@ -405,7 +406,7 @@ async def _sync_catalog(runtime: Runtime, kie: KieClient) -> None:
     whose = "The simulator's" if runtime.settings.sandbox else "KIE's live"
     path = cache_path(runtime.settings.workspace)
     in_use = await anyio.to_thread.run_sync(models_in_use_from_journal, runtime.settings.workspace)
-    fresh = await maybe_sync(kie, path, in_use, prices_read=runtime.prices_read)  # only when a sync is due
+    fresh = await maybe_sync(kie, path, in_use, prices_tried=runtime.prices_tried)  # only when a sync is due
     if fresh is None:  # not due: the cache may still be newer than what this server holds (another server wrote it)
         from kie_mcp.catalog.live import LiveCatalog
 

@@ -342,14 +342,14 @@ class LiveCatalog(_Loose):
         now: datetime | None = None,
         catalog: Catalog | None = None,
         extra_schemas: int = EXTRA_SCHEMAS_PER_SYNC,
-        prices_read: Callable[[LiveCatalog], None] | None = None,
+        prices_tried: Callable[[LiveCatalog], None] | None = None,
     ) -> LiveCatalog:
         """Read KIE's model list, the public price feed (every page), the schemas of ``models_in_use`` (and of live
         image/video models the bundled catalogue lacks, up to ``extra_schemas`` not yet cached) and their success
         rates. Returns an updated copy; never raises for KIE or network trouble: what fails keeps its cached value
         and is listed in ``errors``. The keyed lookups go through ``kie``'s ~1/s catalogue pacing, so the schemas
-        may take a minute: ``prices_read`` is handed a copy of what the list and the feed gave first, when both
-        were read."""
+        may take a minute: ``prices_tried`` is handed a copy of what the list and the feed gave, as soon as both
+        were tried, read or failed (so a quote waiting for the prices goes on, and says why it has none)."""
         from kie_mcp.kie import Category, KieError
 
         from .registry import load_catalog
@@ -376,8 +376,9 @@ class LiveCatalog(_Loose):
             new.feed, new.feed_at = feed, stamp
         except KieError as err:
             new._error_from(stamp, "/client/v1/model-pricing/page", None, err)
-        if prices_read is not None and list_ok and new.feed_at == stamp:  # its own parts: the schemas still change
-            prices_read(new.model_copy(update={"schemas": dict(new.schemas), "success": dict(new.success)}))
+        if prices_tried is not None:  # its own parts: the schemas, success rates and errors still change
+            parts = {"schemas": dict(new.schemas), "success": dict(new.success), "errors": list(new.errors)}
+            prices_tried(new.model_copy(update=parts))
 
         if not list_ok:
             return new  # the key, the network or KIE is failing: per-model lookups would fail the same way
@@ -475,12 +476,12 @@ async def maybe_sync(
     retry_after: timedelta = RETRY_AFTER,
     now: datetime | None = None,
     catalog: Catalog | None = None,
-    prices_read: Callable[[LiveCatalog], None] | None = None,
+    prices_tried: Callable[[LiveCatalog], None] | None = None,
 ) -> LiveCatalog | None:
     """Sync and save the cache when it is older than ``max_age``; return the new catalogue, or None when nothing was
     done (fresh cache, a sync already running for this cache in this process, a failed attempt less than
     ``retry_after`` ago, or any error at all). Never raises (except cancellation): meant to run in a background task
-    so that it never delays start-up or a tool call. ``prices_read``: as for ``LiveCatalog.sync``."""
+    so that it never delays start-up or a tool call. ``prices_tried``: as for ``LiveCatalog.sync``."""
     key = str(cache_path)
     if key in _RUNNING:
         return None
@@ -494,7 +495,7 @@ async def maybe_sync(
         attempted = parse_timestamp(live.attempted_at)
         if attempted is not None and moment - attempted < retry_after:
             return None  # the last attempt failed a moment ago (offline): do not hammer KIE at every start
-        new = await live.sync(kie, models_in_use=models_in_use, now=moment, catalog=catalog, prices_read=prices_read)
+        new = await live.sync(kie, models_in_use=models_in_use, now=moment, catalog=catalog, prices_tried=prices_tried)
         new.save(cache_path)
         return new
     except OSError as err:  # the cache could not be written (a read-only workspace, a full disk): no traceback

@@ -631,7 +631,7 @@ def _split_offer(overlong: _LongScript, durations: list[int]) -> tuple[str | Non
 def _breaks(texts: list[str]) -> str:
     """Where a split cut the script, as its offer says it: at sentence boundaries, at sentence or clause breaks (a
     sentence too long for a clip cut after a comma, semicolon, colon or dash), and between words where neither
-    fits. The offer said "at sentence boundaries" of a sentence it had cut mid-phrase."""
+    fits. Named by the loosest cut made, so a script cut mid-phrase is never said to be cut at sentence boundaries."""
     ends = ["sentence" if SENTENCE_END.search(t) else "clause" if CLAUSE_TAIL.search(t) else "word" for t in texts[:-1]]
     if set(ends) == {"word"}:
         return "between words, as no sentence or clause break fits"

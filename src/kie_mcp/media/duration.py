@@ -742,14 +742,22 @@ def unplayable(handle: IO[bytes], length: int, media_format: str) -> str | None:
 # stream in one-second fragments: 14,400). Past this the walk gives no verdict.
 _MAX_WHOLE_BOXES = 100_000
 
+# The box types an MP4, MOV or M4A has at its top level (ISO/IEC 14496-12, QuickTime). Once the movie and its media
+# are whole, only one of these running past the end is the file cut short: other bytes after them (a newline, zero
+# padding, a tag some tool appended) are trailing data a player never reads.
+_TOP_LEVEL = frozenset(
+    b"ftyp styp moov mdat moof mfra free skip wide uuid meta udta pdin sidx ssix prft emsg meco pnot".split()
+)
+
 
 def cut_short(handle: IO[bytes], length: int) -> str | None:
     """Why the MP4/MOV/M4A in ``handle`` (``length`` bytes) is not whole, from its top-level box headers alone (one
     seek and 16 bytes a box, never the file itself, whatever its size): a box that runs past the end of the file (a
     file cut short, as KIE may store one, its length agreeing so that only its boxes tell) or a header cut off, or no
-    movie box (``moov``), without which no player opens it. A box's size may be 64-bit (size 1) or "to the end of the
-    file" (size 0). None when it is whole, and when it cannot be told (more than ``_MAX_WHOLE_BOXES`` boxes, a read
-    that fails). Never raises."""
+    movie box (``moov``), without which no player opens it. Once a ``moov`` and an ``mdat`` have been walked whole,
+    what follows that is not a box of a top-level type (``_TOP_LEVEL``), or is shorter than a box header, is
+    trailing data, not a cut. A box's size may be 64-bit (size 1) or "to the end of the file" (size 0). None when it
+    is whole, and when it cannot be told (more than ``_MAX_WHOLE_BOXES`` boxes, a read that fails). Never raises."""
     try:
         return _cut_short(_FileReader(handle, length))
     except Exception as exc:  # bad input never raises
@@ -759,14 +767,17 @@ def cut_short(handle: IO[bytes], length: int) -> str | None:
 
 def _cut_short(r: _Reader) -> str | None:
     size = r.size()
-    offset, movie = 0, False
+    offset, movie, media = 0, False, False
     for _ in range(_MAX_WHOLE_BOXES):
         if offset >= size:
             return None if movie else "it has no movie box (moov), without which no player opens it"
         head = r.read(offset, 16)
+        kind = head[4:8]
+        if movie and media and (len(head) < 8 or kind not in _TOP_LEVEL):
+            return None  # trailing data after a whole movie and its media
         if len(head) < 8:
             return f"it ends {len(head)} bytes into a box header (byte {offset:,}): it was cut short"
-        declared, kind, header = _u32(head, 0), head[4:8], 8
+        declared, header = _u32(head, 0), 8
         if declared == 1:
             if len(head) < 16:
                 return f"it ends inside a box header (byte {offset:,}): it was cut short"
@@ -779,6 +790,7 @@ def _cut_short(r: _Reader) -> str | None:
         if offset + declared > size:
             return f"{box} ends at byte {offset + declared:,}, past the file's end at byte {size:,}: it was cut short"
         movie = movie or kind == b"moov"
+        media = media or kind == b"mdat"
         offset += declared
     return None
 

@@ -860,12 +860,16 @@ class _Cache:
     months: dict[str, tuple[tuple[str, ...], tuple[int, ...] | None]] = field(default_factory=dict)  # tiles, page
     redaction: object = None  # the redaction pattern the kept scans were made with
     index: str = PAGE  # the index's name the kept pages link to (``index_name``)
+    # The sessions the last build put on the index, newest first (``_with_sections``); None while one runs, or after
+    # one that did not get that far: what a read makes the index of where the build could not write it
+    shown: list[_Shown] | None = None
 
     def update(self, outputs: Path, side: int) -> list[str]:
         current = secrets_version()  # a new secret makes a new pattern
         index = index_name(outputs)  # a page of the user's own put there, or taken away, since the last build
         if current is not self.redaction or index != self.index:
             self.folders, self.months, self.redaction, self.index = {}, {}, current, index
+        self.shown = None
         problems: list[str] = []
         kept: dict[str, _Kept] = {}
         now = time.time_ns()
@@ -893,7 +897,7 @@ class _Cache:
             )
             kept[name] = _Kept(key, _page_stat(folder / PAGE) if written else None, _Shown.of(session))
         shown = _with_sections(kept, outputs, side)
-        self.folders = kept
+        self.folders, self.shown = kept, shown
         _write_page(outputs / index, lambda: _index_page(shown), problems, guard=guard)
         if index == PAGE:  # the user's own index.html is gone: the index under its own name goes too
             _remove_own_page(outputs / OWN_INDEX)
@@ -1089,18 +1093,21 @@ class PageTooLarge(ValueError):
         super().__init__(f"too large to send ({size / 2**20:.1f} MB): open it from disk at {path.absolute()}")
 
 
-def _refresh_kept(outputs: Path, side: int | None) -> None:
+def _refresh_kept(outputs: Path, side: int | None) -> int | None:
     """The pages of ``outputs`` brought up to date with what is on disk before a resource reads them, when that is
     cheap: where this process keeps scans of ``outputs`` for ``side`` (a save or ``list_tasks`` built them), the
     build with nothing fresh, which reads only the folders that changed since (a result deleted since leaves the
     pages, its previews with it), coalesced with any running one. Otherwise nothing: a read never pays a first build
     (seconds at tens of thousands of results). ``side`` None: the side of this process's last build of ``outputs``.
-    Never raises (a page that cannot be written is logged). Reads and writes files: call it in a worker thread."""
+    The side it built for, or None when it did not. Never raises (a page that cannot be written is logged). Reads
+    and writes files: call it in a worker thread."""
     outputs = Path(outputs)
     kept = _kept_sides(outputs)
     side = side if side is not None else (kept[-1] if kept else None)
-    if side is not None and side in kept:
-        _rebuild(outputs, side)
+    if side is None or side not in kept:
+        return None
+    _rebuild(outputs, side)
+    return side
 
 
 def _rebuild(outputs: Path, side: int) -> None:
@@ -1134,8 +1141,8 @@ def read_page(outputs: Path, session: str | None = None, side: int | None = None
     The workspace's index when there is none of kie-mcp's (the user deleted it, or copied ``outputs/`` in, and this
     process has not built the gallery yet): the build a save runs writes it (of ``side`` pixels' previews, none
     made), with the month pages it links, and that page is served; where the build cannot write it, the same index
-    made here (``_index_unwritten``). Either way the newest ``SESSIONS_ON_INDEX`` sessions, never every one (2,000
-    sessions made an index of 60 MB, read again at every read).
+    made here (``_index_unwritten``). Either way the newest ``SESSIONS_ON_INDEX`` sessions, never every one: the page
+    is read whole at every read, and with every session it grows with the workspace (tens of MB at thousands).
 
     The page is read from one open file judged again as it is opened (``inputs.read_inside``): inside ``outputs``, a
     regular file, no link swapped in since the check (to ``.env`` or outside), never a FIFO to block on (opened
@@ -1145,13 +1152,13 @@ def read_page(outputs: Path, session: str | None = None, side: int | None = None
     saved.check(outputs)  # a link to / or the home folder: no page is read through it (OutputsRefused)
     if session is not None and not _session_folder_name(session):
         return None
-    _refresh_kept(outputs, side)
+    built = _refresh_kept(outputs, side)
     if session is not None:
         page = _own_page(outputs / session / PAGE, outputs)
         return None if page is None else served_copy(page, outputs, f"{session}/{PAGE}")
     side = side or THUMBNAIL_SIDE
     index = _own_index(outputs)
-    if index is None:  # none of kie-mcp's on disk: the build writes it
+    if index is None and built != side:  # none of kie-mcp's on disk, and no build just tried: the build writes it
         _rebuild(outputs, side)
         index = _own_index(outputs)
     return served_copy(index if index is not None else _index_unwritten(outputs, side), outputs, PAGE)
@@ -1168,15 +1175,30 @@ def _own_index(outputs: Path) -> str | None:
 def _index_unwritten(outputs: Path, side: int) -> str:
     """The index made for a read where the build could not write it (a read-only ``outputs/``, a full disk, a folder
     where the page goes: the build logged why): the newest ``SESSIONS_ON_INDEX`` sessions, as a build writes it,
-    and in place of the month pages' links, that they may be missing. ``ValueError`` past ``PAGE_MAX_BYTES``."""
-    sessions = scan(outputs, side)
-    shown = [_Shown.of(session, section=n < SESSIONS_ON_INDEX) for n, session in enumerate(sessions)]
+    and in place of the month pages' links, that they may be missing: from the sessions the build that just failed
+    to write it kept (``_Cache.shown``), not a scan of every session again; a scan where it kept none. ``ValueError``
+    past ``PAGE_MAX_BYTES``."""
+    shown = _kept_index(outputs, side)
+    if shown is None:
+        sessions = scan(outputs, side)
+        shown = [_Shown.of(session, section=n < SESSIONS_ON_INDEX) for n, session in enumerate(sessions)]
     page = _index_page(shown, months=False)
     if len(page) > PAGE_MAX_BYTES:
         raise ValueError(
             f"too large to send ({len(page) / 2**20:.1f} MB), and it could not be written in {outputs.absolute()}"
         )
     return page.decode("utf-8")
+
+
+def _kept_index(outputs: Path, side: int) -> list[_Shown] | None:
+    """The sessions this process's last build of ``outputs`` for ``side`` put on the index (``_Cache.shown``); None
+    when no build kept them, or ``outputs`` is no folder now (the build then keeps nothing new)."""
+    with _caches_guard:
+        cache = _caches.get((outputs.absolute(), side))
+    if cache is None or not outputs.is_dir():
+        return None
+    with cache.lock:
+        return cache.shown
 
 
 # The picture a page shows, as ``_media`` and ``_tile`` write it: a relative link, percent-encoded.
