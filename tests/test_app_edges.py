@@ -828,8 +828,12 @@ def test_the_head_leaves_out_the_old_price_warning_only_once_every_task_s_cost_i
     """Whatever the catalogue's age today: the warning goes once each task has KIE's charge or failed (refunded);
     a task still running, or a create whose outcome is unknown (no task id, maybe charged), keeps it."""
     from kie_mcp.apps import head_text
+    from kie_mcp.generation import OLD_PRICE_ASKED
 
-    message = "Done: 2 images.\nCost: 16 credits.\nWarning: this price is from 2026-01-01 (300 days ago).\n1. a"
+    message = (
+        f"Done: 2 images.\nCost: 16 credits.\nWarning: this price is from 2026-01-01 (300 days ago).\n{OLD_PRICE_ASKED}"
+        "\n1. a"
+    )
     without = "Done: 2 images.\nCost: 16 credits.\n1. a"
 
     def task(task_id: str | None, state: str, charged: float | None = None) -> TaskRecord:

@@ -187,7 +187,7 @@ async def test_a_sandbox_task_s_time_left_and_unreported_charge_say_they_are_sim
         assert re.search(r"about \d+s left \(simulated\)", said), said
     finished = text_of(done)
     assert done.structured_content["task"]["state"] == "succeeded", finished
-    assert "the simulator, like KIE, does not report this task's charge" in finished, finished
+    assert "the simulator does not report this task's charge" in finished, finished
     assert "kie.ai/logs shows it" not in finished
 
 

@@ -12,6 +12,7 @@ simulator served over TCP from the test's process, which counts status calls as 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -362,6 +363,34 @@ async def test_a_cache_folder_deleted_while_a_server_runs_is_made_again_and_the_
     assert not [record for record in caplog.records if ALONE in record.getMessage()]
     state = SharedBudget(KEY, API, held_at_most=600).path  # where a server starting now looks
     assert state is not None and state.read_bytes().startswith(b'{"v":1,"windows":{"status":{"left":[')
+
+
+async def test_servers_whose_cache_folder_was_deleted_while_they_ran_meet_again_in_one_file(
+    tmp_path, monkeypatch, caplog
+):
+    """Two servers on one key, their cache folder deleted while both run: the first to notice makes it again, with a
+    new secret and so a new name for the key's file; the other does not make its old name there (each sharing a
+    file of its own, their limits no longer together) but finds the file the first made."""
+    caplog.set_level(logging.INFO, logger="kie_mcp.kie.pacing")
+    monkeypatch.setenv("KIE_CACHE_DIR", str(tmp_path / "cache"))
+    sim = simulator()
+    tasks = await unfinished_tasks(sim, 4)
+    first, second = sharing_client(sim), sharing_client(sim)
+    try:
+        await first.status(FAMILIES["market"], tasks[0])
+        await second.status(FAMILIES["market"], tasks[1])
+        shutil.rmtree(tmp_path / "cache")
+        await first.status(FAMILIES["market"], tasks[2])
+        await second.status(FAMILIES["market"], tasks[3])
+    finally:
+        await first.aclose()
+        await second.aclose()
+    assert not [record for record in caplog.records if ALONE in record.getMessage()]
+    files = sorted(path.name for path in (tmp_path / "cache" / "pacing").glob("*.json"))
+    assert len(files) == 1, files
+    [state] = (tmp_path / "cache" / "pacing").glob("*.json")
+    stamps = json.loads(state.read_bytes().splitlines()[0])["windows"]["status"]
+    assert len(stamps["left"]) == 2, stamps  # both servers' status calls since, in one window
 
 
 # A file in JSON kie-mcp would read, holding a stamp of 401 digits: a number no float holds.

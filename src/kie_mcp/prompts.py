@@ -341,8 +341,8 @@ def _followup_specs(model: str) -> list[ModelSpec]:
 @functools.cache
 def _animates_the_still(*, spoken: bool) -> Fit:
     """The video step of a still -> video plan: the approved still as the clip's first frame (a text-to-video model
-    refused it after the still was paid for), and the words given spoken (a silent model refused them). One ``Fit``
-    each way, so what completion found it takes is kept by it (``completions``)."""
+    would refuse it after the still is paid for), and the words given spoken (a silent model would refuse them). One
+    ``Fit`` each way, so what completion found it takes is kept by it (``completions``)."""
     return Fit(
         "the video starts from the approved still as its first frame"
         + (" and speaks the words given" if spoken else ""),

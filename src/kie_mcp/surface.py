@@ -1491,7 +1491,8 @@ def _task_cost(record: TaskRecord) -> str:
         return f" Cost: {charged:g} credits charged by KIE."
     quoted = record.credits_reserved if record.credits_reserved is not None else record.credits_quoted
     unreported = (
-        "the simulator, like KIE, does not report this task's charge (simulated: not on https://kie.ai/logs)"
+        "the simulator does not report this task's charge, as KIE sometimes does not (a sandbox task: "
+        "https://kie.ai/logs has no record of it)"
         if record.sandbox
         else "KIE does not report this task's charge (https://kie.ai/logs shows it)"
     )

@@ -315,9 +315,10 @@ def gallery_meta(rt: Runtime, tasks: Sequence[TaskRecord], *, message: str | Non
 def head_text(message: str, tasks: Sequence[TaskRecord]) -> str:
     """A generation's message as the gallery's head shows it (three lines, the rest behind its tooltip): once KIE's
     word on every task's cost is in (its charge recorded, or the task failed: refunded), without the warning that
-    the quoted price is old (``spend.quotes.staleness``), which then only pushed what follows out of sight (a
-    damaged result, where it was saved). Until then, and with any create whose outcome is unknown, the whole
-    message."""
+    the quoted price is old (``spend.quotes.staleness``, and that an old price is never auto-approved), which then
+    only pushed what follows out of sight (a damaged result, where it was saved). Until then, and with any create
+    whose outcome is unknown, the whole message."""
+    from kie_mcp.generation import OLD_PRICE_ASKED
     from kie_mcp.spend.quotes import STALE_PRICE
 
     settled = bool(tasks) and all(
@@ -325,7 +326,8 @@ def head_text(message: str, tasks: Sequence[TaskRecord]) -> str:
     )
     if not settled:
         return message
-    return "\n".join(line for line in message.split("\n") if not line.startswith(STALE_PRICE))
+    old = (STALE_PRICE, OLD_PRICE_ASKED)  # the price's age, which KIE's charge has since settled
+    return "\n".join(line for line in message.split("\n") if not line.startswith(old))
 
 
 def link_host(url: str) -> str:

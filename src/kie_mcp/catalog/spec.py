@@ -199,9 +199,11 @@ class Rate(_Strict):
     def _up_to_has_a_source(self) -> "Rate":
         counted = self.up_to is not None or bool(self.up_to_per_input)
         if counted != (self.up_to_source is not None):
-            raise ValueError("up_to and up_to_source go together: a higher charge is counted only with its source")
+            raise ValueError(
+                "up_to or up_to_per_input and up_to_source go together: a higher charge is counted only with its source"
+            )
         if self.up_to_why is not None and not counted:
-            raise ValueError("up_to_why says why up_to is counted: it needs up_to")
+            raise ValueError("up_to_why says why more is counted: it needs up_to or up_to_per_input")
         if any(not each > 0 for each in self.up_to_per_input.values()):
             raise ValueError("up_to_per_input counts credits KIE may add: each above 0")
         if self.up_to_feed is not None and self.up_to is None:

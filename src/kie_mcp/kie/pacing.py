@@ -454,20 +454,23 @@ class SharedBudget:
         the lock, None once this process paces alone. The time is read under the lock so that no stamp written
         before is later than it: a stamp further ahead than a window is another clock's (``_Stamps.purge``).
         Nothing found in the file raises: whatever goes wrong with it makes this process pace alone."""
+        located = self._path is None  # located now: the file may be made (its folder and secret are ready)
         path = self.path
         if path is None:
             return None
         import fcntl  # POSIX only; ``_locate`` has checked it is there
 
         try:
-            fd = _open_state(path)
-        except FileNotFoundError:  # the cache folder was deleted meanwhile: made again (every process follows)
+            # Made only where it was just located: a file gone since (its folder deleted, made again by another
+            # process with a new secret, so a new name) is located again, and every process meets in the new one.
+            fd = _open_state(path, create=located)
+        except FileNotFoundError:  # the cache folder was deleted meanwhile: made again, or found made again
             self._path = self._locate()
             if self._path is None:
                 return None
             path = self._path
             try:
-                fd = _open_state(path)
+                fd = _open_state(path, create=True)
             except OSError as err:
                 self._alone(f"{path} cannot be opened ({_why(err)})")
                 return None
@@ -554,9 +557,10 @@ class SharedBudget:
             )
 
 
-def _open_state(path: Path) -> int:
+def _open_state(path: Path, *, create: bool) -> int:
     """The state file, made readable and writable by the user alone if it is not there; never through a link."""
-    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
+    flags = os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | (os.O_CREAT if create else 0)
+    return os.open(path, flags, 0o600)
 
 
 def _secret(folder: Path) -> bytes:

@@ -460,8 +460,8 @@ class Simulator:
 
         The rate windows (this one, ``admit_poll``'s and ``admit_catalog``'s) run on ``rate_clock``, real seconds by
         default, never on the simulated clock that moves tasks along: KIE's limits are real seconds, and on a clock
-        running ``speed`` times faster (x30 for ``kie-mcp sim`` and ``--sandbox``) a 10 s window lasted a third of a
-        second, so 25 creates in 1.5 s all passed where KIE refuses the 21st. A test that moves the simulated clock
+        running ``speed`` times faster (x30 for ``kie-mcp sim`` and ``--sandbox``) a 10 s window would last a third of
+        a second, and creates KIE refuses would pass. A test that moves the simulated clock
         by hand and wants the windows to move with it sets ``sim.rate_clock = sim.now``.
         """
         now = self.rate_clock()
