@@ -634,6 +634,9 @@ PICTURES = """(async () => {  // lazy pictures arrive after the load event: wait
   const deadline = Date.now() + 10000;
   const waiting = () => [...document.images].some(i => !i.complete);
   while (waiting() && Date.now() < deadline) await new Promise(r => setTimeout(r, 20));
+  // decoded and painted before a screenshot looks at them (a large preview on a busy machine: one frame later)
+  await Promise.all([...document.images].map(i => i.decode().catch(() => null)));
+  await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));
   return [...document.images].map(i => [i.complete, i.naturalWidth, i.naturalHeight]);
 })()"""
 
