@@ -16,7 +16,7 @@ import pytest
 
 from kie_mcp.journal import Journal, journal_path
 
-from .conftest import answering, text_of
+from .conftest import answering, one_era_each, text_of
 from .test_followups import balance, finished, requests_to, spent_today
 
 VEO = {"prompt": "slow push-in on waves at dusk, gulls overhead", "model": "veo3_fast"}
@@ -24,6 +24,12 @@ HD_PATH = "/api/v1/veo/get-1080p-video"
 UHD_PATH = "/api/v1/veo/get-4k-video"
 HD_MODEL = "veo/get-1080p-video"
 UHD_MODEL = "veo/get-4k-video"
+
+
+@pytest.fixture
+def mode(request: pytest.FixtureRequest) -> str:
+    """One era per test (``conftest.one_era_each``): these are the follow-ups' own rules, not the protocol's."""
+    return one_era_each(request)
 
 
 def ledger(workspace: Path) -> list[tuple[float, str]]:

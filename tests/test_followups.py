@@ -25,7 +25,7 @@ from kie_mcp.journal import Journal, journal_path
 from kie_mcp.kie import FAMILIES
 from kie_mcp.sandbox import SANDBOX_API_KEY
 
-from .conftest import answering, confirmed_and_replayed, eras_in_turn, text_of
+from .conftest import answering, confirmed_and_replayed, eras_in_turn, one_era_each, text_of
 from .test_every_model import minimal_arguments
 
 VEO = {"prompt": "slow push-in on waves at dusk, gulls overhead", "model": "veo3_fast"}
@@ -40,6 +40,12 @@ RUNWAY_EXTEND = "/api/v1/runway/extend"
 MARKET = "/api/v1/jobs/createTask"
 CATALOG = load_catalog()
 FOLLOWUPS = sorted(spec.id for spec in CATALOG.offered() if spec.followup is not None)
+
+
+@pytest.fixture
+def mode(request: pytest.FixtureRequest) -> str:
+    """One era per test (``conftest.one_era_each``): these are the follow-ups' own rules, not the protocol's."""
+    return one_era_each(request)
 
 
 async def finished(client: Any, arguments: dict[str, Any]) -> str:

@@ -34,7 +34,13 @@ from kie_mcp.redact import redact
 from kie_mcp.sandbox import SANDBOX_API_KEY, SandboxTransport, SimConfig, Simulator
 from kie_mcp.server import create_server
 
-from .conftest import CREATE_PATHS, answering, eras_in_turn, served_over_tcp, text_of
+from .conftest import CREATE_PATHS, answering, eras_in_turn, one_era_each, served_over_tcp, text_of
+
+
+@pytest.fixture
+def mode(request: pytest.FixtureRequest) -> str:
+    """One era per test (``conftest.one_era_each``): these are the settings' own rules, not the protocol's."""
+    return one_era_each(request)
 
 
 def fresh_key() -> str:

@@ -20,12 +20,18 @@ from typing import Any
 import anyio
 import pytest
 
-from .conftest import answering, text_of, twice_at_once
+from .conftest import answering, one_era_each, text_of, twice_at_once
 from .test_followups import GROK, HD_PATH, MARKET, RUNWAY, VEO, balance, finished, kie_auth, requests_to, spent_today
 
 IMAGE = {"prompt": "an apple", "model": "nano-banana-2", "wait_seconds": 0}
 # A Runway extend has no price: it reserves the catalogue's most for it, 30 (a max_credits above that changes nothing)
 EXTEND = {"operation": "extend", "prompt": "it tips over a grate", "max_credits": 40, "wait_seconds": 40}
+
+
+@pytest.fixture
+def mode(request: pytest.FixtureRequest) -> str:
+    """One era per test (``conftest.one_era_each``): these are the follow-ups' own rules, not the protocol's."""
+    return one_era_each(request)
 
 
 async def extend_while(client: Any, controls: Any, source: str, meanwhile: Any) -> dict[str, Any]:
