@@ -236,7 +236,7 @@ TAKEN_KEPT = 64  # rules kept at most (five workflows' arguments, each with and 
 def _taken(catalog: Catalog, rt: Runtime | None, rule: tuple[str, Fit] | None) -> tuple[ModelSpec, ...]:
     """The models ``rule`` (a workflow's kind and ``Fit``) takes, in catalogue order; with no rule, every model
     ``kie://models/{model_id}`` reads (any KIE still sells: ``generation.resolve_model`` with followups)."""
-    from kie_mcp.catalog.live import is_withdrawn
+    from kie_mcp.catalog.live import still_sold
     from kie_mcp.prompts import takes_model
 
     live = rt.live if rt is not None else None
@@ -245,7 +245,7 @@ def _taken(catalog: Catalog, rt: Runtime | None, rule: tuple[str, Fit] | None) -
     if kept is not None and kept[0] is catalog and kept[1] is live:
         return kept[2]
     if rule is None:
-        found = tuple(s for s in catalog.offered() if live is None or is_withdrawn(live, s.id, catalog) is None)
+        found = tuple(still_sold(catalog, live))
     else:
         found = tuple(s for s in catalog.offered() if takes_model(s, *rule, rt))
     if len(_TAKEN) >= TAKEN_KEPT:

@@ -834,15 +834,14 @@ def no_model_matches(rt: Runtime, *, kind: str | None, capability: str | None, q
 def _selling(rt: Runtime, kind: str | None, capability: str | None) -> list[ModelSpec]:
     """The models KIE sells (none withdrawn, here or from its live list) of ``kind`` with ``capability`` (compared
     with case, '-', '_' and spaces ignored: "lipsync" and "lip_sync" find "lip-sync")."""
-    from kie_mcp.catalog.live import is_withdrawn
+    from kie_mcp.catalog.live import still_sold
 
     wanted = _capability_key(capability) if capability else None
     return [
         spec
-        for spec in rt.catalog.offered()
+        for spec in still_sold(rt.catalog, rt.live)
         if (not kind or spec.kind == kind)
         and (wanted is None or wanted in {_capability_key(name) for name in spec.capabilities})
-        and is_withdrawn(rt.live, spec.id, rt.catalog) is None
     ]
 
 

@@ -681,7 +681,7 @@ def _fitting(catalog: Catalog, given: ModelSpec, fits: Fit, rt: Any, most: int =
     id first: grok-imagine/text-to-video -> grok-imagine/image-to-video), then the workflow's default, the models a
     family's bare name picks (kling-3.0/video, bytedance/seedance-2), and the rest in catalogue order; none that KIE's
     live list has dropped."""
-    from kie_mcp.catalog.live import is_withdrawn
+    from kie_mcp.catalog.live import is_gone
 
     flagships = set(catalog.short_names())
     maker = re.split(r"[/-]", given.id, maxsplit=1)[0]
@@ -697,7 +697,7 @@ def _fitting(catalog: Catalog, given: ModelSpec, fits: Fit, rt: Any, most: int =
     for other in sorted(catalog.offered(), key=rank):  # sorted is stable: catalogue order within a rank
         if other.kind != given.kind or other.id == given.id or other.followup is not None:
             continue
-        if rt is not None and is_withdrawn(rt.live, other.id, rt.catalog) is not None:
+        if rt is not None and is_gone(rt.live, other.id, rt.catalog):
             continue
         if not fits.refusals(other):
             found.append(other.id)

@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from kie_mcp.kie import KieClient
 
     from .registry import Catalog
+    from .spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -537,20 +538,34 @@ def models_in_use_from_journal(workspace: Path, *, days: int = 30, limit: int = 
 # -- what the request path asks --------------------------------------------------------------------
 
 
-def is_withdrawn(live: LiveCatalog, model_id: str, catalog: Catalog | None = None) -> list[str] | None:
-    """None unless KIE's live list no longer has this bundled Market model; then the nearest live alternatives
-    (same kind; ranked by provider, task type and name), best first, possibly empty.
+def is_gone(live: LiveCatalog | None, model_id: str, catalog: Catalog | None = None) -> bool:
+    """Whether KIE's live list no longer has this bundled Market model: the one test of "KIE stopped selling it".
 
     Product-API models (Veo, Runway, ...) are listed by KIE under other names, so they are never judged here; nor
     is anything before a model list was read.
     """
     from .registry import load_catalog
 
-    if not live.has_list or live.models is None or model_id in live.models:
-        return None
+    if live is None or not live.has_list or live.models is None or model_id in live.models:
+        return False
+    spec = (catalog if catalog is not None else load_catalog()).get(model_id)
+    return spec is not None and spec.family == "market"
+
+
+def still_sold(catalog: Catalog, live: LiveCatalog | None) -> list[ModelSpec]:
+    """The models of ``catalog`` KIE sells, in its order: none withdrawn in the data (``offered``) or gone from
+    KIE's live list (``is_gone``). Every surface that lists models asks this, so they agree."""
+    return [spec for spec in catalog.offered() if not is_gone(live, spec.id, catalog)]
+
+
+def is_withdrawn(live: LiveCatalog, model_id: str, catalog: Catalog | None = None) -> list[str] | None:
+    """None unless KIE's live list no longer has this bundled Market model (``is_gone``); then the nearest live
+    alternatives (same kind; ranked by provider, task type and name), best first, possibly empty."""
+    from .registry import load_catalog
+
     bundled = catalog if catalog is not None else load_catalog()
     spec = bundled.get(model_id)
-    if spec is None or spec.family != "market":
+    if spec is None or not is_gone(live, model_id, bundled):
         return None
     wanted_types = {_task_key(c) for c in spec.capabilities}
     provider = _provider_key(model_id)
@@ -738,8 +753,8 @@ def price_changes(live: LiveCatalog, catalog: Catalog | None = None) -> list[Pri
     bundled = catalog if catalog is not None else load_catalog()
     changes: list[PriceChange] = []
     seen: set[tuple[str, str]] = set()
-    for spec in bundled.offered():
-        if spec.price is None or is_withdrawn(live, spec.id, bundled) is not None:
+    for spec in still_sold(bundled, live):
+        if spec.price is None:
             continue
         for rate in spec.price.rates:
             if rate.feed is None or (spec.id, rate.feed) in seen:
@@ -943,7 +958,7 @@ def sync_summary(live: LiveCatalog, catalog: Catalog | None = None) -> list[str]
     extras = [m for m in models.values() if m.kind is not None and m.model not in bundled]
     usable = extra_models(live, bundled)
     lines.append(f"live image/video models the bundled catalogue lacks: {len(extras)} ({len(usable)} usable)")
-    gone = [s.id for s in bundled.offered() if is_withdrawn(live, s.id, bundled) is not None]
+    gone = [s.id for s in bundled.offered() if is_gone(live, s.id, bundled)]
     lines.append(f"withdrawn from the bundled catalogue: {len(gone)}{_some(gone)}")
     if live.has_feed:
         changes = price_changes(live, bundled)

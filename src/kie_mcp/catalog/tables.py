@@ -34,8 +34,9 @@ class Offer:
 
     def models(self) -> list[ModelSpec]:
         """Every model KIE sells, by kind and id: none withdrawn in the data or gone from KIE's live list."""
-        offered = (spec for spec in self.catalog.offered() if self.gone(spec.id) is None)
-        return sorted(offered, key=lambda s: (s.kind, s.id))
+        from .live import still_sold
+
+        return sorted(still_sold(self.catalog, self.live), key=lambda s: (s.kind, s.id))
 
     def gone(self, model_id: str) -> list[str] | None:
         """None unless KIE's live list no longer has the model; then what to use instead (``live.is_withdrawn``)."""
