@@ -91,7 +91,7 @@ async def test_a_refused_repeat_4k_without_a_task_id_costs_nothing_and_says_wher
     # What to do: a 4K version of this clip is already being made; where to find it; nothing was charged.
     assert message in text and f"A 4K version of task {source} {said}" in text, text
     assert "nothing was charged" in text, text
-    assert f"list_tasks (it shows '(4k of {source})'" in text and "https://kie.ai/logs" in text, text
+    assert f"list_tasks (it shows '(4K version of task {source})'" in text and "https://kie.ai/logs" in text, text
     assert "check_task(task_id=" in text, text
     assert "Fix the field" not in text, text  # KIE's generic 422 advice does not apply to this answer
 

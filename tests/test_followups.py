@@ -104,7 +104,7 @@ async def test_extending_a_veo_clip_sends_one_create_and_the_journal_keeps_the_c
     assert done["files"][0].endswith("_1.mp4") and len(done["files"]) == 2
     sidecar = json.loads(next((tmp_path / "outputs").rglob(f"*{done['task_id']}.json")).read_text())
     assert (sidecar["parent_task_id"], sidecar["operation"]) == (source, "extend")
-    assert f"(extend of {source})" in text_of(listed)
+    assert f"(extension of task {source})" in text_of(listed)
     rows = {t["task_id"]: t for t in listed.structured_content["tasks"]}
     assert rows[done["task_id"]]["parent_task_id"] == source
 

@@ -369,7 +369,7 @@ async def test_a_hostile_task_id_or_join_name_on_the_line_saying_what_a_result_w
     for page in ((folder / gallery.PAGE).read_text(encoding="utf-8"), served):
         facts = assert_only_text(page, folder, folder.parent)
         assert f"1080p version of task {HOSTILE}" in facts.text
-        assert f"Made from task {'x' * 200}\u2026" in facts.text and "x" * 201 not in facts.text
+        assert f"Follow-up of task {'x' * 200}\u2026" in facts.text and "x" * 201 not in facts.text
         assert "Joined from 2 clips" in facts.text and join in facts.text  # its name, as text
         assert "No prompt recorded" not in facts.text and "bold" not in facts.text
         assert facts.text.count("sandbox") == 3  # each card's badge: the join's too

@@ -166,6 +166,17 @@ def path_text(path: Any) -> str:
     return readable_text(str(path))
 
 
+# What a follow-up (continue_video) makes of the task it continues, by its operation (``followups.OPERATIONS``):
+# one wording wherever a follow-up is named (list_tasks, the gallery, KIE's answers about one).
+MADE_AS = {"extend": "extension", "hd": "1080p version", "4k": "4K version", "upscale": "upscaled copy"}
+
+
+def made_of(operation: str | None, task_id: str) -> str:
+    """What a follow-up is, e.g. ``1080p version of task 3f2a…``; ``follow-up of task …`` for an operation this
+    version does not know (a newer one's journal)."""
+    return f"{MADE_AS.get(operation or '', 'follow-up')} of task {task_id}"
+
+
 def listed(values: Any, *, quoted: bool = False) -> str:
     """Allowed values for a message: ``std, pro, 4K``."""
     return ", ".join(plain(v, quoted=quoted) for v in values)

@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar, NamedTuple
 
+from kie_mcp.words import made_of
+
 from .errors import LOGS_URL
 from .status import (
     TaskState,
@@ -439,7 +441,7 @@ class Veo4kFamily(VeoFamily):
             f"A 4K version of task {source} {'has already been made' if done else 'is already being made'} (asked "
             "for earlier, by kie-mcp, another tool or on kie.ai), and KIE's answer did not say which task it is. This "
             "request started nothing, and nothing was charged. Find the 4K task with list_tasks (it shows "
-            f"'(4k of {source})' when this workspace asked for it) or at {LOGS_URL}, then follow it with "
+            f"'({made_of('4k', str(source))})' when this workspace asked for it) or at {LOGS_URL}, then follow it with "
             f"check_task(task_id=<its id>). {again}"
         )
 

@@ -69,7 +69,7 @@ from urllib.parse import quote, unquote_to_bytes
 import anyio.to_thread
 
 from kie_mcp.redact import redact, secrets_version
-from kie_mcp.words import cut_point, shortened
+from kie_mcp.words import cut_point, made_of, shortened
 
 from . import saved
 from .downloads import (
@@ -527,17 +527,13 @@ def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: cut_point(text, limit)] + "\u2026"
 
 
-# What a follow-up is of the task it continues (its sidecar's ``operation``: ``followups.OPERATIONS``).
-_MADE_AS = {"extend": "Extension", "hd": "1080p version", "4k": "4K version", "upscale": "Upscaled copy"}
-
-
 def _lineage(item: Item) -> str | None:
     """What a result kie-mcp made from others was made from, as its sidecar says: the task a follow-up continues
     (``1080p version of task …``), or how many clips a join joined. None for anything else."""
     if item.parent_task_id:
-        made = _MADE_AS.get(item.operation or "")
         task = _cut(item.parent_task_id, ALT_SHOWN)  # a task id of KIE's is short; a hostile sidecar's is cut
-        return f"{made} of task {task}" if made else f"Made from task {task}"
+        made = made_of(item.operation, task)
+        return made[:1].upper() + made[1:]
     if item.joined:
         return f"Joined from {_count(item.joined, 'clip')}"
     return None

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from kie_mcp.journal import Journal, read_cursor
 from kie_mcp.redact import redact
 from kie_mcp.spend.ledger import priced
-from kie_mcp.words import plain, shortened, timestamp
+from kie_mcp.words import made_of, plain, shortened, timestamp
 
 from .records import PROMPT_SHOWN, Found, TaskBook, TaskRecord
 
@@ -220,5 +220,6 @@ def _cost_text(record: TaskRecord) -> str:
 
 
 def _link_text(record: TaskRecord) -> str:
-    """How a listing shows a chain: " (extend of <id>)" for a follow-up, nothing otherwise."""
-    return f" ({record.operation} of {record.parent_task_id})" if record.parent_task_id and record.operation else ""
+    """How a listing shows a chain: " (1080p version of task <id>)" for a follow-up (``words.made_of``), nothing
+    otherwise."""
+    return f" ({made_of(record.operation, record.parent_task_id)})" if record.parent_task_id else ""
