@@ -279,7 +279,7 @@ def test_an_older_journal_gets_the_indexes_and_keeps_its_history(tmp_path):
         )
     journal = Journal(path)
     try:
-        assert journal.charged_before("m", "k") == [(9.0, 2.0)]
+        assert journal.charged_before("m", "k") == [(9.0, 2.0, False)]
         assert journal.total_spent() == 9
         with journal.transaction() as db:
             Journal.add_spend(db, date(2026, 1, 2), -3, "refunded: task failed", "t_1")
@@ -291,7 +291,7 @@ def test_an_older_journal_gets_the_indexes_and_keeps_its_history(tmp_path):
     again = Journal(path)
     try:
         assert again._up_to_date()  # opening it again writes nothing (a read-only copy still opens)
-        assert again.charged_before("m", "k") == [(9.0, 2.0)]
+        assert again.charged_before("m", "k") == [(9.0, 2.0, False)]
     finally:
         again.close()
 

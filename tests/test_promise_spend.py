@@ -25,7 +25,9 @@ from mcp.types import INVALID_PARAMS, ElicitRequestParams, ElicitResult, ErrorDa
 from PIL import Image
 
 from kie_mcp.apps import CARD_KEY
+from kie_mcp.config import Settings
 from kie_mcp.journal import journal_path
+from kie_mcp.sandbox import SANDBOX_API_KEY
 from kie_mcp.server import create_server
 
 from .conftest import answering, confirmed_and_replayed, text_of, twice_at_once
@@ -528,10 +530,39 @@ async def test_a_real_charge_over_the_daily_cap_refuses_spends_until_tomorrow(co
     assert first.structured_content["status"] == "completed"
     assert "over the daily cap" in text_of(first)
     assert second.is_error and "over the daily cap" in text_of(second)
+    assert "because KIE charged more than was quoted" in text_of(second)
     assert credits["spent_today"] == 40
     assert "refused until midnight" in credits["spending_refused"]
     assert "refused until midnight" in credits["message"]
     assert len(await controls.creates()) == 1
+
+
+async def test_a_daily_cap_lowered_below_today_s_spend_is_never_blamed_on_kie(
+    connect, controls, settings, transport, mode, tmp_path
+):
+    """Two images spent 16 credits, each charged as quoted; then the daily cap was lowered to 10 in the workspace's
+    .env (or a second server with that cap started on the workspace). Every spend was refused "because KIE charged
+    more than was quoted", and check_credits said the same: KIE charged exactly what was quoted. Now the refusal
+    names the cap in force and where it was set."""
+    async with connect(auto_approve_credits=10) as client:
+        for n in range(2):
+            made = await client.call_tool("generate_image", {**IMAGE, "prompt": f"apple {n}", "wait_seconds": 20})
+            assert made.structured_content["tasks"][0]["credits_charged"] == 8, text_of(made)
+    (tmp_path / ".env").write_text("KIE_AUTO_APPROVE_CREDITS=10\nKIE_MAX_CREDITS_PER_DAY=10\n")
+    lowered = Settings.load({"KIE_WORKSPACE": str(tmp_path), "KIE_API_KEY": SANDBOX_API_KEY}, cwd=tmp_path)
+    started = replace(lowered, base_url=settings.base_url, upload_base_url=settings.upload_base_url, catalog_sync=False)
+    async with Client(create_server(started, transport=transport), mode=mode) as client:
+        refused = await client.call_tool("generate_image", {**IMAGE, "prompt": "a pear"})
+        credits = (await client.call_tool("check_credits", {})).structured_content
+    said, why = (
+        text_of(refused),
+        f"over the daily cap of 10 in force (KIE_MAX_CREDITS_PER_DAY, set in {tmp_path / '.env'})",
+    )
+    assert refused.is_error and f"Today's spend through kie-mcp (16 credits) is already {why}" in said, said
+    assert f"raise KIE_MAX_CREDITS_PER_DAY in {tmp_path / '.env'}" in said, said
+    assert why in credits["spending_refused"] and why in credits["message"], credits["message"]
+    assert all("KIE charged more" not in text for text in (said, credits["message"]))
+    assert credits["spent_today"] == 16 and len(await controls.creates()) == 2
 
 
 async def test_a_past_charge_raises_a_quote_but_never_lowers_it(connect, controls):
@@ -579,12 +610,86 @@ async def test_auto_approval_is_decided_on_the_quote_the_user_would_see(connect,
 
 async def test_a_charge_kie_does_not_report_is_measured_from_the_balance(connect, controls):
     await controls.post("config", {"report_credits_consumed": False})
+    await controls.post("prices", {"bytedance/seedance-2": 300})  # between the least (125) and the most (500)
     async with connect(elicitation=answering()) as client:
         result = await client.call_tool("generate_video", {**UNPRICED, "wait_seconds": 20})
         spent = await spent_today(client)
     assert result.structured_content["status"] == "completed", text_of(result)
-    assert result.structured_content["tasks"][0]["credits_charged"] == 50  # the simulator's unknown-price charge
-    assert spent == 50
+    assert result.structured_content["tasks"][0]["credits_charged"] == 300
+    assert spent == 300
+
+
+async def unpriced_while_the_balance_moves(client, controls, moved: float) -> Any:
+    """generate_video of ``UNPRICED``, which KIE charges 300 and reports nothing of, the balance moved by ``moved``
+    after KIE charged it and before it ends (a top-up, a refund of another task, another spend on the key)."""
+    await controls.post("config", {"report_credits_consumed": False})
+    await controls.post("prices", {"bytedance/seedance-2": 300})
+    await controls.post("clock/speed", {"speed": 0})
+    made: dict[str, Any] = {}
+
+    async def generate() -> None:
+        made["result"] = await client.call_tool("generate_video", {**UNPRICED, "wait_seconds": 30})
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(generate)
+        with anyio.fail_after(20):
+            while (state := await controls.get("state"))["tasks"]["total"] < 1:  # noqa: ASYNC110 - KIE made, charged it
+                await anyio.sleep(0.02)
+        await controls.post("balance", {"credits": state["balances"]["default"] + moved})
+        await controls.post("clock/speed", {"speed": 1000})
+    return made["result"]
+
+
+@pytest.mark.parametrize("moved", [250, -400])
+async def test_a_balance_moved_by_something_else_while_an_unknown_price_runs_is_never_booked_as_its_charge(
+    connect, controls, moved
+):
+    """The audit: Seedance 2 (at least 125, at most 500 by the catalogue) charged 300, KIE reporting nothing; the
+    user topped up 250 meanwhile, and the answer said "Cost: 50 credits charged by KIE" and today's spend fell from
+    the 500 reserved to 50, the daily cap 250 short. A measured 50 is under the least it costs, and 700 (another
+    spend of 400 on the key) over what was reserved: neither is its charge, so the reservation stays counted and the
+    answer says the charge could not be measured, and where to see it."""
+    async with connect(elicitation=answering()) as client:
+        result = await unpriced_while_the_balance_moves(client, controls, moved)
+        spent = await spent_today(client)
+        listed = text_of(await client.call_tool("list_tasks", {}))
+    [task] = result.structured_content["tasks"]
+    said = text_of(result)
+    assert result.structured_content["status"] == "completed" and task["state"] == "succeeded", said
+    assert task["credits_charged"] is None and task["charge_measured"] is False, said
+    assert spent == UNPRICED_MOST
+    assert "its charge could not be measured from the balance" in said and "https://kie.ai/logs" in said, said
+    assert f"{UNPRICED_MOST} credits reserved stay counted" in said, said
+    assert "charged by KIE" not in said and "charged)" not in listed, listed
+
+
+async def test_a_charge_measured_from_the_balance_is_never_said_to_be_kie_s(connect, controls):
+    """A charge KIE does not report, measured from the balance, was told as "Cost: 300 credits charged by KIE", and
+    listed as "(300 credits charged)": a figure KIE never gave. Every place that shows it says it was measured."""
+    async with connect(elicitation=answering()) as client:
+        result = await unpriced_while_the_balance_moves(client, controls, 0)
+        [task] = result.structured_content["tasks"]
+        checked = text_of(await client.call_tool("check_task", {"task_id": task["task_id"]}))
+        listed = text_of(await client.call_tool("list_tasks", {}))
+        resource = json.loads((await client.read_resource("kie://tasks")).contents[0].text)
+        one = json.loads((await client.read_resource(f"kie://tasks/{task['task_id']}")).contents[0].text)
+        spent = await spent_today(client)
+    said = text_of(result)
+    assert all("charged by KIE" not in text and "credits charged" not in text for text in (said, checked, listed))
+    measured = "300 credits, measured from the KIE balance before and after, as KIE does not report it"
+    assert f"Cost: {measured} (" in said and f"Cost: {measured}." in checked, (said, checked)
+    assert "(300 credits measured from the balance)" in listed, listed
+    assert spent == 300 and [(t["credits_charged"], t.get("charge_measured")) for t in resource["tasks"]] == [
+        (300, True)
+    ]
+    assert (
+        (task["credits_charged"], task["charge_measured"])
+        == (one["credits_charged"], one["charge_measured"])
+        == (
+            300,
+            True,
+        )
+    )
 
 
 # -- a price of 0 is no price; a quote approves the price it showed; a cap of 0 holds for unknown prices -------

@@ -146,6 +146,9 @@ class Settings:
     auto_approve_credits: float = 0.0
     max_credits_per_call: float = DEFAULT_MAX_CREDITS_PER_CALL
     max_credits_per_day: float = DEFAULT_MAX_CREDITS_PER_DAY
+    # Where the daily cap in force was written, as a person reads it (the client's env block, a .env's path); "" for
+    # the default: a spend over a cap lowered since (or a tighter server's) names it (``spend.ledger.over_cap_words``).
+    max_credits_per_day_from: str = ""
     log_level: str = "INFO"
     download: bool = True  # KIE_DOWNLOAD=always|never: save results into outputs/ as soon as they exist
     allowed_dirs: tuple[Path, ...] = ()  # KIE_ALLOWED_DIRS: folders besides the workspace that inputs may come from
@@ -394,7 +397,10 @@ class Settings:
             found, reason = _per_user_workspace(problems, ", because KIE_WORKSPACE cannot be used")
             workspace = found or cwd
         money_notes: list[str] = []
-        auto, per_call, per_day = (_money_limit(name, written, problems, money_notes) for name in MONEY_LIMITS)
+        limit_from: dict[str, str] = {}  # where each money limit in force was written
+        auto, per_call, per_day = (
+            _money_limit(name, written, problems, money_notes, limit_from) for name in MONEY_LIMITS
+        )
         number = _number_or_problem(env, problems)
         preview = number("KIE_PREVIEW_PX", 768, "a size in pixels such as 768")
         preview_px = min(max(int(preview), 64), 4096)  # pixels, kept within 64-4096
@@ -430,6 +436,7 @@ class Settings:
             auto_approve_credits=0.0 if broken else auto,
             max_credits_per_call=0.0 if broken else per_call,
             max_credits_per_day=0.0 if broken else per_day,
+            max_credits_per_day_from="" if broken else limit_from.get("KIE_MAX_CREDITS_PER_DAY", ""),
             log_level=log_level,
             download=download != "never",
             catalog_sync=sync == "auto" and not broken,
@@ -644,13 +651,18 @@ def _money_meant(name: str) -> str:
 
 
 def _money_limit(
-    name: str, written: Mapping[str, list[tuple[str, str]]], problems: _Problems, notes: list[str]
+    name: str,
+    written: Mapping[str, list[tuple[str, str]]],
+    problems: _Problems,
+    notes: list[str],
+    limit_from: dict[str, str],
 ) -> float:
     """The money limit ``name``: the lowest of the values written for it (``written``: each with where), the default
     when none is. A client that always passes its own (the Claude Desktop bundle's defaults) never loosens a tighter
     one in the .env, nor does a forgotten second line of a .env. When the values differ, ``notes`` says which
-    applies and where each was written. A broken value (not a number, a key pasted there, a placeholder a bundle
-    host left unfilled) is a problem where it was written, and 0."""
+    applies and where each was written; ``limit_from`` gets where the value in force was written. A broken value
+    (not a number, a key pasted there, a placeholder a bundle host left unfilled) is a problem where it was written,
+    and 0."""
     default = MONEY_LIMITS[name]
     values: list[tuple[float, str]] = []
     broken = False
@@ -670,6 +682,7 @@ def _money_limit(
     if not values:
         return default
     lowest, source = min(values, key=lambda value: value[0])  # the first written of equal ones
+    limit_from[name] = _place(source)
     if any(value != lowest for value, _ in values):
         each = _by_place([(f"{value:g}", where) for value, where in values])
         notes.append(

@@ -83,10 +83,11 @@ from kie_mcp.spend import (
     reservation,
 )
 from kie_mcp.spend.approval import ApprovedBy
+from kie_mcp.spend.ledger import CHARGED, MEASURED
 from kie_mcp.spend.quotes import CHARGED_HERE, AskedInputs, seen_charging, staleness
 from kie_mcp.stopping import CREATES
 from kie_mcp.tasks import TaskRecord
-from kie_mcp.tasks.records import UnreadableRecord, answer_not_recorded, time_left_words
+from kie_mcp.tasks.records import UnreadableRecord, answer_not_recorded, charged_text, time_left_words
 from kie_mcp.words import cut_point, plain, timestamp
 
 log = logging.getLogger(__name__)
@@ -888,11 +889,12 @@ def observed_price(rt: Runtime, spec: ModelSpec, options: str, table: ItemPrice)
     history = rt.journal.charged_before(spec.id, options)
     if not history:
         return table, None
-    charged, when = history[0]
+    charged, when, measured = history[0]
     day = datetime.fromtimestamp(when).date().isoformat()
+    how = " (measured from the balance: KIE does not report it)" if measured else ""
     if table.credits is None:
         return table, (
-            f"KIE charged {charged:g} credits for this model and these settings on {day}; that is not used as "
+            f"KIE charged {charged:g} credits{how} for this model and these settings on {day}; that is not used as "
             "the price, because this price depends on the request's inputs."
         )
     confirmed = table.model_copy(update={"confirmed_on": day})  # a charge no higher than it counts bears it out
@@ -900,7 +902,7 @@ def observed_price(rt: Runtime, spec: ModelSpec, options: str, table: ItemPrice)
         return confirmed, None  # within what the caps already count (a link's picture billed at a higher tier)
     if charged <= 0 or not (table.credits / FAR_FROM_TABLE <= charged <= table.credits * FAR_FROM_TABLE):
         return table, (
-            f"Warning: KIE charged {charged:g} credits for this model and these settings on {day}, far from the "
+            f"Warning: KIE charged {charged:g} credits{how} for this model and these settings on {day}, far from the "
             f"price table's {table.credits:g}; the table's price is quoted. Check https://kie.ai/logs."
         )
     if charged <= table.credits + 1e-9:
@@ -908,7 +910,7 @@ def observed_price(rt: Runtime, spec: ModelSpec, options: str, table: ItemPrice)
     raised = table.model_copy(
         update={
             "credits": charged,
-            "breakdown": f"{charged:g} credits per task, as KIE charged for the same model and options on "
+            "breakdown": f"{charged:g} credits per task, as KIE charged{how} for the same model and options on "
             f"{day} (the price table says {table.credits:g})",
             "source": CHARGED_HERE,
             "source_date": day,
@@ -961,6 +963,7 @@ def check_plan_caps(rt: Runtime, p: Plan, spent: float) -> None:
         counted_why=p.price.counted_why,
         held=rt.ledger.held_today,  # asked only when the daily cap refuses: no query on every estimate
         tasks=p.variations,
+        overcharged=rt.ledger.overcharged_today,  # asked only when today's spend is already over the cap
     )
 
 
@@ -1762,9 +1765,12 @@ def _made_cost(p: Plan, made: list[TaskRecord], *, others: bool) -> tuple[str, b
     them = (" for the other tasks" if len(made) > 1 else " for the other task") if others else ""
     if all(r.state == "failed" for r in made):
         return f"nothing charged{them} (failed; the reservation was returned)", False
-    charged = [priced(r.credits_charged) for r in made if r.state == "succeeded"]
-    if all(r.state in ("succeeded", "failed") for r in made) and None not in charged:
-        return f"{sum(c for c in charged if c is not None):g} credits charged by KIE{them}", False
+    succeeded = [r for r in made if r.state == "succeeded"]
+    charged = [priced(r.credits_charged) for r in succeeded]
+    ended = all(r.state in ("succeeded", "failed") for r in made)
+    if ended and None not in charged:
+        measured = sum(priced(r.credits_charged) or 0.0 for r in succeeded if r.charge_measured)
+        return f"{charged_text(sum(c for c in charged if c is not None), measured)}{them}", False
     running = [r for r in made if r.state != "failed"]
     if p.price.credits is not None:
         quoted = sum(r.credits_quoted or 0.0 for r in running)
@@ -1773,6 +1779,11 @@ def _made_cost(p: Plan, made: list[TaskRecord], *, others: bool) -> tuple[str, b
             return f"{quoted:g} credits quoted; {counted:g} reserved ({p.price.counted_why}){them}", True
         return f"{quoted:g} credits quoted and reserved{them}", True
     reserved = sum(priced(r.credits_reserved) or 0.0 for r in running)
+    if ended:  # KIE reported no charge, and none could be measured (a note says why): the reservation stays
+        return (
+            f"the price is unknown and so is KIE's charge; the {reserved:g} credits reserved stay counted{them}",
+            False,
+        )
     return f"the price is unknown; {reserved:g} credits are reserved{them}", True
 
 
@@ -2252,7 +2263,8 @@ async def measure_unreported_charges(
     KIE charged: no other task of this workspace (this process, another call, another kie-mcp process on the same
     journal) was being created, running, or ended while the balance was read twice (``moved_by_others``), and the
     difference is a plausible charge (``implausible``). Otherwise the charge stays unmeasured and the reservation,
-    the request's ceiling, stays counted as spent. Returns the notes to show."""
+    the request's ceiling, stays counted as spent. A measured charge is marked so (``TaskRecord.charge_measured``):
+    every answer says it was measured from the balance, never that KIE charged it. Returns the notes to show."""
     measured = [r for r in records if r.state == "succeeded" and r.credits_charged is None and not unreadable(r)]
     if p.total is not None or not measured or p.balance is None or not all(r.finished for r in records):
         return []
@@ -2271,11 +2283,11 @@ async def measure_unreported_charges(
     if why is not None:
         return [
             f"KIE does not report what it charged for {', '.join(r.task_id or '?' for r in measured)}, and its "
-            f"charge cannot be measured from the balance: {why}. The {p.reserved_each:g} credits reserved for each "
-            "stay counted as spent; https://kie.ai/logs shows the real charge."
+            f"charge could not be measured from the balance: {why}. The {p.reserved_each:g} credits reserved for "
+            "each stay counted as spent; KIE's logs (https://kie.ai/logs) show the real charge."
         ]
     for record in measured:
-        record.credits_charged = each
+        record.credits_charged, record.charge_measured = each, True
     return []
 
 
@@ -2328,13 +2340,26 @@ def moved_by_others(
 
 
 def implausible(rt: Runtime, p: Plan, each: float) -> str | None:
-    """Why ``each`` credits per task, measured from the balance, cannot be what KIE charged: nothing, or less (a
-    top-up, a refund of a task made elsewhere), or far less than KIE charged here before for this model and these
-    options. None when it can be."""
+    """Why ``each`` credits per task, measured from the balance, cannot be what KIE charged: nothing, or less than
+    the request surely costs (``Plan.least``, per variation as it is counted: a top-up or a refund of a task made
+    elsewhere landed meanwhile, even a partial one), more than was reserved for it (``Plan.reserved_each``: the most
+    it can cost, or the per-call cap; another spend on the key landed meanwhile), or far less than KIE charged here
+    before for this model and these options. None when it can be."""
     if not math.isfinite(each) or each <= 0:
         return "the balance did not go down (a top-up or a refund of another task may have landed meanwhile)"
+    least = round(p.least / p.variations, 4)
+    if each < least - 1e-6:
+        return (
+            f"the balance went down {each:g} credits per task, less than the {least:g} each surely costs (its rates "
+            "with the billed inputs taken as 0 s long), so a top-up or a refund of another task landed meanwhile"
+        )
+    if each > p.reserved_each + 1e-6:
+        return (
+            f"the balance went down {each:g} credits per task, more than the {p.reserved_each:g} reserved for each "
+            "(the most it can cost), so another spend on this API key (another workspace or tool) landed meanwhile"
+        )
     history = rt.journal.charged_before(p.spec.id, p.options_key or "")
-    lowest = min((charged for charged, _ in history if charged > 0), default=None)
+    lowest = min((charged for charged, *_ in history if charged > 0), default=None)
     if lowest is not None and each < lowest / FAR_FROM_TABLE:
         return (
             f"the balance went down {each:g} credits per task, far less than the {lowest:g} KIE charged here before "
@@ -2471,7 +2496,7 @@ def settle_one(rt: Runtime, record: TaskRecord, task_id: str, reserved: float) -
         charged = priced(record.credits_charged)
         if charged is None:
             return [unreadable_charge(record, reserved)]
-        rt.ledger.settle_task(task_id, reserved, charged, "charged by KIE", day=day)
+        rt.ledger.settle_task(task_id, reserved, charged, MEASURED if record.charge_measured else CHARGED, day=day)
     return []
 
 

@@ -1394,8 +1394,9 @@ class Journal:
                 done += len(rows)
         return done
 
-    def charged_before(self, model: str, options_key: str, limit: int = 5) -> list[tuple[float, float]]:
-        """(credits charged, when) of recent finished tasks with this model and these options, newest first."""
+    def charged_before(self, model: str, options_key: str, limit: int = 5) -> list[tuple[float, float, bool]]:
+        """(credits charged, when, whether measured from the balance rather than reported by KIE) of recent finished
+        tasks with this model and these options, newest first."""
         # tasks.options_key is the options_key of the task's attempt (kept by a trigger), so this is one index range.
         rows = self.query(
             "SELECT record, updated FROM tasks WHERE model = ? AND options_key = ? AND state = 'succeeded'"
@@ -1406,9 +1407,10 @@ class Journal:
         )
         found = []
         for row in rows:
-            charged = json.loads(row["record"]).get("credits_charged")
+            record = json.loads(row["record"])
+            charged = record.get("credits_charged")
             if charged is not None:
-                found.append((float(charged), float(row["updated"])))
+                found.append((float(charged), float(row["updated"]), record.get("charge_measured") is True))
         return found
 
     # -- quotes --------------------------------------------------------------------------------

@@ -201,7 +201,10 @@ def _journal_parts(settings: Settings, journal: Journal | UnavailableJournal) ->
     return {
         "journal": journal,
         "quotes": QuoteBook(journal, settings.quote_ttl_seconds, simulated=settings.sandbox),
-        "ledger": Ledger(journal, Caps(settings.max_credits_per_call, settings.max_credits_per_day)),
+        "ledger": Ledger(
+            journal,
+            Caps(settings.max_credits_per_call, settings.max_credits_per_day, settings.max_credits_per_day_from),
+        ),
         "tasks": TaskBook(journal, settings.workspace),
     }
 

@@ -121,7 +121,7 @@ from kie_mcp.tasks.listing import (
     list_page,
     parse_day,
 )
-from kie_mcp.tasks.records import NOT_FOLLOWED, OVERDUE, ModelFilterError, time_left_words
+from kie_mcp.tasks.records import NOT_FOLLOWED, OVERDUE, ModelFilterError, charged_text, time_left_words
 from kie_mcp.toolschema import FREE_TEXT
 from kie_mcp.words import duration_text, path_text, plain, readable_text
 
@@ -1485,10 +1485,11 @@ def _task_message(record: TaskRecord, typical: tuple[int, int] | None = None) ->
 
 
 def _task_cost(record: TaskRecord) -> str:
-    """What a finished task cost, as a result should say: KIE's charge, else the price it was quoted at."""
+    """What a finished task cost, as a result should say: KIE's charge (or the one measured from the balance, said
+    so), else the price it was quoted at."""
     charged = priced(record.credits_charged)
     if charged is not None:
-        return f" Cost: {charged:g} credits charged by KIE."
+        return f" Cost: {charged_text(charged, charged if record.charge_measured else 0.0)}."
     quoted = record.credits_reserved if record.credits_reserved is not None else record.credits_quoted
     unreported = (
         "the simulator does not report this task's charge, as KIE sometimes does not (a sandbox task: "
@@ -1498,6 +1499,8 @@ def _task_cost(record: TaskRecord) -> str:
     )
     if quoted and record.credits_quoted and quoted > record.credits_quoted:  # the caps counted more than listed
         return f" Cost: {record.credits_quoted:g} credits quoted; {quoted:g} counted against the caps, as {unreported}."
+    if quoted and record.credits_quoted is None:  # an unknown price, its charge not measured either: none was quoted
+        return f" Cost: no price was known before it ran; {quoted:g} credits reserved and counted, as {unreported}."
     if quoted:
         return f" Cost: {quoted:g} credits quoted and counted; {unreported}."
     return ""

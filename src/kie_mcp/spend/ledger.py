@@ -29,6 +29,7 @@ class SpendRefused(Exception):
 class Caps:
     per_call: float
     per_day: float
+    per_day_from: str = ""  # where the daily cap in force was written (``Settings.max_credits_per_day_from``)
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,11 @@ HOLD_RENEW = 30.0  # seconds between two renewals of a held reservation while it
 # writer locked skips one). The call that held it, should it still run, reserves again once its files are up (and the
 # caps may then refuse it).
 HOLD_LEASE = 180.0
+# How a succeeded task's charge is booked in place of its reservation (a spend row's reason): the charge KIE reported,
+# or one measured from the balance around the call (KIE reports none for it). Either is booked once per task.
+CHARGED = "charged by KIE"
+MEASURED = "measured from the balance"
+_ONE_CHARGE = (CHARGED, MEASURED)
 STOP_SECONDS = 0.5  # the longest a stop waits for the journal to give back this process's held reservations
 # Journals where this process holds reservations now (their path -> the refs), for a stop to give them back.
 _HOLDING: dict[str, set[str]] = {}
@@ -85,10 +91,12 @@ def check_caps(
     counted_why: str = "KIE was seen charging that much",
     held: float | Callable[[], float] = 0.0,
     tasks: int = 1,
+    overcharged: float | Callable[[], float] = 0.0,
 ) -> None:
     """Refuse a spend above the per-call cap, above a ``max_credits`` the caller gave, or above what is left of
-    today's cap (``held``: how much of ``spent_today`` is held for input files uploading now, said apart; a function
-    is asked only when the daily cap refuses, as only that refusal says it).
+    today's cap (``held``: how much of ``spent_today`` is held for input files uploading now, said apart;
+    ``overcharged``: how much more than their reservations KIE charged today's tasks, for why a spend is already over
+    the cap; a function is asked only when the daily cap refuses, as only that refusal says it).
 
     A known price is checked as it is; a price KIE was seen charging more than is checked at that higher figure,
     passed as ``total`` with the price itself as ``listed`` and ``counted_why`` (for the wording); so is a live
@@ -108,11 +116,10 @@ def check_caps(
     if total is None:
         _check_unknown(least, most, most_why, caps, max_credits, tasks)
     if spent_today > caps.per_day:
+        extra = overcharged() if callable(overcharged) else overcharged
         raise SpendRefused(
-            f"Today's spend through kie-mcp ({spent_today:g} credits) is already over the daily cap of "
-            f"{caps.per_day:g} (KIE_MAX_CREDITS_PER_DAY), because KIE charged more than was quoted. Nothing was "
-            "spent. Further spends are refused until the cap resets at midnight (local time); the user can raise "
-            "KIE_MAX_CREDITS_PER_DAY in the server's configuration."
+            f"{over_cap_words(spent_today, caps, extra)} Nothing was spent. Further spends are refused until the cap "
+            f"resets at midnight (local time); the user can raise KIE_MAX_CREDITS_PER_DAY {_raised_in(caps)}."
         )
     amount = reservation(total, caps, most, least, tasks)
     if total is None and amount <= 0:
@@ -164,6 +171,27 @@ def check_caps(
             f"(KIE_MAX_CREDITS_PER_DAY) are left ({counted}). Nothing was spent. The cap resets "
             "at midnight; the user can raise KIE_MAX_CREDITS_PER_DAY in the server's configuration."
         )
+
+
+def over_cap_words(spent: float, caps: Caps, overcharged: float) -> str:
+    """Why today's ``spent`` is over the daily cap in force. Every reservation was let in under the cap it met, so
+    only charges above their reservations (``overcharged``) take the spend past that cap: when the spend less them
+    is still within this cap, KIE charged more than was quoted. Otherwise this cap is lower than the one the spend
+    was let in under (lowered since, or another kie-mcp server on this workspace with a higher cap): no fault of
+    KIE's. Where the cap in force was written is named when it is known (``Caps.per_day_from``)."""
+    head = f"Today's spend through kie-mcp ({spent:g} credits) is already over the daily cap of {caps.per_day:g}"
+    if overcharged > 0 and spent - overcharged <= caps.per_day:
+        return f"{head} (KIE_MAX_CREDITS_PER_DAY), because KIE charged more than was quoted."
+    where = f", set in {caps.per_day_from}" if caps.per_day_from else ""
+    also = f" KIE also charged {overcharged:g} more than was quoted." if overcharged > 0 else ""
+    return (
+        f"{head} in force (KIE_MAX_CREDITS_PER_DAY{where}): that spend was let in under a higher daily cap (this "
+        f"one was lowered since, or another kie-mcp server on this workspace has a higher one).{also}"
+    )
+
+
+def _raised_in(caps: Caps) -> str:
+    return f"in {caps.per_day_from}" if caps.per_day_from else "in the server's configuration"
 
 
 def reservation(
@@ -307,6 +335,7 @@ class Ledger:
                 counted_why=counted_why,
                 held=functools.partial(_held_on, db, day),
                 tasks=tasks,
+                overcharged=functools.partial(_overcharged_on, db, day),
             )
             amount = reservation(total, self.caps, most, least, tasks)
             hold = f"{HELD_REF}{this_process()}:{secrets.token_hex(6)}" if held and amount else None
@@ -395,13 +424,22 @@ class Ledger:
             return
         self._owed.difference_update(released)
 
+    def overcharged_today(self) -> float:
+        """How much more than their reservations KIE charged today's tasks (0 when the journal cannot tell)."""
+        try:
+            [row] = self.journal.query(OVERCHARGED_SUM, *_ONE_CHARGE, self._today().isoformat())
+        except JOURNAL_ERRORS:
+            return 0.0
+        return max(float(row[0]), 0.0)
+
     def over_cap(self) -> str | None:
-        """Why spending is refused for the rest of today, when KIE's real charges pushed past the daily cap."""
+        """Why spending is refused for the rest of today, when today's spend is over the daily cap in force: KIE's
+        real charges pushed past it, or the cap is lower than what was spent under another (``over_cap_words``)."""
         spent = self.spent_today()
         if spent > self.caps.per_day:
             return (
-                f"Today's spend ({spent:g} credits) is over the daily cap of {self.caps.per_day:g} because KIE "
-                "charged more than was quoted; further spends are refused until midnight (local time)."
+                f"{over_cap_words(spent, self.caps, self.overcharged_today())} Further spends are refused until "
+                f"midnight (local time); the user can raise KIE_MAX_CREDITS_PER_DAY {_raised_in(self.caps)}."
             )
         return None
 
@@ -427,8 +465,9 @@ class Ledger:
         if not math.isfinite(delta):
             return False
         day = self._today() if day is None else day
+        same = _ONE_CHARGE if reason in _ONE_CHARGE else (reason, reason)  # a task's charge: however it was learned
         with self.journal.transaction() as db:
-            seen = db.execute("SELECT 1 FROM spend WHERE ref = ? AND reason = ?", (ref, reason)).fetchone()
+            seen = db.execute("SELECT 1 FROM spend WHERE ref = ? AND reason IN (?, ?)", (ref, *same)).fetchone()
             if once and ref and seen:
                 return False
             floor = -_sum(db, day) if reserved is None else -min(_sum(db, day), _refundable(reserved))
@@ -443,6 +482,9 @@ class Ledger:
 
 HELD_QUERY = "SELECT id, ref, at FROM spend WHERE ref >= ? AND ref < ? AND reason = ?"
 HELD_SUM = "SELECT COALESCE(SUM(delta), 0) FROM spend WHERE ref >= ? AND ref < ? AND reason = ? AND day = ?"
+# What charges above their reservations added to a day's spend: the only way past the daily cap in force when every
+# reservation was (a charge below its reservation frees room that later reservations may take, so it is not netted).
+OVERCHARGED_SUM = "SELECT COALESCE(SUM(delta), 0) FROM spend WHERE reason IN (?, ?) AND day = ? AND delta > 0"
 
 
 def release_held_here(seconds: float = STOP_SECONDS) -> None:
@@ -466,6 +508,12 @@ def release_held_here(seconds: float = STOP_SECONDS) -> None:
 def _held_on(db: Any, day: date) -> float:
     """What the held reservations of ``day`` count."""
     row = db.execute(HELD_SUM, (HELD_REF, _HELD_END, HELD, day.isoformat())).fetchone()
+    return max(float(row[0]), 0.0)
+
+
+def _overcharged_on(db: Any, day: date) -> float:
+    """What KIE's charges of ``day``'s tasks added to their reservations."""
+    row = db.execute(OVERCHARGED_SUM, (*_ONE_CHARGE, day.isoformat())).fetchone()
     return max(float(row[0]), 0.0)
 
 

@@ -206,11 +206,12 @@ def _next_call(filters: dict[str, Any], cursor: str) -> str:
 
 
 def _cost_text(record: TaskRecord) -> str:
-    """What a task cost, as a listing shows it: KIE's charge when it said, nothing for a failed task (refunded),
-    else the quote it was made under and, when the caps count more (KIE was seen charging more), that figure."""
+    """What a task cost, as a listing shows it: KIE's charge when it said (one measured from the balance, said so),
+    nothing for a failed task (refunded), else the quote it was made under and, when the caps count more (KIE was
+    seen charging more), that figure."""
     charged = priced(record.credits_charged)
     if charged is not None:
-        return f" ({charged:g} credits charged)"
+        return f" ({charged:g} credits {'measured from the balance' if record.charge_measured else 'charged'})"
     if record.state == "failed":
         return " (refunded)"
     quoted, counted = record.credits_quoted, priced(record.credits_reserved)

@@ -115,6 +115,20 @@ LABELS = frozenset({"prompt", "session", "folder"})
 PROMPT_SHOWN = 120  # characters of a prompt a task view shows
 
 
+# How a charge measured from the balance is said (``charged_text``): never "charged by KIE", as KIE did not say it.
+MEASURED_CHARGE = "measured from the KIE balance before and after, as KIE does not report it"
+
+
+def charged_text(credits: float, measured: float = 0.0) -> str:
+    """``credits`` charged, as an answer says it: "charged by KIE" for what KIE reported; ``measured`` of it was
+    measured from the balance (``TaskRecord.charge_measured``), and is said so."""
+    if measured <= 0:
+        return f"{credits:g} credits charged by KIE"
+    if measured >= credits:
+        return f"{credits:g} credits, {MEASURED_CHARGE}"
+    return f"{credits:g} credits: {credits - measured:g} charged by KIE, {measured:g} {MEASURED_CHARGE}"
+
+
 def _epoch(value: Any) -> Any:
     """Epoch seconds from a journal record (a number) or from ISO 8601 text (as shown, or as edited by hand)."""
     if isinstance(value, str) and (moment := parse_timestamp(value)) is not None:
@@ -196,6 +210,11 @@ class TaskRecord(BaseModel, defer_build=True):
         default=None, description="The day (local) the reservation counts on: KIE's charge or refund corrects it."
     )
     credits_charged: float | None = None
+    charge_measured: bool = Field(
+        default=False,
+        description="credits_charged was measured from the KIE balance before and after the task (KIE reports no "
+        "charge for it), not a figure KIE gave.",
+    )
     eta_seconds: int | None = Field(default=None, description="Rough seconds left, from the model's typical time.")
     error: str | None = None
     note: str | None = Field(
@@ -377,7 +396,7 @@ class TaskRecord(BaseModel, defer_build=True):
         elif self.state == "succeeded" and self.error in (NO_RESULTS, UNREADABLE_RESULTS):
             self.error = None
         if status.credits_charged is not None:
-            self.credits_charged = status.credits_charged
+            self.credits_charged, self.charge_measured = status.credits_charged, False
         if status.state.value == "failed":
             code = f" (code {status.fail_code})" if status.fail_code else ""
             self.error = f"KIE reports the task failed{code}: {status.fail_message or 'no reason given'}."
