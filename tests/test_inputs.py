@@ -448,3 +448,55 @@ async def test_a_local_file_named_with_the_key_is_generated_from_under_another_n
         made
     )
     assert key not in text_of(made)
+
+
+async def test_a_local_path_with_spaces_or_a_line_break_around_it_is_the_file_it_names(connect, controls, tmp_path):
+    """The audit: "  references/r0.png  " (and a path copied with its newline) was "neither an http(s) URL nor a
+    readable file", while a link with the same around it was tidied. A path is judged without what a copied line
+    brings around it, unless a file is there under the very name written (one whose name ends in a space)."""
+    references = tmp_path / "references"
+    references.mkdir()
+    (references / "r0.png").write_bytes(_image("PNG", (1100, 1100)))
+    spaced = references / "spaced.png "  # a real name ending in a space: taken as written
+    spaced.write_bytes(_image("JPEG", (1100, 1100)))
+    (references / "spaced.png").write_bytes(_image("PNG", (1200, 1200)))
+    around = ["  references/r0.png  ", "references/r0.png\n", "\u200breferences/r0.png\r\n"]
+    async with connect(elicitation=answering()) as client:
+        quoted = await client.call_tool("estimate_cost", {**EDIT, "images": around})
+        made = await client.call_tool("generate_image", {**EDIT, "images": ["  references/r0.png\n"]})
+        named = await client.call_tool("generate_image", {**EDIT, "images": ["references/spaced.png "]})
+    assert not quoted.is_error, text_of(quoted)
+    assert made.structured_content["status"] == "completed", text_of(made)
+    assert not named.is_error and named.structured_content["status"] == "completed", text_of(named)
+    sent = [link for create in await controls.creates() for link in create["body"]["input"]["image_urls"]]
+    fetched = [(await controls.http.get(link)).content for link in sent]
+    assert fetched == [(references / "r0.png").read_bytes(), spaced.read_bytes()]
+
+
+SHARE_PAGES = {
+    "https://drive.google.com/file/d/1AbCdEf_-9/view?usp=sharing": (
+        "https://drive.google.com/uc?export=download&id=1AbCdEf_-9"
+    ),
+    "https://drive.google.com/open?id=1AbCdEf_-9": "https://drive.google.com/uc?export=download&id=1AbCdEf_-9",
+    "https://www.dropbox.com/s/abc123/photo.jpg?dl=0": "https://www.dropbox.com/s/abc123/photo.jpg?dl=1",
+    "https://www.dropbox.com/scl/fi/abc123/photo.jpg?rlkey=xyz&dl=0": (
+        "https://www.dropbox.com/scl/fi/abc123/photo.jpg?rlkey=xyz&dl=1"
+    ),
+}
+
+
+async def test_a_share_page_link_is_refused_before_anything_is_spent_naming_its_direct_download_link(connect, controls):
+    """The audit: a Google Drive ".../file/d/<id>/view?usp=sharing" link and a Dropbox "?dl=0" link are web pages
+    about a picture, not the picture; generate_image sent both to a paid create. Each is refused before anyone is
+    asked or anything is created, naming the link that serves the file; those direct links are taken."""
+    asked: list[str] = []
+    async with connect(elicitation=answering(seen=asked)) as client:
+        for page, direct in SHARE_PAGES.items():
+            for tool in ("estimate_cost", "generate_image"):
+                result = await client.call_tool(tool, {**EDIT, "images": [page]})
+                assert result.is_error and "images[0]" in text_of(result), text_of(result)
+                assert "not the file itself" in text_of(result) and direct in text_of(result), text_of(result)
+        assert asked == [] and await controls.creates() == []
+        for direct in dict.fromkeys(SHARE_PAGES.values()):
+            quoted = await client.call_tool("estimate_cost", {**EDIT, "images": [direct]})
+            assert not quoted.is_error, text_of(quoted)

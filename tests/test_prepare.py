@@ -200,6 +200,43 @@ async def test_a_small_photo_is_upscaled_upright_as_the_card_shows_it(connect, c
     assert min(sent.getpixel((800, 540))) > 200  # the band is on the right once turned, as viewers show it
 
 
+def sideways_photo_with_a_malformed_exif_tag(path: Path) -> Path:
+    """A small JPEG stored sideways (EXIF orientation 6), a white band along its stored top, whose EXIF holds one tag
+    not of its declared type: the camera's make (text) under ResolutionUnit's number (a fuzzed file's damage).
+    Pillow reads it; writing that EXIF again (``ImageOps.exif_transpose``) raises ``struct.error``."""
+    image = Image.new("RGB", (400, 300), (10, 120, 200))
+    image.paste((250, 250, 250), (0, 0, 400, 30))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to view
+    exif[0x010F] = "Canon"  # the make, text
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", exif=exif.tobytes())
+    data = buffer.getvalue()
+    entry = data.index(b"\x01\x0f\x00\x02")  # big-endian IFD entry: tag 0x010F, type ASCII
+    path.write_bytes(data[:entry] + b"\x01\x28" + data[entry + 2 :])  # now tag 0x0128, a number, holding text
+    return path
+
+
+async def test_a_small_photo_with_a_malformed_exif_tag_is_priced_and_sent_upright_never_an_unexpected_error(
+    connect, controls, tmp_path
+):
+    """The audit (a fuzzed photo): a small JPEG with an EXIF orientation and one malformed tag failed estimate_cost
+    and generate_image as "kie-mcp hit an unexpected error (error: required argument is not an integer) ... Please
+    report this": turning it upright wrote its EXIF again, which Pillow could not. Only its orientation is read now:
+    it is priced, upscaled upright and sent, as any photo."""
+    sideways_photo_with_a_malformed_exif_tag(tmp_path / "camera.jpg")
+    async with connect(elicitation=answering()) as client:
+        quoted = await client.call_tool("estimate_cost", {**EDIT, "images": ["camera.jpg"]})
+        made = await client.call_tool("generate_image", {**EDIT, "images": ["camera.jpg"]})
+    for result in (quoted, made):
+        assert not result.is_error and "unexpected error" not in text_of(result), text_of(result)
+    assert "camera.jpg (300x400 px) is upscaled (Lanczos) to 810x1080 px" in text_of(quoted), text_of(quoted)
+    assert made.structured_content["status"] == "completed", text_of(made)
+    [(_, sent)] = await sent_pictures(controls)
+    assert sent.size == (810, 1080)  # upright: portrait
+    assert min(sent.getpixel((800, 540))) > 200  # the band is on the right once turned, as viewers show it
+
+
 async def test_upload_file_sends_a_small_image_exactly_as_it_is(connect, controls, sim, tmp_path):
     """upload_file upscaled every small image to JPEG without saying so in its description: a mask or an upscaler's
     input uploaded with it (the links it makes go anywhere) was wrecked. It sends the file's own bytes now."""

@@ -33,7 +33,10 @@ these checks: its length is checked only where its length prices the request and
 (``media.duration.measure_inputs``); its format, pixels and (otherwise) length are left to KIE. What a field's data
 does not document (a video's pixels, frame rate or bitrate) is left to KIE too. A link is judged and sent without the
 whitespace around it and with its scheme in lower case (``tidy_links``); one that cannot be judged (whitespace or a
-control character inside it, no host, a form httpx cannot parse) is refused, never left to KIE (``unreachable_links``).
+control character inside it, no host, a form httpx cannot parse) is refused, never left to KIE (``unreachable_links``),
+and so is a share page, HTML about a file rather than the file (Google Drive's ``/file/d/<id>/view``, Dropbox's
+``?dl=0``: ``share_page``), naming its direct-download form. A local path is judged without the same whitespace
+around it (``path_written``), unless a file is there under the very name written.
 
 Symlinks are judged by their target: a link named ``ok.png`` that points at ``.env`` is refused.
 
@@ -340,6 +343,21 @@ def local_path(value: str, workspace: Path | tuple[Path, ...]) -> Path:
     return next((base / path for base in bases if (base / path).exists()), bases[0] / path)
 
 
+def path_written(value: str, workspace: Path | tuple[Path, ...]) -> str:
+    """The path ``value`` names: without what a copied line brings around it (``_AROUND``: spaces, a line break, a
+    zero-width space), as a link is (``tidied_link``), unless something is there under the very name written (a file
+    whose name ends in a space). "  references/r0.png  " was "neither an http(s) URL nor a readable file"."""
+    trimmed = value.strip(_AROUND)
+    if trimmed == value or not trimmed:
+        return value
+    try:
+        if os.path.lexists(local_path(value, workspace)):
+            return value
+    except (UnusablePath, OSError, ValueError):  # judged as the path it is trimmed to
+        pass
+    return trimmed
+
+
 def looked_in(value: str, workspace: Path | tuple[Path, ...], real: Path) -> str:
     """Where ``local_path`` looked for ``value``, found nowhere: ``real``, or, for a relative path given several
     bases (the sandbox area, then the real workspace), each place, so a typo's error names every one."""
@@ -517,8 +535,10 @@ def inspect_local(
     (naming the file and why) otherwise. Reads at most the file's first few KB."""
     if why := not_a_path(value, accepts):
         raise NotALocalFile(why)
+    given = value
+    value = path_written(value, workspace)  # "references/r0.png\n": the file, not a name with a line break
     real = confined(value, workspace, roots)
-    name = _named(value, real)
+    name = _named(given, real)
     reason = private_reason(real, workspace, roots)
     if reason is not None:
         raise PrivateFile(
@@ -529,18 +549,18 @@ def inspect_local(
         is_file, is_dir = real.is_file(), real.is_dir()
         head, size = _head_and_size(real) if is_file else (b"", 0)
     except OSError as err:
-        raise UnusablePath(_path_problem(value, err)) from None
+        raise UnusablePath(_path_problem(given, err)) from None
     if not is_file:
         if is_dir:
-            raise NotRegularFile(f"{shown(value)} is a folder ({real}), not a file. Give the path of a file in it.")
+            raise NotRegularFile(f"{shown(given)} is a folder ({real}), not a file. Give the path of a file in it.")
         if real.exists():
             raise NotRegularFile(
-                f"{shown(value)} is not a regular file ({real} is a FIFO, a device or a socket), which kie-mcp never "
+                f"{shown(given)} is not a regular file ({real} is a FIFO, a device or a socket), which kie-mcp never "
                 "reads. Nothing was read or uploaded. Give the path of a regular file."
             )
         if accepts.urls:
             raise MissingFile(
-                f"{shown(value)} is neither an http(s) URL nor a readable file (looked in "
+                f"{shown(given)} is neither an http(s) URL nor a readable file (looked in "
                 f"{looked_in(value, workspace, real)}: nothing there)."
             )
         raise MissingFile(
@@ -557,7 +577,7 @@ def inspect_local(
         instead = dict(accepts.instead).get(media.kind)
         raise NotAccepted(
             f"{name} is not {wanted} (its bytes are {media.label}, {media.mime}); {accepts.what} takes "
-            f"{_plural(accepts.kinds)}. {accepts.nothing}" + (f" {instead.format(path=repr(value))}" if instead else "")
+            f"{_plural(accepts.kinds)}. {accepts.nothing}" + (f" {instead.format(path=repr(given))}" if instead else "")
         )
     if accepts.formats and not _format_fits(media, accepts.formats):
         raise NotAccepted(
@@ -631,8 +651,11 @@ def _too_large(name: str, size: int, accepts: Accepts, media: Sniffed, *, grew: 
 
 
 def _named(value: str, real: Path) -> str:
-    """The file as the caller named it, and where it really leads when that is another name."""
+    """The file as the caller named it (without what a copied line brings around it: ``path_written``), and where it
+    really leads when that is another name."""
     given = Path(value).name or value
+    if real.name != given:
+        given = Path(value.strip(_AROUND)).name or value
     return plainly(given) if real.name == given else f"{plainly(given)} (a link to {plainly(str(real))})"
 
 
@@ -960,9 +983,10 @@ def _nested_links(spec: ModelSpec, wire: dict[str, Any]) -> Iterator[tuple[str, 
 def unreachable_links(spec: ModelSpec, wire: dict[str, Any]) -> list[Problem]:
     """Input links KIE's servers cannot fetch: this machine or a private network, by an IP literal or a local name
     (no DNS lookup: how this machine resolves a name says little of how KIE does). Sending one would spend credits
-    on a task that fails. The KIE endpoints the user configured (a simulator on 127.0.0.1) are exempt. Also a link
-    that holds the API key (an estimate would fetch it from another host to measure it), and, inside an object
-    field, a value that is no web link (kie-mcp uploads files only in the model's own media fields)."""
+    on a task that fails. The KIE endpoints the user configured (a simulator on 127.0.0.1) are exempt. Also a share
+    page (HTML about a file, not the file: ``share_page``), a link that holds the API key (an estimate would fetch it
+    from another host to measure it), and, inside an object field, a value that is no web link (kie-mcp uploads
+    files only in the model's own media fields)."""
     from kie_mcp.redact import holds_secret
 
     from .addresses import PrivateAddress, is_trusted, kie_cannot_reach, unreachable_host
@@ -989,7 +1013,48 @@ def unreachable_links(spec: ModelSpec, wire: dict[str, Any]) -> list[Problem]:
             continue
         if why := unreachable_host(host):
             problems.append(Problem(where, kie_cannot_reach(PrivateAddress(value, why))))
+        elif why := share_page(url):
+            problems.append(Problem(where, why))
     return problems
+
+
+# A Google Drive file's page (``/file/d/<id>/view``, ``/edit``, ``/preview``, or none of them; ``/open?id=<id>``,
+# which leads there) and a Dropbox file shared with its preview (``/s/...`` and ``/scl/fi/...`` without ``dl=1`` or
+# ``raw=1``): web pages about a file, never the file, whatever its name says.
+_DRIVE_HOSTS = frozenset({"drive.google.com", "docs.google.com"})
+_DRIVE_PAGE = re.compile(r"(?:/u/\d+)?/file/d/([A-Za-z0-9_-]{1,256})(?:/(?:view|edit|preview))?/?")
+_DROPBOX_HOSTS = frozenset({"dropbox.com", "www.dropbox.com"})
+_DROPBOX_FILE = re.compile(r"/(?:s|scl/fi)/")
+_DIRECT_SHOWN = 300  # characters of a direct-download link a refusal writes out whole; a longer one is described
+
+
+def share_page(url: httpx2.URL) -> str | None:
+    """Why the input link ``url`` is a share page (HTML about a file, not the file: Google Drive's
+    ``/file/d/<id>/view``, Dropbox's ``?dl=0``), which a model cannot read and KIE charges for anyway, with its
+    direct-download form; None for any other link. Only forms that are certainly pages are named, by their address
+    alone (nothing is fetched)."""
+    host, link = url.host.lower().removesuffix("."), shown(str(url))
+    if host in _DRIVE_HOSTS:
+        found = _DRIVE_PAGE.fullmatch(url.path)
+        file_id = found.group(1) if found else url.params.get("id") if url.path in ("/open", "/open/") else None
+        if not file_id or not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", file_id):
+            return None
+        return (
+            f"{link} is a Google Drive page about a file, not the file itself (a model would be given the page's "
+            f"HTML). Give its direct-download link, https://drive.google.com/uc?export=download&id={file_id} "
+            "(shared with anyone who has the link), or save the file in the workspace and give its path."
+        )
+    if host in _DROPBOX_HOSTS and _DROPBOX_FILE.match(url.path):
+        if url.params.get("dl") == "1" or url.params.get("raw") == "1":
+            return None
+        direct = str(url.copy_set_param("dl", "1"))
+        named = f": {direct}" if len(direct) <= _DIRECT_SHOWN else ""
+        return (
+            f"{link} is a Dropbox page showing a file, not the file itself (a model would be given the page's HTML). "
+            f"Give its direct-download link, the same link with dl=1 (or raw=1){named}; or save the file in the "
+            "workspace and give its path."
+        )
+    return None
 
 
 def _unreadable_link(value: str) -> str | None:

@@ -18,7 +18,10 @@ turned black (Pillow resizes with premultiplied alpha, so the hidden colour of a
 A 16-bit grey image is scaled to 8 bits, never clipped to white; a picture with no faithful 8-bit form (floating
 point pixels, 32-bit values past 16 bits, 16-bit grey with a transparent value) is sent as it is, and is judged
 before pricing by that size, not by an upscaled one it never gets (``media.inputs.pixel_problem``): too small for a
-field, it is refused, saying why it is not upscaled. Everything else is sent as it is.
+field, it is refused, saying why it is not upscaled. Only the EXIF orientation is read (``upright``), never the EXIF
+written again (a photo with one malformed tag broke that); an EXIF block that cannot be read leaves the picture as
+stored. Any other failure of Pillow's to turn, convert or encode a picture sends it as it is, never fails the tool.
+Everything else is sent as it is.
 
 What is sent is named and remembered by its own hash (``media.inputs``): the upscaled form of a photo and the photo
 itself are two uploads, never one name that the second overwrites.
@@ -27,6 +30,7 @@ itself are two uploads, never one name that the second overwrites.
 from __future__ import annotations
 
 import io
+import logging
 import zlib
 from dataclasses import dataclass
 from typing import IO, Any
@@ -34,6 +38,8 @@ from typing import IO, Any
 from kie_mcp.redact import redact_secrets
 
 from .sniff import JPEG, PNG, Sniffed, pillow
+
+log = logging.getLogger(__name__)
 
 MIN_LONG_SIDE = 1024
 TARGET_LONG_SIDE = 1080
@@ -255,18 +261,18 @@ def prepare_image(source: IO[bytes], name: str, *, note_only: bool = False) -> P
 
 
 def _prepare(source: IO[bytes], name: str, note_only: bool) -> Prepared | None:
-    """``prepare_image`` of ``source`` as it is; None when Pillow cannot decode it."""
-    from PIL import ImageOps
-
+    """``prepare_image`` of ``source`` as it is; None when Pillow cannot decode, turn, convert or encode it: any
+    failure of Pillow's on a crafted or damaged file (a malformed EXIF tag raised ``struct.error``) means the file is
+    sent as it is, never a failed tool."""
     Image = pillow()  # Pillow, loaded with the first image, not at start-up
     try:
         with Image.open(source) as image:
             if max(image.size) >= MIN_LONG_SIDE:
                 return Prepared(None, None, None)
-            upright = ImageOps.exif_transpose(image)  # as viewers and the approval card show it
-            width, height = upright.size
+            turned = upright(image)  # as viewers and the approval card show it
+            width, height = turned.size
             try:
-                picture = as_8_bit(upright)
+                picture = as_8_bit(turned)
             except ValueError as err:
                 why = f"it has {err}, which an upscaled copy would lose"
                 note = f"{name} ({width}x{height} px) is sent as it is, not upscaled: {why}."
@@ -277,20 +283,49 @@ def _prepare(source: IO[bytes], name: str, note_only: bool) -> Prepared | None:
                 kept, media, how = rgba, PNG, "PNG, keeping its transparency"
             else:
                 kept, media, how = picture.convert("RGB"), JPEG, "JPEG"
-            resized = None if note_only else kept.resize(size, Image.Resampling.LANCZOS)
-    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):
+            note = (
+                f"{name} ({width}x{height} px) is upscaled (Lanczos) to {size[0]}x{size[1]} px before upload and sent "
+                f"as {how}, because small inputs are often rejected or blurry."
+            )
+            if note_only:
+                return Prepared(None, media, note, size)
+            buffer = io.BytesIO()
+            resized = kept.resize(size, Image.Resampling.LANCZOS)
+            if media is PNG:
+                resized.save(buffer, "PNG")
+            else:
+                resized.save(buffer, "JPEG", quality=JPEG_QUALITY)
+    except Exception as err:  # whatever Pillow raises on a file it cannot prepare: sent as it is
         # Pillow cannot decode it (a format it lacks, such as HEIC, or a huge picture: an image that should decode
-        # and does not was refused before, ``undecodable``), or its mode has no RGB form: sent as it is.
+        # and does not was refused before, ``undecodable``), its mode has no RGB form, or a step failed on what the
+        # file holds: sent as it is.
+        log.debug("%s is not upscaled, sent as it is: %s: %s", ascii(name), type(err).__name__, err)
         return None
-    note = (
-        f"{name} ({width}x{height} px) is upscaled (Lanczos) to {size[0]}x{size[1]} px before upload and sent as "
-        f"{how}, because small inputs are often rejected or blurry."
-    )
-    if resized is None:
-        return Prepared(None, media, note, size)
-    buffer = io.BytesIO()
-    if media is PNG:
-        resized.save(buffer, "PNG")
-    else:
-        resized.save(buffer, "JPEG", quality=JPEG_QUALITY)
     return Prepared(buffer.getvalue(), media, note, size)
+
+
+# How each EXIF orientation (2 to 8) is undone: the picture as viewers show it (``ImageOps.exif_transpose``'s table).
+_UPRIGHT = {
+    2: "FLIP_LEFT_RIGHT",
+    3: "ROTATE_180",
+    4: "FLIP_TOP_BOTTOM",
+    5: "TRANSPOSE",
+    6: "ROTATE_270",
+    7: "TRANSVERSE",
+    8: "ROTATE_90",
+}
+
+
+def upright(image: Any) -> Any:
+    """An opened image decoded and turned as its EXIF orientation says (as viewers show it), or as it is when it has
+    none or the tag cannot be read. Only the orientation is read, never the EXIF block written again:
+    ``ImageOps.exif_transpose`` rewrites it, and a photo with one tag not of its declared type (text where a number
+    belongs) failed there (``struct.error``). What is sent is encoded again without metadata: nothing else of the
+    EXIF is needed."""
+    image.load()
+    try:
+        orientation = image.getexif().get(0x0112)
+    except Exception:  # an EXIF block Pillow cannot read: nothing turned is known
+        return image
+    method = _UPRIGHT.get(orientation) if isinstance(orientation, int) else None
+    return image if method is None else image.transpose(pillow().Transpose[method])
