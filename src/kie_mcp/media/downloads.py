@@ -1482,11 +1482,12 @@ def _too_many_pixels(image: Any, at_most: int = PREVIEW_MAX_PIXELS, size: tuple[
 
 def _scaled_upright(image: Any, max_side: int) -> Any:
     """``image`` scaled down first (a JPEG decoded at a reduced scale, ``_drafted`` before), then turned as its
-    EXIF says: turning first would copy the full-size image."""
-    from PIL import ImageOps
+    EXIF says (``prepare.upright``: only the orientation read, a malformed EXIF block never fails the preview):
+    turning first would copy the full-size image."""
+    from .prepare import upright
 
     image.thumbnail((max_side, max_side))
-    return ImageOps.exif_transpose(image)
+    return upright(image)
 
 
 def _encode_small(small: Any) -> tuple[bytes, str]:
