@@ -128,6 +128,27 @@ def test_sandbox_before_a_command_it_does_not_apply_to_is_refused_not_ignored(ar
     assert f"--sandbox does not apply to {argv[1]}" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("command", ["demo", "sim"])
+def test_sandbox_after_a_command_it_does_not_apply_to_is_refused_in_the_same_words_under_its_usage(command, capsys):
+    """The audit: `kie-mcp demo --sandbox` got the top-level usage and "unrecognized arguments: --sandbox", while
+    `kie-mcp --sandbox demo` said why."""
+    with pytest.raises(SystemExit) as done:
+        main([command, "--sandbox"])
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and f"usage: kie-mcp {command} " in err, err
+    assert f"--sandbox does not apply to {command}: it runs offline" in err and "unrecognized" not in err, err
+
+
+@pytest.mark.parametrize("command", ["serve", "stdio"])
+def test_each_name_of_serving_shows_its_own_usage(command, capsys):
+    """The audit: `kie-mcp stdio --help` printed "usage: kie-mcp serve"."""
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: kie-mcp {command} ") and "serve MCP over stdio" in out, out
+    assert build_parser().parse_args([command, "--sandbox"]).sandbox is True
+
+
 def test_the_catalog_commands_describe_their_own_sandbox(capsys):
     for command in ("check", "sync"):
         with pytest.raises(SystemExit):
@@ -142,6 +163,55 @@ def test_the_catalog_commands_describe_their_own_sandbox(capsys):
 )
 def test_sandbox_may_follow_the_command(argv, sandbox):
     assert build_parser().parse_args(argv).sandbox is sandbox
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX shells close descriptors with >&-")
+@pytest.mark.parametrize(
+    ("redirect", "said"),
+    [(">&-", "stdout is closed"), ("<&-", "stdin is closed"), ("<&- >&-", "stdin and stdout are closed")],
+)
+def test_a_server_started_without_its_stdin_or_stdout_says_so_in_one_line(redirect, said, tmp_path):
+    """The audit: started with stdout closed, the server printed an exception group traceback ending in
+    "'NoneType' object has no attribute 'buffer'"; with stdin closed, "writing to the client failed ([Errno 22]
+    Invalid argument)", of a descriptor it had reused. Nothing can be served: one line, exit code 1."""
+    script = shutil.which("kie-mcp", path=str(Path(sys.executable).parent))
+    assert script
+    done = subprocess.run(
+        ["sh", "-c", f'exec "$0" --sandbox {redirect}', script],
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
+        env={"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "KIE_WORKSPACE": str(tmp_path)},
+        check=False,
+    )
+    assert done.returncode == 1 and done.stderr == (
+        f"kie-mcp: {said}: kie-mcp must be started by an MCP client over pipes.\n"
+    ), done.stderr
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a descriptor opened for writing only, as stdin")
+def test_a_wire_that_fails_to_be_read_is_said_to_have_failed_reading_not_writing(tmp_path):
+    """A stdin that cannot be read (here: opened for writing only) ended with "writing to the client failed"; the
+    line names the side that failed."""
+    script = shutil.which("kie-mcp", path=str(Path(sys.executable).parent))
+    assert script
+    write_only = os.open(tmp_path / "written", os.O_WRONLY | os.O_CREAT)
+    try:
+        done = subprocess.run(
+            [script, "--sandbox"],
+            stdin=write_only,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            env={"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "KIE_WORKSPACE": str(tmp_path)},
+            check=False,
+        )
+    finally:
+        os.close(write_only)
+    last = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 1 and last.startswith("kie-mcp: reading from the client failed ("), done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_python_dash_m():
@@ -342,7 +412,10 @@ def test_demo_runs_offline_ends_with_next_steps_and_leaves_no_clutter(tmp_path):
     assert "stitch_videos skipped: no ffmpeg here: kie-mcp's video extra" in out
     assert "uv tool install '/path/to/kie-mcp[video]'" in out  # a command that works before PyPI
     steps = out[out.index("== Next steps") :]
-    assert "kie-mcp demo --keep" in steps  # how to see the files
+    # How to see the files, by the command this kie-mcp is started with: a bare `kie-mcp` is on no shell's PATH
+    # after `uv run kie-mcp demo` in a fresh checkout.
+    script = shutil.which("kie-mcp", path=str(Path(sys.executable).parent))
+    assert f"run `{script} demo --keep`" in steps, steps
     assert '"Use it from your MCP client"' in steps and "claude mcp add kie" in steps  # how to add it to a client
     assert "uvx kie-mcp" not in steps  # not on PyPI yet: the demo names a command that works today
     assert "https://kie.ai" in steps and "KIE_API_KEY" in steps  # how to switch to a real key
@@ -407,6 +480,17 @@ def test_a_demo_whose_server_dies_ends_with_one_line_and_no_leftover(tmp_path, m
     assert "Traceback" not in err and "demo: the sandboxed server stopped unexpectedly" in err, err
     assert "TaskGroup" not in err and "sub-exception" not in err, err  # the reason itself, not its wrapping
     assert not list(tmp_path.glob("kie-mcp-demo-*"))
+
+
+def test_a_demo_without_a_temporary_folder_says_so_in_one_line(tmp_path, monkeypatch, capsys):
+    """The audit: with /tmp read-only or full (no temporary folder anywhere), `kie-mcp demo` ended in a traceback."""
+    from kie_mcp import demo
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "not-there"))  # where the tour's workspace is made
+    assert demo.run_demo() == 1
+    err = capsys.readouterr().err
+    assert err.startswith("demo: cannot create a temporary workspace (") and err.count("\n") == 1, err
+    assert "set TMPDIR" in err
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")

@@ -686,11 +686,14 @@ async def test_a_broken_setting_is_to_be_fixed_where_it_was_written_and_nowhere_
     assert f"Fix it in {project / '.env'}, then restart" in from_dotenv, from_dotenv
     assert "env block" not in from_dotenv and "kie-mcp/.env" not in from_dotenv  # nor the per-user folder's
     from_env = await everything_a_client_sees(Settings.load({"KIE_WORKSPACE": "/"}, cwd=tmp_path), transport, mode)
-    assert "Fix it in the env block of this MCP server in your client's configuration, then restart" in from_env
+    assert (  # the env block, or the shell a client passes on: kie-mcp cannot tell which (the wording says both)
+        "Fix it in the environment kie-mcp was started with (the env block of this MCP server in your client's "
+        "configuration, or the shell the client was started from), then restart" in from_env
+    )
     assert ".env" not in from_env, from_env
     (project / ".env").write_text("KIE_MAX_CREDITS_PER_DAY=lots\n")  # one from each: both named
     both = await everything_a_client_sees(Settings.load({"KIE_DOWNLOAD": "sometimes"}, cwd=project), transport, mode)
-    assert f"Fix it in {project / '.env'} and in the env block of this MCP server" in both, both
+    assert f"Fix it in {project / '.env'} and in the environment kie-mcp was started with" in both, both
 
 
 # -- a line written without its "=" is named, not skipped ---------------------------------------------------------
@@ -1343,3 +1346,99 @@ async def test_under_sandbox_check_credits_names_no_host_or_key_that_is_not_used
             assert untrue not in said, said
         if env:  # a note that holds in the sandbox too stays
             assert "The approval in force is KIE_APPROVAL=form, from the client's env block" in said, said
+
+
+# -- another KIE tool's settings beside kie-mcp's own stop nothing; a misspelt limit still does -------------------
+
+
+async def test_another_kie_tools_key_and_host_beside_kie_mcps_own_are_said_and_stop_nothing(mode, tmp_path):
+    """The audit: a .env shared with another KIE.ai tool (KIE_AI_API_KEY is the common name), or its variable
+    exported in the shell a client passes on, stopped every tool, under --sandbox too, with "did you mean
+    KIE_API_KEY?" while KIE_API_KEY was set and worked. A near miss of a setting that limits no spending is said
+    (check_credits, the start-up log) and stops nothing."""
+    (tmp_path / ".env").write_text(
+        "# my web app\nKIE_AI_API_KEY=0123456789abcdef0123456789abcdef\nKIE_AI_BASE_URL=https://api.kie.ai\n"
+        f"# kie-mcp\nKIE_API_KEY={fresh_key()}\n"
+    )
+    settings = Settings.load({"KIE_WORKSPACE": str(tmp_path), "KIEAI_API_KEY": "x"}, cwd=tmp_path)
+    assert settings.config_error is None, settings.config_error
+    async with Client(create_server(settings.for_sandbox()), mode=mode) as client:
+        credits = await client.call_tool("check_credits", {})
+        models = await client.call_tool("list_models", {"kind": "image"})
+    said = text_of(credits)
+    assert not credits.is_error and not models.is_error, said
+    for name, place in (("KIE_AI_API_KEY", f"{tmp_path / '.env'} sets"), ("KIEAI_API_KEY", "The environment has")):
+        assert f'{place} "{name}", which kie-mcp does not read: it changes nothing here' in said, said
+    assert "If it was meant for kie-mcp, the name is KIE_API_KEY" in said
+    assert "If it was meant for kie-mcp, the name is KIE_BASE_URL" in said
+
+
+@pytest.mark.parametrize(
+    ("name", "spends"),
+    [
+        ("KIE_WORKSPCE", False),
+        ("KIE_DOWNLAOD", False),
+        ("KIE_UPLOAD_BASE_URI", False),
+        ("KIE_MAX_CREDITS_PER_CAL", True),
+        ("KIE_AUTO_APPROVE_CREDIT", True),
+        ("KIE_APROVAL", True),
+    ],
+)
+def test_only_a_misspelt_money_limit_or_approval_is_a_broken_setting(name, spends, tmp_path):
+    """A misspelt cap or KIE_APPROVAL would leave the looser default in force: it stops spending. A near miss of any
+    other setting spends nothing more than leaving it out: a note."""
+    settings = Settings.load({"KIE_WORKSPACE": str(tmp_path), name: "1"}, cwd=tmp_path)
+    if spends:
+        assert settings.config_error and "did you mean" in settings.config_error
+        assert settings.max_credits_per_call == 0
+    else:
+        assert settings.config_error is None, settings.config_error
+        assert any(f'"{name}", which kie-mcp does not read' in note for note in settings.config_notes)
+
+
+# -- a workspace that cannot be made, and a Windows path elsewhere, are named at start ------------------------------
+
+
+def test_a_workspace_that_cannot_be_made_is_a_broken_setting_never_said_to_be_made(tmp_path):
+    """The audit: KIE_WORKSPACE=/proc/x started with "it did not exist and is made now", then every tool failed
+    on a journal that could not be opened. A folder that cannot be made is named as such where the settings are."""
+    (tmp_path / "notes.txt").write_text("a file\n")
+    cases = [str(tmp_path / "notes.txt" / "project")]
+    if Path("/proc/self").exists():  # Linux: a file system of no folders, where even root cannot make one
+        cases.append("/proc/kie-mcp-workspace")
+    for value in cases:
+        settings = Settings.load({"KIE_WORKSPACE": value, "HOME": str(tmp_path / "home")}, cwd=tmp_path)
+        assert settings.config_error and "is not there, and it cannot be made" in settings.config_error, value
+        assert "is made now" not in settings.workspace_reason
+        assert not Path(value).exists()
+
+
+@pytest.mark.skipif(os.sep != "/", reason="a Windows path is a path on Windows")
+@eras_in_turn("name", ["KIE_WORKSPACE", "KIE_ALLOWED_DIRS"])
+async def test_a_windows_path_on_this_system_is_a_broken_setting_and_no_folder_is_made(name, mode, transport, tmp_path):
+    """The audit: KIE_WORKSPACE=C:\\Users\\x on Linux or macOS was a relative folder of that name, and
+    KIE_ALLOWED_DIRS=C:\\Users\\x\\Pictures was split at its colon into "C" and "\\Users\\x\\Pictures"."""
+    start = tmp_path / "start"
+    start.mkdir()
+    env = {"KIE_WORKSPACE": str(tmp_path / "project"), name: "C:\\Users\\x\\Pictures"}
+    seen = await everything_a_client_sees(Settings.load(env, cwd=start), transport, mode)
+    assert f"{name}=C:\\Users\\x\\Pictures is a Windows path on this system" in seen, seen
+    assert not list(start.iterdir())
+
+
+# -- KIE_CACHE_DIR is checked as the workspace is ------------------------------------------------------------------
+
+
+@pytest.mark.stdio
+async def test_a_cache_folder_setting_that_is_no_full_path_makes_nothing_in_the_clients_folder_and_is_said(tmp_path):
+    """The audit: KIE_CACHE_DIR with quotes around it, a placeholder nothing filled in or a relative path made
+    folders of those names (the kept listing, pacing/ and its secret) in the folder the client started kie-mcp in.
+    It is not used: the default cache folder serves, said in one start-up line; no tool stops over it."""
+    project, home = tmp_path / "project", tmp_path / "home"
+    project.mkdir()
+    env = {"HOME": str(home), "KIE_WORKSPACE": str(tmp_path / "ws"), "KIE_CACHE_DIR": '"/tmp/kc"'}
+    stderr = await console_stderr(env, cwd=project, args=["--sandbox"])
+    assert 'KIE_CACHE_DIR="\\"/tmp/kc\\"" has quotes around it' in stderr, stderr
+    assert f"the default cache folder ({home / '.cache' / 'kie-mcp'}) is used instead" in stderr, stderr
+    assert [path.name for path in project.iterdir()] == ["stderr.txt"]  # console_stderr's own; nothing named '"'
+    assert list((home / ".cache" / "kie-mcp").glob("tools-*.json"))  # the listing kept where the default is

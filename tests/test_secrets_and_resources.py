@@ -321,6 +321,17 @@ async def test_check_credits_warns_while_the_dotenv_holding_the_key_would_be_com
 
 
 @pytest.mark.skipif(__import__("shutil").which("git") is None, reason="git is not installed")
+async def test_check_credits_warns_of_a_dotenv_saved_with_a_byte_order_mark_as_of_any_other(connect, tmp_path):
+    """The audit: a .env saved as "UTF-8 with BOM" (Notepad), its key on the first line, is read normally by the
+    settings, but the warning that git would commit it was gone: the mark stood before KIE_API_KEY."""
+    (tmp_path / ".env").write_bytes("KIE_API_KEY=kie-test-key-8e2b6f0d4a9c7135\r\n".encode("utf-8-sig"))
+    _git(tmp_path, "init", "-q")
+    async with connect() as client:
+        said = text_of(await client.call_tool("check_credits", {}))
+    assert "no .gitignore excludes it" in said, said
+
+
+@pytest.mark.skipif(__import__("shutil").which("git") is None, reason="git is not installed")
 async def test_asking_git_about_the_dotenv_never_runs_a_program_the_workspace_config_names(connect, tmp_path):
     """A workspace cloned from anywhere may set core.fsmonitor, a command git runs while reading its index."""
     (tmp_path / ".env").write_text("KIE_API_KEY=kie-test-key-8e2b6f0d4a9c7135\n")

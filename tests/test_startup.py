@@ -242,6 +242,27 @@ def test_a_blank_cache_folder_setting_counts_as_not_set(monkeypatch, tmp_path):
     assert cache_folder() == tmp_path / "mine"
 
 
+@pytest.mark.parametrize("value", ['"/tmp/kc"', "${env:XDG_CACHE_HOME}/kie", "$HOME/.cache", "cache", "C:\\cache"])
+def test_a_cache_folder_setting_that_is_no_full_path_leaves_the_default_folder_in_use(value, monkeypatch, tmp_path):
+    """KIE_CACHE_DIR is checked as KIE_WORKSPACE is (quotes, a placeholder nothing filled in, a relative or Windows
+    path): such a value made folders of its name in the client's working folder, for the listing and the shared
+    pacing alike (both ask ``cache_folder``). The default folder serves instead, and the start-up line says why."""
+    from kie_mcp.toolcache import cache_folder, cache_setting_note
+
+    if sys.platform == "win32" and value.startswith("C:"):
+        pytest.skip("a full path on Windows")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("LOCALAPPDATA", str(tmp_path / "local"))
+    monkeypatch.delenv("KIE_CACHE_DIR")
+    default = cache_folder()
+    monkeypatch.setenv("KIE_CACHE_DIR", value)
+    assert cache_folder() == default and default is not None and default.is_relative_to(tmp_path)
+    assert f"the default cache folder ({default}) is used instead" in (cache_setting_note() or "")
+    monkeypatch.setenv("KIE_CACHE_DIR", str(tmp_path / "mine"))
+    assert cache_folder() == tmp_path / "mine" and cache_setting_note() is None
+
+
 def test_the_fingerprint_covers_how_python_runs_and_what_the_sources_say(tmp_path):
     """-OO drops the docstrings that are the tools' descriptions: its listing is another one."""
     script = "from kie_mcp import toolcache; print(toolcache.fingerprint())"

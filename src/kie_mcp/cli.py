@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import logging
 import math
 import os
 import re
 import signal
 import sys
+import traceback
 from collections.abc import Iterator
 from types import FrameType
 from typing import TYPE_CHECKING, NoReturn
@@ -101,12 +103,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="ask the built-in KIE simulator instead of KIE (no key needed) and use the sandbox area's cache",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.add_parser(
-        "serve", aliases=["stdio"], parents=[after], help="serve MCP over stdio (the default; stdio is another name)"
+    serving = "serve MCP over stdio (the default; stdio is another name)"
+    commands.add_parser("serve", parents=[after], help=serving, description=serving)
+    # Its own parser, not an alias: an alias's --help said "usage: kie-mcp serve" (listed under serve, not apart).
+    commands.add_parser("stdio", parents=[after], description=serving)
+    # --sandbox after a command it does not apply to is refused by that command, in the words it gets before it.
+    offline = argparse.ArgumentParser(add_help=False)
+    offline.add_argument("--sandbox", action=_NotOffline, nargs=0, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    demo = commands.add_parser(
+        "demo", parents=[offline], help="run an offline tour: a sandboxed server driven by a real MCP client"
     )
-    demo = commands.add_parser("demo", help="run an offline tour: a sandboxed server driven by a real MCP client")
     demo.add_argument("--keep", action="store_true", help="keep the demo's workspace (its files) and print where")
-    sim = commands.add_parser("sim", help="serve the KIE simulator over HTTP on 127.0.0.1")
+    sim = commands.add_parser("sim", parents=[offline], help="serve the KIE simulator over HTTP on 127.0.0.1")
     sim.add_argument("--port", type=_port, default=8790, help="port to listen on (default 8790)")
     sim.add_argument("--speed", type=_finite, default=30.0, help="simulated seconds per real second (default 30)")
     sim.add_argument("--balance", type=_finite, default=5000.0, help="starting credits of the sandbox account")
@@ -135,12 +143,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _offline_already(command: str) -> str:
+    """Why --sandbox is refused with ``command`` (demo, sim), before it or after it."""
+    return f"--sandbox does not apply to {command}: it runs offline, without KIE or a key, already"
+
+
+class _NotOffline(argparse.Action):
+    """``--sandbox`` after demo or sim: refused as before them (it was "unrecognized arguments" under the top-level
+    usage), by the command's own parser, so the usage shown is the command's."""
+
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: object, values: object, option_string: str | None = None
+    ) -> None:
+        parser.error(_offline_already(parser.prog.rsplit(" ", 1)[-1]))  # prog: "kie-mcp demo"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
         if args.sandbox and args.command in ("demo", "sim"):  # it was accepted and silently meant nothing
-            parser.error(f"--sandbox does not apply to {args.command}: it runs offline, without KIE or a key, already")
+            parser.error(_offline_already(args.command))
     except ArgumentsRefused as refused:
         given = sys.argv[1:] if argv is None else argv
         if _in_terminal() or _names_another_command(given):  # a person: argparse's usage, and exit 2
@@ -218,6 +241,10 @@ def _serve(*, sandbox: bool, refused: str | None = None) -> int:
     setting does not stop it, nor arguments it does not take (``refused``, from a client's configuration): it
     serves, and every tool answers with the problem and the fix (the host would otherwise see only "connection
     closed")."""
+    closed = _closed_wire()
+    if closed is not None:  # nothing could be served: the SDK failed with a traceback, or read a descriptor reused
+        _say(f"kie-mcp: {closed}: kie-mcp must be started by an MCP client over pipes.")
+        return 1
     signal.signal(signal.SIGINT, _stop_now)
     typed = _in_terminal()  # asked now: serving points fd 0 elsewhere (``stdio.claimed_stdin``)
     if typed:
@@ -251,6 +278,11 @@ def _serve(*, sandbox: bool, refused: str | None = None) -> int:
     )
     for note in settings.config_notes:  # which of two values of a cap applies, a KIE_ALLOWED_DIRS folder not there
         log.warning("%s", note)
+    from kie_mcp.toolcache import cache_setting_note
+
+    cache_note = cache_setting_note()  # a KIE_CACHE_DIR that cannot be used: the default folder serves instead
+    if cache_note is not None:
+        log.warning("%s", cache_note)
     import anyio
 
     try:
@@ -283,21 +315,61 @@ def _settings_or_problem() -> Settings | None:
     return settings
 
 
+def _closed_wire() -> str | None:
+    """Which of stdin and stdout is closed, in words ("stdout is closed"), or None. Started with fd 1 closed, Python
+    has no sys.stdout, and the SDK failed on it with a traceback; with fd 0 closed, the first file opened took fd 0
+    and was read as the wire ("writing to the client failed ([Errno 22] Invalid argument)")."""
+    closed = [name for name, stream in (("stdin", sys.stdin), ("stdout", sys.stdout)) if _closed(stream)]
+    if not closed:
+        return None
+    return f"{' and '.join(closed)} {'is' if len(closed) == 1 else 'are'} closed"
+
+
+def _closed(stream: object) -> bool:
+    """Whether a standard stream is closed: none at all, or a descriptor that is not open. One not backed by a
+    descriptor (an embedding host's) is served as it is."""
+    if stream is None:
+        return True
+    try:
+        fd = stream.fileno()  # type: ignore[attr-defined]
+    except (AttributeError, io.UnsupportedOperation):
+        return False
+    except (OSError, ValueError):  # closed
+        return True
+    try:
+        os.fstat(fd)
+    except OSError:
+        return True
+    return False
+
+
 def _wire_lost(err: BaseException) -> int | None:
-    """When writing to the client failed (every error the session ended with is an OSError of its stdout): say so
-    in one line and give the exit code, 0 when the client had closed the connection (it went away mid-call), 1
-    otherwise (a full disk behind stdout, say); None for any other error."""
+    """When reading from or writing to the client failed (every error the session ended with is an OSError of its
+    stdin or stdout): say so in one line, naming which, and give the exit code, 0 when the client had closed the
+    connection (it went away mid-call), 1 otherwise (a full disk behind stdout, a stdin that cannot be read); None
+    for any other error."""
     leaves = list(_leaves(err))
     if not leaves or not all(isinstance(leaf, OSError) for leaf in leaves):
         return None
     closed = all(isinstance(leaf, BrokenPipeError | ConnectionResetError) for leaf in leaves)
     with contextlib.suppress(OSError, ValueError):  # nothing more can reach the client: never try again at exit
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    what = "the client closed the connection" if closed else f"writing to the client failed ({leaves[0]})"
+    what = "the client closed the connection" if closed else f"{_failed_side(leaves[0])} failed ({leaves[0]})"
     with contextlib.suppress(OSError, ValueError):
         sys.stderr.write(f"kie-mcp: {what}; stopped.\n")
         sys.stderr.flush()
     return 0 if closed else 1
+
+
+def _failed_side(error: BaseException) -> str:
+    """Which side of the wire ``error`` came from, by where it was raised: the SDK's reader of stdin (``stdin_reader``,
+    reading lines through ``readline``) or its writer to stdout."""
+    raised_in = {frame.f_code.co_name for frame, _ in traceback.walk_tb(error.__traceback__)}
+    if raised_in & {"stdin_reader", "readline"}:
+        return "reading from the client"
+    if "stdout_writer" in raised_in:
+        return "writing to the client"
+    return "the connection to the client"
 
 
 def _leaves(err: BaseException) -> Iterator[BaseException]:

@@ -22,11 +22,12 @@ A broken setting never stops the server: ``Settings.load`` returns settings that
 with caps of 0, and the server answers every tool with the problem and the fix. A broken cap therefore never means
 "no cap" or "the default cap".
 
-A name kie-mcp does not read that is a misspelt setting of its own, or a KIE_ name that reads as a money limit (it
-would leave the looser default in force), is a broken setting too; any other unknown KIE_ name (another KIE tool's
-sharing the .env) is only noted (``config_notes``), and this project's other tools' (``OTHER_TOOLS_SETTINGS``) are
-left alone. A placeholder a client left unfilled (``$HOME``, ``${user_config.workspace}``, ``%APPDATA%``) in a path
-or the key is a broken setting too.
+A name kie-mcp does not read that is a misspelt money limit or KIE_APPROVAL, or a KIE_ name that reads as a money
+limit (it would leave the looser default in force), is a broken setting too; a near miss of another setting and any
+other unknown KIE_ name (another KIE tool's sharing the .env, such as KIE_AI_API_KEY) is only noted
+(``config_notes``), and this project's other tools' (``OTHER_TOOLS_SETTINGS``) are left alone. A placeholder a client
+left unfilled (``$HOME``, ``${user_config.workspace}``, ``%APPDATA%``) in a path or the key is a broken setting too,
+and so is a Windows path (``C:\\Users\\me``) on a system whose paths start with /.
 
 A setting other than KIE_API_KEY whose value is shaped like an API key (the key pasted into the wrong field) is
 such a problem: the value is registered as a secret at once, never used (no workspace folder is made from it) and
@@ -60,7 +61,8 @@ PROJECT_NAME = "kie-mcp"
 CREDITS_EXAMPLE = "a credit amount such as 100"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")  # KIE_LOG_LEVEL: these names only
 # Every setting kie-mcp reads from a workspace .env; a name there that is nearly one of these (a typo) would silently
-# change nothing, perhaps leave a cap at its default: it is reported as a broken setting.
+# change nothing: it is said, and when it would leave a cap at its default (``SPENDING_SETTINGS``) it is a broken
+# setting.
 KNOWN_SETTINGS = (
     "KIE_API_KEY",
     "KIE_BASE_URL",
@@ -90,6 +92,9 @@ APPROVAL_MODES = ("any", "form")
 # The settings that say where the key is sent (with their defaults): every request to them carries it, the price
 # feed's too (it is read from KIE_BASE_URL). Taken only from where the key comes from (see above).
 ENDPOINTS = {"KIE_BASE_URL": DEFAULT_BASE_URL, "KIE_UPLOAD_BASE_URL": DEFAULT_UPLOAD_BASE_URL}
+# The settings a misspelt name of is a broken setting (it would leave a cap at its looser default, or quote approvals
+# on); a near miss of any other setting is only noted (``_unknown_settings``).
+SPENDING_SETTINGS = (*MONEY_LIMITS, "KIE_APPROVAL")
 # The settings whose every written value is kept with where it was written (``Settings.load``'s ``written``).
 WRITTEN_EVERYWHERE = (*MONEY_LIMITS, "KIE_APPROVAL", *ENDPOINTS)
 MONEY_LIMIT_WORDS = {
@@ -101,7 +106,12 @@ MONEY_LIMIT_WORDS = {
 # tests; the docs' screenshots; the smoke tests' KIE_SMOKE_*): never reported as names kie-mcp does not read.
 OTHER_TOOLS_SETTINGS = ("KIE_CACHE_DIR", "KIE_LIVE_TESTS", "KIE_LIVE_SPEND", "KIE_UPDATE_DOCS")
 OTHER_TOOLS_PREFIXES = ("KIE_SMOKE_",)
-ENV_BLOCK = "the env block of this MCP server in your client's configuration"  # where an environment value is fixed
+# Where a value of the environment is fixed: mostly this server's env block, but a client started from a shell
+# (Claude Code, Cursor) passes the shell's exported variables on, and kie-mcp cannot tell which it was.
+ENV_BLOCK = (
+    "the environment kie-mcp was started with (the env block of this MCP server in your client's configuration, or "
+    "the shell the client was started from)"
+)
 # A value of another setting shaped like this is taken for an API key pasted into the wrong field: KIE's keys are
 # 32 hex digits; others are 20 or more letters, digits, "-" and "_" (never "/", "." or ":", which paths and URLs
 # have). A letter and a digit both: words (always_or_never) and numbers are not keys.
@@ -215,7 +225,7 @@ class Settings:
         was sent or spent. None when the configuration is fine."""
         if self.config_error is None:
             return None
-        where = " and in ".join(self.config_fix_in) or f"{ENV_BLOCK} (or in {self.context_folder / '.env'})"
+        where = " and in ".join(self.config_fix_in) or f"{ENV_BLOCK} or in {self.context_folder / '.env'}"
         return redact(  # a setting may hold the key (pasted into a cap, or a .env line without its newline)
             f"kie-mcp cannot work until its configuration is fixed: {self.config_error} Fix it in {where}, then "
             "restart the server. Nothing was sent to KIE and nothing was spent."
@@ -558,12 +568,15 @@ def _present(values: Mapping[str, str]) -> dict[str, str]:
 
 
 def _unknown_settings(names: Mapping[str, str], where: str) -> tuple[list[str], list[str]]:
-    """The names (of the .env, or the client's env block) kie-mcp does not read that were meant for it: as problems,
-    a misspelt setting of kie-mcp's and a KIE_ name that reads as a money limit (KIE_MAX_CREDIT_PER_DAY, KIE_DAILY_CAP,
-    a name with a space after it would otherwise leave that cap at its looser default without a word; such a name is
-    answered with the setting that is one); as notes, any other KIE_ name (another KIE tool's, such as KIE_AI_DB_PATH,
-    may share the .env: it breaks nothing, but is said). Names of this project's other tools (``OTHER_TOOLS_SETTINGS``)
-    and of other programs (OTHER_TOOL) are left alone."""
+    """The names (of a .env, or of the environment) kie-mcp does not read that may have been meant for it: as
+    problems, a misspelt money limit or KIE_APPROVAL and a KIE_ name that reads as a money limit
+    (KIE_MAX_CREDIT_PER_DAY, KIE_DAILY_CAP, KIE_APPROVALS, a name with a space after it would otherwise leave a cap at
+    its looser default, or quote approvals on, without a word; such a name is answered with the setting that is one);
+    as notes, a near miss of any other setting and any other KIE_ name. Another KIE tool's KIE_AI_API_KEY,
+    KIEAI_API_KEY or KIE_AI_BASE_URL (in a shared .env, or exported in the shell that started the client) is one
+    letter from kie-mcp's own: as a problem it stopped every tool, even beside a working KIE_API_KEY; spending
+    nothing more than it would without it, it is said and stops nothing. Names of this project's other tools
+    (``OTHER_TOOLS_SETTINGS``) and of other programs (OTHER_TOOL) are left alone."""
     problems: list[str] = []
     notes: list[str] = []
     for name in names:
@@ -574,8 +587,13 @@ def _unknown_settings(names: Mapping[str, str], where: str) -> tuple[list[str], 
 
         close = difflib.get_close_matches(meant, KNOWN_SETTINGS, n=1, cutoff=TYPO_LIKENESS)
         shown = plain(name, limit=40)
-        if close:
+        if close and close[0] in SPENDING_SETTINGS:
             problems.append(f"{where} {shown}, which kie-mcp does not read; did you mean {close[0]}?")
+        elif close:  # another KIE tool's KIE_AI_API_KEY, KIEAI_API_KEY, KIE_AI_BASE_URL: said, it stops nothing
+            notes.append(
+                f"{where} {shown}, which kie-mcp does not read: it changes nothing here. If it was meant for "
+                f"kie-mcp, the name is {close[0]} (every setting is listed in {settings_listed()})."
+            )
         elif not meant.startswith("KIE_"):
             continue
         elif _MONEY_NAME.search(meant):
@@ -1018,8 +1036,10 @@ def _allowed_dirs_or_problem(env: Mapping[str, str], base: Path, problems: _Prob
     nothing filled in is a problem, not a crash or a folder named with a quote. A folder that is not there is kept
     (it may be made later) and named in ``problems.notes``: "/a,/b" is one folder that is not there, not two."""
     value = env.get("KIE_ALLOWED_DIRS", "")
-    refused = _quoted("KIE_ALLOWED_DIRS", value, listed=True) or _unfilled(
-        "KIE_ALLOWED_DIRS", value, "the full path of each folder"
+    refused = (
+        _quoted("KIE_ALLOWED_DIRS", value, listed=True)
+        or _unfilled("KIE_ALLOWED_DIRS", value, "the full path of each folder")
+        or _windows_path("KIE_ALLOWED_DIRS", value)
     )
     if refused:
         problems.of("KIE_ALLOWED_DIRS", refused)
@@ -1089,14 +1109,15 @@ def _choose_workspace(env: Mapping[str, str], cwd: Path) -> tuple[Path | None, s
     """KIE_WORKSPACE (a relative one read from ``cwd``: the current folder, or the folder of the .env that set it),
     else the current folder when it holds MASTER_CONTEXT.md (and is not kie-mcp's own source checkout, which ships
     one as a template), else None: the per-user folder; with how it was chosen. A KIE_WORKSPACE that cannot be used
-    (a folder this user cannot look into, a key pasted there, quotes around it, a placeholder nothing filled in) is
-    a ``ConfigError``."""
+    (a folder this user cannot look into, a key pasted there, quotes around it, a placeholder nothing filled in, a
+    Windows path on another system, a folder that is not there and cannot be made) is a ``ConfigError``."""
     explicit = env.get("KIE_WORKSPACE", "").strip()
     if explicit:
         refused = (
             _pasted_key("KIE_WORKSPACE", explicit)
             or _quoted("KIE_WORKSPACE", explicit)
             or _unfilled("KIE_WORKSPACE", explicit, "the full path of the folder")
+            or _windows_path("KIE_WORKSPACE", explicit)
         )
         if refused:
             raise ConfigError(refused)
@@ -1110,6 +1131,7 @@ def _choose_workspace(env: Mapping[str, str], cwd: Path) -> tuple[Path | None, s
         try:
             there = path.exists()
             a_file = there and not path.is_dir()
+            unmakeable = None if there else _why_it_cannot_be_made(path)
         except OSError as err:  # a folder on the way this user may not look into (another user's home), a long name
             denied = isinstance(err, PermissionError)
             advice = "point it at a folder this user can open" if denied else "point it at a project folder"
@@ -1118,6 +1140,11 @@ def _choose_workspace(env: Mapping[str, str], cwd: Path) -> tuple[Path | None, s
             ) from None
         if a_file:
             raise ConfigError(f"KIE_WORKSPACE={plain(explicit)} is a file, not a folder; point it at a project folder.")
+        if unmakeable:  # said now, not as a journal that cannot be opened after a start-up line saying it is made
+            raise ConfigError(
+                f"KIE_WORKSPACE={plain(explicit)} is not there, and it cannot be made: {unmakeable}. Point it at a "
+                "folder this user can write in (or make the folder first)."
+            )
         # A folder that is not there is made, empty: said, as a typo would otherwise go unseen (no MASTER_CONTEXT.md,
         # no references/, a fresh journal).
         new = "" if there else "; it did not exist and is made now, empty: if that is a typo, fix KIE_WORKSPACE"
@@ -1133,6 +1160,65 @@ def _choose_workspace(env: Mapping[str, str], cwd: Path) -> tuple[Path | None, s
             "KIE_WORKSPACE to choose another folder"
         )
     return None, "; set KIE_WORKSPACE to choose another"  # said inside parentheses (the start-up line)
+
+
+def folder_setting_problem(name: str, value: str) -> str | None:
+    """What is wrong with ``value`` as the folder a setting read from the environment alone names (KIE_CACHE_DIR), or
+    None: quotes around it, a placeholder nothing filled in, a Windows path on another system, or a relative path,
+    which would be read from whatever folder the client happened to start kie-mcp in (``"/tmp/kc"`` with its quotes,
+    ``${env:XDG_CACHE_HOME}/kie`` or ``$HOME/.cache`` made folders of those names in the client's working folder)."""
+    value = value.strip()
+    refused = (
+        _quoted(name, value) or _unfilled(name, value, "the full path of the folder") or _windows_path(name, value)
+    )
+    if refused:
+        return refused
+    try:
+        absolute = Path(value).expanduser().is_absolute()
+    except RuntimeError:  # ~ with no home folder (or ~name of a user the system does not know)
+        return f"{name}={plain(value, limit=80)} starts with ~, and there is no such home folder; write the full path."
+    if not absolute:
+        return (
+            f"{name}={plain(value, limit=80)} is a relative path, which would be read from whatever folder the client "
+            "starts kie-mcp in; write the full path."
+        )
+    return None
+
+
+def _why_it_cannot_be_made(folder: Path) -> str | None:
+    """Why ``folder`` (absolute, not there) cannot be made by this user, or None when it can: the nearest folder
+    above it that is there must be a folder this user may write in, on a file system that keeps folders of its own
+    (``/proc`` and ``/sys`` keep none: making one there fails even for root, whom ``os.access`` lets write anywhere)."""
+    above = next((parent for parent in folder.parents if parent.exists()), None)
+    if above is None:
+        return None
+    if not above.is_dir():
+        return f"{plain(str(above), quoted=False, limit=200)} is a file"
+    if not os.access(above, os.W_OK | os.X_OK):  # read-only file systems included (EROFS)
+        return f"this user may not make folders in {plain(str(above), quoted=False, limit=200)}"
+    if hasattr(os, "statvfs"):
+        space = os.statvfs(above)
+        if space.f_blocks == 0 and space.f_files == 0:
+            where = plain(str(above), quoted=False, limit=200)
+            return f"{where} is on a file system that keeps no folders of its own (as /proc and /sys)"
+    return None
+
+
+# A path as Windows writes it (C:\Users\me, D:/photos): on a system whose paths start with "/", it would be read as a
+# relative folder named so (and KIE_ALLOWED_DIRS split at its colon into "C" and "\Users\me").
+_WINDOWS_PATH = re.compile(r"(?:^|;)\s*[A-Za-z]:[\\/]")
+
+
+def _windows_path(name: str, value: str) -> str | None:
+    """What to say when a path setting holds a Windows path on a system whose paths are not Windows' (a
+    configuration copied from a Windows machine), or None."""
+    if os.sep != "/" or not _WINDOWS_PATH.search(value):
+        return None
+    return (
+        f"{name}={plain(value.strip(), quoted=False, limit=80)} is a Windows path on this system, whose paths start "
+        "with / (it would be read as a folder of that name inside another one); write the folder's path as this "
+        "system names it, such as /home/you/project."
+    )
 
 
 def _holds_master_context(folder: Path) -> bool:

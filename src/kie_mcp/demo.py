@@ -56,7 +56,15 @@ def run_demo(keep: bool = False) -> int:
     (SIGHUP) or the tour is stopped (SIGTERM), which end it as Ctrl-C does. A server that stops half-way ends the
     tour with one line, never a traceback. The tour's own output failing (``kie-mcp demo | head`` closing the pipe,
     a full disk behind it) is no fault of the server: a closed pipe ends it quietly, anything else in one line."""
-    workspace = Path(tempfile.mkdtemp(prefix="kie-mcp-demo-")).resolve()
+    try:
+        workspace = Path(tempfile.mkdtemp(prefix="kie-mcp-demo-")).resolve()
+    except OSError as err:  # no usable temporary folder: /tmp read-only or full
+        print(
+            f"demo: cannot create a temporary workspace ({err.strerror or err}); free space in /tmp or set TMPDIR to "
+            "a folder you can write in.",
+            file=sys.stderr,
+        )
+        return 1
     stops = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
     before = {signum: signal.signal(signum, _interrupt) for signum in stops}
     try:
@@ -287,6 +295,7 @@ def _open_command() -> str:
 def _next_steps(say: _Printer, workspace: Path, area: Path, keep: bool) -> None:
     """What to do after the tour: look at the files, add kie-mcp to a client, switch to a real key."""
     say.title("Next steps")
+    command = _client_command()  # by absolute path: after `uv run kie-mcp demo`, kie-mcp is on no shell's PATH
     if keep:
         gallery = area / "outputs" / "index.html"
         target = gallery if gallery.is_file() else area / "outputs"
@@ -298,9 +307,9 @@ def _next_steps(say: _Printer, workspace: Path, area: Path, keep: bool) -> None:
         say.line("  when you are done.")
     else:
         say.line("- This demo's workspace is deleted as the demo ends. To look at the files (labelled SANDBOX")
-        say.line("  images, playable MP4 clips), run `kie-mcp demo --keep`: it keeps them and prints the folder.")
+        say.line(f"  images, playable MP4 clips), run `{command} demo --keep`: it keeps them and prints")
+        say.line("  the folder.")
     say.line("- Add kie-mcp to your MCP client (Claude Desktop, Claude Code, Cursor, VS Code, Codex): the")
-    command = _client_command()
     say.line('  README\'s "Use it from your MCP client" section has each snippet. In Claude Code, for example:')
     say.line(f"    claude mcp add kie -- {command} --sandbox      (the simulator: no key, no credits)")
     say.line("- Switch to a real key: create one at https://kie.ai (API Key page), then drop `--sandbox` and")

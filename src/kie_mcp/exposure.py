@@ -16,8 +16,11 @@ from pathlib import Path
 
 _READ_AT_MOST = 64 * 1024  # a .env is a few lines; a huge file is read no further
 _GIT_SECONDS = 5.0
-# A line that sets the key to something (not a comment, not ``KIE_API_KEY=`` left empty as in .env.example).
-_KEY_SET = re.compile(rb"^[ \t]*(?:export[ \t]+)?KIE_API_KEY[ \t]*=[ \t]*['\"]?[^\s'\"#]", re.MULTILINE)
+# A line that sets the key to something (not a comment, not ``KIE_API_KEY=`` left empty as in .env.example); the
+# first line may start with a byte-order mark (Notepad's "UTF-8 with BOM"), which the settings' reader skips too.
+_KEY_SET = re.compile(
+    rb"^(?:\xef\xbb\xbf)?[ \t]*(?:export[ \t]+)?KIE_API_KEY[ \t]*=[ \t]*['\"]?[^\s'\"#]", re.MULTILINE
+)
 
 
 def dotenv_exposure(folder: Path) -> str | None:

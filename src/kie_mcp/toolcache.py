@@ -39,16 +39,47 @@ _CLAMPED_MTIME = 946_684_800  # 2000-01-01: a file time before it was set by a b
 
 
 def cache_folder() -> Path | None:
-    """The user's cache folder for kie-mcp: ``KIE_CACHE_DIR`` when set, else ``$XDG_CACHE_HOME/kie-mcp``
-    (``~/.cache/kie-mcp``), on macOS ``~/Library/Caches/kie-mcp``, on Windows ``%LOCALAPPDATA%\\kie-mcp\\Cache``.
-    None when it would be in a home folder there is none of (HOME unset, a user the system does not know): then
-    nothing is kept, and every start builds the listing."""
-    chosen = os.environ.get("KIE_CACHE_DIR", "").strip()  # blank counts as not set, as for every setting
-    if chosen:
-        try:
-            return Path(chosen).expanduser()
-        except RuntimeError:  # ~ with no home folder
-            return None
+    """The user's cache folder for kie-mcp (the kept listing here, the shared pacing in ``kie.pacing``):
+    ``KIE_CACHE_DIR`` when it is set and usable (``cache_setting_note``), else the default folder."""
+    chosen, _ = _cache_setting()
+    return chosen if chosen is not None else _default_folder()
+
+
+def cache_setting_note() -> str | None:
+    """What the start-up log says of a KIE_CACHE_DIR that cannot be used (and the folder used instead); None when it
+    is not set or is usable. Only a note: the cache makes starts faster and lets servers share KIE's request limits,
+    nothing that is wrong without it."""
+    _, problem = _cache_setting()
+    if problem is None:
+        return None
+    default = _default_folder()
+    instead = (
+        f"the default cache folder ({default}) is used instead"
+        if default is not None
+        else "nothing is kept, as there is no home folder for the default cache folder"
+    )
+    return (
+        f"{problem} Meanwhile {instead}. It only holds what makes kie-mcp start faster and what lets the servers on "
+        "one key share KIE's request limits."
+    )
+
+
+def _cache_setting() -> tuple[Path | None, str | None]:
+    """KIE_CACHE_DIR as a folder, or what is wrong with it (then no folder); neither when it is not set (a blank
+    value counts as not set, as for every setting)."""
+    chosen = os.environ.get("KIE_CACHE_DIR", "").strip()
+    if not chosen:
+        return None, None
+    from kie_mcp.config import folder_setting_problem  # as KIE_WORKSPACE is checked: quotes, placeholders, relative
+
+    problem = folder_setting_problem("KIE_CACHE_DIR", chosen)
+    return (None, problem) if problem else (Path(chosen).expanduser(), None)
+
+
+def _default_folder() -> Path | None:
+    """``$XDG_CACHE_HOME/kie-mcp`` (``~/.cache/kie-mcp``), on macOS ``~/Library/Caches/kie-mcp``, on Windows
+    ``%LOCALAPPDATA%\\kie-mcp\\Cache``. None when it would be in a home folder there is none of (HOME unset, a user
+    the system does not know): then nothing is kept, and every start builds the listing."""
     try:
         if sys.platform == "win32":
             base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")

@@ -339,8 +339,8 @@ class _Stamps:
 class SharedBudget:
     """KIE's windows of one key, shared through one small file by every kie-mcp process of this machine using it.
 
-    The file is ``<cache folder>/pacing/<name>.json`` (``toolcache.cache_folder``: ``KIE_CACHE_DIR``, else the user's
-    cache folder), its name an HMAC of the key and the API address under a random secret made once beside it
+    The file is ``<cache folder>/pacing/<name>.json`` (``toolcache.cache_folder``: ``KIE_CACHE_DIR`` when usable, else
+    the user's cache folder), its name an HMAC of the key and the API address under a random secret made once beside it
     (``secret``, readable by the user alone): neither the name nor the file tells anything of the key. The file holds,
     per window, only when each answered slot leaves it and a deadline for each slot still held, and is created
     readable and writable by the user alone. The folder, the secret and the file are used only while they are this
@@ -530,7 +530,7 @@ class SharedBudget:
 
         base = cache_folder()
         if base is None:
-            self._alone("there is no cache folder (no home folder, and KIE_CACHE_DIR is not set)")
+            self._alone("there is no cache folder (no home folder, and no usable KIE_CACHE_DIR)")
             return None
         folder = base / "pacing"
         try:
