@@ -40,9 +40,11 @@ one session (``join_folder``), as a follow-up goes to its source's.
 
 ffmpeg always writes to a temporary file beside ``output``, which takes ``output``'s name only once ffmpeg has
 succeeded and the result probes as a video, so a failed, timed-out or cancelled join never leaves a half-written file.
-An existing file is never replaced (it may be another task's paid result): the join then takes the first free name
-``<name>-2.mp4``, ``<name>-3.mp4``, ... and its note says so. A name is free only with its sidecar's name
-(``<name>.json``), so a join's sidecar is never another's left behind, nor a task's.
+The join's name is ``output_name`` in plain ASCII, as every file kie-mcp saves (``output_file_name``; ``name_note``
+says how it differs from the name asked for). An existing file is never replaced (it may be another task's paid
+result): the join then takes the first free name ``<name>-2.mp4``, ``<name>-3.mp4``, ... and its note says so. A
+name is free only with its sidecar's name (``<name>.json``), so a join's sidecar is never another's left behind, nor
+a task's.
 """
 
 from __future__ import annotations
@@ -68,7 +70,16 @@ import anyio.to_thread
 from anyio.abc import ByteReceiveStream
 
 from kie_mcp.media import glyphs
-from kie_mcp.media.downloads import folder_session, output_folder, real_folder, session_folder, temp_name
+from kie_mcp.media.downloads import (
+    folder_session,
+    in_ascii,
+    name_label,
+    output_folder,
+    real_folder,
+    session_folder,
+    temp_name,
+    unspelled_digest,
+)
 from kie_mcp.media.inputs import RefusedInput, open_judged, read_judged_head
 from kie_mcp.media.saved import OUTPUTS
 from kie_mcp.media.sniff import describe, sniff
@@ -915,16 +926,17 @@ MAX_OUTPUT_NAME = 120  # characters; far below every filesystem's NAME_MAX (255 
 
 
 def output_file_name(output_name: str | None, default: str) -> str:
-    """The joined video's file name (always ``.mp4``: a video extension asked for is replaced, and
-    ``extension_note`` says so) from what the caller asked for, or ``default``.
+    """The joined video's file name (always ``.mp4``: a video extension asked for is replaced) from what the caller
+    asked for, or ``default``; ``name_note`` says how it differs from the name asked for.
 
     A name is a plain file name, never a path: separators, ``.``/``..``, control characters (NUL included) and names
     over ``MAX_OUTPUT_NAME`` characters are refused with a ``StitchError`` saying what to give instead. Anything else
-    becomes a safe slug: ASCII letters, digits, ``.``, ``_`` and ``-`` (others turn into ``-``), no leading dot, with
-    any secret redacted (the API key pasted into the name becomes ``redacted``).
+    becomes a name in plain characters, as every file and folder kie-mcp saves has (``downloads.output_folder``):
+    ASCII letters, digits, ``.``, ``_`` and ``-`` (accents dropped, others turn into ``-``), no leading dot, with any
+    secret redacted (the API key pasted into the name becomes ``redacted``); a name whose letters ASCII cannot spell
+    (夏季广告, إعلان الصيف) keeps 8 hex characters of its hash (``downloads.unspelled_digest``), the same its folder
+    gets, so two such names are two files, never the default's.
     """
-    import unicodedata
-
     given = (output_name or "").strip()
     fix = "Give a plain file name such as 'final-cut.mp4'; session chooses the folder (outputs/<date>-<session>/)."
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in given):
@@ -933,12 +945,43 @@ def output_file_name(output_name: str | None, default: str) -> str:
         raise StitchError(f"output_name {plain(given)} is a path, not a file name. {fix}")
     if len(given) > MAX_OUTPUT_NAME:
         raise StitchError(f"output_name is {len(given)} characters long; the limit is {MAX_OUTPUT_NAME}. {fix}")
-    if Path(given).suffix.lower() in _VIDEO_SUFFIXES:
-        given = given[: -len(Path(given).suffix)]
-    ascii_name = unicodedata.normalize("NFKD", given).encode("ascii", "ignore").decode("ascii")
-    # redacted as ASCII: the API key typed into the name (in any form, full-width letters too) is never a file name
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", redact(ascii_name)).strip(".-_")
+    label = name_label(_name_stem(given))
+    # redacted as ASCII too: the API key typed into the name (in any form, full-width letters too) is never a file name
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", redact(in_ascii(label))).strip(".-_")
+    slug = slug[:MAX_OUTPUT_NAME].rstrip(".-_")  # a letter ASCII spells in several (ß, ㎒) never makes it overlong
+    if digest := unspelled_digest(label, slug):
+        slug = f"{slug}-{digest}" if slug else digest
     return f"{slug or default}.mp4"
+
+
+def _name_stem(output_name: str) -> str:
+    """``output_name`` without a video extension (``final.mov``: ``final``), which the join's name replaces."""
+    suffix = Path(output_name).suffix
+    return output_name[: -len(suffix)] if suffix and suffix.lower() in _VIDEO_SUFFIXES else output_name
+
+
+def name_note(output_name: str | None, name: str) -> str:
+    """What the answer says when the join's file name ``name`` (``output_file_name``) is not the ``output_name``
+    asked for (empty when it is, or none was): another video extension (every join is an MP4 file), characters a
+    saved file's name does not keep, letters ASCII cannot spell kept as their hash. Never silent: the name asked for
+    is what the user will look for."""
+    given = (output_name or "").strip()
+    if not given:
+        return ""
+    suffix = Path(given).suffix.lower()
+    why = []
+    if suffix in _VIDEO_SUFFIXES and suffix != ".mp4":
+        why.append("joins are always written as MP4 files (.mp4)")
+    stem = name.removesuffix(".mp4")
+    if stem != _name_stem(given):
+        kept = "kie-mcp names the files it saves in ASCII letters, digits, '.', '_' and '-'"
+        digest = unspelled_digest(name_label(_name_stem(given)), "")  # the label's hash, whatever its letters
+        if digest and stem.endswith(digest):
+            kept += ", with 8 characters of the name's hash for letters ASCII cannot spell"
+        why.append(f"{kept} (a name in those characters is kept as it is)")
+    if not why:
+        return ""
+    return f"output_name {plain(given)} is saved as {name}: {'; '.join(why)}."
 
 
 def join_folder(workspace: Path, clips: Sequence[Path], session: str | None, output_name: str | None) -> Path:
@@ -953,7 +996,8 @@ def join_folder(workspace: Path, clips: Sequence[Path], session: str | None, out
     outputs = workspace / OUTPUTS
     shared = _clips_session(outputs, clips)
     if shared is None:
-        return real_folder(output_folder(workspace, output_name or "stitched", today))
+        named = _name_stem((output_name or "").strip())  # "夏季广告.mp4": the folder of 夏季广告, as its file
+        return real_folder(output_folder(workspace, named or "stitched", today))
     day, slug = shared
     return real_folder(outputs / f"{day}-{slug}")
 
@@ -973,15 +1017,6 @@ def _clips_session(outputs: Path, clips: Sequence[Path]) -> tuple[str, str] | No
         days.add(found[0])
         slugs.add(found[1])
     return (max(days), slugs.pop()) if len(slugs) == 1 else None
-
-
-def extension_note(output_name: str | None) -> str:
-    """What the answer says when ``output_name`` ends in another video extension than ``.mp4``: every join is written
-    as an MP4 file, whatever the name asked for (empty otherwise)."""
-    suffix = Path((output_name or "").strip()).suffix
-    if suffix.lower() not in _VIDEO_SUFFIXES or suffix.lower() == ".mp4":
-        return ""
-    return f"output_name asked for {plain(suffix)}; joins are always written as MP4 files (.mp4)."
 
 
 def _single_video(given: Path, path: Path) -> None:
