@@ -391,7 +391,8 @@ def test_output_name_becomes_a_safe_mp4_name():
     assert output_file_name("ad.mov", "d") == "ad.mp4"
     assert output_file_name(".hidden", "d") == "hidden.mp4"
     assert output_file_name("Café #1?.mp4", "d") == "Cafe-1.mp4"
-    assert output_file_name("日本語", "d") == "d.mp4"
+    assert re.fullmatch(r"[0-9a-f]{8}\.mp4", output_file_name("日本語", "d"))  # its hash, as its folder's
+    assert output_file_name("日本語", "d") != output_file_name("中文", "d")
     assert output_file_name("x" * MAX_OUTPUT_NAME, "d") == "x" * MAX_OUTPUT_NAME + ".mp4"
     for bad in ("a\x00b", "a/b", "a\\b", ".", "..", "...", "a\nb", "x" * (MAX_OUTPUT_NAME + 1)):
         with pytest.raises(StitchError, match="output_name"):

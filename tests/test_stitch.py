@@ -597,6 +597,21 @@ def test_probe_reads_rotation_and_ignores_cover_art():
         parse_probe(Path("song.mp3"), song)
 
 
+def test_a_rotate_tag_turns_a_clip_only_in_the_report_of_an_ffmpeg_that_turned_by_it():
+    """ffmpeg before 4.0 (no level tags: an untagged report) turned a video by its stream's ``rotate`` tag when it is
+    a bare number; later ones turn it by its display matrix alone, so there a tag is words."""
+    report = """Input #0, matroska,webm, from 'phone.mkv':
+  Duration: 00:00:02.00, start: 0.000000, bitrate: 63 kb/s
+  Stream #0:0: Video: h264 (High), yuv420p(tv, progressive), 640x360 [SAR 1:1 DAR 16:9], 24 fps, 24 tbr, 1k tbn
+    Metadata:
+      ROTATE          : {value}
+"""
+    old = {value: parse_probe(Path("phone.mkv"), report.format(value=value)).rotation for value in ("90", "90 deg")}
+    assert old == {"90": 90, "90 deg": 0}
+    tagged = "".join(f"[info] {line}\n" for line in report.format(value="90").splitlines())
+    assert parse_probe(Path("phone.mkv"), tagged, tagged=True).rotation == 0
+
+
 async def test_a_server_stopped_by_a_signal_ends_its_join_and_leaves_no_file(clips: dict[str, Path], tmp_path: Path):
     """SIGTERM (a host stopping the server) ended the process at once; its ffmpeg, a process of its own, wrote on,
     and the half-written join stayed in outputs/ for good. ``stop_all``, which the signal handler calls, kills it

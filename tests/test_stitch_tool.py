@@ -148,7 +148,8 @@ async def test_an_output_name_with_another_video_extension_is_written_as_mp4_and
         )
     assert not result.is_error, text_of(result)
     assert dated(result.structured_content["path"]) == "outputs/TODAY-cut/final.mp4"
-    assert 'output_name asked for ".mov"; joins are always written as MP4 files (.mp4).' in text_of(result)
+    said = 'output_name "final.mov" is saved as final.mp4: joins are always written as MP4 files (.mp4).'
+    assert said in text_of(result)
 
 
 async def test_a_join_reusing_a_name_gets_a_sidecar_of_its_own_never_an_earlier_joins(connect, tmp_path):

@@ -687,8 +687,9 @@ def _register_tools(mcp: MCPServer) -> None:
             str | None,
             FREE_TEXT,
             Field(
-                description="File name for the joined video, always written as .mp4 (another video extension is "
-                "replaced, and the answer says so); an existing file is never replaced."
+                description="File name for the joined video, always written as .mp4 in plain ASCII (another "
+                "video extension is replaced, letters ASCII cannot spell become a short hash, and the answer says "
+                "so); an existing file is never replaced."
             ),
         ] = None,
         session: Session = None,
@@ -750,7 +751,7 @@ def _register_tools(mcp: MCPServer) -> None:
         joined_video = [(placed, "video")]
         await pages.refresh(rt.settings.workspace, rt.settings.preview_px, joined_video)  # joins the gallery
         relative = placed.relative_to(rt.settings.workspace).as_posix()
-        renamed = stitching.extension_note(output_name)  # final.mov is written as final.mp4: said, never silent
+        renamed = stitching.name_note(output_name, name)  # final.mov as final.mp4, 夏季广告 as its hash: said
         message = " ".join([*notes, f"Joined {len(paths)} clip(s) into {relative}. {done.note}", renamed]).strip()
         result = StitchedVideo(path=relative, duration=done.duration, reencoded=done.reencoded, message=message)
         joined = _saved_file(rt.settings.workspace, relative, None, "video/mp4")

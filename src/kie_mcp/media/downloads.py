@@ -858,12 +858,30 @@ _LATIN_PLAIN = str.maketrans(
 )
 
 
-def _ascii(text: str) -> str:
+def in_ascii(text: str) -> str:
+    """``text`` in the ASCII it can be spelled in (accents dropped, ``ß`` as ``ss``); letters ASCII cannot spell go."""
     return unicodedata.normalize("NFKD", text.translate(_LATIN_PLAIN)).encode("ascii", "ignore").decode("ascii")
 
 
+def name_label(label: str) -> str:
+    """``label`` as a folder or file name is made from it: redacted as typed and with full-width or other
+    compatibility letters made plain, so the API key never becomes a name."""
+    return redact(unicodedata.normalize("NFKC", redact(label or "")))
+
+
+def unspelled_digest(label: str, slug: str) -> str | None:
+    """8 hex characters of ``label``'s hash (a ``name_label``) for the name ``slug`` made of it, where that name loses
+    what the label says: letters ASCII cannot spell (夏季活动 and 冬季活动 would both be nothing), or no ASCII at all
+    (emoji alone), so two such labels never share one name; None where ``slug`` spells it. Letter case and runs of
+    spaces aside: "Tokyo 東京" and "tokyo  東京" share one, as ASCII names in any letter case do."""
+    if not label.strip() or (slug and not _spelled_in_part(label)):
+        return None
+    named = " ".join(label.casefold().split())
+    return hashlib.sha256(named.encode("utf-8")).hexdigest()[:8]
+
+
 def _slug(text: str, max_len: int, allowed: str = "a-z0-9") -> str:
-    ascii_text = _ascii(text).lower()
+    ascii_text = in_ascii(text).lower()
     slug = re.sub(f"[^{allowed}]+", "-", ascii_text).strip("-")
     if len(slug) > max_len:
         cut = slug[:max_len]
@@ -880,12 +898,9 @@ def output_folder(workspace: Path, label: str, day: date) -> Path:
     and labels of emoji alone add 8 hex characters of the label's hash, so two such sessions of a day never share
     one folder (夏季活动 and 冬季活动 were both ``untitled``); the gallery heads them with the session's own name.
     """
-    plain_label = redact(unicodedata.normalize("NFKC", redact(label or "")))
+    plain_label = name_label(label)
     slug = _slug(plain_label, 40)
-    if plain_label.strip() and (not slug or _spelled_in_part(plain_label)):
-        # "Tokyo 東京" and "tokyo  東京" share a folder, as ASCII names in any letter case do
-        named = " ".join(plain_label.casefold().split())
-        digest = hashlib.sha256(named.encode("utf-8")).hexdigest()[:8]
+    if digest := unspelled_digest(plain_label, slug):
         slug = "-".join(part for part in (_slug(plain_label, 31), digest) if part)
     return Path(workspace) / "outputs" / f"{day.isoformat()}-{slug or 'untitled'}"
 
@@ -945,7 +960,7 @@ def folder_session(folder: str) -> tuple[str, str] | None:
 
 def _spelled_in_part(label: str) -> bool:
     """Whether ``label`` holds a letter or digit that ASCII cannot spell (its slug would lose it)."""
-    return any(unicodedata.category(ch)[0] in "LN" and not _ascii(ch).strip() for ch in label)
+    return any(unicodedata.category(ch)[0] in "LN" and not in_ascii(ch).strip() for ch in label)
 
 
 def result_name(model_id: str, task_id: str, index: int, ext: str) -> str:

@@ -90,7 +90,16 @@ from .inputs import (
     still_hashed,
 )
 from .sniff import HEAD_BYTES, sniff
-from .stitch import FD_FOLDER, StitchError, by_descriptor, find_ffmpeg
+from .stitch import (
+    FD_FOLDER,
+    REPORT_LEVEL,
+    StitchError,
+    by_descriptor,
+    find_ffmpeg,
+    levels_refused,
+    report_duration,
+    report_lines,
+)
 
 log = logging.getLogger(__name__)
 
@@ -962,7 +971,6 @@ def _ffmpeg_open(handle: IO[bytes], path: Path, timeout: float) -> Length | None
 
 # ------------------------------------------------------------------------------------------------------- ffmpeg
 
-_DURATION = re.compile(r"Duration: (\d+):(\d{2}):(\d{2}(?:\.\d+)?)")
 _NULL_COPY = ("-c", "copy", "-f", "null", "-progress", "pipe:1", "-nostats", "-")
 _OUT_TIME = re.compile(rb"^out_time_us=(\d+)\s*$", re.MULTILINE)
 
@@ -982,7 +990,8 @@ def ffmpeg_seconds(path: Path, *, timeout: float = FFMPEG_TIMEOUT, pass_fds: tup
 
 
 def ffmpeg_length(path: Path, *, timeout: float = FFMPEG_TIMEOUT, pass_fds: tuple[int, ...] = ()) -> Length | None:
-    """The length ffmpeg finds for ``path``: the ``Duration:`` it reports (from the container's headers), unless a
+    """The length ffmpeg finds for ``path``: the duration its own ``  Duration: `` line reports (from the container's
+    headers; ``stitch.report_duration``, never the file's metadata printed among ffmpeg's lines), unless a
     stream-copy pass (every packet read, nothing decoded) ends later, within ``timeout`` seconds in all. None without
     ffmpeg, on a timeout, when ffmpeg cannot read it, and when the copy pass counts no packets: a header's word alone,
     with nothing to hold it to, is no price. ``pass_fds``: the descriptors ffmpeg inherits, for a ``path`` in
@@ -993,22 +1002,28 @@ def ffmpeg_length(path: Path, *, timeout: float = FFMPEG_TIMEOUT, pass_fds: tupl
         return None
     deadline = time.monotonic() + timeout
     source = ["-protocol_whitelist", "file", "-i", f"file:{Path(path).absolute()}"]
-    try:
-        probe = subprocess.run(
-            [ffmpeg, "-hide_banner", "-nostdin", *source],
+
+    def report(*level: str) -> bytes:
+        run = subprocess.run(
+            [ffmpeg, "-hide_banner", "-nostdin", *level, *source],
             stdin=subprocess.DEVNULL,
             capture_output=True,
-            timeout=timeout,
+            timeout=max(deadline - time.monotonic(), 0.001),
             check=False,
             pass_fds=pass_fds,
         )
-        report = probe.stderr[-65536:].decode(errors="replace")
-        if "Input #0" not in report:
+        return run.stderr[-65536:]
+
+    try:
+        told = report(*REPORT_LEVEL)
+        tagged = not levels_refused(told)
+        if not tagged:  # before ffmpeg 4.0: the report without tags
+            told = report()
+        lines = report_lines(told.decode(errors="replace"), tagged=tagged)
+        if not any(line.startswith("Input #0") for line in lines):
             return None
-        header = None
-        if match := _DURATION.search(report):
-            hours, minutes, seconds = match.groups()
-            header = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+        # the input's own "  Duration: " line, never a metadata value or key that says "Duration: 01:00:00.00"
+        header = report_duration(lines)
         packets = _packet_seconds(ffmpeg, source, deadline - time.monotonic(), pass_fds)
     except (OSError, subprocess.SubprocessError, ValueError) as exc:
         log.debug("ffmpeg could not measure %s: %s", path, exc)

@@ -14,7 +14,10 @@ How a join is made:
   its own descriptor), so a clip swapped for a link to another file after it was checked is never read. Where
   ``/dev/fd`` is missing (Windows) ffmpeg gets the checked names.
 * Every input is probed (``ffmpeg -hide_banner -i FILE``, stderr parsed) for its container, duration, video codec,
-  profile, pixel format, resolution, sample aspect ratio, frame rate, rotation and audio stream.
+  profile, pixel format, resolution, sample aspect ratio, frame rate, rotation and audio stream. Only the lines
+  ffmpeg writes itself are read (``report_lines``: tagged by ffmpeg's log level, in ffmpeg's own layout), never the
+  file's metadata printed among them: a title "Duration: 00:01:00.00" is no length, a stream named "rotation of 90
+  degrees" no turn (a display matrix is).
 * When every clip has the same video and audio parameters and there are no captions, the clips are joined with the
   concat demuxer and ``-c copy``: fast and lossless. Should that fail (a container that cannot hold the codecs, say),
   the join is retried with a re-encode.
@@ -37,9 +40,11 @@ one session (``join_folder``), as a follow-up goes to its source's.
 
 ffmpeg always writes to a temporary file beside ``output``, which takes ``output``'s name only once ffmpeg has
 succeeded and the result probes as a video, so a failed, timed-out or cancelled join never leaves a half-written file.
-An existing file is never replaced (it may be another task's paid result): the join then takes the first free name
-``<name>-2.mp4``, ``<name>-3.mp4``, ... and its note says so. A name is free only with its sidecar's name
-(``<name>.json``), so a join's sidecar is never another's left behind, nor a task's.
+The join's name is ``output_name`` in plain ASCII, as every file kie-mcp saves (``output_file_name``; ``name_note``
+says how it differs from the name asked for). An existing file is never replaced (it may be another task's paid
+result): the join then takes the first free name ``<name>-2.mp4``, ``<name>-3.mp4``, ... and its note says so. A
+name is free only with its sidecar's name (``<name>.json``), so a join's sidecar is never another's left behind, nor
+a task's.
 """
 
 from __future__ import annotations
@@ -65,7 +70,16 @@ import anyio.to_thread
 from anyio.abc import ByteReceiveStream
 
 from kie_mcp.media import glyphs
-from kie_mcp.media.downloads import folder_session, output_folder, real_folder, session_folder, temp_name
+from kie_mcp.media.downloads import (
+    folder_session,
+    in_ascii,
+    name_label,
+    output_folder,
+    real_folder,
+    session_folder,
+    temp_name,
+    unspelled_digest,
+)
 from kie_mcp.media.inputs import RefusedInput, open_judged, read_judged_head
 from kie_mcp.media.saved import OUTPUTS
 from kie_mcp.media.sniff import describe, sniff
@@ -353,37 +367,87 @@ def _split_top(text: str) -> list[str]:
     return parts
 
 
-_STREAM = re.compile(r"^\s*Stream #\d+:\d+\S*: (Video|Audio|Subtitle|Data|Attachment): (.*)$")
+# How ffmpeg's report of an input (``ffmpeg -i``, on stderr) is read. At this log level ffmpeg tags each line it begins
+# ``[info] `` (ffmpeg 4.0 and later); what a file wrote into the report, a metadata key or value holding a line break
+# (a title "x\n  Duration: 01:00:00.00"), goes on in a line ffmpeg began and is never tagged, so it is never taken for
+# a line of ffmpeg's own. Of the tagged lines only those of ffmpeg's own layout are read (the input's ``  Duration: ``
+# line, its ``  Stream #`` lines, a stream's side data), never a metadata value that says the same words (a title
+# "Duration: 00:01:00.00", a stream name "rotation of 90 degrees").
+REPORT_LEVEL = ("-loglevel", "repeat+level+info")
+_OWN = "[info] "
+_LEVEL_TAG = re.compile(r"\[(?:panic|fatal|error|warning|info|verbose|debug|trace)\] ")
+_HEADER_DURATION = re.compile(r"  Duration: (\d+):(\d{2}):(\d{2}(?:\.\d+)?)")  # the input's, two spaces in
+_STREAM = re.compile(r"  Stream #\d+:\d+\S*: (Video|Audio|Subtitle|Data|Attachment): (.*)")
+_SECTION = re.compile(r"\s+(Metadata|Side data):")  # a stream's headings; a metadata key's line has ": " after it
+# The rotation a display matrix gives (ffmpeg 7 and later write "Display Matrix"): the whole line, so a metadata key
+# of those words (its line goes on ": <value>") is no rotation.
+_MATRIX_ROTATION = re.compile(r"\s+(?:displaymatrix|Display Matrix): rotation of (-?\d+(?:\.\d+)?) degrees")
+_ROTATE_TAG = re.compile(r"\s+rotate {10}: (-?\d+(?:\.\d+)?)", re.IGNORECASE)  # a bare number, as ffmpeg 3 read it
 
 
-def parse_probe(path: Path, stderr: str) -> Probe:
-    """Read what ``ffmpeg -hide_banner -i FILE`` printed; raises StitchError when it is not a video."""
-    container_match = re.search(r"^Input #0, (.+?), from ", stderr, re.MULTILINE)
+def levels_refused(stderr: bytes) -> bool:
+    """Whether ffmpeg refused ``REPORT_LEVEL``'s level tags (before ffmpeg 4.0): it says so first, and reads no file."""
+    return stderr.lstrip().startswith(b"Invalid loglevel")
+
+
+def report_lines(report: str, *, tagged: bool) -> list[str]:
+    """The lines of ``report`` ffmpeg began itself (``tagged``: run with ``REPORT_LEVEL``), without their tag; an
+    untagged report (an ffmpeg before 4.0), every line, held to ffmpeg's layout alone. Split at line feeds only:
+    ``str.splitlines`` would also split at a carriage return, U+2028 and others, which a metadata value can hold."""
+    lines = [line.removesuffix("\r") for line in report.split("\n")]
+    if not tagged:
+        return lines
+    return [line[len(_OWN) :] for line in lines if line.startswith(_OWN)]
+
+
+def report_duration(lines: Sequence[str]) -> float | None:
+    """The input's length by ffmpeg's report (``report_lines``): its own ``  Duration: `` line, never a metadata
+    value or key of those words; None for "N/A" or none."""
+    for line in lines:
+        if line.startswith("  Duration: "):
+            found = _HEADER_DURATION.match(line)
+            if found is None:
+                return None
+            hours, minutes, seconds = found.groups()
+            return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    return None
+
+
+def parse_probe(path: Path, stderr: str, *, tagged: bool = False) -> Probe:
+    """Read what ``ffmpeg -hide_banner -i FILE`` printed (``tagged``: with ``REPORT_LEVEL``, as ``probe`` runs it);
+    raises StitchError when it is not a video."""
+    lines = report_lines(stderr, tagged=tagged)
+    container_match = re.search(r"^Input #0, (.+?), from ", "\n".join(lines), re.MULTILINE)
     if not container_match:
-        reason = _tail(stderr.encode(), 3).replace("\n", " / ")
+        reason = _LEVEL_TAG.sub("", _tail(stderr.encode(), 3)).replace("\n", " / ")
         raise StitchError(f"{path} is not a video ffmpeg can read ({reason}).")
     container = container_match.group(1)
-    duration_match = re.search(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)", stderr)
-    duration = None
-    if duration_match:
-        hours, minutes, seconds = duration_match.groups()
-        duration = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    duration = report_duration(lines)
 
     video: str | None = None
     audio: str | None = None
-    rotation = 0
+    matrix: int | None = None  # the video stream's display matrix, which ffmpeg turns it by
+    tag: int | None = None  # its ``rotate`` tag, which only ffmpeg before 4.0 turned it by (an untagged report)
     current: str | None = None
-    for line in stderr.splitlines():
-        stream = _STREAM.match(line)
+    section: str | None = None
+    for line in lines:
+        stream = _STREAM.fullmatch(line)
         if stream:
             kind, spec = stream.groups()
-            current = None
+            current, section = None, None
             if kind == "Video" and video is None and "(attached pic)" not in spec:
                 video, current = spec, "video"
             elif kind == "Audio" and audio is None:
                 audio = spec
-        elif current == "video" and (rotated := re.search(r"rotation of (-?\d+(?:\.\d+)?) degrees", line)):
-            rotation = round(float(rotated.group(1))) % 360
+        elif current != "video":
+            continue
+        elif heading := _SECTION.fullmatch(line):
+            section = heading.group(1)
+        elif section == "Side data" and (rotated := _MATRIX_ROTATION.fullmatch(line)):
+            matrix = round(float(rotated.group(1))) % 360
+        elif section == "Metadata" and not tagged and (rotated := _ROTATE_TAG.fullmatch(line)):
+            tag = round(float(rotated.group(1))) % 360
+    rotation = tag or matrix or 0  # ffmpeg 3 turned by a tag other than 0 first
     if video is None:
         what = "audio only" if audio else "no video stream"
         raise StitchError(f"{path} is not a video ({what}; ffmpeg reads it as {container!r}).")
@@ -438,14 +502,23 @@ async def probe(ffmpeg: str, path: Path, *, held: _Held | None = None, position:
     """Probe one file with ``ffmpeg -i`` (ffmpeg exits non-zero since no output is given; stderr is the report);
     with ``held``, the clip at ``position`` read through its held descriptor."""
     source = held.sources[position] if held is not None else None
+
+    def command(*level: str) -> list[str]:
+        return [ffmpeg, "-hide_banner", "-nostdin", *level, *SINGLE_FILE, "-i", source or str(path)]
+
     try:
         with anyio.fail_after(_PROBE_TIMEOUT):
-            command = [ffmpeg, "-hide_banner", "-nostdin", *SINGLE_FILE, "-i", source or str(path)]
-            result = await _run(command, held=held)
+            result = await _run(command(*REPORT_LEVEL), held=held)
+            tagged = not levels_refused(result.stderr)
+            if not tagged:  # before ffmpeg 4.0: the report without tags
+                result = await _run(command(), held=held)
     except TimeoutError:
         raise StitchError(f"ffmpeg took longer than {_PROBE_TIMEOUT:g} s to read {path}.") from None
-    report = result.stderr.decode(errors="replace")
-    return replace(parse_probe(path, held.named(report) if held is not None else report), source=source)
+    try:  # read as ffmpeg printed it: a clip's name put in for /dev/fd/N is no line of ffmpeg's
+        probed = parse_probe(path, result.stderr.decode(errors="replace"), tagged=tagged)
+    except StitchError as exc:
+        raise StitchError(held.named(str(exc)) if held is not None else str(exc)) from None
+    return replace(probed, source=source)
 
 
 def copy_mismatch(probes: Sequence[Probe]) -> str | None:
@@ -853,16 +926,17 @@ MAX_OUTPUT_NAME = 120  # characters; far below every filesystem's NAME_MAX (255 
 
 
 def output_file_name(output_name: str | None, default: str) -> str:
-    """The joined video's file name (always ``.mp4``: a video extension asked for is replaced, and
-    ``extension_note`` says so) from what the caller asked for, or ``default``.
+    """The joined video's file name (always ``.mp4``: a video extension asked for is replaced) from what the caller
+    asked for, or ``default``; ``name_note`` says how it differs from the name asked for.
 
     A name is a plain file name, never a path: separators, ``.``/``..``, control characters (NUL included) and names
     over ``MAX_OUTPUT_NAME`` characters are refused with a ``StitchError`` saying what to give instead. Anything else
-    becomes a safe slug: ASCII letters, digits, ``.``, ``_`` and ``-`` (others turn into ``-``), no leading dot, with
-    any secret redacted (the API key pasted into the name becomes ``redacted``).
+    becomes a name in plain characters, as every file and folder kie-mcp saves has (``downloads.output_folder``):
+    ASCII letters, digits, ``.``, ``_`` and ``-`` (accents dropped, others turn into ``-``), no leading dot, with any
+    secret redacted (the API key pasted into the name becomes ``redacted``); a name whose letters ASCII cannot spell
+    (夏季广告, إعلان الصيف) keeps 8 hex characters of its hash (``downloads.unspelled_digest``), the same its folder
+    gets, so two such names are two files, never the default's.
     """
-    import unicodedata
-
     given = (output_name or "").strip()
     fix = "Give a plain file name such as 'final-cut.mp4'; session chooses the folder (outputs/<date>-<session>/)."
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in given):
@@ -871,12 +945,43 @@ def output_file_name(output_name: str | None, default: str) -> str:
         raise StitchError(f"output_name {plain(given)} is a path, not a file name. {fix}")
     if len(given) > MAX_OUTPUT_NAME:
         raise StitchError(f"output_name is {len(given)} characters long; the limit is {MAX_OUTPUT_NAME}. {fix}")
-    if Path(given).suffix.lower() in _VIDEO_SUFFIXES:
-        given = given[: -len(Path(given).suffix)]
-    ascii_name = unicodedata.normalize("NFKD", given).encode("ascii", "ignore").decode("ascii")
-    # redacted as ASCII: the API key typed into the name (in any form, full-width letters too) is never a file name
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", redact(ascii_name)).strip(".-_")
+    label = name_label(_name_stem(given))
+    # redacted as ASCII too: the API key typed into the name (in any form, full-width letters too) is never a file name
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", redact(in_ascii(label))).strip(".-_")
+    slug = slug[:MAX_OUTPUT_NAME].rstrip(".-_")  # a letter ASCII spells in several (ß, ㎒) never makes it overlong
+    if digest := unspelled_digest(label, slug):
+        slug = f"{slug}-{digest}" if slug else digest
     return f"{slug or default}.mp4"
+
+
+def _name_stem(output_name: str) -> str:
+    """``output_name`` without a video extension (``final.mov``: ``final``), which the join's name replaces."""
+    suffix = Path(output_name).suffix
+    return output_name[: -len(suffix)] if suffix and suffix.lower() in _VIDEO_SUFFIXES else output_name
+
+
+def name_note(output_name: str | None, name: str) -> str:
+    """What the answer says when the join's file name ``name`` (``output_file_name``) is not the ``output_name``
+    asked for (empty when it is, or none was): another video extension (every join is an MP4 file), characters a
+    saved file's name does not keep, letters ASCII cannot spell kept as their hash. Never silent: the name asked for
+    is what the user will look for."""
+    given = (output_name or "").strip()
+    if not given:
+        return ""
+    suffix = Path(given).suffix.lower()
+    why = []
+    if suffix in _VIDEO_SUFFIXES and suffix != ".mp4":
+        why.append("joins are always written as MP4 files (.mp4)")
+    stem = name.removesuffix(".mp4")
+    if stem != _name_stem(given):
+        kept = "kie-mcp names the files it saves in ASCII letters, digits, '.', '_' and '-'"
+        digest = unspelled_digest(name_label(_name_stem(given)), "")  # the label's hash, whatever its letters
+        if digest and stem.endswith(digest):
+            kept += ", with 8 characters of the name's hash for letters ASCII cannot spell"
+        why.append(f"{kept} (a name in those characters is kept as it is)")
+    if not why:
+        return ""
+    return f"output_name {plain(given)} is saved as {name}: {'; '.join(why)}."
 
 
 def join_folder(workspace: Path, clips: Sequence[Path], session: str | None, output_name: str | None) -> Path:
@@ -891,7 +996,8 @@ def join_folder(workspace: Path, clips: Sequence[Path], session: str | None, out
     outputs = workspace / OUTPUTS
     shared = _clips_session(outputs, clips)
     if shared is None:
-        return real_folder(output_folder(workspace, output_name or "stitched", today))
+        named = _name_stem((output_name or "").strip())  # "夏季广告.mp4": the folder of 夏季广告, as its file
+        return real_folder(output_folder(workspace, named or "stitched", today))
     day, slug = shared
     return real_folder(outputs / f"{day}-{slug}")
 
@@ -911,15 +1017,6 @@ def _clips_session(outputs: Path, clips: Sequence[Path]) -> tuple[str, str] | No
         days.add(found[0])
         slugs.add(found[1])
     return (max(days), slugs.pop()) if len(slugs) == 1 else None
-
-
-def extension_note(output_name: str | None) -> str:
-    """What the answer says when ``output_name`` ends in another video extension than ``.mp4``: every join is written
-    as an MP4 file, whatever the name asked for (empty otherwise)."""
-    suffix = Path((output_name or "").strip()).suffix
-    if suffix.lower() not in _VIDEO_SUFFIXES or suffix.lower() == ".mp4":
-        return ""
-    return f"output_name asked for {plain(suffix)}; joins are always written as MP4 files (.mp4)."
 
 
 def _single_video(given: Path, path: Path) -> None:
@@ -1119,7 +1216,7 @@ async def _encode(
     log = glyphs.CaptionLog() if plan.burns_with_libass else None
     if log is not None:
         result = await _run([*command("level+warning"), str(temp)], cwd=workdir, held=held, sieve=log)
-        if result.returncode != 0 and b"Invalid loglevel" in result.stderr:  # before ffmpeg 4.0: no level tags
+        if result.returncode != 0 and levels_refused(result.stderr):  # before ffmpeg 4.0: no level tags
             log = None
     if log is None:
         result = await _run([*command("error"), str(temp)], cwd=workdir, held=held)
