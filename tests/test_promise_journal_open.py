@@ -7,6 +7,11 @@
 - A damaged page (a bad sector, a torn write) in a journal in use: every answer that meets it names the damaged file
   and says a restart moves it aside; the restart does (its check of every page finds it), and spending works again
   with today's spend carried over from the call log.
+- A damaged journal another server on the workspace still has open is never moved aside under it (that server's
+  tasks and spend would go on into the moved file, nobody reading them): the new server says so and spends nothing,
+  and moves it aside by itself once the other server stops. Two servers starting at once on a damaged journal move
+  it aside once, to a name no other file has, and share the fresh one. ``kie://tasks`` names a damaged journal as
+  the tools do.
 - A folder or a named pipe where the journal file goes is named, with what to do (not "make it writable").
 - A file size limit (``ulimit -f``) the journal's writes meet is named as that.
 
@@ -22,12 +27,16 @@ import sys
 import textwrap
 import time
 import warnings
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx2
 import pytest
-from mcp import Client, StdioServerParameters
+from mcp import Client, MCPError, StdioServerParameters
 from mcp.shared.exceptions import MCPDeprecationWarning
 
 from kie_mcp.journal import journal_path
@@ -272,6 +281,175 @@ async def test_a_journal_damaged_while_no_server_ran_is_moved_aside_at_the_start
     assert str(kept) in text_of(made)  # the first answer says so, whatever the tool
     assert credits.structured_content["spent_today"] == 16, text_of(credits)  # 8 carried over, 8 spent now
     assert len(await controls.creates()) == 2
+
+
+def damage_a_page_no_server_reads(workspace: Path) -> None:
+    """A page of the journal that no running server reads overwritten (a bad sector under an old task's answer): a
+    server using the journal goes on, and only a start's check of every page finds it."""
+    path = journal_path(workspace)
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:
+        db.execute("INSERT INTO answers (task_id, body, at) VALUES ('an old task', ?, 0)", ("x" * 40_000,))
+        page_size = db.execute("PRAGMA page_size").fetchone()[0]
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    pages = path.stat().st_size // page_size
+    with open(path, "r+b") as file:
+        file.seek((pages - 2) * page_size)  # the answer's overflow pages are the file's last
+        file.write(b"\xff" * page_size)
+
+
+def kept_journals(workspace: Path) -> list[Path]:
+    folder = journal_path(workspace).parent
+    return [p for p in folder.iterdir() if ".corrupt-" in p.name and not p.name.endswith(("-wal", "-shm"))]
+
+
+@asynccontextmanager
+async def server_of_its_own(opener: Any) -> AsyncIterator[tuple[Client, Callable[[], Awaitable[None]]]]:
+    """A server and its client run in a task of their own, and the means to stop them while the caller's go on."""
+    ready, stop, stopped = anyio.Event(), anyio.Event(), anyio.Event()
+    clients: list[Client] = []
+
+    async def serve() -> None:
+        async with opener as client:
+            clients.append(client)
+            ready.set()
+            await stop.wait()
+        stopped.set()
+
+    async def close() -> None:
+        stop.set()
+        await stopped.wait()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(serve)
+        await ready.wait()
+        yield clients[0], close
+        stop.set()
+
+
+def says_in_use_by_another_server(text: str) -> None:
+    assert "is damaged" in text and "another kie-mcp process" in text and "not moved aside" in text, text
+    assert "Close every other client of this workspace" in text and "without a restart" in text, text
+    assert "Nothing was spent" in text and "writable" not in text, text
+
+
+async def test_a_damaged_journal_another_server_still_uses_is_left_in_place_until_it_stops_then_moved_aside(
+    connect, controls, tmp_path
+):
+    """The audit: a page server A never reads went bad; server B, started on the workspace by a second client,
+    failed the check, moved journal.sqlite3 aside and started afresh while A kept writing into the moved file. A's
+    60-credit Veo clip made then was in no journal after a restart, never followed or saved, and today's spend was
+    split across two ledgers. B now leaves the journal where it is, says why and spends nothing; once A stops, B
+    moves it aside by itself and takes A's clip and today's spend from the call log."""
+    await controls.post("clock/speed", {"speed": 1000})
+    async with server_of_its_own(connect(elicitation=answering(), auto_approve_credits=100)) as (first, stop_first):
+        made = await first.call_tool("generate_image", {**IMAGE, "wait_seconds": 20})
+        assert made.structured_content["status"] == "completed", text_of(made)
+        damage_a_page_no_server_reads(tmp_path)
+        damaged = journal_path(tmp_path).stat().st_ino
+        async with connect(elicitation=answering(), auto_approve_credits=100) as second:
+            listed = await second.call_tool("list_tasks", {})
+            refused = await second.call_tool("generate_image", {**IMAGE, "prompt": "a pear", "wait_seconds": 20})
+            kept_meanwhile = kept_journals(tmp_path)
+            await controls.post("clock/speed", {"speed": 0})
+            video_id = await video_nobody_waits_for(first)  # A spends on after B started
+            await stop_first()
+            await controls.post("clock/speed", {"speed": 1000})
+            again = await second.call_tool("list_tasks", {})
+            with anyio.fail_after(20):  # B follows and saves the clip nobody waits for
+                while not list((tmp_path / "outputs").rglob(f"*{video_id}*.mp4")):  # noqa: ASYNC110 - a file
+                    await anyio.sleep(0.05)
+            credits = await second.call_tool("check_credits", {})
+    for answer in (listed, refused):
+        assert answer.is_error
+        says_in_use_by_another_server(text_of(answer))
+    assert kept_meanwhile == [] and len(await controls.creates()) == 2  # B sent nothing
+    [kept] = kept_journals(tmp_path)
+    assert kept.stat().st_ino == damaged and str(kept) in text_of(again), text_of(again)  # the file A had open
+    with contextlib.closing(sqlite3.connect(f"file:{kept}?mode=ro", uri=True)) as db:  # A's clip is in it: not lost
+        assert db.execute("SELECT 1 FROM tasks WHERE task_id = ?", (video_id,)).fetchone()
+    assert video_id in [task["task_id"] for task in again.structured_content["tasks"]], text_of(again)
+    assert credits.structured_content["spent_today"] == 68, text_of(credits)  # one ledger: 8 + 60
+
+
+async def test_two_servers_starting_at_once_on_a_damaged_journal_move_it_aside_once_and_share_the_fresh_one(
+    connect, controls, tmp_path
+):
+    """The audit: two servers starting at once on a damaged journal each moved "it" aside under a name made of the
+    second: the second rename replaced the user's damaged journal (all its history) with the other server's fresh
+    one, both said it was kept there, and one server then ran on the moved file. Now one moves the damaged file
+    (the very one that failed the check) to a name no file has, and both use the fresh journal."""
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 20})
+        assert made.structured_content["status"] == "completed", text_of(made)
+    damage_a_page_no_server_reads(tmp_path)
+    path = journal_path(tmp_path)
+    original = path.read_bytes()
+    now = datetime.now()  # journals kept from an earlier damage under names of the minute to come: never replaced
+    earlier = [path.with_name(f"{path.name}.corrupt-{now + timedelta(seconds=s):%Y%m%d-%H%M%S}") for s in range(60)]
+    for name in earlier:
+        name.write_bytes(b"kept before")
+    answers: dict[str, Any] = {}
+    async with connect(elicitation=answering()) as first, connect(elicitation=answering()) as second:
+        async with anyio.create_task_group() as group:  # both open the journal at once
+            for name, client in (("first", first), ("second", second)):
+                group.start_soon(listing, answers, name, client)
+        made = await first.call_tool("generate_image", {**IMAGE, "prompt": "a pear", "wait_seconds": 20})
+        seen = await second.call_tool("list_tasks", {})
+    assert all(name.read_bytes() == b"kept before" for name in earlier)
+    [kept] = [p for p in kept_journals(tmp_path) if p not in earlier]
+    assert kept.read_bytes() == original  # the damaged journal itself, whole
+    told = [name for name, answer in answers.items() if str(kept) in text_of(answer)]
+    assert len(told) == 1, answers  # one server moved it aside, and said so
+    assert all(not answer.is_error for answer in answers.values()), answers
+    assert made.structured_content["tasks"][0]["task_id"] in text_of(seen), text_of(seen)  # one journal for both
+
+
+async def listing(answers: dict[str, Any], name: str, client: Client) -> None:
+    answers[name] = await client.call_tool("list_tasks", {})
+
+
+async def test_kie_tasks_names_a_damaged_journal_as_the_tools_do(connect, controls, tmp_path):
+    """The audit: with the journal cut short while the server ran, the tools said it was damaged and to restart the
+    server, but reading kie://tasks said to make the workspace a writable folder, which it was."""
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 20})
+        assert made.structured_content["status"] == "completed", text_of(made)
+        path = journal_path(tmp_path)
+        with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        os.truncate(path, 16384)
+        with pytest.raises(MCPError) as refused:
+            await client.read_resource("kie://tasks")
+    said = refused.value.error.message
+    assert "journal (.kie-mcp/journal.sqlite3) is damaged" in said and "Restart the server" in said, said
+    assert "writable" not in said, said
+
+
+@pytest.mark.stdio
+@pytest.mark.skipif(sys.platform == "win32", reason="a POSIX console script; Windows refuses to move an open file")
+async def test_over_stdio_a_damaged_journal_another_server_process_uses_is_moved_aside_only_once_it_ends(
+    simulator_process, tmp_path
+):
+    """The same over real stdio, two console scripts on one workspace: the second leaves the damaged journal the
+    first has open where it is, and moves it aside by itself once the first process has ended."""
+    env = server_env(simulator_process, tmp_path)
+    params = StdioServerParameters(command=console_script(), args=[], env=env)
+    async with server_of_its_own(Client(params, mode="legacy", read_timeout_seconds=60)) as (first, stop_first):
+        made = await first.call_tool("generate_image", {**IMAGE, "wait_seconds": 0})
+        assert made.structured_content["status"] == "submitted", text_of(made)
+        damage_a_page_no_server_reads(tmp_path / "ws")
+        async with Client(params, mode="legacy", read_timeout_seconds=60) as second:
+            refused = await second.call_tool("list_tasks", {})
+            kept_meanwhile = kept_journals(tmp_path / "ws")
+            await stop_first()
+            listed = await second.call_tool("list_tasks", {})
+    says_in_use_by_another_server(text_of(refused))
+    assert kept_meanwhile == []
+    [kept] = kept_journals(tmp_path / "ws")
+    assert not listed.is_error and str(kept) in text_of(listed), text_of(listed)
+    with contextlib.closing(sqlite3.connect(f"file:{kept}?mode=ro", uri=True)) as db:  # the file the first had open
+        task_id = made.structured_content["tasks"][0]["task_id"]
+        assert db.execute("SELECT 1 FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
 
 
 # -- not a file where the journal goes ------------------------------------------------------------------------------

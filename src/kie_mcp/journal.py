@@ -37,6 +37,7 @@ except ImportError:  # Windows: no such limit
     resource = None  # type: ignore[assignment]
 
 from kie_mcp import processes
+from kie_mcp.journaluse import JournalUse, ShareRefused, identity
 from kie_mcp.redact import redact, redact_value
 from kie_mcp.words import shortened, timestamp
 
@@ -191,6 +192,9 @@ BUSY_SECONDS = 30.0
 # exclusive mode), in a worker thread: still held then, the journal is tried again, each try waiting as long, until it
 # opens (``runtime``), and every call meanwhile says it is locked and by whom.
 OPEN_WAIT = 0.5
+# How long a start waits for another server moving a damaged journal aside (it holds the journal alone until the call
+# log's spend and tasks are in the fresh one): longer, the journal is tried again until it opens, as when locked.
+MOVE_WAIT = 5.0
 T = TypeVar("T")
 
 
@@ -202,6 +206,15 @@ def is_locked(err: BaseException) -> bool:
 
 def journal_path(workspace: Path) -> Path:
     return workspace / ".kie-mcp" / "journal.sqlite3"
+
+
+def _free_name(path: Path) -> Path:
+    """A name beside ``path`` to keep a damaged journal under, taken by no file (nor its ``-wal`` or ``-shm``): the
+    time, and a part of its own, so two moved aside in one second never share one, and none replaces another."""
+    while True:
+        kept = path.with_name(f"{path.name}.corrupt-{datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}")
+        if not any(kept.with_name(kept.name + suffix).exists() for suffix in ("", "-wal", "-shm")):
+            return kept
 
 
 def _is_corrupt(err: BaseException) -> bool:
@@ -269,11 +282,24 @@ def unavailable_reason(workspace: Path, err: BaseException) -> str:
         )
     if is_locked(err):  # tried again before every call until it opens (``runtime``): no restart
         fix = storage_fix(err, "call again: kie-mcp opens the journal as soon as it is free, without a restart")
-    elif _is_full(err) or _size_limit_met(err) is not None:
+    elif _is_full(err) or _size_limit_met(err) is not None or _is_corrupt(err):
         fix = storage_fix(err, "restart the server")
     else:
         fix = f"Make {workspace} a writable folder (or set KIE_WORKSPACE to one), then restart the server."
     return f"kie-mcp cannot use its journal in {folder} ({type(err).__name__}: {err}). {keeps} {fix} Nothing was spent."
+
+
+def in_use_reason(path: Path) -> str:
+    """Why a damaged journal was not moved aside: another server still has it open (``Journal.open_for_server``)."""
+    return (
+        f"kie-mcp cannot use its journal: {path} is damaged (the check of its pages at the start found errors), and "
+        "another kie-mcp process on this workspace (another client's server) still has it open, so it was not moved "
+        "aside: that process would go on recording its tasks and spend in the moved file, where no server reads "
+        "them. kie-mcp keeps every quote, spend and task there, so nothing that costs credits can run until then. "
+        "Close every other client of this workspace (or restart them): once no other kie-mcp process has it open, "
+        "this server moves the damaged file aside (kept beside it), starts a fresh journal and takes today's spend "
+        "and recent tasks from the call log, without a restart. Nothing was spent."
+    )
 
 
 def storage_fix(err: BaseException, then: str = "try again") -> str:
@@ -289,8 +315,9 @@ def storage_fix(err: BaseException, then: str = "try again") -> str:
         return (
             "The workspace journal (.kie-mcp/journal.sqlite3) is damaged. Restart the server: at its start kie-mcp "
             "moves the damaged file aside (kept beside it, and named in its first answer), starts a fresh journal and "
-            "counts today's spend from the call log against the daily cap. Then try again (a quote given before the "
-            "restart stays in the old file: ask for a new estimate)."
+            "counts today's spend from the call log against the daily cap; it waits to do so until no other kie-mcp "
+            "server has that journal open (another client of this workspace: close or restart it too). Then try again "
+            "(a quote given before the restart stays in the old file: ask for a new estimate)."
         )
     if _is_full(err):
         return f"The disk is full: free some space and {then}."
@@ -546,6 +573,16 @@ class JournalLocked(JournalUnavailable):
     (``runtime``); the message says so, and what to close."""
 
 
+class JournalInUse(JournalLocked):
+    """The journal is damaged and another kie-mcp process still has it open, so it is not moved aside: the server
+    tries again until that process is gone (``runtime``), then moves it. ``damaged``: which file failed the check
+    (``journaluse.identity``), so the tries meanwhile do not check its pages again while it is still there."""
+
+    def __init__(self, message: str, damaged: tuple[int, int] | None) -> None:
+        super().__init__(message)
+        self.damaged = damaged
+
+
 JOURNAL_ERRORS = (sqlite3.Error, OSError, JournalUnavailable)  # a journal that cannot be read or written now
 
 
@@ -613,6 +650,7 @@ class Journal:
         self.path = path
         self.reset_from: Path | None = None  # the corrupt journal this fresh one replaced (``open_for_server``)
         self.created_now = False  # this handle made the journal: it held no table (no file, or an empty one)
+        self.use: JournalUse | None = None  # a server's shared lock on the journal while open (``open_for_server``)
         if isinstance(path, Path):
             path.parent.mkdir(parents=True, exist_ok=True)
         wait = BUSY_SECONDS if open_wait is None else open_wait
@@ -707,42 +745,114 @@ class Journal:
         return cls(journal_path(workspace))
 
     @classmethod
-    def open_for_server(cls, workspace: Path, wait: float | None = None) -> tuple[Journal | None, str | None]:
+    def open_for_server(
+        cls, workspace: Path, wait: float | None = None, damaged: tuple[int, int] | None = None
+    ) -> tuple[Journal | None, str | None]:
         """Open the workspace journal for a server that must start whatever the disk says, waiting up to ``wait``
         seconds (``OPEN_WAIT`` unless given) for a lock another program holds.
 
-        Its pages are checked first (``_check_pages``). A corrupt journal (damaged anywhere, not only where the open
-        reads) is moved aside (kept, and named in the notice) and a fresh one started. A journal that cannot be
-        opened at all (unwritable workspace, full disk, a folder in its place) gives ``None`` and the reason, so the
-        server starts and every tool that needs the journal explains. One another program holds locked raises
-        ``JournalLocked``: it opens once the lock is gone, without a restart.
+        The server holds a shared lock on the journal from now until it closes it (``journaluse``). Its pages are
+        checked first (``_check_pages``). A corrupt journal (damaged anywhere, not only where the open reads) is
+        moved aside (kept under a name of its own, and named in the notice) and a fresh one started, but only while
+        no other server has it open, and only the very file that failed the check. A journal that cannot be opened
+        at all (unwritable workspace, full disk, a folder in its place) gives ``None`` and the reason, so the server
+        starts and every tool that needs the journal explains. A fresh journal started in place of a damaged one
+        is still held alone: the caller ``share``s it once the call log's spend and tasks are in it, so that no other
+        server opens it half taken up (and takes them up too). One another program holds locked raises
+        ``JournalLocked``, and a damaged one another server has open ``JournalInUse`` (given back as ``damaged`` by
+        the next try, which then skips the check while that file is still there): it opens once the lock or the
+        other server is gone, without a restart.
         """
         path = journal_path(workspace)
         wait = OPEN_WAIT if wait is None else wait
+        for _ in range(3):  # the journal replaced meanwhile (another server moved it aside): the new one is opened
+            try:
+                use = JournalUse.take(path.parent, max(wait, MOVE_WAIT))
+            except ShareRefused as err:
+                locked = sqlite3.OperationalError(f"database is locked ({err})")
+                raise JournalLocked(unavailable_reason(workspace, locked)) from err
+            try:
+                seen = identity(path)
+                if damaged is None or seen != damaged:
+                    journal, reason = cls._open_checked(workspace, wait, use)
+                    if journal is not None or reason is not None:
+                        return journal, reason
+                opened = cls._move_aside(workspace, wait, use, seen)
+            except BaseException:
+                use.release()
+                raise
+            if opened is not None:
+                return opened
+            use.release()  # another server moved it aside meanwhile: the file there now is opened
+        raise JournalLocked(unavailable_reason(workspace, sqlite3.OperationalError("database is locked")))
+
+    @classmethod
+    def _open_checked(cls, workspace: Path, wait: float, use: JournalUse) -> tuple[Journal | None, str | None]:
+        """The journal, its pages checked, holding ``use``; or None and why it cannot be used. (None, None): it is
+        damaged, to be moved aside. ``use`` is released unless the journal holds it."""
+        path = journal_path(workspace)
         try:
-            return cls(path, open_wait=wait, check=True), None
+            journal = cls(path, open_wait=wait, check=True)
         except sqlite3.DatabaseError as err:
+            if _is_corrupt(err) and path.is_file():
+                return None, None
+            use.release()
             if is_locked(err):
                 raise JournalLocked(unavailable_reason(workspace, err)) from err
-            if not _is_corrupt(err) or not path.is_file():
-                return None, unavailable_reason(workspace, err)
-        except OSError as err:
             return None, unavailable_reason(workspace, err)
-        kept = path.with_name(f"{path.name}.corrupt-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+        except OSError as err:
+            use.release()
+            return None, unavailable_reason(workspace, err)
+        journal.use = use
+        return journal, None
+
+    @classmethod
+    def _move_aside(
+        cls, workspace: Path, wait: float, use: JournalUse, damaged: tuple[int, int] | None
+    ) -> tuple[Journal | None, str | None] | None:
+        """Move the damaged journal (the file ``damaged`` names) aside and start a fresh one, holding ``use`` alone
+        meanwhile: the fresh journal and the notice, or None and why it cannot be done. None when the file there is
+        no longer the damaged one (another server moved it): it is to be opened instead. Raises ``JournalInUse``
+        while another server has it open."""
+        path = journal_path(workspace)
+        if use.problem is not None:  # no lock to be had: whether another server has it open cannot be told
+            use.release()
+            return None, unavailable_reason(workspace, use.problem)
         try:
+            alone = use.exclusive(wait, gave_up=lambda: identity(path) != damaged)
+        except OSError as err:  # a file system whose locks fail (ENOLCK)
+            use.release()
+            return None, unavailable_reason(workspace, err)
+        if not alone:
+            if identity(path) != damaged:
+                return None
+            use.release()
+            raise JournalInUse(in_use_reason(path), damaged)
+        if identity(path) != damaged:
+            return None
+        try:
+            kept = _free_name(path)
             for suffix in ("", "-wal", "-shm"):
                 part = path.with_name(path.name + suffix)
                 if part.exists():
                     part.rename(kept.with_name(kept.name + suffix))
             journal = cls(path, open_wait=wait)
         except (OSError, sqlite3.Error) as err:
+            use.release()
+            if getattr(err, "winerror", None) == 32:  # Windows: the file is open in another process
+                raise JournalInUse(in_use_reason(path), damaged) from err
             return None, unavailable_reason(workspace, err)
-        journal.reset_from = kept
+        journal.use, journal.reset_from = use, kept  # held alone until ``share``
         notice = (
             f"The workspace journal was unreadable (corrupt), so it was moved aside to {kept} and a fresh one was "
             "started. Quotes and tasks recorded before are in that file, not in the new journal."
         )
         return journal, notice
+
+    def share(self) -> None:
+        """Let the other servers open the journal too (a fresh one ``open_for_server`` started is held alone)."""
+        if self.use is not None:
+            self.use.shared()
 
     def close(self) -> None:
         with self._lock:
@@ -750,6 +860,8 @@ class Journal:
         with self._probe_lock:
             if self._probe is not None:
                 self._probe.close()
+        if self.use is not None:  # closed: another server may move it aside now, if it is damaged
+            self.use.release()
 
     @contextmanager
     def _handle(self) -> Iterator[sqlite3.Connection]:

@@ -16,7 +16,7 @@ import httpx2
 from kie_mcp.catalog import Catalog, load_catalog
 from kie_mcp.catalog.pricing import SIMULATED_COPY
 from kie_mcp.config import Settings, no_key_advice
-from kie_mcp.journal import Journal, JournalLocked, OwedWrites, UnavailableJournal
+from kie_mcp.journal import Journal, JournalInUse, JournalLocked, OwedWrites, UnavailableJournal
 from kie_mcp.kie import KieClient
 from kie_mcp.kie.calllog import CallLog
 from kie_mcp.media.downloads import sweep_interrupted_downloads
@@ -180,16 +180,22 @@ class Runtime:
         return self.kie
 
 
-def _open_journal(settings: Settings) -> tuple[Journal | UnavailableJournal, tuple[str, ...], int]:
+def _open_journal(
+    settings: Settings, damaged: tuple[int, int] | None = None
+) -> tuple[Journal | UnavailableJournal, tuple[str, ...], int]:
     """The journal, whatever state the disk is in: the server starts, and tools explain what is wrong; its notices,
     and how many creates became unknown. What a crash or a lost journal left half done is ended first
-    (``recovery.recover``); temporary files of interrupted downloads are swept apart (``_sweep_downloads``)."""
-    journal, notice = Journal.open_for_server(settings.workspace)
+    (``recovery.recover``); temporary files of interrupted downloads are swept apart (``_sweep_downloads``).
+    ``damaged``: the damaged journal the last try found another server using (``JournalInUse``)."""
+    journal, notice = Journal.open_for_server(settings.workspace, damaged=damaged)
     if journal is None:
         assert notice is not None
         log.error("%s", notice)
         return UnavailableJournal(notice), (notice,), 0
-    recovered, interrupted = recover(journal, settings)
+    try:
+        recovered, interrupted = recover(journal, settings)
+    finally:
+        journal.share()  # a fresh journal in place of a damaged one: the others open it once it is taken up
     notices = ([notice] if notice else []) + recovered
     for line in notices:
         log.warning("%s", line)
@@ -212,16 +218,20 @@ def _journal_parts(settings: Settings, journal: Journal | UnavailableJournal) ->
 RETRY_PAUSE = 0.05  # seconds between two tries to open a journal another program holds (each waits OPEN_WAIT)
 
 
-async def _open_once_free(runtime: Runtime, background: TaskGroup) -> None:
-    """Open the journal another program held locked at start, trying again until it opens (each try waits up to
+async def _open_once_free(runtime: Runtime, background: TaskGroup, damaged: tuple[int, int] | None) -> None:
+    """Open the journal another program held locked at start, or that was damaged while another server had it open
+    (``damaged``, moved aside once that server is gone), trying again until it opens (each try waits up to
     ``OPEN_WAIT`` for the lock, in a worker thread); then it is used as if opened at start (``Runtime.use_journal``)
     and the follower starts on the tasks it holds. Nobody has to restart the server, or call anything."""
     while (tried := runtime.journal_retry) is not None:
         with anyio.CancelScope(shield=True):  # a journal opened as the server stops is still taken, so it is closed
             try:
-                opened = await anyio.to_thread.run_sync(_open_journal, runtime.settings)
+                opened = await anyio.to_thread.run_sync(_open_journal, runtime.settings, damaged)
             except JournalLocked as err:
                 log.debug("the journal is still locked: %s", err)
+                damaged = err.damaged if isinstance(err, JournalInUse) else None
+                if str(err) != getattr(runtime.journal, "reason", None):  # every use says what holds it up now
+                    runtime.use_journal(UnavailableJournal(str(err)), (), 0)
                 runtime.journal_retry = anyio.Event()
             except Exception as err:  # anything else once the lock went: every use says so, the server goes on
                 log.exception("the workspace journal could not be opened once it was free")
@@ -324,12 +334,13 @@ async def open_runtime(
         log.warning("KIE_API_KEY is not set: tools that need KIE will explain how to set it")
     # In a worker thread: the start's check of the journal's pages, a lock another program holds on it and a
     # migration's writes never hold up the event loop (pings, the handshake, other requests).
-    locked = False
+    locked, damaged = False, None
     try:
         journal, notices, unknown_at_start = await anyio.to_thread.run_sync(_open_journal, settings)
     except JournalLocked as err:  # tried again until it opens (``_open_once_free``); every use says it is locked
         log.warning("%s", err)
         locked, journal, notices, unknown_at_start = True, UnavailableJournal(str(err)), (), 0
+        damaged = err.damaged if isinstance(err, JournalInUse) else None
     runtime = Runtime(
         settings=settings,
         **_journal_parts(settings, journal),
@@ -344,7 +355,7 @@ async def open_runtime(
             if not locked:
                 background.start_soon(runtime.follower.run, runtime)  # the one place that polls KIE for task status
             else:  # the follower starts once the journal opens
-                background.start_soon(_open_once_free, runtime, background)
+                background.start_soon(_open_once_free, runtime, background, damaged)
             background.start_soon(_sweep_downloads, settings.workspace / "outputs")
             background.start_soon(_forget_old_quotes, runtime)
             background.start_soon(_write_owed, runtime)
