@@ -387,7 +387,8 @@ async def main():
             answer = await client.call_tool("estimate_cost", {**edit, "images": ["huge.jpg"]})
         else:  # KIE's result is the crafted JPEG: checked to decode as it is saved, then previewed
             media.image_bytes = lambda *args, **kwargs: crafted
-            made = await client.call_tool("generate_image", {**edit, "images": ["small.png"], "wait_seconds": 30})
+            again = {**edit, "prompt": "make it green"}  # not the warm-up's request, made a moment ago (asked again)
+            made = await client.call_tool("generate_image", {**again, "images": ["small.png"], "wait_seconds": 30})
             answer = await client.call_tool("check_task", {"task_id": made.structured_content["tasks"][0]["task_id"]})
         print(json.dumps({"grew_mib": peak() - before, "error": answer.is_error,
                           "text": "".join(getattr(c, "text", "") for c in answer.content)[:600]}))

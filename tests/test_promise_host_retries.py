@@ -9,8 +9,9 @@
   and gets what it made (or, when the create takes too long, is refused without sending anything);
 - a quote whose call was cut off before any create (while an input uploaded) is given back;
 - two identical calls at once are two requests (only a call whose answer was cut off is replayed), but a host that
-  timed out a call without cancelling it and sent it again while the first still waits is asked, never
-  auto-approved into paying twice;
+  timed out a call without cancelling it and sent it again while the first still waits (on its task, or earlier:
+  its input files still uploading, here or through another server on the workspace) is asked, never auto-approved
+  into paying twice, and so is the same request again within minutes of being made;
 - a used quote says what it made;
 - a second server starting on the workspace leaves the first one's create in flight alone.
 """
@@ -190,6 +191,133 @@ async def test_a_retry_sent_while_the_first_call_still_waits_is_never_auto_appro
         else:
             assert retry.structured_content["status"] == "confirmation_required", text_of(retry)
             assert "is still waiting for its result" in text_of(retry)
+
+
+async def retried_while_uploading(
+    controls: Any, first: Callable[[], Awaitable[Any]], retry: Callable[[], Awaitable[Any]]
+) -> tuple[Any, Any]:
+    """The answers of ``first`` and of ``retry``, sent once ``first``'s input file is on its way to the simulator (a
+    slow upload: the call has used its approval, and the journal has no create of it yet)."""
+    answers: dict[str, Any] = {}
+
+    async def uploading() -> bool:
+        return any("upload" in r["path"].lower() for r in (await controls.get("requests"))["requests"])
+
+    async def run_first() -> None:
+        answers["first"] = await first()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(run_first)
+        with anyio.fail_after(10):
+            while not await uploading():  # noqa: ASYNC110 - the simulator's log: nothing to await but its answer
+                await anyio.sleep(0.02)
+        answers["retry"] = await retry()
+    return answers["first"], answers["retry"]
+
+
+@pytest.mark.parametrize("forms", [True, False], ids=["forms", "no-forms"])
+async def test_a_retry_while_the_first_call_still_uploads_is_never_auto_approved_into_paying_twice(
+    connect, controls, tmp_path, forms
+):
+    """The spend audit: a host timed out a call while its input file was still going up (no create attempt in the
+    journal yet) and sent it again: the retry was auto-approved (or asked with no word of the first call) and created
+    a second time. The server knows the first call is under way from the moment it used its approval: the retry is
+    asked (or handed a quote) with the warning that approving it pays twice, and never auto-approved."""
+    picture(tmp_path)
+    await controls.fault("upload", kind="slow", seconds=2.0)
+    asked: list[str] = []
+    elicitation = answering(seen=asked, confirm=False) if forms else None
+    call = {**EDIT, "wait_seconds": 20}
+    async with connect(elicitation=elicitation, auto_approve_credits=10) as client:
+        made, retry = await retried_while_uploading(
+            controls, lambda: client.call_tool("generate_image", call), lambda: client.call_tool("generate_image", call)
+        )
+    warning = "WARNING: a call of this exact request, approved at"
+    assert made.structured_content["status"] == "completed", text_of(made)
+    assert len(await controls.creates()) == 1, text_of(retry)
+    if forms:  # the first call was auto-approved; the retry is asked, the warning first
+        assert len(asked) == 1 and asked[0].startswith(warning), asked
+        assert "is still on its way to KIE" in asked[0] and "a second time" in asked[0]
+        assert retry.structured_content["status"] == "declined", text_of(retry)
+    else:
+        assert retry.structured_content["status"] == "confirmation_required", text_of(retry)
+        assert text_of(retry).startswith(warning) and "is still on its way to KIE" in text_of(retry)
+
+
+async def test_a_retry_through_another_server_while_the_first_call_uploads_is_never_auto_approved(
+    connect, controls, tmp_path
+):
+    """The same retry reaching another server on the workspace: the first call's quote, used by a live process with
+    no create in the journal yet, tells it that call is under way."""
+    picture(tmp_path)
+    await controls.fault("upload", kind="slow", seconds=2.0)
+    async with connect() as client, connect(auto_approve_credits=10) as elsewhere:
+        quote = (await client.call_tool("estimate_cost", EDIT)).structured_content["quote"]["quote_id"]
+        made, retry = await retried_while_uploading(
+            controls,
+            lambda: client.call_tool("generate_image", {**EDIT, "quote_id": quote, "wait_seconds": 20}),
+            lambda: elsewhere.call_tool("generate_image", {**EDIT, "wait_seconds": 20}),
+        )
+    assert made.structured_content["status"] == "completed", text_of(made)
+    assert retry.structured_content["status"] == "confirmation_required", text_of(retry)
+    assert "is still on its way to KIE" in text_of(retry)
+    assert len(await controls.creates()) == 1
+
+
+@pytest.mark.parametrize("forms", [True, False], ids=["forms", "no-forms"])
+async def test_the_same_request_again_minutes_after_it_was_made_is_asked_never_auto_approved(connect, controls, forms):
+    """The spend audit: a host that timed out a call without cancelling it and sent it again once the first had
+    finished paid twice under auto-approval, the second answer only noting the request was made before. The same
+    request within ``RECENTLY_MADE`` of being made is asked (or handed a quote), told what was made and when; the
+    person's yes, or that quote, still makes it."""
+    asked: list[str] = []
+    async with connect(elicitation=answering(seen=asked) if forms else None, auto_approve_credits=10) as client:
+        first = await client.call_tool("generate_image", IMAGE)  # auto-approved: 8 credits
+        task_id = first.structured_content["tasks"][0]["task_id"]
+        priced = (await client.call_tool("estimate_cost", IMAGE)).structured_content
+        again = await client.call_tool("generate_image", IMAGE)
+        if not forms:  # the quote handed back, approved in the chat
+            assert again.structured_content["status"] == "confirmation_required", text_of(again)
+            quote = again.structured_content["quote"]["quote_id"]
+            approved = await client.call_tool("generate_image", {**IMAGE, "quote_id": quote})
+        spent = await spent_today(client)
+    warning = "WARNING: this exact request was already made at"
+    assert first.structured_content["status"] == "completed", text_of(first)
+    assert priced["auto_approved"] is False and warning in priced["message"] and task_id in priced["message"]
+    if forms:
+        assert len(asked) == 1 and asked[0].startswith(warning) and task_id in asked[0], asked
+        assert again.structured_content["status"] == "completed", text_of(again)
+    else:
+        assert text_of(again).startswith(warning) and task_id in text_of(again)
+        assert approved.structured_content["status"] == "completed", text_of(approved)
+    assert len(await controls.creates()) == 2 and spent == 16
+
+
+async def test_the_same_request_again_after_its_task_failed_is_auto_approved(connect, controls):
+    """A task that failed was refunded: asking for it again pays once, so it is not held back as made minutes ago."""
+    await controls.fault("create", kind="task_fail")
+    async with connect(auto_approve_credits=10) as client:
+        failed = await client.call_tool("generate_image", IMAGE)
+        again = await client.call_tool("generate_image", IMAGE)
+    assert failed.structured_content["status"] == "failed", text_of(failed)
+    assert again.structured_content["status"] == "completed", text_of(again)
+    assert len(await controls.creates()) == 2
+
+
+async def test_the_same_request_asked_for_after_the_recent_window_is_auto_approved_as_another_take(
+    connect, controls, monkeypatch
+):
+    """Past ``RECENTLY_MADE`` the same request is another take, auto-approved as before (the window is shortened
+    here, not waited out)."""
+    from kie_mcp import generation
+
+    monkeypatch.setattr(generation, "RECENTLY_MADE", 0.5)
+    async with connect(auto_approve_credits=10) as client:
+        await client.call_tool("generate_image", IMAGE)
+        await anyio.sleep(0.7)
+        later = await client.call_tool("generate_image", IMAGE)
+    assert later.structured_content["status"] == "completed", text_of(later)
+    assert len(await controls.creates()) == 2
 
 
 async def test_a_used_quote_says_what_it_made(connect, controls):

@@ -1121,6 +1121,64 @@ async def test_a_used_quote_back_while_its_create_is_still_being_sent_gets_no_ne
     assert spent == 8 and len(await controls.creates()) == 1
 
 
+@pytest.mark.parametrize("forms", [True, False], ids=["forms", "no-forms"])
+async def test_a_quote_issued_before_the_same_request_was_sent_again_approves_nothing(
+    connect, controls, tmp_path, forms
+):
+    """The spend audit: the agent held two quotes for one request; the first one's create got KIE's 500 (unknown:
+    it may have been created and charged), and the second quote sent it again and paid twice, the warning arriving
+    with the result. A quote issued before the same request was sent approves nothing: it is left unused, and the
+    person is asked (or handed a fresh quote) with the warning first; that fresh quote, issued with the warning,
+    approves it."""
+    asked: list[str] = []
+    async with connect(elicitation=answering(seen=asked, confirm=False) if forms else None) as client:
+        first_quote = (await estimate(client, IMAGE))["quote"]["quote_id"]
+        second_quote = (await estimate(client, IMAGE))["quote"]["quote_id"]
+        await controls.fault("create", kind="code", code=500, msg="internal error")
+        first = await client.call_tool("generate_image", {**IMAGE, "quote_id": first_quote})
+        second = await client.call_tool("generate_image", {**IMAGE, "quote_id": second_quote})
+        with sqlite3.connect(journal_path(tmp_path)) as db:
+            [(used,)] = db.execute("SELECT used FROM quotes WHERE quote_id = ?", (second_quote,)).fetchall()
+        if not forms:
+            fresh = second.structured_content["quote"]["quote_id"]
+            approved = await client.call_tool("generate_image", {**IMAGE, "quote_id": fresh})
+        spent = await spent_today(client)
+    warning = "WARNING: this exact request was already sent to KIE"
+    assert first.structured_content["status"] == "unknown", text_of(first)
+    assert used == 0  # left unused
+    if forms:
+        assert len(asked) == 1 and asked[0].startswith(warning), asked
+        assert second.structured_content["status"] == "declined", text_of(second)
+        assert len(await controls.creates()) == 1 and spent == 8
+    else:
+        said = text_of(second)
+        assert second.structured_content["status"] == "confirmation_required", said
+        assert said.startswith(f"Quote {second_quote} was issued before this same request was sent to KIE"), said
+        assert warning in said and fresh != second_quote
+        assert approved.structured_content["status"] == "completed", text_of(approved)
+        assert len(await controls.creates()) == 2 and spent == 16
+
+
+async def test_an_earlier_quote_is_named_as_an_approval_only_when_the_request_was_not_sent_after_it(connect, controls):
+    """The spend audit: confirmation_required offered a quote issued before the same request was made as one that
+    "approves it too", and it did: passed, it paid a second time. Such a quote is no longer named, and approves
+    nothing; the answer says what was made and when."""
+    async with connect() as client:  # no forms: each call answers with a quote
+        older = (await estimate(client, IMAGE))["quote"]["quote_id"]
+        used = (await estimate(client, IMAGE))["quote"]["quote_id"]
+        made = await client.call_tool("generate_image", {**IMAGE, "quote_id": used})
+        again = await client.call_tool("generate_image", IMAGE)
+        with_older = await client.call_tool("generate_image", {**IMAGE, "quote_id": older})
+    task_id = made.structured_content["tasks"][0]["task_id"]
+    assert made.structured_content["status"] == "completed", text_of(made)
+    assert again.structured_content["status"] == "confirmation_required", text_of(again)
+    assert older not in text_of(again) and "issued earlier for this very request" not in text_of(again)
+    assert text_of(again).startswith("WARNING: this exact request was already made at") and task_id in text_of(again)
+    assert with_older.structured_content["status"] == "confirmation_required", text_of(with_older)
+    assert f"Quote {older} was issued before this same request was made at" in text_of(with_older)
+    assert len(await controls.creates()) == 1
+
+
 def expire_questions(settings: Any, at: float) -> None:
     """Move every confirmation question's expiry to ``at`` (epoch seconds), as time passing would."""
     with sqlite3.connect(journal_path(settings.workspace)) as db:

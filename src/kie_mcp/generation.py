@@ -616,9 +616,14 @@ def least_credits(rt: Runtime, spec: ModelSpec, wire: dict[str, Any]) -> float:
 
 
 UNSETTLED_WINDOW = 24 * 3600.0  # an identical request sent this recently with its outcome unknown is warned about
+# An identical request made this recently (10 minutes, a quote's life) is warned about and never auto-approved: a host
+# that timed out a call without cancelling it and sent it again once the first had finished paid twice, unasked, the
+# answer only noting it was made before. Past this, asking again is taken as wanting another take (a note says so).
+RECENTLY_MADE = 600.0
 
 
 MADE_BEFORE = "This exact request was already made at"  # the note ``twins`` adds; not repeated once it is made
+MADE_RECENTLY = "WARNING: this exact request was already made at"  # its warning within ``RECENTLY_MADE``; the same
 
 
 def twins(rt: Runtime, digest: str) -> tuple[str | None, str | None]:
@@ -629,17 +634,21 @@ def twins(rt: Runtime, digest: str) -> tuple[str | None, str | None]:
     answered with what it made instead (``retried_call``). Second, a note naming the tasks one made: approving the
     same request again (an approval card shown again later, an agent asking twice) makes and pays for it again.
 
-    A call of this request still running in a live process here (sending its create, or waiting on its task) is
-    warned about the same way, and so never auto-approved: a host that timed out a call without cancelling it and
-    sent it again would otherwise pay twice, unasked."""
+    A call of this request still under way (sending its create, or waiting on its task; here also while its input
+    files upload or its create waits for its turn, before the journal knows of it: ``under_way``), and one made in
+    the last ``RECENTLY_MADE``, are warned about the same way, and so never auto-approved: a host that timed out a
+    call without cancelling it and sent it again would otherwise pay twice, unasked."""
+    now = time.time()
     try:
-        rows = rt.journal.recent_attempts(digest, time.time() - UNSETTLED_WINDOW)
+        rows = rt.journal.recent_attempts(digest, now - UNSETTLED_WINDOW)
+        begun = under_way(rt, digest)
     except JOURNAL_ERRORS:
         return None, None
     unsettled = [row for row in rows if row["state"] == "unknown"]
     live = {row["attempt_id"] for row in rows if row["answered"] == CALL_RUNNING and owner_gone(row["owner"]) is False}
     running = [row for row in rows if row["attempt_id"] in live and row["state"] in ("sending", "created")]
     made = [row for row in rows if row["state"] == "created" and row["task_id"] and row["attempt_id"] not in live]
+    recent = [row for row in made if now - row["created"] <= RECENTLY_MADE and paid_for(rt, row)]
     said = []
     if unsettled:
         when = timestamp(unsettled[-1]["created"])
@@ -657,14 +666,77 @@ def twins(rt: Runtime, digest: str) -> tuple[str | None, str | None]:
             f"WARNING: a call of this exact request, sent at {timestamp(running[-1]['created'])}{follow}, is still "
             "waiting for its result. Approving this one makes it, and pays for it, a second time."
         )
+    elif begun is not None:  # approved, and not in the journal yet: its files going up, or its create's turn
+        said.append(
+            f"WARNING: a call of this exact request, approved at {timestamp(begun)}, is still on its way to KIE (its "
+            "input files uploading, or its create waiting for its turn or being sent). Approving this one makes it, "
+            "and pays for it, a second time; that call answers with what it made (list_tasks shows it too)."
+        )
+    if recent:
+        tasks = ", ".join(row["task_id"] for row in recent[-3:])
+        said.append(
+            f"{MADE_RECENTLY} {timestamp(recent[-1]['created'])} (task {tasks}), less than {RECENTLY_MADE / 60:g} "
+            "minutes ago: approving it again makes it, and pays for it, a second time (check_task shows the one "
+            "made)."
+        )
     warning, note = " ".join(said) or None, None
-    if made:
+    if made and not recent:
         tasks = ", ".join(row["task_id"] for row in made[-3:])
         note = (
             f"{MADE_BEFORE} {timestamp(made[-1]['created'])} (task {tasks}): approving it again makes it, and pays "
             "for it, again."
         )
     return warning, note
+
+
+def under_way(rt: Runtime, digest: str) -> float | None:
+    """When the newest call of this request that is under way began (used its approval), as far as this server can
+    tell before its creates are in the journal: a call here (``rt.spending``), or one a quote or a question's yes
+    approved in another server on the workspace (``QuoteBook.in_use_for``). An auto-approved call in another server
+    is known once its create's attempt is journaled, as it is begun. None when none is."""
+    begun = [when for when in (rt.spending.since(digest), rt.quotes.in_use_for(digest)) if when is not None]
+    return max(begun, default=None)
+
+
+def paid_for(rt: Runtime, attempt: sqlite3.Row) -> bool:
+    """Whether a create attempt KIE did not refuse may be paid for: any but one whose task failed (KIE refunds a
+    failed task, so asking for the same request again then pays once, as it did before)."""
+    if attempt["state"] != "created" or not attempt["task_id"]:
+        return True
+    task = rt.journal.task_row(attempt["task_id"])
+    return task is None or task["state"] != "failed"
+
+
+def sent_since_quoted(rt: Runtime, quote_id: str, digest: str) -> str | None:
+    """Why the quote ``quote_id`` no longer approves its request: the same request was sent after it was issued (a
+    create that made a task, got no clear answer, or is still on its way), which whoever approved the quote could
+    not know of, so it would pay twice unawares; None when nothing was. A quote issued after such a send came with
+    ``twins``' warning (the estimate, the question, ``confirmation_required``), so that one approves it."""
+    try:
+        issued = rt.quotes.issued_at(quote_id)
+        if issued is None:
+            return None  # an unknown quote: ``QuoteBook.refusal`` says so
+        rows = [row for row in rt.journal.recent_attempts(digest, issued) if paid_for(rt, row)]
+        begun = under_way(rt, digest)
+    except JOURNAL_ERRORS:
+        return None
+    unknown = [row for row in rows if row["state"] == "unknown"]
+    if unknown:
+        what = (
+            f"sent to KIE at {timestamp(unknown[-1]['created'])}, and that create's outcome is unknown (it may have "
+            "been created and charged; https://kie.ai/logs shows it)"
+        )
+    elif (begun is not None and begun >= issued) or any(row["state"] == "sending" for row in rows):
+        what = "sent again, and that call's create is still on its way to KIE"
+    elif rows:
+        tasks = ", ".join(row["task_id"] for row in rows[-3:] if row["task_id"])
+        what = f"made at {timestamp(rows[-1]['created'])}" + (f" (task {tasks})" if tasks else "")
+    else:
+        return None
+    return (
+        f"Quote {quote_id} was issued before this same request was {what}, so it no longer approves it (it was left "
+        "unused): whoever approved it could not know of that create, and sending it again pays for it twice."
+    )
 
 
 def resolve_model(rt: Runtime, name: str, kind: str | None = None, *, followup: bool = False) -> ModelSpec:
@@ -1003,7 +1075,8 @@ def decide_approval(rt: Runtime, p: Plan, *, can_ask: bool, answered: bool = Fal
     never approves: on a client without forms a new quote comes back.
 
     A request whose earlier call was cut off after it created (the host cancelled it, timed out, or lost the
-    server) is answered with what that call made: a host's retry never creates twice."""
+    server) is answered with what that call made: a host's retry never creates twice. A quote issued before the same
+    request was sent again (``sent_since_quoted``) approves nothing: whoever approved it did not know of that send."""
     if (replay := replay_of(rt, p)) is not None:
         return replay
     refusal = rt.quotes.refusal(p.quote_id, p.digest) if p.quote_id else None
@@ -1018,11 +1091,15 @@ def decide_approval(rt: Runtime, p: Plan, *, can_ask: bool, answered: bool = Fal
     # Said whether or not the quote has expired since: the 2026-07-28 protocol asks the same question again when
     # the answer comes back, and a question whose text changed in between would be asked a third time.
     changed = price_change(rt, p) if p.quote_id else None
+    # A quote issued before this same request was sent again approves nothing: asked, or a new quote with the warning.
+    overtaken = None
+    if p.quote_id and not binds_only and problem is None:
+        overtaken = sent_since_quoted(rt, p.quote_id, p.digest)
     decision = decide(
         total=p.counted,  # auto-approved only when what KIE may charge is under the limit
         quote_id=None if binds_only else p.quote_id,
-        quote_problem=problem or changed,
-        auto_approve_limit=auto_approve_limit(rt, p),
+        quote_problem=problem or changed or overtaken,
+        auto_approve_limit=0.0 if overtaken else auto_approve_limit(rt, p),
         can_ask=can_ask,
         question="",
     )
@@ -1390,17 +1467,23 @@ def confirmation_required(
     only_form: bool = False,
 ) -> GenerationResult:
     # Before this one is issued: an open quote for this very request, issued by estimate_cost or by an earlier answer
-    # like this one (the journal does not record which), so the text names neither.
+    # like this one (the journal does not record which), so the text names neither; never one issued before the
+    # request was sent again (``sent_since_quoted``), which no longer approves it.
     earlier = rt.quotes.open_estimate(p.digest) if p.quote_id is None else None
+    if earlier is not None and sent_since_quoted(rt, earlier, p.digest) is not None:
+        earlier = None
     quote = rt.quotes.issue(p.spec.id, p.digest, p.price, p.variations, ceiling=p.reserved, measured=p.estimate)
     cost = (
         f"an UNKNOWN number of credits ({unknown_cost(p)})"
         if quote.credits_total is None
         else f"{quote.credits_total:g} credits (about {usd_text(quote.usd_total or 0)})"
     )
-    lead = f"{why} " if why else ""
+    # The same request's unknown outcome, or its call still under way (``twins``), leads, as in the question: it is
+    # why this was not approved on its own, and what the user must hear before approving it.
+    warned = p.notes[:1] if p.unsettled else ()
+    lead = "".join(f"{text} " for text in (why, *warned) if text)
     seen = seen_charging(p.price, p.variations)  # KIE charged more than its list: said right after the price
-    notes = "".join(f" {note}" for note in p.notes)  # after the cost and the next step, which come first
+    notes = "".join(f" {note}" for note in p.notes[len(warned) :])  # after the cost and the next step
     if only_form:  # a quote_id cannot approve here, and this client refuses the form that can
         next_step = FORM_REFUSED
     else:
@@ -1606,7 +1689,7 @@ async def _spend(
         problems += await describe_charges(rt, measured)
         if all(r.state == "failed" and r.task_id is None for r in records):  # KIE refused every create
             _give_back(rt, used)
-        told = tuple(note for note in p.notes if not note.startswith(MADE_BEFORE))  # the quote's, not the answer's
+        told = tuple(note for note in p.notes if not note.startswith((MADE_BEFORE, MADE_RECENTLY)))  # the quote's
         uploaded = (note for note in upload_notes if note not in told)  # an upscale the quote already said
         notes = (cost_line(rt, p, records, decision.by, earlier), *told, *uploaded, *dict.fromkeys(problems))
         result = summarise(rt, p.spec, records, notes, p.wire)
@@ -1852,6 +1935,8 @@ def use_approval(rt: Runtime, p: Plan, decision: Approved) -> Approved | NeedsCo
         assert p.quote_id is not None
         if (changed := price_change(rt, p)) is not None:  # checked before use: the quote stays unused
             return NeedsConfirmation(changed)
+        if (overtaken := sent_since_quoted(rt, p.quote_id, p.digest)) is not None:  # sent since: likewise
+            return NeedsConfirmation(overtaken)
         try:
             rt.quotes.consume(p.quote_id, p.digest)
         except QuoteError as err:

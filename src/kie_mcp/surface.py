@@ -285,7 +285,9 @@ class EstimateResult(_Result):
     cap_problem: str | None = None
     auto_approved: bool = Field(
         description="True when this price is at or under KIE_AUTO_APPROVE_CREDITS and within the caps: generating "
-        "runs it without asking. Never for a price only KIE's live catalogue gives (a model kie-mcp's own lacks)."
+        "runs it without asking. Never for a price only KIE's live catalogue gives (a model kie-mcp's own lacks), "
+        "nor while the same request may be paid twice (a call of it still under way, made minutes ago, or of "
+        "unknown outcome: the message warns first)."
     )
     balance_credits: float | None = None
     spent_today: float

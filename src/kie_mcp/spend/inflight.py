@@ -11,6 +11,7 @@ host cuts it, and a retry of it waits for its creates to land before the gate de
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ class _Call:
     cut_off: bool = False
     creating: bool = False  # its input files are up and its credits reserved: its creates go out now
     landed: anyio.Event = field(default_factory=anyio.Event)
+    started: float = field(default_factory=time.time)  # when it used its approval (epoch seconds, as the journal's)
 
 
 class SpendingCalls:
@@ -75,6 +77,13 @@ class SpendingCalls:
         process after using its approval: its creates are on their way (or about to be, its input files still
         uploading) and not yet all in the journal."""
         return any(not call.landed.is_set() for call in self._calls.get(key, ()))
+
+    def since(self, key: str) -> float | None:
+        """When the newest call of this request under way here used its approval (epoch seconds), None when none
+        is. Until its creates are in the journal (its input files uploading, its creates waiting for their turn in
+        KIE's create window or on their way) only this knows of it: the same request sent again meanwhile is warned
+        about it and never auto-approved (``generation.twins``)."""
+        return max((call.started for call in self._calls.get(key, ()) if not call.landed.is_set()), default=None)
 
     def begin_creates(self, digest: str) -> None:
         """The calls of this request under way here are past their uploads and reservation: their creates go out now

@@ -412,6 +412,28 @@ class QuoteBook:
         )
         return bool(rows) and owner_gone(rows[0]["used_by"]) is not True  # this process: alive, so in use
 
+    def in_use_for(self, digest: str) -> float | None:
+        """When the newest call of the request ``digest`` that a quote (or a question's yes) approved began, while
+        it is under way without a create in the journal (``being_used``, by request: a server on this workspace,
+        this one or another, is uploading its input files or waiting for its create's turn); None when none is."""
+        rows = self.journal.query(
+            "SELECT quote_id, used_by, used_at FROM quotes WHERE digest = ? AND used = 1 AND used_at > ? AND NOT"
+            " EXISTS (SELECT 1 FROM attempts a WHERE a.quote_id = quotes.quote_id)",
+            digest,
+            self._clock() - SEND_LIMIT,
+        )
+        begun = [
+            float(row["used_at"])
+            for row in rows
+            if row["quote_id"] not in self._owed and owner_gone(row["used_by"]) is not True
+        ]
+        return max(begun, default=None)
+
+    def issued_at(self, quote_id: str) -> float | None:
+        """When the quote was issued (epoch seconds); None when it is unknown."""
+        rows = self.journal.query("SELECT created FROM quotes WHERE quote_id = ?", quote_id)
+        return float(rows[0]["created"]) if rows else None
+
     def forget_expired(self, keep_days: float = KEEP_EXPIRED_DAYS) -> int:
         """Delete the quotes that expired more than ``keep_days`` ago and approved nothing (every estimate is a
         quote: about 0.7 KB each, which a busy agent adds by the thousand), so the journal stops growing with
