@@ -350,12 +350,21 @@ async def test_with_approval_form_an_agent_s_own_quote_never_spends_without_the_
     connect, controls, approval, asked, creates
 ):
     """The agent estimates and passes its own quote_id. By default that approves (the user said yes in chat); with
-    KIE_APPROVAL=form on a client that shows forms, the person is asked and their "no" holds."""
+    KIE_APPROVAL=form on a client that shows forms, the person is asked and their "no" holds. The estimate tells the
+    agent which: a quote_id to pass only after the user agreed to the cost, or one that only binds the call."""
     seen: list[str] = []
     async with connect(elicitation=answering(action="decline", seen=seen), approval=approval) as client:
-        quote = (await client.call_tool("estimate_cost", IMAGE)).structured_content["quote"]
+        estimate = (await client.call_tool("estimate_cost", IMAGE)).structured_content
+        quote = estimate["quote"]
         result = await client.call_tool("generate_image", {**IMAGE, "quote_id": quote["quote_id"]})
         spent = await spent_today(client)
+    said = {
+        "any": f"quote_id={quote['quote_id']} approves exactly this request once, until {quote['expires_at']}: pass "
+        "it to the generate call only after the user agreed to this cost.",
+        "form": f"quote_id={quote['quote_id']} binds the generate call to exactly this request until "
+        f"{quote['expires_at']}; the user approves the spend in the confirmation form",
+    }
+    assert said[approval] in estimate["message"], estimate["message"]
     assert len(seen) == asked
     assert len(await controls.creates()) == creates
     assert result.structured_content["status"] == ("completed" if creates else "declined"), text_of(result)

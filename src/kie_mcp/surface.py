@@ -1230,6 +1230,21 @@ def _decision(outcome: ElicitationResult[Any]) -> Approved | Declined | NeedsCon
             return NeedsConfirmation(CANCELLED)
 
 
+def _quote_use(rt: Runtime, quote_id: str, until: str) -> str:
+    """What an estimate's quote_id is for: the approval of this request once the user agreed to its cost, or, with
+    KIE_APPROVAL=form, only its binding (the user approves in the confirmation form on a client that shows one)."""
+    if rt.settings.approval == "form":
+        return (
+            f"quote_id={quote_id} binds the generate call to exactly this request until {until}; the user approves "
+            "the spend in the confirmation form (a client without forms approves with the quote_id once the user "
+            "agreed to this cost)."
+        )
+    return (
+        f"quote_id={quote_id} approves exactly this request once, until {until}: pass it to the generate call only "
+        "after the user agreed to this cost."
+    )
+
+
 async def _estimate(rt: Runtime, plan: gen.Plan) -> EstimateResult:
     from kie_mcp.spend.balance import balance_cache
 
@@ -1271,7 +1286,7 @@ async def _estimate(rt: Runtime, plan: gen.Plan) -> EstimateResult:
         gen.settings_text(plan) + ".",
         # Over a cap the quote approves nothing (generating with it is refused): the cap's message says what would
         # let the request through, as the generate call would
-        f"quote_id={quote.quote_id} approves exactly this request once, until {quote.expires_at}."
+        _quote_use(rt, quote.quote_id, quote.expires_at)
         if cap_problem is None
         else f"quote_id={quote.quote_id} (until {quote.expires_at}) approves nothing while the request is over a "
         f"cap: {cap_problem}",
