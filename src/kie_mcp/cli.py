@@ -455,10 +455,12 @@ def _stop_now(signum: int = signal.SIGINT, frame: FrameType | None = None) -> No
     """Exit at once with one line, never a traceback (Ctrl-C typed in its terminal, a second signal, or a first
     SIGTERM, SIGHUP or host's SIGINT once the creates in flight landed). The journal is safe: every write is its own
     transaction, and what a stop leaves half done (a create being sent, a download) is settled at the next start. A
-    join under way is ended first, and the credits held for input files uploading now are given back (their uploads
-    end here, nothing is sent)."""
+    join under way is ended first, the credits held for input files uploading now are given back (their uploads
+    end here, nothing is sent), and what a full disk kept out of the journal is written if it takes it now
+    (``_write_owed``)."""
     _end_joins()
     _release_holds()
+    _write_owed()
     how = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
     _say(f"kie-mcp: stopped ({how}).")
     os._exit(INTERRUPTED if signum == signal.SIGINT else 128 + signum)
@@ -481,6 +483,16 @@ def _release_holds() -> None:
     if ledger is not None:
         with contextlib.suppress(Exception):  # stopping must not fail: at worst the hold lapses
             ledger.release_held_here()
+
+
+def _write_owed() -> None:
+    """What a full disk kept out of the journal (a create's task and outcome, an approval's release), written now if
+    the journal takes it (``runtime.write_owed_at_exit``: a few seconds at most): the exit skips the runtime's own
+    shutdown, which writes it; left unwritten, the create would turn into one of unknown outcome at the next start."""
+    runtime = sys.modules.get("kie_mcp.runtime")  # loaded only once the server started
+    if runtime is not None:
+        with contextlib.suppress(Exception):  # stopping must not fail: at worst the next start finds it as before
+            runtime.write_owed_at_exit()
 
 
 def _say(line: str) -> None:

@@ -1992,6 +1992,10 @@ async def _submit(
             session=p.session,
             options_key=p.options_key,
             digest=p.digest,
+            kind=record.kind,
+            sandbox=record.sandbox,
+            parent_task_id=record.parent_task_id,
+            operation=record.operation,
         )
     except JOURNAL_ERRORS as err:
         slot.not_counted()
@@ -2002,7 +2006,9 @@ async def _submit(
     state, error, existing = "created", None, False
     try:
         try:
-            record.task_id = await kie.create(family, p.spec.id, body, approval, slot=slot, given_up=given_up)
+            record.task_id = await kie.create(
+                family, p.spec.id, body, approval, slot=slot, given_up=given_up, attempt=attempt
+            )
         except ExistingTaskError as err:  # a done 4K's links that are the clip's own (its 720p) are no 4K: refused
             if _links_of_source(rt, body, err.result_urls):
                 raise err.refusal(family, body) from err
@@ -2099,7 +2105,7 @@ def enter_new_task(rt: Runtime, record: TaskRecord, attempt: str, context: dict[
     (no attempt named, created when this record was), or by a restart that found it in the call log (this attempt
     named); it is then this create's task."""
     task_id = record.task_id
-    with rt.journal.transaction():
+    with rt.journal.transaction(durable=True):  # a task id KIE answered: kept through a power loss
         row = rt.journal.task_row(task_id) if task_id is not None else None
         own = row is not None and (
             row["attempt_id"] == attempt or (row["attempt_id"] is None and row["created"] == record.created_at)

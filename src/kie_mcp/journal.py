@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import anyio
 
@@ -58,7 +58,7 @@ CREATE TABLE IF NOT EXISTS attempts (
     attempt_id TEXT PRIMARY KEY, model TEXT NOT NULL, family TEXT NOT NULL, approved_by TEXT, quote_id TEXT,
     prompt TEXT, params TEXT, options_key TEXT, credits_quoted REAL, state TEXT NOT NULL, task_id TEXT, error TEXT,
     session TEXT, created REAL NOT NULL, updated REAL NOT NULL, digest TEXT, owner TEXT,
-    answered INTEGER NOT NULL DEFAULT 1);
+    answered INTEGER NOT NULL DEFAULT 1, kind TEXT, sandbox INTEGER, parent_task_id TEXT, operation TEXT);
 CREATE TABLE IF NOT EXISTS tasks (
     task_id TEXT PRIMARY KEY, attempt_id TEXT, model TEXT NOT NULL, state TEXT NOT NULL, prompt TEXT,
     session TEXT, record TEXT NOT NULL, created REAL NOT NULL, updated REAL NOT NULL, parent_task_id TEXT);
@@ -112,8 +112,19 @@ SUPERSEDED = (
 )
 # Columns of create attempts added since the first journal: the request's digest and the process sending it (whose
 # death makes a create "being sent" an unknown one), and whether the call's answer reached the client (a host that
-# retries a call it cancelled gets what the first one made, never a second create).
-ATTEMPT_COLUMNS = {"digest": "TEXT", "owner": "TEXT", "answered": "INTEGER NOT NULL DEFAULT 1"}
+# retries a call it cancelled gets what the first one made, never a second create). And what the task it makes is
+# besides its model: its kind (what its results are checked against when saved), whether it is a sandbox one, and
+# the task it continues and how (continue_video): a task a restart finds in the call log keeps them
+# (``_record_logged``). NULL in the attempts of an older kie-mcp.
+ATTEMPT_COLUMNS = {
+    "digest": "TEXT",
+    "owner": "TEXT",
+    "answered": "INTEGER NOT NULL DEFAULT 1",
+    "kind": "TEXT",
+    "sandbox": "INTEGER",
+    "parent_task_id": "TEXT",
+    "operation": "TEXT",
+}
 # Columns of quotes added since: the process that used a quote, and when (a call whose create is not in the journal
 # yet, its input files still uploading, is known to be under way in another process too); a question's text as it
 # was shown (the 2026-07-28 protocol asks it again when the answer comes back and compares the two); for a question
@@ -147,13 +158,25 @@ TRIGGERS = {
 }
 
 # A create "being sent" for longer than this was interrupted, whoever named itself its sender (a process id can be
-# reused after a restart; another machine's, or an older kie-mcp's, cannot be checked): far longer than a create
-# waits for KIE's window and answer.
-SEND_LIMIT = 600.0
+# reused after a restart; another machine's, or an older kie-mcp's, cannot be checked): longer than any create can
+# take, its waits for KIE's window, its resends after a 429 and their answers (``client.LONGEST_CREATE``, 696 s at
+# the default settings), so a live create is never called interrupted.
+SEND_LIMIT = 720.0
 INTERRUPTED = (
     "the server stopped while this create was being sent, so KIE may have created (and charged) it; check "
     "https://kie.ai/logs before trying again"
 )
+
+
+def interrupted_among(task_ids: list[str]) -> str:
+    """Why a create a stopped server was sending is unknown when the call log shows tasks KIE made for it or for
+    another create sent about then (``Journal.recover_interrupted``), which for which it cannot tell."""
+    return (
+        "the server stopped while this create was being sent; the call log shows KIE made task(s) "
+        f"{', '.join(task_ids)} for it or for another create of the same model sent about then (an older "
+        "kie-mcp's log does not say which), and those are followed and saved. Whether this one made one of them "
+        "(and was charged for it) is unknown; check https://kie.ai/logs before trying again"
+    )
 
 
 def attempt_story(attempt_id: str, attempt: sqlite3.Row | None) -> str:
@@ -471,23 +494,42 @@ def _live_holder(row: sqlite3.Row | None, owner: str, fresh_since: float, *, tak
     return None if processes.owner_gone(row["owner"].removesuffix(DROPPED)) is True else str(row["owner"])
 
 
-# A create's line in the call log is written when KIE's answer comes: this long after its attempt was begun at most,
-# for the line to be taken as that attempt's answer (``Journal.found_in_call_log``).
-LOG_MATCH_SECONDS = 90.0
+# A create's line in the call log names its attempt (since kie-mcp wrote it there): a restart takes the line with that
+# attempt's id as its answer, whenever it came. A line an older kie-mcp wrote names none, and is matched by time: it is
+# written when KIE's answer comes, at most the longest a create takes after its attempt was begun
+# (``client.longest_create``: up to four sends, each waiting up to its answer's deadline, and the waits for KIE's
+# window before the three resends after a 429; 696 s at the default settings).
 LOG_TIME_STEP = 0.001  # the call log's times are cut to the millisecond: a line may read up to this early
 # How much of the call log (and of its moved copy) is read for those answers: days of calls (about 50,000 lines);
 # a create older than that stays unknown.
 LOG_MATCH_BYTES = 16 * 1024 * 1024
 
 
-def _may_answer(line: LoggedCreate, attempt: sqlite3.Row) -> bool:
-    """Whether the call log's ``line`` can be the answer to ``attempt``: its model, its family's endpoint, in time."""
+def log_match_seconds() -> float:
+    """How long after its attempt was begun a line that names no attempt may be its answer."""
+    from kie_mcp.kie.client import LONGEST_CREATE  # the kie package imports the journal: resolved when used
+
+    return LONGEST_CREATE
+
+
+class LoggedAnswers(NamedTuple):
+    """What the call log says of creates a stopped server was sending (``Journal.found_in_call_log``): the line that
+    is each one's answer, by attempt id; and the lines an older kie-mcp wrote (no attempt named) that are the answer
+    of one of several such creates, which one it cannot tell, each with the creates it may answer."""
+
+    paired: dict[str, LoggedCreate]
+    unclaimed: list[tuple[LoggedCreate, list[sqlite3.Row]]]
+
+
+def _may_answer(line: LoggedCreate, attempt: sqlite3.Row, within: float) -> bool:
+    """Whether the call log's ``line`` (one that names no attempt) can be the answer to ``attempt``: its model, its
+    family's endpoint, written at most ``within`` seconds after the attempt was begun."""
     from kie_mcp.kie.families import FAMILIES  # the wire format, only when a create is looked for in the log
 
     family = FAMILIES.get(attempt["family"])
     if family is None or family.create_path != line.endpoint or attempt["model"] != line.model:
         return False
-    return attempt["created"] - LOG_TIME_STEP <= line.at <= attempt["created"] + LOG_MATCH_SECONDS
+    return attempt["created"] - LOG_TIME_STEP <= line.at <= attempt["created"] + within
 
 
 def _groups(
@@ -511,11 +553,53 @@ def _groups(
             yield lines, list(attempts.values())
 
 
+# What a create attempt keeps of the task it makes besides its model and family: its kind (what its results are
+# checked against when saved), whether it is a sandbox task, the task it continues and how (a follow-up stays in its
+# clip's chain). An older kie-mcp's attempt kept none of these.
+TASK_KEPT = ("kind", "sandbox", "parent_task_id", "operation")
+
+
+def _kept_by(attempts: list[sqlite3.Row]) -> dict[str, Any]:
+    """What ``attempts`` kept of the task they make (``TASK_KEPT``), each only where all of them agree: the task one
+    of them made has it whichever one that was."""
+    first = attempts[0]
+    keys = first.keys()
+    return {
+        name: first[name] for name in TASK_KEPT if name in keys and all(row[name] == first[name] for row in attempts)
+    }
+
+
+def _queued_task(model: str, family: str, kept: dict[str, Any], **fields: Any) -> Any:
+    """A queued ``TaskRecord`` of a task found in the call log (``fields``: its id and what its line says), with what
+    its attempt kept of it (``kept``); without that when it cannot be read (a hand edit)."""
+    from pydantic import ValidationError
+
+    from kie_mcp.tasks.records import TaskRecord  # records import the journal: resolved when first used
+
+    known = {name: kept.get(name) for name in ("kind", "parent_task_id", "operation")}
+    known["sandbox"] = bool(kept.get("sandbox"))
+    try:
+        return TaskRecord(model=model, family=family, state="queued", **known, **fields)
+    except ValidationError:
+        log.warning("what create attempts kept of task %s cannot be read: it is recorded without", fields["task_id"])
+        return TaskRecord(model=model, family=family, state="queued", **fields)
+
+
+_TASK_INSERT = (
+    "INSERT INTO tasks (task_id, attempt_id, model, state, prompt, session, record, created, updated, parent_task_id,"
+    " prompt_folded) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(task_id) DO UPDATE SET"
+    " attempt_id = excluded.attempt_id, prompt = COALESCE(tasks.prompt, excluded.prompt),"
+    " session = COALESCE(tasks.session, excluded.session),"
+    " prompt_folded = COALESCE(tasks.prompt_folded, excluded.prompt_folded),"
+    " parent_task_id = COALESCE(tasks.parent_task_id, excluded.parent_task_id)"
+)
+
+
 def _record_logged(db: sqlite3.Connection, attempt: sqlite3.Row, create: LoggedCreate, now: float) -> bool:
     """Record ``attempt`` as created with the task the call log shows KIE answered it with, and that task as queued
     (the follower follows it, and saves its results), unless its sender recorded something meanwhile or another
     create recorded that task. Returns whether it was recorded."""
-    from kie_mcp.tasks.records import KEEP_EPOCH, TaskRecord  # records import the journal: resolved when first used
+    from kie_mcp.tasks.records import KEEP_EPOCH  # records import the journal: resolved when first used
 
     taken = db.execute(
         "SELECT 1 FROM attempts WHERE task_id = ? UNION ALL SELECT 1 FROM tasks WHERE task_id = ? AND attempt_id IS"
@@ -531,11 +615,11 @@ def _record_logged(db: sqlite3.Connection, attempt: sqlite3.Row, create: LoggedC
     ).rowcount:
         return False
     reserved = create.credits_reserved if create.credits_reserved is not None else attempt["credits_quoted"]
-    record = TaskRecord(
+    record = _queued_task(
+        attempt["model"],
+        attempt["family"],
+        _kept_by([attempt]),
         task_id=create.task_id,
-        model=attempt["model"],
-        family=attempt["family"],
-        state="queued",
         credits_quoted=attempt["credits_quoted"],
         credits_reserved=reserved,
         reserved_on=datetime.fromtimestamp(attempt["created"]).date(),
@@ -543,11 +627,7 @@ def _record_logged(db: sqlite3.Connection, attempt: sqlite3.Row, create: LoggedC
     )
     body = record.model_dump_json(context=KEEP_EPOCH, exclude={"prompt", "session", "folder"})
     db.execute(
-        "INSERT INTO tasks (task_id, attempt_id, model, state, prompt, session, record, created, updated,"
-        " prompt_folded) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?) ON CONFLICT(task_id) DO UPDATE SET"
-        " attempt_id = excluded.attempt_id, prompt = COALESCE(tasks.prompt, excluded.prompt),"
-        " session = COALESCE(tasks.session, excluded.session),"
-        " prompt_folded = COALESCE(tasks.prompt_folded, excluded.prompt_folded)",
+        _TASK_INSERT,
         (
             create.task_id,
             attempt["attempt_id"],
@@ -557,8 +637,39 @@ def _record_logged(db: sqlite3.Connection, attempt: sqlite3.Row, create: LoggedC
             body,
             attempt["created"],
             now,
+            record.parent_task_id,
             folded(attempt["prompt"]) if attempt["prompt"] else None,
         ),
+    )
+    return True
+
+
+def _take_up_unclaimed(db: sqlite3.Connection, create: LoggedCreate, attempts: list[sqlite3.Row], now: float) -> bool:
+    """Record the task of a call-log line that names no attempt and is the answer of one of ``attempts`` (which one,
+    it cannot tell) as queued, so the follower follows it and saves its results: a paid task is never left unfollowed.
+    It names no attempt and no prompt (none is guessed); what all ``attempts`` agree on of the task (its kind, sandbox,
+    the task it continues) it keeps. Not when the journal has that task already. Returns whether it was recorded."""
+    from kie_mcp.tasks.records import KEEP_EPOCH
+
+    if db.execute(
+        "SELECT 1 FROM tasks WHERE task_id = ? UNION ALL SELECT 1 FROM attempts WHERE task_id = ?",
+        (create.task_id, create.task_id),
+    ).fetchone():
+        return False
+    record = _queued_task(
+        create.model,
+        attempts[0]["family"],  # the line's model and endpoint are every one's (``_may_answer``)
+        _kept_by(attempts),
+        task_id=create.task_id,
+        credits_quoted=create.credits_quoted,
+        credits_reserved=create.credits_reserved if create.credits_reserved is not None else create.credits_quoted,
+        reserved_on=datetime.fromtimestamp(min(row["created"] for row in attempts)).date(),
+        created_at=create.at,
+    )
+    body = record.model_dump_json(context=KEEP_EPOCH, exclude={"prompt", "session", "folder"})
+    db.execute(
+        _TASK_INSERT,
+        (create.task_id, None, create.model, None, None, body, create.at, now, record.parent_task_id, None),
     )
     return True
 
@@ -874,16 +985,27 @@ class Journal:
             yield self._db
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """An exclusive write transaction, across threads and processes."""
+    def transaction(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
+        """An exclusive write transaction, across threads and processes. ``durable``: its commit is on the disk when
+        it returns (``PRAGMA synchronous=FULL`` for it: the write-ahead log is synced, with every commit before it),
+        for the writes that record money and task ids (an attempt before its create is sent, a task id KIE answered,
+        a reservation, a charge). Every other commit is synced at the next checkpoint or durable commit
+        (``synchronous=NORMAL``): a power loss may take back its last moments, never corrupt the journal."""
         with self._handle() as db:
-            db.execute("BEGIN IMMEDIATE")
+            level = db.execute("PRAGMA synchronous").fetchone()[0] if durable else None
+            if durable:
+                db.execute("PRAGMA synchronous=FULL")
             try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield db
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+                db.execute("COMMIT")
+            finally:
+                if level is not None:
+                    db.execute(f"PRAGMA synchronous={int(level)}")
 
     def query(self, sql: str, *args: Any) -> list[sqlite3.Row]:
         with self._handle() as db:
@@ -1002,31 +1124,46 @@ class Journal:
         session: str | None,
         options_key: str | None = None,
         digest: str | None = None,
+        kind: str | None = None,
+        sandbox: bool = False,
+        parent_task_id: str | None = None,
+        operation: str | None = None,
     ) -> str:
-        """Written before the create is sent: a crash after this line still leaves a trace of the spend. The prompt,
-        parameters and session are kept redacted: the API key typed into any of them is never written to this file."""
+        """Written before the create is sent, durably (``transaction``): a crash, even of the machine, after this
+        line still leaves a trace of the spend. The prompt, parameters and session are kept redacted: the API key
+        typed into any of them is never written to this file. ``kind``, ``sandbox``, ``parent_task_id`` and
+        ``operation``: the task's, for a restart that finds it in the call log (``_record_logged``). The id returned
+        (``a_`` and 16 random hex digits) is no secret: the call log names the create's answer by it."""
         attempt_id = "a_" + uuid.uuid4().hex[:16]
         now = time.time()
-        self.execute(
-            "INSERT INTO attempts (attempt_id, model, family, approved_by, quote_id, prompt, params, options_key,"
-            " credits_quoted, state, session, created, updated, digest, owner, answered)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'sending', ?, ?, ?, ?, ?, ?)",
-            attempt_id,
-            model,
-            family,
-            approved_by,
-            quote_id,
-            redact(prompt),
-            json.dumps(redact_value(params), ensure_ascii=False),
-            options_key,
-            credits_quoted,
-            redact(session) if session else session,
-            now,
-            now,
-            digest,
-            processes.this_process(),
-            CALL_RUNNING,
-        )
+        with self.transaction(durable=True) as db:
+            db.execute(
+                "INSERT INTO attempts (attempt_id, model, family, approved_by, quote_id, prompt, params, options_key,"
+                " credits_quoted, state, session, created, updated, digest, owner, answered, kind, sandbox,"
+                " parent_task_id, operation)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'sending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    attempt_id,
+                    model,
+                    family,
+                    approved_by,
+                    quote_id,
+                    redact(prompt),
+                    json.dumps(redact_value(params), ensure_ascii=False),
+                    options_key,
+                    credits_quoted,
+                    redact(session) if session else session,
+                    now,
+                    now,
+                    digest,
+                    processes.this_process(),
+                    CALL_RUNNING,
+                    kind,
+                    int(sandbox),
+                    parent_task_id,
+                    operation,
+                ),
+            )
         return attempt_id
 
     def finish_attempt(self, attempt_id: str, state: str, task_id: str | None = None, error: str | None = None) -> None:
@@ -1040,79 +1177,98 @@ class Journal:
             attempt_id,
         )
 
-    def recover_interrupted(self, found: list[str] | None = None) -> int:
+    def recover_interrupted(self, found: list[str] | None = None, taken_up: list[str] | None = None) -> int:
         """Attempts a crashed process left as being sent may have been created on KIE. Each is looked for in the call
-        log first (``found_in_call_log``): one whose create KIE answered with a task (a ``created`` line only it can
-        own) is recorded as created with that task, queued, so the follower follows and saves it, and its id goes to
-        ``found``. The others become unknown. Those a live process is sending (another server on this workspace) are
-        left to it, until they are older than any create takes (a process id reused after a restart looks alive);
-        another machine's, and those of an older kie-mcp that named no process, at that age too. Nothing is ever sent
-        again. Run at start-up and by the follower every minute (another server on this workspace may die while this
-        one runs). Returns how many became unknown."""
+        log first (``found_in_call_log``): one whose create KIE answered with a task (the ``created`` line naming it,
+        or in an older kie-mcp's log one only it can own) is recorded as created with that task, queued, so the
+        follower follows and saves it, and its id goes to ``found``. A task of an older line that is the answer of one
+        of several such creates, which one it cannot tell, is recorded all the same (no prompt, no attempt named), so
+        it is followed and saved, and its id goes to ``taken_up``. The others become unknown (those several too, their
+        error naming the tasks). Those a live process is sending (another server on this workspace) are left to it,
+        until they are older than any create takes (a process id reused after a restart looks alive); another
+        machine's, and those of an older kie-mcp that named no process, at that age too. Nothing is ever sent again.
+        Run at start-up and by the follower every minute (another server on this workspace may die while this one
+        runs). Written durably (``transaction``). Returns how many became unknown."""
         now = time.time()
         sending = self.query("SELECT * FROM attempts WHERE state = 'sending'")
         ended = [row for row in sending if processes.owner_gone(row["owner"]) or now - row["created"] > SEND_LIMIT]
         if not ended:  # nearly always: no write, so the follower can ask every minute for nothing
             return 0
-        answered = self.found_in_call_log(ended)
+        answers = self.found_in_call_log(ended)
         marked = 0
-        with self.transaction() as db:
+        with self.transaction(durable=True) as db:
             for row in ended:  # still being sent: its owner may have recorded KIE's answer since it was read
-                create = answered.get(row["attempt_id"])
-                if create is not None and _record_logged(db, row, create, now):
-                    if found is not None:
-                        found.append(create.task_id)
-                    continue
+                create = answers.paired.get(row["attempt_id"])
+                if create is not None and _record_logged(db, row, create, now) and found is not None:
+                    found.append(create.task_id)
+            maybe: dict[str, list[str]] = {}  # the tasks an attempt may have made, by attempt id
+            for create, rows in answers.unclaimed:
+                if _take_up_unclaimed(db, create, rows, now):
+                    if taken_up is not None:
+                        taken_up.append(create.task_id)
+                    for row in rows:
+                        maybe.setdefault(row["attempt_id"], []).append(create.task_id)
+            for row in ended:
+                tasks = maybe.get(row["attempt_id"])
                 marked += db.execute(
                     "UPDATE attempts SET state = 'unknown', updated = ?, error = ? WHERE attempt_id = ? AND"
                     " state = 'sending'",
-                    (now, INTERRUPTED, row["attempt_id"]),
+                    (now, INTERRUPTED if not tasks else interrupted_among(tasks), row["attempt_id"]),
                 ).rowcount
         return marked
 
-    def found_in_call_log(self, ended: list[sqlite3.Row]) -> dict[str, LoggedCreate]:
-        """The ``created`` lines of the call log that are the answers of the ``ended`` attempts, by attempt id; strict,
-        as a wrong match would give one request another's task. A line can be an attempt's answer when it names the
-        attempt's model and its family's endpoint, came within ``LOG_MATCH_SECONDS`` after the attempt was begun, and
-        names a task no other create of the journal recorded. Lines and the attempts they can answer (every attempt
-        being sent or of unknown outcome, in any process) are taken together: only when every such attempt is one of
-        ``ended``, all of one request (the same digest: its variations), and there are no more lines than attempts,
-        are they paired, in the order they were sent; anything else is left unknown. A log that cannot be read
-        answers none."""
+    def found_in_call_log(self, ended: list[sqlite3.Row]) -> LoggedAnswers:
+        """What the call log's ``created`` lines say of the ``ended`` attempts. A line naming one of them is its answer
+        (``paired``, by attempt id), unless another create of the journal recorded its task.
+
+        A line an older kie-mcp wrote names no attempt: it is matched strictly, as a wrong match would give one request
+        another's task. It can be an attempt's answer when it names the attempt's model and its family's endpoint,
+        came at most ``log_match_seconds`` after the attempt was begun, and names a task no other create of the
+        journal recorded. Lines and the attempts they can answer (every attempt being sent or of unknown outcome, in
+        any process, whose own line names none) are taken together: only when every such attempt is one of ``ended``,
+        all of one request (the same digest: its variations), and there are no more lines than attempts, are they
+        paired, in the order they were sent. Lines of any other group whose attempts are all ended or of unknown
+        outcome (none a live process is still sending, which records its own) are ``unclaimed``: each is one of those
+        creates' answer, which one it cannot tell. A log that cannot be read answers none."""
         from kie_mcp.kie.calllog import logged_creates  # the kie package imports the journal: resolved when used
 
+        none = LoggedAnswers({}, [])
         path = self.call_log()
         if path is None:
-            return {}
+            return none
         since = min(row["created"] for row in ended)
         try:
             lines = logged_creates(path, since - LOG_TIME_STEP, most_bytes=LOG_MATCH_BYTES)
         except OSError as err:  # UnreadableLog: nothing is matched, the creates are unknown as before
             log.warning("the call log cannot be read (%s): creates being sent when kie-mcp stopped stay unknown", err)
-            return {}
+            return none
+        answered = {line.attempt for line in lines if line.attempt}  # attempts whose own line is there
         lines = [line for line in lines if not self._task_taken(line.task_id)]
-        if not lines:
-            return {}
+        ending = {row["attempt_id"] for row in ended}
+        answers = LoggedAnswers({line.attempt: line for line in lines if line.attempt in ending}, [])
+        older = [line for line in lines if line.attempt is None]
+        if not older:
+            return answers
+        within = log_match_seconds()
         rows = self.query(
             "SELECT * FROM attempts WHERE state IN ('sending', 'unknown') AND created >= ? AND created <= ?",
-            since - LOG_MATCH_SECONDS,
-            max(line.at for line in lines) + LOG_TIME_STEP,
+            since - within,
+            max(line.at for line in older) + LOG_TIME_STEP,
         )
-        answers = {line: [row for row in rows if _may_answer(line, row)] for line in lines}
-        written = {line: number for number, line in enumerate(lines)}
-        ending = {row["attempt_id"] for row in ended}
-        paired: dict[str, LoggedCreate] = {}
-        for group_lines, group_rows in _groups(answers):
+        rows = [row for row in rows if row["attempt_id"] not in answered]
+        candidates = {line: [row for row in rows if _may_answer(line, row, within)] for line in older}
+        written = {line: number for number, line in enumerate(older)}
+        for group_lines, group_rows in _groups(candidates):
             digests = {row["digest"] for row in group_rows}
-            if len(group_lines) > len(group_rows) or len(digests) != 1 or None in digests:
-                continue
-            if any(row["attempt_id"] not in ending for row in group_rows):  # another's, or one already unknown
-                continue
-            by_time = sorted(group_rows, key=lambda row: row["created"])
-            in_log = sorted(group_lines, key=written.__getitem__)  # as they were written (the log's times are ms)
-            for row, line in zip(by_time, in_log, strict=False):
-                paired[row["attempt_id"]] = line
-        return paired
+            others = [row for row in group_rows if row["attempt_id"] not in ending]  # another's, or unknown already
+            if len(group_lines) <= len(group_rows) and len(digests) == 1 and None not in digests and not others:
+                by_time = sorted(group_rows, key=lambda row: row["created"])
+                in_log = sorted(group_lines, key=written.__getitem__)  # as they were written (the log's times are ms)
+                for row, line in zip(by_time, in_log, strict=False):
+                    answers.paired[row["attempt_id"]] = line
+            elif all(row["state"] == "unknown" for row in others):  # no live server is sending one of them
+                answers.unclaimed.extend((line, candidates[line]) for line in group_lines)
+        return answers
 
     def _task_taken(self, task_id: str) -> bool:
         """Whether another create of this journal already recorded ``task_id`` (its attempt, or its task's)."""

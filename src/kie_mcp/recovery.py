@@ -31,8 +31,9 @@ def recover(journal: Journal, settings: Settings) -> tuple[list[str], int]:
     """
     notices = _renew_from_call_log(journal, settings)
     found: list[str] = []
+    taken_up: list[str] = []
     try:
-        interrupted = journal.recover_interrupted(found)
+        interrupted = journal.recover_interrupted(found, taken_up)
     except Exception as err:  # a read-only journal: the tools that write will explain
         log.warning("could not mark interrupted creates as unknown: %s", err)
         interrupted = 0
@@ -40,6 +41,12 @@ def recover(journal: Journal, settings: Settings) -> tuple[list[str], int]:
         notices.append(
             f"{len(found)} create(s) were being sent when kie-mcp last stopped, and the call log shows KIE made "
             f"them: task(s) {', '.join(found)}, now recorded, followed and saved like any other."
+        )
+    if taken_up:
+        notices.append(
+            f"The call log shows KIE made task(s) {', '.join(taken_up)} for creates that were being sent when "
+            "kie-mcp last stopped, in lines an older kie-mcp wrote that do not say which create made which: they are "
+            "followed and saved like any other, without a prompt (those creates are listed as unknown)."
         )
     if interrupted:
         notices.append(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -278,6 +280,30 @@ async def _forget_old_quotes(runtime: Runtime) -> None:
 
 
 RELEASE_OWED_EVERY = 5.0  # seconds between two tries to write what a full disk held back
+# The longest a stop by signal waits for the journal to take what a full disk held back (``write_owed_at_exit``).
+OWED_AT_EXIT = 2.0
+_OPEN: list[Runtime] = []  # the runtimes this process has open (a stdio server: one), for ``write_owed_at_exit``
+
+
+def write_owed_at_exit(seconds: float = OWED_AT_EXIT) -> None:
+    """Write what the open runtimes owe the journal (``_write_owed``: approvals' releases, creates' tasks and
+    outcomes) before a stop by signal ends the process at once (``cli._stop_now``), which skips ``open_runtime``'s
+    own shutdown. In a thread of its own, waited for ``seconds`` at most: a journal another writer holds locked, or
+    one the code the signal interrupted is using, holds the exit no longer (what is left unwritten is found by the next
+    start, a create's task in the call log). Never raises."""
+    owing = [runtime for runtime in _OPEN if runtime.quotes.owes or runtime.owed.owes]
+    if not owing:
+        return
+
+    def write() -> None:
+        for runtime in owing:
+            with contextlib.suppress(Exception):  # never raises by contract; a stop must not fail on it
+                runtime.quotes.release_owed()
+                runtime.owed.retry()
+
+    writer = threading.Thread(target=write, name="kie-mcp-owed-at-exit", daemon=True)
+    writer.start()
+    writer.join(seconds)
 
 
 async def _write_owed(runtime: Runtime) -> None:
@@ -350,6 +376,7 @@ async def open_runtime(
         unknown_at_start=unknown_at_start,
         journal_retry=anyio.Event() if locked else None,
     )
+    _OPEN.append(runtime)
     try:
         async with anyio.create_task_group() as background:
             if not locked:
@@ -365,6 +392,7 @@ async def open_runtime(
             yield runtime
             background.cancel_scope.cancel()
     finally:
+        _OPEN[:] = [other for other in _OPEN if other is not runtime]  # by identity: runtimes compare by fields
         runtime.quotes.release_owed()  # a release still held back: written now if the journal takes it
         runtime.owed.retry()  # and what became of a create
         if kie is not None:

@@ -2,10 +2,14 @@
 
 Each line has the time, endpoint, model, task id, outcome, credits quoted, reserved (a create's share of what
 its call counts against the caps: its price, or for a price not known before it runs, the ceiling) and charged,
-latency and any error code and message. Request bodies are never written, so neither the key nor base64
-payloads can end up here, and every string value is redacted before it is written (an error message may echo the
-Authorization header). Each line is written whole or not at all, so a full disk never leaves half a record for the
-next one to run into: the server's errors point to this log as the copy of task ids the journal could not keep.
+latency and any error code and message; a create's lines also name its attempt, the journal's id of it (``attempt``:
+``a_`` and 16 random hex digits, no secret), by which a restart finds the answer of a create the journal never got
+(``Journal.found_in_call_log``). Request bodies are never written, so neither the key nor base64 payloads can end
+up here, and every string value is redacted before it is written (an error message may echo the Authorization
+header). Each line is written whole or not at all, so a full disk never leaves half a record for the next one to
+run into: the server's errors point to this log as the copy of task ids the journal could not keep. A line of a
+create that may have been charged (``created``, ``unknown``) is on the disk before the call goes on (``fsync``),
+so an OS crash or a power loss right after cannot take it back; the other lines are left to the OS.
 
 The log is kept to about twice ``ROTATE_BYTES``: a line that would take it past that first moves it to
 ``kie-api.1.jsonl`` (replacing the one before), under the lock every writer takes, so two kie-mcp processes never
@@ -56,7 +60,7 @@ class CallLog:
             try:
                 if not os.path.lexists(self.path.parent):  # a link there (even a broken one) is judged, not made
                     self.path.parent.mkdir(parents=True, exist_ok=True)
-                _append_whole(self.path, record)
+                _append_whole(self.path, record, durable=entry.get("outcome") in CHARGING)
             except OSError as err:  # a full disk, an unwritable workspace, a log leading outside: the call goes on
                 if not self._warned:
                     reason = err.strerror if isinstance(err, LogOutside) else err
@@ -108,7 +112,8 @@ def counted_on(path: Path, day: date, *, most_bytes: int = 64 * 1024 * 1024) -> 
 
 class LoggedCreate(NamedTuple):
     """A create KIE answered with a new task (a ``created`` line): when its answer came (epoch seconds), the endpoint
-    and model it was sent to, the task, and what it was quoted and reserved."""
+    and model it was sent to, the task, what it was quoted and reserved, and the journal's id of its attempt (None in
+    a line an older kie-mcp wrote)."""
 
     at: float
     endpoint: str
@@ -116,6 +121,7 @@ class LoggedCreate(NamedTuple):
     task_id: str
     credits_quoted: float | None
     credits_reserved: float | None
+    attempt: str | None = None
 
 
 def logged_creates(path: Path, since: float, *, most_bytes: int = 64 * 1024 * 1024) -> list[LoggedCreate]:
@@ -131,7 +137,8 @@ def logged_creates(path: Path, since: float, *, most_bytes: int = 64 * 1024 * 10
         if not all(isinstance(value, str) and value for value in (task, endpoint, model)):
             continue
         quoted, reserved = _number(line.get("credits_quoted")), _number(line.get("credits_reserved"))
-        found[task] = LoggedCreate(when, endpoint, model, task, quoted, reserved)
+        attempt = line.get("attempt") if isinstance(line.get("attempt"), str) and line.get("attempt") else None
+        found[task] = LoggedCreate(when, endpoint, model, task, quoted, reserved, attempt)
     return sorted(found.values(), key=lambda create: create.at)
 
 
@@ -230,17 +237,20 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
-def _append_whole(path: Path, record: bytes) -> None:
+def _append_whole(path: Path, record: bytes, *, durable: bool = False) -> None:
     """Append one line, whole or not at all: a single write on an O_APPEND descriptor, and after a short write or
     an error (a full disk) the file is cut back to its size before it. A line an earlier crash left unfinished is
-    ended first, so the new record starts a line of its own and stays readable."""
+    ended first, so the new record starts a line of its own and stays readable. ``durable``: the line is on the disk
+    before this returns (``_sync``)."""
     fd, readable = _open_inside(path)
+    moved = False
     try:
         _lock(fd)  # another kie-mcp on the workspace appends between our size and our cut: it waits instead
         size = os.fstat(fd).st_size
         if size + len(record) > ROTATE_BYTES and _still_named(path, fd):
             with contextlib.suppress(OSError):  # cannot be moved (a folder in the way): it grows on, no line lost
                 os.replace(path, rotated(path))  # this line still goes to this (moved) file; the next starts a new one
+                moved = True
         if size and readable and not _ends_a_line(fd, size):
             record = b"\n" + record
         written = 0
@@ -255,8 +265,31 @@ def _append_whole(path: Path, record: bytes) -> None:
                 elif written:  # someone else wrote too (no lock on this system): end our half line instead
                     os.write(fd, b"\n")
             raise
+        if durable:
+            _sync(fd, path.parent if moved or not size else None)
     finally:
         os.close(fd)  # releases the lock
+
+
+def _sync(fd: int, folder: Path | None) -> None:
+    """Put the log's data on the disk (``fsync``), and ``folder``'s entries too when the log was just made or moved
+    (its name is then only in the folder's pages). A sync the system refuses leaves the line written all the same."""
+    try:
+        os.fsync(fd)
+    except OSError as err:
+        log.debug("the call log could not be synced to the disk: %s", err)
+    if folder is None or not hasattr(os, "O_DIRECTORY"):  # Windows: folders cannot be opened to sync
+        return
+    try:
+        handle = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(handle)
+    except OSError as err:
+        log.debug("the call log's folder could not be synced to the disk: %s", err)
+    finally:
+        os.close(handle)
 
 
 def _still_named(path: Path, fd: int) -> bool:

@@ -86,6 +86,22 @@ SEND_PIECE = 64 * 1024
 # How long past its answer's deadline (``ANSWER_READS`` reads) a slot in KIE's windows may stay held before other
 # processes on the key stop counting it (``SharedBudget``): a create's turn is taken before its attempt is journaled.
 HELD_PAST_DEADLINE = 60.0
+# KIE's create window: 20 creates in any 10 s (docs.kie.ai), each slot held a tenth longer (``SlidingWindow.margin``).
+CREATE_LIMIT, CREATE_WINDOW = 20, 10.0
+
+
+def longest_create(timeout: float = 30.0, backoff: float = 10.0, resends: int = 3) -> float:
+    """The longest one create takes from its attempt's start (``Journal.begin_attempt``) to its last answer (its line
+    in the call log), with the client's ``timeout`` for a read, ``backoff`` and ``resends`` after a 429: every send
+    waits up to its answer's deadline (``ANSWER_READS`` reads), and before each resend the window pauses until its
+    edge (or ``backoff``) and the resend then waits for a turn, which a window full of creates in flight gives once
+    the first of them is answered and has left it."""
+    answer = ANSWER_READS * timeout
+    in_window = CREATE_WINDOW * 1.1
+    return (resends + 1) * answer + resends * (max(backoff, in_window) + answer + in_window)
+
+
+LONGEST_CREATE = longest_create()  # at the default settings: 696 s
 
 
 _SSL_LOCK = threading.Lock()
@@ -162,7 +178,7 @@ class KieClient:
         self.call_log = call_log
         held = ANSWER_READS * timeout + HELD_PAST_DEADLINE
         shared = SharedBudget(api_key, base_url, held_at_most=held) if share_pacing else None
-        self._creates = create_window or SlidingWindow(20, 10.0, shared=shared, name="create")
+        self._creates = create_window or SlidingWindow(CREATE_LIMIT, CREATE_WINDOW, shared=shared, name="create")
         self._polls = poll_window or SlidingWindow(10, 1.0, shared=shared, name="status")
         # The model-catalogue lookups share one budget of about 1 request/second per account.
         self._catalog = catalog_window or SlidingWindow(1, CATALOG_SPACING_SECONDS, shared=shared, name="catalogue")
@@ -249,11 +265,13 @@ class KieClient:
         *,
         slot: Slot | None = None,
         given_up: anyio.Event | None = None,
+        attempt: str | None = None,
     ) -> str:
         """Send one approved create of ``model_id`` and return KIE's task id. A refusal that names a task KIE
         already has (a repeated Veo 4K request) raises ``ExistingTaskError``: nothing new was started or charged.
         ``slot``: its turn in the create window, taken already (``create_turn``); ``given_up``: set when a resend
-        after a 429 should no longer wait for its turn (``NotSentError`` then)."""
+        after a 429 should no longer wait for its turn (``NotSentError`` then); ``attempt``: the journal's id of this
+        create, written in each of its call-log lines, so that a restart finds its answer there by it."""
         approval.use_one(model_id)
         reserved = approval.reserved_each
         return await self._send_create(
@@ -265,6 +283,7 @@ class KieClient:
             reserved=reserved,
             turn=slot,
             given_up=given_up,
+            attempt=attempt,
         )
 
     async def _send_create(
@@ -278,8 +297,10 @@ class KieClient:
         reserved: float | None = None,
         turn: Slot | None = None,
         given_up: anyio.Event | None = None,
+        attempt: str | None = None,
     ) -> str:
         """Send one create, inside KIE's 20-per-10-s window as KIE counts it: on arrival (see ``SlidingWindow``).
+        Each of its call-log lines names ``attempt`` (the journal's id of it).
 
         Each attempt holds a slot of the create window from before it is sent until its answer; the slot then
         stays in the window for its margin and the window's length. A create that was never sent, or that KIE
@@ -287,15 +308,14 @@ class KieClient:
         the window pauses until its edge (the moment its oldest answered create leaves it) and the create is sent
         again then; only a 429 is ever retried, and that resend gives up its wait once ``given_up`` is set.
         """
-        for attempt in range(self.max_rate_limit_retries + 1):
-            # the first attempt may come with its turn taken; a resend after a 429 waits for a turn of its own (the
+        for send in range(self.max_rate_limit_retries + 1):
+            # the first send may come with its turn taken; a resend after a 429 waits for a turn of its own (the
             # window's edge), which a cancel or a stop gives up (``given_up``)
-            taken = turn if attempt == 0 else None
-            async with self._turn(taken, given_up, path, model, quoted, reserved) as slot:  # left unsettled: counted
+            taken = turn if send == 0 else None
+            logged = {"model": model, "credits_quoted": quoted, "credits_reserved": reserved, "attempt": attempt}
+            async with self._turn(taken, given_up, path, logged) as slot:  # left unsettled: counted
                 started = time.monotonic()
-                log_call = functools.partial(
-                    self._log, path, started, model=model, credits_quoted=quoted, credits_reserved=reserved
-                )
+                log_call = functools.partial(self._log, path, started, **logged)
                 method = "GET" if family is not None and family.create_method == "GET" else "POST"  # Veo's 1080p
                 try:
                     within = self._answer_within["api"]
@@ -382,7 +402,7 @@ class KieClient:
                             raise
                         raise err.with_next_step(step) from err
                     pause = slot.rate_limited(self.rate_limit_backoff)
-                    if attempt >= self.max_rate_limit_retries:
+                    if send >= self.max_rate_limit_retries:
                         raise
                     log.warning(
                         "create refused with 429 (not counted, not charged); sending it again in %.1fs, when the "
@@ -407,25 +427,16 @@ class KieClient:
         taken: Slot | None,
         given_up: anyio.Event | None,
         path: str,
-        model: str,
-        quoted: float | None,
-        reserved: float | None,
+        logged: dict[str, Any],
     ) -> AsyncIterator[Slot]:
         """A create's slot in the window (``taken`` already, or waited for now, given up once ``given_up`` is set:
-        ``NotSentError``), settled as answered on leaving unless it was settled otherwise."""
+        ``NotSentError``, in the call log with what ``logged`` names), settled as answered on leaving unless it was
+        settled otherwise."""
         slot = taken
         if slot is None and given_up is not None:
             slot = await self._creates.hold_unless(given_up)
             if slot is None:
-                self._log(
-                    path,
-                    time.monotonic(),
-                    model=model,
-                    credits_quoted=quoted,
-                    credits_reserved=reserved,
-                    outcome="not sent",
-                    error=GAVE_UP,
-                )
+                self._log(path, time.monotonic(), **logged, outcome="not sent", error=GAVE_UP)
                 raise NotSentError(
                     f"KIE refused it for too many creates at once (429, not counted, not charged) and {GAVE_UP}",
                     endpoint=path,

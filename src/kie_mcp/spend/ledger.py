@@ -317,7 +317,9 @@ class Ledger:
         credits reserved (the price, or the higher charge KIE was seen making with ``listed`` its price, or for an
         unknown price the most it can cost: ``reservation``) and the day they were booked on, which every later
         correction of this spend must use. ``held``: reserved before the request's input files go up, under a ref of
-        its own (``HELD_REF``) until ``keep`` makes it the request's (``ref``) or ``release`` gives it back."""
+        its own (``HELD_REF``) until ``keep`` makes it the request's (``ref``) or ``release`` gives it back. Not synced
+        to the disk on its own: the create attempt written before anything is sent is (``Journal.begin_attempt``), and
+        that sync of the journal's log takes this reservation with it; one no create followed cost nothing."""
         self._release_abandoned()
         day = self._today()
         with self.journal.transaction() as db:
@@ -466,7 +468,7 @@ class Ledger:
             return False
         day = self._today() if day is None else day
         same = _ONE_CHARGE if reason in _ONE_CHARGE else (reason, reason)  # a task's charge: however it was learned
-        with self.journal.transaction() as db:
+        with self.journal.transaction(durable=True) as db:  # what KIE charged or refunded: kept through a power loss
             seen = db.execute("SELECT 1 FROM spend WHERE ref = ? AND reason IN (?, ?)", (ref, *same)).fetchone()
             if once and ref and seen:
                 return False

@@ -607,7 +607,7 @@ class TaskBook:
         the same task as new."""
         if not record.task_id:
             return None
-        with self.journal.transaction():
+        with self.journal.transaction(durable=True):  # a task id KIE answered: kept through a power loss
             kept = self.get(record.task_id)
             if kept is not None and kept.state != "failed":
                 return kept
