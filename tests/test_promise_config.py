@@ -1374,26 +1374,33 @@ async def test_another_kie_tools_key_and_host_beside_kie_mcps_own_are_said_and_s
 
 
 @pytest.mark.parametrize(
-    ("name", "spends"),
+    ("name", "broken"),
     [
-        ("KIE_WORKSPCE", False),
-        ("KIE_DOWNLAOD", False),
-        ("KIE_UPLOAD_BASE_URI", False),
+        ("KIE_WORKSPCE", True),
+        ("KIE_DOWNLAOD", True),
+        ("KIE_UPLOAD_BASE_URI", True),
         ("KIE_MAX_CREDITS_PER_CAL", True),
         ("KIE_AUTO_APPROVE_CREDIT", True),
         ("KIE_APROVAL", True),
+        ("KIE_AI_API_KEY", False),
+        ("KIEAI_API_KEY", False),
+        ("KIE_AI_BASE_URL", False),
+        ("KIE_AI_MAX_CREDITS_PER_CALL", True),
     ],
 )
-def test_only_a_misspelt_money_limit_or_approval_is_a_broken_setting(name, spends, tmp_path):
-    """A misspelt cap or KIE_APPROVAL would leave the looser default in force: it stops spending. A near miss of any
-    other setting spends nothing more than leaving it out: a note."""
+def test_a_misspelt_setting_is_a_broken_setting_and_another_kie_tool_s_only_a_note(name, broken, tmp_path):
+    """A misspelt setting leaves a cap at its looser default, quote approvals on, or the server in another workspace
+    (the review: KIE_WORKSPCE had become a note, and the brand's workspace went unseen): a broken setting. Another
+    KIE tool's KIE_AI_API_KEY, KIEAI_API_KEY or KIE_AI_BASE_URL is said and stops nothing, unless it reads as a
+    money limit."""
     settings = Settings.load({"KIE_WORKSPACE": str(tmp_path), name: "1"}, cwd=tmp_path)
-    if spends:
+    if broken:
         assert settings.config_error and "did you mean" in settings.config_error
-        assert settings.max_credits_per_call == 0
     else:
         assert settings.config_error is None, settings.config_error
         assert any(f'"{name}", which kie-mcp does not read' in note for note in settings.config_notes)
+    if name.startswith(("KIE_MAX", "KIE_AUTO", "KIE_AI_MAX")):
+        assert settings.max_credits_per_call == 0
 
 
 # -- a workspace that cannot be made, and a Windows path elsewhere, are named at start ------------------------------
@@ -1424,6 +1431,15 @@ async def test_a_windows_path_on_this_system_is_a_broken_setting_and_no_folder_i
     seen = await everything_a_client_sees(Settings.load(env, cwd=start), transport, mode)
     assert f"{name}=C:\\Users\\x\\Pictures is a Windows path on this system" in seen, seen
     assert not list(start.iterdir())
+
+
+@pytest.mark.skipif(os.sep != "/", reason="a Windows path is a path on Windows")
+@pytest.mark.parametrize("value", ["/tmp:D:\\photos", "/tmp,D:/photos"])
+def test_a_windows_path_later_in_the_allowed_folders_is_a_broken_setting_never_split(value, tmp_path):
+    """The review: "/tmp:D:\\photos" allowed /tmp, ./D and ./\\photos; "/tmp,D:/photos" allowed /photos."""
+    settings = Settings.load({"KIE_WORKSPACE": str(tmp_path), "KIE_ALLOWED_DIRS": value}, cwd=tmp_path)
+    assert settings.config_error and "is a Windows path on this system" in settings.config_error
+    assert settings.allowed_dirs == ()
 
 
 # -- KIE_CACHE_DIR is checked as the workspace is ------------------------------------------------------------------

@@ -106,14 +106,19 @@ async def test_a_host_retry_after_a_cut_off_create_never_creates_twice_then_the_
 
 
 async def test_an_auto_approved_call_cut_off_after_its_create_is_not_created_again(connect, controls):
+    """Sent again, a call cut off after its create is answered with its task; an estimate of it meanwhile says so,
+    never that approving it pays a second time (the review: it warned of a charge the retry never makes)."""
     await controls.fault("create", kind="slow", seconds=0.6)
     async with connect(auto_approve_credits=10) as client:
         await cut_off(lambda: client.call_tool("generate_image", IMAGE), controls.creates)
         await anyio.sleep(1.0)
+        estimate = text_of(await client.call_tool("estimate_cost", IMAGE))
         again = await client.call_tool("generate_image", IMAGE)
         spent = await spent_today(client)
     assert len(await controls.creates()) == 1 and spent == 8
-    assert again.structured_content["tasks"][0]["task_id"], text_of(again)
+    task_id = again.structured_content["tasks"][0]["task_id"]
+    assert task_id and f"after KIE made task {task_id}: sending it again answers with that task" in estimate, estimate
+    assert "second time" not in estimate and "pays for it, again" not in estimate, estimate
 
 
 async def test_a_call_cut_off_during_its_create_has_its_task_followed_and_saved_with_nobody_asking(

@@ -672,6 +672,24 @@ async def test_a_balance_moved_by_something_else_while_an_unknown_price_runs_is_
     assert "charged by KIE" not in said and "charged)" not in listed, listed
 
 
+async def test_a_charge_above_the_per_call_cap_of_a_model_with_no_upper_price_is_booked_as_measured(connect, controls):
+    """The review: a model with no known price and no upper figure in the catalogue reserves the per-call cap (50);
+    KIE charged 80 and nothing else moved the balance. The measured 80 was refused as "another spend on this API key",
+    and today's spend stayed 30 under what KIE took. Above the cap is no bound where the catalogue names none."""
+    no_price = {"prompt": "a dancer", "model": "wan/2-6-flash-image-to-video", "images": ["https://example.com/a.png"]}
+    await controls.post("config", {"report_credits_consumed": False})
+    await controls.post("prices", {"wan/2-6-flash-image-to-video": 80})
+    before = (await controls.get("state"))["balances"]["default"]
+    async with connect(elicitation=answering(), max_credits_per_call=50) as client:
+        result = await client.call_tool("generate_video", {**no_price, "wait_seconds": 30})
+        spent = await spent_today(client)
+    after = (await controls.get("state"))["balances"]["default"]
+    [task] = result.structured_content["tasks"]
+    assert before - after == 80 and spent == 80, text_of(result)
+    assert task["credits_charged"] == 80 and task["charge_measured"] is True, text_of(result)
+    assert "another spend on this API key" not in text_of(result)
+
+
 async def test_a_charge_measured_from_the_balance_is_never_said_to_be_kie_s(connect, controls):
     """A charge KIE does not report, measured from the balance, was told as "Cost: 300 credits charged by KIE", and
     listed as "(300 credits charged)": a figure KIE never gave. Every place that shows it says it was measured."""

@@ -92,9 +92,13 @@ APPROVAL_MODES = ("any", "form")
 # The settings that say where the key is sent (with their defaults): every request to them carries it, the price
 # feed's too (it is read from KIE_BASE_URL). Taken only from where the key comes from (see above).
 ENDPOINTS = {"KIE_BASE_URL": DEFAULT_BASE_URL, "KIE_UPLOAD_BASE_URL": DEFAULT_UPLOAD_BASE_URL}
-# The settings a misspelt name of is a broken setting (it would leave a cap at its looser default, or quote approvals
-# on); a near miss of any other setting is only noted (``_unknown_settings``).
+# The settings a misspelt name of is a broken setting even under another KIE tool's prefix (it would leave a cap at
+# its looser default, or quote approvals on); a near miss of any other setting is a broken setting unless it is
+# another KIE tool's (``OTHER_KIE_TOOLS``: then only noted, ``_unknown_settings``).
 SPENDING_SETTINGS = (*MONEY_LIMITS, "KIE_APPROVAL")
+# The prefixes of other KIE.ai tools' settings (KIE_AI_API_KEY, KIEAI_API_KEY, KIE_AI_BASE_URL), often in the same
+# .env or shell: a near miss of a setting of kie-mcp's under one of them is another tool's, said and not a problem.
+OTHER_KIE_TOOLS = ("KIE_AI_", "KIEAI_")
 # The settings whose every written value is kept with where it was written (``Settings.load``'s ``written``).
 WRITTEN_EVERYWHERE = (*MONEY_LIMITS, "KIE_APPROVAL", *ENDPOINTS)
 MONEY_LIMIT_WORDS = {
@@ -572,11 +576,13 @@ def _unknown_settings(names: Mapping[str, str], where: str) -> tuple[list[str], 
     problems, a misspelt money limit or KIE_APPROVAL and a KIE_ name that reads as a money limit
     (KIE_MAX_CREDIT_PER_DAY, KIE_DAILY_CAP, KIE_APPROVALS, a name with a space after it would otherwise leave a cap at
     its looser default, or quote approvals on, without a word; such a name is answered with the setting that is one);
-    as notes, a near miss of any other setting and any other KIE_ name. Another KIE tool's KIE_AI_API_KEY,
-    KIEAI_API_KEY or KIE_AI_BASE_URL (in a shared .env, or exported in the shell that started the client) is one
-    letter from kie-mcp's own: as a problem it stopped every tool, even beside a working KIE_API_KEY; spending
-    nothing more than it would without it, it is said and stops nothing. Names of this project's other tools
-    (``OTHER_TOOLS_SETTINGS``) and of other programs (OTHER_TOOL) are left alone."""
+    as problems too, a misspelt other setting (KIE_WORKSPCE would leave the server in another workspace, its
+    MASTER_CONTEXT.md, references and journal unseen, without a word); as notes, any other KIE_ name. Another KIE
+    tool's KIE_AI_API_KEY, KIEAI_API_KEY or KIE_AI_BASE_URL (``OTHER_KIE_TOOLS``, in a shared .env, or exported in
+    the shell that started the client) is one letter from kie-mcp's own: as a problem it stopped every tool, even
+    beside a working KIE_API_KEY; unless it reads as a money limit or KIE_APPROVAL, it is said and stops nothing.
+    Names of this project's other tools (``OTHER_TOOLS_SETTINGS``) and of other programs (OTHER_TOOL) are left
+    alone."""
     problems: list[str] = []
     notes: list[str] = []
     for name in names:
@@ -587,7 +593,7 @@ def _unknown_settings(names: Mapping[str, str], where: str) -> tuple[list[str], 
 
         close = difflib.get_close_matches(meant, KNOWN_SETTINGS, n=1, cutoff=TYPO_LIKENESS)
         shown = plain(name, limit=40)
-        if close and close[0] in SPENDING_SETTINGS:
+        if close and (close[0] in SPENDING_SETTINGS or not meant.startswith(OTHER_KIE_TOOLS)):
             problems.append(f"{where} {shown}, which kie-mcp does not read; did you mean {close[0]}?")
         elif close:  # another KIE tool's KIE_AI_API_KEY, KIEAI_API_KEY, KIE_AI_BASE_URL: said, it stops nothing
             notes.append(
@@ -1205,8 +1211,9 @@ def _why_it_cannot_be_made(folder: Path) -> str | None:
 
 
 # A path as Windows writes it (C:\Users\me, D:/photos): on a system whose paths start with "/", it would be read as a
-# relative folder named so (and KIE_ALLOWED_DIRS split at its colon into "C" and "\Users\me").
-_WINDOWS_PATH = re.compile(r"(?:^|;)\s*[A-Za-z]:[\\/]")
+# relative folder named so (and KIE_ALLOWED_DIRS split at its colon into "C" and "\Users\me"), also as a later entry of
+# a list ("/tmp:D:\photos", "/tmp,D:/photos"; a one-letter relative folder before an absolute one reads the same).
+_WINDOWS_PATH = re.compile(r"(?:^|[;:,])\s*[A-Za-z]:[\\/]")
 
 
 def _windows_path(name: str, value: str) -> str | None:

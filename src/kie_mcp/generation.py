@@ -642,13 +642,19 @@ def twins(rt: Runtime, digest: str) -> tuple[str | None, str | None]:
     try:
         rows = rt.journal.recent_attempts(digest, now - UNSETTLED_WINDOW)
         begun = under_way(rt, digest)
+        live = {r["attempt_id"] for r in rows if r["answered"] == CALL_RUNNING and owner_gone(r["owner"]) is False}
+        replayed = {r["attempt_id"] for r in rows if now - r["created"] <= RETRY_WINDOW and _cut_off(r)}
+        made = [
+            row
+            for row in rows
+            if row["state"] == "created" and row["task_id"] and row["attempt_id"] not in live | replayed
+        ]
+        recent = [row for row in made if now - row["created"] <= RECENTLY_MADE and paid_for(rt, row)]
+        again = [row for row in rows if row["attempt_id"] in replayed and row["state"] == "created" and row["task_id"]]
     except JOURNAL_ERRORS:
         return None, None
     unsettled = [row for row in rows if row["state"] == "unknown"]
-    live = {row["attempt_id"] for row in rows if row["answered"] == CALL_RUNNING and owner_gone(row["owner"]) is False}
     running = [row for row in rows if row["attempt_id"] in live and row["state"] in ("sending", "created")]
-    made = [row for row in rows if row["state"] == "created" and row["task_id"] and row["attempt_id"] not in live]
-    recent = [row for row in made if now - row["created"] <= RECENTLY_MADE and paid_for(rt, row)]
     said = []
     if unsettled:
         when = timestamp(unsettled[-1]["created"])
@@ -680,13 +686,27 @@ def twins(rt: Runtime, digest: str) -> tuple[str | None, str | None]:
             "made)."
         )
     warning, note = " ".join(said) or None, None
-    if made and not recent:
+    if again:  # ``retried_call``: sent again now, it is answered with what the cut-off call made
+        tasks = ", ".join(row["task_id"] for row in again[-3:])
+        note = (
+            f"A call of this exact request was cut off at {timestamp(again[-1]['created'])} after KIE made task "
+            f"{tasks}: sending it again answers with that task and creates nothing."
+        )
+    elif made and not recent:
         tasks = ", ".join(row["task_id"] for row in made[-3:])
         note = (
             f"{MADE_BEFORE} {timestamp(made[-1]['created'])} (task {tasks}): approving it again makes it, and pays "
             "for it, again."
         )
     return warning, note
+
+
+def _cut_off(attempt: sqlite3.Row) -> bool:
+    """Whether a create attempt's call was cut off before its answer reached the client (cancelled, timed out, or
+    its server gone), as ``Journal.unanswered_attempts`` judges it: sent again, it is replayed (``retried_call``)."""
+    if attempt["state"] == "refused" or attempt["answered"] == CALL_ANSWERED:
+        return False
+    return attempt["answered"] == CALL_CUT_OFF or bool(owner_gone(attempt["owner"]))
 
 
 def under_way(rt: Runtime, digest: str) -> float | None:
@@ -2433,9 +2453,10 @@ def moved_by_others(
 def implausible(rt: Runtime, p: Plan, each: float) -> str | None:
     """Why ``each`` credits per task, measured from the balance, cannot be what KIE charged: nothing, or less than
     the request surely costs (``Plan.least``, per variation as it is counted: a top-up or a refund of a task made
-    elsewhere landed meanwhile, even a partial one), more than was reserved for it (``Plan.reserved_each``: the most
-    it can cost, or the per-call cap; another spend on the key landed meanwhile), or far less than KIE charged here
-    before for this model and these options. None when it can be."""
+    elsewhere landed meanwhile, even a partial one), more than the catalogue says it can cost (``Plan.most``, when it
+    says: another spend on the key landed meanwhile; with no such figure the reservation is the per-call cap, which a
+    real charge may pass, and is booked as charged), or far less than KIE charged here before for this model and
+    these options. None when it can be."""
     if not math.isfinite(each) or each <= 0:
         return "the balance did not go down (a top-up or a refund of another task may have landed meanwhile)"
     least = round(p.least / p.variations, 4)
@@ -2444,10 +2465,11 @@ def implausible(rt: Runtime, p: Plan, each: float) -> str | None:
             f"the balance went down {each:g} credits per task, less than the {least:g} each surely costs (its rates "
             "with the billed inputs taken as 0 s long), so a top-up or a refund of another task landed meanwhile"
         )
-    if each > p.reserved_each + 1e-6:
+    most = round(p.most / p.variations, 4) if p.most is not None else None
+    if most is not None and each > most + 1e-6:
         return (
-            f"the balance went down {each:g} credits per task, more than the {p.reserved_each:g} reserved for each "
-            "(the most it can cost), so another spend on this API key (another workspace or tool) landed meanwhile"
+            f"the balance went down {each:g} credits per task, more than the {most:g} each can cost by its rates, so "
+            "another spend on this API key (another workspace or tool) landed meanwhile"
         )
     history = rt.journal.charged_before(p.spec.id, p.options_key or "")
     lowest = min((charged for charged, *_ in history if charged > 0), default=None)
