@@ -80,9 +80,11 @@ whether or not a tool call is waiting on it:
   (``unknown_creates_changed``: that list names them). Handshake-era clients subscribe with
   ``resources/subscribe`` instead: each update of a URI a session subscribed to is sent to that session as
   ``notifications/resources/updated`` (``subscribers``). A finished task is also logged (stderr) and reported as a
-  ``notifications/message``: at once on the standalone channel to handshake-era clients; 2026-07-28 clients
-  have no channel outside a request, so the line is queued and sent with the next ``check_task`` (delivered
-  when that request opts in to log messages).
+  ``notifications/message``: on the standalone channel to handshake-era clients; 2026-07-28 clients have no
+  channel outside a request, so the line is queued and sent with the next ``check_task`` (delivered when that
+  request opts in to log messages). Nothing here waits on a client: what a handshake-era session is sent goes in
+  its outbox (``outbox``: bounded, sent in order by a task of its own, which ``run`` hosts), so a host that stops
+  reading its stdout never holds a look or a finish slot, and tasks are followed and saved all the same.
 """
 
 from __future__ import annotations
@@ -109,6 +111,7 @@ from kie_mcp.journal import JOURNAL_ERRORS
 from kie_mcp.processes import this_process
 from kie_mcp.words import timestamp
 
+from .outbox import Outboxes
 from .polling import Look, refresh
 from .records import (
     NOT_FOLLOWED,
@@ -119,9 +122,11 @@ from .records import (
     record_from_row,
     time_left,
 )
-from .subscribers import Subscribers
+from .subscribers import Subscribers, connection_of_session
 
 if TYPE_CHECKING:
+    from mcp.server.connection import Connection
+
     from kie_mcp.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -287,7 +292,9 @@ class Follower:
         self._rate_limited = 0
         self._publish: Callable[[str], Awaitable[None]] | None = None
         self.subscribers = Subscribers()  # handshake-era sessions' resources/subscribe: told of each update too
-        self._session: Any = None  # a handshake-era session: it can be told things outside a request
+        # What handshake-era clients are told outside a request, sent apart from the follower's work (``outbox``)
+        self.outboxes = Outboxes(self._client_hears)
+        self._client: Connection | None = None  # a handshake-era client's connection: told when a task ends
         self._notices: deque[str] = deque(maxlen=50)
         self.owner = f"{this_process()}/{next(_FOLLOWERS)}"  # whose claims, in the journal's follows table
         self.client_level = "info"  # logging/setLevel: "a task ended" (info) is sent unless the client set higher
@@ -303,14 +310,16 @@ class Follower:
         self._end_limiter = anyio.CapacityLimiter(ENDS_AT_ONCE)
         self._save_limiter = anyio.CapacityLimiter(SAVES_AT_ONCE)
         self._bound_event().set()
-        if rt.unknown_at_start:  # creates a stopped server was sending became unknown as this one started
-            await self.unknown_creates_changed()
-        if rt.kie is None:
-            return  # no key: nothing can be followed, and no tool can create or check a task
-        try:
-            await self._follow_all()
-        finally:  # a stop (cancelled): another server on the workspace may take these tasks up at once
-            self._release(None)
+        async with anyio.create_task_group() as group:
+            group.start_soon(self.outboxes.run)  # what clients are told: never waited on by the work below
+            if rt.unknown_at_start:  # creates a stopped server was sending became unknown as this one started
+                await self.unknown_creates_changed()
+            if rt.kie is None:  # no key: nothing can be followed, and no tool can create or check a task
+                return  # (the senders run on until the server stops)
+            try:
+                await self._follow_all()
+            finally:  # a stop (cancelled): another server on the workspace may take these tasks up at once
+                self._release(None)
 
     async def _follow_all(self) -> None:
         self._adopt(quiet_for=None)  # every unfinished task an earlier process left
@@ -960,7 +969,8 @@ class Follower:
         if self._publish is None:
             self._publish = ctx.notify_resource_updated
         session = ctx.session if session is None else session
-        self._session = None if session.protocol_version in MODERN_PROTOCOL_VERSIONS else session
+        modern = session.protocol_version in MODERN_PROTOCOL_VERSIONS
+        self._client = None if modern else connection_of_session(session)
 
     async def _announce(self, record: TaskRecord, *, waiters: int = 0, then: str | None = None) -> None:
         """A task's state changed (or its results were saved on a later try, or their quick tries are over):
@@ -976,14 +986,8 @@ class Follower:
         log.info("%s", line)
         if not self._client_hears("info"):
             return
-        if self._session is not None:
-            from mcp.types import LoggingMessageNotification, LoggingMessageNotificationParams
-
-            params = LoggingMessageNotificationParams(level="info", data=line, logger="kie-mcp")
-            try:
-                await self._session.send_notification(LoggingMessageNotification(params=params))
-            except Exception as err:
-                log.debug("could not tell the client that task %s ended: %s", record.task_id, err)
+        if self._client is not None:  # queued: sent by the connection's own sender, never waited on here
+            self.outboxes.of(self._client).log("info", line, about=f"kie://tasks/{record.task_id}")
         elif waiters == 0:
             self._notices.append(line)
 
@@ -994,14 +998,16 @@ class Follower:
         await self._published(TASK_LIST)
 
     async def _published(self, *uris: str) -> None:
-        """Publish the updates of ``uris`` on the subscription bus, when there is one, and send them to the
-        handshake-era sessions subscribed to them (advisory: a client gone away must not stop the follower, nor a
-        create being recorded)."""
+        """Publish the updates of ``uris`` on the subscription bus, when there is one (the SDK's fan-out never waits
+        on a client), and queue them for the handshake-era sessions subscribed to them (``outbox``: a client that does
+        not read never holds up the follower). Advisory: a client gone away must not stop the follower, nor a create
+        being recorded."""
         try:
             for uri in uris:
                 if self._publish is not None:
                     await self._publish(uri)
-                await self.subscribers.updated(uri)
+                for connection in self.subscribers.subscribed(uri):
+                    self.outboxes.of(connection).updated(uri)
         except Exception as err:
             log.debug("could not publish the update of %s: %s", ", ".join(uris), err)
 

@@ -3,8 +3,9 @@
 Clients of the handshake era (2025-06-18, 2025-11-25: most hosts) subscribe to a resource with
 ``resources/subscribe`` and are sent ``notifications/resources/updated`` on their connection when it changes. The
 2026-07-28 era has no such method: its clients listen (``subscriptions/listen``, served by the SDK from the server's
-subscription bus). The follower publishes every update of ``kie://tasks/{id}`` and ``kie://tasks`` on that bus and
-hands it here too (``Subscribers.updated``), which sends it to each handshake-era connection subscribed to that URI.
+subscription bus). The follower publishes every update of ``kie://tasks/{id}`` and ``kie://tasks`` on that bus, and
+queues it for each handshake-era connection subscribed to that URI here (``Subscribers.subscribed``), in that
+connection's outbox (``outbox``: sent by its own task, so a client that stops reading never holds up the follower).
 
 Only those resources are updated while the server runs, so only they can be subscribed to (``subscribable``): a
 client subscribed to anything else would wait for an update that never comes. A connection's subscriptions go when it
@@ -53,10 +54,16 @@ def subscribable(uri: str) -> str:
 
 
 def connection_of(ctx: Any) -> Connection:
-    """The connection a request came on (a lowlevel handler's ``ServerRequestContext``). The SDK hands such a
-    handler a per-request session proxy only; the connection it wraps, which lasts as long as the client's session,
-    is that proxy's ``_connection`` (mcp 2.3: no public accessor yet)."""
-    return ctx.session._connection
+    """The connection a request came on (a lowlevel handler's ``ServerRequestContext``)."""
+    return connection_of_session(ctx.session)
+
+
+def connection_of_session(session: Any) -> Connection:
+    """The connection behind a request's session. The SDK hands a handler a per-request session proxy only; the
+    connection it wraps, which lasts as long as the client's session, is that proxy's ``_connection`` (mcp 2.3: no
+    public accessor yet)."""
+    connection: Connection = session._connection
+    return connection
 
 
 class Subscribers:
@@ -78,10 +85,5 @@ class Subscribers:
         self._uris.get(connection, set()).discard(uri)
 
     def subscribed(self, uri: str) -> list[Connection]:
+        """The open connections subscribed to ``uri`` (the follower queues its updates for them)."""
         return [connection for connection, uris in self._uris.items() if uri in uris]
-
-    async def updated(self, uri: str) -> None:
-        """Send ``notifications/resources/updated`` for ``uri`` to every connection subscribed to it (on its standalone
-        channel: best effort, a closed one drops it)."""
-        for connection in self.subscribed(uri):
-            await connection.send_resource_updated(uri)
