@@ -76,6 +76,16 @@ async def until_saved(workspace: Path, task_id: str, seconds: float = 20) -> lis
     return found
 
 
+async def listed_with_files(client, seconds: float = 10) -> list[dict]:
+    """list_tasks once its newest task lists its saved files: the file is in place a moment before the journal says."""
+    with anyio.fail_after(seconds):
+        while True:
+            listed = (await client.call_tool("list_tasks", {})).structured_content["tasks"]
+            if listed and listed[0]["files"]:
+                return listed
+            await anyio.sleep(0.05)
+
+
 async def video_nobody_waits_for(client) -> str:
     result = await client.call_tool("generate_video", {**VIDEO, "wait_seconds": 0})
     assert result.structured_content["status"] == "submitted", text_of(result)
@@ -373,7 +383,7 @@ async def test_results_an_outage_kept_from_saving_past_the_quick_tries_are_tried
     async with connect(elicitation=answering(), poll_min_interval=0.001) as client:  # an hour is 1.8 s here
         task_id = await video_nobody_waits_for(client)
         files = await until_saved(tmp_path, task_id, seconds=30)
-        listed = (await client.call_tool("list_tasks", {})).structured_content["tasks"]
+        listed = await listed_with_files(client)
     gets = file_gets(await controls.get("requests"))
     assert files[0].suffix == ".mp4" and files[0].read_bytes()[4:8] == b"ftyp"
     assert len(gets) == quick + 1  # the quick tries, then the first hourly one, which saved it
