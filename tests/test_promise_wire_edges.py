@@ -4,6 +4,7 @@ never resent, a task that does not move says why, and errors say what to do. Dri
 simulator; answers the simulator has no fault for are rewritten on their way back (``Rewriting``)."""
 
 import json
+import logging
 import re
 import time
 from collections.abc import AsyncIterator, Callable
@@ -26,7 +27,7 @@ from kie_mcp.spend import grant
 from kie_mcp.tasks.polling import Look, refresh
 from kie_mcp.tasks.records import TaskRecord
 
-from .conftest import API, UPLOADS, answering, served_over_tcp, text_of
+from .conftest import API, UPLOADS, answering, eras_in_turn, served_over_tcp, text_of
 
 IMAGE = {"prompt": "a red apple on a wooden table", "model": "nano-banana-2"}
 VIDEO = {"prompt": "waves rolling onto a beach at dusk", "model": "veo3_fast"}
@@ -652,3 +653,115 @@ async def test_a_result_kie_sent_as_text_that_is_not_json_is_said_to_be_unreadab
     task = made.structured_content["tasks"][0]
     assert task["state"] == "succeeded_without_results", text_of(made)
     assert "sent a result that could not be read" in task["error"] and "no result link" not in task["error"]
+
+
+# -- 12. a result link with spaces around it, or its scheme in capitals, is a link ------------------------------------
+
+
+def shaped(shape: str) -> Callable[[str], str]:
+    """``shape`` of a link: ``{url}`` the link, ``{rest}`` it after its ``scheme://``."""
+    return lambda url: shape.format(url=url, rest=url.partition("://")[2])
+
+
+@eras_in_turn(
+    ("where", "shape"),
+    [
+        ("result", " {url}"),
+        ("result", "{url}\n"),
+        ("result", "\r\n{url}\t"),
+        ("result", "HTTP://{rest}"),
+        ("renewed", " {url}\n"),
+        ("renewed", "HTTP://{rest}\r\n"),
+    ],
+)
+async def test_a_result_link_with_spaces_around_it_or_its_scheme_in_capitals_is_saved(
+    connect, controls, transport, tmp_path, where, shape
+):
+    """RFC 3986 makes a scheme's letter case meaningless, and KIE's links have been seen with a line break after
+    them: " https://..." and "HTTPS://..." read as "KIE sent no result link" (never saved), and "https://...\\n" as a
+    link no request could be made with, retried for ever while the answer said the links still worked. So did a
+    fresh link download-url gave in such a shape."""
+    if where == "result":
+        transport.rewrites[RECORD] = result_link(shaped(shape))
+    else:  # the first link refused as expired, and the fresh one KIE gives for it shaped so
+        await controls.fault("files", kind="code", code=403)
+        transport.rewrites["/api/v1/common/download-url"] = lambda body: {**body, "data": shaped(shape)(body["data"])}
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 10})
+    [task] = made.structured_content["tasks"]
+    assert task["state"] == "succeeded" and task["error"] is None, text_of(made)
+    [saved] = task["files"]
+    assert (tmp_path / saved).stat().st_size > 0
+    assert all(url.startswith("http://") and url == url.strip() for url in task["result_urls"]), task["result_urls"]
+
+
+# -- 13. KIE's text is cut wherever it is repeated ---------------------------------------------------------------------
+
+LONG = 300_000  # characters of a text KIE sends: a garbage answer may hold megabytes (16 MiB are read)
+
+
+def every_state_word(word: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    def rewrite(body: dict[str, Any]) -> dict[str, Any]:
+        data = body.get("data")
+        return {**body, "data": {**data, "state": word}} if isinstance(data, dict) else body
+
+    return rewrite
+
+
+@eras_in_turn("where", ["create error", "failure", "status error", "status word"])
+async def test_a_text_kie_sends_megabytes_of_is_cut_in_every_answer_record_and_log_saying_so(
+    connect, controls, transport, tmp_path, caplog, where
+):
+    """A ``msg``, ``failMsg`` or status word of 4 MiB made 12.6 MB tool answers (the text three times), list_tasks
+    and kie://tasks of 4.2 MB for good (it was kept in the task's record), 4 MB more call log and 4 MB of log at
+    every look. Each is cut to 2000 characters where it is read, saying it was cut and how long it was."""
+    caplog.set_level(logging.INFO)
+    if where == "create error":
+        await controls.fault("create", kind="code", code=500, msg="E" * LONG)
+    elif where == "failure":
+        await controls.fault("create", kind="task_fail", fail_msg="F" * LONG)
+    elif where == "status error":
+        await controls.fault("status", kind="code", code=500, msg="S" * LONG, times=-1)
+    else:
+        transport.rewrites[RECORD] = every_state_word("Z" * LONG)
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 1})
+        [task] = made.structured_content["tasks"]
+        answers = [made, await client.call_tool("list_tasks", {}), await client.read_resource("kie://tasks")]
+        if task["task_id"]:
+            answers.append(await client.call_tool("check_task", {"task_id": task["task_id"], "wait_seconds": 0}))
+            answers.append(await client.read_resource(f"kie://tasks/{task['task_id']}"))
+    shown = [json.dumps(answer.model_dump(mode="json")) for answer in answers]
+    assert max(len(text) for text in shown) < 20_000, [len(text) for text in shown]
+    assert "characters)" in shown[0], text_of(made)
+    if where != "status word":  # a status word is said shorter still (60 characters)
+        assert f"({LONG} characters)" in shown[0], text_of(made)
+    logged = (tmp_path / "logs" / "kie-api.jsonl").read_text().splitlines()
+    assert max(len(line) for line in logged) < 3000, [len(line) for line in logged]
+    assert max(len(record.getMessage()) for record in caplog.records) < 3000
+
+
+async def test_a_record_an_older_kie_mcp_kept_with_megabytes_of_kies_text_is_cut_when_read(connect, controls, tmp_path):
+    """The record kept KIE's whole ``failMsg``: every listing of the workspace carried it, for good."""
+    from kie_mcp.journal import Journal
+
+    await controls.fault("create", kind="task_fail", fail_msg="boom")
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 5})
+    [task] = made.structured_content["tasks"]
+    assert task["state"] == "failed", text_of(made)
+    journal = Journal.for_workspace(tmp_path)
+    with journal.transaction() as db:  # as an older kie-mcp wrote it
+        (record,) = db.execute("SELECT record FROM tasks WHERE task_id = ?", (task["task_id"],)).fetchone()
+        kept = json.dumps({**json.loads(record), "error": "F" * LONG, "fail_code": "C" * LONG})
+        db.execute("UPDATE tasks SET record = ? WHERE task_id = ?", (kept, task["task_id"]))
+    journal.close()
+    async with connect() as client:
+        answers = [
+            await client.call_tool("list_tasks", {}),
+            await client.call_tool("check_task", {"task_id": task["task_id"], "wait_seconds": 0}),
+            await client.read_resource("kie://tasks"),
+        ]
+    shown = [json.dumps(answer.model_dump(mode="json")) for answer in answers]
+    assert max(len(text) for text in shown) < 20_000, [len(text) for text in shown]
+    assert f"({LONG} characters)" in shown[1], shown[1][:3000]

@@ -115,8 +115,8 @@ async def test_every_http_client_shares_one_ssl_context():
     ]
     try:
         assert all(kie.built_clients() == () for kie in clients)
-        http = [c for kie in clients for c in (kie._api, kie._uploads, kie.files, kie._public)]
-        assert clients[0].built_clients() == ("api", "uploads", "files", "public")
+        http = [c for kie in clients for c in (kie._api, kie._client("once"), kie._uploads, kie.files, kie._public)]
+        assert clients[0].built_clients() == ("api", "once", "uploads", "files", "public")
         shared = shared_ssl_context()
         assert isinstance(shared, ssl.SSLContext)
         assert shared.verify_mode == ssl.CERT_REQUIRED and shared.check_hostname

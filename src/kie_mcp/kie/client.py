@@ -1,4 +1,5 @@
-"""The async KIE client: one HTTP client per host, the envelope, pacing and the no-double-spend rules.
+"""The async KIE client: its HTTP clients (reads on kept-alive connections, whatever spends or saves on a connection
+of its own: ``ONE_USE``), the envelope, pacing and the no-double-spend rules.
 
 Creates are sent once. The only automatic retry is after a 429, which KIE documents as refused,
 not queued and not charged. A create that may have reached KIE without a readable answer raises
@@ -16,7 +17,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import anyio
 import httpx2
@@ -44,8 +45,8 @@ from .errors import (
 )
 from .families import FAMILIES, Family, family_for_task_id, named_task_id
 from .pacing import SharedBudget, SlidingWindow, Slot
-from .status import TaskState, TaskStatus, int_or_none
-from .text import as_text, text_or_none
+from .status import TaskState, TaskStatus, int_or_none, result_link
+from .text import as_text, kept_text, text_or_none
 
 if TYPE_CHECKING:
     import ssl
@@ -88,6 +89,16 @@ SEND_PIECE = 64 * 1024
 HELD_PAST_DEADLINE = 60.0
 # KIE's create window: 20 creates in any 10 s (docs.kie.ai), each slot held a tenth longer (``SlidingWindow.margin``).
 CREATE_LIMIT, CREATE_WINDOW = 20, 10.0
+# A connection of its own for each request, closed after its answer (no connection is kept for another request):
+# for every request whose answer spends or saves (a create, an upload whose link goes into a paid create, a fresh
+# link to a result, a result file). Bytes an upstream sends past an answer's Content-Length (a broken proxy, a
+# hostile or buggy host) stay with a kept-alive connection (httpcore2 keeps what h11 read beyond the answer when the
+# connection goes back to its pool), and the next request sent on it reads them as its own answer: a create took
+# another answer's task id for the task KIE made and charged (that task lost), a result was saved from the bytes
+# sent after another file. A new connection costs a handshake, nothing to what these requests cost; status and
+# balance reads, the most frequent by far, keep their connection (an answer about another task, or a balance that
+# is not a number, is refused anyway).
+ONE_USE = httpx2.Limits(max_connections=100, max_keepalive_connections=0)  # 100: httpx2's default
 
 
 def longest_create(timeout: float = 30.0, backoff: float = 10.0, resends: int = 3) -> float:
@@ -154,20 +165,39 @@ class KieClient:
         client that talks to KIE (or a simulator) over the network, never to the sandbox's simulator in process."""
         register_secret(api_key)  # from now on no text or log line of this process shows the key
         auth = {"Authorization": f"Bearer {api_key}", "User-Agent": USER_AGENT, "Accept": "application/json"}
-        limits = httpx2.Timeout(timeout, connect=CONNECT_SECONDS)
+        reads = httpx2.Timeout(timeout, connect=CONNECT_SECONDS)
         slow = httpx2.Timeout(UPLOAD_ANSWER_SECONDS, connect=CONNECT_SECONDS)
         keyless = {"User-Agent": USER_AGENT, "Accept": "application/json"}
-        # One HTTP client per host, each built on first use (start-up builds none; see ``_client``).
+        # The HTTP clients, each built on first use (start-up builds none; see ``_client``). A client for a plain
+        # http address (a loopback one) never goes through a proxy (``_may_use_proxy``).
+        api, uploads = _may_use_proxy(base_url), _may_use_proxy(upload_base_url)
         self._client_options: dict[str, dict[str, Any]] = {
-            "api": {"base_url": base_url, "headers": auth, "timeout": limits},
-            "uploads": {"base_url": upload_base_url, "headers": auth, "timeout": slow},
-            # Result files live on third-party CDNs: they never see the key.
-            "files": {"headers": {"User-Agent": USER_AGENT}, "timeout": slow, "follow_redirects": True},
+            # The API host's reads (status, balance, the catalogue), on kept-alive connections.
+            "api": {"base_url": base_url, "headers": auth, "timeout": reads, "trust_env": api},
+            # The API host's creates and fresh result links, each on a connection of its own (``ONE_USE``).
+            "once": {"base_url": base_url, "headers": auth, "timeout": reads, "trust_env": api, "limits": ONE_USE},
+            "uploads": {
+                "base_url": upload_base_url,
+                "headers": auth,
+                "timeout": slow,
+                "trust_env": uploads,
+                "limits": ONE_USE,
+            },
+            # Result files live on third-party CDNs: they never see the key. Those at a plain http KIE endpoint (the
+            # simulator's) are fetched without a proxy too.
+            "files": {
+                "headers": {"User-Agent": USER_AGENT},
+                "timeout": slow,
+                "follow_redirects": True,
+                "limits": ONE_USE,
+                "mounts": _unproxied(base_url, upload_base_url),
+            },
             # The public price feed needs no key, so it never gets one: a keyless client for the same API host.
-            "public": {"base_url": base_url, "headers": keyless, "timeout": limits},
+            "public": {"base_url": base_url, "headers": keyless, "timeout": reads, "trust_env": api},
         }
         # How long each client's whole exchange may take, besides the time its body takes to send (``_answer``).
-        self._answer_within = {"api": ANSWER_READS * timeout, "public": ANSWER_READS * timeout}
+        within = ANSWER_READS * timeout
+        self._answer_within = {"api": within, "once": within, "public": within}
         self._answer_within["uploads"] = UPLOAD_ANSWER_SECONDS
         self._transport = transport
         self.upload_base_url = upload_base_url  # where inputs are uploaded: an earlier upload is reused only there
@@ -197,7 +227,7 @@ class KieClient:
             if transport is None and name == "files":  # URLs from outside: connected to only where judged public
                 from kie_mcp.media.addresses import public_transport
 
-                transport = public_transport(verify)
+                transport = public_transport(verify, limits=ONE_USE)
             client = httpx2.AsyncClient(**self._client_options[name], transport=transport, verify=verify)
             self._clients[name] = client
             KieClient.clients_built += 1
@@ -221,7 +251,8 @@ class KieClient:
         return self._client("public")
 
     def built_clients(self) -> tuple[str, ...]:
-        """The HTTP clients built so far (``api``, ``uploads``, ``files``, ``public``), in the order they were."""
+        """The HTTP clients built so far (``api``, ``once``, ``uploads``, ``files``, ``public``), in the order they
+        were."""
         return tuple(self._clients)
 
     async def aclose(self) -> None:
@@ -317,12 +348,12 @@ class KieClient:
                 started = time.monotonic()
                 log_call = functools.partial(self._log, path, started, **logged)
                 method = "GET" if family is not None and family.create_method == "GET" else "POST"  # Veo's 1080p
-                try:
-                    within = self._answer_within["api"]
+                try:  # on a connection of its own: never an answer another request left on a kept one
+                    within, once = self._answer_within["once"], self._client("once")
                     if method == "GET":
-                        response = await _answer(self._api, "GET", path, within=within, params=body)
+                        response = await _answer(once, "GET", path, within=within, params=body)
                     else:
-                        response = await _answer(self._api, "POST", path, within=within, json=body)
+                        response = await _answer(once, "POST", path, within=within, json=body)
                 except UnreadableAnswer as exc:
                     log_call(outcome="unknown", error=str(exc))
                     raise OutcomeUnknownError(str(exc), endpoint=path, category=Category.PROTOCOL) from exc
@@ -518,10 +549,13 @@ class KieClient:
         return balance
 
     async def download_url(self, url: str) -> str:
-        data = await self._post("/api/v1/common/download-url", {"url": url})
-        if not isinstance(data, str):
+        """A fresh link to the result file ``url`` names (KIE's links expire), asked on a connection of its own
+        (``ONE_USE``): the file saved from it is the task's. Read as a result link is (``result_link``)."""
+        data = await self._call("once", "POST", "/api/v1/common/download-url", json={"url": url})
+        link = result_link(data)
+        if link is None:
             raise KieError("download-url returned no link", category=Category.PROTOCOL)
-        return data
+        return link
 
     # -- the model catalogue (read only, paced) ----------------------------------------------
 
@@ -647,9 +681,6 @@ class KieClient:
                 return await self._call("api", "GET", path, params=params)
         return await self._call("api", "GET", path, params=params)
 
-    async def _post(self, path: str, body: dict[str, Any]) -> Any:
-        return await self._call("api", "POST", path, json=body)
-
     async def _upload(self, path: str, fallback_name: str, **kwargs: Any) -> UploadedFile:
         """One upload to KIE's upload host (``KIE_UPLOAD_BASE_URL``), and its answer read; a failure says so in
         words for an upload (``_upload_failed``)."""
@@ -706,10 +737,18 @@ class KieClient:
             started,
             task_id=task_id,
             outcome="ok",
-            state=details.get("state") or details.get("status") or details.get("successFlag"),
-            credits_charged=details.get("creditsConsumed"),
+            state=_logged(details.get("state") or details.get("status") or details.get("successFlag")),
+            credits_charged=_logged(details.get("creditsConsumed")),
         )
         return data
+
+
+def _logged(value: Any) -> Any:
+    """A value of KIE's answer as the call log keeps it: a number as it is, anything else as at most 80 characters
+    of text (a status word of megabytes would otherwise be written whole at every look)."""
+    if value is None or isinstance(value, int | float):
+        return value
+    return kept_text(value, 80)
 
 
 class UnreadableAnswer(Exception):
@@ -902,6 +941,28 @@ def _named_but_unknown(task_id: str) -> str:
         f"if it does. Do not submit the request again: it may have been created and charged ({LOGS_URL} lists every "
         "task)."
     )
+
+
+def _may_use_proxy(base_url: str) -> bool:
+    """Whether a client for ``base_url`` may go through a proxy the environment names (``HTTPS_PROXY``,
+    ``ALL_PROXY``, the system's settings): over https, where a proxy only relays the encrypted connection. A plain
+    http address is a loopback one (``config`` refuses any other where the key goes), which no proxy is needed to
+    reach, and through a proxy every request, its Authorization header and the key with it, would go to the proxy
+    in the clear: httpx2 takes a proxy from ``HTTP_PROXY`` for loopback addresses too, unless ``NO_PROXY`` names
+    them. Such a client ignores the environment's proxies (and its other HTTP settings: ``trust_env``)."""
+    return urlsplit(base_url.strip()).scheme.lower() != "http"
+
+
+def _unproxied(*urls: str) -> dict[str, None]:
+    """httpx2 mounts that send a request to each of ``urls`` that is plain http (a loopback KIE endpoint: the
+    simulator serves its result files there) through the client's own transport, never through a proxy the
+    environment names, which a loopback address cannot be reached through (``_may_use_proxy``)."""
+    mounts: dict[str, None] = {}
+    for url in urls:
+        if not _may_use_proxy(url):
+            parts = urlsplit(url.strip())
+            mounts[f"http://{parts.netloc.rpartition('@')[2]}"] = None
+    return mounts
 
 
 def _refuse_key_in_the_clear(name: str, options: dict[str, Any], *, tested: bool) -> None:

@@ -2,7 +2,8 @@
 
 Every answer of KIE's is read here, so this is where its text is made safe to keep, once for every caller: ``data``
 is redacted (KIE may echo the key into a model list, a schema, an upload's link or a task's message; a result link
-that holds a credential must not be saved either) and its text made valid Unicode (``text.valid_value``). A body
+that holds a credential must not be saved either) and its text made valid Unicode (``text.valid_value``); its
+message (``msg``) is cut to ``text.TEXT_KEPT`` characters, as every error repeats it. A body
 nested deeper than any answer of KIE's is unreadable, as a body that is not JSON is.
 """
 
@@ -14,10 +15,10 @@ from typing import Any
 
 import httpx2
 
-from kie_mcp.redact import redact, redact_value
+from kie_mcp.redact import redact_value
 
 from .errors import Category, KieError, RedirectedError
-from .text import valid_value
+from .text import kept_text, valid_value
 
 # Far deeper than any answer of KIE's (a model's OpenAPI schema answer nests about 13 levels), far below Python's
 # recursion limit: a deeper body would make ``json.loads`` or any later walk over it (redaction, the journal's JSON)
@@ -34,7 +35,8 @@ def read_envelope(response: httpx2.Response, endpoint: str) -> Any:
     if not isinstance(body, dict):
         raise _non_json_error(response, endpoint)
     code = whole_code(body.get("code"))
-    message = redact(str(body.get("msg") or body.get("message") or ""))  # KIE may echo the Authorization header
+    # KIE may echo the Authorization header into its message, or send megabytes of it: redacted, and cut
+    message = kept_text(body.get("msg") or body.get("message") or "")
     if body.get("success") is False and code == 200:
         code = None  # the upload host's "success": false wins over a copied code
     if 200 <= status < 300 and code == 200:

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_va
 from kie_mcp.redact import redact_value
 
 from .envelope import too_deep
-from .text import as_text, valid_value
+from .text import TEXT_KEPT, as_text, kept_text, valid_value
 
 
 class TaskState(StrEnum):
@@ -27,13 +27,16 @@ class TaskState(StrEnum):
 
 
 EARLIEST_TASK = 1_672_531_200.0  # 2023-01-01 UTC: a creation time before it is garbage, not a task's age
-TEXT_LIMIT = 2000  # characters kept of a number or object KIE sent where text belongs
+TEXT_LIMIT = TEXT_KEPT  # characters kept of a text KIE sent (``text.kept_text``), or of a number or object there
 # The most result links read from one status answer: more than any model makes in one task (12 images, or a clip with
 # its first and last frames), far fewer than a garbage answer can name (20,000 links fit in the 16 MiB an answer may
 # be, and each would be shown on every view of the task and saved as a file).
 MOST_LINKS = 24
 # Fields that hold text; KIE sends numbers or objects in some (``failMsg: {"code": ..}``), which are kept as text.
 _TEXT_FIELDS = frozenset({"task_id", "family", "raw_state", "fail_code", "fail_message"})
+# Text fields KIE fills (its status word, failure code and message, the model it names): cut to ``TEXT_LIMIT``. A task
+# id is the one asked about, and a family kie-mcp's own.
+_KIES_TEXT = frozenset({"raw_state", "fail_code", "fail_message", "model"})
 
 
 class TaskStatus(BaseModel, defer_build=True):
@@ -90,7 +93,11 @@ class TaskStatus(BaseModel, defer_build=True):
         state words, URLs) is redacted here, once, whichever family it came from, and made valid Unicode (a lone
         surrogate would fail the journal's write, leaving the task unrecorded). A number or object where text
         belongs is kept as its JSON text, and a model that is not text names none: a status that cannot be built
-        would be a look that never succeeds, even after KIE charged."""
+        would be a look that never succeeds, even after KIE charged. KIE's text (its status word, failure code and
+        message, model) is cut to ``TEXT_LIMIT`` characters (``kept_text``: a cut one says so): every answer about
+        the task, its journal record, the call log and the log repeat it, and a garbage answer may hold megabytes."""
+        if isinstance(value, str) and info.field_name in _KIES_TEXT:
+            return kept_text(value, TEXT_LIMIT)
         value = redact_value(valid_value(value))
         if value is None or isinstance(value, str):
             return value
@@ -120,11 +127,27 @@ def parse_json_text(value: Any) -> Any:
     return value
 
 
+def result_link(value: Any) -> str | None:
+    """``value`` as a result link: text that, stripped of the spaces and line breaks around it, starts with an
+    http(s) scheme in any letter case (``HTTPS://``, as RFC 3986 allows), that scheme written in lower case (every
+    later check compares it so); None for anything else (``javascript:``, ``file:``, a relative path). KIE's links
+    have been seen with a line break after them: taken as they came, such a link was no link ("KIE sent no result
+    link"), or a link no request could be made with, retried for ever."""
+    if not isinstance(value, str):
+        return None
+    link = value.strip()
+    scheme, sep, rest = link.partition("://")
+    if not sep or scheme.lower() not in ("http", "https"):
+        return None
+    return f"{scheme.lower()}://{rest}"
+
+
 def collect_urls(value: Any) -> list[str]:
-    """URLs from a string, a list of strings, or items shaped ``{url}`` / ``{resultUrl}``."""
+    """URLs (``result_link``) from a string, a list of strings, or items shaped ``{url}`` / ``{resultUrl}``."""
     value = parse_json_text(value)
     if isinstance(value, str):
-        return [value] if value.startswith(("http://", "https://")) else []
+        link = result_link(value)
+        return [link] if link is not None else []
     if isinstance(value, dict):  # its link is held to the same rule: http(s) only, never javascript: or file:
         for key in ("url", "resultUrl", "result_url"):
             if isinstance(value.get(key), str):

@@ -12,7 +12,7 @@ import sys
 from typing import Any
 
 from kie_mcp.redact import REDACTED, redact
-from kie_mcp.words import plain
+from kie_mcp.words import cut_point, plain
 
 REPLACEMENT = "\ufffd"
 # A pair that JSON escaped (``\ud83d\ude00``) is one character once read, so any surrogate left in a str is alone.
@@ -90,3 +90,25 @@ def as_text(value: Any, *, limit: int) -> str:
     """``value`` as JSON writes it, redacted whole and only then cut to ``limit`` characters: cut first, a key
     crossing the cut would be shown in part, which redaction no longer recognises."""
     return plain(redact(plain(value, limit=sys.maxsize)), quoted=False, limit=limit)
+
+
+TEXT_KEPT = 2000  # characters kept of a text KIE sent (``msg``, ``failMsg``, a status word): far more than KIE writes
+# Characters past a cut that are redacted with what is kept: a key (in any of its forms) or a credential starting
+# before the cut is found whole in them (as ``words.plain`` does).
+_REDACTED_PAST = 1024
+
+
+def kept_text(value: Any, limit: int = TEXT_KEPT) -> str:
+    """A text KIE sent (an answer's ``msg``, a task's ``failMsg``, a status word), as kie-mcp keeps and shows it:
+    valid Unicode, redacted, and at most ``limit`` characters. A longer one keeps its start and says it was cut and
+    how long it was ("... (4194304 characters)", as ``words.plain`` says it): KIE's text is repeated in every answer
+    about its task, the journal, the call log and the log, so megabytes of it (garbage, or a hostile upstream) would
+    be repeated too. Only what is kept is redacted (with ``_REDACTED_PAST`` characters after it, so a key crossing
+    the cut is found whole): a cut text is never searched whole. Anything but text is kept as its JSON text
+    (``as_text``)."""
+    if not isinstance(value, str):
+        return as_text(value, limit=limit)
+    if len(value) <= limit:
+        return redact(valid_text(value))
+    shown = redact(valid_text(value[: limit + _REDACTED_PAST]))
+    return f"{shown[: cut_point(shown, limit - 3)]}... ({len(value)} characters)"

@@ -310,10 +310,10 @@ class PublicOnly:
         await self._network.sleep(seconds)
 
 
-def public_transport(verify: Any = True) -> httpx2.AsyncHTTPTransport:
+def public_transport(verify: Any = True, **options: Any) -> httpx2.AsyncHTTPTransport:
     """httpx2's network transport with its connections made by ``PublicOnly``: the transport of every fetch from
-    this machine for a URL from outside."""
-    transport = httpx2.AsyncHTTPTransport(verify=verify)
+    this machine for a URL from outside. ``options``: the transport's others (its pool's ``limits``)."""
+    transport = httpx2.AsyncHTTPTransport(verify=verify, **options)
     pool = transport._pool  # httpcore2's pool takes its backend only when built, and httpx2 builds it
     pool._network_backend = PublicOnly(pool._network_backend)
     return transport

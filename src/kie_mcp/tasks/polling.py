@@ -14,6 +14,7 @@ from enum import Enum
 
 from kie_mcp.kie import FAMILIES, Category, KieClient, KieError
 from kie_mcp.kie.errors import RedirectedError
+from kie_mcp.kie.text import kept_text
 
 from .records import TaskRecord
 
@@ -56,7 +57,7 @@ async def refresh(
         not_visible = family.is_not_visible(err.message)
         if young and not_visible:
             return Look.NOT_VISIBLE, False
-        log.info("status of %s: %s", record.task_id, err.message)
+        log.info("status of %s: %s", record.task_id, kept_text(err.message, 300))  # at every look: kept short
         if not_visible and not err.retryable:  # past the grace: KIE has no such task (another key, or too old)
             record.note_unknown(err)
             return Look.REFUSED, False

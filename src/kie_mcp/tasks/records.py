@@ -22,6 +22,7 @@ from pydantic import (
     ValidationError,
     WithJsonSchema,
     field_serializer,
+    field_validator,
     model_validator,
 )
 
@@ -29,6 +30,7 @@ from kie_mcp.journal import Journal, JournalUnavailable
 from kie_mcp.kie import CODES, Category, KieError, TaskStatus
 from kie_mcp.kie.errors import LOGS_URL
 from kie_mcp.kie.status import MOST_LINKS
+from kie_mcp.kie.text import TEXT_KEPT, kept_text
 from kie_mcp.redact import redact
 from kie_mcp.words import parse_timestamp, plain, shortened, timestamp
 
@@ -83,6 +85,10 @@ UNREADABLE_RESULTS = (
 LINKS_MARGIN = 4
 # The note on a task KIE named more result links for than kept (``TaskRecord.apply``).
 LINKS_DROPPED = "KIE's answer named more result links than a task of this model makes: "
+# The longest error, note or failure code a record keeps: KIE's text in it is cut to ``TEXT_KEPT`` where it is read,
+# and kie-mcp's words around it are a few hundred characters. A record an older kie-mcp wrote with megabytes of it
+# is cut to this when read.
+RECORD_TEXT = 2 * TEXT_KEPT
 
 
 def links_kept(spec: "ModelSpec | None") -> int:
@@ -263,6 +269,13 @@ class TaskRecord(BaseModel, defer_build=True):
             self.result_urls = self.result_urls[:MOST_LINKS]
             self.note = self.note or f"{LINKS_DROPPED}kie-mcp shows the first {MOST_LINKS} ({dropped} dropped)."
         return self
+
+    @field_validator("error", "note", "fail_code")
+    @classmethod
+    def _short(cls, value: str | None) -> str | None:
+        """A text an older kie-mcp kept whole (a ``failMsg`` of megabytes) cut to ``RECORD_TEXT``: it would weigh
+        that much in every answer about the task and every listing, for good. Shorter text is not touched."""
+        return kept_text(value, RECORD_TEXT) if value is not None and len(value) > RECORD_TEXT else value
 
     def mark_earlier(self) -> None:
         """KIE answered this request with a task it already had: nothing new was started or charged."""
