@@ -241,6 +241,25 @@ async def test_only_the_boolean_true_is_a_yes(connect, controls, answer):
     assert spent == 0
 
 
+@pytest.mark.parametrize(
+    ("content", "named"), [({"confirm": True, "x": 1}, "(x)"), ({"confirm": True, "b": "", "a": None}, "(a, b)")]
+)
+async def test_a_yes_with_fields_the_form_did_not_ask_is_no_yes_and_says_which(connect, controls, content, named):
+    """The audit: ``{"confirm": true, "x": 1}`` was a yes (pydantic ignored the field), while the answer to an
+    unreadable form said answers with fields the form did not ask are refused. They are, in both eras, by name."""
+
+    async def padded(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+        return ElicitResult(action="accept", content=content)
+
+    async with connect(elicitation=padded) as client:
+        result = await client.call_tool("generate_image", IMAGE)
+        spent = await spent_today(client)
+    assert result.structured_content["status"] == "declined", text_of(result)
+    assert f"had fields the form did not ask {named}, so it is not a yes" in text_of(result), text_of(result)
+    assert await controls.creates() == []
+    assert spent == 0
+
+
 async def test_a_client_that_refuses_its_own_form_gets_the_quote_and_nothing_is_spent(connect, controls, mode):
     """A client that declares forms and then answers elicitation/create with an error (handshake era) is treated as
     a client without forms: confirmation_required with the quote, which approves the call once repeated."""

@@ -9,6 +9,11 @@ a trailing comma, two messages on one line, a ``jsonrpc`` missing or "1.0", a ``
 a line with no id to answer is logged. The SDK's own bare "Invalid request parameters" names the field, and an
 unknown resource's URI is repeated at most 200 characters long.
 
+The SDK's reader also takes a request whose id it cannot take (null, 1.5, true, an object, a list, and 2.0) for a
+notification, dropped in silence: each is now said on stderr, and 2.0 answered under 2. A request under the id of
+one still running took that one's place (a cancel then stopped only the newer): it is refused. A request before
+``initialize`` is told what to send first.
+
 The stdio tests run the installed ``kie-mcp`` against the simulator in its own process (``kie-mcp sim``).
 """
 
@@ -31,6 +36,7 @@ from .test_deep_json import _kie_requests, _script, _server_env, hello
 
 ANSWER_WITHIN = 20  # seconds: a dropped line is never answered, so a test of one fails here instead of hanging
 CHECK_CREDITS = '"params":{"name":"check_credits","arguments":{}}'
+CREDIT = "/api/v1/chat/credit"  # what check_credits asks KIE
 ENVELOPE = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
 
 # A line the SDK cannot read, the error code it is answered with under its id, and words the answer says.
@@ -76,8 +82,32 @@ class Wire:
         assert self.server.stdout is not None
         return answer_from(self.server.stdout, self.buffer, request_id, ANSWER_WITHIN)
 
-    def handshake(self) -> None:
-        self.send(json.dumps({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": hello()}))
+    def request(self, method: str) -> dict[str, Any]:
+        """The next request the server sends with ``method`` (a form, say; other messages skipped), or an
+        AssertionError when none comes."""
+        assert self.server.stdout is not None
+        deadline = time.monotonic() + ANSWER_WITHIN
+        while True:
+            while b"\n" in self.buffer:
+                line, _, rest = bytes(self.buffer).partition(b"\n")
+                self.buffer[:] = rest
+                message = json.loads(line)
+                if message.get("method") == method and "id" in message:
+                    return message
+            ready, _, _ = select.select([self.server.stdout], [], [], max(deadline - time.monotonic(), 0))
+            chunk = os.read(self.server.stdout.fileno(), 65536) if ready else b""
+            assert chunk, f"no {method} request from the server"
+            self.buffer += chunk
+
+    def warnings(self, count: int, saying: str) -> list[str]:
+        """The first ``count`` warning lines on stderr that say ``saying``, once they are there."""
+        deadline = time.monotonic() + ANSWER_WITHIN
+        while self.errors.read_text().count(saying) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return [line for line in self.errors.read_text().splitlines() if saying in line][:count]
+
+    def handshake(self, capabilities: dict[str, Any] | None = None) -> None:
+        self.send(json.dumps({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": hello(capabilities)}))
         assert "result" in self.answer(0)
         self.send('{"jsonrpc": "2.0", "method": "notifications/initialized"}')
 
@@ -249,3 +279,99 @@ def test_an_unknown_method_is_repeated_at_most_200_characters_long(wire):
     assert "(100000 characters)" in error["data"]
     wire.send(json.dumps({"jsonrpc": "2.0", "id": 8, "method": "kie/nothing"}))
     assert wire.answer(8)["error"]["data"] == "kie/nothing"  # a short one as it was sent
+
+
+# -- ids and the handshake -----------------------------------------------------------------------
+
+
+@pytest.mark.stdio
+def test_a_request_whose_id_is_no_string_or_integer_is_said_on_stderr_and_never_run(wire, simulator_process):
+    """The audit: the SDK's reader takes a request whose id is null, a fraction, true, an object or a list for a
+    notification (nothing runs, nothing is answered: its caller waits for ever), and nothing was said, although an
+    unanswerable line was promised a warning. Each now gets one, naming what the id is, never the line's text."""
+    wire.handshake()
+    before = _kie_requests(simulator_process)
+    for odd in ("null", "1.5", "true", '{"n": 1}', "[1]"):
+        wire.send(f'{{"jsonrpc":"2.0","id":{odd},"method":"tools/call",{CHECK_CREDITS}}}')
+    wire.send(json.dumps({"jsonrpc": "2.0", "id": "after", "method": "ping"}))
+    assert wire.answer("after")["result"] == {}  # none of them was answered: the next answer is the ping's
+    warned = wire.warnings(5, "kie_mcp.stdio: dropped a request of")
+    kinds = ["null", "a number with a fraction, or too large", "true", "an object", "a list"]
+    assert len(warned) == len(kinds), warned
+    for line, kind in zip(warned, kinds, strict=True):
+        assert "WARNING" in line and f"its id is {kind}, and" in line and "nothing of it was run" in line, line
+    assert "check_credits" not in wire.errors.read_text()  # what the line said is never logged
+    assert CREDIT not in _kie_requests(simulator_process)[len(before) :]  # the balance was never asked for
+
+
+@pytest.mark.stdio
+@pytest.mark.parametrize("era", ["handshake", "envelope"], ids=["2025-11-25", "2026-07-28"])
+def test_a_whole_number_id_written_as_a_fraction_is_answered_under_it_and_never_run(wire, simulator_process, era):
+    """``2.0`` is a JSON-RPC number id the SDK's ids (text or integers) do not take: the call was dropped without an
+    answer. It is answered under that id (2), saying ids must be strings or integers; nothing of it runs."""
+    params: dict[str, Any] = {"name": "check_credits", "arguments": {}}
+    if era == "handshake":
+        wire.handshake()
+    else:
+        params["_meta"] = ENVELOPE
+    before = _kie_requests(simulator_process)
+    wire.send(json.dumps({"jsonrpc": "2.0", "id": 2.0, "method": "tools/call", "params": params}))
+    error = wire.answer(2)["error"]
+    assert error["code"] == INVALID_REQUEST, error
+    assert "this tools/call request: its id 2.0 is a number written with a fraction" in error["message"], error
+    assert (
+        "Nothing of it was run" in error["message"] and "Send it again with the id 2: ids must be" in error["message"]
+    )
+    assert CREDIT not in _kie_requests(simulator_process)[len(before) :]  # the balance was never asked for
+    wire.send(json.dumps({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": params}))
+    assert "result" in wire.answer(3)  # served as any other
+    assert CREDIT in _kie_requests(simulator_process)[len(before) :]
+
+
+@pytest.mark.stdio
+def test_a_request_before_initialize_is_told_to_send_initialize_or_the_2026_envelope_first(wire):
+    """The audit: the SDK answered -32602 "Invalid request parameters" with empty data, naming nothing, and that
+    first request fixed the connection's era. The answer now says what to send first, and why the envelope no
+    longer helps on this connection."""
+    wire.send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "check_credits"}}))
+    error = wire.answer(1)["error"]
+    assert error["code"] == INVALID_PARAMS, error
+    message = error["message"]
+    assert message.startswith("kie-mcp did not run this tools/call request: this connection has not been initialized")
+    assert "Send initialize first (then notifications/initialized)" in message, message
+    for key in ENVELOPE:  # the 2026-07-28 envelope's fields, named
+        assert key in message, message
+    assert error["data"] == {"send_first": "initialize", "envelope": list(ENVELOPE)}, error
+    wire.handshake()
+    wire.send(json.dumps({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "check_credits"}}))
+    assert "result" in wire.answer(2)
+
+
+@pytest.mark.stdio
+def test_a_request_reusing_the_id_of_one_still_running_is_refused_and_the_first_stays_cancellable(
+    wire, simulator_process
+):
+    """The audit: the SDK's dispatcher keeps one request by id, so a second request under the id of one waiting
+    for its form took its place: a cancel stopped only the newer, and the older, once its form was confirmed, spent.
+    The second is refused under that id (Invalid Request) and never runs; the first is cancelled as asked, and
+    the id is free again once its request is cancelled or answered."""
+    wire.handshake({"elicitation": {"form": {}}})
+    call = {"name": "generate_image", "arguments": {"prompt": "an apple"}}
+    wire.send(json.dumps({"jsonrpc": "2.0", "id": 42, "method": "tools/call", "params": call}))
+    form = wire.request("elicitation/create")
+    again = {"name": "generate_image", "arguments": {"prompt": "a pear", "variations": 2}}
+    wire.send(json.dumps({"jsonrpc": "2.0", "id": 42, "method": "tools/call", "params": again}))
+    error = wire.answer(42)["error"]
+    assert error["code"] == INVALID_REQUEST, error
+    assert "this tools/call request: its id 42 is the id of another request still running" in error["message"]
+    assert "Nothing of it was run" in error["message"], error
+    wire.send(json.dumps({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 42}}))
+    answer = {"action": "accept", "content": {"confirm": True}}
+    wire.send(json.dumps({"jsonrpc": "2.0", "id": form["id"], "result": answer}))  # a yes, too late
+    wire.send(json.dumps({"jsonrpc": "2.0", "id": 42, "method": "ping"}))  # free: its request was cancelled
+    assert wire.answer(42)["result"] == {}
+    wire.send(json.dumps({"jsonrpc": "2.0", "id": 42, "method": "ping"}))  # free: its request was answered
+    assert wire.answer(42)["result"] == {}
+    wire.send(json.dumps({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "list_tasks"}}))
+    assert wire.answer(9)["result"]["structuredContent"]["total"] == 0
+    assert not CREATE_PATHS & set(_kie_requests(simulator_process))

@@ -9,6 +9,8 @@ import json
 
 import anyio
 import pytest
+from mcp import MCPError
+from mcp.types import INVALID_PARAMS
 from PIL import Image
 
 from kie_mcp import __version__
@@ -624,3 +626,83 @@ async def test_list_tasks_rejects_a_bad_date(connect):
     async with connect() as client:
         result = await client.call_tool("list_tasks", {"since": "yesterday"})
     assert result.is_error and "YYYY-MM-DD" in text_of(result)
+
+
+# -- what a request must be --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments", "named"),
+    [
+        ("estimate_cost", {**IMAGE, "variations": "three"}, 'variations: must be a whole number (got "three")'),
+        ("generate_image", {**IMAGE, "variations": True}, "variations: must be a whole number (got true)"),
+        ("generate_video", {**VIDEO, "duration": "8 s"}, 'duration: must be a whole number (got "8 s")'),
+        ("generate_video", {**VIDEO, "wait_seconds": True}, "wait_seconds: must be a number (got true)"),
+        ("generate_image", {**IMAGE, "max_credits": False}, "max_credits: must be a number (got false)"),
+        ("list_tasks", {"limit": True}, "limit: must be a whole number (got true)"),
+        ("continue_video", {"task_id": "t", "operation": "extend", "duration": "6.5"}, "duration: must be a whole"),
+        (
+            "stitch_videos",
+            {"clips": ["a"], "captions": [{"start": "soon", "end": 1, "text": "hi"}]},
+            'captions[0].start: must be a number (got "soon")',
+        ),
+    ],
+    ids=["text-count", "true-count", "text-duration", "true-wait", "false-cap", "true-limit", "half", "caption"],
+)
+async def test_a_number_that_is_no_number_or_true_is_refused_by_name_and_costs_nothing(
+    connect, controls, tool, arguments, named
+):
+    """The audit: ``variations: true`` made one task (pydantic's lax mode took true for 1); true, false and text that
+    is no number are refused naming the argument, before anyone is asked or anything is sent."""
+    seen: list[str] = []
+    async with connect(elicitation=answering(seen=seen)) as client:
+        result = await client.call_tool(tool, arguments)
+    assert result.is_error and named in text_of(result), text_of(result)
+    assert text_of(result).startswith(f"{tool}: some arguments do not fit; nothing was sent or spent.")
+    assert seen == [] and await controls.creates() == []
+
+
+async def test_a_whole_number_written_with_a_fraction_or_as_text_is_still_that_number(connect):
+    """``variations: 2.0`` is the integer 2 in JSON Schema, and some hosts send every argument as text (``"3"``):
+    read as the number it says, as a person reads it."""
+    async with connect() as client:
+        quote = await client.call_tool("estimate_cost", {**IMAGE, "variations": 2.0, "wait_seconds": 5})
+        said = await client.call_tool("estimate_cost", {**IMAGE, "variations": " 3 ", "wait_seconds": "5"})
+    assert not quote.is_error and " x2: 16 credits" in text_of(quote), text_of(quote)
+    assert not said.is_error and " x3: 24 credits" in text_of(said), text_of(said)
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments", "begins"),
+    [
+        ("check_credits", {"verbose": True}, "check_credits does not take verbose; nothing was sent."),
+        ("generate_image", {**IMAGE, "colour": "red"}, "generate_image does not take colour; nothing was sent."),
+        ("upload_file", {"path": ".env"}, "upload_file refused path: .env is private"),
+        ("list_tasks", {"since": "yesterday"}, "since='yesterday' is not a date"),
+    ],
+    ids=["check_credits", "generate_image", "upload_file", "list_tasks"],
+)
+async def test_a_tools_own_refusal_comes_in_its_own_words_without_the_sdks_prefix(connect, tool, arguments, begins):
+    """The SDK put "Error executing tool <name>: " before every error a tool or its resolver raised, kie-mcp's own
+    words included; alone, that prefix is what a crash looks like."""
+    async with connect() as client:
+        result = await client.call_tool(tool, arguments)
+    assert result.is_error and text_of(result).startswith(begins), text_of(result)
+    assert "Error executing tool" not in text_of(result)
+
+
+@pytest.mark.parametrize("listing", ["list_tools", "list_prompts", "list_resource_templates"])
+async def test_a_listing_that_is_never_paged_refuses_a_cursor_in_words(connect, listing):
+    """tools/list, prompts/list and resources/templates/list answer everything at once, with no nextCursor; the SDK
+    answered any cursor (garbage, a NUL, 100 KB) with the first page, as if it were one. resources/list, which is
+    paged, already refused one not in its form."""
+    async with connect() as client:
+        lister = getattr(client, listing)
+        for cursor in ("garbage", "\x00", "c" * 100_000):
+            with pytest.raises(MCPError) as refused:
+                await lister(cursor=cursor, cache_mode="bypass")
+            error = refused.value.error
+            assert error.code == INVALID_PARAMS and "is never paged" in error.message, error
+            assert "nothing was listed. List again without a cursor." in error.message and len(error.message) < 300
+        everything = await lister(cursor="", cache_mode="bypass")  # empty: the first page, as none is
+    assert everything.next_cursor is None

@@ -16,15 +16,17 @@ import sys
 import textwrap
 from contextlib import asynccontextmanager
 
+import anyio
 import httpx2
 import pytest
 from mcp import Client
+from mcp.types import INTERNAL_ERROR
 
 from kie_mcp import toolcache
 from kie_mcp.journal import journal_path
 from kie_mcp.kie import KieClient
 from kie_mcp.kie.client import shared_ssl_context
-from kie_mcp.server import TOOL_NAMES, create_server
+from kie_mcp.server import OPEN_AFTER_SECONDS, TOOL_NAMES, create_server
 from tests.conftest import text_of
 
 # A fresh interpreter: this test process has long since parsed the catalogue and imported Pillow.
@@ -396,3 +398,50 @@ async def test_a_tool_added_with_one_of_kie_mcps_names_is_refused_at_once(settin
         mine = await client.call_tool("my_tool", {})
     assert not models.is_error and models.structured_content["models"]
     assert text_of(mine) == "mine"
+
+
+# A Python built without the _sqlite3 extension (pyenv without libsqlite3-dev, some distributions' Pythons): the
+# import of sqlite3 fails, as it does for a broken install or a damaged .pyc.
+WITHOUT_SQLITE = textwrap.dedent(
+    """
+    import sys
+
+    class _NoSqlite:
+        def find_spec(self, name, path=None, target=None):
+            if name == "_sqlite3":
+                raise ModuleNotFoundError("No module named '_sqlite3'", name="_sqlite3")
+            return None
+
+    sys.meta_path.insert(0, _NoSqlite())
+    """
+)
+
+
+@pytest.mark.stdio
+@pytest.mark.parametrize("mode", ["auto", "legacy"], ids=["2026-07-28", "2025-11-25"])
+async def test_a_python_without_sqlite_gets_could_not_start_answers_and_the_server_stays_up(tmp_path, mode):
+    """The audit: the runtime's import failed outside the guard that records why it could not open, so the server
+    answered the handshake and then exited 1 half a second later (the host saw "server disconnected", the reason
+    only on stderr). Every request that needs what could not load is now answered with why, and nothing else."""
+    from mcp import MCPError, StdioServerParameters
+
+    from .test_deep_json import _script, _server_env
+
+    blocker = tmp_path / "no-sqlite"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(WITHOUT_SQLITE)
+    path = os.pathsep.join(filter(None, [str(blocker), os.environ.get("PYTHONPATH")]))
+    env = {**_server_env("http://127.0.0.1:9", tmp_path / "workspace"), "PYTHONPATH": path}
+    env["KIE_CACHE_DIR"] = str(tmp_path / "cache")  # no kept listing: tools/list needs the tools themselves
+    params = StdioServerParameters(command=_script(), args=[], env=env)
+    async with Client(params, mode=mode, read_timeout_seconds=20) as client:
+        with pytest.raises(MCPError) as listing:
+            await client.list_tools()
+        await anyio.sleep(OPEN_AFTER_SECONDS + 1.0)  # the old server had exited by now
+        credits = await client.call_tool("check_credits", {})
+        with pytest.raises(MCPError) as resources:
+            await client.list_resources()
+    said = "kie-mcp could not start (ModuleNotFoundError: No module named '_sqlite3'); nothing was sent or spent."
+    assert credits.is_error and text_of(credits).startswith(said), text_of(credits)
+    for refused in (listing.value, resources.value):
+        assert refused.error.code == INTERNAL_ERROR and refused.error.message.startswith(said), refused.error

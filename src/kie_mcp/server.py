@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import anyio
 from mcp import MCPError
 from mcp.server import MCPServer
-from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError, UnexpectedToolError
 from mcp.server.request_state import RequestStateBoundary, RequestStateSecurity
 from mcp.server.subscriptions import InMemorySubscriptionBus, ResourcesListChanged, SubscriptionBus
 from mcp.types import (
@@ -154,6 +154,11 @@ class RuntimeUnavailable(Exception):
     """The runtime could not be opened; the message says why (redacted) and that nothing was sent or spent."""
 
 
+def could_not_start(failure: str | None) -> str:
+    """What every request that needs what could not be loaded or opened is answered (``failure``: why, redacted)."""
+    return f"kie-mcp could not start ({failure}); nothing was sent or spent. Restart it after fixing that."
+
+
 class RuntimeHolder:
     """A connection's runtime, opened once: by the first request that needs it (``get``), or ``OPEN_AFTER_SECONDS``
     after start-up, whichever comes first; held open until the server stops."""
@@ -176,9 +181,9 @@ class RuntimeHolder:
             await self._wanted.wait()
         if self._stopped.is_set():  # the server stopped before anything needed the runtime
             return
-        from kie_mcp.runtime import open_runtime
-
         try:
+            from kie_mcp.runtime import open_runtime  # in here: a Python without _sqlite3, a broken install
+
             async with open_runtime(self._settings, self._transport) as runtime:
                 if self._bus is not None:  # before the follower's first look: an update of any task reaches
                     runtime.follower.publish_to(self._bus)  # subscribers, whoever made it and whenever
@@ -209,9 +214,7 @@ class RuntimeHolder:
         self._wanted.set()
         await self._ready.wait()
         if self._runtime is None:
-            raise RuntimeUnavailable(
-                f"kie-mcp could not start ({self._failure}); nothing was sent or spent. Restart it after fixing that."
-            )
+            raise RuntimeUnavailable(could_not_start(self._failure))
         return self._runtime
 
     @property
@@ -287,7 +290,12 @@ class _Server(MCPServer):
     - ``completion/complete`` is served (so ``completions`` is declared): the workflows' model and picture arguments
       and the model and task templates' ids (``completions``).
     - Every error answer, and a workflow's plan, leaves redacted (``_answered_without_secrets``); ``prompts/get``
-      takes a number given for an argument as its text.
+      takes a number given for an argument as its text; a request before ``initialize`` is told what to send first;
+      a cursor to a listing that is never paged is refused.
+    - A tool's own error (its ``ToolError``, a resolver's) reaches the client in its words, without the SDK's
+      "Error executing tool <name>: " before them.
+    - A surface that cannot load (a Python without ``_sqlite3``, a broken install) is a start that failed, said as
+      the runtime's is (``could_not_start``).
     - A read of a reference that is gone reads the folder again: it is no longer listed.
     """
 
@@ -339,11 +347,17 @@ class _Server(MCPServer):
             missing = [name for name in self._order if name not in self._unbuilt]
             if missing:
                 raise RuntimeError(f"TOOL_NAMES lists {', '.join(missing)}, which the surface does not register")
-        except BaseException:
+        except BaseException as err:
             for name in set(self._unbuilt) - before:
                 del self._unbuilt[name]
             del self._deferred[deferred:]
-            raise
+            if not isinstance(err, Exception):
+                raise
+            # A module that cannot load (a Python without _sqlite3, a broken install): said as a start that failed,
+            # not as the bare exception text (code 0) the SDK would send
+            failure = redact(f"{type(err).__name__}: {err}")
+            log.error("kie-mcp could not load its tools, resources and prompts: %s", failure, exc_info=True)
+            raise MCPError(code=INTERNAL_ERROR, message=could_not_start(failure)) from None
         finally:
             self._registering = False
         self._registered = True
@@ -604,12 +618,16 @@ class _Server(MCPServer):
             if "Resolver '" in str(err) and "elicitation" in str(err):  # the SDK's words for an unreadable answer
                 raise ToolError(
                     f"{name}: the answer to the confirmation form could not be read (accepted with nothing filled "
-                    "in, or with fields the form did not ask), so it is not a yes; nothing was sent or spent. Call "
-                    "again to be asked again."
+                    "in, or not as the form asked), so it is not a yes; nothing was sent or spent. Call again to be "
+                    "asked again."
                 ) from None
             cause = err.__cause__
-            if not isinstance(cause, ValidationError) or str(err) != f"Error executing tool {name}: {cause}":
-                raise  # not the SDK refusing the arguments (e.g. a tool's own error caused by a ValidationError)
+            if isinstance(err, UnexpectedToolError) or str(err) != f"Error executing tool {name}: {cause}":
+                raise  # a crash (its text stays on the server), or not a ToolError the SDK wrapped
+            if isinstance(cause, ToolError | ResourceError):  # kie-mcp's own words, without the SDK's prefix
+                raise ToolError(str(cause)) from cause
+            if not isinstance(cause, ValidationError):
+                raise
             problems = "\n".join(f"- {line}" for line in argument_problems(cause.errors(include_url=False)))
             raise ToolError(
                 f"{name}: some arguments do not fit; nothing was sent or spent. Fix these and call again:\n{problems}"
@@ -664,7 +682,9 @@ async def _answered_without_secrets(ctx: ServerRequestContext[Any, Any], call_ne
     nothing (a ``progressToken`` that is an object, ``params: null`` for a tool call), names what is wrong; an
     unknown resource URI, method or tool name it repeats is cut to ``ECHO_SHOWN`` characters. A request that came in
     a JSON-RPC batch is refused here, before anything else, where the session's protocol has none, and an initialize
-    always (``stdio.refuse_batch``)."""
+    always (``stdio.refuse_batch``). Its bare refusal of a request before the handshake (``BEFORE_INITIALIZE``) says
+    to send initialize first, or the 2026-07-28 envelope (``_initialize_first``); a cursor given to a listing that is
+    never paged (``NEVER_PAGED``) is refused, where the SDK listed the first page for any."""
     method = ctx.method
     plan = method == "prompts/get"
     try:
@@ -673,6 +693,8 @@ async def _answered_without_secrets(ctx: ServerRequestContext[Any, Any], call_ne
         if came_in_batch(ctx.params):  # it came in a JSON-RPC batch (stdio): run where the protocol has batches
             refuse_batch(ctx.protocol_version, method)  # every method alike: a workflow's plan too
             ctx = replace(ctx, params=without_batch_mark(ctx.params))
+        if method in NEVER_PAGED:
+            _refuse_cursor(method, ctx.params)
         if plan:
             ctx = replace(ctx, params=_prompt_arguments_as_text(ctx.params))
         if method == "completion/complete":
@@ -689,6 +711,8 @@ async def _answered_without_secrets(ctx: ServerRequestContext[Any, Any], call_ne
     except MCPError as err:
         error = err.error
         message, data = error.message, error.data
+        if (error.code, message, data) == BEFORE_INITIALIZE and method != "initialize":
+            message, data = _initialize_first(method)
         # What the request named is echoed (an unknown URI, method or tool): a 40 MB one, whole, in message and data
         message, data = _echoes_bounded(message, ctx), _echoes_bounded(data, ctx)
         message, data = redact(message), redact_value(data)
@@ -705,6 +729,44 @@ async def _answered_without_secrets(ctx: ServerRequestContext[Any, Any], call_ne
 
 
 ECHO_SHOWN = 200  # characters of a resource URI, a method or a tool's name an error repeats
+
+# The SDK's answer to a request before the handshake ended, in the handshake era: its bare "Invalid request
+# parameters" with empty data, which named nothing (the same as a refused params' before kie-mcp named them).
+BEFORE_INITIALIZE = (INVALID_PARAMS, "Invalid request parameters", "")
+ENVELOPE_KEYS = ("io.modelcontextprotocol/protocolVersion", "io.modelcontextprotocol/clientCapabilities")
+
+
+def _initialize_first(method: str) -> tuple[str, dict[str, Any]]:
+    """The message and data of the answer to a request sent before ``initialize`` on a connection of the handshake
+    era: the first request of a connection decides its era, and one without the 2026-07-28 envelope opened this one
+    in the handshake era."""
+    named = plain(method, quoted=False, limit=60)
+    message = (
+        f"kie-mcp did not run this {named} request: this connection has not been initialized, so nothing of it was "
+        "run, priced or sent. Send initialize first (then notifications/initialized), and this request again. "
+        "This connection serves the handshake era (2025-11-25 and before), as its first request decided (an "
+        "initialize, or a request without the 2026-07-28 envelope). A 2026-07-28 client sends no initialize: "
+        "every request of its connection, the first too, carries the envelope in params._meta "
+        f'({ENVELOPE_KEYS[0]}: "2026-07-28" and {ENVELOPE_KEYS[1]}: its capabilities; '
+        "io.modelcontextprotocol/clientInfo optional)."
+    )
+    return message, {"send_first": "initialize", "envelope": list(ENVELOPE_KEYS)}
+
+
+NEVER_PAGED = ("tools/list", "prompts/list", "resources/templates/list")  # one answer lists every one
+
+
+def _refuse_cursor(method: str, params: Any) -> None:
+    """Refuse a cursor given to a listing that is never paged (its one answer has no nextCursor, so no cursor was
+    ever given): the SDK listed the first page for any text, as if it were one. An empty cursor asks for the first
+    page, as none does (``resources/list`` too); one that is not text is left to the SDK's check."""
+    cursor = params.get("cursor") if isinstance(params, Mapping) else None
+    if isinstance(cursor, str) and cursor:
+        raise MCPError(
+            code=INVALID_PARAMS,
+            message=f"cursor is not one {method} gave: {method} is never paged (its one answer lists every one, with "
+            "no nextCursor); nothing was listed. List again without a cursor.",
+        )
 
 
 def _echoes_bounded(value: Any, ctx: ServerRequestContext[Any, Any]) -> Any:

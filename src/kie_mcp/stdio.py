@@ -23,10 +23,21 @@ not (``refuse_batch``). Each answer is written on a line of its own, not gathere
 writes one message a line, and JSON-RPC's batch answer is a SHOULD; an SDK client matches answers by id.
 
 A client's answer to a request of the server (a form's answer) that cannot be read becomes an error answer with its
-id, so the call waiting for it goes on at once. A line with no id to answer (a notification, an id of null, an
-empty list or one not of objects) stays dropped, with a warning on stderr (a blank line, at DEBUG). The id, method
-and ``_meta`` are found without reading the line as JSON (``top_level_members``): strings skipped whole, deep
-containers only counted.
+id, so the call waiting for it goes on at once. A line with no id to answer (a notification, an empty list or one
+not of objects) stays dropped, with a warning on stderr (a blank line, at DEBUG). The id, method and ``_meta`` are
+found without reading the line as JSON (``top_level_members``): strings skipped whole, deep containers only counted.
+
+The SDK's reader takes a request whose id is not a string or an integer for a notification (its ``id`` ignored):
+nothing of it runs and nothing answers it. Such a line gets one more look (a notification is rare: initialized,
+cancelled): a whole number written as a fraction or with an exponent (``2.0``, ``1e3``: JSON-RPC number ids) gets a
+stand-in under that number, answered that ids must be strings or integers (Invalid Request); any other (null, a
+fraction, true, an object, a list) a warning on stderr saying what the id is, its length, never its text. A method
+under ``notifications/`` written with an id (JSON-RPC 1.0 wrote ``"id": null``) goes on as the notification it is.
+
+A request whose id is that of one still in flight is refused under that id (Invalid Request) and never passed on
+(``RequestsOnce``): the SDK's dispatcher keeps one request by id, so the newer took the older's place, a cancel
+stopped only the newer, and the older went on to ask its form and spend. An id is in flight from its request until
+the answer under it is written, or the client cancels it.
 
 JSON may escape a lone UTF-16 surrogate (``"\\ud83d"``: an emoji cut in half, as a host that escapes non-ASCII
 text and cuts it may send). pydantic refuses such a line ("unexpected end of hex escape"); here each lone surrogate
@@ -64,10 +75,22 @@ from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
 from mcp import MCPError
+from mcp.shared.dispatcher import coerce_request_id
+from mcp.shared.jsonrpc_dispatcher import cancelled_request_id_from_params
 from mcp.shared.message import SessionMessage
-from mcp.types import INVALID_REQUEST, PARSE_ERROR, jsonrpc_message_adapter
+from mcp.types import (
+    INVALID_REQUEST,
+    PARSE_ERROR,
+    ErrorData,
+    JSONRPCError,
+    JSONRPCNotification,
+    JSONRPCRequest,
+    JSONRPCResponse,
+    jsonrpc_message_adapter,
+)
 from pydantic_core import PydanticSerializationError, from_json
 
+from kie_mcp.redact import redact
 from kie_mcp.words import readable_text
 
 if TYPE_CHECKING:
@@ -114,7 +137,8 @@ DEEPEST_JSON = _deepest_json()
 
 # What was wrong with a line the SDK's reader refuses: the stand-in's ``why`` (only these are ever named; none: it
 # was nested too deep, as every stand-in was before the others).
-NOT_JSON, SEVERAL, NOT_JSON_RPC = "not-json", "several", "not-json-rpc"
+NOT_JSON, SEVERAL, NOT_JSON_RPC, ODD_ID = "not-json", "several", "not-json-rpc", "odd-id"
+_ODD_ID = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")  # an id as a stand-in names it (``2.0``)
 _PARSE_ERROR = re.compile(r"Invalid JSON: ([A-Za-z ,']{1,60}) at line \d+ column (\d+)")  # pydantic-core's words
 _PLAIN_WORDS = re.compile(r"[A-Za-z ,']{1,60}")
 # A member of a message the SDK's reader refuses, and what it must be (the first that is not, in this order).
@@ -146,13 +170,65 @@ def readable_lines(line: str) -> list[str]:
     if not line:
         return [line]
     try:
-        jsonrpc_message_adapter.validate_json(line, by_name=False)
+        message = jsonrpc_message_adapter.validate_json(line, by_name=False)
     except ValueError as err:
         try:
             return stand_ins(line, err)
         except Exception:  # never the reader's end: the SDK drops the line, as it would have
             log.warning("could not look into a line of %d characters; left to the SDK", len(line), exc_info=True)
+    else:
+        if isinstance(message, JSONRPCNotification):  # rare (initialized, cancelled): one more look, for an id
+            return _request_without_usable_id(line, message.method)
     return [line]
+
+
+def _request_without_usable_id(line: str, method: str) -> list[str]:
+    """``line``, which the SDK's reader took for a notification, as it is; or, when it names an id (a request whose
+    id is not a string or an integer, which the SDK reads as a notification: nothing runs, nothing is answered), a
+    stand-in answered under that id when it is a whole number written as a fraction (``2.0``), else the warning
+    that it is dropped. A notification written with an id (JSON-RPC 1.0 wrote ``"id": null``) goes on as one."""
+    if method.startswith("notifications/"):
+        return [line]
+    top, _ = top_level_members(line)
+    written = _written(line, top.get("id"))
+    if written is None:
+        return [line]
+    whole = _whole_number(written)
+    if whole is not None:
+        return _stand_in(line, {"why": ODD_ID, "id": written}, whole)
+    log.warning(
+        "dropped a request of %d characters: its id is %s, and a JSON-RPC id kie-mcp can answer under is text or a "
+        "whole number; nothing of it was run",
+        len(line),
+        _id_kind(written),
+    )
+    return [line]  # the SDK takes it for a notification of a method it has none for: nothing runs
+
+
+LONGEST_ODD_ID = 40  # characters of a whole number written as a fraction (``2.0``, ``1e3``) read as an id
+
+
+def _whole_number(written: str) -> int | None:
+    """The whole number a JSON number written with a fraction or an exponent stands for (``2.0``, ``1e3``: JSON
+    numbers the SDK's ids, text or integers, do not take), read exactly; None for anything else."""
+    from decimal import Decimal, InvalidOperation
+
+    if len(written) > LONGEST_ODD_ID or not _ODD_ID.fullmatch(written):
+        return None
+    try:
+        number = Decimal(written)
+    except InvalidOperation:
+        return None
+    if not number.is_finite() or number.adjusted() >= LONGEST_ODD_ID or number != number.to_integral_value():
+        return None
+    return int(number)
+
+
+def _id_kind(written: str) -> str:
+    """What an id the SDK cannot take is, in words (never the text itself)."""
+    first = written[:1]
+    kinds = {"n": "null", "t": "true", "f": "false", "{": "an object", "[": "a list"}
+    return kinds.get(first, "a number with a fraction, or too large")
 
 
 def _mend_escape(found: re.Match[str]) -> str:
@@ -207,10 +283,12 @@ def _parse_error(refused: ValueError) -> tuple[str, int] | None:
     return (said[1], int(said[2])) if said else ("not JSON", 0)
 
 
-def _stand_in(line: str, why: dict[str, Any]) -> list[str]:
-    """The stand-in for the one message ``line`` holds ([] when it names no id to answer)."""
+def _stand_in(line: str, why: dict[str, Any], request_id: str | int | None = None) -> list[str]:
+    """The stand-in for the one message ``line`` holds ([] when it names no id to answer), under ``request_id`` or
+    the id it names."""
     top, params = top_level_members(line)
-    request_id = _request_id(_written(line, top.get("id")))
+    if request_id is None:
+        request_id = _request_id(_written(line, top.get("id")))
     if request_id is None:
         return []
     if "method" in top:
@@ -474,6 +552,14 @@ def _unreadable(why: Mapping[str, Any]) -> tuple[int, str, str, dict[str, Any]]:
     if reason == SEVERAL:
         fix = "Send each message on a line of its own."
         return PARSE_ERROR, "its line holds more than one message", fix, {}
+    if reason == ODD_ID:
+        written = why.get("id")
+        whole = _whole_number(written) if isinstance(written, str) else None
+        if whole is None:  # a client's own kie-mcp/unreadable request
+            return INVALID_REQUEST, "its id is no integer", "Ids must be strings or integers.", {}
+        problem = f"its id {written} is a number written with a fraction or an exponent"
+        fix = f"Send it again with the id {whole}: ids must be strings or integers."
+        return INVALID_REQUEST, problem, fix, {"id": written}
     if reason == NOT_JSON_RPC:
         member = why.get("member")
         wrong = f': "{member}" {_MEMBERS[member]}' if isinstance(member, str) and member in _MEMBERS else ""
@@ -536,20 +622,104 @@ async def serve(server: MCPServer) -> None:
         return
     with claimed_stdin() as stdin:
         async with stdio_server(stdin=stdin) as (read_stream, write_stream):
-            writes = WritableMessages(write_stream)
-            await lowlevel.run(read_stream, writes, lowlevel.create_initialization_options())
+            writes = WritableMessages(write_stream, set())
+            reads = RequestsOnce(read_stream, writes)
+            await lowlevel.run(reads, writes, lowlevel.create_initialization_options())
+
+
+class RequestsOnce:
+    """The wire's read stream, a request whose id is already in flight refused under that id (Invalid Request),
+    never passed on: the SDK's dispatcher keeps one request by id, so the newer took the older's place (a cancel
+    then stopped only the newer; the older went on, could ask its form and spend). An id is in flight from its
+    request until the answer under it is written (``WritableMessages``), or the client cancels it (a cancelled
+    request is never answered). Ids are compared as the dispatcher compares them (``"7"`` is 7)."""
+
+    def __init__(self, inner: Any, writes: WritableMessages) -> None:
+        self._inner = inner
+        self._writes = writes
+
+    async def receive(self) -> Any:
+        while True:
+            item = await self._inner.receive()
+            message = item.message if isinstance(item, SessionMessage) else None
+            if isinstance(message, JSONRPCRequest):
+                if not self._writes.take(message.id):
+                    await self._writes.refuse(duplicate_error(message.id, message.method))
+                    continue
+            elif isinstance(message, JSONRPCNotification) and message.method == "notifications/cancelled":
+                cancelled = cancelled_request_id_from_params(message.params)
+                if cancelled is not None:
+                    self._writes.answered(cancelled)
+            return item
+
+    def __aiter__(self) -> RequestsOnce:
+        return self
+
+    async def __anext__(self) -> Any:
+        import anyio
+
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+    def __getattr__(self, name: str) -> Any:  # ``last_context`` (the sender's context), close, aclose, ...
+        return getattr(self._inner, name)
+
+    async def __aenter__(self) -> RequestsOnce:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._inner.aclose()
+
+
+def duplicate_error(request_id: str | int, method: str) -> JSONRPCError:
+    """The answer to a request whose id another request still running holds."""
+    named = f" {method}" if _METHOD_NAME.fullmatch(method) else ""
+    shown = redact(json.dumps(request_id)) if len(str(request_id)) <= _ID_SHOWN else ""  # a key as an id: never
+    message = (
+        f"kie-mcp did not run this{named} request: its id{f' {shown}' if shown else ''} is the id of another request "
+        "still running. Nothing of it was run, priced or sent. Give each request an id of its own (an id is free again "
+        "once its request is answered or cancelled)."
+    )
+    error = ErrorData(code=INVALID_REQUEST, message=message, data={"in_flight": True})
+    return JSONRPCError(jsonrpc="2.0", id=request_id, error=error)
+
+
+_ID_SHOWN = 80  # characters of an id an answer repeats
 
 
 class WritableMessages:
     """The wire's write stream, each message serialized here, once (``written``), and made writable first when it
     cannot be: the SDK's stdio writer serializes what it is handed on its own task, where a failure ends the
-    session (the server stopped, the client waited for ever on its call)."""
+    session (the server stopped, the client waited for ever on its call). It keeps the ids of the client's requests
+    in flight (``RequestsOnce`` adds them, an answer written frees them)."""
 
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: Any, in_flight: set[str | int]) -> None:
         self._inner = inner
+        self._in_flight = in_flight
+
+    def take(self, request_id: str | int) -> bool:
+        """Hold ``request_id`` for a request now read; False when a request still in flight holds it."""
+        key = coerce_request_id(request_id)
+        if key in self._in_flight:
+            return False
+        self._in_flight.add(key)
+        return True
+
+    def answered(self, request_id: str | int) -> None:
+        """``request_id`` is free again: its request was answered, or cancelled."""
+        self._in_flight.discard(coerce_request_id(request_id))
+
+    async def refuse(self, error: JSONRPCError) -> None:
+        """Write ``error``, an answer under an id another request holds, which stays held."""
+        await self._inner.send(written(SessionMessage(error)))
 
     async def send(self, item: SessionMessage) -> None:
         await self._inner.send(written(item))
+        message = item.message
+        if isinstance(message, JSONRPCResponse | JSONRPCError) and message.id is not None:
+            self.answered(message.id)
 
     def close(self) -> None:
         self._inner.close()
@@ -558,7 +728,7 @@ class WritableMessages:
         await self._inner.aclose()
 
     def clone(self) -> WritableMessages:
-        return WritableMessages(self._inner.clone())
+        return WritableMessages(self._inner.clone(), self._in_flight)
 
     async def __aenter__(self) -> WritableMessages:
         return self

@@ -10,7 +10,9 @@ import functools
 import inspect
 import json
 import logging
+import math
 import mimetypes
+import re
 import sqlite3
 import stat
 import time
@@ -32,7 +34,8 @@ from mcp.server.mcpserver import (
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 from mcp.server.mcpserver.resources import FileResource, FunctionResource, ResourceTemplate
 from mcp.types import CallToolResult, ImageContent, ResourceLink, TextContent, ToolAnnotations
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict
+from pydantic_core import PydanticCustomError
 
 from kie_mcp import followups
 from kie_mcp import generation as gen
@@ -163,6 +166,37 @@ _USER_ERRORS = (
 
 # -- argument types shared by the estimate and generate tools ---------------------------------
 
+
+# A number as some hosts send it, as text ("3", " 2.5 "): read as that number, as a person would read it.
+_NUMBER_TEXT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def _number(value: Any) -> Any:
+    """A JSON number as it is; a number written as text (``"3"``: some hosts send every argument so) as that number;
+    NaN and Infinity refused as not finite; anything else (``true``, ``"three"``) as sent, for the strict check to
+    refuse by name."""
+    if isinstance(value, str) and len(value) <= 40 and _NUMBER_TEXT.fullmatch(value.strip()):
+        value = float(value.strip())
+    if isinstance(value, float) and not math.isfinite(value):
+        raise PydanticCustomError("finite_number", "Input should be a finite number")
+    return value
+
+
+def _whole(value: Any) -> Any:
+    """``_number``, and a number written ``3.0`` (or ``"3"``) as the integer 3 (JSON Schema's "integer" takes it)."""
+    value = _number(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# Numbers as numbers: pydantic's lax mode took ``true`` for 1 (``variations: true`` made one task), which the strict
+# check refuses, named (``variations: must be a whole number (got true)``); a number written as text is read as that
+# number, a whole number written 3.0 as 3. After a Field's bounds (so they stay the schema's minimum and maximum):
+# ``Strict(), NUMBER`` or ``Strict(), WHOLE``.
+NUMBER = BeforeValidator(_number)
+WHOLE = BeforeValidator(_whole)
+
 Prompt = Annotated[
     str,
     Field(
@@ -182,6 +216,8 @@ Resolution = Annotated[str | None, Field(description="e.g. 1K/2K/4K for images, 
 Duration = Annotated[
     int | None,
     Field(ge=1, le=60, allow_inf_nan=False, description="Video length in seconds, where the model has one."),
+    Strict(),
+    WHOLE,
 ]
 Audio = Annotated[
     bool | None,
@@ -195,7 +231,10 @@ Options = Annotated[
     ),
 ]
 Variations = Annotated[
-    int, Field(ge=1, le=10, allow_inf_nan=False, description="How many identical tasks to run (each is charged).")
+    int,
+    Field(ge=1, le=10, allow_inf_nan=False, description="How many identical tasks to run (each is charged)."),
+    Strict(),
+    WHOLE,
 ]
 Script = Annotated[
     str | None,
@@ -225,6 +264,8 @@ MaxCredits = Annotated[
         "runs, the least or the most it can cost) is refused before anything is sent. It does not limit what KIE "
         "charges, nor lower what an unknown price counts against the caps.",
     ),
+    Strict(),
+    NUMBER,
 ]
 QuoteId = Annotated[
     str | None, Field(description="The quote_id of a cost the user approved (from estimate_cost or a prior call).")
@@ -241,7 +282,10 @@ DEFAULT_VIDEO_MODEL = "veo3_fast"  # generate_video's
 NOT_PRICED = "Taken so that a generate call's arguments can be priced unchanged; it does not change the price."
 NotPriced = Annotated[str | None, Field(description=NOT_PRICED)]
 VideoWait = Annotated[
-    float, Field(ge=0, le=50, allow_inf_nan=False, description="How long to wait (videos take minutes).")
+    float,
+    Field(ge=0, le=50, allow_inf_nan=False, description="How long to wait (videos take minutes)."),
+    Strict(),
+    NUMBER,
 ]
 FollowupOperationName = Literal["extend", "hd", "4k", "upscale"]
 FollowupOperation = Annotated[
@@ -396,10 +440,10 @@ class CaptionArg(BaseModel):
     # Only start, end and text: a style, font or position is refused, never silently dropped (no styling exists).
     model_config = ConfigDict(extra="forbid", defer_build=True)
     # At most a day (stitch.MAX_CAPTION_SECONDS): larger times are mistakes, and 1e308 overflows the SRT clock.
-    start: float = Field(
+    start: Annotated[float, Strict(), NUMBER] = Field(
         ge=0, le=86400, allow_inf_nan=False, description="Seconds from the start of the joined video (at most 86400)."
     )
-    end: float = Field(
+    end: Annotated[float, Strict(), NUMBER] = Field(
         gt=0, le=86400, allow_inf_nan=False, description="Seconds from the start; after start (at most 86400)."
     )
     text: str = Field(min_length=1)
@@ -531,7 +575,9 @@ def _register_tools(mcp: MCPServer) -> None:
         session: Annotated[str | None, Field(max_length=SESSION_MAX, description=NOT_PRICED)] = None,
         quote_id: NotPriced = None,
         bind_quote_id: NotPriced = None,
-        wait_seconds: Annotated[float | None, Field(ge=0, le=50, allow_inf_nan=False, description=NOT_PRICED)] = None,
+        wait_seconds: Annotated[
+            float | None, Field(ge=0, le=50, allow_inf_nan=False, description=NOT_PRICED), Strict(), NUMBER
+        ] = None,
         roots: InputRoots = None,
     ) -> Annotated[CallToolResult, EstimateResult]:
         """Price a generation exactly, without spending anything. Takes the same arguments as generate_image /
@@ -582,7 +628,10 @@ def _register_tools(mcp: MCPServer) -> None:
         bind_quote_id: BindQuoteId = None,
         max_credits: MaxCredits = None,
         wait_seconds: Annotated[
-            float, Field(ge=0, le=50, allow_inf_nan=False, description="How long to wait for results.")
+            float,
+            Field(ge=0, le=50, allow_inf_nan=False, description="How long to wait for results."),
+            Strict(),
+            NUMBER,
         ] = 45,
     ) -> Annotated[CallToolResult, GenerationOutput]:
         """Make images with a KIE model. COSTS CREDITS. The cost must be approved first: the server asks the user
@@ -631,7 +680,10 @@ def _register_tools(mcp: MCPServer) -> None:
         ],
         ctx: Context,
         wait_seconds: Annotated[
-            float, Field(ge=0, le=50, allow_inf_nan=False, description="Wait up to this long for it to finish.")
+            float,
+            Field(ge=0, le=50, allow_inf_nan=False, description="Wait up to this long for it to finish."),
+            Strict(),
+            NUMBER,
         ] = 0,
     ) -> Annotated[CallToolResult, TaskResult]:
         """Status and results of a KIE task of any kind, with progress while waiting. Free."""
@@ -782,7 +834,7 @@ def _register_tools(mcp: MCPServer) -> None:
                 max_length=SESSION_MAX, description="Words to find in the session's name (the generate calls' session)."
             ),
         ] = None,
-        limit: Annotated[int, Field(ge=1, le=LIST_LIMIT)] = 50,
+        limit: Annotated[int, Field(ge=1, le=LIST_LIMIT), Strict(), WHOLE] = 50,
         cursor: Annotated[
             str | None,
             Field(
@@ -991,6 +1043,8 @@ def _register_tools(mcp: MCPServer) -> None:
                 allow_inf_nan=False,
                 description="Seconds to add: Grok extend 6 or 10, PixVerse extend 1-15 (default 5).",
             ),
+            Strict(),
+            WHOLE,
         ] = None,
         options: Options = None,
         session: Session = None,
@@ -1218,6 +1272,12 @@ def _decision(outcome: ElicitationResult[Any]) -> Approved | Declined | NeedsCon
     match outcome:
         case AcceptedElicitation(data=ConfirmSpend(confirm=True)):
             return Approved("elicitation")
+        case AcceptedElicitation(data=ConfirmSpend(unasked=unasked)) if unasked:
+            named = ", ".join(plain(name, quoted=False, limit=40) for name in unasked[:5])
+            more = f" and {len(unasked) - 5} more" if len(unasked) > 5 else ""
+            return Declined(
+                f"The confirmation answer had fields the form did not ask ({named}{more}), so it is not a yes."
+            )
         case AcceptedElicitation(data=ConfirmSpend(not_boolean=True)):
             return Declined("The confirmation answer was not the boolean true, so it is not a yes.")
         case AcceptedElicitation(data=ConfirmSpend()):

@@ -26,16 +26,22 @@ class ConfirmSpend(BaseModel, defer_build=True):
     """The elicitation form: one required boolean, so no client can auto-accept an empty form.
 
     Only the JSON boolean ``true`` is a yes. ``"true"``, ``"yes"`` or ``1`` are read as no, with
-    ``not_boolean`` set so the answer can say why nothing was spent.
+    ``not_boolean`` set so the answer can say why nothing was spent; so is an answer with fields the form did
+    not ask (``{"confirm": true, "x": 1}``: not the form's answer), with ``unasked`` naming them.
     """
 
     confirm: bool = Field(description="Spend the credits shown and start the generation?")
     not_boolean: SkipJsonSchema[bool] = Field(default=False, exclude=True)
+    unasked: SkipJsonSchema[tuple[str, ...]] = Field(default=(), exclude=True)
 
     @model_validator(mode="before")
     @classmethod
     def _strict_yes(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "confirm" in data and not isinstance(data["confirm"], bool):
+        if not isinstance(data, dict):
+            return data
+        if unasked := tuple(sorted(str(key) for key in data if key != "confirm")):
+            return {"confirm": False, "unasked": unasked}
+        if "confirm" in data and not isinstance(data["confirm"], bool):
             return {"confirm": False, "not_boolean": True}
         return data
 
