@@ -15,8 +15,9 @@ How a join is made:
   ``/dev/fd`` is missing (Windows) ffmpeg gets the checked names.
 * Every input is probed (``ffmpeg -hide_banner -i FILE``, stderr parsed) for its container, duration, video codec,
   profile, pixel format, resolution, sample aspect ratio, frame rate, rotation and audio stream. Only the lines
-  ffmpeg writes itself are read (``report_lines``: tagged by ffmpeg's log level, in ffmpeg's own layout), never the
-  file's metadata printed among them: a title "Duration: 00:01:00.00" is no length, a stream named "rotation of 90
+  ffmpeg writes itself are read (``report_lines``: tagged by ffmpeg's log level, in ffmpeg's own layout, ffmpeg 4's
+  streams four spaces in as well as later ones' two), never the file's metadata printed among them: a title
+  "Duration: 00:01:00.00" is no length, a key named "Stream #0:0(und)" no stream, a stream named "rotation of 90
   degrees" no turn (a display matrix is).
 * When every clip has the same video and audio parameters and there are no captions, the clips are joined with the
   concat demuxer and ``-c copy``: fast and lossless. Should that fail (a container that cannot hold the codecs, say),
@@ -370,15 +371,21 @@ def _split_top(text: str) -> list[str]:
 # How ffmpeg's report of an input (``ffmpeg -i``, on stderr) is read. At this log level ffmpeg tags each line it begins
 # ``[info] `` (ffmpeg 4.0 and later); what a file wrote into the report, a metadata key or value holding a line break
 # (a title "x\n  Duration: 01:00:00.00"), goes on in a line ffmpeg began and is never tagged, so it is never taken for
-# a line of ffmpeg's own. Of the tagged lines only those of ffmpeg's own layout are read (the input's ``  Duration: ``
-# line, its ``  Stream #`` lines, a stream's side data), never a metadata value that says the same words (a title
-# "Duration: 00:01:00.00", a stream name "rotation of 90 degrees").
+# a line of ffmpeg's own. Of the tagged lines only those of ffmpeg's own layout are read, never a metadata value or key
+# that says the same words (a title "Duration: 00:01:00.00", a stream name "rotation of 90 degrees"). The layout, in
+# every ffmpeg: the file's own metadata (keys four spaces in), then the input's ``  Duration: `` line (two), then its
+# chapters, programs and streams, each heading a ``Metadata:`` or ``Side data:`` section of lines indented past it.
+# A ``Stream #`` line is two spaces in from ffmpeg 5.0, four before (Debian 11's 4.3, Ubuntu 22.04's 4.4, and 3.x), as
+# far in as a file's metadata key: one named "Stream #0:0(und)" prints "    Stream #0:0(und): <its value>". So a
+# stream is read only after the Duration line and outside any section, and a rotation only from the video stream's
+# side data.
 REPORT_LEVEL = ("-loglevel", "repeat+level+info")
 _OWN = "[info] "
 _LEVEL_TAG = re.compile(r"\[(?:panic|fatal|error|warning|info|verbose|debug|trace)\] ")
-_HEADER_DURATION = re.compile(r"  Duration: (\d+):(\d{2}):(\d{2}(?:\.\d+)?)")  # the input's, two spaces in
-_STREAM = re.compile(r"  Stream #\d+:\d+\S*: (Video|Audio|Subtitle|Data|Attachment): (.*)")
-_SECTION = re.compile(r"\s+(Metadata|Side data):")  # a stream's headings; a metadata key's line has ": " after it
+_DURATION_LINE = "  Duration: "  # the input's, two spaces in (every ffmpeg)
+_HEADER_DURATION = re.compile(r"  Duration: (\d+):(\d{2}):(\d{2}(?:\.\d+)?)")
+_STREAM = re.compile(r"(?:  |    )Stream #\d+:\d+\S*: (Video|Audio|Subtitle|Data|Attachment): (.*)")
+_SECTION = re.compile(r"( +)(Metadata|Side data):")  # a heading; a metadata key's line has ": " after its words
 # The rotation a display matrix gives (ffmpeg 7 and later write "Display Matrix"): the whole line, so a metadata key
 # of those words (its line goes on ": <value>") is no rotation.
 _MATRIX_ROTATION = re.compile(r"\s+(?:displaymatrix|Display Matrix): rotation of (-?\d+(?:\.\d+)?) degrees")
@@ -400,17 +407,21 @@ def report_lines(report: str, *, tagged: bool) -> list[str]:
     return [line[len(_OWN) :] for line in lines if line.startswith(_OWN)]
 
 
+def _duration_at(lines: Sequence[str]) -> int | None:
+    """Where the input's own ``  Duration: `` line is in ``lines`` (``report_lines``): the first line so begun, as
+    ffmpeg prints the file's metadata before it four spaces in, and its chapters, programs and streams after it."""
+    return next((n for n, line in enumerate(lines) if line.startswith(_DURATION_LINE)), None)
+
+
 def report_duration(lines: Sequence[str]) -> float | None:
     """The input's length by ffmpeg's report (``report_lines``): its own ``  Duration: `` line, never a metadata
     value or key of those words; None for "N/A" or none."""
-    for line in lines:
-        if line.startswith("  Duration: "):
-            found = _HEADER_DURATION.match(line)
-            if found is None:
-                return None
-            hours, minutes, seconds = found.groups()
-            return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
-    return None
+    at = _duration_at(lines)
+    found = _HEADER_DURATION.match(lines[at]) if at is not None else None
+    if found is None:
+        return None
+    hours, minutes, seconds = found.groups()
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
 
 
 def parse_probe(path: Path, stderr: str, *, tagged: bool = False) -> Probe:
@@ -429,24 +440,29 @@ def parse_probe(path: Path, stderr: str, *, tagged: bool = False) -> Probe:
     matrix: int | None = None  # the video stream's display matrix, which ffmpeg turns it by
     tag: int | None = None  # its ``rotate`` tag, which only ffmpeg before 4.0 turned it by (an untagged report)
     current: str | None = None
-    section: str | None = None
-    for line in lines:
-        stream = _STREAM.fullmatch(line)
-        if stream:
+    section: tuple[str, int] | None = None  # the heading whose lines follow, and how far in it is
+    at = _duration_at(lines)
+    for line in lines[at + 1 :] if at is not None else ():
+        indent = len(line) - len(line.lstrip(" "))
+        if section is not None and indent > section[1]:  # a line of the section: a metadata key's, side data
+            if current != "video":
+                continue
+            if section[0] == "Side data" and (rotated := _MATRIX_ROTATION.fullmatch(line)):
+                matrix = round(float(rotated.group(1))) % 360
+            elif section[0] == "Metadata" and not tagged and (rotated := _ROTATE_TAG.fullmatch(line)):
+                tag = round(float(rotated.group(1))) % 360
+            continue
+        section = None
+        if heading := _SECTION.fullmatch(line):  # a section of the stream (chapter, program) above
+            section = heading.group(2), indent
+            continue
+        current = None  # a line of ffmpeg's own that heads no section: a stream's, a chapter's, a program's
+        if stream := _STREAM.fullmatch(line):
             kind, spec = stream.groups()
-            current, section = None, None
             if kind == "Video" and video is None and "(attached pic)" not in spec:
                 video, current = spec, "video"
             elif kind == "Audio" and audio is None:
                 audio = spec
-        elif current != "video":
-            continue
-        elif heading := _SECTION.fullmatch(line):
-            section = heading.group(1)
-        elif section == "Side data" and (rotated := _MATRIX_ROTATION.fullmatch(line)):
-            matrix = round(float(rotated.group(1))) % 360
-        elif section == "Metadata" and not tagged and (rotated := _ROTATE_TAG.fullmatch(line)):
-            tag = round(float(rotated.group(1))) % 360
     rotation = tag or matrix or 0  # ffmpeg 3 turned by a tag other than 0 first
     if video is None:
         what = "audio only" if audio else "no video stream"
