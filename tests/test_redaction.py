@@ -323,6 +323,41 @@ async def test_a_key_kie_echoes_in_a_balance_is_redacted_before_the_answer_is_cu
     assert holding_the_key(tmp_path, KIE_KEY[:8]) == []
 
 
+def _key_repeated_then_in_hex(window: int = 3024, cut: int = 62) -> str:
+    """A text repeating the key up to where a window of ``window`` characters ends ``cut`` characters into the key's
+    hex: redacted, the repeats shrink, and the hex cut at the window's end (unfound there) would fall inside what is
+    shown."""
+    room = window - cut
+    repeats = room // 33
+    hexed = KIE_KEY.encode().hex()
+    return (KIE_KEY + " ") * repeats + "x" * (room - 33 * repeats - 1) + " " + hexed + " tail" * 50
+
+
+async def test_a_message_repeating_the_key_then_writing_it_in_hex_is_never_shown_in_part(settings, mode, tmp_path):
+    """The final read: KIE's text is redacted only in what is kept of it (2000 characters and 1024 after), but
+    redaction shortens each key to ``[redacted]``, so the hex form cut at the window's end came within what is
+    shown: 31 of the key's 32 characters, in check_credits' answer and the call log. The window now grows until
+    what is left of it after redaction still reaches past the cut."""
+    echoed = _key_repeated_then_in_hex()
+    async with kie_echoing_in_answers(settings, mode) as (client, transport, _):
+        transport.rewrites["/api/v1/chat/credit"] = lambda body: {**body, "code": 500, "msg": echoed, "data": None}
+        result = await client.call_tool("check_credits", {})
+    shown = text_of(result) + json.dumps(result.structured_content)
+    hexed = KIE_KEY.encode().hex()
+    assert result.is_error and REDACTED in shown
+    assert hexed[:16] not in shown and KIE_KEY[:8] not in shown
+    assert holding_the_key(tmp_path, hexed[:16]) == [] and holding_the_key(tmp_path, KIE_KEY[:8]) == []
+
+
+def test_a_value_repeated_back_never_shows_a_piece_of_the_key_past_its_redacted_repeats():
+    """``words.plain`` (every error repeating a value) redacted the same window: the same text showed the hex."""
+    from kie_mcp.words import plain
+
+    register_secret(KIE_KEY)
+    shown = plain(_key_repeated_then_in_hex(), quoted=False, limit=2000)
+    assert KIE_KEY.encode().hex()[:16] not in shown and REDACTED in shown
+
+
 # -- the redaction point itself ---------------------------------------------------------------
 
 

@@ -424,6 +424,7 @@ async def test_a_python_without_sqlite_gets_could_not_start_answers_and_the_serv
     answered the handshake and then exited 1 half a second later (the host saw "server disconnected", the reason
     only on stderr). Every request that needs what could not load is now answered with why, and nothing else."""
     from mcp import MCPError, StdioServerParameters
+    from mcp.types import PromptReference
 
     from .test_deep_json import _script, _server_env
 
@@ -441,7 +442,13 @@ async def test_a_python_without_sqlite_gets_could_not_start_answers_and_the_serv
         credits = await client.call_tool("check_credits", {})
         with pytest.raises(MCPError) as resources:
             await client.list_resources()
+        with pytest.raises(MCPError) as read:  # the final read: these two still answered the bare exception
+            await client.read_resource("kie://models")
+        with pytest.raises(MCPError) as completed:
+            await client.complete(
+                PromptReference(type="ref/prompt", name="product_shot"), {"name": "model", "value": "nano"}
+            )
     said = "kie-mcp could not start (ModuleNotFoundError: No module named '_sqlite3'); nothing was sent or spent."
     assert credits.is_error and text_of(credits).startswith(said), text_of(credits)
-    for refused in (listing.value, resources.value):
+    for refused in (listing.value, resources.value, read.value, completed.value):
         assert refused.error.code == INTERNAL_ERROR and refused.error.message.startswith(said), refused.error

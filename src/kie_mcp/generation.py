@@ -690,7 +690,8 @@ def twins(rt: Runtime, digest: str) -> tuple[str | None, str | None]:
         tasks = ", ".join(row["task_id"] for row in again[-3:])
         note = (
             f"A call of this exact request was cut off at {timestamp(again[-1]['created'])} after KIE made task "
-            f"{tasks}: sending it again answers with that task and creates nothing."
+            f"{tasks}: sending it again answers with that task and creates nothing (until "
+            f"{timestamp(again[-1]['created'] + RETRY_WINDOW)}; after that it is a new request, made and paid again)."
         )
     elif made and not recent:
         tasks = ", ".join(row["task_id"] for row in made[-3:])

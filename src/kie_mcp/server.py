@@ -702,6 +702,10 @@ async def _answered_without_secrets(ctx: ServerRequestContext[Any, Any], call_ne
 
             check_reference(ctx.params)
         result = await call_next(ctx)
+    except ImportError as err:  # a module a handler loads cannot load (a Python without _sqlite3, a broken install)
+        failure = redact(f"{type(err).__name__}: {err}")
+        log.error("kie-mcp could not load what %s needs: %s", method, failure, exc_info=True)
+        raise MCPError(code=INTERNAL_ERROR, message=could_not_start(failure)) from None
     except ValidationError as err:  # the SDK's check of the params, which it answers naming nothing
         problems = argument_problems(err.errors(include_url=False))
         message = redact(f"Invalid request parameters: {'; '.join(problems[:5]) or 'not as the method takes them'}.")

@@ -644,6 +644,7 @@ class RequestsOnce:
             message = item.message if isinstance(item, SessionMessage) else None
             if isinstance(message, JSONRPCRequest):
                 if not self._writes.take(message.id):
+                    log.warning("a request came under the id of a request still running: refused, not run")
                     await self._writes.refuse(duplicate_error(message.id, message.method))
                     continue
             elif isinstance(message, JSONRPCNotification) and message.method == "notifications/cancelled":
@@ -678,9 +679,10 @@ def duplicate_error(request_id: str | int, method: str) -> JSONRPCError:
     named = f" {method}" if _METHOD_NAME.fullmatch(method) else ""
     shown = redact(json.dumps(request_id)) if len(str(request_id)) <= _ID_SHOWN else ""  # a key as an id: never
     message = (
-        f"kie-mcp did not run this{named} request: its id{f' {shown}' if shown else ''} is the id of another request "
-        "still running. Nothing of it was run, priced or sent. Give each request an id of its own (an id is free again "
-        "once its request is answered or cancelled)."
+        f"A request under this id{f' ({shown})' if shown else ''} is still running, and its answer will come under "
+        f"this id. This second{named} request with the same id was not run (nothing of it was priced or sent); the "
+        "first goes on. Give each request an id of its own (an id is free again once its request is answered or "
+        "cancelled)."
     )
     error = ErrorData(code=INVALID_REQUEST, message=message, data={"in_flight": True})
     return JSONRPCError(jsonrpc="2.0", id=request_id, error=error)

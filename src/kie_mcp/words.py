@@ -57,11 +57,19 @@ _REDACTED_PAST = 1024  # characters past a cut searched for a key that starts be
 def _uncut_redacted(text: str, limit: int) -> tuple[str, bool]:
     """``text`` with the API key redacted (``redact_secrets``) in all that can be shown of it: its first ``limit``
     characters and enough after them for every form of a key starting before the cut to be found whole; and whether
-    that is all of it (else it is to be cut). A megabyte of text is never searched to show sixty characters of it."""
+    that is all of it (else it is to be cut). A megabyte of text is never searched to show sixty characters of it.
+
+    Redaction shortens what it finds (a 32-character key becomes ``[redacted]``), so the window grows until what is
+    left of it after redaction still reaches ``_REDACTED_PAST`` past the cut: a text repeating the key, then writing
+    it in a form cut at the window's end (its hex, unfound there), would otherwise show that piece."""
     window = limit + _REDACTED_PAST
-    if len(text) <= window:
-        return redact_secrets(text), True
-    return redact_secrets(text[:window]), False
+    while True:
+        if len(text) <= window:
+            return redact_secrets(text), True
+        shown = redact_secrets(text[:window])
+        if len(shown) >= limit + _REDACTED_PAST:
+            return shown, False
+        window *= 2
 
 
 # What shows nothing or changes how the text around it reads: controls (Unicode's Cc: the terminal's escape, C1's

@@ -183,14 +183,14 @@ class KieClient:
                 "trust_env": uploads,
                 "limits": ONE_USE,
             },
-            # Result files live on third-party CDNs: they never see the key. Those at a plain http KIE endpoint (the
-            # simulator's) are fetched without a proxy too.
+            # Result files live on third-party CDNs: they never see the key. They are fetched directly, never through
+            # a proxy the environment names: each address is judged public before it is connected to (the transport
+            # ``media.addresses`` gives this client), which a proxy would hide.
             "files": {
                 "headers": {"User-Agent": USER_AGENT},
                 "timeout": slow,
                 "follow_redirects": True,
                 "limits": ONE_USE,
-                "mounts": _unproxied(base_url, upload_base_url),
             },
             # The public price feed needs no key, so it never gets one: a keyless client for the same API host.
             "public": {"base_url": base_url, "headers": keyless, "timeout": reads, "trust_env": api},
@@ -951,18 +951,6 @@ def _may_use_proxy(base_url: str) -> bool:
     in the clear: httpx2 takes a proxy from ``HTTP_PROXY`` for loopback addresses too, unless ``NO_PROXY`` names
     them. Such a client ignores the environment's proxies (and its other HTTP settings: ``trust_env``)."""
     return urlsplit(base_url.strip()).scheme.lower() != "http"
-
-
-def _unproxied(*urls: str) -> dict[str, None]:
-    """httpx2 mounts that send a request to each of ``urls`` that is plain http (a loopback KIE endpoint: the
-    simulator serves its result files there) through the client's own transport, never through a proxy the
-    environment names, which a loopback address cannot be reached through (``_may_use_proxy``)."""
-    mounts: dict[str, None] = {}
-    for url in urls:
-        if not _may_use_proxy(url):
-            parts = urlsplit(url.strip())
-            mounts[f"http://{parts.netloc.rpartition('@')[2]}"] = None
-    return mounts
 
 
 def _refuse_key_in_the_clear(name: str, options: dict[str, Any], *, tested: bool) -> None:

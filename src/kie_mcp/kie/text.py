@@ -104,11 +104,20 @@ def kept_text(value: Any, limit: int = TEXT_KEPT) -> str:
     how long it was ("... (4194304 characters)", as ``words.plain`` says it): KIE's text is repeated in every answer
     about its task, the journal, the call log and the log, so megabytes of it (garbage, or a hostile upstream) would
     be repeated too. Only what is kept is redacted (with ``_REDACTED_PAST`` characters after it, so a key crossing
-    the cut is found whole): a cut text is never searched whole. Anything but text is kept as its JSON text
+    the cut is found whole, counted after redaction, which shortens what it finds): a cut text is never searched
+    whole. Anything but text is kept as its JSON text
     (``as_text``)."""
     if not isinstance(value, str):
         return as_text(value, limit=limit)
-    if len(value) <= limit:
-        return redact(valid_text(value))
-    shown = redact(valid_text(value[: limit + _REDACTED_PAST]))
+    window = limit + _REDACTED_PAST
+    while True:  # redaction shortens what it finds: the window grows until what is left reaches past the cut
+        if len(value) <= window:
+            shown = redact(valid_text(value))
+            if len(shown) <= limit:
+                return shown
+            break
+        shown = redact(valid_text(value[:window]))
+        if len(shown) >= limit + _REDACTED_PAST:
+            break
+        window *= 2
     return f"{shown[: cut_point(shown, limit - 3)]}... ({len(value)} characters)"
