@@ -632,7 +632,7 @@ def settings_listed() -> str:
 
 
 TYPO_LIKENESS = 0.85  # KIE_MAX_CREDIT_PER_DAY is 0.98 like KIE_MAX_CREDITS_PER_DAY; KIE_API is 0.78 like KIE_API_KEY
-NEAR_LIKENESS = 0.7  # a name further off than a typo, still worth offering: KIE_WORKSPACE_DIR for KIE_WORKSPACE
+NEAR_LIKENESS = 0.7  # a name further off than a typo, still worth offering: KIE_LOG_FILE for KIE_LOG_LEVEL
 # An unknown KIE_ name that reads as a limit on spending: a cap, a budget, a quota, an auto-approve amount, credits,
 # a most per day or per call. Not a limit of something else (KIE_MAX_RETRIES, KIE_RATE_LIMIT, KIE_UPLOAD_MAX_MB,
 # KIE_DAILY_REPORT, KIE_MAX_CALLS_PER_MINUTE: another tool's, sharing the .env, which must not stop spending).
