@@ -50,9 +50,10 @@ def settings_read_from(env: dict[str, str], workspace: Path) -> Settings:
 
 
 def variables_named_in_config() -> set[str]:
-    """Every KIE_ name config.py quotes, but those it names only to leave alone (this project's other tools')."""
+    """Every KIE_ name config.py quotes, but those it names only to leave alone or to recognise (this project's other
+    tools', other KIE tools' prefixes)."""
     named = set(re.findall(r'"(KIE_[A-Z_]+)"', Path(config.__file__).read_text(encoding="utf-8")))
-    return named - {*config.OTHER_TOOLS_SETTINGS, *config.OTHER_TOOLS_PREFIXES}
+    return named - {*config.OTHER_TOOLS_SETTINGS, *config.OTHER_TOOLS_PREFIXES, *config.OTHER_KIE_TOOLS}
 
 
 def uv_offline_first(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -106,7 +106,7 @@ async def test_a_charge_measured_from_the_balance_never_counts_less_than_kie_cha
     assert end_spent - start_spent >= charged, (end_spent - start_spent, charged)
     assert extended["task"]["credits_charged"] is None  # not measured: the difference is not its charge
     assert end_spent - start_spent == 30 - 8  # its reservation stands; the image's refund is its own
-    assert "cannot be measured from the balance" in extended["text"] and image_id in extended["text"]
+    assert "could not be measured from the balance" in extended["text"] and image_id in extended["text"]
 
 
 async def test_a_task_of_another_kie_mcp_on_the_same_workspace_is_not_counted_out_of_a_measured_charge(

@@ -448,10 +448,11 @@ async def test_a_read_whose_answer_trickles_in_ends_within_its_deadline_and_the_
     """check_task(wait_seconds=0) of a task whose status answers trickle in took 822 s; a balance check as long as
     the trickle lasted. Each is now a network error within its deadline, safe to repeat, and says why."""
     async with over_tcp(sim, settings, mode, http_timeout=0.5) as client:
+        # Status answers trickle from the start: the follower's first look must not see the task end before them
+        await controls.fault("status", kind="trickle", every=0.2, times=-1)
         made = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 0})
         task_id = made.structured_content["tasks"][0]["task_id"]
         await controls.fault("credit", kind="trickle", every=0.2)
-        await controls.fault("status", kind="trickle", every=0.2, times=-1)
         started = time.monotonic()
         balance = await client.call_tool("check_credits", {})
         looked = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 0})

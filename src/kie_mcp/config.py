@@ -162,7 +162,8 @@ class Settings:
     max_credits_per_day: float = DEFAULT_MAX_CREDITS_PER_DAY
     # Where the daily cap in force was written, as a person reads it (the client's env block, a .env's path); "" for
     # the default: a spend over a cap lowered since (or a tighter server's) names it (``spend.ledger.over_cap_words``).
-    max_credits_per_day_from: str = ""
+    # Not part of what the settings are: two loads giving the same cap from different places are the same settings.
+    max_credits_per_day_from: str = field(default="", compare=False)
     log_level: str = "INFO"
     download: bool = True  # KIE_DOWNLOAD=always|never: save results into outputs/ as soon as they exist
     allowed_dirs: tuple[Path, ...] = ()  # KIE_ALLOWED_DIRS: folders besides the workspace that inputs may come from
