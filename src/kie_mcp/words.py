@@ -12,6 +12,7 @@ import json
 import math
 import re
 import unicodedata
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,7 +29,7 @@ def plain(value: Any, *, quoted: bool = True, limit: int = SHOWN_LIMIT) -> str:
     counting the quotes or escapes added to show it). The API key is redacted before the text is cut: cut first,
     a key's encoding (its base64) would be shown in part, too short a piece to be known for it. A character that
     would change how the text around it reads is shown escaped (``_unseen_escaped``), quoted or not."""
-    text, whole = _uncut_redacted(_render(value, quoted), limit)
+    text, whole = uncut_redacted(_render(value, quoted), limit)
     text = _unseen_escaped(text, keep="" if quoted else "\n\t")
     if whole and len(text) <= limit:
         return text
@@ -41,7 +42,7 @@ def shortened(text: str, limit: int) -> str:
     as a reader sees it (see ``cut_point``), with the API key redacted before it is cut. Its characters are kept as
     they are: a record's prompt is data an agent may send again (a soft hyphen written ``\u00ad`` would reach a
     model as six letters); where it is shown in words, ``plain`` or ``unseen_escaped`` escapes what would mislead."""
-    text, whole = _uncut_redacted(text, limit)
+    text, whole = uncut_redacted(text, limit)
     return text if whole and len(text) <= limit else text[: cut_point(text, limit - 3)] + "..."
 
 
@@ -54,10 +55,11 @@ def unseen_escaped(text: str) -> str:
 _REDACTED_PAST = 1024  # characters past a cut searched for a key that starts before it: longer than any key's forms
 
 
-def _uncut_redacted(text: str, limit: int) -> tuple[str, bool]:
-    """``text`` with the API key redacted (``redact_secrets``) in all that can be shown of it: its first ``limit``
-    characters and enough after them for every form of a key starting before the cut to be found whole; and whether
-    that is all of it (else it is to be cut). A megabyte of text is never searched to show sixty characters of it.
+def uncut_redacted(text: str, limit: int, redactor: Callable[[str], str] = redact_secrets) -> tuple[str, bool]:
+    """``text`` with the API key redacted (``redactor``: ``redact_secrets``, or ``redact`` for bearer tokens too) in
+    all that can be shown of it: its first ``limit`` characters and enough after them for every form of a key
+    starting before the cut to be found whole; and whether that is all of it (else it is to be cut). A megabyte of
+    text is never searched to show sixty characters of it.
 
     Redaction shortens what it finds (a 32-character key becomes ``[redacted]``), so the window grows until what is
     left of it after redaction still reaches ``_REDACTED_PAST`` past the cut: a text repeating the key, then writing
@@ -65,8 +67,8 @@ def _uncut_redacted(text: str, limit: int) -> tuple[str, bool]:
     window = limit + _REDACTED_PAST
     while True:
         if len(text) <= window:
-            return redact_secrets(text), True
-        shown = redact_secrets(text[:window])
+            return redactor(text), True
+        shown = redactor(text[:window])
         if len(shown) >= limit + _REDACTED_PAST:
             return shown, False
         window *= 2

@@ -12,7 +12,7 @@ import sys
 from typing import Any
 
 from kie_mcp.redact import REDACTED, redact
-from kie_mcp.words import cut_point, plain
+from kie_mcp.words import cut_point, plain, uncut_redacted
 
 REPLACEMENT = "\ufffd"
 # A pair that JSON escaped (``\ud83d\ude00``) is one character once read, so any surrogate left in a str is alone.
@@ -93,9 +93,6 @@ def as_text(value: Any, *, limit: int) -> str:
 
 
 TEXT_KEPT = 2000  # characters kept of a text KIE sent (``msg``, ``failMsg``, a status word): far more than KIE writes
-# Characters past a cut that are redacted with what is kept: a key (in any of its forms) or a credential starting
-# before the cut is found whole in them (as ``words.plain`` does).
-_REDACTED_PAST = 1024
 
 
 def kept_text(value: Any, limit: int = TEXT_KEPT) -> str:
@@ -103,21 +100,13 @@ def kept_text(value: Any, limit: int = TEXT_KEPT) -> str:
     valid Unicode, redacted, and at most ``limit`` characters. A longer one keeps its start and says it was cut and
     how long it was ("... (4194304 characters)", as ``words.plain`` says it): KIE's text is repeated in every answer
     about its task, the journal, the call log and the log, so megabytes of it (garbage, or a hostile upstream) would
-    be repeated too. Only what is kept is redacted (with ``_REDACTED_PAST`` characters after it, so a key crossing
+    be repeated too. Only what is kept is redacted (with enough after it, ``words.uncut_redacted``, so a key crossing
     the cut is found whole, counted after redaction, which shortens what it finds): a cut text is never searched
-    whole. Anything but text is kept as its JSON text
-    (``as_text``)."""
+    whole. Anything but text is kept as its JSON text (``as_text``)."""
     if not isinstance(value, str):
         return as_text(value, limit=limit)
-    window = limit + _REDACTED_PAST
-    while True:  # redaction shortens what it finds: the window grows until what is left reaches past the cut
-        if len(value) <= window:
-            shown = redact(valid_text(value))
-            if len(shown) <= limit:
-                return shown
-            break
-        shown = redact(valid_text(value[:window]))
-        if len(shown) >= limit + _REDACTED_PAST:
-            break
-        window *= 2
+    # Only what can be shown is made valid and redacted, a key crossing the cut found whole (``uncut_redacted``)
+    shown, whole = uncut_redacted(value, limit, lambda text: redact(valid_text(text)))
+    if whole and len(shown) <= limit:
+        return shown
     return f"{shown[: cut_point(shown, limit - 3)]}... ({len(value)} characters)"
