@@ -29,6 +29,7 @@ from kie_mcp.config import Settings
 from kie_mcp.journal import journal_path
 from kie_mcp.sandbox import SANDBOX_API_KEY
 from kie_mcp.server import create_server
+from kie_mcp.spend.gate import FORM_DESCRIPTION
 
 from .conftest import answering, confirmed_and_replayed, text_of, twice_at_once
 from .test_live_wiring import feed_row, sync
@@ -1558,3 +1559,26 @@ async def test_an_estimate_over_a_cap_never_says_its_quote_approves_the_request(
     assert within["within_caps"] is True and "approves exactly this request once" in within["message"]
     assert today["within_caps"] is False and today["auto_approved"] is False
     assert "approves exactly this request" not in today["message"], today["message"]
+
+
+async def test_the_confirmation_form_speaks_to_the_person_not_to_developers(connect, controls, mode):
+    """What a client may show above the form (the requested schema's title and description) is written for the
+    person approving the spend, never the model's developer docstring with its field names and markup."""
+    forms: list[dict[str, Any]] = []
+
+    async def shown(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+        forms.append(params.requested_schema)
+        return ElicitResult(action="decline")
+
+    async with connect(elicitation=shown) as client:
+        declined = await client.call_tool("generate_image", IMAGE)
+    assert not declined.structured_content or declined.structured_content.get("status") != "completed"
+    assert len(forms) == 1 and await controls.creates() == []
+    form = forms[0]
+    said = {key: form[key] for key in ("title", "description") if key in form}
+    if mode == "legacy":  # the 2025-11-25 form carries both (the 2026-07-28 wire type carries neither)
+        assert set(said) == {"title", "description"}, form
+    assert said.items() <= {"title": "Approve the spend", "description": FORM_DESCRIPTION}.items(), form
+    assert FORM_DESCRIPTION.startswith("kie-mcp asks before it spends KIE credits.")
+    assert "``" not in json.dumps(form) and "not_boolean" not in json.dumps(form)
+    assert list(form["properties"]) == ["confirm"] and form["required"] == ["confirm"]

@@ -15,11 +15,13 @@ free request; nor is a price only KIE's live catalogue gives (the caller passes 
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from .approval import Approval, ApprovedBy, _issue
 from .ledger import priced
+
+FORM_DESCRIPTION = "kie-mcp asks before it spends KIE credits. Nothing is spent unless you confirm."
 
 
 class ConfirmSpend(BaseModel, defer_build=True):
@@ -29,6 +31,10 @@ class ConfirmSpend(BaseModel, defer_build=True):
     ``not_boolean`` set so the answer can say why nothing was spent; so is an answer with fields the form did
     not ask (``{"confirm": true, "x": 1}``: not the form's answer), with ``unasked`` naming them.
     """
+
+    # What a client may show above the form: words for the person approving, never this docstring (pydantic's
+    # default description), which was written for developers.
+    model_config = ConfigDict(title="Approve the spend", json_schema_extra={"description": FORM_DESCRIPTION})
 
     confirm: bool = Field(description="Spend the credits shown and start the generation?")
     not_boolean: SkipJsonSchema[bool] = Field(default=False, exclude=True)
