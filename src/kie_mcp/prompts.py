@@ -1451,7 +1451,8 @@ MODEL_ARGUMENTS: dict[tuple[str, str], Callable[[Mapping[str, str]], tuple[str, 
     ("ugc_video", "model"): lambda given: ("video", REEL),
     ("script_to_video", "model"): lambda given: ("video", SPOKEN_PARTS),
 }
-# The arguments naming a picture by its workspace path (or a link): completion offers the pictures in references/.
+# The arguments naming a picture by its workspace path (or a link): completion offers the pictures in references/
+# and those saved in outputs/ session folders.
 PICTURE_ARGUMENTS = frozenset({"reference_image", "product_image", "creator_image", "style_image"})
 
 
