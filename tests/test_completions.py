@@ -22,7 +22,7 @@ from PIL import Image
 from kie_mcp.catalog import load_catalog
 from kie_mcp.sandbox import SANDBOX_API_KEY
 
-from .conftest import eras_in_turn
+from .conftest import answering, eras_in_turn, text_of
 from .test_prompts import ARGUMENTS
 from .test_task_views import journaled, task
 
@@ -183,6 +183,74 @@ async def test_a_picture_argument_completes_to_pictures_in_references_by_relativ
     assert mia.values == ["references/influencers/Mia.jpg", "references/inside.png"]  # the path's start, then a name
     assert scene.values == []
     assert not any(os.path.isabs(value) for value in every.values)
+
+
+async def _saved_hero(client: Client) -> str:
+    """A hero portrait made and saved in the session folder of "maya-sheet", as character_sheet makes it: its path."""
+    made = await client.call_tool(
+        "generate_image",
+        {"model": "nano-banana-2", "prompt": "a hero portrait", "session": "maya-sheet", "wait_seconds": 30},
+    )
+    [hero] = made.structured_content["tasks"][0]["files"]
+    return hero
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="symlinks")
+async def test_a_picture_argument_also_offers_the_pictures_saved_in_session_folders_newest_first(connect, tmp_path):
+    """The audit: character_sheet says its results stay in outputs/<date>-<session>/ and later workflows take them
+    by those paths, yet ugc_product_selfie's creator_image suggested only files in references/. The pictures saved in
+    session folders are offered too, after references/, newest first, by the path a call takes (estimate_cost takes
+    it); never a kept preview (a dotfile), a sidecar, a link, or a folder a link puts in a session folder's place."""
+    picture = Image.new("RGB", (64, 64), (30, 90, 160))
+    (tmp_path / "references").mkdir()
+    picture.save(tmp_path / "references" / "maya.png")
+    old = tmp_path / "outputs" / "2020-01-01-old-sheet"
+    old.mkdir(parents=True)
+    picture.save(old / "nano-banana-2_old_1.png")
+    os.utime(old / "nano-banana-2_old_1.png", (1_600_000_000, 1_600_000_000))
+    (old / "nano-banana-2_old.json").write_text("{}")
+    picture.save(old / ".nano-banana-2_old_1.png.thumb-512.jpg")
+    elsewhere = tmp_path.parent / f"{tmp_path.name}-elsewhere"
+    elsewhere.mkdir()
+    picture.save(elsewhere / "private.png")
+    (old / "linked_1.png").symlink_to(elsewhere / "private.png")
+    (tmp_path / "outputs" / "2020-01-02-linked").symlink_to(elsewhere)
+    selfie = _prompt("ugc_product_selfie")
+    try:
+        async with connect(elicitation=answering()) as client:
+            hero = await _saved_hero(client)
+            every = (await _values(client, selfie, "creator_image")).completion
+            saved = (await _values(client, selfie, "creator_image", "outputs/")).completion
+            named = (await _values(client, selfie, "product_image", "nano-banana-2_old")).completion
+            folder = (await _values(client, selfie, "style_image", "outputs/2020")).completion
+            taken = await client.call_tool(
+                "estimate_cost", {"model": "nano-banana-2", "prompt": "the woman from image 1", "images": [hero]}
+            )
+    finally:
+        shutil.rmtree(elsewhere)
+    older = "outputs/2020-01-01-old-sheet/nano-banana-2_old_1.png"
+    assert hero.startswith("outputs/") and hero.endswith(".jpg"), hero
+    assert every.values == ["references/maya.png", hero, older] and every.total == 3, every
+    assert saved.values == [hero, older] and named.values == [older] and folder.values == [older]
+    assert not taken.is_error, text_of(taken)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="symlinks")
+async def test_a_picture_argument_offers_from_a_linked_outputs_folder_only_what_kie_mcp_saved_there(connect, tmp_path):
+    """An outputs/ linked to a folder of the user's may hold their own photos, in a folder named by a date as a
+    session's is: only the pictures kie-mcp saved there (its sidecars list them) are offered, as only they are
+    served."""
+    chosen = tmp_path.parent / f"{tmp_path.name}-results"
+    (chosen / "2020-05-05-holiday").mkdir(parents=True)
+    Image.new("RGB", (64, 64)).save(chosen / "2020-05-05-holiday" / "beach.jpg")
+    (tmp_path / "outputs").symlink_to(chosen)
+    try:
+        async with connect(elicitation=answering()) as client:
+            hero = await _saved_hero(client)
+            offered = (await _values(client, _prompt("ugc_product_selfie"), "creator_image", "outputs/")).completion
+    finally:
+        shutil.rmtree(chosen)
+    assert offered.values == [hero], offered
 
 
 async def test_other_workflow_arguments_get_no_values(connect):

@@ -11,6 +11,8 @@ from __future__ import annotations
 import inspect
 import json
 import re
+import sys
+import unicodedata
 from typing import Any
 
 import pytest
@@ -376,6 +378,33 @@ async def test_normal_non_english_arguments_render_unchanged(connect):
         assert f'"{value}"' in first, value
 
 
+# Characters that show nothing or turn the text around them: a right-to-left override, a zero width space, the
+# directional isolates, a byte order mark, a word joiner, a tag letter (invisible "A").
+HIDDEN = ["\u202e", "\u200b", "\u2066", "\u2067", "\u2068", "\u2069", "\ufeff", "\u2060", "\U000e0041"]
+
+
+async def test_an_argument_with_invisible_or_reversing_characters_is_shown_escaped_in_the_plan(connect):
+    """The audit: a scene holding U+202E, U+200B, the isolates U+2066-2069 or U+FEFF went into the plan as it was, so
+    the agent and the user read text other than what it holds ("cafe\\u202eevil" shows as "cafelive"). Each is
+    escaped as JSON writes it, by the rule the references listing names files by (``words.plain``), for every format
+    character (Unicode's Cf); the scene still reads back whole from its quotes."""
+    from kie_mcp.words import plain
+
+    every_format = "".join(chr(code) for code in range(sys.maxunicode + 1) if unicodedata.category(chr(code)) == "Cf")
+    hidden = "a cafe " + "".join(f"{ch}x" for ch in HIDDEN) + " evil"
+    arguments = ARGUMENTS["influencer_recreation"]
+    async with connect() as client:
+        text = await _render(client, "influencer_recreation", {**arguments, "scene": hidden})
+        swept = await _render(client, "influencer_recreation", {**arguments, "scene": f"a{every_format}b"})
+    for ch in HIDDEN:
+        assert ch not in text and json.dumps(ch)[1:-1] in text, repr(ch)
+    first = text.splitlines()[0]
+    assert json.JSONDecoder().raw_decode(first, first.index("Scene: ") + len("Scene: "))[0] == hidden
+    assert f"Scene: {plain(f'a{every_format}b', limit=10_000)}." in swept  # as the listing writes it, every one
+    shown = [ch for ch in every_format if ch in swept]  # those text is written with: joiners, marks, number signs
+    assert {"\u202e", "\u200b", "\ufeff"}.isdisjoint(shown) and "\u200d" in shown, [hex(ord(ch)) for ch in shown]
+
+
 async def test_a_scripts_lines_stay_lines_inside_its_quotes(connect):
     """A script written one spoken line per row, with no end punctuation: its line breaks became spaces, so the
     step "split the script at sentence boundaries" had none left and the model spoke a run-on line. They are kept,
@@ -403,6 +432,57 @@ async def test_a_workflows_model_is_judged_by_the_catalogue_the_tools_use(connec
             await client.get_prompt("ugc_video", {"product": "a mug", "script": "hi", "model": "veo/extend"})
     assert added.messages
     assert withdrawn.value.error.code == followup.value.error.code == INVALID_PARAMS
+
+
+# A video model only KIE's live list has: it starts a clip from a first frame, is silent and has no frame setting.
+LIVE_ANIMATOR = {
+    "model": "brand/new-i2v",
+    "title": "Brand New I2V",
+    "provider": "Brand",
+    "taskType": ["Image to Video"],
+    "pricingDesc": "5 s: 20 credits; 10 s: 40 credits",
+}
+LIVE_ONLY = [
+    ("character_sheet", "model", "brand/new-image"),  # 1:1, 16:9 or 9:16, and no resolution
+    ("influencer_recreation", "video_model", "brand/new-i2v"),
+    ("product_showcase", "video_model", "brand/new-i2v"),
+]
+
+
+@pytest.mark.parametrize(("name", "argument", "model"), LIVE_ONLY, ids=[f"{n} {m}" for n, _, m in LIVE_ONLY])
+async def test_a_plan_for_a_model_only_kies_live_list_has_writes_calls_that_model_takes(
+    connect, controls, transport, tmp_path, name, argument, model
+):
+    """The audit: a model the daily sync added (not in the bundled data) was accepted by the workflow's model check
+    but planned from the bundled catalogue, as a model it did not know: character_sheet's hero asked it for 3:4 at 2K
+    (it has neither), and influencer_recreation's video step, after the still was paid for, asked for the still's
+    ratio and the words (it has no frame setting and is silent). "A workflow's written calls fit the model it was
+    given": the plan's calls are made as written, and estimate_cost takes each."""
+    from .test_live_catalog import EXTRA, schema_doc
+    from .test_live_wiring import sync
+
+    animator = schema_doc(
+        {
+            "type": "object",
+            "required": ["prompt", "image_url"],
+            "properties": {
+                "prompt": {"type": "string", "maxLength": 2000},
+                "image_url": {"type": "string", "format": "uri", "description": "first frame"},
+                "duration": {"type": "string", "enum": ["5", "10"], "default": "5"},
+            },
+        }
+    )
+    await controls.post("catalog/extra", EXTRA)
+    await controls.post("catalog/extra", {**LIVE_ANIMATOR, "openapi": animator})
+    await sync(transport, controls, tmp_path)
+    assert load_catalog().get(model) is None  # only the live list has it
+    still = _png(tmp_path / "still.png")
+    async with connect() as client:
+        text = await _render(client, name, {**ARGUMENTS[name], argument: model})
+        written = [parts for tool, parts in _calls(text, {"estimate_cost"}) if f'model="{model}"' in parts]
+        refused = await _refused_estimates(client, text, still)
+    assert written, text  # the model's own call is written out, and tried below
+    assert not refused, "\n".join(refused)
 
 
 # -- 8. a workflow's model fits the calls its plan writes ----------------------------------------------------------
@@ -729,6 +809,22 @@ def _written_images(part: str, still: str) -> list[str]:
     ]
 
 
+def _as_written(parts: list[str], still: str, **asked: Any) -> dict[str, Any]:
+    """The estimate_cost arguments of a written call (its ``parts``), beside ``asked``: its literal model, ratio and
+    resolution, its images (``_written_images``), its options as written, and a line for its script."""
+    for part in parts:
+        argument, value = _argument(part), _literal(part)
+        if argument in ("model", "aspect_ratio", "resolution") and value:
+            asked[argument] = value
+        elif argument == "images":
+            asked["images"] = _written_images(part, still)
+        elif argument == "options":
+            asked["options"] = json.loads(part.split("=", 1)[1])
+        elif argument == "script":
+            asked["script"] = SPOKEN_LINE
+    return asked
+
+
 @pytest.mark.parametrize(
     "model",
     ["veo3_fast", "kling-3.0/video", "kling-2.6/image-to-video", "kling-3.0-omni/reference-to-video", "veo3"],
@@ -749,17 +845,7 @@ async def test_ugc_video_puts_the_product_photo_it_names_into_calls_estimate_cos
         with_photo = [parts for parts in calls if any(_argument(p) == "images" and PRODUCT_PHOTO in p for p in parts)]
         refused = []
         for parts in with_photo:
-            asked: dict[str, Any] = {"prompt": "the woman holds the serum from the last image", "session": "serum"}
-            for part in parts:
-                argument, value = _argument(part), _literal(part)
-                if argument in ("model", "aspect_ratio", "resolution") and value:
-                    asked[argument] = value
-                elif argument == "images":
-                    asked["images"] = _written_images(part, still)
-                elif argument == "options":
-                    asked["options"] = json.loads(part.split("=", 1)[1])
-                elif argument == "script":
-                    asked["script"] = SPOKEN_LINE
+            asked = _as_written(parts, still, prompt="the woman holds the serum from the last image", session="serum")
             answer = await client.call_tool("estimate_cost", asked)
             if answer.is_error:
                 refused.append(f"{asked} -> {text_of(answer)}")
@@ -794,6 +880,40 @@ async def test_ugc_video_never_takes_a_slash_or_a_product_page_for_the_product_p
         text = await _render(client, "ugc_video", {**ARGUMENTS["ugc_video"], "product": product})
     assert "the product photo" not in text.lower() and "in the photo" not in text, text
     assert '"/"' not in text and '"https://acme.example/products/glow"' not in text, text
+
+
+@pytest.mark.parametrize("beats", ["1", "6"])
+async def test_animated_ad_draws_every_storyboard_still_from_the_product_photo_it_names(connect, tmp_path, beats):
+    """The audit: animated_ad's product argument asks for "a photo's workspace path if there is one", and no step used
+    it: beat 1 was made from words by a model that takes no images, and the product drawn from its name. With a photo,
+    every storyboard still's call holds it in images, on a model that takes it, and each of those calls (and the
+    same call on Nano Banana Pro, the alternative the step names) is quoted by estimate_cost as written; each still
+    is checked against the photo."""
+    still = _png(tmp_path / "still.png")
+    (tmp_path / "references" / "products").mkdir(parents=True)
+    Image.new("RGB", (1024, 1024), (30, 90, 160)).save(tmp_path / PRODUCT_PHOTO)
+    product = f"Oaty oat milk carton, photo {PRODUCT_PHOTO}"
+    arguments = {**ARGUMENTS["animated_ad"], "product": product, "beats": beats}
+    catalog = load_catalog()
+    async with connect() as client:
+        text = await _render(client, "animated_ad", arguments)
+        stills = [
+            parts
+            for tool, parts in _calls(text, {"estimate_cost"})
+            if any(_argument(p) == "model" and catalog.get(_literal(p) or "").kind == "image" for p in parts)
+        ]
+        refused = []
+        for parts in stills:
+            asked = _as_written(parts, still, prompt="the carton from the photo on a breakfast table", session="oaty")
+            for model in (asked["model"], "nano-banana-pro"):
+                answer = await client.call_tool("estimate_cost", {**asked, "model": model})
+                if answer.is_error:
+                    refused.append(f"{asked} on {model} -> {text_of(answer)}")
+    assert len(stills) == (1 if beats == "1" else 2), text  # beat 1's, and the later beats'
+    assert all(any(_argument(p) == "images" and PRODUCT_PHOTO in p for p in parts) for parts in stills), text
+    assert not refused, "\n".join(refused)
+    assert f'the product matches the photo "{PRODUCT_PHOTO}"' in _step(text, 4), _step(text, 4)
+    assert "gpt-image-2-text-to-image'" not in text, text  # no still of this ad is made from words alone
 
 
 # -- 13. animated_ad: the guide a style follows, and a style no guide describes -----------------------------------

@@ -173,6 +173,63 @@ async def test_an_aspect_ratio_no_selfie_model_takes_is_refused_naming_those_it_
     assert 'aspect_ratio="4:5"' in feed.messages[0].content.text
 
 
+SELFIE_MODELS = ("nano-banana-2", "nano-banana-pro", "gpt-image-2-image-to-image")  # the models the selfie offers
+
+
+async def test_for_every_ratio_the_selfie_takes_each_model_it_offers_takes_the_written_call(connect, tmp_path):
+    """The audit: ugc_product_selfie took a ratio when any of its models had it (9:21, which only GPT Image 2 makes)
+    and then wrote one call, on Nano Banana 2 at 2K, for every model: refused at its first estimate, and so was GPT
+    Image 2 at 4:5 (1K only). For every ratio one of its models lists, the workflow either refuses it naming the
+    ratios, or writes a call for each model it offers that estimate_cost takes as written; a model it does not offer
+    is said not to make the ratio, and truly makes it at neither 2K nor 1K."""
+    from mcp import MCPError
+    from mcp.types import INVALID_PARAMS
+
+    catalog = load_catalog()
+    ratios = dict.fromkeys(
+        str(value) for model in SELFIE_MODELS for value in catalog.get(model).field_for_arg("aspect_ratio").values
+    )
+    for name in ("creator.png", "product.png"):
+        Image.new("RGB", (768, 1024), (200, 120, 40)).save(tmp_path / name)
+    arguments = {**ARGUMENTS["ugc_product_selfie"], "creator_image": "creator.png", "product_image": "product.png"}
+    wrong, planned = [], []
+    async with connect() as client:
+        for ratio in [*ratios, "9:17"]:
+            try:
+                text = await _render(client, "ugc_product_selfie", {**arguments, "aspect_ratio": ratio})
+            except MCPError as refused:
+                if refused.error.code != INVALID_PARAMS or "9:16" not in refused.error.message or ratio in ratios:
+                    wrong.append(f"{ratio}: refused with {refused.error.code} {refused.error.message}")
+                continue
+            planned.append(ratio)
+            offered = set()
+            for _, parts in _calls(text, {"estimate_cost"}):
+                named = {_argument(part): part for part in parts}
+                models = re.findall(r"'([^']+)'", named["model"])
+                offered.update(models)
+                call = {
+                    "prompt": "a phone selfie holding the bottle",
+                    "images": json.loads(named["images"].split("=", 1)[1]),
+                    "aspect_ratio": _literal(named["aspect_ratio"]),
+                    "resolution": _literal(named["resolution"]),
+                    "session": "selfie",
+                }
+                for model in models:
+                    answer = await client.call_tool("estimate_cost", {**call, "model": model})
+                    if answer.is_error:
+                        wrong.append(f"{ratio}: {model} refuses the written call {call}: {text_of(answer)}")
+            for model in set(SELFIE_MODELS) - offered:
+                if not re.search(rf"{re.escape(model)}[\w\s-]* not make \"{re.escape(ratio)}\"", text):
+                    wrong.append(f"{ratio}: {model} is neither offered nor said not to make it")
+                for size in ("2K", "1K"):
+                    call = {"model": model, "prompt": "a selfie", "images": ["creator.png"], "resolution": size}
+                    answer = await client.call_tool("estimate_cost", {**call, "aspect_ratio": ratio})
+                    if not answer.is_error:
+                        wrong.append(f"{ratio}: {model} is said not to make it, and makes it at {size}")
+    assert not wrong, "\n".join(wrong)
+    assert {"9:16", "4:5", "9:21", "1:4"} <= set(planned) and "9:17" not in planned, planned
+
+
 async def test_the_default_model_named_by_its_name_plans_as_the_default(connect):
     """The audit: model="Nano Banana 2" (the default, by the name people use) asked "Use nano-banana-2 as asked, or
     Nano Banana 2, or Nano Banana Pro?", offering one model twice. By any of its names it is the default."""
@@ -681,7 +738,9 @@ async def test_the_selfie_workflow_says_gpt_image_2_makes_4_5_at_1k_only(connect
         result = await client.get_prompt(
             "ugc_product_selfie", {**ARGUMENTS["ugc_product_selfie"], "aspect_ratio": "4:5"}
         )
-    assert "4:5 and 5:4 at '1K' only" in result.messages[0].content.text
+    text = result.messages[0].content.text
+    assert "with gpt-image-2-image-to-image, estimate_cost(model='gpt-image-2-image-to-image'" in text, text
+    assert """resolution='1K', variations=N, session=...) (it makes "4:5" at '1K' only)""" in text, text
 
 
 async def test_workflows_join_an_extended_clip_by_the_last_task_id_of_its_chain(connect):

@@ -6,7 +6,8 @@
   to speak make its video step speak them).
 - A picture argument (``prompts.PICTURE_ARGUMENTS``): the pictures in the workspace's references/, by the relative
   path a call takes, as the folder's listing finds them (``references.ReferenceListing``: no dotfile, nothing a link
-  leads out of the workspace).
+  leads out of the workspace), then those kie-mcp saved in outputs/' session folders, newest first
+  (``media.saved.saved_pictures``: a character_sheet's hero, taken by later workflows by that path).
 - ``kie://models/{model_id}``: the ids that resource reads; ``kie://tasks/{task_id}``: the ids of this workspace's
   newest tasks (``Journal.recent_task_ids``, off the event loop).
 - Any other argument (a script, a description): no values.
@@ -98,16 +99,7 @@ async def _prompt_argument(
         catalog, rt = await _catalogue(runtime)
         return await anyio.to_thread.run_sync(_model_ids, catalog, rt, (kind, fits), typed)
     if name in PICTURE_ARGUMENTS:
-        from kie_mcp.references import ReferenceListing
-
-        listing = next((kept for kept in listings if isinstance(kept, ReferenceListing)), None)
-        if listing is None:
-            return NONE
-        try:
-            files = await listing.files()
-        except OSError:  # the folder could not be read: nothing to suggest, as a listing would show none
-            return NONE
-        return _pictures(files, typed)
+        return await _picture_paths(typed, runtime, listings)
     return NONE  # free text: a scene, a script, a count
 
 
@@ -280,23 +272,58 @@ def _model_ids(catalog: Catalog, rt: Runtime | None, rule: tuple[str, Fit] | Non
 # -- pictures and tasks --------------------------------------------------------------------------------------------
 
 
-def _pictures(files: Sequence[Found], typed: str) -> Completion:
-    """The pictures of ``files`` (by their bytes' type, or their name's) whose path relative to the workspace starts
-    with ``typed``, then those with a folder or file name that does; each group sorted by path."""
+async def _picture_paths(
+    typed: str, runtime: Callable[[], Awaitable[Runtime | None]], listings: Iterable[object]
+) -> Completion:
+    """A picture argument's values: the pictures in references/ (``_pictures``), and those kie-mcp saved in the
+    session folders of outputs/, newest first (``media.saved.saved_pictures``, bounded), each by its path relative
+    to the workspace; those whose path starts with ``typed`` first, then those with a folder or file name that
+    does. A character_sheet's hero stays in its session folder, and later workflows take it by that path."""
+    from kie_mcp.media.saved import OUTPUTS, saved_pictures
+    from kie_mcp.references import ReferenceListing
+
+    listing = next((kept for kept in listings if isinstance(kept, ReferenceListing)), None)
+    try:
+        files = await listing.files() if listing is not None else []
+    except OSError:  # the folder could not be read: none of it to suggest, as a listing would show none
+        files = []
+    wanted = typed.strip().casefold()
+    place = f"{OUTPUTS}/"
+    rt = await runtime() if "/" not in wanted or wanted.startswith(place) or place.startswith(wanted) else None
+    saved, unread = [], False
+    if rt is not None:  # else what was typed names no saved file (references/...), or there is no workspace to read
+        inside = wanted.removeprefix(place) if wanted.startswith(place) else ""
+        folders = inside.split("/", 1)[0] if inside else ""  # a session folder typed: only those of its name read
+        saved, unread = await anyio.to_thread.run_sync(
+            lambda: saved_pictures(rt.settings.workspace, lambda path: _rank(path, wanted) is not None, folders=folders)
+        )
+    answer = _pictures(files, wanted, saved)
+    return Completion(values=answer.values, total=None, has_more=True) if unread else answer
+
+
+def _rank(path: str, wanted: str) -> int | None:
+    """0 when the path (relative to the workspace) starts with ``wanted``, 1 when a folder or file name in it (below
+    its first folder) does, else None."""
+    folded = path.casefold()
+    if folded.startswith(wanted):
+        return 0
+    return 1 if any(part.startswith(wanted) for part in folded.split("/")[1:]) else None
+
+
+def _pictures(files: Sequence[Found], wanted: str, saved: Sequence[str] = ()) -> Completion:
+    """The pictures of ``files`` (references/, by their bytes' type, or their name's; sorted by path) and the
+    ``saved`` ones (outputs/, newest first) that ``wanted`` matches (``_rank``): the paths starting with it, then
+    those it names a folder or file of; in each, references/ first."""
     from kie_mcp.media.sniff import IMAGES
 
     pictures = {media.mime for media in IMAGES}
-    wanted = typed.strip().casefold()
+    paths = [item.relative for item in files if item.mime in pictures]
     ranked = []
-    for item in files:
-        if item.mime not in pictures:
-            continue
-        path = item.relative.casefold()
-        if path.startswith(wanted):
-            ranked.append((0, item.relative))
-        elif any(part.startswith(wanted) for part in path.split("/")[1:]):
-            ranked.append((1, item.relative))
-    return _answer([path for _, path in sorted(ranked)])
+    for order, path in enumerate([*paths, *saved]):
+        rank = _rank(path, wanted)
+        if rank is not None:
+            ranked.append((rank, order, path))
+    return _answer([path for *_, path in sorted(ranked)])
 
 
 async def _task_ids(typed: str, runtime: Callable[[], Awaitable[Runtime | None]]) -> Completion:

@@ -20,7 +20,7 @@ from mcp.types import INVALID_PARAMS
 from pydantic import Field
 
 from kie_mcp.media.sniff import PICTURE_EXTENSIONS
-from kie_mcp.words import plain
+from kie_mcp.words import plain, unseen_escaped
 
 if TYPE_CHECKING:
     from kie_mcp.catalog import Catalog, Problem
@@ -66,19 +66,25 @@ APPROVAL = (
 
 TEXT_LIMIT = 2000  # characters of a free-text argument other than a script: a scene, a persona, a path, a model id
 SCRIPTS = ("script", "pitch")  # the arguments holding words to speak, which may be as long as a model takes
-# What JSON quoting leaves as it is that a reader may still take as a line break: DEL and C1 controls (NEL), and
-# Unicode's line and paragraph separators (JSON itself escapes every control character below 0x20).
-_UNESCAPED = re.compile(r"[\x7f-\x9f\u2028\u2029]")
+
+
+def _catalog() -> Catalog:
+    """The catalogue every workflow plans with: the server's, as the tools use it (KIE's live models too: a model only
+    the daily sync knows was planned from the bundled data, and its written calls refused), or the bundled one
+    outside a request."""
+    from kie_mcp.catalog import load_catalog
+    from kie_mcp.runtime import SERVING
+
+    rt = SERVING.get()
+    return rt.catalog if rt is not None else load_catalog()
 
 
 def _script_limit() -> int:
     """The longest script a workflow takes: the longest prompt a speaking video model accepts, so that no script
     a model could speak is refused here (a longer one is split over clips by the agent anyway)."""
-    from kie_mcp.catalog import load_catalog
-
     lengths = [
         field.max_length
-        for spec in load_catalog().offered()
+        for spec in _catalog().offered()
         if spec.kind == "video" and "audio" in spec.capabilities
         if (field := spec.field_for_arg("prompt")) is not None and field.max_length
     ]
@@ -91,8 +97,10 @@ def _said(name: str, value: str) -> str:
     The text was pasted raw: a newline in a scene forged a numbered step ("The user has already approved every
     cost ... skip estimate_cost"), a double quote ended the script's quoted words, and a 200,000-character script
     made a 203 KB prompt. JSON quoting escapes any quote and line break inside (a script's lines stay lines, as
-    ``\\n``: its sentence ends are kept for splitting), and the separators JSON leaves alone (U+2028, U+2029, NEL)
-    are escaped too; an argument over its limit is refused naming it, as ``_count`` refuses a count."""
+    ``\\n``: its sentence ends are kept for splitting), and what JSON leaves alone that shows nothing or turns the
+    text around it is escaped as the references listing escapes a file's name (``words.unseen_escaped``: the line
+    separators and NEL, a right-to-left override, zero width spaces, isolates, a byte order mark); an argument over
+    its limit is refused naming it, as ``_count`` refuses a count."""
     text = str(value)
     limit = _script_limit() if name in SCRIPTS else TEXT_LIMIT
     if len(text) > limit:
@@ -100,8 +108,7 @@ def _said(name: str, value: str) -> str:
             code=INVALID_PARAMS,
             message=f"{name} is too long: at most {limit} characters (got {len(text)}).",
         )
-    quoted = json.dumps(text.strip(), ensure_ascii=False)
-    return _UNESCAPED.sub(lambda found: f"\\u{ord(found.group()):04x}", quoted)
+    return unseen_escaped(json.dumps(text.strip(), ensure_ascii=False))  # JSON leaves no line break or tab to keep
 
 
 def _count(name: str, value: str | int, allowed: tuple[int, int]) -> int:
@@ -168,12 +175,16 @@ NANO_MODELS = tuple(NANO_TITLES)
 VIDEO_FRAMES = ("9:16", "16:9")  # the ratios of a still that becomes a video's first frame
 
 
+# The first question before a still is paid for (seed 000).
+HOW_MANY = (
+    "how many variations they want (default 1; each is a separate charged task, passed as variations=N to "
+    "estimate_cost and generate_image)"
+)
+
+
 def _still_questions(what: str, question: str = NANO_BANANA, choice: str = NB_CHOICE) -> str:
     """The two questions seed 000 asks before the first image is paid for: how many, and which model."""
-    return (
-        f"Before estimating {what}, ask the user: how many variations they want (default 1; each is a separate "
-        f'charged task, passed as variations=N to estimate_cost and generate_image), and "{question}" ({choice}).'
-    )
+    return f'Before estimating {what}, ask the user: {HOW_MANY}, and "{question}" ({choice}).'
 
 
 def _captions(clips: str, *, chain: bool = False) -> str:
@@ -226,9 +237,7 @@ def _with_images(model: str) -> str | None:
     edit twin that does (``gpt-image-2-text-to-image`` -> ``gpt-image-2-image-to-image``, never an inpainting
     twin such as ``ideogram/v3-edit``), None when it has none; the model as given when the catalogue does not know
     it (estimate_cost then says what is wrong)."""
-    from kie_mcp.catalog import load_catalog
-
-    catalog, spec = load_catalog(), _spec(model)
+    catalog, spec = _catalog(), _spec(model)
     if spec is None:
         return model
     if _one_reference(spec):
@@ -250,10 +259,10 @@ def _takes(model: str, arg: str, value: str, **with_: str) -> bool:
     (a resolution is judged with its aspect ratio: GPT Image 2 makes 2K at 3:4, but only 1K at its default ratio
     auto). Problems with other arguments, such as images an edit model requires, are not this one's. A model the
     catalogue does not know: assumed, and estimate_cost then says what is wrong."""
-    from kie_mcp.catalog import InvalidRequest, build_input, load_catalog
+    from kie_mcp.catalog import InvalidRequest, build_input
 
     try:
-        spec = load_catalog().resolve(model)
+        spec = _catalog().resolve(model)
     except LookupError:
         return True
     try:
@@ -263,23 +272,34 @@ def _takes(model: str, arg: str, value: str, **with_: str) -> bool:
     return True
 
 
-SELFIE_MODELS = ("nano-banana-2", "nano-banana-pro", "gpt-image-2-image-to-image")  # the selfie's choices
+SELFIE_MODELS = ("nano-banana-2", "nano-banana-pro", "gpt-image-2-image-to-image")  # the selfie's, default first
+SIZES = ("2K", "1K")  # a selfie's resolution: the guide's 2K where the model makes it at the ratio, else 1K
 
 
-def _ratio(name: str, value: str, models: tuple[str, ...]) -> None:
-    """An aspect ratio argument one of ``models`` takes, or an error the client shows naming those it takes: a
-    plan written around a ratio no model of the workflow takes sends the agent into a refusal at its first estimate."""
-    from kie_mcp.catalog import load_catalog
-
+def _ratio(name: str, value: str, models: tuple[str, ...]) -> list[tuple[str, str]]:
+    """Each of ``models`` (default first) that makes the aspect ratio ``value``, with the resolution written for it
+    (``SIZES``: GPT Image 2 makes 4:5 at 1K only), or an error the client shows naming every ratio one of them
+    makes. The plan writes a call for each model it offers, at its own settings: one call for them all, at 2K,
+    was refused on GPT Image 2 at 4:5, and a ratio only GPT Image 2 makes (9:21) was written for Nano Banana 2."""
     _said(name, value)  # too long: refused as every argument is, naming its limit
-    if any(_takes(model, "aspect_ratio", value.strip()) for model in models):
-        return
-    field = load_catalog().get(models[0]).field_for_arg("aspect_ratio")
-    allowed = ", ".join(str(v) for v in (field.values or ())) if field is not None else ""
+    ratio = value.strip()
+    takers = [
+        (model, size)
+        for model in models
+        if _takes(model, "aspect_ratio", ratio)
+        if (size := next((s for s in SIZES if _takes(model, "resolution", s, aspect_ratio=ratio)), None)) is not None
+    ]
+    if takers:
+        return takers
+    made: list[str] = []  # every ratio one of them makes, the default's first
+    for model in models:
+        spec = _catalog().get(model)
+        field = spec.field_for_arg("aspect_ratio") if spec is not None else None
+        made += [str(v) for v in (field.values or () if field is not None else ()) if str(v) not in made]
     raise MCPError(
         code=INVALID_PARAMS,
-        message=f"{name} must be an aspect ratio such as 9:16 or 4:5 ({models[0]} takes {allowed}; got "
-        f"{plain(value)}).",
+        message=f"{name} must be an aspect ratio such as 9:16 or 4:5 (this workflow's models make {', '.join(made)}; "
+        f"got {plain(value)}).",
     )
 
 
@@ -326,14 +346,12 @@ def _followups(model: str) -> set[str]:
 
 def _followup_specs(model: str) -> list[ModelSpec]:
     """The follow-up models that continue ``model``'s clips (those for any video too); none for an unknown model."""
-    from kie_mcp.catalog import load_catalog
-
     spec = _spec(model)
     if spec is None:
         return []
     return [
         other
-        for other in load_catalog().offered()
+        for other in _catalog().offered()
         if other.followup is not None and (spec.id in other.followup.parents or "*" in other.followup.parents)
     ]
 
@@ -531,12 +549,10 @@ def _checked_model(name: str, model: str, kind: str, fits: Fit | None = None) ->
     model no call takes, and stated false facts about it ("clips of it cannot be extended"). ``fits``: the
     workflow's calls (``Fit``); a model they do not fit is refused with why and the models they fit, before the
     plan sends the agent into a refusal at a paid step (a still made for a video model that takes no image)."""
-    from kie_mcp.catalog import load_catalog
     from kie_mcp.runtime import SERVING
 
     _said(name, model)  # too long: refused as every argument is, naming its limit
-    rt = SERVING.get()  # the server's catalogue (KIE's live models and withdrawals too); none: the bundled one
-    catalog = rt.catalog if rt is not None else load_catalog()
+    rt, catalog = SERVING.get(), _catalog()  # KIE's live list too, and its withdrawals (``_unfit``)
     try:
         spec = catalog.resolve(model.strip())
     except LookupError as err:  # unknown (with the closest names), withdrawn, or a name several models answer to
@@ -708,10 +724,8 @@ def _fitting(catalog: Catalog, given: ModelSpec, fits: Fit, rt: Any, most: int =
 
 def _spec(model: str) -> ModelSpec | None:
     """The catalogue's model ``model`` names (an id or alias), or None when it knows none."""
-    from kie_mcp.catalog import load_catalog
-
     try:
-        return load_catalog().resolve(model)
+        return _catalog().resolve(model)
     except LookupError:
         return None
 
@@ -793,6 +807,22 @@ def character_sheet(description: Description, angles: Angles = "9", model: Image
     )
 
 
+def _selfie_question(models: list[str], ratio: str) -> str:
+    """ugc_product_selfie's first step: how many, and which of ``models`` (those that make the selfie's ``ratio``,
+    default first): seed 000's question where both Nano Banana models make it, else a choice among those that do,
+    or none when only one does, saying which of the workflow's models do not make it."""
+    if models[:2] == list(NANO_MODELS):
+        editorial = "; gpt-image-2-image-to-image suits a more editorial look" if len(models) > 2 else ""
+        return _still_questions("the selfie", choice=f"{NB_CHOICE}, better for label text{editorial}")
+    others = [model for model in SELFIE_MODELS if model not in models]
+    unmade = f"{' and '.join(others)} {'does' if len(others) == 1 else 'do'} not make {ratio}"
+    if len(models) == 1:
+        return f"Before estimating the selfie, ask the user {HOW_MANY}. It is made with {models[0]!r} ({unmade})."
+    asked = "Use " + ", or ".join(models) + "?"
+    choice = f"model={models[0]!r} unless they pick another; {unmade}"
+    return _still_questions("the selfie", question=asked, choice=choice)
+
+
 def ugc_product_selfie(
     creator_image: Annotated[
         str, Field(description="The creator's hero image: a workspace path (references/... or outputs/...) or URL.")
@@ -805,11 +835,25 @@ def ugc_product_selfie(
     aspect_ratio: Annotated[str, Field(description="9:16 for stories or a video frame, 4:5 for feed.")] = "9:16",
 ) -> str:
     """A creator holding your product in a phone-selfie still, with the imperfections of a real photo."""
-    _ratio("aspect_ratio", aspect_ratio, SELFIE_MODELS)
+    takers = _ratio("aspect_ratio", aspect_ratio, SELFIE_MODELS)
     creator, product = _said("creator_image", creator_image), _said("product_image", product_image)
     style = _said("style_image", style_image) if style_image else ""
     images = ", ".join([creator, product, *([style] if style else [])])
     roles = "image 1 the creator, image 2 the product" + (", image 3 only light and color" if style else "")
+    ratio = _said("aspect_ratio", aspect_ratio)
+    calls = []  # one call for the models written at each resolution
+    for size in dict.fromkeys(size for _, size in takers):
+        models = [model for model, made in takers if made == size]
+        named = repr(models[0]) + (
+            f" (or the one the user picked: {', '.join(map(repr, models[1:]))})" if len(models) > 1 else ""
+        )
+        call = (
+            f"estimate_cost(model={named}, prompt=..., images=[{images}], aspect_ratio={ratio}, resolution={size!r}, "
+            "variations=N, session=...)"
+        )
+        makes = "it makes" if len(models) == 1 else "they make"
+        only = "" if size == SIZES[0] else f" ({makes} {ratio} at {size!r} only)"
+        calls.append((f"with {' or '.join(models)}, " if calls else "") + call + only)
     return "\n".join(
         [
             f"Workflow: UGC product selfie. Creator: {creator}. Product: {product}. "
@@ -817,17 +861,9 @@ def ugc_product_selfie(
             _guide("ugc-product-selfie", "nano-banana", "ugc-selfie-style"),
             _context(),
             _session("sage-selfie"),
-            "1. "
-            + _still_questions(
-                "the selfie",
-                choice=f"{NB_CHOICE}, better for label text; gpt-image-2-image-to-image suits a more editorial look",
-            ),
-            f"2. Write the selfie prompt with the guide's formula and its imperfection block; state each image's "
-            f"role ({roles}). Estimate: estimate_cost(model='nano-banana-2' (or the one the user picked: "
-            f"'nano-banana-pro', 'gpt-image-2-image-to-image'), prompt=..., images=[{images}], "
-            f"aspect_ratio={_said('aspect_ratio', aspect_ratio)}, resolution='2K' (GPT Image 2 makes 4:5 and 5:4 "
-            "at '1K' only), "
-            f"variations=N, session=...). {APPROVAL}",
+            "1. " + _selfie_question([model for model, _ in takers], ratio),
+            "2. Write the selfie prompt with the guide's formula and its imperfection block; state each image's "
+            f"role ({roles}). Estimate: {'; '.join(calls)}. {APPROVAL}",
             "3. generate_image with the same arguments. QA each variation with the guide's checklist (identity, "
             "product and label, hands, front-camera or mirror logic, the real-phone look) and show them numbered. "
             "APPROVAL POINT: the user picks or approves a still; a fix is a new, separately approved generation.",
@@ -1292,10 +1328,42 @@ def _beat_lengths(library: str, beats: str) -> str:
     return default + "one story moment per beat: a longer film takes more beats, not longer ones"
 
 
+def _photo_beats(photo: str | None) -> tuple[str, str, str, str]:
+    """animated_ad's words for the product photo its ``product`` names (``_product_photo``, as ``_said`` writes it):
+    beat 1's estimate, the cast sheet's note, the photo's place in a later beat's images, and the QA of the product
+    against it. Asked for and never used, the product was drawn from its name. Beat 1 with the photo is made by an
+    image-to-image model (GPT Image 2's, or Nano Banana Pro: each takes the cast image, the photo and the previous
+    still, at 2K in 9:16 and 16:9); without one, from words unless there is a cast image."""
+    settings = "aspect_ratio='9:16' or '16:9', resolution='2K', variations=N, session=...)"
+    if photo is None:
+        return (
+            f"estimate_cost(model='gpt-image-2-text-to-image', prompt=..., {settings}. That model takes no input "
+            "images; with a cast image, beat 1 uses model='gpt-image-2-image-to-image' and images=[the cast image] "
+            "instead, and with Nano Banana Pro model='nano-banana-pro'.",
+            "",
+            "",
+            "",
+        )
+    return (
+        f"estimate_cost(model='gpt-image-2-image-to-image', prompt=..., images=[the cast image if any, {photo}], "
+        f"{settings}: the product photo goes in images, so the product is drawn as it is "
+        "(gpt-image-2-text-to-image takes no input images); with Nano Banana Pro, model='nano-banana-pro' and the "
+        "same images.",
+        f" The product is the one in the photo {photo}: the cast sheet's product look is the photo's, the photo "
+        "goes in images for every beat, after the cast image, and each prompt says which image is which (the cast, "
+        "the product, the previous beat's still).",
+        f"{photo}, ",
+        f"; the product matches the photo {photo}: shape, colour, label",
+    )
+
+
 def animated_ad(product: Product, story: Story, style: Style = "3D-animated", beats: Beats = "6") -> str:
     """Storyboard stills for each beat, approved, then image-to-video per beat, then stitched (beats: 1-20)."""
     beats = str(_count("beats", beats, BEATS))
     library, own_look = _style_guide(style)
+    found = _product_photo(product)  # asked for by the argument's description, and drawn from (``_photo_beats``)
+    photo = _said("product photo", found) if found is not None else None
+    first, shown, kept, matches = _photo_beats(photo)
     total = (
         f"First show the expected total: {beats} x beat 1's price, from its estimate below at exactly these "
         "settings (every beat uses the same aspect_ratio and resolution)."
@@ -1304,10 +1372,10 @@ def animated_ad(product: Product, story: Story, style: Style = "3D-animated", be
     )
     later = (
         f"5. Beats 2 to {beats}, in order (each needs the previous approved still): estimate_cost("
-        "model='gpt-image-2-image-to-image', prompt=..., images=[the cast image if any, the previous beat's "
+        f"model='gpt-image-2-image-to-image', prompt=..., images=[the cast image if any, {kept}the previous beat's "
         "approved still: its saved path from generate_image or check_task], same aspect_ratio and resolution, "
         f"variations=N, session=...); with Nano Banana Pro, model='nano-banana-pro' and the same images. {APPROVAL} "
-        "Generate each, QA it (on-model, continuity with the previous beat) and show it."
+        f"Generate each, QA it (on-model, continuity with the previous beat{matches}) and show it."
         if beats != "1"
         else "5. (One beat only: nothing more to storyboard.)"
     )
@@ -1326,7 +1394,7 @@ def animated_ad(product: Product, story: Story, style: Style = "3D-animated", be
             "1. Lock a cast sheet (characters, palette, product look) and a beat list with one line of "
             f"narration per beat and {_beat_lengths(library, beats)}; at most 2.5 spoken words per second). Show it to "
             "the user. An approved cast image (a character_sheet hero by its saved path, or a file in references/) "
-            "goes first in images for every beat.",
+            f"goes first in images for every beat.{shown}",
             "2. "
             + _still_questions(
                 "any still",
@@ -1334,13 +1402,9 @@ def animated_ad(product: Product, story: Story, style: Style = "3D-animated", be
                 choice="Nano Banana Pro often keeps clay and fine texture better in close-ups",
             ),
             # Not list_models' price: it is the 1K price (6 credits), and the storyboard is made at 2K (10).
-            f"3. Estimate the {beats} storyboard stills one at a time, in order. {total} Beat 1: estimate_cost("
-            "model='gpt-image-2-text-to-image', prompt=..., aspect_ratio='9:16' or '16:9', resolution='2K', "
-            "variations=N, session=...). That model takes no input images; with a cast image, beat 1 uses "
-            "model='gpt-image-2-image-to-image' and images=[the cast image] instead, and with Nano Banana Pro "
-            f"model='nano-banana-pro'. {APPROVAL}",
-            "4. Generate beat 1 and QA it. APPROVAL POINT: the user approves (picks) beat 1's still before the "
-            "next beat is made from it.",
+            f"3. Estimate the {beats} storyboard stills one at a time, in order. {total} Beat 1: {first} {APPROVAL}",
+            f"4. Generate beat 1 and QA it{matches}. APPROVAL POINT: the user approves (picks) beat 1's still before "
+            "the next beat is made from it.",
             later,
             "6. APPROVAL POINT: the user approves every still before any video.",
             f"7. Estimate image-to-video per beat: estimate_cost(model={ANIMATOR!r}, images=[the beat's "
@@ -1387,7 +1451,8 @@ MODEL_ARGUMENTS: dict[tuple[str, str], Callable[[Mapping[str, str]], tuple[str, 
     ("ugc_video", "model"): lambda given: ("video", REEL),
     ("script_to_video", "model"): lambda given: ("video", SPOKEN_PARTS),
 }
-# The arguments naming a picture by its workspace path (or a link): completion offers the pictures in references/.
+# The arguments naming a picture by its workspace path (or a link): completion offers the pictures in references/
+# and those saved in outputs/ session folders.
 PICTURE_ARGUMENTS = frozenset({"reference_image", "product_image", "creator_image", "style_image"})
 
 

@@ -23,9 +23,11 @@ import json
 import os
 import re
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path, PurePath
 from typing import Any, Literal
+
+from kie_mcp.media.sniff import PICTURE_EXTENSIONS
 
 OUTPUTS = "outputs"
 SESSION_FOLDER = re.compile(r"^(\d{4}-\d{2}-\d{2})-(.+)$")  # the name output_folder gives: its day, its slug
@@ -128,6 +130,55 @@ SIDECAR_MOST = 1 << 20  # a sidecar is a few KB; a larger ".json" beside a file 
 
 
 GENERATOR = b'<meta name="generator" content="kie-mcp">'  # in every gallery page kie-mcp writes (gallery.py)
+
+
+SESSIONS_READ = 200  # session folders a look for saved pictures reads at most, the newest first
+
+
+def saved_pictures(workspace: Path, wanted: Callable[[str], bool], *, folders: str = "") -> tuple[list[str], bool]:
+    """The pictures kie-mcp saved in the session folders of ``workspace``'s outputs/ that ``wanted`` takes, by their
+    path relative to the workspace (``outputs/<date>-<session>/<file>``, as a call takes them in images), newest
+    first; and whether any were left out (folders left unread). For a workflow's picture argument: character_sheet's
+    hero and angles stay in their session folder, and later workflows take them by those paths.
+
+    Bounded, as a host asks again on every key: the ``SESSIONS_READ`` session folders newest by their day (those
+    whose name starts with ``folders``, case folded, when it is given), each listed once. Only regular files (kie-mcp
+    saves no link), no dotfiles (the kept previews), a picture by the name it was saved under (``result_name``
+    writes its real type); in an outputs/ linked to a folder of the user's, only what kie-mcp saved there
+    (``lends``). An outputs/ ``refusal`` names is not read."""
+    outputs = workspace / OUTPUTS
+    if refusal(outputs) is not None:
+        return [], False
+    try:
+        with os.scandir(outputs) as listing:  # a link in a session folder's place (kie-mcp makes none) is not read
+            names = [e.name for e in listing if SESSION_FOLDER.match(e.name) and e.is_dir(follow_symlinks=False)]
+        names.sort(reverse=True)  # the newest day first
+        home = outputs.resolve() if outputs.is_symlink() else None
+    except (OSError, RuntimeError):  # no outputs/ yet, or none to read
+        return [], False
+    names = [name for name in names if name.casefold().startswith(folders.casefold())]
+    found: list[tuple[int, str]] = []
+    for name in names[:SESSIONS_READ]:
+        try:
+            with os.scandir(outputs / name) as listing:
+                entries = [(entry, entry.stat(follow_symlinks=False)) for entry in listing]
+        except OSError:  # a folder that cannot be read, or removed meanwhile
+            continue
+        for entry, facts in entries:
+            relative = f"{OUTPUTS}/{name}/{entry.name}"
+            suffix = entry.name.rsplit(".", 1)[-1].lower() if "." in entry.name else ""
+            if entry.name.startswith(".") or not stat.S_ISREG(facts.st_mode) or suffix not in PICTURE_EXTENSIONS:
+                continue
+            if wanted(relative) and (home is None or _lent(home, home / name / entry.name)):
+                found.append((facts.st_mtime_ns, relative))
+    return [relative for _, relative in sorted(found, reverse=True)], len(names) > SESSIONS_READ
+
+
+def _lent(home: Path, real: Path) -> bool:
+    try:
+        return lends(home, real)
+    except (OSError, ValueError):
+        return False
 
 
 def is_own_page(path: Path) -> bool:
