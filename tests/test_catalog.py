@@ -271,8 +271,6 @@ def test_default_prompt_bound_applies_only_where_kie_documents_none():
         "gpt-image/1.5-image-to-image",
         "gpt-image/1.5-text-to-image",
         "grok-imagine-image-2-0/text-to-image",
-        "minimax-h3/image-to-video",
-        "minimax-h3/reference-to-video",
         "runway-aleph",
     ]
     assert CATALOG.get("nano-banana-2").field_for_arg("prompt").max_length == 20000  # documented wins

@@ -15,7 +15,7 @@ import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence, Set
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -37,6 +37,7 @@ from kie_mcp.catalog.validate import argument_name, named_for_user
 from kie_mcp.journal import CALL_ANSWERED, CALL_CUT_OFF, CALL_RUNNING, JOURNAL_ERRORS, JournalUnavailable, storage_fix
 from kie_mcp.kie import FAMILIES, KieClient, KieError, OutcomeUnknownError, RefusedHereError
 from kie_mcp.kie.client import UPLOAD_FAILED, ExistingTaskError
+from kie_mcp.kie.errors import not_published
 from kie_mcp.kie.families import Family
 from kie_mcp.kie.pacing import Slot
 from kie_mcp.media import saved
@@ -761,15 +762,15 @@ def sent_since_quoted(rt: Runtime, quote_id: str, digest: str) -> str | None:
 
 
 def resolve_model(rt: Runtime, name: str, kind: str | None = None, *, followup: bool = False) -> ModelSpec:
-    """The model KIE sells under ``name``: refused when withdrawn here or gone from KIE's live list, and a model
-    that only continues a finished video (``followup`` data) unless ``followup`` (continue_video) asks for it."""
-    from kie_mcp.catalog.live import is_withdrawn
+    """The model KIE sells under ``name``: refused when withdrawn in the data, gone from KIE's live list or refused
+    by KIE as not published (``live.is_gone``), and a model that only continues a finished video (``followup``
+    data) unless ``followup`` (continue_video) asks for it."""
+    from kie_mcp.catalog.live import gone_from, gone_words, is_withdrawn
 
     spec = rt.catalog.resolve(name)
     alternatives = is_withdrawn(rt.live, spec.id, rt.catalog)
     if alternatives is not None:
-        day = (rt.live.fetched_at or "")[:10] or "its last sync"
-        raise WithdrawnModelError(spec.id, alternatives, f"gone from KIE's live model list of {day}")
+        raise WithdrawnModelError(spec.id, alternatives, gone_words(*gone_from(rt.live, spec.id)))
     if kind and spec.kind != kind:
         hint = f"{spec.id} makes {spec.kind}s; use generate_{spec.kind} for it."
         raise InvalidRequest(spec.id, [Problem("model", hint)])
@@ -2024,7 +2025,7 @@ async def _submit(
         record.error = f"Not sent: kie-mcp could not record the attempt in its journal first ({err}); nothing created."
         _refund(rt, problems, p, "refunded: not sent", None)
         return None
-    state, error, existing = "created", None, False
+    state, error, existing, unoffered = "created", None, False, False
     try:
         try:
             record.task_id = await kie.create(
@@ -2046,6 +2047,7 @@ async def _submit(
         record.state, record.error = "failed", err.describe()
         record.credits_reserved = 0.0  # released below: KIE created nothing
         state, error = "refused", err.message
+        unoffered = not_published(err)
     except Exception as err:  # a bug or an answer nothing foresaw, after the create may have left: never lost
         log.exception("a create of %s ended in an unexpected error", p.spec.id)
         error = f"kie-mcp hit an unexpected error while sending this create ({type(err).__name__})"
@@ -2077,6 +2079,8 @@ async def _submit(
         problems.append(await _not_recorded(rt, record, err))
     if state == "refused":
         _refund(rt, problems, p, "refused by KIE", attempt)  # nothing was charged
+    if unoffered and (withdrawn := await _no_longer_offered(rt, p.spec)):
+        problems.append(withdrawn)
     if existing:
         record.mark_earlier()
         _refund(rt, problems, p, "refunded: KIE already had this task", attempt)
@@ -2093,6 +2097,29 @@ async def _submit(
     if record.state == "unknown":  # kie://tasks lists it among the creates of unknown outcome: its subscribers hear
         await rt.follower.unknown_creates_changed()
     return attempt
+
+
+async def _no_longer_offered(rt: Runtime, spec: ModelSpec) -> str | None:
+    """KIE answered a create of ``spec`` that the model is not published: marked withdrawn in the workspace's live
+    catalogue (``catalog.live``: in this server's copy and in the cache), so it is refused before anything is sent
+    and listed as withdrawn until a model list read later says otherwise. What the answer says of that; None for a
+    model of KIE's product APIs, which KIE's Market list does not judge (``live.is_gone``)."""
+    from kie_mcp.catalog.live import cache_path, note_unpublished
+
+    if spec.family != "market":
+        return None
+    now = datetime.now(UTC)
+    rt.live = rt.live.with_unpublished(spec.id, now)
+    where = "in this workspace"
+    try:
+        await anyio.to_thread.run_sync(note_unpublished, cache_path(rt.settings.workspace), spec.id, now)
+    except Exception as err:  # a read-only workspace or a full disk: this server still refuses it
+        log.warning("could not note in the live catalogue cache that KIE does not offer %s: %s", spec.id, err)
+        where = f"by this server (the workspace's cache of KIE's catalogue could not be written: {err})"
+    return (
+        f"KIE does not offer {spec.id} now: from now on it is refused before anything is sent {where}, until KIE's "
+        "model list, read again, lists it."
+    )
 
 
 def _links_of_source(rt: Runtime, body: dict[str, Any], links: tuple[str, ...]) -> bool:

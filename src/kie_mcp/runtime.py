@@ -125,7 +125,9 @@ class Runtime:
 
     @live.setter
     def live(self, value: LiveCatalog) -> None:
-        self._live = value
+        """A sync's catalogue (or another server's) read while this one was in use keeps the creates KIE refused
+        as not published since its model list was read (``LiveCatalog.keeping_refusals_of``)."""
+        self._live = value if self._live is None else value.keeping_refusals_of(self._live)
 
     @property
     def catalog(self) -> Catalog:

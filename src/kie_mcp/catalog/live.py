@@ -264,6 +264,9 @@ class LiveCatalog(_Loose):
     success: dict[str, SuccessEntry] = Field(default_factory=dict)
     models_in_use: list[str] = Field(default_factory=list)
     errors: list[LiveError] = Field(default_factory=list)  # those of the last sync
+    # Models KIE answered a create of with "The page does not exist or is not published", and when: withdrawn in this
+    # workspace until a model list read after that answer says otherwise (``refused_at``).
+    unpublished: dict[str, str] = Field(default_factory=dict)
 
     # -- state -------------------------------------------------------------------------------
 
@@ -280,6 +283,27 @@ class LiveCatalog(_Loose):
     def age(self, now: datetime | None = None) -> timedelta | None:
         fetched = parse_timestamp(self.fetched_at)
         return None if fetched is None else (now or datetime.now(UTC)) - fetched
+
+    def refused_at(self, model_id: str) -> str | None:
+        """When KIE answered a create of ``model_id`` that it is not published, while no model list has been read
+        since (a later list decides again: listed, it is offered; unlisted, it is gone by the list); else None."""
+        at = self.unpublished.get(model_id)
+        return at if _refusal_stands(at, self.fetched_at) else None
+
+    def with_unpublished(self, model_id: str, now: datetime | None = None) -> LiveCatalog:
+        """A copy marking that KIE answered a create of ``model_id`` now that the model is not published."""
+        marks = {**self.unpublished, model_id: timestamp(now or datetime.now(UTC))}
+        return self.model_copy(update={"unpublished": marks})
+
+    def keeping_refusals_of(self, before: LiveCatalog) -> LiveCatalog:
+        """This catalogue (a sync's, read while ``before`` was in use) with ``before``'s refusals that it lacks and
+        that no model list it read has superseded: a create refused during a sync stays refused after it."""
+        kept = {
+            model: at
+            for model, at in before.unpublished.items()
+            if model not in self.unpublished and _refusal_stands(at, self.fetched_at)
+        }
+        return self.model_copy(update={"unpublished": {**self.unpublished, **kept}}) if kept else self
 
     def schema_of(self, model_id: str) -> dict[str, Any] | None:
         """The cached OpenAPI document of a model, or None (never fetched, or KIE answered `openapi: null`)."""
@@ -366,6 +390,7 @@ class LiveCatalog(_Loose):
             rows = [m for m in (LiveModel.from_wire(r) for r in await kie.list_models()) if m is not None]
             if rows:
                 new.models, new.fetched_at = {m.model: m for m in rows}, stamp
+                new.unpublished = {}  # the list read now decides, as ``refused_at`` says
             else:
                 new._error(stamp, "/api/v1/models", None, None, "KIE listed no models; the previous list was kept")
         except KieError as err:
@@ -441,6 +466,12 @@ class LiveCatalog(_Loose):
         if category is not None:
             message = f"{message} ({getattr(category, 'value', category)})"
         self._error(at, endpoint, model, code, message)
+
+
+def _refusal_stands(refused_at: str | None, listed_at: str | None) -> bool:
+    """Whether a refusal of ``refused_at`` still stands: no model list was read after it."""
+    refused, listed = parse_timestamp(refused_at), parse_timestamp(listed_at)
+    return refused is not None and (listed is None or listed <= refused)
 
 
 async def read_feed(kie: KieClient, *, max_pages: int = MAX_FEED_PAGES) -> list[FeedRow]:
@@ -538,18 +569,42 @@ def models_in_use_from_journal(workspace: Path, *, days: int = 30, limit: int = 
 # -- what the request path asks --------------------------------------------------------------------
 
 
+LIVE_LIST = "KIE's live model list"  # the source of a withdrawal read there (``gone_from``)
+REFUSED_CREATE = "KIE's answer to a create of it"  # the source of one KIE said in answer to a create
+
+
 def is_gone(live: LiveCatalog | None, model_id: str, catalog: Catalog | None = None) -> bool:
-    """Whether KIE's live list no longer has this bundled Market model: the one test of "KIE stopped selling it".
+    """Whether KIE no longer sells this bundled Market model: the one test of "KIE stopped selling it". Gone from its
+    live list, or refused by KIE as not published in answer to a create since the list was read (``refused_at``).
 
     Product-API models (Veo, Runway, ...) are listed by KIE under other names, so they are never judged here; nor
-    is anything before a model list was read.
+    is anything before a model list was read or a create refused.
     """
     from .registry import load_catalog
 
-    if live is None or not live.has_list or live.models is None or model_id in live.models:
+    if live is None:
+        return False
+    unlisted = live.has_list and live.models is not None and model_id not in live.models
+    if not unlisted and live.refused_at(model_id) is None:
         return False
     spec = (catalog if catalog is not None else load_catalog()).get(model_id)
     return spec is not None and spec.family == "market"
+
+
+def gone_from(live: LiveCatalog, model_id: str) -> tuple[str | None, str]:
+    """The day and the source of what says KIE no longer sells ``model_id`` (``is_gone``): its refusal of a create
+    (``REFUSED_CREATE``), else its live model list (``LIVE_LIST``, dated by the list's read; None before one)."""
+    refused = live.refused_at(model_id)
+    if refused is not None:
+        return refused[:10], REFUSED_CREATE
+    return (live.fetched_at or "")[:10] or None, LIVE_LIST
+
+
+def gone_words(day: str | None, source: str) -> str:
+    """``gone_from``'s answer in words: why a refusal or a table says the model is withdrawn."""
+    if source == REFUSED_CREATE:
+        return f"KIE answered a create of it on {day} that its page does not exist or is not published"
+    return f"gone from {LIVE_LIST} of {day or 'its last sync'}"
 
 
 def still_sold(catalog: Catalog, live: LiveCatalog | None) -> list[ModelSpec]:
@@ -558,20 +613,33 @@ def still_sold(catalog: Catalog, live: LiveCatalog | None) -> list[ModelSpec]:
     return [spec for spec in catalog.offered() if not is_gone(live, spec.id, catalog)]
 
 
+class _Candidate(NamedTuple):
+    model: str
+    kind: str | None
+    provider: str
+    task_types: list[str]
+    title: str
+
+
 def is_withdrawn(live: LiveCatalog, model_id: str, catalog: Catalog | None = None) -> list[str] | None:
-    """None unless KIE's live list no longer has this bundled Market model (``is_gone``); then the nearest live
-    alternatives (same kind; ranked by provider, task type and name), best first, possibly empty."""
+    """None unless KIE no longer sells this bundled Market model (``is_gone``); then the nearest alternatives of the
+    same kind (ranked by provider, task type and name), best first, possibly empty: KIE's live models, or before
+    any list was read the models the bundled data still sells. Never one KIE refused as not published."""
     from .registry import load_catalog
 
     bundled = catalog if catalog is not None else load_catalog()
     spec = bundled.get(model_id)
     if spec is None or not is_gone(live, model_id, bundled):
         return None
+    if live.models:
+        pool = [_Candidate(m.model, m.kind, m.provider, m.task_types, m.title) for m in live.models.values()]
+    else:
+        pool = [_Candidate(s.id, s.kind, "", s.capabilities, s.title) for s in still_sold(bundled, live)]
     wanted_types = {_task_key(c) for c in spec.capabilities}
     provider = _provider_key(model_id)
     scored: list[tuple[float, str]] = []
-    for candidate in live.models.values():
-        if candidate.kind != spec.kind:
+    for candidate in pool:
+        if candidate.kind != spec.kind or candidate.model == model_id or live.refused_at(candidate.model):
             continue
         score = 0.0
         if provider and (provider == _provider_key(candidate.model) or provider in candidate.provider.lower()):
@@ -588,6 +656,13 @@ def is_withdrawn(live: LiveCatalog, model_id: str, catalog: Catalog | None = Non
         scored.append((score, candidate.model))
     scored.sort(key=lambda item: (-item[0], item[1]))
     return [model for score, model in scored[:3] if score >= 1.5]
+
+
+def note_unpublished(path: Path, model_id: str, now: datetime | None = None) -> None:
+    """Record in the workspace's cache at ``path`` that KIE answered a create of ``model_id`` that it is not
+    published (``LiveCatalog.with_unpublished``): the cache as it is on disk now (another server's newer sync kept),
+    with the mark. Raises ``OSError`` when it cannot be written."""
+    LiveCatalog.load(path).with_unpublished(model_id, now).save(path)
 
 
 def stricter_problems(live: LiveCatalog, spec: ModelSpec, wire: Mapping[str, Any]) -> list[Problem]:

@@ -120,6 +120,9 @@ class FieldSpec(_Strict):
     max_length_default: bool = False  # True: max_length is kie-mcp's DEFAULT_PROMPT_MAX_LENGTH, not documented by KIE
     min_items: int | None = None
     max_items: int | None = None
+    # KIE's value for "the model picks" (Seedance's and Wan 3.0's duration -1): refused, saying why. What the model
+    # picks sets the price, so it cannot be quoted before the task runs, and nothing is sent unquoted.
+    auto: Scalar | None = None
     note: str | None = None
     example: Any = None  # a valid sample value, shown in docs and used by the generic tests
     media: MediaLimits | None = None  # a media field's formats, lengths, size and pixels, with their own source

@@ -18,9 +18,6 @@ if TYPE_CHECKING:
     from .live import LiveCatalog
 
 
-LIVE_LIST = "KIE's live model list"  # the source of a withdrawal read there (``Offer.withdrawn``)
-
-
 @dataclass(frozen=True)
 class Offer:
     """The models a table shows and how it prices them: the bundled catalogue alone (``Offer()``, the README's
@@ -39,7 +36,8 @@ class Offer:
         return sorted(still_sold(self.catalog, self.live), key=lambda s: (s.kind, s.id))
 
     def gone(self, model_id: str) -> list[str] | None:
-        """None unless KIE's live list no longer has the model; then what to use instead (``live.is_withdrawn``)."""
+        """None unless KIE no longer sells the model (``live.is_gone``); then what to use instead
+        (``live.is_withdrawn``)."""
         if self.live is None:
             return None
         from .live import is_withdrawn
@@ -56,17 +54,19 @@ class Offer:
         return functools.partial(live_price_input, self.live)
 
     def withdrawn(self) -> list[dict[str, Any]]:
-        """The models KIE no longer sells, by id: withdrawn in the data (with its date and source), or gone from
-        KIE's live model list (dated by the list), each with what to use instead."""
+        """The models KIE no longer sells, by id: withdrawn in the data (with its date and source), gone from KIE's
+        live model list (dated by the list) or refused by KIE as not published (dated by its answer), each with what
+        to use instead."""
         gone: list[dict[str, Any]] = [
             {"id": spec.id, **spec.withdrawn.model_dump()} for spec in self.catalog if spec.withdrawn is not None
         ]
-        day = (self.live.fetched_at or "")[:10] if self.live is not None else ""
         for spec in self.catalog.offered():
             instead = self.gone(spec.id)
-            if instead is not None:
-                entry = {"id": spec.id, "date": day or None, "source": LIVE_LIST, "alternatives": instead, "note": None}
-                gone.append(entry)
+            if instead is not None and self.live is not None:
+                from .live import gone_from
+
+                day, source = gone_from(self.live, spec.id)
+                gone.append({"id": spec.id, "date": day, "source": source, "alternatives": instead, "note": None})
         return sorted(gone, key=lambda entry: entry["id"])
 
 
@@ -191,9 +191,11 @@ def names_text(catalog: Catalog | None = None) -> str:
 
 
 def _when(entry: dict[str, Any]) -> str:
-    """When a model was withdrawn: the data's date, or the live list's that no longer has it."""
-    if entry["source"] == LIVE_LIST:
-        return f"gone from {LIVE_LIST} of {entry['date'] or 'its last sync'}"
+    """When a model was withdrawn: the data's date, or what KIE said of it live (``live.gone_words``)."""
+    from .live import LIVE_LIST, REFUSED_CREATE, gone_words
+
+    if entry["source"] in (LIVE_LIST, REFUSED_CREATE):
+        return gone_words(entry["date"], entry["source"])
     return str(entry["date"])
 
 

@@ -501,6 +501,8 @@ def _check_value(field: FieldSpec, value: Any) -> str | None:
             return _not_finite(field, value, nested=False)
         if isinstance(value, bool) or not isinstance(value, int | float) or (kind == "integer" and value != int(value)):
             return f"expected a{'n integer' if kind == 'integer' else ' number'}, got {plain(value)}."
+        if field.auto is not None and value == field.auto:
+            return _auto_refused(field, value)
         if (field.min is not None and value < field.min) or (field.max is not None and value > field.max):
             nearest = min(max(value, field.min if field.min is not None else value), field.max or value)
             shown = int(nearest) if kind == "integer" else nearest
@@ -528,6 +530,17 @@ def _check_value(field: FieldSpec, value: Any) -> str | None:
     if len(value) < low or (high is not None and len(value) > high):
         return f"has {len(value)} item(s); allowed {_range_text(low, high)}."
     return None
+
+
+def _auto_refused(field: FieldSpec, value: Any) -> str:
+    """KIE's "the model picks" value (``FieldSpec.auto``): not "out of range", which reads as if KIE had no such
+    value, but why kie-mcp does not send it and what to give instead."""
+    span = _range_text(field.min, field.max)
+    what, instead = ("the length", f"a length of {span} s") if field.arg == "duration" else ("it", f"a value in {span}")
+    return (
+        f"{plain(value)} (auto: the model picks {what}) is not offered: its cost cannot be quoted before the task "
+        f"runs, and kie-mcp quotes every price before anything is sent. Pick {instead}."
+    )
 
 
 def _nearest(value: Any, allowed: Sequence[Scalar]) -> Scalar | None:

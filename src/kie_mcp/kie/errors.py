@@ -170,9 +170,29 @@ _CONTENT_REFUSAL = re.compile(
 )
 
 
+# KIE's 422 to a create naming a model it does not offer (withdrawn, or never published under that id): no field to
+# fix, and nothing was created. The request path marks the model withdrawn in the workspace (``catalog.live``).
+NOT_PUBLISHED = "the page does not exist or is not published"
+_NOT_OFFERED = CodeInfo(
+    Category.NOT_FOUND,
+    False,
+    "KIE does not offer this model now: it answered that the model's page does not exist or is not published (KIE "
+    "withdrew it, or publishes it under another id), so nothing was created or charged. list_models shows the models "
+    "KIE sells: use one of them instead. (Every model answering so: check that KIE_BASE_URL, when set, points at "
+    "KIE's API.)",
+)
+
+
+def not_published(err: KieError) -> bool:
+    """Whether ``err`` is KIE's answer that the model asked for is not published (``NOT_PUBLISHED``)."""
+    return err.code == 422 and NOT_PUBLISHED in err.message.lower()
+
+
 def _code_info(code: int | None, message: str) -> CodeInfo:
     if code == 422 and _CONTENT_REFUSAL.search(message.lower()):
         return _CONTENT_REFUSED
+    if code == 422 and NOT_PUBLISHED in message.lower():
+        return _NOT_OFFERED
     if code is None:
         return _FALLBACK
     return CODES.get(code) or _unknown_code(code)

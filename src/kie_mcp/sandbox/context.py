@@ -81,7 +81,11 @@ def error_code(task: Task) -> int:
 
 def model_spec(model: Any, family: str, sim: Simulator | None = None) -> ModelSpec:
     """The catalogue entry a create names (or, for the Market, a model added through ``/__sim/catalog/extra``,
-    read from its OpenAPI schema), or KIE's 422 for an unknown model or one of another family."""
+    read from its OpenAPI schema), or KIE's 422 "The page does not exist or is not published" for an unknown model,
+    one of another family, or one withdrawn through ``/__sim/catalog/withdraw``, as KIE answers a model it no longer
+    offers."""
+    if sim is not None and model in sim.catalog.withdrawn:
+        raise KieError(422, UNKNOWN_MODEL)
     spec = load_catalog().get(model) if isinstance(model, str) else None
     if spec is None and sim is not None and family == "market" and isinstance(model, str):
         spec = _extra_spec(sim, model)
