@@ -680,7 +680,10 @@ async def test_in_a_browser_the_card_says_when_approve_runs_at_once_under_auto_a
 
 
 @pytest.mark.parametrize("mode", ["legacy"])
-async def test_in_a_browser_decline_tells_the_assistant_and_spends_nothing(connect_app, controls, browser):
+async def test_in_a_browser_decline_voids_the_quote_before_telling_the_assistant(connect_app, controls, browser):
+    """The audit: Decline told the assistant "I decline ... (quote q_...)" and left the quote live, so the assistant
+    could still spend it for ten minutes after the person's no. Decline now voids it (decline_quote), the message
+    carries no quote id, and the quote passed back is refused as declined."""
     async with connect_app() as client:
         asked = await client.call_tool("generate_image", IMAGE)  # a host without forms: the quote comes back
         quote_id = card_of(asked)["quote_id"]
@@ -691,12 +694,82 @@ async def test_in_a_browser_decline_tells_the_assistant_and_spends_nothing(conne
                 await in_browser(card.click, ".card .decline")
                 await in_browser(card.wait_for, "document.body.innerText.includes('Nothing was spent')")
                 [message] = await host.until_sent("ui/message")
+                shown = await in_browser(card.text)
             finally:
                 await in_browser(card.close)
-    assert message["role"] == "user" and quote_id in message["content"][0]["text"]
-    assert "decline" in message["content"][0]["text"]
+        spent = await client.call_tool("generate_image", {**IMAGE, "quote_id": quote_id})  # the assistant, all the same
+    text = message["content"][0]["text"]
+    assert message["role"] == "user" and "decline" in text and "void" in text, text
+    assert not re.search(r"q_[0-9a-f]{16}", text), text
+    assert host.calls("decline_quote") == [{"quote_id": quote_id}]
+    assert "quote is void" in shown, shown
     assert host.calls("generate_image") == []
+    assert spent.structured_content["status"] == "declined" and "declined by the user" in text_of(spent)
     assert await controls.creates() == []
+
+
+async def test_a_quote_declined_on_the_card_buys_nothing_after_the_no(connect_app, controls):
+    """decline_quote voids the card's quote and every other unused quote of the same request (the assistant may hold
+    the estimate's too); a quote passed back after that is refused saying it was declined. Declining twice says so
+    again; an id never issued is refused in words."""
+    async with connect_app() as client:  # a host without forms: a quote is the yes
+        estimate = (await client.call_tool("estimate_cost", IMAGE)).structured_content["quote"]["quote_id"]
+        asked = await client.call_tool("generate_image", IMAGE)
+        quote_id = card_of(asked)["quote_id"]
+        assert quote_id != estimate
+        declined = await client.call_tool("decline_quote", {"quote_id": quote_id})
+        again = await client.call_tool("decline_quote", {"quote_id": quote_id})
+        refused = [await client.call_tool("generate_image", {**IMAGE, "quote_id": q}) for q in (quote_id, estimate)]
+        unknown = await client.call_tool("decline_quote", {"quote_id": "q_0123456789abcdef"})
+        not_one = await client.call_tool("decline_quote", {"quote_id": "t_not-a-quote"})
+        other = await client.call_tool("estimate_cost", {**IMAGE, "prompt": "a green pear"})  # another request
+        other_id = other.structured_content["quote"]["quote_id"]
+        made = await client.call_tool("generate_image", {**IMAGE, "prompt": "a green pear", "quote_id": other_id})
+    assert declined.structured_content["declined"] is True and not declined.is_error
+    assert "approves nothing" in text_of(declined) and "other quote of the same request" in text_of(declined)
+    assert again.structured_content["declined"] is True and "already declined" in text_of(again)
+    for answer in refused:
+        assert answer.structured_content["status"] == "declined", text_of(answer)
+        assert "declined by the user on the approval card" in text_of(answer)
+        assert answer.structured_content.get("quote") is None  # no new quote to pass instead
+    assert unknown.is_error and "unknown to this workspace" in text_of(unknown)
+    assert not_one.is_error and "not a quote id" in text_of(not_one)
+    assert made.structured_content["status"] == "completed"  # only the declined request's quotes were voided
+    assert len(await controls.creates()) == 1
+
+
+async def test_a_request_declined_on_the_card_is_not_auto_approved_meanwhile(connect_app, controls):
+    """Under KIE_AUTO_APPROVE_CREDITS the same request sent without its quote, right after the person declined it,
+    is not run unasked: a new quote comes back, saying why."""
+    async with connect_app(auto_approve_credits=100) as client:
+        estimate = await client.call_tool("estimate_cost", IMAGE)
+        await client.call_tool("decline_quote", {"quote_id": card_of(estimate)["quote_id"]})
+        again = await client.call_tool("generate_image", IMAGE)
+        other = await client.call_tool("generate_image", {**IMAGE, "prompt": "a green pear"})
+    assert again.structured_content["status"] == "confirmation_required", text_of(again)
+    assert "declined this very request on the approval card" in text_of(again)
+    assert other.structured_content["status"] == "completed"  # another request is auto-approved as before
+    assert len(await controls.creates()) == 1
+
+
+async def test_decline_quote_is_only_for_the_app_and_never_approves(connect, connect_app, controls):
+    """The card's Decline is a tool only the app calls: listed with ``visibility: ["app"]`` (the host keeps it from
+    the model) and only to a client that declared MCP Apps; any other client is neither shown it nor served, and
+    its quote still approves its request. It never approves or spends anything itself."""
+    async with connect_app() as app, connect() as plain:
+        listed = {tool.name: tool for tool in (await app.list_tools()).tools}
+        plain_names = [tool.name for tool in (await plain.list_tools()).tools]
+        asked = await plain.call_tool("generate_image", IMAGE)
+        quote_id = asked.structured_content["quote"]["quote_id"]
+        refused = await plain.call_tool("decline_quote", {"quote_id": quote_id})
+        made = await plain.call_tool("generate_image", {**IMAGE, "quote_id": quote_id})
+    tool = listed["decline_quote"]
+    assert tool.meta["ui"] == {"visibility": ["app"]}
+    assert tool.annotations.read_only_hint is False and tool.annotations.idempotent_hint is True
+    assert "decline_quote" not in plain_names
+    assert refused.is_error and "nothing was declined" in text_of(refused)
+    assert made.structured_content["status"] == "completed"
+    assert len(await controls.creates()) == 1
 
 
 @pytest.mark.parametrize("mode", ["legacy"])

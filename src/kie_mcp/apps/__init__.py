@@ -15,7 +15,8 @@ into the result's ``_meta`` only for a client that declared the extension, so ev
 result it always got.
 
 The card cannot approve anything the model could not: Approve calls the generate tool, which goes through the
-unchanged spend gate (see README, "The spend gate").
+unchanged spend gate (see README, "The spend gate"). Decline calls ``decline_quote``, a tool only the app calls
+(``app_only_meta``), which voids the quote: it never approves or spends.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ __all__ = [
     "APP_URI",
     "CARD_KEY",
     "GALLERY_KEY",
+    "app_only",
+    "app_only_meta",
     "apps_extension",
     "card_meta",
     "client_supports_apps",
@@ -69,6 +72,18 @@ MAX_INPUT_PICTURES = 8
 def ui_meta() -> dict[str, Any]:
     """The ``_meta`` of a tool whose results the app shows (a fresh copy per tool)."""
     return {"ui": {"resourceUri": APP_URI}}
+
+
+def app_only_meta() -> dict[str, Any]:
+    """The ``_meta`` of a tool only the app calls (the card's Decline: ``decline_quote``): a host that renders apps
+    keeps it from the model (``visibility: ["app"]``), and ``tools/list`` names it only to such a host."""
+    return {"ui": {"visibility": ["app"]}}
+
+
+def app_only(meta: dict[str, Any] | None) -> bool:
+    """Whether a tool's ``_meta`` makes it one only the app calls (``app_only_meta``)."""
+    ui = (meta or {}).get("ui")
+    return isinstance(ui, dict) and ui.get("visibility") == ["app"]
 
 
 @cache
