@@ -24,7 +24,7 @@ import pytest
 from mcp import MCPError
 from mcp.client import advertise
 from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID
-from mcp.types import INVALID_PARAMS
+from mcp.types import INVALID_PARAMS, ElicitResult
 from PIL import Image
 
 from kie_mcp.apps import APP_URI, CARD_KEY, GALLERY_KEY
@@ -772,6 +772,16 @@ async def test_decline_quote_is_only_for_the_app_and_never_approves(connect, con
     assert len(await controls.creates()) == 1
 
 
+def price_a_video_of_the_still(view: AppView, prompt: str) -> None:
+    """On a gallery's still: "Make a video from this still", the clip's ``prompt``, "Show the price", until its card
+    shows (blocking: call it through ``in_browser``)."""
+    view.wait_for("document.querySelector('.actions .btn:nth-child(2)')")
+    view.click(".actions .btn:nth-child(2)")
+    view.type_into(".follow-up textarea", prompt)
+    view.click(".follow-up .price")
+    view.wait_for("document.querySelector('.nested .card .approve')")
+
+
 @pytest.mark.parametrize("mode", ["legacy"])
 async def test_in_a_browser_a_still_becomes_a_video_through_the_quote_and_its_approval(connect_app, controls, browser):
     """On a host without forms: the still's "Make a video" prices the clip (estimate_cost), the card shows it, and
@@ -784,11 +794,7 @@ async def test_in_a_browser_a_still_becomes_a_video_through_the_quote_and_its_ap
         async with AppHost(client).running() as host:
             view = await in_browser(AppView, browser, host.show("still", approved, made))
             try:
-                await in_browser(view.wait_for, "document.querySelector('.actions .btn:nth-child(2)')")
-                await in_browser(view.click, ".actions .btn:nth-child(2)")  # Make a video from this still
-                await in_browser(view.type_into, ".follow-up textarea", "The apple rolls slowly off the table")
-                await in_browser(view.click, ".follow-up .price")
-                await in_browser(view.wait_for, "document.querySelector('.nested .card .approve')")
+                await in_browser(price_a_video_of_the_still, view, "The apple rolls slowly off the table")
                 shown = await in_browser(view.text)
                 assert "60 credits" in shown
                 await in_browser(view.click, ".nested .card .approve")
@@ -819,11 +825,7 @@ async def test_in_a_browser_a_still_s_video_form_edited_after_pricing_takes_the_
         async with AppHost(client).running() as host:
             view = await in_browser(AppView, browser, host.show("still-edited", approved, made))
             try:
-                await in_browser(view.wait_for, "document.querySelector('.actions .btn:nth-child(2)')")
-                await in_browser(view.click, ".actions .btn:nth-child(2)")  # Make a video from this still
-                await in_browser(view.type_into, ".follow-up textarea", "The apple rolls slowly off the table")
-                await in_browser(view.click, ".follow-up .price")
-                await in_browser(view.wait_for, "document.querySelector('.nested .card .approve')")
+                await in_browser(price_a_video_of_the_still, view, "The apple rolls slowly off the table")
                 await in_browser(view.type_into, ".follow-up textarea", " and a hand bites it")
                 await in_browser(view.wait_for, "!document.querySelector('.nested .card')")
                 said = await in_browser(view.evaluate, "document.querySelector('.follow-up .nested').innerText")
@@ -837,6 +839,42 @@ async def test_in_a_browser_a_still_s_video_form_edited_after_pricing_takes_the_
     assert said == "Changed: show the price again.", said
     assert repriced == "The apple rolls slowly off the table and a hand bites it"
     assert len(await controls.creates()) == before and not host.calls("generate_video")
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_a_still_s_video_form_edited_while_approve_is_asked_leaves_no_approve_for_the_old_prompt(
+    connect_app, controls, browser
+):
+    """The audit: the form was edited while Approve's confirmation dialog was open (the edit was ignored, as that
+    call was on its way); the dialog was dismissed and the card that came back offered a live Approve for the old
+    prompt. An edit is now always counted, and a card answered after it reads "Changed: show the price again"."""
+    view: list[AppView] = []
+    questions: list[str] = []
+
+    async def elicit(context: Any, params: Any) -> ElicitResult:
+        questions.append(params.message)
+        if view and "veo3_fast" in params.message:  # the clip's question: the person edits the form, then dismisses
+            await in_browser(view[0].type_into, ".follow-up textarea", " and a hand bites it")
+            return ElicitResult(action="cancel")
+        return ElicitResult(action="accept", content={"confirm": True})
+
+    async with connect_app(elicitation=elicit) as client, AppHost(client).running() as host:
+        made = await client.call_tool("generate_image", IMAGE)
+        shown = await in_browser(AppView, browser, host.show("still-asked", IMAGE, made))
+        try:
+            await in_browser(price_a_video_of_the_still, shown, "The apple rolls slowly off the table")
+            view.append(shown)
+            await in_browser(shown.click, ".nested .card .approve")
+            await in_browser(shown.wait_for, "document.querySelector('.nested .changed')", 30)
+            said = await in_browser(shown.evaluate, "document.querySelector('.follow-up .nested').innerText")
+            cards = await in_browser(shown.evaluate, "document.querySelectorAll('.nested .card').length")
+        finally:
+            view.clear()
+            await in_browser(shown.close)
+    assert len(questions) == 2, questions  # the still's, then the clip's (dismissed)
+    assert said == "Changed: show the price again.", said
+    assert cards == 0
+    assert not [c for c in await controls.creates() if c["path"] == "/api/v1/veo/generate"]  # no clip was made
 
 
 @pytest.mark.parametrize("mode", ["legacy"])
