@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -18,6 +19,7 @@ import pytest
 from mcp import Client
 from mcp.client import advertise
 from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID
+from PIL import Image
 
 from kie_mcp.apps import CARD_KEY, GALLERY_KEY
 from kie_mcp.media import addresses
@@ -405,6 +407,48 @@ async def test_in_a_browser_the_card_says_how_many_outputs_it_makes(connect_app,
             "document.querySelector('.card .what').textContent",
         )  # fmt: skip
     assert what.startswith("Make 4 images with"), what
+
+
+# -- a file name that would turn the text around it ---------------------------------------------------------------
+
+TURNED = "summer\u202egpj.exe.png"  # shows as "summergnp.exe.jpg" where the override is obeyed
+
+
+def small_picture_named(workspace: Path, name: str) -> str:
+    """A picture under MIN_LONG_SIDE in references/ (upscaled before upload: its note names it), as a call names it."""
+    (workspace / "references").mkdir(exist_ok=True)
+    Image.new("RGB", (64, 64), (200, 10, 10)).save(workspace / "references" / name, "PNG")
+    return f"references/{name}"
+
+
+async def test_a_file_name_with_a_direction_override_turns_around_neither_the_form_nor_the_card(connect_app, tmp_path):
+    """The audit: a right-to-left override in an input's file name reversed the note saying the picture is
+    upscaled, in the confirmation form's message and on the card, and the card's input caption. Each now names the
+    file with the override escaped (``\\u202e``), as the form's settings already did."""
+    request = {"prompt": "slow zoom", "model": "bytedance/v1-pro-fast-image-to-video"}
+    request["images"] = [small_picture_named(tmp_path, TURNED)]
+    seen: list[str] = []
+    async with connect_app(elicitation=answering(action="decline", seen=seen)) as client:
+        card = (await client.call_tool("estimate_cost", request)).meta[CARD_KEY]
+        await client.call_tool("generate_video", request)
+    [form] = seen
+    assert "\u202e" not in form and "summer\\u202egpj.exe.png (64x64 px) is upscaled" in form, form
+    shown = [card["inputs"][0]["name"], *card["notes"]]
+    assert not any("\u202e" in text for text in shown), shown
+    assert card["inputs"][0]["name"] == "summer\\u202egpj.exe.png"
+    assert any(note.startswith("summer\\u202egpj.exe.png (64x64 px) is upscaled") for note in card["notes"]), shown
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_a_file_name_with_a_direction_override_never_turns_the_card_around(
+    connect_app, browser, tmp_path
+):
+    request = {"prompt": "slow zoom", "model": "bytedance/v1-pro-fast-image-to-video"}
+    request["images"] = [small_picture_named(tmp_path, TURNED)]
+    async with connect_app() as client:
+        estimate = await client.call_tool("estimate_cost", request)
+        shown = await read_in_view(client, browser, "turned", request, estimate, "document.querySelector('.card li')")
+    assert "\u202e" not in shown and "summer\\u202egpj.exe.png (64x64 px) is upscaled" in shown, shown
 
 
 # -- a full file that cannot be read ------------------------------------------------------------------------------

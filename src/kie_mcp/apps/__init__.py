@@ -37,6 +37,7 @@ import anyio.to_thread
 from mcp.server.apps import Apps, ResourceCsp, client_supports_apps
 
 from kie_mcp.redact import redact, redact_value
+from kie_mcp.words import unseen_escaped
 
 if TYPE_CHECKING:
     from kie_mcp.generation import Plan
@@ -231,9 +232,9 @@ async def _input_pictures(plan: Plan) -> list[dict[str, Any]]:
         for index, value in enumerate(values):  # every input is named: Approve sends them all
             local = plan.files.get(value)
             if local is None:
-                shown.append({"name": value, "url": value})
+                shown.append({"name": unseen_escaped(value), "url": value})
                 continue
-            entry: dict[str, Any] = {"name": Path(value).name}
+            entry: dict[str, Any] = {"name": unseen_escaped(Path(value).name)}  # never a name turning the card around
             small = None
             if index < MAX_INPUT_PICTURES:  # past them, by name only (a card stays small and quick)
                 small = _picture_of(local)  # never kept: inputs live in the user's folders
