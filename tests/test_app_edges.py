@@ -691,6 +691,42 @@ async def test_in_a_browser_the_card_never_hides_the_end_of_the_prompt_it_sends(
     assert offered == f"Show all (30 lines, {len(LONG):,} characters)", offered
 
 
+SHOWN_ALL = "!document.querySelector('.card .show-all').hidden"  # "Show all" is offered
+# About four lines on a card 720 px wide (its box holds six), many more at 200 px.
+MIDDLING = "A serum bottle on marble in soft window light, a sprig of rosemary beside it. " * 4 + "Warm tones."
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_show_all_is_offered_for_a_card_drawn_hidden_or_made_narrower(connect_app, browser):
+    """The audit: whether the prompt's box holds more than it shows was measured once, as the card was drawn. A card
+    drawn while the view was hidden (a collapsed panel, a background tab) measured nothing and never offered "Show
+    all" for a prompt of thirty lines; nor did a card whose view was made narrower later. It is measured again
+    whenever the view's size changes."""
+    async with connect_app() as client:
+        long = await client.call_tool("estimate_cost", {**IMAGE, "prompt": LONG})
+        middling = await client.call_tool("estimate_cost", {**IMAGE, "prompt": MIDDLING})
+        async with AppHost(client).running() as host:
+            view = await in_browser(AppView, browser, host.show("hidden", IMAGE, long) + "&hidden")
+            try:
+                await in_browser(view.wait_for, "document.querySelector('.card blockquote')")
+                await in_browser(view.page.evaluate, "reveal()")
+                await in_browser(view.wait_for, SHOWN_ALL, 5)
+            finally:
+                await in_browser(view.close)
+            view = await in_browser(AppView, browser, host.show("narrowed", IMAGE, middling))
+            try:
+                await in_browser(view.wait_for, "document.querySelector('.card blockquote')")
+                offered_wide = await in_browser(view.evaluate, SHOWN_ALL)
+                await in_browser(view.page.evaluate, "document.querySelector('.frame').style.width = '200px'")
+                await in_browser(view.wait_for, SHOWN_ALL, 5)
+                await in_browser(view.click, ".card .show-all")
+                seen_whole = await in_browser(view.evaluate, TAIL_SEEN.replace("TAIL", '"Warm tones."'))
+            finally:
+                await in_browser(view.close)
+    assert offered_wide is False  # it all shows at 720 px: nothing to offer
+    assert seen_whole is True
+
+
 # -- a price KIE was seen to exceed ------------------------------------------------------------------------------
 
 
