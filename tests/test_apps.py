@@ -1370,6 +1370,29 @@ async def test_in_a_browser_unfinished_tasks_are_followed_a_few_at_a_time(connec
 
 
 @pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_a_result_sent_again_keeps_its_running_task_current(connect_app, controls, browser):
+    """The audit: the host sent the same tool result again into the live view (it redraws it) while a task was
+    followed; the new tile was never followed, as the task was taken for followed already (by the old tile, no
+    longer shown), and it read "queued" for ever. The tile drawn again now takes the following over."""
+    call = {**VIDEO, "wait_seconds": 0}
+    async with connect_app(elicitation=answering()) as client:
+        await controls.post("clock/speed", {"speed": 0})  # the clip runs until the view has been drawn again
+        made = await client.call_tool("generate_video", call)
+        async with AppHost(client).running() as host:
+            view = await in_browser(AppView, browser, host.show("again", call, made))
+            try:
+                await host.until_sent("tools/call")  # the first tile follows the task
+                again = "toView({jsonrpc: '2.0', method: 'ui/notifications/tool-result', params: session.toolResult})"
+                await in_browser(view.page.evaluate, again + ", true")
+                shown = "document.querySelector('.tile .state').textContent"
+                await in_browser(view.wait_for, f"{shown} === 'queued'")
+                await controls.post("clock/speed", {"speed": 1000})  # it ends
+                await in_browser(view.wait_for, f"{shown} === 'succeeded'", 40)
+            finally:
+                await in_browser(view.close)
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
 async def test_in_a_browser_a_picture_widens_from_the_keyboard(connect_app, browser):
     """A click shows the full picture; so do Tab and Enter (the picture could not be reached without a mouse)."""
     async with connect_app(elicitation=answering()) as client:
