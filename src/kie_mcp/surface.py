@@ -378,6 +378,11 @@ class SavedFile(_Result):
         description="True when the file is no longer the one saved (another size than kie-mcp recorded): it is not "
         "used as its task's result by continue_video or stitch_videos.",
     )
+    missing: bool = Field(
+        default=False,
+        description="True when nothing is at its path any more (deleted or moved since it was saved): check_task "
+        "saves it again while KIE still keeps the result.",
+    )
 
 
 SavedFiles = Annotated[
@@ -2061,6 +2066,7 @@ def _tool_result(
             f"\n- {f.absolute_path} ({f.file_uri})"
             + (f", {f.duration_seconds:g} s" if f.duration_seconds else "")
             + (f", {CHANGED}: {CHANGED_TODO}" if f.changed else "")
+            + (f", {MISSING}" if f.missing else "")
             + (f", saved, but {not_whole(f.mime_type)} ({f.damaged}); {DAMAGED_TODO}" if f.damaged else "")
             + (f", {KEY_HELD}" if f.holds_key else "")
             for f in files
@@ -2121,8 +2127,9 @@ def _task_files(rt: Runtime, tasks: Sequence[TaskRecord]) -> list[SavedFile]:
             row = rows.get(path)
             file = _saved_file(rt.settings.workspace, path, task.task_id, row["mime"] if row else None)
             # Its size only: a list never reads a video's bytes (a follow-up or a join about to use it does)
-            if row is not None and kept(rt.settings.workspace / path, row["size"]) == "changed":
-                file = file.model_copy(update={"changed": True})
+            state = kept(rt.settings.workspace / path, row["size"]) if row is not None else "kept"
+            if state != "kept":  # deleted or moved since (the gallery then offers nothing of it), or changed
+                file = file.model_copy(update={state: True})
             elif (damage := damage_of(rt.settings.workspace / path)) is not None:  # seen saving or previewing it
                 file = file.model_copy(update={"damaged": redact(damage)})
             if key_held(rt.settings.workspace / path):  # seen as this process saved it
@@ -2131,6 +2138,7 @@ def _task_files(rt: Runtime, tasks: Sequence[TaskRecord]) -> list[SavedFile]:
     return files
 
 
+MISSING = "deleted or moved since it was saved (check_task saves it again while KIE still keeps the result)"
 KEY_HELD = "but its bytes hold your KIE API key (KIE wrote it into the file): never served; do not share it as it is"
 DAMAGED_TODO = "KIE may have stored it damaged: https://kie.ai/logs shows the task with its files"
 
