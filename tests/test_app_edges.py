@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -18,6 +19,7 @@ import pytest
 from mcp import Client
 from mcp.client import advertise
 from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID
+from PIL import Image
 
 from kie_mcp.apps import CARD_KEY, GALLERY_KEY
 from kie_mcp.media import addresses
@@ -407,6 +409,48 @@ async def test_in_a_browser_the_card_says_how_many_outputs_it_makes(connect_app,
     assert what.startswith("Make 4 images with"), what
 
 
+# -- a file name that would turn the text around it ---------------------------------------------------------------
+
+TURNED = "summer\u202egpj.exe.png"  # shows as "summergnp.exe.jpg" where the override is obeyed
+
+
+def small_picture_named(workspace: Path, name: str) -> str:
+    """A picture under MIN_LONG_SIDE in references/ (upscaled before upload: its note names it), as a call names it."""
+    (workspace / "references").mkdir(exist_ok=True)
+    Image.new("RGB", (64, 64), (200, 10, 10)).save(workspace / "references" / name, "PNG")
+    return f"references/{name}"
+
+
+async def test_a_file_name_with_a_direction_override_turns_around_neither_the_form_nor_the_card(connect_app, tmp_path):
+    """The audit: a right-to-left override in an input's file name reversed the note saying the picture is
+    upscaled, in the confirmation form's message and on the card, and the card's input caption. Each now names the
+    file with the override escaped (``\\u202e``), as the form's settings already did."""
+    request = {"prompt": "slow zoom", "model": "bytedance/v1-pro-fast-image-to-video"}
+    request["images"] = [small_picture_named(tmp_path, TURNED)]
+    seen: list[str] = []
+    async with connect_app(elicitation=answering(action="decline", seen=seen)) as client:
+        card = (await client.call_tool("estimate_cost", request)).meta[CARD_KEY]
+        await client.call_tool("generate_video", request)
+    [form] = seen
+    assert "\u202e" not in form and "summer\\u202egpj.exe.png (64x64 px) is upscaled" in form, form
+    shown = [card["inputs"][0]["name"], *card["notes"]]
+    assert not any("\u202e" in text for text in shown), shown
+    assert card["inputs"][0]["name"] == "summer\\u202egpj.exe.png"
+    assert any(note.startswith("summer\\u202egpj.exe.png (64x64 px) is upscaled") for note in card["notes"]), shown
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_a_file_name_with_a_direction_override_never_turns_the_card_around(
+    connect_app, browser, tmp_path
+):
+    request = {"prompt": "slow zoom", "model": "bytedance/v1-pro-fast-image-to-video"}
+    request["images"] = [small_picture_named(tmp_path, TURNED)]
+    async with connect_app() as client:
+        estimate = await client.call_tool("estimate_cost", request)
+        shown = await read_in_view(client, browser, "turned", request, estimate, "document.querySelector('.card li')")
+    assert "\u202e" not in shown and "summer\\u202egpj.exe.png (64x64 px) is upscaled" in shown, shown
+
+
 # -- a full file that cannot be read ------------------------------------------------------------------------------
 
 
@@ -429,6 +473,35 @@ async def test_in_a_browser_a_picture_whose_full_file_is_gone_says_so_when_widen
                 await in_browser(view.close)
     assert said.startswith("Could not load: "), said
     assert preview_kept  # the preview stays; the note says why the full picture is not there
+
+
+async def test_a_saved_result_deleted_since_is_said_to_be_gone(connect_app, tmp_path):
+    """The audit: a result deleted from the workspace was still listed as "Saved in the workspace". The answer now
+    marks it ``missing`` and says so, for the agent and the gallery."""
+    async with connect_app(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", IMAGE)
+        path = made.structured_content["tasks"][0]["files"][0]
+        (tmp_path / path).unlink()
+        listed = await client.call_tool("list_tasks", {})
+    [gone] = [file for file in listed.structured_content["saved_files"] if file["path"] == path]
+    assert gone["missing"] is True and gone["changed"] is False
+    assert "deleted or moved since it was saved" in text_of(listed)
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_a_saved_result_deleted_since_offers_nothing_to_open(connect_app, browser, tmp_path):
+    """Its tile said "No preview; click to load the full file" and "Saved in the workspace", and offered a video
+    from it; it now says the file is gone, and offers neither."""
+    async with connect_app(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", IMAGE)
+        (tmp_path / made.structured_content["tasks"][0]["files"][0]).unlink()
+        listed = await client.call_tool("list_tasks", {})
+        tile = await read_in_view(
+            client, browser, "deleted", {}, listed, "document.querySelector('.tile .gone')",
+            "document.querySelector('.tile').innerText",
+        )  # fmt: skip
+    assert "The saved file is gone" in tile and "Was saved in the workspace (gone now)" in tile, tile
+    assert "click to load" not in tile and "Make a video from this still" not in tile, tile
 
 
 # -- a result the app cannot draw ---------------------------------------------------------------------------------
@@ -645,6 +718,158 @@ async def test_in_a_browser_the_card_never_hides_the_end_of_the_prompt_it_sends(
     assert "blank lines are shown as one" in padded_text, padded_text
     assert hidden_before is False and shown_after is True
     assert offered == f"Show all (30 lines, {len(LONG):,} characters)", offered
+
+
+SHOWN_ALL = "!document.querySelector('.card .show-all').hidden"  # "Show all" is offered
+# About four lines on a card 720 px wide (its box holds six), many more at 200 px.
+MIDDLING = "A serum bottle on marble in soft window light, a sprig of rosemary beside it. " * 4 + "Warm tones."
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_show_all_is_offered_for_a_card_drawn_hidden_or_made_narrower(connect_app, browser):
+    """The audit: whether the prompt's box holds more than it shows was measured once, as the card was drawn. A card
+    drawn while the view was hidden (a collapsed panel, a background tab) measured nothing and never offered "Show
+    all" for a prompt of thirty lines; nor did a card whose view was made narrower later. It is measured again
+    whenever the view's size changes."""
+    async with connect_app() as client:
+        long = await client.call_tool("estimate_cost", {**IMAGE, "prompt": LONG})
+        middling = await client.call_tool("estimate_cost", {**IMAGE, "prompt": MIDDLING})
+        async with AppHost(client).running() as host:
+            view = await in_browser(AppView, browser, host.show("hidden", IMAGE, long) + "&hidden")
+            try:
+                await in_browser(view.wait_for, "document.querySelector('.card blockquote')")
+                await in_browser(view.page.evaluate, "reveal()")
+                await in_browser(view.wait_for, SHOWN_ALL, 5)
+            finally:
+                await in_browser(view.close)
+            view = await in_browser(AppView, browser, host.show("narrowed", IMAGE, middling))
+            try:
+                await in_browser(view.wait_for, "document.querySelector('.card blockquote')")
+                offered_wide = await in_browser(view.evaluate, SHOWN_ALL)
+                await in_browser(view.page.evaluate, "document.querySelector('.frame').style.width = '200px'")
+                await in_browser(view.wait_for, SHOWN_ALL, 5)
+                await in_browser(view.click, ".card .show-all")
+                seen_whole = await in_browser(view.evaluate, TAIL_SEEN.replace("TAIL", '"Warm tones."'))
+            finally:
+                await in_browser(view.close)
+    assert offered_wide is False  # it all shows at 720 px: nothing to offer
+    assert seen_whole is True
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_a_tall_picture_sizes_the_view_once_never_in_a_loop(connect_app, browser):
+    """The audit: a portrait picture was capped at 70% of the view's own height (``70vh``), and the host sizes the
+    view to what it holds, so each size it reported let the picture grow again: 18 notifications for one picture.
+    The cap is now in pixels (from the host's most height), and the view settles at once."""
+    call = {"prompt": "A tall poster of a lighthouse", "model": "nano-banana-2", "aspect_ratio": "9:16"}
+    async with connect_app(elicitation=answering()) as client, AppHost(client).running() as host:
+        made = await client.call_tool("generate_image", call)
+        view = await in_browser(AppView, browser, host.show("tall", call, made))
+        try:
+            await in_browser(view.wait_for, "document.querySelector('.tile img')?.naturalHeight > 0")
+            await anyio.sleep(2)  # what it would have reported by now, one frame after another
+            drawn = await in_browser(view.evaluate, "document.querySelector('.tile img').clientHeight")
+        finally:
+            await in_browser(view.close)
+    heights = [event["height"] for event in host.sent("ui/notifications/size-changed")]
+    assert len(heights) <= 4, heights
+    assert drawn == 720, drawn  # capped at 720 px (the host's most height, 6000 px, allows more)
+
+
+# -- how the view reads: the system's theme, a narrow view, the keyboard's focus, a screen reader ---------------
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_a_host_naming_no_theme_gets_the_system_s_dark_view(connect_app, browser):
+    """The audit: a host that names no theme, on a dark system, got a white card (the view declared itself light)."""
+    async with connect_app() as client:
+        estimate = await client.call_tool("estimate_cost", IMAGE)
+        async with AppHost(client).running() as host:
+            view = await in_browser(AppView, browser, host.show("system-dark", IMAGE, estimate) + "&theme=none")
+            try:
+                await in_browser(view.wait_for, "document.querySelector('.card .approve')")
+                dark = {"features": [{"name": "prefers-color-scheme", "value": "dark"}]}
+                await in_browser(view.browser.send, "Emulation.setEmulatedMedia", dark, view.frame)
+                dark_bg = "getComputedStyle(document.body).backgroundColor === 'rgb(28, 28, 33)'"
+                await in_browser(view.wait_for, dark_bg, 5)
+                theme = await in_browser(view.evaluate, "document.documentElement.dataset.theme")
+            finally:
+                await in_browser(view.close)
+    assert theme == "dark"
+
+
+# What runs off the view to the right: its width past the view's, and the elements of the card reaching there.
+RUNS_OFF = """(() => {
+  const width = document.documentElement.clientWidth;
+  const past = [...document.querySelectorAll('.card *')]
+    .filter((e) => e.scrollWidth > e.clientWidth + 1 && getComputedStyle(e).overflowX === 'visible');
+  return [document.documentElement.scrollWidth - width, past.map((e) => e.className || e.tagName)];
+})()"""
+SIGNED = "https://cdn.example.com/assets/" + "a1b2c3d4" * 40 + "/bottle.png?X-Amz-Signature=" + "f" * 200
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_nothing_runs_off_the_card_in_a_view_320_px_wide(connect_app, browser):
+    """The audit: in a view 320 px wide, the card's lines with long words (the price's breakdown of a still-to-video
+    request, a signed link) ran off its right edge, out of sight; every line now breaks inside the card."""
+    request = {"prompt": "The bottle turns slowly", "model": "veo3_fast", "images": [SIGNED]}
+    async with connect_app() as client:
+        estimate = await client.call_tool("estimate_cost", request)
+        async with AppHost(client).running() as host:
+            view = await in_browser(AppView, browser, host.show("narrow", request, estimate))
+            try:
+                await in_browser(view.page.evaluate, "document.querySelector('.frame').style.width = '320px'")
+                await in_browser(view.wait_for, "document.querySelector('.card .approve')")
+                await in_browser(view.wait_for, "document.documentElement.clientWidth <= 320")
+                beyond, elements = await in_browser(view.evaluate, RUNS_OFF)
+            finally:
+                await in_browser(view.close)
+    assert beyond <= 0 and elements == [], (beyond, elements)
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_a_focused_result_picture_shows_its_whole_focus_ring(connect_app, browser):
+    """The audit: the focus ring of a picture (reached with Tab) was drawn outside it, where its tile clips it."""
+    async with connect_app(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", IMAGE)
+        ring = await read_in_view(
+            client, browser, "ring", IMAGE, made, "document.querySelector('.media img')",
+            "(i => (i.focus(), [i.matches(':focus-visible'), getComputedStyle(i).outlineStyle,"
+            " getComputedStyle(i).outlineOffset]))(document.querySelector('.media img'))",
+        )  # fmt: skip
+    assert ring == [True, "solid", "-2px"], ring
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_approve_and_decline_are_read_out_and_keep_the_focus_on_the_card(
+    connect_app, controls, browser
+):
+    """The audit: what Approve and Decline came to was shown but not read out, and the focus was left nowhere (the
+    pressed button was gone). Each outcome is said in the page's live region, and the focus stays on what replaced
+    the button: the card, or the answer drawn in its place."""
+    async with connect_app() as client:  # no forms: Approve spends the quote
+        asked = {
+            "decline": await client.call_tool("generate_image", IMAGE),
+            "approve": await client.call_tool("generate_image", {**IMAGE, "prompt": "a green pear"}),
+        }
+        async with AppHost(client).running() as host:
+            outcome = {}
+            for button, result in asked.items():
+                view = await in_browser(AppView, browser, host.show(button, IMAGE, result))
+                try:
+                    await in_browser(view.wait_for, f"document.querySelector('.card .{button}')")
+                    await in_browser(view.click, f".card .{button}")
+                    await in_browser(view.wait_for, "document.getElementById('announce').textContent")
+                    outcome[button] = await in_browser(
+                        view.evaluate,
+                        "[document.getElementById('announce').textContent, document.activeElement.className]",
+                    )
+                finally:
+                    await in_browser(view.close)
+    assert outcome["decline"][0].startswith("Declined: nothing was spent"), outcome
+    assert outcome["decline"][1] == "card", outcome
+    assert outcome["approve"][0].startswith("Approve: "), outcome
+    assert outcome["approve"][1] == "gallery", outcome
 
 
 # -- a price KIE was seen to exceed ------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ import pytest
 from mcp import MCPError
 from mcp.client import advertise
 from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID
-from mcp.types import INVALID_PARAMS
+from mcp.types import INVALID_PARAMS, ElicitResult
 from PIL import Image
 
 from kie_mcp.apps import APP_URI, CARD_KEY, GALLERY_KEY
@@ -680,7 +680,10 @@ async def test_in_a_browser_the_card_says_when_approve_runs_at_once_under_auto_a
 
 
 @pytest.mark.parametrize("mode", ["legacy"])
-async def test_in_a_browser_decline_tells_the_assistant_and_spends_nothing(connect_app, controls, browser):
+async def test_in_a_browser_decline_voids_the_quote_before_telling_the_assistant(connect_app, controls, browser):
+    """The audit: Decline told the assistant "I decline ... (quote q_...)" and left the quote live, so the assistant
+    could still spend it for ten minutes after the person's no. Decline now voids it (decline_quote), the message
+    carries no quote id, and the quote passed back is refused as declined."""
     async with connect_app() as client:
         asked = await client.call_tool("generate_image", IMAGE)  # a host without forms: the quote comes back
         quote_id = card_of(asked)["quote_id"]
@@ -691,12 +694,92 @@ async def test_in_a_browser_decline_tells_the_assistant_and_spends_nothing(conne
                 await in_browser(card.click, ".card .decline")
                 await in_browser(card.wait_for, "document.body.innerText.includes('Nothing was spent')")
                 [message] = await host.until_sent("ui/message")
+                shown = await in_browser(card.text)
             finally:
                 await in_browser(card.close)
-    assert message["role"] == "user" and quote_id in message["content"][0]["text"]
-    assert "decline" in message["content"][0]["text"]
+        spent = await client.call_tool("generate_image", {**IMAGE, "quote_id": quote_id})  # the assistant, all the same
+    text = message["content"][0]["text"]
+    assert message["role"] == "user" and "decline" in text and "void" in text, text
+    assert not re.search(r"q_[0-9a-f]{16}", text), text
+    assert host.calls("decline_quote") == [{"quote_id": quote_id}]
+    assert "quote is void" in shown, shown
     assert host.calls("generate_image") == []
+    assert spent.structured_content["status"] == "declined" and "declined by the user" in text_of(spent)
     assert await controls.creates() == []
+
+
+async def test_a_quote_declined_on_the_card_buys_nothing_after_the_no(connect_app, controls):
+    """decline_quote voids the card's quote and every other unused quote of the same request (the assistant may hold
+    the estimate's too); a quote passed back after that is refused saying it was declined. Declining twice says so
+    again; an id never issued is refused in words."""
+    async with connect_app() as client:  # a host without forms: a quote is the yes
+        estimate = (await client.call_tool("estimate_cost", IMAGE)).structured_content["quote"]["quote_id"]
+        asked = await client.call_tool("generate_image", IMAGE)
+        quote_id = card_of(asked)["quote_id"]
+        assert quote_id != estimate
+        declined = await client.call_tool("decline_quote", {"quote_id": quote_id})
+        again = await client.call_tool("decline_quote", {"quote_id": quote_id})
+        refused = [await client.call_tool("generate_image", {**IMAGE, "quote_id": q}) for q in (quote_id, estimate)]
+        unknown = await client.call_tool("decline_quote", {"quote_id": "q_0123456789abcdef"})
+        not_one = await client.call_tool("decline_quote", {"quote_id": "t_not-a-quote"})
+        other = await client.call_tool("estimate_cost", {**IMAGE, "prompt": "a green pear"})  # another request
+        other_id = other.structured_content["quote"]["quote_id"]
+        made = await client.call_tool("generate_image", {**IMAGE, "prompt": "a green pear", "quote_id": other_id})
+    assert declined.structured_content["declined"] is True and not declined.is_error
+    assert "approves nothing" in text_of(declined) and "other quote of the same request" in text_of(declined)
+    assert again.structured_content["declined"] is True and "already declined" in text_of(again)
+    for answer in refused:
+        assert answer.structured_content["status"] == "declined", text_of(answer)
+        assert "declined by the user on the approval card" in text_of(answer)
+        assert answer.structured_content.get("quote") is None  # no new quote to pass instead
+    assert unknown.is_error and "unknown to this workspace" in text_of(unknown)
+    assert not_one.is_error and "not a quote id" in text_of(not_one)
+    assert made.structured_content["status"] == "completed"  # only the declined request's quotes were voided
+    assert len(await controls.creates()) == 1
+
+
+async def test_a_request_declined_on_the_card_is_not_auto_approved_meanwhile(connect_app, controls):
+    """Under KIE_AUTO_APPROVE_CREDITS the same request sent without its quote, right after the person declined it,
+    is not run unasked: a new quote comes back, saying why."""
+    async with connect_app(auto_approve_credits=100) as client:
+        estimate = await client.call_tool("estimate_cost", IMAGE)
+        await client.call_tool("decline_quote", {"quote_id": card_of(estimate)["quote_id"]})
+        again = await client.call_tool("generate_image", IMAGE)
+        other = await client.call_tool("generate_image", {**IMAGE, "prompt": "a green pear"})
+    assert again.structured_content["status"] == "confirmation_required", text_of(again)
+    assert "declined this very request on the approval card" in text_of(again)
+    assert other.structured_content["status"] == "completed"  # another request is auto-approved as before
+    assert len(await controls.creates()) == 1
+
+
+async def test_decline_quote_is_only_for_the_app_and_never_approves(connect, connect_app, controls):
+    """The card's Decline is a tool only the app calls: listed with ``visibility: ["app"]`` (the host keeps it from
+    the model) and only to a client that declared MCP Apps; any other client is neither shown it nor served, and
+    its quote still approves its request. It never approves or spends anything itself."""
+    async with connect_app() as app, connect() as plain:
+        listed = {tool.name: tool for tool in (await app.list_tools()).tools}
+        plain_names = [tool.name for tool in (await plain.list_tools()).tools]
+        asked = await plain.call_tool("generate_image", IMAGE)
+        quote_id = asked.structured_content["quote"]["quote_id"]
+        refused = await plain.call_tool("decline_quote", {"quote_id": quote_id})
+        made = await plain.call_tool("generate_image", {**IMAGE, "quote_id": quote_id})
+    tool = listed["decline_quote"]
+    assert tool.meta["ui"] == {"visibility": ["app"]}
+    assert tool.annotations.read_only_hint is False and tool.annotations.idempotent_hint is True
+    assert "decline_quote" not in plain_names
+    assert refused.is_error and "nothing was declined" in text_of(refused)
+    assert made.structured_content["status"] == "completed"
+    assert len(await controls.creates()) == 1
+
+
+def price_a_video_of_the_still(view: AppView, prompt: str) -> None:
+    """On a gallery's still: "Make a video from this still", the clip's ``prompt``, "Show the price", until its card
+    shows (blocking: call it through ``in_browser``)."""
+    view.wait_for("document.querySelector('.actions .btn:nth-child(2)')")
+    view.click(".actions .btn:nth-child(2)")
+    view.type_into(".follow-up textarea", prompt)
+    view.click(".follow-up .price")
+    view.wait_for("document.querySelector('.nested .card .approve')")
 
 
 @pytest.mark.parametrize("mode", ["legacy"])
@@ -711,11 +794,7 @@ async def test_in_a_browser_a_still_becomes_a_video_through_the_quote_and_its_ap
         async with AppHost(client).running() as host:
             view = await in_browser(AppView, browser, host.show("still", approved, made))
             try:
-                await in_browser(view.wait_for, "document.querySelector('.actions .btn:nth-child(2)')")
-                await in_browser(view.click, ".actions .btn:nth-child(2)")  # Make a video from this still
-                await in_browser(view.type_into, ".follow-up textarea", "The apple rolls slowly off the table")
-                await in_browser(view.click, ".follow-up .price")
-                await in_browser(view.wait_for, "document.querySelector('.nested .card .approve')")
+                await in_browser(price_a_video_of_the_still, view, "The apple rolls slowly off the table")
                 shown = await in_browser(view.text)
                 assert "60 credits" in shown
                 await in_browser(view.click, ".nested .card .approve")
@@ -746,11 +825,7 @@ async def test_in_a_browser_a_still_s_video_form_edited_after_pricing_takes_the_
         async with AppHost(client).running() as host:
             view = await in_browser(AppView, browser, host.show("still-edited", approved, made))
             try:
-                await in_browser(view.wait_for, "document.querySelector('.actions .btn:nth-child(2)')")
-                await in_browser(view.click, ".actions .btn:nth-child(2)")  # Make a video from this still
-                await in_browser(view.type_into, ".follow-up textarea", "The apple rolls slowly off the table")
-                await in_browser(view.click, ".follow-up .price")
-                await in_browser(view.wait_for, "document.querySelector('.nested .card .approve')")
+                await in_browser(price_a_video_of_the_still, view, "The apple rolls slowly off the table")
                 await in_browser(view.type_into, ".follow-up textarea", " and a hand bites it")
                 await in_browser(view.wait_for, "!document.querySelector('.nested .card')")
                 said = await in_browser(view.evaluate, "document.querySelector('.follow-up .nested').innerText")
@@ -764,6 +839,42 @@ async def test_in_a_browser_a_still_s_video_form_edited_after_pricing_takes_the_
     assert said == "Changed: show the price again.", said
     assert repriced == "The apple rolls slowly off the table and a hand bites it"
     assert len(await controls.creates()) == before and not host.calls("generate_video")
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_a_still_s_video_form_edited_while_approve_is_asked_leaves_no_approve_for_the_old_prompt(
+    connect_app, controls, browser
+):
+    """The audit: the form was edited while Approve's confirmation dialog was open (the edit was ignored, as that
+    call was on its way); the dialog was dismissed and the card that came back offered a live Approve for the old
+    prompt. An edit is now always counted, and a card answered after it reads "Changed: show the price again"."""
+    view: list[AppView] = []
+    questions: list[str] = []
+
+    async def elicit(context: Any, params: Any) -> ElicitResult:
+        questions.append(params.message)
+        if view and "veo3_fast" in params.message:  # the clip's question: the person edits the form, then dismisses
+            await in_browser(view[0].type_into, ".follow-up textarea", " and a hand bites it")
+            return ElicitResult(action="cancel")
+        return ElicitResult(action="accept", content={"confirm": True})
+
+    async with connect_app(elicitation=elicit) as client, AppHost(client).running() as host:
+        made = await client.call_tool("generate_image", IMAGE)
+        shown = await in_browser(AppView, browser, host.show("still-asked", IMAGE, made))
+        try:
+            await in_browser(price_a_video_of_the_still, shown, "The apple rolls slowly off the table")
+            view.append(shown)
+            await in_browser(shown.click, ".nested .card .approve")
+            await in_browser(shown.wait_for, "document.querySelector('.nested .changed')", 30)
+            said = await in_browser(shown.evaluate, "document.querySelector('.follow-up .nested').innerText")
+            cards = await in_browser(shown.evaluate, "document.querySelectorAll('.nested .card').length")
+        finally:
+            view.clear()
+            await in_browser(shown.close)
+    assert len(questions) == 2, questions  # the still's, then the clip's (dismissed)
+    assert said == "Changed: show the price again.", said
+    assert cards == 0
+    assert not [c for c in await controls.creates() if c["path"] == "/api/v1/veo/generate"]  # no clip was made
 
 
 @pytest.mark.parametrize("mode", ["legacy"])
@@ -1256,6 +1367,29 @@ async def test_in_a_browser_unfinished_tasks_are_followed_a_few_at_a_time(connec
             finally:
                 await in_browser(view.close)
     assert most == 4, most
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_a_result_sent_again_keeps_its_running_task_current(connect_app, controls, browser):
+    """The audit: the host sent the same tool result again into the live view (it redraws it) while a task was
+    followed; the new tile was never followed, as the task was taken for followed already (by the old tile, no
+    longer shown), and it read "queued" for ever. The tile drawn again now takes the following over."""
+    call = {**VIDEO, "wait_seconds": 0}
+    async with connect_app(elicitation=answering()) as client:
+        await controls.post("clock/speed", {"speed": 0})  # the clip runs until the view has been drawn again
+        made = await client.call_tool("generate_video", call)
+        async with AppHost(client).running() as host:
+            view = await in_browser(AppView, browser, host.show("again", call, made))
+            try:
+                await host.until_sent("tools/call")  # the first tile follows the task
+                again = "toView({jsonrpc: '2.0', method: 'ui/notifications/tool-result', params: session.toolResult})"
+                await in_browser(view.page.evaluate, again + ", true")
+                shown = "document.querySelector('.tile .state').textContent"
+                await in_browser(view.wait_for, f"{shown} === 'queued'")
+                await controls.post("clock/speed", {"speed": 1000})  # it ends
+                await in_browser(view.wait_for, f"{shown} === 'succeeded'", 40)
+            finally:
+                await in_browser(view.close)
 
 
 @pytest.mark.parametrize("mode", ["legacy"])

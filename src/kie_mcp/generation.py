@@ -1080,13 +1080,17 @@ FORM_APPROVES = (
     "On this client only the user's answer in the confirmation form approves a spend (KIE_APPROVAL=form): a "
     "quote_id binds the call to the quoted request, and the server asks the user when the call is repeated."
 )
+DECLINED_LATELY = (
+    "The user declined this very request on the approval card at {at}, so it is not auto-approved: ask them again "
+    "before running it."
+)
 BINDS_ONLY = (
     "bind_quote_id only binds the call to the request that quote priced (as an approval card drew it); it never "
     "approves a spend, so nothing was asked or spent."
 )
 
 
-def decide_approval(rt: Runtime, p: Plan, *, can_ask: bool, answered: bool = False) -> Decision | Replay:
+def decide_approval(rt: Runtime, p: Plan, *, can_ask: bool, answered: bool = False) -> Decision | Declined | Replay:
     """Who approves this request. A question the user is asked is bound to a single-use quote in the journal, so
     a retried request that carries the same answer again gets the earlier result, never a second create.
 
@@ -1098,13 +1102,19 @@ def decide_approval(rt: Runtime, p: Plan, *, can_ask: bool, answered: bool = Fal
 
     A request whose earlier call was cut off after it created (the host cancelled it, timed out, or lost the
     server) is answered with what that call made: a host's retry never creates twice. A quote issued before the same
-    request was sent again (``sent_since_quoted``) approves nothing: whoever approved it did not know of that send."""
+    request was sent again (``sent_since_quoted``) approves nothing: whoever approved it did not know of that send.
+
+    A quote the person declined on the approval card (``QuoteBook.decline``), passed back as quote_id, is refused
+    saying so: nothing is asked, auto-approved or quoted. The same request sent without a quote is not auto-approved
+    for the declined quote's ten minutes (the person is asked, or a new quote comes back)."""
     if (replay := replay_of(rt, p)) is not None:
         return replay
     refusal = rt.quotes.refusal(p.quote_id, p.digest) if p.quote_id else None
     problem = None if refusal is None else str(refusal) + made_with(rt, refusal, p.quote_id)
     form_only = can_ask and rt.settings.approval == "form"
     binds_only = form_only or p.quote_binds  # bind_quote_id (an approval card's Approve) binds on every host
+    if refusal is not None and refusal.why == "declined" and not binds_only:
+        return Declined(f"Not run: {refusal}")
     # A quote that only binds (KIE_APPROVAL=form) bound the question when it was asked: its answer, in time, is
     # not refused because the quote expired while the form was open.
     bound = binds_only and answered and refusal is not None and refusal.why == "expired" and question_open(rt, p.digest)
@@ -1117,14 +1127,22 @@ def decide_approval(rt: Runtime, p: Plan, *, can_ask: bool, answered: bool = Fal
     overtaken = None
     if p.quote_id and not binds_only and problem is None:
         overtaken = sent_since_quoted(rt, p.quote_id, p.digest)
+    limit = 0.0 if overtaken else auto_approve_limit(rt, p)
+    total = priced(p.counted)
+    # The person said no to this very request on the approval card a moment ago: it is never run unasked meanwhile.
+    declined = None
+    if p.quote_id is None and total is not None and total <= limit:  # asked only where auto-approve would apply
+        declined = rt.quotes.declined_lately(p.digest)
     decision = decide(
         total=p.counted,  # auto-approved only when what KIE may charge is under the limit
         quote_id=None if binds_only else p.quote_id,
         quote_problem=problem or changed or overtaken,
-        auto_approve_limit=0.0 if overtaken else auto_approve_limit(rt, p),
+        auto_approve_limit=0.0 if declined is not None else limit,
         can_ask=can_ask,
         question="",
     )
+    if declined is not None and isinstance(decision, NeedsConfirmation):
+        return NeedsConfirmation(DECLINED_LATELY.format(at=timestamp(declined)))
     if not isinstance(decision, Ask):
         return decision
     last = rt.quotes.last_question(p.digest) if answered else None

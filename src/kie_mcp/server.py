@@ -29,6 +29,7 @@ from mcp.types import (
     CompleteResult,
     EmptyResult,
     ListResourcesResult,
+    ListToolsResult,
     PaginatedRequestParams,
     SetLevelRequestParams,
     SubscribeRequestParams,
@@ -38,7 +39,7 @@ from mcp.types import Resource as MCPResource
 from pydantic import ValidationError
 
 from kie_mcp import __version__, toolcache
-from kie_mcp.apps import apps_extension
+from kie_mcp.apps import app_only, apps_extension, client_supports_apps
 from kie_mcp.config import Settings, no_key_advice
 from kie_mcp.redact import redact, redact_value
 from kie_mcp.stdio import UNREADABLE_METHOD, came_in_batch, refuse_batch, unreadable_error, without_batch_mark
@@ -88,6 +89,10 @@ TOOL_NAMES = (
     "upload_file",
     "continue_video",
 )
+# Tools only kie-mcp's app calls (``_meta.ui.visibility: ["app"]``, ``apps.app_only``): listed after TOOL_NAMES, and
+# only to a client that declared the MCP Apps extension, whose host keeps them from the model; the tool refuses a
+# call from any other client.
+APP_TOOL_NAMES = ("decline_quote",)
 # Tools whose structured answer is always the JSON dump of the result model they built by validating it
 # (``surface._tool_result`` with no update): the SDK's check of that answer against the same model, on every call,
 # is skipped (estimate_cost: about 20-30 us a call). The output schema is still published, and clients still check
@@ -121,7 +126,7 @@ def create_server(settings: Settings | None = None, *, transport: httpx2.AsyncBa
 
     mcp = _Server(
         toolcache.listing_path(),
-        TOOL_NAMES,
+        (*TOOL_NAMES, *APP_TOOL_NAMES),
         register,
         "kie-mcp",
         title="KIE.ai (kie-mcp)" + (" [sandbox]" if settings.sandbox else ""),
@@ -274,6 +279,7 @@ async def _unsubscribe(ctx: Any, params: UnsubscribeRequestParams) -> EmptyResul
 class _Server(MCPServer):
     """The SDK's server, with these changes:
 
+    - ``tools/list`` leaves out the tools only kie-mcp's app calls for a client without the MCP Apps extension.
     - Tools are built when first needed: ``tools/list`` is answered from the listing kept by an earlier start
       (``toolcache``) when it still matches the code, and a tool is built on its first call; without a kept
       listing the first ``tools/list`` builds every tool and keeps the listing. Building is most of a start's cost.
@@ -599,6 +605,15 @@ class _Server(MCPServer):
             self._listing = [built[name] for name in self._order]  # registration order, whatever was called first
             toolcache.write(self._listing_path, self._listing)
         return self._listing
+
+    async def _handle_list_tools(
+        self, ctx: ServerRequestContext[Any, Any], params: PaginatedRequestParams | None
+    ) -> ListToolsResult:
+        """Every tool; those only kie-mcp's app calls (``apps.app_only``) to a client that shows the app alone."""
+        tools = await self.list_tools()
+        if not client_supports_apps(ctx):
+            tools = [tool for tool in tools if not app_only(tool.meta)]
+        return ListToolsResult(tools=tools)
 
     def _tool_input_schema(self, name: str) -> dict[str, Any] | None:
         self._build(name)  # the SDK reads it (HTTP transport) before the call

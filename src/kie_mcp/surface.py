@@ -39,7 +39,7 @@ from pydantic_core import PydanticCustomError
 
 from kie_mcp import followups
 from kie_mcp import generation as gen
-from kie_mcp.apps import card_meta, client_supports_apps, gallery_meta, made_card_meta, ui_meta
+from kie_mcp.apps import app_only_meta, card_meta, client_supports_apps, gallery_meta, made_card_meta, ui_meta
 from kie_mcp.bundled import bundled_path
 from kie_mcp.catalog import (
     AmbiguousModelError,
@@ -148,6 +148,8 @@ LOCAL_WRITE = ToolAnnotations(
     read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False
 )
 UPLOADS = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
+# Marks a quote in the journal; a second call changes nothing more.
+DECLINES = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 
 _USER_ERRORS = (
     JournalUnavailable,
@@ -318,6 +320,15 @@ class _Result(BaseModel):
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
+class DeclineResult(_Result):
+    quote_id: str
+    declined: bool = Field(
+        description="True when the quote approves nothing now, by the user's no (declined now or before); false "
+        "when it had already approved its request (the message says so)."
+    )
+    message: str
+
+
 class EstimateResult(_Result):
     quote: Quote | None = Field(
         description="The price, and the quote_id that approves exactly this request once, while it is within the "
@@ -366,6 +377,11 @@ class SavedFile(_Result):
         default=False,
         description="True when the file is no longer the one saved (another size than kie-mcp recorded): it is not "
         "used as its task's result by continue_video or stitch_videos.",
+    )
+    missing: bool = Field(
+        default=False,
+        description="True when nothing is at its path any more (deleted or moved since it was saved): check_task "
+        "saves it again while KIE still keeps the result.",
     )
 
 
@@ -1077,6 +1093,33 @@ def _register_tools(mcp: MCPServer) -> None:
     _bind_to_tool_arguments(followup_prepare, continue_video, bound_followup, OptionRoots)
     _accepts(continue_video)
     mcp.tool(title="Continue a video (spends credits)", annotations=SPENDS, meta=ui_meta())(continue_video)
+
+    @mcp.tool(title="Decline a quote (approval card)", annotations=DECLINES, meta=app_only_meta())
+    @_accepts
+    async def decline_quote(
+        ctx: Context,
+        quote_id: Annotated[
+            str, Field(min_length=1, max_length=100, description="The quote the user declined on the approval card.")
+        ],
+    ) -> Annotated[CallToolResult, DeclineResult]:
+        """The approval card's Decline (only kie-mcp's app calls it): the quote, and every other unused quote of the
+        same request, approves nothing from now on. Free; it never approves or spends anything."""
+        request = ctx.request_context
+        _refuse_unknown(request, "decline_quote")
+        if not client_supports_apps(request):
+            raise ToolError(
+                "decline_quote is the Decline button of kie-mcp's approval card, which this client does not show; "
+                "nothing was declined. A quote the user turned down in the chat approves nothing unless it is passed "
+                "to a generate call: do not pass it."
+            )
+        if not QUOTE_ID.fullmatch(quote_id):
+            raise ToolError(
+                f"{plain(quote_id, limit=40)} is not a quote id (q_ and 16 hex digits); nothing was declined."
+            )
+        rt = _runtime(ctx, request)
+        with _user_errors():  # QuoteError: an id never issued here, a question's, in words
+            declined, message = rt.quotes.decline(quote_id)
+        return _tool_result(DeclineResult(quote_id=quote_id, declined=declined, message=message), message, rt)
 
 
 # The client's MCP roots, asked for only when these arguments may name a local file (clientroots.py).
@@ -2023,6 +2066,7 @@ def _tool_result(
             f"\n- {f.absolute_path} ({f.file_uri})"
             + (f", {f.duration_seconds:g} s" if f.duration_seconds else "")
             + (f", {CHANGED}: {CHANGED_TODO}" if f.changed else "")
+            + (f", {MISSING}" if f.missing else "")
             + (f", saved, but {not_whole(f.mime_type)} ({f.damaged}); {DAMAGED_TODO}" if f.damaged else "")
             + (f", {KEY_HELD}" if f.holds_key else "")
             for f in files
@@ -2083,8 +2127,9 @@ def _task_files(rt: Runtime, tasks: Sequence[TaskRecord]) -> list[SavedFile]:
             row = rows.get(path)
             file = _saved_file(rt.settings.workspace, path, task.task_id, row["mime"] if row else None)
             # Its size only: a list never reads a video's bytes (a follow-up or a join about to use it does)
-            if row is not None and kept(rt.settings.workspace / path, row["size"]) == "changed":
-                file = file.model_copy(update={"changed": True})
+            state = kept(rt.settings.workspace / path, row["size"]) if row is not None else "kept"
+            if state != "kept":  # deleted or moved since (the gallery then offers nothing of it), or changed
+                file = file.model_copy(update={state: True})
             elif (damage := damage_of(rt.settings.workspace / path)) is not None:  # seen saving or previewing it
                 file = file.model_copy(update={"damaged": redact(damage)})
             if key_held(rt.settings.workspace / path):  # seen as this process saved it
@@ -2093,6 +2138,7 @@ def _task_files(rt: Runtime, tasks: Sequence[TaskRecord]) -> list[SavedFile]:
     return files
 
 
+MISSING = "deleted or moved since it was saved (check_task saves it again while KIE still keeps the result)"
 KEY_HELD = "but its bytes hold your KIE API key (KIE wrote it into the file): never served; do not share it as it is"
 DAMAGED_TODO = "KIE may have stored it damaged: https://kie.ai/logs shows the task with its files"
 

@@ -15,7 +15,8 @@ into the result's ``_meta`` only for a client that declared the extension, so ev
 result it always got.
 
 The card cannot approve anything the model could not: Approve calls the generate tool, which goes through the
-unchanged spend gate (see README, "The spend gate").
+unchanged spend gate (see README, "The spend gate"). Decline calls ``decline_quote``, a tool only the app calls
+(``app_only_meta``), which voids the quote: it never approves or spends.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import anyio.to_thread
 from mcp.server.apps import Apps, ResourceCsp, client_supports_apps
 
 from kie_mcp.redact import redact, redact_value
+from kie_mcp.words import unseen_escaped
 
 if TYPE_CHECKING:
     from kie_mcp.generation import Plan
@@ -50,6 +52,8 @@ __all__ = [
     "APP_URI",
     "CARD_KEY",
     "GALLERY_KEY",
+    "app_only",
+    "app_only_meta",
     "apps_extension",
     "card_meta",
     "client_supports_apps",
@@ -69,6 +73,18 @@ MAX_INPUT_PICTURES = 8
 def ui_meta() -> dict[str, Any]:
     """The ``_meta`` of a tool whose results the app shows (a fresh copy per tool)."""
     return {"ui": {"resourceUri": APP_URI}}
+
+
+def app_only_meta() -> dict[str, Any]:
+    """The ``_meta`` of a tool only the app calls (the card's Decline: ``decline_quote``): a host that renders apps
+    keeps it from the model (``visibility: ["app"]``), and ``tools/list`` names it only to such a host."""
+    return {"ui": {"visibility": ["app"]}}
+
+
+def app_only(meta: dict[str, Any] | None) -> bool:
+    """Whether a tool's ``_meta`` makes it one only the app calls (``app_only_meta``)."""
+    ui = (meta or {}).get("ui")
+    return isinstance(ui, dict) and ui.get("visibility") == ["app"]
 
 
 @cache
@@ -216,9 +232,9 @@ async def _input_pictures(plan: Plan) -> list[dict[str, Any]]:
         for index, value in enumerate(values):  # every input is named: Approve sends them all
             local = plan.files.get(value)
             if local is None:
-                shown.append({"name": value, "url": value})
+                shown.append({"name": unseen_escaped(value), "url": value})
                 continue
-            entry: dict[str, Any] = {"name": Path(value).name}
+            entry: dict[str, Any] = {"name": unseen_escaped(Path(value).name)}  # never a name turning the card around
             small = None
             if index < MAX_INPUT_PICTURES:  # past them, by name only (a card stays small and quick)
                 small = _picture_of(local)  # never kept: inputs live in the user's folders

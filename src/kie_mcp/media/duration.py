@@ -76,6 +76,7 @@ import httpx2
 from kie_mcp.catalog import ModelSpec
 from kie_mcp.catalog.pricing import input_to_measure
 from kie_mcp.catalog.validate import InvalidRequest, Problem, named_for_user
+from kie_mcp.words import unseen_escaped
 
 from .addresses import PrivateAddress, kie_cannot_reach, send_checked
 from .inputs import (
@@ -1406,8 +1407,9 @@ async def check_lengths(
 
 
 def _named_input(value: str, local: Mapping[str, LocalFile]) -> str:
-    """An input as a message names it: a local file by its name, a link shortened."""
-    return (Path(value).name or value) if value in local else shown(value)
+    """An input as a message names it: a local file by its name (what would turn the message around escaped:
+    ``unseen_escaped``), a link shortened."""
+    return unseen_escaped(Path(value).name or value) if value in local else shown(value)
 
 
 def _changed(changed: ChangedFile) -> str:

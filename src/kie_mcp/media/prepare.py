@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from kie_mcp.redact import redact_secrets
+from kie_mcp.words import unseen_escaped
 
 from .sniff import JPEG, PNG, Sniffed, pillow
 
@@ -250,8 +251,9 @@ def prepare_image(source: IO[bytes], name: str, *, note_only: bool = False) -> P
     and judged by it (``Prepared.size`` None). ``note_only``: what would be done (the quote says it, and the checks
     before pricing judge the size it gives), without resizing or encoding anything. Call it in a worker thread.
     The note names the file with the API key redacted: a success's answer is not redacted as a whole, and a file
-    may be named after the key."""
-    name = redact_secrets(name)
+    may be named after the key; and with what would turn the note around escaped (a right-to-left override in the
+    name: ``unseen_escaped``), as the confirmation's settings name it."""
+    name = unseen_escaped(redact_secrets(name))
     prepared = _prepare(source, name, note_only)
     if prepared is None:
         source.seek(0)

@@ -180,8 +180,14 @@ def staleness(price: ItemPrice, today: date, why: str) -> str | None:
     )
 
 
-# Which rule refused a quote: only "used" means the request it approved may already have run.
-QuoteRefusal = Literal["unknown", "question", "used", "expired", "other request"]
+# Which rule refused a quote: only "used" means the request it approved may already have run; "declined", that the
+# person said no to it on the approval card (``QuoteBook.decline``).
+QuoteRefusal = Literal["unknown", "question", "declined", "used", "expired", "other request"]
+
+# ``quotes.used`` of a quote the person declined on the approval card (``QuoteBook.decline``): used up without a use,
+# with no process behind it (``used_by`` NULL), so it is never "being used", never given back and never taken for one
+# a crash left (``_abandoned``); an older kie-mcp on the same workspace reads it as used, and refuses it too.
+DECLINED = 2
 
 
 class QuoteError(Exception):
@@ -395,6 +401,57 @@ class QuoteBook:
             )
         return Quote.model_validate_json(row["body"])
 
+    def decline(self, quote_id: str) -> tuple[bool, str]:
+        """Void the estimate quote ``quote_id``, which the person declined (the approval card's Decline), and every
+        other unused estimate quote of the same request: none of them approves it any more (``_refusal`` says it was
+        declined). Idempotent. It never approves, spends or gives back anything: a quote already used stays used
+        (what it approved may have run), and a confirmation question's quote is left to the answer in its form.
+        Returns whether the quote approves nothing now by that no (False: it was used already), and what became of
+        it, in words; raises QuoteError for an id this workspace never issued, or a question's."""
+        self.release_owed()
+        now = self._clock()
+        with self.journal.transaction() as db:
+            row = db.execute("SELECT * FROM quotes WHERE quote_id = ?", (quote_id,)).fetchone()
+            if row is None:
+                raise QuoteError(
+                    f"quote {quote_id} is unknown to this workspace (quotes live {self.ttl / 60:g} minutes); nothing "
+                    "was declined.",
+                    "unknown",
+                )
+            if row["kind"] != "estimate":
+                raise QuoteError(
+                    f"quote {quote_id} belongs to a confirmation question; only the user's answer in that form "
+                    "decides it. Nothing was declined.",
+                    "question",
+                )
+            if row["used"] == DECLINED:  # a second Decline: the quotes issued since (a new price asked for) stay
+                return True, f"quote {quote_id} was already declined: it approves nothing."
+            if row["used"] and not self._abandoned(row, lambda sql, *args: db.execute(sql, args).fetchall()):
+                return False, (
+                    f"quote {quote_id} was already used: it approved its request, which may have run (list_tasks "
+                    "shows the tasks); nothing was declined."
+                )
+            voided = db.execute(
+                "UPDATE quotes SET used = ?, used_by = NULL, used_at = ? WHERE digest = ? AND kind = 'estimate'"
+                " AND (used = 0 OR quote_id = ?)",
+                (DECLINED, now, row["digest"], quote_id),
+            ).rowcount
+        others = f" (and so are the {voided - 1} other quotes of the same request)" if voided > 2 else ""
+        if voided == 2:
+            others = " (and so is the other quote of the same request)"
+        return True, f"quote {quote_id} is declined{others}: it approves nothing. Nothing was spent."
+
+    def declined_lately(self, digest: str) -> float | None:
+        """When the request ``digest`` was last declined on the approval card, if within a quote's life: that same
+        request, sent again without a quote, is not auto-approved meanwhile (``generation.decide_approval``)."""
+        rows = self.journal.query(
+            "SELECT MAX(used_at) AS at FROM quotes WHERE digest = ? AND kind = 'estimate' AND used = ? AND used_at > ?",
+            digest,
+            DECLINED,
+            self._clock() - self.ttl,
+        )
+        return float(rows[0]["at"]) if rows and rows[0]["at"] is not None else None
+
     def being_used(self, quote_id: str) -> bool:
         """Whether a call that used this quote is under way, in this process or another live one, without a create
         in the journal yet (its input files still uploading): used in the last ``SEND_LIMIT`` seconds by a process
@@ -486,7 +543,7 @@ class QuoteBook:
         ones (a create's attempt is written before it is sent), its release unwritten (a crash, or a full disk it
         never recovered from). Its approval bought nothing, so it approves its request once more. A live process's,
         another machine's or another namespace's stays used."""
-        if not row["used"] or owner_gone(row["used_by"]) is not True:
+        if row["used"] != 1 or owner_gone(row["used_by"]) is not True:  # unused, or declined (``DECLINED``)
             return False
         sql = "SELECT 1 FROM attempts WHERE quote_id = ? AND state != 'refused' LIMIT 1"
         return not query(sql, row["quote_id"])
@@ -501,6 +558,13 @@ class QuoteBook:
                 f"quote {quote_id} belongs to a confirmation question; only the user's answer to that question "
                 "can approve it.",
                 "question",
+            )
+        if row["used"] == DECLINED:
+            return QuoteError(
+                f"quote {quote_id} was declined by the user on the approval card at {timestamp(row['used_at'])}: it "
+                "approves nothing. Do not run this request unless the user asks for it again (estimate_cost then "
+                "gives a new quote).",
+                "declined",
             )
         if row["used"]:
             return QuoteError(f"quote {quote_id} was already used; a quote approves one request once.", "used")
