@@ -250,6 +250,18 @@ async def twice_at_once(client: Client, tool: str, arguments: dict[str, Any]) ->
     return results
 
 
+async def looked_then_cleared(
+    client: Client, controls: Controls, tool: str, arguments: dict[str, Any], wait: float
+) -> tuple[Any, Any]:
+    """Make one task with ``tool`` while the simulator's faults stand, look at it at once (check_task,
+    wait_seconds=0), clear the faults and look again, waiting up to ``wait`` s: the two answers."""
+    made = await client.call_tool(tool, {**arguments, "wait_seconds": 0})
+    task_id = made.structured_content["tasks"][0]["task_id"]
+    looked = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 0})
+    await controls.http.delete("/__sim/faults")
+    return looked, await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": wait})
+
+
 async def every_resource(client: Client) -> list[Resource]:
     """Every resource the server lists, its pages followed (``resources/list`` answers a page at a time)."""
     page = await client.list_resources()

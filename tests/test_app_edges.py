@@ -999,11 +999,12 @@ SAVED_PATH = """(() => {
 
 
 @pytest.mark.parametrize("mode", ["legacy"])
-async def test_in_a_browser_each_tile_says_where_its_result_was_saved(connect_app, browser):
+async def test_in_a_browser_each_tile_says_where_its_result_was_saved(connect_app, browser, sim):
     """The audit: the app never showed where a result was saved: "Saved on this computer" was past the head's
     three-line clamp, whose lines held a warning that the quoted price was old, noise once KIE's charge is known.
     Each file's tile now names its path in the workspace, selectable whole, and the head leaves that warning out
     once the charge is recorded."""
+    sim.config.report_credits_consumed = True  # a KIE that reports its charge on the task (live Market records do not)
     call = {**IMAGE, "session": "Spring Launch"}
     async with connect_app(elicitation=answering()) as client:
         made = await client.call_tool("generate_image", call)
@@ -1032,10 +1033,11 @@ async def test_in_a_browser_each_tile_says_where_its_result_was_saved(connect_ap
     assert "Warning: this price is " not in shown["made"]["head"], shown["made"]["head"]
 
 
-async def test_a_generation_s_gallery_head_leaves_out_the_old_price_warning_once_kie_s_charge_is_in(connect_app):
+async def test_a_generation_s_gallery_head_leaves_out_the_old_price_warning_once_kie_s_charge_is_in(connect_app, sim):
     """The head (three lines) of a generation's gallery: the warning that the quoted price is old is left out once
     KIE's charge for every task is recorded, and kept while a task runs; every other line stays, and the answer's
     own message (what the model reads) is unchanged."""
+    sim.config.report_credits_consumed = True  # a KIE that reports its charge on the task (live Market records do not)
     async with connect_app(elicitation=answering()) as client:
         done = await client.call_tool("generate_image", IMAGE)
         running = await client.call_tool("generate_video", {**VIDEO, "wait_seconds": 0})

@@ -28,7 +28,8 @@ def log_lines(workspace):
 
 
 async def test_one_line_per_call_and_never_the_key(settings, tmp_path):
-    sim = Simulator(SimConfig(speed=1000.0), keys={SECRET: "default"})
+    # The log line carries KIE's charge when KIE reports it: its Market records carry it here, as live they do not.
+    sim = Simulator(SimConfig(speed=1000.0, report_credits_consumed=True), keys={SECRET: "default"})
     server = create_server(replace(settings, api_key=SecretStr(SECRET)), transport=SandboxTransport(sim))
     Image.new("RGB", (16, 16), (200, 30, 30)).save(tmp_path / "small.png")
     async with Client(server, elicitation_callback=answering()) as client:
@@ -57,7 +58,8 @@ async def test_failures_are_logged_with_code_and_message(connect, controls, tmp_
     assert refused[0]["code"] == 402 and "insufficient" in refused[0]["error"]
 
 
-async def test_estimate_uses_what_kie_really_charged(connect, controls):
+async def test_estimate_uses_what_kie_really_charged(connect, controls, sim):
+    sim.config.report_credits_consumed = True  # a KIE that reports its charge on the task (live Market records do not)
     await controls.post("prices", {"nano-banana-2": 10})
     request = {"prompt": "an apple", "model": "nano-banana-2"}
     async with connect(elicitation=answering()) as client:

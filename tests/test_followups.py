@@ -165,7 +165,8 @@ async def test_runway_extend_keeps_the_quality_and_its_unknown_price_is_reserved
     assert finished_task["credits_charged"] == 30  # measured from the balance: the simulator's 5 s 1080p price
 
 
-async def test_grok_extend_is_priced_by_the_source_resolution_and_charged_as_quoted(connect, controls):
+async def test_grok_extend_is_priced_by_the_source_resolution_and_charged_as_quoted(connect, controls, sim):
+    sim.config.report_credits_consumed = True  # a KIE that reports its charge on the task (live Market records do not)
     async with connect(elicitation=answering()) as client:
         source = await finished(client, GROK)
         estimate = await client.call_tool(

@@ -833,11 +833,12 @@ async def test_in_a_browser_a_joined_video_whose_name_holds_part_is_on_its_sessi
 
 @pytest.mark.parametrize("mode", ["legacy"])  # the pages do not depend on the protocol era: one browser run
 async def test_in_a_browser_a_total_of_charged_and_quoted_tasks_is_never_called_quoted(
-    connect, tmp_path, browser, monkeypatch
+    connect, tmp_path, browser, monkeypatch, sim
 ):
     """Two stills KIE charged 8 credits each and a Veo clip only quoted at 60 were headed "76 credits (quoted)" on
     the session's page, its section of the index and its month tile, as if nothing had been charged. A total says
     "(quoted)" only when every task in it is a quote; part quoted, it says so."""
+    sim.config.report_credits_consumed = True  # a KIE that reports its charge on the task (live Market records do not)
     monkeypatch.setattr(gallery, "SESSIONS_ON_INDEX", 1)  # the older session only on the month page, as a tile
     async with connect(elicitation=answering()) as client:
         await client.call_tool("generate_video", {**VIDEO, "session": "Quoted"})

@@ -46,6 +46,7 @@ def approve(model: str, n: int = 1):
 
 
 async def test_market_create_and_status(kie, sim):
+    sim.config.report_credits_consumed = True  # a KIE that reports its charge on the task (live Market records do not)
     task_id = await kie.create(MARKET, IMAGE_BODY["model"], IMAGE_BODY, approve("nano-banana-2"))
     first = await kie.status(MARKET, task_id)
     assert first.state in (TaskState.QUEUED, TaskState.RUNNING)

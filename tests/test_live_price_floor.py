@@ -105,10 +105,11 @@ async def test_a_cache_just_over_half_the_catalogue_cannot_undercount_a_spend(co
 
 
 async def test_a_price_only_the_live_list_gives_counts_the_whole_per_call_cap_per_task(
-    connect, controls, transport, tmp_path
+    connect, controls, transport, tmp_path, sim
 ):
     """KIE's price text says 0.5 credits an image, KIE charges 200 a task: ten variations once passed a per-call cap
     of 600 (counted 5) and KIE charged 2000, approved with the agent's own quote under the default KIE_APPROVAL."""
+    sim.config.report_credits_consumed = True  # a KIE that reports its charge on the task (live Market records do not)
     await controls.post("balance", {"credits": 100000})
     await offer_counted(controls, transport, tmp_path, "num_images", "0.5 credits per image.", charged=200)
     args = {"model": "brand/new-image", "prompt": "a red fox", "wait_seconds": 20}
@@ -170,10 +171,11 @@ async def test_a_price_only_the_live_list_gives_is_never_auto_approved(connect, 
 
 
 async def test_a_price_kie_charged_here_under_the_catalogue_is_said_to_be_that_charge_not_the_live_list(
-    connect, controls, transport, tmp_path
+    connect, controls, transport, tmp_path, sim
 ):
     """A review: KIE's live list says 5 for Nano Banana 2 (the catalogue 8) and KIE then charged 7 here; the quote
     is 7 (the charge), counted 8 (the catalogue), and it said "KIE's live price list shows 7", which it does not."""
+    sim.config.report_credits_consumed = True  # a KIE that reports its charge on the task (live Market records do not)
     nano = {"model": "nano-banana-2", "prompt": "a fox"}
     await controls.post("balance", {"credits": 100000})
     await controls.post("catalog/feed", {"description": "Google nano banana 2, 1K", "credits": 5})

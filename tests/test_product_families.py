@@ -21,6 +21,7 @@ from kie_mcp.spend import grant
 from .conftest import API, UPLOADS, answering, text_of
 
 CATALOG = load_catalog()
+NOT_FOUND = "The record does not exist"  # GPT-4o Image's and Flux Kontext's words, live
 START = 5000.0  # SimConfig.starting_balance
 
 
@@ -168,6 +169,13 @@ def test_status_vocabularies_map_onto_one_state():
     assert failed.state is TaskState.FAILED and failed.fail_code == "400" and failed.fail_message == "flagged"
     done = aleph.parse_status("a", {"successFlag": 1, "errorCode": 0, "response": {"resultVideoUrl": "https://f/a"}})
     assert done.state is TaskState.SUCCEEDED and done.result_urls == ["https://f/a"] and done.fail_code is None
+    live = {"successFlag": 3, "errorCode": 500, "errorMessage": "internal error, please try again later."}  # KIE's
+    lost = aleph.parse_status("a", live)
+    assert lost.state is TaskState.FAILED and lost.understood and lost.fail_code == "500"
+    assert lost.fail_message == "internal error, please try again later."
+    for flag in (2, 3):
+        bare = aleph.parse_status("a", {"successFlag": flag, "errorCode": None, "errorMessage": None})
+        assert bare.state is TaskState.FAILED and bare.fail_message
 
     gpt4o = FAMILIES["gpt4o"]
     running = gpt4o.parse_status("g", {"successFlag": 0, "status": "GENERATING", "progress": "0.40"})
@@ -277,16 +285,24 @@ async def test_find_task_asks_the_right_family(kie, sim, case):
     sim.advance(1)
     with pytest.raises(KieError) as caught:
         await kie.find_task(f"{case.prefix}nope")
-    assert caught.value.code == 422
-    assert FAMILIES[case.family].is_not_visible(caught.value.message)
+    last = family_for_task_id(f"{case.prefix}nope")[-1]  # every family was asked: the last one's answer is raised
+    assert caught.value.code == 422 and last.is_not_visible(caught.value.message)
 
 
-async def test_unknown_ids_answer_each_family_not_found_shape(kie, sim):
+async def test_unknown_ids_answer_each_family_not_found_shape(kie, sim, controls):
+    """As KIE answers live (justintanner/apicity recordings): Runway and Aleph with success and no record, GPT-4o
+    Image and Flux Kontext 422 "The record does not exist"; each family reads its own as "not visible"."""
     for name in ("runway", "aleph", "gpt4o", "flux"):
         family = FAMILIES[name]
         with pytest.raises(KieError) as caught:
             await kie.status(family, "missing")
-        assert caught.value.code == 422 and family.is_not_visible(caught.value.message)
+        assert family.is_not_visible(caught.value.message) and not caught.value.retryable, caught.value
+        sim.advance(1)  # a fresh second of the simulator's poll budget
+        answer = (await controls.http.get(f"{family.status_path}?taskId=missing", headers=_auth())).json()
+        if family.null_record_unknown:
+            assert caught.value.code is None and answer == {"code": 200, "msg": "success", "data": None}
+        else:
+            assert caught.value.code == 422 and answer == {"code": 422, "msg": NOT_FOUND, "data": None}
 
 
 async def test_runway_record_extend_and_expiry(kie, sim, controls):

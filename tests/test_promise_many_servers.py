@@ -376,13 +376,14 @@ def journal_rows(workspace: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]
 
 
 async def test_the_follower_never_freezes_the_server_while_another_program_holds_the_journal_and_records_every_end(
-    connect, controls, tmp_path, mode
+    connect, controls, tmp_path, mode, sim
 ):
     """The audit: with three images followed and a database browser holding the journal's write lock for 40 s, the
     worst ping took 36 s: each look wrote the task's state on the event loop, waiting up to 30 s for the lock there,
     and no ping, call or cancellation was served meanwhile. The follower goes on looking, and pings and other calls
     are answered, while the lock is held; the tasks that ended meanwhile are settled, saved and recorded once it
     goes."""
+    sim.config.report_credits_consumed = True  # a KIE that reports its charge on the task (live Market records do not)
     await controls.post("clock/speed", {"speed": 0})  # the tasks end when the test says
     async with connect(elicitation=answering()) as client:
         task_ids = []

@@ -47,7 +47,8 @@ async def test_the_person_asked_about_an_old_price_is_told_why_in_the_question(c
     assert len(await controls.creates()) == 1
 
 
-async def test_an_old_price_a_charge_here_bore_out_is_auto_approved_again(connect, controls):
+async def test_an_old_price_a_charge_here_bore_out_is_auto_approved_again(connect, controls, sim):
+    sim.config.report_credits_consumed = True  # a KIE that reports its charge on the task (live Market records do not)
     seen: list[str] = []
     async with connect(elicitation=answering(seen=seen), auto_approve_credits=50) as client:
         first = await client.call_tool("generate_video", {**LITE, "wait_seconds": 20})  # asked: KIE charges 14

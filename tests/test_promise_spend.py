@@ -213,7 +213,8 @@ async def test_unknown_price_is_refused_when_what_it_reserves_does_not_fit_today
     assert await controls.creates() == []
 
 
-async def test_what_kie_really_charged_replaces_the_reservation(connect, controls):
+async def test_what_kie_really_charged_replaces_the_reservation(connect, controls, sim):
+    sim.config.report_credits_consumed = True  # a KIE that reports its charge on the task (live Market records do not)
     async with connect(elicitation=answering()) as client:
         submitted = await client.call_tool("generate_video", UNPRICED)
         task_id = submitted.structured_content["tasks"][0]["task_id"]
@@ -550,7 +551,8 @@ async def estimate(client, request: dict[str, Any]) -> dict[str, Any]:
     return (await client.call_tool("estimate_cost", request)).structured_content
 
 
-async def test_a_real_charge_over_the_daily_cap_refuses_spends_until_tomorrow(connect, controls):
+async def test_a_real_charge_over_the_daily_cap_refuses_spends_until_tomorrow(connect, controls, sim):
+    sim.config.report_credits_consumed = True  # a KIE that reports its charge on the task (live Market records do not)
     await controls.post("prices", {"nano-banana-2": 40})  # KIE charges 40 where the table says 8
     async with connect(elicitation=answering(), max_credits_per_day=30) as client:
         first = await client.call_tool("generate_image", IMAGE)
@@ -567,12 +569,13 @@ async def test_a_real_charge_over_the_daily_cap_refuses_spends_until_tomorrow(co
 
 
 async def test_a_daily_cap_lowered_below_today_s_spend_is_never_blamed_on_kie(
-    connect, controls, settings, transport, mode, tmp_path
+    connect, controls, settings, transport, mode, tmp_path, sim
 ):
     """Two images spent 16 credits, each charged as quoted; then the daily cap was lowered to 10 in the workspace's
     .env (or a second server with that cap started on the workspace). Every spend was refused "because KIE charged
     more than was quoted", and check_credits said the same: KIE charged exactly what was quoted. Now the refusal
     names the cap in force and where it was set."""
+    sim.config.report_credits_consumed = True  # a KIE that reports its charge on the task (live Market records do not)
     async with connect(auto_approve_credits=10) as client:
         for n in range(2):
             made = await client.call_tool("generate_image", {**IMAGE, "prompt": f"apple {n}", "wait_seconds": 20})
@@ -594,7 +597,8 @@ async def test_a_daily_cap_lowered_below_today_s_spend_is_never_blamed_on_kie(
     assert credits["spent_today"] == 16 and len(await controls.creates()) == 2
 
 
-async def test_a_past_charge_raises_a_quote_but_never_lowers_it(connect, controls):
+async def test_a_past_charge_raises_a_quote_but_never_lowers_it(connect, controls, sim):
+    sim.config.report_credits_consumed = True  # a KIE that reports its charge on the task (live Market records do not)
     async with connect(elicitation=answering()) as client:
         await controls.post("prices", {"nano-banana-2": 12})
         await client.call_tool("generate_image", IMAGE)
@@ -608,7 +612,8 @@ async def test_a_past_charge_raises_a_quote_but_never_lowers_it(connect, control
 
 
 @pytest.mark.parametrize("charged", [40, 3])  # a charge of 0 is no charge at all: see the section at the end
-async def test_a_zero_or_far_off_charge_is_a_warning_not_a_price(connect, controls, charged):
+async def test_a_zero_or_far_off_charge_is_a_warning_not_a_price(connect, controls, charged, sim):
+    sim.config.report_credits_consumed = True  # a KIE that reports its charge on the task (live Market records do not)
     await controls.post("prices", {"nano-banana-2": charged})
     async with connect(elicitation=answering()) as client:
         await client.call_tool("generate_image", IMAGE)
@@ -627,7 +632,8 @@ async def test_a_past_charge_never_prices_a_request_that_depends_on_its_inputs(c
     assert "charged" not in quoted["quote"]["price_source"]
 
 
-async def test_auto_approval_is_decided_on_the_quote_the_user_would_see(connect, controls):
+async def test_auto_approval_is_decided_on_the_quote_the_user_would_see(connect, controls, sim):
+    sim.config.report_credits_consumed = True  # a KIE that reports its charge on the task (live Market records do not)
     seen: list[str] = []
     await controls.post("prices", {"nano-banana-2": 12})
     async with connect(elicitation=answering(seen=seen), auto_approve_credits=10) as client:
@@ -841,7 +847,8 @@ async def test_a_quote_does_not_approve_a_price_that_became_unknown(connect, con
     assert spent == 0 and await controls.creates() == []
 
 
-async def test_a_quote_does_not_approve_a_price_a_past_charge_raised(connect, controls):
+async def test_a_quote_does_not_approve_a_price_a_past_charge_raised(connect, controls, sim):
+    sim.config.report_credits_consumed = True  # a KIE that reports its charge on the task (live Market records do not)
     await controls.post("prices", {"nano-banana-2": 12})  # KIE charges 12 where the table says 8
     async with connect() as client:
         old = (await estimate(client, IMAGE))["quote"]
@@ -858,10 +865,11 @@ async def test_a_quote_does_not_approve_a_price_a_past_charge_raised(connect, co
 
 
 async def test_a_quote_approves_a_price_that_went_down_and_counts_the_catalogue_s_until_kie_charges(
-    connect, controls, transport, tmp_path
+    connect, controls, transport, tmp_path, sim
 ):
     """A live price lower than the catalogue's is quoted, but the catalogue's is reserved (a cache edit or a typo on
     KIE's price page must not undercount a spend); KIE's reported charge then replaces it."""
+    sim.config.report_credits_consumed = True  # a KIE that reports its charge on the task (live Market records do not)
     async with connect() as client:
         old = (await estimate(client, IMAGE))["quote"]
     await controls.post("catalog/feed", {"description": feed_row("nano-banana-2"), "credits": 6})
@@ -992,10 +1000,11 @@ class ReportedCharge:
 
 @pytest.mark.parametrize("charge", [0, -1000])
 async def test_a_charge_of_zero_or_less_kie_reports_never_reopens_the_daily_cap(
-    settings, transport, controls, mode, charge
+    settings, transport, controls, mode, charge, sim
 ):
     """KIE charged 8 for each image, and reports 0 (or -1000) for the second: that is no charge, so its reservation
     stays counted, the record says why, and the first task's real charge is not erased. A cap of 16 holds two."""
+    sim.config.report_credits_consumed = True  # a KIE that reports its charge on the task (live Market records do not)
     upstream = Upstream(transport, (charges := ReportedCharge(charge)).hooks())
     async with served(settings, upstream, mode, auto_approve_credits=10, max_credits_per_day=16) as client:
         made = [
@@ -1037,7 +1046,8 @@ async def test_a_charge_of_zero_for_an_unknown_price_keeps_its_reservation(setti
     assert task["credits_reserved"] == UNPRICED_MOST and spent == UNPRICED_MOST
 
 
-async def test_a_charge_of_zero_is_said_on_the_answer_and_never_becomes_a_price(connect, controls):
+async def test_a_charge_of_zero_is_said_on_the_answer_and_never_becomes_a_price(connect, controls, sim):
+    sim.config.report_credits_consumed = True  # a KIE that reports its charge on the task (live Market records do not)
     await controls.post("prices", {"nano-banana-2": 0})  # KIE charges, and reports, 0
     async with connect(elicitation=answering()) as client:
         made = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 20})
@@ -1064,11 +1074,12 @@ def repeat_first_create_answer() -> Hook:
 
 
 async def test_a_create_answered_with_a_task_already_in_the_journal_stays_counted_and_is_reported_unknown(
-    settings, transport, controls, mode
+    settings, transport, controls, mode, sim
 ):
     """Only a Veo 1080p ask may name a task an earlier request started. A new image create answered with the first
     image's task id may have made (and been charged for) a second one: unknown, counted, never sent again, and the
     first task's record stands."""
+    sim.config.report_credits_consumed = True  # a KIE that reports its charge on the task (live Market records do not)
     upstream = Upstream(transport, {MARKET_CREATE: repeat_first_create_answer()})
     async with served(settings, upstream, mode, auto_approve_credits=10, max_credits_per_day=16) as client:
         first = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 20})
@@ -1274,10 +1285,11 @@ async def balance_spent(controls) -> float:
 
 
 @pytest.mark.parametrize("other", ["task_fail", "succeeds"])
-async def test_a_create_with_no_clear_answer_is_never_reported_as_nothing_charged(connect, controls, other):
+async def test_a_create_with_no_clear_answer_is_never_reported_as_nothing_charged(connect, controls, other, sim):
     """The audit: two variations, one create dropped after KIE created (and charged) it, the other failed: the
     answer said "Cost: nothing charged" and "Partly done" while KIE had charged 8; with the other succeeding it said
     8 charged for the 16 KIE took. The line names the create with no clear answer, and what it may have cost."""
+    sim.config.report_credits_consumed = True  # a KIE that reports its charge on the task (live Market records do not)
     await controls.fault("create", kind="drop_after_create")
     if other == "task_fail":
         await controls.fault("create", kind="task_fail")
@@ -1336,10 +1348,11 @@ async def test_a_task_waiting_on_a_refused_status_check_says_why_in_the_text(con
 
 
 @pytest.mark.parametrize("mode", ["legacy"])  # the 2026-07-28 era answers in a retried request, priced afresh
-async def test_a_yes_to_a_form_whose_price_rose_while_it_was_open_spends_nothing(connect, controls):
+async def test_a_yes_to_a_form_whose_price_rose_while_it_was_open_spends_nothing(connect, controls, sim):
     """The audit: the form asked "Spend 8 credits?"; while the user read it, another call on the workspace was
     charged 16 for the same model and settings, so later quotes said 16. The yes was spent at 8 with no new
     question. The yes approves the price it showed: a higher one now is a new quote, with nothing sent."""
+    sim.config.report_credits_consumed = True  # a KIE that reports its charge on the task (live Market records do not)
     await controls.post("prices", {"nano-banana-2": 16})  # KIE now charges 16 where the price table says 8
     asked: list[str] = []
     async with connect(auto_approve_credits=20) as other:
@@ -1360,10 +1373,11 @@ async def test_a_yes_to_a_form_whose_price_rose_while_it_was_open_spends_nothing
 
 
 @pytest.mark.parametrize("mode", ["legacy"])  # the form asked inside the call
-async def test_a_form_asked_again_after_the_price_rose_approves_the_price_it_shows(connect, controls):
+async def test_a_form_asked_again_after_the_price_rose_approves_the_price_it_shows(connect, controls, sim):
     """The review: a form declined at 8 left its question's quote open; asked again once the price was 16, the form
     said 16 but stayed bound to the old quote at 8, so every yes was refused as "the price changed". A question at
     another price gets a quote of its own: the yes to "Spend 16" spends 16."""
+    sim.config.report_credits_consumed = True  # a KIE that reports its charge on the task (live Market records do not)
     asked: list[str] = []
 
     async def user(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:

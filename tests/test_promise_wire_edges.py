@@ -27,7 +27,7 @@ from kie_mcp.spend import grant
 from kie_mcp.tasks.polling import Look, refresh
 from kie_mcp.tasks.records import TaskRecord
 
-from .conftest import API, UPLOADS, answering, eras_in_turn, served_over_tcp, text_of
+from .conftest import API, UPLOADS, answering, eras_in_turn, looked_then_cleared, served_over_tcp, text_of
 
 IMAGE = {"prompt": "a red apple on a wooden table", "model": "nano-banana-2"}
 VIDEO = {"prompt": "waves rolling onto a beach at dusk", "model": "veo3_fast"}
@@ -297,11 +297,7 @@ async def test_a_task_whose_status_checks_keep_failing_says_why_and_is_still_fol
     once KIE answers, the note goes and the task finishes. Before, it said "queued; about 57s left", no word more."""
     await controls.fault("status", times=-1, **fault)
     async with connect(elicitation=answering()) as client:
-        made = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 0})
-        task_id = made.structured_content["tasks"][0]["task_id"]
-        looked = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 0})
-        await controls.http.delete("/__sim/faults")
-        done = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 10})
+        looked, done = await looked_then_cleared(client, controls, "generate_image", IMAGE, 10)
     task = looked.structured_content["task"]
     assert task["state"] in ("queued", "running") and not looked.is_error, text_of(looked)
     if said is None:

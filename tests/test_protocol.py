@@ -334,8 +334,9 @@ async def test_estimate_cost_without_a_model_names_the_generate_tools_defaults(c
     assert "model='veo3_fast' (generate_video)" in text_of(result)
 
 
-async def test_every_result_says_what_it_cost_and_who_approved_it(connect, controls):
+async def test_every_result_says_what_it_cost_and_who_approved_it(connect, controls, sim):
     """A result said "Done: 1 image ..." and nothing of its cost, auto-approved or not."""
+    sim.config.report_credits_consumed = True  # a KIE that reports its charge on the task (live Market records do not)
     async with connect(auto_approve_credits=10) as client:
         auto = await client.call_tool("generate_image", IMAGE)
     async with connect(elicitation=answering()) as client:

@@ -25,7 +25,8 @@ async def test_a_bundled_price_names_kie_s_price_list_and_its_date(connect):
     assert (f"({age} days ago)" in result["message"]) == (age > 30)
 
 
-async def test_a_price_learned_from_a_charge_says_so(connect, controls):
+async def test_a_price_learned_from_a_charge_says_so(connect, controls, sim):
+    sim.config.report_credits_consumed = True  # a KIE that reports its charge on the task (live Market records do not)
     await controls.post("prices", {"nano-banana-2": 12})
     async with connect(elicitation=answering()) as client:
         await client.call_tool("generate_image", IMAGE)

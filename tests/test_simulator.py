@@ -141,7 +141,8 @@ async def test_strict_http_and_message_key(client: httpx2.AsyncClient, sim: Simu
 async def test_market_task_advances_with_the_clock_to_success(client: httpx2.AsyncClient, sim: Simulator) -> None:
     """The Market answers as KIE's do (recorded live 2026-04-30, see sandbox/market.py): createTask names the task
     twice (taskId, recordId); recordInfo's failCode, failMsg, costTime and completeTime are null until the task ends,
-    failCode and failMsg stay null on success, costTime is whole seconds, and param holds the input as JSON text."""
+    failCode and failMsg stay null on success, costTime is whole seconds, param holds the input as JSON text, and
+    the record carries neither creditsConsumed nor updateTime (settings that add them: SimConfig)."""
     request_body = {"model": "nano-banana-2", "input": {"prompt": "a red fox", "output_format": "png"}}
     answer = await body(client, "POST", CREATE, json=request_body)
     task_id = answer["data"]["taskId"]
@@ -159,7 +160,7 @@ async def test_market_task_advances_with_the_clock_to_success(client: httpx2.Asy
     param = json.loads(data["param"])
     assert param == {"input": param["input"], "model": "nano-banana-2"} and isinstance(param["input"], str)
     assert json.loads(param["input"]) == request_body["input"]
-    assert data["creditsConsumed"] == 8
+    assert "creditsConsumed" not in data and "updateTime" not in data
     assert "progress" not in data
     seen = {data["state"]}
     for _ in range(20):
@@ -169,6 +170,10 @@ async def test_market_task_advances_with_the_clock_to_success(client: httpx2.Asy
 
     data = (await record(client, task_id))["data"]
     assert data["state"] == "success"
+    assert "creditsConsumed" not in data and "updateTime" not in data
+    sim.config.report_credits_consumed = sim.config.report_update_time = True  # a KIE that reports them
+    reported = (await record(client, task_id))["data"]
+    assert reported["creditsConsumed"] == 8 and reported["updateTime"] == reported["completeTime"]
     assert data["failCode"] is None
     assert data["failMsg"] is None
     assert isinstance(data["createTime"], int)
@@ -209,6 +214,7 @@ async def test_jpg_output_format_makes_jpeg_and_sora_reports_progress(
 
 
 async def test_failed_task_is_refunded(client: httpx2.AsyncClient, sim: Simulator) -> None:
+    sim.config.report_credits_consumed = True  # the refund, as a KIE reporting its charge says it
     await add_fault(client, "create", {"kind": "task_fail", "fail_code": "500", "fail_msg": "Internal server error"})
     task_id = await create_id(client)
     assert sim.balance() == 4992
@@ -236,6 +242,7 @@ async def test_a_record_that_says_failed_also_says_refunded_whenever_the_clock_t
     """The virtual clock runs while a status read is answered. When it passes the task's end between finding the
     task and writing the answer, the answer must still be one instant: "fail" with the credits refunded, never
     "fail" with them consumed (kie-mcp would then book no refund: a flaky test under load showed it)."""
+    sim.config.report_credits_consumed = True  # the refund, as a KIE reporting its charge says it
     await add_fault(client, "create", {"kind": "task_fail"})
     task_id = await create_id(client)
     end = sim.tasks[task_id].end_at
@@ -391,7 +398,7 @@ async def test_veo_generate_and_record_info(client: httpx2.AsyncClient, sim: Sim
     assert sim.balance() == 5000 - 60 - 250
     sim.advance(300)
     assert (await veo_record(client, wide))["data"]["response"]["originUrls"] is None
-    assert (await veo_record(client, "nope"))["msg"] == "record is null"
+    assert (await veo_record(client, "nope"))["msg"] == "Record not found for taskId: nope"  # as KIE's, live
     answer = await body(client, "POST", f"{VEO}/generate", json={"prompt": "x", "model": "veo9"})
     assert answer["code"] == 422
     answer = await body(client, "POST", f"{VEO}/generate", json={"prompt": "x", "duration": 5})
@@ -842,7 +849,9 @@ async def test_keys_accounts_and_sub_key_caps(client: httpx2.AsyncClient, sim: S
     assert sim.balance("default") == 4992
 
 
-async def test_callbacks_are_recorded_with_hmac(client: httpx2.AsyncClient, sim: Simulator) -> None:
+async def test_callbacks_are_recorded_with_hmac_stamped_with_the_real_time(
+    client: httpx2.AsyncClient, sim: Simulator
+) -> None:
     sim.config.webhook_hmac_key = "secret"
     payload = {"model": "nano-banana-2", "input": {"prompt": "x"}, "callBackUrl": "https://hook.test/kie"}
     market_id = (await body(client, "POST", CREATE, json=payload))["data"]["taskId"]
@@ -873,6 +882,10 @@ async def test_callbacks_are_recorded_with_hmac(client: httpx2.AsyncClient, sim:
     headers = market["headers"]
     expected = hmac.new(b"secret", f"{market_id}.{headers['X-Webhook-Timestamp']}".encode(), hashlib.sha256)
     assert headers["X-Webhook-Signature"] == b64.b64encode(expected.digest()).decode()
+    # Stamped with the real time, as a receiver checks a signature's age against its own clock, not with the
+    # simulated one (here 400 s ahead); ``at`` stays the simulated time it was recorded.
+    assert abs(int(headers["X-Webhook-Timestamp"]) - time.time()) < 60 and abs(market["sent_at"] - time.time()) < 60
+    assert market["at"] == pytest.approx(sim.now(), abs=1)
 
 
 # -- over real HTTP --------------------------------------------------------------------------

@@ -285,9 +285,10 @@ async def test_a_generated_task_shows_its_session_folder(connect, tmp_path):
     assert listed.structured_content["tasks"][0]["folder"] == shown["folder"]
 
 
-async def test_check_task_of_a_finished_video_says_what_it_cost(connect, controls):
+async def test_check_task_of_a_finished_video_says_what_it_cost(connect, controls, sim):
     """A video is followed with check_task after generate_video returned at once: its finished view says the cost,
     KIE's charge when KIE reports it (market models), else the price it was quoted at (Veo reports none)."""
+    sim.config.report_credits_consumed = True  # a KIE that reports its charge on the task (live Market records do not)
     async with connect(elicitation=answering()) as client:
         views = {}
         for model in ("bytedance/seedance-2", "veo3_fast"):

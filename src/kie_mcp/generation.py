@@ -1873,41 +1873,45 @@ def cost_line(rt: Runtime, p: Plan, records: list[TaskRecord], by: ApprovedBy, e
             f"{len(unsure)} create{'s' if len(unsure) > 1 else ''} got no clear answer and may have been charged "
             f"(up to {held:g} credits, counted against today's cap; https://kie.ai/logs shows what KIE did)"
         )
-    amount, pending = _made_cost(p, made, others=bool(unsure)) if made else ("", False)
+    amount, tail = _made_cost(p, made, others=bool(unsure)) if made else ("", "")
     if amount:
         parts.append(amount)
     if had:
         parts.append(f"nothing for the {len(had)} task(s) KIE already had from an earlier request")
-    tail = "; KIE's charge is recorded as each task ends" if pending else ""
     return f"Cost: {'; '.join(parts)} ({how}){tail}."
 
 
-def _made_cost(p: Plan, made: list[TaskRecord], *, others: bool) -> tuple[str, bool]:
-    """What the tasks KIE created cost (``others``: beside creates with no clear answer), and whether some charge
-    is still to come."""
+PENDING_CHARGE = "; KIE's charge is recorded as each task ends"
+UNREPORTED_CHARGE = "; KIE does not report its charge (https://kie.ai/logs shows it)"
+UNREPORTED_SANDBOX = "; the simulator does not report its charge, as KIE's task records do not"
+
+
+def _made_cost(p: Plan, made: list[TaskRecord], *, others: bool) -> tuple[str, str]:
+    """What the tasks KIE created cost (``others``: beside creates with no clear answer), and what the line ends
+    with: that a charge is still to come (``PENDING_CHARGE``), or that the tasks ended with none reported, as KIE's
+    task records answer live (``UNREPORTED_CHARGE``: the quote is what stays counted)."""
     them = (" for the other tasks" if len(made) > 1 else " for the other task") if others else ""
     if all(r.state == "failed" for r in made):
-        return f"nothing charged{them} (failed; the reservation was returned)", False
+        return f"nothing charged{them} (failed; the reservation was returned)", ""
     succeeded = [r for r in made if r.state == "succeeded"]
     charged = [priced(r.credits_charged) for r in succeeded]
     ended = all(r.state in ("succeeded", "failed") for r in made)
     if ended and None not in charged:
         measured = sum(priced(r.credits_charged) or 0.0 for r in succeeded if r.charge_measured)
-        return f"{charged_text(sum(c for c in charged if c is not None), measured)}{them}", False
+        return f"{charged_text(sum(c for c in charged if c is not None), measured)}{them}", ""
     running = [r for r in made if r.state != "failed"]
     if p.price.credits is not None:
         quoted = sum(r.credits_quoted or 0.0 for r in running)
         counted = sum(priced(r.credits_reserved) or 0.0 for r in running)
+        unreported = UNREPORTED_SANDBOX if all(r.sandbox for r in running) else UNREPORTED_CHARGE
+        kept, tail = ("counted", unreported) if ended else ("reserved", PENDING_CHARGE)
         if counted > quoted + 1e-9:  # KIE was seen charging more than its list: the higher figure is what counts
-            return f"{quoted:g} credits quoted; {counted:g} reserved ({p.price.counted_why}){them}", True
-        return f"{quoted:g} credits quoted and reserved{them}", True
+            return f"{quoted:g} credits quoted; {counted:g} {kept} ({p.price.counted_why}){them}", tail
+        return f"{quoted:g} credits quoted and {kept}{them}", tail
     reserved = sum(priced(r.credits_reserved) or 0.0 for r in running)
     if ended:  # KIE reported no charge, and none could be measured (a note says why): the reservation stays
-        return (
-            f"the price is unknown and so is KIE's charge; the {reserved:g} credits reserved stay counted{them}",
-            False,
-        )
-    return f"the price is unknown; {reserved:g} credits are reserved{them}", True
+        return f"the price is unknown and so is KIE's charge; the {reserved:g} credits reserved stay counted{them}", ""
+    return f"the price is unknown; {reserved:g} credits are reserved{them}", PENDING_CHARGE
 
 
 # Some clients decline every form without showing it (Codex with approval_policy = "never"): the user saw nothing.

@@ -1613,7 +1613,7 @@ def _task_cost(record: TaskRecord) -> str:
         return f" Cost: {charged_text(charged, charged if record.charge_measured else 0.0)}."
     quoted = record.credits_reserved if record.credits_reserved is not None else record.credits_quoted
     unreported = (
-        "the simulator does not report this task's charge, as KIE sometimes does not (a sandbox task: "
+        "the simulator does not report this task's charge, as KIE's task records do not (a sandbox task: "
         "https://kie.ai/logs has no record of it)"
         if record.sandbox
         else "KIE does not report this task's charge (https://kie.ai/logs shows it)"

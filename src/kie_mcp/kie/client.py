@@ -43,7 +43,7 @@ from .errors import (
     RefusedHereError,
     any_request_step,
 )
-from .families import FAMILIES, Family, family_for_task_id, named_task_id
+from .families import FAMILIES, NO_TASK_RECORD, Family, family_for_task_id, named_task_id
 from .pacing import SharedBudget, SlidingWindow, Slot
 from .status import TaskState, TaskStatus, int_or_none, result_link
 from .text import as_text, kept_text, text_or_none
@@ -499,8 +499,8 @@ class KieClient:
             if failed is None:
                 raise
             return failed
-        if not isinstance(data, dict):  # "success" without a record: an answer that says nothing, asked again
-            raise NoTaskRecord(task_id, family.status_path)
+        if not isinstance(data, dict):  # "success" without a record: nothing, asked again; or Runway's "no such task"
+            raise NoTaskRecord(task_id, family.status_path, unknown=family.null_record_unknown)
         named, wanted = data.get("taskId"), asked.get("taskId")
         if named not in (None, "") and str(named) != str(wanted):
             raise KieError(
@@ -896,11 +896,24 @@ class ExistingTaskError(KieError):
 class NoTaskRecord(KieError):
     """A status check KIE answered "success" with no task record (``data`` null or not an object): nothing to read,
     and no refusal either (no field to fix). Retried with backoff like any unreadable answer, and noted on the task;
-    ``find_task`` asks the next family, as for a task this one does not know."""
+    ``find_task`` asks the next family, as for a task this one does not know. ``unknown``: the family answers so for
+    a task it does not know or does not show yet (``Family.null_record_unknown``: Runway, Aleph), so it is that
+    answer, not retried as unreadable: the family's ``is_not_visible`` knows its words, and the poller waits for a
+    young task and says an older one is unknown to KIE, as for another family's "record is null"."""
 
-    def __init__(self, task_id: str, endpoint: str) -> None:
+    def __init__(self, task_id: str, endpoint: str, *, unknown: bool = False) -> None:
+        if unknown:  # said as KIE's answer: the record of a task KIE does not know quotes it
+            super().__init__(
+                f"success, with {NO_TASK_RECORD} (data null), for task {task_id}",
+                category=Category.NOT_FOUND,
+                retryable=False,
+                next_step=f"The task may not show yet; otherwise {LOGS_URL} shows the tasks of the account whose key "
+                "is set.",
+                endpoint=endpoint,
+            )
+            return
         super().__init__(
-            f"KIE answered a status check of task {task_id} with success but no task record",
+            f"KIE answered a status check of task {task_id} with success but {NO_TASK_RECORD}",
             category=Category.PROTOCOL,
             retryable=True,
             next_step="Nothing was taken from that answer and nothing was changed on KIE. kie-mcp asks again, less "

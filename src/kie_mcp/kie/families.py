@@ -38,8 +38,14 @@ class Family:
     status_path: ClassVar[str]
     # Messages meaning "KIE does not show this task (yet)": normal for a few seconds after create. Every family's
     # list holds KIE's 404 "Task not found" (documented for Market and Aleph; the other status endpoints list a 404
-    # too, and the words mean nothing else there) beside the field-reported "... is null".
+    # too, and the words mean nothing else there) beside the field-reported "... is null" and the words KIE answered
+    # live for a task it does not know.
     not_visible_messages: ClassVar[tuple[str, ...]] = ()
+    # True where KIE answers a status check of a task it does not know (or does not show yet) with success and no
+    # record (``data`` null) rather than a refusal: the status call then raises ``NoTaskRecord`` as that answer
+    # (not retried as an unreadable one), and ``is_not_visible`` takes its words, so it is waited for while the task
+    # is young and said to be unknown to KIE after, as other families' "record is null".
+    null_record_unknown: ClassVar[bool] = False
     # How a model of another family reached KIE through this one ("unified": Veo 3.1 on jobs/createTask); None for
     # a family's own endpoint. A follow-up's rules read it as the fact ``source.route``.
     route: ClassVar[str | None] = None
@@ -52,6 +58,8 @@ class Family:
 
     def is_not_visible(self, message: str) -> bool:
         lowered = message.lower()
+        if self.null_record_unknown and NO_TASK_RECORD in lowered:
+            return True
         return any(text in lowered for text in self.not_visible_messages)
 
     def status_params(self, task_id: str) -> dict[str, Any]:
@@ -96,8 +104,23 @@ class Family:
         return unknown_source_step(message, body)
 
 
-# KIE's answer when it has no task of that id under the key ("record is null" and the like, in any family).
-UNKNOWN_TASK_MESSAGES = ("record is null", "recordinfo is null", "recorddetail is null", "task not found")
+# KIE's answer when it has no task of that id under the key ("record is null" and the like, in any family). Recorded
+# live (justintanner/apicity tests/recordings/kie_2079838932): GPT-4o Image's and Flux Kontext's record-info answer
+# 422 "The record does not exist" (2026-06-27), Veo's 422 "Record not found for taskId: <id>" (2026-07-03).
+UNKNOWN_TASK_MESSAGES = (
+    "record is null",
+    "recordinfo is null",
+    "recorddetail is null",
+    "task not found",
+    "record does not exist",
+    "record not found",
+)
+# The words of kie-mcp's error for a status answer of "success" with no record (``NoTaskRecord``): in a family that
+# answers so for a task it does not know (``Family.null_record_unknown``), they mean what "record is null" means.
+NO_TASK_RECORD = "no task record"
+# What a failure flag saying "created, but generation failed upstream" (Veo's, Flux Kontext's and Aleph's 3) means,
+# when KIE gives no message beside it.
+UPSTREAM_FAILED = "The task was created but generation failed upstream."
 
 
 def unknown_source_step(message: str, body: dict[str, Any]) -> str | None:
@@ -205,7 +228,8 @@ class VeoFamily(Family):
     name = "veo"
     create_path = "/api/v1/veo/generate"
     status_path = "/api/v1/veo/record-info"
-    not_visible_messages = ("record is null", "recordinfo is null", "task not found")
+    # Live, an unknown task: 422 "Record not found for taskId: <id>" (UNKNOWN_TASK_MESSAGES, 2026-07-03).
+    not_visible_messages = ("record is null", "recordinfo is null", "task not found", "record not found")
     hd_path = "/api/v1/veo/get-1080p-video"
     uhd_path = "/api/v1/veo/get-4k-video"
     extend_path = "/api/v1/veo/extend"
@@ -225,7 +249,7 @@ class VeoFamily(Family):
             urls = _veo_links(response, extension=self.extends or _veo_model(param) == "veo/extend")
         message = data.get("errorMessage") or None
         if flag_int == 3 and not message:
-            message = "The task was created but generation failed upstream."
+            message = UPSTREAM_FAILED
         return TaskStatus(
             task_id=str(data.get("taskId") or task_id),
             family=self.name,
@@ -249,6 +273,9 @@ class RunwayFamily(Family):
     status_path = "/api/v1/runway/record-detail"
     extend_path = "/api/v1/runway/extend"
     not_visible_messages = ("recorddetail is null", "record is null", "recordinfo is null", "task not found")
+    # Live, record-detail answers a task it does not know with {"code": 200, "msg": "success", "data": null}
+    # (justintanner/apicity kie/runway/record-detail-not-found, 2026-06-27).
+    null_record_unknown = True
     # KIE's whole vocabulary (docs.kie.ai/runway-api/get-ai-video-details, "Status Descriptions", 2026-12: wait,
     # queueing, generating, success, fail), and the market API's spelling of queuing.
     _STATES: ClassVar[dict[str, TaskState]] = {
@@ -509,15 +536,20 @@ class AlephFamily(Family):
     when ``errorCode``/``errorMessage`` is set (kie-api.md §9). KIE documents exactly that: "successFlag: 0 and no
     errorMessage" is processing, "successFlag: 0 and has errorMessage" failed (docs.kie.ai/runway-api/
     get-aleph-video-details, "Task Status Understanding", 2026-12), so a message beside 0 is a failure, whatever it
-    says. Any other flag is no word of Aleph's."""
+    says. Live, KIE answers a failure as Veo and Flux Kontext do: ``successFlag`` 3 with ``errorCode`` 500 (a number)
+    and ``errorMessage`` "internal error, please try again later." (justintanner/apicity
+    kie/aleph/generate-upstream-failure, 2026-08-18), so 2 and 3 are failures too, as there (``SUCCESS_FLAGS``); any
+    other flag is no word of Aleph's."""
 
     name = "aleph"
     model_id = "runway-aleph"
     create_path = "/api/v1/aleph/generate"
     status_path = "/api/v1/aleph/record-info"
     # KIE's docs answer an unknown (or not yet visible) task with 404 "Task not found"
-    # (docs.kie.ai/runway-api/get-aleph-video-details).
+    # (docs.kie.ai/runway-api/get-aleph-video-details); live, record-info answers one with {"code": 200, "msg":
+    # "success", "data": null} (justintanner/apicity kie/aleph/record-info-not-found, 2026-08-06).
     not_visible_messages = ("record is null", "recordinfo is null", "task not found")
+    null_record_unknown = True
 
     def create_body(self, model_id: str, wire_input: dict[str, Any]) -> dict[str, Any]:
         return dict(wire_input)
@@ -526,11 +558,11 @@ class AlephFamily(Family):
         flag = _flag(data.get("successFlag"))
         code = _code_or_none(data.get("errorCode"), ok=("0", "200"))
         message = data.get("errorMessage") or None
-        state: TaskState | None = None
-        if flag == 1:
-            state = TaskState.SUCCEEDED
-        elif flag == 0:
-            state = TaskState.FAILED if code is not None or message else TaskState.RUNNING
+        state = SUCCESS_FLAGS.get(flag) if flag is not None else None
+        if state is TaskState.RUNNING and (code is not None or message):
+            state = TaskState.FAILED  # 0 with an error: a failure, as KIE documents
+        if flag == 3 and not message:
+            message = UPSTREAM_FAILED
         response = parse_json_text(data.get("response")) or {}
         urls: list[str] = []
         if isinstance(response, dict) and state is TaskState.SUCCEEDED:
@@ -561,7 +593,8 @@ class Gpt4oImageFamily(Family):
     create_path = "/api/v1/gpt4o-image/generate"
     status_path = "/api/v1/gpt4o-image/record-info"
     download_path = "/api/v1/gpt4o-image/download-url"
-    not_visible_messages = ("record is null", "recordinfo is null", "task not found")
+    # Live, record-info answers an unknown task with 422 "The record does not exist" (UNKNOWN_TASK_MESSAGES).
+    not_visible_messages = ("record is null", "recordinfo is null", "task not found", "record does not exist")
     _STATUSES: ClassVar[dict[str, TaskState]] = {
         "GENERATING": TaskState.RUNNING,
         "SUCCESS": TaskState.SUCCEEDED,
@@ -616,7 +649,8 @@ class FluxKontextFamily(Family):
     name = "flux"
     create_path = "/api/v1/flux/kontext/generate"
     status_path = "/api/v1/flux/kontext/record-info"
-    not_visible_messages = ("record is null", "recordinfo is null", "task not found")
+    # Live, record-info answers an unknown task with 422 "The record does not exist" (UNKNOWN_TASK_MESSAGES).
+    not_visible_messages = ("record is null", "recordinfo is null", "task not found", "record does not exist")
     default_model = "flux-kontext-pro"
 
     def create_body(self, model_id: str, wire_input: dict[str, Any]) -> dict[str, Any]:
@@ -632,7 +666,7 @@ class FluxKontextFamily(Family):
             urls = collect_urls(response.get("resultImageUrl")) or collect_urls(response.get("originImageUrl"))
         message = data.get("errorMessage") or None
         if flag == 3 and not message:
-            message = "The task was created but generation failed upstream."
+            message = UPSTREAM_FAILED
         param = parse_json_text(data.get("paramJson"))
         model = param.get("model") if isinstance(param, dict) else None
         said = message if state is None else None  # beside a flag Flux Kontext does not document
@@ -652,7 +686,7 @@ class FluxKontextFamily(Family):
 
 # Veo's and Flux Kontext's ``successFlag`` (docs.kie.ai/veo3-api/get-veo-3-video-details and
 # flux-kontext-api/get-image-details, "Status Descriptions", 2026-12): 0 generating, 1 success, 2 failed, 3 created
-# but generation failed. No other flag is documented.
+# but generation failed. No other flag is documented. Aleph's too, as KIE answers live (``AlephFamily``).
 SUCCESS_FLAGS: dict[int, TaskState] = {
     0: TaskState.RUNNING,
     1: TaskState.SUCCEEDED,

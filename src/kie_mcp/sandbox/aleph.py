@@ -1,8 +1,11 @@
 """Runway Aleph family (kie-api.md §4): video-to-video generate and record-info.
 
-Aleph's record is ambiguous on purpose: ``successFlag`` is 1 on success and 0 both while running and
-after a failure; a failure is told apart only by ``errorCode``/``errorMessage`` (``errorCode`` is 0 on
-success). ``response`` holds ``resultVideoUrl``/``resultImageUrl`` and is null until success.
+The record as KIE answers it live (justintanner/apicity kie/aleph/generate-upstream-failure, 2026-08-18):
+``successFlag`` 0 while running, with ``errorCode`` and ``errorMessage`` null; 3 on a failure, with a numeric
+``errorCode`` (500) and ``errorMessage``; times in unix milliseconds. KIE's docs show a failure as 0 with an
+``errorMessage`` instead, which kie-mcp reads too. On success ``successFlag`` is 1 and ``errorCode`` 0 (the docs'
+example); ``response`` holds ``resultVideoUrl``/``resultImageUrl`` and is null until success. An unknown task is
+answered with success and ``data`` null (kie/aleph/record-info-not-found, 2026-08-06).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from starlette.responses import Response
 
 from kie_mcp.catalog import apply_defaults, check_input, load_catalog
 
-from .context import Ctx, describe_problems, error_code, file_url, stamp
+from .context import Ctx, describe_problems, error_code, file_url, millis
 from .errors import KieError
 from .routes import SimRoute
 from .state import MediaFile, Simulator, Task
@@ -23,11 +26,10 @@ GENERATE_PATH = "/api/v1/aleph/generate"
 STATUS_PATH = "/api/v1/aleph/record-info"
 
 MODEL = "runway-aleph"
-RECORD_NULL = "record is null"
 
 
 def record(sim: Simulator, task: Task, base: str) -> dict[str, Any]:
-    """The record-info ``data``: ``successFlag`` 1 or 0, failure only visible in ``errorCode``/``errorMessage``."""
+    """The record-info ``data``: ``successFlag`` 0 running, 1 success, 3 failed (``errorCode`` a number), ms times."""
     now = sim.now()
     done = task.is_done(now)
     success = done and task.outcome == "success"
@@ -43,11 +45,11 @@ def record(sim: Simulator, task: Task, base: str) -> dict[str, Any]:
         "taskId": task.id,
         "paramJson": json.dumps(task.body, ensure_ascii=False, separators=(",", ":")),
         "response": response,
-        "completeTime": stamp(task.end_at) if done else None,
-        "createTime": stamp(task.created_at),
-        "successFlag": 1 if success else 0,
+        "completeTime": millis(task.end_at) if done else None,
+        "createTime": millis(task.created_at),
+        "successFlag": 1 if success else (3 if failed else 0),
         "errorCode": 0 if success else (error_code(task) if failed else None),
-        "errorMessage": task.fail_msg if failed else "",
+        "errorMessage": task.fail_msg if failed else ("" if success else None),
     }
 
 
@@ -93,7 +95,7 @@ async def generate(ctx: Ctx) -> Response:
 
 
 async def record_info(ctx: Ctx) -> Response:
-    task = ctx.polled_task("aleph", RECORD_NULL, expired=RECORD_NULL)  # expired records answer like unknown ones
+    task = ctx.polled_task("aleph", None, expires=True)  # unknown and expired: success, data null, as live
     return ctx.ok(record(ctx.sim, task, ctx.base_url))
 
 

@@ -44,9 +44,17 @@ class SimConfig(BaseModel):
         "'json', 'text', 'xml' or 'html' HTTP 200 with an error message of that type in place of the file, as object "
         "stores and their front ends often answer an expired signed link",
     )
-    upload_ttl_seconds: float = 86400.0  # "deleted after 24 hours" (docs.kie.ai/file-upload-api/quickstart.md, 2026-12)
+    # KIE's pages disagree: docs.kie.ai/file-upload-api/quickstart.md says uploads are "deleted after 24 hours" (seen
+    # 2026-12-05, media/inputs.py), the rendered docs.kie.ai/file-upload-api/quickstart, upload-file-stream and
+    # upload-file-url pages "after 3 days" (copies of unknown date, read 2026-12-06). The shorter, as kie-mcp assumes.
+    upload_ttl_seconds: float = 86400.0
     unknown_price_credits: float = 50.0
-    report_credits_consumed: bool = Field(True, description="False: task records carry no creditsConsumed")
+    # A Market record as KIE answers it live carries neither creditsConsumed nor updateTime (none of 24 recorded
+    # success records in justintanner/apicity tests/recordings/kie_2079838932, 2026-04-10..30, has either); KIE's docs
+    # show updateTime, never creditsConsumed (docs.kie.ai/market/common/get-task-detail). Each is a setting, to try a
+    # KIE that sends it. The simulator's Market callback carries the charge as consumeCredits either way (F-5).
+    report_credits_consumed: bool = Field(False, description="True: Market records carry creditsConsumed")
+    report_update_time: bool = Field(False, description="True: Market records carry updateTime, as KIE's docs show")
     video_bytes: int = Field(256_000, ge=64)
     # Extras beyond the brief.
     record_retention_seconds: float = Field(14 * 86400.0, description="Veo record-info answers 422 after this")

@@ -47,18 +47,25 @@ def envelope(sim: Simulator, code: int, msg: str, data: Any, *, upload: bool = F
 FAILED_RECORD_MSG = "Generation failed"
 
 
+# KIE's answer, live, to a Runway or Aleph status check of a task it does not know: {"code": 200, "msg": "success",
+# "data": null} (justintanner/apicity tests/recordings/kie_2079838932, runway/record-detail-not-found 2026-06-27,
+# aleph/record-info-not-found 2026-08-06). Raised as a business outcome: the app renders it as that envelope.
+def no_record() -> KieError:
+    return KieError(200, "success")
+
+
 def number(value: float) -> float | int:
     """Credits as KIE prints them: 100 rather than 100.0, fractions kept."""
     return int(value) if float(value).is_integer() else round(value, 4)
 
 
 def stamp(seconds: float) -> str:
-    """A product-API timestamp: "YYYY-MM-DD HH:MM:SS" in UTC (Veo, Flux, Aleph, Runway)."""
+    """A product-API timestamp: "YYYY-MM-DD HH:MM:SS" in UTC (Veo, Flux, Runway)."""
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds))
 
 
 def millis(seconds: float) -> int:
-    """A Market/4o timestamp: unix milliseconds."""
+    """A Market, GPT-4o Image or Aleph timestamp: unix milliseconds."""
     return round(seconds * 1000)
 
 
@@ -250,19 +257,26 @@ class Ctx:
             callback=callback,
         )
 
-    def polled_task(self, family: str, not_found: str, *, expired: str | None = None) -> Task:
+    def polled_task(
+        self, family: str, not_found: str | None, *, expires: bool = False, expired: str | None = None
+    ) -> Task:
         """The task a status read names (``taskId``), counted against the poll limit. KIE answers 400 for a
-        missing id, 422 ``not_found`` for an unknown, foreign or not-yet-visible task and, when ``expired`` is
-        given, 422 ``expired`` for a record past its retention."""
+        missing id, and 422 ``not_found`` for an unknown, foreign or not-yet-visible task; ``not_found`` None:
+        success with no record (``data`` null), as Runway's and Aleph's status endpoints answer live
+        (``no_record``). A record past its retention answers as an unknown one (``expires``), or 422 ``expired``."""
         task_id = self.query("taskId")
         if not task_id:
             raise KieError(400, "taskId parameter is required")
         self.sim.admit_poll(self.key)
         task = self.sim.get_task(task_id, family=family)
+        unknown = no_record() if not_found is None else KieError(422, not_found)
         if task is None or task.account != self.account or not self.poll_visible(task):
-            raise KieError(422, not_found)
-        if expired is not None and self.sim.now() - task.created_at > self.sim.config.record_retention_seconds:
-            raise KieError(422, expired)
+            raise unknown
+        if self.sim.now() - task.created_at > self.sim.config.record_retention_seconds:
+            if expired is not None:
+                raise KieError(422, expired)
+            if expires:
+                raise unknown
         return task
 
     def poll_visible(self, task: Task) -> bool:

@@ -23,7 +23,9 @@ GENERATE_PATH = "/api/v1/flux/kontext/generate"
 STATUS_PATH = "/api/v1/flux/kontext/record-info"
 
 DEFAULT_MODEL = "flux-kontext-pro"
-RECORD_NULL = "record is null"
+# Live, record-info answers an unknown task with 422 "The record does not exist" (justintanner/apicity
+# kie/flux-kontext-record-info-not-found, 2026-06-27).
+NOT_FOUND = "The record does not exist"
 IGNORED_FIELDS = ("model", "callBackUrl")
 
 
@@ -89,7 +91,7 @@ async def generate(ctx: Ctx) -> Response:
 
 
 async def record_info(ctx: Ctx) -> Response:
-    task = ctx.polled_task("flux", RECORD_NULL, expired=RECORD_NULL)  # expired records answer like unknown ones
+    task = ctx.polled_task("flux", NOT_FOUND, expires=True)  # expired records answer like unknown ones
     data = record(ctx.sim, task, ctx.base_url)
     return ctx.task_record(data, failed=data["successFlag"] in (2, 3))
 

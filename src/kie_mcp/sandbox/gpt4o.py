@@ -25,6 +25,9 @@ STATUS_PATH = "/api/v1/gpt4o-image/record-info"
 DOWNLOAD_PATH = "/api/v1/gpt4o-image/download-url"
 
 MODEL = "gpt-4o-image"
+# Live, record-info answers an unknown task with 422 "The record does not exist", download-url one with 422 "record
+# is null" (justintanner/apicity kie/gpt4o-image/record-info-not-found 2026-06-27, download-url-not-found 2026-08-06).
+NOT_FOUND = "The record does not exist"
 RECORD_NULL = "record is null"
 # Failure codes that mean KIE never started generating (bad input, unreachable image).
 CREATE_FAILURES = ("400", "451")
@@ -117,7 +120,7 @@ def _visible_task(ctx: Ctx, task_id: str) -> Task:
 
 
 async def record_info(ctx: Ctx) -> Response:
-    task = ctx.polled_task("gpt4o", RECORD_NULL, expired=RECORD_NULL)  # expired records answer like unknown ones
+    task = ctx.polled_task("gpt4o", NOT_FOUND, expires=True)  # expired records answer like unknown ones
     return ctx.ok(record(ctx.sim, task, ctx.base_url))
 
 

@@ -110,13 +110,13 @@ def record(sim: Simulator, task: Task, base: str) -> dict[str, Any]:
         "costTime": round((completed - created) / 1000) if done else None,
         "completeTime": completed if done else None,
         "createTime": created,
-        "updateTime": _ms(task.last_change(now)),
-        "creditsConsumed": number(task.credits_consumed),
     }
+    if sim.config.report_update_time:
+        data["updateTime"] = _ms(task.last_change(now))
+    if sim.config.report_credits_consumed:
+        data["creditsConsumed"] = number(task.credits_consumed)
     if task.model.startswith("sora-2"):
         data["progress"] = task.progress(now)
-    if not sim.config.report_credits_consumed:
-        del data["creditsConsumed"]
     return data
 
 

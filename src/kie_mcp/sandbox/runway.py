@@ -165,7 +165,7 @@ async def extend(ctx: Ctx) -> Response:
 
 
 async def record_detail(ctx: Ctx) -> Response:
-    task = ctx.polled_task("runway", RECORD_NULL)
+    task = ctx.polled_task("runway", None)  # an unknown task: success, data null, as KIE answers live
     return ctx.ok(record(ctx.sim, task, ctx.base_url))
 
 

@@ -585,18 +585,29 @@ class Simulator:
     # -- callbacks -------------------------------------------------------------------------
 
     def _record_callback(self, task: Task) -> None:
+        """Keep the callback KIE would send for ``task`` (``/__sim/callbacks``); nothing is sent: the simulator makes
+        no outbound calls. ``at`` is the simulated time it was recorded; ``sent_at`` and the signature's
+        ``X-Webhook-Timestamp`` are real unix seconds, as a receiver checks a signature's age against its own clock."""
         assert task.callback is not None
         assert task.callback_url is not None
         body = task.callback(self, task)
         headers = {"Content-Type": "application/json"}
         key = self.config.webhook_hmac_key
+        sent_at = time.time()
         if key:
-            stamp = str(int(self.now()))
+            stamp = str(int(sent_at))
             digest = hmac.new(key.encode(), f"{task.id}.{stamp}".encode(), hashlib.sha256).digest()
             headers["X-Webhook-Timestamp"] = stamp
             headers["X-Webhook-Signature"] = base64.b64encode(digest).decode()
         self.callbacks.append(
-            {"url": task.callback_url, "taskId": task.id, "at": self.now(), "headers": headers, "body": body}
+            {
+                "url": task.callback_url,
+                "taskId": task.id,
+                "at": self.now(),
+                "sent_at": sent_at,
+                "headers": headers,
+                "body": body,
+            }
         )
 
     # -- files -----------------------------------------------------------------------------

@@ -217,7 +217,10 @@ async def generate(ctx: Ctx) -> Response:
 
 
 async def record_info(ctx: Ctx) -> Response:
-    task = ctx.polled_task("veo", RECORD_NULL, expired="Temporarily supports records within 14 days")
+    # Live, an unknown task: 422 "Record not found for taskId: <id>" (justintanner/apicity
+    # kie/veo/record-info-not-found, 2026-07-03).
+    unknown = f"Record not found for taskId: {ctx.query('taskId')}"
+    task = ctx.polled_task("veo", unknown, expired="Temporarily supports records within 14 days")
     data = record(ctx.sim, task, ctx.base_url)
     return ctx.task_record(data, failed=data["successFlag"] in (2, 3))
 

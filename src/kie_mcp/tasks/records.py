@@ -412,7 +412,9 @@ class TaskRecord(BaseModel, defer_build=True):
             self.credits_charged, self.charge_measured = status.credits_charged, False
         if status.state.value == "failed":
             code = f" (code {status.fail_code})" if status.fail_code else ""
-            self.error = f"KIE reports the task failed{code}: {status.fail_message or 'no reason given'}."
+            said = status.fail_message or "no reason given"
+            stop = "" if said.endswith((".", "!", "?")) else "."  # KIE's "please try again later." gets no second one
+            self.error = f"KIE reports the task failed{code}: {said}{stop}"
             self.fail_code = status.fail_code
         if self.state == "succeeded_without_results":
             self.progress, self.eta_seconds = None, None
