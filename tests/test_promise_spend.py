@@ -21,6 +21,7 @@ import pytest
 from mcp import Client, MCPError
 from mcp.client import ClientRequestContext, advertise
 from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID
+from mcp.server.elicitation import render_elicitation_schema
 from mcp.types import INVALID_PARAMS, ElicitRequestParams, ElicitResult, ErrorData
 from PIL import Image
 
@@ -29,7 +30,7 @@ from kie_mcp.config import Settings
 from kie_mcp.journal import journal_path
 from kie_mcp.sandbox import SANDBOX_API_KEY
 from kie_mcp.server import create_server
-from kie_mcp.spend.gate import FORM_DESCRIPTION
+from kie_mcp.spend.gate import FORM_DESCRIPTION, ConfirmSpend
 
 from .conftest import answering, confirmed_and_replayed, text_of, twice_at_once
 from .test_live_wiring import feed_row, sync
@@ -1588,11 +1589,11 @@ async def test_the_confirmation_form_speaks_to_the_person_not_to_developers(conn
         declined = await client.call_tool("generate_image", IMAGE)
     assert not declined.structured_content or declined.structured_content.get("status") != "completed"
     assert len(forms) == 1 and await controls.creates() == []
-    form = forms[0]
+    form, ours = forms[0], {"title": "Approve the spend", "description": FORM_DESCRIPTION}
+    assert render_elicitation_schema(ConfirmSpend).items() >= ours.items()  # what the server offers, in both eras
     said = {key: form[key] for key in ("title", "description") if key in form}
-    if mode == "legacy":  # the 2025-11-25 form carries both (the 2026-07-28 wire type carries neither)
-        assert set(said) == {"title", "description"}, form
-    assert said.items() <= {"title": "Approve the spend", "description": FORM_DESCRIPTION}.items(), form
+    # The 2025-11-25 form carries both as offered; the 2026-07-28 wire type carries neither.
+    assert said == (ours if mode == "legacy" else {}), form
     assert FORM_DESCRIPTION.startswith("kie-mcp asks before it spends KIE credits.")
     assert "``" not in json.dumps(form) and "not_boolean" not in json.dumps(form)
     assert list(form["properties"]) == ["confirm"] and form["required"] == ["confirm"]
