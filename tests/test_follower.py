@@ -205,7 +205,7 @@ async def test_a_result_whose_download_failed_is_saved_again_without_anyone_aski
     async with connect(elicitation=answering()) as client:
         task_id = await video_nobody_waits_for(client)
         files = await until_saved(tmp_path, task_id)  # no check_task: the follower tried again
-        listed = (await client.call_tool("list_tasks", {})).structured_content["tasks"]
+        listed = await listed_with_files(client)
         gets = file_gets(await controls.get("requests"))
         await anyio.sleep(1.0)  # past several retry gaps of the (shortened) schedule
         again = file_gets(await controls.get("requests"))
