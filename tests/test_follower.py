@@ -10,6 +10,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -510,6 +511,31 @@ async def test_a_429_on_status_backs_off(connect, controls, tmp_path):
     assert calls[2]["at"] - calls[1]["at"] >= 0.9 * speed  # after the second: twice as long
 
 
+async def test_a_storm_of_429s_on_status_checks_is_said_on_the_task_and_check_task_never_adds_to_it(
+    connect, controls, mode
+):
+    """The audit: KIE answering every status check with 429 went unsaid (check_task: "queued ... about 279 s left"),
+    and check_task(wait_seconds=0) asked KIE each time, paused looks or not: six calls in no time, six 429s. While
+    the looks are paused, check_task answers from the record, saying why it waits; a storm (429s in a row) is noted
+    on every task followed."""
+    if mode != "auto":
+        pytest.skip("the follower is the same in both eras")
+    async with connect(elicitation=answering(), rate_limit_backoff=1.0) as client:
+        await controls.post("clock/speed", {"speed": 0})
+        task_id = await video_nobody_waits_for(client)
+        await controls.fault("status", kind="code", code=429, times=-1)
+        answers = [await client.call_tool("check_task", {"task_id": task_id}) for _ in range(6)]
+        asked = len(await status_calls(controls, task_id))
+        waited = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 2.5})
+    assert asked == 1, asked  # the first check_task's look; the five after it answered from the record
+    for answer in answers[1:]:
+        assert "refusing status checks for now (rate limit)" in text_of(answer), text_of(answer)
+    said = text_of(waited)  # the follower's own looks met 429s in a row meanwhile
+    assert "refusing status checks for now (rate limit): kie-mcp asks again in" in said, said
+    assert "Another app or server using this API key" in said
+    assert waited.structured_content["task"]["error"].startswith("KIE is refusing status checks")
+
+
 # -- telling the client ----------------------------------------------------------------------------------
 
 
@@ -636,10 +662,12 @@ async def test_a_handshake_client_gets_a_log_message_when_a_task_ends(settings, 
         await client.call_tool("check_task", {"task_id": task_id})  # the server now knows how to reach us
         await controls.post("clock/speed", {"speed": 1000})
         await until_saved(tmp_path, task_id)
-        with anyio.fail_after(10):
-            while not any(task_id in line for line in lines):  # noqa: ASYNC110 - filled by the client's callback
+        with anyio.fail_after(10):  # told it ended (its results being saved), then where they were saved
+            while not any(task_id in line and "outputs/" in line for line in lines):  # noqa: ASYNC110 - the callback's
                 await anyio.sleep(0.02)
-    assert any("succeeded" in line and "outputs/" in line for line in lines if task_id in line)
+    told = [line for line in lines if task_id in line]
+    assert "succeeded" in told[0] and "kie-mcp is saving them now" in told[0], told  # its end at once
+    assert "succeeded" in told[-1] and "outputs/" in told[-1], told
 
 
 async def test_a_handshake_client_hears_of_a_task_an_earlier_server_left_whatever_tool_it_calls(
@@ -941,6 +969,63 @@ async def test_check_task_never_waits_out_a_stalled_download(connect, controls, 
         assert checked.structured_content["task"]["state"] == "succeeded", text_of(checked)
         assert "being saved now" in text_of(checked)
         assert await until_saved(tmp_path, task_id)
+
+
+async def test_a_download_past_its_deadline_leaves_its_slot_to_other_results_and_is_saved_later(
+    connect, controls, tmp_path, mode
+):
+    """The audit: eight results on a file server that trickled just above the too-slow line (64 KiB a minute) held
+    every finishing slot for as long as they trickled, with no overall deadline: a ninth task's result, on a fast
+    server, was not saved meanwhile. Each download now gets ``download_deadline`` in all (more for a large file),
+    then is handed to the background's tries, and the ninth is saved at once."""
+    if mode != "auto":
+        pytest.skip("the follower is the same in both eras")
+    await controls.fault("files", times=8, kind="stall", after_bytes=0, seconds=30)
+    async with connect(elicitation=answering(), download_deadline=0.3) as client:
+        slow = []
+        for n in range(8):
+            made = await client.call_tool("generate_image", {**IMAGE, "prompt": f"slow {n}", "wait_seconds": 0})
+            slow.append(made.structured_content["tasks"][0]["task_id"])
+        await until_file_requests(controls, 8)  # every finishing slot holds a stalled download
+        ninth = await client.call_tool("generate_image", {**IMAGE, "prompt": "quick", "wait_seconds": 0})
+        assert await until_saved(tmp_path, ninth.structured_content["tasks"][0]["task_id"], seconds=3)
+        for task_id in slow:  # the slow ones: tried again in the background, and saved
+            assert await until_saved(tmp_path, task_id, seconds=3)
+
+
+async def test_results_queued_behind_slow_downloads_are_announced_at_once_and_said_queued(
+    settings, transport, controls, tmp_path
+):
+    """The audit: a task that ended while eight slow downloads held every finishing slot was announced (resource
+    update, "Task ... succeeded") only once its own download was over, and check_task said its results were being
+    saved "in a moment" while they could not even start. Its end is told at once, and the answer says what its
+    results wait for."""
+    from kie_mcp.server import create_server
+
+    lines: list[str] = []
+
+    async def on_log(params: LoggingMessageNotificationParams) -> None:
+        lines.append(str(params.data))
+
+    await controls.fault("files", times=8, kind="stall", after_bytes=0, seconds=4)
+    server = create_server(replace(settings, save_grace=3.0), transport=transport)
+    async with Client(server, mode="legacy", elicitation_callback=answering(), logging_callback=on_log) as client:
+        await client.call_tool("check_credits", {})  # the server now knows how to reach this client
+        for n in range(8):
+            await client.call_tool("generate_image", {**IMAGE, "prompt": f"slow {n}", "wait_seconds": 0})
+        await until_file_requests(controls, 8)
+        ninth = await client.call_tool("generate_image", {**IMAGE, "prompt": "quick", "wait_seconds": 1})
+        task_id = ninth.structured_content["tasks"][0]["task_id"]
+        with anyio.fail_after(1):  # no grace waited for results that cannot start
+            checked = await client.call_tool("check_task", {"task_id": task_id})
+        told = [line for line in lines if task_id in line]
+        files = saved(tmp_path, task_id)
+    assert ninth.structured_content["tasks"][0]["state"] == "succeeded", text_of(ninth)
+    assert "queued to be saved" in text_of(ninth) and "in a moment" not in text_of(ninth), text_of(ninth)
+    assert checked.structured_content["saving"] and not files
+    said = text_of(checked)
+    assert "queued to be saved: the downloads of 8 other tasks are ahead" in said and "in a moment" not in said, said
+    assert told and "succeeded" in told[0] and "after the downloads of 8 other tasks" in told[0], told
 
 
 async def test_check_task_of_a_task_saved_in_the_background_does_not_wait_for_it(

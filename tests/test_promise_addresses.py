@@ -640,6 +640,36 @@ async def test_a_status_answer_pointing_at_a_private_address_is_not_saved_and_ke
     assert not (tmp_path / "outputs").exists() or not [p for p in (tmp_path / "outputs").rglob("*") if p.is_file()]
 
 
+async def test_a_refused_result_link_is_never_shown_as_the_result(tmp_path: Path) -> None:
+    """The audit: a result link kie-mcp refused to fetch (a private address) was still given as the result: the log
+    line said "Task ... succeeded: http://10.0.0.7/x.png" (the line counted it neither saved nor missing) and
+    check_task listed it under "Results:". Each says it was not saved, and why; only links a person may open are
+    offered."""
+    lines: list[str] = []
+
+    async def on_log(params: Any) -> None:
+        lines.append(str(params.data))
+
+    sim = Simulator(SimConfig(speed=1000.0))
+    transport = Routing(sim)
+    transport.result = "http://10.0.0.7/x.png"
+    server = served(tmp_path, transport)
+    async with Client(server, mode="legacy", elicitation_callback=answering(), logging_callback=on_log) as client:
+        made = await client.call_tool("generate_image", {"prompt": "A red apple", "model": "nano-banana-2"})
+        task_id = made.structured_content["tasks"][0]["task_id"]
+        checked = await client.call_tool("check_task", {"task_id": task_id})
+        with anyio.fail_after(5):
+            while not [line for line in lines if task_id in line and "private network" in line]:  # noqa: ASYNC110
+                await anyio.sleep(0.02)
+    why = "not saved (refused: it points at this machine or a private network (a private address, 10.0.0.7))"
+    told = [line for line in lines if task_id in line]
+    assert told and all("http://10.0.0.7" not in line for line in told), told
+    assert f"succeeded: result 1 {why}" in told[-1], told
+    assert f"Result 1 {why}." in text_of(checked) and "Results:" not in text_of(checked), text_of(checked)
+    assert f"{task_id}: succeeded: result 1 {why}" in text_of(made), text_of(made)
+    assert transport.sent == []
+
+
 async def test_a_result_link_refused_once_is_not_tried_again_in_the_background(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

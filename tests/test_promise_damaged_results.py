@@ -15,6 +15,7 @@ through the real MCP client in both protocol eras:
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import AsyncIterator
 
 import httpx2
@@ -103,6 +104,22 @@ async def test_a_video_kie_stored_cut_short_is_saved_and_said_not_to_be_whole(co
     assert checked.structured_content["saved_files"][0]["damaged"], checked.structured_content["saved_files"]
     assert await file_gets(controls) == 2
     assert len(await requests_to(controls, VEO)) == 1
+
+
+async def test_a_result_kie_stored_damaged_says_so_in_its_sidecar_and_on_its_gallery_card(connect, controls, tmp_path):
+    """The audit: a video kept cut short was said to be damaged only by the answers of the process that saved it:
+    its sidecar said nothing of it, so the gallery (built from sidecars) showed it as a clean result, and so did
+    every later look at it. The sidecar records why, and the card says so."""
+    await controls.fault("files", kind="damaged", times=2)
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_video", VIDEO)
+    [saved] = made.structured_content["tasks"][0]["files"]
+    folder = (tmp_path / saved).parent
+    [sidecar] = folder.glob("*.json")
+    [entry] = json.loads(sidecar.read_text())["files"]
+    assert entry["damaged"].startswith("it is not a whole video (") and "cut short" in entry["damaged"], entry
+    page = (folder / "index.html").read_text()
+    assert "Damaged: it is not a whole video (" in page, page
 
 
 async def test_a_whole_video_is_fetched_once_and_never_called_damaged(connect, controls, tmp_path):

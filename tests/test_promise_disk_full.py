@@ -382,3 +382,56 @@ async def test_a_quote_a_full_disk_stopped_approves_the_retry_on_another_server_
     says_the_disk_is_full_and_nothing_was_created(text_of(stopped))
     assert again.structured_content["status"] == "completed", text_of(again)
     assert len(await controls.creates()) == 1
+
+
+# -- a task's end the journal would not take -------------------------------------------------------------------
+
+VIDEO = {"prompt": "waves rolling onto a beach at dusk", "model": "veo3_fast", "wait_seconds": 0}
+
+
+async def kie_requests(controls, task_id: str) -> tuple[int, int]:
+    """The status calls about ``task_id`` and the result file requests KIE received so far."""
+    requests = await controls.get("requests")
+    items = requests if isinstance(requests, list) else requests["requests"]
+    status = sum(1 for r in items if r["query"].get("taskId") == task_id)
+    return status, sum(1 for r in items if r["path"].startswith(("/files/", "/dl/")))
+
+
+@pytest.mark.parametrize("mode", ["auto"])  # the follower, the disk and the wire, not the era: once
+async def test_a_task_whose_end_a_full_disk_kept_from_the_journal_is_not_asked_about_or_saved_again(
+    connect, controls, small_disk, tmp_path
+):
+    """The audit: the workspace's disk full (its journal refusing writes) while outputs/ links to a disk with room,
+    a documented setup. The journal still called the finished video unfinished, so every rescan took it up again:
+    KIE asked and the whole video downloaded anew every minute. This server remembers the end it saw, answers from
+    it, and writes it to the journal once the disk has room."""
+    workspace = small_disk / "ws"
+    workspace.mkdir()
+    (tmp_path / "big").mkdir()
+    (workspace / "outputs").symlink_to(tmp_path / "big")
+    await controls.post("clock/speed", {"speed": 0})
+    async with connect(elicitation=answering(), workspace=workspace) as client:
+        task_id = (await client.call_tool("generate_video", VIDEO)).structured_content["tasks"][0]["task_id"]
+        filler = durability.fill(small_disk)
+        try:
+            await controls.post("clock/speed", {"speed": 1000})
+            with anyio.fail_after(10):
+                while not list((tmp_path / "big").rglob(f"*{task_id}*.mp4")):  # noqa: ASYNC110 - files on disk
+                    await anyio.sleep(0.02)
+            await anyio.sleep(0.2)  # its end announced
+            ended = await kie_requests(controls, task_id)
+            await anyio.sleep(1.5)  # five rescans (0.3 s each here), past the 0.9 s a task must be quiet to be taken up
+            later = await kie_requests(controls, task_id)
+            checked = await client.call_tool("check_task", {"task_id": task_id})
+        finally:
+            filler.unlink()
+    assert later == ended, (ended, later)  # neither asked about nor downloaded again
+    assert checked.structured_content["task"]["state"] == "succeeded", text_of(checked)
+    assert checked.structured_content["task"]["files"], text_of(checked)
+    journal = sqlite3.connect(workspace / ".kie-mcp" / "journal.sqlite3")
+    try:  # written once the disk had room (here: as the server stopped)
+        state = journal.execute("SELECT state FROM tasks WHERE task_id = ?", (task_id,)).fetchone()[0]
+        files = journal.execute("SELECT COUNT(*) FROM files WHERE task_id = ?", (task_id,)).fetchone()[0]
+    finally:
+        journal.close()
+    assert (state, files) == ("succeeded", 1)

@@ -205,6 +205,22 @@ async def test_check_task_asks_kie_again_about_a_success_that_came_without_its_l
     assert checked.structured_content["task"]["files"]
 
 
+async def test_a_success_without_result_links_ends_a_generations_wait_and_says_so(connect, controls):
+    """The audit: KIE answering success with no result link made generate_image wait out all of wait_seconds, then
+    answer "Submitted 1 image ...; still generating". Nothing is generating: the wait ends when KIE says so, and
+    the answer says KIE owes the links (looked for in the background)."""
+    await controls.fault("status", kind="no_results", shape="empty", times=-1)
+    async with connect(elicitation=answering()) as client:
+        started = time.monotonic()
+        made = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 8})
+        took = time.monotonic() - started
+    said = text_of(made)
+    assert made.structured_content["tasks"][0]["state"] == "succeeded_without_results", said
+    assert took < 4, took
+    assert said.startswith("KIE reports 1 image from") and "sent no result link for 1 of 1 task yet" in said, said
+    assert "still generating" not in said
+
+
 def test_what_an_earlier_process_with_this_process_id_left_is_its_own_not_ours(tmp_path):
     """The audit: a container restarted in place runs kie-mcp as process 1 again, and what the killed process 1 left
     (a half-downloaded video, a create being sent) was taken for this process's own work: the partial file stayed

@@ -188,6 +188,9 @@ class Settings:
     poll_max_interval: float = 15.0
     rate_limit_backoff: float = 10.0
     save_grace: float = 15.0  # check_task of a task whose results are being saved waits this long for them (at least)
+    # A result's download gets this long in all, more for a large file (256 KiB/s of its size): then it is stopped
+    # and tried again in the background, so slow file servers never hold up the saving of other tasks' results.
+    download_deadline: float = 600.0
     http_timeout: float = 30.0
     quote_ttl_seconds: float = 600.0
     confirm_timeout_seconds: float = 600.0  # a confirmation question unanswered this long ends as cancelled

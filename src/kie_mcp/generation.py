@@ -88,6 +88,7 @@ from kie_mcp.spend.ledger import CHARGED, MEASURED
 from kie_mcp.spend.quotes import CHARGED_HERE, AskedInputs, seen_charging, staleness
 from kie_mcp.stopping import CREATES
 from kie_mcp.tasks import TaskRecord
+from kie_mcp.tasks.follower import saving_words
 from kie_mcp.tasks.records import UnreadableRecord, answer_not_recorded, charged_text, time_left_words
 from kie_mcp.words import cut_point, plain, timestamp
 
@@ -2568,7 +2569,9 @@ async def save_all(rt: Runtime, records: list[TaskRecord]) -> list[str]:
         had = set(record.files)
         try:
             async with rt.saving.hold(record.task_id or ""):  # a save of this task in flight elsewhere ends first
-                saved = await save_results(rt.kie, rt.journal, rt.settings.workspace, record)
+                saved = await save_results(
+                    rt.kie, rt.journal, rt.settings.workspace, record, least_seconds=rt.settings.download_deadline
+                )
             problems += saved.problems
             described = described or saved.described
         except JOURNAL_ERRORS as err:
@@ -2713,13 +2716,15 @@ def summarise(
     else:
         status = "submitted"
     saving = [r.task_id for r in records if r.task_id is not None and rt.follower.saving(r)]
+    queued = {r.task_id: rt.follower.queued_behind(r) for r in records if r.task_id in saving}
     lines = [_headline(status, spec, records, wire), *notes]
     for index, record in enumerate(records, 1):
-        lines.append(f"{index}. {_describe(record, record.task_id in saving)}")
+        lines.append(f"{index}. {_describe(record, record.task_id in saving, queued.get(record.task_id))}")
     if saving:  # never read as "no results": the download outlasted this call's wait
+        soon = "once they are saved" if any(n is not None for n in queued.values()) else "in a moment"
         lines.append(
-            f"{len(saving)} result(s) still being saved into the workspace: check_task(task_id) shows the files in a "
-            "moment (the links above work meanwhile)."
+            f"{len(saving)} result(s) still being saved into the workspace: check_task(task_id) shows the files {soon} "
+            "(the links above work meanwhile)."
         )
     if any(r.state == "unknown" for r in records):
         lines.append(
@@ -2747,6 +2752,13 @@ def _headline(status: Status, spec: ModelSpec, records: list[TaskRecord], wire: 
     n = len(records) * each
     noun = f"{spec.kind}{'s' if n > 1 else ''}"
     things = f"{'up to ' if at_most and each > 1 else ''}{n} {noun}"
+    no_links = [r for r in records if r.state == "succeeded_without_results"]
+    if status == "submitted" and no_links and all(r.finished or r.state == no_links[0].state for r in records):
+        return (  # nothing left generating: KIE only owes links, which the follower looks for every 3 minutes
+            f"KIE reports {things} from {spec.title} done, but sent no result link for {len(no_links)} of "
+            f"{len(records)} task{'s' if len(records) > 1 else ''} yet; kie-mcp looks again every few minutes, and "
+            "check_task looks at once."
+        )
     return {
         "completed": f"Done: {things} from {spec.title}.",
         "submitted": f"Submitted {things} to {spec.title}; still generating.",
@@ -2756,11 +2768,12 @@ def _headline(status: Status, spec: ModelSpec, records: list[TaskRecord], wire: 
     }.get(status, status)
 
 
-def _describe(record: TaskRecord, saving: bool = False) -> str:
+def _describe(record: TaskRecord, saving: bool = False, queued: int | None = None) -> str:
     ident = record.task_id or "(no task id)"
     if record.state == "succeeded":
-        where = ", ".join(record.files) if record.files else ", ".join(record.result_urls)
-        being = "; its results are being saved now" if saving else ""
+        where = ", ".join(record.files) if record.files else ", ".join(record.openable_links())
+        where = "; ".join(part for part in (where, *record.refused_results()) if part)  # a refused link: why
+        being = f"; {saving_words(queued)}" if saving else ""
         return f"{ident}: succeeded{being}: {where}" + (f" ({record.note})" if record.note else "")
     if record.state in ("failed", "unknown"):
         return f"{ident}: {record.state}: {record.error}"

@@ -115,6 +115,7 @@ from kie_mcp.spend import (
 from kie_mcp.spend.account import account
 from kie_mcp.spend.quotes import QUOTE_ID, seen_charging
 from kie_mcp.tasks import TaskRecord
+from kie_mcp.tasks.follower import saving_words
 from kie_mcp.tasks.listing import (
     LIST_LIMIT,
     BadDay,
@@ -124,7 +125,14 @@ from kie_mcp.tasks.listing import (
     list_page,
     parse_day,
 )
-from kie_mcp.tasks.records import NOT_FOLLOWED, OVERDUE, ModelFilterError, charged_text, time_left_words
+from kie_mcp.tasks.records import (
+    NOT_FOLLOWED,
+    OVERDUE,
+    ModelFilterError,
+    answer_not_recorded,
+    charged_text,
+    time_left_words,
+)
 from kie_mcp.toolschema import FREE_TEXT
 from kie_mcp.words import duration_text, path_text, plain, readable_text
 
@@ -500,8 +508,8 @@ class TaskResult(_Result):
     task: TaskRecord
     saving: bool = Field(
         default=False,
-        description="True when the task succeeded and its results are being saved right now (files not listed yet): "
-        "check_task again shows them in a moment.",
+        description="True when the task succeeded and its results are being saved, or queued to be behind other "
+        "tasks' downloads (the message says which; files not listed yet): check_task again shows them once saved.",
     )
     saved_files: SavedFiles = Field(default_factory=list)
     message: str
@@ -724,8 +732,14 @@ def _register_tools(mcp: MCPServer) -> None:
                     # Saved for a while (or a save in flight waited for), then handed to the follower (finally below).
                     saved, saving = await rt.follower.save_now(record, wait_seconds)
                     problems += saved
-                    rt.tasks.add(record)
-                if saving:
+                    try:
+                        rt.tasks.add(record)
+                    except JOURNAL_ERRORS as err:  # a full disk: the answer is what was learnt all the same
+                        problems.append(answer_not_recorded(record.task_id, err))
+                if saving and checked.queued is not None:  # waiting for other tasks' downloads: not "in a moment"
+                    words = saving_words(checked.queued)
+                    problems.append(f"{words[0].upper()}{words[1:]}; check_task shows the files once they are saved.")
+                elif saving:
                     problems.append("Its results are being saved now; check_task shows the files in a moment.")
             finally:  # no await: runs even when the call is cancelled mid-download (a client timeout, a cancel)
                 rt.follower.save_later(record)  # what this call did not save, the follower saves in the background
@@ -1587,9 +1601,12 @@ def _task_message(record: TaskRecord, typical: tuple[int, int] | None = None) ->
         return f"{task}, last recorded {record.state}: {record.error}"
     head = f"{task}: {record.state}"
     if record.state == "succeeded":
+        offered = record.openable_links()  # a link kie-mcp refused is never shown as the result: why, instead
+        results = f" Results: {', '.join(offered)}." if offered else ""
+        refused = "".join(f" {words[0].upper()}{words[1:]}." for words in record.refused_results())
         saved = f" Saved: {', '.join(record.files)}." if record.files else ""
         note = f" {record.note}" if record.note else ""  # e.g. KIE named more result links than the model makes
-        return f"{head}. Results: " + ", ".join(record.result_urls) + "." + saved + _task_cost(record) + note
+        return f"{head}.{results}{refused}{saved}{_task_cost(record)}{note}"
     if record.state in ("failed", "succeeded_without_results", "unknown"):
         return f"{head}. {record.error}"
     eta = f"; {time_left_words(record.eta_seconds, record.sandbox)}" if record.eta_seconds else ""

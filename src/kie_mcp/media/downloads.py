@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import io
 import json
@@ -75,6 +76,11 @@ WRITE_BATCH = 1024 * 1024  # bytes gathered before one write + hash in a worker 
 # trips the read timeout). Any connection a person would call working sends this in well under a second.
 TRICKLE_BYTES = 64 * 1024
 TRICKLE_SECONDS = 60.0
+# ... and one that keeps just above that line must still end: a download gets ``least_seconds`` in all (10 minutes, the
+# setting ``download_deadline``), more for a large file (its declared size at this average), then it stops and is
+# tried again later. A slow file server never holds a finishing slot (the follower's ENDS_AT_ONCE) for longer.
+AVERAGE_BYTES_PER_SECOND = 256 * 1024
+LEAST_SECONDS = 600.0  # Settings.download_deadline's default
 RETENTION_HINT = (
     "KIE keeps generated files for about 14 days; while the file exists a fresh link can be minted through "
     "KIE's download-url endpoint (20 minutes valid)."
@@ -140,6 +146,8 @@ class DownloadError(Exception):
         retryable: bool = False,
         expired: bool = False,
         refused: bool = False,
+        why: str = "",
+        unrenewed: bool = False,
     ) -> None:
         message, url = redact(message), redact(url)
         super().__init__(message)
@@ -153,6 +161,9 @@ class DownloadError(Exception):
         # Not fetched again by this process: the link points at this machine or a private network, it served more
         # than any result of its kind can be, or KIE refused to renew it for good.
         self.refused = refused
+        self.why = redact(why)  # a refused link: why, in a few words ("it points at a private network (10.0.0.7)")
+        # KIE refused to renew the link (400/404/422), for the first time: tried once more later, then refused
+        self.unrenewed = unrenewed
 
 
 class _Expired(Exception):
@@ -324,6 +335,8 @@ async def download(
     max_bytes: int = 2 * 1024**3,
     remint: Callable[[str], Awaitable[str]] | None = None,
     made: date | None = None,
+    least_seconds: float = LEAST_SECONDS,
+    renewal_refused_before: bool = True,
 ) -> SavedFile:
     """Save the file at ``url`` as ``dest`` (its extension fixed to the sniffed type) and describe it.
 
@@ -333,15 +346,20 @@ async def download(
     tells whether KIE may have let the file go). Raises ``DownloadError``; on any failure or cancellation nothing is
     left at ``dest`` and no temporary file remains. An existing identical file is kept as it is. A result that is not
     whole (``damaged``: an image that does not decode, an MP4, MOV or M4A cut short) is fetched once more (a download
-    only, never a new task); still so, it is kept (it is paid for) and ``damaged`` says why.
+    only, never a new task). KIE refusing to renew a link (400, 404, 422) is final when it did so before
+    (``renewal_refused_before``; otherwise ``DownloadError.unrenewed``: a link can be missing for a moment, so it is
+    tried once more later); still so, it is kept (it is paid for) and ``damaged`` says why. Each fetch of the body
+    gets ``least_seconds``, or its declared size at ``AVERAGE_BYTES_PER_SECOND`` when that is longer (``deadline``):
+    a slower one stops (``DownloadError``, retryable), as one under ``TRICKLE_BYTES`` a minute does.
     """
-    file = await _fetch(client, url, dest, expected, max_bytes, remint, made)
+    fetch = functools.partial(_fetch, least_seconds=least_seconds, renewal_refused_before=renewal_refused_before)
+    file = await fetch(client, url, dest, expected, max_bytes, remint, made)
     damage = await anyio.to_thread.run_sync(damaged, file.path, file.mime)
     if damage is None:
         return file
     log.warning("The result saved as %s is not whole (%s); fetching it once more.", file.path.name, damage)
     try:
-        file = await _fetch(client, url, dest, expected, max_bytes, remint, made)
+        file = await fetch(client, url, dest, expected, max_bytes, remint, made)
     except DownloadError as err:  # the first copy stays saved, said to be damaged
         log.warning("Fetching %s again failed: %s", file.path.name, err)
         return _remember_damage(replace(file, damaged=damage))
@@ -357,11 +375,15 @@ async def _fetch(
     max_bytes: int,
     remint: Callable[[str], Awaitable[str]] | None,
     made: date | None,
+    *,
+    least_seconds: float,
+    renewal_refused_before: bool,
 ) -> SavedFile:
     """``download``'s fetch: one try, and one with a fresh link when the first did not serve the file."""
     dest = _prepare(Path(dest), url)
+    attempt = functools.partial(_attempt, least_seconds=least_seconds)
     try:
-        return await _attempt(client, url, url, dest, expected, max_bytes)
+        return await attempt(client, url, url, dest, expected, max_bytes)
     except _Expired as first:
         if remint is None and first.page:
             raise DownloadError(_page_answer(first.page, again=False), url=url, retryable=True, expired=True) from None
@@ -377,16 +399,23 @@ async def _fetch(
             fresh = await remint(url)
         except Exception as exc:
             # KIE's own word on it (a KieError's message and whether asking again can help). A refusal of this very
-            # link (400/404/422: not one of KIE's files, or gone) is final; KIE's generic advice for those codes is
+            # link (400/404/422: not one of KIE's files, or gone) is final the second time (a file can be missing
+            # for a moment: the first time, it is tried once more later); KIE's generic advice for those codes is
             # written for a generation ("fix the field it names"). Any other refusal (the key, credits, a quota)
             # keeps KIE's advice: once that is fixed, the link renews.
             retry = bool(getattr(exc, "retryable", True))
             reason = str(getattr(exc, "message", exc))
-            final = not retry and getattr(exc, "code", None) in (400, 404, 422)  # not fetched again by this process
+            unrenewed = not retry and getattr(exc, "code", None) in (400, 404, 422)
+            final = unrenewed and renewal_refused_before  # not fetched again by this process
             if retry:
                 then = "Try again in a minute."
             elif final:
                 then = f"KIE will not renew this link, so kie-mcp cannot save the file; {LOGS_HINT}"
+            elif unrenewed:
+                then = (
+                    "KIE would not renew it now; a file can be missing for a moment, so kie-mcp tries once more in "
+                    f"the background (check_task tries at once), then gives it up. {LOGS_HINT}"
+                )
             else:
                 then = f"{getattr(exc, 'next_step', '')} Then check_task saves it.".strip()
             raise DownloadError(
@@ -396,9 +425,11 @@ async def _fetch(
                 retryable=retry,
                 expired=True,
                 refused=final,
+                why="it expired, and KIE will not renew it",
+                unrenewed=unrenewed and not final,
             ) from exc
     try:
-        return await _attempt(client, fresh, url, dest, expected, max_bytes)
+        return await attempt(client, fresh, url, dest, expected, max_bytes)
     except _Expired as second:
         if second.page:  # a fresh link served an error message too: more likely the CDN failing than the file gone
             raise DownloadError(
@@ -520,7 +551,14 @@ def _still_in_real_folder(tmp: Path, written: os.stat_result) -> None:
 
 
 async def _attempt(
-    client: httpx2.AsyncClient, url: str, source_url: str, dest: Path, expected: Expected | None, max_bytes: int
+    client: httpx2.AsyncClient,
+    url: str,
+    source_url: str,
+    dest: Path,
+    expected: Expected | None,
+    max_bytes: int,
+    *,
+    least_seconds: float,
 ) -> SavedFile:
     """One GET of ``url`` into a temporary file, then into place. Raises ``_Expired`` or ``DownloadError``."""
     tmp: Path | None = None
@@ -534,7 +572,11 @@ async def _attempt(
                     raise _too_big(url, max_bytes, declared, expected)
                 fd, tmp = _open_temp(dest)
                 watch = SecretWatch()
-                size, sha256, head = await _receive(response, fd, url, expected, max_bytes, watch)
+                started = time.monotonic()
+                with anyio.CancelScope(deadline=started + deadline(declared, least_seconds)) as timer:
+                    size, sha256, head = await _receive(response, fd, url, expected, max_bytes, watch, timer)
+                if timer.cancelled_caught:
+                    raise _too_slow(url, response.num_bytes_downloaded, declared, time.monotonic() - started)
                 wire_bytes = response.num_bytes_downloaded
         except httpx2.UnsupportedProtocol as exc:  # file://, ftp://: not a link to a result, ever (never retried)
             raise DownloadError(
@@ -542,6 +584,7 @@ async def _attempt(
                 f"tried again. KIE serves results over https: this link is broken or was tampered with. {LOGS_HINT}",
                 url=url,
                 refused=True,
+                why="it is not a web address kie-mcp fetches",
             ) from None
         except httpx2.TransportError as exc:
             raise DownloadError(
@@ -561,6 +604,8 @@ async def _attempt(
                 f"results from public servers: this link is broken or was tampered with. {LOGS_HINT}",
                 url=url,
                 refused=True,
+                why=f"it {'redirects to' if exc.url != url else 'points at'} this machine or a private network "
+                f"({exc.why})",
             ) from None
 
         if declared is not None and wire_bytes != declared:
@@ -651,6 +696,24 @@ def _check_status(response: httpx2.Response, url: str) -> None:
     )
 
 
+def deadline(declared: int | None, least_seconds: float) -> float:
+    """Seconds a download of a body of ``declared`` bytes (None: not said) gets in all: ``least_seconds``, or its size
+    at ``AVERAGE_BYTES_PER_SECOND`` when that is longer (a 2 GiB video: 8,192 s)."""
+    return max(least_seconds, (declared or 0) / AVERAGE_BYTES_PER_SECOND)
+
+
+def _too_slow(url: str, got: int, declared: int | None, seconds: float) -> DownloadError:
+    """A download that did not end in its ``deadline``: stopped, to be tried again (another time, another route)."""
+    of = f" of {declared:,}" if declared is not None else ""
+    average = f"{AVERAGE_BYTES_PER_SECOND // 1024} KiB/s"
+    return DownloadError(
+        f"The file server sent {got:,}{of} bytes in {seconds:.0f} s, under {average} on average, too slowly to "
+        f"finish; nothing was saved. This is usually temporary: try again. {RETENTION_HINT}",
+        url=url,
+        retryable=True,
+    )
+
+
 def _content_length(response: httpx2.Response) -> int | None:
     value = response.headers.get("content-length", "").strip()
     return int(value) if value.isdigit() else None
@@ -666,6 +729,7 @@ def _too_big(url: str, max_bytes: int, seen: int, expected: Expected | None = No
         f"makes is that large, so this link is probably not the result. {LOGS_HINT}",
         url=url,
         refused=True,
+        why=f"it serves more than the {max_bytes:,} bytes {'an' if kind == 'image' else 'a'} {kind} can be",
     )
 
 
@@ -693,18 +757,27 @@ _TYPE_WORDS = {
 
 
 async def _receive(
-    response: httpx2.Response, fd: int, url: str, expected: Expected | None, max_bytes: int, watch: SecretWatch
+    response: httpx2.Response,
+    fd: int,
+    url: str,
+    expected: Expected | None,
+    max_bytes: int,
+    watch: SecretWatch,
+    timer: anyio.CancelScope,
 ) -> tuple[int, str, bytes]:
     """Stream the body into ``fd``: returns (size, sha256 hex, first bytes); ``watch`` sees every byte (whether the
     file holds the API key where files keep their metadata, searched as it is written, not read again). Memory
-    stays about WRITE_BATCH (and the watch's kept tail)."""
+    stays about WRITE_BATCH (and the watch's kept tail). ``timer``'s deadline grows with a body longer than it
+    declared (or that declared none): ``AVERAGE_BYTES_PER_SECOND`` of it is always allowed."""
     digest = hashlib.sha256()
     pending = bytearray()
     head = b""
     size = 0
     window_at, window_size = time.monotonic(), 0
+    started = window_at
     async for chunk in response.aiter_bytes():
         size += len(chunk)
+        timer.deadline = max(timer.deadline, started + size / AVERAGE_BYTES_PER_SECOND)
         if time.monotonic() - window_at >= TRICKLE_SECONDS:
             if size - window_size < TRICKLE_BYTES:
                 raise DownloadError(

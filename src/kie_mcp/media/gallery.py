@@ -141,6 +141,7 @@ class Item:
     parent_task_id: str | None = None  # a follow-up (continue_video): the task it continues
     operation: str | None = None  # how it continues that task: extend, hd, 4k, upscale
     joined: int = 0  # a joined video (stitch_videos): how many clips it joined
+    damaged: str | None = None  # not whole (cut short, does not decode), as its sidecar says: why
 
 
 @dataclass
@@ -291,7 +292,9 @@ def _items_of_sidecar(path: Path, media: dict[str, str]) -> list[Item]:
         return []
     if not isinstance(data, dict) or not isinstance(data.get("files"), list):
         return []
-    names = [PurePosixPath(str(entry.get("path", ""))).name for entry in data["files"] if isinstance(entry, dict)]
+    entries = [entry for entry in data["files"] if isinstance(entry, dict)]
+    names = [PurePosixPath(str(entry.get("path", ""))).name for entry in entries]
+    damage = {name: _text(entry.get("damaged")) for name, entry in zip(names, entries, strict=True)}
     present = [name for name in names if name in media]
     charged = _number(data.get("credits_charged"))
     quoted = _number(data.get("credits_quoted"))
@@ -312,7 +315,10 @@ def _items_of_sidecar(path: Path, media: dict[str, str]) -> list[Item]:
         operation=_text(data.get("operation")),
         joined=len(data["joined_from"]) if isinstance(data.get("joined_from"), list) else 0,
     )
-    return [replace(task, name=name, kind=media[name], index=names.index(name) + 1) for name in present]
+    return [
+        replace(task, name=name, kind=media[name], index=names.index(name) + 1, damaged=_redacted(damage.get(name)))
+        for name in present
+    ]
 
 
 def _number(value: object) -> float | None:
@@ -443,6 +449,7 @@ figcaption { padding: 10px 12px 12px; display: flex; flex-direction: column; gap
 .session .prompt { display: block; max-height: 16em; overflow: auto; }
 .noprompt { color: var(--muted); font-style: italic; }
 .lineage { margin: 0; font-weight: 600; overflow-wrap: anywhere; }
+.damaged { margin: 0; color: #b42318; font-weight: 600; overflow-wrap: anywhere; }
 .model { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 12px; }
 .badge { background: var(--badge); color: var(--badge-ink); border-radius: 4px; padding: 0 5px; font-size: 11px; }
 .file { font-size: 12px; word-break: break-all; }
@@ -545,10 +552,12 @@ def _card(item: Item, prefix: tuple[str, ...]) -> str:
     alt = _e(_cut(prompt, ALT_SHOWN) or lineage or item.name)
     cut = len(prompt) > PROMPT_SHOWN
     words = f'<p class="lineage">{_e(lineage)}</p>' if lineage else ""
+    if item.damaged:  # paid for and kept, but not whole: never shown as a clean result
+        words += f'<p class="damaged">Damaged: {_e(_cut(item.damaged, ALT_SHOWN))}</p>'
     if prompt:
         words += f'<p class="prompt" dir="auto">{_e(_cut(prompt, PROMPT_SHOWN))}</p>'
     elif not lineage:
-        words = '<p class="prompt noprompt">No prompt recorded (made locally or copied in).</p>'
+        words += '<p class="prompt noprompt">No prompt recorded (made locally or copied in).</p>'
     facts = []
     if item.model:
         facts.append(f'<span class="model">{_e(item.model)}</span>')

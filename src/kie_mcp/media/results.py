@@ -29,10 +29,12 @@ from kie_mcp.tasks import TaskRecord
 from kie_mcp.words import timestamp
 
 from .downloads import (
+    LEAST_SECONDS,
     LOGS_HINT,
     DownloadError,
     Expected,
     SavedFile,
+    damage_of,
     download,
     not_whole,
     result_name,
@@ -77,9 +79,16 @@ class Saved(NamedTuple):
 
 
 async def save_results(
-    kie: KieClient, journal: Journal, workspace: Path, record: TaskRecord, *, max_bytes: int = 2 * 1024**3
+    kie: KieClient,
+    journal: Journal,
+    workspace: Path,
+    record: TaskRecord,
+    *,
+    max_bytes: int = 2 * 1024**3,
+    least_seconds: float = LEAST_SECONDS,
 ) -> Saved:
-    """Download what is not on disk yet, and write the sidecar again when it is not what it should say."""
+    """Download what is not on disk yet, and write the sidecar again when it is not what it should say. Each
+    download gets ``least_seconds`` at least (``downloads.deadline``): a slower one is left to the next try."""
     if record.state != "succeeded" or not record.task_id or not record.result_urls:
         return Saved([])
     row = journal.task_row(record.task_id)
@@ -88,6 +97,8 @@ async def save_results(
     day = datetime.fromtimestamp(record.created_at).date()
     folder = session_folder(workspace, label, day, named=session is not None)
     have = {f["idx"]: f for f in journal.files_for(record.task_id)}
+    for unrecorded in record.unrecorded_rows():  # saved before, the journal refusing their rows: not fetched again
+        have.setdefault(unrecorded[1], {"path": unrecorded[2]})
     problems: list[str] = []
     logged = row is not None or await anyio.to_thread.run_sync(_logged, workspace, record.task_id)
     links_work = LINKS_STILL_WORK if logged else LINKS_STILL_WORK_UNRECORDED
@@ -97,19 +108,29 @@ async def save_results(
             continue
         if REDACTED in url:  # it held the key (redacted as KIE's answer was read): fetched so, it is a wrong link
             problems.append(f"{record.task_id} result {index}: {CREDENTIAL_LINK}")
-            record.refuse_link(url)  # never fetched, now or later
+            record.refuse_link(url, "it held a credential")  # never fetched, now or later
             continue
         dest = folder / result_name(record.model, record.task_id, index, _guess_ext(url))
         try:
             expected = _expected(record.kind, index)
             most = _most_bytes(record, expected, max_bytes)
             file = await download(
-                kie.files, url, dest, expected=expected, max_bytes=most, remint=kie.download_url, made=day
+                kie.files,
+                url,
+                dest,
+                expected=expected,
+                max_bytes=most,
+                remint=kie.download_url,
+                made=day,
+                least_seconds=least_seconds,
+                renewal_refused_before=record.renewal_refused(url),
             )
         except DownloadError as err:
             problems.append(f"{record.task_id} result {index}: {err}")
             if err.refused:  # never fetched, now or later: not tried again in the background
-                record.refuse_link(url)
+                record.refuse_link(url, err.why)
+            elif err.unrenewed:  # KIE would not renew it: once more later, then refused for good
+                record.note_renewal_refused(url)
             if not (err.expired or err.refused) and links_work not in problems:  # their errors say what to do
                 problems.append(links_work)
             continue
@@ -118,7 +139,7 @@ async def save_results(
         try:  # one statement: waited for in a worker thread while another program holds the journal's lock
             await journal.off_loop_when_locked(functools.partial(journal.add_file, *row))
         except JOURNAL_ERRORS as err:  # the file is on disk: named all the same, and said to be unrecorded
-            record.keep_unrecorded(relative)
+            record.keep_unrecorded(relative, row)
             problems.append(
                 f"{record.task_id} result {index}: saved to {relative}, but not recorded in the journal "
                 f"({type(err).__name__}: {err}); check_task records it once the journal is writable."
@@ -129,6 +150,7 @@ async def save_results(
             problems.append(f"{record.task_id} result {index}: saved to {relative}, but {KEY_IN_FILE}")
         saved.append(file)
     record.files = [f["path"] for f in journal.files_for(record.task_id)]
+    record.name_unrecorded()  # and those the journal refused: their sidecar names them too
     described, problem = describe(journal, workspace, record, files_saved=bool(saved))
     problems += [problem] if problem else []
     record.note_save_problems(problems)  # the gallery's tile says them (a fresh save replaces them)
@@ -164,11 +186,24 @@ def describe(
         return False, None
     try:
         if files_saved or not path.exists() or _charge_differs(path, record):
-            write_json_atomic(path, sidecar(journal, record))  # never half-written: its temporary file is removed
+            body = sidecar(journal, record, workspace=workspace, damage=_damage_said(path))
+            write_json_atomic(path, body)  # never half-written: its temporary file is removed
             return True, None
     except OSError as err:
         return False, sidecar_unwritten(record, path, err)
     return False, None
+
+
+def _damage_said(path: Path) -> dict[tuple[str, str], str]:
+    """Why each file of the sidecar at ``path`` is not whole, as it says (a process before this one saw it saving
+    it), by (path, sha256): a sidecar written again keeps it for the same bytes."""
+    said = read_sidecar(path) if path.exists() else None
+    entries = said.get("files") if said is not None else None
+    return {
+        (str(entry.get("path")), str(entry.get("sha256"))): entry["damaged"]
+        for entry in (entries if isinstance(entries, list) else [])
+        if isinstance(entry, dict) and isinstance(entry.get("damaged"), str)
+    }
 
 
 def _charge_differs(path: Path, record: TaskRecord) -> bool:
@@ -240,9 +275,33 @@ def sidecar_unwritten(record: TaskRecord, path: Path, err: OSError) -> str:
     )
 
 
-def sidecar(journal: Journal, record: TaskRecord) -> dict[str, Any]:
+def sidecar(
+    journal: Journal,
+    record: TaskRecord,
+    *,
+    workspace: Path | None = None,
+    damage: dict[tuple[str, str], str] | None = None,
+) -> dict[str, Any]:
     """Everything needed to know later what a file is and what it cost. The prompt and parameters are redacted: the
-    API key, typed into a prompt or a parameter, is never written to a file."""
+    API key, typed into a prompt or a parameter, is never written to a file. A file that is not whole says why
+    (``damaged``: as this process saw it saving it, under ``workspace``, or as ``damage``, by path and sha256, an
+    earlier sidecar said), so its gallery card says so after a restart too."""
+    files = []
+    recorded = [dict(f) for f in journal.files_for(record.task_id or "")]
+    named = {f["path"] for f in recorded}
+    unrecorded = [  # saved while the journal refused their rows: the sidecar names them all the same
+        dict(zip(("task_id", "idx", "path", "sha256", "size", "mime", "source_url"), row, strict=True))
+        for row in record.unrecorded_rows()
+    ]
+    for f in [*recorded, *(f for f in unrecorded if f["path"] not in named)]:
+        entry = {key: f[key] for key in ("path", "sha256", "size", "mime", "source_url")}
+        why = damage_of(Path(workspace) / f["path"]) if workspace is not None else None
+        if why is not None:
+            why = f"{not_whole(f['mime'])} ({redact(why)})"
+        why = why or (damage or {}).get((str(f["path"]), str(f["sha256"])))
+        if why:
+            entry["damaged"] = why
+        files.append(entry)
     assert record.task_id is not None
     row = journal.task_row(record.task_id)
     attempt = journal.query("SELECT * FROM attempts WHERE task_id = ?", record.task_id)
@@ -260,10 +319,7 @@ def sidecar(journal: Journal, record: TaskRecord) -> dict[str, Any]:
         "created_at": timestamp(record.created_at),
         "saved_at": timestamp(),
         "sandbox": record.sandbox,
-        "files": [
-            {key: f[key] for key in ("path", "sha256", "size", "mime", "source_url")}
-            for f in journal.files_for(record.task_id)
-        ],
+        "files": files,
     }
 
 

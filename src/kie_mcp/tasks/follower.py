@@ -12,49 +12,58 @@ whether or not a tool call is waiting on it:
   ``check_task`` call polled alone; waiting for the typical end before the first look is what keeps it that low.
   ``settings.poll_min_interval`` (2 s) is also the schedule's time unit: tests that shorten it to 10 ms run
   the same schedule 200 times faster.
-- **Backing off.** A 429 pauses every look for ``settings.rate_limit_backoff``, doubling while KIE keeps
-  answering 429 (up to 8x); a network or server error, or an answer that cannot be used (garbage no parser
-  foresaw: noted on the record until KIE answers sensibly), puts that task's next look further out (doubling, up to
-  a minute); a refusal (unknown task, bad key) is noted on the record, and after 8 in a row (``GIVE_UP``: refusals
-  only, not other failures) the task is left alone, as is one KIE still calls unfinished 14 days after it was created
-  (``RETENTION_SECONDS``: KIE deletes results then, and a restart would not adopt it). The record then says so
-  (``NOT_FOLLOWED``, in the journal too) with what to do; ``check_task`` still asks, and tasks left alone for
-  refusals are taken up again once an hour (``RETRY_DROPPED``: a key or KIE may have recovered). A task unfinished
-  twice as long as its model's longest typical duration shows no time left (``records.OVERDUE``). A young
-  task KIE does not show yet is not an error (``VISIBILITY_GRACE_SECONDS``). Every look goes through the KIE
-  client's poll pacing (10 per second).
-- **When a task ends** it settles the spend (refund of a failed task, KIE's real charge), saves the results into
-  ``outputs/`` at once (unless ``KIE_DOWNLOAD=never``), records everything in the journal, and tells the client
-  (below). Results a download missed (a CDN error, a cut-off body, the server stopped while saving) are tried again
-  on ``SAVE_AGAIN``'s schedule (30 s, then longer gaps up to half an hour: seven tries in about 50 minutes), then
-  every ``RETRY_DROPPED`` (an hour: a CDN outage, a network down or an unplugged disk for outputs/ outlasts the
-  schedule, and a server runs for days) until the next try would come after KIE deleted them
-  (``RETENTION_SECONDS``); the client is told when the quick tries are over (what to do: check_task saves them now)
-  and when the tries stop. After a restart they are tried at once for every task of the last 14 days the journal
-  shows succeeded with fewer saved files than result links (up to 10,000); every ``RESCAN`` too for such a task
-  nobody here has (another server on the workspace stopped while saving it, or between two tries; not one a live
-  follower claims), the temporary files of dead processes' downloads then swept. A task made elsewhere and first
-  seen already finished (through ``kie://tasks/{id}``, or as a follow-up's source) has its results saved the same
-  way, at once (``follow``); a ``check_task`` of a task no follower holds saves it itself, claiming it as a
-  background try does (``save_now``: another server's try waits, never downloading it at the same time), and what it
-  missed, or left when it was cancelled mid-download, is handed over the same way (``save_later``). A link refused
-  for pointing at this machine or a private network, for serving more than any result of its kind, or that KIE will
-  not renew, is never tried again by this process.
-  Finishing is ``generation.settle`` and ``generation.save_all``, reached through the ``finish`` callback (imported
-  when first used: ``generation`` imports ``runtime``, which imports this).
+- **Backing off.** A 429 pauses every look for ``settings.rate_limit_backoff``, doubling while KIE keeps answering 429
+  (up to 8x); from the second in a row, every followed task says so (``records.RATE_LIMITED``: when kie-mcp asks
+  again, and that another app using the key may be spending the budget) until KIE answers again; a network or server
+  error, or an answer that cannot be used (garbage no parser foresaw: noted on the record until KIE answers sensibly),
+  puts that task's next look further out (doubling, up to a minute); a refusal (unknown task, bad key) is noted on the
+  record, and after 8 in a row (``GIVE_UP``: refusals only, not other failures) the task is left alone, as is one KIE
+  still calls unfinished 14 days after it was created (``RETENTION_SECONDS``: KIE deletes results then, and a restart
+  would not adopt it). The record then says so (``NOT_FOLLOWED``, in the journal too) with what to do; ``check_task``
+  still asks, and tasks left alone for refusals are taken up again once an hour (``RETRY_DROPPED``: a key or KIE may
+  have recovered). A task unfinished twice as long as its model's longest typical duration shows no time left
+  (``records.OVERDUE``). A young task KIE does not show yet is not an error (``VISIBILITY_GRACE_SECONDS``). Every look
+  goes through the KIE client's poll pacing (10 per second).
+- **When a task ends** it settles the spend (refund of a failed task, KIE's real charge), tells the client (below: at
+  once, whatever downloads its results wait for), saves the results into ``outputs/`` (unless ``KIE_DOWNLOAD=never``),
+  records everything in the journal, and tells the client again once they are saved. An end the journal will not take
+  (a full disk, a journal refusing writes) is kept in memory (``_ended``): the journal still calls the task
+  unfinished, and no rescan takes it up again to ask KIE and download its results anew; ``check_task`` answers from
+  it, and it is written once the journal takes it (the runtime's ``OwedWrites``). Results a download missed (a CDN
+  error, a cut-off body, the server stopped while saving) are tried again on ``SAVE_AGAIN``'s schedule (30 s, then
+  longer gaps up to half an hour: seven tries in about 50 minutes), then every ``RETRY_DROPPED`` (an hour: a CDN
+  outage, a network down or an unplugged disk for outputs/ outlasts the schedule, and a server runs for days) until
+  the next try would come after KIE deleted them (``RETENTION_SECONDS``); the client is told when the quick tries are
+  over (what to do: check_task saves them now) and when the tries stop. After a restart they are tried at once for
+  every task of the last 14 days the journal shows succeeded with fewer saved files than result links (up to 10,000);
+  every ``RESCAN`` too for such a task nobody here has (another server on the workspace stopped while saving it, or
+  between two tries; not one a live follower claims), the temporary files of dead processes' downloads then swept. A
+  task made elsewhere and first seen already finished (through ``kie://tasks/{id}``, or as a follow-up's source) has
+  its results saved the same way, at once (``follow``); a ``check_task`` of a task no follower holds saves it itself,
+  claiming it as a background try does (``save_now``: another server's try waits, never downloading it at the same
+  time), and what it missed, or left when it was cancelled mid-download, is handed over the same way (``save_later``).
+  A link refused for pointing at this machine or a private network, for serving more than any result of its kind, or
+  that KIE refused to renew twice, is never tried again by this process. Finishing is ``generation.settle`` and
+  ``generation.save_all``, reached through the ``finish`` callback (imported when first used: ``generation`` imports
+  ``runtime``, which imports this).
 - **Waiting.** ``generate_*`` and ``check_task`` never poll themselves: they ``wait`` on the follower. Each
   watched task has a ``done`` event (set once the task is finished AND settled and saved) and a set of
   listener events, set after every look; a waiter registers one event with each task it waits on, and also
   wakes every ``settings.poll_max_interval`` to refresh its progress estimate (progress notifications double
   as heartbeats). However many calls wait on a task, it is looked at once per scheduled look. ``check_task``
-  with ``wait_seconds=0`` is the one explicit "look now": it asks KIE once (after any look in flight). A
+  with ``wait_seconds=0`` is the one explicit "look now": it asks KIE once (after any look in flight), unless 429s
+  pause every look: then the record answers, saying so. A generation stops waiting on a task KIE says succeeded
+  without a result link (looked at again every 3 minutes: its answer says so, never "still generating"). A
   generation cut off after its creates, before it waits (cancelled by its host), hands its tasks over (``adopt``):
   they are followed and saved at once, with nobody waiting.
 - **Looks and downloads apart.** At most ``LOOKS_AT_ONCE`` looks run at once, and a task that ended is finished
   (settled, its results downloaded) apart from them, ``ENDS_AT_ONCE`` at a time: results on a slow file server never
   stop other tasks from being looked at. A ``check_task`` of a task that just ended waits at most
   ``settings.save_grace`` for its results (or its own ``wait_seconds``, when longer); the download goes on, and the
-  answer says the results are being saved.
+  answer says the results are being saved; results waiting for a slot are said to be queued behind the downloads of
+  so many other tasks (``queued_behind``), never "in a moment", and no grace is waited for them. Each download gets
+  ``settings.download_deadline`` in all (longer for a large file: ``downloads.deadline``), then is left to the
+  background's tries: a slow file server holds a slot no longer.
 - **One follower per workspace.** Each task is claimed in the journal (``follows``) by the follower that asks
   KIE about it and saves its results, when it starts following it; claims are renewed every ``RESCAN`` and given
   up when the task ends or the server stops. Another server's follower leaves a task claimed by a live one alone,
@@ -72,19 +81,20 @@ whether or not a tool call is waiting on it:
   decided by a read (WAL: reads never wait) and written once the lock goes (``_owed``), the rescan skips a turn, and
   what must be recorded (a task's end, its charge, its saved files, a task left alone) is written in a worker thread
   that waits for the lock (``Journal.off_loop_when_locked``).
-- **Telling the client.** ``check_task`` and the ``kie://tasks/{id}`` resource hand the follower their request
-  context (``attach_client``). From then on, every change of a task's state is published as a resource update
-  of ``kie://tasks/{id}`` on the server's subscription bus (``Context.notify_resource_updated``: the bus is
-  server-wide, so this works outside the request; the SDK delivers it only to ``subscriptions/listen`` streams
-  that subscribed to that URI), and of ``kie://tasks``, as is a create whose outcome became unknown
-  (``unknown_creates_changed``: that list names them). Handshake-era clients subscribe with
-  ``resources/subscribe`` instead: each update of a URI a session subscribed to is sent to that session as
-  ``notifications/resources/updated`` (``subscribers``). A finished task is also logged (stderr) and reported as a
-  ``notifications/message``: on the standalone channel to handshake-era clients; 2026-07-28 clients have no
-  channel outside a request, so the line is queued and sent with the next ``check_task`` (delivered when that
-  request opts in to log messages). Nothing here waits on a client: what a handshake-era session is sent goes in
-  its outbox (``outbox``: bounded, sent in order by a task of its own, which ``run`` hosts), so a host that stops
-  reading its stdout never holds a look or a finish slot, and tasks are followed and saved all the same.
+- **Telling the client.** ``check_task`` and the ``kie://tasks/{id}`` resource hand the follower their request context
+  (``attach_client``). From then on, every change of a task's state is published as a resource update of
+  ``kie://tasks/{id}`` on the server's subscription bus (``Context.notify_resource_updated``: the bus is server-wide,
+  so this works outside the request; the SDK delivers it only to ``subscriptions/listen`` streams that subscribed to
+  that URI), and of ``kie://tasks``, as is a create whose outcome became unknown (``unknown_creates_changed``: that
+  list names them). Handshake-era clients subscribe with ``resources/subscribe`` instead: each update of a URI a
+  session subscribed to is sent to that session as ``notifications/resources/updated`` (``subscribers``). A finished
+  task is also logged (stderr) and reported as a ``notifications/message`` (``ended_line``; one with results to save
+  twice: as it ends, its results being saved or queued, and once they are saved or their save failed; a link kie-mcp
+  refused is never given as the result): on the standalone channel to handshake-era clients; 2026-07-28 clients have
+  no channel outside a request, so the line is queued and sent with the next ``check_task`` (delivered when that
+  request opts in to log messages). Nothing here waits on a client: what a handshake-era session is sent goes in its
+  outbox (``outbox``: bounded, sent in order by a task of its own, which ``run`` hosts), so a host that stops reading
+  its stdout never holds a look or a finish slot, and tasks are followed and saved all the same.
 """
 
 from __future__ import annotations
@@ -115,6 +125,8 @@ from .outbox import Outboxes
 from .polling import Look, refresh
 from .records import (
     NOT_FOLLOWED,
+    RATE_LIMITED,
+    STATUS_FAILED,
     STATUS_REFUSED,
     STILL_ASKING,
     TaskRecord,
@@ -162,7 +174,8 @@ OTHER_TYPICAL = (30, 300)
 
 _FOLLOWERS = itertools.count(1)  # the followers of this process (one per server), told apart in their claims
 CLAIM, DROP, RELEASE = "claim", "drop", "release"  # claim writes put off while another program holds the journal
-TASK_STATES_UNFINISHED = ("queued", "running", "succeeded_without_results")
+NO_LINKS_YET = "succeeded_without_results"  # KIE said success but sent no result link: looked at again, not waited for
+TASK_STATES_UNFINISHED = ("queued", "running", NO_LINKS_YET)
 TASK_LIST = "kie://tasks"  # the resource listing the workspace's tasks and its creates of unknown outcome
 
 OnUpdate = Callable[[list[TaskRecord]], Awaitable[None]]
@@ -222,6 +235,7 @@ class Watch:
     waiters: int = 0
     problems: list[str] = field(default_factory=list)  # journal, spend and download problems, for the waiters
     unrecorded: bool = False  # a look's state not written: another program held the journal's lock (``_journal``)
+    queued: int = 0  # ended, its results waiting for a finishing slot (``ENDS_AT_ONCE``): its turn, from 1; 0: not
     done: anyio.Event = field(default_factory=anyio.Event)  # finished, settled and saved
     listeners: set[anyio.Event] = field(default_factory=set)  # set after every look
 
@@ -250,7 +264,8 @@ class Checked:
     record: TaskRecord
     problems: list[str]
     held: bool  # the follower has (or just had) the task: it saves the results, nobody else must
-    saving: bool = False  # finished, and its results are being saved right now
+    saving: bool = False  # finished, and its results are being saved right now (or queued to be: ``queued``)
+    queued: int | None = None  # saving: the downloads of this many other tasks are ahead of it (``queued_behind``)
 
 
 class Follower:
@@ -269,6 +284,11 @@ class Follower:
         # before the next try): the rescan does not take them up again, though the journal may still show them
         # unsaved (a link refused, a row the journal refused). A restart or a check_task tries them again.
         self._saves_done: set[str] = set()
+        # Tasks this process saw end whose end the journal would not take (a full disk, a journal refusing writes), as
+        # they ended: the journal still calls them unfinished, so without this every rescan took them up again, asking
+        # KIE and downloading their results anew. Answered from here and never followed again; each end is written once
+        # the journal takes it (the runtime's ``OwedWrites``), and then dropped from here. The newest ``TOLD_KEPT``.
+        self._ended: OrderedDict[str, TaskRecord] = OrderedDict()
         self._rescanning = False
         # Claims not written while another program held the journal's lock (task id: CLAIM, DROP or RELEASE, the
         # latest wanted), written by the loop once the lock is free, and before any later claim write (``_write_owed``)
@@ -290,6 +310,7 @@ class Follower:
         self._save_limiter: anyio.CapacityLimiter | None = None
         self._paused_until = 0.0
         self._rate_limited = 0
+        self._turns = itertools.count(1)  # the order tasks that ended wait for a finishing slot in (``Watch.queued``)
         self._publish: Callable[[str], Awaitable[None]] | None = None
         self.subscribers = Subscribers()  # handshake-era sessions' resources/subscribe: told of each update too
         # What handshake-era clients are told outside a request, sent apart from the follower's work (``outbox``)
@@ -426,7 +447,7 @@ class Follower:
             rows = itertools.chain(rows, self._rows_of_gone_followers(since=now - RETENTION_SECONDS))
         for row in rows:
             task_id = row["task_id"]
-            if task_id in self._watches or task_id in self._dropped:
+            if task_id in self._watches or task_id in self._dropped or task_id in self._ended:
                 continue
             # adopted by a rescan once that server stops following it (gone, or its claim quiet)
             held = task_id in elsewhere or (quiet_for is None and self._followed_elsewhere(row, now))
@@ -742,7 +763,7 @@ class Follower:
         watch = self._watches.get(record.task_id)
         if watch is not None:
             return watch
-        if record.finished:
+        if record.finished or record.task_id in self._ended:  # ended (the journal may not know it yet): nothing to ask
             return None
         if not self._claim(record.task_id, asked=asked):  # another server's follower asks KIE and saves it
             return None
@@ -795,12 +816,19 @@ class Follower:
                     await self._journal(watch, interim=True)
                 await self._settle(watch)  # a refund or KIE's charge counts at once, whatever downloads wait for
                 downloads = self._unsaved_results(watch.record)  # none for a failed task: no slot to wait for
-                async with self._end_limiter if downloads else contextlib.nullcontext():
-                    try:
-                        await self._end(watch)
-                    except Exception:  # a bug here must not stop the follower, which would stop the server
-                        log.exception("finishing task %s failed; trying again later", watch.record.task_id)
-                        self._later(watch)
+                if downloads:  # its end is news now, not once slower downloads ahead of its own are done
+                    watch.queued = next(self._turns)
+                    await self._announce(watch.record, waiters=watch.waiters, then=self._saving_then(watch))
+                try:
+                    async with self._end_limiter if downloads else contextlib.nullcontext():
+                        watch.queued = 0
+                        try:
+                            await self._end(watch)
+                        except Exception:  # a bug here must not stop the follower, which would stop the server
+                            log.exception("finishing task %s failed; trying again later", watch.record.task_id)
+                            self._later(watch)
+                finally:
+                    watch.queued = 0
         finally:
             watch.busy = False
             watch.tell()
@@ -846,6 +874,13 @@ class Follower:
         except JOURNAL_ERRORS as err:
             watch.note([f"{watch.record.task_id}: its charge or refund could not be recorded ({err})."])
 
+    def _note_paused(self, watch: Watch) -> None:
+        """Say on an unfinished task that KIE refuses status checks for now (429s), and when kie-mcp asks again; a note
+        of another kind (KIE does not know the task, it is no longer followed) is kept."""
+        record = watch.record
+        if not record.finished and (record.error is None or record.error.startswith((RATE_LIMITED, STATUS_FAILED))):
+            record.note_rate_limited(max(self._paused_until - time.monotonic(), 0.0))
+
     def _later(self, watch: Watch) -> None:
         """A look or finishing that failed on a bug: tried again later, a little later each time."""
         watch.failures += 1
@@ -863,8 +898,15 @@ class Follower:
             log.warning("KIE answered 429 to a status call; looking again in %.1fs", pause)
             self._paused_until = max(self._paused_until, now + pause)
             watch.next_at = self._paused_until
+            if self._rate_limited >= 2:  # not one 429 (pacing), a storm: every task followed says why it waits
+                for other in self._watches.values():
+                    self._note_paused(other)
             return None
         if outcome in (Look.SEEN, Look.NOT_VISIBLE):
+            if self._rate_limited:  # KIE answers again: no task waits on its rate limit any more
+                for other in self._watches.values():
+                    if (other.record.error or "").startswith(RATE_LIMITED):
+                        other.record.error = None
             self._rate_limited = 0
             watch.failures = 0
         else:
@@ -906,7 +948,7 @@ class Follower:
         await self._journal(watch)
         self._forget(watch, dropped=True)
 
-    async def _journal(self, watch: Watch, *, interim: bool = False) -> None:
+    async def _journal(self, watch: Watch, *, interim: bool = False) -> bool:
         """Every change reaches the journal; a journal that cannot take it is reported to the waiters. Never waited
         for on the event loop while another program holds the journal's lock: a look's state (``interim``) is then
         left to the next look, or the task's end, to write; anything else is written in a worker thread that waits for
@@ -914,12 +956,14 @@ class Follower:
         assert self._rt is not None
         if interim and self._journal_locked():
             watch.unrecorded = True
-            return
+            return False
         try:
             await self._rt.journal.off_loop_when_locked(functools.partial(self._rt.tasks.add, watch.record))
             watch.unrecorded = False
+            return True
         except JOURNAL_ERRORS as err:
             watch.note([answer_not_recorded(watch.record.task_id, err)])
+            return False
 
     async def _end(self, watch: Watch) -> None:
         """The task has ended: settle, save, record, tell. Never raises (see ``_look``)."""
@@ -929,10 +973,36 @@ class Follower:
             watch.note(await self._finish(self._rt, [record]))
         except JOURNAL_ERRORS as err:
             watch.note([f"{record.task_id}: finishing it stopped: the journal could not be read or written ({err})."])
-        await self._journal(watch)  # how it ended is recorded whatever another writer's lock (waited for off the loop)
+        # how it ended is recorded whatever another writer's lock (waited for off the loop), or once the journal can
+        if not await self._journal(watch):
+            self._owe_end(record)
         self._forget(watch)
         self.save_later(record)  # a download failed (or was cut off): tried again in the background
         await self._announce(record, waiters=watch.waiters)
+
+    def _owe_end(self, record: TaskRecord) -> None:
+        """``record`` ended, and the journal would not take it: kept here (``_ended``), so that no rescan takes the
+        task up again and check_task answers from it, and written once the journal takes it (with the rows of the
+        files saved meanwhile), by the runtime's owed writes: every few seconds, and as the server stops."""
+        assert self._rt is not None
+        assert record.task_id is not None
+        task_id = record.task_id
+        if task_id in self._ended:
+            return
+        self._ended[task_id] = record
+        while len(self._ended) > TOLD_KEPT:
+            self._ended.popitem(last=False)
+        self._rt.owed.owe(f"how task {task_id} ended", functools.partial(self._record_end, record))
+
+    def _record_end(self, record: TaskRecord) -> None:
+        """Write an end the journal would not take (``_owe_end``): its saved files' rows, then its record. Raises what
+        the journal raises (``OwedWrites.retry`` tries again later)."""
+        assert self._rt is not None
+        assert record.task_id is not None
+        for row in record.unrecorded_rows():
+            self._rt.journal.add_file(*row)
+        self._rt.tasks.add(record)
+        self._ended.pop(record.task_id, None)
 
     def _forget(self, watch: Watch, *, dropped: bool = False) -> None:
         task_id = watch.record.task_id
@@ -1039,9 +1109,10 @@ class Follower:
     # -- what tools call -------------------------------------------------------------------------------------
 
     def known(self, task_id: str) -> TaskRecord | None:
-        """The record of a task being followed (fresher than the journal's), or None."""
+        """The record of a task being followed (fresher than the journal's), or of one that ended whose end the journal
+        has not taken yet (``_ended``), or None."""
         watch = self._watches.get(task_id)
-        return watch.record if watch is not None else None
+        return watch.record if watch is not None else self._ended.get(task_id)
 
     def saving(self, record: TaskRecord) -> bool:
         """Whether ``record`` has ended and this follower's finishing is saving its results right now: a generation
@@ -1054,6 +1125,25 @@ class Follower:
             and self._rt is not None
             and self._unsaved_results(watch.record)
         )
+
+    def queued_behind(self, record: TaskRecord) -> int | None:
+        """How many other tasks' downloads are ahead of ``record``'s results, which wait for a finishing slot
+        (``ENDS_AT_ONCE`` tasks are saved at a time); None when they are not waiting (being saved now, or not at
+        all). An answer never says "in a moment" of results that cannot start."""
+        watch = self._watches.get(record.task_id) if record.task_id is not None else None
+        return None if watch is None else self._ahead(watch)
+
+    def _ahead(self, watch: Watch) -> int | None:
+        if not watch.queued or self._end_limiter is None:
+            return None
+        waiting = sum(1 for other in self._watches.values() if 0 < other.queued < watch.queued)
+        if self._end_limiter.available_tokens > waiting:  # a slot is free for it: it starts now
+            return None
+        return int(self._end_limiter.borrowed_tokens) + waiting
+
+    def _saving_then(self, watch: Watch) -> str:
+        """What becomes of the results of a task that just ended, for the line announcing its end."""
+        return saving_words(self._ahead(watch), ending=True)
 
     async def follow(self, record: TaskRecord, *, looked: bool = False) -> TaskRecord:
         """Follow ``record`` from now on (``looked``: KIE was just asked about it). Returns the record as followed
@@ -1094,18 +1184,27 @@ class Follower:
     ) -> tuple[list[TaskRecord], list[str]]:
         """Follow ``records`` and wait until they have all ended (and are settled and saved) or ``seconds`` have
         passed, calling ``on_update`` at the start, after every look and at least every
-        ``settings.poll_max_interval``. Never asks KIE itself. Returns the records as followed and the problems
-        met while finishing them."""
+        ``settings.poll_max_interval``. Never asks KIE itself. A task KIE says succeeded without a result link is not
+        waited for (it is looked at again every 3 minutes: waiting out ``seconds`` would only read as "still
+        generating"). Returns the records as followed and the problems met while finishing them."""
         await self._runtime()
-        return await self._wait_on(records, [self._add(record) for record in records], seconds, on_update)
+        watches = [self._add(record) for record in records]
+        return await self._wait_on(records, watches, seconds, on_update, links_owed=True)
 
     async def _wait_on(
-        self, records: list[TaskRecord], watches: list[Watch | None], seconds: float, on_update: OnUpdate | None
+        self,
+        records: list[TaskRecord],
+        watches: list[Watch | None],
+        seconds: float,
+        on_update: OnUpdate | None,
+        *,
+        links_owed: bool = False,
     ) -> tuple[list[TaskRecord], list[str]]:
         """Wait on ``watches`` (the followed ``records``). A record another server's follower holds (it may have
         taken up a task while the server that made it was busy, or KIE answered with a task that server made) is
         read from the journal every ``poll_max_interval`` instead, never asked of KIE a second time, and followed
-        here once that server is gone."""
+        here once that server is gone. ``links_owed``: a task KIE said succeeded without a result link ends the
+        wait too."""
         rt = await self._runtime()
         records, watches = list(records), list(watches)
         apart = {i for i, watch in enumerate(watches) if watch is None and self._held_apart(records[i])}
@@ -1126,7 +1225,9 @@ class Follower:
                     self._estimate(watch)
                 if on_update is not None:
                     await on_update(_current(records, watches))
-                pending = [w for w in followed if not w.done.is_set()]
+                pending = [
+                    w for w in followed if not (w.done.is_set() or (links_owed and w.record.state == NO_LINKS_YET))
+                ]
                 left = deadline - time.monotonic()
                 if not (pending or apart) or left <= 0:
                     break
@@ -1193,15 +1294,17 @@ class Follower:
             return Checked(current, [], held=True, saving=current.finished and self._unsaved_results(current))
         if seconds <= 0 and not looked:  # also a success KIE sent without its links: the person asks, KIE is asked
             await self._look_now(watch)
-        if watch.record.finished and not watch.done.is_set():  # ended: its results are being saved
+        if watch.record.finished and not watch.done.is_set() and self._ahead(watch) is None:  # its results: saving
             seconds = self.save_grace(seconds)  # a while for them; a slow download goes on meanwhile
         # This very watch, even if this call's own look ended the task or left it alone (a task no longer followed is
         # not followed again by waiting on it). A task that ended in that look is finished and forgotten before
         # waiting starts: its problems (a result that could not be saved) are on this watch only.
         [current], problems = await self._wait_on([watch.record], [watch], seconds, on_update)
+        if time.monotonic() < self._paused_until and (current.error or "").startswith(RATE_LIMITED):
+            self._note_paused(watch)  # when kie-mcp asks again, from now
         problems = [*watch.problems, *(line for line in problems if line not in watch.problems)]
         saving = current.finished and not watch.done.is_set() and self._unsaved_results(current)
-        return Checked(current, problems, held=True, saving=saving)
+        return Checked(current, problems, held=True, saving=saving, queued=self._ahead(watch) if saving else None)
 
     async def save_now(self, record: TaskRecord, seconds: float) -> tuple[list[str], bool]:
         """``check_task`` of a task that had ended before it, which no follower holds: save what its results lack,
@@ -1314,7 +1417,8 @@ class Follower:
 
     async def _look_now(self, watch: Watch) -> None:
         """One look at KIE now, after the look in flight. A task that ended needs none: its finishing (which may be
-        a long download) is the follower's, started by its loop, and never waited for here."""
+        a long download) is the follower's, started by its loop, and never waited for here. None either while KIE's
+        429s pause every look: the record answers, saying so (``_note_paused``)."""
         while watch.busy and not watch.record.finished:  # one look at a time: the one in flight, then ask again
             event = anyio.Event()
             watch.listeners.add(event)
@@ -1324,6 +1428,9 @@ class Follower:
                 watch.listeners.discard(event)
         if watch.done.is_set() or watch.record.finished:
             self._poke()
+            return
+        if time.monotonic() < self._paused_until:  # KIE answered 429: answered from the record, never asked again now
+            self._note_paused(watch)
             return
         watch.busy = True
         try:
@@ -1337,6 +1444,18 @@ class Follower:
 def _told_of(record: TaskRecord) -> tuple[str, int]:
     """What a client is told of a task, as the journal relay compares it: its state and saved files."""
     return record.state, len(record.files)
+
+
+def saving_words(ahead: int | None, *, ending: bool = False) -> str:
+    """What is being done with a finished task's results: saved now, or (``ahead``: the downloads of that many other
+    tasks before them) queued. ``ending``: for the line announcing its end, else for an answer."""
+    if ahead is None:
+        return "kie-mcp is saving them now" if ending else "its results are being saved now"
+    queue = (
+        f"the downloads of {ahead} other task{'s' if ahead != 1 else ''} are ahead of them (kie-mcp saves "
+        f"{ENDS_AT_ONCE} tasks' results at a time, and leaves a download that takes too long to a later try)"
+    )
+    return f"kie-mcp saves them after {queue}" if ending else f"its results are queued to be saved: {queue}"
 
 
 def hourly(record: TaskRecord) -> str:
@@ -1359,12 +1478,16 @@ def ended_line(record: TaskRecord, *, missing: int = 0, retrying: bool = False, 
     tries again in the background; ``then``: what becomes of them, said instead (``hourly``, ``GIVEN_UP``)."""
     head = f"Task {record.task_id} ({record.model}) {record.state}"
     if record.state == "succeeded":
+        refusals = record.refused_results()  # links never offered as the result: said why instead
+        refused = "; ".join(refusals)
+        missing = min(missing, max(len(record.result_urls) - len(record.files) - len(refusals), 0))
         if missing > 0:
             saved = f"saved {', '.join(record.files)}; " if record.files else ""
             if then is None:
                 then = "kie-mcp tries again in the background" if retrying else "check_task says why and tries again"
-            links = ", ".join(record.result_urls)
-            return f"{head}: {saved}{missing} of its results not saved yet ({links}); {then}"
-        where = ", ".join(record.files) if record.files else ", ".join(record.result_urls)
-        return f"{head}: {where}"
+            links = f" ({', '.join(offered)})" if (offered := record.openable_links()) else ""
+            refused = f"; {refused}" if refused else ""
+            return f"{head}: {saved}{missing} of its results not saved yet{links}{refused}; {then}"
+        where = ", ".join(record.files) if record.files else ", ".join(record.openable_links())
+        return f"{head}: {'; '.join(part for part in (where, refused) if part)}"
     return f"{head}: {record.error}" if record.error else head

@@ -50,6 +50,9 @@ STATUS_UNUSABLE = "KIE's last status answer could not be used: "
 # timeout) is noted under this lead while the task is looked at again, backing off; dropped the same way. A 429 is
 # pacing, and is never noted.
 STATUS_FAILED = "KIE's last status check failed: "
+# KIE answered status checks with 429 (its rate limit) twice in a row or more: noted on every followed task under this
+# lead while the follower pauses its looks (a look at one task waits with the others), dropped the same way.
+RATE_LIMITED = "KIE is refusing status checks for now (rate limit): "
 # KIE answers a status check of a task it does not know ("record is null") the way it answers one of a task too
 # young to show yet; past the visibility grace (polling.py) the record says so under this lead, with no time left.
 UNKNOWN_TO_KIE = "KIE does not know this task under the current API key"
@@ -67,7 +70,15 @@ STILL_ASKING = (
 # it until KIE answers about it again (check_task asks at once, and the task is followed again).
 NOT_FOLLOWED = "kie-mcp stopped following this task: "
 # Every note a status check leaves on a record: each is dropped when KIE next answers about the task.
-STATUS_NOTES = (STATUS_REFUSED, STATUS_UNUSABLE, STATUS_FAILED, UNKNOWN_TO_KIE, UNKNOWN_WORD, NOT_FOLLOWED)
+STATUS_NOTES = (
+    STATUS_REFUSED,
+    STATUS_UNUSABLE,
+    STATUS_FAILED,
+    RATE_LIMITED,
+    UNKNOWN_TO_KIE,
+    UNKNOWN_WORD,
+    NOT_FOLLOWED,
+)
 # A task unfinished this many times the model's longest typical duration is overdue: no time left is promised.
 OVERDUE = 2.0
 NO_RESULTS = (
@@ -249,10 +260,15 @@ class TaskRecord(BaseModel, defer_build=True):
         "outputs/{date}-{session, or the prompt's first words}.",
     )
     _raw_answer: dict[str, Any] | None = PrivateAttr(default=None)  # KIE's answer, kept when it made no sense
-    # Result links never to be fetched (they point at this machine or a private network): not tried again.
-    _refused_links: set[str] = PrivateAttr(default_factory=set)
+    # Result links never to be fetched (they point at this machine or a private network), each with why in a few
+    # words ("" when not known): not tried again, never offered as a result.
+    _refused_links: dict[str, str] = PrivateAttr(default_factory=dict)
     # Results saved to disk whose row the journal refused (read-only, locked): named with the saved files all the same.
     _unrecorded_files: list[str] = PrivateAttr(default_factory=list)
+    # Result links KIE refused to renew once (download-url's 400/404/422): a second refusal is final (``refuse_link``)
+    _unrenewed: set[str] = PrivateAttr(default_factory=set)
+    # ... and each one's row for the journal's files table (``Journal.add_file``'s arguments), written once it can be
+    _unrecorded_rows: dict[str, tuple[Any, ...]] = PrivateAttr(default_factory=dict)
     # What the last save of its results could not do (lines as its answer says them): shown on its gallery tile.
     # None: no save of this record object has said (a record read from the journal; ``TaskBook.recall``).
     _save_problems: list[str] | None = PrivateAttr(default=None)
@@ -342,9 +358,31 @@ class TaskRecord(BaseModel, defer_build=True):
         folder = session_folder(base, session or prompt or self.model, day, named=bool(session) and bool(workspace))
         return folder.relative_to(base).as_posix()
 
-    def refuse_link(self, url: str) -> None:
-        """A result link that will never be fetched: saving it again is pointless (see ``unsaved_links``)."""
-        self._refused_links.add(url)
+    def refuse_link(self, url: str, why: str = "") -> None:
+        """A result link that will never be fetched (``why``, in a few words): saving it again is pointless (see
+        ``unsaved_links``), and it is never offered as the result."""
+        self._refused_links[url] = why or self._refused_links.get(url, "")
+
+    def note_renewal_refused(self, url: str) -> None:
+        """KIE refused to renew this result link (it may be missing for a moment): the next refusal is final."""
+        self._unrenewed.add(url)
+
+    def renewal_refused(self, url: str) -> bool:
+        return url in self._unrenewed
+
+    def refused_results(self) -> list[str]:
+        """Each result link that is not offered (``openable_links``: refused, or one kie-mcp would not fetch) and has
+        no saved file in its place, in words: ``result 2 not saved (refused: it points at ... (10.0.0.7))``. The
+        link itself is never repeated."""
+        offered = self.openable_links()
+        missing = max(len(self.result_urls) - len(self.files), 0)
+        words: list[str] = []
+        for index, url in enumerate(self.result_urls, 1):
+            if url in offered or len(words) >= missing:
+                continue
+            why = self._refused_links.get(url) or "kie-mcp does not fetch or offer this link"
+            words.append(f"result {index} not saved (refused: {why})")
+        return words
 
     def note_save_problems(self, problems: list[str]) -> None:
         """What the last save of this task's results could not do (``media/results.save_results``): kept for the
@@ -375,11 +413,18 @@ class TaskRecord(BaseModel, defer_build=True):
                 links.append(url)
         return links
 
-    def keep_unrecorded(self, path: str) -> None:
+    def keep_unrecorded(self, path: str, row: tuple[Any, ...] | None = None) -> None:
         """A result saved to ``path`` (relative to the workspace) that the journal could not record: the file is on
-        disk, so the record names it (``name_unrecorded``) until a save with a writable journal records it."""
+        disk, so the record names it (``name_unrecorded``) until a save with a writable journal records it, or its
+        ``row`` (``Journal.add_file``'s arguments) is written (``unrecorded_rows``: the follower, once it can)."""
         if path not in self._unrecorded_files:
             self._unrecorded_files.append(path)
+        if row is not None:
+            self._unrecorded_rows[path] = row
+
+    def unrecorded_rows(self) -> list[tuple[Any, ...]]:
+        """The rows of the saved files the journal could not record (``keep_unrecorded``)."""
+        return list(self._unrecorded_rows.values())
 
     def name_unrecorded(self) -> None:
         """Name the saved files the journal could not record among ``files`` (read from the journal, which lacks
@@ -483,6 +528,14 @@ class TaskRecord(BaseModel, defer_build=True):
             "asking (less often while this lasts; check_task asks at once)."
         )
 
+    def note_rate_limited(self, seconds: float) -> None:
+        """KIE refuses status checks for now (429s in a row): the task is asked about again in ``seconds``. Kept until
+        KIE answers about it again; the task's own time left still shows (KIE works on it all the same)."""
+        self.error = (
+            f"{RATE_LIMITED}kie-mcp asks again in {max(round(seconds), 1)} s. Another app or server using this API key "
+            "may be using the account's budget of status checks. The task itself is unaffected."
+        )
+
     def note_unknown(self, err: KieError) -> None:
         """KIE answered that it has no such task, past the time a new task takes to show: say so plainly, with no
         advice about fields (a status check sends none) and no time left. Kept until KIE answers about it again;
@@ -580,7 +633,7 @@ REMEMBERED_SAVES = 1000  # tasks whose save word ``TaskBook`` keeps in memory (t
 class SaveWord:
     """What saving a task's results learnt that its journal record does not keep (``TaskBook.recall``)."""
 
-    refused: set[str] = field(default_factory=set)
+    refused: dict[str, str] = field(default_factory=dict)  # link: why it was refused
     problems: list[str] = field(default_factory=list)
 
 
