@@ -1106,7 +1106,7 @@ def decide_approval(rt: Runtime, p: Plan, *, can_ask: bool, answered: bool = Fal
 
     A quote the person declined on the approval card (``QuoteBook.decline``), passed back as quote_id, is refused
     saying so: nothing is asked, auto-approved or quoted. The same request sent without a quote is not auto-approved
-    for the declined quote's ten minutes (the person is asked, or a new quote comes back)."""
+    for ten minutes from the Decline (the person is asked, or a new quote comes back)."""
     if (replay := replay_of(rt, p)) is not None:
         return replay
     refusal = rt.quotes.refusal(p.quote_id, p.digest) if p.quote_id else None

@@ -324,7 +324,9 @@ class DeclineResult(_Result):
     quote_id: str
     declined: bool = Field(
         description="True when the quote approves nothing now, by the user's no (declined now or before); false "
-        "when it had already approved its request (the message says so)."
+        "when it had already approved its request: a create was sent (it may have run), or a call using it is still "
+        "under way and may yet spend. Its no is kept then: should that call spend nothing, the quote stays declined "
+        "(the message says which)."
     )
     message: str
 
