@@ -382,8 +382,9 @@ class SavedFile(_Result):
     )
     missing: bool = Field(
         default=False,
-        description="True when nothing is at its path any more (deleted or moved since it was saved): check_task "
-        "saves it again while KIE still keeps the result.",
+        description="True when the saved file is not at its path any more: deleted or moved since it was saved, or "
+        "something that is not a file (a folder, a FIFO) put in its place. check_task saves it again while KIE still "
+        "keeps the result, once no folder is at that path.",
     )
 
 
@@ -2140,7 +2141,10 @@ def _task_files(rt: Runtime, tasks: Sequence[TaskRecord]) -> list[SavedFile]:
     return files
 
 
-MISSING = "deleted or moved since it was saved (check_task saves it again while KIE still keeps the result)"
+MISSING = (
+    "deleted or moved since it was saved, or something that is not a file (a folder, a FIFO) is in its place "
+    "(check_task saves it again while KIE still keeps the result, once no folder is at that path)"
+)
 KEY_HELD = "but its bytes hold your KIE API key (KIE wrote it into the file): never served; do not share it as it is"
 DAMAGED_TODO = "KIE may have stored it damaged: https://kie.ai/logs shows the task with its files"
 
