@@ -488,6 +488,29 @@ async def test_a_saved_result_deleted_since_is_said_to_be_gone(connect_app, tmp_
     assert "deleted or moved since it was saved" in text_of(listed)
 
 
+async def test_a_folder_in_a_saved_results_place_is_said_to_be_there_and_the_result_saved_again_once_moved(
+    connect_app, tmp_path
+):
+    """The review: a folder (or a FIFO) at a saved result's path was marked ``missing`` with "check_task saves it
+    again", which a folder there prevents. It is said to be in its place, and once it is moved away check_task saves
+    the result again, as said."""
+    async with connect_app(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", IMAGE)
+        task_id = made.structured_content["tasks"][0]["task_id"]
+        path = made.structured_content["tasks"][0]["files"][0]
+        (tmp_path / path).unlink()
+        (tmp_path / path).mkdir()
+        blocked = await client.call_tool("check_task", {"task_id": task_id})
+        (tmp_path / path).rmdir()
+        again = await client.call_tool("check_task", {"task_id": task_id})
+    [there] = [file for file in blocked.structured_content["saved_files"] if file["path"] == path]
+    assert there["missing"] is True
+    assert "something that is not a file (a folder, a FIFO) is in its place" in text_of(blocked), text_of(blocked)
+    assert "once no folder is at that path" in text_of(blocked)
+    [saved] = [file for file in again.structured_content["saved_files"] if file["path"] == path]
+    assert (tmp_path / path).is_file() and not saved["missing"], text_of(again)
+
+
 @pytest.mark.parametrize("mode", ["legacy"])
 async def test_in_a_browser_a_saved_result_deleted_since_offers_nothing_to_open(connect_app, browser, tmp_path):
     """Its tile said "No preview; click to load the full file" and "Saved in the workspace", and offered a video

@@ -22,6 +22,8 @@ from types import ModuleType
 
 import pytest
 from mcp import Client, StdioServerParameters
+from mcp.client import advertise
+from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID
 
 from .conftest import every_resource
 
@@ -152,9 +154,27 @@ async def test_installed_bundle_starts_as_the_host_launches_it_and_serves_its_se
         credits = (await client.call_tool("check_credits", {})).structured_content
         resources = {str(resource.uri) for resource in await every_resource(client)}
 
+    # A client without MCP Apps (this one) is listed exactly the manifest's tools (see the test below for why the
+    # app-only ones are not in it).
     assert tools == {tool["name"] for tool in json.loads(MANIFEST.read_text(encoding="utf-8"))["tools"]}
     caps = (credits["auto_approve_credits"], credits["max_credits_per_call"], credits["max_credits_per_day"])
     assert caps == (5, 150, 900)
     assert "kie://prompting/guide.md" in resources  # the prompt library came along
     assert list(workspace.rglob("journal.sqlite3"))  # the workspace chosen at install is the one used
     assert (unpacked / ".venv").is_dir()  # uv made the environment inside the bundle, as on first start
+
+
+async def test_the_manifest_lists_the_tools_a_client_without_apps_gets_and_leaves_app_only_ones_out(connect):
+    """The manifest's ``tools`` say what the model can do with kie-mcp (Claude Desktop shows them before install):
+    exactly the tools a client without MCP Apps is listed. The tools only kie-mcp's app calls (``decline_quote``, the
+    approval card's Decline) are left out on purpose: Claude Desktop declares MCP Apps and is listed them too, but
+    they are marked ``visibility: ["app"]``, so the host keeps them from the model; they are not the model's."""
+    manifest = {tool["name"] for tool in json.loads(MANIFEST.read_text(encoding="utf-8"))["tools"]}
+    apps = advertise(EXTENSION_ID, {"mimeTypes": [APP_MIME_TYPE]})
+    async with connect() as plain, connect(extensions=[apps]) as with_apps:
+        without = {tool.name for tool in (await plain.list_tools()).tools}
+        listed = {tool.name: tool for tool in (await with_apps.list_tools()).tools}
+    app_only = {name for name, tool in listed.items() if (tool.meta or {}).get("ui", {}).get("visibility") == ["app"]}
+    assert manifest == without
+    assert app_only and app_only == set(listed) - without  # decline_quote: listed only to an Apps client
+    assert manifest.isdisjoint(app_only)

@@ -14,7 +14,7 @@ import anyio
 import pytest
 
 from kie_mcp.catalog import load_catalog
-from kie_mcp.catalog.live import LiveCatalog, cache_path
+from kie_mcp.catalog.live import LiveCatalog, cache_path, is_gone
 from kie_mcp.kie import KieClient
 from kie_mcp.kie.pacing import SlidingWindow
 from kie_mcp.sandbox import SANDBOX_API_KEY
@@ -296,3 +296,67 @@ async def test_the_server_syncs_in_the_background_once_a_day(connect, controls, 
                 await anyio.sleep(0.2)
     live = LiveCatalog.load(cache_path(tmp_path))
     assert live.has_list and live.has_feed
+
+
+async def test_a_running_server_takes_a_model_another_server_saw_kie_refuse_as_not_published(
+    connect, controls, transport, tmp_path, monkeypatch
+):
+    """The review: a create KIE refused as not published marked the model withdrawn in the workspace's cache, but a
+    server already running on the workspace took the cache again only when its model list was newer: it went on
+    quoting and sending the model. Within the hour (here 0.1 s) it refuses it too, nothing sent."""
+    from kie_mcp import runtime
+
+    monkeypatch.setattr(runtime, "CATALOG_CHECK_EVERY", 0.1)
+    await sync(transport, controls, tmp_path)  # a fresh cache: no sync is due
+    await controls.post("catalog/withdraw", {"model": "nano-banana-pro"})  # KIE answers its creates: not published
+    pro = {**IMAGE, "model": "nano-banana-pro"}
+    async with connect(catalog_sync=True) as running, connect(elicitation=answering()) as other:
+        before = await running.call_tool("estimate_cost", pro)
+        refused = await other.call_tool("generate_image", pro)
+        with anyio.fail_after(10):
+            while not (await running.call_tool("estimate_cost", pro)).is_error:  # noqa: ASYNC110 - its hourly look
+                await anyio.sleep(0.1)
+        again = await running.call_tool("generate_image", pro)
+    assert not before.is_error and "KIE does not offer nano-banana-pro now" in text_of(refused)
+    assert again.is_error and "no longer offered by KIE" in text_of(again), text_of(again)
+    assert len(await controls.creates()) == 1  # the other server's, which KIE refused
+
+
+async def test_a_sync_keeps_the_refusal_another_server_noted_while_it_ran(connect, controls, transport, tmp_path):
+    """The review: a sync loaded the cache, read KIE's lists (a minute of paced lookups), then saved what it had
+    loaded and read over the cache: a model another server noted meanwhile as refused by KIE (not published) was
+    offered again. The sync's save keeps that note, as no list it read came after it."""
+    await controls.post("config", {"catalog_limit_per_second": 0})
+    await sync(transport, controls, tmp_path)
+    async with connect() as client:  # models this workspace uses: their schemas make the sync take a few seconds
+        for model in ("nano-banana-2", "nano-banana-pro", "gpt-image-2-text-to-image"):
+            await client.call_tool("estimate_cost", {**IMAGE, "model": model})
+    aged = LiveCatalog.load(cache_path(tmp_path))
+    aged.fetched_at = aged.attempted_at = "2026-01-01T00:00:00Z"  # a day old: the next start syncs
+    aged.save(cache_path(tmp_path))
+    await anyio.sleep(1.1)  # the list is read a second after the first sync's (time stamps: seconds)
+
+    async def model_lists() -> int:
+        return sum(r["path"] == "/api/v1/models" for r in (await controls.get("requests"))["requests"])
+
+    pro = {**IMAGE, "model": "nano-banana-pro"}
+    listed = await model_lists()
+    async with connect(catalog_sync=True) as syncing, connect(elicitation=answering()) as other:
+        await syncing.list_tools()
+        with anyio.fail_after(10):
+            while await model_lists() == listed:  # noqa: ASYNC110 - the syncing server has read KIE's model list
+                await anyio.sleep(0.02)
+        await controls.post("catalog/withdraw", {"model": "nano-banana-pro"})  # after that read, before its save
+        refused = await other.call_tool("generate_image", pro)
+        assert "KIE does not offer nano-banana-pro now" in text_of(refused), text_of(refused)
+        with anyio.fail_after(30):
+            while LiveCatalog.load(cache_path(tmp_path)).fetched_at == aged.fetched_at:  # noqa: ASYNC110
+                await anyio.sleep(0.1)
+        mine = await syncing.call_tool("estimate_cost", pro)
+    async with connect() as client:  # a server started after the sync
+        later = await client.call_tool("estimate_cost", pro)
+    saved = LiveCatalog.load(cache_path(tmp_path))
+    assert saved.has_list and "nano-banana-pro" in (saved.models or {})  # KIE listed it when the sync read the list
+    assert is_gone(saved, "nano-banana-pro"), saved.unpublished
+    for answer in (mine, later):
+        assert answer.is_error and "no longer offered by KIE" in text_of(answer), text_of(answer)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+import anyio
 import pytest
 
 from kie_mcp.catalog import InvalidRequest, build_input, check_input, load_catalog, price_input
@@ -357,6 +358,59 @@ async def test_a_model_kie_says_is_not_published_is_charged_nothing_and_refused_
     assert f"- `{REFRAME}` ({why}): use `ideogram/" in table.partition("Withdrawn by KIE")[2]
     assert len(await controls.creates()) == 1  # only the first create reached KIE
     assert (await controls.get("state"))["balances"]["default"] == balance  # nothing was charged
+
+
+ECHOED = {  # a 422 whose message holds KIE's phrase and more: a field's error echoing the user's words, an echo
+    "echoed header": {"msg": "The page does not exist or is not published", "echo_auth": True},
+    "echoed prompt": {"msg": "prompt 'The page does not exist or is not published' is not allowed"},
+}
+
+
+@eras_in_turn("case", list(ECHOED))
+async def test_only_kies_whole_not_published_answer_marks_a_model_withdrawn(connect, controls, case):
+    """The review: any 422 holding "the page does not exist or is not published" anywhere marked the model withdrawn,
+    so a field's error echoing the user's prompt (or the request's header) took a model KIE sells away from the
+    workspace. Only the whole answer, in any case and with or without its final period, is KIE saying so."""
+    await controls.fault("create", kind="code", code=422, **ECHOED[case])
+    await controls.fault("create", kind="code", code=422, msg="  the page does not exist or is not published. ")
+    call = {"model": REFRAME, "images": [IMG], "aspect_ratio": "16:9"}
+    async with connect(elicitation=answering()) as client:
+        echoed = await client.call_tool("generate_image", call)
+        whole = await client.call_tool("generate_image", call)  # KIE's own answer, however it is cased and spaced
+        after = await client.call_tool("estimate_cost", call)
+    assert "KIE does not offer" not in text_of(echoed) and "Fix the field" in text_of(echoed), text_of(echoed)
+    assert f"KIE does not offer {REFRAME} now" in text_of(whole), text_of(whole)
+    assert after.is_error and "no longer offered by KIE" in text_of(after)
+    assert len(await controls.creates()) == 2  # the echoed refusal withdrew nothing: the second create was sent
+
+
+async def test_a_refused_model_says_truly_what_offers_it_again_with_the_catalogue_sync_off(
+    connect, controls, transport, tmp_path, monkeypatch
+):
+    """The review: with KIE_CATALOG_SYNC=off the refusal said "until KIE's model list, read again, lists it", and
+    kie-mcp never reads the list by itself then. It names what does: `kie-mcp catalog sync` (or deleting the cache),
+    then a start; done, the model is offered again."""
+    from kie_mcp.cli import _catalog_sync
+    from kie_mcp.sandbox import SANDBOX_API_KEY
+
+    from .test_first_hour import _run_in_thread
+
+    await controls.post("catalog/withdraw", {"model": REFRAME})
+    call = {"model": REFRAME, "images": [IMG], "aspect_ratio": "16:9"}
+    async with connect(elicitation=answering()) as client:  # the tests' servers run with the sync off
+        said = text_of(await client.call_tool("generate_image", call))
+    assert "until KIE's model list, read again, lists it" not in said, said
+    assert "until KIE's model list, read by `kie-mcp catalog sync`, lists it" in said, said
+    assert "KIE_CATALOG_SYNC is off" in said and "catalog-live.json is deleted" in said, said
+    await controls.post("catalog/withdraw", {"model": REFRAME, "withdrawn": False})  # KIE offers it again
+    await anyio.sleep(1.1)  # a list read in the second of the refusal does not supersede it (time stamps: seconds)
+    await controls.post("config", {"catalog_limit_per_second": 0})
+    monkeypatch.setenv("KIE_WORKSPACE", str(tmp_path))
+    monkeypatch.setenv("KIE_API_KEY", SANDBOX_API_KEY)
+    assert await _run_in_thread(_catalog_sync, [], transport=transport) == 0  # what the answer said to run
+    async with connect(elicitation=answering()) as client:  # kie-mcp started again
+        again = await client.call_tool("estimate_cost", call)
+    assert not again.is_error, text_of(again)
 
 
 async def test_ideogram_v3_reframe_is_listed_and_quoted_as_possibly_withdrawn(connect):

@@ -434,6 +434,56 @@ async def test_a_workflows_model_is_judged_by_the_catalogue_the_tools_use(connec
     assert withdrawn.value.error.code == followup.value.error.code == INVALID_PARAMS
 
 
+GONE = "gpt-image-2-image-to-image"  # the selfie's third model, animated_ad's storyboard model, GPT Image 2's edit twin
+
+
+async def _written_models(client: Any, tmp_path: Any) -> dict[str, list[str]]:
+    """The models the written calls of each workflow name (``model=...``), by workflow: those whose plans write GONE
+    while KIE sells it."""
+    (tmp_path / "references").mkdir(exist_ok=True)
+    Image.new("RGB", (1024, 1024), (30, 90, 160)).save(tmp_path / "references" / "mug.png")
+    plans = {
+        "ugc_product_selfie": {**ARGUMENTS["ugc_product_selfie"], "aspect_ratio": "1:1"},
+        "character_sheet": {**ARGUMENTS["character_sheet"], "model": "gpt-image-2-text-to-image"},
+        "animated_ad": {**ARGUMENTS["animated_ad"], "product": "a mug, photo references/mug.png"},
+        "animated_ad (from words)": ARGUMENTS["animated_ad"],
+    }
+    written = {}
+    for name, arguments in plans.items():
+        text = await _render(client, name.split(" ")[0], arguments)
+        calls = _calls(text, {"estimate_cost"})
+        written[name] = [_literal(part) or part for _, parts in calls for part in parts if _argument(part) == "model"]
+        written[name] += [m.group(1) for m in re.finditer(r"model=(['\"][^'\"]+['\"])", text)]
+    return written
+
+
+@eras_in_turn("how", ["listed", "refused"])
+async def test_a_workflow_writes_no_call_for_a_model_kie_no_longer_sells(connect, controls, transport, tmp_path, how):
+    """The review: a workflow still wrote calls for a model KIE withdrew (gone from its live list, or refused by KIE as
+    not published since), which the tools then refuse: the selfie offered GPT Image 2's edit model, the character
+    sheet's angles were made with it, and animated_ad's storyboard was drawn with it. The plans write only models KIE
+    sells: the selfie's other models, no edit twin, and animated_ad's other storyboard model, Nano Banana Pro."""
+    await controls.post("catalog/withdraw", {"model": GONE})
+    if how == "listed":
+        from .test_live_wiring import sync
+
+        await sync(transport, controls, tmp_path)
+    async with connect(elicitation=answering()) as client:
+        before = await _written_models(client, tmp_path) if how == "refused" else None
+        if how == "refused":  # KIE answers a create of it that its page is not published: marked gone
+            refused = await client.call_tool(
+                "generate_image", {"model": GONE, "prompt": "a mug", "images": ["references/mug.png"]}
+            )
+            assert "KIE does not offer" in text_of(refused), text_of(refused)
+        written = await _written_models(client, tmp_path)
+    if before is not None:  # the same plans wrote it while KIE had not said so
+        assert any(any(GONE in model for model in models) for models in before.values()), before
+    for name, models in written.items():
+        assert not [model for model in models if GONE in model], (name, models)
+    assert any("nano-banana-pro" in model for model in written["animated_ad"]), written["animated_ad"]
+    assert any("nano-banana-2" in model for model in written["ugc_product_selfie"]), written["ugc_product_selfie"]
+
+
 # A video model only KIE's live list has: it starts a clip from a first frame, is silent and has no frame setting.
 LIVE_ANIMATOR = {
     "model": "brand/new-i2v",

@@ -615,7 +615,7 @@ def _catalog_sync(models: list[str], *, sandbox: bool = False, transport: object
         return 2
     failed = next((e for e in new.errors if e.endpoint == "/api/v1/models"), None)
     try:
-        new.save(path)
+        new = new.save_keeping_refusals(path)  # a create a running server saw refused meanwhile stays refused
     except OSError as err:
         print(f"kie-mcp catalog sync: cannot write {path} ({err}).", file=sys.stderr)
         return 2

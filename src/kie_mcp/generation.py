@@ -1107,7 +1107,7 @@ def decide_approval(rt: Runtime, p: Plan, *, can_ask: bool, answered: bool = Fal
 
     A quote the person declined on the approval card (``QuoteBook.decline``), passed back as quote_id, is refused
     saying so: nothing is asked, auto-approved or quoted. The same request sent without a quote is not auto-approved
-    for the declined quote's ten minutes (the person is asked, or a new quote comes back)."""
+    for ten minutes from the Decline (the person is asked, or a new quote comes back)."""
     if (replay := replay_of(rt, p)) is not None:
         return replay
     refusal = rt.quotes.refusal(p.quote_id, p.digest) if p.quote_id else None
@@ -2139,9 +2139,27 @@ async def _no_longer_offered(rt: Runtime, spec: ModelSpec) -> str | None:
     except Exception as err:  # a read-only workspace or a full disk: this server still refuses it
         log.warning("could not note in the live catalogue cache that KIE does not offer %s: %s", spec.id, err)
         where = f"by this server (the workspace's cache of KIE's catalogue could not be written: {err})"
+    until = _until_listed(rt)
+    return f"KIE does not offer {spec.id} now: from now on it is refused before anything is sent {where}, {until}"
+
+
+def _until_listed(rt: Runtime) -> str:
+    """Until when a model KIE refused as not published stays refused here, as this server's settings make it true:
+    a model list read after the refusal decides (``LiveCatalog.refused_at``). The background sync reads one once a
+    day, and takes the cache ``kie-mcp catalog sync`` wrote within the hour (``_sync_catalog``); with the sync off,
+    only that command reads one, or the cache deleted forgets the mark, and a server reads the cache at its start."""
+    from kie_mcp.catalog.live import cache_path
+
+    command = "kie-mcp --sandbox catalog sync" if rt.settings.sandbox else "kie-mcp catalog sync"
+    if rt.settings.catalog_sync:
+        return (
+            f"until KIE's model list, read again, lists it (the daily sync reads it; `{command}` reads it now, "
+            "which a running server takes within the hour)."
+        )
     return (
-        f"KIE does not offer {spec.id} now: from now on it is refused before anything is sent {where}, until KIE's "
-        "model list, read again, lists it."
+        f"until KIE's model list, read by `{command}`, lists it, or {cache_path(rt.settings.workspace)} is deleted, "
+        "and kie-mcp starts again (KIE_CATALOG_SYNC is off: kie-mcp reads neither the list nor that file again by "
+        "itself)."
     )
 
 

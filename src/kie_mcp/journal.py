@@ -50,7 +50,8 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS quotes (
     quote_id TEXT PRIMARY KEY, model TEXT NOT NULL, digest TEXT NOT NULL, body TEXT NOT NULL,
     expires REAL NOT NULL, used INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL,
-    kind TEXT NOT NULL DEFAULT 'estimate', used_by TEXT, used_at REAL, asked TEXT, shape TEXT, inputs TEXT);
+    kind TEXT NOT NULL DEFAULT 'estimate', used_by TEXT, used_at REAL, asked TEXT, shape TEXT, inputs TEXT,
+    declined_at REAL);
 CREATE TABLE IF NOT EXISTS spend (
     id INTEGER PRIMARY KEY AUTOINCREMENT, day TEXT NOT NULL, delta REAL NOT NULL, reason TEXT NOT NULL,
     ref TEXT, at REAL NOT NULL);
@@ -130,7 +131,16 @@ ATTEMPT_COLUMNS = {
 # was shown (the 2026-07-28 protocol asks it again when the answer comes back and compares the two); for a question
 # about a request with local files, the request with those files named by path (``shape``) and their hashes then
 # (``inputs``): the answer comes back on a new request, which must be refused when a file's bytes changed meanwhile.
-QUOTE_COLUMNS = {"used_by": "TEXT", "used_at": "REAL", "asked": "TEXT", "shape": "TEXT", "inputs": "TEXT"}
+# And when the person declined the quote on the approval card (``QuoteBook.decline``): kept on a quote a call was
+# using then too, so that call, should it end with nothing spent, never gives the quote back for a later spend.
+QUOTE_COLUMNS = {
+    "used_by": "TEXT",
+    "used_at": "REAL",
+    "asked": "TEXT",
+    "shape": "TEXT",
+    "inputs": "TEXT",
+    "declined_at": "REAL",
+}
 # Columns of uploads added since: until when an upload may be reused, when KIE's answer said how long it keeps it.
 UPLOAD_COLUMNS = {"expires": "REAL"}
 CALL_RUNNING, CALL_ANSWERED, CALL_CUT_OFF = 0, 1, 2  # attempts.answered

@@ -232,11 +232,29 @@ def _one_reference(spec: ModelSpec) -> bool:
     return spec.images is not None and spec.images.min <= 1 <= spec.images.max and "inpaint" not in spec.capabilities
 
 
+def _sold(spec: ModelSpec) -> bool:
+    """Whether KIE still sells ``spec``, as the tools judge it: not withdrawn in the bundled data, nor gone from KIE's
+    live list or refused by KIE as not published (``catalog.live.is_gone``). A workflow writes no call for a model
+    the tools refuse before anything is sent."""
+    from kie_mcp.catalog.live import is_gone
+    from kie_mcp.runtime import SERVING
+
+    rt = SERVING.get()
+    return spec.withdrawn is None and not (rt is not None and is_gone(rt.live, spec.id, rt.catalog))
+
+
+def _on_sale(models: tuple[str, ...]) -> tuple[str, ...]:
+    """Those of ``models`` (catalogue ids) KIE still sells (``_sold``), in their order; one the catalogue does not
+    know is kept (estimate_cost then says what is wrong)."""
+    catalog = _catalog()
+    return tuple(model for model in models if (spec := catalog.get(model)) is None or _sold(spec))
+
+
 def _with_images(model: str) -> str | None:
     """The model for a request with one reference image: ``model`` when it takes one, else its image-to-image or
     edit twin that does (``gpt-image-2-text-to-image`` -> ``gpt-image-2-image-to-image``, never an inpainting
-    twin such as ``ideogram/v3-edit``), None when it has none; the model as given when the catalogue does not know
-    it (estimate_cost then says what is wrong)."""
+    twin such as ``ideogram/v3-edit``, nor one KIE no longer sells: ``_sold``), None when it has none; the model as
+    given when the catalogue does not know it (estimate_cost then says what is wrong)."""
     catalog, spec = _catalog(), _spec(model)
     if spec is None:
         return model
@@ -245,7 +263,7 @@ def _with_images(model: str) -> str | None:
     twins = [spec.id.replace("text-to-image", kind) for kind in ("image-to-image", "image-edit", "edit")]
     for twin in (*twins, f"{spec.id}-edit"):
         found = catalog.get(twin)
-        if twin != spec.id and found is not None and found.withdrawn is None and _one_reference(found):
+        if twin != spec.id and found is not None and _sold(found) and _one_reference(found):
             return twin
     return None
 
@@ -277,22 +295,30 @@ SIZES = ("2K", "1K")  # a selfie's resolution: the guide's 2K where the model ma
 
 
 def _ratio(name: str, value: str, models: tuple[str, ...]) -> list[tuple[str, str]]:
-    """Each of ``models`` (default first) that makes the aspect ratio ``value``, with the resolution written for it
-    (``SIZES``: GPT Image 2 makes 4:5 at 1K only), or an error the client shows naming every ratio one of them
-    makes. The plan writes a call for each model it offers, at its own settings: one call for them all, at 2K,
-    was refused on GPT Image 2 at 4:5, and a ratio only GPT Image 2 makes (9:21) was written for Nano Banana 2."""
+    """Each of ``models`` (default first) that KIE still sells (``_on_sale``) and that makes the aspect ratio
+    ``value``, with the resolution written for it (``SIZES``: GPT Image 2 makes 4:5 at 1K only), or an error the
+    client shows naming every ratio one of them makes (or that KIE sells none of them). The plan writes a call for
+    each model it offers, at its own settings: one call for them all, at 2K, was refused on GPT Image 2 at 4:5, and a
+    ratio only GPT Image 2 makes (9:21) was written for Nano Banana 2."""
     _said(name, value)  # too long: refused as every argument is, naming its limit
     ratio = value.strip()
+    sold = _on_sale(models)
+    if not sold:
+        raise MCPError(
+            code=INVALID_PARAMS,
+            message=f"KIE no longer sells this workflow's models ({', '.join(models)}): list_models shows what it "
+            "sells.",
+        )
     takers = [
         (model, size)
-        for model in models
+        for model in sold
         if _takes(model, "aspect_ratio", ratio)
         if (size := next((s for s in SIZES if _takes(model, "resolution", s, aspect_ratio=ratio)), None)) is not None
     ]
     if takers:
         return takers
     made: list[str] = []  # every ratio one of them makes, the default's first
-    for model in models:
+    for model in sold:
         spec = _catalog().get(model)
         field = spec.field_for_arg("aspect_ratio") if spec is not None else None
         made += [str(v) for v in (field.values or () if field is not None else ()) if str(v) not in made]
@@ -808,18 +834,22 @@ def character_sheet(description: Description, angles: Angles = "9", model: Image
 
 
 def _selfie_question(models: list[str], ratio: str) -> str:
-    """ugc_product_selfie's first step: how many, and which of ``models`` (those that make the selfie's ``ratio``,
-    default first): seed 000's question where both Nano Banana models make it, else a choice among those that do,
-    or none when only one does, saying which of the workflow's models do not make it."""
+    """ugc_product_selfie's first step: how many, and which of ``models`` (those KIE sells that make the selfie's
+    ``ratio``, default first): seed 000's question where both Nano Banana models make it, else a choice among those
+    that do, or none when only one does, saying which of the workflow's models do not make it or are no longer sold."""
     if models[:2] == list(NANO_MODELS):
         editorial = "; gpt-image-2-image-to-image suits a more editorial look" if len(models) > 2 else ""
         return _still_questions("the selfie", choice=f"{NB_CHOICE}, better for label text{editorial}")
-    others = [model for model in SELFIE_MODELS if model not in models]
-    unmade = f"{' and '.join(others)} {'does' if len(others) == 1 else 'do'} not make {ratio}"
+    sold = _on_sale(SELFIE_MODELS)
+    others = [model for model in sold if model not in models]
+    why = [f"{' and '.join(others)} {'does' if len(others) == 1 else 'do'} not make {ratio}"] if others else []
+    if gone := [model for model in SELFIE_MODELS if model not in sold]:
+        why.append(f"KIE no longer sells {' or '.join(gone)}")
     if len(models) == 1:
-        return f"Before estimating the selfie, ask the user {HOW_MANY}. It is made with {models[0]!r} ({unmade})."
+        said = f" ({'; '.join(why)})" if why else ""
+        return f"Before estimating the selfie, ask the user {HOW_MANY}. It is made with {models[0]!r}{said}."
     asked = "Use " + ", or ".join(models) + "?"
-    choice = f"model={models[0]!r} unless they pick another; {unmade}"
+    choice = "; ".join([f"model={models[0]!r} unless they pick another", *why])
     return _still_questions("the selfie", question=asked, choice=choice)
 
 
@@ -1328,27 +1358,76 @@ def _beat_lengths(library: str, beats: str) -> str:
     return default + "one story moment per beat: a longer film takes more beats, not longer ones"
 
 
+# animated_ad's storyboard models, the default first: each takes the cast image, the product photo and the previous
+# still, at 2K in 9:16 and 16:9. FROM_WORDS: those that draw beat 1 from words alone (no photo, no cast image).
+STORYBOARD = {"gpt-image-2-image-to-image": "GPT Image 2", "nano-banana-pro": "Nano Banana Pro"}
+FROM_WORDS = ("gpt-image-2-text-to-image", "nano-banana-pro")
+NO_STORYBOARD = "an image model KIE sells that takes input images (list_models(kind='image', capability='edit'))"
+
+
+def _storyboard() -> tuple[str, str]:
+    """animated_ad's storyboard model as a call writes it (the first of ``STORYBOARD`` KIE still sells, ``_sold``, or
+    in words when it sells neither), and the other one's alternative ("; with Nano Banana Pro,
+    model='nano-banana-pro' and the same images", or nothing when KIE no longer sells it)."""
+    sold = _on_sale(tuple(STORYBOARD))
+    model = repr(sold[0]) if sold else NO_STORYBOARD
+    also = f"; with {STORYBOARD[sold[1]]}, model={sold[1]!r} and the same images" if len(sold) > 1 else ""
+    return model, also
+
+
+def _storyboard_question() -> str:
+    """animated_ad's question before the first still: how many, and which storyboard model KIE sells; none to choose
+    when it sells one, saying which it no longer sells."""
+    sold = _on_sale(tuple(STORYBOARD))
+    if len(sold) == len(STORYBOARD):
+        return _still_questions(
+            "any still",
+            question="Use GPT Image 2 (the default for storyboards), or Nano Banana Pro?",
+            choice="Nano Banana Pro often keeps clay and fine texture better in close-ups",
+        )
+    gone = " or ".join(m for m in STORYBOARD if m not in sold)
+    if sold:
+        return (
+            f"Before estimating any still, ask the user {HOW_MANY}. Every still is made with {sold[0]!r} (KIE no "
+            f"longer sells {gone})."
+        )
+    return (
+        f"Before estimating any still, ask the user {HOW_MANY}. KIE no longer sells {gone}: every still is made "
+        f"with {NO_STORYBOARD}, the same one for every beat."
+    )
+
+
 def _photo_beats(photo: str | None) -> tuple[str, str, str, str]:
     """animated_ad's words for the product photo its ``product`` names (``_product_photo``, as ``_said`` writes it):
     beat 1's estimate, the cast sheet's note, the photo's place in a later beat's images, and the QA of the product
-    against it. Asked for and never used, the product was drawn from its name. Beat 1 with the photo is made by an
-    image-to-image model (GPT Image 2's, or Nano Banana Pro: each takes the cast image, the photo and the previous
-    still, at 2K in 9:16 and 16:9); without one, from words unless there is a cast image."""
+    against it. Asked for and never used, the product was drawn from its name. Beat 1 with the photo is made by a
+    storyboard model (``_storyboard``); without one, from words (``FROM_WORDS``) unless there is a cast image. Only
+    models KIE still sells are written (``_sold``)."""
     settings = "aspect_ratio='9:16' or '16:9', resolution='2K', variations=N, session=...)"
+    model, also = _storyboard()
+    # Why beat 1 is not drawn by GPT Image 2's model from words: said only where GPT Image 2's edit model draws it.
+    words_only = f" ({FROM_WORDS[0]} takes no input images)" if model == repr(next(iter(STORYBOARD))) else ""
     if photo is None:
-        return (
-            f"estimate_cost(model='gpt-image-2-text-to-image', prompt=..., {settings}. That model takes no input "
-            "images; with a cast image, beat 1 uses model='gpt-image-2-image-to-image' and images=[the cast image] "
-            "instead, and with Nano Banana Pro model='nano-banana-pro'.",
-            "",
-            "",
-            "",
-        )
+        words = next(iter(_on_sale(FROM_WORDS)), None)
+        if words == FROM_WORDS[0]:
+            pro = f", and with Nano Banana Pro model={FROM_WORDS[1]!r}" if also else ""
+            first = (
+                f"estimate_cost(model={words!r}, prompt=..., {settings}. That model takes no input images; with a cast "
+                f"image, beat 1 uses model={model} and images=[the cast image] instead{pro}."
+            )
+        elif words is not None:
+            first = (
+                f"estimate_cost(model={words!r}, prompt=..., {settings}; with a cast image, images=[the cast image]."
+            )
+        else:
+            first = (
+                f"estimate_cost(model={model}, prompt=..., images=[the cast image], {settings}. KIE no longer sells "
+                f"{' or '.join(FROM_WORDS)}, which draw a still from words alone: beat 1 needs a cast image in images."
+            )
+        return first, "", "", ""
     return (
-        f"estimate_cost(model='gpt-image-2-image-to-image', prompt=..., images=[the cast image if any, {photo}], "
-        f"{settings}: the product photo goes in images, so the product is drawn as it is "
-        "(gpt-image-2-text-to-image takes no input images); with Nano Banana Pro, model='nano-banana-pro' and the "
-        "same images.",
+        f"estimate_cost(model={model}, prompt=..., images=[the cast image if any, {photo}], "
+        f"{settings}: the product photo goes in images, so the product is drawn as it is{words_only}{also}.",
         f" The product is the one in the photo {photo}: the cast sheet's product look is the photo's, the photo "
         "goes in images for every beat, after the cast image, and each prompt says which image is which (the cast, "
         "the product, the previous beat's still).",
@@ -1370,11 +1449,12 @@ def animated_ad(product: Product, story: Story, style: Style = "3D-animated", be
         if beats != "1"
         else "Beat 1's estimate below is the storyboard's cost."
     )
+    model, also = _storyboard()
     later = (
         f"5. Beats 2 to {beats}, in order (each needs the previous approved still): estimate_cost("
-        f"model='gpt-image-2-image-to-image', prompt=..., images=[the cast image if any, {kept}the previous beat's "
+        f"model={model}, prompt=..., images=[the cast image if any, {kept}the previous beat's "
         "approved still: its saved path from generate_image or check_task], same aspect_ratio and resolution, "
-        f"variations=N, session=...); with Nano Banana Pro, model='nano-banana-pro' and the same images. {APPROVAL} "
+        f"variations=N, session=...){also}. {APPROVAL} "
         f"Generate each, QA it (on-model, continuity with the previous beat{matches}) and show it."
         if beats != "1"
         else "5. (One beat only: nothing more to storyboard.)"
@@ -1395,12 +1475,7 @@ def animated_ad(product: Product, story: Story, style: Style = "3D-animated", be
             f"narration per beat and {_beat_lengths(library, beats)}; at most 2.5 spoken words per second). Show it to "
             "the user. An approved cast image (a character_sheet hero by its saved path, or a file in references/) "
             f"goes first in images for every beat.{shown}",
-            "2. "
-            + _still_questions(
-                "any still",
-                question="Use GPT Image 2 (the default for storyboards), or Nano Banana Pro?",
-                choice="Nano Banana Pro often keeps clay and fine texture better in close-ups",
-            ),
+            "2. " + _storyboard_question(),
             # Not list_models' price: it is the 1K price (6 credits), and the storyboard is made at 2K (10).
             f"3. Estimate the {beats} storyboard stills one at a time, in order. {total} Beat 1: {first} {APPROVAL}",
             f"4. Generate beat 1 and QA it{matches}. APPROVAL POINT: the user approves (picks) beat 1's still before "

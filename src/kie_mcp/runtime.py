@@ -432,7 +432,8 @@ CATALOG_CHECK_EVERY = 3600.0  # seconds between looks at whether KIE's live cata
 async def _keep_catalog_current(runtime: Runtime, kie: KieClient) -> None:
     """For as long as the server runs (a host keeps it up for weeks), every hour: sync KIE's live models and prices
     when the cache is a day old (``maybe_sync`` waits an hour after a failed try), and take a newer cache another
-    server on this workspace wrote. A sync only at start-up left prices and withdrawn models as they were that day."""
+    server on this workspace wrote, or the models another server saw KIE refuse as not published. A sync only at
+    start-up left prices and withdrawn models as they were that day."""
     while True:
         runtime.sync_starts()
         try:
@@ -459,6 +460,8 @@ async def _sync_catalog(runtime: Runtime, kie: KieClient) -> None:
             runtime.live = kept
             runtime.catalog = with_live_models(kept)
             log.info("%s model list and prices were taken from the cache of %s", whose, kept.fetched_at)
+        elif kept.unpublished != runtime.live.unpublished:  # another server's create KIE refused as not published
+            runtime.live = runtime.live.keeping_refusals_of(kept)
         return
     runtime.live = fresh
     runtime.catalog = with_live_models(fresh)

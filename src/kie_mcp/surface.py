@@ -332,7 +332,9 @@ class DeclineResult(_Result):
     quote_id: str
     declined: bool = Field(
         description="True when the quote approves nothing now, by the user's no (declined now or before); false "
-        "when it had already approved its request (the message says so)."
+        "when it had already approved its request: a create was sent (it may have run), or a call using it is still "
+        "under way and may yet spend. Its no is kept then: should that call spend nothing, the quote stays declined "
+        "(the message says which)."
     )
     message: str
 
@@ -388,8 +390,9 @@ class SavedFile(_Result):
     )
     missing: bool = Field(
         default=False,
-        description="True when nothing is at its path any more (deleted or moved since it was saved): check_task "
-        "saves it again while KIE still keeps the result.",
+        description="True when the saved file is not at its path any more: deleted or moved since it was saved, or "
+        "something that is not a file (a folder, a FIFO) put in its place. check_task saves it again while KIE still "
+        "keeps the result, once no folder is at that path.",
     )
 
 
@@ -2155,7 +2158,10 @@ def _task_files(rt: Runtime, tasks: Sequence[TaskRecord]) -> list[SavedFile]:
     return files
 
 
-MISSING = "deleted or moved since it was saved (check_task saves it again while KIE still keeps the result)"
+MISSING = (
+    "deleted or moved since it was saved, or something that is not a file (a folder, a FIFO) is in its place "
+    "(check_task saves it again while KIE still keeps the result, once no folder is at that path)"
+)
 KEY_HELD = "but its bytes hold your KIE API key (KIE wrote it into the file): never served; do not share it as it is"
 DAMAGED_TODO = "KIE may have stored it damaged: https://kie.ai/logs shows the task with its files"
 

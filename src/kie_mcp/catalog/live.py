@@ -305,6 +305,15 @@ class LiveCatalog(_Loose):
         }
         return self.model_copy(update={"unpublished": {**self.unpublished, **kept}}) if kept else self
 
+    def save_keeping_refusals(self, path: Path) -> LiveCatalog:
+        """Save this catalogue (a sync's, begun from the cache at ``path``) there with the refusals another process
+        wrote into that cache meanwhile (``note_unpublished``: a server whose create KIE refused while this sync
+        ran) that no model list it read supersedes (``keeping_refusals_of``); returns what was saved. Saved as it
+        was read, a sync wrote over them, and the model was offered again."""
+        kept = self.keeping_refusals_of(LiveCatalog.load(path))
+        kept.save(path)
+        return kept
+
     def schema_of(self, model_id: str) -> dict[str, Any] | None:
         """The cached OpenAPI document of a model, or None (never fetched, or KIE answered `openapi: null`)."""
         entry = self.schemas.get(model_id)
@@ -528,8 +537,7 @@ async def maybe_sync(
         if attempted is not None and moment - attempted < retry_after:
             return None  # the last attempt failed a moment ago (offline): do not hammer KIE at every start
         new = await live.sync(kie, models_in_use=models_in_use, now=moment, catalog=catalog, prices_tried=prices_tried)
-        new.save(cache_path)
-        return new
+        return new.save_keeping_refusals(cache_path)
     except OSError as err:  # the cache could not be written (a read-only workspace, a full disk): no traceback
         log.warning("live catalogue sync could not be saved in %s (%s); it was not kept", cache_path, err)
         return None
@@ -614,6 +622,9 @@ def still_sold(catalog: Catalog, live: LiveCatalog | None) -> list[ModelSpec]:
 
 
 class _Candidate(NamedTuple):
+    """A model ``is_withdrawn`` may name instead of a withdrawn one: a row of KIE's live list, or before any list was
+    read a bundled model still sold, in the few facts its ranking compares (kind, provider, task types, title)."""
+
     model: str
     kind: str | None
     provider: str

@@ -185,13 +185,20 @@ _NOT_OFFERED = CodeInfo(
 
 def not_published(err: KieError) -> bool:
     """Whether ``err`` is KIE's answer that the model asked for is not published (``NOT_PUBLISHED``)."""
-    return err.code == 422 and NOT_PUBLISHED in err.message.lower()
+    return err.code == 422 and _says_not_published(err.message)
+
+
+def _says_not_published(message: str) -> bool:
+    """Whether ``message`` is ``NOT_PUBLISHED`` and nothing else (in any case, whitespace around it and a final period
+    aside): a 422 that only holds the phrase, a field's error echoing the user's prompt or KIE's message with more
+    in it, never marks a model withdrawn in the workspace."""
+    return message.strip().removesuffix(".").strip().lower() == NOT_PUBLISHED
 
 
 def _code_info(code: int | None, message: str) -> CodeInfo:
     if code == 422 and _CONTENT_REFUSAL.search(message.lower()):
         return _CONTENT_REFUSED
-    if code == 422 and NOT_PUBLISHED in message.lower():
+    if code == 422 and _says_not_published(message):
         return _NOT_OFFERED
     if code is None:
         return _FALLBACK

@@ -175,6 +175,8 @@ def saved_pictures(workspace: Path, wanted: Callable[[str], bool], *, folders: s
 
 
 def _lent(home: Path, real: Path) -> bool:
+    """``lends``, for the newest saved pictures: a picture that cannot be judged (unreadable, or out of ``home``) is
+    not suggested, never an error in the completion that asked."""
     try:
         return lends(home, real)
     except (OSError, ValueError):
@@ -278,10 +280,11 @@ _HASH_BLOCK = 1024 * 1024
 
 def kept(path: Path, size: int, sha256: str | None = None) -> Kept:
     """Whether the result saved at ``path`` (``size`` bytes, ``sha256``, as the journal recorded it) is still the
-    file saved: "missing" (nothing there, or no regular file), "changed" (another size; given ``sha256``, other bytes
-    of that size), else "kept". The bytes are read only when ``sha256`` is given and the size matches: a video can
-    be gigabytes, so a list compares sizes, and only a follow-up or a join about to use the file reads it (in a
-    worker thread). A link in its place is "changed", never followed: it may lead to a file kie-mcp may not read."""
+    file saved: "missing" (nothing there, or no regular file: a folder, a FIFO), "changed" (another size; given
+    ``sha256``, other bytes of that size), else "kept". The bytes are read only when ``sha256`` is given and the size
+    matches: a video can be gigabytes, so a list compares sizes, and only a follow-up or a join about to use the file
+    reads it (in a worker thread). A link in its place is "changed", never followed: it may lead to a file kie-mcp
+    may not read."""
     try:
         found = os.lstat(path)
         if stat.S_ISLNK(found.st_mode):

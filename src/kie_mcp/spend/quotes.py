@@ -186,7 +186,9 @@ QuoteRefusal = Literal["unknown", "question", "declined", "used", "expired", "ot
 
 # ``quotes.used`` of a quote the person declined on the approval card (``QuoteBook.decline``): used up without a use,
 # with no process behind it (``used_by`` NULL), so it is never "being used", never given back and never taken for one
-# a crash left (``_abandoned``); an older kie-mcp on the same workspace reads it as used, and refuses it too.
+# a crash left (``_abandoned``); an older kie-mcp on the same workspace reads it as used, and refuses it too. A quote
+# declined while a call was using it stays used (1) with ``declined_at`` set until that call ends: declined if it
+# spent nothing (``_unuse``), never usable again.
 DECLINED = 2
 
 
@@ -360,11 +362,11 @@ class QuoteBook:
         """The newest estimate quote for this exact request still unused and unexpired, if any."""
         self.release_owed()
         rows = self.journal.query(
-            "SELECT quote_id, used, expires FROM quotes WHERE digest = ? AND kind = 'estimate'"
+            "SELECT quote_id, used, expires, declined_at FROM quotes WHERE digest = ? AND kind = 'estimate'"
             " ORDER BY created DESC LIMIT 1",
             digest,
         )
-        if not rows or rows[0]["used"] or self._clock() > rows[0]["expires"]:
+        if not rows or rows[0]["used"] or rows[0]["declined_at"] is not None or self._clock() > rows[0]["expires"]:
             return None
         return str(rows[0]["quote_id"])
 
@@ -406,8 +408,12 @@ class QuoteBook:
         other unused estimate quote of the same request: none of them approves it any more (``_refusal`` says it was
         declined). Idempotent. It never approves, spends or gives back anything: a quote already used stays used
         (what it approved may have run), and a confirmation question's quote is left to the answer in its form.
-        Returns whether the quote approves nothing now by that no (False: it was used already), and what became of
-        it, in words; raises QuoteError for an id this workspace never issued, or a question's."""
+        A quote a call is using with no create sent yet (its input files going up: nothing but refused creates in
+        the journal) keeps the no (``declined_at``): should that call end with nothing spent, its quote is declined,
+        never given back for a later spend (``_unuse``).
+        Returns whether the quote approves nothing now by that no (False: it was used already, or its call may still
+        spend), and what became of it, in words; raises QuoteError for an id this workspace never issued, or a
+        question's."""
         self.release_owed()
         now = self._clock()
         with self.journal.transaction() as db:
@@ -426,15 +432,38 @@ class QuoteBook:
                 )
             if row["used"] == DECLINED:  # a second Decline: the quotes issued since (a new price asked for) stay
                 return True, f"quote {quote_id} was already declined: it approves nothing."
-            if row["used"] and not self._abandoned(row, lambda sql, *args: db.execute(sql, args).fetchall()):
+
+            def query(sql: str, *args: Any) -> list[Any]:
+                return db.execute(sql, args).fetchall()
+
+            if row["used"] and not self._abandoned(row, query):
+                if _sent(row["quote_id"], query):
+                    return False, (
+                        f"quote {quote_id} was already used: it approved its request, which may have run (list_tasks "
+                        "shows the tasks); nothing was declined."
+                    )
+                # Its call is under way with no create sent yet: the no is kept for when that call ends.
+                db.execute(
+                    "UPDATE quotes SET declined_at = COALESCE(declined_at, ?) WHERE quote_id = ?", (now, quote_id)
+                )
+                others = db.execute(
+                    "UPDATE quotes SET used = ?, used_by = NULL, used_at = ?, declined_at = ? WHERE digest = ?"
+                    " AND kind = 'estimate' AND used = 0",
+                    (DECLINED, now, now, row["digest"]),
+                ).rowcount
+                voided = {0: "", 1: " The other quote of the same request is declined now."}.get(
+                    others, f" The {others} other quotes of the same request are declined now."
+                )
                 return False, (
-                    f"quote {quote_id} was already used: it approved its request, which may have run (list_tasks "
-                    "shows the tasks); nothing was declined."
+                    f"quote {quote_id} is being used by a call still under way (its input files going up, its create "
+                    "not sent yet), which may still create the task and spend: list_tasks shows what it made. The no "
+                    "is kept: should that call end with nothing spent, the quote is declined, never approving its "
+                    f"request again.{voided}"
                 )
             voided = db.execute(
-                "UPDATE quotes SET used = ?, used_by = NULL, used_at = ? WHERE digest = ? AND kind = 'estimate'"
-                " AND (used = 0 OR quote_id = ?)",
-                (DECLINED, now, row["digest"], quote_id),
+                "UPDATE quotes SET used = ?, used_by = NULL, used_at = ?, declined_at = ? WHERE digest = ?"
+                " AND kind = 'estimate' AND (used = 0 OR quote_id = ?)",
+                (DECLINED, now, now, row["digest"], quote_id),
             ).rowcount
         others = f" (and so are the {voided - 1} other quotes of the same request)" if voided > 2 else ""
         if voided == 2:
@@ -442,15 +471,17 @@ class QuoteBook:
         return True, f"quote {quote_id} is declined{others}: it approves nothing. Nothing was spent."
 
     def declined_lately(self, digest: str) -> float | None:
-        """When the request ``digest`` was last declined on the approval card, if within a quote's life: that same
-        request, sent again without a quote, is not auto-approved meanwhile (``generation.decide_approval``)."""
+        """When the request ``digest`` was last declined on the approval card, if within the last ``ttl`` (a
+        quote's life, counted from the Decline): that same request, sent again without a quote, is not auto-approved
+        meanwhile (``generation.decide_approval``)."""
         rows = self.journal.query(
-            "SELECT MAX(used_at) AS at FROM quotes WHERE digest = ? AND kind = 'estimate' AND used = ? AND used_at > ?",
+            "SELECT MAX(COALESCE(declined_at, used_at)) AS at FROM quotes WHERE digest = ? AND kind = 'estimate'"
+            " AND (used = ? OR declined_at IS NOT NULL)",
             digest,
             DECLINED,
-            self._clock() - self.ttl,
         )
-        return float(rows[0]["at"]) if rows and rows[0]["at"] is not None else None
+        at = rows[0]["at"] if rows else None
+        return float(at) if at is not None and at > self._clock() - self.ttl else None
 
     def being_used(self, quote_id: str) -> bool:
         """Whether a call that used this quote is under way, in this process or another live one, without a create
@@ -511,10 +542,13 @@ class QuoteBook:
         self._owed.discard(quote_id)
 
     def _unuse(self, quote_id: str) -> None:
-        """Unuse a quote this process used (never one another process has consumed since) that bought nothing."""
+        """Unuse a quote this process used (never one another process has consumed since) that bought nothing; one
+        the person declined while its call ran (``declined_at``) becomes declined instead, never usable again."""
         self.journal.execute(
-            "UPDATE quotes SET used = 0, used_by = NULL, used_at = NULL WHERE quote_id = ? AND used_by = ? AND NOT"
-            " EXISTS (SELECT 1 FROM attempts WHERE quote_id = ? AND state != 'refused')",
+            "UPDATE quotes SET used = CASE WHEN declined_at IS NULL THEN 0 ELSE ? END, used_by = NULL,"
+            " used_at = declined_at WHERE quote_id = ? AND used_by = ? AND NOT EXISTS"
+            " (SELECT 1 FROM attempts WHERE quote_id = ? AND state != 'refused')",
+            DECLINED,
             quote_id,
             this_process(),
             quote_id,
@@ -545,8 +579,7 @@ class QuoteBook:
         another machine's or another namespace's stays used."""
         if row["used"] != 1 or owner_gone(row["used_by"]) is not True:  # unused, or declined (``DECLINED``)
             return False
-        sql = "SELECT 1 FROM attempts WHERE quote_id = ? AND state != 'refused' LIMIT 1"
-        return not query(sql, row["quote_id"])
+        return not _sent(row["quote_id"], query)
 
     def _refusal(self, quote_id: str, digest: str, row: Any, kind: str = "estimate") -> QuoteError | None:
         if row is None:
@@ -559,9 +592,11 @@ class QuoteBook:
                 "can approve it.",
                 "question",
             )
-        if row["used"] == DECLINED:
+        # Declined, or declined while a call used it and given back since (an older kie-mcp gives it back unused).
+        if row["used"] == DECLINED or (not row["used"] and row["declined_at"] is not None):
+            at = row["declined_at"] if row["declined_at"] is not None else row["used_at"]
             return QuoteError(
-                f"quote {quote_id} was declined by the user on the approval card at {timestamp(row['used_at'])}: it "
+                f"quote {quote_id} was declined by the user on the approval card at {timestamp(at)}: it "
                 "approves nothing. Do not run this request unless the user asks for it again (estimate_cost then "
                 "gives a new quote).",
                 "declined",
@@ -576,6 +611,12 @@ class QuoteBook:
                 "other request",
             )
         return None
+
+
+def _sent(quote_id: str, query: Callable[..., list[Any]]) -> bool:
+    """Whether a create the quote approved may have reached KIE: it has a create attempt other than refused ones (an
+    attempt is written before its create is sent)."""
+    return bool(query("SELECT 1 FROM attempts WHERE quote_id = ? AND state != 'refused' LIMIT 1", quote_id))
 
 
 def _extended(db: Any, row: Any, expires: float) -> Quote:
