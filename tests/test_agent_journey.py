@@ -189,6 +189,7 @@ async def test_an_old_price_with_the_sync_off_says_only_that(connect, transport,
     assert reason(estimate) == "KIE_CATALOG_SYNC is off"
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # the price list's sync, not the protocol era: once
 async def test_the_first_quote_while_kies_prices_are_being_read_says_so_and_the_next_is_fresh(
     connect, transport, tmp_path, old_prices
 ):

@@ -113,9 +113,13 @@ async def test_a_result_still_downloading_is_said_to_be_saving_never_unsaved(con
     async with connect_app(elicitation=answering(), save_grace=0.5) as client:
         made = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 2})
         task = made.structured_content["tasks"][0]
-        checked = await client.call_tool("check_task", {"task_id": task["task_id"]})
-        await anyio.sleep(4)
-        saved = await client.call_tool("check_task", {"task_id": task["task_id"]})
+        ask = {"task_id": task["task_id"]}
+        checked = await client.call_tool("check_task", ask)
+        with anyio.fail_after(20):  # until the stalled download ends (4 s after it began) and the result is saved
+            saved = await client.call_tool("check_task", ask)
+            while saved.structured_content.get("saving"):
+                await anyio.sleep(0.1)
+                saved = await client.call_tool("check_task", ask)
     assert task["state"] == "succeeded" and task["files"] == [], made.structured_content
     assert made.structured_content["saving"] == [task["task_id"]]
     assert "being saved now" in text_of(made) and "check_task" in text_of(made), text_of(made)

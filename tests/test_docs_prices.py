@@ -83,9 +83,7 @@ def test_the_price_tables_are_read():
     assert {"nano-banana-2", "veo3_fast", "bytedance/seedance-2-fast", "bytedance/seedance-2-mini"} <= models
 
 
-@pytest.mark.parametrize(
-    ("model", "column", "credits", "per_second"), FIGURES, ids=[f"{m} {c}" for m, c, *_ in FIGURES]
-)
+@eras_in_turn(("model", "column", "credits", "per_second"), FIGURES, ids=[f"{m} {c}" for m, c, *_ in FIGURES])
 async def test_each_figure_of_master_context_is_what_estimate_cost_quotes(connect, model, column, credits, per_second):
     spec = load_catalog().get(model)
     assert spec is not None

@@ -129,6 +129,7 @@ def test_the_schedule_of_a_five_minute_video_and_a_two_minute_image():
 # -- following without anyone asking ---------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # the follower, the disk and the wire, not the era: once
 async def test_a_result_nobody_asked_for_is_saved_and_then_nobody_polls_it(connect, controls, tmp_path):
     async with connect(elicitation=answering()) as client:
         task_id = await video_nobody_waits_for(client)
@@ -201,6 +202,7 @@ def file_gets(requests: Any) -> list[str]:
     return [r["path"] for r in items if r["path"].startswith("/files/")]
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # the follower, the disk and the wire, not the era: once
 async def test_a_result_whose_download_failed_is_saved_again_without_anyone_asking(connect, controls, tmp_path):
     await controls.fault("files", kind="code", code=503, times=1)  # the CDN fails once, as CDNs do
     async with connect(elicitation=answering()) as client:
@@ -216,6 +218,7 @@ async def test_a_result_whose_download_failed_is_saved_again_without_anyone_aski
     assert listed[0]["files"]
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # the follower, the disk and the wire, not the era: once
 async def test_a_check_task_during_the_background_save_of_its_results_does_not_download_them_again(
     connect, controls, tmp_path
 ):
@@ -235,6 +238,7 @@ async def test_a_check_task_during_the_background_save_of_its_results_does_not_d
     assert saved(tmp_path, task_id)[0].read_bytes()[4:8] == b"ftyp"
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # the follower, the disk and the wire, not the era: once
 async def test_results_a_stopped_server_was_saving_are_saved_on_the_next_start(connect, controls, tmp_path):
     await controls.fault("files", kind="stall", seconds=3.0, after_bytes=1000)
     async with connect(elicitation=answering()) as first:
@@ -373,6 +377,7 @@ async def test_a_task_whose_call_was_cancelled_is_still_followed_and_saved(conne
     assert files[0].suffix == ".jpg"
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # the follower, the disk and the wire, not the era: once
 async def test_results_an_outage_kept_from_saving_past_the_quick_tries_are_tried_every_hour(
     connect, controls, tmp_path
 ):
@@ -446,6 +451,7 @@ async def test_results_kie_deletes_before_the_next_try_are_no_longer_tried_and_t
 # -- waiting on the follower ------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # the follower, the disk and the wire, not the era: once
 async def test_two_waits_on_one_task_do_not_double_its_status_calls(connect, controls):
     await controls.post("clock/speed", {"speed": 0})  # the three tasks keep running while we wait
     # A slower schedule than the other tests': Veo 3.1 Fast's first look 2.7 s after the create, then every ~0.3 s.
@@ -499,6 +505,7 @@ async def test_check_task_without_waiting_looks_once(connect, controls, sim):
 # -- KIE says slow down ------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # the follower, the disk and the wire, not the era: once
 async def test_a_429_on_status_backs_off(connect, controls, tmp_path):
     async with connect(elicitation=answering(), rate_limit_backoff=0.5) as client:
         task_id = await video_nobody_waits_for(client)
@@ -819,6 +826,7 @@ async def test_a_refused_status_check_is_forgotten_once_kie_answers_again(connec
         assert task["state"] == "succeeded" and task["error"] is None, text_of(result)
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # the follower, the disk and the wire, not the era: once
 async def test_one_refusal_after_a_run_of_server_errors_never_abandons_a_paid_task(connect, controls, tmp_path):
     """The audit: GIVE_UP counted every failure as a refusal, so seven server errors (maintenance) and then one
     refusal left a paid task alone: never saved, and still saying "kie-mcp keeps asking"."""
@@ -831,6 +839,7 @@ async def test_one_refusal_after_a_run_of_server_errors_never_abandons_a_paid_ta
     assert len(await status_calls(controls, task["task_id"])) >= 9
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # the follower, the disk and the wire, not the era: once
 async def test_a_task_left_alone_says_so_and_what_to_do(connect, controls):
     """After GIVE_UP refusals in a row the follower stops asking: the task says that (in the journal too, for
     list_tasks), instead of "kie-mcp keeps asking"; check_task asks again, and follows it from then on."""
@@ -848,6 +857,7 @@ async def test_a_task_left_alone_says_so_and_what_to_do(connect, controls):
     assert checked.structured_content["task"]["error"] is None
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # the follower, the disk and the wire, not the era: once
 async def test_a_task_left_alone_for_refusals_is_taken_up_again_within_the_hour(connect, controls, tmp_path):
     """A key fixed or KIE recovered: a task left alone after GIVE_UP refusals is looked at again an hour later
     (RETRY_DROPPED), and saved without anyone asking."""
@@ -861,6 +871,7 @@ async def test_a_task_left_alone_for_refusals_is_taken_up_again_within_the_hour(
     assert row["state"] == "succeeded" and row["error"] is None
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # the follower, the disk and the wire, not the era: once
 async def test_a_task_kie_keeps_refusing_costs_one_status_call_an_hour_once_left_alone(connect, controls):
     """The review: each hourly retry of a task left alone made 8 more status calls (for up to 14 days, on the
     account's poll budget), and a second server took the task up minutes after the first left it. A retry is one
@@ -1116,6 +1127,7 @@ async def test_a_stopped_servers_tasks_are_taken_up_by_the_next_at_once(settings
     assert later.status_calls(task_id) >= 1 and saved(tmp_path, task_id)
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # the follower, the disk and the wire, not the era: once
 async def test_a_task_that_failed_is_refunded_and_answered_at_once_while_downloads_stall(connect, controls):
     """The review: a failed task's finishing waited for a download slot behind eight stalled results: its refund
     came late (a user near the daily cap refused meanwhile) and check_task said its results were being saved."""

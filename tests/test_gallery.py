@@ -200,6 +200,7 @@ def test_a_session_whose_own_name_ends_in_eight_hex_characters_keeps_it_as_its_h
     assert gallery.Session(named_by_prompt, [cat]).title == "Кот на крыше"
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # the gallery's pages, not the protocol era: once
 async def test_a_joined_video_in_a_session_ascii_cannot_spell_is_headed_by_that_name(connect, tmp_path):
     """stitch_videos in session "Итог кампании" saved into a folder named by a hash and left no sidecar, so the
     gallery headed it "2bb4ebe3"; the joined video's sidecar keeps its session and the clips it joined."""
@@ -240,6 +241,7 @@ async def test_the_gallery_is_up_to_date_after_a_burst_of_results(connect, tmp_p
     assert index.count('<figure class="card image">') == len(sessions)
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # the gallery's pages, not the protocol era: once
 async def test_a_stitched_video_joins_its_session_page_saying_how_many_clips_it_joined(connect, tmp_path):
     async with connect(elicitation=answering()) as client:
         made = await client.call_tool("generate_video", {**VIDEO, "session": "Teaser"})
@@ -951,6 +953,7 @@ async def test_in_a_browser_a_charge_measured_after_saving_is_on_the_card_and_in
     assert f"· {source + charge:g} credits" in summary, summary
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # the gallery's pages, not the protocol era: once
 async def test_a_sidecar_that_misses_a_measured_charge_is_written_again_by_check_task_in_a_new_server(
     connect, tmp_path
 ):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from .conftest import answering, every_resource, text_of
+from .conftest import answering, eras_in_turn, every_resource, text_of
 
 EDIT = {"prompt": "make it blue", "model": "google/nano-banana-edit"}
 
@@ -186,7 +186,7 @@ async def test_an_upload_kie_says_it_deletes_soon_is_not_reused_after_that(conne
     assert len(await uploads(controls)) == 3
 
 
-@pytest.mark.parametrize(
+@eras_in_turn(
     "link",
     [
         "http://10.0.0.7/x.png",

@@ -365,6 +365,7 @@ async def test_half_an_emoji_from_kie_is_kept_as_a_replacement_character_and_the
     assert "busy \ufffd" in (tmp_path / "logs" / "kie-api.jsonl").read_text(encoding="utf-8")
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # the follower, the disk and the wire, not the era: once
 async def test_a_status_answer_about_another_task_is_never_taken_for_this_one(connect, controls, transport, tmp_path):
     """KIE (or a cache in front of it) answering about another task: its success, links and charge are not this
     task's. The look counts as failed, and the task is followed on until KIE answers about it."""
@@ -698,6 +699,7 @@ async def test_a_status_word_kie_does_not_document_keeps_the_task_unfinished_wit
     assert done.structured_content["task"]["error"] is None and done.structured_content["task"]["files"]
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # the follower, the disk and the wire, not the era: once
 async def test_a_task_kie_keeps_answering_with_an_unknown_status_word_is_asked_less_often_and_its_answer_kept_once(
     connect, controls, transport, tmp_path
 ):

@@ -19,7 +19,7 @@ from kie_mcp.kie import KieClient
 from kie_mcp.kie.pacing import SlidingWindow
 from kie_mcp.sandbox import SANDBOX_API_KEY
 
-from .conftest import API, UPLOADS, answering, text_of
+from .conftest import API, UPLOADS, answering, eras_in_turn, text_of
 from .test_live_catalog import EXTRA, EXTRA_DOC
 
 IMAGE = {"prompt": "a red apple on a wooden table", "model": "nano-banana-2"}
@@ -199,7 +199,7 @@ async def test_a_live_only_model_s_unrecognised_count_field_makes_its_price_unkn
     assert await controls.creates() == []
 
 
-@pytest.mark.parametrize(("field", "price"), UNRECOGNISED)
+@eras_in_turn(("field", "price"), UNRECOGNISED)
 @pytest.mark.parametrize("count", [1, None])
 async def test_a_live_only_model_s_unrecognised_count_field_at_one_keeps_its_known_price(
     connect, controls, transport, tmp_path, field, price, count
@@ -238,6 +238,7 @@ async def test_a_live_only_model_priced_per_image_costs_its_count_of_images_and_
     assert await controls.creates() == []
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # the kept catalogue, not the protocol era: once
 async def test_a_server_that_stays_up_syncs_again_when_its_cache_is_a_day_old(connect, controls, tmp_path, monkeypatch):
     """The audit: the live catalogue was synced only at start-up; a host keeps the server up for weeks, so its prices
     and withdrawn models stayed as they were that day. The server looks every hour (here every 0.1 s)."""
@@ -267,6 +268,7 @@ async def test_a_server_that_stays_up_syncs_again_when_its_cache_is_a_day_old(co
     assert LiveCatalog.load(cache_path(tmp_path)).fetched_at > "2026-12"
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # the kept catalogue, not the protocol era: once
 async def test_a_running_server_takes_a_newer_cache_another_server_wrote(
     connect, controls, transport, tmp_path, monkeypatch
 ):

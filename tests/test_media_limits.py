@@ -180,7 +180,7 @@ def test_every_format_or_length_a_note_states_is_data_that_is_checked(model_id, 
 # -- through the MCP client ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("model_id", "name"), FORMATS)
+@eras_in_turn(("model_id", "name"), FORMATS)
 async def test_a_file_in_a_format_the_field_does_not_take_is_refused_before_it_is_priced(
     connect, controls, tmp_path, model_id, name
 ):
@@ -288,7 +288,7 @@ def _pictures_outside(media: Any, as_is: bool) -> list[tuple[str, int, int, str]
     return cases
 
 
-@pytest.mark.parametrize(("model_id", "name"), PIXELS)
+@eras_in_turn(("model_id", "name"), PIXELS)
 async def test_a_picture_outside_the_fields_pixels_is_refused_before_it_is_priced(
     connect, controls, tmp_path, model_id, name
 ):

@@ -28,7 +28,7 @@ from kie_mcp.media.inputs import field_kinds
 from kie_mcp.media.sniff import describe, sniff
 from kie_mcp.server import create_server
 
-from .conftest import CREATE_PATHS, answering, every_resource, text_of
+from .conftest import CREATE_PATHS, answering, eras_in_turn, every_resource, text_of
 
 EDIT = {"prompt": "make it blue", "model": "google/nano-banana-edit"}  # images -> image_urls, up to 10 MB
 TALK = {"prompt": "a woman speaking", "model": "infinitalk/from-audio"}  # images -> image_url; options audio_url
@@ -856,7 +856,7 @@ async def assert_swapped_result_is_never_previewed(
 
 @pytest.mark.skipif(sys.platform == "win32", reason="symlinks and FIFOs")
 @pytest.mark.parametrize("kept", [True, False], ids=["kept preview", "no kept preview"])
-@pytest.mark.parametrize("swap", ["link to a picture outside", "fifo"])
+@eras_in_turn("swap", ["link to a picture outside", "fifo"])
 async def test_a_saved_picture_swapped_after_its_check_is_never_previewed_or_waited_on(
     connect, tmp_path, tmp_path_factory, monkeypatch, swap, kept
 ):
@@ -871,7 +871,7 @@ async def test_a_saved_picture_swapped_after_its_check_is_never_previewed_or_wai
 
 @pytest.mark.skipif(sys.platform == "win32", reason="symlinks and FIFOs")
 @pytest.mark.parametrize("kept", [True, False], ids=["kept poster", "no kept poster"])
-@pytest.mark.parametrize("swap", ["link to a video outside", "fifo"])
+@eras_in_turn("swap", ["link to a video outside", "fifo"])
 async def test_a_saved_video_swapped_after_its_check_never_gets_a_poster_or_is_waited_on(
     connect, tmp_path, tmp_path_factory, monkeypatch, ffmpeg, swap, kept
 ):

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import answering, text_of
+from .conftest import answering, eras_in_turn, text_of
 from .test_followups import finished, follow
 from .test_prompts import ARGUMENTS, _argument, _calls, _render
 
@@ -33,6 +33,7 @@ async def _upgrade(client: Any, task_id: str, operation: str) -> str:
 # -- ugc_video: the delivery upgrade is what the delivered file is made from ---------------------------------------
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # the workflow's steps followed, not the protocol era: once
 async def test_ugc_video_on_veo_delivers_the_captioned_file_from_the_1080p_version_it_paid_for(connect, tmp_path):
     """Step 4 offered operation='hd', step 5 then captioned 'the last task id of the chain': the joined file was the
     720p clip and the 1080p task went unused. Now the upgrade comes after the captioned join is approved, and the
@@ -56,7 +57,7 @@ async def test_ugc_video_on_veo_delivers_the_captioned_file_from_the_1080p_versi
 
 
 # PixVerse stands for the part chains upgraded by Topaz (Runway's too, whose silent clips ugc_video's script refuses).
-@pytest.mark.parametrize("model", ["grok-imagine/text-to-video", "pixverse-v6/text-to-video"])
+@eras_in_turn("model", ["grok-imagine/text-to-video", "pixverse-v6/text-to-video"])
 async def test_ugc_video_with_part_chains_upgrades_every_link_and_joins_them_without_chain(connect, model):
     """A Grok (or PixVerse) extension holds only its new part: an upgrade of the last extension upgraded only that
     part, and chain=true from it brought back the take un-upgraded. The step says to upgrade each link and to join

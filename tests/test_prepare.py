@@ -302,8 +302,10 @@ from kie_mcp.server import create_server
 
 workspace = Path(sys.argv[1])
 Image.new("RGB", (1200, 1200), "tan").save(workspace / "small.png")
+# The follower's schedule shortened as conftest's ``settings`` has it: a generation ends in moments, not seconds.
 settings = Settings(api_key=SecretStr(SANDBOX_API_KEY), base_url="http://api.kie.test", auto_approve_credits=100,
-                    upload_base_url="http://upload.kie.test", workspace=workspace, catalog_sync=False)
+                    upload_base_url="http://upload.kie.test", workspace=workspace, catalog_sync=False,
+                    poll_min_interval=0.01, poll_max_interval=0.05)
 edit = {"model": "google/nano-banana-edit", "prompt": "make it blue"}
 
 def peak():

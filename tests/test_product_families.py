@@ -18,7 +18,7 @@ from kie_mcp.kie.pacing import SlidingWindow
 from kie_mcp.sandbox import SANDBOX_API_KEY
 from kie_mcp.spend import grant
 
-from .conftest import API, UPLOADS, answering, text_of
+from .conftest import API, UPLOADS, answering, eras_in_turn, text_of
 
 CATALOG = load_catalog()
 NOT_FOUND = "The record does not exist"  # GPT-4o Image's and Flux Kontext's words, live
@@ -393,7 +393,7 @@ def _auth() -> dict[str, str]:
 # -- through the MCP server ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("case", CASES, ids=IDS)
+@eras_in_turn("case", CASES, ids=IDS)
 async def test_generate_through_the_server(connect, controls, case):
     arguments = {"model": case.model, **case.args}
     async with connect(elicitation=answering(), max_credits_per_call=10_000) as client:

@@ -25,7 +25,7 @@ from PIL import Image, PngImagePlugin
 from kie_mcp.media.downloads import DownloadError, download
 from kie_mcp.sandbox import media as sandbox_media
 
-from .conftest import answering, text_of
+from .conftest import answering, eras_in_turn, text_of
 from .test_followups import MARKET, requests_to
 
 IMAGE = {"prompt": "a red apple on a wooden table", "model": "nano-banana-2", "wait_seconds": 30}
@@ -71,7 +71,7 @@ async def test_an_image_kie_stored_damaged_is_saved_and_said_not_to_open(connect
     assert len(await requests_to(controls, MARKET)) == 1
 
 
-@pytest.mark.parametrize("cut", CUTS)
+@eras_in_turn("cut", CUTS)
 async def test_a_video_kie_serves_cut_short_once_is_fetched_again_and_saved_whole(connect, controls, tmp_path, cut):
     await controls.fault("files", kind="damaged", after_bytes=cut)
     async with connect(elicitation=answering()) as client:
@@ -84,7 +84,7 @@ async def test_a_video_kie_serves_cut_short_once_is_fetched_again_and_saved_whol
     assert len(await requests_to(controls, VEO)) == 1  # a download again, never a task again
 
 
-@pytest.mark.parametrize("cut", CUTS)
+@eras_in_turn("cut", CUTS)
 async def test_a_video_kie_stored_cut_short_is_saved_and_said_not_to_be_whole(connect, controls, tmp_path, cut):
     """The audit: a Veo clip served cut short (its Content-Length agreeing) was saved and answered "Done" with no
     word of it, while an image in the same case was fetched again and said not to open. A video is judged by its
@@ -122,6 +122,7 @@ async def test_a_result_kie_stored_damaged_says_so_in_its_sidecar_and_on_its_gal
     assert "Damaged: it is not a whole video (" in page, page
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # the follower, the disk and the wire, not the era: once
 async def test_a_whole_video_is_fetched_once_and_never_called_damaged(connect, controls, tmp_path):
     """The simulator's clips are real playable MP4s (a trailing free box pads them to their size): judged whole."""
     await controls.post("config", {"video_bytes": 4_000_000})
@@ -139,7 +140,7 @@ async def test_a_whole_video_is_fetched_once_and_never_called_damaged(connect, c
     assert await file_gets(controls) == 1
 
 
-@pytest.mark.parametrize("tail", [1, 4])
+@eras_in_turn("tail", [1, 4])
 async def test_a_whole_video_with_bytes_after_it_is_fetched_once_and_never_called_damaged(
     connect, controls, tmp_path, tail
 ):

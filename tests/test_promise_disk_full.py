@@ -24,7 +24,7 @@ from kie_mcp.kie.calllog import CallLog
 from kie_mcp.media.results import LINKS_STILL_WORK
 
 from . import test_promise_durability as durability
-from .conftest import answering, text_of
+from .conftest import answering, eras_in_turn, text_of
 from .test_promise_host_retries import EDIT, picture
 
 IMAGE = {"prompt": "a red apple on a wooden table", "model": "nano-banana-2", "wait_seconds": 20}
@@ -85,7 +85,7 @@ def says_only_the_sidecar_is_missing(text: str) -> None:
     assert not bare_error(text)
 
 
-@pytest.mark.parametrize("where", ["open", "midway"])
+@eras_in_turn("where", ["open", "midway"])
 async def test_a_sidecar_a_full_disk_refused_is_written_in_the_background_once_there_is_room(
     connect, controls, tmp_path, monkeypatch, where
 ):

@@ -23,7 +23,7 @@ import anyio
 import pytest
 from mcp import Client
 
-from .conftest import answering, text_of
+from .conftest import answering, eras_in_turn, text_of
 from .test_durability import server
 
 IMAGE = {"prompt": "a red apple on a wooden table", "model": "nano-banana-2"}  # 8 credits
@@ -146,7 +146,7 @@ def test_a_create_being_sent_by_a_live_process_is_left_to_it_until_no_create_cou
     assert states == {live: "sending", stale: "unknown"}
 
 
-@pytest.mark.parametrize("shape", ["missing", "not_json", "empty"])
+@eras_in_turn("shape", ["missing", "not_json", "empty"])
 async def test_success_without_a_result_link_is_not_done_and_is_looked_at_again(connect, controls, tmp_path, shape):
     await controls.fault("status", kind="no_results", shape=shape)
     async with connect(elicitation=answering()) as client:
@@ -192,6 +192,7 @@ async def test_unfinished_downloads_of_a_dead_process_are_swept_on_start(connect
     assert live.exists() and elsewhere.exists()
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # the follower, the disk and the wire, not the era: once
 async def test_check_task_asks_kie_again_about_a_success_that_came_without_its_links(connect, controls, tmp_path):
     """The audit: the answer promised "check_task looks again", but check_task never asked in this state, and the
     follower looks every 3 minutes: a person asking for 50 s got the empty success, and KIE was never asked."""
@@ -295,6 +296,7 @@ def fill(disk: Path) -> Path:
     return filler
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # the follower, the disk and the wire, not the era: once
 async def test_a_full_disk_after_the_create_still_returns_the_task_id(connect, controls, small_disk):
     workspace = small_disk / "ws"
     await controls.fault("create", kind="slow", seconds=3)

@@ -44,7 +44,7 @@ async def credits_and_a_generate(connect: Any) -> tuple[Any, Any]:
 # -- F3: a failed status lookup is not "KIE knows no task" ---------------------------------------------------------
 
 
-@pytest.mark.parametrize(
+@eras_in_turn(
     ("code", "advice"),
     [(500, "Try again in a minute"), (401, "KIE_API_KEY"), (433, "cap")],
     ids=["server error", "bad key", "key cap"],

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from .conftest import answering, text_of
+from .conftest import answering, eras_in_turn, text_of
 
 UPSCALE = "topaz/video-upscale"  # 8 credits per second of the input video at resolution 2 (the default)
 AVATAR = "omnihuman-1-5"  # 27 credits per second of the input audio, audio under 60 s
@@ -91,7 +91,7 @@ async def test_a_linked_clip_whose_header_claims_a_second_is_priced_at_what_it_p
     assert "headers say it is 1 s long, but its tracks play 100 s" in text_of(estimate)
 
 
-@pytest.mark.parametrize("name", ["voice.m4a", "voice.mp3"])
+@eras_in_turn("name", ["voice.m4a", "voice.mp3"])
 async def test_a_voice_whose_header_claims_a_second_is_priced_at_what_it_plays(connect, controls, tmp_path, made, name):
     """OmniHuman bills 27 credits per second of its audio: 55 s of voice whose M4A movie header (or MP3 Xing frame
     count) says about 1 s was quoted 27 credits; it is quoted at its 55 s, about 1485 credits, which the per-call

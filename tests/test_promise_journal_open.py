@@ -332,6 +332,7 @@ def says_in_use_by_another_server(text: str) -> None:
     assert "Nothing was spent" in text and "writable" not in text, text
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # the follower, the disk and the wire, not the era: once
 async def test_a_damaged_journal_another_server_still_uses_is_left_in_place_until_it_stops_then_moved_aside(
     connect, controls, tmp_path
 ):

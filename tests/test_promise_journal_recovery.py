@@ -34,7 +34,7 @@ from kie_mcp.kie.calllog import CallLog
 from kie_mcp.processes import HOST
 
 from . import test_promise_durability as durability
-from .conftest import answering, simulator_running, text_of
+from .conftest import answering, eras_in_turn, simulator_running, text_of
 from .test_promise_saved_by_one import a_gone_process
 from .test_promise_stop import Server, creates_sent, environment
 from .test_terminal import console_script
@@ -69,7 +69,7 @@ async def a_video_left_running(connect, controls) -> tuple[str, str]:
     return image.structured_content["tasks"][0]["task_id"], video.structured_content["tasks"][0]["task_id"]
 
 
-@pytest.mark.parametrize("how", ["corrupt", "deleted", "emptied"])
+@eras_in_turn("how", ["corrupt", "deleted", "emptied"])
 async def test_a_task_still_running_when_the_journal_was_lost_is_followed_and_saved_from_the_call_log(
     connect, controls, tmp_path, how
 ):

@@ -272,6 +272,7 @@ async def test_the_same_quote_used_at_once_on_two_servers_answers_the_loser_with
     assert len(made) == 1 and None not in made, [text_of(result) for result in results]
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # the follower, the disk and the wire, not the era: once
 async def test_a_task_failing_while_another_program_holds_the_journal_still_gets_its_refund(
     connect, controls, tmp_path, monkeypatch
 ):
@@ -422,6 +423,7 @@ async def test_the_follower_never_freezes_the_server_while_another_program_holds
     )
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # the follower, the disk and the wire, not the era: once
 async def test_a_task_taken_up_while_another_program_holds_the_journal_is_claimed_once_the_lock_goes(
     connect, settings, transport, controls, tmp_path
 ):

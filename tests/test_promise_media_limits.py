@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from .conftest import CREATE_PATHS, answering, text_of
+from .conftest import CREATE_PATHS, answering, eras_in_turn, text_of
 from .test_media_safety import wav
 
 UPLOADS = {"/api/file-stream-upload", "/api/file-base64-upload", "/api/file-url-upload"}
@@ -65,7 +65,7 @@ async def sent(controls) -> tuple[list[str], list[dict]]:
     return [r["path"] for r in items if r["path"] in UPLOADS], [r for r in items if r["path"] in CREATE_PATHS]
 
 
-@pytest.mark.parametrize(("container", "label"), [("webm", "WebM video"), ("avi", "AVI video")])
+@eras_in_turn(("container", "label"), [("webm", "WebM video"), ("avi", "AVI video")])
 async def test_a_webm_or_avi_clip_never_reaches_a_field_that_takes_mp4_or_mov(
     connect, controls, tmp_path, ffmpeg, container, label
 ):
@@ -154,6 +154,7 @@ async def test_a_link_measured_for_its_price_is_held_to_the_fields_length_too(co
     assert (await sent(controls))[1] == []
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # the follower, the disk and the wire, not the era: once
 async def test_a_saved_clip_swapped_for_a_webm_is_never_sent_to_the_upscaler(connect, controls, tmp_path, ffmpeg):
     """continue_video upscales the saved clip of a finished task: one replaced by a WebM (which Topaz does not
     take) is refused before anything is priced or sent: under task_id as a file changed since it was saved (it is

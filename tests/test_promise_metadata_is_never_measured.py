@@ -65,6 +65,7 @@ def _reported(ffmpeg: str, path: Path) -> str:
     return subprocess.run(command, capture_output=True, text=True, check=False).stderr
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # joins by ffmpeg, local work: once (the era is test_protocol's)
 async def test_a_clip_whose_metadata_claims_a_minute_is_joined_at_its_own_length(connect, ffmpeg, tmp_path):
     """The silent clip's silence is as long as its footage: 2 s + 2 s is a 4 s join, no frozen frame after it."""
     _clip(ffmpeg, tmp_path / "sound.mp4", audio=True)
@@ -94,6 +95,7 @@ async def test_a_copy_join_of_a_clip_whose_metadata_claims_a_minute_is_not_calle
     assert data["duration"] == pytest.approx(4.0, abs=0.2)
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # joins by ffmpeg, local work: once (the era is test_protocol's)
 async def test_a_landscape_clip_named_for_a_rotation_keeps_the_join_landscape(connect, ffmpeg, tmp_path):
     """A stream's name is words: the join takes the first clip's shape as shown, 640x360. A clip turned by its
     display matrix (a phone's portrait video) is still turned: first in a join, the join is portrait."""
@@ -143,6 +145,7 @@ def _before_4(ffmpeg: str, folder: Path) -> Path:
     return script
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # joins by ffmpeg, local work: once (the era is test_protocol's)
 async def test_an_ffmpeg_before_4_is_read_untagged_and_a_title_is_still_no_length(
     connect, ffmpeg, tmp_path, tmp_path_factory, monkeypatch
 ):

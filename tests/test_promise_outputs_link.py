@@ -163,6 +163,7 @@ async def test_a_linked_outputs_keeps_the_users_own_pages(connect, tmp_path, els
     assert b"kie-mcp" in (elsewhere / Path(path).relative_to("outputs").parent / "index.html").read_bytes()
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # joins by ffmpeg, local work: once (the era is test_protocol's)
 @pytest.mark.skipif(not has_ffmpeg(), reason="no ffmpeg: install the video extra (imageio-ffmpeg)")
 async def test_a_join_into_a_linked_outputs_is_named_and_recorded(connect, tmp_path, elsewhere):
     """stitch_videos into an outputs/ linked to another disk wrote the video, then failed with a bare error (its

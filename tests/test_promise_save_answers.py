@@ -13,6 +13,7 @@ from __future__ import annotations
 import sqlite3
 
 import anyio
+import pytest
 
 from kie_mcp.journal import Journal
 
@@ -79,6 +80,7 @@ async def test_a_result_saved_while_the_journal_refuses_writes_is_named_and_reco
     assert rows == [(relative,)]
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # the follower, the disk and the wire, not the era: once
 async def test_an_image_link_serving_more_than_any_image_is_not_saved_nor_fetched_again(connect, controls, tmp_path):
     """The audit: an image task's link served 300 MB (the picture's start, then zeros, no Content-Length) and it was
     saved as the image; the only limit was 2 GiB for any result, and each of seven background tries would have
@@ -123,6 +125,7 @@ async def test_the_line_saying_a_task_ended_never_reads_as_a_result_saved_when_i
     assert "outputs/" in saved_later and "not saved" not in saved_later, saved_later
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # the follower, the disk and the wire, not the era: once
 async def test_a_link_kie_will_not_renew_is_tried_once_more_later_then_said_so_and_not_fetched_again(
     connect, controls, sim
 ):

@@ -13,6 +13,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from .conftest import answering, eras_in_turn, text_of
 from .test_followups import KLING, MARKET, finished, follow, requests_to, spent_today
 
@@ -68,6 +70,7 @@ async def test_a_saved_clip_changed_since_it_was_saved_is_never_continued_as_the
     assert len([r for r in await requests_to(controls, MARKET) if r["body"]["model"] == "topaz/video-upscale"]) == 1
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # joins by ffmpeg, local work: once (the era is test_protocol's)
 async def test_a_task_clip_changed_since_it_was_saved_is_not_joined_for_its_task_id(connect, tmp_path, ffmpeg):
     """The audit: a clip replaced after saving was joined for its task id, and one cut short failed with ffmpeg's
     raw text and no next step. It is refused, saying how to get the original back or join the changed copy by

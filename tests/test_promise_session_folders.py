@@ -102,6 +102,7 @@ async def test_a_join_without_session_is_saved_in_the_session_folder_of_its_clip
     assert dated(not_saved.structured_content["path"]) == "outputs/TODAY-final/final.mp4"
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # the follower, the disk and the wire, not the era: once
 async def test_a_session_taken_up_after_midnight_goes_on_in_the_folder_it_has(connect, tmp_path, local_zone):
     """A take made on one day, and its extension, a still and the join made on the next (the local clock moved 25
     hours by the time zone), all land in the session's one folder, as the folder the extension's answer names before

@@ -148,6 +148,7 @@ async def test_two_servers_on_one_key_send_at_most_10_status_calls_a_second_toge
     assert not [text for text in logged if ALONE in text], logged
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # the pacing, not the protocol era: once
 async def test_the_sandbox_paces_itself_and_never_shares_a_window_with_a_key(settings, tmp_path, monkeypatch, mode):
     """``--sandbox``'s simulator runs in the server's own process: its windows are that server's alone, and nothing
     is written where the windows of real keys are shared."""

@@ -15,6 +15,8 @@ a 37-word line was quoted at 60 credits with no warning, while generate_video wa
 
 from __future__ import annotations
 
+import pytest
+
 from .conftest import answering, text_of
 from .test_followups import GROK, MARKET, RUNWAY, VEO, VEO_EXTEND, finished, requests_to
 
@@ -26,6 +28,7 @@ LONG_LINE = (
 LINE = "It lasts all day, honestly."
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # the words sent to KIE, not the protocol era: once
 async def test_the_next_line_of_a_veo_extension_is_spoken_as_veo_dialogue(connect, controls):
     async with connect(elicitation=answering()) as client:
         source = await finished(client, VEO)
@@ -87,6 +90,7 @@ async def test_a_silent_pixverse_clips_extension_is_made_with_sound_for_its_line
     assert create["input"]["duration"] == 3  # 5 words, 2 s, and a breath
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # the words sent to KIE, not the protocol era: once
 async def test_a_script_is_refused_for_an_upgrade_and_a_silent_extension_saying_why(connect, controls):
     async with connect(elicitation=answering()) as client:
         veo = await finished(client, VEO)

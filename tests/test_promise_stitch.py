@@ -69,6 +69,7 @@ async def test_stitch_never_reads_private_files(connect, ffmpeg, tmp_path):
     assert _videos_in(tmp_path) == []
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # joins by ffmpeg, local work: once (the era is test_protocol's)
 async def test_a_saved_video_swapped_for_a_link_outside_is_never_joined_by_task_id(
     connect, ffmpeg, tmp_path, tmp_path_factory
 ):
@@ -200,6 +201,7 @@ async def _saved_video(client: Any, session: str) -> tuple[str, str]:
     return task_id, done.structured_content["task"]["files"][0]
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # joins by ffmpeg, local work: once (the era is test_protocol's)
 async def test_stitch_never_replaces_a_saved_result(connect, controls, tmp_path):
     async with connect(elicitation=answering()) as client:
         first, _ = await _saved_video(client, "reel")
@@ -307,6 +309,7 @@ async def test_a_caption_near_the_day_limit_is_still_taken(connect, ffmpeg, tmp_
     assert dated(result.structured_content["path"]) == "outputs/TODAY-d/stitched-1-clips.mp4"
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # joins by ffmpeg, local work: once (the era is test_protocol's)
 async def test_a_task_that_gives_no_clip_is_refused_saying_why_and_what_to_do(connect, controls, tmp_path, ffmpeg):
     """An image task and a failed one were both "has no saved video yet; check_task saves it once it has finished",
     which sent an agent to check_task for ever; a saved video deleted since said only that it was gone."""

@@ -229,7 +229,7 @@ EDGE_REFUSALS = [400, 401, 403, 404, 405, 413, 414, 415, 421, 431, 451]
 UNKNOWN_OUTCOMES = [408, 409, 425, 502]
 
 
-@pytest.mark.parametrize("status", EDGE_REFUSALS + UNKNOWN_OUTCOMES)
+@eras_in_turn("status", EDGE_REFUSALS + UNKNOWN_OUTCOMES)
 async def test_a_create_refused_by_a_page_before_kie_creates_nothing_and_releases_its_reservation(
     connect, controls, transport, status
 ):
@@ -282,7 +282,7 @@ async def test_cloudflares_error_1010_is_named_wherever_it_stands_in_its_page(co
 # -- 3. a status check that keeps failing says so --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
+@eras_in_turn(
     ("fault", "said"),
     [
         ({"kind": "code", "code": 455}, "KIE error 455 (maintenance)"),
@@ -315,6 +315,7 @@ async def test_a_task_whose_status_checks_keep_failing_says_why_and_is_still_fol
 # -- 4. "success" with no task record --------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # the follower, the disk and the wire, not the era: once
 async def test_a_task_kie_answers_with_no_record_is_followed_until_kie_says_more(connect, controls):
     """``{"code": 200, "data": null}`` to every status check: an answer that says nothing, asked again (backing
     off) and noted, never a refusal ("fix the field it names") after 8 of which the follower left the task."""
@@ -418,6 +419,7 @@ async def over_tcp(sim: Simulator, settings: Any, mode: str, **overrides: Any) -
             yield client
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # the follower, the disk and the wire, not the era: once
 async def test_a_create_whose_answer_trickles_in_ends_within_its_deadline_unknown_counted_and_never_resent(
     sim, settings, controls, mode
 ):
@@ -439,6 +441,7 @@ async def test_a_create_whose_answer_trickles_in_ends_within_its_deadline_unknow
     assert len(await controls.creates()) == 1 and len(sim.tasks) == 1  # created once, never resent
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # the follower, the disk and the wire, not the era: once
 async def test_a_read_whose_answer_trickles_in_ends_within_its_deadline_and_the_next_read_works(
     sim, settings, controls, mode
 ):
@@ -643,6 +646,7 @@ async def test_a_result_link_that_held_the_key_is_never_fetched_and_says_so(
     assert fetched == []
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # the follower, the disk and the wire, not the era: once
 async def test_a_result_kie_sent_as_text_that_is_not_json_is_said_to_be_unreadable_not_missing(connect, controls):
     """``resultJson`` that is not JSON read as "sent no result link": KIE did send one, that could not be read."""
     await controls.fault("status", kind="no_results", shape="not_json", times=-1)

@@ -16,7 +16,7 @@ from PIL import Image
 from kie_mcp.catalog import load_catalog
 from kie_mcp.prompts import WORKFLOWS
 
-from .conftest import every_resource, text_of
+from .conftest import eras_in_turn, every_resource, text_of
 
 ROOT = Path(__file__).resolve().parents[1]
 LIBRARY = sorted((ROOT / "prompting").rglob("*.md"))
@@ -627,6 +627,7 @@ def test_every_join_the_library_writes_names_the_session_of_its_clips():
 EXAMPLE_FILE = re.compile(r"outputs/[^\s`\"'\]]*/((?:[a-z0-9][a-z0-9.-]*)_<[^>]+>_\d+\.(?:<ext>|[a-z0-9]+))")
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # the workflow's text, not the protocol era: once
 async def test_the_file_names_the_plans_and_library_show_are_the_names_results_are_saved_under(connect):
     """The audit: every plan and the guide showed outputs/<date>-<session>/nano-banana-2_<task id>_1.png, and Nano
     Banana 2 saves a JPEG (.jpg); a veo3_fast clip is saved as veo3-fast_..., and ids are rewritten for file names.
@@ -752,7 +753,7 @@ async def test_workflows_join_an_extended_clip_by_the_last_task_id_of_its_chain(
 
 # Runway's clips are silent, so ugc_video (a spoken script) refuses runway-video: PixVerse stands for the models
 # whose extension is their only follow-up besides Topaz's upscale.
-@pytest.mark.parametrize("model", ["veo3_fast", "kling-3.0/video", "pixverse-v6/text-to-video"])
+@eras_in_turn("model", ["veo3_fast", "kling-3.0/video", "pixverse-v6/text-to-video"])
 async def test_the_follow_ups_ugc_video_offers_are_ones_its_models_clips_take(connect, model):
     """The audit: ugc_video told the agent to extend the take and offer its 1080p version whatever the model, and
     continue_video refuses both for a Kling clip. Every operation the workflow names for ``model`` is estimated on a

@@ -54,6 +54,7 @@ async def test_download_never_keeps_links_only(connect, tmp_path):
     assert not (tmp_path / "outputs").exists()
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # the follower, the disk and the wire, not the era: once
 async def test_video_is_saved_when_check_task_sees_it_finish(connect, tmp_path):
     async with connect(elicitation=answering()) as client:
         submitted = await client.call_tool("generate_video", VIDEO)
@@ -64,6 +65,7 @@ async def test_video_is_saved_when_check_task_sees_it_finish(connect, tmp_path):
     assert (tmp_path / files[0]).read_bytes()[4:8] == b"ftyp"
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # the follower, the disk and the wire, not the era: once
 async def test_a_video_and_the_frames_kie_sends_with_it_are_all_saved(connect, tmp_path):
     request = {
         "model": "bytedance/seedance-2",
@@ -109,6 +111,7 @@ async def test_a_truncated_download_leaves_no_file_and_resumes_later(connect, co
     assert again.structured_content["task"]["files"]
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # the follower, the disk and the wire, not the era: once
 async def test_a_second_server_finishes_the_first_ones_downloads(connect, tmp_path):
     async with connect(elicitation=answering()) as first:
         submitted = await first.call_tool("generate_video", VIDEO)
@@ -175,6 +178,7 @@ async def test_a_result_that_could_not_be_saved_is_said_by_the_look_that_found_i
     assert refusal in text_of(done), text_of(done)
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # the follower, the disk and the wire, not the era: once
 async def test_a_saved_video_says_how_long_it_is(connect, tmp_path):
     """Caption times and joins add up the clips' real lengths (a model may make a clip shorter or longer than
     asked): every saved video says its length, measured from the file, in the structured answer and the text."""

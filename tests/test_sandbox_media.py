@@ -117,6 +117,7 @@ async def test_a_sandbox_video_is_a_playable_clip_in_the_requested_aspect_and_le
     assert decoded_frames(ffmpeg, path) == seconds * 24  # every frame of every play decodes, none past the trim
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # joins by ffmpeg, local work: once (the era is test_protocol's)
 async def test_two_sandbox_videos_stitch_end_to_end(connect, tmp_path, ffmpeg):
     shots = [
         {"model": "veo3_fast", "prompt": "a barista slides the bottle", "aspect_ratio": "9:16", "duration": 4},
@@ -166,6 +167,7 @@ async def test_a_sandbox_veo_extension_s_whole_video_is_its_source_then_the_new_
         assert (await probe(ffmpeg, path)).audio is not None
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # joins by ffmpeg, local work: once (the era is test_protocol's)
 async def test_a_sandbox_grok_upscale_keeps_its_source_s_length_and_sound(connect, tmp_path, ffmpeg):
     """An upscale is the same clip at a higher resolution: Grok Imagine makes sound, so its 1080p version has it too
     (the sandbox served a silent 2 s clip), and it lasts as long as the clip it upscales."""

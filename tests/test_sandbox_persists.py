@@ -28,7 +28,7 @@ from kie_mcp.redact import REDACTED, register_secret
 from kie_mcp.sandbox import SANDBOX_API_KEY, SandboxTransport, SimConfig, Simulator, state_path
 from kie_mcp.server import create_server
 
-from .conftest import answering, text_of
+from .conftest import answering, eras_in_turn, text_of
 from .test_redaction import KIE_KEY, key_leaks
 
 IMAGE = {"prompt": "A red apple on a wooden table", "model": "nano-banana-2"}  # 8 credits
@@ -75,6 +75,7 @@ async def credits(client: Client) -> dict[str, Any]:
     return (await client.call_tool("check_credits", {})).structured_content
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # the sandbox's saved state, not the protocol era: once
 async def test_a_video_made_before_a_restart_is_extended_after_it(restartable, tmp_path):
     async with restartable(FAST) as client:
         source = await made(client, "generate_video", VIDEO)
@@ -101,12 +102,13 @@ async def test_a_task_running_at_exit_is_finished_and_saved_by_the_next_server(r
         task_id = submitted.structured_content["tasks"][0]["task_id"]
         running = await client.call_tool("check_task", {"task_id": task_id})
         assert running.structured_content["task"]["state"] in ("queued", "running"), text_of(running)
-    async with restartable() as client:
+    async with restartable(FAST) as client:  # the clock runs on from where it stopped, faster
         task = await finished(client, task_id)
     assert task["files"] and all((sandbox_area(tmp_path) / name).is_file() for name in task["files"])
     assert (sandbox_area(tmp_path) / task["files"][0]).stat().st_size > 1000
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # the sandbox's saved state, not the protocol era: once
 async def test_the_simulated_balance_carries_over_a_restart(restartable, tmp_path):
     async with restartable(FAST) as client:
         assert (await credits(client))["balance_credits"] == START
@@ -123,7 +125,7 @@ async def test_the_simulated_balance_carries_over_a_restart(restartable, tmp_pat
     assert SANDBOX_API_KEY not in text and "Bearer" not in text  # no key is ever written
 
 
-@pytest.mark.parametrize(
+@eras_in_turn(
     "content",
     [
         b"\x00{not json at all",
@@ -222,6 +224,7 @@ async def test_tasks_kie_would_have_dropped_are_not_kept(tmp_path):
     assert list(Simulator(SimConfig(speed=1000.0), state_path=path).tasks) == ids[1:]
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # the sandbox's saved state, not the protocol era: once
 async def test_a_key_pasted_into_a_prompt_is_never_kept_in_the_sandbox_state(restartable, tmp_path):
     """``kie-mcp --sandbox`` with the real key in its environment (registered for redaction at start, as cli.main
     does): a key pasted into a prompt is [redacted] in the simulator's saved state as in every file kie-mcp writes;

@@ -37,6 +37,7 @@ async def test_joins_workspace_clips_into_the_session_folder(connect, tmp_path):
     assert any(block.type == "resource_link" for block in result.content)
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # joins by ffmpeg, local work: once (the era is test_protocol's)
 async def test_task_ids_and_bad_clips_are_explained(connect, controls, tmp_path, tmp_path_factory):
     elsewhere = tmp_path_factory.mktemp("other") / "clip.mp4"
     shutil.copyfile(__file__, elsewhere)
@@ -176,6 +177,7 @@ async def test_a_join_reusing_a_name_gets_a_sidecar_of_its_own_never_an_earlier_
     assert "final.json already exists and was kept as it was, so this join is final-2.mp4" in text_of(second)
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # joins by ffmpeg, local work: once (the era is test_protocol's)
 async def test_a_join_named_like_a_tasks_sidecar_never_takes_that_sidecar(connect, tmp_path):
     """output_name = a task's ``<model>_<task>``: the join's sidecar would be the task's sidecar (prompt, cost). The
     join takes the next free name, with a sidecar of its own; the task's is left as it was."""

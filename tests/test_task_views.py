@@ -285,6 +285,7 @@ async def test_a_generated_task_shows_its_session_folder(connect, tmp_path):
     assert listed.structured_content["tasks"][0]["folder"] == shown["folder"]
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # the follower, the disk and the wire, not the era: once
 async def test_check_task_of_a_finished_video_says_what_it_cost(connect, controls, sim):
     """A video is followed with check_task after generate_video returned at once: its finished view says the cost,
     KIE's charge when KIE reports it (market models), else the price it was quoted at (Veo reports none)."""
@@ -670,6 +671,7 @@ async def test_an_overlong_task_id_is_told_by_its_own_length(connect, controls):
     assert "Refused by kie-mcp (input): " in resource_error, resource_error  # not "KIE request failed"
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # what a listing shows, not the protocol era: once
 async def test_a_key_typed_in_groups_into_a_prompt_is_never_shown_by_a_listing(connect, controls):
     """The review: a key typed with runs of spaces between its groups was redacted as saved (not whole there), and
     shown whole once the listing made those runs one space, in the list of creates of unknown outcome and a task's

@@ -12,11 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from kie_mcp.config import Settings
 
-from .conftest import answering, text_of
+from .conftest import answering, eras_in_turn, text_of
 
 VEO = {"prompt": "slow push-in on waves at dusk, gulls overhead", "model": "veo3_fast"}
 UNIFIED_CREATE = "/api/v1/jobs/createTask"
@@ -42,7 +40,7 @@ async def finished(client: Any, arguments: dict[str, Any]) -> dict[str, Any]:
     return done.structured_content["task"]
 
 
-@pytest.mark.parametrize("resolution", ["720p", "1080p"])
+@eras_in_turn("resolution", ["720p", "1080p"])
 async def test_with_the_unified_route_a_veo_fast_clip_is_one_market_create_followed_to_its_saved_result(
     connect, controls, resolution
 ):
@@ -117,7 +115,7 @@ async def test_a_bad_veo_route_setting_is_a_broken_setting_that_spends_nothing(c
     assert settings.veo_route == Settings.load({"KIE_WORKSPACE": str(tmp_path)}, cwd=tmp_path).veo_route == "legacy"
 
 
-@pytest.mark.parametrize("operation", ["extend", "hd", "4k"])
+@eras_in_turn("operation", ["extend", "hd", "4k"])
 async def test_continue_video_refuses_a_clip_made_through_the_unified_route_and_sends_nothing(
     connect, controls, operation
 ):
@@ -132,7 +130,7 @@ async def test_continue_video_refuses_a_clip_made_through_the_unified_route_and_
     assert await requests_to(controls, "/api/v1/veo/get-1080p-video") == []
 
 
-@pytest.mark.parametrize("operation", ["extend", "4k"])
+@eras_in_turn("operation", ["extend", "4k"])
 async def test_a_unified_clip_looked_up_in_another_workspace_is_known_as_one(connect, controls, tmp_path, operation):
     """The review: a clip made on the unified route, looked up from another workspace (whose journal never saw it),
     was recorded as a Market task of an unknown model "veo-3-1": continue_video said it "was made by veo-3-1" and
