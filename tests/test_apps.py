@@ -760,21 +760,23 @@ async def uploading(controls: Any) -> None:
             await anyio.sleep(0.02)
 
 
-async def test_a_quote_declined_while_its_call_uploads_never_spends_once_that_call_spent_nothing(
-    connect_app, controls, tmp_path
+@pytest.mark.parametrize("refused", [False, True], ids=["kie-would-take-it", "kie-would-refuse-it"])
+async def test_a_quote_declined_while_its_call_uploads_sends_no_create_and_never_spends(
+    connect_app, controls, tmp_path, refused
 ):
-    """The review: the agent passed the card's quote and its call was still uploading its input when the person
-    pressed Decline; decline_quote answered "already used ... nothing was declined", KIE then refused the create
-    (402), the call gave the quote back unused, and the same quote_id spent. The no is kept: the call given back
-    leaves the quote declined, the other quote of the request is void at once, and the request is not auto-approved
-    for ten minutes from the Decline."""
+    """The reviews: the agent passed the card's quote and its call was still uploading its input when the person
+    pressed Decline; decline_quote answered "already used ... nothing was declined", and the call went on to send its
+    create and spend (or, had KIE refused it, gave the quote back unused, and the same quote_id spent). Now the call
+    sends no create after the no, its quote stays declined, the other quote of the request is void at once, and
+    the request is not auto-approved for ten minutes from the Decline."""
     request = {**IMAGE, "images": [still(tmp_path)]}
     async with connect_app() as client:  # a host without forms: a quote is the yes
         card_quote, other = [
             (await client.call_tool("estimate_cost", request)).structured_content["quote"]["quote_id"] for _ in "ab"
         ]
         await controls.fault("upload", kind="slow", seconds=2.0)
-        await controls.fault("create", kind="code", code=402)
+        if refused:
+            await controls.fault("create", kind="code", code=402)
         answers: dict[str, Any] = {}
 
         async def first() -> None:
@@ -784,53 +786,72 @@ async def test_a_quote_declined_while_its_call_uploads_never_spends_once_that_ca
             group.start_soon(first)
             await uploading(controls)
             declined = await client.call_tool("decline_quote", {"quote_id": card_quote})
+        spent = (await client.call_tool("check_credits", {})).structured_content["spent_today"]
         again = [await client.call_tool("generate_image", {**request, "quote_id": q}) for q in (card_quote, other)]
     async with connect_app(auto_approve_credits=100) as client:  # the same request, no quote, under auto-approve
         unquoted = await client.call_tool("generate_image", request)
     assert answers["first"].structured_content["status"] == "failed", text_of(answers["first"])
+    assert "declined this spend on the approval card before its create was sent" in text_of(answers["first"])
+    assert spent == 0
     for answer in again:
         assert answer.structured_content["status"] == "declined", text_of(answer)
         assert "declined by the user on the approval card" in text_of(answer)
-    assert declined.structured_content["declined"] is False, text_of(declined)  # its call might still have spent
-    assert "The no is kept" in text_of(declined) and "other quote of the same request is declined" in text_of(declined)
+    assert declined.structured_content["declined"] is True, text_of(declined)
+    assert "sends no create now" in text_of(declined) and "other quote of the same request is declined" in text_of(
+        declined
+    )
     assert unquoted.structured_content["status"] == "confirmation_required", text_of(unquoted)
     assert "declined this very request on the approval card" in text_of(unquoted)
-    assert len(await controls.creates()) == 1  # the create KIE refused, and nothing after the no
+    assert await controls.creates() == []  # nothing reached KIE after the no
+
+
+async def test_a_second_decline_of_a_quote_in_use_leaves_the_quote_asked_for_since(connect_app, controls, tmp_path):
+    """The review: a second Decline of a quote still in use (a double click, a host retrying decline_quote) voided
+    the new quote the person asked for since, blocking the spend they approved after."""
+    request = {**IMAGE, "images": [still(tmp_path)]}
+    async with connect_app() as client:
+        first_quote = (await client.call_tool("estimate_cost", request)).structured_content["quote"]["quote_id"]
+        await controls.fault("upload", kind="slow", seconds=2.0)
+        async with anyio.create_task_group() as group:
+            group.start_soon(client.call_tool, "generate_image", {**request, "quote_id": first_quote})
+            await uploading(controls)
+            await client.call_tool("decline_quote", {"quote_id": first_quote})
+            later = (await client.call_tool("estimate_cost", request)).structured_content["quote"]["quote_id"]
+            twice = await client.call_tool("decline_quote", {"quote_id": first_quote})
+        made = await client.call_tool("generate_image", {**request, "quote_id": later})
+    assert twice.structured_content["declined"] is True and "already declined" in text_of(twice), text_of(twice)
+    assert made.structured_content["status"] == "completed", text_of(made)
+    assert len(await controls.creates()) == 1  # the later quote's, approved after the no
 
 
 @pytest.mark.parametrize("mode", ["legacy"])
-async def test_in_a_browser_decline_of_a_quote_already_in_use_still_tells_the_assistant(
+async def test_in_a_browser_decline_of_a_quote_already_used_still_tells_the_assistant(
     connect_app, controls, browser, tmp_path
 ):
-    """A Decline that comes while a call of the quote is under way cannot void it (decline_quote answers declined:
+    """A Decline that comes after the quote's call sent its create cannot void it (decline_quote answers declined:
     false), and the card said only "already used": the assistant never heard the person's no. It is told now, with no
-    quote id, and the card still offers the task list."""
+    quote id, and the card offers the task list."""
     request = {**IMAGE, "images": [still(tmp_path)]}
     async with connect_app() as client:
         asked = await client.call_tool("generate_image", request)
         quote_id = card_of(asked)["quote_id"]
-        await controls.fault("upload", kind="slow", seconds=3.0)
-        await controls.fault("create", kind="code", code=402)
         async with AppHost(client).running() as host:
             card = await in_browser(AppView, browser, host.show("in-use", request, asked))
             try:
                 await in_browser(card.wait_for, "document.querySelector('.card .decline')")
-                async with anyio.create_task_group() as group:
-                    group.start_soon(client.call_tool, "generate_image", {**request, "quote_id": quote_id})
-                    await uploading(controls)
-                    await in_browser(card.click, ".card .decline")
-                    [message] = await host.until_sent("ui/message")
-                    await in_browser(card.wait_for, "document.body.innerText.includes('Check the task list')")
-                    shown = await in_browser(card.text)
+                made = await client.call_tool("generate_image", {**request, "quote_id": quote_id})  # the agent, first
+                await in_browser(card.click, ".card .decline")
+                [message] = await host.until_sent("ui/message")
+                await in_browser(card.wait_for, "document.body.innerText.includes('Check the task list')")
+                shown = await in_browser(card.text)
             finally:
                 await in_browser(card.close)
-        spent = await client.call_tool("generate_image", {**request, "quote_id": quote_id})
     text = message["content"][0]["text"]
+    assert made.structured_content["status"] == "completed", text_of(made)
     assert message["role"] == "user" and "I decline this spend" in text and "do not run" in text, text
     assert not re.search(r"q_[0-9a-f]{16}", text), text
     assert "already used" in shown and "The assistant was told you declined." in shown, shown
-    assert spent.structured_content["status"] == "declined", text_of(spent)
-    assert len(await controls.creates()) == 1  # the one KIE refused
+    assert len(await controls.creates()) == 1  # the agent's, before the no
 
 
 async def test_decline_quote_is_only_for_the_app_and_never_approves(connect, connect_app, controls):

@@ -2025,6 +2025,15 @@ async def _submit(
     """Journal the attempt, send one create in its ``slot`` of KIE's create window, journal its answer. Never
     raises: every outcome lands in ``record``. Returns the attempt's id in the journal (None when it could not be
     recorded, and nothing was sent)."""
+    if quote_id is not None and rt.quotes.declined_before_create(quote_id):  # the card's Decline came meanwhile
+        slot.not_counted()
+        record.state, record.credits_reserved = "failed", 0.0
+        record.error = (
+            "Not sent: the user declined this spend on the approval card before its create was sent; nothing was "
+            "created or charged. Do not run this request again unless they ask."
+        )
+        _refund(rt, problems, p, "refunded: not sent, declined on the approval card", None)
+        return None
     try:
         attempt = rt.journal.begin_attempt(
             model=p.spec.id,

@@ -187,8 +187,9 @@ QuoteRefusal = Literal["unknown", "question", "declined", "used", "expired", "ot
 # ``quotes.used`` of a quote the person declined on the approval card (``QuoteBook.decline``): used up without a use,
 # with no process behind it (``used_by`` NULL), so it is never "being used", never given back and never taken for one
 # a crash left (``_abandoned``); an older kie-mcp on the same workspace reads it as used, and refuses it too. A quote
-# declined while a call was using it stays used (1) with ``declined_at`` set until that call ends: declined if it
-# spent nothing (``_unuse``), never usable again.
+# declined while a call was using it, before any create was sent, stays used (1) with ``declined_at`` set until that
+# call ends: the call sends no create after it (``declined_before_create``), and the quote, given back, is declined
+# (``_unuse``), never usable again.
 DECLINED = 2
 
 
@@ -409,11 +410,12 @@ class QuoteBook:
         declined). Idempotent. It never approves, spends or gives back anything: a quote already used stays used
         (what it approved may have run), and a confirmation question's quote is left to the answer in its form.
         A quote a call is using with no create sent yet (its input files going up: nothing but refused creates in
-        the journal) keeps the no (``declined_at``): should that call end with nothing spent, its quote is declined,
-        never given back for a later spend (``_unuse``).
-        Returns whether the quote approves nothing now by that no (False: it was used already, or its call may still
-        spend), and what became of it, in words; raises QuoteError for an id this workspace never issued, or a
-        question's."""
+        the journal) keeps the no (``declined_at``): that call sends no create from then on
+        (``declined_before_create``), and its quote, given back, is declined, never approving a later spend
+        (``_unuse``).
+        Returns whether the quote approves nothing now by that no (False: it was used already, and what it approved
+        may have run), and what became of it, in words; raises QuoteError for an id this workspace never issued, or
+        a question's."""
         self.release_owed()
         now = self._clock()
         with self.journal.transaction() as db:
@@ -442,7 +444,10 @@ class QuoteBook:
                         f"quote {quote_id} was already used: it approved its request, which may have run (list_tasks "
                         "shows the tasks); nothing was declined."
                     )
-                # Its call is under way with no create sent yet: the no is kept for when that call ends.
+                if row["declined_at"] is not None:  # a second Decline: the quotes issued since stay
+                    return True, f"quote {quote_id} was already declined: it approves nothing."
+                # Its call is under way with no create sent yet: it sends none now (``declined_before_create``), and
+                # the no is kept for when that call ends.
                 db.execute(
                     "UPDATE quotes SET declined_at = COALESCE(declined_at, ?) WHERE quote_id = ?", (now, quote_id)
                 )
@@ -454,11 +459,10 @@ class QuoteBook:
                 voided = {0: "", 1: " The other quote of the same request is declined now."}.get(
                     others, f" The {others} other quotes of the same request are declined now."
                 )
-                return False, (
-                    f"quote {quote_id} is being used by a call still under way (its input files going up, its create "
-                    "not sent yet), which may still create the task and spend: list_tasks shows what it made. The no "
-                    "is kept: should that call end with nothing spent, the quote is declined, never approving its "
-                    f"request again.{voided}"
+                return True, (
+                    f"quote {quote_id} is declined: the call using it (its input files going up) sends no create now, "
+                    "so nothing is created or spent by it, and the quote never approves its request again."
+                    f"{voided}"
                 )
             voided = db.execute(
                 "UPDATE quotes SET used = ?, used_by = NULL, used_at = ?, declined_at = ? WHERE digest = ?"
@@ -469,6 +473,13 @@ class QuoteBook:
         if voided == 2:
             others = " (and so is the other quote of the same request)"
         return True, f"quote {quote_id} is declined{others}: it approves nothing. Nothing was spent."
+
+    def declined_before_create(self, quote_id: str) -> bool:
+        """Whether the person declined ``quote_id`` on the approval card while the call it approved was still on its
+        way to its create (``decline``): that call then sends no create (``generation._submit`` asks right before it
+        writes the attempt)."""
+        rows = self.journal.query("SELECT declined_at FROM quotes WHERE quote_id = ?", quote_id)
+        return bool(rows) and rows[0]["declined_at"] is not None
 
     def declined_lately(self, digest: str) -> float | None:
         """When the request ``digest`` was last declined on the approval card, if within the last ``ttl`` (a
