@@ -69,6 +69,17 @@ def test_bad_numbers_are_explained(tmp_path):
         Settings.from_env({"KIE_AUTO_APPROVE_CREDITS": "-1"}, cwd=tmp_path)
 
 
+def test_the_download_deadline_is_a_setting_in_seconds_kept_within_bounds(tmp_path):
+    """KIE_DOWNLOAD_DEADLINE: the seconds a download gets while it holds a finishing slot (README: Configuration)."""
+    assert Settings.from_env({}, cwd=tmp_path).download_deadline == 600
+    assert Settings.from_env({"KIE_DOWNLOAD_DEADLINE": " 1800 "}, cwd=tmp_path).download_deadline == 1800
+    assert Settings.from_env({"KIE_DOWNLOAD_DEADLINE": "1"}, cwd=tmp_path).download_deadline == 10
+    assert Settings.from_env({"KIE_DOWNLOAD_DEADLINE": "1e9"}, cwd=tmp_path).download_deadline == 86400
+    for raw in ("soon", "-5", "inf"):
+        with pytest.raises(ConfigError, match="KIE_DOWNLOAD_DEADLINE"):
+            Settings.from_env({"KIE_DOWNLOAD_DEADLINE": raw}, cwd=tmp_path)
+
+
 @pytest.mark.parametrize(
     ("name", "raw"),
     [

@@ -443,14 +443,42 @@ async def test_a_veo_task_answered_with_an_odd_success_flag_is_kept_unfinished_s
     veo = FAMILIES["veo"].status_path
     transport.rewrites[veo] = lambda body: {**body, "data": {**body["data"], "successFlag": "²"}}
     async with connect(elicitation=answering()) as client:
-        made = await client.call_tool("generate_video", {**VIDEO, "wait_seconds": 0})
-        task_id = made.structured_content["tasks"][0]["task_id"]
-        odd = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 0})
-        del transport.rewrites[veo]
-        done = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 20})
+        _, odd, done = await looked_then_answered(client, transport, veo, VIDEO)
     assert odd.structured_content["task"]["state"] in ("queued", "running"), text_of(odd)
     assert "successFlag=²" in odd.structured_content["task"]["error"] and "not marked failed" in text_of(odd)
     assert done.structured_content["task"]["state"] == "succeeded" and done.structured_content["task"]["files"]
+
+
+async def test_an_aleph_success_flag_of_2_no_doc_or_live_answer_shows_keeps_the_task_and_its_reservation(
+    connect, controls, transport
+):
+    """The review: Aleph's successFlag 2 was taken for a failure, as Veo's 2 is, and the task's 110 credits given
+    back, though KIE's Aleph docs define only 0 and 1 and live it answered a failure with 3. A flag kie-mcp does not
+    know for the family keeps the task as it was (never failed or refunded on a guess), says what KIE sent, and the
+    video is saved once KIE says more."""
+    aleph = FAMILIES["aleph"].status_path
+    transport.rewrites[aleph] = lambda body: {**body, "data": {**body["data"], "successFlag": 2}}
+    video = {"model": "runway-aleph", "prompt": "make it rain", "options": {"videoUrl": "https://example.com/v.mp4"}}
+    async with connect(elicitation=answering(), max_credits_per_call=10_000) as client:
+        made, odd, done = await looked_then_answered(client, transport, aleph, video)
+        spent = (await client.call_tool("check_credits", {})).structured_content["spent_today"]
+    task = odd.structured_content["task"]
+    assert task["state"] in ("queued", "running") and task["fail_code"] is None, text_of(odd)
+    assert "successFlag=2" in task["error"] and "not marked failed" in text_of(odd), task["error"]
+    assert done.structured_content["task"]["state"] == "succeeded" and done.structured_content["task"]["files"]
+    assert spent == made.structured_content["tasks"][0]["credits_reserved"] > 0  # counted as spent, never given back
+
+
+async def looked_then_answered(
+    client: Any, transport: Rewriting, path: str, video: dict[str, Any]
+) -> tuple[Any, Any, Any]:
+    """Make one ``video`` while ``path``'s answers are rewritten and look at it at once (check_task, wait_seconds=0),
+    then let KIE's own answers through and look again, waiting up to 20 s: the create's answer and the two looks."""
+    made = await client.call_tool("generate_video", {**video, "wait_seconds": 0})
+    task_id = made.structured_content["tasks"][0]["task_id"]
+    odd = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 0})
+    del transport.rewrites[path]
+    return made, odd, await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 20})
 
 
 async def test_a_status_answer_no_reader_foresaw_is_a_protocol_error_that_repeats_no_value(transport, sim):

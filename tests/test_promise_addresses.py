@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import socket
+import sqlite3
 import threading
 import wave
 from collections.abc import AsyncIterator, Iterator
@@ -632,7 +633,8 @@ async def test_a_status_answer_pointing_at_a_private_address_is_not_saved_and_ke
         server.close()
     text = text_of(result)
     assert task["task_id"] and task["state"] == "succeeded", text
-    assert task["result_urls"] == [transport.result] and task["files"] == []
+    assert task["result_urls"] == [] and task["files"] == []  # the link is kept (the journal), never offered
+    assert [r["index"] for r in task["refused_results"]] == [1], task
     assert "points at this machine or a private network" in text, text
     assert "tries again in the background" not in text  # a refused link is not a passing failure
     assert task["task_id"] in text_of(listed)
@@ -644,7 +646,9 @@ async def test_a_refused_result_link_is_never_shown_as_the_result(tmp_path: Path
     """The audit: a result link kie-mcp refused to fetch (a private address) was still given as the result: the log
     line said "Task ... succeeded: http://10.0.0.7/x.png" (the line counted it neither saved nor missing) and
     check_task listed it under "Results:". Each says it was not saved, and why; only links a person may open are
-    offered."""
+    offered. The review: the text hid it, but the structured content of generate, check_task and list_tasks and the
+    kie://tasks resources still listed it under result_urls; now they name the refused result by its number and why
+    (``refused_results``), never by its link, and only the journal keeps KIE's own list."""
     lines: list[str] = []
 
     async def on_log(params: Any) -> None:
@@ -661,6 +665,9 @@ async def test_a_refused_result_link_is_never_shown_as_the_result(tmp_path: Path
         with anyio.fail_after(5):
             while not [line for line in lines if task_id in line and "private network" in line]:  # noqa: ASYNC110
                 await anyio.sleep(0.02)
+        listed = await client.call_tool("list_tasks", {})
+        resource = (await client.read_resource(f"kie://tasks/{task_id}")).contents[0].text
+        resources = (await client.read_resource("kie://tasks")).contents[0].text
     why = "not saved (refused: it points at this machine or a private network (a private address, 10.0.0.7))"
     told = [line for line in lines if task_id in line]
     assert told and all("http://10.0.0.7" not in line for line in told), told
@@ -668,6 +675,22 @@ async def test_a_refused_result_link_is_never_shown_as_the_result(tmp_path: Path
     assert f"Result 1 {why}." in text_of(checked) and "Results:" not in text_of(checked), text_of(checked)
     assert f"{task_id}: succeeded: result 1 {why}" in text_of(made), text_of(made)
     assert transport.sent == []
+    refused = {"index": 1, "reason": "it points at this machine or a private network (a private address, 10.0.0.7)"}
+    for task in (made.structured_content["tasks"][0], checked.structured_content["task"]):
+        assert task["result_urls"] == [] and task["refused_results"] == [refused], task
+    [row] = [t for t in listed.structured_content["tasks"] if t["task_id"] == task_id]
+    [shown] = [t for t in json.loads(resources)["tasks"] if t["task_id"] == task_id]
+    for task in (row, json.loads(resource), shown):  # read from the journal: refused for pointing at 10.0.0.7
+        assert task["result_urls"] == [] and [r["index"] for r in task["refused_results"]] == [1], task
+    tasks = (made.structured_content["tasks"][0], checked.structured_content["task"], row)
+    for seen in (*map(json.dumps, tasks), resource, resources):  # the records, anywhere in them
+        assert "10.0.0.7/x.png" not in seen, seen
+    journal = sqlite3.connect(tmp_path / ".kie-mcp" / "journal.sqlite3")
+    try:  # KIE's own list, as it sent it
+        kept = json.loads(journal.execute("SELECT record FROM tasks WHERE task_id = ?", (task_id,)).fetchone()[0])
+    finally:
+        journal.close()
+    assert kept["result_urls"] == [transport.result] and "refused_results" not in kept
 
 
 async def test_a_result_link_refused_once_is_not_tried_again_in_the_background(

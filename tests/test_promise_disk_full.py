@@ -435,3 +435,58 @@ async def test_a_task_whose_end_a_full_disk_kept_from_the_journal_is_not_asked_a
     finally:
         journal.close()
     assert (state, files) == ("succeeded", 1)
+
+
+def refuse_ends(journal: Path, refuse: bool) -> None:
+    """Another program's rule on the journal (a trigger) refusing every task's end as a constraint violation, for
+    good while it stands: the write of a task's end fails in a way no later try mends, until the rule goes."""
+    db = sqlite3.connect(journal, timeout=10)
+    try:
+        if refuse:
+            db.execute(
+                "CREATE TRIGGER refuse_ends BEFORE UPDATE OF state ON tasks WHEN NEW.state = 'succeeded' "
+                "BEGIN SELECT RAISE(ABORT, 'no end is taken here'); END"
+            )
+        else:
+            db.execute("DROP TRIGGER refuse_ends")
+        db.commit()
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("mode", ["legacy"])  # the follower and the journal, not the era: once
+async def test_a_task_whose_end_the_journal_can_never_take_is_followed_again_not_answered_from_memory_for_ever(
+    connect, tmp_path, monkeypatch, caplog
+):
+    """The review: an end kept in memory because the journal would not take it stayed there for good when its owed
+    write failed in a way no later try mends (a constraint, a bug: the write is dropped): no rescan took the task up
+    again and check_task answered that copy, so the journal called it unfinished for as long as the server ran
+    (other servers on the workspace, and the gallery, with it). Once the write is dropped, the task is the
+    journal's again, as after a restart: followed again, and its end recorded once the journal takes it."""
+    from kie_mcp import runtime
+
+    monkeypatch.setattr(runtime, "RELEASE_OWED_EVERY", 0.05)  # owed writes tried every 5 s: sooner here
+    journal = tmp_path / ".kie-mcp" / "journal.sqlite3"
+    async with connect(elicitation=answering()) as client:
+        await client.call_tool("check_credits", {})  # the journal is open
+        refuse_ends(journal, True)
+        made = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 0})
+        task_id = made.structured_content["tasks"][0]["task_id"]
+        with anyio.fail_after(5):  # its end refused, owed, then the owed write given up
+            while not any(f"could not record how task {task_id} ended" in r.getMessage() for r in caplog.records):  # noqa: ASYNC110 - the log
+                await anyio.sleep(0.02)
+        refuse_ends(journal, False)
+        with anyio.fail_after(4):  # the rescan (every 0.3 s here) takes it up, as it is quiet (0.9 s), and records it
+            while journal_state(journal, task_id) != "succeeded":  # noqa: ASYNC110 - another program's read
+                await anyio.sleep(0.05)
+        checked = await client.call_tool("check_task", {"task_id": task_id})
+    assert checked.structured_content["task"]["state"] == "succeeded", text_of(checked)
+    assert checked.structured_content["task"]["files"], text_of(checked)
+
+
+def journal_state(journal: Path, task_id: str) -> str:
+    db = sqlite3.connect(journal, timeout=10)
+    try:
+        return db.execute("SELECT state FROM tasks WHERE task_id = ?", (task_id,)).fetchone()[0]
+    finally:
+        db.close()

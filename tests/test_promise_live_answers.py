@@ -8,8 +8,12 @@ import json
 import time
 from typing import Any
 
+import anyio
+
 from kie_mcp.journal import Journal
 from kie_mcp.sandbox import SANDBOX_API_KEY
+from kie_mcp.tasks import polling
+from kie_mcp.tasks.follower import GIVE_UP
 from kie_mcp.tasks.records import TaskBook, TaskRecord
 
 from .conftest import answering, eras_in_turn, looked_then_cleared, text_of
@@ -66,6 +70,70 @@ async def test_a_young_runway_task_kie_answers_with_no_record_is_a_wait_not_an_u
     seen = looked.structured_content["task"]
     assert seen["state"] in ("queued", "running") and seen["error"] is None, text_of(looked)
     assert done.structured_content["task"]["state"] == "succeeded", text_of(done)
+
+
+def scaled_grace(poll_min_interval: float) -> float:
+    """The 30 s grace, scaled as the follower's schedule is by a shorter ``poll_min_interval`` (2 s by default)."""
+    return polling.VISIBILITY_GRACE_SECONDS * poll_min_interval / 2.0
+
+
+async def status_calls(controls: Any, task_id: str) -> int:
+    requests = await controls.get("requests")
+    items = requests if isinstance(requests, list) else requests["requests"]
+    return sum(1 for r in items if r["query"].get("taskId") == task_id and "record" in r["path"])
+
+
+@eras_in_turn("arguments", [RUNWAY, ALEPH], ids=["runway", "aleph"])
+async def test_a_new_runway_task_answered_with_no_record_at_its_first_look_is_a_wait_not_unknown_to_kie(
+    connect, controls, monkeypatch, arguments
+):
+    """The review: the grace in which "no record" means "not shown yet" ran 30 s from the create, but the follower
+    first looks at a task at 1.2x its model's typical time (72 s for Runway, 144 s for Aleph), so a new video
+    answered so at its first look was said to be another account's task. The grace runs from the first look."""
+    poll = 0.04  # the schedule 50 times faster: Runway's first look 1.44 s after its create, the grace 0.6 s
+    grace = scaled_grace(poll)
+    monkeypatch.setattr(polling, "VISIBILITY_GRACE_SECONDS", grace)
+    await controls.fault("status", times=-1, **NO_RECORD)
+    async with connect(elicitation=answering(), max_credits_per_call=10_000, poll_min_interval=poll) as client:
+        made = await client.call_tool("generate_video", {**arguments, "wait_seconds": 0})
+        task_id = made.structured_content["tasks"][0]["task_id"]
+        await anyio.sleep(grace + 0.2)  # past 30 s from its create; its first look comes later
+        looked = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 0})
+        await controls.http.delete("/__sim/faults")
+        done = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 20})
+    seen = looked.structured_content["task"]
+    assert seen["state"] in ("queued", "running") and seen["error"] is None, text_of(looked)
+    assert done.structured_content["task"]["state"] == "succeeded", text_of(done)
+
+
+@eras_in_turn("arguments", [RUNWAY, ALEPH], ids=["runway", "aleph"])
+async def test_a_runway_task_kie_has_answered_about_is_followed_through_a_streak_of_no_record_answers(
+    connect, controls, monkeypatch, arguments
+):
+    """The review: past the grace, a streak of "no record" answers about a task KIE had answered about (a passing
+    hiccup) read as "made with another account's key, or KIE no longer keeps it", and after 8 of them the paid task
+    was left alone for an hour, its reservation held. KIE has that task: each such answer is a failed look, asked
+    again with backoff and never counted towards leaving it, and the task is followed to its end."""
+    poll = 0.005  # the schedule 400 times faster: the backoff between two looks at most 0.15 s, the grace 0.075 s
+    grace = scaled_grace(poll)
+    monkeypatch.setattr(polling, "VISIBILITY_GRACE_SECONDS", grace)
+    streak = GIVE_UP + 2
+    async with connect(elicitation=answering(), max_credits_per_call=10_000, poll_min_interval=poll) as client:
+        await controls.post("clock/speed", {"speed": 0})
+        made = await client.call_tool("generate_video", {**arguments, "wait_seconds": 0})
+        task_id = made.structured_content["tasks"][0]["task_id"]
+        seen = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 0})  # KIE answers: queued
+        await anyio.sleep(grace + 0.05)
+        before = await status_calls(controls, task_id)
+        await controls.fault("status", times=streak, **NO_RECORD)
+        with anyio.fail_after(4):  # the streak, then KIE asked once more: still followed
+            while await status_calls(controls, task_id) <= before + streak:  # noqa: ASYNC110 - the simulator's log
+                await anyio.sleep(0.05)
+        await controls.post("clock/speed", {"speed": 1000})
+        done = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 10})
+    assert seen.structured_content["task"]["error"] is None, text_of(seen)
+    task = done.structured_content["task"]
+    assert task["state"] == "succeeded" and task["files"] and task["error"] is None, text_of(done)
 
 
 @eras_in_turn("family", ["runway", "aleph"])

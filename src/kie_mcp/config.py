@@ -72,6 +72,7 @@ KNOWN_SETTINGS = (
     "KIE_MAX_CREDITS_PER_CALL",
     "KIE_MAX_CREDITS_PER_DAY",
     "KIE_DOWNLOAD",
+    "KIE_DOWNLOAD_DEADLINE",
     "KIE_ALLOWED_DIRS",
     "KIE_CATALOG_SYNC",
     "KIE_LOG_LEVEL",
@@ -188,8 +189,9 @@ class Settings:
     poll_max_interval: float = 15.0
     rate_limit_backoff: float = 10.0
     save_grace: float = 15.0  # check_task of a task whose results are being saved waits this long for them (at least)
-    # A result's download gets this long in all, more for a large file (256 KiB/s of its size): then it is stopped
-    # and tried again in the background, so slow file servers never hold up the saving of other tasks' results.
+    # KIE_DOWNLOAD_DEADLINE: a result's download gets this long in all while it holds a finishing slot, more for a
+    # large file (256 KiB/s of its size): then it is stopped and left to the background's tries (which have no such
+    # limit), so slow file servers never hold up the saving of other tasks' results.
     download_deadline: float = 600.0
     http_timeout: float = 30.0
     quote_ttl_seconds: float = 600.0
@@ -422,6 +424,8 @@ class Settings:
         number = _number_or_problem(env, problems)
         preview = number("KIE_PREVIEW_PX", 768, "a size in pixels such as 768")
         preview_px = min(max(int(preview), 64), 4096)  # pixels, kept within 64-4096
+        deadline = number("KIE_DOWNLOAD_DEADLINE", 600.0, "a number of seconds such as 600")
+        download_deadline = min(max(deadline, 10.0), 86400.0)  # seconds, kept within 10 s-1 day
         choice = _choice_or_problem(env, problems)
         download = choice("KIE_DOWNLOAD", ("always", "never"), "always")
         sync = choice("KIE_CATALOG_SYNC", ("auto", "off"), "auto")
@@ -459,6 +463,7 @@ class Settings:
             download=download != "never",
             catalog_sync=sync == "auto" and not broken,
             preview_px=preview_px,
+            download_deadline=download_deadline,
             approval=approval,
             veo_route=veo_route,
             allowed_dirs=allowed,

@@ -2585,8 +2585,11 @@ class ProgressReporter:
         await self._send(value, self._total, f"{done}/{len(records)} finished{tail}")
 
 
-async def save_all(rt: Runtime, records: list[TaskRecord]) -> list[str]:
-    """Save finished results into the workspace (unless KIE_DOWNLOAD=never); problems come back as lines."""
+async def save_all(rt: Runtime, records: list[TaskRecord], *, deadline: float | None = None) -> list[str]:
+    """Save finished results into the workspace (unless KIE_DOWNLOAD=never); problems come back as lines. ``deadline``:
+    the seconds each download gets in all (more for a large file: ``downloads.deadline``), given while it holds one of
+    the follower's finishing slots, which other tasks' results wait for; None (a background try, check_task's own
+    save) sets no such limit: only a file server that stalls is given up on (``downloads.TRICKLE_BYTES``)."""
     if not rt.settings.download or rt.kie is None:
         return []
     problems: list[str] = []
@@ -2596,9 +2599,7 @@ async def save_all(rt: Runtime, records: list[TaskRecord]) -> list[str]:
         had = set(record.files)
         try:
             async with rt.saving.hold(record.task_id or ""):  # a save of this task in flight elsewhere ends first
-                saved = await save_results(
-                    rt.kie, rt.journal, rt.settings.workspace, record, least_seconds=rt.settings.download_deadline
-                )
+                saved = await save_results(rt.kie, rt.journal, rt.settings.workspace, record, least_seconds=deadline)
             problems += saved.problems
             described = described or saved.described
         except JOURNAL_ERRORS as err:
@@ -2799,7 +2800,7 @@ def _describe(record: TaskRecord, saving: bool = False, queued: int | None = Non
     ident = record.task_id or "(no task id)"
     if record.state == "succeeded":
         where = ", ".join(record.files) if record.files else ", ".join(record.openable_links())
-        where = "; ".join(part for part in (where, *record.refused_results()) if part)  # a refused link: why
+        where = "; ".join(part for part in (where, *record.refused_words()) if part)  # a refused link: why
         being = f"; {saving_words(queued)}" if saving else ""
         return f"{ident}: succeeded{being}: {where}" + (f" ({record.note})" if record.note else "")
     if record.state in ("failed", "unknown"):

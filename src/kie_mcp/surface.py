@@ -1606,7 +1606,7 @@ def _task_message(record: TaskRecord, typical: tuple[int, int] | None = None) ->
     if record.state == "succeeded":
         offered = record.openable_links()  # a link kie-mcp refused is never shown as the result: why, instead
         results = f" Results: {', '.join(offered)}." if offered else ""
-        refused = "".join(f" {words[0].upper()}{words[1:]}." for words in record.refused_results())
+        refused = "".join(f" {words[0].upper()}{words[1:]}." for words in record.refused_words())
         saved = f" Saved: {', '.join(record.files)}." if record.files else ""
         note = f" {record.note}" if record.note else ""  # e.g. KIE named more result links than the model makes
         return f"{head}.{results}{refused}{saved}{_task_cost(record)}{note}"

@@ -538,8 +538,8 @@ class AlephFamily(Family):
     get-aleph-video-details, "Task Status Understanding", 2026-12), so a message beside 0 is a failure, whatever it
     says. Live, KIE answers a failure as Veo and Flux Kontext do: ``successFlag`` 3 with ``errorCode`` 500 (a number)
     and ``errorMessage`` "internal error, please try again later." (justintanner/apicity
-    kie/aleph/generate-upstream-failure, 2026-08-18), so 2 and 3 are failures too, as there (``SUCCESS_FLAGS``); any
-    other flag is no word of Aleph's."""
+    kie/aleph/generate-upstream-failure, 2026-08-18), so 3 is a failure too (``ALEPH_FLAGS``); any other flag, 2
+    included, is no word of Aleph's."""
 
     name = "aleph"
     model_id = "runway-aleph"
@@ -558,7 +558,7 @@ class AlephFamily(Family):
         flag = _flag(data.get("successFlag"))
         code = _code_or_none(data.get("errorCode"), ok=("0", "200"))
         message = data.get("errorMessage") or None
-        state = SUCCESS_FLAGS.get(flag) if flag is not None else None
+        state = ALEPH_FLAGS.get(flag) if flag is not None else None
         if state is TaskState.RUNNING and (code is not None or message):
             state = TaskState.FAILED  # 0 with an error: a failure, as KIE documents
         if flag == 3 and not message:
@@ -686,11 +686,22 @@ class FluxKontextFamily(Family):
 
 # Veo's and Flux Kontext's ``successFlag`` (docs.kie.ai/veo3-api/get-veo-3-video-details and
 # flux-kontext-api/get-image-details, "Status Descriptions", 2026-12): 0 generating, 1 success, 2 failed, 3 created
-# but generation failed. No other flag is documented. Aleph's too, as KIE answers live (``AlephFamily``).
+# but generation failed. No other flag is documented.
 SUCCESS_FLAGS: dict[int, TaskState] = {
     0: TaskState.RUNNING,
     1: TaskState.SUCCEEDED,
     2: TaskState.FAILED,
+    3: TaskState.FAILED,
+}
+# Aleph's (``AlephFamily``). KIE's docs define only 0 and 1: "successFlag: 1 = success, 0 = failed or in progress"
+# (the OpenAPI's Status Descriptions), 0 with an errorMessage a failure (docs.kie.ai/runway-api/get-aleph-video-details,
+# "Task Status Understanding", read 2026-12-06). 3 is what KIE answered live for a failure (justintanner/apicity
+# kie/aleph/generate-upstream-failure, 2026-08-18). 2 is in neither, so it stays a word kie-mcp does not know (the
+# task kept as it was, never failed or refunded on it), as it was before 3 was learnt; Veo's meaning of it is no
+# evidence of Aleph's.
+ALEPH_FLAGS: dict[int, TaskState] = {
+    0: TaskState.RUNNING,
+    1: TaskState.SUCCEEDED,
     3: TaskState.FAILED,
 }
 

@@ -76,9 +76,11 @@ WRITE_BATCH = 1024 * 1024  # bytes gathered before one write + hash in a worker 
 # trips the read timeout). Any connection a person would call working sends this in well under a second.
 TRICKLE_BYTES = 64 * 1024
 TRICKLE_SECONDS = 60.0
-# ... and one that keeps just above that line must still end: a download gets ``least_seconds`` in all (10 minutes, the
-# setting ``download_deadline``), more for a large file (its declared size at this average), then it stops and is
-# tried again later. A slow file server never holds a finishing slot (the follower's ENDS_AT_ONCE) for longer.
+# ... and while it holds one of the follower's finishing slots (ENDS_AT_ONCE, shared by every task that ends), one
+# that keeps just above that line must still end: a download given ``least_seconds`` (the setting
+# ``download_deadline``, KIE_DOWNLOAD_DEADLINE: 10 minutes) gets that in all, more for a large file (its declared size
+# at this average), then it stops and is left to the background, which saves it at whatever pace the file server
+# keeps (``least_seconds`` None: the trickle line alone). A slow file server never holds a finishing slot for longer.
 AVERAGE_BYTES_PER_SECOND = 256 * 1024
 LEAST_SECONDS = 600.0  # Settings.download_deadline's default
 RETENTION_HINT = (
@@ -335,7 +337,7 @@ async def download(
     max_bytes: int = 2 * 1024**3,
     remint: Callable[[str], Awaitable[str]] | None = None,
     made: date | None = None,
-    least_seconds: float = LEAST_SECONDS,
+    least_seconds: float | None = LEAST_SECONDS,
     renewal_refused_before: bool = True,
 ) -> SavedFile:
     """Save the file at ``url`` as ``dest`` (its extension fixed to the sniffed type) and describe it.
@@ -350,7 +352,8 @@ async def download(
     (``renewal_refused_before``; otherwise ``DownloadError.unrenewed``: a link can be missing for a moment, so it is
     tried once more later); still so, it is kept (it is paid for) and ``damaged`` says why. Each fetch of the body
     gets ``least_seconds``, or its declared size at ``AVERAGE_BYTES_PER_SECOND`` when that is longer (``deadline``):
-    a slower one stops (``DownloadError``, retryable), as one under ``TRICKLE_BYTES`` a minute does.
+    a slower one stops (``DownloadError``, retryable), as one under ``TRICKLE_BYTES`` a minute does. With
+    ``least_seconds`` None (no finishing slot held: a background try) only the trickle line stops it.
     """
     fetch = functools.partial(_fetch, least_seconds=least_seconds, renewal_refused_before=renewal_refused_before)
     file = await fetch(client, url, dest, expected, max_bytes, remint, made)
@@ -376,7 +379,7 @@ async def _fetch(
     remint: Callable[[str], Awaitable[str]] | None,
     made: date | None,
     *,
-    least_seconds: float,
+    least_seconds: float | None,
     renewal_refused_before: bool,
 ) -> SavedFile:
     """``download``'s fetch: one try, and one with a fresh link when the first did not serve the file."""
@@ -558,9 +561,10 @@ async def _attempt(
     expected: Expected | None,
     max_bytes: int,
     *,
-    least_seconds: float,
+    least_seconds: float | None,
 ) -> SavedFile:
-    """One GET of ``url`` into a temporary file, then into place. Raises ``_Expired`` or ``DownloadError``."""
+    """One GET of ``url`` into a temporary file, then into place, within ``deadline`` (no overall limit with
+    ``least_seconds`` None). Raises ``_Expired`` or ``DownloadError``."""
     tmp: Path | None = None
     fd: int | None = None
     try:
@@ -573,10 +577,12 @@ async def _attempt(
                 fd, tmp = _open_temp(dest)
                 watch = SecretWatch()
                 started = time.monotonic()
-                with anyio.CancelScope(deadline=started + deadline(declared, least_seconds)) as timer:
+                allowed = math.inf if least_seconds is None else deadline(declared, least_seconds)
+                with anyio.CancelScope(deadline=started + allowed) as timer:
                     size, sha256, head = await _receive(response, fd, url, expected, max_bytes, watch, timer)
                 if timer.cancelled_caught:
-                    raise _too_slow(url, response.num_bytes_downloaded, declared, time.monotonic() - started)
+                    elapsed = time.monotonic() - started
+                    raise _too_slow(url, response.num_bytes_downloaded, declared, elapsed, timer.deadline - started)
                 wire_bytes = response.num_bytes_downloaded
         except httpx2.UnsupportedProtocol as exc:  # file://, ftp://: not a link to a result, ever (never retried)
             raise DownloadError(
@@ -702,13 +708,18 @@ def deadline(declared: int | None, least_seconds: float) -> float:
     return max(least_seconds, (declared or 0) / AVERAGE_BYTES_PER_SECOND)
 
 
-def _too_slow(url: str, got: int, declared: int | None, seconds: float) -> DownloadError:
-    """A download that did not end in its ``deadline``: stopped, to be tried again (another time, another route)."""
+def _too_slow(url: str, got: int, declared: int | None, seconds: float, allowed: float) -> DownloadError:
+    """A download that did not end in the ``allowed`` seconds of its finishing slot (``deadline``): stopped, so that
+    other tasks' results are not held up behind it, and left to the background's tries, which have no such limit
+    (asking again at the same pace would only fetch the same bytes again and stop at the same point)."""
     of = f" of {declared:,}" if declared is not None else ""
-    average = f"{AVERAGE_BYTES_PER_SECOND // 1024} KiB/s"
+    # The pace it needed: its declared size over the time it had; without one, the average it was always allowed.
+    needed = declared / allowed if declared and allowed > 0 else AVERAGE_BYTES_PER_SECOND
+    pace = f"{needed / 1024:,.0f} KiB/s" if needed >= 1024 else f"{needed:,.0f} bytes/s"
     return DownloadError(
-        f"The file server sent {got:,}{of} bytes in {seconds:.0f} s, under {average} on average, too slowly to "
-        f"finish; nothing was saved. This is usually temporary: try again. {RETENTION_HINT}",
+        f"The file server sent {got:,}{of} bytes in {seconds:.0f} s, slower than the {pace} it needed to finish "
+        f"within the {allowed:.0f} s a download gets while other tasks' results wait; nothing is saved yet. kie-mcp "
+        "goes on saving it in the background, at whatever pace the file server keeps.",
         url=url,
         retryable=True,
     )

@@ -85,10 +85,11 @@ async def save_results(
     record: TaskRecord,
     *,
     max_bytes: int = 2 * 1024**3,
-    least_seconds: float = LEAST_SECONDS,
+    least_seconds: float | None = LEAST_SECONDS,
 ) -> Saved:
     """Download what is not on disk yet, and write the sidecar again when it is not what it should say. Each
-    download gets ``least_seconds`` at least (``downloads.deadline``): a slower one is left to the next try."""
+    download gets ``least_seconds`` at least (``downloads.deadline``): a slower one is left to the next try. None: no
+    overall deadline (a background try), only the trickle line."""
     if record.state != "succeeded" or not record.task_id or not record.result_urls:
         return Saved([])
     row = journal.task_row(record.task_id)

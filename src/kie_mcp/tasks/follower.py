@@ -22,30 +22,33 @@ whether or not a tool call is waiting on it:
   would not adopt it). The record then says so (``NOT_FOLLOWED``, in the journal too) with what to do; ``check_task``
   still asks, and tasks left alone for refusals are taken up again once an hour (``RETRY_DROPPED``: a key or KIE may
   have recovered). A task unfinished twice as long as its model's longest typical duration shows no time left
-  (``records.OVERDUE``). A young task KIE does not show yet is not an error (``VISIBILITY_GRACE_SECONDS``). Every look
-  goes through the KIE client's poll pacing (10 per second).
+  (``records.OVERDUE``). A young task KIE does not show yet is not an error (``VISIBILITY_GRACE_SECONDS``; for Runway
+  and Aleph, which answer a task they do not know with no record at all, counted from the task's first look), and
+  a task KIE has answered about before that it then answers with no record is a failed look, backing off, never a
+  refusal towards ``GIVE_UP``. Every look goes through the KIE client's poll pacing (10 per second).
 - **When a task ends** it settles the spend (refund of a failed task, KIE's real charge), tells the client (below: at
   once, whatever downloads its results wait for), saves the results into ``outputs/`` (unless ``KIE_DOWNLOAD=never``),
-  records everything in the journal, and tells the client again once they are saved. An end the journal will not take
-  (a full disk, a journal refusing writes) is kept in memory (``_ended``): the journal still calls the task
-  unfinished, and no rescan takes it up again to ask KIE and download its results anew; ``check_task`` answers from
-  it, and it is written once the journal takes it (the runtime's ``OwedWrites``). Results a download missed (a CDN
-  error, a cut-off body, the server stopped while saving) are tried again on ``SAVE_AGAIN``'s schedule (30 s, then
-  longer gaps up to half an hour: seven tries in about 50 minutes), then every ``RETRY_DROPPED`` (an hour: a CDN
-  outage, a network down or an unplugged disk for outputs/ outlasts the schedule, and a server runs for days) until
-  the next try would come after KIE deleted them (``RETENTION_SECONDS``); the client is told when the quick tries are
-  over (what to do: check_task saves them now) and when the tries stop. After a restart they are tried at once for
-  every task of the last 14 days the journal shows succeeded with fewer saved files than result links (up to 10,000);
-  every ``RESCAN`` too for such a task nobody here has (another server on the workspace stopped while saving it, or
-  between two tries; not one a live follower claims), the temporary files of dead processes' downloads then swept. A
-  task made elsewhere and first seen already finished (through ``kie://tasks/{id}``, or as a follow-up's source) has
-  its results saved the same way, at once (``follow``); a ``check_task`` of a task no follower holds saves it itself,
-  claiming it as a background try does (``save_now``: another server's try waits, never downloading it at the same
-  time), and what it missed, or left when it was cancelled mid-download, is handed over the same way (``save_later``).
-  A link refused for pointing at this machine or a private network, for serving more than any result of its kind, or
-  that KIE refused to renew twice, is never tried again by this process. Finishing is ``generation.settle`` and
-  ``generation.save_all``, reached through the ``finish`` callback (imported when first used: ``generation`` imports
-  ``runtime``, which imports this).
+  records everything in the journal, and tells the client again once they are saved. An end the journal will not take (a
+  full disk, a journal refusing writes) is kept in memory (``_ended``): the journal still calls the task unfinished, and
+  no rescan takes it up again to ask KIE and download its results anew; ``check_task`` answers from it, and it is
+  written once the journal takes it (the runtime's ``OwedWrites``); a write that fails for good (dropped by
+  ``OwedWrites``) lets it go, so the journal's record is followed again, as after a restart. Results a download missed
+  (a CDN error, a cut-off body, the server stopped while saving) are tried again on ``SAVE_AGAIN``'s schedule (30 s,
+  then longer gaps up to half an hour: seven tries in about 50 minutes), then every ``RETRY_DROPPED`` (an hour: a CDN
+  outage, a network down or an unplugged disk for outputs/ outlasts the schedule, and a server runs for days) until the
+  next try would come after KIE deleted them (``RETENTION_SECONDS``); the client is told when the quick tries are over
+  (what to do: check_task saves them now) and when the tries stop. After a restart they are tried at once for every task
+  of the last 14 days the journal shows succeeded with fewer saved files than result links (up to 10,000); every
+  ``RESCAN`` too for such a task nobody here has (another server on the workspace stopped while saving it, or between
+  two tries; not one a live follower claims), the temporary files of dead processes' downloads then swept. A task made
+  elsewhere and first seen already finished (through ``kie://tasks/{id}``, or as a follow-up's source) has its results
+  saved the same way, at once (``follow``); a ``check_task`` of a task no follower holds saves it itself, claiming it as
+  a background try does (``save_now``: another server's try waits, never downloading it at the same time), and what it
+  missed, or left when it was cancelled mid-download, is handed over the same way (``save_later``). A link refused for
+  pointing at this machine or a private network, for serving more than any result of its kind, or that KIE refused to
+  renew twice, is never tried again by this process. Finishing is ``generation.settle`` and ``generation.save_all``,
+  reached through the ``finish`` callback (imported when first used: ``generation`` imports ``runtime``, which imports
+  this).
 - **Waiting.** ``generate_*`` and ``check_task`` never poll themselves: they ``wait`` on the follower. Each
   watched task has a ``done`` event (set once the task is finished AND settled and saved) and a set of
   listener events, set after every look; a waiter registers one event with each task it waits on, and also
@@ -61,9 +64,12 @@ whether or not a tool call is waiting on it:
   stop other tasks from being looked at. A ``check_task`` of a task that just ended waits at most
   ``settings.save_grace`` for its results (or its own ``wait_seconds``, when longer); the download goes on, and the
   answer says the results are being saved; results waiting for a slot are said to be queued behind the downloads of
-  so many other tasks (``queued_behind``), never "in a moment", and no grace is waited for them. Each download gets
-  ``settings.download_deadline`` in all (longer for a large file: ``downloads.deadline``), then is left to the
-  background's tries: a slow file server holds a slot no longer.
+  so many other tasks (``queued_behind``), never "in a moment", and no grace is waited for them. Each download there
+  gets ``settings.download_deadline`` in all (longer for a large file: ``downloads.deadline``), then is left to the
+  background's tries: a slow file server holds a finishing slot no longer. Those tries (``SAVES_AT_ONCE``) and
+  ``check_task``'s own save (``save_now``) hold no finishing slot and have no such deadline: a large result on a slow
+  link is saved at the file server's pace, never cut at the same point on every try; only a stalled one stops
+  (``downloads.TRICKLE_BYTES`` a minute).
 - **One follower per workspace.** Each task is claimed in the journal (``follows``) by the follower that asks
   KIE about it and saves its results, when it starts following it; claims are renewed every ``RESCAN`` and given
   up when the task ends or the server stops. Another server's follower leaves a task claimed by a live one alone,
@@ -203,19 +209,23 @@ def next_gap(age: float) -> float:
 
 
 async def settle_and_save(rt: Runtime, records: list[TaskRecord]) -> list[str]:
-    """The default ``finish``: fold KIE's charge or refund into the spend, then save the results."""
+    """The default ``finish``: fold KIE's charge or refund into the spend, then save the results, each download within
+    ``settings.download_deadline`` (it holds a finishing slot: ``ENDS_AT_ONCE``); one slower is left to the
+    background's tries (``save_again``), which have no such limit."""
     from kie_mcp import generation  # generation -> runtime -> tasks: resolved when first used, not at import
 
     try:  # in a worker thread while another program holds the journal's lock (its writes: one transaction a task)
         problems = await rt.journal.off_loop_when_locked(functools.partial(generation.settle, rt, records))
     except JOURNAL_ERRORS as err:  # no journal to write to: the results are saved all the same
         problems = [f"The journal could not record what KIE charged for {r.task_id} ({err})." for r in records]
-    problems += await generation.save_all(rt, records)
+    problems += await generation.save_all(rt, records, deadline=rt.settings.download_deadline)
     return problems
 
 
 async def save_again(rt: Runtime, records: list[TaskRecord]) -> list[str]:
-    """The default ``save``: fetch the results a finished task still lacks (``generation.save_all``)."""
+    """The default ``save``: fetch the results a finished task still lacks (``generation.save_all``), at whatever pace
+    the file server keeps (no overall deadline: a background try holds no finishing slot, and one cut at the same
+    point each time would fetch the same bytes again for 14 days); a stalled one still stops (the trickle line)."""
     from kie_mcp import generation
 
     return await generation.save_all(rt, records)
@@ -287,7 +297,8 @@ class Follower:
         # Tasks this process saw end whose end the journal would not take (a full disk, a journal refusing writes), as
         # they ended: the journal still calls them unfinished, so without this every rescan took them up again, asking
         # KIE and downloading their results anew. Answered from here and never followed again; each end is written once
-        # the journal takes it (the runtime's ``OwedWrites``), and then dropped from here. The newest ``TOLD_KEPT``.
+        # the journal takes it (the runtime's ``OwedWrites``), and then dropped from here, as it is when that write
+        # fails for good (``_record_end``). The newest ``TOLD_KEPT``.
         self._ended: OrderedDict[str, TaskRecord] = OrderedDict()
         self._rescanning = False
         # Claims not written while another program held the journal's lock (task id: CLAIM, DROP or RELEASE, the
@@ -844,7 +855,8 @@ class Follower:
         try:
             if not record.finished:
                 state = record.state
-                outcome, reported = await refresh(rt.kie, rt.typical_seconds, record, rt.links_kept)
+                first = first_look(watch.typical) * self._unit  # the age at its first look: Runway's grace runs after
+                outcome, reported = await refresh(rt.kie, rt.typical_seconds, record, rt.links_kept, first_look=first)
                 if outcome is Look.SEEN:
                     watch.estimated = not reported
                 if (why := self._schedule(watch, outcome)) is not None:
@@ -996,13 +1008,25 @@ class Follower:
 
     def _record_end(self, record: TaskRecord) -> None:
         """Write an end the journal would not take (``_owe_end``): its saved files' rows, then its record. Raises what
-        the journal raises (``OwedWrites.retry`` tries again later)."""
+        the journal raises (``OwedWrites.retry`` tries again later). Written, or failed in a way no later try mends
+        (an integrity error, a bug: ``OwedWrites.retry`` drops the write), the task leaves ``_ended``: the journal's
+        record is what check_task answers and a rescan takes up from then on, as a restart would, never an end kept
+        here for good that no one writes."""
         assert self._rt is not None
         assert record.task_id is not None
-        for row in record.unrecorded_rows():
-            self._rt.journal.add_file(*row)
-        self._rt.tasks.add(record)
-        self._ended.pop(record.task_id, None)
+        again = False  # the journal cannot take it now (full, locked): owed still, tried again later
+        try:
+            for row in record.unrecorded_rows():
+                self._rt.journal.add_file(*row)
+            self._rt.tasks.add(record)
+        except sqlite3.IntegrityError:  # never taken: OwedWrites drops it
+            raise
+        except JOURNAL_ERRORS:
+            again = True
+            raise
+        finally:
+            if not again:
+                self._ended.pop(record.task_id, None)
 
     def _forget(self, watch: Watch, *, dropped: bool = False) -> None:
         task_id = watch.record.task_id
@@ -1418,7 +1442,8 @@ class Follower:
     async def _look_now(self, watch: Watch) -> None:
         """One look at KIE now, after the look in flight. A task that ended needs none: its finishing (which may be
         a long download) is the follower's, started by its loop, and never waited for here. None either while KIE's
-        429s pause every look: the record answers, saying so (``_note_paused``)."""
+        429s pause every look: the record answers, saying so (``_note_paused``) from the second 429 in a row (one is
+        pacing, not a storm: the record answers as it is)."""
         while watch.busy and not watch.record.finished:  # one look at a time: the one in flight, then ask again
             event = anyio.Event()
             watch.listeners.add(event)
@@ -1430,7 +1455,8 @@ class Follower:
             self._poke()
             return
         if time.monotonic() < self._paused_until:  # KIE answered 429: answered from the record, never asked again now
-            self._note_paused(watch)
+            if self._rate_limited >= 2:  # a storm, not one 429 (pacing): said on the task, as on every other
+                self._note_paused(watch)
             return
         watch.busy = True
         try:
@@ -1478,7 +1504,7 @@ def ended_line(record: TaskRecord, *, missing: int = 0, retrying: bool = False, 
     tries again in the background; ``then``: what becomes of them, said instead (``hourly``, ``GIVEN_UP``)."""
     head = f"Task {record.task_id} ({record.model}) {record.state}"
     if record.state == "succeeded":
-        refusals = record.refused_results()  # links never offered as the result: said why instead
+        refusals = record.refused_words()  # links never offered as the result: said why instead
         refused = "; ".join(refusals)
         missing = min(missing, max(len(record.result_urls) - len(record.files) - len(refusals), 0))
         if missing > 0:

@@ -89,7 +89,7 @@ async def list_page(
         + (" (KIE does not know it under the current API key; check_task says more)" if t.unknown_to_kie else "")
         + (" (KIE gave a status kie-mcp does not know; check_task says more)" if t.unknown_word else "")
         + _cost_text(t)
-        + (f": {', '.join(shown)}" if (shown := [*t.openable_links(), *t.refused_results()]) else "")
+        + (f": {', '.join(shown)}" if (shown := [*t.openable_links(), *t.refused_words()]) else "")
         for t in found
     ]
     model_id = filters.get("model")

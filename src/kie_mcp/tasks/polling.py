@@ -22,7 +22,11 @@ log = logging.getLogger(__name__)
 
 # Right after create, KIE may not show the task yet ("recordInfo is null"); that is not an error. Later the same
 # answer means KIE does not know the task under this key (another account's key, or older than KIE keeps tasks):
-# the record says so (``TaskRecord.note_unknown``), and is neither failed nor refunded on it.
+# the record says so (``TaskRecord.note_unknown``), and is neither failed nor refunded on it. Runway and Aleph
+# (``Family.null_record_unknown``) answer an unknown task with success and no record at all, an answer that can also
+# come for a moment about a task KIE has: there the grace runs from the follower's first look (``first_look``, 1.2x
+# the model's typical time, so a video's first look is never within 30 s of its create), and once KIE has answered
+# about the task (``TaskRecord.answered``) that answer is a failed look, asked again with backoff, never "unknown".
 VISIBILITY_GRACE_SECONDS = 30.0
 
 Typical = Callable[[str], tuple[int, int] | None]
@@ -41,23 +45,28 @@ class Look(Enum):
 
 
 async def refresh(
-    kie: KieClient, typical: Typical, record: TaskRecord, links: Links | None = None
+    kie: KieClient, typical: Typical, record: TaskRecord, links: Links | None = None, *, first_look: float = 0.0
 ) -> tuple[Look, bool]:
     """Ask KIE once about ``record`` and fold the answer in. Returns how it went, and whether KIE reported the
     task's progress itself (otherwise the record's progress is an estimate from the model's typical time). A status
     word outside the family's vocabulary is noted on the record and reported as ``FAILED``: the task is looked at
-    again, backing off, and nothing about it changes until KIE says something kie-mcp can read."""
+    again, backing off, and nothing about it changes until KIE says something kie-mcp can read. ``first_look``: the
+    task's age (real seconds) at the follower's first look at it, which a family answering an unknown task with no
+    record at all (Runway, Aleph) adds to the visibility grace (``VISIBILITY_GRACE_SECONDS``)."""
     if record.task_id is None or record.finished:
         return Look.SKIPPED, False
     family = FAMILIES[record.family]
     try:
         status = await kie.status(family, record.task_id)
     except KieError as err:
-        young = time.time() - record.created_at < VISIBILITY_GRACE_SECONDS
         not_visible = family.is_not_visible(err.message)
-        if young and not_visible:
+        grace = VISIBILITY_GRACE_SECONDS + (first_look if family.null_record_unknown else 0.0)
+        if not_visible and time.time() - record.created_at < grace:
             return Look.NOT_VISIBLE, False
         log.info("status of %s: %s", record.task_id, kept_text(err.message, 300))  # at every look: kept short
+        if not_visible and family.null_record_unknown and record.answered:  # KIE has it: no record, for now
+            record.note_failure(err)
+            return Look.FAILED, False  # looked at again, backing off; never a refusal counted towards leaving it
         if not_visible and not err.retryable:  # past the grace: KIE has no such task (another key, or too old)
             record.note_unknown(err)
             return Look.REFUSED, False

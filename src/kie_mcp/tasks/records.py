@@ -16,13 +16,16 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     Field,
+    ModelWrapValidatorHandler,
     PlainSerializer,
     PrivateAttr,
     SerializationInfo,
+    SerializerFunctionWrapHandler,
     ValidationError,
     WithJsonSchema,
     field_serializer,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -126,6 +129,8 @@ def time_left_words(seconds: int, sandbox: bool) -> str:
 
 
 KEEP_EPOCH = {"epoch": True}  # serialisation context of the journal's copy: times stay epoch seconds, exactly
+# In the journal's copy only: KIE has answered a status check about the task (``TaskRecord.answered``).
+ANSWERED = "kie_answered"
 # What a record shows of the journal's own columns (tasks.prompt, tasks.session): filled when it is read from the
 # journal (``TaskBook``), never kept in the record's JSON, so the columns stay the one copy.
 LABELS = frozenset({"prompt", "session", "folder"})
@@ -164,8 +169,13 @@ def _on_calendar(value: float) -> float:
     return value
 
 
+def _journal_copy(info: SerializationInfo) -> bool:
+    """Whether this serialisation is the journal's copy (``KEEP_EPOCH``), not what a person or agent sees."""
+    return isinstance(info.context, dict) and bool(info.context.get("epoch"))
+
+
 def _shown(value: float, info: SerializationInfo) -> float | str:
-    return value if isinstance(info.context, dict) and info.context.get("epoch") else timestamp(value)
+    return value if _journal_copy(info) else timestamp(value)
 
 
 # A moment: epoch seconds inside (the follower does arithmetic with it, to the microsecond), ISO 8601 UTC wherever
@@ -208,8 +218,20 @@ def openable_link(url: str) -> bool:
     return is_trusted(parsed) or unreachable_host(host) is None
 
 
+class RefusedResult(BaseModel, defer_build=True):
+    """A result link kie-mcp refused to fetch or offer, and saved nothing for: which one, and why (never the link)."""
+
+    index: int = Field(
+        description="Which of KIE's result links, 1 for the first: 'result N' in the answer's text, _N in the name of "
+        "the file it would have been saved as."
+    )
+    reason: str = Field(description="Why, in a few words (it points at this machine or a private network, ...).")
+
+
 class TaskRecord(BaseModel, defer_build=True):
-    """One KIE task as the tools report it."""
+    """One KIE task as the tools report it. What a person or agent sees (tool results, resources) offers only the
+    result links a person may open (``openable_links``), with the refused ones said in ``refused_results``; the
+    journal's copy (``KEEP_EPOCH``) keeps every link KIE sent."""
 
     task_id: str | None = Field(description="KIE's task id; null only when the create's outcome is unknown.")
     model: str
@@ -217,7 +239,19 @@ class TaskRecord(BaseModel, defer_build=True):
     kind: str | None = None
     state: RecordState
     progress: float | None = Field(default=None, description="0-1, reported or estimated from typical duration.")
-    result_urls: list[str] = Field(default_factory=list)
+    result_urls: list[str] = Field(
+        default_factory=list,
+        description="The result links a person may open (http(s) links kie-mcp would fetch itself), in KIE's order. "
+        "A link kie-mcp refused to fetch or offer is never among them: refused_results says which result it was and "
+        "why.",
+    )
+    refused_results: list[RefusedResult] = Field(
+        default_factory=list,
+        description="KIE's result links kie-mcp refused to fetch or offer, with nothing saved in their place (a link "
+        "to this machine or a private network, one that held a credential, more bytes than a result of its kind, a "
+        "link KIE would not renew): which result and why. The link itself is never shown, as it may name an "
+        "internal address.",
+    )
     files: list[str] = Field(default_factory=list, description="Saved copies, relative to the workspace.")
     credits_quoted: float | None = None
     credits_reserved: float | None = Field(
@@ -275,6 +309,35 @@ class TaskRecord(BaseModel, defer_build=True):
     # KIE answered this request's create with a task it already had (``ExistingTaskError``): this request started
     # nothing and was charged nothing, whatever the task's own record says it cost.
     _earlier: bool = PrivateAttr(default=False)
+    # KIE has answered a status check about this task (any status, read or not): kept in the journal's copy
+    # (``ANSWERED``), so it outlives a restart (``answered``).
+    _answered: bool = PrivateAttr(default=False)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _journal_marks(cls, data: Any, handler: ModelWrapValidatorHandler["TaskRecord"]) -> "TaskRecord":
+        """What only the journal's copy says of the task (``ANSWERED``), back on the record read from it."""
+        answered = isinstance(data, dict) and data.get(ANSWERED) is True
+        record = handler(data)
+        record._answered = record._answered or answered
+        return record
+
+    @model_serializer(mode="wrap")
+    def _as_seen(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> dict[str, Any]:
+        """The journal's copy keeps every result link KIE sent, and whether KIE ever answered about the task; every
+        other view (tool results, resources) offers only the links a person may open (``openable_links``), and names
+        each refused result by its number, with why (``refused_results``), never by its link."""
+        data = handler(self)
+        if _journal_copy(info):
+            data.pop("refused_results", None)
+            if self._answered:
+                data[ANSWERED] = True
+            return data
+        if "result_urls" in data:
+            data["result_urls"] = self.openable_links()
+        if "refused_results" in data:
+            data["refused_results"] = [{"index": index, "reason": why} for index, why in self._refused()]
+        return data
 
     @model_validator(mode="after")
     def _few_links(self) -> "TaskRecord":
@@ -300,6 +363,13 @@ class TaskRecord(BaseModel, defer_build=True):
     @property
     def earlier(self) -> bool:
         return self._earlier
+
+    @property
+    def answered(self) -> bool:
+        """KIE has answered a status check about this task (any status, by this server or one before it): a task KIE
+        had then answers for nothing ("no record") is a passing failure, never a task KIE does not know
+        (``polling.refresh``)."""
+        return self._answered
 
     @property
     def finished(self) -> bool:
@@ -370,19 +440,22 @@ class TaskRecord(BaseModel, defer_build=True):
     def renewal_refused(self, url: str) -> bool:
         return url in self._unrenewed
 
-    def refused_results(self) -> list[str]:
+    def refused_words(self) -> list[str]:
+        """Each refused result (``refused_results``) in words: ``result 2 not saved (refused: it points at ...
+        (10.0.0.7))``. The link itself is never repeated."""
+        return [f"result {index} not saved (refused: {why})" for index, why in self._refused()]
+
+    def _refused(self) -> list[tuple[int, str]]:
         """Each result link that is not offered (``openable_links``: refused, or one kie-mcp would not fetch) and has
-        no saved file in its place, in words: ``result 2 not saved (refused: it points at ... (10.0.0.7))``. The
-        link itself is never repeated."""
+        no saved file in its place: its number (1 for the first) and why, in a few words."""
         offered = self.openable_links()
         missing = max(len(self.result_urls) - len(self.files), 0)
-        words: list[str] = []
+        found: list[tuple[int, str]] = []
         for index, url in enumerate(self.result_urls, 1):
-            if url in offered or len(words) >= missing:
+            if url in offered or len(found) >= missing:
                 continue
-            why = self._refused_links.get(url) or "kie-mcp does not fetch or offer this link"
-            words.append(f"result {index} not saved (refused: {why})")
-        return words
+            found.append((index, self._refused_links.get(url) or "kie-mcp does not fetch or offer this link"))
+        return found
 
     def note_save_problems(self, problems: list[str]) -> None:
         """What the last save of this task's results could not do (``media/results.save_results``): kept for the
@@ -439,6 +512,7 @@ class TaskRecord(BaseModel, defer_build=True):
 
     def apply(self, status: TaskStatus, typical: tuple[int, int] | None, most_links: int = MOST_LINKS) -> None:
         """Take KIE's latest word on this task, and at most ``most_links`` of its result links (``links_kept``)."""
+        self._answered = True
         noted = self.unknown_word
         if self.error is not None and self.error.startswith(STATUS_NOTES):
             self.error = None  # KIE answers about it again: an earlier refusal no longer describes it
