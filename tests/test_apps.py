@@ -824,6 +824,58 @@ async def test_a_second_decline_of_a_quote_in_use_leaves_the_quote_asked_for_sin
     assert len(await controls.creates()) == 1  # the later quote's, approved after the no
 
 
+def test_a_decline_while_a_create_of_the_quote_is_on_its_way_stops_the_rest_and_is_never_given_back(tmp_path):
+    """The final read: a Decline that came while a create of the quote was being sent answered "already used" and
+    kept nothing: the variations still waiting for their turn were sent, and should KIE refuse that create, the quote
+    was given back and approved its request again. The no now stops the rest and is never undone."""
+    from kie_mcp.catalog.pricing import ItemPrice
+    from kie_mcp.journal import Journal
+    from kie_mcp.spend.quotes import QuoteBook
+
+    journal = Journal(tmp_path / "journal.sqlite3")
+    quotes = QuoteBook(journal)
+    price = ItemPrice.model_construct(credits=10.0, known=True, breakdown="10 credits", source_date=None)
+    quote = quotes.issue("nano-banana-2", "d1", price, 2)
+    quotes.consume(quote.quote_id, "d1")
+    attempt = journal.begin_attempt(
+        model="nano-banana-2", family="market", approved_by="quote", quote_id=quote.quote_id, prompt="p",
+        params={}, credits_quoted=10.0, session=None,
+    )  # fmt: skip
+    declined, said = quotes.decline(quote.quote_id)
+    assert declined is False and "already used" in said and "sends no further create" in said, said
+    assert quotes.declined_before_create(quote.quote_id)  # the second variation is not sent
+    journal.finish_attempt(attempt, "refused", error="KIE refused it")
+    quotes.give_back(quote.quote_id)
+    refusal = quotes.refusal(quote.quote_id, "d1")
+    assert refusal is not None and refusal.why == "declined", refusal
+    assert quotes.declined_lately("d1") is not None  # nor is the request auto-approved meanwhile
+
+
+async def test_an_auto_approved_call_of_a_request_declined_on_the_card_while_it_uploads_sends_no_create(
+    connect_app, controls, tmp_path
+):
+    """The final read: a Decline on the card of a request that a call was running auto-approved (no quote_id, under
+    KIE_AUTO_APPROVE_CREDITS) said "Nothing was spent", and that call went on to create. It sends no create now."""
+    request = {**IMAGE, "images": [still(tmp_path)]}
+    async with connect_app(auto_approve_credits=100) as client:
+        card_quote = (await client.call_tool("estimate_cost", request)).structured_content["quote"]["quote_id"]
+        await controls.fault("upload", kind="slow", seconds=2.0)
+        answers: dict[str, Any] = {}
+
+        async def unquoted() -> None:
+            answers["call"] = await client.call_tool("generate_image", request)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(unquoted)
+            await uploading(controls)
+            declined = await client.call_tool("decline_quote", {"quote_id": card_quote})
+        spent = (await client.call_tool("check_credits", {})).structured_content["spent_today"]
+    assert declined.structured_content["declined"] is True, text_of(declined)
+    assert answers["call"].structured_content["status"] == "failed", text_of(answers["call"])
+    assert "declined this spend on the approval card before its create was sent" in text_of(answers["call"])
+    assert spent == 0 and await controls.creates() == []
+
+
 @pytest.mark.parametrize("mode", ["legacy"])
 async def test_in_a_browser_decline_of_a_quote_already_used_still_tells_the_assistant(
     connect_app, controls, browser, tmp_path

@@ -2025,7 +2025,13 @@ async def _submit(
     """Journal the attempt, send one create in its ``slot`` of KIE's create window, journal its answer. Never
     raises: every outcome lands in ``record``. Returns the attempt's id in the journal (None when it could not be
     recorded, and nothing was sent)."""
-    if quote_id is not None and rt.quotes.declined_before_create(quote_id):  # the card's Decline came meanwhile
+    try:  # the card's Decline came meanwhile: of this very quote, or of the request this call auto-approved
+        declined = (quote_id is not None and rt.quotes.declined_before_create(quote_id)) or (
+            approved_by == "auto" and rt.quotes.declined_lately(p.digest) is not None
+        )
+    except JOURNAL_ERRORS:  # begin_attempt meets the same journal and settles the create as not sent
+        declined = False
+    if declined:
         slot.not_counted()
         record.state, record.credits_reserved = "failed", 0.0
         record.error = (

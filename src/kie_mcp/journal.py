@@ -132,7 +132,7 @@ ATTEMPT_COLUMNS = {
 # about a request with local files, the request with those files named by path (``shape``) and their hashes then
 # (``inputs``): the answer comes back on a new request, which must be refused when a file's bytes changed meanwhile.
 # And when the person declined the quote on the approval card (``QuoteBook.decline``): kept on a quote a call was
-# using then too, so that call, should it end with nothing spent, never gives the quote back for a later spend.
+# using then too, so that call sends no create after it, and never gives the quote back for a later spend.
 QUOTE_COLUMNS = {
     "used_by": "TEXT",
     "used_at": "REAL",

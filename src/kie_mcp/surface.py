@@ -332,9 +332,8 @@ class DeclineResult(_Result):
     quote_id: str
     declined: bool = Field(
         description="True when the quote approves nothing now, by the user's no (declined now or before); false "
-        "when it had already approved its request: a create was sent (it may have run), or a call using it is still "
-        "under way and may yet spend. Its no is kept then: should that call spend nothing, the quote stays declined "
-        "(the message says which)."
+        "when it had already approved its request: a create of it was sent (it may have run). Its no is kept then: "
+        "its call sends no further create, and no quote of the request approves it again (the message says so)."
     )
     message: str
 

@@ -439,13 +439,22 @@ class QuoteBook:
                 return db.execute(sql, args).fetchall()
 
             if row["used"] and not self._abandoned(row, query):
-                if _sent(row["quote_id"], query):
+                if row["declined_at"] is not None:  # a second Decline: the quotes issued since stay
+                    return row["used"] == DECLINED or not _sent(quote_id, query), (
+                        f"quote {quote_id} was already declined: it approves nothing more."
+                    )
+                if _sent(row["quote_id"], query):  # a create may have reached KIE: the no still stops the rest
+                    db.execute("UPDATE quotes SET declined_at = ? WHERE quote_id = ?", (now, quote_id))
+                    db.execute(
+                        "UPDATE quotes SET used = ?, used_by = NULL, used_at = ?, declined_at = ? WHERE digest = ?"
+                        " AND kind = 'estimate' AND used = 0",
+                        (DECLINED, now, now, row["digest"]),
+                    )
                     return False, (
                         f"quote {quote_id} was already used: it approved its request, which may have run (list_tasks "
-                        "shows the tasks); nothing was declined."
+                        "shows the tasks). From now on its call sends no further create, and neither it nor any other "
+                        "quote of the same request approves it again."
                     )
-                if row["declined_at"] is not None:  # a second Decline: the quotes issued since stay
-                    return True, f"quote {quote_id} was already declined: it approves nothing."
                 # Its call is under way with no create sent yet: it sends none now (``declined_before_create``), and
                 # the no is kept for when that call ends.
                 db.execute(

@@ -249,8 +249,8 @@ class TaskRecord(BaseModel, defer_build=True):
         default_factory=list,
         description="KIE's result links kie-mcp refused to fetch or offer, with nothing saved in their place (a link "
         "to this machine or a private network, one that held a credential, more bytes than a result of its kind, a "
-        "link KIE would not renew): which result and why. The link itself is never shown, as it may name an "
-        "internal address.",
+        "link KIE would not renew): which result and why. The link itself is never shown, so it is never opened by "
+        "mistake; the reason may name the host and the private address it resolved to.",
     )
     files: list[str] = Field(default_factory=list, description="Saved copies, relative to the workspace.")
     credits_quoted: float | None = None
