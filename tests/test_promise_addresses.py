@@ -693,27 +693,56 @@ async def test_a_refused_result_link_is_never_shown_as_the_result(tmp_path: Path
     assert kept["result_urls"] == [transport.result] and "refused_results" not in kept
 
 
-async def test_a_result_link_refused_once_is_not_tried_again_in_the_background(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A result link whose host resolves to a private address is refused for good: the follower's background saves
-    (seven tries over 50 minutes, here scaled to about 15 s) would only look it up and refuse it again."""
-    looked_up: list[str] = []
+def _resolving_to_a_private_address(monkeypatch: pytest.MonkeyPatch, looked_up: list[str]) -> Routing:
+    """A simulator whose result link names a host that resolves to 10.0.0.5 (each lookup noted in ``looked_up``)."""
 
     async def resolve(host: str, port: int | None) -> list[str]:
         looked_up.append(host)
         return ["10.0.0.5"]
 
     monkeypatch.setattr(addresses, "resolve_host", resolve)
-    sim = Simulator(SimConfig(speed=1000.0))
-    transport = Routing(sim)
+    transport = Routing(Simulator(SimConfig(speed=1000.0)))
     transport.result = "http://results.internal.example/secret.png"
+    return transport
+
+
+async def test_a_result_link_refused_once_is_not_tried_again_in_the_background(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A result link whose host resolves to a private address is refused for good: the follower's background saves
+    (seven tries over 50 minutes, here scaled to about 15 s) would only look it up and refuse it again."""
+    looked_up: list[str] = []
+    transport = _resolving_to_a_private_address(monkeypatch, looked_up)
     async with Client(served(tmp_path, SeenAsTheNetwork(transport)), elicitation_callback=answering()) as client:
         result = await client.call_tool("generate_image", {"prompt": "A red apple", "model": "nano-banana-2"})
         assert "points at this machine or a private network" in text_of(result), text_of(result)
         tried = len(looked_up)
         await anyio.sleep(1.0)  # the first three background tries would have come at 0.15, 0.45 and 1.05 s
     assert tried >= 1 and len(looked_up) == tried
+    assert transport.sent == []
+
+
+async def test_a_result_link_refused_for_its_private_address_is_never_offered_after_a_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The final read: the links kie-mcp refused lived in memory only, so after a restart (or on another server of the
+    workspace) a name resolving to a private address, which nothing looks up when a record is shown, was offered
+    as the result again. The journal's copy keeps the refusal, with why."""
+    transport = _resolving_to_a_private_address(monkeypatch, [])
+    async with Client(served(tmp_path, SeenAsTheNetwork(transport)), elicitation_callback=answering()) as client:
+        made = await client.call_tool("generate_image", {"prompt": "A red apple", "model": "nano-banana-2"})
+    task_id = made.structured_content["tasks"][0]["task_id"]
+    async with Client(served(tmp_path, SeenAsTheNetwork(transport)), elicitation_callback=answering()) as client:
+        checked = await client.call_tool("check_task", {"task_id": task_id})
+        listed = await client.call_tool("list_tasks", {})
+        resource = (await client.read_resource(f"kie://tasks/{task_id}")).contents[0].text
+    [row] = [t for t in listed.structured_content["tasks"] if t["task_id"] == task_id]
+    for task in (checked.structured_content["task"], row, json.loads(resource)):
+        assert task["result_urls"] == [], task
+        [refused] = task["refused_results"]
+        assert refused["index"] == 1 and "private network" in refused["reason"], task
+    for seen in (json.dumps(checked.structured_content["task"]["result_urls"]), json.dumps(row), resource):
+        assert "results.internal.example/secret.png" not in seen, seen  # (the text says why it was not fetched)
     assert transport.sent == []
 
 

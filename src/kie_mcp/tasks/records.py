@@ -131,6 +131,10 @@ def time_left_words(seconds: int, sandbox: bool) -> str:
 KEEP_EPOCH = {"epoch": True}  # serialisation context of the journal's copy: times stay epoch seconds, exactly
 # In the journal's copy only: KIE has answered a status check about the task (``TaskRecord.answered``).
 ANSWERED = "kie_answered"
+# In the journal's copy only: the result links kie-mcp refused to fetch or offer, each with why (``refuse_link``), so
+# a restart or another server never offers one again (a name resolving to a private address passes ``openable_link``,
+# which looks nothing up).
+REFUSED = "kie_refused"
 # What a record shows of the journal's own columns (tasks.prompt, tasks.session): filled when it is read from the
 # journal (``TaskBook``), never kept in the record's JSON, so the columns stay the one copy.
 LABELS = frozenset({"prompt", "session", "folder"})
@@ -316,22 +320,30 @@ class TaskRecord(BaseModel, defer_build=True):
     @model_validator(mode="wrap")
     @classmethod
     def _journal_marks(cls, data: Any, handler: ModelWrapValidatorHandler["TaskRecord"]) -> "TaskRecord":
-        """What only the journal's copy says of the task (``ANSWERED``), back on the record read from it."""
+        """What only the journal's copy says of the task (``ANSWERED``, ``REFUSED``), back on the record read from
+        it."""
         answered = isinstance(data, dict) and data.get(ANSWERED) is True
+        kept = data.get(REFUSED) if isinstance(data, dict) else None
         record = handler(data)
         record._answered = record._answered or answered
+        if isinstance(kept, dict):
+            refused = {url: why for url, why in kept.items() if isinstance(url, str) and isinstance(why, str)}
+            record._refused_links = refused | record._refused_links
         return record
 
     @model_serializer(mode="wrap")
     def _as_seen(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> dict[str, Any]:
-        """The journal's copy keeps every result link KIE sent, and whether KIE ever answered about the task; every
-        other view (tool results, resources) offers only the links a person may open (``openable_links``), and names
-        each refused result by its number, with why (``refused_results``), never by its link."""
+        """The journal's copy keeps every result link KIE sent, those refused with why, and whether KIE ever answered
+        about the task; every other view (tool results, resources) offers only the links a person may open
+        (``openable_links``), and names each refused result by its number, with why (``refused_results``), never by
+        its link."""
         data = handler(self)
         if _journal_copy(info):
             data.pop("refused_results", None)
             if self._answered:
                 data[ANSWERED] = True
+            if refused := {url: why for url, why in self._refused_links.items() if url in self.result_urls}:
+                data[REFUSED] = refused
             return data
         if "result_urls" in data:
             data["result_urls"] = self.openable_links()
