@@ -440,7 +440,7 @@ class QuoteBook:
 
             if row["used"] and not self._abandoned(row, query):
                 if row["declined_at"] is not None:  # a second Decline: the quotes issued since stay
-                    return row["used"] == DECLINED or not _sent(quote_id, query), (
+                    return not _sent(quote_id, query), (
                         f"quote {quote_id} was already declined: it approves nothing more."
                     )
                 if _sent(row["quote_id"], query):  # a create may have reached KIE: the no still stops the rest
