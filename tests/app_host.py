@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -256,63 +257,87 @@ class AppView:
             f"(() => {{ const e = document.querySelector({json.dumps(selector)}); "
             "const h = document.elementFromPoint(X, Y); return !!e && !!h && (h === e || e.contains(h)); })()"
         )
-        watch = (  # in the capture phase, before the app's own handlers can replace the element
-            "(() => { if (window.__kieWatch) document.removeEventListener('click', window.__kieWatch, true); "
-            "window.__kieClick = null; window.__kieWatch = (event) => { const t = event.target; window.__kieClick = "
-            f"t.closest({json.dumps(selector)}) ? 'hit' : t.closest({json.dumps(INTERACTIVE)}) "
-            "? String(t.outerHTML).slice(0, 120) : 'miss'; }; "
-            "document.addEventListener('click', window.__kieWatch, true); return true; })()"
-        )
+        tokens: list[str] = []  # this call's watches: another thread may click in the app meanwhile (a callback)
         deadline, aimed = time.monotonic() + 10, False
-        while True:
-            if aimed and self._landed(selector, wait=0.0):  # a click the app saw late still counts, once
-                return
-            box = self.box(selector)
-            x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-            on_frame = self.page.evaluate(f"document.elementFromPoint({x}, {y}) === document.getElementById('app')")
-            if on_frame and self.evaluate(hits.replace("X", str(box["inner_x"])).replace("Y", str(box["inner_y"]))):
-                self.evaluate(watch)
-                for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
-                    event = {"type": kind, "x": x, "y": y, "button": "left", "clickCount": 1}
-                    self.page.send("Input.dispatchMouseEvent", event)
-                aimed = True
-                if self._landed(selector, wait=3.0):
+        try:
+            while True:
+                if aimed and self._landed(selector, tokens, wait=0.0):  # a click the app saw late still counts
                     return
-                # Chromium routed the press to the host page (its hit-test data for the app's frame lagged behind,
-                # seen on a loaded machine): press inside the app's own frame, at the same place.
-                self.evaluate(watch)
-                for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
-                    event = {"type": kind, "x": box["inner_x"], "y": box["inner_y"], "button": "left", "clickCount": 1}
-                    self.browser.send("Input.dispatchMouseEvent", event, self.frame)
-                if self._landed(selector, wait=3.0):
-                    return
-            if time.monotonic() > deadline:
-                host_hit = self.page.evaluate(
-                    f"(() => {{ const h = document.elementFromPoint({x}, {y}); "
-                    "return h ? h.outerHTML.slice(0, 80) : null; })()"
+                box = self.box(selector)
+                x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+                on_frame = self.page.evaluate(f"document.elementFromPoint({x}, {y}) === document.getElementById('app')")
+                if on_frame and self.evaluate(hits.replace("X", str(box["inner_x"])).replace("Y", str(box["inner_y"]))):
+                    self._watch(selector, tokens)
+                    for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
+                        event = {"type": kind, "x": x, "y": y, "button": "left", "clickCount": 1}
+                        self.page.send("Input.dispatchMouseEvent", event)
+                    aimed = True
+                    if self._landed(selector, tokens, wait=3.0):
+                        return
+                    # Chromium routed the press to the host page (its hit-test data for the app's frame lagged
+                    # behind, seen on a loaded machine): press inside the app's own frame, at the same place.
+                    self._watch(selector, tokens)
+                    for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
+                        event = {
+                            "type": kind,
+                            "x": box["inner_x"],
+                            "y": box["inner_y"],
+                            "button": "left",
+                            "clickCount": 1,
+                        }
+                        self.browser.send("Input.dispatchMouseEvent", event, self.frame)
+                    if self._landed(selector, tokens, wait=3.0):
+                        return
+                if time.monotonic() > deadline:
+                    host_hit = self.page.evaluate(
+                        f"(() => {{ const h = document.elementFromPoint({x}, {y}); "
+                        "return h ? h.outerHTML.slice(0, 80) : null; })()"
+                    )
+                    app_hit = self.evaluate(
+                        f"(() => {{ const h = document.elementFromPoint({box['inner_x']}, {box['inner_y']}); "
+                        "return h ? h.outerHTML.slice(0, 120) : null; })()"
+                    )
+                    raise AssertionError(
+                        f"{selector} cannot be clicked: something else is at its place (aimed: {aimed}; at "
+                        f"{x:.0f},{y:.0f} the page has {host_hit!r}, the app has {app_hit!r}; box {box})"
+                    )
+                time.sleep(0.1)
+        finally:
+            if tokens:  # a watch that saw nothing yet must not catch a later click meant for something else
+                self.evaluate(
+                    f"(() => {{ for (const id of {json.dumps(tokens)}) {{ const w = (window.__kieWatches || {{}})[id]; "
+                    "if (w) document.removeEventListener('click', w, true); } return true; })()"
                 )
-                app_hit = self.evaluate(
-                    f"(() => {{ const h = document.elementFromPoint({box['inner_x']}, {box['inner_y']}); "
-                    "return h ? h.outerHTML.slice(0, 120) : null; })()"
-                )
-                raise AssertionError(
-                    f"{selector} cannot be clicked: something else is at its place (aimed: {aimed}; at {x:.0f},{y:.0f} "
-                    f"the page has {host_hit!r}, the app has {app_hit!r}; box {box})"
-                )
-            time.sleep(0.1)
 
-    def _landed(self, selector: str, wait: float) -> bool:
-        """Whether the app saw the click meant for ``selector`` (waiting up to ``wait`` seconds for it); a click
-        that hit another element fails the test, since that element may have acted."""
+    def _watch(self, selector: str, tokens: list[str]) -> None:
+        """Before a press: record, in the capture phase (before the app's own handlers can replace the element),
+        what the next click in the app lands on. Each watch has its own token and sees one click only, so a click
+        made meanwhile by another thread (a callback typing into the form) is never read as this one."""
+        token = uuid.uuid4().hex
+        tokens.append(token)
+        self.evaluate(
+            "(() => { window.__kieClicks = window.__kieClicks || {}; window.__kieWatches = window.__kieWatches || {}; "
+            f"const id = {json.dumps(token)}; window.__kieClicks[id] = null; "
+            "const watch = (event) => { document.removeEventListener('click', watch, true); const t = event.target; "
+            f"window.__kieClicks[id] = t.closest({json.dumps(selector)}) ? 'hit' "
+            f": t.closest({json.dumps(INTERACTIVE)}) ? String(t.outerHTML).slice(0, 120) : 'miss'; "
+            "}; window.__kieWatches[id] = watch; document.addEventListener('click', watch, true); return true; })()"
+        )
+
+    def _landed(self, selector: str, tokens: list[str], wait: float) -> bool:
+        """Whether the app saw a click of this call meant for ``selector`` (waiting up to ``wait`` seconds for it);
+        a click of this call that hit another element fails the test, since that element may have acted."""
         until = time.monotonic() + wait
+        read = f"(() => {{ const c = window.__kieClicks || {{}}; return {json.dumps(tokens)}.map((id) => c[id]); }})()"
         while True:
-            landed = self.evaluate("window.__kieClick")
-            if landed == "hit":
+            landed = self.evaluate(read) or []
+            if "hit" in landed:
                 return True
-            if landed == "miss":  # on nothing that acts (the element moved between aiming and pressing)
+            if landed and landed[-1] == "miss":  # on nothing that acts (the element moved between aiming and pressing)
                 return False
-            if landed is not None:
-                raise AssertionError(f"the click meant for {selector} landed on {landed}")
+            for where in landed:
+                if where not in (None, "hit", "miss"):
+                    raise AssertionError(f"the click meant for {selector} landed on {where}")
             if time.monotonic() >= until:
                 return False
             time.sleep(0.05)
