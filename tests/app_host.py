@@ -93,12 +93,33 @@ class AppHost:
         listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
         port = listener.extra(anyio.abc.SocketAttribute.local_port)
         self.url = f"http://127.0.0.1:{port}"
-        async with listener, anyio.create_task_group() as group:
-            group.start_soon(listener.serve, self._serve)
-            try:
-                yield self
-            finally:
-                group.cancel_scope.cancel()
+        accepted: set[anyio.abc.SocketStream] = set()
+        try:
+            async with listener, anyio.create_task_group() as group:
+                for one in listener.listeners:  # 127.0.0.1: one socket
+                    group.start_soon(self._accept, one, group, accepted)
+                try:
+                    yield self
+                finally:
+                    group.cancel_scope.cancel()
+        finally:  # a connection accepted as the host stopped, whose handler never ran: closed, not left to the GC
+            with anyio.CancelScope(shield=True):
+                for stream in accepted:
+                    await stream.aclose()
+
+    async def _accept(self, listener: anyio.abc.Listener[Any], group: anyio.abc.TaskGroup, accepted: set[Any]) -> None:
+        """``listener.serve``, keeping each connection until its handler closed it: one cancelled before its handler
+        started would otherwise be closed by no one."""
+        while True:
+            stream = await listener.accept()
+            accepted.add(stream)
+            group.start_soon(self._serve_one, stream, accepted)
+
+    async def _serve_one(self, stream: anyio.abc.SocketStream, accepted: set[Any]) -> None:
+        try:
+            await self._serve(stream)
+        finally:
+            accepted.discard(stream)
 
     # -- HTTP, just enough for one browser ---------------------------------------------------------------
 
