@@ -706,6 +706,29 @@ async def test_a_veo_clip_upgraded_to_1080p_cannot_be_extended(connect, controls
     assert await requests_to(controls, VEO_EXTEND) == []
 
 
+@pytest.mark.parametrize("resolution", ["1080p", "4k"])
+async def test_a_veo_clip_made_at_1080p_or_4k_is_not_extended_and_says_to_extend_a_720p_clip(
+    connect, controls, resolution
+):
+    """KIE's extend page (compiled 2026-09-24): '1080P-generated videos cannot be extended'. kie-mcp refused an
+    extension only after a 1080p version was asked for, so a clip made at 1080p (or 4K) went to KIE as a paid
+    request it refuses. Now it is refused before any quote, form or create, saying how to get the scene extended."""
+    seen: list[str] = []
+    async with connect(elicitation=answering(seen=seen)) as client:
+        source = await finished(client, {**VEO, "resolution": resolution})
+        del seen[:]  # the source clip's approval
+        asked = {"task_id": source, "operation": "extend", "prompt": "the tide rolls in"}
+        estimate = await client.call_tool("estimate_cost", asked)
+        refused = await client.call_tool("continue_video", asked)
+    for answer in (estimate, refused):
+        assert answer.is_error, text_of(answer)
+        said = text_of(answer)
+        assert "1080p" in said if resolution == "1080p" else "4K" in said, said
+        assert "Nothing was sent or charged" in said and "make the clip at resolution=720p, extend that one" in said
+    assert seen == []
+    assert await requests_to(controls, VEO_EXTEND) == []
+
+
 async def test_a_clip_made_at_1080p_has_no_separate_1080p_version(connect, controls):
     async with connect(elicitation=answering()) as client:
         source = await finished(client, {**VEO, "resolution": "1080p"})
