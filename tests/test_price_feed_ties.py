@@ -50,10 +50,6 @@ UNTIED_ROWS = {
         "an image-to-image rate is the output row plus the input-image row for each image after the first",
     ),
     **dict.fromkeys(
-        [f"seedream 5 Pro, Layer Decomposition, {size}" for size in ("1K", "1.5K", "2K")],
-        "seedream/5-pro-layer-decomposition is not catalogued",
-    ),
-    **dict.fromkeys(
         ["Qwen Image , text-to-image", "Qwen Image, image-to-image", "Qwen image-edit, image-to-image"],
         "billed per megapixel; the catalogue prices each image size, so no row is a rate",
     ),
