@@ -188,7 +188,30 @@ async def test_grok_extend_is_priced_by_the_source_resolution_and_charged_as_quo
     task = extended.structured_content["tasks"][0]
     assert task["state"] == "succeeded" and task["credits_charged"] == 45, text_of(extended)
     [create] = [r for r in await requests_to(controls, MARKET) if r["body"]["model"] == "grok-imagine/extend"]
-    assert create["body"]["input"] == {"task_id": source, "prompt": "it curls up", "extend_at": 0, "extend_times": "10"}
+    # extend_at: KIE's default 2 (its docs of 2026-09-24 and 2026-10-07 take 2 or more)
+    assert create["body"]["input"] == {"task_id": source, "prompt": "it curls up", "extend_at": 2, "extend_times": "10"}
+
+
+@pytest.mark.parametrize("extend_at", [1, 0, 1.5])
+async def test_a_grok_extension_starting_before_2_s_is_refused_before_anything_is_asked_or_spent(
+    connect, controls, extend_at
+):
+    """The audit of 2026-12-06: kie-mcp sent extend_at 0 and took any value from 0 (a live call of 2026-04-16 sent 0),
+    while KIE's docs of 2026-09-24 and 2026-10-07 require extend_at of at least 2. A value below 2 is refused by
+    estimate_cost and continue_video, saying what it takes, before any quote, form or create."""
+    seen: list[str] = []
+    async with connect(elicitation=answering(seen=seen)) as client:
+        source = await finished(client, GROK)
+        del seen[:]  # the source clip's approval
+        asked = {"task_id": source, "operation": "extend", "duration": 6, "options": {"extend_at": extend_at}}
+        estimate = await client.call_tool("estimate_cost", asked)
+        refused = await client.call_tool("continue_video", {**asked, "wait_seconds": 0})
+    for answer in (estimate, refused):
+        assert answer.is_error, text_of(answer)
+        said = text_of(answer)
+        assert f"options.extend_at: {extend_at} is out of range at least 2. Nearest allowed: 2." in said, said
+    assert seen == []  # no approval was asked for
+    assert [r for r in await requests_to(controls, MARKET) if r["body"]["model"] == "grok-imagine/extend"] == []
 
 
 # -- 1080p: waits are not spends -----------------------------------------------------------------------------------
@@ -680,6 +703,29 @@ async def test_a_veo_clip_upgraded_to_1080p_cannot_be_extended(connect, controls
         await client.call_tool("continue_video", {"task_id": source, "operation": "hd", "wait_seconds": 40})
         refused = await client.call_tool("continue_video", {"task_id": source, "operation": "extend"})
     assert refused.is_error and "after its 1080p version" in text_of(refused), text_of(refused)
+    assert await requests_to(controls, VEO_EXTEND) == []
+
+
+@pytest.mark.parametrize("resolution", ["1080p", "4k"])
+async def test_a_veo_clip_made_at_1080p_or_4k_is_not_extended_and_says_to_extend_a_720p_clip(
+    connect, controls, resolution
+):
+    """KIE's extend page (compiled 2026-09-24): '1080P-generated videos cannot be extended'. kie-mcp refused an
+    extension only after a 1080p version was asked for, so a clip made at 1080p (or 4K) went to KIE as a paid
+    request it refuses. Now it is refused before any quote, form or create, saying how to get the scene extended."""
+    seen: list[str] = []
+    async with connect(elicitation=answering(seen=seen)) as client:
+        source = await finished(client, {**VEO, "resolution": resolution})
+        del seen[:]  # the source clip's approval
+        asked = {"task_id": source, "operation": "extend", "prompt": "the tide rolls in"}
+        estimate = await client.call_tool("estimate_cost", asked)
+        refused = await client.call_tool("continue_video", asked)
+    for answer in (estimate, refused):
+        assert answer.is_error, text_of(answer)
+        said = text_of(answer)
+        assert "1080p" in said if resolution == "1080p" else "4K" in said, said
+        assert "Nothing was sent or charged" in said and "make the clip at resolution=720p, extend that one" in said
+    assert seen == []
     assert await requests_to(controls, VEO_EXTEND) == []
 
 

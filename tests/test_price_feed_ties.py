@@ -5,6 +5,11 @@ Seedream 5 Pro, ...) whose rates named no feed row although KIE's feed had one f
 ``kie-mcp catalog check`` never compared them with KIE, so a price rise never reached their quotes. The image and
 video rows of KIE's feed as captured on 2026-09-24 (``tests/data/kie-price-feed-2026-09-24.txt``) are read here as
 the live layer reads a synced feed: every row must price a rate, or be named below with the reason it cannot.
+
+The audit of 2026-12-06 found Nano Banana 2.1 and Seedream 5.0 Flash untied although KIE's feed of 2026-10-10 has
+their rows: both came after the 2026-09-24 capture, so the tests above never saw a row of theirs. The rows newer
+than that capture are added (``tests/data/kie-price-feed-2026-10-10.txt``), and a priced model with no rate tied to
+any row is now named with the reason, whatever a capture holds: a new model's entry ties its rates or says why not.
 """
 
 from __future__ import annotations
@@ -19,7 +24,10 @@ from kie_mcp.catalog.live import FeedRow, LiveCatalog, effective_rate
 from .conftest import text_of
 from .test_live_wiring import sync
 
-CAPTURE = Path(__file__).parent / "data" / "kie-price-feed-2026-09-24.txt"
+DATA = Path(__file__).parent / "data"
+CAPTURE = DATA / "kie-price-feed-2026-09-24.txt"
+# Rows KIE's feed gained after that capture (models it listed later), from its 2026-10-10 snapshot.
+LATER_ROWS = DATA / "kie-price-feed-2026-10-10.txt"
 PICTURE = "https://example.com/first-frame.png"
 
 # Rows of the capture that price no bundled rate, and why. A row that one rate could carry is tied, never listed.
@@ -40,10 +48,6 @@ UNTIED_ROWS = {
             "seedream 5 Pro, input image, First image free",
         ],
         "an image-to-image rate is the output row plus the input-image row for each image after the first",
-    ),
-    **dict.fromkeys(
-        [f"seedream 5 Pro, Layer Decomposition, {size}" for size in ("1K", "1.5K", "2K")],
-        "seedream/5-pro-layer-decomposition is not catalogued",
     ),
     **dict.fromkeys(
         ["Qwen Image , text-to-image", "Qwen Image, image-to-image", "Qwen image-edit, image-to-image"],
@@ -80,18 +84,23 @@ def _key(description: str) -> str:
     return " ".join(description.lower().split())
 
 
-def captured_feed() -> LiveCatalog:
-    """The capture as the live layer holds a synced feed: KIE's records (``modelDescription``, ``creditPrice``,
-    ``creditUnit``, ``anchor``) read by ``FeedRow.from_wire``."""
+def captured_rows(path: Path) -> list[FeedRow]:
+    """A capture's rows as KIE's records (``modelDescription``, ``creditPrice``, ``creditUnit``, ``anchor``) read by
+    ``FeedRow.from_wire``."""
     rows = []
-    for line in CAPTURE.read_text(encoding="utf-8").splitlines():
+    for line in path.read_text(encoding="utf-8").splitlines():
         if line.startswith("#") or not line.strip():
             continue
         _kind, provider, description, price, anchor = line.split("|")
         credits, _, unit = price.strip().partition(" ")
         record = {"modelDescription": description, "provider": provider, "creditPrice": credits, "creditUnit": unit}
         rows.append(FeedRow.from_wire({**record, "anchor": f"https://kie.ai{anchor}" if anchor[:1] == "/" else anchor}))
-    return LiveCatalog(feed=[row for row in rows if row is not None], feed_at="2026-09-24T00:00:00Z")
+    return [row for row in rows if row is not None]
+
+
+def captured_feed() -> LiveCatalog:
+    """The captures as the live layer holds a synced feed: the 2026-09-24 rows and the rows KIE added since."""
+    return LiveCatalog(feed=captured_rows(CAPTURE) + captured_rows(LATER_ROWS), feed_at="2026-10-10T00:00:00Z")
 
 
 CAPTURED = captured_feed()
@@ -103,7 +112,8 @@ def tied_rates() -> list[tuple[object, object]]:
 
 
 def test_the_capture_holds_kies_image_and_video_rows():
-    assert len(CAPTURED.feed or []) == 379  # 110 image + 269 video of the 503
+    assert len(captured_rows(CAPTURE)) == 379  # 110 image + 269 video of the 503
+    assert len(captured_rows(LATER_ROWS)) == 6  # Nano Banana 2.1 and Seedream 5.0 Flash, newer than the capture
     assert {_key(r) for r in UNTIED_ROWS} <= {_key(row.description) for row in CAPTURED.feed or []}
 
 
@@ -137,6 +147,44 @@ def test_a_model_kie_prices_in_its_feed_has_every_rate_tied():
     }
     assert sorted(partly - set(PARTLY_TIED)) == []  # tie the rest of their rates, or say why they cannot be
     assert sorted(set(PARTLY_TIED) - partly) == []
+
+
+# Priced models with no rate tied to a row of KIE's feed, and why. Any other priced model ties its rates to its rows:
+# this holds of a model newer than every capture too (Nano Banana 2.1 and Seedream 5.0 Flash were caught here).
+NEVER_TIED = {
+    **dict.fromkeys(
+        [
+            "bytedance/v1-pro-text-to-video",
+            "bytedance/v1-pro-image-to-video",
+            "bytedance/v1-pro-fast-image-to-video",
+            "bytedance/v1-lite-text-to-video",
+            "bytedance/v1-lite-image-to-video",
+            "bytedance/seedream",
+            "bytedance/seedream-v4-text-to-image",
+            "bytedance/seedream-v4-edit",
+        ],
+        "not in KIE's price feed (2026-09-24 capture: 'not in pricing feed')",
+    ),
+    **dict.fromkeys(
+        ["kling-3.0-omni/text-to-video", "kling-3.0-omni/image-to-video", "kling-3.0-omni/reference-to-video"],
+        "no rows of its own in KIE's feed (2026-09-24 capture, 2026-10-10 snapshot), priced as Kling 3.0 from KIE's "
+        "list, and never tied to another model's rows",
+    ),
+    "seedream/5-flash-image-to-image": "KIE's feed snapshots name only text-to-image rows for Seedream 5.0 Flash",
+    "happyhorse/video-edit": UNTIED_ROWS["HappyHorse-1.0, video-edit, 720p"],
+    "qwen/text-to-image": UNTIED_ROWS["Qwen Image , text-to-image"],
+    "qwen/image-to-image": UNTIED_ROWS["Qwen Image , text-to-image"],
+    "qwen/image-edit": UNTIED_ROWS["Qwen Image , text-to-image"],
+    "qwen3/image-to-image": UNTIED_ROWS["Qwen image 3.0, input, 1K"],
+    "qwen3/pro-image-to-image": UNTIED_ROWS["Qwen image 3.0, input, 1K"],
+    "seedream/5-pro-image-to-image": UNTIED_ROWS["seedream 5 Pro, input image, First image free"],
+}
+
+
+def test_a_priced_model_ties_a_rate_to_kies_feed_or_is_named_with_the_reason_it_cannot():
+    untied = {spec.id for spec in CATALOG.offered() if spec.price and not any(rate.feed for rate in spec.price.rates)}
+    assert sorted(untied - set(NEVER_TIED)) == []  # tie its rates to KIE's feed rows, or say here why they cannot be
+    assert sorted(set(NEVER_TIED) - untied) == []  # tied now (or gone): no longer an exception
 
 
 # Rows KIE raised (row: raised credits), and a request of a model each prices, with its quoted total.
@@ -197,3 +245,33 @@ async def test_kling_3_omni_720p_with_sound_is_quoted_at_kling_3s_20_credits_a_s
             quote = answer.structured_content["quote"]
             assert quote["credits_total"] == 200, (model, text_of(answer))  # 20/s, never Omni's old page's 18
             assert "Kling 3.0's 20 credits/s" in text_of(answer)
+
+
+async def test_nano_banana_2_1_and_seedream_5_flash_are_quoted_at_kies_live_price_when_it_changes(
+    connect, controls, transport, tmp_path
+):
+    """The audit of 2026-12-06: their rates named no feed row, so a price KIE changed in its feed (Nano Banana 2.1's
+    half of Nano Banana 2's price ending, say) was never quoted: estimate_cost kept the bundled 6 and 3.24."""
+    await controls.post("catalog/feed", {"description": "nano-banana-2-1, 2K", "credits": 12})  # was 6
+    await controls.post("catalog/feed", {"description": "seedream 5 Flash, Text to image, 1.5K", "credits": 5})  # 3.24
+    await sync(transport, controls, tmp_path)
+    async with connect() as client:
+        quotes = {}
+        for model, resolution in (
+            ("nano-banana-2-1", "2K"),
+            ("nano-banana-2-1", "1K"),
+            ("seedream/5-flash-text-to-image", "1.5K"),
+            ("seedream/5-flash-text-to-image", "1K"),
+        ):
+            arguments = {"model": model, "prompt": "a lighthouse at dusk", "resolution": resolution}
+            answer = await client.call_tool("estimate_cost", arguments)
+            assert not answer.is_error, text_of(answer)
+            quotes[model, resolution] = answer.structured_content["quote"]
+    assert {key: quote["credits_total"] for key, quote in quotes.items()} == {
+        ("nano-banana-2-1", "2K"): 12,
+        ("nano-banana-2-1", "1K"): 4,  # unchanged, and now said to be KIE's live price
+        ("seedream/5-flash-text-to-image", "1.5K"): 5,
+        ("seedream/5-flash-text-to-image", "1K"): 3.24,
+    }
+    for key, quote in quotes.items():
+        assert quote["price_source"].startswith("KIE live price list of 20"), (key, quote["price_source"])

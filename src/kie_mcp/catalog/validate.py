@@ -504,7 +504,8 @@ def _check_value(field: FieldSpec, value: Any) -> str | None:
         if field.auto is not None and value == field.auto:
             return _auto_refused(field, value)
         if (field.min is not None and value < field.min) or (field.max is not None and value > field.max):
-            nearest = min(max(value, field.min if field.min is not None else value), field.max or value)
+            nearest = value if field.min is None else max(value, field.min)
+            nearest = nearest if field.max is None else min(nearest, field.max)  # a bound not set bounds nothing
             shown = int(nearest) if kind == "integer" else nearest
             return (
                 f"{plain(value)} is out of range {_range_text(field.min, field.max)}. Nearest allowed: {plain(shown)}."

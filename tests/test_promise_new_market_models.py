@@ -1,0 +1,100 @@
+"""Promise: two Market models KIE documents (docs.kie.ai, compiled 2026-09-24; KIE's registry of 2026-10-07) are
+catalogued with what KIE documents of them, and what they cost holds the caps when KIE lists no price.
+
+- ``seedream/5-pro-layer-decomposition`` splits one picture into layers: 1K and 1.5K are quoted at 7 credits and 2K
+  at 14, from KIE's price-feed rows, and 1K is sent unless told; ``size=auto`` (KIE's own default) has no listed
+  price, so it is quoted unknown, never auto-approved, and counts 14 (its dearest listed size) against the caps,
+  whatever ``max_credits`` says.
+- ``pixverse-v6/transition`` goes from a first to a last frame: the two images land in ``first_frame_image_url``
+  and ``last_frame_image_url`` in order, one image alone is refused before anything is asked; KIE lists no price for
+  it, so each clip is quoted unknown and counts the whole per-call cap against the caps.
+
+Each kept against the simulator through the real MCP client in both protocol eras.
+"""
+
+from __future__ import annotations
+
+from .conftest import answering, text_of
+from .test_followups import MARKET, requests_to, spent_today
+
+LAYERS = "seedream/5-pro-layer-decomposition"
+TRANSITION = "pixverse-v6/transition"
+PICTURE, LAST = "https://example.com/poster.png", "https://example.com/last.png"
+
+
+async def test_layer_decomposition_is_quoted_from_kies_rows_and_made_in_the_sandbox(connect, controls):
+    async with connect(elicitation=answering()) as client:
+        quoted = {}
+        for size in (None, "1K", "1.5K", "2K"):
+            asked = {"model": LAYERS, "images": [PICTURE]} | ({"resolution": size} if size else {})
+            answer = await client.call_tool("estimate_cost", asked)
+            assert not answer.is_error, text_of(answer)
+            quoted[size] = answer.structured_content["quote"]["credits_total"]
+        made = await client.call_tool(
+            "generate_image",
+            {"model": LAYERS, "images": [PICTURE], "resolution": "1.5K", "prompt": "", "wait_seconds": 30},
+        )
+    assert quoted == {None: 7, "1K": 7, "1.5K": 7, "2K": 14}  # 1K unless told
+    task = made.structured_content["tasks"][0]
+    assert task["state"] == "succeeded" and task["result_urls"], text_of(made)
+    [create] = [r["body"] for r in await requests_to(controls, MARKET) if r["body"]["model"] == LAYERS]
+    assert create["input"] == {"image_url": PICTURE, "size": "1.5K", "output_format": "jpeg"}
+
+
+async def test_layer_decomposition_at_kies_auto_size_is_unknown_and_counts_its_dearest_size(connect, controls):
+    async with connect(elicitation=answering(), max_credits_per_day=30) as client:
+        auto = {"model": LAYERS, "images": [PICTURE], "resolution": "auto"}
+        estimate = await client.call_tool("estimate_cost", auto)
+        too_little = await client.call_tool("generate_image", {**auto, "max_credits": 10})
+        await controls.post("clock/speed", {"speed": 0})  # running: KIE has not said what it charged
+        made = [
+            await client.call_tool("generate_image", {**auto, "prompt": f"layer {n}", "wait_seconds": 0})
+            for n in range(3)
+        ]
+        spent = await spent_today(client)
+    quote = estimate.structured_content["quote"]
+    assert not quote["price_known"] and quote["credits_total"] is None and quote["credits_ceiling"] == 14, quote
+    assert not estimate.structured_content["auto_approved"]
+    assert "size=auto" in text_of(estimate) and "14" in text_of(estimate), text_of(estimate)
+    assert too_little.is_error and "up to 14 credits" in text_of(too_little), text_of(too_little)
+    assert [r.structured_content["status"] for r in made[:2]] == ["submitted"] * 2, text_of(made[0])
+    assert made[2].is_error and "14 credits are reserved" in text_of(made[2]), text_of(made[2])
+    assert spent == 2 * 14
+    sent = [r["body"]["input"] for r in await requests_to(controls, MARKET) if r["body"]["model"] == LAYERS]
+    assert [body["size"] for body in sent] == ["auto", "auto"]
+
+
+async def test_a_transition_sends_its_first_and_last_frames_in_order_and_counts_the_per_call_cap(connect, controls):
+    async with connect(elicitation=answering(), max_credits_per_call=200) as client:
+        one = await client.call_tool(
+            "estimate_cost", {"model": TRANSITION, "prompt": "dusk to dawn", "images": [PICTURE]}
+        )
+        estimate = await client.call_tool(
+            "estimate_cost", {"model": TRANSITION, "prompt": "dusk to dawn", "images": [PICTURE, LAST]}
+        )
+        await controls.post("clock/speed", {"speed": 0})
+        made = await client.call_tool(
+            "generate_video",
+            {"model": TRANSITION, "prompt": "dusk to dawn", "images": [PICTURE, LAST], "duration": 8},
+        )
+        spent = await spent_today(client)
+        await controls.post("clock/speed", {"speed": 1000})
+        done = await client.call_tool(
+            "check_task", {"task_id": made.structured_content["tasks"][0]["task_id"], "wait_seconds": 30}
+        )
+    assert one.is_error and "takes 2 image(s); got 1" in text_of(one), text_of(one)
+    quote = estimate.structured_content["quote"]
+    assert not quote["price_known"] and quote["credits_total"] is None and quote["credits_ceiling"] == 200, quote
+    assert not estimate.structured_content["auto_approved"]
+    assert made.structured_content["status"] == "submitted", text_of(made)
+    assert spent == 200  # no price KIE lists, nothing bounding it: the whole per-call cap is counted
+    assert done.structured_content["task"]["state"] == "succeeded", text_of(done)
+    [create] = [r["body"] for r in await requests_to(controls, MARKET) if r["body"]["model"] == TRANSITION]
+    assert create["input"] == {
+        "prompt": "dusk to dawn",
+        "first_frame_image_url": PICTURE,
+        "last_frame_image_url": LAST,
+        "quality": "720p",
+        "duration": 8,
+        "generate_audio_switch": False,
+    }
