@@ -331,9 +331,11 @@ class _Result(BaseModel):
 class DeclineResult(_Result):
     quote_id: str
     declined: bool = Field(
-        description="True when the quote approves nothing now, by the user's no (declined now or before); false "
-        "when it had already approved its request: a create of it was sent (it may have run). Its no is kept then: "
-        "its call sends no further create, and no quote of the request approves it again (the message says so)."
+        description="True when the quote approves nothing now, by the user's no (declined now or before), and "
+        "nothing of its request was sent since it was issued; false when the request may have run: a create of it "
+        "was sent, approved by this quote or otherwise (another quote, a confirmation form, auto-approval). Its no is "
+        "kept then: no call of the request sends a further create, and no quote of it approves it again (the message "
+        "says so)."
     )
     message: str
 
