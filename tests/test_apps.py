@@ -851,6 +851,22 @@ def test_a_decline_while_a_create_of_the_quote_is_on_its_way_stops_the_rest_and_
     assert quotes.declined_lately("d1") is not None  # nor is the request auto-approved meanwhile
 
 
+async def declined_while_uploading(client: Any, controls: Any, call: dict[str, Any], card: str) -> tuple[Any, Any]:
+    """The answers of the generate call ``call`` and of the approval card's Decline of quote ``card``, pressed while
+    that call's input file goes up (a slow upload: its approval is used, and no create of it is in the journal)."""
+    await controls.fault("upload", kind="slow", seconds=2.0)
+    answers: dict[str, Any] = {}
+
+    async def run() -> None:
+        answers["call"] = await client.call_tool("generate_image", call)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(run)
+        await uploading(controls)
+        declined = await client.call_tool("decline_quote", {"quote_id": card})
+    return answers["call"], declined
+
+
 async def test_an_auto_approved_call_of_a_request_declined_on_the_card_while_it_uploads_sends_no_create(
     connect_app, controls, tmp_path
 ):
@@ -859,21 +875,118 @@ async def test_an_auto_approved_call_of_a_request_declined_on_the_card_while_it_
     request = {**IMAGE, "images": [still(tmp_path)]}
     async with connect_app(auto_approve_credits=100) as client:
         card_quote = (await client.call_tool("estimate_cost", request)).structured_content["quote"]["quote_id"]
-        await controls.fault("upload", kind="slow", seconds=2.0)
-        answers: dict[str, Any] = {}
-
-        async def unquoted() -> None:
-            answers["call"] = await client.call_tool("generate_image", request)
-
-        async with anyio.create_task_group() as group:
-            group.start_soon(unquoted)
-            await uploading(controls)
-            declined = await client.call_tool("decline_quote", {"quote_id": card_quote})
+        made, declined = await declined_while_uploading(client, controls, request, card_quote)
         spent = (await client.call_tool("check_credits", {})).structured_content["spent_today"]
     assert declined.structured_content["declined"] is True, text_of(declined)
+    assert made.structured_content["status"] == "failed", text_of(made)
+    assert "declined this spend on the approval card before its create was sent" in text_of(made)
+    assert spent == 0 and await controls.creates() == []
+
+
+@pytest.mark.parametrize("approved_by", ["another quote", "the form"])
+async def test_a_decline_on_the_card_stops_the_call_of_its_request_whatever_approved_it(
+    connect_app, controls, tmp_path, approved_by
+):
+    """The spend audit: a call of the card's request approved otherwise than by the card's quote (the agent's own
+    estimate quote, or the confirmation form's yes after the card's Approve) was uploading its input when the person
+    pressed Decline; decline_quote answered "Nothing was spent" and the call went on to create and spend. The no is the
+    request's: that call sends no create, the answer is true, and its quote is declined for good."""
+    request = {**IMAGE, "images": [still(tmp_path)]}
+    forms = approved_by == "the form"
+    async with connect_app(elicitation=answering() if forms else None) as client:
+        if forms:  # the card's Approve binds its quote, and the person says yes in the form
+            card = (await client.call_tool("estimate_cost", request)).structured_content["quote"]["quote_id"]
+            call = {**request, "bind_quote_id": card}
+        else:  # the agent holds its own estimate's quote; the card shows another
+            agents = (await client.call_tool("estimate_cost", request)).structured_content["quote"]["quote_id"]
+            card = card_of(await client.call_tool("generate_image", request))["quote_id"]
+            call = {**request, "quote_id": agents}
+        made, declined = await declined_while_uploading(client, controls, call, card)
+        spent = (await client.call_tool("check_credits", {})).structured_content["spent_today"]
+        again = None if forms else await client.call_tool("generate_image", call)
+    assert made.structured_content["status"] == "failed", text_of(made)
+    assert "declined this spend on the approval card before its create was sent" in text_of(made)
+    assert declined.structured_content["declined"] is True, text_of(declined)
+    assert "sends no create now" in text_of(declined) and "Nothing was spent" in text_of(declined)
+    assert spent == 0 and await controls.creates() == []
+    if again is not None:  # the agent's quote, given back unspent, stays declined
+        assert again.structured_content["status"] == "declined", text_of(again)
+
+
+@pytest.mark.parametrize("ran_by", ["auto-approval", "another quote"])
+async def test_a_decline_after_a_call_of_its_request_ran_says_it_may_have_run(connect_app, controls, ran_by):
+    """The spend audit: the card's quote unused, the same request run meanwhile by another approval (auto-approved, or
+    the agent's own estimate quote), and Decline answered "Nothing was spent" while that call had created and spent.
+    It now answers declined: false, saying a call of the request ran, and still voids every quote of it."""
+    async with connect_app(auto_approve_credits=100 if ran_by == "auto-approval" else 0) as client:
+        agents = (await client.call_tool("estimate_cost", IMAGE)).structured_content["quote"]["quote_id"]
+        card = (await client.call_tool("estimate_cost", IMAGE)).structured_content["quote"]["quote_id"]
+        made = await client.call_tool(
+            "generate_image", IMAGE if ran_by == "auto-approval" else {**IMAGE, "quote_id": agents}
+        )
+        declined = await client.call_tool("decline_quote", {"quote_id": card})
+        again = await client.call_tool("generate_image", {**IMAGE, "quote_id": card})
+    assert made.structured_content["status"] == "completed", text_of(made)
+    assert declined.structured_content["declined"] is False, text_of(declined)
+    assert "Nothing was spent" not in text_of(declined) and "may have been charged" in text_of(declined)
+    assert "a call of this request" in text_of(declined) and "no call of it sends a further create" in text_of(declined)
+    assert again.structured_content["status"] == "declined", text_of(again)
+    assert len(await controls.creates()) == 1
+
+
+@pytest.mark.parametrize("names", ["bind_quote_id", "another request's quote"])
+async def test_a_request_declined_on_the_card_is_not_auto_approved_through_a_quote_that_does_not_approve_it(
+    connect_app, controls, tmp_path, names
+):
+    """The spend audit: under KIE_AUTO_APPROVE_CREDITS, a call naming a quote that does not approve it (a fresh one
+    as bind_quote_id, which only binds; one priced for another request) was auto-approved right after the person
+    declined the request on the card, and uploaded their file. It is answered confirmation_required, saying why, with
+    nothing uploaded or created."""
+    request = {**IMAGE, "images": [still(tmp_path)]}
+    async with connect_app(auto_approve_credits=100) as client:
+        card = (await client.call_tool("estimate_cost", request)).structured_content["quote"]["quote_id"]
+        await client.call_tool("decline_quote", {"quote_id": card})
+        if names == "bind_quote_id":
+            fresh = (await client.call_tool("estimate_cost", request)).structured_content["quote"]["quote_id"]
+            call = {**request, "bind_quote_id": fresh}
+        else:
+            other = {**IMAGE, "prompt": "a green pear"}
+            call = {
+                **request,
+                "quote_id": (await client.call_tool("estimate_cost", other)).structured_content["quote"]["quote_id"],
+            }
+        answer = await client.call_tool("generate_image", call)
+    uploads = [r for r in (await controls.get("requests"))["requests"] if "upload" in r["path"].lower()]
+    assert answer.structured_content["status"] == "confirmation_required", text_of(answer)
+    assert "declined this very request on the approval card" in text_of(answer)
+    assert uploads == [] and await controls.creates() == []
+
+
+async def test_a_decline_while_a_create_waits_to_be_sent_again_after_a_429_stops_it_unsent(connect_app, controls):
+    """The spend audit: KIE refused the quote's create with 429 (not created, not charged), and while it waited to be
+    sent again the person pressed Decline; the resend went out all the same, and was created and charged. It is not
+    sent now: the create settles as refused, nothing is spent, and the quote is declined."""
+    async with connect_app(rate_limit_backoff=2.0) as client:  # a host without forms: a quote is the yes
+        quote = (await client.call_tool("estimate_cost", IMAGE)).structured_content["quote"]["quote_id"]
+        await controls.fault("create", kind="code", code=429)
+        answers: dict[str, Any] = {}
+
+        async def run() -> None:
+            answers["call"] = await client.call_tool("generate_image", {**IMAGE, "quote_id": quote})
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(run)
+            with anyio.fail_after(10):
+                while not await controls.creates():  # noqa: ASYNC110 - the simulator's log: the 429'd create
+                    await anyio.sleep(0.02)
+            await client.call_tool("decline_quote", {"quote_id": quote})
+        spent = (await client.call_tool("check_credits", {})).structured_content["spent_today"]
+        again = await client.call_tool("generate_image", {**IMAGE, "quote_id": quote})
     assert answers["call"].structured_content["status"] == "failed", text_of(answers["call"])
     assert "declined this spend on the approval card before its create was sent" in text_of(answers["call"])
-    assert spent == 0 and await controls.creates() == []
+    assert len(await controls.creates()) == 1  # the one KIE refused with 429; never sent again
+    assert spent == 0
+    assert again.structured_content["status"] == "declined", text_of(again)
 
 
 @pytest.mark.parametrize("mode", ["legacy"])

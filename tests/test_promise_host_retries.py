@@ -10,8 +10,9 @@
 - a quote whose call was cut off before any create (while an input uploaded) is given back;
 - two identical calls at once are two requests (only a call whose answer was cut off is replayed), but a host that
   timed out a call without cancelling it and sent it again while the first still waits (on its task, or earlier:
-  its input files still uploading, here or through another server on the workspace) is asked, never auto-approved
-  into paying twice, and so is the same request again within minutes of being made;
+  its input files still uploading, here or through another server on the workspace; or its balance still being
+  read) is asked, never auto-approved into paying twice, and so is the same request again within minutes of being
+  made;
 - a used quote says what it made;
 - a second server starting on the workspace leaves the first one's create in flight alone.
 """
@@ -161,10 +162,23 @@ async def test_a_retry_is_replayed_even_when_the_first_calls_reservation_left_to
 
 
 async def test_two_identical_calls_at_once_are_two_requests(connect, controls):
+    """Neither is answered as a replay of the other (only a call whose answer was cut off is). Under auto-approval the
+    one approved second cannot be told from a host's retry of the first: it is asked (here, handed a quote of its
+    own) with the warning that the other is on its way, never auto-approved into paying twice unasked."""
+    answers: list[Any] = []
+
+    async def call(client: Any) -> None:
+        answers.append(await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 5}))
+
     async with connect(auto_approve_credits=10) as client, anyio.create_task_group() as group:
         for _ in range(2):
-            group.start_soon(client.call_tool, "generate_image", {**IMAGE, "wait_seconds": 5})
-    assert len(await controls.creates()) == 2
+            group.start_soon(call, client)
+    statuses = sorted(answer.structured_content["status"] for answer in answers)
+    [asked] = [answer for answer in answers if answer.structured_content["status"] == "confirmation_required"]
+    assert statuses == ["completed", "confirmation_required"], [text_of(answer) for answer in answers]
+    assert text_of(asked).startswith("WARNING: ") and "created and charged nothing new" not in text_of(asked)
+    assert asked.structured_content["quote"]["quote_id"]
+    assert len(await controls.creates()) == 1
 
 
 async def test_a_retry_sent_while_the_first_call_still_waits_is_never_auto_approved_into_paying_twice(
@@ -247,6 +261,39 @@ async def test_a_retry_while_the_first_call_still_uploads_is_never_auto_approved
     else:
         assert retry.structured_content["status"] == "confirmation_required", text_of(retry)
         assert text_of(retry).startswith(warning) and "is still on its way to KIE" in text_of(retry)
+
+
+@pytest.mark.parametrize("forms", [True, False], ids=["forms", "no-forms"])
+async def test_a_retry_while_the_first_calls_balance_is_read_is_never_auto_approved_into_paying_twice(
+    connect, controls, forms
+):
+    """The spend audit: a host timed out an auto-approved call while its balance was still being read (before the
+    call was known to be under way) and sent it again: both were auto-approved and created, unasked and unsaid. The
+    server holds the request from the moment the gate auto-approves a call of it: the other is asked (or handed a
+    quote) with the warning that approving it pays twice, and only one create is made."""
+    asked: list[str] = []
+    elicitation = answering(seen=asked, confirm=False) if forms else None
+    async with connect(elicitation=elicitation, auto_approve_credits=10) as client:
+        await client.call_tool("list_models", {})  # the server up: the slow read is the spend's balance
+        await controls.fault("credit", kind="slow", seconds=1.5)
+        answers: list[Any] = []
+
+        async def call() -> None:
+            answers.append(await client.call_tool("generate_image", IMAGE))
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(call)
+            await anyio.sleep(0.5)  # the host gave up waiting and sent the same call again
+            group.start_soon(call)
+    by_status = {answer.structured_content["status"]: answer for answer in answers}
+    assert len(await controls.creates()) == 1, [text_of(answer) for answer in answers]
+    assert by_status["completed"], by_status
+    if forms:  # the person is asked, the warning first, and says no
+        assert len(asked) == 1 and asked[0].startswith("WARNING: "), asked
+        assert "a second time" in asked[0] and "declined" in by_status, by_status
+    else:
+        retry = by_status["confirmation_required"]
+        assert text_of(retry).startswith("WARNING: ") and "a second time" in text_of(retry), text_of(retry)
 
 
 async def test_a_retry_through_another_server_while_the_first_call_uploads_is_never_auto_approved(

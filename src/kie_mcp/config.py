@@ -54,7 +54,7 @@ from kie_mcp.words import cut_point, plain
 DEFAULT_BASE_URL = "https://api.kie.ai"
 DEFAULT_UPLOAD_BASE_URL = "https://kieai.redpandaai.co"
 DEFAULT_MAX_CREDITS_PER_CALL = 600.0  # ~$3: two Veo 3.1 Quality clips at 720p fit, a 4K batch does not
-DEFAULT_MAX_CREDITS_PER_DAY = 3000.0  # ~$15 a day through this server
+DEFAULT_MAX_CREDITS_PER_DAY = 3000.0  # ~$15 a day through this workspace (every kie-mcp server on it)
 SANDBOX_BASE_URL = "http://sandbox.kie-mcp.local"
 SANDBOX_AREA = "sandbox"  # --sandbox keeps its journal, ledger, outputs/ and logs/ in <workspace>/sandbox/
 PROJECT_NAME = "kie-mcp"

@@ -35,7 +35,7 @@ from kie_mcp.catalog.script import ClipCost, ClipPrice, ScriptFit, fit_script, s
 from kie_mcp.catalog.spec import Operation, UnifiedRoute
 from kie_mcp.catalog.validate import argument_name, named_for_user
 from kie_mcp.journal import CALL_ANSWERED, CALL_CUT_OFF, CALL_RUNNING, JOURNAL_ERRORS, JournalUnavailable, storage_fix
-from kie_mcp.kie import FAMILIES, KieClient, KieError, OutcomeUnknownError, RefusedHereError
+from kie_mcp.kie import FAMILIES, KieClient, KieError, NotSentError, OutcomeUnknownError, RefusedHereError
 from kie_mcp.kie.client import UPLOAD_FAILED, ExistingTaskError
 from kie_mcp.kie.errors import not_published
 from kie_mcp.kie.families import Family
@@ -1130,20 +1130,30 @@ def decide_approval(rt: Runtime, p: Plan, *, can_ask: bool, answered: bool = Fal
         overtaken = sent_since_quoted(rt, p.quote_id, p.digest)
     limit = 0.0 if overtaken else auto_approve_limit(rt, p)
     total = priced(p.counted)
-    # The person said no to this very request on the approval card a moment ago: it is never run unasked meanwhile.
-    declined = None
-    if p.quote_id is None and total is not None and total <= limit:  # asked only where auto-approve would apply
+    quote_approves = p.quote_id is not None and not binds_only and (problem or changed or overtaken) is None
+    declined = twin = None
+    if not quote_approves and total is not None and total <= limit:  # looked at only where auto-approve would apply
+        # The person said no to this very request on the approval card a moment ago: it is never run unasked
+        # meanwhile, whatever quote the call names (one that only binds, one for another request).
         declined = rt.quotes.declined_lately(p.digest)
+        # A call of this request approved since ``plan`` looked (while this one's balance was read): warned about and
+        # asked, as ``plan`` would have had it looked now. From here to the claim below nothing is awaited.
+        twin = twins(rt, p.digest)[0]
+        if twin is not None:
+            p = replace(p, notes=(twin, *p.notes), unsettled=True)
     decision = decide(
         total=p.counted,  # auto-approved only when what KIE may charge is under the limit
         quote_id=None if binds_only else p.quote_id,
         quote_problem=problem or changed or overtaken,
-        auto_approve_limit=0.0 if declined is not None else limit,
+        auto_approve_limit=0.0 if declined is not None or twin is not None else limit,
         can_ask=can_ask,
         question="",
     )
-    if declined is not None and isinstance(decision, NeedsConfirmation):
-        return NeedsConfirmation(DECLINED_LATELY.format(at=timestamp(declined)))
+    if isinstance(decision, NeedsConfirmation) and (declined is not None or twin is not None):
+        said = DECLINED_LATELY.format(at=timestamp(declined)) if declined is not None else None
+        return NeedsConfirmation(" ".join(text for text in (said, twin) if text))
+    if isinstance(decision, Approved) and decision.by == "auto":  # held from now: the same request sent now is asked
+        return replace(decision, claim=rt.spending.claim(p.digest))
     if not isinstance(decision, Ask):
         return decision
     last = rt.quotes.last_question(p.digest) if answered else None
@@ -1558,40 +1568,76 @@ async def execute(
     wait_seconds: float,
     progress: Progress,
 ) -> GenerationResult:
-    if not isinstance(decision, Approved):
-        if isinstance(decision, Replay):
-            await landed_here(rt, p, decision)
-        return without_spending(rt, p, tool, decision)
-    if decision.by == "elicitation" and decision.quote_id is not None:  # a yes to a form asked in this very call
-        p = repriced(rt, p)  # the user took their time: the yes approves the price they read, never a higher one
-        if (changed := price_change(rt, replace(p, quote_id=decision.quote_id), asked=True)) is not None:
-            return without_spending(rt, p, tool, NeedsConfirmation(changed))
-    decision = use_approval(rt, p, decision)
-    if not isinstance(decision, Approved):
-        if isinstance(decision, Replay):  # the same approval used at once by another call here: what it made
-            await landed_here(rt, p, decision)
-        return without_spending(rt, p, tool, decision)
+    claim = decision.claim if isinstance(decision, Approved) else None  # an auto approval's hold on its request
     try:
-        made = await made_once(rt, p)
-    except BaseException:  # cut off while it waited for another call: nothing was sent, the approval stays good
-        _give_back(rt, decision.quote_id)
-        raise
-    if made is not None:
-        _give_back(rt, decision.quote_id)
-        return made
-    # From the moment its approval is used (nothing is awaited in between), this call is known to be sending
-    # (``rt.spending``): the same request sent meanwhile, while this one's input files go up, is told a create is
-    # on its way (``in_flight_create``), never handed a fresh quote with "nothing was spent". A host that cuts this
-    # call off is known at once, while the shielded creates still run: its retry waits for them and gets what they
-    # made.
-    async with rt.spending.spending(p.digest, *once_key(p)):
-        return await _spend(rt, p, decision, tool=tool, wait_seconds=wait_seconds, progress=progress)
+        if not isinstance(decision, Approved):
+            if isinstance(decision, Replay):
+                await landed_here(rt, p, decision)
+            return without_spending(rt, p, tool, decision)
+        if decision.by == "elicitation" and decision.quote_id is not None:  # a yes to a form asked in this very call
+            p = repriced(rt, p)  # the user took their time: the yes approves the price they read, never a higher one
+            if (changed := price_change(rt, replace(p, quote_id=decision.quote_id), asked=True)) is not None:
+                return without_spending(rt, p, tool, NeedsConfirmation(changed))
+        # When this call's approval is used: a Decline of its request on the approval card from then on stops its
+        # creates (``still_wanted``); an auto approval was given a moment ago, by the gate, with nothing awaited since.
+        approved_at = decision.claim.started if decision.claim is not None else time.time()
+        decision = use_approval(rt, p, decision)
+        if not isinstance(decision, Approved):
+            if isinstance(decision, Replay):  # the same approval used at once by another call here: what it made
+                await landed_here(rt, p, decision)
+            return without_spending(rt, p, tool, decision)
+        try:
+            made = await made_once(rt, p)
+        except BaseException:  # cut off while it waited for another call: nothing was sent, the approval stays good
+            _give_back(rt, decision.quote_id)
+            raise
+        if made is not None:
+            _give_back(rt, decision.quote_id)
+            return made
+        # From the moment its approval is used (nothing is awaited in between), this call is known to be sending
+        # (``rt.spending``): the same request sent meanwhile, while this one's input files go up, is told a create is
+        # on its way (``in_flight_create``), never handed a fresh quote with "nothing was spent". A host that cuts this
+        # call off is known at once, while the shielded creates still run: its retry waits for them and gets what they
+        # made.
+        async with rt.spending.spending(p.digest, *once_key(p), claimed=decision.claim):
+            wanted = still_wanted(rt, p, decision.quote_id, approved_at)
+            return await _spend(rt, p, decision, wanted, tool=tool, wait_seconds=wait_seconds, progress=progress)
+    finally:  # its spend took the hold over and ended, or the call ended without one: the request is free again
+        if claim is not None:
+            rt.spending.release(claim)
+
+
+def still_wanted(rt: Runtime, p: Plan, quote_id: str | None, since: float) -> Callable[[], bool]:
+    """Whether a create of this call may still be sent: asked right before each one is journaled and sent
+    (``_submit``), and before each resend after a 429 (``KieClient.create``). False once the person declined the
+    request on the approval card after this call's approval was used (``since``), whatever approved it (its own
+    quote, another quote, a form's yes or auto-approval; ``QuoteBook.decline``). A journal that cannot be read
+    says nothing against it: the attempt's own write meets the same journal and settles the create as not sent."""
+
+    def wanted() -> bool:
+        try:
+            declined = rt.quotes.declined_since(p.digest, since) or (
+                quote_id is not None and rt.quotes.declined_before_create(quote_id)
+            )
+        except JOURNAL_ERRORS:
+            return True
+        return not declined
+
+    return wanted
 
 
 async def _spend(
-    rt: Runtime, p: Plan, decision: Approved, *, tool: str, wait_seconds: float, progress: Progress
+    rt: Runtime,
+    p: Plan,
+    decision: Approved,
+    wanted: Callable[[], bool],
+    *,
+    tool: str,
+    wait_seconds: float,
+    progress: Progress,
 ) -> GenerationResult:
-    """Reserve, upload, create and follow: the spend of an approval ``execute`` used."""
+    """Reserve, upload, create and follow: the spend of an approval ``execute`` used. ``wanted``: whether a create
+    may still be sent (``still_wanted``)."""
     used = decision.quote_id
     kie = rt.require_kie()
     held: Reservation | None = None
@@ -1700,6 +1746,7 @@ async def _spend(
                             problems,
                             slot,
                             given_up,
+                            wanted,
                         )
             if attempt is not None:
                 attempts.append(attempt)
@@ -2007,6 +2054,13 @@ def use_approval(rt: Runtime, p: Plan, decision: Approved) -> Approved | NeedsCo
     return Approved("elicitation", asked)
 
 
+# A create a Decline on the approval card stopped before it was sent (or sent again after a 429): the record's error.
+DECLINED_UNSENT = (
+    "Not sent: the user declined this spend on the approval card before its create was sent; nothing was created or "
+    "charged. Do not run this request again unless they ask."
+)
+
+
 async def _submit(
     rt: Runtime,
     kie: KieClient,
@@ -2021,23 +2075,16 @@ async def _submit(
     problems: list[str],
     slot: Slot,
     given_up: anyio.Event,
+    wanted: Callable[[], bool],
 ) -> str | None:
     """Journal the attempt, send one create in its ``slot`` of KIE's create window, journal its answer. Never
     raises: every outcome lands in ``record``. Returns the attempt's id in the journal (None when it could not be
-    recorded, and nothing was sent)."""
-    try:  # the card's Decline came meanwhile: of this very quote, or of the request this call auto-approved
-        declined = (quote_id is not None and rt.quotes.declined_before_create(quote_id)) or (
-            approved_by == "auto" and rt.quotes.declined_lately(p.digest) is not None
-        )
-    except JOURNAL_ERRORS:  # begin_attempt meets the same journal and settles the create as not sent
-        declined = False
-    if declined:
+    recorded, and nothing was sent). ``wanted``: whether the create may still be sent (``still_wanted``), asked
+    right before it is journaled (nothing is awaited in between) and before each resend after a 429."""
+    if not wanted():  # the card's Decline of this request came meanwhile, whatever approved this call
         slot.not_counted()
         record.state, record.credits_reserved = "failed", 0.0
-        record.error = (
-            "Not sent: the user declined this spend on the approval card before its create was sent; nothing was "
-            "created or charged. Do not run this request again unless they ask."
-        )
+        record.error = DECLINED_UNSENT
         _refund(rt, problems, p, "refunded: not sent, declined on the approval card", None)
         return None
     try:
@@ -2067,7 +2114,7 @@ async def _submit(
     try:
         try:
             record.task_id = await kie.create(
-                family, p.spec.id, body, approval, slot=slot, given_up=given_up, attempt=attempt
+                family, p.spec.id, body, approval, slot=slot, given_up=given_up, attempt=attempt, still_wanted=wanted
             )
         except ExistingTaskError as err:  # a done 4K's links that are the clip's own (its 720p) are no 4K: refused
             if _links_of_source(rt, body, err.result_urls):
@@ -2082,7 +2129,8 @@ async def _submit(
         record.state, record.error = "unknown", err.describe()
         state, error = "unknown", err.message  # still counted as spent
     except KieError as err:
-        record.state, record.error = "failed", err.describe()
+        withdrawn = isinstance(err, NotSentError) and err.withdrawn  # a resend after a 429, declined meanwhile
+        record.state, record.error = "failed", DECLINED_UNSENT if withdrawn else err.describe()
         record.credits_reserved = 0.0  # released below: KIE created nothing
         state, error = "refused", err.message
         unoffered = not_published(err)

@@ -331,9 +331,11 @@ class _Result(BaseModel):
 class DeclineResult(_Result):
     quote_id: str
     declined: bool = Field(
-        description="True when the quote approves nothing now, by the user's no (declined now or before); false "
-        "when it had already approved its request: a create of it was sent (it may have run). Its no is kept then: "
-        "its call sends no further create, and no quote of the request approves it again (the message says so)."
+        description="True when the quote approves nothing now, by the user's no (declined now or before), and "
+        "nothing of its request was sent since it was issued; false when the request may have run: a create of it "
+        "was sent, approved by this quote or otherwise (another quote, a confirmation form, auto-approval). Its no is "
+        "kept then: no call of the request sends a further create, and no quote of it approves it again (the message "
+        "says so)."
     )
     message: str
 
@@ -408,7 +410,7 @@ class CreditsResult(_Result):
         description="Why the balance could not be read (no key, the key refused, KIE out of reach) and what to do; "
         "the rest of the answer is this workspace's own record.",
     )
-    spent_today: float = Field(description="Credits spent today through this workspace.")
+    spent_today: float = Field(description="Credits spent today through this workspace (every kie-mcp server on it).")
     spent_total: float = Field(description="Credits spent through this workspace since its journal began.")
     max_credits_per_call: float
     max_credits_per_day: float
@@ -920,7 +922,8 @@ def _register_tools(mcp: MCPServer) -> None:
     @mcp.tool(title="Check credits", annotations=READ_KIE)
     @_accepts
     async def check_credits(ctx: Context) -> Annotated[CallToolResult, CreditsResult]:
-        """The KIE balance (credits and about USD), credits spent today through this server, and the caps. Free."""
+        """The KIE balance (credits and about USD), credits spent today through this workspace (every kie-mcp
+        server on it), and the caps. Free."""
         _reject_unknown_arguments(ctx, "check_credits")
         rt = _runtime(ctx)
         with _user_errors():

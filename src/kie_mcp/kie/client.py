@@ -14,7 +14,7 @@ import logging
 import mimetypes
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote, urlsplit
@@ -55,6 +55,7 @@ log = logging.getLogger(__name__)
 
 USER_AGENT = f"kie-mcp/{__version__} (+https://kie.ai) python-httpx2"
 GAVE_UP = "it was not sent: its call was cancelled or kie-mcp was stopping while it waited for its turn"
+NOT_WANTED = "it was not sent again: its caller withdrew it while it waited (the spend was declined)"
 _NOT_SENT = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout, httpx2.UnsupportedProtocol)
 
 # KIE's model catalogue (kie-models agent skill, docs.kie.ai/ai-agent "Install kie-models" and
@@ -297,12 +298,15 @@ class KieClient:
         slot: Slot | None = None,
         given_up: anyio.Event | None = None,
         attempt: str | None = None,
+        still_wanted: Callable[[], bool] | None = None,
     ) -> str:
         """Send one approved create of ``model_id`` and return KIE's task id. A refusal that names a task KIE
         already has (a repeated Veo 4K request) raises ``ExistingTaskError``: nothing new was started or charged.
         ``slot``: its turn in the create window, taken already (``create_turn``); ``given_up``: set when a resend
-        after a 429 should no longer wait for its turn (``NotSentError`` then); ``attempt``: the journal's id of this
-        create, written in each of its call-log lines, so that a restart finds its answer there by it."""
+        after a 429 should no longer wait for its turn (``NotSentError`` then); ``still_wanted``: asked right before
+        each resend after a 429, False when the caller no longer wants it sent (the spend gate's say: the person
+        declined it meanwhile), which raises ``NotSentError`` (``withdrawn``) unsent; ``attempt``: the journal's id
+        of this create, written in each of its call-log lines, so that a restart finds its answer there by it."""
         approval.use_one(model_id)
         reserved = approval.reserved_each
         return await self._send_create(
@@ -315,6 +319,7 @@ class KieClient:
             turn=slot,
             given_up=given_up,
             attempt=attempt,
+            still_wanted=still_wanted,
         )
 
     async def _send_create(
@@ -329,6 +334,7 @@ class KieClient:
         turn: Slot | None = None,
         given_up: anyio.Event | None = None,
         attempt: str | None = None,
+        still_wanted: Callable[[], bool] | None = None,
     ) -> str:
         """Send one create, inside KIE's 20-per-10-s window as KIE counts it: on arrival (see ``SlidingWindow``).
         Each of its call-log lines names ``attempt`` (the journal's id of it).
@@ -337,7 +343,8 @@ class KieClient:
         stays in the window for its margin and the window's length. A create that was never sent, or that KIE
         refused with 429 (documented as refused, not counted and not charged), frees its slot at once. After a 429
         the window pauses until its edge (the moment its oldest answered create leaves it) and the create is sent
-        again then; only a 429 is ever retried, and that resend gives up its wait once ``given_up`` is set.
+        again then; only a 429 is ever retried, and that resend gives up its wait once ``given_up`` is set, and is
+        not sent when ``still_wanted`` says no once its turn came.
         """
         for send in range(self.max_rate_limit_retries + 1):
             # the first send may come with its turn taken; a resend after a 429 waits for a turn of its own (the
@@ -347,6 +354,14 @@ class KieClient:
             async with self._turn(taken, given_up, path, logged) as slot:  # left unsettled: counted
                 started = time.monotonic()
                 log_call = functools.partial(self._log, path, started, **logged)
+                if send and still_wanted is not None and not still_wanted():  # withdrawn while it waited: unsent
+                    slot.not_counted()
+                    log_call(outcome="not sent", error=NOT_WANTED)
+                    raise NotSentError(
+                        f"KIE refused it for too many creates at once (429, not counted, not charged) and {NOT_WANTED}",
+                        endpoint=path,
+                        withdrawn=True,
+                    ).with_next_step("Nothing was created or charged.")
                 method = "GET" if family is not None and family.create_method == "GET" else "POST"  # Veo's 1080p
                 try:  # on a connection of its own: never an answer another request left on a kept one
                     within, once = self._answer_within["once"], self._client("once")

@@ -276,9 +276,10 @@ class RefusedHereError(KieError):
 
 
 class NotSentError(KieError):
-    """The request never reached KIE (connection refused, DNS, pool timeout): nothing happened there."""
+    """The request never reached KIE (connection refused, DNS, pool timeout): nothing happened there. ``withdrawn``:
+    it was not sent because its caller no longer wanted it (a create's resend after a 429, ``KieClient.create``)."""
 
-    def __init__(self, message: str, *, endpoint: str | None = None) -> None:
+    def __init__(self, message: str, *, endpoint: str | None = None, withdrawn: bool = False) -> None:
         super().__init__(
             message,
             category=Category.NETWORK,
@@ -287,6 +288,7 @@ class NotSentError(KieError):
             "connection and KIE_BASE_URL, then try again.",
             endpoint=endpoint,
         )
+        self.withdrawn = withdrawn
 
 
 # What to do about a create that may have reached KIE without a clear answer.

@@ -12,13 +12,14 @@ free request; nor is a price only KIE's live catalogue gives (the caller passes 
 
 # No ``from __future__ import annotations``: pydantic would compile each field's annotation string on import.
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from .approval import Approval, ApprovedBy, _issue
+from .inflight import Claim
 from .ledger import priced
 
 FORM_DESCRIPTION = "kie-mcp asks before it spends KIE credits. Nothing is spent unless you confirm."
@@ -56,6 +57,9 @@ class ConfirmSpend(BaseModel, defer_build=True):
 class Approved:
     by: ApprovedBy
     quote_id: str | None = None  # the quote this approval uses up (a quote_id, or the question's own quote)
+    # An auto approval's hold on its request from the moment it was given (``SpendingCalls.claim``): its call's spend
+    # takes it over, and gives it up when it ends.
+    claim: Claim | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,10 @@ and recorded as one shielded unit, and that can take seconds (an HTTP round trip
 A retry that arrived in those seconds found the first call's attempt "still running in a live process", which is
 how two identical calls at once look, and sent a second create. Here a call is known to be cut off the moment the
 host cuts it, and a retry of it waits for its creates to land before the gate decides.
+
+An auto-approved call is known here from the very moment the gate approves it (``claim``), not only once it starts
+spending: a host that timed it out while its balance was being read and sent it again had the retry auto-approved
+too, and paid twice, unasked.
 """
 
 from __future__ import annotations
@@ -34,6 +38,13 @@ class _Call:
     creating: bool = False  # its input files are up and its credits reserved: its creates go out now
     landed: anyio.Event = field(default_factory=anyio.Event)
     started: float = field(default_factory=time.time)  # when it used its approval (epoch seconds, as the journal's)
+    # A claim (``SpendingCalls.claim``) not yet taken over by its call's spend: the task the gate approved it in. Its
+    # call never reaching its spend (cut off in between, or failing) is seen by that task's end.
+    owner: int | None = None
+
+
+# An auto approval's hold on its request, from the gate's decision until its call's spend ends (``claim``).
+Claim = _Call
 
 
 class SpendingCalls:
@@ -42,16 +53,34 @@ class SpendingCalls:
     def __init__(self) -> None:
         self._calls: dict[str, list[_Call]] = {}
 
+    def claim(self, digest: str) -> Claim:
+        """Hold this request for a call the gate auto-approved just now, before anything is awaited: from then on the
+        same request sent again sees it under way (``since``, ``sending``) and is asked, never auto-approved too. The
+        call's ``spending`` takes the claim over; ``release`` gives it up when that call ends without spending, and a
+        claim whose task ended first (the call cut off before its spend) is no longer held."""
+        call = _Call(digest, owner=anyio.get_current_task().id)
+        self._calls.setdefault(digest, []).append(call)
+        return call
+
+    def release(self, claim: Claim) -> None:
+        """Give up ``claim`` (its call ended, spent or not). Idempotent."""
+        claim.landed.set()
+        self._forget(claim, (claim.digest,))
+
     @asynccontextmanager
-    async def spending(self, digest: str, *also: str) -> AsyncIterator[None]:
+    async def spending(self, digest: str, *also: str, claimed: Claim | None = None) -> AsyncIterator[None]:
         """Run a call's sends and waits in this block. A cancellation of the call (by its host) marks it cut off at
         once, while shielded creates still run; leaving the block (after the call recorded what its creates made)
         lets a retry of it go on. ``also``: further keys ``sending`` knows the call by (a follow-up made once per
-        clip, whatever else its request says)."""
-        call = _Call(digest)
+        clip, whatever else its request says). ``claimed``: the call's own claim (``claim``), taken over: the call
+        is known from when the gate approved it."""
+        call = _Call(digest) if claimed is None else claimed
+        call.owner = None  # held by this block from now on, whichever task runs it
         keys = (digest, *also)
         for key in keys:
-            self._calls.setdefault(key, []).append(call)
+            calls = self._calls.setdefault(key, [])
+            if call not in calls:
+                calls.append(call)
         try:
             async with anyio.create_task_group() as group:
                 group.start_soon(_mark_when_cut_off, call)
@@ -65,31 +94,42 @@ class SpendingCalls:
             raise error from error.__cause__
         finally:
             call.landed.set()
-            for key in keys:
-                calls = self._calls.get(key, [])
-                if call in calls:
-                    calls.remove(call)
-                if not calls:
-                    self._calls.pop(key, None)
+            self._forget(call, keys)
+
+    def _forget(self, call: _Call, keys: tuple[str, ...]) -> None:
+        for key in keys:
+            calls = self._calls.get(key, [])
+            if call in calls:
+                calls.remove(call)
+            if not calls:
+                self._calls.pop(key, None)
+
+    def _live(self, key: str) -> list[_Call]:
+        """The calls of ``key`` under way: not landed, and for a claim, its task still running."""
+        calls = [call for call in self._calls.get(key, ()) if not call.landed.is_set()]
+        if any(call.owner is not None for call in calls):
+            running = {task.id for task in anyio.get_running_tasks()}
+            calls = [call for call in calls if call.owner is None or call.owner in running]
+        return calls
 
     def sending(self, key: str) -> bool:
         """Whether a call of this request (its digest, or another key it was registered under) is under way in this
         process after using its approval: its creates are on their way (or about to be, its input files still
-        uploading) and not yet all in the journal."""
-        return any(not call.landed.is_set() for call in self._calls.get(key, ()))
+        uploading, or its auto approval just given: ``claim``) and not yet all in the journal."""
+        return bool(self._live(key))
 
     def since(self, key: str) -> float | None:
         """When the newest call of this request under way here used its approval (epoch seconds), None when none
         is. Until its creates are in the journal (its input files uploading, its creates waiting for their turn in
         KIE's create window or on their way) only this knows of it: the same request sent again meanwhile is warned
         about it and never auto-approved (``generation.twins``)."""
-        return max((call.started for call in self._calls.get(key, ()) if not call.landed.is_set()), default=None)
+        return max((call.started for call in self._live(key)), default=None)
 
     def begin_creates(self, digest: str) -> None:
         """The calls of this request under way here are past their uploads and reservation: their creates go out now
-        (``creating``)."""
+        (``creating``). A claim not yet spending is not."""
         for call in self._calls.get(digest, ()):
-            if not call.landed.is_set():
+            if not call.landed.is_set() and call.owner is None:
                 call.creating = True
 
     def creating(self, key: str) -> bool:

@@ -1,4 +1,5 @@
-"""Credits spent through this server today, and the hard caps that no approval overrides."""
+"""Credits spent through this workspace today (every kie-mcp server on it), and the hard caps that no approval
+overrides."""
 
 from __future__ import annotations
 

@@ -409,13 +409,14 @@ class QuoteBook:
         other unused estimate quote of the same request: none of them approves it any more (``_refusal`` says it was
         declined). Idempotent. It never approves, spends or gives back anything: a quote already used stays used
         (what it approved may have run), and a confirmation question's quote is left to the answer in its form.
-        A quote a call is using with no create sent yet (its input files going up: nothing but refused creates in
-        the journal) keeps the no (``declined_at``): that call sends no create from then on
-        (``declined_before_create``), and its quote, given back, is declined, never approving a later spend
+        The no is for the request, whatever approved its calls: every quote in use for it with no create sent yet
+        (its call's input files going up), this one or another (the agent's own estimate, a form's yes), keeps it
+        (``declined_at``), and its call sends no create from then on (``declined_since``, which stops an
+        auto-approved call of it too); such a quote, given back, is declined, never approving a later spend
         (``_unuse``).
-        Returns whether the quote approves nothing now by that no (False: it was used already, and what it approved
-        may have run), and what became of it, in words; raises QuoteError for an id this workspace never issued, or
-        a question's."""
+        Returns whether nothing of the request was sent since the quote was issued (False: a create of it, approved
+        by this quote or otherwise, was sent, so it may have run), and what became of it, in words; raises
+        QuoteError for an id this workspace never issued, or a question's."""
         self.release_owed()
         now = self._clock()
         with self.journal.transaction() as db:
@@ -438,50 +439,77 @@ class QuoteBook:
             def query(sql: str, *args: Any) -> list[Any]:
                 return db.execute(sql, args).fetchall()
 
-            if row["used"] and not self._abandoned(row, query):
-                if row["declined_at"] is not None:  # a second Decline: the quotes issued since stay
-                    return not _sent(quote_id, query), (
-                        f"quote {quote_id} was already declined: it approves nothing more."
-                    )
-                if _sent(row["quote_id"], query):  # a create may have reached KIE: the no still stops the rest
-                    db.execute("UPDATE quotes SET declined_at = ? WHERE quote_id = ?", (now, quote_id))
-                    db.execute(
-                        "UPDATE quotes SET used = ?, used_by = NULL, used_at = ?, declined_at = ? WHERE digest = ?"
-                        " AND kind = 'estimate' AND used = 0",
-                        (DECLINED, now, now, row["digest"]),
-                    )
-                    return False, (
-                        f"quote {quote_id} was already used: it approved its request, which may have run (list_tasks "
-                        "shows the tasks). From now on its call sends no further create, and neither it nor any other "
-                        "quote of the same request approves it again."
-                    )
-                # Its call is under way with no create sent yet: it sends none now (``declined_before_create``), and
-                # the no is kept for when that call ends.
-                db.execute(
-                    "UPDATE quotes SET declined_at = COALESCE(declined_at, ?) WHERE quote_id = ?", (now, quote_id)
-                )
-                others = db.execute(
-                    "UPDATE quotes SET used = ?, used_by = NULL, used_at = ?, declined_at = ? WHERE digest = ?"
-                    " AND kind = 'estimate' AND used = 0",
-                    (DECLINED, now, now, row["digest"]),
-                ).rowcount
-                voided = {0: "", 1: " The other quote of the same request is declined now."}.get(
-                    others, f" The {others} other quotes of the same request are declined now."
-                )
-                return True, (
-                    f"quote {quote_id} is declined: the call using it (its input files going up) sends no create now, "
-                    "so nothing is created or spent by it, and the quote never approves its request again."
-                    f"{voided}"
-                )
+            in_use = bool(row["used"]) and not self._abandoned(row, query)
+            if in_use and row["declined_at"] is not None:  # a second Decline: the quotes issued since stay
+                return not _sent(quote_id, query), f"quote {quote_id} was already declined: it approves nothing more."
+            sent = in_use and _sent(quote_id, query)
+            # The calls of this request under way with no create sent yet keep the no: this quote's, and any other
+            # quote's or question's in use (``declined_since`` stops them, and an auto-approved one, at their create).
+            stopped = db.execute(
+                "UPDATE quotes SET declined_at = ? WHERE digest = ? AND used = 1 AND declined_at IS NULL"
+                " AND quote_id != ? AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.quote_id = quotes.quote_id AND"
+                " a.state != 'refused')",
+                (now, row["digest"], quote_id),
+            ).rowcount
+            if in_use:
+                db.execute("UPDATE quotes SET declined_at = ? WHERE quote_id = ?", (now, quote_id))
             voided = db.execute(
                 "UPDATE quotes SET used = ?, used_by = NULL, used_at = ?, declined_at = ? WHERE digest = ?"
-                " AND kind = 'estimate' AND (used = 0 OR quote_id = ?)",
-                (DECLINED, now, now, row["digest"], quote_id),
-            ).rowcount
-        others = f" (and so are the {voided - 1} other quotes of the same request)" if voided > 2 else ""
-        if voided == 2:
-            others = " (and so is the other quote of the same request)"
-        return True, f"quote {quote_id} is declined{others}: it approves nothing. Nothing was spent."
+                " AND kind = 'estimate' AND (used = 0 OR (quote_id = ? AND NOT ?))",
+                (DECLINED, now, now, row["digest"], quote_id, in_use),
+            ).rowcount - (0 if in_use else 1)  # the others: this quote, unless in use, is among them
+            ran = query(  # a create of this request sent since the quote was issued, whatever approved it
+                "SELECT created FROM attempts WHERE digest = ? AND created >= ? AND state != 'refused'"
+                " ORDER BY created DESC LIMIT 1",
+                row["digest"],
+                row["created"],
+            )
+        if sent:  # a create of this quote may have reached KIE: the no still stops the rest
+            return False, (
+                f"quote {quote_id} was already used: it approved its request, which may have run (list_tasks shows the "
+                "tasks). From now on its call sends no further create, and neither it nor any other quote of the same "
+                "request approves it again."
+            )
+        if ran:
+            return False, (
+                f"quote {quote_id} is declined, and so is every other quote of the same request: none approves it "
+                f"again. But a call of this request (approved otherwise: another quote, a confirmation form or "
+                f"auto-approval) was sent to KIE at {timestamp(ran[0]['created'])}, after this quote was issued, so it "
+                "ran or is on its way and may have been charged (list_tasks shows the tasks). From now on no call of "
+                "it sends a further create."
+            )
+        others = {0: "", 1: " The other quote of the same request is declined now."}.get(
+            voided, f" The {voided} other quotes of the same request are declined now."
+        )
+        if in_use:
+            also = " Nor does any other call of this request under way." if stopped else ""
+            return True, (
+                f"quote {quote_id} is declined: the call using it (its input files going up) sends no create now, so "
+                f"nothing is created or spent by it, and the quote never approves its request again.{also}{others}"
+            )
+        calls = (
+            " The call of this request under way (approved by another quote or a confirmation form, its input files "
+            "going up) sends no create now."
+            if stopped
+            else ""
+        )
+        others = {0: "", 1: " (and so is the other quote of the same request)"}.get(
+            voided, f" (and so are the {voided} other quotes of the same request)"
+        )
+        return True, f"quote {quote_id} is declined{others}: it approves nothing.{calls} Nothing was spent."
+
+    def declined_since(self, digest: str, since: float) -> bool:
+        """Whether the person declined the request ``digest`` on the approval card at or after ``since`` (a call's
+        approval was used then): that call, however it was approved, sends no create after the no
+        (``generation._submit`` asks right before each create, and before each resend after a 429)."""
+        rows = self.journal.query(
+            "SELECT 1 FROM quotes WHERE digest = ? AND (used = ? OR declined_at IS NOT NULL)"
+            " AND COALESCE(declined_at, used_at) >= ? LIMIT 1",
+            digest,
+            DECLINED,
+            since,
+        )
+        return bool(rows)
 
     def declined_before_create(self, quote_id: str) -> bool:
         """Whether the person declined ``quote_id`` on the approval card while the call it approved was still on its
