@@ -1141,35 +1141,47 @@ async def test_each_credit_figure_the_library_states_is_what_estimate_cost_quote
 
 # The README's words on claymation's long form, with the figures it states.
 LONG_FORM_SAID = re.compile(
-    r"claymation's long form \(eight beats of (\d+)-(\d+) s: up to ([\d,]+) credits at 720p with its eight 2K "
-    r"stills, over the default daily cap of ([\d,]+) from (\d+) s a beat\)"
+    r"claymation's long form \(eight beats of (\d+)-(\d+) s, (\d+)-(\d+) s in all: up to ([\d,]+) credits at 720p "
+    r"with its eight 2K stills, over the default daily cap of ([\d,]+) from (\d+) s\)"
 )
 
 
 async def test_the_readmes_claymation_long_form_figures_are_what_estimate_cost_quotes(connect):
     """The audit: the README said the long form (eight beats of 8-12 s) is "over the default daily cap at 720p"; at
-    41 credits a second and 80 for its stills it is 2,704 credits at 8 s a beat, within the cap, and 4,016 at 12 s.
-    Each figure is what estimate_cost quotes for animated_ad's calls (its eight beats animated from their stills by
-    Seedance 2 at 720p, its eight 2K storyboard stills), and the cap is the server's default."""
+    41 credits a second and 80 for its stills it is 2,704 credits at 8 s a beat, within the cap. Then it said "up to
+    4,016" (eight 12 s beats), while the guide's long-form table adds up to 88 s at most. Each figure is what
+    estimate_cost quotes for animated_ad's calls (its eight beats, each at the longest the guide's table gives it,
+    animated from their stills by Seedance 2 at 720p, its eight 2K storyboard stills), the film's length is from
+    where the eight together go over the cap, and the cap is the server's default."""
     from kie_mcp.config import Settings
     from kie_mcp.prompts import ANIMATOR, LONG_FORM
 
     said = LONG_FORM_SAID.search(" ".join((ROOT / "README.md").read_text(encoding="utf-8").split()))
     assert said, "the README's sentence on claymation's long form has changed: update this test with it"
-    low, high, most, cap, over = (int(figure.replace(",", "")) for figure in said.groups())
-    beats, lengths = LONG_FORM
-    assert beats == 8 and (low, high) == lengths
+    low, high, shortest, longest, most, cap, over = (int(figure.replace(",", "")) for figure in said.groups())
+    beats, lengths, film = LONG_FORM
+    assert beats == 8 and (low, high) == lengths and (shortest, longest) == film
     assert Settings(api_key=None).max_credits_per_day == cap
+    guide = (LIBRARY / "claymation-ad.md").read_text(encoding="utf-8")
+    table = guide[guide.index("**Long form**") :].split("| Beat | Purpose |", 1)[1].split("\n\n", 1)[0]
+    longest_beats = [max(int(n) for n in re.findall(r"(\d+) s", row)) for row in table.splitlines()[2:]]
+    assert len(longest_beats) == beats and sum(longest_beats) == longest, longest_beats
     stills = {"model": "gpt-image-2-image-to-image", "resolution": "2K", "aspect_ratio": "16:9", "images": [PICTURE]}
 
-    async def total(client, seconds: int) -> float:
+    async def total(client, seconds: list[int]) -> float:
+        """The eight stills and a final of each of ``seconds``, as estimate_cost quotes them."""
+        calls = [{**stills, "variations": beats}, *(_seedance(ANIMATOR, seconds=length, **FINAL) for length in seconds)]
         quoted = 0.0
-        for call in (_seedance(ANIMATOR, seconds=seconds, **FINAL), stills):
-            answer = await client.call_tool("estimate_cost", {"prompt": "a beat", **call, "variations": beats})
+        for call in calls:
+            answer = await client.call_tool("estimate_cost", {"prompt": "a beat", **call})
             assert not answer.is_error, text_of(answer)
             quoted += answer.structured_content["quote"]["credits_total"]
         return quoted
 
+    def spread(film: int) -> list[int]:
+        """A film of ``film`` seconds in eight beats as even as whole seconds make them."""
+        return [film // beats + (1 if at < film % beats else 0) for at in range(beats)]
+
     async with connect() as client:
-        assert await total(client, high) == most
-        assert await total(client, over) > cap >= await total(client, over - 1)
+        assert await total(client, longest_beats) == most
+        assert await total(client, spread(over)) > cap >= await total(client, spread(over - 1))

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import select
+import shlex
 import shutil
 import signal
 import subprocess
@@ -31,6 +32,25 @@ def test_version_and_help(capsys):
     help_text = build_parser().format_help()
     for word in ("--sandbox", "demo", "sim"):
         assert word in help_text
+
+
+def test_help_names_the_configuration_docs_by_the_projects_address_and_every_default():
+    """The audit: ``kie-mcp --help`` said "see the README", which an installed kie-mcp does not have beside it, and
+    ``sim --help`` did not say --balance's default. The epilog gives the README's address under the project's own
+    URL (pyproject's [project.urls]), whole on one line at any width; each sim option says its default."""
+    import tomllib
+
+    urls = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]["urls"]
+    env = {**os.environ, "COLUMNS": "50"}  # narrow: argparse wrapped the address at its dash
+    said = subprocess.run(
+        [sys.executable, "-m", "kie_mcp", "--help"], capture_output=True, text=True, env=env, check=True
+    ).stdout
+    [address] = re.findall(r"https://\S+#configuration", said)
+    assert address.startswith(urls["Homepage"] + "#"), said
+    sim = build_parser()._subparsers._group_actions[0].choices["sim"]  # type: ignore[union-attr]
+    for action in sim._actions:
+        if isinstance(action.default, int | float) and not isinstance(action.default, bool):  # port, speed, balance
+            assert f"(default {action.default:g})" in (action.help or ""), (action.dest, action.help)
 
 
 @pytest.mark.parametrize("command", [["catalog", "sync"], ["catalog", "check"]])
@@ -369,14 +389,19 @@ def test_a_handshake_era_host_is_told_it_can_subscribe_and_subscribes_over_stdio
 
 
 def _demo(
-    tmp_path: Path, *args: str, env_extra: dict[str, str] | None = None, prefix: tuple[str, ...] = ()
+    tmp_path: Path,
+    *args: str,
+    env_extra: dict[str, str] | None = None,
+    prefix: tuple[str, ...] = (),
+    temp_name: str = "tmp",
 ) -> tuple[subprocess.CompletedProcess[str], Path]:
-    """Run ``kie-mcp demo`` with its temporary folder inside ``tmp_path``; return the run and that folder. With a
-    ``prefix`` (a user the system does not know), with no HOME at all."""
-    temp = tmp_path / "tmp"
+    """Run ``kie-mcp demo`` with its temporary folder (``temp_name``) inside ``tmp_path``; return the run and that
+    folder. With a ``prefix`` (a user the system does not know), with no HOME at all."""
+    temp = tmp_path / temp_name
     temp.mkdir()
     home = {} if prefix else {"HOME": str(tmp_path)}
-    env = {"PATH": str(Path(sys.executable).parent), **home, "TMPDIR": str(temp), **(env_extra or {})}
+    path = {"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}  # another tree: its demo
+    env = {"PATH": str(Path(sys.executable).parent), **home, "TMPDIR": str(temp), **path, **(env_extra or {})}
     done = subprocess.run(
         [*prefix, sys.executable, "-m", "kie_mcp", "demo", *args],
         capture_output=True,
@@ -451,8 +476,9 @@ def test_demo_keep_keeps_the_workspace_and_says_where(tmp_path):
     """With ffmpeg (a dev dependency) the tour joins its two clips; --keep keeps the files and says where. Run as a
     user the system does not know, with HOME unset, where the system allows it: the audit found every start, the
     demo's too, crashed there with "Could not determine home directory" (``test_promise_config`` checks the
-    server's side)."""
-    done, temp = _demo(tmp_path, "--keep", prefix=as_a_user_the_system_does_not_know() or ())
+    server's side). Its temporary folder's name has a space: the command it gives to open the files printed the
+    path unquoted (``xdg-open /tmp/Mon Projet/...`` opens two things that are not there)."""
+    done, temp = _demo(tmp_path, "--keep", prefix=as_a_user_the_system_does_not_know() or (), temp_name="Mon Projet")
     assert "Traceback" not in done.stderr, done.stderr[-2000:]
     assert "stitch_videos joins the two clips into one -> outputs/" in done.stdout
     assert "16.0 s, joined losslessly by stream copy" in done.stdout  # two 8 s sandbox Veo clips of one format
@@ -463,6 +489,9 @@ def test_demo_keep_keeps_the_workspace_and_says_where(tmp_path):
     gallery = next(line for line in done.stdout.splitlines() if "Gallery page" in line).rsplit(": ", 1)[1]
     assert Path(gallery).is_file() and Path(gallery).name == "index.html"
     assert Path(gallery).resolve().is_relative_to(workspace)
+    if sys.platform != "win32":  # the command to open them, pasted into a shell, names the gallery as one argument
+        opening = next(line for line in done.stdout.splitlines() if "Open them: " in line).split("Open them: ")[1]
+        assert shlex.split(opening)[1:] == [gallery], opening
     videos = sorted(p.name for p in workspace.rglob("outputs/**/*.mp4"))
     assert len(videos) == 3 and "stitched-2-clips.mp4" in videos
     assert list(workspace.rglob("outputs/**/*.jpg"))
@@ -480,6 +509,29 @@ def test_a_demo_whose_server_dies_ends_with_one_line_and_no_leftover(tmp_path, m
     assert "Traceback" not in err and "demo: the sandboxed server stopped unexpectedly" in err, err
     assert "TaskGroup" not in err and "sub-exception" not in err, err  # the reason itself, not its wrapping
     assert not list(tmp_path.glob("kie-mcp-demo-*"))
+
+
+@pytest.mark.stdio
+@pytest.mark.skipif(sys.platform == "win32", reason="a folder named with a $ is a POSIX matter")
+def test_a_demo_step_the_server_refuses_ends_the_tour_with_its_words_in_one_line(tmp_path):
+    """The audit: with its temporary folder full, the server answered a step with an error and `kie-mcp demo` printed
+    a 65-line exception-group traceback (a SystemExit raised inside the client's task group). Here the server
+    refuses every step for a real reason, a temporary folder whose name holds a placeholder ($NOTSET), which the
+    demo's workspace inherits: the tour ends with the step and the server's words on one line, exit 1, and its
+    temporary workspace is removed."""
+    temp = tmp_path / "t$NOTSET"
+    temp.mkdir()
+    path = {"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}
+    env = {"PATH": str(Path(sys.executable).parent), "HOME": str(tmp_path), "TMPDIR": str(temp), **path}
+    done = subprocess.run(
+        [sys.executable, "-m", "kie_mcp", "demo"], capture_output=True, text=True, env=env, timeout=120, check=False
+    )
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr and "ExceptionGroup" not in done.stderr, done.stderr[-3000:]
+    [said] = [line for line in done.stderr.splitlines() if line.startswith("demo:")]
+    assert said.startswith("demo: check_credits failed: ") and "$NOTSET" in said, done.stderr
+    assert "stopped unexpectedly" not in done.stderr  # the server answered: it is not said to have died
+    assert not list(temp.glob("kie-mcp-demo-*"))
 
 
 def test_a_demo_without_a_temporary_folder_says_so_in_one_line(tmp_path, monkeypatch, capsys):

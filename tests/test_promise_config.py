@@ -87,6 +87,21 @@ async def test_a_key_pasted_into_a_cap_never_reaches_the_client(transport, mode,
     assert key not in seen
 
 
+async def test_a_money_limit_written_minus_zero_is_zero_and_reads_0(transport, mode, tmp_path):
+    """The audit: KIE_MAX_CREDITS_PER_CALL=-0 was taken (it is not below 0) and shown as "-0" in check_credits and
+    the start-up log. It is 0, and reads 0."""
+    env = {"KIE_WORKSPACE": str(tmp_path), "KIE_API_KEY": SANDBOX_API_KEY, "KIE_MAX_CREDITS_PER_CALL": "-0"}
+    env |= {"KIE_AUTO_APPROVE_CREDITS": "-0.0", "KIE_MAX_CREDITS_PER_DAY": "-0"}
+    settings = loaded(env, tmp_path)
+    async with Client(create_server(settings, transport=transport), mode=mode) as client:
+        credits = await client.call_tool("check_credits", {})
+    said = text_of(credits)
+    assert "Caps: 0 per call, 0 per day." in said, said
+    assert not re.search(r"(?<![\w-])-0(?![\d.])", said + " ".join(settings.config_notes)), said
+    for limit in ("max_credits_per_call", "max_credits_per_day", "auto_approve_credits"):
+        assert str(getattr(settings, limit)) == "0.0", limit
+
+
 async def test_a_workspace_path_holding_the_key_is_refused_and_never_shown(transport, mode, tmp_path):
     key = fresh_key()
     env = {"KIE_WORKSPACE": str(tmp_path / key), "KIE_API_KEY": key}
@@ -941,9 +956,20 @@ async def test_a_name_kie_mcp_does_not_read_points_to_a_list_of_settings_that_is
 # -- a placeholder nothing filled in is never a folder or a key ---------------------------------------------------
 
 
+def example_value(name: str) -> str:
+    """The value .env.example writes for ``name`` (commented out: uncommenting it is the mistake checked)."""
+    example = (Path(__file__).resolve().parents[1] / ".env.example").read_text(encoding="utf-8")
+    found = re.search(rf"^# {name}=(.+)$", example, re.MULTILINE)
+    assert found, f".env.example no longer writes {name}"
+    return found[1]
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [
+        ("KIE_WORKSPACE", example_value("KIE_WORKSPACE")),  # /path/to/your/workspace: made at / as root
+        ("KIE_ALLOWED_DIRS", example_value("KIE_ALLOWED_DIRS")),
+        ("KIE_WORKSPACE", "C:\\path\\to\\workspace"),
         ("KIE_WORKSPACE", "$HOME/proj"),
         ("KIE_WORKSPACE", "${user_config.workspace}"),
         ("KIE_WORKSPACE", "%APPDATA%\\kie"),
@@ -958,7 +984,8 @@ async def test_a_placeholder_the_client_did_not_fill_in_is_named_and_never_used(
 ):
     """The audit: KIE_WORKSPACE="$HOME/proj" started from / made a folder named "$HOME"; a bundle host leaving
     ${user_config.workspace} as written put the workspace inside the bundle (lost at its update); a key written
-    "${env:KIE_API_KEY}" was sent to KIE as the key. Each is a broken setting naming the placeholder."""
+    "${env:KIE_API_KEY}" was sent to KIE as the key; .env.example's KIE_WORKSPACE=/path/to/your/workspace, uncommented
+    as it is, was made (as root: at the filesystem's root). Each is a broken setting naming the placeholder."""
     monkeypatch.setenv("HOME", str(tmp_path / "home"))  # the per-user folder that stands in stays in the test
     monkeypatch.delenv("XDG_DATA_HOME", raising=False)
     start = tmp_path / "start"

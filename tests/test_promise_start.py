@@ -235,6 +235,60 @@ def test_in_a_terminal_arguments_kie_mcp_does_not_take_still_get_the_usage_and_e
     assert done.stderr.startswith("usage: kie-mcp") and "kie-mcp" in done.stderr.splitlines()[-1], done.stderr
 
 
+KEY = "0123456789abcdef0123456789abcdef"  # shaped like KIE's key
+BASE64_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"  # no key's shape: known only by its option's name
+REFUSED_WITH_A_SECRET = [
+    (["--api-key=" + KEY], KEY),
+    (["--api-key", BASE64_SECRET], BASE64_SECRET),
+    (["-e", "KIE_API_KEY=" + KEY], KEY),
+    (["--password", "hunter2"], "hunter2"),
+    ([KEY], KEY),
+    (["--sa=" + KEY], KEY),
+    (["catalog", "sync", "--key", KEY], KEY),
+    (["catalog", "check", "--token=" + BASE64_SECRET], BASE64_SECRET),
+    (["demo", "--token", KEY], KEY),
+    (["sim", "--port", KEY], KEY),
+]
+
+
+@pytest.mark.stdio
+@pytest.mark.skipif(sys.platform == "win32", reason="a pseudo-terminal is a POSIX matter")
+@pytest.mark.parametrize("typed", [True, False], ids=["in-a-terminal", "piped"])
+@pytest.mark.parametrize(
+    ("arguments", "secret"), REFUSED_WITH_A_SECRET, ids=[" ".join(a)[:24] for a, _ in REFUSED_WITH_A_SECRET]
+)
+def test_a_refused_command_line_never_prints_a_secret_given_in_it(arguments, secret, typed, tmp_path):
+    """The audit: typed in a terminal (and for demo, sim and catalog always), argparse's refusal repeated the values
+    it refused, so ``kie-mcp --api-key=<key>``, ``kie-mcp -e KIE_API_KEY=<key>`` or ``kie-mcp catalog sync --key
+    <key>`` printed the key, while the README promises a secret-named option's value reads <not shown>. The
+    installed console script, in a terminal or not, never prints it; in a terminal (or for another command) it still
+    gives its usage and exit code 2, and says where settings go."""
+    env = client_env(tmp_path / "home", KIE_WORKSPACE=str(tmp_path / "ws"))
+    terminal, other_end = os.openpty() if typed else (None, None)
+    try:
+        done = subprocess.run(
+            [console_script(), *arguments],
+            check=False,
+            stdin=other_end if typed else subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+            env={"PATH": os.environ["PATH"], **env},
+        )
+    finally:
+        for fd in (terminal, other_end):
+            if fd is not None:
+                os.close(fd)
+    said = done.stdout + done.stderr
+    assert secret not in said and secret[:12] not in said, said
+    if typed or arguments[0] in ("catalog", "demo", "sim"):  # a person: the usage, the arguments, the fix
+        assert done.returncode == 2 and done.stderr.startswith("usage: kie-mcp"), said
+        assert "<not shown>" in done.stderr and "Settings go in the environment" in done.stderr, said
+    else:  # a client's configuration: it serves, and says so in the log (and every tool answers with it)
+        assert done.returncode == 0 and "kie-mcp was started with arguments it does not take" in said, said
+
+
 # -- 3. check_credits and the instructions without KIE's answer ----------------------------------------------------
 
 

@@ -1000,6 +1000,14 @@ async def test_the_style_arguments_description_says_which_styles_have_a_guide(co
     assert "follows the 3D guide's steps in its own look" in style.description, style.description
 
 
+def long_form_of(guide: str) -> tuple[int, tuple[int, int], tuple[int, int]]:
+    """claymation-ad.md's long form as its beat table has it: how many beats, the shortest and longest beat, and
+    the film's length from every beat at its shortest to every beat at its longest."""
+    lengths = [[int(n) for n in re.findall(r"\d+", row[-1])] for row in _first_beat_table(guide, which=1)]
+    shortest, longest = min(low for low, _ in lengths), max(high for _, high in lengths)
+    return len(lengths), (shortest, longest), (sum(low for low, _ in lengths), sum(high for _, high in lengths))
+
+
 async def test_animated_ads_long_form_is_the_claymation_guides_eight_beats_the_animator_makes(connect):
     """The plan offered "longer beats, up to 15 s, ... as in the guide's long form"; claymation-ad.md's long form is
     eight beats of 8-12 s, and the README read "beats of 5-8 s (6 by default)". The plan names the guide's long form
@@ -1014,14 +1022,37 @@ async def test_animated_ads_long_form_is_the_claymation_guides_eight_beats_the_a
     form = re.search(r"the guide's long form, (\d+) beats of (\d+)-(\d+) s", clay)
     assert form, clay
     count, low, high = (int(n) for n in form.groups())
-    rows = _first_beat_table(guide, which=1)
-    assert len(rows) == count, rows
-    longest = max(int(n) for row in rows for n in re.findall(r"\d+", row[-1]))
-    assert longest == high and f"eight beats of {low}-{high} s" in guide.replace("–", "-"), (low, high)
+    beats, lengths, _ = long_form_of(guide)
+    assert (count, (low, high)) == (beats, lengths) and f"eight beats of {low}-{high} s" in guide.replace("–", "-")
     assert high <= allowed_durations(load_catalog().resolve("bytedance/seedance-2"))[-1]
     assert "up to 15 s" not in clay and "long form" not in three_d and "more beats, not longer ones" in three_d
     readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
     assert f"eight beats of {low}-{high} s" in readme and "6 by default" not in readme
+
+
+async def test_every_length_said_of_claymations_long_form_is_what_its_beat_table_adds_up_to(connect):
+    """The audit: the plan said the long form is "a one-to-two-minute film", the guide "roughly 64-96 seconds" (eight
+    beats of 8-12 s) and "one to two minutes", and the README's credits assumed eight 12 s beats, while the guide's
+    own beat table (6-8 s hook, 6-10 s end) adds up to 60-88 s. Every length the plan, the guide and the README say
+    of the long form is the table's: its beats' shortest and longest, the film's sum at both ends, and the words a
+    film of each length holds (2.5 a second)."""
+    from kie_mcp.prompts import LONG_FORM
+
+    async with connect() as client:
+        clay = _step(await _render(client, "animated_ad", ARGUMENTS["animated_ad"]), 1)
+        guide = (await client.read_resource("kie://prompting/prompt-library/claymation-ad.md")).contents[0].text
+    beats, (low, high), (shortest, longest) = long_form_of(guide)
+    assert (beats, (low, high), (shortest, longest)) == LONG_FORM
+    assert f"long form, {beats} beats of {low}-{high} s ({shortest}-{longest} s in all" in clay, clay
+    words = " ".join(guide.replace("–", "-").split())
+    films = re.findall(r"(\d+)-(\d+) (?:s|seconds)(?: in all|\))", words)  # each length said of a whole film
+    assert len(films) >= 3 and set(films) == {(str(shortest), str(longest))}, films
+    held = re.search(r"A (\d+) s film holds about (\d+) narrated words and an? (\d+) s film about (\d+)", words)
+    assert held and [int(n) for n in held.groups()] == [shortest, shortest * 5 // 2, longest, longest * 5 // 2]
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    assert f"long form (eight beats of {low}-{high} s, {shortest}-{longest} s in all:" in readme
+    for text in (clay, words):
+        assert not re.search(r"one.to.two.minute|one to two minutes", text), text[:2000]
 
 
 # -- 14. a video of a person speaking: the words are asked for ----------------------------------------------------

@@ -113,12 +113,18 @@ def _open(node: Any) -> Any:
 
 
 async def test_tools_list_is_lean_and_still_describes_every_argument(connect):
+    """Lean, and every argument of every tool has its description: the audit found list_tasks' limit with none (an
+    agent could not tell it lists 50 unless asked, 200 at most)."""
     async with connect() as client:
         tools = (await client.list_tools()).tools
     for tool in tools:
         for schema in (tool.input_schema, tool.output_schema or {}):
             assert not _titles(schema), (tool.name, _titles(schema))
             assert all(ref.removeprefix("#/$defs/") in schema.get("$defs", {}) for ref in _refs(schema)), tool.name
+        undescribed = [name for name, field in tool.input_schema["properties"].items() if not field.get("description")]
+        assert undescribed == [], (tool.name, undescribed)
+    listing = next(t for t in tools if t.name == "list_tasks").input_schema["properties"]["limit"]
+    assert "50 by default" in listing["description"] and f"at most {listing['maximum']}" in listing["description"]
     estimate = next(t for t in tools if t.name == "estimate_cost")
     assert estimate.input_schema["properties"]["model"]["description"]
     assert estimate.input_schema["properties"]["model"]["anyOf"] == [{"type": "string"}, {"type": "null"}]

@@ -86,6 +86,28 @@ async def test_errors_quotes_and_confirmations_show_json_values_not_python_ones(
     assert await controls.creates() == []
 
 
+async def test_the_confirmation_quotes_the_prompt_as_written_and_closes_the_quote_when_it_is_cut(connect, controls):
+    """The audit (the demo's steps 8 and 9): the confirmation form showed the prompt as JSON, cut without its closing
+    quote (``Prompt: "Close-up: ... the glass. ... (134 characters).``) and with its own quotes escaped (``says:
+    \\"``). It is now quoted as written, the closing quote there when it is cut, with what shows nothing or turns
+    the text around still escaped, its line breaks too."""
+    cut = (
+        "Close-up: the cold brew bottle on the marble counter, condensation running down the glass. "
+        'A voice says: "Try it cold." (no subtitles)'
+    )
+    short = 'A barista says: "Try it cold."\u202e (no subtitles)\n## Cost: 0'
+    seen: list[str] = []
+    async with connect(elicitation=answering(action="decline", seen=seen)) as client:
+        for prompt in (cut, short):
+            await client.call_tool("generate_video", {"model": "veo3_fast", "prompt": prompt})
+    excerpt = 'Prompt: "Close-up: the cold brew bottle on the marble counter, condensation running down the glass..." '
+    assert excerpt in seen[0], seen[0]
+    assert seen[0].count('"') == 2 and f"({len(cut)} characters)." in seen[0], seen[0]
+    assert 'Prompt: "A barista says: "Try it cold."\\u202e (no subtitles)\\n## Cost: 0". ' in seen[1], seen[1]
+    assert '\\"' not in seen[1] and "\u202e" not in seen[1] and "\n" not in seen[1], seen[1]
+    assert await controls.creates() == []
+
+
 async def test_a_confirmation_to_approve_in_chat_reads_as_a_sentence(connect):
     async with connect() as client:  # no confirmation forms: the quote comes back to approve in chat
         result = await client.call_tool(

@@ -17,8 +17,8 @@ from types import FrameType
 from typing import TYPE_CHECKING, NoReturn
 
 from kie_mcp import __version__
+from kie_mcp.config import CONFIGURATION_DOCS, Settings
 from kie_mcp.config import LOG_LEVELS as LEVEL_NAMES
-from kie_mcp.config import Settings
 from kie_mcp.redact import install_log_redaction, redact, register_secret
 from kie_mcp.words import path_text, plain, readable_text
 
@@ -86,7 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="kie-mcp",
         description="MCP stdio server for KIE.ai image and video generation, with confirm-before-spend.",
-        epilog="Configuration comes from environment variables and the workspace .env file; see the README.",
+        epilog=f"Configuration comes from environment variables and the workspace .env file:\n"
+        f"see {CONFIGURATION_DOCS}.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # the epilog's address whole, never cut at a dash
     )
     parser.add_argument("--version", action="version", version=f"kie-mcp {__version__}")
     sandbox_help = "serve against the built-in KIE simulator: no key, no credits, every result marked sandbox"
@@ -117,7 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim = commands.add_parser("sim", parents=[offline], help="serve the KIE simulator over HTTP on 127.0.0.1")
     sim.add_argument("--port", type=_port, default=8790, help="port to listen on (default 8790)")
     sim.add_argument("--speed", type=_finite, default=30.0, help="simulated seconds per real second (default 30)")
-    sim.add_argument("--balance", type=_finite, default=5000.0, help="starting credits of the sandbox account")
+    sim.add_argument(
+        "--balance", type=_finite, default=5000.0, help="starting credits of the sandbox account (default 5000)"
+    )
     catalog = commands.add_parser("catalog", help="maintain the model catalogue")
     catalog_commands = catalog.add_subparsers(dest="catalog_command", metavar="ACTION", required=True)
     catalog_commands.add_parser(
@@ -167,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     except ArgumentsRefused as refused:
         given = sys.argv[1:] if argv is None else argv
         if _in_terminal() or _names_another_command(given):  # a person: argparse's usage, and exit 2
-            argparse.ArgumentParser.error(refused.parser, refused.message)
+            _refuse(refused, given)
         return _serve(sandbox=False, refused=_arguments_problem(given))
     if args.command == "demo":
         from kie_mcp.demo import run_demo
@@ -185,6 +189,49 @@ def main(argv: list[str] | None = None) -> int:
 def _names_another_command(given: list[str]) -> bool:
     """Whether the first argument that is no option names a command other than serving (``OTHER_COMMANDS``)."""
     return next((word for word in given if not word.startswith("-")), None) in OTHER_COMMANDS
+
+
+SETTINGS_NOT_ARGUMENTS = (
+    "Settings go in the environment or the workspace's .env file (KIE_API_KEY for the key, KIE_WORKSPACE for the "
+    "workspace), not in arguments."
+)
+_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")  # KIE_WORKSPACE=/x, as `-e NAME=value` writes it
+
+
+def _refuse(refused: ArgumentsRefused, given: list[str]) -> NoReturn:
+    """argparse's usage and its refusal on stderr, and exit 2 (a person at a terminal, or a command other than
+    serving), never with a secret in it: argparse repeats what it refuses (``unrecognized arguments: --api-key=<key>``,
+    ``invalid choice: '<key>'``), so where its words hold a secret (``_secret_values``) the arguments are named as
+    ``_shown_arguments`` shows them instead. Arguments it does not know, or a secret, get where settings go."""
+    secrets = _secret_values(given)
+    message = refused.message
+    if any(_repeats(message, secret) for secret in secrets):
+        message = f"arguments it cannot use: {_shown_arguments(given)}"
+    if secrets or refused.message.startswith("unrecognized arguments") or any(map(_ASSIGNMENT.match, given)):
+        message = f"{message.rstrip('.')}. {SETTINGS_NOT_ARGUMENTS}"
+    argparse.ArgumentParser.error(refused.parser, message)
+
+
+def _secret_values(given: list[str]) -> list[str]:
+    """The parts of ``given`` no refusal may repeat: every value of an option or a setting named like a secret
+    (``--api-key K``, ``--token=K``, ``KIE_API_KEY=K`` as ``-e KIE_API_KEY=K`` writes it), and every word or value
+    shaped like a key."""
+    found: list[str] = []
+    secret_next = False
+    for word in given:
+        name, assigned, value = word.partition("=")
+        if secret_next:
+            found.append(word)
+        elif assigned and _SECRET_OPTION.search(name):
+            found.append(value)
+        secret_next = not secret_next and word.startswith("-") and not assigned and bool(_SECRET_OPTION.search(word))
+        found += [part for part in (word, value) if _KEY_SHAPED.fullmatch(part.strip())]
+    return [secret for secret in dict.fromkeys(found) if secret.strip()]
+
+
+def _repeats(message: str, secret: str) -> bool:
+    """Whether ``message`` holds ``secret``, as written or as argparse quotes it (``repr``: a backslash doubled)."""
+    return any(form in message for form in (secret, secret.strip(), repr(secret)[1:-1]) if form)
 
 
 def _arguments_problem(given: list[str]) -> str:

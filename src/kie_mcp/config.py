@@ -855,13 +855,21 @@ def _place(where: str) -> str:
 # A placeholder a client fills in before it starts the server, left as written: $HOME, ${HOME}, ${env:KIE_API_KEY},
 # ${input:kie-api-key}, ${user_config.workspace} (an unclosed one too), %APPDATA%. kie-mcp never expands one.
 _PLACEHOLDER = re.compile(r"\$\{[^}]*\}?|\$[A-Za-z_][A-Za-z0-9_]*|%[A-Za-z_][A-Za-z0-9_()]*%")
+# The example folder .env.example and the README write (/path/to/your/workspace, /path/to/photos), a folder's path
+# anywhere it starts: uncommented as it is, kie-mcp made /path/to/your/workspace (as root, at the filesystem's root).
+_EXAMPLE_PATH = re.compile(r"(?:^|[:;])(?:[A-Za-z]:)?[\\/]path[\\/]to(?:[\\/]|$|[:;])", re.IGNORECASE)
 
 
 def _unfilled(name: str, value: str, instead: str) -> str | None:
     """What to say when ``value`` of setting ``name`` holds a placeholder nothing filled in, or None. Taken as it is,
     KIE_WORKSPACE=$HOME/proj made a folder named "$HOME", ${user_config.workspace} a workspace inside Claude
     Desktop's bundle (lost at its next update), and a key "${env:KIE_API_KEY}" was sent to KIE. The placeholder is
-    named, unless it looks like a key or is part of one."""
+    named, unless it looks like a key or is part of one. The example folder ``/path/to/...`` is one too."""
+    if _EXAMPLE_PATH.search(value):
+        return (
+            f"{name} holds /path/to/, the example path .env.example and the README write, a placeholder that nothing "
+            f"filled in. Write {instead} in its place."
+        )
     found = _PLACEHOLDER.search(value)
     if found is None:
         return None
@@ -1033,7 +1041,7 @@ def _number(env: Mapping[str, str], name: str, default: float, example: str = CR
         raise ConfigError(f"{name}={_shown(raw)} is not a finite number; set it to {example}.")
     if value < 0:
         raise ConfigError(f"{name} cannot be negative (got {_shown(raw)}); set it to {example}.")
-    return value
+    return value + 0.0  # -0 is 0: shown as "0" (f"{-0.0:g}" is "-0")
 
 
 def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str) -> str:

@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlparse
 
 import anyio
@@ -75,6 +75,10 @@ def run_demo(keep: bool = False) -> int:
         failed = _output_failure(err)
         if failed is not None:
             return _output_lost(failed)
+        step = _found(err, StepFailed)
+        if step is not None:  # the server answered a step with an error (a full disk): its words, in one line
+            print(step, file=sys.stderr)
+            return 1
         reason = _reason(err)
         print(
             f"demo: the sandboxed server stopped unexpectedly ({reason}). Run `kie-mcp demo` again; if it keeps "
@@ -100,12 +104,26 @@ class OutputFailed(Exception):
         self.error = error
 
 
+Found = TypeVar("Found", bound=BaseException)
+
+
+class StepFailed(Exception):
+    """A step of the tour the server answered with an error: a plain ``Exception`` (a ``SystemExit`` raised inside
+    the client's task group came out as an exception group no ``except Exception`` catches, printed as a traceback)."""
+
+
 def _output_failure(err: BaseException) -> OSError | None:
     """The error writing the tour's output, when that is what ended it (inside the groups a task group wraps it in)."""
-    if isinstance(err, OutputFailed):
-        return err.error
+    found = _found(err, OutputFailed)
+    return found.error if found is not None else None
+
+
+def _found(err: BaseException, kind: type[Found]) -> Found | None:
+    """``err`` when it is a ``kind``, else the first ``kind`` inside the exception groups a task group wraps it in."""
+    if isinstance(err, kind):
+        return err
     if isinstance(err, BaseExceptionGroup):
-        return next((found for inner in err.exceptions if (found := _output_failure(inner)) is not None), None)
+        return next((found for inner in err.exceptions if (found := _found(inner, kind)) is not None), None)
     return None
 
 
@@ -288,8 +306,11 @@ def _installed_from() -> str | None:
     return f"git+{url}" if "vcs_info" in record else url
 
 
-def _open_command() -> str:
-    return {"darwin": "open", "win32": "start"}.get(sys.platform, "xdg-open")
+def _open_command(target: Path) -> str:
+    """The command that opens ``target`` here, ready to paste: a path with spaces (``Mon Projet``) quoted."""
+    if sys.platform == "win32":  # cmd's start takes a first quoted argument as the window's title
+        return f'start "" "{target}"'
+    return f"{'open' if sys.platform == 'darwin' else 'xdg-open'} {shlex.quote(str(target))}"
 
 
 def _next_steps(say: _Printer, workspace: Path, area: Path, keep: bool) -> None:
@@ -302,7 +323,7 @@ def _next_steps(say: _Printer, workspace: Path, area: Path, keep: bool) -> None:
         say.line(f"- The files are kept in {workspace}")
         if gallery.is_file():
             say.line(f"  Gallery page (every result, with prompts and credits): {gallery}")
-        say.line(f"  Open them: {_open_command()} {target}")
+        say.line(f"  Open them: {_open_command(target)}")
         say.line("  (images open in any viewer, the MP4s play in any browser or video player). Delete the folder")
         say.line("  when you are done.")
     else:
@@ -321,7 +342,7 @@ async def _call(client: Client, name: str, arguments: dict[str, Any], progress: 
     result = await client.call_tool(name, arguments, progress_callback=progress)
     if result.is_error:
         text = " ".join(getattr(block, "text", "") for block in result.content)
-        raise SystemExit(f"demo: {name} failed: {text}")
+        raise StepFailed(f"demo: {name} failed: {' '.join(text.split())}")  # one line
     assert result.structured_content is not None
     return result.structured_content
 

@@ -90,7 +90,7 @@ from kie_mcp.stopping import CREATES
 from kie_mcp.tasks import TaskRecord
 from kie_mcp.tasks.follower import saving_words
 from kie_mcp.tasks.records import UnreadableRecord, answer_not_recorded, charged_text, time_left_words
-from kie_mcp.words import cut_point, plain, timestamp
+from kie_mcp.words import cut_point, plain, quoted_excerpt, timestamp
 
 log = logging.getLogger(__name__)
 
@@ -1329,7 +1329,7 @@ def question(p: Plan, confirmation: str | None = None, why: str | None = None) -
     prompt = str(p.wire.get("prompt", ""))
     # On one line, its breaks written \n: a host showing the form as markdown would make "\n## Cost: 0 credits" in a
     # prompt a heading of its own, read as kie-mcp's and not the prompt's.
-    excerpt = f" Prompt: {plain(prompt, limit=95)}." if prompt else ""
+    excerpt = f" Prompt: {quoted_excerpt(prompt, limit=92)}." if prompt else ""
     warned = p.notes[:1] if p.unsettled else ()  # the same request's unknown outcome (``twins``) leads
     notes = "".join(f" {note}" for note in p.notes[len(warned) :])
     ref = f" (confirmation {confirmation})" if confirmation else ""

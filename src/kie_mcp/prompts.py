@@ -1317,7 +1317,9 @@ def script_to_video(script: Script, visual_style: VisualStyle, model: VideoModel
 
 
 BEAT_SECONDS = (5, 8)  # animated_ad's beats, as the style guides' default arcs plan them (claymation, 3D animated)
-LONG_FORM = (8, (8, 12))  # claymation-ad.md's long form: eight beats of 8-12 s (Seedance 2 makes 4-15 s clips)
+# claymation-ad.md's long form, as its table has it: eight beats of 6-12 s, 60-88 s in all (Seedance 2 makes 4-15 s
+# clips; tests/test_prompt_steps.py holds these to the guide's table and its words).
+LONG_FORM = (8, (6, 12), (60, 88))
 ANIMATOR = "bytedance/seedance-2"  # the model animated_ad animates each beat with
 # The styles claymation-ad.md is written for, by the words it uses for its look and the seed's "Aardman-style"
 # ("stop-motion" and "plasticine" stills are claymation, not 3D animation).
@@ -1344,16 +1346,17 @@ def _style_guide(style: str) -> tuple[str, str]:
 
 
 def _beat_lengths(library: str, beats: str) -> str:
-    """Step 1's words on beat lengths: the guides' 5-8 s; claymation-ad.md's long form (eight beats of 8-12 s) only
-    when the user asks for a longer film; pixar-style-ad.md has no long form (one story moment per beat), so a longer
-    3D film takes more beats. The plan said "up to 15 s ... as in the guide's long form", which says 8-12 s."""
+    """Step 1's words on beat lengths: the guides' 5-8 s; claymation-ad.md's long form (eight beats of 6-12 s, 60-88 s
+    in all) only when the user asks for a longer film; pixar-style-ad.md has no long form (one story moment per beat),
+    so a longer 3D film takes more beats. The plan said "up to 15 s ... as in the guide's long form", which says
+    6-12 s, and "a one-to-two-minute film", which its table (60-88 s) is not."""
     default = f"each beat's length ({BEAT_SECONDS[0]}-{BEAT_SECONDS[1]} s, as the guide's default beats; "
     if library == "claymation-ad":
-        count, (low, high) = LONG_FORM
-        again = "" if beats == str(count) else f" (this workflow again with beats {count})"
+        count, (low, high), (shortest, longest) = LONG_FORM
+        again = "" if beats == str(count) else f", this workflow again with beats {count}"
         return (
-            default + f"the guide's long form, {count} beats of {low}-{high} s{again}, only if the user asks for a "
-            "one-to-two-minute film"
+            default + f"the guide's long form, {count} beats of {low}-{high} s ({shortest}-{longest} s in all{again}), "
+            "only if the user asks for a longer film"
         )
     return default + "one story moment per beat: a longer film takes more beats, not longer ones"
 

@@ -868,7 +868,12 @@ def _register_tools(mcp: MCPServer) -> None:
                 max_length=SESSION_MAX, description="Words to find in the session's name (the generate calls' session)."
             ),
         ] = None,
-        limit: Annotated[int, Field(ge=1, le=LIST_LIMIT), Strict(), WHOLE] = 50,
+        limit: Annotated[
+            int,
+            Field(ge=1, le=LIST_LIMIT, description=f"How many tasks to list (50 by default, at most {LIST_LIMIT})."),
+            Strict(),
+            WHOLE,
+        ] = 50,
         cursor: Annotated[
             str | None,
             Field(

@@ -46,6 +46,18 @@ def shortened(text: str, limit: int) -> str:
     return text if whole and len(text) <= limit else text[: cut_point(text, limit - 3)] + "..."
 
 
+def quoted_excerpt(text: str, limit: int) -> str:
+    """``text`` quoted in a sentence a person reads (the confirmation's prompt), on one line: in double quotes, the
+    closing one there also when it is cut (``"Close-up: the bottle..." (134 characters)``), its own quotes as they
+    are (not JSON's ``\\"``), and everything else ``plain`` escapes escaped, line breaks and tabs too (``\\n``: a host
+    showing it as markdown would make a line of it a heading of its own). At most ``limit`` of its characters, cut
+    where ``cut_point`` allows, before the escapes (never half of one), with the API key redacted first."""
+    shown, whole = uncut_redacted(text, limit)
+    if not (whole and len(shown) <= limit):
+        return f'"{_unseen_escaped(shown[: cut_point(shown, limit - 3)])}..." ({len(text)} characters)'
+    return f'"{_unseen_escaped(shown)}"'
+
+
 def unseen_escaped(text: str) -> str:
     """``text`` as a person is shown it in a sentence: what shows nothing or turns the text around it escaped
     (``_unseen_escaped``), line breaks and tabs kept."""
