@@ -20,7 +20,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +153,20 @@ def saved_files(workspace: Path, task_id: str) -> list[str]:
         return [row[0] for row in db.execute("SELECT path FROM files WHERE task_id = ?", (task_id,))]
 
 
+def stopped_mid_create(base: str, workspace: Path, stop: Callable[[Server], object]) -> tuple[int, str]:
+    """A server started on ``workspace`` and stopped by ``stop`` while its create waits 2 s for KIE's answer: its
+    exit code and what it wrote on stderr."""
+    slow_creates(base, 2.0)
+    server = Server(base, workspace)
+    try:
+        server.generate(1, IMAGE["prompt"])
+        wait_for_create(base)
+        stop(server)
+        return server.stopped()
+    finally:
+        server.kill()
+
+
 def lines(errors: str) -> list[str]:
     return [line for line in errors.splitlines() if line.strip()]
 
@@ -164,15 +178,7 @@ def test_a_host_stopping_the_server_mid_create_keeps_the_task_and_its_result_is_
     """SIGINT too: a Ctrl-C in the terminal of a host (an Inspector, ``claude -p``, a script) reaches its whole
     process group, and stopped the server at once, the create left "being sent" without its task."""
     workspace = tmp_path / "workspace"
-    slow_creates(simulator, 2.0)
-    server = Server(simulator, workspace)
-    try:
-        server.generate(1, IMAGE["prompt"])
-        wait_for_create(simulator)
-        server.process.send_signal(signum)
-        code, errors = server.stopped()
-    finally:
-        server.kill()
+    code, errors = stopped_mid_create(simulator, workspace, lambda server: server.process.send_signal(signum))
     [(state, task_id)] = attempts(workspace)
     assert state == "created" and task_id, ("the create KIE answered was not recorded", errors)
     assert code == (130 if signum == signal.SIGINT else 128 + signum), errors
@@ -190,6 +196,21 @@ def test_a_host_stopping_the_server_mid_create_keeps_the_task_and_its_result_is_
     [path] = saved_files(workspace, task_id)
     assert (workspace / path).is_file()
     assert creates_sent(simulator) == 1
+
+
+def test_a_host_closing_stdin_mid_create_is_told_the_server_waits_for_it_and_the_task_is_kept(simulator, tmp_path):
+    """Stdin closed (a host quitting: the MCP SDK's client does so before its SIGTERM) while a create is on its way:
+    the server waited for KIE's answer, up to the create's own deadline, saying nothing. It says so, as a signal's
+    stop does, and the task KIE made is recorded."""
+    workspace = tmp_path / "workspace"
+    code, errors = stopped_mid_create(simulator, workspace, lambda server: server.process.stdin.close())
+    said = "kie-mcp: stopping (stdin closed): waiting for a create on its way to KIE, so that the task it made is "
+    assert said in errors, errors
+    assert f"A SIGTERM stops it within {LANDING_SECONDS:g} s." in errors, errors
+    assert code == 0, errors
+    [(state, task_id)] = attempts(workspace)
+    assert state == "created" and task_id, ("the create KIE answered was not recorded", errors)
+    assert "Traceback" not in errors
 
 
 def test_no_create_starts_after_a_host_asked_the_server_to_stop(simulator, tmp_path):

@@ -151,6 +151,25 @@ def test_two_messages_on_one_line_are_each_answered_under_their_own_id(wire):
 
 
 @pytest.mark.stdio
+def test_a_carriage_return_inside_a_message_is_whitespace_and_the_request_is_answered(wire):
+    """MCP's stdio messages end at "\\n" alone. A bare "\\r" is JSON whitespace: it cut a request in two halves,
+    neither with an id, never answered. A line ending "\\r\\n" is still one message, and a "\\r" between two messages
+    leaves them on one line, each answered under its id."""
+    initialize = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": hello()}
+    wire.send(json.dumps(initialize) + "\r")  # a CRLF line
+    assert "result" in wire.answer(0)
+    wire.send('{"jsonrpc": "2.0", "method": "notifications/initialized"}\r')
+    wire.send('{"jsonrpc":"2.0",\r"id":6,"method":"ping"}')
+    assert wire.answer(6)["result"] == {}
+    wire.send('{"jsonrpc":"2.0",\r"id":8,"method":"tools/call",' + CHECK_CREDITS[:-1] + ',\r"_meta":{}}}\r')
+    assert "content" in wire.answer(8)["result"]
+    wire.send('{"jsonrpc":"2.0","id":9,"method":"ping"}\r{"jsonrpc":"2.0","id":10,"method":"ping"}\r')
+    for request_id in (9, 10):
+        assert "its line holds more than one message" in wire.answer(request_id)["error"]["message"]
+    assert "Traceback" not in wire.errors.read_text()
+
+
+@pytest.mark.stdio
 def test_an_unreadable_request_of_the_2026_era_is_answered_in_that_era(wire):
     """The stand-in carries the request's ``_meta``: the 2026-07-28 envelope routes it, and it is answered with what
     was wrong, not with a missing envelope."""

@@ -185,7 +185,8 @@ async def test_no_input_schema_holds_additional_properties_and_a_captions_unknow
 async def test_no_input_schema_has_an_exclusive_bound_and_the_strict_bound_still_holds(connect, controls):
     """Gemini's function declarations have no ``exclusiveMinimum`` and refuse the whole request over it
     (modelcontextprotocol/servers#1624): ``max_credits`` (more than 0) and a caption's ``end`` are published with
-    ``minimum``, and 0 is still refused by name, with nothing created."""
+    ``minimum``, and 0 is still refused by name, with nothing created. The description of each says the strict bound
+    in words, so ``minimum: 0`` does not send an agent to try 0."""
     async with connect(elicitation=answering()) as client:
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
         zero = await client.call_tool(
@@ -197,10 +198,21 @@ async def test_no_input_schema_has_an_exclusive_bound_and_the_strict_bound_still
     assert max_credits == {"type": "number", "minimum": 0}
     end = tools["stitch_videos"].input_schema["properties"]["captions"]["anyOf"][0]["items"]["properties"]["end"]
     assert end["minimum"] == 0 and end["maximum"] == 86400
+    assert end["description"].endswith(" More than 0."), end
+    taking = [tool for tool in tools.values() if "max_credits" in tool.input_schema["properties"]]
+    assert {tool.name for tool in taking} >= {"generate_image", "generate_video", "continue_video"}
+    for tool in taking:
+        said = tool.input_schema["properties"]["max_credits"]["description"]
+        assert said.startswith("A refusal threshold") and said.endswith(" More than 0."), (tool.name, said)
+    bounded = {tool.name + path: said for tool in tools.values() for path, said in _described_bounds(tool.input_schema)}
+    assert len(bounded) == len(taking) + 1, bounded  # no other argument has a strict bound
+    assert all(said.count("More than 0.") == 1 for said in bounded.values()), bounded
     assert zero.is_error and "max_credits: must be more than 0" in text_of(zero), text_of(zero)
     assert await controls.creates() == []
     compacted = compact({"type": "number", "exclusiveMinimum": 0, "minimum": 1})
     assert compacted == {"type": "number", "exclusiveMinimum": 0, "minimum": 1}  # a bound of its own stays as it is
+    below = compact({"type": "object", "properties": {"x": {"type": "number", "exclusiveMaximum": 2.5}}})
+    assert below["properties"]["x"] == {"type": "number", "maximum": 2.5, "description": "Less than 2.5."}
     assert compact({"type": "number", "exclusiveMaximum": 5}, output=True) == {"type": "number", "exclusiveMaximum": 5}
 
 
@@ -212,6 +224,37 @@ async def test_results_still_match_the_published_output_schema(connect):
         listed = await client.call_tool("list_models", {})
     assert not result.is_error and result.structured_content["quote"]["quote_id"]
     assert not listed.is_error
+
+
+def _described_bounds(node: object, path: str = "") -> list[tuple[str, str]]:
+    """Every property (by path) whose description says a strict bound ("More than", "Less than")."""
+    found: list[tuple[str, str]] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "properties" and isinstance(value, dict):
+                for name, sub in value.items():
+                    said = sub.get("description", "") if isinstance(sub, dict) else ""
+                    if "More than" in said or "Less than" in said:
+                        found.append((f"{path}.{name}", said))
+                    found += _described_bounds(sub, f"{path}.{name}")
+            else:
+                found += _described_bounds(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            found += _described_bounds(value, f"{path}.{index}")
+    return found
+
+
+async def test_no_tool_description_carries_the_indentation_of_its_source(connect):
+    """A tool's description is its docstring: Python before 3.13 keeps the source's indentation in it, so an agent
+    read "A\\n        1080p" (eight spaces after every line break, in every turn's context). It is published
+    without it, and with its line breaks."""
+    async with connect() as client:
+        tools = (await client.list_tools()).tools
+    for tool in tools:
+        assert tool.description and tool.description == tool.description.strip(), tool.name
+        assert "\n " not in tool.description, (tool.name, tool.description[:300])
+    assert "\n" in next(tool.description for tool in tools if tool.name == "continue_video")
 
 
 def _titles(node: object) -> list[str]:

@@ -9,6 +9,7 @@ after start-up, whichever is first (``RuntimeHolder``), so the follower resumes 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -25,6 +26,7 @@ from mcp.server.subscriptions import InMemorySubscriptionBus, ResourcesListChang
 from mcp.types import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
+    INVALID_REQUEST,
     CompleteRequestParams,
     CompleteResult,
     EmptyResult,
@@ -297,7 +299,9 @@ class _Server(MCPServer):
       and the model and task templates' ids (``completions``).
     - Every error answer, and a workflow's plan, leaves redacted (``_answered_without_secrets``); ``prompts/get``
       takes a number given for an argument as its text; a request before ``initialize`` is told what to send first;
-      a cursor to a listing that is never paged is refused.
+      a cursor to a listing that is never paged is refused; a second initialize is refused, changing nothing; a tool's
+      answer to a client of 2024-11-05 or 2025-03-26 goes without resource links (its revision has none).
+    - A tool's description is its docstring without the source's indentation (``add_tool``).
     - A tool's own error (its ``ToolError``, a resolver's) reaches the client in its words, without the SDK's
       "Error executing tool <name>: " before them.
     - A surface that cannot load (a Python without ``_sqlite3``, a broken install) is a start that failed, said as
@@ -559,8 +563,11 @@ class _Server(MCPServer):
             SERVING.reset(token)
 
     def add_tool(self, fn: Any, name: str | None = None, **options: Any) -> None:
-        """Register now, build on first need (``_build``)."""
+        """Register now, build on first need (``_build``). A tool without a description of its own is described by
+        its docstring without the source's indentation (Python before 3.13 keeps it: "A\\n        1080p")."""
         name = name or fn.__name__
+        if not options.get("description") and fn.__doc__:
+            options["description"] = inspect.cleandoc(fn.__doc__)
         if not self._registering:  # a tool added by code embedding this server: kie-mcp's own come first
             self._ensure_registered()
         if name in self._unbuilt or self._tool_manager.get_tool(name) is not None:
@@ -699,7 +706,10 @@ async def _answered_without_secrets(ctx: ServerRequestContext[Any, Any], call_ne
     a JSON-RPC batch is refused here, before anything else, where the session's protocol has none, and an initialize
     always (``stdio.refuse_batch``). Its bare refusal of a request before the handshake (``BEFORE_INITIALIZE``) says
     to send initialize first, or the 2026-07-28 envelope (``_initialize_first``); a cursor given to a listing that is
-    never paged (``NEVER_PAGED``) is refused, where the SDK listed the first page for any."""
+    never paged (``NEVER_PAGED``) is refused, where the SDK listed the first page for any. A second initialize on a
+    connection is refused (``_initialized_once``), where the SDK took its protocol version and capabilities. A tool's
+    answer to a client of a revision before ``RESOURCE_LINKS_SINCE`` leaves without its resource links
+    (``_for_revision``)."""
     method = ctx.method
     plan = method == "prompts/get"
     try:
@@ -708,6 +718,8 @@ async def _answered_without_secrets(ctx: ServerRequestContext[Any, Any], call_ne
         if came_in_batch(ctx.params):  # it came in a JSON-RPC batch (stdio): run where the protocol has batches
             refuse_batch(ctx.protocol_version, method)  # every method alike: a workflow's plan too
             ctx = replace(ctx, params=without_batch_mark(ctx.params))
+        if method == "initialize":
+            _initialized_once(ctx)
         if method in NEVER_PAGED:
             _refuse_cursor(method, ctx.params)
         if plan:
@@ -742,12 +754,44 @@ async def _answered_without_secrets(ctx: ServerRequestContext[Any, Any], call_ne
         raise MCPError(code=error.code, message=message, data=data) from None
     if plan:  # the user's own words, to be used: only the key goes (a signed link's access_token stays)
         return redact_value(result, secrets_only=True)
+    if method == "tools/call":
+        result = _for_revision(result, ctx.protocol_version)
     if method == "tools/call" and isinstance(result, dict) and result.get("isError"):
         return redact_value(_echoes_bounded(result, ctx))  # a refusal names what it was given (an unknown tool)
     return result
 
 
 ECHO_SHOWN = 200  # characters of a resource URI, a method or a tool's name an error repeats
+
+# The first revision whose content blocks include ``resource_link``: a client of an earlier one (2024-11-05,
+# 2025-03-26) checks a tool's content against a union without it and throws the whole answer away, after the
+# credits were spent. Its text names every saved file by absolute path and file:// URI all the same.
+RESOURCE_LINKS_SINCE = "2025-06-18"
+
+
+def _for_revision(result: Any, version: str) -> Any:
+    """A tool's answer (its wire form) without its ``resource_link`` blocks when the connection's protocol
+    ``version`` predates ``RESOURCE_LINKS_SINCE`` (revisions are dates: they compare as text)."""
+    if version >= RESOURCE_LINKS_SINCE or not isinstance(result, dict) or not isinstance(result.get("content"), list):
+        return result
+    content = [
+        block for block in result["content"] if not (isinstance(block, dict) and block.get("type") == "resource_link")
+    ]
+    return {**result, "content": content} if len(content) != len(result["content"]) else result
+
+
+def _initialized_once(ctx: ServerRequestContext[Any, Any]) -> None:
+    """Refuse an initialize on a connection whose handshake already took one: the SDK took the second's protocol
+    version and capabilities, so a client could change mid-session the rules it was served by (batches, forms)."""
+    if ctx.session.client_params is None:
+        return
+    raise MCPError(
+        code=INVALID_REQUEST,
+        message=f"kie-mcp is already initialized on this connection (MCP {ctx.protocol_version}, by its first "
+        "initialize); nothing changed: the protocol version and the capabilities it declared stay. A connection is "
+        "initialized once; to start over, open a new connection.",
+    )
+
 
 # The SDK's answer to a request before the handshake ended, in the handshake era: its bare "Invalid request
 # parameters" with empty data, which named nothing (the same as a refused params' before kie-mcp named them).

@@ -45,6 +45,14 @@ escape becomes ``\\ufffd`` (U+FFFD, as KIE's own answers are mended in ``kie/tex
 the call is answered like any other: the text with a replacement character, shown in the confirmation like the rest
 of the request.
 
+A line ends at "\\n" alone, as MCP's stdio transport delimits messages (``NEWLINE``): Python's universal newlines
+also ended one at a bare "\\r", which is JSON whitespace, so a request with one between its members was cut in two
+halves and never answered. A line ending "\\r\\n" keeps its "\\r", whitespace after the JSON.
+
+When the client closes stdin while a create is on its way to KIE, the session ends and the process waits for the
+create's answer (shielded, so its task is recorded): that is said on stderr, as a signal's stop says it
+(``stopping``).
+
 A host that writes "UTF-8 with BOM" (.NET's ``Encoding.UTF8``) starts its first line with a byte-order mark,
 which no JSON starts with: the SDK dropped that line (the ``initialize``, so the host never connected). It is
 taken off.
@@ -570,11 +578,17 @@ def _unreadable(why: Mapping[str, Any]) -> tuple[int, str, str, dict[str, Any]]:
     return INVALID_REQUEST, problem, fix, {"deepest": DEEPEST_JSON}
 
 
+NEWLINE = "\n"  # where a line of the wire ends (not at a bare "\r", JSON whitespace: see the module's docstring)
+
+
 class _MendedLines(io.TextIOWrapper):
     """UTF-8 lines of the wire (undecodable bytes replaced, as the SDK reads them), each made readable (a line of
-    several messages, a line each)."""
+    several messages, a line each). Lines end at "\\n" alone (``NEWLINE``)."""
 
     _waiting: list[str] | None = None  # the rest of what the last line read stood for
+
+    def __init__(self, buffer: Any) -> None:
+        super().__init__(buffer, encoding="utf-8", errors="replace", newline=NEWLINE)
 
     def readline(self, size: int | None = -1, /) -> str:
         if self._waiting:
@@ -595,14 +609,14 @@ def claimed_stdin() -> Iterator[Any]:
     try:
         private, saved = os.dup(0), os.dup(0)
     except OSError:  # no fd 0 to claim (an embedding host closed it): read sys.stdin as it is
-        yield anyio.wrap_file(_MendedLines(sys.stdin.buffer, encoding="utf-8", errors="replace"))
+        yield anyio.wrap_file(_MendedLines(sys.stdin.buffer))
         return
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
     buffer = os.fdopen(private, "rb")
     try:
-        yield anyio.wrap_file(_MendedLines(buffer, encoding="utf-8", errors="replace"))
+        yield anyio.wrap_file(_MendedLines(buffer))
     finally:
         buffer.close()
         os.dup2(saved, 0)
@@ -639,8 +653,14 @@ class RequestsOnce:
         self._writes = writes
 
     async def receive(self) -> Any:
+        import anyio
+
         while True:
-            item = await self._inner.receive()
+            try:
+                item = await self._inner.receive()
+            except anyio.EndOfStream:
+                _stdin_closed()
+                raise
             message = item.message if isinstance(item, SessionMessage) else None
             if isinstance(message, JSONRPCRequest):
                 if not self._writes.take(message.id):
@@ -672,6 +692,19 @@ class RequestsOnce:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self._inner.aclose()
+
+
+def _stdin_closed() -> None:
+    """The client closed stdin: the session ends, and its calls in flight are cancelled. A create on its way to KIE
+    is waited for (shielded) until it is answered and recorded: said on stderr, as a signal's stop says it
+    (``stopping``), where the wait was silent, up to the create's own deadline."""
+    from kie_mcp.stopping import CREATES, LANDING_SECONDS, waiting_words
+
+    if CREATES.sending_now:
+        line = waiting_words("stdin closed", CREATES.sending_now, None)
+        with suppress(OSError, ValueError):
+            sys.stderr.write(f"{line} A SIGTERM stops it within {LANDING_SECONDS:g} s.\n")
+            sys.stderr.flush()
 
 
 def duplicate_error(request_id: str | int, method: str) -> JSONRPCError:

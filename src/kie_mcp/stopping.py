@@ -15,6 +15,13 @@ So the first SIGTERM or SIGHUP (or a host's SIGINT, ``cli``) closes the gate (``
 it) and the process exits once the creates in flight have landed and been recorded, ``LANDING_SECONDS`` at most
 (``cli``); a second signal, or Ctrl-C typed in a terminal, ends it at once. One count for the whole process: a signal
 is the process's, whatever connection sent the create.
+
+A host that closes stdin mid-create (the MCP SDK's client does, before its SIGTERM) ends the session: the calls in
+flight are cancelled, and the process waits for the create on its way, shielded, to be answered and recorded.
+``stdio`` says so on stderr (``waiting_words``), as a signal's stop does (the wait was silent). It is not cut at
+``LANDING_SECONDS``: nothing asked the process to stop by a time, and a create cut off before its answer is one of
+unknown outcome at the next start (it may have been charged, and its task is not followed); the create's own
+deadline bounds it, and a SIGTERM meanwhile stops it as above.
 """
 
 from __future__ import annotations
@@ -107,3 +114,15 @@ class CreatesInFlight:
 
 
 CREATES = CreatesInFlight()
+
+
+def waiting_words(how: str, sending: int, seconds: float | None = LANDING_SECONDS) -> str:
+    """The line a stop says on stderr while ``sending`` creates are on their way to KIE, in the words of a signal's
+    (``cli``): ``how`` it was asked ("stdin closed"), waiting ``seconds`` at most (None: until each is answered or
+    reaches its own deadline)."""
+    creates = "a create" if sending == 1 else f"{sending} creates"
+    up_to = f"up to {seconds:g} s " if seconds is not None else ""
+    return (
+        f"kie-mcp: stopping ({how}): waiting {up_to}for {creates} on its way to KIE, so that the task it made is "
+        "recorded."
+    )

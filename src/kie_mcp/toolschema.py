@@ -9,11 +9,12 @@ hosts resolve ``$ref`` poorly); what a value may be is untouched, with one excep
 bound pydantic writes as ``exclusiveMinimum``/``exclusiveMaximum`` (``gt=0``) is published as ``minimum``/
 ``maximum``: Gemini's function declarations (``parameters``, an OpenAPI subset) have no such field and refuse the
 whole request over it (modelcontextprotocol/servers#1624, firebase/firebase-tools#9237), and the argument is still
-checked against the strict bound. For the same reason ``additionalProperties`` is left out of input schemas whatever
-its value (HTTP 400 "Unknown name additionalProperties", for stitch_videos' captions' ``false``): an
-argument object's unknown keys are still refused by name, by its pydantic model. In output schemas, which clients
-use to check results, a nullable value becomes the equivalent type list, which a validator checks in one step
-instead of trying two branches (on every call).
+checked against the strict bound. The bound is then said in words at the end of the argument's description ("More
+than 0."), so an agent reading ``minimum: 0`` is not sent to try 0 and be refused. For the same reason
+``additionalProperties`` is left out of input schemas whatever its value (HTTP 400 "Unknown name
+additionalProperties", for stitch_videos' captions' ``false``): an argument object's unknown keys are still refused
+by name, by its pydantic model. In output schemas, which clients use to check results, a nullable value becomes the
+equivalent type list, which a validator checks in one step instead of trying two branches (on every call).
 Validation of arguments does not use these schemas (the SDK validates them with the pydantic model), so only what
 is advertised changes.
 """
@@ -25,6 +26,7 @@ from typing import Any, get_args
 
 _DEFS = "#/$defs/"
 _EXCLUSIVE = {"exclusiveMinimum": "minimum", "exclusiveMaximum": "maximum"}  # published in input schemas as these
+_EXCLUSIVE_WORDS = {"exclusiveMinimum": "More than", "exclusiveMaximum": "Less than"}  # ... and said so in words
 
 
 # Keywords that constrain only values of their own type (or only annotate): a branch made of these and a "type"
@@ -44,19 +46,23 @@ _ANNOTATIONS = frozenset({"description", "default", "examples", "title"})
 
 def compact(schema: dict[str, Any], *, output: bool = False) -> dict[str, Any]:
     """``schema`` without derived titles, with single-use ``$defs`` inlined (recursive ones kept); with ``output``
-    (a tool's output schema), nullable values as type lists, else exclusive bounds as inclusive ones."""
+    (a tool's output schema), nullable values as type lists, else exclusive bounds as inclusive ones, each said in
+    words in the description of the property it bounds (``_said``)."""
     defs: dict[str, Any] = schema.get("$defs", {})
     uses: dict[str, int] = {}
     _count_refs(schema, uses)
 
-    def walk(node: Any, inlining: tuple[str, ...]) -> Any:
+    def walk(node: Any, inlining: tuple[str, ...], bounds: list[str] | None = None) -> Any:
+        """``node`` compacted; ``bounds`` collects the words for each exclusive bound made inclusive in it, for the
+        description of the property it is part of (None: it is part of none, and its own description says them)."""
         if isinstance(node, list):
-            return [walk(item, inlining) for item in node]
+            return [walk(item, inlining, bounds) for item in node]
         if not isinstance(node, dict):
             return node
         name = _ref_name(node)
         if name is not None and uses.get(name) == 1 and name in defs and name not in inlining:
-            return walk(defs[name], (*inlining, name))
+            return walk(defs[name], (*inlining, name), bounds)
+        own: list[str] = [] if bounds is None else bounds
         out: dict[str, Any] = {}
         for key, value in node.items():
             if key == "$defs":
@@ -67,18 +73,40 @@ def compact(schema: dict[str, Any], *, output: bool = False) -> dict[str, Any]:
                 continue  # true: what an object allows anyway; in input schemas any value (Gemini refuses the word)
             if key in _EXCLUSIVE and not output and isinstance(value, int | float) and _EXCLUSIVE[key] not in node:
                 out[_EXCLUSIVE[key]] = value  # Gemini's parameters refuse the keyword; the argument is checked exactly
+                own.append(f"{_EXCLUSIVE_WORDS[key]} {_number(value)}.")
                 continue
             if key == "properties" and isinstance(value, dict):
-                out[key] = {field: walk(sub, inlining) for field, sub in value.items()}  # keys are names
+                out[key] = {field: property_(sub, inlining) for field, sub in value.items()}  # keys are names
             else:
-                out[key] = walk(value, inlining)
+                out[key] = walk(value, inlining, own)
+        if bounds is None:
+            out = _said(out, own)
         return _as_type_list(out) if output else out  # after its branches are inlined
+
+    def property_(node: Any, inlining: tuple[str, ...]) -> Any:
+        bounds: list[str] = []
+        return _said(walk(node, inlining, bounds), bounds)
 
     result = walk(schema, ())
     kept = {name: walk(d, (name,)) for name, d in defs.items() if uses.get(name, 0) != 1 or _recursive(name, d)}
     if kept:
         result["$defs"] = kept
     return result
+
+
+def _said(node: Any, bounds: list[str]) -> Any:
+    """``node`` (a property's schema) with ``bounds``, the exclusive bounds published as inclusive ones in it, said at
+    the end of its description: ``minimum: 0`` alone would send an agent to try 0, which is refused."""
+    if not bounds or not isinstance(node, dict):
+        return node
+    described = node.get("description")
+    words = " ".join(bounds)
+    return {**node, "description": f"{described} {words}" if isinstance(described, str) and described else words}
+
+
+def _number(value: float) -> str:
+    """A bound as people write it: ``0`` for 0 and 0.0, ``0.5`` for 0.5."""
+    return str(int(value)) if float(value).is_integer() else repr(value)
 
 
 def _ref_name(node: dict[str, Any]) -> str | None:
