@@ -877,6 +877,36 @@ async def test_stitch_videos_joins_a_chain_of_extensions_in_order(connect, contr
     assert not twice.is_error and "Joined 2 clip(s)" in text_of(twice), text_of(twice)
 
 
+async def test_a_chain_that_is_one_video_already_answers_with_that_video_and_says_why_nothing_was_joined(
+    connect, controls, tmp_path
+):
+    """The audit: stitch_videos(clips=[a Veo extension], chain=true) failed with "Stitching needs at least two
+    clips": Veo's extended video holds the whole video so far, so its chain is that one file. The answer is that
+    saved video, saying why nothing was joined; nothing is written. A first clip alone is its own chain, said so."""
+    async with connect(elicitation=answering()) as client:
+        veo = await finished(client, VEO)
+        made = await client.call_tool("continue_video", {"task_id": veo, "operation": "extend", "wait_seconds": 40})
+        extended = await follow(client, made.structured_content["tasks"][0]["task_id"])
+        chained = await client.call_tool("stitch_videos", {"clips": [extended["task_id"]], "chain": True})
+        alone = await client.call_tool("stitch_videos", {"clips": [veo], "chain": True})
+        captioned = await client.call_tool(
+            "stitch_videos",
+            {"clips": [extended["task_id"]], "chain": True, "captions": [{"start": 0, "end": 1, "text": "Hi"}]},
+        )
+    whole = extended["files"][0]
+    text = text_of(chained)
+    assert not chained.is_error, text
+    said = f"Nothing was joined: {extended['task_id']} is an extension whose video already holds the whole video"
+    assert said in text, text
+    assert chained.structured_content["path"] == whole and chained.structured_content["reencoded"] is False
+    assert [f["path"] for f in chained.structured_content["saved_files"]] == [whole]
+    assert chained.structured_content["duration"] == pytest.approx(15, abs=1)
+    assert not alone.is_error and f"{veo} is the only clip of its chain" in text_of(alone), text_of(alone)
+    assert not captioned.is_error and "Joined 1 clip(s)" in text_of(captioned)  # captions: still burned in
+    joins = [p.name for p in (tmp_path / "outputs").rglob("*.mp4") if p.name.startswith("stitched")]
+    assert joins == ["stitched-1-clips.mp4"], joins  # the captioned one only
+
+
 async def test_stitch_videos_never_plays_footage_twice_and_names_an_extension_left_out(connect, controls):
     """A Veo extension's video is the whole video before it: listing the clip it extends beside it would play that
     clip twice (refused, nothing written); listing the clip without its extension ends the join early (said)."""

@@ -7,6 +7,7 @@ or sent, the error naming the field, what was given, what the field takes and wh
 
 from __future__ import annotations
 
+import io
 import math
 import re
 import struct
@@ -42,6 +43,8 @@ def _fields(check: str) -> list[tuple[str, str]]:
 
 LIMITED = _fields("any")
 FORMATS = [(m, n) for m, n in _fields("formats") if field_kinds(CATALOG.get(m), n) != {"image"}]
+PICTURE_FORMATS = [(m, n) for m, n in _fields("formats") if field_kinds(CATALOG.get(m), n) == {"image"}]
+OPAQUE = _fields("opaque")
 LENGTHS = _fields("bounds_length")
 PIXELS = _fields("bounds_pixels")
 AUDIO_OR_VIDEO = sorted(
@@ -152,6 +155,22 @@ def test_every_media_limit_is_sourced_dated_and_one_kie_mcp_can_check(model_id, 
     note = spec.fields[name].note or ""
     if media.max_mb is not None and (stated := re.search(r"(\d+(?:\.\d+)?)\s*MB\b", note)):
         assert float(stated.group(1)) == media.max_mb, note  # the words and the data say the same
+
+
+@pytest.mark.parametrize(("model_id", "name"), OPAQUE)
+def test_every_field_without_transparency_is_a_picture_field_its_source_documents_so(model_id, name):
+    """``opaque`` is data with a source like any limit: the field takes pictures (and JPEG, the form a flattened
+    picture is sent in), and its source says "no transparency", or takes the whole schema of another model whose
+    same field is documented so (Wan 3.0 Prime: "the schema, modes and rules of wan/3-0-video")."""
+    spec = CATALOG.get(model_id)
+    media = spec.fields[name].media
+    assert field_kinds(spec, name) == {"image"}
+    formats = media.formats or (spec.images.formats if spec.images and name in spec.images.to else [])
+    assert not formats or "jpeg" in formats, formats
+    ref = spec.source_of(media.source).ref
+    if "no transparency" not in ref:
+        [(other, _)] = re.findall(r"the schema, modes and rules of ([\w./-]+)( |,|$)", ref)
+        assert CATALOG.get(other).fields[name].media.opaque, (other, name)
 
 
 def _kinds_of(fmt: str) -> set[str]:
@@ -308,3 +327,60 @@ async def test_a_picture_outside_the_fields_pixels_is_refused_before_it_is_price
             assert todo in text, text
     assert asked == []
     await _nothing_sent(controls)
+
+
+# Pictures in formats an image field may leave out, made by Pillow (as a camera or an editor writes them).
+PICTURES = {"tiff": "TIFF", "gif": "GIF", "bmp": "BMP", "webp": "WEBP"}
+
+
+@eras_in_turn(("model_id", "name"), PICTURE_FORMATS)
+async def test_a_picture_in_a_format_the_field_does_not_take_is_refused_before_it_is_priced(
+    connect, controls, tmp_path, model_id, name
+):
+    """An image field whose data lists its formats (Wan 2.7 video edit's reference_image: JPEG, PNG, BMP, WEBP)
+    refuses a picture in another one (a TIFF was quoted and sent) before it is priced, saying how to convert it."""
+    spec = CATALOG.get(model_id)
+    formats = tuple(spec.fields[name].media.formats)
+    left_out = next((fmt for fmt in PICTURES if fmt not in formats), None)
+    if left_out is None:
+        pytest.skip(f"{model_id}'s {name} takes every picture format made here")
+    Image.new("RGB", (1200, 1000), (9, 90, 9)).save(tmp_path / f"input.{left_out}", PICTURES[left_out])
+    asked: list[str] = []
+    async with connect(elicitation=answering(seen=asked)) as client:
+        quoted = await client.call_tool("estimate_cost", request(spec, name, f"input.{left_out}"))
+        result = await client.call_tool(_tool(spec), request(spec, name, f"input.{left_out}"))
+    for refused in (quoted, result):
+        text = text_of(refused)
+        assert refused.is_error and argument_name(spec, name) in text and f"input.{left_out}" in text, text
+        assert f"takes {formats_text(formats)} only" in text and "Save it again as" in text, text
+    assert asked == []
+    await _nothing_sent(controls)
+
+
+@eras_in_turn(("model_id", "name"), OPAQUE)
+async def test_a_transparent_picture_goes_to_a_field_without_transparency_flattened_onto_white(
+    connect, controls, tmp_path, model_id, name
+):
+    """Every field whose data says it takes no transparency: a picture with transparent pixels is quoted as
+    flattened onto white, naming the field, and what the create is given there is that picture without an alpha
+    channel, white where it was transparent."""
+    spec = CATALOG.get(model_id)
+    logo = Image.new("RGBA", (1200, 1000), (255, 0, 255, 0))  # transparent, its hidden colour a loud magenta
+    logo.paste((20, 20, 200, 255), (300, 250, 900, 750))
+    logo.save(tmp_path / "logo.png")
+    Image.new("RGB", (1200, 1000), (9, 90, 9)).save(tmp_path / "before.jpg")  # an opaque frame before it, if any
+    framed = spec.images is not None and name in spec.images.to
+    given = ["before.jpg"] * spec.images.to.index(name) + ["logo.png"] if framed else "logo.png"
+    said = f"flattened onto white, because {model_id}'s {name} takes no transparency"
+    async with connect(elicitation=answering()) as client:
+        quoted = await client.call_tool("estimate_cost", request(spec, name, given))
+        made = await client.call_tool(_tool(spec), {**request(spec, name, given), "wait_seconds": 0})
+    assert not quoted.is_error and said in text_of(quoted), text_of(quoted)
+    assert not made.is_error and said in text_of(made), text_of(made)
+    [create] = await controls.creates()
+    given = create["body"]["input"][name]
+    [link] = given[-1:] if isinstance(given, list) else [given]
+    sent = Image.open(io.BytesIO((await controls.http.get(link)).content))
+    assert sent.format == "JPEG" and sent.mode == "RGB" and sent.size == (1200, 1000)
+    assert all(abs(a - b) <= 3 for a, b in zip(sent.getpixel((5, 5)), (255, 255, 255), strict=True))
+    assert all(abs(a - b) <= 3 for a, b in zip(sent.getpixel((600, 500)), (20, 20, 200), strict=True))

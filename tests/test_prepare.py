@@ -549,3 +549,74 @@ async def test_a_small_picture_that_cannot_be_upscaled_is_judged_at_the_size_it_
     assert not made.is_error and f"fits.tif (400x400 px) is sent as it is, not upscaled: it has {why}" in text_of(made)
     [(link, image)] = await sent_pictures(controls)
     assert link.endswith(".tif") and image.size == (400, 400) and image.mode == pixels
+
+
+# -- 5: a field that takes no transparency gets its pictures flattened onto white --------------------------------
+
+WAN = {"prompt": "the logo spins slowly", "model": "wan/3-0-video"}  # frames: "PNG (no transparency)"
+
+
+def cutout(path: Path, size: tuple[int, int] = (1280, 720), alpha: int = 0) -> Path:
+    """A blue card on a background of ``alpha`` (0: transparent, its hidden colour a loud magenta)."""
+    image = Image.new("RGBA", size, (255, 0, 255, alpha))
+    image.paste((20, 20, 200, 255), (size[0] // 4, size[1] // 4, size[0] * 3 // 4, size[1] * 3 // 4))
+    image.save(path)
+    return path
+
+
+async def test_a_transparent_picture_is_flattened_onto_white_for_a_field_that_takes_no_transparency(
+    connect, controls, tmp_path
+):
+    """The audit: KIE documents Wan 3.0's frames as "PNG (no transparency)", and a transparent logo was upscaled and
+    sent as a PNG keeping its transparency, a 160-credit create and all. A picture with transparent pixels is
+    flattened onto white before it goes up, small (upscaled too) or large (converted only for this), and the quote,
+    the question and the answer say so before anything is spent. Only used transparency is: an RGBA picture all of
+    whose pixels are opaque goes up byte for byte."""
+    logo(tmp_path / "logo.png")
+    cutout(tmp_path / "cutout.png")
+    opaque = cutout(tmp_path / "opaque.png", alpha=255)
+    frames = {**WAN, "images": ["logo.png", "cutout.png"]}
+    asked: list[str] = []
+    async with connect(answering(seen=asked)) as client:
+        estimate = await client.call_tool("estimate_cost", frames)
+        result = await client.call_tool("generate_video", {**frames, "wait_seconds": 0})
+        as_it_is = await client.call_tool("generate_video", {**WAN, "images": ["opaque.png"], "wait_seconds": 0})
+    assert not result.is_error, text_of(result)
+    assert not as_it_is.is_error and "flattened" not in text_of(as_it_is), text_of(as_it_is)
+    small = (
+        "logo.png (512x512 px) is upscaled (Lanczos) to 1080x1080 px before upload and sent as JPEG, because small "
+        "inputs are often rejected or blurry; its transparent pixels are flattened onto white, because "
+        "wan/3-0-video's first_frame_url takes no transparency."
+    )
+    large = (
+        "cutout.png (1280x720 px) is sent as JPEG without transparency: its transparent pixels are flattened onto "
+        "white, because wan/3-0-video's last_frame_url takes no transparency."
+    )
+    for said in (text_of(estimate), asked[0], text_of(result)):
+        assert small in said and large in said, said
+    assert "keeping its transparency" not in text_of(estimate)
+    [(first, logo_sent), (last, cutout_sent), (kept, _)] = await sent_pictures(controls)
+    assert kept.endswith(".png") and (await controls.http.get(kept)).content == opaque.read_bytes()
+    assert first.endswith(".jpg") and logo_sent.format == "JPEG" and logo_sent.size == (1080, 1080)
+    assert last.endswith(".jpg") and cutout_sent.format == "JPEG" and cutout_sent.size == (1280, 720)
+    for image, middle in ((logo_sent, (255, 200, 0)), (cutout_sent, (20, 20, 200))):
+        assert image.mode == "RGB"  # no alpha channel at all
+        assert all(abs(a - b) <= 3 for a, b in zip(image.getpixel((5, 5)), (255, 255, 255), strict=True))  # white
+        centre = image.getpixel((image.size[0] // 2, image.size[1] // 2))
+        assert all(abs(a - b) <= 3 for a, b in zip(centre, middle, strict=True)), centre  # the picture as it was
+
+
+async def test_a_transparent_picture_too_large_to_flatten_is_refused_before_it_is_priced(connect, controls, tmp_path):
+    """A picture with an alpha channel past the pixels kie-mcp decodes (16 megapixels) cannot be looked at or
+    flattened here: refused before it is priced, asked about or uploaded, saying how to flatten it."""
+    Image.new("RGBA", (5000, 4000), (0, 0, 0, 0)).save(tmp_path / "poster.png")
+    asked: list[str] = []
+    async with connect(answering(seen=asked)) as client:
+        estimate = await client.call_tool("estimate_cost", {**WAN, "images": ["poster.png"]})
+        refused = await client.call_tool("generate_video", {**WAN, "images": ["poster.png"]})
+    for result in (estimate, refused):
+        text = text_of(result)
+        assert result.is_error and "poster.png may have transparent pixels" in text, text
+        assert "5000x4000 px" in text and "wan/3-0-video's first_frame_url takes pictures without transparency" in text
+        assert "Flatten it onto a background" in text and "Nothing was uploaded." in text
+    assert asked == [] and await kie_traffic(controls) == []

@@ -386,3 +386,69 @@ async def test_a_still_given_to_stitch_videos_says_nothing_was_joined_and_how_to
         assert "animate it first" in text_of(answer) and "generate_video(images=[" in text_of(answer), text_of(answer)
     assert f"generate_video(images=[{still!r}]" in text_of(by_path), text_of(by_path)
     assert _videos_in(tmp_path / "outputs") == []
+
+
+# -- 5. an ffmpeg that cannot run, a disk that is full: said as such -----------------------------------------------
+
+
+@pytest.mark.parametrize("stale", ["gone", "not executable"])
+async def test_an_ffmpeg_setting_that_cannot_run_is_named_before_any_folder_is_made(
+    connect, ffmpeg, tmp_path, monkeypatch, stale
+):
+    """The audit: with IMAGEIO_FFMPEG_EXE naming an ffmpeg that is not there (a stale setting), stitch_videos said
+    "none was found" though one was named, and left an empty session folder. It names the setting and what is wrong
+    with it, before anything is made."""
+    _clip(ffmpeg, tmp_path / "a.mp4")
+    named = tmp_path / "tools" / "ffmpeg"
+    if stale == "not executable":
+        named.parent.mkdir()
+        named.write_text("#!/bin/sh\n")
+        named.chmod(0o644)
+    monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", str(named))
+    async with connect() as client:
+        joined = await client.call_tool("stitch_videos", {"clips": ["a.mp4", "a.mp4"], "session": "reel"})
+    text = text_of(joined)
+    assert joined.is_error and "none was found" not in text, text
+    why = "nothing is there" if stale == "gone" else "it is not an executable file"
+    assert f"the one IMAGEIO_FFMPEG_EXE names ({named}) cannot run: {why}." in text, text
+    assert "Point IMAGEIO_FFMPEG_EXE at an ffmpeg that runs, or unset it" in text, text
+    assert not (tmp_path / "outputs").exists()  # a refused join makes no session folder
+
+
+@pytest.fixture
+def full_outputs(tmp_path):
+    """The workspace's outputs/ on a 1 MiB tmpfs, filled to its last byte (root only; skipped elsewhere)."""
+    from .test_promise_durability import fill
+
+    outputs = tmp_path / "outputs"
+    outputs.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(outputs)], check=False)
+    if done.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (not root)")
+    fill(outputs)
+    yield outputs
+    subprocess.run(["umount", "-l", str(outputs)], check=False)
+
+
+@pytest.mark.parametrize("mode", ["auto"])  # joins by ffmpeg, local work: once (the era is test_protocol's)
+async def test_a_join_a_full_disk_stopped_says_the_disk_is_full_and_is_not_encoded_again(
+    connect, ffmpeg, tmp_path, monkeypatch, full_outputs
+):
+    """The audit: a stream copy the full disk stopped fell back to a whole re-encode, which wrote as much onto the
+    same full disk and failed too, after minutes on long clips. Out of space, nothing is tried again: the answer says
+    the disk is full, and nothing is left behind. (ffmpeg runs through a wrapper that logs each command line.)"""
+    _clip(ffmpeg, tmp_path / "references" / "a.mp4", seconds=3)
+    log = tmp_path / "ffmpeg-runs.log"
+    wrapper = tmp_path / "ffmpeg-logged"
+    wrapper.write_text(f'#!/bin/sh\necho "$*" >> "{log}"\nexec "{ffmpeg}" "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", str(wrapper))
+    async with connect() as client:
+        joined = await client.call_tool(
+            "stitch_videos", {"clips": ["references/a.mp4", "references/a.mp4"], "session": "s", "output_name": "big"}
+        )
+    text = text_of(joined)
+    assert joined.is_error and "is full: free some space there and join again" in text, text
+    writes = [run for run in log.read_text().splitlines() if " -f mp4 " in run]
+    assert len(writes) == 1 and "-c copy" in writes[0], writes  # the stream copy, and no re-encode after it
+    assert sorted(path.name for path in full_outputs.rglob("*") if path.is_file()) == ["filler"]

@@ -196,3 +196,41 @@ async def test_a_join_named_like_a_tasks_sidecar_never_takes_that_sidecar(connec
     assert path.name == f"{task_sidecar.stem}-2.mp4"
     assert task_sidecar.read_text() == before
     assert json.loads(path.with_suffix(".json").read_text())["joined_from"] == [task_id, task_id]
+
+
+CLIPS = Path(__file__).resolve().parents[1] / "src" / "kie_mcp" / "sandbox" / "clips"
+
+
+async def test_a_clip_in_a_folder_the_client_shares_as_an_mcp_root_is_joined(
+    settings, transport, mode, tmp_path_factory
+):
+    """The audit: upload_file and the generate tools read a clip in a folder the client shares as an MCP root, and
+    stitch_videos refused it, advising to share its folder as an MCP root: the user who had was sent round in a
+    circle. stitch_videos reads the client's roots too; a join of task ids alone never asks for them."""
+    from mcp import Client
+    from mcp.types import ListRootsResult, Root
+
+    from kie_mcp.server import create_server
+
+    shared = tmp_path_factory.mktemp("shared")
+    for name in ("16x9.mp4", "9x16.mp4"):
+        shutil.copyfile(CLIPS / name, shared / name)
+    asked: list[str] = []
+
+    async def shared_folders(context):
+        asked.append("roots/list")
+        return ListRootsResult(roots=[Root(uri=shared.resolve().as_uri(), name="Clips")])
+
+    server = create_server(settings, transport=transport)
+    async with Client(
+        server, mode=mode, elicitation_callback=answering(), list_roots_callback=shared_folders
+    ) as client:
+        by_ids = await client.call_tool("stitch_videos", {"clips": ["veo_task_unknown", "veo_task_unknown"]})
+        unasked = len(asked)
+        joined = await client.call_tool(
+            "stitch_videos", {"clips": [str(shared / "16x9.mp4"), str(shared / "9x16.mp4")], "output_name": "pair"}
+        )
+    assert by_ids.is_error and unasked == 0, (text_of(by_ids), asked)
+    assert not joined.is_error, text_of(joined)
+    assert dated(joined.structured_content["path"]) == "outputs/TODAY-pair/pair.mp4"
+    assert (settings.workspace / joined.structured_content["path"]).stat().st_size > 0

@@ -212,14 +212,14 @@ def _without_ffmpeg(finished: str, made: str, later: str) -> list[str]:
     anything is paid for, with stitch_videos' own install advice: the default install (``uv tool install``) has no
     ffmpeg, and the clips (an animated ad's cost 1,200-2,000 credits) are paid for before the last step. None when
     ffmpeg is found: the plan is then as it was, word for word."""
-    from kie_mcp.media.stitch import INSTALL_HELP, StitchError, find_ffmpeg
+    from kie_mcp.media.stitch import StitchError, find_ffmpeg
 
     try:
         find_ffmpeg()
-    except StitchError:
+    except StitchError as err:  # no ffmpeg (INSTALL_HELP), or one IMAGEIO_FFMPEG_EXE names that cannot run
         return [
             f"0. Before anything is estimated or paid for, tell the user: {finished} is made with stitch_videos, "
-            f"which cannot run here yet. {INSTALL_HELP} {made} can still be made now, each approved as below, and "
+            f"which cannot run here yet. {err} {made} can still be made now, each approved as below, and "
             f"{later} with stitch_videos once ffmpeg is installed (it takes their task ids or saved files). Ask "
             "whether to go on without it or to install it first."
         ]

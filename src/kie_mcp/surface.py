@@ -767,7 +767,8 @@ def _register_tools(mcp: MCPServer) -> None:
             Field(
                 min_length=1,
                 max_length=200,  # stitch.MAX_CLIPS: every clip goes on one ffmpeg command line
-                description="In order (at most 200): task ids of saved videos, or video paths in the workspace.",
+                description="In order (at most 200): task ids of saved videos, or video paths (in the workspace, a "
+                "folder the client shares as an MCP root, or KIE_ALLOWED_DIRS).",
             ),
         ],
         ctx: Context,
@@ -796,11 +797,13 @@ def _register_tools(mcp: MCPServer) -> None:
                 "from the first clip to it: extensions in order, an upgrade in place of the clip it upgrades."
             ),
         ] = False,
+        roots: ClipRoots = None,
     ) -> Annotated[CallToolResult, StitchedVideo]:
         """Join saved clips (at most 200; single video files: MP4, MOV, WebM, MKV, AVI, Ogg) into one video in the
         session folder (without session: the clips' own, when all are saved results of one session; else a folder
         of the day named after output_name), re-encoding when formats differ, optionally with burned-in captions.
-        With chain=true a task id brings its whole chain of extensions, in order. An existing file is never
+        With chain=true a task id brings its whole chain of extensions, in order (a chain that is one video
+        already, such as a Veo extension, is answered with that video, nothing joined). An existing file is never
         replaced: the join then gets the next free name (name-2.mp4). Dotfiles, .env, .kie-mcp/ and logs/ are never
         read. Local and free: needs ffmpeg (kie-mcp's video extra, or ffmpeg on PATH)."""
         _reject_unknown_arguments(ctx, "stitch_videos")
@@ -818,9 +821,12 @@ def _register_tools(mcp: MCPServer) -> None:
             if overlap is not None:
                 raise stitching.StitchError(overlap)
             stitching.check_clip_count(len(clips))  # chains can grow past the argument's limit
+            allowed = (*rt.settings.input_roots, *root_folders(roots))  # the client's roots too, as upload_file
+            if chain and len(clips) == 1 and not captions:  # the chain is one video already: nothing to join
+                return await _chain_in_one(rt, clips[0], await _clip_path(rt, clips[0], allowed), notes)
             # output_file_name refuses paths, NUL and overlong names
             name = stitching.output_file_name(output_name, f"stitched-{len(clips)}-clips")
-            paths = [await _clip_path(rt, clip) for clip in clips]
+            paths = [await _clip_path(rt, clip, allowed) for clip in clips]
             parts = [stitching.Caption(c.start, c.end, c.text) for c in captions or []]
             # what is refused of the clips and captions alone, and no ffmpeg, before the session folder is made:
             # such a join makes none (never removed after: another call may be about to write there)
@@ -1149,6 +1155,7 @@ def _register_tools(mcp: MCPServer) -> None:
 # The client's MCP roots, asked for only when these arguments may name a local file (clientroots.py).
 InputRoots = roots_resolver("images", "options")
 PathRoots = roots_resolver("path")
+ClipRoots = roots_resolver("clips", paths=frozenset())  # a clip that looks like a path, not a task id
 OptionRoots = roots_resolver("options")
 
 
@@ -1509,6 +1516,30 @@ async def _find_record(rt: Runtime, task_id: str, *, reading: bool = False) -> T
     return record
 
 
+async def _chain_in_one(rt: Runtime, clip: str, path: Path, notes: list[str]) -> CallToolResult:
+    """stitch_videos' answer when chain=true leaves one clip and there are no captions: that clip's video (``path``,
+    judged as a clip) is already the whole chain, so nothing is joined or written; the answer names it and says why.
+    """
+    record = followups.clip_task(rt, clip)
+    saved = [f for f in rt.journal.files_for(clip) if f["idx"] == followups.MAIN_RESULT]
+    if record is not None and record.parent_task_id and record.operation == "extend":
+        why = f"{clip} is an extension whose video already holds the whole video so far, from the first clip on"
+    elif record is not None and record.parent_task_id:
+        why = f"{clip} upgrades {record.parent_task_id}, and its video already holds that clip's whole chain"
+    else:
+        why = f"{clip} is the only clip of its chain (it continues no earlier clip)"
+    home = rt.settings.workspace.resolve()
+    if saved:
+        relative = saved[0]["path"]
+    else:  # a file of the user's own (chain=true of a path): where it is
+        relative = path.relative_to(home).as_posix() if path.is_relative_to(home) else path_text(path)
+    message = " ".join([*notes, f"Nothing was joined: {why}, so it is the video: {relative}."])
+    duration = _video_seconds(path, "video/mp4")
+    result = StitchedVideo(path=relative, duration=duration, reencoded=False, message=message)
+    shown = [_saved_file(rt.settings.workspace, relative, clip, saved[0]["mime"])] if saved else []
+    return _tool_result(result, message, rt, saved=shown)
+
+
 # stitch_videos' clips: any video by its bytes, of any size (nothing is uploaded, so no upload limit applies, and a
 # refusal says nothing was joined); a still is animated first.
 _ANIMATE_FIRST = (
@@ -1525,10 +1556,11 @@ _CLIP_ACCEPTS = Accepts(
 )
 
 
-async def _clip_path(rt: Runtime, clip: str) -> Path:
+async def _clip_path(rt: Runtime, clip: str, allowed: tuple[Path, ...]) -> Path:
     """A clip by task id (its saved video) or by path, judged by upload_file's rules before ffmpeg sees it: inside
-    the allowed folders, never private (.env, dotfiles, .kie-mcp/, logs/), and a video by its bytes; the stitched
-    file lands in outputs/, which kie://outputs/ serves, so anything read here could otherwise leak through it."""
+    the allowed folders (``allowed``: the workspace, KIE_ALLOWED_DIRS and the client's MCP roots), never private
+    (.env, dotfiles, .kie-mcp/, logs/), and a video by its bytes; the stitched file lands in outputs/, which
+    kie://outputs/ serves, so anything read here could otherwise leak through it."""
     videos = [f for f in rt.journal.files_for(clip) if f["mime"].startswith("video/")]
     # Its main video only: a Veo extension's later file is only its new part, which would stand for the whole clip.
     saved = [f for f in videos if f["idx"] == followups.MAIN_RESULT]
@@ -1542,9 +1574,7 @@ async def _clip_path(rt: Runtime, clip: str) -> Path:
         raise ToolError(_no_clip(task, rt.settings.download))
     given = str(rt.settings.workspace / saved[0]["path"]) if saved else clip  # a saved file is judged the same way
     try:  # reads the file's first bytes: in a worker thread
-        path, _ = await anyio.to_thread.run_sync(
-            inspect_local, given, rt.settings.input_bases, rt.settings.input_roots, _CLIP_ACCEPTS
-        )
+        path, _ = await anyio.to_thread.run_sync(inspect_local, given, rt.settings.input_bases, allowed, _CLIP_ACCEPTS)
     except NotRegularFile as err:  # something is there (a folder, a FIFO): said as what it is, never "missing"
         raise ToolError(f"stitch_videos refused the clip {clip!r}. {err}") from None
     except MissingFile:

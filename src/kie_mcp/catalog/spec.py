@@ -73,8 +73,9 @@ class LengthRule(_Strict):
 class MediaLimits(_Strict):
     """What a media field takes beyond its kind, as KIE documents it: the formats (``media.sniff``'s names: mp4, mov,
     mkv, webm, mp3, wav, aac, ogg, flac, m4a, jpeg, png, ...), each file's length and all the files' length together
-    (bounds included), a size limit and, for pictures, pixels. A local file outside them is refused before anything
-    is priced, uploaded or sent (``media.inputs``); a link, where kie-mcp measures it for a price."""
+    (bounds included), a size limit and, for pictures, pixels and whether they may be transparent. A local file
+    outside them is refused before anything is priced, uploaded or sent (``media.inputs``; a transparent picture is
+    flattened where it can be); a link, where kie-mcp measures it for a price."""
 
     formats: list[str] = Field(default_factory=list)
     min_seconds: float | None = None
@@ -88,6 +89,10 @@ class MediaLimits(_Strict):
     max_side_times: str | None = None
     max_pixels: int | None = None  # width x height at most this
     max_aspect: float | None = None  # the longest side over the shortest at most this (2.5: 1:2.5 to 2.5:1)
+    # Pictures without transparency only (Wan's frames: "PNG (no transparency)"): a local picture some of whose pixels
+    # are transparent is flattened onto white before it is sent, and the quote says so (``media.prepare``); one that
+    # cannot be flattened here is refused before it is priced. A fully opaque alpha channel is taken as it is.
+    opaque: bool = False
     lengths: list[LengthRule] = Field(default_factory=list)  # narrower lengths under some settings
     source: str
 

@@ -22,7 +22,8 @@ A local file is uploaded only when all of this holds (checked in this order, bef
    first bytes alone decided their type, and "ID3" followed by any text went up as MP3 audio;
 7. an image decodes as the format its bytes name and, where the field's data bounds its pixels (shortest and longest
    side, pixel count, how elongated), fits them as it is sent (a small one upscaled first where it can be,
-   ``as_sent``; one whose pixels have no 8-bit form at its own size);
+   ``as_sent``; one whose pixels have no 8-bit form at its own size); for a field that takes no transparency, one
+   that may have transparent pixels can be flattened onto white as it is sent (``opacity_refusal``);
 8. a video or audio file in a field whose data bounds its length (each file's, a list's files together) lasts
    within them: measured from the very file that was hashed (``media.duration.check_lengths``), so a 90 s voice for
    a field of under 60 s is refused naming the limit and how to trim it. A file that cannot be measured (a WebM with
@@ -87,7 +88,7 @@ from kie_mcp.words import duration_text
 
 from . import saved
 from . import sniff as sniffing
-from .prepare import MIN_LONG_SIDE, Prepared, prepare_image, undecodable
+from .prepare import MIN_LONG_SIDE, Prepared, opacity_problem, prepare_image, undecodable
 from .sniff import HEAD_BYTES, KINDS, MediaKind, Sniffed, describe, pillow, sniff
 
 _REMOTE = ("http://", "https://")
@@ -1114,6 +1115,8 @@ def find_local_files(
                 raise NotAccepted(f"{why} Nothing was uploaded.")
             if why := track_problem(_named(value, path), found[value], accepts):
                 raise NotAccepted(f"{why} Nothing was uploaded.")
+            if why := opacity_refusal(_named(value, path), found[value], accepts):
+                raise NotAccepted(f"{why} Nothing was uploaded.")
         except RefusedInput as err:
             problems.append(Problem(where, str(err)))
         except OSError as err:
@@ -1171,6 +1174,25 @@ def track_problem(named: str, local: LocalFile, accepts: Accepts) -> str | None:
     return None
 
 
+def opacity_refusal(named: str, local: LocalFile, accepts: Accepts) -> str | None:
+    """Why the picture ``local`` cannot go to ``accepts``, a field that takes no transparency
+    (``MediaLimits.opaque``): it may have transparent pixels, and cannot be flattened here (``opacity_problem``: too
+    many pixels to decode, 16-bit grey with a transparent value). None when it can be sent: without transparency
+    data, fully opaque, or flattened onto white as it is sent (``as_sent``). Reads its header from the very file that
+    was hashed (call it in a worker thread)."""
+    if accepts.media is None or not accepts.media.opaque or local.media.kind != "image":
+        return None
+    with still_hashed(local) as handle:
+        why = opacity_problem(handle)
+    if why is None:
+        return None
+    return (
+        f"{named} may have transparent pixels ({why}); {accepts.what} takes pictures without transparency. Flatten "
+        "it onto a background in an image editor (or remove its alpha channel) and save it as JPEG, then give that "
+        "file."
+    )
+
+
 def with_identities(spec: ModelSpec, wire: dict[str, Any], files: dict[str, LocalFile]) -> dict[str, Any]:
     """``wire`` with local paths replaced by content identities: the form a quote binds."""
     return _replace(spec, wire, lambda _, value: files[value].identity if value in files else None)
@@ -1186,10 +1208,11 @@ def with_places(spec: ModelSpec, wire: dict[str, Any], files: dict[str, LocalFil
 async def upload_local_files(
     kie: KieClient, spec: ModelSpec, wire: dict[str, Any], files: dict[str, LocalFile], journal: Journal
 ) -> tuple[dict[str, Any], list[str]]:
-    """Upload each local file once for each form it is sent in (a small image upscaled first, ``as_sent``; an MP4
-    given to a video field and an audio field: as video to the one, as M4A audio to the other, ``sent_type``), its
-    approved bytes read once; a live earlier upload of the same approved file sent the same way is reused, with
-    nothing read or upscaled again. Return the wire input pointing each field at its form's URL, and what was done."""
+    """Upload each local file once for each form it is sent in (a small image upscaled first, ``as_sent``; a picture
+    with transparent pixels flattened onto white for a field that takes no transparency; an MP4 given to a video
+    field and an audio field: as video to the one, as M4A audio to the other, ``sent_type``), its approved bytes read
+    once; a live earlier upload of the same approved file sent the same way is reused, with nothing read or upscaled
+    again. Return the wire input pointing each field at its form's URL, and what was done."""
     links: dict[tuple[str, str], str] = {}  # (field, value): the URL that field is given
     notes: list[str] = []
     as_is = _sent_as_is(spec, wire)
@@ -1200,32 +1223,55 @@ async def upload_local_files(
         prepare = value not in as_is and local.media.kind == "image"
         uploads: dict[str, str] = {}  # by form
         for name, kinds in fields.get(value, {}).items():
-            form = "upscaled" if prepare else "as-audio" if sent_type(local, kinds) is not local.media else "as-is"
+            opaque = opaque_for(spec, name) if local.media.kind == "image" else None
+            form = _form(local, kinds, prepare, opaque)
             if form not in uploads:
-                uploads[form] = await _upload_form(kie, journal, local, form, host, kinds, read, notes)
+                sending = _Sending(form, prepare, opaque, kinds)
+                uploads[form] = await _upload_form(kie, journal, local, sending, host, read, notes)
             links[(name, value)] = uploads[form]
     sent_wire = _replace(spec, wire, lambda name, value: links.get((name, value)))
     return sent_wire, list(dict.fromkeys(notes))  # one file named five ways: said once
+
+
+def opaque_for(spec: ModelSpec, name: str) -> str | None:
+    """``spec``'s field ``name`` as the note on a flattened picture names it ("wan/3-0-video's first_frame_url") when
+    its data says it takes no transparency (``MediaLimits.opaque``); None when it takes any picture."""
+    field = spec.fields.get(name)
+    return f"{spec.id}'s {name}" if field is not None and field.media is not None and field.media.opaque else None
+
+
+def _form(local: LocalFile, kinds: frozenset[MediaKind], prepare: bool, opaque: str | None) -> str:
+    """The form ``local`` is sent in to a field that takes ``kinds``: its own upload (and remembered link) each."""
+    if opaque is not None:  # flattened onto white where it has transparent pixels
+        return "flattened" if prepare else "flattened-as-is"
+    return "upscaled" if prepare else "as-audio" if sent_type(local, kinds) is not local.media else "as-is"
+
+
+class _Sending(NamedTuple):
+    form: str  # ``_form``: what the upload is remembered by
+    prepare: bool  # a small image upscaled first
+    opaque: str | None  # the field that takes no transparency: transparent pixels flattened onto white
+    kinds: frozenset[MediaKind]  # what the field takes (an MP4 of sound goes up as M4A audio to an audio field)
 
 
 async def _upload_form(
     kie: KieClient,
     journal: Journal,
     local: LocalFile,
-    form: str,
+    sending: _Sending,
     host: str,
-    kinds: frozenset[MediaKind],
     read: dict[str, bytes],
     notes: list[str],
 ) -> str:
-    """The link of ``local`` sent in ``form`` (upscaled, as audio, or as it is) to fields that take ``kinds``: a live
-    earlier upload of it (nothing read, upscaled or sent again), else its approved bytes (``read``, once) uploaded.
+    """The link of ``local`` sent in ``sending.form`` (upscaled, flattened, as audio, or as it is) to fields that
+    take ``sending.kinds``: a live earlier upload of it (nothing read, upscaled or sent again), else its approved
+    bytes (``read``, once) uploaded.
     Remembered by the approved file's hash and its form, at the upload host and port: each form is uploaded under a
     name of its own (the hash of its own bytes, its own extension), so no upload of one form ever replaces the
     other's, and an MP4 uploaded as video is never reused for an audio field, nor one uploaded as audio for a video
     field. An entry an earlier kie-mcp remembered (keyed "<hash>@host" or "<hash>:as-is@host", under names one form
     could overwrite) is never used."""
-    kept = f"file:{local.sha256}:{form}@{host}"  # a simulator's: never KIE's
+    kept = f"file:{local.sha256}:{sending.form}@{host}"  # a simulator's: never KIE's
     earlier = journal.live_upload(kept, UPLOAD_REUSE_SECONDS)
     if earlier:  # the approved bytes' own upload ...
         await anyio.to_thread.run_sync(still_approved, local)  # ... once the file is known to be the one approved
@@ -1233,7 +1279,9 @@ async def _upload_form(
         return earlier
     if str(local.path) not in read:  # reads the whole file: off the event loop
         read[str(local.path)] = await anyio.to_thread.run_sync(approved_bytes, local)
-    sent = await anyio.to_thread.run_sync(as_sent, local, read[str(local.path)], form == "upscaled", kinds)
+    sent = await anyio.to_thread.run_sync(
+        as_sent, local, read[str(local.path)], sending.prepare, sending.kinds, sending.opaque
+    )
     if sent.note:
         notes.append(sent.note)
     uploaded = await kie.upload_file(sent.content, sent.name, upload_path="kie-mcp/inputs", mime=sent.media.mime)
@@ -1260,14 +1308,21 @@ class Sent:
 NAME_HASH = 32
 
 
-def as_sent(local: LocalFile, content: bytes, prepare: bool, kinds: frozenset[MediaKind] = frozenset(KINDS)) -> Sent:
+def as_sent(
+    local: LocalFile,
+    content: bytes,
+    prepare: bool,
+    kinds: frozenset[MediaKind] = frozenset(KINDS),
+    opaque: str | None = None,
+) -> Sent:
     """What is uploaded for ``local`` (``content``: its approved bytes), given to fields that take ``kinds``: upscaled
-    first when it is a small image and ``prepare`` (not the input of an upscaler, nor a mask); an MP4 of sound, or
+    first when it is a small image and ``prepare`` (not the input of an upscaler, nor a mask); flattened onto white
+    when it has transparent pixels and ``opaque`` (the field that takes no transparency); an MP4 of sound, or
     given to an audio field, as M4A audio (``sent_type``). Named by the hash of the bytes sent: KIE overwrites a file
     uploaded again under a name, so the photo and its upscaled form under one name would each replace the other, and
     a task would be given the one it was not approved with. Call it in a worker thread."""
-    if prepare and local.media.kind == "image":
-        prepared = prepare_image(io.BytesIO(content), local.path.name)
+    if (prepare or opaque is not None) and local.media.kind == "image":
+        prepared = prepare_image(io.BytesIO(content), local.path.name, upscale=prepare, opaque=opaque)
         if prepared.content is not None and prepared.media is not None:
             digest = hashlib.sha256(prepared.content).hexdigest()
             name = upload_name(local.path, prepared.media, f"-{digest[:NAME_HASH]}")
@@ -1288,22 +1343,29 @@ def _given_to(spec: ModelSpec, wire: dict[str, Any]) -> dict[str, dict[str, froz
 
 
 def preparation_notes(spec: ModelSpec, wire: dict[str, Any], files: dict[str, LocalFile]) -> list[str]:
-    """What is done to each local image before its upload (a small one upscaled, and in which format), said with the
-    quote so that what is approved is what is sent: ``prepare_image`` of the very file that was hashed
-    (``still_hashed``). A file changed since is left unsaid here; its upload refuses it. Call it in a worker thread."""
+    """What is done to each local image before its upload (a small one upscaled, and in which format; one with
+    transparent pixels flattened onto white for a field that takes no transparency), said with the quote so that
+    what is approved is what is sent: ``prepare_image`` of the very file that was hashed (``still_hashed``). A file
+    changed since is left unsaid here; its upload refuses it. Call it in a worker thread."""
     as_is = _sent_as_is(spec, wire)
-    notes: dict[str, str] = {}  # by content: one file named several ways is said once
-    for value, local in files.items():
-        if value in as_is or local.media.kind != "image" or local.sha256 in notes:
+    notes: dict[tuple[str, str], str] = {}  # by content and form: one file named several ways is said once
+    for value, given in _given_to(spec, wire).items():
+        local = files.get(value)
+        if local is None or local.media.kind != "image":
             continue
-        try:
-            with still_hashed(local) as handle:
-                note = prepare_image(handle, local.path.name, note_only=True).note
-        except OSError:  # ChangedFile (a refusal), or unreadable now: the upload says so
-            continue
-        if note:
-            notes[local.sha256] = note
-    return list(notes.values())
+        for name, kinds in given.items():
+            prepare, opaque = value not in as_is, opaque_for(spec, name)
+            key = (local.sha256, _form(local, kinds, prepare, opaque))
+            if (not prepare and opaque is None) or key in notes:
+                continue
+            try:
+                with still_hashed(local) as handle:
+                    note = prepare_image(handle, local.path.name, note_only=True, upscale=prepare, opaque=opaque).note
+            except OSError:  # ChangedFile (a refusal), or unreadable now: the upload says so
+                continue
+            if note:
+                notes[key] = note
+    return list(dict.fromkeys(notes.values()))
 
 
 def reuse_window(kept_seconds: float | None) -> float:

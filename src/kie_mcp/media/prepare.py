@@ -23,6 +23,12 @@ written again (a photo with one malformed tag broke that); an EXIF block that ca
 stored. Any other failure of Pillow's to turn, convert or encode a picture sends it as it is, never fails the tool.
 Everything else is sent as it is.
 
+A field whose data says it takes no transparency (``MediaLimits.opaque``: KIE's "PNG (no transparency)") gets a
+picture with transparent pixels, of any size up to ``DECODE_MAX_PIXELS``, turned upright, flattened onto white and
+sent as a JPEG (upscaled first when small), the note saying so; a picture whose alpha channel is all opaque is sent
+as it is. One that cannot be flattened here (an alpha channel past ``DECODE_MAX_PIXELS``, 16-bit grey with a
+transparent value) is refused before it is priced (``opacity_problem``, ``media.inputs.opacity_refusal``).
+
 What is sent is named and remembered by its own hash (``media.inputs``): the upscaled form of a photo and the photo
 itself are two uploads, never one name that the second overwrites.
 """
@@ -243,56 +249,68 @@ def upscaled_size(width: int, height: int) -> tuple[int, int]:
     return max(round(width * scale), 1), max(round(height * scale), 1)
 
 
-def prepare_image(source: IO[bytes], name: str, *, note_only: bool = False) -> Prepared:
+def prepare_image(
+    source: IO[bytes], name: str, *, note_only: bool = False, upscale: bool = True, opaque: str | None = None
+) -> Prepared:
     """The upscaled form of a small image (``source``, the checked bytes of the file called ``name``); large images
     and what Pillow cannot decode are left as they are (``Prepared.content`` None). A file viewers open though it is
     not by the book (``undecodable`` takes it) is upscaled from its picture as they show it: judged by its upscaled
     size, it is sent upscaled. A small picture this cannot upscale (floating-point pixels) is sent at its own size,
-    and judged by it (``Prepared.size`` None). ``note_only``: what would be done (the quote says it, and the checks
+    and judged by it (``Prepared.size`` None). ``upscale`` False: never upscaled (an upscaler's input, a mask).
+    ``opaque``: the field it goes to takes no transparency (named so, for the note: "wan/3-0-video's
+    first_frame_url"), so a picture some of whose pixels are transparent, of any size, is flattened onto white and
+    sent as a JPEG, the note saying so; one fully opaque is left as it is. What cannot be flattened here was refused
+    before it was priced (``opacity_problem``). ``note_only``: what would be done (the quote says it, and the checks
     before pricing judge the size it gives), without resizing or encoding anything. Call it in a worker thread.
     The note names the file with the API key redacted: a success's answer is not redacted as a whole, and a file
     may be named after the key; and with what would turn the note around escaped (a right-to-left override in the
     name: ``unseen_escaped``), as the confirmation's settings name it."""
     name = unseen_escaped(redact_secrets(name))
-    prepared = _prepare(source, name, note_only)
+    prepared = _prepare(source, name, note_only, upscale, opaque)
     if prepared is None:
         source.seek(0)
         mended = _mended(source.read())
-        prepared = _prepare(io.BytesIO(mended), name, note_only) if mended is not None else None
+        prepared = _prepare(io.BytesIO(mended), name, note_only, upscale, opaque) if mended is not None else None
     return prepared or Prepared(None, None, None)
 
 
-def _prepare(source: IO[bytes], name: str, note_only: bool) -> Prepared | None:
+def _prepare(source: IO[bytes], name: str, note_only: bool, upscale: bool, opaque: str | None) -> Prepared | None:
     """``prepare_image`` of ``source`` as it is; None when Pillow cannot decode, turn, convert or encode it: any
     failure of Pillow's on a crafted or damaged file (a malformed EXIF tag raised ``struct.error``) means the file is
     sent as it is, never a failed tool."""
     Image = pillow()  # Pillow, loaded with the first image, not at start-up
     try:
         with Image.open(source) as image:
-            if max(image.size) >= MIN_LONG_SIDE:
+            grow = upscale and max(image.size) < MIN_LONG_SIDE
+            flatten = opaque is not None and image.has_transparency_data
+            if not grow and not (flatten and image.size[0] * image.size[1] <= DECODE_MAX_PIXELS):
                 return Prepared(None, None, None)
             turned = upright(image)  # as viewers and the approval card show it
             width, height = turned.size
             try:
                 picture = as_8_bit(turned)
             except ValueError as err:
+                if not grow:  # a field without transparency refused it before (``opacity_problem``)
+                    return Prepared(None, None, None)
                 why = f"it has {err}, which an upscaled copy would lose"
                 note = f"{name} ({width}x{height} px) is sent as it is, not upscaled: {why}."
                 return Prepared(None, None, note, kept=why)
-            size = upscaled_size(width, height)
+            size = upscaled_size(width, height) if grow else None
             rgba = picture.convert("RGBA") if picture.has_transparency_data else None
-            if rgba is not None and rgba.getchannel("A").getextrema()[0] < 0xFF:
+            transparent = rgba is not None and rgba.getchannel("A").getextrema()[0] < 0xFF
+            if transparent and opaque is not None:
+                kept, media, how = _on_white(rgba), JPEG, "JPEG"
+            elif transparent:
                 kept, media, how = rgba, PNG, "PNG, keeping its transparency"
-            else:
+            elif grow:
                 kept, media, how = picture.convert("RGB"), JPEG, "JPEG"
-            note = (
-                f"{name} ({width}x{height} px) is upscaled (Lanczos) to {size[0]}x{size[1]} px before upload and sent "
-                f"as {how}, because small inputs are often rejected or blurry."
-            )
+            else:  # a field without transparency, given a picture whose alpha channel is opaque: sent as it is
+                return Prepared(None, None, None)
+            note = _note(name, (width, height), size, how, opaque if transparent else None)
             if note_only:
                 return Prepared(None, media, note, size)
             buffer = io.BytesIO()
-            resized = kept.resize(size, Image.Resampling.LANCZOS)
+            resized = kept.resize(size, Image.Resampling.LANCZOS) if size is not None else kept
             if media is PNG:
                 resized.save(buffer, "PNG")
             else:
@@ -304,6 +322,49 @@ def _prepare(source: IO[bytes], name: str, note_only: bool) -> Prepared | None:
         log.debug("%s is not upscaled, sent as it is: %s: %s", ascii(name), type(err).__name__, err)
         return None
     return Prepared(buffer.getvalue(), media, note, size)
+
+
+def _note(name: str, own: tuple[int, int], size: tuple[int, int] | None, how: str, flattened_for: str | None) -> str:
+    """What the quote and the answer say was done to a picture: upscaled (``size``), flattened onto white because
+    ``flattened_for`` takes no transparency, or both."""
+    flat = f"its transparent pixels are flattened onto white, because {flattened_for} takes no transparency"
+    if size is None:
+        return f"{name} ({own[0]}x{own[1]} px) is sent as {how} without transparency: {flat}."
+    also = f"; {flat}" if flattened_for is not None else ""
+    return (
+        f"{name} ({own[0]}x{own[1]} px) is upscaled (Lanczos) to {size[0]}x{size[1]} px before upload and sent as "
+        f"{how}, because small inputs are often rejected or blurry{also}."
+    )
+
+
+def _on_white(rgba: Any) -> Any:
+    """An RGBA picture laid on white, as an RGB one: each pixel's colour in its proportion to its opacity, white for
+    the rest (a transparent pixel's hidden colour never shows)."""
+    white = pillow().new("RGB", rgba.size, (255, 255, 255))
+    white.paste(rgba.convert("RGB"), mask=rgba.getchannel("A"))
+    return white
+
+
+def opacity_problem(source: IO[bytes]) -> str | None:
+    """Why the picture in ``source`` cannot be flattened here for a field that takes no transparency, when it may
+    have transparent pixels: more pixels than kie-mcp decodes (``DECODE_MAX_PIXELS``), or 16-bit grey with a
+    transparent value (no faithful 8-bit form, ``as_8_bit``). None when it has no transparency data, can be
+    flattened as it is sent (``prepare_image``), or Pillow cannot read it (left to KIE). Reads only its header."""
+    try:
+        with pillow().open(source) as image:
+            if not image.has_transparency_data:
+                return None
+            width, height = image.size
+            if width * height > DECODE_MAX_PIXELS:
+                return (
+                    f"it has an alpha channel, and at {width}x{height} px it is more than kie-mcp decodes "
+                    f"({DECODE_MAX_PIXELS / 1e6:g} megapixels) to see whether any pixel is transparent and flatten it"
+                )
+            if image.mode in _SIXTEEN_BIT_GREY:
+                return "it is 16-bit grey with a transparent value, which kie-mcp cannot flatten without losing greys"
+    except Exception:  # a header Pillow cannot read: left to KIE, as its pixels are
+        return None
+    return None
 
 
 # How each EXIF orientation (2 to 8) is undone: the picture as viewers show it (``ImageOps.exif_transpose``'s table).

@@ -1,7 +1,8 @@
 """Join several clips into one video, optionally with burned-in timed captions.
 
 ffmpeg comes from the optional ``imageio-ffmpeg`` package (kie-mcp's ``video`` extra, ``VIDEO_EXTRA``), which ships a
-static binary; an ``ffmpeg`` on PATH is used when that package is absent.
+static binary (or the one ``IMAGEIO_FFMPEG_EXE`` names: one that is not there or not executable is refused, naming
+it, before anything is made); an ``ffmpeg`` on PATH is used when that package is absent.
 
 How a join is made:
 
@@ -21,7 +22,7 @@ How a join is made:
   degrees" no turn (a display matrix is).
 * When every clip has the same video and audio parameters and there are no captions, the clips are joined with the
   concat demuxer and ``-c copy``: fast and lossless. Should that fail (a container that cannot hold the codecs, say),
-  the join is retried with a re-encode.
+  the join is retried with a re-encode; never when the disk is full (``DiskFull``: a re-encode writes as much again).
 * Otherwise the clips are re-encoded with the concat filter to H.264/AAC at the first clip's resolution and frame
   rate; other clips are scaled to fit and padded (letterboxed) with black. Clips without audio get silence, unless
   no clip has audio, in which case the output has none either.
@@ -85,7 +86,7 @@ from kie_mcp.media.inputs import RefusedInput, open_judged, read_judged_head
 from kie_mcp.media.saved import OUTPUTS
 from kie_mcp.media.sniff import describe, sniff
 from kie_mcp.redact import redact
-from kie_mcp.words import plain
+from kie_mcp.words import path_text, plain
 
 # How to get the bundled ffmpeg while kie-mcp is installed from a checkout or a wheel (it is not on PyPI yet).
 VIDEO_EXTRA = (
@@ -96,6 +97,8 @@ INSTALL_HELP = (
     f"Stitching videos needs ffmpeg, and none was found. Install {VIDEO_EXTRA}; alternatively install ffmpeg "
     "system-wide so `ffmpeg` is on PATH."
 )
+
+FFMPEG_SETTING = "IMAGEIO_FFMPEG_EXE"  # the ffmpeg imageio-ffmpeg (kie-mcp's video extra) is told to use
 
 # Output container by file extension (ffmpeg muxer name).
 MUXERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
@@ -134,6 +137,10 @@ class StitchError(Exception):
     """Stitching failed; the message says what went wrong and what to do about it."""
 
 
+class DiskFull(StitchError):
+    """ffmpeg could not write the join: the disk is full. Nothing is tried again (a re-encode would fail the same)."""
+
+
 @dataclass(frozen=True)
 class Caption:
     start: float  # seconds from the start of the joined video
@@ -157,20 +164,43 @@ class StitchResult:
 
 
 def find_ffmpeg() -> str:
-    """The ffmpeg to use: imageio-ffmpeg's bundled binary, else ``ffmpeg`` on PATH, else StitchError."""
+    """The ffmpeg to use: imageio-ffmpeg's (``IMAGEIO_FFMPEG_EXE``, else its bundled binary), else ``ffmpeg`` on
+    PATH, else StitchError. Only a file that is there and executable is used: one ``IMAGEIO_FFMPEG_EXE`` names that is
+    not (a stale setting) is a StitchError naming it, raised before anything is made, never "none was found"."""
     try:
         import imageio_ffmpeg
     except ImportError:
         pass
     else:
         try:
-            return imageio_ffmpeg.get_ffmpeg_exe()
+            exe = imageio_ffmpeg.get_ffmpeg_exe()
         except RuntimeError:  # the package is installed but has no binary for this platform
-            pass
+            exe = None
+        if exe and shutil.which(exe):  # a path to an executable file, or a command on PATH
+            return exe
+        if exe and exe == os.environ.get(FFMPEG_SETTING):  # imageio-ffmpeg takes the setting unchecked
+            raise StitchError(_unrunnable(exe))
     exe = shutil.which("ffmpeg")
     if exe:
         return exe
     raise StitchError(INSTALL_HELP)
+
+
+def _unrunnable(exe: str) -> str:
+    """Why the ffmpeg ``IMAGEIO_FFMPEG_EXE`` names cannot run, and what to do."""
+    where = Path(exe)
+    why = (
+        "nothing is there"
+        if not os.path.lexists(where)
+        else "it is a folder"
+        if where.is_dir()
+        else "it is not an executable file"
+    )
+    return (
+        f"Stitching videos needs ffmpeg, and the one {FFMPEG_SETTING} names ({path_text(exe)}) cannot run: {why}. "
+        f"Point {FFMPEG_SETTING} at an ffmpeg that runs, or unset it: kie-mcp then uses the ffmpeg of {VIDEO_EXTRA}, "
+        "else `ffmpeg` on PATH."
+    )
 
 
 @dataclass(frozen=True)
@@ -245,8 +275,11 @@ async def _run(
         with anyio.CancelScope(shield=True):
             fds = held.rewound() if held is not None else ()
             process = await anyio.open_process(list(command), stdin=subprocess.DEVNULL, cwd=cwd, pass_fds=fds)
-    except FileNotFoundError as exc:  # only a missing binary calls for installing one
-        raise StitchError(f"Could not run ffmpeg ({command[0]}): {exc}. {INSTALL_HELP}") from exc
+    except FileNotFoundError as exc:  # gone since find_ffmpeg found it: only a missing binary calls for one
+        raise StitchError(
+            f"Could not run ffmpeg ({command[0]}): {exc}. It is no longer there: install {VIDEO_EXTRA} again, or "
+            "ffmpeg system-wide so `ffmpeg` is on PATH."
+        ) from exc
     except OSError as exc:
         hint = ""
         if exc.errno == errno.E2BIG:
@@ -1237,10 +1270,14 @@ async def _encode(
     if log is None:
         result = await _run([*command("error"), str(temp)], cwd=workdir, held=held)
     if result.returncode != 0:
-        raise StitchError(f"{_failure(result, temp)}:\n{held.named(_tail(result.stderr))}")
+        failed = DiskFull if NO_SPACE in result.stderr else StitchError
+        raise failed(f"{_failure(result, temp)}:\n{held.named(_tail(result.stderr))}")
     if b"Impossible to open" in result.stderr:  # the concat demuxer skips a clip it cannot open and exits 0
         raise StitchError(f"ffmpeg left out a clip it could not open:\n{held.named(_tail(result.stderr))}")
     return tuple(log.missing) if log is not None else None
+
+
+NO_SPACE = b"No space left on device"  # ffmpeg's words for ENOSPC (strerror's, on Linux, macOS and Windows alike)
 
 
 def _failure(result: subprocess.CompletedProcess[bytes], temp: Path) -> str:
@@ -1252,7 +1289,7 @@ def _failure(result: subprocess.CompletedProcess[bytes], temp: Path) -> str:
         )
     else:
         how = f"ffmpeg failed (exit code {result.returncode})"
-    if b"No space left on device" in result.stderr:
+    if NO_SPACE in result.stderr:
         how += f"; the disk holding {temp.parent} is full: free some space there and join again"
     return how
 
@@ -1325,6 +1362,8 @@ async def _join(
                     try:
                         await _encode(ffmpeg, plan, temp, muxer, workdir, held)
                         reencoded, note = False, plan.note
+                    except DiskFull:  # a re-encode writes as much again, onto the same full disk
+                        raise
                     except StitchError as copy_error:
                         reason = str(copy_error).splitlines()[-1]
                         plan = _reencode_plan(probes, None, caps, workdir, f"stream copy failed ({reason})")
