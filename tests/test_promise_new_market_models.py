@@ -14,6 +14,8 @@ Each kept against the simulator through the real MCP client in both protocol era
 
 from __future__ import annotations
 
+from PIL import Image
+
 from .conftest import answering, text_of
 from .test_followups import MARKET, requests_to, spent_today
 
@@ -98,3 +100,19 @@ async def test_a_transition_sends_its_first_and_last_frames_in_order_and_counts_
         "duration": 8,
         "generate_audio_switch": False,
     }
+
+
+async def test_a_picture_under_the_layer_splitters_pixel_count_is_refused_before_anything_is_priced_or_sent(
+    connect, controls, tmp_path
+):
+    """KIE documents 262,144 to 36,000,000 pixels for the layer splitter's picture: a wide strip of 1100x230 px
+    (253,000 pixels, each side long enough) would be refused by KIE after the create; it is refused here first."""
+    Image.new("RGB", (1100, 230), "tan").save(tmp_path / "strip.png")
+    Image.new("RGB", (1100, 480), "tan").save(tmp_path / "banner.png")
+    async with connect(elicitation=answering()) as client:
+        strip = await client.call_tool("estimate_cost", {"model": LAYERS, "images": ["strip.png"]})
+        banner = await client.call_tool("estimate_cost", {"model": LAYERS, "images": ["banner.png"]})
+    assert strip.is_error and "253,000 pixels" in text_of(strip) and "262,144" in text_of(strip), text_of(strip)
+    assert not banner.is_error, text_of(banner)  # 528,000 pixels: taken
+    paths = [r["path"] for r in (await controls.get("requests"))["requests"]]
+    assert not [p for p in paths if "upload" in p] and not await controls.creates(), paths  # nothing up, nothing sent

@@ -87,6 +87,7 @@ class MediaLimits(_Strict):
     # A field whose value multiplies the picture's sides before ``max_side`` applies: an upscaler's factor, whose
     # limit is on its output (Topaz: the longest side x upscale_factor at most 20,000 px).
     max_side_times: str | None = None
+    min_pixels: int | None = None  # width x height at least this (Seedream 5.0 Pro layers: 262,144, 512x512)
     max_pixels: int | None = None  # width x height at most this
     max_aspect: float | None = None  # the longest side over the shortest at most this (2.5: 1:2.5 to 2.5:1)
     # Pictures without transparency only (Wan's frames: "PNG (no transparency)"): a local picture some of whose pixels
@@ -106,7 +107,10 @@ class MediaLimits(_Strict):
 
     @property
     def bounds_pixels(self) -> bool:
-        return any(bound is not None for bound in (self.min_side, self.max_side, self.max_pixels, self.max_aspect))
+        return any(
+            bound is not None
+            for bound in (self.min_side, self.max_side, self.min_pixels, self.max_pixels, self.max_aspect)
+        )
 
 
 class FieldSpec(_Strict):

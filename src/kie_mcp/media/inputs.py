@@ -886,6 +886,12 @@ def pixel_problem(named: str, local: LocalFile, accepts: Accepts, *, as_is: bool
             f"{size}; {accepts.what} takes pictures at least {limits.min_side} px a side. Give a larger "
             f"picture{instead}."
         )
+    if limits.min_pixels is not None and width * height < limits.min_pixels:
+        instead = ", or save this one as an 8-bit PNG or JPEG, which kie-mcp upscales before sending it" if kept else ""
+        return (
+            f"{size}, {width * height:,} pixels; {accepts.what} takes pictures of at least {limits.min_pixels:,} "
+            f"pixels (width x height). Give a larger picture{instead}."
+        )
     if limits.max_side is not None and times != 1 and long * times > limits.max_side:
         most = int(limits.max_side // times)
         return (
