@@ -85,7 +85,12 @@ async def test_list_models_filters(connect):
     assert all("credits per" in m["price"] or m["price"] == "price unknown" for m in everything)
     # only the models KIE publishes no price for (they are confirmed with a reserve instead)
     unknown = {m["id"] for m in everything if m["price"] == "price unknown"}
-    assert unknown <= {"runway/extend", "wan/2-6-flash-image-to-video", "wan/2-6-flash-video-to-video"}
+    assert unknown <= {
+        "runway/extend",
+        "pixverse-v6/transition",
+        "wan/2-6-flash-image-to-video",
+        "wan/2-6-flash-video-to-video",
+    }
 
 
 async def test_list_models_typical_prices_are_what_estimate_cost_quotes(connect):
