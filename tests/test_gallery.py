@@ -18,7 +18,7 @@ import anyio
 import pytest
 from mcp import MCPError
 
-from kie_mcp.media import gallery
+from kie_mcp.media import gallery, saved
 from kie_mcp.media.downloads import output_folder, poster_path
 
 from .browser import Page, save_artifact, spread
@@ -303,7 +303,8 @@ async def test_follow_ups_and_joins_say_what_they_were_made_from_and_a_sandbox_j
 
 
 async def test_a_gallery_that_cannot_be_written_does_not_fail_the_generation(connect, tmp_path, caplog):
-    (tmp_path / "outputs" / "index.html").mkdir(parents=True)  # a folder squats where the page goes
+    (tmp_path / "outputs" / "index.html").mkdir(parents=True)  # a folder squats where the page goes ...
+    (tmp_path / "outputs" / "kie-mcp-gallery.html").mkdir()  # ... and where it goes beside a page not kie-mcp's
     caplog.set_level(logging.WARNING, logger="kie_mcp.media.gallery")
     async with connect(elicitation=answering()) as client:
         result = await client.call_tool("generate_image", {**IMAGE, "session": "Spring Launch"})
@@ -312,7 +313,7 @@ async def test_a_gallery_that_cannot_be_written_does_not_fail_the_generation(con
     saved = result.structured_content["tasks"][0]["files"]
     assert saved and (tmp_path / saved[0]).is_file()
     assert "nano-banana-2_" in page_of(tmp_path, "spring-launch")  # the other pages are still written
-    assert any("gallery" in record.getMessage() and "index.html" in record.getMessage() for record in caplog.records)
+    assert any("gallery" in record.getMessage() and "gallery.html" in record.getMessage() for record in caplog.records)
     assert listed.structured_content["gallery"] is None  # no page to point at
     assert "Traceback" not in text_of(result)
 
@@ -461,6 +462,8 @@ def test_a_removed_result_and_a_removed_session_leave_the_pages(tmp_path, trusti
 
 
 def test_a_session_page_spoiled_in_place_is_written_again_though_its_folder_looks_unchanged(tmp_path, trusting):
+    """A page of kie-mcp's cut short where it is (its folder not dated) is written again; a page that no longer
+    carries kie-mcp's mark is the user's, left as it is (test_promise_own_pages)."""
     outputs = tmp_path / "outputs"
     folder = outputs / "2026-01-01-spoiled"
     save(folder, "task", sidecar(folder, "task", "A picture worth keeping"))
@@ -468,10 +471,9 @@ def test_a_session_page_spoiled_in_place_is_written_again_though_its_folder_look
     page = folder / gallery.PAGE
     good = page.read_bytes()
     before = folder.stat().st_mtime_ns
-    with page.open("r+b") as handle:  # the same file, edited where it is: its folder is not dated
-        handle.write(b"<p>half a page")
-        handle.truncate()
-    assert folder.stat().st_mtime_ns == before
+    with page.open("r+b") as handle:  # the same file, cut short where it is: its folder is not dated
+        handle.truncate(len(good) // 2)
+    assert folder.stat().st_mtime_ns == before and saved.GENERATOR in page.read_bytes()
 
     assert gallery.build(outputs) == []
     assert page.read_bytes() == good
@@ -561,7 +563,7 @@ def test_a_month_page_is_written_again_only_when_a_session_on_it_changed(tmp_pat
     assert gallery.build(outputs) == []
     assert "2 results" in january.read_text(encoding="utf-8")
 
-    january.write_text("<p>spoiled</p>")  # a month page edited by hand: written again, as a session page is
+    january.write_bytes(january.read_bytes()[:600])  # a month page cut short: written again, as a session page is
     assert gallery.build(outputs) == []
     assert "2026-01-05-old/index.html" in january.read_text(encoding="utf-8")
 

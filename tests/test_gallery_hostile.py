@@ -422,7 +422,9 @@ async def test_nothing_outside_the_workspace_is_read_shown_linked_or_written(tmp
     assert {p: p.read_bytes() for p in planted["outside"].rglob("*") if p.is_file()} == before
 
 
-async def test_a_page_that_is_a_symlink_outside_is_replaced_never_written_through(tmp_path: Path) -> None:
+async def test_a_page_that_is_a_symlink_outside_is_never_written_through(tmp_path: Path) -> None:
+    """A link where a page goes (a cloned repository can carry one) is neither followed nor replaced: it is no page
+    kie-mcp wrote, so it is left as it is, and the index is written beside it under its own name."""
     outputs = tmp_path / "ws" / "outputs"
     folder = outputs / "2026-01-01-good"
     save(folder, "good", sidecar(folder, "good"))
@@ -436,7 +438,8 @@ async def test_a_page_that_is_a_symlink_outside_is_replaced_never_written_throug
     await gallery.refresh(tmp_path / "ws")
 
     assert (outside / "index.html").read_text() == SECRET and (outside / "session.html").read_text() == SECRET
-    for page in (outputs / gallery.PAGE, folder / gallery.PAGE):
+    assert (outputs / gallery.PAGE).is_symlink() and (folder / gallery.PAGE).is_symlink()
+    for page in (outputs / gallery.OWN_INDEX, folder / gallery.OWN_INDEX):
         assert not page.is_symlink()
         assert GOOD in assert_only_text(page.read_bytes(), page.parent, outputs).text
 

@@ -18,7 +18,7 @@ from mcp import MCPError
 
 from kie_mcp.media import gallery
 from kie_mcp.media.downloads import poster_path
-from kie_mcp.media.gallery import PAGE
+from kie_mcp.media.gallery import OWN_INDEX, PAGE
 
 from .browser import Page, save_artifact, spread
 from .conftest import answering, session_folder, text_of
@@ -333,13 +333,14 @@ async def test_an_index_read_with_none_on_disk_is_the_one_a_build_writes_of_the_
 async def test_an_index_no_build_can_write_is_made_for_the_read_of_the_newest_sessions_never_past_the_limit(
     connect, tmp_path, monkeypatch
 ):
-    """Where the build cannot write the index (a folder in its place here; a read-only outputs/, a full disk), the read
+    """Where the build cannot write the index (folders in its places here; a read-only outputs/, a full disk), the read
     makes the same index of the newest sessions and says the month pages may be missing; one larger than a resource
     may send is refused in words, never sent."""
     monkeypatch.setattr(gallery, "SESSIONS_ON_INDEX", 2)
     outputs = tmp_path / "outputs"
     plant_sessions(outputs, [f"2026-03-{10 + n:02d}" for n in range(5)])
-    (outputs / PAGE).mkdir()
+    for name in (PAGE, OWN_INDEX):  # folders where the index goes, under either of its names
+        (outputs / name).mkdir()
     async with connect() as client:
         made = (await client.read_resource("kie://outputs/index.html")).contents[0].text
         monkeypatch.setattr(gallery, "PAGE_MAX_BYTES", len(made.encode()) // 2)
@@ -386,7 +387,8 @@ async def test_a_read_of_an_index_no_build_can_write_lists_each_session_folder_o
     outputs = tmp_path / "outputs"
     days = [f"2026-03-{10 + n:02d}" for n in range(5)]
     plant_sessions(outputs, days)
-    (outputs / PAGE).mkdir()
+    for name in (PAGE, OWN_INDEX):  # folders where the index goes, under either of its names
+        (outputs / name).mkdir()
     folders = {f"{day}-shoot-{n}" for n, day in enumerate(days)}
     async with connect() as client:
         for _ in range(3):  # the first read builds; the later ones refresh what this process keeps

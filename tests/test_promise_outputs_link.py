@@ -133,8 +133,9 @@ def test_kie_outputs_serves_only_what_kie_mcp_saves_there():
 
 
 def test_a_dangling_or_plain_outputs_is_not_refused(tmp_path):
-    """Only a link leading to every file is refused: a real folder, a missing one, or a link to a folder that does
-    not exist yet (the other disk not mounted: saving says so itself) is not."""
+    """Only a link leading to every file is refused as one: a real folder, a missing one, or a link to a folder
+    that does not exist (the other disk not mounted) is not; the last cannot take a result, which
+    ``saving_problem`` says (test_promise_outputs_take_results)."""
     assert saved.refusal(tmp_path / "outputs") is None
     (tmp_path / "outputs").mkdir()
     assert saved.refusal(tmp_path / "outputs") is None

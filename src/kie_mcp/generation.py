@@ -222,10 +222,12 @@ async def plan(
 
     ``continues`` (source task id, operation) and ``facts`` (the source's settings a price depends on, keys
     ``source.<name>``) come from ``followups.plan``, the one caller that may plan a follow-up model."""
+    # Its results could not be saved: outputs/ is a link to /, the workspace or the home folder; or, while results
+    # are saved as they exist (KIE_DOWNLOAD=always), it cannot take a file now: a link to a disk not mounted, a file
+    # or a loop of links in its place, a read-only disk (media/saved.py). Refused before anything is priced or sent.
+    saved.check(rt.settings.workspace / saved.OUTPUTS, " Nothing was sent or charged.", saving=rt.settings.download)
     await first_prices(rt)  # a fresh install's first quote: KIE's live price, not a months-old bundled one
     spec = resolve_model(rt, args.model, kind, followup=continues is not None)
-    # Its results could not be saved: outputs/ is a link to /, the workspace or the home folder (media/saved.py)
-    saved.check(rt.settings.workspace / saved.OUTPUTS, " Nothing was sent or charged.")
     if not 1 <= args.variations <= 10:
         raise InvalidRequest(spec.id, [Problem("variations", f"{args.variations} is out of range 1-10.")])
     if args.max_credits is not None and not (math.isfinite(args.max_credits) and args.max_credits > 0):
@@ -2701,17 +2703,15 @@ async def _refresh_gallery(rt: Runtime, fresh: list[tuple[Path, str | None]]) ->
 
 def _pages_missing(workspace: Path, records: list[TaskRecord]) -> list[tuple[Path, str | None]]:
     """The saved files of ``records`` whose gallery page (their session's, or the workspace's) is not there."""
-    saved = [(workspace / path, record.kind) for record in records for path in record.files]
-    if not saved:
+    files = [(workspace / path, record.kind) for record in records for path in record.files]
+    if not files:
         return []
-    outputs = workspace / "outputs"
-    name = "index.html"  # gallery.PAGE, without loading the gallery for the check ...
-    if outputs.is_symlink():  # ... but where a page of the user's may stand in its place (gallery.index_name)
-        from kie_mcp.media.gallery import index_name
-
-        name = index_name(outputs)
-    index = outputs / name
-    return saved if not index.is_file() or any(not (path.parent / "index.html").is_file() for path, _ in saved) else []
+    outputs = workspace / saved.OUTPUTS
+    index = outputs / saved.index_name(outputs)  # under its own name beside a page of the user's own
+    missing = not index.is_file() or any(
+        not (path.parent / saved.index_name(path.parent)).is_file() for path, _ in files
+    )
+    return files if missing else []
 
 
 def settle(rt: Runtime, records: list[TaskRecord]) -> list[str]:

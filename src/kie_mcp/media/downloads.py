@@ -489,6 +489,10 @@ def _prepare(dest: Path, url: str) -> Path:
     dest = dest.absolute()
     try:
         return real_folder(dest.parent) / dest.name
+    except saved.OutputsRefused as exc:  # outputs/ itself: a link to a disk not mounted, a file, ... (said as such)
+        raise DownloadError(
+            f"Nothing could be saved in {dest.parent}: {exc} The result stays on KIE for about 14 days.", url=url
+        ) from exc
     except OSError as exc:
         raise DownloadError(
             f"Could not create the folder {dest.parent} ({exc.strerror or exc}). Check the workspace path and "
@@ -507,8 +511,19 @@ def real_folder(folder: Path) -> Path:
     own folder has ``_`` in its name), the same one every time, so every result of a task and its sidecar land
     together and a paid result is always saved. The folder holding it (``outputs/``, which may be a link to another
     disk the user chose) is created when missing, and followed, unless it is a link ``saved.refusal`` names
-    (``OutputsRefused``). ``OSError`` when none can be made."""
+    (``OutputsRefused``). ``OSError`` when none can be made: ``OutputsRefused`` when ``outputs/`` itself is why
+    (``saved.saving_problem``: a link to a disk not mounted, a file in its place, a read-only disk), saying so."""
     saved.check(folder.parent)  # outputs/ linked to /, the workspace or the home folder: nothing is written there
+    try:
+        return _real_folder(folder)
+    except OSError as exc:  # said by what is wrong with outputs/ ("a link to /media/disk, which is not there"), where
+        if (why := saved.saving_problem(folder.parent)) is not None:  # that is why, never "File exists"
+            raise saved.OutputsRefused(why) from exc
+        raise
+
+
+def _real_folder(folder: Path) -> Path:
+    """``real_folder``'s work, once ``outputs/`` is not refused."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     for n in range(1, FOLDER_NAMES_TRIED + 1):
         candidate = folder if n == 1 else folder.with_name(f"{folder.name}_{n}")

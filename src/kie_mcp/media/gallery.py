@@ -8,6 +8,10 @@ copied; the CSS is inline and there is no script at all (a Content-Security-Poli
 holding ``<script>`` is shown as text, escaped, and could not run even if escaping failed). The copy the
 ``kie://outputs/`` resources serve shows each kept preview at its ``kie://previews/`` URI instead (``served_copy``).
 
+**Never over a page of the user's.** Only a page kie-mcp wrote (it carries ``GENERATOR``) is ever replaced: beside an
+``index.html`` of the user's own (a portfolio page, an exported album, a link), in ``outputs/`` or a session folder,
+kie-mcp's page is ``kie-mcp-gallery.html`` (``index_name``), which the other pages link to and ``list_tasks`` names.
+
 **Built from the sidecars, not the journal.** Each saved task has a sidecar JSON beside its files (prompt, model,
 credits quoted and charged, times), written by the same step that saves the files, so the two always agree. The
 gallery describes what is on disk: it survives a reset or corrupt journal, a second server on the workspace and a
@@ -83,12 +87,10 @@ from .downloads import (
     write_bytes_atomic,
 )
 from .inputs import RefusedInput, TooLarge, read_inside
-from .saved import SESSION_FOLDER
+from .saved import OWN_INDEX, PAGE, SESSION_FOLDER, index_name
 
 log = logging.getLogger(__name__)
 
-PAGE = "index.html"  # the gallery page, in outputs/ and in each session folder
-OWN_INDEX = "kie-mcp-gallery.html"  # the index's name beside an index.html of the user's own (``index_name``)
 _HASHED = re.compile(r"(?:^|-)[0-9a-f]{8}$")  # a slug output_folder ended with its label's hash
 PER_SESSION_ON_INDEX = 24  # the index shows this many results per session; the session page shows all
 SESSIONS_ON_INDEX = 60  # the index shows the newest sessions in full; with more, every one is listed by month too
@@ -151,6 +153,7 @@ class Session:
     folder: str
     items: list[Item] = field(default_factory=list)
     unlisted: bool = False  # its folder could not be listed (a busy or network disk): not known to be empty
+    page: str = PAGE  # its page's name: ``OWN_INDEX`` beside an index.html of the user's own (``index_name``)
 
     @property
     def day(self) -> str:
@@ -206,18 +209,6 @@ def _named_by(prompt: str, day: str, folder: str) -> bool:
         return False
 
 
-def index_name(outputs: Path) -> str:
-    """The file name of the gallery's index in ``outputs``: ``index.html``, or, in an ``outputs/`` linked to a folder
-    of the user's that holds an ``index.html`` of their own (an exported album, never replaced), ``OWN_INDEX`` beside
-    it, which the session and month pages then link to."""
-    page = Path(outputs) / PAGE
-    try:
-        theirs = Path(outputs).is_symlink() and os.path.lexists(page) and not saved.is_own_page(page)
-    except OSError:
-        theirs = False
-    return OWN_INDEX if theirs else PAGE
-
-
 def gallery_path(workspace: Path) -> Path | None:
     """The workspace's gallery page (``index_name``, or ``OWN_INDEX`` still), once kie-mcp wrote it; None while there
     is none of its own (no result saved yet, a page that could not be written, or only a page of the user's)."""
@@ -256,6 +247,8 @@ def _scan_folder(folder: Path, side: int, *, sweep: bool = False) -> Session:
         return session
     if sweep:
         _sweep_orphans(folder, list(listed))
+    if PAGE in listed:  # a page of the user's own there is never replaced: kie-mcp's goes beside it
+        session.page = index_name(folder)
     entries = {name: folder / name for name, regular in listed.items() if regular and name[:1] != "."}
     media = {name: kind for name in entries if (kind := _media_kind(name)) is not None}
     claimed: set[str] = set()
@@ -641,7 +634,7 @@ def _section(session: Session, facts: list[str]) -> str:
     shown = session.items[-PER_SESSION_ON_INDEX:]  # the newest ones
     lines = [
         f'<section id="{_e(session.folder)}">',
-        f'<h2><a href="{_href(session.folder, PAGE)}"><span class="day">{_e(session.day)}</span>'
+        f'<h2><a href="{_href(session.folder, session.page)}"><span class="day">{_e(session.day)}</span>'
         f'<bdi dir="auto">{_e(session.title)}</bdi></a></h2>',  # an Arabic or Hebrew name reads right to left
         f'<p class="meta">{_e(" · ".join(facts))}</p>',
         '<div class="grid">',
@@ -650,7 +643,7 @@ def _section(session: Session, facts: list[str]) -> str:
     ]
     if len(shown) < len(session.items):
         lines.append(
-            f'<p class="more"><a href="{_href(session.folder, PAGE)}">All {len(session.items)} results of this '
+            f'<p class="more"><a href="{_href(session.folder, session.page)}">All {len(session.items)} results of this '
             "session</a></p>"
         )
     lines.append("</section>")
@@ -660,7 +653,7 @@ def _section(session: Session, facts: list[str]) -> str:
 def _tile(session: Session, facts: list[str]) -> str:
     """A session on its month's page: its newest picture (a kept preview; never a video, thousands of them would
     load), its name, its day and totals, all linking to its own page."""
-    page = _href(session.folder, PAGE)
+    page = _href(session.folder, session.page)
     picture = next((item for item in reversed(session.items) if item.kind == "image" or item.preview), None)
     if picture is not None:
         alt = _e(_cut(picture.prompt or picture.name, ALT_SHOWN))
@@ -787,15 +780,15 @@ def render_session(session: Session, index: str = PAGE) -> bytes:
 # -- writing -------------------------------------------------------------------------------------------
 
 
-def _write_if_changed(path: Path, data: bytes, *, guard: bool = False) -> bool:
+def _write_if_changed(path: Path, data: bytes) -> bool:
     """Write ``data`` to ``path`` atomically unless it already holds exactly that (a page, not a paid result: no
-    fsync). A symlink at ``path`` is replaced, never followed. With ``guard`` (an ``outputs/`` linked to a folder of
-    the user's) a page kie-mcp did not write is never replaced (``OSError``); in the workspace's own ``outputs/`` a
-    page spoiled in place is written again."""
+    fsync). Only a page kie-mcp wrote (it carries ``GENERATOR``) is replaced, one spoiled in place too; anything else
+    there (a page of the user's own, in the workspace's ``outputs/`` or a folder it links to; a link, never followed;
+    a FIFO, never waited on) is left as it is (``OSError``)."""
     existing = _regular(path)
     if existing == data:
         return False
-    if guard and os.path.lexists(path) and (existing is None or _GENERATOR not in existing[:4096]):  # not ours
+    if os.path.lexists(path) and (existing is None or _GENERATOR not in existing[:4096]):  # not ours
         raise OSError(f"{path} is a page kie-mcp did not write: it is left as it is (move it away to see the gallery)")
     write_bytes_atomic(path, data, durable=False)
     return True
@@ -821,9 +814,9 @@ def build(outputs: Path, side: int = THUMBNAIL_SIDE, fresh: Sequence[tuple[Path,
         return cache.update(outputs, side)
 
 
-def _write_page(path: Path, render: Callable[[], bytes], problems: list[str], *, guard: bool = False) -> bool:
+def _write_page(path: Path, render: Callable[[], bytes], problems: list[str]) -> bool:
     try:
-        _write_if_changed(path, render(), guard=guard)
+        _write_if_changed(path, render())
     except OSError as err:
         problems.append(f"The gallery page {path} could not be written ({err.strerror or err}).")
         return False
@@ -846,6 +839,7 @@ class _Kept:
     folder: tuple[int, ...] | None  # its stat before that scan (``_folder_key``); None: too recent to be trusted
     page: tuple[int, ...] | None  # its page's stat once written; None: not written (or no results, no page)
     shown: _Shown | None  # None: no results (no page, not on the index)
+    name: str = PAGE  # its page's file name (``Session.page``)
 
 
 @dataclass
@@ -880,11 +874,10 @@ class _Cache:
         now = time.time_ns()
         folders, month_pages = _listing(outputs)
         base = os.fspath(outputs)  # a kept folder is judged by plain string paths: pathlib costs more than the stat
-        guard = outputs.is_symlink()  # linked to a folder of the user's: their own pages there are kept
         for name, stat in folders:
             known = self.folders.get(name)
             key = _folder_key(stat, now)
-            if known is not None and _still(known, key, os.path.join(base, name, PAGE)):
+            if known is not None and _still(known, key, os.path.join(base, name, known.name)):
                 kept[name] = known
                 continue
             folder = outputs / name
@@ -895,23 +888,23 @@ class _Cache:
                 continue
             if not session.items:  # its last result deleted: its page (kie-mcp's) goes, as its card does
                 _remove_own_page(folder / PAGE)
+                _remove_own_page(folder / OWN_INDEX)
                 kept[name] = _Kept(key, None, None)
                 continue
-            written = _write_page(
-                folder / PAGE, lambda session=session: render_session(session, index), problems, guard=guard
-            )
-            kept[name] = _Kept(key, _page_stat(folder / PAGE) if written else None, _Shown.of(session))
+            page = folder / session.page
+            written = _write_page(page, lambda session=session: render_session(session, index), problems)
+            if session.page == PAGE:  # the user's own page there is gone: kie-mcp's under its own name goes too
+                _remove_own_page(folder / OWN_INDEX)
+            kept[name] = _Kept(key, _page_stat(page) if written else None, _Shown.of(session), session.page)
         shown = _with_sections(kept, outputs, side)
         self.folders, self.shown = kept, shown
-        _write_page(outputs / index, lambda: _index_page(shown), problems, guard=guard)
+        _write_page(outputs / index, lambda: _index_page(shown), problems)
         if index == PAGE:  # the user's own index.html is gone: the index under its own name goes too
             _remove_own_page(outputs / OWN_INDEX)
-        self._write_months(outputs, shown, month_pages, problems, guard)
+        self._write_months(outputs, shown, month_pages, problems)
         return problems
 
-    def _write_months(
-        self, outputs: Path, shown: list[_Shown], found: set[str], problems: list[str], guard: bool = False
-    ) -> None:
+    def _write_months(self, outputs: Path, shown: list[_Shown], found: set[str], problems: list[str]) -> None:
         """Each month's page, written again only when a tile on it changed or the page is not the one last written;
         none while the index shows every session, and a month page kie-mcp wrote that lists nothing now is removed."""
         months: dict[str, list[_Shown]] = {}
@@ -930,7 +923,6 @@ class _Cache:
                 path,
                 lambda month=month, members=members: _month_page_of(month, members, self.index),
                 problems,
-                guard=guard,
             )
             written[month] = (tiles, _page_stat(path) if done else None)
         self.months = written
@@ -1159,19 +1151,20 @@ def read_page(outputs: Path, session: str | None = None, side: int | None = None
         return None
     built = _refresh_kept(outputs, side)
     if session is not None:
-        page = _own_page(outputs / session / PAGE, outputs)
+        page = _own_index(outputs / session, outputs)
         return None if page is None else served_copy(page, outputs, f"{session}/{PAGE}")
     side = side or THUMBNAIL_SIDE
-    index = _own_index(outputs)
+    index = _own_index(outputs, outputs)
     if index is None and built != side:  # none of kie-mcp's on disk, and no build just tried: the build writes it
         _rebuild(outputs, side)
-        index = _own_index(outputs)
+        index = _own_index(outputs, outputs)
     return served_copy(index if index is not None else _index_unwritten(outputs, side), outputs, PAGE)
 
 
-def _own_index(outputs: Path) -> str | None:
-    """The text of the workspace's index, under either of its names, when kie-mcp wrote it; else None."""
-    for path in (outputs / PAGE, outputs / OWN_INDEX):
+def _own_index(folder: Path, outputs: Path) -> str | None:
+    """The text of the page of ``folder`` (``outputs`` itself: the index; a session folder: its page), under either
+    of its names (``index_name``), when kie-mcp wrote it; else None."""
+    for path in (folder / PAGE, folder / OWN_INDEX):
         if (page := _own_page(path, outputs)) is not None:
             return page
     return None

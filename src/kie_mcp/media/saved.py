@@ -10,6 +10,11 @@ the gallery pages. An ``outputs/`` linked to a folder the user chose may hold th
 only what kie-mcp saved is served, previewed, shown in the gallery or read as an input (``lends``): the files its
 sidecars list, the sidecars, and its pages.
 
+``saving_problem`` tells whether ``outputs/`` can take a file now: a link to a disk that is not mounted, a file or a
+loop of links in its place, or a read-only disk would let a paid result go unsaved. ``generation.plan`` refuses such a
+request before anything is spent while results are saved as they exist, ``check_credits`` says so, and a save that
+fails (it broke after the create) says it instead of the bare error (``downloads.real_folder``).
+
 A saved result may change after it is saved (an editor's export written over it, a copy cut short): ``kept`` tells
 whether it is still the file saved, by the size and sha256 the journal recorded, so a changed file is never taken
 for the task's result (a follow-up's source, a clip of a join) and ``check_task`` says it changed.
@@ -18,6 +23,7 @@ for the task's result (a follow-up's source, a clip of a join) and ``check_task`
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -31,6 +37,8 @@ from kie_mcp.media.sniff import PICTURE_EXTENSIONS
 
 OUTPUTS = "outputs"
 SESSION_FOLDER = re.compile(r"^(\d{4}-\d{2}-\d{2})-(.+)$")  # the name output_folder gives: its day, its slug
+PAGE = "index.html"  # the gallery page (gallery.py), in outputs/ and in each session folder
+OWN_INDEX = "kie-mcp-gallery.html"  # the index's name beside an index.html of the user's own (``index_name``)
 # The gallery's pages (gallery.py): its index (under its own name beside an index.html of the user's) and month pages.
 _PAGE = re.compile(r"^(?:index(?:-(?:\d{4}-\d{2}|undated))?|kie-mcp-gallery)\.html$")
 
@@ -49,7 +57,7 @@ def refusal(outputs: Path) -> str | None:
         held.append(Path.home().resolve())
     # Judged by the folder itself, not its spelling: a bind mount, another letter case on a case-insensitive disk.
     mark = _identity(target)
-    if mark is None:  # nothing there (another disk not mounted): saving says so itself
+    if mark is None:  # nothing there (another disk not mounted): ``saving_problem`` says so
         return None
 
     def holds(folder: Path) -> bool:
@@ -80,13 +88,102 @@ def _identity(folder: Path) -> tuple[int, int] | None:
     return found.st_dev, found.st_ino
 
 
-class OutputsRefused(OSError):
-    """The workspace's ``outputs/`` is a link ``refusal`` names: nothing is saved there."""
-
-
-def check(outputs: Path, then: str = "") -> None:
-    """Raise ``OutputsRefused`` (its text ``refusal``'s, then ``then``) when ``outputs`` may not be used."""
+def saving_problem(outputs: Path) -> str | None:
+    """Why no result can be saved into ``outputs`` (``<workspace>/outputs``) now, or None: a link ``refusal`` names;
+    a link whose folder is not there (a disk not mounted: nothing is made in its place, which would be on the disk
+    beneath); a loop of links; a file, or anything else that is not a folder; a folder this process cannot write
+    into (a read-only disk, its permissions), judged where ``outputs/`` is, or where it would be made. Each said with
+    what to do."""
     if (reason := refusal(outputs)) is not None:
+        return reason
+    try:
+        found: os.stat_result | None = os.stat(outputs)
+    except FileNotFoundError:
+        if os.path.islink(outputs):
+            return _missing_target(outputs)
+        found = None  # made when the first result is saved, in the nearest folder there is
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return (
+                "outputs/ in the workspace is a symbolic link that leads back to itself (a loop of links), so there "
+                "is no folder to save results into. Remove the link, or point it at a folder (on another disk is "
+                "fine)."
+            )
+        if not os.path.isdir(outputs.parent):  # the workspace itself: what the journal says of it is said instead
+            return None
+        return (
+            f"outputs/ in the workspace ({outputs}) cannot be reached ({exc.strerror or exc}), so no result can be "
+            "saved there. Make it a folder kie-mcp can write into, or remove it (kie-mcp then makes one)."
+        )
+    linked = f" (a symbolic link to {_target(outputs)})" if os.path.islink(outputs) else ""
+    if found is not None and not stat.S_ISDIR(found.st_mode):
+        what = "a file" if stat.S_ISREG(found.st_mode) else "a special file (a pipe, a socket or a device)"
+        return (
+            f"outputs/ in the workspace{linked} is {what}, not a folder, so no result can be saved in it. Move it out "
+            "of the way (kie-mcp then makes the folder), or make outputs/ a link to a folder."
+        )
+    folder = outputs if found is not None else _nearest_folder(outputs.parent)
+    if folder is None or (why := _unwritable(folder)) is None:
+        return None
+    if found is None:
+        return (
+            f"outputs/ cannot be made in the workspace: {folder} {why}. Make it writable, or set KIE_WORKSPACE to a "
+            "folder that is."
+        )
+    return (
+        f"outputs/ in the workspace{linked} {why}, so no result can be saved in it. Make it writable, or make "
+        "outputs/ a link to a folder that is (on another disk is fine)."
+    )
+
+
+def _target(link: Path) -> Path | str:
+    """Where the link ``link`` leads, followed to its end as far as it goes (its text, when it cannot be)."""
+    try:
+        return link.resolve()
+    except (OSError, RuntimeError):
+        return os.readlink(link)
+
+
+def _missing_target(outputs: Path) -> str:
+    return (
+        f"outputs/ in the workspace is a symbolic link to {_target(outputs)}, which is not there: is it on a disk "
+        "that is not mounted? Mount the disk (or create that folder), point the link at a folder that exists, or "
+        "remove the link (kie-mcp then makes outputs/ in the workspace)."
+    )
+
+
+def _nearest_folder(path: Path) -> Path | None:
+    """``path`` or the nearest folder above it that exists: where a missing ``outputs/`` would be made."""
+    for folder in (path, *path.parents):
+        with contextlib.suppress(OSError):
+            if folder.is_dir():
+                return folder
+    return None
+
+
+def _unwritable(folder: Path) -> str | None:
+    """Why nothing can be made in ``folder``, or None. A read-only disk is read from the mount's flags (``statvfs``):
+    root passes every permission check, but not a read-only mount; ``os.access`` judges the rest (permissions)."""
+    try:
+        read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):  # no statvfs (Windows): os.access tells
+        read_only = False
+    if read_only:
+        return "is on a read-only disk"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return "cannot be written by this user (its permissions)"
+    return None
+
+
+class OutputsRefused(OSError):
+    """The workspace's ``outputs/`` is a link ``refusal`` names, or (``check`` with ``saving``) cannot take a file now
+    (``saving_problem``): nothing is saved there."""
+
+
+def check(outputs: Path, then: str = "", *, saving: bool = False) -> None:
+    """Raise ``OutputsRefused`` (its text ``refusal``'s, then ``then``) when ``outputs`` may not be used; with
+    ``saving`` (a result is to be saved there), also when it cannot take a file now (``saving_problem``)."""
+    if (reason := saving_problem(outputs) if saving else refusal(outputs)) is not None:
         raise OutputsRefused(f"{reason}{then}")
 
 
@@ -192,6 +289,18 @@ def is_own_page(path: Path) -> bool:
     except OSError:
         return False
     return GENERATOR in (_head(path, 4096) or b"")
+
+
+def index_name(folder: Path) -> str:
+    """The file name of the gallery's page in ``folder`` (``outputs/``: the index; a session folder: its page):
+    ``PAGE``, or, beside an ``index.html`` that kie-mcp did not write (a portfolio page, an exported album, a link;
+    never replaced), ``OWN_INDEX``, which the gallery's other pages then link to."""
+    page = Path(folder) / PAGE
+    try:
+        theirs = os.path.lexists(page) and not is_own_page(page)
+    except OSError:
+        theirs = False
+    return OWN_INDEX if theirs else PAGE
 
 
 def lends(home: Path, real: Path) -> bool:

@@ -1,8 +1,8 @@
 """What ``check_credits`` reports: KIE's balance, and beside it always this workspace's own record.
 
 The balance is KIE's to tell; the rest is this machine's: today's spend, the caps, which workspace and why it was
-chosen, notes on the settings, creates of unknown outcome, the start's notices, a ``.env`` with the key that git would
-commit. A key KIE
+chosen, notes on the settings, an ``outputs/`` that cannot take a result now (a link to a disk not mounted), creates
+of unknown outcome, the start's notices, a ``.env`` with the key that git would commit. A key KIE
 refuses (401), no key, or a KIE that cannot be reached leaves only the balance unread, said with why and what to do;
 that was a bare error naming none of the rest, while the workspace and the caps are what a user fixing a key, or
 looking for their files, needs.
@@ -20,6 +20,7 @@ from kie_mcp.catalog import usd
 from kie_mcp.catalog.pricing import usd_text
 from kie_mcp.config import Settings, no_key_advice
 from kie_mcp.kie import KieError
+from kie_mcp.media import saved
 from kie_mcp.spend.balance import balance_cache
 from kie_mcp.tasks.listing import unknown_creates_text
 from kie_mcp.words import path_text, readable_text
@@ -49,6 +50,7 @@ async def account(rt: Runtime) -> Account:
     held = rt.ledger.held_today() if spent > 0 else 0.0  # counted, but given back if their requests are refused
     refused, unknown = rt.ledger.over_cap(), rt.journal.count_attempts("unknown")
     exposed = await anyio.to_thread.run_sync(exposure.dotenv_exposure, s.context_folder)  # runs git
+    unsaved = await anyio.to_thread.run_sync(outputs_problem, s)  # a disk not mounted may take its time to say so
     head = (
         f"Balance: {balance:g} credits (about {usd_text(usd(balance))})."
         if balance is not None
@@ -69,6 +71,7 @@ async def account(rt: Runtime) -> Account:
                 "On clients that show forms, only in the form (KIE_APPROVAL=form)." if s.approval == "form" else "",
                 "SANDBOX: simulated account." if s.sandbox else "",
                 workspace_text(s),
+                unsaved,
                 *s.config_notes,  # which of two values of a cap applies, a KIE_ALLOWED_DIRS folder not there
                 refused,
                 unknown_creates_text(unknown) if unknown else "",
@@ -88,6 +91,21 @@ async def _balance(rt: Runtime) -> tuple[float | None, str | None]:
         return await balance_cache(rt).read(), None
     except KieError as err:  # redacted by itself; worded for a balance check (``balance.balance_failed``)
         return None, str(err)
+
+
+def outputs_problem(settings: Settings) -> str:
+    """Why results could not be saved in the workspace's outputs/ now (``saved.saving_problem``), and that nothing is
+    generated until it is mended; empty when they can, or are not saved (KIE_DOWNLOAD=never). The problem every
+    request is refused over before anything is spent (``generation.plan``), said where a user looks first."""
+    if not settings.download:
+        return ""
+    problem = saved.saving_problem(settings.workspace / saved.OUTPUTS)
+    if problem is None:
+        return ""
+    return (
+        f"Results cannot be saved: {problem} Until then estimate_cost, generate_image, generate_video and "
+        "continue_video refuse every request, before anything is sent or charged."
+    )
 
 
 def workspace_text(settings: Settings) -> str:

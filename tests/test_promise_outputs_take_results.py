@@ -1,0 +1,152 @@
+"""A paid result always has a place in outputs/, or nothing is spent.
+
+The audit: with outputs/ a link to an external disk that is not mounted, check_credits and estimate_cost said
+nothing, generate_video sent its create (60 credits) and answered as a success, and every save failed with "Could not
+create the folder .../outputs/2026-... (File exists). Check the workspace path and its permissions", naming neither
+the link nor where it leads. The same with outputs/ a plain file, a loop of links or a read-only disk. Now, while
+results are saved as they exist (KIE_DOWNLOAD=always), such an outputs/ is refused before anything is priced, asked,
+uploaded or sent, in words saying what is wrong and what to do, and check_credits says the same; with saving off
+nothing is refused; and an outputs/ that breaks after a create is named as such by the save's error, the result
+saved once it is mended.
+
+Through the real MCP client against the simulator, the protocol eras taking turns case by case.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import answering, eras_in_turn, text_of
+from .test_inputs import PNG, uploads
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="symbolic links, mounts and POSIX permissions")
+
+VIDEO = {"prompt": "a cat walks along a sunny wall", "model": "veo3_fast"}
+IMAGE = {"prompt": "a red apple on a wooden table", "model": "nano-banana-2"}
+EDIT = {"prompt": "make it blue", "model": "google/nano-banana-edit", "images": ["references/apple.png"]}
+
+
+def _unmounted(workspace: Path) -> str:
+    """outputs/ -> a folder on an external disk that is not mounted: its mount point is there, empty."""
+    mount_point = workspace.parent / f"{workspace.name}-media" / "usb-disk"
+    mount_point.mkdir(parents=True)
+    target = mount_point / "kie-results"
+    (workspace / "outputs").symlink_to(target, target_is_directory=True)
+    return f"outputs/ in the workspace is a symbolic link to {target}, which is not there: is it on a disk that is not"
+
+
+def _file(workspace: Path) -> str:
+    (workspace / "outputs").write_text("notes\n")
+    return "outputs/ in the workspace is a file, not a folder"
+
+
+def _loop(workspace: Path) -> str:
+    (workspace / "outputs").symlink_to(workspace / "outputs")
+    return "a loop of links"
+
+
+def _read_only_disk(workspace: Path) -> str:
+    outputs = workspace / "outputs"
+    outputs.mkdir()
+    command = ["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(outputs)]
+    try:
+        done = subprocess.run(command, check=False, capture_output=True)
+    except OSError as err:  # no mount command here
+        pytest.skip(f"cannot mount a read-only tmpfs here: {err}")
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a read-only tmpfs here: {done.stderr.decode().strip() or 'not root'}")
+    return "outputs/ in the workspace is on a read-only disk"
+
+
+def _not_writable(workspace: Path) -> str:
+    if os.geteuid() == 0:
+        pytest.skip("root writes whatever a folder's permissions say (the read-only disk case runs instead)")
+    (workspace / "outputs").mkdir(mode=0o555)
+    return "outputs/ in the workspace cannot be written by this user"
+
+
+BROKEN = {
+    "unmounted": _unmounted,
+    "file": _file,
+    "loop": _loop,
+    "read-only-disk": _read_only_disk,
+    "not-writable": _not_writable,
+}
+
+
+@pytest.fixture
+def unmount(tmp_path):
+    """Whatever a test mounted on the workspace's outputs/ is unmounted after it."""
+    yield
+    if os.path.ismount(tmp_path / "outputs"):
+        subprocess.run(["umount", "-l", str(tmp_path / "outputs")], check=False)
+    if (tmp_path / "outputs").is_dir() and not (tmp_path / "outputs").is_symlink():
+        (tmp_path / "outputs").chmod(0o755)
+
+
+@eras_in_turn("broken", list(BROKEN))
+async def test_results_outputs_cannot_take_are_refused_before_anything_is_spent(
+    connect, controls, tmp_path, broken, unmount
+):
+    """check_credits names what is wrong with outputs/; estimate_cost and every generation refuse before a quote,
+    a form, an upload or a create, saying what is wrong (the missing link target by name) and that nothing was sent
+    or charged. With saving off (KIE_DOWNLOAD=never) nothing goes into outputs/: nothing is refused or warned of."""
+    said = BROKEN[broken](tmp_path)
+    (tmp_path / "references").mkdir()
+    (tmp_path / "references" / "apple.png").write_bytes(PNG)
+    asked: list[str] = []
+    async with connect(elicitation=answering(seen=asked)) as client:
+        credits = await client.call_tool("check_credits", {})
+        estimate = await client.call_tool("estimate_cost", VIDEO)
+        video = await client.call_tool("generate_video", {**VIDEO, "wait_seconds": 0})
+        edit = await client.call_tool("generate_image", EDIT)
+    assert not credits.is_error and said in text_of(credits), text_of(credits)
+    assert "Results cannot be saved" in text_of(credits) and "before anything is sent or charged" in text_of(credits)
+    for answer in (estimate, video, edit):
+        assert answer.is_error and said in text_of(answer), text_of(answer)
+        assert "Nothing was sent or charged" in text_of(answer) and "File exists" not in text_of(answer)
+        assert answer.structured_content is None or not answer.structured_content.get("quote")
+    if broken == "unmounted":
+        assert "not mounted?" in text_of(video)
+    assert asked == []  # no confirmation form was shown
+    assert await controls.creates() == [] and await uploads(controls) == []
+
+    async with connect(elicitation=answering(), download=False) as client:
+        credits = await client.call_tool("check_credits", {})
+        made = await client.call_tool("generate_image", IMAGE)
+    assert "Results cannot be saved" not in text_of(credits), text_of(credits)
+    assert made.structured_content["status"] == "completed", text_of(made)
+    assert len(await controls.creates()) == 1
+
+
+async def test_an_outputs_disk_gone_after_the_create_is_named_and_the_result_saved_once_it_is_back(
+    connect, controls, tmp_path, tmp_path_factory
+):
+    """The disk outputs/ links to goes away while a paid task runs: saving its result says outputs/ leads to a
+    folder that is not there and asks whether its disk is mounted (not "File exists"), the task is still answered
+    with its result links, and once the disk is back the result is saved there."""
+    disk = tmp_path_factory.mktemp("usb-disk") / "kie-results"
+    disk.mkdir()
+    (tmp_path / "outputs").symlink_to(disk, target_is_directory=True)
+    await controls.post("clock/speed", {"speed": 0})  # the task runs until the disk has gone
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 0})
+        assert made.structured_content["status"] == "submitted", text_of(made)
+        task_id = made.structured_content["tasks"][0]["task_id"]
+        away = disk.rename(disk.with_name("unplugged"))
+        await controls.post("clock/speed", {"speed": 1000})
+        unsaved = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 20})
+        away.rename(disk)  # plugged in again
+        saved = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 20})
+    said = text_of(unsaved)
+    assert f"outputs/ in the workspace is a symbolic link to {disk}, which is not there" in said, said
+    assert "not mounted?" in said and "File exists" not in said and "stays on KIE" in said
+    task = unsaved.structured_content["task"]
+    assert task["state"] == "succeeded" and task["result_urls"] and not task["files"]
+    [path] = saved.structured_content["task"]["files"]
+    assert (disk / Path(path).relative_to("outputs")).is_file(), text_of(saved)
