@@ -238,6 +238,31 @@ async def test_a_pixverse_extension_of_a_clip_with_sound_keeps_its_sound_and_its
     assert [body["input"]["generate_audio_switch"] for body in create] == [True], create
 
 
+async def test_a_pixverse_transition_clip_can_be_extended_like_any_pixverse_v6_clip(connect, controls):
+    """The review: continue_video refused to extend a pixverse-v6/transition clip ("needs a task of ... PixVerse V6
+    (text to video) ..."), while KIE's pixverse-v6/extend continues any finished PixVerse V6 task. It is extended as
+    the others are, at the clip's quality and with its sound."""
+    seen: list[str] = []
+    transition = {
+        "prompt": "the bud opens into a flower",
+        "model": "pixverse-v6/transition",
+        "images": ["https://example.com/bud.png", "https://example.com/flower.png"],
+        "resolution": "540p",
+        "audio": True,
+    }
+    async with connect(elicitation=answering(seen=seen), auto_approve_credits=0) as client:
+        source = await finished(client, transition)
+        estimate = await client.call_tool("estimate_cost", {"task_id": source, "operation": "extend"})
+        extended = await client.call_tool("continue_video", {"task_id": source, "operation": "extend"})
+    assert not estimate.is_error, text_of(estimate)
+    assert estimate.structured_content["quote"]["credits_total"] == 36, text_of(estimate)  # 7.2/s at 540p with sound
+    assert extended.structured_content["status"] == "submitted", text_of(extended)
+    assert "36 credits" in seen[-1] and "PixVerse V6 extend" in seen[-1], seen[-1]
+    create = [r["body"] for r in await requests_to(controls, MARKET) if r["body"]["model"] == "pixverse-v6/extend"]
+    assert [(body["input"]["taskId"], body["input"]["quality"]) for body in create] == [(source, "540p")], create
+    assert [body["input"]["generate_audio_switch"] for body in create] == [True], create
+
+
 async def test_veo_1080p_processing_is_a_wait_charged_once(connect, controls):
     await controls.post("config", {"hd_blank_seconds": 20})  # KIE's other "not yet": "record result data is blank"
     async with connect(elicitation=answering()) as client:
@@ -837,7 +862,8 @@ async def test_an_extension_costs_about_what_a_new_clip_of_its_length_does_as_th
             quoted = await client.call_tool("estimate_cost", extend)
             assert not quoted.is_error, text_of(quoted)
             extension_quote = quoted.structured_content["quote"]
-            if extension_quote["price_known"]:  # Runway's extension has no published price
+            # Runway's extension has no published price, nor has a PixVerse transition clip: nothing to compare
+            if extension_quote["price_known"] and new["price_known"]:
                 ratio = extension_quote["credits_total"] / new["credits_total"]
                 compared[f"{extension} of {source_model}"] = ratio
     assert {key.split(" of ")[0] for key in compared} >= {"veo/extend", "grok-imagine/extend", "pixverse-v6/extend"}

@@ -65,3 +65,29 @@ async def test_a_session_s_gallery_read_by_its_name_names_its_dated_folder(conne
     assert "session folders are named <date>-<session>" in said and "-nothing-like-it" in said
     assert "kie://outputs/index.html" in said
     assert "a serum bottle" in found.contents[0].text
+
+
+@pytest.mark.parametrize(
+    ("model", "count"),
+    [("pixverse-v6/text-to-video", 1), ("pixverse-v6/text-to-video", 2), ("kling-2.6/text-to-video", 1)],
+)
+async def test_a_model_without_input_images_suggests_only_models_that_take_as_many_as_were_given(
+    connect, controls, model, count
+):
+    """The review: one image given to a text-to-video model was told to choose "pixverse-v6/transition" first, which
+    takes exactly two (a first and a last frame): the advice led to a second refusal. Every model named takes as many
+    images as were given."""
+    from kie_mcp.catalog import load_catalog
+
+    images = [f"https://example.com/frame-{n}.png" for n in range(count)]
+    async with connect() as client:
+        result = await client.call_tool("estimate_cost", {"model": model, "prompt": "a cat walks", "images": images})
+    said = text_of(result)
+    assert result.is_error and "does not take input images" in said, said
+    named = said.split("such as ", 1)[1].split(" (list_models", 1)[0].split(", ")
+    assert named, said
+    for other in named:
+        bounds = load_catalog().get(other).images
+        assert bounds is not None and bounds.min <= count <= bounds.max, (other, count, said)
+    assert ("pixverse-v6/transition" in named) == (count == 2 and model.startswith("pixverse")), said
+    assert await controls.creates() == []

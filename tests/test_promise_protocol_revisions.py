@@ -86,6 +86,30 @@ def test_a_client_of_a_revision_before_resource_links_gets_answers_its_schema_ta
         assert any(block["type"] == "image" for block in answer["content"])  # the preview stays: 2024-11-05 has it
 
 
+@pytest.mark.parametrize("version", ["2024-11-05", "2025-03-26"])
+def test_a_client_sent_no_resource_links_is_told_where_each_preview_not_attached_is(wire, version):
+    """The review: past the first 8 previews, the text said "each of the other 2 has its preview at its resource
+    link", to a client of a revision before resource links, which was sent none. It names each one's kie://previews/
+    URI, read as a resource, which serves that preview."""
+    _handshake(wire, version)
+    ten = {**IMAGE, "variations": 10, "wait_seconds": 40}
+    quote_id = _call(wire, 1, "generate_image", ten)["structuredContent"]["quote"]["quote_id"]
+    made = _call(wire, 2, "generate_image", {**ten, "quote_id": quote_id})
+    saved = made["structuredContent"]["saved_files"]
+    assert len(saved) == 10, made
+    assert "resource_link" not in {block["type"] for block in made["content"]}
+    text = made["content"][0]["text"]
+    assert "resource link" not in text, text
+    unattached = [file["resource_uri"].replace("kie://outputs/", "kie://previews/") for file in saved[8:]]
+    said = "first 8 of 10 saved files; those of the other 2 are resources to read (resources/read): "
+    assert said + ", ".join(unattached) in text, text
+    for number, uri in enumerate(unattached, start=3):
+        read = {"jsonrpc": "2.0", "id": number, "method": "resources/read", "params": {"uri": uri}}
+        wire.send(json.dumps(read))
+        [content] = wire.answer(number)["result"]["contents"]
+        assert content["uri"] == uri and content["mimeType"] == "image/jpeg" and content["blob"], uri
+
+
 def test_a_client_of_2025_06_18_still_gets_a_resource_link_for_every_saved_file(wire):
     _handshake(wire, "2025-06-18")
     for answer in _made_and_checked(wire):

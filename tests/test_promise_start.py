@@ -248,6 +248,12 @@ REFUSED_WITH_A_SECRET = [
     (["catalog", "check", "--token=" + BASE64_SECRET], BASE64_SECRET),
     (["demo", "--token", KEY], KEY),
     (["sim", "--port", KEY], KEY),
+    # The review: a key inside a larger argument, and a value of no secret's name or shape, that argparse repeated.
+    (["demo", "--header", "Authorization: Bearer " + KEY], KEY),
+    (["sim", "KIE_API_KEY: " + KEY], KEY),
+    (["catalog", "sync", "--env", '{"KIE_API_KEY":"' + KEY + '"}'], KEY),
+    (["demo", "-k", "short.pass"], "short.pass"),
+    (["demo", "Authorization:", "Bearer", "sk.live.abc"], "sk.live.abc"),
 ]
 
 
@@ -260,9 +266,11 @@ REFUSED_WITH_A_SECRET = [
 def test_a_refused_command_line_never_prints_a_secret_given_in_it(arguments, secret, typed, tmp_path):
     """The audit: typed in a terminal (and for demo, sim and catalog always), argparse's refusal repeated the values
     it refused, so ``kie-mcp --api-key=<key>``, ``kie-mcp -e KIE_API_KEY=<key>`` or ``kie-mcp catalog sync --key
-    <key>`` printed the key, while the README promises a secret-named option's value reads <not shown>. The
-    installed console script, in a terminal or not, never prints it; in a terminal (or for another command) it still
-    gives its usage and exit code 2, and says where settings go."""
+    <key>`` printed the key, while the README promises a secret-named option's value reads <not shown>; so did a key
+    inside a larger argument (``demo --header "Authorization: Bearer <key>"``) and any value it repeated that the
+    arguments shown hide (``demo -k short.pass``). The installed console script, in a terminal or not, never prints
+    it; in a terminal (or for another command) it still gives its usage and exit code 2, and says where settings
+    go."""
     env = client_env(tmp_path / "home", KIE_WORKSPACE=str(tmp_path / "ws"))
     terminal, other_end = os.openpty() if typed else (None, None)
     try:

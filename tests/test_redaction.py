@@ -421,6 +421,10 @@ def test_kie_errors_and_task_statuses_redact_what_kie_said():
         ("password=ab`cdefghijkl", "password=[redacted]"),
         ("api_key=...`realsecret", "api_key=[redacted]"),
         ("password=...abc", "password=[redacted]"),
+        # kie-mcp's own placeholder for a value it hides, also where a sentence ends (a refused --api-key=<key>)
+        ("demo --api-key=<not shown>. Settings go", "demo --api-key=<not shown>. Settings go"),
+        ("api_key=<your key>.", "api_key=<your key>."),
+        ("api_key=<not shown>.abc", "api_key=[redacted] shown>.abc"),
     ],
 )
 def test_a_credential_s_value_ends_where_markdown_closes_it_and_no_sooner(text, shown):

@@ -89,8 +89,9 @@ async def test_errors_quotes_and_confirmations_show_json_values_not_python_ones(
 async def test_the_confirmation_quotes_the_prompt_as_written_and_closes_the_quote_when_it_is_cut(connect, controls):
     """The audit (the demo's steps 8 and 9): the confirmation form showed the prompt as JSON, cut without its closing
     quote (``Prompt: "Close-up: ... the glass. ... (134 characters).``) and with its own quotes escaped (``says:
-    \\"``). It is now quoted as written, the closing quote there when it is cut, with what shows nothing or turns
-    the text around still escaped, its line breaks too."""
+    \\"``). It is now quoted as written, the closing quote there when it is cut, its own quotes typographic (a
+    straight one would close the quote: see the next test), with what shows nothing or turns the text around still
+    escaped, its line breaks too."""
     cut = (
         "Close-up: the cold brew bottle on the marble counter, condensation running down the glass. "
         'A voice says: "Try it cold." (no subtitles)'
@@ -103,8 +104,44 @@ async def test_the_confirmation_quotes_the_prompt_as_written_and_closes_the_quot
     excerpt = 'Prompt: "Close-up: the cold brew bottle on the marble counter, condensation running down the glass..." '
     assert excerpt in seen[0], seen[0]
     assert seen[0].count('"') == 2 and f"({len(cut)} characters)." in seen[0], seen[0]
-    assert 'Prompt: "A barista says: "Try it cold."\\u202e (no subtitles)\\n## Cost: 0". ' in seen[1], seen[1]
-    assert '\\"' not in seen[1] and "\u202e" not in seen[1] and "\n" not in seen[1], seen[1]
+    assert 'Prompt: "A barista says: \u201cTry it cold.\u201d\\u202e (no subtitles)\\n## Cost: 0". ' in seen[1], seen[1]
+    assert seen[1].count('"') == 2 and '\\"' not in seen[1], seen[1]
+    assert "\u202e" not in seen[1] and "\n" not in seen[1], seen[1]
+    assert await controls.creates() == []
+
+
+# A prompt written to close the quote around it and go on in kie-mcp's voice with a lower price: with a straight
+# double quote, and with a character drawn as one (the modifier letter double prime, U+02BA).
+SPOOF = "a cat{q}. Cost correction: 2 credits (the figure above is a refundable hold). Prompt: {q}a cat"
+
+
+def outside_quotes(message: str) -> str:
+    """``message`` without what it shows between straight double quotes: the words a reader takes as kie-mcp's."""
+    return "".join(message.split('"')[::2])
+
+
+@pytest.mark.parametrize(("quote", "shown"), [('"', "\u201d"), ("\u02ba", "\\u02ba")], ids=["straight", "look-alike"])
+async def test_a_prompt_cannot_close_its_quote_so_the_person_reads_the_true_price(connect, controls, quote, shown):
+    """The review: the prompt's own ``"`` was shown as it was, so a prompt could end the quote around it and write
+    "Cost correction: 2 credits" after it, read in the confirmation form as kie-mcp's own words beside the true
+    price. Its straight quotes are now typographic, and a character drawn as one is escaped: the quote the form
+    opens is closed by kie-mcp only, and all the prompt wrote stays inside it; the answer to approve in chat
+    (``confirmation_required``) does not repeat it."""
+    arguments = {"model": "nano-banana-2", "prompt": SPOOF.format(q=quote), "resolution": "4K"}
+    seen: list[str] = []
+    async with connect(elicitation=answering(action="decline", seen=seen)) as client:
+        await client.call_tool("generate_image", arguments)
+    async with connect() as client:  # no confirmation forms: the question comes back to approve in chat
+        result = await client.call_tool("generate_image", arguments)
+    data = result.structured_content
+    assert data["status"] == "confirmation_required", text_of(result)
+    form = seen[0]
+    assert form.startswith("Spend 18 credits (about $0.09) to make 1 image"), form
+    assert form.count('"') == 2 and "\u02ba" not in form, form  # the quote kie-mcp opens, closed by kie-mcp alone
+    assert f'Prompt: "a cat{shown}. Cost correction: 2 credits (the figure above is a refundable hold).' in form
+    for message in (form, data["message"], text_of(result)):
+        assert "18 credits" in outside_quotes(message), message
+        assert "Cost correction" not in outside_quotes(message) and "2 credits" not in outside_quotes(message), message
     assert await controls.creates() == []
 
 

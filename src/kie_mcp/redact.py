@@ -10,7 +10,8 @@ key cut short, or with up to three dashes, spaces, line breaks, colons, dots, un
 its characters: a UUID, hex in groups, a wrapped line), and anything shaped like a credential: ``Bearer <token>``,
 ``Authorization: <value>``, ``api_key=<value>`` / ``"apiKey": "<value>"`` and friends, JWTs, ``sk-...`` keys and the
 password in ``scheme://user:password@host``. Ordinary words, URLs without credentials, task ids and a
-placeholder where a value goes (``KIE_API_KEY=...``, ``api_key=<your key>``) are left alone.
+placeholder where a value goes (``KIE_API_KEY=...``, ``api_key=<your key>``, ``--api-key=<not shown>``) are left
+alone.
 
 What cannot be redacted is judged by the same forms: ``holds_secret`` (a link KIE or kie-mcp fetches: half the key
 in one link and half in another hand all of it over) and ``bytes_hold_secret`` (bytes served or uploaded as they
@@ -79,9 +80,10 @@ _NOT_DONE = r"(?!\[redacted\])"  # never redact a redaction again: the result is
 _CLOSING_TICK = r"`(?=[\s\"'&,;:}\]`.)!?]|$)"
 _VALUE = rf"(?:[^\s\"'&,;}}\]`]|(?!{_CLOSING_TICK})`)+"
 # A placeholder a template or a guide writes where the value goes, never a credential: "..." (or "…") and "<your
-# key>" ("<your" and letters, spaces, dashes or underscores), each whole up to where a value ends. Left as it is,
-# where its redaction only told the reader a secret was there.
-_PLACEHOLDER = rf"(?:\.{{3,}}|…+|<your[a-z _-]{{0,40}}>)(?=[\s\"'&,;}}\]]|{_CLOSING_TICK}|$)"
+# key>" ("<your" and letters, spaces, dashes or underscores), each whole up to where a value ends; and kie-mcp's own
+# "<not shown>" for a value it hides (a refused ``--api-key=<not shown>``); each may end a sentence (a full stop, then a
+# space or the end). Left as it is, where its redaction only told the reader a secret was there.
+_PLACEHOLDER = rf"(?:\.{{3,}}|…+|<your[a-z _-]{{0,40}}>|<not shown>)(?=[\s\"'&,;}}\]]|\.(?:\s|$)|{_CLOSING_TICK}|$)"
 _SCHEMES = r"(?:bearer|basic|token|digest|apikey)\s+"
 _SENSITIVE_NAME = (
     r"(?:x-)?api[_-]?key|access[_-]?token|auth[_-]?token|refresh[_-]?token|id[_-]?token|client[_-]?secret"

@@ -2156,16 +2156,18 @@ PREVIEWS_PER_ANSWER = 8
 
 
 def _previews_elsewhere(files: Sequence[SavedFile]) -> str:
-    """What the text says of the files past ``PREVIEWS_PER_ANSWER``: where their previews are, without them."""
+    """What the text says of the files past ``PREVIEWS_PER_ANSWER``: each one's preview by its ``kie://previews/`` URI,
+    to read as a resource, and the gallery pages. Named, not pointed at "its resource link": a client of a revision
+    before resource links (``server.RESOURCE_LINKS_SINCE``) is sent none."""
     rest = files[PREVIEWS_PER_ANSWER:]
-    first = rest[0].resource_uri.replace("kie://outputs/", "kie://previews/", 1)
+    previews = [f.resource_uri.replace("kie://outputs/", "kie://previews/", 1) for f in rest]
     pages = dict.fromkeys(
         f"kie://outputs/{Path(f.path).parts[1]}/index.html" for f in rest if len(Path(f.path).parts) > 2
     )
     return (
-        f"\nPreviews are attached for the first {PREVIEWS_PER_ANSWER} of {len(files)} saved files; each of the other "
-        f"{len(rest)} has its preview at its resource link with kie://previews/ for kie://outputs/ (such as {first})"
-        + (f", and the gallery shows them all: {', '.join(pages)}" if pages else "")
+        f"\nPreviews are attached for the first {PREVIEWS_PER_ANSWER} of {len(files)} saved files; those of the "
+        f"other {len(rest)} are resources to read (resources/read): {', '.join(previews)}"
+        + (f"; the gallery shows them all: {', '.join(pages)}" if pages else "")
         + "."
     )
 

@@ -48,14 +48,42 @@ def shortened(text: str, limit: int) -> str:
 
 def quoted_excerpt(text: str, limit: int) -> str:
     """``text`` quoted in a sentence a person reads (the confirmation's prompt), on one line: in double quotes, the
-    closing one there also when it is cut (``"Close-up: the bottle..." (134 characters)``), its own quotes as they
-    are (not JSON's ``\\"``), and everything else ``plain`` escapes escaped, line breaks and tabs too (``\\n``: a host
-    showing it as markdown would make a line of it a heading of its own). At most ``limit`` of its characters, cut
-    where ``cut_point`` allows, before the escapes (never half of one), with the API key redacted first."""
+    closing one there also when it is cut (``"Close-up: the bottle..." (134 characters)``), and everything else
+    ``plain`` escapes escaped, line breaks and tabs too (``\\n``: a host showing it as markdown would make a line of it
+    a heading of its own). At most ``limit`` of its characters, cut where ``cut_point`` allows, before the escapes
+    (never half of one), with the API key redacted first.
+
+    Nothing in it can close the quote: a prompt that could would go on in kie-mcp's voice (``a cat". Cost correction:
+    2 credits...``), read as the form's own words beside the true price. Its own straight quotes are shown as
+    typographic ones (``says: “Try it.”``), so the only ``"`` in the excerpt are the two around it (not JSON's
+    ``\\"``: a host showing the form as markdown takes that backslash away), and a character drawn as a straight
+    double quote (``_QUOTE_LIKE``) is escaped as JSON writes it."""
     shown, whole = uncut_redacted(text, limit)
+    shown = _inner_quotes(shown)
     if not (whole and len(shown) <= limit):
-        return f'"{_unseen_escaped(shown[: cut_point(shown, limit - 3)])}..." ({len(text)} characters)'
-    return f'"{_unseen_escaped(shown)}"'
+        return f'"{_shown_inside_quotes(shown[: cut_point(shown, limit - 3)])}..." ({len(text)} characters)'
+    return f'"{_shown_inside_quotes(shown)}"'
+
+
+# A straight double quote that opens a quotation: at the start, after a space or an opening bracket or dash.
+_OPENING_QUOTE = re.compile(r'(?:^|(?<=[\s(\[{<\u2014\u2013-]))"')
+# Characters drawn as a straight double quote: the modifier letter double prime, the double prime, the ditto mark
+# and the fullwidth quotation mark. Written inside a quote, each would read as the quote closing.
+_QUOTE_LIKE = re.compile("[\u02ba\u2033\u3003\uff02]")
+
+
+def _inner_quotes(text: str) -> str:
+    """``text`` with its straight double quotes as typographic ones, one for one: “ where a quotation opens, ”
+    elsewhere."""
+    if '"' not in text:
+        return text
+    return _OPENING_QUOTE.sub("\u201c", text).replace('"', "\u201d")
+
+
+def _shown_inside_quotes(text: str) -> str:
+    """``text`` as ``quoted_excerpt`` shows it between its quotes: ``_unseen_escaped``, and what is drawn as a straight
+    double quote escaped too."""
+    return _QUOTE_LIKE.sub(lambda match: f"\\u{ord(match.group(0)):04x}", _unseen_escaped(text))
 
 
 def unseen_escaped(text: str) -> str:

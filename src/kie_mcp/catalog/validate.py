@@ -388,7 +388,7 @@ def _place_images(spec: ModelSpec, images: Sequence[str], wire: dict[str, Any]) 
             return [Problem("images", f"{spec.id} needs at least {target.min} input image(s){instead}.")]
         return []
     if target is None:
-        return [Problem("images", f"{spec.id} does not take input images; {_models_taking_images(spec)}")]
+        return [Problem("images", f"{spec.id} does not take input images; {_models_taking_images(spec, len(images))}")]
     if not target.min <= len(images) <= target.max:
         return [
             Problem("images", f"{spec.id} takes {_range_text(target.min, target.max)} image(s); got {len(images)}.")
@@ -404,17 +404,22 @@ def _place_images(spec: ModelSpec, images: Sequence[str], wire: dict[str, Any]) 
     return []
 
 
-def _models_taking_images(spec: ModelSpec) -> str:
-    """Models of ``spec``'s kind that work from input images: image edit models for an image model, image-to-video
-    models for a video model. From the catalogue's capabilities: ``spec``'s own siblings first (the same maker, the
-    longest shared id first), then the models a family's bare name picks (``nano banana``, ``veo``)."""
+def _models_taking_images(spec: ModelSpec, count: int) -> str:
+    """Models of ``spec``'s kind that work from ``count`` input images: image edit models for an image model,
+    image-to-video models for a video model, each taking that many (one image is no request for a transition, which
+    takes two). From the catalogue's capabilities: ``spec``'s own siblings first (the same maker, the longest shared
+    id first), then the models a family's bare name picks (``nano banana``, ``veo``)."""
     from .registry import load_catalog  # only on this error; the catalogue is loaded by then
 
     capability, kind = ("edit", "image edit") if spec.kind == "image" else ("image-to-video", "image-to-video")
     catalog = load_catalog()
     flagships = set(catalog.short_names())
     maker = re.split(r"[/-]", spec.id, maxsplit=1)[0]
-    found = [s for s in catalog.offered() if s.kind == spec.kind and s.images and capability in s.capabilities]
+    found = [
+        s
+        for s in catalog.offered()
+        if s.kind == spec.kind and s.images and s.images.min <= count <= s.images.max and capability in s.capabilities
+    ]
 
     def rank(other: ModelSpec) -> tuple[int, int]:
         pairs = zip(spec.id, other.id, strict=False)
