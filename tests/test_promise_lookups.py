@@ -91,3 +91,28 @@ async def test_a_model_without_input_images_suggests_only_models_that_take_as_ma
         assert bounds is not None and bounds.min <= count <= bounds.max, (other, count, said)
     assert ("pixverse-v6/transition" in named) == (count == 2 and model.startswith("pixverse")), said
     assert await controls.creates() == []
+
+
+@pytest.mark.parametrize(
+    ("model", "kind"), [("google/imagen4-fast", "image edit"), ("kling-2.6/text-to-video", "image-to-video")]
+)
+async def test_more_images_than_any_model_takes_are_told_the_most_any_takes(connect, controls, model, kind):
+    """The review: 20 images given to imagen4-fast were told to "choose an image edit model", though none takes 20:
+    the advice led to a second refusal. Now it says no model of that kind takes that many, the most any takes, and
+    models that take that many."""
+    from kie_mcp.catalog import load_catalog
+
+    catalog = load_catalog()
+    spec = catalog.get(model)
+    capability = "edit" if spec.kind == "image" else "image-to-video"
+    takers = [s for s in catalog.offered() if s.kind == spec.kind and s.images and capability in s.capabilities]
+    most = max(s.images.max for s in takers)
+    images = [f"https://example.com/frame-{n}.png" for n in range(most + 4)]
+    async with connect() as client:
+        result = await client.call_tool("estimate_cost", {"model": model, "prompt": "a cat walks", "images": images})
+    said = text_of(result)
+    assert result.is_error and f"no {kind} model takes {most + 4} images" in said, said
+    assert f"the most any takes is {most} (such as " in said and f"Give at most {most} images" in said, said
+    named = said.split("(such as ", 1)[1].split(")", 1)[0].split(", ")
+    assert named and all(catalog.get(other).images.max == most for other in named), said
+    assert await controls.creates() == []

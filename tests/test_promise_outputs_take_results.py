@@ -19,7 +19,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import anyio
 import pytest
+from mcp.types import ElicitResult
 
 from .conftest import answering, eras_in_turn, text_of
 from .test_inputs import PNG, uploads
@@ -150,3 +152,93 @@ async def test_an_outputs_disk_gone_after_the_create_is_named_and_the_result_sav
     assert task["state"] == "succeeded" and task["result_urls"] and not task["files"]
     [path] = saved.structured_content["task"]["files"]
     assert (disk / Path(path).relative_to("outputs")).is_file(), text_of(saved)
+
+
+def _plugged_disk(workspace: Path, parent: Path) -> Path:
+    """outputs/ -> a folder on an external disk, there for now (``_unplug`` takes it away)."""
+    disk = parent / "kie-results"
+    disk.mkdir()
+    (workspace / "outputs").symlink_to(disk, target_is_directory=True)
+    return disk
+
+
+def _unplug(disk: Path) -> None:
+    disk.rename(disk.with_name("unplugged"))
+
+
+async def test_a_repeated_paid_call_still_shows_its_task_while_outputs_cannot_take_results(
+    connect, controls, tmp_path, tmp_path_factory
+):
+    """The review: a call approved by a quote and repeated (its answer lost) after outputs/' disk went away was told
+    "Nothing was sent or charged", and its task id was not given: the check of outputs/ ran before the server knew
+    the call creates nothing. A repeat is answered as ever, naming the task the quote bought; a new request is
+    still refused before it is priced."""
+    disk = _plugged_disk(tmp_path, tmp_path_factory.mktemp("usb-disk"))
+    async with connect() as client:  # no forms: the quote approves
+        quote = await client.call_tool("estimate_cost", VIDEO)
+        approved = {**VIDEO, "quote_id": quote.structured_content["quote"]["quote_id"], "wait_seconds": 0}
+        first = await client.call_tool("generate_video", approved)
+        [task_id] = [task["task_id"] for task in first.structured_content["tasks"]]
+        _unplug(disk)
+        again = await client.call_tool("generate_video", approved)
+        other = await client.call_tool("generate_video", {**VIDEO, "prompt": "a dog on a wall", "wait_seconds": 0})
+    assert not again.is_error and task_id in text_of(again), text_of(again)
+    assert "Nothing was sent or charged" not in text_of(again)
+    assert other.is_error and "which is not there" in text_of(other) and "Nothing was sent or charged" in text_of(other)
+    assert len(await controls.creates()) == 1
+
+
+@pytest.mark.parametrize("mode", ["auto"])  # the answer comes back in a retried request
+async def test_an_answered_confirmation_sent_again_shows_its_task_while_outputs_cannot_take_results(
+    connect, controls, tmp_path, tmp_path_factory
+):
+    """The review: a host that sent an answered (yes) request again after outputs/' disk went away was told
+    "Nothing was sent or charged" with no task id, though the first send had bought it. The repeat answers with the
+    task, as it does with the disk there."""
+    disk = _plugged_disk(tmp_path, tmp_path_factory.mktemp("usb-disk"))
+    arguments = {**VIDEO, "wait_seconds": 0}
+    async with connect(elicitation=answering()) as client:
+        first = await client.session.call_tool("generate_video", arguments, allow_input_required=True)
+        yes = {key: ElicitResult(action="accept", content={"confirm": True}) for key in first.input_requests}
+        done = await client.call_tool(
+            "generate_video", arguments, input_responses=yes, request_state=first.request_state
+        )
+        [task_id] = [task["task_id"] for task in done.structured_content["tasks"]]
+        _unplug(disk)
+        again = await client.call_tool(
+            "generate_video", arguments, input_responses=yes, request_state=first.request_state
+        )
+    assert not again.is_error and task_id in text_of(again), text_of(again)
+    assert "created and charged nothing new" in text_of(again)
+    assert len(await controls.creates()) == 1
+
+
+async def test_a_hung_outputs_disk_never_stalls_the_other_calls(connect, tmp_path, monkeypatch):
+    """The review: whether outputs/ can take a file was asked on the event loop, so an outputs/ on a hung network
+    or FUSE mount (its statvfs waiting, here for 3 s) stalled every other call of the server: list_tasks waited for
+    the estimate. It is asked in a worker thread: list_tasks answers at once."""
+    import time
+
+    (tmp_path / "outputs").mkdir()
+    real = os.statvfs
+
+    def hung(path: os.PathLike[str] | str) -> os.statvfs_result:
+        if str(path).endswith("outputs"):
+            time.sleep(3)
+        return real(path)
+
+    async with connect(elicitation=answering()) as client:
+        await client.call_tool("list_tasks", {})
+        monkeypatch.setattr(os, "statvfs", hung)
+        took: dict[str, float] = {}
+        async with anyio.create_task_group() as group:
+
+            async def estimate() -> None:
+                await client.call_tool("estimate_cost", IMAGE)
+
+            started = time.monotonic()  # the client shares the server's event loop: a stall stops its clock too
+            group.start_soon(estimate)
+            await anyio.sleep(0.3)
+            await client.call_tool("list_tasks", {})
+            took["list_tasks"] = time.monotonic() - started
+    assert took["list_tasks"] < 1.8, took  # due at 0.3 s; the estimate waits out its 3 s

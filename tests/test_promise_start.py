@@ -292,9 +292,54 @@ def test_a_refused_command_line_never_prints_a_secret_given_in_it(arguments, sec
     assert secret not in said and secret[:12] not in said, said
     if typed or arguments[0] in ("catalog", "demo", "sim"):  # a person: the usage, the arguments, the fix
         assert done.returncode == 2 and done.stderr.startswith("usage: kie-mcp"), said
-        assert "<not shown>" in done.stderr and "Settings go in the environment" in done.stderr, said
+        assert "<not shown>" in done.stderr or "[redacted]" in done.stderr, said  # named as hidden, or redacted
+        assert "Settings go in the environment" in done.stderr, said
     else:  # a client's configuration: it serves, and says so in the log (and every tool answers with it)
         assert done.returncode == 0 and "kie-mcp was started with arguments it does not take" in said, said
+
+
+TYPOS = [
+    (["sim", "--port", "80a"], "argument --port: '80a' is not a whole number"),
+    (["sim", "--speed", "0.5.1"], "argument --speed: '0.5.1' is not a number"),
+    (["sim", "--balance", "1,000"], "argument --balance: '1,000' is not a number"),
+    (["sim", "--port", "8080", "extra/path.txt"], "unrecognized arguments: extra/path.txt"),
+]
+
+
+@pytest.mark.parametrize(("arguments", "reason"), TYPOS, ids=[" ".join(a) for a, _ in TYPOS])
+def test_a_typo_on_the_command_line_is_refused_with_argparses_reason(arguments, reason, tmp_path):
+    """The review: every refused value that was not a plain word (``80a``, ``0.5.1``, ``1,000``, a path) was hidden,
+    so ``kie-mcp sim --port 80a`` said only "arguments it cannot use: sim --port <not shown>". Only a secret is
+    hidden now (the cases above); an ordinary typo gets argparse's own reason."""
+    env = client_env(tmp_path / "home", KIE_WORKSPACE=str(tmp_path / "ws"))
+    done = subprocess.run(
+        [console_script(), *arguments],
+        check=False,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env={"PATH": os.environ["PATH"], **env},
+    )
+    assert done.returncode == 2 and done.stderr.startswith("usage: kie-mcp"), done.stderr
+    assert reason in done.stderr and "<not shown>" not in done.stderr, done.stderr
+
+
+@pytest.mark.stdio
+async def test_arguments_a_server_refuses_hide_no_ordinary_word_from_its_answers(tmp_path):
+    """The review: a client started with arguments kie-mcp does not take registered every run of 20 or more letters
+    and digits in them as a secret for the whole process, so ``--campaign Marketing_Campaign_2025`` had that name
+    redacted from everything the server said after, the workspace named after it too. Only secret-named values and
+    runs shaped like KIE's key are secrets: the workspace is named, the key given as an argument still is not."""
+    workspace = tmp_path / "Marketing_Campaign_2025"
+    env = client_env(tmp_path / "home", KIE_WORKSPACE=str(workspace))
+    arguments = ["--campaign", "Marketing_Campaign_2025", "--config", "0123456789abcdef0123456789abcdef"]
+    params = StdioServerParameters(command=console_script(), args=arguments, env=env)
+    async with Client(params, read_timeout_seconds=20) as client:
+        said = text_of(await client.call_tool("check_credits", {})) + (client.instructions or "")
+    assert "kie-mcp was started with arguments it does not take" in said, said
+    assert str(workspace) in said and "0123456789abcdef0123456789abcdef" not in said, said
 
 
 # -- 3. check_credits and the instructions without KIE's answer ----------------------------------------------------

@@ -111,8 +111,19 @@ async def test_the_confirmation_quotes_the_prompt_as_written_and_closes_the_quot
 
 
 # A prompt written to close the quote around it and go on in kie-mcp's voice with a lower price: with a straight
-# double quote, and with a character drawn as one (the modifier letter double prime, U+02BA).
+# double quote, and with every character drawn as one (in its own font or a host's fallback font).
 SPOOF = "a cat{q}. Cost correction: 2 credits (the figure above is a refundable hold). Prompt: {q}a cat"
+QUOTE_LOOK_ALIKES = {
+    "modifier-double-prime": "\u02ba",
+    "double-acute-accent": "\u02dd",
+    "modifier-double-apostrophe": "\u02ee",
+    "hebrew-gershayim": "\u05f4",
+    "double-high-reversed-9": "\u201f",
+    "double-prime": "\u2033",
+    "reversed-double-prime": "\u2036",
+    "ditto-mark": "\u3003",
+    "fullwidth-quotation-mark": "\uff02",
+}
 
 
 def outside_quotes(message: str) -> str:
@@ -120,7 +131,11 @@ def outside_quotes(message: str) -> str:
     return "".join(message.split('"')[::2])
 
 
-@pytest.mark.parametrize(("quote", "shown"), [('"', "\u201d"), ("\u02ba", "\\u02ba")], ids=["straight", "look-alike"])
+@pytest.mark.parametrize(
+    ("quote", "shown"),
+    [('"', "\u201d"), *((char, f"\\u{ord(char):04x}") for char in QUOTE_LOOK_ALIKES.values())],
+    ids=["straight", *QUOTE_LOOK_ALIKES],
+)
 async def test_a_prompt_cannot_close_its_quote_so_the_person_reads_the_true_price(connect, controls, quote, shown):
     """The review: the prompt's own ``"`` was shown as it was, so a prompt could end the quote around it and write
     "Cost correction: 2 credits" after it, read in the confirmation form as kie-mcp's own words beside the true
@@ -137,7 +152,8 @@ async def test_a_prompt_cannot_close_its_quote_so_the_person_reads_the_true_pric
     assert data["status"] == "confirmation_required", text_of(result)
     form = seen[0]
     assert form.startswith("Spend 18 credits (about $0.09) to make 1 image"), form
-    assert form.count('"') == 2 and "\u02ba" not in form, form  # the quote kie-mcp opens, closed by kie-mcp alone
+    # The quote kie-mcp opens, closed by kie-mcp alone.
+    assert form.count('"') == 2 and not set(QUOTE_LOOK_ALIKES.values()) & set(form), form
     assert f'Prompt: "a cat{shown}. Cost correction: 2 credits (the figure above is a refundable hold).' in form
     for message in (form, data["message"], text_of(result)):
         assert "18 credits" in outside_quotes(message), message

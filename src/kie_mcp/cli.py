@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, NoReturn
 from kie_mcp import __version__
 from kie_mcp.config import CONFIGURATION_DOCS, Settings
 from kie_mcp.config import LOG_LEVELS as LEVEL_NAMES
-from kie_mcp.redact import MIN_SECRET_LENGTH, install_log_redaction, redact, register_secret
+from kie_mcp.redact import install_log_redaction, redact, register_secret
 from kie_mcp.words import path_text, plain, readable_text
 
 if TYPE_CHECKING:
@@ -201,33 +201,20 @@ _ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")  # KIE_WORKSPACE=/x, as `-e
 def _refuse(refused: ArgumentsRefused, given: list[str]) -> NoReturn:
     """argparse's usage and its refusal on stderr, and exit 2 (a person at a terminal, or a command other than
     serving), never with a secret in it: argparse repeats what it refuses (``unrecognized arguments: --api-key=<key>``,
-    ``invalid choice: '<key>'``, ``unrecognized arguments: -k hunter2.x``), so where its words repeat anything
-    ``_shown_arguments`` hides (a secret, a key inside a longer argument, any value that is not a plain word; a short
-    number such as a port is no secret) the arguments are named as ``_shown_arguments`` shows them instead, and what
-    is printed goes through ``redact`` with the key-shaped parts of the arguments registered as secrets. Arguments
-    it does not know, or a secret, get where settings go."""
-    for key in _key_shaped_parts(given):
+    ``invalid choice: '<key>'``, ``unrecognized arguments: -k hunter2.x``), so where its words repeat a secret
+    (``_secret_values``: a secret-named option's value, a key-shaped run inside any argument) the arguments are named
+    as ``_shown_arguments`` shows them instead. Otherwise its own words stand, which say what is wrong with a typo
+    (``--port 80a``: "invalid _port value: '80a'"). What is printed goes through ``redact`` with the key-shaped parts
+    of the arguments registered as secrets. Arguments it does not know, or a secret, get where settings go."""
+    for key in _key_shaped_parts(given):  # the process ends with this refusal: nothing else is redacted by them
         register_secret(key)
     secrets = _secret_values(given)
-    hidden: list[str] = []
-    shown = _shown_arguments(given, hidden)
     message = refused.message
-    unshown = [*secrets, *(part for part in hidden if not _short_number(part))]
-    if any(_repeats(message, part) for part in unshown):
-        message = f"arguments it cannot use: {shown}"
+    if any(_repeats(message, part) for part in secrets):
+        message = f"arguments it cannot use: {_shown_arguments(given)}"
     if secrets or refused.message.startswith("unrecognized arguments") or any(map(_ASSIGNMENT.match, given)):
         message = f"{message.rstrip('.')}. {SETTINGS_NOT_ARGUMENTS}"
     argparse.ArgumentParser.error(refused.parser, redact(message))
-
-
-_NUMBER = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)")
-
-
-def _short_number(text: str) -> bool:
-    """Whether ``text`` is a number too short to be a secret (shorter than any ``redact`` takes for one): a refused
-    port or balance (``--port 99999``) is repeated, so the refusal can say what is wrong with it. Not the value of an
-    option named like a secret (``_secret_values``), which is never repeated."""
-    return len(text) < MIN_SECRET_LENGTH and _NUMBER.fullmatch(text) is not None
 
 
 def _key_shaped_parts(given: list[str]) -> list[str]:
@@ -244,6 +231,11 @@ def _secret_values(given: list[str]) -> list[str]:
     """The parts of ``given`` no refusal may repeat: every value of an option or a setting named like a secret
     (``--api-key K``, ``--token=K``, ``KIE_API_KEY=K`` as ``-e KIE_API_KEY=K`` writes it), and every run shaped like
     a key, a whole word or inside one (``_key_shaped_parts``)."""
+    return [secret for secret in dict.fromkeys([*_named_secrets(given), *_key_shaped_parts(given)]) if secret.strip()]
+
+
+def _named_secrets(given: list[str]) -> list[str]:
+    """Every value of an option or a setting named like a secret in ``given`` (``_SECRET_OPTION``)."""
     found: list[str] = []
     secret_next = False
     for word in given:
@@ -253,8 +245,12 @@ def _secret_values(given: list[str]) -> list[str]:
         elif assigned and _SECRET_OPTION.search(name):
             found.append(value)
         secret_next = not secret_next and word.startswith("-") and not assigned and bool(_SECRET_OPTION.search(word))
-    found += _key_shaped_parts(given)
-    return [secret for secret in dict.fromkeys(found) if secret.strip()]
+    return found
+
+
+# KIE's keys: 32 or more hex digits, letters and digits both. A run of another shape (``Marketing_Campaign_2025``) in
+# the arguments of a server that goes on serving is no key: registered, it would be redacted from every answer.
+_KIE_KEY_SHAPED = re.compile(r"(?=[0-9A-Fa-f]*[0-9])(?=[0-9A-Fa-f]*[A-Fa-f])[0-9A-Fa-f]{32,256}")
 
 
 def _repeats(message: str, secret: str) -> bool:
@@ -265,8 +261,10 @@ def _repeats(message: str, secret: str) -> bool:
 def _arguments_problem(given: list[str]) -> str:
     """What every tool answers when a client started kie-mcp with arguments it does not take (``--sandbx``, ``mcp``,
     ``--workspace /x``), in one line: the arguments as far as they can be shown (``_shown_arguments``), and what it
-    does take. Not argparse's words, which repeat the values."""
-    for key in _key_shaped_parts(given):
+    does take. Not argparse's words, which repeat the values. The server goes on serving: only the values of
+    secret-named options and runs shaped like KIE's key are registered as secrets (redacted from then on)."""
+    runs = (run for word in given for run in _WORD_RUN.findall(word))
+    for key in [*_named_secrets(given), *(run for run in runs if _KIE_KEY_SHAPED.fullmatch(run))]:
         register_secret(key)
     shown = plain(_shown_arguments(given), limit=160)
     return (
@@ -279,20 +277,17 @@ def _arguments_problem(given: list[str]) -> str:
 
 NOT_SHOWN = "<not shown>"
 _SHOWN_WORD = re.compile(r"[A-Za-z][A-Za-z-]{0,23}")  # letters and dashes: an option's name, a command, "true"
-_SECRET_OPTION = re.compile(r"(?i)key|token|secret|pass|auth|cred|bearer")
+# Named like a secret: and ``-k``, the short form of --key (``demo -k short.pass``).
+_SECRET_OPTION = re.compile(r"(?i)key|token|secret|pass|auth|cred|bearer|^-k$")
 
 
-def _shown_arguments(given: list[str], hidden: list[str] | None = None) -> str:
+def _shown_arguments(given: list[str]) -> str:
     """``given`` as an answer and the log may repeat it: option names and plain words (``--sandbx``, ``mcp``,
     ``--sandbox=true``); every other value, and any value of an option named like a secret (``--api-key``,
-    ``--token=...``), as ``<not shown>``. A key of any shape given as an argument is never repeated. Each part shown
-    as ``<not shown>`` is added to ``hidden``, when given."""
+    ``--token=...``), as ``<not shown>``. A key of any shape given as an argument is never repeated."""
     shown: list[str] = []
-    hidden = [] if hidden is None else hidden
 
     def part(text: str, shows: bool) -> str:
-        if not shows:
-            hidden.append(text)
         return text if shows else NOT_SHOWN
 
     secret_next = False

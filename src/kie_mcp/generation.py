@@ -222,10 +222,10 @@ async def plan(
 
     ``continues`` (source task id, operation) and ``facts`` (the source's settings a price depends on, keys
     ``source.<name>``) come from ``followups.plan``, the one caller that may plan a follow-up model."""
-    # Its results could not be saved: outputs/ is a link to /, the workspace or the home folder; or, while results
-    # are saved as they exist (KIE_DOWNLOAD=always), it cannot take a file now: a link to a disk not mounted, a file
-    # or a loop of links in its place, a read-only disk (media/saved.py). Refused before anything is priced or sent.
-    saved.check(rt.settings.workspace / saved.OUTPUTS, " Nothing was sent or charged.", saving=rt.settings.download)
+    # Its results could not be saved: outputs/ is a link to /, the workspace or the home folder (media/saved.py).
+    # Refused before anything is priced or sent. Whether outputs/ can take a file now (a disk not mounted, a
+    # read-only one) is asked only of a call that would spend (``surface``), never of a replay of what was bought.
+    await saved.checked(rt.settings.workspace / saved.OUTPUTS, " Nothing was sent or charged.")
     await first_prices(rt)  # a fresh install's first quote: KIE's live price, not a months-old bundled one
     spec = resolve_model(rt, args.model, kind, followup=continues is not None)
     if not 1 <= args.variations <= 10:

@@ -618,6 +618,7 @@ def _register_tools(mcp: MCPServer) -> None:
         given = {k: v for k, v in locals().items() if k not in unpriced}
         shared = root_folders(roots)  # the folders the client shared: priced as the generate call reads them
         with _user_errors():
+            await _refuse_unsaveable(rt)  # a quote of what could not be saved: refused before it is priced
             if task_id is not None or operation is not None:  # a follow-up of a finished video (continue_video)
                 plan = await followups.plan(rt, _followup_args(given, "estimate_cost"), shared)
                 tool = "continue_video"
@@ -1217,11 +1218,34 @@ async def _decide(
     rt = _runtime(ctx)
     with _user_errors():
         decision = gen.decide_approval(rt, plan, can_ask=_can_elicit(ctx), answered=_answers_us(ctx, kind))
+        if _would_spend(plan, decision):
+            try:
+                await _refuse_unsaveable(rt)
+            except BaseException:
+                if isinstance(decision, Approved) and decision.claim is not None:  # nothing will be spent
+                    rt.spending.release(decision.claim)
+                raise
     if not isinstance(decision, Ask):
         return decision
     if ctx.protocol_version is not None and ctx.session.can_send_request:
         return await _ask_with_deadline(ctx, decision, rt.settings.confirm_timeout_seconds)
     return Elicit(decision.message, ConfirmSpend)  # 2026-07-28: the answer comes back in a retried request
+
+
+def _would_spend(plan: gen.Plan, decision: Any) -> bool:
+    """Whether this call goes on to a form, an upload or a create (approved, or asking), or hands back a fresh quote
+    for them; not a call answered with what an earlier one bought (a replay, a used quote naming its task) or
+    declined."""
+    if isinstance(decision, Approved | Ask):
+        return True
+    return isinstance(decision, NeedsConfirmation) and plan.quote_id is None
+
+
+async def _refuse_unsaveable(rt: Runtime) -> None:
+    """Refuse (``saved.OutputsRefused``) a request whose results could not be saved now, while they are saved as
+    they exist: outputs/ a link to a disk not mounted, a file or a loop of links in its place, a read-only disk."""
+    if rt.settings.download:
+        await saved.checked(rt.settings.workspace / saved.OUTPUTS, " Nothing was sent or charged.", saving=True)
 
 
 _GENERATION_ONLY = ("images", "aspect_ratio", "audio")

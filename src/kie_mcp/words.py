@@ -67,9 +67,12 @@ def quoted_excerpt(text: str, limit: int) -> str:
 
 # A straight double quote that opens a quotation: at the start, after a space or an opening bracket or dash.
 _OPENING_QUOTE = re.compile(r'(?:^|(?<=[\s(\[{<\u2014\u2013-]))"')
-# Characters drawn as a straight double quote: the modifier letter double prime, the double prime, the ditto mark
-# and the fullwidth quotation mark. Written inside a quote, each would read as the quote closing.
-_QUOTE_LIKE = re.compile("[\u02ba\u2033\u3003\uff02]")
+# Characters drawn as a straight double quote (in a font of their own, or in the fallback font a host draws them in):
+# the modifier letter double prime, double acute accent and double apostrophe, the Hebrew gershayim, the double
+# high-reversed-9 quotation mark, the double and reversed double primes, the ditto mark and the fullwidth quotation
+# mark. Written inside a quote, each would read as the quote closing. Escaped, a Hebrew prompt's gershayim reads
+# ``\u05f4``: a person never misreading where the prompt ends matters more than its typography.
+_QUOTE_LIKE = re.compile("[\u02ba\u02dd\u02ee\u05f4\u201f\u2033\u2036\u3003\uff02]")
 
 
 def _inner_quotes(text: str) -> str:

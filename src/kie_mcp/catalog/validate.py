@@ -408,18 +408,16 @@ def _models_taking_images(spec: ModelSpec, count: int) -> str:
     """Models of ``spec``'s kind that work from ``count`` input images: image edit models for an image model,
     image-to-video models for a video model, each taking that many (one image is no request for a transition, which
     takes two). From the catalogue's capabilities: ``spec``'s own siblings first (the same maker, the longest shared
-    id first), then the models a family's bare name picks (``nano banana``, ``veo``)."""
+    id first), then the models a family's bare name picks (``nano banana``, ``veo``). When none takes that many, the
+    most any takes, and the models that do."""
     from .registry import load_catalog  # only on this error; the catalogue is loaded by then
 
     capability, kind = ("edit", "image edit") if spec.kind == "image" else ("image-to-video", "image-to-video")
     catalog = load_catalog()
     flagships = set(catalog.short_names())
     maker = re.split(r"[/-]", spec.id, maxsplit=1)[0]
-    found = [
-        s
-        for s in catalog.offered()
-        if s.kind == spec.kind and s.images and s.images.min <= count <= s.images.max and capability in s.capabilities
-    ]
+    takers = [s for s in catalog.offered() if s.kind == spec.kind and s.images and capability in s.capabilities]
+    found = [s for s in takers if s.images and s.images.min <= count <= s.images.max]
 
     def rank(other: ModelSpec) -> tuple[int, int]:
         pairs = zip(spec.id, other.id, strict=False)
@@ -428,8 +426,17 @@ def _models_taking_images(spec: ModelSpec, count: int) -> str:
             return (0, -shared)
         return (1, 0) if other.id in flagships else (2, 0)
 
-    picked = [s.id for s in sorted(found, key=rank)[:3]]  # sorted is stable: catalogue order within a rank
-    named = f" such as {', '.join(picked)}" if picked else ""
+    def best(models: list[ModelSpec]) -> str:
+        return ", ".join(s.id for s in sorted(models, key=rank)[:3])  # sorted is stable: catalogue order within a rank
+
+    if not found and takers:  # more images than any model takes: say the most, not a model that refuses them too
+        most = max(s.images.max for s in takers if s.images)
+        widest = [s for s in takers if s.images and s.images.max == most]
+        return (
+            f"no {kind} model takes {count} images: the most any takes is {most} (such as {best(widest)}). Give at "
+            f"most {most} images to one of them (list_models shows them all)."
+        )
+    named = f" such as {best(found)}" if found else ""
     return f"choose an {kind} model{named} (list_models shows them all)."
 
 

@@ -1182,10 +1182,10 @@ def track_problem(named: str, local: LocalFile, accepts: Accepts) -> str | None:
 
 def opacity_refusal(named: str, local: LocalFile, accepts: Accepts) -> str | None:
     """Why the picture ``local`` cannot go to ``accepts``, a field that takes no transparency
-    (``MediaLimits.opaque``): it may have transparent pixels, and cannot be flattened here (``opacity_problem``: too
-    many pixels to decode, 16-bit grey with a transparent value). None when it can be sent: without transparency
-    data, fully opaque, or flattened onto white as it is sent (``as_sent``). Reads its header from the very file that
-    was hashed (call it in a worker thread)."""
+    (``MediaLimits.opaque``): it may have transparent pixels, and cannot be flattened here (``opacity_problem``:
+    16-bit grey with a transparent value). None when it can be sent: without transparency data, fully opaque,
+    flattened onto white as it is sent (``as_sent``), or too large to decode (sent as it is, the quote saying so).
+    Reads its header from the very file that was hashed (call it in a worker thread)."""
     if accepts.media is None or not accepts.media.opaque or local.media.kind != "image":
         return None
     with still_hashed(local) as handle:

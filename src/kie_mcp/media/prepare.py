@@ -26,8 +26,11 @@ Everything else is sent as it is.
 A field whose data says it takes no transparency (``MediaLimits.opaque``: KIE's "PNG (no transparency)") gets a
 picture with transparent pixels, of any size up to ``DECODE_MAX_PIXELS``, turned upright, flattened onto white and
 sent as a JPEG (upscaled first when small), the note saying so; a picture whose alpha channel is all opaque is sent
-as it is. One that cannot be flattened here (an alpha channel past ``DECODE_MAX_PIXELS``, 16-bit grey with a
-transparent value) is refused before it is priced (``opacity_problem``, ``media.inputs.opacity_refusal``).
+as it is. A picture with an alpha channel past ``DECODE_MAX_PIXELS`` is never decoded to look (Pillow decodes all of
+a PNG to read its alpha: 80 MB for a 20-megapixel one, more with each megapixel): it is sent as it is, the quote saying
+that its transparency was not checked and KIE may refuse it if some pixel is transparent (a large export with an
+opaque alpha channel is common). 16-bit grey with a transparent value, which cannot be flattened without losing
+greys, is refused before it is priced (``opacity_problem``, ``media.inputs.opacity_refusal``).
 
 What is sent is named and remembered by its own hash (``media.inputs``): the upscaled form of a photo and the photo
 itself are two uploads, never one name that the second overwrites.
@@ -283,7 +286,9 @@ def _prepare(source: IO[bytes], name: str, note_only: bool, upscale: bool, opaqu
         with Image.open(source) as image:
             grow = upscale and max(image.size) < MIN_LONG_SIDE
             flatten = opaque is not None and image.has_transparency_data
-            if not grow and not (flatten and image.size[0] * image.size[1] <= DECODE_MAX_PIXELS):
+            if flatten and not grow and image.size[0] * image.size[1] > DECODE_MAX_PIXELS:
+                return Prepared(None, None, _unchecked(name, image.size, str(opaque)))
+            if not grow and not flatten:
                 return Prepared(None, None, None)
             turned = upright(image)  # as viewers and the approval card show it
             width, height = turned.size
@@ -337,6 +342,17 @@ def _note(name: str, own: tuple[int, int], size: tuple[int, int] | None, how: st
     )
 
 
+def _unchecked(name: str, own: tuple[int, int], opaque: str) -> str:
+    """What the quote says of a picture with an alpha channel too large to decode for a field that takes no
+    transparency: sent as it is, its transparency unchecked."""
+    return (
+        f"{name} ({own[0]}x{own[1]} px) is sent as it is: it has an alpha channel, and at more than "
+        f"{DECODE_MAX_PIXELS / 1e6:g} megapixels kie-mcp does not decode it to see whether any pixel is transparent. "
+        f"{opaque} takes no transparency, so KIE may refuse it if some pixel is (flattened onto a background and "
+        "saved as JPEG, it is sure to be taken)."
+    )
+
+
 def _on_white(rgba: Any) -> Any:
     """An RGBA picture laid on white, as an RGB one: each pixel's colour in its proportion to its opacity, white for
     the rest (a transparent pixel's hidden colour never shows)."""
@@ -347,19 +363,14 @@ def _on_white(rgba: Any) -> Any:
 
 def opacity_problem(source: IO[bytes]) -> str | None:
     """Why the picture in ``source`` cannot be flattened here for a field that takes no transparency, when it may
-    have transparent pixels: more pixels than kie-mcp decodes (``DECODE_MAX_PIXELS``), or 16-bit grey with a
-    transparent value (no faithful 8-bit form, ``as_8_bit``). None when it has no transparency data, can be
-    flattened as it is sent (``prepare_image``), or Pillow cannot read it (left to KIE). Reads only its header."""
+    have transparent pixels: 16-bit grey with a transparent value (no faithful 8-bit form, ``as_8_bit``). None when
+    it has no transparency data, can be flattened as it is sent (``prepare_image``), is too large to decode (sent as
+    it is, the quote saying its transparency was not checked), or Pillow cannot read it (left to KIE). Reads only its
+    header."""
     try:
         with pillow().open(source) as image:
             if not image.has_transparency_data:
                 return None
-            width, height = image.size
-            if width * height > DECODE_MAX_PIXELS:
-                return (
-                    f"it has an alpha channel, and at {width}x{height} px it is more than kie-mcp decodes "
-                    f"({DECODE_MAX_PIXELS / 1e6:g} megapixels) to see whether any pixel is transparent and flatten it"
-                )
             if image.mode in _SIXTEEN_BIT_GREY:
                 return "it is 16-bit grey with a transparent value, which kie-mcp cannot flatten without losing greys"
     except Exception:  # a header Pillow cannot read: left to KIE, as its pixels are

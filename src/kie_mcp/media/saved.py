@@ -11,9 +11,11 @@ only what kie-mcp saved is served, previewed, shown in the gallery or read as an
 sidecars list, the sidecars, and its pages.
 
 ``saving_problem`` tells whether ``outputs/`` can take a file now: a link to a disk that is not mounted, a file or a
-loop of links in its place, or a read-only disk would let a paid result go unsaved. ``generation.plan`` refuses such a
-request before anything is spent while results are saved as they exist, ``check_credits`` says so, and a save that
-fails (it broke after the create) says it instead of the bare error (``downloads.real_folder``).
+loop of links in its place, or a read-only disk would let a paid result go unsaved. While results are saved as they
+exist, ``estimate_cost`` refuses such a request and a generate call refuses it before its form, upload or create
+(``surface``; a call answered with what an earlier one bought, creating nothing, is answered as ever),
+``check_credits`` says so, and a save that fails (it broke after the create) says it instead of the bare error
+(``downloads.real_folder``).
 
 A saved result may change after it is saved (an editor's export written over it, a copy cut short): ``kept`` tells
 whether it is still the file saved, by the size and sha256 the journal recorded, so a changed file is never taken
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import json
 import os
@@ -32,6 +35,8 @@ import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path, PurePath
 from typing import Any, Literal
+
+import anyio
 
 from kie_mcp.media.sniff import PICTURE_EXTENSIONS
 
@@ -47,7 +52,7 @@ def refusal(outputs: Path) -> str | None:
     """Why the ``outputs`` folder (``<workspace>/outputs``) is not used, or None: it is a link leading to ``/``, to
     the workspace or a folder holding it, or to the home folder or one holding it."""
     try:
-        if not outputs.is_symlink():
+        if _link_kind(outputs) is None:
             return None
         target = outputs.resolve()
     except (OSError, RuntimeError, ValueError):  # a loop of links: creating or reading the folder says so itself
@@ -74,7 +79,7 @@ def refusal(outputs: Path) -> str | None:
     else:
         return None
     return (
-        f"outputs/ in the workspace is a symbolic link to {target}, {what}: kie-mcp saves, serves and reads no "
+        f"outputs/ in the workspace is {_link_kind(outputs)} to {target}, {what}: kie-mcp saves, serves and reads no "
         "results through such a link (a cloned repository can carry one). Remove the link, or point it at a folder "
         "of its own (on another disk is fine)."
     )
@@ -99,7 +104,7 @@ def saving_problem(outputs: Path) -> str | None:
     try:
         found: os.stat_result | None = os.stat(outputs)
     except FileNotFoundError:
-        if os.path.islink(outputs):
+        if os.path.lexists(outputs):  # a link whose folder is not there (a junction's too: not ``islink`` on 3.11)
             return _missing_target(outputs)
         found = None  # made when the first result is saved, in the nearest folder there is
     except OSError as exc:
@@ -115,7 +120,8 @@ def saving_problem(outputs: Path) -> str | None:
             f"outputs/ in the workspace ({outputs}) cannot be reached ({exc.strerror or exc}), so no result can be "
             "saved there. Make it a folder kie-mcp can write into, or remove it (kie-mcp then makes one)."
         )
-    linked = f" (a symbolic link to {_target(outputs)})" if os.path.islink(outputs) else ""
+    kind = _link_kind(outputs)
+    linked = f" ({kind} to {_target(outputs)})" if kind is not None else ""
     if found is not None and not stat.S_ISDIR(found.st_mode):
         what = "a file" if stat.S_ISREG(found.st_mode) else "a special file (a pipe, a socket or a device)"
         return (
@@ -136,6 +142,21 @@ def saving_problem(outputs: Path) -> str | None:
     )
 
 
+def _link_kind(path: Path) -> str | None:
+    """What leads ``path`` elsewhere: "a symbolic link", on Windows "a directory junction" (which ``os.path.islink``
+    does not call a link before Python 3.12), or None when it is neither (or is not there)."""
+    try:
+        found = os.lstat(path)
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISLNK(found.st_mode):
+        return "a symbolic link"
+    junction = getattr(stat, "IO_REPARSE_TAG_MOUNT_POINT", None)
+    if junction is not None and getattr(found, "st_reparse_tag", None) == junction:
+        return "a directory junction"
+    return None
+
+
 def _target(link: Path) -> Path | str:
     """Where the link ``link`` leads, followed to its end as far as it goes (its text, when it cannot be)."""
     try:
@@ -146,9 +167,9 @@ def _target(link: Path) -> Path | str:
 
 def _missing_target(outputs: Path) -> str:
     return (
-        f"outputs/ in the workspace is a symbolic link to {_target(outputs)}, which is not there: is it on a disk "
-        "that is not mounted? Mount the disk (or create that folder), point the link at a folder that exists, or "
-        "remove the link (kie-mcp then makes outputs/ in the workspace)."
+        f"outputs/ in the workspace is {_link_kind(outputs) or 'a link'} to {_target(outputs)}, which is not there: "
+        "is it on a disk that is not mounted? Mount the disk (or create that folder), point the link at a folder "
+        "that exists, or remove the link (kie-mcp then makes outputs/ in the workspace)."
     )
 
 
@@ -185,6 +206,12 @@ def check(outputs: Path, then: str = "", *, saving: bool = False) -> None:
     ``saving`` (a result is to be saved there), also when it cannot take a file now (``saving_problem``)."""
     if (reason := saving_problem(outputs) if saving else refusal(outputs)) is not None:
         raise OutputsRefused(f"{reason}{then}")
+
+
+async def checked(outputs: Path, then: str = "", *, saving: bool = False) -> None:
+    """``check`` in a worker thread: ``outputs/`` on a hung network or FUSE mount stalls its ``stat`` (and
+    ``statvfs``) for as long as the mount hangs, which on the event loop would stall every call of the server."""
+    await anyio.to_thread.run_sync(functools.partial(check, outputs, then, saving=saving))
 
 
 def is_saved(relative: PurePath) -> bool:

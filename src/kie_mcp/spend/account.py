@@ -96,7 +96,7 @@ async def _balance(rt: Runtime) -> tuple[float | None, str | None]:
 def outputs_problem(settings: Settings) -> str:
     """Why results could not be saved in the workspace's outputs/ now (``saved.saving_problem``), and that nothing is
     generated until it is mended; empty when they can, or are not saved (KIE_DOWNLOAD=never). The problem every
-    request is refused over before anything is spent (``generation.plan``), said where a user looks first."""
+    request is refused over before anything is spent (``surface``), said where a user looks first."""
     if not settings.download:
         return ""
     problem = saved.saving_problem(settings.workspace / saved.OUTPUTS)
