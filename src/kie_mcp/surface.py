@@ -1216,7 +1216,7 @@ async def _decide(
     a question (the form asked now, or, in the 2026-07-28 era, returned for the client to answer in a retry)."""
     rt = _runtime(ctx)
     with _user_errors():
-        decision = gen.decide_approval(rt, plan, can_ask=_can_elicit(ctx), answered=_answers_us(ctx, kind))
+        decision = await gen.decide_approval(rt, plan, can_ask=_can_elicit(ctx), answered=_answers_us(ctx, kind))
     if not isinstance(decision, Ask):
         return decision
     if ctx.protocol_version is not None and ctx.session.can_send_request:
