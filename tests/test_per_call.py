@@ -224,6 +224,9 @@ async def test_every_journal_lookup_of_a_tool_call_uses_an_index(connect, contro
         await client.call_tool("check_credits", {})
         await client.call_tool("stitch_videos", {"clips": [task_id]})  # refused: an image; looks up files
         await client.read_resource("kie://tasks")
+    async with connect(auto_approve_credits=10) as auto:  # an auto approval holds its request (``QuoteBook.hold``)
+        held = await auto.call_tool("generate_image", {**IMAGE, "prompt": "A plum"})
+        assert "auto-approved" in text_of(held), text_of(held)
     journal = Journal.for_workspace(tmp_path)  # the lookups these flows did not reach: a replay, odd answers
     journal.attempts_for_quote(quote["quote_id"])
     journal.answers_for(task_id)
@@ -245,6 +248,7 @@ async def test_every_journal_lookup_of_a_tool_call_uses_an_index(connect, contro
         "FROM files WHERE task_id",
         "FROM files WHERE path",
         "FROM quotes WHERE digest",
+        "kind = 'auto'",  # an auto approval's hold: written, renewed, let go of
         "FROM answers",
         "FROM uploads",
     )

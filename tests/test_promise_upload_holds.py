@@ -146,7 +146,8 @@ async def test_a_server_stopped_while_its_input_file_uploads_gives_its_credits_b
 ):
     """The review: ``docker stop`` (SIGTERM) of a server uploading an input file left its held reservation, and the
     next container's server refused the request that fills the day's cap ("only 0 of today's cap of 8 are left") for
-    an hour, with nothing made. The stop gives it back; the next server's day is whole."""
+    an hour, with nothing made. The stop gives it back, and lets go of the request its auto approval held; the next
+    server's day is whole, and the request is auto-approved there."""
     workspace = workspace_with_a_picture(tmp_path)
     slow_uploads(simulator)
     uploading = Uploading(simulator, workspace, own_namespace())
@@ -157,6 +158,8 @@ async def test_a_server_stopped_while_its_input_file_uploads_gives_its_credits_b
         uploading.kill()
     assert errors.strip().splitlines()[-1] == "kie-mcp: stopped (SIGTERM).", errors
     assert held(workspace) == []
+    with sqlite3.connect(journal_path(workspace)) as db:  # nor does it hold the request (its auto approval) any more
+        assert db.execute("SELECT quote_id FROM quotes WHERE kind = 'auto'").fetchall() == []
     async with Client(next_server(simulator, workspace), mode=mode) as client:
         credits = (await client.call_tool("check_credits", {})).structured_content
         made = await client.call_tool("generate_image", {**WITH_FILE, "wait_seconds": 0})
@@ -187,8 +190,9 @@ async def test_a_hold_a_killed_server_elsewhere_left_lapses_within_minutes_and_i
     assert [credits for credits, _ in held(workspace)] == [8.0]  # nothing could run to give it back
     async with Client(next_server(simulator, workspace), mode=mode) as client:
         crowded = await client.call_tool("generate_image", WITH_FILE)
-        with sqlite3.connect(journal_path(workspace)) as db:  # minutes pass: nobody renews it
+        with sqlite3.connect(journal_path(workspace)) as db:  # minutes pass: nobody renews it, nor its request's hold
             db.execute("UPDATE spend SET at = at - ? WHERE reason = ?", (LAPSED, HELD))
+            db.execute("UPDATE quotes SET expires = expires - ? WHERE kind = 'auto'", (LAPSED,))
         credits = (await client.call_tool("check_credits", {})).structured_content
         made = await client.call_tool("generate_image", {**WITH_FILE, "wait_seconds": 0})
     said = text_of(crowded)

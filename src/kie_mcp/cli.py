@@ -554,12 +554,14 @@ def _end_joins() -> None:
 
 def _release_holds() -> None:
     """Give back the reservations this process holds while input files upload (``ledger.release_held_here``: half a
-    second at most): left behind, they would count against today's cap until their lease lapsed, minutes later, as
-    the next server (a container's, a machine's that cannot see this process) cannot tell this one is gone."""
-    ledger = sys.modules.get("kie_mcp.spend.ledger")  # loaded only once a request was priced
-    if ledger is not None:
-        with contextlib.suppress(Exception):  # stopping must not fail: at worst the hold lapses
-            ledger.release_held_here()
+    second at most), and the requests it holds for auto approvals (``quotes.let_go_here``: as long): left behind, they
+    would count against today's cap, or have the same request asked on every server, until their lease lapsed, minutes
+    later, as the next server (a container's, a machine's that cannot see this process) cannot tell this one is gone."""
+    for name, give_back in (("ledger", "release_held_here"), ("quotes", "let_go_here")):
+        module = sys.modules.get(f"kie_mcp.spend.{name}")  # loaded only once a request was priced
+        if module is not None:
+            with contextlib.suppress(Exception):  # stopping must not fail: at worst the hold lapses
+                getattr(module, give_back)()
 
 
 def _write_owed() -> None:

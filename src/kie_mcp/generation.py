@@ -677,11 +677,7 @@ def twins(rt: Runtime, digest: str) -> tuple[str | None, str | None]:
             "waiting for its result. Approving this one makes it, and pays for it, a second time."
         )
     elif begun is not None:  # approved, and not in the journal yet: its files going up, or its create's turn
-        said.append(
-            f"WARNING: a call of this exact request, approved at {timestamp(begun)}, is still on its way to KIE (its "
-            "input files uploading, or its create waiting for its turn or being sent). Approving this one makes it, "
-            "and pays for it, a second time; that call answers with what it made (list_tasks shows it too)."
-        )
+        said.append(on_its_way(begun))
     if recent:
         tasks = ", ".join(row["task_id"] for row in recent[-3:])
         said.append(
@@ -706,6 +702,15 @@ def twins(rt: Runtime, digest: str) -> tuple[str | None, str | None]:
     return warning, note
 
 
+def on_its_way(begun: float) -> str:
+    """``twins``' warning of a call of the same request approved at ``begun`` and not in the journal yet."""
+    return (
+        f"WARNING: a call of this exact request, approved at {timestamp(begun)}, is still on its way to KIE (its "
+        "input files uploading, or its create waiting for its turn or being sent). Approving this one makes it, and "
+        "pays for it, a second time; that call answers with what it made (list_tasks shows it too)."
+    )
+
+
 def _cut_off(attempt: sqlite3.Row) -> bool:
     """Whether a create attempt's call was cut off before its answer reached the client (cancelled, timed out, or
     its server gone), as ``Journal.unanswered_attempts`` judges it: sent again, it is replayed (``retried_call``)."""
@@ -716,9 +721,9 @@ def _cut_off(attempt: sqlite3.Row) -> bool:
 
 def under_way(rt: Runtime, digest: str) -> float | None:
     """When the newest call of this request that is under way began (used its approval), as far as this server can
-    tell before its creates are in the journal: a call here (``rt.spending``), or one a quote or a question's yes
-    approved in another server on the workspace (``QuoteBook.in_use_for``). An auto-approved call in another server
-    is known once its create's attempt is journaled, as it is begun. None when none is."""
+    tell before its creates are in the journal: a call here (``rt.spending``), or one a quote, a question's yes or
+    auto-approval (its hold, from the gate's decision) approved in another server on the workspace
+    (``QuoteBook.in_use_for``). None when none is."""
     begun = [when for when in (rt.spending.since(digest), rt.quotes.in_use_for(digest)) if when is not None]
     return max(begun, default=None)
 
@@ -1093,7 +1098,9 @@ BINDS_ONLY = (
 )
 
 
-def decide_approval(rt: Runtime, p: Plan, *, can_ask: bool, answered: bool = False) -> Decision | Declined | Replay:
+async def decide_approval(
+    rt: Runtime, p: Plan, *, can_ask: bool, answered: bool = False
+) -> Decision | Declined | Replay:
     """Who approves this request. A question the user is asked is bound to a single-use quote in the journal, so
     a retried request that carries the same answer again gets the earlier result, never a second create.
 
@@ -1134,6 +1141,7 @@ def decide_approval(rt: Runtime, p: Plan, *, can_ask: bool, answered: bool = Fal
     total = priced(p.counted)
     quote_approves = p.quote_id is not None and not binds_only and (problem or changed or overtaken) is None
     declined = twin = None
+    looked = time.time()
     if not quote_approves and total is not None and total <= limit:  # looked at only where auto-approve would apply
         # The person said no to this very request on the approval card a moment ago: it is never run unasked
         # meanwhile, whatever quote the call names (one that only binds, one for another request).
@@ -1143,19 +1151,28 @@ def decide_approval(rt: Runtime, p: Plan, *, can_ask: bool, answered: bool = Fal
         twin = twins(rt, p.digest)[0]
         if twin is not None:
             p = replace(p, notes=(twin, *p.notes), unsettled=True)
-    decision = decide(
-        total=p.counted,  # auto-approved only when what KIE may charge is under the limit
-        quote_id=None if binds_only else p.quote_id,
-        quote_problem=problem or changed or overtaken,
-        auto_approve_limit=0.0 if declined is not None or twin is not None else limit,
-        can_ask=can_ask,
-        question="",
-    )
+
+    def decided(auto_approve_limit: float) -> Decision:
+        return decide(
+            total=p.counted,  # auto-approved only when what KIE may charge is under the limit
+            quote_id=None if binds_only else p.quote_id,
+            quote_problem=problem or changed or overtaken,
+            auto_approve_limit=auto_approve_limit,
+            can_ask=can_ask,
+            question="",
+        )
+
+    decision = decided(0.0 if declined is not None or twin is not None else limit)
+    if isinstance(decision, Approved) and decision.by == "auto":  # held from now: the same request sent now is asked
+        if (held := await held_for(rt, p, decision, looked)) is not None:
+            return held
+        # Another server's call of this request holds it (auto-approved there a moment ago): asked, warned about it.
+        twin = twins(rt, p.digest)[0] or on_its_way(under_way(rt, p.digest) or time.time())
+        p = replace(p, notes=(twin, *p.notes), unsettled=True)
+        decision = decided(0.0)
     if isinstance(decision, NeedsConfirmation) and (declined is not None or twin is not None):
         said = DECLINED_LATELY.format(at=timestamp(declined)) if declined is not None else None
         return NeedsConfirmation(" ".join(text for text in (said, twin) if text))
-    if isinstance(decision, Approved) and decision.by == "auto":  # held from now: the same request sent now is asked
-        return replace(decision, claim=rt.spending.claim(p.digest))
     if not isinstance(decision, Ask):
         return decision
     last = rt.quotes.last_question(p.digest) if answered else None
@@ -1184,6 +1201,25 @@ def decide_approval(rt: Runtime, p: Plan, *, can_ask: bool, answered: bool = Fal
         shown = redact(question(p, ask.quote_id, changed))
         rt.quotes.keep_asked_text(ask.quote_id, shown)
     return Ask(shown, ask.quote_id)
+
+
+async def held_for(rt: Runtime, p: Plan, decision: Approved, looked: float) -> Approved | None:
+    """``decision``, an auto approval of ``p`` just given, holding its request from now until its call ends: here at
+    once, before anything is awaited (``SpendingCalls.claim``), and for every server on the workspace by its hold in
+    the journal (``QuoteBook.hold``; in a worker thread while another writer holds the journal's lock, as the spend's
+    reservation is written). None, holding nothing, when another server's call of the request holds it already (or
+    sent it since the gate ``looked``): of two servers auto-approving the same request at once, one spends."""
+    claim = rt.spending.claim(p.digest)
+    try:
+        hold = functools.partial(rt.quotes.hold, p.digest, p.spec.id, claim.started, looked=looked)
+        claim.hold = await rt.journal.off_loop_when_locked(hold)
+    except BaseException:
+        rt.spending.release(claim)
+        raise
+    if claim.hold is None:
+        rt.spending.release(claim)
+        return None
+    return replace(decision, claim=claim)
 
 
 def replaced_since_asked(rt: Runtime, p: Plan) -> KieError | None:
@@ -1581,7 +1617,7 @@ async def execute(
             if (changed := price_change(rt, replace(p, quote_id=decision.quote_id), asked=True)) is not None:
                 return without_spending(rt, p, tool, NeedsConfirmation(changed))
         # When this call's approval is used: a Decline of its request on the approval card from then on stops its
-        # creates (``still_wanted``); an auto approval was given a moment ago, by the gate, with nothing awaited since.
+        # creates (``still_wanted``); an auto approval's, when the gate gave it (``SpendingCalls.claim``).
         approved_at = decision.claim.started if decision.claim is not None else time.time()
         decision = use_approval(rt, p, decision)
         if not isinstance(decision, Approved):
@@ -1601,12 +1637,16 @@ async def execute(
         # on its way (``in_flight_create``), never handed a fresh quote with "nothing was spent". A host that cuts this
         # call off is known at once, while the shielded creates still run: its retry waits for them and gets what they
         # made.
-        async with rt.spending.spending(p.digest, *once_key(p), claimed=decision.claim):
+        # An auto approval's hold on its request, for the other servers on the workspace: its lease is renewed
+        # while the call spends (``QuoteBook.holding``; the wait above for another call's follow-up is seconds).
+        renewed = rt.quotes.holding(None if claim is None else claim.hold)
+        async with rt.spending.spending(p.digest, *once_key(p), claimed=decision.claim), renewed:
             wanted = still_wanted(rt, p, decision.quote_id, approved_at)
             return await _spend(rt, p, decision, wanted, tool=tool, wait_seconds=wait_seconds, progress=progress)
     finally:  # its spend took the hold over and ended, or the call ended without one: the request is free again
         if claim is not None:
             rt.spending.release(claim)
+            rt.quotes.let_go(claim.hold)  # for the other servers on the workspace too
 
 
 def still_wanted(rt: Runtime, p: Plan, quote_id: str | None, since: float) -> Callable[[], bool]:

@@ -1217,13 +1217,14 @@ async def _decide(
     a question (the form asked now, or, in the 2026-07-28 era, returned for the client to answer in a retry)."""
     rt = _runtime(ctx)
     with _user_errors():
-        decision = gen.decide_approval(rt, plan, can_ask=_can_elicit(ctx), answered=_answers_us(ctx, kind))
+        decision = await gen.decide_approval(rt, plan, can_ask=_can_elicit(ctx), answered=_answers_us(ctx, kind))
         if _would_spend(plan, decision):
             try:
                 await _refuse_unsaveable(rt)
             except BaseException:
                 if isinstance(decision, Approved) and decision.claim is not None:  # nothing will be spent
                     rt.spending.release(decision.claim)
+                    rt.quotes.let_go(decision.claim.hold)  # for the other servers on the workspace too
                 raise
     if not isinstance(decision, Ask):
         return decision

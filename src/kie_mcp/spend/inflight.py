@@ -10,7 +10,8 @@ host cuts it, and a retry of it waits for its creates to land before the gate de
 
 An auto-approved call is known here from the very moment the gate approves it (``claim``), not only once it starts
 spending: a host that timed it out while its balance was being read and sent it again had the retry auto-approved
-too, and paid twice, unasked.
+too, and paid twice, unasked. The other servers on the workspace know of it from then too, by the hold the gate writes
+in the journal beside the claim (``QuoteBook.hold``, kept in ``Claim.hold``).
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ class _Call:
     # A claim (``SpendingCalls.claim``) not yet taken over by its call's spend: the task the gate approved it in. Its
     # call never reaching its spend (cut off in between, or failing) is seen by that task's end.
     owner: int | None = None
+    # For a claim: its hold in the journal, which tells the other servers on the workspace (``QuoteBook.hold``).
+    hold: str | None = None
 
 
 # An auto approval's hold on its request, from the gate's decision until its call's spend ends (``claim``).

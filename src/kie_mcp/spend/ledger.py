@@ -364,28 +364,9 @@ class Ledger:
         if booked is None or booked.held is None:
             yield
             return
-        try:
-            async with anyio.create_task_group() as group:
-                group.start_soon(self._renewing, booked.held)
-                try:
-                    yield
-                finally:
-                    group.cancel_scope.cancel()
-        except BaseExceptionGroup as raised:  # the body's own error, as it raised it (the renewal only ends cancelled)
-            error = raised.exceptions[0] if len(raised.exceptions) == 1 else raised
-            raise error from error.__cause__
-
-    async def _renewing(self, held: str) -> None:
-        while True:
-            await anyio.sleep(HOLD_RENEW)
-            self.renew(held)
-
-    def renew(self, held: str) -> None:
-        """Mark a held reservation as still held now; best effort (a journal another writer holds now skips a turn
-        rather than wait on the event loop, and one that cannot be written is left for the next turn)."""
-        with contextlib.suppress(*JOURNAL_ERRORS):
-            if not self.journal.locked_now():
-                self.journal.execute("UPDATE spend SET at = ? WHERE ref = ? AND reason = ?", time.time(), held, HELD)
+        renew = "UPDATE spend SET at = ? WHERE ref = ? AND reason = ?"
+        async with renewing(self.journal, lambda: (renew, time.time(), booked.held, HELD)):
+            yield
 
     def keep(self, booked: Reservation, ref: str | None) -> bool:
         """Make a held reservation the request's (``ref``: the quote it used), as ``reserve`` books one: its input
@@ -490,22 +471,56 @@ HELD_SUM = "SELECT COALESCE(SUM(delta), 0) FROM spend WHERE ref >= ? AND ref < ?
 OVERCHARGED_SUM = "SELECT COALESCE(SUM(delta), 0) FROM spend WHERE reason IN (?, ?) AND day = ? AND delta > 0"
 
 
+@asynccontextmanager
+async def renewing(journal: Journal, renewal: Callable[[], tuple[Any, ...]]) -> AsyncIterator[None]:
+    """Run a block while a lease it holds in ``journal`` is renewed every ``HOLD_RENEW`` seconds (``renewal``: the
+    statement and its values, made at each turn), and no longer once it ends; the block's own error is raised as it
+    raised it. Best effort: a journal another writer holds now skips a turn rather than wait on the event loop, and
+    one that cannot be written is left for the next turn."""
+
+    async def renew() -> None:
+        while True:
+            await anyio.sleep(HOLD_RENEW)
+            with contextlib.suppress(*JOURNAL_ERRORS):
+                if not journal.locked_now():
+                    journal.execute(*renewal())
+
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(renew)
+            try:
+                yield
+            finally:
+                group.cancel_scope.cancel()
+    except BaseExceptionGroup as raised:  # the body's own error, as it raised it (the renewal only ends cancelled)
+        error = raised.exceptions[0] if len(raised.exceptions) == 1 else raised
+        raise error from error.__cause__
+
+
 def release_held_here(seconds: float = STOP_SECONDS) -> None:
     """Give back every reservation this process holds for input files uploading, as it stops (``cli``: a SIGTERM, a
     second signal, Ctrl-C): their uploads end with it and nothing is sent. On a connection of its own (the stop may
     come in the middle of a write on the shared one), waiting ``seconds`` at most for another writer; never raises.
     What it cannot give back lapses ``HOLD_LEASE`` later."""
     prefix = f"{HELD_REF}{this_process()}:"
-    for path in [path for path, refs in _HOLDING.items() if refs and path != ":memory:"]:
+    delete = "DELETE FROM spend WHERE ref >= ? AND ref < ? AND reason = ?"
+    give_back_at_stop(_HOLDING, lambda db, _: db.execute(delete, (prefix, f"{prefix[:-1]};", HELD)), seconds)
+
+
+def give_back_at_stop(
+    holding: dict[str, set[str]], give_back: Callable[[sqlite3.Connection, set[str]], object], seconds: float
+) -> None:
+    """For each journal in ``holding`` (its path -> what this process holds there), ``give_back`` what it holds, as the
+    process stops: on a connection of its own (the stop may come in the middle of a write on the shared one), waiting
+    ``seconds`` at most for another writer. Never raises."""
+    for path, held in [(path, held) for path, held in holding.items() if held and path != ":memory:"]:
         with contextlib.suppress(Exception):
             db = sqlite3.connect(path, timeout=seconds, isolation_level=None)
             try:
-                db.execute(
-                    "DELETE FROM spend WHERE ref >= ? AND ref < ? AND reason = ?", (prefix, f"{prefix[:-1]};", HELD)
-                )
+                give_back(db, held)
             finally:
                 db.close()
-            _HOLDING.pop(path, None)
+            holding.pop(path, None)
 
 
 def _held_on(db: Any, day: date) -> float:

@@ -7,7 +7,8 @@ import json
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import date
 from typing import Any, Literal, NamedTuple
 
@@ -18,6 +19,7 @@ from kie_mcp.catalog.pricing import CATALOGUE_FLOOR, CHARGED_HERE, provenance
 from kie_mcp.journal import JOURNAL_ERRORS, SEND_LIMIT, Journal
 from kie_mcp.processes import owner_gone, this_process
 from kie_mcp.redact import redact_secrets
+from kie_mcp.spend import ledger
 from kie_mcp.words import timestamp
 
 # What every quote id looks like (``issue``): told apart from a task id given to check_task by mistake.
@@ -192,6 +194,22 @@ QuoteRefusal = Literal["unknown", "question", "declined", "used", "expired", "ot
 # (``_unuse``), never usable again.
 DECLINED = 2
 
+# ``quotes.kind`` of an auto approval's hold on its request (``QuoteBook.hold``): no quote anyone was shown or can pass
+# back (its id is no ``QUOTE_ID``, and every lookup by id, the estimates and the questions leave it out), only what
+# tells every server on the workspace that a call of the request is under way before its creates are in the journal.
+AUTO_HOLD = "auto"
+# The calls of a request under way with no create in the journal yet, as their rows say (``QuoteBook._begun`` judges
+# the processes): a quote or a question's yes used in the last ``SEND_LIMIT`` seconds, or an auto approval's hold
+# whose lease (``expires``, renewed while its call runs) has not lapsed.
+UNDER_WAY = (
+    "SELECT quote_id, kind, used_by, used_at FROM quotes WHERE digest = ? AND used = 1 AND CASE kind WHEN 'auto'"
+    " THEN expires > ? ELSE used_at > ? END AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.quote_id ="
+    " quotes.quote_id)"
+)
+# Journals where this process holds requests for auto approvals now (their path -> the holds' ids), for a stop to let
+# them go (``let_go_here``).
+_HELD_HERE: dict[str, set[str]] = {}
+
 
 class QuoteError(Exception):
     """Why a quote_id cannot approve this request; ``why`` names the rule, so a caller can tell a used quote (show
@@ -226,6 +244,11 @@ class QuoteBook:
         # Quotes this process used for calls that ended having sent no create, whose release the journal could not
         # take (a full disk): released again at the next look at any quote, and never "being used" meanwhile.
         self._owed: set[str] = set()
+        # Whose auto approvals' holds (``hold``) this book writes: this process, and this server in it (two servers in
+        # one process each know their own calls, ``SpendingCalls``, and not the other's); and the holds it let go of
+        # that the journal could not take yet (written with the owed releases).
+        self._holder = f"{this_process()}/{secrets.token_hex(3)}"
+        self._owed_holds: set[str] = set()
 
     def issue(
         self,
@@ -374,7 +397,7 @@ class QuoteBook:
     def refusal(self, quote_id: str, digest: str) -> QuoteError | None:
         """None when ``quote_id`` can approve the request with ``digest``; else why not, with the rule's name."""
         self.release_owed()
-        rows = self.journal.query("SELECT * FROM quotes WHERE quote_id = ?", quote_id)
+        rows = self.journal.query("SELECT * FROM quotes WHERE quote_id = ? AND kind != 'auto'", quote_id)
         row = rows[0] if rows else None
         if row is not None and self._abandoned(row, self.journal.query):
             row = {**dict(row), "used": 0}  # as consume will take it
@@ -383,7 +406,7 @@ class QuoteBook:
     def quote(self, quote_id: str, digest: str | None = None) -> Quote | None:
         """The quote as it was issued (its price never changes), used or expired or not; None when unknown, or
         (with ``digest``) when it was for another request."""
-        rows = self.journal.query("SELECT body, digest FROM quotes WHERE quote_id = ?", quote_id)
+        rows = self.journal.query("SELECT body, digest FROM quotes WHERE quote_id = ? AND kind != 'auto'", quote_id)
         if not rows or (digest is not None and rows[0]["digest"] != digest):
             return None
         return Quote.model_validate_json(rows[0]["body"])
@@ -392,7 +415,7 @@ class QuoteBook:
         """Use the quote up, atomically: of two calls (or two processes) racing with one quote, one wins."""
         self.release_owed()
         with self.journal.transaction() as db:
-            row = db.execute("SELECT * FROM quotes WHERE quote_id = ?", (quote_id,)).fetchone()
+            row = db.execute("SELECT * FROM quotes WHERE quote_id = ? AND kind != 'auto'", (quote_id,)).fetchone()
             if row is not None and self._abandoned(row, lambda sql, *args: db.execute(sql, args).fetchall()):
                 row = {**dict(row), "used": 0}  # in this very transaction: no other process can take it meanwhile
             refusal = self._refusal(quote_id, digest, row, kind)
@@ -420,7 +443,7 @@ class QuoteBook:
         self.release_owed()
         now = self._clock()
         with self.journal.transaction() as db:
-            row = db.execute("SELECT * FROM quotes WHERE quote_id = ?", (quote_id,)).fetchone()
+            row = db.execute("SELECT * FROM quotes WHERE quote_id = ? AND kind != 'auto'", (quote_id,)).fetchone()
             if row is None:
                 raise QuoteError(
                     f"quote {quote_id} is unknown to this workspace (quotes live {self.ttl / 60:g} minutes); nothing "
@@ -444,11 +467,12 @@ class QuoteBook:
                 return not _sent(quote_id, query), f"quote {quote_id} was already declined: it approves nothing more."
             sent = in_use and _sent(quote_id, query)
             # The calls of this request under way with no create sent yet keep the no: this quote's, and any other
-            # quote's or question's in use (``declined_since`` stops them, and an auto-approved one, at their create).
+            # quote's or question's in use (``declined_since`` stops them, and an auto-approved one, at their create:
+            # its hold, ``AUTO_HOLD``, is no quote to keep it).
             stopped = db.execute(
                 "UPDATE quotes SET declined_at = ? WHERE digest = ? AND used = 1 AND declined_at IS NULL"
-                " AND quote_id != ? AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.quote_id = quotes.quote_id AND"
-                " a.state != 'refused')",
+                " AND kind != 'auto' AND quote_id != ? AND NOT EXISTS (SELECT 1 FROM attempts a WHERE"
+                " a.quote_id = quotes.quote_id AND a.state != 'refused')",
                 (now, row["digest"], quote_id),
             ).rowcount
             if in_use:
@@ -551,23 +575,85 @@ class QuoteBook:
     def in_use_for(self, digest: str) -> float | None:
         """When the newest call of the request ``digest`` that a quote (or a question's yes) approved began, while
         it is under way without a create in the journal (``being_used``, by request: a server on this workspace,
-        this one or another, is uploading its input files or waiting for its create's turn); None when none is."""
-        rows = self.journal.query(
-            "SELECT quote_id, used_by, used_at FROM quotes WHERE digest = ? AND used = 1 AND used_at > ? AND NOT"
-            " EXISTS (SELECT 1 FROM attempts a WHERE a.quote_id = quotes.quote_id)",
-            digest,
-            self._clock() - SEND_LIMIT,
-        )
-        begun = [
+        this one or another, is uploading its input files or waiting for its create's turn), or that another server
+        on the workspace auto-approved, while it holds the request (``hold``); None when none is."""
+        now = self._clock()
+        return max(self._begun(self.journal.query(UNDER_WAY, digest, now, now - SEND_LIMIT)), default=None)
+
+    def _begun(self, rows: list[Any]) -> list[float]:
+        """When the calls of ``rows`` (``UNDER_WAY``) began, for those still under way: their process runs (or is
+        another machine's, which cannot be told: taken as running). A quote this process saw its call give back is
+        not; nor is a hold of this server's own, whose calls ``SpendingCalls`` knows better (one whose call was cut
+        off before its spend is no longer held there)."""
+        return [
             float(row["used_at"])
             for row in rows
-            if row["quote_id"] not in self._owed and owner_gone(row["used_by"]) is not True
+            if row["quote_id"] not in self._owed
+            and row["used_by"] != self._holder
+            and owner_gone(row["used_by"]) is not True
         ]
-        return max(begun, default=None)
+
+    def hold(self, digest: str, model_id: str, since: float, *, looked: float) -> str | None:
+        """Hold the request ``digest`` for a call the gate auto-approved at ``since``, for every server on the
+        workspace: a row of its own (``AUTO_HOLD``, used by this server at ``since``) that ``in_use_for`` reads, so the
+        same request sent to another server while this call's input files go up, its balance is read or its creates
+        wait for their turn is warned about and asked, never auto-approved too. Checked and written in one ``BEGIN
+        IMMEDIATE`` transaction: of two servers deciding at once, one holds it. Returns the hold's id, to renew
+        (``holding``) and let go of (``let_go``) when its call ends; None when another server's call of the request
+        holds it already, or sent a create of it since ``looked`` (when the gate read the journal for it).
+
+        A lease, as a held reservation is (``ledger.HOLD_LEASE``): renewed while its call runs, so a hold a killed
+        server left is ignored once its process is known gone, or once it went unrenewed for minutes, wherever it
+        ran; the old quotes' clear-out deletes it a month later (``forget_expired``)."""
+        self.release_owed()
+        now = self._clock()
+        hold_id = "auto_" + secrets.token_hex(8)
+        with self.journal.transaction() as db:
+            rows = db.execute(UNDER_WAY, (digest, now, now - SEND_LIMIT)).fetchall()
+            if self._begun(rows):
+                return None
+            sent = db.execute(  # a call of it that held it, sent its creates and ended since the gate looked
+                "SELECT 1 FROM attempts WHERE digest = ? AND created >= ? AND state != 'refused' LIMIT 1",
+                (digest, looked),
+            ).fetchone()
+            if sent is not None:
+                return None
+            gone = [row["quote_id"] for row in rows if row["kind"] == AUTO_HOLD and owner_gone(row["used_by"]) is True]
+            db.execute(  # the request's holds nobody holds any more: lapsed, or their process gone
+                f"DELETE FROM quotes WHERE digest = ? AND kind = 'auto' AND (expires <= ? OR quote_id IN"
+                f" ({','.join('?' * len(gone))}))",
+                (digest, now, *gone),
+            )
+            db.execute(
+                "INSERT INTO quotes (quote_id, model, digest, body, expires, used, created, kind, used_by, used_at)"
+                " VALUES (?, ?, ?, '{}', ?, 1, ?, ?, ?, ?)",
+                (hold_id, model_id, digest, now + ledger.HOLD_LEASE, now, AUTO_HOLD, self._holder, since),
+            )
+        _HELD_HERE.setdefault(str(self.journal.path), set()).add(hold_id)
+        return hold_id
+
+    @asynccontextmanager
+    async def holding(self, hold_id: str | None) -> AsyncIterator[None]:
+        """Run the call of an auto approval's hold (``hold``) in this block: its lease is renewed every
+        ``ledger.HOLD_RENEW`` seconds meanwhile, and no longer once the block ends."""
+        if hold_id is None:
+            yield
+            return
+        renew = "UPDATE quotes SET expires = ? WHERE quote_id = ? AND kind = 'auto'"
+        async with ledger.renewing(self.journal, lambda: (renew, self._clock() + ledger.HOLD_LEASE, hold_id)):
+            yield
+
+    def let_go(self, hold_id: str | None) -> None:
+        """Give up an auto approval's hold (``hold``): its call ended, its creates in the journal or none sent. A
+        journal that cannot take it now (a full disk) gets it with the owed releases (``release_owed``); meanwhile
+        the hold lapses for the other servers as a crashed one's does. Never raises."""
+        if hold_id is not None:
+            self._owed_holds.add(hold_id)
+            self.release_owed()
 
     def issued_at(self, quote_id: str) -> float | None:
         """When the quote was issued (epoch seconds); None when it is unknown."""
-        rows = self.journal.query("SELECT created FROM quotes WHERE quote_id = ?", quote_id)
+        rows = self.journal.query("SELECT created FROM quotes WHERE quote_id = ? AND kind != 'auto'", quote_id)
         return float(rows[0]["created"]) if rows else None
 
     def forget_expired(self, keep_days: float = KEEP_EXPIRED_DAYS) -> int:
@@ -604,19 +690,27 @@ class QuoteBook:
 
     @property
     def owes(self) -> bool:
-        """Whether releases ``give_back`` could not write are waiting for the journal to take them."""
-        return bool(self._owed)
+        """Whether releases ``give_back`` (or ``let_go``) could not write are waiting for the journal to take them."""
+        return bool(self._owed or self._owed_holds)
 
     def release_owed(self) -> None:
         """The releases ``give_back`` could not write (a full disk), written now if the journal takes them (else kept
         owed): at every look at a quote, and soon after on their own (the runtime's background, and its shutdown), so
-        another server on the workspace, or this one restarted, finds the approval good too. Never raises."""
+        another server on the workspace, or this one restarted, finds the approval good too; and the holds ``let_go``
+        could not give up, so the other servers need not wait for their lease to lapse. Never raises."""
         for quote_id in tuple(self._owed):
             try:
                 self._unuse(quote_id)
             except JOURNAL_ERRORS:
                 return  # still full: the next look tries again
             self._owed.discard(quote_id)
+        for hold_id in tuple(self._owed_holds):
+            try:
+                self.journal.execute("DELETE FROM quotes WHERE quote_id = ? AND kind = 'auto'", hold_id)
+            except JOURNAL_ERRORS:
+                return
+            self._owed_holds.discard(hold_id)
+            _HELD_HERE.get(str(self.journal.path), set()).discard(hold_id)
 
     @staticmethod
     def _abandoned(row: Any, query: Callable[..., list[Any]]) -> bool:
@@ -675,3 +769,15 @@ def _extended(db: Any, row: Any, expires: float) -> Quote:
         (expires, quote.model_dump_json(), row["quote_id"]),
     )
     return quote
+
+
+def let_go_here(seconds: float = ledger.STOP_SECONDS) -> None:
+    """Let go of every request this process holds for an auto approval (``QuoteBook.hold``), as it stops (``cli``: a
+    SIGTERM, a second signal, Ctrl-C): their calls end with it, and the next server (a container's, a machine's that
+    cannot see this process gone) need not wait for their lease to lapse to auto-approve them. ``seconds`` at most
+    for another writer; never raises."""
+
+    def delete(db: Any, held: set[str]) -> None:
+        db.execute(f"DELETE FROM quotes WHERE kind = 'auto' AND quote_id IN ({','.join('?' * len(held))})", (*held,))
+
+    ledger.give_back_at_stop(_HELD_HERE, delete, seconds)
