@@ -243,7 +243,8 @@ async def test_the_same_quote_used_twice_at_once_in_one_server_answers_the_loser
     assert len(await controls.creates()) == 1
     made = {task["task_id"] for result in results for task in result.structured_content["tasks"]}
     assert len(made) == 1 and None not in made, [text_of(result) for result in results]
-    loser = next(result for result in results if "already used" in text_of(result))
+    loser = next((result for result in results if "already used" in text_of(result)), None)
+    assert loser is not None, [text_of(result) for result in results]
     assert "still being sent" not in text_of(loser) and "kie.ai/logs" not in text_of(loser), text_of(loser)
 
 

@@ -2067,10 +2067,13 @@ def use_approval(rt: Runtime, p: Plan, decision: Approved) -> Approved | NeedsCo
     spend. Returns the approval with the quote it used, or what to answer instead."""
     if decision.by == "quote":
         assert p.quote_id is not None
-        if (changed := price_change(rt, p)) is not None:  # checked before use: the quote stays unused
-            return NeedsConfirmation(changed)
-        if (overtaken := sent_since_quoted(rt, p.quote_id, p.digest)) is not None:  # sent since: likewise
-            return NeedsConfirmation(overtaken)
+        # A quote another call used since the gate looked (the same quote sent twice at once) is no quote overtaken by
+        # that call's create: ``consume`` refuses it below and the call is answered with what the other made.
+        if rt.quotes.refusal(p.quote_id, p.digest) is None:
+            if (changed := price_change(rt, p)) is not None:  # checked before use: the quote stays unused
+                return NeedsConfirmation(changed)
+            if (overtaken := sent_since_quoted(rt, p.quote_id, p.digest)) is not None:  # sent since: likewise
+                return NeedsConfirmation(overtaken)
         try:
             rt.quotes.consume(p.quote_id, p.digest)
         except QuoteError as err:
