@@ -2020,9 +2020,10 @@ async def landed_here(rt: Runtime, p: Plan, replay: Replay) -> None:
     by a call in this process or in another live one of this machine (its attempt "being sent"): two identical calls
     at once with one quote get one create, and the one that lost answers with the task the other made
     (``replayed``) instead of "still being sent" a moment before the task id came back; so is a call of this very
-    request here about to send (its inputs up, its credits reserved, its attempt not yet begun). A call still
-    uploading its inputs, or sending from another machine, is not waited for: the answer says a create is on its
-    way."""
+    request here about to send (its inputs up, its credits reserved, its attempt not yet begun), and so is a call
+    of this approval, here or in another server, that has used it and not yet begun its attempt. A call still
+    uploading its inputs when the wait ends, or sending from another machine, is not waited for further: the answer
+    says a create is on its way."""
     from kie_mcp.processes import owner_gone
     from kie_mcp.spend.inflight import REPLAY_LANDING_WAIT
 
@@ -2035,6 +2036,9 @@ async def landed_here(rt: Runtime, p: Plan, replay: Replay) -> None:
                 attempts = rt.journal.attempts_for_quote(str(replay.quote_id))
             sending = any(row["state"] == "sending" and owner_gone(row["owner"]) is False for row in attempts)
             sending |= rt.spending.creating(p.digest) and len(attempts) < p.variations  # here, about to send
+            # used a moment ago by a live call (here or in another server) that has not begun its attempt yet: its
+            # reservation, its uploads (waited for up to the same bound, then said to be on its way)
+            sending |= not attempts and replay.quote_id is not None and rt.quotes.being_used(str(replay.quote_id))
         except JOURNAL_ERRORS:
             return  # the answer says what the journal can tell
         if not sending:
