@@ -4,7 +4,8 @@ MCP 2025-03-26 says implementations MUST support receiving batches, and kie-mcp 
 removed them. The SDK's stdio reader drops a list without an answer, so the line is split where it is read
 (``stdio.readable_lines``): under 2025-03-26 (and 2024-11-05) each request in it runs and is answered under its own
 id, on a line of its own (the SDK writes one message a line; JSON-RPC's batch answer is a SHOULD); under later
-revisions each is answered with an error saying batches are gone, and nothing of it runs.
+revisions each is answered with an error saying batches are gone, and nothing of it runs. A batch line that is not
+JSON (cut short) is answered with a Parse error under id null, as JSON-RPC 2.0 answers it.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ import time
 from typing import Any
 
 import pytest
-from mcp.types import INVALID_REQUEST
+from mcp.types import INVALID_REQUEST, PARSE_ERROR
 
 from .conftest import CREATE_PATHS
 from .test_deep_json import _kie_requests
-from .test_promise_unreadable_lines import ANSWER_WITHIN, ENVELOPE, Wire
+from .test_promise_unreadable_lines import ANSWER_WITHIN, CHECK_CREDITS, CREDIT, ENVELOPE, Wire
 
 BATCH = '[{"jsonrpc":"2.0","id":15,"method":"ping"}, {"jsonrpc":"2.0","id":16,"method":"tools/list"}]'
 PRICE = {"name": "estimate_cost", "arguments": {"model": "nano-banana-2", "prompt": "an apple"}}
@@ -42,7 +43,7 @@ def _answers(wire: Wire, ids: set[Any]) -> dict[Any, dict[str, Any]]:
             line, _, rest = bytes(wire.buffer).partition(b"\n")
             wire.buffer[:] = rest
             message = json.loads(line)
-            if message.get("id") in ids and "method" not in message:
+            if "id" in message and message["id"] in ids and "method" not in message:
                 found[message["id"]] = message
         if set(found) == ids:
             break
@@ -142,3 +143,35 @@ def test_a_list_with_nothing_to_answer_is_said_on_stderr(wire):
     warned = [line for line in wire.errors.read_text().splitlines() if "dropped a line" in line]
     assert len(warned) == 2 and all("no JSON-RPC batch kie-mcp can answer" in line for line in warned), warned
     assert "MCP never takes" not in wire.errors.read_text()
+
+
+@pytest.mark.stdio
+@pytest.mark.parametrize("version", ["2025-03-26", "2025-11-25"])
+def test_a_batch_cut_short_is_answered_with_a_parse_error_under_id_null_and_the_session_goes_on(
+    wire, simulator_process, version
+):
+    """A batch line cut short (or broken anywhere outside its elements) is no JSON: JSON-RPC 2.0 answers it with one
+    Parse error (-32700) under id null. It was dropped with a warning on stderr, so the host waited for ever on every
+    request in it. The ids of a line cut short are not guessed at, and nothing in it runs, not even its whole first
+    request; the warning stays, and the next requests are served, in a revision with batches and in one without."""
+    _handshake(wire, version)
+    before = _kie_requests(simulator_process)
+    credits = '{"jsonrpc":"2.0","id":15,"method":"tools/call",' + CHECK_CREDITS + "}"
+    wire.send("[" + credits + ', {"jsonrpc":"2.0","id":16,"method":"pi')  # cut inside its second request
+    wire.send(json.dumps({"jsonrpc": "2.0", "id": 17, "method": "ping"}))
+    answers = _answers(wire, {None, 17})
+    error = answers[None]["error"]
+    assert error["code"] == PARSE_ERROR and "it ends before its JSON does" in error["message"], error
+    assert "this answer's id is null" in error["message"] and "Nothing of it was run" in error["message"], error
+    assert answers[17]["result"] == {}
+    assert CREDIT not in _kie_requests(simulator_process)[len(before) :]  # its whole first request never ran
+    # One element no JSON and with no id, in a whole batch: that element answered under id null, the others as ever.
+    wire.send('[{"jsonrpc":"2.0","id":18,"method":"ping"}, {"jsonrpc":"2.0","method":"notifications/x",}]')
+    answers = _answers(wire, {None, 18})
+    assert answers[None]["error"]["code"] == PARSE_ERROR and "trailing comma" in answers[None]["error"]["message"]
+    assert ("result" in answers[18]) is (version == "2025-03-26"), answers[18]  # refused where batches are gone
+    wire.send(json.dumps({"jsonrpc": "2.0", "id": 19, "method": "tools/call", "params": PRICE}))
+    assert wire.answer(19)["result"]["structuredContent"]["quote"]["quote_id"]
+    warned = wire.warnings(2, "kie_mcp.stdio: a line of")
+    assert len(warned) == 2 and all("answered with a Parse error (-32700) under id null" in line for line in warned)
+    assert "Traceback" not in wire.errors.read_text()

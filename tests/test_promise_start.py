@@ -254,6 +254,10 @@ REFUSED_WITH_A_SECRET = [
     (["catalog", "sync", "--env", '{"KIE_API_KEY":"' + KEY + '"}'], KEY),
     (["demo", "-k", "short.pass"], "short.pass"),
     (["demo", "Authorization:", "Bearer", "sk.live.abc"], "sk.live.abc"),
+    # One shape of a key for the whole command line (redact.key_shaped_parts): inside a word of other characters too,
+    # and in capitals.
+    (["sim", "--port", "kie_" + KEY], KEY),
+    (["demo", "--header", "x-kie-" + KEY.upper() + ".txt"], KEY.upper()),
 ]
 
 
@@ -298,11 +302,15 @@ def test_a_refused_command_line_never_prints_a_secret_given_in_it(arguments, sec
         assert done.returncode == 0 and "kie-mcp was started with arguments it does not take" in said, said
 
 
+FOLDER_NAME = "ClientProjects2025SummerCampaignFinal"  # letters and digits, 37 long: a name, as config.py knows
 TYPOS = [
     (["sim", "--port", "80a"], "argument --port: '80a' is not a whole number"),
     (["sim", "--speed", "0.5.1"], "argument --speed: '0.5.1' is not a number"),
     (["sim", "--balance", "1,000"], "argument --balance: '1,000' is not a number"),
     (["sim", "--port", "8080", "extra/path.txt"], "unrecognized arguments: extra/path.txt"),
+    # Long names with letters and digits are no keys: a refusal hid them as one (<not shown>)
+    (["sim", "--port", "Marketing_Campaign_2025"], "argument --port: 'Marketing_Campaign_2025' is not a whole number"),
+    (["demo", FOLDER_NAME], f"unrecognized arguments: {FOLDER_NAME}"),
 ]
 
 
@@ -340,6 +348,19 @@ async def test_arguments_a_server_refuses_hide_no_ordinary_word_from_its_answers
         said = text_of(await client.call_tool("check_credits", {})) + (client.instructions or "")
     assert "kie-mcp was started with arguments it does not take" in said, said
     assert str(workspace) in said and "0123456789abcdef0123456789abcdef" not in said, said
+
+
+@pytest.mark.stdio
+async def test_a_key_inside_a_longer_argument_a_server_refuses_is_redacted_from_its_answers(tmp_path):
+    """The unification: a server that goes on serving took as a secret only an argument's run of letters, digits,
+    "_" and "-" that was KIE's key whole, so the key in ``--config kie_<key>`` was not one, and an answer naming it
+    (an unknown tool's name here) repeated it. The key is found inside the word, as a refusal in a terminal finds it,
+    and redacted from every answer after."""
+    env = client_env(tmp_path / "home", KIE_WORKSPACE=str(tmp_path / "ws"))
+    params = StdioServerParameters(command=console_script(), args=["--config", "kie_" + KEY], env=env)
+    async with Client(params, read_timeout_seconds=20) as client:
+        said = text_of(await client.call_tool("run-" + KEY, {}))
+    assert said == "Unknown tool: run-[redacted]", said
 
 
 # -- 3. check_credits and the instructions without KIE's answer ----------------------------------------------------

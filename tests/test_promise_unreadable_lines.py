@@ -6,8 +6,9 @@ so): the client waited for ever on that call. Before, only a line with a lone su
 nesting deeper than pydantic reads was mended (``test_deep_json.py``, ``test_entrypoints.py``); a line one "}" short,
 a trailing comma, two messages on one line, a ``jsonrpc`` missing or "1.0", a ``method`` that is not text, or
 ``params`` a list or text, stayed unanswered, with nothing on stderr. Each is now answered (``stdio.stand_ins``), and
-a line with no id to answer is logged. The SDK's own bare "Invalid request parameters" names the field, and an
-unknown resource's URI is repeated at most 200 characters long.
+a line with no id to answer is logged; one that is not JSON is answered with a Parse error under id null, too. The
+SDK's own bare "Invalid request parameters" names the field, and an unknown resource's URI is repeated at most 200
+characters long.
 
 The SDK's reader also takes a request whose id it cannot take (null, 1.5, true, an object, a list, and 2.0) for a
 notification, dropped in silence: each is now said on stderr, and 2.0 answered under 2. A request under the id of
@@ -99,6 +100,24 @@ class Wire:
             assert chunk, f"no {method} request from the server"
             self.buffer += chunk
 
+    def messages_until(self, request_id: Any) -> list[dict[str, Any]]:
+        """Every message the server writes, in order, up to the answer to ``request_id``, or an AssertionError when it
+        does not come."""
+        assert self.server.stdout is not None
+        seen: list[dict[str, Any]] = []
+        deadline = time.monotonic() + ANSWER_WITHIN
+        while True:
+            while b"\n" in self.buffer:
+                line, _, rest = bytes(self.buffer).partition(b"\n")
+                self.buffer[:] = rest
+                seen.append(json.loads(line))
+                if seen[-1].get("id") == request_id and "method" not in seen[-1]:
+                    return seen
+            ready, _, _ = select.select([self.server.stdout], [], [], max(deadline - time.monotonic(), 0))
+            chunk = os.read(self.server.stdout.fileno(), 65536) if ready else b""
+            assert chunk, f"no answer to {request_id!r}; seen {seen}"
+            self.buffer += chunk
+
     def warnings(self, count: int, saying: str) -> list[str]:
         """The first ``count`` warning lines on stderr that say ``saying``, once they are there."""
         deadline = time.monotonic() + ANSWER_WITHIN
@@ -181,19 +200,42 @@ def test_an_unreadable_request_of_the_2026_era_is_answered_in_that_era(wire):
     assert error["code"] == PARSE_ERROR and "this tools/call request" in error["message"], error
 
 
+NOT_JSON_WITHOUT_ID = [
+    '{"jsonrpc":"2.0","method":"notifications/progress","params":[1]',  # a notification cut short
+    "this is not json",
+    '{"jsonrpc":"2.0","method":"tools/call","params":{"name":"check_credits","argu',  # a request cut before its id
+]
+
+
 @pytest.mark.stdio
-def test_a_line_with_no_id_to_answer_is_said_on_stderr_not_dropped_in_silence(wire):
+def test_a_line_that_is_no_json_and_names_no_id_is_answered_with_a_parse_error_under_id_null(wire, simulator_process):
+    """JSON-RPC 2.0 answers a line it cannot parse with a Parse error (-32700) under id null. The SDK's transport
+    drops such a line without a word; kie-mcp only said so on stderr, so a host whose request was in it waited for
+    ever. Each is answered under id null, saying what broke, before the next request is; the stderr line stays (the
+    line's length, never its text); nothing of it runs, and the next request is served."""
     wire.handshake()
-    wire.send('{"jsonrpc":"2.0","method":"notifications/progress","params":[1]')
-    wire.send("this is not json")
-    wire.send(json.dumps({"jsonrpc": "2.0", "id": 3, "method": "ping"}))
-    assert wire.answer(3)["result"] == {}
-    deadline = time.monotonic() + ANSWER_WITHIN
-    while wire.errors.read_text().count("kie_mcp.stdio: dropped a line") < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    warned = [line for line in wire.errors.read_text().splitlines() if "dropped a line" in line]
-    assert len(warned) == 2 and all("WARNING" in line and "names no request id" in line for line in warned), warned
+    before = _kie_requests(simulator_process)
+    for number, line in enumerate(NOT_JSON_WITHOUT_ID):
+        wire.send(line)
+        wire.send(json.dumps({"jsonrpc": "2.0", "id": f"after-{number}", "method": "ping"}))
+        seen = wire.messages_until(f"after-{number}")
+        assert len(seen) == 2, f"the line was dropped: {seen}"  # its answer, then the ping's
+        first, after = seen
+        assert "id" in first and first["id"] is None and "result" not in first, first
+        error = first["error"]
+        assert error["code"] == PARSE_ERROR and error["data"]["length"] == len(line), error
+        assert (
+            f"kie-mcp could not read a line of {len(line)} characters it was sent: it is not valid JSON ("
+            in (error["message"])
+        )
+        assert "no request id could be read in it, so this answer's id is null" in error["message"], error
+        assert "Nothing of it was run" in error["message"], error
+        assert after["result"] == {}  # the server goes on
+    warned = wire.warnings(3, "kie_mcp.stdio: a line of")
+    assert len(warned) == 3, warned
+    assert all("WARNING" in line and "names no request id" in line and "under id null" in line for line in warned)
     assert "not json" not in wire.errors.read_text()  # what the line said is never logged: it may hold a secret
+    assert CREDIT not in _kie_requests(simulator_process)[len(before) :]
 
 
 @pytest.mark.stdio

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, NoReturn
 from kie_mcp import __version__
 from kie_mcp.config import CONFIGURATION_DOCS, Settings
 from kie_mcp.config import LOG_LEVELS as LEVEL_NAMES
-from kie_mcp.redact import install_log_redaction, redact, register_secret
+from kie_mcp.redact import install_log_redaction, key_shaped_parts, redact, register_secret
 from kie_mcp.words import path_text, plain, readable_text
 
 if TYPE_CHECKING:
@@ -37,9 +37,6 @@ LOG_LEVELS = {name: getattr(logging, name) for name in LEVEL_NAMES}
 # a terminal or not. Any other command line that does not parse was written in a client's configuration.
 OTHER_COMMANDS = ("demo", "sim", "catalog")
 ARGUMENTS_WRITTEN_IN = 'the "args" of this MCP server in your client\'s configuration'
-# An argument shaped like an API key (the key passed as ``--api-key <key>``, as other servers take it): registered as
-# a secret before the refusal names the arguments, so no answer or log line repeats it.
-_KEY_SHAPED = re.compile(r"(?=[A-Za-z0-9_-]*[0-9])(?=[A-Za-z0-9_-]*[A-Za-z])[A-Za-z0-9_-]{20,256}")
 INTERRUPTED = 130  # the shell's code for a program ended by Ctrl-C (128 + SIGINT)
 
 
@@ -202,13 +199,11 @@ def _refuse(refused: ArgumentsRefused, given: list[str]) -> NoReturn:
     """argparse's usage and its refusal on stderr, and exit 2 (a person at a terminal, or a command other than
     serving), never with a secret in it: argparse repeats what it refuses (``unrecognized arguments: --api-key=<key>``,
     ``invalid choice: '<key>'``, ``unrecognized arguments: -k hunter2.x``), so where its words repeat a secret
-    (``_secret_values``: a secret-named option's value, a key-shaped run inside any argument) the arguments are named
-    as ``_shown_arguments`` shows them instead. Otherwise its own words stand, which say what is wrong with a typo
-    (``--port 80a``: "invalid _port value: '80a'"). What is printed goes through ``redact`` with the key-shaped parts
-    of the arguments registered as secrets. Arguments it does not know, or a secret, get where settings go."""
-    for key in _key_shaped_parts(given):  # the process ends with this refusal: nothing else is redacted by them
-        register_secret(key)
-    secrets = _secret_values(given)
+    (``_secrets_registered``) the arguments are named as ``_shown_arguments`` shows them instead. Otherwise its own
+    words stand, which say what is wrong with a typo (``--port 80a``: "invalid _port value: '80a'"; a long name such
+    as ``Marketing_Campaign_2025`` too). What is printed goes through ``redact``, which also knows a credential by its
+    shape (``Bearer <token>``, ``sk-...``). Arguments it does not know, or a secret, get where settings go."""
+    secrets = _secrets_registered(given)
     message = refused.message
     if any(_repeats(message, part) for part in secrets):
         message = f"arguments it cannot use: {_shown_arguments(given)}"
@@ -217,21 +212,15 @@ def _refuse(refused: ArgumentsRefused, given: list[str]) -> NoReturn:
     argparse.ArgumentParser.error(refused.parser, redact(message))
 
 
-def _key_shaped_parts(given: list[str]) -> list[str]:
-    """Every run of ``given``'s words shaped like an API key (``_KEY_SHAPED``), whole words or inside one:
-    ``--header "Authorization: Bearer <key>"``, ``'{"KIE_API_KEY":"<key>"}'``."""
-    runs = (run for word in given for run in _WORD_RUN.findall(word))
-    return list(dict.fromkeys(run for run in runs if _KEY_SHAPED.fullmatch(run)))
-
-
-_WORD_RUN = re.compile(r"[A-Za-z0-9_-]+")
-
-
-def _secret_values(given: list[str]) -> list[str]:
-    """The parts of ``given`` no refusal may repeat: every value of an option or a setting named like a secret
-    (``--api-key K``, ``--token=K``, ``KIE_API_KEY=K`` as ``-e KIE_API_KEY=K`` writes it), and every run shaped like
-    a key, a whole word or inside one (``_key_shaped_parts``)."""
-    return [secret for secret in dict.fromkeys([*_named_secrets(given), *_key_shaped_parts(given)]) if secret.strip()]
+def _secrets_registered(given: list[str]) -> list[str]:
+    """The parts of ``given`` no refusal may repeat, each registered as a secret (redacted from then on): every value
+    of an option or a setting named like a secret (``--api-key K``, ``--token=K``, ``KIE_API_KEY=K`` as ``-e
+    KIE_API_KEY=K`` writes it), and every run shaped like KIE's key, a whole argument or inside one
+    (``redact.key_shaped_parts``). Only these: a server that goes on serving redacts them from every answer after."""
+    secrets = [part for part in dict.fromkeys([*_named_secrets(given), *key_shaped_parts(given)]) if part.strip()]
+    for secret in secrets:
+        register_secret(secret)
+    return secrets
 
 
 def _named_secrets(given: list[str]) -> list[str]:
@@ -248,11 +237,6 @@ def _named_secrets(given: list[str]) -> list[str]:
     return found
 
 
-# KIE's keys: 32 or more hex digits, letters and digits both. A run of another shape (``Marketing_Campaign_2025``) in
-# the arguments of a server that goes on serving is no key: registered, it would be redacted from every answer.
-_KIE_KEY_SHAPED = re.compile(r"(?=[0-9A-Fa-f]*[0-9])(?=[0-9A-Fa-f]*[A-Fa-f])[0-9A-Fa-f]{32,256}")
-
-
 def _repeats(message: str, secret: str) -> bool:
     """Whether ``message`` holds ``secret``, as written or as argparse quotes it (``repr``: a backslash doubled)."""
     return any(form in message for form in (secret, secret.strip(), repr(secret)[1:-1]) if form)
@@ -261,11 +245,9 @@ def _repeats(message: str, secret: str) -> bool:
 def _arguments_problem(given: list[str]) -> str:
     """What every tool answers when a client started kie-mcp with arguments it does not take (``--sandbx``, ``mcp``,
     ``--workspace /x``), in one line: the arguments as far as they can be shown (``_shown_arguments``), and what it
-    does take. Not argparse's words, which repeat the values. The server goes on serving: only the values of
-    secret-named options and runs shaped like KIE's key are registered as secrets (redacted from then on)."""
-    runs = (run for word in given for run in _WORD_RUN.findall(word))
-    for key in [*_named_secrets(given), *(run for run in runs if _KIE_KEY_SHAPED.fullmatch(run))]:
-        register_secret(key)
+    does take. Not argparse's words, which repeat the values. The server goes on serving, the secrets in the
+    arguments registered first (``_secrets_registered``)."""
+    _secrets_registered(given)
     shown = plain(_shown_arguments(given), limit=160)
     return (
         f"kie-mcp was started with arguments it does not take, {shown}. "

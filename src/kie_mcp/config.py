@@ -48,7 +48,7 @@ from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
-from kie_mcp.redact import MIN_SECRET_LENGTH, redact, register_secret
+from kie_mcp.redact import KEY_SHAPE, MIN_SECRET_LENGTH, redact, register_secret
 from kie_mcp.words import cut_point, plain
 
 DEFAULT_BASE_URL = "https://api.kie.ai"
@@ -123,7 +123,7 @@ ENV_BLOCK = (
 _KEY_SHAPE = re.compile(r"(?=[A-Za-z0-9_-]*[0-9])(?=[A-Za-z0-9_-]*[A-Za-z])[A-Za-z0-9_-]{20,256}")
 # A folder setting holds names, and "acme-campaign-2025-final" or "ClientProjects2025SummerCampaignFinal" is one:
 # there a key is what KIE's are, 32 or more hex digits (letters and digits both), which no folder named by hand is.
-_FOLDER_KEY_SHAPE = re.compile(r"(?=[0-9A-Fa-f]*[0-9])(?=[0-9A-Fa-f]*[A-Fa-f])[0-9A-Fa-f]{32,256}")
+_FOLDER_KEY_SHAPE = KEY_SHAPE
 _FOLDER_SETTINGS = ("KIE_WORKSPACE", "KIE_ALLOWED_DIRS")
 SHOWN_WHOLE = 16  # a broken value up to this long is repeated whole; of a longer one only its first SHOWN_START
 SHOWN_START = 4  # characters (a key pasted where no shape check sees it, with a dot after it, is never shown whole)

@@ -15,7 +15,8 @@ alone.
 
 What cannot be redacted is judged by the same forms: ``holds_secret`` (a link KIE or kie-mcp fetches: half the key
 in one link and half in another hand all of it over) and ``bytes_hold_secret`` (bytes served or uploaded as they
-are, runs of the key's characters searched in one fast pass).
+are, runs of the key's characters searched in one fast pass). ``key_shaped_parts`` finds what is shaped like KIE's
+key (``KEY_SHAPE``) in text no secret is registered from yet (a refused command line), to register it first.
 
 Logging is covered by a log-record factory (``install_log_redaction``): every record of every logger is
 cleaned when it is created, before pytest's ``caplog``, a client's handler or stderr sees it. A filter on a
@@ -122,6 +123,12 @@ _TOKEN_SHAPES = re.compile(
     r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*|(?<![A-Za-z0-9_-])(?:sk|rk)[-_][A-Za-z0-9_-]{16,}"
 )
 _TOKEN_STARTS = ("eyj", "sk-", "sk_", "rk-", "rk_")
+# KIE's API keys: 32 hex digits, letters and digits both (a run up to 256 long is read as one). The one shape of a key
+# in text that holds no registered secret yet (a refused command line, a folder setting): a long run of another shape
+# ("Marketing_Campaign_2025", "ClientProjects2025SummerCampaignFinal") is a name, which, registered as a secret, would
+# be redacted from everything said after. Other credentials are known by their shapes above, or by their names.
+KEY_SHAPE = re.compile(r"(?=[0-9A-Fa-f]*[0-9])(?=[0-9A-Fa-f]*[A-Fa-f])[0-9A-Fa-f]{32,256}")
+_HEX_RUN = re.compile(r"[0-9A-Fa-f]+")
 
 
 def register_secret(value: str | None) -> None:
@@ -154,6 +161,14 @@ def register_secret(value: str | None) -> None:
             made_of = f"[{re.escape(letters)}]"  # re.escape: "]", "^" and "\\" are literal in the set too
             _registry.letters = letters
             _registry.runs = re.compile(f"{made_of}(?:{_BETWEEN}{made_of}){{{FRAGMENT - 1},}}")
+
+
+def key_shaped_parts(texts: Iterable[str]) -> list[str]:
+    """Every run of hex digits in ``texts`` shaped like KIE's key (``KEY_SHAPE``), each once: a whole text, or inside
+    a longer one (``Authorization: Bearer <key>``, ``kie_<key>``, ``{"KIE_API_KEY":"<key>"}``). What a caller
+    registers (``register_secret``) before it repeats any of ``texts``, which no registered secret covers yet."""
+    runs = (run for text in texts for run in _HEX_RUN.findall(text))
+    return list(dict.fromkeys(run for run in runs if KEY_SHAPE.fullmatch(run)))
 
 
 def holds_secret(text: str) -> bool:

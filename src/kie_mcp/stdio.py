@@ -23,7 +23,11 @@ not (``refuse_batch``). Each answer is written on a line of its own, not gathere
 writes one message a line, and JSON-RPC's batch answer is a SHOULD; an SDK client matches answers by id.
 
 A client's answer to a request of the server (a form's answer) that cannot be read becomes an error answer with its
-id, so the call waiting for it goes on at once. A line with no id to answer (a notification, an empty list or one
+id, so the call waiting for it goes on at once. A line that is not JSON and names no id to answer under (a batch cut
+short, a request cut before its id, a notification cut short) is answered as JSON-RPC 2.0 answers a line it cannot
+parse: a Parse error (-32700) under id null, saying where it broke, with a warning on stderr; the ids of a line cut
+short are not guessed at, and nothing in it runs (a ``kie-mcp/unparseable`` notification of this process's own
+stands in for it, which ``RequestsOnce`` answers). JSON with no id to answer (a notification, an empty list or one
 not of objects) stays dropped, with a warning on stderr (a blank line, at DEBUG). The id, method and ``_meta`` are
 found without reading the line as JSON (``top_level_members``): strings skipped whole, deep containers only counted.
 
@@ -77,6 +81,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -116,6 +121,11 @@ REPLACEMENT_ESCAPE = "\\ufffd"
 BYTE_ORDER_MARK = "\ufeff"  # JSON never starts with one; the SDK's reader refuses a line that does
 
 UNREADABLE_METHOD = "kie-mcp/unreadable"
+# A line that is not JSON and names no id to answer under: this notification stands in for it (``_unparseable``), and
+# ``RequestsOnce`` answers it with a Parse error under id null, never passing it on. The token is this process's own:
+# a client's notification of that name is only a notification.
+UNPARSEABLE_METHOD = "kie-mcp/unparseable"
+_UNPARSEABLE_TOKEN = secrets.token_hex(8)
 BATCHED = "kie-mcp/batched"  # the _meta mark of a request that came in a JSON-RPC batch (``came_in_batch``)
 LAST_BATCHING_PROTOCOL = "2025-03-26"  # the last MCP revision with JSON-RPC batches
 # JSON's tokens: a string (escapes and all), a structural character, or a bare scalar (number, true, ...).
@@ -252,7 +262,7 @@ def stand_ins(line: str, refused: ValueError) -> list[str]:
     elements = _batch_elements(line)
     if elements:  # a JSON-RPC batch: each element a message of its own, answered (or refused) on its own
         return [message for start, end in elements for message in _element_lines(line[start:end])]
-    why = _parse_error(refused)
+    why = _parse_error(refused, line)
     if why is None:  # JSON, but not a JSON-RPC message the SDK takes
         found = _stand_in(line, {"why": NOT_JSON_RPC, **_wrong_member(line)})
     elif "recursion limit" in why[0]:
@@ -262,6 +272,14 @@ def stand_ins(line: str, refused: ValueError) -> list[str]:
     else:  # one broken message: the first value's, never what a stray bracket leaves after it (another id)
         first = next(((start, end) for start, end in _top_level_values(line) if line[start] == "{"), (0, len(line)))
         found = _stand_in(line[first[0] : first[1]], {"why": NOT_JSON, "what": why[0], "at": why[1]})
+    if not found and why is not None and "recursion limit" not in why[0] and line.strip():
+        length = len(line.rstrip("\r\n"))  # as the client wrote it, without the line's end
+        log.warning(
+            "a line of %d characters is not JSON and names no request id kie-mcp can read: answered with a Parse "
+            "error (-32700) under id null, as JSON-RPC 2.0 answers such a line; nothing of it was run",
+            length,
+        )
+        return [_unparseable(why, length)]
     if not found:
         if line.lstrip().startswith("["):
             log.warning(
@@ -281,14 +299,36 @@ def stand_ins(line: str, refused: ValueError) -> list[str]:
     return found
 
 
-def _parse_error(refused: ValueError) -> tuple[str, int] | None:
-    """What pydantic's JSON reader said of a line it could not read, and at which character; None when it read it
-    (and the message in it was refused)."""
+def _unparseable(why: tuple[str, int], length: int) -> str:
+    """The notification that stands in for a line of ``length`` characters that is not JSON and names no id to answer
+    under (``UNPARSEABLE_METHOD``): what pydantic's reader said of it and where (``why``)."""
+    params = {"token": _UNPARSEABLE_TOKEN, "what": why[0], "at": why[1], "length": length}
+    return _compact({"jsonrpc": "2.0", "method": UNPARSEABLE_METHOD, "params": params})
+
+
+def _parse_error(refused: ValueError, line: str) -> tuple[str, int] | None:
+    """What pydantic's JSON reader said of ``line``, which it could not read, and at which character; None when it
+    read it (and the message in it was refused). Said of the line without its end ("\\n"), read again: a line cut short
+    broke there, at "line 2 column 0", and one cut inside a string at a control character in it."""
+    said = _json_invalid(refused)
+    if said is None:
+        return None
+    ended = line.rstrip("\r\n")
+    if ended != line and (said.startswith("control character") or " at line 2 column 0" in said):
+        try:
+            jsonrpc_message_adapter.validate_json(ended, by_name=False)
+        except ValueError as again:
+            said = _json_invalid(again) or said
+    found = _PARSE_ERROR.fullmatch(said)
+    return (found[1], int(found[2])) if found else ("not JSON", 0)
+
+
+def _json_invalid(refused: ValueError) -> str | None:
+    """pydantic's words for JSON it could not read ("Invalid JSON: ..."), or None when the JSON was read."""
     errors = refused.errors(include_url=False) if hasattr(refused, "errors") else []
     if not errors or errors[0].get("type") != "json_invalid":
         return None
-    said = _PARSE_ERROR.fullmatch(str(errors[0].get("msg", "")))
-    return (said[1], int(said[2])) if said else ("not JSON", 0)
+    return str(errors[0].get("msg", ""))
 
 
 def _stand_in(line: str, why: dict[str, Any], request_id: str | int | None = None) -> list[str]:
@@ -549,14 +589,9 @@ def _unreadable(why: Mapping[str, Any]) -> tuple[int, str, str, dict[str, Any]]:
     """The error code, the problem, the fix and the data of a line the SDK could not read, by a stand-in's ``why``."""
     reason = why.get("why")
     if reason == NOT_JSON:
-        what, at = why.get("what"), why.get("at")
-        what = what if isinstance(what, str) and _PLAIN_WORDS.fullmatch(what) else "not JSON"
-        if what.startswith("EOF while parsing"):  # pydantic's words for a line cut short, or a bracket missing
-            what = "it ends before its JSON does: cut short, or a closing bracket missing"
-        at = at if isinstance(at, int) and not isinstance(at, bool) and at >= 0 else 0
-        where = f" at character {at}" if at else ""
+        problem, at = _not_json(why)
         fix = "Send it again as one complete JSON object on a line of its own."
-        return PARSE_ERROR, f"its line is not valid JSON ({what}{where})", fix, {"at": at}
+        return PARSE_ERROR, f"its line is {problem}", fix, {"at": at}
     if reason == SEVERAL:
         fix = "Send each message on a line of its own."
         return PARSE_ERROR, "its line holds more than one message", fix, {}
@@ -576,6 +611,38 @@ def _unreadable(why: Mapping[str, Any]) -> tuple[int, str, str, dict[str, Any]]:
     problem = f"its JSON is nested more than {DEEPEST_JSON} levels deep, and kie-mcp reads at most {DEEPEST_JSON}"
     fix = "Send the arguments flatter: fewer lists and objects inside each other."
     return INVALID_REQUEST, problem, fix, {"deepest": DEEPEST_JSON}
+
+
+def _not_json(why: Mapping[str, Any]) -> tuple[str, int]:
+    """What is wrong with a line pydantic's reader refused as JSON, "not valid JSON (...)" with what broke and where
+    (its words in ``why``, named only when plain and short), and the character it broke at (0: not known)."""
+    what, at = why.get("what"), why.get("at")
+    what = what if isinstance(what, str) and _PLAIN_WORDS.fullmatch(what) else "not JSON"
+    if what.startswith("EOF while parsing"):  # pydantic's words for a line cut short, or a bracket missing
+        what = "it ends before its JSON does: cut short, or a closing bracket missing"
+    at = at if isinstance(at, int) and not isinstance(at, bool) and at >= 0 else 0
+    where = f" at character {at}" if at else ""
+    return f"not valid JSON ({what}{where})", at
+
+
+def unparseable_error(params: Any) -> JSONRPCError | None:
+    """The answer to the stand-in for a line that is not JSON and names no id (``_unparseable``): a Parse error under
+    id null, as JSON-RPC 2.0 answers a line it cannot parse (its ids cannot be read: a batch cut short, a request cut
+    before its id), saying what broke and where; None for a notification of that name a client sent (not our token).
+    """
+    given = params if isinstance(params, Mapping) else {}
+    if given.get("token") != _UNPARSEABLE_TOKEN:
+        return None
+    problem, at = _not_json(given)
+    length = given.get("length")
+    line = f"a line of {length} characters" if isinstance(length, int) and not isinstance(length, bool) else "a line"
+    message = (
+        f"kie-mcp could not read {line} it was sent: it is {problem}, and no request id could be read in it, so this "
+        "answer's id is null. Nothing of it was run, priced or sent. Send each request in it again, as complete "
+        "JSON on a line of its own."
+    )
+    error = ErrorData(code=PARSE_ERROR, message=message, data={"at": at, "length": length})
+    return JSONRPCError(jsonrpc="2.0", id=None, error=error)
 
 
 NEWLINE = "\n"  # where a line of the wire ends (not at a bare "\r", JSON whitespace: see the module's docstring)
@@ -667,6 +734,11 @@ class RequestsOnce:
                     log.warning("a request came under the id of a request still running: refused, not run")
                     await self._writes.refuse(duplicate_error(message.id, message.method))
                     continue
+            elif isinstance(message, JSONRPCNotification) and message.method == UNPARSEABLE_METHOD:
+                error = unparseable_error(message.params)
+                if error is not None:  # a line that was not JSON, with no id: answered under id null, never passed on
+                    await self._writes.refuse(error)
+                    continue
             elif isinstance(message, JSONRPCNotification) and message.method == "notifications/cancelled":
                 cancelled = cancelled_request_id_from_params(message.params)
                 if cancelled is not None:
@@ -747,7 +819,8 @@ class WritableMessages:
         self._in_flight.discard(coerce_request_id(request_id))
 
     async def refuse(self, error: JSONRPCError) -> None:
-        """Write ``error``, an answer under an id another request holds, which stays held."""
+        """Write ``error``, an answer that frees no id: under an id another request holds (which stays held), or under
+        id null (a line that was not JSON)."""
         await self._inner.send(written(SessionMessage(error)))
 
     async def send(self, item: SessionMessage) -> None:
