@@ -258,6 +258,9 @@ REFUSED_WITH_A_SECRET = [
     # and in capitals.
     (["sim", "--port", "kie_" + KEY], KEY),
     (["demo", "--header", "x-kie-" + KEY.upper() + ".txt"], KEY.upper()),
+    # Another service's token pasted where KIE's key goes: no KIE key's shape, known by its published prefix.
+    (["demo", "ghp_" + "Ab1" * 12], "ghp_" + "Ab1" * 12),
+    (["catalog", "sync", "AKIA" + "Q7" * 8], "AKIA" + "Q7" * 8),
 ]
 
 

@@ -844,3 +844,30 @@ def test_a_download_is_searched_for_the_key_where_files_keep_their_metadata(wher
         clean.feed(b"\x01" * piece)
     clean.finish()
     assert not clean.found
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "ghp_" + "Ab1" * 12,
+        "github_pat_" + "11ABCDEFG0" * 4,
+        "xoxb-1234567890-abcdefghijABCDEF",
+        "AKIA" + "IOSFODNN7EXAMPLE",
+        "AIza" + "SyA-1234567890abcdefghijklmnopqrstu",
+        "hf_" + "aBcDeFgHiJ" * 3 + "kL",
+    ],
+    ids=["github", "github-fine-grained", "slack", "aws-key-id", "google-api-key", "hugging-face"],
+)
+def test_another_services_token_pasted_where_the_key_goes_is_redacted_by_its_published_prefix(token):
+    """A user pasting the wrong token (a GitHub or AWS one where KIE's key goes) must not see it repeated in a
+    refusal or a log: these have no KIE key's shape, so only their published prefixes tell them."""
+    assert redact(f"unrecognized arguments: {token}. Settings go") == f"unrecognized arguments: {REDACTED}. Settings go"
+    assert redact(f"key={token}") != f"key={token}"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["An Asian market at dusk, AKIA in neon", "hf_ alone, ghp_short, xoxo-hugs", "THE ASIAN SUMMIT 2026 POSTER"],
+)
+def test_words_that_begin_like_a_token_are_left_as_they_are(text):
+    assert redact(text) == text

@@ -118,11 +118,31 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str, tuple[str, ...]], ...] = (
 # "Bearer <token>" anywhere; a token is 8+ token characters with a digit, or 20+ of them, so that prose such
 # as "the bearer of bad news" stays as it is.
 _BEARER = re.compile(r"(?i)\b(bearer)(\s+)([A-Za-z0-9\-._~+/]{8,}=*)")
-# JSON Web Tokens, and keys in the common sk-/rk- form.
+# JSON Web Tokens, keys in the common sk-/rk- form, and other services' tokens by their published prefixes (GitHub,
+# Slack, AWS access key ids, Google API keys, Hugging Face), which a user may paste by mistake where KIE's key goes.
 _TOKEN_SHAPES = re.compile(
     r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*|(?<![A-Za-z0-9_-])(?:sk|rk)[-_][A-Za-z0-9_-]{16,}"
+    r"|(?<![A-Za-z0-9_-])(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{22,}|xox[abposr]-[A-Za-z0-9-]{10,}"
+    r"|(?:AKIA|ASIA)[A-Z0-9]{16}|AIza[A-Za-z0-9_-]{35}|hf_[A-Za-z0-9]{30,})(?![A-Za-z0-9_-])"
 )
-_TOKEN_STARTS = ("eyj", "sk-", "sk_", "rk-", "rk_")
+_TOKEN_STARTS = (
+    "eyj",
+    "sk-",
+    "sk_",
+    "rk-",
+    "rk_",
+    "ghp_",
+    "gho_",
+    "ghu_",
+    "ghs_",
+    "ghr_",
+    "github_pat_",
+    "xox",
+    "akia",
+    "asia",
+    "aiza",
+    "hf_",
+)
 # KIE's API keys: 32 hex digits, letters and digits both (a run up to 256 long is read as one). The one shape of a key
 # in text that holds no registered secret yet (a refused command line, a folder setting): a long run of another shape
 # ("Marketing_Campaign_2025", "ClientProjects2025SummerCampaignFinal") is a name, which, registered as a secret, would
