@@ -7,6 +7,9 @@ pays for it twice unasked:
   way; once the first call has made its task, the same request is warned about as made minutes ago, as before;
 - two servers sent the same request at the same moment make it once;
 - the hold is no quote: its id approves nothing;
+- a call ended before its create (its host cancelled it, or its client went away) lets go of its hold at once, also
+  when the call outlives its server's runtime: the other server auto-approves the request, never warned of a call
+  "still on its way" that has ended; one whose create was sent stays known to the other server by its attempt;
 - a hold a killed server left never blocks the request past its lease: at once where the process can be seen gone,
   minutes later where it cannot (a server in a PID namespace of its own).
 
@@ -16,6 +19,7 @@ real stdio against the simulator in its own process (a real second process, and 
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sqlite3
 import sys
@@ -28,12 +32,13 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
+from mcp import MCPError
 
 from kie_mcp.journal import journal_path
 from kie_mcp.spend import ledger
 
 from .conftest import answering, simulator_running, text_of
-from .test_promise_host_retries import EDIT, IMAGE, picture, retried_while_uploading
+from .test_promise_host_retries import EDIT, IMAGE, cut_off, picture, retried_while_uploading
 from .test_promise_many_servers import lock_journal
 from .test_promise_stop import Server
 from .test_promise_upload_holds import (
@@ -121,6 +126,120 @@ async def test_an_auto_approvals_hold_approves_nothing_passed_as_a_quote(connect
     assert passed.structured_content["status"] == "confirmation_required", text_of(passed)
     assert "is unknown to this workspace" in text_of(passed), text_of(passed)
     assert len(await controls.creates()) == 1
+
+
+async def uploading(controls: Any) -> bool:
+    """Whether an input file is on its way to the simulator (a slow upload: the call holds its request)."""
+    return any("upload" in r["path"].lower() for r in (await controls.get("requests"))["requests"])
+
+
+async def let_go_within(workspace: Path, seconds: float) -> list[str]:
+    """The holds in the journal once none is left, or ``seconds`` later (a cancel reaches the server a moment after
+    the client sent it)."""
+    with anyio.move_on_after(seconds):
+        while holds(workspace):  # noqa: ASYNC110 - the journal: nothing to await but its rows
+            await anyio.sleep(0.02)
+    return holds(workspace)
+
+
+async def gone_while_waiting(opened: Any, call: dict[str, Any], waited: Any) -> None:
+    """Send ``call`` through a client of ``opened`` (a ``connect(...)``), and once ``waited()`` says the call waits,
+    close that client with the call unanswered, as a host that goes away does."""
+
+    async def unanswered(client: Any) -> None:
+        with contextlib.suppress(MCPError):  # the connection closed under it
+            await client.call_tool("generate_image", call)
+
+    async with anyio.create_task_group() as group:
+        client = await opened.__aenter__()
+        try:
+            group.start_soon(unanswered, client)
+            with anyio.fail_after(10):
+                while not await waited():  # noqa: ASYNC110 - the simulator's log: nothing to await but its answer
+                    await anyio.sleep(0.02)
+        finally:
+            await opened.__aexit__(None, None, None)
+
+
+@pytest.mark.parametrize("ending", ["cancelled", "disconnected", "failed"])
+async def test_an_auto_approved_call_ended_before_its_create_lets_go_of_its_request_at_once(
+    connect, controls, tmp_path, ending
+):
+    """The review: two servers on one workspace, auto-approval on, the first call's input file uploading when its host
+    cancels it (notifications/cancelled; in the 2026-07-28 era the request's own scope) or goes away, or when the
+    upload fails. A call that outlived its server's runtime (its client gone in the 2026-07-28 era: the session's
+    runtime closed, the call went on and met a closed journal) could not let go of its hold, which stayed for its
+    three-minute lease: the other server asked the same request, warned of a call "still on its way" that had ended
+    with nothing sent. However the call ends, its hold is let go of at once, and the other server auto-approves the
+    request and makes it, once."""
+    picture(tmp_path)
+    if ending == "failed":
+        await controls.fault("upload", kind="code", code=500)
+    else:
+        await controls.fault("upload", kind="slow", seconds=2.0)
+    call = {**EDIT, "wait_seconds": 20}
+    async with connect(auto_approve_credits=10) as second:
+        first = connect(auto_approve_credits=10)
+        if ending == "failed":
+            async with first as client:
+                failed = await client.call_tool("generate_image", call)
+                assert failed.is_error and "nothing was charged" in text_of(failed), text_of(failed)
+                left = holds(tmp_path)
+        elif ending == "cancelled":
+            async with first as client:
+                await cut_off(lambda: client.call_tool("generate_image", call), lambda: uploading(controls))
+                left = await let_go_within(tmp_path, 1.0)
+        else:
+            await gone_while_waiting(first, call, lambda: uploading(controls))
+            left = holds(tmp_path)  # the server's runtime is closed: nothing of it runs to let go later
+        made = await second.call_tool("generate_image", call)
+    assert left == [], left
+    assert made.structured_content["status"] == "completed", text_of(made)
+    assert "auto-approved" in text_of(made) and ON_ITS_WAY not in text_of(made), text_of(made)
+    assert len(await controls.creates()) == 1 and holds(tmp_path) == []
+
+
+async def test_an_auto_approved_call_cancelled_before_its_create_leaves_its_own_server_free_to_auto_approve_it(
+    connect, controls, tmp_path
+):
+    """The same on the server whose call was cancelled: its in-process claim on the request (``SpendingCalls``) is
+    released with the call, so the request sent again there at once is auto-approved and made, once, never warned of
+    the cancelled call as on its way."""
+    picture(tmp_path)
+    await controls.fault("upload", kind="slow", seconds=2.0)
+    call = {**EDIT, "wait_seconds": 20}
+    async with connect(auto_approve_credits=10) as client:
+        await cut_off(lambda: client.call_tool("generate_image", call), lambda: uploading(controls))
+        left = await let_go_within(tmp_path, 1.0)
+        again = await client.call_tool("generate_image", call)
+    assert left == [], left
+    assert again.structured_content["status"] == "completed", text_of(again)
+    assert "auto-approved" in text_of(again) and ON_ITS_WAY not in text_of(again), text_of(again)
+    assert len(await controls.creates()) == 1
+
+
+async def test_an_auto_approved_call_gone_after_its_create_was_sent_is_never_made_again_elsewhere(
+    connect, controls, tmp_path
+):
+    """Letting go of the hold never erases what says a create may have been charged: a call whose client went away
+    while its create was on its way to KIE lets go of its hold, and its create attempt, written before it was sent,
+    tells the other server of it. The same request there is answered with that task or asked with a warning, never
+    auto-approved into a second create."""
+    await controls.fault("create", kind="slow", seconds=1.0)
+    call = {**IMAGE, "wait_seconds": 20}
+    async with connect(auto_approve_credits=10) as second:
+
+        async def sent() -> bool:
+            return bool(await controls.creates())
+
+        await gone_while_waiting(connect(auto_approve_credits=10), call, sent)
+        again = await second.call_tool("generate_image", call)
+        await anyio.sleep(1.5)  # the first create is answered, whatever became of its call
+    said, status = text_of(again), again.structured_content["status"]
+    assert len(await controls.creates()) == 1, said
+    replayed = "created and charged nothing new" in said  # the handshake era: the call was cut off, its task kept
+    warned = status == "confirmation_required" and said.startswith("WARNING: ") and "a second time" in said
+    assert replayed or warned, said
 
 
 @pytest.mark.parametrize("mode", ["legacy"])  # the lease, not the era: once

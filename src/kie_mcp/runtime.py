@@ -395,7 +395,9 @@ async def open_runtime(
             background.cancel_scope.cancel()
     finally:
         _OPEN[:] = [other for other in _OPEN if other is not runtime]  # by identity: runtimes compare by fields
-        runtime.quotes.release_owed()  # a release still held back: written now if the journal takes it
+        # The requests this server's auto approvals hold, let go of (a call still running sends no create once the
+        # journal is closed), and a release still held back: written now if the journal takes it.
+        runtime.quotes.let_go_all()
         runtime.owed.retry()  # and what became of a create
         if kie is not None:
             await kie.aclose()

@@ -249,6 +249,9 @@ class QuoteBook:
         # that the journal could not take yet (written with the owed releases).
         self._holder = f"{this_process()}/{secrets.token_hex(3)}"
         self._owed_holds: set[str] = set()
+        # The holds this book wrote whose calls have not let go of them yet: let go of when its runtime closes
+        # (``let_go_all``), as a call may outlive it.
+        self._holds: set[str] = set()
 
     def issue(
         self,
@@ -629,6 +632,7 @@ class QuoteBook:
                 " VALUES (?, ?, ?, '{}', ?, 1, ?, ?, ?, ?)",
                 (hold_id, model_id, digest, now + ledger.HOLD_LEASE, now, AUTO_HOLD, self._holder, since),
             )
+        self._holds.add(hold_id)
         _HELD_HERE.setdefault(str(self.journal.path), set()).add(hold_id)
         return hold_id
 
@@ -646,10 +650,23 @@ class QuoteBook:
     def let_go(self, hold_id: str | None) -> None:
         """Give up an auto approval's hold (``hold``): its call ended, its creates in the journal or none sent. A
         journal that cannot take it now (a full disk) gets it with the owed releases (``release_owed``); meanwhile
-        the hold lapses for the other servers as a crashed one's does. Never raises."""
-        if hold_id is not None:
+        the hold lapses for the other servers as a crashed one's does. One let go of already (``let_go_all``) is
+        left alone. Never raises."""
+        if hold_id is not None and hold_id in self._holds:
+            self._holds.discard(hold_id)
             self._owed_holds.add(hold_id)
             self.release_owed()
+
+    def let_go_all(self) -> None:
+        """Give up every hold of this book whose call has not let go of it yet (``let_go``), and write the releases
+        still owed, as its runtime closes, before the journal does: the calls end with the server. A call can outlive
+        its runtime (a 2026-07-28 client in process going away ends the server's lifespan, not its calls), and then
+        meets a closed journal, where it can neither write its own release nor any create's attempt, so it sends no
+        create; a create it sent before is in the journal as its attempt (written before the create is sent), which
+        tells the other servers of it as before. Never raises."""
+        self._owed_holds |= self._holds
+        self._holds.clear()
+        self.release_owed()
 
     def issued_at(self, quote_id: str) -> float | None:
         """When the quote was issued (epoch seconds); None when it is unknown."""
