@@ -992,7 +992,7 @@ async def test_a_download_past_its_deadline_leaves_its_slot_to_other_results_and
     if mode != "auto":
         pytest.skip("the follower is the same in both eras")
     # Far past the deadline; a background try meeting one of them (a task ended after the first tries were cut)
-    # waits it out, as it has no deadline
+    # waits it out, as it gets six times as long
     await controls.fault("files", times=8, kind="stall", after_bytes=0, seconds=1.5)
     async with connect(elicitation=answering(), download_deadline=0.3) as client:
         slow = []
@@ -1011,9 +1011,9 @@ async def test_a_result_slower_than_its_finishing_slot_allows_is_saved_in_the_ba
 ):
     """The review: a result its file server sends slower than a finishing slot allows (a large video on a slow link)
     was cut at the download deadline on every try, the background's too: downloaded and thrown away, hourly, for the
-    14 days KIE keeps it, and never saved; the answer said "try again", which would cut it at the same point. Only
-    the finishing slot has that deadline: the background saves it at whatever pace the file server keeps, and the
-    answer says so."""
+    14 days KIE keeps it, and never saved; the answer said "try again", which would cut it at the same point. The
+    background gives it six times as long (more for a large file), which a slow but working file server meets, and
+    the answer says so (a link slower still: test_promise_save_deadline)."""
     if mode != "auto":
         pytest.skip("the follower is the same in both eras")
     await controls.fault("files", times=-1, kind="stall", after_bytes=0, seconds=1.0)  # every try: slower than 0.3 s

@@ -911,10 +911,11 @@ async def test_works_over_real_http_with_uvicorn() -> None:
 
 async def test_a_trickle_fault_sends_a_whole_answer_a_byte_at_a_time_over_real_http() -> None:
     """An upstream too slow to finish but never silent for a read timeout: the create still runs (and charges), its
-    answer is whole, with its Content-Length, and comes in pieces."""
+    answer is whole, with its Content-Length, and comes in pieces; so does a result file, as a file server that holds
+    a download for as long as it likes."""
     sim = Simulator(SimConfig(speed=0))
     async with served_over_tcp(sim) as base, httpx2.AsyncClient(base_url=base, headers=HEADERS) as real:
-        for endpoint, fault in [("files", {}), ("create", {"every": -1}), ("create", {"bytes": 0})]:
+        for endpoint, fault in [("create", {"every": -1}), ("create", {"bytes": 0})]:
             spec = {"endpoint": endpoint, "fault": {"kind": "trickle", **fault}}
             refused = await real.post("/__sim/faults", json=spec)
             assert refused.status_code == 400 and refused.json()["ok"] is False, fault
@@ -928,6 +929,20 @@ async def test_a_trickle_fault_sends_a_whole_answer_a_byte_at_a_time_over_real_h
         assert json.loads(whole)["data"]["taskId"] in sim.tasks and sim.balance() == 4992
         again = await real.post(CREATE, json={"model": "nano-banana-2", "input": {"prompt": "x"}})
         assert again.json()["code"] == 200  # used up: the next answer comes whole at once
+        await real.post("/__sim/clock/advance", json={"seconds": 60})
+        data = (await real.get(RECORD, params={"taskId": again.json()["data"]["taskId"]})).json()["data"]
+        url = json.loads(data["resultJson"])["resultUrls"][0]
+        whole_file = (await real.get(url)).content
+        step = len(whole_file) // 5 + 1  # five pieces, 0.05 s apart
+        await real.post(
+            "/__sim/faults", json={"endpoint": "files", "fault": {"kind": "trickle", "every": 0.05, "bytes": step}}
+        )
+        pieces = []
+        async with real.stream("GET", url) as response:
+            async for piece in response.aiter_raw():
+                pieces.append(piece)
+        assert b"".join(pieces) == whole_file and int(response.headers["content-length"]) == len(whole_file)
+        assert len(pieces) >= 3, len(pieces)
 
 
 # -- controls refuse NaN, Infinity and values that would wedge the simulator ---------------------

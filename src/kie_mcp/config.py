@@ -190,8 +190,9 @@ class Settings:
     rate_limit_backoff: float = 10.0
     save_grace: float = 15.0  # check_task of a task whose results are being saved waits this long for them (at least)
     # KIE_DOWNLOAD_DEADLINE: a result's download gets this long in all while it holds a finishing slot, more for a
-    # large file (256 KiB/s of its size): then it is stopped and left to the background's tries (which have no such
-    # limit), so slow file servers never hold up the saving of other tasks' results.
+    # large file (256 KiB/s of its size): then it is stopped and left to the background's tries (which get six times
+    # as long, or 32 KiB/s of a larger file: ``downloads.Allowance``), so slow file servers never hold up the saving
+    # of other tasks' results.
     download_deadline: float = 600.0
     http_timeout: float = 30.0
     quote_ttl_seconds: float = 600.0

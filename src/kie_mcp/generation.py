@@ -41,6 +41,7 @@ from kie_mcp.kie.errors import not_published
 from kie_mcp.kie.families import Family
 from kie_mcp.kie.pacing import Slot
 from kie_mcp.media import saved
+from kie_mcp.media.downloads import Allowance
 from kie_mcp.media.frames import frame_notes
 from kie_mcp.media.inputs import (
     LocalFile,
@@ -2688,11 +2689,10 @@ class ProgressReporter:
         await self._send(value, self._total, f"{done}/{len(records)} finished{tail}")
 
 
-async def save_all(rt: Runtime, records: list[TaskRecord], *, deadline: float | None = None) -> list[str]:
-    """Save finished results into the workspace (unless KIE_DOWNLOAD=never); problems come back as lines. ``deadline``:
-    the seconds each download gets in all (more for a large file: ``downloads.deadline``), given while it holds one of
-    the follower's finishing slots, which other tasks' results wait for; None (a background try, check_task's own
-    save) sets no such limit: only a file server that stalls is given up on (``downloads.TRICKLE_BYTES``)."""
+async def save_all(rt: Runtime, records: list[TaskRecord], *, within: Allowance) -> list[str]:
+    """Save finished results into the workspace (unless KIE_DOWNLOAD=never); problems come back as lines. ``within``:
+    how long each download gets in all (``downloads.Allowance``): a finishing slot's, which other tasks' results wait
+    for, or a background try's (check_task's own save too), longer."""
     if not rt.settings.download or rt.kie is None:
         return []
     problems: list[str] = []
@@ -2702,7 +2702,7 @@ async def save_all(rt: Runtime, records: list[TaskRecord], *, deadline: float | 
         had = set(record.files)
         try:
             async with rt.saving.hold(record.task_id or ""):  # a save of this task in flight elsewhere ends first
-                saved = await save_results(rt.kie, rt.journal, rt.settings.workspace, record, least_seconds=deadline)
+                saved = await save_results(rt.kie, rt.journal, rt.settings.workspace, record, within=within)
             problems += saved.problems
             described = described or saved.described
         except JOURNAL_ERRORS as err:

@@ -76,13 +76,17 @@ WRITE_BATCH = 1024 * 1024  # bytes gathered before one write + hash in a worker 
 # trips the read timeout). Any connection a person would call working sends this in well under a second.
 TRICKLE_BYTES = 64 * 1024
 TRICKLE_SECONDS = 60.0
-# ... and while it holds one of the follower's finishing slots (ENDS_AT_ONCE, shared by every task that ends), one
-# that keeps just above that line must still end: a download given ``least_seconds`` (the setting
-# ``download_deadline``, KIE_DOWNLOAD_DEADLINE: 10 minutes) gets that in all, more for a large file (its declared size
-# at this average), then it stops and is left to the background, which saves it at whatever pace the file server
-# keeps (``least_seconds`` None: the trickle line alone). A slow file server never holds a finishing slot for longer.
+# ... and one that keeps just above that line must still end, however long it would go on: every download has an
+# overall deadline (``Allowance``). In one of the follower's finishing slots (ENDS_AT_ONCE, shared by every task that
+# ends) it gets the setting ``download_deadline`` (KIE_DOWNLOAD_DEADLINE: 10 minutes), more for a large file (its size
+# at this average), then it stops and is left to the background. A background try (and check_task's own save) holds
+# no finishing slot but one of the background's few (``SAVES_AT_ONCE``), and a task's save lock: it gets
+# BACKGROUND_TIMES as long, more for a large file (its size at the slower BACKGROUND_BYTES_PER_SECOND), so that a
+# large video on a slow link is still saved, and a link trickling just over the line for days is not.
 AVERAGE_BYTES_PER_SECOND = 256 * 1024
 LEAST_SECONDS = 600.0  # Settings.download_deadline's default
+BACKGROUND_TIMES = 6  # a background try gets this many times a finishing slot's least time: an hour by default
+BACKGROUND_BYTES_PER_SECOND = 32 * 1024  # ... or its size at this pace, when longer (a 2 GiB video: about 18 hours)
 RETENTION_HINT = (
     "KIE keeps generated files for about 14 days; while the file exists a fresh link can be minted through "
     "KIE's download-url endpoint (20 minutes valid)."
@@ -133,6 +137,34 @@ class SavedFile:
     # not whole (an image that does not decode, a video or sound cut short), fetched twice, the same both times: why
     damaged: str | None = None
     holds_key: bool = False  # its bytes hold the API key (KIE echoed it into its metadata): kept, never served
+
+
+@dataclass(frozen=True)
+class Allowance:
+    """How long the download of one file may take in all: ``least_seconds``, or its size at ``bytes_per_second`` when
+    that is longer. The size is the one it declared, or what it has sent once that is more (a body with no
+    Content-Length, or longer than it said, is always allowed that pace of what came). Past it, the download stops
+    (retryable, nothing left behind) whatever pace the file server keeps: each read waits at most the client's
+    timeout, and the trickle line (``TRICKLE_BYTES``) stops only a server slower than 64 KiB a minute, so without it
+    a link sending a little more held its save, and the slot it ran in, for days. ``background``: a background try's
+    (or check_task's own save's), said so when it stops."""
+
+    least_seconds: float = LEAST_SECONDS
+    bytes_per_second: float = AVERAGE_BYTES_PER_SECOND
+    background: bool = False
+
+    def seconds(self, size: int | None) -> float:
+        """Seconds a body of ``size`` bytes (None: not said) gets in all (at the default, a 2 GiB video: 8,192 s)."""
+        return max(self.least_seconds, (size or 0) / self.bytes_per_second)
+
+    def in_background(self) -> Allowance:
+        """What a background try gets, where this is a finishing slot's: ``BACKGROUND_TIMES`` its least time, or its
+        size at ``BACKGROUND_BYTES_PER_SECOND`` (an hour, or 32 KiB/s of a larger file, by default)."""
+        return Allowance(self.least_seconds * BACKGROUND_TIMES, BACKGROUND_BYTES_PER_SECOND, background=True)
+
+
+FINISHING = Allowance()  # a finishing slot's, at the default download_deadline
+STOPPED_IN_BACKGROUND = "a download in the background gets"  # in what a background try cut at its deadline says
 
 
 class DownloadError(Exception):
@@ -337,7 +369,7 @@ async def download(
     max_bytes: int = 2 * 1024**3,
     remint: Callable[[str], Awaitable[str]] | None = None,
     made: date | None = None,
-    least_seconds: float | None = LEAST_SECONDS,
+    within: Allowance = FINISHING,
     renewal_refused_before: bool = True,
 ) -> SavedFile:
     """Save the file at ``url`` as ``dest`` (its extension fixed to the sniffed type) and describe it.
@@ -351,11 +383,10 @@ async def download(
     only, never a new task). KIE refusing to renew a link (400, 404, 422) is final when it did so before
     (``renewal_refused_before``; otherwise ``DownloadError.unrenewed``: a link can be missing for a moment, so it is
     tried once more later); still so, it is kept (it is paid for) and ``damaged`` says why. Each fetch of the body
-    gets ``least_seconds``, or its declared size at ``AVERAGE_BYTES_PER_SECOND`` when that is longer (``deadline``):
-    a slower one stops (``DownloadError``, retryable), as one under ``TRICKLE_BYTES`` a minute does. With
-    ``least_seconds`` None (no finishing slot held: a background try) only the trickle line stops it.
+    ends ``within`` its allowance (``Allowance``: a finishing slot's by default): a slower one stops
+    (``DownloadError``, retryable), as one under ``TRICKLE_BYTES`` a minute does.
     """
-    fetch = functools.partial(_fetch, least_seconds=least_seconds, renewal_refused_before=renewal_refused_before)
+    fetch = functools.partial(_fetch, within=within, renewal_refused_before=renewal_refused_before)
     file = await fetch(client, url, dest, expected, max_bytes, remint, made)
     damage = await anyio.to_thread.run_sync(damaged, file.path, file.mime)
     if damage is None:
@@ -379,12 +410,12 @@ async def _fetch(
     remint: Callable[[str], Awaitable[str]] | None,
     made: date | None,
     *,
-    least_seconds: float | None,
+    within: Allowance,
     renewal_refused_before: bool,
 ) -> SavedFile:
     """``download``'s fetch: one try, and one with a fresh link when the first did not serve the file."""
     dest = _prepare(Path(dest), url)
-    attempt = functools.partial(_attempt, least_seconds=least_seconds)
+    attempt = functools.partial(_attempt, within=within)
     try:
         return await attempt(client, url, url, dest, expected, max_bytes)
     except _Expired as first:
@@ -576,10 +607,10 @@ async def _attempt(
     expected: Expected | None,
     max_bytes: int,
     *,
-    least_seconds: float | None,
+    within: Allowance,
 ) -> SavedFile:
-    """One GET of ``url`` into a temporary file, then into place, within ``deadline`` (no overall limit with
-    ``least_seconds`` None). Raises ``_Expired`` or ``DownloadError``."""
+    """One GET of ``url`` into a temporary file, then into place, ``within`` its allowance (the temporary file is
+    removed when it is not met). Raises ``_Expired`` or ``DownloadError``."""
     tmp: Path | None = None
     fd: int | None = None
     try:
@@ -592,12 +623,12 @@ async def _attempt(
                 fd, tmp = _open_temp(dest)
                 watch = SecretWatch()
                 started = time.monotonic()
-                allowed = math.inf if least_seconds is None else deadline(declared, least_seconds)
-                with anyio.CancelScope(deadline=started + allowed) as timer:
-                    size, sha256, head = await _receive(response, fd, url, expected, max_bytes, watch, timer)
+                with anyio.CancelScope(deadline=started + within.seconds(declared)) as timer:
+                    size, sha256, head = await _receive(response, fd, url, expected, max_bytes, watch, timer, within)
                 if timer.cancelled_caught:
                     elapsed = time.monotonic() - started
-                    raise _too_slow(url, response.num_bytes_downloaded, declared, elapsed, timer.deadline - started)
+                    got = response.num_bytes_downloaded
+                    raise _too_slow(url, got, declared, elapsed, timer.deadline - started, within)
                 wire_bytes = response.num_bytes_downloaded
         except httpx2.UnsupportedProtocol as exc:  # file://, ftp://: not a link to a result, ever (never retried)
             raise DownloadError(
@@ -717,27 +748,38 @@ def _check_status(response: httpx2.Response, url: str) -> None:
     )
 
 
-def deadline(declared: int | None, least_seconds: float) -> float:
-    """Seconds a download of a body of ``declared`` bytes (None: not said) gets in all: ``least_seconds``, or its size
-    at ``AVERAGE_BYTES_PER_SECOND`` when that is longer (a 2 GiB video: 8,192 s)."""
-    return max(least_seconds, (declared or 0) / AVERAGE_BYTES_PER_SECOND)
-
-
-def _too_slow(url: str, got: int, declared: int | None, seconds: float, allowed: float) -> DownloadError:
-    """A download that did not end in the ``allowed`` seconds of its finishing slot (``deadline``): stopped, so that
-    other tasks' results are not held up behind it, and left to the background's tries, which have no such limit
-    (asking again at the same pace would only fetch the same bytes again and stop at the same point)."""
+def _too_slow(
+    url: str, got: int, declared: int | None, seconds: float, allowed: float, within: Allowance
+) -> DownloadError:
+    """A download that did not end in the ``allowed`` seconds it had (``Allowance``): stopped, nothing kept. Where it
+    held a finishing slot, so that other tasks' results are not held up behind it, it is left to the background,
+    which gives it longer; a background try's is tried again later, as a link that slow may be a moment's."""
     of = f" of {declared:,}" if declared is not None else ""
     # The pace it needed: its declared size over the time it had; without one, the average it was always allowed.
-    needed = declared / allowed if declared and allowed > 0 else AVERAGE_BYTES_PER_SECOND
+    needed = declared / allowed if declared and allowed > 0 else within.bytes_per_second
     pace = f"{needed / 1024:,.0f} KiB/s" if needed >= 1024 else f"{needed:,.0f} bytes/s"
+    sent = f"The file server sent {got:,}{of} bytes in {seconds:,.0f} s, slower than the {pace} it needed to finish"
+    if not within.background:
+        later = allowance_words(within.in_background())
+        return DownloadError(
+            f"{sent} within the {allowed:,.0f} s a download gets while other tasks' results wait; nothing is saved "
+            f"yet. kie-mcp goes on saving it in the background, where a download gets longer ({later}).",
+            url=url,
+            retryable=True,
+        )
     return DownloadError(
-        f"The file server sent {got:,}{of} bytes in {seconds:.0f} s, slower than the {pace} it needed to finish "
-        f"within the {allowed:.0f} s a download gets while other tasks' results wait; nothing is saved yet. kie-mcp "
-        "goes on saving it in the background, at whatever pace the file server keeps.",
+        f"{sent} within the {allowed:,.0f} s {STOPPED_IN_BACKGROUND} ({allowance_words(within)}): it was stopped "
+        f"there, and nothing was saved. If the file server stays this slow, {LOGS_HINT}",
         url=url,
         retryable=True,
     )
+
+
+def allowance_words(within: Allowance) -> str:
+    """An allowance in words: "1 h, or 32 KiB/s of a larger file's size"."""
+    least = within.least_seconds
+    time_words = f"{least / 3600:g} h" if least >= 3600 else f"{least / 60:g} min" if least >= 60 else f"{least:g} s"
+    return f"{time_words}, or {within.bytes_per_second / 1024:g} KiB/s of a larger file's size"
 
 
 def _content_length(response: httpx2.Response) -> int | None:
@@ -790,11 +832,12 @@ async def _receive(
     max_bytes: int,
     watch: SecretWatch,
     timer: anyio.CancelScope,
+    within: Allowance,
 ) -> tuple[int, str, bytes]:
     """Stream the body into ``fd``: returns (size, sha256 hex, first bytes); ``watch`` sees every byte (whether the
     file holds the API key where files keep their metadata, searched as it is written, not read again). Memory
     stays about WRITE_BATCH (and the watch's kept tail). ``timer``'s deadline grows with a body longer than it
-    declared (or that declared none): ``AVERAGE_BYTES_PER_SECOND`` of it is always allowed."""
+    declared (or that declared none): ``within``'s pace of it is always allowed (up to ``max_bytes``)."""
     digest = hashlib.sha256()
     pending = bytearray()
     head = b""
@@ -803,7 +846,7 @@ async def _receive(
     started = window_at
     async for chunk in response.aiter_bytes():
         size += len(chunk)
-        timer.deadline = max(timer.deadline, started + size / AVERAGE_BYTES_PER_SECOND)
+        timer.deadline = max(timer.deadline, started + size / within.bytes_per_second)
         if time.monotonic() - window_at >= TRICKLE_SECONDS:
             if size - window_size < TRICKLE_BYTES:
                 raise DownloadError(

@@ -29,8 +29,9 @@ from kie_mcp.tasks import TaskRecord
 from kie_mcp.words import timestamp
 
 from .downloads import (
-    LEAST_SECONDS,
+    FINISHING,
     LOGS_HINT,
+    Allowance,
     DownloadError,
     Expected,
     SavedFile,
@@ -85,11 +86,11 @@ async def save_results(
     record: TaskRecord,
     *,
     max_bytes: int = 2 * 1024**3,
-    least_seconds: float | None = LEAST_SECONDS,
+    within: Allowance = FINISHING,
 ) -> Saved:
     """Download what is not on disk yet, and write the sidecar again when it is not what it should say. Each
-    download gets ``least_seconds`` at least (``downloads.deadline``): a slower one is left to the next try. None: no
-    overall deadline (a background try), only the trickle line."""
+    download ends ``within`` its allowance (``downloads.Allowance``): a slower one is left to the next try, its link
+    kept."""
     if record.state != "succeeded" or not record.task_id or not record.result_urls:
         return Saved([])
     row = journal.task_row(record.task_id)
@@ -123,7 +124,7 @@ async def save_results(
                 max_bytes=most,
                 remint=kie.download_url,
                 made=day,
-                least_seconds=least_seconds,
+                within=within,
                 renewal_refused_before=record.renewal_refused(url),
             )
         except DownloadError as err:

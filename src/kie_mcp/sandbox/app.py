@@ -242,8 +242,8 @@ class FaultyBody(Response):
 
 
 class Trickled(Response):
-    """An API answer sent a few bytes at a time (``trickle``): its headers whole, Content-Length included, then
-    ``bytes`` bytes of its body every ``every`` real seconds."""
+    """An answer (an API answer, or a served result file) sent a few bytes at a time (``trickle``): its headers whole,
+    Content-Length included, then ``bytes`` bytes of its body every ``every`` real seconds."""
 
     def __init__(self, inner: Response, fault: Fault) -> None:
         super().__init__(status_code=inner.status_code)
@@ -310,13 +310,18 @@ async def _run(sim: Simulator, route: SimRoute, request: Request) -> Response:
         return _without_results(sim, response, body_fault)
     if body_fault is not None and body_fault.kind in UPLOAD_ONLY:
         return _with_link(response, body_fault)
-    if body_fault is not None and body_fault.kind in API_BODY:
+    if body_fault is not None and body_fault.kind in API_BODY and (route.category != "files" or _served(response)):
         log.info("fault %s on the answer to %s", body_fault.kind, request.url.path)
         return Trickled(response, body_fault)
-    if body_fault is not None and 200 <= response.status_code < 300:
+    if body_fault is not None and body_fault.kind in FILES_ONLY and _served(response):
         log.info("fault %s on the body of %s", body_fault.kind, request.url.path)
         return FaultyBody(response, body_fault)
     return response
+
+
+def _served(response: Response) -> bool:
+    """Whether a file is really served (its body faults apply; a 403/404 answer goes out unchanged)."""
+    return 200 <= response.status_code < 300
 
 
 def _without_results(sim: Simulator, response: Response, fault: Fault) -> Response:

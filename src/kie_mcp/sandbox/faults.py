@@ -32,10 +32,12 @@ queued.
 ``bytes`` long (default 64 MiB, at most 4 GiB), streamed as it is made, so the simulator never holds it; with
 ``gzip: true`` it is sent gzip-compressed (a compression bomb: a few hundred kilobytes on the wire).
 
-``trickle`` (any endpoint but result files) plays an upstream that answers too slowly to finish but never slowly
-enough for a read timeout: the endpoint runs (a create creates and charges), then its answer goes out with its
-full ``Content-Length``, ``bytes`` bytes (default 1) every ``every`` real seconds (default 0.5). Over real HTTP each
-read then waits only ``every``; through the in-process transport the whole answer is one slow read.
+``trickle`` plays an upstream that answers too slowly to finish but never slowly enough for a read timeout: the
+endpoint runs (a create creates and charges), then its answer goes out with its full ``Content-Length``, ``bytes``
+bytes (default 1) every ``every`` real seconds (default 0.5). Over real HTTP each read then waits only ``every``;
+through the in-process transport an API answer is one slow read. On result files (``files``) it plays a file server
+that keeps a download going for as long as it likes: a file that is really served (a 403/404 answer goes out
+unchanged, and still uses the fault up) goes out so, piece by piece through either transport.
 
 ``link`` (upload endpoints only) plays a broken or hostile upload host: the upload is stored as usual, and its
 answer's file link (``downloadUrl``, and ``fileUrl`` in the older shape) is ``url`` instead, whatever that is
@@ -81,7 +83,7 @@ CREATE_ONLY: frozenset[str] = frozenset({"drop_after_create", "task_fail"})
 FILES_ONLY: frozenset[str] = frozenset({"truncate", "stall", "padded", "damaged", "tagged"})
 STATUS_ONLY: frozenset[str] = frozenset({"no_results"})  # faults in a successful status answer
 UPLOAD_ONLY: frozenset[str] = frozenset({"link"})  # faults in a successful upload answer
-API_BODY: frozenset[str] = frozenset({"trickle"})  # faults in the body of an API answer (not a result file)
+API_BODY: frozenset[str] = frozenset({"trickle"})  # faults in the body of any answer (a result file's too)
 NO_RESULT_SHAPES: tuple[str, ...] = ("missing", "not_json", "empty")
 ECHO_KINDS: tuple[str, ...] = ("code", "task_fail")  # faults that can echo the Authorization header
 HUGE_DEFAULT_BYTES = 64 * 1024**2
@@ -108,8 +110,6 @@ class Fault:
         if self.kind in STATUS_ONLY and category != "status":
             return False
         if self.kind in UPLOAD_ONLY and category != "upload":
-            return False
-        if self.kind in API_BODY and category == "files":
             return False
         return self.endpoint in (category, "any")
 
@@ -175,8 +175,6 @@ def parse_fault(endpoint: Any, fault: Any, times: Any = 1) -> Fault:
             if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds < 0:
                 raise FaultSpecError("a stall fault needs seconds >= 0 (real seconds)")
     elif kind == "trickle":
-        if endpoint == "files":
-            raise FaultSpecError("trickle applies to API answers, not result files (use stall there)")
         every = params.setdefault("every", 0.5)
         if not isinstance(every, int | float) or isinstance(every, bool) or every < 0:
             raise FaultSpecError("a trickle fault needs every >= 0 (real seconds between steps)")

@@ -65,11 +65,14 @@ whether or not a tool call is waiting on it:
   ``settings.save_grace`` for its results (or its own ``wait_seconds``, when longer); the download goes on, and the
   answer says the results are being saved; results waiting for a slot are said to be queued behind the downloads of
   so many other tasks (``queued_behind``), never "in a moment", and no grace is waited for them. Each download there
-  gets ``settings.download_deadline`` in all (longer for a large file: ``downloads.deadline``), then is left to the
+  gets ``settings.download_deadline`` in all (longer for a large file: ``downloads.Allowance``), then is left to the
   background's tries: a slow file server holds a finishing slot no longer. Those tries (``SAVES_AT_ONCE``) and
-  ``check_task``'s own save (``save_now``) hold no finishing slot and have no such deadline: a large result on a slow
-  link is saved at the file server's pace, never cut at the same point on every try; only a stalled one stops
-  (``downloads.TRICKLE_BYTES`` a minute).
+  ``check_task``'s own save (``save_now``) hold no finishing slot, and get longer (``Allowance.in_background``: six
+  times as long, or a slower pace of a large file's size): a large result on a slow link is saved, never cut at the
+  same point on every try, and one trickling on for days (just over the stall line, ``downloads.TRICKLE_BYTES`` a
+  minute) or streaming garbage up to the size limit still ends, nothing of it kept, its link in the journal for the
+  next try, so it never holds a background slot, nor the task's save lock, for good. The first such cut of a task's
+  try is told to the client (``_announce``: what happened, and that check_task tries at once).
 - **One follower per workspace.** Each task is claimed in the journal (``follows``) by the follower that asks
   KIE about it and saves its results, when it starts following it; claims are renewed every ``RESCAN`` and given
   up when the task ends or the server stops. Another server's follower leaves a task claimed by a live one alone,
@@ -210,25 +213,30 @@ def next_gap(age: float) -> float:
 
 async def settle_and_save(rt: Runtime, records: list[TaskRecord]) -> list[str]:
     """The default ``finish``: fold KIE's charge or refund into the spend, then save the results, each download within
-    ``settings.download_deadline`` (it holds a finishing slot: ``ENDS_AT_ONCE``); one slower is left to the
-    background's tries (``save_again``), which have no such limit."""
+    ``settings.download_deadline`` (it holds a finishing slot: ``ENDS_AT_ONCE``; more for a large file:
+    ``downloads.Allowance``); one slower is left to the background's tries (``save_again``), which give it longer."""
     from kie_mcp import generation  # generation -> runtime -> tasks: resolved when first used, not at import
+    from kie_mcp.media.downloads import Allowance
 
     try:  # in a worker thread while another program holds the journal's lock (its writes: one transaction a task)
         problems = await rt.journal.off_loop_when_locked(functools.partial(generation.settle, rt, records))
     except JOURNAL_ERRORS as err:  # no journal to write to: the results are saved all the same
         problems = [f"The journal could not record what KIE charged for {r.task_id} ({err})." for r in records]
-    problems += await generation.save_all(rt, records, deadline=rt.settings.download_deadline)
+    problems += await generation.save_all(rt, records, within=Allowance(rt.settings.download_deadline))
     return problems
 
 
 async def save_again(rt: Runtime, records: list[TaskRecord]) -> list[str]:
-    """The default ``save``: fetch the results a finished task still lacks (``generation.save_all``), at whatever pace
-    the file server keeps (no overall deadline: a background try holds no finishing slot, and one cut at the same
-    point each time would fetch the same bytes again for 14 days); a stalled one still stops (the trickle line)."""
+    """The default ``save``: fetch the results a finished task still lacks (``generation.save_all``), each download
+    within a background try's allowance (``Allowance.in_background``: ``BACKGROUND_TIMES`` the finishing slot's, at a
+    slower pace for a large file): a large result on a slow link is saved, not cut at the same point on every try,
+    and a link that trickles on for days (or streams garbage up to the size limit) ends, its task left to the next
+    try, so that it never holds the background's few slots (``SAVES_AT_ONCE``) and the task's save lock for good."""
     from kie_mcp import generation
+    from kie_mcp.media.downloads import Allowance
 
-    return await generation.save_all(rt, records)
+    within = Allowance(rt.settings.download_deadline).in_background()
+    return await generation.save_all(rt, records, within=within)
 
 
 @dataclass(eq=False)
@@ -265,6 +273,7 @@ class Unsaved:
     next_at: float
     tries: int = 0
     busy: bool = False
+    told_slow: bool = False  # a try was stopped at its deadline (a file server too slow to finish), and that was said
 
 
 @dataclass
@@ -711,6 +720,8 @@ class Follower:
 
     async def _save_again(self, unsaved: Unsaved) -> None:
         """One more try at saving a finished task's results. Never raises (see ``_look``)."""
+        from kie_mcp.media.downloads import STOPPED_IN_BACKGROUND  # media -> tasks: resolved when first used
+
         assert self._rt is not None
         record = unsaved.record
         assert record.task_id is not None
@@ -746,6 +757,11 @@ class Follower:
             self._drop_claim(record.task_id)
         if unsaved.tries == len(SAVE_AGAIN):  # the quick tries are over: hourly from now on, and the client is told
             then = hourly(record)
+            log.warning("task %s: its results could not be saved (%s); %s", record.task_id, why, then)
+            await self._announce(record, then=then)
+        elif not unsaved.told_slow and any(STOPPED_IN_BACKGROUND in line for line in problems):
+            unsaved.told_slow = True  # once a task: a link that slow is usually as slow on the next tries
+            then = too_slow_then(self._rt.settings.download_deadline)
             log.warning("task %s: its results could not be saved (%s); %s", record.task_id, why, then)
             await self._announce(record, then=then)
 
@@ -1482,6 +1498,19 @@ def saving_words(ahead: int | None, *, ending: bool = False) -> str:
         f"{ENDS_AT_ONCE} tasks' results at a time, and leaves a download that takes too long to a later try)"
     )
     return f"kie-mcp saves them after {queue}" if ending else f"its results are queued to be saved: {queue}"
+
+
+def too_slow_then(download_deadline: float) -> str:
+    """What the client is told when a background try at saving a task's results was stopped at its deadline: its
+    file server sent them too slowly to finish (``downloads.Allowance.in_background``)."""
+    from kie_mcp.media.downloads import Allowance, allowance_words  # media -> tasks: resolved when first used
+
+    within = allowance_words(Allowance(download_deadline).in_background())
+    return (
+        f"a try at saving them in the background was stopped: the file server sends them too slowly to finish within "
+        f"what such a try gets ({within}), and nothing of it was kept; KIE's link is kept, kie-mcp tries again later, "
+        "and check_task tries at once (and says why it cannot)"
+    )
 
 
 def hourly(record: TaskRecord) -> str:
