@@ -23,6 +23,10 @@ written again (a photo with one malformed tag broke that); an EXIF block that ca
 stored. Any other failure of Pillow's to turn, convert or encode a picture sends it as it is, never fails the tool.
 Everything else is sent as it is.
 
+A picture made here (upscaled, flattened) is one still: of an animated WebP, PNG, GIF or AVIF, its first frame, and
+the note says so ("It is animated (12 frames): only its first frame is sent"). KIE documents nothing of animated
+inputs, so one that needs nothing done is sent as it is, frames and all.
+
 A field whose data says it takes no transparency (``MediaLimits.opaque``: KIE's "PNG (no transparency)") gets a
 picture with transparent pixels, of any size up to ``DECODE_MAX_PIXELS``, turned upright, flattened onto white and
 sent as a JPEG (upscaled first when small), the note saying so; a picture whose alpha channel is all opaque is sent
@@ -76,6 +80,10 @@ _DECODERS = {
     "avif": "AVIF",
 }
 _SIXTEEN_BIT_GREY = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+# Formats whose files may hold an animation (Pillow's ``n_frames``): a picture made here from one (upscaled,
+# flattened) is its first frame only, a still, and the note says so. A multi-picture JPEG (MPO: a phone's photo with
+# its depth map or preview) or a multi-page TIFF is not an animation: its first picture is the photo.
+_ANIMATED_FORMATS = ("GIF", "PNG", "WEBP", "AVIF")
 
 
 @dataclass(frozen=True)
@@ -290,6 +298,7 @@ def _prepare(source: IO[bytes], name: str, note_only: bool, upscale: bool, opaqu
                 return Prepared(None, None, _unchecked(name, image.size, str(opaque)))
             if not grow and not flatten:
                 return Prepared(None, None, None)
+            frames = _frames(image)  # before the first frame is decoded (``upright``)
             turned = upright(image)  # as viewers and the approval card show it
             width, height = turned.size
             try:
@@ -311,7 +320,7 @@ def _prepare(source: IO[bytes], name: str, note_only: bool, upscale: bool, opaqu
                 kept, media, how = picture.convert("RGB"), JPEG, "JPEG"
             else:  # a field without transparency, given a picture whose alpha channel is opaque: sent as it is
                 return Prepared(None, None, None)
-            note = _note(name, (width, height), size, how, opaque if transparent else None)
+            note = _note(name, (width, height), size, how, opaque if transparent else None, frames)
             if note_only:
                 return Prepared(None, media, note, size)
             buffer = io.BytesIO()
@@ -329,16 +338,38 @@ def _prepare(source: IO[bytes], name: str, note_only: bool, upscale: bool, opaqu
     return Prepared(buffer.getvalue(), media, note, size)
 
 
-def _note(name: str, own: tuple[int, int], size: tuple[int, int] | None, how: str, flattened_for: str | None) -> str:
+def _frames(image: Any) -> int:
+    """How many frames an opened picture holds when it may be an animation (``_ANIMATED_FORMATS``); 1 for a still,
+    for any other format, and when its frames cannot be counted (a GIF's are, frame header by frame header)."""
+    if image.format not in _ANIMATED_FORMATS:
+        return 1
+    try:
+        return max(int(getattr(image, "n_frames", 1)), 1)
+    except Exception:  # a damaged frame past the first: the first is what is sent, and it decoded
+        return 1
+
+
+def _note(
+    name: str,
+    own: tuple[int, int],
+    size: tuple[int, int] | None,
+    how: str,
+    flattened_for: str | None,
+    frames: int = 1,
+) -> str:
     """What the quote and the answer say was done to a picture: upscaled (``size``), flattened onto white because
-    ``flattened_for`` takes no transparency, or both."""
+    ``flattened_for`` takes no transparency, or both; and of an animation (``frames``), that only its first frame is
+    sent: what is made here is a still."""
     flat = f"its transparent pixels are flattened onto white, because {flattened_for} takes no transparency"
+    still = ""
+    if frames > 1:
+        still = f" It is animated ({frames} frames): only its first frame is sent, as a still picture."
     if size is None:
-        return f"{name} ({own[0]}x{own[1]} px) is sent as {how} without transparency: {flat}."
+        return f"{name} ({own[0]}x{own[1]} px) is sent as {how} without transparency: {flat}.{still}"
     also = f"; {flat}" if flattened_for is not None else ""
     return (
         f"{name} ({own[0]}x{own[1]} px) is upscaled (Lanczos) to {size[0]}x{size[1]} px before upload and sent as "
-        f"{how}, because small inputs are often rejected or blurry{also}."
+        f"{how}, because small inputs are often rejected or blurry{also}.{still}"
     )
 
 
