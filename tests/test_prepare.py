@@ -606,28 +606,49 @@ async def test_a_transparent_picture_is_flattened_onto_white_for_a_field_that_ta
         assert all(abs(a - b) <= 3 for a, b in zip(centre, middle, strict=True)), centre  # the picture as it was
 
 
-async def test_a_large_export_with_an_alpha_channel_is_sent_as_it_is_its_transparency_said_to_be_unchecked(
+async def test_a_large_picture_with_an_alpha_channel_is_read_exactly_a_strip_at_a_time_or_said_to_be_unchecked(
     connect, controls, tmp_path
 ):
     """The review: a 5000x4000 RGBA export, every pixel opaque (what many editors write), was refused for Wan 3.0's
-    frames: past the 16 megapixels kie-mcp decodes, its alpha channel cannot be read (Pillow decodes all of a PNG to
-    read it). It is sent byte for byte, and the quote, the question and the answer say its transparency was not
-    checked and KIE may refuse it if some pixel is transparent."""
-    Image.new("RGBA", (5000, 4000), (10, 120, 10, 255)).save(tmp_path / "poster.png", compress_level=1)
+    frames: past the 16 megapixels kie-mcp decodes, its alpha channel cannot be read whole (Pillow decodes all of a
+    PNG to read it). Then it was sent byte for byte with a note that its transparency was not checked. A PNG's alpha
+    is now read exactly, a strip at a time: all opaque, it is sent byte for byte and nothing is said; with one
+    transparent pixel (the last), which kie-mcp cannot flatten without decoding it whole, it is refused before it is
+    priced, saying how to flatten it. A WebP that large is still sent as it is (not read so), the quote, the question
+    and the answer saying its transparency was not checked."""
+    poster = Image.new("RGBA", (5000, 4000), (10, 120, 10, 255))
+    poster.save(tmp_path / "poster.png", compress_level=1)
+    poster.putpixel((4999, 3999), (10, 120, 10, 0))
+    poster.save(tmp_path / "cutout.png", compress_level=1)
+    poster.save(tmp_path / "cutout.webp", lossless=True)
     asked: list[str] = []
     async with connect(answering(seen=asked)) as client:
         estimate = await client.call_tool("estimate_cost", {**WAN, "images": ["poster.png"]})
         made = await client.call_tool("generate_video", {**WAN, "images": ["poster.png"], "wait_seconds": 0})
+        refused = [
+            await client.call_tool(tool, {**WAN, "images": ["cutout.png"]})
+            for tool in ("estimate_cost", "generate_video")
+        ]
+        webp = await client.call_tool("estimate_cost", {**WAN, "images": ["cutout.webp"]})
+        webp_made = await client.call_tool("generate_video", {**WAN, "images": ["cutout.webp"], "wait_seconds": 0})
     assert not estimate.is_error and not made.is_error, text_of(estimate) + text_of(made)
+    for text in (text_of(estimate), asked[0], text_of(made)):
+        assert "poster.png (" not in text and "alpha channel" not in text and "flattened" not in text, text
+    for answer in refused:
+        text = text_of(answer)
+        refusal = "cutout.png has transparent pixels, and at 5000x4000 px, more than 16 megapixels, kie-mcp does not "
+        assert answer.is_error and refusal + "decode it whole to flatten them onto white" in text, text
+        assert "takes pictures without transparency" in text and "save it as JPEG" in text, text
     said = (
-        "poster.png (5000x4000 px) is sent as it is: it has an alpha channel, and at more than 16 megapixels kie-mcp "
+        "cutout.webp (5000x4000 px) is sent as it is: it has an alpha channel, and at more than 16 megapixels kie-mcp "
         "does not decode it to see whether any pixel is transparent. wan/3-0-video's first_frame_url takes no "
         "transparency, so KIE may refuse it if some pixel is"
     )
-    for text in (text_of(estimate), asked[0], text_of(made)):
+    for text in (text_of(webp), asked[-1], text_of(webp_made)):
         assert said in text, text
-    [(link, _)] = await sent_pictures(controls)
-    assert link.endswith(".png") and (await controls.http.get(link)).content == (tmp_path / "poster.png").read_bytes()
+    [(png, _), (webp_link, _)] = await sent_pictures(controls)  # the refused picture was never sent
+    assert png.endswith(".png") and (await controls.http.get(png)).content == (tmp_path / "poster.png").read_bytes()
+    assert (await controls.http.get(webp_link)).content == (tmp_path / "cutout.webp").read_bytes()
 
 
 def animation(path: Path, size: tuple[int, int], fmt: str = "WEBP") -> Path:
