@@ -606,25 +606,119 @@ async def test_a_transparent_picture_is_flattened_onto_white_for_a_field_that_ta
         assert all(abs(a - b) <= 3 for a, b in zip(centre, middle, strict=True)), centre  # the picture as it was
 
 
-async def test_a_large_export_with_an_alpha_channel_is_sent_as_it_is_its_transparency_said_to_be_unchecked(
+async def test_a_large_picture_with_an_alpha_channel_is_read_exactly_a_strip_at_a_time_or_said_to_be_unchecked(
     connect, controls, tmp_path
 ):
     """The review: a 5000x4000 RGBA export, every pixel opaque (what many editors write), was refused for Wan 3.0's
-    frames: past the 16 megapixels kie-mcp decodes, its alpha channel cannot be read (Pillow decodes all of a PNG to
-    read it). It is sent byte for byte, and the quote, the question and the answer say its transparency was not
-    checked and KIE may refuse it if some pixel is transparent."""
-    Image.new("RGBA", (5000, 4000), (10, 120, 10, 255)).save(tmp_path / "poster.png", compress_level=1)
+    frames: past the 16 megapixels kie-mcp decodes, its alpha channel cannot be read whole (Pillow decodes all of a
+    PNG to read it). Then it was sent byte for byte with a note that its transparency was not checked. A PNG's alpha
+    is now read exactly, a strip at a time: all opaque, it is sent byte for byte and nothing is said; with one
+    transparent pixel (the last), which kie-mcp cannot flatten without decoding it whole, it is refused before it is
+    priced, saying how to flatten it. A WebP that large is still sent as it is (not read so), the quote, the question
+    and the answer saying its transparency was not checked."""
+    poster = Image.new("RGBA", (5000, 4000), (10, 120, 10, 255))
+    poster.save(tmp_path / "poster.png", compress_level=1)
+    poster.putpixel((4999, 3999), (10, 120, 10, 0))
+    poster.save(tmp_path / "cutout.png", compress_level=1)
+    poster.save(tmp_path / "cutout.webp", lossless=True)
     asked: list[str] = []
     async with connect(answering(seen=asked)) as client:
         estimate = await client.call_tool("estimate_cost", {**WAN, "images": ["poster.png"]})
         made = await client.call_tool("generate_video", {**WAN, "images": ["poster.png"], "wait_seconds": 0})
+        refused = [
+            await client.call_tool(tool, {**WAN, "images": ["cutout.png"]})
+            for tool in ("estimate_cost", "generate_video")
+        ]
+        webp = await client.call_tool("estimate_cost", {**WAN, "images": ["cutout.webp"]})
+        webp_made = await client.call_tool("generate_video", {**WAN, "images": ["cutout.webp"], "wait_seconds": 0})
     assert not estimate.is_error and not made.is_error, text_of(estimate) + text_of(made)
+    for text in (text_of(estimate), asked[0], text_of(made)):
+        assert "poster.png (" not in text and "alpha channel" not in text and "flattened" not in text, text
+    for answer in refused:
+        text = text_of(answer)
+        refusal = "cutout.png has transparent pixels, and at 5000x4000 px, more than 16 megapixels, kie-mcp does not "
+        assert answer.is_error and refusal + "decode it whole to flatten them onto white" in text, text
+        assert "takes pictures without transparency" in text and "save it as JPEG" in text, text
     said = (
-        "poster.png (5000x4000 px) is sent as it is: it has an alpha channel, and at more than 16 megapixels kie-mcp "
+        "cutout.webp (5000x4000 px) is sent as it is: it has an alpha channel, and at more than 16 megapixels kie-mcp "
         "does not decode it to see whether any pixel is transparent. wan/3-0-video's first_frame_url takes no "
         "transparency, so KIE may refuse it if some pixel is"
     )
-    for text in (text_of(estimate), asked[0], text_of(made)):
+    for text in (text_of(webp), asked[-1], text_of(webp_made)):
         assert said in text, text
-    [(link, _)] = await sent_pictures(controls)
-    assert link.endswith(".png") and (await controls.http.get(link)).content == (tmp_path / "poster.png").read_bytes()
+    [(png, _), (webp_link, _)] = await sent_pictures(controls)  # the refused picture was never sent
+    assert png.endswith(".png") and (await controls.http.get(png)).content == (tmp_path / "poster.png").read_bytes()
+    assert (await controls.http.get(webp_link)).content == (tmp_path / "cutout.webp").read_bytes()
+
+
+def animation(path: Path, size: tuple[int, int], fmt: str = "WEBP") -> Path:
+    """A three-frame animated sticker as Pillow writes one: a card whose colour changes frame by frame (its first
+    frame blue), on a transparent background whose hidden colour is a loud magenta. One opaque corner pixel keeps
+    every frame the whole canvas (else the WebP encoder crops the frames and drops the alpha channel)."""
+    frames = []
+    for colour in ((20, 20, 200, 255), (200, 20, 20, 255), (20, 200, 20, 255)):
+        frame = Image.new("RGBA", size, (255, 0, 255, 0))
+        frame.paste(colour, (size[0] // 4, size[1] // 4, size[0] * 3 // 4, size[1] * 3 // 4))
+        frame.putpixel((0, 0), (1, 2, 3, 255))
+        frames.append(frame)
+    frames[0].save(path, fmt, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    return path
+
+
+async def test_an_animated_picture_flattened_for_a_field_that_takes_no_transparency_is_said_to_be_its_first_frame(
+    connect, controls, tmp_path
+):
+    """The review: an animated WebP (or PNG) given to Wan 3.0's frames, which take no transparency, was flattened
+    onto white and sent as a JPEG: its first frame only, and nothing said so. The quote, the question and the answer
+    name the flattening and that only the first frame is sent, as a still picture; what KIE is given is that frame."""
+    animation(tmp_path / "sticker.webp", (1280, 720))
+    animation(tmp_path / "sticker.png", (1280, 720), "PNG")
+    frames = {**WAN, "images": ["sticker.webp", "sticker.png"]}
+    asked: list[str] = []
+    async with connect(answering(seen=asked)) as client:
+        estimate = await client.call_tool("estimate_cost", frames)
+        made = await client.call_tool("generate_video", {**frames, "wait_seconds": 0})
+    assert not estimate.is_error and not made.is_error, text_of(estimate) + text_of(made)
+    still = "It is animated (3 frames): only its first frame is sent, as a still picture."
+    said = [
+        f"{name} (1280x720 px) is sent as JPEG without transparency: its transparent pixels are flattened onto white, "
+        f"because wan/3-0-video's {field} takes no transparency. {still}"
+        for name, field in (("sticker.webp", "first_frame_url"), ("sticker.png", "last_frame_url"))
+    ]
+    for text in (text_of(estimate), asked[0], text_of(made)):
+        assert all(line in text for line in said), text
+    for link, sent in await sent_pictures(controls):
+        assert link.endswith(".jpg") and sent.format == "JPEG" and sent.mode == "RGB", link
+        assert getattr(sent, "n_frames", 1) == 1 and sent.size == (1280, 720)
+        assert all(abs(a - b) <= 3 for a, b in zip(sent.getpixel((5, 5)), (255, 255, 255), strict=True))  # white
+        centre = sent.getpixel((640, 360))
+        assert all(abs(a - b) <= 6 for a, b in zip(centre, (20, 20, 200), strict=True)), centre  # the first frame
+
+
+async def test_an_animated_picture_goes_as_it_is_to_a_field_that_takes_transparency_and_upscaled_says_its_first_frame(
+    connect, controls, tmp_path
+):
+    """What KIE documents of an edit's images (JPEG, PNG, WEBP) says nothing of animation, so an animated WebP large
+    enough is sent byte for byte, nothing said; a small one is upscaled like any small picture, which makes a still
+    of its first frame: the quote and the answer say so."""
+    animation(tmp_path / "large.webp", (1280, 720))
+    animation(tmp_path / "small.webp", (400, 300))
+    asked: list[str] = []
+    async with connect(answering(seen=asked)) as client:
+        large = await client.call_tool("estimate_cost", {**EDIT, "images": ["large.webp"]})
+        sent_large = await client.call_tool("generate_image", {**EDIT, "images": ["large.webp"], "wait_seconds": 0})
+        small = await client.call_tool("estimate_cost", {**EDIT, "images": ["small.webp"]})
+        sent_small = await client.call_tool("generate_image", {**EDIT, "images": ["small.webp"], "wait_seconds": 0})
+    for answer in (large, sent_large, small, sent_small):
+        assert not answer.is_error, text_of(answer)
+    for answer in (large, sent_large):
+        assert "animated" not in text_of(answer) and "large.webp (" not in text_of(answer), text_of(answer)
+    said = (
+        "small.webp (400x300 px) is upscaled (Lanczos) to 1080x810 px before upload and sent as PNG, keeping its "
+        "transparency, because small inputs are often rejected or blurry. It is animated (3 frames): only its first "
+        "frame is sent, as a still picture."
+    )
+    assert said in text_of(small) and said in text_of(sent_small), text_of(small) + text_of(sent_small)
+    [(as_is, _), (upscaled, picture)] = await sent_pictures(controls)
+    assert (await controls.http.get(as_is)).content == (tmp_path / "large.webp").read_bytes()
+    assert upscaled.endswith(".png") and getattr(picture, "n_frames", 1) == 1 and picture.size == (1080, 810)

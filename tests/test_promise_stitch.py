@@ -3,16 +3,20 @@ output, no saved result is ever replaced, and bad input gets an error that says 
 
 from __future__ import annotations
 
+import builtins
 import errno
 import hashlib
 import os
 import subprocess
 import sys
+import threading
+import time
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from kie_mcp.media import stitch as stitch_mod
@@ -452,3 +456,91 @@ async def test_a_join_a_full_disk_stopped_says_the_disk_is_full_and_is_not_encod
     writes = [run for run in log.read_text().splitlines() if " -f mp4 " in run]
     assert len(writes) == 1 and "-c copy" in writes[0], writes  # the stream copy, and no re-encode after it
     assert sorted(path.name for path in full_outputs.rglob("*") if path.is_file()) == ["filler"]
+
+
+# -- 6. a chain that is one video: answered without holding up other requests --------------------------------------
+
+
+@pytest.fixture
+def slow_disk(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Files to read as off a slow network disk: each open of one (``open`` or ``os.open``) takes ``SLOW_READ``
+    seconds. Gives the set of their real paths to fill, and a list of whether each such open was on this test's
+    thread (the event loop's, which the in-memory server shares)."""
+    loop, slow, on_loop = threading.get_ident(), set(), []
+    opened, os_opened = builtins.open, os.open
+
+    def wait(file: Any) -> None:
+        if isinstance(file, (str, os.PathLike)) and os.path.realpath(file) in slow:
+            on_loop.append(threading.get_ident() == loop)
+            time.sleep(SLOW_READ)
+
+    def slow_open(file: Any, *args: Any, **kwargs: Any) -> Any:
+        wait(file)
+        return opened(file, *args, **kwargs)
+
+    def slow_os_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if kwargs.get("dir_fd") is None and (len(args) < 2 or args[1] is None):  # a name, not one under a folder
+            wait(path)
+        return os_opened(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", slow_open)
+    monkeypatch.setattr(os, "open", slow_os_open)
+    return slow, on_loop
+
+
+SLOW_READ = 1.0  # seconds an open of a file on the slow disk takes
+
+
+async def _joined_while_reading(client: Any, clip: str, on_loop: list[bool]) -> tuple[Any, float, tuple[Any, ...]]:
+    """stitch_videos(clips=[clip], chain=true), and meanwhile: the longest the event loop was held while it ran, and
+    list_models called once a read of the clip is under way (how long it took, whether the join had ended by then)."""
+    answer: list[Any] = []
+    finished = anyio.Event()
+
+    async def join() -> None:
+        answer.append(await client.call_tool("stitch_videos", {"clips": [clip], "chain": True}))
+        finished.set()
+
+    async def ticks() -> None:
+        last = time.monotonic()
+        while not finished.is_set():
+            await anyio.sleep(0.02)
+            worst[0], last = max(worst[0], time.monotonic() - last), time.monotonic()
+
+    worst = [0.0]
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as group:
+            group.start_soon(join)
+            group.start_soon(ticks)
+            began = len(on_loop)
+            for _ in range(3000):  # until a read of the clip is under way
+                if len(on_loop) > began:
+                    break
+                await anyio.sleep(0.01)
+            started = time.monotonic()
+            listed = await client.call_tool("list_models", {"kind": "image"})
+            other = (time.monotonic() - started, finished.is_set(), listed.is_error)
+    return answer[0], worst[0], other
+
+
+async def test_a_chain_that_is_one_video_is_answered_without_holding_up_other_requests(connect, tmp_path, slow_disk):
+    """The review: stitch_videos(chain=true) of a chain that is one video already read that video's header on the
+    event loop, so on a slow or network disk every other request waited for it. Every read of the clip is made in a
+    worker thread: with each open of it taking a second, the event loop never stalls and another call is answered
+    while the clip is read; the answer still names the video and its length. Both ways a clip is given: a task's
+    saved video (the Veo case), and a file of the user's own."""
+    slow, on_loop = slow_disk
+    async with connect(elicitation=answering()) as client:
+        task_id, saved = await _saved_video(client, "waves")
+        mine = tmp_path / "mine.mp4"
+        mine.write_bytes((tmp_path / saved).read_bytes())
+        slow.update({str((tmp_path / saved).resolve()), str(mine.resolve())})
+        joins = {clip: await _joined_while_reading(client, clip, on_loop) for clip in (task_id, "mine.mp4")}
+    for clip, (answer, stall, (took, ended, error)) in joins.items():
+        assert not answer.is_error and "Nothing was joined" in text_of(answer), text_of(answer)
+        assert answer.structured_content["duration"] == pytest.approx(8, abs=1), (clip, answer.structured_content)
+        assert stall < SLOW_READ * 0.6, (clip, stall)  # the loop was never held for a read
+        assert took < SLOW_READ * 0.6 and not ended and not error, (clip, took, ended)  # answered meanwhile
+    assert joins[task_id][0].structured_content["path"] == saved
+    assert joins["mine.mp4"][0].structured_content["path"] == "mine.mp4"
+    assert on_loop and not any(on_loop), on_loop  # every read of the clip in a worker thread

@@ -849,7 +849,8 @@ def _register_tools(mcp: MCPServer) -> None:
         renamed = stitching.name_note(output_name, name)  # final.mov as final.mp4, 夏季广告 as its hash: said
         message = " ".join([*notes, f"Joined {len(paths)} clip(s) into {relative}. {done.note}", renamed]).strip()
         result = StitchedVideo(path=relative, duration=done.duration, reencoded=done.reencoded, message=message)
-        joined = _saved_file(rt.settings.workspace, relative, None, "video/mp4")
+        seconds = await anyio.to_thread.run_sync(_video_seconds, placed, "video/mp4")  # its header: off the loop
+        joined = _saved_file(rt.settings.workspace, relative, None, "video/mp4", seconds)
         return _tool_result(result, message, rt, saved=[joined])
 
     @mcp.tool(title="List tasks", annotations=READ_LOCAL, meta=ui_meta())
@@ -1544,7 +1545,11 @@ async def _find_record(rt: Runtime, task_id: str, *, reading: bool = False) -> T
 async def _chain_in_one(rt: Runtime, clip: str, path: Path, notes: list[str]) -> CallToolResult:
     """stitch_videos' answer when chain=true leaves one clip and there are no captions: that clip's video (``path``,
     judged as a clip) is already the whole chain, so nothing is joined or written; the answer names it and says why.
+    Its name and length are read in a worker thread (``stitch.chain_video``): its header read on the event loop held
+    up every other request meanwhile, seconds on a slow or network disk.
     """
+    from kie_mcp.media.stitch import chain_video  # loaded by stitch_videos already
+
     record = followups.clip_task(rt, clip)
     saved = [f for f in rt.journal.files_for(clip) if f["idx"] == followups.MAIN_RESULT]
     if record is not None and record.parent_task_id and record.operation == "extend":
@@ -1553,15 +1558,11 @@ async def _chain_in_one(rt: Runtime, clip: str, path: Path, notes: list[str]) ->
         why = f"{clip} upgrades {record.parent_task_id}, and its video already holds that clip's whole chain"
     else:
         why = f"{clip} is the only clip of its chain (it continues no earlier clip)"
-    home = rt.settings.workspace.resolve()
-    if saved:
-        relative = saved[0]["path"]
-    else:  # a file of the user's own (chain=true of a path): where it is
-        relative = path.relative_to(home).as_posix() if path.is_relative_to(home) else path_text(path)
+    found = saved[0]["path"] if saved else None  # else a file of the user's own (chain=true of a path)
+    relative, duration = await anyio.to_thread.run_sync(chain_video, rt.settings.workspace, path, found)
     message = " ".join([*notes, f"Nothing was joined: {why}, so it is the video: {relative}."])
-    duration = _video_seconds(path, "video/mp4")
     result = StitchedVideo(path=relative, duration=duration, reencoded=False, message=message)
-    shown = [_saved_file(rt.settings.workspace, relative, clip, saved[0]["mime"])] if saved else []
+    shown = [_saved_file(rt.settings.workspace, relative, clip, saved[0]["mime"], duration)] if saved else []
     return _tool_result(result, message, rt, saved=shown)
 
 
@@ -2209,7 +2210,11 @@ def _task_files(rt: Runtime, tasks: Sequence[TaskRecord]) -> list[SavedFile]:
             rows = {}
         for path in task.files:
             row = rows.get(path)
-            file = _saved_file(rt.settings.workspace, path, task.task_id, row["mime"] if row else None)
+            mime = (row["mime"] if row else None) or mimetypes.guess_type(path)[0]
+            # Its header read here, on the event loop (a few small reads); a tool that reads one it can expect to
+            # be slow passes the length it read in a worker thread (stitch_videos)
+            seconds = _video_seconds(rt.settings.workspace / path, mime)
+            file = _saved_file(rt.settings.workspace, path, task.task_id, mime, seconds)
             # Its size only: a list never reads a video's bytes (a follow-up or a join about to use it does)
             state = kept(rt.settings.workspace / path, row["size"]) if row is not None else "kept"
             if state != "kept":  # deleted or moved since (the gallery then offers nothing of it), or changed
@@ -2236,7 +2241,10 @@ CHANGED_TODO = (
 )
 
 
-def _saved_file(workspace: Path, relative: str, task_id: str | None, mime: str | None = None) -> SavedFile:
+def _saved_file(
+    workspace: Path, relative: str, task_id: str | None, mime: str | None = None, duration: float | None = None
+) -> SavedFile:
+    """A saved file as answers name it; ``duration``: a video's length, read by the caller (``_video_seconds``)."""
     where = (workspace / relative).absolute()
     mime = mime or mimetypes.guess_type(relative)[0]
     return SavedFile(
@@ -2246,18 +2254,18 @@ def _saved_file(workspace: Path, relative: str, task_id: str | None, mime: str |
         file_uri=where.as_uri(),
         resource_uri=f"kie://outputs/{relative.removeprefix('outputs/')}",
         mime_type=mime,
-        duration_seconds=_video_seconds(where, mime),
+        duration_seconds=duration,
     )
 
 
 def _video_seconds(path: Path, mime: str | None) -> float | None:
-    """An MP4/MOV video's length from its header (a few small reads, no decoding), rounded to the millisecond."""
+    """``duration.video_seconds`` (an MP4/MOV's length from its header), its module loaded with the first video, not
+    at start-up. Reads the file: blocking."""
     if not (mime or "").startswith("video/"):
         return None
-    from kie_mcp.media.duration import mp4_seconds
+    from kie_mcp.media.duration import video_seconds
 
-    seconds = mp4_seconds(path)
-    return round(seconds, 3) if seconds is not None else None
+    return video_seconds(path, mime)
 
 
 async def _thumbnails_ready(tasks: Sequence[TaskRecord], workspace: Path, side: int = THUMBNAIL_SIDE) -> None:

@@ -891,6 +891,16 @@ def mp4_seconds(path: Path) -> float | None:
     return _with_file(path, _mp4)
 
 
+def video_seconds(path: Path, mime: str | None) -> float | None:
+    """A saved video's length as answers show it: an MP4/MOV's from its header (``mp4_seconds``: a few small reads,
+    no decoding), rounded to the millisecond; None for a file that is not a video (by ``mime``) or not an MP4/MOV.
+    Reads the file: blocking (on a slow or network disk, seconds), so a tool calls it in a worker thread."""
+    if not (mime or "").startswith("video/"):
+        return None
+    seconds = mp4_seconds(path)
+    return round(seconds, 3) if seconds is not None else None
+
+
 def flac_seconds(path: Path) -> float | None:
     """A FLAC file's length from STREAMINFO, or None."""
     return _with_file(path, _flac)

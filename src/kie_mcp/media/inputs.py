@@ -1182,10 +1182,12 @@ def track_problem(named: str, local: LocalFile, accepts: Accepts) -> str | None:
 
 def opacity_refusal(named: str, local: LocalFile, accepts: Accepts) -> str | None:
     """Why the picture ``local`` cannot go to ``accepts``, a field that takes no transparency
-    (``MediaLimits.opaque``): it may have transparent pixels, and cannot be flattened here (``opacity_problem``:
-    16-bit grey with a transparent value). None when it can be sent: without transparency data, fully opaque,
-    flattened onto white as it is sent (``as_sent``), or too large to decode (sent as it is, the quote saying so).
-    Reads its header from the very file that was hashed (call it in a worker thread)."""
+    (``MediaLimits.opaque``): it has or may have transparent pixels, and cannot be flattened here
+    (``opacity_problem``: 16-bit grey with a transparent value; a PNG too large to decode found to have some). None
+    when it can be sent: without transparency data, fully opaque, flattened onto white as it is sent (``as_sent``),
+    or too large to decode and not found transparent (sent as it is, the quote saying when it was not checked).
+    Reads the very file that was hashed, its header (all of a PNG too large to decode): call it in a worker
+    thread."""
     if accepts.media is None or not accepts.media.opaque or local.media.kind != "image":
         return None
     with still_hashed(local) as handle:
@@ -1193,9 +1195,8 @@ def opacity_refusal(named: str, local: LocalFile, accepts: Accepts) -> str | Non
     if why is None:
         return None
     return (
-        f"{named} may have transparent pixels ({why}); {accepts.what} takes pictures without transparency. Flatten "
-        "it onto a background in an image editor (or remove its alpha channel) and save it as JPEG, then give that "
-        "file."
+        f"{named} {why}; {accepts.what} takes pictures without transparency. Flatten it onto a background in an "
+        "image editor (or remove its alpha channel) and save it as JPEG, then give that file."
     )
 
 

@@ -23,14 +23,22 @@ written again (a photo with one malformed tag broke that); an EXIF block that ca
 stored. Any other failure of Pillow's to turn, convert or encode a picture sends it as it is, never fails the tool.
 Everything else is sent as it is.
 
+A picture made here (upscaled, flattened) is one still: of an animated WebP, PNG, GIF or AVIF, its first frame, and
+the note says so ("It is animated (12 frames): only its first frame is sent"). KIE documents nothing of animated
+inputs, so one that needs nothing done is sent as it is, frames and all.
+
 A field whose data says it takes no transparency (``MediaLimits.opaque``: KIE's "PNG (no transparency)") gets a
 picture with transparent pixels, of any size up to ``DECODE_MAX_PIXELS``, turned upright, flattened onto white and
 sent as a JPEG (upscaled first when small), the note saying so; a picture whose alpha channel is all opaque is sent
-as it is. A picture with an alpha channel past ``DECODE_MAX_PIXELS`` is never decoded to look (Pillow decodes all of
-a PNG to read its alpha: 80 MB for a 20-megapixel one, more with each megapixel): it is sent as it is, the quote saying
-that its transparency was not checked and KIE may refuse it if some pixel is transparent (a large export with an
-opaque alpha channel is common). 16-bit grey with a transparent value, which cannot be flattened without losing
-greys, is refused before it is priced (``opacity_problem``, ``media.inputs.opacity_refusal``).
+as it is. A picture with an alpha channel past ``DECODE_MAX_PIXELS`` is never decoded whole (Pillow decodes all of a
+PNG to read its alpha: 80 MB for a 20-megapixel one, more with each megapixel). A PNG is read exactly a strip at a
+time instead (``alpha``: its alpha plane unfiltered by Pillow's own decoder, in bounded memory): all opaque (a large
+export with an opaque alpha channel is common), it is sent as it is, nothing said; with transparent pixels, which
+cannot be flattened without decoding it whole, it is refused before it is priced, saying how to flatten it. Another
+format (WebP, TIFF, AVIF), or a PNG whose transparency that read does not tell, is sent as it is, the quote saying
+that its transparency was not checked and KIE may refuse it if some pixel is transparent. 16-bit grey with a
+transparent value, which cannot be flattened without losing greys, is refused before it is priced too
+(``opacity_problem``, ``media.inputs.opacity_refusal``).
 
 What is sent is named and remembered by its own hash (``media.inputs``): the upscaled form of a photo and the photo
 itself are two uploads, never one name that the second overwrites.
@@ -47,6 +55,7 @@ from typing import IO, Any
 from kie_mcp.redact import redact_secrets
 from kie_mcp.words import unseen_escaped
 
+from . import alpha
 from .sniff import JPEG, PNG, Sniffed, pillow
 
 log = logging.getLogger(__name__)
@@ -76,6 +85,10 @@ _DECODERS = {
     "avif": "AVIF",
 }
 _SIXTEEN_BIT_GREY = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+# Formats whose files may hold an animation (Pillow's ``n_frames``): a picture made here from one (upscaled,
+# flattened) is its first frame only, a still, and the note says so. A multi-picture JPEG (MPO: a phone's photo with
+# its depth map or preview) or a multi-page TIFF is not an animation: its first picture is the photo.
+_ANIMATED_FORMATS = ("GIF", "PNG", "WEBP", "AVIF")
 
 
 @dataclass(frozen=True)
@@ -286,10 +299,13 @@ def _prepare(source: IO[bytes], name: str, note_only: bool, upscale: bool, opaqu
         with Image.open(source) as image:
             grow = upscale and max(image.size) < MIN_LONG_SIDE
             flatten = opaque is not None and image.has_transparency_data
-            if flatten and not grow and image.size[0] * image.size[1] > DECODE_MAX_PIXELS:
-                return Prepared(None, None, _unchecked(name, image.size, str(opaque)))
+            if flatten and not grow and image.size[0] * image.size[1] > DECODE_MAX_PIXELS:  # never decoded whole
+                found = alpha.transparent(source) if image.format == "PNG" else None  # exactly, a strip at a time
+                said = None if found is False else _unflattened(name, image.size, str(opaque), found)  # opaque: none
+                return Prepared(None, None, said)
             if not grow and not flatten:
                 return Prepared(None, None, None)
+            frames = _frames(image)  # before the first frame is decoded (``upright``)
             turned = upright(image)  # as viewers and the approval card show it
             width, height = turned.size
             try:
@@ -311,7 +327,7 @@ def _prepare(source: IO[bytes], name: str, note_only: bool, upscale: bool, opaqu
                 kept, media, how = picture.convert("RGB"), JPEG, "JPEG"
             else:  # a field without transparency, given a picture whose alpha channel is opaque: sent as it is
                 return Prepared(None, None, None)
-            note = _note(name, (width, height), size, how, opaque if transparent else None)
+            note = _note(name, (width, height), size, how, opaque if transparent else None, frames)
             if note_only:
                 return Prepared(None, media, note, size)
             buffer = io.BytesIO()
@@ -329,22 +345,52 @@ def _prepare(source: IO[bytes], name: str, note_only: bool, upscale: bool, opaqu
     return Prepared(buffer.getvalue(), media, note, size)
 
 
-def _note(name: str, own: tuple[int, int], size: tuple[int, int] | None, how: str, flattened_for: str | None) -> str:
+def _frames(image: Any) -> int:
+    """How many frames an opened picture holds when it may be an animation (``_ANIMATED_FORMATS``); 1 for a still,
+    for any other format, and when its frames cannot be counted (a GIF's are, frame header by frame header)."""
+    if image.format not in _ANIMATED_FORMATS:
+        return 1
+    try:
+        return max(int(getattr(image, "n_frames", 1)), 1)
+    except Exception:  # a damaged frame past the first: the first is what is sent, and it decoded
+        return 1
+
+
+def _note(
+    name: str,
+    own: tuple[int, int],
+    size: tuple[int, int] | None,
+    how: str,
+    flattened_for: str | None,
+    frames: int = 1,
+) -> str:
     """What the quote and the answer say was done to a picture: upscaled (``size``), flattened onto white because
-    ``flattened_for`` takes no transparency, or both."""
+    ``flattened_for`` takes no transparency, or both; and of an animation (``frames``), that only its first frame is
+    sent: what is made here is a still."""
     flat = f"its transparent pixels are flattened onto white, because {flattened_for} takes no transparency"
+    still = ""
+    if frames > 1:
+        still = f" It is animated ({frames} frames): only its first frame is sent, as a still picture."
     if size is None:
-        return f"{name} ({own[0]}x{own[1]} px) is sent as {how} without transparency: {flat}."
+        return f"{name} ({own[0]}x{own[1]} px) is sent as {how} without transparency: {flat}.{still}"
     also = f"; {flat}" if flattened_for is not None else ""
     return (
         f"{name} ({own[0]}x{own[1]} px) is upscaled (Lanczos) to {size[0]}x{size[1]} px before upload and sent as "
-        f"{how}, because small inputs are often rejected or blurry{also}."
+        f"{how}, because small inputs are often rejected or blurry{also}.{still}"
     )
 
 
-def _unchecked(name: str, own: tuple[int, int], opaque: str) -> str:
+def _unflattened(name: str, own: tuple[int, int], opaque: str, transparent: bool | None) -> str:
     """What the quote says of a picture with an alpha channel too large to decode for a field that takes no
-    transparency: sent as it is, its transparency unchecked."""
+    transparency, sent as it is: its transparency unchecked (``transparent`` None: a format or a kind of PNG that
+    ``alpha`` does not read), or found (True; ``opacity_problem`` refuses it before, so said only should that
+    change). One found opaque gets no note: it is what the field takes."""
+    if transparent:
+        why = f"some of its pixels are transparent, and at more than {DECODE_MAX_PIXELS / 1e6:g} megapixels kie-mcp"
+        return (
+            f"{name} ({own[0]}x{own[1]} px) is sent as it is: {why} does not decode it whole to flatten them. "
+            f"{opaque} takes no transparency, so KIE may refuse it."
+        )
     return (
         f"{name} ({own[0]}x{own[1]} px) is sent as it is: it has an alpha channel, and at more than "
         f"{DECODE_MAX_PIXELS / 1e6:g} megapixels kie-mcp does not decode it to see whether any pixel is transparent. "
@@ -362,19 +408,32 @@ def _on_white(rgba: Any) -> Any:
 
 
 def opacity_problem(source: IO[bytes]) -> str | None:
-    """Why the picture in ``source`` cannot be flattened here for a field that takes no transparency, when it may
-    have transparent pixels: 16-bit grey with a transparent value (no faithful 8-bit form, ``as_8_bit``). None when
-    it has no transparency data, can be flattened as it is sent (``prepare_image``), is too large to decode (sent as
-    it is, the quote saying its transparency was not checked), or Pillow cannot read it (left to KIE). Reads only its
-    header."""
+    """Why the picture in ``source`` cannot be flattened here for a field that takes no transparency, said after its
+    name ("photo.png has transparent pixels, ..."): it may have transparent pixels and is 16-bit grey with a
+    transparent value (no faithful 8-bit form, ``as_8_bit``); or it is a PNG past ``DECODE_MAX_PIXELS``, never
+    decoded whole, whose transparent pixels an exact read in strips finds (``alpha.transparent``). None when it has
+    no transparency data, can be flattened as it is sent (``prepare_image``), is too large to decode and is found
+    opaque or cannot be read so (sent as it is; the quote says its transparency was not checked), or Pillow cannot
+    read it (left to KIE). Reads its header, and all of a PNG too large to decode (a strip at a time): call it in a
+    worker thread."""
     try:
         with pillow().open(source) as image:
             if not image.has_transparency_data:
                 return None
             if image.mode in _SIXTEEN_BIT_GREY:
-                return "it is 16-bit grey with a transparent value, which kie-mcp cannot flatten without losing greys"
+                return (
+                    "may have transparent pixels (it is 16-bit grey with a transparent value, which kie-mcp cannot "
+                    "flatten without losing greys)"
+                )
+            width, height = image.size
+            large = image.format == "PNG" and width * height > DECODE_MAX_PIXELS
     except Exception:  # a header Pillow cannot read: left to KIE, as its pixels are
         return None
+    if large and alpha.transparent(source):
+        return (
+            f"has transparent pixels, and at {width}x{height} px, more than {DECODE_MAX_PIXELS / 1e6:g} megapixels, "
+            "kie-mcp does not decode it whole to flatten them onto white (a smaller picture it flattens itself)"
+        )
     return None
 
 

@@ -1051,6 +1051,21 @@ def join_folder(workspace: Path, clips: Sequence[Path], session: str | None, out
     return real_folder(outputs / f"{day}-{slug}")
 
 
+def chain_video(workspace: Path, clip: Path, saved: str | None) -> tuple[str, float | None]:
+    """What stitch_videos answers with when a chain is one video already (``chain=true``, one clip, no captions):
+    nothing is joined or written, and the answer names that video (``clip``, judged as a clip) and its length. Its
+    name: ``saved``, its path in the workspace as the journal keeps it; else (a file of the user's own) its path
+    relative to the workspace when it is inside it, else in full. Its length: from its header (an MP4/MOV's, else
+    None). Reads the file and resolves the workspace: blocking (on a slow or network disk, seconds), so call it in
+    a worker thread."""
+    from kie_mcp.media.duration import video_seconds  # duration imports this module
+
+    if saved is None:
+        home = workspace.resolve()
+        saved = clip.relative_to(home).as_posix() if clip.is_relative_to(home) else path_text(clip)
+    return saved, video_seconds(clip, "video/mp4")
+
+
 def _clips_session(outputs: Path, clips: Sequence[Path]) -> tuple[str, str] | None:
     """The session every clip was saved in (``folder_session``: the latest day of its folders, its slug), or None
     when a clip is no file of a session folder of ``outputs`` or the clips are of several sessions."""
