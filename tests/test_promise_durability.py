@@ -146,15 +146,47 @@ def test_a_create_being_sent_by_a_live_process_is_left_to_it_until_no_create_cou
     assert states == {live: "sending", stale: "unknown"}
 
 
-@eras_in_turn("shape", ["missing", "not_json", "empty"])
-async def test_success_without_a_result_link_is_not_done_and_is_looked_at_again(connect, controls, tmp_path, shape):
+RUNWAY = {"model": "runway-video", "prompt": "waves at dusk", "duration": 5, "aspect_ratio": "16:9"}
+ALEPH = {"model": "runway-aleph", "prompt": "make it rain", "options": {"videoUrl": "https://example.com/in.mp4"}}
+VEO = {"model": "veo3_fast", "prompt": "waves at dusk"}
+GPT4O = {"model": "gpt-4o-image", "prompt": "a fox", "aspect_ratio": "1:1"}
+FLUX = {"model": "flux-kontext-pro", "prompt": "a fox", "aspect_ratio": "1:1"}
+
+
+@eras_in_turn(
+    ("tool", "arguments", "shape"),
+    [
+        *(("generate_image", IMAGE, shape) for shape in ("missing", "not_json", "empty")),
+        *(("generate_video", RUNWAY, shape) for shape in ("missing", "not_json", "empty")),  # links in videoInfo
+        ("generate_video", VEO, "empty"),
+        ("generate_video", ALEPH, "empty"),
+        ("generate_image", GPT4O, "empty"),
+        ("generate_image", FLUX, "empty"),
+    ],
+    ids=[
+        *(f"market-{shape}" for shape in ("missing", "not_json", "empty")),
+        *(f"runway-{shape}" for shape in ("missing", "not_json", "empty")),
+        "veo-empty",
+        "aleph-empty",
+        "gpt4o-empty",
+        "flux-empty",
+    ],
+)
+async def test_success_without_a_result_link_is_not_done_and_is_looked_at_again(
+    connect, controls, tmp_path, tool, arguments, shape
+):
+    """KIE's success with no result link, in each family's own shape (the simulator's ``no_results`` fault: the audit
+    found it did nothing on Runway, whose links are in ``videoInfo``, and the task was saved as usual)."""
     await controls.fault("status", kind="no_results", shape=shape)
-    async with connect(elicitation=answering()) as client:
-        first = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 0})
+    async with connect(elicitation=answering(), max_credits_per_call=10_000) as client:
+        first = await client.call_tool(tool, {**arguments, "wait_seconds": 0})
         task_id = first.structured_content["tasks"][0]["task_id"]
-        await anyio.sleep(0.3)
-        # A wait on the follower, which saw the empty success (a check_task of 0 s would ask KIE again at once).
-        empty = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 0.1})
+        # A wait on the follower, until it saw the empty success (a check_task of 0 s would ask KIE again at once).
+        with anyio.fail_after(10):
+            while True:
+                empty = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 0.1})
+                if empty.structured_content["task"]["state"] not in ("queued", "running"):
+                    break
         later = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 5})
     assert empty.structured_content["task"]["state"] == "succeeded_without_results", text_of(empty)
     said = "a result that could not be read" if shape == "not_json" else "no result link"  # text, not JSON

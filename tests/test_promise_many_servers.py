@@ -32,7 +32,8 @@ from kie_mcp.server import create_server
 from kie_mcp.tasks.follower import QUIET, RESCAN, time_unit
 
 from .conftest import answering, text_of, twice_at_once
-from .test_follower import CountedTransport, video_nobody_waits_for
+from .test_follower import CountedTransport, until_saved, video_nobody_waits_for
+from .test_pacing import max_in_window
 from .test_promise_saved_by_one import a_gone_process
 
 IMAGE = {"prompt": "a red apple on a wooden table", "model": "nano-banana-2"}
@@ -152,6 +153,119 @@ async def test_a_task_whose_following_server_was_killed_is_taken_up_at_the_next_
         journal.close()
     assert taken_after < QUIET * unit
     assert checked.structured_content["task"]["state"] == "succeeded"
+
+
+# -- check_task(wait_seconds=0) on a second server: the one explicit "look now" ------------------------------------
+
+
+async def test_check_task_of_0_s_on_a_second_server_asks_kie_once_and_leaves_the_results_to_the_first_to_save(
+    settings, transport, controls, tmp_path, mode
+):
+    """The audit: with two clients on one workspace, check_task(wait_seconds=0) on the server that does not follow the
+    task answered "queued. Check again later" for a video KIE had finished: it only read the journal, and the
+    following server's next look was up to a minute away (the README calls 0 s "the one explicit 'look now'"). It
+    asks KIE once, answers that the task succeeded and that the other server saves its results; that server,
+    reading the journal, looks at once and saves them, and the second server downloads nothing."""
+    slow = replace(settings, poll_min_interval=2.0)  # the first server's own first look at the video: 72 s away
+    first, second = CountedTransport(transport), CountedTransport(transport)
+    await controls.post("clock/speed", {"speed": 0})
+    async with (
+        Client(create_server(slow, transport=first), elicitation_callback=answering()) as a,
+        Client(create_server(slow, transport=second), mode=mode) as b,
+    ):
+        task_id = await video_nobody_waits_for(a)
+        await controls.post(f"tasks/{task_id}", {"state": "success"})
+        checked = await b.call_tool("check_task", {"task_id": task_id})
+        assert await until_saved(tmp_path, task_id, seconds=10)  # well before the first server's own look
+        later = await listing_files(b, task_id)  # ... and recorded: this server's check_task shows them
+    said = text_of(checked)
+    assert checked.structured_content["task"]["state"] == "succeeded", said
+    assert checked.structured_content["saving"] is True, said
+    assert "being saved by another kie-mcp on this workspace" in said and "Check again later" not in said, said
+    assert second.status_calls(task_id) == 1 and second.file_gets() == 0  # asked once; saving is the first's
+    assert first.file_gets() >= 1
+    assert "being saved" not in text_of(later), text_of(later)
+
+
+@pytest.mark.parametrize("mode", ["auto"])  # the follower and the ledger, not the era: once
+async def test_a_failure_a_second_servers_look_finds_is_recorded_and_refunded_once(
+    settings, transport, controls, tmp_path, mode
+):
+    """What the second server's look finds is the journal's too: a failed task is recorded failed and refunded at
+    once (the following server may stop before its next look), and the following server's own end of it refunds
+    nothing more."""
+    slow = replace(settings, poll_min_interval=2.0)
+    await controls.post("clock/speed", {"speed": 0})
+    async with (
+        Client(create_server(slow, transport=transport), elicitation_callback=answering()) as a,
+        Client(create_server(slow, transport=transport), mode=mode) as b,
+    ):
+        task_id = await video_nobody_waits_for(a)
+        await controls.post(f"tasks/{task_id}", {"state": "fail", "fail_msg": "upstream timeout"})
+        checked = await b.call_tool("check_task", {"task_id": task_id})
+        recorded = journal_rows(tmp_path, "SELECT state FROM tasks WHERE task_id = ?", task_id)
+        refunds = _refunds(tmp_path)
+        with anyio.fail_after(10):  # the first server looks at once, reading the journal, and ends it too
+            while journal_rows(tmp_path, "SELECT 1 FROM follows WHERE task_id = ?", task_id):  # noqa: ASYNC110
+                await anyio.sleep(0.05)
+    assert checked.structured_content["task"]["state"] == "failed", text_of(checked)
+    assert recorded == [("failed",)]
+    assert len(refunds) == 1 and refunds[0] < 0
+    assert _refunds(tmp_path) == refunds
+
+
+async def listing_files(client: Client, task_id: str, seconds: float = 10) -> Any:
+    """check_task's answer once it lists the task's saved files (another server saves and records them)."""
+    with anyio.fail_after(seconds):
+        while True:
+            answer = await client.call_tool("check_task", {"task_id": task_id})
+            if answer.structured_content["task"]["files"]:
+                return answer
+            await anyio.sleep(0.05)
+
+
+class TimedTransport(CountedTransport):
+    """``CountedTransport`` that also notes when each status call was sent."""
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__(inner)
+        self.status_sent: list[float] = []
+
+    async def handle_async_request(self, request: Any) -> Any:
+        if request.url.params.get("taskId"):
+            self.status_sent.append(time.monotonic())
+        return await super().handle_async_request(request)
+
+
+@pytest.mark.parametrize("mode", ["auto"])  # the pacing, not the protocol era: once
+async def test_check_task_of_0_s_in_a_loop_on_a_second_server_stays_within_kies_status_pacing(
+    settings, transport, controls, sim, mode
+):
+    """A host calling check_task(wait_seconds=0) again and again (five loops at once) on the server that does not
+    follow the task: each call asks KIE once, and never more than 10 status calls a second are sent (KIE's limit,
+    the pacing every status call goes through), so KIE refuses none."""
+    slow = replace(settings, poll_min_interval=2.0)  # the first server asks nothing meanwhile
+    second = TimedTransport(transport)
+    await controls.post("clock/speed", {"speed": 0})  # unfinished throughout
+    async with (
+        Client(create_server(slow, transport=transport), elicitation_callback=answering()) as a,
+        Client(create_server(slow, transport=second), mode=mode) as b,
+    ):
+        task_id = await video_nobody_waits_for(a)
+        answers: list[Any] = []
+
+        async def loop() -> None:
+            for _ in range(5):
+                answers.append(await b.call_tool("check_task", {"task_id": task_id}))
+
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as group:
+                for _ in range(5):
+                    group.start_soon(loop)
+    assert {answer.structured_content["task"]["state"] for answer in answers} <= {"queued", "running"}
+    assert second.status_calls(task_id) == 25  # each call asked KIE once
+    assert max_in_window(second.status_sent, 1.0) <= 10, second.status_sent
+    assert len(second.status_sent) - sim.tasks[task_id].polls == 0  # none refused (429)
 
 
 # -- a journal another program holds ----------------------------------------------------------------------------

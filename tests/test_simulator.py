@@ -690,6 +690,87 @@ async def test_slow_malformed_and_html_faults(client: httpx2.AsyncClient, sim: S
     assert (await client.get(f"{BASE}/files/x/0.png")).status_code == 503
 
 
+# Each family's create (path, body) and status path, and where its status answer keeps the result links.
+FAMILY_TASKS: dict[str, tuple[str, dict[str, Any], str, str]] = {
+    "market": (CREATE, {"model": "nano-banana-2", "input": {"prompt": "a red fox"}}, RECORD, "resultJson"),
+    "veo": (f"{VEO}/generate", {"prompt": "a cat surfing"}, f"{VEO}/record-info", "response"),
+    "runway": (
+        "/api/v1/runway/generate",
+        {"prompt": "a cat surfing", "duration": 5, "quality": "720p", "aspectRatio": "16:9", "callBackUrl": ""},
+        "/api/v1/runway/record-detail",
+        "videoInfo",
+    ),
+    "aleph": (
+        "/api/v1/aleph/generate",
+        {"prompt": "make it rain", "videoUrl": "https://example.com/in.mp4"},
+        "/api/v1/aleph/record-info",
+        "response",
+    ),
+    "gpt4o": (
+        "/api/v1/gpt4o-image/generate",
+        {"prompt": "a fox", "size": "1:1"},
+        "/api/v1/gpt4o-image/record-info",
+        "response",
+    ),
+    "flux": ("/api/v1/flux/kontext/generate", {"prompt": "a fox"}, "/api/v1/flux/kontext/record-info", "response"),
+}
+
+
+@pytest.mark.parametrize("family", list(FAMILY_TASKS))
+async def test_a_no_results_fault_takes_the_links_out_of_every_familys_success_in_its_own_shape(
+    client: httpx2.AsyncClient, sim: Simulator, family: str
+) -> None:
+    """The audit: on Runway the fault did nothing (it took a Market ``resultJson`` out of an answer that has none, and
+    counted itself used), so kie-mcp's handling of a success without links was never tried there; on Aleph and Flux
+    Kontext "empty" replaced the links with a Market-shaped list. Each shape now holds for each family where its
+    links are: "missing" none there (Runway: ``videoInfo`` null, as before success), "empty" every link there empty
+    with the rest kept, "not_json" text that is not JSON; and a fault meets a success only."""
+    create_path, create_body, status_path, where = FAMILY_TASKS[family]
+    answer = await body(client, "POST", create_path, json=create_body)
+    assert answer["code"] == 200, answer
+    task_id = answer["data"]["taskId"]
+    await add_fault(client, "status", {"kind": "no_results"})
+    running = (await body(client, "GET", status_path, params={"taskId": task_id}))["data"]
+    assert "/files/" not in json.dumps(running)
+    assert len((await body(client, "GET", "/__sim/state"))["faults"]) == 1  # not a success: still queued
+    await body(client, "DELETE", "/__sim/faults")
+    sim.advance(3600)
+    whole = (await body(client, "GET", status_path, params={"taskId": task_id}))["data"]
+    assert "/files/" in json.dumps(whole[where])  # the links, as the family answers them
+    for shape in ("missing", "empty", "not_json"):
+        await add_fault(client, "status", {"kind": "no_results", "shape": shape})
+        data = (await body(client, "GET", status_path, params={"taskId": task_id}))["data"]
+        assert (await body(client, "GET", "/__sim/state"))["faults"] == [], (family, shape)
+        assert "/files/" not in json.dumps(data), (family, shape, data)
+        assert {k: v for k, v in data.items() if k != where} == {k: v for k, v in whole.items() if k != where}
+        if shape == "missing":
+            assert data.get(where) is None and (where in data) is (family == "runway"), data
+        elif shape == "not_json":
+            assert isinstance(data[where], str)
+            with pytest.raises(ValueError):  # noqa: PT011 - JSONDecodeError
+                json.loads(data[where])
+        else:
+            links = json.loads(data[where]) if family == "market" else data[where]
+            kept = json.loads(whole[where]) if family == "market" else whole[where]
+            assert links.keys() == kept.keys(), (links, kept)
+            emptied = {name for name, value in links.items() if value != kept[name]}
+            assert emptied and all(links[name] in ("", []) for name in emptied), links
+
+
+def test_a_no_results_fault_on_a_success_without_links_stays_queued() -> None:
+    """Nothing to take away (a success that came without its links already): the fault waits for one that has them,
+    never counted used for nothing."""
+    from kie_mcp.sandbox.faults import strip_results
+
+    for data in (
+        {"state": "success", "videoInfo": None},
+        {"state": "success", "resultJson": '{"resultUrls": []}'},
+        {"successFlag": 1, "response": {"resultVideoUrl": "", "resultImageUrl": ""}},
+    ):
+        for shape in ("missing", "empty", "not_json"):
+            assert strip_results(dict(data), shape) is False, (data, shape)
+
+
 async def test_a_huge_fault_answers_a_whole_envelope_of_the_size_asked_plain_or_gzipped(
     client: httpx2.AsyncClient, sim: Simulator
 ) -> None:

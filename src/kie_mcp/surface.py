@@ -290,6 +290,11 @@ BindQuoteId = Annotated[
 DEFAULT_IMAGE_MODEL = "nano-banana-2"  # generate_image's model when none is named
 DEFAULT_VIDEO_MODEL = "veo3_fast"  # generate_video's
 NOT_PRICED = "Taken so that a generate call's arguments can be priced unchanged; it does not change the price."
+# check_task of a finished task another server on the workspace follows: that server saves its results, never this one
+SAVED_ELSEWHERE = (
+    "Its results are being saved by another kie-mcp on this workspace (another client's server, which follows this "
+    "task); check_task shows the files once they are saved."
+)
 NotPriced = Annotated[str | None, Field(description=NOT_PRICED)]
 VideoWait = Annotated[
     float,
@@ -741,7 +746,9 @@ def _register_tools(mcp: MCPServer) -> None:
                         rt.tasks.add(record)
                     except JOURNAL_ERRORS as err:  # a full disk: the answer is what was learnt all the same
                         problems.append(answer_not_recorded(record.task_id, err))
-                if saving and checked.queued is not None:  # waiting for other tasks' downloads: not "in a moment"
+                if saving and checked.elsewhere:  # the server that follows the task saves it, never this one
+                    problems.append(SAVED_ELSEWHERE)
+                elif saving and checked.queued is not None:  # waiting for other tasks' downloads: not "in a moment"
                     words = saving_words(checked.queued)
                     problems.append(f"{words[0].upper()}{words[1:]}; check_task shows the files once they are saved.")
                 elif saving:

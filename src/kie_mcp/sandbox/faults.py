@@ -24,9 +24,11 @@ echo the API key there: a JPEG gets it as a comment (a COM segment), a PNG as a 
 other files are served as they are.
 
 ``no_results`` (status endpoints only) waits for a status answer that reports success and takes its result
-links away, as KIE has been seen to do: ``shape`` "missing" (no ``resultJson``/``response``, the default),
-"not_json" (text that is not JSON) or "empty" (an empty list). Status answers that are not a success leave it
-queued.
+links away, as KIE has been seen to do, in each family's own shape (``strip_results``): ``shape`` "missing" (no
+link at all, the default: Market without ``resultJson``, Veo, GPT-4o Image, Flux Kontext and Aleph without
+``response``, Runway with ``videoInfo`` null), "not_json" (text that is not JSON where the links go) or "empty"
+(every link there empty: ``[]`` for a list, ``""`` for one link). Status answers that are not a success, or a
+success with no link to take away, leave it queued.
 
 ``huge`` (any endpoint but result files) answers before the endpoint runs with a well-formed success envelope
 ``bytes`` long (default 64 MiB, at most 4 GiB), streamed as it is made, so the simulator never holds it; with
@@ -53,6 +55,7 @@ Authorization header>`` appended, the real key included. The simulator's own req
 
 from __future__ import annotations
 
+import json
 import zlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -196,24 +199,65 @@ def parse_fault(endpoint: Any, fault: Any, times: Any = 1) -> Fault:
     return Fault(endpoint=str(endpoint), kind=kind, params=params, times=times)
 
 
+NOT_JSON = "<html>result pending</html>"  # a ``no_results`` fault's "not_json": text where the links go
+
+
 def strip_results(data: Any, shape: str) -> bool:
-    """Take the result links out of a successful status answer (Market ``resultJson``, Veo ``response``).
-    Returns False, changing nothing, when the answer is not a success."""
+    """Take the result links out of a successful status answer, where its family keeps them: Market's ``resultJson``
+    (JSON text), Runway's ``videoInfo`` (one object), the ``response`` object of Veo, GPT-4o Image, Flux Kontext and
+    Aleph. Returns False, changing nothing, when the answer is not a success or has no link to take away: the fault
+    then waits for one that has."""
     if not isinstance(data, dict):
         return False
-    replacement = {"missing": None, "not_json": "<html>result pending</html>", "empty": '{"resultUrls": []}'}[shape]
-    if data.get("state") == "success":
-        key = "resultJson"
-    elif data.get("successFlag") == 1:
+    if data.get("successFlag") == 1:
         key = "response"
-        replacement = {"resultUrls": []} if shape == "empty" else replacement
+    elif data.get("state") == "success" and isinstance(data.get("videoInfo"), dict):
+        key = "videoInfo"  # Runway (record-detail): its links in one object, null until success
+    elif data.get("state") == "success" and "resultJson" in data:
+        key = "resultJson"
     else:
         return False
-    if replacement is None:
-        data.pop(key, None)
+    links = _parsed(data.get(key)) if key == "resultJson" else data.get(key)
+    if not _links_in(links):
+        return False
+    if shape == "not_json":
+        data[key] = NOT_JSON
+    elif shape == "empty":
+        data[key] = json.dumps(_emptied(links)) if key == "resultJson" else _emptied(links)
+    elif key == "videoInfo":
+        data[key] = None  # Runway's answer before success: the field is there, null
     else:
-        data[key] = replacement
+        data.pop(key, None)
     return True
+
+
+def _parsed(text: Any) -> Any:
+    try:
+        return json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
+
+
+def _is_link(value: Any) -> bool:
+    return isinstance(value, str) and value.strip().lower().startswith(("http://", "https://"))
+
+
+def _links_in(value: Any) -> bool:
+    """Whether ``value`` (a family's result object) holds a result link."""
+    if isinstance(value, dict):
+        return any(_links_in(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_is_link(item) for item in value)
+    return _is_link(value)
+
+
+def _emptied(value: Any) -> Any:
+    """``value`` with every link in it empty: a list of links ``[]``, a link ``""``; its other fields kept."""
+    if isinstance(value, dict):
+        return {name: _emptied(item) for name, item in value.items()}
+    if isinstance(value, list):
+        return [] if any(map(_is_link, value)) else value
+    return "" if _is_link(value) else value
 
 
 async def huge_body(fault: Fault) -> AsyncIterator[bytes]:

@@ -55,7 +55,8 @@ whether or not a tool call is waiting on it:
   wakes every ``settings.poll_max_interval`` to refresh its progress estimate (progress notifications double
   as heartbeats). However many calls wait on a task, it is looked at once per scheduled look. ``check_task``
   with ``wait_seconds=0`` is the one explicit "look now": it asks KIE once (after any look in flight), unless 429s
-  pause every look: then the record answers, saying so. A generation stops waiting on a task KIE says succeeded
+  pause every look: then the record answers, saying so. Also of a task another server's follower holds
+  (``_look_apart``: below). A generation stops waiting on a task KIE says succeeded
   without a result link (looked at again every 3 minutes: its answer says so, never "still generating"). A
   generation cut off after its creates, before it waits (cancelled by its host), hands its tasks over (``adopt``):
   they are followed and saved at once, with nobody waiting.
@@ -83,7 +84,12 @@ whether or not a tool call is waiting on it:
   instead of asking KIE, and this server's clients are told of its changes read the same way (``_observe``): every
   ``poll_max_interval`` the follower reads the tasks the journal recorded since its last read (``_relay``, an index
   search on ``updated``) and observes each unfinished one it does not follow, whoever made it and whether or not
-  anyone here asked about it; one another server made and finished between two reads is announced at once.
+  anyone here asked about it; one another server made and finished between two reads is announced at once. A
+  ``check_task`` here with ``wait_seconds=0`` asks KIE all the same, once (``_look_apart``: one such look at a task at a
+  time, through the KIE client's poll pacing and paused by 429s, as every look), on a copy of the record: what it
+  learnt is recorded unless that server recorded the task's end first (``TaskBook.add_unless_ended``), and an end's
+  charge or refund settled (once per task, whichever server comes first); that server reads the end at its next
+  relay (``_ended_elsewhere``) and looks then, not at its schedule's next look, and saves the results: never this one.
 - **Another program's lock on the journal** (a database browser with an edit not saved, a kie-mcp stopped
   mid-write) never holds up the event loop, where SQLite would wait for it up to 30 s with pings, calls and
   cancellations frozen behind it: a look's state is left to the next look (or the task's end) to write, claims are
@@ -285,6 +291,7 @@ class Checked:
     held: bool  # the follower has (or just had) the task: it saves the results, nobody else must
     saving: bool = False  # finished, and its results are being saved right now (or queued to be: ``queued``)
     queued: int | None = None  # saving: the downloads of this many other tasks are ahead of it (``queued_behind``)
+    elsewhere: bool = False  # saving: by another server's follower, which holds the task (never this server)
 
 
 class Follower:
@@ -323,6 +330,9 @@ class Follower:
         self._changes_read: dict[str, float] = {}  # rows the last reads went through (task id: its ``updated``)
         self._started_at = 0.0
         self._relaying = False
+        # ``check_task(wait_seconds=0)`` of tasks another server's follower holds: one look at KIE at a time per task
+        # (``_look_apart``), a call meanwhile waiting for it
+        self._apart: dict[str, anyio.Lock] = {}
         self._wake: anyio.Event | None = None
         self._bound: anyio.Event | None = None
         self._limiter: anyio.CapacityLimiter | None = None
@@ -903,9 +913,11 @@ class Follower:
             watch.note([f"{watch.record.task_id}: its charge or refund could not be recorded ({err})."])
 
     def _note_paused(self, watch: Watch) -> None:
+        self._note_paused_on(watch.record)
+
+    def _note_paused_on(self, record: TaskRecord) -> None:
         """Say on an unfinished task that KIE refuses status checks for now (429s), and when kie-mcp asks again; a note
         of another kind (KIE does not know the task, it is no longer followed) is kept."""
-        record = watch.record
         if not record.finished and (record.error is None or record.error.startswith((RATE_LIMITED, STATUS_FAILED))):
             record.note_rate_limited(max(self._paused_until - time.monotonic(), 0.0))
 
@@ -914,28 +926,37 @@ class Follower:
         watch.failures += 1
         watch.next_at = time.monotonic() + min(FLOOR * 2**watch.failures, MAX_GAP) * self._unit
 
-    def _schedule(self, watch: Watch, outcome: Look) -> str | None:
-        """When to look at ``watch`` next, after a look's ``outcome``; returns why it is no longer followed (``_drop``),
-        or None."""
+    def _rate_limit_after(self, outcome: Look) -> None:
+        """What a look's ``outcome`` (any look: this follower's, or a ``check_task`` of a task another server follows)
+        says of KIE's status budget: a 429 pauses every look (``rate_limit_backoff``, doubling while they come, up to
+        8x; from the second in a row every followed task says so), and an answer ends the pause's notes."""
         assert self._rt is not None
-        now = time.monotonic()
-        if outcome is Look.RATE_LIMITED:  # the account's poll budget is spent: every look waits
+        if outcome is Look.RATE_LIMITED:
             self._rate_limited += 1
             factor = min(2 ** (self._rate_limited - 1), MAX_RATE_LIMIT_FACTOR)
             pause = self._rt.settings.rate_limit_backoff * factor
             log.warning("KIE answered 429 to a status call; looking again in %.1fs", pause)
-            self._paused_until = max(self._paused_until, now + pause)
-            watch.next_at = self._paused_until
+            self._paused_until = max(self._paused_until, time.monotonic() + pause)
             if self._rate_limited >= 2:  # not one 429 (pacing), a storm: every task followed says why it waits
                 for other in self._watches.values():
                     self._note_paused(other)
-            return None
-        if outcome in (Look.SEEN, Look.NOT_VISIBLE):
+        elif outcome in (Look.SEEN, Look.NOT_VISIBLE):
             if self._rate_limited:  # KIE answers again: no task waits on its rate limit any more
                 for other in self._watches.values():
                     if (other.record.error or "").startswith(RATE_LIMITED):
                         other.record.error = None
             self._rate_limited = 0
+
+    def _schedule(self, watch: Watch, outcome: Look) -> str | None:
+        """When to look at ``watch`` next, after a look's ``outcome``; returns why it is no longer followed (``_drop``),
+        or None."""
+        assert self._rt is not None
+        now = time.monotonic()
+        self._rate_limit_after(outcome)
+        if outcome is Look.RATE_LIMITED:  # the account's poll budget is spent: every look waits
+            watch.next_at = self._paused_until
+            return None
+        if outcome in (Look.SEEN, Look.NOT_VISIBLE):
             watch.failures = 0
         else:
             watch.failures += 1
@@ -1328,10 +1349,14 @@ class Follower:
         if watch is None:  # another server's follower asks KIE and saves it: this waits on what the journal says
             if record.task_id is None or not self._held_elsewhere(record.task_id):
                 return Checked(record, [], held=False)
+            problems: list[str] = []
+            if seconds <= 0 and not looked:  # the person asks: KIE is asked once here too (that server saves it)
+                record, problems = await self._look_apart(record)
             [current], _ = await self._wait_on([record], [None], seconds, on_update)
             self._observe(current)
             self._remember_told(current)
-            return Checked(current, [], held=True, saving=current.finished and self._unsaved_results(current))
+            saving = current.finished and self._unsaved_results(current)
+            return Checked(current, problems, held=True, saving=saving, elsewhere=saving)
         if seconds <= 0 and not looked:  # also a success KIE sent without its links: the person asks, KIE is asked
             await self._look_now(watch)
         if watch.record.finished and not watch.done.is_set() and self._ahead(watch) is None:  # its results: saving
@@ -1345,6 +1370,61 @@ class Follower:
         problems = [*watch.problems, *(line for line in problems if line not in watch.problems)]
         saving = current.finished and not watch.done.is_set() and self._unsaved_results(current)
         return Checked(current, problems, held=True, saving=saving, queued=self._ahead(watch) if saving else None)
+
+    async def _look_apart(self, record: TaskRecord) -> tuple[TaskRecord, list[str]]:
+        """``check_task(wait_seconds=0)`` of a task another server's follower holds: one look at KIE now, as that
+        server's own would make, through the same pacing as every status call (10 a second per key, shared by the
+        servers of this machine) and paused as every look while KIE answers 429. On a copy: that server still follows
+        the task and saves its results. What the look found is recorded (``_record_apart``), so that server looks
+        again at its next read of the journal's changes (``_ended_elsewhere``) and settles and saves an end. One such
+        look at a task at a time here: a call meanwhile waits for it, then answers from what it recorded, or asks once
+        more. Returns the record as KIE answered (or as it was, when nothing was asked) and the problems met recording
+        it."""
+        assert self._rt is not None
+        rt = self._rt
+        task_id = record.task_id
+        assert task_id is not None
+        lock = self._apart.setdefault(task_id, anyio.Lock())
+        try:
+            async with lock:
+                with contextlib.suppress(*JOURNAL_ERRORS):  # what a look just before recorded (this one's, or that
+                    record = rt.tasks.get(task_id) or record  # server's): a task found ended is not asked about
+                seen = record.model_copy(deep=True)
+                if seen.finished:
+                    return seen, []
+                if time.monotonic() < self._paused_until:  # KIE answered 429: the record answers, as for every look
+                    if self._rate_limited >= 2:
+                        self._note_paused_on(seen)
+                    return seen, []
+                first = first_look(self._typical(seen)) * self._unit  # Runway's grace runs after it, as there
+                outcome, _ = await refresh(rt.kie, rt.typical_seconds, seen, rt.links_kept, first_look=first)
+                self._rate_limit_after(outcome)
+                if outcome is Look.RATE_LIMITED and self._rate_limited >= 2:
+                    self._note_paused_on(seen)
+                if outcome is not Look.SEEN or seen.state == record.state:
+                    return seen, []
+                return seen, await self._record_apart(seen)
+        finally:
+            if not lock.locked() and not lock.statistics().tasks_waiting:
+                self._apart.pop(task_id, None)
+
+    async def _record_apart(self, record: TaskRecord) -> list[str]:
+        """Record what a look of ``_look_apart`` found, unless the task's follower recorded its end first (the journal
+        keeps that, with its saved files: ``TaskBook.add_unless_ended``); an end's charge or refund is settled now (once
+        per task, whichever server comes first), so it counts even if that server stops before its next look. Never
+        raises: the answer is what KIE said all the same."""
+        assert self._rt is not None
+        rt = self._rt
+        from kie_mcp import generation  # generation -> runtime -> tasks: resolved when first used, not at import
+
+        problems: list[str] = []
+        try:
+            if record.finished:
+                problems += await rt.journal.off_loop_when_locked(functools.partial(generation.settle, rt, [record]))
+            await rt.journal.off_loop_when_locked(functools.partial(rt.tasks.add_unless_ended, record))
+        except JOURNAL_ERRORS as err:
+            problems.append(answer_not_recorded(record.task_id, err))
+        return problems
 
     async def save_now(self, record: TaskRecord, seconds: float) -> tuple[list[str], bool]:
         """``check_task`` of a task that had ended before it, which no follower holds: save what its results lack,
@@ -1414,7 +1494,10 @@ class Follower:
             self._changes_read[task_id] = row["updated"]
             if read.get(task_id) == row["updated"]:  # read already (the overlap): unchanged since
                 continue
-            if task_id in self._watches or task_id in self._unsaved or task_id in self._observed:
+            if (watch := self._watches.get(task_id)) is not None:
+                self._ended_elsewhere(watch, row["state"])
+                continue
+            if task_id in self._unsaved or task_id in self._observed:
                 continue
             if task_id in self._dropped or row["state"] not in (*TASK_STATES_UNFINISHED, "succeeded", "failed"):
                 continue
@@ -1429,6 +1512,14 @@ class Follower:
                     self._observe(record)  # told once its results are saved (``_relay_observed``)
                 else:
                     await self._announce(record)
+
+    def _ended_elsewhere(self, watch: Watch, state: str) -> None:
+        """The journal says a task this follower follows has ended (``state``), and it has not seen that: another
+        server's ``check_task`` asked KIE (``_look_apart``). Looked at now (paced, and paused by 429s, as every look),
+        not at the schedule's next look a minute away maybe: this follower settles and saves it."""
+        if state in ("succeeded", "failed") and not watch.record.finished and not watch.busy:
+            watch.next_at = min(watch.next_at, time.monotonic())
+            self._poke()
 
     async def _relay_observed(self) -> None:
         """Announce (subscribers, log message) each observed task whose state or saved files changed in the

@@ -753,6 +753,19 @@ class TaskBook:
                 **context,
             )
 
+    def add_unless_ended(self, record: TaskRecord) -> bool:
+        """Save what a server learnt of a task another server follows (its ``check_task`` asked KIE), unless the journal
+        records the task ended already: that end, with its saved files, is its follower's, never replaced by what a
+        look saw (the journal's own guard keeps only an end from reading unfinished again). One write transaction.
+        Returns whether it was saved."""
+        assert record.task_id is not None
+        with self.journal.transaction():
+            kept = self.get(record.task_id)
+            if kept is not None and kept.finished:
+                return False
+            self.add(record)
+        return True
+
     def claim(self, record: TaskRecord, **context: Any) -> TaskRecord | None:
         """Record a task a create just answered with, unless the journal already holds a live (not failed) task of
         that id: KIE answered this create with the task an earlier request started (a second ask for a Veo clip's
