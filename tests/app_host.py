@@ -49,10 +49,15 @@ def dump(result: Any) -> dict[str, Any]:
 
 
 class AppHost:
-    """The bridge between a host page in the browser and the kie-mcp server (through an SDK client)."""
+    """The bridge between a host page in the browser and the kie-mcp server (through an SDK client).
 
-    def __init__(self, client: Client) -> None:
+    ``approve_answer_seconds``: how long the card waits for the answer to Approve's call, past what the call itself
+    may take, before it says none came (the app's ``APPROVE_ANSWER_SECONDS``, 60): a test of a host that never
+    answers shortens it in the app it serves, rather than waiting a minute."""
+
+    def __init__(self, client: Client, *, approve_answer_seconds: float | None = None) -> None:
         self.client = client
+        self.approve_answer_seconds = approve_answer_seconds
         self.views: dict[str, dict[str, Any]] = {}
         self.events: list[dict[str, Any]] = []  # every message the view sent the host
         self.relayed: list[dict[str, Any]] = []  # every tools/call and resources/read relayed to the server
@@ -90,6 +95,10 @@ class AppHost:
     async def running(self) -> AsyncIterator[AppHost]:
         read = await self.client.read_resource(APP_URI)
         self.html = read.contents[0].text
+        if self.approve_answer_seconds is not None:
+            constant = "const APPROVE_ANSWER_SECONDS = 60;"
+            assert self.html.count(constant) == 1, "the app no longer names APPROVE_ANSWER_SECONDS as the host expects"
+            self.html = self.html.replace(constant, f"const APPROVE_ANSWER_SECONDS = {self.approve_answer_seconds:g};")
         listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
         port = listener.extra(anyio.abc.SocketAttribute.local_port)
         self.url = f"http://127.0.0.1:{port}"

@@ -1354,9 +1354,12 @@ async def test_in_a_browser_a_picture_without_a_preview_is_read_only_when_clicke
 @pytest.mark.parametrize("mode", ["legacy"])
 async def test_in_a_browser_a_right_to_left_prompt_reads_right_to_left(connect_app, browser, tmp_path):
     """The audit: a Hebrew prompt was laid out left to right on the tile and the card (its full stop at the wrong
-    end); so was an input's name. Each takes its direction from its own text."""
+    end); so was an input's name. Each takes its direction from its own text. (An input's caption names it as the
+    call wrote it: here a file in the workspace's root, its Hebrew name alone; under a Latin folder the path reads
+    left to right, as the path it is.)"""
     prompt = "צילום מוצר של בקבוק סרום על צפחה רטובה, תאורה רכה 4K!"
-    picture = still(tmp_path, "בקבוק.png")
+    picture = "בקבוק.png"
+    (tmp_path / still(tmp_path, picture)).rename(tmp_path / picture)
     direction = "(s => getComputedStyle(document.querySelector(s)).direction)"
     async with connect_app(elicitation=answering()) as client:
         made = await client.call_tool("generate_image", {**IMAGE, "prompt": prompt})

@@ -10,6 +10,7 @@ import os
 import posixpath
 import re
 import shutil
+import unicodedata
 from datetime import date
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -23,7 +24,7 @@ from kie_mcp.media.downloads import output_folder, poster_path
 
 from .browser import Page, save_artifact, spread
 from .conftest import answering, session_folder, text_of
-from .test_gallery_hostile import MODEL, Facts, as_served, save, sidecar
+from .test_gallery_hostile import MODEL, PNG, Facts, as_served, linked_names, save, sidecar
 
 HOSTILE = "Neon sign <script>document.title='pwned'</script><img src=x onerror=\"document.title='pwned'\"> & more"
 IMAGE = {"prompt": "A red apple on a wooden table", "model": "nano-banana-2"}
@@ -976,3 +977,78 @@ async def test_a_sidecar_that_misses_a_measured_charge_is_written_again_by_check
     assert (path.stat().st_ino, path.stat().st_mtime_ns) == (written.st_ino, written.st_mtime_ns)  # once
     page = (session_folder(tmp_path, "gutter") / "index.html").read_text(encoding="utf-8")
     assert card_facts(page)["runway/extend"].startswith(f" · {task['credits_charged']:g} credits · "), page
+
+
+# -- what a card says of its result: hidden characters, a file changed since, damage in the dark ------------------
+
+TAG_WORDS = "".join(chr(0xE0000 + ord(c)) for c in "hidden words")  # show nothing; a model reads the words
+
+
+async def test_hidden_characters_in_a_prompt_or_a_file_name_are_shown_escaped_on_the_pages(tmp_path):
+    """The audit: a prompt's tag letters showed nothing and its right-to-left override turned the rest around on
+    the pages, and so did one in a file copied in by hand (``invoice\u202egnp.exe.png`` read ``invoiceexe.png``).
+    Each is written escaped, as the confirmation form and the approval card show them; the link leads to the file."""
+    outputs = tmp_path / "outputs"
+    folder = outputs / "2026-01-01-hidden"
+    save(folder, "kitten", sidecar(folder, "kitten", "A kitten" + TAG_WORDS + " \u202eenoyreve rof"))
+    copied = "invoice\u202egnp.exe.png"
+    (folder / copied).write_bytes(PNG)
+    await gallery.refresh(tmp_path)
+    for page in ((folder / gallery.PAGE).read_text(encoding="utf-8"), page_of(tmp_path)):
+        facts = Facts(page)
+        assert "A kitten\\udb40\\udc68\\udb40\\udc69" in facts.text and "\\u202eenoyreve rof" in facts.text
+        assert "invoice\\u202egnp.exe.png" in facts.text
+        assert not [f"U+{ord(ch):04X}" for ch in page if unicodedata.category(ch) == "Cf"]
+        assert os.fsencode(copied) in linked_names(facts)
+
+
+async def test_a_result_changed_since_it_was_saved_says_so_on_its_card(tmp_path):
+    """A saved clip overwritten since (another size than its sidecar says), with no poster, was drawn as a player
+    that plays nothing, with no word (the pages run no script to say so): its card says it changed. One whose size
+    is the saved one says nothing of the kind."""
+    folder = tmp_path / "outputs" / "2026-01-01-changed"
+    save(folder, "kept", sidecar(folder, "kept"))
+    clip = f"{MODEL}_clip_1.mp4"
+    said = sidecar(folder, "clip")
+    said["files"][0] |= {"path": f"outputs/{folder.name}/{clip}", "size": 4000, "mime": "video/mp4"}
+    (folder / f"{MODEL}_clip.json").write_text(json.dumps(said))
+    (folder / clip).write_bytes(b"\0" * 5000)  # not the clip kie-mcp saved, and no video at all
+    await gallery.refresh(tmp_path)
+    page = (folder / gallery.PAGE).read_text(encoding="utf-8")
+    cards = {Facts(card).targets[0]: Facts(card).text for card in page.split("<figure")[1:]}
+    assert "Changed since it was saved" in cards[clip], cards
+    assert "Changed" not in cards[f"{MODEL}_kept_1.png"], cards
+
+
+LEGIBLE = """(() => { const e = document.querySelector('.damaged');
+  return [getComputedStyle(e).color, getComputedStyle(e.closest('figure')).backgroundColor]; })()"""
+
+
+def _contrast(foreground: str, background: str) -> float:
+    """WCAG's contrast ratio of two opaque ``rgb(r, g, b)`` colours."""
+
+    def luminance(colour: str) -> float:
+        channels = [int(v) / 255 for v in re.findall(r"\d+", colour)[:3]]
+        r, g, b = (c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+    light, dark = sorted((luminance(foreground), luminance(background)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+async def test_in_a_browser_a_damaged_result_s_warning_is_legible_in_light_and_dark(tmp_path, browser, scheme):
+    """The audit: in dark mode the red "Damaged: ..." line stood at 2.53:1 on its card (WCAG asks 4.5:1)."""
+    folder = tmp_path / "outputs" / "2026-01-01-damaged"
+    said = sidecar(folder, "cut")
+    said["files"][0]["damaged"] = "it is cut short after 1,234 bytes"
+    save(folder, "cut", said)
+    await gallery.refresh(tmp_path)
+    page = browser.new_page(800, 900)
+    try:
+        page.send("Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": scheme}]})
+        page.goto((folder / gallery.PAGE).as_uri())
+        foreground, background = page.evaluate(LEGIBLE)
+    finally:
+        page.close()
+    assert _contrast(foreground, background) >= 4.5, (scheme, foreground, background)

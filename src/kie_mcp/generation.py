@@ -62,7 +62,7 @@ from kie_mcp.media.inputs import (
 )
 from kie_mcp.media.results import LINKS_STILL_WORK, describe, save_results
 from kie_mcp.processes import owner_gone
-from kie_mcp.redact import redact, redact_secrets
+from kie_mcp.redact import hides_credentials, redact, redact_secrets
 from kie_mcp.runtime import Runtime
 from kie_mcp.spend import (
     Approval,
@@ -1355,6 +1355,15 @@ def price_change(rt: Runtime, p: Plan, *, asked: bool = False) -> str | None:
     )
 
 
+# What the confirmation form and the approval card add for a request holding text shaped like a credential
+# (``hides_credentials``): shown as [redacted], as every answer shows it, it is sent as written, and a person reading
+# [redacted] would take it as left out.
+SENT_AS_WRITTEN = (
+    "Text shown as [redacted] is sent to KIE as written: it is shaped like a credential (a token, a password), and "
+    "kie-mcp takes only your KIE key out of a request; remove it from the prompt if it is a real credential."
+)
+
+
 def question(p: Plan, confirmation: str | None = None, why: str | None = None) -> str:
     """The confirmation text, led by ``why`` it is asked again (a quote whose price changed). Deterministic: the
     2026 protocol may ask it twice and compare."""
@@ -1369,6 +1378,7 @@ def question(p: Plan, confirmation: str | None = None, why: str | None = None) -
     # On one line, its breaks written \n: a host showing the form as markdown would make "\n## Cost: 0 credits" in a
     # prompt a heading of its own, read as kie-mcp's and not the prompt's.
     excerpt = f" Prompt: {quoted_excerpt(prompt, limit=92)}." if prompt else ""
+    excerpt += f" {SENT_AS_WRITTEN}" if hides_credentials(p.wire) else ""
     warned = p.notes[:1] if p.unsettled else ()  # the same request's unknown outcome (``twins``) leads
     notes = "".join(f" {note}" for note in p.notes[len(warned) :])
     ref = f" (confirmation {confirmation})" if confirmation else ""

@@ -653,6 +653,13 @@ def redact_value(value: Any, *, secrets_only: bool = False) -> Any:
     return value
 
 
+def hides_credentials(value: Any) -> bool:
+    """Whether ``redact_value`` hides more of ``value`` than the registered secrets: text shaped like a credential
+    (a token, a password), which a request sends as written (only the key is taken out of one), though every answer
+    shows it as ``[redacted]``."""
+    return redact_value(value) != redact_value(value, secrets_only=True)
+
+
 # -- logging -------------------------------------------------------------------------------
 
 _exception_formatter = logging.Formatter()

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import anyio.to_thread
 from mcp.server.apps import Apps, ResourceCsp, client_supports_apps
 
-from kie_mcp.redact import redact, redact_value
+from kie_mcp.redact import hides_credentials, redact, redact_value
 from kie_mcp.words import unseen_escaped
 
 if TYPE_CHECKING:
@@ -136,14 +136,20 @@ async def card_meta(
     ``form_refused``: the client declared forms but refused this call's, so Approve passes the quote (``"quote"``);
     under ``KIE_APPROVAL=form`` (``form_only``), where only the form approves, the card says so and cannot approve.
 
-    What the card shows is redacted (a key pasted into a prompt is not shown back). ``arguments``, which Approve
-    sends as they are, are the caller's own with the API key taken out wherever it stands (``redact_secrets``:
-    only the key, so a signed link's token or a prompt's "password: ..." is sent as given): the key is in no part
-    of the answer. A request that held it (``holds_key``) is then not the one the card could send: its quote binds
-    the exact request, which the card no longer holds, so the card offers no Approve and says why (an Approve sent
-    all the same is refused by that binding, free)."""
+    What the card shows is redacted (a key pasted into a prompt is not shown back), and what shows nothing or turns
+    the text around it (tag characters spelling words, a right-to-left override) is shown escaped (``unseen_escaped``),
+    as the confirmation form shows it: the card reads as what Approve sends. ``arguments``, which Approve sends as
+    they are, are redacted as every answer is (``redact_value``: the API key, and text shaped like a credential, such
+    as a prompt's ``ghp_...`` token or a signed link's ``access_token=...``), so no part of the answer holds them. A
+    request that held either (``holds_key``, ``holds_credential``) is then not the one the card could send: its quote
+    binds the exact request, which the card no longer holds, so the card offers no Approve and says why (an Approve
+    sent all the same is refused by that binding, free). ``sent_as_written``: what the form says too of text shown
+    as [redacted] that the request sends (only the key is taken out of a request)."""
+    from kie_mcp.catalog.pricing import usd_text
     from kie_mcp.generation import (  # as the confirmation text says them
+        SENT_AS_WRITTEN,
         auto_approve_limit,
+        input_text,
         outputs_made,
         outputs_text,
         settings_shown,
@@ -154,11 +160,16 @@ async def card_meta(
     credits = quote.credits_total
     outputs, each, at_most = outputs_made(plan)
     given = {k: v for k, v in arguments.items() if k not in ("quote_id", "bind_quote_id")}
-    sent = redact_value(given, secrets_only=True)
+    sent = redact_value(given)
+    without_key = redact_value(given, secrets_only=True)
+    prompt = redact(str(plan.wire.get("prompt", "")))
+    settings = [[name, _shown(value)] for name, value in settings_shown(plan)]
     card = {
         "tool": tool,
         "arguments": sent,
-        "holds_key": sent != given,
+        "holds_key": without_key != given,
+        "holds_credential": sent != without_key,  # text shaped like a credential: the card cannot send it either
+        "sent_as_written": SENT_AS_WRITTEN if hides_credentials(plan.wire) else None,
         "confirm": "form" if can_ask and not form_refused else "quote",
         "binds": can_ask and not form_refused,
         "form_only": rt.settings.approval == "form",
@@ -174,6 +185,7 @@ async def card_meta(
         "credits": credits,
         "counted": plan.counted,  # what the caps and the auto-approve limit weigh (KIE seen charging more)
         "usd": quote.usd_total,
+        "usd_text": None if quote.usd_total is None else usd_text(quote.usd_total),  # as the quote's text says it
         "price_known": quote.price_known,
         "reserved": plan.reserved,
         "breakdown": quote.breakdown,
@@ -185,14 +197,23 @@ async def card_meta(
         "auto_approve_credits": auto_approve_limit(rt, plan),
         "cap_problem": None if cap_problem is None else redact(cap_problem),
         "why": None if why is None else redact(why),
-        "prompt": redact(str(plan.wire.get("prompt", ""))),
-        "settings": [[name, _shown(value)] for name, value in settings_shown(plan)],
+        "prompt": unseen_escaped(prompt),
+        "settings": [[name, _escaped(value)] for name, value in settings],
+        # the prompt or a setting holds what shows nothing or turns text around: the card says it is shown escaped
+        "escaped": unseen_escaped(prompt) != prompt or any(_escaped(value) != value for _, value in settings),
         # What KIE was seen charging above the list (counted against the caps) leads, as in the confirmation text
         "notes": [redact(note) for note in (*filter(None, [seen_charging(plan.price, plan.variations)]), *plan.notes)],
         "inputs": [
-            {**entry, "name": redact(entry["name"]), **({"url": redact(entry["url"])} if "url" in entry else {})}
+            {
+                **{key: value for key, value in entry.items() if key != "value"},
+                "name": redact(entry["name"]),
+                "caption": redact(input_text(entry["value"])),  # as the form names it: which file, from where
+                **({"url": redact(entry["url"])} if "url" in entry else {}),
+            }
             for entry in await _input_pictures(plan)
         ],
+        # How long a confirmation form waits for its answer: Approve's call (form) may wait that long for the person
+        "confirm_seconds": rt.settings.confirm_timeout_seconds,
         "sandbox": rt.settings.sandbox,
     }
     return {CARD_KEY: card}
@@ -217,10 +238,15 @@ def _shown(value: Any) -> Any:
     return redact(value) if isinstance(value, str) else value
 
 
+def _escaped(value: Any) -> Any:
+    """A setting ``_shown`` with what shows nothing or turns the text around written escaped (``unseen_escaped``)."""
+    return unseen_escaped(value) if isinstance(value, str) else value
+
+
 async def _input_pictures(plan: Plan) -> list[dict[str, Any]]:
     """Every input file of the request: local images as small pictures (data URLs, made in a worker thread from
     the very files the plan confined, checked and hashed; the first ``MAX_INPUT_PICTURES``, the rest by name); URLs
-    by name only (the app loads nothing from the network)."""
+    by name only (the app loads nothing from the network). Each with its ``value``, as the request names it."""
     values: list[str] = []
     for key, value in plan.wire.items():
         field = plan.spec.fields.get(key)
@@ -232,9 +258,10 @@ async def _input_pictures(plan: Plan) -> list[dict[str, Any]]:
         for index, value in enumerate(values):  # every input is named: Approve sends them all
             local = plan.files.get(value)
             if local is None:
-                shown.append({"name": unseen_escaped(value), "url": value})
+                shown.append({"name": unseen_escaped(value), "url": value, "value": value})
                 continue
-            entry: dict[str, Any] = {"name": unseen_escaped(Path(value).name)}  # never a name turning the card around
+            # never a name turning the card around
+            entry: dict[str, Any] = {"name": unseen_escaped(Path(value).name), "value": value}
             small = None
             if index < MAX_INPUT_PICTURES:  # past them, by name only (a card stays small and quick)
                 small = _picture_of(local)  # never kept: inputs live in the user's folders
@@ -288,8 +315,8 @@ def gallery_meta(rt: Runtime, tasks: Sequence[TaskRecord], *, message: str | Non
         for task in tasks:
             if task.task_id and task.task_id not in prompts:
                 row = rt.journal.task_row(task.task_id)
-                if row is not None and row["prompt"]:
-                    prompts[task.task_id] = row["prompt"]
+                if row is not None and row["prompt"]:  # shown as the card shows a prompt: redacted, escaped
+                    prompts[task.task_id] = unseen_escaped(redact(row["prompt"]))
     links: dict[str, list[dict[str, str]]] = {}
     gone: dict[str, str] = {}
     problems: dict[str, list[str]] = {}

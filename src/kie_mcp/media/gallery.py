@@ -73,7 +73,7 @@ from urllib.parse import quote, unquote_to_bytes
 import anyio.to_thread
 
 from kie_mcp.redact import redact, secrets_version
-from kie_mcp.words import cut_point, made_of, shortened
+from kie_mcp.words import cut_point, made_of, shortened, unseen_escaped
 
 from . import saved
 from .downloads import (
@@ -144,6 +144,7 @@ class Item:
     operation: str | None = None  # how it continues that task: extend, hd, 4k, upscale
     joined: int = 0  # a joined video (stitch_videos): how many clips it joined
     damaged: str | None = None  # not whole (cut short, does not decode), as its sidecar says: why
+    changed: bool = False  # another size than its sidecar says was saved: not the file kie-mcp saved
 
 
 @dataclass
@@ -288,6 +289,7 @@ def _items_of_sidecar(path: Path, media: dict[str, str]) -> list[Item]:
     entries = [entry for entry in data["files"] if isinstance(entry, dict)]
     names = [PurePosixPath(str(entry.get("path", ""))).name for entry in entries]
     damage = {name: _text(entry.get("damaged")) for name, entry in zip(names, entries, strict=True)}
+    sizes = {name: entry.get("size") for name, entry in zip(names, entries, strict=True)}
     present = [name for name in names if name in media]
     charged = _number(data.get("credits_charged"))
     quoted = _number(data.get("credits_quoted"))
@@ -309,9 +311,27 @@ def _items_of_sidecar(path: Path, media: dict[str, str]) -> list[Item]:
         joined=len(data["joined_from"]) if isinstance(data.get("joined_from"), list) else 0,
     )
     return [
-        replace(task, name=name, kind=media[name], index=names.index(name) + 1, damaged=_redacted(damage.get(name)))
+        replace(
+            task,
+            name=name,
+            kind=media[name],
+            index=names.index(name) + 1,
+            damaged=_redacted(damage.get(name)),
+            changed=_changed(path.parent / name, sizes.get(name)),
+        )
         for name in present
     ]
+
+
+def _changed(path: Path, size: object) -> bool:
+    """Whether the saved file at ``path`` has another size than the ``size`` its sidecar recorded (edited or replaced
+    since it was saved, as ``saved.kept`` judges it by its size); False when the sidecar records none."""
+    if isinstance(size, bool) or not isinstance(size, int):
+        return False
+    try:
+        return os.stat(path, follow_symlinks=False).st_size != size
+    except OSError:
+        return False
 
 
 def _number(value: object) -> float | None:
@@ -411,9 +431,9 @@ def _sweep_orphans(folder: Path, names: Sequence[str]) -> None:
 
 _CSS = """
 :root { color-scheme: light dark; --bg: #f6f6f4; --card: #fff; --ink: #1c1c1e; --muted: #6b6b70; --line: #e2e2e0;
-  --well: #ececea; --accent: #2f5bd3; --badge: #fde68a; --badge-ink: #5b4300; }
+  --well: #ececea; --accent: #2f5bd3; --badge: #fde68a; --badge-ink: #5b4300; --danger: #b42318; }
 @media (prefers-color-scheme: dark) { :root { --bg: #141416; --card: #1e1e22; --ink: #ececf0; --muted: #9a9aa3;
-  --line: #2e2e34; --well: #0e0e10; --accent: #8fb0ff; --badge: #5b4a12; --badge-ink: #fde68a; } }
+  --line: #2e2e34; --well: #0e0e10; --accent: #8fb0ff; --badge: #5b4a12; --badge-ink: #fde68a; --danger: #ff8f85; } }
 * { box-sizing: border-box; }
 body { margin: 0; padding: 24px clamp(12px, 3vw, 40px) 48px; background: var(--bg); color: var(--ink);
   font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
@@ -442,7 +462,7 @@ figcaption { padding: 10px 12px 12px; display: flex; flex-direction: column; gap
 .session .prompt { display: block; max-height: 16em; overflow: auto; }
 .noprompt { color: var(--muted); font-style: italic; }
 .lineage { margin: 0; font-weight: 600; overflow-wrap: anywhere; }
-.damaged { margin: 0; color: #b42318; font-weight: 600; overflow-wrap: anywhere; }
+.damaged { margin: 0; color: var(--danger); font-weight: 600; overflow-wrap: anywhere; }
 .model { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 12px; }
 .badge { background: var(--badge); color: var(--badge-ink); border-radius: 4px; padding: 0 5px; font-size: 11px; }
 .file { font-size: 12px; word-break: break-all; }
@@ -459,8 +479,10 @@ _CSP = "script-src 'none'; object-src 'none'; base-uri 'none'; form-action 'none
 
 
 def _e(text: object) -> str:
-    """Text made safe for HTML content and attribute values (control characters dropped)."""
-    return html.escape(_CONTROL.sub("", str(text)), quote=True)
+    """Text made safe for HTML content and attribute values (control characters dropped), and what shows nothing or
+    turns the text around it written escaped (``unseen_escaped``: tag characters spelling hidden words, a
+    right-to-left override in a name or a prompt), as the confirmation form and the approval card show it."""
+    return html.escape(unseen_escaped(_CONTROL.sub("", str(text))), quote=True)
 
 
 def _href(*parts: str) -> str:
@@ -547,6 +569,8 @@ def _card(item: Item, prefix: tuple[str, ...]) -> str:
     words = f'<p class="lineage">{_e(lineage)}</p>' if lineage else ""
     if item.damaged:  # paid for and kept, but not whole: never shown as a clean result
         words += f'<p class="damaged">Damaged: {_e(_cut(item.damaged, ALT_SHOWN))}</p>'
+    if item.changed:  # a clip that no longer plays (no script here says so) is said to be another file
+        words += '<p class="damaged">Changed since it was saved: this is not the file kie-mcp saved.</p>'
     if prompt:
         words += f'<p class="prompt" dir="auto">{_e(_cut(prompt, PROMPT_SHOWN))}</p>'
     elif not lineage:
