@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -72,6 +72,54 @@ class TaskLocks:
                 del self._held[task_id]
 
 
+# What a tool call the runtime's close ended is answered (``RunningCalls``), should anyone still read it.
+ENDED_BY_CLOSE = (
+    "kie-mcp's session closed while this call ran, which ended the call: what it had already sent to KIE was answered "
+    "and recorded first (list_tasks shows the tasks made), nothing more was sent, and nothing is held for it."
+)
+
+
+class RunningCalls:
+    """The tool calls served with a runtime, each in a cancel scope of its own (``running``), so that its close ends
+    them (``close``): a call can outlive its server's session (the MCP SDK's 2026-07-28 client in process, going away,
+    closes the lifespan without cancelling the calls, which run in its own tasks), and would run on against a closed
+    journal, uploading, unable to give back what it held or record what it sent."""
+
+    def __init__(self) -> None:
+        self._scopes: set[anyio.CancelScope] = set()
+        self._closed = False
+        self._ended: anyio.Event | None = None
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[anyio.CancelScope]:
+        """Run one tool call in this block; its scope is cancelled by ``close`` (at once when the runtime is closed
+        already), which the block then swallows: ``cancelled_caught`` says so."""
+        with anyio.CancelScope() as scope:
+            if self._closed:
+                scope.cancel()
+            self._scopes.add(scope)
+            try:
+                yield scope
+            finally:
+                self._scopes.discard(scope)
+                if not self._scopes and self._ended is not None:
+                    self._ended.set()
+
+    async def close(self) -> None:
+        """Cancel the calls still running and wait until each has ended, as a call its host cancels ends: its held
+        credits given back, its approval and its request's hold let go of; a create on its way to KIE (shielded) is
+        answered and recorded first, up to its own deadline, as when stdin closes (``stopping``). Shielded: the
+        journal closes after this, whatever cancelled the close. Calls that come later are ended at once."""
+        self._closed = True
+        if not self._scopes:
+            return
+        self._ended = anyio.Event()
+        for scope in self._scopes:
+            scope.cancel()
+        with anyio.CancelScope(shield=True):
+            await self._ended.wait()
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -88,6 +136,7 @@ class Runtime:
     saving: TaskLocks = field(default_factory=TaskLocks)  # one saver of a task's results at a time
     spending: SpendingCalls = field(default_factory=SpendingCalls)  # calls sending creates now (spend/inflight.py)
     owed: OwedWrites = field(default_factory=OwedWrites)  # creates' outcomes a full disk kept out of the journal
+    calls: RunningCalls = field(default_factory=RunningCalls)  # the tool calls served now, ended by the close
     catalog_syncing: bool = False  # a look at KIE's live models and prices is under way (quotes say so)
     # Set once the look under way has tried KIE's prices (the first thing it reads), read or failed, or ended: what the
     # first quotes of a workspace that never read them wait for (``generation.first_prices``).
@@ -394,11 +443,14 @@ async def open_runtime(
             yield runtime
             background.cancel_scope.cancel()
     finally:
+        await runtime.calls.close()  # each ends as a cancelled call does, a create on its way recorded first
         _OPEN[:] = [other for other in _OPEN if other is not runtime]  # by identity: runtimes compare by fields
-        # The requests this server's auto approvals hold, let go of (a call still running sends no create once the
-        # journal is closed), and a release still held back: written now if the journal takes it.
+        # What the calls could not write as they ended (the journal refused it then), written now if it takes it: the
+        # requests this server's auto approvals hold, let go of, the releases of approvals, and the credits held for
+        # input files uploading, given back (the ledger reserves nothing more); and what became of a create.
         runtime.quotes.let_go_all()
-        runtime.owed.retry()  # and what became of a create
+        runtime.ledger.close()
+        runtime.owed.retry()
         if kie is not None:
             await kie.aclose()
         runtime.journal.close()  # the one in use: opened at start, or once another program's lock was gone

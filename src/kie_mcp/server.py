@@ -634,8 +634,13 @@ class _Server(MCPServer):
         except RuntimeUnavailable as err:
             raise ToolError(str(err)) from None
         self._build(name)
-        try:
-            return await super().call_tool(name, arguments, context)
+        runtime = _serving(context)
+        try:  # a call its runtime's close ended (its client gone) is answered so, should anyone still read it
+            with runtime.calls.running() if runtime is not None else contextlib.nullcontext():
+                return await super().call_tool(name, arguments, context)
+            from kie_mcp.runtime import ENDED_BY_CLOSE  # loaded with the runtime
+
+            raise ToolError(ENDED_BY_CLOSE)
         except ToolError as err:
             if "Resolver '" in str(err) and "elicitation" in str(err):  # the SDK's words for an unreadable answer
                 raise ToolError(

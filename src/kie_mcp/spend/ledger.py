@@ -17,7 +17,7 @@ from typing import Any
 
 import anyio
 
-from kie_mcp.journal import JOURNAL_ERRORS, Journal
+from kie_mcp.journal import JOURNAL_ERRORS, Journal, JournalUnavailable
 from kie_mcp.processes import owner_gone, this_process
 from kie_mcp.words import plain
 
@@ -64,6 +64,8 @@ HOLD_LEASE = 180.0
 CHARGED = "charged by KIE"
 MEASURED = "measured from the balance"
 _ONE_CHARGE = (CHARGED, MEASURED)
+# Why a ledger whose runtime closed (``Ledger.close``) reserves nothing: a call that outlived its server's session.
+CLOSED = "kie-mcp's session has closed: nothing more is reserved or sent for this call."
 STOP_SECONDS = 0.5  # the longest a stop waits for the journal to give back this process's held reservations
 # Journals where this process holds reservations now (their path -> the refs), for a stop to give them back.
 _HOLDING: dict[str, set[str]] = {}
@@ -280,8 +282,12 @@ class Ledger:
         self.caps = caps
         self._today = today
         # Held reservations of this process whose release the journal could not take (a full disk): released at the
-        # next look at the ledger that can write it.
+        # next look at the ledger that can write it, or as its runtime closes (``close``).
         self._owed: set[str] = set()
+        # The reservations this ledger holds for input files uploading now (``reserve`` with ``held``) that no call
+        # kept or released yet: given back as its runtime closes (``close``), after which it reserves nothing more.
+        self._held: set[str] = set()
+        self._closed = False
 
     def today(self) -> date:
         return self._today()
@@ -320,7 +326,10 @@ class Ledger:
         correction of this spend must use. ``held``: reserved before the request's input files go up, under a ref of
         its own (``HELD_REF``) until ``keep`` makes it the request's (``ref``) or ``release`` gives it back. Not synced
         to the disk on its own: the create attempt written before anything is sent is (``Journal.begin_attempt``), and
-        that sync of the journal's log takes this reservation with it; one no create followed cost nothing."""
+        that sync of the journal's log takes this reservation with it; one no create followed cost nothing. A closed
+        ledger (``close``) reserves nothing: it raises ``JournalUnavailable``."""
+        if self._closed:
+            raise JournalUnavailable(CLOSED)
         self._release_abandoned()
         day = self._today()
         with self.journal.transaction() as db:
@@ -345,6 +354,7 @@ class Ledger:
             if amount:
                 Journal.add_spend(db, day, amount, "reserved" if hold is None else HELD, ref if hold is None else hold)
         if hold is not None:
+            self._held.add(hold)
             _HOLDING.setdefault(str(self.journal.path), set()).add(hold)
         return Reservation(amount, day, hold)
 
@@ -371,13 +381,17 @@ class Ledger:
     def keep(self, booked: Reservation, ref: str | None) -> bool:
         """Make a held reservation the request's (``ref``: the quote it used), as ``reserve`` books one: its input
         files are up and its creates are about to be sent. False when it is no longer held (released as abandoned: its
-        lease lapsed, ``HOLD_LEASE``): nothing is reserved for the request then."""
+        lease lapsed, ``HOLD_LEASE``, or given back as the runtime closed, ``close``): nothing is reserved for the
+        request then."""
         if booked.held is None:
             return True
+        if self._closed:
+            return False
         with self.journal.transaction() as db:
             kept = db.execute(
                 "UPDATE spend SET reason = 'reserved', ref = ? WHERE ref = ? AND reason = ?", (ref, booked.held, HELD)
             ).rowcount
+        self._held.discard(booked.held)
         _HOLDING.get(str(self.journal.path), set()).discard(booked.held)
         return kept > 0
 
@@ -387,6 +401,7 @@ class Ledger:
         at the ledger; it never raises. A reservation already kept is not touched."""
         if booked is None or booked.held is None:
             return
+        self._held.discard(booked.held)
         try:
             with self.journal.transaction() as db:
                 db.execute("DELETE FROM spend WHERE ref = ? AND reason = ?", (booked.held, HELD))
@@ -395,6 +410,26 @@ class Ledger:
             return
         self._owed.discard(booked.held)
         _HOLDING.get(str(self.journal.path), set()).discard(booked.held)
+
+    def close(self) -> None:
+        """Give back, as its runtime closes and before the journal does, every reservation this ledger holds for input
+        files uploading that no call kept or released (``_held``), and those whose release the journal could not take
+        (``_owed``); from then on it reserves nothing (``reserve`` raises, ``keep`` keeps nothing). A held reservation
+        has sent nothing (its creates come once ``keep`` made it the request's), so it is no spend; a reservation kept
+        is the spend of creates that may have been sent, and stays as it is. A journal that cannot take it now leaves
+        it to lapse ``HOLD_LEASE`` later, as a killed server's does. Never raises."""
+        self._closed = True
+        refs = self._held | self._owed
+        if not refs:
+            return
+        try:
+            with self.journal.transaction() as db:
+                db.executemany("DELETE FROM spend WHERE ref = ? AND reason = ?", [(ref, HELD) for ref in refs])
+        except JOURNAL_ERRORS:
+            return
+        self._held.clear()
+        self._owed.clear()
+        _HOLDING.get(str(self.journal.path), set()).difference_update(refs)
 
     def _release_abandoned(self) -> None:
         """``_release_abandoned`` in a transaction of its own, when there is any held reservation to look at (nearly

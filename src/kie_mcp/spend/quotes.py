@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from kie_mcp.catalog import ItemPrice, usd
 from kie_mcp.catalog.pricing import CATALOGUE_FLOOR, CHARGED_HERE, provenance
-from kie_mcp.journal import JOURNAL_ERRORS, SEND_LIMIT, Journal
+from kie_mcp.journal import JOURNAL_ERRORS, SEND_LIMIT, Journal, is_locked
 from kie_mcp.processes import owner_gone, this_process
 from kie_mcp.redact import redact_secrets
 from kie_mcp.spend import ledger
@@ -206,6 +206,7 @@ UNDER_WAY = (
     " THEN expires > ? ELSE used_at > ? END AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.quote_id ="
     " quotes.quote_id)"
 )
+HOLD_DELETE = "DELETE FROM quotes WHERE quote_id = ? AND kind = 'auto'"  # an auto approval's hold let go of
 # Journals where this process holds requests for auto approvals now (their path -> the holds' ids), for a stop to let
 # them go (``let_go_here``).
 _HELD_HERE: dict[str, set[str]] = {}
@@ -659,11 +660,11 @@ class QuoteBook:
 
     def let_go_all(self) -> None:
         """Give up every hold of this book whose call has not let go of it yet (``let_go``), and write the releases
-        still owed, as its runtime closes, before the journal does: the calls end with the server. A call can outlive
-        its runtime (a 2026-07-28 client in process going away ends the server's lifespan, not its calls), and then
-        meets a closed journal, where it can neither write its own release nor any create's attempt, so it sends no
-        create; a create it sent before is in the journal as its attempt (written before the create is sent), which
-        tells the other servers of it as before. Never raises."""
+        still owed, as its runtime closes, before the journal does: the calls end with the server (the runtime's close
+        ends those still running first, ``RunningCalls``; what their own releases could not write is written here). A
+        call that outlived its runtime all the same would meet a closed journal, where it can neither write its own
+        release nor any create's attempt, so it sends no create; a create it sent before is in the journal as its
+        attempt (written before the create is sent), which tells the other servers of it as before. Never raises."""
         self._owed_holds |= self._holds
         self._holds.clear()
         self.release_owed()
@@ -714,20 +715,20 @@ class QuoteBook:
         """The releases ``give_back`` could not write (a full disk), written now if the journal takes them (else kept
         owed): at every look at a quote, and soon after on their own (the runtime's background, and its shutdown), so
         another server on the workspace, or this one restarted, finds the approval good too; and the holds ``let_go``
-        could not give up, so the other servers need not wait for their lease to lapse. Never raises."""
+        could not give up, so the other servers need not wait for their lease to lapse. Each is tried, whatever became
+        of the others (one the journal refuses holds back none after it), but for a journal another writer holds
+        locked: every write would wait that lock out, so the rest waits for the next look. Never raises."""
         for quote_id in tuple(self._owed):
-            try:
-                self._unuse(quote_id)
-            except JOURNAL_ERRORS:
-                return  # still full: the next look tries again
-            self._owed.discard(quote_id)
-        for hold_id in tuple(self._owed_holds):
-            try:
-                self.journal.execute("DELETE FROM quotes WHERE quote_id = ? AND kind = 'auto'", hold_id)
-            except JOURNAL_ERRORS:
+            if (written := _tried(self._unuse, quote_id)) is None:
                 return
-            self._owed_holds.discard(hold_id)
-            _HELD_HERE.get(str(self.journal.path), set()).discard(hold_id)
+            if written:
+                self._owed.discard(quote_id)
+        for hold_id in tuple(self._owed_holds):
+            if (written := _tried(self.journal.execute, HOLD_DELETE, hold_id)) is None:
+                return
+            if written:
+                self._owed_holds.discard(hold_id)
+                _HELD_HERE.get(str(self.journal.path), set()).discard(hold_id)
 
     @staticmethod
     def _abandoned(row: Any, query: Callable[..., list[Any]]) -> bool:
@@ -770,6 +771,16 @@ class QuoteBook:
                 "other request",
             )
         return None
+
+
+def _tried(write: Callable[..., object], *args: Any) -> bool | None:
+    """Whether ``write(*args)`` was taken by the journal: None when another writer held it locked longer than the
+    write waited (the next write would wait as long)."""
+    try:
+        write(*args)
+    except JOURNAL_ERRORS as err:
+        return None if is_locked(err) else False
+    return True
 
 
 def _sent(quote_id: str, query: Callable[..., list[Any]]) -> bool:
