@@ -167,6 +167,25 @@ def test_damaged_or_crafted_data_is_not_told_and_never_raises():
     assert alpha.transparent(io.BytesIO(png)) is False
 
 
+_MEASURED = (
+    "import resource, sys\n"
+    "from kie_mcp.media import alpha, sniff\n"
+    "sniff.pillow()\n"
+    "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+    "with open(sys.argv[1], 'rb') as source:\n"
+    "    found = alpha.transparent(source)\n"
+    "grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before\n"
+    "print(found, grown // 1024)\n"
+)
+
+
+def _checked_in_a_fresh_process(path) -> tuple[str, int]:
+    """The verdict on the PNG at ``path`` and how many MB the check's process grew by (its peak resident size)."""
+    done = subprocess.run([sys.executable, "-c", _MEASURED, str(path)], capture_output=True, text=True, check=True)
+    found, grown_mb = done.stdout.split()
+    return found, int(grown_mb)
+
+
 def test_a_large_png_is_read_in_bounded_memory(tmp_path):
     """A 60-megapixel RGBA PNG (its last pixel transparent) decoded whole takes 240 MB; read a strip at a time, the
     check's process grows by a few tens of MB at most (measured in a fresh process: its peak resident size)."""
@@ -178,19 +197,84 @@ def test_a_large_png_is_read_in_bounded_memory(tmp_path):
     data = b"".join(squeeze.compress(row) for _ in range(height - 1)) + squeeze.compress(last) + squeeze.flush()
     header = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", data) + _chunk(b"IEND", b""))
-    script = (
-        "import resource, sys\n"
-        "from kie_mcp.media import alpha, sniff\n"
-        "sniff.pillow()\n"
-        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-        "with open(sys.argv[1], 'rb') as source:\n"
-        "    found = alpha.transparent(source)\n"
-        "grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before\n"
-        "print(found, grown // 1024)\n"
+    found, grown_mb = _checked_in_a_fresh_process(path)
+    assert found == "True" and grown_mb < 60, (found, grown_mb)
+
+
+def _png(header: tuple[int, int, int, int], *chunks: bytes) -> bytes:
+    """A PNG whose IHDR says ``header`` (width, height, bit depth, colour type), then ``chunks`` and its end."""
+    ihdr = _chunk(b"IHDR", struct.pack(">IIBBBBB", *header, 0, 0, 0))
+    return b"\x89PNG\r\n\x1a\n" + ihdr + b"".join(chunks) + _chunk(b"IEND", b"")
+
+
+def _one_long_row(width: int) -> bytes:
+    """One 16-bit RGBA row of ``width`` opaque white pixels, deflated a MB at a time (never held whole here)."""
+    squeeze, white = zlib.compressobj(9), b"\xff" * (1 << 20)
+    data = [squeeze.compress(b"\0")]
+    for done in range(0, width * 8, len(white)):
+        data.append(squeeze.compress(white[: width * 8 - done]))
+    return b"".join(data) + squeeze.flush()
+
+
+def test_a_crafted_header_a_long_row_or_a_million_empty_chunks_never_take_more_than_a_strip(tmp_path):
+    """The review: a 0.5 MB PNG whose second IHDR, after its image data (Pillow ignores it), says 16 million x 1
+    pixels of 16-bit RGBA made the check inflate one 128 MB row (64 million: a GB); so did one whose only header says
+    so; and a PNG of a million empty IDAT chunks made it list them all (50 MB). Its header is its first chunk, a row
+    longer than ``MAX_ROW_BYTES`` is not read (not told), and IDAT chunks are walked as their data is taken: each
+    check's process grows by less than 30 MB (a strip), and a spliced header is never what is judged."""
+    wide = _one_long_row(16_000_000)
+    rows = zlib.compress((b"\0" + b"\xff" * 8000 * 4) * 600, 9)
+    empty = _chunk(b"IDAT", b"") * 1_000_000
+    crafted = {
+        "spliced.png": _png(
+            (5000, 4000, 8, 6),
+            _chunk(b"IDAT", wide),
+            _chunk(b"IHDR", struct.pack(">IIBBBBB", 16_000_000, 1, 16, 6, 0, 0, 0)),
+        ),
+        "wide.png": _png((16_000_000, 1, 16, 6), _chunk(b"IDAT", wide)),
+        "empty_after.png": _png((8000, 600, 8, 6), _chunk(b"IDAT", rows), empty),
+        "empty_before.png": _png((8000, 600, 8, 6), empty, _chunk(b"IDAT", rows)),
+    }
+    told = {}
+    for name, png in crafted.items():
+        (tmp_path / name).write_bytes(png)
+        found, grown_mb = _checked_in_a_fresh_process(tmp_path / name)
+        assert grown_mb < 30, (name, found, grown_mb)
+        told[name] = found
+    assert told == {"spliced.png": "None", "wide.png": "None", "empty_after.png": "False", "empty_before.png": "False"}
+
+
+def test_only_the_first_chunk_is_the_header_and_only_the_first_run_of_image_data_is_read():
+    """The review: a 1x1 IHDR spliced in after a transparent picture's image data (Pillow reads the picture, its
+    first header) made the check judge a 1x1 picture, opaque, and the picture was sent unchecked, nothing said. The
+    header is the first chunk, whatever follows the image data; a picture with a second header or ``tRNS`` before
+    its image data, a first chunk other than its header, image data broken by another chunk, or a header other than
+    the size Pillow read (``prepare`` passes it) is not told (None)."""
+    rng = random.Random(11)
+    png = encode((30, 20), 8, 6, lambda x, y: (9, 9, 9, 0 if (x, y) == (29, 19) else 0xFF), False, rng)
+    end = png.rindex(b"IEND") - 4
+    first_data = png.index(b"IDAT") - 4
+    tiny = _chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 6, 0, 0, 0))
+    assert alpha.transparent(io.BytesIO(png[:end] + tiny + png[end:])) is True
+    assert alpha.transparent(io.BytesIO(png[:end] + tiny + png[end:]), (30, 20)) is True
+    assert alpha.transparent(io.BytesIO(png), (20, 30)) is None  # not the picture Pillow read
+    assert alpha.transparent(io.BytesIO(png[:first_data] + tiny + png[first_data:])) is None
+    texted = png[:8] + _chunk(b"tEXt", b"Title\0logo") + png[8:]
+    assert alpha.transparent(io.BytesIO(texted)) is None
+    rows = (b"\0" + b"\x09\x09\x09\xff" * 30) * 19 + b"\0" + b"\x09\x09\x09\xff" * 29 + b"\x09\x09\x09\x00"
+    data, text = zlib.compress(rows, 0), _chunk(b"tEXt", b"Title\0logo")
+    whole = _png((30, 20, 8, 6), _chunk(b"IDAT", data[:300]), _chunk(b"IDAT", data[300:]), text)
+    broken = _png((30, 20, 8, 6), _chunk(b"IDAT", data[:300]), text, _chunk(b"IDAT", data[300:]))
+    assert alpha.transparent(io.BytesIO(whole)) is True
+    assert alpha.transparent(io.BytesIO(broken)) is None  # its data ends with the first run of IDAT chunks
+    grey = _png(
+        (2, 1, 8, 0),
+        _chunk(b"tRNS", b"\0\x05"),
+        _chunk(b"tRNS", b"\0\x07"),
+        _chunk(b"IDAT", zlib.compress(b"\0\x05\x07")),
     )
-    done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, check=True)
-    found, grown_mb = done.stdout.split()
-    assert found == "True" and int(grown_mb) < 60, done.stdout
+    assert alpha.transparent(io.BytesIO(grey)) is None  # two colour keys: which one a decoder believes is its own
+    assert alpha.transparent(io.BytesIO(grey.replace(b"\0\x07", b"\0\x09", 1))) is None
 
 
 def test_a_transparent_pixel_anywhere_in_an_interlaced_picture_is_found(monkeypatch):

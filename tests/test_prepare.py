@@ -23,6 +23,7 @@ from kie_mcp.apps import CARD_KEY
 from kie_mcp.media.prepare import prepare_image
 
 from .conftest import answering, text_of
+from .test_alpha import _chunk
 
 EDIT = {"prompt": "make it blue", "model": "google/nano-banana-edit"}  # images upscaled when small
 UPSCALE = {"model": "topaz/image-upscale", "options": {"upscale_factor": "2"}}  # images sent as they are
@@ -649,6 +650,33 @@ async def test_a_large_picture_with_an_alpha_channel_is_read_exactly_a_strip_at_
     [(png, _), (webp_link, _)] = await sent_pictures(controls)  # the refused picture was never sent
     assert png.endswith(".png") and (await controls.http.get(png)).content == (tmp_path / "poster.png").read_bytes()
     assert (await controls.http.get(webp_link)).content == (tmp_path / "cutout.webp").read_bytes()
+
+
+async def test_a_large_transparent_png_with_a_header_spliced_in_after_its_image_data_is_still_refused(
+    connect, controls, tmp_path
+):
+    """The review: a 5000x4000 RGBA picture, transparent but for its top-left pixel, with a 1x1 IHDR chunk spliced
+    in after its image data (Pillow, as any decoder, reads the first header and ignores it) was judged by that 1x1
+    header: its one pixel opaque, the picture was priced and sent for Wan 3.0's frames, which take no transparency,
+    nothing said. The header believed is the first chunk, and the size Pillow read: it is refused before it is
+    priced, as the same picture without the spliced chunk is, and nothing is uploaded."""
+    picture = Image.new("RGBA", (5000, 4000), (0, 0, 0, 0))
+    picture.putpixel((0, 0), (9, 9, 9, 255))
+    picture.save(tmp_path / "plain.png", compress_level=1)
+    data = (tmp_path / "plain.png").read_bytes()
+    end = data.rindex(b"IEND") - 4
+    tiny = struct.pack(">IIBBBBB", 1, 1, 8, 6, 0, 0, 0)
+    (tmp_path / "spliced.png").write_bytes(data[:end] + _chunk(b"IHDR", tiny) + data[end:])
+    async with connect(answering()) as client:
+        answers = [
+            await client.call_tool(tool, {**WAN, "images": [name]})
+            for name in ("plain.png", "spliced.png")
+            for tool in ("estimate_cost", "generate_video")
+        ]
+    for answer, name in zip(answers, ("plain.png", "plain.png", "spliced.png", "spliced.png"), strict=True):
+        text = text_of(answer)
+        assert answer.is_error and f"{name} has transparent pixels, and at 5000x4000 px" in text, text
+    assert await kie_traffic(controls) == []
 
 
 def animation(path: Path, size: tuple[int, int], fmt: str = "WEBP") -> Path:

@@ -5,7 +5,8 @@ removed them. The SDK's stdio reader drops a list without an answer, so the line
 (``stdio.readable_lines``): under 2025-03-26 (and 2024-11-05) each request in it runs and is answered under its own
 id, on a line of its own (the SDK writes one message a line; JSON-RPC's batch answer is a SHOULD); under later
 revisions each is answered with an error saying batches are gone, and nothing of it runs. A batch line that is not
-JSON (cut short) is answered with a Parse error under id null, as JSON-RPC 2.0 answers it.
+JSON (cut short) is answered with a Parse error with no id (MCP 2025-11-25 and later), or under id null, as JSON-RPC
+2.0 answers it (2025-06-18 and before, whose schema requires an id).
 """
 
 from __future__ import annotations
@@ -34,8 +35,12 @@ def wire(simulator_process, tmp_path):
     assert opened.close() == 0
 
 
+NO_ID = "(no id)"  # the key of an answer without an id member (``_answers``)
+
+
 def _answers(wire: Wire, ids: set[Any]) -> dict[Any, dict[str, Any]]:
-    """The answers to ``ids``, in whatever order they come (other messages skipped)."""
+    """The answers to ``ids``, in whatever order they come (other messages skipped); an answer with no id member is
+    found under ``NO_ID``."""
     found: dict[Any, dict[str, Any]] = {}
     deadline = time.monotonic() + ANSWER_WITHIN
     while set(found) != ids:
@@ -43,8 +48,9 @@ def _answers(wire: Wire, ids: set[Any]) -> dict[Any, dict[str, Any]]:
             line, _, rest = bytes(wire.buffer).partition(b"\n")
             wire.buffer[:] = rest
             message = json.loads(line)
-            if "id" in message and message["id"] in ids and "method" not in message:
-                found[message["id"]] = message
+            key = message.get("id", NO_ID)
+            if key in ids and "method" not in message and ("id" in message or "error" in message):
+                found[key] = message
         if set(found) == ids:
             break
         ready, _, _ = select.select([wire.server.stdout], [], [], max(deadline - time.monotonic(), 0))
@@ -147,31 +153,35 @@ def test_a_list_with_nothing_to_answer_is_said_on_stderr(wire):
 
 @pytest.mark.stdio
 @pytest.mark.parametrize("version", ["2025-03-26", "2025-11-25"])
-def test_a_batch_cut_short_is_answered_with_a_parse_error_under_id_null_and_the_session_goes_on(
+def test_a_batch_cut_short_is_answered_with_one_parse_error_its_revision_takes_and_the_session_goes_on(
     wire, simulator_process, version
 ):
-    """A batch line cut short (or broken anywhere outside its elements) is no JSON: JSON-RPC 2.0 answers it with one
-    Parse error (-32700) under id null. It was dropped with a warning on stderr, so the host waited for ever on every
-    request in it. The ids of a line cut short are not guessed at, and nothing in it runs, not even its whole first
-    request; the warning stays, and the next requests are served, in a revision with batches and in one without."""
+    """A batch line cut short (or broken anywhere outside its elements) is no JSON: it is answered with one Parse
+    error (-32700). It was dropped with a warning on stderr, so the host waited for ever on every request in it. The
+    ids of a line cut short are not guessed at, and nothing in it runs, not even its whole first request; the
+    warning stays, and the next requests are served, in a revision with batches and in one without. The review:
+    that answer was under ``"id": null``, which MCP 2025-11-25's schema (and the TypeScript SDK) refuses; there it
+    has no id member, and under 2025-03-26, whose schema requires an id, JSON-RPC 2.0's null."""
     _handshake(wire, version)
+    no_id = NO_ID if version == "2025-11-25" else None
     before = _kie_requests(simulator_process)
     credits = '{"jsonrpc":"2.0","id":15,"method":"tools/call",' + CHECK_CREDITS + "}"
     wire.send("[" + credits + ', {"jsonrpc":"2.0","id":16,"method":"pi')  # cut inside its second request
     wire.send(json.dumps({"jsonrpc": "2.0", "id": 17, "method": "ping"}))
-    answers = _answers(wire, {None, 17})
-    error = answers[None]["error"]
+    answers = _answers(wire, {no_id, 17})
+    error = answers[no_id]["error"]
     assert error["code"] == PARSE_ERROR and "it ends before its JSON does" in error["message"], error
-    assert "this answer's id is null" in error["message"] and "Nothing of it was run" in error["message"], error
+    said = "this answer has no id" if no_id == NO_ID else "this answer's id is null"
+    assert said in error["message"] and "Nothing of it was run" in error["message"], error
     assert answers[17]["result"] == {}
     assert CREDIT not in _kie_requests(simulator_process)[len(before) :]  # its whole first request never ran
-    # One element no JSON and with no id, in a whole batch: that element answered under id null, the others as ever.
+    # One element no JSON and with no id, in a whole batch: that element answered so, the others as ever.
     wire.send('[{"jsonrpc":"2.0","id":18,"method":"ping"}, {"jsonrpc":"2.0","method":"notifications/x",}]')
-    answers = _answers(wire, {None, 18})
-    assert answers[None]["error"]["code"] == PARSE_ERROR and "trailing comma" in answers[None]["error"]["message"]
+    answers = _answers(wire, {no_id, 18})
+    assert answers[no_id]["error"]["code"] == PARSE_ERROR and "trailing comma" in answers[no_id]["error"]["message"]
     assert ("result" in answers[18]) is (version == "2025-03-26"), answers[18]  # refused where batches are gone
     wire.send(json.dumps({"jsonrpc": "2.0", "id": 19, "method": "tools/call", "params": PRICE}))
     assert wire.answer(19)["result"]["structuredContent"]["quote"]["quote_id"]
     warned = wire.warnings(2, "kie_mcp.stdio: a line of")
-    assert len(warned) == 2 and all("answered with a Parse error (-32700) under id null" in line for line in warned)
+    assert len(warned) == 2 and all("answered with a Parse error (-32700) with no id" in line for line in warned)
     assert "Traceback" not in wire.errors.read_text()

@@ -236,6 +236,10 @@ def test_in_a_terminal_arguments_kie_mcp_does_not_take_still_get_the_usage_and_e
 
 
 KEY = "0123456789abcdef0123456789abcdef"  # shaped like KIE's key
+# Other services' tokens, shaped as they publish them (no hex run a KIE key's length in them)
+GROQ = "gsk_" + "Wq7Zt3Ry" * 6 + "Mn4P"  # gsk_ and 52 letters and digits
+REPLICATE = "r8_" + "Vx2Kp9Ls" * 4 + "Hj5Qw"  # r8_ and 37
+XAI = "xai-" + "Zr8Tq2Wn" * 10  # xai- and 80
 BASE64_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"  # no key's shape: known only by its option's name
 REFUSED_WITH_A_SECRET = [
     (["--api-key=" + KEY], KEY),
@@ -260,7 +264,12 @@ REFUSED_WITH_A_SECRET = [
     (["demo", "--header", "x-kie-" + KEY.upper() + ".txt"], KEY.upper()),
     # Another service's token pasted where KIE's key goes: no KIE key's shape, known by its published prefix.
     (["demo", "ghp_" + "Ab1" * 12], "ghp_" + "Ab1" * 12),
-    (["catalog", "sync", "AKIA" + "Q7" * 8], "AKIA" + "Q7" * 8),
+    # The review: tokens of services no list here knows (Groq, Replicate, xAI) were printed whole by a refusal; any
+    # run that could be a credential (20+ letters, digits, "_" and "-", letters and digits both) reads <not shown>.
+    (["demo", GROQ], GROQ),
+    (["sim", "--port", REPLICATE], REPLICATE),
+    (["catalog", "check", XAI], XAI),
+    (["demo", "--header", "x-groq:" + GROQ + ";"], GROQ),
 ]
 
 
@@ -311,19 +320,14 @@ TYPOS = [
     (["sim", "--speed", "0.5.1"], "argument --speed: '0.5.1' is not a number"),
     (["sim", "--balance", "1,000"], "argument --balance: '1,000' is not a number"),
     (["sim", "--port", "8080", "extra/path.txt"], "unrecognized arguments: extra/path.txt"),
-    # Long names with letters and digits are no keys: a refusal hid them as one (<not shown>)
-    (["sim", "--port", "Marketing_Campaign_2025"], "argument --port: 'Marketing_Campaign_2025' is not a whole number"),
-    (["demo", FOLDER_NAME], f"unrecognized arguments: {FOLDER_NAME}"),
+    (["sim", "--port", "Marketing_Campaign"], "argument --port: 'Marketing_Campaign' is not a whole number"),
 ]
 
 
-@pytest.mark.parametrize(("arguments", "reason"), TYPOS, ids=[" ".join(a) for a, _ in TYPOS])
-def test_a_typo_on_the_command_line_is_refused_with_argparses_reason(arguments, reason, tmp_path):
-    """The review: every refused value that was not a plain word (``80a``, ``0.5.1``, ``1,000``, a path) was hidden,
-    so ``kie-mcp sim --port 80a`` said only "arguments it cannot use: sim --port <not shown>". Only a secret is
-    hidden now (the cases above); an ordinary typo gets argparse's own reason."""
+def _refused(arguments: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """The installed console script run with ``arguments`` and no terminal, as a refusal: what it said, its code."""
     env = client_env(tmp_path / "home", KIE_WORKSPACE=str(tmp_path / "ws"))
-    done = subprocess.run(
+    return subprocess.run(
         [console_script(), *arguments],
         check=False,
         stdin=subprocess.DEVNULL,
@@ -333,8 +337,40 @@ def test_a_typo_on_the_command_line_is_refused_with_argparses_reason(arguments, 
         cwd=tmp_path,
         env={"PATH": os.environ["PATH"], **env},
     )
+
+
+@pytest.mark.parametrize(("arguments", "reason"), TYPOS, ids=[" ".join(a) for a, _ in TYPOS])
+def test_a_typo_on_the_command_line_is_refused_with_argparses_reason(arguments, reason, tmp_path):
+    """The review: every refused value that was not a plain word (``80a``, ``0.5.1``, ``1,000``, a path) was hidden,
+    so ``kie-mcp sim --port 80a`` said only "arguments it cannot use: sim --port <not shown>". Only what could be a
+    secret is hidden now (the cases above and below); an ordinary typo gets argparse's own reason."""
+    done = _refused(arguments, tmp_path)
     assert done.returncode == 2 and done.stderr.startswith("usage: kie-mcp"), done.stderr
     assert reason in done.stderr and "<not shown>" not in done.stderr, done.stderr
+
+
+MAY_BE_CREDENTIALS = [
+    (["sim", "--port", "Marketing_Campaign_2025"], "argument --port: '<not shown>' is not a whole number"),
+    (["demo", FOLDER_NAME], "unrecognized arguments: <not shown>"),
+    (["sim", "--port", GROQ], "argument --port: '<not shown>' is not a whole number"),
+    (["catalog", "sync", "extra", XAI], "unrecognized arguments: extra <not shown>"),
+]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "reason"), MAY_BE_CREDENTIALS, ids=[" ".join(a)[:32] for a, _ in MAY_BE_CREDENTIALS]
+)
+def test_a_refusal_hides_every_run_that_could_be_a_credential_in_argparses_own_words(arguments, reason, tmp_path):
+    """The review: a refusal printed other services' tokens whole (``kie-mcp demo gsk_...``: Groq; ``r8_...``:
+    Replicate; ``xai-...``), where before it printed <not shown>: only KIE's key shape and the prefixes redact knows
+    were hidden. A refusal exits at once, so hiding a name costs only its echo, and echoing a token leaks it into a
+    terminal's scrollback or a CI log: every run of 20 or more letters, digits, "_" and "-" holding letters and
+    digits both reads <not shown>, a long name such as ``Marketing_Campaign_2025`` too, in argparse's own words (its
+    reason kept), with where settings go. A server that goes on serving keeps such a name readable (below)."""
+    done = _refused(arguments, tmp_path)
+    assert done.returncode == 2 and done.stderr.startswith("usage: kie-mcp"), done.stderr
+    assert reason + ". Settings go in the environment" in done.stderr, done.stderr
+    assert arguments[-1] not in done.stderr and arguments[-1][:12] not in done.stderr, done.stderr
 
 
 @pytest.mark.stdio

@@ -6,9 +6,9 @@ so): the client waited for ever on that call. Before, only a line with a lone su
 nesting deeper than pydantic reads was mended (``test_deep_json.py``, ``test_entrypoints.py``); a line one "}" short,
 a trailing comma, two messages on one line, a ``jsonrpc`` missing or "1.0", a ``method`` that is not text, or
 ``params`` a list or text, stayed unanswered, with nothing on stderr. Each is now answered (``stdio.stand_ins``), and
-a line with no id to answer is logged; one that is not JSON is answered with a Parse error under id null, too. The
-SDK's own bare "Invalid request parameters" names the field, and an unknown resource's URI is repeated at most 200
-characters long.
+a line with no id to answer is logged; one that is not JSON is answered with a Parse error with no id (under id
+null to a client of MCP 2025-06-18 or before), too. The SDK's own bare "Invalid request parameters" names the field,
+and an unknown resource's URI is repeated at most 200 characters long.
 
 The SDK's reader also takes a request whose id it cannot take (null, 1.5, true, an object, a list, and 2.0) for a
 notification, dropped in silence: each is now said on stderr, and 2.0 answered under 2. A request under the id of
@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from jsonschema import Draft202012Validator, ValidationError
 from mcp import MCPError
 from mcp.types import INVALID_PARAMS, INVALID_REQUEST, PARSE_ERROR
 
@@ -207,33 +208,67 @@ NOT_JSON_WITHOUT_ID = [
 ]
 
 
+ERROR_RESPONSE = json.loads(
+    (Path(__file__).parent / "data" / "mcp-schema" / "jsonrpc-error-response-2025-11-25.json").read_text()
+)
+
+
+def _begin(wire: Wire, era: str) -> dict[str, Any]:
+    """A session in ``era`` (a revision a handshake agrees on, or the 2026-07-28 era, which has none): the ``params``
+    its requests carry."""
+    if era == "2026-07-28":
+        return {"_meta": ENVELOPE}
+    hello = {"protocolVersion": era, "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}
+    wire.send(json.dumps({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": hello}))
+    assert wire.answer(0)["result"]["protocolVersion"] == era
+    wire.send('{"jsonrpc": "2.0", "method": "notifications/initialized"}')
+    return {}
+
+
 @pytest.mark.stdio
-def test_a_line_that_is_no_json_and_names_no_id_is_answered_with_a_parse_error_under_id_null(wire, simulator_process):
-    """JSON-RPC 2.0 answers a line it cannot parse with a Parse error (-32700) under id null. The SDK's transport
-    drops such a line without a word; kie-mcp only said so on stderr, so a host whose request was in it waited for
-    ever. Each is answered under id null, saying what broke, before the next request is; the stderr line stays (the
-    line's length, never its text); nothing of it runs, and the next request is served."""
-    wire.handshake()
+@pytest.mark.parametrize("era", ["2026-07-28", "2025-11-25", "2025-06-18"])
+def test_a_line_that_is_no_json_and_names_no_id_is_answered_with_a_parse_error_its_revision_takes(
+    wire, simulator_process, era
+):
+    """A line that is not JSON names no id to answer under. The SDK's transport drops it without a word; kie-mcp only
+    said so on stderr, so a host whose request was in it waited for ever. It is answered with a Parse error
+    (-32700), saying what broke, before the next request is; the stderr line stays (the line's length, never its
+    text); nothing of it runs, and the next request is served.
+
+    The review: that answer was written under ``"id": null``, which the TypeScript SDK (Claude Desktop, VS Code,
+    Cursor) refuses: MCP 2025-11-25's ``JSONRPCErrorResponse`` takes no null id, and leaves the id out for a request
+    whose id could not be read. So it has no ``id`` member, valid against that official schema, in 2025-11-25 and in
+    the 2026-07-28 era (no handshake); a client whose handshake agreed on 2025-06-18 or before, whose schema requires
+    an id, gets JSON-RPC 2.0's own ``"id": null``."""
+    params = _begin(wire, era)
     before = _kie_requests(simulator_process)
+    left_out = era != "2025-06-18"
     for number, line in enumerate(NOT_JSON_WITHOUT_ID):
         wire.send(line)
-        wire.send(json.dumps({"jsonrpc": "2.0", "id": f"after-{number}", "method": "ping"}))
+        wire.send(json.dumps({"jsonrpc": "2.0", "id": f"after-{number}", "method": "tools/list", "params": params}))
         seen = wire.messages_until(f"after-{number}")
         assert len(seen) == 2, f"the line was dropped: {seen}"  # its answer, then the ping's
         first, after = seen
-        assert "id" in first and first["id"] is None and "result" not in first, first
+        assert "result" not in first and ("id" not in first if left_out else first["id"] is None), first
         error = first["error"]
         assert error["code"] == PARSE_ERROR and error["data"]["length"] == len(line), error
         assert (
             f"kie-mcp could not read a line of {len(line)} characters it was sent: it is not valid JSON ("
             in (error["message"])
         )
-        assert "no request id could be read in it, so this answer's id is null" in error["message"], error
+        said = "this answer has no id" if left_out else "this answer's id is null"
+        assert f"no request id could be read in it, so {said}" in error["message"], error
         assert "Nothing of it was run" in error["message"], error
-        assert after["result"] == {}  # the server goes on
+        if left_out:
+            Draft202012Validator(ERROR_RESPONSE).validate(first)
+        assert "tools" in after["result"], after  # the server goes on
+    with pytest.raises(ValidationError):  # what it was: no answer MCP 2025-11-25 takes
+        Draft202012Validator(ERROR_RESPONSE).validate({**first, "id": None})
     warned = wire.warnings(3, "kie_mcp.stdio: a line of")
     assert len(warned) == 3, warned
-    assert all("WARNING" in line and "names no request id" in line and "under id null" in line for line in warned)
+    assert all(
+        "WARNING" in line and "names no request id" in line and "with no id (null to a" in line for line in warned
+    )
     assert "not json" not in wire.errors.read_text()  # what the line said is never logged: it may hold a secret
     assert CREDIT not in _kie_requests(simulator_process)[len(before) :]
 

@@ -850,24 +850,84 @@ def test_a_download_is_searched_for_the_key_where_files_keep_their_metadata(wher
     "token",
     [
         "ghp_" + "Ab1" * 12,
-        "github_pat_" + "11ABCDEFG0" * 4,
+        "github_pat_11ABCDEFG0ab12CDEFG0xy_" + "Zq7Wr2Tn5" * 6 + "Mk4Pl",
         "xoxb-1234567890-abcdefghijABCDEF",
-        "AKIA" + "IOSFODNN7EXAMPLE",
         "AIza" + "SyA-1234567890abcdefghijklmnopqrstu",
         "hf_" + "aBcDeFgHiJ" * 3 + "kL",
     ],
-    ids=["github", "github-fine-grained", "slack", "aws-key-id", "google-api-key", "hugging-face"],
+    ids=["github", "github-fine-grained", "slack", "google-api-key", "hugging-face"],
 )
 def test_another_services_token_pasted_where_the_key_goes_is_redacted_by_its_published_prefix(token):
-    """A user pasting the wrong token (a GitHub or AWS one where KIE's key goes) must not see it repeated in a
+    """A user pasting the wrong token (a GitHub or Slack one where KIE's key goes) must not see it repeated in a
     refusal or a log: these have no KIE key's shape, so only their published prefixes tell them."""
     assert redact(f"unrecognized arguments: {token}. Settings go") == f"unrecognized arguments: {REDACTED}. Settings go"
     assert redact(f"key={token}") != f"key={token}"
 
 
+async def test_a_prompts_word_shaped_like_a_slack_prefix_is_quoted_asked_and_saved_as_written(connect, tmp_path):
+    """The review: "xoxo-forever-and-always" in a prompt was taken for a Slack token, so the confirmation read 'a
+    pink neon sign that reads [redacted] above a bar' and the result was saved in a folder named ...-reads-redacted.
+    A prompt's words come back as written, and the folder is named after them."""
+    prompt = "a pink neon sign that reads xoxo-forever-and-always above a bar"
+    asked: list[str] = []
+    async with connect(answering(seen=asked)) as client:
+        estimate = await client.call_tool("estimate_cost", {"prompt": prompt, "model": "nano-banana-2"})
+        made = await client.call_tool(
+            "generate_image", {"prompt": prompt, "model": "nano-banana-2", "wait_seconds": 20}
+        )
+    assert made.structured_content["status"] == "completed", text_of(made)
+    assert REDACTED not in text_of(estimate) + text_of(made), text_of(estimate) + text_of(made)
+    assert f'Prompt: "{prompt}"' in asked[0] and REDACTED not in asked[0], asked[0]
+    [folder] = [path.name for path in (tmp_path / "outputs").iterdir() if path.is_dir()]
+    assert folder.endswith("-reads-xoxo") and "redacted" not in folder, folder
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "xoxb-781236542736-2364535789652-GkwFDQoHqzXDVsC6GzqYUypD",
+        "xoxb-263594206564-FGqddMF8t08v8N7Oq4i57vs1",
+        "xoxp-41684372915-1320496754-45609968301-e708ba56e1517a99f6b5fb07349476ef",
+        "xoxs-4829527689-4829527691-4814341714-d0346ec616",
+        "xoxa-2-511111111-31111111111-3111111111111-e039d02840a0b9379c",
+        "xoxe.xoxp-1-" + "Mi0yLTM0MTQwNDE0MDE3Ni0zNjU5NDY0Njg4MTct" * 4,
+        "xoxe-1-" + "My0xLTMxNzcwMjQ0MTcxMy01MTU4MTUyNjkxNzE0" * 4,
+    ],
+    ids=["bot", "legacy-bot", "user", "legacy", "workspace", "configuration", "refresh"],
+)
+def test_every_published_shape_of_a_slack_token_is_redacted(token):
+    """Slack's tokens by their published shapes, each with its digit groups (the review: a pattern of the prefix and
+    any ten letters took ordinary words for them)."""
+    assert redact(f"token {token}, then") == f"token {REDACTED}, then"
+
+
 @pytest.mark.parametrize(
     "text",
-    ["An Asian market at dusk, AKIA in neon", "hf_ alone, ghp_short, xoxo-hugs", "THE ASIAN SUMMIT 2026 POSTER"],
+    [
+        "An Asian market at dusk, AKIA in neon",
+        "hf_ alone, ghp_short, xoxo-hugs",
+        "THE ASIAN SUMMIT 2026 POSTER",
+        # The review: a prompt's word shaped like a Slack prefix was redacted (the confirmation showed [redacted], the
+        # result's folder was named ...-redacted). Words after each prefix, as a prompt or a poster may write them.
+        "a pink neon sign that reads xoxo-forever-and-always above a bar",
+        "xoxo-2024-love, XOXO-GOSSIP-GIRL-FOREVER, xoxo-20241231-valentines, xoxb-my-bot-token-goes-here",
+        "xoxa-2-love-letters-forever, xoxp-placeholder-for-the-user-token, xoxe.xoxp-1-initial",
+        "a banner reading ASIAPACIFICMARKETSXY and AKIAPACIFICMARKETS in gold",
+        "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 and 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",
+        "ghp_ghostwrittenpoemaboutautumnleaves, gho_Ghostwrittenpoemaboutautumnleaves, AIzawaSanInTheRainAtNight",
+        "github_pat_tokens_are_long_and_secret_so_keep_them_safe",
+    ],
 )
 def test_words_that_begin_like_a_token_are_left_as_they_are(text):
     assert redact(text) == text
+
+
+def test_an_s3_presigned_links_access_key_id_is_left_as_given():
+    """An AWS access key id is no secret (its secret key is), and every S3 presigned link carries one in
+    ``X-Amz-Credential``: an input link sent as given, which the approval card could not approve if it read
+    [redacted] (the card offers no Approve for text shown redacted)."""
+    link = (
+        "https://bucket.s3.amazonaws.com/shot.png?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+        "&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20261206%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Expires=3600"
+    )
+    assert redact(link) == link

@@ -200,16 +200,36 @@ def _refuse(refused: ArgumentsRefused, given: list[str]) -> NoReturn:
     serving), never with a secret in it: argparse repeats what it refuses (``unrecognized arguments: --api-key=<key>``,
     ``invalid choice: '<key>'``, ``unrecognized arguments: -k hunter2.x``), so where its words repeat a secret
     (``_secrets_registered``) the arguments are named as ``_shown_arguments`` shows them instead. Otherwise its own
-    words stand, which say what is wrong with a typo (``--port 80a``: "invalid _port value: '80a'"; a long name such
-    as ``Marketing_Campaign_2025`` too). What is printed goes through ``redact``, which also knows a credential by its
-    shape (``Bearer <token>``, ``sk-...``). Arguments it does not know, or a secret, get where settings go."""
+    words stand, which say what is wrong with a typo (``--port 80a``: "invalid _port value: '80a'"), with every run
+    that could be some service's credential (``_may_be_credentials``: Groq's ``gsk_...``, Replicate's ``r8_...``,
+    ``xai-...``, and so a long name such as ``Marketing_Campaign_2025`` too) read ``<not shown>``: the refusal
+    exits, so hiding a name costs only its echo, where echoing a token leaks it into a terminal's scrollback or a CI
+    log. What is printed goes through ``redact``, which also knows a credential by its shape (``Bearer <token>``,
+    ``sk-...``). Arguments it does not know, or a secret, get where settings go."""
     secrets = _secrets_registered(given)
     message = refused.message
     if any(_repeats(message, part) for part in secrets):
         message = f"arguments it cannot use: {_shown_arguments(given)}"
-    if secrets or refused.message.startswith("unrecognized arguments") or any(map(_ASSIGNMENT.match, given)):
+    hidden = [run for run in _may_be_credentials(given) if run in message]
+    for run in hidden:  # longest first: a run inside a longer one is hidden with it
+        message = message.replace(run, NOT_SHOWN)
+    if secrets or hidden or refused.message.startswith("unrecognized arguments") or any(map(_ASSIGNMENT.match, given)):
         message = f"{message.rstrip('.')}. {SETTINGS_NOT_ARGUMENTS}"
     argparse.ArgumentParser.error(refused.parser, redact(message))
+
+
+# A run of 20 or more letters, digits, "_" and "-", letters and digits both: what many services' tokens look like
+# (Groq's gsk_..., Replicate's r8_..., xAI's xai-..., and prefixes no list here knows). Only a refusal that exits
+# hides these; never registered as secrets, so a server that goes on serving keeps such a name readable.
+_MAY_BE_CREDENTIAL = re.compile(r"(?=[A-Za-z0-9_-]*[0-9])(?=[A-Za-z0-9_-]*[A-Za-z])[A-Za-z0-9_-]{20,}")
+_WORD_RUN = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _may_be_credentials(given: list[str]) -> list[str]:
+    """Every run in ``given``'s words that could be a credential (``_MAY_BE_CREDENTIAL``), whole words or inside one
+    (``--header "Authorization: Bearer gsk_..."``), each once, the longest first."""
+    runs = {run for word in given for run in _WORD_RUN.findall(word) if _MAY_BE_CREDENTIAL.fullmatch(run)}
+    return sorted(runs, key=len, reverse=True)
 
 
 def _secrets_registered(given: list[str]) -> list[str]:

@@ -119,11 +119,25 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str, tuple[str, ...]], ...] = (
 # as "the bearer of bad news" stays as it is.
 _BEARER = re.compile(r"(?i)\b(bearer)(\s+)([A-Za-z0-9\-._~+/]{8,}=*)")
 # JSON Web Tokens, keys in the common sk-/rk- form, and other services' tokens by their published prefixes (GitHub,
-# Slack, AWS access key ids, Google API keys, Hugging Face), which a user may paste by mistake where KIE's key goes.
+# Slack, Google API keys, Hugging Face), which a user may paste by mistake where KIE's key goes. Not an AWS access key
+# id (AKIA...): it is no secret (its secret key is), and it stands in every S3 presigned link (X-Amz-Credential), an
+# input link a request sends as given, which the approval card could not approve if it read [redacted].
+# Each by its whole published shape, never a prefix and any word: a prompt's "xoxo-forever-and-always" or
+# "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" is no token. Slack's: its digit groups required
+# (bot xoxb-<digits>-<digits>-<alnum>, a legacy bot's one group; user and legacy xoxp-/xoxs-/xoxo- with three, an
+# xoxa-2- workspace token; configuration tokens xoxe.xoxp-1-<alnum> and their xoxe-1- refresh tokens); GitHub's and
+# Hugging Face's random letters in both cases (3 or more of each: a word in one case, or a name's capital, is none);
+# a fine-grained GitHub token's 82 characters (80 or more); Google's AIza and 35.
+_MIXED_CASE = r"(?=(?:[a-z0-9]*[A-Z]){3})(?=(?:[A-Z0-9]*[a-z]){3})"
+_SLACK = (
+    r"xox[abposr]-(?:\d-)?\d{6,}(?:-\d{6,})+-[A-Za-z0-9][A-Za-z0-9-]{7,}|xoxb-\d{8,14}-[A-Za-z0-9]{16,}"
+    r"|xox[aer]-\d-[A-Za-z0-9]{20,}|xoxe\.xox[bp]-\d-[A-Za-z0-9]{40,}"
+)
 _TOKEN_SHAPES = re.compile(
     r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*|(?<![A-Za-z0-9_-])(?:sk|rk)[-_][A-Za-z0-9_-]{16,}"
-    r"|(?<![A-Za-z0-9_-])(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{22,}|xox[abposr]-[A-Za-z0-9-]{10,}"
-    r"|(?:AKIA|ASIA)[A-Z0-9]{16}|AIza[A-Za-z0-9_-]{35}|hf_[A-Za-z0-9]{30,})(?![A-Za-z0-9_-])"
+    rf"|(?<![A-Za-z0-9_-])(?:gh[pousr]_{_MIXED_CASE}[A-Za-z0-9]{{30,}}|github_pat_[A-Za-z0-9_]{{80,}}|{_SLACK}"
+    rf"|AIza[A-Za-z0-9_-]{{35}}|hf_{_MIXED_CASE}[A-Za-z0-9]{{30,}})"
+    r"(?![A-Za-z0-9_-])"
 )
 _TOKEN_STARTS = (
     "eyj",
@@ -138,8 +152,6 @@ _TOKEN_STARTS = (
     "ghr_",
     "github_pat_",
     "xox",
-    "akia",
-    "asia",
     "aiza",
     "hf_",
 )

@@ -24,12 +24,18 @@ writes one message a line, and JSON-RPC's batch answer is a SHOULD; an SDK clien
 
 A client's answer to a request of the server (a form's answer) that cannot be read becomes an error answer with its
 id, so the call waiting for it goes on at once. A line that is not JSON and names no id to answer under (a batch cut
-short, a request cut before its id, a notification cut short) is answered as JSON-RPC 2.0 answers a line it cannot
-parse: a Parse error (-32700) under id null, saying where it broke, with a warning on stderr; the ids of a line cut
-short are not guessed at, and nothing in it runs (a ``kie-mcp/unparseable`` notification of this process's own
-stands in for it, which ``RequestsOnce`` answers). JSON with no id to answer (a notification, an empty list or one
-not of objects) stays dropped, with a warning on stderr (a blank line, at DEBUG). The id, method and ``_meta`` are
-found without reading the line as JSON (``top_level_members``): strings skipped whole, deep containers only counted.
+short, a request cut before its id, a notification cut short) is answered with a Parse error (-32700), saying where
+it broke, with a warning on stderr; the ids of a line cut short are not guessed at, and nothing in it runs (a
+``kie-mcp/unparseable`` notification of this process's own stands in for it, which ``RequestsOnce`` answers). That
+answer has no ``id`` member, as MCP 2025-11-25 and later write an error whose request's id could not be read (their
+``JSONRPCErrorResponse``: ``id?: RequestId``, never null; the TypeScript SDK of Claude Desktop, VS Code and Cursor
+refuses an error under id null); to a client whose handshake agreed on 2025-06-18 or before, whose schema requires
+an id (``RequestId``: text or a number), it is ``"id": null``, JSON-RPC 2.0's own answer to a line it cannot parse
+(``id_left_out``: the revision as the handshake's answer said it; none yet, or the 2026-07-28 era: left out).
+
+JSON with no id to answer (a notification, an empty list or one not of objects) stays dropped, with a warning on
+stderr (a blank line, at DEBUG). The id, method and ``_meta`` are found without reading the line as JSON
+(``top_level_members``): strings skipped whole, deep containers only counted.
 
 The SDK's reader takes a request whose id is not a string or an integer for a notification (its ``id`` ignored):
 nothing of it runs and nothing answers it. Such a line gets one more look (a notification is rare: initialized,
@@ -85,6 +91,7 @@ import secrets
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mcp import MCPError
@@ -122,12 +129,13 @@ BYTE_ORDER_MARK = "\ufeff"  # JSON never starts with one; the SDK's reader refus
 
 UNREADABLE_METHOD = "kie-mcp/unreadable"
 # A line that is not JSON and names no id to answer under: this notification stands in for it (``_unparseable``), and
-# ``RequestsOnce`` answers it with a Parse error under id null, never passing it on. The token is this process's own:
-# a client's notification of that name is only a notification.
+# ``RequestsOnce`` answers it with a Parse error with no id (``id_left_out``), never passing it on. The token is this
+# process's own: a client's notification of that name is only a notification.
 UNPARSEABLE_METHOD = "kie-mcp/unparseable"
 _UNPARSEABLE_TOKEN = secrets.token_hex(8)
 BATCHED = "kie-mcp/batched"  # the _meta mark of a request that came in a JSON-RPC batch (``came_in_batch``)
 LAST_BATCHING_PROTOCOL = "2025-03-26"  # the last MCP revision with JSON-RPC batches
+LAST_ERROR_ID_REQUIRED = "2025-06-18"  # the last MCP revision whose error answers must carry an id (``id_left_out``)
 # JSON's tokens: a string (escapes and all), a structural character, or a bare scalar (number, true, ...).
 # A string unrolled (runs of plain characters between escapes): one step a run, not a regex stack frame a character.
 _TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}:,]|[^\s\[\]{}:,"]+', re.S)
@@ -276,7 +284,7 @@ def stand_ins(line: str, refused: ValueError) -> list[str]:
         length = len(line.rstrip("\r\n"))  # as the client wrote it, without the line's end
         log.warning(
             "a line of %d characters is not JSON and names no request id kie-mcp can read: answered with a Parse "
-            "error (-32700) under id null, as JSON-RPC 2.0 answers such a line; nothing of it was run",
+            "error (-32700) with no id (null to a client of MCP 2025-06-18 or before); nothing of it was run",
             length,
         )
         return [_unparseable(why, length)]
@@ -625,24 +633,33 @@ def _not_json(why: Mapping[str, Any]) -> tuple[str, int]:
     return f"not valid JSON ({what}{where})", at
 
 
-def unparseable_error(params: Any) -> JSONRPCError | None:
-    """The answer to the stand-in for a line that is not JSON and names no id (``_unparseable``): a Parse error under
-    id null, as JSON-RPC 2.0 answers a line it cannot parse (its ids cannot be read: a batch cut short, a request cut
-    before its id), saying what broke and where; None for a notification of that name a client sent (not our token).
-    """
+def unparseable_error(params: Any, protocol: str | None) -> JSONRPCError | None:
+    """The answer to the stand-in for a line that is not JSON and names no id (``_unparseable``): a Parse error with
+    no id, or under id null for a client of ``protocol`` (``id_left_out``), its ids unreadable (a batch cut short, a
+    request cut before its id), saying what broke and where; None for a notification of that name a client sent
+    (not our token). Its ``id`` is None: ``WritableMessages.refuse`` leaves the member out where it is to be."""
     given = params if isinstance(params, Mapping) else {}
     if given.get("token") != _UNPARSEABLE_TOKEN:
         return None
     problem, at = _not_json(given)
     length = given.get("length")
     line = f"a line of {length} characters" if isinstance(length, int) and not isinstance(length, bool) else "a line"
+    which = "this answer has no id" if id_left_out(protocol) else "this answer's id is null"
     message = (
-        f"kie-mcp could not read {line} it was sent: it is {problem}, and no request id could be read in it, so this "
-        "answer's id is null. Nothing of it was run, priced or sent. Send each request in it again, as complete "
-        "JSON on a line of its own."
+        f"kie-mcp could not read {line} it was sent: it is {problem}, and no request id could be read in it, so "
+        f"{which}. Nothing of it was run, priced or sent. Send each request in it again, as complete JSON on a line "
+        "of its own."
     )
     error = ErrorData(code=PARSE_ERROR, message=message, data={"at": at, "length": length})
     return JSONRPCError(jsonrpc="2.0", id=None, error=error)
+
+
+def id_left_out(protocol: str | None) -> bool:
+    """Whether an error answer whose request's id could not be read leaves out its ``id`` (MCP 2025-11-25 and later:
+    ``id?: RequestId``, which a client's schema refuses as null) rather than writing ``"id": null`` (JSON-RPC 2.0's
+    answer, for a client whose handshake agreed on ``LAST_ERROR_ID_REQUIRED`` or before, whose schema requires an
+    id). ``protocol`` is the revision the handshake agreed on: None before one, or in the 2026-07-28 era (none)."""
+    return protocol is None or protocol > LAST_ERROR_ID_REQUIRED
 
 
 NEWLINE = "\n"  # where a line of the wire ends (not at a bare "\r", JSON whitespace: see the module's docstring)
@@ -703,7 +720,7 @@ async def serve(server: MCPServer) -> None:
         return
     with claimed_stdin() as stdin:
         async with stdio_server(stdin=stdin) as (read_stream, write_stream):
-            writes = WritableMessages(write_stream, set())
+            writes = WritableMessages(write_stream, WireSession())
             reads = RequestsOnce(read_stream, writes)
             await lowlevel.run(reads, writes, lowlevel.create_initialization_options())
 
@@ -734,10 +751,13 @@ class RequestsOnce:
                     log.warning("a request came under the id of a request still running: refused, not run")
                     await self._writes.refuse(duplicate_error(message.id, message.method))
                     continue
+                if message.method == "initialize":  # its answer says the revision (``WritableMessages.protocol``)
+                    self._writes.session.initialize_id = coerce_request_id(message.id)
             elif isinstance(message, JSONRPCNotification) and message.method == UNPARSEABLE_METHOD:
-                error = unparseable_error(message.params)
-                if error is not None:  # a line that was not JSON, with no id: answered under id null, never passed on
-                    await self._writes.refuse(error)
+                protocol = self._writes.session.protocol
+                error = unparseable_error(message.params, protocol)
+                if error is not None:  # a line that was not JSON, with no id: answered, never passed on
+                    await self._writes.refuse(error, with_id=not id_left_out(protocol))
                     continue
             elif isinstance(message, JSONRPCNotification) and message.method == "notifications/cancelled":
                 cancelled = cancelled_request_id_from_params(message.params)
@@ -796,38 +816,53 @@ def duplicate_error(request_id: str | int, method: str) -> JSONRPCError:
 _ID_SHOWN = 80  # characters of an id an answer repeats
 
 
+@dataclass
+class WireSession:
+    """What the wire's streams know of their session (shared by ``WritableMessages`` and its clones): the ids of the
+    client's requests in flight, the id of its ``initialize`` (``RequestsOnce`` notes it), and the MCP revision the
+    answer under that id agreed on (None before it, and in the 2026-07-28 era, which has no handshake)."""
+
+    in_flight: set[str | int] = field(default_factory=set)
+    initialize_id: str | int | None = None
+    protocol: str | None = None
+
+
 class WritableMessages:
     """The wire's write stream, each message serialized here, once (``written``), and made writable first when it
     cannot be: the SDK's stdio writer serializes what it is handed on its own task, where a failure ends the
     session (the server stopped, the client waited for ever on its call). It keeps the ids of the client's requests
-    in flight (``RequestsOnce`` adds them, an answer written frees them)."""
+    in flight (``RequestsOnce`` adds them, an answer written frees them), and the revision the handshake's answer
+    agreed on (``WireSession``)."""
 
-    def __init__(self, inner: Any, in_flight: set[str | int]) -> None:
+    def __init__(self, inner: Any, session: WireSession) -> None:
         self._inner = inner
-        self._in_flight = in_flight
+        self.session = session
 
     def take(self, request_id: str | int) -> bool:
         """Hold ``request_id`` for a request now read; False when a request still in flight holds it."""
         key = coerce_request_id(request_id)
-        if key in self._in_flight:
+        if key in self.session.in_flight:
             return False
-        self._in_flight.add(key)
+        self.session.in_flight.add(key)
         return True
 
     def answered(self, request_id: str | int) -> None:
         """``request_id`` is free again: its request was answered, or cancelled."""
-        self._in_flight.discard(coerce_request_id(request_id))
+        self.session.in_flight.discard(coerce_request_id(request_id))
 
-    async def refuse(self, error: JSONRPCError) -> None:
-        """Write ``error``, an answer that frees no id: under an id another request holds (which stays held), or under
-        id null (a line that was not JSON)."""
-        await self._inner.send(written(SessionMessage(error)))
+    async def refuse(self, error: JSONRPCError, *, with_id: bool = True) -> None:
+        """Write ``error``, an answer that frees no id: under an id another request holds (which stays held), or a
+        line that was not JSON, with no id (``with_id`` False: no ``id`` member) or under id null."""
+        await self._inner.send(written(SessionMessage(error), with_id=with_id))
 
     async def send(self, item: SessionMessage) -> None:
         await self._inner.send(written(item))
         message = item.message
         if isinstance(message, JSONRPCResponse | JSONRPCError) and message.id is not None:
             self.answered(message.id)
+            if isinstance(message, JSONRPCResponse) and coerce_request_id(message.id) == self.session.initialize_id:
+                agreed = message.result.get("protocolVersion") if isinstance(message.result, Mapping) else None
+                self.session.protocol = agreed if isinstance(agreed, str) else self.session.protocol
 
     def close(self) -> None:
         self._inner.close()
@@ -836,7 +871,7 @@ class WritableMessages:
         await self._inner.aclose()
 
     def clone(self) -> WritableMessages:
-        return WritableMessages(self._inner.clone(), self._in_flight)
+        return WritableMessages(self._inner.clone(), self.session)
 
     async def __aenter__(self) -> WritableMessages:
         return self
@@ -848,18 +883,20 @@ class WritableMessages:
 AS_SENT: dict[str, Any] = {"by_alias": True, "exclude_unset": True}  # how the SDK's stdio writer serializes a message
 
 
-def written(item: SessionMessage) -> SessionMessage:
+def written(item: SessionMessage, *, with_id: bool = True) -> SessionMessage:
     """``item`` with its message serialized as the SDK's stdio writer would (``AS_SENT``), the writer then handed that
     text (``Serialized``): one serialization a message, as before. A message that cannot be serialized because text
     in it holds lone surrogates (a folder named in bytes that are not UTF-8, under any file system encoding; a
     setting's value given so) has every such text made readable (``words.readable_text``: those bytes escaped) and is
-    serialized again; nothing else is looked at."""
+    serialized again; nothing else is looked at. Without ``with_id``, an error is written with no ``id`` member (the
+    SDK's model has one, null at least: ``id_left_out``)."""
     message = item.message
+    leave_out: dict[str, Any] = {} if with_id else {"exclude": {"id"}}
     try:
-        text = message.model_dump_json(**AS_SENT)
+        text = message.model_dump_json(**AS_SENT, **leave_out)
     except PydanticSerializationError:
         message = _readable_message(message)
-        text = message.model_dump_json(**AS_SENT)
+        text = message.model_dump_json(**AS_SENT, **leave_out)
     return SessionMessage(Serialized(message, text), item.metadata)  # type: ignore[arg-type]
 
 

@@ -13,12 +13,19 @@ unchecked. A PNG can still be read exactly in bounded memory:
 * **Pillow decodes it, in strips.** Each strip of rows of a plane is handed to Pillow's own PNG decoder as a small
   greyscale PNG (stored, not compressed again), its first row the previous strip's last as decoded, unfiltered, so
   the next row's filter finds the row above it. Nothing is unfiltered in Python, and at most ``STRIP_BYTES`` of rows
-  (a row more when one is longer) and their planes are held at once; the image data is inflated only as far as each
-  strip needs (``zlib.decompressobj`` with a bound), so a compression bomb inflates no further than its rows.
+  (one row when it is longer, never past ``MAX_ROW_BYTES``) and their planes are held at once; the image data is
+  inflated only as far as each strip needs (``zlib.decompressobj`` with a bound), so a compression bomb inflates no
+  further than its rows, and its IDAT chunks are walked one at a time as their data is taken.
+* **Read as Pillow reads it.** Its header is its first chunk, its ``tRNS`` one before its image data, its image data
+  the first run of IDAT chunks (what follows is not looked at: a header spliced in after the image data, which
+  Pillow ignores, is never believed), and ``prepare`` passes the size Pillow read: a header other than that is not
+  told.
 * **What is transparent**, as Pillow reads it: an alpha (grey or colour with alpha, 8 or 16 bits) under 255, a used
   palette entry whose ``tRNS`` alpha is under 255, an 8-bit grey or RGB pixel of the ``tRNS`` colour. Adam7-interlaced
-  pictures are read pass by pass. Past ``MAX_PIXELS``, a colour key on 16-bit RGB or on grey under 8 bits, or data
-  that does not inflate to its rows, is not told (None): the picture stays unchecked, as before.
+  pictures are read pass by pass. Past ``MAX_PIXELS``, a colour key on 16-bit RGB or on grey under 8 bits, data
+  that does not inflate to its rows within its first run of IDAT chunks, or an odd file (a first chunk other than
+  its header, a second header or ``tRNS`` before its image data, a row longer than ``MAX_ROW_BYTES``), is not told
+  (None): the picture stays unchecked, as before.
 
 A 20-megapixel RGBA export of noise takes about 2 s on a busy 2-core machine, most of it inflating its 80 MB of
 rows (as any decode does; a flat picture inflates faster), and some 15 MB; the verdict is remembered by content, as
@@ -40,7 +47,8 @@ from .sniff import pillow
 
 log = logging.getLogger(__name__)
 
-STRIP_BYTES = 4 << 20  # the filtered rows of a strip at most (one row more when a row alone is longer)
+STRIP_BYTES = 4 << 20  # the filtered rows of a strip at most (one row when a row alone is longer)
+MAX_ROW_BYTES = 4 << 20  # a longer row is not read (None): a strip holds one row at least
 # Past this a picture is left unchecked (seconds of inflating): the most any field without transparency takes (Wan's
 # frames: 8000 px a side), a picture past its field's pixels being refused first.
 MAX_PIXELS = 64_000_000
@@ -50,14 +58,14 @@ _CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # by PNG colour type: grey, RGB, pal
 # Adam7's passes: first column, column step, first row, row step
 _ADAM7 = ((0, 8, 0, 8), (4, 8, 0, 8), (0, 4, 4, 8), (2, 4, 0, 4), (0, 2, 2, 4), (1, 2, 0, 2), (0, 1, 1, 2))
 
-_VERDICTS: dict[str, bool | None] = {}  # by the file's SHA-256
+_VERDICTS: dict[tuple[str, tuple[int, int] | None], bool | None] = {}  # by the file's SHA-256 and the size asked
 _VERDICTS_KEPT = 256
 _UNREAD: Any = object()
 
 
 @dataclass(frozen=True)
 class _Layout:
-    """What of a PNG its rows are read by: its header, its ``tRNS`` chunk and where its image data lies."""
+    """What of a PNG its rows are read by: its header, its ``tRNS`` chunk and where its image data begins."""
 
     width: int
     height: int
@@ -65,27 +73,30 @@ class _Layout:
     colour: int
     interlaced: bool
     trns: bytes | None
-    idat: tuple[tuple[int, int], ...]  # (offset, length) of each IDAT chunk's data, in order
+    idat: int  # where its first IDAT chunk begins (its length): the image data is the run of IDAT chunks from there
 
 
-def transparent(source: IO[bytes]) -> bool | None:
+def transparent(source: IO[bytes], size: tuple[int, int] | None = None) -> bool | None:
     """Whether the PNG in ``source`` has a transparent pixel, as Pillow would decode it: True or False, told exactly;
-    None when it cannot be told here (not a PNG, a kind of transparency not read here, data that does not inflate to
-    its rows, more than ``MAX_PIXELS``). Never raises on a damaged or crafted file. Reads all of it, holding at most
-    a strip of it: call it in a worker thread."""
+    None when it cannot be told here (not a PNG, a header other than ``size``, Pillow's reading of it, a kind of
+    transparency not read here, data that does not inflate to its rows, a row longer than ``MAX_ROW_BYTES``, more
+    than ``MAX_PIXELS``). Never raises on a damaged or crafted file. Reads all of it, holding at most a strip of it:
+    call it in a worker thread."""
     try:
-        digest = _digest(source)
-        known = _VERDICTS.get(digest, _UNREAD)  # one read: another thread may clear the dict meanwhile
+        key = (_digest(source), size)
+        known = _VERDICTS.get(key, _UNREAD)  # one read: another thread may clear the dict meanwhile
         if known is not _UNREAD:
             return known
         layout = _layout(source)
+        if layout is not None and size is not None and (layout.width, layout.height) != size:
+            layout = None  # not the picture Pillow reads (a crafted file): not told
         verdict = None if layout is None else _scan(source, layout)
     except Exception as err:  # a damaged or crafted file: not told, never an error of the tool
         log.debug("transparency not told: %s: %s", type(err).__name__, err)
         return None
     if len(_VERDICTS) >= _VERDICTS_KEPT:
         _VERDICTS.clear()
-    _VERDICTS[digest] = verdict
+    _VERDICTS[key] = verdict
     return verdict
 
 
@@ -98,31 +109,35 @@ def _digest(source: IO[bytes]) -> str:
 
 
 def _layout(source: IO[bytes]) -> _Layout | None:
-    """The header, ``tRNS`` and image data of the PNG in ``source`` (chunk headers read, data skipped); None when it
-    is not a PNG this reads."""
+    """The header, ``tRNS`` and first image data chunk of the PNG in ``source``, read as a decoder does: its header
+    the first chunk, a ``tRNS`` before its image data; chunk headers read up to its first IDAT, their data skipped.
+    None when it is not a PNG this reads, or an odd one (a second header or ``tRNS``, as a crafted file has: which
+    one a decoder believes is its own choice)."""
     source.seek(0)
     if source.read(8) != _SIGNATURE:
         return None
-    header, trns, idat = None, None, []
+    head = source.read(8)
+    if len(head) != 8 or struct.unpack(">I4s", head) != (13, b"IHDR"):
+        return None
+    width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", source.read(13))
+    source.seek(4, io.SEEK_CUR)
+    trns = None
     while len(head := source.read(8)) == 8:
         length, kind = struct.unpack(">I4s", head)
         if kind == b"IDAT":
-            idat.append((source.tell(), length))
-            source.seek(length + 4, io.SEEK_CUR)
-        elif kind in (b"IHDR", b"tRNS") and length <= 1024:
-            data = source.read(length)
-            header, trns = (data, trns) if kind == b"IHDR" else (header, data)
-            source.seek(4, io.SEEK_CUR)
-        elif kind == b"IEND":
             break
+        if kind in (b"IHDR", b"IEND") or (kind == b"tRNS" and (trns is not None or length > 1024)):
+            return None  # a second header, no image data, a second colour key: not told
+        if kind == b"tRNS":
+            trns = source.read(length)
+            source.seek(4, io.SEEK_CUR)
         else:
             source.seek(length + 4, io.SEEK_CUR)
-    if header is None or len(header) != 13 or not idat:
-        return None
-    width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", header)
+    else:
+        return None  # no image data
     if colour not in _CHANNELS or width * height > MAX_PIXELS or not width or not height:
         return None
-    return _Layout(width, height, depth, colour, interlace == 1, trns, tuple(idat))
+    return _Layout(width, height, depth, colour, interlace == 1, trns, source.tell() - 8)
 
 
 def _scan(source: IO[bytes], layout: _Layout) -> bool | None:
@@ -137,6 +152,8 @@ def _scan(source: IO[bytes], layout: _Layout) -> bool | None:
     for width, height in _passes(layout):
         stride = (width * bits + 7) // 8
         size = 1 + stride  # a filter byte, then the row
+        if size > MAX_ROW_BYTES:
+            return None  # a row too long to hold (a crafted header: 64 million pixels in one row is 512 MB)
         at_once = max(1, STRIP_BYTES // size)
         above: list[bytes | None] = [None] * len(planes)
         done = 0
@@ -236,9 +253,10 @@ def _judge(layout: _Layout) -> tuple[tuple[int, ...], Judge] | None:
 
 
 class _Inflated:
-    """The image data of a PNG (its IDAT chunks, read ``_READ`` at a time), inflated only as far as it is taken."""
+    """The image data of a PNG (its run of IDAT chunks, read ``_READ`` at a time), inflated only as far as it is
+    taken."""
 
-    def __init__(self, source: IO[bytes], idat: Sequence[tuple[int, int]]) -> None:
+    def __init__(self, source: IO[bytes], idat: int) -> None:
         self._pieces = _pieces(source, idat)
         self._inflate = zlib.decompressobj()
         self._tail = b""
@@ -256,9 +274,18 @@ class _Inflated:
         return bytes(held)
 
 
-def _pieces(source: IO[bytes], idat: Sequence[tuple[int, int]]) -> Iterator[bytes]:
-    for offset, length in idat:
+def _pieces(source: IO[bytes], start: int) -> Iterator[bytes]:
+    """The data of the run of IDAT chunks from ``start``, walked a chunk at a time as it is taken (a file of a
+    million empty chunks holds no list of them): it ends at the first other chunk, as Pillow's image data does."""
+    offset = start
+    while True:
         source.seek(offset)
+        head = source.read(8)
+        if len(head) != 8:
+            return
+        length, kind = struct.unpack(">I4s", head)
+        if kind != b"IDAT":
+            return
         left = length
         while left > 0:
             piece = source.read(min(left, _READ))
@@ -266,3 +293,4 @@ def _pieces(source: IO[bytes], idat: Sequence[tuple[int, int]]) -> Iterator[byte
                 return
             left -= len(piece)
             yield piece
+        offset += 12 + length

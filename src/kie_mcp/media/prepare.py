@@ -300,7 +300,8 @@ def _prepare(source: IO[bytes], name: str, note_only: bool, upscale: bool, opaqu
             grow = upscale and max(image.size) < MIN_LONG_SIDE
             flatten = opaque is not None and image.has_transparency_data
             if flatten and not grow and image.size[0] * image.size[1] > DECODE_MAX_PIXELS:  # never decoded whole
-                found = alpha.transparent(source) if image.format == "PNG" else None  # exactly, a strip at a time
+                # exactly, a strip at a time, of the picture Pillow reads (a header other than its own: not told)
+                found = alpha.transparent(source, image.size) if image.format == "PNG" else None
                 said = None if found is False else _unflattened(name, image.size, str(opaque), found)  # opaque: none
                 return Prepared(None, None, said)
             if not grow and not flatten:
@@ -429,7 +430,7 @@ def opacity_problem(source: IO[bytes]) -> str | None:
             large = image.format == "PNG" and width * height > DECODE_MAX_PIXELS
     except Exception:  # a header Pillow cannot read: left to KIE, as its pixels are
         return None
-    if large and alpha.transparent(source):
+    if large and alpha.transparent(source, (width, height)):
         return (
             f"has transparent pixels, and at {width}x{height} px, more than {DECODE_MAX_PIXELS / 1e6:g} megapixels, "
             "kie-mcp does not decode it whole to flatten them onto white (a smaller picture it flattens itself)"
