@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from kie_mcp.catalog import ItemPrice, usd
 from kie_mcp.catalog.pricing import CATALOGUE_FLOOR, CHARGED_HERE, provenance
-from kie_mcp.journal import JOURNAL_ERRORS, SEND_LIMIT, Journal
+from kie_mcp.journal import JOURNAL_ERRORS, SEND_LIMIT, Journal, JournalLocked
 from kie_mcp.processes import owner_gone, this_process
 from kie_mcp.redact import redact_secrets
 from kie_mcp.spend import ledger
@@ -667,8 +667,11 @@ class QuoteBook:
         create was sent, or KIE refused every create it approved. A quote with any create that may have reached KIE
         (created, unknown, or still being sent) stays used. A journal that cannot take it now (a full disk) raises,
         and the quote is released at the next look at a quote once it can: a retry after space was freed finds the
-        approval good, never "a create is on its way" for the ten minutes a create may take."""
+        approval good, never "a create is on its way" for the ten minutes a create may take. One another program
+        holds locked now is not waited for (that wait would be on the event loop): released the same way."""
         try:
+            if self.journal.locked_now():
+                raise JournalLocked("the journal is locked by another program or kie-mcp process")
             self._unuse(quote_id)
         except JOURNAL_ERRORS:
             self._owed.add(quote_id)
@@ -697,7 +700,10 @@ class QuoteBook:
         """The releases ``give_back`` could not write (a full disk), written now if the journal takes them (else kept
         owed): at every look at a quote, and soon after on their own (the runtime's background, and its shutdown), so
         another server on the workspace, or this one restarted, finds the approval good too; and the holds ``let_go``
-        could not give up, so the other servers need not wait for their lease to lapse. Never raises."""
+        could not give up, so the other servers need not wait for their lease to lapse. Never raises, and never
+        waits for another program's lock on the journal (a look at a quote is on the event loop): left for later."""
+        if self.owes and self.journal.locked_now():
+            return
         for quote_id in tuple(self._owed):
             try:
                 self._unuse(quote_id)
