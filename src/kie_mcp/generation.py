@@ -1824,9 +1824,11 @@ async def _spend(
         problems += await measure_unreported_charges(rt, p, records, attempts)
         measured = [record for record, before in zip(records, charged, strict=True) if record.credits_charged != before]
         for record in measured:
-            _record(rt, problems, record)
+            await _record_off_loop(rt, problems, record)
         problems += followed
-        problems += settle(rt, records)  # once per task, ever: a no-op but for a charge measured just now
+        # Once per task, ever: a no-op but for a charge measured just now (the follower settled each as it ended), and
+        # then without the write lock (``Ledger.adjust``).
+        problems += await settle_off_loop(rt, records)
         problems += await describe_charges(rt, measured)
         if all(r.state == "failed" and r.task_id is None for r in records):  # KIE refused every create
             _give_back(rt, used)
@@ -1888,10 +1890,16 @@ def _unsent(rt: Runtime, p: Plan, unsent: int, quote_id: str | None, *, nothing_
         log.warning("%s", line)
 
 
-def _not_sent(rt: Runtime, p: Plan, record: TaskRecord, problems: list[str], *, stopping: bool) -> None:
+TURN_WAIT = "its turn in KIE's create window (20 creates per 10 s)"
+JOURNAL_WAIT = "another program's lock on kie-mcp's journal to record it"
+
+
+def _not_sent(
+    rt: Runtime, p: Plan, record: TaskRecord, problems: list[str], *, stopping: bool, waited: str = TURN_WAIT
+) -> None:
     """A create not sent, because the server is stopping (its host sent SIGTERM, SIGHUP or SIGINT) or because its
-    call was cut off while it waited for its turn in KIE's create window: nothing created, its share of the
-    reservation given back."""
+    call was cut off while it ``waited`` for its turn in KIE's create window (or for the journal to record its
+    attempt): nothing created, its share of the reservation given back."""
     record.state, record.credits_reserved = "failed", 0.0
     if stopping:
         record.error = (
@@ -1901,8 +1909,7 @@ def _not_sent(rt: Runtime, p: Plan, record: TaskRecord, problems: list[str], *, 
         _refund(rt, problems, p, "refunded: not sent, the server was stopping", None)
         return
     record.error = (
-        "Not sent: its call was cancelled while it waited for its turn in KIE's create window (20 creates per 10 s); "
-        "nothing was created or charged for it."
+        f"Not sent: its call was cancelled while it waited for {waited}; nothing was created or charged for it."
     )
     _refund(rt, problems, p, "refunded: not sent, its call was cancelled", None)
 
@@ -1929,8 +1936,9 @@ def unwritten_before_create(err: BaseException, doing: str, tool: str, quote_id:
 
 def _give_back(rt: Runtime, quote_id: str | None) -> None:
     """The quote (or confirmation) this call used, unused again: the call sent nothing, so the same request may
-    still be sent once with it. A journal that cannot take it now (a full disk) is written once it can
-    (``QuoteBook.give_back``); this process treats the quote as released meanwhile."""
+    still be sent once with it. A journal that cannot take it now (a full disk, another program's lock: never waited
+    for here, on the event loop) is written once it can (``QuoteBook.give_back``); this process treats the quote as
+    released meanwhile."""
     if quote_id is not None:
         with contextlib.suppress(*JOURNAL_ERRORS):
             rt.quotes.give_back(quote_id)
@@ -1938,14 +1946,30 @@ def _give_back(rt: Runtime, quote_id: str | None) -> None:
 
 def _answered(rt: Runtime, attempts: list[str], answered: int) -> None:
     """Note whether a call's answer reached the client (``journal.mark_answered``); a journal that cannot take it now
-    (a full disk) is written once it can (``OwedWrites``), so that a restart does not take the call for cut off."""
-    if not attempts:
-        return
-    write = functools.partial(rt.journal.mark_answered, list(attempts), answered=answered)
+    (a full disk, or another program's lock, never waited for on the event loop) is written once it can
+    (``OwedWrites``), so that a restart does not take the call for cut off."""
+    if attempts:
+        _now_or_owed(
+            rt,
+            f"whether the answer of create(s) {', '.join(attempts)} reached the client",
+            functools.partial(rt.journal.mark_answered, list(attempts), answered=answered),
+        )
+
+
+def _now_or_owed(rt: Runtime, what: str, write: Callable[[], object]) -> str | None:
+    """Make ``write`` (one transaction) now, on the event loop, unless another program holds the journal's lock now
+    (``locked_now``: that wait would hold up the loop, pings and other calls, for up to ``BUSY_SECONDS``) or the
+    journal refuses it (a full disk): then it is owed (``OwedWrites``: written once the journal takes it, every few
+    seconds). Returns why it was owed, None when it was written. Never raises for the journal."""
     try:
-        write()
-    except JOURNAL_ERRORS:
-        rt.owed.owe(f"whether the answer of create(s) {', '.join(attempts)} reached the client", write)
+        if not rt.journal.locked_now():
+            write()
+            return None
+        why = "the journal is locked by another program or kie-mcp process"
+    except JOURNAL_ERRORS as err:
+        why = f"{type(err).__name__}: {err}"
+    rt.owed.owe(what, write)
+    return why
 
 
 def cost_line(rt: Runtime, p: Plan, records: list[TaskRecord], by: ApprovedBy, earlier: Set[str] = frozenset()) -> str:
@@ -2140,35 +2164,53 @@ async def _submit(
     """Journal the attempt, send one create in its ``slot`` of KIE's create window, journal its answer. Never
     raises: every outcome lands in ``record``. Returns the attempt's id in the journal (None when it could not be
     recorded, and nothing was sent). ``wanted``: whether the create may still be sent (``still_wanted``), asked
-    right before it is journaled (nothing is awaited in between) and before each resend after a 429."""
-    if not wanted():  # the card's Decline of this request came meanwhile, whatever approved this call
-        slot.not_counted()
-        record.state, record.credits_reserved = "failed", 0.0
-        record.error = DECLINED_UNSENT
-        _refund(rt, problems, p, "refunded: not sent, declined on the approval card", None)
-        return None
+    as its attempt is journaled, once the journal's write lock is held, and before each resend after a 429.
+
+    The attempt is written in a worker thread while another program holds the journal's lock
+    (``off_loop_when_locked``: pings, other calls and cancellations go on), up to ``BUSY_SECONDS``; its call cut
+    off, a stop, or a Decline meanwhile, nothing is written or sent. A lock held longer: not sent, refunded."""
+
+    def still() -> bool:  # in the attempt's transaction: nothing is awaited between it and the create
+        return not given_up.is_set() and wanted()
+
     try:
-        attempt = rt.journal.begin_attempt(
-            model=p.spec.id,
-            family=family.name,
-            approved_by=approved_by,
-            quote_id=quote_id,
-            prompt=prompt,
-            params=p.wire,
-            credits_quoted=p.price.credits,
-            session=p.session,
-            options_key=p.options_key,
-            digest=p.digest,
-            kind=record.kind,
-            sandbox=record.sandbox,
-            parent_task_id=record.parent_task_id,
-            operation=record.operation,
+        attempt = await rt.journal.off_loop_when_locked(
+            functools.partial(
+                rt.journal.begin_attempt,
+                model=p.spec.id,
+                family=family.name,
+                approved_by=approved_by,
+                quote_id=quote_id,
+                prompt=prompt,
+                params=p.wire,
+                credits_quoted=p.price.credits,
+                session=p.session,
+                options_key=p.options_key,
+                digest=p.digest,
+                kind=record.kind,
+                sandbox=record.sandbox,
+                parent_task_id=record.parent_task_id,
+                operation=record.operation,
+                still=still,
+            )
         )
     except JOURNAL_ERRORS as err:
         slot.not_counted()
         record.state, record.credits_reserved = "failed", 0.0
-        record.error = f"Not sent: kie-mcp could not record the attempt in its journal first ({err}); nothing created."
+        record.error = (
+            f"Not sent: kie-mcp could not record the attempt in its journal first ({err}); nothing was created or "
+            f"charged for it. {storage_fix(err, 'ask for it again')}"
+        )
         _refund(rt, problems, p, "refunded: not sent", None)
+        return None
+    if attempt is None:  # no longer wanted once the journal took it: nothing was written or sent
+        slot.not_counted()
+        if given_up.is_set():  # cut off, or a stop came, while the journal's lock was waited for
+            _not_sent(rt, p, record, problems, stopping=CREATES.closed, waited=JOURNAL_WAIT)
+        else:  # the card's Decline of this request came meanwhile, whatever approved this call
+            record.state, record.credits_reserved = "failed", 0.0
+            record.error = DECLINED_UNSENT
+            _refund(rt, problems, p, "refunded: not sent, declined on the approval card", None)
         return None
     state, error, existing, unoffered = "created", None, False, False
     try:
@@ -2208,9 +2250,10 @@ async def _submit(
         if new_task:
             # the task id KIE answered is written whatever another writer's lock (waited for off the event loop)
             await rt.journal.off_loop_when_locked(functools.partial(enter_new_task, rt, record, attempt, context))
-        else:
-            rt.journal.finish_attempt(attempt, state, task_id=record.task_id, error=error)
-            existing = take_existing_task(rt, record, existing=existing, created=state == "created", context=context)
+        else:  # likewise (each write safe to make again after a "locked" failure)
+            existing = await rt.journal.off_loop_when_locked(
+                functools.partial(_finished, rt, record, attempt, state, error, existing=existing, context=context)
+            )
     except JOURNAL_ERRORS as err:  # a full disk: written once the journal takes it, never left "being sent"
         if new_task:
             rt.owed.owe(
@@ -2330,6 +2373,22 @@ def enter_new_task(rt: Runtime, record: TaskRecord, attempt: str, context: dict[
         rt.tasks.add(record, **context)
 
 
+def _finished(
+    rt: Runtime,
+    record: TaskRecord,
+    attempt: str,
+    state: str,
+    error: str | None,
+    *,
+    existing: bool,
+    context: dict[str, Any],
+) -> bool:
+    """The outcome of a create whose answer named no new task (unknown, refused, or a task KIE already had), and
+    whether that task is an earlier request's (``take_existing_task``)."""
+    rt.journal.finish_attempt(attempt, state, task_id=record.task_id, error=error)
+    return take_existing_task(rt, record, existing=existing, created=state == "created", context=context)
+
+
 def answered_with_known_task(task_id: str) -> str:
     return (
         f"KIE answered this create with task {task_id}, which this workspace already has from an earlier request, "
@@ -2390,18 +2449,11 @@ async def _not_recorded(rt: Runtime, record: TaskRecord, err: BaseException) -> 
     )
 
 
-def _record(rt: Runtime, problems: list[str], record: TaskRecord) -> None:
-    """Record what became of a task KIE made (its end, its saved files, a charge measured): never a create, whose
-    failure to be recorded ``_not_recorded`` words."""
-    try:
-        rt.tasks.add(record)
-    except JOURNAL_ERRORS as err:
-        _note_unrecorded(problems, record, err)
-
-
 async def _record_off_loop(rt: Runtime, problems: list[str], record: TaskRecord) -> None:
-    """``_record``, in a worker thread while another program holds the journal's lock (``off_loop_when_locked``:
-    ``TaskBook.add`` is safe to run again after a "locked" failure), never waiting for it on the event loop."""
+    """Record what became of a task KIE made (its end, its saved files, a charge measured): never a create, whose
+    failure to be recorded ``_not_recorded`` words. In a worker thread while another program holds the journal's
+    lock (``off_loop_when_locked``: ``TaskBook.add`` is safe to run again after a "locked" failure), never waiting
+    for it on the event loop."""
     try:
         await rt.journal.off_loop_when_locked(functools.partial(rt.tasks.add, record))
     except JOURNAL_ERRORS as err:
@@ -2415,11 +2467,18 @@ def _note_unrecorded(problems: list[str], record: TaskRecord, err: BaseException
 
 
 def _refund(rt: Runtime, problems: list[str], p: Plan, reason: str, ref: str | None) -> None:
-    """Give back one create's share of the reservation, on the day the reservation was booked."""
-    try:
-        rt.ledger.adjust(-p.reserved_each, reason, ref, day=p.reserved_on, reserved=p.reserved_each)
-    except JOURNAL_ERRORS as err:
-        problems.append(f"The journal could not record a refund of {p.reserved_each:g} credits ({err}).")
+    """Give back one create's share of the reservation, on the day the reservation was booked. A journal that cannot
+    take it now (another program's lock, a full disk) gets it once it can (``_now_or_owed``): a refund given up would
+    count against the daily cap for the rest of the day."""
+    refund = functools.partial(
+        rt.ledger.adjust, -p.reserved_each, reason, ref, day=p.reserved_on, reserved=p.reserved_each
+    )
+    why = _now_or_owed(rt, f"a refund of {p.reserved_each:g} credits ({reason})", refund)
+    if why is not None:
+        problems.append(
+            f"The journal could not record a refund of {p.reserved_each:g} credits yet ({why}): kie-mcp records it as "
+            "soon as the journal takes it (it tries every few seconds); until then today's spend counts it."
+        )
 
 
 def replayed(rt: Runtime, p: Plan, tool: str, replay: Replay) -> GenerationResult:
@@ -2787,6 +2846,16 @@ def settle(rt: Runtime, records: list[TaskRecord]) -> list[str]:
     if (reason := _over_cap(rt)) is not None:
         problems.append(reason)
     return problems
+
+
+async def settle_off_loop(rt: Runtime, records: list[TaskRecord]) -> list[str]:
+    """``settle``, in a worker thread while another program holds the journal's lock (``off_loop_when_locked``: each
+    task's correction is one transaction, booked once ever, so safe to make again), never waiting for it on the event
+    loop, where pings, other calls and cancellations would wait with it."""
+    try:
+        return await rt.journal.off_loop_when_locked(functools.partial(settle, rt, records))
+    except JOURNAL_ERRORS as err:  # no journal to write to
+        return [f"The journal could not record what KIE charged for {r.task_id} ({err})." for r in records]
 
 
 def settle_one(rt: Runtime, record: TaskRecord, task_id: str, reserved: float) -> list[str]:

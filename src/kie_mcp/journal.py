@@ -708,11 +708,12 @@ JOURNAL_ERRORS = (sqlite3.Error, OSError, JournalUnavailable)  # a journal that 
 
 
 class OwedWrites:
-    """What became of a create that the journal could not take when it happened (a full disk): the task KIE answered
-    with, the attempt's outcome, whether the call's answer reached the client. Each is written as soon as the journal
-    takes it (``retry``: every few seconds in the runtime's background, and at shutdown), oldest first, once. Left
-    unwritten, the attempt would stay "being sent" and turn into a create of unknown outcome, its task unknown to
-    every restart."""
+    """What became of a create that the journal could not take when it happened (a full disk, or another program's
+    lock, which the event loop does not wait for): the task KIE answered with, the attempt's outcome, whether the
+    call's answer reached the client, the refund of a create not sent or refused. Each is written as soon as the
+    journal takes it (``retry``: every few seconds in the runtime's background, and at shutdown), oldest first, once.
+    Left unwritten, the attempt would stay "being sent" and turn into a create of unknown outcome, its task unknown to
+    every restart, and a refund would count against the daily cap for the rest of the day."""
 
     def __init__(self) -> None:
         self._owed: list[tuple[str, Callable[[], object]]] = []
@@ -1138,15 +1139,21 @@ class Journal:
         sandbox: bool = False,
         parent_task_id: str | None = None,
         operation: str | None = None,
-    ) -> str:
+        still: Callable[[], bool] | None = None,
+    ) -> str | None:
         """Written before the create is sent, durably (``transaction``): a crash, even of the machine, after this
         line still leaves a trace of the spend. The prompt, parameters and session are kept redacted: the API key
         typed into any of them is never written to this file. ``kind``, ``sandbox``, ``parent_task_id`` and
         ``operation``: the task's, for a restart that finds it in the call log (``_record_logged``). The id returned
-        (``a_`` and 16 random hex digits) is no secret: the call log names the create's answer by it."""
+        (``a_`` and 16 random hex digits) is no secret: the call log names the create's answer by it. ``still``:
+        whether the create is still wanted, asked once the write lock is held (after any wait for another writer's):
+        False writes nothing and returns None, and the create is not sent (its call was cut off, or declined, while
+        the lock was waited for)."""
         attempt_id = "a_" + uuid.uuid4().hex[:16]
         now = time.time()
         with self.transaction(durable=True) as db:
+            if still is not None and not still():
+                return None
             db.execute(
                 "INSERT INTO attempts (attempt_id, model, family, approved_by, quote_id, prompt, params, options_key,"
                 " credits_quoted, state, session, created, updated, digest, owner, answered, kind, sandbox,"

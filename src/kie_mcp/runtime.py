@@ -18,7 +18,7 @@ import httpx2
 from kie_mcp.catalog import Catalog, load_catalog
 from kie_mcp.catalog.pricing import SIMULATED_COPY
 from kie_mcp.config import Settings, no_key_advice
-from kie_mcp.journal import Journal, JournalInUse, JournalLocked, OwedWrites, UnavailableJournal
+from kie_mcp.journal import JOURNAL_ERRORS, Journal, JournalInUse, JournalLocked, OwedWrites, UnavailableJournal
 from kie_mcp.kie import KieClient
 from kie_mcp.kie.calllog import CallLog
 from kie_mcp.media.downloads import sweep_interrupted_downloads
@@ -358,12 +358,13 @@ def write_owed_at_exit(seconds: float = OWED_AT_EXIT) -> None:
 
 
 async def _write_owed(runtime: Runtime) -> None:
-    """What a full disk kept out of the journal, written as soon as it takes it. The releases of approvals whose call
-    sent nothing (``QuoteBook.release_owed``): another server on the workspace, or this one restarted, then finds the
-    approval good too, not "a create is on its way" for ten minutes. And what became of creates (``OwedWrites``):
-    their tasks and outcomes, so a restart knows every task made, and no create stays "being sent" to become one of
-    unknown outcome. Those are written on the event loop (the follower changes their records there), never while
-    another writer holds the journal (that wait would hold up the loop): the next turn tries again."""
+    """What a full disk (or another program's lock, not waited for on the event loop) kept out of the journal,
+    written as soon as it takes it. The releases of approvals whose call sent nothing (``QuoteBook.release_owed``):
+    another server on the workspace, or this one restarted, then finds the approval good too, not "a create is on its
+    way" for ten minutes. And what became of creates (``OwedWrites``): their tasks, outcomes and refunds, so a restart
+    knows every task made, no create stays "being sent" to become one of unknown outcome, and no refund is lost.
+    Those are written on the event loop (the follower changes their records there), never while another writer holds
+    the journal (that wait would hold up the loop): the next turn tries again."""
     while True:
         await anyio.sleep(RELEASE_OWED_EVERY)
         if runtime.quotes.owes:
@@ -447,13 +448,23 @@ async def open_runtime(
         _OPEN[:] = [other for other in _OPEN if other is not runtime]  # by identity: runtimes compare by fields
         # What the calls could not write as they ended (the journal refused it then), written now if it takes it: the
         # requests this server's auto approvals hold, let go of, the releases of approvals, and the credits held for
-        # input files uploading, given back (the ledger reserves nothing more); and what became of a create.
+        # input files uploading, given back (the ledger reserves nothing more); and what became of a create, unless
+        # another program holds the journal now (a wait for it here would hold up the loop).
         runtime.quotes.let_go_all()
         runtime.ledger.close()
-        runtime.owed.retry()
+        if runtime.owed.owes and not _locked_now(runtime.journal):
+            runtime.owed.retry()
         if kie is not None:
             await kie.aclose()
         runtime.journal.close()  # the one in use: opened at start, or once another program's lock was gone
+
+
+def _locked_now(journal: Journal | UnavailableJournal) -> bool:
+    """Whether another program holds the journal's write lock now (no wait); False for one that could not be opened."""
+    try:
+        return journal.locked_now()
+    except JOURNAL_ERRORS:
+        return False
 
 
 def _unconfigured(settings: Settings, problem: str) -> Runtime:

@@ -738,12 +738,14 @@ def _register_tools(mcp: MCPServer) -> None:
                 record, problems = checked.record, checked.problems
                 saving = checked.saving
                 if not checked.held:  # it had ended before this call: fold in its charge once, save what is missing
-                    problems = gen.settle(rt, [record])
+                    # Its charge and its record are written in a worker thread while another program holds the
+                    # journal's lock (never waited for on the event loop: pings and other calls go on).
+                    problems = await gen.settle_off_loop(rt, [record])
                     # Saved for a while (or a save in flight waited for), then handed to the follower (finally below).
                     saved, saving = await rt.follower.save_now(record, wait_seconds)
                     problems += saved
                     try:
-                        rt.tasks.add(record)
+                        await rt.journal.off_loop_when_locked(functools.partial(rt.tasks.add, record))
                     except JOURNAL_ERRORS as err:  # a full disk: the answer is what was learnt all the same
                         problems.append(answer_not_recorded(record.task_id, err))
                 if saving and checked.elsewhere:  # the server that follows the task saves it, never this one

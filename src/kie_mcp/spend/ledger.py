@@ -485,9 +485,13 @@ class Ledger:
             return False
         day = self._today() if day is None else day
         same = _ONE_CHARGE if reason in _ONE_CHARGE else (reason, reason)  # a task's charge: however it was learned
+        seen = "SELECT 1 FROM spend WHERE ref = ? AND reason IN (?, ?) LIMIT 1"
+        # Booked before (the follower settled the task, and its call settles it again): a read, which never waits for
+        # another writer's lock, so a settling that has nothing to write takes no write lock either.
+        if once and ref and self.journal.query(seen, ref, *same):
+            return False
         with self.journal.transaction(durable=True) as db:  # what KIE charged or refunded: kept through a power loss
-            seen = db.execute("SELECT 1 FROM spend WHERE ref = ? AND reason IN (?, ?)", (ref, *same)).fetchone()
-            if once and ref and seen:
+            if once and ref and db.execute(seen, (ref, *same)).fetchone():  # booked meanwhile, by another writer
                 return False
             floor = -_sum(db, day) if reserved is None else -min(_sum(db, day), _refundable(reserved))
             Journal.add_spend(db, day, max(delta, floor), reason, ref)

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from kie_mcp.catalog import ItemPrice, usd
 from kie_mcp.catalog.pricing import CATALOGUE_FLOOR, CHARGED_HERE, provenance
-from kie_mcp.journal import JOURNAL_ERRORS, SEND_LIMIT, Journal, is_locked
+from kie_mcp.journal import JOURNAL_ERRORS, SEND_LIMIT, Journal, JournalLocked, is_locked
 from kie_mcp.processes import owner_gone, this_process
 from kie_mcp.redact import redact_secrets
 from kie_mcp.spend import ledger
@@ -685,8 +685,11 @@ class QuoteBook:
         create was sent, or KIE refused every create it approved. A quote with any create that may have reached KIE
         (created, unknown, or still being sent) stays used. A journal that cannot take it now (a full disk) raises,
         and the quote is released at the next look at a quote once it can: a retry after space was freed finds the
-        approval good, never "a create is on its way" for the ten minutes a create may take."""
+        approval good, never "a create is on its way" for the ten minutes a create may take. One another program
+        holds locked now is not waited for (that wait would be on the event loop): released the same way."""
         try:
+            if self.journal.locked_now():
+                raise JournalLocked("the journal is locked by another program or kie-mcp process")
             self._unuse(quote_id)
         except JOURNAL_ERRORS:
             self._owed.add(quote_id)
@@ -717,7 +720,10 @@ class QuoteBook:
         another server on the workspace, or this one restarted, finds the approval good too; and the holds ``let_go``
         could not give up, so the other servers need not wait for their lease to lapse. Each is tried, whatever became
         of the others (one the journal refuses holds back none after it), but for a journal another writer holds
-        locked: every write would wait that lock out, so the rest waits for the next look. Never raises."""
+        locked: every write would wait that lock out on the event loop (a look at a quote is there), so all of it is
+        left for later. Never raises."""
+        if self.owes and self.journal.locked_now():
+            return
         for quote_id in tuple(self._owed):
             if (written := _tried(self._unuse, quote_id)) is None:
                 return

@@ -224,10 +224,9 @@ async def settle_and_save(rt: Runtime, records: list[TaskRecord]) -> list[str]:
     from kie_mcp import generation  # generation -> runtime -> tasks: resolved when first used, not at import
     from kie_mcp.media.downloads import Allowance
 
-    try:  # in a worker thread while another program holds the journal's lock (its writes: one transaction a task)
-        problems = await rt.journal.off_loop_when_locked(functools.partial(generation.settle, rt, records))
-    except JOURNAL_ERRORS as err:  # no journal to write to: the results are saved all the same
-        problems = [f"The journal could not record what KIE charged for {r.task_id} ({err})." for r in records]
+    # In a worker thread while another program holds the journal's lock; with no journal, the results are saved all
+    # the same.
+    problems = await generation.settle_off_loop(rt, records)
     problems += await generation.save_all(rt, records, within=Allowance(rt.settings.download_deadline))
     return problems
 
