@@ -246,6 +246,10 @@ class AppView:
     def text(self) -> str:
         return self.evaluate("document.body.innerText")
 
+    def answered(self) -> list[str]:
+        """The tool of each call the host has answered the view (with its result or an error), in order."""
+        return self.page.evaluate("window.answered")
+
     def box(self, selector: str) -> dict[str, float]:
         """Where an element of the app is in the window, scrolled into view (the iframe's place plus its own);
         ``inner_x``/``inner_y``: its centre in the app's own coordinates."""

@@ -5,7 +5,9 @@ letters spelling an instruction) and its right-to-left override turned the end a
 text; two signed links read the same in their cut captions; text shaped like a credential read [redacted] and was
 sent as written, and the card's ``_meta`` echoed it; the card's dollars differed from the quote's by a cent; a clip
 that did not decode was a dead player; Approve a host never answered read "Starting…" for ever, with Decline off;
-and Decline of an expired quote said the quote still approved the request.
+and Decline of an expired quote said the quote still approved the request. A later review: Decline while Approve's
+call was uploading turned into "Failed" once the call answered (its create, stopped, was counted as sent), and a
+Decline the host failed said "Nothing was spent" while Approve's call ran on.
 
 Each browser test drives the server through the SDK client and the built-in simulator, and the app in headless
 Chromium inside the minimal MCP Apps host of ``tests/app_host.py`` (see ``tests/test_apps.py``); they skip when
@@ -29,6 +31,7 @@ from . import test_app_edges
 from .app_host import AppHost, AppView
 from .conftest import answering, text_of
 from .test_app_edges import in_browser, read_in_view
+from .test_apps import still, uploading
 
 connect_app = test_app_edges.connect_app  # a client that declares the MCP Apps extension (a fixture)
 
@@ -253,3 +256,109 @@ async def test_in_a_browser_decline_of_an_expired_quote_it_could_not_void_says_i
         shown = await pressed(client, browser, "expired-decline", asked, "&failafter=decline_quote", steps)
     assert "could not be voided (Request timed out), but it had expired at" in shown, shown
     assert "it approves nothing" in shown and "if the assistant passes it" not in shown, shown
+
+
+# -- Decline while Approve's call is on its way --------------------------------------------------------------------
+
+
+async def approve_then_decline(view: AppView, controls: Any, sent: str) -> None:
+    """Press Approve, wait until its call has reached the simulator (``sent``: "upload" for the call's input going
+    up, "create" for its create), then press Decline while the call is still on its way."""
+    await in_browser(view.wait_for, "document.querySelector('.card .approve')")
+    await in_browser(view.click, ".card .approve")
+    if sent == "upload":
+        await uploading(controls)
+    else:
+        with anyio.fail_after(20):
+            while not await controls.creates():  # noqa: ASYNC110 - the simulator's log, polled
+                await anyio.sleep(0.02)
+    await in_browser(view.click, ".card .decline")
+
+
+async def answered(view: AppView, tool: str) -> str:
+    """The view's text once the host has answered its ``tool`` call and the view has had time to draw the answer."""
+    with anyio.fail_after(20):
+        while tool not in await in_browser(view.answered):  # noqa: ASYNC110 - the host page, polled
+            await anyio.sleep(0.05)
+    await anyio.sleep(1.0)  # the answer's message reaches the app's frame, which draws it at once
+    return await in_browser(view.text)
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+@pytest.mark.parametrize("decline", ["answered", "failed"], ids=["decline-answered", "decline-failed-by-the-host"])
+async def test_in_a_browser_decline_while_approve_uploads_stays_declined_when_its_call_answers_failed(
+    connect_app, controls, browser, tmp_path, decline
+):
+    """The review: Decline while Approve's call was uploading its input voided the quote (declined: true, no create
+    sent, refunded), but the call then answered status "failed" ("Not sent: the user declined…"), which the card
+    counted as sent, and "Declined, nothing was spent" became "Failed". A call's answer now replaces the Declined
+    card only when a task of it reached KIE. When the host fails decline_quote (it relayed it, then answered with
+    an error), the card first says Approve's call may run, then, once it answers having sent nothing, Declined."""
+    request = {**IMAGE, "images": [still(tmp_path)]}
+    query = "&failafter=decline_quote" if decline == "failed" else ""
+    async with connect_app() as client:  # no forms: Approve passes the quote
+        estimate = await client.call_tool("estimate_cost", request)
+        await controls.fault("upload", kind="slow", seconds=2.5)
+        async with AppHost(client).running() as host:
+            view = await in_browser(AppView, browser, host.show("decline-uploading", request, estimate) + query)
+            try:
+                await approve_then_decline(view, controls, "upload")
+                drawn = "document.querySelector('h2').textContent === 'Declined'"
+                await in_browser(
+                    view.wait_for, drawn if decline == "answered" else "document.querySelector('.may-run')"
+                )
+                meanwhile = await in_browser(view.text)
+                shown = await answered(view, "generate_image")
+                [message] = await host.until_sent("ui/message")
+            finally:
+                await in_browser(view.close)
+    assert await controls.creates() == []  # the server did right: nothing sent after the no
+    assert "Failed" not in shown and "Not sent" not in shown, shown
+    assert "Declined" in shown and "Nothing was spent." in shown, shown
+    if decline == "answered":
+        assert "Its quote is void: it approves nothing now." in shown, shown
+        assert "Its quote is void" in message["content"][0]["text"], message
+    else:
+        assert "Nothing was spent" not in meanwhile and "may run" in meanwhile, meanwhile
+        assert "Its quote could not be voided (Request timed out)" in shown, shown
+        assert "it may run" in message["content"][0]["text"], message
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+@pytest.mark.parametrize("approve", ["hang", "failafter"], ids=["approve-never-answered", "approve-answered-an-error"])
+async def test_in_a_browser_decline_the_host_fails_while_approve_is_on_its_way_never_says_nothing_was_spent(
+    connect_app, controls, browser, approve
+):
+    """The review: the host failed decline_quote (an error, so the card could not know the quote was void) while
+    Approve's call was on its way; the card said "Declined. Nothing was spent." all the same, and when Approve's
+    call then never answered, or answered with an error, it kept saying so, while its create had run and been
+    charged. Only a quote voided says nothing was spent now: the card says Approve's call may run and offers the
+    task list, then that no answer came back and it may have run; the assistant is told it may run."""
+    request = {**IMAGE, "wait_seconds": 0}
+    query = {
+        "hang": "&hang=generate_image&failafter=decline_quote",
+        "failafter": "&failafter=generate_image,decline_quote",
+    }
+    async with connect_app() as client:  # no forms: Approve passes the quote
+        estimate = await client.call_tool("estimate_cost", request)
+        if approve == "failafter":  # the call still on its way when Decline is pressed: its create is slow
+            await controls.fault("create", kind="slow", seconds=2.0)
+        async with AppHost(client, approve_answer_seconds=4).running() as host:
+            view = await in_browser(AppView, browser, host.show("decline-failed", request, estimate) + query[approve])
+            try:
+                await approve_then_decline(view, controls, "create")
+                await in_browser(view.wait_for, "document.querySelector('.card .may-run')")
+                meanwhile = await in_browser(view.text)
+                await in_browser(view.wait_for, "document.body.innerText.includes('No answer came back')", 20)
+                shown = await in_browser(view.text)
+                [message] = await host.until_sent("ui/message")
+            finally:
+                await in_browser(view.close)
+    assert len(await controls.creates()) == 1  # Approve's create ran: nothing says nothing was spent
+    assert "Declining did not go through (Request timed out), and Approve's call is on its way and may run" in (
+        meanwhile
+    ), meanwhile
+    assert "it may have run" in shown and "The assistant was told you declined." in shown, shown
+    for text in (meanwhile, shown):
+        assert "Nothing was spent" not in text and "Declined" not in text.split("\n"), text
+    assert "it may run" in message["content"][0]["text"], message
