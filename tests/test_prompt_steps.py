@@ -485,6 +485,66 @@ async def test_a_workflow_writes_no_call_for_a_model_kie_no_longer_sells(connect
     assert any("nano-banana-2" in model for model in written["ugc_product_selfie"]), written["ugc_product_selfie"]
 
 
+# Models the plans name by id, withdrawn by KIE (gone from its live list, as the daily sync reads it): animated_ad's
+# animator, the Nano Banana models of the still steps and character_sheet's default.
+WITHDRAWN = [("bytedance/seedance-2",), ("nano-banana-2",), ("nano-banana-pro",), ("nano-banana-2", "nano-banana-pro")]
+# The plans that write a call for one of them (ugc_video: the product still it makes from a photo).
+NAMING = {
+    "animated_ad": {**ARGUMENTS["animated_ad"], "beats": "2"},  # claymation: its long form's beats too
+    "animated_ad (3D)": {**ARGUMENTS["animated_ad"], "style": "3D-animated"},
+    "influencer_recreation": ARGUMENTS["influencer_recreation"],
+    "product_showcase": ARGUMENTS["product_showcase"],
+    "ugc_video": {**ARGUMENTS["ugc_video"], "product": "cold brew, photo references/products/bottle.png"},
+    "character_sheet": ARGUMENTS["character_sheet"],  # with its default model
+}
+
+
+@eras_in_turn("gone", WITHDRAWN, ids=[" and ".join(gone) for gone in WITHDRAWN])
+async def test_no_plan_writes_a_call_for_a_model_kie_no_longer_sells_and_a_withdrawn_default_gives_way(
+    connect, controls, transport, tmp_path, gone
+):
+    """The audit: with Seedance 2 gone from KIE's live list, animated_ad's step 7 still animated every beat with it
+    (refused once the storyboard stills were paid for); the still steps asked "Use default Nano Banana 2, or Nano
+    Banana Pro?" and wrote calls for either after KIE withdrew it; and character_sheet with no model argument was
+    refused outright once its default, nano-banana-2, was withdrawn, as if the user had named it. Every plan now
+    names only models KIE sells, in its calls and its questions, each call as written is one estimate_cost takes
+    (step 7 at every beat length the plan allows, in either frame), and character_sheet starts with the next model
+    that fits its hero, saying so."""
+    from kie_mcp.prompts import BEAT_SECONDS, LONG_FORM, NANO_TITLES
+
+    from .test_live_wiring import sync
+
+    for model in gone:
+        await controls.post("catalog/withdraw", {"model": model})
+    await sync(transport, controls, tmp_path)
+    still = _png(tmp_path / "still.png")
+    named, refused = {}, []
+    async with connect() as client:
+        for plan, arguments in NAMING.items():
+            text = await _render(client, plan.split(" ")[0], arguments)
+            named[plan] = [
+                found
+                for model in gone
+                for found in (f"'{model}'", f'"{model}"', NANO_TITLES.get(model))
+                if found
+                if found in text
+            ]
+            refused += [f"{plan}: {problem}" for problem in await _refused_estimates(client, text, still)]
+            if plan.startswith("animated_ad"):
+                [(_, parts)] = _calls(_step(text, 7), {"estimate_cost"})
+                longest = LONG_FORM[1][1] if "3D" not in plan else BEAT_SECONDS[1]
+                for ratio in ("9:16", "16:9"):
+                    for seconds in range(BEAT_SECONDS[0], longest + 1):
+                        asked = _as_written(parts, still, prompt="the bowl smiles", aspect_ratio=ratio)
+                        answer = await client.call_tool("estimate_cost", {**asked, "duration": seconds})
+                        if answer.is_error:
+                            refused.append(f"{plan} step 7 {asked} {seconds} s -> {text_of(answer)}")
+            if plan == "character_sheet" and "nano-banana-2" in gone:
+                assert "KIE no longer sells nano-banana-2, this workflow's default model" in text, text
+    assert not any(named.values()), named
+    assert not refused, "\n".join(refused)
+
+
 # A video model only KIE's live list has: it starts a clip from a first frame, is silent and has no frame setting.
 LIVE_ANIMATOR = {
     "model": "brand/new-i2v",
