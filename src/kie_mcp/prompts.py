@@ -25,6 +25,7 @@ from kie_mcp.words import plain, unseen_escaped
 if TYPE_CHECKING:
     from kie_mcp.catalog import Catalog, Problem
     from kie_mcp.catalog.spec import ModelSpec
+    from kie_mcp.media.sniff import Sniffed
 
 ANGLES = (1, 24)  # character_sheet: angles after the hero
 BEATS = (1, 20)  # animated_ad: storyboard beats
@@ -1640,9 +1641,35 @@ MODEL_ARGUMENTS: dict[tuple[str, str], Callable[[Mapping[str, str]], tuple[str, 
     ("ugc_video", "model"): lambda given: ("video", REEL),
     ("script_to_video", "model"): lambda given: ("video", SPOKEN_PARTS),
 }
-# The arguments naming a picture by its workspace path (or a link): completion offers the pictures in references/
-# and those saved in outputs/ session folders.
-PICTURE_ARGUMENTS = frozenset({"reference_image", "product_image", "creator_image", "style_image"})
+# The arguments naming a picture by its workspace path (or a link), by workflow, with the models the plan's first call
+# hands that picture to: completion offers the pictures in references/ and those saved in outputs/ session folders
+# in the formats every one of them takes (``picture_formats``): a TIFF, BMP, GIF or AVIF was offered, and the first
+# estimate (Nano Banana's) refused it.
+PICTURE_ARGUMENTS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("influencer_recreation", "reference_image"): NANO_MODELS,
+    ("product_showcase", "product_image"): NANO_MODELS,
+    ("ugc_product_selfie", "creator_image"): SELFIE_MODELS,
+    ("ugc_product_selfie", "product_image"): SELFIE_MODELS,
+    ("ugc_product_selfie", "style_image"): SELFIE_MODELS,
+}
+
+
+def picture_formats(models: tuple[str, ...], catalog: Catalog) -> tuple[Sniffed, ...]:
+    """The picture formats (``media.sniff.IMAGES``) every one of ``models`` takes in the field its images go to, by
+    ``catalog``'s media limits (a model that lists none takes any; one the catalogue does not know is passed over):
+    for Nano Banana 2 and Pro, and GPT Image 2 beside them, JPEG, PNG and WebP."""
+    from kie_mcp.media.inputs import field_accepts, format_fits
+    from kie_mcp.media.sniff import IMAGES
+
+    taken = IMAGES
+    for model in models:
+        spec = catalog.get(model)
+        if spec is None or spec.images is None or not spec.images.to:
+            continue
+        formats = field_accepts(spec, spec.images.to[0]).formats
+        if formats:
+            taken = tuple(media for media in taken if format_fits(media, formats))
+    return taken
 
 
 def register_prompts(mcp: MCPServer) -> None:
