@@ -993,6 +993,46 @@ async def test_ugc_video_never_takes_a_slash_or_a_product_page_for_the_product_p
     assert '"/"' not in text and '"https://acme.example/products/glow"' not in text, text
 
 
+SPACED = "references/products/my bottle"  # a product photo named with a space, as the picture completion offers it
+
+
+@eras_in_turn(
+    ("workflow", "product", "photo"),
+    [
+        ("ugc_video", f"Glow serum, photo: {SPACED}.jpg", f"{SPACED}.jpg"),
+        ("animated_ad", f"Glow serum {SPACED}.jpg and a sad bowl", f"{SPACED}.jpg"),
+        ("ugc_video", f"Glow serum ({SPACED}), the one on the shelf", SPACED),  # a file whose name is no picture's
+        ("animated_ad", f"Glow serum, photo '{SPACED}.jpg'", f"{SPACED}.jpg"),  # quoted
+    ],
+    ids=["ugc_video", "animated_ad", "a file with no picture name", "quoted"],
+)
+async def test_a_product_photo_path_with_a_space_is_taken_whole(connect, tmp_path, workflow, product, photo):
+    """The audit: ugc_video and animated_ad cut a product photo's path at its first space
+    ("references/products/my bottle.jpg" became "references/products/my"): the plan built every still and clip on
+    a file that is not there, refused at the first estimate. A path into the workspace is taken with the words after
+    it up to a picture's file name, or up to the file it names in the workspace; a quoted one as quoted. Each call
+    the plan writes with it is one estimate_cost takes."""
+    still = _png(tmp_path / "still.png")
+    (tmp_path / "references" / "products").mkdir(parents=True)
+    for name in (f"{SPACED}.jpg", SPACED):
+        Image.new("RGB", (1024, 1024), (30, 90, 160)).save(tmp_path / name, "JPEG")
+    async with connect() as client:
+        text = await _render(client, workflow, {**ARGUMENTS[workflow], "product": product})
+        with_photo = [
+            parts
+            for tool, parts in _calls(text, {"estimate_cost"})
+            if any(_argument(p) == "images" and json.dumps(photo) in p for p in parts)
+        ]
+        refused = []
+        for parts in with_photo:
+            asked = _as_written(parts, still, prompt="the woman holds the bottle from the last image", session="glow")
+            if (answer := await client.call_tool("estimate_cost", asked)).is_error:
+                refused.append(f"{asked} -> {text_of(answer)}")
+    assert with_photo, text
+    assert '"references/products/my"' not in text, text
+    assert not refused, "\n".join(refused)
+
+
 @pytest.mark.parametrize("beats", ["1", "6"])
 async def test_animated_ad_draws_every_storyboard_still_from_the_product_photo_it_names(connect, tmp_path, beats):
     """The audit: animated_ad's product argument asks for "a photo's workspace path if there is one", and no step used

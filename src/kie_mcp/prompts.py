@@ -1183,14 +1183,56 @@ def _product_photo(product: str) -> str | None:
     """The product photo ``product`` names (ugc_video asks for "a photo's workspace path if there is one"): the
     first quoted text or word that is a kie:// or file:// link, a path into references/ or outputs/, or a path or
     link to a picture's file name, without the punctuation around it. None when it names none: the product is then
-    described in words. The plan asked for the path and never used it, so the product was invented from its name."""
-    candidates = [*_QUOTED.findall(product), *product.split()]
-    for candidate in candidates:
-        found = candidate.strip().strip("\"'`“”‘’()[]<>").rstrip(".,;:!?")
+    described in words. The plan asked for the path and never used it, so the product was invented from its name.
+    A path or link written with a space in it, unquoted (``references/products/my bottle.jpg``, as the picture
+    completion offers it), is taken with the words after it (``_spaced``): cut at the space, it named no file."""
+    quoted = _QUOTED.findall(product)
+    words = product.split()
+    for at, candidate in enumerate([*quoted, *words]):
+        found = _bare(candidate)
         place = next((start for start in _PLACES if found.lower().startswith(start)), None)
-        if (place is not None and len(found) > len(place)) or _names_picture(found):
+        if place is not None and len(found) > len(place):
+            spaced = None if at < len(quoted) or _names_file(found) else _spaced(words[at - len(quoted) :])
+            return spaced or found
+        if _names_picture(found):
             return found
     return None
+
+
+_WRAPPING = "\"'`“”‘’()[]<>"  # quotes and brackets around a path in prose
+
+
+def _bare(text: str) -> str:
+    """A word or quoted text of an argument as a path: without the quotes, brackets or punctuation around it (a
+    bracket before a comma too: "(references/my bottle.jpg),")."""
+    return text.strip().strip(_WRAPPING).rstrip(".,;:!?" + _WRAPPING)
+
+
+def _spaced(words: list[str]) -> str | None:
+    """The path ``words[0]`` starts, with the words after it, up to the first that ends it in a picture's file name
+    or makes it a file in the workspace (``_names_file``); None when none does (the first word alone is then the
+    path, as written)."""
+    for end in range(2, len(words) + 1):
+        joined = _bare(" ".join(words[:end]))
+        if _names_file(joined):
+            return joined
+    return None
+
+
+def _names_file(path: str) -> bool:
+    """Whether ``path`` ends in a picture's file name, or is a file in the workspace, looked up as the tools look up a
+    relative input (``Settings.input_bases``: in the sandbox, its area, then the real workspace's references/)."""
+    from kie_mcp.runtime import SERVING
+
+    if _names_picture(path):
+        return True
+    rt = SERVING.get()
+    if rt is None or path.lower().startswith(("kie://", "file://")):
+        return False
+    try:
+        return any((folder / path).is_file() for folder in rt.settings.input_bases)
+    except (OSError, ValueError):  # a name the file system cannot hold
+        return False
 
 
 def _names_picture(found: str) -> bool:
