@@ -173,6 +173,52 @@ async def test_character_sheet_angles_followed_as_written_are_each_made_with_the
     assert f"{angles} x one angle's price" in step
 
 
+PER_IMAGE = [  # a hero model whose angles go to a twin that charges for each input image
+    ("qwen3/text-to-image", "qwen3/image-to-image"),
+    ("seedream/5-pro-text-to-image", "seedream/5-pro-image-to-image"),
+]
+
+
+@eras_in_turn(("model", "angle"), PER_IMAGE)
+async def test_character_sheets_total_is_said_to_grow_on_a_model_that_charges_for_each_input_image(
+    connect, tmp_path, model, angle
+):
+    """The audit: step 4's "expected total: N x one angle's price (the first angle's estimate)" was low on a model
+    that charges for each input image, as each angle carries one more (the hero and the angles approved before it):
+    the last angle's estimate is above the first's. The step says the total is more than that and grows."""
+    hero = _png(tmp_path / "hero.png")
+    async with connect() as client:
+        text = await _render(client, "character_sheet", {**ARGUMENTS["character_sheet"], "angles": "3", "model": model})
+        step = _step(text, 4)
+        [parts] = [parts for tool, parts in _calls(step, {"estimate_cost"}) if tool == "estimate_cost"]
+        prices = []
+        for count in (1, 3):  # the first angle (the hero), the third (the hero and two approved angles)
+            asked = _as_written(parts, hero, prompt="left profile of the same character")
+            answer = await client.call_tool("estimate_cost", {**asked, "images": [hero] * count})
+            prices.append(answer.structured_content["quote"]["credits_total"])
+    assert _literal(next(p for p in parts if _argument(p) == "model")) == angle
+    assert prices[1] > prices[0], prices  # so 3 x the first angle's price is not the total
+    assert "First show the expected total: more than 3 x one angle's price" in step, step
+    assert f"{angle} charges for each input image" in step, step
+
+
+@eras_in_turn("model", ["flux-kontext-pro", "flux-kontext-max"])
+async def test_character_sheets_angles_on_a_model_that_takes_one_image_carry_only_the_hero(connect, tmp_path, model):
+    """The audit: on Flux Kontext, which takes one input image, step 4 still said "images=[the approved hero's
+    saved path, plus the angles approved so far]", and the second angle made as written was refused. Each angle's
+    images are the hero only, as the step says; the call with the angles approved so far is what it refused."""
+    hero, approved = _png(tmp_path / "hero.png"), _png(tmp_path / "angle-1.png")
+    async with connect() as client:
+        step = _step(await _render(client, "character_sheet", {**ARGUMENTS["character_sheet"], "model": model}), 4)
+        [parts] = [parts for tool, parts in _calls(step, {"estimate_cost"}) if tool == "estimate_cost"]
+        asked = _as_written(parts, hero, prompt="left profile of the same character")
+        written = await client.call_tool("estimate_cost", asked)
+        grown = await client.call_tool("estimate_cost", {**asked, "images": [hero, approved]})
+    assert "angles approved so far" not in step and f"(only the hero: {model} takes one input image)" in step, step
+    assert asked["images"] == [hero] and not written.is_error, text_of(written)
+    assert grown.is_error  # what the step said before: the hero and an approved angle
+
+
 # -- 4. character_sheet: the angle model takes one reference image --------------------------------------------------
 
 IMAGE_MODELS = sorted(spec.id for spec in load_catalog().offered() if spec.kind == "image")

@@ -833,6 +833,7 @@ def character_sheet(description: Description, angles: Angles = "9", model: Image
     if nanos and model == nanos[0]:  # the default, or the one Nano Banana model KIE still sells
         ask = _nano_questions("the hero", ", more skin detail", variations)
         hero = angle = _nano_model()
+        angle_id: str | None = model
         twin, hero_settings, angle_settings = "", _still_settings(model), _still_settings(model, full_body=True)
     else:
         spec = _spec(model)
@@ -852,6 +853,7 @@ def character_sheet(description: Description, angles: Angles = "9", model: Image
         else:
             ask = f"Before estimating the hero, ask the user {HOW_MANY}. It is made with {named}; {variations}."
         hero, twin = _said("model", model), _with_images(model)
+        angle_id = twin
         angle = (
             _said("model", twin)
             if twin
@@ -870,6 +872,7 @@ def character_sheet(description: Description, angles: Angles = "9", model: Image
             nano = _still_settings(first, full_body=True)
             if {hero_settings, angle_settings} != {_still_settings(first), nano}:
                 twin += f"; with Nano Banana: {nano.removesuffix(', ')}"
+    total, images, goes = _angle_images(angle_id, angles)
     return "\n".join(
         [
             f"Workflow: character sheet. Character: {character}. Angles after the hero: {angles}.{instead}",
@@ -884,12 +887,10 @@ def character_sheet(description: Description, angles: Angles = "9", model: Image
             # One angle at a time: estimating every angle up front quoted images that change as the set grows, and
             # each later generate_image was refused ("quote was for different arguments").
             f"4. Estimate the {angles} remaining angles one at a time, in order, each just before it is made (each "
-            "angle has its own prompt; variations only repeat the same prompt). First show the expected total: "
-            f"{angles} x one angle's price (the first angle's estimate). Each angle: estimate_cost(model={angle}, "
-            "prompt= that angle's view, images=[the approved hero's saved path, plus the angles approved so far, "
-            f"within the model's input limit], {angle_settings}session=...){twin}. {APPROVAL} Then generate_image "
-            "with exactly the estimated arguments, QA it and show it. APPROVAL POINT: the user approves each angle "
-            "before the next is estimated (it goes into the next angle's images).",
+            f"angle has its own prompt; variations only repeat the same prompt). First show the expected total: "
+            f"{total}. Each angle: estimate_cost(model={angle}, prompt= that angle's view, {images}, "
+            f"{angle_settings}session=...){twin}. {APPROVAL} Then generate_image with exactly the estimated arguments, "
+            f"QA it and show it. APPROVAL POINT: the user approves each angle before the next is estimated{goes}.",
             "5. Show the approved set. Tell the user where the files are (the session "
             "folder outputs/<date>-<session>/, by the paths generate_image returned): later workflows take them "
             "in images by those paths. Copying the approved set into references/influencers/<name>/ is for the "
@@ -897,6 +898,43 @@ def character_sheet(description: Description, angles: Angles = "9", model: Image
             SAVED,
         ]
     )
+
+
+def _angle_images(model: str | None, angles: str) -> tuple[str, str, str]:
+    """character_sheet's step 4 as ``model`` (the angles' model; None: one named in words) takes its images: the
+    expected total, the images of each angle's call, and what an approved angle is for. Each angle carries the
+    hero and the angles approved before it, so on a model that charges for each input image (Qwen 3, Seedream 5 Pro
+    image to image) every angle costs more than the one before, and "N x the first angle's price" was low; a model
+    that takes one input image (Flux Kontext) takes only the hero, never "the angles approved so far"."""
+    spec = _spec(model) if model is not None else None
+    first = f"{angles} x one angle's price (the first angle's estimate)"
+    if spec is not None and spec.images is not None and spec.images.max == 1:
+        return first, f"images=[the approved hero's saved path] (only the hero: {spec.id} takes one input image)", ""
+    so_far = "images=[the approved hero's saved path, plus the angles approved so far, within the model's input limit]"
+    goes = " (it goes into the next angle's images)"
+    if spec is None or not _charges_per_image(spec):
+        return first, so_far, goes
+    grows = (
+        f"more than {first}, as {spec.id} charges for each input image and each angle carries one more than the one "
+        f"before (up to {spec.images.max if spec.images else 1} in all): say so, and show each angle's own estimate as "
+        "it comes"
+    )
+    return grows, so_far, goes
+
+
+def _charges_per_image(spec: ModelSpec) -> bool:
+    """Whether ``spec``'s price grows with its input images, by the catalogue's price table: a call with two
+    images quoted above the same call with one."""
+    from kie_mcp.catalog import InvalidRequest, build_input
+    from kie_mcp.catalog.pricing import price_input
+
+    try:
+        one, two = (
+            price_input(spec, build_input(spec, prompt="a portrait", images=[TRIAL_STILL] * count)) for count in (1, 2)
+        )
+    except InvalidRequest:  # takes no single image, or no second one
+        return False
+    return one.known and two.known and (two.credits or 0) > (one.credits or 0)
 
 
 def _selfie_question(models: list[str], ratio: str) -> str:
