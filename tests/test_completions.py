@@ -235,6 +235,48 @@ async def test_a_picture_argument_also_offers_the_pictures_saved_in_session_fold
     assert not taken.is_error, text_of(taken)
 
 
+PICTURE_FORMATS = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP", "tif": "TIFF", "bmp": "BMP", "gif": "GIF"}
+
+
+@pytest.mark.parametrize(
+    ("workflow", "argument", "model"),
+    [
+        ("product_showcase", "product_image", "nano-banana-2"),
+        ("influencer_recreation", "reference_image", "nano-banana-pro"),
+        ("ugc_product_selfie", "creator_image", "nano-banana-2"),
+    ],
+)
+async def test_a_picture_argument_offers_only_pictures_the_workflows_first_call_takes(
+    connect, tmp_path, workflow, argument, model
+):
+    """The audit: a picture argument offered every picture in references/, a TIFF, BMP or GIF among them, and the
+    workflow's first call (Nano Banana's still, Veo's first frame) refused each: "takes jpeg, png or webp only". Only
+    the formats every model the picture goes to first takes are offered (by the catalogue's media limits), in
+    references/ and among the saved results, and estimate_cost takes each as the workflow's first call names it."""
+    picture = Image.new("RGB", (1200, 1200), (200, 120, 40))
+    (tmp_path / "references").mkdir()
+    for extension, fmt in PICTURE_FORMATS.items():
+        picture.save(tmp_path / "references" / f"bottle.{extension}", fmt)
+    saved = tmp_path / "outputs" / "2020-01-01-sheet"
+    saved.mkdir(parents=True)
+    picture.save(saved / "gpt-image-2-image-to-image_a_1.png")
+    picture.save(saved / "gpt-image-2-image-to-image_b_1.tif", "TIFF")
+    async with connect() as client:
+        offered = (await _values(client, _prompt(workflow), argument)).completion
+        refused = []
+        for path in offered.values:
+            asked = {"model": model, "prompt": "a person holds it", "images": [path], "aspect_ratio": "9:16"}
+            if (answer := await client.call_tool("estimate_cost", asked)).is_error:
+                refused.append(f"{path}: {text_of(answer)}")
+    assert offered.values == [
+        "references/bottle.jpg",
+        "references/bottle.png",
+        "references/bottle.webp",
+        "outputs/2020-01-01-sheet/gpt-image-2-image-to-image_a_1.png",
+    ], offered
+    assert not refused, refused
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="symlinks")
 async def test_a_picture_argument_offers_from_a_linked_outputs_folder_only_what_kie_mcp_saved_there(connect, tmp_path):
     """An outputs/ linked to a folder of the user's may hold their own photos, in a folder named by a date as a

@@ -19,7 +19,7 @@ from kie_mcp import references
 from kie_mcp.config import Settings
 from kie_mcp.server import create_server
 
-from .conftest import every_resource, text_of
+from .conftest import eras_in_turn, every_resource, text_of
 from .test_promise_inputs_judged import after, release_fifo_readers_after
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
@@ -397,3 +397,82 @@ async def test_a_fifo_swapped_in_while_the_references_are_read_never_holds_up_th
     assert released == [], "the listing waited on the FIFO until it was released"
     assert "kie://workspace/references/photo.png" not in {*first, *second}
     assert "kie://workspace/references/README.md" in first
+
+
+async def test_a_reference_named_with_the_key_is_left_out_of_the_listing_and_said_once_without_the_key(
+    transport, mode, tmp_path, caplog
+):
+    """The audit: a dashboard screenshot saved under the key (``maya-<key>.png``, or the key's first 20 characters)
+    was listed by resources/list with the key in its URI, name and title (only its description was redacted). A
+    redacted URI could never be read, so such a file is left out, as the picture completion leaves it out, and the
+    log says once, without the key, that it is and why; the other references stay listed."""
+    (tmp_path / ".env").write_text(f"KIE_API_KEY={KEY}\n")
+    folder = tmp_path / "references" / "influencers"
+    folder.mkdir(parents=True)
+    for name in (f"maya-{KEY}.png", f"dashboard {KEY[:20]}.png", "maya.png"):
+        (folder / name).write_bytes(PNG)
+    settings = replace(Settings.load({"KIE_WORKSPACE": str(tmp_path)}, cwd=tmp_path), catalog_sync=False)
+    caplog.set_level(logging.WARNING, logger="kie_mcp.references")
+    async with Client(create_server(settings, transport=transport), mode=mode) as client:
+        first = await every_resource(client)
+        again = await every_resource(client)
+        try:
+            read = await client.read_resource(f"kie://workspace/references/influencers/maya-{KEY}.png")
+        except MCPError as err:
+            read = err
+    shown = json.dumps([resource.model_dump(mode="json") for resource in (*first, *again)])
+    assert KEY[:16] not in shown and KEY[-16:] not in shown and "[redacted]" not in shown
+    assert "kie://workspace/references/influencers/maya.png" in {str(resource.uri) for resource in first}
+    assert isinstance(read, MCPError) and read.error.code == -32602 and KEY[:16] not in read.error.message
+    said = [record.getMessage() for record in caplog.records if "left out of the listing" in record.getMessage()]
+    assert len(said) == 2, said  # once for each of the two files, however often the folder is listed
+    assert all(KEY[:16] not in line and "[redacted]" in line for line in said), said
+
+
+@pytest.mark.stdio
+@eras_in_turn("uri", ["kie://workspace/references/moodboard.svg", "kie://workspace/MASTER_CONTEXT.md"])
+async def test_a_large_text_reference_or_master_context_read_never_holds_up_other_requests_over_stdio(
+    tmp_path, uri, mode
+):
+    """The audit: a 20 MB text reference (an SVG embedding a photo as base64, as design tools export it) or a
+    MASTER_CONTEXT.md holding one was decoded and searched for the key on the event loop: the whole server answered
+    nothing else for 12-16 s (a ping sent 0.5 s after the read was answered after it). The text is decoded and
+    redacted in the thread that reads it, so another request sent while it is read (tools/list: 2026-07-28 has no
+    ping) is answered at once, before the read."""
+    import base64
+    import shutil
+    import sys
+    import time
+    from pathlib import Path
+
+    from mcp import StdioServerParameters
+
+    blob = base64.b64encode(os.urandom(7_500_000)).decode()  # 10 MB of text
+    (tmp_path / "references").mkdir()
+    (tmp_path / "references" / "moodboard.svg").write_text(
+        f'<svg xmlns="http://www.w3.org/2000/svg"><image href="data:image/png;base64,{blob}"/></svg>'
+    )
+    (tmp_path / "MASTER_CONTEXT.md").write_text(f"# Brand\n![logo](data:image/png;base64,{blob})\n")
+    (tmp_path / "references" / "note.txt").write_text("Warm light, no logos.\n")
+    script = shutil.which("kie-mcp", path=str(Path(sys.executable).parent))
+    # PYTHONPATH passed on: the server runs the kie_mcp these tests import (the SDK passes on only a few variables).
+    env = {"KIE_WORKSPACE": str(tmp_path), **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"}}
+    params = StdioServerParameters(command=script, args=["--sandbox"], env=env)
+    answered: dict[str, float] = {}
+    async with Client(params, mode=mode, read_timeout_seconds=120) as client:
+        await every_resource(client)
+        await client.read_resource("kie://workspace/references/note.txt")  # the first read's start-up is done
+
+        async def read() -> None:
+            text = (await client.read_resource(uri)).contents[0].text
+            answered["read"] = time.monotonic()
+            assert len(text) > len(blob)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(read)
+            await anyio.sleep(0.5)
+            sent = time.monotonic()
+            await client.list_tools()
+            answered["other"] = time.monotonic()
+    assert answered["other"] < answered["read"], "tools/list waited for the read"
+    assert answered["other"] - sent < 1, f"tools/list took {answered['other'] - sent:.1f} s"

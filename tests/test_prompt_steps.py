@@ -173,6 +173,52 @@ async def test_character_sheet_angles_followed_as_written_are_each_made_with_the
     assert f"{angles} x one angle's price" in step
 
 
+PER_IMAGE = [  # a hero model whose angles go to a twin that charges for each input image
+    ("qwen3/text-to-image", "qwen3/image-to-image"),
+    ("seedream/5-pro-text-to-image", "seedream/5-pro-image-to-image"),
+]
+
+
+@eras_in_turn(("model", "angle"), PER_IMAGE)
+async def test_character_sheets_total_is_said_to_grow_on_a_model_that_charges_for_each_input_image(
+    connect, tmp_path, model, angle
+):
+    """The audit: step 4's "expected total: N x one angle's price (the first angle's estimate)" was low on a model
+    that charges for each input image, as each angle carries one more (the hero and the angles approved before it):
+    the last angle's estimate is above the first's. The step says the total is more than that and grows."""
+    hero = _png(tmp_path / "hero.png")
+    async with connect() as client:
+        text = await _render(client, "character_sheet", {**ARGUMENTS["character_sheet"], "angles": "3", "model": model})
+        step = _step(text, 4)
+        [parts] = [parts for tool, parts in _calls(step, {"estimate_cost"}) if tool == "estimate_cost"]
+        prices = []
+        for count in (1, 3):  # the first angle (the hero), the third (the hero and two approved angles)
+            asked = _as_written(parts, hero, prompt="left profile of the same character")
+            answer = await client.call_tool("estimate_cost", {**asked, "images": [hero] * count})
+            prices.append(answer.structured_content["quote"]["credits_total"])
+    assert _literal(next(p for p in parts if _argument(p) == "model")) == angle
+    assert prices[1] > prices[0], prices  # so 3 x the first angle's price is not the total
+    assert "First show the expected total: more than 3 x one angle's price" in step, step
+    assert f"{angle} charges for each input image" in step, step
+
+
+@eras_in_turn("model", ["flux-kontext-pro", "flux-kontext-max"])
+async def test_character_sheets_angles_on_a_model_that_takes_one_image_carry_only_the_hero(connect, tmp_path, model):
+    """The audit: on Flux Kontext, which takes one input image, step 4 still said "images=[the approved hero's
+    saved path, plus the angles approved so far]", and the second angle made as written was refused. Each angle's
+    images are the hero only, as the step says; the call with the angles approved so far is what it refused."""
+    hero, approved = _png(tmp_path / "hero.png"), _png(tmp_path / "angle-1.png")
+    async with connect() as client:
+        step = _step(await _render(client, "character_sheet", {**ARGUMENTS["character_sheet"], "model": model}), 4)
+        [parts] = [parts for tool, parts in _calls(step, {"estimate_cost"}) if tool == "estimate_cost"]
+        asked = _as_written(parts, hero, prompt="left profile of the same character")
+        written = await client.call_tool("estimate_cost", asked)
+        grown = await client.call_tool("estimate_cost", {**asked, "images": [hero, approved]})
+    assert "angles approved so far" not in step and f"(only the hero: {model} takes one input image)" in step, step
+    assert asked["images"] == [hero] and not written.is_error, text_of(written)
+    assert grown.is_error  # what the step said before: the hero and an approved angle
+
+
 # -- 4. character_sheet: the angle model takes one reference image --------------------------------------------------
 
 IMAGE_MODELS = sorted(spec.id for spec in load_catalog().offered() if spec.kind == "image")
@@ -483,6 +529,66 @@ async def test_a_workflow_writes_no_call_for_a_model_kie_no_longer_sells(connect
         assert not [model for model in models if GONE in model], (name, models)
     assert any("nano-banana-pro" in model for model in written["animated_ad"]), written["animated_ad"]
     assert any("nano-banana-2" in model for model in written["ugc_product_selfie"]), written["ugc_product_selfie"]
+
+
+# Models the plans name by id, withdrawn by KIE (gone from its live list, as the daily sync reads it): animated_ad's
+# animator, the Nano Banana models of the still steps and character_sheet's default.
+WITHDRAWN = [("bytedance/seedance-2",), ("nano-banana-2",), ("nano-banana-pro",), ("nano-banana-2", "nano-banana-pro")]
+# The plans that write a call for one of them (ugc_video: the product still it makes from a photo).
+NAMING = {
+    "animated_ad": {**ARGUMENTS["animated_ad"], "beats": "2"},  # claymation: its long form's beats too
+    "animated_ad (3D)": {**ARGUMENTS["animated_ad"], "style": "3D-animated"},
+    "influencer_recreation": ARGUMENTS["influencer_recreation"],
+    "product_showcase": ARGUMENTS["product_showcase"],
+    "ugc_video": {**ARGUMENTS["ugc_video"], "product": "cold brew, photo references/products/bottle.png"},
+    "character_sheet": ARGUMENTS["character_sheet"],  # with its default model
+}
+
+
+@eras_in_turn("gone", WITHDRAWN, ids=[" and ".join(gone) for gone in WITHDRAWN])
+async def test_no_plan_writes_a_call_for_a_model_kie_no_longer_sells_and_a_withdrawn_default_gives_way(
+    connect, controls, transport, tmp_path, gone
+):
+    """The audit: with Seedance 2 gone from KIE's live list, animated_ad's step 7 still animated every beat with it
+    (refused once the storyboard stills were paid for); the still steps asked "Use default Nano Banana 2, or Nano
+    Banana Pro?" and wrote calls for either after KIE withdrew it; and character_sheet with no model argument was
+    refused outright once its default, nano-banana-2, was withdrawn, as if the user had named it. Every plan now
+    names only models KIE sells, in its calls and its questions, each call as written is one estimate_cost takes
+    (step 7 at every beat length the plan allows, in either frame), and character_sheet starts with the next model
+    that fits its hero, saying so."""
+    from kie_mcp.prompts import BEAT_SECONDS, LONG_FORM, NANO_TITLES
+
+    from .test_live_wiring import sync
+
+    for model in gone:
+        await controls.post("catalog/withdraw", {"model": model})
+    await sync(transport, controls, tmp_path)
+    still = _png(tmp_path / "still.png")
+    named, refused = {}, []
+    async with connect() as client:
+        for plan, arguments in NAMING.items():
+            text = await _render(client, plan.split(" ")[0], arguments)
+            named[plan] = [
+                found
+                for model in gone
+                for found in (f"'{model}'", f'"{model}"', NANO_TITLES.get(model))
+                if found
+                if found in text
+            ]
+            refused += [f"{plan}: {problem}" for problem in await _refused_estimates(client, text, still)]
+            if plan.startswith("animated_ad"):
+                [(_, parts)] = _calls(_step(text, 7), {"estimate_cost"})
+                longest = LONG_FORM[1][1] if "3D" not in plan else BEAT_SECONDS[1]
+                for ratio in ("9:16", "16:9"):
+                    for seconds in range(BEAT_SECONDS[0], longest + 1):
+                        asked = _as_written(parts, still, prompt="the bowl smiles", aspect_ratio=ratio)
+                        answer = await client.call_tool("estimate_cost", {**asked, "duration": seconds})
+                        if answer.is_error:
+                            refused.append(f"{plan} step 7 {asked} {seconds} s -> {text_of(answer)}")
+            if plan == "character_sheet" and "nano-banana-2" in gone:
+                assert "KIE no longer sells nano-banana-2, this workflow's default model" in text, text
+    assert not any(named.values()), named
+    assert not refused, "\n".join(refused)
 
 
 # A video model only KIE's live list has: it starts a clip from a first frame, is silent and has no frame setting.
@@ -931,6 +1037,46 @@ async def test_ugc_video_never_takes_a_slash_or_a_product_page_for_the_product_p
         text = await _render(client, "ugc_video", {**ARGUMENTS["ugc_video"], "product": product})
     assert "the product photo" not in text.lower() and "in the photo" not in text, text
     assert '"/"' not in text and '"https://acme.example/products/glow"' not in text, text
+
+
+SPACED = "references/products/my bottle"  # a product photo named with a space, as the picture completion offers it
+
+
+@eras_in_turn(
+    ("workflow", "product", "photo"),
+    [
+        ("ugc_video", f"Glow serum, photo: {SPACED}.jpg", f"{SPACED}.jpg"),
+        ("animated_ad", f"Glow serum {SPACED}.jpg and a sad bowl", f"{SPACED}.jpg"),
+        ("ugc_video", f"Glow serum ({SPACED}), the one on the shelf", SPACED),  # a file whose name is no picture's
+        ("animated_ad", f"Glow serum, photo '{SPACED}.jpg'", f"{SPACED}.jpg"),  # quoted
+    ],
+    ids=["ugc_video", "animated_ad", "a file with no picture name", "quoted"],
+)
+async def test_a_product_photo_path_with_a_space_is_taken_whole(connect, tmp_path, workflow, product, photo):
+    """The audit: ugc_video and animated_ad cut a product photo's path at its first space
+    ("references/products/my bottle.jpg" became "references/products/my"): the plan built every still and clip on
+    a file that is not there, refused at the first estimate. A path into the workspace is taken with the words after
+    it up to a picture's file name, or up to the file it names in the workspace; a quoted one as quoted. Each call
+    the plan writes with it is one estimate_cost takes."""
+    still = _png(tmp_path / "still.png")
+    (tmp_path / "references" / "products").mkdir(parents=True)
+    for name in (f"{SPACED}.jpg", SPACED):
+        Image.new("RGB", (1024, 1024), (30, 90, 160)).save(tmp_path / name, "JPEG")
+    async with connect() as client:
+        text = await _render(client, workflow, {**ARGUMENTS[workflow], "product": product})
+        with_photo = [
+            parts
+            for tool, parts in _calls(text, {"estimate_cost"})
+            if any(_argument(p) == "images" and json.dumps(photo) in p for p in parts)
+        ]
+        refused = []
+        for parts in with_photo:
+            asked = _as_written(parts, still, prompt="the woman holds the bottle from the last image", session="glow")
+            if (answer := await client.call_tool("estimate_cost", asked)).is_error:
+                refused.append(f"{asked} -> {text_of(answer)}")
+    assert with_photo, text
+    assert '"references/products/my"' not in text, text
+    assert not refused, "\n".join(refused)
 
 
 @pytest.mark.parametrize("beats", ["1", "6"])

@@ -400,6 +400,28 @@ def test_the_registered_key_is_redacted_in_any_shape_and_redaction_is_stable():
     assert redact("kie keeps uploads") == "kie keeps uploads"
 
 
+def test_a_text_of_megabytes_is_redacted_apart_exactly_as_any_other_text():
+    """The audit: a 20 MB text reference was redacted on the event loop, and in a worker thread CPython's ``re``
+    still held every other thread for a whole pass (1-2 s over 10 MB). Such a text is redacted in a child process
+    (``redact_apart``), which registers the same secrets: what it answers is what ``redact`` answers, to the
+    character, the key in each of its shapes, other credentials, and text that is not ASCII (a lone surrogate
+    too) kept as they are."""
+    from kie_mcp.redact import APART, redact_apart
+
+    register_secret(SECRET)
+    filler = base64.b64encode(bytes(range(256)) * (APART // 256)).decode()
+    text = (
+        f"api_key={SECRET} {SECRET[:20]} Bearer abcdefghijklmnop123 {SECRET.upper()} "
+        f"{base64.b64encode(SECRET.encode()).decode()} https://user:pass@example.com café ｛\ud83d\n"
+        + filler
+        + f"\n{quote(SECRET)} eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln done"
+    )
+    assert len(text) > APART
+    apart = redact_apart(text)
+    assert apart == redact(text)
+    assert SECRET[:16] not in apart and apart.endswith(f"{REDACTED} {REDACTED} done") and "café ｛\ud83d" in apart
+
+
 def test_kie_errors_and_task_statuses_redact_what_kie_said():
     register_secret(SECRET)
     err = KieError(f"bad key Bearer {SECRET}", code=401, next_step=f"not {SECRET}")

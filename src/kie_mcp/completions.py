@@ -7,7 +7,8 @@
 - A picture argument (``prompts.PICTURE_ARGUMENTS``): the pictures in the workspace's references/, by the relative
   path a call takes, as the folder's listing finds them (``references.ReferenceListing``: no dotfile, nothing a link
   leads out of the workspace), then those kie-mcp saved in outputs/' session folders, newest first
-  (``media.saved.saved_pictures``: a character_sheet's hero, taken by later workflows by that path).
+  (``media.saved.saved_pictures``: a character_sheet's hero, taken by later workflows by that path); only in the
+  formats the models the workflow hands it to take (``prompts.picture_formats``: JPEG, PNG and WebP for Nano Banana).
 - ``kie://models/{model_id}``: the ids that resource reads; ``kie://tasks/{task_id}``: the ids of this workspace's
   newest tasks (``Journal.recent_task_ids``, off the event loop).
 - Any other argument (a script, a description): no values.
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 
     from kie_mcp.catalog import Catalog
     from kie_mcp.catalog.spec import ModelSpec
+    from kie_mcp.media.sniff import Sniffed
     from kie_mcp.prompts import Fit
     from kie_mcp.references import Found
     from kie_mcp.runtime import Runtime
@@ -98,8 +100,8 @@ async def _prompt_argument(
         kind, fits = rule(given)
         catalog, rt = await _catalogue(runtime)
         return await anyio.to_thread.run_sync(_model_ids, catalog, rt, (kind, fits), typed)
-    if name in PICTURE_ARGUMENTS:
-        return await _picture_paths(typed, runtime, listings)
+    if (models := PICTURE_ARGUMENTS.get((prompt_name, name))) is not None:
+        return await _picture_paths(typed, runtime, listings, await _formats(models))
     return NONE  # free text: a scene, a script, a count
 
 
@@ -272,13 +274,28 @@ def _model_ids(catalog: Catalog, rt: Runtime | None, rule: tuple[str, Fit] | Non
 # -- pictures and tasks --------------------------------------------------------------------------------------------
 
 
+async def _formats(models: tuple[str, ...]) -> tuple[Sniffed, ...]:
+    """The picture formats ``models`` all take (``prompts.picture_formats``), by the bundled catalogue's media limits
+    (its first parse in a worker thread): no runtime is opened to suggest a file in references/."""
+    from kie_mcp.catalog import load_catalog
+    from kie_mcp.catalog.registry import loaded
+    from kie_mcp.prompts import picture_formats
+
+    if not loaded():
+        await anyio.to_thread.run_sync(load_catalog)
+    return picture_formats(models, load_catalog())
+
+
 async def _picture_paths(
-    typed: str, runtime: Callable[[], Awaitable[Runtime | None]], listings: Iterable[object]
+    typed: str,
+    runtime: Callable[[], Awaitable[Runtime | None]],
+    listings: Iterable[object],
+    formats: Sequence[Sniffed],
 ) -> Completion:
-    """A picture argument's values: the pictures in references/ (``_pictures``), and those kie-mcp saved in the
-    session folders of outputs/, newest first (``media.saved.saved_pictures``, bounded), each by its path relative
-    to the workspace; those whose path starts with ``typed`` first, then those with a folder or file name that
-    does. A character_sheet's hero stays in its session folder, and later workflows take it by that path."""
+    """A picture argument's values: the pictures in ``formats`` in references/ (``_pictures``), and those kie-mcp
+    saved in the session folders of outputs/, newest first (``media.saved.saved_pictures``, bounded), each by its path
+    relative to the workspace; those whose path starts with ``typed`` first, then those with a folder or file name
+    that does. A character_sheet's hero stays in its session folder, and later workflows take it by that path."""
     from kie_mcp.media.saved import OUTPUTS, saved_pictures
     from kie_mcp.references import ReferenceListing
 
@@ -294,10 +311,15 @@ async def _picture_paths(
     if rt is not None:  # else what was typed names no saved file (references/...), or there is no workspace to read
         inside = wanted.removeprefix(place) if wanted.startswith(place) else ""
         folders = inside.split("/", 1)[0] if inside else ""  # a session folder typed: only those of its name read
+        named = {extension for media in formats for extension in media.extensions}  # a saved result's real type
+
+        def fits(path: str) -> bool:
+            return path.rsplit(".", 1)[-1].lower() in named and _rank(path, wanted) is not None
+
         saved, unread = await anyio.to_thread.run_sync(
-            lambda: saved_pictures(rt.settings.workspace, lambda path: _rank(path, wanted) is not None, folders=folders)
+            lambda: saved_pictures(rt.settings.workspace, fits, folders=folders)
         )
-    answer = _pictures(files, wanted, saved)
+    answer = _pictures(files, wanted, formats, saved)
     return Completion(values=answer.values, total=None, has_more=True) if unread else answer
 
 
@@ -310,13 +332,11 @@ def _rank(path: str, wanted: str) -> int | None:
     return 1 if any(part.startswith(wanted) for part in folded.split("/")[1:]) else None
 
 
-def _pictures(files: Sequence[Found], wanted: str, saved: Sequence[str] = ()) -> Completion:
-    """The pictures of ``files`` (references/, by their bytes' type, or their name's; sorted by path) and the
-    ``saved`` ones (outputs/, newest first) that ``wanted`` matches (``_rank``): the paths starting with it, then
-    those it names a folder or file of; in each, references/ first."""
-    from kie_mcp.media.sniff import IMAGES
-
-    pictures = {media.mime for media in IMAGES}
+def _pictures(files: Sequence[Found], wanted: str, formats: Sequence[Sniffed], saved: Sequence[str] = ()) -> Completion:
+    """The pictures in ``formats`` of ``files`` (references/, by their bytes' type, or their name's; sorted by path)
+    and the ``saved`` ones (outputs/, newest first) that ``wanted`` matches (``_rank``): the paths starting with it,
+    then those it names a folder or file of; in each, references/ first."""
+    pictures = {media.mime for media in formats}
     paths = [item.relative for item in files if item.mime in pictures]
     ranked = []
     for order, path in enumerate([*paths, *saved]):

@@ -25,6 +25,7 @@ from kie_mcp.words import plain, unseen_escaped
 if TYPE_CHECKING:
     from kie_mcp.catalog import Catalog, Problem
     from kie_mcp.catalog.spec import ModelSpec
+    from kie_mcp.media.sniff import Sniffed
 
 ANGLES = (1, 24)  # character_sheet: angles after the hero
 BEATS = (1, 20)  # animated_ad: storyboard beats
@@ -185,6 +186,40 @@ HOW_MANY = (
 def _still_questions(what: str, question: str = NANO_BANANA, choice: str = NB_CHOICE) -> str:
     """The two questions seed 000 asks before the first image is paid for: how many, and which model."""
     return f'Before estimating {what}, ask the user: {HOW_MANY}, and "{question}" ({choice}).'
+
+
+# A still's model in words, where KIE sells none of those a workflow writes (the still takes input images).
+ANY_EDIT_MODEL = "an image model KIE sells that takes input images (list_models(kind='image', capability='edit'))"
+
+
+def _nanos() -> tuple[str, ...]:
+    """The Nano Banana models KIE still sells (``_on_sale``), Nano Banana 2 first."""
+    return _on_sale(NANO_MODELS)
+
+
+def _nano_questions(what: str, why: str = "", more: str = "") -> str:
+    """The first step before a Nano Banana still is paid for: seed 000's two questions (how many, and "Use default
+    Nano Banana 2, or Nano Banana Pro?", ``why`` saying what Pro is better for) while KIE sells both; only how many
+    while it sells one (saying which it no longer sells), or none (the still is then made with another model that
+    takes the photo). ``more``: what the step adds (the guide's number of variations). The question offered a model
+    KIE no longer sells, whose estimate is refused."""
+    sold = _nanos()
+    if sold == NANO_MODELS:
+        return _still_questions(what, choice=NB_CHOICE + why + (f"; {more}" if more else ""))
+    gone = " or ".join(model for model in NANO_MODELS if model not in sold)
+    made = (
+        f"It is made with {sold[0]!r} (KIE no longer sells {gone})"
+        if sold
+        else f"KIE no longer sells {gone}: it is made with {ANY_EDIT_MODEL}"
+    )
+    return f"Before estimating {what}, ask the user {HOW_MANY}. {made}{f'; {more}' if more else ''}."
+
+
+def _nano_model() -> str:
+    """A Nano Banana still's model as its estimate names it (``_nano_questions``' answer): the choice while KIE sells
+    both, the one it sells, or in words while it sells neither."""
+    sold = _nanos()
+    return CHOSEN if sold == NANO_MODELS else repr(sold[0]) if sold else ANY_EDIT_MODEL
 
 
 def _captions(clips: str, *, chain: bool = False) -> str:
@@ -360,9 +395,10 @@ def _ratio_of(frame: str) -> dict[str, str]:
 
 def _two_k(models: tuple[str, ...], ratios: tuple[str, ...]) -> str:
     """``resolution='2K', `` when every one of ``models`` makes 2K at every one of ``ratios`` (the guides' size for
-    a still that becomes a video's first frame), else nothing: written into the call, or it is made at 1K."""
+    a still that becomes a video's first frame), else nothing: written into the call, or it is made at 1K (with no
+    models, a model in words, nothing)."""
     takes = all(_takes(model, "resolution", "2K", aspect_ratio=ratio) for model in models for ratio in ratios)
-    return "resolution='2K', " if takes else ""
+    return "resolution='2K', " if takes and models else ""
 
 
 def _followups(model: str) -> set[str]:
@@ -493,10 +529,10 @@ def influencer_recreation(
                 "The still and the clip",
                 "captioned later",
             ),
-            "1. " + ask + _still_questions("the still"),
+            "1. " + ask + _nano_questions("the still"),
             "2. Write a Nano Banana prompt that keeps the person's identity and places them in the scene, in the "
-            f"video's aspect ratio. Estimate: estimate_cost(model={CHOSEN}, prompt=..., "
-            f"images=[{photo}], aspect_ratio=..., {_two_k(NANO_MODELS, VIDEO_FRAMES)}variations=N, session=...). "
+            f"video's aspect ratio. Estimate: estimate_cost(model={_nano_model()}, prompt=..., "
+            f"images=[{photo}], aspect_ratio=..., {_two_k(_nanos(), VIDEO_FRAMES)}variations=N, session=...). "
             f"{APPROVAL}",
             "3. generate_image with the same arguments. Inspect each still with the QA checklist (hands, face, "
             "merged objects, text) and show them numbered. APPROVAL POINT: do not make any video until the user "
@@ -542,15 +578,10 @@ def product_showcase(
                 "The still and the clip",
                 "captioned later",
             ),
-            "1. "
-            + ask
-            + _still_questions(
-                "the starting frame",
-                choice=f"{NB_CHOICE}, better for small label text",
-            ),
+            "1. " + ask + _nano_questions("the starting frame", ", better for small label text"),
             "2. Write a Nano Banana prompt for the starting frame: the person holding or using the product, label "
-            f"readable, in the video's aspect ratio. Estimate: estimate_cost(model={CHOSEN}, prompt=..., "
-            f"images=[{photo}], aspect_ratio=..., {_two_k(NANO_MODELS, VIDEO_FRAMES)}variations=N, session=...). "
+            f"readable, in the video's aspect ratio. Estimate: estimate_cost(model={_nano_model()}, prompt=..., "
+            f"images=[{photo}], aspect_ratio=..., {_two_k(_nanos(), VIDEO_FRAMES)}variations=N, session=...). "
             f"{APPROVAL}",
             "3. generate_image with the same arguments and QA each still (the product must match the reference; "
             "hands and label intact); show them numbered. APPROVAL POINT: the user approves one still before any "
@@ -592,6 +623,31 @@ def _checked_model(name: str, model: str, kind: str, fits: Fit | None = None) ->
             message=f"{name}: {spec.id} does not fit this workflow ({fits.does}): it {'; it '.join(reasons)}. "
             f"Models that fit: {models or 'none the catalogue knows'} (list_models shows more).",
         )
+
+
+def _model_or_next(name: str, model: str, default: str, kind: str, fits: Fit) -> tuple[str, str]:
+    """The model a workflow plans with, and what its plan says of it. A model the user named is checked
+    (``_checked_model``: one KIE no longer sells is refused, naming what it sells instead). The workflow's own
+    ``default``, while KIE no longer sells it, gives way to the first model it sells that fits the workflow's calls
+    (``_fitting``: the default's maker's first), and the plan says so: the withdrawn default refused the workflow
+    as if the user had named it, so it could not start at all. Only when KIE sells no model that fits is it refused."""
+    from kie_mcp.runtime import SERVING
+
+    spec = _catalog().get(default)
+    if model.strip() != default or spec is None or _sold(spec):
+        _checked_model(name, model, kind, fits)
+        return model, ""
+    found = _fitting(_catalog(), spec, fits, SERVING.get(), most=1)
+    if not found:
+        raise MCPError(
+            code=INVALID_PARAMS,
+            message=f"{name}: KIE no longer sells {default}, this workflow's default, nor any other model that fits "
+            f"it ({fits.does}); list_models shows what it sells.",
+        )
+    return found[0], (
+        f" KIE no longer sells {default}, this workflow's default {name}: the plan uses {found[0]} instead (give "
+        f"{name}= to pick another)."
+    )
 
 
 def _unfit(spec: ModelSpec, kind: str, rt: Any) -> str | None:
@@ -639,18 +695,21 @@ def _trial(
     ratio: str | None = None,
     stills: int | None = None,
     options: dict[str, Any] | None = None,
+    resolution: str | None = None,
+    duration: int | None = None,
 ) -> list[Problem]:
     """The problems estimate_cost's validation (the catalogue's, before anything is priced) finds in the call a plan
     writes for ``spec``: a prompt, and ``first_frame`` one still in images (``stills``: that many), ``script``
-    spoken words, ``ratio`` the frame asked, ``options`` the model's own fields. Empty: the call is taken."""
+    spoken words, ``ratio`` the frame asked, ``options`` the model's own fields, ``resolution`` and ``duration``
+    (seconds) as asked. Empty: the call is taken."""
     from kie_mcp.catalog import InvalidRequest, build_input
     from kie_mcp.catalog.script import fit_script
 
     problems: list[Problem] = []
-    prompt, duration, audio, scripted = "a person smiles at the camera", None, None, None
+    prompt, audio, scripted = "a person smiles at the camera", None, None
     if script:
         try:
-            fit = fit_script(spec, TRIAL_LINE, prompt, None, None, [])
+            fit = fit_script(spec, TRIAL_LINE, prompt, duration, None, [])
             prompt, duration, audio, scripted = fit.prompt, fit.duration, fit.audio, fit.request
         except InvalidRequest as err:  # silent: the rest of the call is still judged, so one answer says all
             problems += err.problems
@@ -661,6 +720,7 @@ def _trial(
             prompt=prompt,
             images=images,
             aspect_ratio=ratio,
+            resolution=resolution,
             duration=duration,
             audio=audio,
             options=options,
@@ -763,32 +823,37 @@ HERO = Fit("the hero portrait is made from words alone, with no input image", _r
 
 def character_sheet(description: Description, angles: Angles = "9", model: ImageModel = "nano-banana-2") -> str:
     """A consistent character: a hero portrait first, approved, then the other angles from it (angles: 1-24)."""
-    _checked_model("model", model, *MODEL_ARGUMENTS["character_sheet", "model"]({}))
+    model, instead = _model_or_next("model", model, "nano-banana-2", *MODEL_ARGUMENTS["character_sheet", "model"]({}))
     spec = _spec(model.strip())
     model = spec.id if spec is not None else model  # "Nano Banana 2", the default by its name, is the default
     angles = str(_count("angles", angles, ANGLES))
     character = _said("description", description)
     variations = "the guide suggests 2-4 hero variations to choose from"
-    if model == "nano-banana-2":
-        ask = _still_questions("the hero", choice=f"{NB_CHOICE}, more skin detail; {variations}")
-        hero = angle = CHOSEN
+    nanos = _nanos()
+    if nanos and model == nanos[0]:  # the default, or the one Nano Banana model KIE still sells
+        ask = _nano_questions("the hero", ", more skin detail", variations)
+        hero = angle = _nano_model()
+        angle_id: str | None = model
         twin, hero_settings, angle_settings = "", _still_settings(model), _still_settings(model, full_body=True)
     else:
         spec = _spec(model)
-        # The Nano Banana models other than the one asked for: nano-banana-pro asked "Use nano-banana-pro as asked,
-        # or Nano Banana 2, or Nano Banana Pro?", offering one model twice.
-        others = {nano: title for nano, title in NANO_TITLES.items() if spec is None or nano != spec.id}
-        ask = _still_questions(
-            "the hero",
-            # Inside the quoted question: the catalogue's id, never the argument's own text.
-            question=f"Use {spec.id + ' as asked' if spec else 'the model you named'}"
-            + "".join(f", or {title}" for title in others.values())
-            + "?",
-            choice=f"with {' or '.join(others.values())}, model="
-            + " or ".join(repr(nano) for nano in others)
-            + f" for the hero and every angle; {variations}",
-        )
+        # The Nano Banana models KIE sells other than the one asked for: nano-banana-pro asked "Use nano-banana-pro as
+        # asked, or Nano Banana 2, or Nano Banana Pro?", offering one model twice.
+        others = {nano: NANO_TITLES[nano] for nano in nanos if spec is None or nano != spec.id}
+        # Inside the quoted question: the catalogue's id, never the argument's own text.
+        named = spec.id + ("" if instead else " as asked") if spec else "the model you named"
+        if others:
+            ask = _still_questions(
+                "the hero",
+                question=f"Use {named}" + "".join(f", or {title}" for title in others.values()) + "?",
+                choice=f"with {' or '.join(others.values())}, model="
+                + " or ".join(repr(nano) for nano in others)
+                + f" for the hero and every angle; {variations}",
+            )
+        else:
+            ask = f"Before estimating the hero, ask the user {HOW_MANY}. It is made with {named}; {variations}."
         hero, twin = _said("model", model), _with_images(model)
+        angle_id = twin
         angle = (
             _said("model", twin)
             if twin
@@ -800,13 +865,17 @@ def character_sheet(description: Description, angles: Angles = "9", model: Image
             _still_settings(twin, full_body=True) if twin else "the aspect ratio and resolution that model takes, "
         )
         takes = "no input images" if spec is None or spec.images is None else "no single reference image"
-        twin = "" if twin == model else f" ({hero} takes {takes}; with Nano Banana, the hero's model)"
-        nano = _still_settings("nano-banana-2", full_body=True)
-        if {hero_settings, angle_settings} != {_still_settings("nano-banana-2"), nano}:
-            twin += f"; with Nano Banana: {nano.removesuffix(', ')}"
+        also = "; with Nano Banana, the hero's model" if others else ""
+        twin = "" if twin == model else f" ({hero} takes {takes}{also})"
+        if others:
+            first = next(iter(others))
+            nano = _still_settings(first, full_body=True)
+            if {hero_settings, angle_settings} != {_still_settings(first), nano}:
+                twin += f"; with Nano Banana: {nano.removesuffix(', ')}"
+    total, images, goes = _angle_images(angle_id, angles)
     return "\n".join(
         [
-            f"Workflow: character sheet. Character: {character}. Angles after the hero: {angles}.",
+            f"Workflow: character sheet. Character: {character}. Angles after the hero: {angles}.{instead}",
             _guide("character-sheet", "character-sheet-gpt-image-2", "nano-banana"),
             _context(),
             _session("maya-sheet"),
@@ -818,12 +887,10 @@ def character_sheet(description: Description, angles: Angles = "9", model: Image
             # One angle at a time: estimating every angle up front quoted images that change as the set grows, and
             # each later generate_image was refused ("quote was for different arguments").
             f"4. Estimate the {angles} remaining angles one at a time, in order, each just before it is made (each "
-            "angle has its own prompt; variations only repeat the same prompt). First show the expected total: "
-            f"{angles} x one angle's price (the first angle's estimate). Each angle: estimate_cost(model={angle}, "
-            "prompt= that angle's view, images=[the approved hero's saved path, plus the angles approved so far, "
-            f"within the model's input limit], {angle_settings}session=...){twin}. {APPROVAL} Then generate_image "
-            "with exactly the estimated arguments, QA it and show it. APPROVAL POINT: the user approves each angle "
-            "before the next is estimated (it goes into the next angle's images).",
+            f"angle has its own prompt; variations only repeat the same prompt). First show the expected total: "
+            f"{total}. Each angle: estimate_cost(model={angle}, prompt= that angle's view, {images}, "
+            f"{angle_settings}session=...){twin}. {APPROVAL} Then generate_image with exactly the estimated arguments, "
+            f"QA it and show it. APPROVAL POINT: the user approves each angle before the next is estimated{goes}.",
             "5. Show the approved set. Tell the user where the files are (the session "
             "folder outputs/<date>-<session>/, by the paths generate_image returned): later workflows take them "
             "in images by those paths. Copying the approved set into references/influencers/<name>/ is for the "
@@ -831,6 +898,43 @@ def character_sheet(description: Description, angles: Angles = "9", model: Image
             SAVED,
         ]
     )
+
+
+def _angle_images(model: str | None, angles: str) -> tuple[str, str, str]:
+    """character_sheet's step 4 as ``model`` (the angles' model; None: one named in words) takes its images: the
+    expected total, the images of each angle's call, and what an approved angle is for. Each angle carries the
+    hero and the angles approved before it, so on a model that charges for each input image (Qwen 3, Seedream 5 Pro
+    image to image) every angle costs more than the one before, and "N x the first angle's price" was low; a model
+    that takes one input image (Flux Kontext) takes only the hero, never "the angles approved so far"."""
+    spec = _spec(model) if model is not None else None
+    first = f"{angles} x one angle's price (the first angle's estimate)"
+    if spec is not None and spec.images is not None and spec.images.max == 1:
+        return first, f"images=[the approved hero's saved path] (only the hero: {spec.id} takes one input image)", ""
+    so_far = "images=[the approved hero's saved path, plus the angles approved so far, within the model's input limit]"
+    goes = " (it goes into the next angle's images)"
+    if spec is None or not _charges_per_image(spec):
+        return first, so_far, goes
+    grows = (
+        f"more than {first}, as {spec.id} charges for each input image and each angle carries one more than the one "
+        f"before (up to {spec.images.max if spec.images else 1} in all): say so, and show each angle's own estimate as "
+        "it comes"
+    )
+    return grows, so_far, goes
+
+
+def _charges_per_image(spec: ModelSpec) -> bool:
+    """Whether ``spec``'s price grows with its input images, by the catalogue's price table: a call with two
+    images quoted above the same call with one."""
+    from kie_mcp.catalog import InvalidRequest, build_input
+    from kie_mcp.catalog.pricing import price_input
+
+    try:
+        one, two = (
+            price_input(spec, build_input(spec, prompt="a portrait", images=[TRIAL_STILL] * count)) for count in (1, 2)
+        )
+    except InvalidRequest:  # takes no single image, or no second one
+        return False
+    return one.known and two.known and (two.credits or 0) > (one.credits or 0)
 
 
 def _selfie_question(models: list[str], ratio: str) -> str:
@@ -1117,14 +1221,56 @@ def _product_photo(product: str) -> str | None:
     """The product photo ``product`` names (ugc_video asks for "a photo's workspace path if there is one"): the
     first quoted text or word that is a kie:// or file:// link, a path into references/ or outputs/, or a path or
     link to a picture's file name, without the punctuation around it. None when it names none: the product is then
-    described in words. The plan asked for the path and never used it, so the product was invented from its name."""
-    candidates = [*_QUOTED.findall(product), *product.split()]
-    for candidate in candidates:
-        found = candidate.strip().strip("\"'`“”‘’()[]<>").rstrip(".,;:!?")
+    described in words. The plan asked for the path and never used it, so the product was invented from its name.
+    A path or link written with a space in it, unquoted (``references/products/my bottle.jpg``, as the picture
+    completion offers it), is taken with the words after it (``_spaced``): cut at the space, it named no file."""
+    quoted = _QUOTED.findall(product)
+    words = product.split()
+    for at, candidate in enumerate([*quoted, *words]):
+        found = _bare(candidate)
         place = next((start for start in _PLACES if found.lower().startswith(start)), None)
-        if (place is not None and len(found) > len(place)) or _names_picture(found):
+        if place is not None and len(found) > len(place):
+            spaced = None if at < len(quoted) or _names_file(found) else _spaced(words[at - len(quoted) :])
+            return spaced or found
+        if _names_picture(found):
             return found
     return None
+
+
+_WRAPPING = "\"'`“”‘’()[]<>"  # quotes and brackets around a path in prose
+
+
+def _bare(text: str) -> str:
+    """A word or quoted text of an argument as a path: without the quotes, brackets or punctuation around it (a
+    bracket before a comma too: "(references/my bottle.jpg),")."""
+    return text.strip().strip(_WRAPPING).rstrip(".,;:!?" + _WRAPPING)
+
+
+def _spaced(words: list[str]) -> str | None:
+    """The path ``words[0]`` starts, with the words after it, up to the first that ends it in a picture's file name
+    or makes it a file in the workspace (``_names_file``); None when none does (the first word alone is then the
+    path, as written)."""
+    for end in range(2, len(words) + 1):
+        joined = _bare(" ".join(words[:end]))
+        if _names_file(joined):
+            return joined
+    return None
+
+
+def _names_file(path: str) -> bool:
+    """Whether ``path`` ends in a picture's file name, or is a file in the workspace, looked up as the tools look up a
+    relative input (``Settings.input_bases``: in the sandbox, its area, then the real workspace's references/)."""
+    from kie_mcp.runtime import SERVING
+
+    if _names_picture(path):
+        return True
+    rt = SERVING.get()
+    if rt is None or path.lower().startswith(("kie://", "file://")):
+        return False
+    try:
+        return any((folder / path).is_file() for folder in rt.settings.input_bases)
+    except (OSError, ValueError):  # a name the file system cannot hold
+        return False
 
 
 def _names_picture(found: str) -> bool:
@@ -1173,11 +1319,11 @@ def _product_still(model: str, photo: str) -> list[str]:
         )
     return [
         "The product still. "
-        + _still_questions("the still", choice=f"{NB_CHOICE}, better for label text")
+        + _nano_questions("the still", ", better for label text")
         + " Write the prompt with the ugc_product_selfie guide's formula (the creator holds the product from the "
         "photo, label toward the camera, the phone-selfie look) and estimate: "
-        f"estimate_cost(model={CHOSEN}, prompt=..., images=[the creator's approved still if they have one, {photo}], "
-        f"aspect_ratio='9:16', {_two_k(NANO_MODELS, ('9:16',))}variations=N, session=...). {APPROVAL}{instead}",
+        f"estimate_cost(model={_nano_model()}, prompt=..., images=[the creator's approved still if they have one, "
+        f"{photo}], aspect_ratio='9:16', {_two_k(_nanos(), ('9:16',))}variations=N, session=...). {APPROVAL}{instead}",
         "generate_image with the same arguments. QA each still (the product matches the photo: shape, colour, "
         "label; hands intact) and show them numbered. APPROVAL POINT: no video is made until the user approves one "
         "still; a fix is a new, separately approved generation.",
@@ -1320,7 +1466,11 @@ BEAT_SECONDS = (5, 8)  # animated_ad's beats, as the style guides' default arcs 
 # claymation-ad.md's long form, as its table has it: eight beats of 6-12 s, 60-88 s in all (Seedance 2 makes 4-15 s
 # clips; tests/test_prompt_steps.py holds these to the guide's table and its words).
 LONG_FORM = (8, (6, 12), (60, 88))
-ANIMATOR = "bytedance/seedance-2"  # the model animated_ad animates each beat with
+ANIMATOR = "bytedance/seedance-2"  # the model animated_ad animates each beat with, while KIE sells it (``_animator``)
+ANY_ANIMATOR = (
+    "a video model KIE sells that starts a clip from a still and speaks (list_models(kind='video', "
+    "capability='image-to-video'))"
+)
 # The styles claymation-ad.md is written for, by the words it uses for its look and the seed's "Aardman-style"
 # ("stop-motion" and "plasticine" stills are claymation, not 3D animation).
 CLAY = re.compile(r"\b(?:clay|plasticine|stop[\s_-]*motion|aardman)", re.IGNORECASE)
@@ -1361,11 +1511,52 @@ def _beat_lengths(library: str, beats: str) -> str:
     return default + "one story moment per beat: a longer film takes more beats, not longer ones"
 
 
+def _beat_refusals(spec: ModelSpec, longest: int) -> list[str]:
+    """Why ``spec`` cannot make animated_ad's step 7 call (``_trial``): the beat's approved still as the first
+    frame, its line spoken, each beat's length (from the guides' shortest to ``longest`` s), in 9:16 or 16:9, at
+    720p; the first problem found, in estimate_cost's words."""
+    if "image-to-video" not in spec.capabilities or _reworks(spec):
+        return ["does not start a clip from a still (no image-to-video)"]
+    for ratio in VIDEO_FRAMES:
+        for seconds in range(BEAT_SECONDS[0], longest + 1):
+            problems = _trial(spec, first_frame=True, script=True, ratio=ratio, resolution="720p", duration=seconds)
+            if problems:
+                return [problems[0].message]
+    return []
+
+
+@functools.cache
+def _animates_beats(longest: int) -> Fit:
+    """animated_ad's step 7 as a ``Fit`` (``_beat_refusals``), for beats up to ``longest`` s."""
+    return Fit(
+        "each beat's approved still starts a 720p clip of the beat's length that speaks its line",
+        lambda spec: _beat_refusals(spec, longest),
+        ANIMATOR,
+    )
+
+
+def _animator(library: str) -> tuple[str, str]:
+    """animated_ad's animator as step 7's call writes it, and what the step says of it: ``ANIMATOR`` while KIE sells
+    it (``_sold``) and it takes the call; else the first model KIE sells that does (``_fitting``: Seedance's others
+    first), saying why; else in words. The call was written for ANIMATOR after KIE stopped selling it, and refused
+    only once the storyboard stills were paid for. Claymation's long form (``LONG_FORM``) asks for longer beats."""
+    from kie_mcp.runtime import SERVING
+
+    fits = _animates_beats(LONG_FORM[1][1] if library == "claymation-ad" else BEAT_SECONDS[1])
+    catalog, spec = _catalog(), _catalog().get(ANIMATOR)
+    if spec is not None and _sold(spec) and not fits.refusals(spec):
+        return repr(ANIMATOR), ""
+    why = "KIE no longer sells it" if spec is None or not _sold(spec) else "it does not make these clips"
+    found = _fitting(catalog, spec, fits, SERVING.get(), most=1) if spec is not None else []
+    if found:
+        return repr(found[0]), f" ({found[0]} in place of {ANIMATOR}, which the guides write for: {why})"
+    return ANY_ANIMATOR, f" (not {ANIMATOR}, which the guides write for: {why})"
+
+
 # animated_ad's storyboard models, the default first: each takes the cast image, the product photo and the previous
 # still, at 2K in 9:16 and 16:9. FROM_WORDS: those that draw beat 1 from words alone (no photo, no cast image).
 STORYBOARD = {"gpt-image-2-image-to-image": "GPT Image 2", "nano-banana-pro": "Nano Banana Pro"}
 FROM_WORDS = ("gpt-image-2-text-to-image", "nano-banana-pro")
-NO_STORYBOARD = "an image model KIE sells that takes input images (list_models(kind='image', capability='edit'))"
 
 
 def _storyboard() -> tuple[str, str]:
@@ -1373,7 +1564,7 @@ def _storyboard() -> tuple[str, str]:
     in words when it sells neither), and the other one's alternative ("; with Nano Banana Pro,
     model='nano-banana-pro' and the same images", or nothing when KIE no longer sells it)."""
     sold = _on_sale(tuple(STORYBOARD))
-    model = repr(sold[0]) if sold else NO_STORYBOARD
+    model = repr(sold[0]) if sold else ANY_EDIT_MODEL
     also = f"; with {STORYBOARD[sold[1]]}, model={sold[1]!r} and the same images" if len(sold) > 1 else ""
     return model, also
 
@@ -1396,7 +1587,7 @@ def _storyboard_question() -> str:
         )
     return (
         f"Before estimating any still, ask the user {HOW_MANY}. KIE no longer sells {gone}: every still is made "
-        f"with {NO_STORYBOARD}, the same one for every beat."
+        f"with {ANY_EDIT_MODEL}, the same one for every beat."
     )
 
 
@@ -1453,6 +1644,7 @@ def animated_ad(product: Product, story: Story, style: Style = "3D-animated", be
         else "Beat 1's estimate below is the storyboard's cost."
     )
     model, also = _storyboard()
+    animator, instead = _animator(library)
     later = (
         f"5. Beats 2 to {beats}, in order (each needs the previous approved still): estimate_cost("
         f"model={model}, prompt=..., images=[the cast image if any, {kept}the previous beat's "
@@ -1485,10 +1677,10 @@ def animated_ad(product: Product, story: Story, style: Style = "3D-animated", be
             "the next beat is made from it.",
             later,
             "6. APPROVAL POINT: the user approves every still before any video.",
-            f"7. Estimate image-to-video per beat: estimate_cost(model={ANIMATOR!r}, images=[the beat's "
+            f"7. Estimate image-to-video per beat: estimate_cost(model={animator}, images=[the beat's "
             "approved still's saved path] (the first frame), prompt= motion, camera and sound only, script= the "
-            "beat's line, duration= the beat's length, same aspect_ratio, resolution='720p', session=...), and "
-            "show the TOTAL. " + _fits_today("fewer or shorter beats") + f" {APPROVAL}",
+            "beat's line, duration= the beat's length, same aspect_ratio, resolution='720p', session=...)"
+            f"{instead}, and show the TOTAL. " + _fits_today("fewer or shorter beats") + f" {APPROVAL}",
             f"8. generate_video per beat. {FOLLOW} Keep the task ids in beat order.",
             "9. Join the beats and burn the captions in one call: stitch_videos(clips=[the beat task ids in order], "
             "captions=[{start, end, text} per narration line; seconds from the start of the joined video, each "
@@ -1529,9 +1721,35 @@ MODEL_ARGUMENTS: dict[tuple[str, str], Callable[[Mapping[str, str]], tuple[str, 
     ("ugc_video", "model"): lambda given: ("video", REEL),
     ("script_to_video", "model"): lambda given: ("video", SPOKEN_PARTS),
 }
-# The arguments naming a picture by its workspace path (or a link): completion offers the pictures in references/
-# and those saved in outputs/ session folders.
-PICTURE_ARGUMENTS = frozenset({"reference_image", "product_image", "creator_image", "style_image"})
+# The arguments naming a picture by its workspace path (or a link), by workflow, with the models the plan's first call
+# hands that picture to: completion offers the pictures in references/ and those saved in outputs/ session folders
+# in the formats every one of them takes (``picture_formats``): a TIFF, BMP, GIF or AVIF was offered, and the first
+# estimate (Nano Banana's) refused it.
+PICTURE_ARGUMENTS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("influencer_recreation", "reference_image"): NANO_MODELS,
+    ("product_showcase", "product_image"): NANO_MODELS,
+    ("ugc_product_selfie", "creator_image"): SELFIE_MODELS,
+    ("ugc_product_selfie", "product_image"): SELFIE_MODELS,
+    ("ugc_product_selfie", "style_image"): SELFIE_MODELS,
+}
+
+
+def picture_formats(models: tuple[str, ...], catalog: Catalog) -> tuple[Sniffed, ...]:
+    """The picture formats (``media.sniff.IMAGES``) every one of ``models`` takes in the field its images go to, by
+    ``catalog``'s media limits (a model that lists none takes any; one the catalogue does not know is passed over):
+    for Nano Banana 2 and Pro, and GPT Image 2 beside them, JPEG, PNG and WebP."""
+    from kie_mcp.media.inputs import field_accepts, format_fits
+    from kie_mcp.media.sniff import IMAGES
+
+    taken = IMAGES
+    for model in models:
+        spec = catalog.get(model)
+        if spec is None or spec.images is None or not spec.images.to:
+            continue
+        formats = field_accepts(spec, spec.images.to[0]).formats
+        if formats:
+            taken = tuple(media for media in taken if format_fits(media, formats))
+    return taken
 
 
 def register_prompts(mcp: MCPServer) -> None:

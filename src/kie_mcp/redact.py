@@ -30,8 +30,12 @@ from __future__ import annotations
 import base64
 import functools
 import html
+import json
 import logging
+import os
 import re
+import subprocess
+import sys
 import threading
 import time
 import unicodedata
@@ -63,6 +67,7 @@ class _Registry:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.secrets: set[_Form] = set()
+        self.values: dict[str, None] = {}  # every secret registered, in order: what a child process registers too
         self.pattern: re.Pattern[str] | None = None
         self.runs: re.Pattern[str] | None = None  # a run of FRAGMENT or more characters any secret is made of
         self.letters = ""  # the characters of those runs, in either case (a separator only ever between them)
@@ -173,6 +178,8 @@ def register_secret(value: str | None) -> None:
     if not value or len(value) < MIN_SECRET_LENGTH:
         return
     install_log_redaction(handlers=False)
+    with _registry.lock:
+        _registry.values.setdefault(value)
     # Any case: an upstream may echo the key upper-cased (KIE's keys are hex: the case carries no meaning).
     # Exact case: base64, where the case is the content (a case-folded match would only match more, never less).
     variants = {_Form(form, True) for form in _typed_forms(value)}
@@ -563,6 +570,49 @@ def redact(text: str) -> str:
     if any(start in folded for start in _TOKEN_STARTS):
         text = _TOKEN_SHAPES.sub(REDACTED, text)
     return text
+
+
+# Characters from which a text is redacted in a process of its own (``redact_apart``): CPython's ``re`` holds the GIL
+# for the whole of a pass, and one pass over 10 MB of text took 1-2 s, in which no other thread ran.
+APART = 1 << 20
+APART_SECONDS = 300  # at most, for a child redacting the largest text served (50 MB: about 40 s on a busy machine)
+
+
+def redact_apart(text: str) -> str:
+    """``redact(text)``, for a text of megabytes (a 20 MB SVG holding a photo as base64, served as a reference) worked
+    out in a child process (``_redact_child``), so that the server's event loop and other threads run meanwhile: in a
+    worker thread of this process they did not, for seconds at a time. The child gets the secrets registered here on
+    its stdin, never on its command line or in its environment. A shorter text, or one whose child could not run or
+    failed, is redacted here. Blocks while the child works: call it in a worker thread."""
+    if len(text) < APART or not sys.executable:
+        return redact(text)
+    with _registry.lock:
+        secrets = list(_registry.values)
+    given = json.dumps(secrets).encode("ascii") + b"\n" + text.encode("utf-8", "surrogatepass")
+    path = os.pathsep.join(entry or os.curdir for entry in sys.path)  # this very kie_mcp, however it was found
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", "from kie_mcp.redact import _redact_child; _redact_child()"],
+            input=given,
+            capture_output=True,
+            timeout=APART_SECONDS,
+            check=False,
+            env={**os.environ, "PYTHONPATH": path},
+        )
+    except (OSError, subprocess.SubprocessError):
+        return redact(text)
+    if done.returncode != 0:
+        return redact(text)
+    return done.stdout.decode("utf-8", "surrogatepass")
+
+
+def _redact_child() -> None:
+    """``redact_apart``'s child: the secrets (a JSON list, one line) and then the text on stdin; the text redacted, as
+    this process redacts it once they are registered in the same order, on stdout."""
+    head, _, text = sys.stdin.buffer.read().partition(b"\n")
+    for secret in json.loads(head):
+        register_secret(secret)
+    sys.stdout.buffer.write(redact(text.decode("utf-8", "surrogatepass")).encode("utf-8", "surrogatepass"))
 
 
 def redact_secrets(text: str) -> str:

@@ -35,9 +35,10 @@ from mcp.server.mcpserver.resources import FileResource, FunctionResource, Resou
 
 from kie_mcp.bundled import bundled_path
 from kie_mcp.config import Settings
+from kie_mcp.kie.text import holds_credential
 from kie_mcp.media.inputs import ChangedFile, MissingFile, RefusedInput, open_judged, private_reason, read_inside
 from kie_mcp.media.sniff import KINDS, sniff
-from kie_mcp.redact import bytes_hold_secret, redact
+from kie_mcp.redact import bytes_hold_secret, redact, redact_apart
 from kie_mcp.words import plain
 
 PREFIX = "kie://workspace/references/"
@@ -78,9 +79,9 @@ def scan(settings: Settings, judged: _Judged | None = None) -> list[Found]:
     """Every file under ``references/`` that may be served, sorted by path (run it in a worker thread). Symlinks are
     judged by their target: never listed when it leaves the workspace or is private (a dotfile, a dot-folder,
     logs/); dotfiles and dot-folders under references/ are skipped too, and so is a name that is not text (bytes no
-    encoding reads, as an old camera's card can hold), or a link to one: one odd file never breaks the listing of the
-    others. A references/ that is itself a link leading out of the workspace lists nothing and is not walked at
-    all."""
+    encoding reads, as an old camera's card can hold), or a link to one, and a path that holds the API key or another
+    credential (``_credential_left_out_once``): one odd file never breaks the listing of the others. A references/
+    that is itself a link leading out of the workspace lists nothing and is not walked at all."""
     folder = settings.context_folder / "references"  # in the sandbox, the real workspace's
     if not folder.is_dir():
         return []
@@ -106,21 +107,41 @@ def scan(settings: Settings, judged: _Judged | None = None) -> list[Found]:
     return found
 
 
-_LINKS_LEFT_OUT: set[str] = set()  # references/ folders said to lead outside their workspace (said once each)
+_SAID: set[tuple[str, str]] = set()  # (what, where) each warning was logged about (once each, per process)
+
+
+def _warn_once(what: str, where: Path, message: str, *args: object) -> None:
+    """Log the warning ``message`` about ``what`` at ``where`` once per process, however often the folder is read."""
+    if (what, str(where)) in _SAID:
+        return
+    _SAID.add((what, str(where)))
+    log.warning(message, *args)
 
 
 def _left_out_once(folder: Path, home: Path) -> None:
     """Say once per folder (per process) why references/ lists nothing: walking a link to /usr took 13 s for the
     first listing and 2 s for every one after it, to list none of its files."""
-    if str(folder) in _LINKS_LEFT_OUT:
-        return
-    _LINKS_LEFT_OUT.add(str(folder))
-    log.warning(
+    _warn_once(
+        "led out",
+        folder,
         "references/ leads outside the workspace (%s -> %s), so none of its files is listed or served; keep the "
         "reference files in a references/ folder inside %s",
         folder,
         folder.resolve(),
         home,
+    )
+
+
+def _credential_left_out_once(file: Path, relative: str) -> None:
+    """Say once per file (per process) that a reference whose path holds the API key or another credential (a
+    dashboard screenshot saved under the key) is not listed: its path is its URI, name and title, which are sent as
+    they are. Named here redacted, never with the key."""
+    _warn_once(
+        "credential",
+        file,
+        "references: %s is left out of the listing: its path holds the KIE API key or another credential, which a "
+        "listing would show; rename the file to list it",
+        plain(redact(relative)),
     )
 
 
@@ -152,6 +173,9 @@ def _judge(file: Path, workspace: Path, folder: Path, home: Path) -> Found | Non
     """``file``'s listing, or None when it is not listed."""
     relative = file.relative_to(workspace).as_posix()
     relative.encode("utf-8")  # a name that is not text cannot be named to a client: UnicodeError
+    if holds_credential(relative):  # its URI, name and title would show the key; redacted, the URI reads nothing
+        _credential_left_out_once(file, relative)
+        return None
     real = file.resolve(strict=True)
     if not real.is_file() or not real.is_relative_to(home):
         return None
@@ -214,6 +238,14 @@ def _text_or_bytes(head: bytes) -> str:
 _UTF16_MARKS = (b"\xff\xfe", b"\xfe\xff")
 
 
+def read_text_inside(path: Path, home: Path, encoding: str) -> str:
+    """The workspace text file ``path`` as ``read_inside`` reads it (at most ``MAX_RESOURCE_BYTES``), decoded from
+    ``encoding`` and redacted (megabytes of it in a child process: ``redact_apart``). Run it in a worker thread:
+    tens of megabytes of text (an SVG holding a photo as base64) take seconds to search for the key, and redacted on
+    the event loop every other request waited 12-16 s for it."""
+    return redact_apart(read_inside(path, home, MAX_RESOURCE_BYTES).decode(encoding))
+
+
 class WorkspaceFile(FileResource, defer_build=True):
     """A file of the workspace listed as a resource, judged again on every read (``read_inside``): the file listed
     may since have been swapped for a link to ``.env`` or outside the workspace, a FIFO or a device. Text is
@@ -223,10 +255,10 @@ class WorkspaceFile(FileResource, defer_build=True):
     home: Path
 
     async def read(self) -> str | bytes:
-        try:
-            content = await anyio.to_thread.run_sync(read_inside, self.path, self.home, MAX_RESOURCE_BYTES)
+        try:  # text decoded and redacted in the reading thread: 20 MB of it held every other request 12-16 s
             if self.encoding is not None:
-                return redact(content.decode(self.encoding))
+                return await anyio.to_thread.run_sync(read_text_inside, self.path, self.home, self.encoding)
+            content = await anyio.to_thread.run_sync(read_inside, self.path, self.home, MAX_RESOURCE_BYTES)
         except MissingFile as err:
             raise ResourceNotFoundError(
                 f"{self.name} is not in the workspace any more (removed or renamed since it was listed); "

@@ -98,7 +98,7 @@ from kie_mcp.media.results import write_joined_sidecar
 from kie_mcp.media.saved import CHANGED, changed_file, kept
 from kie_mcp.prompts import register_prompts
 from kie_mcp.redact import redact
-from kie_mcp.references import MAX_RESOURCE_BYTES, ReferenceListing
+from kie_mcp.references import MAX_RESOURCE_BYTES, ReferenceListing, read_text_inside
 from kie_mcp.runtime import SERVING, NoKeyError, Runtime
 from kie_mcp.spend import (
     Approved,
@@ -1870,8 +1870,9 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
         """The workspace's brand voice, decisions, model preferences and known quirks."""
         if master.is_file():  # a link leading outside the workspace, a FIFO or a device is not served
             try:
-                content = await anyio.to_thread.run_sync(read_inside, master, master.parent, MAX_RESOURCE_BYTES)
-                return redact(content.decode("utf-8"))  # a key pasted into the brand notes is never shown back
+                # A key pasted into the brand notes is never shown back: redacted in the reading thread, as a
+                # reference's text is (``read_text_inside``), never on the event loop.
+                return await anyio.to_thread.run_sync(read_text_inside, master, master.parent, "utf-8")
             except UnicodeDecodeError as err:
                 raise ResourceError(
                     f"{master} is not UTF-8 text (byte {err.start} cannot be read); save it as UTF-8 (most editors "

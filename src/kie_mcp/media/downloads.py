@@ -57,7 +57,7 @@ import anyio.to_thread
 import httpx2
 
 from kie_mcp import processes
-from kie_mcp.redact import SecretWatch, bytes_hold_secret, redact
+from kie_mcp.redact import SecretWatch, bytes_hold_secret, redact, redact_apart
 
 from . import saved
 from .addresses import PrivateAddress, send_checked
@@ -293,7 +293,7 @@ def as_served(data: bytes) -> str | bytes:
     (``HoldsSecret``), as the workspace's references are served. Scans every byte: call it in a worker thread."""
     if sniff_mime(data[:SNIFF_BYTES]) in TEXT_TYPES:
         try:
-            return redact(data.decode("utf-8"))
+            return redact_apart(data.decode("utf-8"))  # a page of megabytes in a child process: no thread waits
         except UnicodeDecodeError:
             pass
     if bytes_hold_secret(data):

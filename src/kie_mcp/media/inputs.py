@@ -580,7 +580,7 @@ def inspect_local(
             f"{name} is not {wanted} (its bytes are {media.label}, {media.mime}); {accepts.what} takes "
             f"{_plural(accepts.kinds)}. {accepts.nothing}" + (f" {instead.format(path=repr(given))}" if instead else "")
         )
-    if accepts.formats and not _format_fits(media, accepts.formats):
+    if accepts.formats and not format_fits(media, accepts.formats):
         raise NotAccepted(
             f"{name} is {_a(media)}{media.label} (by its bytes); {accepts.what} takes "
             f"{formats_text(accepts.formats)} only. {_convert_hint(real, media, accepts.formats)} {accepts.nothing}"
@@ -699,7 +699,8 @@ KNOWN_FORMATS = frozenset(
 _FORMAT_LABELS = {"mov": "MOV (QuickTime)", "mkv": "MKV (Matroska)", "jpeg": "JPEG", "jpg": "JPEG"}
 
 
-def _format_fits(media: Sniffed, formats: tuple[str, ...]) -> bool:
+def format_fits(media: Sniffed, formats: tuple[str, ...]) -> bool:
+    """Whether ``media`` is one of ``formats`` (the catalogue's names: "jpg" takes a JPEG, "mp4" an M4A)."""
     return bool(_FORMAT_NAMES.get(media.format, {media.format}) & {f.lower() for f in formats})
 
 
