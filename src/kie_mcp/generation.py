@@ -93,6 +93,7 @@ from kie_mcp.tasks.records import UnreadableRecord, answer_not_recorded, charged
 from kie_mcp.words import cut_point, plain, quoted_excerpt, timestamp
 
 if TYPE_CHECKING:
+    from kie_mcp.catalog import Catalog
     from kie_mcp.catalog.live import LiveCatalog  # loaded with the first request
 
 log = logging.getLogger(__name__)
@@ -780,9 +781,13 @@ def sent_since_quoted(rt: Runtime, quote_id: str, digest: str) -> str | None:
 def resolve_model(rt: Runtime, name: str, kind: str | None = None, *, followup: bool = False) -> ModelSpec:
     """The model KIE sells under ``name``: refused when withdrawn in the data, gone from KIE's live list or refused
     by KIE as not published (``live.is_gone``), and a model that only continues a finished video (``followup``
-    data) unless ``followup`` (continue_video) asks for it."""
+    data) unless ``followup`` (continue_video) asks for it. A model found is kept for the same name while the
+    catalogue and the live catalogue are the same objects (each is replaced, never changed, when it changes)."""
     from kie_mcp.catalog.live import gone_from, gone_words, is_withdrawn
 
+    kept = _RESOLVED.get((name, kind, followup))
+    if kept is not None and kept[0] is rt.catalog and kept[1] is rt.live:
+        return kept[2]
     spec = rt.catalog.resolve(name)
     alternatives = is_withdrawn(rt.live, spec.id, rt.catalog)
     if alternatives is not None:
@@ -796,7 +801,14 @@ def resolve_model(rt: Runtime, name: str, kind: str | None = None, *, followup: 
             f"operation='{spec.followup.operation}'), or estimate_cost with task_id and operation to price it."
         )
         raise InvalidRequest(spec.id, [Problem("model", hint)])
+    if len(_RESOLVED) >= TABLE_PRICES_KEPT:
+        _RESOLVED.clear()
+    _RESOLVED[(name, kind, followup)] = (rt.catalog, rt.live, spec)
     return spec
+
+
+# (name, kind, followup) -> the catalogues it was resolved in and the model (``resolve_model``).
+_RESOLVED: "dict[tuple[str, str | None, bool], tuple[Catalog, LiveCatalog, ModelSpec]]" = {}
 
 
 async def checked_lengths(
