@@ -242,3 +242,56 @@ async def test_a_hung_outputs_disk_never_stalls_the_other_calls(connect, tmp_pat
             await client.call_tool("list_tasks", {})
             took["list_tasks"] = time.monotonic() - started
     assert took["list_tasks"] < 1.8, took  # due at 0.3 s; the estimate waits out its 3 s
+
+
+async def test_an_expired_quote_gets_no_fresh_quote_while_outputs_cannot_take_results(
+    connect, controls, tmp_path, tmp_path_factory
+):
+    """The review's leftover: a generate call with a quote_id that had expired was answered with a fresh quote
+    (confirmation_required) without asking whether outputs/ could take the result, so with its disk gone a quote
+    came back for a request that could not be saved. It is refused like any request that would be quoted: nothing
+    sent, no quote."""
+    disk = _plugged_disk(tmp_path, tmp_path_factory.mktemp("usb-disk"))
+    async with connect(quote_ttl_seconds=0.2) as client:  # no forms: a quote approves
+        estimate = await client.call_tool("estimate_cost", VIDEO)
+        quote_id = estimate.structured_content["quote"]["quote_id"]
+        _unplug(disk)
+        await anyio.sleep(0.4)  # the quote has expired
+        late = await client.call_tool("generate_video", {**VIDEO, "quote_id": quote_id, "wait_seconds": 0})
+    assert late.is_error and "which is not there" in text_of(late), text_of(late)
+    assert "Nothing was sent or charged" in text_of(late)
+    assert late.structured_content is None or not late.structured_content.get("quote")
+    assert await controls.creates() == []
+
+
+async def test_estimates_in_a_row_ask_the_disk_once_and_the_spend_asks_again(
+    connect, controls, tmp_path, tmp_path_factory, monkeypatch
+):
+    """An estimate asks whether outputs/ can take a result in a worker thread, a good part of its time: estimates
+    in a row (an agent comparing settings) ask once, the plan's own look at outputs/ included, and a fine answer
+    stands a moment for estimates only. The spend that follows always asks again: a disk gone since the estimate is
+    refused before anything is sent, whatever the estimate was told."""
+    disk = _plugged_disk(tmp_path, tmp_path_factory.mktemp("usb-disk"))
+    outputs = str(tmp_path / "outputs")
+    asked: list[str] = []
+    real = os.statvfs
+
+    def counted(path: os.PathLike[str] | str) -> os.statvfs_result:
+        if str(path) == outputs:
+            asked.append(str(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "statvfs", counted)
+    async with connect() as client:  # no forms: a quote approves
+        first = await client.call_tool("estimate_cost", VIDEO)
+        second = await client.call_tool("estimate_cost", {**VIDEO, "prompt": "a dog walks along a sunny wall"})
+        assert len(asked) == 1, asked
+        _unplug(disk)
+        quote_id = second.structured_content["quote"]["quote_id"]
+        spent = await client.call_tool(
+            "generate_video", {**VIDEO, "prompt": "a dog walks along a sunny wall", "quote_id": quote_id}
+        )
+    assert not first.is_error and not second.is_error, text_of(second)
+    assert spent.is_error and "which is not there" in text_of(spent), text_of(spent)
+    assert "Nothing was sent or charged" in text_of(spent)
+    assert await controls.creates() == []

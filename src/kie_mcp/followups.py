@@ -85,9 +85,12 @@ def refused(message: str, argument: str = "task_id") -> InvalidRequest:
 # -- planning ----------------------------------------------------------------------------------------------------
 
 
-async def plan(rt: Runtime, args: FollowupArgs, shared: tuple[Any, ...] = ()) -> FollowupPlan:
+async def plan(
+    rt: Runtime, args: FollowupArgs, shared: tuple[Any, ...] = (), *, outputs_checked: bool = False
+) -> FollowupPlan:
     """Validate and price a follow-up of ``args.task_id``; raises ``InvalidRequest`` naming the argument, costs
-    nothing (a look at KIE for a task the journal does not know, or one it still shows as running, is free)."""
+    nothing (a look at KIE for a task the journal does not know, or one it still shows as running, is free).
+    ``outputs_checked``: as ``generation.plan`` takes it."""
     script = args.script if args.script and args.script.strip() else None
     if script is not None and args.operation != "extend":  # before any look at KIE: nothing is said in an upgrade
         raise refused(
@@ -131,7 +134,14 @@ async def plan(rt: Runtime, args: FollowupArgs, shared: tuple[Any, ...] = ()) ->
         max_credits=args.max_credits,
     )
     try:
-        p = await gen.plan(rt, generation, shared=shared, facts=facts, continues=(str(source.task_id), args.operation))
+        p = await gen.plan(
+            rt,
+            generation,
+            shared=shared,
+            facts=facts,
+            continues=(str(source.task_id), args.operation),
+            outputs_checked=outputs_checked,
+        )
     except InvalidRequest as err:
         raise source_refused(err, source, spec, options.get(follow.field)) from None
     pinned_resolution(spec, p.wire, args.operation)

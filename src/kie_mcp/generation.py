@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence, Set
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 import anyio
@@ -92,6 +92,10 @@ from kie_mcp.tasks import TaskRecord
 from kie_mcp.tasks.follower import saving_words
 from kie_mcp.tasks.records import UnreadableRecord, answer_not_recorded, charged_text, time_left_words
 from kie_mcp.words import cut_point, plain, quoted_excerpt, timestamp
+
+if TYPE_CHECKING:
+    from kie_mcp.catalog import Catalog
+    from kie_mcp.catalog.live import LiveCatalog  # loaded with the first request
 
 log = logging.getLogger(__name__)
 
@@ -209,6 +213,8 @@ class GenerationResult(BaseModel, defer_build=True):
 
 # -- before anything is asked ---------------------------------------------------------------
 
+NOTHING_SENT = " Nothing was sent or charged."  # after a refusal of outputs/ (``saved.checked``)
+
 
 async def plan(
     rt: Runtime,
@@ -218,15 +224,18 @@ async def plan(
     *,
     facts: dict[str, Any] | None = None,
     continues: tuple[str, Operation] | None = None,
+    outputs_checked: bool = False,
 ) -> Plan:
     """Validate and price; raises ``InvalidRequest`` (or unknown or withdrawn model errors) and costs nothing.
 
     ``continues`` (source task id, operation) and ``facts`` (the source's settings a price depends on, keys
-    ``source.<name>``) come from ``followups.plan``, the one caller that may plan a follow-up model."""
+    ``source.<name>``) come from ``followups.plan``, the one caller that may plan a follow-up model.
+    ``outputs_checked``: the caller checked outputs/ already (estimate_cost: one check, in one worker thread)."""
     # Its results could not be saved: outputs/ is a link to /, the workspace or the home folder (media/saved.py).
     # Refused before anything is priced or sent. Whether outputs/ can take a file now (a disk not mounted, a
     # read-only one) is asked only of a call that would spend (``surface``), never of a replay of what was bought.
-    await saved.checked(rt.settings.workspace / saved.OUTPUTS, " Nothing was sent or charged.")
+    if not outputs_checked:
+        await saved.checked(rt.settings.workspace / saved.OUTPUTS, NOTHING_SENT)
     await first_prices(rt)  # a fresh install's first quote: KIE's live price, not a months-old bundled one
     spec = resolve_model(rt, args.model, kind, followup=continues is not None)
     if not 1 <= args.variations <= 10:
@@ -773,9 +782,13 @@ def sent_since_quoted(rt: Runtime, quote_id: str, digest: str) -> str | None:
 def resolve_model(rt: Runtime, name: str, kind: str | None = None, *, followup: bool = False) -> ModelSpec:
     """The model KIE sells under ``name``: refused when withdrawn in the data, gone from KIE's live list or refused
     by KIE as not published (``live.is_gone``), and a model that only continues a finished video (``followup``
-    data) unless ``followup`` (continue_video) asks for it."""
+    data) unless ``followup`` (continue_video) asks for it. A model found is kept for the same name while the
+    catalogue and the live catalogue are the same objects (each is replaced, never changed, when it changes)."""
     from kie_mcp.catalog.live import gone_from, gone_words, is_withdrawn
 
+    kept = _RESOLVED.get((name, kind, followup))
+    if kept is not None and kept[0] is rt.catalog and kept[1] is rt.live:
+        return kept[2]
     spec = rt.catalog.resolve(name)
     alternatives = is_withdrawn(rt.live, spec.id, rt.catalog)
     if alternatives is not None:
@@ -789,7 +802,14 @@ def resolve_model(rt: Runtime, name: str, kind: str | None = None, *, followup: 
             f"operation='{spec.followup.operation}'), or estimate_cost with task_id and operation to price it."
         )
         raise InvalidRequest(spec.id, [Problem("model", hint)])
+    if len(_RESOLVED) >= TABLE_PRICES_KEPT:
+        _RESOLVED.clear()
+    _RESOLVED[(name, kind, followup)] = (rt.catalog, rt.live, spec)
     return spec
+
+
+# (name, kind, followup) -> the catalogues it was resolved in and the model (``resolve_model``).
+_RESOLVED: "dict[tuple[str, str | None, bool], tuple[Catalog, LiveCatalog, ModelSpec]]" = {}
 
 
 async def checked_lengths(
@@ -833,9 +853,7 @@ def quote_price(
 ) -> tuple[ItemPrice, list[str]]:
     """The price to quote (KIE's live price list where it has the row, else the bundled one; what KIE charged here
     may raise it) and the notes that go with it: warnings about the price and the model's recent health."""
-    from kie_mcp.catalog.live import live_price_input
-
-    table = live_price_input(rt.live, spec, wire, measured)
+    table = table_price(rt.live, spec, wire, measured)
     if measured is not None:
         price, warning = table, None  # a past charge is for another input's length: never this request's price
     else:
@@ -848,6 +866,68 @@ def quote_price(
     asked = OLD_PRICE_ASKED if rt.settings.auto_approve_credits > 0 and unconfirmed_old(rt, price) else None
     notes = [line for line in (live_only, asked, warning, stale, health_note(rt, spec.id)) if line]
     return price, notes
+
+
+def table_price(
+    live: "LiveCatalog", spec: ModelSpec, wire: dict[str, Any], measured: dict[str, float] | None
+) -> ItemPrice:
+    """``live_price_input``, kept per live catalogue, model and settings: a request priced again with another prompt
+    (estimates in a row) is not priced anew. Exact: the price is a function of the three and of the fields its table
+    reads, and a live catalogue or a model is replaced, never changed, when it changes; a table that reads the prompt,
+    a measured length or a setting that cannot be kept as a key is priced every time. The same price object is handed
+    out again: prices are never changed in place (``model_copy`` makes each variant)."""
+    from kie_mcp.catalog.live import live_price_input
+
+    key = None if measured is not None or _reads_prompt(spec) else _frozen(wire, skip="prompt")
+    if key is None:
+        return live_price_input(live, spec, wire, measured)
+    kept = _TABLE_PRICES.get((id(live), id(spec), key))
+    if kept is not None and kept[0] is live and kept[1] is spec:
+        return kept[2]
+    price = live_price_input(live, spec, wire, measured)
+    if len(_TABLE_PRICES) >= TABLE_PRICES_KEPT:
+        _TABLE_PRICES.clear()
+    _TABLE_PRICES[(id(live), id(spec), key)] = (live, spec, price)  # held: their ids are not reused meanwhile
+    return price
+
+
+TABLE_PRICES_KEPT = 512
+_TABLE_PRICES: "dict[tuple[int, int, Any], tuple[LiveCatalog, ModelSpec, ItemPrice]]" = {}
+
+
+def _reads_prompt(spec: ModelSpec) -> bool:
+    """Whether the price table of ``spec`` reads the prompt (none in the data: a rate by its words would)."""
+    table = spec.price
+    if table is None:
+        return False
+    named = {table.seconds_field, table.count_field}
+    for rate in table.rates:
+        named.update(key.split("#", 1)[0] for key in rate.when)
+        named.update(rate.up_to_per_input)
+    return "prompt" in named
+
+
+def _frozen(value: Any, skip: str | None = None) -> Any:
+    """``value`` (a request's JSON) as a key that tells every two different values apart (``True``, ``1`` and ``1.0``;
+    ``0.0`` and ``-0.0``), leaving out the member ``skip`` of a mapping; None when it holds anything else."""
+    if isinstance(value, dict):
+        members = []
+        for name, item in value.items():
+            if name == skip:
+                continue
+            kept = _frozen(item)
+            if kept is None:
+                return None
+            members.append((name, kept))
+        return ("{}", tuple(sorted(members)))
+    if isinstance(value, list | tuple):
+        items = tuple(_frozen(item) for item in value)
+        return None if None in items else ("[]", items)
+    if value is None or isinstance(value, str | bool | int):
+        return (type(value), value)
+    if isinstance(value, float):
+        return (float, repr(value))
+    return None
 
 
 LIVE_ONLY_PRICE = (

@@ -216,10 +216,10 @@ def attempt_story(attempt_id: str, attempt: sqlite3.Row | None) -> str:
 # Another writer's lock on the journal (another kie-mcp mid-write, a process suspended mid-transaction, a database
 # browser): SQLite waits for it up to BUSY_SECONDS. On the event loop that wait blocks the whole loop (pings, other
 # calls, cancellations), so a tool call that writes waits for a lock held when it starts in a worker thread first
-# (``writable``), and the writes that decide money are done again in a worker thread when the lock outlasted that
-# (``off_loop_when_locked``). The event loop's own connection keeps the whole wait: the review found that a shorter
-# one there (a quarter second) failed writes nobody retried, such as a refused create's refund, which then counted
-# against the daily cap for good.
+# (``writable``; an estimate, at its one write: ``unless_locked``), and the writes that decide money are done
+# again in a worker thread when the lock outlasted that (``off_loop_when_locked``). The event loop's own connection
+# keeps the whole wait: the review found that a shorter one there (a quarter second) failed writes nobody retried,
+# such as a refused create's refund, which then counted against the daily cap for good.
 BUSY_SECONDS = 30.0
 # A server's start waits this long for a lock another program holds on the journal (a write, or a database tool in
 # exclusive mode), in a worker thread: still held then, the journal is tried again, each try waiting as long, until it
@@ -1018,13 +1018,21 @@ class Journal:
                 if level is not None:
                     db.execute(f"PRAGMA synchronous={int(level)}")
 
+    # ``_handle`` written out: a generator's context manager costs a few microseconds, and a tool call makes several.
     def query(self, sql: str, *args: Any) -> list[sqlite3.Row]:
-        with self._handle() as db:
-            return db.execute(sql, args).fetchall()
+        own = getattr(self._own, "db", None)
+        if own is not None:
+            return own.execute(sql, args).fetchall()
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
 
     def execute(self, sql: str, *args: Any) -> None:
-        with self._handle() as db:
-            db.execute(sql, args)
+        own = getattr(self._own, "db", None)
+        if own is not None:
+            own.execute(sql, args)
+            return
+        with self._lock:
+            self._db.execute(sql, args)
 
     def _connection(self, busy_seconds: float) -> sqlite3.Connection | None:
         """A connection of its own to this journal (None for one that cannot have another: ":memory:")."""
@@ -1073,14 +1081,42 @@ class Journal:
             return False
         with self._probe_lock:
             try:
-                if self._probe is None:
-                    self._probe = self._connection(0.0)
-                assert self._probe is not None
-                self._probe.execute("BEGIN IMMEDIATE")
-                self._probe.execute("ROLLBACK")
+                self._probe_connection().execute("BEGIN IMMEDIATE")
+                self._probe_connection().execute("ROLLBACK")
                 return False
             except sqlite3.Error as err:  # anything but a lock (read-only, a full disk) is the call's to meet and say
                 return is_locked(err)
+
+    def _probe_connection(self) -> sqlite3.Connection:
+        """The connection that never waits for another writer's lock (``locked_now``, ``unless_locked``), made
+        on first use, under ``_probe_lock``; its commits as the shared connection's (``synchronous=NORMAL``)."""
+        if self._probe is None:
+            probe = self._connection(0.0)
+            assert probe is not None  # not ":memory:" (the callers' case)
+            probe.execute("PRAGMA synchronous=NORMAL")
+            self._probe = probe
+        return self._probe
+
+    async def unless_locked(self, work: Callable[[], T]) -> T:
+        """Run ``work`` (journal calls) now, on the event loop, while no other writer holds the journal's lock: on a
+        connection that never waits for it, so its write is its own look at the lock (no ``locked_now`` first). Held
+        by another writer, in a worker thread that waits up to ``BUSY_SECONDS`` (the loop, pings and other calls go
+        on). ``work`` must be safe to run again after a "locked" failure (one write, or one transaction) and must not
+        look at the lock itself (``locked_now``). For a tool call whose one write this is (an estimate's quote), in
+        place of ``writable`` before it runs: the same wait, off the loop, without a look at the lock on every call."""
+        if str(self.path) == ":memory:":
+            return work()
+        with self._probe_lock:
+            self._own.db = self._probe_connection()  # this thread's journal calls, while ``work`` runs
+            try:
+                return work()
+            except sqlite3.OperationalError as err:
+                if not is_locked(err):
+                    raise
+            finally:
+                self._own.db = None
+        log.info("the journal is locked by another writer; writing off the event loop once it is free")
+        return await anyio.to_thread.run_sync(self._own_connection, work, abandon_on_cancel=True)
 
     async def writable(self) -> None:
         """Wait while another program or kie-mcp process holds the journal's write lock (up to ``BUSY_SECONDS``), in a

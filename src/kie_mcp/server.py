@@ -103,6 +103,10 @@ ANSWERS_BUILT_BY_VALIDATION = frozenset({"estimate_cost"})
 ANSWER_GRACE = 300.0  # seconds a sealed confirmation answer stays readable after its question ended
 # Tools that never write to the journal: they never wait for another program's lock on it (``_open_runtime``).
 TOOLS_THAT_NEVER_WRITE = frozenset({"list_models", "list_tasks", "check_credits"})  # WAL: readers never wait
+# Tools that wait for another writer's lock on the journal themselves, where they write: estimate_cost's one write
+# is its quote (``Journal.unless_locked``; pricing a follow-up looks first, ``Journal.writable``), so the look at the
+# lock every other tool that writes takes before it runs (``_open_runtime``) is left out of every estimate.
+TOOLS_THAT_WAIT_WHERE_THEY_WRITE = frozenset({"estimate_cost"})
 OPEN_AFTER_SECONDS = 0.5  # a host sends the handshake and tools/list at once: the runtime opens after them
 
 
@@ -630,7 +634,8 @@ class _Server(MCPServer):
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
     ) -> CallToolResult | InputRequiredResult:
         try:
-            await self._open_runtime(context, writes=name not in TOOLS_THAT_NEVER_WRITE)
+            writes = name not in TOOLS_THAT_NEVER_WRITE and name not in TOOLS_THAT_WAIT_WHERE_THEY_WRITE
+            await self._open_runtime(context, writes=writes)
         except RuntimeUnavailable as err:
             raise ToolError(str(err)) from None
         self._build(name)

@@ -623,9 +623,14 @@ def _register_tools(mcp: MCPServer) -> None:
         given = {k: v for k, v in locals().items() if k not in unpriced}
         shared = root_folders(roots)  # the folders the client shared: priced as the generate call reads them
         with _user_errors():
-            await _refuse_unsaveable(rt)  # a quote of what could not be saved: refused before it is priced
+            # A quote of what could not be saved: refused before it is priced. One check for the plan too (a link
+            # to every file), a recent one standing: the spend that would follow this quote checks again.
+            outputs = saved.outputs_of(rt.settings.workspace)
+            await saved.checked(outputs, gen.NOTHING_SENT, saving=rt.settings.download, lately=True)
             if task_id is not None or operation is not None:  # a follow-up of a finished video (continue_video)
-                plan = await followups.plan(rt, _followup_args(given, "estimate_cost"), shared)
+                args = _followup_args(given, "estimate_cost")
+                await rt.journal.writable()  # it may record the task it continues: as every tool that writes
+                plan = await followups.plan(rt, args, shared, outputs_checked=True)
                 tool = "continue_video"
             else:
                 if not model:
@@ -635,7 +640,7 @@ def _register_tools(mcp: MCPServer) -> None:
                         "generate call will use (or task_id and operation, to price a follow-up of a finished video "
                         "with continue_video). Nothing was priced."
                     )
-                plan = await gen.plan(rt, gen.GenerationArgs(**_args(given)), shared=shared)
+                plan = await gen.plan(rt, gen.GenerationArgs(**_args(given)), shared=shared, outputs_checked=True)
                 tool = f"generate_{plan.spec.kind}"
             result = await _estimate(rt, plan)
         call = _tool_result(result, result.message, rt)
@@ -1228,7 +1233,7 @@ async def _decide(
     rt = _runtime(ctx)
     with _user_errors():
         decision = await gen.decide_approval(rt, plan, can_ask=_can_elicit(ctx), answered=_answers_us(ctx, kind))
-        if _would_spend(plan, decision):
+        if _would_spend(rt, plan, decision):
             try:
                 await _refuse_unsaveable(rt)
             except BaseException:
@@ -1243,20 +1248,26 @@ async def _decide(
     return Elicit(decision.message, ConfirmSpend)  # 2026-07-28: the answer comes back in a retried request
 
 
-def _would_spend(plan: gen.Plan, decision: Any) -> bool:
+def _would_spend(rt: Runtime, plan: gen.Plan, decision: Any) -> bool:
     """Whether this call goes on to a form, an upload or a create (approved, or asking), or hands back a fresh quote
-    for them; not a call answered with what an earlier one bought (a replay, a used quote naming its task) or
-    declined."""
+    for them (a quote_id that cannot approve: expired, for another request, priced lower than now); not a call
+    answered with what an earlier one bought (a replay, a used quote naming its task) or declined."""
     if isinstance(decision, Approved | Ask):
         return True
-    return isinstance(decision, NeedsConfirmation) and plan.quote_id is None
+    if not isinstance(decision, NeedsConfirmation):
+        return False
+    if plan.quote_id is None:
+        return True
+    refusal = rt.quotes.refusal(plan.quote_id, plan.digest)
+    return refusal is None or refusal.why != "used"
 
 
 async def _refuse_unsaveable(rt: Runtime) -> None:
     """Refuse (``saved.OutputsRefused``) a request whose results could not be saved now, while they are saved as
-    they exist: outputs/ a link to a disk not mounted, a file or a loop of links in its place, a read-only disk."""
+    they exist: outputs/ a link to a disk not mounted, a file or a loop of links in its place, a read-only disk.
+    Asked of the disk every time (never a verdict kept for an estimate): what follows may spend."""
     if rt.settings.download:
-        await saved.checked(rt.settings.workspace / saved.OUTPUTS, " Nothing was sent or charged.", saving=True)
+        await saved.checked(rt.settings.workspace / saved.OUTPUTS, gen.NOTHING_SENT, saving=True)
 
 
 _GENERATION_ONLY = ("images", "aspect_ratio", "audio")
@@ -1419,8 +1430,11 @@ async def _estimate(rt: Runtime, plan: gen.Plan) -> EstimateResult:
 
     if isinstance(plan, followups.FollowupPlan) and plan.existing is not None:
         return _already_made(rt, plan)
-    quote = rt.quotes.issue(
-        plan.spec.id, plan.digest, plan.price, plan.variations, ceiling=plan.reserved, measured=plan.estimate
+    # Its one write: at once while no other writer holds the journal's lock, else off the event loop once it is free.
+    quote = await rt.journal.unless_locked(
+        lambda: rt.quotes.issue(
+            plan.spec.id, plan.digest, plan.price, plan.variations, ceiling=plan.reserved, measured=plan.estimate
+        )
     )
     spent = rt.ledger.spent_today()
     try:

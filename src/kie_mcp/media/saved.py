@@ -32,6 +32,7 @@ import json
 import os
 import re
 import stat
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path, PurePath
 from typing import Any, Literal
@@ -46,6 +47,13 @@ PAGE = "index.html"  # the gallery page (gallery.py), in outputs/ and in each se
 OWN_INDEX = "kie-mcp-gallery.html"  # the index's name beside an index.html of the user's own (``index_name``)
 # The gallery's pages (gallery.py): its index (under its own name beside an index.html of the user's) and month pages.
 _PAGE = re.compile(r"^(?:index(?:-(?:\d{4}-\d{2}|undated))?|kie-mcp-gallery)\.html$")
+
+
+@functools.lru_cache(maxsize=32)
+def outputs_of(workspace: Path) -> Path:
+    """The workspace's ``outputs/``, one ``Path`` per workspace (made once: a call on the hot path, estimate_cost,
+    asks for it on every call)."""
+    return workspace / OUTPUTS
 
 
 def refusal(outputs: Path) -> str | None:
@@ -208,10 +216,31 @@ def check(outputs: Path, then: str = "", *, saving: bool = False) -> None:
         raise OutputsRefused(f"{reason}{then}")
 
 
-async def checked(outputs: Path, then: str = "", *, saving: bool = False) -> None:
+# How long a check that found outputs/ fine stands for a call that spends nothing and whose spend checks again (an
+# estimate: ``checked`` with ``lately``). Each check is a hop to a worker thread, a good part of an estimate's time
+# over stdio; an agent's estimates in a row (comparing models, settings) ask the disk once. The check before a form,
+# an upload or a create is always made afresh, so a disk gone meanwhile is still refused before anything is spent.
+FINE_SECONDS = 2.0
+# outputs/ -> (when the last check that found it fine began, on the monotonic clock; whether it judged saving there).
+_FINE: dict[Path, tuple[float, bool]] = {}
+
+
+async def checked(outputs: Path, then: str = "", *, saving: bool = False, lately: bool = False) -> None:
     """``check`` in a worker thread: ``outputs/`` on a hung network or FUSE mount stalls its ``stat`` (and
-    ``statvfs``) for as long as the mount hangs, which on the event loop would stall every call of the server."""
-    await anyio.to_thread.run_sync(functools.partial(check, outputs, then, saving=saving))
+    ``statvfs``) for as long as the mount hangs, which on the event loop would stall every call of the server.
+
+    ``lately``: for an estimate, whose spend checks again: a check begun less than ``FINE_SECONDS`` ago that found
+    ``outputs`` fine (for saving, when ``saving``) stands, and the disk is not asked. A refusal is never kept: the
+    next call asks again, so an outputs/ mended since is taken at once."""
+    began = time.monotonic()
+    if lately and (kept := _FINE.get(outputs)) is not None and began - kept[0] < FINE_SECONDS and kept[1] >= saving:
+        return
+    try:
+        await anyio.to_thread.run_sync(functools.partial(check, outputs, then, saving=saving))
+    except OutputsRefused:
+        _FINE.pop(outputs, None)
+        raise
+    _FINE[outputs] = (began, saving)
 
 
 def is_saved(relative: PurePath) -> bool:

@@ -298,9 +298,14 @@ class Ledger:
         return datetime.fromtimestamp(moment).date()
 
     def spent_today(self) -> float:
-        """Today's spend, held reservations that nobody holds any more released first (``HELD_REF``)."""
+        """Today's spend, held reservations that nobody holds any more released first (``HELD_REF``). One look at the
+        journal for both while none is held (nearly always: one is held only while input files go up)."""
+        day = self._today()
+        [row] = self.journal.query(SPENT_AND_HELD, day.isoformat(), HELD_REF, _HELD_END, HELD)
+        if not row["held"]:
+            return round(max(float(row["total"]), 0.0), 4)
         self._release_abandoned()
-        return round(self.journal.spent_on(self._today()), 4)
+        return round(self.journal.spent_on(day), 4)
 
     def total_spent(self) -> float:
         return round(self.journal.total_spent(), 4)
@@ -505,6 +510,10 @@ class Ledger:
 
 HELD_QUERY = "SELECT id, ref, at FROM spend WHERE ref >= ? AND ref < ? AND reason = ?"
 HELD_SUM = "SELECT COALESCE(SUM(delta), 0) FROM spend WHERE ref >= ? AND ref < ? AND reason = ? AND day = ?"
+# A day's spend (``Journal.spent_on``) and whether any reservation is held (``HELD_QUERY``), in one look.
+SPENT_AND_HELD = (
+    "SELECT (SELECT COALESCE(SUM(delta), 0) FROM spend WHERE day = ?) AS total, EXISTS (" + HELD_QUERY + ") AS held"
+)
 # What charges above their reservations added to a day's spend: the only way past the daily cap in force when every
 # reservation was (a charge below its reservation frees room that later reservations may take, so it is not netted).
 OVERCHARGED_SUM = "SELECT COALESCE(SUM(delta), 0) FROM spend WHERE reason IN (?, ?) AND day = ? AND delta > 0"

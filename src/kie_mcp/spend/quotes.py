@@ -26,14 +26,13 @@ from kie_mcp.words import timestamp
 QUOTE_ID = re.compile(r"q_[0-9a-f]{16}")
 
 
+# ``json.dumps`` with these arguments, made once (it builds an encoder on every call with any argument).
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def request_hash(model_id: str, wire_input: dict[str, Any], variations: int) -> str:
     """The identity of a request: model, every input value after defaults, and the count."""
-    canonical = json.dumps(
-        {"model": model_id, "input": wire_input, "variations": variations},
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
+    canonical = _CANONICAL.encode({"model": model_id, "input": wire_input, "variations": variations})
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
