@@ -150,7 +150,7 @@ async def test_the_card_never_shows_or_waits_on_a_file_swapped_after_the_checks(
             watchdog.cancel_scope.cancel()
     assert not released, "estimate_cost waited on the FIFO until a writer came: the card opened it by name"
     card = (estimate.meta or {})[CARD_KEY]
-    assert card["inputs"] == [{"name": "face.png"}], card["inputs"]  # named, with no picture
+    assert card["inputs"] == [{"name": "face.png", "caption": '"face.png"'}], card["inputs"]  # named, no picture
     assert await uploads_and_creates(controls) == []
 
 
