@@ -34,12 +34,29 @@ from kie_mcp.sandbox import SANDBOX_API_KEY, SandboxTransport, SimConfig, Simula
 from kie_mcp.server import create_server
 
 from .browser import SKIP_REASON, Browser, find_chromium
+from .childsite.sitecustomize import PRICE_DAY
 
 # What kie-mcp keeps per user (the tool listing, toolcache) goes to a folder of this test run, for every server
 # the tests start (in process or as a child process), never to the user's real cache; removed when the run ends
 # (each run, and each xdist worker, left one in the temporary folder for good).
 os.environ["KIE_CACHE_DIR"] = tempfile.mkdtemp(prefix="kie-mcp-test-cache-")
 atexit.register(shutil.rmtree, os.environ["KIE_CACHE_DIR"], ignore_errors=True)
+
+# The day the bundled prices' ages are counted on (``generation.price_day``), pinned in every test: in process by
+# ``pinned_price_day``, and in every kie-mcp the tests start as a child process by ``childsite/sitecustomize.py``,
+# the folder put on PYTHONPATH here, after the code under test a test may put first.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    part for part in (os.environ.get("PYTHONPATH"), str(Path(__file__).parent / "childsite")) if part
+)
+
+
+@pytest.fixture(autouse=True)
+def pinned_price_day(monkeypatch: pytest.MonkeyPatch) -> date:
+    from kie_mcp import generation
+
+    monkeypatch.setattr(generation, "price_day", lambda: PRICE_DAY)
+    return PRICE_DAY
+
 
 API = "http://api.kie.test"
 # Every endpoint that creates (and charges for) a task, across all families.

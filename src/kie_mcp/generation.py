@@ -506,6 +506,12 @@ def auto_approve_limit(rt: Runtime, p: Plan) -> float:
 UNCONFIRMED_PRICE_MAX_DAYS = 180
 
 
+def price_day() -> date:
+    """The day a price's age is counted on (today, locally): the one clock of the stale-price warning and of
+    ``unconfirmed_old``, so a test can pin it and the bundled prices do not age under it."""
+    return datetime.now().date()
+
+
 def unconfirmed_old(rt: Runtime, price: ItemPrice) -> bool:
     """Whether ``price`` is known but its newest evidence is more than ``UNCONFIRMED_PRICE_MAX_DAYS`` old (or
     undated). Never in the sandbox, whose simulated KIE charges the bundled prices themselves."""
@@ -516,7 +522,7 @@ def unconfirmed_old(rt: Runtime, price: ItemPrice) -> bool:
         newest = max(date.fromisoformat(day) for day in dates) if dates else None
     except ValueError:
         newest = None
-    return newest is None or (datetime.now().date() - newest).days > UNCONFIRMED_PRICE_MAX_DAYS
+    return newest is None or (price_day() - newest).days > UNCONFIRMED_PRICE_MAX_DAYS
 
 
 OLD_PRICE_ASKED = (
@@ -860,7 +866,7 @@ def quote_price(
         price, warning = observed_price(rt, spec, options, table)
     # The sandbox's simulated KIE prices by the bundled list itself: its age says nothing there, and the warning (the
     # first thing a new user's demo quote showed, while the sandbox's first price sync ran) only alarmed.
-    stale = None if rt.settings.sandbox else staleness(price, datetime.now().date(), why_not_refreshed(rt))
+    stale = None if rt.settings.sandbox else staleness(price, price_day(), why_not_refreshed(rt))
     live_only = LIVE_ONLY_PRICE if price.live_only and price.credits is not None else None
     # Said where auto-approval is on, the one place it could have mattered (``auto_approve_limit`` decides it)
     asked = OLD_PRICE_ASKED if rt.settings.auto_approve_credits > 0 and unconfirmed_old(rt, price) else None

@@ -1,0 +1,1 @@
+"""Code the tests put in their child processes (``sitecustomize``)."""
