@@ -58,6 +58,30 @@ def pinned_price_day(monkeypatch: pytest.MonkeyPatch) -> date:
     return PRICE_DAY
 
 
+def _share_output_validators() -> None:
+    """The SDK client compiles a tool's output-schema validator once per session, checking the schema against the
+    JSON Schema metaschema first: about 30 ms a session, and the tests open thousands of sessions on the same
+    schemas. Here a validator compiled (and so checked) once in this process serves every later session given the
+    same schema; a schema that fails to compile still fails in every session, as the SDK does it."""
+    from mcp.client.session import ClientSession
+
+    compile_once = ClientSession._output_schema_validator
+    compiled: dict[str, Any] = {}
+
+    def shared(session: ClientSession, name: str, output_schema: dict[str, Any]) -> Any:
+        if (validator := session._tool_output_validators.get(name)) is not None:
+            return validator
+        key = json.dumps(output_schema, sort_keys=True)
+        if key not in compiled:
+            compiled[key] = compile_once(session, name, output_schema)
+        session._tool_output_validators[name] = compiled[key]
+        return compiled[key]
+
+    ClientSession._output_schema_validator = shared  # type: ignore[method-assign]
+
+
+_share_output_validators()
+
 API = "http://api.kie.test"
 # Every endpoint that creates (and charges for) a task, across all families.
 CREATE_PATHS = {

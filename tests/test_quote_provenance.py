@@ -14,14 +14,14 @@ from .conftest import answering
 IMAGE = {"prompt": "a red apple on a wooden table", "model": "nano-banana-2"}
 
 
-async def test_a_bundled_price_names_kie_s_price_list_and_its_date(connect):
+async def test_a_bundled_price_names_kie_s_price_list_and_its_date(connect, pinned_price_day):
     async with connect() as client:
         result = (await client.call_tool("estimate_cost", IMAGE)).structured_content
     quote = result["quote"]
     assert quote["price_source"] == f"KIE price list of {quote['price_date']}"
     assert "/" not in quote["price_source"]  # no repository or file names, only what the user can trust
     assert quote["price_reference"] == "https://kie.ai/pricing"  # where to check it; provenance is in kie://models
-    age = (date.today() - date.fromisoformat(quote["price_date"])).days
+    age = (pinned_price_day - date.fromisoformat(quote["price_date"])).days
     assert (f"({age} days ago)" in result["message"]) == (age > 30)
 
 
@@ -34,12 +34,12 @@ async def test_a_price_learned_from_a_charge_says_so(connect, controls, sim):
     assert quote["price_source"] == f"what KIE charged in this workspace on {date.today().isoformat()}"
 
 
-async def test_an_old_price_is_flagged_in_the_confirmation_too(connect):
+async def test_an_old_price_is_flagged_in_the_confirmation_too(connect, pinned_price_day):
     seen: list[str] = []
     async with connect(elicitation=answering(action="decline", seen=seen)) as client:
         quote = (await client.call_tool("estimate_cost", IMAGE)).structured_content["quote"]
         await client.call_tool("generate_image", IMAGE)
-    if (date.today() - date.fromisoformat(quote["price_date"])).days > 30:
+    if (pinned_price_day - date.fromisoformat(quote["price_date"])).days > 30:
         assert "Warning: this price is from" in seen[0]
 
 
@@ -60,7 +60,7 @@ def test_a_stale_price_warning_points_the_agent_to_kies_prices_and_the_user_to_t
     assert "not refreshed: KIE_CATALOG_SYNC is off." in warning and "terminal" not in warning
 
 
-async def test_the_sandbox_never_warns_that_its_prices_are_old(connect):
+async def test_the_sandbox_never_warns_that_its_prices_are_old(connect, pinned_price_day):
     """The simulator charges by the bundled prices themselves, so their age says nothing in the sandbox; the
     warning was the first thing a new user's demo quote showed. Outside the sandbox the same quote warns."""
     async with connect(sandbox=True) as client:
@@ -68,7 +68,7 @@ async def test_the_sandbox_never_warns_that_its_prices_are_old(connect):
     async with connect() as client:
         real = (await client.call_tool("estimate_cost", IMAGE)).structured_content
     assert "Warning: this price is from" not in sandboxed["message"], sandboxed["message"]
-    if (date.today() - date.fromisoformat(real["quote"]["price_date"])).days > 30:
+    if (pinned_price_day - date.fromisoformat(real["quote"]["price_date"])).days > 30:
         assert "Warning: this price is from" in real["message"]
 
 

@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
     from mcp.server.mcpserver import Context
     from mcp.server.mcpserver.resources import Resource
+    from mcp.server.mcpserver.tools.base import Tool
     from mcp.types import CallToolResult, InputRequiredResult
     from mcp.types import Prompt as MCPPrompt
     from mcp.types import ResourceTemplate as MCPResourceTemplate
@@ -100,6 +101,12 @@ APP_TOOL_NAMES = ("decline_quote",)
 # is skipped (estimate_cost: about 20-30 us a call). The output schema is still published, and clients still check
 # answers against it.
 ANSWERS_BUILT_BY_VALIDATION = frozenset({"estimate_cost"})
+
+# kie-mcp's tools as built (``_build``), by name and function: the surface defines its functions once per process
+# (``surface._tool_definitions``), and building one (the SDK's argument model and schemas) takes 20-50 ms, paid
+# once per process however many servers it starts (the tests start thousands). A tool added by code embedding this
+# server is built for its server alone.
+_BUILT_TOOLS: dict[tuple[str, Callable[..., Any]], Tool] = {}
 ANSWER_GRACE = 300.0  # seconds a sealed confirmation answer stays readable after its question ended
 # Tools that never write to the journal: they never wait for another program's lock on it (``_open_runtime``).
 TOOLS_THAT_NEVER_WRITE = frozenset({"list_models", "list_tasks", "check_credits"})  # WAL: readers never wait
@@ -595,6 +602,13 @@ class _Server(MCPServer):
         options = self._unbuilt.get(name)
         if options is None:
             return
+        key = (name, options["fn"])
+        # kie-mcp's own tools are the same in every server; one added by embedding code is built for its server alone
+        shared = (getattr(options["fn"], "__module__", None) or "").startswith("kie_mcp.")
+        if shared and key in _BUILT_TOOLS:
+            self._tool_manager._tools[name] = _BUILT_TOOLS[key]  # the SDK adds only from a function
+            del self._unbuilt[name]
+            return
         super().add_tool(**options)  # if building fails, the call says so and the next one tries again
         del self._unbuilt[name]
         tool = self._tool_manager.get_tool(name)
@@ -605,6 +619,8 @@ class _Server(MCPServer):
             tool.fn_metadata.output_schema = compact(tool.fn_metadata.output_schema, output=True)
             if name in ANSWERS_BUILT_BY_VALIDATION:  # the schema stays published; only the server's re-check goes
                 tool.fn_metadata.output_model = None
+        if shared:
+            _BUILT_TOOLS[key] = tool
 
     async def list_tools(self) -> list[MCPTool]:
         if self._listing is None:

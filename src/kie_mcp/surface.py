@@ -16,7 +16,7 @@ import re
 import sqlite3
 import stat
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -580,6 +580,35 @@ _VIDEO_ONLY = {"script", "duration", "audio"}  # generate_video's own arguments:
 
 
 def _register_tools(mcp: MCPServer) -> None:
+    for fn, options in _tool_definitions():
+        mcp.tool(**options)(fn)
+
+
+class _ToolRecorder:
+    """Stands in for the server while the tools are defined (``_define_tools``): records each with its options."""
+
+    def __init__(self) -> None:
+        self.tools: list[tuple[Any, dict[str, Any]]] = []
+
+    def tool(self, **options: Any) -> Callable[[Any], Any]:
+        def record(fn: Any) -> Any:
+            self.tools.append((fn, options))
+            return fn
+
+        return record
+
+
+@functools.cache
+def _tool_definitions() -> tuple[tuple[Any, dict[str, Any]], ...]:
+    """kie-mcp's tools with their options, defined once per process. They hold no state of a server's (each call
+    finds its runtime through its context), so every server registers the same functions, and a process that starts
+    many servers (the tests, code embedding kie-mcp) builds each tool once (``server._build``)."""
+    recorder = _ToolRecorder()
+    _define_tools(recorder)
+    return tuple(recorder.tools)
+
+
+def _define_tools(mcp: _ToolRecorder) -> None:
     image_prepare, image_approve = _gate("image")
     video_prepare, video_approve = _gate("video")
 
