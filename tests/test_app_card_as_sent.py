@@ -7,7 +7,9 @@ sent as written, and the card's ``_meta`` echoed it; the card's dollars differed
 that did not decode was a dead player; Approve a host never answered read "Starting…" for ever, with Decline off;
 and Decline of an expired quote said the quote still approved the request. A later review: Decline while Approve's
 call was uploading turned into "Failed" once the call answered (its create, stopped, was counted as sent), and a
-Decline the host failed said "Nothing was spent" while Approve's call ran on.
+Decline the host failed said "Nothing was spent" while Approve's call ran on. Another: the tile of a create whose
+outcome is unknown, and KIE's error text on a tile and in the head, drew hidden characters as written, and the card's
+"Show all" counted the prompt's escapes, not the prompt sent.
 
 Each browser test drives the server through the SDK client and the built-in simulator, and the app in headless
 Chromium inside the minimal MCP Apps host of ``tests/app_host.py`` (see ``tests/test_apps.py``); they skip when
@@ -24,6 +26,7 @@ from typing import Any
 import anyio
 import pytest
 
+from kie_mcp import words
 from kie_mcp.apps import CARD_KEY, GALLERY_KEY
 from kie_mcp.generation import SENT_AS_WRITTEN, input_text
 
@@ -362,3 +365,95 @@ async def test_in_a_browser_decline_the_host_fails_while_approve_is_on_its_way_n
     for text in (meanwhile, shown):
         assert "Nothing was spent" not in text and "Declined" not in text.split("\n"), text
     assert "it may run" in message["content"][0]["text"], message
+
+
+# -- hidden characters wherever the app draws text -------------------------------------------------------------
+
+# Every text the view shows a person: what is drawn, and what a tooltip, a picture's alt text or a screen reader says.
+ALL_SHOWN = (
+    "[document.body.innerText, ...[...document.querySelectorAll('[title], [alt], [aria-label]')]"
+    ".flatMap(e => ['title', 'alt', 'aria-label'].map(a => e.getAttribute(a) || ''))].join('\\n')"
+)
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_a_create_of_unknown_outcome_shows_its_prompt_s_hidden_characters_escaped(
+    connect_app, controls, browser
+):
+    """The tiles of list_tasks showed each task's prompt escaped, but the tile of a create whose outcome is unknown
+    drew its prompt as written: the tag letters spelling an instruction showed nothing, and the override turned the
+    end around ("A cute kitten on a sofa for everyone")."""
+    await controls.fault("create", kind="drop_after_create")
+    async with connect_app(elicitation=answering()) as client:
+        await client.call_tool("generate_image", {**IMAGE, "prompt": TURNED})  # sent, no answer: outcome unknown
+        listed = await client.call_tool("list_tasks", {})
+        [unknown] = listed.structured_content["unknown_create_list"]
+        tile = f"document.querySelector('[data-attempt=\"{unknown['attempt_id']}\"] .prompt')"
+        shown = await read_in_view(
+            client, browser, "unknown-hidden", {}, listed, tile,
+            f"({{prompt: {tile}.textContent, title: {tile}.title, all: {ALL_SHOWN}}})",
+        )  # fmt: skip
+    assert unknown["prompt"] == TURNED  # the data as it is: the agent's to read
+    assert not unseen(shown["all"]), unseen(shown["all"])
+    for said in (shown["prompt"], shown["title"]):
+        assert said.startswith("A cute kitten on a sofa\\udb40\\udc69\\udb40\\udc67"), said
+        assert said.endswith(" \\u202eenoyreve rof\\u202c"), said
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_show_all_counts_the_lines_and_characters_of_the_prompt_as_sent(connect_app, browser):
+    """The card's "Show all (N lines, M characters)" counted the escaped prompt it draws: each hidden tag letter, one
+    character of the prompt sent, counted as the twelve of its escape (``\\udb40\\udc69``)."""
+    prompt = "\n".join(f"Shot {n}: a lighthouse at dusk{HIDDEN}" for n in range(1, 13))
+    request = {**IMAGE, "prompt": prompt}
+    async with connect_app() as client:
+        estimate = await client.call_tool("estimate_cost", request)
+        toggle = await card_read(
+            client, browser, "show-all-count", request, estimate,
+            "(t => ({text: t.textContent, hidden: t.hidden}))(document.querySelector('.card .show-all'))",
+        )  # fmt: skip
+    assert toggle == {"text": f"Show all (12 lines, {len(prompt):,} characters)", "hidden": False}, toggle
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_kie_s_error_text_is_shown_with_its_hidden_characters_escaped(
+    connect_app, controls, browser
+):
+    """A failed task's error is KIE's own text (``failMsg``), drawn on its tile and in the gallery's head as written:
+    tag letters in it showed nothing and an override turned the rest around ("not to try" read "try ot ton")."""
+    fail = "Content flagged" + HIDDEN + ": \u202eniaga yrt ot ton\u202c"
+    await controls.fault("create", kind="task_fail", fail_code="400", fail_msg=fail)
+    async with connect_app(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", IMAGE)
+        [task] = made.structured_content["tasks"]
+        shown = await read_in_view(
+            client, browser, "kie-error-hidden", IMAGE, made, "document.querySelector('.tile .error-text')",
+            f"({{error: document.querySelector('.tile .error-text').textContent, all: {ALL_SHOWN}}})",
+        )  # fmt: skip
+    assert task["state"] == "failed" and fail in task["error"], task
+    assert not unseen(shown["all"]), unseen(shown["all"])
+    assert "Content flagged\\udb40\\udc69\\udb40\\udc67" in shown["error"], shown["error"]
+    assert ": \\u202eniaga yrt ot ton\\u202c" in shown["error"], shown["error"]
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_any_text_the_app_draws_is_escaped_as_words_escapes_it(connect_app, browser):
+    """The app escapes what it draws itself (a host's error text, KIE's words the server keeps as they are), so its
+    escaping is the server's ``words.unseen_escaped``, character for character: every character Unicode assigns (in
+    this Python's tables), line breaks and tabs kept, a subdivision flag (🏴 England) shown as it is."""
+    every = "".join(
+        chr(point)
+        for point in range(0x110000)
+        if unicodedata.category(chr(point)) not in ("Cn", "Cs")  # unassigned here, or half a UTF-16 pair
+    )
+    england = "\U0001f3f4" + "".join(chr(0xE0000 + ord(c)) for c in "gbeng") + "\U000e007f"
+    text = f"A flag {england}, a stray tag \U000e0067, {england[:-1]} (no cancel tag)\n{every}"
+    answer = {"isError": True, "content": [{"type": "text", "text": text}]}
+    async with connect_app() as client, AppHost(client).running() as host:
+        view = await in_browser(AppView, browser, host.show_raw("every-character", IMAGE, answer))
+        try:
+            await in_browser(view.wait_for, "document.querySelector('.notice.error')")
+            drawn = await in_browser(view.evaluate, "document.querySelector('.notice.error').textContent")
+        finally:
+            await in_browser(view.close)
+    assert drawn == words.unseen_escaped(text)

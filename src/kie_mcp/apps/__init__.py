@@ -162,7 +162,8 @@ async def card_meta(
     given = {k: v for k, v in arguments.items() if k not in ("quote_id", "bind_quote_id")}
     sent = redact_value(given)
     without_key = redact_value(given, secrets_only=True)
-    prompt = redact(str(plan.wire.get("prompt", "")))
+    sent_prompt = str(plan.wire.get("prompt", ""))
+    prompt = redact(sent_prompt)
     settings = [[name, _shown(value)] for name, value in settings_shown(plan)]
     card = {
         "tool": tool,
@@ -198,6 +199,8 @@ async def card_meta(
         "cap_problem": None if cap_problem is None else redact(cap_problem),
         "why": None if why is None else redact(why),
         "prompt": unseen_escaped(prompt),
+        # what "Show all" counts: the prompt as sent, a hidden character one (not the escape the card draws for it)
+        "prompt_sent": {"lines": sent_prompt.count("\n") + 1, "characters": len(sent_prompt)},
         "settings": [[name, _escaped(value)] for name, value in settings],
         # the prompt or a setting holds what shows nothing or turns text around: the card says it is shown escaped
         "escaped": unseen_escaped(prompt) != prompt or any(_escaped(value) != value for _, value in settings),
