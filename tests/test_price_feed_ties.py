@@ -149,6 +149,23 @@ def test_a_model_kie_prices_in_its_feed_has_every_rate_tied():
     assert sorted(set(PARTLY_TIED) - partly) == []
 
 
+def test_a_price_every_row_of_a_capture_confirms_is_dated_no_earlier_than_that_capture():
+    """The audit of 2026-12-07: Veo 3.1's extend, 1080p and 4K prices were dated 2026-06-09 and about ninety
+    others 2026-09-11, although KIE's feed captured 2026-09-24 lists every one of their rates unchanged. A price
+    over 180 days old is never auto-approved and a quote warns of its age, so each read as older than KIE's list
+    says: the Veo follow-ups had turned 180 days old. A price every rate of which the capture confirms is dated by
+    that capture, or a later one."""
+    confirmed = {_key(row.description): row.credits for row in captured_rows(CAPTURE)}
+    old = []
+    for spec in CATALOG.offered():
+        rates = spec.price.rates if spec.price else []
+        if rates and all(rate.feed and confirmed.get(_key(rate.feed)) == rate.credits for rate in rates):
+            day = spec.sources[spec.price.source].date
+            if day is None or day < "2026-09-24":
+                old.append((spec.id, day))
+    assert old == []
+
+
 # Priced models with no rate tied to a row of KIE's feed, and why. Any other priced model ties its rates to its rows:
 # this holds of a model newer than every capture too (Nano Banana 2.1 and Seedream 5.0 Flash were caught here).
 NEVER_TIED = {
