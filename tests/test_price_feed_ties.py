@@ -26,8 +26,10 @@ from .test_live_wiring import sync
 
 DATA = Path(__file__).parent / "data"
 CAPTURE = DATA / "kie-price-feed-2026-09-24.txt"
-# Rows KIE's feed gained after that capture (models it listed later), from its 2026-10-10 snapshot.
+# Rows KIE's feed gained after that capture (models it listed later), from its 2026-10-10 snapshot, and the rows of
+# a model that snapshot leaves out (Seedream 5.0 Flash's layer decomposition), from a client's capture of 2026-10-05.
 LATER_ROWS = DATA / "kie-price-feed-2026-10-10.txt"
+OTHER_LATER_ROWS = DATA / "kie-price-feed-2026-10-05.txt"
 PICTURE = "https://example.com/first-frame.png"
 
 # Rows of the capture that price no bundled rate, and why. A row that one rate could carry is tied, never listed.
@@ -100,7 +102,8 @@ def captured_rows(path: Path) -> list[FeedRow]:
 
 def captured_feed() -> LiveCatalog:
     """The captures as the live layer holds a synced feed: the 2026-09-24 rows and the rows KIE added since."""
-    return LiveCatalog(feed=captured_rows(CAPTURE) + captured_rows(LATER_ROWS), feed_at="2026-10-10T00:00:00Z")
+    later = captured_rows(LATER_ROWS) + captured_rows(OTHER_LATER_ROWS)
+    return LiveCatalog(feed=captured_rows(CAPTURE) + later, feed_at="2026-10-10T00:00:00Z")
 
 
 CAPTURED = captured_feed()
@@ -114,6 +117,7 @@ def tied_rates() -> list[tuple[object, object]]:
 def test_the_capture_holds_kies_image_and_video_rows():
     assert len(captured_rows(CAPTURE)) == 379  # 110 image + 269 video of the 503
     assert len(captured_rows(LATER_ROWS)) == 6  # Nano Banana 2.1 and Seedream 5.0 Flash, newer than the capture
+    assert len(captured_rows(OTHER_LATER_ROWS)) == 3  # Seedream 5.0 Flash's layer decomposition
     assert {_key(r) for r in UNTIED_ROWS} <= {_key(row.description) for row in CAPTURED.feed or []}
 
 
