@@ -26,8 +26,10 @@ from .test_live_wiring import sync
 
 DATA = Path(__file__).parent / "data"
 CAPTURE = DATA / "kie-price-feed-2026-09-24.txt"
-# Rows KIE's feed gained after that capture (models it listed later), from its 2026-10-10 snapshot.
+# Rows KIE's feed gained after that capture (models it listed later), from its 2026-10-10 snapshot, and the rows of
+# a model that snapshot leaves out (Seedream 5.0 Flash's layer decomposition), from a client's capture of 2026-10-05.
 LATER_ROWS = DATA / "kie-price-feed-2026-10-10.txt"
+OTHER_LATER_ROWS = DATA / "kie-price-feed-2026-10-05.txt"
 PICTURE = "https://example.com/first-frame.png"
 
 # Rows of the capture that price no bundled rate, and why. A row that one rate could carry is tied, never listed.
@@ -100,7 +102,8 @@ def captured_rows(path: Path) -> list[FeedRow]:
 
 def captured_feed() -> LiveCatalog:
     """The captures as the live layer holds a synced feed: the 2026-09-24 rows and the rows KIE added since."""
-    return LiveCatalog(feed=captured_rows(CAPTURE) + captured_rows(LATER_ROWS), feed_at="2026-10-10T00:00:00Z")
+    later = captured_rows(LATER_ROWS) + captured_rows(OTHER_LATER_ROWS)
+    return LiveCatalog(feed=captured_rows(CAPTURE) + later, feed_at="2026-10-10T00:00:00Z")
 
 
 CAPTURED = captured_feed()
@@ -114,6 +117,7 @@ def tied_rates() -> list[tuple[object, object]]:
 def test_the_capture_holds_kies_image_and_video_rows():
     assert len(captured_rows(CAPTURE)) == 379  # 110 image + 269 video of the 503
     assert len(captured_rows(LATER_ROWS)) == 6  # Nano Banana 2.1 and Seedream 5.0 Flash, newer than the capture
+    assert len(captured_rows(OTHER_LATER_ROWS)) == 3  # Seedream 5.0 Flash's layer decomposition
     assert {_key(r) for r in UNTIED_ROWS} <= {_key(row.description) for row in CAPTURED.feed or []}
 
 
@@ -147,6 +151,23 @@ def test_a_model_kie_prices_in_its_feed_has_every_rate_tied():
     }
     assert sorted(partly - set(PARTLY_TIED)) == []  # tie the rest of their rates, or say why they cannot be
     assert sorted(set(PARTLY_TIED) - partly) == []
+
+
+def test_a_price_every_row_of_a_capture_confirms_is_dated_no_earlier_than_that_capture():
+    """The audit of 2026-12-07: Veo 3.1's extend, 1080p and 4K prices were dated 2026-06-09 and about ninety
+    others 2026-09-11, although KIE's feed captured 2026-09-24 lists every one of their rates unchanged. A price
+    over 180 days old is never auto-approved and a quote warns of its age, so each read as older than KIE's list
+    says: the Veo follow-ups had turned 180 days old. A price every rate of which the capture confirms is dated by
+    that capture, or a later one."""
+    confirmed = {_key(row.description): row.credits for row in captured_rows(CAPTURE)}
+    old = []
+    for spec in CATALOG.offered():
+        rates = spec.price.rates if spec.price else []
+        if rates and all(rate.feed and confirmed.get(_key(rate.feed)) == rate.credits for rate in rates):
+            day = spec.sources[spec.price.source].date
+            if day is None or day < "2026-09-24":
+                old.append((spec.id, day))
+    assert old == []
 
 
 # Priced models with no rate tied to a row of KIE's feed, and why. Any other priced model ties its rates to its rows:

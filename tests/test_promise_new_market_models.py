@@ -3,8 +3,12 @@ catalogued with what KIE documents of them, and what they cost holds the caps wh
 
 - ``seedream/5-pro-layer-decomposition`` splits one picture into layers: 1K and 1.5K are quoted at 7 credits and 2K
   at 14, from KIE's price-feed rows, and 1K is sent unless told; ``size=auto`` (KIE's own default) has no listed
-  price, so it is quoted unknown, never auto-approved, and counts 14 (its dearest listed size) against the caps,
-  whatever ``max_credits`` says.
+  price, so it is quoted unknown, never auto-approved, and counts 238 (17 pictures at its dearest listed size)
+  against the caps, whatever ``max_credits`` says.
+- KIE bills a layer decomposition per picture it returns, the base image and up to 16 layers (a client's pricing
+  tests and a live two-picture charge; a node pack's notes, read 2026-12-07): the catalogue of 2026-12-06 counted
+  one picture, 7 credits, for a task that may cost 119, so the auto-approve limit let such a task through. The quote
+  still shows KIE's per-picture price; the caps and the auto-approve limit count 17 pictures, Pro's and Flash's.
 - ``pixverse-v6/transition`` goes from a first to a last frame: the two images land in ``first_frame_image_url``
   and ``last_frame_image_url`` in order, one image alone is refused before anything is asked; KIE lists no price for
   it, so each clip is quoted unknown and counts the whole per-call cap against the caps.
@@ -44,7 +48,7 @@ async def test_layer_decomposition_is_quoted_from_kies_rows_and_made_in_the_sand
 
 
 async def test_layer_decomposition_at_kies_auto_size_is_unknown_and_counts_its_dearest_size(connect, controls):
-    async with connect(elicitation=answering(), max_credits_per_day=30) as client:
+    async with connect(elicitation=answering(), max_credits_per_day=500) as client:
         auto = {"model": LAYERS, "images": [PICTURE], "resolution": "auto"}
         estimate = await client.call_tool("estimate_cost", auto)
         too_little = await client.call_tool("generate_image", {**auto, "max_credits": 10})
@@ -55,15 +59,61 @@ async def test_layer_decomposition_at_kies_auto_size_is_unknown_and_counts_its_d
         ]
         spent = await spent_today(client)
     quote = estimate.structured_content["quote"]
-    assert not quote["price_known"] and quote["credits_total"] is None and quote["credits_ceiling"] == 14, quote
+    assert not quote["price_known"] and quote["credits_total"] is None and quote["credits_ceiling"] == 238, quote
     assert not estimate.structured_content["auto_approved"]
-    assert "size=auto" in text_of(estimate) and "14" in text_of(estimate), text_of(estimate)
-    assert too_little.is_error and "up to 14 credits" in text_of(too_little), text_of(too_little)
+    assert "size=auto" in text_of(estimate) and "238" in text_of(estimate), text_of(estimate)
+    assert too_little.is_error and "up to 238 credits" in text_of(too_little), text_of(too_little)
     assert [r.structured_content["status"] for r in made[:2]] == ["submitted"] * 2, text_of(made[0])
-    assert made[2].is_error and "14 credits are reserved" in text_of(made[2]), text_of(made[2])
-    assert spent == 2 * 14
+    assert made[2].is_error and "238 credits are reserved" in text_of(made[2]), text_of(made[2])
+    assert spent == 2 * 238
     sent = [r["body"]["input"] for r in await requests_to(controls, MARKET) if r["body"]["model"] == LAYERS]
     assert [body["size"] for body in sent] == ["auto", "auto"]
+
+
+FLASH_LAYERS = "seedream/5-flash-layer-decomposition"
+
+
+async def test_a_layer_decomposition_counts_every_picture_kie_may_return_against_the_caps_and_auto_approve(
+    connect, controls
+):
+    async with connect(elicitation=answering(), auto_approve_credits=50, max_credits_per_day=200) as client:
+        quotes = {}
+        for model, size in ((LAYERS, "1K"), (LAYERS, "2K"), (FLASH_LAYERS, "1.5K")):
+            answer = await client.call_tool("estimate_cost", {"model": model, "images": [PICTURE], "resolution": size})
+            assert not answer.is_error, text_of(answer)
+            quotes[(model, size)] = answer
+        await controls.post("clock/speed", {"speed": 0})  # running: KIE has not said what it charged
+        made = await client.call_tool(
+            "generate_image", {"model": LAYERS, "images": [PICTURE], "prompt": "split the title", "wait_seconds": 0}
+        )
+        again = await client.call_tool(
+            "generate_image", {"model": LAYERS, "images": [PICTURE], "prompt": "split the logo", "wait_seconds": 0}
+        )
+        spent = await spent_today(client)
+    counted = {
+        key: (a.structured_content["quote"]["credits_total"], a.structured_content["quote"]["credits_counted"])
+        for key, a in quotes.items()
+    }
+    assert counted == {(LAYERS, "1K"): (7, 119), (LAYERS, "2K"): (14, 238), (FLASH_LAYERS, "1.5K"): (3.24, 55.08)}
+    assert not quotes[(FLASH_LAYERS, "1.5K")].structured_content["auto_approved"]  # 55.08 counted, over 50
+    assert "each picture a decomposition returns" in text_of(quotes[(LAYERS, "1K")])
+    assert made.structured_content["status"] == "submitted", text_of(made)  # asked and approved, 119 counted
+    assert again.is_error and "119" in text_of(again), text_of(again)  # 119 more would pass the 200 a day
+    assert spent == 119
+    sent = [r["body"]["input"] for r in await requests_to(controls, MARKET) if r["body"]["model"] == LAYERS]
+    assert sent == [{"image_url": PICTURE, "prompt": "split the title", "size": "1K", "output_format": "jpeg"}]
+
+
+async def test_flash_layer_decomposition_is_sent_as_kie_documents_it_and_made_in_the_sandbox(connect, controls):
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool(
+            "generate_image",
+            {"model": FLASH_LAYERS, "images": [PICTURE], "resolution": "2K", "prompt": "", "wait_seconds": 30},
+        )
+    task = made.structured_content["tasks"][0]
+    assert task["state"] == "succeeded" and task["result_urls"], text_of(made)
+    [create] = [r["body"] for r in await requests_to(controls, MARKET) if r["body"]["model"] == FLASH_LAYERS]
+    assert create["input"] == {"image_url": PICTURE, "size": "2K", "output_format": "jpeg"}
 
 
 async def test_a_transition_sends_its_first_and_last_frames_in_order_and_counts_the_per_call_cap(connect, controls):

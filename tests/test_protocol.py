@@ -142,7 +142,7 @@ async def test_estimate_is_exact_and_free(connect, controls):
     assert quote["credits_per_item"] == 65
     assert quote["credits_total"] == 130
     assert quote["usd_total"] == 0.65
-    assert quote["price_date"] == "2026-09-11"  # KIE's price feed as captured on that day
+    assert quote["price_date"] == "2026-09-24"  # KIE's price feed as captured on that day
     assert quote["quote_id"].startswith("q_")
     assert quote["expires_at"]
     assert "130 credits" in text_of(result)

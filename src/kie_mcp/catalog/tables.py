@@ -149,8 +149,9 @@ def model_table_markdown(offer: Offer | None = None) -> str:
         "read); estimate_cost gives the exact price of a request. *Typical output* is one image (and what a request "
         "makes by default, when that is several), or a 5 s and an 8 s clip (the model's own length when it offers "
         "neither), at the model's default settings, with what the caps count when that is more (\"30 cr; 60 "
-        "counted\": KIE was seen charging more, or its live list is below kie-mcp's catalogue); blank when the price "
-        "depends on an input's length or KIE publishes none.",
+        'counted": KIE was seen charging more, may charge more than its list price for the request (a picture '
+        "given as a link, every picture a layer decomposition returns), or its live list is below kie-mcp's "
+        "catalogue); blank when the price depends on an input's length or KIE publishes none.",
         "",
         names_text(offer.catalog),
         "",
