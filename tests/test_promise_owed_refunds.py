@@ -110,12 +110,15 @@ def ended_while_locked(base: str, workspace: Path, answers: tuple[int, ...], how
         server.kill()
 
 
-def spent_today(base: str, workspace: Path) -> float:
-    """check_credits of a server started afresh on ``workspace``."""
+def started_afresh(base: str, workspace: Path) -> tuple[float, str]:
+    """check_credits of a server started afresh on ``workspace``: today's spend, and the answer's text."""
     server = Server(base, workspace)
     try:
         server.send({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "check_credits"}})
-        return server.answer(1)["result"]["structuredContent"]["spent_today"]
+        answer = server.answer(1)["result"]
+        return answer["structuredContent"]["spent_today"], " ".join(
+            block.get("text", "") for block in answer["content"]
+        )
     finally:
         server.kill()
 
@@ -130,10 +133,11 @@ def test_a_refund_owed_when_the_server_ended_is_booked_on_the_next_start(simulat
     workspace = tmp_path / "ws"
     ended_while_locked(simulator, workspace, (422,), how)
     left = rows(workspace, "SELECT state FROM attempts")
-    spent = spent_today(simulator, workspace)
+    spent, said = started_afresh(simulator, workspace)
     [(attempt,)] = rows(workspace, "SELECT attempt_id FROM attempts")
     assert left == [("sending",)]  # the journal really took nothing of KIE's answer
     assert spent == 0
+    assert "KIE refused them" in said and "1 refund(s) of 8 credits" in said, said  # the first answer says so
     assert rows(workspace, "SELECT state FROM attempts") == [("refused",)]
     refunds = rows(workspace, "SELECT delta, reason, ref FROM spend WHERE delta < 0")
     assert refunds == [(-8.0, "refused by KIE", attempt)]
@@ -150,7 +154,7 @@ def test_a_start_never_refunds_a_create_of_unknown_outcome_and_two_starts_at_onc
     ended_while_locked(simulator, workspace, (422, 500), "killed")
     left = rows(workspace, "SELECT state FROM attempts")
     spent: list[float] = []
-    starts = [threading.Thread(target=lambda: spent.append(spent_today(simulator, workspace))) for _ in range(2)]
+    starts = [threading.Thread(target=lambda: spent.append(started_afresh(simulator, workspace)[0])) for _ in range(2)]
     for start in starts:
         start.start()
     for start in starts:
