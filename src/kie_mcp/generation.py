@@ -85,7 +85,7 @@ from kie_mcp.spend import (
     reservation,
 )
 from kie_mcp.spend.approval import ApprovedBy
-from kie_mcp.spend.ledger import CHARGED, MEASURED
+from kie_mcp.spend.ledger import ALREADY_HAD, ALREADY_HAD_ANSWER, CHARGED, MEASURED, REFUSED
 from kie_mcp.spend.quotes import CHARGED_HERE, AskedInputs, seen_charging, staleness
 from kie_mcp.stopping import CREATES
 from kie_mcp.tasks import TaskRecord
@@ -2277,6 +2277,8 @@ async def _submit(
                 sandbox=record.sandbox,
                 parent_task_id=record.parent_task_id,
                 operation=record.operation,
+                reserved=p.reserved_each,
+                reserved_on=p.reserved_on,
                 still=still,
             )
         )
@@ -2309,7 +2311,7 @@ async def _submit(
                 raise err.refusal(family, body) from err
             raise
     except ExistingTaskError as err:  # KIE already had this task (a repeated Veo 4K): nothing new, not charged
-        record.task_id, error, existing = err.task_id, f"KIE already had it: {err.message}", True
+        record.task_id, error, existing = err.task_id, f"{ALREADY_HAD_ANSWER}{err.message}", True
         record.credits_reserved = 0.0
         if (done := err.status(family)) is not None:  # a done 4K named by its links only: ended, its links its results
             record.apply(done, None)
@@ -2353,12 +2355,12 @@ async def _submit(
             )
         problems.append(await _not_recorded(rt, record, err))
     if state == "refused":
-        _refund(rt, problems, p, "refused by KIE", attempt)  # nothing was charged
+        _refund(rt, problems, p, REFUSED, attempt)  # nothing was charged
     if unoffered and (withdrawn := await _no_longer_offered(rt, p.spec)):
         problems.append(withdrawn)
     if existing:
         record.mark_earlier()
-        _refund(rt, problems, p, "refunded: KIE already had this task", attempt)
+        _refund(rt, problems, p, ALREADY_HAD, attempt)
         problems.append(
             f"KIE already had this task ({record.task_id}) from an earlier request, so nothing new was started or "
             "charged; "
@@ -2555,9 +2557,17 @@ def _note_unrecorded(problems: list[str], record: TaskRecord, err: BaseException
 def _refund(rt: Runtime, problems: list[str], p: Plan, reason: str, ref: str | None) -> None:
     """Give back one create's share of the reservation, on the day the reservation was booked. A journal that cannot
     take it now (another program's lock, a full disk) gets it once it can (``_now_or_owed``): a refund given up would
-    count against the daily cap for the rest of the day."""
+    count against the daily cap for the rest of the day. That of a create in the journal (``ref``: its attempt) is
+    booked once ever: should this server stop before the journal takes it, the next start books it from the attempt
+    (``Ledger.book_owed_refunds``), and one started meanwhile on the workspace may have booked it already."""
     refund = functools.partial(
-        rt.ledger.adjust, -p.reserved_each, reason, ref, day=p.reserved_on, reserved=p.reserved_each
+        rt.ledger.adjust,
+        -p.reserved_each,
+        reason,
+        ref,
+        once=ref is not None,
+        day=p.reserved_on,
+        reserved=p.reserved_each,
     )
     why = _now_or_owed(rt, f"a refund of {p.reserved_each:g} credits ({reason})", refund)
     if why is not None:
@@ -2950,8 +2960,7 @@ def settle_one(rt: Runtime, record: TaskRecord, task_id: str, reserved: float) -
     # The reservation's own day; records of an older kie-mcp have none: the day the task was created.
     day = record.reserved_on or rt.ledger.day_of(record.created_at)
     if record.state == "failed":
-        charged = priced(record.credits_charged) or 0.0  # a "charge" that is no number or below 0: none
-        rt.ledger.settle_task(task_id, reserved, charged, "refunded: task failed", day=day)
+        rt.ledger.refund_failed_task(task_id, reserved, record.credits_charged, day=day)
     elif record.state == "succeeded" and record.credits_charged is not None:
         charged = priced(record.credits_charged)
         if charged is None:

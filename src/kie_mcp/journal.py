@@ -59,7 +59,8 @@ CREATE TABLE IF NOT EXISTS attempts (
     attempt_id TEXT PRIMARY KEY, model TEXT NOT NULL, family TEXT NOT NULL, approved_by TEXT, quote_id TEXT,
     prompt TEXT, params TEXT, options_key TEXT, credits_quoted REAL, state TEXT NOT NULL, task_id TEXT, error TEXT,
     session TEXT, created REAL NOT NULL, updated REAL NOT NULL, digest TEXT, owner TEXT,
-    answered INTEGER NOT NULL DEFAULT 1, kind TEXT, sandbox INTEGER, parent_task_id TEXT, operation TEXT);
+    answered INTEGER NOT NULL DEFAULT 1, kind TEXT, sandbox INTEGER, parent_task_id TEXT, operation TEXT,
+    reserved REAL, reserved_on TEXT);
 CREATE TABLE IF NOT EXISTS tasks (
     task_id TEXT PRIMARY KEY, attempt_id TEXT, model TEXT NOT NULL, state TEXT NOT NULL, prompt TEXT,
     session TEXT, record TEXT NOT NULL, created REAL NOT NULL, updated REAL NOT NULL, parent_task_id TEXT);
@@ -125,6 +126,11 @@ ATTEMPT_COLUMNS = {
     "sandbox": "INTEGER",
     "parent_task_id": "TEXT",
     "operation": "TEXT",
+    # The create's share of its call's reservation and the day that reservation was booked on: the refund a create
+    # KIE refused (or that started nothing new) is owed, which a start books when the server that owed it stopped
+    # before the journal took it (``Ledger.book_owed_refunds``).
+    "reserved": "REAL",
+    "reserved_on": "TEXT",
 }
 # Columns of quotes added since: the process that used a quote, and when (a call whose create is not in the journal
 # yet, its input files still uploading, is known to be under way in another process too); a question's text as it
@@ -525,10 +531,12 @@ def log_match_seconds() -> float:
 class LoggedAnswers(NamedTuple):
     """What the call log says of creates a stopped server was sending (``Journal.found_in_call_log``): the line that
     is each one's answer, by attempt id; and the lines an older kie-mcp wrote (no attempt named) that are the answer
-    of one of several such creates, which one it cannot tell, each with the creates it may answer."""
+    of one of several such creates, which one it cannot tell, each with the creates it may answer; and the creates
+    whose last line says KIE created and charged nothing (never sent, or refused for good), with their error."""
 
     paired: dict[str, LoggedCreate]
     unclaimed: list[tuple[LoggedCreate, list[sqlite3.Row]]]
+    refused: dict[str, str]  # the creates whose last line says KIE created nothing (by attempt id): its error
 
 
 def _may_answer(line: LoggedCreate, attempt: sqlite3.Row, within: float) -> bool:
@@ -603,6 +611,18 @@ _TASK_INSERT = (
     " prompt_folded = COALESCE(tasks.prompt_folded, excluded.prompt_folded),"
     " parent_task_id = COALESCE(tasks.parent_task_id, excluded.parent_task_id)"
 )
+
+
+def _record_refused(db: sqlite3.Connection, attempt: sqlite3.Row, error: str, now: float) -> bool:
+    """Record ``attempt`` as refused, as the call log's last line of it shows (KIE created and charged nothing),
+    unless its sender recorded something meanwhile. Returns whether it was recorded."""
+    why = f"{error or 'refused by KIE'} (recorded from the call log: kie-mcp stopped before its journal took it)"
+    return bool(
+        db.execute(
+            "UPDATE attempts SET state = 'refused', error = ?, updated = ? WHERE attempt_id = ? AND state = 'sending'",
+            (why, now, attempt["attempt_id"]),
+        ).rowcount
+    )
 
 
 def _record_logged(db: sqlite3.Connection, attempt: sqlite3.Row, create: LoggedCreate, now: float) -> bool:
@@ -1175,12 +1195,16 @@ class Journal:
         sandbox: bool = False,
         parent_task_id: str | None = None,
         operation: str | None = None,
+        reserved: float | None = None,
+        reserved_on: date | None = None,
         still: Callable[[], bool] | None = None,
     ) -> str | None:
         """Written before the create is sent, durably (``transaction``): a crash, even of the machine, after this
         line still leaves a trace of the spend. The prompt, parameters and session are kept redacted: the API key
         typed into any of them is never written to this file. ``kind``, ``sandbox``, ``parent_task_id`` and
-        ``operation``: the task's, for a restart that finds it in the call log (``_record_logged``). The id returned
+        ``operation``: the task's, for a restart that finds it in the call log (``_record_logged``). ``reserved`` and
+        ``reserved_on``: its share of its call's reservation and that reservation's day, so that a start books the
+        refund of a refusal its server could not (``Ledger.book_owed_refunds``). The id returned
         (``a_`` and 16 random hex digits) is no secret: the call log names the create's answer by it. ``still``:
         whether the create is still wanted, asked once the write lock is held (after any wait for another writer's):
         False writes nothing and returns None, and the create is not sent (its call was cut off, or declined, while
@@ -1193,8 +1217,8 @@ class Journal:
             db.execute(
                 "INSERT INTO attempts (attempt_id, model, family, approved_by, quote_id, prompt, params, options_key,"
                 " credits_quoted, state, session, created, updated, digest, owner, answered, kind, sandbox,"
-                " parent_task_id, operation)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'sending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " parent_task_id, operation, reserved, reserved_on)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'sending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     attempt_id,
                     model,
@@ -1215,6 +1239,8 @@ class Journal:
                     int(sandbox),
                     parent_task_id,
                     operation,
+                    reserved,
+                    reserved_on.isoformat() if reserved_on is not None else None,
                 ),
             )
         return attempt_id
@@ -1230,16 +1256,21 @@ class Journal:
             attempt_id,
         )
 
-    def recover_interrupted(self, found: list[str] | None = None, taken_up: list[str] | None = None) -> int:
+    def recover_interrupted(
+        self, found: list[str] | None = None, taken_up: list[str] | None = None, refused: list[str] | None = None
+    ) -> int:
         """Attempts a crashed process left as being sent may have been created on KIE. Each is looked for in the call
         log first (``found_in_call_log``): one whose create KIE answered with a task (the ``created`` line naming it,
         or in an older kie-mcp's log one only it can own) is recorded as created with that task, queued, so the
         follower follows and saves it, and its id goes to ``found``. A task of an older line that is the answer of one
         of several such creates, which one it cannot tell, is recorded all the same (no prompt, no attempt named), so
-        it is followed and saved, and its id goes to ``taken_up``. The others become unknown (those several too, their
-        error naming the tasks). Those a live process is sending (another server on this workspace) are left to it,
-        until they are older than any create takes (a process id reused after a restart looks alive); another
-        machine's, and those of an older kie-mcp that named no process, at that age too. Nothing is ever sent again.
+        it is followed and saved, and its id goes to ``taken_up``. One whose last line says it was never sent, or
+        that KIE refused it for good (``calllog.refused_finally``), is recorded as refused, as its call would have
+        (its refund is then owed: ``Ledger.book_owed_refunds``), and its id goes to ``refused``. The others become
+        unknown (those several too, their error naming the tasks). Those a live process is sending (another server on
+        this workspace) are left to it, until they are older than any create takes (a process id reused after a
+        restart looks alive); another machine's, and those of an older kie-mcp that named no process, at that age
+        too. Nothing is ever sent again.
         Run at start-up and by the follower every minute (another server on this workspace may die while this one
         runs). Written durably (``transaction``). Returns how many became unknown."""
         now = time.time()
@@ -1262,6 +1293,11 @@ class Journal:
                     for row in rows:
                         maybe.setdefault(row["attempt_id"], []).append(create.task_id)
             for row in ended:
+                why = answers.refused.get(row["attempt_id"])
+                if why is not None and row["attempt_id"] not in maybe and _record_refused(db, row, why, now):
+                    if refused is not None:
+                        refused.append(row["attempt_id"])
+                    continue
                 tasks = maybe.get(row["attempt_id"])
                 marked += db.execute(
                     "UPDATE attempts SET state = 'unknown', updated = ?, error = ? WHERE attempt_id = ? AND"
@@ -1272,7 +1308,8 @@ class Journal:
 
     def found_in_call_log(self, ended: list[sqlite3.Row]) -> LoggedAnswers:
         """What the call log's ``created`` lines say of the ``ended`` attempts. A line naming one of them is its answer
-        (``paired``, by attempt id), unless another create of the journal recorded its task.
+        (``paired``, by attempt id), unless another create of the journal recorded its task. One with no such line
+        whose last line says KIE created nothing is ``refused`` (``calllog.refused_creates``).
 
         A line an older kie-mcp wrote names no attempt: it is matched strictly, as a wrong match would give one request
         another's task. It can be an attempt's answer when it names the attempt's model and its family's endpoint,
@@ -1283,22 +1320,25 @@ class Journal:
         paired, in the order they were sent. Lines of any other group whose attempts are all ended or of unknown
         outcome (none a live process is still sending, which records its own) are ``unclaimed``: each is one of those
         creates' answer, which one it cannot tell. A log that cannot be read answers none."""
-        from kie_mcp.kie.calllog import logged_creates  # the kie package imports the journal: resolved when used
+        from kie_mcp.kie.calllog import logged_creates, refused_creates  # the kie package imports the journal
 
-        none = LoggedAnswers({}, [])
+        none = LoggedAnswers({}, [], {})
         path = self.call_log()
         if path is None:
             return none
         since = min(row["created"] for row in ended)
+        ending = {row["attempt_id"] for row in ended}
         try:
             lines = logged_creates(path, since - LOG_TIME_STEP, most_bytes=LOG_MATCH_BYTES)
+            refused = refused_creates(path, since - LOG_TIME_STEP, ending, most_bytes=LOG_MATCH_BYTES)
         except OSError as err:  # UnreadableLog: nothing is matched, the creates are unknown as before
             log.warning("the call log cannot be read (%s): creates being sent when kie-mcp stopped stay unknown", err)
             return none
         answered = {line.attempt for line in lines if line.attempt}  # attempts whose own line is there
         lines = [line for line in lines if not self._task_taken(line.task_id)]
-        ending = {row["attempt_id"] for row in ended}
-        answers = LoggedAnswers({line.attempt: line for line in lines if line.attempt in ending}, [])
+        paired = {line.attempt: line for line in lines if line.attempt in ending}
+        refused = {attempt: why for attempt, why in refused.items() if attempt not in answered}  # a created line wins
+        answers = LoggedAnswers(paired, [], refused)
         older = [line for line in lines if line.attempt is None]
         if not older:
             return answers

@@ -14,6 +14,7 @@ from kie_mcp.catalog import load_catalog
 from kie_mcp.config import Settings
 from kie_mcp.journal import JOURNAL_ERRORS, Journal
 from kie_mcp.kie.calllog import CALL_LOG
+from kie_mcp.spend.ledger import Caps, Ledger
 from kie_mcp.spend.quotes import CHARGES_PAGE
 from kie_mcp.tasks import TaskBook
 
@@ -26,17 +27,26 @@ def recover(journal: Journal, settings: Settings) -> tuple[list[str], int]:
 
     A journal that starts afresh (the last one was corrupt, or it was deleted or emptied while the call log shows
     earlier calls) takes today's spend and the tasks of the last 14 days from the call log. Creates still marked as
-    being sent are looked for in the call log (recorded with their task when it shows KIE's answer) or become
-    unknown (they may have been created on KIE).
+    being sent are looked for in the call log (recorded with their task when it shows KIE's answer, as refused when
+    it shows KIE created nothing) or become unknown (they may have been created on KIE). Then the refunds the
+    journal shows owed and does not hold are booked (``Ledger.book_owed_refunds``): those an earlier server could
+    not write before it stopped.
     """
     notices = _renew_from_call_log(journal, settings)
     found: list[str] = []
     taken_up: list[str] = []
+    refused: list[str] = []
     try:
-        interrupted = journal.recover_interrupted(found, taken_up)
+        interrupted = journal.recover_interrupted(found, taken_up, refused)
     except Exception as err:  # a read-only journal: the tools that write will explain
         log.warning("could not mark interrupted creates as unknown: %s", err)
         interrupted = 0
+    if refused:
+        notices.append(
+            f"{len(refused)} create(s) were being sent when kie-mcp last stopped, and the call log shows KIE refused "
+            "them (or they were never sent): nothing was created or charged for them."
+        )
+    notices += book_owed_refunds(journal)
     if found:
         notices.append(
             f"{len(found)} create(s) were being sent when kie-mcp last stopped, and the call log shows KIE made "
@@ -54,6 +64,25 @@ def recover(journal: Journal, settings: Settings) -> tuple[list[str], int]:
             "charged on KIE, so they are counted against the daily cap. Check https://kie.ai/logs."
         )
     return notices, interrupted
+
+
+def book_owed_refunds(journal: Journal) -> list[str]:
+    """The refunds the journal shows owed and does not hold, booked once (``Ledger.book_owed_refunds``: the caps play
+    no part in a refund): what a create KIE refused, or a task that failed, gives back, which a server could not write
+    before it stopped (another program held the journal's lock, the disk was full). The notice saying so."""
+    try:
+        booked = Ledger(journal, Caps(0.0, 0.0)).book_owed_refunds()
+    except JOURNAL_ERRORS as err:  # a read-only or full journal: the next start books them
+        log.warning("could not book the refunds an earlier kie-mcp could not record: %s", err)
+        return []
+    if not booked:
+        return []
+    log.info("booked %d refund(s) an earlier kie-mcp could not record before it stopped", len(booked))
+    return [
+        f"{len(booked)} refund(s) of {sum(booked):g} credits in all (creates KIE refused, or tasks that failed) could "
+        "not be recorded before kie-mcp last stopped (another program held its journal, or the disk was full): they "
+        "are booked now, on the day of their reservation, and no longer count against the daily cap."
+    ]
 
 
 def _renew_from_call_log(journal: Journal, settings: Settings) -> list[str]:

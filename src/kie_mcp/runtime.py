@@ -373,6 +373,32 @@ async def _write_owed(runtime: Runtime) -> None:
             runtime.owed.retry()
 
 
+OWED_AT_CLOSE_PAUSE = 0.05  # seconds between two looks at another program's lock while the close waits for it
+
+
+async def _write_owed_at_close(runtime: Runtime, seconds: float = OWED_AT_EXIT) -> None:
+    """What became of creates that the journal could not take (``OwedWrites``: their outcomes, refunds, and whether
+    their answers went out), written as the runtime closes: whenever another program's lock lets go within
+    ``seconds`` (``OWED_AT_EXIT``, as a stop by signal waits), looked at every ``OWED_AT_CLOSE_PAUSE`` without waiting
+    for it on the event loop; a full disk is tried as often. Left unwritten, a refund counted against the daily cap
+    until the next start books it from the journal (``Ledger.book_owed_refunds``), and an answer that went out read as
+    cut off. Shielded: a close that was cancelled still writes them. Never raises."""
+    if not runtime.owed.owes:
+        return
+    with anyio.move_on_after(seconds, shield=True):
+        while True:
+            if not _locked_now(runtime.journal):
+                runtime.owed.retry()
+            if not runtime.owed.owes:
+                return
+            await anyio.sleep(OWED_AT_CLOSE_PAUSE)
+    log.warning(
+        "the journal did not take what became of a create within %g s of the close (another program holds it, or the "
+        "disk is full): the next start books its refund from the journal, or from the call log",
+        seconds,
+    )
+
+
 @asynccontextmanager
 async def open_runtime(
     settings: Settings, transport: httpx2.AsyncBaseTransport | None = None
@@ -448,12 +474,11 @@ async def open_runtime(
         _OPEN[:] = [other for other in _OPEN if other is not runtime]  # by identity: runtimes compare by fields
         # What the calls could not write as they ended (the journal refused it then), written now if it takes it: the
         # requests this server's auto approvals hold, let go of, the releases of approvals, and the credits held for
-        # input files uploading, given back (the ledger reserves nothing more); and what became of a create, unless
-        # another program holds the journal now (a wait for it here would hold up the loop).
+        # input files uploading, given back (the ledger reserves nothing more); and what became of a create (its
+        # outcome, its refund, whether its answer went out), waiting a moment for another program's lock.
         runtime.quotes.let_go_all()
         runtime.ledger.close()
-        if runtime.owed.owes and not _locked_now(runtime.journal):
-            runtime.owed.retry()
+        await _write_owed_at_close(runtime)
         if kie is not None:
             await kie.aclose()
         runtime.journal.close()  # the one in use: opened at start, or once another program's lock was gone

@@ -36,7 +36,7 @@ import math
 import os
 import stat
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -140,6 +140,32 @@ def logged_creates(path: Path, since: float, *, most_bytes: int = 64 * 1024 * 10
         attempt = line.get("attempt") if isinstance(line.get("attempt"), str) and line.get("attempt") else None
         found[task] = LoggedCreate(when, endpoint, model, task, quoted, reserved, attempt)
     return sorted(found.values(), key=lambda create: create.at)
+
+
+def refused_creates(
+    path: Path, since: float, attempts: Collection[str], *, most_bytes: int = 64 * 1024 * 1024
+) -> dict[str, str]:
+    """Which of ``attempts`` the call log's last ``most_bytes`` shows ended unsent or refused, so that KIE created and
+    charged nothing (``refused_finally``), by the last line naming each at ``since`` or later (a create's lines name
+    its attempt, in the order they were written: a send KIE refused with 429 is followed by its resend's line); the
+    error each line gives. No log is none; a log that cannot be read is ``UnreadableLog``."""
+    last: dict[str, dict[str, Any]] = {}
+    for line in _lines(path, most_bytes, holding=b'"attempt"'):
+        attempt, when = line.get("attempt"), _moment(line)
+        if isinstance(attempt, str) and attempt in attempts and when is not None and when >= since:
+            last[attempt] = line
+    return {attempt: str(line.get("error") or "") for attempt, line in last.items() if refused_finally(line)}
+
+
+def refused_finally(line: dict[str, Any]) -> bool:
+    """Whether a create's call-log ``line``, the last of its create, says KIE created and charged nothing, as the
+    create's own call took it: never sent ("not sent": no connection, its turn given up, withdrawn), or refused with
+    an answer that ends the create. A 429 is not one: the create is sent again after it (KIE's window), and that
+    resend's line comes only with its answer, so a server that stopped meanwhile leaves a resend that may have been
+    created; so is anything else (created, existing, unknown)."""
+    if line.get("outcome") == "not sent":
+        return True
+    return line.get("outcome") == "refused" and line.get("code") != 429
 
 
 def logged_task(path: Path, task_id: str, *, most_bytes: int = 1024 * 1024) -> bool:

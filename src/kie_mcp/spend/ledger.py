@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import math
 import secrets
 import sqlite3
@@ -64,6 +65,17 @@ HOLD_LEASE = 180.0
 CHARGED = "charged by KIE"
 MEASURED = "measured from the balance"
 _ONE_CHARGE = (CHARGED, MEASURED)
+# Why a refund was booked (a spend row's reason), once per create (its attempt) or task ever: a create KIE refused or
+# that never left (nothing created or charged), one KIE answered with a task it already had (nothing new started), a
+# task that failed. Each is booked as it happens, by its call or the follower; one the journal could not take before
+# its server stopped (another program held its lock, a full disk: it was owed in memory) by the next start
+# (``Ledger.book_owed_refunds``).
+REFUSED = "refused by KIE"
+ALREADY_HAD = "refunded: KIE already had this task"
+TASK_FAILED = "refunded: task failed"
+ALREADY_HAD_ANSWER = "KIE already had it: "  # how the outcome of a create KIE answered so starts (its attempt's error)
+# How far back a start looks for refunds owed: as far as it takes up the call log's tasks (KIE keeps them 14 days).
+OWED_SINCE = 14 * 86400.0
 # Why a ledger whose runtime closed (``Ledger.close``) reserves nothing: a call that outlived its server's session.
 CLOSED = "kie-mcp's session has closed: nothing more is reserved or sent for this call."
 STOP_SECONDS = 0.5  # the longest a stop waits for the journal to give back this process's held reservations
@@ -507,7 +519,62 @@ class Ledger:
         the reservation's ``day``; never taking off more than that task reserved."""
         return self.adjust(charged - reserved, reason, task_id, once=True, day=day, reserved=reserved)
 
+    def refund_failed_task(self, task_id: str, reserved: float, reported: Any, *, day: date | None) -> bool:
+        """Give back a failed task's reservation, less a charge KIE ``reported`` for it (a "charge" that is no number
+        or not above 0: none), once per task ever, on the reservation's ``day``."""
+        return self.settle_task(task_id, reserved, priced(reported) or 0.0, TASK_FAILED, day=day)
 
+    def book_owed_refunds(self, since: float = OWED_SINCE) -> list[float]:
+        """Book every refund the journal shows is owed and does not hold, each once ever (``adjust`` with ``once``,
+        by its create or task: two servers starting at once on the workspace book it once, and a server that still
+        owes it in memory books nothing when it writes it later), on the day its reservation was booked: a create
+        KIE refused or that never left (its attempt ``refused``), or that KIE answered with a task it already had,
+        gives back its share of its call's reservation (the attempt keeps both since ``begin_attempt`` did); a failed
+        task gives back its reservation, less a charge KIE reported for it. What its call or the follower would have
+        booked then, had the journal taken it before their server stopped. Never a create of unknown outcome, still
+        being sent, or that made a task (KIE may have charged for it), nor an attempt an older kie-mcp wrote without
+        its share. Those of the last ``since`` seconds are looked at (index searches: nothing is written when nothing
+        is owed). Returns the credits of each refund booked."""
+        after = time.time() - since
+        booked: list[float] = []
+        had = (len(ALREADY_HAD_ANSWER), ALREADY_HAD_ANSWER)
+        found = self.journal.query(OWED_BY_CREATES, after, after, *had, REFUSED, ALREADY_HAD)
+        for row in found:
+            share, day = _finite(row["reserved"]), _day(row["reserved_on"])
+            if share is None or share <= 0 or day is None:
+                continue
+            reason = REFUSED if row["state"] == "refused" else ALREADY_HAD
+            if self.adjust(-share, reason, row["attempt_id"], once=True, day=day, reserved=share):
+                booked.append(share)
+        for row in self.journal.query(OWED_BY_TASKS, after, TASK_FAILED):
+            try:
+                record = json.loads(row["record"])
+            except ValueError:
+                continue
+            if not isinstance(record, dict):
+                continue
+            reserved = record.get("credits_reserved")
+            reserved = _finite(record.get("credits_quoted") if reserved is None else reserved)
+            if reserved is None or reserved <= 0:
+                continue
+            day = _day(record.get("reserved_on")) or self.day_of(row["created"])
+            if self.refund_failed_task(row["task_id"], reserved, record.get("credits_charged"), day=day):
+                booked.append(reserved - (priced(record.get("credits_charged")) or 0.0))
+        return booked
+
+
+# The creates settled as not charged since a moment (refused; KIE already had the task) whose refund is not booked.
+OWED_BY_CREATES = (
+    "SELECT attempt_id, state, reserved, reserved_on FROM attempts a WHERE reserved > 0"
+    " AND ((state = 'refused' AND created >= ?) OR (state = 'created' AND created >= ?"
+    " AND substr(error, 1, ?) = ?))"
+    " AND NOT EXISTS (SELECT 1 FROM spend s WHERE s.ref = a.attempt_id AND s.reason IN (?, ?))"
+)
+# The tasks failed since a moment whose refund is not booked.
+OWED_BY_TASKS = (
+    "SELECT task_id, record, created FROM tasks t WHERE state = 'failed' AND created >= ?"
+    " AND NOT EXISTS (SELECT 1 FROM spend s WHERE s.ref = t.task_id AND s.reason = ?)"
+)
 HELD_QUERY = "SELECT id, ref, at FROM spend WHERE ref >= ? AND ref < ? AND reason = ?"
 HELD_SUM = "SELECT COALESCE(SUM(delta), 0) FROM spend WHERE ref >= ? AND ref < ? AND reason = ? AND day = ?"
 # A day's spend (``Journal.spent_on``) and whether any reservation is held (``HELD_QUERY``), in one look.
@@ -595,6 +662,21 @@ def _release_abandoned(db: Any, owed: set[str]) -> list[str]:
             db.execute("DELETE FROM spend WHERE id = ?", (row["id"],))
             released.append(str(row["ref"]))
     return released
+
+
+def _finite(value: Any) -> float | None:
+    """``value`` as a finite number, or None (a hand edit, an older record)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _day(value: Any) -> date | None:
+    """A date the journal keeps as ISO text, or None."""
+    try:
+        return date.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 def _refundable(amount: float) -> float:

@@ -448,10 +448,14 @@ class Follower:
     async def _recover_interrupted(self) -> None:
         """Creates another server on this workspace was sending when it died become unknown now, not at this
         server's next start: counted against the cap, and a retry of the same request is never auto-approved.
-        Subscribers to ``kie://tasks`` hear of it (its unknown creates changed)."""
+        Subscribers to ``kie://tasks`` hear of it (its unknown creates changed). Those the call log shows KIE refused
+        are recorded so, and their refunds booked (``Ledger.book_owed_refunds``)."""
         assert self._rt is not None
+        refused: list[str] = []
         try:  # in a worker thread: it may read the call log (megabytes) and wait for another writer's lock
-            ended = await anyio.to_thread.run_sync(self._rt.journal.recover_interrupted)
+            ended = await anyio.to_thread.run_sync(self._rt.journal.recover_interrupted, None, None, refused)
+            if refused:
+                await anyio.to_thread.run_sync(self._rt.ledger.book_owed_refunds)
         except JOURNAL_ERRORS as err:
             log.warning("could not check for creates an ended kie-mcp left unfinished: %s", err)
             return
