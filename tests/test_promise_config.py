@@ -23,6 +23,7 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import httpx2
 import pytest
 from mcp import Client, MCPError, StdioServerParameters
 from mcp.client.stdio import stdio_client
@@ -35,6 +36,7 @@ from kie_mcp.sandbox import SANDBOX_API_KEY, SandboxTransport, SimConfig, Simula
 from kie_mcp.server import create_server
 
 from .conftest import CREATE_PATHS, answering, eras_in_turn, one_era_each, served_over_tcp, text_of
+from .test_promise_start import client_env
 
 
 @pytest.fixture
@@ -1486,3 +1488,158 @@ async def test_a_cache_folder_setting_that_is_no_full_path_makes_nothing_in_the_
     assert f"the default cache folder ({home / '.cache' / 'kie-mcp'}) is used instead" in stderr, stderr
     assert [path.name for path in project.iterdir()] == ["stderr.txt"]  # console_stderr's own; nothing named '"'
     assert list((home / ".cache" / "kie-mcp").glob("tools-*.json"))  # the listing kept where the default is
+
+
+# -- a .env other than the one holding the key cannot raise a money limit above its default -----------------------
+
+RAISES = {"KIE_AUTO_APPROVE_CREDITS": "600", "KIE_MAX_CREDITS_PER_CALL": "5000", "KIE_MAX_CREDITS_PER_DAY": "100000"}
+DEFAULT_LIMITS = {"KIE_AUTO_APPROVE_CREDITS": 0, "KIE_MAX_CREDITS_PER_CALL": 600, "KIE_MAX_CREDITS_PER_DAY": 3000}
+
+
+def limits(settings: Settings) -> dict[str, float]:
+    return {
+        "KIE_AUTO_APPROVE_CREDITS": settings.auto_approve_credits,
+        "KIE_MAX_CREDITS_PER_CALL": settings.max_credits_per_call,
+        "KIE_MAX_CREDITS_PER_DAY": settings.max_credits_per_day,
+    }
+
+
+def held_to(auto: float, per_call: float, per_day: float) -> dict[str, float]:
+    return dict(zip(RAISES, (auto, per_call, per_day), strict=True))
+
+
+def ignored_note(settings: Settings) -> str:
+    said = [note for note in settings.config_notes if ": ignored. A money limit is raised above its default" in note]
+    assert len(said) == 1, settings.config_notes
+    return said[0]
+
+
+@pytest.mark.parametrize("name", list(RAISES))
+@pytest.mark.parametrize("layout", ["cloned-project", "chosen-by-the-per-user-env"])
+def test_a_dotenv_the_key_is_not_in_cannot_raise_a_money_limit_and_is_named(name, layout, tmp_path, monkeypatch):
+    """The audit: the README's client snippets put only the key in the env block, so the caps are the defaults; a
+    workspace .env (a cloned project's, or one an agent wrote) saying KIE_MAX_CREDITS_PER_CALL=5000 raised them, as
+    "the lowest value written" never counted the default. A raise counts only where the key in use comes from; one
+    written elsewhere is ignored, and the notes (check_credits, the start-up log) name the file, the setting, the
+    value and where to set it for real."""
+    line = f"{name}={RAISES[name]}\n"
+    if layout == "cloned-project":  # the key in the env block, the server started in the clone
+        start = tmp_path / "clone"
+        start.mkdir()
+        (start / "MASTER_CONTEXT.md").write_text("# brand")
+        (start / ".env").write_text(line)
+        env, project_env = {"KIE_API_KEY": SANDBOX_API_KEY}, start / ".env"
+    else:  # the key in the per-user .env, which chose the project whose own .env raises the limit
+        start = per_user_and_project(tmp_path, monkeypatch, f"KIE_API_KEY={SANDBOX_API_KEY}\n", line)
+        env, project_env = {}, tmp_path / "proj" / ".env"
+    settings = Settings.load(env, cwd=start)
+    assert settings.config_error is None, settings.config_error
+    assert limits(settings) == DEFAULT_LIMITS, limits(settings)
+    said = ignored_note(settings)
+    assert said.startswith(f"{name}={RAISES[name]} in {project_env}: ignored."), said
+    assert "(the default)" in said and "in the env block of this MCP server in your client's configuration" in said
+    if layout == "chosen-by-the-per-user-env":  # the key's own .env may raise it too, and is named
+        per_user_env = tmp_path / "home" / ".local" / "share" / "kie-mcp" / ".env"
+        assert f"or in {per_user_env} beside the key" in said, said
+
+
+def test_the_env_blocks_raise_is_honoured_and_a_dotenvs_higher_one_is_not(tmp_path):
+    """A raise in the client's env block counts (the key is set there); the workspace .env's higher one is ignored,
+    and its auto-approve amount, which the env block leaves at 0, with it."""
+    (tmp_path / ".env").write_text("KIE_MAX_CREDITS_PER_CALL=5000\nKIE_AUTO_APPROVE_CREDITS=600\n")
+    env = {"KIE_WORKSPACE": str(tmp_path), "KIE_API_KEY": SANDBOX_API_KEY}
+    settings = Settings.load({**env, "KIE_MAX_CREDITS_PER_CALL": "1000", "KIE_MAX_CREDITS_PER_DAY": "9000"}, tmp_path)
+    assert limits(settings) == held_to(0, 1000, 9000), limits(settings)
+    said = ignored_note(settings)
+    assert "cap per call 1000 credits (from the client's env block)" in said, said
+    assert "auto-approve amount 0 credits (the default)" in said, said
+    # The same raises, all in the env block: all honoured, nothing said.
+    settings = Settings.load({**env, **RAISES}, cwd=tmp_path)
+    assert limits(settings) == {name: float(value) for name, value in RAISES.items()}, limits(settings)
+
+
+def test_the_dotenv_beside_the_key_may_raise_the_money_limits(tmp_path, monkeypatch):
+    """The .env that holds the key in use is the user's own configuration: its raises count, without a note; the
+    project's .env it chose may not raise what it left at its default."""
+    (tmp_path / "one").mkdir()
+    (tmp_path / "one" / ".env").write_text(
+        f"KIE_API_KEY={SANDBOX_API_KEY}\n" + "".join(f"{n}={v}\n" for n, v in RAISES.items())
+    )
+    settings = Settings.load({"KIE_WORKSPACE": str(tmp_path / "one")}, cwd=tmp_path)
+    assert limits(settings) == {name: float(value) for name, value in RAISES.items()}, limits(settings)
+    assert not settings.config_notes, settings.config_notes
+    start = per_user_and_project(
+        tmp_path / "two",
+        monkeypatch,
+        f"KIE_API_KEY={SANDBOX_API_KEY}\nKIE_MAX_CREDITS_PER_CALL=1000\nKIE_MAX_CREDITS_PER_DAY=10000\n",
+        "KIE_AUTO_APPROVE_CREDITS=600\nKIE_MAX_CREDITS_PER_DAY=20000\n",
+    )
+    settings = Settings.load({}, cwd=start)
+    assert limits(settings) == held_to(0, 1000, 10000), limits(settings)
+    said = ignored_note(settings)
+    project_env = tmp_path / "two" / "proj" / ".env"
+    assert f"KIE_AUTO_APPROVE_CREDITS=600 and KIE_MAX_CREDITS_PER_DAY=20000 in {project_env}: ignored." in said, said
+
+
+def test_a_dotenv_the_key_is_not_in_still_lowers_a_money_limit(tmp_path):
+    """Strictest still wins: a lower value from any .env applies (also one under a raise the env block made, and
+    one above the default that is under it), while a raise beside it in the same .env is ignored."""
+    (tmp_path / ".env").write_text(
+        "KIE_MAX_CREDITS_PER_CALL=5\nKIE_MAX_CREDITS_PER_DAY=5000\nKIE_AUTO_APPROVE_CREDITS=600\n"
+    )
+    env = {"KIE_WORKSPACE": str(tmp_path), "KIE_API_KEY": SANDBOX_API_KEY, "KIE_MAX_CREDITS_PER_DAY": "8000"}
+    settings = Settings.load(env, cwd=tmp_path)
+    assert limits(settings) == held_to(0, 5, 5000), limits(settings)
+    assert ignored_note(settings).startswith(f"KIE_AUTO_APPROVE_CREDITS=600 in {tmp_path / '.env'}: ignored.")
+
+
+@pytest.mark.stdio
+@pytest.mark.skipif(sys.platform == "win32", reason="a POSIX console script")
+async def test_a_cloned_projects_dotenv_cannot_auto_approve_a_spend_the_form_must_approve(
+    simulator_process, mode, tmp_path
+):
+    """The audit's t14 over real stdio: the client's env block holds the key and KIE_APPROVAL=form; the cloned
+    project the server starts in has a .env raising the auto-approve amount to 600 and both caps. A Veo 3 clip (250
+    credits) was auto-approved, with no form, and sent to KIE. Now the form is asked (and declined), nothing is
+    created, and check_credits and the start-up log (one WARNING line) name what was ignored."""
+    clone = tmp_path / "cloned-project"
+    clone.mkdir()
+    (clone / "MASTER_CONTEXT.md").write_text("# brand")
+    (clone / ".env").write_text("".join(f"{name}={value}\n" for name, value in RAISES.items()))
+    env = client_env(
+        tmp_path / "home",
+        KIE_API_KEY="sandbox-key",
+        KIE_BASE_URL=simulator_process,
+        KIE_UPLOAD_BASE_URL=simulator_process,
+        KIE_CATALOG_SYNC="off",
+        KIE_APPROVAL="form",
+    )
+    asked: list[str] = []
+    params = StdioServerParameters(command=console_script(), args=[], env=env, cwd=clone)
+    with (tmp_path / "stderr.txt").open("w+") as errlog:
+        async with Client(
+            stdio_client(params, errlog=errlog),
+            mode=mode,
+            read_timeout_seconds=60,
+            elicitation_callback=answering(action="decline", seen=asked),
+        ) as client:
+            credits = await client.call_tool("check_credits", {})
+            made = await client.call_tool(
+                "generate_video", {"model": "veo3", "prompt": "a red apple rolls off a table", "wait_seconds": 0}
+            )
+        errlog.seek(0)
+        stderr = errlog.read()
+    async with httpx2.AsyncClient(base_url=simulator_process) as sim:
+        requests = (await sim.get("/__sim/requests")).json()
+    creates = [
+        r for r in (requests if isinstance(requests, list) else requests["requests"]) if r["path"] in CREATE_PATHS
+    ]
+    assert len(asked) == 1 and made.structured_content["status"] == "declined", (asked, text_of(made))
+    assert creates == [], creates
+    caps = credits.structured_content
+    assert (caps["max_credits_per_call"], caps["max_credits_per_day"]) == (600, 3000), text_of(credits)
+    named = "KIE_AUTO_APPROVE_CREDITS=600 and KIE_MAX_CREDITS_PER_CALL=5000 and KIE_MAX_CREDITS_PER_DAY=100000 in "
+    assert named + f"{clone / '.env'}: ignored." in text_of(credits), text_of(credits)
+    warned = [line for line in stderr.splitlines() if named in line]
+    assert len(warned) == 1 and "WARNING" in warned[0], stderr
+    assert "in the env block of this MCP server in your client's configuration" in warned[0], warned

@@ -7,7 +7,11 @@ The real environment wins over ``.env``, except for the settings that guard spen
   ``APPROVAL_MODES``) applies, so a client that always passes its own defaults (the Claude Desktop bundle) never
   loosens a tighter cap written in the workspace's ``.env``, and a ``.env`` a cloned project brought (or an agent
   wrote) never loosens one written elsewhere; where they disagree, ``config_notes`` says which applies and where it
-  was written;
+  was written. A money limit looser than its default (and than the lowest written where the key comes from) counts
+  only from the environment or the ``.env`` that holds the key in use, as the endpoints below: written in any other
+  ``.env`` it is ignored (the default, or the lowest value written there, stands) and ``config_notes`` says so, so
+  that a cloned project's ``.env`` cannot raise caps the user left at their defaults. KIE_APPROVAL needs no such
+  rule: its default, "any", is its loosest mode, so the strictest written anywhere never loosens it;
 - the endpoints (``ENDPOINTS``), which say where the key is sent: taken only from the environment or from the
   ``.env`` that holds the key in use. One written in any other ``.env`` (the chosen workspace's, read over the
   per-user one that chose it) is ignored, and ``config_notes`` says so and why. When the key in use is a chosen
@@ -419,9 +423,16 @@ class Settings:
             workspace = found or cwd
         money_notes: list[str] = []
         limit_from: dict[str, str] = {}  # where each money limit in force was written
+        # A raise above the default counts only where the endpoints do (the key's .env, the env block): one written in
+        # any other .env is ignored and said (``_ignored_raises_note``). Without a key nothing is spent: all counts.
+        raises: list[tuple[str, float, str]] = []
         auto, per_call, per_day = (
-            _money_limit(name, written, problems, money_notes, limit_from) for name in MONEY_LIMITS
+            _money_limit(name, written, problems, money_notes, limit_from, trusted if key else None, raises)
+            for name in MONEY_LIMITS
         )
+        if raises:
+            in_force = dict(zip(MONEY_LIMITS, (auto, per_call, per_day), strict=True))
+            money_notes.append(_ignored_raises_note(raises, in_force, limit_from, trusted, key_from))
         number = _number_or_problem(env, problems)
         preview = number("KIE_PREVIEW_PX", 768, "a size in pixels such as 768")
         preview_px = min(max(int(preview), 64), 4096)  # pixels, kept within 64-4096
@@ -690,13 +701,21 @@ def _money_limit(
     problems: _Problems,
     notes: list[str],
     limit_from: dict[str, str],
+    trusted: tuple[str, ...] | None = None,
+    raises: list[tuple[str, float, str]] | None = None,
 ) -> float:
     """The money limit ``name``: the lowest of the values written for it (``written``: each with where), the default
     when none is. A client that always passes its own (the Claude Desktop bundle's defaults) never loosens a tighter
     one in the .env, nor does a forgotten second line of a .env. When the values differ, ``notes`` says which
     applies and where each was written; ``limit_from`` gets where the value in force was written. A broken value
     (not a number, a key pasted there, a placeholder a bundle host left unfilled) is a problem where it was written,
-    and 0."""
+    and 0.
+
+    With ``trusted`` (the env block and the .env of the key in use, as for the endpoints), a value written anywhere
+    else counts only when it is no looser than the default and than the lowest written in ``trusted``: a cloned
+    project's .env (or one an agent wrote) saying KIE_MAX_CREDITS_PER_CALL=5000 raised the default cap of a user
+    whose env block holds only the key. Such a value is ignored and added to ``raises`` (name, value, where); a
+    lower one still applies."""
     default = MONEY_LIMITS[name]
     values: list[tuple[float, str]] = []
     broken = False
@@ -713,6 +732,13 @@ def _money_limit(
             broken = True
     if broken:
         return 0.0
+    if trusted is not None:
+        allowed = [value for value, where in values if where in trusted]
+        loosest = max(default, min(allowed, default=default))  # what a .env elsewhere may not go above
+        counted = [(value, where) for value, where in values if where in trusted or value <= loosest]
+        if raises is not None:
+            raises += [(name, value, where) for value, where in values if (value, where) not in counted]
+        values = counted
     if not values:
         return default
     lowest, source = min(values, key=lambda value: value[0])  # the first written of equal ones
@@ -724,6 +750,48 @@ def _money_limit(
             f"different values ({each}), and the lowest applies."
         )
     return lowest
+
+
+def _ignored_raises_note(
+    raises: list[tuple[str, float, str]],
+    in_force: Mapping[str, float],
+    limit_from: Mapping[str, str],
+    trusted: tuple[str, ...],
+    key_from: str,
+) -> str:
+    """What to say of the money limits written in a .env the key in use does not come from that would have loosened
+    the gate (``raises``: name, value, where), ignored: each as written and where, why, what is in force instead
+    (``in_force``, written in ``limit_from`` or the default) and how to raise one for real. One sentence group for
+    all of them: one line in the start-up log."""
+    names = list(dict.fromkeys(name for name, _, _ in raises))
+    one = len(names) == 1
+    each = _by_place([(f"{name}={value:g}", where) for name, value, where in raises])
+    beside = key_from != ENV_BLOCK and key_from in trusted
+    only = (
+        f"in the client's env block or in {key_from}, the .env that holds the API key in use"
+        if beside
+        else "in the client's env block"
+        + (
+            ", where the API key in use is set"
+            if key_from == ENV_BLOCK
+            else f", as the API key in use comes from {key_from} while another is written in the .env that chose it"
+        )
+    )
+    now = ", ".join(
+        f"{MONEY_LIMIT_WORDS[name]} {in_force[name]:g} credits "
+        + (f"(from {limit_from[name]})" if name in limit_from else "(the default)")
+        for name in names
+    )
+    how = "in the env block of this MCP server in your client's configuration" + (
+        f", or in {key_from} beside the key" if beside else ""
+    )
+    return (
+        f"{each}: ignored. A money limit is raised above its default only {only}, so that another .env (a cloned "
+        "project's, or one an agent wrote) cannot loosen the spend gate; a lower value written in such a .env still "
+        "applies. "
+        f"In force: {now}. To raise {'it' if one else 'them'}, set {'it' if one else 'them'} {how}, then restart "
+        "the server."
+    )
 
 
 def _approval(written: Mapping[str, list[tuple[str, str]]], problems: _Problems, notes: list[str]) -> str:
