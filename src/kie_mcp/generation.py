@@ -735,12 +735,13 @@ def _cut_off(attempt: sqlite3.Row) -> bool:
     return attempt["answered"] == CALL_CUT_OFF or bool(owner_gone(attempt["owner"]))
 
 
-def under_way(rt: Runtime, digest: str) -> float | None:
+def under_way(rt: Runtime, digest: str, *, besides: str | None = None) -> float | None:
     """When the newest call of this request that is under way began (used its approval), as far as this server can
     tell before its creates are in the journal: a call here (``rt.spending``), or one a quote, a question's yes or
     auto-approval (its hold, from the gate's decision) approved in another server on the workspace
-    (``QuoteBook.in_use_for``). None when none is."""
-    begun = [when for when in (rt.spending.since(digest), rt.quotes.in_use_for(digest)) if when is not None]
+    (``QuoteBook.in_use_for``; ``besides``: but the quote named). None when none is."""
+    elsewhere = rt.quotes.in_use_for(digest, besides=besides)
+    begun = [when for when in (rt.spending.since(digest), elsewhere) if when is not None]
     return max(begun, default=None)
 
 
@@ -757,14 +758,27 @@ def sent_since_quoted(rt: Runtime, quote_id: str, digest: str) -> str | None:
     """Why the quote ``quote_id`` no longer approves its request: the same request was sent after it was issued (a
     create that made a task, got no clear answer, or is still on its way), which whoever approved the quote could
     not know of, so it would pay twice unawares; None when nothing was. A quote issued after such a send came with
-    ``twins``' warning (the estimate, the question, ``confirmation_required``), so that one approves it."""
+    ``twins``' warning (the estimate, the question, ``confirmation_required``), so that one approves it.
+
+    The quote's own use is never such a send: another call (in another server on the workspace) that used this very
+    quote while this one looked, the same quote sent twice at once, is left out, and a quote found used once this
+    has looked is None here too: the caller answers as for a used quote (``use_approval``: ``consume`` refuses it,
+    and the call is answered with what the other made, or told it is on its way), never with a fresh quote that
+    would pay for it a second time."""
     try:
         issued = rt.quotes.issued_at(quote_id)
         if issued is None:
             return None  # an unknown quote: ``QuoteBook.refusal`` says so
-        rows = [row for row in rt.journal.recent_attempts(digest, issued) if paid_for(rt, row)]
-        begun = under_way(rt, digest)
+        rows = [
+            row
+            for row in rt.journal.recent_attempts(digest, issued)
+            if row["quote_id"] != quote_id and paid_for(rt, row)
+        ]
+        begun = under_way(rt, digest, besides=quote_id)
+        refusal = rt.quotes.refusal(quote_id, digest)
     except JOURNAL_ERRORS:
+        return None
+    if refusal is not None and refusal.why == "used":  # used meanwhile (read last): by the other call of it
         return None
     unknown = [row for row in rows if row["state"] == "unknown"]
     if unknown:
@@ -1656,8 +1670,10 @@ def confirmation_required(
     # like this one (the journal does not record which), so the text names neither; never one issued before the
     # request was sent again (``sent_since_quoted``), which no longer approves it.
     earlier = rt.quotes.open_estimate(p.digest) if p.quote_id is None else None
-    if earlier is not None and sent_since_quoted(rt, earlier, p.digest) is not None:
-        earlier = None
+    if earlier is not None and (
+        sent_since_quoted(rt, earlier, p.digest) is not None or rt.quotes.refusal(earlier, p.digest) is not None
+    ):
+        earlier = None  # overtaken, or used since ``open_estimate`` read it (another server's call of it)
     quote = rt.quotes.issue(p.spec.id, p.digest, p.price, p.variations, ceiling=p.reserved, measured=p.estimate)
     cost = (
         f"an UNKNOWN number of credits ({unknown_cost(p)})"

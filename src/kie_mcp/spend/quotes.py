@@ -575,13 +575,15 @@ class QuoteBook:
         )
         return bool(rows) and owner_gone(rows[0]["used_by"]) is not True  # this process: alive, so in use
 
-    def in_use_for(self, digest: str) -> float | None:
+    def in_use_for(self, digest: str, *, besides: str | None = None) -> float | None:
         """When the newest call of the request ``digest`` that a quote (or a question's yes) approved began, while
         it is under way without a create in the journal (``being_used``, by request: a server on this workspace,
         this one or another, is uploading its input files or waiting for its create's turn), or that another server
-        on the workspace auto-approved, while it holds the request (``hold``); None when none is."""
+        on the workspace auto-approved, while it holds the request (``hold``); None when none is. ``besides``: a
+        quote whose own use is left out (``generation.sent_since_quoted``: a quote is never overtaken by itself)."""
         now = self._clock()
-        return max(self._begun(self.journal.query(UNDER_WAY, digest, now, now - SEND_LIMIT)), default=None)
+        rows = self.journal.query(UNDER_WAY, digest, now, now - SEND_LIMIT)
+        return max(self._begun([row for row in rows if row["quote_id"] != besides]), default=None)
 
     def _begun(self, rows: list[Any]) -> list[float]:
         """When the calls of ``rows`` (``UNDER_WAY``) began, for those still under way: their process runs (or is
