@@ -26,6 +26,7 @@ from mcp.server.connection import Connection
 
 IMAGES = 10  # more than the follower's finish slots (ENDS_AT_ONCE: 8), so the ended lines alone blocked it
 SMALL_PIPE = 4096  # the host's end of stdout, made as small as Linux allows: a few answers fill it
+WAIT = 30.0  # seconds for what should take milliseconds, on a loaded machine
 
 
 class Host:
@@ -168,11 +169,16 @@ class _Unread:
 
     def __init__(self) -> None:
         self.reading = anyio.Event()
+        self.offered = anyio.Event()  # a message waits on the client
         self.sent: list[tuple[str, dict[str, Any]]] = []
 
     async def notify(self, method: str, params: Any, opts: Any = None) -> None:
+        self.offered.set()
         await self.reading.wait()
         self.sent.append((method, dict(params or {})))
+
+    def said(self) -> list[Any]:
+        return [params.get("uri") or params.get("data") for _, params in self.sent]
 
     async def send_raw_request(self, method: str, params: Any, opts: Any = None) -> Any:
         raise NotImplementedError
@@ -191,7 +197,9 @@ async def test_a_client_that_does_not_read_is_sent_the_newest_once_it_reads_and_
     async with anyio.create_task_group() as group:
         group.start_soon(outboxes.run)
         box.updated("kie://tasks/first")  # taken by the sender at once: it waits on the client with it
-        await anyio.sleep(0.05)
+        with anyio.move_on_after(WAIT):
+            await channel.offered.wait()
+        assert channel.offered.is_set(), "the sender never offered the client the first update"
         box.updated("kie://tasks/a")
         box.updated("kie://tasks")
         box.updated("kie://tasks/a")  # merged into the one waiting
@@ -200,15 +208,15 @@ async def test_a_client_that_does_not_read_is_sent_the_newest_once_it_reads_and_
         for n in range(QUEUED):
             box.log("info", f"line {n}")
         channel.reading.set()
-        with anyio.fail_after(5):
-            while not any("dropped" in str(params.get("data")) for _, params in channel.sent):  # noqa: ASYNC110
+        with anyio.move_on_after(WAIT):  # until the last one put is sent (they go in order)
+            while f"line {QUEUED - 1}" not in channel.said():  # noqa: ASYNC110 - sent one by one, nothing to await
                 await anyio.sleep(0.01)
         await connection.exit_stack.aclose()  # the connection closes: what is put now is never sent
         box.updated("kie://tasks")
         box.log("info", "too late")
-        await anyio.sleep(0.05)
+        await anyio.wait_all_tasks_blocked()  # the sender had every chance to send them
         group.cancel_scope.cancel()
-    said = [params.get("uri") or params["data"] for _, params in channel.sent]
+    said = channel.said()
     # The first message through tells the client what it missed; the oldest log lines went, the updates stayed.
     assert said[0] == "kie://tasks/first" and said[1].startswith("kie-mcp dropped 4 of its messages"), said[:6]
     assert said[2:5] == ["kie://tasks/a", "kie://tasks", "kie://tasks/a"]

@@ -54,6 +54,17 @@ def slow_creates(base: str, seconds: float) -> None:
     httpx2.post(f"{base}/__sim/faults", json=fault, timeout=10).raise_for_status()
 
 
+def hold_creates(base: str) -> None:
+    """KIE answers the next create only once ``release`` lets it (it creates the task then)."""
+    fault = {"endpoint": "create", "fault": {"kind": "hold", "seconds": 4 * WAIT}, "times": 1}
+    httpx2.post(f"{base}/__sim/faults", json=fault, timeout=10).raise_for_status()
+
+
+def release(base: str) -> int:
+    """Let the creates a hold fault holds go on: how many there were."""
+    return httpx2.post(f"{base}/__sim/faults/release", timeout=10).raise_for_status().json()["released"]
+
+
 def creates_sent(base: str) -> int:
     items = httpx2.get(f"{base}/__sim/requests", timeout=10).json()
     return sum(r["path"] in CREATE_PATHS for r in (items if isinstance(items, list) else items["requests"]))
@@ -281,21 +292,56 @@ def test_a_create_that_gets_no_answer_holds_a_stop_for_a_bounded_time(simulator,
     assert [state for state, _ in attempts(workspace)] == ["sending"]
 
 
+async def release_once_said(base: str, errors: Path, said: str) -> bool:
+    """Let the held create go on once the server wrote ``said`` on stderr (WAIT at most); whether it did."""
+    import anyio
+
+    written = anyio.Path(errors)
+    try:
+        with anyio.move_on_after(WAIT):
+            while said not in await written.read_text():  # noqa: ASYNC110 - another process writes it: nothing to await
+                await anyio.sleep(0.05)
+        return said in await written.read_text()
+    finally:
+        await anyio.to_thread.run_sync(release, base)  # never left holding the server's stop
+
+
 @pytest.mark.parametrize("mode", ["auto", "legacy"], ids=["2026-07-28", "2025-11-25"])
-async def test_quitting_a_host_while_a_create_is_on_its_way_keeps_the_task(simulator, tmp_path, mode):
-    """The MCP SDK's client stops its server so: stdin closed, 2 s, SIGTERM, 2 s, SIGKILL. A create KIE answers
-    2.6 s after it left was lost at the SIGTERM; it lands before the SIGKILL, and is recorded."""
+async def test_quitting_a_host_while_a_create_is_on_its_way_keeps_the_task(simulator, tmp_path, mode, monkeypatch):
+    """The MCP SDK's client stops its server so: stdin closed, 2 s, SIGTERM, 2 s, SIGKILL. A create KIE answered
+    after the SIGTERM was lost at it; it lands before the SIGKILL, and is recorded, and the server then exits.
+
+    Ordered by events, not by guesses at how long each step takes on a loaded machine: KIE's answer is held until the
+    server said it stops for the SIGTERM, and the SDK's 2 s from SIGTERM to SIGKILL are made WAIT (a server left
+    waiting is still killed then), so that a slow machine's answer is never mistaken for a lost one."""
     import anyio
     from mcp import Client, StdioServerParameters
+    from mcp.client import stdio
 
+    monkeypatch.setattr(stdio, "FORCE_KILL_TIMEOUT", WAIT)
     workspace = tmp_path / "workspace"
-    slow_creates(simulator, 2.6)
+    hold_creates(simulator)
     params = StdioServerParameters(command=console_script(), env=environment(simulator, workspace))
-    async with Client(params, mode=mode) as client, anyio.create_task_group() as group:
-        group.start_soon(client.call_tool, "generate_image", IMAGE)
-        with anyio.fail_after(WAIT):
-            while not creates_sent(simulator):  # noqa: ASYNC110 - the simulator's log: nothing to await
-                await anyio.sleep(0.05)
-        group.cancel_scope.cancel()  # the user quits the host: it closes the connection
+    errors = tmp_path / "server.stderr"
+    with errors.open("w") as errlog:
+        async with anyio.create_task_group() as outer:
+            terminated = "kie-mcp: stopping (SIGTERM): waiting up to"
+            heard: list[bool] = []
+
+            async def release_at_the_sigterm() -> None:
+                heard.append(await release_once_said(simulator, errors, terminated))
+
+            client = Client(stdio.stdio_client(params, errlog=errlog), mode=mode)
+            async with client, anyio.create_task_group() as group:
+                group.start_soon(client.call_tool, "generate_image", IMAGE)
+                with anyio.fail_after(WAIT):
+                    while not creates_sent(simulator):  # noqa: ASYNC110 - the simulator's log: nothing to await
+                        await anyio.sleep(0.05)
+                outer.start_soon(release_at_the_sigterm)
+                group.cancel_scope.cancel()  # the user quits the host: it closes the connection
+    said = errors.read_text()
+    assert heard == [True], ("the SIGTERM did not find the create on its way", said)
     [(state, task_id)] = attempts(workspace)
-    assert state == "created" and task_id, "the create KIE answered was not recorded"
+    assert state == "created" and task_id, ("the create KIE answered was not recorded", said)
+    assert lines(said)[-1] == STOPPED, said  # it exited by itself once the create was recorded, before any SIGKILL
+    assert creates_sent(simulator) == 1

@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import httpx2
 import pytest
 
@@ -798,6 +799,42 @@ async def test_slow_create_times_out_but_still_creates(client: httpx2.AsyncClien
     assert sim.balance() == 4992
 
 
+async def test_a_hold_fault_answers_a_create_only_once_the_test_releases_it(
+    client: httpx2.AsyncClient, sim: Simulator
+) -> None:
+    """What happens while KIE has not answered is ordered by events, never by a guess at how long a slow answer takes
+    on a loaded machine: the create is logged and held, nothing created, until ``/__sim/faults/release``; then it runs
+    as usual. A reset lets the held requests go on too."""
+    answers: list[dict[str, Any]] = []
+
+    async def held_create() -> None:
+        answers.append(await create(client))
+
+    async def until_held() -> None:
+        with anyio.fail_after(30):
+            while (await body(client, "GET", "/__sim/faults"))["held"] == 0:  # noqa: ASYNC110 - nothing to await
+                await anyio.sleep(0.01)
+
+    await add_fault(client, "create", {"kind": "hold"})
+    async with anyio.create_task_group() as group:
+        group.start_soon(held_create)
+        await until_held()
+        assert [r.path for r in sim.requests] == [CREATE] and not sim.tasks and not answers
+        assert sim.faults.items == []  # used up by the create it holds
+        assert (await body(client, "POST", "/__sim/faults/release"))["released"] == 1
+    [answer] = answers
+    assert answer["code"] == 200 and list(sim.tasks) == [answer["data"]["taskId"]]
+    assert (await body(client, "GET", "/__sim/faults"))["held"] == 0
+    assert (await body(client, "POST", "/__sim/faults/release"))["released"] == 0
+
+    await add_fault(client, "create", {"kind": "hold"})
+    async with anyio.create_task_group() as group:
+        group.start_soon(held_create)
+        await until_held()
+        await body(client, "POST", "/__sim/reset")
+    assert answers[1]["code"] == 200 and list(sim.tasks) == [answers[1]["data"]["taskId"]]
+
+
 async def test_veo_task_fail_flags(client: httpx2.AsyncClient, sim: Simulator) -> None:
     await add_fault(client, "create", {"kind": "task_fail", "fail_code": "501", "fail_msg": "Generation failed"})
     await add_fault(client, "create", {"kind": "task_fail", "upstream": True})
@@ -1073,6 +1110,7 @@ async def test_controls_refuse_nan_and_infinity(client: httpx2.AsyncClient, sim:
         ("/__sim/clock/advance", {"seconds": 1e300}, "seconds must be <="),
         ("/__sim/faults", {"endpoint": "credit", "fault": {"kind": "slow", "seconds": 3600}}, "seconds must be <= 600"),
         ("/__sim/faults", {"endpoint": "files", "fault": {"kind": "stall", "seconds": 1e9}}, "seconds must be <= 600"),
+        ("/__sim/faults", {"endpoint": "create", "fault": {"kind": "hold", "seconds": 3600}}, "seconds must be <= 600"),
         ("/__sim/balance", {"credits": 1e300}, "credits must be <="),
         ("/__sim/keys", {"key": "k", "cap": -1}, "cap must be a number >= 0"),
         ("/__sim/balance", {"credits": True}, "finite number"),

@@ -96,11 +96,14 @@ async def _record(sim: Simulator, request: Request) -> SimRequest:
 
 
 async def _fire(ctx: Ctx, fault: Fault) -> Response | None:
-    """Answer with the fault instead of the endpoint, or return None to go on (``slow``)."""
+    """Answer with the fault instead of the endpoint, or return None to go on (``slow``, ``hold``)."""
     params = fault.params
     log.info("fault %s on %s %s", fault.kind, ctx.request.method, ctx.request.url.path)
     if fault.kind == "slow":
         await anyio.sleep(float(params["seconds"]))
+        return None
+    if fault.kind == "hold":
+        await ctx.sim.faults.hold(float(params["seconds"]))
         return None
     if fault.kind == "drop":
         return DropResponse()

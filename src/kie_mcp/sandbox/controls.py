@@ -27,7 +27,7 @@ MAX_SPEED = 1_000_000.0  # virtual seconds per real second: a real second is the
 MAX_ADVANCE = 10 * 365 * 86400.0  # ten years per call
 MAX_VIRTUAL_TIME = 32_503_680_000.0  # 3000-01-01: later timestamps stop fitting KIE's date formats
 MAX_BALANCE = 1e12  # credits
-MAX_FAULT_SECONDS = 600.0  # real seconds a slow or stall fault may hold one answer (a trickle fault, each step)
+MAX_FAULT_SECONDS = 600.0  # real seconds a slow, hold or stall fault may hold one answer (a trickle fault, each step)
 MAX_VIDEO_BYTES = 4 * 1024**3  # the size of each fake result video
 
 
@@ -101,10 +101,10 @@ def _number(body: dict[str, Any], name: str, *, minimum: float | None = None, ma
 
 
 def _check_fault_body(body: dict[str, Any]) -> None:
-    """Bounds ``parse_fault`` does not know: a slow or stall fault holds an answer for at most MAX_FAULT_SECONDS, a
-    trickle fault each of its steps."""
+    """Bounds ``parse_fault`` does not know: a slow, hold or stall fault holds an answer for at most
+    MAX_FAULT_SECONDS, a trickle fault each of its steps."""
     fault = body.get("fault")
-    if isinstance(fault, dict) and fault.get("kind") in ("slow", "stall") and "seconds" in fault:
+    if isinstance(fault, dict) and fault.get("kind") in ("slow", "hold", "stall") and "seconds" in fault:
         _number(fault, "seconds", minimum=0, maximum=MAX_FAULT_SECONDS)
     if isinstance(fault, dict) and fault.get("kind") == "trickle" and "every" in fault:
         _number(fault, "every", minimum=0, maximum=MAX_FAULT_SECONDS)
@@ -202,7 +202,10 @@ def routes(sim: Simulator) -> list[Route]:
             except FaultSpecError as exc:
                 raise ControlError(str(exc)) from None
             sim.faults.add(fault)
-        return _ok(faults=[f.to_dict() for f in sim.faults.items])
+        return _ok(faults=[f.to_dict() for f in sim.faults.items], held=sim.faults.held)
+
+    async def release(request: Request) -> Response:
+        return _ok(released=sim.faults.release())
 
     async def tasks(request: Request) -> Response:
         sim.settle_all()
@@ -344,6 +347,7 @@ def routes(sim: Simulator) -> list[Route]:
         ("/__sim/clock/speed", speed, ["POST"]),
         ("/__sim/config", config, ["GET", "POST"]),
         ("/__sim/faults", faults, ["GET", "POST", "DELETE"]),
+        ("/__sim/faults/release", release, ["POST"]),
         ("/__sim/tasks", tasks, ["GET"]),
         ("/__sim/tasks/{task_id:path}", task, ["GET", "POST"]),
         ("/__sim/requests", requests, ["GET", "DELETE"]),

@@ -5,8 +5,10 @@ make sense on a create (``task_fail``, ``drop_after_create``) stay queued until 
 succeeds, so a create rejected for bad input does not eat them.
 
 ``code``, ``drop``, ``malformed`` and ``html`` answer before the endpoint runs: nothing is created
-or charged. ``slow`` sleeps (real seconds), then the request runs normally. ``drop_after_create``
-and ``task_fail`` create and charge the task first.
+or charged. ``slow`` sleeps (real seconds), then the request runs normally. ``hold`` waits until the test lets it go
+(``/__sim/faults/release``, ``FaultQueue.release``: every request held then goes on), ``seconds`` at most (default
+600), then the request runs normally: a test orders what happens while KIE has not answered, never by a guess at how
+long that takes on a loaded machine. ``drop_after_create`` and ``task_fail`` create and charge the task first.
 
 ``truncate`` and ``stall`` only apply to result files (``/files/``, ``/dl/``) and only to a file
 that is really served (a 403/404 answer goes out unchanged, and still uses the fault up): the
@@ -61,6 +63,8 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import anyio
+
 Endpoint = Literal["create", "status", "credit", "upload", "download-url", "files", "any"]
 ENDPOINTS: tuple[str, ...] = ("create", "status", "credit", "upload", "download-url", "files", "any")
 KINDS: tuple[str, ...] = (
@@ -68,6 +72,7 @@ KINDS: tuple[str, ...] = (
     "drop",
     "drop_after_create",
     "slow",
+    "hold",
     "malformed",
     "html",
     "task_fail",
@@ -89,6 +94,7 @@ UPLOAD_ONLY: frozenset[str] = frozenset({"link"})  # faults in a successful uplo
 API_BODY: frozenset[str] = frozenset({"trickle"})  # faults in the body of any answer (a result file's too)
 NO_RESULT_SHAPES: tuple[str, ...] = ("missing", "not_json", "empty")
 ECHO_KINDS: tuple[str, ...] = ("code", "task_fail")  # faults that can echo the Authorization header
+HOLD_DEFAULT_SECONDS = 600.0  # how long a hold fault waits for its release at most (real seconds)
 HUGE_DEFAULT_BYTES = 64 * 1024**2
 HUGE_MAX_BYTES = 4 * 1024**3
 PADDED_DEFAULT_BYTES = 128 * 1024**2
@@ -157,6 +163,10 @@ def parse_fault(endpoint: Any, fault: Any, times: Any = 1) -> Fault:
         seconds = params.get("seconds")
         if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds < 0:
             raise FaultSpecError("a slow fault needs seconds >= 0 (real seconds)")
+    elif kind == "hold":
+        seconds = params.setdefault("seconds", HOLD_DEFAULT_SECONDS)
+        if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds < 0:
+            raise FaultSpecError("a hold fault's seconds (how long it waits for its release at most) must be >= 0")
     elif kind == "html":
         status = params.setdefault("status", 502)
         if not isinstance(status, int) or not 100 <= status <= 599:
@@ -304,10 +314,34 @@ def auth_echo(header: str | None) -> str:
 
 
 class FaultQueue:
-    """Faults waiting to fire, oldest first."""
+    """Faults waiting to fire, oldest first; the requests a hold fault holds."""
 
     def __init__(self) -> None:
         self.items: list[Fault] = []
+        self._held: list[anyio.Event] = []
+
+    @property
+    def held(self) -> int:
+        """How many requests a hold fault holds now."""
+        return len(self._held)
+
+    async def hold(self, seconds: float) -> None:
+        """Wait until ``release``, ``seconds`` at most."""
+        released = anyio.Event()
+        self._held.append(released)
+        try:
+            with anyio.move_on_after(seconds):
+                await released.wait()
+        finally:
+            if released in self._held:
+                self._held.remove(released)
+
+    def release(self) -> int:
+        """Let every held request go on; how many there were."""
+        held, self._held = self._held, []
+        for released in held:
+            released.set()
+        return len(held)
 
     def add(self, fault: Fault) -> None:
         self.items.append(fault)

@@ -361,7 +361,9 @@ class Simulator:
             self._account(account)
 
     def reset(self) -> None:
-        """Forget every task, file, fault, log and balance; keep config, keys, caps and prices."""
+        """Forget every task, file, fault, log and balance (the requests a hold fault holds go on); keep config,
+        keys, caps and prices."""
+        self.faults.release()
         self._init_state()
 
     # -- clock -----------------------------------------------------------------------------
