@@ -775,10 +775,7 @@ def sent_since_quoted(rt: Runtime, quote_id: str, digest: str) -> str | None:
             if row["quote_id"] != quote_id and paid_for(rt, row)
         ]
         begun = under_way(rt, digest, besides=quote_id)
-        refusal = rt.quotes.refusal(quote_id, digest)
     except JOURNAL_ERRORS:
-        return None
-    if refusal is not None and refusal.why == "used":  # used meanwhile (read last): by the other call of it
         return None
     unknown = [row for row in rows if row["state"] == "unknown"]
     if unknown:
@@ -792,6 +789,12 @@ def sent_since_quoted(rt: Runtime, quote_id: str, digest: str) -> str | None:
         tasks = ", ".join(row["task_id"] for row in rows[-3:] if row["task_id"])
         what = f"made at {timestamp(rows[-1]['created'])}" + (f" (task {tasks})" if tasks else "")
     else:
+        return None
+    try:  # read last, and only when there is a send to report: used meanwhile, it was by the other call of it
+        refusal = rt.quotes.refusal(quote_id, digest)
+    except JOURNAL_ERRORS:
+        return None
+    if refusal is not None and refusal.why == "used":
         return None
     return (
         f"Quote {quote_id} was issued before this same request was {what}, so it no longer approves it (it was left "
