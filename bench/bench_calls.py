@@ -90,9 +90,9 @@ def fill_journal(workspace: Path, tasks: int, seed: int = 7) -> None:
             record["files"] = [relative]
             files.append((task_id, 1, relative, "0" * 64, 123_456, "image/png", record["result_urls"][0], updated))
         rows.append((task_id, attempt_id, spec.id, state, prompt, None, json.dumps(record), created, updated, key))
-        spend.append((day, charged, "reserved", quote_id, created))
-        if state == "failed":
-            spend.append((day, -charged, "refunded: task failed", task_id, updated))
+        spend.append((day, charged, "reserved", quote_id, created, created))
+        if state == "failed":  # counted at its reservation's moment
+            spend.append((day, -charged, "refunded: task failed", task_id, updated, created))
         digest = f"{rng.getrandbits(256):064x}"
         body = json.dumps({"quote_id": quote_id, "model": spec.id})
         quotes.append((quote_id, spec.id, digest, body, created + 600, 1, created, "estimate"))
@@ -115,7 +115,14 @@ def fill_journal(workspace: Path, tasks: int, seed: int = 7) -> None:
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             files,
         )
-        db.executemany("INSERT INTO spend (day, delta, reason, ref, at) VALUES (?, ?, ?, ?, ?)", spend)
+        spend_columns = "day, delta, reason, ref, at"
+        counted = "counted_at" in {row[1] for row in db.execute("PRAGMA table_info(spend)")}
+        if counted:
+            spend_columns += ", counted_at"  # the moment each entry counts at (an older journal has none)
+        else:
+            spend = [row[:-1] for row in spend]
+        marks = ", ".join("?" * len(spend_columns.split(", ")))
+        db.executemany(f"INSERT INTO spend ({spend_columns}) VALUES ({marks})", spend)
         db.executemany(
             "INSERT INTO quotes (quote_id, model, digest, body, expires, used, created, kind)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -124,6 +131,9 @@ def fill_journal(workspace: Path, tasks: int, seed: int = 7) -> None:
         # Today's spend stays under the cap, so the estimate is a normal one.
         today = date.today().isoformat()
         db.execute("UPDATE spend SET day = ? WHERE day = ?", ((date.today() - timedelta(days=1)).isoformat(), today))
+        if counted:
+            midnight = datetime.combine(date.today(), datetime.min.time()).timestamp()
+            db.execute("UPDATE spend SET counted_at = counted_at - 86400 WHERE counted_at >= ?", (midnight,))
     journal.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     journal.close()
 

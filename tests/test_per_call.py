@@ -236,7 +236,7 @@ async def test_every_journal_lookup_of_a_tool_call_uses_an_index(connect, contro
     queries = sorted({s for s in statements if re.match(r"\s*(SELECT|INSERT|UPDATE|DELETE|WITH)\b", s, re.IGNORECASE)})
     exercised = (
         "options_key = ",  # charged_before
-        "FROM spend WHERE day",
+        "FROM spend WHERE counted_at",
         "FROM spend WHERE ref",
         "FROM attempts WHERE state",
         "FROM attempts WHERE task_id",

@@ -100,11 +100,16 @@ def test_caps_and_balance():
     check_balance(None, 0)  # an unknown price is not refused here: a person must approve it
 
 
+def local(*when: int) -> float:
+    """The moment a local date and time names (epoch seconds): what a ledger's clock reads then."""
+    return datetime(*when).timestamp()  # type: ignore[arg-type]
+
+
 def test_daily_spend_resets_at_midnight():
-    day = [date(2026, 11, 21)]
-    ledger = Ledger(Journal(":memory:"), Caps(100, 100), today=lambda: day[0])
+    now = [local(2026, 11, 21, 12)]
+    ledger = Ledger(Journal(":memory:"), Caps(100, 100), clock=lambda: now[0])
     ledger.reserve(90)
-    day[0] = date(2026, 11, 22)
+    now[0] = local(2026, 11, 22, 0, 0, 1)
     assert ledger.spent_today() == 0
     ledger.reserve(90)
 
@@ -113,15 +118,17 @@ def test_a_refund_goes_to_its_reservations_day_even_when_the_local_date_now_read
     """Reserved on the 5th (a server in UTC+14), settled when the date read the 4th (restarted in UTC-12, or the
     clock set back): the refund was booked on the 4th, cut to the nothing it held, never retried, and the 5th kept
     the failed task's 8 credits against its cap; with spend on the 4th, it reopened the 4th's cap instead."""
-    day = [date(2026, 12, 5)]
+    now = [local(2026, 12, 5, 12)]
     journal = Journal(":memory:")
-    ledger = Ledger(journal, Caps(10, 10), today=lambda: day[0])
+    ledger = Ledger(journal, Caps(10, 10), clock=lambda: now[0])
     reservation = ledger.reserve(8)
-    day[0] = date(2026, 12, 4)
-    ledger.reserve(8)  # real spend on the 4th
-    assert ledger.settle_task("t1", reservation.credits, 0.0, "refunded: task failed", day=reservation.day)
-    assert journal.spent_on(date(2026, 12, 4)) == 8  # the 4th's cap is not reopened by another day's refund
-    assert journal.spent_on(date(2026, 12, 5)) == 0  # the failed task's day gets its credits back
+    now[0] = local(2026, 12, 4, 12)
+    ledger.adjust(2, "adjusted")  # real spend on the 4th
+    assert ledger.settle_task(
+        "t1", reservation.credits, 0.0, "refunded: task failed", at=reservation.at, day=reservation.day
+    )
+    assert ledger.spent_on(date(2026, 12, 4)) == 2  # the 4th's cap is not reopened by another day's refund
+    assert ledger.spent_on(date(2026, 12, 5)) == 0  # the failed task's day gets its credits back
     later = datetime(2026, 12, 5, 12).timestamp()
     assert ledger.day_of(later) == date(2026, 12, 5)  # an older record's day: when it was made, not clamped to today
 
@@ -272,27 +279,34 @@ def video_task(state: str, created: datetime, **fields: object) -> TaskRecord:
 def test_a_task_sent_after_midnight_is_settled_on_the_day_its_reservation_was_booked(tmp_path):
     """Reserved at 23:59:30, created at 00:00:30 after a minute's upload: its record is of the 22nd, its
     reservation counts on the 21st, and KIE's charge corrects the 21st."""
-    day = [date(2026, 11, 21)]
-    ledger = Ledger(Journal(tmp_path / "j.sqlite3"), Caps(per_call=600, per_day=1000), today=lambda: day[0])
+    now = [local(2026, 11, 21, 23, 59, 30)]
+    ledger = Ledger(Journal(tmp_path / "j.sqlite3"), Caps(per_call=600, per_day=1000), clock=lambda: now[0])
     booked = ledger.reserve(None, "q_late")
-    day[0] = date(2026, 11, 22)
+    now[0] = local(2026, 11, 22, 0, 0, 30)
     ledger.reserve(500, "q_today")
-    record = video_task("succeeded", datetime(2026, 11, 22, 0, 0, 30), credits_charged=50.0, reserved_on=booked.day)
+    record = video_task(
+        "succeeded",
+        datetime(2026, 11, 22, 0, 0, 30),
+        credits_charged=50.0,
+        reserved_on=booked.day,
+        reserved_at=booked.at,
+    )
     settle(SimpleNamespace(ledger=ledger), [record])
-    assert ledger.spent_today() == 500 and ledger.journal.spent_on(date(2026, 11, 21)) == 50
+    assert ledger.spent_today() == 500 and ledger.spent_on(date(2026, 11, 21)) == 50
 
 
 def test_a_task_reserved_before_midnight_is_settled_on_its_own_day(tmp_path):
-    day = [date(2026, 11, 21)]
-    ledger = Ledger(Journal(tmp_path / "j.sqlite3"), Caps(per_call=600, per_day=1000), today=lambda: day[0])
+    """A record that keeps no moment of its reservation (an older kie-mcp's) is settled on the day it was made."""
+    now = [local(2026, 11, 21, 23, 59)]
+    ledger = Ledger(Journal(tmp_path / "j.sqlite3"), Caps(per_call=600, per_day=1000), clock=lambda: now[0])
     assert ledger.reserve(None, "q_late").day == date(2026, 11, 21)  # 23:59, an unknown price: 600 reserved
     record = video_task("running", datetime(2026, 11, 21, 23, 59))
-    day[0] = date(2026, 11, 22)  # midnight passes while the task runs
+    now[0] = local(2026, 11, 22, 0, 1)  # midnight passes while the task runs
     ledger.reserve(500, "q_today")
     record.state, record.credits_charged = "succeeded", 50.0  # KIE charged 50 of the 600 reserved
     settle(SimpleNamespace(ledger=ledger), [record])
     assert ledger.spent_today() == 500  # today's spend is untouched: the refund went to the 21st
-    assert ledger.journal.spent_on(date(2026, 11, 21)) == 50
+    assert ledger.spent_on(date(2026, 11, 21)) == 50
     ledger.reserve(500, "q_more")
     with pytest.raises(SpendRefused, match="today's cap"):
         ledger.reserve(500, "q_over")

@@ -144,7 +144,8 @@ class Plan:
     balance_at: float | None = None  # when that read was sent (epoch seconds): the start of the measuring window
     parent_task_id: str | None = None  # continue_video: the finished task this request continues (followups.py)
     operation: Operation | None = None  # continue_video: extend, hd, 4k or upscale
-    reserved_on: date | None = None  # the day the reservation was booked on: its refunds go to that day
+    reserved_on: date | None = None  # the local date the reservation was made on (kept for an older kie-mcp)
+    reserved_at: float | None = None  # the moment it was made (epoch seconds): its refunds count at that moment
     unsettled: bool = False  # the same request was sent lately and its outcome is unknown: never auto-approved
     least: float = 0.0  # an unknown price: the least the call can cost (``least_credits`` x variations)
     most: float | None = None  # an unknown price: the most it can cost by the catalogue (``most_credits``), or None
@@ -1839,7 +1840,7 @@ async def _spend(
         rt.ledger.release(held)
         _give_back(rt, used)
         raise
-    p = replace(p, reserved_on=booked.day)
+    p = replace(p, reserved_on=booked.day, reserved_at=booked.at)
     rt.spending.begin_creates(p.digest)  # a replay of this approval now waits a moment for its creates' answers
     records: list[TaskRecord] = []
     attempts: list[str] = []  # this call's create attempts (the journal's ids)
@@ -1869,6 +1870,7 @@ async def _spend(
                 credits_quoted=p.price.credits,
                 credits_reserved=p.reserved_each,
                 reserved_on=p.reserved_on,
+                reserved_at=p.reserved_at,
                 sandbox=rt.settings.sandbox,
                 parent_task_id=p.parent_task_id,
                 operation=p.operation,
@@ -2298,6 +2300,7 @@ async def _submit(
                 operation=record.operation,
                 reserved=p.reserved_each,
                 reserved_on=p.reserved_on,
+                reserved_at=p.reserved_at,
                 still=still,
             )
         )
@@ -2574,7 +2577,7 @@ def _note_unrecorded(problems: list[str], record: TaskRecord, err: BaseException
 
 
 def _refund(rt: Runtime, problems: list[str], p: Plan, reason: str, ref: str | None) -> None:
-    """Give back one create's share of the reservation, on the day the reservation was booked. A journal that cannot
+    """Give back one create's share of the reservation, at the moment the reservation was made. A journal that cannot
     take it now (another program's lock, a full disk) gets it once it can (``_now_or_owed``): a refund given up would
     count against the daily cap for the rest of the day. That of a create in the journal (``ref``: its attempt) is
     booked once ever: should this server stop before the journal takes it, the next start books it from the attempt
@@ -2585,6 +2588,7 @@ def _refund(rt: Runtime, problems: list[str], p: Plan, reason: str, ref: str | N
         reason,
         ref,
         once=ref is not None,
+        at=p.reserved_at,
         day=p.reserved_on,
         reserved=p.reserved_each,
     )
@@ -2947,7 +2951,7 @@ def _pages_missing(workspace: Path, records: list[TaskRecord]) -> list[tuple[Pat
 
 def settle(rt: Runtime, records: list[TaskRecord]) -> list[str]:
     """Fold what KIE reported into the spend, priced or not: refunds of failed tasks, real charges. Once per task,
-    ever, and on the day the task was reserved (``reserved_on``), never the day it ends: a task reserved before
+    ever, and at the moment the task was reserved (``reserved_at``), never when it ends: a task reserved before
     midnight and refunded after it must not reopen today's cap. Returns problems to report."""
     problems: list[str] = []
     for record in records:
@@ -2976,15 +2980,19 @@ async def settle_off_loop(rt: Runtime, records: list[TaskRecord]) -> list[str]:
 def settle_one(rt: Runtime, record: TaskRecord, task_id: str, reserved: float) -> list[str]:
     """One ended task's correction: a failed one gives its reservation back (less a charge KIE reports for it), a
     succeeded one books KIE's charge in place of it. The ledger never takes off more than the task reserved."""
-    # The reservation's own day; records of an older kie-mcp have none: the day the task was created.
-    day = record.reserved_on or rt.ledger.day_of(record.created_at)
+    # The reservation's own moment; a record of an older kie-mcp keeps none: its day then (as its reservation counts),
+    # or when it keeps none either, the day the task was created.
+    at, day = record.reserved_at, record.reserved_on
+    if at is None and day is None:
+        day = rt.ledger.day_of(record.created_at)
     if record.state == "failed":
-        rt.ledger.refund_failed_task(task_id, reserved, record.credits_charged, day=day)
+        rt.ledger.refund_failed_task(task_id, reserved, record.credits_charged, at=at, day=day)
     elif record.state == "succeeded" and record.credits_charged is not None:
         charged = priced(record.credits_charged)
         if charged is None:
             return [unreadable_charge(record, reserved)]
-        rt.ledger.settle_task(task_id, reserved, charged, MEASURED if record.charge_measured else CHARGED, day=day)
+        reason = MEASURED if record.charge_measured else CHARGED
+        rt.ledger.settle_task(task_id, reserved, charged, reason, at=at, day=day)
     return []
 
 

@@ -54,13 +54,13 @@ CREATE TABLE IF NOT EXISTS quotes (
     declined_at REAL);
 CREATE TABLE IF NOT EXISTS spend (
     id INTEGER PRIMARY KEY AUTOINCREMENT, day TEXT NOT NULL, delta REAL NOT NULL, reason TEXT NOT NULL,
-    ref TEXT, at REAL NOT NULL);
+    ref TEXT, at REAL NOT NULL, counted_at REAL);
 CREATE TABLE IF NOT EXISTS attempts (
     attempt_id TEXT PRIMARY KEY, model TEXT NOT NULL, family TEXT NOT NULL, approved_by TEXT, quote_id TEXT,
     prompt TEXT, params TEXT, options_key TEXT, credits_quoted REAL, state TEXT NOT NULL, task_id TEXT, error TEXT,
     session TEXT, created REAL NOT NULL, updated REAL NOT NULL, digest TEXT, owner TEXT,
     answered INTEGER NOT NULL DEFAULT 1, kind TEXT, sandbox INTEGER, parent_task_id TEXT, operation TEXT,
-    reserved REAL, reserved_on TEXT);
+    reserved REAL, reserved_on TEXT, reserved_at REAL);
 CREATE TABLE IF NOT EXISTS tasks (
     task_id TEXT PRIMARY KEY, attempt_id TEXT, model TEXT NOT NULL, state TEXT NOT NULL, prompt TEXT,
     session TEXT, record TEXT NOT NULL, created REAL NOT NULL, updated REAL NOT NULL, parent_task_id TEXT);
@@ -82,7 +82,9 @@ INDEXES = {
     "quotes_digest_kind": "quotes(digest, kind, created)",  # the question asked for a request (open/last_question)
     # the question asked for a request with local files, whatever their bytes (``asked_inputs``): questions only
     "quotes_shape": "quotes(shape, created) WHERE shape IS NOT NULL",
-    "spend_day_delta": "spend(day, delta)",  # today's spend, read from the index alone
+    # Today's spend, read from the index alone: the entries counted since a moment (a server's last midnight), and
+    # those an older kie-mcp wrote with only their day's label (``counted_at`` NULL), by that label.
+    "spend_moment": "spend(counted_at, day, delta)",
     "spend_ref": "spend(ref, reason)",  # a charge or refund is folded in once per task
     "attempts_state_created": "attempts(state, created)",  # unknown creates, interrupted sends
     "attempts_quote": "attempts(quote_id)",  # the tasks a quote approved (replays)
@@ -103,7 +105,9 @@ INDEXES = {
     # prompts an older kie-mcp (or a hand edit) wrote without their folded form: folded before the next text search
     "tasks_unfolded": "tasks(created) WHERE prompt_folded IS NULL AND prompt IS NOT NULL",
 }
-# Indexes of older journals that the ones above replace.
+# Indexes of older journals that the ones above replace. Not among them, and left where it is: ``spend_day_delta``
+# (``spend(day, delta)``), by which an older kie-mcp sharing the journal reads a day's spend by its label alone; it
+# makes it at its start when it is missing, and this one no longer needs it.
 SUPERSEDED = (
     "spend_day",
     "attempts_state",
@@ -131,6 +135,9 @@ ATTEMPT_COLUMNS = {
     # before the journal took it (``Ledger.book_owed_refunds``).
     "reserved": "REAL",
     "reserved_on": "TEXT",
+    # The moment that reservation was made (epoch seconds): what its refund counts at (``Ledger.adjust``). NULL in the
+    # attempts of an older kie-mcp, whose refunds go to the day ``reserved_on`` names.
+    "reserved_at": "REAL",
 }
 # Columns of quotes added since: the process that used a quote, and when (a call whose create is not in the journal
 # yet, its input files still uploading, is known to be under way in another process too); a question's text as it
@@ -149,6 +156,11 @@ QUOTE_COLUMNS = {
 }
 # Columns of uploads added since: until when an upload may be reused, when KIE's answer said how long it keeps it.
 UPLOAD_COLUMNS = {"expires": "REAL"}
+# Columns of spend entries added since: the moment the entry counts at against the daily cap (epoch seconds): a
+# reservation's own, and for a correction (a refund, KIE's charge) the moment of the reservation it corrects. Every
+# server counts the entries after its own last midnight, whatever time zone wrote them (``Ledger.spent_today``).
+# NULL in the entries of an older kie-mcp: counted by their day's label (``day``, the writer's local date).
+SPEND_COLUMNS = {"counted_at": "REAL"}
 CALL_RUNNING, CALL_ANSWERED, CALL_CUT_OFF = 0, 1, 2  # attempts.answered
 
 # Kept right by SQLite whoever writes, an older kie-mcp on the same workspace too:
@@ -652,7 +664,7 @@ def _record_logged(db: sqlite3.Connection, attempt: sqlite3.Row, create: LoggedC
         task_id=create.task_id,
         credits_quoted=attempt["credits_quoted"],
         credits_reserved=reserved,
-        reserved_on=datetime.fromtimestamp(attempt["created"]).date(),
+        **_reserved_when([attempt]),
         created_at=attempt["created"],
     )
     body = record.model_dump_json(context=KEEP_EPOCH, exclude={"prompt", "session", "folder"})
@@ -674,6 +686,21 @@ def _record_logged(db: sqlite3.Connection, attempt: sqlite3.Row, create: LoggedC
     return True
 
 
+def _reserved_when(attempts: list[sqlite3.Row]) -> dict[str, Any]:
+    """When the reservation of the task one of ``attempts`` made was made, for its record (``reserved_on``,
+    ``reserved_at``): the earliest attempt's, which KIE's charge or refund of the task corrects. An attempt an older
+    kie-mcp wrote keeps no moment: its day then, the day it was made when it keeps none either."""
+    first = min(attempts, key=lambda row: row["created"])
+    on, at = datetime.fromtimestamp(first["created"]).date(), first["reserved_at"]
+    with contextlib.suppress(TypeError, ValueError):  # none kept, or a hand edit
+        on = date.fromisoformat(first["reserved_on"])
+    try:  # a moment with a local date, or none (an older kie-mcp's attempt, a hand edit)
+        datetime.fromtimestamp(at)
+    except (TypeError, ValueError, OverflowError, OSError):
+        at = None
+    return {"reserved_on": on, "reserved_at": at}
+
+
 def _take_up_unclaimed(db: sqlite3.Connection, create: LoggedCreate, attempts: list[sqlite3.Row], now: float) -> bool:
     """Record the task of a call-log line that names no attempt and is the answer of one of ``attempts`` (which one,
     it cannot tell) as queued, so the follower follows it and saves its results: a paid task is never left unfollowed.
@@ -693,7 +720,7 @@ def _take_up_unclaimed(db: sqlite3.Connection, create: LoggedCreate, attempts: l
         task_id=create.task_id,
         credits_quoted=create.credits_quoted,
         credits_reserved=create.credits_reserved if create.credits_reserved is not None else create.credits_quoted,
-        reserved_on=datetime.fromtimestamp(min(row["created"] for row in attempts)).date(),
+        **_reserved_when(attempts),
         created_at=create.at,
     )
     body = record.model_dump_json(context=KEEP_EPOCH, exclude={"prompt", "session", "folder"})
@@ -840,6 +867,8 @@ class Journal:
                 db.execute(f"ALTER TABLE quotes ADD COLUMN {column} {QUOTE_COLUMNS[column]}")
             for column in set(UPLOAD_COLUMNS) - _columns(db, "uploads"):
                 db.execute(f"ALTER TABLE uploads ADD COLUMN {column} {UPLOAD_COLUMNS[column]}")
+            for column in set(SPEND_COLUMNS) - _columns(db, "spend"):  # an older kie-mcp's entries: counted by label
+                db.execute(f"ALTER TABLE spend ADD COLUMN {column} {SPEND_COLUMNS[column]}")
             attempt_columns = _columns(db, "attempts")
             for column in set(ATTEMPT_COLUMNS) - attempt_columns:  # an older kie-mcp's attempts were all answered
                 db.execute(f"ALTER TABLE attempts ADD COLUMN {column} {ATTEMPT_COLUMNS[column]}")
@@ -879,6 +908,8 @@ class Journal:
         if not set(QUOTE_COLUMNS) <= _columns(self._db, "quotes"):
             return False
         if not set(UPLOAD_COLUMNS) <= _columns(self._db, "uploads"):
+            return False
+        if not set(SPEND_COLUMNS) <= _columns(self._db, "spend"):
             return False
         return self._db.execute("SELECT COUNT(*) FROM spend_total").fetchone()[0] == 1
 
@@ -1152,10 +1183,6 @@ class Journal:
 
     # -- spend ---------------------------------------------------------------------------------
 
-    def spent_on(self, day: date) -> float:
-        rows = self.query("SELECT COALESCE(SUM(delta), 0) AS total FROM spend WHERE day = ?", day.isoformat())
-        return max(float(rows[0]["total"]), 0.0)
-
     def total_spent(self) -> float:
         rows = self.query("SELECT total FROM spend_total")  # kept by triggers: no sum over the whole table
         return max(float(rows[0]["total"]), 0.0) if rows else 0.0
@@ -1170,10 +1197,15 @@ class Journal:
         return float(rows[0]["total"])
 
     @staticmethod
-    def add_spend(db: sqlite3.Connection, day: date, delta: float, reason: str, ref: str | None) -> None:
+    def add_spend(
+        db: sqlite3.Connection, day: date, delta: float, reason: str, ref: str | None, counted_at: float | None = None
+    ) -> None:
+        """One spend entry: ``day``, the writer's local date it counts on (how an older kie-mcp reads it), and
+        ``counted_at``, the moment it counts at (``SPEND_COLUMNS``; None: by its day alone, as an older kie-mcp
+        wrote it)."""
         db.execute(
-            "INSERT INTO spend (day, delta, reason, ref, at) VALUES (?, ?, ?, ?, ?)",
-            (day.isoformat(), delta, reason, ref, time.time()),
+            "INSERT INTO spend (day, delta, reason, ref, at, counted_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (day.isoformat(), delta, reason, ref, time.time(), counted_at),
         )
 
     # -- create attempts -----------------------------------------------------------------------
@@ -1197,18 +1229,19 @@ class Journal:
         operation: str | None = None,
         reserved: float | None = None,
         reserved_on: date | None = None,
+        reserved_at: float | None = None,
         still: Callable[[], bool] | None = None,
     ) -> str | None:
         """Written before the create is sent, durably (``transaction``): a crash, even of the machine, after this
         line still leaves a trace of the spend. The prompt, parameters and session are kept redacted: the API key
         typed into any of them is never written to this file. ``kind``, ``sandbox``, ``parent_task_id`` and
-        ``operation``: the task's, for a restart that finds it in the call log (``_record_logged``). ``reserved`` and
-        ``reserved_on``: its share of its call's reservation and that reservation's day, so that a start books the
-        refund of a refusal its server could not (``Ledger.book_owed_refunds``). The id returned
-        (``a_`` and 16 random hex digits) is no secret: the call log names the create's answer by it. ``still``:
-        whether the create is still wanted, asked once the write lock is held (after any wait for another writer's):
-        False writes nothing and returns None, and the create is not sent (its call was cut off, or declined, while
-        the lock was waited for)."""
+        ``operation``: the task's, for a restart that finds it in the call log (``_record_logged``). ``reserved``,
+        ``reserved_on`` and ``reserved_at``: its share of its call's reservation, and that reservation's day and
+        moment, so that a start books the refund of a refusal its server could not (``Ledger.book_owed_refunds``). The
+        id returned (``a_`` and 16 random hex digits) is no secret: the call log names the create's answer by it.
+        ``still``: whether the create is still wanted, asked once the write lock is held (after any wait for another
+        writer's): False writes nothing and returns None, and the create is not sent (its call was cut off, or
+        declined, while the lock was waited for)."""
         attempt_id = "a_" + uuid.uuid4().hex[:16]
         now = time.time()
         with self.transaction(durable=True) as db:
@@ -1217,8 +1250,8 @@ class Journal:
             db.execute(
                 "INSERT INTO attempts (attempt_id, model, family, approved_by, quote_id, prompt, params, options_key,"
                 " credits_quoted, state, session, created, updated, digest, owner, answered, kind, sandbox,"
-                " parent_task_id, operation, reserved, reserved_on)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'sending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " parent_task_id, operation, reserved, reserved_on, reserved_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'sending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     attempt_id,
                     model,
@@ -1241,6 +1274,7 @@ class Journal:
                     operation,
                     reserved,
                     reserved_on.isoformat() if reserved_on is not None else None,
+                    reserved_at,
                 ),
             )
         return attempt_id

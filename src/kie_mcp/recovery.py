@@ -13,8 +13,8 @@ from pathlib import Path
 from kie_mcp.catalog import load_catalog
 from kie_mcp.config import Settings
 from kie_mcp.journal import JOURNAL_ERRORS, Journal
-from kie_mcp.kie.calllog import CALL_LOG
-from kie_mcp.spend.ledger import Caps, Ledger
+from kie_mcp.kie.calllog import CALL_LOG, Counted, UnreadableLog, counted_since
+from kie_mcp.spend.ledger import Caps, Ledger, midnight
 from kie_mcp.spend.quotes import CHARGES_PAGE
 from kie_mcp.tasks import TaskBook
 
@@ -151,16 +151,17 @@ def _has_call_log(workspace: Path) -> bool:
     return False
 
 
-def _adopt_logged_tasks(journal: Journal, settings: Settings, counted: dict[str, float]) -> list[str]:
+def _adopt_logged_tasks(journal: Journal, settings: Settings, counted: dict[str, Counted]) -> list[str]:
     """The tasks the call log shows KIE created in the last 14 days (how long KIE keeps them), added to a fresh journal
     as queued, so the follower follows each and saves its results: the journal that held them is lost. Left out:
     tasks the journal has, and those whose results are saved already (their sidecar is in an ``outputs/`` folder
     changed since). Nothing is ever sent again. What each counts against today's cap is what the call log counted for
-    it (``counted``, by task: ``_carry_over_todays_spend``), so KIE's charge or refund corrects exactly that; one of
-    an earlier day counts nothing until KIE says what it charged. Returns the notice naming them."""
+    it, at the moment it counted it (``counted``, by task: ``_carry_over_todays_spend``), so KIE's charge or refund
+    corrects exactly that; one of an earlier day counts nothing until KIE says what it charged, at the moment its
+    create was answered. Returns the notice naming them."""
     from datetime import datetime
 
-    from kie_mcp.kie.calllog import UnreadableLog, logged_creates
+    from kie_mcp.kie.calllog import logged_creates
     from kie_mcp.media.downloads import result_name
     from kie_mcp.media.saved import OUTPUTS, sidecars_since
     from kie_mcp.tasks import TaskRecord
@@ -197,7 +198,7 @@ def _adopt_logged_tasks(journal: Journal, settings: Settings, counted: dict[str,
                         create.endpoint,
                     )
                     continue
-                made = datetime.fromtimestamp(create.at)
+                made, entry = datetime.fromtimestamp(create.at), counted.get(create.task_id)
                 record = TaskRecord(
                     task_id=create.task_id,
                     model=create.model,
@@ -205,8 +206,9 @@ def _adopt_logged_tasks(journal: Journal, settings: Settings, counted: dict[str,
                     kind=spec.kind if spec else None,
                     state="queued",
                     credits_quoted=create.credits_quoted,
-                    credits_reserved=counted.get(create.task_id, 0.0),
+                    credits_reserved=entry.credits if entry is not None else 0.0,
                     reserved_on=made.date(),
+                    reserved_at=entry.at if entry is not None else create.at,
                     created_at=create.at,
                     sandbox=settings.sandbox,
                 )
@@ -240,21 +242,25 @@ def _family_of(endpoint: str, family: str | None) -> str | None:
     return names[0]
 
 
-def _carry_over_todays_spend(journal: Journal, workspace: Path, daily_cap: float) -> tuple[list[str], dict[str, float]]:
+def _carry_over_todays_spend(
+    journal: Journal, workspace: Path, daily_cap: float
+) -> tuple[list[str], dict[str, Counted]]:
     """A fresh journal (the last one was corrupt, or gone) would start today's spend at 0 and let the daily cap be
-    spent again: what the call log says today's creates cost is counted against it instead. A log that is there but
-    cannot be read (a FIFO or a link put in its place, a file this user may not read) says nothing of today's spend,
-    so the whole ``daily_cap`` is counted as spent: the cap holds until midnight, never reopened by a log nobody can
-    read. Returns the notice, and what was counted for each task (``counted_on``; none when nothing was)."""
+    spent again: what the call log says today's creates cost is counted against it instead, each at the moment its
+    create was answered (so every server on the workspace counts it in its own day, whatever its time zone). A log
+    that is there but cannot be read (a FIFO or a link put in its place, a file this user may not read) says nothing
+    of today's spend, so the whole ``daily_cap`` is counted as spent now: the cap holds until midnight, never reopened
+    by a log nobody can read. Returns the notice, and what was counted for each task, and when (``counted_since``;
+    none when nothing was)."""
     from datetime import datetime
 
-    from kie_mcp.kie.calllog import UnreadableLog, counted_on
-
-    today = datetime.now().date()
+    now = time.time()
+    today = datetime.fromtimestamp(now).date()
+    since = midnight(today)
     unreadable, counted = None, {}
     try:
-        counted = counted_on(workspace / CALL_LOG, today)
-        carried = sum(counted.values())
+        counted = counted_since(workspace / CALL_LOG, since)
+        carried = sum(entry.credits for entry in counted.values())
     except UnreadableLog as err:
         unreadable, carried = err.strerror or str(err), daily_cap
         log.warning("the call log cannot be read (%s): today's spend before the journal reset is unknown", unreadable)
@@ -272,9 +278,13 @@ def _carry_over_todays_spend(journal: Journal, workspace: Path, daily_cap: float
     try:
         with journal.transaction() as db:
             # two servers starting at once on the new journal: the second finds the first's and adds nothing
-            if db.execute("SELECT 1 FROM spend WHERE day = ? AND reason = ?", (today.isoformat(), reason)).fetchone():
+            if db.execute("SELECT 1 FROM spend WHERE counted_at >= ? AND reason = ?", (since, reason)).fetchone():
                 return [], counted  # (or an earlier start cut off after it): what each task counts is the same
-            Journal.add_spend(db, today, carried, reason, None)
+            if unreadable is not None:
+                Journal.add_spend(db, today, carried, reason, None, counted_at=now)
+            for entry in (entry for entry in counted.values() if entry.credits):  # none when the log is unreadable
+                day = datetime.fromtimestamp(entry.at).date()
+                Journal.add_spend(db, day, entry.credits, reason, None, counted_at=entry.at)
     except Exception as err:  # a journal that cannot be written: the tools that write will explain
         log.warning("could not count today's earlier spend against the cap: %s", err)
         raise _Unfinished from err

@@ -14,7 +14,7 @@ so an OS crash or a power loss right after cannot take it back; the other lines 
 The log is kept to about twice ``ROTATE_BYTES``: a line that would take it past that first moves it to
 ``kie-api.1.jsonl`` (replacing the one before), under the lock every writer takes, so two kie-mcp processes never
 both move it (one that waited for the lock finds the log moved, and appends its line to the moved file: no line is
-lost). ``spent_on`` reads both, the way the log is written: only a regular file in a real ``logs/`` folder, opened
+lost). ``counted_since`` reads both, the way the log is written: only a regular file in a real ``logs/`` folder, opened
 without following a link and without blocking (a FIFO put there would otherwise hold the server's start for good);
 anything else there is ``UnreadableLog``, never taken as "nothing spent". ``logged_creates`` reads the ``created``
 lines the same way: the copy of task ids a lost journal, or a create a full disk kept out of it, is mended from.
@@ -37,7 +37,7 @@ import os
 import stat
 import threading
 from collections.abc import Collection, Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -80,33 +80,47 @@ class UnreadableLog(OSError):
 
 def spent_on(path: Path, day: date, *, most_bytes: int = 64 * 1024 * 1024) -> float:
     """What the creates of ``day`` (local time) that may have been charged (created, or with no clear answer) cost by
-    the call log's last ``most_bytes`` (``counted_on``, added up). Today's spend when the journal that counted it is
-    lost. No log is 0; a log that is there but cannot be read (``_tail``) is ``UnreadableLog``: the caller must not
-    take it as nothing spent."""
-    return sum(counted_on(path, day, most_bytes=most_bytes).values())
+    the call log's last ``most_bytes`` (``counted_since`` from its midnight to the next, added up). No log is 0; a log
+    that is there but cannot be read (``_tail``) is ``UnreadableLog``: the caller must not take it as nothing spent."""
+    start = datetime.combine(day, datetime.min.time()).timestamp()
+    end = datetime.combine(day + timedelta(days=1), datetime.min.time()).timestamp()
+    return sum(entry.credits for entry in counted_since(path, start, end, most_bytes=most_bytes).values())
 
 
-def counted_on(path: Path, day: date, *, most_bytes: int = 64 * 1024 * 1024) -> dict[str, float]:
-    """What each create of ``day`` (local time) that may have been charged (created, or with no clear answer) cost by
-    the call log's last ``most_bytes``, by task id (by line, for a create with no id): its quoted price, or what KIE
-    charged for it when a status answer of that day said more; while no charge is known, what it reserved when that
-    is more (the ceiling of a price not known before it runs). Lines that cannot be read are skipped; no log is none;
-    a log that cannot be read is ``UnreadableLog``."""
-    quoted: dict[str, float] = {}  # by task id (or line, for a create with no id)
+class Counted(NamedTuple):
+    """What a create counts against the daily cap by the call log, and the moment it counts at (epoch seconds): when
+    its create was answered."""
+
+    at: float
+    credits: float
+
+
+def counted_since(
+    path: Path, since: float, until: float = math.inf, *, most_bytes: int = 64 * 1024 * 1024
+) -> dict[str, Counted]:
+    """What each create answered from ``since`` on (epoch seconds; before ``until``) that may have been charged
+    (created, or with no clear answer) cost by the call log's last ``most_bytes``, by task id (by line, for a create
+    with no id), and when: its quoted price, or what KIE charged for it when a status answer of that time said more;
+    while no charge is known, what it reserved when that is more (the ceiling of a price not known before it runs).
+    Today's spend when the journal that counted it is lost (``since``: today's midnight; a line of a later day, the
+    clock set back since, counts too). Lines that cannot be read are skipped; no log is none; a log that cannot be
+    read is ``UnreadableLog``."""
+    quoted: dict[str, Counted] = {}  # by task id (or line, for a create with no id)
     reserved: dict[str, float] = {}
     charged: dict[str, float] = {}
     for number, line in enumerate(_lines(path, most_bytes)):
         when = _moment(line)
-        if when is None or datetime.fromtimestamp(when).date() != day:
+        if when is None or not since <= when < until:
             continue
         task = str(line.get("task_id") or f"line {number}")
         if line.get("outcome") in CHARGING:
-            quoted[task] = _number(line.get("credits_quoted")) or 0.0
+            quoted[task] = Counted(when, _number(line.get("credits_quoted")) or 0.0)
             reserved[task] = _number(line.get("credits_reserved")) or 0.0
         if _number(line.get("credits_charged")) is not None:
             charged[task] = _number(line.get("credits_charged")) or 0.0
     return {
-        task: max(credits, charged[task] if task in charged else reserved[task]) for task, credits in quoted.items()
+        task: Counted(at, max(credits, charged[task] if task in charged else reserved[task]))
+        for task, (at, credits) in quoted.items()
     }
 
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import anyio
@@ -36,11 +36,14 @@ class Caps:
 
 @dataclass(frozen=True)
 class Reservation:
-    """Credits counted against the caps for one request, and the day they count on; ``held``: the entry's ref while
-    it is held for the request's input files to go up (``Ledger.reserve`` with ``held``), until ``Ledger.keep``."""
+    """Credits counted against the caps for one request, the moment they count at (``at``, epoch seconds: every
+    correction of them counts there too) and the local date then (``day``, kept for an older kie-mcp sharing the
+    journal); ``held``: the entry's ref while it is held for the request's input files to go up (``Ledger.reserve``
+    with ``held``), until ``Ledger.keep``."""
 
     credits: float
     day: date
+    at: float
     held: str | None = None
 
 
@@ -287,12 +290,20 @@ def check_balance(total: float | None, balance: float) -> None:
 
 class Ledger:
     """Today's spend through this workspace, from the journal. Reservations and corrections are transactions,
-    so parallel calls, or two server processes, cannot both slip under a cap."""
+    so parallel calls, or two server processes, cannot both slip under a cap.
 
-    def __init__(self, journal: Journal, caps: Caps, today: Callable[[], date] = lambda: datetime.now().date()) -> None:
+    Today is this server's local day: it begins at its last midnight (local time). Every spend entry counts at a
+    moment (a reservation's, which its corrections share: ``journal.SPEND_COLUMNS``), so today's spend is what counts
+    at that midnight or later, whichever server on the workspace wrote it and whatever its time zone (a UTC container
+    beside a desktop client in Sydney); an entry an older kie-mcp wrote, with only its day's label, counts on the day
+    it names. ``clock``: the time now, in epoch seconds."""
+
+    def __init__(self, journal: Journal, caps: Caps, clock: Callable[[], float] = time.time) -> None:
         self.journal = journal
         self.caps = caps
-        self._today = today
+        self._clock = clock
+        # Today's first moment, the next day's, and today's date: kept while the clock reads a moment between them.
+        self._day = (math.inf, -math.inf, date.min)
         # Held reservations of this process whose release the journal could not take (a full disk): released at the
         # next look at the ledger that can write it, or as its runtime closes (``close``).
         self._owed: set[str] = set()
@@ -301,23 +312,40 @@ class Ledger:
         self._held: set[str] = set()
         self._closed = False
 
+    def now(self) -> tuple[float, date, float]:
+        """The moment now (epoch seconds), today's date (local) and today's first moment (its midnight)."""
+        now = self._clock()
+        start, end, day = self._day
+        if not start <= now < end:  # a new day, or the clock set back
+            day = datetime.fromtimestamp(now).date()
+            start, end = midnight(day), midnight(day + timedelta(days=1))
+            self._day = (start, end, day)
+        return now, day, start
+
     def today(self) -> date:
-        return self._today()
+        return self.now()[1]
 
     def day_of(self, moment: float) -> date:
-        """The ledger day of an epoch ``moment`` (local time, as the daily cap): the day a reservation made then was
-        booked on, even when the local date now reads earlier (the clock set back, the server moved west)."""
+        """The local date of an epoch ``moment``: the day a reservation an older kie-mcp made then is labelled with (it
+        kept no moment), even when the local date now reads earlier (the clock set back, the server moved west)."""
         return datetime.fromtimestamp(moment).date()
 
     def spent_today(self) -> float:
         """Today's spend, held reservations that nobody holds any more released first (``HELD_REF``). One look at the
         journal for both while none is held (nearly always: one is held only while input files go up)."""
-        day = self._today()
-        [row] = self.journal.query(SPENT_AND_HELD, day.isoformat(), HELD_REF, _HELD_END, HELD)
+        _, day, start = self.now()
+        [row] = self.journal.query(SPENT_AND_HELD, start, day.isoformat(), HELD_REF, _HELD_END, HELD)
         if not row["held"]:
             return round(max(float(row["total"]), 0.0), 4)
         self._release_abandoned()
-        return round(self.journal.spent_on(day), 4)
+        [row] = self.journal.query(TODAY_SUM, start, day.isoformat())
+        return round(max(float(row[0]), 0.0), 4)
+
+    def spent_on(self, day: date) -> float:
+        """What the local ``day`` holds: the spend counted from its midnight to the next, and the entries an older
+        kie-mcp labelled with it."""
+        [row] = self.journal.query(DAY_SUM, *_day_values(day))
+        return round(max(float(row[0]), 0.0), 4)
 
     def total_spent(self) -> float:
         return round(self.journal.total_spent(), 4)
@@ -339,18 +367,18 @@ class Ledger:
     ) -> Reservation:
         """Count the request as spent now, if the caps allow (raise ``SpendRefused`` otherwise); return the
         credits reserved (the price, or the higher charge KIE was seen making with ``listed`` its price, or for an
-        unknown price the most it can cost: ``reservation``) and the day they were booked on, which every later
-        correction of this spend must use. ``held``: reserved before the request's input files go up, under a ref of
-        its own (``HELD_REF``) until ``keep`` makes it the request's (``ref``) or ``release`` gives it back. Not synced
-        to the disk on its own: the create attempt written before anything is sent is (``Journal.begin_attempt``), and
-        that sync of the journal's log takes this reservation with it; one no create followed cost nothing. A closed
-        ledger (``close``) reserves nothing: it raises ``JournalUnavailable``."""
+        unknown price the most it can cost: ``reservation``) and the moment they count at (and the local date then),
+        which every later correction of this spend must use. ``held``: reserved before the request's input files go
+        up, under a ref of its own (``HELD_REF``) until ``keep`` makes it the request's (``ref``) or ``release`` gives
+        it back. Not synced to the disk on its own: the create attempt written before anything is sent is
+        (``Journal.begin_attempt``), and that sync of the journal's log takes this reservation with it; one no create
+        followed cost nothing. A closed ledger (``close``) reserves nothing: it raises ``JournalUnavailable``."""
         if self._closed:
             raise JournalUnavailable(CLOSED)
         self._release_abandoned()
-        day = self._today()
         with self.journal.transaction() as db:
-            spent = _sum(db, day)
+            now, day, start = self.now()  # once the write lock is held: the moment the entry is written
+            spent = _spent_since(db, start, day)
             check_caps(
                 total,
                 spent,
@@ -362,23 +390,25 @@ class Ledger:
                 least=least,
                 listed=listed,
                 counted_why=counted_why,
-                held=functools.partial(_held_on, db, day),
+                held=functools.partial(_held_since, db, start, day),
                 tasks=tasks,
-                overcharged=functools.partial(_overcharged_on, db, day),
+                overcharged=functools.partial(_overcharged_since, db, start, day),
             )
             amount = reservation(total, self.caps, most, least, tasks)
             hold = f"{HELD_REF}{this_process()}:{secrets.token_hex(6)}" if held and amount else None
             if amount:
-                Journal.add_spend(db, day, amount, "reserved" if hold is None else HELD, ref if hold is None else hold)
+                reason, kept = ("reserved", ref) if hold is None else (HELD, hold)
+                Journal.add_spend(db, day, amount, reason, kept, counted_at=now)
         if hold is not None:
             self._held.add(hold)
             _HOLDING.setdefault(str(self.journal.path), set()).add(hold)
-        return Reservation(amount, day, hold)
+        return Reservation(amount, day, now, hold)
 
     def held_today(self) -> float:
         """How much of today's spend is held for input files uploading now (0 when the journal cannot tell)."""
+        _, day, start = self.now()
         try:
-            [row] = self.journal.query(HELD_SUM, HELD_REF, _HELD_END, HELD, self._today().isoformat())
+            [row] = self.journal.query(HELD_SUM, HELD_REF, _HELD_END, HELD, start, day.isoformat())
         except JOURNAL_ERRORS:
             return 0.0
         return max(float(row[0]), 0.0)
@@ -462,8 +492,9 @@ class Ledger:
 
     def overcharged_today(self) -> float:
         """How much more than their reservations KIE charged today's tasks (0 when the journal cannot tell)."""
+        _, day, start = self.now()
         try:
-            [row] = self.journal.query(OVERCHARGED_SUM, *_ONE_CHARGE, self._today().isoformat())
+            [row] = self.journal.query(OVERCHARGED_SUM, start, *_ONE_CHARGE, day.isoformat(), *_ONE_CHARGE)
         except JOURNAL_ERRORS:
             return 0.0
         return max(float(row[0]), 0.0)
@@ -486,21 +517,31 @@ class Ledger:
         ref: str | None = None,
         *,
         once: bool = False,
+        at: float | None = None,
         day: date | None = None,
         reserved: float | None = None,
     ) -> bool:
-        """Correct a day's spend (a refund, or KIE's real charge); with ``once``, at most one entry per ``ref``.
+        """Correct a reservation's spend (a refund, or KIE's real charge); with ``once``, at most one entry per ``ref``.
 
-        ``day`` is the day the corrected spend was reserved on (default today): a task reserved before midnight
-        and settled after it is corrected on its own day, so its refund cannot reopen today's cap. ``reserved`` is
-        what the corrected request reserved: a correction never takes off more than that (KIE reporting a charge
-        of -1000 for one task cannot erase what other tasks spent), nor more than the day holds. A correction that
-        is not a number is not booked: the reservation stands. The reservation's day holds even when the local
-        date now reads earlier (a server restarted further west, or a clock set back): booked on that earlier day, a
-        refund was cut to what it held (often nothing, and never again) or reopened its cap."""
+        ``at`` is the moment the corrected reservation was made (``Reservation.at``; default now), and the correction
+        counts at that moment: a task reserved before midnight and settled after it is corrected in the day it was
+        reserved in, so its refund cannot reopen today's cap, on any server of the workspace whatever its time zone.
+        ``day``: the local date the reservation is labelled with (``Reservation.day``), written beside it for an older
+        kie-mcp sharing the journal; given without ``at`` (a reservation an older kie-mcp made, which keeps no moment),
+        the correction counts by that label alone, as the reservation does. ``reserved`` is what the corrected request
+        reserved: a correction never takes off more than that (KIE reporting a charge of -1000 for one task cannot
+        erase what other tasks spent), nor more than the reservation's day holds (its local day here, from the
+        midnight before ``at`` to the next). A correction that is not a number is not booked: the reservation stands.
+        The reservation's moment holds even when the clock now reads earlier (a server restarted further west, or a
+        clock set back): booked on that earlier day, a refund was cut to what it held (often nothing, and never
+        again) or reopened its cap."""
         if not math.isfinite(delta):
             return False
-        day = self._today() if day is None else day
+        at = _moment(at)
+        if day is None:
+            at = self._clock() if at is None else at
+            day = self.day_of(at)
+        window = day if at is None else self.day_of(at)  # the reservation's local day here
         same = _ONE_CHARGE if reason in _ONE_CHARGE else (reason, reason)  # a task's charge: however it was learned
         seen = "SELECT 1 FROM spend WHERE ref = ? AND reason IN (?, ?) LIMIT 1"
         # Booked before (the follower settled the task, and its call settles it again): a read, which never waits for
@@ -510,41 +551,48 @@ class Ledger:
         with self.journal.transaction(durable=True) as db:  # what KIE charged or refunded: kept through a power loss
             if once and ref and db.execute(seen, (ref, *same)).fetchone():  # booked meanwhile, by another writer
                 return False
-            floor = -_sum(db, day) if reserved is None else -min(_sum(db, day), _refundable(reserved))
-            Journal.add_spend(db, day, max(delta, floor), reason, ref)
+            holds = _day_sum(db, window)
+            floor = -holds if reserved is None else -min(holds, _refundable(reserved))
+            Journal.add_spend(db, day, max(delta, floor), reason, ref, counted_at=at)
         return True
 
-    def settle_task(self, task_id: str, reserved: float, charged: float, reason: str, *, day: date | None) -> bool:
-        """Replace one task's reservation by what KIE charged for it (0 for a failed task), once per task ever, on
-        the reservation's ``day``; never taking off more than that task reserved."""
-        return self.adjust(charged - reserved, reason, task_id, once=True, day=day, reserved=reserved)
+    def settle_task(
+        self, task_id: str, reserved: float, charged: float, reason: str, *, at: float | None, day: date | None
+    ) -> bool:
+        """Replace one task's reservation by what KIE charged for it (0 for a failed task), once per task ever, at
+        the reservation's moment ``at`` (and with its ``day``: ``adjust``); never taking off more than that task
+        reserved."""
+        return self.adjust(charged - reserved, reason, task_id, once=True, at=at, day=day, reserved=reserved)
 
-    def refund_failed_task(self, task_id: str, reserved: float, reported: Any, *, day: date | None) -> bool:
+    def refund_failed_task(
+        self, task_id: str, reserved: float, reported: Any, *, at: float | None, day: date | None
+    ) -> bool:
         """Give back a failed task's reservation, less a charge KIE ``reported`` for it (a "charge" that is no number
-        or not above 0: none), once per task ever, on the reservation's ``day``."""
-        return self.settle_task(task_id, reserved, priced(reported) or 0.0, TASK_FAILED, day=day)
+        or not above 0: none), once per task ever, at the reservation's moment ``at`` (and with its ``day``)."""
+        return self.settle_task(task_id, reserved, priced(reported) or 0.0, TASK_FAILED, at=at, day=day)
 
     def book_owed_refunds(self, since: float = OWED_SINCE) -> list[float]:
         """Book every refund the journal shows is owed and does not hold, each once ever (``adjust`` with ``once``,
         by its create or task: two servers starting at once on the workspace book it once, and a server that still
-        owes it in memory books nothing when it writes it later), on the day its reservation was booked: a create
+        owes it in memory books nothing when it writes it later), at the moment its reservation was made: a create
         KIE refused or that never left (its attempt ``refused``), or that KIE answered with a task it already had,
         gives back its share of its call's reservation (the attempt keeps both since ``begin_attempt`` did); a failed
         task gives back its reservation, less a charge KIE reported for it. What its call or the follower would have
-        booked then, had the journal taken it before their server stopped. Never a create of unknown outcome, still
-        being sent, or that made a task (KIE may have charged for it), nor an attempt an older kie-mcp wrote without
-        its share. Those of the last ``since`` seconds are looked at (index searches: nothing is written when nothing
-        is owed). Returns the credits of each refund booked."""
+        booked then, had the journal taken it before their server stopped (one an older kie-mcp reserved, which keeps
+        no moment: on the day it names). Never a create of unknown outcome, still being sent, or that made a task (KIE
+        may have charged for it), nor an attempt an older kie-mcp wrote without its share. Those of the last
+        ``since`` seconds are looked at (index searches: nothing is written when nothing is owed). Returns the credits
+        of each refund booked."""
         after = time.time() - since
         booked: list[float] = []
         had = (len(ALREADY_HAD_ANSWER), ALREADY_HAD_ANSWER)
         found = self.journal.query(OWED_BY_CREATES, after, after, *had, REFUSED, ALREADY_HAD)
         for row in found:
-            share, day = _finite(row["reserved"]), _day(row["reserved_on"])
-            if share is None or share <= 0 or day is None:
+            share, day, at = _finite(row["reserved"]), _day(row["reserved_on"]), _moment(row["reserved_at"])
+            if share is None or share <= 0 or (day is None and at is None):
                 continue
             reason = REFUSED if row["state"] == "refused" else ALREADY_HAD
-            if self.adjust(-share, reason, row["attempt_id"], once=True, day=day, reserved=share):
+            if self.adjust(-share, reason, row["attempt_id"], once=True, at=at, day=day, reserved=share):
                 booked.append(share)
         for row in self.journal.query(OWED_BY_TASKS, after, TASK_FAILED):
             try:
@@ -557,15 +605,17 @@ class Ledger:
             reserved = _finite(record.get("credits_quoted") if reserved is None else reserved)
             if reserved is None or reserved <= 0:
                 continue
-            day = _day(record.get("reserved_on")) or self.day_of(row["created"])
-            if self.refund_failed_task(row["task_id"], reserved, record.get("credits_charged"), day=day):
+            at, day = _moment(record.get("reserved_at")), _day(record.get("reserved_on"))
+            if at is None and day is None:  # an older kie-mcp's record: the day the task was made
+                day = self.day_of(row["created"])
+            if self.refund_failed_task(row["task_id"], reserved, record.get("credits_charged"), at=at, day=day):
                 booked.append(reserved - (priced(record.get("credits_charged")) or 0.0))
         return booked
 
 
 # The creates settled as not charged since a moment (refused; KIE already had the task) whose refund is not booked.
 OWED_BY_CREATES = (
-    "SELECT attempt_id, state, reserved, reserved_on FROM attempts a WHERE reserved > 0"
+    "SELECT attempt_id, state, reserved, reserved_on, reserved_at FROM attempts a WHERE reserved > 0"
     " AND ((state = 'refused' AND created >= ?) OR (state = 'created' AND created >= ?"
     " AND substr(error, 1, ?) = ?))"
     " AND NOT EXISTS (SELECT 1 FROM spend s WHERE s.ref = a.attempt_id AND s.reason IN (?, ?))"
@@ -576,14 +626,28 @@ OWED_BY_TASKS = (
     " AND NOT EXISTS (SELECT 1 FROM spend s WHERE s.ref = t.task_id AND s.reason = ?)"
 )
 HELD_QUERY = "SELECT id, ref, at FROM spend WHERE ref >= ? AND ref < ? AND reason = ?"
-HELD_SUM = "SELECT COALESCE(SUM(delta), 0) FROM spend WHERE ref >= ? AND ref < ? AND reason = ? AND day = ?"
-# A day's spend (``Journal.spent_on``) and whether any reservation is held (``HELD_QUERY``), in one look.
-SPENT_AND_HELD = (
-    "SELECT (SELECT COALESCE(SUM(delta), 0) FROM spend WHERE day = ?) AS total, EXISTS (" + HELD_QUERY + ") AS held"
+# Today's spend as a server counts it: the entries counting at its last midnight or later (a later moment too: one
+# written before the clock was set back still counts), whichever server wrote them and in whatever time zone; and
+# those an older kie-mcp wrote with only a day's label (no moment), by today's label. Two index searches of
+# ``spend_moment``, read from the index alone. Values: today's first moment, today's date.
+_SINCE = "SELECT COALESCE(SUM(delta), 0) FROM spend WHERE counted_at >= ?"
+_LABELLED = "SELECT COALESCE(SUM(delta), 0) FROM spend WHERE counted_at IS NULL AND day = ?"
+TODAY_SUM = f"SELECT ({_SINCE}) + ({_LABELLED})"
+# What one local day holds (a correction's floor, ``Ledger.adjust``): the entries counting from its midnight to the
+# next, and those labelled with it alone. Values: ``_day_values``.
+DAY_SUM = f"SELECT ({_SINCE} AND counted_at < ?) + ({_LABELLED})"
+# What of today's spend is held for input files uploading (values: the held refs' range, ``HELD``, then as TODAY_SUM).
+HELD_SUM = (
+    "SELECT COALESCE(SUM(delta), 0) FROM spend WHERE ref >= ? AND ref < ? AND reason = ?"
+    " AND (counted_at >= ? OR (counted_at IS NULL AND day = ?))"
 )
-# What charges above their reservations added to a day's spend: the only way past the daily cap in force when every
+# Today's spend (``TODAY_SUM``) and whether any reservation is held (``HELD_QUERY``), in one look.
+SPENT_AND_HELD = f"SELECT ({_SINCE}) + ({_LABELLED}) AS total, EXISTS ({HELD_QUERY}) AS held"
+# What charges above their reservations added to today's spend: the only way past the daily cap in force when every
 # reservation was (a charge below its reservation frees room that later reservations may take, so it is not netted).
-OVERCHARGED_SUM = "SELECT COALESCE(SUM(delta), 0) FROM spend WHERE reason IN (?, ?) AND day = ? AND delta > 0"
+# Values: today's first moment, the two reasons of a charge, today's date, the two reasons again.
+_CHARGES_ABOVE = " AND reason IN (?, ?) AND delta > 0"
+OVERCHARGED_SUM = f"SELECT ({_SINCE}{_CHARGES_ABOVE}) + ({_LABELLED}{_CHARGES_ABOVE})"
 
 
 @asynccontextmanager
@@ -638,15 +702,38 @@ def give_back_at_stop(
             holding.pop(path, None)
 
 
-def _held_on(db: Any, day: date) -> float:
-    """What the held reservations of ``day`` count."""
-    row = db.execute(HELD_SUM, (HELD_REF, _HELD_END, HELD, day.isoformat())).fetchone()
+def midnight(day: date) -> float:
+    """The first moment of the local ``day`` (epoch seconds); where the clocks skip midnight, the moment they skip it
+    (Python's reading of a local time in a gap)."""
+    return datetime.combine(day, datetime.min.time()).timestamp()
+
+
+def _day_values(day: date) -> tuple[float, float, str]:
+    """``DAY_SUM``'s values for the local ``day``."""
+    return midnight(day), midnight(day + timedelta(days=1)), day.isoformat()
+
+
+def _spent_since(db: Any, start: float, day: date) -> float:
+    """Today's spend (``TODAY_SUM``), today beginning at ``start`` on the local date ``day``."""
+    row = db.execute(TODAY_SUM, (start, day.isoformat())).fetchone()
     return max(float(row[0]), 0.0)
 
 
-def _overcharged_on(db: Any, day: date) -> float:
-    """What KIE's charges of ``day``'s tasks added to their reservations."""
-    row = db.execute(OVERCHARGED_SUM, (*_ONE_CHARGE, day.isoformat())).fetchone()
+def _day_sum(db: Any, day: date) -> float:
+    """What the local ``day`` holds (``DAY_SUM``)."""
+    row = db.execute(DAY_SUM, _day_values(day)).fetchone()
+    return max(float(row[0]), 0.0)
+
+
+def _held_since(db: Any, start: float, day: date) -> float:
+    """What the held reservations of today count (``_spent_since``'s day)."""
+    row = db.execute(HELD_SUM, (HELD_REF, _HELD_END, HELD, start, day.isoformat())).fetchone()
+    return max(float(row[0]), 0.0)
+
+
+def _overcharged_since(db: Any, start: float, day: date) -> float:
+    """What KIE's charges of today's tasks added to their reservations (``_spent_since``'s day)."""
+    row = db.execute(OVERCHARGED_SUM, (start, *_ONE_CHARGE, day.isoformat(), *_ONE_CHARGE)).fetchone()
     return max(float(row[0]), 0.0)
 
 
@@ -671,6 +758,18 @@ def _finite(value: Any) -> float | None:
     return float(value)
 
 
+def _moment(value: Any) -> float | None:
+    """``value`` as a moment that has a local date (epoch seconds), or None (none kept, a hand edit)."""
+    moment = _finite(value)
+    if moment is None:
+        return None
+    try:
+        datetime.fromtimestamp(moment)
+    except (OverflowError, OSError, ValueError):
+        return None
+    return moment
+
+
 def _day(value: Any) -> date | None:
     """A date the journal keeps as ISO text, or None."""
     try:
@@ -682,8 +781,3 @@ def _day(value: Any) -> date | None:
 def _refundable(amount: float) -> float:
     """The most a correction of a reservation of ``amount`` may give back: a finite number, at least 0."""
     return amount if math.isfinite(amount) and amount > 0 else 0.0
-
-
-def _sum(db: Any, day: date) -> float:
-    row = db.execute("SELECT COALESCE(SUM(delta), 0) FROM spend WHERE day = ?", (day.isoformat(),)).fetchone()
-    return max(float(row[0]), 0.0)

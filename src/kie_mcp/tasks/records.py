@@ -262,7 +262,12 @@ class TaskRecord(BaseModel, defer_build=True):
         default=None, description="What this task counts against the caps until KIE's real charge is known."
     )
     reserved_on: date | None = Field(
-        default=None, description="The day (local) the reservation counts on: KIE's charge or refund corrects it."
+        default=None, description="The day (the server's local date) the reservation was made on."
+    )
+    reserved_at: Moment | None = Field(
+        default=None,
+        description="When the reservation was made: KIE's charge or refund of this task counts at that moment against "
+        "the daily cap, so one after midnight never reopens the new day's cap.",
     )
     credits_charged: float | None = None
     charge_measured: bool = Field(
