@@ -221,6 +221,11 @@ def test_servers_taking_turns_after_their_own_midnights_get_one_daily_cap_betwee
         said = str(refused.value)
         assert "resets at 11:00 (local time) for what was spent before 00:00, and at 00:00 tomorrow" in said, said
         assert "(UTC+00:00; this one in UTC+11:00)" in said, said
+        told = desktop.day_words()  # check_credits says when today began here, and when what it holds is gone
+        assert told.startswith(
+            "Today's spend counts from 11:00 yesterday (local time), and what is counted now has all "
+            "stopped counting by 00:00 tomorrow: kie-mcp servers on this workspace run in other"
+        ), told
     assert [container.spent_on(date(2026, 12, day)) for day in (1, 2, 3)] == [40, 40, 40]
     assert [desktop.spent_on(date(2026, 12, day)) for day in (1, 2, 3, 4)] == [40, 40, 40, 0]
 
