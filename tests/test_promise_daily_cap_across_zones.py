@@ -18,8 +18,9 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from contextlib import AsyncExitStack
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -32,6 +33,7 @@ from kie_mcp.sandbox import SimConfig, Simulator
 from kie_mcp.spend import Caps, Ledger, SpendRefused
 from kie_mcp.spend.ledger import TASK_FAILED
 
+from .childsite.sitecustomize import CLOCK_SHIFT
 from .conftest import CREATE_PATHS, served_over_tcp, text_of
 from .test_promise_start import client_env, console_script
 
@@ -71,20 +73,18 @@ def local(*when: int) -> float:
 # -- the whole promise, over real stdio ------------------------------------------------------------------------------
 
 
-@pytest.mark.stdio
-async def test_two_servers_a_day_apart_on_one_workspace_send_no_more_than_one_daily_cap_allows(tmp_path):
-    """Two real servers (the console script) on one workspace and one KIE, one in UTC-12 and one in UTC+14, so their
-    dates always differ, each with KIE_MAX_CREDITS_PER_DAY=40. The first sends a request of 32 credits (4 images);
-    the second's request of 32 more must be refused by the cap, and KIE (the simulator, counting creates as they
-    arrive) receives only the first one's 4 creates. Before, the second server counted only its own date's spend (0)
-    and sent 4 more."""
+async def two_servers_spend(tmp_path: Path, *servers: tuple[str, float]) -> tuple[list[object], list[object]]:
+    """Two real servers (the console script) on one workspace and one KIE (the simulator, counting creates as they
+    arrive), each with KIE_MAX_CREDITS_PER_DAY=40, in the time zones ``servers`` name, their clocks moved by the
+    seconds they give (``CLOCK_SHIFT``): each asks for a request of 32 credits (4 images), in turn, both running
+    throughout. Returns the answers, and the creates KIE received."""
     sim = Simulator(SimConfig(speed=1000.0), keys={KEY: "default"})
     workspace = tmp_path / "workspace"
     workspace.mkdir()
     answers = []
     async with served_over_tcp(sim) as base, AsyncExitStack() as stack:
         clients = []
-        for n, (zone, mode) in enumerate(((WEST, "auto"), (EAST, "legacy"))):  # one client in each protocol era
+        for n, ((zone, shift), mode) in enumerate(zip(servers, ("auto", "legacy"), strict=True)):  # both eras
             env = client_env(
                 tmp_path / "home",
                 TZ=zone,
@@ -95,18 +95,53 @@ async def test_two_servers_a_day_apart_on_one_workspace_send_no_more_than_one_da
                 KIE_CATALOG_SYNC="off",
                 KIE_MAX_CREDITS_PER_DAY="40",
                 KIE_AUTO_APPROVE_CREDITS="40",
+                **({CLOCK_SHIFT: str(shift)} if shift else {}),
             )
             errlog = stack.enter_context((tmp_path / f"server-{n}.err").open("w"))
             params = StdioServerParameters(command=console_script(), args=[], env=env)
             clients.append(await stack.enter_async_context(Client(stdio_client(params, errlog=errlog), mode=mode)))
-        for client, prompt in zip(clients, ("a red apple", "a green pear"), strict=True):  # both run throughout
+        for client, prompt in zip(clients, ("a red apple", "a green pear"), strict=True):
             answers.append(await client.call_tool("generate_image", {**IMAGE, "prompt": prompt}))
-    creates = [request for request in sim.requests if request.path in CREATE_PATHS]
-    first, second = answers
+    return answers, [request for request in sim.requests if request.path in CREATE_PATHS]
+
+
+@pytest.mark.stdio
+async def test_two_servers_a_day_apart_on_one_workspace_send_no_more_than_one_daily_cap_allows(tmp_path):
+    """One server in UTC-12 and one in UTC+14, so their dates always differ. The first sends a request of 32 credits;
+    the second's request of 32 more must be refused by the cap, and KIE receives only the first one's 4 creates.
+    Before, the second server counted only its own date's spend (0) and sent 4 more."""
+    (first, second), creates = await two_servers_spend(tmp_path, (WEST, 0), (EAST, 0))
     assert not first.is_error and len(first.structured_content["tasks"]) == 4, text_of(first)
     assert len(creates) == 4, (len(creates), text_of(second))
     said = text_of(second)
     assert second.is_error and "only 8 of today's cap of 40 (KIE_MAX_CREDITS_PER_DAY) are left" in said, said
+
+
+def turn_taking_zones(now: float) -> tuple[str, str]:
+    """Two time zones for servers taking turns 12 hours apart, one spending at ``now`` less 12 hours and the other
+    at ``now``: the first's clock reads about 17:00 at ``now`` (so its turn was at about 05:00 its time, after its
+    midnight), the second's about 05:00 (its midnight came after the first's turn)."""
+    hour = datetime.fromtimestamp(now, UTC)
+    second = round(5 - hour.hour - hour.minute / 60)
+    second = second + 24 if second < -12 else second - 24 if second > 14 else second
+    first = second + 12 if second <= 2 else second - 12
+    return tuple(f"Etc/GMT{-offset:+d}" if offset else "Etc/GMT" for offset in (first, second))  # type: ignore[return-value]
+
+
+@pytest.mark.stdio
+async def test_servers_taking_turns_after_their_own_midnights_send_no_more_than_one_daily_cap_allows(tmp_path):
+    """The turn-taking the audit left: a server spends 32 credits early in its day, and 12 hours later another server
+    on the workspace, in a time zone whose midnight came in between, asks for 32 more. Each server's day holds both
+    spends (the first's from its midnight to its next one), so the second is refused, and KIE receives 4 creates. The
+    first server runs with its clock 12 hours back, so both run at once. Before, the second counted from its own
+    midnight only, after the first's spend, and sent 4 more: one cap each, every day."""
+    earlier, later = turn_taking_zones(time.time())
+    (first, second), creates = await two_servers_spend(tmp_path, (earlier, -12 * 3600.0), (later, 0))
+    assert not first.is_error and len(first.structured_content["tasks"]) == 4, text_of(first)
+    assert len(creates) == 4, (len(creates), text_of(second))
+    said = text_of(second)
+    assert second.is_error and "only 8 of today's cap of 40 (KIE_MAX_CREDITS_PER_DAY) are left" in said, said
+    assert "run in other time zones too" in said, said  # and when the cap resets is said as it really does
 
 
 # -- the ledger ------------------------------------------------------------------------------------------------------
@@ -155,6 +190,76 @@ def test_a_spend_counted_before_the_clock_was_set_back_still_counts_today(tmp_pa
     assert ledger.spent_today() == 0
     ledger.reserve(8, "q_now")
     assert ledger.spent_on(date(2026, 12, 4)) == 8 and ledger.spent_on(date(2026, 12, 5)) == 0
+
+
+UTC_CLOCK, SYDNEY_CLOCK = UTC, timezone(timedelta(hours=11))
+
+
+def utc(*when: int) -> float:
+    return datetime(*when, tzinfo=UTC).timestamp()  # type: ignore[arg-type,misc]
+
+
+def test_servers_taking_turns_after_their_own_midnights_get_one_daily_cap_between_them(tmp_path):
+    """The turn-taking the audit left: a UTC container spends the cap (40) at 00:01 UTC, a desktop in Sydney (UTC+11)
+    on the same workspace asks for 40 at 13:01 UTC, one minute after its own midnight, and so on every day. Each
+    server counts today from the earliest last midnight of the clocks on the workspace, so the desktop is refused (and
+    told when the cap really resets); the next day the container spends again. No day, of either clock, holds more
+    than one cap. Before, each server counted from its own midnight: 80 a day, one cap each."""
+    now = [utc(2026, 12, 1, 0, 0)]
+    path = tmp_path / "journal.sqlite3"
+    caps = Caps(per_call=40, per_day=40)
+    container = Ledger(Journal(path), caps, clock=lambda: now[0], zone=UTC_CLOCK)
+    desktop = Ledger(Journal(path), caps, clock=lambda: now[0], zone=SYDNEY_CLOCK)
+    assert desktop.spent_today() == 0  # the desktop's server runs: its clock is known on the workspace
+    for day in (1, 2, 3):
+        now[0] = utc(2026, 12, day, 0, 1)
+        container.reserve(40, f"q_container_{day}")
+        now[0] = utc(2026, 12, day, 13, 1)  # 00:01 in Sydney
+        assert desktop.spent_today() == 40
+        with pytest.raises(SpendRefused, match=r"only 0 of today's cap of 40") as refused:
+            desktop.reserve(40, f"q_desktop_{day}")
+        said = str(refused.value)
+        assert "resets at 11:00 (local time) for what was spent before 00:00, and at 00:00 tomorrow" in said, said
+        assert "(UTC+00:00; this one in UTC+11:00)" in said, said
+        told = desktop.day_words()  # check_credits says when today began here, and when what it holds is gone
+        assert told.startswith(
+            "Today's spend counts from 11:00 yesterday (local time), and what is counted now has all "
+            "stopped counting by 00:00 tomorrow: kie-mcp servers on this workspace run in other"
+        ), told
+    assert [container.spent_on(date(2026, 12, day)) for day in (1, 2, 3)] == [40, 40, 40]
+    assert [desktop.spent_on(date(2026, 12, day)) for day in (1, 2, 3, 4)] == [40, 40, 40, 0]
+
+
+def test_with_one_time_zone_on_the_workspace_today_begins_at_midnight_as_before(tmp_path):
+    """Every clock on the workspace in one zone (nearly every user): today begins at this server's midnight, what was
+    spent before it no longer counts, and a refusal says the cap resets at midnight. A clock of another zone last
+    seen over two days ago no longer moves today's beginning either."""
+    now = [utc(2026, 12, 1, 23, 0)]
+    path = tmp_path / "journal.sqlite3"
+    caps = Caps(per_call=40, per_day=40)
+    ledger = Ledger(Journal(path), caps, clock=lambda: now[0], zone=UTC_CLOCK)
+    Ledger(Journal(path), caps, clock=lambda: utc(2026, 11, 29, 12), zone=SYDNEY_CLOCK).spent_today()
+    ledger.reserve(40, "q_late")
+    now[0] = utc(2026, 12, 2, 0, 1)
+    assert ledger.spent_today() == 0
+    ledger.reserve(40, "q_early")
+    with pytest.raises(SpendRefused, match=r"The cap resets at midnight; "):
+        ledger.reserve(1, "q_more")
+    assert ledger.day_words() == ""
+
+
+def test_a_clock_that_changes_its_offset_is_known_by_its_new_one_within_a_minute(tmp_path):
+    """Summer time begins in Sydney (UTC+10 to UTC+11): the server's offset is looked at once a minute and the new one
+    written to the journal, where the other servers count today from its midnight."""
+    now = [datetime(2026, 10, 4, 1, 59, tzinfo=ZoneInfo("Australia/Sydney")).timestamp()]
+    path = tmp_path / "journal.sqlite3"
+    ledger = Ledger(Journal(path), Caps(40, 40), clock=lambda: now[0], zone=ZoneInfo("Australia/Sydney"))
+    ledger.spent_today()
+    now[0] += 61  # 03:00, summer time
+    ledger.spent_today()
+    with sqlite3.connect(path) as db:
+        offsets = [row[0] for row in db.execute("SELECT offset_seconds FROM clocks ORDER BY offset_seconds")]
+    assert offsets == [36000, 39600]
 
 
 OLD_SPEND = """

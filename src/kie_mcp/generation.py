@@ -1171,6 +1171,7 @@ def check_plan_caps(rt: Runtime, p: Plan, spent: float) -> None:
         held=rt.ledger.held_today,  # asked only when the daily cap refuses: no query on every estimate
         tasks=p.variations,
         overcharged=rt.ledger.overcharged_today,  # asked only when today's spend is already over the cap
+        resets=rt.ledger.reset_at,  # likewise: when the cap frees what it holds
     )
 
 

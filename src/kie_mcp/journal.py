@@ -161,6 +161,11 @@ UPLOAD_COLUMNS = {"expires": "REAL"}
 # server counts the entries after its own last midnight, whatever time zone wrote them (``Ledger.spent_today``).
 # NULL in the entries of an older kie-mcp: counted by their day's label (``day``, the writer's local date).
 SPEND_COLUMNS = {"counted_at": "REAL"}
+# The UTC offsets (seconds) of the clocks of the kie-mcp servers on this workspace, each with the last moment a server
+# whose clock had it said so: today's spend counts from the earliest of their last midnights (``Ledger.now``), so
+# servers in different time zones get one daily cap between them, however they take turns. Not in SCHEMA: a
+# read-only journal of an older kie-mcp still opens without it (``_add_clocks``); an older kie-mcp ignores it.
+CLOCKS = "CREATE TABLE IF NOT EXISTS clocks (offset_seconds INTEGER PRIMARY KEY, seen REAL NOT NULL)"
 CALL_RUNNING, CALL_ANSWERED, CALL_CUT_OFF = 0, 1, 2  # attempts.answered
 
 # Kept right by SQLite whoever writes, an older kie-mcp on the same workspace too:
@@ -840,6 +845,7 @@ class Journal:
                 self.created_now = self._db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is None
                 self._db.executescript(SCHEMA)
                 self._migrate()
+                self._add_clocks()
                 self._db.execute(f"PRAGMA busy_timeout={int(BUSY_SECONDS * 1000)}")
         except BaseException:
             self._db.close()  # a server tries again while the journal is locked: no connection left behind each time
@@ -892,6 +898,14 @@ class Journal:
                 db.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {definition}")
             for name, definition in TRIGGERS.items():
                 db.execute(f"CREATE TRIGGER IF NOT EXISTS {name} {definition}")
+
+    def _add_clocks(self) -> None:
+        """The table of the workspace's clocks (``CLOCKS``), added to a journal that lacks it when it can be written: a
+        read-only one still opens without it, and today is then counted from this server's midnight alone."""
+        if self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'clocks'").fetchone():
+            return
+        with contextlib.suppress(sqlite3.OperationalError):
+            self._db.execute(CLOCKS)
 
     def _up_to_date(self) -> bool:
         names = {row["name"] for row in self._db.execute("SELECT name FROM sqlite_master")}
@@ -1147,6 +1161,30 @@ class Journal:
             probe.execute("PRAGMA synchronous=NORMAL")
             self._probe = probe
         return self._probe
+
+    def write_now(self, work: Callable[[sqlite3.Connection], object]) -> bool:
+        """``work`` in a write transaction of its own, at once or not at all: on the connection that never waits for
+        another writer's lock, for a best-effort write on the event loop. False when another writer holds the lock; a
+        journal that cannot be written raises as any write would."""
+        if str(self.path) == ":memory:":
+            with self.transaction() as db:
+                work(db)
+            return True
+        with self._probe_lock:
+            db = self._probe_connection()
+            try:
+                db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as err:
+                if is_locked(err):
+                    return False
+                raise
+            try:
+                work(db)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        return True
 
     async def unless_locked(self, work: Callable[[], T]) -> T:
         """Run ``work`` (journal calls) now, on the event loop, while no other writer holds the journal's lock: on a

@@ -1384,7 +1384,8 @@ def _fits_today(fewer: str) -> str:
         "has one, else its credits_total, or its credits_ceiling where the price is unknown and credits_total is "
         "null), with what is left of today's cap: max_credits_per_day minus "
         "spent_today, both in estimate_cost's answer (and in check_credits'). If it does not fit, say so before "
-        f"anything is made and offer: splitting the work over days (the cap resets at midnight), {fewer}, cheaper "
+        "anything is made and offer: splitting the work over days (the cap resets at midnight, or later when kie-mcp "
+        f"servers in other time zones share the workspace: check_credits then says when), {fewer}, cheaper "
         "drafts first (a lower resolution or a cheaper model), or raising KIE_MAX_CREDITS_PER_DAY in the server's "
         "configuration."
     )

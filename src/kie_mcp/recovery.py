@@ -249,7 +249,7 @@ def _carry_over_todays_spend(
     spent again: what the call log says today's creates cost is counted against it instead, each at the moment its
     create was answered (so every server on the workspace counts it in its own day, whatever its time zone). A log
     that is there but cannot be read (a FIFO or a link put in its place, a file this user may not read) says nothing
-    of today's spend, so the whole ``daily_cap`` is counted as spent now: the cap holds until midnight, never reopened
+    of today's spend, so the whole ``daily_cap`` is counted as spent now: the cap holds until it resets, never reopened
     by a log nobody can read. Returns the notice, and what was counted for each task, and when (``counted_since``;
     none when nothing was)."""
     from datetime import datetime
@@ -289,10 +289,14 @@ def _carry_over_todays_spend(
         log.warning("could not count today's earlier spend against the cap: %s", err)
         raise _Unfinished from err
     if unreadable is not None:
+        try:  # midnight, or later when servers in other time zones share the workspace (``Ledger.reset_at``)
+            until = Ledger(journal, Caps(daily_cap, daily_cap)).reset_at() or "midnight (local time)"
+        except JOURNAL_ERRORS:
+            until = "midnight (local time)"
         return [
             f"Today's spend before that could not be read: the call log {CALL_LOG.as_posix()} cannot be read "
             f"({unreadable}). So that the daily cap still holds, the whole cap ({carried:g} credits, "
-            "KIE_MAX_CREDITS_PER_DAY) is counted as spent today: spends are refused until midnight (local time). "
+            f"KIE_MAX_CREDITS_PER_DAY) is counted as spent today: spends are refused until {until}. "
             "https://kie.ai/logs shows what was really spent; the user can raise KIE_MAX_CREDITS_PER_DAY to spend "
             f"more today. Replace {CALL_LOG.as_posix()} with a regular file (or remove it) so that calls are logged "
             "again."

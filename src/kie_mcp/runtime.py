@@ -25,6 +25,7 @@ from kie_mcp.media.downloads import sweep_interrupted_downloads
 from kie_mcp.recovery import recover
 from kie_mcp.spend import Caps, Ledger, QuoteBook
 from kie_mcp.spend.inflight import SpendingCalls
+from kie_mcp.spend.ledger import note_this_clock
 from kie_mcp.tasks import Follower, TaskBook
 from kie_mcp.tasks.records import links_kept
 
@@ -249,6 +250,7 @@ def _open_journal(
         recovered, interrupted = recover(journal, settings)
     finally:
         journal.share()  # a fresh journal in place of a damaged one: the others open it once it is taken up
+    note_this_clock(journal)  # this clock's offset: the other servers on the workspace count today from its midnight
     notices = ([notice] if notice else []) + recovered
     for line in notices:
         log.warning("%s", line)

@@ -1,13 +1,19 @@
 """Run at the start of every child Python process the tests launch (conftest puts this folder on PYTHONPATH, and the
 tests pass PYTHONPATH on): pins the day the bundled prices' ages are counted on (``kie_mcp.generation.price_day``)
 to ``PRICE_DAY``, as conftest's ``pinned_price_day`` fixture does in process. kie-mcp is not imported here: the day
-is set as kie-mcp's own import of that module finishes, so a child that never imports it pays nothing."""
+is set as kie-mcp's own import of that module finishes, so a child that never imports it pays nothing.
+
+A child given ``CLOCK_SHIFT`` in its environment (seconds) lives that much later (earlier, below 0) by ``time.time``,
+what kie-mcp's clocks read: two servers run at once then act as if hours apart (one taking its turn at the daily cap
+hours before the other), with no wait for a real midnight. The computer's clock and every other child are untouched."""
 
 from __future__ import annotations
 
 import importlib.abc
 import importlib.machinery
+import os
 import sys
+import time
 from collections.abc import Sequence
 from datetime import date
 from types import ModuleType
@@ -41,3 +47,9 @@ class PinnedPriceDay(importlib.abc.MetaPathFinder):
 
 
 sys.meta_path.insert(0, PinnedPriceDay())
+
+
+CLOCK_SHIFT = "KIE_TEST_CLOCK_SHIFT"
+if shift := float(os.environ.get(CLOCK_SHIFT) or 0):
+    _real_time = time.time
+    time.time = lambda: _real_time() + shift

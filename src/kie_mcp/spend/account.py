@@ -74,6 +74,7 @@ async def account(rt: Runtime) -> Account:
                 unsaved,
                 *s.config_notes,  # which of two values of a cap applies, a KIE_ALLOWED_DIRS folder not there
                 refused,
+                rt.ledger.day_words(),  # when today began here, if other clocks on the workspace have other zones
                 unknown_creates_text(unknown) if unknown else "",
                 *rt.notices,
                 exposed,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import logging
 import math
 import secrets
 import sqlite3
@@ -13,14 +14,16 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
 import anyio
 
-from kie_mcp.journal import JOURNAL_ERRORS, Journal, JournalUnavailable
+from kie_mcp.journal import CLOCKS, JOURNAL_ERRORS, Journal, JournalUnavailable
 from kie_mcp.processes import owner_gone, this_process
 from kie_mcp.words import plain
+
+log = logging.getLogger(__name__)
 
 
 class SpendRefused(Exception):
@@ -110,11 +113,13 @@ def check_caps(
     held: float | Callable[[], float] = 0.0,
     tasks: int = 1,
     overcharged: float | Callable[[], float] = 0.0,
+    resets: str | Callable[[], str] | None = None,
 ) -> None:
     """Refuse a spend above the per-call cap, above a ``max_credits`` the caller gave, or above what is left of
     today's cap (``held``: how much of ``spent_today`` is held for input files uploading now, said apart;
     ``overcharged``: how much more than their reservations KIE charged today's tasks, for why a spend is already over
-    the cap; a function is asked only when the daily cap refuses, as only that refusal says it).
+    the cap; ``resets``: when the daily cap frees what it holds, as ``Ledger.reset_at`` says it (None: at midnight,
+    local time); a function is asked only when the daily cap refuses, as only that refusal says it).
 
     A known price is checked as it is; a price KIE was seen charging more than is checked at that higher figure,
     passed as ``total`` with the price itself as ``listed`` and ``counted_why`` (for the wording); so is a live
@@ -137,7 +142,8 @@ def check_caps(
         extra = overcharged() if callable(overcharged) else overcharged
         raise SpendRefused(
             f"{over_cap_words(spent_today, caps, extra)} Nothing was spent. Further spends are refused until the cap "
-            f"resets at midnight (local time); the user can raise KIE_MAX_CREDITS_PER_DAY {_raised_in(caps)}."
+            f"resets at {_resets(resets, 'midnight (local time)')}; the user can raise KIE_MAX_CREDITS_PER_DAY "
+            f"{_raised_in(caps)}."
         )
     amount = reservation(total, caps, most, least, tasks)
     if total is None and amount <= 0:
@@ -186,8 +192,8 @@ def check_caps(
         )
         raise SpendRefused(
             f"This request {what} but only {left:g} of today's cap of {caps.per_day:g} "
-            f"(KIE_MAX_CREDITS_PER_DAY) are left ({counted}). Nothing was spent. The cap resets "
-            "at midnight; the user can raise KIE_MAX_CREDITS_PER_DAY in the server's configuration."
+            f"(KIE_MAX_CREDITS_PER_DAY) are left ({counted}). Nothing was spent. The cap resets at "
+            f"{_resets(resets, 'midnight')}; the user can raise KIE_MAX_CREDITS_PER_DAY in the server's configuration."
         )
 
 
@@ -206,6 +212,12 @@ def over_cap_words(spent: float, caps: Caps, overcharged: float) -> str:
         f"{head} in force (KIE_MAX_CREDITS_PER_DAY{where}): that spend was let in under a higher daily cap (this "
         f"one was lowered since, or another kie-mcp server on this workspace has a higher one).{also}"
     )
+
+
+def _resets(resets: str | Callable[[], str] | None, default: str) -> str:
+    """When the daily cap frees what it holds (``check_caps``' ``resets``), or ``default``."""
+    said = resets() if callable(resets) else resets
+    return said or default
 
 
 def _raised_in(caps: Caps) -> str:
@@ -292,18 +304,36 @@ class Ledger:
     """Today's spend through this workspace, from the journal. Reservations and corrections are transactions,
     so parallel calls, or two server processes, cannot both slip under a cap.
 
-    Today is this server's local day: it begins at its last midnight (local time). Every spend entry counts at a
-    moment (a reservation's, which its corrections share: ``journal.SPEND_COLUMNS``), so today's spend is what counts
-    at that midnight or later, whichever server on the workspace wrote it and whatever its time zone (a UTC container
-    beside a desktop client in Sydney); an entry an older kie-mcp wrote, with only its day's label, counts on the day
-    it names. ``clock``: the time now, in epoch seconds."""
+    Today is this server's local day (its date), and today's spend is what counts at its first moment or later. Every
+    spend entry counts at a moment (a reservation's, which its corrections share: ``journal.SPEND_COLUMNS``), whichever
+    server on the workspace wrote it and whatever its time zone (a UTC container beside a desktop client in Sydney).
+    Today's first moment is this server's last midnight (local time) when every server on the workspace has its time
+    zone (nearly always); otherwise the earliest last midnight among the clocks of the workspace's servers seen in the
+    last two days (``journal.CLOCKS``, ``now``): a spend counts until every one of them has passed a midnight after it,
+    so servers taking turns right after their own midnights get one cap between them, not one each. An entry an older
+    kie-mcp wrote, with only its day's label, counts on the day it names. ``clock``: the time now, in epoch seconds;
+    ``zone``: this server's time zone (None: the computer's local time)."""
 
-    def __init__(self, journal: Journal, caps: Caps, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, journal: Journal, caps: Caps, clock: Callable[[], float] = time.time, zone: tzinfo | None = None
+    ) -> None:
         self.journal = journal
         self.caps = caps
         self._clock = clock
-        # Today's first moment, the next day's, and today's date: kept while the clock reads a moment between them.
+        self._zone = zone
+        # This server's last midnight, its next one, and today's date: kept while the clock reads a moment between them
+        # and its offset from UTC is the same.
         self._day = (math.inf, -math.inf, date.min)
+        # When this clock's offset from UTC was last looked at (at most every ``OFFSET_CHECK`` seconds), and it.
+        self._offset: tuple[float, int | None] = (math.inf, None)
+        # The offset and date this ledger last wrote to the clocks table (written again when either changes, so it
+        # never lapses while the server is in use), and when it last tried (a journal that refuses it, a minute later).
+        self._noted: tuple[int, date] | None = None
+        self._noting = -math.inf
+        # The offsets of the workspace's clocks seen in the last ``ZONES_KEPT`` (this one's aside), as read at a moment
+        # on a date of this server's: read again ``ZONES_REREAD`` later, on a new day, and by every reservation.
+        self._zones: tuple[int, ...] = ()
+        self._zones_read = (math.inf, date.min)
         # Held reservations of this process whose release the journal could not take (a full disk): released at the
         # next look at the ledger that can write it, or as its runtime closes (``close``).
         self._owed: set[str] = set()
@@ -312,15 +342,32 @@ class Ledger:
         self._held: set[str] = set()
         self._closed = False
 
-    def now(self) -> tuple[float, date, float]:
-        """The moment now (epoch seconds), today's date (local) and today's first moment (its midnight)."""
+    def now(self, db: sqlite3.Connection | None = None) -> tuple[float, date, float]:
+        """The moment now (epoch seconds), today's date (local) and today's first moment: this server's last
+        midnight, or the earliest last midnight of the other clocks on the workspace (``Ledger``), computed here from
+        their offsets. ``db``: a transaction to read those offsets in now (a reservation's, under the write lock);
+        otherwise they are the ones read at most ``ZONES_REREAD`` seconds ago on this day (nearly every look reads no
+        more than today's spend). This clock's offset is looked at once a minute (summer time, a laptop moved) and
+        written to the journal when it or the date changed, best effort: a journal locked or that cannot be written
+        leaves it for a minute later, and counts today as it did."""
         now = self._clock()
         start, end, day = self._day
-        if not start <= now < end:  # a new day, or the clock set back
-            day = datetime.fromtimestamp(now).date()
-            start, end = midnight(day), midnight(day + timedelta(days=1))
+        checked, offset = self._offset
+        if offset is None or not (checked <= now < checked + OFFSET_CHECK and start <= now < end):
+            seen = self.offset_at(now)
+            if seen != offset:  # its own midnight moved with it
+                start, end = math.inf, -math.inf
+            self._offset, offset = (now, seen), seen
+        if not start <= now < end:  # a new day, or the clock set back, or moved to another offset
+            day = self.day_of(now)
+            start, end = self._midnight(day), self._midnight(day + timedelta(days=1))
             self._day = (start, end, day)
-        return now, day, start
+        if db is None and self._noted != (offset, day) and not self._noting <= now < self._noting + OFFSET_CHECK:
+            self._note(now, offset, day)
+        read, read_on = self._zones_read
+        if db is not None or read_on != day or not read <= now < read + ZONES_REREAD:
+            self._read_zones(now, day, offset, db)
+        return now, day, min([start, *(last_midnight(now, other) for other in self._zones)])
 
     def today(self) -> date:
         return self.now()[1]
@@ -328,7 +375,106 @@ class Ledger:
     def day_of(self, moment: float) -> date:
         """The local date of an epoch ``moment``: the day a reservation an older kie-mcp made then is labelled with (it
         kept no moment), even when the local date now reads earlier (the clock set back, the server moved west)."""
-        return datetime.fromtimestamp(moment).date()
+        return datetime.fromtimestamp(moment, self._zone).date()
+
+    def offset_at(self, moment: float) -> int:
+        """This server's offset from UTC at ``moment`` (seconds)."""
+        local = (
+            datetime.fromtimestamp(moment, self._zone) if self._zone else datetime.fromtimestamp(moment).astimezone()
+        )
+        offset = local.utcoffset()
+        return round(offset.total_seconds()) if offset is not None else 0
+
+    def _midnight(self, day: date) -> float:
+        """The first moment of ``day`` in this server's time zone (``midnight``)."""
+        return datetime.combine(day, datetime.min.time(), tzinfo=self._zone).timestamp()
+
+    def _day_values(self, day: date) -> tuple[float, float, str]:
+        """``DAY_SUM``'s values for ``day``, a date of this server's."""
+        return self._midnight(day), self._midnight(day + timedelta(days=1)), day.isoformat()
+
+    def _note(self, now: float, offset: int, day: date) -> None:
+        """Write this clock's offset, seen ``now``, to the journal: at once, when no other writer holds its lock (never
+        waited for: on the event loop too), best effort."""
+        self._noting = now
+        try:
+            if not self.journal.write_now(lambda db: note_clock(db, offset, now)):
+                return
+        except JOURNAL_ERRORS as err:
+            log.debug("this clock's offset could not be written to the journal: %s", err)
+            return
+        self._noted = (offset, day)
+
+    def _read_zones(self, now: float, day: date, offset: int, db: sqlite3.Connection | None) -> None:
+        """The offsets of the other clocks seen on the workspace lately, read now (in ``db`` when given); a journal
+        that cannot tell keeps those read before."""
+        try:
+            since = now - ZONES_KEPT
+            rows = (
+                db.execute(ZONES_SEEN, (since,)).fetchall() if db is not None else self.journal.query(ZONES_SEEN, since)
+            )
+        except sqlite3.OperationalError as err:
+            if db is not None and "no such table" not in str(err):
+                raise  # a reservation's read failed: as any of its reads would
+            return
+        except JOURNAL_ERRORS:
+            return
+        self._zones = tuple(sorted({int(row[0]) for row in rows} - {offset}))
+        self._zones_read = (now, day)
+
+    def reset_at(self) -> str:
+        """When the daily cap frees what it holds now, as the refusals say it ("refused until ..."): empty while every
+        clock on the workspace has this server's offset (it resets at midnight, local time, as they say); otherwise
+        the moment today's first moment next moves on (the earliest of those midnights a day later) and what then stops
+        counting, and the moment all that is counted now has (every clock has passed a midnight after it). From what
+        the last look at the ledger read (a refusal asks it under a reservation's lock, which it never waits for)."""
+        now, day = self._looked()
+        if not self._zones:
+            return ""
+        end = self._day[1]
+        lasts = sorted([self._day[0], *(last_midnight(now, other) for other in self._zones)])
+        nexts = [end, *(last_midnight(now, other) + DAY for other in self._zones)]
+        first, last = min(nexts), max(nexts)
+        if first >= last:
+            return f"{self._clock_text(first, day)} (local time)"
+        return (
+            f"{self._clock_text(first, day)} (local time) for what was spent before {self._clock_text(lasts[1], day)}, "
+            f"and at {self._clock_text(last, day)} for all of it: {self._zones_text()}"
+        )
+
+    def day_words(self) -> str:
+        """What today is on this server when other clocks on the workspace have other offsets (``Ledger``), for
+        check_credits; empty when none has. From what the last look at the ledger read (``reset_at``)."""
+        now, day = self._looked()
+        if not self._zones:
+            return ""
+        start = min([self._day[0], *(last_midnight(now, other) for other in self._zones)])
+        last = max([self._day[1], *(last_midnight(now, other) + DAY for other in self._zones)])
+        return (
+            f"Today's spend counts from {self._clock_text(start, day)} (local time), and what is counted now has all "
+            f"stopped counting by {self._clock_text(last, day)}: {self._zones_text()}."
+        )
+
+    def _looked(self) -> tuple[float, date]:
+        """The moment now and today's date, as the last look at the ledger left them (``now`` when none looked)."""
+        now = self._clock()
+        start, end, day = self._day
+        return (now, day) if start <= now < end else self.now()[:2]
+
+    def _zones_text(self) -> str:
+        zones = ", ".join(utc_offset_text(other) for other in self._zones)
+        here = utc_offset_text(self._offset[1] or 0)
+        return (
+            f"kie-mcp servers on this workspace run in other time zones too ({zones}; this one in {here}), and a spend "
+            "counts against the daily cap until each of them has passed a midnight after it"
+        )
+
+    def _clock_text(self, moment: float, day: date) -> str:
+        """``moment`` as this server's clock reads it, beside its date ``day``: ``13:00``, ``13:00 yesterday``."""
+        local = datetime.fromtimestamp(moment, self._zone)
+        hour = local.strftime("%H:%M")
+        days = (local.date() - day).days
+        return {0: hour, -1: f"{hour} yesterday", 1: f"{hour} tomorrow"}.get(days, f"{hour} on {local.date()}")
 
     def spent_today(self) -> float:
         """Today's spend, held reservations that nobody holds any more released first (``HELD_REF``). One look at the
@@ -344,7 +490,7 @@ class Ledger:
     def spent_on(self, day: date) -> float:
         """What the local ``day`` holds: the spend counted from its midnight to the next, and the entries an older
         kie-mcp labelled with it."""
-        [row] = self.journal.query(DAY_SUM, *_day_values(day))
+        [row] = self.journal.query(DAY_SUM, *self._day_values(day))
         return round(max(float(row[0]), 0.0), 4)
 
     def total_spent(self) -> float:
@@ -376,8 +522,9 @@ class Ledger:
         if self._closed:
             raise JournalUnavailable(CLOSED)
         self._release_abandoned()
+        self.now()  # this clock's offset written to the journal first, when it is new there (best effort)
         with self.journal.transaction() as db:
-            now, day, start = self.now()  # once the write lock is held: the moment the entry is written
+            now, day, start = self.now(db)  # once the write lock is held: the moment the entry is written
             spent = _spent_since(db, start, day)
             check_caps(
                 total,
@@ -393,6 +540,7 @@ class Ledger:
                 held=functools.partial(_held_since, db, start, day),
                 tasks=tasks,
                 overcharged=functools.partial(_overcharged_since, db, start, day),
+                resets=self.reset_at,
             )
             amount = reservation(total, self.caps, most, least, tasks)
             hold = f"{HELD_REF}{this_process()}:{secrets.token_hex(6)}" if held and amount else None
@@ -506,7 +654,8 @@ class Ledger:
         if spent > self.caps.per_day:
             return (
                 f"{over_cap_words(spent, self.caps, self.overcharged_today())} Further spends are refused until "
-                f"midnight (local time); the user can raise KIE_MAX_CREDITS_PER_DAY {_raised_in(self.caps)}."
+                f"{self.reset_at() or 'midnight (local time)'}; the user can raise KIE_MAX_CREDITS_PER_DAY "
+                f"{_raised_in(self.caps)}."
             )
         return None
 
@@ -551,7 +700,7 @@ class Ledger:
         with self.journal.transaction(durable=True) as db:  # what KIE charged or refunded: kept through a power loss
             if once and ref and db.execute(seen, (ref, *same)).fetchone():  # booked meanwhile, by another writer
                 return False
-            holds = _day_sum(db, window)
+            holds = _day_sum(db, self._day_values(window))
             floor = -holds if reserved is None else -min(holds, _refundable(reserved))
             Journal.add_spend(db, day, max(delta, floor), reason, ref, counted_at=at)
         return True
@@ -626,6 +775,18 @@ OWED_BY_TASKS = (
     " AND NOT EXISTS (SELECT 1 FROM spend s WHERE s.ref = t.task_id AND s.reason = ?)"
 )
 HELD_QUERY = "SELECT id, ref, at FROM spend WHERE ref >= ? AND ref < ? AND reason = ?"
+# The workspace's clocks (``journal.CLOCKS``): an offset counts for two days after a server last wrote it, read again
+# on the request path at most every few seconds (a reservation reads them under its lock), and this clock's looked at
+# once a minute. Values: the moment two days ago.
+ZONES_KEPT = 2 * 86400.0
+ZONES_REREAD = 5.0
+OFFSET_CHECK = 60.0
+ZONES_SEEN = "SELECT offset_seconds FROM clocks WHERE seen >= ?"
+CLOCK_SEEN = (
+    "INSERT INTO clocks (offset_seconds, seen) VALUES (?, ?)"
+    " ON CONFLICT(offset_seconds) DO UPDATE SET seen = max(seen, excluded.seen)"
+)
+DAY = 86400.0
 # Today's spend as a server counts it: the entries counting at its last midnight or later (a later moment too: one
 # written before the clock was set back still counts), whichever server wrote them and in whatever time zone; and
 # those an older kie-mcp wrote with only a day's label (no moment), by today's label. Two index searches of
@@ -702,15 +863,37 @@ def give_back_at_stop(
             holding.pop(path, None)
 
 
+def note_clock(db: sqlite3.Connection, offset: int, moment: float) -> None:
+    """Write a clock's ``offset`` from UTC (seconds), seen at ``moment``, to the clocks table (made when missing)."""
+    db.execute(CLOCKS)
+    db.execute(CLOCK_SEEN, (offset, moment))
+
+
+def note_this_clock(journal: Journal) -> None:
+    """Write this computer's offset from UTC now to ``journal`` (a runtime opening it), best effort."""
+    now = time.time()
+    offset = Ledger(journal, Caps(0.0, 0.0)).offset_at(now)
+    try:  # never waited for at the start: when locked, the ledger's first look writes it
+        journal.write_now(lambda db: note_clock(db, offset, now))
+    except JOURNAL_ERRORS as err:
+        log.debug("this clock's offset could not be written to the journal: %s", err)
+
+
+def last_midnight(moment: float, offset: int) -> float:
+    """The last midnight at or before ``moment`` of a clock ``offset`` seconds from UTC (epoch seconds)."""
+    return math.floor((moment + offset) / DAY) * DAY - offset
+
+
+def utc_offset_text(offset: int) -> str:
+    """An offset from UTC as people write it: ``UTC+11:00``, ``UTC-03:30``."""
+    sign, rest = ("-", -offset) if offset < 0 else ("+", offset)
+    return f"UTC{sign}{rest // 3600:02d}:{rest % 3600 // 60:02d}"
+
+
 def midnight(day: date) -> float:
     """The first moment of the local ``day`` (epoch seconds); where the clocks skip midnight, the moment they skip it
     (Python's reading of a local time in a gap)."""
     return datetime.combine(day, datetime.min.time()).timestamp()
-
-
-def _day_values(day: date) -> tuple[float, float, str]:
-    """``DAY_SUM``'s values for the local ``day``."""
-    return midnight(day), midnight(day + timedelta(days=1)), day.isoformat()
 
 
 def _spent_since(db: Any, start: float, day: date) -> float:
@@ -719,9 +902,9 @@ def _spent_since(db: Any, start: float, day: date) -> float:
     return max(float(row[0]), 0.0)
 
 
-def _day_sum(db: Any, day: date) -> float:
-    """What the local ``day`` holds (``DAY_SUM``)."""
-    row = db.execute(DAY_SUM, _day_values(day)).fetchone()
+def _day_sum(db: Any, values: tuple[float, float, str]) -> float:
+    """What a local day holds (``DAY_SUM``; ``values``: ``Ledger._day_values``)."""
+    row = db.execute(DAY_SUM, values).fetchone()
     return max(float(row[0]), 0.0)
 
 
