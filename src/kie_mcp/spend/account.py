@@ -1,11 +1,11 @@
 """What ``check_credits`` reports: KIE's balance, and beside it always this workspace's own record.
 
-The balance is KIE's to tell; the rest is this machine's: today's spend, the caps, which workspace and why it was
-chosen, notes on the settings, an ``outputs/`` that cannot take a result now (a link to a disk not mounted), creates
-of unknown outcome, the start's notices, a ``.env`` with the key that git would commit. A key KIE
-refuses (401), no key, or a KIE that cannot be reached leaves only the balance unread, said with why and what to do;
-that was a bare error naming none of the rest, while the workspace and the caps are what a user fixing a key, or
-looking for their files, needs.
+The balance is KIE's to tell; the rest is this machine's: today's spend, the caps (and where each is set), which
+workspace and why it was chosen, notes on the settings, an ``outputs/`` that cannot take a result now (a link to a
+disk not mounted), creates of unknown outcome, the start's notices, a ``.env`` with the key that git would commit. A
+key KIE refuses (401), no key, or a KIE that cannot be reached leaves only the balance unread, said with why and
+what to do; that was a bare error naming none of the rest, while the workspace and the caps are what a user fixing
+a key, or looking for their files, needs.
 """
 
 from __future__ import annotations
@@ -66,7 +66,8 @@ async def account(rt: Runtime) -> Account:
                 + (
                     f", {held:g} of it held for uploads under way (given back if their requests fail)." if held else "."
                 ),
-                f"Caps: {s.max_credits_per_call:g} per call, {s.max_credits_per_day:g} per day.",
+                f"Caps: {s.max_credits_per_call:g} per call{_set_in(s.max_credits_per_call_from)}, "
+                f"{s.max_credits_per_day:g} per day{_set_in(s.max_credits_per_day_from)}.",
                 approving or "Every spend is confirmed.",
                 "On clients that show forms, only in the form (KIE_APPROVAL=form)." if s.approval == "form" else "",
                 "SANDBOX: simulated account." if s.sandbox else "",
@@ -81,6 +82,12 @@ async def account(rt: Runtime) -> Account:
         )
     )
     return Account(balance, problem, spent, total, refused, unknown, message)
+
+
+def _set_in(where: str) -> str:
+    """Where a cap in force was written, as check_credits shows it after the cap (the place to raise it: the lowest
+    value written anywhere applies); nothing for a cap at its default."""
+    return f" (set in {where})" if where else ""
 
 
 async def _balance(rt: Runtime) -> tuple[float | None, str | None]:
