@@ -2,10 +2,10 @@
 
 The balance is KIE's to tell; the rest is this machine's: today's spend, the caps (and where each is set), which
 workspace and why it was chosen, notes on the settings, an ``outputs/`` that cannot take a result now (a link to a
-disk not mounted), creates of unknown outcome, the start's notices, a ``.env`` with the key that git would commit. A
-key KIE refuses (401), no key, or a KIE that cannot be reached leaves only the balance unread, said with why and
-what to do; that was a bare error naming none of the rest, while the workspace and the caps are what a user fixing
-a key, or looking for their files, needs.
+disk not mounted), creates of unknown outcome, the start's notices, a ``.env`` with the key, the journal or the call
+log that git would commit. A key KIE refuses (401), no key, or a KIE that cannot be reached leaves only the balance
+unread, said with why and what to do; that was a bare error naming none of the rest, while the workspace and the
+caps are what a user fixing a key, or looking for their files, needs.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ async def account(rt: Runtime) -> Account:
     spent, total = rt.ledger.spent_today(), rt.ledger.total_spent()
     held = rt.ledger.held_today() if spent > 0 else 0.0  # counted, but given back if their requests are refused
     refused, unknown = rt.ledger.over_cap(), rt.journal.count_attempts("unknown")
-    exposed = await anyio.to_thread.run_sync(exposure.dotenv_exposure, s.context_folder)  # runs git
+    exposed = await anyio.to_thread.run_sync(_exposure, s)  # runs git
     unsaved = await anyio.to_thread.run_sync(outputs_problem, s)  # a disk not mounted may take its time to say so
     head = (
         f"Balance: {balance:g} credits (about {usd_text(usd(balance))})."
@@ -77,11 +77,17 @@ async def account(rt: Runtime) -> Account:
                 refused,
                 unknown_creates_text(unknown) if unknown else "",
                 *rt.notices,
-                exposed,
+                *exposed,
             ],
         )
     )
     return Account(balance, problem, spent, total, refused, unknown, message)
+
+
+def _exposure(settings: Settings) -> tuple[str | None, str | None]:
+    """What git would commit that it should not: the workspace's .env holding the key, and this server's journal
+    (.kie-mcp/) and call log (logs/), in its workspace (in the sandbox, its area)."""
+    return exposure.dotenv_exposure(settings.context_folder), exposure.records_exposure(settings.workspace)
 
 
 def _set_in(where: str) -> str:
