@@ -18,7 +18,7 @@ import stat
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 import anyio
 from mcp import MCPError
@@ -303,8 +303,20 @@ VideoWait = Annotated[
     NUMBER,
 ]
 FollowupOperationName = Literal["extend", "hd", "4k", "upscale"]
+
+
+def _operation(value: Any) -> Any:
+    """An operation written in another case or with spaces around it ("4K", " extend"): the listed one it names;
+    anything else as sent, for the check to refuse by name."""
+    if isinstance(value, str) and (folded := value.strip().casefold()) in get_args(FollowupOperationName):
+        return folded
+    return value
+
+
+OPERATION = BeforeValidator(_operation)
 FollowupOperation = Annotated[
     FollowupOperationName,
+    OPERATION,
     Field(
         description="extend: continue the scene from the last frame (Veo 3.1, Runway, Grok Imagine, PixVerse V6); hd: "
         "the 1080p version (Veo 3.1, Grok Imagine); 4k: the 4K version (Veo 3.1); upscale: an upscaled copy of any "
@@ -623,7 +635,9 @@ def _define_tools(mcp: _ToolRecorder) -> None:
         prompt: Prompt = "",
         task_id: FollowupTaskId = None,
         operation: Annotated[
-            FollowupOperationName | None, Field(description="With task_id: the follow-up to price (continue_video).")
+            FollowupOperationName | None,
+            OPERATION,
+            Field(description="With task_id: the follow-up to price (continue_video)."),
         ] = None,
         images: Images = [],  # noqa: B006 - pydantic copies defaults
         aspect_ratio: AspectRatio = None,
