@@ -1476,7 +1476,13 @@ async def _estimate(rt: Runtime, plan: gen.Plan) -> EstimateResult:
     # Its one write: at once while no other writer holds the journal's lock, else off the event loop once it is free.
     quote = await rt.journal.unless_locked(
         lambda: rt.quotes.issue(
-            plan.spec.id, plan.digest, plan.price, plan.variations, ceiling=plan.reserved, measured=plan.estimate
+            plan.spec.id,
+            plan.digest,
+            plan.price,
+            plan.variations,
+            ceiling=plan.reserved,
+            measured=plan.estimate,
+            request=plan.bound,
         )
     )
     spent = rt.ledger.spent_today()
