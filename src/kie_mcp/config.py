@@ -180,6 +180,10 @@ class Settings:
     # are served, and its files may be inputs; its journal, outputs and logs are never touched.
     real_workspace: Path | None = None
     workspace_reason: str = ""  # how the workspace was chosen, for the start-up line
+    # The folder the server was started in (in Claude Code and Cursor, the project), which need not be the workspace: a
+    # relative input path with nothing at it in the workspace that names a file there is refused saying so, with
+    # how to work in that folder (``media.inputs.found_elsewhere``); never read from. None: not known.
+    started_in: Path | None = field(default=None, compare=False)
     config_error: str | None = None  # a broken setting: every tool answers with it (see ``config_problem``)
     config_fix_in: tuple[str, ...] = ()  # where each broken setting was written: the env block, a .env's path
     # What a person should know about the settings that breaks nothing, each a sentence for the start-up log and
@@ -471,6 +475,7 @@ class Settings:
             upload_base_url=endpoint["KIE_UPLOAD_BASE_URL"],
             workspace=workspace,
             workspace_reason=reason,
+            started_in=cwd,
             # A broken configuration spends nothing: every cap is 0, not a default.
             auto_approve_credits=0.0 if broken else auto,
             max_credits_per_call=0.0 if broken else per_call,

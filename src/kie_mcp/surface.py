@@ -1078,7 +1078,7 @@ def _define_tools(mcp: _ToolRecorder) -> None:
             allowed = (*rt.settings.input_roots, *root_folders(roots))
             try:
                 file, media = await anyio.to_thread.run_sync(
-                    inspect_local, path, rt.settings.input_bases, allowed, UPLOAD_ACCEPTS
+                    inspect_local, path, rt.settings.input_bases, allowed, UPLOAD_ACCEPTS, rt.settings.started_in
                 )
             except RefusedInput as err:
                 raise ToolError(f"upload_file refused path: {err}") from None
@@ -1672,14 +1672,17 @@ async def _clip_path(rt: Runtime, clip: str, allowed: tuple[Path, ...]) -> Path:
         raise ToolError(_no_clip(task, rt.settings.download))
     given = str(rt.settings.workspace / saved[0]["path"]) if saved else clip  # a saved file is judged the same way
     try:  # reads the file's first bytes: in a worker thread
-        path, _ = await anyio.to_thread.run_sync(inspect_local, given, rt.settings.input_bases, allowed, _CLIP_ACCEPTS)
+        path, _ = await anyio.to_thread.run_sync(
+            inspect_local, given, rt.settings.input_bases, allowed, _CLIP_ACCEPTS, rt.settings.started_in
+        )
     except NotRegularFile as err:  # something is there (a folder, a FIFO): said as what it is, never "missing"
         raise ToolError(f"stitch_videos refused the clip {clip!r}. {err}") from None
-    except MissingFile:
+    except MissingFile as err:
         if saved:
             raise ToolError(_clip_gone(clip, saved[0]["path"])) from None
         raise ToolError(
             f"{clip!r} is neither a task id with a saved video nor a video file in the workspace."
+            + (f" {err.elsewhere}" if err.elsewhere else "")
         ) from None
     except RefusedInput as err:
         # The clip is never followed by ": ": "'../etc/passwd': '../etc..." reads as a password, redacted in the answer
