@@ -44,7 +44,7 @@ from kie_mcp.server import create_server
 from kie_mcp.spend import SpendRefused
 from kie_mcp.spend.ledger import check_balance
 
-from .conftest import API, UPLOADS, answering, dated, text_of
+from .conftest import API, UPLOADS, answering, dated, eras_in_turn, text_of
 
 # Markers a test puts where a number goes; StdioWire writes them as the bare literals Python's json module writes.
 NAN = "\x00NaN\x00"
@@ -179,6 +179,58 @@ async def assert_refused_for_free(result: Any, controls: Any, seen: list[str], *
     assert seen == []
     assert await controls.creates() == []
     return text
+
+
+# -- listed values ---------------------------------------------------------------------------------------------
+
+
+@eras_in_turn(
+    ("word", "model", "nearest"),
+    [
+        ("vertical", "nano-banana-2", "9:16"),
+        ("portrait", "veo3_fast", "9:16"),
+        ("Landscape", "nano-banana-2", "16:9"),
+        ("horizontal", "veo3_fast", "16:9"),
+    ],
+)
+async def test_a_word_for_a_frame_s_shape_is_refused_naming_the_ratio_it_stands_for(
+    connect, controls, word, model, nearest
+):
+    """The audit: aspect_ratio "vertical" (or "portrait", "landscape") was refused with the list of ratios and no
+    nearest one, though errors promise the nearest valid value ("square" had it: 1:1). The word is read as the
+    usual frame of its kind, named as the nearest, with the model's other ratios of that kind; never sent."""
+    seen: list[str] = []
+    tool = "generate_image" if model == "nano-banana-2" else "generate_video"
+    async with connect(elicitation=answering(seen=seen)) as client:
+        result = await client.call_tool(tool, {"prompt": "a lighthouse at dawn", "model": model, "aspect_ratio": word})
+    kind = "taller than wide" if nearest == "9:16" else "wider than tall"
+    await assert_refused_for_free(
+        result,
+        controls,
+        seen,
+        f'aspect_ratio: "{word}" is not allowed',
+        f'Nearest: {nearest} ("{word}" read as a frame {kind}',
+    )
+
+
+async def test_a_listed_value_with_spaces_around_it_or_in_another_case_is_sent_as_listed(connect, controls):
+    """The audit: aspect_ratio "9:16 " (a space copied with it) was refused, "Nearest: 9:16", and "auto" where Veo
+    lists "Auto" likewise. A value that names one listed value once trimmed and compared without case is that
+    value: what is sent (and what a quote binds) is the value as listed, never what was typed."""
+    async with connect(elicitation=answering()) as client:
+        quote = (await client.call_tool("estimate_cost", {**IMAGE, "aspect_ratio": "9:16"})).structured_content
+        image = await client.call_tool(
+            "generate_image", {**IMAGE, "aspect_ratio": " 9:16 ", "quote_id": quote["quote"]["quote_id"]}
+        )
+        video = await client.call_tool(
+            "generate_video", {"prompt": "waves at dusk", "model": "veo3_fast", "aspect_ratio": "AUTO"}
+        )
+    assert image.structured_content["status"] == "completed", text_of(image)
+    assert "different arguments" not in text_of(image)  # the quote for "9:16" approved it
+    assert not video.is_error, text_of(video)
+    sent = [request["body"] for request in await controls.creates()]
+    assert [body["input"]["aspect_ratio"] for body in sent if "input" in body] == ["9:16"], sent
+    assert [body["aspect_ratio"] for body in sent if "input" not in body] == ["Auto"], sent
 
 
 # -- the tools' own numeric arguments ---------------------------------------------------------------------

@@ -442,6 +442,7 @@ def test_demo_runs_offline_ends_with_next_steps_and_leaves_no_clutter(tmp_path):
     script = shutil.which("kie-mcp", path=str(Path(sys.executable).parent))
     assert f"run `{script} demo --keep`" in steps, steps
     assert '"Use it from your MCP client"' in steps and "claude mcp add kie" in steps  # how to add it to a client
+    assert steps.count('-e KIE_WORKSPACE="$PWD"') == 2, steps  # the project is the workspace: its files are read
     assert "uvx kie-mcp" not in steps  # not on PyPI yet: the demo names a command that works today
     assert "https://kie.ai" in steps and "KIE_API_KEY" in steps  # how to switch to a real key
     assert not list(temp.glob("kie-mcp-demo-*"))

@@ -150,6 +150,47 @@ async def test_a_mistyped_input_path_in_the_sandbox_names_both_places_it_was_loo
     assert uploaded.is_error and f"No file at {places}." in text_of(uploaded), text_of(uploaded)
 
 
+async def test_a_relative_path_in_the_project_but_not_the_workspace_is_refused_saying_where_it_is(
+    settings, transport, controls, mode, tmp_path
+):
+    """The audit: in Claude Code or Cursor the server's current folder is the project, but the workspace is another
+    folder (the per-user one, when the project holds no MASTER_CONTEXT.md). images: ["product.jpg"] was "neither an
+    http(s) URL nor a readable file (looked in <workspace>/product.jpg)", hiding that the file is right there in the
+    project. The refusal says where it is and how to work in that folder, and never reads it from there (that folder
+    is not one kie-mcp may read); in a folder the client shares as an MCP root, it offers the absolute path."""
+    from mcp.types import ListRootsResult, Root
+
+    project, workspace, shared = tmp_path / "project", tmp_path / "workspace", tmp_path / "shared"
+    for folder in (project, workspace, shared):
+        folder.mkdir()
+    Image.new("RGB", (1200, 1200), (20, 120, 200)).save(project / "product.jpg", "JPEG")
+    Image.new("RGB", (1200, 1200), (200, 120, 20)).save(shared / "box.png", "PNG")
+    loaded = Settings.load({"KIE_API_KEY": SANDBOX_API_KEY, "KIE_WORKSPACE": str(workspace)}, cwd=project)
+    started = replace(loaded, base_url=settings.base_url, upload_base_url=settings.upload_base_url, catalog_sync=False)
+
+    async def shared_folder(context: Any) -> ListRootsResult:
+        return ListRootsResult(roots=[Root(uri=shared.resolve().as_uri(), name="shared")])
+
+    async with Client(
+        create_server(started, transport=transport), mode=mode, list_roots_callback=shared_folder
+    ) as client:
+        in_project = await client.call_tool("estimate_cost", {**EDIT, "images": ["product.jpg"]})
+        uploaded = await client.call_tool("upload_file", {"path": "product.jpg"})
+        in_root = await client.call_tool("estimate_cost", {**EDIT, "images": ["box.png"]})
+        by_absolute_path = await client.call_tool("estimate_cost", {**EDIT, "images": [str(shared / "box.png")]})
+    there = f"There is a file 'product.jpg' in the folder kie-mcp was started in ({project.resolve()})"
+    for refused in (in_project, uploaded):
+        said = text_of(refused)
+        assert refused.is_error and f"{workspace.resolve() / 'product.jpg'}" in said and there in said, said
+        assert f"set KIE_WORKSPACE={project.resolve()}" in said and "MASTER_CONTEXT.md" in said, said
+        assert "Nothing was read or uploaded" in said and str(project / "product.jpg") not in said, said
+    said = text_of(in_root)
+    assert in_root.is_error and f'give its absolute path, "{shared.resolve() / "box.png"}"' in said, said
+    assert not by_absolute_path.is_error, text_of(by_absolute_path)  # ... which is taken
+    requests = (await controls.get("requests"))["requests"]
+    assert not [r for r in requests if r["path"].startswith("/api/file-")] and await controls.creates() == []
+
+
 async def test_a_sandbox_still_used_as_a_video_s_input_is_sent_as_it_is_as_a_real_one_would_be(sandboxed):
     """The audit's first hour: a sandbox still, 256 px even at 2K, given to Veo added "(144x256 px) is upscaled
     (Lanczos) to 608x1080 px before upload" to the quote, the form and the answer, which never happens live."""

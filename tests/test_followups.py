@@ -263,6 +263,26 @@ async def test_a_pixverse_transition_clip_can_be_extended_like_any_pixverse_v6_c
     assert [body["input"]["generate_audio_switch"] for body in create] == [True], create
 
 
+async def test_an_operation_written_in_capitals_or_with_spaces_is_the_one_it_names(connect, controls):
+    """The audit: operation "4K" (as people write 4K) was refused with 'must be one of "extend", "hd", "4k" or
+    "upscale" (got "4K")'. An operation that names one of them in another case, or with spaces around it, is that
+    one; what is sent is the same as for the operation as listed."""
+    async with connect(elicitation=answering()) as client:
+        source = await finished(client, VEO)
+        estimate = await client.call_tool("estimate_cost", {"task_id": source, "operation": "HD"})
+        assert not estimate.is_error, text_of(estimate)
+        quote = estimate.structured_content["quote"]
+        made = await client.call_tool(
+            "continue_video", {"task_id": source, "operation": " Hd ", "quote_id": quote["quote_id"]}
+        )
+        refused = await client.call_tool("estimate_cost", {"task_id": source, "operation": "8K"})
+    assert quote["credits_total"] == 5 and quote["model"] == "veo/get-1080p-video", quote
+    task = made.structured_content["tasks"][0]
+    assert task["operation"] == "hd" and task["task_id"] == f"{source}-1080p", text_of(made)
+    assert await requests_to(controls, HD_PATH)  # KIE's 1080p endpoint, as for operation "hd"
+    assert refused.is_error and '(got "8K")' in text_of(refused), text_of(refused)  # naming none: refused as before
+
+
 async def test_veo_1080p_processing_is_a_wait_charged_once(connect, controls):
     await controls.post("config", {"hd_blank_seconds": 20})  # KIE's other "not yet": "record result data is blank"
     async with connect(elicitation=answering()) as client:

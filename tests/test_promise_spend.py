@@ -598,6 +598,34 @@ async def test_a_daily_cap_lowered_below_today_s_spend_is_never_blamed_on_kie(
     assert credits["spent_today"] == 16 and len(await controls.creates()) == 2
 
 
+@pytest.mark.parametrize("name", ["KIE_MAX_CREDITS_PER_CALL", "KIE_MAX_CREDITS_PER_DAY"])
+async def test_a_cap_refusal_sends_the_user_to_where_the_cap_in_force_is_set(
+    controls, settings, transport, mode, tmp_path, name
+):
+    """The audit: a cap of 5 in the workspace's .env and the Claude Desktop bundle's 600 and 3000 in the client's
+    env block. The lowest value written holds, yet the refusal said "have the user raise KIE_MAX_CREDITS_PER_CALL in
+    the server's configuration": the user raised it there, and the .env's 5 still held. The refusal names the .env
+    where the cap in force is set, and check_credits shows where each cap comes from."""
+    (tmp_path / ".env").write_text(f"{name}=5\n")
+    given = {"KIE_MAX_CREDITS_PER_CALL": "600", "KIE_MAX_CREDITS_PER_DAY": "3000"}  # the bundle's, always passed
+    loaded = Settings.load({"KIE_WORKSPACE": str(tmp_path), "KIE_API_KEY": SANDBOX_API_KEY, **given}, cwd=tmp_path)
+    started = replace(loaded, base_url=settings.base_url, upload_base_url=settings.upload_base_url, catalog_sync=False)
+    async with Client(create_server(started, transport=transport), mode=mode) as client:
+        refused = await client.call_tool("generate_image", IMAGE)  # 8 credits
+        credits = text_of(await client.call_tool("check_credits", {}))
+    said, dotenv = text_of(refused), tmp_path / ".env"
+    assert refused.is_error and f"raise {name} in {dotenv}, where the cap in force is set" in said, said
+    assert "server's configuration" not in said, said
+    block = "(set in the client's env block)"
+    caps = (
+        f"Caps: 5 per call (set in {dotenv}), 3000 per day {block}."
+        if name == "KIE_MAX_CREDITS_PER_CALL"
+        else f"Caps: 600 per call {block}, 5 per day (set in {dotenv})."
+    )
+    assert caps in credits, credits
+    assert await controls.creates() == []
+
+
 async def test_a_past_charge_raises_a_quote_but_never_lowers_it(connect, controls, sim):
     sim.config.report_credits_consumed = True  # a KIE that reports its charge on the task (live Market records do not)
     async with connect(elicitation=answering()) as client:

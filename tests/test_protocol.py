@@ -267,6 +267,28 @@ async def test_changed_arguments_void_the_quote(connect, controls):
     assert await controls.creates() == []
 
 
+async def test_a_quote_used_with_other_arguments_names_each_change_with_both_values(connect, controls):
+    """The audit: a quote used with changed arguments said only "the request changed after the estimate", so the
+    agent could not tell which of its arguments to put back. Each changed argument is named with the value the
+    quote priced and the one sent now, cut short as every echoed text is; unchanged ones are not named."""
+    long_prompt = "a red apple on a wooden table, lit from the left by a low winter sun" * 4
+    async with connect() as client:
+        priced = {**IMAGE, "prompt": long_prompt, "aspect_ratio": "1:1"}
+        quote = (await client.call_tool("estimate_cost", priced)).structured_content["quote"]
+        changed = await client.call_tool(
+            "generate_image",
+            {**priced, "prompt": "a green apple", "aspect_ratio": "4:5", "quote_id": quote["quote_id"]},
+        )
+    message = changed.structured_content["message"]
+    assert changed.structured_content["status"] == "confirmation_required", message
+    said = message.split("the request changed after the estimate: ", 1)[1].split(". ", 1)[0]
+    assert 'aspect_ratio "1:1" -> "4:5"' in said, message
+    assert f'prompt "{long_prompt[:40]}' in said and f'..." ({len(long_prompt)} characters) -> "a green apple"' in said
+    assert long_prompt not in message  # cut short, never echoed whole
+    assert "output_format" not in said and "resolution" not in said and "variations" not in said, said
+    assert await controls.creates() == []
+
+
 async def test_expired_quote_is_refused(connect, controls):
     async with connect(quote_ttl_seconds=0.05) as client:
         quote = (await client.call_tool("estimate_cost", IMAGE)).structured_content["quote"]

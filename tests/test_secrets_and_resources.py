@@ -310,6 +310,7 @@ async def test_check_credits_warns_while_the_dotenv_holding_the_key_would_be_com
 
     assert "Warning" not in await warning()  # no repository around it: nothing to commit it to
     _git(tmp_path, "init", "-q")
+    (tmp_path / ".git" / "info" / "exclude").write_text(".kie-mcp/\nlogs/\n")  # kie-mcp's records: warned of apart
     (tmp_path / ".env").write_text("# KIE_API_KEY=put-it-here\nKIE_API_KEY=\n")  # .env.example's lines: no key
     assert "Warning" not in await warning()
     (tmp_path / ".env").write_text(f"KIE_API_KEY={key}\n")
@@ -318,6 +319,32 @@ async def test_check_credits_warns_while_the_dotenv_holding_the_key_would_be_com
     assert "Warning" not in await warning()
     _git(tmp_path, "add", "-f", ".env")
     assert "is committed to git" in await warning() and "git rm --cached .env" in await warning()
+
+
+@pytest.mark.skipif(__import__("shutil").which("git") is None, reason="git is not installed")
+async def test_check_credits_warns_while_the_journal_and_the_call_log_would_be_committed(connect, tmp_path):
+    """The audit: in a workspace that is a git repository, check_credits warned of a .env git would commit, but not
+    of .kie-mcp/ (the journal: every prompt) and logs/ (the call log), which 'git status' showed untracked, so the
+    next 'git add .' committed them. Said the same way, with the fix, until they are ignored; once git tracks one,
+    it is named as committed."""
+    _git(tmp_path, "init", "-q")
+
+    async def said() -> str:
+        async with connect() as client:
+            return text_of(await client.call_tool("check_credits", {}))
+
+    first = await said()
+    journal, logs = f"{tmp_path / '.kie-mcp'}/", f"{tmp_path / 'logs'}/"
+    assert (tmp_path / ".kie-mcp").is_dir() and (tmp_path / "logs").is_dir()
+    assert f"Warning: {journal} and {logs} are kie-mcp's records" in first, first
+    assert "no .gitignore excludes them" in first and "Add a line '.kie-mcp/' and a line 'logs/'" in first, first
+    (tmp_path / ".gitignore").write_text("logs/\n")
+    assert f"Warning: {journal} is kie-mcp's records (.kie-mcp/ holds the journal" in await said()
+    (tmp_path / ".gitignore").write_text("logs/\n.kie-mcp/\n")
+    assert "Warning" not in await said()
+    _git(tmp_path, "add", "-f", "logs")
+    committed = await said()
+    assert f"Warning: {logs} is committed to git" in committed and "git rm -r --cached logs" in committed, committed
 
 
 @pytest.mark.skipif(__import__("shutil").which("git") is None, reason="git is not installed")

@@ -165,9 +165,12 @@ class Settings:
     auto_approve_credits: float = 0.0
     max_credits_per_call: float = DEFAULT_MAX_CREDITS_PER_CALL
     max_credits_per_day: float = DEFAULT_MAX_CREDITS_PER_DAY
-    # Where the daily cap in force was written, as a person reads it (the client's env block, a .env's path); "" for
-    # the default: a spend over a cap lowered since (or a tighter server's) names it (``spend.ledger.over_cap_words``).
-    # Not part of what the settings are: two loads giving the same cap from different places are the same settings.
+    # Where each cap in force was written, as a person reads it (the client's env block, a .env's path); "" for the
+    # default. A refusal by a cap names it as the place to raise that cap (the lowest value written anywhere applies,
+    # so raising it anywhere else changes nothing), and a spend over a daily cap lowered since (or a tighter
+    # server's) names it (``spend.ledger.over_cap_words``); check_credits shows both. Not part of what the settings
+    # are: two loads giving the same caps from different places are the same settings.
+    max_credits_per_call_from: str = field(default="", compare=False)
     max_credits_per_day_from: str = field(default="", compare=False)
     log_level: str = "INFO"
     download: bool = True  # KIE_DOWNLOAD=always|never: save results into outputs/ as soon as they exist
@@ -177,6 +180,10 @@ class Settings:
     # are served, and its files may be inputs; its journal, outputs and logs are never touched.
     real_workspace: Path | None = None
     workspace_reason: str = ""  # how the workspace was chosen, for the start-up line
+    # The folder the server was started in (in Claude Code and Cursor, the project), which need not be the workspace: a
+    # relative input path with nothing at it in the workspace that names a file there is refused saying so, with
+    # how to work in that folder (``media.inputs.found_elsewhere``); never read from. None: not known.
+    started_in: Path | None = field(default=None, compare=False)
     config_error: str | None = None  # a broken setting: every tool answers with it (see ``config_problem``)
     config_fix_in: tuple[str, ...] = ()  # where each broken setting was written: the env block, a .env's path
     # What a person should know about the settings that breaks nothing, each a sentence for the start-up log and
@@ -270,6 +277,8 @@ class Settings:
             auto_approve_credits=0.0,
             max_credits_per_call=0.0,
             max_credits_per_day=0.0,
+            max_credits_per_call_from="",
+            max_credits_per_day_from="",
             catalog_sync=False,
             config_error=" ".join(filter(None, (self.config_error, redact(problem)))),
             config_fix_in=tuple(dict.fromkeys((*self.config_fix_in, fix_in))),
@@ -466,10 +475,12 @@ class Settings:
             upload_base_url=endpoint["KIE_UPLOAD_BASE_URL"],
             workspace=workspace,
             workspace_reason=reason,
+            started_in=cwd,
             # A broken configuration spends nothing: every cap is 0, not a default.
             auto_approve_credits=0.0 if broken else auto,
             max_credits_per_call=0.0 if broken else per_call,
             max_credits_per_day=0.0 if broken else per_day,
+            max_credits_per_call_from="" if broken else limit_from.get("KIE_MAX_CREDITS_PER_CALL", ""),
             max_credits_per_day_from="" if broken else limit_from.get("KIE_MAX_CREDITS_PER_DAY", ""),
             log_level=log_level,
             download=download != "never",

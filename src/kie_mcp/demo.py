@@ -331,10 +331,15 @@ def _next_steps(say: _Printer, workspace: Path, area: Path, keep: bool) -> None:
         say.line(f"  images, playable MP4 clips), run `{command} demo --keep`: it keeps them and prints")
         say.line("  the folder.")
     say.line("- Add kie-mcp to your MCP client (Claude Desktop, Claude Code, Cursor, VS Code, Codex): the")
-    say.line('  README\'s "Use it from your MCP client" section has each snippet. In Claude Code, for example:')
-    say.line(f"    claude mcp add kie -- {command} --sandbox      (the simulator: no key, no credits)")
+    say.line('  README\'s "Use it from your MCP client" section has each snippet. In Claude Code, for example,')
+    say.line("  run in your project's folder (KIE_WORKSPACE makes it the workspace: results go to its outputs/,")
+    say.line("  and image paths such as product.jpg are read from it):")
+    say.line(
+        f'    claude mcp add kie -e KIE_WORKSPACE="$PWD" -- {command} --sandbox   (the simulator: no key, no credits)'
+    )
     say.line("- Switch to a real key: create one at https://kie.ai (API Key page), then drop `--sandbox` and")
-    say.line(f"  pass it in the client's env, e.g. `claude mcp add kie -e KIE_API_KEY=your-key -- {command}`.")
+    say.line("  pass it in the client's env, e.g.")
+    say.line(f'    claude mcp add kie -e KIE_API_KEY=your-key -e KIE_WORKSPACE="$PWD" -- {command}')
     say.line("  Every spend is then real and is asked for first; caps per call and per day always apply.")
 
 

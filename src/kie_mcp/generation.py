@@ -86,7 +86,7 @@ from kie_mcp.spend import (
 )
 from kie_mcp.spend.approval import ApprovedBy
 from kie_mcp.spend.ledger import ALREADY_HAD, ALREADY_HAD_ANSWER, CHARGED, MEASURED, REFUSED
-from kie_mcp.spend.quotes import CHARGED_HERE, AskedInputs, seen_charging, staleness
+from kie_mcp.spend.quotes import CHARGED_HERE, AskedInputs, Bound, seen_charging, staleness
 from kie_mcp.stopping import CREATES
 from kie_mcp.tasks import TaskRecord
 from kie_mcp.tasks.follower import saving_words
@@ -156,10 +156,16 @@ class Plan:
     measured: dict[str, float] | None = None  # the input lengths the price depends on, as measured
     local_inputs: AskedInputs | None = None  # its local files by path and hash, for a question asked about them
     quote_binds: bool = False  # ``quote_id`` came as bind_quote_id: it only binds the request, never approves it
+    identity: dict[str, Any] = field(default_factory=dict)  # the input as ``digest`` reads it (files by content)
 
     @property
     def total(self) -> float | None:
         return None if self.price.credits is None else round(self.price.credits * self.variations, 4)
+
+    @property
+    def bound(self) -> Bound:
+        """The request as its quote binds it: what a quote of another request names as changed."""
+        return (self.spec.id, self.identity, self.variations)
 
     @property
     def counted(self) -> float | None:
@@ -292,7 +298,9 @@ async def plan(
     lengths: dict[str, float] = {}
     length_notes: list[str] = []  # an input whose headers claim less than it plays: priced at what it plays
     if names_local_files(spec, wire):  # reading and hashing them (up to 100 MB) stays off the event loop
-        files, problems = await anyio.to_thread.run_sync(find_local_files, spec, wire, rt.settings.input_bases, roots)
+        files, problems = await anyio.to_thread.run_sync(
+            find_local_files, spec, wire, rt.settings.input_bases, roots, rt.settings.started_in
+        )
         if not problems:  # a file longer or shorter than its field takes: refused before it is priced or sent
             lengths, problems = await checked_lengths(spec, wire, files, length_notes)
         if problems:
@@ -340,6 +348,7 @@ async def plan(
         priced_input={**wire, **(facts or {})},
         measured=measured,
         local_inputs=local_inputs,
+        identity=identity,
     )
     return bound_to(p, args.bind_quote_id) if args.bind_quote_id else p
 
@@ -1225,7 +1234,7 @@ async def decide_approval(
     for ten minutes from the Decline (the person is asked, or a new quote comes back)."""
     if (replay := replay_of(rt, p)) is not None:
         return replay
-    refusal = rt.quotes.refusal(p.quote_id, p.digest) if p.quote_id else None
+    refusal = rt.quotes.refusal(p.quote_id, p.digest, p.bound) if p.quote_id else None
     problem = None if refusal is None else str(refusal) + made_with(rt, refusal, p.quote_id)
     form_only = can_ask and rt.settings.approval == "form"
     binds_only = form_only or p.quote_binds  # bind_quote_id (an approval card's Approve) binds on every host
@@ -1679,7 +1688,9 @@ def confirmation_required(
         sent_since_quoted(rt, earlier, p.digest) is not None or rt.quotes.refusal(earlier, p.digest) is not None
     ):
         earlier = None  # overtaken, or used since ``open_estimate`` read it (another server's call of it)
-    quote = rt.quotes.issue(p.spec.id, p.digest, p.price, p.variations, ceiling=p.reserved, measured=p.estimate)
+    quote = rt.quotes.issue(
+        p.spec.id, p.digest, p.price, p.variations, ceiling=p.reserved, measured=p.estimate, request=p.bound
+    )
     cost = (
         f"an UNKNOWN number of credits ({unknown_cost(p)})"
         if quote.credits_total is None
@@ -2222,7 +2233,7 @@ def use_approval(rt: Runtime, p: Plan, decision: Approved) -> Approved | NeedsCo
             if (overtaken := sent_since_quoted(rt, p.quote_id, p.digest)) is not None:  # sent since: likewise
                 return NeedsConfirmation(overtaken)
         try:
-            rt.quotes.consume(p.quote_id, p.digest)
+            rt.quotes.consume(p.quote_id, p.digest, request=p.bound)
         except QuoteError as err:
             replay = unsettled_replay(rt, p.quote_id, p.digest, err)
             return replay or NeedsConfirmation(f"The quote could not be used: {err}{made_with(rt, err, p.quote_id)}")

@@ -51,7 +51,7 @@ CREATE TABLE IF NOT EXISTS quotes (
     quote_id TEXT PRIMARY KEY, model TEXT NOT NULL, digest TEXT NOT NULL, body TEXT NOT NULL,
     expires REAL NOT NULL, used INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL,
     kind TEXT NOT NULL DEFAULT 'estimate', used_by TEXT, used_at REAL, asked TEXT, shape TEXT, inputs TEXT,
-    declined_at REAL);
+    declined_at REAL, request TEXT);
 CREATE TABLE IF NOT EXISTS spend (
     id INTEGER PRIMARY KEY AUTOINCREMENT, day TEXT NOT NULL, delta REAL NOT NULL, reason TEXT NOT NULL,
     ref TEXT, at REAL NOT NULL, counted_at REAL);
@@ -145,7 +145,9 @@ ATTEMPT_COLUMNS = {
 # about a request with local files, the request with those files named by path (``shape``) and their hashes then
 # (``inputs``): the answer comes back on a new request, which must be refused when a file's bytes changed meanwhile.
 # And when the person declined the quote on the approval card (``QuoteBook.decline``): kept on a quote a call was
-# using then too, so that call sends no create after it, and never gives the quote back for a later spend.
+# using then too, so that call sends no create after it, and never gives the quote back for a later spend. And what
+# an estimate's quote priced, argument by argument (``quotes.request_record``: a fingerprint of each value, and the
+# value redacted and cut short), so that a call with other arguments is told which changed.
 QUOTE_COLUMNS = {
     "used_by": "TEXT",
     "used_at": "REAL",
@@ -153,6 +155,7 @@ QUOTE_COLUMNS = {
     "shape": "TEXT",
     "inputs": "TEXT",
     "declined_at": "REAL",
+    "request": "TEXT",
 }
 # Columns of uploads added since: until when an upload may be reused, when KIE's answer said how long it keeps it.
 UPLOAD_COLUMNS = {"expires": "REAL"}

@@ -264,7 +264,12 @@ def _journal_parts(settings: Settings, journal: Journal | UnavailableJournal) ->
         "quotes": QuoteBook(journal, settings.quote_ttl_seconds, simulated=settings.sandbox),
         "ledger": Ledger(
             journal,
-            Caps(settings.max_credits_per_call, settings.max_credits_per_day, settings.max_credits_per_day_from),
+            Caps(
+                settings.max_credits_per_call,
+                settings.max_credits_per_day,
+                settings.max_credits_per_day_from,
+                settings.max_credits_per_call_from,
+            ),
         ),
         "tasks": TaskBook(journal, settings.workspace),
     }

@@ -18,7 +18,7 @@ import stat
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 import anyio
 from mcp import MCPError
@@ -303,8 +303,20 @@ VideoWait = Annotated[
     NUMBER,
 ]
 FollowupOperationName = Literal["extend", "hd", "4k", "upscale"]
+
+
+def _operation(value: Any) -> Any:
+    """An operation written in another case or with spaces around it ("4K", " extend"): the listed one it names;
+    anything else as sent, for the check to refuse by name."""
+    if isinstance(value, str) and (folded := value.strip().casefold()) in get_args(FollowupOperationName):
+        return folded
+    return value
+
+
+OPERATION = BeforeValidator(_operation)
 FollowupOperation = Annotated[
     FollowupOperationName,
+    OPERATION,
     Field(
         description="extend: continue the scene from the last frame (Veo 3.1, Runway, Grok Imagine, PixVerse V6); hd: "
         "the 1080p version (Veo 3.1, Grok Imagine); 4k: the 4K version (Veo 3.1); upscale: an upscaled copy of any "
@@ -623,7 +635,9 @@ def _define_tools(mcp: _ToolRecorder) -> None:
         prompt: Prompt = "",
         task_id: FollowupTaskId = None,
         operation: Annotated[
-            FollowupOperationName | None, Field(description="With task_id: the follow-up to price (continue_video).")
+            FollowupOperationName | None,
+            OPERATION,
+            Field(description="With task_id: the follow-up to price (continue_video)."),
         ] = None,
         images: Images = [],  # noqa: B006 - pydantic copies defaults
         aspect_ratio: AspectRatio = None,
@@ -1064,7 +1078,7 @@ def _define_tools(mcp: _ToolRecorder) -> None:
             allowed = (*rt.settings.input_roots, *root_folders(roots))
             try:
                 file, media = await anyio.to_thread.run_sync(
-                    inspect_local, path, rt.settings.input_bases, allowed, UPLOAD_ACCEPTS
+                    inspect_local, path, rt.settings.input_bases, allowed, UPLOAD_ACCEPTS, rt.settings.started_in
                 )
             except RefusedInput as err:
                 raise ToolError(f"upload_file refused path: {err}") from None
@@ -1462,7 +1476,13 @@ async def _estimate(rt: Runtime, plan: gen.Plan) -> EstimateResult:
     # Its one write: at once while no other writer holds the journal's lock, else off the event loop once it is free.
     quote = await rt.journal.unless_locked(
         lambda: rt.quotes.issue(
-            plan.spec.id, plan.digest, plan.price, plan.variations, ceiling=plan.reserved, measured=plan.estimate
+            plan.spec.id,
+            plan.digest,
+            plan.price,
+            plan.variations,
+            ceiling=plan.reserved,
+            measured=plan.estimate,
+            request=plan.bound,
         )
     )
     spent = rt.ledger.spent_today()
@@ -1652,14 +1672,17 @@ async def _clip_path(rt: Runtime, clip: str, allowed: tuple[Path, ...]) -> Path:
         raise ToolError(_no_clip(task, rt.settings.download))
     given = str(rt.settings.workspace / saved[0]["path"]) if saved else clip  # a saved file is judged the same way
     try:  # reads the file's first bytes: in a worker thread
-        path, _ = await anyio.to_thread.run_sync(inspect_local, given, rt.settings.input_bases, allowed, _CLIP_ACCEPTS)
+        path, _ = await anyio.to_thread.run_sync(
+            inspect_local, given, rt.settings.input_bases, allowed, _CLIP_ACCEPTS, rt.settings.started_in
+        )
     except NotRegularFile as err:  # something is there (a folder, a FIFO): said as what it is, never "missing"
         raise ToolError(f"stitch_videos refused the clip {clip!r}. {err}") from None
-    except MissingFile:
+    except MissingFile as err:
         if saved:
             raise ToolError(_clip_gone(clip, saved[0]["path"])) from None
         raise ToolError(
             f"{clip!r} is neither a task id with a saved video nor a video file in the workspace."
+            + (f" {err.elsewhere}" if err.elsewhere else "")
         ) from None
     except RefusedInput as err:
         # The clip is never followed by ": ": "'../etc/passwd': '../etc..." reads as a password, redacted in the answer

@@ -481,10 +481,14 @@ def _allowed_text(field: FieldSpec) -> str:
 
 
 def _coerce(field: FieldSpec, value: Any) -> Any:
-    """Accept the obvious spellings: aliases, ints for numeric strings, and back."""
+    """Accept the obvious spellings: aliases, ints for numeric strings, and back; for a listed text value, the value
+    with the spaces around it trimmed ("9:16 ") and written in another case ("4K" where "4k" is listed), when that
+    names one listed value alone. Only ever a listed value replaces what was given: nothing else is sent."""
     if isinstance(value, str) and value in field.value_aliases:
         return field.value_aliases[value]
     if field.type == "enum" and field.values:
+        if isinstance(field.values[0], str) and isinstance(value, str) and value not in field.values:
+            return _listed_spelling(field, value)
         if isinstance(field.values[0], str) and isinstance(value, int | float) and not isinstance(value, bool):
             as_text = str(int(value)) if float(value).is_integer() else str(value)
             return as_text if as_text in field.values else value
@@ -493,6 +497,21 @@ def _coerce(field: FieldSpec, value: Any) -> Any:
     if field.type == "integer" and isinstance(value, str) and value.strip().lstrip("-").isdigit():
         return int(value)
     return value
+
+
+def _listed_spelling(field: FieldSpec, value: str) -> str:
+    """The one listed value (or alias's value) ``value`` names once trimmed and compared without case, else
+    ``value`` as given (refused by the check, which names the values it could be)."""
+    trimmed = value.strip()
+    if trimmed in field.value_aliases:
+        return field.value_aliases[trimmed]
+    matches = _same_but_case(trimmed, field.values or ())
+    return str(matches[0]) if len(matches) == 1 else value
+
+
+def _same_but_case(value: str, allowed: Sequence[Scalar]) -> list[Scalar]:
+    folded = value.strip().casefold()
+    return [v for v in allowed if isinstance(v, str) and v.strip().casefold() == folded]
 
 
 def _check_value(field: FieldSpec, value: Any) -> str | None:
@@ -528,8 +547,15 @@ def _check_value(field: FieldSpec, value: Any) -> str | None:
         if value in field.values and type(value) is type(field.values[0]):
             return None
         allowed = listed(field.values)
+        if isinstance(value, str) and len(same := _same_but_case(value, field.values)) > 1:  # "4K" for 4K and 4k
+            spelt = " or ".join(plain(v) for v in same)
+            return f"{plain(value)} is not allowed; allowed: {allowed}. Give {spelt} exactly: the case matters here."
         hint = _nearest(value, field.values)
-        extra = f" Nearest: {plain(hint, quoted=False)}." if hint is not None else ""
+        extra = (
+            f" Nearest: {plain(hint, quoted=False)}{_shape_word_note(value, hint, field.values)}."
+            if hint is not None
+            else ""
+        )
         note = f" {field.note}" if field.note else ""
         return f"{plain(value)} is not allowed; allowed: {allowed}.{extra}{note}"
     # lists
@@ -561,9 +587,10 @@ def _nearest(value: Any, allowed: Sequence[Scalar]) -> Scalar | None:
         numeric = [v for v in allowed if isinstance(v, int | float) or (isinstance(v, str) and v.isdigit())]
         if numeric:
             return min(numeric, key=lambda v: abs(float(v) - value))
-    # A shape (9:16, 4:5, portrait_16_9) is nearest by its proportions, never by its spelling: 9:16 on a model
-    # offering 1:1, 3:2 and 2:3 is nearest 2:3, not 1:1 (which the text of "9:16" resembles more).
-    wanted = shape_ratio(value)
+    # A shape (9:16, 4:5, portrait_16_9, or a word for one: "vertical") is nearest by its proportions, never by its
+    # spelling: 9:16 on a model offering 1:1, 3:2 and 2:3 is nearest 2:3, not 1:1 (which the text of "9:16"
+    # resembles more).
+    wanted = shape_ratio(value) or _shape_word(value)
     shapes = {v: shape for v in allowed if (shape := shape_ratio(v)) is not None}
     if wanted is not None and shapes:
         return min(shapes, key=lambda v: abs(math.log(shapes[v] / wanted)))
@@ -573,6 +600,39 @@ def _nearest(value: Any, allowed: Sequence[Scalar]) -> Scalar | None:
         return by_lower[text]
     match = difflib.get_close_matches(text, list(by_lower), n=1, cutoff=0.4)
     return by_lower[match[0]] if match else None
+
+
+# Words for a frame's shape, as its width over height: each read as the usual frame of its kind (a phone's 9:16, a
+# screen's 16:9), named as the nearest value with the others of its kind (``_shape_word_note``), never sent.
+_SHAPE_WORDS = {
+    "vertical": 9 / 16,
+    "portrait": 9 / 16,
+    "tall": 9 / 16,
+    "horizontal": 16 / 9,
+    "landscape": 16 / 9,
+    "wide": 16 / 9,
+    "widescreen": 16 / 9,
+}  # "square" is a shape of its own (``shape_ratio``): nearest 1:1
+
+
+def _shape_word(value: Any) -> float | None:
+    return _SHAPE_WORDS.get(value.strip().casefold()) if isinstance(value, str) else None
+
+
+def _shape_word_note(value: Any, hint: Scalar, allowed: Sequence[Scalar]) -> str:
+    """After the nearest value to a word for a shape ("vertical"): what the word was read as, and the other listed
+    values of that kind (taller than wide, wider than tall), nearest first, three at most; nothing for anything else."""
+    wanted = _shape_word(value)
+    if wanted is None:
+        return ""
+    kind = "taller than wide" if wanted < 1 else "wider than tall"
+    shapes = {v: shape for v in allowed if v != hint and (shape := shape_ratio(v)) is not None}
+    alike = sorted(
+        (v for v, shape in shapes.items() if (shape < 1) == (wanted < 1) and shape != 1),
+        key=lambda v: abs(math.log(shapes[v] / wanted)),
+    )[:3]
+    also = f"; {' and '.join(listed(alike).rsplit(', ', 1))} {'is' if len(alike) == 1 else 'are'} too" if alike else ""
+    return f" ({plain(value)} read as a frame {kind}{also})"
 
 
 _RATIO = re.compile(r"\s*(\d+(?:\.\d+)?)\s*[:x/]\s*(\d+(?:\.\d+)?)\s*")

@@ -84,7 +84,7 @@ from kie_mcp.catalog.validate import PIXELS, when_matches
 from kie_mcp.journal import Journal
 from kie_mcp.kie import KieClient, KieError, RefusedHereError
 from kie_mcp.redact import SecretWatch, bytes_hold_secret, redact_secrets, secrets_version
-from kie_mcp.words import duration_text
+from kie_mcp.words import duration_text, path_text, plain
 
 from . import saved
 from . import sniff as sniffing
@@ -253,7 +253,12 @@ class UntextedName(RefusedInput):
 
 
 class MissingFile(RefusedInput):
-    """No readable file at that path."""
+    """No readable file at that path; ``elsewhere``: where a file of that relative path is, outside the workspace
+    (``found_elsewhere``), said after the message, or ""."""
+
+    def __init__(self, message: str, elsewhere: str = "") -> None:
+        super().__init__(f"{message} {elsewhere}" if elsewhere else message)
+        self.elsewhere = elsewhere
 
 
 class NotRegularFile(MissingFile):
@@ -530,10 +535,16 @@ def private_reason(real: Path, workspace: Path | tuple[Path, ...], roots: tuple[
 
 
 def inspect_local(
-    value: str, workspace: Path | tuple[Path, ...], roots: tuple[Path, ...], accepts: Accepts
+    value: str,
+    workspace: Path | tuple[Path, ...],
+    roots: tuple[Path, ...],
+    accepts: Accepts,
+    started_in: Path | None = None,
 ) -> tuple[Path, Sniffed]:
     """The real path and media type of a local input that may be uploaded to ``accepts``; ``RefusedInput``
-    (naming the file and why) otherwise. Reads at most the file's first few KB."""
+    (naming the file and why) otherwise. Reads at most the file's first few KB. A relative path with nothing at it
+    in the workspace that names a file in the folder the server was started in (``started_in``) or in another folder
+    of ``roots`` is refused saying so (``found_elsewhere``)."""
     if why := not_a_path(value, accepts):
         raise NotALocalFile(why)
     given = value
@@ -559,13 +570,17 @@ def inspect_local(
                 f"{shown(given)} is not a regular file ({real} is a FIFO, a device or a socket), which kie-mcp never "
                 "reads. Nothing was read or uploaded. Give the path of a regular file."
             )
+        elsewhere = found_elsewhere(value, workspace, roots, started_in)
         if accepts.urls:
             raise MissingFile(
                 f"{shown(given)} is neither an http(s) URL nor a readable file (looked in "
-                f"{looked_in(value, workspace, real)}: nothing there)."
+                f"{looked_in(value, workspace, real)}: nothing there).",
+                elsewhere,
             )
         raise MissingFile(
-            f"No file at {looked_in(value, workspace, real)}. Give an absolute path or one relative to the workspace."
+            f"No file at {looked_in(value, workspace, real)}."
+            + ("" if elsewhere else " Give an absolute path or one relative to the workspace."),
+            elsewhere,
         )
     media = sniff(head)
     wanted = _kinds_text(accepts.kinds)
@@ -588,6 +603,57 @@ def inspect_local(
     if size > limit_bytes(accepts, media):
         raise TooLarge(_too_large(name, size, accepts, media))
     return real, media
+
+
+def found_elsewhere(
+    value: str, workspace: Path | tuple[Path, ...], roots: tuple[Path, ...], started_in: Path | None
+) -> str:
+    """Where a relative path ``value``, with nothing at it in the workspace, names a file all the same, and what to
+    do: in the folder the server was started in (``started_in``: in Claude Code or Cursor, the project, which is not
+    the workspace unless it holds MASTER_CONTEXT.md or KIE_WORKSPACE names it), else in another folder of ``roots``
+    (KIE_ALLOWED_DIRS, a folder the client shares as an MCP root). "" for a path found in neither, an absolute one,
+    a link, one leading out of that folder or to a private file there (a dotfile, logs/). The file is only looked
+    at, never read: a folder that is not an allowed one is not read from, and a relative path is always the
+    workspace's, so what is used never depends on where the client started the server."""
+    if value.startswith("~") or value[:7].lower() == "file://" or any(value.startswith(link[0]) for link in _LINKS):
+        return ""
+    bases = {base.resolve() for base in (workspace if isinstance(workspace, tuple) else (workspace,))}
+    places = [(started_in, True), *((root, False) for root in roots)]
+    try:
+        if Path(value).is_absolute():
+            return ""
+        for folder, started_there in places:
+            if folder is None or (home := folder.resolve()) in bases or home == Path(home.anchor):
+                continue
+            found = (home / value).resolve()
+            if found.is_relative_to(home) and found.is_file() and private_reason(found, home, ()) is None:
+                readable = any(found.is_relative_to(root) for root in roots)
+                return _elsewhere_words(value, home, found, started_there=started_there, readable=readable)
+    except (OSError, ValueError, RuntimeError):  # a path the system refuses there: nothing to say of it
+        return ""
+    return ""
+
+
+def _elsewhere_words(value: str, home: Path, found: Path, *, started_there: bool, readable: bool) -> str:
+    where = (
+        f"the folder kie-mcp was started in ({path_text(home)})"
+        if started_there
+        else f"{path_text(home)}, a folder kie-mcp may read (KIE_ALLOWED_DIRS, or shared by the client as an MCP root)"
+    )
+    head = (
+        f"There is a file {shown(value)} in {where}, but a relative path is read from the workspace only. Nothing was "
+        "read or uploaded."
+    )
+    absolute = f"give its absolute path, {plain(path_text(found), limit=4096)}" if readable else ""  # whole
+    move = f"have the user set KIE_WORKSPACE={path_text(home)} in this server's configuration and restart it" + (
+        " (or, with no KIE_WORKSPACE set, put a MASTER_CONTEXT.md in that folder)" if started_there else ""
+    )
+    if readable:
+        return f"{head} To use it, {absolute}; to work in that folder, {move}."
+    return (
+        f"{head} That folder is not one kie-mcp reads from. To work in it, {move}; or copy the file into the "
+        "workspace (references/ is a good place)."
+    )
 
 
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
@@ -1096,10 +1162,11 @@ def find_local_files(
     wire: dict[str, Any],
     workspace: Path | tuple[Path, ...],
     roots: Callable[[], tuple[Path, ...]] | None = None,
+    started_in: Path | None = None,
 ) -> tuple[dict[str, LocalFile], list[Problem]]:
     """Map each non-URL media value to a real media file inside the allowed folders that its field takes.
     ``roots`` gives those folders (resolved): asked for only when a local file is named, so a request without one
-    touches no file system."""
+    touches no file system. ``started_in``: the folder the server was started in (``inspect_local``)."""
     found: dict[str, LocalFile] = {}
     problems: list[Problem] = []
     local = _local_slots(spec, wire)
@@ -1112,7 +1179,7 @@ def find_local_files(
         where = f"{name}[{index}]" if index is not None else name
         try:  # every slot is checked, so one file given to two fields must suit both
             accepts = field_accepts(spec, name)
-            path, media = inspect_local(value, workspace, allowed, accepts)
+            path, media = inspect_local(value, workspace, allowed, accepts, started_in)
             if value not in found:
                 found[value] = _hashed_within(value, path, media, accepts)
             if found[value].size > limit_bytes(accepts, media):  # hashed for a field with a higher limit

@@ -1,11 +1,11 @@
 """What ``check_credits`` reports: KIE's balance, and beside it always this workspace's own record.
 
-The balance is KIE's to tell; the rest is this machine's: today's spend, the caps, which workspace and why it was
-chosen, notes on the settings, an ``outputs/`` that cannot take a result now (a link to a disk not mounted), creates
-of unknown outcome, the start's notices, a ``.env`` with the key that git would commit. A key KIE
-refuses (401), no key, or a KIE that cannot be reached leaves only the balance unread, said with why and what to do;
-that was a bare error naming none of the rest, while the workspace and the caps are what a user fixing a key, or
-looking for their files, needs.
+The balance is KIE's to tell; the rest is this machine's: today's spend, the caps (and where each is set), which
+workspace and why it was chosen, notes on the settings, an ``outputs/`` that cannot take a result now (a link to a
+disk not mounted), creates of unknown outcome, the start's notices, a ``.env`` with the key, the journal or the call
+log that git would commit. A key KIE refuses (401), no key, or a KIE that cannot be reached leaves only the balance
+unread, said with why and what to do; that was a bare error naming none of the rest, while the workspace and the
+caps are what a user fixing a key, or looking for their files, needs.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ async def account(rt: Runtime) -> Account:
     spent, total = rt.ledger.spent_today(), rt.ledger.total_spent()
     held = rt.ledger.held_today() if spent > 0 else 0.0  # counted, but given back if their requests are refused
     refused, unknown = rt.ledger.over_cap(), rt.journal.count_attempts("unknown")
-    exposed = await anyio.to_thread.run_sync(exposure.dotenv_exposure, s.context_folder)  # runs git
+    exposed = await anyio.to_thread.run_sync(_exposure, s)  # runs git
     unsaved = await anyio.to_thread.run_sync(outputs_problem, s)  # a disk not mounted may take its time to say so
     head = (
         f"Balance: {balance:g} credits (about {usd_text(usd(balance))})."
@@ -66,7 +66,8 @@ async def account(rt: Runtime) -> Account:
                 + (
                     f", {held:g} of it held for uploads under way (given back if their requests fail)." if held else "."
                 ),
-                f"Caps: {s.max_credits_per_call:g} per call, {s.max_credits_per_day:g} per day.",
+                f"Caps: {s.max_credits_per_call:g} per call{_set_in(s.max_credits_per_call_from)}, "
+                f"{s.max_credits_per_day:g} per day{_set_in(s.max_credits_per_day_from)}.",
                 approving or "Every spend is confirmed.",
                 "On clients that show forms, only in the form (KIE_APPROVAL=form)." if s.approval == "form" else "",
                 "SANDBOX: simulated account." if s.sandbox else "",
@@ -77,11 +78,23 @@ async def account(rt: Runtime) -> Account:
                 rt.ledger.day_words(),  # when today began here, if other clocks on the workspace have other zones
                 unknown_creates_text(unknown) if unknown else "",
                 *rt.notices,
-                exposed,
+                *exposed,
             ],
         )
     )
     return Account(balance, problem, spent, total, refused, unknown, message)
+
+
+def _exposure(settings: Settings) -> tuple[str | None, str | None]:
+    """What git would commit that it should not: the workspace's .env holding the key, and this server's journal
+    (.kie-mcp/) and call log (logs/), in its workspace (in the sandbox, its area)."""
+    return exposure.dotenv_exposure(settings.context_folder), exposure.records_exposure(settings.workspace)
+
+
+def _set_in(where: str) -> str:
+    """Where a cap in force was written, as check_credits shows it after the cap (the place to raise it: the lowest
+    value written anywhere applies); nothing for a cap at its default."""
+    return f" (set in {where})" if where else ""
 
 
 async def _balance(rt: Runtime) -> tuple[float | None, str | None]:

@@ -35,6 +35,7 @@ class Caps:
     per_call: float
     per_day: float
     per_day_from: str = ""  # where the daily cap in force was written (``Settings.max_credits_per_day_from``)
+    per_call_from: str = ""  # where the per-call cap in force was written (``Settings.max_credits_per_call_from``)
 
 
 @dataclass(frozen=True)
@@ -142,16 +143,16 @@ def check_caps(
         extra = overcharged() if callable(overcharged) else overcharged
         raise SpendRefused(
             f"{over_cap_words(spent_today, caps, extra)} Nothing was spent. Further spends are refused until the cap "
-            f"resets at {_resets(resets, 'midnight (local time)')}; the user can raise KIE_MAX_CREDITS_PER_DAY "
-            f"{_raised_in(caps)}."
+            f"resets at {_resets(resets, 'midnight (local time)')}; the user can "
+            f"{raise_cap(PER_DAY, caps.per_day_from)}."
         )
     amount = reservation(total, caps, most, least, tasks)
     if total is None and amount <= 0:
         raise SpendRefused(
             "This request has no price known before it runs, so it needs credits reserved against the caps, and "
             f"the per-call cap of {caps.per_call:g} (KIE_MAX_CREDITS_PER_CALL) leaves nothing to reserve. Nothing was "
-            "spent. Choose a model or settings with a known price (estimate_cost shows it), or have the user raise "
-            "KIE_MAX_CREDITS_PER_CALL in the server's configuration."
+            "spent. Choose a model or settings with a known price (estimate_cost shows it), or have the user "
+            f"{raise_cap(PER_CALL, caps.per_call_from)}."
         )
     what = (
         f"costs {total:g} credits"
@@ -168,8 +169,8 @@ def check_caps(
             "Ask for one variation per call: a price only KIE's live list gives counts the whole per-call cap for "
             "each task, so raising KIE_MAX_CREDITS_PER_CALL does not let several through."
             if ceiling is not None and ceiling != total and tasks > 1  # counted at a stand-in: the cap per task
-            else "Ask for fewer variations, a lower resolution or a cheaper model, or have the user raise "
-            "KIE_MAX_CREDITS_PER_CALL in the server's configuration."
+            else "Ask for fewer variations, a lower resolution or a cheaper model, or have the user "
+            f"{raise_cap(PER_CALL, caps.per_call_from)}."
         )
         raise SpendRefused(  # the per-call cap is the tighter limit: the one to name
             f"This request {what}, over the per-call cap of {caps.per_call:g} (KIE_MAX_CREDITS_PER_CALL){also}. "
@@ -193,7 +194,7 @@ def check_caps(
         raise SpendRefused(
             f"This request {what} but only {left:g} of today's cap of {caps.per_day:g} "
             f"(KIE_MAX_CREDITS_PER_DAY) are left ({counted}). Nothing was spent. The cap resets at "
-            f"{_resets(resets, 'midnight')}; the user can raise KIE_MAX_CREDITS_PER_DAY in the server's configuration."
+            f"{_resets(resets, 'midnight')}; the user can {raise_cap(PER_DAY, caps.per_day_from)}."
         )
 
 
@@ -220,8 +221,25 @@ def _resets(resets: str | Callable[[], str] | None, default: str) -> str:
     return said or default
 
 
+PER_CALL, PER_DAY = "KIE_MAX_CREDITS_PER_CALL", "KIE_MAX_CREDITS_PER_DAY"
+
+
+def raise_cap(name: str, where: str) -> str:
+    """How the user raises the cap ``name`` (after "the user can"): where its value in force was written (``where``:
+    ``Caps.per_call_from`` or ``per_day_from``), since the lowest value written anywhere applies: a raise in the
+    client's env block (the Claude Desktop bundle's settings) leaves a lower one in the workspace's .env in force.
+    The default's is the server's configuration."""
+    return f"raise {name} {_raised_at(where)}"
+
+
 def _raised_in(caps: Caps) -> str:
-    return f"in {caps.per_day_from}" if caps.per_day_from else "in the server's configuration"
+    return _raised_at(caps.per_day_from)
+
+
+def _raised_at(where: str) -> str:
+    if not where:
+        return "in the server's configuration"
+    return f"in {where}, where the cap in force is set (the lowest value written anywhere applies)"
 
 
 def reservation(
@@ -258,7 +276,7 @@ def _check_unknown(
     if least > caps.per_call:
         raise SpendRefused(
             f"{what}, over the per-call cap of {caps.per_call:g} (KIE_MAX_CREDITS_PER_CALL). Nothing was spent. Ask "
-            "for fewer variations or a shorter output, or have the user raise KIE_MAX_CREDITS_PER_CALL."
+            f"for fewer variations or a shorter output, or have the user {raise_cap(PER_CALL, caps.per_call_from)}."
         )
     if most is not None and max_credits is not None and max_credits < most and max_credits <= caps.per_call:
         raise SpendRefused(
@@ -282,7 +300,8 @@ def _check_unknown(
             f"This request has no price bound before it runs, and KIE may charge up to {most:g} credits for it, over "
             f"the per-call cap of {caps.per_call:g} (KIE_MAX_CREDITS_PER_CALL), which could then not hold"
             + (f": {most_why}" if most_why else ".")
-            + " Nothing was spent. Ask for fewer variations, or have the user raise KIE_MAX_CREDITS_PER_CALL."
+            + " Nothing was spent. Ask for fewer variations, or have the user "
+            + f"{raise_cap(PER_CALL, caps.per_call_from)}."
         )
 
 

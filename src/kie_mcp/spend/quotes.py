@@ -7,7 +7,7 @@ import json
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import date
 from typing import Any, Literal, NamedTuple
@@ -20,7 +20,7 @@ from kie_mcp.journal import JOURNAL_ERRORS, SEND_LIMIT, Journal, JournalLocked, 
 from kie_mcp.processes import owner_gone, this_process
 from kie_mcp.redact import redact_secrets
 from kie_mcp.spend import ledger
-from kie_mcp.words import timestamp
+from kie_mcp.words import plain, quoted_excerpt, timestamp
 
 # What every quote id looks like (``issue``): told apart from a task id given to check_task by mistake.
 QUOTE_ID = re.compile(r"q_[0-9a-f]{16}")
@@ -34,6 +34,94 @@ def request_hash(model_id: str, wire_input: dict[str, Any], variations: int) -> 
     """The identity of a request: model, every input value after defaults, and the count."""
     canonical = _CANONICAL.encode({"model": model_id, "input": wire_input, "variations": variations})
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+# A request as its quote binds it: the model, the input (local files by content, ``with_identities``) and the count.
+Bound = tuple[str, Mapping[str, Any], int]
+_FILE_IDENTITY = re.compile(r"file:([0-9a-f]{64}):(.*)", re.DOTALL)  # ``LocalFile.identity``
+_SHOWN = 60  # characters of a value a changed argument shows, each side
+_CHANGES_SHOWN = 4  # changed arguments named, at the most
+# The model and the count among a request's arguments, under names no input field has (a KIE input may hold a field
+# named "model"); and an input field a request does not have.
+_MODEL, _COUNT = "#model", "#variations"
+_ABSENT = object()
+
+
+def request_record(request: Bound) -> str:
+    """What a quote keeps of the request it priced (the journal's ``quotes.request``), so that a call with other
+    arguments is told which changed (``changed_arguments``): each argument (the model, the count, every input value
+    as the quote binds it) by a fingerprint of its value, and the value as a person reads it, redacted and cut short
+    (never the whole of a long prompt)."""
+    model, wire, variations = request
+    kept = {
+        "model": _kept(model),
+        "variations": _kept(variations),
+        "input": {name: _kept(value) for name, value in wire.items()},
+    }
+    return json.dumps(kept, ensure_ascii=False, sort_keys=True)
+
+
+def changed_arguments(record: str | None, request: Bound) -> list[str]:
+    """The arguments of ``request`` that differ from those a quote priced (its ``request_record``), each as
+    ``aspect_ratio "1:1" -> "4:5"`` (redacted and cut short): the model, the input in the request's order (then
+    what it no longer has), the count; none when the quote kept no record (an older kie-mcp's) or nothing differs
+    by what it kept."""
+    try:
+        kept = json.loads(record) if record else None
+    except ValueError:
+        kept = None
+    if not isinstance(kept, dict) or not isinstance(kept.get("input"), dict):
+        return []
+    model, wire, variations = request
+    now = {_MODEL: model, **{name: wire.get(name, _ABSENT) for name in (*wire, *kept["input"])}, _COUNT: variations}
+    was = {_MODEL: kept.get("model"), **kept["input"], _COUNT: kept.get("variations")}
+    changes = []
+    for name, value in now.items():
+        before = was.get(name)
+        known = isinstance(before, list) and len(before) == 2
+        if value is _ABSENT and not known:
+            continue
+        if value is not _ABSENT and known and before[0] == _fingerprint(value):
+            continue
+        shown = "(not given)" if value is _ABSENT else _shown(value)
+        changes.append(f"{_argument(name)} {before[1] if known else '(not given)'} -> {shown}")
+    return changes
+
+
+def _kept(value: Any) -> list[str]:
+    return [_fingerprint(value), _shown(value)]
+
+
+def _fingerprint(value: Any) -> str:
+    return hashlib.sha256(_CANONICAL.encode(value).encode()).hexdigest()[:16]
+
+
+def _shown(value: Any) -> str:
+    """A value as a changed argument shows it: a local file by its name and the start of its content's hash."""
+    readable = _readable(value)
+    return quoted_excerpt(readable, _SHOWN) if isinstance(readable, str) else plain(readable, limit=_SHOWN)
+
+
+def _readable(value: Any) -> Any:
+    if isinstance(value, str) and (found := _FILE_IDENTITY.fullmatch(value)):
+        return f"{found[2]} (content {found[1][:8]})"
+    if isinstance(value, list):
+        return [_readable(item) for item in value]
+    return value
+
+
+def _argument(name: str) -> str:
+    """An argument as a changed one is named: the model, the count, an input field by KIE's name."""
+    named = {_MODEL: "model", _COUNT: "variations", "#measured_seconds": "the input's measured length (s)"}
+    return named.get(name, name)
+
+
+def changed_words(changes: list[str]) -> str:
+    """``changed_arguments`` in a sentence's end: ``: a -> b; c -> d`` (and how many more), or nothing."""
+    if not changes:
+        return ""
+    more = len(changes) - _CHANGES_SHOWN
+    return ": " + "; ".join(changes[:_CHANGES_SHOWN]) + (f"; and {more} more" if more > 0 else "")
 
 
 class AskedInputs(NamedTuple):
@@ -265,10 +353,12 @@ class QuoteBook:
         kind: str = "estimate",
         ttl: float | None = None,
         inputs: AskedInputs | None = None,
+        request: Bound | None = None,
     ) -> Quote:
         """A new quote. ``ceiling``: what an unknown price reserves; ``measured``: its price at the length a link
         served (``Quote.credits_measured``). ``kind`` "ask" marks the quote a confirmation question is bound to;
-        ``inputs``, the local files it was asked about (``asked_inputs``)."""
+        ``inputs``, the local files it was asked about (``asked_inputs``); ``request``, the request it prices, kept
+        to say what changed when it is passed with other arguments (``request_record``)."""
         now = self._clock()
         expires = now + (self.ttl if ttl is None else ttl)
         total = None if price.credits is None else round(price.credits * variations, 4)
@@ -293,8 +383,8 @@ class QuoteBook:
             else round((price.counted or 0.0) * variations, 4),
         )
         self.journal.execute(
-            "INSERT INTO quotes (quote_id, model, digest, body, expires, used, created, kind, shape, inputs)"
-            " VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?)",
+            "INSERT INTO quotes (quote_id, model, digest, body, expires, used, created, kind, shape, inputs, request)"
+            " VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?)",
             quote.quote_id,
             model_id,
             digest,
@@ -304,6 +394,7 @@ class QuoteBook:
             kind,
             None if inputs is None else inputs.shape,
             None if inputs is None else json.dumps(_PathsRedacted.of(inputs.files), sort_keys=True),
+            None if request is None else request_record(request),
         )
         return quote
 
@@ -397,14 +488,15 @@ class QuoteBook:
             return None
         return str(rows[0]["quote_id"])
 
-    def refusal(self, quote_id: str, digest: str) -> QuoteError | None:
-        """None when ``quote_id`` can approve the request with ``digest``; else why not, with the rule's name."""
+    def refusal(self, quote_id: str, digest: str, request: Bound | None = None) -> QuoteError | None:
+        """None when ``quote_id`` can approve the request with ``digest``; else why not, with the rule's name (and,
+        given the ``request``, for a quote of another request, which of its arguments changed)."""
         self.release_owed()
         rows = self.journal.query("SELECT * FROM quotes WHERE quote_id = ? AND kind != 'auto'", quote_id)
         row = rows[0] if rows else None
         if row is not None and self._abandoned(row, self.journal.query):
             row = {**dict(row), "used": 0}  # as consume will take it
-        return self._refusal(quote_id, digest, row)
+        return self._refusal(quote_id, digest, row, request=request)
 
     def quote(self, quote_id: str, digest: str | None = None) -> Quote | None:
         """The quote as it was issued (its price never changes), used or expired or not; None when unknown, or
@@ -414,14 +506,15 @@ class QuoteBook:
             return None
         return Quote.model_validate_json(rows[0]["body"])
 
-    def consume(self, quote_id: str, digest: str, *, kind: str = "estimate") -> Quote:
-        """Use the quote up, atomically: of two calls (or two processes) racing with one quote, one wins."""
+    def consume(self, quote_id: str, digest: str, *, kind: str = "estimate", request: Bound | None = None) -> Quote:
+        """Use the quote up, atomically: of two calls (or two processes) racing with one quote, one wins. A refusal
+        of a quote of another request names what changed, given the ``request``."""
         self.release_owed()
         with self.journal.transaction() as db:
             row = db.execute("SELECT * FROM quotes WHERE quote_id = ? AND kind != 'auto'", (quote_id,)).fetchone()
             if row is not None and self._abandoned(row, lambda sql, *args: db.execute(sql, args).fetchall()):
                 row = {**dict(row), "used": 0}  # in this very transaction: no other process can take it meanwhile
-            refusal = self._refusal(quote_id, digest, row, kind)
+            refusal = self._refusal(quote_id, digest, row, kind, request)
             if refusal is not None:
                 raise refusal
             db.execute(
@@ -677,7 +770,7 @@ class QuoteBook:
 
     def forget_expired(self, keep_days: float = KEEP_EXPIRED_DAYS) -> int:
         """Delete the quotes that expired more than ``keep_days`` ago and approved nothing (every estimate is a
-        quote: about 0.7 KB each, which a busy agent adds by the thousand), so the journal stops growing with
+        quote: about 1 KB each, which a busy agent adds by the thousand), so the journal stops growing with
         them. Slow on a large journal: call it in a worker thread."""
         return self.journal.forget_quotes(self._clock() - keep_days * 86400)
 
@@ -748,7 +841,9 @@ class QuoteBook:
             return False
         return not _sent(row["quote_id"], query)
 
-    def _refusal(self, quote_id: str, digest: str, row: Any, kind: str = "estimate") -> QuoteError | None:
+    def _refusal(
+        self, quote_id: str, digest: str, row: Any, kind: str = "estimate", request: Bound | None = None
+    ) -> QuoteError | None:
         if row is None:
             return QuoteError(
                 f"quote {quote_id} is unknown to this workspace (quotes live {self.ttl / 60:g} minutes).", "unknown"
@@ -773,8 +868,9 @@ class QuoteBook:
         if self._clock() > row["expires"]:
             return QuoteError(f"quote {quote_id} expired at {timestamp(row['expires'])}.", "expired")
         if row["digest"] != digest:
+            changed = "" if request is None else changed_words(changed_arguments(row["request"], request))
             return QuoteError(
-                f"quote {quote_id} was for different arguments; the request changed after the estimate.",
+                f"quote {quote_id} was for different arguments; the request changed after the estimate{changed}.",
                 "other request",
             )
         return None
