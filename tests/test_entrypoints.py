@@ -114,10 +114,14 @@ def test_sim_on_a_port_in_use_says_so_in_one_line(capsys):
     assert len(err.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("argv", [["--sandbox", "catalog", "check"], ["catalog", "check", "--sandbox"]])
+@pytest.mark.parametrize(
+    "argv",
+    [["--sandbox", "catalog", "check"], ["catalog", "check", "--sandbox"], ["catalog", "--sandbox", "check"]],
+)
 def test_catalog_check_honours_sandbox_as_sync_does(monkeypatch, capsys, tmp_path, argv):
     """``--sandbox catalog check`` compares with the simulator: no key needed and the real KIE is never contacted.
-    ``--sandbox`` after the command reads the same (it was "unrecognized arguments")."""
+    ``--sandbox`` after the command, or between ``catalog`` and its action, reads the same (each was "unrecognized
+    arguments")."""
     monkeypatch.delenv("KIE_API_KEY", raising=False)
     monkeypatch.setenv("KIE_BASE_URL", "http://127.0.0.1:9")  # the real KIE, were it contacted: unreachable
     monkeypatch.setenv("KIE_WORKSPACE", str(tmp_path))
@@ -125,6 +129,19 @@ def test_catalog_check_honours_sandbox_as_sync_does(monkeypatch, capsys, tmp_pat
     out, err = capsys.readouterr()
     assert "KIE_API_KEY" not in err and "cannot reach" not in err, err
     assert "No drift" in out, out
+
+
+@pytest.mark.parametrize("action", ["check", "sync"])
+def test_catalog_without_a_key_says_where_to_set_it_and_that_sandbox_needs_none(action, monkeypatch, capsys, tmp_path):
+    """The audit: `kie-mcp catalog check` with no key printed only "needs KIE_API_KEY", not where it goes nor that
+    the simulator needs none."""
+    monkeypatch.delenv("KIE_API_KEY", raising=False)
+    monkeypatch.setenv("KIE_WORKSPACE", str(tmp_path))
+    assert main(["catalog", action]) == 2
+    err = capsys.readouterr().err
+    assert f"kie-mcp catalog {action} needs KIE_API_KEY" in err, err
+    assert "export KIE_API_KEY=<your key>" in err and f"workspace's .env ({tmp_path / '.env'})" in err, err
+    assert f"kie-mcp catalog {action} --sandbox" in err, err
 
 
 def test_catalog_sync_names_each_model_asked_for_that_it_could_not_fetch(monkeypatch, capsys, tmp_path):

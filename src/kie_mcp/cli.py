@@ -119,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument(
         "--balance", type=_finite, default=5000.0, help="starting credits of the sandbox account (default 5000)"
     )
-    catalog = commands.add_parser("catalog", help="maintain the model catalogue")
+    # --sandbox before the action too (``catalog --sandbox check``), as before or after the whole command.
+    catalog = commands.add_parser("catalog", parents=[catalog_after], help="maintain the model catalogue")
     catalog_commands = catalog.add_subparsers(dest="catalog_command", metavar="ACTION", required=True)
     catalog_commands.add_parser(
         "check",
@@ -328,7 +329,7 @@ def _serve(*, sandbox: bool, refused: str | None = None) -> int:
     typed = _in_terminal()  # asked now: serving points fd 0 elsewhere (``stdio.claimed_stdin``)
     if typed:
         print(TERMINAL_NOTE, file=sys.stderr, flush=True)
-    settings = _load_settings()
+    settings = _load_settings(sandbox)
     if refused is not None:
         settings = settings.broken_by(refused, ARGUMENTS_WRITTEN_IN)
     if settings.api_key is not None:  # the real key, also in the sandbox (it may be echoed): redacted from the start
@@ -376,18 +377,19 @@ def _serve(*, sandbox: bool, refused: str | None = None) -> int:
     return 0
 
 
-def _load_settings() -> Settings:
-    """The settings; an error reading them that ``Settings.load`` did not foresee is a broken setting too: the
-    server still starts and says so (a traceback here is only "Connection closed" in the host)."""
+def _load_settings(sandbox: bool = False) -> Settings:
+    """The settings (``sandbox``: for ``--sandbox``, where a key that could not be sent stops nothing); an error
+    reading them that ``Settings.load`` did not foresee is a broken setting too: the server still starts and says so
+    (a traceback here is only "Connection closed" in the host)."""
     try:
-        return Settings.load()
+        return Settings.load(sandbox=sandbox)
     except Exception as err:
         return Settings.unreadable(err)
 
 
-def _settings_or_problem() -> Settings | None:
+def _settings_or_problem(sandbox: bool = False) -> Settings | None:
     """The settings for a one-off command, or None after one line on stderr naming every broken one."""
-    settings = _load_settings()
+    settings = _load_settings(sandbox)
     if settings.config_error is not None:
         print(f"kie-mcp: configuration error: {settings.config_error}", file=sys.stderr)
         return None
@@ -596,6 +598,16 @@ def _is_terminal(stream: object) -> bool:
         return False
 
 
+def _needs_a_key(action: str, settings: Settings) -> str:
+    """What ``catalog check`` or ``catalog sync`` (``action``) says without a key: where to set it, and that
+    ``--sandbox`` needs none."""
+    return (
+        f"kie-mcp catalog {action} needs KIE_API_KEY (KIE's model list is behind the key). Export it in this shell "
+        f"(export KIE_API_KEY=<your key>) or write it in the workspace's .env ({settings.workspace / '.env'}), then "
+        f"run this again; or try it against the built-in simulator, with no key: kie-mcp catalog {action} --sandbox."
+    )
+
+
 def _catalog_check(*, sandbox: bool = False, transport: object | None = None) -> int:
     """Print the drift between the catalogue, the workspace's live cache and KIE as a table. With ``sandbox``, KIE
     is the built-in simulator and the cache is the sandbox area's (as ``catalog sync --sandbox``): no key needed.
@@ -609,7 +621,7 @@ def _catalog_check(*, sandbox: bool = False, transport: object | None = None) ->
     from kie_mcp.catalog.live import LiveCatalog, cache_path
     from kie_mcp.kie import KieError
 
-    settings = _settings_or_problem()
+    settings = _settings_or_problem(sandbox)
     if settings is None:
         return 2
     if sandbox:
@@ -618,7 +630,7 @@ def _catalog_check(*, sandbox: bool = False, transport: object | None = None) ->
         settings = settings.for_sandbox()
         transport = transport or SandboxTransport(Simulator(SimConfig(speed=30.0)))
     if not settings.has_key:
-        print("kie-mcp catalog check needs KIE_API_KEY (KIE's model list is behind the key).", file=sys.stderr)
+        print(_needs_a_key("check", settings), file=sys.stderr)
         return 2
     assert settings.api_key is not None
     path = cache_path(settings.workspace)
@@ -626,7 +638,7 @@ def _catalog_check(*, sandbox: bool = False, transport: object | None = None) ->
     notes: list[str] = []
     try:
         key = settings.api_key.get_secret_value()
-        live, prices = anyio.run(fetch_live, settings.base_url, key, transport, notes)
+        live, prices = anyio.run(fetch_live, settings.base_url, key, transport, notes, settings.key_origin)
     except Exception as err:  # never a traceback: KIE's trouble, or anything else, is one line and exit 2
         why = redact(
             str(err).rstrip(". ") if isinstance(err, Unreachable | KieError) else f"{type(err).__name__}: {err}"
@@ -656,8 +668,9 @@ def _catalog_sync(models: list[str], *, sandbox: bool = False, transport: object
     from kie_mcp.catalog import load_catalog
     from kie_mcp.catalog.live import LiveCatalog, cache_path, models_in_use_from_journal, sync_summary
     from kie_mcp.kie import KieClient
+    from kie_mcp.kie.errors import wrong_key_step
 
-    settings = _settings_or_problem()
+    settings = _settings_or_problem(sandbox)
     if settings is None:
         return 2
     if sandbox:
@@ -666,7 +679,7 @@ def _catalog_sync(models: list[str], *, sandbox: bool = False, transport: object
         settings = settings.for_sandbox()
         transport = transport or SandboxTransport(Simulator(SimConfig(speed=30.0)))
     if not settings.has_key:
-        print("kie-mcp catalog sync needs KIE_API_KEY (KIE's model list is behind the key).", file=sys.stderr)
+        print(_needs_a_key("sync", settings), file=sys.stderr)
         return 2
     assert settings.api_key is not None
     key = settings.api_key.get_secret_value()
@@ -683,6 +696,7 @@ def _catalog_sync(models: list[str], *, sandbox: bool = False, transport: object
             timeout=settings.http_timeout,
             transport=transport,  # type: ignore[arg-type]
             share_pacing=transport is None,  # the catalogue's budget per key, with the servers running on it
+            key_origin=settings.key_origin,
         ) as kie:
             return await previous.sync(kie, models_in_use=in_use)
 
@@ -701,9 +715,10 @@ def _catalog_sync(models: list[str], *, sandbox: bool = False, transport: object
         print(f"kie-mcp catalog sync: cannot write {path} ({err}).", file=sys.stderr)
         return 2
     if failed is not None:
+        refused = f" {wrong_key_step(settings.key_origin)}" if failed.code == 401 else ""  # where the key came from
         print(
             f"kie-mcp catalog sync: cannot read KIE's model list at {settings.base_url} ({failed.message}); "
-            "the cache keeps what it had.",
+            f"the cache keeps what it had.{refused}",
             file=sys.stderr,
         )
         return 2

@@ -33,6 +33,12 @@ other unknown KIE_ name (another KIE tool's sharing the .env, such as KIE_AI_API
 left unfilled (``$HOME``, ``${user_config.workspace}``, ``%APPDATA%``) in a path or the key is a broken setting too,
 and so is a Windows path (``C:\\Users\\me``) on a system whose paths start with /.
 
+KIE_API_KEY holding the example a guide writes (your-key), or another service's token (a GitHub token, sent to KIE as
+the Bearer token, would hand that secret to a third party), is a broken setting too, caught before anything is sent;
+under --sandbox, whose requests carry the simulator's key, only a note (``Settings.load``'s ``sandbox``). A key KIE
+refuses is answered with where it was written (``key_origin``). A value pasted with its own name in front
+(KIE_API_KEY=KIE_API_KEY=...) is a broken setting, and a folder setting's file:// URI is the folder it names.
+
 A setting other than KIE_API_KEY whose value is shaped like an API key (the key pasted into the wrong field) is
 such a problem: the value is registered as a secret at once, never used (no workspace folder is made from it) and
 never repeated; a broken value is otherwise repeated whole only when it is short.
@@ -52,7 +58,7 @@ from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
-from kie_mcp.redact import KEY_SHAPE, MIN_SECRET_LENGTH, redact, register_secret
+from kie_mcp.redact import KEY_SHAPE, MIN_SECRET_LENGTH, other_service, redact, register_secret
 from kie_mcp.words import cut_point, plain
 
 DEFAULT_BASE_URL = "https://api.kie.ai"
@@ -104,8 +110,9 @@ SPENDING_SETTINGS = (*MONEY_LIMITS, "KIE_APPROVAL")
 # The prefixes of other KIE.ai tools' settings (KIE_AI_API_KEY, KIEAI_API_KEY, KIE_AI_BASE_URL), often in the same
 # .env or shell: a near miss of a setting of kie-mcp's under one of them is another tool's, said and not a problem.
 OTHER_KIE_TOOLS = ("KIE_AI_", "KIEAI_")
-# The settings whose every written value is kept with where it was written (``Settings.load``'s ``written``).
-WRITTEN_EVERYWHERE = (*MONEY_LIMITS, "KIE_APPROVAL", *ENDPOINTS)
+# The settings whose every written value is kept with where it was written (``Settings.load``'s ``written``); the key
+# too, so that a key KIE refuses is said with where it came from and which other key it shadows (``_key_origin``).
+WRITTEN_EVERYWHERE = (*MONEY_LIMITS, "KIE_APPROVAL", *ENDPOINTS, "KIE_API_KEY")
 MONEY_LIMIT_WORDS = {
     "KIE_AUTO_APPROVE_CREDITS": "auto-approve amount",
     "KIE_MAX_CREDITS_PER_CALL": "cap per call",
@@ -194,6 +201,10 @@ class Settings:
     # Those of ``config_notes`` about which key is used and where it is sent: untrue under --sandbox, whose requests
     # all go to the simulator with its own key (``for_sandbox`` leaves them out).
     route_notes: tuple[str, ...] = ()
+    # Where the key in use was written, as a sentence (and the different KIE_API_KEY it shadows, if any; never either
+    # key): what a key KIE refuses (401) is answered with (``kie.errors.wrong_key_step``). "" without a key, and under
+    # --sandbox, whose key is the simulator's.
+    key_origin: str = field(default="", compare=False)
     # Timing. Tests shorten these; users rarely need to.
     image_wait_seconds: float = 45.0
     poll_min_interval: float = 2.0
@@ -304,6 +315,7 @@ class Settings:
             real_workspace=self.workspace,
             config_notes=tuple(note for note in self.config_notes if note not in self.route_notes),
             route_notes=(),
+            key_origin="",
         )
 
     @classmethod
@@ -315,9 +327,13 @@ class Settings:
         return settings
 
     @classmethod
-    def load(cls, environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> Settings:
+    def load(
+        cls, environ: Mapping[str, str] | None = None, cwd: Path | None = None, *, sandbox: bool = False
+    ) -> Settings:
         """The settings, never raising: broken ones are collected in ``config_error``, and then nothing can be
-        spent (caps of 0, no catalogue sync) while the server still starts and explains."""
+        spent (caps of 0, no catalogue sync) while the server still starts and explains. ``sandbox``: for
+        ``--sandbox``, whose requests carry the simulator's own key: a key that could not be sent (a placeholder,
+        another service's token) is said in ``config_notes`` and stops nothing; everything else is read as ever."""
         # An empty or blank value counts as absent (an unset ${env:...} in a client's env block expands to ""): it
         # never hides the .env's value, so a cap set there never ends at the looser default.
         given = _present(os.environ if environ is None else environ)
@@ -378,11 +394,16 @@ class Settings:
         not_text = not _is_text(key)
         if not_text:  # bytes that are no UTF-8 (a lone surrogate each): as text that can be redacted, never shown
             key = _as_text(key)
+        named_twice = _named_twice("KIE_API_KEY", key)
+        if named_twice:  # "KIE_API_KEY=<key>" pasted as the value: the key is what follows (kept only to be hidden)
+            key = _without_quotes(key.partition("=")[2].strip()).strip()
         run_on = _RUN_ON.search(key)
         if run_on is not None:  # the key is what comes before the setting it swallowed (which is no secret)
             key = key[: run_on.start()].strip()
-        if _PLACEHOLDER.fullmatch(key):  # "${env:KIE_API_KEY}" as written: no key at all, and no secret to hide
-            problems.of("KIE_API_KEY", _unfilled("KIE_API_KEY", key, "the key itself") or "")
+        placeholder = _example_key(key)
+        if _PLACEHOLDER.fullmatch(key):
+            placeholder = _unfilled("KIE_API_KEY", key, "the key itself")
+        if placeholder:  # "${env:KIE_API_KEY}", "your-key" as written: no key at all, and no secret to hide
             key = ""
         register_secret(key)  # from now on no message, log line or answer can show it (a broken one included)
         # Where the key is sent: only what is written beside it (or in the environment) counts; only the environment,
@@ -392,26 +413,20 @@ class Settings:
         trusted = (ENV_BLOCK,) if other_key else (ENV_BLOCK, key_from)
         ignored = _endpoints_beside_the_key(env, written, problems, trusted if key else None)
         route_notes = [_other_key_note(key_from, other_key)] if key and other_key else []
-        if run_on is not None:
+        if run_on is not None:  # a problem under --sandbox too: the setting it swallowed was never read
             problems.of(
                 "KIE_API_KEY",
                 "KIE_API_KEY runs on into another KIE_ setting: the line break after the key is missing in the .env, "
                 "so that setting was never read. Put each setting on a line of its own.",
             )
-        elif not_text:
-            problems.of(
-                "KIE_API_KEY",
-                "KIE_API_KEY holds bytes that are not UTF-8 text (the key was saved or typed in another encoding?); "
-                "paste the key again as plain text, from https://kie.ai/api-key.",
-            )
-        elif unfilled := _unfilled("KIE_API_KEY", key, "the key itself"):  # a key with a placeholder in it
-            problems.of("KIE_API_KEY", unfilled)
-        elif key and not _plain_key(key):
-            problems.of(
-                "KIE_API_KEY",
-                "KIE_API_KEY holds a character no KIE key has (a quote, a space or an invisible character "
-                "copied with it?); paste the key again as plain text, from https://kie.ai/api-key.",
-            )
+        elif said := placeholder or named_twice or _key_problem(key, not_text):
+            if sandbox:  # the simulator's own key is used, and nothing is sent with this one: said, it stops nothing
+                problems.notes.append(
+                    f"KIE_API_KEY (in {_place(key_from)}) is not used under --sandbox, which has the simulator's own "
+                    f"key; without --sandbox every tool would answer: {said}"
+                )
+            else:
+                problems.of("KIE_API_KEY", said)
         # The key pasted into another field (KIE_API_KEY empty or not): never read, never shown. KIE_WORKSPACE's is
         # refused as the workspace is chosen, before any folder is made from it; a money limit's and KIE_APPROVAL's,
         # as each value written is read.
@@ -419,8 +434,8 @@ class Settings:
             if name in ("KIE_API_KEY", "KIE_WORKSPACE", "KIE_APPROVAL", *MONEY_LIMITS) or name not in env:
                 continue
             parts = env[name].split(os.pathsep) if name == "KIE_ALLOWED_DIRS" else [env[name]]
-            pasted = [said for part in parts if (said := _pasted_key(name, part))]
-            if pasted:
+            pasted = [said for part in parts if (said := _pasted_key(name, part))] or [_named_twice(name, env[name])]
+            if pasted[0]:
                 problems.of(name, pasted[0])
                 del env[name]
         if "KIE_WORKSPACE" in env and len(key) >= MIN_SECRET_LENGTH and key in str(workspace):
@@ -495,6 +510,7 @@ class Settings:
             # Which value of a money limit (or of KIE_APPROVAL) applies means nothing while every cap is 0.
             config_notes=tuple(_as_text(redact(note)) for note in ([] if broken else money_notes) + problems.notes),
             route_notes=tuple(_as_text(redact(note)) for note in route_notes),
+            key_origin=_as_text(redact(_key_origin(key, key_from, written.get("KIE_API_KEY", [])))) if key else "",
         )
 
 
@@ -551,6 +567,30 @@ def _plain_key(key: str) -> bool:
     zero-width space copied from a web page would otherwise fail every call as an "unexpected error" (an HTTP
     header takes ASCII only)."""
     return key.isascii() and key.isprintable() and not any(char.isspace() or char in "\"'" for char in key)
+
+
+def _key_problem(key: str, not_text: bool) -> str | None:
+    """What is wrong with ``key`` as KIE_API_KEY (``not_text``: it held bytes that are not UTF-8), or None: a
+    placeholder inside it, a character no key has, another service's token (sent as the Bearer token, it would hand
+    that service's secret to KIE). Never the key itself."""
+    if not_text:
+        return (
+            "KIE_API_KEY holds bytes that are not UTF-8 text (the key was saved or typed in another encoding?); "
+            "paste the key again as plain text, from https://kie.ai/api-key."
+        )
+    if unfilled := _unfilled("KIE_API_KEY", key, "the key itself"):  # a key with a placeholder in it
+        return unfilled
+    if key and not _plain_key(key):
+        return (
+            "KIE_API_KEY holds a character no KIE key has (a quote, a space or an invisible character copied with "
+            "it?); paste the key again as plain text, from https://kie.ai/api-key."
+        )
+    if service := other_service(key):
+        return (
+            f"KIE_API_KEY looks like {service}, not a KIE API key (KIE's are 32 hex digits), so it was not sent "
+            "anywhere. Get a KIE key at https://kie.ai/api-key and put it in KIE_API_KEY in its place."
+        )
+    return None
 
 
 def _pasted_key(name: str, value: str) -> str | None:
@@ -731,7 +771,8 @@ def _money_limit(
     values: list[tuple[float, str]] = []
     broken = False
     for raw, where in written.get(name, ()):
-        refused = _pasted_key(name, raw) or _unfilled(name, raw, CREDITS_EXAMPLE)  # ${user_config.max_...}
+        # a key pasted there, the whole line pasted as the value, ${user_config.max_...} a bundle host left unfilled
+        refused = _pasted_key(name, raw) or _named_twice(name, raw) or _unfilled(name, raw, CREDITS_EXAMPLE)
         if refused:
             problems.add(refused, where)
             broken = True
@@ -815,7 +856,7 @@ def _approval(written: Mapping[str, list[tuple[str, str]]], problems: _Problems,
     broken = False
     for raw, where in written.get(name, ()):
         try:
-            refused = _pasted_key(name, raw)
+            refused = _pasted_key(name, raw) or _named_twice(name, raw)
             if refused:
                 raise ConfigError(refused)
             values.append((_choice({name: raw}, name, APPROVAL_MODES, APPROVAL_MODES[0]), where))
@@ -869,6 +910,19 @@ def _endpoints_beside_the_key(
             env.pop(name, None)
             problems.source.pop(name, None)
     return ignored
+
+
+def _key_origin(key: str, key_from: str, written: list[tuple[str, str]]) -> str:
+    """Where the key in use (``key``) was written (``key_from``), as a sentence, and each different KIE_API_KEY a .env
+    read also holds (``written``: every value written, with where), which it shadows: a key KIE refuses is answered
+    with this (a 401 said only "missing or wrong", while the fix was in another place than the user looked). Neither
+    key, nor any part of one, is in it."""
+    shadowed = list(dict.fromkeys(where for raw, where in written if where != key_from and raw.strip() != key))
+    said = f"The API key in use comes from {key_from}"
+    if not shadowed:
+        return f"{said}."
+    wins = "the environment wins" if key_from == ENV_BLOCK else f"{key_from} is read over it"
+    return f"{said}; the different KIE_API_KEY in {' and in '.join(shadowed)} is not used: {wins}."
 
 
 def _other_key_note(key_from: str, chooser: str) -> str:
@@ -948,7 +1002,7 @@ def _unfilled(name: str, value: str, instead: str) -> str | None:
     if _EXAMPLE_PATH.search(value):
         return (
             f"{name} holds /path/to/, the example path .env.example and the README write, a placeholder that nothing "
-            f"filled in. Write {instead} in its place."
+            f"filled in. {_in_its_place(name, instead)}"
         )
     found = _PLACEHOLDER.search(value)
     if found is None:
@@ -962,8 +1016,95 @@ def _unfilled(name: str, value: str, instead: str) -> str | None:
         what = f"{plain(found[0], limit=40)}, a placeholder"
     return (
         f"{name} holds {what} that nothing filled in: the client did not, and kie-mcp never does (in the env block "
-        f"or a .env). Write {instead} in its place."
+        f"or a .env). {_in_its_place(name, instead)}"
     )
+
+
+# Where a key goes, as README's "Keep the key out of project files" says: what a placeholder left in KIE_API_KEY is
+# answered with (a project's .vscode/mcp.json, .cursor/mcp.json or .mcp.json is committed and shared).
+WHERE_THE_KEY_GOES = (
+    "Keep the key itself out of project files (.vscode/mcp.json, .cursor/mcp.json, a project's .mcp.json: they get "
+    "committed and shared). Export KIE_API_KEY in the environment the client is started from (your shell profile: a "
+    "client fills ${env:KIE_API_KEY} or ${KIE_API_KEY} in from there), or write it in the workspace's .env (with "
+    ".env in the workspace's .gitignore) or in the client's configuration in your user profile "
+    "(claude_desktop_config.json, ~/.cursor/mcp.json, ~/.codex/config.toml). Get a key at https://kie.ai/api-key."
+)
+
+
+def _in_its_place(name: str, instead: str) -> str:
+    """What to write where a placeholder stands: ``instead``; for the key, where it goes (``WHERE_THE_KEY_GOES``)."""
+    return WHERE_THE_KEY_GOES if name == "KIE_API_KEY" else f"Write {instead} in its place."
+
+
+# What guides and the README write where the key goes (your-key, your-kie-api-key, KIE's docs' YOUR_API_KEY,
+# <your key>, ..., xxxx-xxxx): no key of KIE's (32 hex digits) reads so, and none holds a secret (no digit), so it
+# may be repeated. Only these words: an unusual key (a test's, a proxy's) is sent as it is.
+_EXAMPLE_KEY = re.compile(
+    r"<[a-z _.-]{1,40}>|(?:your|my)[-_ ]?(?:kie[-_ ]?(?:ai[-_ ]?)?)?(?:api[-_ ]?)?key(?:[-_ ]?here)?|[x*.…_-]{3,}",
+    re.IGNORECASE,
+)
+
+
+def _example_key(key: str) -> str | None:
+    """What to say when ``key`` is the example a guide writes where the key goes (``_EXAMPLE_KEY``), or None."""
+    if not _EXAMPLE_KEY.fullmatch(key):
+        return None
+    return (
+        f"KIE_API_KEY holds {plain(key, limit=40)}, the example a guide writes where the key goes: a placeholder "
+        f"nothing filled in, so it was not sent. {WHERE_THE_KEY_GOES}"
+    )
+
+
+def _named_twice(name: str, value: str) -> str | None:
+    """What to say when ``value`` of setting ``name`` starts with the name and ``=`` again (``KIE_API_KEY=<key>``
+    pasted into a client's field for KIE_API_KEY, or a .env line ``KIE_API_KEY=KIE_API_KEY=...``), or None. Read as
+    it is, the key was sent as "KIE_API_KEY=<key>" (or said to have lost a line break in a .env it is not in), and a
+    folder was named "KIE_WORKSPACE=". The value is never repeated: for the key it holds the key."""
+    if re.match(rf"(?:export\s+)?{name}\s*=", value.strip(), re.IGNORECASE) is None:
+        return None
+    only = "the key" if name == "KIE_API_KEY" else "the value"
+    return (
+        f"The value of {name} starts with the name {name} and = again: the whole line was pasted where only {only} "
+        f"goes. Paste only {only}, the text after the =."
+    )
+
+
+# The folders of a list on POSIX, where os.pathsep is ":": a file:// URI whole (a Windows drive's colon in it too),
+# or a run of anything but ":".
+_LISTED_WITH_URIS = re.compile(r"file://[^/:]*/[A-Za-z]:[\\/][^:]*|file://[^:]*|[^:]+", re.IGNORECASE)
+
+
+def _folders_named(name: str, value: str, *, listed: bool = False) -> str:
+    """``value`` of a folder setting (``listed``: folders separated by ``os.pathsep``) with each ``file://`` URI in it
+    (as file managers copy a folder, and kie-mcp's own answers link one) written as the path it names, percent-escapes
+    decoded; the rest as it is. Taken as it is, KIE_WORKSPACE=file:///home/me/proj made a folder named "file:" in the
+    current folder. A URI naming another machine's file is a ``ConfigError``."""
+    if "file://" not in value.lower():
+        return value
+    from urllib.request import url2pathname  # only for a value that holds a file:// URI
+
+    if not listed:
+        parts = [value]
+    elif os.pathsep == ":":  # a URI's own colons (file:, a drive's C:) separate nothing
+        parts = _LISTED_WITH_URIS.findall(value)
+    else:
+        parts = value.split(os.pathsep)
+    folders = []
+    for part in parts:
+        written = part.strip()
+        if written[:7].lower() != "file://":
+            folders.append(part)
+            continue
+        uri = urlsplit(written)
+        if uri.netloc not in ("", "localhost"):
+            raise ConfigError(
+                f"{name}={plain(written, limit=80)} names a folder on another machine ({plain(uri.netloc)}), which "
+                "kie-mcp cannot use; write the path of a folder on this machine."
+            )
+        path = url2pathname(uri.path)
+        # file:///C:/Users/me names C:/Users/me (a Windows path, judged as one); url2pathname on POSIX keeps the "/".
+        folders.append(path[1:] if re.match(r"/[A-Za-z]:[\\/]", path) else path)
+    return os.pathsep.join(folders)
 
 
 def _as_text(value: str) -> str:
@@ -1139,11 +1280,17 @@ def _allowed_dirs_or_problem(env: Mapping[str, str], base: Path, problems: _Prob
     nothing filled in is a problem, not a crash or a folder named with a quote. A folder that is not there is kept
     (it may be made later) and named in ``problems.notes``: "/a,/b" is one folder that is not there, not two."""
     value = env.get("KIE_ALLOWED_DIRS", "")
-    refused = (
-        _quoted("KIE_ALLOWED_DIRS", value, listed=True)
-        or _unfilled("KIE_ALLOWED_DIRS", value, "the full path of each folder")
-        or _windows_path("KIE_ALLOWED_DIRS", value)
-    )
+    try:
+        refused = _quoted("KIE_ALLOWED_DIRS", value, listed=True)
+        if not refused:  # file:// URIs: the paths they name
+            value = _folders_named("KIE_ALLOWED_DIRS", value, listed=True)
+        refused = (
+            refused
+            or _unfilled("KIE_ALLOWED_DIRS", value, "the full path of each folder")
+            or _windows_path("KIE_ALLOWED_DIRS", value)
+        )
+    except ConfigError as err:
+        refused = str(err)
     if refused:
         problems.of("KIE_ALLOWED_DIRS", refused)
         return ()
@@ -1218,9 +1365,14 @@ def _choose_workspace(env: Mapping[str, str], cwd: Path) -> tuple[Path | None, s
     if explicit:
         refused = (
             _pasted_key("KIE_WORKSPACE", explicit)
+            or _named_twice("KIE_WORKSPACE", explicit)
             or _quoted("KIE_WORKSPACE", explicit)
-            or _unfilled("KIE_WORKSPACE", explicit, "the full path of the folder")
-            or _windows_path("KIE_WORKSPACE", explicit)
+        )
+        if refused:
+            raise ConfigError(refused)
+        explicit = _folders_named("KIE_WORKSPACE", explicit)  # file:///home/me/proj: /home/me/proj
+        refused = _unfilled("KIE_WORKSPACE", explicit, "the full path of the folder") or _windows_path(
+            "KIE_WORKSPACE", explicit
         )
         if refused:
             raise ConfigError(refused)

@@ -138,11 +138,27 @@ _SLACK = (
     r"xox[abposr]-(?:\d-)?\d{6,}(?:-\d{6,})+-[A-Za-z0-9][A-Za-z0-9-]{7,}|xoxb-\d{8,14}-[A-Za-z0-9]{16,}"
     r"|xox[aer]-\d-[A-Za-z0-9]{20,}|xoxe\.xox[bp]-\d-[A-Za-z0-9]{40,}"
 )
+_GITHUB = rf"gh[pousr]_{_MIXED_CASE}[A-Za-z0-9]{{30,}}|github_pat_[A-Za-z0-9_]{{80,}}"
+_GOOGLE = r"AIza[A-Za-z0-9_-]{35}"
+_HUGGING_FACE = rf"hf_{_MIXED_CASE}[A-Za-z0-9]{{30,}}"
+_SECRET_KEY = r"(?:sk|rk)[-_][A-Za-z0-9_-]{16,}"
 _TOKEN_SHAPES = re.compile(
-    r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*|(?<![A-Za-z0-9_-])(?:sk|rk)[-_][A-Za-z0-9_-]{16,}"
-    rf"|(?<![A-Za-z0-9_-])(?:gh[pousr]_{_MIXED_CASE}[A-Za-z0-9]{{30,}}|github_pat_[A-Za-z0-9_]{{80,}}|{_SLACK}"
-    rf"|AIza[A-Za-z0-9_-]{{35}}|hf_{_MIXED_CASE}[A-Za-z0-9]{{30,}})"
-    r"(?![A-Za-z0-9_-])"
+    rf"\beyJ[A-Za-z0-9_-]{{8,}}\.[A-Za-z0-9_-]{{8,}}\.[A-Za-z0-9_-]*|(?<![A-Za-z0-9_-]){_SECRET_KEY}"
+    rf"|(?<![A-Za-z0-9_-])(?:{_GITHUB}|{_SLACK}|{_GOOGLE}|{_HUGGING_FACE})(?![A-Za-z0-9_-])"
+)
+# The same shapes, whole, by the service they are another's key of: a KIE_API_KEY shaped like one is refused before
+# anything is sent with it (``config``), as sending it would hand that service's secret to KIE. KIE's own keys are
+# 32 hex digits (``KEY_SHAPE``), which none of these prefixes (each with a letter no hex digit is) can begin.
+_OTHER_SERVICES = tuple(
+    (service, re.compile(shape))
+    for service, shape in (
+        ("a GitHub token", _GITHUB),
+        ("a Slack token", _SLACK),
+        ("a Google API key", _GOOGLE),
+        ("a Hugging Face token", _HUGGING_FACE),
+        ("an OpenAI-style key (sk-...: OpenAI, Anthropic and other AI services)", r"sk-[A-Za-z0-9_-]{16,}"),
+        ("another service's secret key (Stripe's sk_... or rk_..., ElevenLabs' sk_...)", _SECRET_KEY),
+    )
 )
 _TOKEN_STARTS = (
     "eyj",
@@ -166,6 +182,12 @@ _TOKEN_STARTS = (
 # be redacted from everything said after. Other credentials are known by their shapes above, or by their names.
 KEY_SHAPE = re.compile(r"(?=[0-9A-Fa-f]*[0-9])(?=[0-9A-Fa-f]*[A-Fa-f])[0-9A-Fa-f]{32,256}")
 _HEX_RUN = re.compile(r"[0-9A-Fa-f]+")
+
+
+def other_service(value: str) -> str | None:
+    """Which other service's key or token ``value`` is, whole, by its published shape (``_OTHER_SERVICES``), in
+    words ("a GitHub token"); None for anything else, a KIE key, an unusual test key or a word included."""
+    return next((service for service, shape in _OTHER_SERVICES if shape.fullmatch(value)), None)
 
 
 def register_secret(value: str | None) -> None:

@@ -440,6 +440,7 @@ async def open_runtime(
             call_log=CallLog(settings.workspace / "logs" / "kie-api.jsonl"),
             # KIE's limits are per key: shared with the other servers on it, never the simulator's in process
             share_pacing=transport is None and not settings.sandbox,
+            key_origin=settings.key_origin,  # a 401 says where the key came from
         )
     else:
         log.warning("KIE_API_KEY is not set: tools that need KIE will explain how to set it")

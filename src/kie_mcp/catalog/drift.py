@@ -44,6 +44,7 @@ async def fetch_live(
     api_key: str,
     transport: httpx2.AsyncBaseTransport | None = None,
     notes: list[str] | None = None,
+    key_origin: str = "",
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """KIE's model list (needs the key) and its public price records (fetched without the key).
 
@@ -56,6 +57,7 @@ async def fetch_live(
         upload_base_url=base_url,
         transport=transport,
         share_pacing=transport is None,
+        key_origin=key_origin,  # a 401 says where the key came from
     ) as kie:
         try:
             models = await kie.list_models()

@@ -42,6 +42,7 @@ from .errors import (
     RedirectedError,
     RefusedHereError,
     any_request_step,
+    wrong_key_step,
 )
 from .families import FAMILIES, NO_TASK_RECORD, Family, family_for_task_id, named_task_id
 from .pacing import SharedBudget, SlidingWindow, Slot
@@ -160,10 +161,12 @@ class KieClient:
         call_log: CallLog | None = None,
         catalog_window: SlidingWindow | None = None,
         share_pacing: bool = False,
+        key_origin: str = "",
     ) -> None:
         """``share_pacing``: KIE's windows (creates, status reads, catalogue lookups) are shared with every kie-mcp
         process of this machine using this key at ``base_url`` (``SharedBudget``), not this client's alone; for a
-        client that talks to KIE (or a simulator) over the network, never to the sandbox's simulator in process."""
+        client that talks to KIE (or a simulator) over the network, never to the sandbox's simulator in process.
+        ``key_origin``: where the key was written (``Settings.key_origin``), said with every refusal of it (401)."""
         register_secret(api_key)  # from now on no text or log line of this process shows the key
         auth = {"Authorization": f"Bearer {api_key}", "User-Agent": USER_AGENT, "Accept": "application/json"}
         reads = httpx2.Timeout(timeout, connect=CONNECT_SECONDS)
@@ -207,6 +210,7 @@ class KieClient:
         self.rate_limit_backoff = rate_limit_backoff
         self.max_rate_limit_retries = max_rate_limit_retries
         self.call_log = call_log
+        self._wrong_key = wrong_key_step(key_origin)  # a 401's advice: where the key came from, to fix it there
         held = ANSWER_READS * timeout + HELD_PAST_DEADLINE
         shared = SharedBudget(api_key, base_url, held_at_most=held) if share_pacing else None
         self._creates = create_window or SlidingWindow(CREATE_LIMIT, CREATE_WINDOW, shared=shared, name="create")
@@ -444,6 +448,8 @@ class KieClient:
                         step = family.refusal_step(err.code, err.message, body) if family else None
                         if step is None and err.code == 404:  # a create names no task: the endpoint or model
                             step = CREATE_NOT_FOUND
+                        if step is None and err.code == 401:
+                            step = self._wrong_key
                         if step is None:
                             raise
                         raise err.with_next_step(step) from err
@@ -745,6 +751,8 @@ class KieClient:
             data = read_envelope(response, path)
         except KieError as err:
             self._log(path, started, task_id=task_id, outcome="error", code=err.code, error=err.message)
+            if err.code == 401:  # the key refused: said with where it came from
+                raise err.with_next_step(self._wrong_key) from err
             raise
         details = data if isinstance(data, dict) else {}
         self._log(

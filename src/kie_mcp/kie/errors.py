@@ -119,8 +119,23 @@ ANY_REQUEST_STEPS: dict[int, str] = {
 
 def any_request_step(err: KieError) -> str | None:
     """KIE's advice for ``err`` when it fits any request (``ANY_REQUEST_STEPS``); None for a code whose advice is
-    written for a create, or for a failure without a code of KIE's."""
+    written for a create, or for a failure without a code of KIE's. A refused key keeps its own advice, which says
+    where the key came from (``wrong_key_step``, given by the ``KieClient`` that sent it)."""
+    if err.code == 401 and err.category is Category.AUTH:
+        return err.next_step
     return ANY_REQUEST_STEPS.get(err.code) if err.code is not None else None
+
+
+def wrong_key_step(origin: str) -> str:
+    """What to do about a key KIE refused (401), with where that key came from (``origin``, a sentence of
+    ``Settings.key_origin``: the client's env block or a .env's path, and a different key it shadows), so that the
+    right place is fixed; never the key. Without ``origin``, KIE's advice as it is."""
+    if not origin:
+        return CODES[401].next_step
+    return (
+        f"KIE refused the API key: it is missing, wrong or revoked. {origin} Put a valid key there (create one at "
+        "https://kie.ai/api-key) and restart the MCP server."
+    )
 
 
 def creates_nothing(err: KieError, said: str, retry: str) -> KieError:

@@ -31,7 +31,7 @@ from pydantic import (
 
 from kie_mcp.journal import Journal, JournalUnavailable
 from kie_mcp.kie import CODES, Category, KieError, TaskStatus
-from kie_mcp.kie.errors import LOGS_URL
+from kie_mcp.kie.errors import LOGS_URL, any_request_step
 from kie_mcp.kie.status import MOST_LINKS
 from kie_mcp.kie.text import TEXT_KEPT, kept_text
 from kie_mcp.redact import redact
@@ -642,8 +642,8 @@ class TaskRecord(BaseModel, defer_build=True):
 
 # Advice for a status check KIE refused or failed, where advice fits one (a status check sends no prompt or field):
 # the key, its cap, maintenance. Every other code is said with KIE's message only.
+# A refused key (401) is said with its own advice, which names where the key came from (``any_request_step``).
 STATUS_ADVICE: dict[int, str] = {
-    401: CODES[401].next_step,
     433: CODES[433].next_step,
     455: "KIE is under maintenance, which usually lasts a few minutes.",
 }
@@ -656,7 +656,7 @@ def _status_said(err: KieError) -> str:
 
 
 def _status_advice(err: KieError) -> str:
-    advice = STATUS_ADVICE.get(err.code) if err.code is not None else None
+    advice = any_request_step(err) if err.code == 401 else STATUS_ADVICE.get(err.code) if err.code else None
     return f" {advice}" if advice else ""
 
 
