@@ -233,6 +233,29 @@ async def test_a_listed_value_with_spaces_around_it_or_in_another_case_is_sent_a
     assert [body["aspect_ratio"] for body in sent if "input" not in body] == ["Auto"], sent
 
 
+@pytest.mark.parametrize(
+    ("model", "tool", "from_words"),
+    [
+        ("hailuo", "generate_video", "hailuo/02-text-to-video-standard"),
+        ("minimax-h3/image-to-video", "generate_video", "minimax-h3/text-to-video"),
+        ("qwen/image-edit", "generate_image", "qwen/text-to-image"),
+    ],
+)
+async def test_a_model_that_needs_an_image_asked_with_words_alone_names_its_maker_s_model_for_words(
+    connect, controls, model, tool, from_words
+):
+    """The audit: model "hailuo" picks Hailuo's image-to-video model, and a prompt alone was refused with "needs at
+    least 1 input image(s)": a dead end, though the same maker's text-to-video model does exactly what was asked.
+    The refusal names it (and up to two more that work from words), and nothing is asked or sent."""
+    seen: list[str] = []
+    async with connect(elicitation=answering(seen=seen)) as client:
+        result = await client.call_tool(tool, {"prompt": "a lighthouse at dawn", "model": model})
+    await assert_refused_for_free(
+        result, controls, seen, "needs at least 1 input image(s)", "from the prompt alone, use"
+    )
+    assert re.search(r"from the prompt alone, use ([^ ,.]+)", text_of(result)).group(1) == from_words, text_of(result)
+
+
 # -- the tools' own numeric arguments ---------------------------------------------------------------------
 
 

@@ -73,7 +73,8 @@ def test_minimax_h3_image_to_video_needs_a_prompt_of_up_to_7000_characters_and_a
     both = build_input(spec, prompt="the door closes", images=[IMG, LAST])
     assert (both["first_frame_url"], both["last_frame_url"]) == (IMG, LAST)
     assert problems_of(H3_I2V, prompt="x") == {
-        "images": f"{H3_I2V} needs at least 1 input image(s), or options.last_frame_url."
+        "images": f"{H3_I2V} needs at least 1 input image(s), or options.last_frame_url; for a video from the prompt "
+        "alone, use minimax-h3/text-to-video, gemini-omni-video, grok-imagine/text-to-video."
     }
     # neither frame (a wire without one): KIE's "Either first_frame_url or last_frame_url must be provided"
     [neither] = check_input(spec, {"prompt": "x", "duration": 6, "resolution": "768P"})

@@ -9,6 +9,7 @@ Two entry points share one set of checks:
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 import re
 import sys
@@ -385,7 +386,9 @@ def _place_images(spec: ModelSpec, images: Sequence[str], wire: dict[str, Any]) 
     if not images:
         if target and target.min > 0 and not any(name in wire for name in [*target.to, *target.unless]):
             instead = f", or {' or '.join(f'options.{name}' for name in target.unless)}" if target.unless else ""
-            return [Problem("images", f"{spec.id} needs at least {target.min} input image(s){instead}.")]
+            return [
+                Problem("images", f"{spec.id} needs at least {target.min} input image(s){instead}{_from_words(spec)}.")
+            ]
         return []
     if target is None:
         return [Problem("images", f"{spec.id} does not take input images; {_models_taking_images(spec, len(images))}")]
@@ -404,6 +407,50 @@ def _place_images(spec: ModelSpec, images: Sequence[str], wire: dict[str, Any]) 
     return []
 
 
+# What a model that makes a new picture or clip from its input images does (a prompt-only model can stand in), and what
+# one that works on its inputs does (none can).
+_MAKES_FROM_IMAGES = {"image-to-video", "image-to-image", "edit", "reference", "first-last-frame"}
+_WORKS_ON_INPUTS = {
+    "upscale", "background-removal", "inpaint", "layer-decomposition", "motion-control", "lip-sync", "avatar",
+    "video-to-video", "extend",
+}  # fmt: skip
+
+
+def _from_words(spec: ModelSpec) -> str:
+    """Where a request with no image goes instead, when ``spec`` needs one: up to three models of its kind that make
+    one from the prompt alone (text-to-video, text-to-image), its own maker's first (``hailuo`` picks an
+    image-to-video model; ``hailuo/02-text-to-video-standard`` works from words). Empty when none does."""
+    from .registry import load_catalog  # only on this error; the catalogue is loaded by then
+
+    if not _MAKES_FROM_IMAGES & set(spec.capabilities) or _WORKS_ON_INPUTS & set(spec.capabilities):
+        return ""  # an upscaler, a lip-sync or a motion transfer needs its input: no prompt-only model does its work
+    capability = "text-to-image" if spec.kind == "image" else "text-to-video"
+    catalog = load_catalog()
+    found = [
+        other
+        for other in catalog.offered()
+        if other.kind == spec.kind
+        and other.followup is None
+        and capability in other.capabilities
+        and (other.images is None or other.images.min == 0)
+    ]
+    if not found:
+        return ""
+    ranked = sorted(found, key=functools.partial(_kinship, spec, set(catalog.short_names())))[:3]
+    made = "an image" if spec.kind == "image" else "a video"
+    return f"; for {made} from the prompt alone, use {', '.join(s.id for s in ranked)}"
+
+
+def _kinship(spec: ModelSpec, flagships: set[str], other: ModelSpec) -> tuple[int, int]:
+    """How near ``other`` is to ``spec``, nearest first: the same maker (the longest shared id first), then the models
+    a family's bare name picks (``flagships``), then the rest (catalogue order, as sorting is stable)."""
+    pairs = zip(spec.id, other.id, strict=False)
+    shared = next((i for i, (a, b) in enumerate(pairs) if a != b), len(other.id))
+    if re.split(r"[/-]", other.id, maxsplit=1)[0] == re.split(r"[/-]", spec.id, maxsplit=1)[0]:
+        return (0, -shared)
+    return (1, 0) if other.id in flagships else (2, 0)
+
+
 def _models_taking_images(spec: ModelSpec, count: int) -> str:
     """Models of ``spec``'s kind that work from ``count`` input images: image edit models for an image model,
     image-to-video models for a video model, each taking that many (one image is no request for a transition, which
@@ -414,17 +461,9 @@ def _models_taking_images(spec: ModelSpec, count: int) -> str:
 
     capability, kind = ("edit", "image edit") if spec.kind == "image" else ("image-to-video", "image-to-video")
     catalog = load_catalog()
-    flagships = set(catalog.short_names())
-    maker = re.split(r"[/-]", spec.id, maxsplit=1)[0]
+    rank = functools.partial(_kinship, spec, set(catalog.short_names()))
     takers = [s for s in catalog.offered() if s.kind == spec.kind and s.images and capability in s.capabilities]
     found = [s for s in takers if s.images and s.images.min <= count <= s.images.max]
-
-    def rank(other: ModelSpec) -> tuple[int, int]:
-        pairs = zip(spec.id, other.id, strict=False)
-        shared = next((i for i, (a, b) in enumerate(pairs) if a != b), len(other.id))
-        if re.split(r"[/-]", other.id, maxsplit=1)[0] == maker:
-            return (0, -shared)
-        return (1, 0) if other.id in flagships else (2, 0)
 
     def best(models: list[ModelSpec]) -> str:
         return ", ".join(s.id for s in sorted(models, key=rank)[:3])  # sorted is stable: catalogue order within a rank
