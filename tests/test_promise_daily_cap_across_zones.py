@@ -248,18 +248,63 @@ def test_with_one_time_zone_on_the_workspace_today_begins_at_midnight_as_before(
     assert ledger.day_words() == ""
 
 
-def test_a_clock_that_changes_its_offset_is_known_by_its_new_one_within_a_minute(tmp_path):
-    """Summer time begins in Sydney (UTC+10 to UTC+11): the server's offset is looked at once a minute and the new one
-    written to the journal, where the other servers count today from its midnight."""
-    now = [datetime(2026, 10, 4, 1, 59, tzinfo=ZoneInfo("Australia/Sydney")).timestamp()]
+def test_summer_time_moves_a_clock_s_offset_and_its_old_one_never_reads_as_another_zone(tmp_path):
+    """Summer time ends in Berlin (UTC+2 to UTC+1) with one server on the workspace: its new offset replaces the old
+    one within a minute, so its day still begins at its own midnight. The review: the clocks were kept by offset,
+    the server's own offset of before the change counted as another zone's for two days, and a spend at 23:30 on
+    the Sunday still counted on Monday, refused as "servers on this workspace run in other time zones too"."""
+    berlin = ZoneInfo("Europe/Berlin")
+    now = [datetime(2026, 10, 24, 12, 0, tzinfo=berlin).timestamp()]
     path = tmp_path / "journal.sqlite3"
-    ledger = Ledger(Journal(path), Caps(40, 40), clock=lambda: now[0], zone=ZoneInfo("Australia/Sydney"))
-    ledger.spent_today()
-    now[0] += 61  # 03:00, summer time
-    ledger.spent_today()
+    ledger = Ledger(Journal(path), Caps(40, 40), clock=lambda: now[0], zone=berlin)
+    assert ledger.spent_today() == 0  # summer time: UTC+2, written to the journal
+    now[0] = datetime(2026, 10, 25, 23, 30, tzinfo=berlin).timestamp()  # the Sunday summer time ended, UTC+1
+    ledger.reserve(30, "q_sunday")
+    now[0] = datetime(2026, 10, 26, 0, 30, tzinfo=berlin).timestamp()
+    assert ledger.spent_today() == 0
+    ledger.reserve(20, "q_monday")
+    assert ledger.day_words() == ""
     with sqlite3.connect(path) as db:
-        offsets = [row[0] for row in db.execute("SELECT offset_seconds FROM clocks ORDER BY offset_seconds")]
-    assert offsets == [36000, 39600]
+        assert [row[0] for row in db.execute("SELECT offset_seconds FROM clock_zones")] == [3600]
+
+
+def test_a_spend_made_while_the_journal_was_locked_still_writes_its_clock(tmp_path):
+    """The review: this clock's offset was written only by a best-effort write that never waits, tried again a
+    minute later; a server whose first looks found the journal locked booked its spend with its clock unwritten,
+    and a server in another zone then took a cap of its own the same day. The reservation writes it under its lock."""
+    now = [utc(2026, 12, 1, 13, 1)]  # 00:01 in Sydney
+    path = tmp_path / "journal.sqlite3"
+    caps = Caps(per_call=40, per_day=40)
+    container = Ledger(Journal(path), caps, clock=lambda: now[0], zone=UTC_CLOCK)
+    container.spent_today()
+    desktop = Ledger(Journal(path), caps, clock=lambda: now[0], zone=SYDNEY_CLOCK)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another kie-mcp mid-write: the desktop's look cannot write its clock
+    assert desktop.spent_today() == 0
+    holder.execute("ROLLBACK")
+    holder.close()
+    now[0] += 20
+    desktop.reserve(40, "q_desktop")
+    now[0] = utc(2026, 12, 2, 0, 1)  # the container's midnight: the desktop's day (from 13:00 UTC) still holds 40
+    with pytest.raises(SpendRefused, match=r"only 0 of today's cap of 40"):
+        container.reserve(40, "q_container")
+
+
+def test_a_clocks_row_another_program_wrote_is_no_clock_and_breaks_nothing(tmp_path):
+    """The review: a clocks table with a text offset in it (made by hand, or by another program) made every tool
+    answer "kie-mcp hit an unexpected error (ValueError...)". Rows that are no clock are left out; a whole number
+    beyond any time zone's offset too."""
+    path = tmp_path / "journal.sqlite3"
+    Journal(path).close()
+    with sqlite3.connect(path) as db:
+        db.execute("DROP TABLE clock_zones")
+        db.execute("CREATE TABLE clock_zones (clock, offset_seconds, seen)")
+        rows = [("a", "+11:00", 1e12), ("b", 180000, 1e12), ("c", 2**62, 1e12), ("d", 1.5, 1e12)]
+        db.executemany("INSERT INTO clock_zones VALUES (?, ?, ?)", rows)
+    ledger = Ledger(Journal(path), Caps(40, 40), zone=UTC_CLOCK)
+    assert ledger.spent_today() == 0
+    ledger.reserve(10, "q")
+    assert ledger.day_words() == ""
 
 
 OLD_SPEND = """

@@ -164,11 +164,16 @@ UPLOAD_COLUMNS = {"expires": "REAL"}
 # server counts the entries after its own last midnight, whatever time zone wrote them (``Ledger.spent_today``).
 # NULL in the entries of an older kie-mcp: counted by their day's label (``day``, the writer's local date).
 SPEND_COLUMNS = {"counted_at": "REAL"}
-# The UTC offsets (seconds) of the clocks of the kie-mcp servers on this workspace, each with the last moment a server
-# whose clock had it said so: today's spend counts from the earliest of their last midnights (``Ledger.now``), so
-# servers in different time zones get one daily cap between them, however they take turns. Not in SCHEMA: a
-# read-only journal of an older kie-mcp still opens without it (``_add_clocks``); an older kie-mcp ignores it.
-CLOCKS = "CREATE TABLE IF NOT EXISTS clocks (offset_seconds INTEGER PRIMARY KEY, seen REAL NOT NULL)"
+# The clocks of the kie-mcp servers on this workspace: each clock (a computer and its time zone, ``Ledger.clock``) with
+# its offset from UTC now (seconds) and the last moment a server on it said so: today's spend counts from the earliest
+# of their last midnights (``Ledger.now``), so servers in different time zones get one daily cap between them, however
+# they take turns. One row a clock, its offset replaced when summer time begins or ends, so a server's own offset of
+# before the change never reads as another zone. Not in SCHEMA: a read-only journal of an older kie-mcp still opens
+# without it (``_add_clocks``); an older kie-mcp ignores it.
+CLOCKS = (
+    "CREATE TABLE IF NOT EXISTS clock_zones"
+    " (clock TEXT PRIMARY KEY, offset_seconds INTEGER NOT NULL, seen REAL NOT NULL)"
+)
 CALL_RUNNING, CALL_ANSWERED, CALL_CUT_OFF = 0, 1, 2  # attempts.answered
 
 # Kept right by SQLite whoever writes, an older kie-mcp on the same workspace too:
@@ -905,7 +910,7 @@ class Journal:
     def _add_clocks(self) -> None:
         """The table of the workspace's clocks (``CLOCKS``), added to a journal that lacks it when it can be written: a
         read-only one still opens without it, and today is then counted from this server's midnight alone."""
-        if self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'clocks'").fetchone():
+        if self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'clock_zones'").fetchone():
             return
         with contextlib.suppress(sqlite3.OperationalError):
             self._db.execute(CLOCKS)

@@ -8,7 +8,9 @@ import functools
 import json
 import logging
 import math
+import os
 import secrets
+import socket
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
@@ -396,6 +398,16 @@ class Ledger:
         kept no moment), even when the local date now reads earlier (the clock set back, the server moved west)."""
         return datetime.fromtimestamp(moment, self._zone).date()
 
+    @functools.cached_property
+    def clock(self) -> str:
+        """This clock's name among the workspace's (``journal.CLOCKS``): the computer and its time zone (the zone's
+        names, standard and summer, which stay the same when summer time moves the offset), so each keeps one row."""
+        if self._zone is not None:
+            zone = getattr(self._zone, "key", None) or str(self._zone)
+        else:
+            zone = os.environ.get("TZ") or "/".join(time.tzname)
+        return f"{socket.gethostname()}|{zone}"
+
     def offset_at(self, moment: float) -> int:
         """This server's offset from UTC at ``moment`` (seconds)."""
         local = (
@@ -417,7 +429,7 @@ class Ledger:
         waited for: on the event loop too), best effort."""
         self._noting = now
         try:
-            if not self.journal.write_now(lambda db: note_clock(db, offset, now)):
+            if not self.journal.write_now(lambda db: note_clock(db, self.clock, offset, now)):
                 return
         except JOURNAL_ERRORS as err:
             log.debug("this clock's offset could not be written to the journal: %s", err)
@@ -542,8 +554,16 @@ class Ledger:
             raise JournalUnavailable(CLOSED)
         self._release_abandoned()
         self.now()  # this clock's offset written to the journal first, when it is new there (best effort)
+        noted = None
         with self.journal.transaction() as db:
             now, day, start = self.now(db)  # once the write lock is held: the moment the entry is written
+            offset = self._offset[1] or 0
+            if self._noted != (offset, day):  # the best-effort write found the journal locked (or could not write it):
+                try:  # written here, so no spend is booked with its clock unwritten
+                    note_clock(db, self.clock, offset, now)
+                    noted = (offset, day)
+                except sqlite3.OperationalError as err:  # a clocks table another program made: only this write fails
+                    log.debug("this clock's offset could not be written to the journal: %s", err)
             spent = _spent_since(db, start, day)
             check_caps(
                 total,
@@ -566,6 +586,8 @@ class Ledger:
             if amount:
                 reason, kept = ("reserved", ref) if hold is None else (HELD, hold)
                 Journal.add_spend(db, day, amount, reason, kept, counted_at=now)
+        if noted is not None:
+            self._noted = noted
         if hold is not None:
             self._held.add(hold)
             _HOLDING.setdefault(str(self.journal.path), set()).add(hold)
@@ -800,10 +822,15 @@ HELD_QUERY = "SELECT id, ref, at FROM spend WHERE ref >= ? AND ref < ? AND reaso
 ZONES_KEPT = 2 * 86400.0
 ZONES_REREAD = 5.0
 OFFSET_CHECK = 60.0
-ZONES_SEEN = "SELECT offset_seconds FROM clocks WHERE seen >= ?"
+# A row another program wrote (not a whole number of seconds, or further from UTC than any clock: 26 h) is no clock.
+ZONES_SEEN = (
+    "SELECT offset_seconds FROM clock_zones WHERE seen >= ?"
+    " AND typeof(offset_seconds) = 'integer' AND abs(offset_seconds) <= 93600"
+)
+# A clock's offset and when it was seen; the later of two writes stands (two servers on one clock).
 CLOCK_SEEN = (
-    "INSERT INTO clocks (offset_seconds, seen) VALUES (?, ?)"
-    " ON CONFLICT(offset_seconds) DO UPDATE SET seen = max(seen, excluded.seen)"
+    "INSERT INTO clock_zones (clock, offset_seconds, seen) VALUES (?, ?, ?) ON CONFLICT(clock) DO UPDATE SET"
+    " offset_seconds = excluded.offset_seconds, seen = excluded.seen WHERE excluded.seen >= clock_zones.seen"
 )
 DAY = 86400.0
 # Today's spend as a server counts it: the entries counting at its last midnight or later (a later moment too: one
@@ -882,18 +909,19 @@ def give_back_at_stop(
             holding.pop(path, None)
 
 
-def note_clock(db: sqlite3.Connection, offset: int, moment: float) -> None:
-    """Write a clock's ``offset`` from UTC (seconds), seen at ``moment``, to the clocks table (made when missing)."""
+def note_clock(db: sqlite3.Connection, clock: str, offset: int, moment: float) -> None:
+    """Write ``clock``'s ``offset`` from UTC (seconds), seen at ``moment``, to the clocks table (made when missing)."""
     db.execute(CLOCKS)
-    db.execute(CLOCK_SEEN, (offset, moment))
+    db.execute(CLOCK_SEEN, (clock, offset, moment))
 
 
 def note_this_clock(journal: Journal) -> None:
     """Write this computer's offset from UTC now to ``journal`` (a runtime opening it), best effort."""
     now = time.time()
-    offset = Ledger(journal, Caps(0.0, 0.0)).offset_at(now)
-    try:  # never waited for at the start: when locked, the ledger's first look writes it
-        journal.write_now(lambda db: note_clock(db, offset, now))
+    ledger = Ledger(journal, Caps(0.0, 0.0))
+    offset = ledger.offset_at(now)
+    try:  # never waited for at the start: when locked, the ledger's first look (or its first reservation) writes it
+        journal.write_now(lambda db: note_clock(db, ledger.clock, offset, now))
     except JOURNAL_ERRORS as err:
         log.debug("this clock's offset could not be written to the journal: %s", err)
 
