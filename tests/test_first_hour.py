@@ -191,6 +191,31 @@ async def test_a_relative_path_in_the_project_but_not_the_workspace_is_refused_s
     assert not [r for r in requests if r["path"].startswith("/api/file-")] and await controls.creates() == []
 
 
+async def test_a_server_started_in_the_home_folder_says_nothing_of_the_files_there(
+    settings, transport, controls, mode, tmp_path, monkeypatch
+):
+    """The review: a server started in the user's home folder (from a terminal, by some clients) answered a relative
+    path with "There is a file ... in the folder kie-mcp was started in", so an agent could learn which of the user's
+    files exist, and was told to set KIE_WORKSPACE to the whole home folder. There, a file found and one missing get
+    the same refusal, naming only the workspace."""
+    home, workspace = tmp_path / "home", tmp_path / "workspace"
+    (home / "Documents").mkdir(parents=True)
+    workspace.mkdir()
+    Image.new("RGB", (1200, 1200), (20, 120, 200)).save(home / "Documents" / "passport.jpg", "JPEG")
+    monkeypatch.setenv("HOME", str(home))
+    loaded = Settings.load({"KIE_API_KEY": SANDBOX_API_KEY, "KIE_WORKSPACE": str(workspace)}, cwd=home)
+    started = replace(loaded, base_url=settings.base_url, upload_base_url=settings.upload_base_url, catalog_sync=False)
+    async with Client(create_server(started, transport=transport), mode=mode) as client:
+        there = await client.call_tool("estimate_cost", {**EDIT, "images": ["Documents/passport.jpg"]})
+        missing = await client.call_tool("estimate_cost", {**EDIT, "images": ["Documents/nothing.jpg"]})
+    for refused in (there, missing):
+        said = text_of(refused)
+        assert refused.is_error and str(workspace.resolve() / "Documents") in said, said
+        assert "There is a file" not in said and "KIE_WORKSPACE=" not in said and str(home) + "/" not in said, said
+    assert text_of(there).replace("passport", "nothing") == text_of(missing)
+    assert await controls.creates() == []
+
+
 async def test_a_sandbox_still_used_as_a_video_s_input_is_sent_as_it_is_as_a_real_one_would_be(sandboxed):
     """The audit's first hour: a sandbox still, 256 px even at 2K, given to Veo added "(144x256 px) is upscaled
     (Lanczos) to 608x1080 px before upload" to the quote, the form and the answer, which never happens live."""

@@ -274,6 +274,23 @@ async def test_a_file_uri_of_another_machine_is_a_broken_setting_and_makes_no_fo
     assert not list(start.iterdir())
 
 
+@pytest.mark.parametrize("uri", ["file://", "file:///", "file://localhost", "FILE://localhost/"])
+async def test_a_file_uri_naming_no_folder_is_a_broken_setting_not_the_current_folder(
+    transport, mode, tmp_path, monkeypatch, uri
+):
+    """The review: KIE_WORKSPACE=file:// (or file://localhost) read as an empty path, so the workspace silently became
+    the folder the server was started in. It names no folder: a broken setting, said by every tool."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    start = tmp_path / "start"
+    start.mkdir()
+    settings = loaded({"KIE_WORKSPACE": uri, "KIE_API_KEY": SANDBOX_API_KEY}, start)
+    async with Client(create_server(settings, transport=transport), mode=mode) as client:
+        said = text_of(await client.call_tool("check_credits", {}))
+    assert "names no folder" in said, said
+    assert not list(start.iterdir())
+
+
 # -- under --sandbox, a key that could not be sent stops nothing ---------------------------------------------------
 
 

@@ -1102,6 +1102,11 @@ def _folders_named(name: str, value: str, *, listed: bool = False) -> str:
                 "kie-mcp cannot use; write the path of a folder on this machine."
             )
         path = url2pathname(uri.path)
+        if not path.strip("/"):  # file://, file:///: no folder named (the root never is a workspace either)
+            raise ConfigError(
+                f"{name}={plain(written, limit=80)} names no folder; write the folder's path (or its whole file:// "
+                "link, as file:///home/me/project)."
+            )
         # file:///C:/Users/me names C:/Users/me (a Windows path, judged as one); url2pathname on POSIX keeps the "/".
         folders.append(path[1:] if re.match(r"/[A-Za-z]:[\\/]", path) else path)
     return os.pathsep.join(folders)

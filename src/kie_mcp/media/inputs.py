@@ -625,6 +625,8 @@ def found_elsewhere(
         for folder, started_there in places:
             if folder is None or (home := folder.resolve()) in bases or home == Path(home.anchor):
                 continue
+            if started_there and _holds_user_home(home):  # a terminal's start: not a project, and never a workspace
+                continue
             found = (home / value).resolve()
             if found.is_relative_to(home) and found.is_file() and private_reason(found, home, ()) is None:
                 readable = any(found.is_relative_to(root) for root in roots)
@@ -632,6 +634,17 @@ def found_elsewhere(
     except (OSError, ValueError, RuntimeError):  # a path the system refuses there: nothing to say of it
         return ""
     return ""
+
+
+def _holds_user_home(folder: Path) -> bool:
+    """Whether ``folder`` is the user's home folder or holds it (``/home``): a server started there (from a terminal,
+    by some clients) says nothing of the files in it, or an agent could learn which of the user's files exist, and
+    would be told to make the whole home folder the workspace."""
+    try:
+        user_home = Path.home().resolve()
+    except (RuntimeError, OSError):  # no home folder known: nothing to keep it from
+        return False
+    return user_home.is_relative_to(folder)
 
 
 def _elsewhere_words(value: str, home: Path, found: Path, *, started_there: bool, readable: bool) -> str:
