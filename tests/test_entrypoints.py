@@ -18,7 +18,8 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 from kie_mcp import __version__, stdio
-from kie_mcp.cli import build_parser, main
+from kie_mcp.cli import main
+from kie_mcp.cliargs import build_parser
 
 from .conftest import answering, every_resource
 from .test_promise_config import as_a_user_the_system_does_not_know

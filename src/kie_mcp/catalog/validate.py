@@ -8,7 +8,6 @@ Two entry points share one set of checks:
 
 from __future__ import annotations
 
-import difflib
 import functools
 import math
 import re
@@ -93,7 +92,7 @@ def build_input(
     for key, value in (options or {}).items():
         if key not in spec.fields:
             problems.append(Problem(f"options.{key}", _unknown_option(spec, key)))
-            guesses += difflib.get_close_matches(key, sorted(spec.fields), n=1)
+            guesses += _close_matches(key, sorted(spec.fields), n=1)
         elif _past_floats(value):  # JSON's integers have no bound: 10**400 would overflow every later check
             problems.append(Problem(f"options.{key}", f"{plain(value)} is larger than any number KIE takes."))
             refused.add(key)
@@ -637,7 +636,7 @@ def _nearest(value: Any, allowed: Sequence[Scalar]) -> Scalar | None:
     by_lower = {str(v).lower(): v for v in allowed}
     if text in by_lower:
         return by_lower[text]
-    match = difflib.get_close_matches(text, list(by_lower), n=1, cutoff=0.4)
+    match = _close_matches(text, list(by_lower), n=1, cutoff=0.4)
     return by_lower[match[0]] if match else None
 
 
@@ -782,7 +781,7 @@ def _range_text(low: float | None, high: float | None) -> str:
 
 def _unknown_option(spec: ModelSpec, key: str) -> str:
     names = sorted(spec.fields)
-    close = difflib.get_close_matches(key, names, n=1)
+    close = _close_matches(key, names, n=1)
     hint = f" Did you mean {plain(close[0])}?" if close else ""
     return f"{spec.id} has no field {plain(key)}.{hint} Its fields: {', '.join(names)}."
 
@@ -830,3 +829,10 @@ def _user_field(spec: ModelSpec, where: str, given: set[str]) -> str:
     if images and base in images.to:
         return f"images[{images.to.index(base)}]{rest}" if len(images.to) > 1 else f"images{rest}"
     return f"options.{base}{rest}"
+
+
+def _close_matches(word: str, possibilities: Sequence[str], n: int = 3, cutoff: float = 0.6) -> list[str]:
+    """``difflib.get_close_matches``, loaded only for a refusal that names what was meant (not at every start)."""
+    import difflib
+
+    return difflib.get_close_matches(word, possibilities, n=n, cutoff=cutoff)
