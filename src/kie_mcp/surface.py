@@ -96,9 +96,7 @@ from kie_mcp.media.inputs import (
 )
 from kie_mcp.media.results import write_joined_sidecar
 from kie_mcp.media.saved import CHANGED, changed_file, kept
-from kie_mcp.prompts import register_prompts
 from kie_mcp.redact import redact
-from kie_mcp.references import MAX_RESOURCE_BYTES, ReferenceListing, read_text_inside
 from kie_mcp.runtime import SERVING, NoKeyError, Runtime
 from kie_mcp.spend import (
     Approved,
@@ -555,7 +553,7 @@ def register(mcp: "_Server", settings: Settings) -> None:
     prompts (which read the workspace's references/ and the prompt library)."""
     _register_tools(mcp)
     mcp.defer(functools.partial(_register_resources, mcp, settings))
-    mcp.defer(functools.partial(register_prompts, mcp))
+    mcp.defer(functools.partial(_register_prompts, mcp))
 
 
 # -- tools --------------------------------------------------------------------------------------
@@ -1788,8 +1786,16 @@ def _task_cost(record: TaskRecord) -> str:
 # -- resources ------------------------------------------------------------------------------------
 
 
+def _register_prompts(mcp: MCPServer) -> None:
+    """The prompts, registered when a client first lists or gets one: their module loads then, not with every tool."""
+    from kie_mcp.prompts import register_prompts
+
+    register_prompts(mcp)
+
+
 def _register_resources(mcp: MCPServer, settings: Settings) -> None:
     from kie_mcp.media import gallery as pages  # resources are registered on first need (``_Server.defer``)
+    from kie_mcp.references import MAX_RESOURCE_BYTES, ReferenceListing, read_text_inside
 
     @mcp.resource("kie://models", name="models", title="KIE model table", mime_type="text/markdown")
     async def models_markdown() -> str:
