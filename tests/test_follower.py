@@ -946,6 +946,25 @@ async def until_file_requests(controls, count: int) -> None:
             await anyio.sleep(0.02)
 
 
+HELD = 60  # seconds a held download waits for its release at most (a test that fails still ends)
+
+
+async def held_downloads(controls) -> int:
+    """How many downloads the simulator holds unanswered now (a ``hold`` fault on ``files``)."""
+    return (await controls.get("faults"))["held"]
+
+
+@asynccontextmanager
+async def downloads_held(controls, count: int = 1) -> AsyncIterator[None]:
+    """The next ``count`` result files are not answered until the block ends (the ``hold`` fault): a download that
+    stalls for as long as the test needs, never for a guess at how long its steps take on a loaded machine."""
+    await controls.fault("files", times=count, kind="hold", seconds=HELD)
+    try:
+        yield
+    finally:
+        await controls.post("faults/release")
+
+
 async def test_stalled_downloads_never_hold_up_the_looks_at_other_tasks(connect, controls, mode):
     """The audit: a download ran inside its task's look, and eight looks run at once, so eight results on a slow
     file server stopped every other task from being looked at: a task KIE had finished still said "queued" after
@@ -970,13 +989,15 @@ async def test_check_task_never_waits_out_a_stalled_download(connect, controls, 
     s on a stalled file server). It now answers at once that they are being saved, and they are."""
     if mode != "auto":
         pytest.skip("the follower is the same in both eras")
-    await controls.fault("files", kind="stall", after_bytes=0, seconds=4)
     async with connect(elicitation=answering(), save_grace=0.2) as client:  # the 15 s it gives a save, shortened
-        made = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 0})
-        task_id = made.structured_content["tasks"][0]["task_id"]
-        await until_file_requests(controls, 1)
-        with anyio.fail_after(2):
-            checked = await client.call_tool("check_task", {"task_id": task_id})
+        async with downloads_held(controls):
+            made = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 0})
+            task_id = made.structured_content["tasks"][0]["task_id"]
+            await until_file_requests(controls, 1)
+            with anyio.fail_after(HELD / 2):  # a check_task that waited for the download would wait for ever
+                checked = await client.call_tool("check_task", {"task_id": task_id})
+            still_held = await held_downloads(controls)
+        assert still_held == 1, "check_task answered only once the download was let go"
         assert checked.structured_content["task"]["state"] == "succeeded", text_of(checked)
         assert "being saved now" in text_of(checked)
         assert await until_saved(tmp_path, task_id)
@@ -1042,19 +1063,22 @@ async def test_results_queued_behind_slow_downloads_are_announced_at_once_and_sa
     async def on_log(params: LoggingMessageNotificationParams) -> None:
         lines.append(str(params.data))
 
-    await controls.fault("files", times=8, kind="stall", after_bytes=0, seconds=4)
-    server = create_server(replace(settings, save_grace=3.0), transport=transport)
+    grace = HELD / 2  # the 15 s check_task gives a save (as long as the downloads ahead are held, and more)
+    server = create_server(replace(settings, save_grace=grace), transport=transport)
     async with Client(server, mode="legacy", elicitation_callback=answering(), logging_callback=on_log) as client:
         await client.call_tool("check_credits", {})  # the server now knows how to reach this client
-        for n in range(8):
-            await client.call_tool("generate_image", {**IMAGE, "prompt": f"slow {n}", "wait_seconds": 0})
-        await until_file_requests(controls, 8)
-        ninth = await client.call_tool("generate_image", {**IMAGE, "prompt": "quick", "wait_seconds": 1})
-        task_id = ninth.structured_content["tasks"][0]["task_id"]
-        with anyio.fail_after(1):  # no grace waited for results that cannot start
-            checked = await client.call_tool("check_task", {"task_id": task_id})
-        told = [line for line in lines if task_id in line]
-        files = saved(tmp_path, task_id)
+        async with downloads_held(controls, 8):
+            for n in range(8):
+                await client.call_tool("generate_image", {**IMAGE, "prompt": f"slow {n}", "wait_seconds": 0})
+            await until_file_requests(controls, 8)
+            ninth = await client.call_tool("generate_image", {**IMAGE, "prompt": "quick", "wait_seconds": 1})
+            task_id = ninth.structured_content["tasks"][0]["task_id"]
+            with anyio.fail_after(grace / 2):  # no grace waited for results that cannot start
+                checked = await client.call_tool("check_task", {"task_id": task_id})
+            told = [line for line in lines if task_id in line]
+            files = saved(tmp_path, task_id)
+            still_held = await held_downloads(controls)
+    assert still_held == 8, still_held  # the eight ahead were still downloading throughout
     assert ninth.structured_content["tasks"][0]["state"] == "succeeded", text_of(ninth)
     assert "queued to be saved" in text_of(ninth) and "in a moment" not in text_of(ninth), text_of(ninth)
     assert checked.structured_content["saving"] and not files
@@ -1079,12 +1103,14 @@ async def test_check_task_of_a_task_saved_in_the_background_does_not_wait_for_it
         made = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 20})
     task_id = made.structured_content["tasks"][0]["task_id"]
     assert made.structured_content["tasks"][0]["state"] == "succeeded" and not saved(tmp_path, task_id)
-    await controls.fault("files", kind="stall", after_bytes=0, seconds=4)
     async with Client(create_server(replace(settings, save_grace=0.2), transport=transport)) as client:
-        await client.call_tool("check_credits", {})  # the runtime opens; the follower saves what was left
-        await until_file_requests(controls, 1)
-        with anyio.fail_after(2):
-            checked = await client.call_tool("check_task", {"task_id": task_id})
+        async with downloads_held(controls):
+            await client.call_tool("check_credits", {})  # the runtime opens; the follower saves what was left
+            await until_file_requests(controls, 1)
+            with anyio.fail_after(HELD / 2):  # a check_task that waited for the download would wait for ever
+                checked = await client.call_tool("check_task", {"task_id": task_id})
+            still_held = await held_downloads(controls)
+        assert still_held == 1, "check_task answered only once the download was let go"
         assert "being saved now" in text_of(checked)
         assert await until_saved(tmp_path, task_id)
 
@@ -1163,7 +1189,7 @@ async def test_a_task_that_failed_is_refunded_and_answered_at_once_while_downloa
         await controls.fault("create", kind="task_fail")
         failed = await client.call_tool("generate_image", {**IMAGE, "prompt": "fails", "wait_seconds": 3})
         task_id = failed.structured_content["tasks"][0]["task_id"]
-        with anyio.fail_after(3):
+        with anyio.fail_after(15):  # well before the 30 s the eight downloads stall: never waited for a slot
             checked = await client.call_tool("check_task", {"task_id": task_id})
         credits = await client.call_tool("check_credits", {})
     assert checked.structured_content["task"]["state"] == "failed", text_of(checked)

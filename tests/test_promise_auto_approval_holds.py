@@ -298,7 +298,7 @@ async def test_a_hold_written_while_another_program_holds_the_journal_never_stal
         finally:
             if holder is not None:
                 holder.close()
-    assert answered_in < 1.0 and not models.is_error
+    assert answered_in < 10 and not models.is_error  # well before the lock's 30 s wait (BUSY_SECONDS) would end
     assert waiting
     made = answers["made"]
     assert made.structured_content["status"] == "completed" and "auto-approved" in text_of(made), text_of(made)

@@ -245,11 +245,11 @@ async def test_a_success_without_result_links_ends_a_generations_wait_and_says_s
     await controls.fault("status", kind="no_results", shape="empty", times=-1)
     async with connect(elicitation=answering()) as client:
         started = time.monotonic()
-        made = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 8})
+        made = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 30})
         took = time.monotonic() - started
     said = text_of(made)
     assert made.structured_content["tasks"][0]["state"] == "succeeded_without_results", said
-    assert took < 4, took
+    assert took < 15, took  # well before the 30 s it may wait: ended when KIE said it succeeded
     assert said.startswith("KIE reports 1 image from") and "sent no result link for 1 of 1 task yet" in said, said
     assert "still generating" not in said
 

@@ -384,8 +384,9 @@ async def test_a_used_quote_says_what_it_made(connect, controls):
 
 
 async def test_a_second_server_on_the_workspace_leaves_a_live_create_alone(connect, controls):
-    """Server B starting while server A sends a create does not call A's create interrupted: A is alive."""
-    await controls.fault("create", kind="slow", seconds=1.0)
+    """Server B starting while server A sends a create does not call A's create interrupted: A is alive. KIE answers
+    A's create only once B has answered, however long B takes to start."""
+    await controls.fault("create", kind="hold", seconds=60)
     made: list[Any] = []
     async with connect(elicitation=answering()) as first, anyio.create_task_group() as group:
 
@@ -393,11 +394,15 @@ async def test_a_second_server_on_the_workspace_leaves_a_live_create_alone(conne
             made.append(await first.call_tool("generate_image", {**IMAGE, "wait_seconds": 20}))
 
         group.start_soon(call)
-        with anyio.fail_after(10):
-            while not await controls.creates():  # noqa: ASYNC110 - the create reached KIE (answer 1 s away)
-                await anyio.sleep(0.02)
-        async with connect() as second:
-            during = await second.call_tool("check_credits", {})
+        try:
+            with anyio.fail_after(10):
+                while not await controls.creates():  # noqa: ASYNC110 - the create reached KIE (and is held)
+                    await anyio.sleep(0.02)
+            async with connect() as second:
+                during = await second.call_tool("check_credits", {})
+        finally:
+            released = (await controls.post("faults/release"))["released"]
+    assert released == 1  # A's create was on its way throughout
     assert "last stopped" not in text_of(during) and during.structured_content["unknown_creates"] == 0
     assert made[0].structured_content["status"] == "completed", text_of(made[0])
 
@@ -475,13 +480,19 @@ async def test_a_retry_that_cannot_wait_for_the_cut_off_create_sends_nothing(con
     from kie_mcp.spend import inflight
 
     monkeypatch.setattr(inflight, "LANDING_WAIT", 0.3)
-    await controls.fault("create", kind="slow", seconds=2.0)
+    await controls.fault("create", kind="hold", seconds=60)  # KIE answers once the retry was refused
     async with connect(auto_approve_credits=10) as client:
-        await cut_off(lambda: client.call_tool("generate_image", IMAGE), controls.creates)
-        refused = await client.call_tool("generate_image", IMAGE)
-        assert len(await controls.creates()) == 1
-        await anyio.sleep(2.2)
+        try:
+            await cut_off(lambda: client.call_tool("generate_image", IMAGE), controls.creates)
+            refused = await client.call_tool("generate_image", IMAGE)
+            assert len(await controls.creates()) == 1
+        finally:
+            released = (await controls.post("faults/release"))["released"]
+        with anyio.fail_after(10):  # the create lands, and is recorded
+            while not (await client.call_tool("list_tasks", {})).structured_content["tasks"]:  # noqa: ASYNC110
+                await anyio.sleep(0.05)
         later = await client.call_tool("generate_image", IMAGE)
+    assert released == 1  # the cut-off create was still on its way when the retry was answered
     assert refused.is_error, text_of(refused)
     assert "still on its way to KIE" in text_of(refused) and "nothing new was sent" in text_of(refused)
     assert "created and charged nothing new" in text_of(later), text_of(later)

@@ -309,7 +309,7 @@ async def test_a_journal_another_program_holds_never_stalls_the_server_and_a_cal
                     holder.execute("ROLLBACK")  # the other program lets go: the estimate goes through
         finally:
             holder.close()
-    assert answered_in < 1.0 and not models.is_error  # 30 s before
+    assert answered_in < 10 and not models.is_error  # 30 s before: the lock's whole wait
     assert waiting
     assert not answers["estimate"].is_error, text_of(answers["estimate"])
     assert answers["estimate"].structured_content["quote"]["quote_id"].startswith("q_")
@@ -423,7 +423,8 @@ async def test_tools_that_only_read_answer_at_once_while_another_program_holds_t
 ):
     """The review: list_tasks and check_credits, which only read (WAL readers never wait for a writer), waited for
     the lock like a spend and then failed with "could not write to its journal ... nothing was spent"."""
-    monkeypatch.setattr(journal_module, "BUSY_SECONDS", 2.0, raising=False)
+    busy = 10.0  # how long a write waits for the lock (30 s by default)
+    monkeypatch.setattr(journal_module, "BUSY_SECONDS", busy, raising=False)
     async with connect(elicitation=answering()) as client:
         await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 30})
         holder = lock_journal(tmp_path)
@@ -431,7 +432,8 @@ async def test_tools_that_only_read_answer_at_once_while_another_program_holds_t
             for tool in ("list_tasks", "check_credits"):
                 began = time.monotonic()
                 answer = await client.call_tool(tool, {})
-                assert not answer.is_error and time.monotonic() - began < 1.0, (tool, text_of(answer))
+                answered_in = time.monotonic() - began
+                assert not answer.is_error and answered_in < busy / 2, (tool, answered_in, text_of(answer))
         finally:
             holder.execute("ROLLBACK")
             holder.close()

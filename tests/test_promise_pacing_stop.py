@@ -25,8 +25,20 @@ from typing import Any
 import httpx2
 import pytest
 
+from kie_mcp.stopping import LANDING_SECONDS
+
 from .conftest import CREATE_PATHS, simulator_running
-from .test_promise_stop import WAIT, Server, attempts, creates_sent, environment, lines, wait_for_create
+from .test_promise_stop import (
+    WAIT,
+    Server,
+    attempts,
+    creates_sent,
+    environment,
+    hold_creates,
+    lines,
+    said_then_release,
+    wait_for_create,
+)
 from .test_terminal import console_script
 
 pytestmark = [
@@ -65,19 +77,29 @@ def call(server: Server, request_id: int, tool: str, arguments: dict[str, Any]) 
 
 
 def test_creates_waiting_for_their_turn_at_a_sigterm_are_not_sent_nor_counted_as_unknown(simulator, tmp_path):
+    """KIE's answers to the 20 creates sent are held until the server said it stops, and each keeps its slot until
+    a window after its answer: the ten waiting for their turn could be sent, or waited for, only WINDOW after the
+    SIGTERM at the soonest, past the stop's own LANDING_SECONDS. They are given up at the SIGTERM: the process exits
+    once the 20 have landed, however slow the machine."""
     workspace = tmp_path / "workspace"
+    hold_creates(simulator, 20)
     server = Server(simulator, workspace, **GENEROUS)
     try:
         for n in range(3):
             call(server, 10 + n, "generate_image", {**BATCH, "prompt": f"paced apple {n}"})
         wait_for_create(simulator, 20)  # the window is full: ten creates wait for their turn
         time.sleep(0.3)
-        code, errors, took = server.stopped_by(signal.SIGTERM)
+        signalled = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        heard = said_then_release(simulator, server, "kie-mcp: stopping (SIGTERM): waiting up to")
+        code, errors = server.stopped()
+        took = time.monotonic() - signalled
     finally:
         server.kill()
     time.sleep(1.0)
     assert code == 128 + signal.SIGTERM, errors
-    assert took < WINDOW / 2, took  # nothing waited for the window to free
+    assert heard and "waiting up to 10 s for 20 creates on its way" in errors, errors  # the ten were not counted
+    assert took < LANDING_SECONDS, took  # nothing waited for the window to free (nor the stop's whole wait)
     assert creates_sent(simulator) == 20
     assert "got no answer from KIE" not in errors and "Traceback" not in errors, errors
     assert lines(errors)[-1] == "kie-mcp: stopped (SIGTERM)."
@@ -95,16 +117,22 @@ def test_creates_waiting_for_their_turn_at_a_sigterm_are_not_sent_nor_counted_as
 
 
 def test_a_create_waiting_for_its_turn_does_not_start_after_a_sigterm(simulator, tmp_path):
-    """The window frees while the server is stopping: the create that waited for it is not sent."""
+    """The window frees while the server is stopping: the create that waited for it is not sent. The SIGTERM comes
+    a second before the window can free at the soonest (a window, and its margin, after the first create was
+    answered, which was after ``began``), so the create still waits then, however slow the machine was until then;
+    the window frees a few seconds later, within the stop's LANDING_SECONDS, had the stop waited for it."""
     workspace = tmp_path / "workspace"
     server = Server(simulator, workspace, **GENEROUS)
     try:
+        began = time.monotonic()
         call(server, 10, "generate_image", {**BATCH, "prompt": "batch a"})
         call(server, 11, "generate_image", {**BATCH, "prompt": "batch b"})
         wait_for_create(simulator, 20)
-        time.sleep(WINDOW - 2)
         call(server, 12, "generate_image", {"model": "nano-banana-2", "prompt": "late one"})
-        time.sleep(0.3)
+        time.sleep(0.3)  # it reaches its wait for a turn
+        stop_at = began + WINDOW - 1
+        assert time.monotonic() < stop_at, "20 creates took a whole window to send: no time left to stop meanwhile"
+        time.sleep(stop_at - time.monotonic())
         server.process.send_signal(signal.SIGTERM)
         code, errors = server.stopped()
     finally:

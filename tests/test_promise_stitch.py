@@ -539,8 +539,8 @@ async def test_a_chain_that_is_one_video_is_answered_without_holding_up_other_re
     for clip, (answer, stall, (took, ended, error)) in joins.items():
         assert not answer.is_error and "Nothing was joined" in text_of(answer), text_of(answer)
         assert answer.structured_content["duration"] == pytest.approx(8, abs=1), (clip, answer.structured_content)
-        assert stall < SLOW_READ * 0.6, (clip, stall)  # the loop was never held for a read
-        assert took < SLOW_READ * 0.6 and not ended and not error, (clip, took, ended)  # answered meanwhile
+        assert stall < SLOW_READ, (clip, stall)  # never held for a read: one on the loop holds it SLOW_READ at least
+        assert not ended and not error, (clip, took, ended)  # answered while the clip was read
     assert joins[task_id][0].structured_content["path"] == saved
     assert joins["mine.mp4"][0].structured_content["path"] == "mine.mp4"
     assert on_loop and not any(on_loop), on_loop  # every read of the clip in a worker thread
