@@ -59,7 +59,7 @@ async def answers(settings: Settings, transport: SandboxTransport, mode: str) ->
 OTHER_SERVICES = [
     ("ghp_" + MIXED + "wx", "a GitHub token"),
     ("github_pat_" + "A1b2C3d4E5" * 8 + "xy", "a GitHub token"),
-    ("xoxb-1234567890-" + MIXED[:24], "a Slack token"),
+    ("xoxb-5550001234-" + MIXED[:24], "a Slack token"),  # no run of 16 shared with test_redaction's tokens
     ("AIza" + "Sy" + MIXED + "z", "a Google API key"),
     ("hf_" + MIXED + "xyz", "a Hugging Face token"),
     ("sk-proj-" + MIXED, "an OpenAI-style key"),
