@@ -234,10 +234,6 @@ def raise_cap(name: str, where: str) -> str:
     return f"raise {name} {_raised_at(where)}"
 
 
-def _raised_in(caps: Caps) -> str:
-    return _raised_at(caps.per_day_from)
-
-
 def _raised_at(where: str) -> str:
     if not where:
         return "in the server's configuration"
@@ -695,8 +691,8 @@ class Ledger:
         if spent > self.caps.per_day:
             return (
                 f"{over_cap_words(spent, self.caps, self.overcharged_today())} Further spends are refused until "
-                f"{self.reset_at() or 'midnight (local time)'}; the user can raise KIE_MAX_CREDITS_PER_DAY "
-                f"{_raised_in(self.caps)}."
+                f"{self.reset_at() or 'midnight (local time)'}; the user can "
+                f"{raise_cap(PER_DAY, self.caps.per_day_from)}."
             )
         return None
 
