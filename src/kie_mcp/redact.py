@@ -100,10 +100,12 @@ _SEPARATOR = r"[\"'`]?\s*[:=]\s*(?:[\"']|`{1,2})?"
 _PATTERNS: tuple[tuple[re.Pattern[str], str, tuple[str, ...]], ...] = (
     # Each with the words (in casefold()) one of which any text it matches holds: it runs only on such a text, as
     # scanning every text with each of them took about 0.2 ms a kilobyte, for every log line and journal write.
-    # Authorization: Bearer xyz / "Authorization": "Basic xyz" / authorization=xyz (the whole value goes)
+    # Authorization: Bearer xyz / "Authorization": "Basic xyz" / authorization=xyz (the whole value goes; its scheme,
+    # Bearer or Basic, stays to say what it was)
     (
         re.compile(
-            rf"(?i)(\b(?:proxy-)?authorization{_SEPARATOR})(?!(?:{_SCHEMES})?\[redacted\])(?:{_SCHEMES})?{_VALUE}"
+            rf"(?i)(\b(?:proxy-)?authorization{_SEPARATOR})(?!(?:{_SCHEMES})?\[redacted\])"
+            rf"(?:{_SCHEMES})?(?P<value>{_VALUE})"
         ),
         rf"\1{REDACTED}",
         ("authorization",),
@@ -112,13 +114,13 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str, tuple[str, ...]], ...] = (
     (
         re.compile(
             rf"(?i)((?<![A-Za-z0-9])(?:[A-Za-z0-9]+_)*(?:{_SENSITIVE_NAME}){_SEPARATOR}){_NOT_DONE}(?!{_PLACEHOLDER})"
-            rf"{_VALUE}"
+            rf"(?P<value>{_VALUE})"
         ),
         rf"\1{REDACTED}",
         ("key", "token", "secret", "passw"),  # each of _SENSITIVE_NAME holds one
     ),
     # scheme://user:password@host
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@\"']+:[^/\s@\"']+@"), rf"\1{REDACTED}@", ("://",)),
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)(?P<value>[^/\s:@\"']+:[^/\s@\"']+)@"), rf"\1{REDACTED}@", ("://",)),
 )
 # "Bearer <token>" anywhere; a token is 8+ token characters with a digit, or 20+ of them, so that prose such
 # as "the bearer of bad news" stays as it is.
@@ -175,6 +177,10 @@ _TOKEN_STARTS = (
     "xox",
     "aiza",
     "hf_",
+)
+# Any word one of the credential patterns needs, in casefold(): a text holding none is looked at by no pattern.
+_ANY_WORD = re.compile(
+    "|".join(re.escape(word) for word in sorted({w for *_, ws in _PATTERNS for w in ws} | {"bearer", *_TOKEN_STARTS}))
 )
 # KIE's API keys: 32 hex digits, letters and digits both (a run up to 256 long is read as one). The one shape of a key
 # in text that holds no registered secret yet (a refused command line, a folder setting): a long run of another shape
@@ -579,19 +585,45 @@ def _folded(text: str) -> str:
 
 
 def redact(text: str) -> str:
-    """``text`` with every registered secret and every credential-shaped value replaced by ``[redacted]``."""
+    """``text`` with every registered secret and every credential-shaped value replaced by ``[redacted]``.
+
+    Both are found in the text as given and the places merged before anything is replaced: a secret replaced first
+    cut a credential around it in two (a GitHub token holding 16 of the key's characters), which its pattern then no
+    longer matched, and the token's ends stayed; a credential replaced first could leave part of a disguised key."""
     if not text:
         return text
-    text = redact_secrets(text)
-    folded = _folded(text)  # [redacted] never makes a pattern's word: the text as given tells which can match
-    for regex, replacement, words in _PATTERNS:
-        if any(word in folded for word in words):
-            text = regex.sub(replacement, text)
-    if "bearer" in folded:
-        text = _BEARER.sub(_bearer, text)
-    if any(start in folded for start in _TOKEN_STARTS):
-        text = _TOKEN_SHAPES.sub(REDACTED, text)
-    return text
+    return _replaced(text, _registered_spans(text) + _credential_spans(text))
+
+
+def _credential_spans(text: str, *, every: bool = False) -> list[tuple[int, int]]:
+    """Where in ``text`` credential-shaped values stand. Each pattern runs only on a text holding one of its words
+    (as the patterns' (?i) reads them), unless ``every``: scanning every text with each took about 0.2 ms a
+    kilobyte, for every log line and journal write."""
+    folded = _folded(text)
+    if not every and not _ANY_WORD.search(folded):
+        return []  # the common case (a status, an id, a prompt), told by one search
+    spans: list[tuple[int, int]] = []
+    for regex, _, words in _PATTERNS:
+        if every or any(word in folded for word in words):
+            spans += [match.span("value") for match in regex.finditer(text)]
+    if every or "bearer" in folded:
+        spans += [match.span(3) for match in _BEARER.finditer(text) if _bearer(match) != match.group(0)]
+    if every or any(start in folded for start in _TOKEN_STARTS):
+        spans += [match.span() for match in _TOKEN_SHAPES.finditer(text)]
+    return spans
+
+
+def _replaced(text: str, spans: list[tuple[int, int]]) -> str:
+    """``text`` with each of ``spans`` (merged where they touch) replaced by ``[redacted]``."""
+    if not spans:
+        return text
+    kept: list[str] = []
+    at = 0
+    for begin, end in _merged(spans):
+        kept += [text[at:begin], REDACTED]
+        at = end
+    kept.append(text[at:])
+    return "".join(kept)
 
 
 # Characters from which a text is redacted in a process of its own (``redact_apart``): CPython's ``re`` holds the GIL
@@ -643,25 +675,22 @@ def redact_secrets(text: str) -> str:
     prompt's "password: ..." must come back as given (a workflow's plan)."""
     if not text:
         return text
-    pattern, runs = _registry.pattern, _registry.runs
-    if pattern is not None and not text.isascii():  # first: a key half disguised is found whole
-        text = _redact_disguised(text)
-    if pattern is not None:
-        text = pattern.sub(REDACTED, text)
-    if runs is not None:
-        text = runs.sub(_cut_pieces, text)
-    return text
+    return _replaced(text, _registered_spans(text))
 
 
-def _redact_disguised(text: str) -> str:
-    """``text`` with a secret written in look-alike characters (fullwidth ``０１２``, what NFKC makes plain) or with
-    invisible format characters between its characters (a zero width space, a soft hyphen: Unicode's Cf) redacted
-    where it stands in ``text``. The text is searched as NFKC makes it with those characters dropped, and changed
-    only where a secret is found there, mapped back to the characters it came from: no other character is touched
-    (a Japanese prompt keeps its fullwidth punctuation)."""
-    seen = _unmasked(text)
+def _registered_spans(text: str) -> list[tuple[int, int]]:
+    """Where in ``text`` as given registered secrets stand: in any of their forms or a run of their characters
+    (``_secret_spans``), and written in look-alike characters (fullwidth ``０１２``, what NFKC makes plain) or with
+    invisible format characters between their characters (a zero width space, a soft hyphen: Unicode's Cf). Those
+    are searched for in the text as NFKC makes it with those characters dropped, and each found is mapped back to
+    the characters it came from: no other character is touched (a Japanese prompt keeps its fullwidth
+    punctuation)."""
+    if _registry.pattern is None and _registry.runs is None:
+        return []
+    spans = _secret_spans(text)
+    seen = _unmasked(text) if _registry.pattern is not None else None
     if seen is None or not _secret_spans(seen):
-        return text
+        return spans
     hidden = _hidden(text)
     shown: list[str] = []
     came_from: list[int] = []  # for each character of ``shown``, the one of ``text`` it was made from
@@ -671,9 +700,8 @@ def _redact_disguised(text: str) -> str:
         made = ch if ch.isascii() else unicodedata.normalize("NFKC", ch)
         shown.append(made)
         came_from += [at] * len(made)
-    for begin, end in reversed(_secret_spans("".join(shown))):
-        text = text[: came_from[begin]] + REDACTED + text[came_from[end - 1] + 1 :]
-    return text
+    spans += [(came_from[begin], came_from[end - 1] + 1) for begin, end in _secret_spans("".join(shown))]
+    return spans
 
 
 def _unmasked(text: str) -> str | None:
