@@ -14,7 +14,7 @@ from kie_mcp.catalog import load_catalog
 from kie_mcp.config import Settings
 from kie_mcp.journal import JOURNAL_ERRORS, Journal
 from kie_mcp.kie.calllog import CALL_LOG, Counted, UnreadableLog, counted_since
-from kie_mcp.spend.ledger import Caps, Ledger, midnight
+from kie_mcp.spend.ledger import SpendBook, midnight
 from kie_mcp.spend.quotes import CHARGES_PAGE
 from kie_mcp.tasks import TaskBook
 
@@ -29,7 +29,7 @@ def recover(journal: Journal, settings: Settings) -> tuple[list[str], int]:
     earlier calls) takes today's spend and the tasks of the last 14 days from the call log. Creates still marked as
     being sent are looked for in the call log (recorded with their task when it shows KIE's answer, as refused when
     it shows KIE created nothing) or become unknown (they may have been created on KIE). Then the refunds the
-    journal shows owed and does not hold are booked (``Ledger.book_owed_refunds``): those an earlier server could
+    journal shows owed and does not hold are booked (``SpendBook.book_owed_refunds``): those an earlier server could
     not write before it stopped.
     """
     notices = _renew_from_call_log(journal, settings)
@@ -67,11 +67,11 @@ def recover(journal: Journal, settings: Settings) -> tuple[list[str], int]:
 
 
 def book_owed_refunds(journal: Journal) -> list[str]:
-    """The refunds the journal shows owed and does not hold, booked once (``Ledger.book_owed_refunds``: the caps play
-    no part in a refund): what a create KIE refused, or a task that failed, gives back, which a server could not write
-    before it stopped (another program held the journal's lock, the disk was full). The notice saying so."""
+    """The refunds the journal shows owed and does not hold, booked once (``SpendBook.book_owed_refunds``: the caps
+    play no part in a refund): what a create KIE refused, or a task that failed, gives back, which a server could not
+    write before it stopped (another program held the journal's lock, the disk was full). The notice saying so."""
     try:
-        booked = Ledger(journal, Caps(0.0, 0.0)).book_owed_refunds()
+        booked = SpendBook(journal).book_owed_refunds()
     except JOURNAL_ERRORS as err:  # a read-only or full journal: the next start books them
         log.warning("could not book the refunds an earlier kie-mcp could not record: %s", err)
         return []
@@ -289,8 +289,8 @@ def _carry_over_todays_spend(
         log.warning("could not count today's earlier spend against the cap: %s", err)
         raise _Unfinished from err
     if unreadable is not None:
-        try:  # midnight, or later when servers in other time zones share the workspace (``Ledger.reset_at``)
-            until = Ledger(journal, Caps(daily_cap, daily_cap)).reset_at() or "midnight (local time)"
+        try:  # midnight, or later when servers in other time zones share the workspace (``SpendBook.reset_at``)
+            until = SpendBook(journal).reset_at() or "midnight (local time)"
         except JOURNAL_ERRORS:
             until = "midnight (local time)"
         return [

@@ -317,9 +317,11 @@ def check_balance(total: float | None, balance: float) -> None:
         )
 
 
-class Ledger:
-    """Today's spend through this workspace, from the journal. Reservations and corrections are transactions,
-    so parallel calls, or two server processes, cannot both slip under a cap.
+class SpendBook:
+    """The spend entries of this workspace as every server on it counts them, from the journal, with no cap in sight:
+    the days they count in, this computer's clock among the workspace's, and the corrections of reservations (KIE's
+    charges, refunds) and the refunds owed. What a start, or a clock's note, asks of the spend (``recovery``,
+    ``note_this_clock``); a ``Ledger`` is one with the caps, which reserves.
 
     Today is this server's local day (its date), and today's spend is what counts at its first moment or later. Every
     spend entry counts at a moment (a reservation's, which its corrections share: ``journal.SPEND_COLUMNS``), whichever
@@ -331,11 +333,8 @@ class Ledger:
     kie-mcp wrote, with only its day's label, counts on the day it names. ``clock``: the time now, in epoch seconds;
     ``zone``: this server's time zone (None: the computer's local time)."""
 
-    def __init__(
-        self, journal: Journal, caps: Caps, clock: Callable[[], float] = time.time, zone: tzinfo | None = None
-    ) -> None:
+    def __init__(self, journal: Journal, clock: Callable[[], float] = time.time, zone: tzinfo | None = None) -> None:
         self.journal = journal
-        self.caps = caps
         self._clock = clock
         self._zone = zone
         # This server's last midnight, its next one, and today's date: kept while the clock reads a moment between them
@@ -343,7 +342,7 @@ class Ledger:
         self._day = (math.inf, -math.inf, date.min)
         # When this clock's offset from UTC was last looked at (at most every ``OFFSET_CHECK`` seconds), and it.
         self._offset: tuple[float, int | None] = (math.inf, None)
-        # The offset and date this ledger last wrote to the clocks table (written again when either changes, so it
+        # The offset and date this book last wrote to the clocks table (written again when either changes, so it
         # never lapses while the server is in use), and when it last tried (a journal that refuses it, a minute later).
         self._noted: tuple[int, date] | None = None
         self._noting = -math.inf
@@ -351,13 +350,6 @@ class Ledger:
         # on a date of this server's: read again ``ZONES_REREAD`` later, on a new day, and by every reservation.
         self._zones: tuple[int, ...] = ()
         self._zones_read = (math.inf, date.min)
-        # Held reservations of this process whose release the journal could not take (a full disk): released at the
-        # next look at the ledger that can write it, or as its runtime closes (``close``).
-        self._owed: set[str] = set()
-        # The reservations this ledger holds for input files uploading now (``reserve`` with ``held``) that no call
-        # kept or released yet: given back as its runtime closes (``close``), after which it reserves nothing more.
-        self._held: set[str] = set()
-        self._closed = False
 
     def now(self, db: sqlite3.Connection | None = None) -> tuple[float, date, float]:
         """The moment now (epoch seconds), today's date (local) and today's first moment: this server's last
@@ -503,6 +495,135 @@ class Ledger:
         days = (local.date() - day).days
         return {0: hour, -1: f"{hour} yesterday", 1: f"{hour} tomorrow"}.get(days, f"{hour} on {local.date()}")
 
+    def spent_on(self, day: date) -> float:
+        """What the local ``day`` holds: the spend counted from its midnight to the next, and the entries an older
+        kie-mcp labelled with it."""
+        [row] = self.journal.query(DAY_SUM, *self._day_values(day))
+        return round(max(float(row[0]), 0.0), 4)
+
+    def total_spent(self) -> float:
+        return round(self.journal.total_spent(), 4)
+
+    def adjust(
+        self,
+        delta: float,
+        reason: str = "adjusted",
+        ref: str | None = None,
+        *,
+        once: bool = False,
+        at: float | None = None,
+        day: date | None = None,
+        reserved: float | None = None,
+    ) -> bool:
+        """Correct a reservation's spend (a refund, or KIE's real charge); with ``once``, at most one entry per ``ref``.
+
+        ``at`` is the moment the corrected reservation was made (``Reservation.at``; default now), and the correction
+        counts at that moment: a task reserved before midnight and settled after it is corrected in the day it was
+        reserved in, so its refund cannot reopen today's cap, on any server of the workspace whatever its time zone.
+        ``day``: the local date the reservation is labelled with (``Reservation.day``), written beside it for an older
+        kie-mcp sharing the journal; given without ``at`` (a reservation an older kie-mcp made, which keeps no moment),
+        the correction counts by that label alone, as the reservation does. ``reserved`` is what the corrected request
+        reserved: a correction never takes off more than that (KIE reporting a charge of -1000 for one task cannot
+        erase what other tasks spent), nor more than the reservation's day holds (its local day here, from the
+        midnight before ``at`` to the next). A correction that is not a number is not booked: the reservation stands.
+        The reservation's moment holds even when the clock now reads earlier (a server restarted further west, or a
+        clock set back): booked on that earlier day, a refund was cut to what it held (often nothing, and never
+        again) or reopened its cap."""
+        if not math.isfinite(delta):
+            return False
+        at = _moment(at)
+        if day is None:
+            at = self._clock() if at is None else at
+            day = self.day_of(at)
+        window = day if at is None else self.day_of(at)  # the reservation's local day here
+        same = _ONE_CHARGE if reason in _ONE_CHARGE else (reason, reason)  # a task's charge: however it was learned
+        seen = "SELECT 1 FROM spend WHERE ref = ? AND reason IN (?, ?) LIMIT 1"
+        # Booked before (the follower settled the task, and its call settles it again): a read, which never waits for
+        # another writer's lock, so a settling that has nothing to write takes no write lock either.
+        if once and ref and self.journal.query(seen, ref, *same):
+            return False
+        with self.journal.transaction(durable=True) as db:  # what KIE charged or refunded: kept through a power loss
+            if once and ref and db.execute(seen, (ref, *same)).fetchone():  # booked meanwhile, by another writer
+                return False
+            holds = _day_sum(db, self._day_values(window))
+            floor = -holds if reserved is None else -min(holds, _refundable(reserved))
+            Journal.add_spend(db, day, max(delta, floor), reason, ref, counted_at=at)
+        return True
+
+    def settle_task(
+        self, task_id: str, reserved: float, charged: float, reason: str, *, at: float | None, day: date | None
+    ) -> bool:
+        """Replace one task's reservation by what KIE charged for it (0 for a failed task), once per task ever, at
+        the reservation's moment ``at`` (and with its ``day``: ``adjust``); never taking off more than that task
+        reserved."""
+        return self.adjust(charged - reserved, reason, task_id, once=True, at=at, day=day, reserved=reserved)
+
+    def refund_failed_task(
+        self, task_id: str, reserved: float, reported: Any, *, at: float | None, day: date | None
+    ) -> bool:
+        """Give back a failed task's reservation, less a charge KIE ``reported`` for it (a "charge" that is no number
+        or not above 0: none), once per task ever, at the reservation's moment ``at`` (and with its ``day``)."""
+        return self.settle_task(task_id, reserved, priced(reported) or 0.0, TASK_FAILED, at=at, day=day)
+
+    def book_owed_refunds(self, since: float = OWED_SINCE) -> list[float]:
+        """Book every refund the journal shows is owed and does not hold, each once ever (``adjust`` with ``once``,
+        by its create or task: two servers starting at once on the workspace book it once, and a server that still
+        owes it in memory books nothing when it writes it later), at the moment its reservation was made: a create
+        KIE refused or that never left (its attempt ``refused``), or that KIE answered with a task it already had,
+        gives back its share of its call's reservation (the attempt keeps both since ``begin_attempt`` did); a failed
+        task gives back its reservation, less a charge KIE reported for it. What its call or the follower would have
+        booked then, had the journal taken it before their server stopped (one an older kie-mcp reserved, which keeps
+        no moment: on the day it names). Never a create of unknown outcome, still being sent, or that made a task (KIE
+        may have charged for it), nor an attempt an older kie-mcp wrote without its share. Those of the last
+        ``since`` seconds are looked at (index searches: nothing is written when nothing is owed). Returns the credits
+        of each refund booked."""
+        after = time.time() - since
+        booked: list[float] = []
+        had = (len(ALREADY_HAD_ANSWER), ALREADY_HAD_ANSWER)
+        found = self.journal.query(OWED_BY_CREATES, after, after, *had, REFUSED, ALREADY_HAD)
+        for row in found:
+            share, day, at = _finite(row["reserved"]), _day(row["reserved_on"]), _moment(row["reserved_at"])
+            if share is None or share <= 0 or (day is None and at is None):
+                continue
+            reason = REFUSED if row["state"] == "refused" else ALREADY_HAD
+            if self.adjust(-share, reason, row["attempt_id"], once=True, at=at, day=day, reserved=share):
+                booked.append(share)
+        for row in self.journal.query(OWED_BY_TASKS, after, TASK_FAILED):
+            try:
+                record = json.loads(row["record"])
+            except ValueError:
+                continue
+            if not isinstance(record, dict):
+                continue
+            reserved = record.get("credits_reserved")
+            reserved = _finite(record.get("credits_quoted") if reserved is None else reserved)
+            if reserved is None or reserved <= 0:
+                continue
+            at, day = _moment(record.get("reserved_at")), _day(record.get("reserved_on"))
+            if at is None and day is None:  # an older kie-mcp's record: the day the task was made
+                day = self.day_of(row["created"])
+            if self.refund_failed_task(row["task_id"], reserved, record.get("credits_charged"), at=at, day=day):
+                booked.append(reserved - (priced(record.get("credits_charged")) or 0.0))
+        return booked
+
+
+class Ledger(SpendBook):
+    """Today's spend through this workspace, from the journal (``SpendBook``), held to the caps. Reservations and
+    corrections are transactions, so parallel calls, or two server processes, cannot both slip under a cap."""
+
+    def __init__(
+        self, journal: Journal, caps: Caps, clock: Callable[[], float] = time.time, zone: tzinfo | None = None
+    ) -> None:
+        super().__init__(journal, clock, zone)
+        self.caps = caps
+        # Held reservations of this process whose release the journal could not take (a full disk): released at the
+        # next look at the ledger that can write it, or as its runtime closes (``close``).
+        self._owed: set[str] = set()
+        # The reservations this ledger holds for input files uploading now (``reserve`` with ``held``) that no call
+        # kept or released yet: given back as its runtime closes (``close``), after which it reserves nothing more.
+        self._held: set[str] = set()
+        self._closed = False
+
     def spent_today(self) -> float:
         """Today's spend, held reservations that nobody holds any more released first (``HELD_REF``). One look at the
         journal for both while none is held (nearly always: one is held only while input files go up)."""
@@ -513,15 +634,6 @@ class Ledger:
         self._release_abandoned()
         [row] = self.journal.query(TODAY_SUM, start, day.isoformat())
         return round(max(float(row[0]), 0.0), 4)
-
-    def spent_on(self, day: date) -> float:
-        """What the local ``day`` holds: the spend counted from its midnight to the next, and the entries an older
-        kie-mcp labelled with it."""
-        [row] = self.journal.query(DAY_SUM, *self._day_values(day))
-        return round(max(float(row[0]), 0.0), 4)
-
-    def total_spent(self) -> float:
-        return round(self.journal.total_spent(), 4)
 
     def reserve(
         self,
@@ -696,108 +808,6 @@ class Ledger:
             )
         return None
 
-    def adjust(
-        self,
-        delta: float,
-        reason: str = "adjusted",
-        ref: str | None = None,
-        *,
-        once: bool = False,
-        at: float | None = None,
-        day: date | None = None,
-        reserved: float | None = None,
-    ) -> bool:
-        """Correct a reservation's spend (a refund, or KIE's real charge); with ``once``, at most one entry per ``ref``.
-
-        ``at`` is the moment the corrected reservation was made (``Reservation.at``; default now), and the correction
-        counts at that moment: a task reserved before midnight and settled after it is corrected in the day it was
-        reserved in, so its refund cannot reopen today's cap, on any server of the workspace whatever its time zone.
-        ``day``: the local date the reservation is labelled with (``Reservation.day``), written beside it for an older
-        kie-mcp sharing the journal; given without ``at`` (a reservation an older kie-mcp made, which keeps no moment),
-        the correction counts by that label alone, as the reservation does. ``reserved`` is what the corrected request
-        reserved: a correction never takes off more than that (KIE reporting a charge of -1000 for one task cannot
-        erase what other tasks spent), nor more than the reservation's day holds (its local day here, from the
-        midnight before ``at`` to the next). A correction that is not a number is not booked: the reservation stands.
-        The reservation's moment holds even when the clock now reads earlier (a server restarted further west, or a
-        clock set back): booked on that earlier day, a refund was cut to what it held (often nothing, and never
-        again) or reopened its cap."""
-        if not math.isfinite(delta):
-            return False
-        at = _moment(at)
-        if day is None:
-            at = self._clock() if at is None else at
-            day = self.day_of(at)
-        window = day if at is None else self.day_of(at)  # the reservation's local day here
-        same = _ONE_CHARGE if reason in _ONE_CHARGE else (reason, reason)  # a task's charge: however it was learned
-        seen = "SELECT 1 FROM spend WHERE ref = ? AND reason IN (?, ?) LIMIT 1"
-        # Booked before (the follower settled the task, and its call settles it again): a read, which never waits for
-        # another writer's lock, so a settling that has nothing to write takes no write lock either.
-        if once and ref and self.journal.query(seen, ref, *same):
-            return False
-        with self.journal.transaction(durable=True) as db:  # what KIE charged or refunded: kept through a power loss
-            if once and ref and db.execute(seen, (ref, *same)).fetchone():  # booked meanwhile, by another writer
-                return False
-            holds = _day_sum(db, self._day_values(window))
-            floor = -holds if reserved is None else -min(holds, _refundable(reserved))
-            Journal.add_spend(db, day, max(delta, floor), reason, ref, counted_at=at)
-        return True
-
-    def settle_task(
-        self, task_id: str, reserved: float, charged: float, reason: str, *, at: float | None, day: date | None
-    ) -> bool:
-        """Replace one task's reservation by what KIE charged for it (0 for a failed task), once per task ever, at
-        the reservation's moment ``at`` (and with its ``day``: ``adjust``); never taking off more than that task
-        reserved."""
-        return self.adjust(charged - reserved, reason, task_id, once=True, at=at, day=day, reserved=reserved)
-
-    def refund_failed_task(
-        self, task_id: str, reserved: float, reported: Any, *, at: float | None, day: date | None
-    ) -> bool:
-        """Give back a failed task's reservation, less a charge KIE ``reported`` for it (a "charge" that is no number
-        or not above 0: none), once per task ever, at the reservation's moment ``at`` (and with its ``day``)."""
-        return self.settle_task(task_id, reserved, priced(reported) or 0.0, TASK_FAILED, at=at, day=day)
-
-    def book_owed_refunds(self, since: float = OWED_SINCE) -> list[float]:
-        """Book every refund the journal shows is owed and does not hold, each once ever (``adjust`` with ``once``,
-        by its create or task: two servers starting at once on the workspace book it once, and a server that still
-        owes it in memory books nothing when it writes it later), at the moment its reservation was made: a create
-        KIE refused or that never left (its attempt ``refused``), or that KIE answered with a task it already had,
-        gives back its share of its call's reservation (the attempt keeps both since ``begin_attempt`` did); a failed
-        task gives back its reservation, less a charge KIE reported for it. What its call or the follower would have
-        booked then, had the journal taken it before their server stopped (one an older kie-mcp reserved, which keeps
-        no moment: on the day it names). Never a create of unknown outcome, still being sent, or that made a task (KIE
-        may have charged for it), nor an attempt an older kie-mcp wrote without its share. Those of the last
-        ``since`` seconds are looked at (index searches: nothing is written when nothing is owed). Returns the credits
-        of each refund booked."""
-        after = time.time() - since
-        booked: list[float] = []
-        had = (len(ALREADY_HAD_ANSWER), ALREADY_HAD_ANSWER)
-        found = self.journal.query(OWED_BY_CREATES, after, after, *had, REFUSED, ALREADY_HAD)
-        for row in found:
-            share, day, at = _finite(row["reserved"]), _day(row["reserved_on"]), _moment(row["reserved_at"])
-            if share is None or share <= 0 or (day is None and at is None):
-                continue
-            reason = REFUSED if row["state"] == "refused" else ALREADY_HAD
-            if self.adjust(-share, reason, row["attempt_id"], once=True, at=at, day=day, reserved=share):
-                booked.append(share)
-        for row in self.journal.query(OWED_BY_TASKS, after, TASK_FAILED):
-            try:
-                record = json.loads(row["record"])
-            except ValueError:
-                continue
-            if not isinstance(record, dict):
-                continue
-            reserved = record.get("credits_reserved")
-            reserved = _finite(record.get("credits_quoted") if reserved is None else reserved)
-            if reserved is None or reserved <= 0:
-                continue
-            at, day = _moment(record.get("reserved_at")), _day(record.get("reserved_on"))
-            if at is None and day is None:  # an older kie-mcp's record: the day the task was made
-                day = self.day_of(row["created"])
-            if self.refund_failed_task(row["task_id"], reserved, record.get("credits_charged"), at=at, day=day):
-                booked.append(reserved - (priced(record.get("credits_charged")) or 0.0))
-        return booked
-
 
 # The creates settled as not charged since a moment (refused; KIE already had the task) whose refund is not booked.
 OWED_BY_CREATES = (
@@ -914,10 +924,10 @@ def note_clock(db: sqlite3.Connection, clock: str, offset: int, moment: float) -
 def note_this_clock(journal: Journal) -> None:
     """Write this computer's offset from UTC now to ``journal`` (a runtime opening it), best effort."""
     now = time.time()
-    ledger = Ledger(journal, Caps(0.0, 0.0))
-    offset = ledger.offset_at(now)
+    book = SpendBook(journal)
+    offset = book.offset_at(now)
     try:  # never waited for at the start: when locked, the ledger's first look (or its first reservation) writes it
-        journal.write_now(lambda db: note_clock(db, ledger.clock, offset, now))
+        journal.write_now(lambda db: note_clock(db, book.clock, offset, now))
     except JOURNAL_ERRORS as err:
         log.debug("this clock's offset could not be written to the journal: %s", err)
 
